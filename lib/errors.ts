@@ -1,0 +1,62 @@
+/**
+ * Every failure ffmerge reports on purpose is an FfmergeError with a stable `code` (safe to switch on in
+ * scripts and servers) and a message a user can act on. Native errors arrive with the same codes.
+ */
+export type ErrorCode =
+  // generic
+  | 'INVALID_ARGUMENT'
+  | 'ABORTED'
+  | 'OUT_OF_MEMORY'
+  | 'NATIVE_ERROR'
+  | 'NATIVE_LOAD_FAILED'
+  | 'IO_ERROR'
+  // safetensors / checkpoints
+  | 'SAFETENSORS_TRUNCATED'
+  | 'SAFETENSORS_HEADER_TOO_LARGE'
+  | 'SAFETENSORS_INVALID_HEADER'
+  | 'SAFETENSORS_UNKNOWN_DTYPE'
+  | 'SAFETENSORS_OUT_OF_BOUNDS'
+  | 'SAFETENSORS_OVERLAP'
+  | 'SAFETENSORS_HOLE'
+  | 'SAFETENSORS_SIZE_MISMATCH'
+  | 'SAFETENSORS_MISSING_SHARD'
+  | 'TENSOR_NOT_FOUND'
+  | 'SHAPE_MISMATCH'
+  | 'INVALID_CONFIG'
+  | 'UNSUPPORTED_ARCHITECTURE'
+  // numerics
+  | 'NON_FINITE_INPUT'
+  | 'NON_FINITE_ACTIVATIONS'
+  | 'SEQUENCE_TOO_LONG'
+  // pipeline
+  | 'INVALID_WINDOW'
+  | 'K_TOO_LARGE'
+  | 'OUTPUT_EXISTS'
+  | 'DATA_NOT_FOUND'
+  | 'INVALID_DATA';
+
+export class FfmergeError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FfmergeError';
+    this.code = code;
+  }
+}
+
+export function isFfmergeError(e: unknown, code?: ErrorCode): e is FfmergeError {
+  return e instanceof FfmergeError && (code === undefined || e.code === code);
+}
+
+/** Re-types an error thrown by the native addon (a plain Error with a `code` string) as FfmergeError. */
+export function fromNativeError(e: unknown): FfmergeError {
+  if (e instanceof FfmergeError) return e;
+  const err = e as { code?: unknown; message?: unknown };
+  const code = typeof err?.code === 'string' ? (err.code as ErrorCode) : 'NATIVE_ERROR';
+  const message = typeof err?.message === 'string' ? err.message : String(e);
+  return new FfmergeError(code, message, { cause: e });
+}
+
+export function abortError(): FfmergeError {
+  return new FfmergeError('ABORTED', 'the operation was aborted');
+}

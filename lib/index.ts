@@ -1,0 +1,5 @@
+export { FfmergeError, isFfmergeError } from './errors';
+export type { ErrorCode } from './errors';
+export { loadAddon } from './native/loader';
+export type { BuildInfo, LoadedAddon } from './native/loader';
+export type { Progress, ProgressFn, JobOptions } from './native/job';

@@ -1,0 +1,91 @@
+/**
+ * Finds and loads the native addon.
+ *
+ * Two builds may exist: the CPU build (node-gyp, always built by `npm install`, or a prebuild) and the CUDA
+ * build (`npm run build:cuda`, cmake-js, in build-cuda/). The CUDA build is used only when it loads and sees
+ * a device; otherwise the CPU build is loaded and the reason is recorded, so `ffmerge inspect` and the
+ * library can say which build runs and why. FFMERGE_BACKEND=cpu|cuda forces a choice (cuda then fails
+ * loudly instead of falling back).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FfmergeError } from '../errors';
+
+export interface BuildInfo {
+  variant: 'cpu' | 'cuda';
+  threads: number;
+  gemmKernel: string;
+  compiler?: string;
+  cudaDevices?: number;
+  cudaDeviceName?: string;
+}
+
+export interface LoadedAddon {
+  /** The raw module; typed views of it live next to each feature (see lib/native/*.ts). */
+  readonly module: Record<string, unknown> & { buildInfo(): BuildInfo };
+  readonly info: BuildInfo;
+  readonly path: string;
+  /** Why this build was chosen, e.g. "CUDA build not found (run npm run build:cuda); using CPU build". */
+  readonly reason: string;
+}
+
+const root = path.resolve(__dirname, '..', '..', fs.existsSync(path.resolve(__dirname, '..', '..', 'package.json')) ? '' : '..');
+
+function tryRequire(file: string): { mod?: LoadedAddon['module']; error?: string } {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return { mod: require(file) as LoadedAddon['module'] };
+  } catch (e) {
+    return { error: (e as Error).message.split('\n')[0] };
+  }
+}
+
+function loadCpu(reason: string): LoadedAddon {
+  let file: string;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    file = (require('node-gyp-build') as { resolve(dir: string): string }).resolve(root);
+  } catch (e) {
+    throw new FfmergeError(
+      'NATIVE_LOAD_FAILED',
+      `the ffmerge native addon is not built for this platform (${(e as Error).message.split('\n')[0]}); run "npm run build:native"`,
+    );
+  }
+  const { mod, error } = tryRequire(file);
+  if (!mod) {
+    throw new FfmergeError('NATIVE_LOAD_FAILED', `the ffmerge native addon at ${file} failed to load: ${error}`);
+  }
+  return { module: mod, info: mod.buildInfo(), path: file, reason };
+}
+
+function load(): LoadedAddon {
+  const want = (process.env.FFMERGE_BACKEND ?? 'auto').toLowerCase();
+  if (want === 'cpu') return loadCpu('FFMERGE_BACKEND=cpu');
+  const cudaFile = path.join(root, 'build-cuda', 'Release', 'ffmerge_cuda.node');
+  let reason: string;
+  if (!fs.existsSync(cudaFile)) {
+    reason = 'CUDA build not present (npm run build:cuda builds it where nvcc exists)';
+  } else {
+    const { mod, error } = tryRequire(cudaFile);
+    if (!mod) {
+      reason = `CUDA build failed to load: ${error}`;
+    } else {
+      const info = mod.buildInfo();
+      if ((info.cudaDevices ?? 0) > 0) {
+        return { module: mod, info, path: cudaFile, reason: `CUDA device found: ${info.cudaDeviceName ?? 'unknown'}` };
+      }
+      reason = 'CUDA build loaded but sees no CUDA device';
+    }
+  }
+  if (want === 'cuda') throw new FfmergeError('NATIVE_LOAD_FAILED', `FFMERGE_BACKEND=cuda but ${reason}`);
+  if (process.env.FFMERGE_DEBUG) process.stderr.write(`ffmerge: ${reason}; using the CPU build\n`);
+  return loadCpu(`${reason}; using the CPU build`);
+}
+
+let cached: LoadedAddon | undefined;
+
+/** Loads the addon once per process (a loaded module is immutable; later calls return the same one). */
+export function loadAddon(): LoadedAddon {
+  cached ??= load();
+  return cached;
+}

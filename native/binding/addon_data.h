@@ -1,0 +1,18 @@
+// Per-instance state of the addon (one per Node environment, i.e. per worker thread that loads it).
+// Nothing here is a process global: two environments get two pools.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+
+#include "core/thread_pool.h"
+
+namespace ffm::binding {
+
+struct AddonData {
+  std::unique_ptr<ThreadPool> pool;
+};
+
+AddonData& GetAddonData(Napi::Env env);
+
+}  // namespace ffm::binding
