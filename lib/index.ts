@@ -3,3 +3,21 @@ export type { ErrorCode } from './errors';
 export { loadAddon } from './native/loader';
 export type { BuildInfo, LoadedAddon } from './native/loader';
 export type { Progress, ProgressFn, JobOptions } from './native/job';
+export {
+  SafetensorsReader,
+  writeSafetensors,
+  toF32,
+  f32ToF16,
+  f32ToBF16,
+  DTYPE_SIZE,
+  MAX_HEADER_BYTES,
+} from './safetensors';
+export type { DType, TensorInfo, TensorToWrite, TensorData, ReadRawOptions, ReadF32Options } from './safetensors';
+export { loadTokenizer } from './tokenizer';
+export type { Tokenizer, EncodeOptions, DecodeOptions, SpecialTokenIds } from './tokenizer';
+export { readLines, readDocuments, readText } from './data/text';
+export type { TextSourceOptions } from './data/text';
+export { cutBlocks, tokenizeToBlocks, loadSplitBlocks, countPredictions, MIN_BLOCK_TOKENS } from './data/blocks';
+export type { TokenBlocks } from './data/blocks';
+export { readParallel, streamParallel, readParallelTsv, streamParallelTsv } from './data/parallel';
+export type { SentencePair } from './data/parallel';
