@@ -22,6 +22,11 @@ import { FfmergeError } from './errors';
 export interface EncodeOptions {
   /** Add the model's special tokens (BOS/EOS per its post-processor or add_bos/eos flags). Default true. */
   addSpecialTokens?: boolean;
+  /**
+   * Keep at most this many ids, special tokens included: the text's tokens are cut from the right and the
+   * special tokens kept (transformers' `truncation=True, max_length=...` for one sequence).
+   */
+  maxLength?: number;
 }
 
 export interface DecodeOptions {
@@ -107,12 +112,47 @@ class ModelTokenizer implements Tokenizer {
   encode(text: string, opts: EncodeOptions = {}): number[] {
     if (typeof text !== 'string') throw new FfmergeError('INVALID_ARGUMENT', 'encode() takes a string');
     const addSpecial = opts.addSpecialTokens ?? true;
-    if (!addSpecial || !this.addFlags) return this.hf.encode(text, { add_special_tokens: addSpecial }).ids;
-    const ids = this.hf.encode(text, { add_special_tokens: false }).ids;
-    const { bos, eos } = this.special;
-    if (this.addFlags.bos && bos !== undefined) ids.unshift(bos);
-    if (this.addFlags.eos && eos !== undefined) ids.push(eos);
-    return ids;
+    const content = this.hf.encode(text, { add_special_tokens: false }).ids;
+    const { prefix, suffix } = addSpecial ? this.specialFrame() : { prefix: [], suffix: [] };
+    if (opts.maxLength !== undefined) {
+      const room = opts.maxLength - prefix.length - suffix.length;
+      if (!Number.isSafeInteger(opts.maxLength) || room < 0) {
+        throw new FfmergeError(
+          'INVALID_ARGUMENT',
+          `maxLength must be an integer ≥ ${prefix.length + suffix.length} (the special tokens), got ${opts.maxLength}`,
+        );
+      }
+      if (content.length > room) content.length = room;
+    }
+    return prefix.length || suffix.length ? [...prefix, ...content, ...suffix] : content;
+  }
+
+  private frame: { prefix: number[]; suffix: number[] } | undefined;
+
+  /**
+   * The special tokens a single sequence gets before and after its text: from the add_bos/add_eos flags when
+   * given, otherwise found once by encoding a probe with and without tokenizer.json's post-processor.
+   */
+  private specialFrame(): { prefix: number[]; suffix: number[] } {
+    if (this.frame) return this.frame;
+    if (this.addFlags) {
+      const { bos, eos } = this.special;
+      this.frame = {
+        prefix: this.addFlags.bos && bos !== undefined ? [bos] : [],
+        suffix: this.addFlags.eos && eos !== undefined ? [eos] : [],
+      };
+      return this.frame;
+    }
+    const probe = 'a';
+    const bare = this.hf.encode(probe, { add_special_tokens: false }).ids;
+    const full = this.hf.encode(probe, { add_special_tokens: true }).ids;
+    for (let i = 0; i + bare.length <= full.length; i++) {
+      if (bare.every((id, j) => full[i + j] === id)) {
+        this.frame = { prefix: full.slice(0, i), suffix: full.slice(i + bare.length) };
+        return this.frame;
+      }
+    }
+    throw new FfmergeError('INVALID_CONFIG', "tokenizer.json's post-processor alters the text's own tokens; ffmerge cannot place special tokens");
   }
 
   decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {

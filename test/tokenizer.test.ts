@@ -78,6 +78,19 @@ describeShared('fixtures/marian-multi30k-en-de/tokenizer.json', 'marian-multi30k
     }
   });
 
+  test('maxLength truncates the text and keeps </s> (eval protocol: sources cut to 64 tokens)', async () => {
+    const tok = await loadTokenizer(dir);
+    const long = 'A man in a blue shirt is standing on a ladder cleaning windows. '.repeat(8);
+    const content = tok.encode(long, { addSpecialTokens: false });
+    expect(content.length).toBeGreaterThan(64);
+    const cut = tok.encode(long, { maxLength: 64 });
+    expect(cut).toEqual([...content.slice(0, 63), 0]);
+    expect(tok.encode('A dog.', { maxLength: 64 })).toEqual(tok.encode('A dog.'));
+    expect(tok.encode(long, { maxLength: 10, addSpecialTokens: false })).toEqual(content.slice(0, 10));
+    expect(tok.encode(long, { maxLength: 1 })).toEqual([0]);
+    expect(() => tok.encode(long, { maxLength: 0 })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+
   test('greedy_test_first20 ids decode to their text with special tokens skipped', async () => {
     const tok = await loadTokenizer(dir);
     const cases = reference('marian-multi30k-en-de').greedy_test_first20 as { ids: number[]; text: string }[];
@@ -98,6 +111,7 @@ describeShared('fixtures/llama-stories260k/tokenizer.json', 'llama-stories260k t
     expect(ids[0]).toBe(1);
     expect(ids.slice(1)).toEqual(tok.encode('Once upon a time', { addSpecialTokens: false }));
     expect(ids).not.toContain(2); // add_eos_token is false
+    expect(tok.encode('Once upon a time', { maxLength: 3 })).toEqual(ids.slice(0, 3));
   });
 
   test('encodes exactly as llama2.c (tok512 vocabulary, merge scores) on varied text', async () => {
