@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { DTYPE_SIZE, DType, assertLittleEndian, toF32 } from './dtype';
-import { HeaderEntry, parseHeaderJson, parseHeaderLength } from './header';
+import { HeaderEntry, MAX_HEADER_BYTES, parseHeaderJson, parseHeaderLength } from './header';
 import { ByteSource, FileSource, MemorySource } from './source';
 
 export const SINGLE_FILE_NAME = 'model.safetensors';
@@ -213,8 +213,13 @@ async function readHeader(src: ByteSource) {
 async function readIndex(indexFile: string): Promise<Map<string, string>> {
   let text: string;
   try {
+    const { size } = await fs.promises.stat(indexFile);
+    if (size > MAX_HEADER_BYTES) {
+      throw new FfmergeError('SAFETENSORS_HEADER_TOO_LARGE', `shard index ${indexFile} is ${size} bytes, over the ${MAX_HEADER_BYTES}-byte limit`);
+    }
     text = await fs.promises.readFile(indexFile, 'utf8');
   } catch (e) {
+    if (e instanceof FfmergeError) throw e;
     throw new FfmergeError('IO_ERROR', `cannot read shard index ${indexFile}: ${(e as Error).message}`, { cause: e });
   }
   let root: unknown;
