@@ -37,6 +37,17 @@ async function expectBytesRejected(bytes: Uint8Array, code: ErrorCode): Promise<
   await expectCode(SafetensorsReader.open(f), code);
 }
 
+const TYPED_NAME: Record<DType, string> = {
+  F32: 'Float32Array',
+  F64: 'Float64Array',
+  I32: 'Int32Array',
+  I64: 'BigInt64Array',
+  F16: 'Uint16Array',
+  BF16: 'Uint16Array',
+  U8: 'Uint8Array',
+  BOOL: 'Uint8Array',
+};
+
 const ALL_DTYPES: DType[] = ['F32', 'F16', 'BF16', 'F64', 'I64', 'I32', 'U8', 'BOOL'];
 
 function randomTensor(name: string, dtype: DType, shape: number[], rnd: () => number): TensorToWrite & { data: Uint8Array } {
@@ -70,6 +81,9 @@ describe('safetensors round trip', () => {
         expect(info.shape).toEqual(t.shape);
         expect(info.byteOffset % DTYPE_SIZE[t.dtype]).toBe(0);
         expect(Buffer.from(await r.readRaw(t.name)).equals(Buffer.from(t.data))).toBe(true);
+        const typed = await r.readTyped(t.name);
+        expect(typed.constructor.name).toBe(TYPED_NAME[t.dtype]);
+        expect(Buffer.from(typed.buffer, typed.byteOffset, typed.byteLength).equals(Buffer.from(t.data))).toBe(true);
       }
     } finally {
       await r.close();

@@ -34,6 +34,8 @@ export interface ReadF32Options {
   into?: Float32Array;
 }
 
+export type TypedTensorData = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint16Array | Uint8Array;
+
 interface Located {
   info: TensorInfo;
   source: ByteSource;
@@ -170,6 +172,33 @@ export class SafetensorsReader {
     const raw = new Uint8Array(info.byteLength);
     await source.readExact(raw, info.byteOffset);
     return toF32(info.dtype, raw, opts.into);
+  }
+
+  /**
+   * The tensor in its own element type, without conversion: F32 → Float32Array, F64 → Float64Array,
+   * I32 → Int32Array, I64 → BigInt64Array, U8/BOOL → Uint8Array, F16/BF16 → Uint16Array of raw bits.
+   */
+  async readTyped(name: string): Promise<TypedTensorData> {
+    const { info } = this.locate(name);
+    assertLittleEndian();
+    const raw = await this.readRaw(name); // freshly allocated, so aligned for every element size
+    const n = info.byteLength / DTYPE_SIZE[info.dtype];
+    switch (info.dtype) {
+      case 'F32':
+        return new Float32Array(raw.buffer, raw.byteOffset, n);
+      case 'F64':
+        return new Float64Array(raw.buffer, raw.byteOffset, n);
+      case 'I32':
+        return new Int32Array(raw.buffer, raw.byteOffset, n);
+      case 'I64':
+        return new BigInt64Array(raw.buffer, raw.byteOffset, n);
+      case 'F16':
+      case 'BF16':
+        return new Uint16Array(raw.buffer, raw.byteOffset, n);
+      case 'U8':
+      case 'BOOL':
+        return raw;
+    }
   }
 
   /** Releases the file handles; later reads fail. Safe to call twice. */
