@@ -103,12 +103,19 @@ describe('safetensors round trip', () => {
     const a = new Float32Array([1, 2, 3]);
     const b = new Int32Array([7, -8]);
     const file = path.join(dir, 'lazy.safetensors');
+    const slow = <T>(name: string, v: T) => async () => {
+      calls.push(`start ${name}`);
+      await new Promise((r) => setTimeout(r, 5));
+      calls.push(`end ${name}`);
+      return v;
+    };
     await writeSafetensors(file, [
-      { name: 'a', dtype: 'F32', shape: [3], data: async () => (calls.push('a'), a) },
-      { name: 'b', dtype: 'I32', shape: [2], data: () => (calls.push('b'), b) },
+      { name: 'a', dtype: 'F32', shape: [3], data: slow('a', a) },
+      { name: 'b', dtype: 'I32', shape: [2], data: slow('b', b) },
       { name: 'c', dtype: 'F64', shape: [1], data: new Float64Array([0.5]) },
     ]);
-    expect(calls.sort()).toEqual(['a', 'b']);
+    // Each producer runs only after the previous tensor is done: one tensor in memory at a time.
+    expect(calls).toEqual(['start a', 'end a', 'start b', 'end b']);
     const r = await SafetensorsReader.open(file);
     expect(Array.from(await r.readF32('a'))).toEqual([1, 2, 3]);
     expect(Array.from(await r.readF32('b'))).toEqual([7, -8]);
