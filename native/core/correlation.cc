@@ -19,6 +19,8 @@ namespace ffm {
 namespace {
 // Columns per task when a pass runs over the units of a layer: enough contiguous floats per row to stream.
 constexpr size_t kColumnGrain = 64;
+// Rows per sgemm call inside a block (see add_products).
+constexpr size_t kSliceRows = 256;
 }  // namespace
 
 CorrelationAccumulator::CorrelationAccumulator(std::vector<size_t> dims, std::vector<std::pair<int, int>> pairs)
@@ -148,7 +150,14 @@ void CorrelationAccumulator::add_products(JobControl& ctl, size_t p, const float
   }
 #endif
   product_.resize(di * dj);
-  sgemm(&ctl.pool(), /*trans_a=*/true, /*trans_b=*/false, di, dj, rows, 1.0f, x, di, y, dj, 0.0f, product_.data(), dj);
+  // fp32 rounding error grows with the length of each running sum. Feeding sgemm 256-row slices with beta=1
+  // bounds it by ~√256 + √(rows/256) ulps whatever order the kernel sums in, at no extra pass over memory
+  // (sgemm reads and writes C per K-panel anyway); the fp64 add below then runs once per block.
+  for (size_t r0 = 0; r0 < rows; r0 += kSliceRows) {
+    const size_t k = std::min(kSliceRows, rows - r0);
+    sgemm(&ctl.pool(), /*trans_a=*/true, /*trans_b=*/false, di, dj, k, 1.0f, x + r0 * di, di, y + r0 * dj, dj,
+          r0 == 0 ? 0.0f : 1.0f, product_.data(), dj);
+  }
   double* acc = cross_[p].data();
   const float* prod = product_.data();
   ctl.pool().parallel_for(di * dj, 1 << 16, [&](size_t k0, size_t k1) {
