@@ -1,5 +1,7 @@
 import { CorrelationAccumulator, correlate } from '../lib/native/correlation';
 import { pearsonReference } from '../lib/reference/correlation';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { FfmergeError } from '../lib/errors';
 
 // Seeded normal samples (mulberry32 + Box–Muller): failures reproduce.
@@ -214,5 +216,48 @@ describe('correlate', () => {
     expect(maxAbsDiff(await correlate(x, y, rows, 13, 2), pearsonReference(x, y, rows, 13, 2))).toBeLessThan(1e-6);
     expect(maxAbsDiff(await correlate(x, x, rows, 13, 13), pearsonReference(x, x, rows, 13, 13))).toBeLessThan(1e-6);
     expect((await rejection(correlate(x, y, rows, 13, 3))).code).toBe('SHAPE_MISMATCH');
+  });
+});
+
+describe('CUDA build selection (needs build-cuda/, made by npm run build:cuda where nvcc exists)', () => {
+  const cudaFile = path.join(__dirname, '..', 'build-cuda', 'Release', 'ffmerge_cuda.node');
+  const built = fs.existsSync(cudaFile);
+  if (!built) {
+    it.skip('skipped: build-cuda/Release/ffmerge_cuda.node is absent (run npm run build:cuda to test this)', () => {});
+    return;
+  }
+
+  function freshLoader(backend: string | undefined): typeof import('../lib/native/loader') {
+    let mod: typeof import('../lib/native/loader') | undefined;
+    jest.isolateModules(() => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      mod = require('../lib/native/loader') as typeof import('../lib/native/loader');
+    });
+    if (backend === undefined) delete process.env.FFMERGE_BACKEND;
+    else process.env.FFMERGE_BACKEND = backend;
+    return mod!;
+  }
+
+  it('uses the CUDA build only when it sees a device, and says why', () => {
+    const prev = process.env.FFMERGE_BACKEND;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const raw = require(cudaFile) as { buildInfo(): { variant: string; cudaDevices?: number } };
+      const info = raw.buildInfo();
+      expect(info.variant).toBe('cuda');
+      expect(typeof info.cudaDevices).toBe('number');
+      const auto = freshLoader(undefined).loadAddon();
+      if ((info.cudaDevices ?? 0) > 0) {
+        expect(auto.info.variant).toBe('cuda');
+        expect(auto.reason).toMatch(/CUDA device found/);
+      } else {
+        expect(auto.info.variant).toBe('cpu');
+        expect(auto.reason).toMatch(/sees no CUDA device; using the CPU build/);
+        expect(() => freshLoader('cuda').loadAddon()).toThrow(/FFMERGE_BACKEND=cuda/);
+      }
+    } finally {
+      if (prev === undefined) delete process.env.FFMERGE_BACKEND;
+      else process.env.FFMERGE_BACKEND = prev;
+    }
   });
 });

@@ -23,7 +23,8 @@ constexpr size_t kColumnGrain = 64;
 constexpr size_t kSliceRows = 256;
 }  // namespace
 
-CorrelationAccumulator::CorrelationAccumulator(std::vector<size_t> dims, std::vector<std::pair<int, int>> pairs)
+CorrelationAccumulator::CorrelationAccumulator(std::vector<size_t> dims, std::vector<std::pair<int, int>> pairs,
+                                               CorrelationBackend backend)
     : dims_(std::move(dims)), pairs_(std::move(pairs)) {
   if (dims_.empty()) throw Error("INVALID_ARGUMENT", "a correlation accumulator needs at least one layer width");
   for (size_t l = 0; l < dims_.size(); ++l)
@@ -49,13 +50,15 @@ CorrelationAccumulator::CorrelationAccumulator(std::vector<size_t> dims, std::ve
     sumsq_[l].assign(dims_[l], 0.0);
   }
 #ifdef FFMERGE_HAVE_CUDA
-  if (cuda::available(nullptr, nullptr)) {
+  if (backend == CorrelationBackend::kAuto && cuda::available(nullptr, nullptr)) {
     try {
       gpu_ = std::make_unique<cuda::PairProducts>(dims_, pairs_, block_rows_);
     } catch (const Error&) {
       gpu_.reset();  // e.g. not enough device memory: the CPU path below is always there
     }
   }
+#else
+  (void)backend;
 #endif
   if (!gpu_) {
     cross_.resize(pairs_.size());
@@ -69,7 +72,7 @@ CorrelationAccumulator::~CorrelationAccumulator() = default;
 const char* CorrelationAccumulator::backend() const { return gpu_ ? "cuda" : "cpu"; }
 
 void CorrelationAccumulator::set_block_rows(size_t rows) {
-  if (rows == 0) throw Error("INVALID_ARGUMENT", "block_rows must be at least 1");
+  if (rows == 0 || rows > (size_t(1) << 24)) throw Error("INVALID_ARGUMENT", "block_rows must be in 1..16777216");
   if (count() > 0) throw Error("INVALID_STATE", "block_rows can only be changed before the first batch");
   block_rows_ = rows;
 #ifdef FFMERGE_HAVE_CUDA

@@ -28,11 +28,16 @@ namespace cuda {
 class PairProducts;
 }
 
+// kAuto: the GPU when this is the CUDA build and a device is visible, else the CPU. kCpu: always the CPU
+// (lets the CUDA build's tests compare the two).
+enum class CorrelationBackend { kAuto, kCpu };
+
 class CorrelationAccumulator {
  public:
   // dims[l] = width (d_ff) of layer l; pairs = (i, j) layer index pairs whose cross-correlation is wanted
   // (i may equal j). Throws ffm::Error("INVALID_ARGUMENT") for an empty/zero dim or a pair out of range.
-  CorrelationAccumulator(std::vector<size_t> dims, std::vector<std::pair<int, int>> pairs);
+  CorrelationAccumulator(std::vector<size_t> dims, std::vector<std::pair<int, int>> pairs,
+                         CorrelationBackend backend = CorrelationBackend::kAuto);
   ~CorrelationAccumulator();
   CorrelationAccumulator(const CorrelationAccumulator&) = delete;
   CorrelationAccumulator& operator=(const CorrelationAccumulator&) = delete;
