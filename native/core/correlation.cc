@@ -207,6 +207,7 @@ void CorrelationAccumulator::add(JobControl& ctl, const std::vector<const float*
 #endif
       }
       for (size_t p = 0; p < pairs_.size(); ++p) {
+        if (p > 0) ctl.check();  // many pairs make a long block: answer a cancel between them too
         add_products(ctl, p, shifted_[pairs_[p].first].data(), shifted_[pairs_[p].second].data(), n);
         ctl.progress(static_cast<double>(b * pairs_.size() + p + 1), total);
       }
