@@ -33,7 +33,10 @@ export type ErrorCode =
   | 'K_TOO_LARGE'
   | 'OUTPUT_EXISTS'
   | 'DATA_NOT_FOUND'
-  | 'INVALID_DATA';
+  | 'INVALID_DATA'
+  // native jobs on stateful objects
+  | 'BUSY'
+  | 'INVALID_STATE';
 
 export class FfmergeError extends Error {
   readonly code: ErrorCode;

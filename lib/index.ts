@@ -21,3 +21,5 @@ export { cutBlocks, tokenizeToBlocks, loadSplitBlocks, countPredictions, MIN_BLO
 export type { TokenBlocks } from './data/blocks';
 export { readParallel, streamParallel, readParallelTsv, streamParallelTsv } from './data/parallel';
 export type { SentencePair } from './data/parallel';
+export { CorrelationAccumulator, correlate } from './native/correlation';
+export { pearsonReference } from './reference/correlation';
