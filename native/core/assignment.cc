@@ -49,9 +49,13 @@ class Solver {
       free_rows.resize(n_);
       for (size_t i = 0; i < n_; ++i) free_rows[i] = int32_t(i);
     }
-    fpen_.assign(m_, 0.0);
-    for (size_t j = 0; j < m_; ++j)
-      if (y_[j] >= 0) fpen_[j] = kInf;
+    free_cols_.clear();
+    free_pos_.assign(m_, -1);
+    for (size_t j = 0; j < m_; ++j) {
+      if (y_[j] >= 0) continue;
+      free_pos_[j] = int32_t(free_cols_.size());
+      free_cols_.push_back(int32_t(j));
+    }
     size_t done = n_ - free_rows.size();
     for (int32_t f : free_rows) {
       ctl_.check();
@@ -165,14 +169,19 @@ class Solver {
     double mind;
     for (size_t steps = 1;; ++steps) {
       lap::ScanResult r;
-      k_.scan(row(size_t(i)), s_, h, v_.data(), dw_.data(), pred_.data(), i, fpen_.data(), m_, &r);
-      if (r.arg_free >= 0 && r.min_free <= r.min_all) {  // a free column at the shortest distance: done
-        sink = r.arg_free;
-        mind = r.min_free;
-        break;
-      }
+      k_.scan(row(size_t(i)), s_, h, v_.data(), dw_.data(), pred_.data(), i, m_, &r);
       int64_t j = r.arg_all;
       if (j < 0) throw Error("NATIVE_ERROR", "assignment: no augmenting path found (internal error)");
+      // A free column at the shortest distance ends the search; preferring it over an assigned column at
+      // the same distance keeps tied (e.g. constant) matrices at O(n) scans per row. The free list is short
+      // once the initialisation has assigned most rows.
+      sink = -1;
+      for (int32_t fj : free_cols_)
+        if (dw_[fj] == r.min_all && (sink < 0 || fj < sink)) sink = fj;
+      if (sink >= 0) {
+        mind = dw_[sink];
+        break;
+      }
       i = y_[j];
       // Distance to row i is the distance to its column j; h shifts row i's reduced costs to that level.
       h = r.min_all - (s_ * double(row(size_t(i))[j]) - v_[j]);
@@ -182,7 +191,12 @@ class Solver {
       if ((steps & 63) == 0) ctl_.check();
     }
     for (const Scanned& sc : scanned_) v_[sc.col] = sc.v + (sc.dist - mind);
-    fpen_[sink] = kInf;
+    // The sink is assigned from now on: swap-remove it from the free list.
+    int32_t pos = free_pos_[sink], last = free_cols_.back();
+    free_cols_[pos] = last;
+    free_pos_[last] = pos;
+    free_cols_.pop_back();
+    free_pos_[sink] = -1;
     for (int64_t j = sink;;) {
       int32_t pi = pred_[j];
       y_[j] = pi;
@@ -205,7 +219,8 @@ class Solver {
   double s_;
   lap::Kernels<T> k_;
   std::vector<int32_t> x_, y_, pred_;
-  std::vector<double> v_, dw_, fpen_;
+  std::vector<int32_t> free_cols_, free_pos_;  // unassigned columns, and each one's index in that list
+  std::vector<double> v_, dw_;
   std::vector<Scanned> scanned_;
 };
 

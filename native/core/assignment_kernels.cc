@@ -56,10 +56,10 @@ inline double reduced(const T* c, double s, const double* v, size_t k) {
   return s * double(c[k]) - v[k];
 }
 
-// Updates dw/pred for columns [k0, m) and folds them into the running minima.
+// Updates dw/pred for columns [k0, m) and folds them into the running minimum.
 template <class T>
 inline void scan_update_tail(const T* c, double s, double h, const double* v, double* dw, int32_t* pred, int32_t row,
-                             const double* fpen, size_t k0, size_t m, double* min_all, double* min_free) {
+                             size_t k0, size_t m, double* min_all) {
   for (size_t k = k0; k < m; ++k) {
     double cand = scan_cand(c, s, h, v, k);
     double d = dw[k];
@@ -69,39 +69,27 @@ inline void scan_update_tail(const T* c, double s, double h, const double* v, do
       pred[k] = row;
     }
     if (d < *min_all) *min_all = d;
-    double df = d + fpen[k];
-    if (df < *min_free) *min_free = df;
   }
 }
 
-// Picks the next column of the search from the minima: a free column at the shortest distance if there is
-// one (it ends the search), else the first column at the shortest distance.
-inline void scan_finish(const double* dw, const double* fpen, size_t m, double min_all, double min_free, size_t k0,
-                        ScanResult* r) {
-  *r = {kInf, -1, kInf, -1};
-  if (min_free != kInf && min_free <= min_all) {
-    for (size_t k = k0; k < m; ++k)
-      if (dw[k] + fpen[k] == min_free) {
-        r->arg_free = int64_t(k);
-        r->min_free = dw[k];
-        return;
-      }
-  } else if (min_all != kInf) {
-    for (size_t k = k0; k < m; ++k)
-      if (dw[k] == min_all) {
-        r->arg_all = int64_t(k);
-        r->min_all = dw[k];
-        return;
-      }
-  }
+// The first column from k0 on whose dw equals min_all (the scalar loop's choice among ties).
+inline void scan_finish(const double* dw, size_t m, double min_all, size_t k0, ScanResult* r) {
+  *r = {kInf, -1};
+  if (min_all == kInf) return;
+  for (size_t k = k0; k < m; ++k)
+    if (dw[k] == min_all) {
+      r->arg_all = int64_t(k);
+      r->min_all = dw[k];
+      return;
+    }
 }
 
 template <class T>
-void scan_scalar(const T* c, double s, double h, const double* v, double* dw, int32_t* pred, int32_t row,
-                 const double* fpen, size_t m, ScanResult* r) {
-  double min_all = kInf, min_free = kInf;
-  scan_update_tail(c, s, h, v, dw, pred, row, fpen, 0, m, &min_all, &min_free);
-  scan_finish(dw, fpen, m, min_all, min_free, 0, r);
+void scan_scalar(const T* c, double s, double h, const double* v, double* dw, int32_t* pred, int32_t row, size_t m,
+                 ScanResult* r) {
+  double min_all = kInf;
+  scan_update_tail(c, s, h, v, dw, pred, row, 0, m, &min_all);
+  scan_finish(dw, m, min_all, 0, r);
 }
 
 template <class T>
@@ -175,8 +163,8 @@ FFM_AVX512 inline __m512d load8(const float* p) { return _mm512_cvtps_pd(_mm256_
 FFM_AVX512 inline __m512d load8(const double* p) { return _mm512_loadu_pd(p); }
 
 template <class T>
-FFM_AVX512 inline void scan8(const T* c, const double* v, double* dw, int32_t* pred, const double* fpen, size_t k,
-                             __m512d vs, __m512d vh, __m256i vrow, __m512d& ma, __m512d& mf) {
+FFM_AVX512 inline void scan8(const T* c, const double* v, double* dw, int32_t* pred, size_t k, __m512d vs, __m512d vh,
+                             __m256i vrow, __m512d& ma) {
   __m512d cand = _mm512_fmadd_pd(vs, load8(c + k), _mm512_sub_pd(vh, _mm512_loadu_pd(v + k)));
   __m512d old = _mm512_loadu_pd(dw + k);
   __mmask8 upd = _mm512_cmp_pd_mask(cand, old, _CMP_LT_OQ);
@@ -184,34 +172,28 @@ FFM_AVX512 inline void scan8(const T* c, const double* v, double* dw, int32_t* p
   _mm512_storeu_pd(dw + k, d);
   _mm256_mask_storeu_epi32(pred + k, upd, vrow);
   ma = _mm512_min_pd(ma, d);
-  mf = _mm512_min_pd(mf, _mm512_add_pd(d, _mm512_loadu_pd(fpen + k)));
 }
 
 template <class T>
 FFM_AVX512 void scan_avx512(const T* c, double s, double h, const double* v, double* dw, int32_t* pred, int32_t row,
-                            const double* fpen, size_t m, ScanResult* r) {
+                            size_t m, ScanResult* r) {
   const __m512d vs = _mm512_set1_pd(s), vh = _mm512_set1_pd(h);
   const __m256i vrow = _mm256_set1_epi32(row);
-  __m512d ma0 = _mm512_set1_pd(kInf), ma1 = ma0, mf0 = ma0, mf1 = ma0;
+  __m512d ma0 = _mm512_set1_pd(kInf), ma1 = ma0;
   size_t k = 0;
   for (; k + 16 <= m; k += 16) {
-    scan8(c, v, dw, pred, fpen, k, vs, vh, vrow, ma0, mf0);
-    scan8(c, v, dw, pred, fpen, k + 8, vs, vh, vrow, ma1, mf1);
+    scan8(c, v, dw, pred, k, vs, vh, vrow, ma0);
+    scan8(c, v, dw, pred, k + 8, vs, vh, vrow, ma1);
   }
-  for (; k + 8 <= m; k += 8) scan8(c, v, dw, pred, fpen, k, vs, vh, vrow, ma0, mf0);
+  for (; k + 8 <= m; k += 8) scan8(c, v, dw, pred, k, vs, vh, vrow, ma0);
   double min_all = _mm512_reduce_min_pd(_mm512_min_pd(ma0, ma1));
-  double min_free = _mm512_reduce_min_pd(_mm512_min_pd(mf0, mf1));
-  scan_update_tail(c, s, h, v, dw, pred, row, fpen, k, m, &min_all, &min_free);
-  // Locate the chosen column: vector compares with early exit, then the scalar finish on the last block.
-  const bool want_free = min_free != kInf && min_free <= min_all;
-  const __m512d target = _mm512_set1_pd(want_free ? min_free : min_all);
+  scan_update_tail(c, s, h, v, dw, pred, row, k, m, &min_all);
+  // Locate the chosen column: vector compares with early exit, then the scalar finish from that block.
+  const __m512d target = _mm512_set1_pd(min_all);
   size_t b = 0;
-  for (; b + 8 <= m; b += 8) {
-    __m512d x = _mm512_loadu_pd(dw + b);
-    if (want_free) x = _mm512_add_pd(x, _mm512_loadu_pd(fpen + b));
-    if (_mm512_cmp_pd_mask(x, target, _CMP_EQ_OQ)) break;
-  }
-  scan_finish(dw, fpen, m, min_all, min_free, b, r);
+  for (; b + 8 <= m; b += 8)
+    if (_mm512_cmp_pd_mask(_mm512_loadu_pd(dw + b), target, _CMP_EQ_OQ)) break;
+  scan_finish(dw, m, min_all, b, r);
 }
 
 template <class T>
@@ -272,8 +254,8 @@ FFM_AVX2 inline double hmin4(__m256d x) {
 }
 
 template <class T>
-FFM_AVX2 inline void scan4(const T* c, const double* v, double* dw, int32_t* pred, const double* fpen, size_t k,
-                           __m256d vs, __m256d vh, int32_t row, __m256d& ma, __m256d& mf) {
+FFM_AVX2 inline void scan4(const T* c, const double* v, double* dw, int32_t* pred, size_t k, __m256d vs, __m256d vh,
+                           int32_t row, __m256d& ma) {
   __m256d cand = _mm256_fmadd_pd(vs, load4(c + k), _mm256_sub_pd(vh, _mm256_loadu_pd(v + k)));
   __m256d old = _mm256_loadu_pd(dw + k);
   int bits = _mm256_movemask_pd(_mm256_cmp_pd(cand, old, _CMP_LT_OQ));
@@ -284,32 +266,26 @@ FFM_AVX2 inline void scan4(const T* c, const double* v, double* dw, int32_t* pre
     bits &= bits - 1;
   }
   ma = _mm256_min_pd(ma, d);
-  mf = _mm256_min_pd(mf, _mm256_add_pd(d, _mm256_loadu_pd(fpen + k)));
 }
 
 template <class T>
 FFM_AVX2 void scan_avx2(const T* c, double s, double h, const double* v, double* dw, int32_t* pred, int32_t row,
-                        const double* fpen, size_t m, ScanResult* r) {
+                        size_t m, ScanResult* r) {
   const __m256d vs = _mm256_set1_pd(s), vh = _mm256_set1_pd(h);
-  __m256d ma0 = _mm256_set1_pd(kInf), ma1 = ma0, mf0 = ma0, mf1 = ma0;
+  __m256d ma0 = _mm256_set1_pd(kInf), ma1 = ma0;
   size_t k = 0;
   for (; k + 8 <= m; k += 8) {
-    scan4(c, v, dw, pred, fpen, k, vs, vh, row, ma0, mf0);
-    scan4(c, v, dw, pred, fpen, k + 4, vs, vh, row, ma1, mf1);
+    scan4(c, v, dw, pred, k, vs, vh, row, ma0);
+    scan4(c, v, dw, pred, k + 4, vs, vh, row, ma1);
   }
-  for (; k + 4 <= m; k += 4) scan4(c, v, dw, pred, fpen, k, vs, vh, row, ma0, mf0);
+  for (; k + 4 <= m; k += 4) scan4(c, v, dw, pred, k, vs, vh, row, ma0);
   double min_all = hmin4(_mm256_min_pd(ma0, ma1));
-  double min_free = hmin4(_mm256_min_pd(mf0, mf1));
-  scan_update_tail(c, s, h, v, dw, pred, row, fpen, k, m, &min_all, &min_free);
-  const bool want_free = min_free != kInf && min_free <= min_all;
-  const __m256d target = _mm256_set1_pd(want_free ? min_free : min_all);
+  scan_update_tail(c, s, h, v, dw, pred, row, k, m, &min_all);
+  const __m256d target = _mm256_set1_pd(min_all);
   size_t b = 0;
-  for (; b + 4 <= m; b += 4) {
-    __m256d x = _mm256_loadu_pd(dw + b);
-    if (want_free) x = _mm256_add_pd(x, _mm256_loadu_pd(fpen + b));
-    if (_mm256_movemask_pd(_mm256_cmp_pd(x, target, _CMP_EQ_OQ))) break;
-  }
-  scan_finish(dw, fpen, m, min_all, min_free, b, r);
+  for (; b + 4 <= m; b += 4)
+    if (_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(dw + b), target, _CMP_EQ_OQ))) break;
+  scan_finish(dw, m, min_all, b, r);
 }
 
 template <class T>
