@@ -136,23 +136,22 @@ inline void top2_locate(const T* c, double s, const double* v, size_t k0, size_t
 }
 
 template <class T>
-inline void colmin_body(const T* C, size_t rows, size_t stride, size_t j0, size_t j1, double s, double* vmin,
-                        int32_t* arg) {
+inline void colmin_body(const T* C, size_t rows, size_t stride, size_t j0, size_t j1, double s, const double* row_off,
+                        double* vmin) {
   for (size_t i = 0; i < rows; ++i) {
     const T* row = C + i * stride;
+    const double off = row_off[i];
     for (size_t j = j0; j < j1; ++j) {
-      double x = s * double(row[j]);
-      bool lt = x < vmin[j];
-      vmin[j] = lt ? x : vmin[j];
-      arg[j] = lt ? int32_t(i) : arg[j];
+      double x = s * double(row[j]) - off;
+      vmin[j] = x < vmin[j] ? x : vmin[j];
     }
   }
 }
 
 template <class T>
-void colmin_scalar(const T* C, size_t rows, size_t stride, size_t j0, size_t j1, double s, double* vmin,
-                   int32_t* arg) {
-  colmin_body(C, rows, stride, j0, j1, s, vmin, arg);
+void colmin_scalar(const T* C, size_t rows, size_t stride, size_t j0, size_t j1, double s, const double* row_off,
+                   double* vmin) {
+  colmin_body(C, rows, stride, j0, j1, s, row_off, vmin);
 }
 
 #ifdef FFM_LAP_X86
@@ -247,9 +246,9 @@ FFM_AVX512 void top2_avx512(const T* c, double s, const double* v, size_t m, Top
 }
 
 template <class T>
-FFM_AVX512 void colmin_avx512(const T* C, size_t rows, size_t stride, size_t j0, size_t j1, double s, double* vmin,
-                              int32_t* arg) {
-  colmin_body(C, rows, stride, j0, j1, s, vmin, arg);  // auto-vectorised for this target
+FFM_AVX512 void colmin_avx512(const T* C, size_t rows, size_t stride, size_t j0, size_t j1, double s, const double* row_off,
+                      double* vmin) {
+  colmin_body(C, rows, stride, j0, j1, s, row_off, vmin);  // auto-vectorised for this target
 }
 
 // ---- AVX2, 4 doubles per vector, two accumulators ---------------------------------------------------------
@@ -340,9 +339,9 @@ FFM_AVX2 void top2_avx2(const T* c, double s, const double* v, size_t m, Top2* t
 }
 
 template <class T>
-FFM_AVX2 void colmin_avx2(const T* C, size_t rows, size_t stride, size_t j0, size_t j1, double s, double* vmin,
-                          int32_t* arg) {
-  colmin_body(C, rows, stride, j0, j1, s, vmin, arg);
+FFM_AVX2 void colmin_avx2(const T* C, size_t rows, size_t stride, size_t j0, size_t j1, double s, const double* row_off,
+                      double* vmin) {
+  colmin_body(C, rows, stride, j0, j1, s, row_off, vmin);  // auto-vectorised for this target
 }
 #endif  // FFM_LAP_X86
 

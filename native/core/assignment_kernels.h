@@ -31,10 +31,10 @@ struct Kernels {
                ScanResult* out);
   // The two smallest reduced costs of one row (augmenting row reduction, reduction transfer).
   void (*top2)(const T* c, double s, const double* v, size_t m, Top2* out);
-  // Column minima of rows [0, rows) restricted to columns [j0, j1): vmin[j] = min(vmin[j], s*C[i][j]) with
-  // arg[j] the first row attaining it.
-  void (*colmin)(const T* C, size_t rows, size_t stride, size_t j0, size_t j1, double s, double* vmin,
-                 int32_t* arg);
+  // Column minima of rows [0, rows) restricted to columns [j0, j1), each row shifted by its offset:
+  // vmin[j] = min(vmin[j], s*C[i][j] - row_off[i]).
+  void (*colmin)(const T* C, size_t rows, size_t stride, size_t j0, size_t j1, double s, const double* row_off,
+                 double* vmin);
 };
 
 template <class T>
