@@ -6,9 +6,12 @@
  *
  *   npx ts-node --transpile-only benchmarks/assignment.ts [sizes...]     (default 768 1024 3072 4096 8192)
  *
- * Env: BENCH_JS_LIMIT_S (default 60): a JS solver is not run at larger sizes once one run took longer than
- * this (its O(n³) cost makes the next size several times slower). BENCH_NATIVE_ONLY_ABOVE (default 4096):
- * sizes above it run only native and scipy.
+ * Env: BENCH_JS_LIMIT_S (default 60): a JS solver is skipped at a size where its time at the previous size,
+ * scaled by n³, predicts more than this. BENCH_NATIVE_ONLY_ABOVE (default 4096): sizes above it run only
+ * native and scipy. BENCH_CONSTANT=1 also times native on a constant matrix of each size (ties everywhere).
+ *
+ * Times are wall-clock (best of 3 for native, one run for the others) and, because the machine may be
+ * shared, also CPU time of the process (all threads; for scipy, python's process_time).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -18,6 +21,11 @@ import { assignmentKernels, linearSumAssignment } from '../lib/native/assignment
 import { linearSumAssignmentReference } from '../lib/reference/assignment';
 
 type Solver = (c: Float32Array, n: number) => Promise<number> | number;
+
+function cpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
 
 // Deterministic uniform (mulberry32) and normal (Box–Muller) generators.
 function uniformGen(seed: number): () => number {
@@ -107,20 +115,20 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 n = int(sys.argv[2])
 c = np.fromfile(sys.argv[1], dtype=np.float32).reshape(n, n)
-t0 = time.perf_counter()
+t0, p0 = time.perf_counter(), time.process_time()
 r, q = linear_sum_assignment(c, maximize=True)
-t = time.perf_counter() - t0
-print(json.dumps({"seconds": t, "objective": float(c[r, q].astype(np.float64).sum())}))
+t, p = time.perf_counter() - t0, time.process_time() - p0
+print(json.dumps({"seconds": t, "cpu": p, "objective": float(c[r, q].astype(np.float64).sum())}))
 `;
 
-function scipy(c: Float32Array, n: number): { seconds: number; objective: number } | string {
+function scipy(c: Float32Array, n: number): { seconds: number; cpu: number; objective: number } | string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffm-lap-'));
   try {
     const file = path.join(dir, 'c.f32');
     fs.writeFileSync(file, c);
     const res = spawnSync('python3', ['-c', SCIPY, file, String(n)], { encoding: 'utf8' });
     if (res.status !== 0) return `scipy unavailable (${(res.stderr || String(res.error)).trim().split('\n').pop()})`;
-    return JSON.parse(res.stdout) as { seconds: number; objective: number };
+    return JSON.parse(res.stdout) as { seconds: number; cpu: number; objective: number };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -131,45 +139,72 @@ async function main(): Promise<void> {
   const sizes = args.length ? args : [768, 1024, 3072, 4096, 8192];
   const jsLimit = Number(process.env.BENCH_JS_LIMIT_S ?? 60);
   const nativeOnlyAbove = Number(process.env.BENCH_NATIVE_ONLY_ABOVE ?? 4096);
-  const stopped = new Set<string>();
-  console.log(`assignment benchmark, ${new Date().toISOString()}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'})`);
+  const last = new Map<string, { n: number; seconds: number }>();
+  const constant = process.env.BENCH_CONSTANT === '1';
+  console.log(`assignment benchmark, ${new Date().toISOString()}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${os.loadavg()[0]?.toFixed(1)}`);
   console.log(`native kernel: ${assignmentKernels().auto}; maximize=True on correlation-like float32 matrices`);
   for (const n of sizes) {
     const c = correlationLike(n, n);
     const times: Record<string, number> = {};
+    const cpu: Record<string, number> = {};
     const objectives: Record<string, number> = {};
+    const skipped: Record<string, string> = {};
     for (const [name, solve] of Object.entries(solvers)) {
-      if (name !== 'native' && (n > nativeOnlyAbove || stopped.has(name))) continue;
+      if (name !== 'native') {
+        if (n > nativeOnlyAbove) {
+          skipped[name] = 'native-only size';
+          continue;
+        }
+        const prev = last.get(name);
+        const predicted = prev ? prev.seconds * (n / prev.n) ** 3 : 0;
+        if (predicted > jsLimit) {
+          skipped[name] = `predicted ${predicted.toFixed(0)} s from n = ${prev?.n} (limit ${jsLimit} s)`;
+          continue;
+        }
+      }
       const reps = name === 'native' ? 3 : 1;
       let best = Infinity;
+      let bestCpu = Infinity;
       for (let k = 0; k < reps; k++) {
         const t0 = process.hrtime.bigint();
+        const c0 = cpuSeconds();
         objectives[name] = await solve(c, n);
-        best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e9);
+        const t = Number(process.hrtime.bigint() - t0) / 1e9;
+        if (t < best) {
+          best = t;
+          bestCpu = cpuSeconds() - c0;
+        }
       }
       times[name] = best;
-      if (best > jsLimit) stopped.add(name);
+      cpu[name] = bestCpu;
+      last.set(name, { n, seconds: best });
     }
     const sp = scipy(c, n);
     if (typeof sp === 'string') console.log(sp);
     else {
       times['scipy'] = sp.seconds;
+      cpu['scipy'] = sp.cpu;
       objectives['scipy'] = sp.objective;
     }
     const ref = objectives['native'] as number;
     console.log(`\nn = ${n}`);
-    console.log('| solver | time (s) | native speed-up | objective | |Δ|/objective |');
-    console.log('|---|---:|---:|---:|---:|');
+    console.log('| solver | wall (s) | wall / native | CPU (s) | CPU / native | objective | rel. diff to native |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|');
     for (const name of Object.keys(times)) {
       const t = times[name] as number;
       const o = objectives[name] as number;
       const rel = Math.abs(o - ref) / Math.abs(ref);
       console.log(
-        `| ${name} | ${t.toFixed(3)} | ${(t / (times['native'] as number)).toFixed(1)}× | ${o.toFixed(6)} | ${rel.toExponential(1)}${rel > 1e-6 ? ' MISMATCH' : ''} |`,
+        `| ${name} | ${t.toFixed(3)} | ${(t / (times['native'] as number)).toFixed(1)}× | ${(cpu[name] as number).toFixed(3)} | ${((cpu[name] as number) / (cpu['native'] as number)).toFixed(1)}× | ${o.toFixed(6)} | ${rel.toExponential(1)}${rel > 1e-6 ? ' MISMATCH' : ''} |`,
       );
     }
-    for (const name of Object.keys(solvers)) {
-      if (name !== 'native' && !(name in times)) console.log(`| ${name} | not run (${n > nativeOnlyAbove ? 'native-only size' : `a smaller size took > ${jsLimit} s`}) | | | |`);
+    for (const [name, why] of Object.entries(skipped)) console.log(`| ${name} | not run: ${why} | | | | | |`);
+    if (constant) {
+      const k = new Float32Array(n * n).fill(0.25);
+      const t0 = process.hrtime.bigint();
+      const res = await linearSumAssignment(k, n, n, { maximize: true });
+      const t = Number(process.hrtime.bigint() - t0) / 1e9;
+      console.log(`constant ${n}×${n} matrix: native ${t.toFixed(3)} s, objective ${res.objective} (expected ${0.25 * n})`);
     }
   }
 }
