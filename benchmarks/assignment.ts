@@ -8,7 +8,7 @@
  *
  * Env: BENCH_JS_LIMIT_S (default 60): a JS solver is skipped at a size where its time at the previous size,
  * scaled by n³, predicts more than this. BENCH_NATIVE_ONLY_ABOVE (default 4096): sizes above it run only
- * native and scipy. BENCH_CONSTANT=1 also times native on a constant matrix of each size (ties everywhere).
+ * native and scipy. BENCH_SCIPY_MAX (default 8192): scipy is not run above this size. BENCH_CONSTANT=1 also times native on a constant matrix of each size (ties everywhere).
  *
  * Times are wall-clock (best of 3 for native, one run for the others) and, because the machine may be
  * shared, also CPU time of the process (all threads; for scipy, python's process_time).
@@ -139,6 +139,7 @@ async function main(): Promise<void> {
   const sizes = args.length ? args : [768, 1024, 3072, 4096, 8192];
   const jsLimit = Number(process.env.BENCH_JS_LIMIT_S ?? 60);
   const nativeOnlyAbove = Number(process.env.BENCH_NATIVE_ONLY_ABOVE ?? 4096);
+  const scipyMax = Number(process.env.BENCH_SCIPY_MAX ?? 8192);
   const last = new Map<string, { n: number; seconds: number }>();
   const constant = process.env.BENCH_CONSTANT === '1';
   console.log(`assignment benchmark, ${new Date().toISOString()}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${os.loadavg()[0]?.toFixed(1)}`);
@@ -179,7 +180,7 @@ async function main(): Promise<void> {
       cpu[name] = bestCpu;
       last.set(name, { n, seconds: best });
     }
-    const sp = scipy(c, n);
+    const sp = n > scipyMax ? `scipy not run above n = ${scipyMax}` : scipy(c, n);
     if (typeof sp === 'string') console.log(sp);
     else {
       times['scipy'] = sp.seconds;
