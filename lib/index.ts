@@ -23,3 +23,6 @@ export { readParallel, streamParallel, readParallelTsv, streamParallelTsv } from
 export type { SentencePair } from './data/parallel';
 export { CorrelationAccumulator, correlate } from './native/correlation';
 export { pearsonReference } from './reference/correlation';
+export { linearSumAssignment, permutationFromCorrelation, assignmentKernels } from './native/assignment';
+export type { AssignmentOptions, AssignmentKernel, AssignmentResult } from './native/assignment';
+export { linearSumAssignmentReference } from './reference/assignment';
