@@ -50,24 +50,25 @@ struct KernelChoice {
   std::string error;
 };
 
-// FFMERGE_GEMM_KERNEL=portable|avx2|avx512 forces a kernel (unset, empty or "auto": the best supported).
-// Read at every call so tests and benchmarks can switch kernels within one process.
-KernelChoice choose_kernel() {
+// `forced` (from sgemm_with_kernel) or else FFMERGE_GEMM_KERNEL=portable|avx2|avx512 picks a kernel; unset,
+// empty or "auto" means the best supported. The variable is read at every call (a getenv, no state kept).
+KernelChoice choose_kernel(const char* forced) {
   const auto& specs = supported_specs();
-  const char* env = std::getenv("FFMERGE_GEMM_KERNEL");
+  const char* env = forced ? forced : std::getenv("FFMERGE_GEMM_KERNEL");
   if (env == nullptr || *env == '\0' || std::strcmp(env, "auto") == 0) return {specs.back(), {}};
   for (const KernelSpec* s : specs)
     if (std::strcmp(env, s->name) == 0) return {s, {}};
-  std::string want(env);
+  const std::string want(env);
+  const std::string what = forced ? "GEMM kernel \"" + want + "\"" : "FFMERGE_GEMM_KERNEL=" + want;
   if (want == "avx2" || want == "avx512" || want == "portable")
-    return {nullptr, "FFMERGE_GEMM_KERNEL=" + want + " asks for a GEMM kernel this CPU does not support (supported: " +
+    return {nullptr, what + " is not supported by this CPU (supported: " +
                          [&] {
                            std::string s;
                            for (const KernelSpec* k : specs) s += (s.empty() ? "" : ", ") + std::string(k->name);
                            return s;
                          }() +
                          ")"};
-  return {nullptr, "FFMERGE_GEMM_KERNEL=" + want + " is not a GEMM kernel name (use auto, portable, avx2 or avx512)"};
+  return {nullptr, what + " is not a GEMM kernel name (use auto, portable, avx2 or avx512)"};
 }
 
 // ---- packing ----------------------------------------------------------------------------------------------
@@ -187,13 +188,19 @@ constexpr double kMinMacsPerThread = 1 << 20;
 
 void sgemm(ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,
            size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
+  sgemm_with_kernel(nullptr, pool, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void sgemm_with_kernel(const char* kernel, ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
+                       float alpha, const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C,
+                       size_t ldc) {
+  const KernelChoice choice = choose_kernel(kernel);
+  if (!choice.spec) throw Error("INVALID_ARGUMENT", choice.error);
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == 0.0f) {
     scale_c(M, N, beta, C, ldc);
     return;
   }
-  const KernelChoice choice = choose_kernel();
-  if (!choice.spec) throw Error("INVALID_ARGUMENT", choice.error);
   const KernelSpec& ks = *choice.spec;
 
   const double macs = double(M) * double(N) * double(K);
@@ -224,7 +231,7 @@ void sgemm(ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, siz
 }
 
 std::string sgemm_kernel_name() {
-  const KernelChoice choice = choose_kernel();
+  const KernelChoice choice = choose_kernel(nullptr);
   return choice.spec ? choice.spec->name : "invalid (" + choice.error + ")";
 }
 

@@ -50,6 +50,15 @@ inline void update_edge(const float* tile, size_t nr_full, float* c, size_t ldc,
 }  // namespace ffm::gemm_detail
 
 namespace ffm {
+class ThreadPool;
+
+// sgemm with the micro-kernel named by `kernel` ("portable", "avx2", "avx512"; nullptr: FFMERGE_GEMM_KERNEL or
+// the best supported). Throws Error(INVALID_ARGUMENT) for a name that is unknown or unsupported on this CPU.
+// For tests and benchmarks that compare kernels in one process without touching the environment.
+void sgemm_with_kernel(const char* kernel, ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
+                       float alpha, const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C,
+                       size_t ldc);
+
 // The kernels this CPU can run, best last ("portable" always first). Used by tests and benchmarks to force
 // each in turn through FFMERGE_GEMM_KERNEL.
 std::vector<std::string> sgemm_supported_kernels();

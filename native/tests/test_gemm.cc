@@ -211,6 +211,19 @@ TEST(bad_kernel_names_are_typed_errors) {
     CHECK(code == "INVALID_ARGUMENT");
     CHECK(ffm::sgemm_kernel_name().rfind("invalid", 0) == 0);
   }
+  {
+    // An explicit kernel wins over the environment.
+    ForceKernel force("sse9");
+    ffm::sgemm_with_kernel("portable", nullptr, false, false, 2, 2, 2, 1.0f, A.data(), 2, B.data(), 2, 0.0f, C.data(), 2);
+    CHECK(C[0] == 2.0f && C[3] == 2.0f);
+    std::string code;
+    try {
+      ffm::sgemm_with_kernel("neon", nullptr, false, false, 2, 2, 2, 1.0f, A.data(), 2, B.data(), 2, 0.0f, C.data(), 2);
+    } catch (const ffm::Error& e) {
+      code = e.code();
+    }
+    CHECK(code == "INVALID_ARGUMENT");
+  }
   ForceKernel force("auto");
   CHECK(ffm::sgemm_kernel_name() == ffm::sgemm_supported_kernels().back());
 }
