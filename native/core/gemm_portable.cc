@@ -1,5 +1,9 @@
-// Portable micro-kernel: plain C++ the compiler vectorises for the baseline ISA (SSE2 on x86-64, NEON on
-// arm64). 6×8 keeps 12 four-wide accumulators, which fits the 16 vector registers of SSE2 and NEON.
+// Portable micro-kernel: plain C++ for the baseline ISA (SSE2 on x86-64, NEON on arm64). 6×8 keeps 12
+// four-wide accumulators, which fits the 16 vector registers of SSE2 and NEON. With GCC/Clang the
+// accumulators are generic vector types, so they stay in registers (an array the edge code takes the
+// address of would live in memory); other compilers get the scalar loop.
+#include <cstring>
+
 #include "core/gemm_kernels.h"
 
 namespace ffm::gemm_detail {
@@ -7,19 +11,36 @@ namespace {
 
 constexpr size_t MR = 6, NR = 8;
 
+#if defined(__GNUC__)
+typedef float v4f __attribute__((vector_size(16)));
+
 void micro_portable(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t mr, size_t nr, float alpha,
                     float beta) {
-  float acc[MR][NR] = {};
-  for (size_t k = 0; k < kc; ++k) {
-    const float* bk = b + k * NR;
-    const float* ak = a + k * MR;
+  v4f acc[MR][2] = {};
+  for (size_t k = 0; k < kc; ++k, a += MR, b += NR) {
+    v4f b0, b1;
+    std::memcpy(&b0, b, sizeof b0);
+    std::memcpy(&b1, b + 4, sizeof b1);
     for (size_t i = 0; i < MR; ++i) {
-      const float ai = ak[i];
-      for (size_t j = 0; j < NR; ++j) acc[i][j] += ai * bk[j];
+      const v4f ai = {a[i], a[i], a[i], a[i]};
+      acc[i][0] += ai * b0;
+      acc[i][1] += ai * b1;
     }
   }
-  update_edge(&acc[0][0], NR, c, ldc, mr, nr, alpha, beta);
+  float tile[MR * NR];
+  std::memcpy(tile, acc, sizeof tile);
+  update_edge(tile, NR, c, ldc, mr, nr, alpha, beta);
 }
+#else
+void micro_portable(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t mr, size_t nr, float alpha,
+                    float beta) {
+  float acc[MR * NR] = {};
+  for (size_t k = 0; k < kc; ++k, a += MR, b += NR)
+    for (size_t i = 0; i < MR; ++i)
+      for (size_t j = 0; j < NR; ++j) acc[i * NR + j] += a[i] * b[j];
+  update_edge(acc, NR, c, ldc, mr, nr, alpha, beta);
+}
+#endif
 
 }  // namespace
 
