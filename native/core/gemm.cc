@@ -71,6 +71,9 @@ KernelChoice choose_kernel(const char* forced) {
   return {nullptr, what + " is not a GEMM kernel name (use auto, portable, avx2 or avx512)"};
 }
 
+size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+size_t round_up(size_t a, size_t m) { return ceil_div(a, m) * m; }
+
 // ---- packing ----------------------------------------------------------------------------------------------
 
 struct AlignedDelete {
@@ -109,32 +112,35 @@ void pack_a(bool trans_a, const float* A, size_t lda, size_t i0, size_t mc, size
 // Packs op(B)[p0..p0+kc, j0..j0+nc] into ceil(nc/NR) micro-panels of kc×NR floats (column c of the panel at
 // offset k·NR + c), zero columns past nc.
 void pack_b(bool trans_b, const float* B, size_t ldb, size_t p0, size_t kc, size_t j0, size_t nc, size_t NR, float* dst) {
-  for (size_t c0 = 0; c0 < nc; c0 += NR, dst += NR * kc) {
-    const size_t nr = std::min(NR, nc - c0);
-    if (!trans_b) {
-      // op(B)(k, j) = B[k·ldb + j]: each k step is nr contiguous floats.
-      const float* src = B + p0 * ldb + j0 + c0;
-      for (size_t k = 0; k < kc; ++k, src += ldb) {
-        float* d = dst + k * NR;
-        std::memcpy(d, src, nr * sizeof(float));
+  const size_t panels = ceil_div(nc, NR);
+  if (!trans_b) {
+    // op(B)(k, j) = B[k·ldb + j]: walk each row of B once, left to right, scattering NR-float pieces to the
+    // panels (reading panel by panel instead would stride through memory one row per 128 bytes).
+    const float* src = B + p0 * ldb + j0;
+    for (size_t k = 0; k < kc; ++k, src += ldb) {
+      for (size_t p = 0; p < panels; ++p) {
+        const size_t c0 = p * NR, nr = std::min(NR, nc - c0);
+        float* d = dst + p * NR * kc + k * NR;
+        std::memcpy(d, src + c0, nr * sizeof(float));
         for (size_t c = nr; c < NR; ++c) d[c] = 0.0f;
       }
-    } else {
-      // op(B)(k, j) = B[j·ldb + k]: B is stored N×K; read each of its rows sequentially, write with stride NR.
-      for (size_t c = 0; c < nr; ++c) {
-        const float* src = B + (j0 + c0 + c) * ldb + p0;
-        for (size_t k = 0; k < kc; ++k) dst[k * NR + c] = src[k];
-      }
-      for (size_t c = nr; c < NR; ++c)
-        for (size_t k = 0; k < kc; ++k) dst[k * NR + c] = 0.0f;
     }
+    return;
+  }
+  // op(B)(k, j) = B[j·ldb + k]: B is stored N×K; read each of its rows sequentially, write with stride NR.
+  for (size_t p = 0; p < panels; ++p, dst += NR * kc) {
+    const size_t c0 = p * NR, nr = std::min(NR, nc - c0);
+    for (size_t c = 0; c < nr; ++c) {
+      const float* src = B + (j0 + c0 + c) * ldb + p0;
+      for (size_t k = 0; k < kc; ++k) dst[k * NR + c] = src[k];
+    }
+    for (size_t c = nr; c < NR; ++c)
+      for (size_t k = 0; k < kc; ++k) dst[k * NR + c] = 0.0f;
   }
 }
 
 // ---- one thread's loop nest ------------------------------------------------------------------------------
 
-size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
-size_t round_up(size_t a, size_t m) { return ceil_div(a, m) * m; }
 
 // Splits `total` into equal blocks of at most `max_block`, each a multiple of `unit` (except the last):
 // K = 300 with KC = 256 gives 2×150 rather than 256 + 44, so no pass runs on a sliver.
@@ -143,27 +149,55 @@ size_t even_block(size_t total, size_t max_block, size_t unit) {
   return std::min(max_block, round_up(ceil_div(total, blocks), unit));
 }
 
+// When packing does not pay, micro-kernels read the caller's matrices directly:
+//  * A unpacked when few B micro-panels share each A micro-panel (narrow N): packing A costs about as much as
+//    the multiply-adds it feeds. Row-major A is read row by row; transposed A as MR contiguous floats per k,
+//    which needs a full panel, so a partial last panel is still packed.
+//  * B unpacked when it is stored K×N (no transpose) and few A micro-panels share each B micro-panel (short M);
+//    a partial last panel is still packed.
+constexpr size_t kDirectAMaxPanels = 16;  // of B, per A micro-panel
+constexpr size_t kDirectBMaxPanels = 2;  // of A, per B micro-panel
+
 void gemm_serial(const KernelSpec& ks, bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha,
                  const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
   const size_t MR = ks.mr, NR = ks.nr;
   const size_t MC = even_block(M, ks.mc, MR), KC = even_block(K, ks.kc, 1), NC = even_block(N, ks.nc, NR);
-  AlignedFloats abuf = aligned_floats(round_up(MC, MR) * KC);
-  AlignedFloats bbuf = aligned_floats(KC * round_up(NC, NR));
+  // lda == 1 would make unpacked row-major A look like the column-contiguous layout to the kernel.
+  const bool direct_a = ceil_div(N, NR) <= kDirectAMaxPanels && (trans_a || lda > 1);
+  const bool direct_b = !trans_b && ceil_div(M, MR) <= kDirectBMaxPanels;
+  AlignedFloats abuf = aligned_floats((direct_a ? MR : round_up(MC, MR)) * KC);
+  AlignedFloats bbuf = aligned_floats(KC * (direct_b ? NR : round_up(NC, NR)));
   for (size_t i0 = 0; i0 < M; i0 += MC) {
     const size_t mc = std::min(MC, M - i0);
     for (size_t p0 = 0; p0 < K; p0 += KC) {
       const size_t kc = std::min(KC, K - p0);
       const float beta_pass = p0 == 0 ? beta : 1.0f;
-      pack_a(trans_a, A, lda, i0, mc, p0, kc, MR, abuf.get());
+      // Packed A panels; with direct A only a partial last panel of transposed A (into abuf).
+      if (!direct_a) pack_a(trans_a, A, lda, i0, mc, p0, kc, MR, abuf.get());
+      else if (trans_a && mc % MR != 0) pack_a(trans_a, A, lda, i0 + mc - mc % MR, mc % MR, p0, kc, MR, abuf.get());
       for (size_t j0 = 0; j0 < N; j0 += NC) {
         const size_t nc = std::min(NC, N - j0);
-        pack_b(trans_b, B, ldb, p0, kc, j0, nc, NR, bbuf.get());
+        if (!direct_b) pack_b(trans_b, B, ldb, p0, kc, j0, nc, NR, bbuf.get());
+        else if (nc % NR != 0) pack_b(trans_b, B, ldb, p0, kc, j0 + nc - nc % NR, nc % NR, NR, bbuf.get());
         for (size_t ir = 0; ir < mc; ir += MR) {
-          const float* ap = abuf.get() + ir * kc;
           const size_t mr = std::min(MR, mc - ir);
+          const float* ap = abuf.get() + ir * kc;
+          size_t a_rs = 1, a_cs = MR;
+          if (direct_a) {
+            if (!trans_a) ap = A + (i0 + ir) * lda + p0, a_rs = lda, a_cs = 1;
+            else if (mr == MR) ap = A + p0 * lda + i0 + ir, a_rs = 1, a_cs = lda;
+            else ap = abuf.get();
+          }
           float* crow = C + (i0 + ir) * ldc + j0;
           for (size_t jr = 0; jr < nc; jr += NR) {
-            ks.micro(kc, ap, bbuf.get() + jr * kc, crow + jr, ldc, mr, std::min(NR, nc - jr), alpha, beta_pass);
+            const size_t nr = std::min(NR, nc - jr);
+            const float* bp = bbuf.get() + jr * kc;
+            size_t b_ks = NR;
+            if (direct_b) {
+              if (nr == NR) bp = B + p0 * ldb + j0 + jr, b_ks = ldb;
+              else bp = bbuf.get();
+            }
+            ks.micro(kc, ap, a_rs, a_cs, bp, b_ks, crow + jr, ldc, mr, nr, alpha, beta_pass);
           }
         }
       }

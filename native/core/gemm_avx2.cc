@@ -11,35 +11,39 @@ namespace {
 
 constexpr size_t MR = 6, NR = 16;
 
-__attribute__((target("avx2,fma"))) void micro_avx2(size_t kc, const float* a, const float* b, float* c, size_t ldc,
-                                                     size_t mr, size_t nr, float alpha, float beta) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
-         c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
-         c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c40 = _mm256_setzero_ps(),
-         c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-  for (size_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-    __m256 av;
-    av = _mm256_broadcast_ss(a + 0);
-    c00 = _mm256_fmadd_ps(av, b0, c00);
-    c01 = _mm256_fmadd_ps(av, b1, c01);
-    av = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(av, b0, c10);
-    c11 = _mm256_fmadd_ps(av, b1, c11);
-    av = _mm256_broadcast_ss(a + 2);
-    c20 = _mm256_fmadd_ps(av, b0, c20);
-    c21 = _mm256_fmadd_ps(av, b1, c21);
-    av = _mm256_broadcast_ss(a + 3);
-    c30 = _mm256_fmadd_ps(av, b0, c30);
-    c31 = _mm256_fmadd_ps(av, b1, c31);
-    av = _mm256_broadcast_ss(a + 4);
-    c40 = _mm256_fmadd_ps(av, b0, c40);
-    c41 = _mm256_fmadd_ps(av, b1, c41);
-    av = _mm256_broadcast_ss(a + 5);
-    c50 = _mm256_fmadd_ps(av, b0, c50);
-    c51 = _mm256_fmadd_ps(av, b1, c51);
-    a += MR;
-    b += NR;
+#define FFM_FMA_ROW(i, ai)                         \
+  do {                                             \
+    const __m256 av = _mm256_set1_ps(ai);          \
+    c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);    \
+    c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);    \
+  } while (0)
+#define FFM_ALL_ROWS(A)                                                                     \
+  FFM_FMA_ROW(0, A(0)); FFM_FMA_ROW(1, A(1)); FFM_FMA_ROW(2, A(2)); FFM_FMA_ROW(3, A(3)); \
+  FFM_FMA_ROW(4, A(4)); FFM_FMA_ROW(5, A(5))
+
+__attribute__((target("avx2,fma"))) void micro_avx2(size_t kc, const float* a, size_t a_rs, size_t a_cs, const float* b,
+                                                     size_t b_ks, float* c, size_t ldc, size_t mr, size_t nr,
+                                                     float alpha, float beta) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+         c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  if (a_rs == 1) {
+    // Packed (or column-contiguous) A: MR floats per k step.
+#define FFM_A_COL(i) a[i]
+    for (size_t k = 0; k < kc; ++k, a += a_cs, b += b_ks) {
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+      FFM_ALL_ROWS(FFM_A_COL);
+    }
+#undef FFM_A_COL
+  } else {
+    // A rows straight from the caller's row-major matrix; rows past mr alias row 0 (computed, never stored).
+    const float* r[MR];
+    for (size_t i = 0; i < MR; ++i) r[i] = a + (i < mr ? i : 0) * a_rs;
+#define FFM_A_ROW(i) r[i][k]
+    for (size_t k = 0; k < kc; ++k, b += b_ks) {
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+      FFM_ALL_ROWS(FFM_A_ROW);
+    }
+#undef FFM_A_ROW
   }
   const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   const __m256 va = _mm256_set1_ps(alpha);
@@ -66,6 +70,9 @@ __attribute__((target("avx2,fma"))) void micro_avx2(size_t kc, const float* a, c
   }
   update_edge(tile, NR, c, ldc, mr, nr, alpha, beta);
 }
+
+#undef FFM_ALL_ROWS
+#undef FFM_FMA_ROW
 
 }  // namespace
 

@@ -1,10 +1,14 @@
 // Internals of sgemm shared by the driver (gemm.cc) and the micro-kernel files (gemm_<isa>.cc).
 //
-// A micro-kernel computes one MR×NR tile of C from a packed A micro-panel and a packed B micro-panel:
-//   a: kc steps of MR floats (A[i0..i0+MR, k] for k = 0..kc-1), rows past the matrix edge are zero;
-//   b: kc steps of NR floats (B[k, j0..j0+NR]), columns past the edge are zero;
-//   C[0..mr, 0..nr] = alpha · (a·b) + beta · C    (beta == 0: C is written without being read).
-// mr ≤ MR and nr ≤ NR are the live part of the tile at the matrix edge; the kernel never touches C outside it.
+// A micro-kernel computes one MR×NR tile of C:
+//   C[0..mr, 0..nr] = alpha · Σ_k a(i, k)·b(k, j) + beta · C      (beta == 0: C is written without being read)
+// a(i, k) = a[i·a_rs + k·a_cs] for i < mr; b(k, 0..NR) = the NR contiguous floats at b + k·b_ks.
+// Packed operands have a_rs = 1, a_cs = MR and b_ks = NR (zero-padded to full MR rows / NR columns); the driver
+// also passes A and B straight from the caller's memory when packing would not pay (see gemm.cc):
+//   a_rs == 1: MR contiguous floats per k are read (the driver ensures they exist: mr == MR or padded);
+//   a_rs != 1: row i is read at a + i·a_rs + k·a_cs for i < mr only (rows past mr are never touched);
+//   b: NR contiguous floats per k are read (the driver only passes unpacked B when nr == NR).
+// mr ≤ MR and nr ≤ NR are the live part of the tile at the matrix edge; C outside it is never touched.
 // The blocking sizes say how big the packed blocks are: KC (depth of one pass), NC (columns of B packed at
 // once, kept in L2) and MC (rows of A packed at once, kept in L3); MC is a multiple of MR, NC of NR.
 #pragma once
@@ -14,8 +18,8 @@
 
 namespace ffm::gemm_detail {
 
-using MicroKernel = void (*)(size_t kc, const float* a, const float* b, float* c, size_t ldc, size_t mr, size_t nr,
-                             float alpha, float beta);
+using MicroKernel = void (*)(size_t kc, const float* a, size_t a_rs, size_t a_cs, const float* b, size_t b_ks,
+                             float* c, size_t ldc, size_t mr, size_t nr, float alpha, float beta);
 
 struct KernelSpec {
   const char* name;
