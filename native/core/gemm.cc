@@ -153,10 +153,14 @@ size_t even_block(size_t total, size_t max_block, size_t unit) {
 //  * A unpacked when few B micro-panels share each A micro-panel (narrow N): packing A costs about as much as
 //    the multiply-adds it feeds. Row-major A is read row by row; transposed A as MR contiguous floats per k,
 //    which needs a full panel, so a partial last panel is still packed.
-//  * B unpacked when it is stored K×N (no transpose) and few A micro-panels share each B micro-panel (short M);
-//    a partial last panel is still packed.
-constexpr size_t kDirectAMaxPanels = 16;  // of B, per A micro-panel
-constexpr size_t kDirectBMaxPanels = 2;  // of A, per B micro-panel
+//  * B unpacked when it is stored K×N (no transpose) and few A micro-panels share each B micro-panel (short M),
+//    as long as B is small enough to stay in cache, or M is so short that packing would cost more than the
+//    strided reads (reading a large B panel by panel walks a new page every row). A partial last panel is
+//    still packed.
+constexpr size_t kDirectAMaxPanels = 16;        // of B, per A micro-panel
+constexpr size_t kDirectBMaxPanels = 2;         // of A, per B micro-panel
+constexpr size_t kDirectBMaxFloats = 1 << 20;   // K·N of a B that stays in cache (4 MiB)
+constexpr size_t kDirectBAlwaysMaxRows = 4;     // M this short reads B unpacked whatever its size
 
 void gemm_serial(const KernelSpec& ks, bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha,
                  const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
@@ -164,7 +168,8 @@ void gemm_serial(const KernelSpec& ks, bool trans_a, bool trans_b, size_t M, siz
   const size_t MC = even_block(M, ks.mc, MR), KC = even_block(K, ks.kc, 1), NC = even_block(N, ks.nc, NR);
   // lda == 1 would make unpacked row-major A look like the column-contiguous layout to the kernel.
   const bool direct_a = ceil_div(N, NR) <= kDirectAMaxPanels && (trans_a || lda > 1);
-  const bool direct_b = !trans_b && ceil_div(M, MR) <= kDirectBMaxPanels;
+  const bool direct_b = !trans_b && (M <= kDirectBAlwaysMaxRows ||
+                                     (ceil_div(M, MR) <= kDirectBMaxPanels && K * N <= kDirectBMaxFloats));
   AlignedFloats abuf = aligned_floats((direct_a ? MR : round_up(MC, MR)) * KC);
   AlignedFloats bbuf = aligned_floats(KC * (direct_b ? NR : round_up(NC, NR)));
   for (size_t i0 = 0; i0 < M; i0 += MC) {
