@@ -84,9 +84,19 @@ AlignedFloats aligned_floats(size_t n) {
   return AlignedFloats(static_cast<float*>(::operator new(std::max<size_t>(n, 1) * sizeof(float), std::align_val_t(64))));
 }
 
+// Scalar TransposeCopy: reads each source row sequentially, writes with stride dst_stride.
+void transpose_copy_scalar(const float* src, size_t ld_src, size_t rows, size_t kc, float* dst, size_t dst_stride) {
+  for (size_t r = 0; r < rows; ++r) {
+    const float* s = src + r * ld_src;
+    for (size_t k = 0; k < kc; ++k) dst[k * dst_stride + r] = s[k];
+  }
+}
+
 // Packs op(A)[i0..i0+mc, p0..p0+kc] into ceil(mc/MR) micro-panels of kc×MR floats (row r of the panel at
 // offset k·MR + r), zero rows past mc.
-void pack_a(bool trans_a, const float* A, size_t lda, size_t i0, size_t mc, size_t p0, size_t kc, size_t MR, float* dst) {
+void pack_a(const KernelSpec& ks, bool trans_a, const float* A, size_t lda, size_t i0, size_t mc, size_t p0, size_t kc,
+            float* dst) {
+  const size_t MR = ks.mr;
   for (size_t r0 = 0; r0 < mc; r0 += MR, dst += MR * kc) {
     const size_t mr = std::min(MR, mc - r0);
     if (trans_a) {
@@ -98,11 +108,8 @@ void pack_a(bool trans_a, const float* A, size_t lda, size_t i0, size_t mc, size
         for (size_t r = mr; r < MR; ++r) d[r] = 0.0f;
       }
     } else {
-      // op(A)(i, k) = A[i·lda + k]: read each row sequentially, write it with stride MR.
-      for (size_t r = 0; r < mr; ++r) {
-        const float* src = A + (i0 + r0 + r) * lda + p0;
-        for (size_t k = 0; k < kc; ++k) dst[k * MR + r] = src[k];
-      }
+      // op(A)(i, k) = A[i·lda + k]: a transposing copy of mr rows.
+      ks.transpose_copy(A + (i0 + r0) * lda + p0, lda, mr, kc, dst, MR);
       for (size_t r = mr; r < MR; ++r)
         for (size_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.0f;
     }
@@ -111,7 +118,9 @@ void pack_a(bool trans_a, const float* A, size_t lda, size_t i0, size_t mc, size
 
 // Packs op(B)[p0..p0+kc, j0..j0+nc] into ceil(nc/NR) micro-panels of kc×NR floats (column c of the panel at
 // offset k·NR + c), zero columns past nc.
-void pack_b(bool trans_b, const float* B, size_t ldb, size_t p0, size_t kc, size_t j0, size_t nc, size_t NR, float* dst) {
+void pack_b(const KernelSpec& ks, bool trans_b, const float* B, size_t ldb, size_t p0, size_t kc, size_t j0, size_t nc,
+            float* dst) {
+  const size_t NR = ks.nr;
   const size_t panels = ceil_div(nc, NR);
   if (!trans_b) {
     // op(B)(k, j) = B[k·ldb + j]: walk each row of B once, left to right, scattering NR-float pieces to the
@@ -127,13 +136,10 @@ void pack_b(bool trans_b, const float* B, size_t ldb, size_t p0, size_t kc, size
     }
     return;
   }
-  // op(B)(k, j) = B[j·ldb + k]: B is stored N×K; read each of its rows sequentially, write with stride NR.
+  // op(B)(k, j) = B[j·ldb + k]: B is stored N×K; a transposing copy of nr of its rows.
   for (size_t p = 0; p < panels; ++p, dst += NR * kc) {
     const size_t c0 = p * NR, nr = std::min(NR, nc - c0);
-    for (size_t c = 0; c < nr; ++c) {
-      const float* src = B + (j0 + c0 + c) * ldb + p0;
-      for (size_t k = 0; k < kc; ++k) dst[k * NR + c] = src[k];
-    }
+    ks.transpose_copy(B + (j0 + c0) * ldb + p0, ldb, nr, kc, dst, NR);
     for (size_t c = nr; c < NR; ++c)
       for (size_t k = 0; k < kc; ++k) dst[k * NR + c] = 0.0f;
   }
@@ -157,17 +163,19 @@ size_t even_block(size_t total, size_t max_block, size_t unit) {
 //    as long as B is small enough to stay in cache, or M is so short that packing would cost more than the
 //    strided reads (reading a large B panel by panel walks a new page every row). A partial last panel is
 //    still packed.
-constexpr size_t kDirectAMaxPanels = 16;        // of B, per A micro-panel
+constexpr size_t kDirectAMaxColumns = 768;      // N up to which A is read unpacked
 constexpr size_t kDirectBMaxPanels = 2;         // of A, per B micro-panel
 constexpr size_t kDirectBMaxFloats = 1 << 20;   // K·N of a B that stays in cache (4 MiB)
 constexpr size_t kDirectBAlwaysMaxRows = 4;     // M this short reads B unpacked whatever its size
 
-void gemm_serial(const KernelSpec& ks, bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha,
+void gemm_serial(const KernelSpec& spec, bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha,
                  const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
+  KernelSpec ks = spec;
+  if (!ks.transpose_copy) ks.transpose_copy = transpose_copy_scalar;
   const size_t MR = ks.mr, NR = ks.nr;
   const size_t MC = even_block(M, ks.mc, MR), KC = even_block(K, ks.kc, 1), NC = even_block(N, ks.nc, NR);
   // lda == 1 would make unpacked row-major A look like the column-contiguous layout to the kernel.
-  const bool direct_a = ceil_div(N, NR) <= kDirectAMaxPanels && (trans_a || lda > 1);
+  const bool direct_a = N <= kDirectAMaxColumns && (trans_a || lda > 1);
   const bool direct_b = !trans_b && (M <= kDirectBAlwaysMaxRows ||
                                      (ceil_div(M, MR) <= kDirectBMaxPanels && K * N <= kDirectBMaxFloats));
   AlignedFloats abuf = aligned_floats((direct_a ? MR : round_up(MC, MR)) * KC);
@@ -178,12 +186,12 @@ void gemm_serial(const KernelSpec& ks, bool trans_a, bool trans_b, size_t M, siz
       const size_t kc = std::min(KC, K - p0);
       const float beta_pass = p0 == 0 ? beta : 1.0f;
       // Packed A panels; with direct A only a partial last panel of transposed A (into abuf).
-      if (!direct_a) pack_a(trans_a, A, lda, i0, mc, p0, kc, MR, abuf.get());
-      else if (trans_a && mc % MR != 0) pack_a(trans_a, A, lda, i0 + mc - mc % MR, mc % MR, p0, kc, MR, abuf.get());
+      if (!direct_a) pack_a(ks, trans_a, A, lda, i0, mc, p0, kc, abuf.get());
+      else if (trans_a && mc % MR != 0) pack_a(ks, trans_a, A, lda, i0 + mc - mc % MR, mc % MR, p0, kc, abuf.get());
       for (size_t j0 = 0; j0 < N; j0 += NC) {
         const size_t nc = std::min(NC, N - j0);
-        if (!direct_b) pack_b(trans_b, B, ldb, p0, kc, j0, nc, NR, bbuf.get());
-        else if (nc % NR != 0) pack_b(trans_b, B, ldb, p0, kc, j0 + nc - nc % NR, nc % NR, NR, bbuf.get());
+        if (!direct_b) pack_b(ks, trans_b, B, ldb, p0, kc, j0, nc, bbuf.get());
+        else if (nc % NR != 0) pack_b(ks, trans_b, B, ldb, p0, kc, j0 + nc - nc % NR, nc % NR, bbuf.get());
         for (size_t ir = 0; ir < mc; ir += MR) {
           const size_t mr = std::min(MR, mc - ir);
           const float* ap = abuf.get() + ir * kc;

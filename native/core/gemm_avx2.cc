@@ -91,9 +91,48 @@ __attribute__((target("avx2,fma"))) void micro_avx2(size_t kc, const float* a, s
 
 }  // namespace
 
+__attribute__((target("avx2"))) void transpose_copy_avx2(const float* src, size_t ld_src, size_t rows, size_t kc,
+                                                         float* dst, size_t dst_stride) {
+  size_t r0 = 0;
+  for (; r0 + 8 <= rows; r0 += 8) {
+    const float* s = src + r0 * ld_src;
+    size_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+      // Rows r0..r0+7, columns k..k+7 in; the same block transposed out (the classic unpack/shuffle/permute).
+      const __m256 x0 = _mm256_loadu_ps(s + 0 * ld_src + k), x1 = _mm256_loadu_ps(s + 1 * ld_src + k),
+                   x2 = _mm256_loadu_ps(s + 2 * ld_src + k), x3 = _mm256_loadu_ps(s + 3 * ld_src + k),
+                   x4 = _mm256_loadu_ps(s + 4 * ld_src + k), x5 = _mm256_loadu_ps(s + 5 * ld_src + k),
+                   x6 = _mm256_loadu_ps(s + 6 * ld_src + k), x7 = _mm256_loadu_ps(s + 7 * ld_src + k);
+      const __m256 t0 = _mm256_unpacklo_ps(x0, x1), t1 = _mm256_unpackhi_ps(x0, x1), t2 = _mm256_unpacklo_ps(x2, x3),
+                   t3 = _mm256_unpackhi_ps(x2, x3), t4 = _mm256_unpacklo_ps(x4, x5), t5 = _mm256_unpackhi_ps(x4, x5),
+                   t6 = _mm256_unpacklo_ps(x6, x7), t7 = _mm256_unpackhi_ps(x6, x7);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                   u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                   u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                   u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      float* d = dst + k * dst_stride + r0;
+      _mm256_storeu_ps(d + 0 * dst_stride, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_storeu_ps(d + 1 * dst_stride, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_storeu_ps(d + 2 * dst_stride, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_storeu_ps(d + 3 * dst_stride, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_storeu_ps(d + 4 * dst_stride, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_storeu_ps(d + 5 * dst_stride, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_storeu_ps(d + 6 * dst_stride, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_storeu_ps(d + 7 * dst_stride, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (; k < kc; ++k)
+      for (size_t r = 0; r < 8; ++r) dst[k * dst_stride + r0 + r] = s[r * ld_src + k];
+  }
+  for (; r0 < rows; ++r0) {
+    const float* s = src + r0 * ld_src;
+    for (size_t k = 0; k < kc; ++k) dst[k * dst_stride + r0] = s[k];
+  }
+}
+
 const KernelSpec& avx2_kernel() {
   // KC·NR·4 B = 16 KiB of B per micro-panel; NC columns of B (KC×NC·4 B = 512 KiB) stay in L2.
-  static const KernelSpec spec{"avx2", MR, NR, /*kc=*/256, /*mc=*/MR * 160, /*nc=*/NR * 32, micro_avx2};
+  static const KernelSpec spec{"avx2", MR, NR, /*kc=*/256, /*mc=*/MR * 160, /*nc=*/NR * 32, micro_avx2,
+                               transpose_copy_avx2};
   return spec;
 }
 

@@ -79,7 +79,8 @@ __attribute__((target("avx512f"))) void micro_avx512(size_t kc, const float* a, 
 const KernelSpec& avx512_kernel() {
   // A micro-panel (MR×KC·4 B = 12 KiB) stays in L1 while NC/NR B micro-panels stream from the L2-resident
   // B block (KC×NC·4 B = 512 KiB); the MC×KC A block (1.5 MiB) lives in L3.
-  static const KernelSpec spec{"avx512", MR, NR, /*kc=*/256, /*mc=*/MR * 128, /*nc=*/NR * 16, micro_avx512};
+  static const KernelSpec spec{"avx512", MR, NR, /*kc=*/256, /*mc=*/MR * 128, /*nc=*/NR * 16, micro_avx512,
+                               transpose_copy_avx2};
   return spec;
 }
 

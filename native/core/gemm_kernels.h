@@ -21,11 +21,16 @@ namespace ffm::gemm_detail {
 using MicroKernel = void (*)(size_t kc, const float* a, size_t a_rs, size_t a_cs, const float* b, size_t b_ks,
                              float* c, size_t ldc, size_t mr, size_t nr, float alpha, float beta);
 
+// dst[k·dst_stride + r] = src[r·ld_src + k] for r < rows, k < kc: the transposing copy behind packing
+// row-major A and transposed B. Kernels may bring a SIMD version; null means the scalar one in gemm.cc.
+using TransposeCopy = void (*)(const float* src, size_t ld_src, size_t rows, size_t kc, float* dst, size_t dst_stride);
+
 struct KernelSpec {
   const char* name;
   size_t mr, nr;
   size_t kc, mc, nc;
   MicroKernel micro;
+  TransposeCopy transpose_copy;
 };
 
 // Each returns its kernel's description; the SIMD ones exist only where the compiler can target them, and
@@ -35,6 +40,8 @@ const KernelSpec& portable_kernel();
 #define FFM_GEMM_X86 1
 const KernelSpec& avx2_kernel();
 const KernelSpec& avx512_kernel();
+// AVX2 8×8-block transposing copy (gemm_avx2.cc), shared by the AVX2 and AVX-512 kernels.
+void transpose_copy_avx2(const float* src, size_t ld_src, size_t rows, size_t kc, float* dst, size_t dst_stride);
 #endif
 
 // Scalar edge update shared by the kernels: C[mr×nr] = alpha·tile + beta·C, tile row stride `nr_full`.
