@@ -98,6 +98,12 @@ std::vector<Shape> shapes() {
     v.push_back({kOdd[rng() % 14], kOdd[rng() % 14], kOdd[rng() % 14]});
   }
   v.push_back({300, 517, 259});
+  // N past the unpacked-A limit (packed A), and short M with a B too big for unpacked reads (packed B) and
+  // with M so short that B is read unpacked anyway.
+  v.push_back({29, 1031, 37});
+  v.push_back({131, 800, 70});
+  v.push_back({20, 1100, 1000});
+  v.push_back({3, 1100, 1000});
   v.push_back({257, 1, 513});
   v.push_back({1, 257, 600});
   v.push_back({129, 65, 1});
