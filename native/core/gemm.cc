@@ -164,7 +164,7 @@ size_t even_block(size_t total, size_t max_block, size_t unit) {
 //    strided reads (reading a large B panel by panel walks a new page every row). A partial last panel is
 //    still packed.
 constexpr size_t kDirectAMaxColumns = 768;      // N up to which A is read unpacked
-constexpr size_t kDirectBMaxPanels = 2;         // of A, per B micro-panel
+constexpr size_t kDirectBMaxRows = 256;         // M up to which a cache-sized B is read unpacked
 constexpr size_t kDirectBMaxFloats = 1 << 20;   // K·N of a B that stays in cache (4 MiB)
 constexpr size_t kDirectBAlwaysMaxRows = 4;     // M this short reads B unpacked whatever its size
 
@@ -177,7 +177,7 @@ void gemm_serial(const KernelSpec& spec, bool trans_a, bool trans_b, size_t M, s
   // lda == 1 would make unpacked row-major A look like the column-contiguous layout to the kernel.
   const bool direct_a = N <= kDirectAMaxColumns && (trans_a || lda > 1);
   const bool direct_b = !trans_b && (M <= kDirectBAlwaysMaxRows ||
-                                     (ceil_div(M, MR) <= kDirectBMaxPanels && K * N <= kDirectBMaxFloats));
+                                     (M <= kDirectBMaxRows && K * N <= kDirectBMaxFloats));
   AlignedFloats abuf = aligned_floats((direct_a ? MR : round_up(MC, MR)) * KC);
   AlignedFloats bbuf = aligned_floats(KC * (direct_b ? NR : round_up(NC, NR)));
   for (size_t i0 = 0; i0 < M; i0 += MC) {

@@ -14,43 +14,67 @@ namespace {
 
 constexpr size_t MR = 6, NR = 16;
 
+// acc{0,1}[u][i] += a(i, k)·b(k, 0..2W) for the k ≡ u (mod U); a(i, k) = a[k·a_cs + i] for kColA,
+// a[k·a_cs + i·a_rs] otherwise (the compile-time 1 lets the packed loop use fixed offsets).
+template <int R, int U, bool kColA>
+__attribute__((target("avx2,fma"), always_inline)) inline void accumulate(size_t kc, const float* a, size_t a_rs, size_t a_cs,
+                                                                      const float* b, size_t b_ks, __m256 (&acc0)[U][R],
+                                                                      __m256 (&acc1)[U][R]) {
+  const size_t rs = kColA ? 1 : a_rs;
+  size_t k = 0;
+  for (; k + U <= kc; k += U) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u, a += a_cs, b += b_ks) {
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+      for (int i = 0; i < R; ++i) {
+        const __m256 av = _mm256_set1_ps(a[i * rs]);
+        acc0[u][i] = _mm256_fmadd_ps(av, b0, acc0[u][i]);
+        acc1[u][i] = _mm256_fmadd_ps(av, b1, acc1[u][i]);
+      }
+    }
+  }
+  for (; k < kc; ++k, a += a_cs, b += b_ks) {
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < R; ++i) {
+      const __m256 av = _mm256_set1_ps(a[i * rs]);
+      acc0[0][i] = _mm256_fmadd_ps(av, b0, acc0[0][i]);
+      acc1[0][i] = _mm256_fmadd_ps(av, b1, acc1[0][i]);
+    }
+  }
+}
+
 template <int R>
 __attribute__((target("avx2,fma"), always_inline)) inline void tile_avx2(size_t kc, const float* a, size_t a_rs,
                                                                         size_t a_cs, const float* b, size_t b_ks,
                                                                         float* c, size_t ldc, size_t nr, float alpha,
                                                                         float beta) {
-  __m256 acc0[R], acc1[R];
+  // With few rows, one accumulator pair per row would make the loop wait on FMA latency (one dependency
+  // chain per k step); U interleaved accumulator sets over k keep enough FMAs in flight, summed at the end.
+  constexpr int U = R == 1 ? 4 : R == 2 ? 2 : 1;
+  __m256 acc0[U][R], acc1[U][R];
+#pragma GCC unroll 4
+  for (int u = 0; u < U; ++u)
 #pragma GCC unroll 6
-  for (int i = 0; i < R; ++i) acc0[i] = acc1[i] = _mm256_setzero_ps();
-  if (a_rs == 1) {
-    // Packed (or column-contiguous) A: R of the MR floats of each k step are live.
-    for (size_t k = 0; k < kc; ++k, a += a_cs, b += b_ks) {
-      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    for (int i = 0; i < R; ++i) acc0[u][i] = acc1[u][i] = _mm256_setzero_ps();
+  if (a_rs == 1)  // packed (or column-contiguous) A: R of the MR floats of each k step are live
+    accumulate<R, U, true>(kc, a, a_rs, a_cs, b, b_ks, acc0, acc1);
+  else  // A rows straight from the caller's row-major matrix
+    accumulate<R, U, false>(kc, a, a_rs, a_cs, b, b_ks, acc0, acc1);
+#pragma GCC unroll 4
+  for (int u = 1; u < U; ++u)
 #pragma GCC unroll 6
-      for (int i = 0; i < R; ++i) {
-        const __m256 av = _mm256_broadcast_ss(a + i);
-        acc0[i] = _mm256_fmadd_ps(av, b0, acc0[i]);
-        acc1[i] = _mm256_fmadd_ps(av, b1, acc1[i]);
-      }
+    for (int i = 0; i < R; ++i) {
+      acc0[0][i] = _mm256_add_ps(acc0[0][i], acc0[u][i]);
+      acc1[0][i] = _mm256_add_ps(acc1[0][i], acc1[u][i]);
     }
-  } else {
-    // A rows straight from the caller's row-major matrix.
-    for (size_t k = 0; k < kc; ++k, a += a_cs, b += b_ks) {
-      const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-#pragma GCC unroll 6
-      for (int i = 0; i < R; ++i) {
-        const __m256 av = _mm256_broadcast_ss(a + i * a_rs);
-        acc0[i] = _mm256_fmadd_ps(av, b0, acc0[i]);
-        acc1[i] = _mm256_fmadd_ps(av, b1, acc1[i]);
-      }
-    }
-  }
   const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
   if (nr == NR) {
 #pragma GCC unroll 6
     for (int i = 0; i < R; ++i) {
       float* ci = c + i * ldc;
-      __m256 r0 = _mm256_mul_ps(va, acc0[i]), r1 = _mm256_mul_ps(va, acc1[i]);
+      __m256 r0 = _mm256_mul_ps(va, acc0[0][i]), r1 = _mm256_mul_ps(va, acc1[0][i]);
       if (beta != 0.0f) {  // beta == 0: C is not read (it may hold NaN)
         r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), r0);
         r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), r1);
@@ -67,7 +91,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void tile_avx2(size_t 
 #pragma GCC unroll 6
   for (int i = 0; i < R; ++i) {
     float* ci = c + i * ldc;
-    __m256 r0 = _mm256_mul_ps(va, acc0[i]), r1 = _mm256_mul_ps(va, acc1[i]);
+    __m256 r0 = _mm256_mul_ps(va, acc0[0][i]), r1 = _mm256_mul_ps(va, acc1[0][i]);
     if (beta != 0.0f) {
       r0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci, m0), r0);
       r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci + 8, m1), r1);
