@@ -167,17 +167,21 @@ constexpr size_t kDirectAMaxColumns = 768;      // N up to which A is read unpac
 constexpr size_t kDirectBMaxRows = 256;         // M up to which a cache-sized B is read unpacked
 constexpr size_t kDirectBMaxFloats = 1 << 20;   // K·N of a B that stays in cache (4 MiB)
 constexpr size_t kDirectBAlwaysMaxRows = 4;     // M this short reads B unpacked whatever its size
+constexpr size_t kShortMKC = 8;                 // ... and in K slices this thin
 
 void gemm_serial(const KernelSpec& spec, bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha,
                  const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
   KernelSpec ks = spec;
   if (!ks.transpose_copy) ks.transpose_copy = transpose_copy_scalar;
   const size_t MR = ks.mr, NR = ks.nr;
-  const size_t MC = even_block(M, ks.mc, MR), KC = even_block(K, ks.kc, 1), NC = even_block(N, ks.nc, NR);
   // lda == 1 would make unpacked row-major A look like the column-contiguous layout to the kernel.
   const bool direct_a = N <= kDirectAMaxColumns && (trans_a || lda > 1);
   const bool direct_b = !trans_b && (M <= kDirectBAlwaysMaxRows ||
                                      (M <= kDirectBMaxRows && K * N <= kDirectBMaxFloats));
+  // A very short M reading B unpacked takes K in thin slices, so that each pass over N reads a few rows of B
+  // left to right (a stream the prefetcher follows) rather than a column of 128-byte pieces, one per row.
+  const size_t kc_max = direct_b && M <= kDirectBAlwaysMaxRows ? kShortMKC : ks.kc;
+  const size_t MC = even_block(M, ks.mc, MR), KC = even_block(K, kc_max, 1), NC = even_block(N, ks.nc, NR);
   AlignedFloats abuf = aligned_floats((direct_a ? MR : round_up(MC, MR)) * KC);
   AlignedFloats bbuf = aligned_floats(KC * (direct_b ? NR : round_up(NC, NR)));
   for (size_t i0 = 0; i0 < M; i0 += MC) {
