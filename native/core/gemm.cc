@@ -145,6 +145,26 @@ void pack_b(const KernelSpec& ks, bool trans_b, const float* B, size_t ldb, size
   }
 }
 
+// Scalar RowsDot (the portable kernel's): four partial sums per dot product, so the compiler can keep
+// several additions in flight without reassociating.
+void rows_dot_scalar(size_t K, const float* a, size_t lda, size_t m, const float* b, size_t ldb, size_t n, float* c,
+                     size_t ldc, float alpha, float beta) {
+  for (size_t i = 0; i < m; ++i) {
+    const float* ai = a + i * lda;
+    for (size_t j = 0; j < n; ++j) {
+      const float* bj = b + j * ldb;
+      float s[4] = {0, 0, 0, 0};
+      size_t k = 0;
+      for (; k + 4 <= K; k += 4)
+        for (size_t u = 0; u < 4; ++u) s[u] += ai[k + u] * bj[k + u];
+      for (; k < K; ++k) s[0] += ai[k] * bj[k];
+      const float v = alpha * ((s[0] + s[1]) + (s[2] + s[3]));
+      float* cij = c + i * ldc + j;
+      *cij = beta == 0.0f ? v : v + beta * *cij;
+    }
+  }
+}
+
 // ---- one thread's loop nest ------------------------------------------------------------------------------
 
 
@@ -173,6 +193,20 @@ void gemm_serial(const KernelSpec& spec, bool trans_a, bool trans_b, size_t M, s
                  const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
   KernelSpec ks = spec;
   if (!ks.transpose_copy) ks.transpose_copy = transpose_copy_scalar;
+  if (!ks.rows_dot) ks.rows_dot = rows_dot_scalar;
+  if (trans_b && M <= gemm_detail::kRowsDotMaxRows) {
+    // A few rows times Bᵀ: dot products over B's rows. They need A's rows contiguous; a transposed A (K×M)
+    // is copied into M short rows first.
+    if (!trans_a) {
+      ks.rows_dot(K, A, lda, M, B, ldb, N, C, ldc, alpha, beta);
+    } else {
+      AlignedFloats rows = aligned_floats(M * K);
+      for (size_t k = 0; k < K; ++k)
+        for (size_t i = 0; i < M; ++i) rows[i * K + k] = A[k * lda + i];
+      ks.rows_dot(K, rows.get(), K, M, B, ldb, N, C, ldc, alpha, beta);
+    }
+    return;
+  }
   const size_t MR = ks.mr, NR = ks.nr;
   // lda == 1 would make unpacked row-major A look like the column-contiguous layout to the kernel.
   const bool direct_a = N <= kDirectAMaxColumns && (trans_a || lda > 1);

@@ -113,6 +113,61 @@ __attribute__((target("avx2,fma"))) void micro_avx2(size_t kc, const float* a, s
   }
 }
 
+// Dot products of m ≤ 4 rows of A with 2 rows of B at a time (8 accumulators; 16 ymm registers).
+template <int R>
+__attribute__((target("avx2,fma"), always_inline)) inline void rows_dot_tile(size_t K, const float* a, size_t lda,
+                                                                            const float* b, size_t ldb, size_t n,
+                                                                            float* c, size_t ldc, float alpha,
+                                                                            float beta) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (size_t j0 = 0; j0 < n; j0 += 2) {
+    const size_t nj = n - j0 < 2 ? n - j0 : 2;
+    const float* bj[2] = {b + j0 * ldb, b + (j0 + nj - 1) * ldb};  // a dead second row aliases the first
+    __m256 acc[R][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    size_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+      const __m256 b0 = _mm256_loadu_ps(bj[0] + k), b1 = _mm256_loadu_ps(bj[1] + k);
+#pragma GCC unroll 4
+      for (int i = 0; i < R; ++i) {
+        const __m256 av = _mm256_loadu_ps(a + i * lda + k);
+        acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+        acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+      }
+    }
+    if (k < K) {  // masked tail: lanes past K are neither read nor added
+      const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(K - k)), lane);
+      const __m256 b0 = _mm256_maskload_ps(bj[0] + k, m), b1 = _mm256_maskload_ps(bj[1] + k, m);
+      for (int i = 0; i < R; ++i) {
+        const __m256 av = _mm256_maskload_ps(a + i * lda + k, m);
+        acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+        acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (size_t j = 0; j < nj; ++j) {
+        const __m128 q = _mm_add_ps(_mm256_castps256_ps128(acc[i][j]), _mm256_extractf128_ps(acc[i][j], 1));
+        const __m128 h = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        const float v = alpha * _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
+        float* cij = c + i * ldc + j0 + j;
+        *cij = beta == 0.0f ? v : v + beta * *cij;
+      }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void rows_dot_avx2(size_t K, const float* a, size_t lda, size_t m, const float* b,
+                                                       size_t ldb, size_t n, float* c, size_t ldc, float alpha,
+                                                       float beta) {
+  switch (m) {
+    case 1: return rows_dot_tile<1>(K, a, lda, b, ldb, n, c, ldc, alpha, beta);
+    case 2: return rows_dot_tile<2>(K, a, lda, b, ldb, n, c, ldc, alpha, beta);
+    case 3: return rows_dot_tile<3>(K, a, lda, b, ldb, n, c, ldc, alpha, beta);
+    case 4: return rows_dot_tile<4>(K, a, lda, b, ldb, n, c, ldc, alpha, beta);
+    default: return;
+  }
+}
+
 }  // namespace
 
 __attribute__((target("avx2"))) void transpose_copy_avx2(const float* src, size_t ld_src, size_t rows, size_t kc,
@@ -156,7 +211,7 @@ __attribute__((target("avx2"))) void transpose_copy_avx2(const float* src, size_
 const KernelSpec& avx2_kernel() {
   // KC·NR·4 B = 16 KiB of B per micro-panel; NC columns of B (KC×NC·4 B = 512 KiB) stay in L2.
   static const KernelSpec spec{"avx2", MR, NR, /*kc=*/256, /*mc=*/MR * 160, /*nc=*/NR * 32, micro_avx2,
-                               transpose_copy_avx2};
+                               transpose_copy_avx2, rows_dot_avx2};
   return spec;
 }
 

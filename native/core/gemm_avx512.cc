@@ -98,13 +98,72 @@ __attribute__((target("avx512f"))) void micro_avx512(size_t kc, const float* a, 
   }
 }
 
+// Sum of the 16 lanes. Built from zero-masked shuffles because GCC 12's unmasked ones (and
+// _mm512_reduce_add_ps, _mm512_extractf64x4_pd) trip -Wmaybe-uninitialized inside its own headers.
+__attribute__((target("avx512f"), always_inline)) inline float hsum512(__m512 x) {
+  const __mmask16 all = 0xFFFF;
+  x = _mm512_add_ps(x, _mm512_maskz_shuffle_f32x4(all, x, x, 0x4E));  // + the other 256-bit half
+  x = _mm512_add_ps(x, _mm512_maskz_shuffle_f32x4(all, x, x, 0xB1));  // + the neighbouring 128-bit lane
+  x = _mm512_add_ps(x, _mm512_maskz_permute_ps(all, x, 0x4E));        // + the other pair within the lane
+  x = _mm512_add_ps(x, _mm512_maskz_permute_ps(all, x, 0xB1));        // + the neighbouring float
+  return _mm512_cvtss_f32(x);
+}
+
+// Dot products of m ≤ 4 rows of A with 4 rows of B at a time: 16 independent accumulators over k.
+template <int R>
+__attribute__((target("avx512f"), always_inline)) inline void rows_dot_tile(size_t K, const float* a, size_t lda,
+                                                                            const float* b, size_t ldb, size_t n,
+                                                                            float* c, size_t ldc, float alpha,
+                                                                            float beta) {
+  for (size_t j0 = 0; j0 < n; j0 += 4) {
+    const size_t nj = n - j0 < 4 ? n - j0 : 4;
+    const float* bj[4];
+    for (size_t j = 0; j < 4; ++j) bj[j] = b + (j0 + (j < nj ? j : 0)) * ldb;  // dead rows alias a live one
+    __m512 acc[R][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_setzero_ps();
+    for (size_t k = 0; k < K; k += 16) {
+      const __mmask16 m = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
+      __m512 bv[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) bv[j] = _mm512_maskz_loadu_ps(m, bj[j] + k);
+#pragma GCC unroll 4
+      for (int i = 0; i < R; ++i) {
+        const __m512 av = _mm512_maskz_loadu_ps(m, a + i * lda + k);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (size_t j = 0; j < nj; ++j) {
+        float* cij = c + i * ldc + j0 + j;
+        const float v = alpha * hsum512(acc[i][j]);
+        *cij = beta == 0.0f ? v : v + beta * *cij;
+      }
+  }
+}
+
+__attribute__((target("avx512f"))) void rows_dot_avx512(size_t K, const float* a, size_t lda, size_t m, const float* b,
+                                                         size_t ldb, size_t n, float* c, size_t ldc, float alpha,
+                                                         float beta) {
+  switch (m) {
+    case 1: return rows_dot_tile<1>(K, a, lda, b, ldb, n, c, ldc, alpha, beta);
+    case 2: return rows_dot_tile<2>(K, a, lda, b, ldb, n, c, ldc, alpha, beta);
+    case 3: return rows_dot_tile<3>(K, a, lda, b, ldb, n, c, ldc, alpha, beta);
+    case 4: return rows_dot_tile<4>(K, a, lda, b, ldb, n, c, ldc, alpha, beta);
+    default: return;
+  }
+}
+
 }  // namespace
 
 const KernelSpec& avx512_kernel() {
   // A micro-panel (MR×KC·4 B = 12 KiB) stays in L1 while NC/NR B micro-panels stream from the L2-resident
   // B block (KC×NC·4 B = 512 KiB); the MC×KC A block (1.5 MiB) lives in L3.
   static const KernelSpec spec{"avx512", MR, NR, /*kc=*/256, /*mc=*/MR * 128, /*nc=*/NR * 16, micro_avx512,
-                               transpose_copy_avx2};
+                               transpose_copy_avx2, rows_dot_avx512};
   return spec;
 }
 

@@ -25,12 +25,20 @@ using MicroKernel = void (*)(size_t kc, const float* a, size_t a_rs, size_t a_cs
 // row-major A and transposed B. Kernels may bring a SIMD version; null means the scalar one in gemm.cc.
 using TransposeCopy = void (*)(const float* src, size_t ld_src, size_t rows, size_t kc, float* dst, size_t dst_stride);
 
+// C[i, j] = alpha · Σ_k a[i·lda + k]·b[j·ldb + k] + beta · C[i, j] for i < m ≤ 4, j < n (beta == 0: C not
+// read): the A·Bᵀ product of a few rows, as dot products that stream B's rows once. Used for short M with
+// transposed B (one token through a Linear layer), where tiles would waste most of each vector.
+using RowsDot = void (*)(size_t K, const float* a, size_t lda, size_t m, const float* b, size_t ldb, size_t n, float* c,
+                         size_t ldc, float alpha, float beta);
+constexpr size_t kRowsDotMaxRows = 4;
+
 struct KernelSpec {
   const char* name;
   size_t mr, nr;
   size_t kc, mc, nc;
   MicroKernel micro;
   TransposeCopy transpose_copy;
+  RowsDot rows_dot;  // null: the scalar one in gemm.cc
 };
 
 // Each returns its kernel's description; the SIMD ones exist only where the compiler can target them, and

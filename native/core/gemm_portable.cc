@@ -51,7 +51,7 @@ void micro_portable(size_t kc, const float* a, size_t a_rs, size_t a_cs, const f
 }  // namespace
 
 const KernelSpec& portable_kernel() {
-  static const KernelSpec spec{"portable", MR, NR, /*kc=*/256, /*mc=*/MR * 64, /*nc=*/NR * 64, micro_portable, nullptr};
+  static const KernelSpec spec{"portable", MR, NR, /*kc=*/256, /*mc=*/MR * 64, /*nc=*/NR * 64, micro_portable, nullptr, nullptr};
   return spec;
 }
 
