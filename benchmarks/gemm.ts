@@ -31,6 +31,9 @@ const shapes: Shape[] = [
   { name: 'FF up 2048×3072×768', m: 2048, n: 3072, k: 768 },
   { name: 'FF down 2048×768×3072', m: 2048, n: 768, k: 3072 },
   { name: 'FF up, Bᵀ (Linear weight)', m: 2048, n: 3072, k: 768, transB: true },
+  // Shapes of the small fixture models and of decoding one token at a time.
+  { name: 'small model 4096×512×128, Bᵀ', m: 4096, n: 512, k: 128, transB: true },
+  { name: 'one token 1×3072×768, Bᵀ', m: 1, n: 3072, k: 768, transB: true },
 ];
 const reps = quick ? 2 : 4;
 
@@ -44,8 +47,9 @@ async function nativeRows(): Promise<Record<string, Row>> {
     const c = new Float32Array(s.m * s.n);
     const row: Row = {};
     for (const kernel of gemmKernels()) {
-      // The portable kernel is ~3× slower; one timed run is enough to place it.
-      const r = kernel === 'portable' ? 1 : reps;
+      // The portable kernel is ~3× slower; one timed run is enough to place it. Tiny shapes get more runs.
+      const small = s.m * s.n * s.k < 1e8;
+      const r = small ? 20 : kernel === 'portable' ? 1 : reps;
       row[kernel] = await bestGflops(2 * s.m * s.n * s.k, r, () =>
         matmul(a, b, { m: s.m, n: s.n, k: s.k, transB: s.transB }, { kernel: kernel as GemmKernel, out: c }),
       );
@@ -75,7 +79,7 @@ for s in shapes:
     c = np.empty((s['m'], s['n']), dtype=np.float32)
     np.matmul(a, bb, out=c)
     wall = cpu = 1e9
-    for _ in range(reps):
+    for _ in range(20 if s['m'] * s['n'] * s['k'] < 1e8 else reps):
         t = time.perf_counter(); p = time.process_time()
         np.matmul(a, bb, out=c)
         wall = min(wall, time.perf_counter() - t); cpu = min(cpu, time.process_time() - p)

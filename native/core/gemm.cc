@@ -183,7 +183,7 @@ size_t even_block(size_t total, size_t max_block, size_t unit) {
 //    as long as B is small enough to stay in cache, or M is so short that packing would cost more than the
 //    strided reads (reading a large B panel by panel walks a new page every row). A partial last panel is
 //    still packed.
-constexpr size_t kDirectAMaxColumns = 768;      // N up to which A is read unpacked
+constexpr size_t kDirectAMaxColumns = 512;      // N up to which A is read unpacked
 constexpr size_t kDirectBMaxRows = 256;         // M up to which a cache-sized B is read unpacked
 constexpr size_t kDirectBMaxFloats = 1 << 20;   // K·N of a B that stays in cache (4 MiB)
 constexpr size_t kDirectBAlwaysMaxRows = 4;     // M this short reads B unpacked whatever its size
@@ -267,7 +267,7 @@ void scale_c(size_t M, size_t N, float beta, float* C, size_t ldc) {
 }
 
 // Below this many multiply-adds per thread, waking another thread costs more than it saves.
-constexpr double kMinMacsPerThread = 1 << 20;
+constexpr double kMinMacsPerThread = 1 << 22;
 
 }  // namespace
 

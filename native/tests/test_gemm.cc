@@ -162,7 +162,7 @@ TEST(large_multithreaded_shapes_match_float64) {
       ForceKernel force(k);
       for (int t = 0; t < 4; ++t) {
         CHECK(check_case(&pool, t & 1, t & 2, {301, 259, 517}, 1.0f, 0.0f, 3, rng, k.c_str()));
-        CHECK(check_case(&pool, t & 1, t & 2, {17, 1031, 300}, -1.0f, 0.5f, 0, rng, k.c_str()));
+        CHECK(check_case(&pool, t & 1, t & 2, {17, 2063, 300}, -1.0f, 0.5f, 0, rng, k.c_str()));
       }
     }
   }
