@@ -7,7 +7,11 @@
 //         for each A micro-panel:        MR×KC, stays in L1 ...
 //           for each B micro-panel:      ... while the B micro-panels stream past it
 //             micro-kernel → MR×NR tile of C
-// Packing handles both transposes and zero-pads the edges, so micro-kernels see one layout only.
+// Packing handles both transposes and zero-pads the edges, so micro-kernels see one layout only. Where
+// packing would cost more than it saves (narrow N, short M), kernels read A or B in place instead (see
+// gemm_serial), and a few rows times a transposed B become dot products over B's rows.
+// Every element of C sums its K products in the same order whatever the thread count: results are
+// reproducible bit for bit across pool sizes.
 // Threads split C into disjoint stripes (over M or N), each running the nest above with its own packing
 // buffers: nothing is shared between threads or between concurrent calls.
 #include "core/gemm.h"
