@@ -193,12 +193,16 @@ constexpr size_t kDirectBMaxFloats = 1 << 20;   // K·N of a B that stays in cac
 constexpr size_t kDirectBAlwaysMaxRows = 4;     // M this short reads B unpacked whatever its size
 constexpr size_t kShortMKC = 8;                 // ... and in K slices this thin
 
-void gemm_serial(const KernelSpec& spec, bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha,
-                 const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
+// One thread's share: C[M×N] of a call whose C has `call_m` rows. The short-M strategies change the order in
+// which an element sums its products, so they are chosen from call_m: a short last stripe of a longer C
+// computes exactly what one thread would have.
+void gemm_serial(const KernelSpec& spec, size_t call_m, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
+                 float alpha, const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C,
+                 size_t ldc) {
   KernelSpec ks = spec;
   if (!ks.transpose_copy) ks.transpose_copy = transpose_copy_scalar;
   if (!ks.rows_dot) ks.rows_dot = rows_dot_scalar;
-  if (trans_b && M <= gemm_detail::kRowsDotMaxRows) {
+  if (trans_b && call_m <= gemm_detail::kRowsDotMaxRows) {
     // A few rows times Bᵀ: dot products over B's rows. They need A's rows contiguous; a transposed A (K×M)
     // is copied into M short rows first.
     if (!trans_a) {
@@ -214,11 +218,11 @@ void gemm_serial(const KernelSpec& spec, bool trans_a, bool trans_b, size_t M, s
   const size_t MR = ks.mr, NR = ks.nr;
   // lda == 1 would make unpacked row-major A look like the column-contiguous layout to the kernel.
   const bool direct_a = N <= kDirectAMaxColumns && (trans_a || lda > 1);
-  const bool direct_b = !trans_b && (M <= kDirectBAlwaysMaxRows ||
-                                     (M <= kDirectBMaxRows && K * N <= kDirectBMaxFloats));
+  const bool short_m = call_m <= kDirectBAlwaysMaxRows;
+  const bool direct_b = !trans_b && (short_m || (M <= kDirectBMaxRows && K * N <= kDirectBMaxFloats));
   // A very short M reading B unpacked takes K in thin slices, so that each pass over N reads a few rows of B
   // left to right (a stream the prefetcher follows) rather than a column of 128-byte pieces, one per row.
-  const size_t kc_max = direct_b && M <= kDirectBAlwaysMaxRows ? kShortMKC : ks.kc;
+  const size_t kc_max = short_m && !trans_b ? kShortMKC : ks.kc;
   const size_t MC = even_block(M, ks.mc, MR), KC = even_block(K, kc_max, 1), NC = even_block(N, ks.nc, NR);
   AlignedFloats abuf = aligned_floats((direct_a ? MR : round_up(MC, MR)) * KC);
   AlignedFloats bbuf = aligned_floats(KC * (direct_b ? NR : round_up(NC, NR)));
@@ -299,7 +303,7 @@ void sgemm_with_kernel(const char* kernel, ThreadPool* pool, bool trans_a, bool 
   const bool split_m = tiles_m >= tiles_n;
   size_t parts = std::min<size_t>({threads, split_m ? tiles_m : tiles_n, size_t(macs / kMinMacsPerThread)});
   if (parts <= 1) {
-    gemm_serial(ks, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_serial(ks, M, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   const size_t unit = split_m ? ks.mr : ks.nr, extent = split_m ? M : N;
@@ -310,10 +314,10 @@ void sgemm_with_kernel(const char* kernel, ThreadPool* pool, bool trans_a, bool 
       const size_t s0 = part * stripe, len = std::min(stripe, extent - s0);
       if (split_m) {
         const float* a = trans_a ? A + s0 : A + s0 * lda;
-        gemm_serial(ks, trans_a, trans_b, len, N, K, alpha, a, lda, B, ldb, beta, C + s0 * ldc, ldc);
+        gemm_serial(ks, M, trans_a, trans_b, len, N, K, alpha, a, lda, B, ldb, beta, C + s0 * ldc, ldc);
       } else {
         const float* b = trans_b ? B + s0 * ldb : B + s0;
-        gemm_serial(ks, trans_a, trans_b, M, len, K, alpha, A, lda, b, ldb, beta, C + s0, ldc);
+        gemm_serial(ks, M, trans_a, trans_b, M, len, K, alpha, A, lda, b, ldb, beta, C + s0, ldc);
       }
     }
   });

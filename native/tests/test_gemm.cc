@@ -180,6 +180,16 @@ TEST(result_does_not_depend_on_thread_count) {
   ffm::sgemm(&p3, false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, c3.data(), N);
   CHECK(c1 == c2);
   CHECK(c1 == c3);
+  // 28 rows split in two stripes leave a last stripe of 4 rows, short enough for the short-M strategies
+  // (thin K slices, dot products): they must be chosen for the whole call, not per stripe.
+  for (bool tb : {false, true}) {
+    const size_t m = 28, n = 64, k = 5000;  // more row tiles than column tiles: split over M
+    auto a = random_floats(m * k, rng), b = random_floats(k * n, rng);
+    std::vector<float> s1(m * n), s2(m * n);
+    ffm::sgemm(nullptr, false, tb, m, n, k, 1.0f, a.data(), k, b.data(), tb ? k : n, 0.0f, s1.data(), n);
+    ffm::sgemm(&p2, false, tb, m, n, k, 1.0f, a.data(), k, b.data(), tb ? k : n, 0.0f, s2.data(), n);
+    CHECK(s1 == s2);
+  }
 }
 
 TEST(k_zero_and_alpha_zero_scale_c_without_reading_a_or_b) {
