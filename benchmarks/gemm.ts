@@ -35,7 +35,7 @@ const shapes: Shape[] = [
   { name: 'small model 4096×512×128, Bᵀ', m: 4096, n: 512, k: 128, transB: true },
   { name: 'one token 1×3072×768, Bᵀ', m: 1, n: 3072, k: 768, transB: true },
 ];
-const reps = quick ? 2 : 4;
+const reps = quick ? 2 : 6;
 
 type Row = Record<string, Gflops>; // kernel -> GFLOP/s, per shape name
 
