@@ -136,6 +136,10 @@ describe('native sgemm (matmul)', () => {
     await expect(matmul(a, b, { m: 2, n: 2, k: 3 }, { out: new Float32Array(5) })).rejects.toMatchObject({
       code: 'SHAPE_MISMATCH',
     });
+    const square = new Float32Array(4);
+    await expect(matmul(square, square.subarray(0, 4), { m: 2, n: 2, k: 2 }, { out: square })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
     const bad = matmul(a, b, { m: 2, n: 2, k: 3 }, { kernel: 'sse9' as 'avx2' });
     await expect(bad).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await bad.catch((e: unknown) => expect(isFfmergeError(e)).toBe(true));

@@ -50,6 +50,12 @@ export function gemmKernels(): GemmKernel[] {
   return addon().gemmKernels() as GemmKernel[];
 }
 
+/** Whether two typed arrays view overlapping bytes of the same buffer. */
+function overlaps(x: Float32Array, y: Float32Array): boolean {
+  if (x.buffer !== y.buffer || x.byteLength === 0 || y.byteLength === 0) return false;
+  return x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
+}
+
 /** c = alpha·op(a)·op(b) + beta·c with op(a) m×k (a stored k×m when transA) and op(b) k×n (b stored n×k when transB). */
 export async function matmul(
   a: Float32Array,
@@ -65,6 +71,9 @@ export async function matmul(
   }
   if (out !== undefined && out.length !== m * n) {
     throw new FfmergeError('SHAPE_MISMATCH', `matmul: out holds ${out.length} values but m·n = ${m}·${n} = ${m * n}`);
+  }
+  if (out !== undefined && (overlaps(out, a) || overlaps(out, b))) {
+    throw new FfmergeError('INVALID_ARGUMENT', 'matmul: out must not share memory with a or b (it is written while they are read)');
   }
   const c = out ?? new Float32Array(m * n);
   return runNativeJob(
