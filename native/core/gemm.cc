@@ -65,7 +65,7 @@ KernelChoice choose_kernel(const char* forced) {
   const std::string want(env);
   const std::string what = forced ? "GEMM kernel \"" + want + "\"" : "FFMERGE_GEMM_KERNEL=" + want;
   if (want == "avx2" || want == "avx512" || want == "portable")
-    return {nullptr, what + " is not supported by this CPU (supported: " +
+    return {nullptr, what + " is not available with this CPU and build (available: " +
                          [&] {
                            std::string s;
                            for (const KernelSpec* k : specs) s += (s.empty() ? "" : ", ") + std::string(k->name);

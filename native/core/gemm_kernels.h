@@ -44,7 +44,9 @@ struct KernelSpec {
 // Each returns its kernel's description; the SIMD ones exist only where the compiler can target them, and
 // must be called only when the CPU supports them (see supported_kernels in gemm.cc).
 const KernelSpec& portable_kernel();
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+// FFMERGE_GEMM_PORTABLE_ONLY builds what a non-x86 target gets (the portable kernel alone), e.g. for tools
+// that do not emulate AVX-512, and to check that path compiles and passes on an x86 machine.
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(FFMERGE_GEMM_PORTABLE_ONLY)
 #define FFM_GEMM_X86 1
 const KernelSpec& avx2_kernel();
 const KernelSpec& avx512_kernel();
