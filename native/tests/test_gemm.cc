@@ -6,6 +6,8 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
@@ -190,6 +192,35 @@ TEST(result_does_not_depend_on_thread_count) {
     ffm::sgemm(&p2, false, tb, m, n, k, 1.0f, a.data(), k, b.data(), tb ? k : n, 0.0f, s2.data(), n);
     CHECK(s1 == s2);
   }
+}
+
+TEST(concurrent_calls_sharing_one_pool_do_not_interfere) {
+  // Several jobs may multiply at once on the addon's one pool: packing buffers are per call and per thread.
+  std::mt19937 rng(11);
+  ffm::ThreadPool pool(2);
+  struct Job {
+    size_t m, n, k;
+    bool tb;
+    std::vector<float> a, b, want, got;
+  };
+  std::vector<Job> jobs;
+  for (auto [m, n, k, tb] : {std::tuple<size_t, size_t, size_t, bool>{150, 700, 90, false}, {3, 900, 400, true},
+                            {260, 130, 301, false}, {97, 1030, 64, true}}) {
+    Job j{m, n, k, tb, random_floats(m * k, rng), random_floats(k * n, rng), {}, {}};
+    j.want.resize(m * n);
+    j.got.resize(m * n);
+    ffm::sgemm(nullptr, false, tb, m, n, k, 1.0f, j.a.data(), k, j.b.data(), tb ? k : n, 0.0f, j.want.data(), n);
+    jobs.push_back(std::move(j));
+  }
+  std::vector<std::thread> threads;
+  for (Job& j : jobs)
+    threads.emplace_back([&pool, &j] {
+      for (int rep = 0; rep < 3; ++rep)
+        ffm::sgemm(&pool, false, j.tb, j.m, j.n, j.k, 1.0f, j.a.data(), j.k, j.b.data(), j.tb ? j.k : j.n, 0.0f,
+                   j.got.data(), j.n);
+    });
+  for (auto& t : threads) t.join();
+  for (const Job& j : jobs) CHECK(j.got == j.want);
 }
 
 TEST(k_zero_and_alpha_zero_scale_c_without_reading_a_or_b) {
