@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -37,8 +38,11 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   std::string kernel;
   const bool forced = info.Length() > 10 && info[10].IsString();
   if (forced) kernel = info[10].As<Napi::String>().Utf8Value();
-  // Lengths are checked exactly (the TS wrapper reports shapes; this guards memory).
-  if (a.length != m * k || b.length != k * n || c.length != m * n)
+  // Lengths are checked exactly (the TS wrapper reports shapes; this guards memory, products included: a
+  // wrapped-around m·k must not pass for an empty array).
+  const auto fits = [](size_t x, size_t y) { return y == 0 || x <= SIZE_MAX / y; };
+  const bool overflow = !fits(m, k) || !fits(k, n) || !fits(m, n);
+  if (overflow || a.length != m * k || b.length != k * n || c.length != m * n)
     ThrowCode(env, "SHAPE_MISMATCH",
               "sgemm: a, b and c must hold m·k, k·n and m·n floats (got " + std::to_string(a.length) + ", " +
                   std::to_string(b.length) + ", " + std::to_string(c.length) + " for m=" + std::to_string(m) +
