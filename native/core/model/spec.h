@@ -16,6 +16,12 @@ enum class NormPlacement { Pre, Post };
 // How positions enter: added learned table (GPT-2, ViT, BERT), rotary on q/k (LLaMA), added sinusoidal
 // table (Marian: plugs in at embed()), or none.
 enum class PositionKind { None, Learned, Rotary, Sinusoidal };
+// What enters the stack: token ids (tok_emb rows), or images cut into patches by a conv with kernel = stride =
+// patch (ViT: the patch vectors go through patch_w, a CLS token is put first; seq = 1 + patches).
+enum class InputKind { Tokens, Patches };
+// What Output::Logits means: an LM head on every position ([batch, seq, vocab]) or a classifier on the first
+// position (ViT / BERT CLS: [batch, num_labels], optionally after BERT's tanh pooler).
+enum class HeadKind { LMHead, Classifier };
 
 struct ModelSpec {
   std::string family;        // config.json model_type, for messages
@@ -38,7 +44,21 @@ struct ModelSpec {
   bool gated_ff = false;     // SwiGLU-style: act(x·W_gateᵀ) ⊙ (x·W_inᵀ)
   bool causal = true;        // decoder self-attention; encoders use false + the padding mask
   float embed_scale = 1.0f;  // token embeddings are multiplied by this (Marian: sqrt(d_model))
-  bool cross_attention = false;  // decoder blocks of encoder–decoder models (not implemented yet: typed error)
+  // Decoder blocks of encoder–decoder models (Marian): a cross-attention sublayer between self-attention and
+  // the FF, queries from the decoder, keys/values from the encoder states (ForwardInput::encoder_hidden).
+  bool cross_attention = false;
+  // Input side (ViT): images [channels, image_h, image_w] cut into patch×patch squares.
+  InputKind input = InputKind::Tokens;
+  size_t channels = 0, image_h = 0, image_w = 0, patch = 0;
+  // BERT embeddings: token-type table (0 = none) and a norm after summing the embeddings.
+  size_t type_vocab = 0;
+  bool embed_norm = false;
+  // Output side.
+  HeadKind head = HeadKind::LMHead;
+  size_t num_labels = 0;  // Classifier head
+  bool pooler = false;    // BERT: tanh(pooler · h_CLS + b) before the classifier
+  size_t patches() const { return patch ? (image_h / patch) * (image_w / patch) : 0; }
+  size_t patch_dim() const { return channels * patch * patch; }
   size_t qkv_width() const { return (n_heads + 2 * n_kv_heads) * head_dim; }
 };
 

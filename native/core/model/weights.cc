@@ -40,7 +40,18 @@ void validate_spec(const ModelSpec& s) {
   need(s.n_kv_heads, "n_kv_heads");
   need(s.head_dim, "head_dim");
   need(s.d_ff, "d_ff");
-  need(s.vocab, "vocab");
+  if (s.input == InputKind::Tokens || s.head == HeadKind::LMHead) need(s.vocab, "vocab");
+  if (s.input == InputKind::Patches) {
+    need(s.channels, "channels");
+    need(s.patch, "patch");
+    need(s.image_h, "image_h");
+    need(s.image_w, "image_w");
+    if (s.image_h % s.patch != 0 || s.image_w % s.patch != 0)
+      throw Error("INVALID_CONFIG", "model spec: image size " + std::to_string(s.image_h) + "x" +
+                                        std::to_string(s.image_w) + " is not a multiple of the patch size " +
+                                        std::to_string(s.patch));
+  }
+  if (s.head == HeadKind::Classifier) need(s.num_labels, "num_labels");
   if (s.n_heads % s.n_kv_heads != 0)
     throw Error("INVALID_CONFIG", "model spec: n_heads (" + std::to_string(s.n_heads) +
                                       ") must be a multiple of n_kv_heads (" + std::to_string(s.n_kv_heads) + ")");
@@ -77,21 +88,46 @@ void validate_ff(const ModelSpec& s, const FFWeights& ff, const std::string& whe
 
 Model build_model(const ModelSpec& spec, const std::map<std::string, Buffer>& tensors) {
   validate_spec(spec);
-  if (spec.cross_attention)
-    throw Error("UNSUPPORTED_ARCHITECTURE", "cross-attention blocks are not implemented in the forward pass yet");
   const size_t d = spec.d_model, V = spec.vocab, hd = spec.head_dim;
   Lookup get{tensors};
   Model m;
   m.spec = spec;
-  m.w.tok_emb = get.required("tok_emb", V * d);
+  if (spec.input == InputKind::Tokens) {
+    m.w.tok_emb = get.required("tok_emb", V * d);
+  } else {
+    m.w.patch_w = get.required("patch_w", d * spec.patch_dim());
+    m.w.patch_b = get.optional("patch_b", d);
+    m.w.cls_token = get.required("cls_token", d);
+    if (spec.positions == PositionKind::Learned && spec.max_positions != 1 + spec.patches())
+      throw Error("INVALID_CONFIG", "model spec: " + std::to_string(spec.patches()) + " patches + CLS need " +
+                                        std::to_string(1 + spec.patches()) + " positions, the table has " +
+                                        std::to_string(spec.max_positions));
+  }
   if (spec.positions == PositionKind::Learned) m.w.pos_emb = get.required("pos_emb", spec.max_positions * d);
+  if (spec.type_vocab) m.w.type_emb = get.required("type_emb", spec.type_vocab * d);
+  if (spec.embed_norm) {
+    m.w.embed_norm_w = get.required("embed_norm_w", d);
+    m.w.embed_norm_b = get.optional("embed_norm_b", d);
+  }
   if (spec.final_norm) {
     m.w.final_norm_w = get.required("final_norm_w", d);
     m.w.final_norm_b = get.optional("final_norm_b", d);
   }
-  m.w.lm_head_w = get.optional("lm_head_w", V * d);
-  if (!m.w.lm_head_w) m.w.lm_head_w = m.w.tok_emb;  // tied
-  m.w.lm_head_b = get.optional("lm_head_b", V);
+  if (spec.head == HeadKind::LMHead) {
+    m.w.lm_head_w = get.optional("lm_head_w", V * d);
+    if (!m.w.lm_head_w) {
+      if (!m.w.tok_emb) throw Error("TENSOR_NOT_FOUND", "model weights are missing tensor \"lm_head_w\"");
+      m.w.lm_head_w = m.w.tok_emb;  // tied
+    }
+    m.w.lm_head_b = get.optional("lm_head_b", V);
+  } else {
+    if (spec.pooler) {
+      m.w.pooler_w = get.required("pooler_w", d * d);
+      m.w.pooler_b = get.optional("pooler_b", d);
+    }
+    m.w.classifier_w = get.required("classifier_w", spec.num_labels * d);
+    m.w.classifier_b = get.optional("classifier_b", spec.num_labels);
+  }
   m.w.layers.resize(spec.layers);
   for (size_t l = 0; l < spec.layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
@@ -104,6 +140,17 @@ Model build_model(const ModelSpec& spec, const std::map<std::string, Buffer>& te
     L.o_b = get.optional(p + "o_b", d);
     L.norm2_w = get.required(p + "norm2_w", d);
     L.norm2_b = get.optional(p + "norm2_b", d);
+    if (spec.cross_attention) {
+      const size_t qw = spec.n_heads * hd, kw = spec.n_kv_heads * hd;
+      L.xnorm_w = get.required(p + "xnorm_w", d);
+      L.xnorm_b = get.optional(p + "xnorm_b", d);
+      L.xq_w = get.required(p + "xq_w", qw * d);
+      L.xq_b = get.optional(p + "xq_b", qw);
+      L.xkv_w = get.required(p + "xkv_w", 2 * kw * d);  // fused [k; v] over the encoder states
+      L.xkv_b = get.optional(p + "xkv_b", 2 * kw);
+      L.xo_w = get.required(p + "xo_w", d * qw);
+      L.xo_b = get.optional(p + "xo_b", d);
+    }
     auto ff = std::make_shared<FFWeights>();
     ff->w_in = get.required(p + "ff.w_in", spec.d_ff * d);
     ff->b_in = get.optional(p + "ff.b_in", spec.d_ff);

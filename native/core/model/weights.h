@@ -45,8 +45,14 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  Tensor tok_emb;                   // [vocab, d]
+  Tensor tok_emb;                   // [vocab, d] (token input)
   Tensor pos_emb;                   // [max_positions, d] (learned positions only)
+  Tensor type_emb;                  // [type_vocab, d] (BERT token types)
+  Tensor embed_norm_w, embed_norm_b;  // BERT: norm after the embedding sum
+  Tensor patch_w, patch_b;          // [d, channels·patch·patch] conv weight flattened (c, ky, kx); [d]
+  Tensor cls_token;                 // [d] (patch input: position 0)
+  Tensor pooler_w, pooler_b;        // [d, d], [d] (BERT pooler)
+  Tensor classifier_w, classifier_b;  // [num_labels, d], [num_labels] (classifier head)
   Tensor final_norm_w, final_norm_b;
   Tensor lm_head_w, lm_head_b;      // [vocab, d]; tied = the same buffer as tok_emb
   std::vector<LayerWeights> layers;

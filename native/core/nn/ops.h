@@ -54,7 +54,8 @@ void rope(ThreadPool* pool, float* x, size_t ld, size_t rows, const int32_t* pos
 //   k,v [batch·seq_k, *] row strides ldk/ldv, kv head g at column g·head_dim; query head h uses kv head
 //       h / (n_heads / n_kv_heads) (grouped-query attention; n_kv_heads == n_heads is plain MHA)
 //   out [batch·seq_q, n_heads·head_dim] row stride ldo
-// causal: query i sees keys j ≤ i (self-attention, seq_q == seq_k). key_mask [batch, seq_k] (nullptr = all
+// causal: query i sees keys j ≤ i + (seq_k − seq_q) (self-attention; seq_q < seq_k when the queries are the
+// newest positions after a KV cache). key_mask [batch, seq_k] (nullptr = all
 // valid): keys with 0 are never attended (padding). A query that sees no valid key outputs zeros.
 // Cross-attention (encoder–decoder) is the same call with k/v from the encoder, causal = false.
 struct AttentionDims {
