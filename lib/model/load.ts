@@ -54,11 +54,13 @@ class TensorSource {
   }
 
   /** A 1-D or Linear-layout 2-D tensor of the given shape (as stored, for 1-D / linear-layout families). */
-  async read(name: string, shape: number[], transposeConv1D = false): Promise<Float32Array> {
+  async read(name: string, shape: number[], transposeConv1D = false, stored?: number[]): Promise<Float32Array> {
     const real = this.resolve(name);
     const info = this.reader.info(real);
     const conv = transposeConv1D && this.t.layout === 'conv1d' && shape.length === 2;
-    const want = conv ? [shape[1]!, shape[0]!] : shape;
+    // `stored`: the tensor is kept in another shape with the same element order (ViT's [1, n, d] tables,
+    // conv kernels [d, c, p, p] read as [d, c·p·p])
+    const want = stored ?? (conv ? [shape[1]!, shape[0]!] : shape);
     if (info.shape.length !== want.length || info.shape.some((v, i) => v !== want[i])) {
       throw new FfmergeError(
         'SHAPE_MISMATCH',
@@ -97,11 +99,28 @@ async function loadTensors(src: TensorSource, spec: ModelSpec, t: FamilyTensors,
     out[`${slot}_w`] = await src.read(n.w, [d]);
     if (n.b) out[`${slot}_b`] = await src.read(n.b, [d]);
   };
-  out.tok_emb = await src.read(t.tokEmb, [spec.vocab, d]);
-  if (t.posEmb) out.pos_emb = await src.read(t.posEmb, [spec.maxPositions, d]);
+  if (t.tokEmb) out.tok_emb = await src.read(t.tokEmb, [spec.vocab, d]);
+  if (t.posEmb) out.pos_emb = await src.read(t.posEmb, [spec.maxPositions, d], false, t.posEmbShape);
+  if (t.patch) {
+    const c = spec.channels ?? 0;
+    const p = spec.patch ?? 0;
+    out.patch_w = await src.read(t.patch.w, [d, c * p * p], false, [d, c, p, p]);
+    if (t.patch.b) out.patch_b = await src.read(t.patch.b, [d]);
+    out.cls_token = await src.read(t.patch.cls, [d], false, [1, 1, d]);
+  }
+  if (t.typeEmb) out.type_emb = await src.read(t.typeEmb, [spec.typeVocab ?? 0, d]);
+  if (t.embedNorm) await norm('embed_norm', t.embedNorm);
+  if (t.pooler) {
+    out.pooler_w = await src.read(t.pooler.w, [d, d], true);
+    if (t.pooler.b) out.pooler_b = await src.read(t.pooler.b, [d]);
+  }
+  if (t.classifier) {
+    out.classifier_w = await src.read(t.classifier.w, [spec.numLabels ?? 0, d], true);
+    if (t.classifier.b) out.classifier_b = await src.read(t.classifier.b, [spec.numLabels ?? 0]);
+  }
   if (t.finalNorm) await norm('final_norm', t.finalNorm);
   if (t.lmHead) out.lm_head_w = await src.read(t.lmHead, [spec.vocab, d], true);
-  if (t.lmHeadBias) out.lm_head_b = await src.read(t.lmHeadBias, [spec.vocab]);
+  if (t.lmHeadBias) out.lm_head_b = await src.read(t.lmHeadBias, [spec.vocab], false, t.lmHeadBiasShape);
   const qw = spec.nHeads * spec.headDim;
   const kw = spec.nKvHeads * spec.headDim;
   for (let l = 0; l < spec.layers; l++) {
@@ -129,6 +148,16 @@ async function loadTensors(src: TensorSource, spec: ModelSpec, t: FamilyTensors,
     if (f.bGate) out[`${p}ff.b_gate`] = await src.read(f.bGate, [spec.dFF]);
     out[`${p}ff.w_out`] = await src.read(f.wOut, [d, spec.dFF], true);
     if (f.bOut) out[`${p}ff.b_out`] = await src.read(f.bOut, [d]);
+    const x = L.xattn;
+    if (x) {
+      await norm(`${p}xnorm`, x.norm);
+      out[`${p}xq_w`] = await src.read(x.q, [qw, d], true);
+      if (x.qBias) out[`${p}xq_b`] = await src.read(x.qBias, [qw]);
+      out[`${p}xkv_w`] = concat([await src.read(x.k, [kw, d], true), await src.read(x.v, [kw, d], true)]);
+      if (x.kBias && x.vBias) out[`${p}xkv_b`] = concat([await src.read(x.kBias, [kw]), await src.read(x.vBias, [kw])]);
+      out[`${p}xo_w`] = await src.read(x.o, [d, qw], true);
+      if (x.oBias) out[`${p}xo_b`] = await src.read(x.oBias, [d]);
+    }
   }
   return out;
 }
@@ -143,16 +172,29 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const reader = await SafetensorsReader.open(dir);
   const tensors = await loadTensors(new TensorSource(reader, names, dir), spec, names, opts.signal);
   throwIfAborted(opts.signal);
-  return buildModel(config, spec, tensors);
+  if (!family.encoder) return buildModel(config, spec, tensors);
+  // Encoder–decoder: the encoder stack is a second native model; the two share nothing but the config.
+  const encSpec = family.encoder.spec(config);
+  const encNames = family.encoder.tensors(config, encSpec);
+  const encTensors = await loadTensors(new TensorSource(reader, encNames, dir), encSpec, encNames, opts.signal);
+  throwIfAborted(opts.signal);
+  return buildModel(config, spec, tensors, { spec: encSpec, tensors: encTensors });
 }
 
 /**
  * A Model from canonical tensors already in memory (slot names as native/core/model/weights.h; an absent
  * lm_head_w ties the head to tok_emb). Used by loadModel and by benchmarks/tests with generated weights.
  */
-export function buildModel(config: Record<string, unknown>, spec: ModelSpec, tensors: Record<string, Float32Array>): Model {
+export function buildModel(
+  config: Record<string, unknown>,
+  spec: ModelSpec,
+  tensors: Record<string, Float32Array>,
+  encoder?: { spec: ModelSpec; tensors: Record<string, Float32Array> },
+): Model {
   try {
-    return new Model(config, spec, modelAddon().modelCreate(spec, tensors));
+    const main = modelAddon().modelCreate(spec, tensors);
+    const enc = encoder ? { spec: encoder.spec, handle: modelAddon().modelCreate(encoder.spec, encoder.tensors) } : undefined;
+    return new Model(config, spec, main, enc);
   } catch (e) {
     throw fromNativeError(e);
   }

@@ -34,4 +34,20 @@ export interface ModelSpec {
   /** Token embeddings are multiplied by this (1 for GPT-2/LLaMA, sqrt(d) for Marian). */
   embedScale: number;
   tiedEmbeddings: boolean;
+  /** What enters the stack: token ids (default) or images cut into patches (ViT; seq = 1 + patches, CLS first). */
+  input?: 'tokens' | 'patches';
+  channels?: number;
+  imageH?: number;
+  imageW?: number;
+  patch?: number;
+  /** BERT token-type embeddings (0/absent = none) and the norm after summing the embeddings. */
+  typeVocab?: number;
+  embedNorm?: boolean;
+  /** Output head: LM head on every position (default), classifier on the first (CLS) position, or none. */
+  head?: 'lm' | 'classifier' | 'none';
+  numLabels?: number;
+  /** BERT pooler (tanh dense on CLS) before the classifier. */
+  pooler?: boolean;
+  /** Decoder blocks of encoder–decoder models: cross-attention over the encoder states. */
+  crossAttention?: boolean;
 }

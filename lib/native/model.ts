@@ -26,6 +26,26 @@ export interface NativeForwardArgs {
   fromLayer?: number;
   toLayer?: number;
   captureLayers?: number[];
+  /** Patch input: [batch, channels, imageH, imageW]. */
+  pixels?: Float32Array;
+  tokenTypeIds?: Int32Array;
+  /** Cross-attention: encoder states [batch, encoderSeq, d] and their padding mask. */
+  encoderHidden?: Float32Array;
+  encoderSeq?: number;
+  encoderMask?: Uint8Array;
+}
+
+export interface NativeGreedyArgs {
+  ids: Int32Array;
+  batch: number;
+  seq: number;
+  attentionMask?: Uint8Array;
+  decoderStart: number;
+  eos: number;
+  pad: number;
+  forcedEos: number;
+  maxLength: number;
+  badWords: number[][];
 }
 
 export interface NativeForwardResult {
@@ -43,6 +63,12 @@ interface ModelAddon {
   modelFFWeights(m: NativeModelHandle, layer: number): NativeFF;
   modelSharesFF(a: NativeModelHandle, layerA: number, b: NativeModelHandle, layerB: number): boolean;
   modelDispose(m: NativeModelHandle): void;
+  modelGenerateGreedy(
+    encoder: NativeModelHandle,
+    decoder: NativeModelHandle,
+    args: NativeGreedyArgs,
+    onProgress: ((done: number, total: number) => void) | undefined,
+  ): NativeJobHandle<{ ids: Int32Array; length: number }>;
   modelForward(
     m: NativeModelHandle,
     args: NativeForwardArgs,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "binding/async_job.h"
+#include "binding/model_handle.h"
 #include "binding/registry.h"
 #include "core/error.h"
 #include "core/model/forward.h"
@@ -30,12 +31,17 @@ Napi::Value Wrap(Napi::Env env, std::shared_ptr<const Model> m) {
   return Napi::External<ModelHandle>::New(env, h, [](Napi::Env, ModelHandle* p) { delete p; });
 }
 
-std::shared_ptr<const Model> Unwrap(const Napi::Value& v) {
+}  // namespace
+
+std::shared_ptr<const Model> UnwrapModel(const Napi::Value& v) {
   if (!v.IsExternal()) ThrowCode(v.Env(), "INVALID_ARGUMENT", "expected a native model handle");
   auto* h = v.As<Napi::External<ModelHandle>>().Data();
   if (!h->model) ThrowCode(v.Env(), "INVALID_ARGUMENT", "the model was disposed");
   return h->model;
 }
+
+namespace {
+std::shared_ptr<const Model> Unwrap(const Napi::Value& v) { return UnwrapModel(v); }
 
 size_t GetSize(const Napi::Object& o, const char* key, size_t dflt, bool required) {
   Napi::Value v = o.Get(key);
@@ -94,6 +100,23 @@ model::ModelSpec ParseSpec(const Napi::Object& o) {
   s.causal = !o.Get("causal").IsBoolean() || o.Get("causal").As<Napi::Boolean>().Value();
   s.embed_scale = o.Get("embedScale").IsNumber() ? o.Get("embedScale").As<Napi::Number>().FloatValue() : 1.0f;
   s.cross_attention = o.Get("crossAttention").IsBoolean() && o.Get("crossAttention").As<Napi::Boolean>().Value();
+  std::string input = GetStr(o, "input", "tokens");
+  if (input == "tokens") s.input = model::InputKind::Tokens;
+  else if (input == "patches") s.input = model::InputKind::Patches;
+  else ThrowCode(env, "INVALID_ARGUMENT", "model spec: unknown input " + input);
+  s.channels = GetSize(o, "channels", 0, false);
+  s.image_h = GetSize(o, "imageH", 0, false);
+  s.image_w = GetSize(o, "imageW", 0, false);
+  s.patch = GetSize(o, "patch", 0, false);
+  s.type_vocab = GetSize(o, "typeVocab", 0, false);
+  s.embed_norm = o.Get("embedNorm").IsBoolean() && o.Get("embedNorm").As<Napi::Boolean>().Value();
+  std::string head = GetStr(o, "head", "lm");
+  if (head == "lm") s.head = model::HeadKind::LMHead;
+  else if (head == "classifier") s.head = model::HeadKind::Classifier;
+  else if (head == "none") s.head = model::HeadKind::None;
+  else ThrowCode(env, "INVALID_ARGUMENT", "model spec: unknown head " + head);
+  s.num_labels = GetSize(o, "numLabels", 0, false);
+  s.pooler = o.Get("pooler").IsBoolean() && o.Get("pooler").As<Napi::Boolean>().Value();
   return s;
 }
 
@@ -262,6 +285,39 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
   };
   in.attention_mask = get_mask("attentionMask");
   opts.feature_mask = get_mask("featureMask");
+  if (!a.Get("pixels").IsUndefined()) {
+    const auto& s = m->spec;
+    F32View px = GetF32(a.Get("pixels"), "pixels");
+    const size_t want = in.batch * s.channels * s.image_h * s.image_w;
+    if (s.input != model::InputKind::Patches || px.length != want)
+      ThrowCode(env, "SHAPE_MISMATCH", "pixels has " + std::to_string(px.length) + " values, the model takes batch·" +
+                                           std::to_string(s.channels) + "·" + std::to_string(s.image_h) + "·" +
+                                           std::to_string(s.image_w) + " = " + std::to_string(want));
+    in.pixels = px.data;
+    keep.push_back(a.Get("pixels"));
+  }
+  if (!a.Get("tokenTypeIds").IsUndefined()) {
+    size_t n = 0;
+    in.token_type_ids = GetI32(a.Get("tokenTypeIds"), "tokenTypeIds", &n);
+    if (n != R) ThrowCode(env, "INVALID_ARGUMENT", "tokenTypeIds has " + std::to_string(n) + " entries, expected " + std::to_string(R));
+    keep.push_back(a.Get("tokenTypeIds"));
+  }
+  if (!a.Get("encoderHidden").IsUndefined()) {
+    in.encoder_seq = GetSize(a, "encoderSeq", 0, true);
+    F32View eh = GetF32(a.Get("encoderHidden"), "encoderHidden");
+    if (eh.length != in.batch * in.encoder_seq * m->spec.d_model)
+      ThrowCode(env, "INVALID_ARGUMENT", "encoderHidden has " + std::to_string(eh.length) + " values, expected batch·encoderSeq·d");
+    in.encoder_hidden = eh.data;
+    keep.push_back(a.Get("encoderHidden"));
+    Napi::Value em = a.Get("encoderMask");
+    if (!em.IsUndefined()) {
+      if (!em.IsTypedArray() || em.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+          em.As<Napi::Uint8Array>().ElementLength() != in.batch * in.encoder_seq)
+        ThrowCode(env, "INVALID_ARGUMENT", "encoderMask must be a Uint8Array of batch·encoderSeq entries");
+      in.encoder_mask = em.As<Napi::Uint8Array>().Data();
+      keep.push_back(em);
+    }
+  }
   if (!a.Get("hidden").IsUndefined()) {
     F32View h = GetF32(a.Get("hidden"), "hidden");
     if (h.length != R * m->spec.d_model)

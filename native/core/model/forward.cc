@@ -228,7 +228,9 @@ void check_inputs(const Model& m, const ForwardInput& in, const ForwardOptions& 
                                         std::to_string(in.seq));
   }
   if (o.output == Output::Nll && s.head != HeadKind::LMHead)
-    throw Error("INVALID_ARGUMENT", "forward: NLL needs a language-model head; this model has a classifier");
+    throw Error("INVALID_ARGUMENT", "forward: NLL needs a language-model head; this model has none");
+  if (o.output == Output::Logits && s.head == HeadKind::None)
+    throw Error("INVALID_ARGUMENT", "forward: this model has no output head; ask for hidden states");
   const size_t past = in.cache ? in.cache->length : 0;
   if ((s.positions == PositionKind::Learned || s.positions == PositionKind::Sinusoidal) && s.max_positions &&
       past + in.seq > s.max_positions)

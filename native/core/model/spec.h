@@ -20,8 +20,9 @@ enum class PositionKind { None, Learned, Rotary, Sinusoidal };
 // patch (ViT: the patch vectors go through patch_w, a CLS token is put first; seq = 1 + patches).
 enum class InputKind { Tokens, Patches };
 // What Output::Logits means: an LM head on every position ([batch, seq, vocab]) or a classifier on the first
-// position (ViT / BERT CLS: [batch, num_labels], optionally after BERT's tanh pooler).
-enum class HeadKind { LMHead, Classifier };
+// position (ViT / BERT CLS: [batch, num_labels], optionally after BERT's tanh pooler), or none (BertModel,
+// encoders of encoder–decoder models: hidden states only).
+enum class HeadKind { LMHead, Classifier, None };
 
 struct ModelSpec {
   std::string family;        // config.json model_type, for messages
