@@ -1,0 +1,75 @@
+/**
+ * The native single-precision GEMM (native/core/gemm.cc) as an async job:
+ *   const c = await matmul(a, b, { m, n, k, transB: true });   // c = a · bᵀ, m×n, row-major
+ * Runs on the addon's thread pool off the main thread; an AbortSignal stops it before it starts.
+ */
+import { FfmergeError } from '../errors';
+import { checkMatmulShape, type MatmulShape } from '../reference/matmul';
+import { type JobOptions, type NativeJobHandle, runNativeJob } from './job';
+import { loadAddon } from './loader';
+
+export type { MatmulShape } from '../reference/matmul';
+
+/** Micro-kernels sgemm can run; which exist depends on the CPU (see `gemmKernels()`). */
+export type GemmKernel = 'portable' | 'avx2' | 'avx512';
+
+export interface MatmulOptions extends JobOptions {
+  /** Force a micro-kernel (default: FFMERGE_GEMM_KERNEL, else the best this CPU supports). */
+  kernel?: GemmKernel;
+  /** c = alpha·op(a)·op(b) + beta·c (defaults 1 and 0). */
+  alpha?: number;
+  beta?: number;
+  /** Write into this m×n array instead of a new one (its values are the input C when beta ≠ 0). */
+  out?: Float32Array;
+}
+
+interface GemmAddon {
+  sgemm(
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    kernel: string | undefined,
+    onProgress: ((done: number, total: number) => void) | undefined,
+  ): NativeJobHandle<Float32Array>;
+  gemmKernels(): string[];
+}
+
+function addon(): GemmAddon {
+  return loadAddon().module as unknown as GemmAddon;
+}
+
+/** The GEMM micro-kernels this CPU supports, "portable" first and the default choice last. */
+export function gemmKernels(): GemmKernel[] {
+  return addon().gemmKernels() as GemmKernel[];
+}
+
+/** c = alpha·op(a)·op(b) + beta·c with op(a) m×k (a stored k×m when transA) and op(b) k×n (b stored n×k when transB). */
+export async function matmul(
+  a: Float32Array,
+  b: Float32Array,
+  shape: MatmulShape,
+  opts: MatmulOptions = {},
+): Promise<Float32Array> {
+  checkMatmulShape(a, b, shape);
+  const { m, n, k, transA = false, transB = false } = shape;
+  const { alpha = 1, beta = 0, kernel, out } = opts;
+  if (!Number.isFinite(alpha) || !Number.isFinite(beta)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `matmul: alpha and beta must be finite numbers (got ${alpha}, ${beta})`);
+  }
+  if (out !== undefined && out.length !== m * n) {
+    throw new FfmergeError('SHAPE_MISMATCH', `matmul: out holds ${out.length} values but m·n = ${m}·${n} = ${m * n}`);
+  }
+  const c = out ?? new Float32Array(m * n);
+  return runNativeJob(
+    'matmul',
+    (onProgress) => addon().sgemm(a, b, c, m, n, k, transA, transB, alpha, beta, kernel, onProgress),
+    opts,
+  );
+}
