@@ -120,7 +120,7 @@ Model build_model(const ModelSpec& spec, const std::map<std::string, Buffer>& te
       m.w.lm_head_w = m.w.tok_emb;  // tied
     }
     m.w.lm_head_b = get.optional("lm_head_b", V);
-  } else {
+  } else if (spec.head == HeadKind::Classifier) {
     if (spec.pooler) {
       m.w.pooler_w = get.required("pooler_w", d * d);
       m.w.pooler_b = get.optional("pooler_b", d);
