@@ -1,0 +1,151 @@
+/**
+ * Marian (encoder–decoder) forward against the fixture's Hugging Face reference: teacher-forced logits and
+ * encoder/decoder FF pre-activations; greedy translations of the first 20 test sentences token for token;
+ * greedy corpus BLEU on test_2016_flickr against eval.json.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadModel } from '../lib/model/load';
+import type { Model } from '../lib/model/model';
+import { SafetensorsReader } from '../lib/safetensors';
+import { loadTokenizer, type Tokenizer } from '../lib/tokenizer';
+import { readParallel } from '../lib/data/parallel';
+import { evaluateTranslation, loadGenerationConfig, translate } from '../lib/eval/translate';
+import { FfmergeError, isFfmergeError } from '../lib/errors';
+import { describeShared, sharedPath } from './helpers/shared';
+
+function maxRelErr(got: Float32Array, want: Float32Array): number {
+  expect(got.length).toBe(want.length);
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < want.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(got[i]! - want[i]!));
+    maxRef = Math.max(maxRef, Math.abs(want[i]!));
+  }
+  return maxDiff / maxRef;
+}
+
+describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)', () => {
+  const dir = sharedPath('fixtures', 'marian-multi30k-en-de');
+  let model: Model;
+  let tokenizer: Tokenizer;
+  beforeAll(async () => {
+    model = await loadModel(dir);
+    tokenizer = await loadTokenizer(dir);
+  });
+  afterAll(() => model?.dispose());
+
+  test('two stacks from config.json', () => {
+    expect(model.stacks()).toEqual(['encoder', 'decoder']);
+    expect(model.spec).toMatchObject({ family: 'marian', positions: 'sinusoidal', normPlacement: 'post', activation: 'silu', crossAttention: true });
+    expect(model.encoderSpec).toMatchObject({ layers: 6, causal: false, head: 'none' });
+    expect(model.spec.embedScale).toBeCloseTo(Math.sqrt(128), 6);
+  });
+
+  test('teacher-forced logits and encoder/decoder FF pre-activations equal reference.safetensors', async () => {
+    const ref = await SafetensorsReader.open(path.join(dir, 'reference.safetensors'));
+    const src = Int32Array.from(await ref.readF32('input_ids'));
+    const mask = Uint8Array.from(await ref.readF32('attention_mask'));
+    const labels = Int32Array.from(await ref.readF32('labels'));
+    const [B, T] = [2, 22];
+    // decoder input = labels shifted right after decoder_start (2); -100 (ignored label) becomes pad (2)
+    const dec = new Int32Array(B * T);
+    const labelMask = new Uint8Array(B * T);
+    for (let b = 0; b < B; b++) {
+      dec[b * T] = 2;
+      for (let t = 0; t < T; t++) {
+        const v = labels[b * T + t]!;
+        if (t + 1 < T) dec[b * T + t + 1] = v === -100 ? 2 : v;
+        labelMask[b * T + t] = v === -100 ? 0 : 1;
+      }
+    }
+    const r = await model.forward(
+      { ids: dec, batch: B, seq: T, encoderIds: src, encoderSeq: T, encoderMask: mask },
+      { output: 'logits', captureFF: true, captureEncoderFF: true },
+    );
+    expect(maxRelErr(r.logits!, await ref.readF32('logits'))).toBeLessThan(1e-4);
+    const per = B * T * 512;
+    const decPre = await ref.readF32('dec_fc1_preact');
+    const encPre = await ref.readF32('enc_fc1_preact');
+    const realRows = (full: Float32Array, m: Uint8Array) => {
+      const rows: Float32Array[] = [];
+      for (let i = 0; i < m.length; i++) if (m[i]) rows.push(full.subarray(i * 512, (i + 1) * 512));
+      const out = new Float32Array(rows.length * 512);
+      rows.forEach((row, j) => out.set(row, j * 512));
+      return out;
+    };
+    for (let l = 0; l < 6; l++) {
+      // decoder: no feature mask given → every position (HF runs the padded positions causally too)
+      expect(maxRelErr(r.ff!.get(l)!, decPre.subarray(l * per, (l + 1) * per))).toBeLessThan(1e-4);
+      // encoder: features are the real source tokens only
+      expect(maxRelErr(r.encoderFF!.get(l)!, realRows(encPre.subarray(l * per, (l + 1) * per), mask))).toBeLessThan(1e-4);
+    }
+    // decoder features with the label mask: padded target positions are not features
+    const masked = await model.forward(
+      { ids: dec, batch: B, seq: T, encoderIds: src, encoderSeq: T, encoderMask: mask },
+      { output: 'hidden', captureFF: [3], featureMask: labelMask },
+    );
+    expect(maxRelErr(masked.ff!.get(3)!, realRows(decPre.subarray(3 * per, 4 * per), labelMask))).toBeLessThan(1e-4);
+  });
+
+  test('greedy translations of the first 20 test sentences equal reference.json token for token', async () => {
+    const refJson = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as {
+      greedy_test_first20: { src: string; ids: number[]; text: string }[];
+    };
+    const cases = refJson.greedy_test_first20;
+    expect(cases.length).toBe(20);
+    const generation = await loadGenerationConfig(dir);
+    expect(generation).toMatchObject({ decoderStartTokenId: 2, eosTokenId: 0, forcedEosTokenId: 0, maxLength: 64, badWordsIds: [[2]] });
+    const out = await translate(model, tokenizer, cases.map((c) => c.src), { generation, batchSize: 7 });
+    cases.forEach((c, i) => {
+      // reference ids: start token, tokens, eos, then pad to the batch length
+      const eos = c.ids.indexOf(0, 1);
+      expect(out[i]!.ids).toEqual(c.ids.slice(1, eos + 1));
+      expect(out[i]!.text).toBe(c.text);
+    });
+  });
+
+  test('greedy BLEU on test_2016_flickr equals eval.json (±0.05)', async () => {
+    const evalJson = JSON.parse(fs.readFileSync(path.join(dir, 'eval.json'), 'utf8')) as { bleu: { test: number } };
+    const pairs = await readParallel(
+      sharedPath('data', 'multi30k', 'test_2016_flickr.en.gz'),
+      sharedPath('data', 'multi30k', 'test_2016_flickr.de.gz'),
+    );
+    expect(pairs.length).toBe(1000);
+    const r = await evaluateTranslation(model, tokenizer, pairs, { generation: await loadGenerationConfig(dir), batchSize: 100 });
+    expect(Math.abs(r.bleu.score - evalJson.bleu.test)).toBeLessThanOrEqual(0.05);
+    expect(r.hypotheses.length).toBe(1000);
+  });
+
+  test('bad input: mismatched parallel files, non-seq2seq generation, source too long', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-par-'));
+    try {
+      fs.writeFileSync(path.join(tmp, 'a.en'), 'one\ntwo\nthree\n');
+      fs.writeFileSync(path.join(tmp, 'a.de'), 'eins\nzwei\n');
+      let err: unknown;
+      try {
+        await readParallel(path.join(tmp, 'a.en'), path.join(tmp, 'a.de'));
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(FfmergeError);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+    let err: unknown;
+    try {
+      await model.generateGreedy({ ids: new Int32Array(200).fill(5), batch: 1, seq: 200 }, await loadGenerationConfig(dir));
+    } catch (e) {
+      err = e;
+    }
+    expect(isFfmergeError(err, 'SEQUENCE_TOO_LONG')).toBe(true);
+    let err2: unknown;
+    try {
+      await evaluateTranslation(model, tokenizer, []);
+    } catch (e) {
+      err2 = e;
+    }
+    expect(isFfmergeError(err2, 'INVALID_DATA')).toBe(true);
+  });
+});
