@@ -247,9 +247,12 @@ describeShared('fixtures/vit-fmnist', 'float64 ViT reference vs the fixture', ()
     const reader = await SafetensorsReader.open(dir);
     const tensors = new Map<string, Float32Array>();
     for (const n of reader.names()) tensors.set(n, await reader.readF32(n));
+    await reader.close();
     const ref = await SafetensorsReader.open(path.join(dir, 'reference.safetensors'));
     const pixels = await ref.readF32('pixel_values');
+    const refLogits = await ref.readF32('logits');
+    await ref.close();
     const want = vitForwardReference(config, tensors, pixels.subarray(0, 2 * 784), 2);
-    expect(maxRelErr(want.logits!, (await ref.readF32('logits')).subarray(0, 20))).toBeLessThan(1e-5);
+    expect(maxRelErr(want.logits!, refLogits.subarray(0, 20))).toBeLessThan(1e-5);
   });
 });

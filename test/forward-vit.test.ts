@@ -41,6 +41,7 @@ describeShared('fixtures/vit-fmnist', 'ViT (vit-fmnist) forward', () => {
     const r = await model.forward({ batch: 4, seq: 17, pixels }, { output: 'logits', captureFF: true });
     expect(maxRelErr(r.logits!, await ref.readF32('logits'))).toBeLessThan(1e-4);
     const pre = await ref.readF32('fc1_preact'); // [12, 4, 17, 256]: every patch and CLS is a feature
+    await ref.close();
     const per = 4 * 17 * 256;
     for (let l = 0; l < 12; l++) {
       expect(maxRelErr(r.ff!.get(l)!, pre.subarray(l * per, (l + 1) * per))).toBeLessThan(1e-4);

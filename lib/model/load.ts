@@ -170,15 +170,19 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const spec = family.spec(config);
   const names = family.tensors(config, spec);
   const reader = await SafetensorsReader.open(dir);
-  const tensors = await loadTensors(new TensorSource(reader, names, dir), spec, names, opts.signal);
-  throwIfAborted(opts.signal);
-  if (!family.encoder) return buildModel(config, spec, tensors);
-  // Encoder–decoder: the encoder stack is a second native model; the two share nothing but the config.
-  const encSpec = family.encoder.spec(config);
-  const encNames = family.encoder.tensors(config, encSpec);
-  const encTensors = await loadTensors(new TensorSource(reader, encNames, dir), encSpec, encNames, opts.signal);
-  throwIfAborted(opts.signal);
-  return buildModel(config, spec, tensors, { spec: encSpec, tensors: encTensors });
+  try {
+    const tensors = await loadTensors(new TensorSource(reader, names, dir), spec, names, opts.signal);
+    throwIfAborted(opts.signal);
+    if (!family.encoder) return buildModel(config, spec, tensors);
+    // Encoder–decoder: the encoder stack is a second native model; the two share nothing but the config.
+    const encSpec = family.encoder.spec(config);
+    const encNames = family.encoder.tensors(config, encSpec);
+    const encTensors = await loadTensors(new TensorSource(reader, encNames, dir), encSpec, encNames, opts.signal);
+    throwIfAborted(opts.signal);
+    return buildModel(config, spec, tensors, { spec: encSpec, tensors: encTensors });
+  } finally {
+    await reader.close(); // the reader holds a file handle per shard
+  }
 }
 
 /**
