@@ -6,7 +6,9 @@
 import { buildModel, loadModel } from '../lib/model/load';
 import type { ModelSpec } from '../lib/model/spec';
 import { referenceForward } from '../lib/reference/forward';
-import { relErr, syntheticGpt2, syntheticLlama } from './helpers/synthetic-model';
+import { relErr, removeSyntheticDirs, syntheticGpt2, syntheticLlama } from './helpers/synthetic-model';
+
+afterAll(() => removeSyntheticDirs());
 
 function randomIds(n: number, vocab: number, seed: number): Int32Array {
   return Int32Array.from({ length: n }, (_, i) => (i * 7919 + seed * 104729) % vocab);

@@ -47,8 +47,17 @@ export async function writeSynthetic(s: Synthetic, drop: string[] = [], reshape:
   await writeSafetensors(path.join(s.dir, 'model.safetensors'), tensors);
 }
 
+const created: string[] = [];
+
 export function tempDir(tag: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `ffmerge-${tag}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `ffmerge-${tag}-`));
+  created.push(dir);
+  return dir;
+}
+
+/** Removes every folder made by tempDir (call from afterAll). */
+export function removeSyntheticDirs(): void {
+  for (const d of created.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 }
 
 /** GPT-2: layers × (ln_1, c_attn, c_proj, ln_2, mlp), learned positions, tied head. */
