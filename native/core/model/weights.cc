@@ -128,6 +128,14 @@ Model build_model(const ModelSpec& spec, const std::map<std::string, Buffer>& te
     m.w.classifier_w = get.required("classifier_w", spec.num_labels * d);
     m.w.classifier_b = get.optional("classifier_b", spec.num_labels);
   }
+  if (spec.norm == NormKind::RMSNorm) {
+    // RMSNorm has a scale only; a bias here means the spec and the checkpoint disagree.
+    for (const auto& [name, buf] : tensors) {
+      const bool norm_bias = name == "final_norm_b" || (name.size() > 7 && (name.compare(name.size() - 7, 7, "norm1_b") == 0 ||
+                                                                          name.compare(name.size() - 7, 7, "norm2_b") == 0));
+      if (norm_bias) throw Error("INVALID_ARGUMENT", "tensor \"" + name + "\" is a norm bias, but RMSNorm has none");
+    }
+  }
   m.w.layers.resize(spec.layers);
   for (size_t l = 0; l < spec.layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
