@@ -31,3 +31,9 @@ export { cutBlocks, tokenizeToBlocks, loadSplitBlocks, countPredictions, MIN_BLO
 export type { TokenBlocks } from './data/blocks';
 export { readParallel, streamParallel, readParallelTsv, streamParallelTsv } from './data/parallel';
 export type { SentencePair } from './data/parallel';
+export { evaluateImageClassifier } from './eval/accuracy';
+export type { ClassifierEvalOptions, ClassifierEvalResult } from './eval/accuracy';
+export { translate, evaluateTranslation, loadGenerationConfig } from './eval/translate';
+export type { TranslateOptions, Translation, TranslationEval } from './eval/translate';
+export { greedyConfigFrom } from './model/model';
+export type { GreedyConfig } from './model/model';
