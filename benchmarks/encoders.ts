@@ -256,7 +256,7 @@ async function main(): Promise<void> {
         ids.set(enc[j]!, r * seq);
         mask.fill(1, r * seq, r * seq + enc[j]!.length);
       });
-      const g = await marian.generateGreedy({ ids, batch: idx.length, seq, attentionMask: mask }, gen);
+      const g = await marian.generate({ ids, batch: idx.length, seq, attentionMask: mask }, gen);
       const d = s.dModel;
       // encoder: every (padded) source position; decoder: every row of every step, incl. the LM head
       flops += idx.length * seq * es.layers * (2 * 4 * d * d + 2 * 2 * d * es.dFF + 4 * seq * d);

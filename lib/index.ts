@@ -35,5 +35,5 @@ export { evaluateImageClassifier } from './eval/accuracy';
 export type { ClassifierEvalOptions, ClassifierEvalResult } from './eval/accuracy';
 export { translate, evaluateTranslation, loadGenerationConfig } from './eval/translate';
 export type { TranslateOptions, Translation, TranslationEval } from './eval/translate';
-export { greedyConfigFrom } from './model/model';
-export type { GreedyConfig } from './model/model';
+export { generationConfigFrom } from './model/model';
+export type { GenerationConfig } from './model/model';

@@ -108,6 +108,24 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
     });
   });
 
+  test('beam search (4 beams): well-formed outputs; 1 beam is greedy', async () => {
+    const refJson = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as { greedy_test_first20: { src: string; ids: number[] }[] };
+    const sources = refJson.greedy_test_first20.map((c) => c.src);
+    const generation = await loadGenerationConfig(dir);
+    const beam = await translate(model, tokenizer, sources, { generation: { ...generation, numBeams: 4 }, batchSize: 8 });
+    for (const t of beam) {
+      expect(t.ids[t.ids.length - 1]).toBe(0); // ends with eos
+      expect(t.ids.slice(0, -1)).not.toContain(0);
+      expect(t.ids).not.toContain(2); // bad_words_ids bans pad/start
+      expect(t.text.length).toBeGreaterThan(0);
+    }
+    const one = await translate(model, tokenizer, sources.slice(0, 5), { generation: { ...generation, numBeams: 1 } });
+    one.forEach((t, i) => {
+      const ids = refJson.greedy_test_first20[i]!.ids;
+      expect(t.ids).toEqual(ids.slice(1, ids.indexOf(0, 1) + 1));
+    });
+  });
+
   test('greedy BLEU on test_2016_flickr equals eval.json (±0.05)', async () => {
     const evalJson = JSON.parse(fs.readFileSync(path.join(dir, 'eval.json'), 'utf8')) as { bleu: { test: number } };
     const pairs = await readParallel(
@@ -137,7 +155,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
     }
     let err: unknown;
     try {
-      await model.generateGreedy({ ids: new Int32Array(200).fill(5), batch: 1, seq: 200 }, await loadGenerationConfig(dir));
+      await model.generate({ ids: new Int32Array(200).fill(5), batch: 1, seq: 200 }, await loadGenerationConfig(dir));
     } catch (e) {
       err = e;
     }

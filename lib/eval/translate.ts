@@ -1,5 +1,5 @@
 /**
- * Greedy translation of a corpus with an encoder–decoder model (Marian) and its corpus BLEU / chrF, the way
+ * Greedy (or beam-search, when the generation config asks) translation of a corpus with an encoder–decoder model (Marian) and its corpus BLEU / chrF, the way
  * the fixture's eval.json describes: sources encoded with the model's tokenizer (its post-processor appends
  * </s>), truncated to `maxSourceTokens`; greedy decoding per generation_config.json; hypotheses decoded
  * skipping special tokens; sacreBLEU-exact corpus BLEU (13a) against the raw references.
@@ -10,7 +10,7 @@ import { FfmergeError } from '../errors';
 import { corpusBleu, type BleuResult } from '../metrics/bleu';
 import { corpusChrf, type ChrfResult } from '../metrics/chrf';
 import { throwIfAborted, type JobOptions } from '../native/job';
-import { greedyConfigFrom, type GreedyConfig, type Model } from '../model/model';
+import { generationConfigFrom, type GenerationConfig, type Model } from '../model/model';
 import type { Tokenizer } from '../tokenizer';
 
 export interface TranslateOptions extends JobOptions {
@@ -19,7 +19,7 @@ export interface TranslateOptions extends JobOptions {
   /** Source tokens kept per sentence, special tokens included (default 64). */
   maxSourceTokens?: number;
   /** Greedy settings (default: the model folder's generation_config.json, see loadGenerationConfig). */
-  generation?: GreedyConfig;
+  generation?: GenerationConfig;
 }
 
 export interface Translation {
@@ -29,7 +29,7 @@ export interface Translation {
 }
 
 /** The greedy settings of a model folder: generation_config.json, with config.json for missing ids. */
-export async function loadGenerationConfig(dir: string, config: Record<string, unknown> = {}): Promise<GreedyConfig> {
+export async function loadGenerationConfig(dir: string, config: Record<string, unknown> = {}): Promise<GenerationConfig> {
   const file = path.join(dir, 'generation_config.json');
   let gen: Record<string, unknown> = {};
   try {
@@ -39,12 +39,12 @@ export async function loadGenerationConfig(dir: string, config: Record<string, u
       throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
     }
   }
-  return greedyConfigFrom(gen, config);
+  return generationConfigFrom(gen, config);
 }
 
 /** Greedy translations of `sources`, in order. */
 export async function translate(model: Model, tokenizer: Tokenizer, sources: readonly string[], opts: TranslateOptions = {}): Promise<Translation[]> {
-  const generation = opts.generation ?? greedyConfigFrom({}, model.config as Record<string, unknown>);
+  const generation = opts.generation ?? generationConfigFrom({}, model.config as Record<string, unknown>);
   const batchSize = opts.batchSize ?? 64;
   const maxSource = opts.maxSourceTokens ?? 64;
   if (!Number.isInteger(batchSize) || batchSize <= 0) throw new FfmergeError('INVALID_ARGUMENT', 'batchSize must be a positive integer');
@@ -65,7 +65,7 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
       ids.set(e, r * seq);
       mask.fill(1, r * seq, r * seq + e.length);
     });
-    const g = await model.generateGreedy({ ids, batch: idx.length, seq, attentionMask: mask }, generation, opts.signal ? { signal: opts.signal } : {});
+    const g = await model.generate({ ids, batch: idx.length, seq, attentionMask: mask }, generation, opts.signal ? { signal: opts.signal } : {});
     idx.forEach((i, r) => {
       const row = Array.from(g.ids.subarray(r * g.length + 1, (r + 1) * g.length));
       const end = generation.eosTokenId === undefined ? -1 : row.indexOf(generation.eosTokenId);

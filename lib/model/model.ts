@@ -30,8 +30,8 @@ export interface ForwardInput {
   encoderMask?: Uint8Array;
 }
 
-/** Greedy decoding settings, as in generation_config.json. */
-export interface GreedyConfig {
+/** Decoding settings, as in generation_config.json (greedy when numBeams is 1). */
+export interface GenerationConfig {
   decoderStartTokenId: number;
   eosTokenId?: number;
   padTokenId: number;
@@ -40,10 +40,14 @@ export interface GreedyConfig {
   maxLength: number;
   /** Token sequences never to produce (each: its last token is banned after its prefix). */
   badWordsIds?: number[][];
+  /** Beam search with this many beams (default 1 = greedy). */
+  numBeams?: number;
+  /** Beam hypotheses are ranked by sum log-prob / generated length ^ lengthPenalty (default 1). */
+  lengthPenalty?: number;
 }
 
-/** GreedyConfig from a parsed generation_config.json (with config.json as fallback for the special ids). */
-export function greedyConfigFrom(gen: Record<string, unknown>, config: Record<string, unknown> = {}): GreedyConfig {
+/** GenerationConfig from a parsed generation_config.json (with config.json as fallback for the special ids). */
+export function generationConfigFrom(gen: Record<string, unknown>, config: Record<string, unknown> = {}): GenerationConfig {
   const pick = (k: string): unknown => gen[k] ?? config[k];
   const int = (k: string, required: boolean): number | undefined => {
     const v = pick(k);
@@ -63,6 +67,12 @@ export function greedyConfigFrom(gen: Record<string, unknown>, config: Record<st
   }
   const eos = int('eos_token_id', false);
   const forced = int('forced_eos_token_id', false);
+  const beams = int('num_beams', false) ?? 1;
+  if (beams < 1) throw new FfmergeError('INVALID_CONFIG', 'generation_config.json: "num_beams" must be at least 1');
+  const lp = pick('length_penalty') ?? 1;
+  if (typeof lp !== 'number' || !Number.isFinite(lp)) {
+    throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "length_penalty" must be a number (got ${JSON.stringify(lp)})`);
+  }
   return {
     decoderStartTokenId: int('decoder_start_token_id', true)!,
     padTokenId: int('pad_token_id', true)!,
@@ -70,6 +80,8 @@ export function greedyConfigFrom(gen: Record<string, unknown>, config: Record<st
     ...(eos !== undefined ? { eosTokenId: eos } : {}),
     ...(forced !== undefined ? { forcedEosTokenId: forced } : {}),
     ...(bad ? { badWordsIds: bad as number[][] } : {}),
+    numBeams: beams,
+    lengthPenalty: lp,
   };
 }
 
@@ -300,16 +312,17 @@ export class Model {
   }
 
   /**
-   * Greedy decoding (encoder–decoder models): source ids [batch, seq] (+ padding mask) → output ids
-   * [batch, length] starting with the decoder start token, padded after eos. One native job on a KV cache.
+   * Greedy or beam-search decoding (encoder–decoder models): source ids [batch, seq] (+ padding mask) →
+   * output ids [batch, length] starting with the decoder start token, padded after eos. One native job on a
+   * KV cache. config.numBeams > 1 runs beam search (native/core/model/generate.h describes the rules).
    */
-  async generateGreedy(
+  async generate(
     src: { ids: Int32Array; batch: number; seq: number; attentionMask?: Uint8Array },
-    config: GreedyConfig,
+    config: GenerationConfig,
     opts: JobOptions = {},
   ): Promise<{ ids: Int32Array; length: number }> {
     if (!this.encoderSpec) {
-      throw new FfmergeError('INVALID_ARGUMENT', `greedy translation needs an encoder–decoder model; ${this.spec.family} is not one`);
+      throw new FfmergeError('INVALID_ARGUMENT', `translation needs an encoder–decoder model; ${this.spec.family} is not one`);
     }
     const { ids, batch, seq, attentionMask } = src;
     if (!(ids instanceof Int32Array) || !Number.isInteger(batch) || !Number.isInteger(seq) || batch <= 0 || seq <= 0 || ids.length !== batch * seq) {
@@ -324,7 +337,7 @@ export class Model {
     return runNativeJob(
       'generate',
       (onProgress) =>
-        modelAddon().modelGenerateGreedy(
+        modelAddon().modelGenerate(
           enc,
           dec,
           {
@@ -338,6 +351,8 @@ export class Model {
             forcedEos: config.forcedEosTokenId ?? -1,
             maxLength,
             badWords: config.badWordsIds ?? [],
+            numBeams: config.numBeams ?? 1,
+            lengthPenalty: config.lengthPenalty ?? 1,
           },
           onProgress,
         ),

@@ -35,7 +35,7 @@ export interface NativeForwardArgs {
   encoderMask?: Uint8Array;
 }
 
-export interface NativeGreedyArgs {
+export interface NativeGenerateArgs {
   ids: Int32Array;
   batch: number;
   seq: number;
@@ -46,6 +46,8 @@ export interface NativeGreedyArgs {
   forcedEos: number;
   maxLength: number;
   badWords: number[][];
+  numBeams: number;
+  lengthPenalty: number;
 }
 
 export interface NativeForwardResult {
@@ -63,10 +65,10 @@ interface ModelAddon {
   modelFFWeights(m: NativeModelHandle, layer: number): NativeFF;
   modelSharesFF(a: NativeModelHandle, layerA: number, b: NativeModelHandle, layerB: number): boolean;
   modelDispose(m: NativeModelHandle): void;
-  modelGenerateGreedy(
+  modelGenerate(
     encoder: NativeModelHandle,
     decoder: NativeModelHandle,
-    args: NativeGreedyArgs,
+    args: NativeGenerateArgs,
     onProgress: ((done: number, total: number) => void) | undefined,
   ): NativeJobHandle<{ ids: Int32Array; length: number }>;
   modelForward(

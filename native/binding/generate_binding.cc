@@ -1,8 +1,10 @@
-// Greedy decoding of encoder–decoder models as one native job (encoder once, decoder on a KV cache).
+// Greedy / beam-search decoding of encoder–decoder models as one native job (encoder once, decoder on a KV
+// cache).
 //
-// modelGenerateGreedy(encoder, decoder, args, onProgress) → {promise, cancel}, promise → {ids: Int32Array
+// modelGenerate(encoder, decoder, args, onProgress) → {promise, cancel}, promise → {ids: Int32Array
 // [batch, length], length}. args: {ids: Int32Array [batch, seq], batch, seq, attentionMask?: Uint8Array,
-// decoderStart, eos, pad, forcedEos, maxLength, badWords: number[][]}; eos/forcedEos −1 = none.
+// decoderStart, eos, pad, forcedEos, maxLength, badWords: number[][], numBeams?, lengthPenalty?};
+// eos/forcedEos −1 = none.
 #include <napi.h>
 
 #include <memory>
@@ -24,11 +26,11 @@ int32_t GetInt(const Napi::Object& o, const char* key, int32_t dflt) {
   return v.As<Napi::Number>().Int32Value();
 }
 
-Napi::Value GenerateGreedy(const Napi::CallbackInfo& info) {
+Napi::Value Generate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto enc = UnwrapModel(info[0]);
   auto dec = UnwrapModel(info[1]);
-  if (!info[2].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelGenerateGreedy(encoder, decoder, args, onProgress)");
+  if (!info[2].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelGenerate(encoder, decoder, args, onProgress)");
   Napi::Object a = info[2].As<Napi::Object>();
   std::vector<Napi::Value> keep;
   const int32_t batch = GetInt(a, "batch", 0), seq = GetInt(a, "seq", 0);
@@ -64,6 +66,11 @@ Napi::Value GenerateGreedy(const Napi::CallbackInfo& info) {
       opt.bad_words.push_back(std::move(word));
     }
   }
+  const int32_t beams = GetInt(a, "numBeams", 1);
+  if (beams < 1) ThrowCode(env, "INVALID_ARGUMENT", "generate: numBeams must be at least 1");
+  opt.num_beams = size_t(beams);
+  Napi::Value lp = a.Get("lengthPenalty");
+  if (lp.IsNumber()) opt.length_penalty = lp.As<Napi::Number>().FloatValue();
   auto result = std::make_shared<model::GreedyResult>();
   const size_t B = size_t(batch), S = size_t(seq);
   return AsyncJob::Start(
@@ -82,7 +89,7 @@ Napi::Value GenerateGreedy(const Napi::CallbackInfo& info) {
 }
 
 void Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("modelGenerateGreedy", Napi::Function::New(env, GenerateGreedy, "modelGenerateGreedy"));
+  exports.Set("modelGenerate", Napi::Function::New(env, Generate, "modelGenerate"));
 }
 
 }  // namespace

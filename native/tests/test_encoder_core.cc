@@ -266,4 +266,96 @@ TEST(kv_cache_decoding_equals_full_forward) {
   }
 }
 
+TEST(beam_search_with_enough_beams_finds_the_best_normalised_hypothesis) {
+  // Tiny vocabulary and length: with more beams than prefixes the search is exhaustive, so it must return the
+  // hypothesis with the best length-normalised log-probability, found here by enumerating every output.
+  unsigned seed = 300;
+  ModelSpec es = marian_like(false), ds = marian_like(true);
+  es.vocab = ds.vocab = 5;
+  std::map<std::string, Buffer> et, dt;
+  auto emb = randb(5 * es.d_model, seed++, 1.0f);
+  et["tok_emb"] = emb;
+  dt["tok_emb"] = emb;
+  dt["lm_head_b"] = randb(5, seed++, 1.0f);
+  add_layers(et, es, seed);
+  add_layers(dt, ds, seed);
+  Model enc = build_model(es, et), dec = build_model(ds, dt);
+  JobControl ctl(pool());
+  const size_t S = 4;
+  std::vector<int32_t> src = {1, 3, 4, 1};
+  GreedyOptions g;
+  g.decoder_start = 2;
+  g.eos = 0;
+  g.pad = 2;
+  g.forced_eos = 0;
+  g.max_length = 5;
+  g.bad_words = {{2}};
+  g.length_penalty = 1.0f;
+  ForwardInput ein;
+  ein.ids = src.data();
+  ein.batch = 1;
+  ein.seq = S;
+  ForwardOptions eo;
+  eo.output = Output::Hidden;
+  auto eh = forward(ctl, enc, ein, eo);
+  // log-prob of a whole output (after the start token), with the same logit processing
+  auto seq_score = [&](const std::vector<int32_t>& out) {
+    double total = 0;
+    std::vector<int32_t> prefix = {2};
+    for (size_t i = 0; i < out.size(); ++i) {
+      ForwardInput fi;
+      fi.ids = prefix.data();
+      fi.batch = 1;
+      fi.seq = prefix.size();
+      fi.encoder_hidden = eh.hidden.data();
+      fi.encoder_seq = S;
+      auto r = forward(ctl, dec, fi, ForwardOptions{});
+      std::vector<double> lg(r.logits.end() - 5, r.logits.end());
+      lg[2] = -INFINITY;
+      if (prefix.size() == g.max_length - 1)
+        for (size_t j = 1; j < 5; ++j) lg[j] = -INFINITY;
+      double mx = *std::max_element(lg.begin(), lg.end()), sum = 0;
+      for (double v : lg) sum += std::exp(v - mx);
+      total += lg[out[i]] - (mx + std::log(sum));
+      prefix.push_back(out[i]);
+    }
+    return total / double(out.size());
+  };
+  double best = -INFINITY;
+  std::vector<int32_t> best_seq;
+  const int32_t toks[] = {1, 3, 4};
+  std::vector<std::vector<int32_t>> all = {{0}};
+  for (int32_t a : toks) {
+    all.push_back({a, 0});
+    for (int32_t b2 : toks) {
+      all.push_back({a, b2, 0});
+      for (int32_t c : toks) all.push_back({a, b2, c, 0});
+    }
+  }
+  for (auto& o : all) {
+    double sc = seq_score(o);
+    if (sc > best) best = sc, best_seq = o;
+  }
+  g.num_beams = 40;
+  auto r = beam_generate(ctl, enc, dec, src.data(), nullptr, 1, S, g);
+  std::vector<int32_t> got(r.ids.begin() + 1, r.ids.end());
+  while (!got.empty() && got.back() == 2) got.pop_back();
+  if (got != best_seq) {
+    std::printf("    beam:");
+    for (int32_t t : got) std::printf(" %d", t);
+    std::printf(" (%.6f)  exhaustive:", seq_score(got));
+    for (int32_t t : best_seq) std::printf(" %d", t);
+    std::printf(" (%.6f)\n", best);
+  }
+  CHECK(got == best_seq);
+  // one beam = greedy
+  g.num_beams = 1;
+  auto b1 = beam_generate(ctl, enc, dec, src.data(), nullptr, 1, S, g);
+  auto gr = greedy_generate(ctl, enc, dec, src.data(), nullptr, 1, S, g);
+  std::vector<int32_t> x(b1.ids.begin(), b1.ids.end()), y(gr.ids.begin(), gr.ids.end());
+  while (!x.empty() && x.back() == 2 && x.size() > 1) x.pop_back();
+  while (!y.empty() && y.back() == 2 && y.size() > 1) y.pop_back();
+  CHECK(x == y);
+}
+
 TEST_MAIN()

@@ -12,6 +12,10 @@
 namespace ffm::model {
 
 struct GreedyOptions {
+  // Beam search when > 1 (see beam_generate); 1 = greedy.
+  size_t num_beams = 1;
+  // Finished hypotheses are ranked by sum of log-probs / (generated length ^ length_penalty).
+  float length_penalty = 1.0f;
   int32_t decoder_start = 0;
   int32_t eos = -1;  // -1: none
   int32_t pad = 0;
@@ -28,5 +32,16 @@ struct GreedyResult {
 // src: [batch, src_seq] token ids, src_mask [batch, src_seq] (1 = real, nullptr = all real).
 GreedyResult greedy_generate(JobControl& ctl, const Model& encoder, const Model& decoder, const int32_t* src,
                              const uint8_t* src_mask, size_t batch, size_t src_seq, const GreedyOptions& opt);
+
+// Beam search with num_beams beams per sentence, after transformers' BeamSearchScorer (early_stopping =
+// False): each step ranks beam score + log-softmax (bad words banned, eos forced at max_length − 1) over all
+// beams × vocabulary, keeps the 2·num_beams best candidates; an eos candidate among the first num_beams
+// becomes a finished hypothesis scored sum_logprobs / generated_length^length_penalty (generated length =
+// tokens after the start token, eos included), the others continue as the next beams. A sentence is done when
+// it has num_beams finished hypotheses and none of its running beams could still beat the worst of them; at
+// max_length the running beams are finished too. Returns the best hypothesis per sentence (pad after eos).
+// The decoder runs on a KV cache of batch·num_beams rows, reordered as beams are reselected.
+GreedyResult beam_generate(JobControl& ctl, const Model& encoder, const Model& decoder, const int32_t* src,
+                           const uint8_t* src_mask, size_t batch, size_t src_seq, const GreedyOptions& opt);
 
 }  // namespace ffm::model
