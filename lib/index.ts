@@ -37,3 +37,5 @@ export { translate, evaluateTranslation, loadGenerationConfig } from './eval/tra
 export type { TranslateOptions, Translation, TranslationEval } from './eval/translate';
 export { generationConfigFrom } from './model/model';
 export type { GenerationConfig } from './model/model';
+export { imageBatches, translationBatches } from './data/feature-batches';
+export type { FeatureBatch, TranslationBatchOptions } from './data/feature-batches';

@@ -12,6 +12,7 @@ import { SafetensorsReader } from '../lib/safetensors';
 import { loadTokenizer, type Tokenizer } from '../lib/tokenizer';
 import { readParallel } from '../lib/data/parallel';
 import { evaluateTranslation, loadGenerationConfig, translate } from '../lib/eval/translate';
+import { translationBatches } from '../lib/data/feature-batches';
 import { FfmergeError, isFfmergeError } from '../lib/errors';
 import { describeShared, sharedPath } from './helpers/shared';
 
@@ -89,6 +90,37 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
       { output: 'hidden', captureFF: [3], featureMask: labelMask },
     );
     expect(maxRelErr(masked.ff!.get(3)!, realRows(decPre.subarray(3 * per, 4 * per), labelMask))).toBeLessThan(1e-4);
+  });
+
+  test('teacher-forcing batches of the first two test pairs rebuild the reference inputs and features', async () => {
+    const pairs = (
+      await readParallel(sharedPath('data', 'multi30k', 'test_2016_flickr.en.gz'), sharedPath('data', 'multi30k', 'test_2016_flickr.de.gz'))
+    ).slice(0, 2);
+    const [batch] = translationBatches(pairs, tokenizer, { decoderStartTokenId: 2, padTokenId: 2, batchSize: 2 });
+    const ref = await SafetensorsReader.open(path.join(dir, 'reference.safetensors'));
+    const srcRef = Int32Array.from(await ref.readF32('input_ids'));
+    const maskRef = Uint8Array.from(await ref.readF32('attention_mask'));
+    const labels = Int32Array.from(await ref.readF32('labels'));
+    const decPre = await ref.readF32('dec_fc1_preact');
+    await ref.close();
+    expect(Array.from(batch!.input.encoderIds!)).toEqual(Array.from(srcRef));
+    expect(Array.from(batch!.input.encoderMask!)).toEqual(Array.from(maskRef));
+    const labelMask: number[] = Array.from(labels, (v) => (v === -100 ? 0 : 1));
+    expect(Array.from(batch!.featureMask!)).toEqual(labelMask);
+    expect(batch!.featureRows).toBe(labelMask.reduce((a, b) => a + b, 0));
+    for (let b = 0; b < 2; b++) {
+      expect(batch!.input.ids![b * 22]).toBe(2);
+      for (let t = 1; t < 22; t++) if (labels[b * 22 + t - 1] !== -100) expect(batch!.input.ids![b * 22 + t]).toBe(labels[b * 22 + t - 1]);
+    }
+    const r = await model.forward(batch!.input, { output: 'hidden', captureFF: [5], captureEncoderFF: [0], featureMask: batch!.featureMask! });
+    expect(r.ff!.get(5)!.length).toBe(batch!.featureRows * 512);
+    expect(r.encoderFF!.get(0)!.length).toBe(batch!.encoderFeatureRows! * 512);
+    const per = 2 * 22 * 512;
+    const rows: number[] = [];
+    labelMask.forEach((m, i) => m && rows.push(i));
+    const want = new Float32Array(rows.length * 512);
+    rows.forEach((row, j) => want.set(decPre.subarray(5 * per + row * 512, 5 * per + (row + 1) * 512), j * 512));
+    expect(maxRelErr(r.ff!.get(5)!, want)).toBeLessThan(1e-4);
   });
 
   test('greedy translations of the first 20 test sentences equal reference.json token for token', async () => {

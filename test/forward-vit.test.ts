@@ -8,6 +8,7 @@ import type { Model } from '../lib/model/model';
 import { SafetensorsReader } from '../lib/safetensors';
 import { loadIdxImages, loadPreprocessor } from '../lib/data/images';
 import { evaluateImageClassifier } from '../lib/eval/accuracy';
+import { imageBatches } from '../lib/data/feature-batches';
 import { isFfmergeError } from '../lib/errors';
 import { describeShared, sharedPath } from './helpers/shared';
 
@@ -46,6 +47,20 @@ describeShared('fixtures/vit-fmnist', 'ViT (vit-fmnist) forward', () => {
     for (let l = 0; l < 12; l++) {
       expect(maxRelErr(r.ff!.get(l)!, pre.subarray(l * per, (l + 1) * per))).toBeLessThan(1e-4);
     }
+  });
+
+  test('image feature batches: every patch and CLS of every image is a feature row', async () => {
+    const pre = await loadPreprocessor(dir);
+    const images = await loadIdxImages(sharedPath('data', 'fmnist', 'train-images-idx3-ubyte.gz'));
+    const batches = imageBatches(images, pre, 7, { start: 0, count: 70, batchSize: 32 });
+    expect(batches.map((b) => b.input.batch)).toEqual([32, 32, 6]);
+    let rows = 0;
+    for (const b of batches) {
+      const r = await model.forward(b.input, { output: 'hidden', captureFF: [0, 11] });
+      expect(r.ff!.get(11)!.length).toBe(b.featureRows * 256);
+      rows += b.featureRows;
+    }
+    expect(rows).toBe(70 * 17);
   });
 
   test('wrong pixel count is a typed error', async () => {
