@@ -4,14 +4,18 @@
 // of that shared_ptr, so dispose() during a running job is safe (the weights go when the job ends).
 #include <napi.h>
 
+#include <algorithm>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "binding/addon_data.h"
 #include "binding/async_job.h"
 #include "binding/registry.h"
 #include "core/error.h"
+#include "core/gemm.h"
 #include "core/model/forward.h"
 #include "core/model/weights.h"
 
@@ -306,7 +310,25 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
       });
 }
 
+// benchSgemmSeconds(M, N, K, transB, reps) → seconds per call of ffm::sgemm on the instance's pool, for
+// benchmarks/forward.ts to relate the forward pass to the kernel it runs on (synchronous; benchmarks only).
+Napi::Value BenchSgemmSeconds(const Napi::CallbackInfo& info) {
+  const size_t M = info[0].ToNumber().Uint32Value(), N = info[1].ToNumber().Uint32Value(),
+               K = info[2].ToNumber().Uint32Value();
+  const bool trans_b = info[3].ToBoolean().Value();
+  const uint32_t reps = std::max<uint32_t>(1, info[4].ToNumber().Uint32Value());
+  std::vector<float> A(M * K, 0.5f), B(K * N, 0.25f), C(M * N);
+  ThreadPool* pool = GetAddonData(info.Env()).pool.get();
+  sgemm(pool, false, trans_b, M, N, K, 1.0f, A.data(), K, B.data(), trans_b ? K : N, 0.0f, C.data(), N);  // warm-up
+  auto t0 = std::chrono::steady_clock::now();
+  for (uint32_t r = 0; r < reps; ++r)
+    sgemm(pool, false, trans_b, M, N, K, 1.0f, A.data(), K, B.data(), trans_b ? K : N, 0.0f, C.data(), N);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return Napi::Number::New(info.Env(), s / reps);
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("benchSgemmSeconds", Napi::Function::New(env, BenchSgemmSeconds, "benchSgemmSeconds"));
   exports.Set("modelCreate", Napi::Function::New(env, ModelCreate, "modelCreate"));
   exports.Set("modelWithFF", Napi::Function::New(env, ModelWithFF, "modelWithFF"));
   exports.Set("modelFFWeights", Napi::Function::New(env, ModelFFWeights, "modelFFWeights"));
