@@ -47,5 +47,5 @@ if (!run) {
     expect(r.tokens).toBe(ids.length - blocks.length);
     expect(Math.abs(r.ppl / evalJson.ppl[split]! - 1)).toBeLessThan(1e-3);
     model.dispose();
-  });
+  }, 600_000);
 });
