@@ -3,6 +3,7 @@
  * models, covering what the fixtures do not: LLaMA attention_bias/mlp_bias, untied heads, other GQA ratios,
  * odd sizes, post-norm blocks and the other activations.
  */
+import * as path from 'node:path';
 import { buildModel, loadModel } from '../lib/model/load';
 import type { ModelSpec } from '../lib/model/spec';
 import { referenceForward } from '../lib/reference/forward';
@@ -49,6 +50,41 @@ describe('native forward vs float64 reference on synthetic checkpoints', () => {
     const ids = randomIds(3 * 19, 57, 3);
     const r = await m.forward({ ids, batch: 3, seq: 19 }, { output: 'logits' });
     expect(relErr(r.logits!, referenceForward(m.spec, s.canonical, ids, 3, 19).logits)).toBeLessThan(1e-5);
+  });
+
+  test('F16 and BF16 checkpoints are upcast on load', async () => {
+    for (const dtype of ['BF16', 'F16'] as const) {
+      const s = await syntheticLlama({ seed: dtype === 'BF16' ? 21 : 22 });
+      // Round every weight to the half type in place (elementwise, so the canonical copies round alike).
+      const half = (a: Float32Array): Uint16Array => {
+        const out = new Uint16Array(a.length);
+        const bits = new Uint32Array(a.buffer, a.byteOffset, a.length);
+        for (let i = 0; i < a.length; i++) {
+          if (dtype === 'BF16') {
+            out[i] = bits[i]! >>> 16;
+            bits[i] = bits[i]! & 0xffff0000;
+          } else {
+            // |w| < 2 here: a normal half with 10 mantissa bits; round to nearest through Math.fround of the scaled value
+            const v = a[i]!;
+            const e = Math.max(-14, Math.floor(Math.log2(Math.abs(v) || 2 ** -14)));
+            const m = Math.round((Math.abs(v) / 2 ** e) * 1024);
+            const [ee, mm] = m === 2048 ? [e + 1, 1024] : [e, m];
+            out[i] = (v < 0 ? 0x8000 : 0) | (ee === -14 && mm < 1024 ? 0 : (ee + 15) << 10) | (mm & 0x3ff);
+            a[i] = Math.sign(v) * 2 ** ee * (mm / 1024);
+          }
+        }
+        return out;
+      };
+      const tensors = [...s.hf].map(([name, t]) => ({ name, dtype, shape: t.shape, data: half(t.data) }));
+      for (const a of Object.values(s.canonical)) half(a); // fused q/k/v copies too (rounding is idempotent)
+      const { writeSafetensors } = await import('../lib/safetensors');
+      await writeSafetensors(path.join(s.dir, 'model.safetensors'), tensors);
+      const m = await loadModel(s.dir);
+      const ids = randomIds(11, 40, 6);
+      const r = await m.forward({ ids, batch: 1, seq: 11 }, { output: 'logits' });
+      expect(relErr(r.logits!, referenceForward(m.spec, s.canonical, ids, 1, 11).logits)).toBeLessThan(1e-5);
+      m.dispose();
+    }
   });
 
   test.each([

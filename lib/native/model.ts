@@ -71,6 +71,8 @@ interface ModelAddon {
     args: NativeGenerateArgs,
     onProgress: ((done: number, total: number) => void) | undefined,
   ): NativeJobHandle<{ ids: Int32Array; length: number }>;
+  /** Seconds per ffm::sgemm call (C[M×N] = A[M×K]·op(B)), on the addon's pool; for benchmarks. */
+  benchSgemmSeconds(M: number, N: number, K: number, transB: boolean, reps: number): number;
   modelForward(
     m: NativeModelHandle,
     args: NativeForwardArgs,

@@ -1,4 +1,7 @@
-// Shared by binding files that take native model handles (made by model_binding.cc's modelCreate).
+// How JS model handles map to native Models, for other binding files: a feature that drives the forward
+// pass itself (e.g. streaming calibration batches into correlation accumulators through an FFCapture)
+// takes the Model's handle from JS (lib/native/model.ts NativeModelHandle, Model's internal handle) and
+// calls ffm::model::forward on what UnwrapModel returns. Hold the shared_ptr for the job's lifetime.
 #pragma once
 #include <napi.h>
 
@@ -8,7 +11,8 @@
 
 namespace ffm::binding {
 
-// The model behind a JS handle; throws a JS error (INVALID_ARGUMENT) for anything else or a disposed model.
+// Throws a JS error (code INVALID_ARGUMENT) if v is not a live model handle.
 std::shared_ptr<const model::Model> UnwrapModel(const Napi::Value& v);
+Napi::Value WrapModel(Napi::Env env, std::shared_ptr<const model::Model> m);
 
 }  // namespace ffm::binding
