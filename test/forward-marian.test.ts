@@ -123,6 +123,45 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
     expect(maxRelErr(r.ff!.get(5)!, want)).toBeLessThan(1e-4);
   });
 
+  test('withFF on either stack: a permuted FF leaves the logits unchanged, a foreign FF changes them', async () => {
+    const ref = await SafetensorsReader.open(path.join(dir, 'reference.safetensors'));
+    const src = Int32Array.from(await ref.readF32('input_ids'));
+    const mask = Uint8Array.from(await ref.readF32('attention_mask'));
+    await ref.close();
+    const input = { ids: src, batch: 2, seq: 22, encoderIds: src, encoderSeq: 22, encoderMask: mask };
+    const base = (await model.forward(input, { output: 'logits' })).logits!;
+    const permute = (ff: ReturnType<Model['ffWeights']>) => {
+      const dFF = 512;
+      const d = 128;
+      const perm = Array.from({ length: dFF }, (_, i) => (i * 37 + 11) % dFF); // 37 is coprime with 512
+      const wIn = new Float32Array(ff.wIn.length);
+      const bIn = new Float32Array(dFF);
+      const wOut = new Float32Array(ff.wOut.length);
+      perm.forEach((p, i) => {
+        wIn.set(ff.wIn.subarray(p * d, (p + 1) * d), i * d);
+        bIn[i] = ff.bIn![p]!;
+        for (let r = 0; r < d; r++) wOut[r * dFF + i] = ff.wOut[r * dFF + p]!;
+      });
+      return { wIn, bIn, wOut, bOut: ff.bOut! };
+    };
+    const view = model.withFF([
+      { stack: 'encoder', layer: 2, ff: permute(model.ffWeights(2, 'encoder')) },
+      { stack: 'decoder', layer: 4, ff: permute(model.ffWeights(4, 'decoder')) },
+    ]);
+    try {
+      expect(maxRelErr((await view.forward(input, { output: 'logits' })).logits!, base)).toBeLessThan(1e-5);
+      expect(Array.from(view.ffWeights(3, 'encoder').wIn.subarray(0, 8))).toEqual(Array.from(model.ffWeights(3, 'encoder').wIn.subarray(0, 8)));
+    } finally {
+      view.dispose();
+    }
+    const swapped = model.withFF([{ stack: 'encoder', layer: 0, ff: model.ffWeights(5, 'encoder') }]);
+    try {
+      expect(maxRelErr((await swapped.forward(input, { output: 'logits' })).logits!, base)).toBeGreaterThan(1e-3);
+    } finally {
+      swapped.dispose();
+    }
+  });
+
   test('greedy translations of the first 20 test sentences equal reference.json token for token', async () => {
     const refJson = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as {
       greedy_test_first20: { src: string; ids: number[]; text: string }[];
