@@ -209,6 +209,23 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
     expect(r.hypotheses.length).toBe(1000);
   });
 
+  test('an aborted translation stops with ABORTED', async () => {
+    const refJson = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as { greedy_test_first20: { src: string }[] };
+    const ac = new AbortController();
+    let err: unknown;
+    try {
+      await translate(model, tokenizer, refJson.greedy_test_first20.map((c) => c.src), {
+        generation: await loadGenerationConfig(dir),
+        batchSize: 4,
+        signal: ac.signal,
+        onProgress: () => ac.abort(),
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(isFfmergeError(err, 'ABORTED')).toBe(true);
+  });
+
   test('bad input: mismatched parallel files, non-seq2seq generation, source too long', async () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-par-'));
     try {

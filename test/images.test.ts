@@ -106,6 +106,7 @@ describe('preprocessing', () => {
     await expectCode(() => preprocessorFromConfig({ size: 8, image_mean: [0.1, 0.2] }, { num_channels: 3 }), 'INVALID_CONFIG');
     await expectCode(() => preprocessorFromConfig({ size: 8, image_std: [0] }, { num_channels: 1 }), 'INVALID_CONFIG');
     await expectCode(() => preprocessorFromConfig({}), 'INVALID_CONFIG');
+    await expectCode(() => preprocessorFromConfig({ size: { shortest_edge: 224 } }), 'INVALID_CONFIG');
   });
   test('an idx set of the wrong size without a resize rule is a typed error; with one it is resized', async () => {
     const set = { count: 1, height: 6, width: 6, channels: 1, pixels: new Uint8Array(36).fill(200) };

@@ -60,8 +60,7 @@ function numberList(v: unknown, fallback: number[], what: string): number[] {
 }
 
 /**
- * Reads the image rules from a parsed preprocessor_config.json. `size` may be {height,width}, {shortest_edge}
- * or a number; the channel count comes from config.json's num_channels, else from image_mean's length, else 3.
+ * Reads the image rules from a parsed preprocessor_config.json. `size` may be {height, width} or a number; the channel count comes from config.json's num_channels, else from image_mean's length, else 3.
  */
 export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): ImagePreprocessor {
   let height: number;
@@ -71,12 +70,15 @@ export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): Image
     height = width = positiveInt(size, 'size');
   } else if (size && typeof size === 'object') {
     const s = size as Json;
-    if (s.height !== undefined || s.width !== undefined) {
-      height = positiveInt(s.height, 'size.height');
-      width = positiveInt(s.width, 'size.width');
-    } else {
-      height = width = positiveInt(s.shortest_edge, 'size.shortest_edge');
+    if (s.height === undefined && s.width === undefined) {
+      // {shortest_edge} means aspect-preserving resize + center crop (other processors); ViT's is {height, width}
+      throw new FfmergeError(
+        'INVALID_CONFIG',
+        `preprocessor_config.json: size ${JSON.stringify(size)} is not supported; ffmerge resizes to {"height", "width"}`,
+      );
     }
+    height = positiveInt(s.height, 'size.height');
+    width = positiveInt(s.width, 'size.width');
   } else {
     throw new FfmergeError('INVALID_CONFIG', 'preprocessor_config.json has no "size" and config.json no "image_size"');
   }
