@@ -282,7 +282,6 @@ void next_token_nll(ThreadPool* pool, const Model& m, const float* h, const int3
     pool->parallel_for(n, 8, [&](size_t i0, size_t i1) {
       for (size_t i = i0; i < i1; ++i) {
         const size_t r = r0 + i, b = r / T, t = r % T;
-        row_nll[i] = -1;
         if (t + 1 >= T || (mask && !mask[b * T + t + 1])) continue;
         const float* lr = logits.data() + i * V;
         float mx = -std::numeric_limits<float>::infinity();
