@@ -9,7 +9,7 @@ export { corpusChrf, sentenceChrf } from './metrics/chrf';
 export type { ChrfOptions, ChrfResult } from './metrics/chrf';
 export { tokenize13a } from './metrics/tokenizer-13a';
 export { top1Accuracy, argmaxRows } from './metrics/accuracy';
-export { loadIdxImages, loadImageFolder, loadPreprocessor, preprocessorFromConfig, conformImages, imagesToTensor } from './data/images';
+export { loadIdxImages, loadImageFolder, loadPreprocessor, preprocessorFromConfig, conformImages, imagesToTensor, classNamesFromConfig } from './data/images';
 export type { ImageSet, ImagePreprocessor } from './data/images';
 export { matmul, gemmKernels } from './native/gemm';
 export type { GemmKernel, MatmulOptions, MatmulShape } from './native/gemm';

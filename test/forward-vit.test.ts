@@ -84,6 +84,18 @@ describeShared('fixtures/vit-fmnist', 'ViT (vit-fmnist) forward', () => {
     expect(seen[seen.length - 1]).toBe(10000);
   });
 
+  test('labels outside the classifier\'s classes are a typed error', async () => {
+    const pre = await loadPreprocessor(dir);
+    const set = { count: 2, height: 28, width: 28, channels: 1, pixels: new Uint8Array(2 * 784), labels: Int32Array.from([3, 12]) };
+    let err: unknown;
+    try {
+      await evaluateImageClassifier(model, set, pre);
+    } catch (e) {
+      err = e;
+    }
+    expect(isFfmergeError(err, 'INVALID_DATA')).toBe(true);
+  });
+
   test('an aborted evaluation stops with ABORTED', async () => {
     const pre = await loadPreprocessor(dir);
     const images = await loadIdxImages(sharedPath('data', 'fmnist', 't10k-images-idx3-ubyte.gz'), sharedPath('data', 'fmnist', 't10k-labels-idx1-ubyte.gz'));

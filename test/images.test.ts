@@ -10,6 +10,7 @@ import {
   loadImageFolder,
   loadPreprocessor,
   parseIdx,
+  classNamesFromConfig,
   preprocessorFromConfig,
   type ImagePreprocessor,
 } from '../lib/data/images';
@@ -142,6 +143,18 @@ describe('image folders (PNG and JPEG made with sharp)', () => {
     expect(t[0]).toBeCloseTo(-1, 6); // b.png: 0 → (0 - 0.5)/0.5
     expect(Math.abs(t[20]! - (128 / 255 - 0.5) / 0.5)).toBeLessThan(0.02); // c.jpg (JPEG may round by 1)
     expect(t[40]).toBeCloseTo(1, 6); // zebra/a.png: 255
+  });
+
+  test('class order from the model config (id2label) instead of sorted folder names', async () => {
+    const dir = path.join(tmp, 'folder-named');
+    await make(dir, 'Trouser', 'a.png', 4, 5, 1, 10, 'png');
+    await make(dir, 'Bag', 'b.png', 4, 5, 1, 20, 'png');
+    const names = classNamesFromConfig({ id2label: { '0': 'T-shirt/top', '1': 'Trouser', '2': 'Bag' } })!;
+    expect(names).toEqual(['T-shirt/top', 'Trouser', 'Bag']);
+    const set = await loadImageFolder(dir, grey5, { classNames: names });
+    // files are listed per sorted folder: Bag first, then Trouser
+    expect(Array.from(set.labels!)).toEqual([2, 1]);
+    await expectCode(loadImageFolder(dir, grey5, { classNames: ['Trouser'] }), 'INVALID_DATA');
   });
 
   test('wrong size or channels without a rule, empty folder, missing folder are typed errors', async () => {

@@ -306,6 +306,23 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
 }
 
 /**
+ * The class names of a classifier in label-index order (config.json id2label), to pass as
+ * loadImageFolder's classNames so that folder names map to the model's label indices.
+ */
+export function classNamesFromConfig(config: Json): string[] | undefined {
+  const id2label = config.id2label;
+  if (!id2label || typeof id2label !== 'object') return undefined;
+  const entries = Object.entries(id2label as Record<string, unknown>).map(([k, v]) => [Number(k), String(v)] as const);
+  if (entries.some(([k]) => !Number.isInteger(k) || k < 0)) {
+    throw new FfmergeError('INVALID_CONFIG', 'config.json: id2label keys must be label indices');
+  }
+  const names: string[] = [];
+  for (const [k, v] of entries) names[k] = v;
+  if (names.length !== entries.length) throw new FfmergeError('INVALID_CONFIG', 'config.json: id2label skips label indices');
+  return names;
+}
+
+/**
  * Makes an ImageSet (e.g. from idx files) match the preprocessor's size and channels: returned as is when it
  * already does, resized/converted with sharp when the rules allow, a SHAPE_MISMATCH error otherwise.
  */

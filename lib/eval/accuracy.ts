@@ -49,6 +49,13 @@ export async function evaluateImageClassifier(
   const batchSize = opts.batchSize ?? 256;
   if (!Number.isInteger(batchSize) || batchSize <= 0) throw new FfmergeError('INVALID_ARGUMENT', 'batchSize must be a positive integer');
   const classes = spec.numLabels ?? 0;
+  const bad = images.labels.find((l) => l < 0 || l >= classes);
+  if (bad !== undefined) {
+    throw new FfmergeError(
+      'INVALID_DATA',
+      `label ${bad} is outside the model's ${classes} classes${images.classNames ? ` (image folder classes: ${images.classNames.join(', ')})` : ''}`,
+    );
+  }
   const seq = 1 + (pre.height / (spec.patch ?? 1)) * (pre.width / (spec.patch ?? 1));
   const predictions = new Int32Array(count);
   let correct = 0;
