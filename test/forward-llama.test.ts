@@ -55,6 +55,16 @@ describeShared(FIX, 'llama-stories260k forward', () => {
     expect(seen.at(-1)).toBe(48 * 255);
   });
 
+  test('perplexity batches blocks of different lengths (padding) without changing the result', async () => {
+    const samples = await readI32(ref, 'samples');
+    const blocks = [samples.slice(0, 256), samples.slice(256, 356), samples.slice(512, 514), samples.slice(768, 769)];
+    const together = await perplexity(model, blocks, { batchSize: 4 });
+    const alone = await perplexity(model, blocks, { batchSize: 1 });
+    expect(together.tokens).toBe(255 + 99 + 1); // the 1-token block scores nothing
+    expect(alone.tokens).toBe(together.tokens);
+    expect(Math.abs(together.nll - alone.nll)).toBeLessThan(1e-5);
+  });
+
   test('greedy continuation of <s> reproduces greedy_from_bos and reads "Once upon a time…"', async () => {
     const want = await readI32(ref, 'greedy_from_bos');
     const got = await greedy(model, [1], want.length - 1);

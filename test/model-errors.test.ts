@@ -80,7 +80,7 @@ describe('forward input errors', () => {
   test('a sequence longer than the position table', async () => {
     const s = await syntheticGpt2({ positions: 16 });
     const m = await loadModel(s.dir);
-    await expectCode(m.forward({ ids: new Int32Array(17), batch: 1, seq: 17 }, { output: 'logits' }), 'SEQUENCE_TOO_LONG', '17', '16');
+    await expectCode(m.forward({ ids: new Int32Array(17), batch: 1, seq: 17 }, { output: 'logits' }), 'SEQUENCE_TOO_LONG', '17', '16', 'n_positions');
     await expect(m.forward({ ids: new Int32Array(16), batch: 1, seq: 16 }, { output: 'logits' })).resolves.toBeDefined();
     m.dispose();
   });

@@ -242,7 +242,7 @@ export class Model {
     if (this.spec.positions === 'learned' && seq > this.spec.maxPositions) {
       throw new FfmergeError(
         'SEQUENCE_TOO_LONG',
-        `sequence length ${seq} is longer than the model's ${this.spec.maxPositions} positions (config "max positions")`,
+        `sequence length ${seq} is longer than the model's ${this.spec.maxPositions} positions (config.json "${this.spec.maxPositionsField ?? 'max positions'}")`,
       );
     }
     const from = opts.fromLayer ?? 0;

@@ -19,6 +19,8 @@ export interface ModelSpec {
   vocab: number;
   /** Longest sequence the model accepts (the learned position table; for rotary models, the config's value). */
   maxPositions: number;
+  /** The config.json field maxPositions came from, for messages. */
+  maxPositionsField?: string;
   norm: NormKind;
   normPlacement: 'pre' | 'post';
   normEps: number;
