@@ -3,6 +3,16 @@ export type { ErrorCode } from './errors';
 export { loadAddon } from './native/loader';
 export type { BuildInfo, LoadedAddon } from './native/loader';
 export type { Progress, ProgressFn, JobOptions } from './native/job';
+export { corpusBleu, sentenceBleu, computeBleu } from './metrics/bleu';
+export type { BleuOptions, BleuResult } from './metrics/bleu';
+export { corpusChrf, sentenceChrf } from './metrics/chrf';
+export type { ChrfOptions, ChrfResult } from './metrics/chrf';
+export { tokenize13a } from './metrics/tokenizer-13a';
+export { top1Accuracy, argmaxRows } from './metrics/accuracy';
+export { loadIdxImages, loadImageFolder, loadPreprocessor, preprocessorFromConfig, conformImages, imagesToTensor, classNamesFromConfig } from './data/images';
+export type { ImageSet, ImagePreprocessor } from './data/images';
+export { matmul, gemmKernels } from './native/gemm';
+export type { GemmKernel, MatmulOptions, MatmulShape } from './native/gemm';
 export {
   SafetensorsReader,
   writeSafetensors,
@@ -28,3 +38,21 @@ export type { AssignmentOptions, AssignmentKernel, AssignmentResult } from './na
 export { linearSumAssignmentReference } from './reference/assignment';
 export { matmul, gemmKernels } from './native/gemm';
 export type { GemmKernel, MatmulOptions, MatmulShape } from './native/gemm';
+export { evaluateImageClassifier } from './eval/accuracy';
+export type { ClassifierEvalOptions, ClassifierEvalResult } from './eval/accuracy';
+export { translate, evaluateTranslation, loadGenerationConfig } from './eval/translate';
+export type { TranslateOptions, Translation, TranslationEval } from './eval/translate';
+export { generationConfigFrom } from './model/model';
+export type { GenerationConfig } from './model/model';
+export { imageBatches, translationBatches } from './data/feature-batches';
+export type { FeatureBatch, TranslationBatchOptions } from './data/feature-batches';
+export { loadModel, buildModel } from './model/load';
+export type { LoadModelOptions } from './model/load';
+export { Model } from './model/model';
+export type { FFWeights, FFOverrides, ForwardInput, ForwardOptions, ForwardResult, StackName } from './model/model';
+export type { ModelSpec } from './model/spec';
+export { FORWARD_MODEL_TYPES } from './model/families';
+export { perplexity } from './eval/perplexity';
+export type { PerplexityOptions, PerplexityResult } from './eval/perplexity';
+export { greedy } from './eval/generate';
+export type { GreedyOptions } from './eval/generate';

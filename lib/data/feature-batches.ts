@@ -1,0 +1,102 @@
+/**
+ * Forward-pass batches for collecting FF features (calibration) and evaluating image and translation models:
+ *  - images: preprocessed NCHW pixels; every patch and the CLS position is a feature;
+ *  - translation pairs: source ids (padded, masked) for the encoder, and teacher forcing on the reference
+ *    translation for the decoder (input = decoder_start + target[:-1], as transformers' shift_tokens_right);
+ *    the decoder's padded positions are not features (featureMask), the encoder's come from encoderMask.
+ */
+import { FfmergeError } from '../errors';
+import type { ForwardInput } from '../model/model';
+import type { Tokenizer } from '../tokenizer';
+import { imagesToTensor, type ImagePreprocessor, type ImageSet } from './images';
+
+export interface FeatureBatch {
+  input: ForwardInput;
+  /** Positions of the main stack that are features (absent: every position). */
+  featureMask?: Uint8Array;
+  /** Real (non-padding) positions per stack in this batch. */
+  featureRows: number;
+  encoderFeatureRows?: number;
+}
+
+function checkBatchSize(n: number): void {
+  if (!Number.isInteger(n) || n <= 0) throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${n})`);
+}
+
+/** Images [start, start+count) of a set (already conformed to `pre`) as forward batches for a patch model. */
+export function imageBatches(
+  set: ImageSet,
+  pre: ImagePreprocessor,
+  patch: number,
+  opts: { start?: number; count?: number; batchSize?: number } = {},
+): FeatureBatch[] {
+  const start = opts.start ?? 0;
+  const count = opts.count ?? set.count - start;
+  const batchSize = opts.batchSize ?? 64;
+  checkBatchSize(batchSize);
+  if (pre.height % patch !== 0 || pre.width % patch !== 0) {
+    throw new FfmergeError('SHAPE_MISMATCH', `images of ${pre.width}x${pre.height} do not split into ${patch}x${patch} patches`);
+  }
+  const seq = 1 + (pre.height / patch) * (pre.width / patch);
+  const out: FeatureBatch[] = [];
+  for (let i = 0; i < count; i += batchSize) {
+    const n = Math.min(batchSize, count - i);
+    out.push({ input: { batch: n, seq, pixels: imagesToTensor(set, pre, start + i, n) }, featureRows: n * seq });
+  }
+  return out;
+}
+
+export interface TranslationBatchOptions {
+  decoderStartTokenId: number;
+  padTokenId: number;
+  /** Tokens kept per side, special tokens included (default 64 each). */
+  maxSourceTokens?: number;
+  maxTargetTokens?: number;
+  batchSize?: number;
+}
+
+/** Teacher-forcing batches of sentence pairs for an encoder–decoder model (input order kept). */
+export function translationBatches(
+  pairs: readonly { source: string; target: string }[],
+  tokenizer: Tokenizer,
+  opts: TranslationBatchOptions,
+): FeatureBatch[] {
+  const batchSize = opts.batchSize ?? 32;
+  checkBatchSize(batchSize);
+  if (pairs.length === 0) throw new FfmergeError('INVALID_DATA', 'the parallel corpus is empty');
+  const pad = opts.padTokenId;
+  const out: FeatureBatch[] = [];
+  for (let i = 0; i < pairs.length; i += batchSize) {
+    const group = pairs.slice(i, i + batchSize);
+    const src = group.map((p) => tokenizer.encode(p.source, { maxLength: opts.maxSourceTokens ?? 64 }));
+    const tgt = group.map((p) => tokenizer.encode(p.target, { maxLength: opts.maxTargetTokens ?? 64 }));
+    const B = group.length;
+    const S = Math.max(1, ...src.map((s) => s.length));
+    const T = Math.max(1, ...tgt.map((t) => t.length));
+    const encoderIds = new Int32Array(B * S).fill(pad);
+    const encoderMask = new Uint8Array(B * S);
+    const ids = new Int32Array(B * T).fill(pad);
+    const featureMask = new Uint8Array(B * T);
+    let encRows = 0;
+    let decRows = 0;
+    for (let b = 0; b < B; b++) {
+      const s = src[b]!;
+      const t = tgt[b]!;
+      encoderIds.set(s, b * S);
+      encoderMask.fill(1, b * S, b * S + s.length);
+      ids[b * T] = opts.decoderStartTokenId;
+      // as shift_tokens_right: the target shifted one right (a shorter target's eos lands on a padding position)
+      ids.set(t.slice(0, T - 1), b * T + 1);
+      featureMask.fill(1, b * T, b * T + t.length);
+      encRows += s.length;
+      decRows += t.length;
+    }
+    out.push({
+      input: { ids, batch: B, seq: T, encoderIds, encoderSeq: S, encoderMask },
+      featureMask,
+      featureRows: decRows,
+      encoderFeatureRows: encRows,
+    });
+  }
+  return out;
+}

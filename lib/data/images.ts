@@ -1,0 +1,381 @@
+/**
+ * Image data for classifiers: MNIST/Fashion-MNIST idx files (gzip or raw) and image folders (one sub-folder per
+ * class, JPEG/PNG, decoded with sharp), preprocessed the way a Hugging Face `preprocessor_config.json` says
+ * (resize, rescale, normalize, channels) into float32 NCHW batches.
+ *
+ * Images are held as 8-bit NHWC (what files store; 1 byte per value keeps 60k MNIST images at 47 MB) and
+ * converted to float per batch.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import { FfmergeError } from '../errors';
+
+/** Decoded 8-bit images, all the same size: pixels[((n*height + y)*width + x)*channels + c]. */
+export interface ImageSet {
+  count: number;
+  height: number;
+  width: number;
+  channels: number;
+  pixels: Uint8Array;
+  /** Class index per image, when known. */
+  labels?: Int32Array;
+  /** Class names by index (image folders: the sub-folder names, sorted). */
+  classNames?: string[];
+}
+
+/** What the model expects, from preprocessor_config.json (+ num_channels from config.json). */
+export interface ImagePreprocessor {
+  height: number;
+  width: number;
+  channels: number;
+  /** Resize images of another size to height x width (bilinear); without it such images are an error. */
+  doResize: boolean;
+  /** Convert images with another channel count (grey <-> RGB, alpha dropped); without it such images are an error. */
+  convertChannels: boolean;
+  doRescale: boolean;
+  rescaleFactor: number;
+  doNormalize: boolean;
+  /** Per channel (one value is broadcast to all channels). */
+  mean: number[];
+  std: number[];
+}
+
+type Json = Record<string, unknown>;
+
+function positiveInt(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
+    throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json: ${what} must be a positive integer (got ${JSON.stringify(v)})`);
+  }
+  return v;
+}
+
+function numberList(v: unknown, fallback: number[], what: string): number[] {
+  if (v === undefined || v === null) return fallback;
+  const list = typeof v === 'number' ? [v] : v;
+  if (!Array.isArray(list) || list.length === 0 || !list.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+    throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json: ${what} must be a number or a list of numbers`);
+  }
+  return list as number[];
+}
+
+/**
+ * Reads the image rules from a parsed preprocessor_config.json. `size` may be {height, width} or a number; the channel count comes from config.json's num_channels, else from image_mean's length, else 3.
+ */
+export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): ImagePreprocessor {
+  let height: number;
+  let width: number;
+  const size = pre.size ?? modelConfig.image_size;
+  if (typeof size === 'number') {
+    height = width = positiveInt(size, 'size');
+  } else if (size && typeof size === 'object') {
+    const s = size as Json;
+    if (s.height === undefined && s.width === undefined) {
+      // {shortest_edge} means aspect-preserving resize + center crop (other processors); ViT's is {height, width}
+      throw new FfmergeError(
+        'INVALID_CONFIG',
+        `preprocessor_config.json: size ${JSON.stringify(size)} is not supported; ffmerge resizes to {"height", "width"}`,
+      );
+    }
+    height = positiveInt(s.height, 'size.height');
+    width = positiveInt(s.width, 'size.width');
+  } else {
+    throw new FfmergeError('INVALID_CONFIG', 'preprocessor_config.json has no "size" and config.json no "image_size"');
+  }
+  const meanRaw = numberList(pre.image_mean, [0], 'image_mean');
+  const stdRaw = numberList(pre.image_std, [1], 'image_std');
+  const channels =
+    typeof modelConfig.num_channels === 'number'
+      ? positiveInt(modelConfig.num_channels, 'num_channels')
+      : pre.image_mean !== undefined
+        ? meanRaw.length
+        : 3;
+  const perChannel = (list: number[], what: string): number[] => {
+    if (list.length === channels) return list;
+    if (list.length === 1) return new Array<number>(channels).fill(list[0]!);
+    throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json: ${what} has ${list.length} values for ${channels} channels`);
+  };
+  const std = perChannel(stdRaw, 'image_std');
+  if (std.some((s) => s === 0)) throw new FfmergeError('INVALID_CONFIG', 'preprocessor_config.json: image_std has a zero');
+  return {
+    height,
+    width,
+    channels,
+    doResize: pre.do_resize === true,
+    convertChannels: pre.do_convert_rgb === true || pre.do_convert_grayscale === true,
+    doRescale: pre.do_rescale !== false,
+    rescaleFactor: typeof pre.rescale_factor === 'number' ? pre.rescale_factor : 1 / 255,
+    doNormalize: pre.do_normalize !== false && pre.image_mean !== undefined,
+    mean: perChannel(meanRaw, 'image_mean'),
+    std,
+  };
+}
+
+/** Loads `<dir>/preprocessor_config.json` (and config.json for num_channels/image_size). */
+export async function loadPreprocessor(dir: string): Promise<ImagePreprocessor> {
+  const read = async (name: string, required: boolean): Promise<Json> => {
+    const file = path.join(dir, name);
+    let text: string;
+    try {
+      text = await fs.promises.readFile(file, 'utf8');
+    } catch (e) {
+      if (!required) return {};
+      throw new FfmergeError('DATA_NOT_FOUND', `${file} not found: an image model needs its preprocessor_config.json`, { cause: e });
+    }
+    try {
+      return JSON.parse(text) as Json;
+    } catch (e) {
+      throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON`, { cause: e });
+    }
+  };
+  return preprocessorFromConfig(await read('preprocessor_config.json', true), await read('config.json', false));
+}
+
+// ---------------------------------------------------------------------------------------------------- idx files
+
+async function readMaybeGzip(file: string): Promise<Buffer> {
+  let buf: Buffer;
+  try {
+    buf = await fs.promises.readFile(file);
+  } catch (e) {
+    throw new FfmergeError('DATA_NOT_FOUND', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
+    try {
+      return zlib.gunzipSync(buf);
+    } catch (e) {
+      throw new FfmergeError('INVALID_DATA', `${file} looks gzip-compressed but does not decompress: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  return buf;
+}
+
+/** An idx array of unsigned bytes (the only element type MNIST-style files use). */
+export interface IdxArray {
+  dims: number[];
+  data: Uint8Array;
+}
+
+/** Parses idx bytes: magic 0x00 0x00 <type> <ndims>, ndims big-endian uint32 sizes, then the data. */
+export function parseIdx(buf: Uint8Array, name = 'idx data'): IdxArray {
+  if (buf.length < 4 || buf[0] !== 0 || buf[1] !== 0) {
+    throw new FfmergeError('INVALID_DATA', `${name} is not an idx file (bad magic number)`);
+  }
+  const type = buf[2]!;
+  const ndims = buf[3]!;
+  if (type !== 0x08) {
+    throw new FfmergeError('INVALID_DATA', `${name}: idx element type 0x${type.toString(16)} is not supported (only unsigned bytes, 0x08)`);
+  }
+  if (ndims === 0 || buf.length < 4 + 4 * ndims) {
+    throw new FfmergeError('INVALID_DATA', `${name}: idx header is truncated or has no dimensions`);
+  }
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const dims: number[] = [];
+  let total = 1;
+  for (let i = 0; i < ndims; i++) {
+    const d = view.getUint32(4 + 4 * i, false);
+    dims.push(d);
+    total *= d;
+  }
+  const start = 4 + 4 * ndims;
+  if (buf.length - start !== total) {
+    throw new FfmergeError(
+      'INVALID_DATA',
+      `${name}: idx header says ${dims.join('x')} = ${total} bytes of data but the file holds ${buf.length - start}`,
+    );
+  }
+  return { dims, data: buf.subarray(start, start + total) };
+}
+
+export async function readIdx(file: string): Promise<IdxArray> {
+  return parseIdx(await readMaybeGzip(file), file);
+}
+
+/** MNIST/Fashion-MNIST: images [n, h, w] (or [n, h, w, c]) and optional labels [n]. */
+export async function loadIdxImages(imagesFile: string, labelsFile?: string): Promise<ImageSet> {
+  const img = await readIdx(imagesFile);
+  if (img.dims.length !== 3 && img.dims.length !== 4) {
+    throw new FfmergeError('INVALID_DATA', `${imagesFile}: expected idx images [count, height, width(, channels)], got [${img.dims.join(', ')}]`);
+  }
+  const [count, height, width] = img.dims as [number, number, number];
+  const set: ImageSet = { count, height, width, channels: img.dims[3] ?? 1, pixels: img.data };
+  if (labelsFile !== undefined) {
+    const lab = await readIdx(labelsFile);
+    if (lab.dims.length !== 1 || lab.dims[0] !== count) {
+      throw new FfmergeError('INVALID_DATA', `${labelsFile}: ${lab.dims.join('x')} labels for ${count} images`);
+    }
+    set.labels = Int32Array.from(lab.data);
+  }
+  return set;
+}
+
+// ------------------------------------------------------------------------------------------------ image folders
+
+const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
+
+// sharp's package "types" points at its ESM typings (default export); at run time require() returns the function.
+type Sharp = typeof import('sharp').default;
+
+function loadSharp(): Sharp {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require('sharp') as Sharp & { default?: Sharp };
+    return mod.default ?? mod;
+  } catch (e) {
+    throw new FfmergeError('NATIVE_LOAD_FAILED', `the image library "sharp" failed to load: ${(e as Error).message.split('\n')[0]}`, { cause: e });
+  }
+}
+
+/** Decodes one image file (or raw 8-bit pixels) into exactly height x width x channels, following the rules. */
+async function decodeToTarget(
+  sharp: Sharp,
+  input: Buffer | { data: Uint8Array; width: number; height: number; channels: number },
+  pre: ImagePreprocessor,
+  name: string,
+): Promise<Uint8Array> {
+  const raw = Buffer.isBuffer(input) ? undefined : input;
+  let img = raw
+    ? sharp(raw.data, { raw: { width: raw.width, height: raw.height, channels: raw.channels as 1 | 2 | 3 | 4 } })
+    : sharp(input as Buffer, { failOn: 'error' });
+  let meta: { width?: number; height?: number; channels?: number; hasAlpha?: boolean };
+  try {
+    meta = raw ? { width: raw.width, height: raw.height, channels: raw.channels, hasAlpha: false } : await img.metadata();
+  } catch (e) {
+    throw new FfmergeError('INVALID_DATA', `${name} is not a readable image: ${(e as Error).message}`, { cause: e });
+  }
+  const colour = (meta.channels ?? 0) - (meta.hasAlpha ? 1 : 0);
+  if (colour !== pre.channels && !pre.convertChannels) {
+    throw new FfmergeError(
+      'SHAPE_MISMATCH',
+      `${name} has ${colour} colour channel(s) but the model takes ${pre.channels}, and preprocessor_config.json has no conversion rule (do_convert_rgb)`,
+    );
+  }
+  if (meta.width !== pre.width || meta.height !== pre.height) {
+    if (!pre.doResize) {
+      throw new FfmergeError(
+        'SHAPE_MISMATCH',
+        `${name} is ${meta.width}x${meta.height} but the model takes ${pre.width}x${pre.height}, and preprocessor_config.json does not resize (do_resize is false)`,
+      );
+    }
+    img = img.resize(pre.width, pre.height, { fit: 'fill', kernel: 'linear' });
+  }
+  img = img.removeAlpha();
+  img = pre.channels === 1 ? img.greyscale() : img.toColourspace('srgb');
+  const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== pre.channels || info.width !== pre.width || info.height !== pre.height) {
+    throw new FfmergeError('INVALID_DATA', `${name} decoded to ${info.width}x${info.height}x${info.channels}, not ${pre.width}x${pre.height}x${pre.channels}`);
+  }
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/**
+ * An image folder: <dir>/<class>/<image>.{png,jpg,jpeg}. Classes are the sub-folder names in sorted order
+ * (torchvision ImageFolder's convention) unless `classNames` gives the order (e.g. the model's label2id).
+ * Every image is decoded to the preprocessor's size and channel count.
+ */
+export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts: { classNames?: string[] } = {}): Promise<ImageSet> {
+  let entries: fs.Dirent[];
+  try {
+    entries = await fs.promises.readdir(dir, { withFileTypes: true });
+  } catch (e) {
+    throw new FfmergeError('DATA_NOT_FOUND', `image folder ${dir} cannot be read: ${(e as Error).message}`, { cause: e });
+  }
+  const found = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const classNames = opts.classNames ?? found;
+  for (const c of found) {
+    if (!classNames.includes(c)) throw new FfmergeError('INVALID_DATA', `image folder ${dir}: class folder "${c}" is not one of the model's classes`);
+  }
+  const files: { file: string; label: number }[] = [];
+  for (const c of found) {
+    const names = (await fs.promises.readdir(path.join(dir, c))).filter((f) => IMAGE_EXTENSIONS.has(path.extname(f).toLowerCase())).sort();
+    for (const f of names) files.push({ file: path.join(dir, c, f), label: classNames.indexOf(c) });
+  }
+  if (files.length === 0) {
+    throw new FfmergeError('DATA_NOT_FOUND', `image folder ${dir} holds no images (expected <class>/<name>.png|.jpg sub-folders)`);
+  }
+  const sharp = loadSharp();
+  const per = pre.height * pre.width * pre.channels;
+  const pixels = new Uint8Array(files.length * per);
+  const labels = new Int32Array(files.length);
+  for (let i = 0; i < files.length; i++) {
+    const { file, label } = files[i]!;
+    pixels.set(await decodeToTarget(sharp, await fs.promises.readFile(file), pre, file), i * per);
+    labels[i] = label;
+  }
+  return { count: files.length, height: pre.height, width: pre.width, channels: pre.channels, pixels, labels, classNames };
+}
+
+/**
+ * The class names of a classifier in label-index order (config.json id2label), to pass as
+ * loadImageFolder's classNames so that folder names map to the model's label indices.
+ */
+export function classNamesFromConfig(config: Json): string[] | undefined {
+  const id2label = config.id2label;
+  if (!id2label || typeof id2label !== 'object') return undefined;
+  const entries = Object.entries(id2label as Record<string, unknown>).map(([k, v]) => [Number(k), String(v)] as const);
+  if (entries.some(([k]) => !Number.isInteger(k) || k < 0)) {
+    throw new FfmergeError('INVALID_CONFIG', 'config.json: id2label keys must be label indices');
+  }
+  const names: string[] = [];
+  for (const [k, v] of entries) names[k] = v;
+  if (names.length !== entries.length) throw new FfmergeError('INVALID_CONFIG', 'config.json: id2label skips label indices');
+  return names;
+}
+
+/**
+ * Makes an ImageSet (e.g. from idx files) match the preprocessor's size and channels: returned as is when it
+ * already does, resized/converted with sharp when the rules allow, a SHAPE_MISMATCH error otherwise.
+ */
+export async function conformImages(set: ImageSet, pre: ImagePreprocessor): Promise<ImageSet> {
+  if (set.height === pre.height && set.width === pre.width && set.channels === pre.channels) return set;
+  const name = `images of ${set.width}x${set.height}x${set.channels}`;
+  if (set.channels !== pre.channels && !pre.convertChannels) {
+    throw new FfmergeError('SHAPE_MISMATCH', `${name} have ${set.channels} channel(s) but the model takes ${pre.channels}, and preprocessor_config.json has no conversion rule`);
+  }
+  if ((set.height !== pre.height || set.width !== pre.width) && !pre.doResize) {
+    throw new FfmergeError('SHAPE_MISMATCH', `${name} do not match the model's ${pre.width}x${pre.height}, and preprocessor_config.json does not resize (do_resize is false)`);
+  }
+  const sharp = loadSharp();
+  const inPer = set.height * set.width * set.channels;
+  const outPer = pre.height * pre.width * pre.channels;
+  const pixels = new Uint8Array(set.count * outPer);
+  for (let i = 0; i < set.count; i++) {
+    const data = set.pixels.subarray(i * inPer, (i + 1) * inPer);
+    pixels.set(await decodeToTarget(sharp, { data, width: set.width, height: set.height, channels: set.channels }, pre, `image ${i}`), i * outPer);
+  }
+  return { ...set, height: pre.height, width: pre.width, channels: pre.channels, pixels };
+}
+
+/**
+ * Images [start, start+count) as float32 NCHW: x * rescale_factor (if do_rescale), then (x - mean[c]) / std[c]
+ * (if do_normalize). The set must already match the preprocessor (conformImages).
+ */
+export function imagesToTensor(set: ImageSet, pre: ImagePreprocessor, start = 0, count = set.count - start): Float32Array {
+  if (set.height !== pre.height || set.width !== pre.width || set.channels !== pre.channels) {
+    throw new FfmergeError(
+      'SHAPE_MISMATCH',
+      `images are ${set.width}x${set.height}x${set.channels} but the model takes ${pre.width}x${pre.height}x${pre.channels}; call conformImages first`,
+    );
+  }
+  if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0 || start + count > set.count) {
+    throw new FfmergeError('INVALID_ARGUMENT', `image range [${start}, ${start + count}) is outside 0..${set.count}`);
+  }
+  const { height: h, width: w, channels: ch } = pre;
+  const hw = h * w;
+  const out = new Float32Array(count * ch * hw);
+  const scale = pre.doRescale ? pre.rescaleFactor : 1;
+  for (let c = 0; c < ch; c++) {
+    // float32 arithmetic in the same order as Hugging Face's image processors: rescale, then normalize
+    const mean = pre.doNormalize ? Math.fround(pre.mean[c]!) : 0;
+    const std = pre.doNormalize ? Math.fround(pre.std[c]!) : 1;
+    for (let n = 0; n < count; n++) {
+      const src = (start + n) * hw * ch;
+      const dst = (n * ch + c) * hw;
+      for (let p = 0; p < hw; p++) {
+        const x = Math.fround(set.pixels[src + p * ch + c]! * scale);
+        out[dst + p] = pre.doNormalize ? Math.fround(x - mean) / std : x;
+      }
+    }
+  }
+  return out;
+}

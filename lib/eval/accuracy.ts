@@ -1,0 +1,76 @@
+/**
+ * Top-1 accuracy of an image classifier (ViT) on an image set, in batches, with progress and AbortSignal.
+ */
+import { FfmergeError } from '../errors';
+import { conformImages, imagesToTensor, type ImagePreprocessor, type ImageSet } from '../data/images';
+import { argmaxRows } from '../metrics/accuracy';
+import { throwIfAborted, type JobOptions } from '../native/job';
+import type { Model } from '../model/model';
+
+export interface ClassifierEvalOptions extends JobOptions {
+  /** Images per forward pass (default 256). */
+  batchSize?: number;
+  /** Evaluate images [start, start + count) only (default: all). */
+  start?: number;
+  count?: number;
+}
+
+export interface ClassifierEvalResult {
+  correct: number;
+  total: number;
+  accuracy: number;
+  /** Predicted class per evaluated image. */
+  predictions: Int32Array;
+}
+
+export async function evaluateImageClassifier(
+  model: Model,
+  images: ImageSet,
+  pre: ImagePreprocessor,
+  opts: ClassifierEvalOptions = {},
+): Promise<ClassifierEvalResult> {
+  const spec = model.spec;
+  if (spec.input !== 'patches' || spec.head !== 'classifier') {
+    throw new FfmergeError('INVALID_ARGUMENT', `${spec.family} is not an image classifier (needs patch input and a classifier head)`);
+  }
+  if (!images.labels) throw new FfmergeError('INVALID_DATA', 'the image set has no labels to score against');
+  if (pre.channels !== spec.channels || pre.height !== spec.imageH || pre.width !== spec.imageW) {
+    throw new FfmergeError(
+      'SHAPE_MISMATCH',
+      `the preprocessor makes ${pre.width}x${pre.height}x${pre.channels} images but the model takes ${spec.imageW}x${spec.imageH}x${spec.channels}`,
+    );
+  }
+  const set = await conformImages(images, pre);
+  const start = opts.start ?? 0;
+  const count = opts.count ?? set.count - start;
+  if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count <= 0 || start + count > set.count) {
+    throw new FfmergeError('INVALID_ARGUMENT', `image range [${start}, ${start + count}) is not within the ${set.count} images`);
+  }
+  const batchSize = opts.batchSize ?? 256;
+  if (!Number.isInteger(batchSize) || batchSize <= 0) throw new FfmergeError('INVALID_ARGUMENT', 'batchSize must be a positive integer');
+  const classes = spec.numLabels ?? 0;
+  const bad = images.labels.find((l) => l < 0 || l >= classes);
+  if (bad !== undefined) {
+    throw new FfmergeError(
+      'INVALID_DATA',
+      `label ${bad} is outside the model's ${classes} classes${images.classNames ? ` (image folder classes: ${images.classNames.join(', ')})` : ''}`,
+    );
+  }
+  const seq = 1 + (pre.height / (spec.patch ?? 1)) * (pre.width / (spec.patch ?? 1));
+  const predictions = new Int32Array(count);
+  let correct = 0;
+  for (let done = 0; done < count; ) {
+    throwIfAborted(opts.signal);
+    const n = Math.min(batchSize, count - done);
+    const pixels = imagesToTensor(set, pre, start + done, n);
+    const r = await model.forward({ batch: n, seq, pixels }, { output: 'logits', ...(opts.signal ? { signal: opts.signal } : {}) });
+    const pred = argmaxRows(r.logits!, classes);
+    for (let i = 0; i < n; i++) {
+      predictions[done + i] = pred[i]!;
+      if (pred[i] === set.labels![start + done + i]) correct++;
+    }
+    done += n;
+    opts.onProgress?.({ phase: 'evaluate', done, total: count });
+  }
+  return { correct, total: count, accuracy: correct / count, predictions };
+}

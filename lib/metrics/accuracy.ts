@@ -1,0 +1,41 @@
+/** Top-1 accuracy of classifier logits against integer labels. */
+import { FfmergeError } from '../errors';
+
+/** Index of the largest logit in each row of a [rows, classes] matrix (first one on ties, like argmax). */
+export function argmaxRows(logits: ArrayLike<number>, classes: number): Int32Array {
+  if (!Number.isInteger(classes) || classes <= 0 || logits.length % classes !== 0) {
+    throw new FfmergeError('SHAPE_MISMATCH', `logits of length ${logits.length} do not split into rows of ${classes} classes`);
+  }
+  const rows = logits.length / classes;
+  const out = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    let bestV = logits[r * classes]!;
+    for (let c = 1; c < classes; c++) {
+      const v = logits[r * classes + c]!;
+      if (v > bestV) {
+        bestV = v;
+        best = c;
+      }
+    }
+    out[r] = best;
+  }
+  return out;
+}
+
+export interface AccuracyCounts {
+  correct: number;
+  total: number;
+  accuracy: number;
+}
+
+/** Counts rows whose argmax equals the label. */
+export function top1Accuracy(logits: ArrayLike<number>, classes: number, labels: ArrayLike<number>): AccuracyCounts {
+  const pred = argmaxRows(logits, classes);
+  if (pred.length !== labels.length) {
+    throw new FfmergeError('SHAPE_MISMATCH', `${pred.length} rows of logits but ${labels.length} labels`);
+  }
+  let correct = 0;
+  for (let i = 0; i < pred.length; i++) if (pred[i] === labels[i]) correct++;
+  return { correct, total: pred.length, accuracy: pred.length ? correct / pred.length : 0 };
+}

@@ -1,0 +1,169 @@
+/**
+ * Corpus BLEU exactly as sacreBLEU 2.x computes it (defaults: 13a tokenizer, max order 4, "exp" smoothing,
+ * closest reference length for the brevity penalty, mixed case). Behaviour reproduced from
+ * sacrebleu/metrics/bleu.py; the test suite checks sacreBLEU's own published test cases.
+ */
+import { FfmergeError } from '../errors';
+import { pyRstrip, pySplit } from './text-utils';
+import { tokenize13a } from './tokenizer-13a';
+
+export type BleuSmoothing = 'exp' | 'none' | 'floor' | 'add-k';
+export type BleuTokenizer = '13a' | 'none';
+
+export interface BleuOptions {
+  tokenize?: BleuTokenizer;
+  lowercase?: boolean;
+  smoothMethod?: BleuSmoothing;
+  /** For 'floor' (default 0.1) and 'add-k' (default 1). */
+  smoothValue?: number;
+  maxNgramOrder?: number;
+  /** Drop n-gram orders with no hypothesis n-grams (sentence-level BLEU). */
+  effectiveOrder?: boolean;
+}
+
+export interface BleuResult {
+  /** 0..100 */
+  score: number;
+  counts: number[];
+  totals: number[];
+  /** 0..100 per order */
+  precisions: number[];
+  bp: number;
+  sysLen: number;
+  refLen: number;
+}
+
+const SMOOTH_DEFAULTS: Record<BleuSmoothing, number> = { exp: 0, none: 0, floor: 0.1, 'add-k': 1 };
+
+/** sacreBLEU's my_log: log(0) is a huge negative number instead of -Infinity. */
+function safeLog(x: number): number {
+  return x === 0 ? -9999999999 : Math.log(x);
+}
+
+/** n-gram counts per order (index n-1); tokens hold no whitespace, so joining them with ' ' is unambiguous. */
+function ngramCounts(tokens: string[], maxOrder: number): Map<string, number>[] {
+  const perOrder: Map<string, number>[] = [];
+  for (let n = 1; n <= maxOrder; n++) {
+    const counts = new Map<string, number>();
+    for (let i = 0; i + n <= tokens.length; i++) {
+      const key = tokens.slice(i, i + n).join(' ');
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    perOrder.push(counts);
+  }
+  return perOrder;
+}
+
+/** BLEU from sufficient statistics (sacreBLEU's BLEU.compute_bleu). */
+export function computeBleu(
+  correctIn: number[],
+  totalIn: number[],
+  sysLen: number,
+  refLen: number,
+  opts: Pick<BleuOptions, 'smoothMethod' | 'smoothValue' | 'effectiveOrder' | 'maxNgramOrder'> = {},
+): BleuResult {
+  const method = opts.smoothMethod ?? 'none';
+  const smoothValue = opts.smoothValue ?? SMOOTH_DEFAULTS[method];
+  const maxOrder = opts.maxNgramOrder ?? 4;
+  const correct = correctIn.slice();
+  const total = totalIn.slice();
+  let bp = 1;
+  if (sysLen < refLen) bp = sysLen > 0 ? Math.exp(1 - refLen / sysLen) : 0;
+  const precisions = new Array<number>(maxOrder).fill(0);
+  const result = (score: number): BleuResult => ({ score, counts: correct, totals: total, precisions, bp, sysLen, refLen });
+  if (!correct.some((c) => c !== 0)) return result(0);
+
+  let smoothMteval = 1;
+  let effOrder = maxOrder;
+  for (let n = 1; n <= maxOrder; n++) {
+    if (method === 'add-k' && n > 1) {
+      correct[n - 1] = correct[n - 1]! + smoothValue;
+      total[n - 1] = total[n - 1]! + smoothValue;
+    }
+    const t = total[n - 1]!;
+    const c = correct[n - 1]!;
+    if (t === 0) break;
+    if (opts.effectiveOrder) effOrder = n;
+    if (c === 0) {
+      if (method === 'exp') {
+        smoothMteval *= 2;
+        precisions[n - 1] = 100 / (smoothMteval * t);
+      } else if (method === 'floor') {
+        precisions[n - 1] = (100 * smoothValue) / t;
+      }
+    } else {
+      precisions[n - 1] = (100 * c) / t;
+    }
+  }
+  let logSum = 0;
+  for (let i = 0; i < effOrder; i++) logSum += safeLog(precisions[i]!);
+  return result(bp * Math.exp(logSum / effOrder));
+}
+
+/**
+ * Corpus BLEU. `references` is a list of reference streams, each aligned with `hypotheses`
+ * (sacrebleu.corpus_bleu(hyps, [refs1, refs2, ...])).
+ */
+export function corpusBleu(hypotheses: readonly string[], references: readonly (readonly string[])[], opts: BleuOptions = {}): BleuResult {
+  const maxOrder = opts.maxNgramOrder ?? 4;
+  if (references.length === 0) throw new FfmergeError('INVALID_ARGUMENT', 'corpusBleu needs at least one reference stream');
+  for (const refs of references) {
+    if (refs.length !== hypotheses.length) {
+      throw new FfmergeError(
+        'INVALID_DATA',
+        `corpusBleu: ${hypotheses.length} hypotheses but a reference stream has ${refs.length} lines; they must be aligned`,
+      );
+    }
+  }
+  const prep = (s: string): string[] => {
+    const t = opts.lowercase ? s.toLowerCase() : s;
+    const r = pyRstrip(t);
+    return pySplit(opts.tokenize === 'none' ? r : tokenize13a(r));
+  };
+  const correct = new Array<number>(maxOrder).fill(0);
+  const total = new Array<number>(maxOrder).fill(0);
+  let sysLen = 0;
+  let refLen = 0;
+  for (let s = 0; s < hypotheses.length; s++) {
+    const hyp = prep(hypotheses[s]!);
+    // reference n-grams: max count over references; reference length closest to the hypothesis length
+    const refMax = Array.from({ length: maxOrder }, () => new Map<string, number>());
+    let closestDiff = -1;
+    let closestLen = -1;
+    for (const stream of references) {
+      const ref = prep(stream[s]!);
+      const diff = Math.abs(hyp.length - ref.length);
+      if (closestDiff === -1 || diff < closestDiff) {
+        closestDiff = diff;
+        closestLen = ref.length;
+      } else if (diff === closestDiff && ref.length < closestLen) {
+        closestLen = ref.length;
+      }
+      ngramCounts(ref, maxOrder).forEach((counts, o) => {
+        const m = refMax[o]!;
+        for (const [k, c] of counts) m.set(k, Math.max(m.get(k) ?? 0, c));
+      });
+    }
+    sysLen += hyp.length;
+    refLen += closestLen;
+    ngramCounts(hyp, maxOrder).forEach((counts, o) => {
+      const m = refMax[o]!;
+      for (const [k, c] of counts) {
+        total[o] = total[o]! + c;
+        const r = m.get(k);
+        if (r !== undefined) correct[o] = correct[o]! + Math.min(c, r);
+      }
+    });
+  }
+  return computeBleu(correct, total, sysLen, refLen, {
+    smoothMethod: opts.smoothMethod ?? 'exp',
+    smoothValue: opts.smoothValue,
+    effectiveOrder: opts.effectiveOrder,
+    maxNgramOrder: maxOrder,
+  });
+}
+
+/** Sentence BLEU as sacrebleu.sentence_bleu (effective order on, exp smoothing). */
+export function sentenceBleu(hypothesis: string, references: readonly string[], opts: BleuOptions = {}): BleuResult {
+  return corpusBleu([hypothesis], references.map((r) => [r]), { effectiveOrder: true, ...opts });
+}

@@ -1,0 +1,160 @@
+/**
+ * chrF / chrF++ exactly as sacreBLEU 2.x computes it (defaults: character order 6, word order 0, beta 2,
+ * whitespace removed, no eps smoothing: orders with no n-grams on either side are left out of the averages).
+ * Corpus chrF sums per-sentence n-gram statistics and scores the sums; with several references, each sentence
+ * uses the reference with the best sentence-level F score. Behaviour reproduced from sacrebleu/metrics/chrf.py.
+ */
+import { FfmergeError } from '../errors';
+import { codePoints, pySplit } from './text-utils';
+
+export interface ChrfOptions {
+  charOrder?: number;
+  /** 2 gives chrF++. */
+  wordOrder?: number;
+  beta?: number;
+  lowercase?: boolean;
+  /** Keep whitespace inside character n-grams. */
+  whitespace?: boolean;
+  /** chrF++.py/NLTK-style epsilon smoothing instead of the effective-order averaging. */
+  epsSmoothing?: boolean;
+}
+
+export interface ChrfResult {
+  /** 0..100 */
+  score: number;
+  /** [hyp, ref, match] per order, characters first then words. */
+  statistics: number[];
+}
+
+const PUNCTS = new Set('!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~');
+
+function counter(items: string[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const it of items) m.set(it, (m.get(it) ?? 0) + 1);
+  return m;
+}
+
+function charNgrams(line: string, maxOrder: number, whitespace: boolean): Map<string, number>[] {
+  const chars = codePoints(whitespace ? line : pySplit(line).join(''));
+  const out: Map<string, number>[] = [];
+  for (let n = 1; n <= maxOrder; n++) {
+    const grams: string[] = [];
+    for (let i = 0; i + n <= chars.length; i++) grams.push(chars.slice(i, i + n).join(''));
+    out.push(counter(grams));
+  }
+  return out;
+}
+
+/** chrF++'s word split: a punctuation mark at the end (else at the start) of a word becomes its own word. */
+function wordsWithPunctuationSplit(sent: string): string[] {
+  const out: string[] = [];
+  for (const w of pySplit(sent)) {
+    const cps = codePoints(w);
+    if (cps.length === 1) out.push(w);
+    else if (PUNCTS.has(cps[cps.length - 1]!)) out.push(cps.slice(0, -1).join(''), cps[cps.length - 1]!);
+    else if (PUNCTS.has(cps[0]!)) out.push(cps[0]!, cps.slice(1).join(''));
+    else out.push(w);
+  }
+  return out;
+}
+
+function wordNgrams(words: string[], maxOrder: number): Map<string, number>[] {
+  const out: Map<string, number>[] = [];
+  for (let n = 1; n <= maxOrder; n++) {
+    const grams: string[] = [];
+    for (let i = 0; i + n <= words.length; i++) grams.push(words.slice(i, i + n).join(' '));
+    out.push(counter(grams));
+  }
+  return out;
+}
+
+function matchStats(hyp: Map<string, number>, ref: Map<string, number>): [number, number, number] {
+  let match = 0;
+  let hypCount = 0;
+  for (const [g, c] of hyp) {
+    hypCount += c;
+    const r = ref.get(g);
+    if (r !== undefined) match += Math.min(c, r);
+  }
+  let refCount = 0;
+  for (const c of ref.values()) refCount += c;
+  // sacreBLEU does not count hypothesis n-grams of an order the reference has none of
+  return [ref.size > 0 ? hypCount : 0, refCount, match];
+}
+
+function fScore(stats: number[], order: number, beta: number, epsSmoothing: boolean): number {
+  const eps = 1e-16;
+  const factor = beta * beta;
+  let score = 0;
+  let effective = 0;
+  let avgPrec = 0;
+  let avgRec = 0;
+  for (let i = 0; i < order; i++) {
+    const nHyp = stats[3 * i]!;
+    const nRef = stats[3 * i + 1]!;
+    const nMatch = stats[3 * i + 2]!;
+    const prec = nHyp > 0 ? nMatch / nHyp : eps;
+    const rec = nRef > 0 ? nMatch / nRef : eps;
+    const denom = factor * prec + rec;
+    score += denom > 0 ? ((1 + factor) * prec * rec) / denom : eps;
+    if (nHyp > 0 && nRef > 0) {
+      avgPrec += prec;
+      avgRec += rec;
+      effective++;
+    }
+  }
+  if (epsSmoothing) return (100 * score) / order;
+  if (effective === 0) return 0;
+  avgPrec /= effective;
+  avgRec /= effective;
+  if (avgPrec + avgRec === 0) return 0;
+  return (100 * ((1 + factor) * avgPrec * avgRec)) / (factor * avgPrec + avgRec);
+}
+
+/** Corpus chrF. `references` is a list of reference streams aligned with `hypotheses`. */
+export function corpusChrf(hypotheses: readonly string[], references: readonly (readonly string[])[], opts: ChrfOptions = {}): ChrfResult {
+  const charOrder = opts.charOrder ?? 6;
+  const wordOrder = opts.wordOrder ?? 0;
+  const beta = opts.beta ?? 2;
+  const whitespace = opts.whitespace ?? false;
+  const eps = opts.epsSmoothing ?? false;
+  const order = charOrder + wordOrder;
+  if (references.length === 0) throw new FfmergeError('INVALID_ARGUMENT', 'corpusChrf needs at least one reference stream');
+  for (const refs of references) {
+    if (refs.length !== hypotheses.length) {
+      throw new FfmergeError(
+        'INVALID_DATA',
+        `corpusChrf: ${hypotheses.length} hypotheses but a reference stream has ${refs.length} lines; they must be aligned`,
+      );
+    }
+  }
+  const prep = (s: string) => (opts.lowercase ? s.toLowerCase() : s);
+  const ngrams = (s: string) => {
+    const grams = charNgrams(s, charOrder, whitespace);
+    if (wordOrder > 0) grams.push(...wordNgrams(wordsWithPunctuationSplit(s), wordOrder));
+    return grams;
+  };
+  const totals = new Array<number>(3 * order).fill(0);
+  for (let s = 0; s < hypotheses.length; s++) {
+    const hyp = ngrams(prep(hypotheses[s]!));
+    let best: number[] = [];
+    let bestF = -1;
+    for (const stream of references) {
+      const ref = ngrams(prep(stream[s]!));
+      const stats: number[] = [];
+      for (let o = 0; o < order; o++) stats.push(...matchStats(hyp[o]!, ref[o]!));
+      const f = fScore(stats, order, beta, eps);
+      if (f > bestF) {
+        bestF = f;
+        best = stats;
+      }
+    }
+    for (let i = 0; i < totals.length; i++) totals[i] = totals[i]! + best[i]!;
+  }
+  return { score: fScore(totals, order, beta, eps), statistics: totals };
+}
+
+/** Sentence chrF (sacrebleu.sentence_chrf). */
+export function sentenceChrf(hypothesis: string, references: readonly string[], opts: ChrfOptions = {}): ChrfResult {
+  return corpusChrf([hypothesis], references.map((r) => [r]), opts);
+}

@@ -1,0 +1,29 @@
+/**
+ * The mteval-v13a tokenizer as sacreBLEU applies it (its default "13a"), reproduced from the behaviour of
+ * sacrebleu/tokenizers/tokenizer_13a.py + tokenizer_re.py: unescape a few HTML entities, then split off
+ * ASCII punctuation and symbols, periods and commas (unless between digits), and dashes after a digit.
+ */
+import { pySplit } from './text-utils';
+
+// ASCII symbols and punctuation: { | } ~, [ \ ] ^ _ `, space ! " # $ % &, ( ) * +, : ; < = > ? @, /
+const SYMBOLS = /([{-~[-` -&(-+:-@/])/g;
+const PERIOD_COMMA_AFTER_NON_DIGIT = /([^0-9])([.,])/g;
+const PERIOD_COMMA_BEFORE_NON_DIGIT = /([.,])([^0-9])/g;
+const DASH_AFTER_DIGIT = /([0-9])(-)/g;
+
+export function tokenize13a(line: string): string {
+  let s = line
+    .split('<skipped>').join('')
+    .split('-\n').join('')
+    .split('\n').join(' ')
+    .split('&quot;').join('"')
+    .split('&amp;').join('&')
+    .split('&lt;').join('<')
+    .split('&gt;').join('>');
+  s = ` ${s} `;
+  s = s.replace(SYMBOLS, ' $1 ');
+  s = s.replace(PERIOD_COMMA_AFTER_NON_DIGIT, '$1 $2 ');
+  s = s.replace(PERIOD_COMMA_BEFORE_NON_DIGIT, ' $1 $2');
+  s = s.replace(DASH_AFTER_DIGIT, '$1 $2 ');
+  return pySplit(s).join(' ');
+}

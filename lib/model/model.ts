@@ -1,0 +1,370 @@
+/**
+ * A transformer whose weights live in native memory, with the forward pass, FF access and FF-override views
+ * the merge search needs. Build one with loadModel() (load.ts).
+ */
+import { FfmergeError, fromNativeError } from '../errors';
+import { runNativeJob, type JobOptions } from '../native/job';
+import { modelAddon, type NativeFF, type NativeForwardArgs, type NativeModelHandle } from '../native/model';
+import type { ModelSpec } from './spec';
+
+/** One FF sublayer in canonical Linear layout (see ff-tensors.ts): wIn/wGate [dFF, d], wOut [d, dFF]. */
+export type FFWeights = NativeFF;
+
+export type StackName = 'decoder' | 'encoder';
+
+export interface ForwardInput {
+  /** Token ids, [batch, seq] row-major (token-input models; for encoder–decoder models, the decoder's input). */
+  ids?: Int32Array;
+  batch: number;
+  /** Positions per sequence (patch-input models: 1 + patches). */
+  seq: number;
+  /** [batch, seq]: 1 = real token, 0 = padding (keys never attended; NLL targets skipped; not features). */
+  attentionMask?: Uint8Array;
+  /** Patch-input models (ViT): images [batch, channels, imageH, imageW], preprocessed. */
+  pixels?: Float32Array;
+  /** BERT token types [batch, seq] (default all 0). */
+  tokenTypeIds?: Int32Array;
+  /** Encoder–decoder models: the source token ids [batch, encoderSeq] and their padding mask. */
+  encoderIds?: Int32Array;
+  encoderSeq?: number;
+  encoderMask?: Uint8Array;
+}
+
+/** Decoding settings, as in generation_config.json (greedy when numBeams is 1). */
+export interface GenerationConfig {
+  decoderStartTokenId: number;
+  eosTokenId?: number;
+  padTokenId: number;
+  forcedEosTokenId?: number;
+  /** Longest output including the start token. */
+  maxLength: number;
+  /** Token sequences never to produce (each: its last token is banned after its prefix). */
+  badWordsIds?: number[][];
+  /** Beam search with this many beams (default 1 = greedy). */
+  numBeams?: number;
+  /** Beam hypotheses are ranked by sum log-prob / generated length ^ lengthPenalty (default 1). */
+  lengthPenalty?: number;
+}
+
+/** GenerationConfig from a parsed generation_config.json (with config.json as fallback for the special ids). */
+export function generationConfigFrom(gen: Record<string, unknown>, config: Record<string, unknown> = {}): GenerationConfig {
+  const pick = (k: string): unknown => gen[k] ?? config[k];
+  const int = (k: string, required: boolean): number | undefined => {
+    const v = pick(k);
+    if (v == null) {
+      if (required) throw new FfmergeError('INVALID_CONFIG', `generation_config.json has no "${k}"`);
+      return undefined;
+    }
+    const n = Array.isArray(v) ? v[0] : v; // eos may be a list; the first id ends a sequence
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
+      throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "${k}" must be a token id (got ${JSON.stringify(v)})`);
+    }
+    return n;
+  };
+  const bad = pick('bad_words_ids');
+  if (bad != null && !(Array.isArray(bad) && bad.every((w) => Array.isArray(w) && w.every((t) => Number.isInteger(t))))) {
+    throw new FfmergeError('INVALID_CONFIG', 'generation_config.json: "bad_words_ids" must be a list of token-id lists');
+  }
+  const eos = int('eos_token_id', false);
+  const forced = int('forced_eos_token_id', false);
+  const beams = int('num_beams', false) ?? 1;
+  if (beams < 1) throw new FfmergeError('INVALID_CONFIG', 'generation_config.json: "num_beams" must be at least 1');
+  const lp = pick('length_penalty') ?? 1;
+  if (typeof lp !== 'number' || !Number.isFinite(lp)) {
+    throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "length_penalty" must be a number (got ${JSON.stringify(lp)})`);
+  }
+  return {
+    decoderStartTokenId: int('decoder_start_token_id', true)!,
+    padTokenId: int('pad_token_id', true)!,
+    maxLength: int('max_length', false) ?? 20,
+    ...(eos !== undefined ? { eosTokenId: eos } : {}),
+    ...(forced !== undefined ? { forcedEosTokenId: forced } : {}),
+    ...(bad ? { badWordsIds: bad as number[][] } : {}),
+    numBeams: beams,
+    lengthPenalty: lp,
+  };
+}
+
+export interface ForwardOptions extends JobOptions {
+  /** 'logits' [batch, seq, vocab]; 'nll' [batch, seq-1] next-token NLL (no full logits kept); 'hidden' [batch, seq, d]. */
+  output: 'logits' | 'nll' | 'hidden';
+  /** First layer to run (default 0); > 0 needs `hidden`. */
+  fromLayer?: number;
+  /** Layer after the last one to run (exclusive, default all). 'logits'/'nll' apply the final norm and head after it. */
+  toLayer?: number;
+  /** The state entering fromLayer, [batch, seq, d] (as returned by output 'hidden'). */
+  hidden?: Float32Array;
+  /** Capture FF pre-activations (output of the first FF matrix, before the nonlinearity): true = every layer run, or a list. */
+  captureFF?: boolean | number[];
+  /** Which positions are features (default: attentionMask). */
+  featureMask?: Uint8Array;
+  /** Encoder–decoder models: capture the encoder stack's FF pre-activations too (features = encoderMask). */
+  captureEncoderFF?: boolean | number[];
+}
+
+export interface ForwardResult {
+  logits?: Float32Array;
+  /** Per-position NLL in nats, [batch, seq-1]; entry (b,t) scores token t+1; 0 where that token is padding. */
+  nll?: Float32Array;
+  /** Sum and count of the scored NLL entries. */
+  nllSum?: number;
+  nllCount?: number;
+  hidden?: Float32Array;
+  /** layer → [rows, dFF] pre-activations of the feature positions, in (batch, position) order. */
+  ff?: Map<number, Float32Array>;
+  /** Encoder–decoder models: the encoder's captured pre-activations (rows = real source tokens). */
+  encoderFF?: Map<number, Float32Array>;
+}
+
+export type FFOverrides = Map<number, FFWeights> | Array<{ stack?: StackName; layer: number; ff: FFWeights }>;
+
+export class Model {
+  private handle: NativeModelHandle | undefined;
+  private encoderHandle: NativeModelHandle | undefined;
+  /** Encoder–decoder models: the encoder stack's spec (the main `spec` is the decoder's). */
+  readonly encoderSpec: Readonly<ModelSpec> | undefined;
+  /** The stack `spec` describes: 'encoder' for encoder-only models (ViT, BERT), else 'decoder'. */
+  readonly mainStack: StackName;
+
+  /** @internal use loadModel(). */
+  constructor(
+    readonly config: Readonly<Record<string, unknown>>,
+    readonly spec: Readonly<ModelSpec>,
+    handle: NativeModelHandle,
+    encoder?: { spec: ModelSpec; handle: NativeModelHandle },
+  ) {
+    this.handle = handle;
+    this.encoderHandle = encoder?.handle;
+    this.encoderSpec = encoder?.spec;
+    this.mainStack = encoder || spec.causal ? 'decoder' : 'encoder';
+  }
+
+  /** The stacks that have FF sublayers, e.g. ['decoder'], ['encoder'], ['encoder', 'decoder']. */
+  stacks(): StackName[] {
+    return this.encoderSpec ? ['encoder', 'decoder'] : [this.mainStack];
+  }
+
+  /** Layers of one stack. */
+  layers(stack: StackName = this.mainStack): number {
+    return this.stackSpec(stack).layers;
+  }
+
+  private stackSpec(stack: StackName): Readonly<ModelSpec> {
+    if (stack === this.mainStack) return this.spec;
+    if (stack === 'encoder' && this.encoderSpec) return this.encoderSpec;
+    throw new FfmergeError('INVALID_ARGUMENT', `this ${this.spec.family} model has no "${stack}" stack (it has: ${this.stacks().join(', ')})`);
+  }
+
+  private live(stack: StackName = this.mainStack): NativeModelHandle {
+    const h = stack === this.mainStack ? this.handle : this.encoderHandle;
+    if (!h) throw new FfmergeError('INVALID_ARGUMENT', 'this model was disposed');
+    return h;
+  }
+
+  private checkStackLayer(stack: StackName, layer: number): void {
+    const spec = this.stackSpec(stack);
+    if (!Number.isInteger(layer) || layer < 0 || layer >= spec.layers) {
+      throw new FfmergeError('INVALID_ARGUMENT', `layer ${layer} is out of range (the ${stack} has ${spec.layers} layers)`);
+    }
+  }
+
+  /** A copy of one layer's FF weights in canonical layout. */
+  ffWeights(layer: number, stack: StackName = this.mainStack): FFWeights {
+    this.checkStackLayer(stack, layer);
+    try {
+      return modelAddon().modelFFWeights(this.live(stack), layer);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  /**
+   * A view sharing every tensor with this model except the FFs of the given layers. One FFWeights object
+   * given to several layers is stored once (a tie), which is how merged FFs are represented.
+   */
+  withFF(overrides: FFOverrides): Model {
+    const entries = overrides instanceof Map ? [...overrides].map(([layer, ff]) => ({ stack: undefined, layer, ff })) : overrides;
+    const view = (stack: StackName): NativeModelHandle | undefined => {
+      const unique: FFWeights[] = [];
+      const index = new Map<FFWeights, number>();
+      const layers: number[] = [];
+      const which: number[] = [];
+      for (const e of entries) {
+        if ((e.stack ?? this.mainStack) !== stack) continue;
+        this.checkStackLayer(stack, e.layer);
+        let i = index.get(e.ff);
+        if (i === undefined) {
+          i = unique.length;
+          unique.push(e.ff);
+          index.set(e.ff, i);
+        }
+        layers.push(e.layer);
+        which.push(i);
+      }
+      return modelAddon().modelWithFF(this.live(stack), unique, layers, which);
+    };
+    for (const e of entries) this.stackSpec(e.stack ?? this.mainStack);
+    try {
+      const main = view(this.mainStack)!;
+      const enc = this.encoderSpec ? { spec: this.encoderSpec, handle: view('encoder')! } : undefined;
+      return new Model(this.config, this.spec, main, enc);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  /** Whether layer a of this model and layer b of `other` use one FF in native memory. */
+  sharesFF(layer: number, other: Model, otherLayer: number): boolean {
+    return modelAddon().modelSharesFF(this.live(), layer, other.live(), otherLayer);
+  }
+
+  async forward(input: ForwardInput, opts: ForwardOptions): Promise<ForwardResult> {
+    const { batch, seq, ids, attentionMask } = input;
+    if (!Number.isInteger(batch) || batch <= 0 || !Number.isInteger(seq) || seq <= 0) {
+      throw new FfmergeError('INVALID_ARGUMENT', `batch and seq must be positive integers (got ${batch}, ${seq})`);
+    }
+    const patches = this.spec.input === 'patches';
+    if (patches) {
+      const { channels = 0, imageH = 0, imageW = 0, patch = 1 } = this.spec;
+      const want = batch * channels * imageH * imageW;
+      if ((opts.fromLayer ?? 0) === 0 && !opts.hidden && (!(input.pixels instanceof Float32Array) || input.pixels.length !== want)) {
+        throw new FfmergeError(
+          'SHAPE_MISMATCH',
+          `pixels must be a Float32Array of batch·${channels}·${imageH}·${imageW} = ${want} values (preprocessed images, NCHW)`,
+        );
+      }
+      const tokens = 1 + (imageH / patch) * (imageW / patch);
+      if (seq !== tokens) throw new FfmergeError('SHAPE_MISMATCH', `a ${imageH}x${imageW} image gives ${tokens} positions, not ${seq}`);
+    } else if (!(ids instanceof Int32Array) || ids.length !== batch * seq) {
+      throw new FfmergeError('INVALID_ARGUMENT', `ids must be an Int32Array of batch·seq = ${batch * seq} entries`);
+    }
+    const enc = this.encoderSpec ? await this.runEncoder(input, opts) : undefined;
+    if (this.spec.positions === 'learned' && seq > this.spec.maxPositions) {
+      throw new FfmergeError(
+        'SEQUENCE_TOO_LONG',
+        `sequence length ${seq} is longer than the model's ${this.spec.maxPositions} positions (config.json "${this.spec.maxPositionsField ?? 'max positions'}")`,
+      );
+    }
+    const from = opts.fromLayer ?? 0;
+    const to = opts.toLayer ?? this.spec.layers;
+    if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > this.spec.layers || from > to) {
+      throw new FfmergeError('INVALID_ARGUMENT', `layer range ${from}..${to} is not within 0..${this.spec.layers}`);
+    }
+    let captureLayers: number[] | undefined;
+    if (opts.captureFF === true) captureLayers = Array.from({ length: to - from }, (_, i) => from + i);
+    else if (Array.isArray(opts.captureFF)) captureLayers = [...opts.captureFF];
+    const args: NativeForwardArgs = {
+      ...(ids ? { ids } : {}),
+      ...(input.pixels ? { pixels: input.pixels } : {}),
+      ...(input.tokenTypeIds ? { tokenTypeIds: input.tokenTypeIds } : {}),
+      ...(enc ? { encoderHidden: enc.hidden, encoderSeq: enc.seq, ...(input.encoderMask ? { encoderMask: input.encoderMask } : {}) } : {}),
+      batch,
+      seq,
+      output: opts.output,
+      fromLayer: from,
+      toLayer: to,
+      ...(attentionMask ? { attentionMask } : {}),
+      ...(opts.featureMask ? { featureMask: opts.featureMask } : {}),
+      ...(opts.hidden ? { hidden: opts.hidden } : {}),
+      ...(captureLayers?.length ? { captureLayers } : {}),
+    };
+    const handle = this.live();
+    const r = await runNativeJob('forward', (onProgress) => modelAddon().modelForward(handle, args, onProgress), opts);
+    const out: ForwardResult = {};
+    if (r.logits) out.logits = r.logits;
+    if (r.nll) {
+      out.nll = r.nll;
+      out.nllSum = r.nllSum ?? 0;
+      out.nllCount = r.nllCount ?? 0;
+    }
+    if (r.hidden) out.hidden = r.hidden;
+    if (captureLayers?.length && r.ff) out.ff = new Map(captureLayers.map((l, i) => [l, r.ff![i]!]));
+    if (enc?.ff) out.encoderFF = enc.ff;
+    return out;
+  }
+
+  /** Encoder–decoder models: runs the encoder stack on input.encoderIds → its output states (+ FF captures). */
+  private async runEncoder(input: ForwardInput, opts: ForwardOptions) {
+    const { batch, encoderIds, encoderMask } = input;
+    const seq = input.encoderSeq ?? (encoderIds ? encoderIds.length / batch : 0);
+    if (!(encoderIds instanceof Int32Array) || !Number.isInteger(seq) || seq <= 0 || encoderIds.length !== batch * seq) {
+      throw new FfmergeError('INVALID_ARGUMENT', 'an encoder–decoder model needs encoderIds, an Int32Array of batch·encoderSeq source token ids');
+    }
+    if (encoderMask && encoderMask.length !== batch * seq) {
+      throw new FfmergeError('INVALID_ARGUMENT', `encoderMask must have batch·encoderSeq = ${batch * seq} entries`);
+    }
+    const layers = this.encoderSpec!.layers;
+    let captureLayers: number[] | undefined;
+    if (opts.captureEncoderFF === true) captureLayers = Array.from({ length: layers }, (_, i) => i);
+    else if (Array.isArray(opts.captureEncoderFF)) captureLayers = [...opts.captureEncoderFF];
+    const args: NativeForwardArgs = {
+      ids: encoderIds,
+      batch,
+      seq,
+      output: 'hidden',
+      ...(encoderMask ? { attentionMask: encoderMask } : {}),
+      ...(captureLayers?.length ? { captureLayers } : {}),
+    };
+    const handle = this.live('encoder');
+    const r = await runNativeJob('encoder', (onProgress) => modelAddon().modelForward(handle, args, onProgress), opts);
+    const ff = captureLayers?.length && r.ff ? new Map(captureLayers.map((l, i) => [l, r.ff![i]!])) : undefined;
+    return { hidden: r.hidden!, seq, ff };
+  }
+
+  /**
+   * Greedy or beam-search decoding (encoder–decoder models): source ids [batch, seq] (+ padding mask) →
+   * output ids [batch, length] starting with the decoder start token, padded after eos. One native job on a
+   * KV cache. config.numBeams > 1 runs beam search (native/core/model/generate.h describes the rules).
+   */
+  async generate(
+    src: { ids: Int32Array; batch: number; seq: number; attentionMask?: Uint8Array },
+    config: GenerationConfig,
+    opts: JobOptions = {},
+  ): Promise<{ ids: Int32Array; length: number }> {
+    if (!this.encoderSpec) {
+      throw new FfmergeError('INVALID_ARGUMENT', `translation needs an encoder–decoder model; ${this.spec.family} is not one`);
+    }
+    const { ids, batch, seq, attentionMask } = src;
+    if (!(ids instanceof Int32Array) || !Number.isInteger(batch) || !Number.isInteger(seq) || batch <= 0 || seq <= 0 || ids.length !== batch * seq) {
+      throw new FfmergeError('INVALID_ARGUMENT', `source ids must be an Int32Array of batch·seq = ${batch * seq} entries`);
+    }
+    if (seq > this.encoderSpec.maxPositions) {
+      throw new FfmergeError('SEQUENCE_TOO_LONG', `source length ${seq} is longer than the model's ${this.encoderSpec.maxPositions} positions`);
+    }
+    const maxLength = Math.min(config.maxLength, this.spec.maxPositions);
+    const enc = this.live('encoder');
+    const dec = this.live();
+    return runNativeJob(
+      'generate',
+      (onProgress) =>
+        modelAddon().modelGenerate(
+          enc,
+          dec,
+          {
+            ids,
+            batch,
+            seq,
+            ...(attentionMask ? { attentionMask } : {}),
+            decoderStart: config.decoderStartTokenId,
+            eos: config.eosTokenId ?? -1,
+            pad: config.padTokenId,
+            forcedEos: config.forcedEosTokenId ?? -1,
+            maxLength,
+            badWords: config.badWordsIds ?? [],
+            numBeams: config.numBeams ?? 1,
+            lengthPenalty: config.lengthPenalty ?? 1,
+          },
+          onProgress,
+        ),
+      opts,
+    );
+  }
+
+  /** Frees the native weights now (views made by withFF keep what they share). Jobs already running finish. */
+  dispose(): void {
+    if (this.handle) modelAddon().modelDispose(this.handle);
+    if (this.encoderHandle) modelAddon().modelDispose(this.encoderHandle);
+    this.handle = undefined;
+    this.encoderHandle = undefined;
+  }
+}

@@ -1,0 +1,201 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import type sharpDefault from 'sharp';
+import {
+  conformImages,
+  imagesToTensor,
+  loadIdxImages,
+  loadImageFolder,
+  loadPreprocessor,
+  parseIdx,
+  classNamesFromConfig,
+  preprocessorFromConfig,
+  type ImagePreprocessor,
+} from '../lib/data/images';
+import { FfmergeError } from '../lib/errors';
+import { describeShared, sharedPath } from './helpers/shared';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const sharp = ((require('sharp') as { default?: typeof sharpDefault }).default ?? require('sharp')) as typeof sharpDefault;
+
+function idxBytes(dims: number[], data: Uint8Array): Buffer {
+  const head = Buffer.alloc(4 + 4 * dims.length);
+  head[2] = 0x08;
+  head[3] = dims.length;
+  dims.forEach((d, i) => head.writeUInt32BE(d, 4 + 4 * i));
+  return Buffer.concat([head, Buffer.from(data)]);
+}
+
+async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<FfmergeError> {
+  let err: unknown;
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(FfmergeError);
+  expect((err as FfmergeError).code).toBe(code);
+  expect((err as FfmergeError).message.length).toBeGreaterThan(10);
+  return err as FfmergeError;
+}
+
+const grey5: ImagePreprocessor = preprocessorFromConfig(
+  { do_resize: false, size: { height: 5, width: 4 }, do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, image_mean: [0.5], image_std: [0.5] },
+  { num_channels: 1 },
+);
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-images-'));
+});
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('idx files', () => {
+  test('raw and gzip idx give the same images and labels', async () => {
+    const pixels = Uint8Array.from({ length: 3 * 5 * 4 }, (_, i) => (i * 37) % 256);
+    const raw = idxBytes([3, 5, 4], pixels);
+    fs.writeFileSync(path.join(tmp, 'img.idx'), raw);
+    fs.writeFileSync(path.join(tmp, 'img.idx.gz'), zlib.gzipSync(raw));
+    fs.writeFileSync(path.join(tmp, 'lab.idx.gz'), zlib.gzipSync(idxBytes([3], Uint8Array.from([2, 0, 1]))));
+    const a = await loadIdxImages(path.join(tmp, 'img.idx'), path.join(tmp, 'lab.idx.gz'));
+    const b = await loadIdxImages(path.join(tmp, 'img.idx.gz'));
+    expect(a).toMatchObject({ count: 3, height: 5, width: 4, channels: 1 });
+    expect(Array.from(a.pixels)).toEqual(Array.from(pixels));
+    expect(Array.from(b.pixels)).toEqual(Array.from(pixels));
+    expect(Array.from(a.labels!)).toEqual([2, 0, 1]);
+  });
+  test('bad magic, unsupported type, wrong size and label count are typed errors', async () => {
+    await expectCode(() => parseIdx(Uint8Array.from([1, 2, 3, 4, 5])), 'INVALID_DATA');
+    const floatIdx = idxBytes([1], Uint8Array.from([0, 0, 0, 0]));
+    floatIdx[2] = 0x0d;
+    await expectCode(() => parseIdx(floatIdx), 'INVALID_DATA');
+    await expectCode(() => parseIdx(idxBytes([2, 3], new Uint8Array(5))), 'INVALID_DATA');
+    fs.writeFileSync(path.join(tmp, 'img2.idx'), idxBytes([2, 2, 2], new Uint8Array(8)));
+    fs.writeFileSync(path.join(tmp, 'lab3.idx'), idxBytes([3], new Uint8Array(3)));
+    await expectCode(loadIdxImages(path.join(tmp, 'img2.idx'), path.join(tmp, 'lab3.idx')), 'INVALID_DATA');
+    await expectCode(loadIdxImages(path.join(tmp, 'missing.idx')), 'DATA_NOT_FOUND');
+    fs.writeFileSync(path.join(tmp, 'broken.gz'), Buffer.from([0x1f, 0x8b, 1, 2, 3]));
+    await expectCode(loadIdxImages(path.join(tmp, 'broken.gz')), 'INVALID_DATA');
+  });
+});
+
+describe('preprocessing', () => {
+  test('rescale + normalize into NCHW, against a float64 formula', () => {
+    const pre = preprocessorFromConfig(
+      { size: { height: 2, width: 3 }, rescale_factor: 1 / 255, image_mean: [0.1, 0.2, 0.3], image_std: [0.5, 0.25, 2] },
+      { num_channels: 3 },
+    );
+    const count = 2;
+    const pixels = Uint8Array.from({ length: count * 2 * 3 * 3 }, (_, i) => (i * 53 + 7) % 256);
+    const set = { count, height: 2, width: 3, channels: 3, pixels };
+    const t = imagesToTensor(set, pre, 1, 1);
+    expect(t.length).toBe(3 * 6);
+    for (let c = 0; c < 3; c++) {
+      for (let p = 0; p < 6; p++) {
+        const x = pixels[18 + p * 3 + c]! / 255;
+        expect(t[c * 6 + p]).toBeCloseTo((x - pre.mean[c]!) / pre.std[c]!, 5);
+      }
+    }
+  });
+  test('config parsing: broadcast mean/std, defaults, bad values', async () => {
+    const p = preprocessorFromConfig({ size: 8, image_mean: 0.5, image_std: 0.5 }, { num_channels: 3 });
+    expect(p).toMatchObject({ height: 8, width: 8, channels: 3, mean: [0.5, 0.5, 0.5], doResize: false });
+    await expectCode(() => preprocessorFromConfig({ size: 8, image_mean: [0.1, 0.2] }, { num_channels: 3 }), 'INVALID_CONFIG');
+    await expectCode(() => preprocessorFromConfig({ size: 8, image_std: [0] }, { num_channels: 1 }), 'INVALID_CONFIG');
+    await expectCode(() => preprocessorFromConfig({}), 'INVALID_CONFIG');
+    await expectCode(() => preprocessorFromConfig({ size: { shortest_edge: 224 } }), 'INVALID_CONFIG');
+  });
+  test('an idx set of the wrong size without a resize rule is a typed error; with one it is resized', async () => {
+    const set = { count: 1, height: 6, width: 6, channels: 1, pixels: new Uint8Array(36).fill(200) };
+    await expectCode(conformImages(set, grey5), 'SHAPE_MISMATCH');
+    await expectCode(() => imagesToTensor(set, grey5), 'SHAPE_MISMATCH');
+    const resized = await conformImages(set, { ...grey5, doResize: true });
+    expect(resized).toMatchObject({ height: 5, width: 4, channels: 1 });
+    expect(Array.from(resized.pixels).every((v) => v === 200)).toBe(true);
+    const rgbPre = { ...grey5, channels: 3, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+    await expectCode(conformImages({ ...set, height: 5, width: 4, pixels: new Uint8Array(20) }, rgbPre), 'SHAPE_MISMATCH');
+  });
+});
+
+describe('image folders (PNG and JPEG made with sharp)', () => {
+  const make = async (dir: string, cls: string, name: string, w: number, h: number, ch: 1 | 3, value: number, fmt: 'png' | 'jpeg') => {
+    fs.mkdirSync(path.join(dir, cls), { recursive: true });
+    let img = sharp(Buffer.alloc(w * h * ch, value), { raw: { width: w, height: h, channels: ch } });
+    if (ch === 1) img = img.toColourspace('b-w');
+    await (fmt === 'png' ? img.png() : img.jpeg({ quality: 100 })).toFile(path.join(dir, cls, name));
+  };
+
+  test('classes from sorted sub-folders; values decoded and normalized', async () => {
+    const dir = path.join(tmp, 'folder-ok');
+    await make(dir, 'zebra', 'a.png', 4, 5, 1, 255, 'png');
+    await make(dir, 'ant', 'b.png', 4, 5, 1, 0, 'png');
+    await make(dir, 'ant', 'c.jpg', 4, 5, 1, 128, 'jpeg');
+    fs.writeFileSync(path.join(dir, 'ant', 'notes.txt'), 'not an image');
+    const set = await loadImageFolder(dir, grey5);
+    expect(set.classNames).toEqual(['ant', 'zebra']);
+    expect(Array.from(set.labels!)).toEqual([0, 0, 1]);
+    const t = imagesToTensor(set, grey5);
+    expect(t.length).toBe(3 * 20);
+    expect(t[0]).toBeCloseTo(-1, 6); // b.png: 0 → (0 - 0.5)/0.5
+    expect(Math.abs(t[20]! - (128 / 255 - 0.5) / 0.5)).toBeLessThan(0.02); // c.jpg (JPEG may round by 1)
+    expect(t[40]).toBeCloseTo(1, 6); // zebra/a.png: 255
+  });
+
+  test('class order from the model config (id2label) instead of sorted folder names', async () => {
+    const dir = path.join(tmp, 'folder-named');
+    await make(dir, 'Trouser', 'a.png', 4, 5, 1, 10, 'png');
+    await make(dir, 'Bag', 'b.png', 4, 5, 1, 20, 'png');
+    const names = classNamesFromConfig({ id2label: { '0': 'T-shirt/top', '1': 'Trouser', '2': 'Bag' } })!;
+    expect(names).toEqual(['T-shirt/top', 'Trouser', 'Bag']);
+    const set = await loadImageFolder(dir, grey5, { classNames: names });
+    // files are listed per sorted folder: Bag first, then Trouser
+    expect(Array.from(set.labels!)).toEqual([2, 1]);
+    await expectCode(loadImageFolder(dir, grey5, { classNames: ['Trouser'] }), 'INVALID_DATA');
+  });
+
+  test('wrong size or channels without a rule, empty folder, missing folder are typed errors', async () => {
+    const big = path.join(tmp, 'folder-big');
+    await make(big, 'x', 'a.png', 8, 8, 1, 10, 'png');
+    await expectCode(loadImageFolder(big, grey5), 'SHAPE_MISMATCH');
+    const resized = await loadImageFolder(big, { ...grey5, doResize: true });
+    expect(resized).toMatchObject({ count: 1, height: 5, width: 4 });
+    expect(Array.from(resized.pixels).every((v) => v === 10)).toBe(true);
+
+    const rgb = path.join(tmp, 'folder-rgb');
+    await make(rgb, 'x', 'a.png', 4, 5, 3, 90, 'png');
+    await expectCode(loadImageFolder(rgb, grey5), 'SHAPE_MISMATCH');
+    const converted = await loadImageFolder(rgb, { ...grey5, convertChannels: true });
+    expect(converted.channels).toBe(1);
+    expect(Math.abs(converted.pixels[0]! - 90)).toBeLessThanOrEqual(1);
+
+    const empty = path.join(tmp, 'folder-empty');
+    fs.mkdirSync(path.join(empty, 'cls'), { recursive: true });
+    await expectCode(loadImageFolder(empty, grey5), 'DATA_NOT_FOUND');
+    await expectCode(loadImageFolder(path.join(tmp, 'nope'), grey5), 'DATA_NOT_FOUND');
+
+    const bad = path.join(tmp, 'folder-bad');
+    fs.mkdirSync(path.join(bad, 'x'), { recursive: true });
+    fs.writeFileSync(path.join(bad, 'x', 'a.png'), 'garbage');
+    await expectCode(loadImageFolder(bad, grey5), 'INVALID_DATA');
+  });
+});
+
+describeShared('fixtures/vit-fmnist', 'Fashion-MNIST with the vit-fmnist preprocessor', () => {
+  test('t10k: 10000 28x28 images, labels 0..9, tensor values in [-1, 1]', async () => {
+    const pre = await loadPreprocessor(sharedPath('fixtures', 'vit-fmnist'));
+    expect(pre).toMatchObject({ height: 28, width: 28, channels: 1, doResize: false, mean: [0.5], std: [0.5] });
+    const set = await loadIdxImages(sharedPath('data', 'fmnist', 't10k-images-idx3-ubyte.gz'), sharedPath('data', 'fmnist', 't10k-labels-idx1-ubyte.gz'));
+    expect(set).toMatchObject({ count: 10000, height: 28, width: 28, channels: 1 });
+    const counts = new Array<number>(10).fill(0);
+    for (const l of set.labels!) counts[l] = counts[l]! + 1;
+    expect(counts).toEqual(new Array<number>(10).fill(1000));
+    const t = imagesToTensor(await conformImages(set, pre), pre, 0, 2);
+    expect(t.length).toBe(2 * 784);
+    expect(Math.min(...t)).toBeGreaterThanOrEqual(-1);
+    expect(Math.max(...t)).toBeLessThanOrEqual(1);
+  });
+});
