@@ -36,8 +36,6 @@ export { pearsonReference } from './reference/correlation';
 export { linearSumAssignment, permutationFromCorrelation, assignmentKernels } from './native/assignment';
 export type { AssignmentOptions, AssignmentKernel, AssignmentResult } from './native/assignment';
 export { linearSumAssignmentReference } from './reference/assignment';
-export { matmul, gemmKernels } from './native/gemm';
-export type { GemmKernel, MatmulOptions, MatmulShape } from './native/gemm';
 export { evaluateImageClassifier } from './eval/accuracy';
 export type { ClassifierEvalOptions, ClassifierEvalResult } from './eval/accuracy';
 export { translate, evaluateTranslation, loadGenerationConfig } from './eval/translate';
