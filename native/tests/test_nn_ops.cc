@@ -160,6 +160,22 @@ TEST(causal_gqa_attention_with_padding_matches_reference) {
   CHECK(max_abs_diff(out, ref) < 1e-5);
 }
 
+TEST(causal_attention_longer_than_one_query_block_matches_reference) {
+  nn::AttentionDims dm{2, 150, 150, 4, 1, 8};  // 150 queries: three causal query blocks, MQA
+  const size_t W = 4 * 8, ld = 6 * 8;
+  auto qkv = randv(2 * 150 * ld, 17);
+  std::vector<uint8_t> km(2 * 150, 1);
+  for (size_t j = 140; j < 150; ++j) km[150 + j] = 0;
+  std::vector<float> out(2 * 150 * W);
+  nn::attention(&pool(), dm, qkv.data(), ld, qkv.data() + W, ld, qkv.data() + W + 8, ld, out.data(), W, true, km.data(),
+                0.35f);
+  std::vector<float> kv(qkv.begin() + W, qkv.end()), vv(qkv.begin() + W + 8, qkv.end());
+  kv.resize(qkv.size());
+  vv.resize(qkv.size());
+  auto ref = attention_ref(dm, qkv, ld, kv, ld, vv, ld, true, km.data(), 0.35);
+  CHECK(max_abs_diff(out, ref) < 1e-5);
+}
+
 TEST(cross_attention_shapes_match_reference) {
   nn::AttentionDims dm{2, 7, 9, 4, 4, 3};
   const size_t W = 12;

@@ -16,45 +16,54 @@ void attention(ThreadPool* pool, const AttentionDims& dm, const float* q, size_t
                float scale) {
   if (dm.n_kv_heads == 0 || dm.n_heads % dm.n_kv_heads != 0)
     throw Error("INVALID_ARGUMENT", "attention: the number of heads must be a multiple of the number of KV heads");
-  if (causal && dm.seq_q > dm.seq_k) throw Error("INVALID_ARGUMENT", "attention: causal needs seq_q <= seq_k");
+  if (causal && dm.seq_q != dm.seq_k) throw Error("INVALID_ARGUMENT", "attention: causal needs seq_q == seq_k");
   const size_t group = dm.n_heads / dm.n_kv_heads;
   const size_t hd = dm.head_dim, sq = dm.seq_q, sk = dm.seq_k;
   // One task per (sequence, head): scores = q_h·k_hᵀ, masked softmax per row, out_h = p·v_h. The two
-  // products go through sgemm single-threaded (the pool is already busy with other (b, h) pairs).
+  // products go through sgemm single-threaded (the pool is already busy with other (b, h) pairs). Causal
+  // attention runs in query blocks that only multiply against the keys the block can see (j < i1), so the
+  // upper triangle is mostly never computed.
+  const size_t qblock = causal ? 64 : sq;
+  // causal with seq_q < seq_k (decoding on a KV cache): the queries are the last seq_q positions
+  const size_t off = causal ? sk - sq : 0;
   auto body = [&](size_t t0, size_t t1) {
-    std::vector<float> p(sq * sk);
+    std::vector<float> p(std::min(qblock, sq) * sk);
     for (size_t t = t0; t < t1; ++t) {
       const size_t b = t / dm.n_heads, h = t % dm.n_heads, g = h / group;
-      const float* qh = q + b * sq * ldq + h * hd;
       const float* kh = k + b * sk * ldk + g * hd;
       const float* vh = v + b * sk * ldv + g * hd;
-      float* oh = out + b * sq * ldo + h * hd;
       const uint8_t* km = key_mask ? key_mask + b * sk : nullptr;
-      sgemm(nullptr, false, true, sq, sk, hd, scale, qh, ldq, kh, ldk, 0.0f, p.data(), sk);
-      for (size_t i = 0; i < sq; ++i) {
-        float* pr = p.data() + i * sk;
-        // causal with seq_q < seq_k (decoding on a KV cache): the queries are the last seq_q positions
-        const size_t jend = causal ? i + 1 + (sk - sq) : sk;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (size_t j = 0; j < jend; ++j)
-          if (!km || km[j]) mx = std::max(mx, pr[j]);
-        if (mx == -std::numeric_limits<float>::infinity()) {  // no key to look at (e.g. leading padding)
-          std::fill(pr, pr + sk, 0.0f);
-          continue;
-        }
-        double sum = 0;
-        for (size_t j = 0; j < sk; ++j) {
-          if (j < jend && (!km || km[j])) {
-            pr[j] = std::exp(pr[j] - mx);
-            sum += pr[j];
-          } else {
-            pr[j] = 0.0f;
+      for (size_t i0 = 0; i0 < sq; i0 += qblock) {
+        const size_t i1 = std::min(sq, i0 + qblock), rows = i1 - i0;
+        const size_t nk = causal ? i1 + off : sk;  // keys this block can see
+        const float* qh = q + (b * sq + i0) * ldq + h * hd;
+        float* oh = out + (b * sq + i0) * ldo + h * hd;
+        sgemm(nullptr, false, true, rows, nk, hd, scale, qh, ldq, kh, ldk, 0.0f, p.data(), nk);
+        for (size_t r = 0; r < rows; ++r) {
+          const size_t i = i0 + r;
+          float* pr = p.data() + r * nk;
+          const size_t jend = causal ? i + 1 + off : nk;
+          float mx = -std::numeric_limits<float>::infinity();
+          for (size_t j = 0; j < jend; ++j)
+            if (!km || km[j]) mx = std::max(mx, pr[j]);
+          if (mx == -std::numeric_limits<float>::infinity()) {  // no key to look at (e.g. leading padding)
+            std::fill(pr, pr + nk, 0.0f);
+            continue;
           }
+          double sum = 0;
+          for (size_t j = 0; j < nk; ++j) {
+            if (j < jend && (!km || km[j])) {
+              pr[j] = std::exp(pr[j] - mx);
+              sum += pr[j];
+            } else {
+              pr[j] = 0.0f;
+            }
+          }
+          const float inv = float(1.0 / sum);
+          for (size_t j = 0; j < jend; ++j) pr[j] *= inv;
         }
-        const float inv = float(1.0 / sum);
-        for (size_t j = 0; j < jend; ++j) pr[j] *= inv;
+        sgemm(nullptr, false, false, rows, hd, nk, 1.0f, p.data(), nk, vh, ldv, 0.0f, oh, ldo);
       }
-      sgemm(nullptr, false, false, sq, hd, sk, 1.0f, p.data(), sk, vh, ldv, 0.0f, oh, ldo);
     }
   };
   const size_t tasks = dm.batch * dm.n_heads;
