@@ -16,7 +16,7 @@ void attention(ThreadPool* pool, const AttentionDims& dm, const float* q, size_t
                float scale) {
   if (dm.n_kv_heads == 0 || dm.n_heads % dm.n_kv_heads != 0)
     throw Error("INVALID_ARGUMENT", "attention: the number of heads must be a multiple of the number of KV heads");
-  if (causal && dm.seq_q != dm.seq_k) throw Error("INVALID_ARGUMENT", "attention: causal needs seq_q == seq_k");
+  if (causal && dm.seq_q > dm.seq_k) throw Error("INVALID_ARGUMENT", "attention: causal needs seq_q <= seq_k");
   const size_t group = dm.n_heads / dm.n_kv_heads;
   const size_t hd = dm.head_dim, sq = dm.seq_q, sk = dm.seq_k;
   // One task per (sequence, head): scores = q_h·k_hᵀ, masked softmax per row, out_h = p·v_h. The two
