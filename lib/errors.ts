@@ -33,7 +33,8 @@ export type ErrorCode =
   | 'K_TOO_LARGE'
   | 'OUTPUT_EXISTS'
   | 'DATA_NOT_FOUND'
-  | 'INVALID_DATA';
+  | 'INVALID_DATA'
+  | 'SINGULAR_MATRIX';
 
 export class FfmergeError extends Error {
   readonly code: ErrorCode;
