@@ -1,0 +1,178 @@
+/**
+ * Parsing and validating a safetensors header. Every field is checked before anything is sized by it, so a
+ * damaged or hostile file ends in an FfmergeError with a stable code, never in a huge allocation or a crash.
+ *
+ * Layout: u64 LE header length N | N bytes of UTF-8 JSON | data block. The JSON maps tensor names to
+ * {dtype, shape, data_offsets: [begin, end]} (offsets relative to the data block) plus an optional
+ * "__metadata__": {string: string}. The tensors must tile the data block exactly: no overlaps, no holes,
+ * no trailing bytes (the same rule as the reference Rust implementation).
+ */
+import { FfmergeError } from '../errors';
+import { DTYPE_SIZE, DType, isDType } from './dtype';
+
+/** Largest header accepted (the reference implementation's limit). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+export interface HeaderEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** Offsets relative to the data block. */
+  begin: number;
+  end: number;
+}
+
+export interface ParsedHeader {
+  /** Entries in the order the JSON lists them. */
+  entries: HeaderEntry[];
+  metadata: Record<string, string>;
+  /** Absolute offset of the data block (8 + N). */
+  dataStart: number;
+}
+
+function invalid(where: string, msg: string): FfmergeError {
+  return new FfmergeError('SAFETENSORS_INVALID_HEADER', `${where}: invalid safetensors header: ${msg}`);
+}
+
+/**
+ * Reads N from the 8-byte prefix and checks it against the limit and the file size.
+ * Returns N as a safe number.
+ */
+export function parseHeaderLength(prefix: Uint8Array, fileSize: number, where: string): number {
+  if (fileSize < 8 || prefix.byteLength < 8) {
+    throw new FfmergeError('SAFETENSORS_TRUNCATED', `${where}: file is ${fileSize} bytes, too short for a safetensors header`);
+  }
+  const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  if (n > BigInt(MAX_HEADER_BYTES)) {
+    throw new FfmergeError(
+      'SAFETENSORS_HEADER_TOO_LARGE',
+      `${where}: header claims ${n} bytes, over the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file, or damaged)`,
+    );
+  }
+  const len = Number(n);
+  if (8 + len > fileSize) {
+    throw new FfmergeError(
+      'SAFETENSORS_TRUNCATED',
+      `${where}: header claims ${len} bytes but the file has only ${fileSize - 8} after the length prefix (truncated?)`,
+    );
+  }
+  return len;
+}
+
+function isSafeNonNegInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Element count of a validated shape, or an error when it cannot be represented exactly. */
+export function elementCount(shape: readonly number[], where: string): number {
+  let n = 1;
+  for (const d of shape) {
+    n *= d;
+    if (!Number.isSafeInteger(n)) throw invalid(where, `shape [${shape.join(', ')}] has more elements than can be addressed`);
+  }
+  return n;
+}
+
+/**
+ * Validates the JSON header bytes against a data block of `dataLength` bytes.
+ * `where` names the file in messages.
+ */
+export function parseHeaderJson(json: Uint8Array, headerLength: number, dataLength: number, where: string): ParsedHeader {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(json);
+  } catch {
+    throw invalid(where, 'header is not valid UTF-8');
+  }
+  let root: unknown;
+  try {
+    root = JSON.parse(text);
+  } catch (e) {
+    throw invalid(where, `header is not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof root !== 'object' || root === null || Array.isArray(root)) {
+    throw invalid(where, 'header JSON is not an object');
+  }
+
+  let metadata: Record<string, string> = {};
+  const entries: HeaderEntry[] = [];
+  for (const [name, v] of Object.entries(root as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      metadata = parseMetadata(v, where);
+      continue;
+    }
+    entries.push(parseEntry(name, v, dataLength, where));
+  }
+  checkTiling(entries, dataLength, where);
+  return { entries, metadata, dataStart: 8 + headerLength };
+}
+
+function parseMetadata(v: unknown, where: string): Record<string, string> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(where, '"__metadata__" is not an object');
+  const out: Record<string, string> = {};
+  for (const [k, s] of Object.entries(v as Record<string, unknown>)) {
+    if (typeof s !== 'string') throw invalid(where, `"__metadata__"."${k}" is not a string`);
+    out[k] = s;
+  }
+  return out;
+}
+
+function parseEntry(name: string, v: unknown, dataLength: number, where: string): HeaderEntry {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(where, `entry "${name}" is not an object`);
+  const e = v as Record<string, unknown>;
+  const { dtype, shape, data_offsets: offsets } = e;
+  if (typeof dtype !== 'string') throw invalid(where, `tensor "${name}" has no string "dtype"`);
+  if (!isDType(dtype)) {
+    throw new FfmergeError(
+      'SAFETENSORS_UNKNOWN_DTYPE',
+      `${where}: tensor "${name}" has dtype "${dtype.slice(0, 40)}", which ffmerge does not read (supported: ${Object.keys(DTYPE_SIZE).join(', ')})`,
+    );
+  }
+  if (!Array.isArray(shape)) throw invalid(where, `tensor "${name}" has no "shape" array`);
+  for (const d of shape) {
+    if (!isSafeNonNegInt(d)) throw invalid(where, `tensor "${name}" has shape entry ${JSON.stringify(d)?.slice(0, 40)}, not a non-negative integer`);
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2) {
+    throw invalid(where, `tensor "${name}" has no "data_offsets" pair`);
+  }
+  const [begin, end] = offsets as unknown[];
+  if (!isSafeNonNegInt(begin) || !isSafeNonNegInt(end)) {
+    throw invalid(where, `tensor "${name}" has data_offsets that are not non-negative integers`);
+  }
+  if (begin > end) throw invalid(where, `tensor "${name}" has data_offsets [${begin}, ${end}] that end before they begin`);
+  if (end > dataLength) {
+    throw new FfmergeError(
+      'SAFETENSORS_OUT_OF_BOUNDS',
+      `${where}: tensor "${name}" spans bytes [${begin}, ${end}) but the data block has only ${dataLength} bytes`,
+    );
+  }
+  const numel = elementCount(shape as number[], where);
+  const expected = numel * DTYPE_SIZE[dtype];
+  if (!Number.isSafeInteger(expected) || expected !== end - begin) {
+    throw new FfmergeError(
+      'SAFETENSORS_SIZE_MISMATCH',
+      `${where}: tensor "${name}" is ${dtype}[${(shape as number[]).join(', ')}] = ${expected} bytes but its data_offsets cover ${end - begin}`,
+    );
+  }
+  return { name, dtype, shape: [...(shape as number[])], begin, end };
+}
+
+/** The tensors must cover [0, dataLength) exactly once. */
+function checkTiling(entries: HeaderEntry[], dataLength: number, where: string): void {
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let pos = 0;
+  let prev = '(start of data)';
+  for (const t of sorted) {
+    if (t.begin < pos) {
+      throw new FfmergeError('SAFETENSORS_OVERLAP', `${where}: tensors "${prev}" and "${t.name}" overlap at byte ${t.begin} of the data block`);
+    }
+    if (t.begin > pos) {
+      throw new FfmergeError('SAFETENSORS_HOLE', `${where}: bytes [${pos}, ${t.begin}) of the data block between "${prev}" and "${t.name}" belong to no tensor`);
+    }
+    pos = t.end;
+    prev = t.name;
+  }
+  if (pos !== dataLength) {
+    throw new FfmergeError('SAFETENSORS_HOLE', `${where}: the data block has ${dataLength - pos} bytes after the last tensor that belong to no tensor`);
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * Reading safetensors checkpoints: one file, or a sharded checkpoint (model.safetensors.index.json naming a
+ * shard per tensor). Headers are validated on open (see header.ts); tensor data is read on demand, one
+ * positioned read per tensor, through one file handle per shard held until close().
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FfmergeError } from '../errors';
+import { DTYPE_SIZE, DType, assertLittleEndian, toF32 } from './dtype';
+import { HeaderEntry, parseHeaderJson, parseHeaderLength } from './header';
+import { ByteSource, FileSource, MemorySource } from './source';
+
+export const SINGLE_FILE_NAME = 'model.safetensors';
+export const INDEX_FILE_NAME = 'model.safetensors.index.json';
+
+export interface TensorInfo {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** Absolute path of the file holding the tensor (for in-memory checkpoints, the name given). */
+  file: string;
+  /** Byte offset of the tensor's data in that file. */
+  byteOffset: number;
+  byteLength: number;
+}
+
+export interface ReadRawOptions {
+  /** Read into this buffer (its first byteLength bytes) instead of allocating one. */
+  into?: Uint8Array;
+}
+
+export interface ReadF32Options {
+  /** Write the float32 values here (length must equal the element count) instead of allocating. */
+  into?: Float32Array;
+}
+
+interface Located {
+  info: TensorInfo;
+  source: ByteSource;
+}
+
+export class SafetensorsReader {
+  private closed = false;
+
+  private constructor(
+    private readonly tensors: Map<string, Located>,
+    private readonly sources: ByteSource[],
+    readonly metadata: Record<string, string>,
+  ) {}
+
+  /**
+   * Opens a .safetensors file, a model.safetensors.index.json, or a model directory holding either
+   * (model.safetensors preferred). Call close() when done to release the file handles.
+   */
+  static async open(p: string): Promise<SafetensorsReader> {
+    let st: fs.Stats;
+    try {
+      st = await fs.promises.stat(p);
+    } catch (e) {
+      throw new FfmergeError('IO_ERROR', `cannot open checkpoint ${p}: ${(e as Error).message}`, { cause: e });
+    }
+    if (st.isDirectory()) {
+      const single = path.join(p, SINGLE_FILE_NAME);
+      const index = path.join(p, INDEX_FILE_NAME);
+      if (fs.existsSync(single)) return SafetensorsReader.openSingle(single);
+      if (fs.existsSync(index)) return SafetensorsReader.openSharded(index);
+      throw new FfmergeError('IO_ERROR', `${p} holds neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME}`);
+    }
+    if (p.endsWith('.index.json')) return SafetensorsReader.openSharded(p);
+    return SafetensorsReader.openSingle(p);
+  }
+
+  /** A reader over a safetensors file already in memory (`name` appears in messages and TensorInfo.file). */
+  static async fromBytes(bytes: Uint8Array, name = '<memory>'): Promise<SafetensorsReader> {
+    const src = new MemorySource(name, bytes);
+    const entries = await readHeader(src);
+    const map = new Map<string, Located>();
+    for (const e of entries.entries) map.set(e.name, { info: toInfo(e, name, entries.dataStart), source: src });
+    return new SafetensorsReader(map, [src], entries.metadata);
+  }
+
+  private static async openSingle(file: string): Promise<SafetensorsReader> {
+    const abs = path.resolve(file);
+    const src = await FileSource.open(abs);
+    try {
+      const h = await readHeader(src);
+      const map = new Map<string, Located>();
+      for (const e of h.entries) map.set(e.name, { info: toInfo(e, abs, h.dataStart), source: src });
+      return new SafetensorsReader(map, [src], h.metadata);
+    } catch (e) {
+      await src.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  private static async openSharded(indexFile: string): Promise<SafetensorsReader> {
+    const dir = path.dirname(path.resolve(indexFile));
+    const weightMap = await readIndex(indexFile);
+    const shardNames = [...new Set(weightMap.values())];
+    const sources: ByteSource[] = [];
+    try {
+      const headers = new Map<string, Awaited<ReturnType<typeof readHeader>> & { src: ByteSource }>();
+      // Every shard is checked to exist before any is opened.
+      const files = shardNames.map((shard) => resolveShard(dir, shard, indexFile));
+      for (const [i, shard] of shardNames.entries()) {
+        const file = files[i]!;
+        const src = await FileSource.open(file);
+        sources.push(src);
+        headers.set(shard, { ...(await readHeader(src)), src });
+      }
+      const map = new Map<string, Located>();
+      const metadata: Record<string, string> = {};
+      for (const h of headers.values()) for (const [k, v] of Object.entries(h.metadata)) metadata[k] ??= v;
+      for (const [name, shard] of weightMap) {
+        const h = headers.get(shard)!;
+        const e = h.byName.get(name);
+        if (!e) {
+          throw new FfmergeError('TENSOR_NOT_FOUND', `${indexFile} places tensor "${name}" in ${shard}, which does not hold it`);
+        }
+        map.set(name, { info: toInfo(e, h.src.name, h.dataStart), source: h.src });
+      }
+      return new SafetensorsReader(map, sources, metadata);
+    } catch (e) {
+      await Promise.all(sources.map((s) => s.close().catch(() => {})));
+      throw e;
+    }
+  }
+
+  names(): string[] {
+    return [...this.tensors.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    return this.locate(name).info;
+  }
+
+  /** The tensor's bytes as stored (little-endian). */
+  async readRaw(name: string, opts: ReadRawOptions = {}): Promise<Uint8Array> {
+    const { info, source } = this.locate(name);
+    let out: Uint8Array;
+    if (opts.into) {
+      if (opts.into.byteLength < info.byteLength) {
+        throw new FfmergeError('INVALID_ARGUMENT', `buffer of ${opts.into.byteLength} bytes is too small for tensor "${name}" (${info.byteLength} bytes)`);
+      }
+      out = opts.into.subarray(0, info.byteLength);
+    } else {
+      out = new Uint8Array(info.byteLength);
+    }
+    await source.readExact(out, info.byteOffset);
+    return out;
+  }
+
+  /** The tensor as float32 (F16/BF16/F64/integers converted). F32 tensors are read straight into the result. */
+  async readF32(name: string, opts: ReadF32Options = {}): Promise<Float32Array> {
+    const { info, source } = this.locate(name);
+    const n = info.byteLength / DTYPE_SIZE[info.dtype];
+    if (opts.into && opts.into.length !== n) {
+      throw new FfmergeError('INVALID_ARGUMENT', `output array holds ${opts.into.length} elements but tensor "${name}" has ${n}`);
+    }
+    if (info.dtype === 'F32') {
+      assertLittleEndian();
+      const out = opts.into ?? new Float32Array(n);
+      await source.readExact(new Uint8Array(out.buffer, out.byteOffset, info.byteLength), info.byteOffset);
+      return out;
+    }
+    const raw = new Uint8Array(info.byteLength);
+    await source.readExact(raw, info.byteOffset);
+    return toF32(info.dtype, raw, opts.into);
+  }
+
+  /** Releases the file handles; later reads fail. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.sources.map((s) => s.close()));
+  }
+
+  private locate(name: string): Located {
+    const t = this.tensors.get(name);
+    if (!t) throw new FfmergeError('TENSOR_NOT_FOUND', `tensor "${name}" is not in the checkpoint`);
+    if (this.closed) throw new FfmergeError('INVALID_ARGUMENT', `the checkpoint reader was closed before reading "${name}"`);
+    return t;
+  }
+}
+
+function toInfo(e: HeaderEntry, file: string, dataStart: number): TensorInfo {
+  return {
+    name: e.name,
+    dtype: e.dtype,
+    shape: e.shape,
+    file,
+    byteOffset: dataStart + e.begin,
+    byteLength: e.end - e.begin,
+  };
+}
+
+async function readHeader(src: ByteSource) {
+  const prefix = new Uint8Array(Math.min(8, src.size));
+  await src.readExact(prefix, 0);
+  const n = parseHeaderLength(prefix, src.size, src.name);
+  const json = new Uint8Array(n);
+  await src.readExact(json, 8);
+  const parsed = parseHeaderJson(json, n, src.size - 8 - n, src.name);
+  const byName = new Map(parsed.entries.map((e) => [e.name, e]));
+  return { entries: parsed.entries, byName, metadata: parsed.metadata, dataStart: parsed.dataStart };
+}
+
+/** Reads model.safetensors.index.json: {"metadata": {...}, "weight_map": {tensor: shard file}}. */
+async function readIndex(indexFile: string): Promise<Map<string, string>> {
+  let text: string;
+  try {
+    text = await fs.promises.readFile(indexFile, 'utf8');
+  } catch (e) {
+    throw new FfmergeError('IO_ERROR', `cannot read shard index ${indexFile}: ${(e as Error).message}`, { cause: e });
+  }
+  let root: unknown;
+  try {
+    root = JSON.parse(text);
+  } catch (e) {
+    throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile} is not valid JSON (${(e as Error).message})`);
+  }
+  const wm = (root as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) {
+    throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile} has no "weight_map" object`);
+  }
+  const map = new Map<string, string>();
+  for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
+    if (typeof shard !== 'string' || shard === '') {
+      throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile}: "weight_map"."${name}" is not a file name`);
+    }
+    map.set(name, shard);
+  }
+  return map;
+}
+
+/** A shard must be a file inside the index's folder (no absolute paths, no "..") and must exist. */
+function resolveShard(dir: string, shard: string, indexFile: string): string {
+  const file = path.resolve(dir, shard);
+  if (path.isAbsolute(shard) || path.relative(dir, file).startsWith('..')) {
+    throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile} names shard "${shard}" outside its folder`);
+  }
+  if (!fs.existsSync(file)) {
+    throw new FfmergeError('SAFETENSORS_MISSING_SHARD', `${indexFile} names shard "${shard}", which is not in ${dir}`);
+  }
+  return file;
+}

@@ -1,0 +1,81 @@
+/**
+ * Where a safetensors file's bytes come from: an open file handle (kept open for the reader's life, one
+ * positioned read per request) or bytes already in memory.
+ */
+import * as fs from 'node:fs';
+import { FfmergeError } from '../errors';
+
+export interface ByteSource {
+  readonly name: string;
+  readonly size: number;
+  /** Fills `into` completely with the bytes starting at `position`. */
+  readExact(into: Uint8Array, position: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Node caps one read at 2^31-1 bytes; large tensors are read in chunks below that. */
+const MAX_CHUNK = 1 << 30;
+
+export class FileSource implements ByteSource {
+  private constructor(
+    readonly name: string,
+    readonly size: number,
+    private fh: fs.promises.FileHandle | null,
+  ) {}
+
+  static async open(file: string): Promise<FileSource> {
+    let fh: fs.promises.FileHandle;
+    try {
+      fh = await fs.promises.open(file, 'r');
+    } catch (e) {
+      throw new FfmergeError('IO_ERROR', `cannot open ${file}: ${(e as Error).message}`, { cause: e });
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new FfmergeError('IO_ERROR', `${file} is not a regular file`);
+      return new FileSource(file, st.size, fh);
+    } catch (e) {
+      await fh.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  async readExact(into: Uint8Array, position: number): Promise<void> {
+    if (!this.fh) throw new FfmergeError('INVALID_ARGUMENT', `${this.name} was already closed`);
+    let done = 0;
+    while (done < into.byteLength) {
+      const len = Math.min(MAX_CHUNK, into.byteLength - done);
+      const { bytesRead } = await this.fh.read(into, done, len, position + done);
+      if (bytesRead === 0) {
+        throw new FfmergeError('SAFETENSORS_TRUNCATED', `${this.name} ended early (was it changed while open?)`);
+      }
+      done += bytesRead;
+    }
+  }
+
+  async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = null;
+    await fh?.close();
+  }
+}
+
+export class MemorySource implements ByteSource {
+  constructor(
+    readonly name: string,
+    private readonly bytes: Uint8Array,
+  ) {}
+
+  get size(): number {
+    return this.bytes.byteLength;
+  }
+
+  async readExact(into: Uint8Array, position: number): Promise<void> {
+    if (position + into.byteLength > this.bytes.byteLength) {
+      throw new FfmergeError('SAFETENSORS_TRUNCATED', `${this.name} ended early`);
+    }
+    into.set(this.bytes.subarray(position, position + into.byteLength));
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,150 @@
+/**
+ * Writing one safetensors file, atomically (temp file in the same folder, fsync, rename).
+ *
+ * Tensor data may be given eagerly (a typed array) or lazily (a function returning one, awaited just before
+ * the tensor is written), so a whole model never has to be in memory at once: the header only needs each
+ * tensor's dtype and shape. Tensors are laid out largest element size first, so every tensor's data starts
+ * at a multiple of its own element size (the data block itself starts 8-byte aligned); the header lists them
+ * in the caller's order.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FfmergeError } from '../errors';
+import { DTYPE_SIZE, DType, assertLittleEndian, f32ToBF16, f32ToF16, isDType } from './dtype';
+
+export type TensorData = ArrayBufferView;
+
+export interface TensorToWrite {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /**
+   * The bytes (little-endian) of `dtype`, or a function producing them when the writer reaches this tensor.
+   * A Float32Array given for an F16 or BF16 tensor is converted (round to nearest even).
+   */
+  data: TensorData | (() => TensorData | Promise<TensorData>);
+}
+
+const MAX_CHUNK = 1 << 30;
+
+/** Writes tensors to `file` atomically: a temp file in the same folder, then rename over `file`. */
+export async function writeSafetensors(
+  file: string,
+  tensors: TensorToWrite[],
+  metadata: Record<string, string> = {},
+): Promise<void> {
+  assertLittleEndian();
+  const sizes = tensors.map((t) => validate(t));
+  const names = new Set<string>();
+  for (const t of tensors) {
+    if (names.has(t.name)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" is listed twice`);
+    names.add(t.name);
+  }
+  for (const [k, v] of Object.entries(metadata)) {
+    if (typeof v !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `metadata "${k}" must be a string`);
+  }
+
+  // Layout order: larger element sizes first (stable), so each tensor is aligned to its element size.
+  const order = tensors.map((_, i) => i).sort((a, b) => DTYPE_SIZE[tensors[b]!.dtype] - DTYPE_SIZE[tensors[a]!.dtype] || a - b);
+  const offsets = new Array<[number, number]>(tensors.length);
+  let offset = 0;
+  for (const i of order) {
+    offsets[i] = [offset, offset + sizes[i]!];
+    offset += sizes[i]!;
+  }
+
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  tensors.forEach((t, i) => {
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: offsets[i] };
+  });
+  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  const pad = (8 - ((8 + json.length) % 8)) % 8;
+  if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(json.length));
+
+  const dir = path.dirname(path.resolve(file));
+  const tmp = path.join(dir, `.ffmerge-tmp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}-${path.basename(file)}`);
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(tmp, 'wx');
+  } catch (e) {
+    throw new FfmergeError('IO_ERROR', `cannot create ${tmp}: ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    await writeAll(fh, prefix);
+    await writeAll(fh, json);
+    for (const i of order) {
+      const t = tensors[i]!;
+      const bytes = toBytes(t, await (typeof t.data === 'function' ? t.data() : t.data));
+      if (bytes.byteLength !== sizes[i]) {
+        throw new FfmergeError(
+          'SAFETENSORS_SIZE_MISMATCH',
+          `tensor "${t.name}" is ${t.dtype}[${t.shape.join(', ')}] = ${sizes[i]} bytes but its data has ${bytes.byteLength}`,
+        );
+      }
+      await writeAll(fh, bytes);
+    }
+    await fh.sync();
+    await fh.close();
+  } catch (e) {
+    await fh.close().catch(() => {});
+    await fs.promises.rm(tmp, { force: true });
+    if (e instanceof FfmergeError) throw e;
+    throw new FfmergeError('IO_ERROR', `writing ${file} failed: ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    await fs.promises.rename(tmp, file);
+  } catch (e) {
+    await fs.promises.rm(tmp, { force: true });
+    throw new FfmergeError('IO_ERROR', `cannot move the written file into place at ${file}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Checks name, dtype, shape and (for eager data) the byte count; returns the tensor's byte length. */
+function validate(t: TensorToWrite): number {
+  if (typeof t.name !== 'string' || t.name === '' || t.name === '__metadata__') {
+    throw new FfmergeError('INVALID_ARGUMENT', `"${String(t.name)}" cannot be a tensor name`);
+  }
+  if (!isDType(t.dtype)) throw new FfmergeError('SAFETENSORS_UNKNOWN_DTYPE', `tensor "${t.name}" has unknown dtype "${String(t.dtype)}"`);
+  if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" has shape ${JSON.stringify(t.shape)}; entries must be non-negative integers`);
+  }
+  const numel = t.shape.reduce((a, b) => a * b, 1);
+  const bytes = numel * DTYPE_SIZE[t.dtype];
+  if (!Number.isSafeInteger(bytes)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" is too large`);
+  if (typeof t.data !== 'function') {
+    const have = byteCount(t, t.data);
+    if (have !== bytes) {
+      throw new FfmergeError(
+        'SAFETENSORS_SIZE_MISMATCH',
+        `tensor "${t.name}" is ${t.dtype}[${t.shape.join(', ')}] = ${bytes} bytes but its data has ${have}`,
+      );
+    }
+  }
+  return bytes;
+}
+
+/** Bytes `data` will occupy once written as t.dtype (without converting it yet). */
+function byteCount(t: TensorToWrite, data: TensorData): number {
+  if (!ArrayBuffer.isView(data)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" data is not a typed array`);
+  if (data instanceof Float32Array && (t.dtype === 'F16' || t.dtype === 'BF16')) return data.length * 2;
+  return data.byteLength;
+}
+
+function toBytes(t: TensorToWrite, data: TensorData): Uint8Array {
+  if (!ArrayBuffer.isView(data)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" data is not a typed array`);
+  if (data instanceof Float32Array && (t.dtype === 'F16' || t.dtype === 'BF16')) {
+    data = t.dtype === 'F16' ? f32ToF16(data) : f32ToBF16(data);
+  }
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+async function writeAll(fh: fs.promises.FileHandle, bytes: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    const { bytesWritten } = await fh.write(bytes, done, Math.min(MAX_CHUNK, bytes.byteLength - done));
+    done += bytesWritten;
+  }
+}
