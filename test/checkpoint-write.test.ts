@@ -32,6 +32,7 @@ describeShared('fixtures/gpt2-sotu', 'checkpoint writer (gpt2-sotu, window 1-3 m
         bOut: await r.readF32(n.bOut!),
       });
     }
+    await r.close();
     const merged = averageFF(ffs);
     replace = new Map();
     for (const l of window) for (const [k, v] of ffReplacements(config, 'decoder', l, merged)) replace.set(k, v);
@@ -53,6 +54,7 @@ describeShared('fixtures/gpt2-sotu', 'checkpoint writer (gpt2-sotu, window 1-3 m
     // merged positions really hold the merged weights, unmerged ones the originals
     expect(Array.from(await a.readF32('transformer.h.2.mlp.c_fc.weight'))).toEqual(Array.from(replace.get('transformer.h.2.mlp.c_fc.weight')!));
     expect(Buffer.from(await a.readRaw('transformer.h.5.mlp.c_fc.weight')).equals(Buffer.from(await orig.readRaw('transformer.h.5.mlp.c_fc.weight')))).toBe(true);
+    await Promise.all([a.close(), b.close(), orig.close()]);
 
     // tied stores exactly (k−1) FF parameter sets fewer, and the file is smaller by those bytes
     const ffParams = 128 * 512 + 512 + 512 * 128 + 128;

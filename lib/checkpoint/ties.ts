@@ -51,8 +51,18 @@ export class CheckpointReader {
       throw new FfmergeError('TENSOR_NOT_FOUND', `${dir} has no model.safetensors (ffmerge reads safetensors checkpoints)`);
     }
     const reader = await SafetensorsReader.open(file);
-    const ties = parseTies(reader.metadata[TIES_METADATA_KEY], (n) => reader.has(n), file);
-    return new CheckpointReader(dir, reader, ties);
+    try {
+      const ties = parseTies(reader.metadata[TIES_METADATA_KEY], (n) => reader.has(n), file);
+      return new CheckpointReader(dir, reader, ties);
+    } catch (e) {
+      await reader.close();
+      throw e;
+    }
+  }
+
+  /** Releases the file handles. */
+  close(): Promise<void> {
+    return this.reader.close();
   }
 
   /** Names stored in the file, in file order. */
@@ -89,5 +99,7 @@ export class CheckpointReader {
 
 /** The tie map of a checkpoint directory ({} for an ordinary checkpoint). */
 export async function readTies(dir: string): Promise<TieMap> {
-  return (await CheckpointReader.open(dir)).ties;
+  const r = await CheckpointReader.open(dir);
+  await r.close();
+  return r.ties;
 }

@@ -14,7 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../errors';
-import type { DType } from '../safetensors';
+import { DTYPE_SIZE, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
 import { ffStacks } from '../model/ff-tensors';
 import { matrixFromCanonical, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, type TieMap } from './ties';
@@ -82,7 +82,7 @@ export function checkOutputDir(source: string, out: string, overwrite = false): 
   }
 }
 
-const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, U8: 1, BOOL: 1 };
+
 
 interface PlannedTensor {
   name: string;
@@ -121,10 +121,12 @@ export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<Wri
     const info = src.info(name);
     const rep = replace.get(ties[name] ?? name) ?? replace.get(name);
     if (rep) {
-      if (info.dtype !== 'F32') {
-        throw new FfmergeError('INVALID_ARGUMENT', `"${name}" is stored as ${info.dtype}; ffmerge writes merged FF weights for F32 checkpoints only`);
+      // F16/BF16 checkpoints keep their dtype: the writer rounds the float32 replacement to nearest even.
+      const bytes = (rep.length * DTYPE_SIZE[info.dtype]) as number;
+      if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') {
+        throw new FfmergeError('INVALID_ARGUMENT', `"${name}" is stored as ${info.dtype}; FF weights must be floating point`);
       }
-      plan.push({ name, dtype: 'F32', shape: info.shape, byteLength: rep.byteLength, data: rep });
+      plan.push({ name, dtype: info.dtype, shape: info.shape, byteLength: bytes, data: rep });
     } else {
       plan.push({ name, dtype: info.dtype, shape: info.shape, byteLength: info.byteLength, data: { from: name } });
     }
@@ -143,7 +145,23 @@ export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<Wri
   fs.mkdirSync(path.dirname(target), { recursive: true });
   fs.mkdirSync(tmp);
   try {
-    const bytes = await streamSafetensors(path.join(tmp, 'model.safetensors'), plan, metadata, src, opts.signal);
+    // Streamed: each source tensor is read just before it is written, so memory holds one tensor at a time.
+    const file = path.join(tmp, 'model.safetensors');
+    const tensors: TensorToWrite[] = plan.map((t) => ({
+      name: t.name,
+      dtype: t.dtype,
+      shape: t.shape,
+      data:
+        t.data instanceof Float32Array
+          ? t.data
+          : async () => {
+              if (opts.signal?.aborted) throw abortError();
+              return src.readRaw((t.data as { from: string }).from);
+            },
+    }));
+    await writeSafetensors(file, tensors, metadata);
+    if (opts.signal?.aborted) throw abortError();
+    const bytes = fs.statSync(file).size;
     fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(outConfig, null, 2) + '\n');
     for (const ent of fs.readdirSync(source, { withFileTypes: true })) {
       if (!ent.isFile() || isWeightOrReferenceFile(ent.name)) continue;
@@ -160,50 +178,14 @@ export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<Wri
     } else {
       fs.renameSync(tmp, target);
     }
-    const storedParams = plan.reduce((s, t) => s + t.byteLength / DTYPE_BYTES[t.dtype], 0);
+    const storedParams = plan.reduce((s, t) => s + t.byteLength / DTYPE_SIZE[t.dtype], 0);
     return { out: target, bytes, storedParams };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
-  }
-}
-
-/** Writes a safetensors file tensor by tensor (8-byte aligned header, data in plan order). */
-async function streamSafetensors(
-  file: string,
-  plan: PlannedTensor[],
-  metadata: Record<string, string>,
-  src: CheckpointReader,
-  signal?: AbortSignal,
-): Promise<number> {
-  const header: Record<string, unknown> = { __metadata__: metadata };
-  let offset = 0;
-  for (const t of plan) {
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.byteLength] };
-    offset += t.byteLength;
-  }
-  let json = Buffer.from(JSON.stringify(header), 'utf8');
-  const pad = (8 - (json.length % 8)) % 8;
-  if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  const fh = await fs.promises.open(file, 'w');
-  try {
-    await fh.write(len);
-    await fh.write(json);
-    for (const t of plan) {
-      if (signal?.aborted) throw abortError();
-      const bytes =
-        t.data instanceof Float32Array
-          ? new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
-          : await src.readRaw(t.data.from);
-      await fh.write(bytes);
-    }
-    await fh.sync();
   } finally {
-    await fh.close();
+    await src.close();
   }
-  return 8 + json.length + offset;
 }
 
 /** The replacement tensors (stored layout) for one FF sublayer given in canonical layout. */

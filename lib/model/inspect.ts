@@ -7,9 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';
+import { DTYPE_SIZE } from '../safetensors';
 import { ffStacks } from './ff-tensors';
 
-const DTYPE_BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, U8: 1, BOOL: 1 };
 
 export interface StackSummary {
   name: 'decoder' | 'encoder';
@@ -64,7 +64,7 @@ export async function inspectModel(dir: string): Promise<ModelSummary> {
     const info = ckpt.info(name);
     const n = info.shape.reduce((a, b) => a * b, 1);
     totalParams += n;
-    totalBytes += n * (DTYPE_BYTES[info.dtype] ?? 4);
+    totalBytes += n * DTYPE_SIZE[info.dtype];
   }
   const summaries: StackSummary[] = stacks.map((s) => {
     const names = s.ff(0);
@@ -76,7 +76,7 @@ export async function inspectModel(dir: string): Promise<ModelSummary> {
       const info = ckpt.info(t);
       const n = info.shape.reduce((a, b) => a * b, 1);
       params += n;
-      bytes += n * (DTYPE_BYTES[info.dtype] ?? 4);
+      bytes += n * DTYPE_SIZE[info.dtype];
     }
     return { name: s.name, layers: s.layers, ffParamsPerLayer: params, ffBytesPerLayer: bytes };
   });
@@ -88,6 +88,7 @@ export async function inspectModel(dir: string): Promise<ModelSummary> {
     const bytesRemoved = summaries.reduce((a, s) => a + (k - 1) * s.ffBytesPerLayer, 0);
     savings.push({ k, paramsRemoved, bytesRemoved, fraction: paramsRemoved / totalParams });
   }
+  await ckpt.close();
   const archs = Array.isArray(config.architectures) ? (config.architectures as string[]) : [];
   return {
     dir: path.resolve(dir),
