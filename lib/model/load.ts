@@ -1,0 +1,159 @@
+/**
+ * loadModel(dir): config.json + safetensors → a native Model. Tensors are read one at a time, upcast to
+ * float32 (F16/BF16/F64 by the reader), checked against the shapes the config implies, turned into canonical
+ * Linear layout (GPT-2's Conv1D weights transposed), and copied into native memory.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FfmergeError, fromNativeError } from '../errors';
+import { throwIfAborted } from '../native/job';
+import { modelAddon } from '../native/model';
+import { SafetensorsReader } from '../safetensors';
+import { familyOf, type FamilyTensors, type NormNames } from './families';
+import { Model } from './model';
+import type { ModelSpec } from './spec';
+
+export interface LoadModelOptions {
+  signal?: AbortSignal;
+}
+
+export async function readConfig(dir: string): Promise<Record<string, unknown>> {
+  const file = path.join(dir, 'config.json');
+  let text: string;
+  try {
+    text = await fs.promises.readFile(file, 'utf8');
+  } catch (e) {
+    throw new FfmergeError('IO_ERROR', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    const c = JSON.parse(text) as unknown;
+    if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('not a JSON object');
+    return c as Record<string, unknown>;
+  } catch (e) {
+    throw new FfmergeError('INVALID_CONFIG', `${file} is not a valid config: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+function fmt(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** Reads tensors by name, resolving an optional prefix, checking shapes, transposing Conv1D weights. */
+class TensorSource {
+  constructor(
+    private readonly reader: SafetensorsReader,
+    private readonly t: FamilyTensors,
+    private readonly where: string,
+  ) {}
+
+  private resolve(name: string): string {
+    if (this.reader.has(name)) return name;
+    const p = this.t.optionalPrefix;
+    if (p && name.startsWith(p) && this.reader.has(name.slice(p.length))) return name.slice(p.length);
+    throw new FfmergeError('TENSOR_NOT_FOUND', `the checkpoint in ${this.where} is missing tensor "${name}"`);
+  }
+
+  /** A 1-D or Linear-layout 2-D tensor of the given shape (as stored, for 1-D / linear-layout families). */
+  async read(name: string, shape: number[], transposeConv1D = false): Promise<Float32Array> {
+    const real = this.resolve(name);
+    const info = this.reader.info(real);
+    const conv = transposeConv1D && this.t.layout === 'conv1d' && shape.length === 2;
+    const want = conv ? [shape[1]!, shape[0]!] : shape;
+    if (info.shape.length !== want.length || info.shape.some((v, i) => v !== want[i])) {
+      throw new FfmergeError(
+        'SHAPE_MISMATCH',
+        `tensor "${name}" has shape ${fmt(info.shape)}, but the config implies ${fmt(want)}${conv ? ' (Conv1D [in, out])' : ''}`,
+      );
+    }
+    const data = await this.reader.readF32(real);
+    return conv ? transpose(data, want[0]!, want[1]!) : data;
+  }
+}
+
+/** [rows, cols] → [cols, rows]. */
+export function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let c = 0; c < cols; c++) out[c * rows + r] = a[base + c]!;
+  }
+  return out;
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+async function loadTensors(src: TensorSource, spec: ModelSpec, t: FamilyTensors, signal?: AbortSignal) {
+  const d = spec.dModel;
+  const out: Record<string, Float32Array> = {};
+  const norm = async (slot: string, n: NormNames) => {
+    out[`${slot}_w`] = await src.read(n.w, [d]);
+    if (n.b) out[`${slot}_b`] = await src.read(n.b, [d]);
+  };
+  out.tok_emb = await src.read(t.tokEmb, [spec.vocab, d]);
+  if (t.posEmb) out.pos_emb = await src.read(t.posEmb, [spec.maxPositions, d]);
+  if (t.finalNorm) await norm('final_norm', t.finalNorm);
+  if (t.lmHead) out.lm_head_w = await src.read(t.lmHead, [spec.vocab, d], true);
+  if (t.lmHeadBias) out.lm_head_b = await src.read(t.lmHeadBias, [spec.vocab]);
+  const qw = spec.nHeads * spec.headDim;
+  const kw = spec.nKvHeads * spec.headDim;
+  for (let l = 0; l < spec.layers; l++) {
+    throwIfAborted(signal);
+    const L = t.layer(l);
+    const p = `layers.${l}.`;
+    await norm(`${p}norm1`, L.norm1);
+    if ('fused' in L.qkv) {
+      out[`${p}qkv_w`] = await src.read(L.qkv.fused, [qw + 2 * kw, d], true);
+      if (L.qkv.fusedBias) out[`${p}qkv_b`] = await src.read(L.qkv.fusedBias, [qw + 2 * kw]);
+    } else {
+      const { q, k, v, qBias, kBias, vBias } = L.qkv;
+      out[`${p}qkv_w`] = concat([await src.read(q, [qw, d], true), await src.read(k, [kw, d], true), await src.read(v, [kw, d], true)]);
+      if (qBias && kBias && vBias) {
+        out[`${p}qkv_b`] = concat([await src.read(qBias, [qw]), await src.read(kBias, [kw]), await src.read(vBias, [kw])]);
+      }
+    }
+    out[`${p}o_w`] = await src.read(L.o, [d, qw], true);
+    if (L.oBias) out[`${p}o_b`] = await src.read(L.oBias, [d]);
+    await norm(`${p}norm2`, L.norm2);
+    const f = L.ff;
+    out[`${p}ff.w_in`] = await src.read(f.wIn, [spec.dFF, d], true);
+    if (f.bIn) out[`${p}ff.b_in`] = await src.read(f.bIn, [spec.dFF]);
+    if (f.wGate) out[`${p}ff.w_gate`] = await src.read(f.wGate, [spec.dFF, d], true);
+    if (f.bGate) out[`${p}ff.b_gate`] = await src.read(f.bGate, [spec.dFF]);
+    out[`${p}ff.w_out`] = await src.read(f.wOut, [d, spec.dFF], true);
+    if (f.bOut) out[`${p}ff.b_out`] = await src.read(f.bOut, [d]);
+  }
+  return out;
+}
+
+/** Loads a Hugging Face checkpoint folder (config.json + model.safetensors) into native memory. */
+export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
+  throwIfAborted(opts.signal);
+  const config = await readConfig(dir);
+  const family = familyOf(config);
+  const spec = family.spec(config);
+  const names = family.tensors(config, spec);
+  const reader = await SafetensorsReader.open(dir);
+  const tensors = await loadTensors(new TensorSource(reader, names, dir), spec, names, opts.signal);
+  throwIfAborted(opts.signal);
+  return buildModel(config, spec, tensors);
+}
+
+/**
+ * A Model from canonical tensors already in memory (slot names as native/core/model/weights.h; an absent
+ * lm_head_w ties the head to tok_emb). Used by loadModel and by benchmarks/tests with generated weights.
+ */
+export function buildModel(config: Record<string, unknown>, spec: ModelSpec, tensors: Record<string, Float32Array>): Model {
+  try {
+    return new Model(config, spec, modelAddon().modelCreate(spec, tensors));
+  } catch (e) {
+    throw fromNativeError(e);
+  }
+}

@@ -1,0 +1,55 @@
+/** Typed view of the native model functions (native/binding/model_binding.cc). */
+import { loadAddon } from './loader';
+import type { NativeJobHandle } from './job';
+import type { ModelSpec } from '../model/spec';
+
+/** Opaque handle to a native Model (weights in native memory). */
+export type NativeModelHandle = { readonly __nativeModel: unique symbol };
+
+export interface NativeFF {
+  wIn: Float32Array;
+  bIn?: Float32Array;
+  wGate?: Float32Array;
+  bGate?: Float32Array;
+  wOut: Float32Array;
+  bOut?: Float32Array;
+}
+
+export interface NativeForwardArgs {
+  ids?: Int32Array;
+  batch: number;
+  seq: number;
+  attentionMask?: Uint8Array;
+  featureMask?: Uint8Array;
+  hidden?: Float32Array;
+  output: 'logits' | 'nll' | 'hidden';
+  fromLayer?: number;
+  toLayer?: number;
+  captureLayers?: number[];
+}
+
+export interface NativeForwardResult {
+  logits?: Float32Array;
+  nll?: Float32Array;
+  nllSum?: number;
+  nllCount?: number;
+  hidden?: Float32Array;
+  ff?: Float32Array[];
+}
+
+interface ModelAddon {
+  modelCreate(spec: ModelSpec, tensors: Record<string, Float32Array>): NativeModelHandle;
+  modelWithFF(base: NativeModelHandle, ffs: NativeFF[], layers: number[], which: number[]): NativeModelHandle;
+  modelFFWeights(m: NativeModelHandle, layer: number): NativeFF;
+  modelSharesFF(a: NativeModelHandle, layerA: number, b: NativeModelHandle, layerB: number): boolean;
+  modelDispose(m: NativeModelHandle): void;
+  modelForward(
+    m: NativeModelHandle,
+    args: NativeForwardArgs,
+    onProgress: ((done: number, total: number) => void) | undefined,
+  ): NativeJobHandle<NativeForwardResult>;
+}
+
+export function modelAddon(): ModelAddon {
+  return loadAddon().module as unknown as ModelAddon;
+}

@@ -1,0 +1,320 @@
+// Models in native memory for JS: create from canonical tensors, make FF-override views, run forward jobs.
+//
+// A JS Model holds an External wrapping a shared_ptr<const Model>; every forward job takes its own copy
+// of that shared_ptr, so dispose() during a running job is safe (the weights go when the job ends).
+#include <napi.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "binding/async_job.h"
+#include "binding/registry.h"
+#include "core/error.h"
+#include "core/model/forward.h"
+#include "core/model/weights.h"
+
+namespace ffm::binding {
+namespace {
+
+using model::Buffer;
+using model::Model;
+
+struct ModelHandle {
+  std::shared_ptr<const Model> model;
+};
+
+Napi::Value Wrap(Napi::Env env, std::shared_ptr<const Model> m) {
+  auto* h = new ModelHandle{std::move(m)};
+  return Napi::External<ModelHandle>::New(env, h, [](Napi::Env, ModelHandle* p) { delete p; });
+}
+
+std::shared_ptr<const Model> Unwrap(const Napi::Value& v) {
+  if (!v.IsExternal()) ThrowCode(v.Env(), "INVALID_ARGUMENT", "expected a native model handle");
+  auto* h = v.As<Napi::External<ModelHandle>>().Data();
+  if (!h->model) ThrowCode(v.Env(), "INVALID_ARGUMENT", "the model was disposed");
+  return h->model;
+}
+
+size_t GetSize(const Napi::Object& o, const char* key, size_t dflt, bool required) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) ThrowCode(o.Env(), "INVALID_ARGUMENT", std::string("model spec: missing ") + key);
+    return dflt;
+  }
+  double d = v.ToNumber().DoubleValue();
+  if (!(d >= 0) || d != double(size_t(d)))
+    ThrowCode(o.Env(), "INVALID_ARGUMENT", std::string("model spec: ") + key + " must be a non-negative integer");
+  return size_t(d);
+}
+
+std::string GetStr(const Napi::Object& o, const char* key, const char* dflt) {
+  Napi::Value v = o.Get(key);
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string(dflt);
+}
+
+model::ModelSpec ParseSpec(const Napi::Object& o) {
+  Napi::Env env = o.Env();
+  model::ModelSpec s;
+  s.family = GetStr(o, "family", "?");
+  s.layers = GetSize(o, "layers", 0, true);
+  s.d_model = GetSize(o, "dModel", 0, true);
+  s.n_heads = GetSize(o, "nHeads", 0, true);
+  s.n_kv_heads = GetSize(o, "nKvHeads", s.n_heads, false);
+  s.head_dim = GetSize(o, "headDim", s.n_heads ? s.d_model / s.n_heads : 0, false);
+  s.d_ff = GetSize(o, "dFF", 0, true);
+  s.vocab = GetSize(o, "vocab", 0, true);
+  s.max_positions = GetSize(o, "maxPositions", 0, false);
+  std::string norm = GetStr(o, "norm", "layernorm");
+  if (norm == "layernorm") s.norm = model::NormKind::LayerNorm;
+  else if (norm == "rmsnorm") s.norm = model::NormKind::RMSNorm;
+  else ThrowCode(env, "INVALID_ARGUMENT", "model spec: unknown norm " + norm);
+  std::string placement = GetStr(o, "normPlacement", "pre");
+  if (placement == "pre") s.placement = model::NormPlacement::Pre;
+  else if (placement == "post") s.placement = model::NormPlacement::Post;
+  else ThrowCode(env, "INVALID_ARGUMENT", "model spec: unknown normPlacement " + placement);
+  s.norm_eps = o.Get("normEps").IsNumber() ? o.Get("normEps").As<Napi::Number>().FloatValue() : 1e-5f;
+  s.final_norm = o.Get("finalNorm").IsBoolean() ? o.Get("finalNorm").As<Napi::Boolean>().Value() : true;
+  std::string pos = GetStr(o, "positions", "learned");
+  if (pos == "learned") s.positions = model::PositionKind::Learned;
+  else if (pos == "rotary") s.positions = model::PositionKind::Rotary;
+  else if (pos == "sinusoidal") s.positions = model::PositionKind::Sinusoidal;
+  else if (pos == "none") s.positions = model::PositionKind::None;
+  else ThrowCode(env, "INVALID_ARGUMENT", "model spec: unknown positions " + pos);
+  s.rope_theta = o.Get("ropeTheta").IsNumber() ? o.Get("ropeTheta").As<Napi::Number>().FloatValue() : 10000.0f;
+  s.rope_dim = GetSize(o, "ropeDim", 0, false);
+  std::string act = GetStr(o, "activation", "gelu_new");
+  if (act == "gelu_new") s.activation = nn::Activation::GeluNew;
+  else if (act == "gelu") s.activation = nn::Activation::GeluErf;
+  else if (act == "silu") s.activation = nn::Activation::Silu;
+  else if (act == "relu") s.activation = nn::Activation::Relu;
+  else ThrowCode(env, "INVALID_ARGUMENT", "model spec: unknown activation " + act);
+  s.gated_ff = o.Get("gatedFF").IsBoolean() && o.Get("gatedFF").As<Napi::Boolean>().Value();
+  s.causal = !o.Get("causal").IsBoolean() || o.Get("causal").As<Napi::Boolean>().Value();
+  s.embed_scale = o.Get("embedScale").IsNumber() ? o.Get("embedScale").As<Napi::Number>().FloatValue() : 1.0f;
+  s.cross_attention = o.Get("crossAttention").IsBoolean() && o.Get("crossAttention").As<Napi::Boolean>().Value();
+  return s;
+}
+
+// Copies JS Float32Arrays into native buffers; the same JS memory passed twice (a tie) becomes one buffer.
+struct BufferCopier {
+  std::map<const float*, Buffer> seen;
+  Buffer copy(const Napi::Value& v, const std::string& what) {
+    F32View a = GetF32(v, what.c_str());
+    auto it = seen.find(a.data);
+    if (it != seen.end() && it->second->size() == a.length) return it->second;
+    auto b = std::make_shared<const std::vector<float>>(a.data, a.data + a.length);
+    seen[a.data] = b;
+    return b;
+  }
+};
+
+// modelCreate(spec, tensors: {slot: Float32Array}) → handle
+Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject() || !info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelCreate(spec, tensors)");
+  model::ModelSpec spec = ParseSpec(info[0].As<Napi::Object>());
+  Napi::Object t = info[1].As<Napi::Object>();
+  Napi::Array keys = t.GetPropertyNames();
+  BufferCopier copier;
+  std::map<std::string, Buffer> tensors;
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+    tensors[k] = copier.copy(t.Get(k), "tensor " + k);
+  }
+  try {
+    return Wrap(env, std::make_shared<const Model>(model::build_model(spec, tensors)));
+  } catch (const Error& e) {
+    ThrowCode(env, e.code(), e.what());
+  }
+}
+
+std::shared_ptr<const model::FFWeights> ParseFF(const Napi::Object& o, BufferCopier& copier, const std::string& where) {
+  auto ff = std::make_shared<model::FFWeights>();
+  auto opt = [&](const char* key, model::Tensor& dst) {
+    Napi::Value v = o.Get(key);
+    if (!v.IsUndefined() && !v.IsNull()) dst.buf = copier.copy(v, where + "." + key);
+  };
+  opt("wIn", ff->w_in);
+  opt("bIn", ff->b_in);
+  opt("wGate", ff->w_gate);
+  opt("bGate", ff->b_gate);
+  opt("wOut", ff->w_out);
+  opt("bOut", ff->b_out);
+  return ff;
+}
+
+// modelWithFF(handle, ffs: FFWeights[], layers: number[], which: number[]) → handle; layer layers[i] gets
+// ffs[which[i]], so one FF object given to several layers is one native copy.
+Napi::Value ModelWithFF(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto base = Unwrap(info[0]);
+  if (!info[1].IsArray() || !info[2].IsArray() || !info[3].IsArray())
+    ThrowCode(env, "INVALID_ARGUMENT", "modelWithFF(handle, ffs, layers, which)");
+  Napi::Array ffs = info[1].As<Napi::Array>(), layers = info[2].As<Napi::Array>(), which = info[3].As<Napi::Array>();
+  BufferCopier copier;
+  std::vector<std::shared_ptr<const model::FFWeights>> unique;
+  for (uint32_t i = 0; i < ffs.Length(); ++i)
+    unique.push_back(ParseFF(ffs.Get(i).As<Napi::Object>(), copier, "ff[" + std::to_string(i) + "]"));
+  std::vector<std::pair<size_t, std::shared_ptr<const model::FFWeights>>> overrides;
+  for (uint32_t i = 0; i < layers.Length(); ++i) {
+    uint32_t w = which.Get(i).ToNumber().Uint32Value();
+    if (w >= unique.size()) ThrowCode(env, "INVALID_ARGUMENT", "modelWithFF: FF index out of range");
+    overrides.emplace_back(layers.Get(i).ToNumber().Uint32Value(), unique[w]);
+  }
+  try {
+    return Wrap(env, model::with_ff(base, overrides));
+  } catch (const Error& e) {
+    ThrowCode(env, e.code(), e.what());
+  }
+}
+
+Napi::Value CopyOut(Napi::Env env, const model::Tensor& t) {
+  if (!t) return env.Undefined();
+  auto a = Napi::Float32Array::New(env, t.size());
+  std::copy(t.data(), t.data() + t.size(), a.Data());
+  return a;
+}
+
+// modelFFWeights(handle, layer) → {wIn, bIn?, wGate?, bGate?, wOut, bOut?} (copies)
+Napi::Value ModelFFWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = Unwrap(info[0]);
+  uint32_t l = info[1].ToNumber().Uint32Value();
+  if (l >= m->spec.layers) ThrowCode(env, "INVALID_ARGUMENT", "layer " + std::to_string(l) + " is out of range");
+  const auto& ff = *m->w.layers[l].ff;
+  Napi::Object o = Napi::Object::New(env);
+  auto put = [&](const char* k, const model::Tensor& t) {
+    if (t) o.Set(k, CopyOut(env, t));
+  };
+  put("wIn", ff.w_in);
+  put("bIn", ff.b_in);
+  put("wGate", ff.w_gate);
+  put("bGate", ff.b_gate);
+  put("wOut", ff.w_out);
+  put("bOut", ff.b_out);
+  return o;
+}
+
+// modelSharesFF(a, layerA, b, layerB) → whether the two layers use one native FF (ties, views).
+Napi::Value ModelSharesFF(const Napi::CallbackInfo& info) {
+  auto a = Unwrap(info[0]);
+  auto b = Unwrap(info[2]);
+  uint32_t la = info[1].ToNumber().Uint32Value(), lb = info[3].ToNumber().Uint32Value();
+  if (la >= a->spec.layers || lb >= b->spec.layers) ThrowCode(info.Env(), "INVALID_ARGUMENT", "layer out of range");
+  return Napi::Boolean::New(info.Env(), a->w.layers[la].ff == b->w.layers[lb].ff);
+}
+
+Napi::Value ModelDispose(const Napi::CallbackInfo& info) {
+  if (info[0].IsExternal()) info[0].As<Napi::External<ModelHandle>>().Data()->model.reset();
+  return info.Env().Undefined();
+}
+
+// Collects captured pre-activations for JS (the pipeline's accumulator implements FFCapture natively).
+struct CollectCapture : model::FFCapture {
+  std::vector<std::vector<float>> layers;
+  void on_batch(JobControl&, const std::vector<const float*>& per_layer, size_t rows) override {
+    layers.clear();
+    for (const float* p : per_layer) layers.emplace_back(p, p + rows * d_ff);
+  }
+  size_t d_ff = 0;
+};
+
+Napi::Value ToF32(Napi::Env env, std::vector<float>&& v) {
+  auto* heap = new std::vector<float>(std::move(v));
+  auto ab = Napi::ArrayBuffer::New(env, heap->data(), heap->size() * sizeof(float),
+                                   [](Napi::Env, void*, std::vector<float>* p) { delete p; }, heap);
+  return Napi::Float32Array::New(env, heap->size(), ab, 0);
+}
+
+// modelForward(handle, args, onProgress) → {promise, cancel}
+// args: {ids?: Int32Array, batch, seq, attentionMask?: Uint8Array, hidden?: Float32Array, output,
+//        fromLayer?, toLayer?, captureLayers?: number[], featureMask?: Uint8Array}
+Napi::Value ModelForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = Unwrap(info[0]);
+  if (!info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelForward(handle, args, onProgress)");
+  Napi::Object a = info[1].As<Napi::Object>();
+  std::vector<Napi::Value> keep;
+  model::ForwardInput in;
+  model::ForwardOptions opts;
+  in.batch = GetSize(a, "batch", 0, true);
+  in.seq = GetSize(a, "seq", 0, true);
+  const size_t R = in.batch * in.seq;
+  if (!a.Get("ids").IsUndefined()) {
+    size_t n = 0;
+    in.ids = GetI32(a.Get("ids"), "ids", &n);
+    if (n != R) ThrowCode(env, "INVALID_ARGUMENT", "ids has " + std::to_string(n) + " entries, expected batch·seq = " + std::to_string(R));
+    keep.push_back(a.Get("ids"));
+  }
+  auto get_mask = [&](const char* key) -> const uint8_t* {
+    Napi::Value v = a.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return nullptr;
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      ThrowCode(env, "INVALID_ARGUMENT", std::string(key) + " must be a Uint8Array");
+    auto u = v.As<Napi::Uint8Array>();
+    if (u.ElementLength() != R)
+      ThrowCode(env, "INVALID_ARGUMENT", std::string(key) + " has " + std::to_string(u.ElementLength()) +
+                                             " entries, expected batch·seq = " + std::to_string(R));
+    keep.push_back(v);
+    return u.Data();
+  };
+  in.attention_mask = get_mask("attentionMask");
+  opts.feature_mask = get_mask("featureMask");
+  if (!a.Get("hidden").IsUndefined()) {
+    F32View h = GetF32(a.Get("hidden"), "hidden");
+    if (h.length != R * m->spec.d_model)
+      ThrowCode(env, "INVALID_ARGUMENT", "hidden has " + std::to_string(h.length) + " entries, expected batch·seq·d = " +
+                                             std::to_string(R * m->spec.d_model));
+    in.hidden = h.data;
+    keep.push_back(a.Get("hidden"));
+  }
+  std::string out = GetStr(a, "output", "logits");
+  if (out == "logits") opts.output = model::Output::Logits;
+  else if (out == "nll") opts.output = model::Output::Nll;
+  else if (out == "hidden") opts.output = model::Output::Hidden;
+  else ThrowCode(env, "INVALID_ARGUMENT", "output must be 'logits', 'nll' or 'hidden'");
+  opts.from_layer = GetSize(a, "fromLayer", 0, false);
+  opts.to_layer = GetSize(a, "toLayer", m->spec.layers, false);
+  if (a.Get("captureLayers").IsArray()) {
+    Napi::Array cl = a.Get("captureLayers").As<Napi::Array>();
+    for (uint32_t i = 0; i < cl.Length(); ++i) opts.capture_layers.push_back(cl.Get(i).ToNumber().Uint32Value());
+  }
+  auto capture = std::make_shared<CollectCapture>();
+  capture->d_ff = m->spec.d_ff;
+  opts.capture = capture.get();
+  auto result = std::make_shared<model::ForwardResult>();
+  return AsyncJob::Start(
+      env, info[2], keep,
+      [m, in, opts, capture, result](JobControl& ctl) { *result = model::forward(ctl, *m, in, opts); },
+      [result, capture, opts](Napi::Env env) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        if (opts.output == model::Output::Hidden) o.Set("hidden", ToF32(env, std::move(result->hidden)));
+        if (opts.output == model::Output::Logits) o.Set("logits", ToF32(env, std::move(result->logits)));
+        if (opts.output == model::Output::Nll) {
+          o.Set("nll", ToF32(env, std::move(result->nll)));
+          o.Set("nllSum", result->nll_sum);
+          o.Set("nllCount", double(result->nll_count));
+        }
+        if (!opts.capture_layers.empty()) {
+          Napi::Array ff = Napi::Array::New(env, capture->layers.size());
+          for (uint32_t i = 0; i < capture->layers.size(); ++i) ff.Set(i, ToF32(env, std::move(capture->layers[i])));
+          o.Set("ff", ff);
+        }
+        return o;
+      });
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("modelCreate", Napi::Function::New(env, ModelCreate, "modelCreate"));
+  exports.Set("modelWithFF", Napi::Function::New(env, ModelWithFF, "modelWithFF"));
+  exports.Set("modelFFWeights", Napi::Function::New(env, ModelFFWeights, "modelFFWeights"));
+  exports.Set("modelSharesFF", Napi::Function::New(env, ModelSharesFF, "modelSharesFF"));
+  exports.Set("modelDispose", Napi::Function::New(env, ModelDispose, "modelDispose"));
+  exports.Set("modelForward", Napi::Function::New(env, ModelForward, "modelForward"));
+}
+
+}  // namespace
+FFMERGE_BINDING(Init);
+}  // namespace ffm::binding

@@ -1,0 +1,135 @@
+#include "core/model/weights.h"
+
+#include "core/error.h"
+
+namespace ffm::model {
+namespace {
+
+void check_size(const Tensor& t, size_t want, const std::string& name) {
+  if (t.size() != want)
+    throw Error("SHAPE_MISMATCH", "tensor \"" + name + "\" has " + std::to_string(t.size()) + " elements, expected " +
+                                      std::to_string(want));
+}
+
+struct Lookup {
+  const std::map<std::string, Buffer>& tensors;
+  Tensor required(const std::string& name, size_t want) const {
+    auto it = tensors.find(name);
+    if (it == tensors.end() || !it->second)
+      throw Error("TENSOR_NOT_FOUND", "model weights are missing tensor \"" + name + "\"");
+    Tensor t{it->second};
+    check_size(t, want, name);
+    return t;
+  }
+  Tensor optional(const std::string& name, size_t want) const {
+    auto it = tensors.find(name);
+    if (it == tensors.end() || !it->second) return {};
+    Tensor t{it->second};
+    check_size(t, want, name);
+    return t;
+  }
+};
+
+void validate_spec(const ModelSpec& s) {
+  auto need = [](size_t v, const char* field) {
+    if (v == 0) throw Error("INVALID_CONFIG", std::string("model spec: ") + field + " must be positive");
+  };
+  need(s.layers, "layers");
+  need(s.d_model, "d_model");
+  need(s.n_heads, "n_heads");
+  need(s.n_kv_heads, "n_kv_heads");
+  need(s.head_dim, "head_dim");
+  need(s.d_ff, "d_ff");
+  need(s.vocab, "vocab");
+  if (s.n_heads % s.n_kv_heads != 0)
+    throw Error("INVALID_CONFIG", "model spec: n_heads (" + std::to_string(s.n_heads) +
+                                      ") must be a multiple of n_kv_heads (" + std::to_string(s.n_kv_heads) + ")");
+  if (s.positions == PositionKind::Learned) need(s.max_positions, "max_positions");
+  if (s.positions == PositionKind::Rotary) {
+    size_t rd = s.rope_dim ? s.rope_dim : s.head_dim;
+    if (rd % 2 != 0 || rd > s.head_dim)
+      throw Error("INVALID_CONFIG", "model spec: the rotary dimension must be even and at most head_dim");
+  }
+}
+
+}  // namespace
+
+void validate_ff(const ModelSpec& s, const FFWeights& ff, const std::string& where) {
+  const size_t d = s.d_model, f = s.d_ff;
+  auto req = [&](const Tensor& t, size_t want, const char* slot) {
+    if (!t) throw Error("TENSOR_NOT_FOUND", "FF weights of " + where + " are missing " + slot);
+    check_size(t, want, where + "." + slot);
+  };
+  auto opt = [&](const Tensor& t, size_t want, const char* slot) {
+    if (t) check_size(t, want, where + "." + slot);
+  };
+  req(ff.w_in, f * d, "w_in");
+  opt(ff.b_in, f, "b_in");
+  if (s.gated_ff) {
+    req(ff.w_gate, f * d, "w_gate");
+    opt(ff.b_gate, f, "b_gate");
+  } else if (ff.w_gate) {
+    throw Error("INVALID_ARGUMENT", "FF weights of " + where + " have a gate, but this model's FF is not gated");
+  }
+  req(ff.w_out, d * f, "w_out");
+  opt(ff.b_out, d, "b_out");
+}
+
+Model build_model(const ModelSpec& spec, const std::map<std::string, Buffer>& tensors) {
+  validate_spec(spec);
+  if (spec.cross_attention)
+    throw Error("UNSUPPORTED_ARCHITECTURE", "cross-attention blocks are not implemented in the forward pass yet");
+  const size_t d = spec.d_model, V = spec.vocab, hd = spec.head_dim;
+  Lookup get{tensors};
+  Model m;
+  m.spec = spec;
+  m.w.tok_emb = get.required("tok_emb", V * d);
+  if (spec.positions == PositionKind::Learned) m.w.pos_emb = get.required("pos_emb", spec.max_positions * d);
+  if (spec.final_norm) {
+    m.w.final_norm_w = get.required("final_norm_w", d);
+    m.w.final_norm_b = get.optional("final_norm_b", d);
+  }
+  m.w.lm_head_w = get.optional("lm_head_w", V * d);
+  if (!m.w.lm_head_w) m.w.lm_head_w = m.w.tok_emb;  // tied
+  m.w.lm_head_b = get.optional("lm_head_b", V);
+  m.w.layers.resize(spec.layers);
+  for (size_t l = 0; l < spec.layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    LayerWeights& L = m.w.layers[l];
+    L.norm1_w = get.required(p + "norm1_w", d);
+    L.norm1_b = get.optional(p + "norm1_b", d);
+    L.qkv_w = get.required(p + "qkv_w", spec.qkv_width() * d);
+    L.qkv_b = get.optional(p + "qkv_b", spec.qkv_width());
+    L.o_w = get.required(p + "o_w", d * spec.n_heads * hd);
+    L.o_b = get.optional(p + "o_b", d);
+    L.norm2_w = get.required(p + "norm2_w", d);
+    L.norm2_b = get.optional(p + "norm2_b", d);
+    auto ff = std::make_shared<FFWeights>();
+    ff->w_in = get.required(p + "ff.w_in", spec.d_ff * d);
+    ff->b_in = get.optional(p + "ff.b_in", spec.d_ff);
+    if (spec.gated_ff) {
+      ff->w_gate = get.required(p + "ff.w_gate", spec.d_ff * d);
+      ff->b_gate = get.optional(p + "ff.b_gate", spec.d_ff);
+    }
+    ff->w_out = get.required(p + "ff.w_out", d * spec.d_ff);
+    ff->b_out = get.optional(p + "ff.b_out", d);
+    L.ff = std::move(ff);
+  }
+  return m;
+}
+
+std::shared_ptr<const Model> with_ff(const std::shared_ptr<const Model>& base,
+                                     const std::vector<std::pair<size_t, std::shared_ptr<const FFWeights>>>& overrides) {
+  auto view = std::make_shared<Model>(*base);  // copies pointers only
+  for (const auto& [layer, ff] : overrides) {
+    if (layer >= view->spec.layers)
+      throw Error("INVALID_ARGUMENT", "FF override for layer " + std::to_string(layer) + ", but the model has " +
+                                          std::to_string(view->spec.layers) + " layers");
+    if (!ff) throw Error("INVALID_ARGUMENT", "FF override for layer " + std::to_string(layer) + " is empty");
+    validate_ff(view->spec, *ff, "layer " + std::to_string(layer));
+    view->w.layers[layer].ff = ff;
+  }
+  return view;
+}
+
+}  // namespace ffm::model

@@ -1,0 +1,43 @@
+#include <cmath>
+#include <functional>
+
+#include "core/nn/ops.h"
+#include "core/thread_pool.h"
+
+namespace ffm::nn {
+
+float activation_value(Activation a, float x) {
+  switch (a) {
+    case Activation::GeluNew: {
+      const float k = 0.7978845608028654f;  // sqrt(2/pi)
+      return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
+    }
+    case Activation::GeluErf:
+      return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
+    case Activation::Silu:
+      return x / (1.0f + std::exp(-x));
+    case Activation::Relu:
+      return x > 0.0f ? x : 0.0f;
+  }
+  return x;
+}
+
+namespace {
+void for_elems(ThreadPool* pool, size_t n, const std::function<void(size_t, size_t)>& fn) {
+  if (pool) pool->parallel_for(n, 1 << 14, fn); else fn(0, n);
+}
+}  // namespace
+
+void activate(ThreadPool* pool, Activation a, float* x, size_t n) {
+  for_elems(pool, n, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) x[i] = activation_value(a, x[i]);
+  });
+}
+
+void gated_activate(ThreadPool* pool, Activation a, const float* gate, float* up, size_t n) {
+  for_elems(pool, n, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) up[i] = activation_value(a, gate[i]) * up[i];
+  });
+}
+
+}  // namespace ffm::nn

@@ -1,0 +1,67 @@
+// The transformer's building blocks as plain functions on row-major float buffers (llm.c style): each op
+// is one readable loop nest, parallel over rows when a pool is given (nullptr = run on the caller).
+// The block in model/forward.cc is a sequence of these calls; encoders, Marian and future decoders reuse
+// them unchanged and only choose which ones to call.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace ffm {
+class ThreadPool;
+}
+
+namespace ffm::nn {
+
+// ---- normalisation -------------------------------------------------------------------------------------
+// y[r,:] = (x[r,:] - mean) / sqrt(var + eps) * gamma + beta      (gamma/beta may be nullptr = 1/0)
+void layernorm(ThreadPool* pool, const float* x, float* y, size_t rows, size_t d, const float* gamma,
+               const float* beta, float eps);
+// y[r,:] = x[r,:] / sqrt(mean(x^2) + eps) * gamma                 (gamma may be nullptr = 1)
+void rmsnorm(ThreadPool* pool, const float* x, float* y, size_t rows, size_t d, const float* gamma, float eps);
+
+// ---- activations ---------------------------------------------------------------------------------------
+enum class Activation {
+  GeluNew,  // GPT-2's tanh approximation ("gelu_new", "gelu_pytorch_tanh")
+  GeluErf,  // exact GELU ("gelu": ViT, BERT)
+  Silu,     // x·sigmoid(x) ("silu"/"swish": LLaMA, Marian)
+  Relu,
+};
+float activation_value(Activation a, float x);
+// x = act(x), in place, n elements.
+void activate(ThreadPool* pool, Activation a, float* x, size_t n);
+// up = act(gate) * up, in place on `up` (SwiGLU and friends).
+void gated_activate(ThreadPool* pool, Activation a, const float* gate, float* up, size_t n);
+
+// ---- linear (on ffm::sgemm) ----------------------------------------------------------------------------
+// y[rows, out] = x[rows, in] · wᵀ + b, with w in Linear layout [out, in] and b [out] or nullptr.
+// ldx / ldy are the row strides of x and y (0 = dense: in / out).
+void linear(ThreadPool* pool, const float* x, size_t rows, size_t in, const float* w, const float* b, size_t out,
+            float* y, size_t ldx = 0, size_t ldy = 0);
+// y[r,:] += x[r,:] (residual add), rows × d.
+void add_inplace(ThreadPool* pool, float* y, const float* x, size_t n);
+
+// ---- positions -----------------------------------------------------------------------------------------
+// Rotary embedding in the Hugging Face "rotate-half" layout, in place on n_heads heads of head_dim laid out
+// consecutively from column 0 of each row (row stride ld). Row r is at position positions[r]. The first
+// rot_dim dims of each head rotate (rot_dim = head_dim for LLaMA): pairs (i, i + rot_dim/2) with angle
+// pos · theta^(-2i/rot_dim), computed in float32 exactly as transformers does, so logits match to ~1e-6.
+void rope(ThreadPool* pool, float* x, size_t ld, size_t rows, const int32_t* positions, size_t n_heads,
+          size_t head_dim, size_t rot_dim, float theta);
+
+// ---- attention -----------------------------------------------------------------------------------------
+// Scaled dot-product attention over `batch` sequences, heads as column blocks of head_dim:
+//   q   [batch·seq_q, *] row stride ldq, query head h at column h·head_dim
+//   k,v [batch·seq_k, *] row strides ldk/ldv, kv head g at column g·head_dim; query head h uses kv head
+//       h / (n_heads / n_kv_heads) (grouped-query attention; n_kv_heads == n_heads is plain MHA)
+//   out [batch·seq_q, n_heads·head_dim] row stride ldo
+// causal: query i sees keys j ≤ i (self-attention, seq_q == seq_k). key_mask [batch, seq_k] (nullptr = all
+// valid): keys with 0 are never attended (padding). A query that sees no valid key outputs zeros.
+// Cross-attention (encoder–decoder) is the same call with k/v from the encoder, causal = false.
+struct AttentionDims {
+  size_t batch, seq_q, seq_k, n_heads, n_kv_heads, head_dim;
+};
+void attention(ThreadPool* pool, const AttentionDims& dims, const float* q, size_t ldq, const float* k, size_t ldk,
+               const float* v, size_t ldv, float* out, size_t ldo, bool causal, const uint8_t* key_mask,
+               float scale);
+
+}  // namespace ffm::nn
