@@ -1,0 +1,85 @@
+/**
+ * Exact dense linear assignment on the native core (Jonker–Volgenant, SIMD inner loops), with scipy's
+ * linear_sum_assignment semantics, plus the permutation helper the merge uses to align a layer's FF
+ * hidden units to an anchor layer.
+ */
+import { FfmergeError } from '../errors';
+import type { AssignmentResult } from '../reference/assignment';
+import { runNativeJob, type JobOptions, type NativeJobHandle } from './job';
+import { loadAddon } from './loader';
+
+export type { AssignmentResult } from '../reference/assignment';
+
+/** Inner-loop implementation; every one returns the identical result ('auto' picks the fastest this CPU runs). */
+export type AssignmentKernel = 'auto' | 'scalar' | 'avx2' | 'avx512';
+
+export interface AssignmentOptions extends JobOptions {
+  /** Maximise the sum instead of minimising it (as scipy's maximize=True). */
+  maximize?: boolean;
+  kernel?: AssignmentKernel;
+}
+
+interface AssignmentAddon {
+  linearSumAssignment(
+    cost: Float32Array | Float64Array,
+    rows: number,
+    cols: number,
+    maximize: boolean,
+    kernel: AssignmentKernel | undefined,
+    onProgress: ((done: number, total: number) => void) | undefined,
+  ): NativeJobHandle<AssignmentResult>;
+  assignmentKernels(): { auto: AssignmentKernel; supported: AssignmentKernel[] };
+}
+
+function addon(): AssignmentAddon {
+  return loadAddon().module as unknown as AssignmentAddon;
+}
+
+/** Which assignment kernels this CPU runs, and the one 'auto' picks. */
+export function assignmentKernels(): { auto: AssignmentKernel; supported: AssignmentKernel[] } {
+  return addon().assignmentKernels();
+}
+
+/**
+ * Solves min (or max) Σ cost[rowInd[k], colInd[k]] over min(rows, cols) pairs with distinct rows and
+ * columns, exactly, for a row-major rows×cols matrix (float32 or float64; read in place, not copied).
+ * Rectangular matrices work both ways; rowInd is strictly increasing, as in scipy.
+ *
+ * Errors (FfmergeError): NON_FINITE_INPUT for NaN/±Infinity entries, SHAPE_MISMATCH when
+ * cost.length !== rows*cols, INVALID_ARGUMENT for bad dimensions, ABORTED when opts.signal fires.
+ * Progress: phase 'assignment', done = rows assigned of min(rows, cols).
+ */
+export function linearSumAssignment(
+  cost: Float32Array | Float64Array,
+  rows: number,
+  cols: number,
+  opts: AssignmentOptions = {},
+): Promise<AssignmentResult> {
+  return runNativeJob(
+    'assignment',
+    (onProgress) => addon().linearSumAssignment(cost, rows, cols, opts.maximize ?? false, opts.kernel, onProgress),
+    opts,
+  );
+}
+
+/**
+ * The permutation that aligns layer B's d hidden units to anchor layer A, maximising total correlation.
+ *
+ * Input: corr[a*d + b] = correlation between unit a of A (the anchor) and unit b of B.
+ * Output: perm with B's unit perm[a] moved to position a, i.e. the aligned layer is B'[a] = B[perm[a]]:
+ * new W_in rows (and b_in, gate rows) are W_in[perm[a], :], new W_out columns are W_out[:, perm[a]].
+ * Σ_a corr[a*d + perm[a]] is the largest achievable.
+ */
+export async function permutationFromCorrelation(
+  corr: Float32Array | Float64Array,
+  d: number,
+  opts: Omit<AssignmentOptions, 'maximize'> = {},
+): Promise<Int32Array> {
+  if (!Number.isInteger(d) || d < 0 || corr.length !== d * d) {
+    throw new FfmergeError('SHAPE_MISMATCH', `the correlation matrix must be d×d = ${d}×${d}, got ${corr.length} elements`);
+  }
+  const { rowInd, colInd } = await linearSumAssignment(corr, d, d, { ...opts, maximize: true });
+  const perm = new Int32Array(d);
+  for (let k = 0; k < d; k++) perm[rowInd[k] as number] = colInd[k] as number;
+  return perm;
+}
