@@ -34,7 +34,10 @@ export type ErrorCode =
   | 'OUTPUT_EXISTS'
   | 'DATA_NOT_FOUND'
   | 'INVALID_DATA'
-  | 'SINGULAR_MATRIX';
+  | 'SINGULAR_MATRIX'
+  // native jobs on stateful objects
+  | 'BUSY'
+  | 'INVALID_STATE';
 
 export class FfmergeError extends Error {
   readonly code: ErrorCode;

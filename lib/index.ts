@@ -6,3 +6,5 @@ export type { Progress, ProgressFn, JobOptions } from './native/job';
 export { linearSumAssignment, permutationFromCorrelation, assignmentKernels } from './native/assignment';
 export type { AssignmentOptions, AssignmentKernel, AssignmentResult } from './native/assignment';
 export { linearSumAssignmentReference } from './reference/assignment';
+export { CorrelationAccumulator, correlate } from './native/correlation';
+export { pearsonReference } from './reference/correlation';

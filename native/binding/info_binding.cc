@@ -4,6 +4,11 @@
 #include "binding/addon_data.h"
 #include "binding/registry.h"
 #include "core/gemm.h"
+#ifdef FFMERGE_HAVE_CUDA
+#include <string>
+
+#include "cuda/correlation_cuda.h"
+#endif
 
 #ifndef FFMERGE_VARIANT
 #define FFMERGE_VARIANT "cpu"
@@ -18,6 +23,14 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("variant", FFMERGE_VARIANT);
   o.Set("threads", GetAddonData(env).pool->size());
   o.Set("gemmKernel", sgemm_kernel_name());
+#ifdef FFMERGE_HAVE_CUDA
+  // The loader picks this build only when a device is visible (cudaDevices > 0).
+  std::string device_name;
+  int devices = 0;
+  ffm::cuda::available(&device_name, &devices);
+  o.Set("cudaDevices", devices);
+  if (devices > 0) o.Set("cudaDeviceName", device_name);
+#endif
 #if defined(__VERSION__)
   o.Set("compiler", __VERSION__);
 #endif

@@ -1,0 +1,166 @@
+// JS class CorrelationAccumulator over ffm::CorrelationAccumulator (native/core/correlation.h).
+//
+//   new CorrelationAccumulator(dims: number[], pairs: Int32Array /* i0, j0, i1, j1, ... */)
+//   .add(layers: (Float32Array | null)[], rows, onProgress?)  -> { promise<void>, cancel }
+//   .finalize(pairIndex, onProgress?)                          -> { promise<Float32Array>, cancel }
+//   .count() -> number   .backend() -> 'cpu' | 'cuda'   .setBlockRows(n)
+//
+// One job at a time per accumulator: a second add/finalize while one runs throws code BUSY (the core object
+// is not safe for concurrent use, and interleaving batches would be a silent bug anyway). The state is held
+// by a shared_ptr captured in the job, so a JS object collected mid-job cannot free what the worker uses;
+// the layer arrays are kept alive through AsyncJob's keep list until the job settles.
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "binding/async_job.h"
+#include "binding/registry.h"
+#include "core/correlation.h"
+#include "core/error.h"
+
+namespace ffm::binding {
+namespace {
+
+struct State {
+  std::unique_ptr<CorrelationAccumulator> acc;
+  std::atomic<bool> busy{false};
+};
+
+// Clears the busy flag when the last copy of the job's closures is destroyed: after the job settled, or
+// when it never started. AsyncJob deletes itself right after resolving, before any JS continuation runs.
+struct BusyGuard {
+  explicit BusyGuard(std::shared_ptr<State> s) : state(std::move(s)) {}
+  BusyGuard(const BusyGuard&) = delete;  // a copy's destructor would clear the flag early
+  BusyGuard& operator=(const BusyGuard&) = delete;
+  ~BusyGuard() { state->busy.store(false); }
+  std::shared_ptr<State> state;
+};
+
+size_t ToSize(const Napi::Value& v, const char* what) {
+  if (!v.IsNumber()) ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d != static_cast<double>(static_cast<size_t>(d)) || d > 9007199254740991.0)
+    ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a non-negative integer");
+  return static_cast<size_t>(d);
+}
+
+class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulator> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "CorrelationAccumulator",
+                       {InstanceMethod<&JsCorrelationAccumulator::Add>("add"),
+                        InstanceMethod<&JsCorrelationAccumulator::Finalize>("finalize"),
+                        InstanceMethod<&JsCorrelationAccumulator::Count>("count"),
+                        InstanceMethod<&JsCorrelationAccumulator::Backend>("backend"),
+                        InstanceMethod<&JsCorrelationAccumulator::SetBlockRows>("setBlockRows")});
+  }
+
+  explicit JsCorrelationAccumulator(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsCorrelationAccumulator>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsArray()) ThrowCode(env, "INVALID_ARGUMENT", "dims must be an array of layer widths");
+    auto dims_js = info[0].As<Napi::Array>();
+    std::vector<size_t> dims(dims_js.Length());
+    for (uint32_t l = 0; l < dims_js.Length(); ++l) dims[l] = ToSize(dims_js.Get(l), "each layer width");
+    size_t flat_len = 0;
+    int32_t* flat = GetI32(info[1], "pairs", &flat_len);
+    if (flat_len % 2 != 0) ThrowCode(env, "INVALID_ARGUMENT", "pairs must hold (i, j) index pairs");
+    std::vector<std::pair<int, int>> pairs;
+    for (size_t k = 0; k < flat_len; k += 2) pairs.emplace_back(flat[k], flat[k + 1]);
+    state_ = std::make_shared<State>();
+    try {
+      state_->acc = std::make_unique<CorrelationAccumulator>(std::move(dims), std::move(pairs));
+    } catch (const Error& e) {
+      ThrowCode(env, e.code(), e.what());
+    } catch (const std::bad_alloc&) {
+      ThrowCode(env, "OUT_OF_MEMORY", "not enough memory for the correlation accumulators of these layer pairs");
+    }
+  }
+
+ private:
+  std::shared_ptr<BusyGuard> Claim(Napi::Env env) {
+    bool expected = false;
+    if (!state_->busy.compare_exchange_strong(expected, true))
+      ThrowCode(env, "BUSY",
+                "this correlation accumulator is already running an add or finalize; await it before starting "
+                "another");
+    return std::make_shared<BusyGuard>(state_);
+  }
+
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const CorrelationAccumulator& acc = *state_->acc;
+    if (!info[0].IsArray()) ThrowCode(env, "INVALID_ARGUMENT", "layers must be an array of Float32Array");
+    auto arr = info[0].As<Napi::Array>();
+    const size_t rows = ToSize(info[1], "rows");
+    if (arr.Length() != acc.dims().size())
+      ThrowCode(env, "SHAPE_MISMATCH", "expected activations for " + std::to_string(acc.dims().size()) +
+                                           " layers, got " + std::to_string(arr.Length()));
+    std::vector<const float*> layers(arr.Length(), nullptr);
+    std::vector<Napi::Value> keep;
+    for (uint32_t l = 0; l < arr.Length(); ++l) {
+      Napi::Value v = arr.Get(l);
+      if (!acc.used(l) && (v.IsNull() || v.IsUndefined())) continue;
+      F32View view = GetF32(v, "each used layer's activations");
+      // The core reads rows × dims[l] floats: never let a short array turn into an out-of-bounds read.
+      if (view.length != rows * acc.dims()[l])
+        ThrowCode(env, "SHAPE_MISMATCH", "layer " + std::to_string(l) + " holds " + std::to_string(view.length) +
+                                             " values, expected rows × width = " + std::to_string(rows) + " × " +
+                                             std::to_string(acc.dims()[l]));
+      layers[l] = view.data;
+      keep.push_back(v);
+    }
+    auto guard = Claim(env);
+    keep.push_back(Value());
+    return AsyncJob::Start(
+        env, info[2], std::move(keep),
+        [guard, layers, rows](JobControl& ctl) { guard->state->acc->add(ctl, layers, rows); },
+        [guard](Napi::Env e) { return e.Undefined(); });
+  }
+
+  Napi::Value Finalize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const size_t pair = ToSize(info[0], "pairIndex");
+    auto guard = Claim(env);
+    auto result = std::make_shared<std::vector<float>>();
+    return AsyncJob::Start(
+        env, info[1], {Value()},
+        [guard, pair, result](JobControl& ctl) { *result = guard->state->acc->finalize(ctl, pair); },
+        [guard, result](Napi::Env e) -> Napi::Value {
+          auto out = Napi::Float32Array::New(e, result->size());
+          if (!result->empty()) std::memcpy(out.Data(), result->data(), result->size() * sizeof(float));
+          return out;
+        });
+  }
+
+  Napi::Value Count(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(state_->acc->count()));
+  }
+
+  Napi::Value Backend(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), state_->acc->backend()); }
+
+  Napi::Value SetBlockRows(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const size_t rows = ToSize(info[0], "blockRows");
+    if (state_->busy.load()) ThrowCode(env, "BUSY", "this correlation accumulator is running a job");
+    try {
+      state_->acc->set_block_rows(rows);
+    } catch (const Error& e) {
+      ThrowCode(env, e.code(), e.what());
+    }
+    return env.Undefined();
+  }
+
+  std::shared_ptr<State> state_;
+};
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("CorrelationAccumulator", JsCorrelationAccumulator::Define(env));
+}
+
+}  // namespace
+FFMERGE_BINDING(Init);
+}  // namespace ffm::binding

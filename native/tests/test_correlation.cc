@@ -1,0 +1,224 @@
+// CorrelationAccumulator against a plain two-pass fp64 Pearson on random data of odd sizes.
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/correlation.h"
+#include "core/error.h"
+#include "tests/check.h"
+
+namespace {
+
+// Two-pass fp64 Pearson of x (n × dx) against y (n × dy); 0 where a std is 0.
+std::vector<double> reference(const std::vector<float>& x, const std::vector<float>& y, size_t n, size_t dx,
+                              size_t dy) {
+  std::vector<double> mx(dx, 0), my(dy, 0), sx(dx, 0), sy(dy, 0), c(dx * dy, 0);
+  for (size_t r = 0; r < n; ++r) {
+    for (size_t a = 0; a < dx; ++a) mx[a] += x[r * dx + a];
+    for (size_t b = 0; b < dy; ++b) my[b] += y[r * dy + b];
+  }
+  for (auto& v : mx) v /= double(n);
+  for (auto& v : my) v /= double(n);
+  for (size_t r = 0; r < n; ++r) {
+    for (size_t a = 0; a < dx; ++a) {
+      const double u = x[r * dx + a] - mx[a];
+      sx[a] += u * u;
+      for (size_t b = 0; b < dy; ++b) c[a * dy + b] += u * (y[r * dy + b] - my[b]);
+    }
+    for (size_t b = 0; b < dy; ++b) {
+      const double v = y[r * dy + b] - my[b];
+      sy[b] += v * v;
+    }
+  }
+  for (size_t a = 0; a < dx; ++a)
+    for (size_t b = 0; b < dy; ++b) {
+      const double d = std::sqrt(sx[a] * sy[b]);
+      c[a * dy + b] = d > 0 ? c[a * dy + b] / d : 0.0;
+    }
+  return c;
+}
+
+// Random activations with a shared component so units correlate (values up to ~±0.9, not only near 0).
+std::vector<float> random_layer(std::mt19937& rng, size_t n, size_t d, const std::vector<float>& common, float offset) {
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> x(n * d);
+  for (size_t r = 0; r < n; ++r)
+    for (size_t a = 0; a < d; ++a) x[r * d + a] = offset + g(rng) + float(a % 3) * common[r];
+  return x;
+}
+
+double max_abs_diff(const std::vector<float>& got, const std::vector<double>& want) {
+  double m = 0;
+  for (size_t k = 0; k < got.size(); ++k) m = std::max(m, std::fabs(double(got[k]) - want[k]));
+  return m;
+}
+
+void feed(ffm::CorrelationAccumulator& acc, ffm::JobControl& ctl, const std::vector<const float*>& full,
+          const std::vector<size_t>& dims, const std::vector<size_t>& batches) {
+  size_t r0 = 0;
+  for (size_t rows : batches) {
+    std::vector<const float*> ptrs(full.size());
+    for (size_t l = 0; l < full.size(); ++l) ptrs[l] = full[l] ? full[l] + r0 * dims[l] : nullptr;
+    acc.add(ctl, ptrs, rows);
+    r0 += rows;
+  }
+}
+
+}  // namespace
+
+TEST(matches_fp64_reference_on_odd_sizes_and_uneven_batches) {
+  ffm::ThreadPool pool(3);
+  ffm::JobControl ctl(pool);
+  std::mt19937 rng(7);
+  const std::vector<size_t> dims = {17, 1, 3, 129};
+  const std::vector<size_t> batches = {1, 50, 7, 300, 1, 141};
+  size_t n = 0;
+  for (size_t b : batches) n += b;
+  std::vector<float> common(n);
+  std::normal_distribution<float> g;
+  for (auto& v : common) v = g(rng);
+  std::vector<std::vector<float>> layer;
+  for (size_t d : dims) layer.push_back(random_layer(rng, n, d, common, 0.5f));
+  std::vector<std::pair<int, int>> pairs = {{0, 3}, {3, 3}, {1, 2}, {2, 0}};
+  ffm::CorrelationAccumulator acc(dims, pairs);
+  acc.set_block_rows(64);  // several blocks per large batch, one for the small ones
+  feed(acc, ctl, {layer[0].data(), layer[1].data(), layer[2].data(), layer[3].data()}, dims, batches);
+  CHECK(acc.count() == n);
+  for (size_t p = 0; p < pairs.size(); ++p) {
+    auto [i, j] = pairs[p];
+    auto got = acc.finalize(ctl, p);
+    auto want = reference(layer[i], layer[j], n, dims[i], dims[j]);
+    CHECK(got.size() == want.size());
+    CHECK_NEAR(max_abs_diff(got, want), 0.0, 1e-6);
+  }
+}
+
+TEST(large_means_stay_accurate) {
+  ffm::ThreadPool pool(2);
+  ffm::JobControl ctl(pool);
+  std::mt19937 rng(11);
+  const size_t n = 5000, d = 33;
+  std::vector<float> common(n);
+  std::normal_distribution<float> g;
+  for (auto& v : common) v = g(rng);
+  auto x = random_layer(rng, n, d, common, 1000.0f);
+  auto y = random_layer(rng, n, d, common, -3000.0f);
+  ffm::CorrelationAccumulator acc({d, d}, {{0, 1}, {0, 0}});
+  feed(acc, ctl, {x.data(), y.data()}, {d, d}, {1000, 1999, 1, 2000});
+  CHECK_NEAR(max_abs_diff(acc.finalize(ctl, 0), reference(x, y, n, d, d)), 0.0, 1e-6);
+  CHECK_NEAR(max_abs_diff(acc.finalize(ctl, 1), reference(x, x, n, d, d)), 0.0, 1e-6);
+}
+
+TEST(constant_units_give_zero_not_nan) {
+  ffm::ThreadPool pool(2);
+  ffm::JobControl ctl(pool);
+  const size_t n = 40, d = 5;
+  std::vector<float> x(n * d);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g;
+  for (size_t r = 0; r < n; ++r)
+    for (size_t a = 0; a < d; ++a) x[r * d + a] = (a == 1) ? 123.25f : (a == 3 ? 0.0f : g(rng));
+  ffm::CorrelationAccumulator acc({d}, {{0, 0}});
+  feed(acc, ctl, {x.data()}, {d}, {13, 27});
+  auto c = acc.finalize(ctl, 0);
+  for (size_t a = 0; a < d; ++a)
+    for (size_t b = 0; b < d; ++b) {
+      const float v = c[a * d + b];
+      CHECK(std::isfinite(v));
+      if (a == 1 || a == 3 || b == 1 || b == 3) CHECK(v == 0.0f);
+    }
+  CHECK_NEAR(c[0], 1.0, 1e-6);
+}
+
+TEST(non_finite_batch_is_rejected_whole) {
+  ffm::ThreadPool pool(2);
+  ffm::JobControl ctl(pool);
+  const size_t n = 30, d = 4;
+  std::vector<float> x(n * d), y(n * d);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g;
+  for (auto& v : x) v = g(rng);
+  for (auto& v : y) v = g(rng);
+  ffm::CorrelationAccumulator acc({d, 7, d}, {{0, 2}});
+  feed(acc, ctl, {x.data(), nullptr, y.data()}, {d, 7, d}, {10});
+  auto before = acc.finalize(ctl, 0);
+  std::vector<float> bad(y.begin() + 10 * d, y.end());
+  bad[17] = std::nanf("");
+  bool threw = false;
+  try {
+    acc.add(ctl, {x.data() + 10 * d, nullptr, bad.data()}, 20);
+  } catch (const ffm::Error& e) {
+    threw = e.code() == "NON_FINITE_ACTIVATIONS" && std::string(e.what()).find("layer 2") != std::string::npos;
+  }
+  CHECK(threw);
+  CHECK(acc.count() == 10);
+  auto after = acc.finalize(ctl, 0);
+  CHECK(before == after);
+}
+
+TEST(cancel_before_a_batch_leaves_it_usable_and_mid_batch_marks_it_broken) {
+  ffm::ThreadPool pool(2);
+  auto flag = std::make_shared<std::atomic<bool>>(true);
+  ffm::JobControl cancelled(pool, {}, flag);
+  ffm::JobControl ctl(pool);
+  const size_t n = 100, d = 6;
+  std::vector<float> x(n * d);
+  std::mt19937 rng(9);
+  std::normal_distribution<float> g;
+  for (auto& v : x) v = g(rng);
+  ffm::CorrelationAccumulator acc({d}, {{0, 0}});
+  acc.set_block_rows(10);
+  bool threw = false;
+  try {
+    acc.add(cancelled, {x.data()}, n);
+  } catch (const ffm::Cancelled&) {
+    threw = true;
+  }
+  CHECK(threw);
+  CHECK(!acc.broken());
+  acc.add(ctl, {x.data()}, n);
+  CHECK_NEAR(max_abs_diff(acc.finalize(ctl, 0), reference(x, x, n, d, d)), 0.0, 1e-6);
+
+  // A progress callback that cancels after the first block: the batch is half in, so the sums are unusable.
+  auto flag2 = std::make_shared<std::atomic<bool>>(false);
+  ffm::JobControl midway(pool, [flag2](double, double) { flag2->store(true); }, flag2);
+  threw = false;
+  try {
+    acc.add(midway, {x.data()}, n);
+  } catch (const ffm::Cancelled&) {
+    threw = true;
+  }
+  CHECK(threw);
+  CHECK(acc.broken());
+  std::string code;
+  try {
+    acc.finalize(ctl, 0);
+  } catch (const ffm::Error& e) {
+    code = e.code();
+  }
+  CHECK(code == "INVALID_STATE");
+}
+
+TEST(bad_arguments_throw_typed_errors) {
+  auto code_of = [](auto fn) {
+    try {
+      fn();
+    } catch (const ffm::Error& e) {
+      return e.code();
+    }
+    return std::string("none");
+  };
+  CHECK(code_of([] { ffm::CorrelationAccumulator({3, 0}, {{0, 0}}); }) == "INVALID_ARGUMENT");
+  CHECK(code_of([] { ffm::CorrelationAccumulator({3, 4}, {{0, 2}}); }) == "INVALID_ARGUMENT");
+  CHECK(code_of([] { ffm::CorrelationAccumulator({3}, {}); }) == "INVALID_ARGUMENT");
+  ffm::ThreadPool pool(1);
+  ffm::JobControl ctl(pool);
+  ffm::CorrelationAccumulator acc({3, 4}, {{0, 1}});
+  CHECK(code_of([&] { acc.finalize(ctl, 0); }) == "INVALID_STATE");
+  CHECK(code_of([&] { acc.finalize(ctl, 1); }) == "INVALID_ARGUMENT");
+  std::vector<float> x(3);
+  CHECK(code_of([&] { acc.add(ctl, {x.data()}, 1); }) == "INVALID_ARGUMENT");
+  CHECK(code_of([&] { acc.add(ctl, {x.data(), nullptr}, 1); }) == "INVALID_ARGUMENT");
+}
+
+TEST_MAIN()
