@@ -174,6 +174,24 @@ describe('dtype conversion', () => {
     expect(bad).toEqual([]);
   });
 
+  test('toF32 gives the same result from aligned and unaligned bytes, for every dtype', () => {
+    const rnd = prng(9);
+    for (const d of ALL_DTYPES) {
+      const n = 37;
+      const bytes = randomBytes(n * DTYPE_SIZE[d], rnd);
+      if (d === 'BOOL') for (let i = 0; i < bytes.length; i++) bytes[i]! &= 1;
+      const shifted = new Uint8Array(bytes.length + 1);
+      shifted.set(bytes, 1);
+      const a = toF32(d, bytes);
+      const b = toF32(d, shifted.subarray(1));
+      expect([d, Buffer.from(a.buffer).equals(Buffer.from(b.buffer))]).toEqual([d, true]);
+    }
+    const all = new Uint16Array(65536).map((_, i) => i);
+    const viaTable = toF32('F16', new Uint8Array(all.buffer));
+    const bad = Array.from(all).filter((h) => !Object.is(viaTable[h], Math.fround(f16BitsToF32(h))) && !Number.isNaN(viaTable[h]!));
+    expect(bad).toEqual([]);
+  });
+
   test('toF32 converts every dtype against plain references', () => {
     const rnd = prng(3);
     const f64 = new Float64Array(17).map(() => (rnd() - 0.5) * 1e6);

@@ -44,6 +44,39 @@ export function toF32(dtype: DType, raw: Uint8Array, out?: Float32Array): Float3
     throw new FfmergeError('INVALID_ARGUMENT', `output array holds ${out.length} elements but the tensor has ${n}`);
   }
   const dst = out ?? new Float32Array(n);
+  if (raw.byteOffset % size === 0) {
+    // Aligned input (every buffer the reader allocates): typed-array views and bulk conversion.
+    const b = raw.buffer;
+    const o = raw.byteOffset;
+    switch (dtype) {
+      case 'F32':
+        dst.set(new Float32Array(b, o, n));
+        return dst;
+      case 'F64':
+        dst.set(new Float64Array(b, o, n));
+        return dst;
+      case 'I32':
+        dst.set(new Int32Array(b, o, n));
+        return dst;
+      case 'U8':
+        dst.set(raw);
+        return dst;
+      case 'F16': {
+        const h = new Uint16Array(b, o, n);
+        const table = F16_TABLE;
+        for (let i = 0; i < n; i++) dst[i] = table[h[i]!]!;
+        return dst;
+      }
+      case 'BF16': {
+        const h = new Uint16Array(b, o, n);
+        const bits = new Uint32Array(dst.buffer, dst.byteOffset, n);
+        for (let i = 0; i < n; i++) bits[i] = h[i]! << 16;
+        return dst;
+      }
+      default:
+        break; // I64, BOOL: the general path below
+    }
+  }
   // DataView reads are alignment-free, so `raw` may sit at any byte offset.
   const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   switch (dtype) {
@@ -87,13 +120,29 @@ export function f16BitsToF32(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
+/** All 65536 F16 values as float32 (256 KiB; exact, since F16 ⊂ F32). Built once at load, never written. */
+const F16_TABLE: Float32Array = (() => {
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) t[h] = f16BitsToF32(h);
+  return t;
+})();
+
+/** The IEEE bits of Math.fround(v). */
+function f32Bits(v: number): number {
+  return new Uint32Array(new Float32Array([v]).buffer)[0]!;
+}
 
 /** float32 value → binary16 bits, round to nearest even; overflow → ±Inf, NaN stays NaN (quiet). */
 export function f32ToF16Bits(v: number): number {
-  f32Scratch[0] = v;
-  const x = u32Scratch[0]!;
+  return f16FromF32Bits(f32Bits(v));
+}
+
+/** float32 value → bfloat16 bits, round to nearest even; NaN stays NaN (quiet). */
+export function f32ToBF16Bits(v: number): number {
+  return bf16FromF32Bits(f32Bits(v));
+}
+
+function f16FromF32Bits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   const mant = x & 0x7fffff;
@@ -118,10 +167,7 @@ export function f32ToF16Bits(v: number): number {
   return sign | r;
 }
 
-/** float32 value → bfloat16 bits, round to nearest even; NaN stays NaN (quiet). */
-export function f32ToBF16Bits(v: number): number {
-  f32Scratch[0] = v;
-  const x = u32Scratch[0]!;
+function bf16FromF32Bits(x: number): number {
   if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0) return ((x >>> 16) | 0x40) & 0xffff;
   const lsb = (x >>> 16) & 1;
   return ((x + 0x7fff + lsb) >>> 16) & 0xffff;
@@ -129,14 +175,16 @@ export function f32ToBF16Bits(v: number): number {
 
 /** Float32Array → F16 bytes (round to nearest even). */
 export function f32ToF16(src: Float32Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = f32ToF16Bits(src[i]!);
+  for (let i = 0; i < src.length; i++) out[i] = f16FromF32Bits(bits[i]!);
   return out;
 }
 
 /** Float32Array → BF16 bytes (round to nearest even). */
 export function f32ToBF16(src: Float32Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = f32ToBF16Bits(src[i]!);
+  for (let i = 0; i < src.length; i++) out[i] = bf16FromF32Bits(bits[i]!);
   return out;
 }

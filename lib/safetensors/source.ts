@@ -45,7 +45,12 @@ export class FileSource implements ByteSource {
     let done = 0;
     while (done < into.byteLength) {
       const len = Math.min(MAX_CHUNK, into.byteLength - done);
-      const { bytesRead } = await this.fh.read(into, done, len, position + done);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await this.fh.read(into, done, len, position + done));
+      } catch (e) {
+        throw new FfmergeError('IO_ERROR', `reading ${this.name} failed: ${(e as Error).message}`, { cause: e });
+      }
       if (bytesRead === 0) {
         throw new FfmergeError('SAFETENSORS_TRUNCATED', `${this.name} ended early (was it changed while open?)`);
       }

@@ -1,0 +1,52 @@
+/**
+ * Language-model evaluation blocks: tokenize a whole split in one call (no special tokens) and cut the ids
+ * into consecutive, non-overlapping blocks of `blockSize` tokens; a last shorter block is kept when it has at
+ * least 2 tokens (one prediction). This is the protocol of the fixtures' eval.json (e.g. gpt2-sotu: 256).
+ */
+import { FfmergeError } from '../errors';
+import type { Tokenizer } from '../tokenizer';
+import { readText, TextSourceOptions } from './text';
+
+/** Shortest block worth keeping: a block of n tokens scores n-1 predictions. */
+export const MIN_BLOCK_TOKENS = 2;
+
+export interface TokenBlocks {
+  /** Every token of the split. */
+  tokens: Int32Array;
+  /** Views into `tokens` (no copies), in order. */
+  blocks: Int32Array[];
+}
+
+/** Cuts `tokens` into consecutive blocks of `blockSize` (the last may be shorter, if ≥ 2 tokens). */
+export function cutBlocks(tokens: Int32Array, blockSize: number): Int32Array[] {
+  if (!Number.isSafeInteger(blockSize) || blockSize < MIN_BLOCK_TOKENS) {
+    throw new FfmergeError('INVALID_ARGUMENT', `block size must be an integer ≥ ${MIN_BLOCK_TOKENS}, got ${blockSize}`);
+  }
+  const blocks: Int32Array[] = [];
+  for (let start = 0; start < tokens.length; start += blockSize) {
+    const end = Math.min(start + blockSize, tokens.length);
+    if (end - start >= MIN_BLOCK_TOKENS) blocks.push(tokens.subarray(start, end));
+  }
+  return blocks;
+}
+
+/** Tokenizes a whole text (one encode call, no special tokens) and cuts it into blocks. */
+export function tokenizeToBlocks(tokenizer: Tokenizer, text: string, blockSize: number): TokenBlocks {
+  const tokens = Int32Array.from(tokenizer.encode(text, { addSpecialTokens: false }));
+  return { tokens, blocks: cutBlocks(tokens, blockSize) };
+}
+
+/** Reads a split file (.txt, .txt.gz, .jsonl, .jsonl.gz) whole, tokenizes it in one call and cuts blocks. */
+export async function loadSplitBlocks(
+  tokenizer: Tokenizer,
+  file: string,
+  blockSize: number,
+  opts: TextSourceOptions = {},
+): Promise<TokenBlocks> {
+  return tokenizeToBlocks(tokenizer, await readText(file, opts), blockSize);
+}
+
+/** Number of scored predictions over blocks (tokens 2..n of every block). */
+export function countPredictions(blocks: readonly Int32Array[]): number {
+  return blocks.reduce((s, b) => s + b.length - 1, 0);
+}

@@ -1,0 +1,63 @@
+/**
+ * Aligned parallel text (e.g. Multi30k en→de): two line-aligned plain-text files (each optionally gzip), or
+ * one TSV file with source and target columns. Line counts must agree (INVALID_DATA otherwise); a missing
+ * file is DATA_NOT_FOUND.
+ */
+import { FfmergeError } from '../errors';
+import { readLines } from './text';
+
+export interface SentencePair {
+  source: string;
+  target: string;
+}
+
+/** Streams aligned pairs from two files read in lockstep. */
+export async function* streamParallel(sourceFile: string, targetFile: string): AsyncGenerator<SentencePair> {
+  const src = readLines(sourceFile);
+  const tgt = readLines(targetFile);
+  let n = 0;
+  try {
+    for (;;) {
+      const [a, b] = await Promise.all([src.next(), tgt.next()]);
+      if (a.done && b.done) return;
+      if (a.done || b.done) {
+        const [shortFile, longFile] = a.done ? [sourceFile, targetFile] : [targetFile, sourceFile];
+        throw new FfmergeError(
+          'INVALID_DATA',
+          `parallel files are not aligned: ${shortFile} has ${n} lines but ${longFile} has more`,
+        );
+      }
+      n++;
+      yield { source: a.value, target: b.value };
+    }
+  } finally {
+    await Promise.allSettled([src.return(undefined), tgt.return(undefined)]);
+  }
+}
+
+/** All aligned pairs of two files. */
+export async function readParallel(sourceFile: string, targetFile: string): Promise<SentencePair[]> {
+  const out: SentencePair[] = [];
+  for await (const p of streamParallel(sourceFile, targetFile)) out.push(p);
+  return out;
+}
+
+/** Streams pairs from a TSV file: each line "source<TAB>target" (exactly two columns). */
+export async function* streamParallelTsv(file: string): AsyncGenerator<SentencePair> {
+  let lineNo = 0;
+  for await (const line of readLines(file)) {
+    lineNo++;
+    const cols = line.split('\t');
+    if (cols.length !== 2) {
+      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has ${cols.length} tab-separated columns; expected 2 (source, target)`);
+    }
+    yield { source: cols[0]!, target: cols[1]! };
+  }
+}
+
+/** All pairs of a TSV file. */
+export async function readParallelTsv(file: string): Promise<SentencePair[]> {
+  const out: SentencePair[] = [];
+  for await (const p of streamParallelTsv(file)) out.push(p);
+  return out;
+}

@@ -1,0 +1,176 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import { countPredictions, cutBlocks, loadSplitBlocks } from '../lib/data/blocks';
+import { readParallel, readParallelTsv, streamParallel } from '../lib/data/parallel';
+import { readDocuments, readLines, readText } from '../lib/data/text';
+import { loadTokenizer } from '../lib/tokenizer';
+import { prng } from './helpers/safetensors-bytes';
+import { describeShared, hasShared, sharedPath } from './helpers/shared';
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-data-'));
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function write(name: string, content: string, gzip = false): string {
+  const f = path.join(dir, name);
+  fs.writeFileSync(f, gzip ? zlib.gzipSync(Buffer.from(content, 'utf8')) : content);
+  return f;
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+describe('text datasets', () => {
+  const content = 'first line\r\nsecond ünïcode 日本\n\nfourth';
+
+  test('plain and gzip text give the same lines and the exact contents', async () => {
+    for (const [name, gz] of [['a.txt', false], ['a.txt.gz', true], ['gz-without-suffix.txt', true]] as const) {
+      const f = write(name, content, gz);
+      expect(await collect(readLines(f))).toEqual(['first line', 'second ünïcode 日本', '', 'fourth']);
+      expect(await collect(readDocuments(f))).toEqual(['first line', 'second ünïcode 日本', '', 'fourth']);
+      expect(await readText(f)).toBe(content);
+    }
+  });
+
+  test('gzip is inflated in chunks: multi-byte characters split across chunks survive, breaking out early returns the first lines', async () => {
+    const rnd = prng(11);
+    const lines: string[] = [];
+    for (let i = 0; i < 20000; i++) lines.push(`${i} ${'é日🙂abc'.repeat(1 + Math.floor(rnd() * 8))}`);
+    const f = write('big.txt.gz', lines.join('\n') + '\n', true);
+    expect(await collect(readLines(f))).toEqual(lines);
+    const firstThree: string[] = [];
+    for await (const l of readLines(f)) {
+      firstThree.push(l);
+      if (firstThree.length === 3) break;
+    }
+    expect(firstThree).toEqual(lines.slice(0, 3));
+  });
+
+  test('JSON Lines documents (plain and gzip), custom field, blank lines skipped', async () => {
+    const jsonl = '{"text": "doc one", "id": 1}\n\n{"text": "doc\\ntwo", "body": "b"}\n';
+    for (const [name, gz] of [['d.jsonl', false], ['d.jsonl.gz', true]] as const) {
+      const f = write(name, jsonl, gz);
+      expect(await collect(readDocuments(f))).toEqual(['doc one', 'doc\ntwo']);
+      expect(await readText(f)).toBe('doc one\ndoc\ntwo');
+    }
+    const f = write('e.jsonl', '{"body": "x"}\n{"body": "y"}');
+    expect(await collect(readDocuments(f, { field: 'body' }))).toEqual(['x', 'y']);
+    await expect(collect(readDocuments(f))).rejects.toMatchObject({ code: 'INVALID_DATA' });
+    await expect(collect(readDocuments(write('bad.jsonl', '{"text": "ok"}\n{oops\n')))).rejects.toMatchObject({
+      code: 'INVALID_DATA',
+      message: expect.stringContaining('line 2'),
+    });
+  });
+
+  test('missing files are DATA_NOT_FOUND; corrupt gzip is INVALID_DATA', async () => {
+    await expect(readText(path.join(dir, 'nope.txt'))).rejects.toMatchObject({ code: 'DATA_NOT_FOUND' });
+    await expect(collect(readLines(path.join(dir, 'nope.txt.gz')))).rejects.toMatchObject({ code: 'DATA_NOT_FOUND' });
+    const gz = zlib.gzipSync(Buffer.from('x'.repeat(10000)));
+    const f = path.join(dir, 'corrupt.txt.gz');
+    fs.writeFileSync(f, gz.subarray(0, gz.length - 20));
+    await expect(readText(f)).rejects.toMatchObject({ code: 'INVALID_DATA' });
+  });
+});
+
+describe('blocks', () => {
+  /** Plain oracle: slices of blockSize from 0, the last kept when ≥ 2 tokens. */
+  function oracle(n: number, size: number): [number, number][] {
+    const out: [number, number][] = [];
+    let s = 0;
+    while (n - s >= size) {
+      out.push([s, s + size]);
+      s += size;
+    }
+    if (n - s >= 2) out.push([s, n]);
+    return out;
+  }
+
+  test('cutBlocks matches the protocol on odd lengths, remainders 0, 1 and 2', () => {
+    for (const size of [2, 3, 7, 256]) {
+      for (const n of [0, 1, 2, 3, size - 1, size, size + 1, size + 2, 3 * size, 3 * size + 1, 5 * size + 13]) {
+        const tokens = Int32Array.from({ length: n }, (_, i) => i);
+        const blocks = cutBlocks(tokens, size);
+        expect(blocks.map((b) => [b[0], b.length])).toEqual(oracle(n, size).map(([s, e]) => [s, e - s]));
+        for (const b of blocks) expect(b.buffer).toBe(tokens.buffer); // views, not copies
+      }
+    }
+    expect(() => cutBlocks(new Int32Array(4), 1)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => cutBlocks(new Int32Array(4), 2.5)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+});
+
+describeShared('fixtures/gpt2-sotu/eval.json', 'gpt2-sotu evaluation splits', () => {
+  const evalJson = () => JSON.parse(fs.readFileSync(sharedPath('fixtures', 'gpt2-sotu', 'eval.json'), 'utf8'));
+  const files: Record<string, string> = { valid: 'valid.txt', test: 'test.txt', wikitext2_test: 'wikitext2_test.txt' };
+
+  test.each(Object.keys(files))('%s: token count matches eval.json and blocks follow the protocol', async (split) => {
+    const expected: number = evalJson().tokens[split];
+    const tok = await loadTokenizer(sharedPath('fixtures', 'gpt2-sotu'));
+    const { tokens, blocks } = await loadSplitBlocks(tok, sharedPath('data', 'lm', files[split]!), 256);
+    expect(tokens.length).toBe(expected);
+    const full = Math.floor(expected / 256);
+    const rest = expected % 256;
+    expect(blocks.length).toBe(full + (rest >= 2 ? 1 : 0));
+    expect(blocks.slice(0, full).every((b) => b.length === 256)).toBe(true);
+    expect(countPredictions(blocks)).toBe(full * 255 + (rest >= 2 ? rest - 1 : 0));
+    expect(blocks.reduce((s, b) => s + b.length, 0)).toBe(rest >= 2 ? expected : expected - rest);
+  });
+});
+
+describeShared('data/multi30k/test_2016_flickr.en.gz', 'Multi30k parallel data', () => {
+  const m = (f: string) => sharedPath('data', 'multi30k', f);
+
+  test('test_2016_flickr and val pairs align; the first source is Marian reference sentence 0', async () => {
+    const test = await readParallel(m('test_2016_flickr.en.gz'), m('test_2016_flickr.de.gz'));
+    expect(test.length).toBe(1000);
+    const val = await readParallel(m('val.en.gz'), m('val.de.gz'));
+    expect(val.length).toBe(1014);
+    expect(test.every((p) => p.source.length > 0 && p.target.length > 0)).toBe(true);
+    if (hasShared('fixtures', 'marian-multi30k-en-de', 'reference.json')) {
+      const ref = JSON.parse(fs.readFileSync(sharedPath('fixtures', 'marian-multi30k-en-de', 'reference.json'), 'utf8'));
+      const srcs = (ref.greedy_test_first20 as { src: string }[]).map((c) => c.src);
+      expect(test.slice(0, 20).map((p) => p.source)).toEqual(srcs);
+    }
+  });
+
+  test('a shorter target file is INVALID_DATA', async () => {
+    const de = (await collect(readLines(m('val.de.gz')))).slice(0, 1000).join('\n') + '\n';
+    const short = write('val-short.de', de);
+    await expect(readParallel(m('val.en.gz'), short)).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('1000 lines') });
+  });
+});
+
+describe('parallel text', () => {
+  test('two files (plain or gzip) or one TSV', async () => {
+    const en = write('p.en', 'a cat\nthe dog\n');
+    const de = write('p.de.gz', 'eine Katze\r\nder Hund\r\n', true);
+    const want = [
+      { source: 'a cat', target: 'eine Katze' },
+      { source: 'the dog', target: 'der Hund' },
+    ];
+    expect(await readParallel(en, de)).toEqual(want);
+    expect(await collect(streamParallel(en, de))).toEqual(want);
+    expect(await readParallelTsv(write('p.tsv', 'a cat\teine Katze\nthe dog\tder Hund\n'))).toEqual(want);
+    expect(await readParallelTsv(write('p.tsv.gz', 'a cat\teine Katze\nthe dog\tder Hund', true))).toEqual(want);
+  });
+
+  test('mismatched line counts and bad TSV rows are INVALID_DATA; missing files DATA_NOT_FOUND', async () => {
+    const en = write('q.en', 'a\nb\nc\n');
+    const de = write('q.de', 'x\ny\n');
+    await expect(readParallel(en, de)).rejects.toMatchObject({ code: 'INVALID_DATA' });
+    await expect(readParallel(de, en)).rejects.toMatchObject({ code: 'INVALID_DATA' });
+    await expect(readParallelTsv(write('q.tsv', 'a\tx\nb x\n'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('line 2') });
+    await expect(readParallelTsv(write('r.tsv', 'a\tx\ty\n'))).rejects.toMatchObject({ code: 'INVALID_DATA' });
+    await expect(readParallel(en, path.join(dir, 'missing.de'))).rejects.toMatchObject({ code: 'DATA_NOT_FOUND' });
+    await expect(readParallelTsv(path.join(dir, 'missing.tsv'))).rejects.toMatchObject({ code: 'DATA_NOT_FOUND' });
+  });
+});

@@ -1,0 +1,162 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FfmergeError } from '../lib/errors';
+import { llama2cEncode, Llama2cVocab } from '../lib/reference/llama2c-tokenizer';
+import { SafetensorsReader } from '../lib/safetensors';
+import { loadTokenizer } from '../lib/tokenizer';
+import { describeShared, sharedPath } from './helpers/shared';
+import { prng } from './helpers/safetensors-bytes';
+
+interface TokenizerCase {
+  text: string;
+  ids: number[];
+}
+
+function reference(model: string): Record<string, unknown> {
+  return JSON.parse(fs.readFileSync(sharedPath('fixtures', model, 'reference.json'), 'utf8'));
+}
+
+async function readI32(file: string, name: string): Promise<Int32Array> {
+  const r = await SafetensorsReader.open(file);
+  try {
+    return new Int32Array((await r.readRaw(name)).slice().buffer);
+  } finally {
+    await r.close();
+  }
+}
+
+describeShared('fixtures/gpt2-sotu/tokenizer.json', 'gpt2-sotu tokenizer', () => {
+  const dir = sharedPath('fixtures', 'gpt2-sotu');
+
+  test('matches every tokenizer case of reference.json and decodes them back', async () => {
+    const tok = await loadTokenizer(dir);
+    const cases = reference('gpt2-sotu').tokenizer_cases as TokenizerCase[];
+    expect(cases.length).toBeGreaterThan(0);
+    for (const c of cases) {
+      expect(tok.encode(c.text)).toEqual(c.ids);
+      expect(tok.encode(c.text, { addSpecialTokens: false })).toEqual(c.ids); // GPT-2 adds no special tokens
+      expect(tok.decode(c.ids)).toBe(c.text); // byte-level BPE is lossless
+    }
+  });
+
+  test('special token ids and vocabulary', async () => {
+    const tok = await loadTokenizer(dir);
+    expect(tok.special).toEqual({ bos: 0, eos: 0, unk: 0 });
+    expect(tok.padId).toBeUndefined();
+    expect(tok.vocabSize).toBe(4096);
+    expect(tok.idToToken(0)).toBe('<|endoftext|>');
+    expect(tok.tokenToId('<|endoftext|>')).toBe(0);
+    expect(tok.decode([0, 40], { skipSpecialTokens: true })).toBe(tok.decode([40]));
+  });
+
+  test('decode keeps spaces before punctuation (clean_up_tokenization_spaces off, as transformers)', async () => {
+    const tok = await loadTokenizer(dir);
+    for (const s of ['Hello world !', 'a , b .', "it ' s"]) expect(tok.decode(tok.encode(s))).toBe(s);
+  });
+
+  test('bad ids are typed errors', async () => {
+    const tok = await loadTokenizer(dir);
+    expect(() => tok.decode([4096])).toThrow(FfmergeError);
+    expect(() => tok.decode([-1])).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => tok.decode([1.5])).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+});
+
+describeShared('fixtures/marian-multi30k-en-de/tokenizer.json', 'marian-multi30k-en-de tokenizer', () => {
+  const dir = sharedPath('fixtures', 'marian-multi30k-en-de');
+
+  test('source encoding appends </s> and matches reference.json', async () => {
+    const tok = await loadTokenizer(dir);
+    expect(tok.special).toEqual({ eos: 0, unk: 1, pad: 2 });
+    const cases = reference('marian-multi30k-en-de').tokenizer_cases as TokenizerCase[];
+    expect(cases.length).toBeGreaterThan(0);
+    for (const c of cases) {
+      expect(tok.encode(c.text)).toEqual(c.ids);
+      expect(c.ids[c.ids.length - 1]).toBe(tok.eosId);
+      expect(tok.encode(c.text, { addSpecialTokens: false })).toEqual(c.ids.slice(0, -1));
+    }
+  });
+
+  test('maxLength truncates the text and keeps </s> (eval protocol: sources cut to 64 tokens)', async () => {
+    const tok = await loadTokenizer(dir);
+    const long = 'A man in a blue shirt is standing on a ladder cleaning windows. '.repeat(8);
+    const content = tok.encode(long, { addSpecialTokens: false });
+    expect(content.length).toBeGreaterThan(64);
+    const cut = tok.encode(long, { maxLength: 64 });
+    expect(cut).toEqual([...content.slice(0, 63), 0]);
+    expect(tok.encode('A dog.', { maxLength: 64 })).toEqual(tok.encode('A dog.'));
+    expect(tok.encode(long, { maxLength: 10, addSpecialTokens: false })).toEqual(content.slice(0, 10));
+    expect(tok.encode(long, { maxLength: 1 })).toEqual([0]);
+    expect(() => tok.encode(long, { maxLength: 0 })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+
+  test('greedy_test_first20 ids decode to their text with special tokens skipped', async () => {
+    const tok = await loadTokenizer(dir);
+    const cases = reference('marian-multi30k-en-de').greedy_test_first20 as { ids: number[]; text: string }[];
+    expect(cases.length).toBe(20);
+    for (const c of cases) expect(tok.decode(c.ids, { skipSpecialTokens: true })).toBe(c.text);
+  });
+});
+
+describeShared('fixtures/llama-stories260k/tokenizer.json', 'llama-stories260k tokenizer', () => {
+  const dir = sharedPath('fixtures', 'llama-stories260k');
+  const vocab = () => JSON.parse(fs.readFileSync(path.join(dir, 'tok512_vocab.json'), 'utf8')) as Llama2cVocab;
+
+  test('BOS per add_bos_token, special ids from tokenizer_config.json and config.json', async () => {
+    const tok = await loadTokenizer(dir);
+    // bos/eos/unk from tokenizer_config.json; pad only in config.json (pad_token_id 0).
+    expect(tok.special).toEqual({ bos: 1, eos: 2, unk: 0, pad: 0 });
+    const ids = tok.encode('Once upon a time');
+    expect(ids[0]).toBe(1);
+    expect(ids.slice(1)).toEqual(tok.encode('Once upon a time', { addSpecialTokens: false }));
+    expect(ids).not.toContain(2); // add_eos_token is false
+    expect(tok.encode('Once upon a time', { maxLength: 3 })).toEqual(ids.slice(0, 3));
+  });
+
+  test('encodes exactly as llama2.c (tok512 vocabulary, merge scores) on varied text', async () => {
+    const tok = await loadTokenizer(dir);
+    const v = vocab();
+    const greedy = reference('llama-stories260k').greedy_text as string;
+    const words = greedy.replace('<s> ', '').replace('<0x0A>', '\n').split(' ');
+    const extras = ['  ', '   ', '\n', '\t', 'é', '日本', '🙂', 'Lily', 'don\'t', '42', '!', '\u00a0'];
+    const rnd = prng(5);
+    const texts = ['', ' ', 'a  b', '  leading and trailing  ', 'Hello\n\nworld', 'naïve café 日本語 🙂'];
+    for (let i = 0; i < 200; i++) {
+      const n = 1 + Math.floor(rnd() * 12);
+      let s = '';
+      for (let j = 0; j < n; j++) {
+        const pool = rnd() < 0.75 ? words : extras;
+        s += pool[Math.floor(rnd() * pool.length)]! + (rnd() < 0.7 ? ' ' : '');
+      }
+      texts.push(s);
+    }
+    for (const t of texts) {
+      expect([t, tok.encode(t)]).toEqual([t, llama2cEncode(v, t, true)]);
+      // Repeated spaces and byte-fallback characters survive the round trip.
+      expect(tok.decode(tok.encode(t), { skipSpecialTokens: true })).toBe(t);
+    }
+  });
+
+  test('greedy_from_bos decodes to greedy_text (which spells the newline byte token as <0x0A>)', async () => {
+    const tok = await loadTokenizer(dir);
+    const ids = Array.from(await readI32(path.join(dir, 'reference.safetensors'), 'greedy_from_bos'));
+    const greedy = reference('llama-stories260k').greedy_text as string;
+    expect(ids.map((i) => tok.idToToken(i)).includes('<0x0A>')).toBe(true);
+    expect(tok.decode(ids)).toBe(greedy.replace(/<0x0A>/g, '\n'));
+    expect(tok.decode(ids, { skipSpecialTokens: true })).toBe(greedy.replace(/<0x0A>/g, '\n').replace(/^<s> /, ''));
+  });
+});
+
+describe('loadTokenizer errors', () => {
+  test('a folder without tokenizer.json, or with broken JSON, is INVALID_CONFIG', async () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
+    try {
+      await expect(loadTokenizer(d)).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
+      fs.writeFileSync(path.join(d, 'tokenizer.json'), '{"model": ');
+      await expect(loadTokenizer(d)).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
