@@ -47,10 +47,11 @@ export class CheckpointReader {
 
   static async open(dir: string): Promise<CheckpointReader> {
     const file = path.join(dir, 'model.safetensors');
-    if (!fs.existsSync(file)) {
+    if (!fs.existsSync(file) && !fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
       throw new FfmergeError('TENSOR_NOT_FOUND', `${dir} has no model.safetensors (ffmerge reads safetensors checkpoints)`);
     }
-    const reader = await SafetensorsReader.open(file);
+    // a directory: single file or sharded (the reader picks); ffmerge's tied outputs are always single files
+    const reader = await SafetensorsReader.open(dir);
     try {
       const ties = parseTies(reader.metadata[TIES_METADATA_KEY], (n) => reader.has(n), file);
       return new CheckpointReader(dir, reader, ties);

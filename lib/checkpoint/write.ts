@@ -151,10 +151,10 @@ export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<Wri
       name: t.name,
       dtype: t.dtype,
       shape: t.shape,
-      data:
-        t.data instanceof Float32Array
+      // isView, not instanceof: arrays made by the native addon may come from another JS realm (jest)
+      data: ArrayBuffer.isView(t.data)
           ? t.data
-          : async () => {
+        : async () => {
               if (opts.signal?.aborted) throw abortError();
               return src.readRaw((t.data as { from: string }).from);
             },

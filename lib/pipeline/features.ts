@@ -43,7 +43,12 @@ export async function collectCorrelations(
   let done = 0;
   for (const b of batches) {
     const r = await model.forward(b, { output: 'hidden', toLayer: last, captureFF: needed, signal: opts.signal });
-    const feats = Array.from({ length: layers }, (_, l) => r.ff?.get(l) ?? null);
+    // Plain views over the native buffers: keeps `instanceof Float32Array` true even when the addon's arrays
+    // come from another JS realm (as under jest), without copying.
+    const feats = Array.from({ length: layers }, (_, l) => {
+      const x = r.ff?.get(l);
+      return x ? new Float32Array(x.buffer, x.byteOffset, x.length) : null;
+    });
     const rows = feats[needed[0]!]!.length / dFF;
     await acc.add(feats, rows, { signal: opts.signal });
     opts.onProgress?.({ phase: 'features', done: ++done, total: batches.length });
