@@ -26,7 +26,7 @@ export type Baseline = 'drop-ff' | 'drop-layers';
 export type RecoverMethod = 'none' | 'refit';
 
 export interface CompressOptions {
-  /** FF sublayers merged into one per window (≥ 2). Give k or fraction; default k = 2… see fraction. */
+  /** FF sublayers merged into one per window (≥ 2). Give k or fraction; default: fraction 0.25. */
   k?: number;
   /** Share of FF sublayers to remove (k = 1 + round(fraction × layers)). */
   fraction?: number;
@@ -93,6 +93,9 @@ export interface CompressResult {
   timings: Record<string, number>;
   out?: { dir: string; format: OutputFormat; bytes: number };
 }
+
+/** Without k or fraction: remove about a quarter of the FF sublayers (k = 4 on 12 layers, 2 on 5). */
+export const DEFAULT_FRACTION = 0.25;
 
 export const DEFAULTS = {
   calibrationTokens: 10240,
@@ -162,7 +165,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const L = stack.layers;
   if (opts.k !== undefined && opts.fraction !== undefined) throw new FfmergeError('INVALID_ARGUMENT', 'give k or fraction, not both');
   let windowsSpec = resolveWindows(opts.window, L, opts.k);
-  const k = opts.k ?? (opts.fraction !== undefined ? kFromFraction(opts.fraction, L) : windowsSpec !== 'auto' ? windowsSpec[0]!.k : 4);
+  const k = opts.k ?? (opts.fraction !== undefined ? kFromFraction(opts.fraction, L) : windowsSpec !== 'auto' ? windowsSpec[0]!.k : kFromFraction(DEFAULT_FRACTION, L));
   checkK(k, L);
   if (windowsSpec !== 'auto') checkDisjoint(windowsSpec);
   if (opts.out) checkOutputDir(modelDir, opts.out, opts.overwrite);
