@@ -80,7 +80,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     window: o.window,
     anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor'),
     method: oneOf<MergeMethod>(o.method, ['permute', 'vanilla'], 'method'),
-    recover: oneOf(o.recover, ['none'] as const, 'recover'),
+    recover: oneOf(o.recover, ['none', 'refit'] as const, 'recover'),
     format: oneOf<OutputFormat>(o.format, ['tied', 'expanded'], 'format'),
     out,
     overwrite: Boolean(o.overwrite),

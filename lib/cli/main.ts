@@ -44,7 +44,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal): Com
     .option('--window <spec>', 'auto (search every start) or a-b (0-based, inclusive), or a-b,c-d', 'auto')
     .option('--anchor <which>', 'first | middle | last layer of the window that the others align to', 'first')
     .option('--method <m>', 'permute (align, then average: the paper) | vanilla (average unaligned)', 'permute')
-    .option('--recover <r>', 'none', 'none')
+    .option('--recover <r>', 'none | refit (training-free: least-squares W_out/b_out so each merged layer reproduces its original FF output)', 'none')
     .option('--format <f>', 'tied (shared tensors stored once, smaller file) | expanded (loads anywhere the original loads)', 'tied')
     .option('--out <dir>', 'output directory (default ./<model>-ffmerge); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')

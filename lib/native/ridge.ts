@@ -26,6 +26,7 @@ interface RidgeAddon {
     lambdaRel: number,
     onProgress?: (done: number, total: number) => void,
   ): NativeJobHandle<Float64Array>;
+  matmulABt(A: Float32Array, B: Float32Array, M: number, N: number, K: number, onProgress?: (done: number, total: number) => void): NativeJobHandle<Float32Array>;
 }
 
 function addon(): RidgeAddon {
@@ -87,10 +88,33 @@ export class RidgeAccumulator {
     });
   }
 
-  async solve(lambdaRel = DEFAULT_RIDGE, opts: JobOptions = {}): Promise<RidgeSolution> {
+  /**
+   * Solves for W and b. With `bias: false` the fit has no intercept (for layers without b_out): the bias
+   * row and column are replaced by an identity entry and zero targets, so b comes out 0 and W solves the
+   * leading p×p system alone.
+   */
+  async solve(lambdaRel = DEFAULT_RIDGE, opts: JobOptions & { bias?: boolean } = {}): Promise<RidgeSolution> {
     await this.chain;
     if (this.rows === 0) throw new FfmergeError('INVALID_ARGUMENT', 'refit: no calibration rows were accumulated');
-    const X = await runNativeJob('refit', (cb) => addon().ridgeSolve(this.gram, this.cross, this.p, this.m, lambdaRel, cb), opts);
+    let gram = this.gram;
+    let cross = this.cross;
+    if (opts.bias === false) {
+      const { p, m } = this;
+      gram = this.gram.slice();
+      cross = this.cross.slice();
+      for (let i = 0; i <= p; i++) gram[i * (p + 1) + p] = gram[p * (p + 1) + i] = 0;
+      gram[p * (p + 1) + p] = 1;
+      cross.fill(0, p * m);
+    }
+    const X = await runNativeJob('refit', (cb) => addon().ridgeSolve(gram, cross, this.p, this.m, lambdaRel, cb), opts);
     return splitSolution(X, this.p, this.m);
   }
+}
+
+/** C = A·Bᵀ for A [M, K] and B [N, K] (float32, sgemm on the native pool): the refit's row-block products. */
+export function matmulABt(A: Float32Array, B: Float32Array, M: number, N: number, K: number, opts: JobOptions = {}): Promise<Float32Array> {
+  if (A.length !== M * K || B.length !== N * K) {
+    throw new FfmergeError('SHAPE_MISMATCH', `matmulABt: A must be ${M}×${K} and B ${N}×${K}`);
+  }
+  return runNativeJob('refit', (cb) => addon().matmulABt(A, B, M, N, K, cb), opts);
 }

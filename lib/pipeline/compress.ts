@@ -21,6 +21,7 @@ import { blocksFrom, makeBatches, takeTokens, tokenCount, type DataSource } from
 import { collectCorrelations, type PairCorrelations } from './features';
 import { mergeWindow, pairsFor, type MergeMethod, type MergedWindow } from './align';
 import { nllOf, ppl, PrefixCache, type NllTotal } from './prefix';
+import { refitWindow } from './refit';
 
 export type Baseline = 'drop-ff' | 'drop-layers';
 export type RecoverMethod = 'none' | 'refit';
@@ -174,8 +175,8 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       throw new FfmergeError('DATA_NOT_FOUND', `${what} file ${src} does not exist`);
     }
   }
-  if (opts.recover !== 'none') {
-    throw new FfmergeError('INVALID_ARGUMENT', `recover must be none, got ${JSON.stringify(opts.recover)}`);
+  if (opts.recover !== 'none' && opts.recover !== 'refit') {
+    throw new FfmergeError('INVALID_ARGUMENT', `recover must be none or refit, got ${JSON.stringify(opts.recover)}`);
   }
   if (opts.method !== 'permute' && opts.method !== 'vanilla') {
     throw new FfmergeError('INVALID_ARGUMENT', `method must be permute or vanilla, got ${JSON.stringify(opts.method)}`);
@@ -185,7 +186,9 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const views: Model[] = [];
   try {
     const blockSize = Math.min(opts.blockSize, model.spec.maxPositions);
-    const tokenizer = await loadTokenizer(modelDir);
+    // only text sources need the tokenizer (callers may pass token blocks for models without one)
+    const needsTokenizer = [opts.calibration, opts.validation, opts.test].some((x) => typeof x === 'string');
+    const tokenizer = needsTokenizer ? await loadTokenizer(modelDir) : (undefined as never);
     const calAll = await blocksFrom(opts.calibration, tokenizer, blockSize, 'calibration');
     const calBlocks = takeTokens(calAll, opts.calibrationTokens);
     let valBlocks: Int32Array[];
@@ -218,7 +221,8 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     lap('validate');
 
     const mergeOne = async (w: Window): Promise<MergedWindow> => {
-      return mergeWindow(model, w, opts.anchor, opts.method, corr, job);
+      const m = await mergeWindow(model, w, opts.anchor, opts.method, corr, job);
+      return opts.recover === 'refit' ? refitWindow(model, m, calBatches, job) : m;
     };
 
     // Search (auto) or the given windows merged together.

@@ -2,13 +2,17 @@
 //   ridgeAccumulate(H: Float32Array n×p, Y: Float32Array n×m, n, p, m, G: Float64Array, C: Float64Array,
 //                   onProgress?) → {promise<void>, cancel}     (adds into G and C in place)
 //   ridgeSolve(G, C, p, m, lambdaRel, onProgress?) → {promise<Float64Array X (p+1)×m>, cancel}
+//   matmulABt(A: Float32Array M×K, B: Float32Array N×K, M, N, K) → {promise<Float32Array C = A·Bᵀ (M×N)>, cancel}
+//     (the refit's row-block products: FF inputs, merged hidden activations, original FF outputs)
 #include <napi.h>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
 #include "binding/async_job.h"
 #include "binding/registry.h"
+#include "core/gemm.h"
 #include "core/ridge.h"
 
 namespace ffm::binding {
@@ -61,7 +65,35 @@ Napi::Value Solve(const Napi::CallbackInfo& info) {
       });
 }
 
+Napi::Value MatmulABt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32View A = GetF32(info[0], "A");
+  F32View B = GetF32(info[1], "B");
+  size_t M = GetSize(info[2], "M"), N = GetSize(info[3], "N"), K = GetSize(info[4], "K");
+  if (A.length != M * K) ThrowCode(env, "SHAPE_MISMATCH", "A must hold M×K values");
+  if (B.length != N * K) ThrowCode(env, "SHAPE_MISMATCH", "B must hold N×K values");
+  auto C = std::make_shared<std::vector<float>>(M * N);
+  return AsyncJob::Start(
+      env, info[5], {info[0], info[1]},
+      [=](JobControl& ctl) {
+        // row blocks so a cancel lands within one block
+        const size_t block = 1024;
+        for (size_t r = 0; r < M; r += block) {
+          ctl.check();
+          size_t rows = std::min(block, M - r);
+          sgemm(&ctl.pool(), false, true, rows, N, K, 1.f, A.data + r * K, K, B.data, K, 0.f, C->data() + r * N, N);
+          ctl.progress(double(r + rows), double(M));
+        }
+      },
+      [C](Napi::Env env) -> Napi::Value {
+        auto out = Napi::Float32Array::New(env, C->size());
+        std::copy(C->begin(), C->end(), out.Data());
+        return out;
+      });
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("matmulABt", Napi::Function::New(env, MatmulABt, "matmulABt"));
   exports.Set("ridgeAccumulate", Napi::Function::New(env, Accumulate, "ridgeAccumulate"));
   exports.Set("ridgeSolve", Napi::Function::New(env, Solve, "ridgeSolve"));
 }
