@@ -43,6 +43,8 @@ interface ModelAddon {
   modelFFWeights(m: NativeModelHandle, layer: number): NativeFF;
   modelSharesFF(a: NativeModelHandle, layerA: number, b: NativeModelHandle, layerB: number): boolean;
   modelDispose(m: NativeModelHandle): void;
+  /** Seconds per ffm::sgemm call (C[M×N] = A[M×K]·op(B)), on the addon's pool; for benchmarks. */
+  benchSgemmSeconds(M: number, N: number, K: number, transB: boolean, reps: number): number;
   modelForward(
     m: NativeModelHandle,
     args: NativeForwardArgs,

@@ -4,38 +4,47 @@
 // of that shared_ptr, so dispose() during a running job is safe (the weights go when the job ends).
 #include <napi.h>
 
+#include <algorithm>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "binding/addon_data.h"
 #include "binding/async_job.h"
+#include "binding/model_handle.h"
 #include "binding/registry.h"
 #include "core/error.h"
+#include "core/gemm.h"
 #include "core/model/forward.h"
 #include "core/model/weights.h"
 
 namespace ffm::binding {
-namespace {
 
 using model::Buffer;
 using model::Model;
 
+namespace {
 struct ModelHandle {
   std::shared_ptr<const Model> model;
 };
 
-Napi::Value Wrap(Napi::Env env, std::shared_ptr<const Model> m) {
+}  // namespace
+
+Napi::Value WrapModel(Napi::Env env, std::shared_ptr<const Model> m) {
   auto* h = new ModelHandle{std::move(m)};
   return Napi::External<ModelHandle>::New(env, h, [](Napi::Env, ModelHandle* p) { delete p; });
 }
 
-std::shared_ptr<const Model> Unwrap(const Napi::Value& v) {
+std::shared_ptr<const Model> UnwrapModel(const Napi::Value& v) {
   if (!v.IsExternal()) ThrowCode(v.Env(), "INVALID_ARGUMENT", "expected a native model handle");
   auto* h = v.As<Napi::External<ModelHandle>>().Data();
   if (!h->model) ThrowCode(v.Env(), "INVALID_ARGUMENT", "the model was disposed");
   return h->model;
 }
+
+namespace {
 
 size_t GetSize(const Napi::Object& o, const char* key, size_t dflt, bool required) {
   Napi::Value v = o.Get(key);
@@ -124,7 +133,7 @@ Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
     tensors[k] = copier.copy(t.Get(k), "tensor " + k);
   }
   try {
-    return Wrap(env, std::make_shared<const Model>(model::build_model(spec, tensors)));
+    return WrapModel(env, std::make_shared<const Model>(model::build_model(spec, tensors)));
   } catch (const Error& e) {
     ThrowCode(env, e.code(), e.what());
   }
@@ -149,7 +158,7 @@ std::shared_ptr<const model::FFWeights> ParseFF(const Napi::Object& o, BufferCop
 // ffs[which[i]], so one FF object given to several layers is one native copy.
 Napi::Value ModelWithFF(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto base = Unwrap(info[0]);
+  auto base = UnwrapModel(info[0]);
   if (!info[1].IsArray() || !info[2].IsArray() || !info[3].IsArray())
     ThrowCode(env, "INVALID_ARGUMENT", "modelWithFF(handle, ffs, layers, which)");
   Napi::Array ffs = info[1].As<Napi::Array>(), layers = info[2].As<Napi::Array>(), which = info[3].As<Napi::Array>();
@@ -164,7 +173,7 @@ Napi::Value ModelWithFF(const Napi::CallbackInfo& info) {
     overrides.emplace_back(layers.Get(i).ToNumber().Uint32Value(), unique[w]);
   }
   try {
-    return Wrap(env, model::with_ff(base, overrides));
+    return WrapModel(env, model::with_ff(base, overrides));
   } catch (const Error& e) {
     ThrowCode(env, e.code(), e.what());
   }
@@ -180,7 +189,7 @@ Napi::Value CopyOut(Napi::Env env, const model::Tensor& t) {
 // modelFFWeights(handle, layer) → {wIn, bIn?, wGate?, bGate?, wOut, bOut?} (copies)
 Napi::Value ModelFFWeights(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto m = Unwrap(info[0]);
+  auto m = UnwrapModel(info[0]);
   uint32_t l = info[1].ToNumber().Uint32Value();
   if (l >= m->spec.layers) ThrowCode(env, "INVALID_ARGUMENT", "layer " + std::to_string(l) + " is out of range");
   const auto& ff = *m->w.layers[l].ff;
@@ -199,8 +208,8 @@ Napi::Value ModelFFWeights(const Napi::CallbackInfo& info) {
 
 // modelSharesFF(a, layerA, b, layerB) → whether the two layers use one native FF (ties, views).
 Napi::Value ModelSharesFF(const Napi::CallbackInfo& info) {
-  auto a = Unwrap(info[0]);
-  auto b = Unwrap(info[2]);
+  auto a = UnwrapModel(info[0]);
+  auto b = UnwrapModel(info[2]);
   uint32_t la = info[1].ToNumber().Uint32Value(), lb = info[3].ToNumber().Uint32Value();
   if (la >= a->spec.layers || lb >= b->spec.layers) ThrowCode(info.Env(), "INVALID_ARGUMENT", "layer out of range");
   return Napi::Boolean::New(info.Env(), a->w.layers[la].ff == b->w.layers[lb].ff);
@@ -233,7 +242,7 @@ Napi::Value ToF32(Napi::Env env, std::vector<float>&& v) {
 //        fromLayer?, toLayer?, captureLayers?: number[], featureMask?: Uint8Array}
 Napi::Value ModelForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto m = Unwrap(info[0]);
+  auto m = UnwrapModel(info[0]);
   if (!info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelForward(handle, args, onProgress)");
   Napi::Object a = info[1].As<Napi::Object>();
   std::vector<Napi::Value> keep;
@@ -306,7 +315,25 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
       });
 }
 
+// benchSgemmSeconds(M, N, K, transB, reps) → seconds per call of ffm::sgemm on the instance's pool, for
+// benchmarks/forward.ts to relate the forward pass to the kernel it runs on (synchronous; benchmarks only).
+Napi::Value BenchSgemmSeconds(const Napi::CallbackInfo& info) {
+  const size_t M = info[0].ToNumber().Uint32Value(), N = info[1].ToNumber().Uint32Value(),
+               K = info[2].ToNumber().Uint32Value();
+  const bool trans_b = info[3].ToBoolean().Value();
+  const uint32_t reps = std::max<uint32_t>(1, info[4].ToNumber().Uint32Value());
+  std::vector<float> A(M * K, 0.5f), B(K * N, 0.25f), C(M * N);
+  ThreadPool* pool = GetAddonData(info.Env()).pool.get();
+  sgemm(pool, false, trans_b, M, N, K, 1.0f, A.data(), K, B.data(), trans_b ? K : N, 0.0f, C.data(), N);  // warm-up
+  auto t0 = std::chrono::steady_clock::now();
+  for (uint32_t r = 0; r < reps; ++r)
+    sgemm(pool, false, trans_b, M, N, K, 1.0f, A.data(), K, B.data(), trans_b ? K : N, 0.0f, C.data(), N);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return Napi::Number::New(info.Env(), s / reps);
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("benchSgemmSeconds", Napi::Function::New(env, BenchSgemmSeconds, "benchSgemmSeconds"));
   exports.Set("modelCreate", Napi::Function::New(env, ModelCreate, "modelCreate"));
   exports.Set("modelWithFF", Napi::Function::New(env, ModelWithFF, "modelWithFF"));
   exports.Set("modelFFWeights", Napi::Function::New(env, ModelFFWeights, "modelFFWeights"));

@@ -128,7 +128,8 @@ void next_token_nll(ThreadPool* pool, const Model& m, const float* h, const int3
   const ModelSpec& s = m.spec;
   const size_t R = B * T, V = s.vocab, d = s.d_model;
   res.nll.assign(B * (T - 1), 0.0f);
-  const size_t block = std::max<size_t>(16, std::min<size_t>(R, (size_t(1) << 21) / V));
+  // ~32 MB of logits per block: enough rows for the matmul to run at full speed, bounded for any vocab.
+  const size_t block = std::max<size_t>(16, std::min<size_t>(R, (size_t(1) << 23) / V));
   std::vector<float> logits(block * V);
   std::vector<double> row_nll(block);
   for (size_t r0 = 0; r0 < R; r0 += block) {
@@ -143,7 +144,7 @@ void next_token_nll(ThreadPool* pool, const Model& m, const float* h, const int3
         float mx = -std::numeric_limits<float>::infinity();
         for (size_t j = 0; j < V; ++j) mx = std::max(mx, lr[j]);
         double sum = 0;
-        for (size_t j = 0; j < V; ++j) sum += std::exp(double(lr[j] - mx));
+        for (size_t j = 0; j < V; ++j) sum += double(std::exp(lr[j] - mx));
         row_nll[i] = (double(mx) + std::log(sum)) - double(lr[ids[r + 1]]);
       }
     });

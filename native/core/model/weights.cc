@@ -92,6 +92,14 @@ Model build_model(const ModelSpec& spec, const std::map<std::string, Buffer>& te
   m.w.lm_head_w = get.optional("lm_head_w", V * d);
   if (!m.w.lm_head_w) m.w.lm_head_w = m.w.tok_emb;  // tied
   m.w.lm_head_b = get.optional("lm_head_b", V);
+  if (spec.norm == NormKind::RMSNorm) {
+    // RMSNorm has a scale only; a bias here means the spec and the checkpoint disagree.
+    for (const auto& [name, buf] : tensors) {
+      const bool norm_bias = name == "final_norm_b" || (name.size() > 7 && (name.compare(name.size() - 7, 7, "norm1_b") == 0 ||
+                                                                          name.compare(name.size() - 7, 7, "norm2_b") == 0));
+      if (norm_bias) throw Error("INVALID_ARGUMENT", "tensor \"" + name + "\" is a norm bias, but RMSNorm has none");
+    }
+  }
   m.w.layers.resize(spec.layers);
   for (size_t l = 0; l < spec.layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";

@@ -1,0 +1,32 @@
+/**
+ * Greedy decoding for smoke tests: appends the arg-max token maxNew times (stopping early at eosId if given).
+ * No KV cache: each step reruns the whole sequence, which is fine for the short continuations it is for.
+ */
+import { FfmergeError } from '../errors';
+import { throwIfAborted } from '../native/job';
+import type { Model } from '../model/model';
+
+export interface GreedyOptions {
+  /** Stop after emitting this token. */
+  eosId?: number;
+  signal?: AbortSignal;
+}
+
+/** The prompt followed by up to maxNew greedily chosen tokens. */
+export async function greedy(model: Model, prompt: ArrayLike<number>, maxNew: number, opts: GreedyOptions = {}): Promise<Int32Array> {
+  if (prompt.length === 0) throw new FfmergeError('INVALID_ARGUMENT', 'greedy: the prompt must hold at least one token');
+  if (!Number.isInteger(maxNew) || maxNew < 0) throw new FfmergeError('INVALID_ARGUMENT', `greedy: maxNew must be a non-negative integer (got ${maxNew})`);
+  const ids = Array.from(prompt);
+  const V = model.spec.vocab;
+  for (let step = 0; step < maxNew; step++) {
+    throwIfAborted(opts.signal);
+    const seq = ids.length;
+    const r = await model.forward({ ids: Int32Array.from(ids), batch: 1, seq }, { output: 'logits', ...(opts.signal ? { signal: opts.signal } : {}) });
+    const last = r.logits!.subarray((seq - 1) * V, seq * V);
+    let best = 0;
+    for (let j = 1; j < V; j++) if (last[j]! > last[best]!) best = j;
+    ids.push(best);
+    if (best === opts.eosId) break;
+  }
+  return Int32Array.from(ids);
+}

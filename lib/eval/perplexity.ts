@@ -1,0 +1,68 @@
+/**
+ * Perplexity of a causal LM over a list of sequences ("blocks"), streamed a batch at a time: each block is
+ * one sequence, every token after its first is scored, and only batch·seq hidden states (never all logits)
+ * exist at once. ppl = exp(Σ NLL / tokens scored).
+ */
+import { FfmergeError } from '../errors';
+import { throwIfAborted, type JobOptions } from '../native/job';
+import type { Model } from '../model/model';
+
+export interface PerplexityOptions extends JobOptions {
+  /** Sequences per forward call (default 8). Shorter blocks in a batch are right-padded and masked. */
+  batchSize?: number;
+}
+
+export interface PerplexityResult {
+  ppl: number;
+  /** Mean NLL per scored token, in nats. */
+  nll: number;
+  /** Tokens scored (Σ (block length − 1)). */
+  tokens: number;
+}
+
+export async function perplexity(model: Model, blocks: Int32Array[], opts: PerplexityOptions = {}): Promise<PerplexityResult> {
+  const batchSize = opts.batchSize ?? 8;
+  if (!Number.isInteger(batchSize) || batchSize <= 0) {
+    throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${batchSize})`);
+  }
+  const total = blocks.reduce((n, b) => n + Math.max(0, b.length - 1), 0);
+  if (total === 0) throw new FfmergeError('INVALID_DATA', 'perplexity needs at least one block of 2 or more tokens');
+  const scored = blocks.filter((b) => b.length >= 2);
+  let sum = 0;
+  let count = 0;
+  for (let i = 0; i < scored.length; i += batchSize) {
+    throwIfAborted(opts.signal);
+    const group = scored.slice(i, i + batchSize);
+    const seq = Math.max(...group.map((b) => b.length));
+    const ids = new Int32Array(group.length * seq);
+    const padded = group.some((b) => b.length !== seq);
+    const mask = padded ? new Uint8Array(group.length * seq) : undefined;
+    group.forEach((b, r) => {
+      ids.set(b, r * seq);
+      mask?.fill(1, r * seq, r * seq + b.length);
+    });
+    const done = count;
+    const r = await model.forward(
+      { ids, batch: group.length, seq, ...(mask ? { attentionMask: mask } : {}) },
+      {
+        output: 'nll',
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.onProgress
+          ? {
+              onProgress: (p) =>
+                opts.onProgress!({ phase: 'perplexity', done: done + (p.done / p.total) * batchTokens(group), total }),
+            }
+          : {}),
+      },
+    );
+    sum += r.nllSum ?? 0;
+    count += r.nllCount ?? 0;
+    opts.onProgress?.({ phase: 'perplexity', done: count, total });
+  }
+  const nll = sum / count;
+  return { ppl: Math.exp(nll), nll, tokens: count };
+}
+
+function batchTokens(group: Int32Array[]): number {
+  return group.reduce((n, b) => n + b.length - 1, 0);
+}

@@ -1,0 +1,164 @@
+/**
+ * Plain-TS transformer forward over the same canonical tensors the native model is built from (slot names
+ * of native/core/model/weights.h), in float64. Slow and simple on purpose: the oracle for native forward
+ * tests on synthetic models (biases, untied heads, GQA, post-norm) that the fixtures do not cover.
+ */
+import type { ModelSpec } from '../model/spec';
+
+type Tensors = Record<string, Float32Array>;
+
+function linear(x: Float64Array, rows: number, inDim: number, w: Float32Array, b: Float32Array | undefined, out: number): Float64Array {
+  const y = new Float64Array(rows * out);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < out; j++) {
+      let acc = b ? b[j]! : 0;
+      for (let k = 0; k < inDim; k++) acc += x[r * inDim + k]! * w[j * inDim + k]!;
+      y[r * out + j] = acc;
+    }
+  }
+  return y;
+}
+
+function norm(spec: ModelSpec, x: Float64Array, rows: number, w: Float32Array | undefined, b: Float32Array | undefined): Float64Array {
+  const d = spec.dModel;
+  const y = new Float64Array(x.length);
+  for (let r = 0; r < rows; r++) {
+    const row = x.subarray(r * d, (r + 1) * d);
+    let mean = 0;
+    if (spec.norm === 'layernorm') mean = row.reduce((s, v) => s + v, 0) / d;
+    let ss = 0;
+    for (const v of row) ss += (v - mean) ** 2;
+    const inv = 1 / Math.sqrt(ss / d + spec.normEps);
+    for (let i = 0; i < d; i++) y[r * d + i] = (row[i]! - mean) * inv * (w ? w[i]! : 1) + (b ? b[i]! : 0);
+  }
+  return y;
+}
+
+export function activationRef(kind: ModelSpec['activation'], x: number): number {
+  switch (kind) {
+    case 'gelu_new':
+      return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+    case 'gelu':
+      return 0.5 * x * (1 + erf(x / Math.SQRT2));
+    case 'silu':
+      return x / (1 + Math.exp(-x));
+    case 'relu':
+      return Math.max(0, x);
+  }
+}
+
+function erf(x: number): number {
+  // Taylor series (converges for all x; fine for the |x| < 6 of test activations), else ±1.
+  if (Math.abs(x) > 6) return Math.sign(x);
+  let sum = x;
+  let term = x;
+  for (let n = 1; n < 200; n++) {
+    term *= (-x * x) / n;
+    sum += term / (2 * n + 1);
+  }
+  return (2 / Math.sqrt(Math.PI)) * sum;
+}
+
+export interface RefForwardResult {
+  logits: Float64Array;
+  /** Per layer, the FF pre-activation [batch·seq, dFF]. */
+  preact: Float64Array[];
+}
+
+/** Logits [batch·seq, vocab] of ids [batch, seq] (causal; attentionMask marks padding keys). */
+export function referenceForward(
+  spec: ModelSpec,
+  t: Tensors,
+  ids: Int32Array,
+  batch: number,
+  seq: number,
+  attentionMask?: Uint8Array,
+): RefForwardResult {
+  const d = spec.dModel;
+  const R = batch * seq;
+  const hd = spec.headDim;
+  const qw = spec.nHeads * hd;
+  const kw = spec.nKvHeads * hd;
+  const W = qw + 2 * kw;
+  let x: Float64Array = new Float64Array(R * d);
+  for (let r = 0; r < R; r++) {
+    for (let i = 0; i < d; i++) {
+      x[r * d + i] = t.tok_emb![ids[r]! * d + i]! * spec.embedScale + (spec.positions === 'learned' ? t.pos_emb![(r % seq) * d + i]! : 0);
+    }
+  }
+  const preact: Float64Array[] = [];
+  for (let l = 0; l < spec.layers; l++) {
+    const p = `layers.${l}.`;
+    const attn = (h: Float64Array) => {
+      const qkv = linear(h, R, d, t[`${p}qkv_w`]!, t[`${p}qkv_b`], W);
+      if (spec.positions === 'rotary') {
+        const half = hd / 2;
+        for (let r = 0; r < R; r++) {
+          const pos = r % seq;
+          for (let h2 = 0; h2 < spec.nHeads + spec.nKvHeads; h2++) {
+            const base = r * W + h2 * hd;
+            for (let i = 0; i < half; i++) {
+              const ang = pos * Math.pow(spec.ropeTheta ?? 10000, (-2 * i) / hd);
+              const a = qkv[base + i]!;
+              const b = qkv[base + i + half]!;
+              qkv[base + i] = a * Math.cos(ang) - b * Math.sin(ang);
+              qkv[base + i + half] = b * Math.cos(ang) + a * Math.sin(ang);
+            }
+          }
+        }
+      }
+      const out = new Float64Array(R * qw);
+      const group = spec.nHeads / spec.nKvHeads;
+      for (let b = 0; b < batch; b++) {
+        for (let h2 = 0; h2 < spec.nHeads; h2++) {
+          const g = Math.floor(h2 / group);
+          for (let i = 0; i < seq; i++) {
+            const s: number[] = [];
+            for (let j = 0; j < seq; j++) {
+              if ((spec.causal && j > i) || (attentionMask && !attentionMask[b * seq + j])) {
+                s.push(-Infinity);
+                continue;
+              }
+              let acc = 0;
+              for (let c = 0; c < hd; c++) acc += qkv[(b * seq + i) * W + h2 * hd + c]! * qkv[(b * seq + j) * W + qw + g * hd + c]!;
+              s.push(acc / Math.sqrt(hd));
+            }
+            const mx = Math.max(...s);
+            if (mx === -Infinity) continue;
+            const e = s.map((v) => Math.exp(v - mx));
+            const sum = e.reduce((a, v) => a + v, 0);
+            for (let j = 0; j < seq; j++) {
+              for (let c = 0; c < hd; c++) {
+                const o = (b * seq + i) * qw + h2 * hd + c;
+                out[o] = out[o]! + (e[j]! / sum) * qkv[(b * seq + j) * W + qw + kw + g * hd + c]!;
+              }
+            }
+          }
+        }
+      }
+      return linear(out, R, qw, t[`${p}o_w`]!, t[`${p}o_b`], d);
+    };
+    const ff = (h: Float64Array) => {
+      const up = linear(h, R, d, t[`${p}ff.w_in`]!, t[`${p}ff.b_in`], spec.dFF);
+      preact.push(Float64Array.from(up));
+      if (spec.gatedFF) {
+        const gate = linear(h, R, d, t[`${p}ff.w_gate`]!, t[`${p}ff.b_gate`], spec.dFF);
+        for (let i = 0; i < up.length; i++) up[i] = activationRef(spec.activation, gate[i]!) * up[i]!;
+      } else {
+        for (let i = 0; i < up.length; i++) up[i] = activationRef(spec.activation, up[i]!);
+      }
+      return linear(up, R, spec.dFF, t[`${p}ff.w_out`]!, t[`${p}ff.b_out`], d);
+    };
+    const add = (a: Float64Array, b: Float64Array) => a.map((v, i) => v + b[i]!);
+    if (spec.normPlacement === 'pre') {
+      x = add(x, attn(norm(spec, x, R, t[`${p}norm1_w`], t[`${p}norm1_b`])));
+      x = add(x, ff(norm(spec, x, R, t[`${p}norm2_w`], t[`${p}norm2_b`])));
+    } else {
+      x = norm(spec, add(x, attn(x)), R, t[`${p}norm1_w`], t[`${p}norm1_b`]);
+      x = norm(spec, add(x, ff(x)), R, t[`${p}norm2_w`], t[`${p}norm2_b`]);
+    }
+  }
+  if (spec.finalNorm) x = norm(spec, x, R, t.final_norm_w, t.final_norm_b);
+  const logits = linear(x, R, d, t.lm_head_w ?? t.tok_emb!, t.lm_head_b, spec.vocab);
+  return { logits, preact };
+}

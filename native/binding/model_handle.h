@@ -1,0 +1,18 @@
+// How JS model handles map to native Models, for other binding files: a feature that drives the forward
+// pass itself (e.g. streaming calibration batches into correlation accumulators through an FFCapture)
+// takes the Model's handle from JS (lib/native/model.ts NativeModelHandle, Model's internal handle) and
+// calls ffm::model::forward on what UnwrapModel returns. Hold the shared_ptr for the job's lifetime.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+
+#include "core/model/weights.h"
+
+namespace ffm::binding {
+
+// Throws a JS error (code INVALID_ARGUMENT) if v is not a live model handle.
+std::shared_ptr<const model::Model> UnwrapModel(const Napi::Value& v);
+Napi::Value WrapModel(Napi::Env env, std::shared_ptr<const model::Model> m);
+
+}  // namespace ffm::binding

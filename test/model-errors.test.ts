@@ -1,0 +1,102 @@
+/**
+ * Bad checkpoints and bad inputs give typed errors that name the tensor or config field.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FfmergeError } from '../lib/errors';
+import { loadModel } from '../lib/model/load';
+import { removeSyntheticDirs, syntheticGpt2, syntheticLlama, writeSynthetic } from './helpers/synthetic-model';
+
+afterAll(() => removeSyntheticDirs());
+
+async function expectCode(p: Promise<unknown> | (() => unknown), code: string, ...mentions: string[]): Promise<void> {
+  let err: unknown;
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(FfmergeError);
+  expect((err as FfmergeError).code).toBe(code);
+  for (const m of mentions) expect((err as FfmergeError).message).toContain(m);
+}
+
+describe('model loading errors', () => {
+  test('a checkpoint missing a tensor names it', async () => {
+    const s = await syntheticGpt2();
+    await writeSynthetic(s, ['transformer.h.1.mlp.c_fc.bias']);
+    await expectCode(loadModel(s.dir), 'TENSOR_NOT_FOUND', 'transformer.h.1.mlp.c_fc.bias');
+  });
+
+  test('a tensor of the wrong shape names it and both shapes', async () => {
+    const s = await syntheticLlama();
+    await writeSynthetic(s, [], { 'model.layers.0.self_attn.k_proj.weight': [24, 12] }); // stored [12, 24]; same element count
+    await expectCode(loadModel(s.dir), 'SHAPE_MISMATCH', 'model.layers.0.self_attn.k_proj.weight', '[24, 12]', '[12, 24]');
+  });
+
+  test('a GPT-2 Conv1D weight stored in Linear layout is a shape error', async () => {
+    const s = await syntheticGpt2({ d: 20, ff: 36 });
+    await writeSynthetic(s, [], { 'transformer.h.0.mlp.c_fc.weight': [36, 20] });
+    await expectCode(loadModel(s.dir), 'SHAPE_MISMATCH', 'transformer.h.0.mlp.c_fc.weight', 'Conv1D');
+  });
+
+  test('a head count that does not divide the width names the field', async () => {
+    const s = await syntheticGpt2({ d: 20, heads: 4 });
+    s.config.n_head = 3;
+    await writeSynthetic(s);
+    await expectCode(loadModel(s.dir), 'INVALID_CONFIG', '"n_head"', '"n_embd"');
+    const l = await syntheticLlama();
+    l.config.num_attention_heads = 5;
+    await writeSynthetic(l);
+    await expectCode(loadModel(l.dir), 'INVALID_CONFIG', '"num_attention_heads"');
+    l.config.num_attention_heads = 4;
+    l.config.num_key_value_heads = 3;
+    await writeSynthetic(l);
+    await expectCode(loadModel(l.dir), 'INVALID_CONFIG', '"num_key_value_heads"');
+  });
+
+  test('a missing or non-numeric config field is named', async () => {
+    const s = await syntheticGpt2();
+    delete s.config.n_layer;
+    await writeSynthetic(s);
+    await expectCode(loadModel(s.dir), 'INVALID_CONFIG', '"n_layer"');
+  });
+
+  test('an unknown model_type lists the supported ones', async () => {
+    const s = await syntheticGpt2();
+    s.config.model_type = 'mamba';
+    await writeSynthetic(s);
+    await expectCode(loadModel(s.dir), 'UNSUPPORTED_ARCHITECTURE', 'mamba', 'gpt2', 'llama');
+  });
+
+  test('a folder without config.json is an IO error naming the file', async () => {
+    const s = await syntheticGpt2();
+    fs.rmSync(path.join(s.dir, 'config.json'));
+    await expectCode(loadModel(s.dir), 'IO_ERROR', 'config.json');
+  });
+});
+
+describe('forward input errors', () => {
+  test('a sequence longer than the position table', async () => {
+    const s = await syntheticGpt2({ positions: 16 });
+    const m = await loadModel(s.dir);
+    await expectCode(m.forward({ ids: new Int32Array(17), batch: 1, seq: 17 }, { output: 'logits' }), 'SEQUENCE_TOO_LONG', '17', '16');
+    await expect(m.forward({ ids: new Int32Array(16), batch: 1, seq: 16 }, { output: 'logits' })).resolves.toBeDefined();
+    m.dispose();
+  });
+
+  test('token ids outside the vocabulary, wrong lengths, bad layer ranges, disposed models', async () => {
+    const s = await syntheticGpt2({ vocab: 50 });
+    const m = await loadModel(s.dir);
+    await expectCode(m.forward({ ids: Int32Array.from([1, 2, 50]), batch: 1, seq: 3 }, { output: 'logits' }), 'INVALID_ARGUMENT', 'token id 50', 'vocabulary');
+    await expectCode(m.forward({ ids: new Int32Array(5), batch: 2, seq: 3 }, { output: 'logits' }), 'INVALID_ARGUMENT', 'batch·seq');
+    await expectCode(m.forward({ ids: new Int32Array(3), batch: 1, seq: 3 }, { output: 'logits', fromLayer: 1 }), 'INVALID_ARGUMENT', 'hidden');
+    await expectCode(m.forward({ ids: new Int32Array(3), batch: 1, seq: 3 }, { output: 'logits', toLayer: 9 }), 'INVALID_ARGUMENT', 'layer range');
+    await expectCode(m.forward({ ids: new Int32Array(3), batch: 1, seq: 3 }, { output: 'hidden', toLayer: 1, captureFF: [1] }), 'INVALID_ARGUMENT', 'capture layer 1');
+    await expectCode(() => m.withFF(new Map([[0, { wIn: new Float32Array(3), wOut: new Float32Array(3) }]])), 'SHAPE_MISMATCH', 'layer 0', 'w_in');
+    await expectCode(() => m.ffWeights(2), 'INVALID_ARGUMENT', 'layer 2');
+    await expectCode(() => m.ffWeights(0, 'encoder'), 'INVALID_ARGUMENT', 'encoder');
+    m.dispose();
+    await expectCode(m.forward({ ids: new Int32Array(3), batch: 1, seq: 3 }, { output: 'logits' }), 'INVALID_ARGUMENT', 'disposed');
+  });
+});
