@@ -182,7 +182,8 @@ void CorrelationAccumulator::add(JobControl& ctl, const std::vector<const float*
   if (rows == 0) return;
   ctl.check();
   check_finite(ctl, layers, rows);
-  if (count() == 0) init_shift(ctl, layers, rows);
+  // The shift only has to be near the mean, so the first block's rows are enough to estimate it.
+  if (count() == 0) init_shift(ctl, layers, std::min(rows, block_rows_));
 
   const size_t block = std::min(rows, block_rows_);
   for (size_t l = 0; l < dims_.size(); ++l)
@@ -206,6 +207,7 @@ void CorrelationAccumulator::add(JobControl& ctl, const std::vector<const float*
 #endif
       }
       for (size_t p = 0; p < pairs_.size(); ++p) {
+        if (p > 0) ctl.check();  // many pairs make a long block: answer a cancel between them too
         add_products(ctl, p, shifted_[pairs_[p].first].data(), shifted_[pairs_[p].second].data(), n);
         ctl.progress(static_cast<double>(b * pairs_.size() + p + 1), total);
       }
@@ -259,16 +261,19 @@ std::vector<float> CorrelationAccumulator::finalize(JobControl& ctl, size_t p) c
 #endif
   if (!cross) cross = cross_[p].data();
 
+  std::vector<double> mean_j(dj);
+  for (size_t b = 0; b < dj; ++b) mean_j[b] = sum_j[b] / nd;
   std::vector<float> out(di * dj);
   ctl.pool().parallel_for(di, std::max<size_t>(1, 65536 / dj), [&](size_t a0, size_t a1) {
     ctl.check();
     for (size_t a = a0; a < a1; ++a) {
-      const double ma = sum_i[a] / nd, ia = inv_i[a];
+      // Σ(x−sx)(y−sy) − n·(mx−sx)(my−sy) = Σ(x−mx)(y−my); with sums of shifted values that is c − sum_i·mean_j.
+      const double si = sum_i[a], ia = inv_i[a];
       const double* c = cross + a * dj;
       float* o = out.data() + a * dj;
       for (size_t b = 0; b < dj; ++b) {
-        const double r = (c[b] - ma * sum_j[b]) * ia * inv_j[b];
-        o[b] = static_cast<float>(std::clamp(r, -1.0, 1.0));
+        const double r = (c[b] - si * mean_j[b]) * ia * inv_j[b];
+        o[b] = static_cast<float>(std::min(1.0, std::max(-1.0, r)));
       }
     }
   });

@@ -123,6 +123,10 @@ PairProducts::PairProducts(const std::vector<size_t>& dims, const std::vector<st
     : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   check(cudaGetDevice(&m.device), "cudaGetDevice");
+  // A device older than the architectures compiled in (CMAKE_CUDA_ARCHITECTURES) has no image of the kernel:
+  // find out here, so the accumulator falls back to the CPU instead of failing on its first batch.
+  cudaFuncAttributes attr{};
+  check(cudaFuncGetAttributes(&attr, xty_accumulate), "kernel lookup (is this GPU older than the build targets?)");
   m.dims = dims;
   m.pairs = pairs;
   m.layer_buf.assign(dims.size(), nullptr);
