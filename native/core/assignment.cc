@@ -1,6 +1,7 @@
-// Jonker–Volgenant dense linear assignment. The structure follows Jonker & Volgenant (1987) and the
-// `lap` package's dense solver; the shortest-path phase picks one column at a time (Dijkstra) so that each
-// scanned row is one vectorised pass over the columns (assignment_kernels.cc).
+// Jonker–Volgenant-style dense linear assignment: the phases of Jonker & Volgenant (1987) and the `lap`
+// package's dense solver (augmenting row reduction, then shortest augmenting paths), initialised by a row
+// then column reduction. The shortest-path phase picks one column at a time (Dijkstra) so that each scanned
+// row is one vectorised pass over the columns (assignment_kernels.cc).
 //
 // Conventions: rows are assigned to columns, rows <= cols (the caller transposes otherwise); costs are
 // multiplied by s = +1 (minimise) or -1 (maximise), which is exact. Only column duals v are stored; the
@@ -35,7 +36,7 @@ class Solver {
     pred_.assign(m_, -1);
     std::vector<int32_t> free_rows;
     if (n_ == m_ && n_ >= 2) {
-      free_rows = column_reduction_and_transfer();
+      free_rows = reduce_and_match();
       // Two passes, as Jonker & Volgenant recommend: most rows end assigned, cheaply.
       for (int pass = 0; pass < 2 && !free_rows.empty(); ++pass) {
         size_t left = augmenting_row_reduction(free_rows);
@@ -49,9 +50,13 @@ class Solver {
       free_rows.resize(n_);
       for (size_t i = 0; i < n_; ++i) free_rows[i] = int32_t(i);
     }
-    fpen_.assign(m_, 0.0);
-    for (size_t j = 0; j < m_; ++j)
-      if (y_[j] >= 0) fpen_[j] = kInf;
+    free_cols_.clear();
+    free_pos_.assign(m_, -1);
+    for (size_t j = 0; j < m_; ++j) {
+      if (y_[j] >= 0) continue;
+      free_pos_[j] = int32_t(free_cols_.size());
+      free_cols_.push_back(int32_t(j));
+    }
     size_t done = n_ - free_rows.size();
     for (int32_t f : free_rows) {
       ctl_.check();
@@ -64,60 +69,75 @@ class Solver {
  private:
   const T* row(size_t i) const { return C_ + i * m_; }
 
-  // Column reduction: v[j] = min_i c[i][j], each column's first minimal row takes it if that row is still
-  // unassigned. Reduction transfer: a row that is the minimum of exactly one column lowers that column's
-  // dual by its gap to the second best, so the assignment stays optimal for it. Returns the free rows.
-  std::vector<int32_t> column_reduction_and_transfer() {
-    v_.assign(m_, kInf);
-    std::vector<int32_t> arg(m_, 0);
-    constexpr size_t kChunk = 512;  // columns per task: their v and arg stay in L1 while rows stream by
-    size_t chunks = (m_ + kChunk - 1) / kChunk;
-    ctl_.pool().parallel_for(chunks, 1, [&](size_t b, size_t e) {
-      for (size_t c = b; c < e; ++c) {
-        ctl_.check();
-        size_t j0 = c * kChunk, j1 = std::min(m_, j0 + kChunk);
-        k_.colmin(C_, n_, m_, j0, j1, s_, v_.data(), arg.data());
-      }
-    });
-    std::vector<char> unique(n_, 1);
-    for (size_t jj = m_; jj-- > 0;) {
-      int32_t i = arg[jj];
-      if (x_[i] < 0) {
-        x_[i] = int32_t(jj);
-        y_[jj] = i;
-      } else {
-        unique[i] = 0;
-      }
-    }
-    // Gaps computed against the duals before any transfer (rows in parallel): v only decreases during the
-    // transfer, so each gap is a lower bound of the sequential one and every assigned column stays optimal.
-    std::vector<double> gap(n_, 0.0);
+  // Initial duals and matching: row reduction u[i] = min_j c[i][j], column reduction
+  // v[j] = min_i (c[i][j] - u[i]), then each row in turn takes the first still-free column attaining its
+  // minimum reduced cost c[i][j] - v[j]. (JV's own column reduction + reduction transfer leaves 2–3× more
+  // work to the later phases on correlation-like matrices; on uniform random ones both are alike.)
+  // The three passes over the matrix run on the pool. Returns the free rows.
+  std::vector<int32_t> reduce_and_match() {
+    std::vector<double> u(n_), zero(m_, 0.0);
     ctl_.pool().parallel_for(n_, 64, [&](size_t b, size_t e) {
       ctl_.check();
       for (size_t i = b; i < e; ++i) {
-        if (x_[i] < 0 || !unique[i]) continue;
         lap::Top2 t;
-        k_.top2(row(i), s_, v_.data(), m_, &t);
-        gap[i] = t.j1 != x_[i] ? t.a1 : t.a2;
+        k_.top2(row(i), s_, zero.data(), m_, &t);
+        u[i] = t.a1;
       }
+    });
+    v_.assign(m_, kInf);
+    constexpr size_t kChunk = 512;  // columns per task: their v stays in L1 while the rows stream by
+    ctl_.pool().parallel_for((m_ + kChunk - 1) / kChunk, 1, [&](size_t b, size_t e) {
+      for (size_t c = b; c < e; ++c) {
+        ctl_.check();
+        k_.colmin(C_, n_, m_, c * kChunk, std::min(m_, (c + 1) * kChunk), s_, u.data(), v_.data());
+      }
+    });
+    std::vector<lap::Top2> best(n_);
+    ctl_.pool().parallel_for(n_, 64, [&](size_t b, size_t e) {
+      ctl_.check();
+      for (size_t i = b; i < e; ++i) k_.top2(row(i), s_, v_.data(), m_, &best[i]);
     });
     std::vector<int32_t> free_rows;
     for (size_t i = 0; i < n_; ++i) {
-      if (x_[i] < 0)
+      const lap::Top2& t = best[i];
+      int64_t j = -1;
+      if (y_[t.j1] < 0) {
+        j = t.j1;
+      } else if (t.j2 >= 0 && t.a2 == t.a1) {
+        if (y_[t.j2] < 0) {
+          j = t.j2;
+        } else {
+          // More ties (constant or integer matrices): the next free column at the minimum, if any.
+          const T* r = row(i);
+          for (size_t k = size_t(t.j2) + 1; k < m_; ++k)
+            if (y_[k] < 0 && s_ * double(r[k]) - v_[k] == t.a1) {
+              j = int64_t(k);
+              break;
+            }
+        }
+      }
+      if (j < 0) {
         free_rows.push_back(int32_t(i));
-      else if (unique[i])
-        v_[x_[i]] -= gap[i];
+      } else {
+        x_[i] = int32_t(j);
+        y_[j] = int32_t(i);
+      }
     }
     return free_rows;
   }
 
   // Augmenting row reduction (JV's "augmenting row reduction", as in the lap package): each free row takes
   // its best column, lowering that column's dual to its second best so the displaced row, if any, may find
-  // a new column cheaply. Returns how many rows are still free (listed first in free_rows). The iteration
-  // bound (rr < current * n) stops the cycling that ties can cause.
+  // a new column cheaply. Returns how many rows are still free (listed first in free_rows).
+  // Iteration bounds: lap's rr < current * n stops the cycling that ties can cause; a budget of kArrBudget
+  // iterations per initially free row stops the long chains of tiny dual decrements that near-tied
+  // correlation matrices produce (past that point shortest paths finish the job for less: 64 gave the
+  // lowest total time at n = 3072–8192 on correlation-like matrices, against 16 and 256).
+  static constexpr size_t kArrBudget = 64;
   size_t augmenting_row_reduction(std::vector<int32_t>& free_rows) {
     size_t current = 0, n_free = free_rows.size(), new_free = 0;
     size_t rr = 0;
+    const size_t budget = kArrBudget * n_free;
     while (current < n_free) {
       if ((++rr & 255) == 0) ctl_.check();
       int32_t fi = free_rows[current++];
@@ -127,7 +147,7 @@ class Solver {
       int32_t i0 = y_[j1];
       double v1_new = v_[j1] - (t.a2 - t.a1);
       bool v1_lowers = v1_new < v_[j1];
-      if (rr < current * n_) {
+      if (rr < current * n_ && rr < budget) {
         if (v1_lowers) {
           v_[j1] = v1_new;
         } else if (i0 >= 0 && j2 >= 0) {
@@ -160,14 +180,19 @@ class Solver {
     double mind;
     for (size_t steps = 1;; ++steps) {
       lap::ScanResult r;
-      k_.scan(row(size_t(i)), s_, h, v_.data(), dw_.data(), pred_.data(), i, fpen_.data(), m_, &r);
-      if (r.arg_free >= 0 && r.min_free <= r.min_all) {  // a free column at the shortest distance: done
-        sink = r.arg_free;
-        mind = r.min_free;
-        break;
-      }
+      k_.scan(row(size_t(i)), s_, h, v_.data(), dw_.data(), pred_.data(), i, m_, &r);
       int64_t j = r.arg_all;
       if (j < 0) throw Error("NATIVE_ERROR", "assignment: no augmenting path found (internal error)");
+      // A free column at the shortest distance ends the search; preferring it over an assigned column at
+      // the same distance keeps tied (e.g. constant) matrices at O(n) scans per row. The free list is short
+      // once the initialisation has assigned most rows.
+      sink = -1;
+      for (int32_t fj : free_cols_)
+        if (dw_[fj] == r.min_all && (sink < 0 || fj < sink)) sink = fj;
+      if (sink >= 0) {
+        mind = dw_[sink];
+        break;
+      }
       i = y_[j];
       // Distance to row i is the distance to its column j; h shifts row i's reduced costs to that level.
       h = r.min_all - (s_ * double(row(size_t(i))[j]) - v_[j]);
@@ -177,7 +202,12 @@ class Solver {
       if ((steps & 63) == 0) ctl_.check();
     }
     for (const Scanned& sc : scanned_) v_[sc.col] = sc.v + (sc.dist - mind);
-    fpen_[sink] = kInf;
+    // The sink is assigned from now on: swap-remove it from the free list.
+    int32_t pos = free_pos_[sink], last = free_cols_.back();
+    free_cols_[pos] = last;
+    free_pos_[last] = pos;
+    free_cols_.pop_back();
+    free_pos_[sink] = -1;
     for (int64_t j = sink;;) {
       int32_t pi = pred_[j];
       y_[j] = pi;
@@ -200,7 +230,8 @@ class Solver {
   double s_;
   lap::Kernels<T> k_;
   std::vector<int32_t> x_, y_, pred_;
-  std::vector<double> v_, dw_, fpen_;
+  std::vector<int32_t> free_cols_, free_pos_;  // unassigned columns, and each one's index in that list
+  std::vector<double> v_, dw_;
   std::vector<Scanned> scanned_;
 };
 

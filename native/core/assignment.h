@@ -2,12 +2,14 @@
 // scipy.optimize.linear_sum_assignment: for an rows×cols cost matrix, pick min(rows, cols) entries, no two
 // in the same row or column, minimising (or maximising) their sum.
 //
-// Algorithm: Jonker–Volgenant (LAPJV) for square matrices — column reduction, reduction transfer,
-// augmenting row reduction (twice), then shortest augmenting paths (Dijkstra over columns). Rectangular
-// matrices are transposed so that rows ≤ cols and solved by shortest augmenting paths from zero column
-// duals (JV's initialisation assumes a square matrix; starting from v = 0 keeps free columns at dual 0,
-// which is what makes the rectangular optimum exact). Dual variables and path lengths are double; the
-// input may be float32 or float64 and is read in place.
+// Algorithm (square): Jonker–Volgenant style — row then column reduction with a greedy matching on the
+// zero reduced costs, augmenting row reduction (twice, with a bounded iteration budget), then shortest
+// augmenting paths (Dijkstra over columns, one vectorised pass per scanned row). Rectangular matrices are
+// transposed so that rows <= cols and solved by shortest augmenting paths from zero column duals (free
+// columns then keep dual 0, which is what makes the rectangular optimum exact). Dual variables and path
+// lengths are double; the input may be float32 or float64 and is read in place. The initial passes over
+// the matrix run on the job's thread pool; the path searches are sequential (one scan is ~1 µs of work,
+// below the cost of a fork-join).
 #pragma once
 #include <cstddef>
 #include <cstdint>

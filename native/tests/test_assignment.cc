@@ -26,6 +26,59 @@ double brute_force(const std::vector<double>& c, size_t rows, size_t cols, bool 
   return best;
 }
 
+// Plain shortest augmenting path solver (rows <= cols, minimise) in double with explicit row and column
+// duals, the textbook form (Crouse 2016): the oracle for sizes brute force cannot reach.
+double sap_reference(const std::vector<double>& c, size_t n, size_t m) {
+  std::vector<double> u(n, 0), v(m, 0), dist(m);
+  std::vector<int> path(m), col4row(n, -1), row4col(m, -1);
+  std::vector<char> sr(n), sc(m);
+  for (size_t cur = 0; cur < n; ++cur) {
+    std::fill(dist.begin(), dist.end(), INFINITY);
+    std::fill(sr.begin(), sr.end(), 0);
+    std::fill(sc.begin(), sc.end(), 0);
+    size_t i = cur;
+    double min_val = 0;
+    int sink = -1;
+    while (sink < 0) {
+      sr[i] = 1;
+      size_t best = 0;  // some unscanned column always exists (rows <= cols)
+      double lowest = INFINITY;
+      for (size_t j = 0; j < m; ++j) {
+        if (sc[j]) continue;
+        double r = min_val + c[i * m + j] - u[i] - v[j];
+        if (r < dist[j]) {
+          dist[j] = r;
+          path[j] = int(i);
+        }
+        if (dist[j] < lowest || (dist[j] == lowest && row4col[j] < 0)) {
+          lowest = dist[j];
+          best = j;
+        }
+      }
+      min_val = lowest;
+      sc[best] = 1;
+      if (row4col[best] < 0) sink = int(best);
+      else i = size_t(row4col[best]);
+    }
+    u[cur] += min_val;
+    for (size_t r = 0; r < n; ++r)
+      if (sr[r] && r != cur) u[r] += min_val - dist[size_t(col4row[r])];
+    for (size_t j = 0; j < m; ++j)
+      if (sc[j]) v[j] -= min_val - dist[j];
+    for (int j = sink;;) {
+      int r = path[size_t(j)];
+      row4col[size_t(j)] = r;
+      int prev = col4row[size_t(r)];
+      col4row[size_t(r)] = j;
+      if (size_t(r) == cur) break;
+      j = prev;
+    }
+  }
+  double total = 0;
+  for (size_t r = 0; r < n; ++r) total += c[r * m + size_t(col4row[r])];
+  return total;
+}
+
 bool valid(const ffm::Assignment& a, size_t rows, size_t cols) {
   size_t k = std::min(rows, cols);
   if (a.row_ind.size() != k || a.col_ind.size() != k) return false;
@@ -91,6 +144,30 @@ TEST(eight_by_eight_brute_force) {
       CHECK_NEAR(a.objective, brute_force(c, 8, 8, maximize), 1e-12);
     }
   }
+}
+
+TEST(matches_reference_sap_on_larger_matrices) {
+  ffm::ThreadPool pool(2);
+  ffm::JobControl ctl(pool);
+  std::mt19937 rng(17);
+  for (auto [rows, cols] : {std::pair<size_t, size_t>{150, 150}, {211, 211}, {97, 160}, {160, 97}})
+    for (int kind = 0; kind < 3; ++kind)
+      for (bool maximize : {false, true}) {
+        auto c = random_matrix(rng, rows, cols, kind);
+        std::vector<float> cf(c.begin(), c.end());
+        // The oracle minimises rows <= cols: give it the (negated, transposed) float values as needed.
+        bool tr = rows > cols;
+        size_t n = tr ? cols : rows, m = tr ? rows : cols;
+        std::vector<double> o(n * m);
+        for (size_t i = 0; i < rows; ++i)
+          for (size_t j = 0; j < cols; ++j) (tr ? o[j * rows + i] : o[i * cols + j]) = (maximize ? -1 : 1) * double(cf[i * cols + j]);
+        double want = (maximize ? -1 : 1) * sap_reference(o, n, m);
+        for (auto k : kernels()) {
+          auto a = ffm::linear_sum_assignment(ctl, cf.data(), rows, cols, maximize, k);
+          CHECK(valid(a, rows, cols));
+          CHECK_NEAR(a.objective, want, 1e-9 * std::max(1.0, std::fabs(want)));
+        }
+      }
 }
 
 TEST(kernels_return_identical_assignments) {
