@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { SafetensorsReader, TensorToWrite, writeSafetensors } from '../lib/safetensors';
 
 const MIB = Number(process.argv[2] ?? 64);
-const REPS = 3;
+const REPS = 5;
 
 const PY_READ = `
 import json, sys, time, numpy as np
@@ -66,7 +66,8 @@ async function timeBest(fn: () => Promise<void>): Promise<number> {
   for (let i = 0; i < REPS; i++) {
     const t0 = process.hrtime.bigint();
     await fn();
-    best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e9);
+    const dt = Number(process.hrtime.bigint() - t0) / 1e9;
+    best = Math.min(best, dt);
   }
   return best;
 }

@@ -17,7 +17,7 @@ export {
   DTYPE_SIZE,
   MAX_HEADER_BYTES,
 } from './safetensors';
-export type { DType, TensorInfo, TensorToWrite, TensorData, ReadRawOptions, ReadF32Options } from './safetensors';
+export type { DType, TensorInfo, TensorToWrite, TensorData, ReadRawOptions, ReadF32Options, TypedTensorData } from './safetensors';
 export { loadTokenizer } from './tokenizer';
 export type { Tokenizer, EncodeOptions, DecodeOptions, SpecialTokenIds } from './tokenizer';
 export { readLines, readDocuments, readText } from './data/text';

@@ -108,6 +108,16 @@ describe('blocks', () => {
   });
 });
 
+describeShared('data/lm/train.txt.gz', 'LM training data (gzip)', () => {
+  test('streamed lines of train.txt.gz rebuild the whole inflated text', async () => {
+    const f = sharedPath('data', 'lm', 'train.txt.gz');
+    const lines = await collect(readLines(f));
+    const whole = await readText(f);
+    expect(whole.length).toBeGreaterThan(17_000_000);
+    expect(lines.join('\n') + (whole.endsWith('\n') ? '\n' : '')).toBe(whole);
+  });
+});
+
 describeShared('fixtures/gpt2-sotu/eval.json', 'gpt2-sotu evaluation splits', () => {
   const evalJson = () => JSON.parse(fs.readFileSync(sharedPath('fixtures', 'gpt2-sotu', 'eval.json'), 'utf8'));
   const files: Record<string, string> = { valid: 'valid.txt', test: 'test.txt', wikitext2_test: 'wikitext2_test.txt' };

@@ -37,6 +37,17 @@ async function expectBytesRejected(bytes: Uint8Array, code: ErrorCode): Promise<
   await expectCode(SafetensorsReader.open(f), code);
 }
 
+const TYPED_NAME: Record<DType, string> = {
+  F32: 'Float32Array',
+  F64: 'Float64Array',
+  I32: 'Int32Array',
+  I64: 'BigInt64Array',
+  F16: 'Uint16Array',
+  BF16: 'Uint16Array',
+  U8: 'Uint8Array',
+  BOOL: 'Uint8Array',
+};
+
 const ALL_DTYPES: DType[] = ['F32', 'F16', 'BF16', 'F64', 'I64', 'I32', 'U8', 'BOOL'];
 
 function randomTensor(name: string, dtype: DType, shape: number[], rnd: () => number): TensorToWrite & { data: Uint8Array } {
@@ -70,6 +81,9 @@ describe('safetensors round trip', () => {
         expect(info.shape).toEqual(t.shape);
         expect(info.byteOffset % DTYPE_SIZE[t.dtype]).toBe(0);
         expect(Buffer.from(await r.readRaw(t.name)).equals(Buffer.from(t.data))).toBe(true);
+        const typed = await r.readTyped(t.name);
+        expect(typed.constructor.name).toBe(TYPED_NAME[t.dtype]);
+        expect(Buffer.from(typed.buffer, typed.byteOffset, typed.byteLength).equals(Buffer.from(t.data))).toBe(true);
       }
     } finally {
       await r.close();
@@ -89,12 +103,19 @@ describe('safetensors round trip', () => {
     const a = new Float32Array([1, 2, 3]);
     const b = new Int32Array([7, -8]);
     const file = path.join(dir, 'lazy.safetensors');
+    const slow = <T>(name: string, v: T) => async () => {
+      calls.push(`start ${name}`);
+      await new Promise((r) => setTimeout(r, 5));
+      calls.push(`end ${name}`);
+      return v;
+    };
     await writeSafetensors(file, [
-      { name: 'a', dtype: 'F32', shape: [3], data: async () => (calls.push('a'), a) },
-      { name: 'b', dtype: 'I32', shape: [2], data: () => (calls.push('b'), b) },
+      { name: 'a', dtype: 'F32', shape: [3], data: slow('a', a) },
+      { name: 'b', dtype: 'I32', shape: [2], data: slow('b', b) },
       { name: 'c', dtype: 'F64', shape: [1], data: new Float64Array([0.5]) },
     ]);
-    expect(calls.sort()).toEqual(['a', 'b']);
+    // Each producer runs only after the previous tensor is done: one tensor in memory at a time.
+    expect(calls).toEqual(['start a', 'end a', 'start b', 'end b']);
     const r = await SafetensorsReader.open(file);
     expect(Array.from(await r.readF32('a'))).toEqual([1, 2, 3]);
     expect(Array.from(await r.readF32('b'))).toEqual([7, -8]);

@@ -20,7 +20,9 @@ function reference(model: string): Record<string, unknown> {
 async function readI32(file: string, name: string): Promise<Int32Array> {
   const r = await SafetensorsReader.open(file);
   try {
-    return new Int32Array((await r.readRaw(name)).slice().buffer);
+    const t = await r.readTyped(name);
+    if (!(t instanceof Int32Array)) throw new Error(`${name} is not I32`);
+    return t;
   } finally {
     await r.close();
   }

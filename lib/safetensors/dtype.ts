@@ -69,7 +69,7 @@ export function toF32(dtype: DType, raw: Uint8Array, out?: Float32Array): Float3
       }
       case 'BF16': {
         const h = new Uint16Array(b, o, n);
-        const bits = new Uint32Array(dst.buffer, dst.byteOffset, n);
+        const bits = new Int32Array(dst.buffer, dst.byteOffset, n); // Int32: the shifted sign bit stays an int32
         for (let i = 0; i < n; i++) bits[i] = h[i]! << 16;
         return dst;
       }
@@ -102,7 +102,7 @@ export function toF32(dtype: DType, raw: Uint8Array, out?: Float32Array): Float3
       for (let i = 0; i < n; i++) dst[i] = f16BitsToF32(dv.getUint16(i * 2, true));
       break;
     case 'BF16': {
-      const bits = new Uint32Array(dst.buffer, dst.byteOffset, n);
+      const bits = new Int32Array(dst.buffer, dst.byteOffset, n); // Int32: the shifted sign bit stays an int32
       for (let i = 0; i < n; i++) bits[i] = dv.getUint16(i * 2, true) << 16;
       break;
     }

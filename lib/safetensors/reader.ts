@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { DTYPE_SIZE, DType, assertLittleEndian, toF32 } from './dtype';
-import { HeaderEntry, parseHeaderJson, parseHeaderLength } from './header';
+import { HeaderEntry, MAX_HEADER_BYTES, parseHeaderJson, parseHeaderLength } from './header';
 import { ByteSource, FileSource, MemorySource } from './source';
 
 export const SINGLE_FILE_NAME = 'model.safetensors';
@@ -33,6 +33,8 @@ export interface ReadF32Options {
   /** Write the float32 values here (length must equal the element count) instead of allocating. */
   into?: Float32Array;
 }
+
+export type TypedTensorData = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint16Array | Uint8Array;
 
 interface Located {
   info: TensorInfo;
@@ -172,6 +174,33 @@ export class SafetensorsReader {
     return toF32(info.dtype, raw, opts.into);
   }
 
+  /**
+   * The tensor in its own element type, without conversion: F32 → Float32Array, F64 → Float64Array,
+   * I32 → Int32Array, I64 → BigInt64Array, U8/BOOL → Uint8Array, F16/BF16 → Uint16Array of raw bits.
+   */
+  async readTyped(name: string): Promise<TypedTensorData> {
+    const { info } = this.locate(name);
+    assertLittleEndian();
+    const raw = await this.readRaw(name); // freshly allocated, so aligned for every element size
+    const n = info.byteLength / DTYPE_SIZE[info.dtype];
+    switch (info.dtype) {
+      case 'F32':
+        return new Float32Array(raw.buffer, raw.byteOffset, n);
+      case 'F64':
+        return new Float64Array(raw.buffer, raw.byteOffset, n);
+      case 'I32':
+        return new Int32Array(raw.buffer, raw.byteOffset, n);
+      case 'I64':
+        return new BigInt64Array(raw.buffer, raw.byteOffset, n);
+      case 'F16':
+      case 'BF16':
+        return new Uint16Array(raw.buffer, raw.byteOffset, n);
+      case 'U8':
+      case 'BOOL':
+        return raw;
+    }
+  }
+
   /** Releases the file handles; later reads fail. Safe to call twice. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -213,8 +242,13 @@ async function readHeader(src: ByteSource) {
 async function readIndex(indexFile: string): Promise<Map<string, string>> {
   let text: string;
   try {
+    const { size } = await fs.promises.stat(indexFile);
+    if (size > MAX_HEADER_BYTES) {
+      throw new FfmergeError('SAFETENSORS_HEADER_TOO_LARGE', `shard index ${indexFile} is ${size} bytes, over the ${MAX_HEADER_BYTES}-byte limit`);
+    }
     text = await fs.promises.readFile(indexFile, 'utf8');
   } catch (e) {
+    if (e instanceof FfmergeError) throw e;
     throw new FfmergeError('IO_ERROR', `cannot read shard index ${indexFile}: ${(e as Error).message}`, { cause: e });
   }
   let root: unknown;
