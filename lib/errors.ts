@@ -34,6 +34,7 @@ export type ErrorCode =
   | 'OUTPUT_EXISTS'
   | 'DATA_NOT_FOUND'
   | 'INVALID_DATA'
+  | 'SINGULAR_MATRIX'
   // native jobs on stateful objects
   | 'BUSY'
   | 'INVALID_STATE';

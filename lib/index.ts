@@ -13,6 +13,11 @@ export { loadIdxImages, loadImageFolder, loadPreprocessor, preprocessorFromConfi
 export type { ImageSet, ImagePreprocessor } from './data/images';
 export { matmul, gemmKernels } from './native/gemm';
 export type { GemmKernel, MatmulOptions, MatmulShape } from './native/gemm';
+export { linearSumAssignment, permutationFromCorrelation, assignmentKernels } from './native/assignment';
+export type { AssignmentOptions, AssignmentKernel, AssignmentResult } from './native/assignment';
+export { linearSumAssignmentReference } from './reference/assignment';
+export { CorrelationAccumulator, correlate } from './native/correlation';
+export { pearsonReference } from './reference/correlation';
 export {
   SafetensorsReader,
   writeSafetensors,
@@ -31,11 +36,6 @@ export { cutBlocks, tokenizeToBlocks, loadSplitBlocks, countPredictions, MIN_BLO
 export type { TokenBlocks } from './data/blocks';
 export { readParallel, streamParallel, readParallelTsv, streamParallelTsv } from './data/parallel';
 export type { SentencePair } from './data/parallel';
-export { CorrelationAccumulator, correlate } from './native/correlation';
-export { pearsonReference } from './reference/correlation';
-export { linearSumAssignment, permutationFromCorrelation, assignmentKernels } from './native/assignment';
-export type { AssignmentOptions, AssignmentKernel, AssignmentResult } from './native/assignment';
-export { linearSumAssignmentReference } from './reference/assignment';
 export { evaluateImageClassifier } from './eval/accuracy';
 export type { ClassifierEvalOptions, ClassifierEvalResult } from './eval/accuracy';
 export { translate, evaluateTranslation, loadGenerationConfig } from './eval/translate';
@@ -44,6 +44,22 @@ export { generationConfigFrom } from './model/model';
 export type { GenerationConfig } from './model/model';
 export { imageBatches, translationBatches } from './data/feature-batches';
 export type { FeatureBatch, TranslationBatchOptions } from './data/feature-batches';
+export { compress, DEFAULT_FRACTION } from './pipeline/compress';
+export type { CompressOptions, CompressResult, CandidateScore, Baseline, RecoverMethod, Metric } from './pipeline/compress';
+export type { MergeMethod } from './pipeline/align';
+export { formatReport } from './pipeline/report';
+export { writeCheckpoint, checkOutputDir, ffReplacements, ffTies } from './checkpoint/write';
+export type { OutputFormat, WriteCheckpointOptions, WriteCheckpointResult } from './checkpoint/write';
+export { CheckpointReader, readTies } from './checkpoint/ties';
+export type { TieMap } from './checkpoint/ties';
+export { permuteFF, permuteFFConv1D } from './merge/permute';
+export { averageFF } from './merge/average';
+export { enumerateWindows, parseWindow, kFromFraction, anchorOffset } from './merge/windows';
+export type { Window, Anchor } from './merge/windows';
+export type { FFWeights as CanonicalFFWeights } from './model/ff-weights';
+export { inspectModel } from './model/inspect';
+export type { ModelSummary } from './model/inspect';
+export { RidgeAccumulator } from './native/ridge';
 export { loadModel, buildModel } from './model/load';
 export type { LoadModelOptions } from './model/load';
 export { Model } from './model/model';

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { FfmergeError, fromNativeError } from '../errors';
 import { throwIfAborted } from '../native/job';
 import { modelAddon } from '../native/model';
-import { SafetensorsReader } from '../safetensors';
+import { CheckpointReader } from '../checkpoint/ties';
 import { familyOf, type FamilyTensors, type NormNames } from './families';
 import { Model } from './model';
 import type { ModelSpec } from './spec';
@@ -41,7 +41,7 @@ function fmt(shape: readonly number[]): string {
 /** Reads tensors by name, resolving an optional prefix, checking shapes, transposing Conv1D weights. */
 class TensorSource {
   constructor(
-    private readonly reader: SafetensorsReader,
+    private readonly reader: CheckpointReader,
     private readonly t: FamilyTensors,
     private readonly where: string,
   ) {}
@@ -169,7 +169,8 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const family = familyOf(config);
   const spec = family.spec(config);
   const names = family.tensors(config, spec);
-  const reader = await SafetensorsReader.open(dir);
+  // CheckpointReader resolves ffmerge's tie map, so a `tied` output loads like any checkpoint.
+  const reader = await CheckpointReader.open(dir);
   try {
     const tensors = await loadTensors(new TensorSource(reader, names, dir), spec, names, opts.signal);
     throwIfAborted(opts.signal);

@@ -1,0 +1,106 @@
+/**
+ * Tied checkpoints: ffmerge's `tied` output stores each merged FF tensor once and records which other names
+ * share it. The tie map ({tied name → stored name}) lives in the safetensors `__metadata__` under
+ * `ffmerge_ties` (a JSON string, as metadata values must be strings) and in config.json under
+ * `ffmerge.ties`. `openCheckpoint` reads either kind of checkpoint and serves every logical tensor name,
+ * resolving ties, so the rest of ffmerge never needs to know whether a checkpoint was tied.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FfmergeError } from '../errors';
+import { SafetensorsReader, type TensorInfo } from '../safetensors';
+
+export type TieMap = Record<string, string>;
+
+export const TIES_METADATA_KEY = 'ffmerge_ties';
+
+/** Parses and checks a tie map against the stored tensor names. */
+export function parseTies(json: string | undefined, stored: (name: string) => boolean, where: string): TieMap {
+  if (json === undefined) return {};
+  let ties: unknown;
+  try {
+    ties = JSON.parse(json);
+  } catch {
+    throw new FfmergeError('INVALID_CONFIG', `${where}: the ffmerge tie map is not valid JSON`);
+  }
+  if (typeof ties !== 'object' || ties === null || Array.isArray(ties)) {
+    throw new FfmergeError('INVALID_CONFIG', `${where}: the ffmerge tie map must be an object {tied name: stored name}`);
+  }
+  for (const [name, target] of Object.entries(ties)) {
+    if (typeof target !== 'string' || !stored(target)) {
+      throw new FfmergeError('INVALID_CONFIG', `${where}: tensor "${name}" is tied to ${JSON.stringify(target)}, which the file does not store`);
+    }
+    if (stored(name)) {
+      throw new FfmergeError('INVALID_CONFIG', `${where}: tensor "${name}" is both stored and tied to "${target}"`);
+    }
+  }
+  return ties as TieMap;
+}
+
+/** A checkpoint (tied or not) seen as its full set of logical tensor names. */
+export class CheckpointReader {
+  private constructor(
+    readonly dir: string,
+    readonly reader: SafetensorsReader,
+    readonly ties: TieMap,
+  ) {}
+
+  static async open(dir: string): Promise<CheckpointReader> {
+    const file = path.join(dir, 'model.safetensors');
+    if (!fs.existsSync(file) && !fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
+      throw new FfmergeError('TENSOR_NOT_FOUND', `${dir} has no model.safetensors (ffmerge reads safetensors checkpoints)`);
+    }
+    // a directory: single file or sharded (the reader picks); ffmerge's tied outputs are always single files
+    const reader = await SafetensorsReader.open(dir);
+    try {
+      const ties = parseTies(reader.metadata[TIES_METADATA_KEY], (n) => reader.has(n), file);
+      return new CheckpointReader(dir, reader, ties);
+    } catch (e) {
+      await reader.close();
+      throw e;
+    }
+  }
+
+  /** Releases the file handles. */
+  close(): Promise<void> {
+    return this.reader.close();
+  }
+
+  /** Names stored in the file, in file order. */
+  storedNames(): string[] {
+    return this.reader.names();
+  }
+
+  /** Every logical name: stored names, then tied names. */
+  names(): string[] {
+    return [...this.reader.names(), ...Object.keys(this.ties)];
+  }
+
+  has(name: string): boolean {
+    return this.reader.has(name) || name in this.ties;
+  }
+
+  /** The stored tensor a name resolves to. */
+  resolve(name: string): string {
+    return this.ties[name] ?? name;
+  }
+
+  info(name: string): TensorInfo {
+    return this.reader.info(this.resolve(name));
+  }
+
+  readF32(name: string): Promise<Float32Array> {
+    return this.reader.readF32(this.resolve(name));
+  }
+
+  readRaw(name: string): Promise<Uint8Array> {
+    return this.reader.readRaw(this.resolve(name));
+  }
+}
+
+/** The tie map of a checkpoint directory ({} for an ordinary checkpoint). */
+export async function readTies(dir: string): Promise<TieMap> {
+  const r = await CheckpointReader.open(dir);
+  await r.close();
+  return r.ties;
+}

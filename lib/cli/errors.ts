@@ -1,0 +1,44 @@
+/**
+ * How the CLI reports failures: one line on stderr (or a JSON object on stdout with --json) and an exit code
+ * by kind, so scripts can tell a bad invocation from bad data from a crash.
+ *   2  bad arguments (INVALID_ARGUMENT, K_TOO_LARGE, INVALID_WINDOW, OUTPUT_EXISTS)
+ *   3  missing or unreadable inputs (DATA_NOT_FOUND, INVALID_DATA, config/checkpoint/safetensors errors)
+ *   4  numerical failure (non-finite values, singular refit)
+ *   130 aborted (Ctrl-C)
+ *   1  anything else
+ */
+import { FfmergeError, type ErrorCode } from '../errors';
+
+const USAGE: ErrorCode[] = ['INVALID_ARGUMENT', 'K_TOO_LARGE', 'INVALID_WINDOW', 'OUTPUT_EXISTS'];
+const NUMERIC: ErrorCode[] = ['NON_FINITE_INPUT', 'NON_FINITE_ACTIVATIONS', 'SINGULAR_MATRIX'];
+
+export function exitCodeFor(e: unknown): number {
+  if (!(e instanceof FfmergeError)) return 1;
+  if (e.code === 'ABORTED') return 130;
+  if (USAGE.includes(e.code)) return 2;
+  if (NUMERIC.includes(e.code)) return 4;
+  if (
+    e.code === 'DATA_NOT_FOUND' ||
+    e.code === 'INVALID_DATA' ||
+    e.code === 'INVALID_CONFIG' ||
+    e.code === 'UNSUPPORTED_ARCHITECTURE' ||
+    e.code === 'TENSOR_NOT_FOUND' ||
+    e.code === 'IO_ERROR' ||
+    e.code.startsWith('SAFETENSORS_')
+  ) {
+    return 3;
+  }
+  return 1;
+}
+
+export function reportError(e: unknown, json: boolean): number {
+  const code = e instanceof FfmergeError ? e.code : 'INTERNAL_ERROR';
+  const message = e instanceof Error ? e.message : String(e);
+  if (json) {
+    process.stdout.write(JSON.stringify({ ok: false, error: { code, message } }) + '\n');
+  } else {
+    process.stderr.write(`ffmerge: ${message} [${code}]\n`);
+    if (!(e instanceof FfmergeError) && process.env.FFMERGE_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  }
+  return exitCodeFor(e);
+}

@@ -1,0 +1,84 @@
+/**
+ * Applying a hidden-unit permutation to one FF sublayer. Unit j of the result is unit perm[j] of the input:
+ * rows of W_in, b_in (and the SwiGLU gate) move, and so do the matching columns of W_out; b_out is untouched.
+ * The FF computes exactly the same function afterwards (the nonlinearity acts unit by unit), which is why
+ * aligning a layer to its window's anchor is free.
+ */
+import { FfmergeError } from '../errors';
+import { checkFFWeights, type FFWeights } from '../model/ff-weights';
+
+/** Throws INVALID_ARGUMENT unless perm is a permutation of 0..n-1. */
+export function checkPermutation(perm: ArrayLike<number>, n: number): void {
+  if (perm.length !== n) {
+    throw new FfmergeError('INVALID_ARGUMENT', `permutation has ${perm.length} entries, expected ${n} (one per FF hidden unit)`);
+  }
+  const seen = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const p = perm[i]!;
+    if (!Number.isInteger(p) || p < 0 || p >= n || seen[p]) {
+      throw new FfmergeError('INVALID_ARGUMENT', `permutation is not a rearrangement of 0..${n - 1} (entry ${i} is ${p})`);
+    }
+    seen[p] = 1;
+  }
+}
+
+/** Rows of a row-major [rows, cols] matrix, reordered: out row j = in row perm[j]. */
+export function permuteRows(m: Float32Array, perm: ArrayLike<number>, cols: number): Float32Array {
+  const out = new Float32Array(m.length);
+  for (let j = 0; j < perm.length; j++) out.set(m.subarray(perm[j]! * cols, (perm[j]! + 1) * cols), j * cols);
+  return out;
+}
+
+/** Columns of a row-major [rows, cols] matrix, reordered: out column j = in column perm[j]. */
+export function permuteCols(m: Float32Array, perm: ArrayLike<number>, rows: number): Float32Array {
+  const cols = perm.length;
+  const out = new Float32Array(m.length);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let j = 0; j < cols; j++) out[base + j] = m[base + perm[j]!]!;
+  }
+  return out;
+}
+
+function permuteVec(v: Float32Array, perm: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(v.length);
+  for (let j = 0; j < perm.length; j++) out[j] = v[perm[j]!]!;
+  return out;
+}
+
+/** Canonical (Linear) layout: a new FFWeights whose unit j is the input's unit perm[j]. */
+export function permuteFF(ff: FFWeights, perm: ArrayLike<number>): FFWeights {
+  checkFFWeights(ff);
+  checkPermutation(perm, ff.dFF);
+  const out: FFWeights = {
+    d: ff.d,
+    dFF: ff.dFF,
+    wIn: permuteRows(ff.wIn, perm, ff.d),
+    wOut: permuteCols(ff.wOut, perm, ff.d),
+  };
+  if (ff.bIn) out.bIn = permuteVec(ff.bIn, perm);
+  if (ff.wGate) out.wGate = permuteRows(ff.wGate, perm, ff.d);
+  if (ff.bGate) out.bGate = permuteVec(ff.bGate, perm);
+  if (ff.bOut) out.bOut = ff.bOut.slice();
+  return out;
+}
+
+/**
+ * GPT-2's Conv1D layout, where c_fc.weight is [d, dFF] and c_proj.weight is [dFF, d]: the same permutation
+ * moves columns of the first matrix and rows of the second. Takes and returns stored-layout tensors.
+ */
+export function permuteFFConv1D(ff: FFWeights, perm: ArrayLike<number>): FFWeights {
+  checkFFWeights(ff);
+  checkPermutation(perm, ff.dFF);
+  const out: FFWeights = {
+    d: ff.d,
+    dFF: ff.dFF,
+    wIn: permuteCols(ff.wIn, perm, ff.d),
+    wOut: permuteRows(ff.wOut, perm, ff.d),
+  };
+  if (ff.bIn) out.bIn = permuteVec(ff.bIn, perm);
+  if (ff.wGate) out.wGate = permuteCols(ff.wGate, perm, ff.d);
+  if (ff.bGate) out.bGate = permuteVec(ff.bGate, perm);
+  if (ff.bOut) out.bOut = ff.bOut.slice();
+  return out;
+}

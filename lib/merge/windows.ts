@@ -1,0 +1,88 @@
+/**
+ * Windows of adjacent layers to merge: how many (k, or k from a fraction), which ones (every start for the
+ * search, or one the user names as "a-b"), and which layer of a window is the anchor the others align to.
+ */
+import { FfmergeError } from '../errors';
+
+/** Layers first..first+k-1 (0-based, inclusive) of one stack. */
+export interface Window {
+  start: number;
+  k: number;
+}
+
+export type Anchor = 'first' | 'middle' | 'last';
+
+export function windowLayers(w: Window): number[] {
+  return Array.from({ length: w.k }, (_, i) => w.start + i);
+}
+
+export function windowLabel(w: Window): string {
+  return `${w.start}-${w.start + w.k - 1}`;
+}
+
+/** Throws K_TOO_LARGE / INVALID_ARGUMENT unless 2 ≤ k ≤ layers. */
+export function checkK(k: number, layers: number): void {
+  if (!Number.isInteger(k) || k < 2) {
+    throw new FfmergeError('INVALID_ARGUMENT', `k must be an integer ≥ 2 (the number of FF sublayers merged into one), got ${k}`);
+  }
+  if (k > layers) {
+    throw new FfmergeError('K_TOO_LARGE', `k = ${k} is larger than the model's ${layers} layers`);
+  }
+}
+
+/**
+ * k for a target fraction of FF sublayers removed: merging k layers removes k−1 FF parameter sets, so
+ * k = 1 + round(fraction × layers), at least 2 and at most `layers`.
+ */
+export function kFromFraction(fraction: number, layers: number): number {
+  if (!(fraction > 0 && fraction < 1)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `fraction must be between 0 and 1 (share of FF sublayers removed), got ${fraction}`);
+  }
+  return Math.min(layers, Math.max(2, 1 + Math.round(fraction * layers)));
+}
+
+/** Every window of k adjacent layers, in order of start index (the paper's search space). */
+export function enumerateWindows(layers: number, k: number): Window[] {
+  checkK(k, layers);
+  return Array.from({ length: layers - k + 1 }, (_, start) => ({ start, k }));
+}
+
+/** Parses "a-b" (inclusive, 0-based) and checks it against the model and k. */
+export function parseWindow(spec: string, layers: number, k?: number): Window {
+  const m = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(spec);
+  if (!m) {
+    throw new FfmergeError('INVALID_WINDOW', `window "${spec}" is not of the form a-b (first and last layer, 0-based), e.g. 4-7`);
+  }
+  const start = Number(m[1]);
+  const end = Number(m[2]);
+  if (end <= start) throw new FfmergeError('INVALID_WINDOW', `window "${spec}" must span at least two layers (a < b)`);
+  if (end >= layers) {
+    throw new FfmergeError('INVALID_WINDOW', `window "${spec}" ends at layer ${end} but the model has layers 0-${layers - 1}`);
+  }
+  const w = { start, k: end - start + 1 };
+  if (k !== undefined && w.k !== k) {
+    throw new FfmergeError('INVALID_WINDOW', `window "${spec}" spans ${w.k} layers but k = ${k}`);
+  }
+  return w;
+}
+
+/** Checks that an explicit window lies inside the stack. */
+export function checkWindow(w: Window, layers: number): void {
+  if (!Number.isInteger(w.start) || !Number.isInteger(w.k) || w.start < 0 || w.k < 2 || w.start + w.k > layers) {
+    throw new FfmergeError('INVALID_WINDOW', `window start ${w.start}, k ${w.k} does not fit in the model's ${layers} layers`);
+  }
+}
+
+/** Index within the window (0..k-1) of the anchor layer. */
+export function anchorOffset(anchor: Anchor, k: number): number {
+  switch (anchor) {
+    case 'first':
+      return 0;
+    case 'middle':
+      return Math.floor((k - 1) / 2);
+    case 'last':
+      return k - 1;
+    default:
+      throw new FfmergeError('INVALID_ARGUMENT', `anchor must be first, middle or last, got ${JSON.stringify(anchor)}`);
+  }
+}

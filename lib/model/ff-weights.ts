@@ -1,0 +1,68 @@
+/**
+ * One FF sublayer's weights in ffmerge's canonical ("Linear") layout — see ff-tensors.ts for the shapes.
+ * Every merge op works on this layout; GPT-2's transposed Conv1D tensors are converted at the boundary
+ * (toCanonical / fromCanonical below) or handled by the *Conv1D variants of the ops.
+ */
+import { FfmergeError } from '../errors';
+import type { WeightLayout } from './ff-tensors';
+
+export interface FFWeights {
+  /** Model width d. */
+  d: number;
+  /** Hidden units d_ff. */
+  dFF: number;
+  wIn: Float32Array; // [dFF, d]
+  bIn?: Float32Array; // [dFF]
+  wGate?: Float32Array; // [dFF, d]
+  bGate?: Float32Array; // [dFF]
+  wOut: Float32Array; // [d, dFF]
+  bOut?: Float32Array; // [d]
+}
+
+/** Throws SHAPE_MISMATCH unless every present tensor has the size d and dFF imply. */
+export function checkFFWeights(ff: FFWeights, what = 'FF weights'): void {
+  const { d, dFF } = ff;
+  const want: [keyof FFWeights, number][] = [
+    ['wIn', dFF * d],
+    ['bIn', dFF],
+    ['wGate', dFF * d],
+    ['bGate', dFF],
+    ['wOut', d * dFF],
+    ['bOut', d],
+  ];
+  for (const [key, n] of want) {
+    const t = ff[key] as Float32Array | undefined;
+    if (t && t.length !== n) {
+      throw new FfmergeError('SHAPE_MISMATCH', `${what}: ${key} has ${t.length} values, expected ${n} (d=${d}, d_ff=${dFF})`);
+    }
+  }
+}
+
+/** Transposes a row-major [rows, cols] matrix. */
+export function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(m.length);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let c = 0; c < cols; c++) out[c * rows + r] = m[base + c]!;
+  }
+  return out;
+}
+
+/** A weight matrix as stored ([out,in] for linear, [in,out] for conv1d) → canonical [out,in]. */
+export function matrixToCanonical(m: Float32Array, outDim: number, inDim: number, layout: WeightLayout): Float32Array {
+  return layout === 'linear' ? m : transpose(m, inDim, outDim);
+}
+
+/** Canonical [out,in] → as stored in `layout`. */
+export function matrixFromCanonical(m: Float32Array, outDim: number, inDim: number, layout: WeightLayout): Float32Array {
+  return layout === 'linear' ? m : transpose(m, outDim, inDim);
+}
+
+export function cloneFF(ff: FFWeights): FFWeights {
+  const out: FFWeights = { d: ff.d, dFF: ff.dFF, wIn: ff.wIn.slice(), wOut: ff.wOut.slice() };
+  if (ff.bIn) out.bIn = ff.bIn.slice();
+  if (ff.wGate) out.wGate = ff.wGate.slice();
+  if (ff.bGate) out.bGate = ff.bGate.slice();
+  if (ff.bOut) out.bOut = ff.bOut.slice();
+  return out;
+}

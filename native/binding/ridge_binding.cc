@@ -1,0 +1,103 @@
+// ridgeAccumulate / ridgeSolve: the training-free refit's least squares (core/ridge.h) as async jobs.
+//   ridgeAccumulate(H: Float32Array n×p, Y: Float32Array n×m, n, p, m, G: Float64Array, C: Float64Array,
+//                   onProgress?) → {promise<void>, cancel}     (adds into G and C in place)
+//   ridgeSolve(G, C, p, m, lambdaRel, onProgress?) → {promise<Float64Array X (p+1)×m>, cancel}
+//   matmulABt(A: Float32Array M×K, B: Float32Array N×K, M, N, K) → {promise<Float32Array C = A·Bᵀ (M×N)>, cancel}
+//     (the refit's row-block products: FF inputs, merged hidden activations, original FF outputs)
+#include <napi.h>
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include "binding/async_job.h"
+#include "binding/registry.h"
+#include "core/gemm.h"
+#include "core/ridge.h"
+
+namespace ffm::binding {
+namespace {
+
+double* GetF64(const Napi::Value& v, const char* what, size_t want) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a Float64Array");
+  auto a = v.As<Napi::Float64Array>();
+  if (a.ElementLength() != want)
+    ThrowCode(v.Env(), "SHAPE_MISMATCH", std::string(what) + " has the wrong length for p and m");
+  return a.Data();
+}
+
+size_t GetSize(const Napi::Value& v, const char* what) {
+  if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0)
+    ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a non-negative integer");
+  return static_cast<size_t>(v.As<Napi::Number>().Int64Value());
+}
+
+Napi::Value Accumulate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32View H = GetF32(info[0], "H");
+  F32View Y = GetF32(info[1], "Y");
+  size_t n = GetSize(info[2], "n"), p = GetSize(info[3], "p"), m = GetSize(info[4], "m");
+  if (H.length != n * p) ThrowCode(env, "SHAPE_MISMATCH", "H must hold n×p values");
+  if (Y.length != n * m) ThrowCode(env, "SHAPE_MISMATCH", "Y must hold n×m values");
+  double* G = GetF64(info[5], "G", (p + 1) * (p + 1));
+  double* C = GetF64(info[6], "C", (p + 1) * m);
+  return AsyncJob::Start(
+      env, info[7], {info[0], info[1], info[5], info[6]},
+      [=](JobControl& ctl) { ridge_accumulate(ctl, H.data, n, p, Y.data, m, G, C); }, nullptr);
+}
+
+Napi::Value Solve(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t p = GetSize(info[2], "p"), m = GetSize(info[3], "m");
+  const double* G = GetF64(info[0], "G", (p + 1) * (p + 1));
+  const double* C = GetF64(info[1], "C", (p + 1) * m);
+  if (!info[4].IsNumber()) ThrowCode(env, "INVALID_ARGUMENT", "lambdaRel must be a number");
+  double lambda_rel = info[4].As<Napi::Number>().DoubleValue();
+  auto X = std::make_shared<std::vector<double>>((p + 1) * m);
+  return AsyncJob::Start(
+      env, info[5], {info[0], info[1]},
+      [=](JobControl& ctl) { ridge_solve(ctl, G, C, p, m, lambda_rel, X->data()); },
+      [X](Napi::Env env) -> Napi::Value {
+        auto out = Napi::Float64Array::New(env, X->size());
+        std::copy(X->begin(), X->end(), out.Data());
+        return out;
+      });
+}
+
+Napi::Value MatmulABt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  F32View A = GetF32(info[0], "A");
+  F32View B = GetF32(info[1], "B");
+  size_t M = GetSize(info[2], "M"), N = GetSize(info[3], "N"), K = GetSize(info[4], "K");
+  if (A.length != M * K) ThrowCode(env, "SHAPE_MISMATCH", "A must hold M×K values");
+  if (B.length != N * K) ThrowCode(env, "SHAPE_MISMATCH", "B must hold N×K values");
+  auto C = std::make_shared<std::vector<float>>(M * N);
+  return AsyncJob::Start(
+      env, info[5], {info[0], info[1]},
+      [=](JobControl& ctl) {
+        // row blocks so a cancel lands within one block
+        const size_t block = 1024;
+        for (size_t r = 0; r < M; r += block) {
+          ctl.check();
+          size_t rows = std::min(block, M - r);
+          sgemm(&ctl.pool(), false, true, rows, N, K, 1.f, A.data + r * K, K, B.data, K, 0.f, C->data() + r * N, N);
+          ctl.progress(double(r + rows), double(M));
+        }
+      },
+      [C](Napi::Env env) -> Napi::Value {
+        auto out = Napi::Float32Array::New(env, C->size());
+        std::copy(C->begin(), C->end(), out.Data());
+        return out;
+      });
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("matmulABt", Napi::Function::New(env, MatmulABt, "matmulABt"));
+  exports.Set("ridgeAccumulate", Napi::Function::New(env, Accumulate, "ridgeAccumulate"));
+  exports.Set("ridgeSolve", Napi::Function::New(env, Solve, "ridgeSolve"));
+}
+
+}  // namespace
+FFMERGE_BINDING(Init);
+}  // namespace ffm::binding

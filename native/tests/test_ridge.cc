@@ -1,0 +1,102 @@
+// Ridge refit core vs a direct float64 normal-equations solve on random odd-sized inputs.
+#include <array>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/error.h"
+#include "core/job.h"
+#include "core/ridge.h"
+#include "tests/check.h"
+
+namespace {
+
+// Gaussian elimination on the regularised normal equations, all in double.
+std::vector<double> reference(const std::vector<float>& H, const std::vector<float>& Y, size_t n, size_t p, size_t m,
+                              double lambda_rel) {
+  size_t p1 = p + 1;
+  std::vector<double> A(p1 * p1, 0), B(p1 * m, 0), row(p1);
+  for (size_t r = 0; r < n; ++r) {
+    for (size_t i = 0; i < p; ++i) row[i] = H[r * p + i];
+    row[p] = 1;
+    for (size_t i = 0; i < p1; ++i) {
+      for (size_t j = 0; j < p1; ++j) A[i * p1 + j] += row[i] * row[j];
+      for (size_t o = 0; o < m; ++o) B[i * m + o] += row[i] * Y[r * m + o];
+    }
+  }
+  double mean = 0;
+  for (size_t i = 0; i < p; ++i) mean += A[i * p1 + i];
+  double lambda = lambda_rel * mean / double(p);
+  for (size_t i = 0; i < p; ++i) A[i * p1 + i] += lambda;
+  for (size_t c = 0; c < p1; ++c) {
+    size_t piv = c;
+    for (size_t r = c + 1; r < p1; ++r)
+      if (std::fabs(A[r * p1 + c]) > std::fabs(A[piv * p1 + c])) piv = r;
+    for (size_t j = 0; j < p1; ++j) std::swap(A[c * p1 + j], A[piv * p1 + j]);
+    for (size_t o = 0; o < m; ++o) std::swap(B[c * m + o], B[piv * m + o]);
+    for (size_t r = 0; r < p1; ++r) {
+      if (r == c) continue;
+      double f = A[r * p1 + c] / A[c * p1 + c];
+      for (size_t j = 0; j < p1; ++j) A[r * p1 + j] -= f * A[c * p1 + j];
+      for (size_t o = 0; o < m; ++o) B[r * m + o] -= f * B[c * m + o];
+    }
+  }
+  std::vector<double> X(p1 * m);
+  for (size_t i = 0; i < p1; ++i)
+    for (size_t o = 0; o < m; ++o) X[i * m + o] = B[i * m + o] / A[i * p1 + i];
+  return X;
+}
+
+}  // namespace
+
+TEST(matches_reference_on_odd_sizes) {
+  ffm::ThreadPool pool(3);
+  ffm::JobControl ctl(pool);
+  std::mt19937 gen(3);
+  std::normal_distribution<float> dist;
+  for (auto [n, p, m] : {std::array<size_t, 3>{4, 1, 1}, {300, 13, 5}, {700, 41, 19}}) {
+    std::vector<float> H(n * p), Y(n * m);
+    for (auto& v : H) v = dist(gen);
+    for (auto& v : Y) v = dist(gen);
+    std::vector<double> G((p + 1) * (p + 1), 0), C((p + 1) * m, 0), X((p + 1) * m);
+    size_t cut = n / 2 + 1;
+    ffm::ridge_accumulate(ctl, H.data(), cut, p, Y.data(), m, G.data(), C.data());
+    ffm::ridge_accumulate(ctl, H.data() + cut * p, n - cut, p, Y.data() + cut * m, m, G.data(), C.data());
+    ffm::ridge_solve(ctl, G.data(), C.data(), p, m, 1e-3, X.data());
+    auto want = reference(H, Y, n, p, m, 1e-3);
+    for (size_t i = 0; i < X.size(); ++i) CHECK_NEAR(X[i], want[i], 1e-4);
+  }
+}
+
+TEST(singular_system_throws) {
+  ffm::ThreadPool pool(2);
+  ffm::JobControl ctl(pool);
+  size_t p = 3, m = 2, n = 10;
+  std::vector<float> H(n * p, 0.f), Y(n * m, 1.f);
+  std::vector<double> G((p + 1) * (p + 1), 0), C((p + 1) * m, 0), X((p + 1) * m);
+  ffm::ridge_accumulate(ctl, H.data(), n, p, Y.data(), m, G.data(), C.data());
+  bool threw = false;
+  try {
+    ffm::ridge_solve(ctl, G.data(), C.data(), p, m, 0.0, X.data());
+  } catch (const ffm::Error& e) {
+    threw = e.code() == "SINGULAR_MATRIX";
+  }
+  CHECK(threw);
+}
+
+TEST(cancel_stops_accumulation) {
+  ffm::ThreadPool pool(2);
+  ffm::JobControl ctl(pool);
+  ctl.cancel();
+  std::vector<float> H(600 * 4, 1.f), Y(600, 1.f);
+  std::vector<double> G(25, 0), C(5, 0);
+  bool threw = false;
+  try {
+    ffm::ridge_accumulate(ctl, H.data(), 600, 4, Y.data(), 1, G.data(), C.data());
+  } catch (const ffm::Cancelled&) {
+    threw = true;
+  }
+  CHECK(threw);
+}
+
+TEST_MAIN()

@@ -1,0 +1,159 @@
+import { averageFF } from '../lib/merge/average';
+import { permuteFF, permuteFFConv1D } from '../lib/merge/permute';
+import { anchorOffset, enumerateWindows, kFromFraction, parseWindow } from '../lib/merge/windows';
+import { matrixToCanonical, transpose, type FFWeights } from '../lib/model/ff-weights';
+import { ffForwardReference } from '../lib/reference/ff';
+import { SafetensorsReader } from '../lib/safetensors';
+import { FfmergeError } from '../lib/errors';
+import { describeShared, sharedPath } from './helpers/shared';
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+function randomFF(d: number, dFF: number, gate: boolean, seed: number): FFWeights {
+  const r = rng(seed);
+  const fill = (n: number) => Float32Array.from({ length: n }, r);
+  return {
+    d,
+    dFF,
+    wIn: fill(dFF * d),
+    bIn: fill(dFF),
+    ...(gate ? { wGate: fill(dFF * d) } : {}),
+    wOut: fill(d * dFF),
+    bOut: fill(d),
+  };
+}
+
+function randomPerm(n: number, seed: number): Int32Array {
+  const r = rng(seed);
+  const p = Int32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor((r() + 0.5) * (i + 1));
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
+function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  let scale = 1e-30;
+  for (let i = 0; i < a.length; i++) scale = Math.max(scale, Math.abs(b[i]!));
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m / scale;
+}
+
+describe('permuteFF', () => {
+  it.each([
+    [7, 13, false, 'gelu_new'],
+    [5, 11, true, 'silu'],
+  ] as const)('keeps the FF function (d=%i, dFF=%i, gate=%s)', (d, dFF, gate, act) => {
+    const ff = randomFF(d, dFF, gate, 1);
+    const x = Float32Array.from({ length: 9 * d }, rng(2));
+    const perm = randomPerm(dFF, 3);
+    const before = ffForwardReference(ff, x, 9, act);
+    const after = ffForwardReference(permuteFF(ff, perm), x, 9, act);
+    expect(maxRelDiff(after.out, before.out)).toBeLessThan(1e-6);
+    // the hidden units moved: unit j of the result is unit perm[j] of the input
+    for (let j = 0; j < dFF; j++) expect(after.hidden[j]).toBeCloseTo(before.hidden[perm[j]!]!, 10);
+  });
+
+  it('conv1d variant equals transpose ∘ permuteFF ∘ transpose', () => {
+    const d = 6;
+    const dFF = 10;
+    const ff = randomFF(d, dFF, false, 5);
+    const conv: FFWeights = { ...ff, wIn: transpose(ff.wIn, dFF, d), wOut: transpose(ff.wOut, d, dFF) };
+    const perm = randomPerm(dFF, 6);
+    const a = permuteFFConv1D(conv, perm);
+    const b = permuteFF(ff, perm);
+    expect(Array.from(transpose(a.wIn, d, dFF))).toEqual(Array.from(b.wIn));
+    expect(Array.from(transpose(a.wOut, dFF, d))).toEqual(Array.from(b.wOut));
+    expect(Array.from(a.bIn!)).toEqual(Array.from(b.bIn!));
+  });
+
+  it('rejects a non-permutation with INVALID_ARGUMENT', () => {
+    const ff = randomFF(3, 4, false, 1);
+    expect(() => permuteFF(ff, [0, 1, 1, 2])).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => permuteFF(ff, [0, 1, 2])).toThrow(FfmergeError);
+  });
+});
+
+describe('averageFF', () => {
+  it('is the element-wise mean', () => {
+    const a = randomFF(4, 6, true, 1);
+    const b = randomFF(4, 6, true, 2);
+    const c = randomFF(4, 6, true, 3);
+    const m = averageFF([a, b, c]);
+    for (let i = 0; i < a.wIn.length; i++) expect(m.wIn[i]).toBeCloseTo((a.wIn[i]! + b.wIn[i]! + c.wIn[i]!) / 3, 6);
+    for (let i = 0; i < a.bOut!.length; i++) expect(m.bOut![i]).toBeCloseTo((a.bOut![i]! + b.bOut![i]! + c.bOut![i]!) / 3, 6);
+    expect(m.wGate).toBeDefined();
+  });
+
+  it('merging exact permuted copies with the inverse alignment gives the original FF back', () => {
+    const ff = randomFF(5, 9, false, 8);
+    const perm = randomPerm(9, 9);
+    const copy = permuteFF(ff, perm);
+    // aligning the copy to the anchor: unit j of the anchor is unit inv[j] of the copy
+    const inv = new Int32Array(9);
+    perm.forEach((p, j) => (inv[p] = j));
+    const merged = averageFF([ff, permuteFF(copy, inv)]);
+    expect(maxRelDiff(merged.wIn, ff.wIn)).toBe(0);
+    expect(maxRelDiff(merged.wOut, ff.wOut)).toBe(0);
+  });
+
+  it('rejects mismatched shapes', () => {
+    expect(() => averageFF([randomFF(4, 6, false, 1), randomFF(4, 7, false, 1)])).toThrow(
+      expect.objectContaining({ code: 'SHAPE_MISMATCH' }),
+    );
+  });
+});
+
+describe('windows', () => {
+  it('enumerates every start', () => {
+    expect(enumerateWindows(12, 4).map((w) => w.start)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+  it('parses a-b and checks it', () => {
+    expect(parseWindow('4-7', 12)).toEqual({ start: 4, k: 4 });
+    expect(() => parseWindow('4-7', 12, 3)).toThrow(expect.objectContaining({ code: 'INVALID_WINDOW' }));
+    expect(() => parseWindow('10-12', 12)).toThrow(expect.objectContaining({ code: 'INVALID_WINDOW' }));
+    expect(() => parseWindow('banana', 12)).toThrow(expect.objectContaining({ code: 'INVALID_WINDOW' }));
+    expect(() => enumerateWindows(5, 6)).toThrow(expect.objectContaining({ code: 'K_TOO_LARGE' }));
+  });
+  it('k from fraction and anchors', () => {
+    expect(kFromFraction(0.25, 12)).toBe(4);
+    expect(anchorOffset('first', 4)).toBe(0);
+    expect(anchorOffset('middle', 4)).toBe(1);
+    expect(anchorOffset('last', 4)).toBe(3);
+  });
+});
+
+describeShared('fixtures/gpt2-sotu', 'permuting a real GPT-2 FF (Conv1D layout)', () => {
+  it('leaves the FF outputs unchanged to float rounding', async () => {
+    const r = await SafetensorsReader.open(sharedPath('fixtures', 'gpt2-sotu', 'model.safetensors'));
+    const d = 128;
+    const dFF = 512;
+    const conv: FFWeights = {
+      d,
+      dFF,
+      wIn: await r.readF32('transformer.h.3.mlp.c_fc.weight'),
+      bIn: await r.readF32('transformer.h.3.mlp.c_fc.bias'),
+      wOut: await r.readF32('transformer.h.3.mlp.c_proj.weight'),
+      bOut: await r.readF32('transformer.h.3.mlp.c_proj.bias'),
+    };
+    const perm = randomPerm(dFF, 42);
+    const permuted = permuteFFConv1D(conv, perm);
+    const canon = (ff: FFWeights): FFWeights => ({
+      ...ff,
+      wIn: matrixToCanonical(ff.wIn, dFF, d, 'conv1d'),
+      wOut: matrixToCanonical(ff.wOut, d, dFF, 'conv1d'),
+    });
+    const x = Float32Array.from({ length: 7 * d }, rng(11));
+    const before = ffForwardReference(canon(conv), x, 7, 'gelu_new');
+    const after = ffForwardReference(canon(permuted), x, 7, 'gelu_new');
+    expect(maxRelDiff(after.out, before.out)).toBeLessThan(1e-9);
+  });
+});

@@ -1,0 +1,68 @@
+import { RidgeAccumulator, splitSolution } from '../lib/native/ridge';
+import { ridgeReference } from '../lib/reference/ridge';
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+describe('RidgeAccumulator (native) vs float64 reference', () => {
+  it.each([
+    [1, 1, 5],
+    [7, 3, 40],
+    [33, 17, 600], // more rows than one native block, odd sizes
+  ])('p=%i m=%i n=%i', async (p, m, n) => {
+    const r = rng(p * 100 + m);
+    const H = Float32Array.from({ length: n * p }, r);
+    const Y = Float32Array.from({ length: n * m }, r);
+    const acc = new RidgeAccumulator(p, m);
+    // two uneven chunks: accumulation must be additive
+    const cut = Math.floor(n / 3);
+    await acc.add(H.subarray(0, cut * p), Y.subarray(0, cut * m), cut);
+    await acc.add(H.subarray(cut * p), Y.subarray(cut * m), n - cut);
+    expect(acc.count).toBe(n);
+    const got = await acc.solve(1e-3);
+    const want = splitSolution(ridgeReference(H, Y, n, p, m, 1e-3), p, m);
+    let scale = 0;
+    for (const v of want.w) scale = Math.max(scale, Math.abs(v));
+    for (let i = 0; i < want.w.length; i++) expect(Math.abs(got.w[i]! - want.w[i]!)).toBeLessThan(1e-4 * Math.max(1, scale));
+    for (let i = 0; i < want.b.length; i++) expect(Math.abs(got.b[i]! - want.b[i]!)).toBeLessThan(1e-4 * Math.max(1, scale));
+  });
+
+  it('recovers exact linear targets when λ → 0', async () => {
+    const p = 9;
+    const m = 4;
+    const n = 300;
+    const r = rng(7);
+    const H = Float32Array.from({ length: n * p }, r);
+    const W = Float64Array.from({ length: m * p }, r);
+    const b = Float64Array.from({ length: m }, r);
+    const Y = new Float32Array(n * m);
+    for (let i = 0; i < n; i++)
+      for (let o = 0; o < m; o++) {
+        let s = b[o]!;
+        for (let j = 0; j < p; j++) s += W[o * p + j]! * H[i * p + j]!;
+        Y[i * m + o] = s;
+      }
+    const acc = new RidgeAccumulator(p, m);
+    await acc.add(H, Y, n);
+    const sol = await acc.solve(1e-9);
+    for (let i = 0; i < W.length; i++) expect(sol.w[i]).toBeCloseTo(W[i]!, 3);
+    for (let i = 0; i < m; i++) expect(sol.b[i]).toBeCloseTo(b[i]!, 3);
+  });
+
+  it('reports a singular system with SINGULAR_MATRIX', async () => {
+    const acc = new RidgeAccumulator(3, 1);
+    await acc.add(new Float32Array(3 * 5), new Float32Array(5), 5); // all-zero features, λ = 0
+    await expect(acc.solve(0)).rejects.toMatchObject({ code: 'SINGULAR_MATRIX' });
+  });
+
+  it('rejects wrong shapes and empty solves', async () => {
+    const acc = new RidgeAccumulator(3, 2);
+    expect(() => acc.add(new Float32Array(5), new Float32Array(4), 2)).toThrow(expect.objectContaining({ code: 'SHAPE_MISMATCH' }));
+    await expect(acc.solve()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
