@@ -19,6 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { assignmentKernels, linearSumAssignment } from '../lib/native/assignment';
 import { linearSumAssignmentReference } from '../lib/reference/assignment';
+import { mulberry32, normalFrom } from '../lib/reference/random';
 
 type Solver = (c: Float32Array, n: number) => Promise<number> | number;
 
@@ -28,19 +29,8 @@ function cpuSeconds(): number {
 }
 
 // Deterministic uniform (mulberry32) and normal (Box–Muller) generators.
-function uniformGen(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function normalGen(u: () => number): () => number {
-  return () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
-}
+const uniformGen = mulberry32;
+const normalGen = normalFrom;
 
 /**
  * A correlation-like n×n matrix in [-1, 1]: a shared low-rank part (units of both layers respond to a few

@@ -4,21 +4,9 @@ import { linearSumAssignmentReference, type AssignmentResult } from '../lib/refe
 import { pearsonCrossCorrelationSmall } from '../lib/reference/pearson-small';
 import { SafetensorsReader } from '../lib/safetensors';
 import { describeShared, sharedPath } from './helpers/shared';
+import { mulberry32 as rng, normalFrom as normal } from '../lib/reference/random';
 
 // Small deterministic PRNG (mulberry32) and a Box–Muller normal, so failures reproduce.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function normal(r: () => number): () => number {
-  return () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-}
 
 function shuffled(n: number, r: () => number): Int32Array {
   const p = Int32Array.from({ length: n }, (_, i) => i);

@@ -3,19 +3,9 @@ import { pearsonReference } from '../lib/reference/correlation';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../lib/errors';
+import { mulberry32 as rng } from '../lib/reference/random';
 
 // Seeded normal samples (mulberry32 + Box–Muller): failures reproduce.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-}
 
 /** rows × d activations: offset + noise + (unit % 3) × a factor shared by all layers, so units correlate. */
 function layer(normal: () => number, common: Float64Array, d: number, offset = 0, scale = 1): Float32Array {

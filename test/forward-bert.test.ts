@@ -11,6 +11,7 @@ import { SafetensorsReader, writeSafetensors, type TensorToWrite } from '../lib/
 import { bertForwardReference, vitForwardReference } from '../lib/reference/encoder';
 import { isFfmergeError } from '../lib/errors';
 import { describeShared, sharedPath } from './helpers/shared';
+import { maxRelErr } from './helpers/compare';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -20,16 +21,6 @@ function rng(seed: number): () => number {
   };
 }
 
-function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  expect(got.length).toBe(want.length);
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < want.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(got[i]! - want[i]!));
-    maxRef = Math.max(maxRef, Math.abs(want[i]!));
-  }
-  return maxDiff / maxRef;
-}
 
 async function writeCheckpoint(dir: string, config: Record<string, unknown>, shapes: Record<string, number[]>, seed: number) {
   const r = rng(seed);

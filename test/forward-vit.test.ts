@@ -11,17 +11,8 @@ import { evaluateImageClassifier } from '../lib/eval/accuracy';
 import { imageBatches } from '../lib/data/feature-batches';
 import { isFfmergeError } from '../lib/errors';
 import { describeShared, sharedPath } from './helpers/shared';
+import { maxRelErr } from './helpers/compare';
 
-function maxRelErr(got: Float32Array, want: Float32Array): number {
-  expect(got.length).toBe(want.length);
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < want.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(got[i]! - want[i]!));
-    maxRef = Math.max(maxRef, Math.abs(want[i]!));
-  }
-  return maxDiff / maxRef;
-}
 
 describeShared('fixtures/vit-fmnist', 'ViT (vit-fmnist) forward', () => {
   const dir = sharedPath('fixtures', 'vit-fmnist');

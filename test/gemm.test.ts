@@ -4,18 +4,9 @@ import { isFfmergeError } from '../lib/errors';
 import { gemmKernels, matmul } from '../lib/native/gemm';
 import { loadAddon } from '../lib/native/loader';
 import { matmulAbsReference, matmulReference, type MatmulShape } from '../lib/reference/matmul';
+import { mulberry32 as rng } from '../lib/reference/random';
 
 // Small deterministic generator (mulberry32) so failures reproduce.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomArray(n: number, next: () => number): Float32Array {
   const out = new Float32Array(n);

@@ -22,16 +22,7 @@ export function buildSafetensors(
 }
 
 /** Mulberry32: a small deterministic PRNG. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as prng } from '../../lib/reference/random';
 
 export function randomBytes(n: number, rnd: () => number): Uint8Array {
   const b = new Uint8Array(n);
