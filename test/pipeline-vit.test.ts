@@ -86,6 +86,10 @@ describeShared('fixtures/vit-fmnist', 'compress on vit-fmnist', () => {
     expect(r.merged.validation).toBe(best);
     expect(r.windows[0]!.window).toBe(r.candidates.find((c) => c.score === best)!.windows.encoder);
     expect(r.params.removed).toBe(2 * (256 * 64 + 256 + 64 * 256 + 64));
+    // candidates are scored from the cached states entering their start: the same as a full evaluation
+    const first = await compress(FIXTURE, { images: IMAGES, window: '0-2', calibrationImages: 100, validationImages: 300 });
+    expect(first.merged.validation).toBe(r.candidates[0]!.score);
+    expect(first.merged.validation).toBeLessThan(r.merged.validation);
 
     const pre = await loadPreprocessor(out);
     const set = await loadIdxImages(IMAGES.images, IMAGES.labels);

@@ -9,7 +9,9 @@
  *    own anchor and its own features;
  *  - 'independent': each stack's window searched with the other stack unmerged, then the two best combined;
  *  - 'encoder' / 'decoder': one stack only.
- * Every candidate is scored by a full evaluation (no prefix reuse: the validation sets here are small).
+ * Image models reuse the prefix like decoders: the base model's states entering each candidate start are kept
+ * once, and a candidate starting at s runs layers s.. only. Translation candidates are scored by a full
+ * greedy evaluation (the decoder's states depend on what it generated).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -26,6 +28,7 @@ import { conformImages, loadIdxImages, loadImageFolder, loadPreprocessor, type I
 import { readParallel, readParallelTsv, type SentencePair } from '../data/parallel';
 import { imageBatches, translationBatches, type FeatureBatch } from '../data/feature-batches';
 import { evaluateImageClassifier } from '../eval/accuracy';
+import { argmaxRows } from '../metrics/accuracy';
 import { evaluateTranslation, loadGenerationConfig } from '../eval/translate';
 import type { GenerationConfig } from '../model/model';
 import { PairCorrelations } from './features';
@@ -155,6 +158,12 @@ interface Task {
   validationUnits: number;
   testUnits?: number;
   score(model: Model, opts: JobOptions): Promise<number>;
+  /**
+   * Prefix reuse (encoder-only models): keeps the base model's states entering these layers on the validation
+   * data, after which scoreFrom(view, s) runs only layers s.. for a candidate whose window starts at s.
+   */
+  prepare?(model: Model, starts: Set<number>, opts: JobOptions): Promise<void>;
+  scoreFrom?(model: Model, start: number, opts: JobOptions): Promise<number>;
   test?(model: Model, opts: JobOptions): Promise<number>;
 }
 
@@ -169,7 +178,34 @@ async function imageTask(model: Model, dir: string, o: ImageCompressOptions): Pr
   const testSet = o.test ? await conformImages(await loadImageSource(o.test, pre), pre) : undefined;
   const testN = testSet ? Math.min(count(o.testImages, 'testImages', testSet.count), testSet.count) : undefined;
   const patch = model.spec.patch ?? 1;
+  const valBatches = imageBatches(valSet, pre, patch, { start: valStart, count: valN, batchSize: 250 });
+  const labels = valSet.labels!.subarray(valStart, valStart + valN);
+  const classes = model.spec.numLabels ?? 0;
+  // states[layer][batch]: the base model's hidden state entering `layer`
+  const states = new Map<number, Float32Array[]>();
   return {
+    prepare: async (m, starts, opts) => {
+      const last = Math.max(...starts);
+      for (const b of valBatches) {
+        let h = (await m.forward(b.input, { output: 'hidden', toLayer: 0, ...(opts.signal ? { signal: opts.signal } : {}) })).hidden!;
+        for (let l = 0; l <= last; l++) {
+          if (starts.has(l)) states.set(l, [...(states.get(l) ?? []), h]);
+          if (l < last) h = (await m.forward(b.input, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: h, ...(opts.signal ? { signal: opts.signal } : {}) })).hidden!;
+        }
+      }
+    },
+    scoreFrom: async (m, start, opts) => {
+      const kept = states.get(start);
+      if (!kept) throw new Error(`validation states entering layer ${start} were not kept`);
+      let correct = 0;
+      let row = 0;
+      for (const [i, b] of valBatches.entries()) {
+        const r = await m.forward(b.input, { output: 'logits', fromLayer: start, hidden: kept[i]!, ...(opts.signal ? { signal: opts.signal } : {}) });
+        const pred = argmaxRows(r.logits!, classes);
+        for (let j = 0; j < b.input.batch; j++) if (pred[j] === labels[row++]) correct++;
+      }
+      return correct / valN;
+    },
     metric: { name: 'accuracy', higherIsBetter: true },
     calibration: imageBatches(set, pre, patch, { start: 0, count: calN, batchSize: 100 }),
     calibrationUnits: calN,
@@ -321,7 +357,8 @@ export async function compressModality(modelDir: string, options: ModalityCompre
     const scoreOf = async (merges: StackMerge[]): Promise<number> => {
       const v = viewOf(model, merges);
       try {
-        const s = await task.score(v, job);
+        const start = Math.min(...merges.map((x) => x.m.window.start));
+        const s = task.scoreFrom ? await task.scoreFrom(v, start, job) : await task.score(v, job);
         scores.push({ windows: Object.fromEntries(merges.map((x) => [x.stack, windowLabel(x.m.window)])), score: s });
         onProgress?.({ phase: 'search', done: scores.length, total: searchTotal });
         return s;
@@ -344,6 +381,10 @@ export async function compressModality(modelDir: string, options: ModalityCompre
     };
     const groups: StackName[][] = mode === 'independent' ? stackNames.map((s) => [s]) : [stackNames];
     const searchTotal = candidates.length > 1 ? candidates.length * groups.length : 0;
+    if (searchTotal > 0 && task.prepare) {
+      await task.prepare(model, new Set(candidates.map((w) => w.start)), job);
+      lap('prefix');
+    }
     const chosen: StackMerge[] = [];
     for (const g of groups) chosen.push(...(await search(g)).merges);
 
