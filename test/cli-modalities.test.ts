@@ -7,7 +7,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import type sharpDefault from 'sharp';
 import { describeShared, sharedPath } from './helpers/shared';
+
+// as in images.test.ts: sharp's typings are ESM, require() returns the function
+const sharp = ((require('sharp') as { default?: typeof sharpDefault }).default ?? require('sharp')) as typeof sharpDefault;
 
 const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
 
@@ -44,6 +48,27 @@ describe('ffmerge CLI on images and translation', () => {
       const ev = ffmerge(cwd, 'eval', 'vit-merged', '--images', fm('t10k-images-idx3-ubyte.gz'), '--labels', fm('t10k-labels-idx1-ubyte.gz'), '--count', '300', '--json');
       expect(ev.code).toBe(0);
       expect(JSON.parse(ev.stdout).accuracy).toBe(out.merged.test);
+    });
+
+    it('an image folder (class sub-folders) works for eval and compress; labels follow the folder names', async () => {
+      // 120 t10k images as PNGs in folders 0..9 (sorted folder order = label index, as torchvision's ImageFolder)
+      const raw = zlib.gunzipSync(fs.readFileSync(fm('t10k-images-idx3-ubyte.gz'))).subarray(16);
+      const labels = zlib.gunzipSync(fs.readFileSync(fm('t10k-labels-idx1-ubyte.gz'))).subarray(8);
+      const dir = path.join(cwd, 'imgs');
+      for (let i = 0; i < 120; i++) {
+        fs.mkdirSync(path.join(dir, String(labels[i])), { recursive: true });
+        await sharp(Buffer.from(raw.subarray(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } })
+          .toColourspace('b-w')
+          .png()
+          .toFile(path.join(dir, String(labels[i]), `${String(i).padStart(3, '0')}.png`));
+      }
+      const folder = ffmerge(cwd, 'eval', VIT, '--data', 'imgs', '--json');
+      const idx = ffmerge(cwd, 'eval', VIT, '--images', fm('t10k-images-idx3-ubyte.gz'), '--labels', fm('t10k-labels-idx1-ubyte.gz'), '--count', '120', '--json');
+      expect(folder.code).toBe(0);
+      expect(JSON.parse(folder.stdout).correct).toBe(JSON.parse(idx.stdout).correct);
+      const r = ffmerge(cwd, 'compress', VIT, '--data', 'imgs', '--k', '2', '--calibration-size', '60', '--out', 'from-folder', '--json');
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout).data).toMatchObject({ calibration: 60, validation: 60, unit: 'images' });
     });
 
     it('--images without --labels, and an idx file given as --data, are typed errors', () => {

@@ -183,8 +183,11 @@ export async function runEvalModality(model: string, modelType: string, o: Modal
     const src = imageSourceFrom(o, '');
     if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'eval on an image model needs --images <idx images> --labels <idx labels>, or --data <image folder>');
     const pre = await loadPreprocessor(model);
-    const set = await loadImageSource(src, pre);
     const m = await loadModel(model, { signal });
+    const set = await loadImageSource(src, pre, m.config as Record<string, unknown>).catch((e: unknown) => {
+      m.dispose();
+      throw e;
+    });
     try {
       const r = await evaluateImageClassifier(m, set, pre, { signal, onProgress: bar.update, count: Math.min(limit ?? set.count, set.count) });
       bar.done();

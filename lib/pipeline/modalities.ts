@@ -24,7 +24,7 @@ import { loadModel } from '../model/load';
 import type { Model, StackName } from '../model/model';
 import { inspectModel } from '../model/inspect';
 import { checkK, enumerateWindows, kFromFraction, parseWindow, windowLabel, windowLayers, type Anchor, type Window } from '../merge/windows';
-import { conformImages, loadIdxImages, loadImageFolder, loadPreprocessor, type ImagePreprocessor, type ImageSet } from '../data/images';
+import { classNamesFromConfig, conformImages, loadIdxImages, loadImageFolder, loadPreprocessor, type ImagePreprocessor, type ImageSet } from '../data/images';
 import { readParallel, readParallelTsv, type SentencePair } from '../data/parallel';
 import { imageBatches, translationBatches, type FeatureBatch } from '../data/feature-batches';
 import { evaluateImageClassifier } from '../eval/accuracy';
@@ -125,14 +125,41 @@ function checkFiles(files: (string | undefined)[]): void {
   for (const f of files) if (f !== undefined && !fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} does not exist`);
 }
 
-/** An image set from a source; labels are required (accuracy needs them). */
-export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor): Promise<ImageSet> {
+/**
+ * An image set from a source. Folder classes map to the model's labels by name (config.json id2label) when
+ * every sub-folder is one of them, else by sorted position (torchvision ImageFolder), and a
+ * folder's images — read class by class — are put in a fixed pseudo-random order, so that leading and
+ * trailing ranges (calibration, validation) hold every class.
+ */
+export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, modelConfig: Record<string, unknown> = {}): Promise<ImageSet> {
   if ('folder' in src) {
     checkFiles([src.folder]);
-    return loadImageFolder(src.folder, pre);
+    if (!fs.statSync(src.folder).isDirectory()) {
+      throw new FfmergeError('INVALID_DATA', `${src.folder} is not an image folder (expected <class>/<image>.png|.jpg sub-folders)`);
+    }
+    // the model's names when the sub-folders use them; else sorted sub-folder names = label indices (ImageFolder)
+    const named = classNamesFromConfig(modelConfig);
+    const folders = fs.readdirSync(src.folder, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    const classNames = named && folders.every((f) => named.includes(f)) ? named : undefined;
+    return shuffledImages(await loadImageFolder(src.folder, pre, classNames ? { classNames } : {}));
   }
   checkFiles([src.images, src.labels]);
   return loadIdxImages(src.images, src.labels);
+}
+
+/** The images in a fixed order drawn by a seeded LCG (Fisher–Yates): the same folder gives the same order. */
+function shuffledImages(set: ImageSet): ImageSet {
+  let seed = 0x5eed;
+  const rand = () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  const order = Int32Array.from({ length: set.count }, (_, i) => i);
+  for (let i = set.count - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const per = set.height * set.width * set.channels;
+  const pixels = new Uint8Array(set.pixels.length);
+  order.forEach((from, to) => pixels.set(set.pixels.subarray(from * per, (from + 1) * per), to * per));
+  return { ...set, pixels, ...(set.labels ? { labels: Int32Array.from(order, (from) => set.labels![from]!) } : {}) };
 }
 
 export async function loadParallelSource(src: ParallelSource): Promise<SentencePair[]> {
@@ -169,13 +196,14 @@ interface Task {
 
 async function imageTask(model: Model, dir: string, o: ImageCompressOptions): Promise<Task> {
   const pre = await loadPreprocessor(dir);
-  const set = await conformImages(await loadImageSource(o.images, pre), pre);
+  const config = model.config as Record<string, unknown>;
+  const set = await conformImages(await loadImageSource(o.images, pre, config), pre);
   const calN = Math.min(count(o.calibrationImages, 'calibrationImages', 600), set.count);
-  const valSet = o.validation ? await conformImages(await loadImageSource(o.validation, pre), pre) : set;
+  const valSet = o.validation ? await conformImages(await loadImageSource(o.validation, pre, config), pre) : set;
   const valStart = o.validationStart ?? (o.validation ? 0 : set.count === 60000 ? 55000 : calN);
   const valN = Math.min(count(o.validationImages, 'validationImages', 1000), valSet.count - valStart);
   if (valN <= 0) throw new FfmergeError('INVALID_DATA', `no validation images: the set has ${valSet.count} images and validation starts at ${valStart}`);
-  const testSet = o.test ? await conformImages(await loadImageSource(o.test, pre), pre) : undefined;
+  const testSet = o.test ? await conformImages(await loadImageSource(o.test, pre, config), pre) : undefined;
   const testN = testSet ? Math.min(count(o.testImages, 'testImages', testSet.count), testSet.count) : undefined;
   const patch = model.spec.patch ?? 1;
   const valBatches = imageBatches(valSet, pre, patch, { start: valStart, count: valN, batchSize: 250 });
