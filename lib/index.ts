@@ -47,7 +47,18 @@ export type { FeatureBatch, TranslationBatchOptions } from './data/feature-batch
 export { compress, DEFAULT_FRACTION } from './pipeline/compress';
 export type { CompressOptions, CompressResult, CandidateScore, Baseline, RecoverMethod, Metric } from './pipeline/compress';
 export type { MergeMethod } from './pipeline/align';
-export { formatReport } from './pipeline/report';
+export { formatReport, formatModalityReport } from './pipeline/report';
+export type {
+  ImageCompressOptions,
+  TranslationCompressOptions,
+  ModalityCompressOptions,
+  ModalityCompressResult,
+  ModalityCandidate,
+  ImageSource,
+  ParallelSource,
+  StackMode,
+  MetricInfo,
+} from './pipeline/modalities';
 export { writeCheckpoint, checkOutputDir, ffReplacements, ffTies } from './checkpoint/write';
 export type { OutputFormat, WriteCheckpointOptions, WriteCheckpointResult } from './checkpoint/write';
 export { CheckpointReader, readTies } from './checkpoint/ties';

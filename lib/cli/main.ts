@@ -8,6 +8,7 @@ import { FfmergeError } from '../errors';
 import { reportError } from './errors';
 import { runInspect } from './inspect';
 import { runCompress, runEval, type CompressCliOptions } from './compress';
+import { MODALITY_TYPES, modelTypeOf, runCompressModality, runEvalModality, type ModalityCliOptions, type ModalityEvalOptions } from './modalities';
 
 function requireModelDir(p: string): string {
   if (!fs.existsSync(p) || !fs.statSync(p).isDirectory()) {
@@ -36,9 +37,26 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal): Com
     .command('compress')
     .description('merge k adjacent FF sublayers into one and write the smaller checkpoint (no model: the bundled llama-stories260k)')
     .argument('[model]', 'model directory; omitted: the bundled llama-stories260k with its calibration text')
-    .option('--data <file>', 'calibration text (.txt, .txt.gz, .jsonl); the blocks after the calibration budget validate unless --valid')
-    .option('--valid <file>', 'validation text the window search and the report score on')
-    .option('--test <file>', 'held-out text evaluated on the base and the merged model')
+    .option('--data <file>', 'calibration text (.txt, .txt.gz, .jsonl); the blocks after the calibration budget validate unless --valid. vit: an image folder; marian: a source<TAB>target .tsv')
+    .option('--valid <file>', 'validation text the window search and the report score on (vit: image folder; marian: .tsv)')
+    .option('--test <file>', 'held-out text evaluated on the base and the merged model (vit: image folder; marian: .tsv)')
+    .option('--images <idx>', 'vit: idx image file (.gz ok) for calibration and validation (with --labels)')
+    .option('--labels <idx>', 'vit: idx label file matching --images')
+    .option('--valid-images <idx>', 'vit: validation images (default: --images from --validation-start)')
+    .option('--valid-labels <idx>', 'vit: validation labels')
+    .option('--test-images <idx>', 'vit: test images (e.g. t10k), scored on the base and the merged model')
+    .option('--test-labels <idx>', 'vit: test labels')
+    .option('--source <file>', 'marian: source sentences, one a line (.gz ok), with --target')
+    .option('--target <file>', 'marian: reference translations line-aligned with --source')
+    .option('--valid-source <file>', 'marian: validation sources (default: the pairs after the calibration ones)')
+    .option('--valid-target <file>', 'marian: validation references')
+    .option('--test-source <file>', 'marian: test sources, scored on the base and the merged model')
+    .option('--test-target <file>', 'marian: test references')
+    .option('--stacks <mode>', 'marian: both-same (same window in encoder and decoder) | independent | encoder | decoder', 'both-same')
+    .option('--calibration-size <n>', 'vit: calibration images (default 600); marian: calibration sentence pairs (default 600)')
+    .option('--validation-size <n>', 'vit: validation images per candidate (default 1000); marian: sentences translated per candidate (default 100)')
+    .option('--validation-start <n>', 'vit: first validation image of --images (default 55000 on a 60000-image set, else after calibration)')
+    .option('--test-size <n>', 'vit/marian: test images or sentences (default all)')
     .option('--k <n>', 'FF sublayers merged into one (default: a quarter of the layers, at least 2)')
     .option('--fraction <x>', 'share of FF sublayers to remove instead of --k (0 < x < 1)')
     .option('--window <spec>', 'auto (search every start) or a-b (0-based, inclusive), or a-b,c-d', 'auto')
@@ -55,22 +73,34 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal): Com
     .option('--test-tokens <n>', 'test token budget (default: the whole file)')
     .option('--block-size <n>', 'tokens per sequence (default 256)')
     .option('--json', 'print the result as JSON on stdout (no progress bar)')
-    .action(async (model: string | undefined, opts: CompressCliOptions) => {
+    .action(async (model: string | undefined, opts: CompressCliOptions & ModalityCliOptions) => {
       state.json = Boolean(opts.json);
-      await runCompress(model === undefined ? undefined : requireModelDir(model), opts, signal);
+      const dir = model === undefined ? undefined : requireModelDir(model);
+      const type = dir === undefined ? undefined : modelTypeOf(dir);
+      if (dir !== undefined && type !== undefined && MODALITY_TYPES.includes(type)) return runCompressModality(dir, type, opts, signal);
+      await runCompress(dir, opts, signal);
     });
 
   program
     .command('eval')
-    .description('perplexity of a model (original or compressed, tied or expanded) on a text file')
+    .description('perplexity (LMs), top-1 accuracy (vit) or greedy BLEU (marian) of a model, original or compressed')
     .argument('<model>', 'model directory')
-    .requiredOption('--data <file>', 'text file (.txt, .txt.gz, .jsonl), cut into blocks of --block-size tokens')
+    .option('--data <file>', 'text file (.txt, .txt.gz, .jsonl), cut into blocks of --block-size tokens; vit: an image folder; marian: a .tsv')
+    .option('--images <idx>', 'vit: idx image file (with --labels)')
+    .option('--labels <idx>', 'vit: idx label file')
+    .option('--source <file>', 'marian: source sentences (with --target)')
+    .option('--target <file>', 'marian: reference translations')
+    .option('--count <n>', 'vit/marian: evaluate the first n images or sentences (default all)')
     .option('--tokens <n>', 'token budget (default: the whole file)')
     .option('--block-size <n>', 'tokens per sequence (default 256)')
     .option('--json', 'machine-readable output')
-    .action(async (model: string, opts: { data: string; tokens?: string; blockSize?: string; json?: boolean }) => {
+    .action(async (model: string, opts: ModalityEvalOptions & { tokens?: string; blockSize?: string }) => {
       state.json = Boolean(opts.json);
-      await runEval(requireModelDir(model), opts, signal);
+      const dir = requireModelDir(model);
+      const type = modelTypeOf(dir);
+      if (type !== undefined && MODALITY_TYPES.includes(type)) return runEvalModality(dir, type, opts, signal);
+      if (opts.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'eval needs --data <text file>');
+      await runEval(dir, { ...opts, data: opts.data }, signal);
     });
 
   return program;

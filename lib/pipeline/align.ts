@@ -8,7 +8,7 @@ import { averageFF } from '../merge/average';
 import { permuteFF } from '../merge/permute';
 import { anchorOffset, windowLayers, type Anchor, type Window } from '../merge/windows';
 import type { FFWeights } from '../model/ff-weights';
-import type { Model } from '../model/model';
+import type { Model, StackName } from '../model/model';
 import type { PairCorrelations } from './features';
 
 export type MergeMethod = 'permute' | 'vanilla';
@@ -21,8 +21,14 @@ export interface MergedWindow {
   perms: Map<number, Int32Array>;
 }
 
-export function modelFF(model: Model, layer: number): FFWeights {
-  return { d: model.spec.dModel, dFF: model.spec.dFF, ...model.ffWeights(layer) };
+/** Spec of one stack of a model (encoder–decoder models keep the encoder's apart). */
+export function stackSpecOf(model: Model, stack: StackName = model.mainStack) {
+  return stack === model.mainStack ? model.spec : model.encoderSpec!;
+}
+
+export function modelFF(model: Model, layer: number, stack: StackName = model.mainStack): FFWeights {
+  const spec = stackSpecOf(model, stack);
+  return { d: spec.dModel, dFF: spec.dFF, ...model.ffWeights(layer, stack) };
 }
 
 /** The (anchor, layer) pairs whose correlation aligning these windows needs. */
@@ -47,19 +53,20 @@ export async function mergeWindow(
   method: MergeMethod,
   corr: PairCorrelations | undefined,
   opts: JobOptions = {},
+  stack: StackName = model.mainStack,
 ): Promise<MergedWindow> {
   const a = window.start + anchorOffset(anchor, window.k);
   const perms = new Map<number, Int32Array>();
   const ffs: FFWeights[] = [];
   for (const l of windowLayers(window)) {
-    const ff = modelFF(model, l);
+    const ff = modelFF(model, l, stack);
     if (l === a || method === 'vanilla') {
       ffs.push(ff);
       continue;
     }
     if (!corr) throw new Error('permute needs correlations');
     const c = await corr.get(a, l, opts);
-    const perm = await permutationFromCorrelation(c, model.spec.dFF, { signal: opts.signal });
+    const perm = await permutationFromCorrelation(c, stackSpecOf(model, stack).dFF, { signal: opts.signal });
     perms.set(l, perm);
     ffs.push(permuteFF(ff, perm));
   }

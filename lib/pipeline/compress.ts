@@ -22,6 +22,7 @@ import { collectCorrelations, type PairCorrelations } from './features';
 import { mergeWindow, pairsFor, type MergeMethod, type MergedWindow } from './align';
 import { nllOf, ppl, PrefixCache, type NllTotal } from './prefix';
 import { refitWindow } from './refit';
+import { compressModality, isImageOptions, isTranslationOptions, type ModalityCompressOptions, type ModalityCompressResult } from './modalities';
 
 export type Baseline = 'drop-ff' | 'drop-layers';
 export type RecoverMethod = 'none' | 'refit';
@@ -143,7 +144,18 @@ function mergedView(model: Model, merged: MergedWindow[]): Model {
   return model.withFF(overrides);
 }
 
-export async function compress(modelDir: string, options: CompressOptions): Promise<CompressResult> {
+/**
+ * Language models take text (`calibration`); image classifiers take `images`, translation models `parallel`
+ * (see modalities.ts — same method, task metric instead of perplexity).
+ */
+export function compress(modelDir: string, options: CompressOptions): Promise<CompressResult>;
+export function compress(modelDir: string, options: ModalityCompressOptions): Promise<ModalityCompressResult>;
+export function compress(modelDir: string, options: CompressOptions | ModalityCompressOptions): Promise<CompressResult | ModalityCompressResult> {
+  if (isImageOptions(options) || isTranslationOptions(options)) return compressModality(modelDir, options);
+  return compressLM(modelDir, options);
+}
+
+async function compressLM(modelDir: string, options: CompressOptions): Promise<CompressResult> {
   const opts = { ...DEFAULTS, ...options };
   const { signal, onProgress } = opts;
   const job: JobOptions = { signal, ...(onProgress ? { onProgress } : {}) };
@@ -161,7 +173,8 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const summary = await inspectModel(modelDir);
   const stack = summary.stacks[0]!;
   if (summary.stacks.length !== 1 || stack.name !== 'decoder') {
-    throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `compress supports decoder-only language models for now (this is ${summary.modelType})`);
+    const hint = summary.modelType === 'vit' ? ' (give images: an idx pair or an image folder)' : summary.modelType === 'marian' ? ' (give parallel: sentence pairs)' : '';
+    throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `text calibration works for decoder-only language models; this is ${summary.modelType}${hint}`);
   }
   const L = stack.layers;
   if (opts.k !== undefined && opts.fraction !== undefined) throw new FfmergeError('INVALID_ARGUMENT', 'give k or fraction, not both');

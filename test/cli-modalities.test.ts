@@ -1,0 +1,118 @@
+/**
+ * `ffmerge compress` / `ffmerge eval` on the image (vit) and translation (marian) fixtures, as a user runs
+ * them (node bin/ffmerge.js, source build pinned). Small budgets: the machine has 2 shared cores.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
+import type sharpDefault from 'sharp';
+import { describeShared, sharedPath } from './helpers/shared';
+
+// as in images.test.ts: sharp's typings are ESM, require() returns the function
+const sharp = ((require('sharp') as { default?: typeof sharpDefault }).default ?? require('sharp')) as typeof sharpDefault;
+
+const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
+
+function ffmerge(cwd: string, ...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', env: { ...process.env, FFMERGE_FROM_SOURCE: '1' }, timeout: 300_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function errorOf(r: { stdout: string }): { code: string; message: string } {
+  const j = JSON.parse(r.stdout) as { ok: boolean; error: { code: string; message: string } };
+  expect(j.ok).toBe(false);
+  return j.error;
+}
+
+describe('ffmerge CLI on images and translation', () => {
+  let cwd: string;
+  beforeEach(() => {
+    cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-cli-mod-'));
+  });
+  afterEach(() => fs.rmSync(cwd, { recursive: true, force: true }));
+  jest.setTimeout(300_000);
+
+  describeShared('fixtures/vit-fmnist', 'vit', () => {
+    const VIT = sharedPath('fixtures', 'vit-fmnist');
+    const fm = (f: string) => sharedPath('data', 'fmnist', f);
+
+    it('compress --images/--labels writes a checkpoint whose eval accuracy equals the reported test accuracy', () => {
+      const r = ffmerge(cwd, 'compress', VIT, '--images', fm('train-images-idx3-ubyte.gz'), '--labels', fm('train-labels-idx1-ubyte.gz'), '--window', '9-11', '--calibration-size', '100', '--validation-size', '100', '--test-images', fm('t10k-images-idx3-ubyte.gz'), '--test-labels', fm('t10k-labels-idx1-ubyte.gz'), '--test-size', '300', '--out', 'vit-merged', '--json');
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.metric.name).toBe('accuracy');
+      expect(out.windows).toEqual([{ stack: 'encoder', window: '9-11', layers: [9, 10, 11], anchor: 9 }]);
+      const ev = ffmerge(cwd, 'eval', 'vit-merged', '--images', fm('t10k-images-idx3-ubyte.gz'), '--labels', fm('t10k-labels-idx1-ubyte.gz'), '--count', '300', '--json');
+      expect(ev.code).toBe(0);
+      expect(JSON.parse(ev.stdout).accuracy).toBe(out.merged.test);
+    });
+
+    it('an image folder (class sub-folders) works for eval and compress; labels follow the folder names', async () => {
+      // 120 t10k images as PNGs in folders 0..9 (sorted folder order = label index, as torchvision's ImageFolder)
+      const raw = zlib.gunzipSync(fs.readFileSync(fm('t10k-images-idx3-ubyte.gz'))).subarray(16);
+      const labels = zlib.gunzipSync(fs.readFileSync(fm('t10k-labels-idx1-ubyte.gz'))).subarray(8);
+      const dir = path.join(cwd, 'imgs');
+      for (let i = 0; i < 120; i++) {
+        fs.mkdirSync(path.join(dir, String(labels[i])), { recursive: true });
+        await sharp(Buffer.from(raw.subarray(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } })
+          .toColourspace('b-w')
+          .png()
+          .toFile(path.join(dir, String(labels[i]), `${String(i).padStart(3, '0')}.png`));
+      }
+      const folder = ffmerge(cwd, 'eval', VIT, '--data', 'imgs', '--json');
+      const idx = ffmerge(cwd, 'eval', VIT, '--images', fm('t10k-images-idx3-ubyte.gz'), '--labels', fm('t10k-labels-idx1-ubyte.gz'), '--count', '120', '--json');
+      expect(folder.code).toBe(0);
+      expect(JSON.parse(folder.stdout).correct).toBe(JSON.parse(idx.stdout).correct);
+      const r = ffmerge(cwd, 'compress', VIT, '--data', 'imgs', '--k', '2', '--calibration-size', '60', '--out', 'from-folder', '--json');
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout).data).toMatchObject({ calibration: 60, validation: 60, unit: 'images' });
+    });
+
+    it('--images without --labels, and an idx file given as --data, are typed errors', () => {
+      const a = ffmerge(cwd, 'compress', VIT, '--images', fm('train-images-idx3-ubyte.gz'), '--json');
+      expect(a.code).not.toBe(0);
+      expect(errorOf(a).message).toMatch(/--labels/);
+      const b = ffmerge(cwd, 'eval', VIT, '--data', fm('t10k-images-idx3-ubyte.gz'), '--json');
+      expect(b.code).not.toBe(0);
+      expect(errorOf(b).code).toBe('INVALID_ARGUMENT');
+      expect(fs.readdirSync(cwd)).toEqual([]);
+    });
+  });
+
+  describeShared('fixtures/marian-multi30k-en-de', 'marian', () => {
+    const MARIAN = sharedPath('fixtures', 'marian-multi30k-en-de');
+    const m30k = (f: string) => sharedPath('data', 'multi30k', f);
+
+    it('compress --data pairs.tsv merges both stacks; eval --source/--target gives BLEU on the output', () => {
+      // a TSV made from the val files
+      const en = zlib.gunzipSync(fs.readFileSync(m30k('val.en.gz'))).toString('utf8').split('\n');
+      const de = zlib.gunzipSync(fs.readFileSync(m30k('val.de.gz'))).toString('utf8').split('\n');
+      fs.writeFileSync(path.join(cwd, 'pairs.tsv'), en.slice(0, 200).map((s: string, i: number) => `${s}\t${de[i]}`).join('\n') + '\n');
+      const r = ffmerge(cwd, 'compress', MARIAN, '--data', 'pairs.tsv', '--window', '4-5', '--calibration-size', '150', '--validation-size', '20', '--out', 'mt', '--json');
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.metric.name).toBe('bleu');
+      expect(out.windows.map((w: { stack: string }) => w.stack)).toEqual(['encoder', 'decoder']);
+      expect(out.data).toMatchObject({ calibration: 150, validation: 20, unit: 'sentences' });
+      const ev = ffmerge(cwd, 'eval', 'mt', '--source', m30k('test_2016_flickr.en.gz'), '--target', m30k('test_2016_flickr.de.gz'), '--count', '20', '--json');
+      expect(ev.code).toBe(0);
+      const e = JSON.parse(ev.stdout);
+      expect(e.sentences).toBe(20);
+      expect(e.bleu).toBeGreaterThan(10);
+    });
+
+    it('misaligned --source/--target and a bad --stacks are typed errors', () => {
+      const a = ffmerge(cwd, 'eval', MARIAN, '--source', m30k('test_2016_flickr.en.gz'), '--target', m30k('val.de.gz'), '--json');
+      expect(a.code).not.toBe(0);
+      expect(errorOf(a).code).toBe('INVALID_DATA');
+      const b = ffmerge(cwd, 'compress', MARIAN, '--source', m30k('val.en.gz'), '--target', m30k('val.de.gz'), '--stacks', 'all', '--json');
+      expect(b.code).not.toBe(0);
+      expect(errorOf(b).message).toMatch(/--stacks/);
+      expect(fs.readdirSync(cwd)).toEqual([]);
+    });
+  });
+});

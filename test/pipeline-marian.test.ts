@@ -1,0 +1,136 @@
+/**
+ * compress() on marian-multi30k-en-de (parallel text, greedy BLEU, two stacks).
+ *
+ * Runtime budget (2 shared cores): calibration = 150–200 val pairs (teacher forcing, ~2.5k features per
+ * stack), each candidate translates 20–30 sentences greedily; the whole file stays well under a minute.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { writeCheckpoint, ffReplacements } from '../lib/checkpoint/write';
+import { readTies } from '../lib/checkpoint/ties';
+import { compress } from '../lib/pipeline/compress';
+import { permuteFF } from '../lib/merge/permute';
+import { loadModel } from '../lib/model/load';
+import { loadTokenizer } from '../lib/tokenizer';
+import { readParallel } from '../lib/data/parallel';
+import { evaluateTranslation, loadGenerationConfig, translate } from '../lib/eval/translate';
+import type { StackName } from '../lib/model/model';
+import { describeShared, sharedPath } from './helpers/shared';
+
+const FIXTURE = sharedPath('fixtures', 'marian-multi30k-en-de');
+const M30K = (f: string) => sharedPath('data', 'multi30k', f);
+const VAL = { source: M30K('val.en.gz'), target: M30K('val.de.gz') };
+const TEST = { source: M30K('test_2016_flickr.en.gz'), target: M30K('test_2016_flickr.de.gz') };
+
+function shuffled(n: number, seed: number): Int32Array {
+  let s = seed;
+  const r = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  const p = Int32Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
+/** Greedy translations (text) of the first `n` test sentences by the model in `dir`. */
+async function translationsOf(dir: string, n = 12): Promise<string[]> {
+  const pairs = (await readParallel(TEST.source, TEST.target)).slice(0, n);
+  const m = await loadModel(dir);
+  try {
+    const tok = await loadTokenizer(dir);
+    const generation = await loadGenerationConfig(dir, m.config as Record<string, unknown>);
+    return (await translate(m, tok, pairs.map((p) => p.source), { generation })).map((t) => t.text);
+  } finally {
+    m.dispose();
+  }
+}
+
+describeShared('fixtures/marian-multi30k-en-de', 'compress on marian-multi30k-en-de', () => {
+  let tmp: string;
+  beforeAll(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-marian-'));
+  });
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  jest.setTimeout(300_000);
+
+  it('a window of permuted copies in both stacks merges losslessly (translations unchanged); ties name each stack', async () => {
+    const base = await loadModel(FIXTURE);
+    const config = base.config as Record<string, unknown>;
+    const replace = new Map<string, Float32Array>();
+    for (const stack of ['encoder', 'decoder'] as StackName[]) {
+      const ff1 = { d: 128, dFF: 512, ...base.ffWeights(1, stack) };
+      for (const [n, t] of ffReplacements(config, stack, 2, permuteFF(ff1, shuffled(512, stack === 'encoder' ? 7 : 11)))) replace.set(n, t);
+    }
+    base.dispose();
+    const copies = path.join(tmp, 'copies');
+    await writeCheckpoint({ source: FIXTURE, out: copies, format: 'expanded', replace });
+
+    const out = path.join(tmp, 'copies-merged');
+    const r = await compress(copies, { parallel: VAL, window: '1-2', calibrationPairs: 200, validationSentences: 20, out });
+    expect(r.metric).toEqual({ name: 'bleu', higherIsBetter: true });
+    expect(r.stacks).toBe('both-same');
+    expect(r.windows.map((w) => [w.stack, w.window, w.anchor])).toEqual([
+      ['encoder', '1-2', 1],
+      ['decoder', '1-2', 1],
+    ]);
+    expect(r.merged.validation).toBeCloseTo(r.base.validation, 10);
+    expect(await translationsOf(out)).toEqual(await translationsOf(copies));
+    // one stored copy per stack: encoder layer 2 → encoder layer 1, decoder layer 2 → decoder layer 1
+    const ties = await readTies(out);
+    expect(ties['model.encoder.layers.2.fc1.weight']).toBe('model.encoder.layers.1.fc1.weight');
+    expect(ties['model.decoder.layers.2.fc2.bias']).toBe('model.decoder.layers.1.fc2.bias');
+
+    // vanilla averages unaligned units: the copies' function is lost
+    const vanilla = await compress(copies, { parallel: VAL, window: '1-2', method: 'vanilla', validationSentences: 20, out: path.join(tmp, 'copies-vanilla') });
+    expect(vanilla.merged.validation).not.toBeCloseTo(vanilla.base.validation, 3);
+  });
+
+  it('k = 2 auto (same window in both stacks): argmax BLEU chosen; the tied checkpoint reloads, translates, and matches the expanded one', async () => {
+    const out = path.join(tmp, 'k2');
+    const r = await compress(FIXTURE, { parallel: VAL, k: 2, calibrationPairs: 150, validationSentences: 30, out });
+    expect(r.candidates.map((c) => `${c.windows.encoder}/${c.windows.decoder}`)).toEqual(['0-1/0-1', '1-2/1-2', '2-3/2-3', '3-4/3-4', '4-5/4-5']);
+    const best = Math.max(...r.candidates.map((c) => c.score));
+    expect(r.merged.validation).toBeCloseTo(best, 10);
+    const win = r.candidates.find((c) => c.score === best)!.windows.encoder;
+    expect(r.windows.map((w) => w.window)).toEqual([win, win]);
+    expect(r.data.calibrationFeatures.encoder).toBeGreaterThan(1000);
+    expect(r.data.calibrationFeatures.decoder).toBeGreaterThan(1000);
+    expect(r.params.removed).toBe(2 * (512 * 128 + 512 + 128 * 512 + 128));
+
+    // reloads and reproduces the reported validation BLEU (the 30 val pairs after the 150 calibration pairs)
+    const m = await loadModel(out);
+    const tok = await loadTokenizer(out);
+    const generation = await loadGenerationConfig(out, m.config as Record<string, unknown>);
+    const val = (await readParallel(VAL.source, VAL.target)).slice(150, 180);
+    const again = await evaluateTranslation(m, tok, val, { generation });
+    m.dispose();
+    expect(again.bleu.score).toBeCloseTo(r.merged.validation, 10);
+
+    const tied = await translationsOf(out, 8);
+    expect(tied.every((t) => t.length > 0)).toBe(true);
+    const expanded = path.join(tmp, 'k2-expanded');
+    await writeCheckpoint({ source: out, out: expanded, format: 'expanded' });
+    expect(await translationsOf(expanded, 8)).toEqual(tied);
+  });
+
+  it('independent: each stack searched with the other unmerged, the two best combined', async () => {
+    const r = await compress(FIXTURE, { parallel: VAL, k: 3, stacks: 'independent', calibrationPairs: 150, validationSentences: 20 });
+    for (const stack of ['encoder', 'decoder'] as StackName[]) {
+      const mine = r.candidates.filter((c) => Object.keys(c.windows).join() === stack);
+      expect(mine).toHaveLength(4);
+      const best = mine.reduce((a, b) => (b.score > a.score ? b : a));
+      expect(r.windows.find((w) => w.stack === stack)!.window).toBe(best.windows[stack]);
+    }
+  });
+
+  it('encoder only; misaligned or missing data is a typed error', async () => {
+    const r = await compress(FIXTURE, { parallel: VAL, window: '3-4', stacks: 'encoder', calibrationPairs: 100, validationSentences: 10 });
+    expect(r.windows.map((w) => w.stack)).toEqual(['encoder']);
+    expect(r.params.removed).toBe(512 * 128 + 512 + 128 * 512 + 128);
+    await expect(compress(FIXTURE, { parallel: { source: TEST.source, target: VAL.target }, k: 2 })).rejects.toMatchObject({ code: 'INVALID_DATA' });
+    await expect(compress(FIXTURE, { parallel: { tsv: path.join(tmp, 'none.tsv') }, k: 2 })).rejects.toMatchObject({ code: 'DATA_NOT_FOUND' });
+    await expect(compress(FIXTURE, { parallel: VAL, k: 2, stacks: 'both' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
