@@ -14,22 +14,13 @@ import { writeCheckpoint, ffReplacements } from '../lib/checkpoint/write';
 import { compress } from '../lib/pipeline/compress';
 import { permuteFF } from '../lib/merge/permute';
 import { loadModel } from '../lib/model/load';
+import { shuffled } from './helpers/permutation';
 import { describeShared, sharedPath } from './helpers/shared';
 
 const FIXTURE = sharedPath('fixtures', 'gpt2-sotu');
 const VALID = sharedPath('data', 'lm', 'valid.txt');
 const TEST = sharedPath('data', 'lm', 'test.txt');
 
-function shuffled(n: number, seed: number): Int32Array {
-  let s = seed;
-  const r = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
-  const p = Int32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p;
-}
 
 describeShared('fixtures/gpt2-sotu', 'compress on gpt2-sotu', () => {
   let tmp: string;

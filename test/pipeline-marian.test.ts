@@ -16,6 +16,7 @@ import { loadTokenizer } from '../lib/tokenizer';
 import { readParallel } from '../lib/data/parallel';
 import { evaluateTranslation, loadGenerationConfig, translate } from '../lib/eval/translate';
 import type { StackName } from '../lib/model/model';
+import { shuffled } from './helpers/permutation';
 import { describeShared, sharedPath } from './helpers/shared';
 
 const FIXTURE = sharedPath('fixtures', 'marian-multi30k-en-de');
@@ -23,16 +24,6 @@ const M30K = (f: string) => sharedPath('data', 'multi30k', f);
 const VAL = { source: M30K('val.en.gz'), target: M30K('val.de.gz') };
 const TEST = { source: M30K('test_2016_flickr.en.gz'), target: M30K('test_2016_flickr.de.gz') };
 
-function shuffled(n: number, seed: number): Int32Array {
-  let s = seed;
-  const r = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
-  const p = Int32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p;
-}
 
 /** Greedy translations (text) of the first `n` test sentences by the model in `dir`. */
 async function translationsOf(dir: string, n = 12): Promise<string[]> {

@@ -16,21 +16,12 @@ import { loadModel } from '../lib/model/load';
 import { loadIdxImages, loadPreprocessor, conformImages, imagesToTensor } from '../lib/data/images';
 import { evaluateImageClassifier } from '../lib/eval/accuracy';
 import { FfmergeError } from '../lib/errors';
+import { shuffled } from './helpers/permutation';
 import { describeShared, sharedPath } from './helpers/shared';
 
 const FIXTURE = sharedPath('fixtures', 'vit-fmnist');
 const IMAGES = { images: sharedPath('data', 'fmnist', 'train-images-idx3-ubyte.gz'), labels: sharedPath('data', 'fmnist', 'train-labels-idx1-ubyte.gz') };
 
-function shuffled(n: number, seed: number): Int32Array {
-  let s = seed;
-  const r = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
-  const p = Int32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p;
-}
 
 describeShared('fixtures/vit-fmnist', 'compress on vit-fmnist', () => {
   let tmp: string;
