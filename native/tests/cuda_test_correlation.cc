@@ -10,33 +10,11 @@
 #include "core/correlation.h"
 #include "cuda/correlation_cuda.h"
 #include "tests/check.h"
+#include "tests/pearson_reference.h"
 
 namespace {
 
-std::vector<double> reference(const std::vector<float>& x, const std::vector<float>& y, size_t n, size_t dx,
-                              size_t dy) {
-  std::vector<double> mx(dx, 0), my(dy, 0), sx(dx, 0), sy(dy, 0), c(dx * dy, 0);
-  for (size_t r = 0; r < n; ++r) {
-    for (size_t a = 0; a < dx; ++a) mx[a] += x[r * dx + a];
-    for (size_t b = 0; b < dy; ++b) my[b] += y[r * dy + b];
-  }
-  for (auto& v : mx) v /= double(n);
-  for (auto& v : my) v /= double(n);
-  for (size_t r = 0; r < n; ++r) {
-    for (size_t a = 0; a < dx; ++a) {
-      const double u = x[r * dx + a] - mx[a];
-      sx[a] += u * u;
-      for (size_t b = 0; b < dy; ++b) c[a * dy + b] += u * (y[r * dy + b] - my[b]);
-    }
-    for (size_t b = 0; b < dy; ++b) sy[b] += (y[r * dy + b] - my[b]) * (y[r * dy + b] - my[b]);
-  }
-  for (size_t a = 0; a < dx; ++a)
-    for (size_t b = 0; b < dy; ++b) {
-      const double d = std::sqrt(sx[a] * sy[b]);
-      c[a * dy + b] = d > 0 ? c[a * dy + b] / d : 0.0;
-    }
-  return c;
-}
+using ffm_test::reference;
 
 std::vector<float> random_layer(std::mt19937& rng, size_t n, size_t d, const std::vector<float>& common, float offset) {
   std::normal_distribution<float> g(0.0f, 1.0f);

@@ -6,37 +6,11 @@
 #include "core/correlation.h"
 #include "core/error.h"
 #include "tests/check.h"
+#include "tests/pearson_reference.h"
 
 namespace {
 
-// Two-pass fp64 Pearson of x (n × dx) against y (n × dy); 0 where a std is 0.
-std::vector<double> reference(const std::vector<float>& x, const std::vector<float>& y, size_t n, size_t dx,
-                              size_t dy) {
-  std::vector<double> mx(dx, 0), my(dy, 0), sx(dx, 0), sy(dy, 0), c(dx * dy, 0);
-  for (size_t r = 0; r < n; ++r) {
-    for (size_t a = 0; a < dx; ++a) mx[a] += x[r * dx + a];
-    for (size_t b = 0; b < dy; ++b) my[b] += y[r * dy + b];
-  }
-  for (auto& v : mx) v /= double(n);
-  for (auto& v : my) v /= double(n);
-  for (size_t r = 0; r < n; ++r) {
-    for (size_t a = 0; a < dx; ++a) {
-      const double u = x[r * dx + a] - mx[a];
-      sx[a] += u * u;
-      for (size_t b = 0; b < dy; ++b) c[a * dy + b] += u * (y[r * dy + b] - my[b]);
-    }
-    for (size_t b = 0; b < dy; ++b) {
-      const double v = y[r * dy + b] - my[b];
-      sy[b] += v * v;
-    }
-  }
-  for (size_t a = 0; a < dx; ++a)
-    for (size_t b = 0; b < dy; ++b) {
-      const double d = std::sqrt(sx[a] * sy[b]);
-      c[a * dy + b] = d > 0 ? c[a * dy + b] / d : 0.0;
-    }
-  return c;
-}
+using ffm_test::reference;
 
 // Random activations with a shared component so units correlate (values up to ~±0.9, not only near 0).
 std::vector<float> random_layer(std::mt19937& rng, size_t n, size_t d, const std::vector<float>& common, float offset) {
