@@ -30,6 +30,8 @@ export type ErrorCode =
   | 'SEQUENCE_TOO_LONG'
   // pipeline
   | 'INVALID_WINDOW'
+  /** An option the model's task (or stack layout) does not read: refused, never ignored. */
+  | 'OPTION_NOT_APPLICABLE'
   | 'K_TOO_LARGE'
   | 'OUTPUT_EXISTS'
   | 'DATA_NOT_FOUND'

@@ -44,21 +44,18 @@ export { generationConfigFrom } from './model/model';
 export type { GenerationConfig } from './model/model';
 export { imageBatches, translationBatches } from './data/feature-batches';
 export type { FeatureBatch, TranslationBatchOptions } from './data/feature-batches';
-export { compress, DEFAULT_FRACTION } from './pipeline/compress';
-export type { CompressOptions, CompressResult, CandidateScore, Baseline, RecoverMethod, Metric } from './pipeline/compress';
-export type { MergeMethod } from './pipeline/align';
-export { formatReport, formatModalityReport } from './pipeline/report';
-export type {
-  ImageCompressOptions,
-  TranslationCompressOptions,
-  ModalityCompressOptions,
-  ModalityCompressResult,
-  ModalityCandidate,
-  ImageSource,
-  ParallelSource,
-  StackMode,
-  MetricInfo,
-} from './pipeline/modalities';
+export { compress } from './pipeline/compress';
+export { DEFAULT_FRACTION } from './pipeline/options';
+export type { CompressOptions, TokenSource, ImageSource, ParallelSource, StackMode } from './pipeline/options';
+export type { CompressResult, CandidateScore, BaselineResult, Metric } from './pipeline/result';
+export type { Task, TaskKind, MetricInfo, DataCounts } from './pipeline/task';
+export type { MergeMethod, RecoverMethod, Baseline, BaselineCandidate, MergeContext, MergedWindow, Edit } from './pipeline/plugins';
+export { Registry } from './pipeline/registry';
+export { MERGE_METHODS } from './pipeline/merge-methods';
+export { RECOVER_METHODS } from './pipeline/recover';
+export { BASELINES } from './pipeline/baselines';
+export { TASKS } from './pipeline/tasks';
+export { readTokenRows } from './data/token-rows';
 export { writeCheckpoint, checkOutputDir, ffReplacements, ffTies } from './checkpoint/write';
 export type { OutputFormat, WriteCheckpointOptions, WriteCheckpointResult } from './checkpoint/write';
 export { CheckpointReader, readTies } from './checkpoint/ties';

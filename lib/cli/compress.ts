@@ -1,16 +1,17 @@
-/** `ffmerge compress [model] --data …` and `ffmerge eval <model> --data …`. */
+/** `ffmerge compress [model] …`: one command for every task; the model's task decides what its data flags mean. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
-import { compress, type Baseline, type CompressOptions } from '../pipeline/compress';
-import { formatReport } from '../pipeline/report';
-import { blocksFrom, makeBatches, takeTokens, tokenCount } from '../pipeline/data';
-import { nllOf, ppl } from '../pipeline/prefix';
-import { loadModel } from '../model/load';
-import { loadTokenizer } from '../tokenizer';
+import { compress, type CompressOptions } from '../pipeline/compress';
+import { BASELINES } from '../pipeline/baselines';
+import { MERGE_METHODS } from '../pipeline/merge-methods';
+import { RECOVER_METHODS } from '../pipeline/recover';
+import { taskFor } from '../pipeline/tasks';
+import { inspectModel } from '../model/inspect';
 import type { Anchor } from '../merge/windows';
-import type { MergeMethod } from '../pipeline/align';
 import type { OutputFormat } from '../checkpoint/write';
+import { dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
+import { formatReport } from './report';
 import { ProgressBar } from './progress';
 
 /**
@@ -22,10 +23,17 @@ export function bundledModelDir(): string {
   return candidates.find((d) => fs.existsSync(d)) ?? candidates[0]!;
 }
 
-export interface CompressCliOptions {
-  data?: string;
+export interface CompressCliOptions extends SplitFlags {
   valid?: string;
+  validImages?: string;
+  validLabels?: string;
+  validSource?: string;
+  validTarget?: string;
   test?: string;
+  testImages?: string;
+  testLabels?: string;
+  testSource?: string;
+  testTarget?: string;
   k?: string;
   fraction?: string;
   window: string;
@@ -36,62 +44,101 @@ export interface CompressCliOptions {
   out?: string;
   overwrite?: boolean;
   baselines?: string;
+  stacks?: string;
   calibrationTokens?: string;
   validationTokens?: string;
   searchTokens?: string;
   testTokens?: string;
   blockSize?: string;
+  calibrationSize?: string;
+  validationSize?: string;
+  validationStart?: string;
+  testSize?: string;
   json?: boolean;
 }
 
-function int(v: string | undefined, what: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be a positive integer, got "${v}"`);
-  return n;
-}
+/** The data flags each task reads (the others are refused for it). */
+const TASK_FLAGS: Record<string, readonly (keyof CompressCliOptions)[]> = {
+  'language-modeling': ['data', 'valid', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'blockSize'],
+  'image-classification': ['data', 'images', 'labels', 'valid', 'validImages', 'validLabels', 'test', 'testImages', 'testLabels', 'calibrationSize', 'validationSize', 'validationStart', 'testSize'],
+  translation: ['data', 'source', 'target', 'valid', 'validSource', 'validTarget', 'test', 'testSource', 'testTarget', 'calibrationSize', 'validationSize', 'testSize'],
+};
+const ALL_DATA_FLAGS = [...new Set(Object.values(TASK_FLAGS).flat())];
 
-function oneOf<T extends string>(v: string, allowed: readonly T[], what: string): T {
-  if (!(allowed as readonly string[]).includes(v)) {
-    throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be one of ${allowed.join(', ')}, got "${v}"`);
+const split = (o: CompressCliOptions, which: 'valid' | 'test'): SplitFlags =>
+  which === 'valid'
+    ? { data: o.valid, images: o.validImages, labels: o.validLabels, source: o.validSource, target: o.validTarget }
+    : { data: o.test, images: o.testImages, labels: o.testLabels, source: o.testSource, target: o.testTarget };
+
+/** The task's data options from its flags. */
+function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, model: string): Partial<CompressOptions> {
+  if (task === 'language-modeling') {
+    const data = o.data ?? (bundled ? path.join(model, 'calibration.txt') : undefined);
+    if (!data) throw new FfmergeError('INVALID_ARGUMENT', 'compress needs --data <text or .jsonl file> (calibration data) when a model is given');
+    return dropUndefined({
+      calibration: data,
+      validation: o.valid,
+      test: o.test,
+      // the bundled calibration text is ~12k tokens: half calibrates, the rest validates
+      calibrationTokens: int(o.calibrationTokens, 'calibration-tokens') ?? (bundled ? 6144 : undefined),
+      validationTokens: int(o.validationTokens, 'validation-tokens'),
+      searchTokens: int(o.searchTokens, 'search-tokens'),
+      testTokens: int(o.testTokens, 'test-tokens'),
+      blockSize: int(o.blockSize, 'block-size'),
+    });
   }
-  return v as T;
+  if (task === 'image-classification') {
+    const images = imageSourceFrom(o, '');
+    if (!images) throw new FfmergeError('INVALID_ARGUMENT', 'compress on an image model needs --images <idx images> --labels <idx labels>, or --data <image folder>');
+    return dropUndefined({
+      images,
+      validation: imageSourceFrom(split(o, 'valid'), 'valid'),
+      test: imageSourceFrom(split(o, 'test'), 'test'),
+      calibrationImages: int(o.calibrationSize, 'calibration-size'),
+      validationImages: int(o.validationSize, 'validation-size'),
+      validationStart: int(o.validationStart, 'validation-start', true),
+      testImages: int(o.testSize, 'test-size'),
+    });
+  }
+  const parallel = parallelSourceFrom(o, '');
+  if (!parallel) throw new FfmergeError('INVALID_ARGUMENT', 'compress on a translation model needs --source <file> --target <file> (line-aligned), or --data <file.tsv>');
+  return dropUndefined({
+    parallel,
+    validation: parallelSourceFrom(split(o, 'valid'), 'valid'),
+    test: parallelSourceFrom(split(o, 'test'), 'test'),
+    calibrationPairs: int(o.calibrationSize, 'calibration-size'),
+    validationSentences: int(o.validationSize, 'validation-size'),
+    testSentences: int(o.testSize, 'test-size'),
+  });
 }
 
 export async function runCompress(modelArg: string | undefined, o: CompressCliOptions, signal: AbortSignal): Promise<void> {
   const bundled = modelArg === undefined;
   const model = modelArg ?? bundledModelDir();
-  const data = o.data ?? (bundled ? path.join(model, 'calibration.txt') : undefined);
-  if (!data) throw new FfmergeError('INVALID_ARGUMENT', 'compress needs --data <text file> (calibration text) when a model is given');
+  const summary = await inspectModel(model);
+  const task = taskFor(summary).name;
+  refuseFlags(o, ALL_DATA_FLAGS, TASK_FLAGS[task] ?? [], summary.modelType, task);
   const fraction = o.fraction !== undefined ? Number(o.fraction) : undefined;
   if (fraction !== undefined && !Number.isFinite(fraction)) throw new FfmergeError('INVALID_ARGUMENT', `--fraction must be a number, got "${o.fraction}"`);
   const out = o.out ?? `${path.basename(path.resolve(model))}-ffmerge`;
   const baselines = (o.baselines ?? '')
     .split(',')
+    .map((b) => b.trim())
     .filter(Boolean)
-    .map((b) => oneOf<Baseline>(b.trim(), ['drop-ff', 'drop-layers'], 'baselines'));
+    .map((b) => oneOf(b, BASELINES.names(), 'baselines'));
   const bar = new ProgressBar(!o.json);
   const opts: CompressOptions = {
-    calibration: data,
-    ...(o.valid ? { validation: o.valid } : {}),
-    ...(o.test ? { test: o.test } : {}),
-    ...(o.k !== undefined ? { k: int(o.k, 'k')! } : {}),
-    ...(fraction !== undefined ? { fraction } : {}),
+    ...dataOptions(task, o, bundled, model),
+    ...dropUndefined({ k: int(o.k, 'k'), fraction }),
     window: o.window,
     anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor'),
-    method: oneOf<MergeMethod>(o.method, ['permute', 'vanilla'], 'method'),
-    recover: oneOf(o.recover, ['none', 'refit'] as const, 'recover'),
+    method: oneOf(o.method, MERGE_METHODS.names(), 'method'),
+    recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover'),
     format: oneOf<OutputFormat>(o.format, ['tied', 'expanded'], 'format'),
+    ...(o.stacks !== undefined ? { stacks: oneOf(o.stacks, ['both-same', 'independent', 'encoder', 'decoder'] as const, 'stacks') } : {}),
     out,
     overwrite: Boolean(o.overwrite),
     baselines,
-    // the bundled calibration text is ~12k tokens: half calibrates, the rest validates
-    ...(bundled && o.calibrationTokens === undefined ? { calibrationTokens: 6144 } : {}),
-    ...(o.calibrationTokens !== undefined ? { calibrationTokens: int(o.calibrationTokens, 'calibration-tokens')! } : {}),
-    ...(o.validationTokens !== undefined ? { validationTokens: int(o.validationTokens, 'validation-tokens')! } : {}),
-    ...(o.searchTokens !== undefined ? { searchTokens: int(o.searchTokens, 'search-tokens')! } : {}),
-    ...(o.testTokens !== undefined ? { testTokens: int(o.testTokens, 'test-tokens')! } : {}),
-    ...(o.blockSize !== undefined ? { blockSize: int(o.blockSize, 'block-size')! } : {}),
     signal,
     onProgress: bar.update,
   };
@@ -99,27 +146,4 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   const r = await compress(model, opts);
   bar.done();
   process.stdout.write(o.json ? JSON.stringify({ ok: true, ...r }, null, 2) + '\n' : formatReport(r) + '\n');
-}
-
-export async function runEval(
-  model: string,
-  o: { data: string; tokens?: string; blockSize?: string; json?: boolean },
-  signal: AbortSignal,
-): Promise<void> {
-  const m = await loadModel(model, { signal });
-  try {
-    const tok = await loadTokenizer(model);
-    const blockSize = Math.min(int(o.blockSize, 'block-size') ?? 256, m.spec.maxPositions);
-    const blocks = takeTokens(await blocksFrom(o.data, tok, blockSize, 'data'), int(o.tokens, 'tokens') ?? Infinity);
-    const bar = new ProgressBar(!o.json);
-    const t0 = performance.now();
-    const total = await nllOf(m, makeBatches(blocks, 8), { signal, onProgress: bar.update });
-    bar.done();
-    const result = { model: path.resolve(model), data: path.resolve(o.data), tokens: tokenCount(blocks), predictions: total.count, perplexity: ppl(total), seconds: (performance.now() - t0) / 1000 };
-    process.stdout.write(
-      o.json ? JSON.stringify({ ok: true, ...result }, null, 2) + '\n' : `perplexity ${result.perplexity.toFixed(3)} on ${result.tokens} tokens of ${o.data} (${result.seconds.toFixed(1)} s)\n`,
-    );
-  } finally {
-    m.dispose();
-  }
 }

@@ -1,7 +1,7 @@
 /**
  * How the CLI reports failures: one line on stderr (or a JSON object on stdout with --json) and an exit code
  * by kind, so scripts can tell a bad invocation from bad data from a crash.
- *   2  bad arguments (INVALID_ARGUMENT, K_TOO_LARGE, INVALID_WINDOW, OUTPUT_EXISTS)
+ *   2  bad arguments (INVALID_ARGUMENT, OPTION_NOT_APPLICABLE, K_TOO_LARGE, INVALID_WINDOW, OUTPUT_EXISTS)
  *   3  missing or unreadable inputs (DATA_NOT_FOUND, INVALID_DATA, config/checkpoint/safetensors errors)
  *   4  numerical failure (non-finite values, singular refit)
  *   130 aborted (Ctrl-C)
@@ -9,7 +9,7 @@
  */
 import { FfmergeError, type ErrorCode } from '../errors';
 
-const USAGE: ErrorCode[] = ['INVALID_ARGUMENT', 'K_TOO_LARGE', 'INVALID_WINDOW', 'OUTPUT_EXISTS'];
+const USAGE: ErrorCode[] = ['INVALID_ARGUMENT', 'OPTION_NOT_APPLICABLE', 'K_TOO_LARGE', 'INVALID_WINDOW', 'OUTPUT_EXISTS'];
 const NUMERIC: ErrorCode[] = ['NON_FINITE_INPUT', 'NON_FINITE_ACTIVATIONS', 'SINGULAR_MATRIX'];
 
 export function exitCodeFor(e: unknown): number {

@@ -7,8 +7,11 @@ import { Command, CommanderError } from 'commander';
 import { FfmergeError } from '../errors';
 import { reportError } from './errors';
 import { runInspect } from './inspect';
-import { runCompress, runEval, type CompressCliOptions } from './compress';
-import { MODALITY_TYPES, modelTypeOf, runCompressModality, runEvalModality, type ModalityCliOptions, type ModalityEvalOptions } from './modalities';
+import { runCompress, type CompressCliOptions } from './compress';
+import { runEval, type EvalCliOptions } from './eval';
+import { BASELINES } from '../pipeline/baselines';
+import { MERGE_METHODS } from '../pipeline/merge-methods';
+import { RECOVER_METHODS } from '../pipeline/recover';
 
 function requireModelDir(p: string): string {
   if (!fs.existsSync(p) || !fs.statSync(p).isDirectory()) {
@@ -37,7 +40,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal): Com
     .command('compress')
     .description('merge k adjacent FF sublayers into one and write the smaller checkpoint (no model: the bundled llama-stories260k)')
     .argument('[model]', 'model directory; omitted: the bundled llama-stories260k with its calibration text')
-    .option('--data <file>', 'calibration text (.txt, .txt.gz, .jsonl); the blocks after the calibration budget validate unless --valid. vit: an image folder; marian: a source<TAB>target .tsv')
+    .option('--data <file>', 'calibration text (.txt, .txt.gz, .jsonl of {"text"}) or token ids (.jsonl of {"input_ids"}, one sequence a row); the blocks after the calibration budget validate unless --valid. vit: an image folder; marian: a source<TAB>target .tsv')
     .option('--valid <file>', 'validation text the window search and the report score on (vit: image folder; marian: .tsv)')
     .option('--test <file>', 'held-out text evaluated on the base and the merged model (vit: image folder; marian: .tsv)')
     .option('--images <idx>', 'vit: idx image file (.gz ok) for calibration and validation (with --labels)')
@@ -52,40 +55,37 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal): Com
     .option('--valid-target <file>', 'marian: validation references')
     .option('--test-source <file>', 'marian: test sources, scored on the base and the merged model')
     .option('--test-target <file>', 'marian: test references')
-    .option('--stacks <mode>', 'marian: both-same (same window in encoder and decoder) | independent | encoder | decoder', 'both-same')
+    .option('--stacks <mode>', 'encoder–decoder models: both-same (same window in encoder and decoder, default) | independent | encoder | decoder')
     .option('--calibration-size <n>', 'vit: calibration images (default 600); marian: calibration sentence pairs (default 600)')
-    .option('--validation-size <n>', 'vit: validation images per candidate (default 1000); marian: sentences translated per candidate (default 100)')
+    .option('--validation-size <n>', 'vit: validation images (default: the whole validation range, at most 5000); marian: validation sentences translated per candidate (default: the whole split, at most 1024)')
     .option('--validation-start <n>', 'vit: first validation image of --images (default 55000 on a 60000-image set, else after calibration)')
     .option('--test-size <n>', 'vit/marian: test images or sentences (default all)')
     .option('--k <n>', 'FF sublayers merged into one (default: a quarter of the layers, at least 2)')
     .option('--fraction <x>', 'share of FF sublayers to remove instead of --k (0 < x < 1)')
     .option('--window <spec>', 'auto (search every start) or a-b (0-based, inclusive), or a-b,c-d', 'auto')
     .option('--anchor <which>', 'first | middle | last layer of the window that the others align to', 'first')
-    .option('--method <m>', 'permute (align, then average: the paper) | vanilla (average unaligned)', 'permute')
-    .option('--recover <r>', 'none | refit (training-free: least-squares W_out/b_out so each merged layer reproduces its original FF output)', 'none')
+    .option('--method <m>', MERGE_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | '), 'permute')
+    .option('--recover <r>', RECOVER_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | '), 'none')
     .option('--format <f>', 'tied (shared tensors stored once, smaller file) | expanded (loads anywhere the original loads)', 'tied')
     .option('--out <dir>', 'output directory (default ./<model>-ffmerge); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
-    .option('--baselines <list>', 'comma list: drop-ff (remove the FFs merging removes), drop-layers (remove those layers)')
+    .option('--baselines <list>', `comma list, each searched over its own placements at the merge's size: ${BASELINES.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
     .option('--calibration-tokens <n>', 'calibration token budget (default 10240)')
     .option('--validation-tokens <n>', 'validation token budget (default 10240)')
     .option('--search-tokens <n>', 'tokens each search candidate is scored on (default: all validation tokens)')
     .option('--test-tokens <n>', 'test token budget (default: the whole file)')
     .option('--block-size <n>', 'tokens per sequence (default 256)')
     .option('--json', 'print the result as JSON on stdout (no progress bar)')
-    .action(async (model: string | undefined, opts: CompressCliOptions & ModalityCliOptions) => {
+    .action(async (model: string | undefined, opts: CompressCliOptions) => {
       state.json = Boolean(opts.json);
-      const dir = model === undefined ? undefined : requireModelDir(model);
-      const type = dir === undefined ? undefined : modelTypeOf(dir);
-      if (dir !== undefined && type !== undefined && MODALITY_TYPES.includes(type)) return runCompressModality(dir, type, opts, signal);
-      await runCompress(dir, opts, signal);
+      await runCompress(model === undefined ? undefined : requireModelDir(model), opts, signal);
     });
 
   program
     .command('eval')
     .description('perplexity (LMs), top-1 accuracy (vit) or greedy BLEU (marian) of a model, original or compressed')
     .argument('<model>', 'model directory')
-    .option('--data <file>', 'text file (.txt, .txt.gz, .jsonl), cut into blocks of --block-size tokens; vit: an image folder; marian: a .tsv')
+    .option('--data <file>', 'text (.txt, .txt.gz, .jsonl of {"text"}) cut into blocks of --block-size tokens, or .jsonl of {"input_ids"} rows used as they are; vit: an image folder; marian: a .tsv')
     .option('--images <idx>', 'vit: idx image file (with --labels)')
     .option('--labels <idx>', 'vit: idx label file')
     .option('--source <file>', 'marian: source sentences (with --target)')
@@ -94,13 +94,9 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal): Com
     .option('--tokens <n>', 'token budget (default: the whole file)')
     .option('--block-size <n>', 'tokens per sequence (default 256)')
     .option('--json', 'machine-readable output')
-    .action(async (model: string, opts: ModalityEvalOptions & { tokens?: string; blockSize?: string }) => {
+    .action(async (model: string, opts: EvalCliOptions) => {
       state.json = Boolean(opts.json);
-      const dir = requireModelDir(model);
-      const type = modelTypeOf(dir);
-      if (type !== undefined && MODALITY_TYPES.includes(type)) return runEvalModality(dir, type, opts, signal);
-      if (opts.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'eval needs --data <text file>');
-      await runEval(dir, { ...opts, data: opts.data }, signal);
+      await runEval(requireModelDir(model), opts, signal);
     });
 
   return program;

@@ -213,6 +213,34 @@ export class Model {
     }
   }
 
+  /**
+   * A view without whole layers (the drop-layers baseline): per stack, the listed layers are removed and the
+   * ones after them move down, so the view is an ordinary shallower model sharing every remaining tensor.
+   */
+  withoutLayers(drop: Partial<Record<StackName, number[]>>): Model {
+    const make = (stack: StackName): { spec: ModelSpec; handle: NativeModelHandle } => {
+      const spec = this.stackSpec(stack);
+      const layers = drop[stack] ?? [];
+      for (const l of layers) this.checkStackLayer(stack, l);
+      if (new Set(layers).size !== layers.length) throw new FfmergeError('INVALID_ARGUMENT', `a layer of the ${stack} is listed twice`);
+      if (layers.length >= spec.layers) throw new FfmergeError('INVALID_ARGUMENT', `removing all ${spec.layers} layers of the ${stack} leaves no model`);
+      return { spec: { ...spec, layers: spec.layers - layers.length }, handle: modelAddon().modelWithoutLayers(this.live(stack), layers) };
+    };
+    for (const s of Object.keys(drop)) this.stackSpec(s as StackName);
+    try {
+      const main = make(this.mainStack);
+      return new Model(this.config, main.spec, main.handle, this.encoderSpec ? make('encoder') : undefined);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  /** Parameters one layer of a stack stores (attention, norms, FF; a tensor shared within the layer once). */
+  layerParams(layer: number, stack: StackName = this.mainStack): number {
+    this.checkStackLayer(stack, layer);
+    return modelAddon().modelLayerParams(this.live(stack), layer);
+  }
+
   /** Whether layer a of this model and layer b of `other` use one FF in native memory. */
   sharesFF(layer: number, other: Model, otherLayer: number): boolean {
     return modelAddon().modelSharesFF(this.live(), layer, other.live(), otherLayer);

@@ -4,11 +4,17 @@
  * hidden units to an anchor layer.
  */
 import { FfmergeError } from '../errors';
-import type { AssignmentResult } from '../reference/assignment';
 import { runNativeJob, type JobOptions, type NativeJobHandle } from './job';
 import { loadAddon } from './loader';
 
-export type { AssignmentResult } from '../reference/assignment';
+export interface AssignmentResult {
+  /** Rows of the matched pairs, strictly increasing. */
+  rowInd: Int32Array;
+  /** colInd[k] is the column matched to rowInd[k]. */
+  colInd: Int32Array;
+  /** Sum of cost[rowInd[k], colInd[k]], accumulated in float64. */
+  objective: number;
+}
 
 /** Inner-loop implementation; every one returns the identical result ('auto' picks the fastest this CPU runs). */
 export type AssignmentKernel = 'auto' | 'scalar' | 'avx2' | 'avx512';

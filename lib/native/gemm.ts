@@ -4,11 +4,11 @@
  * Runs on the addon's thread pool off the main thread; an AbortSignal stops it before it starts.
  */
 import { FfmergeError } from '../errors';
-import { checkMatmulShape, type MatmulShape } from '../reference/matmul';
+import { checkMatmulShape, type MatmulShape } from './matmul-shape';
 import { type JobOptions, type NativeJobHandle, runNativeJob } from './job';
 import { loadAddon } from './loader';
 
-export type { MatmulShape } from '../reference/matmul';
+export type { MatmulShape } from './matmul-shape';
 
 /** Micro-kernels sgemm can run; which exist depends on the CPU (see `gemmKernels()`). */
 export type GemmKernel = 'portable' | 'avx2' | 'avx512';

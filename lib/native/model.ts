@@ -65,6 +65,10 @@ interface ModelAddon {
   modelFFWeights(m: NativeModelHandle, layer: number): NativeFF;
   modelSharesFF(a: NativeModelHandle, layerA: number, b: NativeModelHandle, layerB: number): boolean;
   modelDispose(m: NativeModelHandle): void;
+  /** A view without the listed layers (model_view_binding.cc). */
+  modelWithoutLayers(m: NativeModelHandle, layers: number[]): NativeModelHandle;
+  /** Parameters one layer stores. */
+  modelLayerParams(m: NativeModelHandle, layer: number): number;
   modelGenerate(
     encoder: NativeModelHandle,
     decoder: NativeModelHandle,

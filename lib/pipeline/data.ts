@@ -1,11 +1,13 @@
 /**
- * Token data for the pipeline: a text file (or blocks the caller already has) cut into fixed-length blocks,
+ * Token data for language models: a text file (or blocks the caller already has) cut into fixed-length blocks,
+ * or token-id rows kept as they are,
  * limited to a token budget, and grouped into forward batches of equal-length blocks.
  */
 import * as fs from 'node:fs';
 import { FfmergeError } from '../errors';
 import { loadSplitBlocks } from '../data/blocks';
 import type { Tokenizer } from '../tokenizer';
+import { isTokenRowFile, readTokenRows } from '../data/token-rows';
 
 export interface Batch {
   ids: Int32Array;
@@ -16,12 +18,36 @@ export interface Batch {
 /** A text file path, or token blocks already cut. */
 export type DataSource = string | Int32Array[];
 
-/** Blocks of `blockSize` tokens from a source (file read and tokenized in one call). */
-export async function blocksFrom(source: DataSource, tokenizer: Tokenizer, blockSize: number, what: string): Promise<Int32Array[]> {
+export interface BlockOptions {
+  /** Tokens per block when text is cut (token-id rows are kept whole). */
+  blockSize: number;
+  /** What the data is for, in messages ("calibration", "test", …). */
+  what: string;
+  /** Loads the model's tokenizer (only text needs one). */
+  tokenizer: () => Promise<Tokenizer>;
+  /** Read no further than this many tokens where the format allows stopping early. */
+  maxTokens?: number;
+  vocab?: number;
+  /** Longest row the model takes (token-id rows). */
+  maxLength?: number;
+}
+
+/**
+ * Token blocks from a source: blocks the caller cut, a JSON Lines file of {"input_ids"} rows (each row one
+ * block, as it is), or text (.txt/.gz, .jsonl of {"text"}) tokenized and cut into blocks of blockSize.
+ */
+export async function blocksFrom(source: DataSource, o: BlockOptions): Promise<Int32Array[]> {
   if (typeof source !== 'string') return source;
-  if (!fs.existsSync(source)) throw new FfmergeError('DATA_NOT_FOUND', `${what} file ${source} does not exist`);
-  const { blocks } = await loadSplitBlocks(tokenizer, source, blockSize);
-  if (blocks.length === 0) throw new FfmergeError('INVALID_DATA', `${what} file ${source} holds fewer than 2 tokens`);
+  if (!fs.existsSync(source)) throw new FfmergeError('DATA_NOT_FOUND', `${o.what} file ${source} does not exist`);
+  if (await isTokenRowFile(source)) {
+    return readTokenRows(source, {
+      ...(o.maxTokens !== undefined && Number.isFinite(o.maxTokens) ? { maxTokens: o.maxTokens } : {}),
+      ...(o.vocab !== undefined ? { vocab: o.vocab } : {}),
+      ...(o.maxLength !== undefined ? { maxLength: o.maxLength } : {}),
+    });
+  }
+  const { blocks } = await loadSplitBlocks(await o.tokenizer(), source, o.blockSize);
+  if (blocks.length === 0) throw new FfmergeError('INVALID_DATA', `${o.what} file ${source} holds fewer than 2 tokens`);
   return blocks;
 }
 

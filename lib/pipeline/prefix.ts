@@ -1,13 +1,13 @@
 /**
- * Prefix reuse for the window search: the base model's hidden states entering every layer, on every
- * validation batch, computed once (one layer at a time). A candidate merged at window start s then only runs
- * layers s..L on its cached input — the layers before its window are the base model's and never change.
- * Memory: tokens × d × (L+1) floats (e.g. 10k tokens × 768 × 13 × 4 B ≈ 400 MB for GPT-2 small).
+ * Prefix reuse for the window search: the base model's hidden states entering chosen layers, on every
+ * scoring batch, computed once (one layer at a time). A candidate whose first changed layer is s (a merged
+ * window, a dropped FF or dropped layers starting at s) then only runs layers s.. on its cached input — the
+ * layers before s are the base model's and never change.
+ * Memory: tokens × d × (starts kept) floats (e.g. 10k tokens × 768 × 10 starts × 4 B ≈ 300 MB for GPT-2 small).
  */
 import type { JobOptions } from '../native/job';
 import { throwIfAborted } from '../native/job';
-import type { Model } from '../model/model';
-import type { Batch } from './data';
+import type { ForwardInput, ForwardOptions, ForwardResult, Model } from '../model/model';
 
 export interface NllTotal {
   sum: number;
@@ -19,77 +19,58 @@ export function ppl(t: NllTotal): number {
 }
 
 export class PrefixCache {
-  /** states[layer][batch]: hidden state entering `layer` (layer L = after the last layer). */
+  /** states.get(layer)[batch]: hidden state entering `layer`. */
   private constructor(
-    readonly batches: Batch[],
-    private readonly states: Float32Array[][],
+    readonly batches: ForwardInput[],
+    private readonly states: Map<number, Float32Array[]>,
   ) {}
 
-  /** Runs the base model layer by layer, keeping the states entering the layers in `keep` (and L). */
-  static async build(model: Model, batches: Batch[], keep: Set<number>, opts: JobOptions = {}): Promise<PrefixCache> {
-    const L = model.spec.layers;
-    const states: Float32Array[][] = Array.from({ length: L + 1 }, () => []);
+  /** Runs the base model layer by layer up to the last of `keep`, keeping the states entering those layers. */
+  static async build(model: Model, batches: ForwardInput[], keep: Iterable<number>, opts: JobOptions = {}): Promise<PrefixCache> {
+    const layers = [...new Set(keep)].sort((a, b) => a - b);
+    const states = new Map<number, Float32Array[]>(layers.map((l) => [l, []]));
+    const last = layers[layers.length - 1] ?? 0;
+    const signal = opts.signal ? { signal: opts.signal } : {};
     let done = 0;
-    const total = batches.length * L;
+    const total = batches.length * Math.max(1, last);
     for (const b of batches) {
-      let h = (await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, signal: opts.signal })).hidden!;
-      for (let l = 0; l < L; l++) {
+      let h = (await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, ...signal })).hidden!;
+      for (let l = 0; l <= last; l++) {
         throwIfAborted(opts.signal);
-        if (keep.has(l)) states[l]!.push(h);
-        h = (await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: h, signal: opts.signal })).hidden!;
+        states.get(l)?.push(h);
+        if (l === last) break;
+        h = (await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: h, ...signal })).hidden!;
         opts.onProgress?.({ phase: 'prefix', done: ++done, total });
       }
-      states[L]!.push(h);
     }
     return new PrefixCache(batches, states);
   }
 
-  state(layer: number, batch: number): Float32Array {
-    const s = this.states[layer]?.[batch];
-    if (!s) throw new Error(`prefix state for layer ${layer} was not kept`);
-    return s;
+  has(layer: number): boolean {
+    return this.states.has(layer);
   }
 
-  /** NLL of `model` on the first `limit` batches, starting from the cached state entering `fromLayer`. */
-  async nll(model: Model, fromLayer: number, limit = this.batches.length, opts: JobOptions = {}): Promise<NllTotal> {
-    let sum = 0;
-    let count = 0;
-    for (let i = 0; i < limit; i++) {
-      const r = await model.forward(this.batches[i]!, { output: 'nll', fromLayer, hidden: this.state(fromLayer, i), signal: opts.signal });
-      sum += r.nllSum!;
-      count += r.nllCount!;
-    }
-    return { sum, count };
-  }
-
-  /**
-   * NLL when the state entering layer `input` goes through layers [from, to) only and then straight on to
-   * layers [resume, L): everything else is skipped (the drop-layers baseline).
-   */
-  async nllSkipping(model: Model, input: number, from: number, to: number, resume: number, limit = this.batches.length, opts: JobOptions = {}): Promise<NllTotal> {
-    let sum = 0;
-    let count = 0;
-    for (let i = 0; i < limit; i++) {
-      const b = this.batches[i]!;
-      const h = (await model.forward(b, { output: 'hidden', fromLayer: from, toLayer: to, hidden: this.state(input, i), signal: opts.signal })).hidden!;
-      const r = await model.forward(b, { output: 'nll', fromLayer: resume, hidden: h, signal: opts.signal });
-      sum += r.nllSum!;
-      count += r.nllCount!;
-    }
-    return { sum, count };
+  /** Batch `i` run from the cached state entering `fromLayer` (a model whose layers before it are the base's). */
+  forward(model: Model, fromLayer: number, i: number, opts: Omit<ForwardOptions, 'fromLayer' | 'hidden'>): Promise<ForwardResult> {
+    const s = this.states.get(fromLayer)?.[i];
+    if (!s) throw new Error(`prefix state for layer ${fromLayer} was not kept`);
+    return model.forward(this.batches[i]!, { ...opts, fromLayer, hidden: s });
   }
 }
 
-/** NLL of a model on batches, from the embeddings (no cache). */
-export async function nllOf(model: Model, batches: Batch[], opts: JobOptions = {}): Promise<NllTotal> {
+/** NLL of `model` on batches [0, limit): from the cache when it holds `fromLayer`, else from the embeddings. */
+export async function nllOf(model: Model, batches: ForwardInput[], opts: JobOptions & { cache?: PrefixCache; fromLayer?: number; limit?: number } = {}): Promise<NllTotal> {
   let sum = 0;
   let count = 0;
-  let done = 0;
-  for (const b of batches) {
-    const r = await model.forward(b, { output: 'nll', signal: opts.signal });
+  const limit = Math.min(opts.limit ?? batches.length, batches.length);
+  const from = opts.fromLayer ?? 0;
+  const cached = opts.cache?.has(from) && opts.cache.batches === batches;
+  const signal = opts.signal ? { signal: opts.signal } : {};
+  for (let i = 0; i < limit; i++) {
+    const r = cached ? await opts.cache!.forward(model, from, i, { output: 'nll', ...signal }) : await model.forward(batches[i]!, { output: 'nll', ...signal });
     sum += r.nllSum!;
     count += r.nllCount!;
-    opts.onProgress?.({ phase: 'eval', done: ++done, total: batches.length });
+    opts.onProgress?.({ phase: 'evaluate', done: i + 1, total: limit });
   }
   return { sum, count };
 }

@@ -8,14 +8,9 @@
  */
 import { FfmergeError } from '../errors';
 
-export interface AssignmentResult {
-  /** Rows of the matched pairs, strictly increasing. */
-  rowInd: Int32Array;
-  /** colInd[k] is the column matched to rowInd[k]. */
-  colInd: Int32Array;
-  /** Sum of cost[rowInd[k], colInd[k]], accumulated in float64. */
-  objective: number;
-}
+import type { AssignmentResult } from '../native/assignment';
+
+export type { AssignmentResult };
 
 type Matrix = ArrayLike<number>;
 

@@ -5,30 +5,9 @@
  */
 import { FfmergeError } from '../errors';
 
-export interface MatmulShape {
-  m: number;
-  n: number;
-  k: number;
-  transA?: boolean;
-  transB?: boolean;
-}
+export { checkMatmulShape, type MatmulShape } from '../native/matmul-shape';
+import { checkMatmulShape, type MatmulShape } from '../native/matmul-shape';
 
-/** Throws INVALID_ARGUMENT / SHAPE_MISMATCH unless a, b fit the shape. Shared with the native wrapper. */
-export function checkMatmulShape(a: ArrayLike<number>, b: ArrayLike<number>, shape: MatmulShape): void {
-  for (const dim of ['m', 'n', 'k'] as const) {
-    const v = shape[dim];
-    if (!Number.isSafeInteger(v) || v < 0) {
-      throw new FfmergeError('INVALID_ARGUMENT', `matmul: ${dim} must be a non-negative integer (got ${String(v)})`);
-    }
-  }
-  const { m, n, k } = shape;
-  if (a.length !== m * k) {
-    throw new FfmergeError('SHAPE_MISMATCH', `matmul: a holds ${a.length} values but m·k = ${m}·${k} = ${m * k}`);
-  }
-  if (b.length !== k * n) {
-    throw new FfmergeError('SHAPE_MISMATCH', `matmul: b holds ${b.length} values but k·n = ${k}·${n} = ${k * n}`);
-  }
-}
 
 /** C = op(A)·op(B) as float64 sums, rounded once to float32 at the end. */
 export function matmulReference(a: Float32Array, b: Float32Array, shape: MatmulShape): Float32Array {

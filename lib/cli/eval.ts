@@ -1,0 +1,91 @@
+/** `ffmerge eval <model> …`: the metric of the model's task — perplexity, top-1 accuracy, or greedy BLEU + chrF. */
+import * as path from 'node:path';
+import { FfmergeError } from '../errors';
+import { loadModel } from '../model/load';
+import { inspectModel } from '../model/inspect';
+import { loadTokenizer, type Tokenizer } from '../tokenizer';
+import { loadPreprocessor } from '../data/images';
+import { evaluateImageClassifier } from '../eval/accuracy';
+import { evaluateTranslation, loadGenerationConfig } from '../eval/translate';
+import { blocksFrom, makeBatches, takeTokens, tokenCount } from '../pipeline/data';
+import { nllOf, ppl } from '../pipeline/prefix';
+import { loadImageSource, loadParallelSource } from '../pipeline/tasks/sources';
+import { taskFor } from '../pipeline/tasks';
+import { imageSourceFrom, int, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
+import { ProgressBar } from './progress';
+
+export interface EvalCliOptions extends SplitFlags {
+  /** vit/marian: images or sentences evaluated (default all). */
+  count?: string;
+  /** LM: token budget and block size. */
+  tokens?: string;
+  blockSize?: string;
+  json?: boolean;
+}
+
+const TASK_FLAGS: Record<string, readonly (keyof EvalCliOptions)[]> = {
+  'language-modeling': ['data', 'tokens', 'blockSize'],
+  'image-classification': ['data', 'images', 'labels', 'count'],
+  translation: ['data', 'source', 'target', 'count'],
+};
+
+export async function runEval(model: string, o: EvalCliOptions, signal: AbortSignal): Promise<void> {
+  const summary = await inspectModel(model);
+  const task = taskFor(summary).name;
+  refuseFlags(o, [...new Set(Object.values(TASK_FLAGS).flat())], TASK_FLAGS[task]!, summary.modelType, task);
+  const bar = new ProgressBar(!o.json);
+  const t0 = performance.now();
+  const seconds = () => (performance.now() - t0) / 1000;
+  let result: Record<string, unknown>;
+  let line: string;
+  if (task === 'language-modeling') {
+    if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'eval needs --data <text or .jsonl file>');
+    const m = await loadModel(model, { signal });
+    try {
+      const blockSize = Math.min(int(o.blockSize, 'block-size') ?? 256, m.spec.maxPositions);
+      const budget = int(o.tokens, 'tokens') ?? Infinity;
+      let tok: Promise<Tokenizer> | undefined;
+      const blocks = takeTokens(
+        await blocksFrom(o.data, { blockSize, what: 'data', tokenizer: () => (tok ??= loadTokenizer(model)), maxTokens: budget, vocab: m.spec.vocab }),
+        budget,
+      );
+      const total = await nllOf(m, makeBatches(blocks, 8), { signal, onProgress: bar.update });
+      bar.done();
+      result = { model: path.resolve(model), data: path.resolve(o.data), metric: 'perplexity', tokens: tokenCount(blocks), predictions: total.count, perplexity: ppl(total), seconds: seconds() };
+      line = `perplexity ${ppl(total).toFixed(3)} on ${tokenCount(blocks)} tokens of ${o.data} (${seconds().toFixed(1)} s)`;
+    } finally {
+      m.dispose();
+    }
+  } else if (task === 'image-classification') {
+    const src = imageSourceFrom(o, '');
+    if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'eval on an image model needs --images <idx images> --labels <idx labels>, or --data <image folder>');
+    const limit = int(o.count, 'count');
+    const pre = await loadPreprocessor(model);
+    const m = await loadModel(model, { signal });
+    try {
+      const set = await loadImageSource(src, pre, m.config as Record<string, unknown>);
+      const r = await evaluateImageClassifier(m, set, pre, { signal, onProgress: bar.update, count: Math.min(limit ?? set.count, set.count) });
+      bar.done();
+      result = { model: path.resolve(model), metric: 'accuracy', accuracy: r.accuracy, correct: r.correct, images: r.total, seconds: seconds() };
+      line = `top-1 accuracy ${(100 * r.accuracy).toFixed(2)}% (${r.correct}/${r.total} images, ${seconds().toFixed(1)} s)`;
+    } finally {
+      m.dispose();
+    }
+  } else {
+    const src = parallelSourceFrom(o, '');
+    if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'eval on a translation model needs --source <file> --target <file> (line-aligned), or --data <file.tsv>');
+    const pairs = (await loadParallelSource(src)).slice(0, int(o.count, 'count') ?? Infinity);
+    const m = await loadModel(model, { signal });
+    try {
+      const tok = await loadTokenizer(model);
+      const generation = await loadGenerationConfig(model, m.config as Record<string, unknown>);
+      const r = await evaluateTranslation(m, tok, pairs, { signal, onProgress: bar.update, generation });
+      bar.done();
+      result = { model: path.resolve(model), metric: 'bleu', bleu: r.bleu.score, chrf: r.chrf.score, sentences: pairs.length, seconds: seconds() };
+      line = `BLEU ${r.bleu.score.toFixed(2)}, chrF ${r.chrf.score.toFixed(2)} (greedy, ${pairs.length} sentences, ${seconds().toFixed(1)} s)`;
+    } finally {
+      m.dispose();
+    }
+  }
+  process.stdout.write(o.json ? JSON.stringify({ ok: true, ...result }, null, 2) + '\n' : line + '\n');
+}

@@ -1,0 +1,81 @@
+/**
+ * Turning CLI flags into library options: number parsing, name checks against the registries, and the data
+ * flags of each task (a data flag that the model's task does not read is refused with its flag name).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FfmergeError } from '../errors';
+import type { ImageSource, ParallelSource } from '../pipeline/options';
+
+export function int(v: string | undefined, what: string, zeroOk = false): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < (zeroOk ? 0 : 1)) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be a ${zeroOk ? 'non-negative' : 'positive'} integer, got "${v}"`);
+  return n;
+}
+
+export function oneOf<T extends string>(v: string, allowed: readonly T[], what: string): T {
+  if (!(allowed as readonly string[]).includes(v)) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be one of ${allowed.join(', ')}, got "${v}"`);
+  return v as T;
+}
+
+const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** Refuses any of `given`'s set keys that are in `known` but not in `allowed` (flags of another task). */
+export function refuseFlags(given: object, known: readonly string[], allowed: readonly string[], modelType: string, task: string): void {
+  for (const key of known) {
+    if ((given as Record<string, unknown>)[key] !== undefined && !allowed.includes(key)) {
+      throw new FfmergeError('OPTION_NOT_APPLICABLE', `--${kebab(key)} does not apply to ${modelType} models (${task})`);
+    }
+  }
+}
+
+/** model_type of a model folder (undefined when config.json is unreadable: the loader reports that). */
+export function modelTypeOf(dir: string): string | undefined {
+  try {
+    const c = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { model_type?: unknown };
+    return typeof c.model_type === 'string' ? c.model_type : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Data flags of one split (the split prefix names valid/test: --valid-images, --test-source, …). */
+export interface SplitFlags {
+  data?: string;
+  images?: string;
+  labels?: string;
+  source?: string;
+  target?: string;
+}
+
+/** The image source named by one split's flags, or undefined when none is given. */
+export function imageSourceFrom(f: SplitFlags, prefix: string): ImageSource | undefined {
+  const flag = (s: string) => (prefix ? `--${prefix}-${s}` : `--${s}`);
+  const dataFlag = prefix ? `--${prefix}` : '--data';
+  if (f.data !== undefined) {
+    if (f.images !== undefined || f.labels !== undefined) throw new FfmergeError('INVALID_ARGUMENT', `give ${flag('images')}/${flag('labels')} or ${dataFlag} <folder>, not both`);
+    if (fs.existsSync(f.data) && !fs.statSync(f.data).isDirectory()) {
+      throw new FfmergeError('INVALID_ARGUMENT', `${f.data} is a file: for an image model ${dataFlag} names an image folder (one sub-folder per class); idx files go in ${flag('images')} and ${flag('labels')}`);
+    }
+    return { folder: f.data };
+  }
+  if (f.images === undefined && f.labels === undefined) return undefined;
+  if (f.images === undefined || f.labels === undefined) throw new FfmergeError('INVALID_ARGUMENT', `${flag('images')} and ${flag('labels')} go together (idx files of the same images)`);
+  return { images: f.images, labels: f.labels };
+}
+
+export function parallelSourceFrom(f: SplitFlags, prefix: string): ParallelSource | undefined {
+  const flag = (s: string) => (prefix ? `--${prefix}-${s}` : `--${s}`);
+  if (f.data !== undefined) {
+    if (f.source !== undefined || f.target !== undefined) throw new FfmergeError('INVALID_ARGUMENT', `give ${flag('source')}/${flag('target')} or ${prefix ? `--${prefix}` : '--data'} <file.tsv>, not both`);
+    return { tsv: f.data };
+  }
+  if (f.source === undefined && f.target === undefined) return undefined;
+  if (f.source === undefined || f.target === undefined) throw new FfmergeError('INVALID_ARGUMENT', `${flag('source')} and ${flag('target')} go together (line-aligned translations)`);
+  return { source: f.source, target: f.target };
+}
+
+export function dropUndefined<T extends object>(x: T): T {
+  return Object.fromEntries(Object.entries(x).filter(([, v]) => v !== undefined)) as T;
+}

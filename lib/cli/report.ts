@@ -1,0 +1,45 @@
+/** The human summary of a compress run (report.json holds the same numbers). */
+import type { CompressResult } from '../pipeline/result';
+import { fmtBytes, fmtInt, fmtPct, fmtSeconds, table } from './format';
+
+const METRIC_NAMES = { perplexity: 'perplexity', accuracy: 'top-1 accuracy', bleu: 'greedy BLEU' } as const;
+
+function windowsText(w: Partial<Record<string, string>>): string {
+  const entries = Object.entries(w);
+  return entries.length === 1 ? entries[0]![1]! : entries.map(([s, x]) => `${s} ${x}`).join(' + ');
+}
+
+export function formatReport(r: CompressResult): string {
+  const fmt = (v: number | undefined) => (v === undefined ? '-' : r.metric.name === 'accuracy' ? `${(100 * v).toFixed(2)}%` : v.toFixed(r.metric.name === 'bleu' ? 2 : 3));
+  const d = r.data;
+  const lines: string[] = [];
+  const layers = Object.entries(r.layers).map(([s, n]) => `${n} ${s}`).join(' + ');
+  lines.push(`model     ${r.model} (${r.modelType}, ${layers} layers, ${r.task})`);
+  lines.push(
+    `merged    k = ${r.k}, method ${r.method}, recover ${r.recover}${Object.keys(r.layers).length > 1 ? `, stacks ${r.stacks}` : ''}, window ` +
+      r.windows.map((x) => `${Object.keys(r.layers).length > 1 ? `${x.stack} ` : ''}${x.window} (anchor ${x.anchor})`).join(', '),
+  );
+  lines.push(
+    `removed   ${fmtInt(r.params.removed)} of ${fmtInt(r.params.before)} parameters (${fmtPct(r.params.fraction)}), ` +
+      `${fmtBytes(r.bytes.removed)} of ${fmtBytes(r.bytes.before)} (${fmtPct(r.bytes.fraction)}) in the tied checkpoint`,
+  );
+  lines.push(`data      calibration ${fmtInt(d.calibration)} ${d.unit}, validation ${fmtInt(d.validation)}${d.search !== d.validation ? ` (search ${fmtInt(d.search)})` : ''}${d.test !== undefined ? `, test ${fmtInt(d.test)}` : ''}`);
+  for (const n of d.notes) lines.push(`          ${n}`);
+  const rows: string[][] = [['base', fmt(r.base.validation), fmt(r.base.test), '']];
+  rows.push([`merged (${r.method}${r.recover !== 'none' ? ` + ${r.recover}` : ''})`, fmt(r.merged.validation), fmt(r.merged.test), r.windows.map((x) => x.window).join(', ')]);
+  for (const [name, b] of Object.entries(r.baselines)) {
+    rows.push([`${name} (${fmtInt(b.paramsRemoved)} params)`, fmt(b.validation), fmt(b.test), windowsText(b.windows)]);
+  }
+  lines.push('', `${METRIC_NAMES[r.metric.name]}, ${r.metric.higherIsBetter ? 'higher' : 'lower'} is better:`);
+  lines.push(table(['model', 'validation', 'test', 'layers'], rows));
+  if (r.candidates.length > 0) {
+    const chosen = new Set(r.windows.map((x) => `${x.stack}:${x.window}`));
+    const isChosen = (w: Partial<Record<string, string>>) => Object.entries(w).every(([s, x]) => chosen.has(`${s}:${x}`));
+    lines.push('', `window search (${fmtInt(d.search)} validation ${d.unit} per candidate):`);
+    lines.push(table(['window', METRIC_NAMES[r.metric.name], ''], r.candidates.map((c) => [windowsText(c.windows), fmt(c.score), isChosen(c.windows) ? '← chosen' : ''])));
+  }
+  lines.push('', 'time per phase:');
+  lines.push(table(['phase', 'time'], Object.entries(r.timings).map(([p, s]) => [p, fmtSeconds(s)])));
+  if (r.out) lines.push('', `wrote ${r.out.format} checkpoint ${r.out.dir} (${fmtBytes(r.out.bytes)}), report.json inside`);
+  return lines.join('\n');
+}

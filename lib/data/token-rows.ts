@@ -1,0 +1,73 @@
+/**
+ * Token-id data for language models: JSON Lines whose rows are `{"input_ids": [...]}` (optionally gzip). Each
+ * row is one sequence, used as it is — not re-tokenized, not packed with its neighbours, not cut — so an
+ * evaluation on exact ids (e.g. a model's own samples) reproduces the numbers computed elsewhere on them.
+ * Rows are streamed and reading stops at the token budget.
+ */
+import { FfmergeError } from '../errors';
+import { readLines } from './text';
+
+export interface TokenRowOptions {
+  /** Stop after the row that reaches this many tokens (default: read all). */
+  maxTokens?: number;
+  /** Ids must be below this (the model's vocabulary). */
+  vocab?: number;
+  /** Rows longer than this are refused (the model's positions). */
+  maxLength?: number;
+}
+
+/** Whether a .jsonl file holds token-id rows (its first non-blank row has "input_ids"), not text rows. */
+export async function isTokenRowFile(file: string): Promise<boolean> {
+  if (!/\.jsonl(\.gz)?$/i.test(file)) return false;
+  for await (const line of readLines(file)) {
+    if (line.trim() === '') continue;
+    try {
+      const row = JSON.parse(line) as unknown;
+      return typeof row === 'object' && row !== null && Object.hasOwn(row, 'input_ids');
+    } catch {
+      return false; // readDocuments reports the bad JSON with its line number
+    }
+  }
+  return false;
+}
+
+/** The rows of a token-id JSON Lines file as Int32Arrays, in order. */
+export async function readTokenRows(file: string, opts: TokenRowOptions = {}): Promise<Int32Array[]> {
+  const rows: Int32Array[] = [];
+  let tokens = 0;
+  let lineNo = 0;
+  const budget = opts.maxTokens ?? Infinity;
+  for await (const line of readLines(file)) {
+    lineNo++;
+    if (line.trim() === '') continue;
+    let row: unknown;
+    try {
+      row = JSON.parse(line);
+    } catch (e) {
+      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} is not valid JSON (${(e as Error).message})`);
+    }
+    const ids = typeof row === 'object' && row !== null && Object.hasOwn(row, 'input_ids') ? (row as { input_ids: unknown }).input_ids : undefined;
+    if (!Array.isArray(ids) || ids.length < 2) {
+      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo}: "input_ids" must be a list of at least 2 token ids`);
+    }
+    const out = new Int32Array(ids.length);
+    for (let i = 0; i < ids.length; i++) {
+      const t = ids[i] as unknown;
+      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || (opts.vocab !== undefined && t >= opts.vocab)) {
+        throw new FfmergeError(
+          'INVALID_DATA',
+          `${file} line ${lineNo}: input_ids[${i}] = ${JSON.stringify(t)} is not a token id${opts.vocab !== undefined ? ` of this model (0..${opts.vocab - 1})` : ''}`,
+        );
+      }
+      out[i] = t;
+    }
+    if (opts.maxLength !== undefined && out.length > opts.maxLength) {
+      throw new FfmergeError('SEQUENCE_TOO_LONG', `${file} line ${lineNo} has ${out.length} tokens; the model takes at most ${opts.maxLength}`);
+    }
+    rows.push(out);
+    tokens += out.length;
+    if (tokens >= budget) break;
+  }
+  if (rows.length === 0) throw new FfmergeError('INVALID_DATA', `${file} has no token rows`);
+  return rows;
+}

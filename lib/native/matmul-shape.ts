@@ -1,0 +1,27 @@
+/** The shape of a matrix product and its checks, shared by the native wrapper and the reference oracle. */
+import { FfmergeError } from '../errors';
+
+export interface MatmulShape {
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+}
+
+/** Throws INVALID_ARGUMENT / SHAPE_MISMATCH unless a, b fit the shape. Shared with the native wrapper. */
+export function checkMatmulShape(a: ArrayLike<number>, b: ArrayLike<number>, shape: MatmulShape): void {
+  for (const dim of ['m', 'n', 'k'] as const) {
+    const v = shape[dim];
+    if (!Number.isSafeInteger(v) || v < 0) {
+      throw new FfmergeError('INVALID_ARGUMENT', `matmul: ${dim} must be a non-negative integer (got ${String(v)})`);
+    }
+  }
+  const { m, n, k } = shape;
+  if (a.length !== m * k) {
+    throw new FfmergeError('SHAPE_MISMATCH', `matmul: a holds ${a.length} values but m·k = ${m}·${k} = ${m * k}`);
+  }
+  if (b.length !== k * n) {
+    throw new FfmergeError('SHAPE_MISMATCH', `matmul: b holds ${b.length} values but k·n = ${k}·${n} = ${k * n}`);
+  }
+}

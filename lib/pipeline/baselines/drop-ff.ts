@@ -1,0 +1,41 @@
+/**
+ * Drop FF sublayers: the same number of FF sublayers the merge removes, as a run of adjacent layers whose FF
+ * is deleted (its output is zero; attention and norms stay), at every placement. The FF's own parameters
+ * are exactly the ones the merge removes, so the sizes match to the parameter.
+ */
+import type { FFWeights } from '../../model/ff-weights';
+import { modelFF } from '../align';
+import type { Baseline, BaselineCandidate, Edit } from '../plugins';
+
+/** An FF whose output is zero for every input (every tensor zero; act(0)·0 = 0). */
+function zeroFF(ff: FFWeights): FFWeights {
+  const z: FFWeights = { d: ff.d, dFF: ff.dFF, wIn: new Float32Array(ff.wIn.length), wOut: new Float32Array(ff.wOut.length) };
+  if (ff.bIn) z.bIn = new Float32Array(ff.bIn.length);
+  if (ff.wGate) z.wGate = new Float32Array(ff.wGate.length);
+  if (ff.bGate) z.bGate = new Float32Array(ff.bGate.length);
+  if (ff.bOut) z.bOut = new Float32Array(ff.bOut.length);
+  return z;
+}
+
+export const dropFF: Baseline = {
+  name: 'drop-ff',
+  description: 'delete as many FF sublayers as the merge removes (adjacent), at the best placement',
+  candidates({ model, summary, stacks, ffRemoved }) {
+    const n = ffRemoved;
+    const L = Math.min(...stacks.map((s) => model.layers(s)));
+    const zeros = new Map(stacks.map((s) => [s, zeroFF(modelFF(model, 0, s))]));
+    const perLayer = (s: string) => summary.stacks.find((x) => x.name === s)!.ffParamsPerLayer;
+    const out: BaselineCandidate[] = [];
+    for (let start = 0; start + n <= L; start++) {
+      const layers = Array.from({ length: n }, (_, i) => start + i);
+      const edits: Edit[] = stacks.map((stack) => ({ kind: 'ff', stack, layers, ff: zeros.get(stack)! }));
+      out.push({
+        windows: Object.fromEntries(stacks.map((s) => [s, n === 1 ? `${start}` : `${start}-${start + n - 1}`])),
+        start,
+        edits,
+        paramsRemoved: stacks.reduce((a, s) => a + n * perLayer(s), 0),
+      });
+    }
+    return out;
+  },
+};

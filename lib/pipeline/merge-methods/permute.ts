@@ -1,0 +1,36 @@
+/**
+ * The paper's merge: every layer of the window is aligned to the anchor by the permutation that maximises
+ * total correlation of their hidden units (exact linear assignment), then the aligned FFs are averaged.
+ */
+import { permutationFromCorrelation } from '../../native/assignment';
+import { averageFF } from '../../merge/average';
+import { permuteFF } from '../../merge/permute';
+import { windowLayers } from '../../merge/windows';
+import type { FFWeights } from '../../model/ff-weights';
+import { anchorOf, modelFF, stackSpecOf } from '../align';
+import type { MergeMethod } from '../plugins';
+
+export const permute: MergeMethod = {
+  name: 'permute',
+  description: 'align each layer to the anchor by maximum correlation, then average (the paper)',
+  needsCorrelations: true,
+  async merge(ctx, stack, window, opts) {
+    const a = anchorOf(window, ctx.anchor);
+    const corr = ctx.correlations.get(stack);
+    if (!corr) throw new Error(`permute: no correlations were collected for the ${stack}`);
+    const perms = new Map<number, Int32Array>();
+    const ffs: FFWeights[] = [];
+    for (const l of windowLayers(window)) {
+      const ff = modelFF(ctx.model, l, stack);
+      if (l === a) {
+        ffs.push(ff);
+        continue;
+      }
+      const c = await corr.get(a, l, opts);
+      const perm = await permutationFromCorrelation(c, stackSpecOf(ctx.model, stack).dFF, opts.signal ? { signal: opts.signal } : {});
+      perms.set(l, perm);
+      ffs.push(permuteFF(ff, perm));
+    }
+    return { stack, window, anchor: a, merged: averageFF(ffs), perms };
+  },
+};

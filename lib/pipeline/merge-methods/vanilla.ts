@@ -1,0 +1,15 @@
+/** The baseline merge of the paper: average the window's FFs as they are, without aligning their units. */
+import { averageFF } from '../../merge/average';
+import { windowLayers } from '../../merge/windows';
+import { anchorOf, modelFF } from '../align';
+import type { MergeMethod } from '../plugins';
+
+export const vanilla: MergeMethod = {
+  name: 'vanilla',
+  description: 'average the FFs unaligned',
+  needsCorrelations: false,
+  async merge(ctx, stack, window) {
+    const ffs = windowLayers(window).map((l) => modelFF(ctx.model, l, stack));
+    return { stack, window, anchor: anchorOf(window, ctx.anchor), merged: averageFF(ffs), perms: new Map() };
+  },
+};

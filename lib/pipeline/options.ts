@@ -1,0 +1,100 @@
+/**
+ * The options of compress(), for every task. Common options (what, where, how, output) apply to every
+ * model; data and budget options belong to one task each (the task lists them in `optionKeys`), and giving
+ * one that the model's task does not read is an error, never silently ignored.
+ */
+import { FfmergeError } from '../errors';
+import type { OutputFormat } from '../checkpoint/write';
+import type { StackName } from '../model/model';
+import type { Anchor, Window } from '../merge/windows';
+import type { ProgressFn } from '../native/job';
+
+/** A text file (.txt/.gz, .jsonl of {"text"} or of {"input_ids"}), or token sequences already cut. */
+export type TokenSource = string | Int32Array[];
+/** Images: an idx pair (Fashion-MNIST style) or a folder with one sub-folder per class. */
+export type ImageSource = { images: string; labels: string } | { folder: string };
+/** Sentence pairs: two line-aligned files (.gz read transparently) or one TSV "source<TAB>target". */
+export type ParallelSource = { source: string; target: string } | { tsv: string };
+/**
+ * Which stacks of an encoder–decoder model are merged: the same window in both (the paper), each stack's
+ * own best window, or one stack only. Single-stack models merge their one stack.
+ */
+export type StackMode = 'both-same' | 'independent' | StackName;
+
+export interface CompressOptions {
+  // ---- what, where, how (every task) ----
+  /** FF sublayers merged into one per window (≥ 2). Give k or fraction; default: fraction 0.25. */
+  k?: number;
+  /** Share of FF sublayers to remove (k = 1 + round(fraction × layers)). */
+  fraction?: number;
+  /** 'auto' (search every start), "a-b", "a-b,c-d", or Window objects. Default 'auto'. */
+  window?: 'auto' | string | Window | Window[];
+  anchor?: Anchor;
+  /** A merge method by name (see MERGE_METHODS): 'permute' (the paper), 'vanilla'. */
+  method?: string;
+  /** A recover method by name (see RECOVER_METHODS): 'none', 'refit'. */
+  recover?: string;
+  /** Baselines by name (see BASELINES), each searched over its own windows at the merge's size. */
+  baselines?: string[];
+  /** Encoder–decoder models: which stacks are merged (default 'both-same'). */
+  stacks?: StackMode;
+  // ---- output ----
+  /** Where to write the compressed checkpoint (omit to only evaluate). */
+  out?: string;
+  format?: OutputFormat;
+  overwrite?: boolean;
+  signal?: AbortSignal;
+  onProgress?: ProgressFn;
+
+  // ---- language modelling ----
+  /** Calibration tokens. Validation defaults to the blocks after the calibration budget. */
+  calibration?: TokenSource;
+  /** Validation data: tokens (LM), images (vit), sentence pairs (marian). */
+  validation?: TokenSource | ImageSource | ParallelSource;
+  /** Held-out test data of the same kind, evaluated on the base, merged and baseline models. */
+  test?: TokenSource | ImageSource | ParallelSource;
+  calibrationTokens?: number;
+  validationTokens?: number;
+  /** Tokens each search candidate is scored on (the first validation blocks); default all validation tokens. */
+  searchTokens?: number;
+  testTokens?: number;
+  blockSize?: number;
+  /** Blocks per forward batch. */
+  batchBlocks?: number;
+
+  // ---- image classification ----
+  /** Calibration and validation images (validation: a later range of the same set unless `validation` is given). */
+  images?: ImageSource;
+  /** Images whose every position (CLS + patches) is a feature (default 600 ≈ 10k tokens on 17-token images). */
+  calibrationImages?: number;
+  /** First validation image (default: 55000 when the set has 60000 images, as Fashion-MNIST's split; else right after calibration). */
+  validationStart?: number;
+  /** Validation images (default: the whole validation range, at most 5,000). */
+  validationImages?: number;
+  testImages?: number;
+
+  // ---- translation ----
+  /** Calibration pairs (teacher forcing on the reference; padding masked). */
+  parallel?: ParallelSource;
+  calibrationPairs?: number;
+  /** Validation sentences translated per candidate (default: the whole validation split, at most 1,024). */
+  validationSentences?: number;
+  testSentences?: number;
+}
+
+/** Without k or fraction: remove about a quarter of the FF sublayers (k = 4 on 12 layers, 2 on 5). */
+export const DEFAULT_FRACTION = 0.25;
+
+/** Options every task reads. */
+export const COMMON_KEYS: readonly (keyof CompressOptions)[] = [
+  'k', 'fraction', 'window', 'anchor', 'method', 'recover', 'baselines', 'stacks', 'out', 'format', 'overwrite', 'signal', 'onProgress',
+];
+
+/** A positive integer option, or its default. */
+export function positiveInt(v: unknown, what: string, dflt: number): number {
+  const n = v ?? dflt;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0) {
+    throw new FfmergeError('INVALID_ARGUMENT', `${what} must be a positive integer (got ${JSON.stringify(v)})`);
+  }
+  return n;
+}

@@ -1,0 +1,87 @@
+/**
+ * The plug-in kinds of the pipeline. Each works on any task and any stack (a stack is 'decoder' or
+ * 'encoder'; encoder–decoder models have both): a merge method turns a window of a stack into one FF, a
+ * recover method improves that FF without training the rest, a baseline proposes other ways to remove the
+ * same number of parameters. Candidates of all three are scored by the task the same way.
+ */
+import type { FeatureBatch } from '../data/feature-batches';
+import type { JobOptions } from '../native/job';
+import type { FFWeights } from '../model/ff-weights';
+import type { Model, StackName } from '../model/model';
+import type { ModelSummary } from '../model/inspect';
+import type { Anchor, Window } from '../merge/windows';
+import type { PairCorrelations } from './features';
+import type { Named } from './registry';
+
+export interface MergedWindow {
+  stack: StackName;
+  window: Window;
+  anchor: number;
+  /** The one FF every layer of the window shares. */
+  merged: FFWeights;
+  /** layer → permutation applied (absent for the anchor and for unaligned methods). */
+  perms: Map<number, Int32Array>;
+}
+
+export interface MergeContext {
+  model: Model;
+  anchor: Anchor;
+  /** Per stack, the anchor–layer correlations of every candidate window (only when a method needs them). */
+  correlations: Map<StackName, PairCorrelations>;
+  calibration: FeatureBatch[];
+}
+
+export interface MergeMethod extends Named {
+  /** Whether merge() reads ctx.correlations (then compress collects them first). */
+  readonly needsCorrelations: boolean;
+  merge(ctx: MergeContext, stack: StackName, window: Window, opts: JobOptions): Promise<MergedWindow>;
+}
+
+export interface RecoverMethod extends Named {
+  recover(ctx: MergeContext, merged: MergedWindow, opts: JobOptions): Promise<MergedWindow>;
+}
+
+/**
+ * One change to the base model a candidate makes: layers of a stack share (or get) an FF, or layers are
+ * removed. A candidate is a list of them (one per merged stack); applyEdits makes the model view.
+ */
+export type Edit =
+  | { kind: 'ff'; stack: StackName; layers: number[]; ff: FFWeights; merged?: MergedWindow }
+  | { kind: 'drop-layers'; stack: StackName; layers: number[] };
+
+export interface BaselineCandidate {
+  /** Layers removed or changed, per stack, as "a-b". */
+  windows: Partial<Record<StackName, string>>;
+  /** First layer changed (prefix reuse). */
+  start: number;
+  edits: Edit[];
+  /** Parameters this candidate removes. */
+  paramsRemoved: number;
+}
+
+export interface BaselineContext {
+  model: Model;
+  summary: ModelSummary;
+  /** Stacks searched together (one group: the same placement in each). */
+  stacks: StackName[];
+  /** FF sublayers the merge removes per stack (Σ (k − 1) over its windows). */
+  ffRemoved: number;
+}
+
+export interface Baseline extends Named {
+  /** Every placement this baseline tries for these stacks, at (as near as it can) the merge's parameter count. */
+  candidates(ctx: BaselineContext): BaselineCandidate[];
+}
+
+/** The model a candidate describes: FF overrides first (one FF object = one tied copy), then removed layers. */
+export function applyEdits(model: Model, edits: Edit[]): Model {
+  const ff = edits.filter((e) => e.kind === 'ff');
+  const drops = edits.filter((e) => e.kind === 'drop-layers');
+  const withFF = ff.length ? model.withFF(ff.flatMap((e) => e.layers.map((layer) => ({ stack: e.stack, layer, ff: e.ff })))) : model;
+  if (drops.length === 0) return withFF;
+  const drop: Partial<Record<StackName, number[]>> = {};
+  for (const e of drops) drop[e.stack] = [...(drop[e.stack] ?? []), ...e.layers];
+  const view = withFF.withoutLayers(drop);
+  if (withFF !== model) withFF.dispose(); // the view keeps what it shares
+  return view;
+}

@@ -1,0 +1,8 @@
+/** No recovery: the merged FF as the merge method made it (the paper before fine-tuning). */
+import type { RecoverMethod } from '../plugins';
+
+export const none: RecoverMethod = {
+  name: 'none',
+  description: 'keep the merged FF as merged',
+  recover: async (_ctx, merged) => merged,
+};

@@ -1,0 +1,52 @@
+/** What compress() returns (and writes as report.json beside the checkpoint): one shape for every task. */
+import type { OutputFormat } from '../checkpoint/write';
+import type { StackName } from '../model/model';
+import type { Anchor } from '../merge/windows';
+import type { StackMode } from './options';
+import type { DataCounts, MetricInfo } from './task';
+
+export interface Metric {
+  validation: number;
+  test?: number;
+}
+
+/** One scored search candidate: its window per merged stack ("a-b") and the metric on the search split. */
+export interface CandidateScore {
+  windows: Partial<Record<StackName, string>>;
+  /** First layer the candidate changes. */
+  start: number;
+  score: number;
+}
+
+export interface BaselineResult extends Metric {
+  /** The placement chosen by validation, per stack. */
+  windows: Partial<Record<StackName, string>>;
+  /** Parameters this baseline removes (whole layers cannot always match the merge exactly). */
+  paramsRemoved: number;
+  candidates: CandidateScore[];
+}
+
+export interface CompressResult {
+  model: string;
+  modelType: string;
+  task: string;
+  metric: MetricInfo;
+  layers: Partial<Record<StackName, number>>;
+  k: number;
+  method: string;
+  anchor: Anchor;
+  recover: string;
+  stacks: StackMode;
+  windows: { stack: StackName; window: string; layers: number[]; anchor: number }[];
+  /** Every merge candidate scored by the search (empty when the windows were given). */
+  candidates: CandidateScore[];
+  base: Metric;
+  merged: Metric;
+  baselines: Record<string, BaselineResult>;
+  params: { before: number; after: number; removed: number; fraction: number };
+  bytes: { before: number; after: number; removed: number; fraction: number };
+  data: DataCounts & { calibrationFeatures: Partial<Record<StackName, number>> };
+  /** Seconds per phase that ran. */
+  timings: Record<string, number>;
+  out?: { dir: string; format: OutputFormat; bytes: number };
+}

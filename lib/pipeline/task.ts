@@ -1,0 +1,58 @@
+/**
+ * A Task is what differs between language modelling, image classification and translation: the data, the
+ * metric, how a candidate is scored, and how states are reused between candidates. Everything else — the
+ * phases of compress(), the merge and recover methods, the baselines — is the same pipeline for all of them.
+ */
+import type { FeatureBatch } from '../data/feature-batches';
+import type { JobOptions } from '../native/job';
+import type { Model } from '../model/model';
+import type { ModelSummary } from '../model/inspect';
+import type { CompressOptions } from './options';
+import type { Named } from './registry';
+
+export interface MetricInfo {
+  name: 'perplexity' | 'accuracy' | 'bleu';
+  higherIsBetter: boolean;
+}
+
+/** What data a run used, in the task's unit. */
+export interface DataCounts {
+  unit: 'tokens' | 'images' | 'sentences';
+  calibration: number;
+  validation: number;
+  /** Scored per search candidate (the first `search` validation units). */
+  search: number;
+  test?: number;
+  /** LM only: tokens per block. */
+  blockSize?: number;
+  /** Lines for people about where each split came from. */
+  notes: string[];
+}
+
+export interface Task {
+  readonly metric: MetricInfo;
+  /** Forward batches whose FF pre-activations calibrate the merge (padding masked). */
+  readonly calibration: FeatureBatch[];
+  readonly data: DataCounts;
+  /**
+   * Called once before scoring with every `start` a candidate will be scored from; a task that can reuses
+   * the base model's states entering those layers (layers before a candidate's start are the base model's).
+   */
+  prepare(starts: number[], opts: JobOptions): Promise<void>;
+  /** The metric of a candidate on the search split; `start` = the first layer (main stack) it changes. */
+  search(model: Model, start: number, opts: JobOptions): Promise<number>;
+  /** The metric on the whole validation split (`start` as for search). */
+  validate(model: Model, start: number, opts: JobOptions): Promise<number>;
+  /** The metric on held-out test data, when given. */
+  test?(model: Model, opts: JobOptions): Promise<number>;
+}
+
+export interface TaskKind extends Named {
+  /** Whether this task fits the model (by its stacks and family). */
+  accepts(summary: ModelSummary): boolean;
+  /** Options only this task reads; setting one of another task's is OPTION_NOT_APPLICABLE. */
+  readonly optionKeys: readonly (keyof CompressOptions)[];
+  /** Checks the options that need no model (files exist, sources have the right shape) before loading. */
+  check(options: CompressOptions): void;
+  create(ctx: { model: Model; dir: string; options: CompressOptions }, opts: JobOptions): Promise<Task>;
+}

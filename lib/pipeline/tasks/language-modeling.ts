@@ -1,0 +1,103 @@
+/**
+ * Language modelling (decoder-only LMs): calibration features on token blocks, candidates scored by
+ * perplexity on validation blocks (lower is better). The base model's states entering every candidate's
+ * first changed layer are kept once (PrefixCache), so a candidate starting at layer s runs layers s.. only.
+ */
+import { FfmergeError } from '../../errors';
+import type { FeatureBatch } from '../../data/feature-batches';
+import { loadTokenizer, type Tokenizer } from '../../tokenizer';
+import { blocksFrom, makeBatches, takeTokens, tokenCount, type Batch } from '../data';
+import { nllOf, ppl, PrefixCache } from '../prefix';
+import { positiveInt, type TokenSource } from '../options';
+import type { Task, TaskKind } from '../task';
+
+export const LM_DEFAULTS = { calibrationTokens: 10240, validationTokens: 10240, blockSize: 256, batchBlocks: 8 };
+
+function isTokenSource(v: unknown): v is TokenSource {
+  return typeof v === 'string' || (Array.isArray(v) && v.every((b) => b instanceof Int32Array));
+}
+
+function checkSource(v: unknown, what: string): void {
+  if (v === undefined) return;
+  if (!isTokenSource(v)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `${what} for a language model is a text or .jsonl file, or token blocks (Int32Array[])`);
+  }
+}
+
+export const languageModeling: TaskKind = {
+  name: 'language-modeling',
+  description: 'perplexity of next-token prediction (lower is better)',
+  optionKeys: ['calibration', 'validation', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'blockSize', 'batchBlocks'],
+  accepts: (s) => s.stacks.length === 1 && s.stacks[0]!.name === 'decoder',
+  check(o) {
+    if (o.calibration === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'a language model is calibrated on text: give calibration (a text or .jsonl file, or token blocks)');
+    checkSource(o.calibration, 'calibration');
+    checkSource(o.validation, 'validation');
+    checkSource(o.test, 'test');
+    for (const k of ['calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'batchBlocks'] as const) {
+      if (o[k] !== undefined) positiveInt(o[k], k, 1);
+    }
+    if (o.blockSize !== undefined && (!Number.isInteger(o.blockSize) || o.blockSize < 2)) {
+      throw new FfmergeError('INVALID_ARGUMENT', `blockSize must be an integer ≥ 2 (got ${JSON.stringify(o.blockSize)})`);
+    }
+  },
+  async create({ model, dir, options: o }) {
+    const spec = model.spec;
+    const blockSize = Math.min(o.blockSize ?? LM_DEFAULTS.blockSize, spec.maxPositions);
+    const batchBlocks = o.batchBlocks ?? LM_DEFAULTS.batchBlocks;
+    const calTokens = o.calibrationTokens ?? LM_DEFAULTS.calibrationTokens;
+    const valTokens = o.validationTokens ?? LM_DEFAULTS.validationTokens;
+    let tokenizer: Promise<Tokenizer> | undefined;
+    const read = (src: TokenSource, what: string, maxTokens: number) =>
+      blocksFrom(src, {
+        blockSize,
+        what,
+        tokenizer: () => (tokenizer ??= loadTokenizer(dir)),
+        maxTokens,
+        vocab: spec.vocab,
+        ...(spec.positions === 'learned' ? { maxLength: spec.maxPositions } : {}),
+      });
+    const notes: string[] = [];
+    const calAll = await read(o.calibration as TokenSource, 'calibration', o.validation === undefined ? calTokens + valTokens : calTokens);
+    const calBlocks = takeTokens(calAll, calTokens);
+    let valBlocks: Int32Array[];
+    if (o.validation !== undefined) {
+      valBlocks = takeTokens(await read(o.validation as TokenSource, 'validation', valTokens), valTokens);
+    } else {
+      const rest = calAll.slice(calBlocks.length);
+      if (rest.length === 0) {
+        throw new FfmergeError('INVALID_DATA', 'no validation data: give a validation file, or more calibration text than the calibration budget');
+      }
+      valBlocks = takeTokens(rest, valTokens);
+      notes.push('validation: the calibration data after the calibration budget');
+    }
+    const searchBlocks = takeTokens(valBlocks, o.searchTokens ?? tokenCount(valBlocks));
+    const testBlocks = o.test !== undefined ? takeTokens(await read(o.test as TokenSource, 'test', o.testTokens ?? Infinity), o.testTokens ?? Infinity) : undefined;
+    const calibration: FeatureBatch[] = makeBatches(calBlocks, batchBlocks).map((b) => ({ input: b, featureRows: b.batch * b.seq }));
+    const val: Batch[] = makeBatches(valBlocks, batchBlocks);
+    const searchCount = makeBatches(searchBlocks, batchBlocks).length;
+    const test = testBlocks ? makeBatches(testBlocks, batchBlocks) : undefined;
+    let cache: PrefixCache | undefined;
+    const task: Task = {
+      metric: { name: 'perplexity', higherIsBetter: false },
+      calibration,
+      data: {
+        unit: 'tokens',
+        calibration: tokenCount(calBlocks),
+        validation: tokenCount(valBlocks),
+        search: tokenCount(searchBlocks),
+        ...(testBlocks ? { test: tokenCount(testBlocks) } : {}),
+        blockSize,
+        notes,
+      },
+      async prepare(starts, opts) {
+        cache = await PrefixCache.build(model, val, [0, ...starts], opts);
+      },
+      search: async (m, start, opts) => ppl(await nllOf(m, val, { ...opts, ...(cache ? { cache } : {}), fromLayer: start, limit: searchCount })),
+      validate: async (m, start, opts) => ppl(await nllOf(m, val, { ...opts, ...(cache ? { cache } : {}), fromLayer: start })),
+      ...(test ? { test: async (m, opts) => ppl(await nllOf(m, test, opts)) } : {}),
+    };
+    return task;
+  },
+};
+

@@ -1,0 +1,73 @@
+/**
+ * Reading the image and sentence-pair sources the image-classification and translation tasks take (also
+ * used by `ffmerge eval`).
+ */
+import * as fs from 'node:fs';
+import { FfmergeError } from '../../errors';
+import { classNamesFromConfig, loadIdxImages, loadImageFolder, type ImagePreprocessor, type ImageSet } from '../../data/images';
+import { readParallel, readParallelTsv, type SentencePair } from '../../data/parallel';
+import type { ImageSource, ParallelSource } from '../options';
+
+function checkFiles(files: (string | undefined)[]): void {
+  for (const f of files) if (f !== undefined && !fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} does not exist`);
+}
+
+export function isImageSource(v: unknown): v is ImageSource {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  return typeof o.folder === 'string' || (typeof o.images === 'string' && typeof o.labels === 'string');
+}
+
+export function isParallelSource(v: unknown): v is ParallelSource {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  return typeof o.tsv === 'string' || (typeof o.source === 'string' && typeof o.target === 'string');
+}
+
+/** Files of a source exist (checked before any model is loaded). */
+export function checkSourceFiles(src: ImageSource | ParallelSource): void {
+  if ('folder' in src) checkFiles([src.folder]);
+  else if ('images' in src) checkFiles([src.images, src.labels]);
+  else if ('tsv' in src) checkFiles([src.tsv]);
+  else checkFiles([src.source, src.target]);
+}
+
+/**
+ * An image set from a source. Folder classes map to the model's labels by name (config.json id2label) when
+ * every sub-folder is one of them, else by sorted position (torchvision ImageFolder), and a
+ * folder's images — read class by class — are put in a fixed pseudo-random order, so that leading and
+ * trailing ranges (calibration, validation) hold every class.
+ */
+export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, modelConfig: Record<string, unknown> = {}): Promise<ImageSet> {
+  checkSourceFiles(src);
+  if ('folder' in src) {
+    if (!fs.statSync(src.folder).isDirectory()) {
+      throw new FfmergeError('INVALID_DATA', `${src.folder} is not an image folder (expected <class>/<image>.png|.jpg sub-folders)`);
+    }
+    const named = classNamesFromConfig(modelConfig);
+    const folders = fs.readdirSync(src.folder, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    const classNames = named && folders.every((f) => named.includes(f)) ? named : undefined;
+    return shuffledImages(await loadImageFolder(src.folder, pre, classNames ? { classNames } : {}));
+  }
+  return loadIdxImages(src.images, src.labels);
+}
+
+/** The images in a fixed order drawn by a seeded LCG (Fisher–Yates): the same folder gives the same order. */
+function shuffledImages(set: ImageSet): ImageSet {
+  let seed = 0x5eed;
+  const rand = () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  const order = Int32Array.from({ length: set.count }, (_, i) => i);
+  for (let i = set.count - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const per = set.height * set.width * set.channels;
+  const pixels = new Uint8Array(set.pixels.length);
+  order.forEach((from, to) => pixels.set(set.pixels.subarray(from * per, (from + 1) * per), to * per));
+  return { ...set, pixels, ...(set.labels ? { labels: Int32Array.from(order, (from) => set.labels![from]!) } : {}) };
+}
+
+export async function loadParallelSource(src: ParallelSource): Promise<SentencePair[]> {
+  checkSourceFiles(src);
+  return 'tsv' in src ? readParallelTsv(src.tsv) : readParallel(src.source, src.target);
+}

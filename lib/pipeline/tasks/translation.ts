@@ -1,0 +1,68 @@
+/**
+ * Translation (encoder–decoder, Marian): calibration features from teacher forcing on the reference
+ * translations (padding masked) in both stacks, candidates scored by greedy corpus BLEU on the validation
+ * sentences (higher is better; chrF is reported by `eval`). The decoder's states depend on what it generates,
+ * so every candidate is a full greedy translation: no prefix reuse.
+ */
+import { FfmergeError } from '../../errors';
+import { translationBatches } from '../../data/feature-batches';
+import type { SentencePair } from '../../data/parallel';
+import { evaluateTranslation, loadGenerationConfig } from '../../eval/translate';
+import type { JobOptions } from '../../native/job';
+import type { Model } from '../../model/model';
+import { loadTokenizer } from '../../tokenizer';
+import { positiveInt, type ParallelSource } from '../options';
+import type { Task, TaskKind } from '../task';
+import { checkSourceFiles, isParallelSource, loadParallelSource } from './sources';
+
+/** The whole validation split is translated per candidate when it has at most this many sentences. */
+export const MAX_VALIDATION_SENTENCES = 1024;
+
+function checkSource(v: unknown, what: string): void {
+  if (v === undefined) return;
+  if (!isParallelSource(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what} for a translation model is { source, target } (line-aligned files) or { tsv }`);
+  checkSourceFiles(v);
+}
+
+export const translation: TaskKind = {
+  name: 'translation',
+  description: 'greedy corpus BLEU (higher is better)',
+  optionKeys: ['parallel', 'validation', 'test', 'calibrationPairs', 'validationSentences', 'testSentences'],
+  accepts: (s) => s.stacks.some((x) => x.name === 'encoder') && s.stacks.some((x) => x.name === 'decoder'),
+  check(o) {
+    if (o.parallel === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'a translation model is calibrated on sentence pairs: give parallel ({ source, target } or { tsv })');
+    checkSource(o.parallel, 'parallel');
+    checkSource(o.validation, 'validation');
+    checkSource(o.test, 'test');
+    for (const k of ['calibrationPairs', 'validationSentences', 'testSentences'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
+  },
+  async create({ model, dir, options: o }) {
+    const tokenizer = await loadTokenizer(dir);
+    const generation = await loadGenerationConfig(dir, model.config as Record<string, unknown>);
+    const pairs = await loadParallelSource(o.parallel!);
+    const calN = Math.min(o.calibrationPairs ?? 600, pairs.length);
+    const valAll = o.validation ? await loadParallelSource(o.validation as ParallelSource) : pairs.slice(calN);
+    const val = valAll.slice(0, o.validationSentences ?? MAX_VALIDATION_SENTENCES);
+    if (val.length === 0) throw new FfmergeError('INVALID_DATA', 'no validation pairs: give a validation corpus, or more pairs than the calibration budget');
+    const testAll = o.test ? await loadParallelSource(o.test as ParallelSource) : undefined;
+    const test = testAll?.slice(0, o.testSentences ?? testAll.length);
+    const bleu = async (m: Model, ps: SentencePair[], opts: JobOptions) => (await evaluateTranslation(m, tokenizer, ps, { ...opts, generation })).bleu.score;
+    const task: Task = {
+      metric: { name: 'bleu', higherIsBetter: true },
+      calibration: translationBatches(pairs.slice(0, calN), tokenizer, { decoderStartTokenId: generation.decoderStartTokenId, padTokenId: generation.padTokenId }),
+      data: {
+        unit: 'sentences',
+        calibration: calN,
+        validation: val.length,
+        search: val.length,
+        ...(test ? { test: test.length } : {}),
+        notes: [`validation: ${val.length} of ${valAll.length} ${o.validation ? 'validation pairs' : 'pairs after the calibration ones'}`],
+      },
+      prepare: async () => {},
+      search: (m, _start, opts) => bleu(m, val, opts),
+      validate: (m, _start, opts) => bleu(m, val, opts),
+      ...(test ? { test: (m: Model, opts: JobOptions) => bleu(m, test, opts) } : {}),
+    };
+    return task;
+  },
+};
