@@ -4,6 +4,7 @@
  */
 import { FfmergeError, fromNativeError } from '../errors';
 import { runNativeJob, type JobOptions } from '../native/job';
+import type { CorrelationAccumulator } from '../native/correlation';
 import { modelAddon, type NativeFF, type NativeForwardArgs, type NativeModelHandle } from '../native/model';
 import type { ModelSpec } from './spec';
 
@@ -100,6 +101,9 @@ export interface ForwardOptions extends JobOptions {
   featureMask?: Uint8Array;
   /** Encoder–decoder models: capture the encoder stack's FF pre-activations too (features = encoderMask). */
   captureEncoderFF?: boolean | number[];
+  /** Stream FF pre-activations of the layers each accumulator uses straight into it, natively (no copy to JS).
+   *  Keys are stacks: 'decoder'/'encoder' (encoder-only models use their main stack name, model.mainStack). */
+  accumulate?: Partial<Record<StackName, CorrelationAccumulator>>;
 }
 
 export interface ForwardResult {
@@ -246,6 +250,35 @@ export class Model {
     return modelAddon().modelSharesFF(this.live(), layer, other.live(), otherLayer);
   }
 
+  /**
+   * Checks opts.accumulate before anything runs (an encoder pass must not feed its accumulator when the main
+   * stack's one is unusable): every key a stack of this model, each accumulator's dims that stack's layers ×
+   * dFF, and the main pass's layer range covering the layers the main accumulator uses.
+   */
+  private checkAccumulate(accumulate: ForwardOptions['accumulate'], from: number, to: number): void {
+    for (const [stack, acc] of Object.entries(accumulate ?? {}) as [StackName, CorrelationAccumulator | undefined][]) {
+      if (acc === undefined) continue;
+      const spec = this.stackSpec(stack);
+      if (acc.dims.length !== spec.layers || acc.dims.some((d) => d !== spec.dFF)) {
+        throw new FfmergeError(
+          'SHAPE_MISMATCH',
+          `the ${stack} accumulator has layer widths [${acc.dims.join(', ')}] but the ${stack} stack has ${spec.layers} layers of FF width ${spec.dFF}`,
+        );
+      }
+      if (stack !== this.mainStack) continue;
+      const used = acc.usedLayers();
+      const lo = used[0]!;
+      const hi = used[used.length - 1]!;
+      if (lo < from || hi >= to) {
+        throw new FfmergeError(
+          'INVALID_ARGUMENT',
+          `the ${stack} accumulator uses layers ${lo}..${hi} but this forward pass runs layers ${from}..${to - 1}` +
+            (hi >= to ? ` (toLayer must be at least ${hi + 1})` : ''),
+        );
+      }
+    }
+  }
+
   async forward(input: ForwardInput, opts: ForwardOptions): Promise<ForwardResult> {
     const { batch, seq, ids, attentionMask } = input;
     if (!Number.isInteger(batch) || batch <= 0 || !Number.isInteger(seq) || seq <= 0) {
@@ -266,7 +299,6 @@ export class Model {
     } else if (!(ids instanceof Int32Array) || ids.length !== batch * seq) {
       throw new FfmergeError('INVALID_ARGUMENT', `ids must be an Int32Array of batch·seq = ${batch * seq} entries`);
     }
-    const enc = this.encoderSpec ? await this.runEncoder(input, opts) : undefined;
     if (this.spec.positions === 'learned' && seq > this.spec.maxPositions) {
       throw new FfmergeError(
         'SEQUENCE_TOO_LONG',
@@ -278,6 +310,9 @@ export class Model {
     if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > this.spec.layers || from > to) {
       throw new FfmergeError('INVALID_ARGUMENT', `layer range ${from}..${to} is not within 0..${this.spec.layers}`);
     }
+    this.checkAccumulate(opts.accumulate, from, to);
+    const mainAcc = opts.accumulate?.[this.mainStack];
+    const enc = this.encoderSpec ? await this.runEncoder(input, opts) : undefined;
     let captureLayers: number[] | undefined;
     if (opts.captureFF === true) captureLayers = Array.from({ length: to - from }, (_, i) => from + i);
     else if (Array.isArray(opts.captureFF)) captureLayers = [...opts.captureFF];
@@ -295,6 +330,7 @@ export class Model {
       ...(opts.featureMask ? { featureMask: opts.featureMask } : {}),
       ...(opts.hidden ? { hidden: opts.hidden } : {}),
       ...(captureLayers?.length ? { captureLayers } : {}),
+      ...(mainAcc ? { accumulator: mainAcc.nativeAccumulator } : {}),
     };
     const handle = this.live();
     const r = await runNativeJob('forward', (onProgress) => modelAddon().modelForward(handle, args, onProgress), opts);
@@ -322,6 +358,8 @@ export class Model {
       throw new FfmergeError('INVALID_ARGUMENT', `encoderMask must have batch·encoderSeq = ${batch * seq} entries`);
     }
     const layers = this.encoderSpec!.layers;
+    // the encoder runs every layer, so any layer its accumulator uses is covered
+    const encAcc = opts.accumulate?.encoder;
     let captureLayers: number[] | undefined;
     if (opts.captureEncoderFF === true) captureLayers = Array.from({ length: layers }, (_, i) => i);
     else if (Array.isArray(opts.captureEncoderFF)) captureLayers = [...opts.captureEncoderFF];
@@ -332,6 +370,7 @@ export class Model {
       output: 'hidden',
       ...(encoderMask ? { attentionMask: encoderMask } : {}),
       ...(captureLayers?.length ? { captureLayers } : {}),
+      ...(encAcc ? { accumulator: encAcc.nativeAccumulator } : {}),
     };
     const handle = this.live('encoder');
     const r = await runNativeJob('encoder', (onProgress) => modelAddon().modelForward(handle, args, onProgress), opts);

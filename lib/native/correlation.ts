@@ -71,6 +71,19 @@ export class CorrelationAccumulator {
     }
   }
 
+  /**
+   * @internal The native object, for modelForward to accumulate into directly (Model.forward's `accumulate`).
+   * It enforces the one-job-at-a-time rule itself, so handing it out cannot interleave two jobs.
+   */
+  get nativeAccumulator(): unknown {
+    return this.native;
+  }
+
+  /** The layers some pair uses, ascending (the layers whose activations add() needs). */
+  usedLayers(): number[] {
+    return this.used.flatMap((u, l) => (u ? [l] : []));
+  }
+
   /** Rows (tokens) added so far. */
   get count(): number {
     return this.native.count();

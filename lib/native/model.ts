@@ -26,6 +26,11 @@ export interface NativeForwardArgs {
   fromLayer?: number;
   toLayer?: number;
   captureLayers?: number[];
+  /**
+   * A native CorrelationAccumulator (CorrelationAccumulator.nativeAccumulator) to add the pre-activations of
+   * the layers it uses to, inside the job (no copy to JS); claimed for the job, so other jobs on it get BUSY.
+   */
+  accumulator?: unknown;
   /** Patch input: [batch, channels, imageH, imageW]. */
   pixels?: Float32Array;
   tokenTypeIds?: Int32Array;

@@ -1,11 +1,13 @@
 /**
- * Step 1–2 of the method: one pass of the calibration data through the base model capturing every needed
- * layer's FF pre-activations, streamed into a CorrelationAccumulator for exactly the (anchor, layer) pairs the
+ * Step 1–2 of the method: one pass of the calibration data through the base model, every needed layer's FF
+ * pre-activations streamed natively into a CorrelationAccumulator for exactly the (anchor, layer) pairs the
  * candidate windows need. Features are collected once for all windows; nothing per token is kept.
  */
+import { FfmergeError } from '../errors';
 import type { JobOptions } from '../native/job';
 import { CorrelationAccumulator } from '../native/correlation';
-import type { Model } from '../model/model';
+import type { ForwardInput, Model, StackName } from '../model/model';
+import { stackSpecOf } from './align';
 import type { Batch } from './data';
 
 export class PairCorrelations {
@@ -30,30 +32,73 @@ export class PairCorrelations {
   }
 }
 
+/** One calibration forward batch: the model's input and, optionally, which main-stack positions are features. */
+export interface CalibrationBatch {
+  input: ForwardInput;
+  /** Main-stack feature positions [batch, seq] (default: input.attentionMask; encoder features = encoderMask). */
+  featureMask?: Uint8Array;
+}
+
+/**
+ * Features of several stacks in one pass over the calibration batches: for each stack with pairs, an
+ * accumulator of exactly those (anchor, layer) pairs, fed natively by the forward pass (Model.forward's
+ * `accumulate`: the pre-activations never reach JS). The main stack runs only up to the last layer it needs
+ * (encoder–decoder models: the encoder always runs whole, the decoder needs its states). Stacks whose pair
+ * list is empty get no accumulator. rows = feature rows seen per stack (padding excluded).
+ */
+export async function collectStackCorrelations(
+  model: Model,
+  batches: CalibrationBatch[],
+  pairs: Map<StackName, [number, number][]>,
+  opts: JobOptions,
+): Promise<{ corr: Map<StackName, PairCorrelations>; rows: Partial<Record<StackName, number>> }> {
+  const accs = new Map<StackName, CorrelationAccumulator>();
+  for (const [stack, ps] of pairs) {
+    if (ps.length === 0) continue;
+    const dFF = stackSpecOf(model, stack).dFF;
+    accs.set(stack, new CorrelationAccumulator(Array(model.layers(stack)).fill(dFF) as number[], ps));
+  }
+  const mainAcc = accs.get(model.mainStack);
+  const used = mainAcc?.usedLayers();
+  // With no main-stack pairs the main pass runs no layer at all (encoder–decoder: only the encoder is needed).
+  const toLayer = used ? used[used.length - 1]! + 1 : 0;
+  const accumulate = Object.fromEntries(accs) as Partial<Record<StackName, CorrelationAccumulator>>;
+  let done = 0;
+  for (const b of batches) {
+    await model.forward(b.input, {
+      output: 'hidden',
+      toLayer,
+      accumulate,
+      ...(b.featureMask ? { featureMask: b.featureMask } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    opts.onProgress?.({ phase: 'features', done: ++done, total: batches.length });
+  }
+  const corr = new Map<StackName, PairCorrelations>();
+  const rows: Partial<Record<StackName, number>> = {};
+  for (const [stack, acc] of accs) {
+    corr.set(stack, new PairCorrelations(acc, pairs.get(stack)!));
+    rows[stack] = acc.count;
+  }
+  return { corr, rows };
+}
+
+/** The main stack's correlations for these pairs over token batches (decoder-only language models). */
 export async function collectCorrelations(
   model: Model,
   batches: Batch[],
   pairs: [number, number][],
   opts: JobOptions = {},
 ): Promise<PairCorrelations> {
-  const { layers, dFF } = model.spec;
-  const acc = new CorrelationAccumulator(Array(layers).fill(dFF) as number[], pairs);
-  const needed = [...new Set(pairs.flat())].sort((a, b) => a - b);
-  const last = needed[needed.length - 1]! + 1;
-  let done = 0;
-  for (const b of batches) {
-    const r = await model.forward(b, { output: 'hidden', toLayer: last, captureFF: needed, signal: opts.signal });
-    // Plain views over the native buffers: keeps `instanceof Float32Array` true even when the addon's arrays
-    // come from another JS realm (as under jest), without copying.
-    const feats = Array.from({ length: layers }, (_, l) => {
-      const x = r.ff?.get(l);
-      return x ? new Float32Array(x.buffer, x.byteOffset, x.length) : null;
-    });
-    const rows = feats[needed[0]!]!.length / dFF;
-    await acc.add(feats, rows, { signal: opts.signal });
-    opts.onProgress?.({ phase: 'features', done: ++done, total: batches.length });
-  }
-  return new PairCorrelations(acc, pairs);
+  const { corr } = await collectStackCorrelations(
+    model,
+    batches.map((input) => ({ input })),
+    new Map([[model.mainStack, pairs]]),
+    opts,
+  );
+  const c = corr.get(model.mainStack);
+  if (!c) throw new FfmergeError('INVALID_ARGUMENT', 'pairs must name at least one (i, j) layer pair');
+  return c;
 }
 
 /** Correlations for the (anchor, layer) pairs of each stack, in one pass of the calibration batches. */

@@ -8,7 +8,8 @@
 // One job at a time per accumulator: a second add/finalize while one runs throws code BUSY (the core object
 // is not safe for concurrent use, and interleaving batches would be a silent bug anyway). The state is held
 // by a shared_ptr captured in the job, so a JS object collected mid-job cannot free what the worker uses;
-// the layer arrays are kept alive through AsyncJob's keep list until the job settles.
+// the layer arrays are kept alive through AsyncJob's keep list until the job settles. Other binding files
+// claim an accumulator for their own jobs through correlation_handle.h, under the same busy flag.
 #include <napi.h>
 
 #include <atomic>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "binding/async_job.h"
+#include "binding/correlation_handle.h"
 #include "binding/registry.h"
 #include "core/correlation.h"
 #include "core/error.h"
@@ -32,13 +34,18 @@ struct State {
 
 // Clears the busy flag when the last copy of the job's closures is destroyed: after the job settled, or
 // when it never started. AsyncJob deletes itself right after resolving, before any JS continuation runs.
-struct BusyGuard {
+struct BusyGuard : CorrelationClaim {
   explicit BusyGuard(std::shared_ptr<State> s) : state(std::move(s)) {}
   BusyGuard(const BusyGuard&) = delete;  // a copy's destructor would clear the flag early
   BusyGuard& operator=(const BusyGuard&) = delete;
-  ~BusyGuard() { state->busy.store(false); }
+  ~BusyGuard() override { state->busy.store(false); }
+  CorrelationAccumulator& accumulator() const override { return *state->acc; }
   std::shared_ptr<State> state;
 };
+
+// Marks objects made by this class, so ClaimCorrelationAccumulator never unwraps some other native object
+// as one (napi_unwrap alone would hand back whatever pointer another class wrapped). A constant: no state.
+constexpr napi_type_tag kAccumulatorTag = {0x6ff3e2c1a95b4d07ULL, 0x8c1d52e0b7a94f36ULL};
 
 size_t ToSize(const Napi::Value& v, const char* what) {
   if (!v.IsNumber()) ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a number");
@@ -78,18 +85,21 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
     } catch (const std::bad_alloc&) {
       ThrowCode(env, "OUT_OF_MEMORY", "not enough memory for the correlation accumulators of these layer pairs");
     }
+    info.This().As<Napi::Object>().TypeTag(&kAccumulatorTag);  // only once the native state exists
   }
 
- private:
+  // Public for ClaimCorrelationAccumulator (a forward pass accumulating into this object).
   std::shared_ptr<BusyGuard> Claim(Napi::Env env) {
     bool expected = false;
     if (!state_->busy.compare_exchange_strong(expected, true))
       ThrowCode(env, "BUSY",
-                "this correlation accumulator is already running an add or finalize; await it before starting "
-                "another");
+                "this correlation accumulator is already running a job (an add, a finalize, or a forward pass "
+                "accumulating into it); await it before starting another");
     return std::make_shared<BusyGuard>(state_);
   }
 
+
+ private:
   Napi::Value Add(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const CorrelationAccumulator& acc = *state_->acc;
@@ -156,6 +166,16 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
 
   std::shared_ptr<State> state_;
 };
+
+}  // namespace
+
+std::shared_ptr<CorrelationClaim> ClaimCorrelationAccumulator(const Napi::Value& v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kAccumulatorTag))
+    ThrowCode(v.Env(), "INVALID_ARGUMENT", "expected a native CorrelationAccumulator");
+  return JsCorrelationAccumulator::Unwrap(v.As<Napi::Object>())->Claim(v.Env());
+}
+
+namespace {
 
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("CorrelationAccumulator", JsCorrelationAccumulator::Define(env));

@@ -13,10 +13,12 @@
 
 #include "binding/addon_data.h"
 #include "binding/async_job.h"
+#include "binding/correlation_handle.h"
 #include "binding/model_handle.h"
 #include "binding/registry.h"
 #include "core/error.h"
 #include "core/gemm.h"
+#include "core/model/correlation_capture.h"
 #include "core/model/forward.h"
 #include "core/model/weights.h"
 
@@ -237,14 +239,19 @@ Napi::Value ModelDispose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Collects captured pre-activations for JS (the pipeline's accumulator implements FFCapture natively).
-struct CollectCapture : model::FFCapture {
-  std::vector<std::vector<float>> layers;
-  void on_batch(JobControl&, const std::vector<const float*>& per_layer, size_t rows) override {
+// What one forward job does with the captured pre-activations: copies the first `for_js` captured layers
+// out for JS (args.captureLayers), and streams the layers a claimed accumulator uses into it (args.accumulator),
+// both from the one pass. Plain C++ once built: the worker never touches Node-API.
+struct ForwardCapture : model::FFCapture {
+  size_t for_js = 0, d_ff = 0;
+  std::vector<std::vector<float>> layers;  // the copies for JS, in captureLayers order
+  std::shared_ptr<CorrelationClaim> claim;  // keeps the accumulator alive and busy until the job's closures go
+  std::unique_ptr<model::CorrelationCapture> into;
+  void on_batch(JobControl& ctl, const std::vector<const float*>& per_layer, size_t rows) override {
     layers.clear();
-    for (const float* p : per_layer) layers.emplace_back(p, p + rows * d_ff);
+    for (size_t i = 0; i < for_js; ++i) layers.emplace_back(per_layer[i], per_layer[i] + rows * d_ff);
+    if (into) into->on_batch(ctl, per_layer, rows);
   }
-  size_t d_ff = 0;
 };
 
 Napi::Value ToF32(Napi::Env env, std::vector<float>&& v) {
@@ -256,7 +263,10 @@ Napi::Value ToF32(Napi::Env env, std::vector<float>&& v) {
 
 // modelForward(handle, args, onProgress) → {promise, cancel}
 // args: {ids?: Int32Array, batch, seq, attentionMask?: Uint8Array, hidden?: Float32Array, output,
-//        fromLayer?, toLayer?, captureLayers?: number[], featureMask?: Uint8Array}
+//        fromLayer?, toLayer?, captureLayers?: number[], featureMask?: Uint8Array,
+//        accumulator?: native CorrelationAccumulator}
+// With an accumulator (dims = this stack's layers × d_ff), the pre-activations of the layers it uses are
+// added to it inside the job, without a copy for JS; it is claimed (BUSY to others) until the job settles.
 Napi::Value ModelForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = UnwrapModel(info[0]);
@@ -340,8 +350,34 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
     Napi::Array cl = a.Get("captureLayers").As<Napi::Array>();
     for (uint32_t i = 0; i < cl.Length(); ++i) opts.capture_layers.push_back(cl.Get(i).ToNumber().Uint32Value());
   }
-  auto capture = std::make_shared<CollectCapture>();
+  auto capture = std::make_shared<ForwardCapture>();
   capture->d_ff = m->spec.d_ff;
+  capture->for_js = opts.capture_layers.size();
+  Napi::Value acc_v = a.Get("accumulator");
+  if (!acc_v.IsUndefined() && !acc_v.IsNull()) {
+    // Claimed last, after every argument check that can throw; a throw below still releases it (unwinding).
+    capture->claim = ClaimCorrelationAccumulator(acc_v);
+    CorrelationAccumulator& acc = capture->claim->accumulator();
+    try {
+      model::CorrelationCapture::check_shape(acc, m->spec);
+    } catch (const Error& e) {
+      ThrowCode(env, e.code(), e.what());
+    }
+    const size_t to = std::min(opts.to_layer, m->spec.layers);
+    for (size_t l : model::CorrelationCapture::used_layers(acc)) {
+      if (l < opts.from_layer || l >= to)
+        ThrowCode(env, "INVALID_ARGUMENT", "the correlation accumulator uses layer " + std::to_string(l) +
+                                               " but this forward pass runs layers " + std::to_string(opts.from_layer) +
+                                               ".." + std::to_string(to) + " (exclusive)");
+      if (std::find(opts.capture_layers.begin(), opts.capture_layers.end(), l) == opts.capture_layers.end())
+        opts.capture_layers.push_back(l);
+    }
+    try {
+      capture->into = std::make_unique<model::CorrelationCapture>(acc, m->spec, opts.capture_layers);
+    } catch (const Error& e) {
+      ThrowCode(env, e.code(), e.what());
+    }
+  }
   opts.capture = capture.get();
   auto result = std::make_shared<model::ForwardResult>();
   return AsyncJob::Start(
@@ -356,7 +392,7 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
           o.Set("nllSum", result->nll_sum);
           o.Set("nllCount", double(result->nll_count));
         }
-        if (!opts.capture_layers.empty()) {
+        if (capture->for_js > 0) {
           Napi::Array ff = Napi::Array::New(env, capture->layers.size());
           for (uint32_t i = 0; i < capture->layers.size(); ++i) ff.Set(i, ToF32(env, std::move(capture->layers[i])));
           o.Set("ff", ff);

@@ -1,7 +1,8 @@
-// How JS model handles map to native Models, for other binding files: a feature that drives the forward
-// pass itself (e.g. streaming calibration batches into correlation accumulators through an FFCapture)
-// takes the Model's handle from JS (lib/native/model.ts NativeModelHandle, Model's internal handle) and
-// calls ffm::model::forward on what UnwrapModel returns. Hold the shared_ptr for the job's lifetime.
+// How JS model handles map to native Models, for other binding files: a feature that runs the model in its
+// own job (e.g. generate_binding.cc's decoding) takes the Model's handle from JS (lib/native/model.ts
+// NativeModelHandle, Model's internal handle) and calls the core on what UnwrapModel returns. Hold the
+// shared_ptr for the job's lifetime. (Streaming calibration batches into a correlation accumulator needs no
+// feature of its own: modelForward takes the accumulator, see correlation_handle.h.)
 #pragma once
 #include <napi.h>
 

@@ -30,6 +30,10 @@ class JobControl {
   }
   void cancel() { cancel_->store(true); }
 
+  // A control for a step run inside this job: same pool and cancel flag (an abort reaches it), its own
+  // progress sink, for a step whose done/total would otherwise restart the count the caller reports.
+  JobControl nested(ProgressFn progress = {}) const { return JobControl(pool_, std::move(progress), cancel_); }
+
   // Reports progress, at most every ~50 ms plus always the final step, so callers may call it often.
   void progress(double done, double total) {
     if (!progress_) return;
