@@ -76,11 +76,20 @@ describeShared('fixtures/gpt2-sotu', 'compress on gpt2-sotu', () => {
       out,
       format: 'tied',
     });
-    expect(r.data.calibrationTokens).toBe(40 * 256);
+    expect(r.data).toMatchObject({ unit: 'tokens', calibration: 40 * 256, validation: 6 * 256, search: 6 * 256 });
+    expect(r.metric).toEqual({ name: 'perplexity', higherIsBetter: false });
     expect(r.candidates.map((c) => c.start)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
-    const best = r.candidates.reduce((a, b) => (b.ppl < a.ppl ? b : a));
-    expect(r.windows[0]!.window).toBe(best.window);
-    expect(r.merged.validation).toBeCloseTo(best.ppl, 6);
+    const best = r.candidates.reduce((a, b) => (b.score < a.score ? b : a));
+    expect(r.windows[0]!.window).toBe(best.windows.decoder);
+    expect(r.merged.validation).toBeCloseTo(best.score, 6);
+    // each baseline searched its own placements and kept the best by validation
+    const dropFF = r.baselines['drop-ff']!;
+    expect(dropFF.candidates.map((c) => c.windows.decoder)).toEqual(['0-2', '1-3', '2-4', '3-5', '4-6', '5-7', '6-8', '7-9', '8-10', '9-11']);
+    expect(dropFF.validation).toBeCloseTo(Math.min(...dropFF.candidates.map((c) => c.score)), 6);
+    expect(dropFF.paramsRemoved).toBe(r.params.removed);
+    const dropLayers = r.baselines['drop-layers']!;
+    expect(dropLayers.validation).toBeCloseTo(Math.min(...dropLayers.candidates.map((c) => c.score)), 6);
+    expect(dropLayers.candidates).toHaveLength(11); // 2 whole layers ≈ 3 FF sublayers of parameters
     expect(r.base.test).toBeGreaterThan(40);
     expect(r.merged.test).toBeGreaterThan(r.base.test!);
     expect(r.params.removed).toBe(3 * (128 * 512 + 512 + 512 * 128 + 128));
@@ -92,7 +101,7 @@ describeShared('fixtures/gpt2-sotu', 'compress on gpt2-sotu', () => {
       `gpt2-sotu k=4: window ${r.windows[0]!.window}; validation ppl ${r.base.validation.toFixed(2)} → ${r.merged.validation.toFixed(2)}; ` +
         `test ppl (first 2048 tokens) base ${r.base.test!.toFixed(2)} → merged ${r.merged.test!.toFixed(2)}; ` +
         `drop-ff ${r.baselines['drop-ff']!.validation.toFixed(2)}, drop-layers ${r.baselines['drop-layers']!.validation.toFixed(2)}; ` +
-        `candidates ${r.candidates.map((c) => `${c.window}:${c.ppl.toFixed(1)}`).join(' ')}`,
+        `candidates ${r.candidates.map((c) => `${c.windows.decoder}:${c.score.toFixed(1)}`).join(' ')}`,
     );
 
     // The tied output reloads (ties restored) with the same logits as an expanded write of the same merge.

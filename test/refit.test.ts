@@ -15,10 +15,10 @@ describe('training-free refit', () => {
     const common = { k: 2, calibration: DATA, calibrationTokens: 2048, validationTokens: 1024 } as const;
     const none = await compress(MODEL, { ...common, recover: 'none' });
     const refit = await compress(MODEL, { ...common, recover: 'refit' });
-    expect(refit.candidates.map((c) => c.window)).toEqual(none.candidates.map((c) => c.window));
-    refit.candidates.forEach((c, i) => expect(c.ppl).toBeLessThanOrEqual(none.candidates[i]!.ppl));
-    const best = refit.candidates.reduce((a, b) => (b.ppl < a.ppl ? b : a));
-    expect(refit.windows[0]!.window).toBe(best.window);
+    expect(refit.candidates.map((c) => c.windows)).toEqual(none.candidates.map((c) => c.windows));
+    refit.candidates.forEach((c, i) => expect(c.score).toBeLessThanOrEqual(none.candidates[i]!.score));
+    const best = refit.candidates.reduce((a, b) => (b.score < a.score ? b : a));
+    expect(refit.windows[0]!.window).toBe(best.windows.decoder);
     expect(refit.recover).toBe('refit');
   });
 });
