@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { loadAddon } from '../lib/native/loader';
 import { matmul } from '../lib/native/gemm';
 import { buildModel, loadModel, readConfig } from '../lib/model/load';
-import { familyOf } from '../lib/model/families';
+import { architectureOf, stackOf } from '../lib/model/architectures';
 import { SafetensorsReader } from '../lib/safetensors';
 import { conformImages, imagesToTensor, loadIdxImages, loadPreprocessor } from '../lib/data/images';
 import { vitForwardReference } from '../lib/reference/encoder';
@@ -125,7 +125,8 @@ function randomVitB16(): { config: Record<string, unknown>; spec: ModelSpec; ten
     hidden_act: 'gelu',
     num_labels: 1000,
   };
-  const spec = familyOf(config).spec(config);
+  const arch = architectureOf(config);
+  const spec = stackOf(arch, arch.mainStack).spec(config);
   let seed = 1;
   const rand = (n: number, scale = 0.02, offset = 0) => {
     const a = new Float32Array(n);

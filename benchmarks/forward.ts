@@ -11,7 +11,7 @@
 import * as path from 'node:path';
 import { buildModel, loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
-import type { ModelSpec } from '../lib/model/spec';
+import { TOKEN_LM_IO, fullAttention, type ModelSpec } from '../lib/model/spec';
 import { loadAddon } from '../lib/native/loader';
 import { modelAddon } from '../lib/native/model';
 
@@ -33,9 +33,11 @@ function flopsPerToken(s: ModelSpec, T: number): number {
 
 function gpt2Small(): Model {
   const spec: ModelSpec = {
+    ...TOKEN_LM_IO,
     family: 'gpt2', layers: 12, dModel: 768, nHeads: 12, nKvHeads: 12, headDim: 64, dFF: 3072, vocab: 50257, maxPositions: 1024,
-    norm: 'layernorm', normPlacement: 'pre', normEps: 1e-5, finalNorm: true, positions: 'learned', activation: 'gelu_new',
-    gatedFF: false, causal: true, embedScale: 1, tiedEmbeddings: true,
+    maxPositionsField: 'n_positions', norm: 'layernorm', normPlacement: 'pre', normEps: 1e-5, finalNorm: true, positions: 'learned',
+    ropeTheta: 0, ropeDim: 0, activation: 'gelu_new', gatedFF: false, causal: true, slidingWindow: fullAttention(12), embedScale: 1,
+    tiedEmbeddings: true,
   };
   let s = 12345;
   const rand = (n: number, scale: number, offset = 0) => {

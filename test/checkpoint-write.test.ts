@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { CheckpointReader, readTies } from '../lib/checkpoint/ties';
 import { ffReplacements, ffTies, writeCheckpoint } from '../lib/checkpoint/write';
 import { averageFF } from '../lib/merge/average';
-import { ffStacks } from '../lib/model/ff-tensors';
+import { ffStacks } from '../lib/model/architectures';
 import { matrixToCanonical, type FFWeights } from '../lib/model/ff-weights';
 import { describeShared, sharedPath } from './helpers/shared';
 

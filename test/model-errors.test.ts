@@ -3,8 +3,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FfmergeError } from '../lib/errors';
-import { loadModel } from '../lib/model/load';
+import { FfmergeError, fromNativeError } from '../lib/errors';
+import { architectureOf, ffStacks } from '../lib/model/architectures';
+import { inspectModel } from '../lib/model/inspect';
+import { buildModel, loadModel } from '../lib/model/load';
+import type { ModelSpec } from '../lib/model/spec';
+import { modelAddon } from '../lib/native/model';
 import { removeSyntheticDirs, syntheticGpt2, syntheticLlama, writeSynthetic } from './helpers/synthetic-model';
 
 afterAll(() => removeSyntheticDirs());
@@ -69,6 +73,26 @@ describe('model loading errors', () => {
     await expectCode(loadModel(s.dir), 'UNSUPPORTED_ARCHITECTURE', 'mamba', 'gpt2', 'llama');
   });
 
+  test.each(['constructor', '__proto__', 'toString', 'hasOwnProperty'])(
+    'a model_type named like an Object.prototype property (%s) is unsupported, not a crash',
+    async (type) => {
+      const s = await syntheticGpt2();
+      s.config.model_type = type;
+      await writeSynthetic(s);
+      await expectCode(loadModel(s.dir), 'UNSUPPORTED_ARCHITECTURE', JSON.stringify(type), 'qwen2', 'mistral');
+      await expectCode(() => ffStacks({ model_type: type }), 'UNSUPPORTED_ARCHITECTURE');
+      await expectCode(() => architectureOf(JSON.parse(`{"model_type": ${JSON.stringify(type)}}`) as Record<string, unknown>), 'UNSUPPORTED_ARCHITECTURE');
+      await expectCode(inspectModel(s.dir), 'UNSUPPORTED_ARCHITECTURE');
+    },
+  );
+
+  test('qwen2 / mistral config problems name the field', async () => {
+    const q = await syntheticLlama({ family: 'qwen2', layers: 2, config: { use_sliding_window: true, sliding_window: 4, layer_types: ['full_attention'] } });
+    await expectCode(loadModel(q.dir), 'INVALID_CONFIG', '"layer_types"');
+    const m = await syntheticLlama({ family: 'mistral', layers: 2, config: { sliding_window: 0 } });
+    await expectCode(loadModel(m.dir), 'INVALID_CONFIG', '"sliding_window"');
+  });
+
   test('a folder without config.json is an IO error naming the file', async () => {
     const s = await syntheticGpt2();
     fs.rmSync(path.join(s.dir, 'config.json'));
@@ -98,5 +122,46 @@ describe('forward input errors', () => {
     await expectCode(() => m.ffWeights(0, 'encoder'), 'INVALID_ARGUMENT', 'encoder');
     m.dispose();
     await expectCode(m.forward({ ids: new Int32Array(3), batch: 1, seq: 3 }, { output: 'logits' }), 'INVALID_ARGUMENT', 'disposed');
+  });
+});
+
+describe('model spec checks', () => {
+  async function specAndTensors() {
+    const s = await syntheticLlama({ seed: 41 });
+    const m = await loadModel(s.dir);
+    const spec = { ...m.spec } as ModelSpec;
+    m.dispose();
+    return { spec, tensors: s.canonical };
+  }
+
+  test('the native parser rejects a spec missing a field or with an ill-typed one, naming it', async () => {
+    const { spec, tensors } = await specAndTensors();
+    const native = (sp: unknown) => () => {
+      try {
+        return modelAddon().modelCreate(sp as ModelSpec, tensors);
+      } catch (e) {
+        throw fromNativeError(e);
+      }
+    };
+    for (const field of ['ropeDim', 'slidingWindow', 'causal', 'norm', 'numLabels'] as const) {
+      const { [field]: _drop, ...rest } = spec;
+      await expectCode(native(rest), 'INVALID_ARGUMENT', `"${field}"`, 'missing');
+    }
+    await expectCode(native({ ...spec, causal: 1 }), 'INVALID_ARGUMENT', '"causal"', 'boolean');
+    await expectCode(native({ ...spec, headDim: 2.5 }), 'INVALID_ARGUMENT', '"headDim"');
+    await expectCode(native({ ...spec, activation: 'tanh' }), 'INVALID_ARGUMENT', '"activation"', 'silu');
+    await expectCode(native({ ...spec, slidingWindow: [1, -1] }), 'INVALID_ARGUMENT', '"slidingWindow"');
+    await expectCode(native({ ...spec, slidingWindow: [1] }), 'INVALID_CONFIG', 'sliding_window');
+    expect(() => native(spec)()).not.toThrow();
+  });
+
+  test('buildModel validates the spec first (INVALID_CONFIG naming the field)', async () => {
+    const { spec, tensors } = await specAndTensors();
+    const { ropeDim: _r, ...noRope } = spec;
+    await expectCode(() => buildModel({}, noRope as ModelSpec, tensors), 'INVALID_CONFIG', '"ropeDim"');
+    await expectCode(() => buildModel({}, { ...spec, nKvHeads: 3 }, tensors), 'INVALID_CONFIG', 'nKvHeads');
+    await expectCode(() => buildModel({}, { ...spec, dModel: 0 }, tensors), 'INVALID_CONFIG', '"dModel"');
+    await expectCode(() => buildModel({}, { ...spec, slidingWindow: [4] }, tensors), 'INVALID_CONFIG', '"slidingWindow"');
+    await expectCode(() => buildModel({}, { ...spec, causal: false, slidingWindow: [4, 0] }, tensors), 'INVALID_CONFIG', 'causal');
   });
 });

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../errors';
 import { DTYPE_SIZE, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
-import { ffStacks } from '../model/ff-tensors';
+import { architectureOf, stackOf } from '../model/architectures';
 import { matrixFromCanonical, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, type TieMap } from './ties';
 
@@ -195,9 +195,7 @@ export function ffReplacements(
   layer: number,
   ff: FFWeights,
 ): Map<string, Float32Array> {
-  const st = ffStacks(config).find((s) => s.name === stack);
-  if (!st) throw new FfmergeError('INVALID_ARGUMENT', `this model has no ${stack} stack`);
-  const names = st.ff(layer);
+  const names = stackOf(architectureOf(config), stack).ff(config, layer);
   const out = new Map<string, Float32Array>();
   out.set(names.wIn, matrixFromCanonical(ff.wIn, ff.dFF, ff.d, names.layout));
   out.set(names.wOut, matrixFromCanonical(ff.wOut, ff.d, ff.dFF, names.layout));
@@ -210,15 +208,14 @@ export function ffReplacements(
 
 /** Ties every FF tensor of layers[1..] to the same tensor of layers[0] (the stored copy). */
 export function ffTies(config: Record<string, unknown>, stack: 'decoder' | 'encoder', layers: number[]): TieMap {
-  const st = ffStacks(config).find((s) => s.name === stack);
-  if (!st) throw new FfmergeError('INVALID_ARGUMENT', `this model has no ${stack} stack`);
+  const st = stackOf(architectureOf(config), stack);
   const first = layers[0];
   if (first === undefined) return {};
   const keys = ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const;
-  const stored = st.ff(first);
+  const stored = st.ff(config, first);
   const ties: TieMap = {};
   for (const l of layers.slice(1)) {
-    const names = st.ff(l);
+    const names = st.ff(config, l);
     for (const key of keys) {
       const a = names[key];
       const b = stored[key];

@@ -1,10 +1,10 @@
 /**
- * One FF sublayer's weights in ffmerge's canonical ("Linear") layout — see ff-tensors.ts for the shapes.
+ * One FF sublayer's weights in ffmerge's canonical ("Linear") layout — see architectures/types.ts for the shapes.
  * Every merge op works on this layout; GPT-2's transposed Conv1D tensors are converted at the boundary
  * (toCanonical / fromCanonical below) or handled by the *Conv1D variants of the ops.
  */
 import { FfmergeError } from '../errors';
-import type { WeightLayout } from './ff-tensors';
+import type { WeightLayout } from './architectures';
 
 export interface FFWeights {
   /** Model width d. */

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';
 import { DTYPE_SIZE } from '../safetensors';
-import { ffStacks } from './ff-tensors';
+import { ffStacks } from './architectures';
 
 
 export interface StackSummary {

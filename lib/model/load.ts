@@ -9,9 +9,10 @@ import { FfmergeError, fromNativeError } from '../errors';
 import { throwIfAborted } from '../native/job';
 import { modelAddon } from '../native/model';
 import { CheckpointReader } from '../checkpoint/ties';
-import { familyOf, type FamilyTensors, type NormNames } from './families';
+import { architectureOf, type NormNames, type StackTensors } from './architectures';
 import { Model } from './model';
 import type { ModelSpec } from './spec';
+import { validateSpec } from './validate-spec';
 
 export interface LoadModelOptions {
   signal?: AbortSignal;
@@ -42,7 +43,7 @@ function fmt(shape: readonly number[]): string {
 class TensorSource {
   constructor(
     private readonly reader: CheckpointReader,
-    private readonly t: FamilyTensors,
+    private readonly t: StackTensors,
     private readonly where: string,
   ) {}
 
@@ -92,7 +93,7 @@ function concat(parts: Float32Array[]): Float32Array {
   return out;
 }
 
-async function loadTensors(src: TensorSource, spec: ModelSpec, t: FamilyTensors, signal?: AbortSignal) {
+async function loadTensors(src: TensorSource, spec: ModelSpec, t: StackTensors, signal?: AbortSignal) {
   const d = spec.dModel;
   const out: Record<string, Float32Array> = {};
   const norm = async (slot: string, n: NormNames) => {
@@ -102,21 +103,21 @@ async function loadTensors(src: TensorSource, spec: ModelSpec, t: FamilyTensors,
   if (t.tokEmb) out.tok_emb = await src.read(t.tokEmb, [spec.vocab, d]);
   if (t.posEmb) out.pos_emb = await src.read(t.posEmb, [spec.maxPositions, d], false, t.posEmbShape);
   if (t.patch) {
-    const c = spec.channels ?? 0;
-    const p = spec.patch ?? 0;
+    const c = spec.channels;
+    const p = spec.patch;
     out.patch_w = await src.read(t.patch.w, [d, c * p * p], false, [d, c, p, p]);
     if (t.patch.b) out.patch_b = await src.read(t.patch.b, [d]);
     out.cls_token = await src.read(t.patch.cls, [d], false, [1, 1, d]);
   }
-  if (t.typeEmb) out.type_emb = await src.read(t.typeEmb, [spec.typeVocab ?? 0, d]);
+  if (t.typeEmb) out.type_emb = await src.read(t.typeEmb, [spec.typeVocab, d]);
   if (t.embedNorm) await norm('embed_norm', t.embedNorm);
   if (t.pooler) {
     out.pooler_w = await src.read(t.pooler.w, [d, d], true);
     if (t.pooler.b) out.pooler_b = await src.read(t.pooler.b, [d]);
   }
   if (t.classifier) {
-    out.classifier_w = await src.read(t.classifier.w, [spec.numLabels ?? 0, d], true);
-    if (t.classifier.b) out.classifier_b = await src.read(t.classifier.b, [spec.numLabels ?? 0]);
+    out.classifier_w = await src.read(t.classifier.w, [spec.numLabels, d], true);
+    if (t.classifier.b) out.classifier_b = await src.read(t.classifier.b, [spec.numLabels]);
   }
   if (t.finalNorm) await norm('final_norm', t.finalNorm);
   if (t.lmHead) out.lm_head_w = await src.read(t.lmHead, [spec.vocab, d], true);
@@ -166,21 +167,25 @@ async function loadTensors(src: TensorSource, spec: ModelSpec, t: FamilyTensors,
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
   throwIfAborted(opts.signal);
   const config = await readConfig(dir);
-  const family = familyOf(config);
-  const spec = family.spec(config);
-  const names = family.tensors(config, spec);
+  const arch = architectureOf(config);
+  // Specs first: a bad config fails before any tensor is read.
+  const stacks = arch.stacks.map((st) => {
+    const spec = st.spec(config);
+    return { name: st.name, spec, names: st.tensors(config, spec) };
+  });
   // CheckpointReader resolves ffmerge's tie map, so a `tied` output loads like any checkpoint.
   const reader = await CheckpointReader.open(dir);
   try {
-    const tensors = await loadTensors(new TensorSource(reader, names, dir), spec, names, opts.signal);
-    throwIfAborted(opts.signal);
-    if (!family.encoder) return buildModel(config, spec, tensors);
+    const loaded = [];
+    for (const st of stacks) {
+      const tensors = await loadTensors(new TensorSource(reader, st.names, dir), st.spec, st.names, opts.signal);
+      throwIfAborted(opts.signal);
+      loaded.push({ name: st.name, spec: st.spec, tensors });
+    }
+    const main = loaded.find((st) => st.name === arch.mainStack)!;
     // Encoder–decoder: the encoder stack is a second native model; the two share nothing but the config.
-    const encSpec = family.encoder.spec(config);
-    const encNames = family.encoder.tensors(config, encSpec);
-    const encTensors = await loadTensors(new TensorSource(reader, encNames, dir), encSpec, encNames, opts.signal);
-    throwIfAborted(opts.signal);
-    return buildModel(config, spec, tensors, { spec: encSpec, tensors: encTensors });
+    const encoder = loaded.find((st) => st.name !== arch.mainStack);
+    return buildModel(config, main.spec, main.tensors, encoder);
   } finally {
     await reader.close(); // the reader holds a file handle per shard
   }
@@ -196,6 +201,8 @@ export function buildModel(
   tensors: Record<string, Float32Array>,
   encoder?: { spec: ModelSpec; tensors: Record<string, Float32Array> },
 ): Model {
+  validateSpec(spec);
+  if (encoder) validateSpec(encoder.spec);
   try {
     const main = modelAddon().modelCreate(spec, tensors);
     const enc = encoder ? { spec: encoder.spec, handle: modelAddon().modelCreate(encoder.spec, encoder.tensors) } : undefined;

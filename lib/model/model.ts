@@ -8,7 +8,7 @@ import type { CorrelationAccumulator } from '../native/correlation';
 import { modelAddon, type NativeFF, type NativeForwardArgs, type NativeModelHandle } from '../native/model';
 import type { ModelSpec } from './spec';
 
-/** One FF sublayer in canonical Linear layout (see ff-tensors.ts): wIn/wGate [dFF, d], wOut [d, dFF]. */
+/** One FF sublayer in canonical Linear layout (see architectures/types.ts): wIn/wGate [dFF, d], wOut [d, dFF]. */
 export type FFWeights = NativeFF;
 
 export type StackName = 'decoder' | 'encoder';

@@ -1,6 +1,8 @@
 /**
- * The shape and kind of a transformer, as the native forward pass reads it (native/core/model/spec.h).
- * Filled from config.json by the family table (families.ts).
+ * The shape and kind of one transformer stack, as the native forward pass reads it (native/core/model/spec.h,
+ * parsed by native/binding/spec_binding.cc). Every field is required: the architecture descriptions
+ * (lib/model/architectures/) fill all of them from config.json and validateSpec (validate-spec.ts) checks
+ * them, so the native side has no defaults of its own.
  */
 export type NormKind = 'layernorm' | 'rmsnorm';
 export type PositionKind = 'learned' | 'rotary' | 'sinusoidal' | 'none';
@@ -16,40 +18,69 @@ export interface ModelSpec {
   nKvHeads: number;
   headDim: number;
   dFF: number;
+  /** Token-embedding / LM-head rows (0 for patch-input models without an LM head). */
   vocab: number;
   /** Longest sequence the model accepts (the learned position table; for rotary models, the config's value). */
   maxPositions: number;
   /** The config.json field maxPositions came from, for messages. */
-  maxPositionsField?: string;
+  maxPositionsField: string;
   norm: NormKind;
   normPlacement: 'pre' | 'post';
   normEps: number;
   finalNorm: boolean;
   positions: PositionKind;
-  ropeTheta?: number;
-  /** Rotated dims per head (defaults to headDim). */
-  ropeDim?: number;
+  /** Rotary base (ignored unless positions = 'rotary'). */
+  ropeTheta: number;
+  /** Rotated dims per head (0 = headDim). */
+  ropeDim: number;
   activation: ActivationKind;
   /** SwiGLU-style FF: act(x·W_gateᵀ) ⊙ (x·W_inᵀ). */
   gatedFF: boolean;
   causal: boolean;
+  /**
+   * Per layer: 0 = full attention, w > 0 = sliding-window attention where query i sees key j only when
+   * i − j < w (Mistral, Qwen2's upper layers). Length = layers.
+   */
+  slidingWindow: number[];
   /** Token embeddings are multiplied by this (1 for GPT-2/LLaMA, sqrt(d) for Marian). */
   embedScale: number;
   tiedEmbeddings: boolean;
-  /** What enters the stack: token ids (default) or images cut into patches (ViT; seq = 1 + patches, CLS first). */
-  input?: 'tokens' | 'patches';
-  channels?: number;
-  imageH?: number;
-  imageW?: number;
-  patch?: number;
-  /** BERT token-type embeddings (0/absent = none) and the norm after summing the embeddings. */
-  typeVocab?: number;
-  embedNorm?: boolean;
-  /** Output head: LM head on every position (default), classifier on the first (CLS) position, or none. */
-  head?: 'lm' | 'classifier' | 'none';
-  numLabels?: number;
+  /** What enters the stack: token ids or images cut into patches (ViT; seq = 1 + patches, CLS first). */
+  input: 'tokens' | 'patches';
+  /** Patch input only (0 otherwise). */
+  channels: number;
+  imageH: number;
+  imageW: number;
+  patch: number;
+  /** BERT token-type embeddings (0 = none) and the norm after summing the embeddings. */
+  typeVocab: number;
+  embedNorm: boolean;
+  /** Output head: LM head on every position, classifier on the first (CLS) position, or none. */
+  head: 'lm' | 'classifier' | 'none';
+  /** Classifier head only (0 otherwise). */
+  numLabels: number;
   /** BERT pooler (tanh dense on CLS) before the classifier. */
-  pooler?: boolean;
+  pooler: boolean;
   /** Decoder blocks of encoder–decoder models: cross-attention over the encoder states. */
-  crossAttention?: boolean;
+  crossAttention: boolean;
+}
+
+/** The input/output fields of a plain token-in, LM-head-out stack (decoder-only language models). */
+export const TOKEN_LM_IO = {
+  input: 'tokens',
+  channels: 0,
+  imageH: 0,
+  imageW: 0,
+  patch: 0,
+  typeVocab: 0,
+  embedNorm: false,
+  head: 'lm',
+  numLabels: 0,
+  pooler: false,
+  crossAttention: false,
+} as const satisfies Partial<ModelSpec>;
+
+/** Per-layer windows of a stack with full attention everywhere. */
+export function fullAttention(layers: number): number[] {
+  return new Array<number>(layers).fill(0);
 }

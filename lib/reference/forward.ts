@@ -89,6 +89,7 @@ export function referenceForward(
   const preact: Float64Array[] = [];
   for (let l = 0; l < spec.layers; l++) {
     const p = `layers.${l}.`;
+    const window = spec.slidingWindow?.[l] ?? 0; // sliding-window attention: key j visible iff i − j < window
     const attn = (h: Float64Array) => {
       const qkv = linear(h, R, d, t[`${p}qkv_w`]!, t[`${p}qkv_b`], W);
       if (spec.positions === 'rotary') {
@@ -115,7 +116,8 @@ export function referenceForward(
           for (let i = 0; i < seq; i++) {
             const s: number[] = [];
             for (let j = 0; j < seq; j++) {
-              if ((spec.causal && j > i) || (attentionMask && !attentionMask[b * seq + j])) {
+              const outsideWindow = window > 0 && i - j >= window;
+              if ((spec.causal && j > i) || outsideWindow || (attentionMask && !attentionMask[b * seq + j])) {
                 s.push(-Infinity);
                 continue;
               }

@@ -16,6 +16,7 @@
 #include "binding/correlation_handle.h"
 #include "binding/model_handle.h"
 #include "binding/registry.h"
+#include "binding/spec_binding.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/model/correlation_capture.h"
@@ -65,66 +66,6 @@ std::string GetStr(const Napi::Object& o, const char* key, const char* dflt) {
   return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string(dflt);
 }
 
-model::ModelSpec ParseSpec(const Napi::Object& o) {
-  Napi::Env env = o.Env();
-  model::ModelSpec s;
-  s.family = GetStr(o, "family", "?");
-  s.layers = GetSize(o, "layers", 0, true);
-  s.d_model = GetSize(o, "dModel", 0, true);
-  s.n_heads = GetSize(o, "nHeads", 0, true);
-  s.n_kv_heads = GetSize(o, "nKvHeads", s.n_heads, false);
-  s.head_dim = GetSize(o, "headDim", s.n_heads ? s.d_model / s.n_heads : 0, false);
-  s.d_ff = GetSize(o, "dFF", 0, true);
-  s.vocab = GetSize(o, "vocab", 0, true);
-  s.max_positions = GetSize(o, "maxPositions", 0, false);
-  std::string norm = GetStr(o, "norm", "layernorm");
-  if (norm == "layernorm") s.norm = model::NormKind::LayerNorm;
-  else if (norm == "rmsnorm") s.norm = model::NormKind::RMSNorm;
-  else ThrowCode(env, "INVALID_ARGUMENT", "model spec: unknown norm " + norm);
-  std::string placement = GetStr(o, "normPlacement", "pre");
-  if (placement == "pre") s.placement = model::NormPlacement::Pre;
-  else if (placement == "post") s.placement = model::NormPlacement::Post;
-  else ThrowCode(env, "INVALID_ARGUMENT", "model spec: unknown normPlacement " + placement);
-  s.norm_eps = o.Get("normEps").IsNumber() ? o.Get("normEps").As<Napi::Number>().FloatValue() : 1e-5f;
-  s.final_norm = o.Get("finalNorm").IsBoolean() ? o.Get("finalNorm").As<Napi::Boolean>().Value() : true;
-  std::string pos = GetStr(o, "positions", "learned");
-  if (pos == "learned") s.positions = model::PositionKind::Learned;
-  else if (pos == "rotary") s.positions = model::PositionKind::Rotary;
-  else if (pos == "sinusoidal") s.positions = model::PositionKind::Sinusoidal;
-  else if (pos == "none") s.positions = model::PositionKind::None;
-  else ThrowCode(env, "INVALID_ARGUMENT", "model spec: unknown positions " + pos);
-  s.rope_theta = o.Get("ropeTheta").IsNumber() ? o.Get("ropeTheta").As<Napi::Number>().FloatValue() : 10000.0f;
-  s.rope_dim = GetSize(o, "ropeDim", 0, false);
-  std::string act = GetStr(o, "activation", "gelu_new");
-  if (act == "gelu_new") s.activation = nn::Activation::GeluNew;
-  else if (act == "gelu") s.activation = nn::Activation::GeluErf;
-  else if (act == "silu") s.activation = nn::Activation::Silu;
-  else if (act == "relu") s.activation = nn::Activation::Relu;
-  else ThrowCode(env, "INVALID_ARGUMENT", "model spec: unknown activation " + act);
-  s.gated_ff = o.Get("gatedFF").IsBoolean() && o.Get("gatedFF").As<Napi::Boolean>().Value();
-  s.causal = !o.Get("causal").IsBoolean() || o.Get("causal").As<Napi::Boolean>().Value();
-  s.embed_scale = o.Get("embedScale").IsNumber() ? o.Get("embedScale").As<Napi::Number>().FloatValue() : 1.0f;
-  s.cross_attention = o.Get("crossAttention").IsBoolean() && o.Get("crossAttention").As<Napi::Boolean>().Value();
-  std::string input = GetStr(o, "input", "tokens");
-  if (input == "tokens") s.input = model::InputKind::Tokens;
-  else if (input == "patches") s.input = model::InputKind::Patches;
-  else ThrowCode(env, "INVALID_ARGUMENT", "model spec: unknown input " + input);
-  s.channels = GetSize(o, "channels", 0, false);
-  s.image_h = GetSize(o, "imageH", 0, false);
-  s.image_w = GetSize(o, "imageW", 0, false);
-  s.patch = GetSize(o, "patch", 0, false);
-  s.type_vocab = GetSize(o, "typeVocab", 0, false);
-  s.embed_norm = o.Get("embedNorm").IsBoolean() && o.Get("embedNorm").As<Napi::Boolean>().Value();
-  std::string head = GetStr(o, "head", "lm");
-  if (head == "lm") s.head = model::HeadKind::LMHead;
-  else if (head == "classifier") s.head = model::HeadKind::Classifier;
-  else if (head == "none") s.head = model::HeadKind::None;
-  else ThrowCode(env, "INVALID_ARGUMENT", "model spec: unknown head " + head);
-  s.num_labels = GetSize(o, "numLabels", 0, false);
-  s.pooler = o.Get("pooler").IsBoolean() && o.Get("pooler").As<Napi::Boolean>().Value();
-  return s;
-}
-
 // Copies JS Float32Arrays into native buffers; the same JS memory passed twice (a tie) becomes one buffer.
 struct BufferCopier {
   std::map<const float*, Buffer> seen;
@@ -142,7 +83,7 @@ struct BufferCopier {
 Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject() || !info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelCreate(spec, tensors)");
-  model::ModelSpec spec = ParseSpec(info[0].As<Napi::Object>());
+  model::ModelSpec spec = ParseModelSpec(info[0].As<Napi::Object>());
   Napi::Object t = info[1].As<Napi::Object>();
   Napi::Array keys = t.GetPropertyNames();
   BufferCopier copier;

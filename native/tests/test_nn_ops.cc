@@ -111,10 +111,12 @@ TEST(rope_rotate_half_matches_reference) {
     for (size_t c = heads * hd; c < ld; ++c) CHECK(x[r * ld + c] == orig[r * ld + c]);  // other columns untouched
 }
 
-// Double reference of causal / masked grouped-query attention.
+// Double reference of causal / masked / sliding-window grouped-query attention (query i sits at position
+// p = i + seq_k − seq_q; it sees key j when j ≤ p and, with a window, p − j < window).
 static std::vector<double> attention_ref(const nn::AttentionDims& dm, const std::vector<float>& q, size_t ldq,
                                          const std::vector<float>& k, size_t ldk, const std::vector<float>& v,
-                                         size_t ldv, bool causal, const uint8_t* km, double scale) {
+                                         size_t ldv, bool causal, const uint8_t* km, double scale,
+                                         size_t window = 0) {
   const size_t hd = dm.head_dim, group = dm.n_heads / dm.n_kv_heads, W = dm.n_heads * hd;
   std::vector<double> out(dm.batch * dm.seq_q * W, 0.0);
   for (size_t b = 0; b < dm.batch; ++b)
@@ -123,7 +125,8 @@ static std::vector<double> attention_ref(const nn::AttentionDims& dm, const std:
         std::vector<double> s(dm.seq_k, -INFINITY);
         double mx = -INFINITY;
         for (size_t j = 0; j < dm.seq_k; ++j) {
-          if ((causal && j > i) || (km && !km[b * dm.seq_k + j])) continue;
+          const size_t p = i + (causal ? dm.seq_k - dm.seq_q : 0);
+          if ((causal && j > p) || (window && p - j >= window) || (km && !km[b * dm.seq_k + j])) continue;
           double acc = 0;
           for (size_t c = 0; c < hd; ++c)
             acc += double(q[(b * dm.seq_q + i) * ldq + h * hd + c]) * k[(b * dm.seq_k + j) * ldk + (h / group) * hd + c];
@@ -174,6 +177,24 @@ TEST(causal_attention_longer_than_one_query_block_matches_reference) {
   vv.resize(qkv.size());
   auto ref = attention_ref(dm, qkv, ld, kv, ld, vv, ld, true, km.data(), 0.35);
   CHECK(max_abs_diff(out, ref) < 1e-5);
+}
+
+TEST(sliding_window_attention_across_query_blocks_and_after_a_cache_matches_reference) {
+  // 150 queries = three causal query blocks; window 37 cuts inside each block; padding on the right of
+  // sequence 1. Then the last 20 queries alone against all 150 keys (decoding after a KV cache).
+  for (size_t sq : {size_t(150), size_t(20)}) {
+    nn::AttentionDims dm{2, sq, 150, 4, 2, 8};
+    const size_t W = 4 * 8, kvw = 2 * 8;
+    auto q = randv(2 * sq * W, 19), k = randv(2 * 150 * kvw, 23), v = randv(2 * 150 * kvw, 29);
+    std::vector<uint8_t> km(2 * 150, 1);
+    for (size_t j = 140; j < 150; ++j) km[150 + j] = 0;
+    std::vector<float> out(2 * sq * W);
+    nn::attention(&pool(), dm, q.data(), W, k.data(), kvw, v.data(), kvw, out.data(), W, true, km.data(), 0.35f, 37);
+    auto ref = attention_ref(dm, q, W, k, kvw, v, kvw, true, km.data(), 0.35, 37);
+    CHECK(max_abs_diff(out, ref) < 1e-5);
+    auto full = attention_ref(dm, q, W, k, kvw, v, kvw, true, km.data(), 0.35);
+    CHECK(max_abs_diff(out, full) > 1e-3);  // the window matters here
+  }
 }
 
 TEST(cross_attention_shapes_match_reference) {

@@ -105,16 +105,28 @@ export async function syntheticGpt2(opts: { layers?: number; d?: number; heads?:
   return s;
 }
 
-/** LLaMA with every option on: GQA, attention_bias, mlp_bias, untied LM head. */
-export async function syntheticLlama(opts: { layers?: number; d?: number; heads?: number; kvHeads?: number; ff?: number; vocab?: number; seed?: number; tied?: boolean; bias?: boolean } = {}): Promise<Synthetic> {
+/**
+ * LLaMA with every option on: GQA, attention_bias, mlp_bias, untied LM head. `family` writes the same block
+ * as Qwen2 (q/k/v biases only, whatever `bias` says) or Mistral (no biases); `headDim` sets an explicit
+ * head_dim; `config` adds or overrides config.json keys (sliding windows).
+ */
+export async function syntheticLlama(opts: {
+  layers?: number; d?: number; heads?: number; kvHeads?: number; ff?: number; vocab?: number; seed?: number; tied?: boolean; bias?: boolean;
+  family?: 'llama' | 'qwen2' | 'mistral'; headDim?: number; config?: Record<string, unknown>;
+} = {}): Promise<Synthetic> {
   const L = opts.layers ?? 2, d = opts.d ?? 24, H = opts.heads ?? 4, KV = opts.kvHeads ?? 2, F = opts.ff ?? 34, V = opts.vocab ?? 40;
   const bias = opts.bias ?? true, tied = opts.tied ?? false;
-  const hd = d / H;
+  const family = opts.family ?? 'llama';
+  const qkvBias = family === 'qwen2' || (family === 'llama' && bias);
+  const oBias = family === 'llama' && bias, mlpBias = family === 'llama' && bias;
+  const hd = opts.headDim ?? d / H;
   const next = rng(opts.seed ?? 11);
   const config = {
-    model_type: 'llama', num_hidden_layers: L, hidden_size: d, num_attention_heads: H, num_key_value_heads: KV, intermediate_size: F,
+    model_type: family, num_hidden_layers: L, hidden_size: d, num_attention_heads: H, num_key_value_heads: KV, intermediate_size: F,
     vocab_size: V, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 500.0, hidden_act: 'silu', tie_word_embeddings: tied,
-    attention_bias: bias, mlp_bias: bias,
+    ...(family === 'llama' ? { attention_bias: bias, mlp_bias: bias } : {}),
+    ...(opts.headDim ? { head_dim: opts.headDim } : {}),
+    ...opts.config,
   };
   const canonical: Record<string, Float32Array> = {};
   const hf = new Map<string, { shape: number[]; data: Float32Array }>();
@@ -142,14 +154,19 @@ export async function syntheticLlama(opts: { layers?: number; d?: number; heads?
     put(`${m}.gate_proj.weight`, [F, d], gate);
     put(`${m}.down_proj.weight`, [d, F], down);
     Object.assign(canonical, { [`${p}ff.w_in`]: up, [`${p}ff.w_gate`]: gate, [`${p}ff.w_out`]: down });
-    if (bias) {
-      const qb = rand(H * hd, next, 0.2), kb = rand(KV * hd, next, 0.2), vb = rand(KV * hd, next, 0.2), ob = rand(d, next, 0.2);
+    if (qkvBias) {
+      const qb = rand(H * hd, next, 0.2), kb = rand(KV * hd, next, 0.2), vb = rand(KV * hd, next, 0.2);
       put(`${a}.q_proj.bias`, [H * hd], qb);
       put(`${a}.k_proj.bias`, [KV * hd], kb);
       put(`${a}.v_proj.bias`, [KV * hd], vb);
-      put(`${a}.o_proj.bias`, [d], ob);
       canonical[`${p}qkv_b`] = Float32Array.from([...qb, ...kb, ...vb]);
+    }
+    if (oBias) {
+      const ob = rand(d, next, 0.2);
+      put(`${a}.o_proj.bias`, [d], ob);
       canonical[`${p}o_b`] = ob;
+    }
+    if (mlpBias) {
       const ub = rand(F, next, 0.2), gb = rand(F, next, 0.2), db = rand(d, next, 0.2);
       put(`${m}.up_proj.bias`, [F], ub);
       put(`${m}.gate_proj.bias`, [F], gb);
@@ -165,7 +182,7 @@ export async function syntheticLlama(opts: { layers?: number; d?: number; heads?
     canonical.lm_head_w = head;
     put('lm_head.weight', [V, d], head);
   }
-  const s = { dir: tempDir('llama'), config, canonical, hf };
+  const s = { dir: tempDir(family), config, canonical, hf };
   await writeSynthetic(s);
   return s;
 }

@@ -55,7 +55,7 @@ void cached_attention(ThreadPool* pool, const ModelSpec& s, KVCache& cache, size
     for (size_t b = b0; b < b1; ++b) {
       nn::AttentionDims dims{1, T, past + T, s.n_heads, s.n_kv_heads, hd};
       nn::attention(nullptr, dims, q + b * T * W, W, ck + b * cap * kw, kw, cv + b * cap * kw, kw, att + b * T * qw,
-                    qw, true, nullptr, scale);
+                    qw, true, nullptr, scale, s.window(l));
     }
   });
 }
@@ -80,7 +80,7 @@ void self_attention(ThreadPool* pool, const ModelSpec& s, const LayerWeights& L,
   } else {
     nn::AttentionDims dims{B, T, T, s.n_heads, s.n_kv_heads, hd};
     nn::attention(pool, dims, q, W, k, W, v, W, sc.att.data(), qw, s.causal, key_mask,
-                  float(1.0 / std::sqrt(double(hd))));
+                  float(1.0 / std::sqrt(double(hd))), s.window(layer));
   }
   nn::linear(pool, sc.att.data(), R, qw, L.o_w.data(), L.o_b.data(), d, out);
 }

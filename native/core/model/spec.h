@@ -1,9 +1,11 @@
 // What kind of transformer a checkpoint holds, as plain data. The forward pass (model/forward.cc) reads only
-// this and the weights; the TS family table (lib/model/families.ts) fills it from config.json. A new decoder
-// family that reuses these options (Mistral, Qwen2, OLMo, …) needs a table entry, not code here.
+// this and the weights; the TS architecture descriptions (lib/model/architectures/) fill it from config.json,
+// lib/model/validate-spec.ts checks it and native/binding/spec_binding.cc is its only parser. A new decoder
+// family that reuses these options (OLMo, …) needs a description file, not code here.
 #pragma once
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "core/nn/ops.h"
 
@@ -44,6 +46,9 @@ struct ModelSpec {
   nn::Activation activation = nn::Activation::GeluNew;
   bool gated_ff = false;     // SwiGLU-style: act(x·W_gateᵀ) ⊙ (x·W_inᵀ)
   bool causal = true;        // decoder self-attention; encoders use false + the padding mask
+  // Per layer: 0 = full attention, w > 0 = sliding window (query at position p sees key j iff p − j < w;
+  // Mistral, Qwen2). Empty = full attention everywhere; else one entry per layer (checked by build_model).
+  std::vector<size_t> sliding_window;
   float embed_scale = 1.0f;  // token embeddings are multiplied by this (Marian: sqrt(d_model))
   // Decoder blocks of encoder–decoder models (Marian): a cross-attention sublayer between self-attention and
   // the FF, queries from the decoder, keys/values from the encoder states (ForwardInput::encoder_hidden).
@@ -61,6 +66,7 @@ struct ModelSpec {
   size_t patches() const { return patch ? (image_h / patch) * (image_w / patch) : 0; }
   size_t patch_dim() const { return channels * patch * patch; }
   size_t qkv_width() const { return (n_heads + 2 * n_kv_heads) * head_dim; }
+  size_t window(size_t layer) const { return layer < sliding_window.size() ? sliding_window[layer] : 0; }
 };
 
 }  // namespace ffm::model

@@ -56,6 +56,11 @@ void validate_spec(const ModelSpec& s) {
     throw Error("INVALID_CONFIG", "model spec: n_heads (" + std::to_string(s.n_heads) +
                                       ") must be a multiple of n_kv_heads (" + std::to_string(s.n_kv_heads) + ")");
   if (s.positions == PositionKind::Learned) need(s.max_positions, "max_positions");
+  if (!s.sliding_window.empty() && s.sliding_window.size() != s.layers)
+    throw Error("INVALID_CONFIG", "model spec: sliding_window lists " + std::to_string(s.sliding_window.size()) +
+                                      " layers, the stack has " + std::to_string(s.layers));
+  for (size_t w : s.sliding_window)
+    if (w && !s.causal) throw Error("INVALID_CONFIG", "model spec: sliding-window attention needs causal attention");
   if (s.positions == PositionKind::Rotary) {
     size_t rd = s.rope_dim ? s.rope_dim : s.head_dim;
     if (rd % 2 != 0 || rd > s.head_dim)

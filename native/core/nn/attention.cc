@@ -13,10 +13,11 @@ namespace ffm::nn {
 
 void attention(ThreadPool* pool, const AttentionDims& dm, const float* q, size_t ldq, const float* k, size_t ldk,
                const float* v, size_t ldv, float* out, size_t ldo, bool causal, const uint8_t* key_mask,
-               float scale) {
+               float scale, size_t window) {
   if (dm.n_kv_heads == 0 || dm.n_heads % dm.n_kv_heads != 0)
     throw Error("INVALID_ARGUMENT", "attention: the number of heads must be a multiple of the number of KV heads");
   if (causal && dm.seq_q > dm.seq_k) throw Error("INVALID_ARGUMENT", "attention: causal needs seq_q <= seq_k");
+  if (window && !causal) throw Error("INVALID_ARGUMENT", "attention: a sliding window needs causal attention");
   const size_t group = dm.n_heads / dm.n_kv_heads;
   const size_t hd = dm.head_dim, sq = dm.seq_q, sk = dm.seq_k;
   // One task per (sequence, head): scores = q_h·k_hᵀ, masked softmax per row, out_h = p·v_h. The two
@@ -43,8 +44,10 @@ void attention(ThreadPool* pool, const AttentionDims& dm, const float* q, size_t
           const size_t i = i0 + r;
           float* pr = p.data() + r * nk;
           const size_t jend = causal ? i + 1 + off : nk;
+          // sliding window: keys before jbeg are out of reach (jend − j ≤ window ⇔ p − j < window)
+          const size_t jbeg = window && jend > window ? jend - window : 0;
           float mx = -std::numeric_limits<float>::infinity();
-          for (size_t j = 0; j < jend; ++j)
+          for (size_t j = jbeg; j < jend; ++j)
             if (!km || km[j]) mx = std::max(mx, pr[j]);
           if (mx == -std::numeric_limits<float>::infinity()) {  // no key to look at (e.g. leading padding)
             std::fill(pr, pr + nk, 0.0f);
@@ -52,7 +55,7 @@ void attention(ThreadPool* pool, const AttentionDims& dm, const float* q, size_t
           }
           double sum = 0;
           for (size_t j = 0; j < nk; ++j) {
-            if (j < jend && (!km || km[j])) {
+            if (j >= jbeg && j < jend && (!km || km[j])) {
               pr[j] = std::exp(pr[j] - mx);
               sum += pr[j];
             } else {
@@ -60,7 +63,7 @@ void attention(ThreadPool* pool, const AttentionDims& dm, const float* q, size_t
             }
           }
           const float inv = float(1.0 / sum);
-          for (size_t j = 0; j < jend; ++j) pr[j] *= inv;
+          for (size_t j = jbeg; j < jend; ++j) pr[j] *= inv;
         }
         sgemm(nullptr, false, false, rows, hd, nk, 1.0f, p.data(), nk, vh, ldv, 0.0f, oh, ldo);
       }

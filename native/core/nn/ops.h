@@ -57,12 +57,14 @@ void rope(ThreadPool* pool, float* x, size_t ld, size_t rows, const int32_t* pos
 // causal: query i sees keys j ≤ i + (seq_k − seq_q) (self-attention; seq_q < seq_k when the queries are the
 // newest positions after a KV cache). key_mask [batch, seq_k] (nullptr = all
 // valid): keys with 0 are never attended (padding). A query that sees no valid key outputs zeros.
+// window (causal only; 0 = none): sliding-window attention, query at absolute position p = i + (seq_k − seq_q)
+// sees key j only when p − j < window (Mistral, Qwen2).
 // Cross-attention (encoder–decoder) is the same call with k/v from the encoder, causal = false.
 struct AttentionDims {
   size_t batch, seq_q, seq_k, n_heads, n_kv_heads, head_dim;
 };
 void attention(ThreadPool* pool, const AttentionDims& dims, const float* q, size_t ldq, const float* k, size_t ldk,
                const float* v, size_t ldv, float* out, size_t ldo, bool causal, const uint8_t* key_mask,
-               float scale);
+               float scale, size_t window = 0);
 
 }  // namespace ffm::nn

@@ -1,0 +1,90 @@
+/**
+ * Readers of config.json fields for the architecture descriptions: every problem is a typed error naming
+ * the field, so a bad config never turns into a shape error three steps later.
+ */
+import { FfmergeError } from '../../errors';
+import type { ActivationKind } from '../spec';
+import type { Config } from './types';
+
+export function bad(key: string, why: string, v: unknown): FfmergeError {
+  return new FfmergeError('INVALID_CONFIG', `config.json: "${key}" ${why} (got ${JSON.stringify(v)})`);
+}
+
+/** A positive integer; `dflt` is the transformers config class default used when the key is absent or null. */
+export function posInt(c: Config, key: string, dflt?: number): number {
+  const v = c[key] ?? dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw bad(key, 'must be a positive integer', c[key]);
+  return v;
+}
+
+export function posNum(c: Config, key: string, dflt: number): number {
+  const v = c[key] ?? dflt;
+  if (typeof v !== 'number' || !(v > 0)) throw bad(key, 'must be a positive number', c[key]);
+  return v;
+}
+
+/** Head width: the explicit key when the config has it, else width / heads (which must divide). */
+export function headDim(c: Config, widthKey: string, headsKey: string, explicitKey?: string): number {
+  const d = posInt(c, widthKey);
+  const h = posInt(c, headsKey);
+  if (explicitKey && c[explicitKey] != null) return posInt(c, explicitKey);
+  if (d % h !== 0) {
+    throw new FfmergeError(
+      'INVALID_CONFIG',
+      `config.json: "${headsKey}" (${h}) does not divide "${widthKey}" (${d}); the head width must be a whole number`,
+    );
+  }
+  return d / h;
+}
+
+/** Grouped-query attention: the kv head count (default = heads) must divide the head count. */
+export function kvHeads(c: Config, key: string, headsKey: string): number {
+  const nHeads = posInt(c, headsKey);
+  const nKv = posInt(c, key, nHeads);
+  if (nHeads % nKv !== 0) {
+    throw new FfmergeError('INVALID_CONFIG', `config.json: "${key}" (${nKv}) must divide "${headsKey}" (${nHeads})`);
+  }
+  return nKv;
+}
+
+const ACTIVATIONS = new Map<string, ActivationKind>([
+  ['gelu_new', 'gelu_new'],
+  ['gelu_pytorch_tanh', 'gelu_new'],
+  ['gelu', 'gelu'],
+  ['silu', 'silu'],
+  ['swish', 'silu'],
+  ['relu', 'relu'],
+]);
+
+export function activation(c: Config, key: string, dflt?: string): ActivationKind {
+  const v = c[key] ?? dflt;
+  const a = typeof v === 'string' ? ACTIVATIONS.get(v) : undefined;
+  if (!a) throw bad(key, `must be one of ${[...ACTIVATIONS.keys()].join(', ')}`, v);
+  return a;
+}
+
+export function unsupportedIf(cond: boolean, what: string): void {
+  if (cond) throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `config.json: ${what} is not supported by ffmerge's forward pass`);
+}
+
+export function ropeTheta(c: Config): number {
+  // transformers ≥ 5 nests RoPE settings in rope_parameters; older configs have rope_theta / rope_scaling.
+  const params = (c.rope_parameters ?? c.rope_scaling) as Record<string, unknown> | null | undefined;
+  const type = params?.rope_type ?? params?.type;
+  unsupportedIf(type != null && type !== 'default', `rope type ${JSON.stringify(type)}`);
+  const theta = params?.rope_theta ?? c.rope_theta ?? 10000;
+  if (typeof theta !== 'number' || !(theta > 0)) throw bad('rope_theta', 'must be a positive number', theta);
+  return theta;
+}
+
+export function numLabels(c: Config): number {
+  if (c.num_labels != null) return posInt(c, 'num_labels');
+  const id2label = c.id2label;
+  if (id2label && typeof id2label === 'object' && Object.keys(id2label).length > 0) return Object.keys(id2label).length;
+  return 2; // transformers' PretrainedConfig default
+}
+
+/** A layer count from the config (the FF view needs only this). */
+export function layerCount(c: Config, key: string): number {
+  return posInt(c, key);
+}

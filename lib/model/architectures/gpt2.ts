@@ -1,0 +1,81 @@
+/** GPT2LMHeadModel: Conv1D weights, fused q/k/v, learned positions, pre-LN, tanh GELU, head tied to wte. */
+import { TOKEN_LM_IO, fullAttention } from '../spec';
+import { activation, headDim, layerCount, posInt, posNum, unsupportedIf } from './config';
+import type { Architecture, FFTensorNames, SizeKeys } from './types';
+
+const sizes: SizeKeys = { layers: 'n_layer', dModel: 'n_embd', nHeads: 'n_head', dFF: 'n_inner', vocab: 'vocab_size', maxPositions: 'n_positions' };
+const h = (l: number) => `transformer.h.${l}`;
+
+function ff(_c: unknown, l: number): FFTensorNames {
+  return {
+    wIn: `${h(l)}.mlp.c_fc.weight`,
+    bIn: `${h(l)}.mlp.c_fc.bias`,
+    wOut: `${h(l)}.mlp.c_proj.weight`,
+    bOut: `${h(l)}.mlp.c_proj.bias`,
+    layout: 'conv1d',
+  };
+}
+
+export const gpt2: Architecture = {
+  modelType: 'gpt2',
+  hfClass: 'GPT2LMHeadModel',
+  mainStack: 'decoder',
+  stacks: [
+    {
+      name: 'decoder',
+      sizes,
+      ff,
+      spec(c) {
+        const dModel = posInt(c, sizes.dModel);
+        const nHeads = posInt(c, sizes.nHeads);
+        unsupportedIf(c.scale_attn_by_inverse_layer_idx === true, 'scale_attn_by_inverse_layer_idx = true');
+        unsupportedIf(c.scale_attn_weights === false, 'scale_attn_weights = false');
+        unsupportedIf(c.add_cross_attention === true, 'add_cross_attention = true');
+        const layers = layerCount(c, sizes.layers);
+        return {
+          ...TOKEN_LM_IO,
+          family: 'gpt2',
+          layers,
+          dModel,
+          nHeads,
+          nKvHeads: nHeads,
+          headDim: headDim(c, sizes.dModel, sizes.nHeads),
+          dFF: c[sizes.dFF] == null ? 4 * dModel : posInt(c, sizes.dFF),
+          vocab: posInt(c, 'vocab_size'),
+          maxPositions: posInt(c, 'n_positions'),
+          maxPositionsField: 'n_positions',
+          norm: 'layernorm',
+          normPlacement: 'pre',
+          normEps: posNum(c, 'layer_norm_epsilon', 1e-5),
+          finalNorm: true,
+          positions: 'learned',
+          ropeTheta: 0,
+          ropeDim: 0,
+          activation: activation(c, 'activation_function'),
+          gatedFF: false,
+          causal: true,
+          slidingWindow: fullAttention(layers),
+          embedScale: 1,
+          tiedEmbeddings: true, // GPT2LMHeadModel always ties lm_head to wte
+        };
+      },
+      tensors(c) {
+        return {
+          layout: 'conv1d',
+          tokEmb: 'transformer.wte.weight',
+          posEmb: 'transformer.wpe.weight',
+          finalNorm: { w: 'transformer.ln_f.weight', b: 'transformer.ln_f.bias' },
+          optionalPrefix: 'transformer.',
+          layer: (l) => ({
+            norm1: { w: `${h(l)}.ln_1.weight`, b: `${h(l)}.ln_1.bias` },
+            qkv: { fused: `${h(l)}.attn.c_attn.weight`, fusedBias: `${h(l)}.attn.c_attn.bias` },
+            o: `${h(l)}.attn.c_proj.weight`,
+            oBias: `${h(l)}.attn.c_proj.bias`,
+            norm2: { w: `${h(l)}.ln_2.weight`, b: `${h(l)}.ln_2.bias` },
+            ff: ff(c, l),
+          }),
+        };
+      },
+    },
+  ],
+};

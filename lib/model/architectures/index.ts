@@ -1,0 +1,76 @@
+/**
+ * The registry of architecture descriptions, by config.json model_type, and the lookups everything else
+ * uses. Adding a family is one file in this folder plus one line in ARCHITECTURES.
+ */
+import { FfmergeError } from '../../errors';
+import { bert } from './bert';
+import { layerCount } from './config';
+import { gpt2 } from './gpt2';
+import { llama } from './llama';
+import { marian } from './marian';
+import { mistral } from './mistral';
+import { qwen2 } from './qwen2';
+import type { Architecture, Config, FFTensorNames, StackDescription, StackName } from './types';
+import { vit } from './vit';
+
+export type * from './types';
+
+// A Map, not an object literal: a model_type of "constructor" or "__proto__" must be unknown, not a
+// property of Object.prototype.
+const ARCHITECTURES: ReadonlyMap<string, Architecture> = new Map(
+  [gpt2, llama, qwen2, mistral, vit, bert, marian].map((a) => [a.modelType, a]),
+);
+
+/** Every model_type ffmerge runs (forward, merge, write, inspect). */
+export const MODEL_TYPES: readonly string[] = [...ARCHITECTURES.keys()];
+
+/** The description of a config.json's model_type; an unknown one is a typed error listing the supported ones. */
+export function architectureOf(config: Config): Architecture {
+  const type = config.model_type;
+  const a = typeof type === 'string' ? ARCHITECTURES.get(type) : undefined;
+  if (!a) {
+    throw new FfmergeError(
+      'UNSUPPORTED_ARCHITECTURE',
+      `model_type ${JSON.stringify(type)} is not supported; ffmerge supports ${MODEL_TYPES.join(', ')}`,
+    );
+  }
+  return a;
+}
+
+/** One stack of an architecture by name; a stack the model lacks is INVALID_ARGUMENT. */
+export function stackOf(arch: Architecture, name: StackName): StackDescription {
+  const s = arch.stacks.find((st) => st.name === name);
+  if (!s) {
+    throw new FfmergeError(
+      'INVALID_ARGUMENT',
+      `this ${arch.modelType} model has no ${name} stack (it has: ${arch.stacks.map((st) => st.name).join(', ')})`,
+    );
+  }
+  return s;
+}
+
+/** The stacks with FF sublayers, in run order, as the merge / writer / inspect see them. */
+export interface FFStack {
+  name: StackName;
+  layers: number;
+  ff(layer: number): FFTensorNames;
+}
+
+/** The FF view of a config: each stack's name, layer count and FF tensor names (no spec is built). */
+export function ffStacks(config: Config): FFStack[] {
+  return architectureOf(config).stacks.map((s) => ({
+    name: s.name,
+    layers: layerCount(config, s.sizes.layers),
+    ff: (l: number) => s.ff(config, l),
+  }));
+}
+
+/** The FF tensor names of one layer of one stack. */
+export function ffTensorNames(config: Config, stack: StackName, layer: number): FFTensorNames {
+  return stackOf(architectureOf(config), stack).ff(config, layer);
+}
+
+/** The main stack (whose output is the model's): 'decoder' for GPT-2/LLaMA/Marian, 'encoder' for ViT/BERT. */
+export function mainStackOf(config: Config): StackName {
+  return architectureOf(config).mainStack;
+}

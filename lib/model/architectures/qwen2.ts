@@ -1,0 +1,40 @@
+/**
+ * Qwen2ForCausalLM: the LLaMA block with biases on q/k/v (never on o or the FF), and sliding-window
+ * attention on some layers when use_sliding_window is set.
+ */
+import { fullAttention } from '../spec';
+import { bad, posInt } from './config';
+import { llamaLike } from './llama-like';
+import type { Config } from './types';
+
+// transformers' Qwen2Config: sliding_window only counts when use_sliding_window is true; then the layers
+// listed as "sliding_attention" in layer_types use it, or, without layer_types, layers ≥ max_window_layers.
+function windows(c: Config, layers: number): number[] {
+  if (c.use_sliding_window !== true || c.sliding_window == null) return fullAttention(layers);
+  const w = posInt(c, 'sliding_window');
+  const types = c.layer_types;
+  if (types != null) {
+    if (!Array.isArray(types) || types.length !== layers || !types.every((t) => t === 'sliding_attention' || t === 'full_attention')) {
+      throw bad('layer_types', `must list "sliding_attention" or "full_attention" for each of the ${layers} layers`, types);
+    }
+    return types.map((t) => (t === 'sliding_attention' ? w : 0));
+  }
+  const from = c.max_window_layers == null ? 28 : posIntOrZero(c, 'max_window_layers');
+  return Array.from({ length: layers }, (_, l) => (l >= from ? w : 0));
+}
+
+function posIntOrZero(c: Config, key: string): number {
+  const v = c[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw bad(key, 'must be a non-negative integer', v);
+  return v;
+}
+
+export const qwen2 = llamaLike({
+  modelType: 'qwen2',
+  hfClass: 'Qwen2ForCausalLM',
+  qkvBias: () => true,
+  oBias: () => false,
+  mlpBias: () => false,
+  windows,
+  defaults: { maxPositions: 32768, rmsNormEps: 1e-6 },
+});

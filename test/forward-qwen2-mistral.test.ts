@@ -1,0 +1,155 @@
+/**
+ * Qwen2 and Mistral, which are LLaMA-shaped descriptions (lib/model/architectures/qwen2.ts, mistral.ts):
+ * random small checkpoints against the float64 reference (q/k/v biases, explicit head_dim, sliding-window
+ * attention), and the llama-stories260k weights wrapped in a Qwen2 / Mistral config, which must give
+ * llama's logits bit for bit.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { loadModel } from '../lib/model/load';
+import type { Model } from '../lib/model/model';
+import { referenceForward } from '../lib/reference/forward';
+import { SafetensorsReader, writeSafetensors, type TensorToWrite } from '../lib/safetensors';
+import { describeShared, sharedPath } from './helpers/shared';
+import { relErr, removeSyntheticDirs, syntheticLlama, tempDir } from './helpers/synthetic-model';
+
+afterAll(() => removeSyntheticDirs());
+
+function randomIds(n: number, vocab: number, seed: number): Int32Array {
+  return Int32Array.from({ length: n }, (_, i) => (i * 7919 + seed * 104729) % vocab);
+}
+
+/** Logits of a padded batch of two (second sequence right-padded) from the native model and the reference. */
+async function compare(m: Model, canonical: Record<string, Float32Array>, seq: number, seed: number) {
+  const ids = randomIds(2 * seq, m.spec.vocab, seed);
+  const mask = new Uint8Array(2 * seq).fill(1);
+  mask.fill(0, seq + seq - 3);
+  const r = await m.forward({ ids, batch: 2, seq, attentionMask: mask }, { output: 'logits' });
+  return { got: r.logits!, want: referenceForward(m.spec, canonical, ids, 2, seq, mask).logits };
+}
+
+describe('qwen2 and mistral vs float64 reference on synthetic checkpoints', () => {
+  test('qwen2: nonzero q/k/v biases, no o/FF bias, GQA 6/2, odd sizes, untied head', async () => {
+    const s = await syntheticLlama({ family: 'qwen2', d: 36, heads: 6, kvHeads: 2, ff: 37, vocab: 41, layers: 3, seed: 31 });
+    expect(s.hf.has('model.layers.0.self_attn.q_proj.bias')).toBe(true);
+    expect(s.hf.has('model.layers.0.self_attn.o_proj.bias')).toBe(false);
+    const m = await loadModel(s.dir);
+    expect(m.spec).toMatchObject({ family: 'qwen2', headDim: 6, gatedFF: true, tiedEmbeddings: false, slidingWindow: [0, 0, 0] });
+    const { got, want } = await compare(m, s.canonical, 13, 1);
+    expect(relErr(got, want)).toBeLessThan(1e-5);
+    m.dispose();
+  });
+
+  test('qwen2 with use_sliding_window: layers ≥ max_window_layers attend within the window', async () => {
+    const config = { use_sliding_window: true, sliding_window: 4, max_window_layers: 1 };
+    const s = await syntheticLlama({ family: 'qwen2', d: 30, heads: 3, kvHeads: 1, ff: 23, vocab: 37, layers: 3, seed: 32, config });
+    const m = await loadModel(s.dir);
+    expect(m.spec.slidingWindow).toEqual([0, 4, 4]);
+    const { got, want } = await compare(m, s.canonical, 13, 2);
+    expect(relErr(got, want)).toBeLessThan(1e-5);
+    // the window changes the result (the test would not see a missing window otherwise)
+    const full = referenceForward({ ...m.spec, slidingWindow: [0, 0, 0] }, s.canonical, randomIds(26, 37, 2), 2, 13).logits;
+    expect(relErr(full, want)).toBeGreaterThan(1e-3);
+    m.dispose();
+  });
+
+  test('qwen2: sliding_window is ignored without use_sliding_window; layer_types picks the layers', async () => {
+    const off = await syntheticLlama({ family: 'qwen2', layers: 2, seed: 33, config: { use_sliding_window: false, sliding_window: 3 } });
+    const m0 = await loadModel(off.dir);
+    expect(m0.spec.slidingWindow).toEqual([0, 0]);
+    m0.dispose();
+    const types = { use_sliding_window: true, sliding_window: 3, layer_types: ['sliding_attention', 'full_attention'] };
+    const on = await syntheticLlama({ family: 'qwen2', layers: 2, seed: 34, config: types });
+    const m1 = await loadModel(on.dir);
+    expect(m1.spec.slidingWindow).toEqual([3, 0]);
+    const { got, want } = await compare(m1, on.canonical, 11, 3);
+    expect(relErr(got, want)).toBeLessThan(1e-5);
+    m1.dispose();
+  });
+
+  test('mistral: no biases, explicit head_dim ≠ hidden/heads, sliding window on every layer', async () => {
+    const s = await syntheticLlama({ family: 'mistral', d: 27, heads: 4, kvHeads: 2, headDim: 6, ff: 29, vocab: 43, layers: 3, seed: 35, config: { sliding_window: 5 } });
+    expect([...s.hf.keys()].some((k) => k.endsWith('.bias'))).toBe(false);
+    const m = await loadModel(s.dir);
+    expect(m.spec).toMatchObject({ family: 'mistral', dModel: 27, headDim: 6, slidingWindow: [5, 5, 5] });
+    const { got, want } = await compare(m, s.canonical, 17, 4);
+    expect(relErr(got, want)).toBeLessThan(1e-5);
+    m.dispose();
+  });
+
+  test('mistral: sliding_window null is full attention, absent is transformers\' default 4096', async () => {
+    const none = await syntheticLlama({ family: 'mistral', layers: 2, bias: false, seed: 36, config: { sliding_window: null } });
+    const m = await loadModel(none.dir);
+    expect(m.spec.slidingWindow).toEqual([0, 0]);
+    const { got, want } = await compare(m, none.canonical, 9, 5);
+    expect(relErr(got, want)).toBeLessThan(1e-5);
+    m.dispose();
+    const dflt = await syntheticLlama({ family: 'mistral', layers: 2, seed: 37 });
+    const m2 = await loadModel(dflt.dir);
+    expect(m2.spec.slidingWindow).toEqual([4096, 4096]);
+    m2.dispose();
+  });
+});
+
+const FIX = 'fixtures/llama-stories260k';
+
+describeShared(FIX, 'llama-stories260k weights under qwen2 / mistral configs', () => {
+  let ids: Int32Array;
+  let llamaLogits: Float32Array;
+
+  async function wrap(config: Record<string, unknown>, extra: TensorToWrite[]): Promise<string> {
+    const dir = tempDir(String(config.model_type));
+    const base = JSON.parse(fs.readFileSync(sharedPath(FIX, 'config.json'), 'utf8')) as Record<string, unknown>;
+    delete base.attention_bias;
+    delete base.mlp_bias;
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...base, ...config }));
+    const src = await SafetensorsReader.open(sharedPath(FIX, 'model.safetensors'));
+    const tensors: TensorToWrite[] = [...extra];
+    for (const name of src.names()) tensors.push({ name, dtype: 'F32', shape: src.info(name).shape, data: await src.readF32(name) });
+    await src.close();
+    await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    return dir;
+  }
+
+  async function logitsOf(dir: string): Promise<Float32Array> {
+    const m = await loadModel(dir);
+    try {
+      return (await m.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' })).logits!;
+    } finally {
+      m.dispose();
+    }
+  }
+
+  const bitwiseEqual = (a: Float32Array, b: Float32Array) =>
+    a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
+  beforeAll(async () => {
+    const ref = await SafetensorsReader.open(sharedPath(FIX, 'reference.safetensors'));
+    const raw = await ref.readRaw('input_ids');
+    ids = new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4).slice();
+    await ref.close();
+    llamaLogits = await logitsOf(sharedPath(FIX));
+  });
+
+  test('qwen2 config + zero q/k/v biases gives llama\'s logits exactly (also with a window as long as the input)', async () => {
+    const zeros = (name: string, n: number): TensorToWrite => ({ name, dtype: 'F32', shape: [n], data: new Float32Array(n) });
+    const biases = Array.from({ length: 5 }, (_, l) => [
+      zeros(`model.layers.${l}.self_attn.q_proj.bias`, 64),
+      zeros(`model.layers.${l}.self_attn.k_proj.bias`, 32),
+      zeros(`model.layers.${l}.self_attn.v_proj.bias`, 32),
+    ]).flat();
+    const dir = await wrap({ model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], use_sliding_window: false }, biases);
+    expect(bitwiseEqual(await logitsOf(dir), llamaLogits)).toBe(true);
+    // a window of exactly seq keys sees everything (i − j ≤ seq − 1 < seq); one less does not
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, use_sliding_window: true, sliding_window: ids.length, max_window_layers: 0 }));
+    expect(bitwiseEqual(await logitsOf(dir), llamaLogits)).toBe(true);
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, use_sliding_window: true, sliding_window: ids.length - 1, max_window_layers: 0 }));
+    expect(bitwiseEqual(await logitsOf(dir), llamaLogits)).toBe(false);
+  });
+
+  test('mistral config gives llama\'s logits exactly', async () => {
+    const dir = await wrap({ model_type: 'mistral', architectures: ['MistralForCausalLM'], sliding_window: null }, []);
+    expect(bitwiseEqual(await logitsOf(dir), llamaLogits)).toBe(true);
+  });
+});
