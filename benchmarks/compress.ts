@@ -42,12 +42,12 @@ async function fullPassSeconds(dir: string, blocks: Int32Array[]): Promise<numbe
 function print(name: string, r: CompressResult, pass: number): void {
   const total = Object.values(r.timings).reduce((a, b) => a + b, 0);
   console.log(`\n== ${name}: k=${r.k}, window ${r.windows[0]!.window}, ppl ${r.base.validation.toFixed(2)} → ${r.merged.validation.toFixed(2)}`);
-  console.log(`tokens: calibration ${r.data.calibrationTokens}, validation ${r.data.validationTokens}, search ${r.data.searchTokens} per candidate`);
+  console.log(`tokens: calibration ${r.data.calibration}, validation ${r.data.validation}, search ${r.data.search} per candidate`);
   for (const [p, s] of Object.entries(r.timings)) console.log(`  ${p.padEnd(10)} ${s.toFixed(2)} s`);
   console.log(`  total      ${total.toFixed(2)} s`);
   const search = (r.timings.search ?? 0) + (r.timings.align ?? 0);
   console.log(`one full validation pass (peer, same tokens): ${pass.toFixed(2)} s`);
-  console.log(`search of ${r.candidates.length} candidates = ${(search / pass).toFixed(2)} full validation passes (without prefix reuse: ${r.candidates.length} × (search/validation tokens) = ${((r.candidates.length * r.data.searchTokens) / r.data.validationTokens).toFixed(2)})`);
+  console.log(`search of ${r.candidates.length} candidates = ${(search / pass).toFixed(2)} full validation passes (without prefix reuse: ${r.candidates.length} × (search/validation tokens) = ${((r.candidates.length * r.data.search) / r.data.validation).toFixed(2)})`);
 }
 
 async function gpt2(): Promise<void> {
