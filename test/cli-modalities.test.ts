@@ -71,6 +71,18 @@ describe('ffmerge CLI on images and translation', () => {
       expect(JSON.parse(r.stdout).data).toMatchObject({ calibration: 60, validation: 60, unit: 'images' });
     });
 
+    it('--recover refit and both baselines run and are reported; a language-model flag exits 2 with its code', () => {
+      const r = ffmerge(cwd, 'compress', VIT, '--images', fm('train-images-idx3-ubyte.gz'), '--labels', fm('train-labels-idx1-ubyte.gz'), '--window', '9-11', '--recover', 'refit', '--baselines', 'drop-ff,drop-layers', '--calibration-size', '100', '--validation-size', '100', '--out', 'vit-refit', '--json');
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.recover).toBe('refit');
+      expect(Object.keys(out.baselines)).toEqual(['drop-ff', 'drop-layers']);
+      expect(out.baselines['drop-ff'].candidates).toHaveLength(11);
+      const bad = ffmerge(cwd, 'compress', VIT, '--images', fm('train-images-idx3-ubyte.gz'), '--labels', fm('train-labels-idx1-ubyte.gz'), '--calibration-tokens', '100', '--json');
+      expect(bad.code).toBe(2);
+      expect(errorOf(bad)).toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringMatching(/--calibration-tokens/) });
+    });
+
     it('--images without --labels, and an idx file given as --data, are typed errors', () => {
       const a = ffmerge(cwd, 'compress', VIT, '--images', fm('train-images-idx3-ubyte.gz'), '--json');
       expect(a.code).not.toBe(0);
@@ -103,6 +115,15 @@ describe('ffmerge CLI on images and translation', () => {
       const e = JSON.parse(ev.stdout);
       expect(e.sentences).toBe(20);
       expect(e.bleu).toBeGreaterThan(10);
+    });
+
+    it('--recover refit and both baselines run for both stacks', () => {
+      const r = ffmerge(cwd, 'compress', MARIAN, '--source', m30k('val.en.gz'), '--target', m30k('val.de.gz'), '--window', '4-5', '--recover', 'refit', '--baselines', 'drop-ff,drop-layers', '--calibration-size', '100', '--validation-size', '10', '--out', 'mt-refit', '--json');
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.recover).toBe('refit');
+      expect(out.baselines['drop-ff'].windows).toEqual(expect.objectContaining({ encoder: expect.any(String), decoder: expect.any(String) }));
+      expect(out.baselines['drop-layers'].paramsRemoved).toBeGreaterThan(0);
     });
 
     it('misaligned --source/--target and a bad --stacks are typed errors', () => {

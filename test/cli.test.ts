@@ -67,6 +67,9 @@ describe('ffmerge CLI', () => {
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--method', 'magic'], 2, /--method must be one of permute, vanilla/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--out', BUNDLED], 2, /would overwrite the input.*OUTPUT_EXISTS/],
     [['frobnicate'], 2, /unknown command/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--calibration-size', '10'], 2, /--calibration-size does not apply to llama models.*OPTION_NOT_APPLICABLE/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--stacks', 'encoder'], 2, /stacks applies to encoder–decoder models.*OPTION_NOT_APPLICABLE/],
+    [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--count', '3'], 2, /--count does not apply.*OPTION_NOT_APPLICABLE/],
   ])('%j exits %i with a clear one-line message and leaves nothing behind', (args, code, message) => {
     const r = ffmerge(cwd, ...(args as string[]));
     expect(r.code).toBe(code);
@@ -81,6 +84,19 @@ describe('ffmerge CLI', () => {
     expect(r.code).toBe(2);
     expect(JSON.parse(r.stdout).error.code).toBe('OUTPUT_EXISTS');
     expect(fs.readdirSync(path.join(cwd, 'taken'))).toEqual(['keep.txt']);
+  });
+});
+
+describeShared('data/lm/stories260k-samples-test.jsonl', 'ffmerge eval on token-id rows', () => {
+  it("gives the llama fixture's eval.json perplexity on its own {\"input_ids\"} rows", () => {
+    const want = JSON.parse(fs.readFileSync(sharedPath('fixtures', 'llama-stories260k', 'eval.json'), 'utf8')).ppl as { valid: number; test: number };
+    for (const split of ['valid', 'test'] as const) {
+      const r = ffmerge(os.tmpdir(), 'eval', BUNDLED, '--data', sharedPath('data', 'lm', `stories260k-samples-${split}.jsonl`), '--json');
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.tokens).toBe(48 * 256);
+      expect(Math.abs(out.perplexity / want[split] - 1)).toBeLessThan(1e-5);
+    }
   });
 });
 

@@ -10,7 +10,7 @@ import { loadModel } from '../lib/model/load';
 import type { ForwardInput, Model, StackName } from '../lib/model/model';
 import { CorrelationAccumulator } from '../lib/native/correlation';
 import { modelAddon } from '../lib/native/model';
-import { collectCorrelations, collectStackCorrelations, type CalibrationBatch } from '../lib/pipeline/features';
+import { collectStackCorrelations, type CalibrationBatch } from '../lib/pipeline/features';
 import { loadTokenizer } from '../lib/tokenizer';
 import { readParallel } from '../lib/data/parallel';
 import { translationBatches } from '../lib/data/feature-batches';
@@ -110,9 +110,6 @@ describe('accumulate on a synthetic GPT-2', () => {
     const pairs: Pairs = [[0, 1], [0, 2], [1, 3], [2, 2]];
     const rows = await expectSame(model, [padded(), featured(), { input: { ids: randomIds(S, V, 4), batch: 1, seq: S } }], new Map([['decoder', pairs]]));
     expect(rows.decoder).toBe(S + 8 + 5 + (2 * S - 5) + S);
-    // collectCorrelations (the LM pipeline's entry) is the same path
-    const c = await collectCorrelations(model, [{ ids: randomIds(2 * S, V, 5), batch: 2, seq: S }], [[1, 2]]);
-    expect(c.tokens).toBe(2 * S);
   });
 
   it('padding and non-feature positions are not features', async () => {

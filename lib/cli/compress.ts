@@ -23,47 +23,25 @@ export function bundledModelDir(): string {
   return candidates.find((d) => fs.existsSync(d)) ?? candidates[0]!;
 }
 
-export interface CompressCliOptions extends SplitFlags {
-  valid?: string;
-  validImages?: string;
-  validLabels?: string;
-  validSource?: string;
-  validTarget?: string;
-  test?: string;
-  testImages?: string;
-  testLabels?: string;
-  testSource?: string;
-  testTarget?: string;
-  k?: string;
-  fraction?: string;
+/** The data flags each task reads (the others are refused for it). */
+const TASK_FLAGS = {
+  'language-modeling': ['data', 'valid', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'blockSize'],
+  'image-classification': ['data', 'images', 'labels', 'valid', 'validImages', 'validLabels', 'test', 'testImages', 'testLabels', 'calibrationSize', 'validationSize', 'validationStart', 'testSize'],
+  translation: ['data', 'source', 'target', 'valid', 'validSource', 'validTarget', 'test', 'testSource', 'testTarget', 'calibrationSize', 'validationSize', 'testSize'],
+} as const;
+type DataFlag = (typeof TASK_FLAGS)[keyof typeof TASK_FLAGS][number];
+
+/** Commander's parsed flags (camelCase), all strings but the switches. */
+export type CompressCliOptions = Partial<Record<DataFlag | 'k' | 'fraction' | 'out' | 'baselines' | 'stacks', string>> & {
   window: string;
   anchor: string;
   method: string;
   recover: string;
   format: string;
-  out?: string;
   overwrite?: boolean;
-  baselines?: string;
-  stacks?: string;
-  calibrationTokens?: string;
-  validationTokens?: string;
-  searchTokens?: string;
-  testTokens?: string;
-  blockSize?: string;
-  calibrationSize?: string;
-  validationSize?: string;
-  validationStart?: string;
-  testSize?: string;
   json?: boolean;
-}
-
-/** The data flags each task reads (the others are refused for it). */
-const TASK_FLAGS: Record<string, readonly (keyof CompressCliOptions)[]> = {
-  'language-modeling': ['data', 'valid', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'blockSize'],
-  'image-classification': ['data', 'images', 'labels', 'valid', 'validImages', 'validLabels', 'test', 'testImages', 'testLabels', 'calibrationSize', 'validationSize', 'validationStart', 'testSize'],
-  translation: ['data', 'source', 'target', 'valid', 'validSource', 'validTarget', 'test', 'testSource', 'testTarget', 'calibrationSize', 'validationSize', 'testSize'],
 };
-const ALL_DATA_FLAGS = [...new Set(Object.values(TASK_FLAGS).flat())];
+const ALL_DATA_FLAGS: string[] = [...new Set(Object.values(TASK_FLAGS).flat())];
 
 const split = (o: CompressCliOptions, which: 'valid' | 'test'): SplitFlags =>
   which === 'valid'
@@ -117,7 +95,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   const model = modelArg ?? bundledModelDir();
   const summary = await inspectModel(model);
   const task = taskFor(summary).name;
-  refuseFlags(o, ALL_DATA_FLAGS, TASK_FLAGS[task] ?? [], summary.modelType, task);
+  refuseFlags(o, ALL_DATA_FLAGS, TASK_FLAGS[task as keyof typeof TASK_FLAGS] ?? [], summary.modelType, task);
   const fraction = o.fraction !== undefined ? Number(o.fraction) : undefined;
   if (fraction !== undefined && !Number.isFinite(fraction)) throw new FfmergeError('INVALID_ARGUMENT', `--fraction must be a number, got "${o.fraction}"`);
   const out = o.out ?? `${path.basename(path.resolve(model))}-ffmerge`;

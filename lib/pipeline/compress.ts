@@ -19,7 +19,7 @@ import { BASELINES } from './baselines';
 import { MERGE_METHODS } from './merge-methods';
 import { RECOVER_METHODS } from './recover';
 import { COMMON_KEYS, DEFAULT_FRACTION, type CompressOptions, type StackMode } from './options';
-import { applyEdits, type BaselineCandidate, type Edit, type MergeContext, type MergedWindow } from './plugins';
+import { applyEdits, type Edit, type MergeContext, type MergedWindow } from './plugins';
 import type { BaselineResult, CandidateScore, CompressResult } from './result';
 import type { Task, TaskKind } from './task';
 import { TASKS, taskFor } from './tasks';
@@ -95,9 +95,11 @@ class PhaseClock {
 
 const better = (higher: boolean) => (a: number, b: number) => (higher ? a > b : a < b);
 
-interface Scored<T> {
-  item: T;
-  score: number;
+/** A candidate of the search: what it changes (built when scored) and where its first change is. */
+interface Candidate {
+  windows: Partial<Record<StackName, string>>;
+  start: number;
+  edits(): Promise<Edit[]>;
 }
 
 export async function compress(modelDir: string, options: CompressOptions): Promise<CompressResult> {
@@ -149,18 +151,56 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
 
     // Every candidate — the merge's windows and each baseline's placements — is known before scoring, so the
     // task can keep the base model's states entering each first changed layer once.
-    const ffRemoved = windows.length && spec !== 'auto' ? windows.reduce((n, w) => n + w.k - 1, 0) : k - 1;
+    const ffRemoved = spec === 'auto' ? k - 1 : spec.reduce((n, w) => n + w.k - 1, 0);
     const baselinePlans = baselines.map((b) => ({
       baseline: b,
       groups: groups.map((stacks) => b.candidates({ model, summary, stacks, ffRemoved })),
     }));
+    // The merge's candidates per group: every window (search), or the given windows together.
+    const mergeIn = async (stack: StackName, w: Window): Promise<MergedWindow> => recover.recover(ctx, await method.merge(ctx, stack, w, job), job);
+    const mergePlans: Candidate[][] = groups.map((stacks) =>
+      (searching ? windows.map((w) => [w]) : [windows]).map((ws) => ({
+        windows: Object.fromEntries(stacks.map((s) => [s, ws.map(windowLabel).join(',')])),
+        start: Math.min(...ws.map((w) => w.start)),
+        edits: async () => {
+          const edits: Edit[] = [];
+          for (const w of ws) for (const stack of stacks) {
+            const m = await mergeIn(stack, w);
+            edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
+          }
+          return edits;
+        },
+      })),
+    );
     const starts = new Set<number>([...windows.map((w) => w.start), ...baselinePlans.flatMap((p) => p.groups.flat().map((c) => c.start))]);
     await task.prepare([...starts], job);
     clock.lap('prefix');
     const baseVal = await task.validate(model, 0, job);
     clock.lap('validate');
 
+    // ---- search: each group's candidates scored on the search split, the best by the metric kept ----
     const isBetter = better(task.metric.higherIsBetter);
+    const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
+    const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[]): Promise<{ picks: C[]; edits: Edit[] }> => {
+      const picks: C[] = [];
+      const edits: Edit[] = [];
+      for (const cands of perGroup) {
+        let best: { c: C; edits: Edit[]; score: number } | undefined;
+        for (const c of cands) {
+          const e = await c.edits();
+          // a group with one candidate (windows given) has nothing to choose: it is validated, not searched
+          const score = cands.length > 1 ? await scoreView(e, c.start) : NaN;
+          if (cands.length > 1) scores.push({ windows: c.windows, start: c.start, score });
+          onProgress?.({ phase, done: scores.length, total: total(phase) });
+          if (!best || isBetter(score, best.score)) best = { c, edits: e, score };
+        }
+        if (best) {
+          picks.push(best.c);
+          edits.push(...best.edits);
+        }
+      }
+      return { picks, edits };
+    };
     const scoreView = async (edits: Edit[], start: number): Promise<number> => {
       const view = applyEdits(model, edits);
       try {
@@ -169,56 +209,23 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
         view.dispose();
       }
     };
-    const mergeIn = async (stack: StackName, w: Window): Promise<MergedWindow> => recover.recover(ctx, await method.merge(ctx, stack, w, job), job);
-    const editsOf = (ms: MergedWindow[]): Edit[] => ms.map((m) => ({ kind: 'ff', stack: m.stack, layers: windowLayers(m.window), ff: m.merged, merged: m }));
 
-    // ---- the merge: every window of each group (same index in each of its stacks), best by the metric ----
     const candidates: CandidateScore[] = [];
-    const chosen: MergedWindow[] = [];
-    const searchTotal = searching ? windows.length * groups.length : 0;
-    for (const stacks of groups) {
-      if (!searching) {
-        for (const w of windows) for (const s of stacks) chosen.push(await mergeIn(s, w));
-        continue;
-      }
-      let best: Scored<MergedWindow[]> | undefined;
-      for (const w of windows) {
-        const ms: MergedWindow[] = [];
-        for (const s of stacks) ms.push(await mergeIn(s, w));
-        const score = await scoreView(editsOf(ms), w.start);
-        candidates.push({ windows: Object.fromEntries(stacks.map((s) => [s, windowLabel(w)])), start: w.start, score });
-        onProgress?.({ phase: 'search', done: candidates.length, total: searchTotal });
-        if (!best || isBetter(score, best.score)) best = { item: ms, score };
-      }
-      chosen.push(...best!.item);
-    }
+    const { edits: mergeEdits } = await search('search', mergePlans, candidates);
     clock.lap('search');
-    const mergedModel = applyEdits(model, editsOf(chosen));
+    const chosen = mergeEdits.map((e) => (e.kind === 'ff' ? e.merged! : undefined)).filter((m): m is MergedWindow => m !== undefined);
+    const mergedModel = applyEdits(model, mergeEdits);
     views.push(mergedModel);
-    const firstStart = Math.min(...chosen.map((m) => m.window.start));
-    const mergedVal = await task.validate(mergedModel, firstStart, job);
+    const mergedVal = await task.validate(mergedModel, Math.min(...chosen.map((m) => m.window.start)), job);
     clock.lap('validate');
 
-    // ---- baselines: each searches its own placements at the same size, best by the metric ----
     const baselineResults: Record<string, BaselineResult> = {};
     const baselineModels = new Map<string, Model>();
-    const baselineTotal = baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0);
-    let baselineDone = 0;
     for (const { baseline, groups: perGroup } of baselinePlans) {
       const scores: CandidateScore[] = [];
-      const picks: BaselineCandidate[] = [];
-      for (const cands of perGroup) {
-        let best: Scored<BaselineCandidate> | undefined;
-        for (const c of cands) {
-          const score = cands.length > 1 ? await scoreView(c.edits, c.start) : NaN;
-          scores.push({ windows: c.windows, start: c.start, score });
-          onProgress?.({ phase: 'baselines', done: ++baselineDone, total: baselineTotal });
-          if (!best || isBetter(score, best.score)) best = { item: c, score };
-        }
-        if (best) picks.push(best.item);
-      }
+      const { picks, edits } = await search('baselines', perGroup.map((cs) => cs.map((c) => ({ ...c, edits: async () => c.edits }))), scores);
       if (picks.length === 0) continue;
-      const view = applyEdits(model, picks.flatMap((c) => c.edits));
+      const view = applyEdits(model, edits);
       views.push(view);
       baselineModels.set(baseline.name, view);
       baselineResults[baseline.name] = {

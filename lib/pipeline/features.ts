@@ -3,12 +3,10 @@
  * pre-activations streamed natively into a CorrelationAccumulator for exactly the (anchor, layer) pairs the
  * candidate windows need. Features are collected once for all windows; nothing per token is kept.
  */
-import { FfmergeError } from '../errors';
 import type { JobOptions } from '../native/job';
 import { CorrelationAccumulator } from '../native/correlation';
 import type { ForwardInput, Model, StackName } from '../model/model';
 import { stackSpecOf } from './align';
-import type { Batch } from './data';
 
 export class PairCorrelations {
   private readonly index = new Map<string, number>();
@@ -81,23 +79,5 @@ export async function collectStackCorrelations(
     rows[stack] = acc.count;
   }
   return { corr, rows };
-}
-
-/** The main stack's correlations for these pairs over token batches (decoder-only language models). */
-export async function collectCorrelations(
-  model: Model,
-  batches: Batch[],
-  pairs: [number, number][],
-  opts: JobOptions = {},
-): Promise<PairCorrelations> {
-  const { corr } = await collectStackCorrelations(
-    model,
-    batches.map((input) => ({ input })),
-    new Map([[model.mainStack, pairs]]),
-    opts,
-  );
-  const c = corr.get(model.mainStack);
-  if (!c) throw new FfmergeError('INVALID_ARGUMENT', 'pairs must name at least one (i, j) layer pair');
-  return c;
 }
 

@@ -21,43 +21,25 @@ import { windowLayers } from '../../merge/windows';
 import { modelFF, stackSpecOf } from '../align';
 import type { RecoverMethod } from '../plugins';
 
-/** P [d, dFF] with X = (U − b)·Pᵀ: P = (W_inᵀW_in)⁻¹ W_inᵀ (float64 Cholesky on the d×d Gram). */
+/**
+ * P [d, dFF] with X = (U − b)·Pᵀ: P = (W_inᵀW_in)⁻¹ W_inᵀ, computed by the
+ * native Cholesky solver with no ridge: rows of W_in as features, the identity as targets.
+ */
 async function inputRecovery(ff: FFWeights, opts: JobOptions): Promise<Float32Array> {
   const { d, dFF } = ff;
-  const wInT = transpose(ff.wIn, dFF, d); // [d, dFF]
-  const gram = await matmulABt(wInT, wInT, d, d, dFF, opts); // [d, d]
-  const L = new Float64Array(d * d);
-  for (let j = 0; j < d; j++) {
-    let s = gram[j * d + j]!;
-    for (let k = 0; k < j; k++) s -= L[j * d + k]! ** 2;
-    if (!(s > 0)) {
+  const identity = new Float32Array(dFF * dFF);
+  for (let i = 0; i < dFF; i++) identity[i * dFF + i] = 1;
+  const acc = new RidgeAccumulator(d, dFF);
+  await acc.add(ff.wIn, identity, dFF, opts);
+  try {
+    const { w } = await acc.solve(0, { ...opts, bias: false }); // w = Pᵀ [dFF, d]
+    return transpose(w, dFF, d);
+  } catch (e) {
+    if (e instanceof FfmergeError && e.code === 'SINGULAR_MATRIX') {
       throw new FfmergeError('SINGULAR_MATRIX', "refit: a layer's first FF matrix is rank-deficient, its FF input cannot be recovered");
     }
-    const djj = Math.sqrt(s);
-    L[j * d + j] = djj;
-    for (let i = j + 1; i < d; i++) {
-      let t = gram[i * d + j]!;
-      for (let k = 0; k < j; k++) t -= L[i * d + k]! * L[j * d + k]!;
-      L[i * d + j] = t / djj;
-    }
+    throw e;
   }
-  // Solve G·P = W_inᵀ column by column of W_inᵀ (dFF right-hand sides).
-  const P = new Float32Array(d * dFF);
-  const z = new Float64Array(d);
-  for (let c = 0; c < dFF; c++) {
-    for (let i = 0; i < d; i++) {
-      let s = wInT[i * dFF + c]!;
-      for (let k = 0; k < i; k++) s -= L[i * d + k]! * z[k]!;
-      z[i] = s / L[i * d + i]!;
-    }
-    for (let i = d - 1; i >= 0; i--) {
-      let s = z[i]!;
-      for (let k = i + 1; k < d; k++) s -= L[k * d + i]! * z[k]!;
-      z[i] = s / L[i * d + i]!;
-    }
-    for (let i = 0; i < d; i++) P[i * dFF + c] = z[i]!;
-  }
-  return P;
 }
 
 function addBias(m: Float32Array, b: Float32Array | undefined, cols: number): void {
