@@ -13,71 +13,18 @@
 #include "core/model/forward.h"
 #include "core/thread_pool.h"
 #include "tests/check.h"
+#include "tests/tiny_model.h"
 
 using namespace ffm;
 using namespace ffm::model;
 
 namespace {
-ThreadPool& pool() {
-  static ThreadPool p(3);
-  return p;
-}
+using test::CaptureCopy;
+using test::pool;
 
-ModelSpec tiny_spec() {
-  ModelSpec s;
-  s.family = "test";
-  s.layers = 3;
-  s.d_model = 16;
-  s.n_heads = 4;
-  s.n_kv_heads = 4;
-  s.head_dim = 4;
-  s.d_ff = 13;
-  s.vocab = 23;
-  s.max_positions = 64;
-  s.norm = NormKind::RMSNorm;
-  s.positions = PositionKind::Rotary;
-  s.activation = nn::Activation::Silu;
-  s.gated_ff = true;
-  return s;
-}
+ModelSpec tiny_spec() { return test::tiny_llama_spec(16, 4, 4, 13, 23); }
 
-Buffer rnd(size_t n, std::mt19937& g, float offset = 0) {
-  std::normal_distribution<float> nd(0.0f, 0.3f);
-  auto v = std::make_shared<std::vector<float>>(n);
-  for (auto& x : *v) x = offset + nd(g);
-  return v;
-}
-
-Model tiny_model() {
-  ModelSpec s = tiny_spec();
-  std::mt19937 g(7);
-  std::map<std::string, Buffer> t;
-  const size_t d = s.d_model, f = s.d_ff;
-  t["tok_emb"] = rnd(s.vocab * d, g);
-  t["final_norm_w"] = rnd(d, g, 1);
-  for (size_t l = 0; l < s.layers; ++l) {
-    std::string p = "layers." + std::to_string(l) + ".";
-    t[p + "norm1_w"] = rnd(d, g, 1);
-    t[p + "qkv_w"] = rnd(s.qkv_width() * d, g);
-    t[p + "o_w"] = rnd(d * s.n_heads * s.head_dim, g);
-    t[p + "norm2_w"] = rnd(d, g, 1);
-    t[p + "ff.w_in"] = rnd(f * d, g);
-    t[p + "ff.w_gate"] = rnd(f * d, g);
-    t[p + "ff.w_out"] = rnd(d * f, g);
-  }
-  return build_model(s, t);
-}
-
-struct Copy : FFCapture {
-  size_t d_ff, rows = 0;
-  std::vector<std::vector<float>> data;
-  explicit Copy(size_t f) : d_ff(f) {}
-  void on_batch(JobControl&, const std::vector<const float*>& per_layer, size_t r) override {
-    rows = r;
-    data.clear();
-    for (auto* p : per_layer) data.emplace_back(p, p + r * d_ff);
-  }
-};
+Model tiny_model() { return build_model(tiny_spec(), test::tiny_llama_tensors(tiny_spec(), 7)); }
 
 const size_t B = 3, T = 11;
 std::vector<int32_t> ids(int seed) {
@@ -124,7 +71,7 @@ TEST(direct_equals_copy_then_add_with_masks_and_any_capture_order) {
     CorrelationCapture into(direct, m.spec, o.capture_layers);
     o.capture = &into;
     forward(ctl, m, in, o);
-    Copy copy(f);
+    CaptureCopy copy(f);
     o.capture = &copy;
     forward(ctl, m, in, o);
     CHECK(copy.rows == (batch == 1 ? B * T - 4 - 1 : B * T - 4));

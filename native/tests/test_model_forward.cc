@@ -9,73 +9,17 @@
 #include "core/model/forward.h"
 #include "core/thread_pool.h"
 #include "tests/check.h"
+#include "tests/tiny_model.h"
 
 using namespace ffm;
 using namespace ffm::model;
 
 namespace {
-ThreadPool& pool() {
-  static ThreadPool p(3);
-  return p;
-}
+using test::pool;
+using Recorder = test::CaptureCopy;
 
-ModelSpec tiny_spec() {
-  ModelSpec s;
-  s.family = "test";
-  s.layers = 3;
-  s.d_model = 24;
-  s.n_heads = 6;
-  s.n_kv_heads = 2;
-  s.head_dim = 4;
-  s.d_ff = 19;
-  s.vocab = 29;
-  s.max_positions = 64;
-  s.norm = NormKind::RMSNorm;
-  s.positions = PositionKind::Rotary;
-  s.activation = nn::Activation::Silu;
-  s.gated_ff = true;
-  return s;
-}
-
-Buffer rnd(size_t n, std::mt19937& g, float offset = 0) {
-  std::normal_distribution<float> nd(0.0f, 0.3f);
-  auto v = std::make_shared<std::vector<float>>(n);
-  for (auto& x : *v) x = offset + nd(g);
-  return v;
-}
-
-std::map<std::string, Buffer> tiny_tensors(const ModelSpec& s) {
-  std::mt19937 g(42);
-  std::map<std::string, Buffer> t;
-  const size_t d = s.d_model, f = s.d_ff;
-  t["tok_emb"] = rnd(s.vocab * d, g);
-  t["final_norm_w"] = rnd(d, g, 1);
-  for (size_t l = 0; l < s.layers; ++l) {
-    std::string p = "layers." + std::to_string(l) + ".";
-    t[p + "norm1_w"] = rnd(d, g, 1);
-    t[p + "qkv_w"] = rnd(s.qkv_width() * d, g);
-    t[p + "o_w"] = rnd(d * s.n_heads * s.head_dim, g);
-    t[p + "norm2_w"] = rnd(d, g, 1);
-    t[p + "ff.w_in"] = rnd(f * d, g);
-    t[p + "ff.w_gate"] = rnd(f * d, g);
-    t[p + "ff.w_out"] = rnd(d * f, g);
-  }
-  return t;
-}
-
-struct Recorder : FFCapture {
-  int calls = 0;
-  size_t rows = 0;
-  std::vector<std::vector<float>> data;
-  size_t d_ff;
-  explicit Recorder(size_t f) : d_ff(f) {}
-  void on_batch(JobControl&, const std::vector<const float*>& per_layer, size_t r) override {
-    ++calls;
-    rows = r;
-    data.clear();
-    for (auto* p : per_layer) data.emplace_back(p, p + r * d_ff);
-  }
-};
+ModelSpec tiny_spec() { return test::tiny_llama_spec(24, 6, 2, 19, 29); }
+std::map<std::string, Buffer> tiny_tensors(const ModelSpec& s) { return test::tiny_llama_tensors(s, 42); }
 
 const size_t B = 2, T = 9;
 std::vector<int32_t> ids() {

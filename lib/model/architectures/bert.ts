@@ -4,8 +4,8 @@
  * the encoder.
  */
 import { fullAttention } from '../spec';
-import { activation, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
-import type { Architecture, FFTensorNames, SizeKeys } from './types';
+import { activation, intermediateOutputFF, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
+import type { Architecture, SizeKeys } from './types';
 
 const sizes: SizeKeys = {
   layers: 'num_hidden_layers',
@@ -18,15 +18,7 @@ const sizes: SizeKeys = {
 const L = (l: number) => `bert.encoder.layer.${l}`;
 
 // BertModel checkpoints may or may not carry the "bert." prefix; the loader resolves which (optionalPrefix).
-function ff(_c: unknown, l: number): FFTensorNames {
-  return {
-    wIn: `${L(l)}.intermediate.dense.weight`,
-    bIn: `${L(l)}.intermediate.dense.bias`,
-    wOut: `${L(l)}.output.dense.weight`,
-    bOut: `${L(l)}.output.dense.bias`,
-    layout: 'linear',
-  };
-}
+const ff = intermediateOutputFF(L);
 
 export const bert: Architecture = {
   modelType: 'bert',

@@ -4,7 +4,7 @@
  */
 import { FfmergeError } from '../../errors';
 import type { ActivationKind } from '../spec';
-import type { Config } from './types';
+import type { Config, FFTensorNames } from './types';
 
 export function bad(key: string, why: string, v: unknown): FfmergeError {
   return new FfmergeError('INVALID_CONFIG', `config.json: "${key}" ${why} (got ${JSON.stringify(v)})`);
@@ -87,4 +87,15 @@ export function numLabels(c: Config): number {
 /** A layer count from the config (the FF view needs only this). */
 export function layerCount(c: Config, key: string): number {
   return posInt(c, key);
+}
+
+/** The FF of a BERT-style layer (`<layer>.intermediate.dense` then `<layer>.output.dense`), as ViT and BERT name it. */
+export function intermediateOutputFF(layerPrefix: (l: number) => string) {
+  return (_c: unknown, l: number): FFTensorNames => ({
+    wIn: `${layerPrefix(l)}.intermediate.dense.weight`,
+    bIn: `${layerPrefix(l)}.intermediate.dense.bias`,
+    wOut: `${layerPrefix(l)}.output.dense.weight`,
+    bOut: `${layerPrefix(l)}.output.dense.bias`,
+    layout: 'linear',
+  });
 }

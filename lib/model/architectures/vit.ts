@@ -3,21 +3,13 @@
  * LayerNorm, classifier on CLS. One stack, the encoder.
  */
 import { fullAttention } from '../spec';
-import { activation, bad, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
-import type { Architecture, FFTensorNames, SizeKeys } from './types';
+import { activation, intermediateOutputFF, bad, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
+import type { Architecture, SizeKeys } from './types';
 
 const sizes: SizeKeys = { layers: 'num_hidden_layers', dModel: 'hidden_size', nHeads: 'num_attention_heads', dFF: 'intermediate_size' };
 const L = (l: number) => `vit.encoder.layer.${l}`;
 
-function ff(_c: unknown, l: number): FFTensorNames {
-  return {
-    wIn: `${L(l)}.intermediate.dense.weight`,
-    bIn: `${L(l)}.intermediate.dense.bias`,
-    wOut: `${L(l)}.output.dense.weight`,
-    bOut: `${L(l)}.output.dense.bias`,
-    layout: 'linear',
-  };
-}
+const ff = intermediateOutputFF(L);
 
 export const vit: Architecture = {
   modelType: 'vit',
