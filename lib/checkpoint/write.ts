@@ -48,7 +48,7 @@ export interface WriteCheckpointResult {
 }
 
 /** Files that describe the weights or the fixture's own reference outputs: never copied. */
-function isWeightOrReferenceFile(name: string): boolean {
+export function isWeightOrReferenceFile(name: string): boolean {
   return (
     name.endsWith('.safetensors') ||
     name.endsWith('.safetensors.index.json') ||

@@ -9,7 +9,7 @@ import { RECOVER_METHODS } from '../pipeline/recover';
 import { taskFor } from '../pipeline/tasks';
 import { inspectModel } from '../model/inspect';
 import type { Anchor } from '../merge/windows';
-import type { OutputFormat } from '../checkpoint/write';
+import type { CompressFormat } from '../pipeline/options';
 import { dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
 import { formatReport } from './report';
 import { ProgressBar } from './progress';
@@ -112,7 +112,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor'),
     method: oneOf(o.method, MERGE_METHODS.names(), 'method'),
     recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover'),
-    format: oneOf<OutputFormat>(o.format, ['tied', 'expanded'], 'format'),
+    format: oneOf<CompressFormat>(o.format, ['tied', 'expanded', 'onnx'], 'format'),
     ...(o.stacks !== undefined ? { stacks: oneOf(o.stacks, ['both-same', 'independent', 'encoder', 'decoder'] as const, 'stacks') } : {}),
     out,
     overwrite: Boolean(o.overwrite),

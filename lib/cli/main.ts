@@ -1,5 +1,5 @@
 /**
- * The `ffmerge` command line: inspect, compress, eval. Every typed error ends the run with one line and a
+ * The `ffmerge` command line: inspect, compress, eval, export. Every typed error ends the run with one line and a
  * non-zero exit code (see errors.ts); --json switches every command to machine-readable stdout.
  */
 import * as fs from 'node:fs';
@@ -9,6 +9,7 @@ import { reportError } from './errors';
 import { runInspect } from './inspect';
 import { runCompress, type CompressCliOptions } from './compress';
 import { runEval, type EvalCliOptions } from './eval';
+import { runExport, type ExportCliOptions } from './export';
 import { BASELINES } from '../pipeline/baselines';
 import { MERGE_METHODS } from '../pipeline/merge-methods';
 import { RECOVER_METHODS } from '../pipeline/recover';
@@ -66,7 +67,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal): Com
     .option('--anchor <which>', 'first | middle | last layer of the window that the others align to', 'first')
     .option('--method <m>', MERGE_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | '), 'permute')
     .option('--recover <r>', RECOVER_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | '), 'none')
-    .option('--format <f>', 'tied (shared tensors stored once, smaller file) | expanded (loads anywhere the original loads)', 'tied')
+    .option('--format <f>', 'tied (shared tensors stored once, smaller file) | expanded (loads anywhere the original loads) | onnx (onnx/model.onnx with each shared tensor one initializer, for onnxruntime / transformers.js)', 'tied')
     .option('--out <dir>', 'output directory (default ./<model>-ffmerge); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--baselines <list>', `comma list, each searched over its own placements at the merge's size: ${BASELINES.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
@@ -97,6 +98,21 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal): Com
     .action(async (model: string, opts: EvalCliOptions) => {
       state.json = Boolean(opts.json);
       await runEval(requireModelDir(model), opts, signal);
+    });
+
+  program
+    .command('export')
+    .description('write a model (original or compressed) as onnx/model.onnx + config and tokenizer files, laid out as Optimum exports; shared tensors stay one initializer')
+    .argument('<model>', 'model directory (config.json + model.safetensors, tied or not)')
+    .option('--format <f>', 'onnx', 'onnx')
+    .option('--out <dir>', 'output directory; must not exist or be empty')
+    .option('--dtype <t>', 'weights in the file: fp32 | fp16 (computation stays float32)', 'fp32')
+    .option('--external-data <when>', 'auto (weights in model.onnx_data only above 2 GB) | always', 'auto')
+    .option('--overwrite', 'replace a non-empty output directory')
+    .option('--json', 'machine-readable output')
+    .action(async (model: string, opts: ExportCliOptions) => {
+      state.json = Boolean(opts.json);
+      await runExport(requireModelDir(model), opts, signal);
     });
 
   return program;

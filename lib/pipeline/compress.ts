@@ -8,7 +8,8 @@
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../errors';
 import type { JobOptions } from '../native/job';
-import { checkOutputDir, ffReplacements, ffTies, writeCheckpoint, type OutputFormat } from '../checkpoint/write';
+import { checkOutputDir, ffReplacements, ffTies, writeCheckpoint } from '../checkpoint/write';
+import { checkOnnxExportable, exportOnnx } from '../export/onnx/export';
 import { loadModel } from '../model/load';
 import type { Model, StackName } from '../model/model';
 import { inspectModel, type ModelSummary } from '../model/inspect';
@@ -18,7 +19,7 @@ import { collectStackCorrelations } from './features';
 import { BASELINES } from './baselines';
 import { MERGE_METHODS } from './merge-methods';
 import { RECOVER_METHODS } from './recover';
-import { COMMON_KEYS, DEFAULT_FRACTION, type CompressOptions, type StackMode } from './options';
+import { COMMON_KEYS, DEFAULT_FRACTION, type CompressFormat, type CompressOptions, type StackMode } from './options';
 import { applyEdits, type Edit, type MergeContext, type MergedWindow } from './plugins';
 import type { BaselineResult, CandidateScore, CompressResult } from './result';
 import type { Task, TaskKind } from './task';
@@ -119,8 +120,8 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const baselines = [...new Set(options.baselines ?? [])].map((b) => BASELINES.get(b));
   const anchor: Anchor = options.anchor ?? 'first';
   anchorOffset(anchor, 2);
-  const format: OutputFormat = options.format ?? 'tied';
-  if (format !== 'tied' && format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied or expanded (got ${JSON.stringify(format)})`);
+  const format: CompressFormat = options.format ?? 'tied';
+  if (format !== 'tied' && format !== 'expanded' && format !== 'onnx') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied, expanded or onnx (got ${JSON.stringify(format)})`);
   const { mode, groups } = resolveStacks(summary, options.stacks);
   const stackInfo = (s: StackName) => summary.stacks.find((x) => x.name === s)!;
   const merged = groups.flat();
@@ -130,6 +131,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const k = options.k ?? (options.fraction !== undefined ? kFromFraction(options.fraction, L) : spec !== 'auto' ? spec[0]!.k : kFromFraction(DEFAULT_FRACTION, L));
   checkK(k, L);
   if (options.out) checkOutputDir(modelDir, options.out, options.overwrite);
+  if (options.out && format === 'onnx') await checkOnnxExportable(modelDir);
 
   const model = await loadModel(modelDir, signal ? { signal } : {});
   const views: Model[] = [];
@@ -282,7 +284,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
 async function writeOutput(
   source: string,
   out: string,
-  format: OutputFormat,
+  format: CompressFormat,
   overwrite: boolean | undefined,
   model: Model,
   chosen: MergedWindow[],
@@ -299,16 +301,20 @@ async function writeOutput(
   }
   const info = { version: 1, method: result.method, anchor: result.anchor, recover: result.recover, k: result.k, stacks: result.stacks, windows: result.windows };
   const report = { ...result, out: { dir: path.resolve(out), format } };
-  const written = await writeCheckpoint({
-    source,
+  const common = {
     out,
-    format,
     replace,
     ties,
     info,
     extraFiles: { 'report.json': JSON.stringify(report, null, 2) + '\n' },
     ...(overwrite ? { overwrite } : {}),
     ...(signal ? { signal } : {}),
-  });
+  };
+  if (format === 'onnx') {
+    // the same replacements and ties, written as an ONNX folder whose shared FFs are one initializer each
+    const e = await exportOnnx(source, common);
+    return { dir: e.out, format, bytes: e.onnxBytes + e.dataBytes };
+  }
+  const written = await writeCheckpoint({ source, format, ...common });
   return { dir: written.out, format, bytes: written.bytes };
 }

@@ -9,6 +9,8 @@ import type { StackName } from '../model/model';
 import type { Anchor, Window } from '../merge/windows';
 import type { ProgressFn } from '../native/job';
 
+export type CompressFormat = OutputFormat | 'onnx';
+
 /** A text file (.txt/.gz, .jsonl of {"text"} or of {"input_ids"}), or token sequences already cut. */
 export type TokenSource = string | Int32Array[];
 /** Images: an idx pair (Fashion-MNIST style) or a folder with one sub-folder per class. */
@@ -41,7 +43,8 @@ export interface CompressOptions {
   // ---- output ----
   /** Where to write the compressed checkpoint (omit to only evaluate). */
   out?: string;
-  format?: OutputFormat;
+  /** A checkpoint format, or 'onnx': the ONNX export (lib/export/onnx) of the merged model. */
+  format?: CompressFormat;
   overwrite?: boolean;
   signal?: AbortSignal;
   onProgress?: ProgressFn;

@@ -1,5 +1,5 @@
 /** What compress() returns (and writes as report.json beside the checkpoint): one shape for every task. */
-import type { OutputFormat } from '../checkpoint/write';
+import type { CompressFormat } from './options';
 import type { StackName } from '../model/model';
 import type { Anchor } from '../merge/windows';
 import type { StackMode } from './options';
@@ -48,5 +48,5 @@ export interface CompressResult {
   data: DataCounts & { calibrationFeatures: Partial<Record<StackName, number>> };
   /** Seconds per phase that ran. */
   timings: Record<string, number>;
-  out?: { dir: string; format: OutputFormat; bytes: number };
+  out?: { dir: string; format: CompressFormat; bytes: number };
 }

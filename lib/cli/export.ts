@@ -1,0 +1,45 @@
+/** `ffmerge export <model> --format onnx --out dir`: a checkpoint (merged or not) as an ONNX folder. */
+import * as path from 'node:path';
+import { FfmergeError } from '../errors';
+import { exportOnnx } from '../export/onnx/export';
+import type { WeightDType } from '../export/onnx/weights';
+import { oneOf } from './flags';
+import { fmtBytes } from './format';
+import { ProgressBar } from './progress';
+
+export interface ExportCliOptions {
+  format: string;
+  out?: string;
+  dtype: string;
+  externalData: string;
+  overwrite?: boolean;
+  json?: boolean;
+}
+
+export async function runExport(model: string, o: ExportCliOptions, signal: AbortSignal): Promise<void> {
+  oneOf(o.format, ['onnx'], 'format');
+  if (o.out === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'export needs --out <folder>');
+  const dtype = oneOf<WeightDType>(o.dtype, ['fp32', 'fp16'], 'dtype');
+  const ext = oneOf(o.externalData, ['auto', 'always'], 'external-data');
+  const bar = new ProgressBar(!o.json);
+  const r = await exportOnnx(model, {
+    out: o.out,
+    dtype,
+    externalData: ext === 'always' ? true : 'auto',
+    overwrite: Boolean(o.overwrite),
+    signal,
+    onProgress: bar.update,
+  });
+  bar.done();
+  if (o.json) {
+    process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
+    return;
+  }
+  const shared = r.tensorUses - r.weightTensors;
+  process.stdout.write(
+    `wrote ${path.join(r.out, 'onnx', 'model.onnx')} (${fmtBytes(r.onnxBytes + r.dataBytes)}${r.external ? ', weights in model.onnx_data' : ''}, ${r.dtype} weights): ` +
+      `${r.weightTensors} weight tensors` +
+      (shared > 0 ? `, ${shared} more uses served by shared ones` : '') +
+      '\n',
+  );
+}

@@ -1,0 +1,141 @@
+/**
+ * Graph → ONNX protobuf file (with the onnx-proto package's generated protobufjs code: the ONNX schema, not a
+ * hand-written encoder). Weights go inline as raw_data, or, when they would push the file past protobuf's
+ * 2 GB message limit (or when asked), into one external data file beside it, as the ONNX convention says:
+ * tensors of at least 1 KiB go there, each 64 KiB-aligned when at least 1 MiB so runtimes can map them.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { onnx } from 'onnx-proto';
+import { abortError } from '../../errors';
+import type { JobOptions } from '../../native/job';
+import { f32ToF16 } from '../../safetensors';
+import { DT, type AttrValue, type Graph, type Initializer, type ValueInfo } from './graph';
+
+export const OPSET = 17;
+/** IR version 8 goes with opset 17 (onnx 1.12). */
+export const IR_VERSION = 8;
+/** Protobuf refuses messages of 2 GiB; weights above this (leaving room for the graph) go external. */
+const INLINE_LIMIT = 2 ** 31 - 64 * 2 ** 20;
+const EXTERNAL_MIN_BYTES = 1024;
+const ALIGN_MIN_BYTES = 2 ** 20;
+const ALIGNMENT = 65536;
+
+export interface SerializeOptions extends JobOptions {
+  /** Weights in an external data file: 'auto' (default) only above 2 GB. */
+  externalData?: boolean | 'auto';
+  producerVersion?: string;
+  /** Recorded in the model's metadata_props. */
+  metadata?: Record<string, string>;
+}
+
+export interface SerializeResult {
+  /** Bytes of the .onnx file, and of its external data file (0 when inline). */
+  onnxBytes: number;
+  dataBytes: number;
+  external: boolean;
+  /** Bytes of all weight initializers (each stored tensor once). */
+  weightBytes: number;
+  /** External data file name (relative to the .onnx), when used. */
+  dataFile?: string;
+}
+
+function elemSize(t: number): number {
+  return t === DT.FLOAT16 ? 2 : t === DT.BOOL ? 1 : t === DT.INT64 ? 8 : 4;
+}
+
+export function initializerBytes(init: Initializer): number {
+  return init.dims.reduce((a, b) => a * b, 1) * elemSize(init.elemType);
+}
+
+function valueInfo(v: ValueInfo): onnx.IValueInfoProto {
+  return {
+    name: v.name,
+    type: {
+      tensorType: {
+        elemType: v.elemType,
+        shape: { dim: v.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+function attribute(name: string, v: AttrValue): onnx.IAttributeProto {
+  const T = onnx.AttributeProto.AttributeType;
+  if (typeof v === 'string') return { name, type: T.STRING, s: Buffer.from(v, 'utf8') };
+  if (Array.isArray(v)) return { name, type: T.INTS, ints: v };
+  if (typeof v === 'object') return { name, type: T.FLOAT, f: v.float };
+  return Number.isInteger(v) ? { name, type: T.INT, i: v } : { name, type: T.FLOAT, f: v };
+}
+
+/** Little-endian bytes of an initializer's data (this package only runs on little-endian hosts). */
+async function bytesOf(init: Initializer): Promise<Uint8Array> {
+  if (init.kind === 'const') {
+    const a = init.elemType === DT.INT64 ? BigInt64Array.from(init.values, (v) => BigInt(v)) : Float32Array.from(init.values);
+    return new Uint8Array(a.buffer);
+  }
+  const data = await init.read();
+  const typed = init.elemType === DT.FLOAT16 ? f32ToF16(data) : data;
+  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+}
+
+/** Writes `g` as `file` (+ `file`_data when external); the folder must exist. */
+export async function writeOnnx(g: Graph, file: string, opts: SerializeOptions = {}): Promise<SerializeResult> {
+  const weights = g.initializers.filter((i) => i.kind === 'weight');
+  const weightBytes = weights.reduce((s, i) => s + initializerBytes(i), 0);
+  const total = g.initializers.reduce((s, i) => s + initializerBytes(i), 0);
+  const external = opts.externalData === true || ((opts.externalData ?? 'auto') === 'auto' && total > INLINE_LIMIT);
+  const dataFile = `${path.basename(file)}_data`;
+  const tensors: onnx.ITensorProto[] = [];
+  let dataBytes = 0;
+  const fh = external ? await fs.promises.open(path.join(path.dirname(file), dataFile), 'w') : undefined;
+  try {
+    let done = 0;
+    for (const init of g.initializers) {
+      if (opts.signal?.aborted) throw abortError();
+      const raw = await bytesOf(init);
+      const t: onnx.ITensorProto = { name: init.name, dims: init.dims, dataType: init.elemType };
+      if (fh && init.kind === 'weight' && raw.byteLength >= EXTERNAL_MIN_BYTES) {
+        if (raw.byteLength >= ALIGN_MIN_BYTES) dataBytes = Math.ceil(dataBytes / ALIGNMENT) * ALIGNMENT;
+        await fh.write(raw, 0, raw.byteLength, dataBytes);
+        t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+        t.externalData = [
+          { key: 'location', value: dataFile },
+          { key: 'offset', value: String(dataBytes) },
+          { key: 'length', value: String(raw.byteLength) },
+        ];
+        dataBytes += raw.byteLength;
+      } else {
+        t.rawData = raw;
+      }
+      tensors.push(t);
+      if (init.kind === 'weight') opts.onProgress?.({ phase: 'onnx', done: ++done, total: weights.length });
+    }
+  } finally {
+    await fh?.close();
+  }
+  const model: onnx.IModelProto = {
+    irVersion: IR_VERSION,
+    opsetImport: [{ domain: '', version: OPSET }],
+    producerName: 'ffmerge',
+    producerVersion: opts.producerVersion ?? '',
+    graph: {
+      name: g.name,
+      node: g.nodes.map((n) => ({
+        name: n.name,
+        opType: n.op,
+        input: n.inputs,
+        output: n.outputs,
+        attribute: Object.entries(n.attrs).map(([k, v]) => attribute(k, v)),
+      })),
+      initializer: tensors,
+      input: g.inputs.map(valueInfo),
+      output: g.outputs.map(valueInfo),
+    },
+    metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
+  };
+  const bytes = onnx.ModelProto.encode(model).finish();
+  if (opts.signal?.aborted) throw abortError();
+  await fs.promises.writeFile(file, bytes);
+  return { onnxBytes: bytes.byteLength, dataBytes, external, weightBytes, ...(external ? { dataFile } : {}) };
+}

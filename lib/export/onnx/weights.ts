@@ -1,0 +1,107 @@
+/**
+ * Where the exported graph's weights come from: a checkpoint (tied or not, read through CheckpointReader),
+ * optionally with replacement tensors and extra ties (what compress hands to the checkpoint writer). Every
+ * logical tensor name resolves to the tensor that stores it, and each stored tensor becomes ONE initializer,
+ * however many nodes use it: that is how a merged window's shared FF reaches the runtime as one copy.
+ */
+import { FfmergeError } from '../../errors';
+import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
+import { DT, type Graph } from './graph';
+
+export type WeightDType = 'fp32' | 'fp16';
+
+export interface WeightSourceOptions {
+  /** Replacement tensors by name, float32, in the stored layout and shape of the tensor they replace. */
+  replace?: Map<string, Float32Array>;
+  /** Extra ties, tied name → stored name (the merge's), on top of those the checkpoint already has. */
+  ties?: TieMap;
+  dtype?: WeightDType;
+}
+
+function fmt(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+export class ExportWeights {
+  /** Stored tensor id → graph value holding it as float32. */
+  private readonly values = new Map<string, string>();
+  /** Logical names served, and the stored id each resolved to. */
+  readonly uses = new Map<string, string>();
+  private readonly replace: Map<string, Float32Array>;
+  private readonly ties: TieMap;
+  readonly dtype: WeightDType;
+
+  private constructor(
+    readonly reader: CheckpointReader,
+    opts: WeightSourceOptions,
+  ) {
+    this.replace = opts.replace ?? new Map();
+    this.ties = opts.ties ?? {};
+    this.dtype = opts.dtype ?? 'fp32';
+    for (const [name, target] of Object.entries(this.ties)) {
+      if (!reader.has(name) || !reader.has(target)) {
+        throw new FfmergeError('TENSOR_NOT_FOUND', `tie ${name} → ${target} names a tensor the checkpoint does not have`);
+      }
+    }
+  }
+
+  static async open(dir: string, opts: WeightSourceOptions = {}): Promise<ExportWeights> {
+    if (opts.dtype !== undefined && opts.dtype !== 'fp32' && opts.dtype !== 'fp16') {
+      throw new FfmergeError('INVALID_ARGUMENT', `ONNX weight dtype must be fp32 or fp16 (got ${JSON.stringify(opts.dtype)})`);
+    }
+    const reader = await CheckpointReader.open(dir);
+    try {
+      return new ExportWeights(reader, opts);
+    } catch (e) {
+      await reader.close();
+      throw e;
+    }
+  }
+
+  close(): Promise<void> {
+    return this.reader.close();
+  }
+
+  /** The name the checkpoint stores `name` under, trying it without the family's optional prefix too. */
+  private present(name: string, optionalPrefix?: string): string {
+    if (this.reader.has(name)) return name;
+    if (optionalPrefix && name.startsWith(optionalPrefix) && this.reader.has(name.slice(optionalPrefix.length))) {
+      return name.slice(optionalPrefix.length);
+    }
+    throw new FfmergeError('TENSOR_NOT_FOUND', `the checkpoint in ${this.reader.dir} is missing tensor "${name}"`);
+  }
+
+  /**
+   * The graph value holding tensor `name` as float32, of stored shape `shape`. Names that resolve to the same
+   * stored tensor (ties) get the same value: one initializer, one Cast for fp16.
+   */
+  use(g: Graph, name: string, shape: number[], optionalPrefix?: string): string {
+    const real = this.present(name, optionalPrefix);
+    const key = this.ties[real] ?? real;
+    // a replacement names the tensor it replaces; a tied name without one reads its stored tensor
+    const id = this.replace.has(key) ? key : this.replace.has(real) ? real : this.reader.resolve(key);
+    const info = this.reader.info(id);
+    if (info.shape.length !== shape.length || info.shape.some((v, i) => v !== shape[i])) {
+      throw new FfmergeError('SHAPE_MISMATCH', `tensor "${name}" has shape ${fmt(info.shape)}, but the config implies ${fmt(shape)}`);
+    }
+    this.uses.set(name, id);
+    const hit = this.values.get(id);
+    if (hit) return hit;
+    const data = this.replace.get(id);
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (data && data.length !== n) {
+      throw new FfmergeError('SHAPE_MISMATCH', `replacement for "${id}" has ${data.length} values, the tensor has ${n} (${shape.join('×')})`);
+    }
+    const stored = g.weight({
+      name: id,
+      dims: shape,
+      elemType: this.dtype === 'fp16' ? DT.FLOAT16 : DT.FLOAT,
+      read: data ? async () => data : () => this.reader.readF32(id),
+    });
+    // fp16 weights are stored half size and computed in float32: one Cast per stored tensor, which
+    // onnxruntime folds into one float32 constant at load, still shared by every consumer.
+    const value = this.dtype === 'fp16' ? g.op('Cast', [stored], { to: DT.FLOAT }, 'w32') : stored;
+    this.values.set(id, value);
+    return value;
+  }
+}
