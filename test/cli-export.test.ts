@@ -1,0 +1,63 @@
+/**
+ * @jest-environment ./test/helpers/ort-environment.js
+ *
+ * `ffmerge export` and `ffmerge compress --format onnx` as a user runs them, on the bundled llama-stories260k
+ * (no ../shared needed); the written folders load in onnxruntime-node.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { runLm } from './helpers/onnx-lm';
+
+const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
+const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
+const DIMS = { layers: 5, kvHeads: 4, headDim: 8, vocab: 512 };
+
+function ffmerge(cwd: string, ...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', env: { ...process.env, FFMERGE_FROM_SOURCE: '1' }, timeout: 600_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('ffmerge export / compress --format onnx', () => {
+  jest.setTimeout(600_000);
+  let cwd: string;
+  beforeAll(() => {
+    cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-cli-onnx-'));
+  });
+  afterAll(() => fs.rmSync(cwd, { recursive: true, force: true }));
+
+  it('compress --format onnx writes the merged model as an ONNX folder with report.json', async () => {
+    const r = ffmerge(cwd, 'compress', '--format', 'onnx', '--out', 'merged', '--json');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.out.format).toBe('onnx');
+    for (const f of ['onnx/model.onnx', 'config.json', 'generation_config.json', 'tokenizer.json', 'report.json']) expect(fs.existsSync(path.join(cwd, 'merged', f))).toBe(true);
+    expect(fs.existsSync(path.join(cwd, 'merged', 'model.safetensors'))).toBe(false);
+    const s = await ort.InferenceSession.create(path.join(cwd, 'merged', 'onnx', 'model.onnx'));
+    const { logits } = await runLm(s, DIMS, [1, 403, 407]);
+    expect(logits).toHaveLength(3 * 512);
+    expect(logits.every(Number.isFinite)).toBe(true);
+    await s.release();
+  });
+
+  it('export --dtype fp16 --json: half-size weights, a summary for scripts', () => {
+    const r = ffmerge(cwd, 'export', BUNDLED, '--format', 'onnx', '--out', 'fp16', '--dtype', 'fp16', '--json');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ ok: true, dtype: 'fp16', external: false });
+    const full = fs.statSync(path.join(BUNDLED, 'model.safetensors')).size;
+    expect(Math.abs(out.weightBytes / full - 0.5)).toBeLessThan(0.01); // the safetensors header is the rest
+    expect(out.onnxBytes).toBeGreaterThan(out.weightBytes);
+  });
+
+  it('bad arguments exit 2 with one line and a stable code', () => {
+    for (const args of [['export', BUNDLED], ['export', BUNDLED, '--format', 'tflite', '--out', 'x'], ['export', BUNDLED, '--out', 'x', '--dtype', 'int8']]) {
+      const r = ffmerge(cwd, ...args, '--json');
+      expect(r.code).toBe(2);
+      expect(JSON.parse(r.stdout).error.code).toBe('INVALID_ARGUMENT');
+    }
+    expect(fs.existsSync(path.join(cwd, 'x'))).toBe(false);
+  });
+});
