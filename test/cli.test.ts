@@ -13,11 +13,14 @@ const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 
 function ffmerge(cwd: string, ...args: string[]) {
+  return ffmergeEnv({}, cwd, ...args);
+}
+
+function ffmergeEnv(env: Record<string, string>, cwd: string, ...args: string[]) {
   const r = spawnSync(process.execPath, [BIN, ...args], {
     cwd,
     encoding: 'utf8',
-    // TMPDIR: the bundled demo's scratch output lands in this test's folder
-    env: { ...process.env, FFMERGE_FROM_SOURCE: '1', TMPDIR: cwd },
+    env: { ...process.env, FFMERGE_FROM_SOURCE: '1', ...env },
     timeout: 600_000,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -32,6 +35,10 @@ describe('ffmerge CLI', () => {
   jest.setTimeout(600_000);
 
   it('compress with no arguments merges the bundled model and writes a smaller tied checkpoint + report', () => {
+    // TMPDIR: the demo's scratch output lands in a folder of this test's
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-cli-tmp-'));
+    const ffmerge = (c: string, ...args: string[]) => ffmergeEnv({ TMPDIR: scratch }, c, ...args);
+    try {
     const r = ffmerge(cwd, 'compress', '--json');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -41,8 +48,8 @@ describe('ffmerge CLI', () => {
     expect(out.candidates).toHaveLength(4);
     expect(out.merged.validation).toBeGreaterThan(1);
     // the demo writes into the temp folder ($TMPDIR/ffmerge-demo), never into the current directory
-    expect(fs.readdirSync(cwd)).toEqual(['ffmerge-demo']);
-    const dir = path.join(cwd, 'ffmerge-demo', 'llama-stories260k-ffmerge');
+    expect(fs.readdirSync(cwd)).toEqual([]);
+    const dir = path.join(scratch, 'ffmerge-demo', 'llama-stories260k-ffmerge');
     expect(out.out.dir).toBe(dir);
     expect(fs.existsSync(path.join(dir, 'report.json'))).toBe(true);
     expect(fs.existsSync(path.join(dir, 'tokenizer.json'))).toBe(true);
@@ -61,6 +68,9 @@ describe('ffmerge CLI', () => {
     const ev = ffmerge(cwd, 'eval', dir, '--data', path.join(BUNDLED, 'calibration.txt'), '--tokens', '1024', '--json');
     expect(ev.code).toBe(0);
     expect(JSON.parse(ev.stdout).perplexity).toBeGreaterThan(1);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
   });
 
   it.each([
@@ -196,7 +206,8 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     const c1 = ffmerge(cwd, 'convert', out, '--format', 'expanded', '--out', expanded, '--json');
     expect(c1.code).toBe(0);
     expect(JSON.parse(fs.readFileSync(path.join(expanded, 'config.json'), 'utf8')).ffmerge.ties).toBeUndefined();
-    expect(fs.statSync(path.join(expanded, 'model.safetensors')).size).toBe(fs.statSync(path.join(ro, 'model.safetensors')).size);
+    // every tensor stored again: the size of the original but for the header's metadata
+    expect(Math.abs(fs.statSync(path.join(expanded, 'model.safetensors')).size - fs.statSync(path.join(ro, 'model.safetensors')).size)).toBeLessThan(512);
     expect(fs.readFileSync(path.join(expanded, 'README.md'), 'utf8')).toMatch(/\*\*expanded\*\* format/);
     const tiedAgain = path.join(cwd, 'tied-again');
     expect(ffmerge(cwd, 'convert', expanded, '--format', 'tied', '--out', tiedAgain).code).toBe(0);
