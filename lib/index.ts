@@ -62,8 +62,12 @@ export { writeCheckpoint, checkOutputDir, ffReplacements, ffTies } from './check
 export type { OutputFormat, WriteCheckpointOptions, WriteCheckpointResult } from './checkpoint/write';
 export { CheckpointReader, readTies } from './checkpoint/ties';
 export type { TieMap } from './checkpoint/ties';
-export { permuteFF, permuteFFConv1D } from './merge/permute';
-export { averageFF } from './merge/average';
+export { permuteFF, permuteFFAsync, permuteFFConv1D } from './merge/permute';
+export { averageFF, averageFFAsync } from './merge/average';
+export { convertCheckpoint } from './checkpoint/convert';
+export type { ConvertOptions } from './checkpoint/convert';
+export { tokenizeFile } from './data/tokenize-file';
+export type { TokenizeFileOptions } from './data/tokenize-file';
 export { enumerateWindows, parseWindow, kFromFraction, anchorOffset } from './merge/windows';
 export type { Window, Anchor } from './merge/windows';
 export type { FFWeights as CanonicalFFWeights } from './model/ff-weights';

@@ -174,6 +174,14 @@ class ModelTokenizer implements Tokenizer {
   }
 }
 
+/** The tokenizer_config the JS port is built with (transformers' defaults where the file is silent). */
+export function hfTokenizerConfig(modelDir: string, tokConfig: Json = readJson(path.join(modelDir, 'tokenizer_config.json'), false) ?? {}): Json {
+  return {
+    ...tokConfig,
+    clean_up_tokenization_spaces: typeof tokConfig.clean_up_tokenization_spaces === 'boolean' ? tokConfig.clean_up_tokenization_spaces : false,
+  };
+}
+
 /** Loads `modelDir/tokenizer.json` with its tokenizer_config.json / special_tokens_map.json / config.json. */
 export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
   const tokenizerJson = readJson(path.join(modelDir, 'tokenizer.json'), true)!;
@@ -181,10 +189,7 @@ export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
   const specialMap = readJson(path.join(modelDir, 'special_tokens_map.json'), false) ?? {};
   const modelConfig = readJson(path.join(modelDir, 'config.json'), false) ?? {};
 
-  const hfConfig: Json = {
-    ...tokConfig,
-    clean_up_tokenization_spaces: typeof tokConfig.clean_up_tokenization_spaces === 'boolean' ? tokConfig.clean_up_tokenization_spaces : false,
-  };
+  const hfConfig = hfTokenizerConfig(modelDir, tokConfig);
   let hf: HFTokenizer;
   try {
     hf = new HFTokenizer(tokenizerJson, hfConfig);

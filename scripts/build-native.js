@@ -18,15 +18,28 @@ function log(msg) {
 }
 
 if (!force) {
-  // A prebuilt binary for this platform (prebuildify) makes compiling unnecessary.
+  // A prebuilt binary for this platform (shipped in the package tarball, see scripts/prebuild.js) makes
+  // compiling unnecessary. It is used only if it actually loads here (e.g. a glibc older than the one it was
+  // built against makes it fail), and either way the install says which happened.
+  let found;
   try {
-    const found = require('node-gyp-build').resolve(root);
-    if (found && found.includes(`${path.sep}prebuilds${path.sep}`)) {
-      log(`using prebuilt addon ${path.relative(root, found)}`);
-      process.exit(0);
-    }
+    found = require('node-gyp-build').resolve(root);
   } catch {
-    /* no prebuild for this platform: build from source */
+    found = undefined;
+  }
+  if (found && found.includes(`${path.sep}prebuilds${path.sep}`)) {
+    try {
+      const info = require(found).buildInfo();
+      log(`using the prebuilt addon ${path.relative(root, found)} (no compiler needed; GEMM kernel on this CPU: ${info.gemmKernel})`);
+      process.exit(0);
+    } catch (e) {
+      log(`the prebuilt addon ${path.relative(root, found)} does not load here (${String(e.message).split('\n')[0]}); compiling from source`);
+    }
+  } else if (found) {
+    log(`using the addon already built from source at ${path.relative(root, found)}`);
+    process.exit(0);
+  } else {
+    log(`no prebuilt addon for ${process.platform}-${process.arch}; compiling from source (needs a C++17 compiler, python3, make)`);
   }
 }
 
@@ -41,7 +54,20 @@ function localNodeDir() {
   return null;
 }
 
-const nodeGyp = require.resolve('node-gyp/bin/node-gyp.js');
+// node-gyp: the project's own (a dev dependency in a clone), else the one npm bundles and names in
+// npm_config_node_gyp while it runs install scripts, so consumers do not install node-gyp's ~90 packages
+// only for the rare platform without a prebuild.
+function nodeGypScript() {
+  try {
+    return require.resolve('node-gyp/bin/node-gyp.js');
+  } catch {
+    const bundled = process.env.npm_config_node_gyp;
+    if (bundled && fs.existsSync(bundled)) return bundled;
+    log('node-gyp was not found (run this through npm, e.g. "npm rebuild ffmerge", or install node-gyp)');
+    process.exit(1);
+  }
+}
+const nodeGyp = nodeGypScript();
 const args = [nodeGyp, 'rebuild', `--jobs=${Math.max(1, require('node:os').availableParallelism())}`];
 const nodedir = localNodeDir();
 if (nodedir) {

@@ -13,10 +13,14 @@ const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 
 function ffmerge(cwd: string, ...args: string[]) {
+  return ffmergeEnv({}, cwd, ...args);
+}
+
+function ffmergeEnv(env: Record<string, string>, cwd: string, ...args: string[]) {
   const r = spawnSync(process.execPath, [BIN, ...args], {
     cwd,
     encoding: 'utf8',
-    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
+    env: { ...process.env, FFMERGE_FROM_SOURCE: '1', ...env },
     timeout: 600_000,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -31,6 +35,10 @@ describe('ffmerge CLI', () => {
   jest.setTimeout(600_000);
 
   it('compress with no arguments merges the bundled model and writes a smaller tied checkpoint + report', () => {
+    // TMPDIR: the demo's scratch output lands in a folder of this test's
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-cli-tmp-'));
+    const ffmerge = (c: string, ...args: string[]) => ffmergeEnv({ TMPDIR: scratch }, c, ...args);
+    try {
     const r = ffmerge(cwd, 'compress', '--json');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -39,15 +47,19 @@ describe('ffmerge CLI', () => {
     expect(out.k).toBe(2);
     expect(out.candidates).toHaveLength(4);
     expect(out.merged.validation).toBeGreaterThan(1);
-    const dir = path.join(cwd, 'llama-stories260k-ffmerge');
+    // the demo writes into the temp folder ($TMPDIR/ffmerge-demo), never into the current directory
+    expect(fs.readdirSync(cwd)).toEqual([]);
+    const dir = path.join(scratch, 'ffmerge-demo', 'llama-stories260k-ffmerge');
+    expect(out.out.dir).toBe(dir);
     expect(fs.existsSync(path.join(dir, 'report.json'))).toBe(true);
     expect(fs.existsSync(path.join(dir, 'tokenizer.json'))).toBe(true);
     const before = fs.statSync(path.join(BUNDLED, 'model.safetensors')).size;
     const after = fs.statSync(path.join(dir, 'model.safetensors')).size;
     expect(before - after).toBeGreaterThan(out.params.removed * 4 - 4096);
 
-    // a second run refuses the now non-empty output and leaves it untouched
-    const again = ffmerge(cwd, 'compress');
+    // the demo replaces its own scratch output; a user's --out that is not empty is refused and left untouched
+    expect(ffmerge(cwd, 'compress', '--json').code).toBe(0);
+    const again = ffmerge(cwd, 'compress', '--out', dir);
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/exists and is not empty.*OUTPUT_EXISTS/);
     expect(fs.statSync(path.join(dir, 'model.safetensors')).size).toBe(after);
@@ -56,6 +68,9 @@ describe('ffmerge CLI', () => {
     const ev = ffmerge(cwd, 'eval', dir, '--data', path.join(BUNDLED, 'calibration.txt'), '--tokens', '1024', '--json');
     expect(ev.code).toBe(0);
     expect(JSON.parse(ev.stdout).perplexity).toBeGreaterThan(1);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
   });
 
   it.each([
@@ -110,5 +125,122 @@ describeShared('fixtures/gpt2-sotu', 'ffmerge inspect', () => {
     expect(s.savings.find((v: { k: number }) => v.k === 4).paramsRemoved).toBe(3 * 131712);
     const text = ffmerge(os.tmpdir(), 'inspect', sharedPath('fixtures', 'gpt2-sotu'));
     expect(text.stdout).toMatch(/FF sublayers 1,580,544 = 53\.8%/);
+  });
+});
+
+describe('ffmerge CLI: what users notice (issue 12)', () => {
+  let cwd: string;
+  beforeAll(() => {
+    cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-cli12-'));
+  });
+  afterAll(() => fs.rmSync(cwd, { recursive: true, force: true }));
+  jest.setTimeout(600_000);
+  const cal = path.join(BUNDLED, 'calibration.txt');
+
+  it('--version prints the version and which native build runs', () => {
+    const r = ffmerge(cwd, '--version');
+    expect(r.code).toBe(0);
+    const version = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
+    expect(r.stdout.split('\n')[0]).toBe(`ffmerge ${version}`);
+    expect(r.stdout).toMatch(/native addon (prebuilt|built from source) \(cpu, GEMM \w+/);
+  });
+
+  it.each([
+    [['compress', '--frobnicate']],
+    [['eval', BUNDLED, '--data']],
+    [['inspect']],
+    [['compress', BUNDLED, 'extra-arg', 'another']],
+  ])('usage error %j: one line with a code, no help dump, exit 2', (args) => {
+    const r = ffmerge(cwd, ...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^ffmerge: .*\[INVALID_ARGUMENT\]\n$/);
+    expect(r.stderr).not.toMatch(/Usage:|Options:/);
+  });
+
+  it('a usage error with --json is a JSON error object on stdout', () => {
+    const r = ffmerge(cwd, 'compress', '--frobnicate', '--json');
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stdout).error).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('--frobnicate') });
+  });
+
+  it('eval --json ends with a newline', () => {
+    const r = ffmerge(cwd, 'eval', BUNDLED, '--data', cal, '--tokens', '512', '--json');
+    expect(r.code).toBe(0);
+    expect(r.stdout.endsWith('}\n')).toBe(true);
+    expect(JSON.parse(r.stdout).tokens).toBe(512);
+  });
+
+  it('read-only inputs give writable outputs; the timing table lists only phases that ran; a model card; inspect counts ties once; convert both ways', async () => {
+    const ro = path.join(cwd, 'ro-model');
+    fs.cpSync(BUNDLED, ro, { recursive: true });
+    for (const f of fs.readdirSync(ro)) fs.chmodSync(path.join(ro, f), 0o444);
+    const out = path.join(cwd, 'merged');
+    const r = ffmerge(cwd, 'compress', ro, '--data', cal, '--calibration-tokens', '4096', '--window', '1-2', '--out', out);
+    expect(r.code).toBe(0);
+    for (const f of fs.readdirSync(out)) expect(fs.statSync(path.join(out, f)).mode & 0o200).toBe(0o200);
+
+    const after = r.stdout.slice(r.stdout.indexOf('time per phase:')).split('\n').slice(2);
+    const timing = after.slice(0, after.indexOf('')).map((l) => l.split(/\s+/)[0]!);
+    expect(timing).toEqual(expect.arrayContaining(['load', 'features', 'merge', 'validate', 'save']));
+    for (const absent of ['search', 'baselines', 'test']) expect(timing).not.toContain(absent);
+
+    const card = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
+    const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
+    expect(card).toMatch(/^# ro-model with merged feed-forward sublayers/);
+    expect(card).toContain('k = 2: layers 1, 2 (anchor 1)');
+    expect(card).toContain(`| base | ${report.base.validation.toFixed(3)} |`);
+    expect(card).toContain(`| merged (permute) | ${report.merged.validation.toFixed(3)} |`);
+    expect(card).toContain(`parameters: ${report.params.removed.toLocaleString('en-US')} of`);
+    expect(card).toMatch(/\*\*tied\*\* format[\s\S]*ffmerge convert/);
+
+    const before = JSON.parse(ffmerge(cwd, 'inspect', ro, '--json').stdout);
+    const inspected = JSON.parse(ffmerge(cwd, "inspect", out, "--json").stdout);
+    expect(before.ffParams - inspected.ffParams).toBe(report.params.removed);
+    expect(inspected.totalParams).toBe(report.params.after);
+    const text = ffmerge(cwd, 'inspect', out).stdout;
+    expect(text).toMatch(/already compressed \(tied format\), k = 2, method permute, windows decoder 1-2, \d+ tensors tied/);
+    expect(text).not.toMatch(/[{}"]/);
+
+    const expanded = path.join(cwd, 'expanded');
+    const c1 = ffmerge(cwd, 'convert', out, '--format', 'expanded', '--out', expanded, '--json');
+    expect(c1.code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(expanded, 'config.json'), 'utf8')).ffmerge.ties).toBeUndefined();
+    // every tensor stored again: the size of the original but for the header's metadata
+    expect(Math.abs(fs.statSync(path.join(expanded, 'model.safetensors')).size - fs.statSync(path.join(ro, 'model.safetensors')).size)).toBeLessThan(512);
+    expect(fs.readFileSync(path.join(expanded, 'README.md'), 'utf8')).toMatch(/\*\*expanded\*\* format/);
+    const tiedAgain = path.join(cwd, 'tied-again');
+    expect(ffmerge(cwd, 'convert', expanded, '--format', 'tied', '--out', tiedAgain).code).toBe(0);
+    expect(fs.readFileSync(path.join(tiedAgain, 'model.safetensors')).equals(fs.readFileSync(path.join(out, 'model.safetensors')))).toBe(true);
+    // converting is written like every output: an existing folder is refused, a plain model is not an ffmerge output
+    expect(ffmerge(cwd, 'convert', out, '--format', 'expanded', '--out', expanded).code).toBe(2);
+    const plain = ffmerge(cwd, 'convert', ro, '--format', 'expanded', '--out', path.join(cwd, 'x'));
+    expect(plain.code).toBe(2);
+    expect(plain.stderr).toMatch(/not an ffmerge output/);
+  });
+
+  it('an expanded output changed after compressing is not silently re-tied', () => {
+    const out = path.join(cwd, 'merged');
+    const expanded = path.join(cwd, 'expanded-edit');
+    expect(ffmerge(cwd, 'convert', out, '--format', 'expanded', '--out', expanded).code).toBe(0);
+    const f = path.join(expanded, 'model.safetensors');
+    const bytes = fs.readFileSync(f);
+    const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
+    const tied = Object.keys(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).ffmerge.ties)[0]!;
+    const at = 8 + Number(bytes.readBigUInt64LE(0)) + header[tied].data_offsets[0];
+    bytes.writeFloatLE(bytes.readFloatLE(at) + 1, at);
+    fs.writeFileSync(f, bytes);
+    const r = ffmerge(cwd, 'convert', expanded, '--format', 'tied', '--out', path.join(cwd, 'never'));
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/differs from .*INVALID_DATA/);
+    expect(fs.existsSync(path.join(cwd, 'never'))).toBe(false);
+  });
+
+  it('loading the library or the CLI does not load sharp (only image folders need it)', () => {
+    const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e',
+      "require('./lib/index.ts'); require('./lib/cli/main.ts'); console.log(Object.keys(require.cache).filter((k) => /node_modules[\\/\\\\]sharp[\\/\\\\]/.test(k)).length)"],
+      { cwd: path.join(__dirname, '..'), encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('0');
   });
 });

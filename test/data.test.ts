@@ -6,6 +6,8 @@ import { countPredictions, cutBlocks, loadSplitBlocks } from '../lib/data/blocks
 import { readParallel, readParallelTsv, streamParallel } from '../lib/data/parallel';
 import { readDocuments, readLines, readText } from '../lib/data/text';
 import { loadTokenizer } from '../lib/tokenizer';
+import { tokenizeFile } from '../lib/data/tokenize-file';
+import { blocksFrom, takeTokens } from '../lib/pipeline/data';
 import { prng } from './helpers/safetensors-bytes';
 import { describeShared, hasShared, sharedPath } from './helpers/shared';
 
@@ -133,6 +135,67 @@ describeShared('fixtures/gpt2-sotu/eval.json', 'gpt2-sotu evaluation splits', ()
     expect(blocks.slice(0, full).every((b) => b.length === 256)).toBe(true);
     expect(countPredictions(blocks)).toBe(full * 255 + (rest >= 2 ? rest - 1 : 0));
     expect(blocks.reduce((s, b) => s + b.length, 0)).toBe(rest >= 2 ? expected : expected - rest);
+  });
+});
+
+describeShared('fixtures/gpt2-sotu', 'tokenizing files in a worker, read only as far as a token budget needs', () => {
+  const model = sharedPath('fixtures', 'gpt2-sotu');
+  const same = (a: Int32Array, b: Int32Array) => a.length === b.length && a.every((v, i) => v === b[i]);
+
+  test('the whole file gives the one-call ids of eval.json, and a budget gives their exact prefix (txt and jsonl)', async () => {
+    const tok = await loadTokenizer(model);
+    const text = await readText(sharedPath('data', 'lm', 'valid.txt'));
+    const whole = Int32Array.from(tok.encode(text, { addSpecialTokens: false }));
+    expect(same(await tokenizeFile(model, sharedPath('data', 'lm', 'valid.txt')), whole)).toBe(true);
+    for (const n of [1, 1000, 20480]) {
+      expect(same(await tokenizeFile(model, sharedPath('data', 'lm', 'valid.txt'), { maxTokens: n }), whole.subarray(0, n))).toBe(true);
+    }
+    const lines = text.split('\n').slice(0, 400);
+    const jsonl = write('docs.jsonl', lines.map((l) => JSON.stringify({ text: l })).join('\n'));
+    const docIds = Int32Array.from(tok.encode(await readText(jsonl), { addSpecialTokens: false })); // documents joined with "\n"
+    expect(same(await tokenizeFile(model, jsonl), docIds)).toBe(true);
+    expect(same(await tokenizeFile(model, jsonl, { maxTokens: 500 }), docIds.subarray(0, 500))).toBe(true);
+  });
+
+  test('blocksFrom with a budget keeps exactly the whole-file blocks takeTokens keeps, even for a budget off the block size', async () => {
+    const tok = await loadTokenizer(model);
+    const f = sharedPath('data', 'lm', 'valid.txt');
+    const { blocks: all } = await loadSplitBlocks(tok, f, 256);
+    for (const budget of [1000, 2048]) {
+      const got = takeTokens(await blocksFrom(f, { blockSize: 256, what: 'data', tokenizerDir: model, maxTokens: budget }), budget);
+      const want = takeTokens(all, budget);
+      expect(got.map((b) => b.length)).toEqual(want.map((b) => b.length));
+      expect(got.every((b, i) => same(b, want[i]!))).toBe(true);
+    }
+  });
+
+  test('a 100 MB single-line file with a 1,024-token budget is read only a little way', async () => {
+    const big = path.join(dir, 'one-line.txt');
+    const fd = fs.openSync(big, 'w');
+    const mb = Buffer.from('lorem ipsum dolor sit amet '.repeat(40_000).slice(0, 1 << 20));
+    for (let i = 0; i < 100; i++) fs.writeSync(fd, mb);
+    fs.closeSync(fd);
+    let read = 0;
+    const ids = await tokenizeFile(model, big, { maxTokens: 1024, onProgress: (p) => (read = Math.max(read, p.done)) });
+    fs.rmSync(big);
+    expect(ids.length).toBe(1024);
+    expect(read).toBeGreaterThan(0);
+    expect(read).toBeLessThan(2 << 20);
+  });
+
+  (fs.existsSync('/dev/zero') ? test : test.skip)('/dev/zero: a budget ends the read; without one, the AbortSignal does', async () => {
+    expect((await tokenizeFile(model, '/dev/zero', { maxTokens: 1024 })).length).toBe(1024);
+    const ac = new AbortController();
+    const t = setTimeout(() => ac.abort(), 300);
+    await expect(tokenizeFile(model, '/dev/zero', { signal: ac.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+    clearTimeout(t);
+  });
+
+  test('errors keep their codes: a missing file, bad JSON Lines, a folder without tokenizer.json', async () => {
+    await expect(tokenizeFile(model, path.join(dir, 'nope.txt'))).rejects.toMatchObject({ code: 'DATA_NOT_FOUND' });
+    await expect(tokenizeFile(model, write('bad.jsonl', '{"text": "a"}\nnot json\n'))).rejects.toMatchObject({ code: 'INVALID_DATA' });
+    await expect(tokenizeFile(model, write('nofield.jsonl', '{"txt": "a"}\n'))).rejects.toMatchObject({ code: 'INVALID_DATA' });
+    await expect(tokenizeFile(dir, write('a.txt', 'hello'))).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
   });
 });
 

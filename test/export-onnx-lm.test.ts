@@ -185,7 +185,7 @@ for (const c of CASES) {
 
     test('perplexity on the test data matches the eval path to 1e-4 relative', async () => {
       const blocks = takeTokens(
-        await blocksFrom(c.test, { blockSize: 256, what: 'test', tokenizer: () => loadTokenizer(FIX), maxTokens: c.testTokens, vocab: merged.spec.vocab }),
+        await blocksFrom(c.test, { blockSize: 256, what: 'test', tokenizerDir: FIX, maxTokens: c.testTokens, vocab: merged.spec.vocab }),
         c.testTokens,
       );
       const want = ppl(await nllOf(merged, makeBatches(blocks, 8)));

@@ -1,5 +1,6 @@
-import { averageFF } from '../lib/merge/average';
-import { permuteFF, permuteFFConv1D } from '../lib/merge/permute';
+import { averageFF, averageFFAsync } from '../lib/merge/average';
+import { permuteFF, permuteFFAsync, permuteFFConv1D } from '../lib/merge/permute';
+import { shuffled } from './helpers/permutation';
 import { anchorOffset, enumerateWindows, kFromFraction, parseWindow } from '../lib/merge/windows';
 import { matrixToCanonical, transpose, type FFWeights } from '../lib/model/ff-weights';
 import { ffForwardReference } from '../lib/reference/ff';
@@ -109,6 +110,28 @@ describe('averageFF', () => {
     expect(() => averageFF([randomFF(4, 6, false, 1), randomFF(4, 7, false, 1)])).toThrow(
       expect.objectContaining({ code: 'SHAPE_MISMATCH' }),
     );
+  });
+});
+
+describe('sliced (event-loop friendly) merge ops', () => {
+  it('permuteFFAsync and averageFFAsync give bit-identical results to the plain loops, over many slices', async () => {
+    // d × dFF above the slice size, odd sizes: several slices with a ragged last one
+    const ffs = [0, 1, 2].map((s) => randomFF(129, 1031, true, 40 + s));
+    const perm = shuffled(1031, 7);
+    const pa = await permuteFFAsync(ffs[0]!, perm);
+    const ps = permuteFF(ffs[0]!, perm);
+    for (const k of ['wIn', 'bIn', 'wGate', 'wOut', 'bOut'] as const) expect(Buffer.from(pa[k]!.buffer).equals(Buffer.from(ps[k]!.buffer))).toBe(true);
+    const aa = await averageFFAsync(ffs);
+    const as = averageFF(ffs);
+    for (const k of ['wIn', 'bIn', 'wGate', 'wOut', 'bOut'] as const) expect(Buffer.from(aa[k]!.buffer).equals(Buffer.from(as[k]!.buffer))).toBe(true);
+  });
+
+  it('stop with ABORTED when the signal fires, and check shapes like the plain ones', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    await expect(averageFFAsync([randomFF(8, 16, false, 1), randomFF(8, 16, false, 2)], { signal: ac.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+    await expect(averageFFAsync([randomFF(8, 16, false, 1), randomFF(8, 12, false, 2)])).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });
+    await expect(permuteFFAsync(randomFF(8, 4, false, 1), [0, 0, 1, 2])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });
 

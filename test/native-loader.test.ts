@@ -27,3 +27,25 @@ describe('native loader', () => {
     });
   });
 });
+
+describe('an install without the addon (npm install --ignore-scripts where no prebuild fits)', () => {
+  it('fails with NATIVE_LOAD_FAILED and advises "npm rebuild ffmerge", a command a consumer has', () => {
+    // the loader, as installed in a package folder that has neither a build nor a prebuild
+    const fs = require('node:fs') as typeof import('node:fs');
+    const os = require('node:os') as typeof import('node:os');
+    const path = require('node:path') as typeof import('node:path');
+    const pkg = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-noaddon-'));
+    try {
+      fs.writeFileSync(path.join(pkg, 'package.json'), '{"name":"ffmerge","version":"0.0.0"}');
+      fs.mkdirSync(path.join(pkg, 'lib', 'native'), { recursive: true });
+      fs.copyFileSync(path.join(__dirname, '..', 'lib', 'native', 'loader.ts'), path.join(pkg, 'lib', 'native', 'loader.ts'));
+      fs.copyFileSync(path.join(__dirname, '..', 'lib', 'errors.ts'), path.join(pkg, 'lib', 'errors.ts'));
+      fs.mkdirSync(path.join(pkg, 'node_modules'));
+      fs.symlinkSync(path.dirname(require.resolve('node-gyp-build/package.json')), path.join(pkg, 'node_modules', 'node-gyp-build'), 'dir');
+      const { loadAddon } = require(path.join(pkg, 'lib', 'native', 'loader.ts')) as typeof import('../lib/native/loader');
+      expect(() => loadAddon()).toThrow(expect.objectContaining({ code: 'NATIVE_LOAD_FAILED', message: expect.stringMatching(/run "npm rebuild ffmerge"/) }));
+    } finally {
+      fs.rmSync(pkg, { recursive: true, force: true });
+    }
+  });
+});

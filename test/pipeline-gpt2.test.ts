@@ -33,7 +33,7 @@ describeShared('fixtures/gpt2-sotu', 'compress on gpt2-sotu', () => {
     // Layers 5-7 become permuted copies of layer 4's FF (each computes the same function as layer 4's).
     const base = await loadModel(FIXTURE);
     const config = base.config as Record<string, unknown>;
-    const ff4 = { d: 128, dFF: 512, ...base.ffWeights(4) };
+    const ff4 = base.ffWeights(4);
     base.dispose();
     const replace = new Map<string, Float32Array>();
     for (const l of [5, 6, 7]) for (const [n, t] of ffReplacements(config, 'decoder', l, permuteFF(ff4, shuffled(512, l)))) replace.set(n, t);

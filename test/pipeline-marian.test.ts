@@ -51,7 +51,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'compress on marian-multi30k-en
     const config = base.config as Record<string, unknown>;
     const replace = new Map<string, Float32Array>();
     for (const stack of ['encoder', 'decoder'] as StackName[]) {
-      const ff1 = { d: 128, dFF: 512, ...base.ffWeights(1, stack) };
+      const ff1 = base.ffWeights(1, stack);
       for (const [n, t] of ffReplacements(config, stack, 2, permuteFF(ff1, shuffled(512, stack === 'encoder' ? 7 : 11)))) replace.set(n, t);
     }
     base.dispose();

@@ -47,7 +47,7 @@ describeShared('fixtures/vit-fmnist', 'compress on vit-fmnist', () => {
   it('a window of permuted copies of one FF is merged losslessly by permute, not by vanilla', async () => {
     const base = await loadModel(FIXTURE);
     const config = base.config as Record<string, unknown>;
-    const ff4 = { d: 64, dFF: 256, ...base.ffWeights(4) };
+    const ff4 = base.ffWeights(4);
     base.dispose();
     const replace = new Map<string, Float32Array>();
     for (const l of [5, 6]) for (const [n, t] of ffReplacements(config, 'encoder', l, permuteFF(ff4, shuffled(256, l)))) replace.set(n, t);

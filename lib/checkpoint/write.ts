@@ -166,6 +166,8 @@ export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<Wri
     for (const ent of fs.readdirSync(source, { withFileTypes: true })) {
       if (!ent.isFile() || isWeightOrReferenceFile(ent.name)) continue;
       fs.copyFileSync(path.join(source, ent.name), path.join(tmp, ent.name));
+      // the output is the user's to edit: a read-only input (a shared cache, a read-only mount) stays read-only there only
+      fs.chmodSync(path.join(tmp, ent.name), fs.statSync(path.join(tmp, ent.name)).mode | 0o200);
     }
     for (const [name, text] of Object.entries(opts.extraFiles ?? {})) fs.writeFileSync(path.join(tmp, name), text);
     if (opts.signal?.aborted) throw abortError();

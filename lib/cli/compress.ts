@@ -1,5 +1,6 @@
 /** `ffmerge compress [model] …`: one command for every task; the model's task decides what its data flags mean. */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { compress, type CompressOptions } from '../pipeline/compress';
@@ -98,7 +99,10 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   refuseFlags(o, ALL_DATA_FLAGS, TASK_FLAGS[task as keyof typeof TASK_FLAGS] ?? [], summary.modelType, task);
   const fraction = o.fraction !== undefined ? Number(o.fraction) : undefined;
   if (fraction !== undefined && !Number.isFinite(fraction)) throw new FfmergeError('INVALID_ARGUMENT', `--fraction must be a number, got "${o.fraction}"`);
-  const out = o.out ?? `${path.basename(path.resolve(model))}-ffmerge`;
+  // The bundled demo writes to a scratch folder it owns and replaces on each run: running the demo inside a
+  // clone (or in any project) must not leave a folder there. A user's own model goes to ./<model>-ffmerge.
+  const demoOut = bundled && o.out === undefined ? path.join(os.tmpdir(), 'ffmerge-demo', 'llama-stories260k-ffmerge') : undefined;
+  const out = o.out ?? demoOut ?? `${path.basename(path.resolve(model))}-ffmerge`;
   const baselines = (o.baselines ?? '')
     .split(',')
     .map((b) => b.trim())
@@ -115,13 +119,23 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     format: oneOf<CompressFormat>(o.format, ['tied', 'expanded', 'onnx'], 'format'),
     ...(o.stacks !== undefined ? { stacks: oneOf(o.stacks, ['both-same', 'independent', 'encoder', 'decoder'] as const, 'stacks') } : {}),
     out,
-    overwrite: Boolean(o.overwrite),
+    overwrite: Boolean(o.overwrite) || demoOut !== undefined,
     baselines,
     signal,
     onProgress: bar.update,
   };
   if (!o.json) process.stderr.write(`ffmerge: compressing ${model}${bundled ? ' (bundled model)' : ''} → ${out}\n`);
-  const r = await compress(model, opts);
-  bar.done();
+  const onAbort = () => bar.interrupt();
+  signal.addEventListener('abort', onAbort, { once: true });
+  let r;
+  try {
+    r = await compress(model, opts);
+    bar.done();
+  } catch (e) {
+    bar.interrupt(); // the error line that follows starts on a line of its own
+    throw e;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
   process.stdout.write(o.json ? JSON.stringify({ ok: true, ...r }, null, 2) + '\n' : formatReport(r) + '\n');
 }

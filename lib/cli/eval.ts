@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { loadModel } from '../model/load';
 import { inspectModel } from '../model/inspect';
-import { loadTokenizer, type Tokenizer } from '../tokenizer';
+import { loadTokenizer } from '../tokenizer';
 import { loadPreprocessor } from '../data/images';
 import { evaluateImageClassifier } from '../eval/accuracy';
 import { evaluateTranslation, loadGenerationConfig } from '../eval/translate';
@@ -44,9 +44,8 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
     try {
       const blockSize = Math.min(int(o.blockSize, 'block-size') ?? 256, m.spec.maxPositions);
       const budget = int(o.tokens, 'tokens') ?? Infinity;
-      let tok: Promise<Tokenizer> | undefined;
       const blocks = takeTokens(
-        await blocksFrom(o.data, { blockSize, what: 'data', tokenizer: () => (tok ??= loadTokenizer(model)), maxTokens: budget, vocab: m.spec.vocab }),
+        await blocksFrom(o.data, { blockSize, what: 'data', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, signal, onProgress: bar.update }),
         budget,
       );
       const total = await nllOf(m, makeBatches(blocks, 8), { signal, onProgress: bar.update });

@@ -2,6 +2,20 @@
 import { inspectModel, type ModelSummary } from '../model/inspect';
 import { fmtBytes, fmtInt, fmtPct, table } from './format';
 
+/** One line on what an ffmerge output already merged, from config.json's `ffmerge` record. */
+function compressedText(info: Record<string, unknown>): string {
+  const windows = Array.isArray(info.windows) ? (info.windows as { stack?: string; window?: string }[]) : [];
+  const ties = typeof info.ties === 'object' && info.ties !== null ? Object.keys(info.ties).length : 0;
+  const parts = [
+    `already compressed (${String(info.format ?? 'tied')} format)`,
+    info.k !== undefined ? `k = ${String(info.k)}` : undefined,
+    info.method !== undefined ? `method ${String(info.method)}` : undefined,
+    windows.length ? `windows ${windows.map((w) => `${w.stack ?? ''} ${w.window ?? ''}`.trim()).join(', ')}` : undefined,
+    ties ? `${ties} tensors tied (stored once, counted once above)` : undefined,
+  ];
+  return parts.filter(Boolean).join(', ');
+}
+
 export function formatSummary(s: ModelSummary): string {
   const lines = [
     `model        ${s.dir}`,
@@ -11,7 +25,7 @@ export function formatSummary(s: ModelSummary): string {
     ),
     `parameters   ${fmtInt(s.totalParams)} stored (${fmtBytes(s.totalBytes)}); FF sublayers ${fmtInt(s.ffParams)} = ${fmtPct(s.ffShare)}`,
   ];
-  if (s.ffmerge) lines.push(`ffmerge      already compressed: ${JSON.stringify({ ...s.ffmerge, ties: undefined })}`);
+  if (s.ffmerge) lines.push(`ffmerge      ${compressedText(s.ffmerge)}`);
   lines.push('', 'merging k adjacent FF sublayers into one removes:');
   lines.push(
     table(

@@ -3,6 +3,7 @@
  * non-zero exit code (see errors.ts); --json switches every command to machine-readable stdout.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { FfmergeError } from '../errors';
 import { reportError } from './errors';
@@ -10,6 +11,8 @@ import { runInspect } from './inspect';
 import { runCompress, type CompressCliOptions } from './compress';
 import { runEval, type EvalCliOptions } from './eval';
 import { runExport, type ExportCliOptions } from './export';
+import { runConvert } from './convert';
+import { loadAddon } from '../native/loader';
 import { BASELINES } from '../pipeline/baselines';
 import { MERGE_METHODS } from '../pipeline/merge-methods';
 import { RECOVER_METHODS } from '../pipeline/recover';
@@ -21,10 +24,37 @@ function requireModelDir(p: string): string {
   return p;
 }
 
-export function buildProgram(state: { json: boolean }, signal: AbortSignal): Command {
+/** The package version (package.json is two levels up from lib/cli, three from dist/lib/cli). */
+function packageVersion(): string {
+  for (const up of ['..', '../..', '../../..']) {
+    const f = path.resolve(__dirname, up, 'package.json');
+    if (fs.existsSync(f)) {
+      const pkg = JSON.parse(fs.readFileSync(f, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'ffmerge') return pkg.version ?? 'unknown';
+    }
+  }
+  return 'unknown';
+}
+
+/** `ffmerge --version`: the version, and which native build runs (prebuilt or compiled here) and why. */
+function versionText(): string {
+  let native: string;
+  try {
+    const a = loadAddon();
+    native = `native addon ${a.origin} (${a.info.variant}, GEMM ${a.info.gemmKernel}, ${process.platform}-${process.arch}): ${a.path}`;
+  } catch (e) {
+    native = `native addon not loadable: ${(e as Error).message}`;
+  }
+  return `ffmerge ${packageVersion()}\n${native}\nnode ${process.version}`;
+}
+
+export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv: string[] = []): Command {
+  const wantsVersion = argv.includes('--version') || argv.includes('-V');
   const program = new Command('ffmerge')
     .description('Compress Transformer checkpoints by merging feed-forward sublayers')
-    .showHelpAfterError()
+    .version(wantsVersion ? versionText() : packageVersion(), '-V, --version', 'the version and which native build runs')
+    // Usage errors are reported by main() as one line with a code, never with the whole help after them.
+    .configureOutput({ outputError: () => {} })
     .exitOverride();
 
   program
@@ -77,6 +107,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal): Com
     .option('--test-tokens <n>', 'test token budget (default: the whole file)')
     .option('--block-size <n>', 'tokens per sequence (default 256)')
     .option('--json', 'print the result as JSON on stdout (no progress bar)')
+    .addHelpText('after', '\nWith no model: the bundled llama-stories260k demo, written to <tmp>/ffmerge-demo/llama-stories260k-ffmerge unless --out is given.')
     .action(async (model: string | undefined, opts: CompressCliOptions) => {
       state.json = Boolean(opts.json);
       await runCompress(model === undefined ? undefined : requireModelDir(model), opts, signal);
@@ -115,6 +146,19 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal): Com
       await runExport(requireModelDir(model), opts, signal);
     });
 
+  program
+    .command('convert')
+    .description('rewrite a compressed output in the other format: expanded (any Hugging Face loader reads it as-is) or tied (smallest file)')
+    .argument('<model>', 'a folder written by ffmerge compress')
+    .requiredOption('--format <f>', 'expanded | tied')
+    .requiredOption('--out <dir>', 'output directory; must not exist or be empty')
+    .option('--overwrite', 'replace a non-empty output directory')
+    .option('--json', 'machine-readable output')
+    .action(async (model: string, opts: { format: string; out: string; overwrite?: boolean; json?: boolean }) => {
+      state.json = Boolean(opts.json);
+      await runConvert(requireModelDir(model), opts, signal);
+    });
+
   return program;
 }
 
@@ -128,16 +172,18 @@ export async function main(argv: string[]): Promise<number> {
     ac.abort();
   };
   process.on('SIGINT', onSigint);
-  const program = buildProgram(state, ac.signal);
+  const program = buildProgram(state, ac.signal, argv);
   try {
     await program.parseAsync(argv);
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) {
-      // help and version are not failures; usage errors were already printed by commander
+      // help and version are not failures
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
-      if (state.json) process.stdout.write(JSON.stringify({ ok: false, error: { code: 'INVALID_ARGUMENT', message: e.message } }) + '\n');
-      return 2;
+      // a usage error: one line with its code (commander's "(Did you mean …?)" hint kept on that line)
+      const message = e.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
+      const hint = e.code === 'commander.unknownCommand' ? '' : ' (see --help)';
+      return reportError(new FfmergeError('INVALID_ARGUMENT', `${message}${hint}`), state.json);
     }
     return reportError(e, state.json);
   } finally {

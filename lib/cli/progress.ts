@@ -1,37 +1,112 @@
 /**
- * A one-line progress bar on stderr, drawn only on a TTY (scripts and --json get nothing). Redraws at most
- * every 100 ms; each phase gets its own line.
+ * Progress on stderr for people, drawn with cli-progress: one bar per phase, named in the user's words, with
+ * counts and ETA, redrawn in place; a finished phase leaves one clean line ("✔ Searching windows  9/9
+ * candidates  3.1 s"). Only on a TTY (scripts and --json get nothing; FFMERGE_PROGRESS=1 forces it, e.g. for
+ * recording a session).
+ *
+ * The library reports every step it takes, down to native jobs (`correlation.finalize`, `assignment`, …);
+ * only the pipeline's phases below are shown, the rest are details of the current bar.
  */
+import { SingleBar } from 'cli-progress';
 import type { Progress } from '../native/job';
 
+interface PhaseLabel {
+  title: string;
+  unit: string;
+  /** How a raw count reads (bytes → MB). */
+  scale?: (n: number) => string;
+}
+
+const bytes = (n: number) => (n < 1e6 ? `${Math.round(n / 1e3)} kB` : `${(n / 1e6).toFixed(1)} MB`);
+
+/** The phases compress and eval report (lib/pipeline/compress.ts, tasks, eval), in words a user knows. */
+export const PHASES: Readonly<Record<string, PhaseLabel>> = {
+  tokenize: { title: 'Reading data', unit: '', scale: bytes },
+  features: { title: 'Calibrating (FF activations)', unit: 'batches' },
+  prefix: { title: 'Caching base model states', unit: 'batches' },
+  validate: { title: 'Validating the base model', unit: 'batches' },
+  'validate-merged': { title: 'Validating the merged model', unit: 'batches' },
+  search: { title: 'Searching windows', unit: 'candidates' },
+  baselines: { title: 'Scoring baselines', unit: 'candidates' },
+  test: { title: 'Test set', unit: 'batches' },
+  save: { title: 'Saving the checkpoint', unit: 'step' },
+  evaluate: { title: 'Evaluating', unit: 'batches' },
+  perplexity: { title: 'Evaluating', unit: 'tokens' },
+  translate: { title: 'Translating', unit: 'sentences' },
+};
+
+const fmtSeconds = (s: number) => (s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
+
 export class ProgressBar {
-  private phase = '';
-  private last = 0;
   private readonly enabled: boolean;
+  private bar: SingleBar | undefined;
+  private phase = '';
+  private started = 0;
+  private last: Progress | undefined;
 
   constructor(enabled: boolean, private readonly stream: NodeJS.WriteStream = process.stderr) {
-    this.enabled = enabled && Boolean(stream.isTTY);
+    this.enabled = enabled && (Boolean(stream.isTTY) || process.env.FFMERGE_PROGRESS === '1');
   }
 
   update = (p: Progress): void => {
     if (!this.enabled) return;
-    const now = Date.now();
+    const label = PHASES[p.phase];
+    if (!label) return; // a step inside the current phase
     if (p.phase !== this.phase) {
-      if (this.phase) this.stream.write('\n');
+      this.finishPhase();
       this.phase = p.phase;
-      this.last = 0;
+      this.started = performance.now();
+      this.bar = new SingleBar({
+        stream: this.stream,
+        format: `  {title} {bar} {shown}/{shownTotal} {unit}  ETA {eta_formatted}`,
+        barsize: 24,
+        hideCursor: false,
+        clearOnComplete: true,
+        stopOnComplete: false,
+        gracefulExit: false, // Ctrl-C is the CLI's: it aborts the job and interrupt() clears the bar
+        etaBuffer: 20,
+        fps: 10,
+        noTTYOutput: !this.stream.isTTY,
+        notTTYSchedule: 1000,
+        linewrap: false,
+              });
+      this.bar.start(Math.max(1, p.total), 0, this.payload(p, label));
     }
-    if (now - this.last < 100 && p.done < p.total) return;
-    this.last = now;
-    const width = Math.max(10, Math.min(40, (this.stream.columns ?? 80) - 40));
-    const frac = p.total > 0 ? Math.min(1, p.done / p.total) : 0;
-    const fill = Math.round(frac * width);
-    const bar = '█'.repeat(fill) + '░'.repeat(width - fill);
-    this.stream.write(`\r${p.phase.padEnd(14)} ${bar} ${(100 * frac).toFixed(0).padStart(3)}%`);
+    this.last = p;
+    this.bar!.setTotal(Math.max(1, p.total));
+    this.bar!.update(Math.min(p.done, Math.max(1, p.total)), this.payload(p, label));
   };
 
+  private payload(p: Progress, label: PhaseLabel) {
+    const show = label.scale ?? ((n: number) => String(Math.round(n)));
+    return { title: label.title.padEnd(30), unit: label.unit, shown: show(p.done), shownTotal: p.total > 0 ? show(p.total) : '?' };
+  }
+
+  /** Replaces the running bar with its phase's one-line summary. */
+  private finishPhase(): void {
+    if (!this.bar || !this.last) return;
+    this.bar.stop();
+    const label = PHASES[this.phase]!;
+    const show = label.scale ?? ((n: number) => String(Math.round(n)));
+    const { done, total } = this.last;
+    const count = total > 0 && done !== total ? `${show(done)}/${show(total)}` : show(done);
+    this.stream.write(`✔ ${label.title.padEnd(30)} ${count}${label.unit ? ` ${label.unit}` : ''}  ${fmtSeconds((performance.now() - this.started) / 1000)}\n`);
+    this.bar = undefined;
+    this.phase = '';
+  }
+
+  /** The job finished: the last phase gets its summary line. */
   done(): void {
-    if (this.enabled && this.phase) this.stream.write('\n');
+    if (this.enabled) this.finishPhase();
+  }
+
+  /**
+   * Ctrl-C or an error: the bar is cleared (not summarised) so the message that follows starts on its own line.
+   */
+  interrupt(): void {
+    if (!this.enabled || !this.bar) return;
+    this.bar.stop(); // clearOnComplete: the bar line is erased and the cursor is at column 0
+    this.bar = undefined;
     this.phase = '';
   }
 }

@@ -4,6 +4,7 @@
  */
 import { FfmergeError } from '../errors';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
+import { forSlices, SLICE_ELEMENTS } from './slices';
 
 function mean(tensors: Float32Array[]): Float32Array {
   const n = tensors[0]!.length;
@@ -15,7 +16,22 @@ function mean(tensors: Float32Array[]): Float32Array {
   return out;
 }
 
-export function averageFF(ffs: FFWeights[]): FFWeights {
+/** The mean in slices with yields between them (same values as mean()): see slices.ts. */
+async function meanSliced(tensors: Float32Array[], signal?: AbortSignal): Promise<Float32Array> {
+  const n = tensors[0]!.length;
+  const out = new Float32Array(n);
+  const inv = 1 / tensors.length;
+  await forSlices(n, SLICE_ELEMENTS / tensors.length, (i0, i1) => {
+    for (let i = i0; i < i1; i++) {
+      let acc = 0; // float64, summed in the same order as mean()
+      for (const t of tensors) acc += t[i]!;
+      out[i] = acc * inv;
+    }
+  }, signal);
+  return out;
+}
+
+function checkMergeable(ffs: FFWeights[]): FFWeights {
   const first = ffs[0];
   if (!first) throw new FfmergeError('INVALID_ARGUMENT', 'averageFF needs at least one FF sublayer');
   for (const [i, ff] of ffs.entries()) {
@@ -29,6 +45,11 @@ export function averageFF(ffs: FFWeights[]): FFWeights {
       }
     }
   }
+  return first;
+}
+
+export function averageFF(ffs: FFWeights[]): FFWeights {
+  const first = checkMergeable(ffs);
   const out: FFWeights = {
     d: first.d,
     dFF: first.dFF,
@@ -37,6 +58,21 @@ export function averageFF(ffs: FFWeights[]): FFWeights {
   };
   for (const key of ['bIn', 'wGate', 'bGate', 'bOut'] as const) {
     if (first[key]) out[key] = mean(ffs.map((f) => f[key]!));
+  }
+  return out;
+}
+
+/** averageFF without blocking the event loop (identical values): what the pipeline uses. */
+export async function averageFFAsync(ffs: FFWeights[], opts: { signal?: AbortSignal } = {}): Promise<FFWeights> {
+  const first = checkMergeable(ffs);
+  const out: FFWeights = {
+    d: first.d,
+    dFF: first.dFF,
+    wIn: await meanSliced(ffs.map((f) => f.wIn), opts.signal),
+    wOut: await meanSliced(ffs.map((f) => f.wOut), opts.signal),
+  };
+  for (const key of ['bIn', 'wGate', 'bGate', 'bOut'] as const) {
+    if (first[key]) out[key] = await meanSliced(ffs.map((f) => f[key]!), opts.signal);
   }
   return out;
 }

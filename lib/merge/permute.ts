@@ -6,6 +6,7 @@
  */
 import { FfmergeError } from '../errors';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
+import { forSlices, SLICE_ELEMENTS } from './slices';
 
 /** Throws INVALID_ARGUMENT unless perm is a permutation of 0..n-1. */
 export function checkPermutation(perm: ArrayLike<number>, n: number): void {
@@ -78,6 +79,37 @@ export function permuteFFConv1D(ff: FFWeights, perm: ArrayLike<number>): FFWeigh
   };
   if (ff.bIn) out.bIn = permuteVec(ff.bIn, perm);
   if (ff.wGate) out.wGate = permuteCols(ff.wGate, perm, ff.d);
+  if (ff.bGate) out.bGate = permuteVec(ff.bGate, perm);
+  if (ff.bOut) out.bOut = ff.bOut.slice();
+  return out;
+}
+
+/** permuteFF without blocking the event loop (identical values): rows are moved a slice at a time. */
+export async function permuteFFAsync(ff: FFWeights, perm: ArrayLike<number>, opts: { signal?: AbortSignal } = {}): Promise<FFWeights> {
+  checkFFWeights(ff);
+  checkPermutation(perm, ff.dFF);
+  const { d, dFF } = ff;
+  const rowsPerSlice = SLICE_ELEMENTS / Math.max(d, dFF);
+  const rows = async (m: Float32Array): Promise<Float32Array> => {
+    const out = new Float32Array(m.length);
+    await forSlices(dFF, rowsPerSlice, (j0, j1) => {
+      for (let j = j0; j < j1; j++) out.set(m.subarray(perm[j]! * d, (perm[j]! + 1) * d), j * d);
+    }, opts.signal);
+    return out;
+  };
+  const cols = async (m: Float32Array): Promise<Float32Array> => {
+    const out = new Float32Array(m.length);
+    await forSlices(d, rowsPerSlice, (r0, r1) => {
+      for (let r = r0; r < r1; r++) {
+        const base = r * dFF;
+        for (let j = 0; j < dFF; j++) out[base + j] = m[base + perm[j]!]!;
+      }
+    }, opts.signal);
+    return out;
+  };
+  const out: FFWeights = { d, dFF, wIn: await rows(ff.wIn), wOut: await cols(ff.wOut) };
+  if (ff.bIn) out.bIn = permuteVec(ff.bIn, perm);
+  if (ff.wGate) out.wGate = await rows(ff.wGate);
   if (ff.bGate) out.bGate = permuteVec(ff.bGate, perm);
   if (ff.bOut) out.bOut = ff.bOut.slice();
   return out;

@@ -80,7 +80,21 @@ export async function inspectModel(dir: string): Promise<ModelSummary> {
     }
     return { name: s.name, layers: s.layers, ffParamsPerLayer: params, ffBytesPerLayer: bytes };
   });
-  const ffParams = summaries.reduce((a, s) => a + s.ffParamsPerLayer * s.layers, 0);
+  // FF parameters as stored: in a tied (compressed) checkpoint the layers of a merged window share one copy,
+  // which counts once, as it does in totalParams.
+  const storedFF = new Set<string>();
+  let ffParams = 0;
+  for (const s of stacks) {
+    for (let l = 0; l < s.layers; l++) {
+      const names = s.ff(l);
+      for (const key of ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const) {
+        const t = names[key];
+        if (t === undefined || !ckpt.has(t) || storedFF.has(ckpt.resolve(t))) continue;
+        storedFF.add(ckpt.resolve(t));
+        ffParams += ckpt.info(t).shape.reduce((a, b) => a * b, 1);
+      }
+    }
+  }
   const minLayers = Math.min(...summaries.map((s) => s.layers));
   const savings: KSaving[] = [];
   for (let k = 2; k <= minLayers; k++) {

@@ -10,6 +10,7 @@ import type { ModelSpec } from './spec';
 
 /** One FF sublayer in canonical Linear layout (see architectures/types.ts): wIn/wGate [dFF, d], wOut [d, dFF]. */
 export type FFWeights = NativeFF;
+import type { FFWeights as CanonicalFFWeights } from './ff-weights';
 
 export type StackName = 'decoder' | 'encoder';
 
@@ -173,10 +174,12 @@ export class Model {
   }
 
   /** A copy of one layer's FF weights in canonical layout. */
-  ffWeights(layer: number, stack: StackName = this.mainStack): FFWeights {
+  ffWeights(layer: number, stack: StackName = this.mainStack): CanonicalFFWeights {
     this.checkStackLayer(stack, layer);
+    // with d and dFF, so it is what averageFF / permuteFF take (the canonical FFWeights of lib/model/ff-weights)
+    const spec = stack === this.mainStack ? this.spec : this.encoderSpec!;
     try {
-      return modelAddon().modelFFWeights(this.live(stack), layer);
+      return { d: spec.dModel, dFF: spec.dFF, ...modelAddon().modelFFWeights(this.live(stack), layer) };
     } catch (e) {
       throw fromNativeError(e);
     }

@@ -25,6 +25,8 @@ export interface LoadedAddon {
   readonly module: Record<string, unknown> & { buildInfo(): BuildInfo };
   readonly info: BuildInfo;
   readonly path: string;
+  /** Where the binary came from: the prebuild shipped in the package, a local compile, or the CUDA build. */
+  readonly origin: 'prebuilt' | 'built from source' | 'cuda build';
   /** Why this build was chosen, e.g. "CUDA build not found (run npm run build:cuda); using CPU build". */
   readonly reason: string;
 }
@@ -46,16 +48,20 @@ function loadCpu(reason: string): LoadedAddon {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     file = (require('node-gyp-build') as { resolve(dir: string): string }).resolve(root);
   } catch (e) {
+    // Installed with --ignore-scripts on a platform without a prebuild: `npm rebuild ffmerge` is the command
+    // a consumer has (build:native exists only in a clone of ffmerge).
     throw new FfmergeError(
       'NATIVE_LOAD_FAILED',
-      `the ffmerge native addon is not built for this platform (${(e as Error).message.split('\n')[0]}); run "npm run build:native"`,
+      `the ffmerge native addon is not built for ${process.platform}-${process.arch} (${(e as Error).message.split('\n')[0]}); ` +
+        'run "npm rebuild ffmerge" (in a clone of ffmerge: "npm run build:native"); it compiles from source with a C++17 compiler, python3 and make',
     );
   }
   const { mod, error } = tryRequire(file);
   if (!mod) {
     throw new FfmergeError('NATIVE_LOAD_FAILED', `the ffmerge native addon at ${file} failed to load: ${error}`);
   }
-  return { module: mod, info: mod.buildInfo(), path: file, reason };
+  const origin = file.includes(`${path.sep}prebuilds${path.sep}`) ? 'prebuilt' : 'built from source';
+  return { module: mod, info: mod.buildInfo(), path: file, origin, reason };
 }
 
 function load(): LoadedAddon {
@@ -72,7 +78,7 @@ function load(): LoadedAddon {
     } else {
       const info = mod.buildInfo();
       if ((info.cudaDevices ?? 0) > 0) {
-        return { module: mod, info, path: cudaFile, reason: `CUDA device found: ${info.cudaDeviceName ?? 'unknown'}` };
+        return { module: mod, info, path: cudaFile, origin: 'cuda build', reason: `CUDA device found: ${info.cudaDeviceName ?? 'unknown'}` };
       }
       reason = 'CUDA build loaded but sees no CUDA device';
     }

@@ -13,8 +13,7 @@ export function stackSpecOf(model: Model, stack: StackName = model.mainStack): R
 }
 
 export function modelFF(model: Model, layer: number, stack: StackName = model.mainStack): FFWeights {
-  const spec = stackSpecOf(model, stack);
-  return { d: spec.dModel, dFF: spec.dFF, ...model.ffWeights(layer, stack) };
+  return model.ffWeights(layer, stack);
 }
 
 export function anchorOf(w: Window, anchor: Anchor): number {

@@ -24,6 +24,7 @@ import { applyEdits, type Edit, type MergeContext, type MergedWindow } from './p
 import type { BaselineResult, CandidateScore, CompressResult } from './result';
 import type { Task, TaskKind } from './task';
 import { TASKS, taskFor } from './tasks';
+import { modelCard } from './model-card';
 
 export type { CompressOptions } from './options';
 export type { CompressResult } from './result';
@@ -107,6 +108,10 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   if (typeof options !== 'object' || options === null) throw new FfmergeError('INVALID_ARGUMENT', 'compress(modelDir, options): options must be an object');
   const { signal, onProgress } = options;
   const job: JobOptions = { ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) };
+  // Progress reads as the pipeline's phases: a step's own reports (each candidate's forward passes, the
+  // assignment, an evaluation pass) are renamed to the phase it serves, or left out inside search loops.
+  const quiet: JobOptions = signal ? { signal } : {};
+  const as = (phase: string): JobOptions => ({ ...quiet, ...(onProgress ? { onProgress: (p) => onProgress({ ...p, phase }) } : {}) });
   const clock = new PhaseClock(signal);
 
   // ---- everything that can be refused is refused before any long work ----
@@ -159,7 +164,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       groups: groups.map((stacks) => b.candidates({ model, summary, stacks, ffRemoved })),
     }));
     // The merge's candidates per group: every window (search), or the given windows together.
-    const mergeIn = async (stack: StackName, w: Window): Promise<MergedWindow> => recover.recover(ctx, await method.merge(ctx, stack, w, job), job);
+    const mergeIn = async (stack: StackName, w: Window): Promise<MergedWindow> => recover.recover(ctx, await method.merge(ctx, stack, w, quiet), quiet);
     const mergePlans: Candidate[][] = groups.map((stacks) =>
       (searching ? windows.map((w) => [w]) : [windows]).map((ws) => ({
         windows: Object.fromEntries(stacks.map((s) => [s, ws.map(windowLabel).join(',')])),
@@ -177,7 +182,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const starts = new Set<number>([...windows.map((w) => w.start), ...baselinePlans.flatMap((p) => p.groups.flat().map((c) => c.start))]);
     await task.prepare([...starts], job);
     clock.lap('prefix');
-    const baseVal = await task.validate(model, 0, job);
+    const baseVal = await task.validate(model, 0, as('validate'));
     clock.lap('validate');
 
     // ---- search: each group's candidates scored on the search split, the best by the metric kept ----
@@ -193,7 +198,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
           // a group with one candidate (windows given) has nothing to choose: it is validated, not searched
           const score = cands.length > 1 ? await scoreView(e, c.start) : NaN;
           if (cands.length > 1) scores.push({ windows: c.windows, start: c.start, score });
-          onProgress?.({ phase, done: scores.length, total: total(phase) });
+          if (cands.length > 1) onProgress?.({ phase, done: scores.length, total: total(phase) });
           if (!best || isBetter(score, best.score)) best = { c, edits: e, score };
         }
         if (best) {
@@ -206,7 +211,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const scoreView = async (edits: Edit[], start: number): Promise<number> => {
       const view = applyEdits(model, edits);
       try {
-        return await task.search(view, start, job);
+        return await task.search(view, start, quiet);
       } finally {
         view.dispose();
       }
@@ -214,11 +219,11 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
 
     const candidates: CandidateScore[] = [];
     const { edits: mergeEdits } = await search('search', mergePlans, candidates);
-    clock.lap('search');
+    clock.lap(searching ? 'search' : 'merge'); // given windows are merged, not searched
     const chosen = mergeEdits.map((e) => (e.kind === 'ff' ? e.merged! : undefined)).filter((m): m is MergedWindow => m !== undefined);
     const mergedModel = applyEdits(model, mergeEdits);
     views.push(mergedModel);
-    const mergedVal = await task.validate(mergedModel, Math.min(...chosen.map((m) => m.window.start)), job);
+    const mergedVal = await task.validate(mergedModel, Math.min(...chosen.map((m) => m.window.start)), as('validate-merged'));
     clock.lap('validate');
 
     const baselineResults: Record<string, BaselineResult> = {};
@@ -231,7 +236,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       views.push(view);
       baselineModels.set(baseline.name, view);
       baselineResults[baseline.name] = {
-        validation: await task.validate(view, Math.min(...picks.map((c) => c.start)), job),
+        validation: await task.validate(view, Math.min(...picks.map((c) => c.start)), quiet),
         windows: Object.assign({}, ...picks.map((c) => c.windows)) as Partial<Record<StackName, string>>,
         paramsRemoved: picks.reduce((n, c) => n + c.paramsRemoved, 0),
         candidates: scores,
@@ -242,9 +247,10 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const base: CompressResult['base'] = { validation: baseVal };
     const mergedMetric: CompressResult['merged'] = { validation: mergedVal };
     if (task.test) {
-      base.test = await task.test(model, job);
-      mergedMetric.test = await task.test(mergedModel, job);
-      for (const [name, v] of baselineModels) baselineResults[name]!.test = await task.test(v, job);
+      const testJob = as('test');
+      base.test = await task.test(model, testJob);
+      mergedMetric.test = await task.test(mergedModel, testJob);
+      for (const [name, v] of baselineModels) baselineResults[name]!.test = await task.test(v, testJob);
       clock.lap('test');
     }
 
@@ -271,8 +277,10 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       data: { ...task.data, calibrationFeatures },
       timings: clock.timings,
     };
+    onProgress?.({ phase: 'save', done: 0, total: 1 });
     if (options.out) result.out = await writeOutput(modelDir, options.out, format, options.overwrite, model, chosen, result, signal);
     clock.lap('save');
+    onProgress?.({ phase: 'save', done: 1, total: 1 });
     return result;
   } finally {
     for (const v of views) v.dispose();
@@ -306,7 +314,7 @@ async function writeOutput(
     replace,
     ties,
     info,
-    extraFiles: { 'report.json': JSON.stringify(report, null, 2) + '\n' },
+    extraFiles: { 'report.json': JSON.stringify(report, null, 2) + '\n', 'README.md': modelCard(result, format) },
     ...(overwrite ? { overwrite } : {}),
     ...(signal ? { signal } : {}),
   };

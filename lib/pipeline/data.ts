@@ -5,9 +5,10 @@
  */
 import * as fs from 'node:fs';
 import { FfmergeError } from '../errors';
-import { loadSplitBlocks } from '../data/blocks';
-import type { Tokenizer } from '../tokenizer';
+import { cutBlocks } from '../data/blocks';
+import { tokenizeFile } from '../data/tokenize-file';
 import { isTokenRowFile, readTokenRows } from '../data/token-rows';
+import type { Progress } from '../native/job';
 
 export interface Batch {
   ids: Int32Array;
@@ -23,10 +24,12 @@ export interface BlockOptions {
   blockSize: number;
   /** What the data is for, in messages ("calibration", "test", …). */
   what: string;
-  /** Loads the model's tokenizer (only text needs one). */
-  tokenizer: () => Promise<Tokenizer>;
-  /** Read no further than this many tokens where the format allows stopping early. */
+  /** The model folder whose tokenizer.json tokenizes text (in a worker thread). */
+  tokenizerDir: string;
+  /** Read no further than this many tokens (rounded up to whole blocks, so the blocks are those of the whole file). */
   maxTokens?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
   vocab?: number;
   /** Longest row the model takes (token-id rows). */
   maxLength?: number;
@@ -46,7 +49,14 @@ export async function blocksFrom(source: DataSource, o: BlockOptions): Promise<I
       ...(o.maxLength !== undefined ? { maxLength: o.maxLength } : {}),
     });
   }
-  const { blocks } = await loadSplitBlocks(await o.tokenizer(), source, o.blockSize);
+  // Whole blocks only: the last block read is then full, as in a whole-file cut, and takeTokens keeps the same ones.
+  const budget = o.maxTokens !== undefined && Number.isFinite(o.maxTokens) ? Math.ceil(o.maxTokens / o.blockSize) * o.blockSize : undefined;
+  const tokens = await tokenizeFile(o.tokenizerDir, source, {
+    ...(budget !== undefined ? { maxTokens: budget } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+  });
+  const blocks = cutBlocks(tokens, o.blockSize);
   if (blocks.length === 0) throw new FfmergeError('INVALID_DATA', `${o.what} file ${source} holds fewer than 2 tokens`);
   return blocks;
 }

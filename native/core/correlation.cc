@@ -60,11 +60,8 @@ CorrelationAccumulator::CorrelationAccumulator(std::vector<size_t> dims, std::ve
 #else
   (void)backend;
 #endif
-  if (!gpu_) {
-    cross_.resize(pairs_.size());
-    for (size_t p = 0; p < pairs_.size(); ++p)
-      cross_[p].assign(dims_[pairs_[p].first] * dims_[pairs_[p].second], 0.0);
-  }
+  // The CPU cross sums (d_i × d_j doubles per pair, ~60 MB for 30 pairs of 512 units) are allocated by the
+  // first add(), which runs on the pool: zeroing them here would stall the JS thread that constructs us.
 }
 
 CorrelationAccumulator::~CorrelationAccumulator() = default;
@@ -182,6 +179,11 @@ void CorrelationAccumulator::add(JobControl& ctl, const std::vector<const float*
   if (rows == 0) return;
   ctl.check();
   check_finite(ctl, layers, rows);
+  if (!gpu_ && cross_.empty()) {
+    cross_.resize(pairs_.size());
+    for (size_t p = 0; p < pairs_.size(); ++p)
+      cross_[p].assign(dims_[pairs_[p].first] * dims_[pairs_[p].second], 0.0);
+  }
   // The shift only has to be near the mean, so the first block's rows are enough to estimate it.
   if (count() == 0) init_shift(ctl, layers, std::min(rows, block_rows_));
 

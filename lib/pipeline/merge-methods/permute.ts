@@ -3,8 +3,8 @@
  * total correlation of their hidden units (exact linear assignment), then the aligned FFs are averaged.
  */
 import { permutationFromCorrelation } from '../../native/assignment';
-import { averageFF } from '../../merge/average';
-import { permuteFF } from '../../merge/permute';
+import { averageFFAsync } from '../../merge/average';
+import { permuteFFAsync } from '../../merge/permute';
 import { windowLayers } from '../../merge/windows';
 import type { FFWeights } from '../../model/ff-weights';
 import { anchorOf, modelFF, stackSpecOf } from '../align';
@@ -29,8 +29,8 @@ export const permute: MergeMethod = {
       const c = await corr.get(a, l, opts);
       const perm = await permutationFromCorrelation(c, stackSpecOf(ctx.model, stack).dFF, opts.signal ? { signal: opts.signal } : {});
       perms.set(l, perm);
-      ffs.push(permuteFF(ff, perm));
+      ffs.push(await permuteFFAsync(ff, perm, opts));
     }
-    return { stack, window, anchor: a, merged: averageFF(ffs), perms };
+    return { stack, window, anchor: a, merged: await averageFFAsync(ffs, opts), perms };
   },
 };

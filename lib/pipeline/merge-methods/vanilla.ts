@@ -1,5 +1,5 @@
 /** The baseline merge of the paper: average the window's FFs as they are, without aligning their units. */
-import { averageFF } from '../../merge/average';
+import { averageFFAsync } from '../../merge/average';
 import { windowLayers } from '../../merge/windows';
 import { anchorOf, modelFF } from '../align';
 import type { MergeMethod } from '../plugins';
@@ -8,8 +8,8 @@ export const vanilla: MergeMethod = {
   name: 'vanilla',
   description: 'average the FFs unaligned',
   needsCorrelations: false,
-  async merge(ctx, stack, window) {
+  async merge(ctx, stack, window, opts) {
     const ffs = windowLayers(window).map((l) => modelFF(ctx.model, l, stack));
-    return { stack, window, anchor: anchorOf(window, ctx.anchor), merged: averageFF(ffs), perms: new Map() };
+    return { stack, window, anchor: anchorOf(window, ctx.anchor), merged: await averageFFAsync(ffs, opts), perms: new Map() };
   },
 };

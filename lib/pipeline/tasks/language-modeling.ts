@@ -5,7 +5,6 @@
  */
 import { FfmergeError } from '../../errors';
 import type { FeatureBatch } from '../../data/feature-batches';
-import { loadTokenizer, type Tokenizer } from '../../tokenizer';
 import { blocksFrom, makeBatches, takeTokens, tokenCount, type Batch } from '../data';
 import { nllOf, ppl, PrefixCache } from '../prefix';
 import { positiveInt, type TokenSource } from '../options';
@@ -41,19 +40,20 @@ export const languageModeling: TaskKind = {
       throw new FfmergeError('INVALID_ARGUMENT', `blockSize must be an integer ≥ 2 (got ${JSON.stringify(o.blockSize)})`);
     }
   },
-  async create({ model, dir, options: o }) {
+  async create({ model, dir, options: o }, job) {
     const spec = model.spec;
     const blockSize = Math.min(o.blockSize ?? LM_DEFAULTS.blockSize, spec.maxPositions);
     const batchBlocks = o.batchBlocks ?? LM_DEFAULTS.batchBlocks;
     const calTokens = o.calibrationTokens ?? LM_DEFAULTS.calibrationTokens;
     const valTokens = o.validationTokens ?? LM_DEFAULTS.validationTokens;
-    let tokenizer: Promise<Tokenizer> | undefined;
     const read = (src: TokenSource, what: string, maxTokens: number) =>
       blocksFrom(src, {
         blockSize,
         what,
-        tokenizer: () => (tokenizer ??= loadTokenizer(dir)),
+        tokenizerDir: dir,
         maxTokens,
+        ...(job.signal ? { signal: job.signal } : {}),
+        ...(job.onProgress ? { onProgress: job.onProgress } : {}),
         vocab: spec.vocab,
         ...(spec.positions === 'learned' ? { maxLength: spec.maxPositions } : {}),
       });

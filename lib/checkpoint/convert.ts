@@ -1,0 +1,75 @@
+/**
+ * convertCheckpoint: an ffmerge output rewritten in the other format. `expanded` gives every tied layer its own
+ * copy (any Hugging Face loader reads it as-is); `tied` stores each merged window's FF once again, after
+ * checking that the copies are still identical (an expanded output fine-tuned without its ties is refused,
+ * since tying would silently discard the changes). Written like every output: under a temporary name, renamed
+ * into place.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FfmergeError, abortError } from '../errors';
+import { modelCard } from '../pipeline/model-card';
+import type { CompressResult } from '../pipeline/result';
+import { CheckpointReader, type TieMap } from './ties';
+import { ffTies, writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
+
+export interface ConvertOptions {
+  overwrite?: boolean;
+  signal?: AbortSignal;
+}
+
+interface FfmergeInfo {
+  format?: OutputFormat;
+  windows?: { stack: 'decoder' | 'encoder'; layers: number[] }[];
+  [key: string]: unknown;
+}
+
+export async function convertCheckpoint(dir: string, out: string, format: OutputFormat, opts: ConvertOptions = {}): Promise<WriteCheckpointResult> {
+  if (format !== 'tied' && format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied or expanded (got ${JSON.stringify(format)})`);
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new FfmergeError('INVALID_CONFIG', `${dir}/config.json cannot be read: ${(e as Error).message}`);
+  }
+  const info = config.ffmerge as FfmergeInfo | undefined;
+  if (typeof info !== 'object' || info === null || !Array.isArray(info.windows)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `${dir} is not an ffmerge output (config.json has no ffmerge.windows); only compressed models can be converted`);
+  }
+  let ties: TieMap = {};
+  if (format === 'tied') {
+    for (const w of info.windows) ties = { ...ties, ...ffTies(config, w.stack, w.layers) };
+    const src = await CheckpointReader.open(dir);
+    try {
+      for (const [tied, stored] of Object.entries(ties)) {
+        if (opts.signal?.aborted) throw abortError();
+        if (src.resolve(tied) === src.resolve(stored)) continue; // already tied in the source
+        const [a, b] = await Promise.all([src.readRaw(tied), src.readRaw(stored)]);
+        if (!Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) {
+          throw new FfmergeError('INVALID_DATA', `${tied} differs from ${stored}, the copy it would be tied to (was the expanded model changed after compressing?); refusing to discard that difference`);
+        }
+      }
+    } finally {
+      await src.close();
+    }
+  }
+  const { format: _old, ties: _ties, ...rest } = info;
+  const extraFiles: Record<string, string> = {};
+  const reportFile = path.join(dir, 'report.json');
+  if (fs.existsSync(reportFile)) {
+    const report = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as CompressResult;
+    report.out = { ...(report.out ?? { bytes: 0 }), dir: path.resolve(out), format };
+    extraFiles['report.json'] = JSON.stringify(report, null, 2) + '\n';
+    extraFiles['README.md'] = modelCard(report, format);
+  }
+  return writeCheckpoint({
+    source: dir,
+    out,
+    format,
+    ties,
+    info: rest,
+    extraFiles,
+    ...(opts.overwrite ? { overwrite: true } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+}

@@ -1,0 +1,226 @@
+/**
+ * Tokenizing a text file off the main thread, reading no more of it than a token budget needs.
+ *
+ * Why a worker: the JS port of 🤗 tokenizers is synchronous and takes ~0.5 s per MB of text, which would stall
+ * a host's event loop (an http server embedding ffmerge) for that long. Why streamed with a budget: a
+ * calibration budget of 10k tokens needs ~50 kB of text, and a 100 MB file (or /dev/zero) must not be read
+ * whole for it.
+ *
+ * Exactness: the fixtures' protocol tokenizes a whole split in one call. Tokenizing a prefix of the text gives
+ * the same ids as the whole text except near the cut (the last pre-token, or for tokenizers without
+ * pre-tokenization a few merges back), so the worker reads a prefix, tokenizes it, and keeps only ids that lie
+ * at least SAFETY_TOKENS before the cut; with too few it doubles the prefix and tokenizes again (at most
+ * twice the work of one pass). At the end of the file every id is kept, exactly as one whole-file call.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { FfmergeError, abortError, type ErrorCode } from '../errors';
+import { hfTokenizerConfig } from '../tokenizer';
+import type { Progress } from '../native/job';
+
+export interface TokenizeFileOptions {
+  /** Return only the first maxTokens ids (the file is read only as far as they need). Default: all. */
+  maxTokens?: number;
+  /** JSON Lines field holding each document (documents are joined with "\n"). Default "text". */
+  field?: string;
+  /** Force the format instead of guessing it from the name (.jsonl / .jsonl.gz → jsonl, otherwise txt). */
+  format?: 'txt' | 'jsonl';
+  signal?: AbortSignal;
+  /** {phase: 'tokenize', done: bytes read, total: file size (0 when unknown, e.g. a device)}. */
+  onProgress?: (p: Progress) => void;
+}
+
+/** Ids kept back from the end of a prefix, whose tokenization may differ from the whole text's. */
+export const SAFETY_TOKENS = 256;
+
+interface WorkerInput {
+  tokenizersModule: string;
+  tokenizerJson: string;
+  tokenizerConfig: Record<string, unknown>;
+  file: string;
+  format: 'txt' | 'jsonl';
+  field: string;
+  maxTokens: number | null;
+  safety: number;
+}
+
+type WorkerMessage =
+  | { kind: 'progress'; done: number; total: number }
+  | { kind: 'done'; ids: Int32Array }
+  | { kind: 'error'; code: ErrorCode; message: string };
+
+/**
+ * The worker's whole program. It runs from its source text (`new Worker(code, { eval: true })`) so that it
+ * works the same from the compiled package, ts-node and jest: it must not use anything from this module's
+ * scope, only `require` of Node built-ins and the tokenizers module path it is given.
+ */
+function workerMain(): void {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
+  const fsW = require('node:fs') as typeof import('node:fs');
+  const zlibW = require('node:zlib') as typeof import('node:zlib');
+  const input = workerData as WorkerInput;
+  const post = (m: WorkerMessage, transfer?: ArrayBuffer[]) => parentPort!.postMessage(m, transfer);
+  const fail = (code: ErrorCode, message: string) => post({ kind: 'error', code, message });
+
+  async function run(): Promise<void> {
+    let tokenizer: { encode(text: string, o: { add_special_tokens: boolean }): { ids: number[] } };
+    try {
+      const { Tokenizer } = require(input.tokenizersModule) as { Tokenizer: new (json: unknown, config: unknown) => typeof tokenizer };
+      tokenizer = new Tokenizer(JSON.parse(fsW.readFileSync(input.tokenizerJson, 'utf8')), input.tokenizerConfig);
+    } catch (e) {
+      fail('INVALID_CONFIG', `${input.tokenizerJson} could not be loaded: ${(e as Error).message}`);
+      return;
+    }
+    let fd: number;
+    try {
+      fd = fsW.openSync(input.file, 'r');
+    } catch (e) {
+      fail('DATA_NOT_FOUND', `data file ${input.file} cannot be read: ${(e as Error).message}`);
+      return;
+    }
+    const st = fsW.fstatSync(fd);
+    const total = st.isFile() ? st.size : 0;
+    const head = Buffer.alloc(2);
+    const gz = fsW.readSync(fd, head, 0, 2, null) === 2 && head[0] === 0x1f && head[1] === 0x8b;
+    // The two bytes already read are fed back in front of the stream (a device cannot seek back).
+    const raw = fsW.createReadStream('', { fd, start: undefined, highWaterMark: 1 << 16 });
+    let bytes = 2;
+    let lastReport = 0;
+    raw.on('data', (b) => {
+      bytes += b.length;
+      const now = Date.now();
+      if (now - lastReport > 100) {
+        lastReport = now;
+        post({ kind: 'progress', done: bytes, total });
+      }
+    });
+    const { PassThrough } = require('node:stream') as typeof import('node:stream');
+    const joined = new PassThrough();
+    joined.write(head);
+    raw.pipe(joined);
+    raw.on('error', (e) => joined.destroy(e));
+    const source = gz ? joined.pipe(zlibW.createGunzip()) : joined;
+    if (gz) joined.on('error', (e) => source.destroy(e));
+    source.setEncoding('utf8');
+    const chunks = source[Symbol.asyncIterator]() as AsyncIterator<string>;
+
+    let text = '';
+    let partialLine = '';
+    let lineNo = 0;
+    let eof = false;
+    let docs = 0;
+    const addLines = (s: string) => {
+      // JSON Lines: the text is the documents' field joined with "\n" (blank lines skipped)
+      const parts = (partialLine + s).split('\n');
+      partialLine = eof ? '' : parts.pop()!;
+      for (const line0 of parts) {
+        lineNo++;
+        const line = line0.endsWith('\r') ? line0.slice(0, -1) : line0;
+        if (line.trim() === '') continue;
+        let obj: unknown;
+        try {
+          obj = JSON.parse(line);
+        } catch (e) {
+          throw Object.assign(new Error(`${input.file} line ${lineNo} is not valid JSON (${(e as Error).message})`), { code: 'INVALID_DATA' });
+        }
+        const v = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[input.field] : undefined;
+        if (typeof v !== 'string') throw Object.assign(new Error(`${input.file} line ${lineNo} has no string field "${input.field}"`), { code: 'INVALID_DATA' });
+        text = docs === 0 ? v : `${text}\n${v}`;
+        docs++;
+      }
+    };
+    const keep = input.maxTokens;
+    // ~4 characters a token is typical; a poor guess only costs a doubling
+    let target = keep === null ? Infinity : Math.max(1 << 14, (keep + input.safety) * 4);
+    for (;;) {
+      while (!eof && text.length < target) {
+        let r: IteratorResult<string>;
+        try {
+          r = await chunks.next();
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          fail(code === 'EISDIR' || code === 'EACCES' ? 'DATA_NOT_FOUND' : 'INVALID_DATA', `${input.file} could not be read as text: ${(e as Error).message}`);
+          return;
+        }
+        if (r.done) {
+          eof = true;
+          if (input.format === 'jsonl') addLines('');
+        } else if (input.format === 'jsonl') {
+          addLines(r.value);
+        } else {
+          text += r.value;
+        }
+      }
+      const ids = tokenizer.encode(text, { add_special_tokens: false }).ids;
+      if (eof || (keep !== null && ids.length >= keep + input.safety)) {
+        const out = Int32Array.from(keep === null ? ids : ids.slice(0, keep));
+        source.destroy();
+        raw.destroy();
+        post({ kind: 'progress', done: bytes, total });
+        post({ kind: 'done', ids: out }, [out.buffer as ArrayBuffer]);
+        return;
+      }
+      target *= 2;
+    }
+  }
+  run().catch((e: Error & { code?: ErrorCode }) => fail(e.code ?? 'INVALID_DATA', e.message));
+}
+
+const WORKER_SOURCE = `(${workerMain.toString()})()`;
+
+/**
+ * The ids of a text file (.txt, .gz, .jsonl of {"text"}) under the model's tokenizer, no special tokens
+ * added, tokenized in a worker thread; the first maxTokens of them when a budget is given. Aborting the signal
+ * terminates the worker at once, whatever it is doing.
+ */
+export function tokenizeFile(tokenizerDir: string, file: string, opts: TokenizeFileOptions = {}): Promise<Int32Array> {
+  const { signal, onProgress } = opts;
+  if (signal?.aborted) return Promise.reject(abortError());
+  const tokenizerJson = path.join(tokenizerDir, 'tokenizer.json');
+  if (!fs.existsSync(tokenizerJson)) {
+    return Promise.reject(new FfmergeError('INVALID_CONFIG', `${tokenizerDir} has no tokenizer.json; the tokenizer needs it`));
+  }
+  const maxTokens = opts.maxTokens !== undefined && Number.isFinite(opts.maxTokens) ? opts.maxTokens : null;
+  if (maxTokens !== null && (!Number.isSafeInteger(maxTokens) || maxTokens < 0)) {
+    return Promise.reject(new FfmergeError('INVALID_ARGUMENT', `maxTokens must be a non-negative integer, got ${opts.maxTokens}`));
+  }
+  let tokenizerConfig: Record<string, unknown>;
+  try {
+    tokenizerConfig = hfTokenizerConfig(tokenizerDir);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  const input: WorkerInput = {
+    tokenizersModule: require.resolve('@huggingface/tokenizers'),
+    tokenizerJson,
+    tokenizerConfig,
+    file: path.resolve(file),
+    format: opts.format ?? (/\.jsonl(\.gz)?$/i.test(file) ? 'jsonl' : 'txt'),
+    field: opts.field ?? 'text',
+    maxTokens,
+    safety: SAFETY_TOKENS,
+  };
+  return new Promise<Int32Array>((resolve, reject) => {
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: input });
+    let settled = false;
+    const finish = (err: Error | undefined, ids?: Int32Array) => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      void worker.terminate();
+      if (err) reject(err);
+      else resolve(ids!);
+    };
+    const onAbort = () => finish(abortError());
+    signal?.addEventListener('abort', onAbort, { once: true });
+    worker.on('message', (m: WorkerMessage) => {
+      if (m.kind === 'progress') onProgress?.({ phase: 'tokenize', done: m.done, total: m.total });
+      else if (m.kind === 'done') finish(undefined, m.ids);
+      else finish(new FfmergeError(m.code, m.message));
+    });
+    worker.on('error', (e) => finish(new FfmergeError('INVALID_DATA', `tokenizing ${file} failed: ${e.message}`, { cause: e })));
+    worker.on('exit', (code) => finish(new FfmergeError('INVALID_DATA', `tokenizing ${file} stopped (worker exit code ${code})`)));
+  });
+}

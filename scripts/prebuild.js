@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+'use strict';
+// Builds the prebuilt addon that ships in the package tarball: prebuilds/<platform>-<arch>/ffmerge.napi[.glibc].node.
+// `npm pack` / `npm publish` run it (prepack), so the tarball always carries a binary built from the sources
+// it ships, and no binary is committed to git.
+//
+// Baseline CPU: the binary must run on any x86-64 (or arm64) machine, so it is compiled with the compiler's
+// default target, never -march=native; the AVX2/AVX-512 kernels are compiled per function
+// (__attribute__((target(...)))) and chosen at run time (native/core/gemm.cc, assignment_kernels.cc).
+// CFLAGS/CXXFLAGS from the environment are dropped for the same reason, and the flags node-gyp generated are
+// checked before the binary is accepted.
+//
+// N-API (NAPI_VERSION=8 in binding.gyp): one binary serves every Node ≥ 20.9 of that platform, so no per-ABI
+// builds are needed. libstdc++/libgcc are linked statically (binding.gyp), so the binary needs only glibc.
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const log = (msg) => process.stderr.write(`ffmerge prebuild: ${msg}\n`);
+
+const env = { ...process.env };
+for (const k of ['CFLAGS', 'CXXFLAGS', 'CPPFLAGS', 'LDFLAGS', 'CC', 'CXX']) delete env[k];
+const build = spawnSync(process.execPath, [path.join(__dirname, 'build-native.js'), '--force'], { cwd: root, stdio: 'inherit', env });
+if (build.status !== 0) process.exit(build.status || 1);
+
+// The flags actually used (gyp writes them into the generated makefile).
+const mk = path.join(root, 'build', 'ffmerge.target.mk');
+if (fs.existsSync(mk)) {
+  const text = fs.readFileSync(mk, 'utf8');
+  const release = text.slice(text.indexOf('CFLAGS_Release'), text.indexOf('INCS_Release'));
+  const bad = release.match(/-march=\S+|-mtune=native|-mavx\S*|-msse4\S*|-mfma\b|-mcpu=native/g);
+  if (bad) {
+    log(`refusing: the release flags target a specific CPU (${bad.join(' ')}); a prebuild must run on a baseline CPU`);
+    process.exit(1);
+  }
+}
+
+const built = path.join(root, 'build', 'Release', 'ffmerge.node');
+// glibc vs musl: a glibc binary does not load on Alpine, which must compile from source instead.
+let libc = '';
+if (process.platform === 'linux') {
+  const glibc = process.report && process.report.getReport().header.glibcVersionRuntime;
+  libc = glibc ? '.glibc' : '.musl';
+}
+const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+fs.rmSync(dir, { recursive: true, force: true });
+fs.mkdirSync(dir, { recursive: true });
+const dest = path.join(dir, `ffmerge.napi${libc}.node`);
+fs.copyFileSync(built, dest);
+if (process.platform !== 'win32') {
+  // debug symbols are half the file; the dynamic symbol table (what Node needs) stays
+  const strip = spawnSync('strip', [process.platform === 'darwin' ? '-Sx' : '--strip-debug', dest], { stdio: 'inherit' });
+  if (strip.error) log(`strip not available (${strip.error.message}); shipping the unstripped binary`);
+}
+// The binary must load in this Node before it is shipped.
+const mod = require(dest);
+const info = mod.buildInfo();
+log(`wrote ${path.relative(root, dest)} (${(fs.statSync(dest).size / 1e6).toFixed(1)} MB; GEMM kernel here: ${info.gemmKernel})`);

@@ -1,0 +1,111 @@
+/**
+ * The CLI's progress display (lib/cli/progress.ts) on a terminal: what a user sees after the escape codes are
+ * applied, replayed by a small terminal model.
+ */
+import { ProgressBar } from '../lib/cli/progress';
+
+/** Applies what cli-progress writes (CR, LF, ESC[nG, ESC[K / ESC[2K, save/restore cursor) to a grid of lines. */
+class FakeTerminal {
+  isTTY = true;
+  columns = 120;
+  raw = '';
+  private lines: string[] = [''];
+  private row = 0;
+  private col = 0;
+  private saved: [number, number] = [0, 0];
+
+  write = (s: string): boolean => {
+    this.raw += s;
+    for (let i = 0; i < s.length; i++) {
+      const ch = s[i]!;
+      if (ch === '\x1b') {
+        const m = /^\x1b(?:\[(\??)(\d*)([A-Za-z])|([78]))/.exec(s.slice(i))!;
+        i += m[0].length - 1;
+        if (m[4] === '7') this.saved = [this.row, this.col];
+        else if (m[4] === '8') [this.row, this.col] = this.saved;
+        else if (m[1] === '' && m[3] === 'G') this.col = Number(m[2] || 1) - 1;
+        else if (m[1] === '' && m[3] === 'K') this.lines[this.row] = m[2] === '2' ? '' : this.lines[this.row]!.slice(0, this.col);
+        continue;
+      }
+      if (ch === '\n') {
+        this.row++;
+        this.col = 0;
+        this.lines[this.row] ??= '';
+      } else if (ch === '\r') {
+        this.col = 0;
+      } else {
+        const line = this.lines[this.row]!.padEnd(this.col);
+        this.lines[this.row] = line.slice(0, this.col) + ch + line.slice(this.col + 1);
+        this.col++;
+      }
+    }
+    return true;
+  };
+  on() {
+    return this;
+  }
+  removeListener() {
+    return this;
+  }
+  screen(): string[] {
+    return this.lines.map((l) => l.trimEnd());
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('CLI progress bars', () => {
+  it('one bar per phase in user words, counts and ETA, redrawn in place; a clean line per finished phase; inner steps hidden', async () => {
+    const term = new FakeTerminal();
+    const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
+    for (let i = 1; i <= 3; i++) {
+      bar.update({ phase: 'features', done: i, total: 3 });
+      bar.update({ phase: 'forward', done: i, total: 3 }); // a native step inside the phase
+      await sleep(120);
+    }
+    for (let i = 1; i <= 9; i++) {
+      bar.update({ phase: 'correlation.finalize', done: 1, total: 1 });
+      bar.update({ phase: 'search', done: i, total: 9 });
+      await sleep(120);
+      if (i === 5) {
+        const live = term.screen().at(-1)!;
+        expect(live).toMatch(/Searching windows .* 5\/9 candidates +ETA \d+s/);
+      }
+    }
+    bar.update({ phase: 'test', done: 2, total: 4 });
+    await sleep(120);
+    bar.update({ phase: 'test', done: 4, total: 4 });
+    bar.done();
+
+    const screen = term.screen().filter((l) => l !== '');
+    expect(screen).toHaveLength(3);
+    expect(screen[0]).toMatch(/^✔ Calibrating \(FF activations\) +3 batches +\d+\.\d s$/);
+    expect(screen[1]).toMatch(/^✔ Searching windows +9 candidates +\d+\.\d s$/);
+    expect(screen[2]).toMatch(/^✔ Test set +4 batches +\d+\.\d s$/);
+    // redrawn in place: the only line feeds are the finished phases' lines
+    expect(term.raw.split('\n').length - 1).toBe(3);
+    expect(term.raw).not.toMatch(/correlation|forward/);
+  });
+
+  it('Ctrl-C: the bar is cleared, so the abort message starts on a line of its own', async () => {
+    const term = new FakeTerminal();
+    const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
+    bar.update({ phase: 'features', done: 1, total: 3 });
+    await sleep(120);
+    bar.update({ phase: 'features', done: 2, total: 3 });
+    await sleep(120);
+    expect(term.screen().at(-1)).toMatch(/Calibrating/);
+    bar.interrupt();
+    term.write('ffmerge: aborted [ABORTED]\n');
+    expect(term.screen().filter((l) => l !== '')).toEqual(['ffmerge: aborted [ABORTED]']);
+  });
+
+  it('draws nothing when stderr is not a terminal (scripts, --json)', () => {
+    const term = new FakeTerminal();
+    term.isTTY = false;
+    const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
+    bar.update({ phase: 'features', done: 1, total: 3 });
+    bar.done();
+    expect(term.raw).toBe('');
+  });
+});
