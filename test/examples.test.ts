@@ -21,6 +21,8 @@ beforeAll(() => {
   app = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-examples-'));
   fs.mkdirSync(path.join(app, 'node_modules'));
   fs.symlinkSync(root, path.join(app, 'node_modules', 'ffmerge'), 'dir');
+  // transformers.js (a devDependency here) for the ONNX example, as a user's project would have it installed
+  fs.symlinkSync(path.join(root, 'node_modules', '@huggingface'), path.join(app, 'node_modules', '@huggingface'), 'dir');
   for (const f of fs.readdirSync(examples)) fs.copyFileSync(path.join(examples, f), path.join(app, f));
 }, 300_000);
 afterAll(() => fs.rmSync(app, { recursive: true, force: true }));
@@ -34,6 +36,14 @@ describe('examples/', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^window \d-\d: perplexity \d+\.\d\d -> \d+\.\d\d, 33024 of 260032 parameters removed\n/);
     expect(r.stdout).toMatch(/next token after "Once upon a time": ".+"/);
+  });
+
+  it('onnx-transformers-js.mjs compresses to ONNX and transformers.js generates from the folder, offline', () => {
+    const r = node('onnx-transformers-js.mjs');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^onnx\/model\.onnx: (\d+) bytes as it is, (\d+) merged\nOnce upon a time.{10,}\n$/s);
+    const [, plain, merged] = /(\d+) bytes as it is, (\d+) merged/.exec(r.stdout)!;
+    expect(Number(plain) - Number(merged)).toBeGreaterThan(33024 * 4 * 0.99); // one FF sublayer's fp32 bytes
   });
 
   it('merge-by-hand.mjs (import) runs the method step by step', () => {
