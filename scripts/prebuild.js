@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 'use strict';
-// Builds the prebuilt addon that ships in the package tarball: prebuilds/<platform>-<arch>/ffmerge.napi[.glibc].node.
+// Builds the prebuilt addon that ships in the package tarball, with prebuildify: prebuilds/<platform>-<arch>/ffmerge[.glibc].node.
 // `npm pack` / `npm publish` run it (prepack), so the tarball always carries a binary built from the sources
 // it ships, and no binary is committed to git.
 //
@@ -21,7 +21,17 @@ const log = (msg) => process.stderr.write(`ffmerge prebuild: ${msg}\n`);
 
 const env = { ...process.env };
 for (const k of ['CFLAGS', 'CXXFLAGS', 'CPPFLAGS', 'LDFLAGS', 'CC', 'CXX']) delete env[k];
-const build = spawnSync(process.execPath, [path.join(__dirname, 'build-native.js'), '--force'], { cwd: root, stdio: 'inherit', env });
+// prebuildify drives node-gyp and names the binary with its platform tags (…/linux-x64/ffmerge.glibc.node: N-API,
+// so one file per platform). node-gyp would download Node's headers for the target version; the headers of the
+// Node running us ship with it, and nodedir points node-gyp at them (offline).
+const nodedir = [path.dirname(path.dirname(process.execPath)), process.config.variables && process.config.variables.node_prefix]
+  .filter(Boolean)
+  .find((d) => fs.existsSync(path.join(d, 'include', 'node', 'node_api.h')));
+if (nodedir) env.npm_config_nodedir = nodedir;
+else log('Node headers were not found next to this Node binary; node-gyp will try to download them (needs network).');
+const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+fs.rmSync(dir, { recursive: true, force: true });
+const build = spawnSync(process.execPath, [require.resolve('prebuildify/bin.js'), '--napi', '--strip', '--tag-libc'], { cwd: root, stdio: 'inherit', env });
 if (build.status !== 0) process.exit(build.status || 1);
 
 // The flags actually used (gyp writes them into the generated makefile).
@@ -31,28 +41,18 @@ if (fs.existsSync(mk)) {
   const release = text.slice(text.indexOf('CFLAGS_Release'), text.indexOf('INCS_Release'));
   const bad = release.match(/-march=\S+|-mtune=native|-mavx\S*|-msse4\S*|-mfma\b|-mcpu=native/g);
   if (bad) {
+    fs.rmSync(dir, { recursive: true, force: true });
     log(`refusing: the release flags target a specific CPU (${bad.join(' ')}); a prebuild must run on a baseline CPU`);
     process.exit(1);
   }
 }
 
-const built = path.join(root, 'build', 'Release', 'ffmerge.node');
-// glibc vs musl: a glibc binary does not load on Alpine, which must compile from source instead.
-let libc = '';
-if (process.platform === 'linux') {
-  const glibc = process.report && process.report.getReport().header.glibcVersionRuntime;
-  libc = glibc ? '.glibc' : '.musl';
+const built = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.node')) : [];
+if (built.length !== 1) {
+  log(`expected one prebuilt binary in ${path.relative(root, dir)}, found ${built.length}`);
+  process.exit(1);
 }
-const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-fs.rmSync(dir, { recursive: true, force: true });
-fs.mkdirSync(dir, { recursive: true });
-const dest = path.join(dir, `ffmerge.napi${libc}.node`);
-fs.copyFileSync(built, dest);
-if (process.platform !== 'win32') {
-  // debug symbols are half the file; the dynamic symbol table (what Node needs) stays
-  const strip = spawnSync('strip', [process.platform === 'darwin' ? '-Sx' : '--strip-debug', dest], { stdio: 'inherit' });
-  if (strip.error) log(`strip not available (${strip.error.message}); shipping the unstripped binary`);
-}
+const dest = path.join(dir, built[0]);
 // The binary must load in this Node before it is shipped.
 const mod = require(dest);
 const info = mod.buildInfo();
