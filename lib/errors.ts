@@ -39,7 +39,9 @@ export type ErrorCode =
   | 'SINGULAR_MATRIX'
   // native jobs on stateful objects
   | 'BUSY'
-  | 'INVALID_STATE';
+  | 'INVALID_STATE'
+  /** An in/out typed array (matmul's `out`) whose ArrayBuffer was transferred or detached while its job ran. */
+  | 'BUFFER_DETACHED';
 
 export class FfmergeError extends Error {
   readonly code: ErrorCode;
