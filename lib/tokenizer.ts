@@ -14,6 +14,7 @@
  * Special token ids come from tokenizer_config.json, then special_tokens_map.json (token strings), then
  * config.json (`*_token_id`).
  */
+import { MAX_JSON_FILE_BYTES, readRegularFileSync } from './files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
@@ -60,8 +61,9 @@ type Json = Record<string, unknown>;
 function readJson(file: string, required: boolean): Json | undefined {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readRegularFileSync(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
   } catch (e) {
+    if (e instanceof FfmergeError) throw e;
     if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new FfmergeError('INVALID_CONFIG', `${path.dirname(file)} has no ${path.basename(file)}; the tokenizer needs it`);

@@ -3,6 +3,7 @@
  * float32 (F16/BF16/F64 by the reader), checked against the shapes the config implies, turned into canonical
  * Linear layout (GPT-2's Conv1D weights transposed), and copied into native memory.
  */
+import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, fromNativeError } from '../errors';
@@ -22,8 +23,9 @@ export async function readConfig(dir: string): Promise<Record<string, unknown>> 
   const file = path.join(dir, 'config.json');
   let text: string;
   try {
-    text = await fs.promises.readFile(file, 'utf8');
+    text = await readRegularFile(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
   } catch (e) {
+    if (e instanceof FfmergeError) throw e;
     throw new FfmergeError('IO_ERROR', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
   }
   try {
