@@ -43,6 +43,21 @@ export interface ModelSummary {
   savings: KSaving[];
 }
 
+/**
+ * A parsed config.json must be an object that ffmerge can write back (the output's config.json, --json
+ * reports): JSON nested so deeply that JSON.stringify overflows the stack is refused here, with a code, rather
+ * than failing uncoded wherever it is first printed or written.
+ */
+export function checkConfigObject(c: unknown, file: string): Record<string, unknown> {
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object (got ${showValue(c)})`);
+  try {
+    JSON.stringify(c);
+  } catch {
+    throw new FfmergeError('INVALID_CONFIG', `${file} nests values too deeply to be processed`);
+  }
+  return c as Record<string, unknown>;
+}
+
 export function readConfig(dir: string): Record<string, unknown> {
   const file = path.join(dir, 'config.json');
   let text: string;
@@ -60,8 +75,7 @@ export function readConfig(dir: string): Record<string, unknown> {
   } catch (e) {
     throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`);
   }
-  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object (got ${showValue(c)})`);
-  return c as Record<string, unknown>;
+  return checkConfigObject(c, file);
 }
 
 export async function inspectModel(dir: string): Promise<ModelSummary> {
@@ -136,7 +150,7 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
     const bytesRemoved = summaries.reduce((a, s) => a + (k - 1) * s.ffBytesPerLayer, 0);
     savings.push({ k, paramsRemoved, bytesRemoved, fraction: paramsRemoved / totalParams });
   }
-  const archs = Array.isArray(config.architectures) ? (config.architectures as string[]) : [];
+  const archs = Array.isArray(config.architectures) ? config.architectures.filter((a): a is string => typeof a === 'string') : [];
   return {
     dir: path.resolve(dir),
     modelType: String(config.model_type),

@@ -12,6 +12,7 @@ import { modelAddon } from '../native/model';
 import { CheckpointReader } from '../checkpoint/ties';
 import { architectureOf, type NormNames, type StackTensors } from './architectures';
 import { Model } from './model';
+import { checkConfigObject } from './inspect';
 import type { ModelSpec } from './spec';
 import { validateSpec } from './validate-spec';
 
@@ -28,13 +29,13 @@ export async function readConfig(dir: string): Promise<Record<string, unknown>> 
     if (e instanceof FfmergeError) throw e;
     throw new FfmergeError('IO_ERROR', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
   }
+  let c: unknown;
   try {
-    const c = JSON.parse(text) as unknown;
-    if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('not a JSON object');
-    return c as Record<string, unknown>;
+    c = JSON.parse(text) as unknown;
   } catch (e) {
     throw new FfmergeError('INVALID_CONFIG', `${file} is not a valid config: ${(e as Error).message}`, { cause: e });
   }
+  return checkConfigObject(c, file);
 }
 
 function fmt(shape: readonly number[]): string {
