@@ -27,6 +27,8 @@ export type ErrorCode =
   // numerics
   | 'NON_FINITE_INPUT'
   | 'NON_FINITE_ACTIVATIONS'
+  /** A metric (perplexity, accuracy, BLEU) came out NaN or infinite: the model or its data is broken. */
+  | 'NON_FINITE_METRIC'
   | 'SEQUENCE_TOO_LONG'
   // pipeline
   | 'INVALID_WINDOW'
@@ -34,12 +36,16 @@ export type ErrorCode =
   | 'OPTION_NOT_APPLICABLE'
   | 'K_TOO_LARGE'
   | 'OUTPUT_EXISTS'
+  /** The output folder's parent is not a folder, or cannot be written: found before any long work. */
+  | 'OUTPUT_NOT_WRITABLE'
   | 'DATA_NOT_FOUND'
   | 'INVALID_DATA'
   | 'SINGULAR_MATRIX'
   // native jobs on stateful objects
   | 'BUSY'
-  | 'INVALID_STATE';
+  | 'INVALID_STATE'
+  /** An in/out typed array (matmul's `out`) whose ArrayBuffer was transferred or detached while its job ran. */
+  | 'BUFFER_DETACHED';
 
 export class FfmergeError extends Error {
   readonly code: ErrorCode;
@@ -61,6 +67,22 @@ export function fromNativeError(e: unknown): FfmergeError {
   const code = typeof err?.code === 'string' ? (err.code as ErrorCode) : 'NATIVE_ERROR';
   const message = typeof err?.message === 'string' ? err.message : String(e);
   return new FfmergeError(code, message, { cause: e });
+}
+
+/**
+ * A value from a file or a caller, shown in an error message: JSON, cut to `max` characters. Never throws:
+ * a deeply nested value (JSON.stringify overflows the stack), a cycle or a BigInt reads as a placeholder, so
+ * building the message cannot turn a coded error into an uncoded one.
+ */
+export function showValue(v: unknown, max = 60): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(v);
+  } catch {
+    text = Array.isArray(v) ? '[…]' : typeof v === 'object' && v !== null ? '{…}' : String(typeof v);
+  }
+  if (text === undefined) text = String(v);
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
 export function abortError(): FfmergeError {

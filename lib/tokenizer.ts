@@ -14,10 +14,11 @@
  * Special token ids come from tokenizer_config.json, then special_tokens_map.json (token strings), then
  * config.json (`*_token_id`).
  */
+import { MAX_JSON_FILE_BYTES, readRegularFileSync } from './files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
-import { FfmergeError } from './errors';
+import { FfmergeError, showValue } from './errors';
 
 export interface EncodeOptions {
   /** Add the model's special tokens (BOS/EOS per its post-processor or add_bos/eos flags). Default true. */
@@ -60,8 +61,9 @@ type Json = Record<string, unknown>;
 function readJson(file: string, required: boolean): Json | undefined {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readRegularFileSync(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
   } catch (e) {
+    if (e instanceof FfmergeError) throw e;
     if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new FfmergeError('INVALID_CONFIG', `${path.dirname(file)} has no ${path.basename(file)}; the tokenizer needs it`);
@@ -183,8 +185,29 @@ export function hfTokenizerConfig(modelDir: string, tokConfig: Json = readJson(p
 }
 
 /** Loads `modelDir/tokenizer.json` with its tokenizer_config.json / special_tokens_map.json / config.json. */
+/**
+ * Token ids in tokenizer.json must be small non-negative integers: the tokenizer library sizes and walks
+ * tables by the largest id, so one id of 2^31 in a vocabulary of 512 made a 3 KB text take minutes to encode.
+ * Real vocabularies are dense; the bound (4× the entries, plus slack for added tokens) only refuses damage.
+ */
+function checkTokenIds(t: Json, file: string): void {
+  const model = t.model as Json | undefined;
+  const vocab = model && typeof model.vocab === 'object' && model.vocab !== null && !Array.isArray(model.vocab) ? (model.vocab as Json) : undefined;
+  const added = Array.isArray(t.added_tokens) ? (t.added_tokens as unknown[]) : [];
+  const entries = (vocab ? Object.keys(vocab).length : Array.isArray(model?.vocab) ? (model!.vocab as unknown[]).length : 0) + added.length;
+  const limit = 4 * entries + 1024;
+  const check = (id: unknown, what: string) => {
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= limit) {
+      throw new FfmergeError('INVALID_CONFIG', `${file}: ${what} has id ${showValue(id)}, not an integer in 0..${limit - 1} for a vocabulary of ${entries} entries`);
+    }
+  };
+  if (vocab) for (const [tok, id] of Object.entries(vocab)) check(id, `token ${showValue(tok)}`);
+  for (const a of added) check((a as Json | null)?.id, 'an added token');
+}
+
 export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
   const tokenizerJson = readJson(path.join(modelDir, 'tokenizer.json'), true)!;
+  checkTokenIds(tokenizerJson, path.join(modelDir, 'tokenizer.json'));
   const tokConfig = readJson(path.join(modelDir, 'tokenizer_config.json'), false) ?? {};
   const specialMap = readJson(path.join(modelDir, 'special_tokens_map.json'), false) ?? {};
   const modelConfig = readJson(path.join(modelDir, 'config.json'), false) ?? {};

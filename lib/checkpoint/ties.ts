@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import { SafetensorsReader, type TensorInfo } from '../safetensors';
 
 export type TieMap = Record<string, string>;
@@ -28,7 +28,7 @@ export function parseTies(json: string | undefined, stored: (name: string) => bo
   }
   for (const [name, target] of Object.entries(ties)) {
     if (typeof target !== 'string' || !stored(target)) {
-      throw new FfmergeError('INVALID_CONFIG', `${where}: tensor "${name}" is tied to ${JSON.stringify(target)}, which the file does not store`);
+      throw new FfmergeError('INVALID_CONFIG', `${where}: tensor "${name}" is tied to ${showValue(target)}, which the file does not store`);
     }
     if (stored(name)) {
       throw new FfmergeError('INVALID_CONFIG', `${where}: tensor "${name}" is both stored and tied to "${target}"`);
@@ -76,13 +76,15 @@ export class CheckpointReader {
     return [...this.reader.names(), ...Object.keys(this.ties)];
   }
 
+  // Object.hasOwn, never `in` or a bare lookup: names come from files, and a tensor named "constructor" or
+  // "toString" would otherwise resolve to Object.prototype's function.
   has(name: string): boolean {
-    return this.reader.has(name) || name in this.ties;
+    return this.reader.has(name) || Object.hasOwn(this.ties, name);
   }
 
   /** The stored tensor a name resolves to. */
   resolve(name: string): string {
-    return this.ties[name] ?? name;
+    return Object.hasOwn(this.ties, name) ? this.ties[name]! : name;
   }
 
   info(name: string): TensorInfo {

@@ -11,6 +11,7 @@
  * beside the target and renamed into place, so a failed or aborted run leaves nothing behind. The input is
  * never overwritten; an existing non-empty output directory is refused unless `overwrite` is set.
  */
+import { readConfig } from '../model/load';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../errors';
@@ -63,17 +64,92 @@ export function isWeightOrReferenceFile(name: string): boolean {
   );
 }
 
+/** The real path of `p`, resolving symlinks of the part that exists (the rest may not exist yet). */
+function realpathLoose(p: string): string {
+  const abs = path.resolve(p);
+  const rest: string[] = [];
+  let cur = abs;
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync(cur), ...rest.reverse());
+    } catch {
+      const up = path.dirname(cur);
+      if (up === cur) return abs;
+      rest.push(path.basename(cur));
+      cur = up;
+    }
+  }
+}
+
+/** The temp folder names of one output: `.<base>.ffmerge-tmp-<pid>-<ms>-<rand>`, and `…-old` while replacing. */
+function tempName(target: string): string {
+  const rand = Math.random().toString(36).slice(2, 8);
+  return path.join(path.dirname(target), `.${path.basename(target)}.ffmerge-tmp-${process.pid}-${Date.now()}-${rand}`);
+}
+
+function tempPattern(base: string): RegExp {
+  const esc = base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^\\.${esc}\\.ffmerge-tmp-(\\d+)-\\d+(?:-[a-z0-9]+)?(-old)?$`);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
- * Refuses an output directory that would overwrite the input or an existing non-empty directory. Call it
- * before any long work so a bad --out fails at once.
+ * Removes the temp folders a killed run left beside `out` (its process is gone). A `-old` folder is the
+ * previous output a run with overwrite had moved aside when it died: when nothing took its place it is put
+ * back, so a kill during the swap never loses the old output. Folders of live processes are left alone.
+ */
+export function sweepStaleTemps(out: string): string[] {
+  const target = path.resolve(out);
+  const dir = path.dirname(target);
+  const re = tempPattern(path.basename(target));
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const swept: string[] = [];
+  for (const name of names.sort((a, b) => Number(b.endsWith('-old')) - Number(a.endsWith('-old')))) {
+    const m = re.exec(name);
+    if (!m || processAlive(Number(m[1]))) continue;
+    const full = path.join(dir, name);
+    try {
+      if (m[2] && !fs.existsSync(target)) fs.renameSync(full, target);
+      else fs.rmSync(full, { recursive: true, force: true });
+      swept.push(name);
+    } catch {
+      /* another run sweeping the same folder got there first */
+    }
+  }
+  return swept;
+}
+
+/**
+ * Refuses an output directory that would overwrite the input, lie inside it, or replace an existing non-empty
+ * directory (unless `overwrite`), and one whose parent cannot be written; sweeps temp folders that killed runs
+ * left beside it. Call it before any long work so a bad --out fails at once. The final rename checks again
+ * (another run may have written the same output meanwhile).
  */
 export function checkOutputDir(source: string, out: string, overwrite = false): void {
+  sweepStaleTemps(out);
   const src = fs.realpathSync(source);
   const target = path.resolve(out);
-  const real = fs.existsSync(target) ? fs.realpathSync(target) : target;
+  const real = realpathLoose(target);
   if (real === src || src.startsWith(real + path.sep)) {
     throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} would overwrite the input model ${source}; choose another --out`);
   }
+  if (real.startsWith(src + path.sep)) {
+    throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} is inside the input model folder ${source}; choose a folder outside it`);
+  }
+  checkWritableParent(target, out);
   if (!fs.existsSync(target)) return;
   const st = fs.statSync(target);
   if (!st.isDirectory()) throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} exists and is not a directory`);
@@ -82,7 +158,64 @@ export function checkOutputDir(source: string, out: string, overwrite = false): 
   }
 }
 
+/**
+ * The nearest existing ancestor of the output must be a folder this process can create folders in: tried
+ * with a probe folder (created and removed at once), since permission bits say nothing for root or on a
+ * read-only mount.
+ */
+function checkWritableParent(target: string, out: string): void {
+  let dir = path.dirname(target);
+  while (!fs.existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  const bad = (why: string) => new FfmergeError('OUTPUT_NOT_WRITABLE', `cannot write the output ${out}: ${why}`);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch (e) {
+    throw bad((e as Error).message);
+  }
+  if (!st.isDirectory()) throw bad(`${dir} is not a directory`);
+  try {
+    fs.rmdirSync(fs.mkdtempSync(path.join(dir, '.ffmerge-probe-')));
+  } catch (e) {
+    throw bad(`${dir} is not writable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
 
+/** Whether a rename failed because something is already at the target. */
+function targetTaken(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR';
+}
+
+/**
+ * Moves the finished temp folder into place. Without overwrite, a target that appeared since checkOutputDir
+ * (another run writing the same output) is refused: rename(2) replaces only an empty directory, and a
+ * non-empty one fails ENOTEMPTY, so the check and the move are one step and no finished output is lost.
+ * With overwrite, the old output is moved aside first and removed once the new one is in place.
+ */
+function moveIntoPlace(tmp: string, target: string, out: string, overwrite: boolean): void {
+  const taken = () => new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} was written by another run meanwhile (pass --overwrite to replace it)`);
+  if (overwrite && fs.existsSync(target)) {
+    const old = `${tmp}-old`;
+    fs.renameSync(target, old);
+    try {
+      fs.renameSync(tmp, target);
+    } catch (e) {
+      // Another run took the target in between: its output stays, ours is dropped with the old one.
+      fs.rmSync(old, { recursive: true, force: true });
+      if (targetTaken(e)) throw taken();
+      throw e;
+    }
+    fs.rmSync(old, { recursive: true, force: true });
+    return;
+  }
+  try {
+    fs.renameSync(tmp, target);
+  } catch (e) {
+    if (targetTaken(e)) throw taken();
+    throw e;
+  }
+}
 
 interface PlannedTensor {
   name: string;
@@ -97,7 +230,17 @@ export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<Wri
   const { source, out, format } = opts;
   checkOutputDir(source, out, opts.overwrite);
   const src = await CheckpointReader.open(source);
-  const config = JSON.parse(fs.readFileSync(path.join(source, 'config.json'), 'utf8')) as Record<string, unknown>;
+  // Every exit from here on closes the reader (an error before the write once leaked its file handle).
+  try {
+    return await writePlanned(opts, src);
+  } finally {
+    await src.close();
+  }
+}
+
+async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader): Promise<WriteCheckpointResult> {
+  const { source, out, format } = opts;
+  const config = await readConfig(source);
   const replace = opts.replace ?? new Map<string, Float32Array>();
   for (const [name, data] of replace) {
     const info = src.info(name);
@@ -112,14 +255,16 @@ export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<Wri
     if (!src.has(name) || !src.has(target)) {
       throw new FfmergeError('TENSOR_NOT_FOUND', `tie ${name} → ${target} names a tensor the checkpoint does not have`);
     }
-    if (target in ties) throw new FfmergeError('INVALID_ARGUMENT', `tie ${name} → ${target}: "${target}" is itself tied`);
+    if (Object.hasOwn(ties, target)) throw new FfmergeError('INVALID_ARGUMENT', `tie ${name} → ${target}: "${target}" is itself tied`);
   }
 
   const plan: PlannedTensor[] = [];
   for (const name of src.names()) {
-    if (format === 'tied' && name in ties) continue;
+    // Object.hasOwn: tensor names come from files, and "constructor" or "__proto__" is a name like any other.
+    const tiedTo = Object.hasOwn(ties, name) ? ties[name] : undefined;
+    if (format === 'tied' && tiedTo !== undefined) continue;
     const info = src.info(name);
-    const rep = replace.get(ties[name] ?? name) ?? replace.get(name);
+    const rep = replace.get(tiedTo ?? name) ?? replace.get(name);
     if (rep) {
       // F16/BF16 checkpoints keep their dtype: the writer rounds the float32 replacement to nearest even.
       const bytes = (rep.length * DTYPE_SIZE[info.dtype]) as number;
@@ -141,7 +286,7 @@ export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<Wri
   const outConfig = { ...config, ffmerge: ffmergeInfo };
 
   const target = path.resolve(out);
-  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.ffmerge-tmp-${process.pid}-${Date.now()}`);
+  const tmp = tempName(target);
   fs.mkdirSync(path.dirname(target), { recursive: true });
   fs.mkdirSync(tmp);
   try {
@@ -171,22 +316,12 @@ export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<Wri
     }
     for (const [name, text] of Object.entries(opts.extraFiles ?? {})) fs.writeFileSync(path.join(tmp, name), text);
     if (opts.signal?.aborted) throw abortError();
-    // Into place: an empty or (with overwrite) old directory is moved aside first, then removed.
-    if (fs.existsSync(target)) {
-      const old = `${tmp}-old`;
-      fs.renameSync(target, old);
-      fs.renameSync(tmp, target);
-      fs.rmSync(old, { recursive: true, force: true });
-    } else {
-      fs.renameSync(tmp, target);
-    }
+    moveIntoPlace(tmp, target, out, opts.overwrite === true);
     const storedParams = plan.reduce((s, t) => s + t.byteLength / DTYPE_SIZE[t.dtype], 0);
     return { out: target, bytes, storedParams };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
-  } finally {
-    await src.close();
   }
 }
 

@@ -1,16 +1,18 @@
 /**
  * How the CLI reports failures: one line on stderr (or a JSON object on stdout with --json) and an exit code
  * by kind, so scripts can tell a bad invocation from bad data from a crash.
- *   2  bad arguments (INVALID_ARGUMENT, OPTION_NOT_APPLICABLE, K_TOO_LARGE, INVALID_WINDOW, OUTPUT_EXISTS)
- *   3  missing or unreadable inputs (DATA_NOT_FOUND, INVALID_DATA, config/checkpoint/safetensors errors)
- *   4  numerical failure (non-finite values, singular refit)
+ *   2  bad arguments (INVALID_ARGUMENT, OPTION_NOT_APPLICABLE, K_TOO_LARGE, INVALID_WINDOW, OUTPUT_EXISTS,
+ *      OUTPUT_NOT_WRITABLE)
+ *   3  missing or unreadable inputs (DATA_NOT_FOUND, INVALID_DATA, config/checkpoint/safetensors errors,
+ *      SHAPE_MISMATCH: a tensor the config does not describe)
+ *   4  numerical failure (non-finite values or metrics, singular refit)
  *   130 aborted (Ctrl-C)
  *   1  anything else
  */
 import { FfmergeError, type ErrorCode } from '../errors';
 
-const USAGE: ErrorCode[] = ['INVALID_ARGUMENT', 'OPTION_NOT_APPLICABLE', 'K_TOO_LARGE', 'INVALID_WINDOW', 'OUTPUT_EXISTS'];
-const NUMERIC: ErrorCode[] = ['NON_FINITE_INPUT', 'NON_FINITE_ACTIVATIONS', 'SINGULAR_MATRIX'];
+const USAGE: ErrorCode[] = ['INVALID_ARGUMENT', 'OPTION_NOT_APPLICABLE', 'K_TOO_LARGE', 'INVALID_WINDOW', 'OUTPUT_EXISTS', 'OUTPUT_NOT_WRITABLE'];
+const NUMERIC: ErrorCode[] = ['NON_FINITE_INPUT', 'NON_FINITE_ACTIVATIONS', 'NON_FINITE_METRIC', 'SINGULAR_MATRIX'];
 
 export function exitCodeFor(e: unknown): number {
   if (!(e instanceof FfmergeError)) return 1;
@@ -23,6 +25,7 @@ export function exitCodeFor(e: unknown): number {
     e.code === 'INVALID_CONFIG' ||
     e.code === 'UNSUPPORTED_ARCHITECTURE' ||
     e.code === 'TENSOR_NOT_FOUND' ||
+    e.code === 'SHAPE_MISMATCH' ||
     e.code === 'IO_ERROR' ||
     e.code.startsWith('SAFETENSORS_')
   ) {

@@ -29,6 +29,12 @@ const TASK_FLAGS: Record<string, readonly (keyof EvalCliOptions)[]> = {
   translation: ['data', 'source', 'target', 'count'],
 };
 
+/** A metric that came out NaN or infinite (NaN weights, overflow) is a failure, never a printed number. */
+function finite(v: number, metric: string): number {
+  if (!Number.isFinite(v)) throw new FfmergeError('NON_FINITE_METRIC', `${metric} is ${v}: the model or its data holds non-finite values`);
+  return v;
+}
+
 export async function runEval(model: string, o: EvalCliOptions, signal: AbortSignal): Promise<void> {
   const summary = await inspectModel(model);
   const task = taskFor(summary).name;
@@ -50,6 +56,7 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
       );
       const total = await nllOf(m, makeBatches(blocks, 8), { signal, onProgress: bar.update });
       bar.done();
+      finite(ppl(total), 'perplexity');
       result = { model: path.resolve(model), data: path.resolve(o.data), metric: 'perplexity', tokens: tokenCount(blocks), predictions: total.count, perplexity: ppl(total), seconds: seconds() };
       line = `perplexity ${ppl(total).toFixed(3)} on ${tokenCount(blocks)} tokens of ${o.data} (${seconds().toFixed(1)} s)`;
     } finally {
@@ -65,6 +72,7 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
       const set = await loadImageSource(src, pre, m.config as Record<string, unknown>);
       const r = await evaluateImageClassifier(m, set, pre, { signal, onProgress: bar.update, count: Math.min(limit ?? set.count, set.count) });
       bar.done();
+      finite(r.accuracy, 'accuracy');
       result = { model: path.resolve(model), metric: 'accuracy', accuracy: r.accuracy, correct: r.correct, images: r.total, seconds: seconds() };
       line = `top-1 accuracy ${(100 * r.accuracy).toFixed(2)}% (${r.correct}/${r.total} images, ${seconds().toFixed(1)} s)`;
     } finally {
@@ -80,6 +88,8 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
       const generation = await loadGenerationConfig(model, m.config as Record<string, unknown>);
       const r = await evaluateTranslation(m, tok, pairs, { signal, onProgress: bar.update, generation });
       bar.done();
+      finite(r.bleu.score, 'BLEU');
+      finite(r.chrf.score, 'chrF');
       result = { model: path.resolve(model), metric: 'bleu', bleu: r.bleu.score, chrf: r.chrf.score, sentences: pairs.length, seconds: seconds() };
       line = `BLEU ${r.bleu.score.toFixed(2)}, chrF ${r.chrf.score.toFixed(2)} (greedy, ${pairs.length} sentences, ${seconds().toFixed(1)} s)`;
     } finally {

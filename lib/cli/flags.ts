@@ -2,6 +2,7 @@
  * Turning CLI flags into library options: number parsing, name checks against the registries, and the data
  * flags of each task (a data flag that the model's task does not read is refused with its flag name).
  */
+import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
@@ -33,8 +34,8 @@ export function refuseFlags(given: object, known: readonly string[], allowed: re
 /** model_type of a model folder (undefined when config.json is unreadable: the loader reports that). */
 export function modelTypeOf(dir: string): string | undefined {
   try {
-    const c = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { model_type?: unknown };
-    return typeof c.model_type === 'string' ? c.model_type : undefined;
+    const c = JSON.parse(readRegularFileSync(path.join(dir, 'config.json'), 'INVALID_CONFIG', MAX_JSON_FILE_BYTES)) as { model_type?: unknown } | null;
+    return typeof c?.model_type === 'string' ? c.model_type : undefined;
   } catch {
     return undefined;
   }

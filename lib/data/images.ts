@@ -6,10 +6,11 @@
  * Images are held as 8-bit NHWC (what files store; 1 byte per value keeps 60k MNIST images at 47 MB) and
  * converted to float per batch.
  */
+import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 
 /** Decoded 8-bit images, all the same size: pixels[((n*height + y)*width + x)*channels + c]. */
 export interface ImageSet {
@@ -45,7 +46,7 @@ type Json = Record<string, unknown>;
 
 function positiveInt(v: unknown, what: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-    throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json: ${what} must be a positive integer (got ${JSON.stringify(v)})`);
+    throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json: ${what} must be a positive integer (got ${showValue(v)})`);
   }
   return v;
 }
@@ -74,7 +75,7 @@ export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): Image
       // {shortest_edge} means aspect-preserving resize + center crop (other processors); ViT's is {height, width}
       throw new FfmergeError(
         'INVALID_CONFIG',
-        `preprocessor_config.json: size ${JSON.stringify(size)} is not supported; ffmerge resizes to {"height", "width"}`,
+        `preprocessor_config.json: size ${showValue(size)} is not supported; ffmerge resizes to {"height", "width"}`,
       );
     }
     height = positiveInt(s.height, 'size.height');
@@ -117,16 +118,20 @@ export async function loadPreprocessor(dir: string): Promise<ImagePreprocessor> 
     const file = path.join(dir, name);
     let text: string;
     try {
-      text = await fs.promises.readFile(file, 'utf8');
+      text = await readRegularFile(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
     } catch (e) {
+      if (e instanceof FfmergeError) throw e;
       if (!required) return {};
       throw new FfmergeError('DATA_NOT_FOUND', `${file} not found: an image model needs its preprocessor_config.json`, { cause: e });
     }
+    let v: unknown;
     try {
-      return JSON.parse(text) as Json;
+      v = JSON.parse(text);
     } catch (e) {
       throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON`, { cause: e });
     }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object`);
+    return v as Json;
   };
   return preprocessorFromConfig(await read('preprocessor_config.json', true), await read('config.json', false));
 }

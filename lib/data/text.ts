@@ -4,6 +4,7 @@
  * by its magic bytes, not the file name. Line and document readers stream: a .gz file is inflated
  * chunk by chunk, never held whole in memory.
  */
+import { openRegularFile } from '../files';
 import * as fs from 'node:fs';
 import { pipeline } from 'node:stream';
 import * as zlib from 'node:zlib';
@@ -23,8 +24,10 @@ function notFound(file: string, e: unknown): FfmergeError {
 async function isGzip(file: string): Promise<boolean> {
   let fh: fs.promises.FileHandle;
   try {
-    fh = await fs.promises.open(file, 'r');
+    // a regular file only: a FIFO (or /dev/zero) would block or never end, a directory fails late (lib/files.ts)
+    fh = await openRegularFile(file, 'INVALID_DATA');
   } catch (e) {
+    if (e instanceof FfmergeError) throw e;
     throw notFound(file, e);
   }
   try {

@@ -4,7 +4,7 @@
  * evaluation on exact ids (e.g. a model's own samples) reproduces the numbers computed elsewhere on them.
  * Rows are streamed and reading stops at the token budget.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import { readLines } from './text';
 
 export interface TokenRowOptions {
@@ -56,7 +56,7 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
       if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || (opts.vocab !== undefined && t >= opts.vocab)) {
         throw new FfmergeError(
           'INVALID_DATA',
-          `${file} line ${lineNo}: input_ids[${i}] = ${JSON.stringify(t)} is not a token id${opts.vocab !== undefined ? ` of this model (0..${opts.vocab - 1})` : ''}`,
+          `${file} line ${lineNo}: input_ids[${i}] = ${showValue(t)} is not a token id${opts.vocab !== undefined ? ` of this model (0..${opts.vocab - 1})` : ''}`,
         );
       }
       out[i] = t;

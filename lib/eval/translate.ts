@@ -4,6 +4,7 @@
  * </s>), truncated to `maxSourceTokens`; greedy decoding per generation_config.json; hypotheses decoded
  * skipping special tokens; sacreBLEU-exact corpus BLEU (13a) against the raw references.
  */
+import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
@@ -33,8 +34,11 @@ export async function loadGenerationConfig(dir: string, config: Record<string, u
   const file = path.join(dir, 'generation_config.json');
   let gen: Record<string, unknown> = {};
   try {
-    gen = JSON.parse(await fs.promises.readFile(file, 'utf8')) as Record<string, unknown>;
+    const g = JSON.parse(await readRegularFile(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES)) as unknown;
+    if (typeof g !== 'object' || g === null || Array.isArray(g)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object`);
+    gen = g as Record<string, unknown>;
   } catch (e) {
+    if (e instanceof FfmergeError) throw e;
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
       throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
     }

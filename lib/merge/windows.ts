@@ -2,7 +2,7 @@
  * Windows of adjacent layers to merge: how many (k, or k from a fraction), which ones (every start for the
  * search, or one the user names as "a-b"), and which layer of a window is the anchor the others align to.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 
 /** Layers first..first+k-1 (0-based, inclusive) of one stack. */
 export interface Window {
@@ -83,6 +83,6 @@ export function anchorOffset(anchor: Anchor, k: number): number {
     case 'last':
       return k - 1;
     default:
-      throw new FfmergeError('INVALID_ARGUMENT', `anchor must be first, middle or last, got ${JSON.stringify(anchor)}`);
+      throw new FfmergeError('INVALID_ARGUMENT', `anchor must be first, middle or last, got ${showValue(anchor)}`);
   }
 }

@@ -3,9 +3,10 @@
  * for each k the parameters and bytes a merge of k FF sublayers removes (k−1 FF parameter sets per stack).
  * Reads only config.json and the safetensors header, so it is instant on any model size.
  */
+import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';
 import { DTYPE_SIZE } from '../safetensors';
 import { ffStacks } from './architectures';
@@ -42,22 +43,82 @@ export interface ModelSummary {
   savings: KSaving[];
 }
 
+/**
+ * A parsed config.json must be an object that ffmerge can write back (the output's config.json, --json
+ * reports): JSON nested so deeply that JSON.stringify overflows the stack is refused here, with a code, rather
+ * than failing uncoded wherever it is first printed or written.
+ */
+export function checkConfigObject(c: unknown, file: string): Record<string, unknown> {
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object (got ${showValue(c)})`);
+  try {
+    JSON.stringify(c);
+  } catch {
+    throw new FfmergeError('INVALID_CONFIG', `${file} nests values too deeply to be processed`);
+  }
+  return c as Record<string, unknown>;
+}
+
 export function readConfig(dir: string): Record<string, unknown> {
   const file = path.join(dir, 'config.json');
-  if (!fs.existsSync(file)) {
-    throw new FfmergeError('DATA_NOT_FOUND', `${dir} is not a model directory (no config.json)`);
-  }
+  let text: string;
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    // a regular file only (a FIFO would block forever), and not one so large that parsing it is the problem
+    text = readRegularFileSync(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
+  } catch (e) {
+    if (e instanceof FfmergeError) throw e;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new FfmergeError('DATA_NOT_FOUND', `${dir} is not a model directory (no config.json)`);
+    throw new FfmergeError('IO_ERROR', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  let c: unknown;
+  try {
+    c = JSON.parse(text);
   } catch (e) {
     throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`);
   }
+  return checkConfigObject(c, file);
 }
 
 export async function inspectModel(dir: string): Promise<ModelSummary> {
   const config = readConfig(dir);
   const stacks = ffStacks(config);
   const ckpt = await CheckpointReader.open(dir);
+  try {
+    return summarize(dir, config, stacks, ckpt);
+  } finally {
+    await ckpt.close();
+  }
+}
+
+/**
+ * The name a tensor is stored under: as named, or without its first component (GPT-2's "transformer.",
+ * BERT's "bert.": checkpoints saved from the bare model lack it; the loader resolves the same way).
+ */
+function storedName(ckpt: CheckpointReader, name: string): string | undefined {
+  if (ckpt.has(name)) return name;
+  const dot = name.indexOf('.');
+  return dot > 0 && ckpt.has(name.slice(dot + 1)) ? name.slice(dot + 1) : undefined;
+}
+
+/**
+ * The config's layer counts against the tensors, before anything is sized by them: a count the checkpoint
+ * cannot hold (1e9 layers in a config beside a 2-layer checkpoint once grew inspect past 3 GB) is an error.
+ */
+function checkLayerCounts(stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointReader): void {
+  const tensors = ckpt.names().length;
+  for (const s of stacks) {
+    if (s.layers > tensors) {
+      throw new FfmergeError('INVALID_CONFIG', `config.json gives the ${s.name} ${s.layers} layers, but the checkpoint holds only ${tensors} tensors`);
+    }
+    const first = s.ff(0).wIn;
+    const last = s.ff(s.layers - 1).wIn;
+    if (storedName(ckpt, first) !== undefined && storedName(ckpt, last) === undefined) {
+      throw new FfmergeError('INVALID_CONFIG', `config.json gives the ${s.name} ${s.layers} layers, but the checkpoint has no tensor "${last}" (the FF of its last layer)`);
+    }
+  }
+}
+
+function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointReader): ModelSummary {
+  checkLayerCounts(stacks, ckpt);
   let totalParams = 0;
   let totalBytes = 0;
   for (const name of ckpt.storedNames()) {
@@ -72,8 +133,9 @@ export async function inspectModel(dir: string): Promise<ModelSummary> {
     let bytes = 0;
     for (const key of ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const) {
       const t = names[key];
-      if (t === undefined || !ckpt.has(t)) continue;
-      const info = ckpt.info(t);
+      const stored = t === undefined ? undefined : storedName(ckpt, t);
+      if (stored === undefined) continue;
+      const info = ckpt.info(stored);
       const n = info.shape.reduce((a, b) => a * b, 1);
       params += n;
       bytes += n * DTYPE_SIZE[info.dtype];
@@ -102,8 +164,7 @@ export async function inspectModel(dir: string): Promise<ModelSummary> {
     const bytesRemoved = summaries.reduce((a, s) => a + (k - 1) * s.ffBytesPerLayer, 0);
     savings.push({ k, paramsRemoved, bytesRemoved, fraction: paramsRemoved / totalParams });
   }
-  await ckpt.close();
-  const archs = Array.isArray(config.architectures) ? (config.architectures as string[]) : [];
+  const archs = Array.isArray(config.architectures) ? config.architectures.filter((a): a is string => typeof a === 'string') : [];
   return {
     dir: path.resolve(dir),
     modelType: String(config.model_type),

@@ -3,6 +3,7 @@
  * float32 (F16/BF16/F64 by the reader), checked against the shapes the config implies, turned into canonical
  * Linear layout (GPT-2's Conv1D weights transposed), and copied into native memory.
  */
+import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, fromNativeError } from '../errors';
@@ -11,6 +12,7 @@ import { modelAddon } from '../native/model';
 import { CheckpointReader } from '../checkpoint/ties';
 import { architectureOf, type NormNames, type StackTensors } from './architectures';
 import { Model } from './model';
+import { checkConfigObject } from './inspect';
 import type { ModelSpec } from './spec';
 import { validateSpec } from './validate-spec';
 
@@ -22,17 +24,18 @@ export async function readConfig(dir: string): Promise<Record<string, unknown>> 
   const file = path.join(dir, 'config.json');
   let text: string;
   try {
-    text = await fs.promises.readFile(file, 'utf8');
+    text = await readRegularFile(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
   } catch (e) {
+    if (e instanceof FfmergeError) throw e;
     throw new FfmergeError('IO_ERROR', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
   }
+  let c: unknown;
   try {
-    const c = JSON.parse(text) as unknown;
-    if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('not a JSON object');
-    return c as Record<string, unknown>;
+    c = JSON.parse(text) as unknown;
   } catch (e) {
     throw new FfmergeError('INVALID_CONFIG', `${file} is not a valid config: ${(e as Error).message}`, { cause: e });
   }
+  return checkConfigObject(c, file);
 }
 
 function fmt(shape: readonly number[]): string {

@@ -2,7 +2,7 @@
  * A transformer whose weights live in native memory, with the forward pass, FF access and FF-override views
  * the merge search needs. Build one with loadModel() (load.ts).
  */
-import { FfmergeError, fromNativeError } from '../errors';
+import { FfmergeError, fromNativeError, showValue } from '../errors';
 import { runNativeJob, type JobOptions } from '../native/job';
 import type { CorrelationAccumulator } from '../native/correlation';
 import { modelAddon, type NativeFF, type NativeForwardArgs, type NativeModelHandle } from '../native/model';
@@ -59,7 +59,7 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
     }
     const n = Array.isArray(v) ? v[0] : v; // eos may be a list; the first id ends a sequence
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
-      throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "${k}" must be a token id (got ${JSON.stringify(v)})`);
+      throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "${k}" must be a token id (got ${showValue(v)})`);
     }
     return n;
   };
@@ -73,7 +73,7 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
   if (beams < 1) throw new FfmergeError('INVALID_CONFIG', 'generation_config.json: "num_beams" must be at least 1');
   const lp = pick('length_penalty') ?? 1;
   if (typeof lp !== 'number' || !Number.isFinite(lp)) {
-    throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "length_penalty" must be a number (got ${JSON.stringify(lp)})`);
+    throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "length_penalty" must be a number (got ${showValue(lp)})`);
   }
   return {
     decoderStartTokenId: int('decoder_start_token_id', true)!,

@@ -4,7 +4,7 @@
  * (native/binding/spec_binding.cc) then only converts; native/core/model/weights.cc re-checks the numeric
  * invariants for C++ callers.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import type { ModelSpec } from './spec';
 
 const ENUMS: Partial<Record<keyof ModelSpec, readonly string[]>> = {
@@ -30,22 +30,22 @@ const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isI
 /** Returns the spec unchanged when it is complete and consistent; else INVALID_CONFIG naming the field. */
 export function validateSpec(spec: ModelSpec): ModelSpec {
   const s = spec as unknown as Record<string, unknown>;
-  for (const k of STRINGS) if (typeof s[k] !== 'string') fail(`"${k}" must be a string (got ${JSON.stringify(s[k])})`);
-  for (const k of POSITIVE) if (!isCount(s[k]) || s[k] === 0) fail(`"${k}" must be a positive integer (got ${JSON.stringify(s[k])})`);
-  for (const k of COUNTS) if (!isCount(s[k])) fail(`"${k}" must be a non-negative integer (got ${JSON.stringify(s[k])})`);
+  for (const k of STRINGS) if (typeof s[k] !== 'string') fail(`"${k}" must be a string (got ${showValue(s[k])})`);
+  for (const k of POSITIVE) if (!isCount(s[k]) || s[k] === 0) fail(`"${k}" must be a positive integer (got ${showValue(s[k])})`);
+  for (const k of COUNTS) if (!isCount(s[k])) fail(`"${k}" must be a non-negative integer (got ${showValue(s[k])})`);
   for (const k of NUMBERS) {
-    if (typeof s[k] !== 'number' || !Number.isFinite(s[k]) || !((s[k] as number) > 0)) fail(`"${k}" must be a positive number (got ${JSON.stringify(s[k])})`);
+    if (typeof s[k] !== 'number' || !Number.isFinite(s[k]) || !((s[k] as number) > 0)) fail(`"${k}" must be a positive number (got ${showValue(s[k])})`);
   }
-  for (const k of FLAGS) if (typeof s[k] !== 'boolean') fail(`"${k}" must be a boolean (got ${JSON.stringify(s[k])})`);
+  for (const k of FLAGS) if (typeof s[k] !== 'boolean') fail(`"${k}" must be a boolean (got ${showValue(s[k])})`);
   for (const [k, allowed] of Object.entries(ENUMS)) {
-    if (typeof s[k] !== 'string' || !allowed!.includes(s[k] as string)) fail(`"${k}" must be one of ${allowed!.join(', ')} (got ${JSON.stringify(s[k])})`);
+    if (typeof s[k] !== 'string' || !allowed!.includes(s[k] as string)) fail(`"${k}" must be one of ${allowed!.join(', ')} (got ${showValue(s[k])})`);
   }
   const w = spec.slidingWindow;
   if (!Array.isArray(w) || w.length !== spec.layers || !w.every(isCount)) {
-    fail(`"slidingWindow" must list one non-negative integer per layer (${spec.layers}) (got ${JSON.stringify(w)})`);
+    fail(`"slidingWindow" must list one non-negative integer per layer (${spec.layers}) (got ${showValue(w)})`);
   }
   if (spec.nHeads % spec.nKvHeads !== 0) fail(`nKvHeads (${spec.nKvHeads}) must divide nHeads (${spec.nHeads})`);
-  if (typeof spec.ropeTheta !== 'number' || !(spec.ropeTheta >= 0)) fail(`"ropeTheta" must be a non-negative number (got ${JSON.stringify(spec.ropeTheta)})`);
+  if (typeof spec.ropeTheta !== 'number' || !(spec.ropeTheta >= 0)) fail(`"ropeTheta" must be a non-negative number (got ${showValue(spec.ropeTheta)})`);
   if (spec.positions === 'rotary') {
     if (!(spec.ropeTheta > 0)) fail('"ropeTheta" must be positive with rotary positions');
     const rd = spec.ropeDim || spec.headDim;

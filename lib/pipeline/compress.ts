@@ -6,7 +6,7 @@
  * and translation is the Task (tasks/); merge methods, recover methods and baselines come from registries.
  */
 import * as path from 'node:path';
-import { FfmergeError, abortError } from '../errors';
+import { FfmergeError, abortError, showValue } from '../errors';
 import type { JobOptions } from '../native/job';
 import { checkOutputDir, ffReplacements, ffTies, writeCheckpoint } from '../checkpoint/write';
 import { checkOnnxExportable, exportOnnx } from '../export/onnx/export';
@@ -39,7 +39,7 @@ function checkApplicable(o: CompressOptions, kind: TaskKind, modelType: string):
       'OPTION_NOT_APPLICABLE',
       owner
         ? `${key} applies to ${owner.name} models; ${modelType} is compressed as ${kind.name} (its options: ${kind.optionKeys.join(', ')})`
-        : `unknown option ${JSON.stringify(key)}`,
+        : `unknown option ${showValue(key)}`,
     );
   }
 }
@@ -63,7 +63,7 @@ function resolveStacks(summary: ModelSummary, mode: StackMode | undefined): { mo
     case 'decoder':
       return { mode: m, groups: [[m]] };
     default:
-      throw new FfmergeError('INVALID_ARGUMENT', `stacks must be both-same, independent, encoder or decoder (got ${JSON.stringify(m)})`);
+      throw new FfmergeError('INVALID_ARGUMENT', `stacks must be both-same, independent, encoder or decoder (got ${showValue(m)})`);
   }
 }
 
@@ -93,6 +93,25 @@ class PhaseClock {
     this.t0 = now;
     if (this.signal?.aborted) throw abortError();
   }
+}
+
+/**
+ * The task with every metric it returns checked: NaN or ±Infinity (NaN weights, overflowing activations)
+ * would otherwise compare false against everything, pick a window at random and be written out.
+ */
+function finiteMetrics(task: Task, kind: TaskKind): Task {
+  const check = (what: string) => (v: number): number => {
+    if (!Number.isFinite(v)) {
+      throw new FfmergeError('NON_FINITE_METRIC', `${what} ${task.metric.name} is ${v} (${kind.name}): the model or its data holds non-finite values`);
+    }
+    return v;
+  };
+  const { test } = task;
+  return Object.assign(Object.create(task) as Task, {
+    search: (m: Model, start: number, o: JobOptions) => task.search(m, start, o).then(check('a search candidate\'s')),
+    validate: (m: Model, start: number, o: JobOptions) => task.validate(m, start, o).then(check('the validation')),
+    ...(test ? { test: (m: Model, o: JobOptions) => test.call(task, m, o).then(check('the test')) } : {}),
+  });
 }
 
 const better = (higher: boolean) => (a: number, b: number) => (higher ? a > b : a < b);
@@ -126,7 +145,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const anchor: Anchor = options.anchor ?? 'first';
   anchorOffset(anchor, 2);
   const format: CompressFormat = options.format ?? 'tied';
-  if (format !== 'tied' && format !== 'expanded' && format !== 'onnx') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied, expanded or onnx (got ${JSON.stringify(format)})`);
+  if (format !== 'tied' && format !== 'expanded' && format !== 'onnx') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied, expanded or onnx (got ${showValue(format)})`);
   const { mode, groups } = resolveStacks(summary, options.stacks);
   const stackInfo = (s: StackName) => summary.stacks.find((x) => x.name === s)!;
   const merged = groups.flat();
@@ -141,7 +160,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const model = await loadModel(modelDir, signal ? { signal } : {});
   const views: Model[] = [];
   try {
-    const task = await kind.create({ model, dir: modelDir, options }, job);
+    const task = finiteMetrics(await kind.create({ model, dir: modelDir, options }, job), kind);
     clock.lap('load');
 
     const windows: Window[] = spec === 'auto' ? enumerateWindows(L, k) : spec;

@@ -3,7 +3,7 @@
  * model; data and budget options belong to one task each (the task lists them in `optionKeys`), and giving
  * one that the model's task does not read is an error, never silently ignored.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import type { OutputFormat } from '../checkpoint/write';
 import type { StackName } from '../model/model';
 import type { Anchor, Window } from '../merge/windows';
@@ -97,7 +97,7 @@ export const COMMON_KEYS: readonly (keyof CompressOptions)[] = [
 export function positiveInt(v: unknown, what: string, dflt: number): number {
   const n = v ?? dflt;
   if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0) {
-    throw new FfmergeError('INVALID_ARGUMENT', `${what} must be a positive integer (got ${JSON.stringify(v)})`);
+    throw new FfmergeError('INVALID_ARGUMENT', `${what} must be a positive integer (got ${showValue(v)})`);
   }
   return n;
 }

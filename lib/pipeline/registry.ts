@@ -2,7 +2,7 @@
  * Plug-ins by name: merge methods, recover methods, baselines and tasks each live in a registry, so adding
  * one is one file plus one `register` line, and an unknown name is one typed error listing what exists.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 
 export interface Named {
   readonly name: string;
@@ -29,7 +29,7 @@ export class Registry<T extends Named> {
   get(name: unknown): T {
     const item = typeof name === 'string' ? this.items.get(name) : undefined;
     if (!item) {
-      throw new FfmergeError('INVALID_ARGUMENT', `${this.option} must be one of ${this.names().join(', ')} (got ${JSON.stringify(name)})`);
+      throw new FfmergeError('INVALID_ARGUMENT', `${this.option} must be one of ${this.names().join(', ')} (got ${showValue(name)})`);
     }
     return item;
   }

@@ -7,7 +7,7 @@
  * "__metadata__": {string: string}. The tensors must tile the data block exactly: no overlaps, no holes,
  * no trailing bytes (the same rule as the reference Rust implementation).
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import { DTYPE_SIZE, DType, isDType } from './dtype';
 
 /** Largest header accepted (the reference implementation's limit). */
@@ -109,7 +109,7 @@ export function parseHeaderJson(json: Uint8Array, headerLength: number, dataLeng
 
 function parseMetadata(v: unknown, where: string): Record<string, string> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(where, '"__metadata__" is not an object');
-  const out: Record<string, string> = {};
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;  // keys come from the file
   for (const [k, s] of Object.entries(v as Record<string, unknown>)) {
     if (typeof s !== 'string') throw invalid(where, `"__metadata__"."${k}" is not a string`);
     out[k] = s;
@@ -130,7 +130,7 @@ function parseEntry(name: string, v: unknown, dataLength: number, where: string)
   }
   if (!Array.isArray(shape)) throw invalid(where, `tensor "${name}" has no "shape" array`);
   for (const d of shape) {
-    if (!isSafeNonNegInt(d)) throw invalid(where, `tensor "${name}" has shape entry ${JSON.stringify(d)?.slice(0, 40)}, not a non-negative integer`);
+    if (!isSafeNonNegInt(d)) throw invalid(where, `tensor "${name}" has shape entry ${showValue(d)}, not a non-negative integer`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2) {
     throw invalid(where, `tensor "${name}" has no "data_offsets" pair`);

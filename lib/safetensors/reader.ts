@@ -3,6 +3,7 @@
  * shard per tensor). Headers are validated on open (see header.ts); tensor data is read on demand, one
  * positioned read per tensor, through one file handle per shard held until close().
  */
+import { readRegularFile } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
@@ -242,11 +243,7 @@ async function readHeader(src: ByteSource) {
 async function readIndex(indexFile: string): Promise<Map<string, string>> {
   let text: string;
   try {
-    const { size } = await fs.promises.stat(indexFile);
-    if (size > MAX_HEADER_BYTES) {
-      throw new FfmergeError('SAFETENSORS_HEADER_TOO_LARGE', `shard index ${indexFile} is ${size} bytes, over the ${MAX_HEADER_BYTES}-byte limit`);
-    }
-    text = await fs.promises.readFile(indexFile, 'utf8');
+    text = await readRegularFile(indexFile, 'SAFETENSORS_INVALID_HEADER', MAX_HEADER_BYTES, 'SAFETENSORS_HEADER_TOO_LARGE');
   } catch (e) {
     if (e instanceof FfmergeError) throw e;
     throw new FfmergeError('IO_ERROR', `cannot read shard index ${indexFile}: ${(e as Error).message}`, { cause: e });

@@ -2,6 +2,7 @@
  * Where a safetensors file's bytes come from: an open file handle (kept open for the reader's life, one
  * positioned read per request) or bytes already in memory.
  */
+import { openRegularFile } from '../files';
 import * as fs from 'node:fs';
 import { FfmergeError } from '../errors';
 
@@ -26,13 +27,14 @@ export class FileSource implements ByteSource {
   static async open(file: string): Promise<FileSource> {
     let fh: fs.promises.FileHandle;
     try {
-      fh = await fs.promises.open(file, 'r');
+      // O_NONBLOCK + fstat (lib/files.ts): a FIFO in place of a checkpoint must fail, not block forever
+      fh = await openRegularFile(file, 'IO_ERROR');
     } catch (e) {
+      if (e instanceof FfmergeError) throw e;
       throw new FfmergeError('IO_ERROR', `cannot open ${file}: ${(e as Error).message}`, { cause: e });
     }
     try {
       const st = await fh.stat();
-      if (!st.isFile()) throw new FfmergeError('IO_ERROR', `${file} is not a regular file`);
       return new FileSource(file, st.size, fh);
     } catch (e) {
       await fh.close().catch(() => {});

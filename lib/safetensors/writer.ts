@@ -38,6 +38,7 @@ export async function writeSafetensors(
   const names = new Set<string>();
   for (const t of tensors) {
     if (names.has(t.name)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" is listed twice`);
+    if (t.name === '__metadata__') throw new FfmergeError('INVALID_ARGUMENT', 'a tensor cannot be named "__metadata__" (the header key of the metadata)');
     names.add(t.name);
   }
   for (const [k, v] of Object.entries(metadata)) {
@@ -53,7 +54,9 @@ export async function writeSafetensors(
     offset += sizes[i]!;
   }
 
-  const header: Record<string, unknown> = {};
+  // No prototype: a tensor named "__proto__" must become a key like any other (on a plain object the
+  // assignment would set the prototype and drop the tensor from the header, a file our reader rejects).
+  const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   tensors.forEach((t, i) => {
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: offsets[i] };

@@ -1,5 +1,5 @@
 // linearSumAssignment(cost, rows, cols, maximize, kernel, onProgress) -> {promise, cancel}
-//   cost: Float32Array or Float64Array (row-major rows×cols, read in place, kept alive until settled);
+//   cost: Float32Array or Float64Array (row-major rows×cols, copied for the worker);
 //   kernel: "auto" | "scalar" | "avx2" | "avx512" (tests compare them); resolves to
 //   {rowInd: Int32Array, colInd: Int32Array, objective: number}.
 // assignmentKernels() -> {auto: string, supported: string[]}
@@ -41,17 +41,16 @@ Napi::Value LinearSumAssignment(const Napi::CallbackInfo& info) {
   LapKernel kernel = ParseKernel(env, info[4]);
   if (!lap_kernel_supported(kernel)) ThrowCode(env, "INVALID_ARGUMENT", "this CPU cannot run the requested kernel");
 
-  const float* f32 = nullptr;
-  const double* f64 = nullptr;
+  // Copied for the worker (async_job.h says why): the copy is rows·cols values, the solve O(n³).
+  Owned<float> f32;
+  Owned<double> f64;
   size_t length = 0;
   if (cost.IsTypedArray() && cost.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
-    auto a = cost.As<Napi::Float32Array>();
-    f32 = a.Data();
-    length = a.ElementLength();
+    f32 = CopyTyped<float>(cost, "cost");
+    length = f32->size();
   } else if (cost.IsTypedArray() && cost.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
-    auto a = cost.As<Napi::Float64Array>();
-    f64 = a.Data();
-    length = a.ElementLength();
+    f64 = CopyTyped<double>(cost, "cost");
+    length = f64->size();
   } else {
     ThrowCode(env, "INVALID_ARGUMENT", "cost must be a Float32Array or a Float64Array");
   }
@@ -62,10 +61,10 @@ Napi::Value LinearSumAssignment(const Napi::CallbackInfo& info) {
 
   auto result = std::make_shared<Assignment>();
   return AsyncJob::Start(
-      env, info[5], {cost},
+      env, info[5],
       [=](JobControl& ctl) {
-        *result = f32 ? linear_sum_assignment(ctl, f32, rows, cols, maximize, kernel)
-                      : linear_sum_assignment(ctl, f64, rows, cols, maximize, kernel);
+        *result = f32 ? linear_sum_assignment(ctl, f32->data(), rows, cols, maximize, kernel)
+                      : linear_sum_assignment(ctl, f64->data(), rows, cols, maximize, kernel);
       },
       [result](Napi::Env env) -> Napi::Value {
         size_t k = result->row_ind.size();

@@ -12,11 +12,9 @@ AsyncJob::AsyncJob(Napi::Env env, Work work, Finish finish)
       finish_(std::move(finish)),
       cancel_(std::make_shared<std::atomic<bool>>(false)) {}
 
-Napi::Object AsyncJob::Start(Napi::Env env, Napi::Value on_progress, std::vector<Napi::Value> keep, Work work,
-                             Finish finish) {
+Napi::Object AsyncJob::Start(Napi::Env env, Napi::Value on_progress, Work work, Finish finish) {
   auto* job = new AsyncJob(env, std::move(work), std::move(finish));  // deleted by node-addon-api when settled
   if (on_progress.IsFunction()) job->on_progress_ = Napi::Persistent(on_progress.As<Napi::Function>());
-  for (auto& v : keep) job->keep_.push_back(Napi::Persistent(v));
   job->pool_ = GetAddonData(env).pool.get();
   auto flag = job->cancel_;
   Napi::Object handle = Napi::Object::New(env);

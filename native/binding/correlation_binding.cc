@@ -8,7 +8,7 @@
 // One job at a time per accumulator: a second add/finalize while one runs throws code BUSY (the core object
 // is not safe for concurrent use, and interleaving batches would be a silent bug anyway). The state is held
 // by a shared_ptr captured in the job, so a JS object collected mid-job cannot free what the worker uses;
-// the layer arrays are kept alive through AsyncJob's keep list until the job settles. Other binding files
+// the layer arrays are copied for the worker (async_job.h says why). Other binding files
 // claim an accumulator for their own jobs through correlation_handle.h, under the same busy flag.
 #include <napi.h>
 
@@ -110,7 +110,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
       ThrowCode(env, "SHAPE_MISMATCH", "expected activations for " + std::to_string(acc.dims().size()) +
                                            " layers, got " + std::to_string(arr.Length()));
     std::vector<const float*> layers(arr.Length(), nullptr);
-    std::vector<Napi::Value> keep;
+    std::vector<Owned<float>> owned;  // the copies `layers` points into, held by the job's closure
     for (uint32_t l = 0; l < arr.Length(); ++l) {
       Napi::Value v = arr.Get(l);
       if (!acc.used(l) && (v.IsNull() || v.IsUndefined())) continue;
@@ -120,14 +120,13 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
         ThrowCode(env, "SHAPE_MISMATCH", "layer " + std::to_string(l) + " holds " + std::to_string(view.length) +
                                              " values, expected rows × width = " + std::to_string(rows) + " × " +
                                              std::to_string(acc.dims()[l]));
-      layers[l] = view.data;
-      keep.push_back(v);
+      owned.push_back(CopyTyped<float>(v, "each used layer's activations"));
+      layers[l] = owned.back()->data();
     }
     auto guard = Claim(env);
-    keep.push_back(Value());
     return AsyncJob::Start(
-        env, info[2], std::move(keep),
-        [guard, layers, rows](JobControl& ctl) { guard->state->acc->add(ctl, layers, rows); },
+        env, info[2],
+        [guard, layers, owned, rows](JobControl& ctl) { guard->state->acc->add(ctl, layers, rows); },
         [guard](Napi::Env e) { return e.Undefined(); });
   }
 
@@ -137,7 +136,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
     auto guard = Claim(env);
     auto result = std::make_shared<std::vector<float>>();
     return AsyncJob::Start(
-        env, info[1], {Value()},
+        env, info[1],
         [guard, pair, result](JobControl& ctl) { *result = guard->state->acc->finalize(ctl, pair); },
         [guard, result](Napi::Env e) -> Napi::Value {
           auto out = Napi::Float32Array::New(e, result->size());

@@ -2,7 +2,7 @@
 //   c = alpha·op(a)·op(b) + beta·c, written in place into the Float32Array c; the promise resolves to c.
 //   kernel: "portable" | "avx2" | "avx512" | undefined (FFMERGE_GEMM_KERNEL or the best this CPU runs).
 // gemmKernels() -> string[]: the kernels this CPU supports, "portable" first, the default last.
-// The multiply runs as one call into the core; cancel takes effect if it arrives before the work starts.
+// cancel takes effect between the core's cache blocks (the promise rejects with ABORTED, c is left as it was).
 #include <napi.h>
 
 #include <algorithm>
@@ -48,20 +48,32 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
                   std::to_string(b.length) + ", " + std::to_string(c.length) + " for m=" + std::to_string(m) +
                   ", n=" + std::to_string(n) + ", k=" + std::to_string(k) + ")");
   const size_t lda = ta ? m : k, ldb = tb ? k : n, ldc = n;
-  Napi::Value c_value = info[2];
-  auto c_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(c_value));
+  // a, b and c are copied for the worker (async_job.h says why); c is written back when the job settles.
+  // With beta == 0, c is not read: a fresh buffer of its size takes the result instead of a copy.
+  Owned<float> a_own = CopyTyped<float>(info[0], "a"), b_own = CopyTyped<float>(info[1], "b");
+  Owned<float> c_own;
+  try {
+    c_own = beta != 0.0f ? CopyTyped<float>(info[2], "c") : std::make_shared<std::vector<float>>(c.length);
+  } catch (const std::bad_alloc&) {
+    ThrowCode(env, "OUT_OF_MEMORY", "not enough memory for the result of sgemm");
+  }
+  auto c_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(info[2]));
   return AsyncJob::Start(
-      env, info.Length() > 11 ? info[11] : env.Undefined(), {info[0], info[1]},
+      env, info.Length() > 11 ? info[11] : env.Undefined(),
       [=](JobControl& ctl) {
         const double total = double(m) * double(n) * double(k);
         ctl.progress(0, total);
-        // Zero-sized leading dimensions are legal for empty matrices; the core wants them ≥ 1.
-        sgemm_with_kernel(forced ? kernel.c_str() : nullptr, &ctl.pool(), ta, tb, m, n, k, alpha, a.data,
-                          std::max<size_t>(lda, 1), b.data, std::max<size_t>(ldb, 1), beta, c.data,
-                          std::max<size_t>(ldc, 1));
+        // Zero-sized leading dimensions are legal for empty matrices; the core wants them ≥ 1. The job's
+        // control goes in so that an abort stops the multiply between cache blocks.
+        sgemm_with_kernel(forced ? kernel.c_str() : nullptr, &ctl.pool(), ta, tb, m, n, k, alpha, a_own->data(),
+                          std::max<size_t>(lda, 1), b_own->data(), std::max<size_t>(ldb, 1), beta, c_own->data(),
+                          std::max<size_t>(ldc, 1), &ctl);
         ctl.progress(total, total);
       },
-      [c_ref](Napi::Env) { return c_ref->Value(); });
+      [c_ref, c_own](Napi::Env) {
+        WriteBack(*c_ref, *c_own, "c");
+        return c_ref->Value();
+      });
 }
 
 Napi::Value GemmKernels(const Napi::CallbackInfo& info) {

@@ -32,21 +32,20 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
   auto dec = UnwrapModel(info[1]);
   if (!info[2].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelGenerate(encoder, decoder, args, onProgress)");
   Napi::Object a = info[2].As<Napi::Object>();
-  std::vector<Napi::Value> keep;
   const int32_t batch = GetInt(a, "batch", 0), seq = GetInt(a, "seq", 0);
   if (batch <= 0 || seq <= 0) ThrowCode(env, "INVALID_ARGUMENT", "generate: batch and seq must be positive");
   size_t n = 0;
-  const int32_t* ids = GetI32(a.Get("ids"), "ids", &n);
+  GetI32(a.Get("ids"), "ids", &n);
   if (n != size_t(batch) * size_t(seq)) ThrowCode(env, "INVALID_ARGUMENT", "generate: ids must have batch·seq entries");
-  keep.push_back(a.Get("ids"));
-  const uint8_t* mask = nullptr;
+  // Copied for the worker (async_job.h says why).
+  Owned<int32_t> ids = CopyTyped<int32_t>(a.Get("ids"), "ids");
+  Owned<uint8_t> mask;
   Napi::Value mv = a.Get("attentionMask");
   if (!mv.IsUndefined()) {
     if (!mv.IsTypedArray() || mv.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
         mv.As<Napi::Uint8Array>().ElementLength() != n)
       ThrowCode(env, "INVALID_ARGUMENT", "generate: attentionMask must be a Uint8Array of batch·seq entries");
-    mask = mv.As<Napi::Uint8Array>().Data();
-    keep.push_back(mv);
+    mask = CopyTyped<uint8_t>(mv, "attentionMask");
   }
   model::GreedyOptions opt;
   opt.decoder_start = GetInt(a, "decoderStart", 0);
@@ -74,9 +73,9 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
   auto result = std::make_shared<model::GreedyResult>();
   const size_t B = size_t(batch), S = size_t(seq);
   return AsyncJob::Start(
-      env, info[3], keep,
+      env, info[3],
       [enc, dec, ids, mask, B, S, opt, result](JobControl& ctl) {
-        *result = model::greedy_generate(ctl, *enc, *dec, ids, mask, B, S, opt);
+        *result = model::greedy_generate(ctl, *enc, *dec, ids->data(), mask ? mask->data() : nullptr, B, S, opt);
       },
       [result](Napi::Env env) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);

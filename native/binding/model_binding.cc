@@ -213,7 +213,13 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
   auto m = UnwrapModel(info[0]);
   if (!info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelForward(handle, args, onProgress)");
   Napi::Object a = info[1].As<Napi::Object>();
-  std::vector<Napi::Value> keep;
+  // Every array the worker reads is copied into `owned` (async_job.h says why); `in` points into the copies.
+  struct Owned_ {
+    Owned<int32_t> ids, token_type_ids;
+    Owned<uint8_t> attention_mask, feature_mask, encoder_mask;
+    Owned<float> pixels, encoder_hidden, hidden;
+  };
+  auto owned = std::make_shared<Owned_>();
   model::ForwardInput in;
   model::ForwardOptions opts;
   in.batch = GetSize(a, "batch", 0, true);
@@ -221,11 +227,12 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
   const size_t R = in.batch * in.seq;
   if (!a.Get("ids").IsUndefined()) {
     size_t n = 0;
-    in.ids = GetI32(a.Get("ids"), "ids", &n);
+    GetI32(a.Get("ids"), "ids", &n);
     if (n != R) ThrowCode(env, "INVALID_ARGUMENT", "ids has " + std::to_string(n) + " entries, expected batch·seq = " + std::to_string(R));
-    keep.push_back(a.Get("ids"));
+    owned->ids = CopyTyped<int32_t>(a.Get("ids"), "ids");
+    in.ids = owned->ids->data();
   }
-  auto get_mask = [&](const char* key) -> const uint8_t* {
+  auto get_mask = [&](const char* key, Owned<uint8_t>& dst) -> const uint8_t* {
     Napi::Value v = a.Get(key);
     if (v.IsUndefined() || v.IsNull()) return nullptr;
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
@@ -234,11 +241,11 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
     if (u.ElementLength() != R)
       ThrowCode(env, "INVALID_ARGUMENT", std::string(key) + " has " + std::to_string(u.ElementLength()) +
                                              " entries, expected batch·seq = " + std::to_string(R));
-    keep.push_back(v);
-    return u.Data();
+    dst = CopyTyped<uint8_t>(v, key);
+    return dst->data();
   };
-  in.attention_mask = get_mask("attentionMask");
-  opts.feature_mask = get_mask("featureMask");
+  in.attention_mask = get_mask("attentionMask", owned->attention_mask);
+  opts.feature_mask = get_mask("featureMask", owned->feature_mask);
   if (!a.Get("pixels").IsUndefined()) {
     const auto& s = m->spec;
     F32View px = GetF32(a.Get("pixels"), "pixels");
@@ -247,29 +254,30 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
       ThrowCode(env, "SHAPE_MISMATCH", "pixels has " + std::to_string(px.length) + " values, the model takes batch·" +
                                            std::to_string(s.channels) + "·" + std::to_string(s.image_h) + "·" +
                                            std::to_string(s.image_w) + " = " + std::to_string(want));
-    in.pixels = px.data;
-    keep.push_back(a.Get("pixels"));
+    owned->pixels = CopyTyped<float>(a.Get("pixels"), "pixels");
+    in.pixels = owned->pixels->data();
   }
   if (!a.Get("tokenTypeIds").IsUndefined()) {
     size_t n = 0;
-    in.token_type_ids = GetI32(a.Get("tokenTypeIds"), "tokenTypeIds", &n);
+    GetI32(a.Get("tokenTypeIds"), "tokenTypeIds", &n);
     if (n != R) ThrowCode(env, "INVALID_ARGUMENT", "tokenTypeIds has " + std::to_string(n) + " entries, expected " + std::to_string(R));
-    keep.push_back(a.Get("tokenTypeIds"));
+    owned->token_type_ids = CopyTyped<int32_t>(a.Get("tokenTypeIds"), "tokenTypeIds");
+    in.token_type_ids = owned->token_type_ids->data();
   }
   if (!a.Get("encoderHidden").IsUndefined()) {
     in.encoder_seq = GetSize(a, "encoderSeq", 0, true);
     F32View eh = GetF32(a.Get("encoderHidden"), "encoderHidden");
     if (eh.length != in.batch * in.encoder_seq * m->spec.d_model)
       ThrowCode(env, "INVALID_ARGUMENT", "encoderHidden has " + std::to_string(eh.length) + " values, expected batch·encoderSeq·d");
-    in.encoder_hidden = eh.data;
-    keep.push_back(a.Get("encoderHidden"));
+    owned->encoder_hidden = CopyTyped<float>(a.Get("encoderHidden"), "encoderHidden");
+    in.encoder_hidden = owned->encoder_hidden->data();
     Napi::Value em = a.Get("encoderMask");
     if (!em.IsUndefined()) {
       if (!em.IsTypedArray() || em.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
           em.As<Napi::Uint8Array>().ElementLength() != in.batch * in.encoder_seq)
         ThrowCode(env, "INVALID_ARGUMENT", "encoderMask must be a Uint8Array of batch·encoderSeq entries");
-      in.encoder_mask = em.As<Napi::Uint8Array>().Data();
-      keep.push_back(em);
+      owned->encoder_mask = CopyTyped<uint8_t>(em, "encoderMask");
+      in.encoder_mask = owned->encoder_mask->data();
     }
   }
   if (!a.Get("hidden").IsUndefined()) {
@@ -277,8 +285,8 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
     if (h.length != R * m->spec.d_model)
       ThrowCode(env, "INVALID_ARGUMENT", "hidden has " + std::to_string(h.length) + " entries, expected batch·seq·d = " +
                                              std::to_string(R * m->spec.d_model));
-    in.hidden = h.data;
-    keep.push_back(a.Get("hidden"));
+    owned->hidden = CopyTyped<float>(a.Get("hidden"), "hidden");
+    in.hidden = owned->hidden->data();
   }
   std::string out = GetStr(a, "output", "logits");
   if (out == "logits") opts.output = model::Output::Logits;
@@ -322,8 +330,8 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
   opts.capture = capture.get();
   auto result = std::make_shared<model::ForwardResult>();
   return AsyncJob::Start(
-      env, info[2], keep,
-      [m, in, opts, capture, result](JobControl& ctl) { *result = model::forward(ctl, *m, in, opts); },
+      env, info[2],
+      [m, in, owned, opts, capture, result](JobControl& ctl) { *result = model::forward(ctl, *m, in, opts); },
       [result, capture, opts](Napi::Env env) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
         if (opts.output == model::Output::Hidden) o.Set("hidden", ToF32(env, std::move(result->hidden)));

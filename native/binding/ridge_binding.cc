@@ -40,24 +40,33 @@ Napi::Value Accumulate(const Napi::CallbackInfo& info) {
   size_t n = GetSize(info[2], "n"), p = GetSize(info[3], "p"), m = GetSize(info[4], "m");
   if (H.length != n * p) ThrowCode(env, "SHAPE_MISMATCH", "H must hold n×p values");
   if (Y.length != n * m) ThrowCode(env, "SHAPE_MISMATCH", "Y must hold n×m values");
-  double* G = GetF64(info[5], "G", (p + 1) * (p + 1));
-  double* C = GetF64(info[6], "C", (p + 1) * m);
+  GetF64(info[5], "G", (p + 1) * (p + 1));
+  GetF64(info[6], "C", (p + 1) * m);
+  // Inputs copied for the worker and G, C written back when it settles (async_job.h says why).
+  Owned<float> h = CopyTyped<float>(info[0], "H"), y = CopyTyped<float>(info[1], "Y");
+  Owned<double> g = CopyTyped<double>(info[5], "G"), c = CopyTyped<double>(info[6], "C");
+  auto g_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(info[5]));
+  auto c_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(info[6]));
   return AsyncJob::Start(
-      env, info[7], {info[0], info[1], info[5], info[6]},
-      [=](JobControl& ctl) { ridge_accumulate(ctl, H.data, n, p, Y.data, m, G, C); }, nullptr);
+      env, info[7], [=](JobControl& ctl) { ridge_accumulate(ctl, h->data(), n, p, y->data(), m, g->data(), c->data()); },
+      [g, c, g_ref, c_ref](Napi::Env e) -> Napi::Value {
+        WriteBack(*g_ref, *g, "G");
+        WriteBack(*c_ref, *c, "C");
+        return e.Undefined();
+      });
 }
 
 Napi::Value Solve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   size_t p = GetSize(info[2], "p"), m = GetSize(info[3], "m");
-  const double* G = GetF64(info[0], "G", (p + 1) * (p + 1));
-  const double* C = GetF64(info[1], "C", (p + 1) * m);
+  GetF64(info[0], "G", (p + 1) * (p + 1));
+  GetF64(info[1], "C", (p + 1) * m);
+  Owned<double> G = CopyTyped<double>(info[0], "G"), C = CopyTyped<double>(info[1], "C");  // for the worker
   if (!info[4].IsNumber()) ThrowCode(env, "INVALID_ARGUMENT", "lambdaRel must be a number");
   double lambda_rel = info[4].As<Napi::Number>().DoubleValue();
   auto X = std::make_shared<std::vector<double>>((p + 1) * m);
   return AsyncJob::Start(
-      env, info[5], {info[0], info[1]},
-      [=](JobControl& ctl) { ridge_solve(ctl, G, C, p, m, lambda_rel, X->data()); },
+      env, info[5], [=](JobControl& ctl) { ridge_solve(ctl, G->data(), C->data(), p, m, lambda_rel, X->data()); },
       [X](Napi::Env env) -> Napi::Value {
         auto out = Napi::Float64Array::New(env, X->size());
         std::copy(X->begin(), X->end(), out.Data());
@@ -73,15 +82,16 @@ Napi::Value MatmulABt(const Napi::CallbackInfo& info) {
   if (A.length != M * K) ThrowCode(env, "SHAPE_MISMATCH", "A must hold M×K values");
   if (B.length != N * K) ThrowCode(env, "SHAPE_MISMATCH", "B must hold N×K values");
   auto C = std::make_shared<std::vector<float>>(M * N);
+  Owned<float> a_own = CopyTyped<float>(info[0], "A"), b_own = CopyTyped<float>(info[1], "B");  // for the worker
   return AsyncJob::Start(
-      env, info[5], {info[0], info[1]},
+      env, info[5],
       [=](JobControl& ctl) {
         // row blocks so a cancel lands within one block
         const size_t block = 1024;
         for (size_t r = 0; r < M; r += block) {
           ctl.check();
           size_t rows = std::min(block, M - r);
-          sgemm(&ctl.pool(), false, true, rows, N, K, 1.f, A.data + r * K, K, B.data, K, 0.f, C->data() + r * N, N);
+          sgemm(&ctl.pool(), false, true, rows, N, K, 1.f, a_own->data() + r * K, K, b_own->data(), K, 0.f, C->data() + r * N, N);
           ctl.progress(double(r + rows), double(M));
         }
       },

@@ -25,6 +25,7 @@
 
 #include "core/error.h"
 #include "core/gemm_kernels.h"
+#include "core/job.h"
 #include "core/thread_pool.h"
 
 namespace ffm {
@@ -198,7 +199,7 @@ constexpr size_t kShortMKC = 8;                 // ... and in K slices this thin
 // computes exactly what one thread would have.
 void gemm_serial(const KernelSpec& spec, size_t call_m, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
                  float alpha, const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C,
-                 size_t ldc) {
+                 size_t ldc, const JobControl* ctl) {
   KernelSpec ks = spec;
   if (!ks.transpose_copy) ks.transpose_copy = transpose_copy_scalar;
   if (!ks.rows_dot) ks.rows_dot = rows_dot_scalar;
@@ -229,6 +230,8 @@ void gemm_serial(const KernelSpec& spec, size_t call_m, bool trans_a, bool trans
   for (size_t i0 = 0; i0 < M; i0 += MC) {
     const size_t mc = std::min(MC, M - i0);
     for (size_t p0 = 0; p0 < K; p0 += KC) {
+      // A stop asked for lands here, between cache blocks; the caller turns it into Cancelled.
+      if (ctl && ctl->cancelled()) return;
       const size_t kc = std::min(KC, K - p0);
       const float beta_pass = p0 == 0 ? beta : 1.0f;
       // Packed A panels; with direct A only a partial last panel of transposed A (into abuf).
@@ -286,7 +289,7 @@ void sgemm(ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, siz
 
 void sgemm_with_kernel(const char* kernel, ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
                        float alpha, const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C,
-                       size_t ldc) {
+                       size_t ldc, const JobControl* ctl) {
   const KernelChoice choice = choose_kernel(kernel);
   if (!choice.spec) throw Error("INVALID_ARGUMENT", choice.error);
   if (M == 0 || N == 0) return;
@@ -303,7 +306,8 @@ void sgemm_with_kernel(const char* kernel, ThreadPool* pool, bool trans_a, bool 
   const bool split_m = tiles_m >= tiles_n;
   size_t parts = std::min<size_t>({threads, split_m ? tiles_m : tiles_n, size_t(macs / kMinMacsPerThread)});
   if (parts <= 1) {
-    gemm_serial(ks, M, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_serial(ks, M, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ctl);
+    if (ctl) ctl->check();
     return;
   }
   const size_t unit = split_m ? ks.mr : ks.nr, extent = split_m ? M : N;
@@ -314,13 +318,14 @@ void sgemm_with_kernel(const char* kernel, ThreadPool* pool, bool trans_a, bool 
       const size_t s0 = part * stripe, len = std::min(stripe, extent - s0);
       if (split_m) {
         const float* a = trans_a ? A + s0 : A + s0 * lda;
-        gemm_serial(ks, M, trans_a, trans_b, len, N, K, alpha, a, lda, B, ldb, beta, C + s0 * ldc, ldc);
+        gemm_serial(ks, M, trans_a, trans_b, len, N, K, alpha, a, lda, B, ldb, beta, C + s0 * ldc, ldc, ctl);
       } else {
         const float* b = trans_b ? B + s0 * ldb : B + s0;
-        gemm_serial(ks, M, trans_a, trans_b, M, len, K, alpha, A, lda, b, ldb, beta, C + s0, ldc);
+        gemm_serial(ks, M, trans_a, trans_b, M, len, K, alpha, A, lda, b, ldb, beta, C + s0, ldc, ctl);
       }
     }
   });
+  if (ctl) ctl->check();
 }
 
 std::string sgemm_kernel_name() {

@@ -72,13 +72,16 @@ inline void update_edge(const float* tile, size_t nr_full, float* c, size_t ldc,
 
 namespace ffm {
 class ThreadPool;
+class JobControl;
 
 // sgemm with the micro-kernel named by `kernel` ("portable", "avx2", "avx512"; nullptr: FFMERGE_GEMM_KERNEL or
 // the best supported). Throws Error(INVALID_ARGUMENT) for a name that is unknown or unsupported on this CPU.
-// For tests and benchmarks that compare kernels in one process without touching the environment.
+// For tests and benchmarks that compare kernels in one process without touching the environment, and for the
+// binding's matmul job: with `ctl`, every thread polls its cancel flag between cache blocks and stops early,
+// and the call then throws Cancelled (C is left partly written), so an abort lands within one block.
 void sgemm_with_kernel(const char* kernel, ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
                        float alpha, const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C,
-                       size_t ldc);
+                       size_t ldc, const JobControl* ctl = nullptr);
 
 // The kernels this CPU can run, best last ("portable" always first). Used by tests and benchmarks to force
 // each in turn through FFMERGE_GEMM_KERNEL.

@@ -41,7 +41,7 @@ export async function writeSynthetic(s: Synthetic, drop: string[] = [], reshape:
   const tensors: TensorToWrite[] = [];
   for (const [name, t] of s.hf) {
     if (drop.includes(name)) continue;
-    tensors.push({ name, dtype: 'F32', shape: reshape[name] ?? t.shape, data: t.data });
+    tensors.push({ name, dtype: 'F32', shape: Object.hasOwn(reshape, name) ? reshape[name]! : t.shape, data: t.data });
   }
   await fs.promises.writeFile(path.join(s.dir, 'config.json'), JSON.stringify(s.config, null, 1));
   await writeSafetensors(path.join(s.dir, 'model.safetensors'), tensors);

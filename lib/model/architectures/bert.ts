@@ -3,6 +3,7 @@
  * post-LN blocks, erf GELU; the classifier (when the checkpoint has one) runs on tanh-pooled CLS. One stack,
  * the encoder.
  */
+import { showValue } from '../../errors';
 import { fullAttention } from '../spec';
 import { activation, intermediateOutputFF, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
 import type { Architecture, SizeKeys } from './types';
@@ -32,7 +33,7 @@ export const bert: Architecture = {
       spec(c) {
         unsupportedIf(
           c.position_embedding_type != null && c.position_embedding_type !== 'absolute',
-          `position_embedding_type ${JSON.stringify(c.position_embedding_type)}`,
+          `position_embedding_type ${showValue(c.position_embedding_type)}`,
         );
         unsupportedIf(c.is_decoder === true, 'BERT as a decoder (is_decoder = true)');
         const arch = Array.isArray(c.architectures) ? (c.architectures as unknown[]) : [];

@@ -2,12 +2,12 @@
  * Readers of config.json fields for the architecture descriptions: every problem is a typed error naming
  * the field, so a bad config never turns into a shape error three steps later.
  */
-import { FfmergeError } from '../../errors';
+import { FfmergeError, showValue } from '../../errors';
 import type { ActivationKind } from '../spec';
 import type { Config, FFTensorNames } from './types';
 
 export function bad(key: string, why: string, v: unknown): FfmergeError {
-  return new FfmergeError('INVALID_CONFIG', `config.json: "${key}" ${why} (got ${JSON.stringify(v)})`);
+  return new FfmergeError('INVALID_CONFIG', `config.json: "${key}" ${why} (got ${showValue(v)})`);
 }
 
 /** A positive integer; `dflt` is the transformers config class default used when the key is absent or null. */
@@ -71,7 +71,7 @@ export function ropeTheta(c: Config): number {
   // transformers ≥ 5 nests RoPE settings in rope_parameters; older configs have rope_theta / rope_scaling.
   const params = (c.rope_parameters ?? c.rope_scaling) as Record<string, unknown> | null | undefined;
   const type = params?.rope_type ?? params?.type;
-  unsupportedIf(type != null && type !== 'default', `rope type ${JSON.stringify(type)}`);
+  unsupportedIf(type != null && type !== 'default', `rope type ${showValue(type)}`);
   const theta = params?.rope_theta ?? c.rope_theta ?? 10000;
   if (typeof theta !== 'number' || !(theta > 0)) throw bad('rope_theta', 'must be a positive number', theta);
   return theta;

@@ -2,7 +2,7 @@
  * The registry of architecture descriptions, by config.json model_type, and the lookups everything else
  * uses. Adding a family is one file in this folder plus one line in ARCHITECTURES.
  */
-import { FfmergeError } from '../../errors';
+import { FfmergeError, showValue } from '../../errors';
 import { bert } from './bert';
 import { layerCount } from './config';
 import { gpt2 } from './gpt2';
@@ -31,7 +31,7 @@ export function architectureOf(config: Config): Architecture {
   if (!a) {
     throw new FfmergeError(
       'UNSUPPORTED_ARCHITECTURE',
-      `model_type ${JSON.stringify(type)} is not supported; ffmerge supports ${MODEL_TYPES.join(', ')}`,
+      `model_type ${showValue(type)} is not supported; ffmerge supports ${MODEL_TYPES.join(', ')}`,
     );
   }
   return a;

@@ -3,7 +3,7 @@
  * images, candidates scored by top-1 accuracy on the validation images (higher is better), with the base
  * model's states entering each candidate's first changed layer kept once.
  */
-import { FfmergeError } from '../../errors';
+import { FfmergeError, showValue } from '../../errors';
 import { conformImages, loadPreprocessor, type ImageSet } from '../../data/images';
 import { imageBatches } from '../../data/feature-batches';
 import { evaluateImageClassifier } from '../../eval/accuracy';
@@ -36,7 +36,7 @@ export const imageClassification: TaskKind = {
     checkSource(o.test, 'test');
     for (const k of ['calibrationImages', 'validationImages', 'testImages'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
     if (o.validationStart !== undefined && (!Number.isInteger(o.validationStart) || o.validationStart < 0)) {
-      throw new FfmergeError('INVALID_ARGUMENT', `validationStart must be a non-negative integer (got ${JSON.stringify(o.validationStart)})`);
+      throw new FfmergeError('INVALID_ARGUMENT', `validationStart must be a non-negative integer (got ${showValue(o.validationStart)})`);
     }
   },
   async create({ model, dir, options: o }) {

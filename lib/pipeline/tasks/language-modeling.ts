@@ -3,7 +3,7 @@
  * perplexity on validation blocks (lower is better). The base model's states entering every candidate's
  * first changed layer are kept once (PrefixCache), so a candidate starting at layer s runs layers s.. only.
  */
-import { FfmergeError } from '../../errors';
+import { FfmergeError, showValue } from '../../errors';
 import type { FeatureBatch } from '../../data/feature-batches';
 import { blocksFrom, makeBatches, takeTokens, tokenCount, type Batch } from '../data';
 import { nllOf, ppl, PrefixCache } from '../prefix';
@@ -37,7 +37,7 @@ export const languageModeling: TaskKind = {
       if (o[k] !== undefined) positiveInt(o[k], k, 1);
     }
     if (o.blockSize !== undefined && (!Number.isInteger(o.blockSize) || o.blockSize < 2)) {
-      throw new FfmergeError('INVALID_ARGUMENT', `blockSize must be an integer ≥ 2 (got ${JSON.stringify(o.blockSize)})`);
+      throw new FfmergeError('INVALID_ARGUMENT', `blockSize must be an integer ≥ 2 (got ${showValue(o.blockSize)})`);
     }
   },
   async create({ model, dir, options: o }, job) {

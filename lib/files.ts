@@ -1,0 +1,65 @@
+/**
+ * Opening input files that must be regular files. A FIFO named model.safetensors, config.json or --data
+ * would block open(2) or read(2) forever (no writer ever comes), and a directory or device is no better:
+ * files are opened with O_NONBLOCK (a FIFO opens at once, a regular file ignores the flag) and checked with
+ * fstat on the open descriptor, so nothing can be swapped in between the check and the read.
+ *
+ * Errors: a missing or unreadable file keeps its Node errno error (callers map ENOENT their own way); a path
+ * that is not a regular file is an FfmergeError with the caller's code.
+ */
+import * as fs from 'node:fs';
+import { FfmergeError, type ErrorCode } from './errors';
+
+const FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
+
+function notRegular(file: string, st: fs.Stats, code: ErrorCode): FfmergeError {
+  const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
+  return new FfmergeError(code, `${file} is ${kind}; ffmerge reads only regular files here`);
+}
+
+/** An open handle on a regular file (caller closes it). */
+export async function openRegularFile(file: string, code: ErrorCode): Promise<fs.promises.FileHandle> {
+  const fh = await fs.promises.open(file, FLAGS);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw notRegular(file, st, code);
+    return fh;
+  } catch (e) {
+    await fh.close().catch(() => {});
+    throw e;
+  }
+}
+
+/** Throws unless `file` is a regular file, by opening it as above (for paths handed on to streams). */
+export async function assertRegularFile(file: string, code: ErrorCode): Promise<void> {
+  const fh = await openRegularFile(file, code);
+  await fh.close();
+}
+
+/** The whole contents of a regular file as UTF-8, refusing files over `maxBytes` (code `tooLarge`). */
+export function readRegularFileSync(file: string, code: ErrorCode, maxBytes = Infinity, tooLarge: ErrorCode = code): string {
+  const fd = fs.openSync(file, FLAGS);
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw notRegular(file, st, code);
+    if (st.size > maxBytes) throw new FfmergeError(tooLarge, `${file} is ${st.size} bytes, over the ${maxBytes}-byte limit`);
+    return fs.readFileSync(fd, 'utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Async readRegularFileSync. */
+export async function readRegularFile(file: string, code: ErrorCode, maxBytes = Infinity, tooLarge: ErrorCode = code): Promise<string> {
+  const fh = await openRegularFile(file, code);
+  try {
+    const st = await fh.stat();
+    if (st.size > maxBytes) throw new FfmergeError(tooLarge, `${file} is ${st.size} bytes, over the ${maxBytes}-byte limit`);
+    return await fh.readFile('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Largest JSON side file (config.json, tokenizer.json, shard index) read whole. */
+export const MAX_JSON_FILE_BYTES = 100_000_000;

@@ -1,0 +1,254 @@
+/**
+ * Inputs a user or a server can give that once crashed, hung, grew without bound, lost output or failed
+ * without a code (issue 11). Each test names what the code did before.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+
+import * as path from 'node:path';
+import { main } from '../lib/cli/main';
+import { exitCodeFor } from '../lib/cli/errors';
+import { FfmergeError } from '../lib/errors';
+import { CheckpointReader } from '../lib/checkpoint/ties';
+import { checkOutputDir, writeCheckpoint } from '../lib/checkpoint/write';
+import { inspectModel } from '../lib/model/inspect';
+import { compress } from '../lib/pipeline/compress';
+import { SafetensorsReader, writeSafetensors } from '../lib/safetensors';
+import { removeSyntheticDirs, syntheticLlama, tempDir, writeSynthetic, type Synthetic } from './helpers/synthetic-model';
+
+afterAll(removeSyntheticDirs);
+
+/** Runs the CLI in this process with its output captured. */
+async function cli(args: string[]): Promise<{ exit: number; out: string }> {
+  let out = '';
+  const w = process.stdout.write;
+  const e = process.stderr.write;
+  const capture = ((chunk: string | Uint8Array) => {
+    out += String(chunk);
+    return true;
+  }) as typeof process.stdout.write;
+  process.stdout.write = capture;
+  process.stderr.write = capture;
+  try {
+    return { exit: await main(['node', 'ffmerge', ...args]), out };
+  } finally {
+    process.stdout.write = w;
+    process.stderr.write = e;
+  }
+}
+
+const codeOf = (out: string) => (JSON.parse(out.slice(out.indexOf('{'))) as { error?: { code: string } }).error?.code;
+
+let model: Synthetic;
+let ids: string;
+beforeAll(async () => {
+  model = await syntheticLlama({ layers: 3, vocab: 40, seed: 5 });
+  ids = path.join(tempDir('ids'), 'ids.jsonl');
+  fs.writeFileSync(ids, Array.from({ length: 8 }, (_, i) => JSON.stringify({ input_ids: Array.from({ length: 24 }, (_, j) => (i * 7 + j * 3) % 40) })).join('\n') + '\n');
+});
+
+/** A copy of the synthetic model folder with `config` overrides (or a raw config.json text). */
+function variant(config: Record<string, unknown> | string): string {
+  const dir = tempDir('variant');
+  for (const f of fs.readdirSync(model.dir)) fs.copyFileSync(path.join(model.dir, f), path.join(dir, f));
+  fs.writeFileSync(path.join(dir, 'config.json'), typeof config === 'string' ? config : JSON.stringify({ ...model.config, ...config }));
+  return dir;
+}
+
+describe('item 2: a layer count the tensors cannot hold is refused before anything is sized by it', () => {
+  // Before: inspect and compress grew past 3 GB (the per-k savings loop) with no error.
+  it.each([1e9, 2 ** 31, 2 ** 53 - 1, 1e6, 4])('num_hidden_layers %d → INVALID_CONFIG', async (n) => {
+    await expect(inspectModel(variant({ num_hidden_layers: n }))).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
+  }, 10_000);
+});
+
+describe('item 5: the output folder', () => {
+  it('inside the input model folder is refused', () => {
+    // Before: accepted (only an output containing the input was refused).
+    expect(() => checkOutputDir(model.dir, path.join(model.dir, 'out'))).toThrow(expect.objectContaining({ code: 'OUTPUT_EXISTS' }));
+  });
+
+  it('temp folders of dead processes are swept, an old output moved aside is put back', () => {
+    const parent = tempDir('sweep');
+    const out = path.join(parent, 'out');
+    // a pid that is certainly gone: a child that has exited
+    const dead = Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).toString());
+    const stale = path.join(parent, `.out.ffmerge-tmp-${dead}-1700000000000-abc123`);
+    const old = `${stale}-old`;
+    const live = path.join(parent, `.out.ffmerge-tmp-${process.pid}-1700000000000-def456`);
+    const other = path.join(parent, `.other.ffmerge-tmp-${dead}-1700000000000-abc123`);
+    for (const d of [stale, old, live, other]) fs.mkdirSync(d);
+    fs.writeFileSync(path.join(old, 'report.json'), '{}');
+    expect(() => checkOutputDir(model.dir, out)).toThrow(expect.objectContaining({ code: 'OUTPUT_EXISTS' })); // the restored old output
+    expect(fs.readdirSync(out)).toEqual(['report.json']);
+    expect(fs.readdirSync(parent).sort()).toEqual(['.other.ffmerge-tmp-' + `${dead}-1700000000000-abc123`, path.basename(live), 'out'].sort());
+  });
+
+  it('an unwritable output parent is refused before any work', async () => {
+    const file = path.join(tempDir('notdir'), 'file');
+    fs.writeFileSync(file, 'x');
+    // Before: INTERNAL_ERROR (ENOTDIR) after the whole run.
+    const t0 = performance.now();
+    await expect(compress(model.dir, { calibration: ids, k: 2, out: path.join(file, 'out') })).rejects.toMatchObject({ code: 'OUTPUT_NOT_WRITABLE' });
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+});
+
+describe('item 6: a non-finite metric is an error', () => {
+  let nanDir: string;
+  beforeAll(async () => {
+    const s: Synthetic = { ...model, dir: tempDir('nan'), hf: new Map(model.hf) };
+    const norm = s.hf.get('model.norm.weight')!;
+    s.hf.set('model.norm.weight', { shape: norm.shape, data: norm.data.map((v, i) => (i === 0 ? NaN : v)) });
+    await writeSynthetic(s);
+    nanDir = s.dir;
+  });
+
+  it('compress rejects with NON_FINITE_METRIC and writes nothing', async () => {
+    const out = path.join(tempDir('nanout'), 'out');
+    // Before: resolved with every perplexity NaN, a window picked at random, the output written.
+    await expect(compress(nanDir, { calibration: ids, calibrationTokens: 96, k: 2, out })).rejects.toMatchObject({ code: 'NON_FINITE_METRIC' });
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('eval exits 4 with NON_FINITE_METRIC', async () => {
+    // Before: printed "perplexity NaN" and exited 0.
+    const r = await cli(['eval', nanDir, '--data', ids, '--json']);
+    expect({ exit: r.exit, code: codeOf(r.out) }).toEqual({ exit: 4, code: 'NON_FINITE_METRIC' });
+  });
+});
+
+describe('item 7: special files in place of inputs fail at once', () => {
+  const fifo = (p: string) => {
+    fs.rmSync(p, { force: true });
+    execFileSync('mkfifo', [p]);
+  };
+  // Before: each of these blocked forever on open(2).
+  it.each([
+    ['config.json', 'INVALID_CONFIG'],
+    ['model.safetensors', 'IO_ERROR'],
+  ])('a FIFO as %s → %s', async (file, code) => {
+    const dir = variant({});
+    fifo(path.join(dir, file));
+    const r = await cli(['inspect', dir, '--json']);
+    expect({ exit: r.exit, code: codeOf(r.out) }).toEqual({ exit: 3, code });
+  }, 10_000);
+
+  it('a FIFO as tokenizer.json → INVALID_CONFIG', async () => {
+    const dir = variant({});
+    fs.writeFileSync(path.join(tempDir('txt'), 'unused'), '');
+    fifo(path.join(dir, 'tokenizer.json'));
+    const text = path.join(tempDir('txt'), 'data.txt');
+    fs.writeFileSync(text, 'hello world\n');
+    const r = await cli(['eval', dir, '--data', text, '--json']);
+    expect({ exit: r.exit, code: codeOf(r.out) }).toEqual({ exit: 3, code: 'INVALID_CONFIG' });
+  }, 10_000);
+
+  it.each(['fifo', 'directory'])('--data pointing at a %s → INVALID_DATA, exit 3', async (kind) => {
+    const data = path.join(tempDir('data'), 'data.jsonl'); // read before any tokenizer is needed
+    if (kind === 'fifo') fifo(data);
+    else fs.mkdirSync(data);
+    // Before: the FIFO blocked forever; the directory failed with INTERNAL_ERROR (EISDIR).
+    const r = await cli(['eval', model.dir, '--data', data, '--json']);
+    expect({ exit: r.exit, code: codeOf(r.out) }).toEqual({ exit: 3, code: 'INVALID_DATA' });
+  }, 10_000);
+});
+
+describe('item 8: errors that had no code', () => {
+  it.each([
+    ['nested 100,000 deep', '{"model_type":"llama","x":' + '['.repeat(100_000) + ']'.repeat(100_000) + '}'],
+    ['null', 'null'],
+    ['an array', '[]'],
+  ])('config.json %s → INVALID_CONFIG', async (_what, text) => {
+    // Before: INTERNAL_ERROR (a TypeError on null; JSON.stringify overflowing the stack in the message).
+    const r = await cli(['inspect', variant(text), '--json']);
+    expect({ exit: r.exit, code: codeOf(r.out) }).toEqual({ exit: 3, code: 'INVALID_CONFIG' });
+  });
+
+  it('a deeply nested value in a bad config field → INVALID_CONFIG', async () => {
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    const text = JSON.stringify({ ...model.config, hidden_size: '@' }).replace('"@"', deep);
+    const r = await cli(['inspect', variant(text), '--json']);
+    expect({ exit: r.exit, code: codeOf(r.out) }).toEqual({ exit: 3, code: 'INVALID_CONFIG' });
+  });
+
+  it('a deeply nested shape in a safetensors header → SAFETENSORS_INVALID_HEADER', async () => {
+    const dir = variant({});
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    const json = Buffer.from(`{"a":{"dtype":"F32","shape":[${deep}],"data_offsets":[0,0]}}`);
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(json.length));
+    fs.writeFileSync(path.join(dir, 'model.safetensors'), Buffer.concat([prefix, json]));
+    const r = await cli(['inspect', dir, '--json']);
+    expect({ exit: r.exit, code: codeOf(r.out) }).toEqual({ exit: 3, code: 'SAFETENSORS_INVALID_HEADER' });
+  });
+
+  it.each(['constructor', 'toString', '__proto__', 'hasOwnProperty'])('model_type %s → UNSUPPORTED_ARCHITECTURE', async (t) => {
+    const r = await cli(['inspect', variant({ model_type: t }), '--json']);
+    expect({ exit: r.exit, code: codeOf(r.out) }).toEqual({ exit: 3, code: 'UNSUPPORTED_ARCHITECTURE' });
+  });
+
+  it('SHAPE_MISMATCH exits 3 (bad input), not 1', () => {
+    expect(exitCodeFor(new FfmergeError('SHAPE_MISMATCH', 'x'))).toBe(3);
+  });
+});
+
+describe('item 9: tensors named like Object.prototype members', () => {
+  const names = ['constructor', 'toString', '__proto__'];
+  let dir: string;
+  beforeAll(async () => {
+    const s: Synthetic = { ...model, dir: tempDir('proto'), hf: new Map(model.hf) };
+    for (const n of names) s.hf.set(n, { shape: [2], data: Float32Array.from([1, 2]) });
+    await writeSynthetic(s);
+    dir = s.dir;
+  });
+
+  it('the reader finds them and inspect leaves no file handle open', async () => {
+    const fds = () => fs.readdirSync('/proc/self/fd').length;
+    const r = await CheckpointReader.open(dir);
+    for (const n of names) {
+      // Before: TENSOR_NOT_FOUND ("constructor" resolved to Object.prototype.constructor through the tie map).
+      expect(r.has(n)).toBe(true);
+      expect(Array.from(await r.readF32(n))).toEqual([1, 2]);
+    }
+    await r.close();
+    const before = fds();
+    await expect(inspectModel(variant({ num_hidden_layers: 1e9 }))).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
+    expect(fds()).toBe(before);
+  });
+
+  it.each(['tied', 'expanded'] as const)('the %s writer keeps them and its output reads back', async (format) => {
+    const out = path.join(tempDir('protoout'), 'out');
+    // Before: the tied writer dropped "constructor"/"toString"; "__proto__" made a header its reader rejected.
+    await writeCheckpoint({ source: dir, out, format, ties: { 'model.layers.1.mlp.up_proj.weight': 'model.layers.0.mlp.up_proj.weight' } });
+    const r = await SafetensorsReader.open(path.join(out, 'model.safetensors'));
+    for (const n of names) expect(Array.from(await r.readF32(n))).toEqual([1, 2]);
+    await r.close();
+  });
+
+  it('writeSafetensors refuses a tensor named __metadata__', async () => {
+    const file = path.join(tempDir('meta'), 'x.safetensors');
+    await expect(writeSafetensors(file, [{ name: '__metadata__', dtype: 'F32', shape: [1], data: new Float32Array(1) }])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('item 10: library options the CLI never passes', () => {
+  it.each([
+    [{ batchBlocks: 0 }],
+    [{ batchBlocks: -1 }],
+    [{ calibrationTokens: -5 }],
+    [{ format: 'bogus' }],
+  ])('%j → INVALID_ARGUMENT before any work', async (o) => {
+    await expect(compress(model.dir, { calibration: ids, k: 2, ...(o as object) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  }, 10_000);
+
+  it('compress(dir) without options returns a rejected promise, never throws synchronously', async () => {
+    let p: Promise<unknown> | undefined;
+    expect(() => {
+      p = (compress as unknown as (d: string) => Promise<unknown>)(model.dir);
+    }).not.toThrow();
+    await expect(p).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+
