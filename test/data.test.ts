@@ -183,12 +183,18 @@ describeShared('fixtures/gpt2-sotu', 'tokenizing files in a worker, read only as
     expect(read).toBeLessThan(2 << 20);
   });
 
-  (fs.existsSync('/dev/zero') ? test : test.skip)('/dev/zero: a budget ends the read; without one, the AbortSignal does', async () => {
-    expect((await tokenizeFile(model, '/dev/zero', { maxTokens: 1024 })).length).toBe(1024);
+  (fs.existsSync('/dev/zero') ? test : test.skip)('/dev/zero is refused at once (inputs are regular files); an AbortSignal ends a read with no budget', async () => {
+    await expect(tokenizeFile(model, '/dev/zero', { maxTokens: 1024 })).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(/a device/) });
+    const big = path.join(dir, 'long.txt');
+    const fd = fs.openSync(big, 'w');
+    const mb = Buffer.from('lorem ipsum dolor sit amet '.repeat(40_000).slice(0, 1 << 20));
+    for (let i = 0; i < 64; i++) fs.writeSync(fd, mb);
+    fs.closeSync(fd);
     const ac = new AbortController();
     const t = setTimeout(() => ac.abort(), 300);
-    await expect(tokenizeFile(model, '/dev/zero', { signal: ac.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+    await expect(tokenizeFile(model, big, { signal: ac.signal })).rejects.toMatchObject({ code: 'ABORTED' });
     clearTimeout(t);
+    fs.rmSync(big);
   });
 
   test('errors keep their codes: a missing file, bad JSON Lines, a folder without tokenizer.json', async () => {

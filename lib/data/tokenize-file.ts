@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { FfmergeError, abortError, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
+import { assertRegularFile } from '../files';
 import type { Progress } from '../native/job';
 
 export interface TokenizeFileOptions {
@@ -68,7 +69,20 @@ function workerMain(): void {
     let tokenizer: { encode(text: string, o: { add_special_tokens: boolean }): { ids: number[] } };
     try {
       const { Tokenizer } = require(input.tokenizersModule) as { Tokenizer: new (json: unknown, config: unknown) => typeof tokenizer };
-      tokenizer = new Tokenizer(JSON.parse(fsW.readFileSync(input.tokenizerJson, 'utf8')), input.tokenizerConfig);
+      const json = JSON.parse(fsW.readFileSync(input.tokenizerJson, 'utf8')) as { model?: { vocab?: unknown }; added_tokens?: unknown };
+      // As loadTokenizer (lib/tokenizer.ts) checks: ids must be small non-negative integers, or the library's
+      // tables grow with the largest id (one id of 2^31 made a short text take minutes).
+      const vocab = json.model?.vocab;
+      const added = Array.isArray(json.added_tokens) ? (json.added_tokens as { id?: unknown }[]) : [];
+      const vocabIds = vocab && typeof vocab === 'object' && !Array.isArray(vocab) ? Object.values(vocab as Record<string, unknown>) : [];
+      const ids = [...vocabIds, ...added.map((a) => a?.id)];
+      const entries = (Array.isArray(vocab) ? vocab.length : vocabIds.length) + added.length;
+      const limit = 4 * entries + 1024;
+      if (ids.some((id) => typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= limit)) {
+        fail('INVALID_CONFIG', `${input.tokenizerJson}: a token id is not an integer in 0..${limit - 1} for a vocabulary of ${entries} entries`);
+        return;
+      }
+      tokenizer = new Tokenizer(json, input.tokenizerConfig);
     } catch (e) {
       fail('INVALID_CONFIG', `${input.tokenizerJson} could not be loaded: ${(e as Error).message}`);
       return;
@@ -175,12 +189,18 @@ const WORKER_SOURCE = `(${workerMain.toString()})()`;
  * added, tokenized in a worker thread; the first maxTokens of them when a budget is given. Aborting the signal
  * terminates the worker at once, whatever it is doing.
  */
-export function tokenizeFile(tokenizerDir: string, file: string, opts: TokenizeFileOptions = {}): Promise<Int32Array> {
+export async function tokenizeFile(tokenizerDir: string, file: string, opts: TokenizeFileOptions = {}): Promise<Int32Array> {
   const { signal, onProgress } = opts;
-  if (signal?.aborted) return Promise.reject(abortError());
+  if (signal?.aborted) throw abortError();
   const tokenizerJson = path.join(tokenizerDir, 'tokenizer.json');
-  if (!fs.existsSync(tokenizerJson)) {
-    return Promise.reject(new FfmergeError('INVALID_CONFIG', `${tokenizerDir} has no tokenizer.json; the tokenizer needs it`));
+  if (!fs.existsSync(tokenizerJson)) throw new FfmergeError('INVALID_CONFIG', `${tokenizerDir} has no tokenizer.json; the tokenizer needs it`);
+  // Both must be regular files: a FIFO would block the worker's reads forever (checked here, asynchronously).
+  await assertRegularFile(tokenizerJson, 'INVALID_CONFIG');
+  try {
+    await assertRegularFile(file, 'INVALID_DATA');
+  } catch (e) {
+    if (e instanceof FfmergeError) throw e;
+    throw new FfmergeError('DATA_NOT_FOUND', `data file ${file} cannot be read: ${(e as Error).message}`, { cause: e });
   }
   const maxTokens = opts.maxTokens !== undefined && Number.isFinite(opts.maxTokens) ? opts.maxTokens : null;
   if (maxTokens !== null && (!Number.isSafeInteger(maxTokens) || maxTokens < 0)) {

@@ -2,10 +2,33 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <exception>
 #include <memory>
 
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace ffm {
+
+namespace {
+// The pool's own threads run a little below normal priority: when the cores are contended, a host's threads
+// (the JS event loop of a server embedding ffmerge above all) get a core first, and on an idle machine the
+// pool loses nothing. Linux sets nice per thread; elsewhere this is a no-op. Raising nice needs no
+// privilege; failure (e.g. a sandbox forbidding it) only leaves the default priority.
+constexpr int kPoolNice = 5;
+void lower_this_thread_priority() {
+#if defined(__linux__)
+  const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
+  errno = 0;
+  const int now = getpriority(PRIO_PROCESS, tid);
+  if (errno == 0) (void)setpriority(PRIO_PROCESS, tid, std::min(19, now + kPoolNice));
+#endif
+}
+}  // namespace
 
 ThreadPool::ThreadPool(unsigned threads) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
@@ -24,6 +47,7 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::worker_loop() {
+  lower_this_thread_priority();
   for (;;) {
     std::function<void()> task;
     {
