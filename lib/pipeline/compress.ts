@@ -167,6 +167,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
           for (const w of ws) for (const stack of stacks) {
             const m = await mergeIn(stack, w);
             edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
+            for (const [layer, ff] of m.adjusted ?? []) edits.push({ kind: 'ff', stack, layers: [layer], ff });
           }
           return edits;
         },
@@ -259,7 +260,13 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       anchor,
       recover: recover.name,
       stacks: mode,
-      windows: chosen.map((m) => ({ stack: m.stack, window: windowLabel(m.window), layers: windowLayers(m.window), anchor: m.anchor })),
+      windows: chosen.map((m) => ({
+        stack: m.stack,
+        window: windowLabel(m.window),
+        layers: windowLayers(m.window),
+        anchor: m.anchor,
+        ...(m.adjusted?.size ? { adjusted: [...m.adjusted.keys()] } : {}),
+      })),
       candidates,
       base,
       merged: mergedMetric,
@@ -295,6 +302,7 @@ async function writeOutput(
   for (const m of chosen) {
     const layers = windowLayers(m.window);
     for (const l of layers) for (const [name, t] of ffReplacements(config, m.stack, l, m.merged)) replace.set(name, t);
+    for (const [l, ff] of m.adjusted ?? []) for (const [name, t] of ffReplacements(config, m.stack, l, ff)) replace.set(name, t);
     ties = { ...ties, ...ffTies(config, m.stack, layers) };
   }
   const info = { version: 1, method: result.method, anchor: result.anchor, recover: result.recover, k: result.k, stacks: result.stacks, windows: result.windows };

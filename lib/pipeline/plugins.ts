@@ -21,6 +21,11 @@ export interface MergedWindow {
   merged: FFWeights;
   /** layer → permutation applied (absent for the anchor and for unaligned methods). */
   perms: Map<number, Int32Array>;
+  /**
+   * Layers outside the window whose own FF a recover method rewrote to make up for the merge (layer → its
+   * new FF, not shared: the parameter count is unchanged). Written and scored with the window.
+   */
+  adjusted?: Map<number, FFWeights>;
 }
 
 export interface MergeContext {

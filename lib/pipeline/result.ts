@@ -37,7 +37,8 @@ export interface CompressResult {
   anchor: Anchor;
   recover: string;
   stacks: StackMode;
-  windows: { stack: StackName; window: string; layers: number[]; anchor: number }[];
+  /** adjusted: layers outside the window whose own FF the recover method rewrote (refit-res downstream). */
+  windows: { stack: StackName; window: string; layers: number[]; anchor: number; adjusted?: number[] }[];
   /** Every merge candidate scored by the search (empty when the windows were given). */
   candidates: CandidateScore[];
   base: Metric;

@@ -11,6 +11,7 @@
  * parameter count.
  */
 import { DEFAULT_RIDGE, greedySelect, RidgeAccumulator, subAccumulator } from '../../native/ridge';
+import type { JobOptions } from '../../native/job';
 import type { Activation } from '../../model/activation';
 import type { FFWeights } from '../../model/ff-weights';
 import { windowLayers } from '../../merge/windows';
@@ -19,7 +20,7 @@ import { forEachFFInput, hiddenOf, outputOf } from '../ff-inputs';
 import type { MergeMethod } from '../plugins';
 
 /** The window's FFs side by side as one FF of k·d_ff units (W_out is not needed: only activations are). */
-function pool(ffs: FFWeights[]): FFWeights {
+export function pool(ffs: FFWeights[]): FFWeights {
   const { d, dFF } = ffs[0]!;
   const cat = (key: 'wIn' | 'bIn' | 'wGate' | 'bGate'): Float32Array | undefined => {
     if (!ffs[0]![key]) return undefined;
@@ -37,7 +38,7 @@ function pool(ffs: FFWeights[]): FFWeights {
 }
 
 /** Rows `units` of a pooled FF as a d_ff-unit FF (W_out left to the caller). */
-function pick(pooled: FFWeights, units: ArrayLike<number>): FFWeights {
+export function pick(pooled: FFWeights, units: ArrayLike<number>): FFWeights {
   const { d } = pooled;
   const n = units.length;
   const rows = (m: Float32Array, width: number) => {
@@ -50,6 +51,28 @@ function pick(pooled: FFWeights, units: ArrayLike<number>): FFWeights {
   if (pooled.wGate) ff.wGate = rows(pooled.wGate, d);
   if (pooled.bGate) ff.bGate = rows(pooled.bGate, 1);
   return ff;
+}
+
+/**
+ * The d_ff units of a pooled FF whose activations (accumulated in `acc` against the targets) fit best, with
+ * W_out (b_out when `withBias`) solved on them: the merged FF.
+ */
+export async function selectUnits(acc: RidgeAccumulator, pooled: FFWeights, dFF: number, withBias: boolean, opts: JobOptions): Promise<FFWeights> {
+  const signal = opts.signal ? { signal: opts.signal } : {};
+  const taken = await greedySelect(acc, dFF + (withBias ? 1 : 0), { ...signal, forced: withBias ? [pooled.dFF] : [] });
+  // unit order does not matter to the model; sorted keeps each source layer's units together
+  const units = Array.from(taken).filter((u) => u < pooled.dFF).sort((a, b) => a - b);
+  if (units.length < dFF) {
+    // every remaining pooled unit is (numerically) in the span of the taken ones: any of them fills the slot,
+    // and the ridge fit gives it what weight it deserves
+    const used = new Set(units);
+    for (let u = 0; u < pooled.dFF && units.length < dFF; u++) if (!used.has(u)) units.push(u);
+  }
+  const merged = pick(pooled, units);
+  const sol = await subAccumulator(acc, units).solve(DEFAULT_RIDGE, { ...signal, bias: withBias });
+  merged.wOut = sol.w;
+  if (withBias) merged.bOut = sol.b;
+  return merged;
 }
 
 export const select: MergeMethod = {
@@ -70,18 +93,7 @@ export const select: MergeMethod = {
       const H = await hiddenOf(pooled, X, n, act, opts);
       await acc.add(H, await outputOf(originals.get(l)!, X, n, act, opts), n, signal);
     }, opts);
-    const taken = await greedySelect(acc, spec.dFF + (withBias ? 1 : 0), { ...signal, forced: withBias ? [pooled.dFF] : [] });
-    // unit order does not matter to the model; sorted keeps each source layer's units together
-    const units = Array.from(taken).filter((u) => u < pooled.dFF).sort((a, b) => a - b);
-    if (units.length < spec.dFF) {
-      // every remaining pooled unit is in the span of the taken ones: fill with unused units (weights ~0 after the fit)
-      const used = new Set(units);
-      for (let u = 0; u < pooled.dFF && units.length < spec.dFF; u++) if (!used.has(u)) units.push(u);
-    }
-    const merged = pick(pooled, units);
-    const sol = await subAccumulator(acc, units).solve(DEFAULT_RIDGE, { ...signal, bias: withBias });
-    merged.wOut = sol.w;
-    if (withBias) merged.bOut = sol.b;
+    const merged = await selectUnits(acc, pooled, spec.dFF, withBias, opts);
     return { stack, window, anchor: anchorOf(window, ctx.anchor), merged, perms: new Map() };
   },
 };
