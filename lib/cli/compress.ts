@@ -35,8 +35,8 @@ type DataFlag = (typeof TASK_FLAGS)[keyof typeof TASK_FLAGS][number];
 export type CompressCliOptions = Partial<Record<DataFlag | 'k' | 'fraction' | 'out' | 'baselines' | 'stacks', string>> & {
   window: string;
   anchor: string;
-  method: string;
-  recover: string;
+  method?: string;
+  recover?: string;
   format: string;
   overwrite?: boolean;
   json?: boolean;
@@ -110,8 +110,8 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     ...dropUndefined({ k: int(o.k, 'k'), fraction }),
     window: o.window,
     anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor'),
-    method: oneOf(o.method, MERGE_METHODS.names(), 'method'),
-    recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover'),
+    ...(o.method !== undefined ? { method: oneOf(o.method, MERGE_METHODS.names(), 'method') } : {}),
+    ...(o.recover !== undefined ? { recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover') } : {}),
     format: oneOf<OutputFormat>(o.format, ['tied', 'expanded'], 'format'),
     ...(o.stacks !== undefined ? { stacks: oneOf(o.stacks, ['both-same', 'independent', 'encoder', 'decoder'] as const, 'stacks') } : {}),
     out,

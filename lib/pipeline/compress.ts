@@ -19,7 +19,7 @@ import { BASELINES } from './baselines';
 import { MERGE_METHODS } from './merge-methods';
 import { RECOVER_METHODS } from './recover';
 import { COMMON_KEYS, DEFAULT_FRACTION, type CompressOptions, type StackMode } from './options';
-import { applyEdits, type Edit, type MergeContext, type MergedWindow } from './plugins';
+import { applyEdits, type Edit, type MergeContext, type MergedWindow, type MergeMethod, type RecoverMethod } from './plugins';
 import type { BaselineResult, CandidateScore, CompressResult } from './result';
 import type { Task, TaskKind } from './task';
 import { TASKS, taskFor } from './tasks';
@@ -99,8 +99,27 @@ const better = (higher: boolean) => (a: number, b: number) => (higher ? a > b : 
 interface Candidate {
   windows: Partial<Record<StackName, string>>;
   start: number;
+  /** "method+recover", when the search compares combinations. */
+  method?: string;
   edits(): Promise<Edit[]>;
 }
+
+interface Combo {
+  method: MergeMethod;
+  recover: RecoverMethod;
+}
+
+/**
+ * What compress tries when no method is named, each at every window, the best on validation kept: unit
+ * selection and the paper's alignment, both with the residual refit (benchmarks/RESULTS.md: the better one
+ * differs by model — selection on the LLaMA, ... ).
+ */
+export const DEFAULT_COMBOS: readonly (readonly [string, string])[] = [
+  ['select', 'refit-res'],
+  ['permute', 'refit-res'],
+];
+
+const comboLabel = (c: Combo) => `${c.method.name}+${c.recover.name}`;
 
 export async function compress(modelDir: string, options: CompressOptions): Promise<CompressResult> {
   if (typeof options !== 'object' || options === null) throw new FfmergeError('INVALID_ARGUMENT', 'compress(modelDir, options): options must be an object');
@@ -113,8 +132,12 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const kind = taskFor(summary);
   checkApplicable(options, kind, summary.modelType);
   kind.check(options);
-  const method = MERGE_METHODS.get(options.method ?? 'permute');
-  const recover = RECOVER_METHODS.get(options.recover ?? 'none');
+  // With neither method nor recover named, every default combination is a candidate at every window and the
+  // best on validation is kept; naming either gives that one combination (the other defaults as before).
+  const combos: Combo[] =
+    options.method === undefined && options.recover === undefined
+      ? DEFAULT_COMBOS.map(([m, r]) => ({ method: MERGE_METHODS.get(m), recover: RECOVER_METHODS.get(r) }))
+      : [{ method: MERGE_METHODS.get(options.method ?? 'permute'), recover: RECOVER_METHODS.get(options.recover ?? 'none') }];
   if (options.baselines !== undefined && !Array.isArray(options.baselines)) throw new FfmergeError('INVALID_ARGUMENT', 'baselines must be a list of names');
   const baselines = [...new Set(options.baselines ?? [])].map((b) => BASELINES.get(b));
   const anchor: Anchor = options.anchor ?? 'first';
@@ -141,7 +164,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const searching = spec === 'auto' && windows.length > 1;
     const ctx: MergeContext = { model, anchor, correlations: new Map(), calibration: task.calibration };
     let calibrationFeatures: Partial<Record<StackName, number>> = {};
-    if (method.needsCorrelations) {
+    if (combos.some((c) => c.method.needsCorrelations)) {
       const pairs = new Map(merged.map((s) => [s, pairsFor(windows, anchor)]));
       const { corr, rows } = await collectStackCorrelations(model, task.calibration, pairs, job);
       ctx.correlations = corr;
@@ -157,21 +180,22 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       groups: groups.map((stacks) => b.candidates({ model, summary, stacks, ffRemoved })),
     }));
     // The merge's candidates per group: every window (search), or the given windows together.
-    const mergeIn = async (stack: StackName, w: Window): Promise<MergedWindow> => recover.recover(ctx, await method.merge(ctx, stack, w, job), job);
+    const mergeIn = async (c: Combo, stack: StackName, w: Window): Promise<MergedWindow> => c.recover.recover(ctx, await c.method.merge(ctx, stack, w, job), job);
     const mergePlans: Candidate[][] = groups.map((stacks) =>
-      (searching ? windows.map((w) => [w]) : [windows]).map((ws) => ({
+      (searching ? windows.map((w) => [w]) : [windows]).flatMap((ws) => combos.map((combo) => ({
         windows: Object.fromEntries(stacks.map((s) => [s, ws.map(windowLabel).join(',')])),
         start: Math.min(...ws.map((w) => w.start)),
+        ...(combos.length > 1 ? { method: comboLabel(combo) } : {}),
         edits: async () => {
           const edits: Edit[] = [];
           for (const w of ws) for (const stack of stacks) {
-            const m = await mergeIn(stack, w);
+            const m = { ...(await mergeIn(combo, stack, w)), method: combo.method.name, recover: combo.recover.name };
             edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
             for (const [layer, ff] of m.adjusted ?? []) edits.push({ kind: 'ff', stack, layers: [layer], ff });
           }
           return edits;
         },
-      })),
+      }))),
     );
     const starts = new Set<number>([...windows.map((w) => w.start), ...baselinePlans.flatMap((p) => p.groups.flat().map((c) => c.start))]);
     await task.prepare([...starts], job);
@@ -191,7 +215,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
           const e = await c.edits();
           // a group with one candidate (windows given) has nothing to choose: it is validated, not searched
           const score = cands.length > 1 ? await scoreView(e, c.start) : NaN;
-          if (cands.length > 1) scores.push({ windows: c.windows, start: c.start, score });
+          if (cands.length > 1) scores.push({ windows: c.windows, start: c.start, ...(c.method ? { method: c.method } : {}), score });
           onProgress?.({ phase, done: scores.length, total: total(phase) });
           if (!best || isBetter(score, best.score)) best = { c, edits: e, score };
         }
@@ -256,15 +280,17 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       metric: task.metric,
       layers: Object.fromEntries(summary.stacks.map((s) => [s.name, s.layers])),
       k,
-      method: method.name,
+      method: [...new Set(chosen.map((m) => m.method!))].join(','),
       anchor,
-      recover: recover.name,
+      recover: [...new Set(chosen.map((m) => m.recover!))].join(','),
       stacks: mode,
       windows: chosen.map((m) => ({
         stack: m.stack,
         window: windowLabel(m.window),
         layers: windowLayers(m.window),
         anchor: m.anchor,
+        method: m.method!,
+        recover: m.recover!,
         ...(m.adjusted?.size ? { adjusted: [...m.adjusted.keys()] } : {}),
       })),
       candidates,

@@ -26,6 +26,9 @@ export interface MergedWindow {
    * new FF, not shared: the parameter count is unchanged). Written and scored with the window.
    */
   adjusted?: Map<number, FFWeights>;
+  /** The merge and recover methods that made it (set by compress). */
+  method?: string;
+  recover?: string;
 }
 
 export interface MergeContext {
