@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     // no --method/--recover: compress's default, every DEFAULT_COMBOS combination at every window
     const method = arg('method');
     const recover = arg('recover');
-    const r = await compress(run.dir, { ...run.options, ...(method ? { method } : {}), ...(recover ? { recover } : {}), baselines: ['drop-ff', 'drop-layers'] });
+    const r = await compress(run.dir, { ...run.options, ...(method ? { method } : {}), ...(recover ? { recover } : {}), baselines: ['drop-ff', 'drop-layers', 'paper'] });
     const s = (performance.now() - t0) / 1000;
     const windows = (w: Partial<Record<string, string>>) => Object.entries(w).map(([st, x]) => `${st} ${x}`).join(', ');
     console.log(`\n## ${name}: ${r.modelType}, k = ${r.k}, ${r.metric.name} (${r.metric.higherIsBetter ? 'higher' : 'lower'} is better), ${s.toFixed(0)} s`);

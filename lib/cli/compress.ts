@@ -99,7 +99,8 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   const fraction = o.fraction !== undefined ? Number(o.fraction) : undefined;
   if (fraction !== undefined && !Number.isFinite(fraction)) throw new FfmergeError('INVALID_ARGUMENT', `--fraction must be a number, got "${o.fraction}"`);
   const out = o.out ?? `${path.basename(path.resolve(model))}-ffmerge`;
-  const baselines = (o.baselines ?? '')
+  // the bundled demo shows the merge next to dropping FF sublayers and the paper's plain merge
+  const baselines = (o.baselines ?? (bundled ? 'drop-ff,paper' : ''))
     .split(',')
     .map((b) => b.trim())
     .filter(Boolean)

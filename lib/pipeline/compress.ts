@@ -164,7 +164,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const searching = spec === 'auto' && windows.length > 1;
     const ctx: MergeContext = { model, anchor, correlations: new Map(), calibration: task.calibration };
     let calibrationFeatures: Partial<Record<StackName, number>> = {};
-    if (combos.some((c) => c.method.needsCorrelations)) {
+    if (combos.some((c) => c.method.needsCorrelations) || baselines.some((b) => b.needsCorrelations)) {
       const pairs = new Map(merged.map((s) => [s, pairsFor(windows, anchor)]));
       const { corr, rows } = await collectStackCorrelations(model, task.calibration, pairs, job);
       ctx.correlations = corr;
@@ -177,7 +177,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const ffRemoved = spec === 'auto' ? k - 1 : spec.reduce((n, w) => n + w.k - 1, 0);
     const baselinePlans = baselines.map((b) => ({
       baseline: b,
-      groups: groups.map((stacks) => b.candidates({ model, summary, stacks, ffRemoved })),
+      groups: groups.map((stacks) => b.candidates({ model, summary, stacks, ffRemoved, windows: searching ? windows.map((w) => [w]) : [windows], merge: ctx, job })),
     }));
     // The merge's candidates per group: every window (search), or the given windows together.
     const mergeIn = async (c: Combo, stack: StackName, w: Window): Promise<MergedWindow> => c.recover.recover(ctx, await c.method.merge(ctx, stack, w, job), job);
@@ -248,7 +248,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const baselineModels = new Map<string, Model>();
     for (const { baseline, groups: perGroup } of baselinePlans) {
       const scores: CandidateScore[] = [];
-      const { picks, edits } = await search('baselines', perGroup.map((cs) => cs.map((c) => ({ ...c, edits: async () => c.edits }))), scores);
+      const { picks, edits } = await search('baselines', perGroup.map((cs) => cs.map((c) => ({ ...c, edits: async () => (typeof c.edits === 'function' ? c.edits() : c.edits) }))), scores);
       if (picks.length === 0) continue;
       const view = applyEdits(model, edits);
       views.push(view);
