@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { compress, DEFAULT_COMBOS } from '../lib/pipeline/compress';
 import { loadModel } from '../lib/model/load';
 import { readTies } from '../lib/checkpoint/ties';
+import { describeShared, sharedPath } from './helpers/shared';
 
 const MODEL = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 const DATA = path.join(MODEL, 'calibration.txt');
@@ -73,5 +74,35 @@ describe('select + refit-res', () => {
     expect(r.windows[0]!.window).toBe(best.windows.decoder);
     expect(`${r.method}+${r.recover}`).toBe(best.method);
     expect(r.merged.validation).toBeCloseTo(best.score, 6);
+  });
+});
+
+describeShared('fixtures/vit-fmnist', 'select + refit-res on an image classifier (pre-norm encoder)', () => {
+  jest.setTimeout(600_000);
+  it('runs, rewrites the layer after the window, and scores', async () => {
+    const IMAGES = { images: sharedPath('data', 'fmnist', 'train-images-idx3-ubyte.gz'), labels: sharedPath('data', 'fmnist', 'train-labels-idx1-ubyte.gz') };
+    const r = await compress(sharedPath('fixtures', 'vit-fmnist'), { images: IMAGES, k: 3, window: '8-10', method: 'select', recover: 'refit-res', calibrationImages: 100, validationImages: 200 });
+    expect(r.windows).toMatchObject([{ stack: 'encoder', window: '8-10', method: 'select', recover: 'refit-res', adjusted: [11] }]);
+    expect(r.merged.validation).toBeGreaterThan(0.5);
+  });
+});
+
+describeShared('fixtures/marian-multi30k-en-de', 'select + refit-res on a translation model (post-norm, both stacks)', () => {
+  jest.setTimeout(600_000);
+  it('runs on both stacks, with refit-seq targets (no later layer rewritten)', async () => {
+    const m30k = (f: string) => sharedPath('data', 'multi30k', f);
+    const r = await compress(sharedPath('fixtures', 'marian-multi30k-en-de'), {
+      parallel: { source: m30k('val.en.gz'), target: m30k('val.de.gz') },
+      window: '4-5',
+      method: 'select',
+      recover: 'refit-res',
+      calibrationPairs: 100,
+      validationSentences: 10,
+    });
+    expect(r.windows.map((w) => [w.stack, w.method, w.adjusted])).toEqual([
+      ['encoder', 'select', undefined],
+      ['decoder', 'select', undefined],
+    ]);
+    expect(r.merged.validation).toBeGreaterThan(0);
   });
 });
