@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { compress, DEFAULT_COMBOS } from '../lib/pipeline/compress';
 import { loadModel } from '../lib/model/load';
+import { inspectModel } from '../lib/model/inspect';
 import { readTies } from '../lib/checkpoint/ties';
 import { describeShared, sharedPath } from './helpers/shared';
 
@@ -74,6 +75,30 @@ describe('select + refit-res', () => {
     expect(r.windows[0]!.window).toBe(best.windows.decoder);
     expect(`${r.method}+${r.recover}`).toBe(best.method);
     expect(r.merged.validation).toBeCloseTo(best.score, 6);
+  });
+});
+
+describe('pairs in place of one window (default, k > 2)', () => {
+  jest.setTimeout(600_000);
+  it('scores every pair, then the k − 1 best disjoint pairs together, and keeps the best of all', async () => {
+    const r = await compress(MODEL, { ...common, k: 3 });
+    const windows = r.candidates.filter((c) => /^\d+-\d+$/.test(c.windows.decoder!));
+    const k3 = windows.filter((c) => ['0-2', '1-3', '2-4'].includes(c.windows.decoder!));
+    const pairs = windows.filter((c) => ['0-1', '1-2', '2-3', '3-4'].includes(c.windows.decoder!));
+    expect(k3).toHaveLength(3 * DEFAULT_COMBOS.length);
+    expect(pairs).toHaveLength(4);
+    const combined = r.candidates.filter((c) => c.windows.decoder!.includes(','));
+    expect(combined).toHaveLength(1);
+    const [a, b] = combined[0]!.windows.decoder!.split(',').map((w) => Number(w.split('-')[0]));
+    expect(b! - a!).toBeGreaterThanOrEqual(2); // disjoint
+    const bestWindow = k3.reduce((x, y) => (y.score < x.score ? y : x));
+    const want = combined[0]!.score < bestWindow.score ? combined[0]!.windows.decoder : bestWindow.windows.decoder;
+    expect(r.windows.map((w) => w.window).join(',')).toBe(want);
+    // two FF sublayers removed either way
+    expect(r.params.removed).toBe(2 * (await inspectModel(MODEL)).stacks[0]!.ffParamsPerLayer);
+    // a later layer rewritten for one pair never lies inside the other pair
+    const inWindows = new Set(r.windows.flatMap((w) => w.layers));
+    for (const w of r.windows) for (const l of w.adjusted ?? []) expect(inWindows.has(l)).toBe(false);
   });
 });
 

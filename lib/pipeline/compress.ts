@@ -101,6 +101,7 @@ interface Candidate {
   start: number;
   /** "method+recover", when the search compares combinations. */
   method?: string;
+  combo?: Combo;
   edits(): Promise<Edit[]>;
 }
 
@@ -120,6 +121,22 @@ export const DEFAULT_COMBOS: readonly (readonly [string, string])[] = [
   ['select', 'refit'],
   ['permute', 'refit'],
 ];
+
+/**
+ * Edits of several windows together: a later layer a recover method rewrote for one window (refit-res) is
+ * dropped where it lies inside another window, whose merged FF takes that layer.
+ */
+function dropAdjustedIn(edits: Edit[], ws: Window[]): Edit[] {
+  if (ws.length < 2) return edits;
+  const covered = new Set(ws.flatMap(windowLayers));
+  return edits
+    .filter((e) => !(e.kind === 'ff' && !e.merged && e.layers.every((l) => covered.has(l))))
+    .map((e) => {
+      if (e.kind !== 'ff' || !e.merged?.adjusted) return e;
+      const adjusted = new Map([...e.merged.adjusted].filter(([l]) => !covered.has(l)));
+      return { ...e, merged: { ...e.merged, adjusted } };
+    });
+}
 
 const comboLabel = (c: Combo) => `${c.method.name}+${c.recover.name}`;
 
@@ -164,10 +181,13 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
 
     const windows: Window[] = spec === 'auto' ? enumerateWindows(L, k) : spec;
     const searching = spec === 'auto' && windows.length > 1;
+    // The default (no method named) with k > 2 also tries k − 1 pairs in place of one window of k.
+    const pairing = searching && k > 2 && combos.length > 1;
+    const pairWindows = pairing ? enumerateWindows(L, 2) : [];
     const ctx: MergeContext = { model, anchor, correlations: new Map(), calibration: task.calibration };
     let calibrationFeatures: Partial<Record<StackName, number>> = {};
     if (combos.some((c) => c.method.needsCorrelations) || baselines.some((b) => b.needsCorrelations)) {
-      const pairs = new Map(merged.map((s) => [s, pairsFor(windows, anchor)]));
+      const pairs = new Map(merged.map((s) => [s, pairsFor([...windows, ...pairWindows], anchor)]));
       const { corr, rows } = await collectStackCorrelations(model, task.calibration, pairs, job);
       ctx.correlations = corr;
       calibrationFeatures = rows;
@@ -183,23 +203,25 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     }));
     // The merge's candidates per group: every window (search), or the given windows together.
     const mergeIn = async (c: Combo, stack: StackName, w: Window): Promise<MergedWindow> => c.recover.recover(ctx, await c.method.merge(ctx, stack, w, job), job);
+    const planFor = (stacks: StackName[], ws: Window[], combo: Combo): Candidate => ({
+      windows: Object.fromEntries(stacks.map((s) => [s, ws.map(windowLabel).join(',')])),
+      start: Math.min(...ws.map((w) => w.start)),
+      ...(combos.length > 1 ? { method: comboLabel(combo) } : {}),
+      combo,
+      edits: async () => {
+        const edits: Edit[] = [];
+        for (const w of ws) for (const stack of stacks) {
+          const m = { ...(await mergeIn(combo, stack, w)), method: combo.method.name, recover: combo.recover.name };
+          edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
+          for (const [layer, ff] of m.adjusted ?? []) edits.push({ kind: 'ff', stack, layers: [layer], ff });
+        }
+        return edits;
+      },
+    });
     const mergePlans: Candidate[][] = groups.map((stacks) =>
-      (searching ? windows.map((w) => [w]) : [windows]).flatMap((ws) => combos.map((combo) => ({
-        windows: Object.fromEntries(stacks.map((s) => [s, ws.map(windowLabel).join(',')])),
-        start: Math.min(...ws.map((w) => w.start)),
-        ...(combos.length > 1 ? { method: comboLabel(combo) } : {}),
-        edits: async () => {
-          const edits: Edit[] = [];
-          for (const w of ws) for (const stack of stacks) {
-            const m = { ...(await mergeIn(combo, stack, w)), method: combo.method.name, recover: combo.recover.name };
-            edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
-            for (const [layer, ff] of m.adjusted ?? []) edits.push({ kind: 'ff', stack, layers: [layer], ff });
-          }
-          return edits;
-        },
-      }))),
+      (searching ? windows.map((w) => [w]) : [windows]).flatMap((ws) => combos.map((combo) => planFor(stacks, ws, combo))),
     );
-    const starts = new Set<number>([...windows.map((w) => w.start), ...baselinePlans.flatMap((p) => p.groups.flat().map((c) => c.start))]);
+    const starts = new Set<number>([...windows.map((w) => w.start), ...pairWindows.map((w) => w.start), ...baselinePlans.flatMap((p) => p.groups.flat().map((c) => c.start))]);
     await task.prepare([...starts], job);
     clock.lap('prefix');
     const baseVal = await task.validate(model, 0, job);
@@ -207,10 +229,11 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
 
     // ---- search: each group's candidates scored on the search split, the best by the metric kept ----
     const isBetter = better(task.metric.higherIsBetter);
-    const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
-    const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[]): Promise<{ picks: C[]; edits: Edit[] }> => {
+    const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length + groups.length * (pairWindows.length + 1) : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
+    const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[]): Promise<{ picks: C[]; edits: Edit[]; best: { c: C; edits: Edit[]; score: number }[] }> => {
       const picks: C[] = [];
       const edits: Edit[] = [];
+      const bests: { c: C; edits: Edit[]; score: number }[] = [];
       for (const cands of perGroup) {
         let best: { c: C; edits: Edit[]; score: number } | undefined;
         for (const c of cands) {
@@ -224,9 +247,10 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
         if (best) {
           picks.push(best.c);
           edits.push(...best.edits);
+          bests.push(best);
         }
       }
-      return { picks, edits };
+      return { picks, edits, best: bests };
     };
     const scoreView = async (edits: Edit[], start: number): Promise<number> => {
       const view = applyEdits(model, edits);
@@ -238,7 +262,45 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     };
 
     const candidates: CandidateScore[] = [];
-    const { edits: mergeEdits } = await search('search', mergePlans, candidates);
+    const found = await search('search', mergePlans, candidates);
+    let mergeEdits = found.edits;
+    if (pairing) {
+      // Several pairs instead of one window of k: the k − 1 best disjoint adjacent pairs (each scored alone,
+      // with the combination the window search preferred) merged together remove as many FF sublayers as one
+      // window of k. Scored together on the same split; kept only if better than the best window.
+      mergeEdits = [];
+      for (const [g, stacks] of groups.entries()) {
+        const best = found.best[g]!;
+        const combo = best.c.combo!;
+        const pairs: { w: Window; edits: Edit[]; score: number }[] = [];
+        for (const w of pairWindows) {
+          const c = planFor(stacks, [w], combo);
+          const e = await c.edits();
+          const score = await scoreView(e, w.start);
+          candidates.push({ windows: c.windows, start: c.start, method: comboLabel(combo), score });
+          pairs.push({ w, edits: e, score });
+        }
+        pairs.sort((a, b) => (isBetter(a.score, b.score) ? -1 : isBetter(b.score, a.score) ? 1 : 0));
+        const used = new Set<number>();
+        const pick: typeof pairs = [];
+        for (const p of pairs) {
+          if (pick.length === k - 1) break;
+          if (used.has(p.w.start) || used.has(p.w.start + 1)) continue;
+          pick.push(p);
+          used.add(p.w.start).add(p.w.start + 1);
+        }
+        pick.sort((a, b) => a.w.start - b.w.start);
+        let keep = best.edits;
+        if (pick.length === k - 1) {
+          const ws = pick.map((p) => p.w);
+          const edits = dropAdjustedIn(pick.flatMap((p) => p.edits), ws);
+          const score = await scoreView(edits, ws[0]!.start);
+          candidates.push({ windows: Object.fromEntries(stacks.map((st) => [st, ws.map(windowLabel).join(',')])), start: ws[0]!.start, method: comboLabel(combo), score });
+          if (isBetter(score, best.score)) keep = edits;
+        }
+        mergeEdits.push(...keep);
+      }
+    }
     clock.lap('search');
     const chosen = mergeEdits.map((e) => (e.kind === 'ff' ? e.merged! : undefined)).filter((m): m is MergedWindow => m !== undefined);
     const mergedModel = applyEdits(model, mergeEdits);
