@@ -37,8 +37,12 @@ describe('ffmerge CLI', () => {
     const out = JSON.parse(r.stdout);
     expect(out.ok).toBe(true);
     expect(out.k).toBe(2);
-    expect(out.candidates).toHaveLength(4);
+    // 4 windows × the default combinations; the demo shows drop-ff and the paper's merge beside it
+    expect(out.candidates).toHaveLength(12);
     expect(out.merged.validation).toBeGreaterThan(1);
+    expect(Object.keys(out.baselines)).toEqual(['drop-ff', 'paper']);
+    expect(out.merged.validation).toBeLessThan(out.baselines['drop-ff'].validation);
+    expect(out.merged.validation).toBeLessThan(out.baselines.paper.validation);
     const dir = path.join(cwd, 'llama-stories260k-ffmerge');
     expect(fs.existsSync(path.join(dir, 'report.json'))).toBe(true);
     expect(fs.existsSync(path.join(dir, 'tokenizer.json'))).toBe(true);
