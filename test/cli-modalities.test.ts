@@ -44,7 +44,7 @@ describe('ffmerge CLI on images and translation', () => {
       expect(r.code).toBe(0);
       const out = JSON.parse(r.stdout);
       expect(out.metric.name).toBe('accuracy');
-      expect(out.windows).toEqual([{ stack: 'encoder', window: '9-11', layers: [9, 10, 11], anchor: 9 }]);
+      expect(out.windows).toEqual([{ stack: 'encoder', window: '9-11', layers: [9, 10, 11], anchor: 9, method: 'permute', recover: 'none' }]);
       const ev = ffmerge(cwd, 'eval', 'vit-merged', '--images', fm('t10k-images-idx3-ubyte.gz'), '--labels', fm('t10k-labels-idx1-ubyte.gz'), '--count', '300', '--json');
       expect(ev.code).toBe(0);
       expect(JSON.parse(ev.stdout).accuracy).toBe(out.merged.test);

@@ -62,7 +62,7 @@ describeShared('fixtures/vit-fmnist', 'compress on vit-fmnist', () => {
     const ref = await logitsOf(copies);
     expect(maxDiff(await logitsOf(path.join(tmp, 'permute')), ref)).toBeLessThan(1e-3);
     expect(maxDiff(await logitsOf(path.join(tmp, 'vanilla')), ref)).toBeGreaterThan(0.05);
-    expect(vanilla.windows).toEqual([{ stack: 'encoder', window: '4-6', layers: [4, 5, 6], anchor: 4 }]);
+    expect(vanilla.windows).toEqual([{ stack: 'encoder', window: '4-6', layers: [4, 5, 6], anchor: 4, method: 'vanilla', recover: 'none' }]);
     // the tied output stores the window's FF once: layers 5 and 6 point at layer 4's tensors
     const ties = await readTies(path.join(tmp, 'permute'));
     expect(ties['vit.encoder.layer.6.intermediate.dense.weight']).toBe('vit.encoder.layer.4.intermediate.dense.weight');
