@@ -5,6 +5,8 @@
  *
  *   node -r ts-node/register/transpile-only benchmarks/fixtures.ts [gpt2 llama vit marian] [--method m] [--recover r]
  *
+ * Without --method/--recover it runs compress's default (every DEFAULT_COMBOS combination at every window).
+ *
  * Needs ../shared (FFMERGE_SHARED overrides); a fixture whose files are missing is skipped, saying so.
  */
 import * as fs from 'node:fs';
@@ -61,7 +63,10 @@ async function main(): Promise<void> {
       continue;
     }
     const t0 = performance.now();
-    const r = await compress(run.dir, { ...run.options, method: arg('method') ?? 'permute', recover: arg('recover') ?? 'none', baselines: ['drop-ff', 'drop-layers'] });
+    // no --method/--recover: compress's default, every DEFAULT_COMBOS combination at every window
+    const method = arg('method');
+    const recover = arg('recover');
+    const r = await compress(run.dir, { ...run.options, ...(method ? { method } : {}), ...(recover ? { recover } : {}), baselines: ['drop-ff', 'drop-layers', 'paper'] });
     const s = (performance.now() - t0) / 1000;
     const windows = (w: Partial<Record<string, string>>) => Object.entries(w).map(([st, x]) => `${st} ${x}`).join(', ');
     console.log(`\n## ${name}: ${r.modelType}, k = ${r.k}, ${r.metric.name} (${r.metric.higherIsBetter ? 'higher' : 'lower'} is better), ${s.toFixed(0)} s`);
@@ -70,7 +75,7 @@ async function main(): Promise<void> {
     console.log(row('base', r.base, '', 0, r.metric));
     console.log(row(`merge (${r.method}, recover ${r.recover})`, r.merged, r.windows.map((w) => `${w.stack} ${w.window}`).join(', '), r.params.removed, r.metric));
     for (const [b, v] of Object.entries(r.baselines)) console.log(row(b, v, windows(v.windows), v.paramsRemoved, r.metric));
-    console.log(`\nmerge candidates (validation): ${r.candidates.map((c) => `${windows(c.windows)} ${c.score.toFixed(4)}`).join(' | ')}`);
+    console.log(`\nmerge candidates (validation): ${r.candidates.map((c) => `${windows(c.windows)}${c.method ? ` ${c.method}` : ''} ${c.score.toFixed(4)}`).join(' | ')}`);
     for (const [b, v] of Object.entries(r.baselines)) console.log(`${b} candidates (validation): ${v.candidates.map((c) => `${windows(c.windows)} ${c.score.toFixed(4)}`).join(' | ')}`);
   }
 }

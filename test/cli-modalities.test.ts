@@ -39,12 +39,12 @@ describe('ffmerge CLI on images and translation', () => {
     const fm = (f: string) => sharedPath('data', 'fmnist', f);
 
     it('compress --images/--labels writes a checkpoint whose eval accuracy equals the reported test accuracy', () => {
-      const r = ffmerge(cwd, 'compress', VIT, '--images', fm('train-images-idx3-ubyte.gz'), '--labels', fm('train-labels-idx1-ubyte.gz'), '--window', '9-11', '--calibration-size', '100', '--validation-size', '100', '--test-images', fm('t10k-images-idx3-ubyte.gz'), '--test-labels', fm('t10k-labels-idx1-ubyte.gz'), '--test-size', '300', '--out', 'vit-merged', '--json');
+      const r = ffmerge(cwd, 'compress', VIT, '--images', fm('train-images-idx3-ubyte.gz'), '--labels', fm('train-labels-idx1-ubyte.gz'), '--window', '9-11', '--method', 'permute', '--calibration-size', '100', '--validation-size', '100', '--test-images', fm('t10k-images-idx3-ubyte.gz'), '--test-labels', fm('t10k-labels-idx1-ubyte.gz'), '--test-size', '300', '--out', 'vit-merged', '--json');
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       const out = JSON.parse(r.stdout);
       expect(out.metric.name).toBe('accuracy');
-      expect(out.windows).toEqual([{ stack: 'encoder', window: '9-11', layers: [9, 10, 11], anchor: 9 }]);
+      expect(out.windows).toEqual([{ stack: 'encoder', window: '9-11', layers: [9, 10, 11], anchor: 9, method: 'permute', recover: 'none' }]);
       const ev = ffmerge(cwd, 'eval', 'vit-merged', '--images', fm('t10k-images-idx3-ubyte.gz'), '--labels', fm('t10k-labels-idx1-ubyte.gz'), '--count', '300', '--json');
       expect(ev.code).toBe(0);
       expect(JSON.parse(ev.stdout).accuracy).toBe(out.merged.test);
@@ -66,7 +66,7 @@ describe('ffmerge CLI on images and translation', () => {
       const idx = ffmerge(cwd, 'eval', VIT, '--images', fm('t10k-images-idx3-ubyte.gz'), '--labels', fm('t10k-labels-idx1-ubyte.gz'), '--count', '120', '--json');
       expect(folder.code).toBe(0);
       expect(JSON.parse(folder.stdout).correct).toBe(JSON.parse(idx.stdout).correct);
-      const r = ffmerge(cwd, 'compress', VIT, '--data', 'imgs', '--k', '2', '--calibration-size', '60', '--out', 'from-folder', '--json');
+      const r = ffmerge(cwd, 'compress', VIT, '--data', 'imgs', '--k', '2', '--method', 'permute', '--calibration-size', '60', '--out', 'from-folder', '--json');
       expect(r.code).toBe(0);
       expect(JSON.parse(r.stdout).data).toMatchObject({ calibration: 60, validation: 60, unit: 'images' });
     });
@@ -103,7 +103,7 @@ describe('ffmerge CLI on images and translation', () => {
       const en = zlib.gunzipSync(fs.readFileSync(m30k('val.en.gz'))).toString('utf8').split('\n');
       const de = zlib.gunzipSync(fs.readFileSync(m30k('val.de.gz'))).toString('utf8').split('\n');
       fs.writeFileSync(path.join(cwd, 'pairs.tsv'), en.slice(0, 200).map((s: string, i: number) => `${s}\t${de[i]}`).join('\n') + '\n');
-      const r = ffmerge(cwd, 'compress', MARIAN, '--data', 'pairs.tsv', '--window', '4-5', '--calibration-size', '150', '--validation-size', '20', '--out', 'mt', '--json');
+      const r = ffmerge(cwd, 'compress', MARIAN, '--data', 'pairs.tsv', '--window', '4-5', '--method', 'permute', '--calibration-size', '150', '--validation-size', '20', '--out', 'mt', '--json');
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       const out = JSON.parse(r.stdout);

@@ -45,8 +45,12 @@ describe('ffmerge CLI', () => {
     const out = JSON.parse(r.stdout);
     expect(out.ok).toBe(true);
     expect(out.k).toBe(2);
-    expect(out.candidates).toHaveLength(4);
+    // 4 windows × the default combinations; the demo shows drop-ff and the paper's merge beside it
+    expect(out.candidates).toHaveLength(12);
     expect(out.merged.validation).toBeGreaterThan(1);
+    expect(Object.keys(out.baselines)).toEqual(['drop-ff', 'paper']);
+    expect(out.merged.validation).toBeLessThan(out.baselines['drop-ff'].validation);
+    expect(out.merged.validation).toBeLessThan(out.baselines.paper.validation);
     // the demo writes into the temp folder ($TMPDIR/ffmerge-demo), never into the current directory
     expect(fs.readdirSync(cwd)).toEqual([]);
     const dir = path.join(scratch, 'ffmerge-demo', 'llama-stories260k-ffmerge');

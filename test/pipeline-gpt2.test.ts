@@ -65,7 +65,9 @@ describeShared('fixtures/gpt2-sotu', 'compress on gpt2-sotu', () => {
 
   it('k = 4, auto window: every window scored, argmin chosen, test ppl beside base; tied and expanded agree', async () => {
     const out = path.join(tmp, 'k4');
+    // the paper's merge (the default search is covered in select-refit-res.test.ts and benchmarks/fixtures.ts)
     const r = await compress(FIXTURE, {
+      method: 'permute',
       k: 4,
       calibration: VALID,
       calibrationTokens: 40 * 256,

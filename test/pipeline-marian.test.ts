@@ -59,7 +59,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'compress on marian-multi30k-en
     await writeCheckpoint({ source: FIXTURE, out: copies, format: 'expanded', replace });
 
     const out = path.join(tmp, 'copies-merged');
-    const r = await compress(copies, { parallel: VAL, window: '1-2', calibrationPairs: 200, validationSentences: 20, out });
+    const r = await compress(copies, { parallel: VAL, method: 'permute', window: '1-2', calibrationPairs: 200, validationSentences: 20, out });
     expect(r.metric).toEqual({ name: 'bleu', higherIsBetter: true });
     expect(r.stacks).toBe('both-same');
     expect(r.windows.map((w) => [w.stack, w.window, w.anchor])).toEqual([
@@ -80,7 +80,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'compress on marian-multi30k-en
 
   it('k = 2 auto (same window in both stacks): argmax BLEU chosen; the tied checkpoint reloads, translates, and matches the expanded one', async () => {
     const out = path.join(tmp, 'k2');
-    const r = await compress(FIXTURE, { parallel: VAL, k: 2, calibrationPairs: 150, validationSentences: 30, out });
+    const r = await compress(FIXTURE, { parallel: VAL, method: 'permute', k: 2, calibrationPairs: 150, validationSentences: 30, out });
     expect(r.candidates.map((c) => `${c.windows.encoder}/${c.windows.decoder}`)).toEqual(['0-1/0-1', '1-2/1-2', '2-3/2-3', '3-4/3-4', '4-5/4-5']);
     const best = Math.max(...r.candidates.map((c) => c.score));
     expect(r.merged.validation).toBeCloseTo(best, 10);
@@ -107,7 +107,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'compress on marian-multi30k-en
   });
 
   it('independent: each stack searched with the other unmerged, the two best combined', async () => {
-    const r = await compress(FIXTURE, { parallel: VAL, k: 3, stacks: 'independent', calibrationPairs: 150, validationSentences: 20 });
+    const r = await compress(FIXTURE, { parallel: VAL, method: 'permute', k: 3, stacks: 'independent', calibrationPairs: 150, validationSentences: 20 });
     for (const stack of ['encoder', 'decoder'] as StackName[]) {
       const mine = r.candidates.filter((c) => Object.keys(c.windows).join() === stack);
       expect(mine).toHaveLength(4);
@@ -117,11 +117,11 @@ describeShared('fixtures/marian-multi30k-en-de', 'compress on marian-multi30k-en
   });
 
   it('encoder only; misaligned or missing data is a typed error', async () => {
-    const r = await compress(FIXTURE, { parallel: VAL, window: '3-4', stacks: 'encoder', calibrationPairs: 100, validationSentences: 10 });
+    const r = await compress(FIXTURE, { parallel: VAL, method: 'permute', window: '3-4', stacks: 'encoder', calibrationPairs: 100, validationSentences: 10 });
     expect(r.windows.map((w) => w.stack)).toEqual(['encoder']);
     expect(r.params.removed).toBe(512 * 128 + 512 + 128 * 512 + 128);
     await expect(compress(FIXTURE, { parallel: { source: TEST.source, target: VAL.target }, k: 2 })).rejects.toMatchObject({ code: 'INVALID_DATA' });
     await expect(compress(FIXTURE, { parallel: { tsv: path.join(tmp, 'none.tsv') }, k: 2 })).rejects.toMatchObject({ code: 'DATA_NOT_FOUND' });
-    await expect(compress(FIXTURE, { parallel: VAL, k: 2, stacks: 'both' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(compress(FIXTURE, { parallel: VAL, method: 'permute', k: 2, stacks: 'both' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });

@@ -62,7 +62,7 @@ describeShared('fixtures/vit-fmnist', 'compress on vit-fmnist', () => {
     const ref = await logitsOf(copies);
     expect(maxDiff(await logitsOf(path.join(tmp, 'permute')), ref)).toBeLessThan(1e-3);
     expect(maxDiff(await logitsOf(path.join(tmp, 'vanilla')), ref)).toBeGreaterThan(0.05);
-    expect(vanilla.windows).toEqual([{ stack: 'encoder', window: '4-6', layers: [4, 5, 6], anchor: 4 }]);
+    expect(vanilla.windows).toEqual([{ stack: 'encoder', window: '4-6', layers: [4, 5, 6], anchor: 4, method: 'vanilla', recover: 'none' }]);
     // the tied output stores the window's FF once: layers 5 and 6 point at layer 4's tensors
     const ties = await readTies(path.join(tmp, 'permute'));
     expect(ties['vit.encoder.layer.6.intermediate.dense.weight']).toBe('vit.encoder.layer.4.intermediate.dense.weight');
@@ -70,7 +70,7 @@ describeShared('fixtures/vit-fmnist', 'compress on vit-fmnist', () => {
 
   it('k = 3 auto: every start scored, the argmax accuracy chosen; the output reloads with the reported accuracy', async () => {
     const out = path.join(tmp, 'k3');
-    const r = await compress(FIXTURE, { images: IMAGES, k: 3, calibrationImages: 100, validationImages: 300, out });
+    const r = await compress(FIXTURE, { images: IMAGES, method: 'permute', k: 3, calibrationImages: 100, validationImages: 300, out });
     expect(r.data).toMatchObject({ calibration: 100, calibrationFeatures: { encoder: 1700 }, validation: 300, unit: 'images' });
     expect(r.candidates.map((c) => c.windows.encoder)).toEqual(['0-2', '1-3', '2-4', '3-5', '4-6', '5-7', '6-8', '7-9', '8-10', '9-11']);
     const best = Math.max(...r.candidates.map((c) => c.score));
@@ -78,7 +78,7 @@ describeShared('fixtures/vit-fmnist', 'compress on vit-fmnist', () => {
     expect(r.windows[0]!.window).toBe(r.candidates.find((c) => c.score === best)!.windows.encoder);
     expect(r.params.removed).toBe(2 * (256 * 64 + 256 + 64 * 256 + 64));
     // candidates are scored from the cached states entering their start: the same as a full evaluation
-    const first = await compress(FIXTURE, { images: IMAGES, window: '0-2', calibrationImages: 100, validationImages: 300 });
+    const first = await compress(FIXTURE, { images: IMAGES, method: 'permute', window: '0-2', calibrationImages: 100, validationImages: 300 });
     expect(first.merged.validation).toBe(r.candidates[0]!.score);
     expect(first.merged.validation).toBeLessThan(r.merged.validation);
 

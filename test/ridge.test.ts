@@ -1,4 +1,4 @@
-import { RidgeAccumulator, splitSolution } from '../lib/native/ridge';
+import { greedySelect, RidgeAccumulator, splitSolution, subAccumulator } from '../lib/native/ridge';
 import { ridgeReference } from '../lib/reference/ridge';
 
 function rng(seed: number): () => number {
@@ -64,5 +64,35 @@ describe('RidgeAccumulator (native) vs float64 reference', () => {
     const acc = new RidgeAccumulator(3, 2);
     expect(() => acc.add(new Float32Array(5), new Float32Array(4), 2)).toThrow(expect.objectContaining({ code: 'SHAPE_MISMATCH' }));
     await expect(acc.solve()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('greedySelect and subAccumulator (select merge)', () => {
+  it('a sub-accumulator solves as a fresh one on those columns; the greedy takes the columns Y is made of', async () => {
+    const r = rng(11);
+    const n = 400;
+    const p = 9;
+    const m = 3;
+    const H = Float32Array.from({ length: n * p }, r);
+    // Y built from columns 6 and 2 (plus a little noise): those are the first two picks after the intercept
+    const Y = Float32Array.from({ length: n * m }, (_, i) => {
+      const row = Math.floor(i / m);
+      const o = i % m;
+      return 3 * H[row * p + 6]! * (o + 1) - 1.5 * H[row * p + 2]! + 0.01 * r();
+    });
+    const acc = new RidgeAccumulator(p, m);
+    await acc.add(H, Y, n);
+    const taken = await greedySelect(acc, 3, { forced: [p], lambdaRel: 0 });
+    expect(Array.from(taken)).toEqual([p, 6, 2]);
+
+    const cols = [7, 2, 4];
+    const Hs = Float32Array.from({ length: n * cols.length }, (_, i) => H[Math.floor(i / cols.length) * p + cols[i % cols.length]!]!);
+    const fresh = new RidgeAccumulator(cols.length, m);
+    await fresh.add(Hs, Y, n);
+    const a = await subAccumulator(acc, cols).solve(1e-3);
+    const b = await fresh.solve(1e-3);
+    a.w.forEach((v, i) => expect(v).toBeCloseTo(b.w[i]!, 4));
+    a.b.forEach((v, i) => expect(v).toBeCloseTo(b.b[i]!, 4));
+    await expect(greedySelect(new RidgeAccumulator(2, 1), 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });

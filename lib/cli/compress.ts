@@ -36,8 +36,8 @@ type DataFlag = (typeof TASK_FLAGS)[keyof typeof TASK_FLAGS][number];
 export type CompressCliOptions = Partial<Record<DataFlag | 'k' | 'fraction' | 'out' | 'baselines' | 'stacks', string>> & {
   window: string;
   anchor: string;
-  method: string;
-  recover: string;
+  method?: string;
+  recover?: string;
   format: string;
   overwrite?: boolean;
   json?: boolean;
@@ -103,7 +103,8 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   // clone (or in any project) must not leave a folder there. A user's own model goes to ./<model>-ffmerge.
   const demoOut = bundled && o.out === undefined ? path.join(os.tmpdir(), 'ffmerge-demo', 'llama-stories260k-ffmerge') : undefined;
   const out = o.out ?? demoOut ?? `${path.basename(path.resolve(model))}-ffmerge`;
-  const baselines = (o.baselines ?? '')
+  // the bundled demo shows the merge next to dropping FF sublayers and the paper's plain merge
+  const baselines = (o.baselines ?? (bundled ? 'drop-ff,paper' : ''))
     .split(',')
     .map((b) => b.trim())
     .filter(Boolean)
@@ -114,8 +115,8 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     ...dropUndefined({ k: int(o.k, 'k'), fraction }),
     window: o.window,
     anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor'),
-    method: oneOf(o.method, MERGE_METHODS.names(), 'method'),
-    recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover'),
+    ...(o.method !== undefined ? { method: oneOf(o.method, MERGE_METHODS.names(), 'method') } : {}),
+    ...(o.recover !== undefined ? { recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover') } : {}),
     format: oneOf<CompressFormat>(o.format, ['tied', 'expanded', 'onnx'], 'format'),
     ...(o.stacks !== undefined ? { stacks: oneOf(o.stacks, ['both-same', 'independent', 'encoder', 'decoder'] as const, 'stacks') } : {}),
     out,

@@ -16,6 +16,7 @@ import { loadAddon } from '../native/loader';
 import { BASELINES } from '../pipeline/baselines';
 import { MERGE_METHODS } from '../pipeline/merge-methods';
 import { RECOVER_METHODS } from '../pipeline/recover';
+import { DEFAULT_COMBOS } from '../pipeline/compress';
 
 function requireModelDir(p: string): string {
   if (!fs.existsSync(p) || !fs.statSync(p).isDirectory()) {
@@ -95,8 +96,8 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--fraction <x>', 'share of FF sublayers to remove instead of --k (0 < x < 1)')
     .option('--window <spec>', 'auto (search every start) or a-b (0-based, inclusive), or a-b,c-d', 'auto')
     .option('--anchor <which>', 'first | middle | last layer of the window that the others align to', 'first')
-    .option('--method <m>', MERGE_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | '), 'permute')
-    .option('--recover <r>', RECOVER_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | '), 'none')
+    .option('--method <m>', `${MERGE_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | ')}. Default: with neither --method nor --recover, every window tries ${DEFAULT_COMBOS.map(([m, r]) => `${m} + ${r}`).join(' and ')} and keeps the best on validation; the paper's plain merge is --method permute --recover none`)
+    .option('--recover <r>', `${RECOVER_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | ')} (default none when --method is given)`)
     .option('--format <f>', 'tied (shared tensors stored once, smaller file) | expanded (loads anywhere the original loads) | onnx (onnx/model.onnx with each shared tensor one initializer, for onnxruntime / transformers.js)', 'tied')
     .option('--out <dir>', 'output directory (default ./<model>-ffmerge); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')

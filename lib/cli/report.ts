@@ -33,10 +33,17 @@ export function formatReport(r: CompressResult): string {
   lines.push('', `${METRIC_NAMES[r.metric.name]}, ${r.metric.higherIsBetter ? 'higher' : 'lower'} is better:`);
   lines.push(table(['model', 'validation', 'test', 'layers'], rows));
   if (r.candidates.length > 0) {
-    const chosen = new Set(r.windows.map((x) => `${x.stack}:${x.window}`));
-    const isChosen = (w: Partial<Record<string, string>>) => Object.entries(w).every(([s, x]) => chosen.has(`${s}:${x}`));
+    const chosen = new Set(r.windows.map((x) => `${x.stack}:${x.window}:${x.method}+${x.recover}`));
+    const isChosen = (c: (typeof r.candidates)[number]) =>
+      Object.entries(c.windows).every(([s, x]) => [...chosen].some((k) => k.startsWith(`${s}:${x}:`) && (c.method === undefined || k.endsWith(`:${c.method}`))));
+    const methods = r.candidates.some((c) => c.method !== undefined);
     lines.push('', `window search (${fmtInt(d.search)} validation ${d.unit} per candidate):`);
-    lines.push(table(['window', METRIC_NAMES[r.metric.name], ''], r.candidates.map((c) => [windowsText(c.windows), fmt(c.score), isChosen(c.windows) ? '← chosen' : ''])));
+    lines.push(
+      table(
+        ['window', ...(methods ? ['method'] : []), METRIC_NAMES[r.metric.name], ''],
+        r.candidates.map((c) => [windowsText(c.windows), ...(methods ? [c.method ?? ''] : []), fmt(c.score), isChosen(c) ? '← chosen' : '']),
+      ),
+    );
   }
   lines.push('', 'time per phase:');
   lines.push(table(['phase', 'time'], Object.entries(r.timings).map(([p, s]) => [p, fmtSeconds(s)])));

@@ -74,6 +74,16 @@ export class RidgeAccumulator {
     return this.rows;
   }
 
+  /** Resolves once every add() so far has landed in the sums (for readers of gram/cross). */
+  async settled(): Promise<void> {
+    await this.chain;
+  }
+
+  /** Records rows whose sums were written into gram/cross directly (subAccumulator). */
+  addCount(rows: number): void {
+    this.rows += rows;
+  }
+
   /** Adds n rows: H [n, p], Y [n, m]. */
   add(H: Float32Array, Y: Float32Array, n: number, opts: JobOptions = {}): Promise<void> {
     if (H.length !== n * this.p || Y.length !== n * this.m) {
@@ -117,4 +127,48 @@ export function matmulABt(A: Float32Array, B: Float32Array, M: number, N: number
     throw new FfmergeError('SHAPE_MISMATCH', `matmulABt: A must be ${M}×${K} and B ${N}×${K}`);
   }
   return runNativeJob('refit', (cb) => addon().matmulABt(A, B, M, N, K, cb), opts);
+}
+
+interface SelectAddon {
+  greedySelect(
+    G: Float64Array,
+    C: Float64Array,
+    p: number,
+    m: number,
+    forced: Int32Array,
+    count: number,
+    lambdaRel: number,
+    onProgress?: (done: number, total: number) => void,
+  ): NativeJobHandle<Int32Array>;
+}
+
+/**
+ * Greedy column subset on a RidgeAccumulator's sums (native pivoted Cholesky, core/select.h): the `count`
+ * columns of [H 1] (index p = the constant column) that best reproduce Y by least squares, picked one at a
+ * time by the largest drop in residual sum of squares, `forced` ones first. Returned in the order taken.
+ */
+export async function greedySelect(
+  acc: RidgeAccumulator,
+  count: number,
+  opts: JobOptions & { forced?: number[]; lambdaRel?: number } = {},
+): Promise<Int32Array> {
+  await acc.settled();
+  if (acc.count === 0) throw new FfmergeError('INVALID_ARGUMENT', 'select: no calibration rows were accumulated');
+  const forced = Int32Array.from(opts.forced ?? []);
+  const a = loadAddon().module as unknown as SelectAddon;
+  return runNativeJob('refit', (cb) => a.greedySelect(acc.gram, acc.cross, acc.p, acc.m, forced, count, opts.lambdaRel ?? DEFAULT_RIDGE, cb), opts);
+}
+
+/** A RidgeAccumulator over a subset of another's columns (in the order given), the constant column kept last. */
+export function subAccumulator(acc: RidgeAccumulator, cols: ArrayLike<number>): RidgeAccumulator {
+  const k = cols.length;
+  const { p, m } = acc;
+  const idx = [...Array.from(cols), p];
+  const sub = new RidgeAccumulator(k, m);
+  for (let a = 0; a <= k; a++) {
+    for (let b = 0; b <= k; b++) sub.gram[a * (k + 1) + b] = acc.gram[idx[a]! * (p + 1) + idx[b]!]!;
+    sub.cross.set(acc.cross.subarray(idx[a]! * m, idx[a]! * m + m), a * m);
+  }
+  sub.addCount(acc.count);
+  return sub;
 }

@@ -20,7 +20,7 @@ import { BASELINES } from './baselines';
 import { MERGE_METHODS } from './merge-methods';
 import { RECOVER_METHODS } from './recover';
 import { COMMON_KEYS, DEFAULT_FRACTION, type CompressFormat, type CompressOptions, type StackMode } from './options';
-import { applyEdits, type Edit, type MergeContext, type MergedWindow } from './plugins';
+import { applyEdits, type Edit, type MergeContext, type MergedWindow, type MergeMethod, type RecoverMethod } from './plugins';
 import type { BaselineResult, CandidateScore, CompressResult } from './result';
 import type { Task, TaskKind } from './task';
 import { TASKS, taskFor } from './tasks';
@@ -120,8 +120,46 @@ const better = (higher: boolean) => (a: number, b: number) => (higher ? a > b : 
 interface Candidate {
   windows: Partial<Record<StackName, string>>;
   start: number;
+  /** "method+recover", when the search compares combinations. */
+  method?: string;
+  combo?: Combo;
   edits(): Promise<Edit[]>;
 }
+
+interface Combo {
+  method: MergeMethod;
+  recover: RecoverMethod;
+}
+
+/**
+ * What compress tries when no method is named, each at every window, the best on validation kept. The better
+ * one differs by model (benchmarks/RESULTS.md): unit selection with the residual refit on the LLaMA, the
+ * paper's alignment with the plain refit on GPT-2, where the residual targets fit the calibration text too
+ * closely.
+ */
+export const DEFAULT_COMBOS: readonly (readonly [string, string])[] = [
+  ['select', 'refit-res'],
+  ['select', 'refit'],
+  ['permute', 'refit'],
+];
+
+/**
+ * Edits of several windows together: a later layer a recover method rewrote for one window (refit-res) is
+ * dropped where it lies inside another window, whose merged FF takes that layer.
+ */
+function dropAdjustedIn(edits: Edit[], ws: Window[]): Edit[] {
+  if (ws.length < 2) return edits;
+  const covered = new Set(ws.flatMap(windowLayers));
+  return edits
+    .filter((e) => !(e.kind === 'ff' && !e.merged && e.layers.every((l) => covered.has(l))))
+    .map((e) => {
+      if (e.kind !== 'ff' || !e.merged?.adjusted) return e;
+      const adjusted = new Map([...e.merged.adjusted].filter(([l]) => !covered.has(l)));
+      return { ...e, merged: { ...e.merged, adjusted } };
+    });
+}
+
+const comboLabel = (c: Combo) => `${c.method.name}+${c.recover.name}`;
 
 export async function compress(modelDir: string, options: CompressOptions): Promise<CompressResult> {
   if (typeof options !== 'object' || options === null) throw new FfmergeError('INVALID_ARGUMENT', 'compress(modelDir, options): options must be an object');
@@ -138,8 +176,12 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const kind = taskFor(summary);
   checkApplicable(options, kind, summary.modelType);
   kind.check(options);
-  const method = MERGE_METHODS.get(options.method ?? 'permute');
-  const recover = RECOVER_METHODS.get(options.recover ?? 'none');
+  // With neither method nor recover named, every default combination is a candidate at every window and the
+  // best on validation is kept; naming either gives that one combination (the other defaults as before).
+  const combos: Combo[] =
+    options.method === undefined && options.recover === undefined
+      ? DEFAULT_COMBOS.map(([m, r]) => ({ method: MERGE_METHODS.get(m), recover: RECOVER_METHODS.get(r) }))
+      : [{ method: MERGE_METHODS.get(options.method ?? 'permute'), recover: RECOVER_METHODS.get(options.recover ?? 'none') }];
   if (options.baselines !== undefined && !Array.isArray(options.baselines)) throw new FfmergeError('INVALID_ARGUMENT', 'baselines must be a list of names');
   const baselines = [...new Set(options.baselines ?? [])].map((b) => BASELINES.get(b));
   const anchor: Anchor = options.anchor ?? 'first';
@@ -165,10 +207,13 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
 
     const windows: Window[] = spec === 'auto' ? enumerateWindows(L, k) : spec;
     const searching = spec === 'auto' && windows.length > 1;
+    // The default (no method named) with k > 2 also tries k − 1 pairs in place of one window of k.
+    const pairing = searching && k > 2 && combos.length > 1;
+    const pairWindows = pairing ? enumerateWindows(L, 2) : [];
     const ctx: MergeContext = { model, anchor, correlations: new Map(), calibration: task.calibration };
     let calibrationFeatures: Partial<Record<StackName, number>> = {};
-    if (method.needsCorrelations) {
-      const pairs = new Map(merged.map((s) => [s, pairsFor(windows, anchor)]));
+    if (combos.some((c) => c.method.needsCorrelations) || baselines.some((b) => b.needsCorrelations)) {
+      const pairs = new Map(merged.map((s) => [s, pairsFor([...windows, ...pairWindows], anchor)]));
       const { corr, rows } = await collectStackCorrelations(model, task.calibration, pairs, job);
       ctx.correlations = corr;
       calibrationFeatures = rows;
@@ -180,25 +225,29 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const ffRemoved = spec === 'auto' ? k - 1 : spec.reduce((n, w) => n + w.k - 1, 0);
     const baselinePlans = baselines.map((b) => ({
       baseline: b,
-      groups: groups.map((stacks) => b.candidates({ model, summary, stacks, ffRemoved })),
+      groups: groups.map((stacks) => b.candidates({ model, summary, stacks, ffRemoved, windows: searching ? windows.map((w) => [w]) : [windows], merge: ctx, job })),
     }));
     // The merge's candidates per group: every window (search), or the given windows together.
-    const mergeIn = async (stack: StackName, w: Window): Promise<MergedWindow> => recover.recover(ctx, await method.merge(ctx, stack, w, quiet), quiet);
+    const mergeIn = async (c: Combo, stack: StackName, w: Window): Promise<MergedWindow> => c.recover.recover(ctx, await c.method.merge(ctx, stack, w, quiet), quiet);
+    const planFor = (stacks: StackName[], ws: Window[], combo: Combo): Candidate => ({
+      windows: Object.fromEntries(stacks.map((s) => [s, ws.map(windowLabel).join(',')])),
+      start: Math.min(...ws.map((w) => w.start)),
+      ...(combos.length > 1 ? { method: comboLabel(combo) } : {}),
+      combo,
+      edits: async () => {
+        const edits: Edit[] = [];
+        for (const w of ws) for (const stack of stacks) {
+          const m = { ...(await mergeIn(combo, stack, w)), method: combo.method.name, recover: combo.recover.name };
+          edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
+          for (const [layer, ff] of m.adjusted ?? []) edits.push({ kind: 'ff', stack, layers: [layer], ff });
+        }
+        return edits;
+      },
+    });
     const mergePlans: Candidate[][] = groups.map((stacks) =>
-      (searching ? windows.map((w) => [w]) : [windows]).map((ws) => ({
-        windows: Object.fromEntries(stacks.map((s) => [s, ws.map(windowLabel).join(',')])),
-        start: Math.min(...ws.map((w) => w.start)),
-        edits: async () => {
-          const edits: Edit[] = [];
-          for (const w of ws) for (const stack of stacks) {
-            const m = await mergeIn(stack, w);
-            edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
-          }
-          return edits;
-        },
-      })),
+      (searching ? windows.map((w) => [w]) : [windows]).flatMap((ws) => combos.map((combo) => planFor(stacks, ws, combo))),
     );
-    const starts = new Set<number>([...windows.map((w) => w.start), ...baselinePlans.flatMap((p) => p.groups.flat().map((c) => c.start))]);
+    const starts = new Set<number>([...windows.map((w) => w.start), ...pairWindows.map((w) => w.start), ...baselinePlans.flatMap((p) => p.groups.flat().map((c) => c.start))]);
     await task.prepare([...starts], job);
     clock.lap('prefix');
     const baseVal = await task.validate(model, 0, as('validate'));
@@ -206,26 +255,28 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
 
     // ---- search: each group's candidates scored on the search split, the best by the metric kept ----
     const isBetter = better(task.metric.higherIsBetter);
-    const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
-    const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[]): Promise<{ picks: C[]; edits: Edit[] }> => {
+    const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length + groups.length * (pairWindows.length + 1) : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
+    const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[]): Promise<{ picks: C[]; edits: Edit[]; best: { c: C; edits: Edit[]; score: number }[] }> => {
       const picks: C[] = [];
       const edits: Edit[] = [];
+      const bests: { c: C; edits: Edit[]; score: number }[] = [];
       for (const cands of perGroup) {
         let best: { c: C; edits: Edit[]; score: number } | undefined;
         for (const c of cands) {
           const e = await c.edits();
           // a group with one candidate (windows given) has nothing to choose: it is validated, not searched
           const score = cands.length > 1 ? await scoreView(e, c.start) : NaN;
-          if (cands.length > 1) scores.push({ windows: c.windows, start: c.start, score });
+          if (cands.length > 1) scores.push({ windows: c.windows, start: c.start, ...(c.method ? { method: c.method } : {}), score });
           if (cands.length > 1) onProgress?.({ phase, done: scores.length, total: total(phase) });
           if (!best || isBetter(score, best.score)) best = { c, edits: e, score };
         }
         if (best) {
           picks.push(best.c);
           edits.push(...best.edits);
+          bests.push(best);
         }
       }
-      return { picks, edits };
+      return { picks, edits, best: bests };
     };
     const scoreView = async (edits: Edit[], start: number): Promise<number> => {
       const view = applyEdits(model, edits);
@@ -237,7 +288,45 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     };
 
     const candidates: CandidateScore[] = [];
-    const { edits: mergeEdits } = await search('search', mergePlans, candidates);
+    const found = await search('search', mergePlans, candidates);
+    let mergeEdits = found.edits;
+    if (pairing) {
+      // Several pairs instead of one window of k: the k − 1 best disjoint adjacent pairs (each scored alone,
+      // with the combination the window search preferred) merged together remove as many FF sublayers as one
+      // window of k. Scored together on the same split; kept only if better than the best window.
+      mergeEdits = [];
+      for (const [g, stacks] of groups.entries()) {
+        const best = found.best[g]!;
+        const combo = best.c.combo!;
+        const pairs: { w: Window; edits: Edit[]; score: number }[] = [];
+        for (const w of pairWindows) {
+          const c = planFor(stacks, [w], combo);
+          const e = await c.edits();
+          const score = await scoreView(e, w.start);
+          candidates.push({ windows: c.windows, start: c.start, method: comboLabel(combo), score });
+          pairs.push({ w, edits: e, score });
+        }
+        pairs.sort((a, b) => (isBetter(a.score, b.score) ? -1 : isBetter(b.score, a.score) ? 1 : 0));
+        const used = new Set<number>();
+        const pick: typeof pairs = [];
+        for (const p of pairs) {
+          if (pick.length === k - 1) break;
+          if (used.has(p.w.start) || used.has(p.w.start + 1)) continue;
+          pick.push(p);
+          used.add(p.w.start).add(p.w.start + 1);
+        }
+        pick.sort((a, b) => a.w.start - b.w.start);
+        let keep = best.edits;
+        if (pick.length === k - 1) {
+          const ws = pick.map((p) => p.w);
+          const edits = dropAdjustedIn(pick.flatMap((p) => p.edits), ws);
+          const score = await scoreView(edits, ws[0]!.start);
+          candidates.push({ windows: Object.fromEntries(stacks.map((st) => [st, ws.map(windowLabel).join(',')])), start: ws[0]!.start, method: comboLabel(combo), score });
+          if (isBetter(score, best.score)) keep = edits;
+        }
+        mergeEdits.push(...keep);
+      }
+    }
     clock.lap(searching ? 'search' : 'merge'); // given windows are merged, not searched
     const chosen = mergeEdits.map((e) => (e.kind === 'ff' ? e.merged! : undefined)).filter((m): m is MergedWindow => m !== undefined);
     const mergedModel = applyEdits(model, mergeEdits);
@@ -249,7 +338,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const baselineModels = new Map<string, Model>();
     for (const { baseline, groups: perGroup } of baselinePlans) {
       const scores: CandidateScore[] = [];
-      const { picks, edits } = await search('baselines', perGroup.map((cs) => cs.map((c) => ({ ...c, edits: async () => c.edits }))), scores);
+      const { picks, edits } = await search('baselines', perGroup.map((cs) => cs.map((c) => ({ ...c, edits: async () => (typeof c.edits === 'function' ? c.edits() : c.edits) }))), scores);
       if (picks.length === 0) continue;
       const view = applyEdits(model, edits);
       views.push(view);
@@ -282,11 +371,19 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       metric: task.metric,
       layers: Object.fromEntries(summary.stacks.map((s) => [s.name, s.layers])),
       k,
-      method: method.name,
+      method: [...new Set(chosen.map((m) => m.method!))].join(','),
       anchor,
-      recover: recover.name,
+      recover: [...new Set(chosen.map((m) => m.recover!))].join(','),
       stacks: mode,
-      windows: chosen.map((m) => ({ stack: m.stack, window: windowLabel(m.window), layers: windowLayers(m.window), anchor: m.anchor })),
+      windows: chosen.map((m) => ({
+        stack: m.stack,
+        window: windowLabel(m.window),
+        layers: windowLayers(m.window),
+        anchor: m.anchor,
+        method: m.method!,
+        recover: m.recover!,
+        ...(m.adjusted?.size ? { adjusted: [...m.adjusted.keys()] } : {}),
+      })),
       candidates,
       base,
       merged: mergedMetric,
@@ -324,6 +421,7 @@ async function writeOutput(
   for (const m of chosen) {
     const layers = windowLayers(m.window);
     for (const l of layers) for (const [name, t] of ffReplacements(config, m.stack, l, m.merged)) replace.set(name, t);
+    for (const [l, ff] of m.adjusted ?? []) for (const [name, t] of ffReplacements(config, m.stack, l, ff)) replace.set(name, t);
     ties = { ...ties, ...ffTies(config, m.stack, layers) };
   }
   const info = { version: 1, method: result.method, anchor: result.anchor, recover: result.recover, k: result.k, stacks: result.stacks, windows: result.windows };

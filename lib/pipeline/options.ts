@@ -32,9 +32,13 @@ export interface CompressOptions {
   /** 'auto' (search every start), "a-b", "a-b,c-d", or Window objects. Default 'auto'. */
   window?: 'auto' | string | Window | Window[];
   anchor?: Anchor;
-  /** A merge method by name (see MERGE_METHODS): 'permute' (the paper), 'vanilla'. */
+  /**
+   * A merge method by name (see MERGE_METHODS): 'permute' (the paper), 'vanilla', 'select'. With neither
+   * method nor recover given, compress compares DEFAULT_COMBOS at every window on validation; with only
+   * one given, the other defaults to 'permute' / 'none'.
+   */
   method?: string;
-  /** A recover method by name (see RECOVER_METHODS): 'none', 'refit'. */
+  /** A recover method by name (see RECOVER_METHODS): 'none', 'refit', 'refit-seq', 'refit-res'. */
   recover?: string;
   /** Baselines by name (see BASELINES), each searched over its own windows at the merge's size. */
   baselines?: string[];

@@ -21,6 +21,14 @@ export interface MergedWindow {
   merged: FFWeights;
   /** layer → permutation applied (absent for the anchor and for unaligned methods). */
   perms: Map<number, Int32Array>;
+  /**
+   * Layers outside the window whose own FF a recover method rewrote to make up for the merge (layer → its
+   * new FF, not shared: the parameter count is unchanged). Written and scored with the window.
+   */
+  adjusted?: Map<number, FFWeights>;
+  /** The merge and recover methods that made it (set by compress). */
+  method?: string;
+  recover?: string;
 }
 
 export interface MergeContext {
@@ -54,7 +62,8 @@ export interface BaselineCandidate {
   windows: Partial<Record<StackName, string>>;
   /** First layer changed (prefix reuse). */
   start: number;
-  edits: Edit[];
+  /** The edits, or how to make them (built only when the candidate is scored). */
+  edits: Edit[] | (() => Promise<Edit[]>);
   /** Parameters this candidate removes. */
   paramsRemoved: number;
 }
@@ -66,9 +75,15 @@ export interface BaselineContext {
   stacks: StackName[];
   /** FF sublayers the merge removes per stack (Σ (k − 1) over its windows). */
   ffRemoved: number;
+  /** The merge's own candidate windows (each a list: several windows merged together) and its context. */
+  windows: Window[][];
+  merge: MergeContext;
+  job: JobOptions;
 }
 
 export interface Baseline extends Named {
+  /** Whether its candidates read the merge context's correlations (then compress collects them). */
+  readonly needsCorrelations?: boolean;
   /** Every placement this baseline tries for these stacks, at (as near as it can) the merge's parameter count. */
   candidates(ctx: BaselineContext): BaselineCandidate[];
 }

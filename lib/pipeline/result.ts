@@ -15,6 +15,8 @@ export interface CandidateScore {
   windows: Partial<Record<StackName, string>>;
   /** First layer the candidate changes. */
   start: number;
+  /** "method+recover" when the search compared combinations (compress with no method named). */
+  method?: string;
   score: number;
 }
 
@@ -37,7 +39,8 @@ export interface CompressResult {
   anchor: Anchor;
   recover: string;
   stacks: StackMode;
-  windows: { stack: StackName; window: string; layers: number[]; anchor: number }[];
+  /** adjusted: layers outside the window whose own FF the recover method rewrote (refit-res downstream). */
+  windows: { stack: StackName; window: string; layers: number[]; anchor: number; method: string; recover: string; adjusted?: number[] }[];
   /** Every merge candidate scored by the search (empty when the windows were given). */
   candidates: CandidateScore[];
   base: Metric;

@@ -2,6 +2,8 @@
 //   ridgeAccumulate(H: Float32Array n×p, Y: Float32Array n×m, n, p, m, G: Float64Array, C: Float64Array,
 //                   onProgress?) → {promise<void>, cancel}     (adds into G and C in place)
 //   ridgeSolve(G, C, p, m, lambdaRel, onProgress?) → {promise<Float64Array X (p+1)×m>, cancel}
+//   greedySelect(G, C, p, m, forced: Int32Array, count, lambdaRel, onProgress?) → {promise<Int32Array>, cancel}
+//     (the select merge's pivoted-Cholesky column subset, core/select.h)
 //   matmulABt(A: Float32Array M×K, B: Float32Array N×K, M, N, K) → {promise<Float32Array C = A·Bᵀ (M×N)>, cancel}
 //     (the refit's row-block products: FF inputs, merged hidden activations, original FF outputs)
 #include <napi.h>
@@ -14,6 +16,7 @@
 #include "binding/registry.h"
 #include "core/gemm.h"
 #include "core/ridge.h"
+#include "core/select.h"
 
 namespace ffm::binding {
 namespace {
@@ -102,7 +105,31 @@ Napi::Value MatmulABt(const Napi::CallbackInfo& info) {
       });
 }
 
+Napi::Value GreedySelect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t p = GetSize(info[2], "p"), m = GetSize(info[3], "m");
+  const double* G = GetF64(info[0], "G", (p + 1) * (p + 1));
+  const double* C = GetF64(info[1], "C", (p + 1) * m);
+  if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    ThrowCode(env, "INVALID_ARGUMENT", "forced must be an Int32Array");
+  auto f = info[4].As<Napi::Int32Array>();
+  std::vector<int32_t> forced(f.Data(), f.Data() + f.ElementLength());
+  size_t count = GetSize(info[5], "count");
+  if (!info[6].IsNumber()) ThrowCode(env, "INVALID_ARGUMENT", "lambdaRel must be a number");
+  double lambda_rel = info[6].As<Napi::Number>().DoubleValue();
+  auto out = std::make_shared<std::vector<int32_t>>();
+  return AsyncJob::Start(
+      env, info[7], {info[0], info[1]},
+      [=](JobControl& ctl) { *out = greedy_select(ctl, G, C, p, m, forced, count, lambda_rel); },
+      [out](Napi::Env env) -> Napi::Value {
+        auto a = Napi::Int32Array::New(env, out->size());
+        std::copy(out->begin(), out->end(), a.Data());
+        return a;
+      });
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("greedySelect", Napi::Function::New(env, GreedySelect, "greedySelect"));
   exports.Set("matmulABt", Napi::Function::New(env, MatmulABt, "matmulABt"));
   exports.Set("ridgeAccumulate", Napi::Function::New(env, Accumulate, "ridgeAccumulate"));
   exports.Set("ridgeSolve", Napi::Function::New(env, Solve, "ridgeSolve"));

@@ -2,6 +2,7 @@
 import { Registry } from '../registry';
 import type { MergeMethod } from '../plugins';
 import { permute } from './permute';
+import { select } from './select';
 import { vanilla } from './vanilla';
 
-export const MERGE_METHODS = new Registry<MergeMethod>('merge method', 'method').register(permute).register(vanilla);
+export const MERGE_METHODS = new Registry<MergeMethod>('merge method', 'method').register(permute).register(vanilla).register(select);

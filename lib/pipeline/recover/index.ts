@@ -3,5 +3,7 @@ import { Registry } from '../registry';
 import type { RecoverMethod } from '../plugins';
 import { none } from './none';
 import { refit } from './refit';
+import { refitRes } from './refit-res';
+import { refitSeq } from './refit-seq';
 
-export const RECOVER_METHODS = new Registry<RecoverMethod>('recover method', 'recover').register(none).register(refit);
+export const RECOVER_METHODS = new Registry<RecoverMethod>('recover method', 'recover').register(none).register(refit).register(refitSeq).register(refitRes);

@@ -1,0 +1,106 @@
+/**
+ * What the training-free fits (recover/refit, recover/refit-seq, merge-methods/select) share: each window
+ * position's FF input X on the calibration data, recovered from the pre-activations the forward pass
+ * captures, and FF hidden activations / outputs on such inputs.
+ *
+ * The forward pass exposes a layer's FF pre-activations U = X·W_inᵀ + b_in, not the FF input X itself;
+ * since W_in [dFF, d] has full column rank (dFF > d), X is recovered exactly (to float rounding) as
+ * X = (U − b_in)·W_in·(W_inᵀW_in)⁻¹.
+ */
+import { FfmergeError } from '../errors';
+import type { JobOptions } from '../native/job';
+import { throwIfAborted } from '../native/job';
+import { matmulABt, RidgeAccumulator } from '../native/ridge';
+import { activate, type Activation } from '../model/activation';
+import { transpose, type FFWeights } from '../model/ff-weights';
+import type { Model, StackName } from '../model/model';
+import type { FeatureBatch } from '../data/feature-batches';
+
+/**
+ * P [d, dFF] with X = (U − b)·Pᵀ: P = (W_inᵀW_in)⁻¹ W_inᵀ, computed by the
+ * native Cholesky solver with no ridge: rows of W_in as features, the identity as targets.
+ */
+export async function inputRecovery(ff: FFWeights, opts: JobOptions): Promise<Float32Array> {
+  const { d, dFF } = ff;
+  const identity = new Float32Array(dFF * dFF);
+  for (let i = 0; i < dFF; i++) identity[i * dFF + i] = 1;
+  const acc = new RidgeAccumulator(d, dFF);
+  await acc.add(ff.wIn, identity, dFF, opts);
+  try {
+    const { w } = await acc.solve(0, { ...opts, bias: false }); // w = Pᵀ [dFF, d]
+    return transpose(w, dFF, d);
+  } catch (e) {
+    if (e instanceof FfmergeError && e.code === 'SINGULAR_MATRIX') {
+      throw new FfmergeError('SINGULAR_MATRIX', "refit: a layer's first FF matrix is rank-deficient, its FF input cannot be recovered");
+    }
+    throw e;
+  }
+}
+
+export function addBias(m: Float32Array, b: Float32Array | undefined, cols: number): void {
+  if (!b) return;
+  for (let i = 0; i < m.length; i++) m[i]! += b[i % cols]!;
+}
+
+/** FF hidden activations (after the nonlinearity) on inputs X [n, d]. */
+export async function hiddenOf(ff: FFWeights, X: Float32Array, n: number, act: Activation, opts: JobOptions): Promise<Float32Array> {
+  const up = await matmulABt(X, ff.wIn, n, ff.dFF, ff.d, opts);
+  addBias(up, ff.bIn, ff.dFF);
+  if (ff.wGate) {
+    const gate = await matmulABt(X, ff.wGate, n, ff.dFF, ff.d, opts);
+    addBias(gate, ff.bGate, ff.dFF);
+    for (let i = 0; i < up.length; i++) up[i] = activate(act, gate[i]!) * up[i]!;
+  } else {
+    for (let i = 0; i < up.length; i++) up[i] = activate(act, up[i]!);
+  }
+  return up;
+}
+
+/** The FF's output on inputs X [n, d]: [n, d]. */
+export async function outputOf(ff: FFWeights, X: Float32Array, n: number, act: Activation, opts: JobOptions): Promise<Float32Array> {
+  const Y = await matmulABt(await hiddenOf(ff, X, n, act, opts), ff.wOut, n, ff.d, ff.dFF, opts);
+  addBias(Y, ff.bOut, ff.d);
+  return Y;
+}
+
+/**
+ * Calls `each(layer, X, n)` with the FF input X [n, d] of every listed layer of `stack` for every calibration
+ * batch (feature positions only), as `model` computes it: the base model gives the original inputs, a merged
+ * view the inputs the merged model actually produces. `ffOf(layer)` is the FF `model` runs at that layer
+ * (its W_in recovers X).
+ */
+export async function forEachFFInput(
+  model: Model,
+  stack: StackName,
+  layers: number[],
+  ffOf: (layer: number) => FFWeights,
+  calibration: FeatureBatch[],
+  each: (layer: number, X: Float32Array, n: number) => Promise<void>,
+  opts: JobOptions,
+): Promise<void> {
+  const recover = new Map<number, Float32Array>();
+  for (const l of layers) recover.set(l, await inputRecovery(ffOf(l), opts));
+  const main = stack === model.mainStack;
+  const signal = opts.signal ? { signal: opts.signal } : {};
+  for (const b of calibration) {
+    throwIfAborted(opts.signal);
+    // the encoder of an encoder–decoder model runs before the decoder: toLayer 0 skips the decoder's layers
+    const r = await model.forward(b.input, {
+      output: 'hidden',
+      toLayer: main ? Math.max(...layers) + 1 : 0,
+      ...(main ? { captureFF: layers } : { captureEncoderFF: layers }),
+      ...(b.featureMask ? { featureMask: b.featureMask } : {}),
+      ...signal,
+    });
+    const captured = main ? r.ff : r.encoderFF;
+    for (const l of layers) {
+      const ff = ffOf(l);
+      const U = captured!.get(l)!;
+      const n = U.length / ff.dFF;
+      if (n === 0) continue;
+      const centred = new Float32Array(U);
+      if (ff.bIn) for (let i = 0; i < centred.length; i++) centred[i]! -= ff.bIn[i % ff.dFF]!;
+      await each(l, await matmulABt(centred, recover.get(l)!, n, ff.d, ff.dFF, opts), n);
+    }
+  }
+}
