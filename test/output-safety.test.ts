@@ -137,7 +137,7 @@ test('SIGKILL at random moments: the output is absent or complete, the input unt
   // One full run first: how long the work takes after start-up (kill moments are drawn within it).
   let spare = warm();
   await spare.ready;
-  let t0 = performance.now();
+  const t0 = performance.now();
   go(spare, compressArgs(out));
   let next = warm();
   const first = await spare.exit;
@@ -151,28 +151,30 @@ test('SIGKILL at random moments: the output is absent or complete, the input unt
   const kills = 30;
   let killedMidRun = 0;
   let killedWhileWriting = 0;
-  // until 30 runs were killed mid-run (a run that finished before its kill moment does not count)
-  for (let i = 0; killedMidRun < kills && i < kills + 15; i++) {
+  /** One run killed `delay` ms after it starts: the output is absent or complete, the input untouched. */
+  const killAfter = async (i: number, delay: number) => {
     spare = next;
     await spare.ready;
     // a third of the runs write to an absent path, the rest replace the previous output (--overwrite)
     if (i % 3 === 0) fs.rmSync(out, { recursive: true, force: true });
-    t0 = performance.now();
     go(spare, compressArgs(out, ['--overwrite']));
     next = warm(); // starts up while this one works
-    // every other kill lands in the last stretch of the run, where the output is written (a uniform draw
-    // over the whole run reaches that short phase too rarely to count on)
-    const delay = (i % 2 === 0 ? random() : 1 - writing * random()) * work;
     await new Promise((r) => setTimeout(r, delay));
     spare.child.kill('SIGKILL');
     const r = await spare.exit;
     if (r.signal === 'SIGKILL') killedMidRun++;
     if (temps(tmp, 'killed-out').length > 0) killedWhileWriting++; // left a temp folder: died inside the writer
-    const present = fs.existsSync(out);
-    if (present) expect({ i, complete: await isComplete(out) }).toEqual({ i, complete: true });
+    if (fs.existsSync(out)) expect({ i, complete: await isComplete(out) }).toEqual({ i, complete: true });
     expect(hashFolder(input)).toBe(before);
-  }
-  expect(killedMidRun).toBe(kills);
+  };
+  // Until 30 runs were killed mid-run (a run that finished before its kill moment does not count). Every other
+  // kill lands in the last stretch of the run, where the output is written: a uniform draw over the whole run
+  // reaches that short phase too rarely to count on.
+  let i = 0;
+  for (; killedMidRun < kills && i < kills * 3; i++) await killAfter(i, (i % 2 === 0 ? random() : 1 - writing * random()) * work);
+  // Run times vary with the machine's load, so the write may still have been missed: sweep the end of the run.
+  for (let j = 0; killedWhileWriting === 0 && j < 40; j++, i++) await killAfter(i, (1 - 0.01 * j) * work);
+  expect(killedMidRun).toBeGreaterThanOrEqual(kills);
   expect(killedWhileWriting).toBeGreaterThan(0); // the kills reached the output phase, not only the start
   // The next run sweeps what the killed ones left and completes.
   spare = next;

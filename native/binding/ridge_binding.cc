@@ -108,8 +108,9 @@ Napi::Value MatmulABt(const Napi::CallbackInfo& info) {
 Napi::Value GreedySelect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   size_t p = GetSize(info[2], "p"), m = GetSize(info[3], "m");
-  const double* G = GetF64(info[0], "G", (p + 1) * (p + 1));
-  const double* C = GetF64(info[1], "C", (p + 1) * m);
+  GetF64(info[0], "G", (p + 1) * (p + 1));
+  GetF64(info[1], "C", (p + 1) * m);
+  Owned<double> G = CopyTyped<double>(info[0], "G"), C = CopyTyped<double>(info[1], "C");  // for the worker
   if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
     ThrowCode(env, "INVALID_ARGUMENT", "forced must be an Int32Array");
   auto f = info[4].As<Napi::Int32Array>();
@@ -119,8 +120,7 @@ Napi::Value GreedySelect(const Napi::CallbackInfo& info) {
   double lambda_rel = info[6].As<Napi::Number>().DoubleValue();
   auto out = std::make_shared<std::vector<int32_t>>();
   return AsyncJob::Start(
-      env, info[7], {info[0], info[1]},
-      [=](JobControl& ctl) { *out = greedy_select(ctl, G, C, p, m, forced, count, lambda_rel); },
+      env, info[7], [=](JobControl& ctl) { *out = greedy_select(ctl, G->data(), C->data(), p, m, forced, count, lambda_rel); },
       [out](Napi::Env env) -> Napi::Value {
         auto a = Napi::Int32Array::New(env, out->size());
         std::copy(out->begin(), out->end(), a.Data());
