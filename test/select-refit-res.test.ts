@@ -3,7 +3,7 @@
  *  - `select` keeps whole units of the window's layers (a (gate, up) row pair from one layer, never mixed);
  *  - `refit-res` rewrites the window's shared W_out and the later layers' own W_out, and the written
  *    checkpoint (tied and expanded) reproduces the scored model: reloaded, it scores the same validation;
- *  - with no method named, compress scores every default combination at every window and keeps the best.
+ *  - with method 'auto', compress scores every default combination at every window and keeps the best.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -64,8 +64,8 @@ describe('select + refit-res', () => {
     }
   });
 
-  it('with no method named, every default combination is scored at every window and the best kept', async () => {
-    const r = await compress(MODEL, common);
+  it("with method 'auto', every default combination is scored at every window and the best kept", async () => {
+    const r = await compress(MODEL, { ...common, method: 'auto' });
     const combos = DEFAULT_COMBOS.map(([m, rc]) => `${m}+${rc}`);
     expect(r.candidates).toHaveLength(4 * combos.length);
     for (const w of ['0-1', '1-2', '2-3', '3-4']) {
@@ -78,10 +78,10 @@ describe('select + refit-res', () => {
   });
 });
 
-describe('pairs in place of one window (default, k > 2)', () => {
+describe("pairs in place of one window (method 'auto', k > 2)", () => {
   jest.setTimeout(600_000);
   it('scores every pair, then the k − 1 best disjoint pairs together, and keeps the best of all', async () => {
-    const r = await compress(MODEL, { ...common, k: 3 });
+    const r = await compress(MODEL, { ...common, k: 3, method: 'auto' });
     const windows = r.candidates.filter((c) => /^\d+-\d+$/.test(c.windows.decoder!));
     const k3 = windows.filter((c) => ['0-2', '1-3', '2-4'].includes(c.windows.decoder!));
     const pairs = windows.filter((c) => ['0-1', '1-2', '2-3', '3-4'].includes(c.windows.decoder!));

@@ -115,7 +115,8 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     ...dropUndefined({ k: int(o.k, 'k'), fraction }),
     window: o.window,
     anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor'),
-    ...(o.method !== undefined ? { method: oneOf(o.method, MERGE_METHODS.names(), 'method') } : {}),
+    // the bundled demo compares the training-free combinations (method auto) next to drop-ff and the paper
+    ...(o.method !== undefined ? { method: oneOf(o.method, [...MERGE_METHODS.names(), 'auto'], 'method') } : bundled && o.recover === undefined ? { method: 'auto' } : {}),
     ...(o.recover !== undefined ? { recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover') } : {}),
     format: oneOf<CompressFormat>(o.format, ['tied', 'expanded', 'onnx'], 'format'),
     ...(o.stacks !== undefined ? { stacks: oneOf(o.stacks, ['both-same', 'independent', 'encoder', 'decoder'] as const, 'stacks') } : {}),

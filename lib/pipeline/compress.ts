@@ -176,10 +176,14 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const kind = taskFor(summary);
   checkApplicable(options, kind, summary.modelType);
   kind.check(options);
-  // With neither method nor recover named, every default combination is a candidate at every window and the
-  // best on validation is kept; naming either gives that one combination (the other defaults as before).
+  // method 'auto': every DEFAULT_COMBOS combination is a candidate at every window and the best on validation
+  // is kept (the recover methods are part of each combination). Otherwise one combination; without options,
+  // the paper's merge (permute, no recovery).
+  if (options.method === 'auto' && options.recover !== undefined) {
+    throw new FfmergeError('INVALID_ARGUMENT', "method 'auto' chooses the recover method itself: give no recover with it");
+  }
   const combos: Combo[] =
-    options.method === undefined && options.recover === undefined
+    options.method === 'auto'
       ? DEFAULT_COMBOS.map(([m, r]) => ({ method: MERGE_METHODS.get(m), recover: RECOVER_METHODS.get(r) }))
       : [{ method: MERGE_METHODS.get(options.method ?? 'permute'), recover: RECOVER_METHODS.get(options.recover ?? 'none') }];
   if (options.baselines !== undefined && !Array.isArray(options.baselines)) throw new FfmergeError('INVALID_ARGUMENT', 'baselines must be a list of names');

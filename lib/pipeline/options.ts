@@ -33,9 +33,9 @@ export interface CompressOptions {
   window?: 'auto' | string | Window | Window[];
   anchor?: Anchor;
   /**
-   * A merge method by name (see MERGE_METHODS): 'permute' (the paper), 'vanilla', 'select'. With neither
-   * method nor recover given, compress compares DEFAULT_COMBOS at every window on validation; with only
-   * one given, the other defaults to 'permute' / 'none'.
+   * A merge method by name (see MERGE_METHODS): 'permute' (the paper, the default), 'vanilla', 'select'; or
+   * 'auto': compress compares DEFAULT_COMBOS (method + recover) at every window and keeps the best on
+   * validation. The recover method defaults to 'none'.
    */
   method?: string;
   /** A recover method by name (see RECOVER_METHODS): 'none', 'refit', 'refit-seq', 'refit-res'. */
