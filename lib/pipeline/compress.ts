@@ -205,8 +205,10 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
 
   const model = await loadModel(modelDir, signal ? { signal } : {});
   const views: Model[] = [];
+  let disposeTask: (() => Promise<void>) | undefined;
   try {
     const task = finiteMetrics(await kind.create({ model, dir: modelDir, options }, job), kind);
+    disposeTask = async () => task.dispose?.();
     clock.lap('load');
 
     const windows: Window[] = spec === 'auto' ? enumerateWindows(L, k) : spec;
@@ -403,6 +405,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     onProgress?.({ phase: 'save', done: 1, total: 1 });
     return result;
   } finally {
+    await disposeTask?.();
     for (const v of views) v.dispose();
     model.dispose();
   }

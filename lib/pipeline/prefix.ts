@@ -3,8 +3,16 @@
  * scoring batch, computed once (one layer at a time). A candidate whose first changed layer is s (a merged
  * window, a dropped FF or dropped layers starting at s) then only runs layers s.. on its cached input — the
  * layers before s are the base model's and never change.
- * Memory: tokens × d × (starts kept) floats (e.g. 10k tokens × 768 × 10 starts × 4 B ≈ 300 MB for GPT-2 small).
+ *
+ * Memory: a kept layer costs tokens × d × 4 bytes (10k tokens: 31 MB at GPT-2 small's width, 168 MB at a
+ * 7B's). Layers are held in RAM up to `memoryBytes`; the rest are spilled to an unlinked temporary file each
+ * (the kernel frees it when the handle closes or the process dies, so nothing is left behind) and read back
+ * one batch at a time when a candidate needs them. A 7B search over 32 starts thus needs one budget of RAM,
+ * not 32 × tokens × d.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { JobOptions } from '../native/job';
 import { throwIfAborted } from '../native/job';
 import type { ForwardInput, ForwardOptions, ForwardResult, Model } from '../model/model';
@@ -18,43 +26,122 @@ export function ppl(t: NllTotal): number {
   return Math.exp(t.sum / t.count);
 }
 
+/** Default RAM for kept states; the rest go to disk (page cache, in practice). */
+export const PREFIX_MEMORY_BYTES = 256 * 2 ** 20;
+
+export interface PrefixCacheOptions extends JobOptions {
+  /** States kept in RAM, in bytes (default PREFIX_MEMORY_BYTES); layers beyond it are spilled to disk. */
+  memoryBytes?: number;
+  /** Folder for spill files (default os.tmpdir()). */
+  spillDir?: string;
+}
+
+/** One layer's states: in RAM, or batch i at offsets[i] of an unlinked file. */
+type Store = { kind: 'ram'; states: Float32Array[] } | { kind: 'disk'; file: fs.promises.FileHandle; offsets: number[]; lengths: number[]; end: number };
+
+async function openSpill(dir: string, layer: number): Promise<fs.promises.FileHandle> {
+  const name = path.join(dir, `ffmerge-prefix-${process.pid}-${layer}-${Math.random().toString(36).slice(2)}`);
+  const file = await fs.promises.open(name, 'wx+', 0o600);
+  // unlinked at once: the data lives as long as the handle, and a crash leaves no file behind
+  await fs.promises.unlink(name);
+  return file;
+}
+
 export class PrefixCache {
-  /** states.get(layer)[batch]: hidden state entering `layer`. */
+  private disposed = false;
+
   private constructor(
     readonly batches: ForwardInput[],
-    private readonly states: Map<number, Float32Array[]>,
+    private readonly stores: Map<number, Store>,
   ) {}
 
   /** Runs the base model layer by layer up to the last of `keep`, keeping the states entering those layers. */
-  static async build(model: Model, batches: ForwardInput[], keep: Iterable<number>, opts: JobOptions = {}): Promise<PrefixCache> {
+  static async build(model: Model, batches: ForwardInput[], keep: Iterable<number>, opts: PrefixCacheOptions = {}): Promise<PrefixCache> {
     const layers = [...new Set(keep)].sort((a, b) => a - b);
-    const states = new Map<number, Float32Array[]>(layers.map((l) => [l, []]));
-    const last = layers[layers.length - 1] ?? 0;
-    const signal = opts.signal ? { signal: opts.signal } : {};
-    let done = 0;
-    const total = batches.length * Math.max(1, last);
-    for (const b of batches) {
-      let h = (await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, ...signal })).hidden!;
-      for (let l = 0; l <= last; l++) {
-        throwIfAborted(opts.signal);
-        states.get(l)?.push(h);
-        if (l === last) break;
-        h = (await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: h, ...signal })).hidden!;
-        opts.onProgress?.({ phase: 'prefix', done: ++done, total });
+    const layerBytes = batches.reduce((n, b) => n + b.batch * b.seq * model.spec.dModel * 4, 0);
+    // the earliest layers stay in RAM (start 0 serves every full evaluation); later ones spill
+    const inRam = Math.floor((opts.memoryBytes ?? PREFIX_MEMORY_BYTES) / Math.max(1, layerBytes));
+    const stores = new Map<number, Store>();
+    const cache = new PrefixCache(batches, stores);
+    try {
+      for (const [i, l] of layers.entries()) {
+        stores.set(l, i < inRam ? { kind: 'ram', states: [] } : { kind: 'disk', file: await openSpill(opts.spillDir ?? os.tmpdir(), l), offsets: [], lengths: [], end: 0 });
       }
+      const last = layers[layers.length - 1] ?? 0;
+      const signal = opts.signal ? { signal: opts.signal } : {};
+      let done = 0;
+      const total = batches.length * Math.max(1, last);
+      for (const b of batches) {
+        let h = (await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, ...signal })).hidden!;
+        for (let l = 0; l <= last; l++) {
+          throwIfAborted(opts.signal);
+          const s = stores.get(l);
+          if (s) await PrefixCache.put(s, h);
+          if (l === last) break;
+          h = (await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: h, ...signal })).hidden!;
+          opts.onProgress?.({ phase: 'prefix', done: ++done, total });
+        }
+      }
+      return cache;
+    } catch (e) {
+      await cache.dispose();
+      throw e;
     }
-    return new PrefixCache(batches, states);
+  }
+
+  private static async put(s: Store, h: Float32Array): Promise<void> {
+    if (s.kind === 'ram') {
+      s.states.push(h);
+      return;
+    }
+    const bytes = new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
+    let written = 0;
+    while (written < bytes.length) {
+      const { bytesWritten } = await s.file.write(bytes, written, bytes.length - written, s.end + written);
+      written += bytesWritten;
+    }
+    s.offsets.push(s.end);
+    s.lengths.push(h.length);
+    s.end += bytes.length;
   }
 
   has(layer: number): boolean {
-    return this.states.has(layer);
+    return this.stores.has(layer);
+  }
+
+  /** Layers whose states were spilled to disk (for reports and tests). */
+  spilled(): number[] {
+    return [...this.stores].filter(([, s]) => s.kind === 'disk').map(([l]) => l);
+  }
+
+  private async state(layer: number, i: number): Promise<Float32Array> {
+    if (this.disposed) throw new Error('prefix cache used after dispose');
+    const s = this.stores.get(layer);
+    if (!s) throw new Error(`prefix state for layer ${layer} was not kept`);
+    if (s.kind === 'ram') return s.states[i]!;
+    const out = new Float32Array(s.lengths[i]!);
+    const bytes = new Uint8Array(out.buffer);
+    let read = 0;
+    while (read < bytes.length) {
+      const { bytesRead } = await s.file.read(bytes, read, bytes.length - read, s.offsets[i]! + read);
+      if (bytesRead === 0) throw new Error(`prefix spill file for layer ${layer} ended early`);
+      read += bytesRead;
+    }
+    return out;
   }
 
   /** Batch `i` run from the cached state entering `fromLayer` (a model whose layers before it are the base's). */
-  forward(model: Model, fromLayer: number, i: number, opts: Omit<ForwardOptions, 'fromLayer' | 'hidden'>): Promise<ForwardResult> {
-    const s = this.states.get(fromLayer)?.[i];
-    if (!s) throw new Error(`prefix state for layer ${fromLayer} was not kept`);
-    return model.forward(this.batches[i]!, { ...opts, fromLayer, hidden: s });
+  async forward(model: Model, fromLayer: number, i: number, opts: Omit<ForwardOptions, 'fromLayer' | 'hidden'>): Promise<ForwardResult> {
+    const hidden = await this.state(fromLayer, i);
+    return model.forward(this.batches[i]!, { ...opts, fromLayer, hidden });
+  }
+
+  /** Closes the spill files (their space is freed) and drops the states. Safe to call twice. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const s of this.stores.values()) if (s.kind === 'disk') await s.file.close().catch(() => undefined);
+    this.stores.clear();
   }
 }
 

@@ -45,6 +45,8 @@ export interface Task {
   validate(model: Model, start: number, opts: JobOptions): Promise<number>;
   /** The metric on held-out test data, when given. */
   test?(model: Model, opts: JobOptions): Promise<number>;
+  /** Frees what prepare() kept (states in RAM, spill files). Called once when compress() ends. */
+  dispose?(): Promise<void>;
 }
 
 export interface TaskKind extends Named {

@@ -81,6 +81,10 @@ export const imageClassification: TaskKind = {
       async prepare(starts, opts) {
         cache = await PrefixCache.build(model, val.map((b) => b.input), [0, ...starts], opts);
       },
+      dispose: async () => {
+        await cache?.dispose();
+        cache = undefined;
+      },
       search: accuracy,
       validate: accuracy,
       ...(testSet ? { test: async (m: Model, opts: JobOptions) => (await evaluateImageClassifier(m, testSet, pre, { ...opts, count: testN! })).accuracy } : {}),

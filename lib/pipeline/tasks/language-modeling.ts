@@ -12,6 +12,26 @@ import type { Task, TaskKind } from '../task';
 
 export const LM_DEFAULTS = { calibrationTokens: 10240, validationTokens: 10240, blockSize: 256, batchBlocks: 8 };
 
+/**
+ * The search split of a large model (≥ 1B parameters in its layers) when searchTokens is not given: as many
+ * validation tokens as keep the whole search to about this many full passes over the validation split. A
+ * candidate starting at layer s costs (L − s)/L of a pass per token, so a 7B (32 layers, 31 windows of 2)
+ * scores each candidate on ~1/4 of the validation tokens. Smaller models search on all of them.
+ */
+export const LARGE_SEARCH = { minParams: 1e9, passes: 4 };
+
+/** Parameters in the layers of a decoder stack (attention + FF; embeddings and norms left out). */
+function layerParams(s: { layers: number; dModel: number; nHeads: number; nKvHeads: number; headDim: number; dFF: number; gatedFF: boolean }): number {
+  const attn = 2 * s.dModel * s.nHeads * s.headDim + 2 * s.dModel * s.nKvHeads * s.headDim;
+  return s.layers * (attn + (s.gatedFF ? 3 : 2) * s.dModel * s.dFF);
+}
+
+/** Search tokens for a large model: `passes` full validation passes spread over candidates starting at `starts`. */
+export function largeModelSearchTokens(layers: number, valTokens: number, starts: number[], passes = LARGE_SEARCH.passes): number {
+  const cost = starts.reduce((n, s) => n + (layers - s) / layers, 0);
+  return cost <= passes ? valTokens : Math.floor((valTokens * passes) / cost);
+}
+
 function isTokenSource(v: unknown): v is TokenSource {
   return typeof v === 'string' || (Array.isArray(v) && v.every((b) => b instanceof Int32Array));
 }
@@ -71,11 +91,11 @@ export const languageModeling: TaskKind = {
       valBlocks = takeTokens(rest, valTokens);
       notes.push('validation: the calibration data after the calibration budget');
     }
-    const searchBlocks = takeTokens(valBlocks, o.searchTokens ?? tokenCount(valBlocks));
+    let searchBlocks = takeTokens(valBlocks, o.searchTokens ?? tokenCount(valBlocks));
     const testBlocks = o.test !== undefined ? takeTokens(await read(o.test as TokenSource, 'test', o.testTokens ?? Infinity), o.testTokens ?? Infinity) : undefined;
     const calibration: FeatureBatch[] = makeBatches(calBlocks, batchBlocks).map((b) => ({ input: b, featureRows: b.batch * b.seq }));
     const val: Batch[] = makeBatches(valBlocks, batchBlocks);
-    const searchCount = makeBatches(searchBlocks, batchBlocks).length;
+    let searchCount = makeBatches(searchBlocks, batchBlocks).length;
     const test = testBlocks ? makeBatches(testBlocks, batchBlocks) : undefined;
     let cache: PrefixCache | undefined;
     const task: Task = {
@@ -91,7 +111,18 @@ export const languageModeling: TaskKind = {
         notes,
       },
       async prepare(starts, opts) {
+        if (o.searchTokens === undefined && layerParams(spec) >= LARGE_SEARCH.minParams) {
+          const n = Math.max(blockSize, largeModelSearchTokens(spec.layers, tokenCount(valBlocks), starts));
+          searchBlocks = takeTokens(valBlocks, n);
+          searchCount = makeBatches(searchBlocks, batchBlocks).length;
+          task.data.search = tokenCount(searchBlocks);
+          if (searchBlocks.length < valBlocks.length) notes.push(`search: the first ${task.data.search} validation tokens (a large model: about ${LARGE_SEARCH.passes} validation passes in all)`);
+        }
         cache = await PrefixCache.build(model, val, [0, ...starts], opts);
+      },
+      dispose: async () => {
+        await cache?.dispose();
+        cache = undefined;
       },
       search: async (m, start, opts) => ppl(await nllOf(m, val, { ...opts, ...(cache ? { cache } : {}), fromLayer: start, limit: searchCount })),
       validate: async (m, start, opts) => ppl(await nllOf(m, val, { ...opts, ...(cache ? { cache } : {}), fromLayer: start })),

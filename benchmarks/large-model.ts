@@ -1,0 +1,131 @@
+/**
+ * Large models on one machine: peak RSS (from the OS) and time per phase of `compress --k 2` with automatic
+ * window search on synthetic LLaMA checkpoints of Llama-2-7B widths (benchmarks/synthetic/llama.ts writes
+ * them when absent), 8 layers and 32 layers, so the two peaks show whether memory grows with the model.
+ *
+ *   node -r ts-node/register/transpile-only benchmarks/large-model.ts [--layers 8,32] [--dir /tmp/ffmerge-synthetic]
+ *        [--cal 2048] [--search 1024] [--val 2048] [--k 2] [--window auto]
+ *
+ * Each run is a child process (so its peak RSS is its own): it samples VmRSS every 100 ms, reports the
+ * highest per phase and VmHWM at the end, and compress's own phase timings. Results go to stdout and
+ * benchmarks/results/large-model.json.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { PRESETS, writeSyntheticLlama } from './synthetic/llama';
+
+const args = process.argv.slice(2);
+const flag = (name: string, dflt: string): string => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]! : dflt;
+};
+
+function status(field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+interface RunReport {
+  layers: number;
+  fileBytes: number;
+  peakRss: number;
+  rssByPhase: Record<string, number>;
+  timings: Record<string, number>;
+  windows: string;
+  baseValidation: number;
+  mergedValidation: number;
+  search: number;
+}
+
+/** In the child: one compress, reporting RSS per phase. */
+async function child(): Promise<void> {
+  const { compress } = await import('../lib/pipeline/compress');
+  const dir = flag('model', '');
+  const rssByPhase: Record<string, number> = {};
+  let phase = 'load';
+  const timer = setInterval(() => {
+    rssByPhase[phase] = Math.max(rssByPhase[phase] ?? 0, status('VmRSS'));
+  }, 100);
+  const window = flag('window', 'auto');
+  const r = await compress(dir, {
+    k: Number(flag('k', '2')),
+    window,
+    calibration: path.join(dir, 'calib.jsonl'),
+    validation: path.join(dir, 'valid.jsonl'),
+    calibrationTokens: Number(flag('cal', '2048')),
+    validationTokens: Number(flag('val', '2048')),
+    searchTokens: Number(flag('search', '1024')),
+    onProgress: (p) => {
+      rssByPhase[phase] = Math.max(rssByPhase[phase] ?? 0, status('VmRSS'));
+      if (p.phase !== phase) {
+        phase = p.phase;
+        process.stderr.write(`\n[${new Date().toISOString().slice(11, 19)}] ${phase}`);
+      }
+    },
+  });
+  clearInterval(timer);
+  const out = {
+    peakRss: status('VmHWM'),
+    rssByPhase,
+    timings: r.timings,
+    windows: r.windows.map((w) => w.window).join(','),
+    baseValidation: r.base.validation,
+    mergedValidation: r.merged.validation,
+    search: r.data.search,
+  };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+async function ensureModel(root: string, layers: number): Promise<{ dir: string; bytes: number }> {
+  const dir = path.join(root, `llama-7b-width-${layers}l-bf16`);
+  const shape = { ...PRESETS['7b']!, layers };
+  if (!fs.existsSync(path.join(dir, 'config.json'))) {
+    console.error(`writing ${dir} …`);
+    await writeSyntheticLlama(dir, shape, { dtype: 'BF16', tokens: 16384 });
+  }
+  const bytes = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
+  return { dir, bytes };
+}
+
+function runChild(dir: string): Promise<Omit<RunReport, 'layers' | 'fileBytes'>> {
+  const pass = ['k', 'window', 'cal', 'val', 'search'].flatMap((k) => (args.includes(`--${k}`) ? [`--${k}`, flag(k, '')] : []));
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', __filename, '--child', '--model', dir, ...pass], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    c.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    c.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`compress on ${dir} exited with ${code}`));
+      resolve(JSON.parse(out.trim().split('\n').pop()!) as Omit<RunReport, 'layers' | 'fileBytes'>);
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  if (args.includes('--child')) return child();
+  const root = flag('dir', path.join(os.tmpdir(), 'ffmerge-synthetic'));
+  const reports: RunReport[] = [];
+  for (const layers of flag('layers', '8,32').split(',').map(Number)) {
+    const { dir, bytes } = await ensureModel(root, layers);
+    console.error(`compress ${dir} (${(bytes / 1e9).toFixed(2)} GB)`);
+    const r = await runChild(dir);
+    reports.push({ layers, fileBytes: bytes, ...r });
+    console.error('');
+  }
+  const gb = (b: number) => (b / 2 ** 30).toFixed(2);
+  console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model}, ${gb(os.totalmem())} GiB`);
+  console.log('| layers | file GB | peak RSS GiB | ' + Object.keys(reports[0]?.timings ?? {}).map((p) => `${p} s`).join(' | ') + ' | windows | val base → merged |');
+  for (const r of reports) {
+    console.log(`| ${r.layers} | ${(r.fileBytes / 1e9).toFixed(2)} | ${gb(r.peakRss)} | ${Object.values(r.timings).map((t) => t.toFixed(1)).join(' | ')} | ${r.windows} | ${r.baseValidation.toFixed(1)} → ${r.mergedValidation.toFixed(1)} |`);
+    console.log(`  RSS by phase (GiB): ${Object.entries(r.rssByPhase).map(([p, v]) => `${p} ${gb(v)}`).join(', ')}`);
+  }
+  if (reports.length === 2) console.log(`peak RSS ratio ${reports[1]!.layers}/${reports[0]!.layers} layers: ${(reports[1]!.peakRss / reports[0]!.peakRss).toFixed(2)}`);
+  fs.mkdirSync(path.join(__dirname, 'results'), { recursive: true });
+  fs.writeFileSync(path.join(__dirname, 'results', 'large-model.json'), JSON.stringify({ date: new Date().toISOString(), args, reports }, null, 2) + '\n');
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
