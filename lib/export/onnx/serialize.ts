@@ -79,12 +79,16 @@ async function bytesOf(init: Initializer): Promise<Uint8Array> {
   return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
 }
 
+/** Whether `g`'s initializers are too large for one protobuf message (the 'auto' rule for external data). */
+export function needsExternalData(g: Graph): boolean {
+  return g.initializers.reduce((s, i) => s + initializerBytes(i), 0) > INLINE_LIMIT;
+}
+
 /** Writes `g` as `file` (+ `file`_data when external); the folder must exist. */
 export async function writeOnnx(g: Graph, file: string, opts: SerializeOptions = {}): Promise<SerializeResult> {
   const weights = g.initializers.filter((i) => i.kind === 'weight');
   const weightBytes = weights.reduce((s, i) => s + initializerBytes(i), 0);
-  const total = g.initializers.reduce((s, i) => s + initializerBytes(i), 0);
-  const external = opts.externalData === true || ((opts.externalData ?? 'auto') === 'auto' && total > INLINE_LIMIT);
+  const external = opts.externalData === true || ((opts.externalData ?? 'auto') === 'auto' && needsExternalData(g));
   const dataFile = `${path.basename(file)}_data`;
   const tensors: onnx.ITensorProto[] = [];
   let dataBytes = 0;

@@ -58,6 +58,14 @@ export class ExportWeights {
     }
   }
 
+  /**
+   * The same source for another graph of the export (an encoder–decoder's encoder and decoder files): each
+   * graph needs its own initializers, so values and uses start empty; the reader stays shared (closed once).
+   */
+  forGraph(): ExportWeights {
+    return new ExportWeights(this.reader, { replace: this.replace, ties: this.ties, dtype: this.dtype });
+  }
+
   close(): Promise<void> {
     return this.reader.close();
   }
