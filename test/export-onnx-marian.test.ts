@@ -177,12 +177,40 @@ describeShared('fixtures/marian-multi30k-en-de', 'ONNX export of marian-multi30k
       const split = T - 6;
       let r = await runDecoder(s, d, enc, cols(0, split, ref.dec, 1), B);
       expect(maxRelErr(r.logits, Float32Array.from(cols(0, split, want, V)))).toBeLessThan(1e-4);
+      // the cross-attention keys/values of the first step are reused as they are on the cache branch
+      const crossKey = r.cache['past_key_values.0.encoder.key']!;
+      expect(crossKey.dims).toEqual([B, d.heads, T, d.headDim]);
       for (let t = split; t < T; t++) {
         r = await runDecoder(s, d, enc, cols(t, t + 1, ref.dec, 1), B, r.cache);
+        expect(r.cache['past_key_values.0.encoder.key']!.data).toEqual(crossKey.data);
         expect(r.cache['past_key_values.0.decoder.key']!.dims).toEqual([B, d.heads, t + 1, d.headDim]);
         expect(maxRelErr(r.logits, Float32Array.from(cols(t, t + 1, want, V)))).toBeLessThan(1e-4);
       }
     }
+  });
+
+  test('the cache branch reads the cached cross-attention keys/values, not encoder_hidden_states', async () => {
+    const states = await runEncoder(baseS, ref.src, ref.mask, ref.B);
+    const first = await runDecoder(baseS, d, { states, mask: ref.mask }, ref.dec.filter((_, i) => i % ref.T < 3), ref.B);
+    const next = ref.dec.filter((_, i) => i % ref.T === 3);
+    const want = (await runDecoder(baseS, d, { states, mask: ref.mask }, next, ref.B, first.cache)).logits;
+    const zeros = new ort.Tensor('float32', new Float32Array(states.data.length), states.dims);
+    const got = (await runDecoder(baseS, d, { states: zeros, mask: ref.mask }, next, ref.B, first.cache)).logits;
+    expect(Array.from(got)).toEqual(Array.from(want));
+  });
+
+  test('fp16 weights: the export loads and its logits stay close to fp32', async () => {
+    const out = path.join(tmp, 'fp16');
+    const r = await exportOnnx(path.join(tmp, 'tied'), { out, dtype: 'fp16' });
+    expect(Math.abs(r.weightBytes / fileBytes(path.join(tmp, 'merged')) - 0.5)).toBeLessThan(0.01);
+    const s = await sessions(out);
+    const states = await runEncoder(s, ref.src, ref.mask, ref.B);
+    const got = (await runDecoder(s, d, { states, mask: ref.mask }, ref.dec, ref.B)).logits;
+    await s.encoder.release();
+    await s.decoder.release();
+    const err = maxRelErr(got, await ffmergeLogits(merged));
+    expect(err).toBeGreaterThan(0);
+    expect(err).toBeLessThan(5e-3);
   });
 
   test("greedy translation with the exported graphs picks ffmerge's tokens, original and merged", async () => {

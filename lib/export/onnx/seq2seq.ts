@@ -9,11 +9,11 @@
  *     past_key_values.N.encoder.key / .value [batch, heads, enc_seq, Dh], use_cache_branch bool [1]
  *     → logits [batch, seq, vocab], present.N.decoder.* [batch, heads, past + seq, Dh], present.N.encoder.*
  *
- * The first step passes past tensors of length 0 (transformers.js does, with use_cache_branch = false).
- * Optimum's merged file switches between two subgraphs on use_cache_branch to reuse the cross-attention
- * keys/values of the first step; this graph has no branch: it recomputes them from encoder_hidden_states,
- * which every caller passes on every step, so the two inputs that only select a branch (use_cache_branch and
- * past encoder keys/values) are accepted and unused. Same outputs, one graph, each weight one initializer.
+ * The first step passes past tensors of length 0 and use_cache_branch = false (transformers.js does): the
+ * cross-attention keys/values are computed from encoder_hidden_states; later steps pass use_cache_branch =
+ * true and the cached ones are used as they are (present.N.encoder.* is then the past passed through).
+ * Optimum's merged file holds two whole decoders, one per branch; here only that choice is an If, so each
+ * weight is one initializer and the self-attention cache needs no branch (a length-0 past concatenates).
  */
 import { FfmergeError } from '../../errors';
 import type { StackTensors } from '../../model/architectures';
@@ -86,11 +86,11 @@ export function buildSeq2SeqDecoderMerged(g: Graph, w: ExportWeights, spec: Mode
     key: g.input(`past_key_values.${l}.decoder.key`, DT.FLOAT, [B, H, P, Dh]),
     value: g.input(`past_key_values.${l}.decoder.value`, DT.FLOAT, [B, H, P, Dh]),
   }));
-  for (let l = 0; l < spec.layers; l++) {
-    g.input(`past_key_values.${l}.encoder.key`, DT.FLOAT, [B, H, 'encoder_sequence_length_out', Dh]);
-    g.input(`past_key_values.${l}.encoder.value`, DT.FLOAT, [B, H, 'encoder_sequence_length_out', Dh]);
-  }
-  g.input('use_cache_branch', DT.BOOL, [1]);
+  const pastCross = Array.from({ length: spec.layers }, (_, l) => ({
+    key: g.input(`past_key_values.${l}.encoder.key`, DT.FLOAT, [B, H, 'encoder_sequence_length_out', Dh]),
+    value: g.input(`past_key_values.${l}.encoder.value`, DT.FLOAT, [B, H, 'encoder_sequence_length_out', Dh]),
+  }));
+  const useCache = g.input('use_cache_branch', DT.BOOL, [1]);
 
   const shape = new SeqShape(g, g.op('Shape', [ids], undefined, 'ids_shape'));
   // positions continue after the cached ones: past … past + seq − 1
@@ -106,11 +106,25 @@ export function buildSeq2SeqDecoderMerged(g: Graph, w: ExportWeights, spec: Mode
   const enc2d = g.op('Reshape', [encoderStates, g.i64([-1, d])], undefined, 'enc_h');
   const crossMask = paddingMask(g, encoderMask);
 
+  // Cross-attention keys/values, as Optimum's merged decoder chooses them: the cached ones on the cache
+  // branch, else computed from encoder_hidden_states (the first step). Only this choice is branched; the
+  // rest of the decoder is one graph for both, so every weight stays one initializer.
+  const withPast = g.sub('use_cache_branch_true');
+  const first = g.sub('use_cache_branch_false');
+  const firstCtx: StackContext = { ...c, g: first };
+  for (let l = 0; l < spec.layers; l++) {
+    withPast.output(`cached_cross.${l}.key`, pastCross[l]!.key, DT.FLOAT);
+    withPast.output(`cached_cross.${l}.value`, pastCross[l]!.value, DT.FLOAT);
+    const kv = crossKeyValues(firstCtx, enc2d, encShape, t.layer(l));
+    first.output(`new_cross.${l}.key`, kv.key, DT.FLOAT);
+    first.output(`new_cross.${l}.value`, kv.value, DT.FLOAT);
+  }
+  const crossKV = g.node('If', [useCache], { outputs: 2 * spec.layers, attrs: { then_branch: { graph: withPast }, else_branch: { graph: first } }, hint: 'cross_kv' });
+
   const present: { key: string; value: string; crossKey: string; crossValue: string }[] = [];
   for (let l = 0; l < spec.layers; l++) {
-    const L = t.layer(l);
-    const cross = crossKeyValues(c, enc2d, encShape, L);
-    const r = block(c, x, L, { shape, mask: selfMask, past: past[l]!, cross: { ...cross, mask: crossMask } });
+    const cross = { key: crossKV[2 * l]!, value: crossKV[2 * l + 1]! };
+    const r = block(c, x, t.layer(l), { shape, mask: selfMask, past: past[l]!, cross: { ...cross, mask: crossMask } });
     x = r.x;
     present.push({ key: r.key, value: r.value, crossKey: cross.key, crossValue: cross.value });
   }

@@ -108,7 +108,8 @@ export class ExportWeights {
     });
     // fp16 weights are stored half size and computed in float32: one Cast per stored tensor, which
     // onnxruntime folds into one float32 constant at load, still shared by every consumer.
-    const value = this.dtype === 'fp16' ? g.op('Cast', [stored], { to: DT.FLOAT }, 'w32') : stored;
+    // (in the root graph, so a tensor first met inside an If branch can be read outside it too)
+    const value = this.dtype === 'fp16' ? g.root.op('Cast', [stored], { to: DT.FLOAT }, 'w32') : stored;
     this.values.set(id, value);
     return value;
   }
