@@ -4,9 +4,11 @@
  * the OS counts it) of a fresh process after creating an InferenceSession on each, the median of --runs
  * processes per export, with onnxruntime's default session options and with weight prepacking off.
  *
- *   node -r ts-node/register/transpile-only benchmarks/onnx-memory.ts [--runs 5] [gpt2 llama synthetic]
+ *   node -r ts-node/register/transpile-only benchmarks/onnx-memory.ts [--runs 5] [gpt2 llama marian synthetic]
  *
  * gpt2 / llama: the fixtures merged by compress (k = 4 window 4-7 / k = 2 window 1-2, small calibration);
+ * marian: marian-multi30k-en-de merged by compress in both stacks (k = 2, window 1-2, 150 calibration pairs),
+ * both of its files (encoder_model.onnx + decoder_model_merged.onnx) held by the measured process;
  * synthetic: a random GPT-2-small-shaped checkpoint (12 × d 768, FF 3072, vocab 8192) whose layers 5-7 are
  * tied to layer 4's FF, so the saving stands well above the measurement noise.
  */
@@ -39,8 +41,14 @@ function exportBytes(dir: string): number {
   return fs.readdirSync(o).reduce((s, f) => s + fs.statSync(path.join(o, f)).size, 0);
 }
 
-function sessionRss(file: string, mode: 'prepack' | 'noprepack'): number {
-  const r = spawnSync(process.execPath, [CHILD, file, mode], { encoding: 'utf8' });
+/** The export's .onnx files, comma-separated for the child (one session on each). */
+function onnxFiles(dir: string): string {
+  const o = path.join(dir, 'onnx');
+  return fs.readdirSync(o).filter((f) => f.endsWith('.onnx')).sort().map((f) => path.join(o, f)).join(',');
+}
+
+function sessionRss(files: string, mode: 'prepack' | 'noprepack'): number {
+  const r = spawnSync(process.execPath, [CHILD, files, mode], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`session child failed: ${r.stderr}`);
   return (JSON.parse(r.stdout) as { after: number }).after;
 }
@@ -67,12 +75,25 @@ async function prepare(name: string, tmp: string): Promise<Pair | undefined> {
     removeSyntheticDirs();
     return pair;
   }
+  if (name === 'marian') {
+    const dir = S('fixtures', 'marian-multi30k-en-de');
+    if (!fs.existsSync(dir)) {
+      console.log(`${name}: skipped, ${dir} not found (needs ../shared)`);
+      return undefined;
+    }
+    const base = path.join(tmp, 'marian-base');
+    const merged = path.join(tmp, 'marian-merged');
+    await exportOnnx(dir, { out: base });
+    const parallel = { source: S('data', 'multi30k', 'val.en.gz'), target: S('data', 'multi30k', 'val.de.gz') };
+    const r = await compress(dir, { k: 2, window: '1-2', parallel, calibrationPairs: 150, validationSentences: 20, out: merged, format: 'onnx' });
+    return { name: 'marian-multi30k-en-de k=2 (window 1-2, both stacks)', base, merged, removed: r.params.removed * 4 };
+  }
   const runs: Record<string, { dir: string; k: number; window: string; data: string }> = {
     gpt2: { dir: S('fixtures', 'gpt2-sotu'), k: 4, window: '4-7', data: S('data', 'lm', 'valid.txt') },
     llama: { dir: S('fixtures', 'llama-stories260k'), k: 2, window: '1-2', data: S('data', 'lm', 'stories260k-samples-valid.jsonl') },
   };
   const run = runs[name];
-  if (!run) throw new Error(`unknown model ${name}; choose from gpt2 llama synthetic`);
+  if (!run) throw new Error(`unknown model ${name}; choose from gpt2 llama marian synthetic`);
   if (!fs.existsSync(run.dir)) {
     console.log(`${name}: skipped, ${run.dir} not found (needs ../shared)`);
     return undefined;
@@ -99,8 +120,8 @@ async function main(): Promise<void> {
         const merged: number[] = [];
         // alternate, so slow drifts of the machine hit both sides alike
         for (let i = 0; i < runs; i++) {
-          base.push(sessionRss(path.join(p.base, 'onnx', 'model.onnx'), mode));
-          merged.push(sessionRss(path.join(p.merged, 'onnx', 'model.onnx'), mode));
+          base.push(sessionRss(onnxFiles(p.base), mode));
+          merged.push(sessionRss(onnxFiles(p.merged), mode));
         }
         const saved = median(base) - median(merged);
         rows.push(

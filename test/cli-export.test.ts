@@ -2,7 +2,8 @@
  * @jest-environment ./test/helpers/ort-environment.js
  *
  * `ffmerge export` and `ffmerge compress --format onnx` as a user runs them, on the bundled llama-stories260k
- * (no ../shared needed); the written folders load in onnxruntime-node.
+ * (no ../shared needed), and `ffmerge export` of the Marian fixture when ../shared is there; the written
+ * folders load in onnxruntime-node.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -10,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { runLm } from './helpers/onnx-lm';
+import { describeShared, sharedPath } from './helpers/shared';
 
 const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
@@ -59,5 +61,31 @@ describe('ffmerge export / compress --format onnx', () => {
       expect(JSON.parse(r.stdout).error.code).toBe('INVALID_ARGUMENT');
     }
     expect(fs.existsSync(path.join(cwd, 'x'))).toBe(false);
+  });
+});
+
+describeShared('fixtures/marian-multi30k-en-de', 'ffmerge export of a Marian model', () => {
+  jest.setTimeout(300_000);
+  let cwd: string;
+  beforeAll(() => {
+    cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-cli-onnx-marian-'));
+  });
+  afterAll(() => fs.rmSync(cwd, { recursive: true, force: true }));
+
+  it('writes encoder_model.onnx + decoder_model_merged.onnx that onnxruntime loads', async () => {
+    const r = ffmerge(cwd, 'export', sharedPath('fixtures', 'marian-multi30k-en-de'), '--format', 'onnx', '--out', 'marian', '--json');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ ok: true, dtype: 'fp32', external: false });
+    expect(out.files.map((f: { file: string }) => f.file)).toEqual(['onnx/encoder_model.onnx', 'onnx/decoder_model_merged.onnx']);
+    for (const f of out.files as { file: string; onnxBytes: number }[]) {
+      expect(fs.statSync(path.join(cwd, 'marian', f.file)).size).toBe(f.onnxBytes);
+      const s = await ort.InferenceSession.create(path.join(cwd, 'marian', f.file));
+      expect(s.outputNames[0]).toBe(f.file.includes('encoder') ? 'last_hidden_state' : 'logits');
+      await s.release();
+    }
+    const text = ffmerge(cwd, 'export', sharedPath('fixtures', 'marian-multi30k-en-de'), '--out', 'marian2');
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('encoder_model.onnx + ');
   });
 });

@@ -252,10 +252,16 @@ describeShared('fixtures/gpt2-sotu', 'ONNX export options and failures', () => {
   });
 
   test('a model the exporter does not cover fails before writing anything', async () => {
-    const marian = sharedPath('fixtures', 'marian-multi30k-en-de');
-    if (!fs.existsSync(marian)) return;
-    const out = path.join(tmp, 'marian');
-    const e = await exportOnnx(marian, { out }).catch((x: unknown) => x);
+    // a BERT classifier: a family ffmerge merges but the exporter does not write (config.json is all it reads)
+    const bert = path.join(tmp, 'bert-src');
+    fs.mkdirSync(bert);
+    const config = {
+      model_type: 'bert', architectures: ['BertForSequenceClassification'], num_hidden_layers: 2, hidden_size: 16, num_attention_heads: 2,
+      intermediate_size: 32, vocab_size: 30, max_position_embeddings: 16, type_vocab_size: 2, hidden_act: 'gelu', num_labels: 2,
+    };
+    fs.writeFileSync(path.join(bert, 'config.json'), JSON.stringify(config));
+    const out = path.join(tmp, 'bert');
+    const e = await exportOnnx(bert, { out }).catch((x: unknown) => x);
     expect(isFfmergeError(e, 'UNSUPPORTED_ARCHITECTURE')).toBe(true);
     expect(fs.existsSync(out)).toBe(false);
   });

@@ -37,7 +37,7 @@ export async function runExport(model: string, o: ExportCliOptions, signal: Abor
   }
   const shared = r.tensorUses - r.weightTensors;
   process.stdout.write(
-    `wrote ${path.join(r.out, 'onnx', 'model.onnx')} (${fmtBytes(r.onnxBytes + r.dataBytes)}${r.external ? ', weights in model.onnx_data' : ''}, ${r.dtype} weights): ` +
+    `wrote ${r.files.map((f) => path.join(r.out, f.file)).join(' + ')} (${fmtBytes(r.onnxBytes + r.dataBytes)}${r.external ? ', weights in .onnx_data files' : ''}, ${r.dtype} weights): ` +
       `${r.weightTensors} weight tensors` +
       (shared > 0 ? `, ${shared} more uses served by shared ones` : '') +
       '\n',

@@ -98,7 +98,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--anchor <which>', 'first | middle | last layer of the window that the others align to', 'first')
     .option('--method <m>', `${MERGE_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | ')} | auto (at every window try ${DEFAULT_COMBOS.map(([m, r]) => `${m} + ${r}`).join(', ')}; keep the best on validation). Default: permute with --recover none, the paper's merge`)
     .option('--recover <r>', `${RECOVER_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | ')} (default none)`)
-    .option('--format <f>', 'tied (shared tensors stored once, smaller file) | expanded (loads anywhere the original loads) | onnx (onnx/model.onnx with each shared tensor one initializer, for onnxruntime / transformers.js)', 'tied')
+    .option('--format <f>', 'tied (shared tensors stored once, smaller file) | expanded (loads anywhere the original loads) | onnx (onnx/model.onnx, or encoder_model.onnx + decoder_model_merged.onnx for Marian, with each shared tensor one initializer, for onnxruntime / transformers.js)', 'tied')
     .option('--out <dir>', 'output directory (default ./<model>-ffmerge); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--baselines <list>', `comma list, each searched over its own placements at the merge's size: ${BASELINES.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
@@ -134,12 +134,12 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
 
   program
     .command('export')
-    .description('write a model (original or compressed) as onnx/model.onnx + config and tokenizer files, laid out as Optimum exports; shared tensors stay one initializer')
+    .description('write a model (original or compressed) as onnx/model.onnx (Marian: onnx/encoder_model.onnx + onnx/decoder_model_merged.onnx) + config and tokenizer files, laid out as Optimum exports; shared tensors stay one initializer')
     .argument('<model>', 'model directory (config.json + model.safetensors, tied or not)')
     .option('--format <f>', 'onnx', 'onnx')
     .option('--out <dir>', 'output directory; must not exist or be empty')
     .option('--dtype <t>', 'weights in the file: fp32 | fp16 (computation stays float32)', 'fp32')
-    .option('--external-data <when>', 'auto (weights in model.onnx_data only above 2 GB) | always', 'auto')
+    .option('--external-data <when>', 'auto (weights in <file>.onnx_data only above 2 GB) | always', 'auto')
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--json', 'machine-readable output')
     .action(async (model: string, opts: ExportCliOptions) => {

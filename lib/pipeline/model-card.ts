@@ -29,8 +29,9 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
   const loading =
     format === 'onnx'
       ? [
-          'This folder is an **ONNX** export laid out as Hugging Face Optimum lays out its exports (`onnx/model.onnx`',
-          'with config and tokenizer files beside it): each merged FF sublayer is one initializer that every layer of its',
+          'This folder is an **ONNX** export laid out as Hugging Face Optimum lays out its exports (`onnx/model.onnx`,',
+          'or `onnx/encoder_model.onnx` + `onnx/decoder_model_merged.onnx` for a translation model, with config and',
+          'tokenizer files beside it): each merged FF sublayer is one initializer that every layer of its',
           'window reads, so onnxruntime (and transformers.js on top of it) holds one copy.',
         ]
       : format === 'tied'

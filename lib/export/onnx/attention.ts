@@ -79,25 +79,37 @@ function applyRope(g: Graph, x: string, headDim: number, rope: { cos: string; si
   return g.op('Add', [g.op('Mul', [x, rope.cos]), g.op('Mul', [rotated, rope.sin])], undefined, 'rope');
 }
 
+/** [N, h·Dh] → [batch, h, seq, Dh] (N = batch·seq, the sizes `shape` gives). */
+export function toHeads(g: Graph, shape: SeqShape, x: string, h: number, Dh: number): string {
+  return g.op('Transpose', [g.op('Reshape', [x, shape.with(h, Dh)])], { perm: [0, 2, 1, 3] }, 'heads');
+}
+
 /** → out [N, nHeads·headDim] and the keys/values to cache (past + new), [batch, nKvHeads, total, headDim]. */
 export function attention(g: Graph, shape: SeqShape, d: AttentionDims, a: AttentionArgs): { out: string; key: string; value: string } {
   const { nHeads: H, nKvHeads: Hkv, headDim: Dh } = d;
-  // [N, h·Dh] → [batch, h, seq, Dh]
-  const heads = (x: string, h: number) => g.op('Transpose', [g.op('Reshape', [x, shape.with(h, Dh)])], { perm: [0, 2, 1, 3] }, 'heads');
-  let q = heads(a.q, H);
-  let k = heads(a.k, Hkv);
-  const v0 = heads(a.v, Hkv);
+  let q = toHeads(g, shape, a.q, H, Dh);
+  let k = toHeads(g, shape, a.k, Hkv, Dh);
+  const v0 = toHeads(g, shape, a.v, Hkv, Dh);
   if (a.rope) {
     q = applyRope(g, q, Dh, a.rope);
     k = applyRope(g, k, Dh, a.rope);
   }
   const key = a.past ? g.op('Concat', [a.past.key, k], { axis: 2 }, 'key') : k;
   const value = a.past ? g.op('Concat', [a.past.value, v0], { axis: 2 }, 'value') : v0;
+  return { out: attend(g, d, q, key, value, a.mask), key, value };
+}
+
+/**
+ * Scaled dot-product attention of query heads q [batch, nHeads, seq, Dh] over keys/values
+ * [batch, nKvHeads, total, Dh] (self-attention's cache, or cross-attention's encoder states) → [N, nHeads·Dh].
+ */
+export function attend(g: Graph, d: AttentionDims, q: string, key: string, value: string, m?: AttentionMask): string {
+  const { nHeads: H, nKvHeads: Hkv, headDim: Dh } = d;
   const groups = H / Hkv;
   let qs = q;
   let ks = key;
   let vs = value;
-  let mask = a.mask?.value;
+  let mask = m?.value;
   if (groups > 1) {
     // Query head h uses kv head ⌊h / groups⌋ (transformers' repeat_kv): view the queries as
     // [batch, kv_heads, groups, seq, Dh] and let MatMul broadcast each kv head over its group, so the
@@ -105,7 +117,7 @@ export function attention(g: Graph, shape: SeqShape, d: AttentionDims, a: Attent
     qs = g.op('Reshape', [q, g.i64([0, Hkv, groups, -1, Dh])]);
     ks = g.op('Unsqueeze', [key, g.i64([2])]);
     vs = g.op('Unsqueeze', [value, g.i64([2])]);
-    mask = a.mask?.grouped(g);
+    mask = m?.grouped(g);
   }
   const kT = g.op('Transpose', [ks], { perm: groups > 1 ? [0, 1, 2, 4, 3] : [0, 1, 3, 2] });
   let scores = g.op('Mul', [g.op('MatMul', [qs, kT]), g.f32([1 / Math.sqrt(Dh)], [])], undefined, 'scores');
@@ -113,8 +125,12 @@ export function attention(g: Graph, shape: SeqShape, d: AttentionDims, a: Attent
   if (mask) scores = g.op('Where', [mask, scores, g.f32([-3.4028234663852886e38], [])], undefined, 'masked');
   let ctx = g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }), vs], undefined, 'ctx');
   if (groups > 1) ctx = g.op('Reshape', [ctx, g.i64([0, H, -1, Dh])]);
-  const out = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 2, 1, 3] }), g.i64([-1, H * Dh])], undefined, 'attn');
-  return { out, key, value };
+  return g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 2, 1, 3] }), g.i64([-1, H * Dh])], undefined, 'attn');
+}
+
+/** Keys whose padding mask (int64 [batch, total], 1 = real) is 0 are never attended: bool [batch, 1, 1, total]. */
+export function paddingMask(g: Graph, attentionMask: string): AttentionMask {
+  return new AttentionMask(g.op('Unsqueeze', [g.op('Cast', [attentionMask], { to: DT.BOOL }), g.i64([1, 2])], undefined, 'keymask'));
 }
 
 /**
@@ -130,6 +146,5 @@ export function causalMask(g: Graph, shape: SeqShape, attentionMask: string, win
   const qpos = g.op('Unsqueeze', [g.op('Range', [past, total, one], undefined, 'qpos'), g.i64([1])]); // [seq, 1]
   let allowed = g.op('LessOrEqual', [kpos, qpos], undefined, 'causal'); // [seq, total]
   if (window > 0) allowed = g.op('And', [allowed, g.op('Less', [g.op('Sub', [qpos, kpos]), g.i64([window], [])])], undefined, 'window');
-  const keys = g.op('Unsqueeze', [g.op('Cast', [attentionMask], { to: DT.BOOL }), g.i64([1, 2])], undefined, 'keymask'); // [batch, 1, 1, total]
-  return new AttentionMask(g.op('And', [allowed, keys], undefined, 'mask'));
+  return new AttentionMask(g.op('And', [allowed, paddingMask(g, attentionMask).value], undefined, 'mask'));
 }

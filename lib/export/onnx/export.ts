@@ -1,7 +1,8 @@
 /**
  * exportOnnx(model, {out}): a checkpoint folder (tied or not) → a folder laid out as Hugging Face Optimum's
  * exports are, which onnxruntime and transformers.js load as they load Optimum's:
- *   out/onnx/model.onnx (+ model.onnx_data above 2 GB), config.json, generation_config.json, tokenizer files.
+ *   out/onnx/model.onnx (+ model.onnx_data above 2 GB), config.json, generation_config.json, tokenizer files;
+ *   encoder–decoder models (Marian): onnx/encoder_model.onnx + onnx/decoder_model_merged.onnx instead.
  * Each stored tensor of the checkpoint is one initializer, so the FF a merged window shares is held once by
  * the runtime too. The folder is built under a temporary name beside `out` and renamed into place.
  */
@@ -16,7 +17,8 @@ import { validateSpec } from '../../model/validate-spec';
 import type { JobOptions } from '../../native/job';
 import { buildDecoderLm } from './decoder-lm';
 import { Graph } from './graph';
-import { writeOnnx, OPSET } from './serialize';
+import { needsExternalData, writeOnnx, OPSET, type SerializeResult } from './serialize';
+import { DECODER_MERGED_FILE, ENCODER_FILE, buildSeq2SeqDecoderMerged, buildSeq2SeqEncoder, seq2seqUnsupported } from './seq2seq';
 import { ExportWeights, type WeightDType } from './weights';
 import { buildVitClassifier } from './vit';
 
@@ -38,39 +40,60 @@ export interface ExportOnnxOptions extends JobOptions {
 
 export interface ExportOnnxResult {
   out: string;
-  /** onnx/model.onnx and its external data file (0 when inline). */
+  /** The .onnx files written (relative to out): onnx/model.onnx, or encoder_model.onnx + decoder_model_merged.onnx. */
+  files: { file: string; onnxBytes: number; dataBytes: number }[];
+  /** Bytes of the .onnx files and of their external data files (0 when inline), all files together. */
   onnxBytes: number;
   dataBytes: number;
   external: boolean;
   dtype: WeightDType;
-  /** Weight initializers (each stored tensor once) and the bytes they take. */
+  /** Weight initializers (each stored tensor once per file) and the bytes they take, all files together. */
   weightTensors: number;
   weightBytes: number;
-  /** Logical checkpoint tensors the graph reads; minus weightTensors = uses served by a shared initializer. */
+  /** Logical checkpoint tensors the graphs read; minus weightTensors = uses served by a shared initializer. */
   tensorUses: number;
 }
 
 export const ONNX_DIR = 'onnx';
 export const ONNX_FILE = 'model.onnx';
 
-/** The graph builder for a model's architecture; refuses the ones the exporter does not cover. */
-function builderFor(arch: Architecture, config: Config): (g: Graph, w: ExportWeights) => void {
-  const main = arch.stacks.find((s) => s.name === arch.mainStack)!;
-  const spec = main.spec(config);
-  validateSpec(spec);
-  const tensors = main.tensors(config, spec);
-  if (arch.stacks.length === 1 && spec.input === 'tokens' && spec.head === 'lm') return (g, w) => buildDecoderLm(g, w, spec, tensors);
-  if (arch.stacks.length === 1 && spec.input === 'patches' && spec.head === 'classifier') return (g, w) => buildVitClassifier(g, w, spec, tensors);
+/** One file of the export: its name under onnx/ and the function that builds its graph. */
+interface OnnxFile {
+  file: string;
+  build: (g: Graph, w: ExportWeights) => void;
+}
+
+/** The ONNX files for a model's architecture; refuses the ones the exporter does not cover. */
+function filesFor(arch: Architecture, config: Config): OnnxFile[] {
+  const stacks = arch.stacks.map((s) => {
+    const spec = s.spec(config);
+    validateSpec(spec);
+    return { name: s.name, spec, tensors: s.tensors(config, spec) };
+  });
+  const main = stacks.find((s) => s.name === arch.mainStack)!;
+  const { spec, tensors } = main;
+  if (stacks.length === 1 && spec.input === 'tokens' && spec.head === 'lm') return [{ file: ONNX_FILE, build: (g, w) => buildDecoderLm(g, w, spec, tensors) }];
+  if (stacks.length === 1 && spec.input === 'patches' && spec.head === 'classifier') return [{ file: ONNX_FILE, build: (g, w) => buildVitClassifier(g, w, spec, tensors) }];
+  const enc = stacks.find((s) => s.name === 'encoder');
+  if (stacks.length === 2 && enc && main.name === 'decoder') {
+    const why = seq2seqUnsupported(enc.spec, spec);
+    if (why) throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `ONNX export of ${arch.modelType}: ${why}`);
+    // Optimum's seq2seq layout, as transformers.js loads it: the encoder, and the merged decoder it runs every step
+    return [
+      { file: ENCODER_FILE, build: (g, w) => buildSeq2SeqEncoder(g, w, enc.spec, enc.tensors) },
+      { file: DECODER_MERGED_FILE, build: (g, w) => buildSeq2SeqDecoderMerged(g, w, spec, tensors) },
+    ];
+  }
   throw new FfmergeError(
     'UNSUPPORTED_ARCHITECTURE',
-    `ONNX export supports decoder-only language models (gpt2, llama, qwen2, mistral) and ViT classifiers; ${arch.modelType} is not one yet`,
+    `ONNX export supports decoder-only language models (gpt2, llama, qwen2, mistral), ViT classifiers and Marian translation models; ${arch.modelType} is not one yet`,
   );
 }
 
 /** Throws UNSUPPORTED_ARCHITECTURE (or a config error) unless exportOnnx can export this model; reads config.json only. */
 export async function checkOnnxExportable(modelDir: string): Promise<void> {
   const config = await readConfig(modelDir);
-  builderFor(architectureOf(config), config);
+  filesFor(architectureOf(config), config);
 }
 
 /** generation_config.json for the folder: the source's, or the special ids config.json gives. */
@@ -89,28 +112,42 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   if (opts.signal?.aborted) throw abortError();
   checkOutputDir(modelDir, opts.out, opts.overwrite);
   const config = await readConfig(modelDir);
-  const build = builderFor(architectureOf(config), config);
+  const files = filesFor(architectureOf(config), config);
   const dtype = opts.dtype ?? 'fp32';
   const weights = await ExportWeights.open(modelDir, { dtype, ...(opts.replace ? { replace: opts.replace } : {}), ...(opts.ties ? { ties: opts.ties } : {}) });
   const target = path.resolve(opts.out);
   const tmp = path.join(path.dirname(target), `.${path.basename(target)}.ffmerge-tmp-${process.pid}-${Date.now()}`);
   try {
-    const g = new Graph(`${String(config.model_type)}-ffmerge`);
-    build(g, weights);
     fs.mkdirSync(path.dirname(target), { recursive: true });
     fs.mkdirSync(path.join(tmp, ONNX_DIR), { recursive: true });
-    const written = await writeOnnx(g, path.join(tmp, ONNX_DIR, ONNX_FILE), {
-      externalData: opts.externalData ?? 'auto',
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    // Every file has its own initializers (a tensor read by several layers of one file is one of them).
+    // Graphs hold no weight data until written, so all are planned first: with 'auto', either every file
+    // keeps its weights in an external data file or none does, as transformers.js's use_external_data_format
+    // flag is read for all of a model's files.
+    const graphs = files.map((f) => {
+      const g = new Graph(`${String(config.model_type)}-ffmerge`);
+      const w = weights.forGraph();
+      f.build(g, w);
+      return { file: f.file, g, w };
     });
-    const weightTensors = g.initializers.filter((i) => i.kind === 'weight').length;
+    const mode = opts.externalData ?? 'auto';
+    const externalData = mode === 'auto' ? graphs.some((x) => needsExternalData(x.g)) : mode;
+    const written: (SerializeResult & { file: string; weightTensors: number; tensorUses: number })[] = [];
+    for (const { file, g, w } of graphs) {
+      const r = await writeOnnx(g, path.join(tmp, ONNX_DIR, file), {
+        externalData,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      });
+      written.push({ ...r, file, weightTensors: g.initializers.filter((i) => i.kind === 'weight').length, tensorUses: w.uses.size });
+    }
+    const external = written.some((r) => r.external);
     const prev = (config.ffmerge ?? {}) as Record<string, unknown>;
     const outConfig: Config = {
       ...config,
-      ffmerge: { ...prev, ...(opts.info ?? {}), ...(opts.ties && Object.keys(opts.ties).length ? { ties: { ...((prev.ties as TieMap) ?? {}), ...opts.ties } } : {}), onnx: { opset: OPSET, dtype, external: written.external } },
+      ffmerge: { ...prev, ...(opts.info ?? {}), ...(opts.ties && Object.keys(opts.ties).length ? { ties: { ...((prev.ties as TieMap) ?? {}), ...opts.ties } } : {}), onnx: { opset: OPSET, dtype, external, files: files.map((f) => `${ONNX_DIR}/${f.file}`) } },
       // transformers.js reads this to fetch model.onnx_data beside model.onnx
-      ...(written.external ? { 'transformers.js_config': { ...((config['transformers.js_config'] as object) ?? {}), use_external_data_format: true } } : {}),
+      ...(external ? { 'transformers.js_config': { ...((config['transformers.js_config'] as object) ?? {}), use_external_data_format: true } } : {}),
     };
     fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(outConfig, null, 2) + '\n');
     fs.writeFileSync(path.join(tmp, 'generation_config.json'), generationConfig(modelDir, config));
@@ -128,15 +165,17 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
     } else {
       fs.renameSync(tmp, target);
     }
+    const sum = (k: 'onnxBytes' | 'dataBytes' | 'weightBytes' | 'weightTensors' | 'tensorUses') => written.reduce((s, r) => s + r[k], 0);
     return {
       out: target,
-      onnxBytes: written.onnxBytes,
-      dataBytes: written.dataBytes,
-      external: written.external,
+      files: written.map((r) => ({ file: `${ONNX_DIR}/${r.file}`, onnxBytes: r.onnxBytes, dataBytes: r.dataBytes })),
+      onnxBytes: sum('onnxBytes'),
+      dataBytes: sum('dataBytes'),
+      external,
       dtype,
-      weightTensors,
-      weightBytes: written.weightBytes,
-      tensorUses: weights.uses.size,
+      weightTensors: sum('weightTensors'),
+      weightBytes: sum('weightBytes'),
+      tensorUses: sum('tensorUses'),
     };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -15,11 +15,12 @@ export type Dim = number | string;
 export interface ValueInfo {
   name: string;
   elemType: ElemType;
-  shape: Dim[];
+  /** Undefined: shape not stated (If branch outputs, whose lengths differ between the branches). */
+  shape?: Dim[];
 }
 
-/** Attribute values: integers and integer lists, floats (wrapped so 1.0 is not read as an int), strings. */
-export type AttrValue = number | number[] | string | { float: number };
+/** Attribute values: integers and integer lists, floats (wrapped so 1.0 is not read as an int), strings, subgraphs (If branches). */
+export type AttrValue = number | number[] | string | { float: number } | { graph: Graph };
 
 export interface GraphNode {
   op: string;
@@ -54,25 +55,43 @@ export class Graph {
   readonly nodes: GraphNode[] = [];
   readonly inputs: ValueInfo[] = [];
   readonly outputs: ValueInfo[] = [];
+  /** Only the root graph's are used: a subgraph's weights and constants go to its root, read from outer scope. */
   readonly initializers: Initializer[] = [];
+  /** The model's main graph (this one, unless this is a branch made by sub()). */
+  readonly root: Graph;
   private readonly names = new Set<string>();
   private readonly consts = new Map<string, string>();
   private counter = 0;
 
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: string,
+    parent?: Graph,
+  ) {
+    this.root = parent ? parent.root : this;
+  }
 
-  /** A value name not used yet, derived from `hint`. */
+  /**
+   * A branch graph (an If node's then/else): its own nodes and outputs, while names, weights and constants
+   * belong to the root, so one tensor stays one initializer whichever branch reads it.
+   */
+  sub(name: string): Graph {
+    return new Graph(name, this);
+  }
+
+  /** A value name not used yet (in the whole model), derived from `hint`. */
   fresh(hint: string): string {
+    const r = this.root;
     let n = hint;
-    while (this.names.has(n)) n = `${hint}_${++this.counter}`;
-    this.names.add(n);
+    while (r.names.has(n)) n = `${hint}_${++r.counter}`;
+    r.names.add(n);
     return n;
   }
 
   /** Claims an exact name (graph inputs/outputs, initializers); a clash is a bug in the builder. */
   claim(name: string): string {
-    if (this.names.has(name)) throw new FfmergeError('INVALID_ARGUMENT', `ONNX graph: the name "${name}" is used twice`);
-    this.names.add(name);
+    const r = this.root;
+    if (r.names.has(name)) throw new FfmergeError('INVALID_ARGUMENT', `ONNX graph: the name "${name}" is used twice`);
+    r.names.add(name);
     return name;
   }
 
@@ -82,9 +101,9 @@ export class Graph {
   }
 
   /** Makes `value` a graph output named `name` (through an Identity, so any value can be exposed). */
-  output(name: string, value: string, elemType: ElemType, shape: Dim[]): void {
+  output(name: string, value: string, elemType: ElemType, shape?: Dim[]): void {
     this.node('Identity', [value], { outputs: [this.claim(name)] });
-    this.outputs.push({ name, elemType, shape });
+    this.outputs.push({ name, elemType, ...(shape ? { shape } : {}) });
   }
 
   /** Adds a node; returns its output names (one unless `outputs` says otherwise). */
@@ -111,6 +130,7 @@ export class Graph {
   }
 
   private constant(elemType: ElemType, values: number[], dims: number[]): string {
+    if (this.root !== this) return this.root.constant(elemType, values, dims);
     const key = `${elemType}:${dims.join('x')}:${values.join(',')}`;
     const hit = this.consts.get(key);
     if (hit) return hit;
@@ -121,6 +141,7 @@ export class Graph {
   }
 
   weight(w: Omit<WeightInitializer, 'kind'>): string {
+    if (this.root !== this) return this.root.weight(w);
     this.initializers.push({ kind: 'weight', ...w, name: this.claim(w.name) });
     return w.name;
   }

@@ -54,9 +54,26 @@ function valueInfo(v: ValueInfo): onnx.IValueInfoProto {
     type: {
       tensorType: {
         elemType: v.elemType,
-        shape: { dim: v.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+        ...(v.shape ? { shape: { dim: v.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } : {}),
       },
     },
+  };
+}
+
+/** Nodes, inputs and outputs of `g` (a branch has no initializers of its own: it reads its root's). */
+function graphProto(g: Graph, initializer: onnx.ITensorProto[] = []): onnx.IGraphProto {
+  return {
+    name: g.name,
+    node: g.nodes.map((n) => ({
+      name: n.name,
+      opType: n.op,
+      input: n.inputs,
+      output: n.outputs,
+      attribute: Object.entries(n.attrs).map(([k, v]) => attribute(k, v)),
+    })),
+    initializer,
+    input: g.inputs.map(valueInfo),
+    output: g.outputs.map(valueInfo),
   };
 }
 
@@ -64,6 +81,7 @@ function attribute(name: string, v: AttrValue): onnx.IAttributeProto {
   const T = onnx.AttributeProto.AttributeType;
   if (typeof v === 'string') return { name, type: T.STRING, s: Buffer.from(v, 'utf8') };
   if (Array.isArray(v)) return { name, type: T.INTS, ints: v };
+  if (typeof v === 'object' && 'graph' in v) return { name, type: T.GRAPH, g: graphProto(v.graph) };
   if (typeof v === 'object') return { name, type: T.FLOAT, f: v.float };
   return Number.isInteger(v) ? { name, type: T.INT, i: v } : { name, type: T.FLOAT, f: v };
 }
@@ -79,12 +97,16 @@ async function bytesOf(init: Initializer): Promise<Uint8Array> {
   return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
 }
 
+/** Whether `g`'s initializers are too large for one protobuf message (the 'auto' rule for external data). */
+export function needsExternalData(g: Graph): boolean {
+  return g.initializers.reduce((s, i) => s + initializerBytes(i), 0) > INLINE_LIMIT;
+}
+
 /** Writes `g` as `file` (+ `file`_data when external); the folder must exist. */
 export async function writeOnnx(g: Graph, file: string, opts: SerializeOptions = {}): Promise<SerializeResult> {
   const weights = g.initializers.filter((i) => i.kind === 'weight');
   const weightBytes = weights.reduce((s, i) => s + initializerBytes(i), 0);
-  const total = g.initializers.reduce((s, i) => s + initializerBytes(i), 0);
-  const external = opts.externalData === true || ((opts.externalData ?? 'auto') === 'auto' && total > INLINE_LIMIT);
+  const external = opts.externalData === true || ((opts.externalData ?? 'auto') === 'auto' && needsExternalData(g));
   const dataFile = `${path.basename(file)}_data`;
   const tensors: onnx.ITensorProto[] = [];
   let dataBytes = 0;
@@ -119,19 +141,7 @@ export async function writeOnnx(g: Graph, file: string, opts: SerializeOptions =
     opsetImport: [{ domain: '', version: OPSET }],
     producerName: 'ffmerge',
     producerVersion: opts.producerVersion ?? '',
-    graph: {
-      name: g.name,
-      node: g.nodes.map((n) => ({
-        name: n.name,
-        opType: n.op,
-        input: n.inputs,
-        output: n.outputs,
-        attribute: Object.entries(n.attrs).map(([k, v]) => attribute(k, v)),
-      })),
-      initializer: tensors,
-      input: g.inputs.map(valueInfo),
-      output: g.outputs.map(valueInfo),
-    },
+    graph: graphProto(g, tensors),
     metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
   };
   const bytes = onnx.ModelProto.encode(model).finish();

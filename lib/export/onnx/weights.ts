@@ -58,6 +58,14 @@ export class ExportWeights {
     }
   }
 
+  /**
+   * The same source for another graph of the export (an encoder–decoder's encoder and decoder files): each
+   * graph needs its own initializers, so values and uses start empty; the reader stays shared (closed once).
+   */
+  forGraph(): ExportWeights {
+    return new ExportWeights(this.reader, { replace: this.replace, ties: this.ties, dtype: this.dtype });
+  }
+
   close(): Promise<void> {
     return this.reader.close();
   }
@@ -100,7 +108,8 @@ export class ExportWeights {
     });
     // fp16 weights are stored half size and computed in float32: one Cast per stored tensor, which
     // onnxruntime folds into one float32 constant at load, still shared by every consumer.
-    const value = this.dtype === 'fp16' ? g.op('Cast', [stored], { to: DT.FLOAT }, 'w32') : stored;
+    // (in the root graph, so a tensor first met inside an If branch can be read outside it too)
+    const value = this.dtype === 'fp16' ? g.root.op('Cast', [stored], { to: DT.FLOAT }, 'w32') : stored;
     this.values.set(id, value);
     return value;
   }
