@@ -50,7 +50,7 @@ export class CheckpointReader {
     if (!fs.existsSync(file) && !fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
       throw new FfmergeError('TENSOR_NOT_FOUND', `${dir} has no model.safetensors (ffmerge reads safetensors checkpoints)`);
     }
-    // a directory: single file or sharded (the reader picks); ffmerge's tied outputs are always single files
+    // a directory: single file or sharded (the reader picks; a sharded tied output has its tie map in every shard)
     const reader = await SafetensorsReader.open(dir);
     try {
       const ties = parseTies(reader.metadata[TIES_METADATA_KEY], (n) => reader.has(n), file);

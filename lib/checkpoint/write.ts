@@ -6,7 +6,9 @@
  * - `tied`: each shared tensor stored once; the tie map goes into the safetensors `__metadata__` and
  *   config.json (`ffmerge.ties`), and CheckpointReader (or the README's few lines of Python) restores it.
  *
- * Tensors are streamed one at a time from the source file to the output (memory stays at one tensor), side
+ * Tensors are streamed one at a time from the source file to the output (memory stays at one tensor), in the
+ * source's dtype (BF16 in → BF16 out; replacements are rounded to it). Above `maxShardSize` bytes the weights
+ * are sharded as Hugging Face does (`model-00001-of-00003.safetensors` + `model.safetensors.index.json`), side
  * files (tokenizer, generation config…) are copied, and the whole directory is built under a temporary name
  * beside the target and renamed into place, so a failed or aborted run leaves nothing behind. The input is
  * never overwritten; an existing non-empty output directory is refused unless `overwrite` is set.
@@ -15,7 +17,7 @@ import { readConfig } from '../model/load';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../errors';
-import { DTYPE_SIZE, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
+import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
 import { architectureOf, stackOf } from '../model/architectures';
 import { matrixFromCanonical, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, type TieMap } from './ties';
@@ -38,12 +40,23 @@ export interface WriteCheckpointOptions {
   extraFiles?: Record<string, string>;
   overwrite?: boolean;
   signal?: AbortSignal;
+  /**
+   * Largest tensor bytes per safetensors file (default 5 GB, Hugging Face's `max_shard_size`). A checkpoint
+   * that fits is one model.safetensors; a larger one is sharded in tensor order (a tensor larger than this
+   * gets a shard of its own).
+   */
+  maxShardSize?: number;
 }
+
+/** Hugging Face's default `max_shard_size` ("5GB"). */
+export const DEFAULT_MAX_SHARD_SIZE = 5_000_000_000;
 
 export interface WriteCheckpointResult {
   out: string;
-  /** Bytes of model.safetensors. */
+  /** Bytes of the weight files (model.safetensors, or all shards). */
   bytes: number;
+  /** The weight files written, in order (one unless sharded). */
+  files: string[];
   /** Parameters stored in model.safetensors (tied tensors counted once). */
   storedParams: number;
 }
@@ -291,7 +304,6 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader)
   fs.mkdirSync(tmp);
   try {
     // Streamed: each source tensor is read just before it is written, so memory holds one tensor at a time.
-    const file = path.join(tmp, 'model.safetensors');
     const tensors: TensorToWrite[] = plan.map((t) => ({
       name: t.name,
       dtype: t.dtype,
@@ -304,9 +316,26 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader)
               return src.readRaw((t.data as { from: string }).from);
             },
     }));
-    await writeSafetensors(file, tensors, metadata);
+    const shards = shardTensors(plan, opts.maxShardSize ?? DEFAULT_MAX_SHARD_SIZE);
+    const files: string[] = [];
+    if (shards.length === 1) {
+      files.push('model.safetensors');
+      await writeSafetensors(path.join(tmp, files[0]!), tensors, metadata);
+    } else {
+      const weightMap: Record<string, string> = Object.create(null) as Record<string, string>;
+      for (const [i, idx] of shards.entries()) {
+        const name = shardName(i, shards.length);
+        files.push(name);
+        if (opts.signal?.aborted) throw abortError();
+        // every shard carries the metadata (ties included): readers merge it, and each shard stands alone
+        await writeSafetensors(path.join(tmp, name), idx.map((j) => tensors[j]!), metadata);
+        for (const j of idx) weightMap[plan[j]!.name] = name;
+      }
+      const totalSize = plan.reduce((n, t) => n + t.byteLength, 0);
+      fs.writeFileSync(path.join(tmp, INDEX_FILE_NAME), JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n');
+    }
     if (opts.signal?.aborted) throw abortError();
-    const bytes = fs.statSync(file).size;
+    const bytes = files.reduce((n, f) => n + fs.statSync(path.join(tmp, f)).size, 0);
     fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(outConfig, null, 2) + '\n');
     for (const ent of fs.readdirSync(source, { withFileTypes: true })) {
       if (!ent.isFile() || isWeightOrReferenceFile(ent.name)) continue;
@@ -318,11 +347,35 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader)
     if (opts.signal?.aborted) throw abortError();
     moveIntoPlace(tmp, target, out, opts.overwrite === true);
     const storedParams = plan.reduce((s, t) => s + t.byteLength / DTYPE_SIZE[t.dtype], 0);
-    return { out: target, bytes, storedParams };
+    return { out: target, bytes, files, storedParams };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
+}
+
+/** Groups tensors (indices, in order) into shards of at most maxBytes of data each; a larger tensor stands alone. */
+export function shardTensors(plan: { byteLength: number }[], maxBytes: number): number[][] {
+  if (!(maxBytes > 0)) throw new FfmergeError('INVALID_ARGUMENT', `the shard size must be a positive number of bytes (got ${maxBytes})`);
+  const shards: number[][] = [[]];
+  let size = 0;
+  plan.forEach((t, i) => {
+    const cur = shards[shards.length - 1]!;
+    if (cur.length > 0 && size + t.byteLength > maxBytes) {
+      shards.push([i]);
+      size = t.byteLength;
+    } else {
+      cur.push(i);
+      size += t.byteLength;
+    }
+  });
+  return shards;
+}
+
+/** Hugging Face's shard file name: model-00001-of-00003.safetensors. */
+export function shardName(i: number, n: number): string {
+  const pad = (v: number) => String(v).padStart(5, '0');
+  return `model-${pad(i + 1)}-of-${pad(n)}.safetensors`;
 }
 
 /** The replacement tensors (stored layout) for one FF sublayer given in canonical layout. */

@@ -1,24 +1,24 @@
 /**
- * loadModel(dir): config.json + safetensors → a native Model. Tensors are read one at a time, upcast to
- * float32 (F16/BF16/F64 by the reader), checked against the shapes the config implies, turned into canonical
- * Linear layout (GPT-2's Conv1D weights transposed), and copied into native memory.
+ * loadModel(dir): config.json + safetensors → a native Model. JS reads the config and the safetensors headers,
+ * checks every tensor's shape against the config and plans where each canonical slot's bytes are (GPT-2's
+ * Conv1D weights marked for transposing, q/k/v pieces for concatenating); a native job then reads the bytes
+ * straight into native memory (native/core/model/load.h). No tensor data passes through JS.
  */
 import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, fromNativeError } from '../errors';
-import { throwIfAborted } from '../native/job';
-import { modelAddon } from '../native/model';
+import { runNativeJob, throwIfAborted, type JobOptions } from '../native/job';
+import { modelAddon, type NativeModelHandle } from '../native/model';
 import { CheckpointReader } from '../checkpoint/ties';
+import type { DType } from '../safetensors';
 import { architectureOf, type NormNames, type StackTensors } from './architectures';
 import { Model } from './model';
 import { checkConfigObject } from './inspect';
 import type { ModelSpec } from './spec';
 import { validateSpec } from './validate-spec';
 
-export interface LoadModelOptions {
-  signal?: AbortSignal;
-}
+export type LoadModelOptions = JobOptions;
 
 export async function readConfig(dir: string): Promise<Record<string, unknown>> {
   const file = path.join(dir, 'config.json');
@@ -42,8 +42,32 @@ function fmt(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
 
-/** Reads tensors by name, resolving an optional prefix, checking shapes, transposing Conv1D weights. */
-class TensorSource {
+/** Where one piece of a slot's data is: a byte range of a checkpoint file, optionally transposed (Conv1D). */
+export interface LoadPiece {
+  /** Index into LoadPlan.files. */
+  file: number;
+  offset: number;
+  length: number;
+  dtype: DType;
+  /** Transposed while read: stored [rows, cols] becomes [cols, rows]. */
+  rows?: number;
+  cols?: number;
+}
+
+/**
+ * What the native loader reads (native/core/model/load.h): per canonical slot ("tok_emb", "layers.3.qkv_w", …)
+ * its pieces, concatenated in order (q, k, v → the fused qkv). Decided from the safetensors headers alone.
+ */
+export interface LoadPlan {
+  files: string[];
+  slots: Array<{ name: string; pieces: LoadPiece[] }>;
+}
+
+/** Finds tensors by name (resolving an optional prefix and ties), checks shapes, and records where they are. */
+class PlanBuilder {
+  readonly plan: LoadPlan = { files: [], slots: [] };
+  private readonly fileIndex = new Map<string, number>();
+
   constructor(
     private readonly reader: CheckpointReader,
     private readonly t: StackTensors,
@@ -58,7 +82,7 @@ class TensorSource {
   }
 
   /** A 1-D or Linear-layout 2-D tensor of the given shape (as stored, for 1-D / linear-layout families). */
-  async read(name: string, shape: number[], transposeConv1D = false, stored?: number[]): Promise<Float32Array> {
+  piece(name: string, shape: number[], transposeConv1D = false, stored?: number[]): LoadPiece {
     const real = this.resolve(name);
     const info = this.reader.info(real);
     const conv = transposeConv1D && this.t.layout === 'conv1d' && shape.length === 2;
@@ -71,8 +95,23 @@ class TensorSource {
         `tensor "${name}" has shape ${fmt(info.shape)}, but the config implies ${fmt(want)}${conv ? ' (Conv1D [in, out])' : ''}`,
       );
     }
-    const data = await this.reader.readF32(real);
-    return conv ? transpose(data, want[0]!, want[1]!) : data;
+    let file = this.fileIndex.get(info.file);
+    if (file === undefined) {
+      file = this.plan.files.length;
+      this.plan.files.push(info.file);
+      this.fileIndex.set(info.file, file);
+    }
+    return {
+      file,
+      offset: info.byteOffset,
+      length: info.byteLength,
+      dtype: info.dtype,
+      ...(conv ? { rows: want[0]!, cols: want[1]! } : {}),
+    };
+  }
+
+  slot(slot: string, ...pieces: LoadPiece[]): void {
+    this.plan.slots.push({ name: slot, pieces });
   }
 }
 
@@ -86,87 +125,81 @@ export function transpose(a: Float32Array, rows: number, cols: number): Float32A
   return out;
 }
 
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-async function loadTensors(src: TensorSource, spec: ModelSpec, t: StackTensors, signal?: AbortSignal) {
+/** The load plan of one stack: which bytes of which file fill each canonical slot. Reads no tensor data. */
+function planTensors(src: PlanBuilder, spec: ModelSpec, t: StackTensors): LoadPlan {
   const d = spec.dModel;
-  const out: Record<string, Float32Array> = {};
-  const norm = async (slot: string, n: NormNames) => {
-    out[`${slot}_w`] = await src.read(n.w, [d]);
-    if (n.b) out[`${slot}_b`] = await src.read(n.b, [d]);
+  const one = (slot: string, name: string, shape: number[], conv = false, stored?: number[]) =>
+    src.slot(slot, src.piece(name, shape, conv, stored));
+  const norm = (slot: string, n: NormNames) => {
+    one(`${slot}_w`, n.w, [d]);
+    if (n.b) one(`${slot}_b`, n.b, [d]);
   };
-  if (t.tokEmb) out.tok_emb = await src.read(t.tokEmb, [spec.vocab, d]);
-  if (t.posEmb) out.pos_emb = await src.read(t.posEmb, [spec.maxPositions, d], false, t.posEmbShape);
+  if (t.tokEmb) one('tok_emb', t.tokEmb, [spec.vocab, d]);
+  if (t.posEmb) one('pos_emb', t.posEmb, [spec.maxPositions, d], false, t.posEmbShape);
   if (t.patch) {
     const c = spec.channels;
     const p = spec.patch;
-    out.patch_w = await src.read(t.patch.w, [d, c * p * p], false, [d, c, p, p]);
-    if (t.patch.b) out.patch_b = await src.read(t.patch.b, [d]);
-    out.cls_token = await src.read(t.patch.cls, [d], false, [1, 1, d]);
+    one('patch_w', t.patch.w, [d, c * p * p], false, [d, c, p, p]);
+    if (t.patch.b) one('patch_b', t.patch.b, [d]);
+    one('cls_token', t.patch.cls, [d], false, [1, 1, d]);
   }
-  if (t.typeEmb) out.type_emb = await src.read(t.typeEmb, [spec.typeVocab, d]);
-  if (t.embedNorm) await norm('embed_norm', t.embedNorm);
+  if (t.typeEmb) one('type_emb', t.typeEmb, [spec.typeVocab, d]);
+  if (t.embedNorm) norm('embed_norm', t.embedNorm);
   if (t.pooler) {
-    out.pooler_w = await src.read(t.pooler.w, [d, d], true);
-    if (t.pooler.b) out.pooler_b = await src.read(t.pooler.b, [d]);
+    one('pooler_w', t.pooler.w, [d, d], true);
+    if (t.pooler.b) one('pooler_b', t.pooler.b, [d]);
   }
   if (t.classifier) {
-    out.classifier_w = await src.read(t.classifier.w, [spec.numLabels, d], true);
-    if (t.classifier.b) out.classifier_b = await src.read(t.classifier.b, [spec.numLabels]);
+    one('classifier_w', t.classifier.w, [spec.numLabels, d], true);
+    if (t.classifier.b) one('classifier_b', t.classifier.b, [spec.numLabels]);
   }
-  if (t.finalNorm) await norm('final_norm', t.finalNorm);
-  if (t.lmHead) out.lm_head_w = await src.read(t.lmHead, [spec.vocab, d], true);
-  if (t.lmHeadBias) out.lm_head_b = await src.read(t.lmHeadBias, [spec.vocab], false, t.lmHeadBiasShape);
+  if (t.finalNorm) norm('final_norm', t.finalNorm);
+  if (t.lmHead) one('lm_head_w', t.lmHead, [spec.vocab, d], true);
+  if (t.lmHeadBias) one('lm_head_b', t.lmHeadBias, [spec.vocab], false, t.lmHeadBiasShape);
   const qw = spec.nHeads * spec.headDim;
   const kw = spec.nKvHeads * spec.headDim;
   for (let l = 0; l < spec.layers; l++) {
-    throwIfAborted(signal);
     const L = t.layer(l);
     const p = `layers.${l}.`;
-    await norm(`${p}norm1`, L.norm1);
+    norm(`${p}norm1`, L.norm1);
     if ('fused' in L.qkv) {
-      out[`${p}qkv_w`] = await src.read(L.qkv.fused, [qw + 2 * kw, d], true);
-      if (L.qkv.fusedBias) out[`${p}qkv_b`] = await src.read(L.qkv.fusedBias, [qw + 2 * kw]);
+      one(`${p}qkv_w`, L.qkv.fused, [qw + 2 * kw, d], true);
+      if (L.qkv.fusedBias) one(`${p}qkv_b`, L.qkv.fusedBias, [qw + 2 * kw]);
     } else {
       const { q, k, v, qBias, kBias, vBias } = L.qkv;
-      out[`${p}qkv_w`] = concat([await src.read(q, [qw, d], true), await src.read(k, [kw, d], true), await src.read(v, [kw, d], true)]);
-      if (qBias && kBias && vBias) {
-        out[`${p}qkv_b`] = concat([await src.read(qBias, [qw]), await src.read(kBias, [kw]), await src.read(vBias, [kw])]);
-      }
+      src.slot(`${p}qkv_w`, src.piece(q, [qw, d], true), src.piece(k, [kw, d], true), src.piece(v, [kw, d], true));
+      if (qBias && kBias && vBias) src.slot(`${p}qkv_b`, src.piece(qBias, [qw]), src.piece(kBias, [kw]), src.piece(vBias, [kw]));
     }
-    out[`${p}o_w`] = await src.read(L.o, [d, qw], true);
-    if (L.oBias) out[`${p}o_b`] = await src.read(L.oBias, [d]);
-    await norm(`${p}norm2`, L.norm2);
+    one(`${p}o_w`, L.o, [d, qw], true);
+    if (L.oBias) one(`${p}o_b`, L.oBias, [d]);
+    norm(`${p}norm2`, L.norm2);
     const f = L.ff;
-    out[`${p}ff.w_in`] = await src.read(f.wIn, [spec.dFF, d], true);
-    if (f.bIn) out[`${p}ff.b_in`] = await src.read(f.bIn, [spec.dFF]);
-    if (f.wGate) out[`${p}ff.w_gate`] = await src.read(f.wGate, [spec.dFF, d], true);
-    if (f.bGate) out[`${p}ff.b_gate`] = await src.read(f.bGate, [spec.dFF]);
-    out[`${p}ff.w_out`] = await src.read(f.wOut, [d, spec.dFF], true);
-    if (f.bOut) out[`${p}ff.b_out`] = await src.read(f.bOut, [d]);
+    one(`${p}ff.w_in`, f.wIn, [spec.dFF, d], true);
+    if (f.bIn) one(`${p}ff.b_in`, f.bIn, [spec.dFF]);
+    if (f.wGate) one(`${p}ff.w_gate`, f.wGate, [spec.dFF, d], true);
+    if (f.bGate) one(`${p}ff.b_gate`, f.bGate, [spec.dFF]);
+    one(`${p}ff.w_out`, f.wOut, [d, spec.dFF], true);
+    if (f.bOut) one(`${p}ff.b_out`, f.bOut, [d]);
     const x = L.xattn;
     if (x) {
-      await norm(`${p}xnorm`, x.norm);
-      out[`${p}xq_w`] = await src.read(x.q, [qw, d], true);
-      if (x.qBias) out[`${p}xq_b`] = await src.read(x.qBias, [qw]);
-      out[`${p}xkv_w`] = concat([await src.read(x.k, [kw, d], true), await src.read(x.v, [kw, d], true)]);
-      if (x.kBias && x.vBias) out[`${p}xkv_b`] = concat([await src.read(x.kBias, [kw]), await src.read(x.vBias, [kw])]);
-      out[`${p}xo_w`] = await src.read(x.o, [d, qw], true);
-      if (x.oBias) out[`${p}xo_b`] = await src.read(x.oBias, [d]);
+      norm(`${p}xnorm`, x.norm);
+      one(`${p}xq_w`, x.q, [qw, d], true);
+      if (x.qBias) one(`${p}xq_b`, x.qBias, [qw]);
+      src.slot(`${p}xkv_w`, src.piece(x.k, [kw, d], true), src.piece(x.v, [kw, d], true));
+      if (x.kBias && x.vBias) src.slot(`${p}xkv_b`, src.piece(x.kBias, [kw]), src.piece(x.vBias, [kw]));
+      one(`${p}xo_w`, x.o, [d, qw], true);
+      if (x.oBias) one(`${p}xo_b`, x.oBias, [d]);
     }
   }
-  return out;
+  return src.plan;
 }
 
-/** Loads a Hugging Face checkpoint folder (config.json + model.safetensors) into native memory. */
+/**
+ * Loads a Hugging Face checkpoint folder (config.json + model.safetensors or a sharded index) into native
+ * memory. Only headers are read here; the tensor data goes from the files straight into native storage in a
+ * native job (cancellable with opts.signal, progress as phase 'load' in bytes), matrices stored F16/BF16
+ * staying 16-bit.
+ */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
   throwIfAborted(opts.signal);
   const config = await readConfig(dir);
@@ -178,20 +211,27 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   });
   // CheckpointReader resolves ffmerge's tie map, so a `tied` output loads like any checkpoint.
   const reader = await CheckpointReader.open(dir);
+  let plans: { name: string; spec: ModelSpec; plan: LoadPlan }[];
   try {
-    const loaded = [];
-    for (const st of stacks) {
-      const tensors = await loadTensors(new TensorSource(reader, st.names, dir), st.spec, st.names, opts.signal);
-      throwIfAborted(opts.signal);
-      loaded.push({ name: st.name, spec: st.spec, tensors });
-    }
-    const main = loaded.find((st) => st.name === arch.mainStack)!;
-    // Encoder–decoder: the encoder stack is a second native model; the two share nothing but the config.
-    const encoder = loaded.find((st) => st.name !== arch.mainStack);
-    return buildModel(config, main.spec, main.tensors, encoder);
+    plans = stacks.map((st) => ({ name: st.name, spec: st.spec, plan: planTensors(new PlanBuilder(reader, st.names, dir), st.spec, st.names) }));
   } finally {
-    await reader.close(); // the reader holds a file handle per shard
+    await reader.close(); // the native job opens the files itself; the reader's handles are not needed
   }
+  for (const st of stacks) validateSpec(st.spec);
+  const loaded: { name: string; spec: ModelSpec; handle: NativeModelHandle }[] = [];
+  try {
+    for (const st of plans) {
+      const handle = await runNativeJob('load', (onProgress) => modelAddon().modelLoad(st.spec, st.plan, onProgress), opts);
+      loaded.push({ name: st.name, spec: st.spec, handle });
+    }
+  } catch (e) {
+    for (const st of loaded) modelAddon().modelDispose(st.handle);
+    throw e;
+  }
+  const main = loaded.find((st) => st.name === arch.mainStack)!;
+  // Encoder–decoder: the encoder stack is a second native model; the two share nothing but the config.
+  const encoder = loaded.find((st) => st.name !== arch.mainStack);
+  return new Model(config, main.spec, main.handle, encoder ? { spec: encoder.spec, handle: encoder.handle } : undefined);
 }
 
 /**

@@ -248,6 +248,14 @@ export class Model {
     return modelAddon().modelLayerParams(this.live(stack), layer);
   }
 
+  /**
+   * The dtype the top-level and layer-0 matrices (and a norm) are resident in, by slot: 'BF16'/'F16' where the
+   * checkpoint stored them so (matrices stay 16-bit), 'F32' otherwise. Merged FFs given to withFF are float32.
+   */
+  weightDtypes(stack: StackName = this.mainStack): Record<string, 'F32' | 'F16' | 'BF16'> {
+    return modelAddon().modelWeightDtypes(this.live(stack));
+  }
+
   /** Whether layer a of this model and layer b of `other` use one FF in native memory. */
   sharesFF(layer: number, other: Model, otherLayer: number): boolean {
     return modelAddon().modelSharesFF(this.live(), layer, other.live(), otherLayer);

@@ -2,6 +2,7 @@
 import { loadAddon } from './loader';
 import type { NativeJobHandle } from './job';
 import type { ModelSpec } from '../model/spec';
+import type { LoadPlan } from '../model/load';
 
 /** Opaque handle to a native Model (weights in native memory). */
 export type NativeModelHandle = { readonly __nativeModel: unique symbol };
@@ -66,6 +67,14 @@ export interface NativeForwardResult {
 
 interface ModelAddon {
   modelCreate(spec: ModelSpec, tensors: Record<string, Float32Array>): NativeModelHandle;
+  /** Reads a model's tensors from safetensors files into native memory (model_load_binding.cc). */
+  modelLoad(
+    spec: ModelSpec,
+    plan: LoadPlan,
+    onProgress: ((done: number, total: number) => void) | undefined,
+  ): NativeJobHandle<NativeModelHandle>;
+  /** The resident dtype of the top-level and layer-0 matrices, by slot. */
+  modelWeightDtypes(m: NativeModelHandle): Record<string, 'F32' | 'F16' | 'BF16'>;
   modelWithFF(base: NativeModelHandle, ffs: NativeFF[], layers: number[], which: number[]): NativeModelHandle;
   modelFFWeights(m: NativeModelHandle, layer: number): NativeFF;
   modelSharesFF(a: NativeModelHandle, layerA: number, b: NativeModelHandle, layerB: number): boolean;

@@ -400,7 +400,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       timings: clock.timings,
     };
     onProgress?.({ phase: 'save', done: 0, total: 1 });
-    if (options.out) result.out = await writeOutput(modelDir, options.out, format, options.overwrite, model, chosen, result, signal);
+    if (options.out) result.out = await writeOutput(modelDir, options.out, format, options.overwrite, model, chosen, result, signal, options.maxShardSize);
     clock.lap('save');
     onProgress?.({ phase: 'save', done: 1, total: 1 });
     return result;
@@ -421,6 +421,7 @@ async function writeOutput(
   chosen: MergedWindow[],
   result: CompressResult,
   signal: AbortSignal | undefined,
+  maxShardSize?: number,
 ): Promise<NonNullable<CompressResult['out']>> {
   const config = model.config as Record<string, unknown>;
   const replace = new Map<string, Float32Array>();
@@ -447,6 +448,6 @@ async function writeOutput(
     const e = await exportOnnx(source, common);
     return { dir: e.out, format, bytes: e.onnxBytes + e.dataBytes };
   }
-  const written = await writeCheckpoint({ source, format, ...common });
+  const written = await writeCheckpoint({ source, format, ...common, ...(maxShardSize !== undefined ? { maxShardSize } : {}) });
   return { dir: written.out, format, bytes: written.bytes };
 }

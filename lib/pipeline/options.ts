@@ -50,6 +50,8 @@ export interface CompressOptions {
   /** A checkpoint format, or 'onnx': the ONNX export (lib/export/onnx) of the merged model. */
   format?: CompressFormat;
   overwrite?: boolean;
+  /** Largest bytes per safetensors file of the output (default 5 GB, as Hugging Face); above it, sharded. */
+  maxShardSize?: number;
   signal?: AbortSignal;
   onProgress?: ProgressFn;
 
@@ -94,7 +96,7 @@ export const DEFAULT_FRACTION = 0.25;
 
 /** Options every task reads. */
 export const COMMON_KEYS: readonly (keyof CompressOptions)[] = [
-  'k', 'fraction', 'window', 'anchor', 'method', 'recover', 'baselines', 'stacks', 'out', 'format', 'overwrite', 'signal', 'onProgress',
+  'k', 'fraction', 'window', 'anchor', 'method', 'recover', 'baselines', 'stacks', 'out', 'format', 'overwrite', 'maxShardSize', 'signal', 'onProgress',
 ];
 
 /** A positive integer option, or its default. */

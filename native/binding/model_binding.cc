@@ -142,7 +142,7 @@ Napi::Value ModelWithFF(const Napi::CallbackInfo& info) {
 Napi::Value CopyOut(Napi::Env env, const model::Tensor& t) {
   if (!t) return env.Undefined();
   auto a = Napi::Float32Array::New(env, t.size());
-  std::copy(t.data(), t.data() + t.size(), a.Data());
+  t.read_f32(0, t.size(), a.Data());  // a 16-bit weight comes out widened: JS always sees float32
   return a;
 }
 

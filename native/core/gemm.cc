@@ -25,6 +25,7 @@
 
 #include "core/error.h"
 #include "core/gemm_kernels.h"
+#include "core/half.h"
 #include "core/job.h"
 #include "core/thread_pool.h"
 
@@ -78,6 +79,20 @@ KernelChoice choose_kernel(const char* forced) {
 
 size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 size_t round_up(size_t a, size_t m) { return ceil_div(a, m) * m; }
+
+// The B operand: float32, or 16-bit floats (transposed B only: a Linear weight kept as its checkpoint stored
+// it), widened to float32 while packing so the micro-kernels always see float32.
+struct BOperand {
+  const float* f32 = nullptr;
+  const uint16_t* h16 = nullptr;
+  Half type = Half::BF16;
+  BOperand plus(size_t elems) const {
+    BOperand b = *this;
+    if (f32) b.f32 += elems;
+    else b.h16 += elems;
+    return b;
+  }
+};
 
 // ---- packing ----------------------------------------------------------------------------------------------
 
@@ -170,6 +185,34 @@ void rows_dot_scalar(size_t K, const float* a, size_t lda, size_t m, const float
   }
 }
 
+// pack_b for a transposed 16-bit B: each of the panel's nr rows (kc elements) is widened into `wide` (nr×kc,
+// contiguous, so the widening loop vectorises), then the kernel's transposing copy packs it as pack_b does.
+void pack_b_h16(const KernelSpec& ks, const uint16_t* B, Half type, size_t ldb, size_t p0, size_t kc, size_t j0,
+                size_t nc, float* dst, float* wide) {
+  const size_t NR = ks.nr;
+  const size_t panels = ceil_div(nc, NR);
+  for (size_t p = 0; p < panels; ++p, dst += NR * kc) {
+    const size_t c0 = p * NR, nr = std::min(NR, nc - c0);
+    for (size_t r = 0; r < nr; ++r) half_to_f32(type, B + (j0 + c0 + r) * ldb + p0, wide + r * kc, kc);
+    ks.transpose_copy(wide, kc, nr, kc, dst, NR);
+    for (size_t c = nr; c < NR; ++c)
+      for (size_t k = 0; k < kc; ++k) dst[k * NR + c] = 0.0f;
+  }
+}
+
+// rows_dot for a 16-bit B: blocks of B's rows are widened into a float32 scratch and handed to the kernel's
+// rows_dot, so every dot product sums in the order it would on a float32 B.
+void rows_dot_h16(const KernelSpec& ks, size_t K, const float* a, size_t lda, size_t m, const uint16_t* b, Half type,
+                  size_t ldb, size_t n, float* c, size_t ldc, float alpha, float beta) {
+  constexpr size_t kRows = 16;
+  AlignedFloats wide = aligned_floats(kRows * K);
+  for (size_t j0 = 0; j0 < n; j0 += kRows) {
+    const size_t nb = std::min(kRows, n - j0);
+    for (size_t j = 0; j < nb; ++j) half_to_f32(type, b + (j0 + j) * ldb, wide.get() + j * K, K);
+    ks.rows_dot(K, a, lda, m, wide.get(), K, nb, c + j0, ldc, alpha, beta);
+  }
+}
+
 // ---- one thread's loop nest ------------------------------------------------------------------------------
 
 
@@ -198,22 +241,27 @@ constexpr size_t kShortMKC = 8;                 // ... and in K slices this thin
 // which an element sums its products, so they are chosen from call_m: a short last stripe of a longer C
 // computes exactly what one thread would have.
 void gemm_serial(const KernelSpec& spec, size_t call_m, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
-                 float alpha, const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C,
+                 float alpha, const float* A, size_t lda, const BOperand& Bop, size_t ldb, float beta, float* C,
                  size_t ldc, const JobControl* ctl) {
+  const float* B = Bop.f32;  // null for a 16-bit B (always transposed: packed or widened, never read in place)
   KernelSpec ks = spec;
   if (!ks.transpose_copy) ks.transpose_copy = transpose_copy_scalar;
   if (!ks.rows_dot) ks.rows_dot = rows_dot_scalar;
   if (trans_b && call_m <= gemm_detail::kRowsDotMaxRows) {
     // A few rows times Bᵀ: dot products over B's rows. They need A's rows contiguous; a transposed A (K×M)
     // is copied into M short rows first.
-    if (!trans_a) {
-      ks.rows_dot(K, A, lda, M, B, ldb, N, C, ldc, alpha, beta);
-    } else {
-      AlignedFloats rows = aligned_floats(M * K);
+    AlignedFloats rows;
+    const float* a = A;
+    size_t a_ld = lda;
+    if (trans_a) {
+      rows = aligned_floats(M * K);
       for (size_t k = 0; k < K; ++k)
         for (size_t i = 0; i < M; ++i) rows[i * K + k] = A[k * lda + i];
-      ks.rows_dot(K, rows.get(), K, M, B, ldb, N, C, ldc, alpha, beta);
+      a = rows.get();
+      a_ld = K;
     }
+    if (Bop.h16) rows_dot_h16(ks, K, a, a_ld, M, Bop.h16, Bop.type, ldb, N, C, ldc, alpha, beta);
+    else ks.rows_dot(K, a, a_ld, M, B, ldb, N, C, ldc, alpha, beta);
     return;
   }
   const size_t MR = ks.mr, NR = ks.nr;
@@ -227,6 +275,7 @@ void gemm_serial(const KernelSpec& spec, size_t call_m, bool trans_a, bool trans
   const size_t MC = even_block(M, ks.mc, MR), KC = even_block(K, kc_max, 1), NC = even_block(N, ks.nc, NR);
   AlignedFloats abuf = aligned_floats((direct_a ? MR : round_up(MC, MR)) * KC);
   AlignedFloats bbuf = aligned_floats(KC * (direct_b ? NR : round_up(NC, NR)));
+  AlignedFloats wide = Bop.h16 ? aligned_floats(NR * KC) : AlignedFloats();
   for (size_t i0 = 0; i0 < M; i0 += MC) {
     const size_t mc = std::min(MC, M - i0);
     for (size_t p0 = 0; p0 < K; p0 += KC) {
@@ -239,7 +288,8 @@ void gemm_serial(const KernelSpec& spec, size_t call_m, bool trans_a, bool trans
       else if (trans_a && mc % MR != 0) pack_a(ks, trans_a, A, lda, i0 + mc - mc % MR, mc % MR, p0, kc, abuf.get());
       for (size_t j0 = 0; j0 < N; j0 += NC) {
         const size_t nc = std::min(NC, N - j0);
-        if (!direct_b) pack_b(ks, trans_b, B, ldb, p0, kc, j0, nc, bbuf.get());
+        if (Bop.h16) pack_b_h16(ks, Bop.h16, Bop.type, ldb, p0, kc, j0, nc, bbuf.get(), wide.get());
+        else if (!direct_b) pack_b(ks, trans_b, B, ldb, p0, kc, j0, nc, bbuf.get());
         else if (nc % NR != 0) pack_b(ks, trans_b, B, ldb, p0, kc, j0 + nc - nc % NR, nc % NR, bbuf.get());
         for (size_t ir = 0; ir < mc; ir += MR) {
           const size_t mr = std::min(MR, mc - ir);
@@ -287,9 +337,10 @@ void sgemm(ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, siz
   sgemm_with_kernel(nullptr, pool, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-void sgemm_with_kernel(const char* kernel, ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
-                       float alpha, const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C,
-                       size_t ldc, const JobControl* ctl) {
+namespace {
+void gemm_dispatch(const char* kernel, ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
+                   float alpha, const float* A, size_t lda, const BOperand& B, size_t ldb, float beta, float* C,
+                   size_t ldc, const JobControl* ctl) {
   const KernelChoice choice = choose_kernel(kernel);
   if (!choice.spec) throw Error("INVALID_ARGUMENT", choice.error);
   if (M == 0 || N == 0) return;
@@ -320,12 +371,29 @@ void sgemm_with_kernel(const char* kernel, ThreadPool* pool, bool trans_a, bool 
         const float* a = trans_a ? A + s0 : A + s0 * lda;
         gemm_serial(ks, M, trans_a, trans_b, len, N, K, alpha, a, lda, B, ldb, beta, C + s0 * ldc, ldc, ctl);
       } else {
-        const float* b = trans_b ? B + s0 * ldb : B + s0;
+        const BOperand b = B.plus(trans_b ? s0 * ldb : s0);
         gemm_serial(ks, M, trans_a, trans_b, M, len, K, alpha, A, lda, b, ldb, beta, C + s0, ldc, ctl);
       }
     }
   });
   if (ctl) ctl->check();
+}
+}  // namespace
+
+void sgemm_with_kernel(const char* kernel, ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
+                       float alpha, const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C,
+                       size_t ldc, const JobControl* ctl) {
+  BOperand b;
+  b.f32 = B;
+  gemm_dispatch(kernel, pool, trans_a, trans_b, M, N, K, alpha, A, lda, b, ldb, beta, C, ldc, ctl);
+}
+
+void sgemm_bt16(ThreadPool* pool, bool trans_a, size_t M, size_t N, size_t K, float alpha, const float* A, size_t lda,
+                const uint16_t* B, Half type, size_t ldb, float beta, float* C, size_t ldc, const char* kernel) {
+  BOperand b;
+  b.h16 = B;
+  b.type = type;
+  gemm_dispatch(kernel, pool, trans_a, true, M, N, K, alpha, A, lda, b, ldb, beta, C, ldc, nullptr);
 }
 
 std::string sgemm_kernel_name() {

@@ -66,7 +66,7 @@ void self_attention(ThreadPool* pool, const ModelSpec& s, const LayerWeights& L,
                     Scratch& sc, KVCache* cache, size_t layer) {
   const size_t R = B * T, d = s.d_model, hd = s.head_dim, W = s.qkv_width();
   const size_t qw = s.n_heads * hd, kw = s.n_kv_heads * hd;
-  nn::linear(pool, x, R, d, L.qkv_w.data(), L.qkv_b.data(), W, sc.qkv.data());
+  nn::linear(pool, x, R, d, L.qkv_w.weight(), L.qkv_b.data(), W, sc.qkv.data());
   float* q = sc.qkv.data();
   float* k = q + qw;
   float* v = k + kw;
@@ -82,7 +82,7 @@ void self_attention(ThreadPool* pool, const ModelSpec& s, const LayerWeights& L,
     nn::attention(pool, dims, q, W, k, W, v, W, sc.att.data(), qw, s.causal, key_mask,
                   float(1.0 / std::sqrt(double(hd))), s.window(layer));
   }
-  nn::linear(pool, sc.att.data(), R, qw, L.o_w.data(), L.o_b.data(), d, out);
+  nn::linear(pool, sc.att.data(), R, qw, L.o_w.weight(), L.o_b.data(), d, out);
 }
 
 // Cross-attention sublayer (encoder–decoder decoders): out[R, d] = xo(attention(xq(x), xkv(encoder states))),
@@ -91,14 +91,14 @@ void cross_attention(ThreadPool* pool, const ModelSpec& s, const LayerWeights& L
                      size_t B, size_t T, const ForwardInput& in, Scratch& sc, size_t layer) {
   const size_t R = B * T, d = s.d_model, hd = s.head_dim, S = in.encoder_seq;
   const size_t qw = s.n_heads * hd, kw = s.n_kv_heads * hd;
-  nn::linear(pool, x, R, d, L.xq_w.data(), L.xq_b.data(), qw, sc.qkv.data());
+  nn::linear(pool, x, R, d, L.xq_w.weight(), L.xq_b.data(), qw, sc.qkv.data());
   const float *k, *v;
   size_t ld;
   KVCache* cache = in.cache;
   if (cache) {
     if (!cache->cross_ready) {
       std::vector<float> kv(B * S * 2 * kw);
-      nn::linear(pool, in.encoder_hidden, B * S, d, L.xkv_w.data(), L.xkv_b.data(), 2 * kw, kv.data());
+      nn::linear(pool, in.encoder_hidden, B * S, d, L.xkv_w.weight(), L.xkv_b.data(), 2 * kw, kv.data());
       cache->xk[layer].resize(B * S * kw);
       cache->xv[layer].resize(B * S * kw);
       for (size_t r = 0; r < B * S; ++r) {
@@ -111,7 +111,7 @@ void cross_attention(ThreadPool* pool, const ModelSpec& s, const LayerWeights& L
     ld = kw;
   } else {
     sc.xkv.resize(B * S * 2 * kw);
-    nn::linear(pool, in.encoder_hidden, B * S, d, L.xkv_w.data(), L.xkv_b.data(), 2 * kw, sc.xkv.data());
+    nn::linear(pool, in.encoder_hidden, B * S, d, L.xkv_w.weight(), L.xkv_b.data(), 2 * kw, sc.xkv.data());
     k = sc.xkv.data();
     v = k + kw;
     ld = 2 * kw;
@@ -119,7 +119,7 @@ void cross_attention(ThreadPool* pool, const ModelSpec& s, const LayerWeights& L
   nn::AttentionDims dims{B, T, S, s.n_heads, s.n_kv_heads, hd};
   nn::attention(pool, dims, sc.qkv.data(), qw, k, ld, v, ld, sc.att.data(), qw, false, in.encoder_mask,
                 float(1.0 / std::sqrt(double(hd))));
-  nn::linear(pool, sc.att.data(), R, qw, L.xo_w.data(), L.xo_b.data(), d, out);
+  nn::linear(pool, sc.att.data(), R, qw, L.xo_w.weight(), L.xo_b.data(), d, out);
 }
 
 // FF sublayer: out[R, d] = w_out · act(…) ; sc.up holds the pre-activation x·w_inᵀ + b_in on return of
@@ -128,15 +128,15 @@ template <typename OnPreact>
 void feed_forward(ThreadPool* pool, const ModelSpec& s, const FFWeights& ff, const float* x, float* out, size_t R,
                   Scratch& sc, OnPreact&& on_preact) {
   const size_t d = s.d_model, f = s.d_ff;
-  nn::linear(pool, x, R, d, ff.w_in.data(), ff.b_in.data(), f, sc.up.data());
+  nn::linear(pool, x, R, d, ff.w_in.weight(), ff.b_in.data(), f, sc.up.data());
   on_preact(sc.up.data());
   if (s.gated_ff) {
-    nn::linear(pool, x, R, d, ff.w_gate.data(), ff.b_gate.data(), f, sc.gate.data());
+    nn::linear(pool, x, R, d, ff.w_gate.weight(), ff.b_gate.data(), f, sc.gate.data());
     nn::gated_activate(pool, s.activation, sc.gate.data(), sc.up.data(), R * f);
   } else {
     nn::activate(pool, s.activation, sc.up.data(), R * f);
   }
-  nn::linear(pool, sc.up.data(), R, f, ff.w_out.data(), ff.b_out.data(), d, out);
+  nn::linear(pool, sc.up.data(), R, f, ff.w_out.weight(), ff.b_out.data(), d, out);
 }
 
 // Marian's sinusoidal table row: sin(pos·ω_i) in the first half, cos(pos·ω_i) in the second, ω_i =
@@ -170,7 +170,7 @@ void embed_patches(ThreadPool* pool, const Model& m, const float* pixels, size_t
   });
   // Patch rows land at x[b, 1..P]: one linear per image, writing straight into place.
   for (size_t b = 0; b < B; ++b) {
-    nn::linear(pool, cols.data() + b * P * pd, P, pd, m.w.patch_w.data(), m.w.patch_b.data(), d, x + (b * T + 1) * d);
+    nn::linear(pool, cols.data() + b * P * pd, P, pd, m.w.patch_w.weight(), m.w.patch_b.data(), d, x + (b * T + 1) * d);
     std::copy(m.w.cls_token.data(), m.w.cls_token.data() + d, x + b * T * d);
   }
 }
@@ -189,8 +189,14 @@ void embed(ThreadPool* pool, const Model& m, const ForwardInput& in, size_t B, s
       const size_t t = pos0 + r % T;
       float* xr = x + r * d;
       if (s.input == InputKind::Tokens) {
-        const float* e = te + size_t(ids[r]) * d;
-        for (size_t i = 0; i < d; ++i) xr[i] = e[i] * s.embed_scale;
+        if (te) {
+          const float* e = te + size_t(ids[r]) * d;
+          for (size_t i = 0; i < d; ++i) xr[i] = e[i] * s.embed_scale;
+        } else {
+          // a 16-bit table: the row is widened (exactly) into place, then scaled as above
+          m.w.tok_emb.read_f32(size_t(ids[r]) * d, d, xr);
+          for (size_t i = 0; i < d; ++i) xr[i] *= s.embed_scale;
+        }
       }
       if (s.positions == PositionKind::Learned)
         for (size_t i = 0; i < d; ++i) xr[i] += pe[t * d + i];
@@ -278,7 +284,7 @@ void next_token_nll(ThreadPool* pool, const Model& m, const float* h, const int3
   std::vector<double> row_nll(block);
   for (size_t r0 = 0; r0 < R; r0 += block) {
     const size_t n = std::min(block, R - r0);
-    nn::linear(pool, h + r0 * d, n, d, m.w.lm_head_w.data(), m.w.lm_head_b.data(), V, logits.data());
+    nn::linear(pool, h + r0 * d, n, d, m.w.lm_head_w.weight(), m.w.lm_head_b.data(), V, logits.data());
     pool->parallel_for(n, 8, [&](size_t i0, size_t i1) {
       for (size_t i = i0; i < i1; ++i) {
         const size_t r = r0 + i, b = r / T, t = r % T;
@@ -409,15 +415,15 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
     const float* feat = cls.data();
     if (s.pooler) {
       pooled.resize(B * d);
-      nn::linear(pool, cls.data(), B, d, m.w.pooler_w.data(), m.w.pooler_b.data(), d, pooled.data());
+      nn::linear(pool, cls.data(), B, d, m.w.pooler_w.weight(), m.w.pooler_b.data(), d, pooled.data());
       for (float& v : pooled) v = std::tanh(v);
       feat = pooled.data();
     }
     res.logits.resize(B * s.num_labels);
-    nn::linear(pool, feat, B, d, m.w.classifier_w.data(), m.w.classifier_b.data(), s.num_labels, res.logits.data());
+    nn::linear(pool, feat, B, d, m.w.classifier_w.weight(), m.w.classifier_b.data(), s.num_labels, res.logits.data());
   } else if (o.output == Output::Logits) {
     res.logits.resize(R * s.vocab);
-    nn::linear(pool, h, R, d, m.w.lm_head_w.data(), m.w.lm_head_b.data(), s.vocab, res.logits.data());
+    nn::linear(pool, h, R, d, m.w.lm_head_w.weight(), m.w.lm_head_b.data(), s.vocab, res.logits.data());
   } else {
     if (T < 2) throw Error("INVALID_ARGUMENT", "forward: NLL needs sequences of at least 2 tokens");
     next_token_nll(pool, m, h, in.ids, in.attention_mask, B, T, res);

@@ -1,8 +1,37 @@
 #include "core/model/weights.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace ffm::model {
+
+void Tensor::read_f32(size_t offset, size_t n, float* dst) const {
+  if (buf) std::copy(buf->data() + offset, buf->data() + offset + n, dst);
+  else half_to_f32(half_type(), half.get() + offset, dst, n);
+}
+
+Buffer Tensor::as_f32() const {
+  if (buf || !half) return buf;
+  auto v = std::make_shared<std::vector<float>>(half_size);
+  read_f32(0, half_size, v->data());
+  return v;
+}
+
+bool may_stay_half(const std::string& slot) {
+  static const char* const kTop[] = {"tok_emb", "lm_head_w", "pooler_w", "classifier_w", "patch_w"};
+  for (const char* t : kTop)
+    if (slot == t) return true;
+  if (slot.compare(0, 7, "layers.") != 0) return false;
+  const size_t dot = slot.find('.', 7);
+  if (dot == std::string::npos) return false;
+  const std::string rest = slot.substr(dot + 1);
+  static const char* const kLayer[] = {"qkv_w", "o_w", "xq_w", "xkv_w", "xo_w", "ff.w_in", "ff.w_gate", "ff.w_out"};
+  for (const char* t : kLayer)
+    if (rest == t) return true;
+  return false;
+}
+
 namespace {
 
 void check_size(const Tensor& t, size_t want, const std::string& name) {
@@ -12,21 +41,24 @@ void check_size(const Tensor& t, size_t want, const std::string& name) {
 }
 
 struct Lookup {
-  const std::map<std::string, Buffer>& tensors;
+  const std::map<std::string, Tensor>& tensors;
+  // A 16-bit tensor in a slot that is read as float32 is widened (norms, biases, position tables are small).
+  static Tensor usable(const std::string& name, const Tensor& t) {
+    if (!t.is_half() || may_stay_half(name)) return t;
+    return Tensor::f32(t.as_f32());
+  }
   Tensor required(const std::string& name, size_t want) const {
     auto it = tensors.find(name);
     if (it == tensors.end() || !it->second)
       throw Error("TENSOR_NOT_FOUND", "model weights are missing tensor \"" + name + "\"");
-    Tensor t{it->second};
-    check_size(t, want, name);
-    return t;
+    check_size(it->second, want, name);
+    return usable(name, it->second);
   }
   Tensor optional(const std::string& name, size_t want) const {
     auto it = tensors.find(name);
     if (it == tensors.end() || !it->second) return {};
-    Tensor t{it->second};
-    check_size(t, want, name);
-    return t;
+    check_size(it->second, want, name);
+    return usable(name, it->second);
   }
 };
 
@@ -91,7 +123,13 @@ void validate_ff(const ModelSpec& s, const FFWeights& ff, const std::string& whe
   opt(ff.b_out, d, "b_out");
 }
 
-Model build_model(const ModelSpec& spec, const std::map<std::string, Buffer>& tensors) {
+Model build_model(const ModelSpec& spec, const std::map<std::string, Buffer>& buffers) {
+  std::map<std::string, Tensor> tensors;
+  for (const auto& [name, b] : buffers) tensors[name] = Tensor::f32(b);
+  return build_model(spec, tensors);
+}
+
+Model build_model(const ModelSpec& spec, const std::map<std::string, Tensor>& tensors) {
   validate_spec(spec);
   const size_t d = spec.d_model, V = spec.vocab, hd = spec.head_dim;
   Lookup get{tensors};

@@ -6,13 +6,15 @@
 
 namespace ffm::nn {
 
-void linear(ThreadPool* pool, const float* x, size_t rows, size_t in, const float* w, const float* b, size_t out,
+void linear(ThreadPool* pool, const float* x, size_t rows, size_t in, Weight w, const float* b, size_t out,
             float* y, size_t ldx, size_t ldy) {
   if (ldx == 0) ldx = in;
   if (ldy == 0) ldy = out;
   if (rows == 0 || out == 0) return;
   // x[rows,in] · w[out,in]ᵀ: the weight is the transposed B operand, read in place (no repacking here).
-  sgemm(pool, false, true, rows, out, in, 1.0f, x, ldx, w, in, 0.0f, y, ldy);
+  // A 16-bit weight is widened while the GEMM packs it: never a float32 copy of the whole matrix.
+  if (w.h16) sgemm_bt16(pool, false, rows, out, in, 1.0f, x, ldx, w.h16, w.type, in, 0.0f, y, ldy);
+  else sgemm(pool, false, true, rows, out, in, 1.0f, x, ldx, w.f32, in, 0.0f, y, ldy);
   if (!b) return;
   auto add_bias = [&](size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; ++r) {

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/half.h"
+
 namespace ffm {
 class ThreadPool;
 }
@@ -33,9 +35,17 @@ void activate(ThreadPool* pool, Activation a, float* x, size_t n);
 void gated_activate(ThreadPool* pool, Activation a, const float* gate, float* up, size_t n);
 
 // ---- linear (on ffm::sgemm) ----------------------------------------------------------------------------
+// A Linear weight [out, in]: float32, or 16-bit as the checkpoint stored it (widened inside the GEMM).
+struct Weight {
+  const float* f32 = nullptr;
+  const uint16_t* h16 = nullptr;
+  Half type = Half::BF16;
+  Weight(const float* w) : f32(w) {}  // NOLINT: implicit, a float pointer is the common case
+  Weight(const uint16_t* w, Half t) : h16(w), type(t) {}
+};
 // y[rows, out] = x[rows, in] · wᵀ + b, with w in Linear layout [out, in] and b [out] or nullptr.
 // ldx / ldy are the row strides of x and y (0 = dense: in / out).
-void linear(ThreadPool* pool, const float* x, size_t rows, size_t in, const float* w, const float* b, size_t out,
+void linear(ThreadPool* pool, const float* x, size_t rows, size_t in, Weight w, const float* b, size_t out,
             float* y, size_t ldx = 0, size_t ldy = 0);
 // y[r,:] += x[r,:] (residual add), rows × d.
 void add_inplace(ThreadPool* pool, float* y, const float* x, size_t n);
