@@ -18,7 +18,18 @@ import { checkConfigObject } from './inspect';
 import type { ModelSpec } from './spec';
 import { validateSpec } from './validate-spec';
 
-export type LoadModelOptions = JobOptions;
+export interface LoadModelOptions extends JobOptions {
+  /**
+   * Keep each layer's weights on disk and read them when a pass reaches the layer, freeing them after
+   * (embeddings and head stay resident): memory is bounded by about one layer, at the cost of re-reading
+   * the layer (from the page cache, usually) on every pass. 'auto' (default) streams checkpoints of at least
+   * STREAM_AUTO_BYTES.
+   */
+  stream?: boolean | 'auto';
+}
+
+/** Checkpoints this large or larger are streamed by layer unless `stream: false`. */
+export const STREAM_AUTO_BYTES = 2 * 2 ** 30;
 
 export async function readConfig(dir: string): Promise<Record<string, unknown>> {
   const file = path.join(dir, 'config.json');
@@ -218,10 +229,12 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     await reader.close(); // the native job opens the files itself; the reader's handles are not needed
   }
   for (const st of stacks) validateSpec(st.spec);
+  const bytes = plans.reduce((n, st) => n + st.plan.slots.reduce((m, sl) => m + sl.pieces.reduce((k, p) => k + p.length, 0), 0), 0);
+  const stream = opts.stream === 'auto' || opts.stream === undefined ? bytes >= STREAM_AUTO_BYTES : opts.stream;
   const loaded: { name: string; spec: ModelSpec; handle: NativeModelHandle }[] = [];
   try {
     for (const st of plans) {
-      const handle = await runNativeJob('load', (onProgress) => modelAddon().modelLoad(st.spec, st.plan, onProgress), opts);
+      const handle = await runNativeJob('load', (onProgress) => modelAddon().modelLoad(st.spec, { ...st.plan, stream }, onProgress), opts);
       loaded.push({ name: st.name, spec: st.spec, handle });
     }
   } catch (e) {

@@ -251,8 +251,9 @@ export class Model {
   /**
    * The dtype the top-level and layer-0 matrices (and a norm) are resident in, by slot: 'BF16'/'F16' where the
    * checkpoint stored them so (matrices stay 16-bit), 'F32' otherwise. Merged FFs given to withFF are float32.
+   * A model loaded with `stream` reports `layers: 'streamed'` instead of layer 0's slots (nothing resident).
    */
-  weightDtypes(stack: StackName = this.mainStack): Record<string, 'F32' | 'F16' | 'BF16'> {
+  weightDtypes(stack: StackName = this.mainStack): Record<string, 'F32' | 'F16' | 'BF16' | 'streamed'> {
     return modelAddon().modelWeightDtypes(this.live(stack));
   }
 

@@ -70,11 +70,11 @@ interface ModelAddon {
   /** Reads a model's tensors from safetensors files into native memory (model_load_binding.cc). */
   modelLoad(
     spec: ModelSpec,
-    plan: LoadPlan,
+    plan: LoadPlan & { stream?: boolean },
     onProgress: ((done: number, total: number) => void) | undefined,
   ): NativeJobHandle<NativeModelHandle>;
   /** The resident dtype of the top-level and layer-0 matrices, by slot. */
-  modelWeightDtypes(m: NativeModelHandle): Record<string, 'F32' | 'F16' | 'BF16'>;
+  modelWeightDtypes(m: NativeModelHandle): Record<string, 'F32' | 'F16' | 'BF16' | 'streamed'>;
   modelWithFF(base: NativeModelHandle, ffs: NativeFF[], layers: number[], which: number[]): NativeModelHandle;
   modelFFWeights(m: NativeModelHandle, layer: number): NativeFF;
   modelSharesFF(a: NativeModelHandle, layerA: number, b: NativeModelHandle, layerB: number): boolean;

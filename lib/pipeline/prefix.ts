@@ -71,14 +71,17 @@ export class PrefixCache {
       const signal = opts.signal ? { signal: opts.signal } : {};
       let done = 0;
       const total = batches.length * Math.max(1, last);
-      for (const b of batches) {
-        let h = (await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, ...signal })).hidden!;
-        for (let l = 0; l <= last; l++) {
-          throwIfAborted(opts.signal);
-          const s = stores.get(l);
-          if (s) await PrefixCache.put(s, h);
-          if (l === last) break;
-          h = (await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: h, ...signal })).hidden!;
+      // Layer-major: every batch through layer l before layer l + 1, so a model streamed from disk reads
+      // each layer once (the states of one layer, tokens × d, are what it costs).
+      const hs: Float32Array[] = [];
+      for (const b of batches) hs.push((await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, ...signal })).hidden!);
+      for (let l = 0; l <= last; l++) {
+        throwIfAborted(opts.signal);
+        const s = stores.get(l);
+        if (s) for (const h of hs) await PrefixCache.put(s, h);
+        if (l === last) break;
+        for (const [i, b] of batches.entries()) {
+          hs[i] = (await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: hs[i]!, ...signal })).hidden!;
           opts.onProgress?.({ phase: 'prefix', done: ++done, total });
         }
       }

@@ -152,7 +152,16 @@ Napi::Value ModelFFWeights(const Napi::CallbackInfo& info) {
   auto m = UnwrapModel(info[0]);
   uint32_t l = info[1].ToNumber().Uint32Value();
   if (l >= m->spec.layers) ThrowCode(env, "INVALID_ARGUMENT", "layer " + std::to_string(l) + " is out of range");
-  const auto& ff = *m->w.layers[l].ff;
+  // A streamed layer's FF is read from disk here, synchronously (one layer's FF; the merge asks for a
+  // window's worth), unless a view overrides it.
+  JobControl ctl(*GetAddonData(env).pool);
+  std::shared_ptr<const model::LayerWeights> held;
+  try {
+    held = model::layer_weights(ctl, *m, l);
+  } catch (const Error& e) {
+    ThrowCode(env, e.code(), e.what());
+  }
+  const auto& ff = *held->ff;
   Napi::Object o = Napi::Object::New(env);
   auto put = [&](const char* k, const model::Tensor& t) {
     if (t) o.Set(k, CopyOut(env, t));
@@ -172,7 +181,11 @@ Napi::Value ModelSharesFF(const Napi::CallbackInfo& info) {
   auto b = UnwrapModel(info[2]);
   uint32_t la = info[1].ToNumber().Uint32Value(), lb = info[3].ToNumber().Uint32Value();
   if (la >= a->spec.layers || lb >= b->spec.layers) ThrowCode(info.Env(), "INVALID_ARGUMENT", "layer out of range");
-  return Napi::Boolean::New(info.Env(), a->w.layers[la].ff == b->w.layers[lb].ff);
+  const auto& A = a->w.layers[la];
+  const auto& B = b->w.layers[lb];
+  // streamed layers without an override use the stored FF of their stream layer
+  if (!A.ff && !B.ff) return Napi::Boolean::New(info.Env(), A.streamed >= 0 && A.streamed == B.streamed && a->stream == b->stream);
+  return Napi::Boolean::New(info.Env(), A.ff == B.ff);
 }
 
 Napi::Value ModelDispose(const Napi::CallbackInfo& info) {

@@ -14,6 +14,7 @@
 #include "binding/registry.h"
 #include "binding/spec_binding.h"
 #include "core/model/load.h"
+#include "core/model/stream.h"
 
 namespace ffm::binding {
 namespace {
@@ -74,12 +75,32 @@ Napi::Value ModelLoad(const Napi::CallbackInfo& info) {
   if (!info[0].IsObject() || !info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelLoad(spec, plan, onProgress)");
   const model::ModelSpec spec = ParseModelSpec(info[0].As<Napi::Object>());
   auto plan = std::make_shared<const model::LoadPlan>(ParsePlan(info[1].As<Napi::Object>()));
+  const bool stream = info[1].As<Napi::Object>().Get("stream").ToBoolean().Value();
   auto result = std::make_shared<std::shared_ptr<const model::Model>>();
   return AsyncJob::Start(
       env, info[2],
-      [spec, plan, result](JobControl& ctl) {
-        auto tensors = model::load_tensors(ctl, *plan);
-        *result = std::make_shared<const model::Model>(model::build_model(spec, tensors));
+      [spec, plan, stream, result](JobControl& ctl) {
+        if (!stream) {
+          auto tensors = model::load_tensors(ctl, *plan);
+          *result = std::make_shared<const model::Model>(model::build_model(spec, tensors));
+          return;
+        }
+        // Streamed: the top-level slots are read now, each layer's slots when a pass reaches the layer.
+        model::LoadPlan top{plan->files, {}};
+        std::vector<model::LoadPlan> layers(spec.layers, model::LoadPlan{plan->files, {}});
+        for (const auto& slot : plan->slots) {
+          if (slot.name.compare(0, 7, "layers.") != 0) {
+            top.slots.push_back(slot);
+            continue;
+          }
+          const size_t l = size_t(std::stoul(slot.name.substr(7)));
+          if (l >= spec.layers)
+            throw Error("INVALID_ARGUMENT", "load plan: slot \"" + slot.name + "\" is past the stack's layers");
+          layers[l].slots.push_back(slot);
+        }
+        auto tensors = model::load_tensors(ctl, top);
+        auto ls = std::make_shared<model::LayerStream>(spec, std::move(layers));
+        *result = std::make_shared<const model::Model>(model::build_streamed_model(spec, tensors, std::move(ls)));
       },
       [result](Napi::Env env) -> Napi::Value { return WrapModel(env, std::move(*result)); });
 }
@@ -97,7 +118,9 @@ Napi::Value ModelWeightDtypes(const Napi::CallbackInfo& info) {
   put("tok_emb", m->w.tok_emb);
   put("lm_head_w", m->w.lm_head_w);
   put("final_norm_w", m->w.final_norm_w);
-  if (!m->w.layers.empty()) {
+  if (!m->w.layers.empty() && m->w.layers[0].streamed >= 0) {
+    o.Set("layers", "streamed");  // read from disk per pass; nothing resident to report
+  } else if (!m->w.layers.empty()) {
     const auto& L = m->w.layers[0];
     put("layers.0.qkv_w", L.qkv_w);
     put("layers.0.o_w", L.o_w);

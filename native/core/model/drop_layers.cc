@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/model/stream.h"
 
 namespace ffm::model {
 
@@ -20,6 +21,7 @@ std::shared_ptr<const Model> without_layers(const std::shared_ptr<const Model>& 
   auto view = std::make_shared<Model>();
   view->spec = base->spec;
   view->w = base->w;  // copies pointers only
+  view->stream = base->stream;
   view->w.layers.clear();
   for (size_t l = 0; l < L; ++l)
     if (!gone.count(l)) view->w.layers.push_back(base->w.layers[l]);
@@ -32,6 +34,8 @@ size_t layer_params(const Model& m, size_t layer) {
   const LayerWeights& w = m.w.layers[layer];
   std::set<const void*> seen;
   size_t n = 0;
+  // A streamed layer is counted from what its files hold (nothing is read), its FF from the override if set.
+  if (w.streamed >= 0 && m.stream) n += m.stream->stored_elements(size_t(w.streamed), /*with_ff=*/!w.ff);
   auto add = [&](const Tensor& t) {
     if (t && seen.insert(t.id()).second) n += t.size();
   };

@@ -344,7 +344,9 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
   const size_t steps = to - o.from_layer + (o.output == Output::Hidden ? 0 : 1);
   for (size_t l = o.from_layer; l < to; ++l) {
     ctl.check();
-    const LayerWeights& L = m.w.layers[l];
+    // held for this layer's work only: a streamed layer is read here and freed after it (unless others hold it)
+    const auto held = layer_weights(ctl, m, l);
+    const LayerWeights& L = *held;
     auto capture = [&](const float* up) {
       for (size_t ci = 0; ci < o.capture_layers.size(); ++ci) {
         if (o.capture_layers[ci] != l) continue;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/model/stream.h"
 
 namespace ffm::model {
 
@@ -130,6 +131,13 @@ Model build_model(const ModelSpec& spec, const std::map<std::string, Buffer>& bu
 }
 
 Model build_model(const ModelSpec& spec, const std::map<std::string, Tensor>& tensors) {
+  Model m = build_model_top(spec, tensors);
+  m.w.layers.resize(spec.layers);
+  for (size_t l = 0; l < spec.layers; ++l) m.w.layers[l] = build_layer(spec, l, tensors);
+  return m;
+}
+
+Model build_model_top(const ModelSpec& spec, const std::map<std::string, Tensor>& tensors) {
   validate_spec(spec);
   const size_t d = spec.d_model, V = spec.vocab, hd = spec.head_dim;
   Lookup get{tensors};
@@ -179,10 +187,15 @@ Model build_model(const ModelSpec& spec, const std::map<std::string, Tensor>& te
       if (norm_bias) throw Error("INVALID_ARGUMENT", "tensor \"" + name + "\" is a norm bias, but RMSNorm has none");
     }
   }
-  m.w.layers.resize(spec.layers);
-  for (size_t l = 0; l < spec.layers; ++l) {
+  return m;
+}
+
+LayerWeights build_layer(const ModelSpec& spec, size_t l, const std::map<std::string, Tensor>& tensors) {
+  const size_t d = spec.d_model, hd = spec.head_dim;
+  Lookup get{tensors};
+  LayerWeights L;
+  {
     const std::string p = "layers." + std::to_string(l) + ".";
-    LayerWeights& L = m.w.layers[l];
     L.norm1_w = get.required(p + "norm1_w", d);
     L.norm1_b = get.optional(p + "norm1_b", d);
     L.qkv_w = get.required(p + "qkv_w", spec.qkv_width() * d);
@@ -213,7 +226,18 @@ Model build_model(const ModelSpec& spec, const std::map<std::string, Tensor>& te
     ff->b_out = get.optional(p + "ff.b_out", d);
     L.ff = std::move(ff);
   }
-  return m;
+  return L;
+}
+
+std::shared_ptr<const LayerWeights> layer_weights(JobControl& ctl, const Model& m, size_t l) {
+  const LayerWeights& L = m.w.layers[l];
+  if (L.streamed < 0) return std::shared_ptr<const LayerWeights>(std::shared_ptr<const LayerWeights>{}, &L);
+  if (!m.stream) throw Error("INVALID_STATE", "layer " + std::to_string(l) + " is streamed, but the model has no stream");
+  auto stored = m.stream->acquire(ctl, size_t(L.streamed));
+  if (!L.ff) return stored;
+  auto view = std::make_shared<LayerWeights>(*stored);  // shares the stored tensors, so they live as long
+  view->ff = L.ff;
+  return view;
 }
 
 std::shared_ptr<const Model> with_ff(const std::shared_ptr<const Model>& base,

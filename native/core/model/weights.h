@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/half.h"
+#include "core/job.h"
 #include "core/model/spec.h"
 #include "core/nn/ops.h"
 
@@ -79,6 +80,10 @@ struct LayerWeights {
   // Cross-attention slot (encoder–decoder decoders): norm, q from the decoder, fused kv from the encoder,
   // output projection. Empty for decoder-only and encoder models.
   Tensor xnorm_w, xnorm_b, xq_w, xq_b, xkv_w, xkv_b, xo_w, xo_b;
+  // Streamed models (see core/model/stream.h): this layer's weights stay on disk and are read from stream
+  // layer `streamed` when a pass reaches it; -1 = resident (the tensors above). An `ff` set on a streamed
+  // layer overrides the stored FF (a view's merged FF).
+  long streamed = -1;
 };
 
 struct ModelWeights {
@@ -95,10 +100,25 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
+class LayerStream;
+
 struct Model {
   ModelSpec spec;
   ModelWeights w;
+  // Set when the layers are streamed from disk (shared by every view of the model).
+  std::shared_ptr<LayerStream> stream;
 };
+
+// Layer l's weights, valid while the returned pointer lives. Resident layers: a non-owning pointer into
+// m.w.layers. Streamed layers: read from disk on first use (silently, on ctl's pool) and freed when the last
+// pass using them lets go, so a pass over the stack holds about one layer at a time.
+std::shared_ptr<const LayerWeights> layer_weights(JobControl& ctl, const Model& m, size_t l);
+
+// The model's spec and top-level tensors (embeddings, norms, heads), checked as build_model checks them, with
+// m.w.layers empty.
+Model build_model_top(const ModelSpec& spec, const std::map<std::string, Tensor>& tensors);
+// The weights of one layer from named tensors ("layers.<l>.qkv_w", …), checked as build_model checks them.
+LayerWeights build_layer(const ModelSpec& spec, size_t l, const std::map<std::string, Tensor>& tensors);
 
 // Builds a Model from named tensors (slot names as in model_binding: "tok_emb", "layers.3.qkv_w",
 // "layers.3.ff.w_in", …). Checks every size against the spec; throws ffm::Error SHAPE_MISMATCH /
