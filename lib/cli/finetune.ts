@@ -13,6 +13,8 @@ import { blocksFrom, takeTokens } from '../pipeline/data';
 import { finetune, type FinetuneResult } from '../train/finetune';
 import { slotReplacements } from '../train/replacements';
 import { trainAddon } from '../native/train';
+import { retiedModel } from '../train/ties';
+import { readTies } from '../checkpoint/ties';
 import { int, oneOf } from './flags';
 import { ProgressBar } from './progress';
 
@@ -53,7 +55,10 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   if (!(lr > 0)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be positive, got "${o.lr}"`);
   const bar = new ProgressBar(!o.json);
   const t0 = performance.now();
-  const m = await loadModel(model, { signal });
+  const loaded = await loadModel(model, { signal });
+  // a tied checkpoint's merged window trains as one FF (see lib/train/ties.ts)
+  const m = retiedModel(await readConfig(model), loaded, await readTies(model));
+  if (m !== loaded) loaded.dispose(); // the view keeps what it shares
   let r: FinetuneResult | undefined;
   try {
     const seq = Math.min(int(o.seq, 'seq')!, m.spec.positions === 'learned' ? m.spec.maxPositions : Infinity);
