@@ -1,12 +1,12 @@
 /**
  * Runs the benchmarks one after another (each in its own process, so one's memory and threads don't colour
- * the next):   npm run bench [-- name ...]      names: gemm correlation assignment forward encoders compress fixtures safetensors-io onnx-memory event-loop
+ * the next):   npm run bench [-- name ...]      names: gemm correlation assignment forward encoders compress fixtures safetensors-io onnx-memory event-loop finetune
  * Each benchmark prints its own table with ratios against peers measured in the same run.
  */
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
-const ALL = ['gemm', 'correlation', 'assignment', 'forward', 'encoders', 'compress', 'fixtures', 'safetensors-io', 'onnx-memory event-loop'];
+const ALL = ['gemm', 'correlation', 'assignment', 'forward', 'encoders', 'compress', 'fixtures', 'safetensors-io', 'onnx-memory event-loop', 'finetune'];
 const asked = process.argv.slice(2);
 const unknown = asked.filter((n) => !ALL.includes(n));
 if (unknown.length) {

@@ -1,5 +1,5 @@
 /**
- * The `ffmerge` command line: inspect, compress, eval, export. Every typed error ends the run with one line and a
+ * The `ffmerge` command line: inspect, compress, eval, export, finetune. Every typed error ends the run with one line and a
  * non-zero exit code (see errors.ts); --json switches every command to machine-readable stdout.
  */
 import * as fs from 'node:fs';
@@ -12,6 +12,7 @@ import { runCompress, type CompressCliOptions } from './compress';
 import { runEval, type EvalCliOptions } from './eval';
 import { runExport, type ExportCliOptions } from './export';
 import { runConvert } from './convert';
+import { runFinetune, type FinetuneCliOptions } from './finetune';
 import { loadAddon } from '../native/loader';
 import { BASELINES } from '../pipeline/baselines';
 import { MERGE_METHODS } from '../pipeline/merge-methods';
@@ -145,6 +146,34 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .action(async (model: string, opts: ExportCliOptions) => {
       state.json = Boolean(opts.json);
       await runExport(requireModelDir(model), opts, signal);
+    });
+
+  program
+    .command('finetune')
+    .description('recovery fine-tuning with the ties kept (decoder-only LMs): AdamW on every weight, each shared tensor one parameter; writes the same format at the same size')
+    .argument('<model>', 'model directory (original or compressed, tied or not)')
+    .option('--data <file>', 'training text (.txt, .txt.gz, .jsonl of {"text"}) or token ids (.jsonl of {"input_ids"}); windows of seq + 1 tokens are drawn at random')
+    .option('--valid <file>', 'validation text: its mean loss is reported before and after (and every --eval-every steps)')
+    .option('--steps <n>', 'optimizer steps', '300')
+    .option('--lr <x>', 'peak learning rate', '2e-4')
+    .option('--batch <n>', 'sequences per step', '32')
+    .option('--seq <n>', 'tokens per sequence (at most the model\'s positions)', '256')
+    .option('--warmup <n>', 'linear warm-up steps (default 0)')
+    .option('--schedule <s>', 'constant | cosine (to 10% of lr)', 'constant')
+    .option('--weight-decay <x>', 'decoupled weight decay on 2-D weights', '0')
+    .option('--clip <x>', 'max global gradient norm (0 = none)', '1')
+    .option('--seed <n>', 'seed of the window draws', '0')
+    .option('--eval-every <n>', 'validation loss every n steps')
+    .option('--tokens <n>', 'read at most this many training tokens (default: the whole file)')
+    .option('--valid-tokens <n>', 'validation token budget', '32768')
+    .option('--trainable <w>', 'all | ff (only the FF sublayers train)', 'all')
+    .option('--micro <n>', 'sequences per forward/backward inside a step (default: what ~1 GiB of activations allows)')
+    .option('--out <dir>', 'output directory (default ./<model>-finetuned); must not exist or be empty')
+    .option('--overwrite', 'replace a non-empty output directory')
+    .option('--json', 'print the result as JSON on stdout (no progress bar)')
+    .action(async (model: string, opts: FinetuneCliOptions) => {
+      state.json = Boolean(opts.json);
+      await runFinetune(requireModelDir(model), opts, signal);
     });
 
   program

@@ -33,6 +33,7 @@ export const PHASES: Readonly<Record<string, PhaseLabel>> = {
   evaluate: { title: 'Evaluating', unit: 'batches' },
   perplexity: { title: 'Evaluating', unit: 'tokens' },
   translate: { title: 'Translating', unit: 'sentences' },
+  finetune: { title: 'Fine-tuning', unit: 'steps' },
 };
 
 const fmtSeconds = (s: number) => (s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
@@ -58,7 +59,7 @@ export class ProgressBar {
       this.started = performance.now();
       this.bar = new SingleBar({
         stream: this.stream,
-        format: `  {title} {bar} {shown}/{shownTotal} {unit}  ETA {eta_formatted}`,
+        format: `  {title} {bar} {shown}/{shownTotal} {unit}  {detail}ETA {eta_formatted}`,
         barsize: 24,
         hideCursor: false,
         clearOnComplete: true,
@@ -79,7 +80,7 @@ export class ProgressBar {
 
   private payload(p: Progress, label: PhaseLabel) {
     const show = label.scale ?? ((n: number) => String(Math.round(n)));
-    return { title: label.title.padEnd(30), unit: label.unit, shown: show(p.done), shownTotal: p.total > 0 ? show(p.total) : '?' };
+    return { title: label.title.padEnd(30), unit: label.unit, shown: show(p.done), shownTotal: p.total > 0 ? show(p.total) : '?', detail: p.detail ? `${p.detail}  ` : '' };
   }
 
   /** Replaces the running bar with its phase's one-line summary. */

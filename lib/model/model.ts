@@ -257,6 +257,11 @@ export class Model {
     return modelAddon().modelWeightDtypes(this.live(stack));
   }
 
+  /** @internal The main stack's native handle, for native features in other files (lib/train). Throws if disposed. */
+  nativeHandle(): NativeModelHandle {
+    return this.live();
+  }
+
   /** Whether layer a of this model and layer b of `other` use one FF in native memory. */
   sharesFF(layer: number, other: Model, otherLayer: number): boolean {
     return modelAddon().modelSharesFF(this.live(), layer, other.live(), otherLayer);

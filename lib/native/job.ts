@@ -8,6 +8,8 @@ export interface Progress {
   phase: string;
   done: number;
   total: number;
+  /** A short status shown next to the bar (e.g. fine-tuning's loss and tokens/s). */
+  detail?: string;
 }
 
 export type ProgressFn = (p: Progress) => void;

@@ -5,9 +5,11 @@
  */
 import type { ModelSpec } from '../model/spec';
 
-type Tensors = Record<string, Float32Array>;
+/** Float64Array tensors are read as they are (finite differences of the loss in float64: lib/reference/loss.ts). */
+type Vec = Float32Array | Float64Array;
+type Tensors = Record<string, Vec>;
 
-function linear(x: Float64Array, rows: number, inDim: number, w: Float32Array, b: Float32Array | undefined, out: number): Float64Array {
+function linear(x: Float64Array, rows: number, inDim: number, w: Vec, b: Vec | undefined, out: number): Float64Array {
   const y = new Float64Array(rows * out);
   for (let r = 0; r < rows; r++) {
     for (let j = 0; j < out; j++) {
@@ -19,7 +21,7 @@ function linear(x: Float64Array, rows: number, inDim: number, w: Float32Array, b
   return y;
 }
 
-function norm(spec: ModelSpec, x: Float64Array, rows: number, w: Float32Array | undefined, b: Float32Array | undefined): Float64Array {
+function norm(spec: ModelSpec, x: Float64Array, rows: number, w: Vec | undefined, b: Vec | undefined): Float64Array {
   const d = spec.dModel;
   const y = new Float64Array(x.length);
   for (let r = 0; r < rows; r++) {

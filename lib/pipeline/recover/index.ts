@@ -5,5 +5,6 @@ import { none } from './none';
 import { refit } from './refit';
 import { refitRes } from './refit-res';
 import { refitSeq } from './refit-seq';
+import { finetuneRecover } from './finetune';
 
-export const RECOVER_METHODS = new Registry<RecoverMethod>('recover method', 'recover').register(none).register(refit).register(refitSeq).register(refitRes);
+export const RECOVER_METHODS = new Registry<RecoverMethod>('recover method', 'recover').register(none).register(refit).register(refitSeq).register(refitRes).register(finetuneRecover);

@@ -58,4 +58,15 @@ Model build_streamed_model(const ModelSpec& spec, const std::map<std::string, Te
   return m;
 }
 
+Model resident_copy(JobControl& ctl, const Model& m) {
+  Model out = m;
+  for (size_t l = 0; l < out.w.layers.size(); ++l) {
+    if (out.w.layers[l].streamed < 0) continue;
+    out.w.layers[l] = *layer_weights(ctl, m, l);  // the tensors are shared pointers: they stay alive in `out`
+    out.w.layers[l].streamed = -1;
+  }
+  out.stream.reset();
+  return out;
+}
+
 }  // namespace ffm::model

@@ -45,4 +45,9 @@ class LayerStream {
 Model build_streamed_model(const ModelSpec& spec, const std::map<std::string, Tensor>& tensors,
                            std::shared_ptr<LayerStream> stream);
 
+// `m` with every layer resident (streamed layers read now, view overrides kept) and no stream: for code that
+// needs the whole model's weights at once (training copies them all to fp32 anyway). Returns a copy of the
+// pointers when nothing is streamed.
+Model resident_copy(JobControl& ctl, const Model& m);
+
 }  // namespace ffm::model

@@ -1,0 +1,138 @@
+/**
+ * `ffmerge finetune <model> --data train.txt.gz --steps N …`: recovery fine-tuning with the ties kept (the
+ * paper's step 6), natively. Writes the trained weights through the checkpoint writer as replacements of the
+ * source's tensors, so a `tied` compressed checkpoint stays tied and keeps its size.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FfmergeError } from '../errors';
+import { loadModel, readConfig } from '../model/load';
+import { CheckpointReader } from '../checkpoint/ties';
+import { checkOutputDir, writeCheckpoint } from '../checkpoint/write';
+import { blocksFrom, takeTokens } from '../pipeline/data';
+import { finetune, type FinetuneResult } from '../train/finetune';
+import { slotReplacements } from '../train/replacements';
+import { trainAddon } from '../native/train';
+import { retiedModel } from '../train/ties';
+import { readTies } from '../checkpoint/ties';
+import { int, oneOf } from './flags';
+import { ProgressBar } from './progress';
+
+export interface FinetuneCliOptions {
+  data?: string;
+  valid?: string;
+  steps: string;
+  lr: string;
+  batch: string;
+  seq: string;
+  warmup?: string;
+  schedule: string;
+  weightDecay: string;
+  clip: string;
+  seed: string;
+  evalEvery?: string;
+  tokens?: string;
+  validTokens: string;
+  trainable: string;
+  micro?: string;
+  out?: string;
+  overwrite?: boolean;
+  json?: boolean;
+}
+
+function num(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be a non-negative number, got "${v}"`);
+  return n;
+}
+
+export async function runFinetune(model: string, o: FinetuneCliOptions, signal: AbortSignal): Promise<void> {
+  if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'finetune needs --data <text or .jsonl file> (training data)');
+  const out = o.out ?? `${path.basename(path.resolve(model))}-finetuned`;
+  checkOutputDir(model, out, o.overwrite); // before any long work
+  const steps = int(o.steps, 'steps')!;
+  const lr = num(o.lr, 'lr');
+  if (!(lr > 0)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be positive, got "${o.lr}"`);
+  const bar = new ProgressBar(!o.json);
+  const t0 = performance.now();
+  const loaded = await loadModel(model, { signal });
+  // a tied checkpoint's merged window trains as one FF (see lib/train/ties.ts)
+  const m = retiedModel(await readConfig(model), loaded, await readTies(model));
+  if (m !== loaded) loaded.dispose(); // the view keeps what it shares
+  let r: FinetuneResult | undefined;
+  try {
+    const seq = Math.min(int(o.seq, 'seq')!, m.spec.positions === 'learned' ? m.spec.maxPositions : Infinity);
+    const budget = int(o.tokens, 'tokens') ?? Infinity;
+    // Text is cut into blocks of seq tokens and joined back into one stream; windows are drawn from it.
+    const data = takeTokens(await blocksFrom(o.data, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, signal, onProgress: bar.update }), budget);
+    let validation: Int32Array[] | undefined;
+    if (o.valid !== undefined) {
+      const vb = int(o.validTokens, 'valid-tokens')!;
+      validation = takeTokens(await blocksFrom(o.valid, { blockSize: seq, what: 'validation', tokenizerDir: model, maxTokens: vb, vocab: m.spec.vocab, signal, onProgress: bar.update }), vb);
+      validation = validation.filter((b) => b.length === validation![0]!.length);
+    }
+    r = await finetune(m, {
+      data,
+      steps,
+      lr,
+      batch: int(o.batch, 'batch')!,
+      seq,
+      warmup: int(o.warmup, 'warmup', true) ?? 0,
+      schedule: oneOf(o.schedule, ['constant', 'cosine'] as const, 'schedule'),
+      weightDecay: num(o.weightDecay, 'weight-decay'),
+      clip: num(o.clip, 'clip'),
+      seed: int(o.seed, 'seed', true)!,
+      trainable: oneOf(o.trainable, ['all', 'ff'] as const, 'trainable'),
+      ...(o.micro !== undefined ? { micro: int(o.micro, 'micro')! } : {}),
+      ...(o.evalEvery !== undefined ? { evalEvery: int(o.evalEvery, 'eval-every')! } : {}),
+      ...(validation ? { validation } : {}),
+      signal,
+      onProgress: (p) => {
+        const detail = p.step === undefined ? '' : `loss ${p.loss!.toFixed(3)}  ${Math.round(p.tokensPerSecond!)} tok/s`;
+        bar.update({ ...p, detail });
+      },
+    });
+    bar.done();
+    // Write: every slot of the trained model, as the source stores it (ties resolved by the writer).
+    const config = await readConfig(model);
+    const slots = trainAddon().modelSlotTensors(r.model.nativeHandle());
+    const reader = await CheckpointReader.open(model);
+    let replace: Map<string, Float32Array>;
+    try {
+      replace = slotReplacements(config, m.spec, slots, (n) => reader.has(n));
+    } finally {
+      await reader.close();
+    }
+    const prev = (config.ffmerge ?? {}) as Record<string, unknown>;
+    const { format: _f, ties: _t, ...keep } = prev;
+    const last = r.log[r.log.length - 1]!;
+    const summary = {
+      steps, lr, batch: int(o.batch, 'batch')!, seq, seed: int(o.seed, 'seed', true)!, schedule: o.schedule, warmup: int(o.warmup, 'warmup', true) ?? 0,
+      weightDecay: num(o.weightDecay, 'weight-decay'), clip: num(o.clip, 'clip'), trainable: o.trainable,
+      firstLoss: r.log[0]!.loss, lastLoss: last.loss, tokensPerSecond: last.tokensPerSecond, seconds: r.seconds,
+      ...(r.valBefore !== undefined ? { valBefore: r.valBefore, valAfter: r.valAfter } : {}),
+    };
+    const w = await writeCheckpoint({
+      source: model,
+      out,
+      format: 'tied',
+      replace,
+      info: { ...keep, finetune: summary },
+      extraFiles: { 'finetune.json': JSON.stringify({ ...summary, log: r.log }, null, 1) + '\n' },
+      overwrite: Boolean(o.overwrite),
+      signal,
+    });
+    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes: fs.statSync(path.join(model, 'model.safetensors')).size, ...summary, totalSeconds: (performance.now() - t0) / 1000 };
+    const line =
+      `fine-tuned ${steps} steps: loss ${summary.firstLoss.toFixed(3)} → ${summary.lastLoss.toFixed(3)}` +
+      (r.valBefore !== undefined ? `, validation ${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}` : '') +
+      `, ${Math.round(last.tokensPerSecond)} tok/s, ${r.seconds.toFixed(1)} s → ${w.out} (${w.bytes} bytes)`;
+    process.stdout.write(o.json ? JSON.stringify({ ok: true, ...result }, null, 2) + '\n' : line + '\n');
+  } catch (e) {
+    bar.interrupt();
+    throw e;
+  } finally {
+    r?.model.dispose();
+    m.dispose();
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * Recovery fine-tuning that keeps the ties (the paper's step 6): AdamW on every weight of a decoder-only
+ * language model, natively (native/core/train), with each tied tensor — a merged window's FF shared by k
+ * layers, a tied LM head — one parameter whose gradient is the sum over its uses. The result is a new Model
+ * with the same tie structure, so it writes back in the same `tied` format at the same size.
+ */
+import { FfmergeError, fromNativeError, abortError } from '../errors';
+import type { Progress } from '../native/job';
+import { trainAddon, type NativeFinetuneArgs, type NativeStepLog } from '../native/train';
+import { Model } from '../model/model';
+
+export interface FinetuneProgress extends Progress {
+  phase: 'finetune';
+  /** The last finished step (absent before the first). */
+  step?: number;
+  loss?: number;
+  tokensPerSecond?: number;
+  /** Seconds left at the rate so far. */
+  etaSeconds?: number;
+  valLoss?: number;
+}
+
+export interface FinetuneOptions {
+  /** Training tokens: one stream, or blocks (concatenated in order). Windows of seq + 1 tokens are drawn at random. */
+  data: Int32Array | Int32Array[];
+  steps: number;
+  /** Peak learning rate (default 2e-4). */
+  lr?: number;
+  /** Sequences per step (default 8). */
+  batch?: number;
+  /** Positions per sequence (default 128, at most the model's positions). */
+  seq?: number;
+  /** Sequences per forward/backward inside a step (default: as many as ~1 GiB of activations allow). */
+  micro?: number;
+  /** Linear warm-up steps (default 0). */
+  warmup?: number;
+  /** 'constant' (default) or 'cosine' to 10% of lr after the warm-up. */
+  schedule?: 'constant' | 'cosine';
+  /** Decoupled weight decay on 2-D weights (default 0). */
+  weightDecay?: number;
+  /** Max global gradient norm (default 1; 0 = none). */
+  clip?: number;
+  seed?: number;
+  /** 'all' (default) or 'ff': only the FF sublayers train (attention, norms and embeddings frozen). */
+  trainable?: 'all' | 'ff';
+  /** Validation blocks (each scored on its own next tokens; all of one length). */
+  validation?: Int32Array[];
+  /** Validation loss every this many steps (default: only after the last). */
+  evalEvery?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: FinetuneProgress) => void;
+}
+
+export interface FinetuneLogEntry {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  seconds: number;
+  tokensPerSecond: number;
+  valLoss?: number;
+}
+
+export interface FinetuneResult {
+  /** The trained model (ties kept); dispose it when done. */
+  model: Model;
+  /** One entry per step: the loss curve. */
+  log: FinetuneLogEntry[];
+  /** Mean validation NLL before and after training (with `validation`). */
+  valBefore?: number;
+  valAfter?: number;
+  seconds: number;
+}
+
+function concat(parts: Int32Array[]): Int32Array {
+  const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+function positiveInt(v: number | undefined, what: string, dflt: number, zeroOk = false): number {
+  const n = v ?? dflt;
+  if (!Number.isInteger(n) || n < (zeroOk ? 0 : 1)) throw new FfmergeError('INVALID_ARGUMENT', `finetune: ${what} must be a ${zeroOk ? 'non-negative' : 'positive'} integer (got ${v})`);
+  return n;
+}
+
+function nonNegative(v: number | undefined, what: string, dflt: number): number {
+  const n = v ?? dflt;
+  if (!Number.isFinite(n) || n < 0) throw new FfmergeError('INVALID_ARGUMENT', `finetune: ${what} must be a non-negative number (got ${v})`);
+  return n;
+}
+
+export async function finetune(model: Model, opts: FinetuneOptions): Promise<FinetuneResult> {
+  if (opts.signal?.aborted) throw abortError();
+  const steps = positiveInt(opts.steps, 'steps', 0);
+  const batch = positiveInt(opts.batch, 'batch', 8);
+  const seq = positiveInt(opts.seq, 'seq', Math.min(128, model.spec.maxPositions));
+  const lr = opts.lr ?? 2e-4;
+  if (!(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `finetune: lr must be a positive number (got ${opts.lr})`);
+  const tokens = opts.data instanceof Int32Array ? opts.data : concat(opts.data);
+  const val = opts.validation?.length ? opts.validation : undefined;
+  const valSeq = val?.[0]?.length ?? 0;
+  if (val && val.some((b) => b.length !== valSeq)) {
+    throw new FfmergeError('INVALID_ARGUMENT', 'finetune: validation blocks must all have one length');
+  }
+  const args: NativeFinetuneArgs = {
+    tokens,
+    steps,
+    batch,
+    seq,
+    lr,
+    micro: positiveInt(opts.micro, 'micro', 0, true),
+    warmup: positiveInt(opts.warmup, 'warmup', 0, true),
+    weightDecay: nonNegative(opts.weightDecay, 'weightDecay', 0),
+    clip: nonNegative(opts.clip, 'clip', 1),
+    seed: positiveInt(opts.seed, 'seed', 0, true),
+    evalEvery: positiveInt(opts.evalEvery, 'evalEvery', 0, true),
+    schedule: opts.schedule ?? 'constant',
+    trainable: opts.trainable ?? 'all',
+    ...(val ? { validation: concat(val), validationSeq: valSeq } : {}),
+  };
+  const t0 = performance.now();
+  let handle: ReturnType<ReturnType<typeof trainAddon>['modelFinetune']>;
+  const onProgress = opts.onProgress;
+  const report = (done: number, total: number) => {
+    const last: NativeStepLog | undefined = handle?.latest();
+    const p: FinetuneProgress = { phase: 'finetune', done, total };
+    if (last) {
+      p.step = last.step;
+      p.loss = last.loss;
+      p.tokensPerSecond = last.tokensPerSecond;
+      p.etaSeconds = (last.seconds / last.step) * (total - last.step);
+      if (last.valLoss !== undefined) p.valLoss = last.valLoss;
+    }
+    onProgress!(p);
+  };
+  try {
+    handle = trainAddon().modelFinetune(model.nativeHandle(), args, onProgress ? report : undefined);
+  } catch (e) {
+    throw fromNativeError(e);
+  }
+  const onAbort = () => handle.cancel();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  let r;
+  try {
+    r = await handle.promise;
+  } catch (e) {
+    throw fromNativeError(e);
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+  const log: FinetuneLogEntry[] = Array.from(r.log.step, (step, i) => {
+    const e: FinetuneLogEntry = {
+      step,
+      loss: r.log.loss[i]!,
+      lr: r.log.lr[i]!,
+      gradNorm: r.log.gradNorm[i]!,
+      seconds: r.log.seconds[i]!,
+      tokensPerSecond: r.log.tokensPerSecond[i]!,
+    };
+    if (Number.isFinite(r.log.valLoss[i]!)) e.valLoss = r.log.valLoss[i]!;
+    return e;
+  });
+  return {
+    model: new Model(model.config, model.spec, r.model),
+    log,
+    ...(r.valBefore !== undefined ? { valBefore: r.valBefore } : {}),
+    ...(r.valAfter !== undefined ? { valAfter: r.valAfter } : {}),
+    seconds: (performance.now() - t0) / 1000,
+  };
+}

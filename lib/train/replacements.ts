@@ -1,0 +1,87 @@
+/**
+ * The inverse of the loader for a trained model: every canonical slot tensor (native slot names, Linear
+ * layout) → the stored tensor(s) it came from, in their stored layout, as replacements for the checkpoint
+ * writer (lib/checkpoint/write.ts). Fused q;k;v is split back for families that store q/k/v_proj; GPT-2's
+ * Conv1D weights are transposed back. Tied slots give equal replacements, and the writer's tie map stores
+ * each once, so a `tied` checkpoint keeps its size.
+ */
+import { FfmergeError } from '../errors';
+import { architectureOf, type NormNames } from '../model/architectures';
+import type { ModelSpec } from '../model/spec';
+import { transpose } from '../model/ff-weights';
+
+export function slotReplacements(
+  config: Record<string, unknown>,
+  spec: ModelSpec,
+  slots: Record<string, Float32Array>,
+  /** Whether the source checkpoint stores a name (resolves a family's optional prefix, e.g. GPT-2's "transformer."). */
+  has: (name: string) => boolean = () => true,
+): Map<string, Float32Array> {
+  const arch = architectureOf(config);
+  const st = arch.stacks.find((s) => s.name === arch.mainStack)!;
+  const t = st.tensors(config, spec);
+  const named = new Map<string, Float32Array>();
+  const out = {
+    set(name: string, data: Float32Array) {
+      const p = t.optionalPrefix;
+      named.set(!has(name) && p && name.startsWith(p) && has(name.slice(p.length)) ? name.slice(p.length) : name, data);
+    },
+  };
+  const d = spec.dModel;
+  const slot = (name: string): Float32Array => {
+    const v = slots[name];
+    if (!v) throw new FfmergeError('TENSOR_NOT_FOUND', `the trained model has no "${name}" tensor`);
+    return v;
+  };
+  // 2-D weights: canonical [out, in] → stored ([in, out] for conv1d layouts)
+  const matrix = (name: string, data: Float32Array, rows: number, cols: number) =>
+    out.set(name, t.layout === 'conv1d' ? transpose(data, rows, cols) : data);
+  const norm = (prefix: string, n: NormNames | undefined) => {
+    if (!n) return;
+    out.set(n.w, slot(`${prefix}_w`));
+    if (n.b) out.set(n.b, slot(`${prefix}_b`));
+  };
+  if (t.patch || t.typeEmb || t.embedNorm || t.pooler || t.classifier) {
+    throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `writing a fine-tuned ${spec.family} model is not supported (decoder-only language models only)`);
+  }
+  if (t.tokEmb) out.set(t.tokEmb, slot('tok_emb'));
+  if (t.posEmb) out.set(t.posEmb, slot('pos_emb'));
+  norm('final_norm', t.finalNorm);
+  // an untied head is stored; a tied one is tok_emb itself (the slot is the same tensor)
+  if (t.lmHead) matrix(t.lmHead, slot('lm_head_w'), spec.vocab, d);
+  if (t.lmHeadBias) out.set(t.lmHeadBias, slot('lm_head_b'));
+  const qw = spec.nHeads * spec.headDim;
+  const kw = spec.nKvHeads * spec.headDim;
+  for (let l = 0; l < spec.layers; l++) {
+    const L = t.layer(l);
+    const p = `layers.${l}.`;
+    norm(`${p}norm1`, L.norm1);
+    const qkv = slot(`${p}qkv_w`);
+    const qkvB = slots[`${p}qkv_b`];
+    if ('fused' in L.qkv) {
+      matrix(L.qkv.fused, qkv, qw + 2 * kw, d);
+      if (L.qkv.fusedBias && qkvB) out.set(L.qkv.fusedBias, qkvB);
+    } else {
+      matrix(L.qkv.q, qkv.slice(0, qw * d), qw, d);
+      matrix(L.qkv.k, qkv.slice(qw * d, (qw + kw) * d), kw, d);
+      matrix(L.qkv.v, qkv.slice((qw + kw) * d), kw, d);
+      if (L.qkv.qBias && L.qkv.kBias && L.qkv.vBias && qkvB) {
+        out.set(L.qkv.qBias, qkvB.slice(0, qw));
+        out.set(L.qkv.kBias, qkvB.slice(qw, qw + kw));
+        out.set(L.qkv.vBias, qkvB.slice(qw + kw));
+      }
+    }
+    matrix(L.o, slot(`${p}o_w`), d, qw);
+    if (L.oBias) out.set(L.oBias, slot(`${p}o_b`));
+    norm(`${p}norm2`, L.norm2);
+    const f = L.ff;
+    matrix(f.wIn, slot(`${p}ff.w_in`), spec.dFF, d);
+    if (f.bIn) out.set(f.bIn, slot(`${p}ff.b_in`));
+    if (f.wGate) matrix(f.wGate, slot(`${p}ff.w_gate`), spec.dFF, d);
+    if (f.bGate) out.set(f.bGate, slot(`${p}ff.b_gate`));
+    matrix(f.wOut, slot(`${p}ff.w_out`), d, spec.dFF);
+    if (f.bOut) out.set(f.bOut, slot(`${p}ff.b_out`));
+    if (L.xattn) throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', 'writing a fine-tuned encoder–decoder model is not supported');
+  }
+  return named;
+}

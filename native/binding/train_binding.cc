@@ -1,0 +1,220 @@
+// Fine-tuning for JS (native/core/train): one native job per call, on the addon's pool.
+//
+// modelFinetune(handle, args, onProgress) → {promise, cancel, latest()}
+//   args: {tokens: Int32Array, validation?: Int32Array, validationSeq?, steps, batch, seq, micro?, lr, warmup?,
+//          weightDecay?, clip?, seed?, evalEvery?, schedule?: 'constant'|'cosine', trainable?: 'all'|'ff'}
+//   promise → {model: handle, log: {step, loss, lr, gradNorm, seconds, tokensPerSecond, valLoss}: number[] each,
+//              valBefore, valAfter}. latest() → the last finished step's log entry or undefined: the worker
+//   writes it under a mutex and the main thread reads it from the progress callback (no Node-API in the worker).
+// modelLossAndGrad(handle, {ids, targets, batch, seq}, onProgress) → {promise, cancel}, promise → {loss (mean
+//   over scored targets), grads: {param name: Float32Array}, slots: {slot: param name}} (tests, tools).
+// modelSlotTensors(handle) → {slot: Float32Array}: every present slot's weights (copies; tied slots equal).
+#include <napi.h>
+
+#include <cmath>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "binding/addon_data.h"
+#include "binding/async_job.h"
+#include "binding/model_handle.h"
+#include "binding/registry.h"
+#include "core/error.h"
+#include "core/model/stream.h"
+#include "core/train/model_grad.h"
+#include "core/train/params.h"
+#include "core/train/trainer.h"
+
+namespace ffm::binding {
+namespace {
+
+double GetNum(const Napi::Object& o, const char* key, double dflt) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return dflt;
+  if (!v.IsNumber()) ThrowCode(o.Env(), "INVALID_ARGUMENT", std::string("finetune: ") + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+size_t GetCount(const Napi::Object& o, const char* key, double dflt) {
+  const double d = GetNum(o, key, dflt);
+  if (!(d >= 0) || d != std::floor(d) || d > 1e15)
+    ThrowCode(o.Env(), "INVALID_ARGUMENT", std::string("finetune: ") + key + " must be a non-negative integer");
+  return size_t(d);
+}
+
+struct SharedLog {
+  std::mutex mu;
+  std::optional<train::StepLog> latest;
+};
+
+Napi::Object LogEntry(Napi::Env env, const train::StepLog& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("step", double(s.step));
+  o.Set("loss", s.loss);
+  o.Set("lr", s.lr);
+  o.Set("gradNorm", s.grad_norm);
+  o.Set("seconds", s.seconds);
+  o.Set("tokensPerSecond", s.tokens_per_s);
+  if (std::isfinite(s.val_loss)) o.Set("valLoss", s.val_loss);
+  return o;
+}
+
+Napi::Value Finetune(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = UnwrapModel(info[0]);
+  if (!info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelFinetune(handle, args, onProgress)");
+  Napi::Object a = info[1].As<Napi::Object>();
+  train::TrainOptions o;
+  o.steps = GetCount(a, "steps", 100);
+  o.batch = GetCount(a, "batch", 8);
+  o.seq = GetCount(a, "seq", 128);
+  o.micro = GetCount(a, "micro", 0);
+  o.seed = uint64_t(GetCount(a, "seed", 0));
+  o.eval_every = GetCount(a, "evalEvery", 0);
+  o.adamw.lr = float(GetNum(a, "lr", 2e-4));
+  o.adamw.warmup = GetCount(a, "warmup", 0);
+  o.adamw.weight_decay = float(GetNum(a, "weightDecay", 0));
+  o.adamw.clip = float(GetNum(a, "clip", 1.0));
+  const std::string schedule = a.Get("schedule").IsString() ? a.Get("schedule").As<Napi::String>().Utf8Value() : "constant";
+  if (schedule == "cosine") o.adamw.schedule = train::Schedule::Cosine;
+  else if (schedule != "constant") ThrowCode(env, "INVALID_ARGUMENT", "finetune: schedule must be 'constant' or 'cosine'");
+  const std::string which = a.Get("trainable").IsString() ? a.Get("trainable").As<Napi::String>().Utf8Value() : "all";
+  if (which == "ff") o.trainable = train::Trainable::FeedForward;
+  else if (which != "all") ThrowCode(env, "INVALID_ARGUMENT", "finetune: trainable must be 'all' or 'ff'");
+  // Copied for the worker (async_job.h says why).
+  Owned<int32_t> tokens = CopyTyped<int32_t>(a.Get("tokens"), "tokens");
+  Owned<int32_t> validation = std::make_shared<std::vector<int32_t>>();
+  const size_t val_seq = GetCount(a, "validationSeq", 0);
+  if (!a.Get("validation").IsUndefined()) {
+    validation = CopyTyped<int32_t>(a.Get("validation"), "validation");
+    if (val_seq < 2 || validation->size() % val_seq != 0)
+      ThrowCode(env, "INVALID_ARGUMENT", "finetune: validation must hold whole blocks of validationSeq (≥ 2) tokens");
+  }
+  try {
+    train::check_trainable(m->spec);
+  } catch (const Error& e) {
+    ThrowCode(env, e.code(), e.what());
+  }
+  auto log = std::make_shared<SharedLog>();
+  auto result = std::make_shared<train::TrainResult>();
+  Napi::Object handle = AsyncJob::Start(
+      env, info[2],
+      [m, tokens, validation, val_seq, o, log, result](JobControl& ctl) {
+        *result = train::finetune(ctl, *m, *tokens, *validation, val_seq, o, [log](const train::StepLog& s) {
+          std::lock_guard<std::mutex> lock(log->mu);
+          log->latest = s;
+        });
+      },
+      [result](Napi::Env env) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("model", WrapModel(env, result->model));
+        Napi::Object lg = Napi::Object::New(env);
+        const size_t n = result->log.size();
+        auto col = [&](const char* key, auto get) {
+          auto arr = Napi::Float64Array::New(env, n);
+          for (size_t i = 0; i < n; ++i) arr[i] = get(result->log[i]);
+          lg.Set(key, arr);
+        };
+        col("step", [](const train::StepLog& s) { return double(s.step); });
+        col("loss", [](const train::StepLog& s) { return s.loss; });
+        col("lr", [](const train::StepLog& s) { return s.lr; });
+        col("gradNorm", [](const train::StepLog& s) { return s.grad_norm; });
+        col("seconds", [](const train::StepLog& s) { return s.seconds; });
+        col("tokensPerSecond", [](const train::StepLog& s) { return s.tokens_per_s; });
+        col("valLoss", [](const train::StepLog& s) { return s.val_loss; });  // NaN where not evaluated
+        r.Set("log", lg);
+        if (std::isfinite(result->val_before)) r.Set("valBefore", result->val_before);
+        if (std::isfinite(result->val_after)) r.Set("valAfter", result->val_after);
+        return r;
+      });
+  handle.Set("latest", Napi::Function::New(
+                           env,
+                           [log](const Napi::CallbackInfo& ci) -> Napi::Value {
+                             std::lock_guard<std::mutex> lock(log->mu);
+                             if (!log->latest) return ci.Env().Undefined();
+                             return LogEntry(ci.Env(), *log->latest);
+                           },
+                           "latest"));
+  return handle;
+}
+
+Napi::Value LossAndGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = UnwrapModel(info[0]);
+  if (!info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelLossAndGrad(handle, args, onProgress)");
+  Napi::Object a = info[1].As<Napi::Object>();
+  const size_t B = GetCount(a, "batch", 0), T = GetCount(a, "seq", 0);
+  Owned<int32_t> ids = CopyTyped<int32_t>(a.Get("ids"), "ids");
+  Owned<int32_t> targets = CopyTyped<int32_t>(a.Get("targets"), "targets");
+  if (B == 0 || T == 0 || ids->size() != B * T || targets->size() != B * T)
+    ThrowCode(env, "INVALID_ARGUMENT", "modelLossAndGrad: ids and targets must have batch·seq entries");
+  try {
+    train::check_trainable(m->spec);
+  } catch (const Error& e) {
+    ThrowCode(env, e.code(), e.what());
+  }
+  struct Out {
+    train::ParamSet ps;
+    double loss = 0;
+  };
+  auto out = std::make_shared<Out>();
+  return AsyncJob::Start(
+      env, info[2],
+      [m, ids, targets, B, T, out](JobControl& ctl) {
+        out->ps = train::params_from_model(model::resident_copy(ctl, *m));
+        train::TokenBatch tb{ids->data(), targets->data(), B, T};
+        const size_t n = train::scored_targets(tb);
+        if (n == 0) throw Error("INVALID_ARGUMENT", "modelLossAndGrad: no target is scored (all −1)");
+        train::Activations act;
+        out->loss = train::loss_and_grad(&ctl.pool(), m->spec, out->ps, tb, float(1.0 / double(n)), true, act) / double(n);
+      },
+      [out](Napi::Env env) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("loss", out->loss);
+        Napi::Object grads = Napi::Object::New(env);
+        for (const auto& p : out->ps.params) {
+          auto arr = Napi::Float32Array::New(env, p.g.size());
+          std::copy(p.g.begin(), p.g.end(), arr.Data());
+          grads.Set(p.name, arr);
+        }
+        Napi::Object slots = Napi::Object::New(env);
+        for (const auto& [name, i] : out->ps.slots()) slots.Set(name, out->ps.params[size_t(i)].name);
+        r.Set("grads", grads);
+        r.Set("slots", slots);
+        return r;
+      });
+}
+
+Napi::Value SlotTensors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = UnwrapModel(info[0]);
+  // Frozen params need no gradient buffer: only the weights are read here.
+  JobControl ctl(*GetAddonData(env).pool);
+  train::ParamSet ps;
+  try {
+    ps = train::params_from_model(model::resident_copy(ctl, *m), train::Trainable::FeedForward);
+  } catch (const Error& e) {
+    ThrowCode(env, e.code(), e.what());
+  }
+  Napi::Object r = Napi::Object::New(env);
+  for (const auto& [name, i] : ps.slots()) {
+    const auto& w = ps.params[size_t(i)].w;
+    auto arr = Napi::Float32Array::New(env, w.size());
+    std::copy(w.begin(), w.end(), arr.Data());
+    r.Set(name, arr);
+  }
+  return r;
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("modelFinetune", Napi::Function::New(env, Finetune, "modelFinetune"));
+  exports.Set("modelLossAndGrad", Napi::Function::New(env, LossAndGrad, "modelLossAndGrad"));
+  exports.Set("modelSlotTensors", Napi::Function::New(env, SlotTensors, "modelSlotTensors"));
+}
+
+}  // namespace
+FFMERGE_BINDING(Init);
+}  // namespace ffm::binding

@@ -1,0 +1,48 @@
+// Loss and gradient of a decoder-only pre-norm language model (gpt2, llama/qwen2/mistral) on one batch:
+// a forward pass that keeps what the backward needs, then the backward, op by op in reverse (grad_ops.h).
+// Weights come from a ParamSet, so tied slots read and write one tensor.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/model/spec.h"
+#include "core/train/params.h"
+
+namespace ffm {
+class ThreadPool;
+}
+
+namespace ffm::train {
+
+// Throws UNSUPPORTED_ARCHITECTURE unless the model is one this trainer covers.
+void check_trainable(const model::ModelSpec& s);
+
+struct TokenBatch {
+  const int32_t* ids = nullptr;      // [B, T] inputs
+  const int32_t* targets = nullptr;  // [B, T] next token at each position, −1 = not scored
+  size_t B = 0, T = 0;
+};
+
+// The activations one pass saves for its backward (reused across calls of the same size).
+struct Activations {
+  struct Layer {
+    std::vector<float> x_in, a1, qkv, probs, att, x_mid, a2, up, gate, hact;
+  };
+  std::vector<Layer> layers;
+  std::vector<float> x_final, a_final;
+  std::vector<int32_t> positions;
+};
+
+// Σ of the next-token NLL over the batch's scored targets (double). With backward, adds the gradient of
+// grad_scale · Σ nll into every trainable parameter's g (so grad_scale = 1 / scored targets of the whole step
+// gives the mean loss's gradient, summed correctly over micro-batches and over tied uses).
+double loss_and_grad(ThreadPool* pool, const model::ModelSpec& s, ParamSet& ps, const TokenBatch& batch,
+                     float grad_scale, bool backward, Activations& act);
+
+// Number of scored targets (≥ 0) of a batch.
+size_t scored_targets(const TokenBatch& batch);
+
+// Floats loss_and_grad keeps per sequence of length T (for choosing a micro-batch).
+size_t activation_floats_per_sequence(const model::ModelSpec& s, size_t T);
+
+}  // namespace ffm::train

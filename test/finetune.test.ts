@@ -1,0 +1,151 @@
+/**
+ * Fine-tuning end to end on small synthetic models: the loss goes down on a fixed batch, progress and abort
+ * work between steps, `ffmerge finetune` on a merged `tied` checkpoint keeps the tie and the file size, and
+ * the `finetune` recover method returns a trained merged FF.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ffReplacements, ffTies, writeCheckpoint } from '../lib/checkpoint/write';
+import { loadModel, readConfig } from '../lib/model/load';
+import { readTies } from '../lib/checkpoint/ties';
+import { retiedModel } from '../lib/train/ties';
+import { finetune, type FinetuneProgress } from '../lib/train/finetune';
+import { finetuneRecover } from '../lib/pipeline/recover/finetune';
+import type { MergeContext, MergedWindow } from '../lib/pipeline/plugins';
+import { removeSyntheticDirs, syntheticGpt2, syntheticLlama, tempDir } from './helpers/synthetic-model';
+
+afterAll(removeSyntheticDirs);
+jest.setTimeout(120_000);
+
+const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
+
+function pattern(n: number, vocab: number): Int32Array {
+  return Int32Array.from({ length: n }, (_, i) => (i * 7 + Math.floor(i / 3)) % vocab);
+}
+
+test('the loss goes down monotonically on a fixed batch at a small learning rate', async () => {
+  const s = await syntheticLlama({ layers: 2, d: 16, heads: 4, kvHeads: 2, ff: 21, vocab: 19, seed: 31 });
+  const m = await loadModel(s.dir);
+  try {
+    // seq + 1 tokens: exactly one window, so every step sees the same batch
+    const r = await finetune(m, { data: pattern(13, 19), steps: 6, batch: 2, seq: 12, lr: 3e-3, clip: 0 });
+    expect(r.log).toHaveLength(6);
+    for (let i = 1; i < r.log.length; i++) expect(r.log[i]!.loss).toBeLessThan(r.log[i - 1]!.loss);
+    // the trained model is a new one; the input is unchanged
+    const before = m.ffWeights(0).wIn[0];
+    expect(r.model.ffWeights(0).wIn[0]).not.toBe(before);
+    r.model.dispose();
+  } finally {
+    m.dispose();
+  }
+});
+
+test('progress reports step, loss, tokens/s and ETA; an AbortSignal stops between steps', async () => {
+  const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 32 });
+  const m = await loadModel(s.dir);
+  try {
+    const seen: FinetuneProgress[] = [];
+    const ac = new AbortController();
+    const run = finetune(m, {
+      data: pattern(500, 23),
+      steps: 1000,
+      batch: 4,
+      seq: 16,
+      signal: ac.signal,
+      onProgress: (p) => {
+        seen.push(p);
+        if ((p.step ?? 0) >= 2) ac.abort();
+      },
+    });
+    await expect(run).rejects.toMatchObject({ code: 'ABORTED' });
+    const last = seen.filter((p) => p.step !== undefined).pop()!;
+    expect(last.phase).toBe('finetune');
+    expect(last.total).toBe(1000);
+    expect(last.loss).toBeGreaterThan(0);
+    expect(last.tokensPerSecond).toBeGreaterThan(0);
+    expect(last.etaSeconds).toBeGreaterThan(0);
+  } finally {
+    m.dispose();
+  }
+});
+
+test('a model fine-tuning does not cover is refused with a typed error', async () => {
+  const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 33 });
+  const m = await loadModel(s.dir);
+  try {
+    await expect(finetune(m, { data: pattern(10, 23), steps: 1, batch: 1, seq: 32 })).rejects.toMatchObject({ code: 'SEQUENCE_TOO_LONG' });
+    await expect(finetune(m, { data: pattern(5, 23), steps: 1, batch: 1, seq: 8 })).rejects.toMatchObject({ code: 'INVALID_DATA' });
+  } finally {
+    m.dispose();
+  }
+});
+
+test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file size', async () => {
+  const s = await syntheticGpt2({ layers: 4, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 34 });
+  const base = await loadModel(s.dir);
+  const ff = base.ffWeights(1);
+  base.dispose();
+  // what compress writes for a window 1-2 (one stored FF, layer 2 tied to it)
+  const merged = path.join(tempDir('merged'), 'm');
+  const replace = new Map([...ffReplacements(s.config, 'decoder', 1, ff), ...ffReplacements(s.config, 'decoder', 2, ff)]);
+  await writeCheckpoint({ source: s.dir, out: merged, format: 'tied', replace, ties: ffTies(s.config, 'decoder', [1, 2]), info: { windows: ['1-2'] } });
+  // the loader reads tied names as copies; retiedModel makes the window one native FF again, and training keeps it
+  const loaded = await loadModel(merged);
+  const view = retiedModel(await readConfig(merged), loaded, await readTies(merged));
+  try {
+    expect(view.sharesFF(1, view, 2)).toBe(true);
+    expect(view.sharesFF(0, view, 1)).toBe(false);
+    const t = await finetune(view, { data: pattern(60, 23), steps: 2, batch: 2, seq: 12, lr: 1e-3 });
+    expect(t.model.sharesFF(1, t.model, 2)).toBe(true);
+    expect(t.model.ffWeights(1).wIn).not.toEqual(view.ffWeights(1).wIn);
+    t.model.dispose();
+  } finally {
+    view.dispose();
+    loaded.dispose();
+  }
+  const data = path.join(tempDir('data'), 'train.jsonl');
+  fs.writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ input_ids: Array.from(pattern(16, 23).map((v) => (v + i) % 23)) })).join('\n') + '\n');
+  const out = path.join(tempDir('ft'), 'out');
+  const r = spawnSync(process.execPath, [BIN, 'finetune', merged, '--data', data, '--valid', data, '--steps', '4', '--batch', '3', '--seq', '12', '--lr', '1e-3', '--out', out, '--json'], {
+    encoding: 'utf8',
+    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
+    timeout: 120_000,
+  });
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const res = JSON.parse(r.stdout) as { ok: boolean; bytes: number; lastLoss: number; valBefore: number; valAfter: number };
+  expect(res.ok).toBe(true);
+  expect(fs.statSync(path.join(out, 'model.safetensors')).size).toBe(fs.statSync(path.join(merged, 'model.safetensors')).size);
+  const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as { ffmerge: { ties: Record<string, string>; windows: string[]; finetune: { steps: number } } };
+  expect(Object.keys(config.ffmerge.ties).length).toBeGreaterThan(0);
+  expect(config.ffmerge.windows).toEqual(['1-2']);
+  expect(config.ffmerge.finetune.steps).toBe(4);
+  expect(fs.existsSync(path.join(out, 'finetune.json'))).toBe(true);
+  const before = await loadModel(merged);
+  const after = await loadModel(out);
+  try {
+    // the stored copy is what both positions load (the loader reads tied names as copies: compare values)
+    expect(after.ffWeights(2).wIn).toEqual(after.ffWeights(1).wIn);
+    expect(after.ffWeights(1).wIn).not.toEqual(before.ffWeights(1).wIn);
+    expect(after.ffWeights(3).wOut).not.toEqual(before.ffWeights(3).wOut);
+  } finally {
+    before.dispose();
+    after.dispose();
+  }
+});
+
+test("the 'finetune' recover method trains the merged FF (tie kept) and the other layers' FFs", async () => {
+  const s = await syntheticGpt2({ layers: 4, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 35 });
+  const model = await loadModel(s.dir);
+  try {
+    const ids = Int32Array.from({ length: 4 * 16 }, (_, i) => (i * 5 + (i >> 2)) % 23);
+    const ctx = { model, anchor: 'first', correlations: new Map(), calibration: [{ input: { ids, batch: 4, seq: 16 }, featureRows: 64 }] } as unknown as MergeContext;
+    const m: MergedWindow = { stack: 'decoder', window: { start: 1, k: 2 }, anchor: 1, merged: model.ffWeights(1), perms: new Map() };
+    const r = await finetuneRecover.recover(ctx, m, {});
+    expect(r.merged.wIn).not.toEqual(m.merged.wIn);
+    expect([...r.adjusted!.keys()].sort()).toEqual([0, 3]);
+  } finally {
+    model.dispose();
+  }
+});
