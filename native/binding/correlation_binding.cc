@@ -154,10 +154,19 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
         },
         [guard, result](Napi::Env e) -> Napi::Value {
           if (result->empty()) return Napi::Float32Array::New(e, 0);
-          // The ArrayBuffer takes the vector over; its finalizer frees it when JS collects the array.
+          // The ArrayBuffer takes the vector over; its finalizer frees it when JS collects the array. V8 is
+          // told the size: an external buffer it does not know about would not make it collect sooner, and
+          // finalized matrices (38 MB each at d_ff 3072) would pile up between collections.
           auto* owned = new std::vector<float>(std::move(*result));
-          auto buf = Napi::ArrayBuffer::New(e, owned->data(), owned->size() * sizeof(float),
-                                            [](Napi::Env, void*, std::vector<float>* v) { delete v; }, owned);
+          const int64_t bytes = static_cast<int64_t>(owned->size() * sizeof(float));
+          auto buf = Napi::ArrayBuffer::New(
+              e, owned->data(), owned->size() * sizeof(float),
+              [bytes](Napi::Env env, void*, std::vector<float>* v) {
+                delete v;
+                Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
+              },
+              owned);
+          Napi::MemoryManagement::AdjustExternalMemory(e, bytes);
           return Napi::Float32Array::New(e, owned->size(), buf, 0);
         });
   }
