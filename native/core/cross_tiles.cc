@@ -30,9 +30,10 @@ const KernelSpec& kernel() {
 // Rows per micro-kernel call: the depth sgemm uses (KC = 256 for every kernel), so each call sums at most
 // this many products in fp32 and the results equal the sgemm path's.
 constexpr size_t kSliceRows = 256;
-// Output tile of one task, about kTileM × kTileN (rounded to whole micro-tiles): the fp32 tile and both
-// packed 256-row slices (~0.55 MB with AVX-512) stay in a core's L2, and each packed float feeds ~100 FMAs.
-constexpr size_t kTileM = 144, kTileN = 256;
+// Output tile, about kTileM × kTileN (rounded to whole micro-tiles): the fp32 tile and one packed 256-row
+// slice of B (~0.5 MB) stay in a core's L2; the stripe's packed A (kTileM × block rows, ~2 MB at 2048 rows)
+// streams from L3.
+constexpr size_t kTileM = 240, kTileN = 256;
 
 size_t round_up(size_t a, size_t m) { return (a + m - 1) / m * m; }
 
@@ -72,32 +73,39 @@ void accumulate_cross_tiled(JobControl& ctl, const float* x, size_t ldx, size_t 
   // whose kernels pick their summation order by the live row count.
   const size_t MT = std::min(round_up(kTileM, MR), round_up(dx, MR));
   const size_t NT = std::min(round_up(kTileN, NR), round_up(dy, NR));
-  const size_t tiles_m = (dx + MT - 1) / MT, tiles_n = (dy + NT - 1) / NT;
+  const size_t stripes = (dx + MT - 1) / MT;
   const size_t kc_max = std::min(kSliceRows, rows);
-  ctl.pool().parallel_for(tiles_m * tiles_n, 1, [&](size_t t0, size_t t1) {
-    AlignedFloats abuf = aligned_floats(MT * kc_max), bbuf = aligned_floats(NT * kc_max), tile = aligned_floats(MT * NT);
-    for (size_t t = t0; t < t1; ++t) {
-      if (ctl.cancelled()) return;  // between tiles; turned into Cancelled below
-      const size_t i0 = (t / tiles_n) * MT, j0 = (t % tiles_n) * NT;
-      const size_t mt = std::min(MT, dx - i0), nt = std::min(NT, dy - j0);
-      for (size_t r0 = 0; r0 < rows; r0 += kSliceRows) {
-        const size_t kc = std::min(kSliceRows, rows - r0);
-        pack_panels(x + r0 * ldx, ldx, kc, i0, mt, MR, abuf.get());
-        pack_panels(y + r0 * ldy, ldy, kc, j0, nt, NR, bbuf.get());
-        const float beta = r0 == 0 ? 0.0f : 1.0f;  // the slices of the block chain in fp32
-        for (size_t ir = 0; ir < mt; ir += MR) {
-          const size_t mr = std::min(MR, mt - ir);
-          const float* ap = abuf.get() + ir * kc;
-          for (size_t jr = 0; jr < nt; jr += NR)
-            ks.micro(kc, ap, 1, MR, bbuf.get() + jr * kc, NR, tile.get() + ir * NT + jr, NT, mr,
-                     std::min(NR, nt - jr), 1.0f, beta);
+  // One task = one stripe of MT output rows. Its A operand (x's MT columns, every row of the block) is packed
+  // once and reused by every tile of the stripe; B is packed per tile and slice (1/MT of the multiply-adds).
+  ctl.pool().parallel_for(stripes, 1, [&](size_t s0, size_t s1) {
+    AlignedFloats abuf = aligned_floats(MT * rows), bbuf = aligned_floats(NT * kc_max), tile = aligned_floats(MT * NT);
+    for (size_t s = s0; s < s1; ++s) {
+      if (ctl.cancelled()) return;  // between stripes; turned into Cancelled below
+      const size_t i0 = s * MT, mt = std::min(MT, dx - i0), mt_full = round_up(mt, MR);
+      // slice r0's panels sit at r0 · mt_full (every earlier slice is a full 256 rows)
+      for (size_t r0 = 0; r0 < rows; r0 += kSliceRows)
+        pack_panels(x + r0 * ldx, ldx, std::min(kSliceRows, rows - r0), i0, mt, MR, abuf.get() + r0 * mt_full);
+      for (size_t j0 = 0; j0 < dy; j0 += NT) {
+        if (ctl.cancelled()) return;
+        const size_t nt = std::min(NT, dy - j0);
+        for (size_t r0 = 0; r0 < rows; r0 += kSliceRows) {
+          const size_t kc = std::min(kSliceRows, rows - r0);
+          pack_panels(y + r0 * ldy, ldy, kc, j0, nt, NR, bbuf.get());
+          const float beta = r0 == 0 ? 0.0f : 1.0f;  // the slices of the block chain in fp32
+          for (size_t ir = 0; ir < mt; ir += MR) {
+            const size_t mr = std::min(MR, mt - ir);
+            const float* ap = abuf.get() + r0 * mt_full + ir * kc;
+            for (size_t jr = 0; jr < nt; jr += NR)
+              ks.micro(kc, ap, 1, MR, bbuf.get() + jr * kc, NR, tile.get() + ir * NT + jr, NT, mr,
+                       std::min(NR, nt - jr), 1.0f, beta);
+          }
         }
-      }
-      // Fold while the tile is still in cache: the only fp64 work, once per block.
-      for (size_t i = 0; i < mt; ++i) {
-        double* a = acc + (i0 + i) * ld_acc + j0;
-        const float* c = tile.get() + i * NT;
-        for (size_t j = 0; j < nt; ++j) a[j] += c[j];
+        // Fold while the tile is still in cache: the only fp64 work, once per block.
+        for (size_t i = 0; i < mt; ++i) {
+          double* a = acc + (i0 + i) * ld_acc + j0;
+          const float* c = tile.get() + i * NT;
+          for (size_t j = 0; j < nt; ++j) a[j] += c[j];
+        }
       }
     }
   });

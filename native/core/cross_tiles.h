@@ -21,7 +21,7 @@ namespace ffm {
 // acc[a·ld_acc + b] += Σ_{r < rows} x[r·ldx + a]·y[r·ldy + b] for a < dx, b < dy. x is rows × dx and y is
 // rows × dy, row-major (leading dimensions ldx ≥ dx, ldy ≥ dy). Call it with rows ≤ the accumulator's block
 // length: the fp32 partial sums are folded into acc once, at the end. Runs on ctl's pool (tiles spread over
-// the threads); a cancel stops it between tiles and throws Cancelled with acc partly updated.
+// the threads; scratch per thread ≈ 240 · rows floats); a cancel stops it between tiles and throws Cancelled with acc partly updated.
 void accumulate_cross_tiled(JobControl& ctl, const float* x, size_t ldx, size_t dx, const float* y, size_t ldy,
                             size_t dy, size_t rows, double* acc, size_t ld_acc);
 
