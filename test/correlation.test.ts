@@ -196,6 +196,36 @@ describe('CorrelationAccumulator', () => {
   });
 });
 
+describe('pairs in flight (CorrelationAccumulator.inFlight)', () => {
+  it('opens pairs one at a time, finalizes with release, and equals an accumulator holding every pair', async () => {
+    const normal = rng(21);
+    const rows = 300;
+    const common = commonFactor(normal, rows);
+    const xs = [layer(normal, common, 17, 3), layer(normal, common, 17, -2), layer(normal, common, 17, 0, 4)];
+    const pairs: [number, number][] = [[0, 1], [0, 2], [2, 1]];
+    const fixed = new CorrelationAccumulator([17, 17, 17], pairs);
+    await feed(fixed, xs, [100, 7, 193]);
+    const acc = CorrelationAccumulator.inFlight([17, 17, 17]);
+    expect(acc.pairs).toEqual([]);
+    for (const [k, [i, j]] of pairs.entries()) {
+      const p = acc.addPair(i, j);
+      expect(p).toBe(k);
+      // only the open pair's layers are needed
+      await feed(acc, xs.map((x, l) => (l === i || l === j ? x : null)), [100, 7, 193]);
+      expect(acc.pairCount(p)).toBe(rows);
+      const got = await acc.finalize(p, { release: true });
+      expect(Array.from(got)).toEqual(Array.from(await fixed.finalize(k)));
+      expect(maxAbsDiff(got, pearsonReference(xs[i]!, xs[j]!, rows, 17, 17))).toBeLessThan(1e-6);
+      expect((await rejection(acc.finalize(p))).code).toBe('INVALID_STATE');
+      acc.release(p); // twice: a no-op
+    }
+    expect(acc.usedLayers()).toEqual([]);
+    expect((await rejection(acc.add(xs, rows))).code).toBe('INVALID_STATE');
+    expect(() => acc.addPair(0, 3)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => acc.release(9)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+});
+
 describe('correlate', () => {
   it('correlates two matrices and a matrix with itself', async () => {
     const normal = rng(9);

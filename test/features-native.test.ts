@@ -70,8 +70,14 @@ async function viaCopy(model: Model, batches: CalibrationBatch[], pairs: Map<Sta
 /** Every pair of the native path equals the copy path's to ~1e-6; rows agree. */
 async function expectSame(model: Model, batches: CalibrationBatch[], pairs: Map<StackName, Pairs>): Promise<Partial<Record<StackName, number>>> {
   const progress: number[] = [];
-  const { corr, rows } = await collectStackCorrelations(model, batches, pairs, { onProgress: (p) => progress.push(p.done) });
-  expect(progress).toEqual(batches.map((_, i) => i + 1));
+  const { corr, rows } = await collectStackCorrelations(model, batches, pairs, { onProgress: (p) => progress.push(p.done / p.total) });
+  // the main stack runs layer-major: one step per (layer, batch), up to the last layer a pair needs
+  const mainPairs = pairs.get(model.mainStack) ?? [];
+  if (mainPairs.length) {
+    const top = Math.max(...mainPairs.flat());
+    expect(progress.length).toBe((top + 1) * batches.length);
+    expect(progress[progress.length - 1]).toBe(1);
+  }
   const copy = await viaCopy(model, batches, pairs);
   for (const [stack, ps] of pairs) {
     const want = copy.get(stack)!;
@@ -80,7 +86,8 @@ async function expectSame(model: Model, batches: CalibrationBatch[], pairs: Map<
     for (let p = 0; p < ps.length; p++) {
       const [a, l] = ps[p]!;
       const got = await corr.get(stack)!.get(a, l);
-      expect(maxAbsDiff(got, await want.finalize(p))).toBeLessThan(1e-6);
+      // same batches, blocks and shifts as the batch-major pass: equal bit for bit
+      expect(maxAbsDiff(got, await want.finalize(p))).toBe(0);
     }
   }
   return rows;
@@ -213,6 +220,26 @@ describeShared('fixtures/gpt2-sotu', 'accumulate on gpt2-sotu', () => {
     expect(rows.decoder).toBe(4 * 128 + 3 * 128 - 38);
   });
 
+  it('layer-major: anchors after their layers, and an abort mid-way is ABORTED with the pairs in flight freed', async () => {
+    // anchor 'last' style pairs (the anchor runs after the layers it aligns) and 'first' style together
+    await expectSame(model, [{ input: batchOf(0, 2, 128) }, { input: batchOf(4096, 1, 100) }], new Map([['decoder', [[3, 1], [3, 2], [1, 4], [6, 6]] as Pairs]]));
+    const ctl = new AbortController();
+    let steps = 0;
+    const run = collectStackCorrelations(model, [{ input: batchOf(0, 4, 128) }, { input: batchOf(1024, 4, 128) }], new Map([['decoder', [[0, 1], [0, 2], [0, 3]] as Pairs]]), {
+      signal: ctl.signal,
+      onProgress: () => {
+        if (++steps === 3) ctl.abort(); // layer 1, first batch: pair (0, 1) is in flight
+      },
+    });
+    await expect(run).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(steps).toBe(3);
+    // nothing is left holding the model or the addon: the same collection runs to the end afterwards
+    const again = await collectStackCorrelations(model, [{ input: batchOf(0, 1, 64) }], new Map([['decoder', [[0, 1]] as Pairs]]), { keep: 'permutation' });
+    const perm = await again.corr.get('decoder')!.permutation(0, 1);
+    expect(perm.length).toBe(model.spec.dFF);
+    await expect(again.corr.get('decoder')!.get(0, 1)).rejects.toMatchObject({ code: 'INVALID_STATE' });
+  });
+
   it('abort while the pass runs rejects with ABORTED and leaves the accumulator free', async () => {
     const acc = new CorrelationAccumulator(Array(12).fill(512) as number[], [[0, 11], [2, 9], [5, 6]]);
     const ctl = new AbortController();
@@ -260,5 +287,37 @@ describeShared('fixtures/marian-multi30k-en-de', 'accumulate on marian-multi30k-
     } finally {
       model.dispose();
     }
+  });
+});
+
+describe.each(['llama-stories260k', 'vit-fmnist'])('layer-major features on %s', (name) => {
+  jest.setTimeout(120_000);
+  describeShared(`fixtures/${name}`, 'equals the batch-major capture', () => {
+    it('every pair bit for bit, padding excluded', async () => {
+      const model = await loadModel(sharedPath('fixtures', name));
+      try {
+        const spec = model.spec;
+        const L = spec.layers;
+        const pairs: Pairs = [[0, 1], [0, L - 1], [L - 1, L - 2], [1, 1]];
+        let batches: CalibrationBatch[];
+        if (spec.input === 'patches') {
+          const { channels = 1, imageH = 1, imageW = 1, patch = 1 } = spec;
+          const seq = 1 + (imageH / patch) * (imageW / patch);
+          const px = (n: number, seed: number) => Float32Array.from({ length: n * channels * imageH * imageW }, (_, i) => Math.sin(i * 0.37 + seed));
+          batches = [{ input: { batch: 3, seq, pixels: px(3, 1) } }, { input: { batch: 2, seq, pixels: px(2, 2) } }];
+        } else {
+          const S = 40;
+          const mask = new Uint8Array(2 * S).fill(1);
+          mask.fill(0, S + 25, 2 * S);
+          batches = [
+            { input: { ids: randomIds(3 * S, spec.vocab, 5), batch: 3, seq: S } },
+            { input: { ids: randomIds(2 * S, spec.vocab, 6), batch: 2, seq: S, attentionMask: mask } },
+          ];
+        }
+        await expectSame(model, batches, new Map([[model.mainStack, pairs]]));
+      } finally {
+        model.dispose();
+      }
+    });
   });
 });

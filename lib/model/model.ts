@@ -30,6 +30,9 @@ export interface ForwardInput {
   encoderIds?: Int32Array;
   encoderSeq?: number;
   encoderMask?: Uint8Array;
+  /** Encoder–decoder models: the encoder's output states [batch, encoderSeq, d] from an earlier call
+   *  (ForwardResult.encoderHidden), so a pass that runs the decoder a few layers at a time runs the encoder once. */
+  encoderHidden?: Float32Array;
 }
 
 /** Decoding settings, as in generation_config.json (greedy when numBeams is 1). */
@@ -119,6 +122,8 @@ export interface ForwardResult {
   ff?: Map<number, Float32Array>;
   /** Encoder–decoder models: the encoder's captured pre-activations (rows = real source tokens). */
   encoderFF?: Map<number, Float32Array>;
+  /** Encoder–decoder models: the encoder's output states (pass them back as input.encoderHidden). */
+  encoderHidden?: Float32Array;
 }
 
 export type FFOverrides = Map<number, FFWeights> | Array<{ stack?: StackName; layer: number; ff: FFWeights }>;
@@ -329,7 +334,7 @@ export class Model {
     }
     this.checkAccumulate(opts.accumulate, from, to);
     const mainAcc = opts.accumulate?.[this.mainStack];
-    const enc = this.encoderSpec ? await this.runEncoder(input, opts) : undefined;
+    const enc = this.encoderSpec ? (input.encoderHidden ? this.givenEncoder(input, opts) : await this.runEncoder(input, opts)) : undefined;
     let captureLayers: number[] | undefined;
     if (opts.captureFF === true) captureLayers = Array.from({ length: to - from }, (_, i) => from + i);
     else if (Array.isArray(opts.captureFF)) captureLayers = [...opts.captureFF];
@@ -361,7 +366,22 @@ export class Model {
     if (r.hidden) out.hidden = r.hidden;
     if (captureLayers?.length && r.ff) out.ff = new Map(captureLayers.map((l, i) => [l, r.ff![i]!]));
     if (enc?.ff) out.encoderFF = enc.ff;
+    if (enc) out.encoderHidden = enc.hidden;
     return out;
+  }
+
+  /** input.encoderHidden in place of an encoder run: checked against encoderSeq and d; nothing to capture. */
+  private givenEncoder(input: ForwardInput, opts: ForwardOptions) {
+    const { batch, encoderIds } = input;
+    const seq = input.encoderSeq ?? (encoderIds ? encoderIds.length / batch : 0);
+    const hidden = input.encoderHidden!;
+    if (!Number.isInteger(seq) || seq <= 0 || hidden.length !== batch * seq * this.encoderSpec!.dModel) {
+      throw new FfmergeError('SHAPE_MISMATCH', `encoderHidden must hold batch·encoderSeq·d = ${batch}·${seq}·${this.encoderSpec!.dModel} values`);
+    }
+    if (opts.captureEncoderFF || opts.accumulate?.encoder) {
+      throw new FfmergeError('INVALID_ARGUMENT', 'with encoderHidden the encoder does not run, so its FF cannot be captured or accumulated');
+    }
+    return { hidden, seq, ff: undefined };
   }
 
   /** Encoder–decoder models: runs the encoder stack on input.encoderIds → its output states (+ FF captures). */

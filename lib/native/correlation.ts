@@ -11,7 +11,10 @@ type NativeProgress = ((done: number, total: number) => void) | undefined;
 
 interface NativeCorrelationAccumulator {
   add(layers: (Float32Array | null)[], rows: number, onProgress: NativeProgress): NativeJobHandle<void>;
-  finalize(pairIndex: number, onProgress: NativeProgress): NativeJobHandle<Float32Array>;
+  finalize(pairIndex: number, onProgress: NativeProgress, release?: boolean): NativeJobHandle<Float32Array>;
+  addPair(i: number, j: number): number;
+  release(pairIndex: number): void;
+  pairCount(pairIndex: number): number;
   count(): number;
   backend(): string;
   setBlockRows(rows: number): void;
@@ -29,46 +32,118 @@ function isCount(n: unknown): n is number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
 }
 
+function checkPair(dims: readonly number[], i: unknown, j: unknown, p: number): void {
+  for (const l of [i, j]) {
+    if (!Number.isInteger(l) || (l as number) < 0 || (l as number) >= dims.length) {
+      throw new FfmergeError('INVALID_ARGUMENT', `pair ${p} = (${String(i)}, ${String(j)}) names a layer outside 0..${dims.length - 1}`);
+    }
+  }
+}
+
 export class CorrelationAccumulator {
   readonly dims: readonly number[];
-  readonly pairs: readonly (readonly [number, number])[];
-  private readonly used: boolean[];
+  private readonly pairList: (readonly [number, number])[];
+  private readonly released = new Set<number>();
   private readonly native: NativeCorrelationAccumulator;
 
   /**
    * @param dims width (d_ff) of each layer
-   * @param pairs (i, j) layer index pairs whose cross-correlation is wanted; i may equal j
+   * @param pairs (i, j) layer index pairs whose cross-correlation is wanted; i may equal j. Must not be empty
+   *   (use CorrelationAccumulator.inFlight for an accumulator whose pairs come and go).
    */
   constructor(dims: number[], pairs: [number, number][]) {
-    if (!Array.isArray(dims) || dims.length === 0 || !dims.every((d) => isCount(d) && d > 0)) {
-      throw new FfmergeError('INVALID_ARGUMENT', 'dims must be a non-empty array of positive integer layer widths');
-    }
     if (!Array.isArray(pairs) || pairs.length === 0) {
       throw new FfmergeError('INVALID_ARGUMENT', 'pairs must name at least one (i, j) layer pair');
     }
+    this.dims = CorrelationAccumulator.checkDims(dims);
     const flat = new Int32Array(pairs.length * 2);
-    this.used = dims.map(() => false);
-    pairs.forEach((pair, p) => {
-      const [i, j] = pair;
-      for (const l of [i, j]) {
-        if (!Number.isInteger(l) || l < 0 || l >= dims.length) {
-          throw new FfmergeError(
-            'INVALID_ARGUMENT',
-            `pair ${p} = (${String(i)}, ${String(j)}) names a layer outside 0..${dims.length - 1}`,
-          );
-        }
-        this.used[l] = true;
-      }
+    pairs.forEach(([i, j], p) => {
+      checkPair(dims, i, j, p);
       flat[2 * p] = i;
       flat[2 * p + 1] = j;
     });
-    this.dims = [...dims];
-    this.pairs = pairs.map(([i, j]) => [i, j] as const);
+    this.pairList = pairs.map(([i, j]) => [i, j] as const);
+    this.native = CorrelationAccumulator.create(this.dims, flat);
+  }
+
+  /**
+   * An accumulator with no pairs yet, for callers that keep only a few pairs resident: open a pair with
+   * addPair(), feed it with add(), then finalize(p, { release: true }) frees its fp64 sums. Only open pairs
+   * cost memory (d_i · d_j doubles each). Always the CPU backend.
+   */
+  static inFlight(dims: number[]): CorrelationAccumulator {
+    const acc = Object.create(CorrelationAccumulator.prototype) as CorrelationAccumulator;
+    const d = CorrelationAccumulator.checkDims(dims);
+    Object.assign(acc, { dims: d, pairList: [], released: new Set<number>(), native: CorrelationAccumulator.create(d, new Int32Array(0)) });
+    return acc;
+  }
+
+  private static checkDims(dims: number[]): readonly number[] {
+    if (!Array.isArray(dims) || dims.length === 0 || !dims.every((d) => isCount(d) && d > 0)) {
+      throw new FfmergeError('INVALID_ARGUMENT', 'dims must be a non-empty array of positive integer layer widths');
+    }
+    return [...dims];
+  }
+
+  private static create(dims: readonly number[], flat: Int32Array): NativeCorrelationAccumulator {
     try {
-      this.native = new (addon().CorrelationAccumulator)([...dims], flat);
+      return new (addon().CorrelationAccumulator)([...dims], flat);
     } catch (e) {
       throw fromNativeError(e);
     }
+  }
+
+  /** Every pair ever opened, by index (released ones included: indices are never reused). */
+  get pairs(): readonly (readonly [number, number])[] {
+    return this.pairList;
+  }
+
+  /** Opens pair (i, j) and returns its index; it sees the rows of later add() calls only. */
+  addPair(i: number, j: number): number {
+    checkPair(this.dims, i, j, this.pairList.length);
+    let p: number;
+    try {
+      p = this.native.addPair(i, j);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    this.pairList.push([i, j] as const);
+    return p;
+  }
+
+  /** Frees pair p's sums (finalize it first if its result is wanted). Releasing twice is a no-op. */
+  release(pairIndex: number): void {
+    this.checkIndex(pairIndex);
+    try {
+      this.native.release(pairIndex);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    this.released.add(pairIndex);
+  }
+
+  /** Rows pair p has seen. */
+  pairCount(pairIndex: number): number {
+    this.checkIndex(pairIndex);
+    try {
+      return this.native.pairCount(pairIndex);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  private checkIndex(pairIndex: number): void {
+    if (!isCount(pairIndex) || pairIndex >= this.pairList.length) {
+      throw new FfmergeError('INVALID_ARGUMENT', `pair index ${pairIndex} is out of range (this accumulator has ${this.pairList.length} pairs)`);
+    }
+  }
+
+  private get used(): boolean[] {
+    const used = this.dims.map(() => false);
+    this.pairList.forEach(([i, j], p) => {
+      if (!this.released.has(p)) used[i] = used[j] = true;
+    });
+    return used;
   }
 
   /**
@@ -110,8 +185,9 @@ export class CorrelationAccumulator {
         `expected activations for ${this.dims.length} layers, got ${Array.isArray(layers) ? layers.length : 'no array'}`,
       );
     }
+    const used = this.used;
     const arrays = layers.map((x, l) => {
-      if (!this.used[l] && (x === null || x === undefined)) return null;
+      if (!used[l] && (x === null || x === undefined)) return null;
       if (!(x instanceof Float32Array)) {
         throw new FfmergeError('INVALID_ARGUMENT', `layer ${l} is used by a pair and needs a Float32Array`);
       }
@@ -130,15 +206,19 @@ export class CorrelationAccumulator {
   /**
    * Pearson correlation of pair `pairIndex` = (i, j): a dims[i] × dims[j] row-major Float32Array whose entry
    * [a * dims[j] + b] correlates unit a of layer i with unit b of layer j; 0 where either unit is constant.
+   * With release, the pair's sums are freed in the same job (once it succeeded).
    */
-  async finalize(pairIndex: number, opts: JobOptions = {}): Promise<Float32Array> {
-    if (!isCount(pairIndex) || pairIndex >= this.pairs.length) {
+  async finalize(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Float32Array> {
+    if (!isCount(pairIndex) || pairIndex >= this.pairList.length) {
       throw new FfmergeError(
         'INVALID_ARGUMENT',
-        `pair index ${pairIndex} is out of range (this accumulator has ${this.pairs.length} pairs)`,
+        `pair index ${pairIndex} is out of range (this accumulator has ${this.pairList.length} pairs)`,
       );
     }
-    return runNativeJob('correlation.finalize', (onProgress) => this.native.finalize(pairIndex, onProgress), opts);
+    const release = opts.release === true;
+    const out = await runNativeJob('correlation.finalize', (onProgress) => this.native.finalize(pairIndex, onProgress, release), opts);
+    if (release) this.released.add(pairIndex);
+    return out;
   }
 
   /** Rows per fp32 block product (default 2048); only before the first add. Smaller: more exact, slower. */

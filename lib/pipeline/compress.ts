@@ -220,7 +220,9 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     let calibrationFeatures: Partial<Record<StackName, number>> = {};
     if (combos.some((c) => c.method.needsCorrelations) || baselines.some((b) => b.needsCorrelations)) {
       const pairs = new Map(merged.map((s) => [s, pairsFor([...windows, ...pairWindows], anchor)]));
-      const { corr, rows } = await collectStackCorrelations(model, task.calibration, pairs, job);
+      // Merge methods read the alignment permutations only: keeping d_ff ints per pair instead of the d_ff²
+      // correlation matrix is what lets every candidate window's pairs stay resident through the search.
+      const { corr, rows } = await collectStackCorrelations(model, task.calibration, pairs, { ...job, keep: 'permutation' });
       ctx.correlations = corr;
       calibrationFeatures = rows;
       clock.lap('features');

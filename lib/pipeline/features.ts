@@ -1,32 +1,69 @@
 /**
- * Step 1–2 of the method: one pass of the calibration data through the base model, every needed layer's FF
- * pre-activations streamed natively into a CorrelationAccumulator for exactly the (anchor, layer) pairs the
- * candidate windows need. Features are collected once for all windows; nothing per token is kept.
+ * Step 1–2 of the method: the calibration data through the base model, and the Pearson correlation of the
+ * FF hidden units of exactly the (anchor, layer) pairs the candidate windows need.
+ *
+ * Memory is what bounds this at LLM widths: one fp64 d_ff × d_ff accumulator per pair (0.5–1.6 GB at
+ * d_ff 8192–14336) times every pair of every candidate window does not fit. So the main stack runs
+ * layer-major (layerMajorCorrelations): all calibration rows go through layer 0, then layer 1, ..., keeping
+ * the hidden states of every row (tokens × d) and the FF pre-activations of only the layers a later pair
+ * still needs (the anchors: k − 1 layers for windows of k). Pair (a, l) is accumulated while layer l runs
+ * and finalized right after, so at most the pairs closing at one layer are in flight. What a finalized
+ * correlation turns into is the caller's choice (`keep`): the matrix, or only the permutation that the
+ * alignment derives from it (what compress keeps: d_ff ints instead of d_ff² floats per pair).
+ *
+ * The numbers are those of the streamed batch-major pass (same batches, same blocks, same shifts): each pair
+ * sees the batches in the same order, and the accumulator's sums do not depend on which other pairs are
+ * open. Encoder stacks (encoder–decoder models) are small and keep the batch-major pass with every pair at
+ * once, streamed natively by the encoder run.
  */
+import { FfmergeError } from '../errors';
 import type { JobOptions } from '../native/job';
+import { permutationFromCorrelation } from '../native/assignment';
 import { CorrelationAccumulator } from '../native/correlation';
 import type { ForwardInput, Model, StackName } from '../model/model';
 import { stackSpecOf } from './align';
 
+/** What is kept of each finalized pair: the correlation matrix, or the alignment permutation only. */
+export type KeepCorrelations = 'matrix' | 'permutation';
+
+interface PairResult {
+  matrix?: Float32Array;
+  perm?: Int32Array;
+}
+
 export class PairCorrelations {
-  private readonly index = new Map<string, number>();
+  private readonly results = new Map<string, PairResult>();
 
   constructor(
-    readonly acc: CorrelationAccumulator,
-    pairs: [number, number][],
-  ) {
-    pairs.forEach(([a, b], i) => this.index.set(`${a},${b}`, i));
+    readonly tokens: number,
+    readonly dFF: number,
+  ) {}
+
+  /** @internal Filled by the collection. */
+  set(anchor: number, layer: number, r: PairResult): void {
+    this.results.set(`${anchor},${layer}`, r);
   }
 
-  /** Pearson correlation [dFF, dFF]: unit i of the anchor vs unit j of `layer`. */
-  get(anchor: number, layer: number, opts: JobOptions = {}): Promise<Float32Array> {
-    const i = this.index.get(`${anchor},${layer}`);
-    if (i === undefined) throw new Error(`correlation (${anchor}, ${layer}) was not collected`);
-    return this.acc.finalize(i, opts);
+  private result(anchor: number, layer: number): PairResult {
+    const r = this.results.get(`${anchor},${layer}`);
+    if (!r) throw new Error(`correlation (${anchor}, ${layer}) was not collected`);
+    return r;
   }
 
-  get tokens(): number {
-    return this.acc.count;
+  /** Pearson correlation [dFF, dFF]: unit i of the anchor vs unit j of `layer` (when matrices were kept). */
+  async get(anchor: number, layer: number, _opts: JobOptions = {}): Promise<Float32Array> {
+    const r = this.result(anchor, layer);
+    if (!r.matrix) {
+      throw new FfmergeError('INVALID_STATE', `only the alignment permutation of correlation (${anchor}, ${layer}) was kept (keep: 'permutation'); use permutation()`);
+    }
+    return r.matrix;
+  }
+
+  /** The permutation aligning `layer` to the anchor (maximum total correlation), computed once per pair. */
+  async permutation(anchor: number, layer: number, opts: JobOptions = {}): Promise<Int32Array> {
+    const r = this.result(anchor, layer);
+    r.perm ??= await permutationFromCorrelation(r.matrix!, this.dFF, opts.signal ? { signal: opts.signal } : {});
+    return r.perm;
   }
 }
 
@@ -37,47 +74,154 @@ export interface CalibrationBatch {
   featureMask?: Uint8Array;
 }
 
+export interface CollectOptions extends JobOptions {
+  /** What to keep of each pair (default 'matrix'). */
+  keep?: KeepCorrelations;
+}
+
+/** A plain view in this realm (the addon's arrays may come from another realm, e.g. under jest), no copy. */
+function plain(x: Float32Array): Float32Array {
+  return x instanceof Float32Array ? x : new Float32Array((x as Float32Array).buffer, (x as Float32Array).byteOffset, (x as Float32Array).length);
+}
+
+async function keepOf(matrix: Float32Array, dFF: number, keep: KeepCorrelations, opts: JobOptions): Promise<PairResult> {
+  if (keep === 'matrix') return { matrix };
+  return { perm: await permutationFromCorrelation(matrix, dFF, opts.signal ? { signal: opts.signal } : {}) };
+}
+
 /**
- * Features of several stacks in one pass over the calibration batches: for each stack with pairs, an
- * accumulator of exactly those (anchor, layer) pairs, fed natively by the forward pass (Model.forward's
- * `accumulate`: the pre-activations never reach JS). The main stack runs only up to the last layer it needs
- * (encoder–decoder models: the encoder always runs whole, the decoder needs its states). Stacks whose pair
- * list is empty get no accumulator. rows = feature rows seen per stack (padding excluded).
+ * The main stack's pairs, layer-major (see the file comment). Progress counts (layer, batch) steps.
+ * An abort stops it between (or inside) steps with ABORTED; the pairs in flight are released.
+ */
+async function layerMajorCorrelations(
+  model: Model,
+  batches: CalibrationBatch[],
+  pairs: [number, number][],
+  keep: KeepCorrelations,
+  opts: JobOptions,
+): Promise<PairCorrelations> {
+  const stack = model.mainStack;
+  const { dFF, layers: L } = stackSpecOf(model, stack);
+  // lastUse[l]: the layer whose run closes the last pair that needs l (−1: no pair does)
+  const lastUse: number[] = Array(L).fill(-1) as number[];
+  const closing = new Map<number, [number, number][]>();
+  for (const [a, b] of pairs) {
+    const hi = Math.max(a, b);
+    for (const l of [a, b]) lastUse[l] = Math.max(lastUse[l]!, hi);
+    closing.set(hi, [...(closing.get(hi) ?? []), [a, b]]);
+  }
+  const top = Math.max(...pairs.map(([a, b]) => Math.max(a, b)));
+  const acc = CorrelationAccumulator.inFlight(Array(L).fill(dFF) as number[]);
+  const signal = opts.signal ? { signal: opts.signal } : {};
+  const hidden: (Float32Array | undefined)[] = batches.map(() => undefined);
+  const encoderHidden: (Float32Array | undefined)[] = batches.map(() => undefined);
+  const kept = new Map<number, Float32Array[]>(); // layer → per-batch pre-activations, while a later pair needs them
+  const results: [number, number, PairResult][] = [];
+  let tokens = 0;
+  let counted = false; // feature rows are the same at every layer: counted at the first captured one
+  let done = 0;
+  const total = (top + 1) * batches.length;
+  const open: number[] = [];
+  try {
+    for (let l = 0; l <= top; l++) {
+      const closes = closing.get(l) ?? [];
+      const capture = lastUse[l]! >= l;
+      open.length = 0;
+      for (const [a, b] of closes) open.push(acc.addPair(a, b));
+      const fresh: Float32Array[] = [];
+      for (const [bi, b] of batches.entries()) {
+        const input: ForwardInput = { ...b.input, ...(encoderHidden[bi] ? { encoderHidden: encoderHidden[bi] } : {}) };
+        const r = await model.forward(input, {
+          output: 'hidden',
+          fromLayer: l,
+          toLayer: l + 1,
+          ...(l > 0 ? { hidden: hidden[bi]! } : {}),
+          ...(capture ? { captureFF: [l] } : {}),
+          ...(b.featureMask ? { featureMask: b.featureMask } : {}),
+          ...signal,
+        });
+        hidden[bi] = r.hidden;
+        if (r.encoderHidden) encoderHidden[bi] = r.encoderHidden;
+        if (capture) {
+          const ff = plain(r.ff!.get(l)!);
+          const rows = ff.length / dFF;
+          if (open.length > 0 && rows > 0) {
+            const layers = acc.dims.map((_, m) => (m === l ? ff : (kept.get(m)?.[bi] ?? null)));
+            await acc.add(layers, rows, signal);
+          }
+          if (lastUse[l]! > l) fresh.push(ff);
+          if (!counted) tokens += rows;
+        }
+        opts.onProgress?.({ phase: 'features', done: ++done, total });
+      }
+      if (capture) counted = true;
+      for (const [k, p] of open.entries()) {
+        const [a, b] = closes[k]!;
+        // an empty calibration (all padding) leaves nothing to finalize: the pair is absent, as before
+        if (acc.pairCount(p) === 0) {
+          acc.release(p);
+          continue;
+        }
+        const matrix = await acc.finalize(p, { ...signal, release: true });
+        results.push([a, b, await keepOf(matrix, dFF, keep, opts)]);
+      }
+      open.length = 0;
+      if (lastUse[l]! > l) kept.set(l, fresh);
+      for (const m of [...kept.keys()]) if (lastUse[m]! <= l) kept.delete(m);
+    }
+  } finally {
+    // An abort or error leaves pairs open: free their sums now rather than when the accumulator is collected
+    // (a release while the aborted job still winds down is refused as BUSY; the collector frees those).
+    for (const p of open) {
+      try {
+        acc.release(p);
+      } catch {
+        // BUSY: see above
+      }
+    }
+  }
+  const out = new PairCorrelations(tokens, dFF);
+  for (const [a, b, r] of results) out.set(a, b, r);
+  return out;
+}
+
+/**
+ * Features of several stacks: for each stack with pairs, the correlations of exactly those (anchor, layer)
+ * pairs. The main stack runs layer-major with a few pairs in flight; an encoder stack (encoder–decoder
+ * models) is streamed natively by one encoder pass per batch with all its pairs (Model.forward's
+ * `accumulate`). Stacks whose pair list is empty get nothing. rows = feature rows seen per stack (padding
+ * excluded).
  */
 export async function collectStackCorrelations(
   model: Model,
   batches: CalibrationBatch[],
   pairs: Map<StackName, [number, number][]>,
-  opts: JobOptions,
+  opts: CollectOptions,
 ): Promise<{ corr: Map<StackName, PairCorrelations>; rows: Partial<Record<StackName, number>> }> {
-  const accs = new Map<StackName, CorrelationAccumulator>();
-  for (const [stack, ps] of pairs) {
-    if (ps.length === 0) continue;
-    const dFF = stackSpecOf(model, stack).dFF;
-    accs.set(stack, new CorrelationAccumulator(Array(model.layers(stack)).fill(dFF) as number[], ps));
-  }
-  const mainAcc = accs.get(model.mainStack);
-  const used = mainAcc?.usedLayers();
-  // With no main-stack pairs the main pass runs no layer at all (encoder–decoder: only the encoder is needed).
-  const toLayer = used ? used[used.length - 1]! + 1 : 0;
-  const accumulate = Object.fromEntries(accs) as Partial<Record<StackName, CorrelationAccumulator>>;
-  let done = 0;
-  for (const b of batches) {
-    await model.forward(b.input, {
-      output: 'hidden',
-      toLayer,
-      accumulate,
-      ...(b.featureMask ? { featureMask: b.featureMask } : {}),
-      ...(opts.signal ? { signal: opts.signal } : {}),
-    });
-    opts.onProgress?.({ phase: 'features', done: ++done, total: batches.length });
-  }
+  const keep = opts.keep ?? 'matrix';
+  const job: JobOptions = { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
   const corr = new Map<StackName, PairCorrelations>();
   const rows: Partial<Record<StackName, number>> = {};
-  for (const [stack, acc] of accs) {
-    corr.set(stack, new PairCorrelations(acc, pairs.get(stack)!));
-    rows[stack] = acc.count;
+  const encPairs = model.encoderSpec ? pairs.get('encoder') ?? [] : [];
+  if (encPairs.length > 0) {
+    const { dFF, layers } = stackSpecOf(model, 'encoder');
+    const acc = new CorrelationAccumulator(Array(layers).fill(dFF) as number[], encPairs);
+    for (const b of batches) {
+      // toLayer 0: the decoder runs no layer, the encoder runs whole and feeds its accumulator
+      await model.forward(b.input, { output: 'hidden', toLayer: 0, accumulate: { encoder: acc }, ...(opts.signal ? { signal: opts.signal } : {}) });
+    }
+    const pc = new PairCorrelations(acc.count, dFF);
+    if (acc.count > 0) {
+      for (const [p, [a, l]] of encPairs.entries()) pc.set(a, l, await keepOf(await acc.finalize(p, { ...(opts.signal ? { signal: opts.signal } : {}), release: true }), dFF, keep, job));
+    }
+    corr.set('encoder', pc);
+    rows.encoder = acc.count;
+  }
+  const mainPairs = pairs.get(model.mainStack) ?? [];
+  if (mainPairs.length > 0) {
+    const pc = await layerMajorCorrelations(model, batches, mainPairs, keep, job);
+    corr.set(model.mainStack, pc);
+    rows[model.mainStack] = pc.tokens;
   }
   return { corr, rows };
 }
-

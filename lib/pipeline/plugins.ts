@@ -34,7 +34,9 @@ export interface MergedWindow {
 export interface MergeContext {
   model: Model;
   anchor: Anchor;
-  /** Per stack, the anchor–layer correlations of every candidate window (only when a method needs them). */
+  /** Per stack, the anchor–layer correlations of every candidate window (only when a method needs them).
+   *  compress keeps only each pair's alignment permutation (PairCorrelations.permutation): the d_ff × d_ff
+   *  matrices of every pair would not fit at LLM widths, so get() refuses with INVALID_STATE there. */
   correlations: Map<StackName, PairCorrelations>;
   calibration: FeatureBatch[];
 }

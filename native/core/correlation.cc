@@ -4,7 +4,7 @@
 #include <cmath>
 #include <string>
 
-#include "core/gemm.h"
+#include "core/cross_tiles.h"
 
 #ifdef FFMERGE_HAVE_CUDA
 #include "cuda/correlation_cuda.h"
@@ -19,36 +19,23 @@ namespace ffm {
 namespace {
 // Columns per task when a pass runs over the units of a layer: enough contiguous floats per row to stream.
 constexpr size_t kColumnGrain = 64;
-// Rows per sgemm call inside a block (see add_products).
-constexpr size_t kSliceRows = 256;
 }  // namespace
 
-CorrelationAccumulator::CorrelationAccumulator(std::vector<size_t> dims, std::vector<std::pair<int, int>> pairs,
-                                               CorrelationBackend backend)
-    : dims_(std::move(dims)), pairs_(std::move(pairs)) {
+CorrelationAccumulator::CorrelationAccumulator(std::vector<size_t> dims) : dims_(std::move(dims)) {
   if (dims_.empty()) throw Error("INVALID_ARGUMENT", "a correlation accumulator needs at least one layer width");
   for (size_t l = 0; l < dims_.size(); ++l)
     if (dims_[l] == 0) throw Error("INVALID_ARGUMENT", "layer " + std::to_string(l) + " has width 0");
-  if (pairs_.empty()) throw Error("INVALID_ARGUMENT", "a correlation accumulator needs at least one layer pair");
-  used_.assign(dims_.size(), false);
-  const int L = static_cast<int>(dims_.size());
-  for (size_t p = 0; p < pairs_.size(); ++p) {
-    auto [i, j] = pairs_[p];
-    if (i < 0 || i >= L || j < 0 || j >= L)
-      throw Error("INVALID_ARGUMENT", "pair " + std::to_string(p) + " = (" + std::to_string(i) + ", " +
-                                          std::to_string(j) + ") names a layer outside 0.." + std::to_string(L - 1));
-    used_[i] = used_[j] = true;
-  }
   shift_.resize(dims_.size());
-  sum_.resize(dims_.size());
-  sumsq_.resize(dims_.size());
+  block_sum_.resize(dims_.size());
+  block_sumsq_.resize(dims_.size());
   shifted_.resize(dims_.size());
-  for (size_t l = 0; l < dims_.size(); ++l) {
-    if (!used_[l]) continue;
-    shift_[l].assign(dims_[l], 0.0f);
-    sum_[l].assign(dims_[l], 0.0);
-    sumsq_[l].assign(dims_[l], 0.0);
-  }
+}
+
+CorrelationAccumulator::CorrelationAccumulator(std::vector<size_t> dims, std::vector<std::pair<int, int>> pairs,
+                                               CorrelationBackend backend)
+    : CorrelationAccumulator(std::move(dims)) {
+  if (pairs.empty()) throw Error("INVALID_ARGUMENT", "a correlation accumulator needs at least one layer pair");
+  for (auto [i, j] : pairs) add_pair(i, j);
 #ifdef FFMERGE_HAVE_CUDA
   if (backend == CorrelationBackend::kAuto && cuda::available(nullptr, nullptr)) {
     try {
@@ -68,6 +55,84 @@ CorrelationAccumulator::~CorrelationAccumulator() = default;
 
 const char* CorrelationAccumulator::backend() const { return gpu_ ? "cuda" : "cpu"; }
 
+size_t CorrelationAccumulator::add_pair(int i, int j) {
+  const int L = static_cast<int>(dims_.size());
+  if (i < 0 || i >= L || j < 0 || j >= L)
+    throw Error("INVALID_ARGUMENT", "pair " + std::to_string(pairs_.size()) + " = (" + std::to_string(i) + ", " +
+                                        std::to_string(j) + ") names a layer outside 0.." + std::to_string(L - 1));
+  if (gpu_) throw Error("INVALID_STATE", "pairs cannot be added to an accumulator on the GPU backend");
+  check_usable();
+  Pair s;
+  s.i = i;
+  s.j = j;
+  s.sum_i.assign(dims_[i], 0.0);
+  s.sumsq_i.assign(dims_[i], 0.0);
+  s.sum_j.assign(dims_[j], 0.0);
+  s.sumsq_j.assign(dims_[j], 0.0);
+  pairs_.emplace_back(i, j);
+  state_.push_back(std::move(s));
+  return pairs_.size() - 1;
+}
+
+void CorrelationAccumulator::release(size_t p) {
+  check_pair(p);
+  Pair& s = state_[p];
+  if (s.released) return;
+  s.released = true;
+  // swap with empties: clear() would keep the capacity, which is the memory this call exists to return
+  std::vector<double>().swap(s.cross);
+  std::vector<double>().swap(s.sum_i);
+  std::vector<double>().swap(s.sumsq_i);
+  std::vector<double>().swap(s.sum_j);
+  std::vector<double>().swap(s.sumsq_j);
+  // Scratch of layers no open pair uses any more goes too.
+  const std::vector<bool> active = active_layers();
+  for (size_t l = 0; l < dims_.size(); ++l)
+    if (!active[l]) std::vector<float>().swap(shifted_[l]);
+}
+
+bool CorrelationAccumulator::released(size_t p) const {
+  check_pair(p);
+  return state_[p].released;
+}
+
+size_t CorrelationAccumulator::open_pairs() const {
+  size_t n = 0;
+  for (const Pair& s : state_) n += s.released ? 0 : 1;
+  return n;
+}
+
+size_t CorrelationAccumulator::pair_count(size_t p) const {
+  check_pair(p);
+  return state_[p].count;
+}
+
+bool CorrelationAccumulator::used(size_t layer) const {
+  for (const Pair& s : state_)
+    if (!s.released && (static_cast<size_t>(s.i) == layer || static_cast<size_t>(s.j) == layer)) return true;
+  return false;
+}
+
+std::vector<bool> CorrelationAccumulator::active_layers() const {
+  std::vector<bool> active(dims_.size(), false);
+  for (const Pair& s : state_)
+    if (!s.released) active[s.i] = active[s.j] = true;
+  return active;
+}
+
+void CorrelationAccumulator::check_pair(size_t p) const {
+  if (p >= pairs_.size())
+    throw Error("INVALID_ARGUMENT", "pair index " + std::to_string(p) + " is out of range (this accumulator has " +
+                                        std::to_string(pairs_.size()) + " pairs)");
+}
+
+void CorrelationAccumulator::check_usable() const {
+  if (broken_)
+    throw Error("INVALID_STATE",
+                "this correlation accumulator holds part of a batch (an earlier add was aborted half-way); "
+                "create a new one");
+}
+
 void CorrelationAccumulator::set_block_rows(size_t rows) {
   if (rows == 0 || rows > (size_t(1) << 24)) throw Error("INVALID_ARGUMENT", "block_rows must be in 1..16777216");
   if (count() > 0) throw Error("INVALID_STATE", "block_rows can only be changed before the first batch");
@@ -78,9 +143,9 @@ void CorrelationAccumulator::set_block_rows(size_t rows) {
 }
 
 void CorrelationAccumulator::check_finite(JobControl& ctl, const std::vector<const float*>& layers,
-                                          size_t rows) const {
+                                          const std::vector<bool>& active, size_t rows) const {
   for (size_t l = 0; l < dims_.size(); ++l) {
-    if (!used_[l]) continue;
+    if (!active[l]) continue;
     const size_t d = dims_[l];
     const float* x = layers[l];
     ctl.pool().parallel_for(rows, std::max<size_t>(1, 16384 / d), [&](size_t r0, size_t r1) {
@@ -98,12 +163,13 @@ void CorrelationAccumulator::check_finite(JobControl& ctl, const std::vector<con
   }
 }
 
-void CorrelationAccumulator::init_shift(JobControl& ctl, const std::vector<const float*>& layers, size_t rows) {
+void CorrelationAccumulator::init_shift(JobControl& ctl, const std::vector<const float*>& layers,
+                                        const std::vector<bool>& active, size_t rows) {
   for (size_t l = 0; l < dims_.size(); ++l) {
-    if (!used_[l]) continue;
+    if (!active[l] || !shift_[l].empty()) continue;
     const size_t d = dims_[l];
     const float* x = layers[l];
-    float* shift = shift_[l].data();
+    std::vector<float> shift(d);
     ctl.pool().parallel_for(d, kColumnGrain, [&](size_t c0, size_t c1) {
       std::vector<double> acc(c1 - c0, 0.0);
       for (size_t r = 0; r < rows; ++r) {
@@ -112,14 +178,17 @@ void CorrelationAccumulator::init_shift(JobControl& ctl, const std::vector<const
       }
       for (size_t c = c0; c < c1; ++c) shift[c] = static_cast<float>(acc[c - c0] / static_cast<double>(rows));
     });
+    shift_[l] = std::move(shift);
   }
 }
 
 void CorrelationAccumulator::shift_block(JobControl& ctl, size_t l, const float* src, size_t rows, float* dst) {
   const size_t d = dims_[l];
   const float* shift = shift_[l].data();
-  double* sum = sum_[l].data();
-  double* sumsq = sumsq_[l].data();
+  block_sum_[l].assign(d, 0.0);
+  block_sumsq_[l].assign(d, 0.0);
+  double* sum = block_sum_[l].data();
+  double* sumsq = block_sumsq_[l].data();
   // Split by columns so that each task owns its units' sums outright (no reduction across threads).
   ctl.pool().parallel_for(d, kColumnGrain, [&](size_t c0, size_t c1) {
     const size_t w = c1 - c0;
@@ -135,66 +204,53 @@ void CorrelationAccumulator::shift_block(JobControl& ctl, size_t l, const float*
       }
     }
     for (size_t c = 0; c < w; ++c) {
-      sum[c0 + c] += s[c];
-      sumsq[c0 + c] += q[c];
+      sum[c0 + c] = s[c];
+      sumsq[c0 + c] = q[c];
     }
   });
 }
 
 void CorrelationAccumulator::add_products(JobControl& ctl, size_t p, const float* x, const float* y, size_t rows) {
-  const size_t di = dims_[pairs_[p].first], dj = dims_[pairs_[p].second];
 #ifdef FFMERGE_HAVE_CUDA
   if (gpu_) {
     gpu_->accumulate(p, rows);
     return;
   }
 #endif
-  product_.resize(di * dj);
-  // fp32 rounding error grows with the length of each running sum. Feeding sgemm 256-row slices with beta=1
-  // bounds it by ~√256 + √(rows/256) ulps whatever order the kernel sums in, at no extra pass over memory
-  // (sgemm reads and writes C per K-panel anyway); the fp64 add below then runs once per block.
-  for (size_t r0 = 0; r0 < rows; r0 += kSliceRows) {
-    const size_t k = std::min(kSliceRows, rows - r0);
-    sgemm(&ctl.pool(), /*trans_a=*/true, /*trans_b=*/false, di, dj, k, 1.0f, x + r0 * di, di, y + r0 * dj, dj,
-          r0 == 0 ? 0.0f : 1.0f, product_.data(), dj);
-  }
-  double* acc = cross_[p].data();
-  const float* prod = product_.data();
-  ctl.pool().parallel_for(di * dj, 1 << 16, [&](size_t k0, size_t k1) {
-    for (size_t k = k0; k < k1; ++k) acc[k] += prod[k];
-  });
+  const size_t di = dims_[pairs_[p].first], dj = dims_[pairs_[p].second];
+  accumulate_cross_tiled(ctl, x, di, di, y, dj, dj, rows, state_[p].cross.data(), dj);
 }
 
 void CorrelationAccumulator::add(JobControl& ctl, const std::vector<const float*>& layers, size_t rows) {
-  if (broken_)
-    throw Error("INVALID_STATE",
-                "this correlation accumulator holds part of a batch (an earlier add was aborted half-way); "
-                "create a new one");
+  check_usable();
   if (layers.size() != dims_.size())
     throw Error("INVALID_ARGUMENT", "expected activations for " + std::to_string(dims_.size()) + " layers, got " +
                                         std::to_string(layers.size()));
+  const std::vector<bool> active = active_layers();
   for (size_t l = 0; l < dims_.size(); ++l)
-    if (used_[l] && !layers[l])
+    if (active[l] && !layers[l])
       throw Error("INVALID_ARGUMENT", "layer " + std::to_string(l) + " is used by a pair but has no activations");
   if (rows == 0) return;
+  if (open_pairs() == 0) throw Error("INVALID_STATE", "no layer pair is open in this correlation accumulator");
   ctl.check();
-  check_finite(ctl, layers, rows);
-  if (!gpu_ && cross_.empty()) {
-    cross_.resize(pairs_.size());
-    for (size_t p = 0; p < pairs_.size(); ++p)
-      cross_[p].assign(dims_[pairs_[p].first] * dims_[pairs_[p].second], 0.0);
-  }
+  check_finite(ctl, layers, active, rows);
+  std::vector<size_t> open;
+  for (size_t p = 0; p < state_.size(); ++p)
+    if (!state_[p].released) open.push_back(p);
+  if (!gpu_)
+    for (size_t p : open)
+      if (state_[p].cross.empty()) state_[p].cross.assign(dims_[pairs_[p].first] * dims_[pairs_[p].second], 0.0);
   // The shift only has to be near the mean, so the first block's rows are enough to estimate it.
-  if (count() == 0) init_shift(ctl, layers, std::min(rows, block_rows_));
+  init_shift(ctl, layers, active, std::min(rows, block_rows_));
 
   const size_t block = std::min(rows, block_rows_);
   for (size_t l = 0; l < dims_.size(); ++l)
-    if (used_[l]) shifted_[l].resize(block * dims_[l]);
+    if (active[l]) shifted_[l].resize(block * dims_[l]);
 #ifdef FFMERGE_HAVE_CUDA
   if (gpu_) gpu_->reserve_rows(block);
 #endif
   const size_t blocks = (rows + block - 1) / block;
-  const double total = static_cast<double>(blocks * pairs_.size());
+  const double total = static_cast<double>(blocks * open.size());
   bool modified = false;
   try {
     for (size_t b = 0; b < blocks; ++b) {
@@ -202,34 +258,42 @@ void CorrelationAccumulator::add(JobControl& ctl, const std::vector<const float*
       const size_t r0 = b * block, n = std::min(block, rows - r0);
       modified = true;
       for (size_t l = 0; l < dims_.size(); ++l) {
-        if (!used_[l]) continue;
+        if (!active[l]) continue;
         shift_block(ctl, l, layers[l] + r0 * dims_[l], n, shifted_[l].data());
 #ifdef FFMERGE_HAVE_CUDA
         if (gpu_) gpu_->upload(l, shifted_[l].data(), n);
 #endif
       }
-      for (size_t p = 0; p < pairs_.size(); ++p) {
-        if (p > 0) ctl.check();  // many pairs make a long block: answer a cancel between them too
-        add_products(ctl, p, shifted_[pairs_[p].first].data(), shifted_[pairs_[p].second].data(), n);
-        ctl.progress(static_cast<double>(b * pairs_.size() + p + 1), total);
+      for (size_t k = 0; k < open.size(); ++k) {
+        const size_t p = open[k];
+        Pair& s = state_[p];
+        const auto add_into = [](std::vector<double>& dst, const std::vector<double>& src) {
+          for (size_t c = 0; c < dst.size(); ++c) dst[c] += src[c];
+        };
+        add_into(s.sum_i, block_sum_[s.i]);
+        add_into(s.sumsq_i, block_sumsq_[s.i]);
+        add_into(s.sum_j, block_sum_[s.j]);
+        add_into(s.sumsq_j, block_sumsq_[s.j]);
+        if (k > 0) ctl.check();  // many pairs make a long block: answer a cancel between them too
+        add_products(ctl, p, shifted_[s.i].data(), shifted_[s.j].data(), n);
+        ctl.progress(static_cast<double>(b * open.size() + k + 1), total);
       }
     }
   } catch (...) {
     if (modified) broken_ = true;
     throw;
   }
+  for (size_t p : open) state_[p].count += rows;
   count_.fetch_add(rows, std::memory_order_relaxed);
 }
 
 std::vector<float> CorrelationAccumulator::finalize(JobControl& ctl, size_t p) const {
-  if (p >= pairs_.size())
-    throw Error("INVALID_ARGUMENT", "pair index " + std::to_string(p) + " is out of range (this accumulator has " +
-                                        std::to_string(pairs_.size()) + " pairs)");
-  if (broken_)
-    throw Error("INVALID_STATE",
-                "this correlation accumulator holds part of a batch (an earlier add was aborted half-way); "
-                "create a new one");
-  const size_t n = count();
+  check_pair(p);
+  check_usable();
+  const Pair& st = state_[p];
+  if (st.released)
+    throw Error("INVALID_STATE", "pair " + std::to_string(p) + " was released, so its correlation is gone");
+  const size_t n = st.count;
   if (n == 0) throw Error("INVALID_STATE", "no activations were added yet, so there is no correlation to compute");
   ctl.check();
   const int li = pairs_[p].first, lj = pairs_[p].second;
@@ -239,18 +303,18 @@ std::vector<float> CorrelationAccumulator::finalize(JobControl& ctl, size_t p) c
   // 1/sqrt(Σ(x−mean)²) per unit, 0 for a zero-variance unit so its whole row/column of C comes out 0. The
   // relative floor treats a spread below fp64 resolution of the shifted sums as zero variance (rounding
   // noise would otherwise become a correlation).
-  auto inv_norms = [&](int l) {
-    std::vector<double> inv(dims_[l]);
-    for (size_t a = 0; a < dims_[l]; ++a) {
-      const double s = sum_[l][a], q = sumsq_[l][a];
+  auto inv_norms = [&](const std::vector<double>& sum, const std::vector<double>& sumsq) {
+    std::vector<double> inv(sum.size());
+    for (size_t a = 0; a < sum.size(); ++a) {
+      const double s = sum[a], q = sumsq[a];
       const double ss = q - s * s / nd;
       inv[a] = (ss > 0.0 && ss > 1e-12 * q) ? 1.0 / std::sqrt(ss) : 0.0;
     }
     return inv;
   };
-  const std::vector<double> inv_i = inv_norms(li), inv_j = inv_norms(lj);
-  const std::vector<double>& sum_i = sum_[li];
-  const std::vector<double>& sum_j = sum_[lj];
+  const std::vector<double> inv_i = inv_norms(st.sum_i, st.sumsq_i), inv_j = inv_norms(st.sum_j, st.sumsq_j);
+  const std::vector<double>& sum_i = st.sum_i;
+  const std::vector<double>& sum_j = st.sum_j;
 
   std::vector<double> downloaded;
   const double* cross = nullptr;
@@ -261,7 +325,7 @@ std::vector<float> CorrelationAccumulator::finalize(JobControl& ctl, size_t p) c
     cross = downloaded.data();
   }
 #endif
-  if (!cross) cross = cross_[p].data();
+  if (!cross) cross = st.cross.data();
 
   std::vector<double> mean_j(dj);
   for (size_t b = 0; b < dj; ++b) mean_j[b] = sum_j[b] / nd;

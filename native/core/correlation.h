@@ -6,9 +6,17 @@
 // relative to the stds (FF pre-activations often are); subtracting a per-unit constant close to the mean
 // (the first batch's column means) first keeps every sum small, and Pearson does not depend on it.
 //
-// Each block of ≤ block_rows() rows is multiplied in fp32 by ffm::sgemm (the heavy part, multithreaded)
-// and added into the fp64 accumulators, so the fp32 rounding error is bounded by one block's length, not by
-// the number of tokens. Memory is O(Σ pair dims² + block_rows · Σ used dims), never O(tokens).
+// Each block of ≤ block_rows() rows is multiplied in fp32 tile by tile (core/cross_tiles.h: the heavy part,
+// multithreaded, on the sgemm micro-kernels) and each tile is added into the fp64 accumulator while still in
+// cache, so the fp32 rounding error is bounded by one block's length, not by the number of tokens. Memory is
+// O(Σ open pair dims² + block_rows · Σ used dims), never O(tokens).
+//
+// Pairs in flight: a caller that needs many pairs but can feed them a few at a time (the layer-major
+// calibration capture) creates the accumulator with no pairs, opens pairs with add_pair(), and releases each
+// one once finalized: only open pairs hold an accumulator, and add() feeds exactly the open pairs. Every pair
+// keeps its own row count and unit sums (a pair opened later sees only the rows added after it); the shift of
+// a layer is fixed by the first batch that carries it, so the same batches give the same numbers whatever
+// else was open at the time.
 //
 // With FFMERGE_HAVE_CUDA and a visible device, the block products and the fp64 accumulators live on the
 // GPU (native/cuda/correlation_cuda.h); the statistics, the checks and finalize stay here.
@@ -38,24 +46,38 @@ class CorrelationAccumulator {
   // (i may equal j). Throws ffm::Error("INVALID_ARGUMENT") for an empty/zero dim or a pair out of range.
   CorrelationAccumulator(std::vector<size_t> dims, std::vector<std::pair<int, int>> pairs,
                          CorrelationBackend backend = CorrelationBackend::kAuto);
+  // No pairs yet: open them with add_pair() (always the CPU backend, whose accumulators can come and go).
+  explicit CorrelationAccumulator(std::vector<size_t> dims);
   ~CorrelationAccumulator();
   CorrelationAccumulator(const CorrelationAccumulator&) = delete;
   CorrelationAccumulator& operator=(const CorrelationAccumulator&) = delete;
 
+  // Opens pair (i, j) and returns its index (indices are never reused). Its sums start empty: it sees the rows
+  // of later add() calls only. Throws INVALID_ARGUMENT for a layer out of range, INVALID_STATE on the GPU
+  // backend (its pair set is fixed at construction) or on a broken accumulator.
+  size_t add_pair(int i, int j);
+  // Frees pair p's accumulator (finalize it first if its result is wanted): later finalize(p) throws
+  // INVALID_STATE and add() no longer needs or feeds its layers. Releasing twice is a no-op.
+  void release(size_t pair_index);
+  bool released(size_t pair_index) const;
+  // Pairs not released.
+  size_t open_pairs() const;
+
   // One batch: layers[l] points to rows × dims[l] row-major float32 activations of layer l (all layers same
-  // rows, padding already removed by the caller). Layers not used by any pair may be nullptr.
+  // rows, padding already removed by the caller). Layers not used by any open pair may be nullptr.
   // A batch containing NaN/Inf is rejected whole (NON_FINITE_ACTIVATIONS, naming the layer) and leaves the
   // accumulator unchanged. A cancel that lands after part of the batch was added leaves the accumulator
   // unusable: later calls throw INVALID_STATE.
   void add(JobControl& ctl, const std::vector<const float*>& layers, size_t rows);
-  size_t count() const { return count_.load(std::memory_order_relaxed); }  // rows seen so far
+  size_t count() const { return count_.load(std::memory_order_relaxed); }  // rows added so far (all pairs)
+  size_t pair_count(size_t pair_index) const;  // rows pair p has seen
   // Pearson correlation, dims[i] × dims[j] row-major (unit a of layer i vs unit b of layer j); 0 where either
-  // std is 0. Throws INVALID_STATE before any row was added.
+  // std is 0. Throws INVALID_STATE before the pair saw any row, or once it was released.
   std::vector<float> finalize(JobControl& ctl, size_t pair_index) const;
 
   const std::vector<size_t>& dims() const { return dims_; }
   const std::vector<std::pair<int, int>>& pairs() const { return pairs_; }
-  bool used(size_t layer) const { return used_[layer]; }
+  bool used(size_t layer) const;  // whether an open pair uses the layer
   // Rows per fp32 block product (default 2048). Smaller is more accurate and slower; settable before the
   // first add() (tests use it to exercise block boundaries).
   size_t block_rows() const { return block_rows_; }
@@ -66,26 +88,37 @@ class CorrelationAccumulator {
   bool broken() const { return broken_; }
 
  private:
-  void init_shift(JobControl& ctl, const std::vector<const float*>& layers, size_t rows);
-  void check_finite(JobControl& ctl, const std::vector<const float*>& layers, size_t rows) const;
+  // One pair's running sums. Released pairs keep only (i, j) and the flag.
+  struct Pair {
+    int i = 0, j = 0;
+    bool released = false;
+    size_t count = 0;
+    std::vector<double> sum_i, sumsq_i, sum_j, sumsq_j;  // Σ(x−s), Σ(x−s)² of each side's units
+    std::vector<double> cross;  // Σ(x−sx)ᵀ(y−sy), dims[i] × dims[j] (CPU backend; allocated by the first add)
+  };
+
+  void check_pair(size_t p) const;
+  void check_usable() const;
+  std::vector<bool> active_layers() const;
+  void init_shift(JobControl& ctl, const std::vector<const float*>& layers, const std::vector<bool>& active,
+                  size_t rows);
+  void check_finite(JobControl& ctl, const std::vector<const float*>& layers, const std::vector<bool>& active,
+                    size_t rows) const;
   void shift_block(JobControl& ctl, size_t layer, const float* src, size_t rows, float* dst);
   void add_products(JobControl& ctl, size_t pair, const float* x, const float* y, size_t rows);
 
   std::vector<size_t> dims_;
   std::vector<std::pair<int, int>> pairs_;
-  std::vector<bool> used_;
+  std::vector<Pair> state_;
   size_t block_rows_ = 2048;
   std::atomic<size_t> count_{0};
   bool broken_ = false;
-  // Per layer (empty when unused): the shift s, Σ(x−s) and Σ(x−s)² in fp64.
+  // Per layer: the shift s (empty until the first batch carrying the layer) and one block's Σ(x−s), Σ(x−s)²
+  // (fp64), added into every open pair that uses the layer.
   std::vector<std::vector<float>> shift_;
-  std::vector<std::vector<double>> sum_;
-  std::vector<std::vector<double>> sumsq_;
-  // Per pair: Σ(x−sx)ᵀ(y−sy), dims[i] × dims[j] fp64 (CPU backend only; the CUDA backend keeps them on the GPU).
-  std::vector<std::vector<double>> cross_;
-  // Scratch reused across batches: shifted block per used layer, and one fp32 block product.
+  std::vector<std::vector<double>> block_sum_, block_sumsq_;
+  // Scratch reused across batches: shifted block per active layer.
   std::vector<std::vector<float>> shifted_;
-  std::vector<float> product_;
   std::unique_ptr<cuda::PairProducts> gpu_;
 };
 

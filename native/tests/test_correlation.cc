@@ -195,4 +195,90 @@ TEST(bad_arguments_throw_typed_errors) {
   CHECK(code_of([&] { acc.add(ctl, {x.data(), nullptr}, 1); }) == "INVALID_ARGUMENT");
 }
 
+TEST(pairs_in_flight_match_fixed_pairs_and_free_their_sums) {
+  // Layer-major use: pairs opened one at a time, each fed the same batches, finalized and released; the
+  // results equal those of one accumulator holding every pair from the start, bit for bit.
+  ffm::ThreadPool pool(2);
+  ffm::JobControl ctl(pool);
+  std::mt19937 rng(13);
+  const std::vector<size_t> dims = {9, 9, 9};
+  const std::vector<size_t> batches = {70, 3, 200};
+  size_t n = 0;
+  for (size_t b : batches) n += b;
+  std::vector<float> common(n);
+  std::normal_distribution<float> g;
+  for (auto& v : common) v = g(rng);
+  std::vector<std::vector<float>> layer;
+  for (size_t d : dims) layer.push_back(random_layer(rng, n, d, common, 2.0f));
+  const std::vector<const float*> all = {layer[0].data(), layer[1].data(), layer[2].data()};
+  const std::vector<std::pair<int, int>> pairs = {{0, 1}, {0, 2}, {2, 1}};
+  ffm::CorrelationAccumulator fixed(dims, pairs);
+  fixed.set_block_rows(64);
+  feed(fixed, ctl, all, dims, batches);
+
+  ffm::CorrelationAccumulator dyn(dims);
+  dyn.set_block_rows(64);
+  CHECK(dyn.open_pairs() == 0);
+  for (size_t k = 0; k < pairs.size(); ++k) {
+    const size_t p = dyn.add_pair(pairs[k].first, pairs[k].second);
+    CHECK(p == k);
+    CHECK(dyn.open_pairs() == 1);
+    // only the open pair's layers are needed
+    std::vector<const float*> some(3, nullptr);
+    some[pairs[k].first] = all[pairs[k].first];
+    some[pairs[k].second] = all[pairs[k].second];
+    feed(dyn, ctl, some, dims, batches);
+    CHECK(dyn.pair_count(p) == n);
+    auto got = dyn.finalize(ctl, p);
+    CHECK(got == fixed.finalize(ctl, k));
+    CHECK_NEAR(max_abs_diff(got, reference(layer[pairs[k].first], layer[pairs[k].second], n, 9, 9)), 0.0, 1e-6);
+    dyn.release(p);
+    dyn.release(p);  // a no-op
+    CHECK(dyn.released(p));
+    CHECK(!dyn.used(size_t(pairs[k].first)) || pairs[k].first == pairs[k].second);
+  }
+  std::string code;
+  try {
+    dyn.finalize(ctl, 0);
+  } catch (const ffm::Error& e) {
+    code = e.code();
+  }
+  CHECK(code == "INVALID_STATE");
+  code.clear();
+  try {
+    dyn.add(ctl, all, 5);  // nothing open
+  } catch (const ffm::Error& e) {
+    code = e.code();
+  }
+  CHECK(code == "INVALID_STATE");
+}
+
+TEST(a_pair_opened_later_sees_only_later_rows) {
+  ffm::ThreadPool pool(2);
+  ffm::JobControl ctl(pool);
+  std::mt19937 rng(17);
+  const size_t n = 90, d = 6;
+  std::vector<float> common(n);
+  std::normal_distribution<float> g;
+  for (auto& v : common) v = g(rng);
+  auto x = random_layer(rng, n, d, common, 0.0f);
+  auto y = random_layer(rng, n, d, common, 5.0f);
+  ffm::CorrelationAccumulator acc({d, d});
+  const size_t p0 = acc.add_pair(0, 0);
+  acc.add(ctl, {x.data(), nullptr}, 30);
+  const size_t p1 = acc.add_pair(0, 1);
+  acc.add(ctl, {x.data() + 30 * d, y.data() + 30 * d}, 60);
+  CHECK(acc.pair_count(p0) == 90 && acc.pair_count(p1) == 60 && acc.count() == 90);
+  CHECK_NEAR(max_abs_diff(acc.finalize(ctl, p0), reference(x, x, n, d, d)), 0.0, 1e-6);
+  std::vector<float> x2(x.begin() + 30 * d, x.end()), y2(y.begin() + 30 * d, y.end());
+  CHECK_NEAR(max_abs_diff(acc.finalize(ctl, p1), reference(x2, y2, 60, d, d)), 0.0, 1e-6);
+  bool threw = false;
+  try {
+    acc.add(ctl, {x.data(), nullptr}, 1);  // layer 1 is used by an open pair
+  } catch (const ffm::Error& e) {
+    threw = e.code() == "INVALID_ARGUMENT";
+  }
+  CHECK(threw);
+}
+
 TEST_MAIN()

@@ -2,12 +2,11 @@
  * The paper's merge: every layer of the window is aligned to the anchor by the permutation that maximises
  * total correlation of their hidden units (exact linear assignment), then the aligned FFs are averaged.
  */
-import { permutationFromCorrelation } from '../../native/assignment';
 import { averageFFAsync } from '../../merge/average';
 import { permuteFFAsync } from '../../merge/permute';
 import { windowLayers } from '../../merge/windows';
 import type { FFWeights } from '../../model/ff-weights';
-import { anchorOf, modelFF, stackSpecOf } from '../align';
+import { anchorOf, modelFF } from '../align';
 import type { MergeMethod } from '../plugins';
 
 export const permute: MergeMethod = {
@@ -26,8 +25,8 @@ export const permute: MergeMethod = {
         ffs.push(ff);
         continue;
       }
-      const c = await corr.get(a, l, opts);
-      const perm = await permutationFromCorrelation(c, stackSpecOf(ctx.model, stack).dFF, opts.signal ? { signal: opts.signal } : {});
+      // computed once per pair (when the features were collected, or here on first use)
+      const perm = await corr.permutation(a, l, opts);
       perms.set(l, perm);
       ffs.push(await permuteFFAsync(ff, perm, opts));
     }
