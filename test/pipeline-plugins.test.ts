@@ -19,7 +19,7 @@ const TEXT = path.join(BUNDLED, 'calibration.txt');
 describe('registries', () => {
   it('name every method and baseline, and refuse unknown names with the choices', async () => {
     expect(MERGE_METHODS.names()).toEqual(['permute', 'vanilla', 'select']);
-    expect(RECOVER_METHODS.names()).toEqual(['none', 'refit', 'refit-seq', 'refit-res']);
+    expect(RECOVER_METHODS.names()).toEqual(['none', 'refit', 'refit-seq', 'refit-res', 'finetune']);
     expect(BASELINES.names()).toEqual(['drop-ff', 'drop-layers', 'paper']);
     await expect(compress(BUNDLED, { calibration: TEXT, method: 'magic' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/permute, vanilla/) });
     await expect(compress(BUNDLED, { calibration: TEXT, recover: 'pray' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
