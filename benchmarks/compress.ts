@@ -15,12 +15,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { compress, type CompressResult } from '../lib/pipeline/compress';
-import { writeSafetensors, type TensorToWrite } from '../lib/safetensors';
 import { loadModel } from '../lib/model/load';
 import { makeBatches, takeTokens } from '../lib/pipeline/data';
 import { nllOf } from '../lib/pipeline/prefix';
 import { loadTokenizer } from '../lib/tokenizer';
 import { loadSplitBlocks } from '../lib/data/blocks';
+import { writeSyntheticGpt2Small } from './synthetic/gpt2';
 
 const args = process.argv.slice(2);
 const which = args.find((a) => !a.startsWith('--') && !/^\d+$/.test(a)) ?? 'gpt2';
@@ -63,38 +63,9 @@ async function gpt2(): Promise<void> {
 }
 
 async function small(): Promise<void> {
-  const d = 768;
-  const dFF = 3072;
-  const L = 12;
-  const vocab = 50257;
-  const ctx = 1024;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-bench-small-'));
   try {
-    const config = { model_type: 'gpt2', architectures: ['GPT2LMHeadModel'], n_embd: d, n_head: 12, n_inner: dFF, n_layer: L, n_positions: ctx, vocab_size: vocab, activation_function: 'gelu_new', layer_norm_epsilon: 1e-5, tie_word_embeddings: true };
-    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
-    let seed = 1;
-    const rand = (n: number, scale: number) => () => {
-      const a = new Float32Array(n);
-      for (let i = 0; i < n; i++) a[i] = (((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32) - 0.5) * 2 * scale;
-      return a;
-    };
-    const ones = (n: number) => () => new Float32Array(n).fill(1);
-    const t = (name: string, shape: number[], data: () => Float32Array): TensorToWrite => ({ name, dtype: 'F32', shape, data });
-    const tensors: TensorToWrite[] = [t('transformer.wte.weight', [vocab, d], rand(vocab * d, 0.02)), t('transformer.wpe.weight', [ctx, d], rand(ctx * d, 0.01))];
-    for (let l = 0; l < L; l++) {
-      const p = `transformer.h.${l}`;
-      tensors.push(
-        t(`${p}.ln_1.weight`, [d], ones(d)), t(`${p}.ln_1.bias`, [d], rand(d, 0)),
-        t(`${p}.attn.c_attn.weight`, [d, 3 * d], rand(3 * d * d, 0.03)), t(`${p}.attn.c_attn.bias`, [3 * d], rand(3 * d, 0)),
-        t(`${p}.attn.c_proj.weight`, [d, d], rand(d * d, 0.02)), t(`${p}.attn.c_proj.bias`, [d], rand(d, 0)),
-        t(`${p}.ln_2.weight`, [d], ones(d)), t(`${p}.ln_2.bias`, [d], rand(d, 0)),
-        t(`${p}.mlp.c_fc.weight`, [d, dFF], rand(d * dFF, 0.03)), t(`${p}.mlp.c_fc.bias`, [dFF], rand(dFF, 0.01)),
-        t(`${p}.mlp.c_proj.weight`, [dFF, d], rand(d * dFF, 0.02)), t(`${p}.mlp.c_proj.bias`, [d], rand(d, 0)),
-      );
-    }
-    tensors.push(t('transformer.ln_f.weight', [d], ones(d)), t('transformer.ln_f.bias', [d], rand(d, 0)));
-    await writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
-    const block = () => Int32Array.from({ length: 256 }, () => (seed = (seed * 1664525 + 1013904223) >>> 0) % vocab);
+    const { block } = await writeSyntheticGpt2Small(dir);
     const cal = Array.from({ length: Math.ceil(flag('cal', 10240) / 256) }, block);
     const val = Array.from({ length: Math.ceil(flag('val', 10240) / 256) }, block);
     const r = await compress(dir, { k: 4, calibration: cal, validation: val, validationTokens: 1e9, calibrationTokens: 1e9, searchTokens: flag('search', 1e9) });

@@ -15,6 +15,7 @@ import { spawnSync } from 'node:child_process';
 import { CorrelationAccumulator } from '../lib/native/correlation';
 import { loadAddon } from '../lib/native/loader';
 import { pearsonReference } from '../lib/reference/correlation';
+import { NUMPY_PEARSON } from './numpy-pearson';
 
 const N = Number(process.env.BENCH_N ?? 16384);
 const D = Number(process.env.BENCH_D ?? 3072);
@@ -62,20 +63,7 @@ function numpySeconds(): { seconds: number; blas: string } | { error: string } {
 import json, sys, time
 import numpy as np
 N, d, reps = ${N}, ${D}, ${REPS}
-rng = np.random.default_rng(0)
-X = rng.standard_normal((N, d), dtype=np.float32)
-Y = rng.standard_normal((N, d), dtype=np.float32)
-def corr(X, Y):
-    Xc = X - X.mean(axis=0, dtype=np.float32)
-    Yc = Y - Y.mean(axis=0, dtype=np.float32)
-    C = Xc.T @ Yc
-    sx = np.sqrt(np.einsum('ij,ij->j', Xc, Xc))
-    sy = np.sqrt(np.einsum('ij,ij->j', Yc, Yc))
-    with np.errstate(divide='ignore', invalid='ignore'):
-        R = C / np.outer(sx, sy)
-    R[~np.isfinite(R)] = 0
-    return R
-best = float('inf')
+${NUMPY_PEARSON}best = float('inf')
 for _ in range(reps):
     t = time.perf_counter(); corr(X, Y); best = min(best, time.perf_counter() - t)
 try:

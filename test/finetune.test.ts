@@ -7,9 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ffReplacements, ffTies, writeCheckpoint } from '../lib/checkpoint/write';
-import { loadModel, readConfig } from '../lib/model/load';
-import { readTies } from '../lib/checkpoint/ties';
-import { retiedModel } from '../lib/train/ties';
+import { loadModel } from '../lib/model/load';
 import { finetune, type FinetuneProgress } from '../lib/train/finetune';
 import { finetuneRecover } from '../lib/pipeline/recover/finetune';
 import type { MergeContext, MergedWindow } from '../lib/pipeline/plugins';
@@ -90,9 +88,9 @@ test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file si
   const merged = path.join(tempDir('merged'), 'm');
   const replace = new Map([...ffReplacements(s.config, 'decoder', 1, ff), ...ffReplacements(s.config, 'decoder', 2, ff)]);
   await writeCheckpoint({ source: s.dir, out: merged, format: 'tied', replace, ties: ffTies(s.config, 'decoder', [1, 2]), info: { windows: ['1-2'] } });
-  // the loader reads tied names as copies; retiedModel makes the window one native FF again, and training keeps it
+  // the loader makes the tied window one native FF, and training keeps it
   const loaded = await loadModel(merged);
-  const view = retiedModel(await readConfig(merged), loaded, await readTies(merged));
+  const view = loaded;
   try {
     expect(view.sharesFF(1, view, 2)).toBe(true);
     expect(view.sharesFF(0, view, 1)).toBe(false);
@@ -101,7 +99,6 @@ test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file si
     expect(t.model.ffWeights(1).wIn).not.toEqual(view.ffWeights(1).wIn);
     t.model.dispose();
   } finally {
-    view.dispose();
     loaded.dispose();
   }
   const data = path.join(tempDir('data'), 'train.jsonl');

@@ -13,8 +13,6 @@ import { blocksFrom, takeTokens } from '../pipeline/data';
 import { finetune, type FinetuneResult } from '../train/finetune';
 import { slotReplacements } from '../train/replacements';
 import { trainAddon } from '../native/train';
-import { retiedModel } from '../train/ties';
-import { readTies } from '../checkpoint/ties';
 import { int, oneOf } from './flags';
 import { ProgressBar } from './progress';
 
@@ -55,10 +53,9 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   if (!(lr > 0)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be positive, got "${o.lr}"`);
   const bar = new ProgressBar(!o.json);
   const t0 = performance.now();
-  const loaded = await loadModel(model, { signal });
-  // a tied checkpoint's merged window trains as one FF (see lib/train/ties.ts)
-  const m = retiedModel(await readConfig(model), loaded, await readTies(model));
-  if (m !== loaded) loaded.dispose(); // the view keeps what it shares
+  // Training copies every weight to fp32, so nothing is gained by streaming layers; a resident load also
+  // makes a tied checkpoint's window one native FF (the loader shares FFs whose tensors are one buffer).
+  const m = await loadModel(model, { signal, stream: false });
   let r: FinetuneResult | undefined;
   try {
     const seq = Math.min(int(o.seq, 'seq')!, m.spec.positions === 'learned' ? m.spec.maxPositions : Infinity);

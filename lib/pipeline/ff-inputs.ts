@@ -10,7 +10,7 @@
 import { FfmergeError } from '../errors';
 import type { JobOptions } from '../native/job';
 import { throwIfAborted } from '../native/job';
-import { matmulABt, RidgeAccumulator } from '../native/ridge';
+import { DEFAULT_RIDGE, matmulABt, RidgeAccumulator } from '../native/ridge';
 import { activate, type Activation } from '../model/activation';
 import { transpose, type FFWeights } from '../model/ff-weights';
 import type { Model, StackName } from '../model/model';
@@ -103,4 +103,32 @@ export async function forEachFFInput(
       await each(l, await matmulABt(centred, recover.get(l)!, n, ff.d, ff.dFF, opts), n);
     }
   }
+}
+
+/**
+ * `merged` with its shared W_out (and b_out) refitted by ridge least squares so that, at every layer of the
+ * window, it reproduces that layer's original FF output (`originals`) on the FF inputs `source` produces
+ * (`ffOf(layer)` = the FF `source` runs there). recover/refit passes the base model; recover/refit-seq a
+ * merged view, so the fit sees the inputs the merged model itself produces.
+ */
+export async function refitOutput(
+  source: Model,
+  stack: StackName,
+  layers: number[],
+  ffOf: (layer: number) => FFWeights,
+  merged: FFWeights,
+  originals: Map<number, FFWeights>,
+  calibration: FeatureBatch[],
+  act: Activation,
+  opts: JobOptions,
+): Promise<FFWeights> {
+  const acc = new RidgeAccumulator(merged.dFF, merged.d);
+  const signal = opts.signal ? { signal: opts.signal } : {};
+  await forEachFFInput(source, stack, layers, ffOf, calibration, async (l, X, n) => {
+    const H = await hiddenOf(merged, X, n, act, opts);
+    await acc.add(H, await outputOf(originals.get(l)!, X, n, act, opts), n, signal);
+  }, opts);
+  // A model without b_out (LLaMA) has no slot for one: the fit then has no intercept.
+  const sol = await acc.solve(DEFAULT_RIDGE, { ...signal, bias: Boolean(merged.bOut) });
+  return { ...merged, wOut: sol.w, ...(merged.bOut ? { bOut: sol.b } : {}) };
 }

@@ -5,12 +5,11 @@
  * applied to that input. Changing W_out changes those inputs again, so the fit is repeated (PASSES times);
  * the first pass of a window whose first position sees original inputs only differs from `refit` past it.
  */
-import { DEFAULT_RIDGE, RidgeAccumulator } from '../../native/ridge';
 import type { Activation } from '../../model/activation';
 import type { FFWeights } from '../../model/ff-weights';
 import { windowLayers } from '../../merge/windows';
 import { modelFF, stackSpecOf } from '../align';
-import { forEachFFInput, hiddenOf, outputOf } from '../ff-inputs';
+import { refitOutput } from '../ff-inputs';
 import type { RecoverMethod } from '../plugins';
 
 /** Refits on the merged model's own inputs; a second pass gained on the llama probe, a third little. */
@@ -23,25 +22,17 @@ export const refitSeq: RecoverMethod = {
     const { model } = ctx;
     const stack = m.stack;
     const spec = stackSpecOf(model, stack);
-    const act = spec.activation as Activation;
     const layers = windowLayers(m.window);
     const originals = new Map(layers.map((l) => [l, modelFF(model, l, stack)]));
-    const signal = opts.signal ? { signal: opts.signal } : {};
     let merged: FFWeights = m.merged;
     for (let pass = 0; pass < PASSES; pass++) {
       const view = model.withFF(layers.map((layer) => ({ stack, layer, ff: merged })));
-      const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
       try {
-        await forEachFFInput(view, stack, layers, () => merged, ctx.calibration, async (l, X, n) => {
-          const H = await hiddenOf(merged, X, n, act, opts);
-          await acc.add(H, await outputOf(originals.get(l)!, X, n, act, opts), n, signal);
-        }, opts);
+        const current = merged;
+        merged = await refitOutput(view, stack, layers, () => current, current, originals, ctx.calibration, spec.activation as Activation, opts);
       } finally {
         view.dispose();
       }
-      // A model without b_out (LLaMA) has no slot for one: the fit then has no intercept.
-      const sol = await acc.solve(DEFAULT_RIDGE, { ...signal, bias: Boolean(merged.bOut) });
-      merged = { ...merged, wOut: sol.w, ...(merged.bOut ? { bOut: sol.b } : {}) };
     }
     return { ...m, merged };
   },

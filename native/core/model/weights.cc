@@ -133,7 +133,15 @@ Model build_model(const ModelSpec& spec, const std::map<std::string, Buffer>& bu
 Model build_model(const ModelSpec& spec, const std::map<std::string, Tensor>& tensors) {
   Model m = build_model_top(spec, tensors);
   m.w.layers.resize(spec.layers);
-  for (size_t l = 0; l < spec.layers; ++l) m.w.layers[l] = build_layer(spec, l, tensors);
+  // A tied checkpoint names one stored FF from several layers; its tensors arrive as one buffer each, and
+  // those layers get one FFWeights too, so the tie is the same FF (sharesFF, training, writing) from load on.
+  std::map<std::vector<const void*>, std::shared_ptr<const FFWeights>> ffs;
+  for (size_t l = 0; l < spec.layers; ++l) {
+    m.w.layers[l] = build_layer(spec, l, tensors);
+    const FFWeights& f = *m.w.layers[l].ff;
+    auto [it, fresh] = ffs.emplace(std::vector<const void*>{f.w_in.id(), f.b_in.id(), f.w_gate.id(), f.b_gate.id(), f.w_out.id(), f.b_out.id()}, m.w.layers[l].ff);
+    if (!fresh) m.w.layers[l].ff = it->second;
+  }
   return m;
 }
 
