@@ -147,7 +147,7 @@ Model build_model(const ModelSpec& spec, const std::map<std::string, Tensor>& te
 
 Model build_model_top(const ModelSpec& spec, const std::map<std::string, Tensor>& tensors) {
   validate_spec(spec);
-  const size_t d = spec.d_model, V = spec.vocab, hd = spec.head_dim;
+  const size_t d = spec.d_model, V = spec.vocab;
   Lookup get{tensors};
   Model m;
   m.spec = spec;
