@@ -5,12 +5,14 @@
  * plus the accumulator's rules carried over: BUSY while a forward holds it, ABORTED, SHAPE_MISMATCH.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { FfmergeError } from '../lib/errors';
 import { loadModel } from '../lib/model/load';
 import type { ForwardInput, Model, StackName } from '../lib/model/model';
 import { CorrelationAccumulator } from '../lib/native/correlation';
 import { modelAddon } from '../lib/native/model';
-import { collectStackCorrelations, type CalibrationBatch } from '../lib/pipeline/features';
+import { collectStackCorrelations, type CalibrationBatch, type CollectOptions } from '../lib/pipeline/features';
 import { loadTokenizer } from '../lib/tokenizer';
 import { readParallel } from '../lib/data/parallel';
 import { translationBatches } from '../lib/data/feature-batches';
@@ -68,9 +70,9 @@ async function viaCopy(model: Model, batches: CalibrationBatch[], pairs: Map<Sta
 }
 
 /** Every pair of the native path equals the copy path's to ~1e-6; rows agree. */
-async function expectSame(model: Model, batches: CalibrationBatch[], pairs: Map<StackName, Pairs>): Promise<Partial<Record<StackName, number>>> {
+async function expectSame(model: Model, batches: CalibrationBatch[], pairs: Map<StackName, Pairs>, extra: CollectOptions = {}): Promise<Partial<Record<StackName, number>>> {
   const progress: number[] = [];
-  const { corr, rows } = await collectStackCorrelations(model, batches, pairs, { onProgress: (p) => progress.push(p.done / p.total) });
+  const { corr, rows } = await collectStackCorrelations(model, batches, pairs, { ...extra, onProgress: (p) => progress.push(p.done / p.total) });
   // the main stack runs layer-major: one step per (layer, batch), up to the last layer a pair needs
   const mainPairs = pairs.get(model.mainStack) ?? [];
   if (mainPairs.length) {
@@ -223,6 +225,14 @@ describeShared('fixtures/gpt2-sotu', 'accumulate on gpt2-sotu', () => {
   it('layer-major: anchors after their layers, and an abort mid-way is ABORTED with the pairs in flight freed', async () => {
     // anchor 'last' style pairs (the anchor runs after the layers it aligns) and 'first' style together
     await expectSame(model, [{ input: batchOf(0, 2, 128) }, { input: batchOf(4096, 1, 100) }], new Map([['decoder', [[3, 1], [3, 2], [1, 4], [6, 6]] as Pairs]]));
+    // the same with every kept anchor spilled to disk (no RAM budget): bit for bit, and no file left behind
+    const spillDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-features-spill-'));
+    try {
+      await expectSame(model, [{ input: batchOf(0, 2, 128) }, { input: batchOf(4096, 1, 100) }], new Map([['decoder', [[3, 1], [3, 2], [1, 4], [0, 5], [0, 6]] as Pairs]]), { memoryBytes: 0, spillDir });
+      expect(fs.readdirSync(spillDir)).toEqual([]);
+    } finally {
+      fs.rmSync(spillDir, { recursive: true, force: true });
+    }
     const ctl = new AbortController();
     let steps = 0;
     const run = collectStackCorrelations(model, [{ input: batchOf(0, 4, 128) }, { input: batchOf(1024, 4, 128) }], new Map([['decoder', [[0, 1], [0, 2], [0, 3]] as Pairs]]), {

@@ -22,6 +22,14 @@ import { permutationFromCorrelation } from '../native/assignment';
 import { CorrelationAccumulator } from '../native/correlation';
 import type { ForwardInput, Model, StackName } from '../model/model';
 import { stackSpecOf } from './align';
+import { type BatchStore, openBatchStore } from './spill';
+
+/**
+ * RAM for the anchors' pre-activations kept by the layer-major pass (tokens × d_ff × 4 bytes a layer: 126 MB
+ * for 10k tokens at GPT-2 small's width); layers past it are spilled to disk, so memory does not grow with the
+ * calibration size.
+ */
+export const FEATURE_MEMORY_BYTES = 128 * 2 ** 20;
 
 /** What is kept of each finalized pair: the correlation matrix, or the alignment permutation only. */
 export type KeepCorrelations = 'matrix' | 'permutation';
@@ -77,6 +85,10 @@ export interface CalibrationBatch {
 export interface CollectOptions extends JobOptions {
   /** What to keep of each pair (default 'matrix'). */
   keep?: KeepCorrelations;
+  /** RAM for kept anchor pre-activations (default FEATURE_MEMORY_BYTES); the rest spill to disk. */
+  memoryBytes?: number;
+  /** Folder for spill files (default os.tmpdir()). */
+  spillDir?: string;
 }
 
 /** A plain view in this realm (the addon's arrays may come from another realm, e.g. under jest), no copy. */
@@ -98,7 +110,7 @@ async function layerMajorCorrelations(
   batches: CalibrationBatch[],
   pairs: [number, number][],
   keep: KeepCorrelations,
-  opts: JobOptions,
+  opts: CollectOptions,
 ): Promise<PairCorrelations> {
   const stack = model.mainStack;
   const { dFF, layers: L } = stackSpecOf(model, stack);
@@ -115,7 +127,12 @@ async function layerMajorCorrelations(
   const signal = opts.signal ? { signal: opts.signal } : {};
   const hidden: (Float32Array | undefined)[] = batches.map(() => undefined);
   const encoderHidden: (Float32Array | undefined)[] = batches.map(() => undefined);
-  const kept = new Map<number, Float32Array[]>(); // layer → per-batch pre-activations, while a later pair needs them
+  // layer → per-batch pre-activations, while a later pair needs them; in RAM up to the budget, else on disk
+  const kept = new Map<number, BatchStore>();
+  const budget = opts.memoryBytes ?? FEATURE_MEMORY_BYTES;
+  // an upper bound on a layer's bytes (padding rows are dropped later), so the budget is never exceeded
+  const layerBytes = batches.reduce((n, b) => n + b.input.batch * b.input.seq, 0) * dFF * 4;
+  const inRam = () => [...kept.values()].filter((k) => k.kind === 'ram').length * layerBytes;
   const results: [number, number, PairResult][] = [];
   let tokens = 0;
   let counted = false; // feature rows are the same at every layer: counted at the first captured one
@@ -128,7 +145,10 @@ async function layerMajorCorrelations(
       const capture = lastUse[l]! >= l;
       open.length = 0;
       for (const [a, b] of closes) open.push(acc.addPair(a, b));
-      const fresh: Float32Array[] = [];
+      const needed = new Set(closes.flat());
+      const keepThis = lastUse[l]! > l;
+      const fresh = keepThis ? await openBatchStore(inRam() + layerBytes <= budget ? 'ram' : 'disk', `features-${l}`, opts.spillDir) : undefined;
+      if (fresh) kept.set(l, fresh);
       for (const [bi, b] of batches.entries()) {
         const input: ForwardInput = { ...b.input, ...(encoderHidden[bi] ? { encoderHidden: encoderHidden[bi] } : {}) };
         const r = await model.forward(input, {
@@ -146,10 +166,12 @@ async function layerMajorCorrelations(
           const ff = plain(r.ff!.get(l)!);
           const rows = ff.length / dFF;
           if (open.length > 0 && rows > 0) {
-            const layers = acc.dims.map((_, m) => (m === l ? ff : (kept.get(m)?.[bi] ?? null)));
+            // only the layers of the pairs closing here (the binding copies what it is given)
+            const layers: (Float32Array | null)[] = [];
+            for (const m of acc.dims.keys()) layers.push(m === l ? ff : needed.has(m) ? await kept.get(m)!.get(bi) : null);
             await acc.add(layers, rows, signal);
           }
-          if (lastUse[l]! > l) fresh.push(ff);
+          if (fresh) await fresh.put(ff);
           if (!counted) tokens += rows;
         }
         opts.onProgress?.({ phase: 'features', done: ++done, total });
@@ -166,10 +188,14 @@ async function layerMajorCorrelations(
         results.push([a, b, await keepOf(matrix, dFF, keep, opts)]);
       }
       open.length = 0;
-      if (lastUse[l]! > l) kept.set(l, fresh);
-      for (const m of [...kept.keys()]) if (lastUse[m]! <= l) kept.delete(m);
+      for (const [m, st] of [...kept]) {
+        if (lastUse[m]! > l) continue;
+        await st.close();
+        kept.delete(m);
+      }
     }
   } finally {
+    for (const st of kept.values()) await st.close();
     // An abort or error leaves pairs open: free their sums now rather than when the accumulator is collected
     // (a release while the aborted job still winds down is refused as BUSY; the collector frees those).
     for (const p of open) {

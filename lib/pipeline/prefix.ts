@@ -10,12 +10,10 @@
  * one batch at a time when a candidate needs them. A 7B search over 32 starts thus needs one budget of RAM,
  * not 32 × tokens × d.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import type { JobOptions } from '../native/job';
 import { throwIfAborted } from '../native/job';
 import type { ForwardInput, ForwardOptions, ForwardResult, Model } from '../model/model';
+import { type BatchStore, openBatchStore } from './spill';
 
 export interface NllTotal {
   sum: number;
@@ -36,23 +34,12 @@ export interface PrefixCacheOptions extends JobOptions {
   spillDir?: string;
 }
 
-/** One layer's states: in RAM, or batch i at offsets[i] of an unlinked file. */
-type Store = { kind: 'ram'; states: Float32Array[] } | { kind: 'disk'; file: fs.promises.FileHandle; offsets: number[]; lengths: number[]; end: number };
-
-async function openSpill(dir: string, layer: number): Promise<fs.promises.FileHandle> {
-  const name = path.join(dir, `ffmerge-prefix-${process.pid}-${layer}-${Math.random().toString(36).slice(2)}`);
-  const file = await fs.promises.open(name, 'wx+', 0o600);
-  // unlinked at once: the data lives as long as the handle, and a crash leaves no file behind
-  await fs.promises.unlink(name);
-  return file;
-}
-
 export class PrefixCache {
   private disposed = false;
 
   private constructor(
     readonly batches: ForwardInput[],
-    private readonly stores: Map<number, Store>,
+    private readonly stores: Map<number, BatchStore>,
   ) {}
 
   /** Runs the base model layer by layer up to the last of `keep`, keeping the states entering those layers. */
@@ -61,11 +48,11 @@ export class PrefixCache {
     const layerBytes = batches.reduce((n, b) => n + b.batch * b.seq * model.spec.dModel * 4, 0);
     // the earliest layers stay in RAM (start 0 serves every full evaluation); later ones spill
     const inRam = Math.floor((opts.memoryBytes ?? PREFIX_MEMORY_BYTES) / Math.max(1, layerBytes));
-    const stores = new Map<number, Store>();
+    const stores = new Map<number, BatchStore>();
     const cache = new PrefixCache(batches, stores);
     try {
       for (const [i, l] of layers.entries()) {
-        stores.set(l, i < inRam ? { kind: 'ram', states: [] } : { kind: 'disk', file: await openSpill(opts.spillDir ?? os.tmpdir(), l), offsets: [], lengths: [], end: 0 });
+        stores.set(l, await openBatchStore(i < inRam ? 'ram' : 'disk', `prefix-${l}`, opts.spillDir));
       }
       const last = layers[layers.length - 1] ?? 0;
       const signal = opts.signal ? { signal: opts.signal } : {};
@@ -78,7 +65,7 @@ export class PrefixCache {
       for (let l = 0; l <= last; l++) {
         throwIfAborted(opts.signal);
         const s = stores.get(l);
-        if (s) for (const h of hs) await PrefixCache.put(s, h);
+        if (s) for (const h of hs) await s.put(h);
         if (l === last) break;
         for (const [i, b] of batches.entries()) {
           hs[i] = (await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: hs[i]!, ...signal })).hidden!;
@@ -90,22 +77,6 @@ export class PrefixCache {
       await cache.dispose();
       throw e;
     }
-  }
-
-  private static async put(s: Store, h: Float32Array): Promise<void> {
-    if (s.kind === 'ram') {
-      s.states.push(h);
-      return;
-    }
-    const bytes = new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
-    let written = 0;
-    while (written < bytes.length) {
-      const { bytesWritten } = await s.file.write(bytes, written, bytes.length - written, s.end + written);
-      written += bytesWritten;
-    }
-    s.offsets.push(s.end);
-    s.lengths.push(h.length);
-    s.end += bytes.length;
   }
 
   has(layer: number): boolean {
@@ -121,16 +92,7 @@ export class PrefixCache {
     if (this.disposed) throw new Error('prefix cache used after dispose');
     const s = this.stores.get(layer);
     if (!s) throw new Error(`prefix state for layer ${layer} was not kept`);
-    if (s.kind === 'ram') return s.states[i]!;
-    const out = new Float32Array(s.lengths[i]!);
-    const bytes = new Uint8Array(out.buffer);
-    let read = 0;
-    while (read < bytes.length) {
-      const { bytesRead } = await s.file.read(bytes, read, bytes.length - read, s.offsets[i]! + read);
-      if (bytesRead === 0) throw new Error(`prefix spill file for layer ${layer} ended early`);
-      read += bytesRead;
-    }
-    return out;
+    return s.get(i);
   }
 
   /** Batch `i` run from the cached state entering `fromLayer` (a model whose layers before it are the base's). */
@@ -143,7 +105,7 @@ export class PrefixCache {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    for (const s of this.stores.values()) if (s.kind === 'disk') await s.file.close().catch(() => undefined);
+    for (const s of this.stores.values()) await s.close();
     this.stores.clear();
   }
 }

@@ -1,0 +1,102 @@
+/**
+ * Per-batch Float32Array states kept for later, in RAM or spilled to an unlinked temporary file.
+ *
+ * The prefix cache (hidden states entering a layer) and the layer-major feature pass (an anchor layer's FF
+ * pre-activations, until its last pair closes) both hold one array per calibration batch; their size grows with
+ * the data, not the model. Stores past a caller's RAM budget go to disk: the file is unlinked as soon as it is
+ * opened, so the kernel frees it when the handle closes or the process dies and nothing is left behind. Read
+ * back one batch at a time, the data comes from the page cache in practice.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export interface BatchStore {
+  readonly kind: 'ram' | 'disk';
+  /** Appends one batch's array (in RAM: kept as is, not copied). */
+  put(x: Float32Array): Promise<void>;
+  /** Batch i's array (from disk: a fresh copy). */
+  get(i: number): Promise<Float32Array>;
+  /** Frees the arrays or the file. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+class RamStore implements BatchStore {
+  readonly kind = 'ram';
+  private states: Float32Array[] = [];
+
+  async put(x: Float32Array): Promise<void> {
+    this.states.push(x);
+  }
+
+  async get(i: number): Promise<Float32Array> {
+    const x = this.states[i];
+    if (!x) throw new Error(`batch ${i} was not stored`);
+    return x;
+  }
+
+  async close(): Promise<void> {
+    this.states = [];
+  }
+}
+
+class DiskStore implements BatchStore {
+  readonly kind = 'disk';
+  private readonly offsets: number[] = [];
+  private readonly lengths: number[] = [];
+  private end = 0;
+  private closed = false;
+
+  constructor(
+    private readonly file: fs.promises.FileHandle,
+    private readonly label: string,
+  ) {}
+
+  async put(x: Float32Array): Promise<void> {
+    const bytes = new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+    let written = 0;
+    while (written < bytes.length) {
+      const { bytesWritten } = await this.file.write(bytes, written, bytes.length - written, this.end + written);
+      written += bytesWritten;
+    }
+    this.offsets.push(this.end);
+    this.lengths.push(x.length);
+    this.end += bytes.length;
+  }
+
+  async get(i: number): Promise<Float32Array> {
+    if (this.closed) throw new Error(`${this.label} read after close`);
+    const len = this.lengths[i];
+    if (len === undefined) throw new Error(`batch ${i} was not stored in ${this.label}`);
+    const out = new Float32Array(len);
+    const bytes = new Uint8Array(out.buffer);
+    let read = 0;
+    while (read < bytes.length) {
+      const { bytesRead } = await this.file.read(bytes, read, bytes.length - read, this.offsets[i]! + read);
+      if (bytesRead === 0) throw new Error(`${this.label} ended early`);
+      read += bytesRead;
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.file.close().catch(() => undefined);
+  }
+}
+
+/** A store in RAM, or on disk in `dir` (default os.tmpdir()); `label` names it in file names and errors. */
+export async function openBatchStore(where: 'ram' | 'disk', label: string, dir: string = os.tmpdir()): Promise<BatchStore> {
+  if (where === 'ram') return new RamStore();
+  const name = path.join(dir, `ffmerge-${label}-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const file = await fs.promises.open(name, 'wx+', 0o600);
+  try {
+    // unlinked at once: the data lives as long as the handle, and a crash leaves no file behind
+    await fs.promises.unlink(name);
+  } catch (e) {
+    await file.close().catch(() => undefined);
+    throw e;
+  }
+  return new DiskStore(file, `${label} spill file`);
+}
