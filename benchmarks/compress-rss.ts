@@ -36,8 +36,12 @@ async function child(dir: string, data: string, opts: { cal?: number; val?: numb
   const { compress } = require(path.join(root, 'lib/pipeline/compress')) as typeof import('../lib/pipeline/compress');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const peak = new Map<string, number>();
+  const buffers = new Map<string, number>(); // JS ArrayBuffers alive (V8 frees them only when it collects)
   let phase = 'load';
-  const sample = () => peak.set(phase, Math.max(peak.get(phase) ?? 0, status('VmRSS')));
+  const sample = () => {
+    peak.set(phase, Math.max(peak.get(phase) ?? 0, status('VmRSS')));
+    buffers.set(phase, Math.max(buffers.get(phase) ?? 0, process.memoryUsage().arrayBuffers / 2 ** 20));
+  };
   const timer = setInterval(sample, 200);
   const t0 = performance.now();
   const r = await compress(dir, {
@@ -55,6 +59,7 @@ async function child(dir: string, data: string, opts: { cal?: number; val?: numb
   clearInterval(timer);
   console.log(`compress-rss (${root}): ${os.cpus().length} CPUs, k=${r.k}, window ${r.windows.map((w: { window: string }) => w.window).join(',')}, calibration ${r.data.calibration}, validation ${r.data.validation}, search ${r.data.search} tokens, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   console.log(`peak VmRSS per phase (MB): ${[...peak].map(([p, v]) => `${p} ${v.toFixed(0)}`).join(', ')}`);
+  console.log(`peak JS ArrayBuffers per phase (MB): ${[...buffers].map(([p, v]) => `${p} ${v.toFixed(0)}`).join(', ')}`);
   console.log(`VmHWM of the compress process: ${status('VmHWM').toFixed(0)} MB`);
   console.log(`timings: ${Object.entries(r.timings).map(([p, s]) => `${p} ${(s as number).toFixed(1)} s`).join(', ')}`);
 }
