@@ -66,9 +66,12 @@ async function child(step: string, dir: string): Promise<void> {
     const { loadModel } = await import('../lib/model/load');
     const { modelAddon } = await import('../lib/native/model');
     modelAddon(); // the addon (and its pool) counted in every step alike
-    if (step === 'load') {
+    if (step.startsWith('load')) {
+      // load: the defaults (streamed by layer at ≥ 2 GiB, 16-bit matrices mapped); load-resident: every layer
+      // in memory, mapped; load-resident-read: every layer read into fresh memory (mmap: false)
+      const opts = step === 'load' ? {} : { stream: false, mmap: step !== 'load-resident-read' };
       const t0 = performance.now();
-      const m = await loadModel(dir);
+      const m = await loadModel(dir, opts);
       seconds = (performance.now() - t0) / 1000;
       const dt = m.weightDtypes();
       m.dispose();
@@ -122,10 +125,14 @@ async function main(): Promise<void> {
   const reads: { seconds: number; peak: number }[] = [];
   const fresh: { seconds: number; peak: number }[] = [];
   const loads: { seconds: number; peak: number; dtypes?: Record<string, string> }[] = [];
+  const resident: { seconds: number; peak: number }[] = [];
+  const residentRead: { seconds: number; peak: number }[] = [];
   for (let i = 0; i < reps; i++) {
     reads.push(run('read', dir));
     fresh.push(run('read-fresh', dir));
     loads.push(run('load', dir));
+    resident.push(run('load-resident', dir));
+    residentRead.push(run('load-resident-read', dir));
   }
   const read = median(reads.map((r) => r.seconds));
   const load = median(loads.map((r) => r.seconds));
@@ -135,8 +142,13 @@ async function main(): Promise<void> {
   const freshRead = median(fresh.map((r) => r.seconds));
   console.log(`read into fresh memory (kept) ${freshRead.toFixed(2)} s, peak RSS ${gb(fresh[0]!.peak)}`);
   console.log(`loadModel    ${load.toFixed(2)} s = ${(load / read).toFixed(2)} × the plain read (target ≤ 2), ${(load / freshRead).toFixed(2)} × the read into fresh memory`);
+  for (const [name, rs] of [['resident (stream: false), mapped', resident], ['resident, read (mmap: false)', residentRead]] as const) {
+    const t = median(rs.map((r) => r.seconds));
+    const p = Math.max(...rs.map((r) => r.peak));
+    console.log(`loadModel ${name}: ${t.toFixed(2)} s = ${(t / read).toFixed(2)} × the plain read, peak RSS ${gb(p)} = ${(p / bytes).toFixed(3)} × the file size`);
+  }
   console.log(`peak RSS     ${gb(peak)} = ${(peak / bytes).toFixed(3)} × the file size (target ≤ 1.25); Node + addon idle ${gb(idle.peak)}, so the weights add ${((peak - idle.peak) / bytes).toFixed(3)} ×`);
-  console.log(JSON.stringify({ bytes, files: files.length, readSeconds: reads.map((r) => r.seconds), freshReadSeconds: fresh.map((r) => r.seconds), loadSeconds: loads.map((r) => r.seconds), loadPeak: loads.map((r) => r.peak), idlePeak: idle.peak }));
+  console.log(JSON.stringify({ bytes, files: files.length, readSeconds: reads.map((r) => r.seconds), freshReadSeconds: fresh.map((r) => r.seconds), loadSeconds: loads.map((r) => r.seconds), loadPeak: loads.map((r) => r.peak), residentSeconds: resident.map((r) => r.seconds), residentPeak: resident.map((r) => r.peak), residentReadSeconds: residentRead.map((r) => r.seconds), residentReadPeak: residentRead.map((r) => r.peak), idlePeak: idle.peak }));
 }
 
 main().catch((e) => {

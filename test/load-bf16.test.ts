@@ -76,6 +76,21 @@ for (const fixture of ['llama-stories260k', 'gpt2-sotu']) {
       expect(maxDiff(a, c)).toBeGreaterThan(0); // the copy really is rounded
     });
 
+    test('16-bit matrices are mapped from the file by default, read with mmap: false; both give the same logits', async () => {
+      const file = fs.realpathSync(path.join(tmp, 'bf16', 'model.safetensors'));
+      const mapsOf = () => (process.platform === 'linux' ? fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.endsWith(file)).length : -1);
+      const before = mapsOf();
+      const read = await loadModel(path.join(tmp, 'bf16'), { mmap: false });
+      try {
+        if (before >= 0) expect(mapsOf()).toBe(before); // nothing of the file mapped by the read load
+        expect(read.weightDtypes()).toEqual(bf16.weightDtypes());
+        expect(maxDiff(await logits(read), await logits(bf16))).toBe(0);
+        if (before >= 0) expect(before).toBeGreaterThan(0); // `bf16` (default load) maps its matrices
+      } finally {
+        read.dispose();
+      }
+    });
+
     test('FF weights come out as float32 copies; merged FFs (float32) and dropped layers work on a BF16 model', async () => {
       const f = bf16.ffWeights(1);
       const g = same32.ffWeights(1);

@@ -26,6 +26,14 @@ export interface LoadModelOptions extends JobOptions {
    * STREAM_AUTO_BYTES.
    */
   stream?: boolean | 'auto';
+  /**
+   * Map 16-bit (BF16/F16) weight matrices from the checkpoint files instead of reading them into fresh
+   * memory (default true; env FFMERGE_NO_MMAP=1 turns it off). Loads then take about a plain read of the
+   * files, and the pages stay in the OS page cache (shared, reclaimable). As with any mmap-based loader, a
+   * checkpoint file truncated while its model is in use crashes the process (SIGBUS): turn this off if the
+   * files may change under a running job. float32 weights are always read.
+   */
+  mmap?: boolean;
 }
 
 /** Checkpoints this large or larger are streamed by layer unless `stream: false`. */
@@ -231,10 +239,11 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   for (const st of stacks) validateSpec(st.spec);
   const bytes = plans.reduce((n, st) => n + st.plan.slots.reduce((m, sl) => m + sl.pieces.reduce((k, p) => k + p.length, 0), 0), 0);
   const stream = opts.stream === 'auto' || opts.stream === undefined ? bytes >= STREAM_AUTO_BYTES : opts.stream;
+  const map = opts.mmap ?? process.env.FFMERGE_NO_MMAP !== '1';
   const loaded: { name: string; spec: ModelSpec; handle: NativeModelHandle }[] = [];
   try {
     for (const st of plans) {
-      const handle = await runNativeJob('load', (onProgress) => modelAddon().modelLoad(st.spec, { ...st.plan, stream }, onProgress), opts);
+      const handle = await runNativeJob('load', (onProgress) => modelAddon().modelLoad(st.spec, { ...st.plan, stream, map }, onProgress), opts);
       loaded.push({ name: st.name, spec: st.spec, handle });
     }
   } catch (e) {

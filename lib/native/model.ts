@@ -67,10 +67,10 @@ export interface NativeForwardResult {
 
 interface ModelAddon {
   modelCreate(spec: ModelSpec, tensors: Record<string, Float32Array>): NativeModelHandle;
-  /** Reads a model's tensors from safetensors files into native memory (model_load_binding.cc). */
+  /** Reads (or maps: `map`, 16-bit matrices) a model's tensors from safetensors files into native memory (model_load_binding.cc). */
   modelLoad(
     spec: ModelSpec,
-    plan: LoadPlan & { stream?: boolean },
+    plan: LoadPlan & { stream?: boolean; map?: boolean },
     onProgress: ((done: number, total: number) => void) | undefined,
   ): NativeJobHandle<NativeModelHandle>;
   /** The resident dtype of the top-level and layer-0 matrices, by slot. */

@@ -67,6 +67,8 @@ model::LoadPlan ParsePlan(const Napi::Object& o) {
     }
     plan.slots.push_back(std::move(slot));
   }
+  // map (default true): 16-bit matrices are mapped from the files rather than read (core/model/load.h)
+  plan.map = !o.Has("map") || o.Get("map").IsUndefined() || o.Get("map").ToBoolean().Value();
   return plan;
 }
 
@@ -86,8 +88,8 @@ Napi::Value ModelLoad(const Napi::CallbackInfo& info) {
           return;
         }
         // Streamed: the top-level slots are read now, each layer's slots when a pass reaches the layer.
-        model::LoadPlan top{plan->files, {}};
-        std::vector<model::LoadPlan> layers(spec.layers, model::LoadPlan{plan->files, {}});
+        model::LoadPlan top{plan->files, {}, plan->map};
+        std::vector<model::LoadPlan> layers(spec.layers, model::LoadPlan{plan->files, {}, plan->map});
         for (const auto& slot : plan->slots) {
           if (slot.name.compare(0, 7, "layers.") != 0) {
             top.slots.push_back(slot);

@@ -164,12 +164,29 @@ std::shared_ptr<uint16_t[]> alloc_half(size_t n) {
   return std::shared_ptr<uint16_t[]>(static_cast<uint16_t*>(p), [](uint16_t* q) { std::free(q); });
 }
 
-// Where one slot's elements go: float32 or 16-bit storage, `elems` long.
+// A 16-bit matrix whose bytes in the file are already its storage (one piece, not transposed, 2-byte
+// aligned) is mapped rather than read: private, read-only, pre-faulted (MAP_POPULATE), so the load costs page
+// table entries over the page cache instead of zeroing fresh memory and copying into it (4x a plain read of
+// the file otherwise, measured on a 3.4 GB BF16 checkpoint). The pages stay the page cache's: clean, shared
+// with other readers of the file, reclaimable under pressure. Empty on failure (the caller reads instead).
+HalfBuffer map_half(const File& f, uint64_t offset, uint64_t length) {
+  static const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  const uint64_t start = offset / page * page;
+  const size_t len = size_t(offset + length - start);
+  void* base = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f.fd, off_t(start));
+  if (base == MAP_FAILED) return {};
+  std::shared_ptr<void> owner(base, [len](void* p) { ::munmap(p, len); });
+  return HalfBuffer(owner, reinterpret_cast<const uint16_t*>(static_cast<const char*>(base) + (offset - start)));
+}
+
+// Where one slot's elements go: float32 or 16-bit storage, `elems` long; or a mapping of the file.
 struct Dest {
   std::shared_ptr<std::vector<float>> f32;
   std::shared_ptr<uint16_t[]> h16;
+  HalfBuffer mapped;
+  bool mappable = false;  // 16-bit, one aligned piece, not transposed
   size_t elems = 0;
-  bool half() const { return bool(h16); }
+  bool half() const { return bool(h16) || bool(mapped) || mappable; }
 };
 
 // A unit of pool work: bytes [begin, end) of one piece (whole pieces when transposed), written at element
@@ -231,9 +248,15 @@ std::map<std::string, Tensor> load_tensors(JobControl& ctl, const LoadPlan& plan
     }
     Dest d;
     d.elems = elems;
+    d.mappable = plan.map && all_half && slot.pieces.size() == 1 && !slot.pieces[0].rows && slot.pieces[0].offset % 2 == 0;
     try {
-      if (all_half) d.h16 = alloc_half(elems);
-      else d.f32 = std::make_shared<std::vector<float>>(elems);
+      if (d.mappable) {
+        // storage comes from the mapping below (or, if that fails, is allocated there)
+      } else if (all_half) {
+        d.h16 = alloc_half(elems);
+      } else {
+        d.f32 = std::make_shared<std::vector<float>>(elems);
+      }
     } catch (const std::bad_alloc&) {
       throw Error("OUT_OF_MEMORY", "not enough memory for tensor \"" + slot.name + "\" (" + std::to_string(elems) + " elements)");
     }
@@ -243,10 +266,47 @@ std::map<std::string, Tensor> load_tensors(JobControl& ctl, const LoadPlan& plan
     dest_slot.push_back(&slot);
   }
 
+  uint64_t total = 0;
+  for (const LoadSlot* slot : dest_slot)
+    for (const LoadPiece& p : slot->pieces) total += p.length;
+  std::atomic<uint64_t> done{0};
+  std::mutex progress_mu;  // JobControl::progress is not thread-safe; reports are rare (≤ 1 per chunk)
+  ctl.progress(0, double(total));
+  const auto report = [&](uint64_t bytes) {
+    const uint64_t now = done.fetch_add(bytes) + bytes;
+    std::lock_guard<std::mutex> lock(progress_mu);
+    ctl.progress(double(now), double(total));
+  };
+
+  // Mappable matrices first; one whose mapping fails is allocated and read like the rest.
+  std::vector<size_t> to_map;
+  for (size_t di = 0; di < dests.size(); ++di)
+    if (dests[di].mappable) to_map.push_back(di);
+  ctl.pool().parallel_for(to_map.size(), 1, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) {
+      ctl.check();
+      Dest& d = dests[to_map[i]];
+      const LoadPiece& p = dest_slot[to_map[i]]->pieces[0];
+      d.mapped = map_half(files[p.file], p.offset, p.length);
+      if (d.mapped) report(p.length);
+    }
+  });
+  ctl.check();
+  for (size_t di : to_map) {
+    Dest& d = dests[di];
+    d.mappable = false;
+    if (d.mapped) continue;
+    try {
+      d.h16 = alloc_half(d.elems);
+    } catch (const std::bad_alloc&) {
+      throw Error("OUT_OF_MEMORY", "not enough memory for tensor \"" + dest_slot[di]->name + "\" (" + std::to_string(d.elems) + " elements)");
+    }
+  }
+
   // Work list: pieces split into chunks (a transposed piece stays whole: it is reordered as a unit).
   std::vector<Chunk> chunks;
-  uint64_t total = 0;
   for (size_t di = 0; di < dests.size(); ++di) {
+    if (dests[di].mapped) continue;
     size_t elem = 0;
     for (const LoadPiece& p : dest_slot[di]->pieces) {
       const size_t es = stored_size(p.dtype);
@@ -254,13 +314,9 @@ std::map<std::string, Tensor> load_tensors(JobControl& ctl, const LoadPlan& plan
       for (uint64_t b = 0; b < p.length; b += step)
         chunks.push_back({di, &p, b, std::min(p.length, b + step), elem + size_t(b / es)});
       elem += size_t(p.length / es);
-      total += p.length;
     }
   }
 
-  std::atomic<uint64_t> done{0};
-  std::mutex progress_mu;  // JobControl::progress is not thread-safe; reports are rare (≤ 1 per chunk)
-  ctl.progress(0, double(total));
   ctl.pool().parallel_for(chunks.size(), 1, [&](size_t c0, size_t c1) {
     std::vector<unsigned char> scratch;
     std::vector<float> wide;
@@ -291,9 +347,7 @@ std::map<std::string, Tensor> load_tensors(JobControl& ctl, const LoadPlan& plan
           transpose(wide.data(), d.f32->data() + c.dst_elem, size_t(p.rows), size_t(p.cols));
         }
       }
-      const uint64_t now = done.fetch_add(len) + len;
-      std::lock_guard<std::mutex> lock(progress_mu);
-      ctl.progress(double(now), double(total));
+      report(len);
     }
   });
   ctl.check();
@@ -301,7 +355,10 @@ std::map<std::string, Tensor> load_tensors(JobControl& ctl, const LoadPlan& plan
   std::vector<Tensor> made(dests.size());
   for (size_t di = 0; di < dests.size(); ++di) {
     Dest& d = dests[di];
-    if (d.half())
+    if (d.mapped)
+      made[di] = Tensor::f16(std::move(d.mapped), d.elems,
+                             dest_slot[di]->pieces[0].dtype == StoredType::BF16 ? Half::BF16 : Half::F16);
+    else if (d.half())
       made[di] = Tensor::f16(HalfBuffer(std::move(d.h16)), d.elems,
                              dest_slot[di]->pieces[0].dtype == StoredType::BF16 ? Half::BF16 : Half::F16);
     else

@@ -40,9 +40,13 @@ struct LoadSlot {
 struct LoadPlan {
   std::vector<std::string> files;  // absolute paths
   std::vector<LoadSlot> slots;
+  // Map 16-bit matrices stored as one aligned piece instead of reading them (see load.cc). The mapping is
+  // private and read-only; if the file is truncated while the model is in use, touching the lost pages
+  // raises SIGBUS, as with any mmap-based loader (safetensors, llama.cpp): false reads everything.
+  bool map = true;
 };
 
-// Reads every slot (progress: bytes read of the total). Slots whose pieces are identical share one tensor
+// Reads (or maps) every slot (progress: bytes read of the total). Slots whose pieces are identical share one tensor
 // (a tied checkpoint loads its ties as one buffer). Throws IO_ERROR (open/read failure, not a regular file),
 // SAFETENSORS_TRUNCATED (a file shorter than its header promised, e.g. changed while open),
 // SAFETENSORS_SIZE_MISMATCH (a piece that is not a whole number of elements or whose transpose shape does
