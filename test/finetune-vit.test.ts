@@ -16,6 +16,9 @@ import { trainAddon, type NativeLossAndGrad } from '../lib/native/train';
 import { referenceImageLoss, toFloat64 } from '../lib/reference/loss';
 import { SafetensorsReader } from '../lib/safetensors';
 import { finetune, type FinetuneProgress } from '../lib/train/finetune';
+import { finetuneRecover } from '../lib/pipeline/recover/finetune';
+import { compress } from '../lib/pipeline/compress';
+import type { MergeContext, MergedWindow } from '../lib/pipeline/plugins';
 import { describeShared, sharedPath } from './helpers/shared';
 import { removeSyntheticDirs, syntheticVit, tempDir } from './helpers/synthetic-model';
 
@@ -207,6 +210,34 @@ test('ffmerge finetune on a tied ViT checkpoint keeps the tie, the format and th
     before.dispose();
     after.dispose();
   }
+});
+
+test("the 'finetune' recover method trains a ViT's merged FF (tie kept) on the labelled calibration images", async () => {
+  const s = await syntheticVit({ layers: 4, seed: 14 });
+  const model = await loadModel(s.dir);
+  try {
+    const im = randomImages(model, 12, 15);
+    const calibration = [0, 6].map((i) => ({ input: { batch: 6, seq: 5, pixels: im.pixels.slice(i * 64, (i + 6) * 64) }, featureRows: 30, labels: im.labels.slice(i, i + 6) }));
+    const ctx = { model, anchor: 'first', correlations: new Map(), calibration } as unknown as MergeContext;
+    const m: MergedWindow = { stack: 'encoder', window: { start: 1, k: 2 }, anchor: 1, merged: model.ffWeights(1), perms: new Map() };
+    const r = await finetuneRecover.recover(ctx, m, {});
+    expect(r.merged.wIn).not.toEqual(m.merged.wIn);
+    expect([...r.adjusted!.keys()].sort()).toEqual([0, 3]);
+    // without labels there is nothing to train on
+    const unlabelled = { ...ctx, calibration: calibration.map(({ labels: _l, ...b }) => b) } as unknown as MergeContext;
+    await expect(finetuneRecover.recover(unlabelled, m, {})).rejects.toMatchObject({ code: 'INVALID_DATA' });
+  } finally {
+    model.dispose();
+  }
+});
+
+describeShared('fixtures/vit-fmnist', 'compress --recover finetune on vit-fmnist', () => {
+  test('runs on the labelled calibration images and reports the merged model', async () => {
+    const fm = (f: string) => sharedPath('data', 'fmnist', f);
+    const r = await compress(sharedPath('fixtures', 'vit-fmnist'), { images: { images: fm('train-images-idx3-ubyte.gz'), labels: fm('train-labels-idx1-ubyte.gz') }, k: 3, window: '8-10', recover: 'finetune', calibrationImages: 200, validationImages: 500 });
+    expect(r.recover).toBe('finetune');
+    expect(r.merged.validation).toBeGreaterThan(0.7);
+  }, 300_000);
 });
 
 describeShared('fixtures/vit-fmnist', 'vit-fmnist training gradient', () => {
