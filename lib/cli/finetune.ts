@@ -1,7 +1,8 @@
 /**
- * `ffmerge finetune <model> --data train.txt.gz --steps N …`: recovery fine-tuning with the ties kept (the
- * paper's step 6), natively. Writes the trained weights through the checkpoint writer as replacements of the
- * source's tensors, so a `tied` compressed checkpoint stays tied and keeps its size.
+ * `ffmerge finetune <model> --data train.txt.gz --steps N …` (language models) or `ffmerge finetune <vit>
+ * --images train-images.gz --labels train-labels.gz …` (image classifiers): recovery fine-tuning with the ties
+ * kept (the paper's step 6), natively. Writes the trained weights through the checkpoint writer as replacements
+ * of the source's tensors, so a `tied` compressed checkpoint stays tied and keeps its size.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -10,10 +11,11 @@ import { loadModel, readConfig } from '../model/load';
 import { CheckpointReader } from '../checkpoint/ties';
 import { checkOutputDir, writeCheckpoint } from '../checkpoint/write';
 import { blocksFrom, takeTokens } from '../pipeline/data';
-import { finetune, type FinetuneResult } from '../train/finetune';
+import { finetune, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
+import { trainingImages } from './finetune-images';
 import { slotReplacements } from '../train/replacements';
 import { trainAddon } from '../native/train';
-import { int, oneOf } from './flags';
+import { dropUndefined, int, oneOf } from './flags';
 import { ProgressBar } from './progress';
 
 export interface FinetuneCliOptions {
@@ -33,6 +35,14 @@ export interface FinetuneCliOptions {
   validTokens: string;
   trainable: string;
   micro?: string;
+  /** vit: idx training images and labels (or --data <image folder>), validation split, counts. */
+  images?: string;
+  labels?: string;
+  validImages?: string;
+  validLabels?: string;
+  validationStart?: string;
+  validationSize?: string;
+  trainSize?: string;
   out?: string;
   overwrite?: boolean;
   json?: boolean;
@@ -45,7 +55,6 @@ function num(v: string, what: string): number {
 }
 
 export async function runFinetune(model: string, o: FinetuneCliOptions, signal: AbortSignal): Promise<void> {
-  if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'finetune needs --data <text or .jsonl file> (training data)');
   const out = o.out ?? `${path.basename(path.resolve(model))}-finetuned`;
   checkOutputDir(model, out, o.overwrite); // before any long work
   const steps = int(o.steps, 'steps')!;
@@ -58,22 +67,33 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   const m = await loadModel(model, { signal, stream: false });
   let r: FinetuneResult | undefined;
   try {
-    const seq = Math.min(int(o.seq, 'seq')!, m.spec.positions === 'learned' ? m.spec.maxPositions : Infinity);
-    const budget = int(o.tokens, 'tokens') ?? Infinity;
-    // Text is cut into blocks of seq tokens and joined back into one stream; windows are drawn from it.
-    const data = takeTokens(await blocksFrom(o.data, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, signal, onProgress: bar.update }), budget);
-    let validation: Int32Array[] | undefined;
-    if (o.valid !== undefined) {
-      const vb = int(o.validTokens, 'valid-tokens')!;
-      validation = takeTokens(await blocksFrom(o.valid, { blockSize: seq, what: 'validation', tokenizerDir: model, maxTokens: vb, vocab: m.spec.vocab, signal, onProgress: bar.update }), vb);
-      validation = validation.filter((b) => b.length === validation![0]!.length);
+    const images = m.spec.input === 'patches';
+    let input: Pick<FinetuneOptions, 'data' | 'validation' | 'seq'>;
+    let dataInfo: Record<string, unknown>;
+    if (images) {
+      const d = await trainingImages(model, o);
+      input = { data: d.train, ...(d.validation ? { validation: d.validation } : {}) };
+      dataInfo = { images: d.train.labels.length, ...(d.validation ? { validationImages: d.validation.labels.length } : {}), split: d.note };
+    } else {
+      if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'finetune needs --data <text or .jsonl file> (training data)');
+      const seq = Math.min(int(o.seq, 'seq')!, m.spec.positions === 'learned' ? m.spec.maxPositions : Infinity);
+      const budget = int(o.tokens, 'tokens') ?? Infinity;
+      // Text is cut into blocks of seq tokens and joined back into one stream; windows are drawn from it.
+      const data = takeTokens(await blocksFrom(o.data, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, signal, onProgress: bar.update }), budget);
+      let validation: Int32Array[] | undefined;
+      if (o.valid !== undefined) {
+        const vb = int(o.validTokens, 'valid-tokens')!;
+        validation = takeTokens(await blocksFrom(o.valid, { blockSize: seq, what: 'validation', tokenizerDir: model, maxTokens: vb, vocab: m.spec.vocab, signal, onProgress: bar.update }), vb);
+        validation = validation.filter((b) => b.length === validation![0]!.length);
+      }
+      input = { data, seq, ...(validation ? { validation } : {}) };
+      dataInfo = { seq };
     }
     r = await finetune(m, {
-      data,
+      ...input,
       steps,
       lr,
       batch: int(o.batch, 'batch')!,
-      seq,
       warmup: int(o.warmup, 'warmup', true) ?? 0,
       schedule: oneOf(o.schedule, ['constant', 'cosine'] as const, 'schedule'),
       weightDecay: num(o.weightDecay, 'weight-decay'),
@@ -82,10 +102,10 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       trainable: oneOf(o.trainable, ['all', 'ff'] as const, 'trainable'),
       ...(o.micro !== undefined ? { micro: int(o.micro, 'micro')! } : {}),
       ...(o.evalEvery !== undefined ? { evalEvery: int(o.evalEvery, 'eval-every')! } : {}),
-      ...(validation ? { validation } : {}),
       signal,
       onProgress: (p) => {
-        const detail = p.step === undefined ? '' : `loss ${p.loss!.toFixed(3)}  ${Math.round(p.tokensPerSecond!)} tok/s`;
+        const rate = images ? `${Math.round(p.imagesPerSecond ?? 0)} img/s` : `${Math.round(p.tokensPerSecond ?? 0)} tok/s`;
+        const detail = p.step === undefined ? '' : `loss ${p.loss!.toFixed(3)}  ${rate}`;
         bar.update({ ...p, detail });
       },
     });
@@ -104,10 +124,11 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     const { format: _f, ties: _t, ...keep } = prev;
     const last = r.log[r.log.length - 1]!;
     const summary = {
-      steps, lr, batch: int(o.batch, 'batch')!, seq, seed: int(o.seed, 'seed', true)!, schedule: o.schedule, warmup: int(o.warmup, 'warmup', true) ?? 0,
+      steps, lr, batch: int(o.batch, 'batch')!, ...dataInfo, seed: int(o.seed, 'seed', true)!, schedule: o.schedule, warmup: int(o.warmup, 'warmup', true) ?? 0,
       weightDecay: num(o.weightDecay, 'weight-decay'), clip: num(o.clip, 'clip'), trainable: o.trainable,
-      firstLoss: r.log[0]!.loss, lastLoss: last.loss, tokensPerSecond: last.tokensPerSecond, seconds: r.seconds,
+      firstLoss: r.log[0]!.loss, lastLoss: last.loss, ...(images ? { imagesPerSecond: last.imagesPerSecond } : { tokensPerSecond: last.tokensPerSecond }), seconds: r.seconds,
       ...(r.valBefore !== undefined ? { valBefore: r.valBefore, valAfter: r.valAfter } : {}),
+      ...dropUndefined({ accuracyBefore: r.accuracyBefore, accuracyAfter: r.accuracyAfter }),
     };
     const w = await writeCheckpoint({
       source: model,
@@ -123,7 +144,8 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     const line =
       `fine-tuned ${steps} steps: loss ${summary.firstLoss.toFixed(3)} → ${summary.lastLoss.toFixed(3)}` +
       (r.valBefore !== undefined ? `, validation ${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}` : '') +
-      `, ${Math.round(last.tokensPerSecond)} tok/s, ${r.seconds.toFixed(1)} s → ${w.out} (${w.bytes} bytes)`;
+      (r.accuracyBefore !== undefined ? ` (accuracy ${(100 * r.accuracyBefore).toFixed(2)}% → ${(100 * r.accuracyAfter!).toFixed(2)}%)` : '') +
+      `, ${images ? `${Math.round(last.imagesPerSecond)} img/s` : `${Math.round(last.tokensPerSecond)} tok/s`}, ${r.seconds.toFixed(1)} s → ${w.out} (${w.bytes} bytes)`;
     process.stdout.write(o.json ? JSON.stringify({ ok: true, ...result }, null, 2) + '\n' : line + '\n');
   } catch (e) {
     bar.interrupt();

@@ -17,6 +17,8 @@ export interface FeatureBatch {
   /** Real (non-padding) positions per stack in this batch. */
   featureRows: number;
   encoderFeatureRows?: number;
+  /** Image batches of a labelled set: each image's class (what fine-tuning as a recover method trains on). */
+  labels?: Int32Array;
 }
 
 function checkBatchSize(n: number): void {
@@ -41,7 +43,8 @@ export function imageBatches(
   const out: FeatureBatch[] = [];
   for (let i = 0; i < count; i += batchSize) {
     const n = Math.min(batchSize, count - i);
-    out.push({ input: { batch: n, seq, pixels: imagesToTensor(set, pre, start + i, n) }, featureRows: n * seq });
+    const labels = set.labels?.slice(start + i, start + i + n);
+    out.push({ input: { batch: n, seq, pixels: imagesToTensor(set, pre, start + i, n) }, featureRows: n * seq, ...(labels ? { labels } : {}) });
   }
   return out;
 }

@@ -3,13 +3,10 @@ import { loadAddon } from './loader';
 import type { NativeJobHandle } from './job';
 import type { NativeModelHandle } from './model';
 
-export interface NativeFinetuneArgs {
-  tokens: Int32Array;
-  validation?: Int32Array;
-  validationSeq?: number;
+/** The optimizer options both kinds of data share. */
+interface NativeTrainOptions {
   steps: number;
   batch: number;
-  seq: number;
   micro?: number;
   lr: number;
   warmup?: number;
@@ -21,6 +18,22 @@ export interface NativeFinetuneArgs {
   trainable?: 'all' | 'ff';
 }
 
+/** Language models: windows of seq + 1 tokens drawn from one stream. */
+export interface NativeFinetuneArgs extends NativeTrainOptions {
+  tokens: Int32Array;
+  validation?: Int32Array;
+  validationSeq?: number;
+  seq: number;
+}
+
+/** Image classifiers: preprocessed images [n, C, H, W] and their labels. */
+export interface NativeImageFinetuneArgs extends NativeTrainOptions {
+  images: Float32Array;
+  labels: Int32Array;
+  validationImages?: Float32Array;
+  validationLabels?: Int32Array;
+}
+
 export interface NativeStepLog {
   step: number;
   loss: number;
@@ -28,15 +41,20 @@ export interface NativeStepLog {
   gradNorm: number;
   seconds: number;
   tokensPerSecond: number;
+  imagesPerSecond: number;
   valLoss?: number;
+  valAccuracy?: number;
 }
 
 export interface NativeFinetuneResult {
   model: NativeModelHandle;
-  /** One entry per step in each column; valLoss is NaN where not evaluated. */
-  log: Record<'step' | 'loss' | 'lr' | 'gradNorm' | 'seconds' | 'tokensPerSecond' | 'valLoss', Float64Array>;
+  /** One entry per step in each column; valLoss / valAccuracy are NaN where not evaluated. */
+  log: Record<'step' | 'loss' | 'lr' | 'gradNorm' | 'seconds' | 'tokensPerSecond' | 'imagesPerSecond' | 'valLoss' | 'valAccuracy', Float64Array>;
   valBefore?: number;
   valAfter?: number;
+  /** Image classifiers with validation images: top-1 accuracy before and after. */
+  accuracyBefore?: number;
+  accuracyAfter?: number;
 }
 
 export interface NativeLossAndGrad {
@@ -50,12 +68,12 @@ export interface NativeLossAndGrad {
 interface TrainAddon {
   modelFinetune(
     m: NativeModelHandle,
-    args: NativeFinetuneArgs,
+    args: NativeFinetuneArgs | NativeImageFinetuneArgs,
     onProgress: ((done: number, total: number) => void) | undefined,
   ): NativeJobHandle<NativeFinetuneResult> & { latest(): NativeStepLog | undefined };
   modelLossAndGrad(
     m: NativeModelHandle,
-    args: { ids: Int32Array; targets: Int32Array; batch: number; seq: number },
+    args: { ids: Int32Array; targets: Int32Array; batch: number; seq: number } | { pixels: Float32Array; labels: Int32Array; batch: number },
     onProgress: ((done: number, total: number) => void) | undefined,
   ): NativeJobHandle<NativeLossAndGrad>;
   modelSlotTensors(m: NativeModelHandle): Record<string, Float32Array>;

@@ -78,16 +78,68 @@ export function referenceForward(
 ): RefForwardResult {
   const d = spec.dModel;
   const R = batch * seq;
-  const hd = spec.headDim;
-  const qw = spec.nHeads * hd;
-  const kw = spec.nKvHeads * hd;
-  const W = qw + 2 * kw;
-  let x: Float64Array = new Float64Array(R * d);
+  const x: Float64Array = new Float64Array(R * d);
   for (let r = 0; r < R; r++) {
     for (let i = 0; i < d; i++) {
       x[r * d + i] = t.tok_emb![ids[r]! * d + i]! * spec.embedScale + (spec.positions === 'learned' ? t.pos_emb![(r % seq) * d + i]! : 0);
     }
   }
+  const { hidden, preact } = referenceStack(spec, t, x, batch, seq, attentionMask);
+  const logits = linear(hidden, R, d, t.lm_head_w ?? t.tok_emb!, t.lm_head_b, spec.vocab);
+  return { logits, preact };
+}
+
+/**
+ * Image classifier (ViT) logits [batch, numLabels] of preprocessed images [batch, C, H, W]: patch vectors in
+ * the conv weight's (channel, ky, kx) order through patch_w, CLS first, learned positions, the stack, the
+ * classifier on the CLS position.
+ */
+export function referenceImageLogits(spec: ModelSpec, t: Tensors, pixels: Float32Array, batch: number): Float64Array {
+  const d = spec.dModel;
+  const p = spec.patch;
+  const C = spec.channels;
+  const gw = spec.imageW / p;
+  const P = (spec.imageH / p) * gw;
+  const seq = 1 + P;
+  const pd = C * p * p;
+  const x = new Float64Array(batch * seq * d);
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0; i < d; i++) x[b * seq * d + i] = t.cls_token![i]! + t.pos_emb![i]!;
+    for (let pi = 0; pi < P; pi++) {
+      const py = Math.floor(pi / gw);
+      const px = pi % gw;
+      for (let o = 0; o < d; o++) {
+        let s = t.patch_b ? t.patch_b[o]! : 0;
+        for (let c = 0; c < C; c++)
+          for (let ky = 0; ky < p; ky++)
+            for (let kx = 0; kx < p; kx++)
+              s += t.patch_w![o * pd + (c * p + ky) * p + kx]! * pixels[((b * C + c) * spec.imageH + py * p + ky) * spec.imageW + px * p + kx]!;
+        x[(b * seq + 1 + pi) * d + o] = s + t.pos_emb![(1 + pi) * d + o]!;
+      }
+    }
+  }
+  const { hidden } = referenceStack(spec, t, x, batch, seq);
+  const cls = new Float64Array(batch * d);
+  for (let b = 0; b < batch; b++) cls.set(hidden.subarray(b * seq * d, b * seq * d + d), b * d);
+  return linear(cls, batch, d, t.classifier_w!, t.classifier_b, spec.numLabels);
+}
+
+/** The blocks and the final norm over embedded input x [batch·seq, d] (attention causal iff spec.causal). */
+export function referenceStack(
+  spec: ModelSpec,
+  t: Tensors,
+  input: Float64Array,
+  batch: number,
+  seq: number,
+  attentionMask?: Uint8Array,
+): { hidden: Float64Array; preact: Float64Array[] } {
+  const d = spec.dModel;
+  const R = batch * seq;
+  const hd = spec.headDim;
+  const qw = spec.nHeads * hd;
+  const kw = spec.nKvHeads * hd;
+  const W = qw + 2 * kw;
+  let x = input;
   const preact: Float64Array[] = [];
   for (let l = 0; l < spec.layers; l++) {
     const p = `layers.${l}.`;
@@ -163,6 +215,5 @@ export function referenceForward(
     }
   }
   if (spec.finalNorm) x = norm(spec, x, R, t.final_norm_w, t.final_norm_b);
-  const logits = linear(x, R, d, t.lm_head_w ?? t.tok_emb!, t.lm_head_b, spec.vocab);
-  return { logits, preact };
+  return { hidden: x, preact };
 }

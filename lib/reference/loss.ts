@@ -4,7 +4,7 @@
  * against by central finite differences: pass Float64Array tensors and perturb them in place.
  */
 import type { ModelSpec } from '../model/spec';
-import { referenceForward } from './forward';
+import { referenceForward, referenceImageLogits } from './forward';
 
 export function referenceLoss(
   spec: ModelSpec,
@@ -30,6 +30,27 @@ export function referenceLoss(
     n++;
   }
   return sum / n;
+}
+
+/** Mean softmax cross-entropy of an image classifier's logits on labels (lib/reference/forward.ts). */
+export function referenceImageLoss(
+  spec: ModelSpec,
+  tensors: Record<string, Float32Array | Float64Array>,
+  pixels: Float32Array,
+  labels: Int32Array,
+): number {
+  const batch = labels.length;
+  const logits = referenceImageLogits(spec, tensors, pixels, batch);
+  const K = spec.numLabels;
+  let sum = 0;
+  for (let b = 0; b < batch; b++) {
+    let mx = -Infinity;
+    for (let j = 0; j < K; j++) mx = Math.max(mx, logits[b * K + j]!);
+    let z = 0;
+    for (let j = 0; j < K; j++) z += Math.exp(logits[b * K + j]! - mx);
+    sum += mx + Math.log(z) - logits[b * K + labels[b]!]!;
+  }
+  return sum / batch;
 }
 
 /** Float64 copies of tensors (what referenceLoss is perturbed on). */

@@ -1,12 +1,13 @@
 /**
  * Recovery fine-tuning that keeps the ties (the paper's step 6): AdamW on every weight of a decoder-only
- * language model, natively (native/core/train), with each tied tensor — a merged window's FF shared by k
- * layers, a tied LM head — one parameter whose gradient is the sum over its uses. The result is a new Model
- * with the same tie structure, so it writes back in the same `tied` format at the same size.
+ * language model (next-token loss on token windows) or of a ViT image classifier (cross-entropy on labelled
+ * images), natively (native/core/train), with each tied tensor — a merged window's FF shared by k layers, a
+ * tied LM head — one parameter whose gradient is the sum over its uses. The result is a new Model with the
+ * same tie structure, so it writes back in the same `tied` format at the same size.
  */
 import { FfmergeError, fromNativeError, abortError } from '../errors';
 import type { Progress } from '../native/job';
-import { trainAddon, type NativeFinetuneArgs, type NativeStepLog } from '../native/train';
+import { trainAddon, type NativeFinetuneArgs, type NativeImageFinetuneArgs, type NativeStepLog } from '../native/train';
 import { Model } from '../model/model';
 
 export interface FinetuneProgress extends Progress {
@@ -15,22 +16,39 @@ export interface FinetuneProgress extends Progress {
   step?: number;
   loss?: number;
   tokensPerSecond?: number;
+  /** Image classifiers: training images per second so far. */
+  imagesPerSecond?: number;
   /** Seconds left at the rate so far. */
   etaSeconds?: number;
   valLoss?: number;
+  valAccuracy?: number;
+}
+
+/** Labelled images for an image classifier: pixels [count, C, H, W] preprocessed as Model.forward takes them. */
+export interface LabelledImages {
+  pixels: Float32Array;
+  labels: Int32Array;
+}
+
+function isImages(v: unknown): v is LabelledImages {
+  return typeof v === 'object' && v !== null && (v as LabelledImages).pixels instanceof Float32Array;
 }
 
 export interface FinetuneOptions {
-  /** Training tokens: one stream, or blocks (concatenated in order). Windows of seq + 1 tokens are drawn at random. */
-  data: Int32Array | Int32Array[];
+  /**
+   * Language models: training tokens, one stream or blocks (concatenated in order); windows of seq + 1 tokens
+   * are drawn at random. Image classifiers: labelled images, `batch` of them drawn per step (a seeded shuffle,
+   * each image once per epoch).
+   */
+  data: Int32Array | Int32Array[] | LabelledImages;
   steps: number;
   /** Peak learning rate (default 2e-4). */
   lr?: number;
-  /** Sequences per step (default 8). */
+  /** Sequences (or images) per step (default 8). */
   batch?: number;
-  /** Positions per sequence (default 128, at most the model's positions). */
+  /** Positions per sequence (default 128, at most the model's positions; not used for images). */
   seq?: number;
-  /** Sequences per forward/backward inside a step (default: as many as ~1 GiB of activations allow). */
+  /** Sequences (or images) per forward/backward inside a step (default: as many as ~1 GiB of activations allow). */
   micro?: number;
   /** Linear warm-up steps (default 0). */
   warmup?: number;
@@ -43,9 +61,9 @@ export interface FinetuneOptions {
   seed?: number;
   /** 'all' (default) or 'ff': only the FF sublayers train (attention, norms and embeddings frozen). */
   trainable?: 'all' | 'ff';
-  /** Validation blocks (each scored on its own next tokens; all of one length). */
-  validation?: Int32Array[];
-  /** Validation loss every this many steps (default: only after the last). */
+  /** Validation blocks (each scored on its own next tokens; all of one length), or labelled images (loss and top-1 accuracy). */
+  validation?: Int32Array[] | LabelledImages;
+  /** Validation loss (and accuracy) every this many steps (default: only after the last). */
   evalEvery?: number;
   signal?: AbortSignal;
   onProgress?: (p: FinetuneProgress) => void;
@@ -58,7 +76,9 @@ export interface FinetuneLogEntry {
   gradNorm: number;
   seconds: number;
   tokensPerSecond: number;
+  imagesPerSecond: number;
   valLoss?: number;
+  valAccuracy?: number;
 }
 
 export interface FinetuneResult {
@@ -69,6 +89,9 @@ export interface FinetuneResult {
   /** Mean validation NLL before and after training (with `validation`). */
   valBefore?: number;
   valAfter?: number;
+  /** Top-1 validation accuracy before and after training (image classifiers with validation images). */
+  accuracyBefore?: number;
+  accuracyAfter?: number;
   seconds: number;
 }
 
@@ -94,24 +117,39 @@ function nonNegative(v: number | undefined, what: string, dflt: number): number 
   return n;
 }
 
+/** The native arguments for image data: shapes checked against the model here, with typed errors. */
+function imageArgs(model: Model, data: LabelledImages, validation: FinetuneOptions['validation']): Pick<NativeImageFinetuneArgs, 'images' | 'labels' | 'validationImages' | 'validationLabels'> {
+  const spec = model.spec;
+  if (spec.input !== 'patches' || spec.head !== 'classifier') {
+    throw new FfmergeError('INVALID_ARGUMENT', `finetune: labelled images train an image classifier; this ${spec.family} model is not one (give token ids)`);
+  }
+  if (validation !== undefined && !isImages(validation)) throw new FfmergeError('INVALID_ARGUMENT', 'finetune: the validation data of an image classifier is labelled images too');
+  const px = spec.channels * spec.imageH * spec.imageW;
+  for (const [what, set] of [['training', data], ['validation', validation]] as const) {
+    if (!set) continue;
+    if (!(set.labels instanceof Int32Array) || set.pixels.length !== set.labels.length * px) {
+      throw new FfmergeError('SHAPE_MISMATCH', `finetune: the ${what} images must be ${px} pixel values (channels·height·width) per label; got ${set.pixels.length} values for ${set.labels?.length} labels`);
+    }
+    const bad = set.labels.find((l) => l < 0 || l >= spec.numLabels);
+    if (bad !== undefined) throw new FfmergeError('INVALID_DATA', `finetune: ${what} label ${bad} is outside the model's ${spec.numLabels} classes`);
+  }
+  if (data.labels.length === 0) throw new FfmergeError('INVALID_DATA', 'finetune: no training images');
+  return {
+    images: data.pixels,
+    labels: data.labels,
+    ...(validation && isImages(validation) && validation.labels.length ? { validationImages: validation.pixels, validationLabels: validation.labels } : {}),
+  };
+}
+
 export async function finetune(model: Model, opts: FinetuneOptions): Promise<FinetuneResult> {
   if (opts.signal?.aborted) throw abortError();
   const steps = positiveInt(opts.steps, 'steps', 0);
   const batch = positiveInt(opts.batch, 'batch', 8);
-  const seq = positiveInt(opts.seq, 'seq', Math.min(128, model.spec.maxPositions));
   const lr = opts.lr ?? 2e-4;
   if (!(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `finetune: lr must be a positive number (got ${opts.lr})`);
-  const tokens = opts.data instanceof Int32Array ? opts.data : concat(opts.data);
-  const val = opts.validation?.length ? opts.validation : undefined;
-  const valSeq = val?.[0]?.length ?? 0;
-  if (val && val.some((b) => b.length !== valSeq)) {
-    throw new FfmergeError('INVALID_ARGUMENT', 'finetune: validation blocks must all have one length');
-  }
-  const args: NativeFinetuneArgs = {
-    tokens,
+  const common = {
     steps,
     batch,
-    seq,
     lr,
     micro: positiveInt(opts.micro, 'micro', 0, true),
     warmup: positiveInt(opts.warmup, 'warmup', 0, true),
@@ -121,8 +159,22 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     evalEvery: positiveInt(opts.evalEvery, 'evalEvery', 0, true),
     schedule: opts.schedule ?? 'constant',
     trainable: opts.trainable ?? 'all',
-    ...(val ? { validation: concat(val), validationSeq: valSeq } : {}),
-  };
+  } as const;
+  let args: NativeFinetuneArgs | NativeImageFinetuneArgs;
+  if (isImages(opts.data)) {
+    args = { ...common, ...imageArgs(model, opts.data, opts.validation) };
+  } else {
+    if (model.spec.input === 'patches') throw new FfmergeError('INVALID_ARGUMENT', `finetune: this ${model.spec.family} model takes images: give labelled images ({ pixels, labels })`);
+    if (isImages(opts.validation)) throw new FfmergeError('INVALID_ARGUMENT', 'finetune: the validation data of a language model is token blocks');
+    const seq = positiveInt(opts.seq, 'seq', Math.min(128, model.spec.maxPositions));
+    const tokens = opts.data instanceof Int32Array ? opts.data : concat(opts.data);
+    const val = opts.validation?.length ? opts.validation : undefined;
+    const valSeq = val?.[0]?.length ?? 0;
+    if (val && val.some((b) => b.length !== valSeq)) {
+      throw new FfmergeError('INVALID_ARGUMENT', 'finetune: validation blocks must all have one length');
+    }
+    args = { ...common, tokens, seq, ...(val ? { validation: concat(val), validationSeq: valSeq } : {}) };
+  }
   const t0 = performance.now();
   let handle: ReturnType<ReturnType<typeof trainAddon>['modelFinetune']>;
   const onProgress = opts.onProgress;
@@ -133,8 +185,10 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       p.step = last.step;
       p.loss = last.loss;
       p.tokensPerSecond = last.tokensPerSecond;
+      p.imagesPerSecond = last.imagesPerSecond;
       p.etaSeconds = (last.seconds / last.step) * (total - last.step);
       if (last.valLoss !== undefined) p.valLoss = last.valLoss;
+      if (last.valAccuracy !== undefined) p.valAccuracy = last.valAccuracy;
     }
     onProgress!(p);
   };
@@ -161,8 +215,10 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       gradNorm: r.log.gradNorm[i]!,
       seconds: r.log.seconds[i]!,
       tokensPerSecond: r.log.tokensPerSecond[i]!,
+      imagesPerSecond: r.log.imagesPerSecond[i]!,
     };
     if (Number.isFinite(r.log.valLoss[i]!)) e.valLoss = r.log.valLoss[i]!;
+    if (Number.isFinite(r.log.valAccuracy[i]!)) e.valAccuracy = r.log.valAccuracy[i]!;
     return e;
   });
   return {
@@ -170,6 +226,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     log,
     ...(r.valBefore !== undefined ? { valBefore: r.valBefore } : {}),
     ...(r.valAfter !== undefined ? { valAfter: r.valAfter } : {}),
+    ...(r.accuracyBefore !== undefined ? { accuracyBefore: r.accuracyBefore } : {}),
+    ...(r.accuracyAfter !== undefined ? { accuracyAfter: r.accuracyAfter } : {}),
     seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -41,11 +41,21 @@ export function slotReplacements(
     out.set(n.w, slot(`${prefix}_w`));
     if (n.b) out.set(n.b, slot(`${prefix}_b`));
   };
-  if (t.patch || t.typeEmb || t.embedNorm || t.pooler || t.classifier) {
-    throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `writing a fine-tuned ${spec.family} model is not supported (decoder-only language models only)`);
+  if (t.typeEmb || t.embedNorm || t.pooler) {
+    throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `writing a fine-tuned ${spec.family} model is not supported (decoder-only language models and ViT only)`);
   }
   if (t.tokEmb) out.set(t.tokEmb, slot('tok_emb'));
   if (t.posEmb) out.set(t.posEmb, slot('pos_emb'));
+  // ViT: the conv weight [d, C, p, p] is stored in the order the slot [d, C·p·p] reads it; CLS [1, 1, d]
+  if (t.patch) {
+    out.set(t.patch.w, slot('patch_w'));
+    if (t.patch.b) out.set(t.patch.b, slot('patch_b'));
+    out.set(t.patch.cls, slot('cls_token'));
+  }
+  if (t.classifier) {
+    matrix(t.classifier.w, slot('classifier_w'), spec.numLabels, d);
+    if (t.classifier.b) out.set(t.classifier.b, slot('classifier_b'));
+  }
   norm('final_norm', t.finalNorm);
   // an untied head is stored; a tied one is tok_emb itself (the slot is the same tensor)
   if (t.lmHead) matrix(t.lmHead, slot('lm_head_w'), spec.vocab, d);

@@ -3,15 +3,20 @@
 // modelFinetune(handle, args, onProgress) → {promise, cancel, latest()}
 //   args: {tokens: Int32Array, validation?: Int32Array, validationSeq?, steps, batch, seq, micro?, lr, warmup?,
 //          weightDecay?, clip?, seed?, evalEvery?, schedule?: 'constant'|'cosine', trainable?: 'all'|'ff'}
-//   promise → {model: handle, log: {step, loss, lr, gradNorm, seconds, tokensPerSecond, valLoss}: number[] each,
-//              valBefore, valAfter}. latest() → the last finished step's log entry or undefined: the worker
-//   writes it under a mutex and the main thread reads it from the progress callback (no Node-API in the worker).
-// modelLossAndGrad(handle, {ids, targets, batch, seq}, onProgress) → {promise, cancel}, promise → {loss (mean
-//   over scored targets), grads: {param name: Float32Array}, slots: {slot: param name}} (tests, tools).
+//   or, for an image classifier, {images: Float32Array [n·C·H·W] preprocessed, labels: Int32Array [n],
+//          validationImages?, validationLabels?, …the same optimizer options (seq unused)}
+//   promise → {model: handle, log: {step, loss, lr, gradNorm, seconds, tokensPerSecond, imagesPerSecond,
+//              valLoss, valAccuracy}: number[] each, valBefore, valAfter, accuracyBefore, accuracyAfter}.
+//   latest() → the last finished step's log entry or undefined: the worker writes it under a mutex and the
+//   main thread reads it from the progress callback (no Node-API in the worker).
+// modelLossAndGrad(handle, {ids, targets, batch, seq} | {pixels, labels, batch}, onProgress) → {promise,
+//   cancel}, promise → {loss (mean over scored targets / images), grads: {param name: Float32Array},
+//   slots: {slot: param name}} (tests, tools).
 // modelSlotTensors(handle) → {slot: Float32Array}: every present slot's weights (copies; tied slots equal).
 #include <napi.h>
 
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -24,6 +29,8 @@
 #include "binding/registry.h"
 #include "core/error.h"
 #include "core/model/stream.h"
+#include "core/train/image_grad.h"
+#include "core/train/image_trainer.h"
 #include "core/train/model_grad.h"
 #include "core/train/params.h"
 #include "core/train/trainer.h"
@@ -58,7 +65,9 @@ Napi::Object LogEntry(Napi::Env env, const train::StepLog& s) {
   o.Set("gradNorm", s.grad_norm);
   o.Set("seconds", s.seconds);
   o.Set("tokensPerSecond", s.tokens_per_s);
+  o.Set("imagesPerSecond", s.images_per_s);
   if (std::isfinite(s.val_loss)) o.Set("valLoss", s.val_loss);
+  if (std::isfinite(s.val_accuracy)) o.Set("valAccuracy", s.val_accuracy);
   return o;
 }
 
@@ -84,30 +93,55 @@ Napi::Value Finetune(const Napi::CallbackInfo& info) {
   const std::string which = a.Get("trainable").IsString() ? a.Get("trainable").As<Napi::String>().Utf8Value() : "all";
   if (which == "ff") o.trainable = train::Trainable::FeedForward;
   else if (which != "all") ThrowCode(env, "INVALID_ARGUMENT", "finetune: trainable must be 'all' or 'ff'");
-  // Copied for the worker (async_job.h says why).
-  Owned<int32_t> tokens = CopyTyped<int32_t>(a.Get("tokens"), "tokens");
-  Owned<int32_t> validation = std::make_shared<std::vector<int32_t>>();
-  const size_t val_seq = GetCount(a, "validationSeq", 0);
-  if (!a.Get("validation").IsUndefined()) {
-    validation = CopyTyped<int32_t>(a.Get("validation"), "validation");
-    if (val_seq < 2 || validation->size() % val_seq != 0)
-      ThrowCode(env, "INVALID_ARGUMENT", "finetune: validation must hold whole blocks of validationSeq (≥ 2) tokens");
-  }
   try {
     train::check_trainable(m->spec);
   } catch (const Error& e) {
     ThrowCode(env, e.code(), e.what());
   }
   auto log = std::make_shared<SharedLog>();
+  auto on_step = [log](const train::StepLog& s) {
+    std::lock_guard<std::mutex> lock(log->mu);
+    log->latest = s;
+  };
   auto result = std::make_shared<train::TrainResult>();
+  const bool images = !a.Get("images").IsUndefined();
+  std::function<void(JobControl&)> work;
+  // Copied for the worker (async_job.h says why).
+  if (images) {
+    if (m->spec.input != model::InputKind::Patches)
+      ThrowCode(env, "INVALID_ARGUMENT", "finetune: this " + m->spec.family + " model takes token ids, not images");
+    const size_t px = m->spec.channels * m->spec.image_h * m->spec.image_w;
+    Owned<float> pixels = CopyTyped<float>(a.Get("images"), "images");
+    Owned<int32_t> labels = CopyTyped<int32_t>(a.Get("labels"), "labels");
+    Owned<float> vpixels = std::make_shared<std::vector<float>>();
+    Owned<int32_t> vlabels = std::make_shared<std::vector<int32_t>>();
+    if (!a.Get("validationImages").IsUndefined()) {
+      vpixels = CopyTyped<float>(a.Get("validationImages"), "validationImages");
+      vlabels = CopyTyped<int32_t>(a.Get("validationLabels"), "validationLabels");
+    }
+    if (pixels->size() != labels->size() * px || vpixels->size() != vlabels->size() * px)
+      ThrowCode(env, "SHAPE_MISMATCH", "finetune: images must hold " + std::to_string(px) +
+                                           " pixel values (channels·height·width) per label");
+    work = [m, pixels, labels, vpixels, vlabels, o, on_step, result](JobControl& ctl) {
+      const train::ImageSet tr{pixels->data(), labels->data(), labels->size()};
+      const train::ImageSet va{vpixels->data(), vlabels->data(), vlabels->size()};
+      *result = train::finetune_images(ctl, *m, tr, va, o, on_step);
+    };
+  } else {
+    Owned<int32_t> tokens = CopyTyped<int32_t>(a.Get("tokens"), "tokens");
+    Owned<int32_t> validation = std::make_shared<std::vector<int32_t>>();
+    const size_t val_seq = GetCount(a, "validationSeq", 0);
+    if (!a.Get("validation").IsUndefined()) {
+      validation = CopyTyped<int32_t>(a.Get("validation"), "validation");
+      if (val_seq < 2 || validation->size() % val_seq != 0)
+        ThrowCode(env, "INVALID_ARGUMENT", "finetune: validation must hold whole blocks of validationSeq (≥ 2) tokens");
+    }
+    work = [m, tokens, validation, val_seq, o, on_step, result](JobControl& ctl) {
+      *result = train::finetune(ctl, *m, *tokens, *validation, val_seq, o, on_step);
+    };
+  }
   Napi::Object handle = AsyncJob::Start(
-      env, info[2],
-      [m, tokens, validation, val_seq, o, log, result](JobControl& ctl) {
-        *result = train::finetune(ctl, *m, *tokens, *validation, val_seq, o, [log](const train::StepLog& s) {
-          std::lock_guard<std::mutex> lock(log->mu);
-          log->latest = s;
-        });
-      },
+      env, info[2], work,
       [result](Napi::Env env) -> Napi::Value {
         Napi::Object r = Napi::Object::New(env);
         r.Set("model", WrapModel(env, result->model));
@@ -124,10 +158,14 @@ Napi::Value Finetune(const Napi::CallbackInfo& info) {
         col("gradNorm", [](const train::StepLog& s) { return s.grad_norm; });
         col("seconds", [](const train::StepLog& s) { return s.seconds; });
         col("tokensPerSecond", [](const train::StepLog& s) { return s.tokens_per_s; });
+        col("imagesPerSecond", [](const train::StepLog& s) { return s.images_per_s; });
         col("valLoss", [](const train::StepLog& s) { return s.val_loss; });  // NaN where not evaluated
+        col("valAccuracy", [](const train::StepLog& s) { return s.val_accuracy; });
         r.Set("log", lg);
         if (std::isfinite(result->val_before)) r.Set("valBefore", result->val_before);
         if (std::isfinite(result->val_after)) r.Set("valAfter", result->val_after);
+        if (std::isfinite(result->acc_before)) r.Set("accuracyBefore", result->acc_before);
+        if (std::isfinite(result->acc_after)) r.Set("accuracyAfter", result->acc_after);
         return r;
       });
   handle.Set("latest", Napi::Function::New(
@@ -146,11 +184,6 @@ Napi::Value LossAndGrad(const Napi::CallbackInfo& info) {
   auto m = UnwrapModel(info[0]);
   if (!info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelLossAndGrad(handle, args, onProgress)");
   Napi::Object a = info[1].As<Napi::Object>();
-  const size_t B = GetCount(a, "batch", 0), T = GetCount(a, "seq", 0);
-  Owned<int32_t> ids = CopyTyped<int32_t>(a.Get("ids"), "ids");
-  Owned<int32_t> targets = CopyTyped<int32_t>(a.Get("targets"), "targets");
-  if (B == 0 || T == 0 || ids->size() != B * T || targets->size() != B * T)
-    ThrowCode(env, "INVALID_ARGUMENT", "modelLossAndGrad: ids and targets must have batch·seq entries");
   try {
     train::check_trainable(m->spec);
   } catch (const Error& e) {
@@ -161,16 +194,38 @@ Napi::Value LossAndGrad(const Napi::CallbackInfo& info) {
     double loss = 0;
   };
   auto out = std::make_shared<Out>();
+  std::function<void(JobControl&)> work;
+  const size_t B = GetCount(a, "batch", 0);
+  if (m->spec.input == model::InputKind::Patches) {
+    const size_t px = m->spec.channels * m->spec.image_h * m->spec.image_w;
+    Owned<float> pixels = CopyTyped<float>(a.Get("pixels"), "pixels");
+    Owned<int32_t> labels = CopyTyped<int32_t>(a.Get("labels"), "labels");
+    if (B == 0 || pixels->size() != B * px || labels->size() != B)
+      ThrowCode(env, "INVALID_ARGUMENT", "modelLossAndGrad: pixels must hold batch images and labels batch entries");
+    work = [m, pixels, labels, B, out](JobControl& ctl) {
+      out->ps = train::params_from_model(model::resident_copy(ctl, *m));
+      train::Activations act;
+      const train::ImageBatch ib{pixels->data(), labels->data(), B};
+      out->loss = train::image_loss_and_grad(&ctl.pool(), m->spec, out->ps, ib, float(1.0 / double(B)), true, act) /
+                  double(B);
+    };
+  } else {
+    const size_t T = GetCount(a, "seq", 0);
+    Owned<int32_t> ids = CopyTyped<int32_t>(a.Get("ids"), "ids");
+    Owned<int32_t> targets = CopyTyped<int32_t>(a.Get("targets"), "targets");
+    if (B == 0 || T == 0 || ids->size() != B * T || targets->size() != B * T)
+      ThrowCode(env, "INVALID_ARGUMENT", "modelLossAndGrad: ids and targets must have batch·seq entries");
+    work = [m, ids, targets, B, T, out](JobControl& ctl) {
+      out->ps = train::params_from_model(model::resident_copy(ctl, *m));
+      train::TokenBatch tb{ids->data(), targets->data(), B, T};
+      const size_t n = train::scored_targets(tb);
+      if (n == 0) throw Error("INVALID_ARGUMENT", "modelLossAndGrad: no target is scored (all −1)");
+      train::Activations act;
+      out->loss = train::loss_and_grad(&ctl.pool(), m->spec, out->ps, tb, float(1.0 / double(n)), true, act) / double(n);
+    };
+  }
   return AsyncJob::Start(
-      env, info[2],
-      [m, ids, targets, B, T, out](JobControl& ctl) {
-        out->ps = train::params_from_model(model::resident_copy(ctl, *m));
-        train::TokenBatch tb{ids->data(), targets->data(), B, T};
-        const size_t n = train::scored_targets(tb);
-        if (n == 0) throw Error("INVALID_ARGUMENT", "modelLossAndGrad: no target is scored (all −1)");
-        train::Activations act;
-        out->loss = train::loss_and_grad(&ctl.pool(), m->spec, out->ps, tb, float(1.0 / double(n)), true, act) / double(n);
-      },
+      env, info[2], work,
       [out](Napi::Env env) -> Napi::Value {
         Napi::Object r = Napi::Object::New(env);
         r.Set("loss", out->loss);

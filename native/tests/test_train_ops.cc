@@ -5,7 +5,9 @@
 // The forward ops run in float, so each check uses a probe loss L = Σ c·y (c random, summed in double) and a
 // step of 1e-3 to 3e-3: the finite-difference noise is then ~1e-4 of the gradient, far below any real bug.
 // (The float64 oracle of the whole model is test/finetune-gradients.test.ts.)
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <functional>
 #include <memory>
 #include <random>
@@ -16,6 +18,8 @@
 #include "core/nn/ops.h"
 #include "core/train/adamw.h"
 #include "core/train/grad_ops.h"
+#include "core/train/image_grad.h"
+#include "core/train/image_trainer.h"
 #include "core/train/model_grad.h"
 #include "core/train/params.h"
 #include "core/train/trainer.h"
@@ -152,16 +156,19 @@ TEST(rope_backward_is_the_transpose) {
 
 TEST(attention_forward_matches_nn_and_backward_matches_finite_differences) {
   std::mt19937 g(5);
-  for (size_t window : {size_t(0), size_t(3)}) {
+  // window 3: sliding; SIZE_MAX: not causal (encoders: every key visible)
+  for (size_t window : {size_t(0), size_t(3), SIZE_MAX}) {
+    const bool causal = window != SIZE_MAX;
+    if (!causal) window = 0;
     const size_t B = 2, T = 7, H = 4, KV = 2, hd = 5, qw = H * hd, kw = KV * hd, W = qw + 2 * kw;
-    const AttnDims dm{B, T, H, KV, hd};
+    const AttnDims dm{B, T, H, KV, hd, causal};
     const float scale = 1.0f / std::sqrt(float(hd));
     auto qkv = randv(B * T * W, g, 0.8f), c = randv(B * T * qw, g);
     std::vector<float> probs(B * H * T * T), out(B * T * qw), ref(B * T * qw);
     attention_forward(&test::pool(), dm, qkv.data(), W, probs.data(), out.data(), scale, window);
     nn::AttentionDims nd{B, T, T, H, KV, hd};
-    nn::attention(nullptr, nd, qkv.data(), W, qkv.data() + qw, W, qkv.data() + qw + kw, W, ref.data(), qw, true, nullptr,
-                  scale, window);
+    nn::attention(nullptr, nd, qkv.data(), W, qkv.data() + qw, W, qkv.data() + qw + kw, W, ref.data(), qw, causal,
+                  nullptr, scale, window);
     double err = 0;
     for (size_t i = 0; i < out.size(); ++i) err = std::max(err, double(std::fabs(out[i] - ref[i])));
     CHECK(err < 1e-6);
@@ -347,6 +354,135 @@ TEST(finetune_runs_and_keeps_the_tie) {
   CHECK(r.val_after < r.val_before);
   CHECK(r.model->w.layers[1].ff == r.model->w.layers[2].ff);
   CHECK(r.model->w.lm_head_w.buf == r.model->w.tok_emb.buf);
+}
+
+
+namespace {
+
+// A tiny ViT: 3 channels, 10×15 images in 5×5 patches (6 patches + CLS), pre-LN, erf GELU, classifier on CLS.
+model::ModelSpec tiny_vit_spec() {
+  model::ModelSpec s;
+  s.family = "vit";
+  s.layers = 2, s.d_model = 12, s.n_heads = 3, s.n_kv_heads = 3, s.head_dim = 4, s.d_ff = 19;
+  s.input = model::InputKind::Patches;
+  s.channels = 3, s.image_h = 10, s.image_w = 15, s.patch = 5;
+  s.max_positions = 1 + s.patches();
+  s.norm = model::NormKind::LayerNorm;
+  s.norm_eps = 1e-12f;
+  s.positions = model::PositionKind::Learned;
+  s.activation = nn::Activation::GeluErf;
+  s.causal = false;
+  s.head = model::HeadKind::Classifier;
+  s.num_labels = 5;
+  return s;
+}
+
+std::map<std::string, model::Buffer> tiny_vit_tensors(const model::ModelSpec& s, unsigned seed) {
+  std::mt19937 g(seed);
+  std::map<std::string, model::Buffer> t;
+  const size_t d = s.d_model, f = s.d_ff, W = s.qkv_width();
+  auto put = [&](const std::string& k, size_t n, float off = 0) { t[k] = test::rnd(n, g, off); };
+  put("patch_w", d * s.patch_dim()), put("patch_b", d), put("cls_token", d);
+  put("pos_emb", s.max_positions * d);
+  put("final_norm_w", d, 1), put("final_norm_b", d);
+  put("classifier_w", s.num_labels * d), put("classifier_b", s.num_labels);
+  for (size_t l = 0; l < s.layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    put(p + "norm1_w", d, 1), put(p + "norm1_b", d), put(p + "qkv_w", W * d), put(p + "qkv_b", W);
+    put(p + "o_w", d * d), put(p + "o_b", d), put(p + "norm2_w", d, 1), put(p + "norm2_b", d);
+    put(p + "ff.w_in", f * d), put(p + "ff.b_in", f), put(p + "ff.w_out", d * f), put(p + "ff.b_out", d);
+  }
+  return t;
+}
+
+struct Images {
+  std::vector<float> pixels;
+  std::vector<int32_t> labels;
+  ImageBatch batch() const { return ImageBatch{pixels.data(), labels.data(), labels.size()}; }
+};
+
+Images image_data(const model::ModelSpec& s, size_t B, unsigned seed) {
+  std::mt19937 g(seed);
+  Images im{randv(B * s.channels * s.image_h * s.image_w, g, 1.0f), std::vector<int32_t>(B)};
+  for (auto& l : im.labels) l = int32_t(g() % s.num_labels);
+  return im;
+}
+
+// Mean cross-entropy of forward()'s logits (the inference path the train forward must agree with).
+double forward_cross_entropy(const model::Model& m, const Images& im, size_t* correct) {
+  JobControl ctl(test::pool());
+  model::ForwardInput in;
+  in.pixels = im.pixels.data(), in.batch = im.labels.size(), in.seq = 1 + m.spec.patches();
+  const auto r = model::forward(ctl, m, in, model::ForwardOptions{});
+  const size_t NL = m.spec.num_labels;
+  double sum = 0;
+  for (size_t b = 0; b < im.labels.size(); ++b) {
+    const float* lr = r.logits.data() + b * NL;
+    const float mx = *std::max_element(lr, lr + NL);
+    double z = 0;
+    for (size_t j = 0; j < NL; ++j) z += std::exp(double(lr[j]) - mx);
+    sum += mx + std::log(z) - lr[im.labels[b]];
+    *correct += size_t(std::max_element(lr, lr + NL) - lr) == size_t(im.labels[b]);
+  }
+  return sum / double(im.labels.size());
+}
+
+}  // namespace
+
+TEST(vit_model_gradient_matches_finite_differences_and_loss_equals_forward) {
+  auto s = tiny_vit_spec();
+  const model::Model m = model::build_model(s, tiny_vit_tensors(s, 41));
+  const Images im = image_data(s, 3, 42);
+  ParamSet ps = params_from_model(m);
+  CHECK(ps.patch_w != kNone && ps.cls_token != kNone && ps.classifier_w != kNone && ps.pos_emb != kNone);
+  Activations act;
+  const double n = double(im.labels.size());
+  size_t correct = 0, ref_correct = 0;
+  const double loss = image_loss_and_grad(&test::pool(), s, ps, im.batch(), float(1.0 / n), true, act, &correct) / n;
+  CHECK_NEAR(loss, forward_cross_entropy(m, im, &ref_correct), 1e-5);
+  CHECK(correct == ref_correct);
+  auto f = [&] { return image_loss_and_grad(nullptr, s, ps, im.batch(), 0.0f, false, act) / n; };
+  for (auto& p : ps.params) {
+    const double e = fd_error(p.w, p.g, f, 3e-3f, 25);
+    if (!(e < 2e-2)) std::printf("    vit: %s gradient off by %.3g\n", p.name.c_str(), e);
+    CHECK(e < 2e-2);
+  }
+}
+
+TEST(vit_finetune_lowers_the_validation_loss_and_keeps_the_tie) {
+  auto s = tiny_vit_spec();
+  auto base = std::make_shared<const model::Model>(model::build_model(s, tiny_vit_tensors(s, 43)));
+  auto tied = model::with_ff(base, {{1, base->w.layers[0].ff}});
+  // a learnable task: the label is which channel is brightest (mod 5 classes over 3 channels → labels 0..2)
+  const size_t N = 48, px = s.channels * s.image_h * s.image_w, hw = s.image_h * s.image_w;
+  Images im = image_data(s, N, 44);
+  for (size_t i = 0; i < N; ++i) {
+    const int32_t c = int32_t(i % 3);
+    for (size_t k = 0; k < hw; ++k) im.pixels[i * px + size_t(c) * hw + k] += 1.5f;
+    im.labels[i] = c;
+  }
+  const ImageSet train{im.pixels.data(), im.labels.data(), N};
+  TrainOptions o;
+  o.steps = 15, o.batch = 8, o.micro = 3, o.seed = 5;
+  o.adamw.lr = 3e-3f;
+  JobControl ctl(test::pool());
+  size_t calls = 0;
+  auto r = finetune_images(ctl, *tied, train, train, o, [&](const StepLog& lg) {
+    ++calls;
+    CHECK(lg.images_per_s > 0);
+  });
+  CHECK(calls == 15 && r.log.size() == 15);
+  CHECK(r.val_after < r.val_before);
+  CHECK(r.acc_after >= r.acc_before);
+  CHECK(r.model->w.layers[0].ff == r.model->w.layers[1].ff);
+  CHECK(r.model->w.patch_w.buf != tied->w.patch_w.buf);
+  // the trained model's inference forward agrees with the trainer's own evaluation
+  ParamSet ps = params_from_model(*r.model);
+  const ImageEval e = evaluate_images(&test::pool(), s, ps, train, 7);
+  size_t correct = 0;
+  CHECK_NEAR(e.loss, forward_cross_entropy(*r.model, im, &correct), 1e-5);
+  CHECK_NEAR(e.accuracy, double(correct) / double(N), 1e-12);
+  CHECK_NEAR(e.loss, r.val_after, 1e-6);
 }
 
 TEST_MAIN()

@@ -196,3 +196,59 @@ export function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number 
   }
   return Math.sqrt(num / den);
 }
+
+/**
+ * ViTForImageClassification: conv patch embedding, CLS token, learned positions, pre-LN blocks with q/k/v
+ * biases, erf GELU, final LayerNorm, classifier on CLS; writes preprocessor_config.json (rescale 1/255,
+ * normalize with mean = std = 0.5 per channel) so the CLI can read images for it.
+ */
+export async function syntheticVit(opts: { layers?: number; d?: number; heads?: number; ff?: number; image?: number; patch?: number; channels?: number; labels?: number; seed?: number } = {}): Promise<Synthetic> {
+  const L = opts.layers ?? 2, d = opts.d ?? 12, H = opts.heads ?? 3, F = opts.ff ?? 19, S = opts.image ?? 8, p = opts.patch ?? 4, C = opts.channels ?? 1, K = opts.labels ?? 4;
+  const next = rng(opts.seed ?? 9);
+  const id2label = Object.fromEntries(Array.from({ length: K }, (_, i) => [String(i), `class${i}`]));
+  const config = {
+    model_type: 'vit', architectures: ['ViTForImageClassification'], image_size: S, patch_size: p, num_channels: C, hidden_size: d,
+    num_hidden_layers: L, num_attention_heads: H, intermediate_size: F, hidden_act: 'gelu', layer_norm_eps: 1e-12, qkv_bias: true, id2label,
+    label2id: Object.fromEntries(Object.entries(id2label).map(([k, v]) => [v, Number(k)])),
+  };
+  const canonical: Record<string, Float32Array> = {};
+  const hf = new Map<string, { shape: number[]; data: Float32Array }>();
+  const put = (slot: string | undefined, name: string, shape: number[], scale: number, offset = 0) => {
+    const v = rand(shape.reduce((a, b) => a * b, 1), next, scale, offset);
+    if (slot) canonical[slot] = v;
+    hf.set(name, { shape, data: v });
+    return v;
+  };
+  const T = 1 + (S / p) ** 2;
+  put('patch_w', 'vit.embeddings.patch_embeddings.projection.weight', [d, C, p, p], 0.3);
+  put('patch_b', 'vit.embeddings.patch_embeddings.projection.bias', [d], 0.2);
+  put('cls_token', 'vit.embeddings.cls_token', [1, 1, d], 0.5);
+  put('pos_emb', 'vit.embeddings.position_embeddings', [1, T, d], 0.2);
+  for (let l = 0; l < L; l++) {
+    const h = `vit.encoder.layer.${l}`, s = `layers.${l}.`, a = `${h}.attention.attention`;
+    put(`${s}norm1_w`, `${h}.layernorm_before.weight`, [d], 0.3, 1);
+    put(`${s}norm1_b`, `${h}.layernorm_before.bias`, [d], 0.3);
+    // q, k, v are fused into one slot [q; k; v] by the loader
+    const q = put(undefined, `${a}.query.weight`, [d, d], 0.4), k = put(undefined, `${a}.key.weight`, [d, d], 0.4), v = put(undefined, `${a}.value.weight`, [d, d], 0.4);
+    const qb = put(undefined, `${a}.query.bias`, [d], 0.3), kb = put(undefined, `${a}.key.bias`, [d], 0.3), vb = put(undefined, `${a}.value.bias`, [d], 0.3);
+    canonical[`${s}qkv_w`] = Float32Array.from([...q, ...k, ...v]);
+    canonical[`${s}qkv_b`] = Float32Array.from([...qb, ...kb, ...vb]);
+    put(`${s}o_w`, `${h}.attention.output.dense.weight`, [d, d], 0.4);
+    put(`${s}o_b`, `${h}.attention.output.dense.bias`, [d], 0.3);
+    put(`${s}norm2_w`, `${h}.layernorm_after.weight`, [d], 0.3, 1);
+    put(`${s}norm2_b`, `${h}.layernorm_after.bias`, [d], 0.3);
+    put(`${s}ff.w_in`, `${h}.intermediate.dense.weight`, [F, d], 0.4);
+    put(`${s}ff.b_in`, `${h}.intermediate.dense.bias`, [F], 0.3);
+    put(`${s}ff.w_out`, `${h}.output.dense.weight`, [d, F], 0.4);
+    put(`${s}ff.b_out`, `${h}.output.dense.bias`, [d], 0.3);
+  }
+  put('final_norm_w', 'vit.layernorm.weight', [d], 0.3, 1);
+  put('final_norm_b', 'vit.layernorm.bias', [d], 0.3);
+  put('classifier_w', 'classifier.weight', [K, d], 0.5);
+  put('classifier_b', 'classifier.bias', [K], 0.3);
+  const s = { dir: tempDir('vit'), config, canonical, hf };
+  await writeSynthetic(s);
+  const pre = { do_resize: false, do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, image_mean: Array(C).fill(0.5), image_std: Array(C).fill(0.5), size: { height: S, width: S } };
+  await fs.promises.writeFile(path.join(s.dir, 'preprocessor_config.json'), JSON.stringify(pre, null, 1));
+  return s;
+}

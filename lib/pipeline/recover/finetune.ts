@@ -1,45 +1,71 @@
 /**
- * Fine-tuning as a recover method (decoder-only language models): the merged model (the window's layers
- * sharing the merged FF) is trained a few AdamW steps on the calibration tokens with the tie kept, and only
- * the FF sublayers train — the interface returns FFs (the merged one, and every other layer's as `adjusted`,
- * whose count of parameters does not change), so attention, norms and embeddings stay as they are.
+ * Fine-tuning as a recover method (decoder-only language models and ViT image classifiers): the merged model
+ * (the window's layers sharing the merged FF) is trained a few AdamW steps on the calibration data with the
+ * tie kept — next-token loss on the calibration tokens, or cross-entropy on the labelled calibration images —
+ * and only the FF sublayers train: the interface returns FFs (the merged one, and every other layer's as
+ * `adjusted`, whose count of parameters does not change), so attention, norms and embeddings stay as they are.
  *
- * The calibration set is small (10k tokens by default), so the steps and learning rate are kept small here; the
- * paper's full step 6 — every weight, on real training data — is `ffmerge finetune` (lib/cli/finetune.ts) on the
- * compressed checkpoint.
+ * The calibration set is small (10k tokens / 600 images by default), so the steps and learning rate are kept
+ * small here; the paper's full step 6 — every weight, on real training data — is `ffmerge finetune`
+ * (lib/cli/finetune.ts) on the compressed checkpoint.
  */
 import { FfmergeError } from '../../errors';
+import type { FeatureBatch } from '../../data/feature-batches';
 import type { FFWeights } from '../../model/ff-weights';
 import { windowLayers } from '../../merge/windows';
-import { finetune as train } from '../../train/finetune';
+import { finetune as train, type FinetuneOptions, type LabelledImages } from '../../train/finetune';
 import type { RecoverMethod } from '../plugins';
 
-/** ~4 passes over 10k calibration tokens: enough to move the merged FF, few enough not to memorise them. */
+/** ~4 passes over 10k calibration tokens (or 600 images): enough to move the merged FF, few enough not to memorise them. */
 const STEPS = 40;
 const LR = 1e-4;
 const BATCH = 8;
 const SEQ = 128;
+const IMAGE_BATCH = 64;
+
+/** The labelled calibration images, joined (undefined when a batch has no labels). */
+function calibrationImages(batches: FeatureBatch[]): LabelledImages | undefined {
+  if (!batches.length || batches.some((b) => !b.labels || !b.input.pixels)) return undefined;
+  const pixels = new Float32Array(batches.reduce((n, b) => n + b.input.pixels!.length, 0));
+  const labels = new Int32Array(batches.reduce((n, b) => n + b.labels!.length, 0));
+  let p = 0;
+  let l = 0;
+  for (const b of batches) {
+    pixels.set(b.input.pixels!, p);
+    labels.set(b.labels!, l);
+    p += b.input.pixels!.length;
+    l += b.labels!.length;
+  }
+  return { pixels, labels };
+}
 
 export const finetuneRecover: RecoverMethod = {
   name: 'finetune',
-  description: `trains the FF sublayers ${STEPS} AdamW steps on the calibration tokens with the tie kept (decoder LMs; the full step 6 is \`ffmerge finetune\`)`,
+  description: `trains the FF sublayers ${STEPS} AdamW steps on the calibration data with the tie kept (decoder LMs: tokens; vit: labelled images; the full step 6 is \`ffmerge finetune\`)`,
   async recover(ctx, m, opts) {
     const { model } = ctx;
     const spec = model.spec;
-    if (m.stack !== model.mainStack || !spec.causal || spec.head !== 'lm' || model.encoderSpec) {
-      throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `recover method 'finetune' trains decoder-only language models; ${spec.family} is not one`);
+    const lm = spec.causal && spec.head === 'lm' && spec.input === 'tokens';
+    const vit = spec.input === 'patches' && spec.head === 'classifier';
+    if (m.stack !== model.mainStack || !(lm || vit) || model.encoderSpec) {
+      throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `recover method 'finetune' trains decoder-only language models and ViT image classifiers; ${spec.family} is not one`);
     }
-    const blocks = ctx.calibration.map((b) => b.input.ids).filter((ids): ids is Int32Array => ids instanceof Int32Array);
+    let data: Pick<FinetuneOptions, 'data' | 'seq' | 'batch'>;
+    if (vit) {
+      const images = calibrationImages(ctx.calibration);
+      if (!images) throw new FfmergeError('INVALID_DATA', "recover method 'finetune' needs labelled calibration images (idx labels or an image folder)");
+      data = { data: images, batch: Math.min(IMAGE_BATCH, images.labels.length) };
+    } else {
+      const blocks = ctx.calibration.map((b) => b.input.ids).filter((ids): ids is Int32Array => ids instanceof Int32Array);
+      data = { data: blocks, batch: BATCH, seq: Math.min(SEQ, ...ctx.calibration.map((b) => b.input.seq - 1)) };
+    }
     const layers = windowLayers(m.window);
     const view = model.withFF(layers.map((layer) => ({ stack: m.stack, layer, ff: m.merged })));
     try {
-      const seq = Math.min(SEQ, ...ctx.calibration.map((b) => b.input.seq - 1));
       const r = await train(view, {
-        data: blocks,
+        ...data,
         steps: STEPS,
         lr: LR,
-        batch: BATCH,
-        seq,
         trainable: 'ff',
         seed: 0,
         ...(opts.signal ? { signal: opts.signal } : {}),

@@ -181,7 +181,7 @@ void attention_forward(ThreadPool* pool, const AttnDims& dm, const float* qkv, s
       sgemm(nullptr, false, true, T, T, hd, scale, q, W, k, W, 0.0f, p, T);
       for (size_t i = 0; i < T; ++i) {
         float* pr = p + i * T;
-        const size_t jend = i + 1, jbeg = window && jend > window ? jend - window : 0;
+        const size_t jend = dm.causal ? i + 1 : T, jbeg = dm.causal && window && jend > window ? jend - window : 0;
         float mx = -std::numeric_limits<float>::infinity();
         for (size_t j = jbeg; j < jend; ++j) mx = std::max(mx, pr[j]);
         double sum = 0;
@@ -235,7 +235,8 @@ void attention_backward(ThreadPool* pool, const AttnDims& dm, const float* qkv, 
           const float* pr = p + i * T;
           float* dr = dp.data() + i * T;
           double dot = 0;
-          for (size_t j = 0; j <= i; ++j) dot += double(pr[j]) * dr[j];
+          const size_t jend = dm.causal ? i + 1 : T;  // P is 0 past it
+          for (size_t j = 0; j < jend; ++j) dot += double(pr[j]) * dr[j];
           for (size_t j = 0; j < T; ++j) dr[j] = pr[j] * (dr[j] - float(dot));
         }
         // S = scale·Q·Kᵀ: dQ = scale·dS·K ; dK += scale·dSᵀ·Q

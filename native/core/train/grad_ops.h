@@ -42,11 +42,13 @@ void gated_backward(ThreadPool* pool, nn::Activation a, const float* gate, const
 void rope_backward(ThreadPool* pool, float* dx, size_t ld, size_t rows, const int32_t* positions, size_t n_heads,
                    size_t head_dim, size_t rot_dim, float theta);
 
-// Causal self-attention over B sequences of T positions on a fused qkv buffer [B·T, W] (q heads at column
-// h·hd, k at qw + g·hd, v at qw + kw + g·hd; GQA: query head h uses kv head h / (H / KV)). Same masking and
-// softmax as nn::attention (window > 0: sliding window). Saves probs [B, H, T, T] for the backward.
+// Self-attention over B sequences of T positions on a fused qkv buffer [B·T, W] (q heads at column h·hd,
+// k at qw + g·hd, v at qw + kw + g·hd; GQA: query head h uses kv head h / (H / KV)). Same masking and softmax
+// as nn::attention: causal (decoders; window > 0: sliding window) or every key visible (encoders such as
+// ViT, no padding). Saves probs [B, H, T, T] for the backward.
 struct AttnDims {
   size_t B, T, H, KV, hd;
+  bool causal = true;
 };
 void attention_forward(ThreadPool* pool, const AttnDims& dm, const float* qkv, size_t W, float* probs, float* out,
                        float scale, size_t window);

@@ -1,12 +1,14 @@
 // Loss and gradient of a decoder-only pre-norm language model (gpt2, llama/qwen2/mistral) on one batch:
-// a forward pass that keeps what the backward needs, then the backward, op by op in reverse (grad_ops.h).
-// Weights come from a ParamSet, so tied slots read and write one tensor.
+// embeddings, the stack (stack_grad.h) keeping what the backward needs, the LM head's cross-entropy; then the
+// backward, op by op in reverse (grad_ops.h). Weights come from a ParamSet, so tied slots read and write one
+// tensor. (Image classifiers: image_grad.h.)
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "core/model/spec.h"
 #include "core/train/params.h"
+#include "core/train/stack_grad.h"
 
 namespace ffm {
 class ThreadPool;
@@ -14,23 +16,14 @@ class ThreadPool;
 
 namespace ffm::train {
 
-// Throws UNSUPPORTED_ARCHITECTURE unless the model is one this trainer covers.
+// Throws UNSUPPORTED_ARCHITECTURE unless the model is one the trainer covers: a decoder-only pre-norm LM, or
+// a pre-norm image classifier (ViT).
 void check_trainable(const model::ModelSpec& s);
 
 struct TokenBatch {
   const int32_t* ids = nullptr;      // [B, T] inputs
   const int32_t* targets = nullptr;  // [B, T] next token at each position, −1 = not scored
   size_t B = 0, T = 0;
-};
-
-// The activations one pass saves for its backward (reused across calls of the same size).
-struct Activations {
-  struct Layer {
-    std::vector<float> x_in, a1, qkv, probs, att, x_mid, a2, up, gate, hact;
-  };
-  std::vector<Layer> layers;
-  std::vector<float> x_final, a_final;
-  std::vector<int32_t> positions;
 };
 
 // Σ of the next-token NLL over the batch's scored targets (double). With backward, adds the gradient of

@@ -25,6 +25,9 @@ void for_each_slot(const model::ModelWeights* w, ParamSet& ps, Fn&& fn) {
   const model::ModelWeights& W = w ? *w : empty;
   fn("tok_emb", t(W.tok_emb), ps.tok_emb, true, false);
   fn("pos_emb", t(W.pos_emb), ps.pos_emb, true, false);
+  fn("patch_w", t(W.patch_w), ps.patch_w, true, false);
+  fn("patch_b", t(W.patch_b), ps.patch_b, false, false);
+  fn("cls_token", t(W.cls_token), ps.cls_token, false, false);
   for (size_t l = 0; l < ps.layers.size(); ++l) {
     auto& S = ps.layers[l];
     const model::LayerWeights* L = w ? &w->layers[l] : nullptr;
@@ -51,6 +54,8 @@ void for_each_slot(const model::ModelWeights* w, ParamSet& ps, Fn&& fn) {
   fn("final_norm_b", t(W.final_norm_b), ps.final_norm_b, false, false);
   fn("lm_head_w", t(W.lm_head_w), ps.lm_head_w, true, false);
   fn("lm_head_b", t(W.lm_head_b), ps.lm_head_b, false, false);
+  fn("classifier_w", t(W.classifier_w), ps.classifier_w, true, false);
+  fn("classifier_b", t(W.classifier_b), ps.classifier_b, false, false);
 }
 
 }  // namespace
@@ -86,6 +91,8 @@ std::vector<std::pair<std::string, int>> ParamSet::slots() const {
   ParamSet copy;  // the walk takes slot references; the index table is all it reads (no weights copied)
   copy.tok_emb = tok_emb, copy.pos_emb = pos_emb, copy.final_norm_w = final_norm_w;
   copy.final_norm_b = final_norm_b, copy.lm_head_w = lm_head_w, copy.lm_head_b = lm_head_b;
+  copy.patch_w = patch_w, copy.patch_b = patch_b, copy.cls_token = cls_token;
+  copy.classifier_w = classifier_w, copy.classifier_b = classifier_b;
   copy.layers = layers;
   for_each_slot(nullptr, copy, [&](const std::string& name, const model::Tensor&, int& slot, bool, bool) {
     if (slot != kNone) out.emplace_back(name, slot);
@@ -112,6 +119,11 @@ std::shared_ptr<const model::Model> model_from_params(const model::Model& base, 
   put(w.final_norm_b, ps.final_norm_b);
   put(w.lm_head_w, ps.lm_head_w);
   put(w.lm_head_b, ps.lm_head_b);
+  put(w.patch_w, ps.patch_w);
+  put(w.patch_b, ps.patch_b);
+  put(w.cls_token, ps.cls_token);
+  put(w.classifier_w, ps.classifier_w);
+  put(w.classifier_b, ps.classifier_b);
   // Layers that shared one FFWeights share the new one (the tie is visible as pointer equality, as views make it).
   std::map<const model::FFWeights*, std::shared_ptr<const model::FFWeights>> ffs;
   for (size_t l = 0; l < w.layers.size(); ++l) {

@@ -35,6 +35,8 @@ struct ParamSet {
   std::vector<Param> params;
   int tok_emb = kNone, pos_emb = kNone, final_norm_w = kNone, final_norm_b = kNone, lm_head_w = kNone,
       lm_head_b = kNone;
+  // image classifiers (ViT): the patch embedding, the CLS token, the classifier head
+  int patch_w = kNone, patch_b = kNone, cls_token = kNone, classifier_w = kNone, classifier_b = kNone;
   std::vector<LayerSlots> layers;
 
   // Pointer to a slot's weights / gradient (nullptr for an absent slot or a frozen tensor's gradient).

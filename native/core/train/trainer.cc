@@ -9,21 +9,10 @@
 
 #include "core/error.h"
 #include "core/train/model_grad.h"
+#include "core/train/rng.h"
 
 namespace ffm::train {
 namespace {
-
-// splitmix64: a seeded, platform-independent stream for the window offsets (no global RNG state).
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  size_t below(size_t n) { return size_t(next() % n); }
-};
 
 // Sequences per forward/backward: whole batch if its activations fit ~1 GiB, else equal slices that do.
 size_t choose_micro(const model::ModelSpec& s, const TrainOptions& o) {

@@ -32,14 +32,17 @@ struct StepLog {
   double lr = 0;
   double grad_norm = 0;      // before clipping
   double seconds = 0;        // wall time since the start of training
-  double tokens_per_s = 0;   // scored tokens per second so far
-  double val_loss = std::numeric_limits<double>::quiet_NaN();  // when evaluated after this step
+  double tokens_per_s = 0;   // scored tokens per second so far (token data)
+  double images_per_s = 0;   // images per second so far (image data)
+  double val_loss = std::numeric_limits<double>::quiet_NaN();      // when evaluated after this step
+  double val_accuracy = std::numeric_limits<double>::quiet_NaN();  // image classifiers, with val_loss
 };
 
 struct TrainResult {
   std::shared_ptr<const model::Model> model;
   std::vector<StepLog> log;
   double val_before = std::numeric_limits<double>::quiet_NaN(), val_after = std::numeric_limits<double>::quiet_NaN();
+  double acc_before = std::numeric_limits<double>::quiet_NaN(), acc_after = std::numeric_limits<double>::quiet_NaN();
 };
 
 // tokens: the training stream; validation: blocks [n, val_seq] scored on their own next tokens (may be empty).

@@ -1,0 +1,63 @@
+/**
+ * The training and validation images of `ffmerge finetune` on an image classifier, from the same flags
+ * `compress` takes for it (--images/--labels idx files or --data <image folder>; --valid-images/--valid-labels
+ * or --valid <folder>; --validation-start/--validation-size). Without a separate validation set the images
+ * from --validation-start on validate (default 55000 on a 60000-image set such as Fashion-MNIST's train file,
+ * else the last tenth) and training uses only the images before it, so no validation image is trained on.
+ */
+import { FfmergeError } from '../errors';
+import { conformImages, imagesToTensor, loadPreprocessor, type ImageSet } from '../data/images';
+import { readConfig } from '../model/load';
+import { loadImageSource } from '../pipeline/tasks/sources';
+import type { LabelledImages } from '../train/finetune';
+import { imageSourceFrom, int } from './flags';
+
+export interface ImageFlags {
+  data?: string;
+  images?: string;
+  labels?: string;
+  valid?: string;
+  validImages?: string;
+  validLabels?: string;
+  validationStart?: string;
+  validationSize?: string;
+  trainSize?: string;
+}
+
+export interface TrainingImages {
+  train: LabelledImages;
+  validation?: LabelledImages;
+  /** Which images train and which validate, for the log. */
+  note: string;
+}
+
+export async function trainingImages(model: string, o: ImageFlags): Promise<TrainingImages> {
+  const src = imageSourceFrom({ data: o.data, images: o.images, labels: o.labels }, '');
+  if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'finetune on an image model needs --images <idx images> --labels <idx labels>, or --data <image folder>');
+  const validSrc = imageSourceFrom({ data: o.valid, images: o.validImages, labels: o.validLabels }, 'valid');
+  const pre = await loadPreprocessor(model);
+  const config = await readConfig(model);
+  const load = async (s: typeof src): Promise<ImageSet> => {
+    const set = await conformImages(await loadImageSource(s, pre, config), pre);
+    if (!set.labels) throw new FfmergeError('INVALID_DATA', 'finetune: the images have no labels');
+    return set;
+  };
+  const set = await load(src);
+  const take = (s: ImageSet, start: number, count: number): LabelledImages => ({
+    pixels: imagesToTensor(s, pre, start, count),
+    labels: s.labels!.slice(start, start + count),
+  });
+  const vset = validSrc ? await load(validSrc) : set;
+  const vStart = int(o.validationStart, 'validation-start', true) ?? (validSrc ? 0 : set.count === 60000 ? 55000 : set.count - Math.floor(set.count / 10));
+  if (vStart > vset.count) throw new FfmergeError('INVALID_ARGUMENT', `--validation-start ${vStart} is past the ${vset.count} validation images`);
+  const vCount = Math.min(int(o.validationSize, 'validation-size') ?? vset.count - vStart, vset.count - vStart);
+  // training never reaches into the validation range of its own set
+  const trainEnd = validSrc ? set.count : vStart;
+  const tCount = Math.min(int(o.trainSize, 'train-size') ?? trainEnd, trainEnd);
+  if (tCount === 0) throw new FfmergeError('INVALID_DATA', 'finetune: no training images before the validation range (see --validation-start)');
+  return {
+    train: take(set, 0, tCount),
+    ...(vCount > 0 ? { validation: take(vset, vStart, vCount) } : {}),
+    note: `train: images 0-${tCount - 1}; validation: ${vCount > 0 ? `images ${vStart}-${vStart + vCount - 1} of ${validSrc ? 'the validation set' : 'the training file'}` : 'none'}`,
+  };
+}
