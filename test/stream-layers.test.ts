@@ -31,6 +31,19 @@ async function compareDecoder(resident: Model, streamed: Model): Promise<void> {
   const ffS = streamed.ffWeights(1);
   expect(same(ffS.wIn, ffR.wIn)).toBe(true);
   expect(same(ffS.wOut, ffR.wOut)).toBe(true);
+  // the same copies read off the main thread, from the stream, the resident model and a view's override
+  const keys = ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const;
+  for (const [m, want] of [[streamed, ffS], [resident, ffR]] as const) {
+    const got = await m.readFFWeights(1);
+    for (const k of keys) {
+      expect(got[k] === undefined).toBe(want[k] === undefined);
+      if (got[k]) expect(same(got[k]!, want[k]!)).toBe(true);
+    }
+  }
+  const pre = new AbortController();
+  pre.abort();
+  await expect(streamed.readFFWeights(2, { signal: pre.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+  await expect(streamed.readFFWeights(99)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   const vR = resident.withFF(new Map([[1, ffR], [2, ffR]]));
   const vS = streamed.withFF(new Map([[1, ffS], [2, ffS]]));
   expect(vS.sharesFF(1, vS, 2)).toBe(true);

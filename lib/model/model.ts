@@ -191,6 +191,19 @@ export class Model {
   }
 
   /**
+   * ffWeights, read off the main thread: a streamed layer is read from disk and a 16-bit one widened to
+   * float32 on the addon's pool (hundreds of ms a layer at 7B widths, which ffWeights spends on the JS thread).
+   */
+  async readFFWeights(layer: number, opts: JobOptions & { stack?: StackName } = {}): Promise<CanonicalFFWeights> {
+    const stack = opts.stack ?? this.mainStack;
+    this.checkStackLayer(stack, layer);
+    const spec = stack === this.mainStack ? this.spec : this.encoderSpec!;
+    const handle = this.live(stack);
+    const ff = await runNativeJob('ff', (onProgress) => modelAddon().modelFFWeightsAsync(handle, layer, onProgress), opts);
+    return { d: spec.dModel, dFF: spec.dFF, ...ff };
+  }
+
+  /**
    * A view sharing every tensor with this model except the FFs of the given layers. One FFWeights object
    * given to several layers is stored once (a tie), which is how merged FFs are represented.
    */

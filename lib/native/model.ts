@@ -77,6 +77,8 @@ interface ModelAddon {
   modelWeightDtypes(m: NativeModelHandle): Record<string, 'F32' | 'F16' | 'BF16' | 'streamed'>;
   modelWithFF(base: NativeModelHandle, ffs: NativeFF[], layers: number[], which: number[]): NativeModelHandle;
   modelFFWeights(m: NativeModelHandle, layer: number): NativeFF;
+  /** modelFFWeights as a job (a streamed layer is read and widened on the pool). */
+  modelFFWeightsAsync(m: NativeModelHandle, layer: number, onProgress: ((done: number, total: number) => void) | undefined): NativeJobHandle<NativeFF>;
   modelSharesFF(a: NativeModelHandle, layerA: number, b: NativeModelHandle, layerB: number): boolean;
   modelDispose(m: NativeModelHandle): void;
   /** A view without the listed layers (model_view_binding.cc). */

@@ -175,6 +175,41 @@ Napi::Value ModelFFWeights(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value ToF32(Napi::Env env, std::vector<float>&& v);
+
+// modelFFWeightsAsync(handle, layer, onProgress) → {promise, cancel}: the copies of modelFFWeights, made in a
+// job: a streamed layer is read (or mapped) and its 16-bit matrices widened on the pool, not on the JS
+// thread (at 7B widths that is ~0.5 GB of float32 a layer, a few hundred ms). The arrays are handed to JS
+// without a further copy.
+Napi::Value ModelFFWeightsAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = UnwrapModel(info[0]);
+  uint32_t l = info[1].ToNumber().Uint32Value();
+  if (l >= m->spec.layers) ThrowCode(env, "INVALID_ARGUMENT", "layer " + std::to_string(l) + " is out of range");
+  static const char* const kKeys[] = {"wIn", "bIn", "wGate", "bGate", "wOut", "bOut"};
+  auto out = std::make_shared<std::vector<std::pair<const char*, std::vector<float>>>>();
+  return AsyncJob::Start(
+      env, info[2],
+      [m, l, out](JobControl& ctl) {
+        std::shared_ptr<const model::LayerWeights> held = model::layer_weights(ctl, *m, l);
+        const auto& ff = *held->ff;
+        const model::Tensor* ts[] = {&ff.w_in, &ff.b_in, &ff.w_gate, &ff.b_gate, &ff.w_out, &ff.b_out};
+        for (size_t i = 0; i < 6; ++i) {
+          ctl.check();
+          if (!*ts[i]) continue;
+          std::vector<float> v(ts[i]->size());
+          ts[i]->read_f32(0, v.size(), v.data());  // 16-bit weights come out widened, as modelFFWeights
+          out->emplace_back(kKeys[i], std::move(v));
+        }
+      },
+      [out](Napi::Env env) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        for (auto& [k, v] : *out) o.Set(k, ToF32(env, std::move(v)));
+        out->clear();
+        return o;
+      });
+}
+
 // modelSharesFF(a, layerA, b, layerB) → whether the two layers use one native FF (ties, views).
 Napi::Value ModelSharesFF(const Napi::CallbackInfo& info) {
   auto a = UnwrapModel(info[0]);
@@ -385,6 +420,7 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("modelCreate", Napi::Function::New(env, ModelCreate, "modelCreate"));
   exports.Set("modelWithFF", Napi::Function::New(env, ModelWithFF, "modelWithFF"));
   exports.Set("modelFFWeights", Napi::Function::New(env, ModelFFWeights, "modelFFWeights"));
+  exports.Set("modelFFWeightsAsync", Napi::Function::New(env, ModelFFWeightsAsync, "modelFFWeightsAsync"));
   exports.Set("modelSharesFF", Napi::Function::New(env, ModelSharesFF, "modelSharesFF"));
   exports.Set("modelDispose", Napi::Function::New(env, ModelDispose, "modelDispose"));
   exports.Set("modelForward", Napi::Function::New(env, ModelForward, "modelForward"));

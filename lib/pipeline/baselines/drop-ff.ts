@@ -4,7 +4,6 @@
  * are exactly the ones the merge removes, so the sizes match to the parameter.
  */
 import type { FFWeights } from '../../model/ff-weights';
-import { modelFF } from '../align';
 import type { Baseline, BaselineCandidate, Edit } from '../plugins';
 
 /** An FF whose output is zero for every input (every tensor zero; act(0)·0 = 0). */
@@ -23,7 +22,7 @@ export const dropFF: Baseline = {
   candidates({ model, summary, stacks, ffRemoved }) {
     const n = ffRemoved;
     const L = Math.min(...stacks.map((s) => model.layers(s)));
-    const zeros = new Map(stacks.map((s) => [s, zeroFF(modelFF(model, 0, s))]));
+    const zeros = new Map(stacks.map((s) => [s, zeroFF(model.ffWeights(0, s))]));
     const perLayer = (s: string) => summary.stacks.find((x) => x.name === s)!.ffParamsPerLayer;
     const out: BaselineCandidate[] = [];
     for (let start = 0; start + n <= L; start++) {

@@ -20,7 +20,7 @@ export const permute: MergeMethod = {
     const perms = new Map<number, Int32Array>();
     const ffs: FFWeights[] = [];
     for (const l of windowLayers(window)) {
-      const ff = modelFF(ctx.model, l, stack);
+      const ff = await modelFF(ctx.model, l, stack, opts);
       if (l === a) {
         ffs.push(ff);
         continue;

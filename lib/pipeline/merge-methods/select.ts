@@ -15,7 +15,7 @@ import type { JobOptions } from '../../native/job';
 import type { Activation } from '../../model/activation';
 import type { FFWeights } from '../../model/ff-weights';
 import { windowLayers } from '../../merge/windows';
-import { anchorOf, modelFF, stackSpecOf } from '../align';
+import { anchorOf, modelFFs, stackSpecOf } from '../align';
 import { forEachFFInput, hiddenOf, outputOf } from '../ff-inputs';
 import type { MergeMethod } from '../plugins';
 
@@ -84,7 +84,7 @@ export const select: MergeMethod = {
     const spec = stackSpecOf(model, stack);
     const act = spec.activation as Activation;
     const layers = windowLayers(window);
-    const originals = new Map(layers.map((l) => [l, modelFF(model, l, stack)]));
+    const originals = await modelFFs(model, layers, stack, opts);
     const pooled = pool(layers.map((l) => originals.get(l)!));
     const withBias = Boolean(originals.get(layers[0]!)!.bOut);
     const acc = new RidgeAccumulator(pooled.dFF, spec.dModel);

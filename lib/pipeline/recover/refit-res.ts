@@ -126,12 +126,12 @@ export async function compensate(
   let after = entry;
   const view = model.withFF(edits.map((e) => ({ stack, layer: e.layer, ff: e.ff })));
   try {
-    for (let l = from; l < first; l++) after = await stepLayer(ctx, view, l, modelFF(view, l, stack), after, act, undefined, opts);
+    for (let l = from; l < first; l++) after = await stepLayer(ctx, view, l, await modelFF(view, l, stack, opts), after, act, undefined, opts);
   } finally {
     view.dispose();
   }
   for (let l = first; l <= last; l++) {
-    const own = modelFF(model, l, stack);
+    const own = await modelFF(model, l, stack, opts);
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     // only layer l runs here, so the base model (its own FF at l) stands for the view
     await stepLayer(ctx, model, l, own, after, act, async (X, T, n) => acc.add(await hiddenOf(own, X, n, act, opts), T, n, signal), opts);

@@ -8,7 +8,7 @@
 import type { Activation } from '../../model/activation';
 import type { FFWeights } from '../../model/ff-weights';
 import { windowLayers } from '../../merge/windows';
-import { modelFF, stackSpecOf } from '../align';
+import { modelFFs, stackSpecOf } from '../align';
 import { refitOutput } from '../ff-inputs';
 import type { RecoverMethod } from '../plugins';
 
@@ -23,7 +23,7 @@ export const refitSeq: RecoverMethod = {
     const stack = m.stack;
     const spec = stackSpecOf(model, stack);
     const layers = windowLayers(m.window);
-    const originals = new Map(layers.map((l) => [l, modelFF(model, l, stack)]));
+    const originals = await modelFFs(model, layers, stack, opts);
     let merged: FFWeights = m.merged;
     for (let pass = 0; pass < PASSES; pass++) {
       const view = model.withFF(layers.map((layer) => ({ stack, layer, ff: merged })));

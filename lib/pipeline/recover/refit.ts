@@ -11,7 +11,7 @@
  */
 import type { Activation } from '../../model/activation';
 import { windowLayers } from '../../merge/windows';
-import { modelFF, stackSpecOf } from '../align';
+import { modelFFs, stackSpecOf } from '../align';
 import { refitOutput } from '../ff-inputs';
 import type { RecoverMethod } from '../plugins';
 
@@ -22,7 +22,7 @@ export const refit: RecoverMethod = {
     const { model } = ctx;
     const spec = stackSpecOf(model, m.stack);
     const layers = windowLayers(m.window);
-    const originals = new Map(layers.map((l) => [l, modelFF(model, l, m.stack)]));
+    const originals = await modelFFs(model, layers, m.stack, opts);
     // inputs from the original model: each layer runs its own FF there
     const merged = await refitOutput(model, m.stack, layers, (l) => originals.get(l)!, m.merged, originals, ctx.calibration, spec.activation as Activation, opts);
     return { ...m, merged };
