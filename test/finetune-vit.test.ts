@@ -197,6 +197,14 @@ test('ffmerge finetune on a tied ViT checkpoint keeps the tie, the format and th
   expect(Object.keys(config.ffmerge.ties).length).toBeGreaterThan(0);
   expect(config.ffmerge.windows).toEqual(['1-2']);
   expect(config.ffmerge.finetune.steps).toBe(5);
+  // a language-model flag is refused for a ViT (exit 2 with its code), not silently ignored
+  const bad = spawnSync(process.execPath, [BIN, 'finetune', merged, '--images', path.join(data, 'images.idx'), '--labels', path.join(data, 'labels.idx'), '--seq', '64', '--out', path.join(tempDir('vit-ft-bad'), 'o')], {
+    encoding: 'utf8',
+    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
+    timeout: 60_000,
+  });
+  expect(bad.status).toBe(2);
+  expect(bad.stderr).toMatch(/--seq does not apply to vit models.*\[OPTION_NOT_APPLICABLE\]/);
   const before = await loadModel(merged);
   const after = await loadModel(out);
   try {

@@ -15,7 +15,7 @@ import { finetune, type FinetuneOptions, type FinetuneResult } from '../train/fi
 import { trainingImages } from './finetune-images';
 import { slotReplacements } from '../train/replacements';
 import { trainAddon } from '../native/train';
-import { dropUndefined, int, oneOf } from './flags';
+import { dropUndefined, int, modelTypeOf, oneOf, refuseFlags } from './flags';
 import { ProgressBar } from './progress';
 
 export interface FinetuneCliOptions {
@@ -24,7 +24,7 @@ export interface FinetuneCliOptions {
   steps: string;
   lr: string;
   batch: string;
-  seq: string;
+  seq?: string;
   warmup?: string;
   schedule: string;
   weightDecay: string;
@@ -32,7 +32,7 @@ export interface FinetuneCliOptions {
   seed: string;
   evalEvery?: string;
   tokens?: string;
-  validTokens: string;
+  validTokens?: string;
   trainable: string;
   micro?: string;
   /** vit: idx training images and labels (or --data <image folder>), validation split, counts. */
@@ -57,6 +57,10 @@ function num(v: string, what: string): number {
 export async function runFinetune(model: string, o: FinetuneCliOptions, signal: AbortSignal): Promise<void> {
   const out = o.out ?? `${path.basename(path.resolve(model))}-finetuned`;
   checkOutputDir(model, out, o.overwrite); // before any long work
+  // a flag of the other kind of model is refused (exit 2), not silently ignored
+  const modelType = modelTypeOf(model) ?? 'unknown';
+  if (modelType === 'vit') refuseFlags(o, ['seq', 'tokens', 'validTokens'], [], modelType, 'image classification');
+  else refuseFlags(o, ['images', 'labels', 'validImages', 'validLabels', 'validationStart', 'validationSize', 'trainSize'], [], modelType, 'language modeling');
   const steps = int(o.steps, 'steps')!;
   const lr = num(o.lr, 'lr');
   if (!(lr > 0)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be positive, got "${o.lr}"`);
@@ -76,13 +80,13 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       dataInfo = { images: d.train.labels.length, ...(d.validation ? { validationImages: d.validation.labels.length } : {}), split: d.note };
     } else {
       if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'finetune needs --data <text or .jsonl file> (training data)');
-      const seq = Math.min(int(o.seq, 'seq')!, m.spec.positions === 'learned' ? m.spec.maxPositions : Infinity);
+      const seq = Math.min(int(o.seq ?? '256', 'seq')!, m.spec.positions === 'learned' ? m.spec.maxPositions : Infinity);
       const budget = int(o.tokens, 'tokens') ?? Infinity;
       // Text is cut into blocks of seq tokens and joined back into one stream; windows are drawn from it.
       const data = takeTokens(await blocksFrom(o.data, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, signal, onProgress: bar.update }), budget);
       let validation: Int32Array[] | undefined;
       if (o.valid !== undefined) {
-        const vb = int(o.validTokens, 'valid-tokens')!;
+        const vb = int(o.validTokens ?? '32768', 'valid-tokens')!;
         validation = takeTokens(await blocksFrom(o.valid, { blockSize: seq, what: 'validation', tokenizerDir: model, maxTokens: vb, vocab: m.spec.vocab, signal, onProgress: bar.update }), vb);
         validation = validation.filter((b) => b.length === validation![0]!.length);
       }
