@@ -276,6 +276,7 @@ describeShared('fixtures', 'permutationFromCorrelation on real FF activations', 
     const st = await SafetensorsReader.open(sharedPath('fixtures', model, 'reference.safetensors'));
     const { shape } = st.info('fc1_preact');
     const all = await st.readF32('fc1_preact');
+    await st.close();
     const layers = shape[0] as number;
     const d = shape[shape.length - 1] as number;
     const tokens = all.length / layers / d; // every position is a real token in these fixtures

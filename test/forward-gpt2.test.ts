@@ -21,7 +21,10 @@ describeShared(FIX, 'gpt2-sotu forward', () => {
     const raw = await ref.readRaw('input_ids');
     ids = new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
   });
-  afterAll(() => model.dispose());
+  afterAll(async () => {
+    model.dispose();
+    await ref.close();
+  });
 
   test('spec comes from config.json', () => {
     expect(model.spec).toMatchObject({ family: 'gpt2', layers: 12, dModel: 128, nHeads: 4, nKvHeads: 4, dFF: 512, vocab: 4096, maxPositions: 256, positions: 'learned', activation: 'gelu_new' });

@@ -30,7 +30,10 @@ describeShared(FIX, 'llama-stories260k forward', () => {
     ref = await SafetensorsReader.open(sharedPath(FIX, 'reference.safetensors'));
     ids = await readI32(ref, 'input_ids');
   });
-  afterAll(() => model.dispose());
+  afterAll(async () => {
+    model.dispose();
+    await ref.close();
+  });
 
   test('spec comes from config.json', () => {
     expect(model.spec).toMatchObject({ family: 'llama', layers: 5, dModel: 64, nHeads: 8, nKvHeads: 4, headDim: 8, dFF: 172, vocab: 512, positions: 'rotary', norm: 'rmsnorm', gatedFF: true, tiedEmbeddings: true });

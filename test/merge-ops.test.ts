@@ -167,6 +167,7 @@ describeShared('fixtures/gpt2-sotu', 'permuting a real GPT-2 FF (Conv1D layout)'
       wOut: await r.readF32('transformer.h.3.mlp.c_proj.weight'),
       bOut: await r.readF32('transformer.h.3.mlp.c_proj.bias'),
     };
+    await r.close();
     const perm = randomPerm(dFF, 42);
     const permuted = permuteFFConv1D(conv, perm);
     const canon = (ff: FFWeights): FFWeights => ({
