@@ -12,6 +12,7 @@ import { trainAddon, type NativeLossAndGrad } from '../lib/native/train';
 import { referenceLoss, toFloat64 } from '../lib/reference/loss';
 import { describeShared, sharedPath } from './helpers/shared';
 import { removeSyntheticDirs, syntheticGpt2, syntheticLlama } from './helpers/synthetic-model';
+import { finiteDifferenceError } from './helpers/grad-check';
 
 afterAll(removeSyntheticDirs);
 
@@ -49,26 +50,8 @@ async function checkAgainstReference(m: Model, count: number, seed: number, batc
   if (g.slots.lm_head_w === 'tok_emb') delete t64.lm_head_w;
   const ref = () => referenceLoss(m.spec, t64, b.ids, b.targets, b.batch, b.seq);
   const lossDiff = Math.abs(ref() - g.loss) / Math.abs(ref());
-  const names = Object.keys(g.grads);
-  const next = rng(seed + 1);
-  const h = 1e-5;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < count; i++) {
-    const name = names[i % names.length]!;
-    const w = t64[name]!;
-    const k = Math.floor(next() * w.length);
-    const keep = w[k]!;
-    w[k] = keep + h;
-    const up = ref();
-    w[k] = keep - h;
-    const down = ref();
-    w[k] = keep;
-    const fd = (up - down) / (2 * h);
-    num += (g.grads[name]![k]! - fd) ** 2;
-    den += fd ** 2;
-  }
-  return { gradErr: Math.sqrt(num / den), lossDiff, params: names.length };
+  const gradErr = finiteDifferenceError(ref, t64, g.grads, count, rng(seed + 1));
+  return { gradErr, lossDiff, params: Object.keys(g.grads).length };
 }
 
 describe('native training gradient vs float64 finite differences', () => {

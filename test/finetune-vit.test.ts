@@ -21,6 +21,7 @@ import { compress } from '../lib/pipeline/compress';
 import type { MergeContext, MergedWindow } from '../lib/pipeline/plugins';
 import { describeShared, sharedPath } from './helpers/shared';
 import { removeSyntheticDirs, syntheticVit, tempDir } from './helpers/synthetic-model';
+import { finiteDifferenceError } from './helpers/grad-check';
 
 afterAll(removeSyntheticDirs);
 jest.setTimeout(180_000);
@@ -69,26 +70,8 @@ async function checkAgainstReference(m: Model, im: { pixels: Float32Array; label
   const t64 = toFloat64(trainAddon().modelSlotTensors(m.nativeHandle()));
   const ref = () => referenceImageLoss(m.spec, t64, im.pixels, im.labels);
   const lossDiff = Math.abs(ref() - g.loss) / Math.abs(ref());
-  const names = Object.keys(g.grads);
-  const next = rng(seed);
-  const h = 1e-5;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < count; i++) {
-    const name = names[i % names.length]!;
-    const w = t64[name]!;
-    const k = Math.floor(next() * w.length);
-    const keep = w[k]!;
-    w[k] = keep + h;
-    const up = ref();
-    w[k] = keep - h;
-    const down = ref();
-    w[k] = keep;
-    const fd = (up - down) / (2 * h);
-    num += (g.grads[name]![k]! - fd) ** 2;
-    den += fd ** 2;
-  }
-  return { gradErr: Math.sqrt(num / den), lossDiff, names, loss: g.loss };
+  const gradErr = finiteDifferenceError(ref, t64, g.grads, count, rng(seed));
+  return { gradErr, lossDiff, names: Object.keys(g.grads), loss: g.loss };
 }
 
 describe('ViT training gradient', () => {

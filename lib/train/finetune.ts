@@ -69,17 +69,8 @@ export interface FinetuneOptions {
   onProgress?: (p: FinetuneProgress) => void;
 }
 
-export interface FinetuneLogEntry {
-  step: number;
-  loss: number;
-  lr: number;
-  gradNorm: number;
-  seconds: number;
-  tokensPerSecond: number;
-  imagesPerSecond: number;
-  valLoss?: number;
-  valAccuracy?: number;
-}
+/** One step of the training log (the native trainer's record, as it reports it). */
+export type FinetuneLogEntry = NativeStepLog;
 
 export interface FinetuneResult {
   /** The trained model (ties kept); dispose it when done. */
