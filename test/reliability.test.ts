@@ -84,6 +84,28 @@ describe('item 5: the output folder', () => {
     expect(fs.readdirSync(parent).sort()).toEqual(['.other.ffmerge-tmp-' + `${dead}-1700000000000-abc123`, path.basename(live), 'out'].sort());
   });
 
+  it('a run killed while removing the output it replaced leaves no half-deleted old output to be put back', async () => {
+    const out = path.join(tempDir('swap'), 'out');
+    await writeCheckpoint({ source: model.dir, out, format: 'expanded' });
+    // The removal of the moved-aside old output dies halfway (as a SIGKILL would). Before: the half-deleted
+    // folder still had its `-old` name, and the next run's sweep, finding the output gone, renamed it back.
+    // the module object itself (the `import * as` namespace is a read-only view of it)
+    const nodeFs = require('node:fs') as typeof fs;
+    const rm = nodeFs.rmSync;
+    const spy = jest.spyOn(nodeFs, 'rmSync').mockImplementationOnce(() => {
+      throw new Error('killed while removing');
+    });
+    try {
+      await expect(writeCheckpoint({ source: model.dir, out, format: 'expanded', overwrite: true })).rejects.toThrow('killed while removing');
+    } finally {
+      spy.mockRestore();
+    }
+    expect(nodeFs.rmSync).toBe(rm);
+    const beside = fs.readdirSync(path.dirname(out));
+    expect(beside.filter((n) => n.endsWith('-old'))).toEqual([]);
+    expect(fs.readdirSync(out)).toContain('model.safetensors');
+  });
+
   it('an unwritable output parent is refused before any work', async () => {
     const file = path.join(tempDir('notdir'), 'file');
     fs.writeFileSync(file, 'x');

@@ -95,7 +95,7 @@ function realpathLoose(p: string): string {
 }
 
 /** The temp folder names of one output: `.<base>.ffmerge-tmp-<pid>-<ms>-<rand>`, and `…-old` while replacing. */
-function tempName(target: string): string {
+export function tempName(target: string): string {
   const rand = Math.random().toString(36).slice(2, 8);
   return path.join(path.dirname(target), `.${path.basename(target)}.ffmerge-tmp-${process.pid}-${Date.now()}-${rand}`);
 }
@@ -206,7 +206,7 @@ function targetTaken(e: unknown): boolean {
  * non-empty one fails ENOTEMPTY, so the check and the move are one step and no finished output is lost.
  * With overwrite, the old output is moved aside first and removed once the new one is in place.
  */
-function moveIntoPlace(tmp: string, target: string, out: string, overwrite: boolean): void {
+export function moveIntoPlace(tmp: string, target: string, out: string, overwrite: boolean): void {
   const taken = () => new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} was written by another run meanwhile (pass --overwrite to replace it)`);
   if (overwrite && fs.existsSync(target)) {
     const old = `${tmp}-old`;
@@ -215,11 +215,11 @@ function moveIntoPlace(tmp: string, target: string, out: string, overwrite: bool
       fs.renameSync(tmp, target);
     } catch (e) {
       // Another run took the target in between: its output stays, ours is dropped with the old one.
-      fs.rmSync(old, { recursive: true, force: true });
+      discard(old, target);
       if (targetTaken(e)) throw taken();
       throw e;
     }
-    fs.rmSync(old, { recursive: true, force: true });
+    discard(old, target);
     return;
   }
   try {
@@ -228,6 +228,17 @@ function moveIntoPlace(tmp: string, target: string, out: string, overwrite: bool
     if (targetTaken(e)) throw taken();
     throw e;
   }
+}
+
+/**
+ * Removes a moved-aside old output. It first loses its `-old` name (one rename), so a kill halfway through
+ * the removal leaves a plain temp folder that the next sweep deletes, never a half-deleted `-old` that the
+ * sweep would put back in place of a missing output.
+ */
+function discard(old: string, target: string): void {
+  const dead = tempName(target);
+  fs.renameSync(old, dead);
+  fs.rmSync(dead, { recursive: true, force: true });
 }
 
 interface PlannedTensor {

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../../errors';
-import { checkOutputDir, isWeightOrReferenceFile } from '../../checkpoint/write';
+import { checkOutputDir, isWeightOrReferenceFile, moveIntoPlace, tempName } from '../../checkpoint/write';
 import type { TieMap } from '../../checkpoint/ties';
 import { readConfig } from '../../model/load';
 import { architectureOf, type Architecture, type Config } from '../../model/architectures';
@@ -116,7 +116,7 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   const dtype = opts.dtype ?? 'fp32';
   const weights = await ExportWeights.open(modelDir, { dtype, ...(opts.replace ? { replace: opts.replace } : {}), ...(opts.ties ? { ties: opts.ties } : {}) });
   const target = path.resolve(opts.out);
-  const tmp = path.join(path.dirname(target), `.${path.basename(target)}.ffmerge-tmp-${process.pid}-${Date.now()}`);
+  const tmp = tempName(target);
   try {
     fs.mkdirSync(path.dirname(target), { recursive: true });
     fs.mkdirSync(path.join(tmp, ONNX_DIR), { recursive: true });
@@ -157,14 +157,7 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
     }
     for (const [name, text] of Object.entries(opts.extraFiles ?? {})) fs.writeFileSync(path.join(tmp, name), text);
     if (opts.signal?.aborted) throw abortError();
-    if (fs.existsSync(target)) {
-      const old = `${tmp}-old`;
-      fs.renameSync(target, old);
-      fs.renameSync(tmp, target);
-      fs.rmSync(old, { recursive: true, force: true });
-    } else {
-      fs.renameSync(tmp, target);
-    }
+    moveIntoPlace(tmp, target, opts.out, opts.overwrite === true);
     const sum = (k: 'onnxBytes' | 'dataBytes' | 'weightBytes' | 'weightTensors' | 'tensorUses') => written.reduce((s, r) => s + r[k], 0);
     return {
       out: target,
