@@ -26,14 +26,15 @@ export function bundledModelDir(): string {
 
 /** The data flags each task reads (the others are refused for it). */
 const TASK_FLAGS = {
-  'language-modeling': ['data', 'valid', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'blockSize'],
+  'language-modeling': ['data', 'sampleCalibration', 'valid', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'blockSize'],
   'image-classification': ['data', 'images', 'labels', 'valid', 'validImages', 'validLabels', 'test', 'testImages', 'testLabels', 'calibrationSize', 'validationSize', 'validationStart', 'testSize'],
   translation: ['data', 'source', 'target', 'valid', 'validSource', 'validTarget', 'test', 'testSource', 'testTarget', 'calibrationSize', 'validationSize', 'testSize'],
 } as const;
 type DataFlag = (typeof TASK_FLAGS)[keyof typeof TASK_FLAGS][number];
 
 /** Commander's parsed flags (camelCase), all strings but the switches. */
-export type CompressCliOptions = Partial<Record<DataFlag | 'k' | 'fraction' | 'out' | 'baselines' | 'stacks', string>> & {
+export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibration'> | 'k' | 'fraction' | 'out' | 'baselines' | 'stacks', string>> & {
+  sampleCalibration?: boolean;
   window: string;
   anchor: string;
   method?: string;
@@ -53,13 +54,15 @@ const split = (o: CompressCliOptions, which: 'valid' | 'test'): SplitFlags =>
 function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, model: string): Partial<CompressOptions> {
   if (task === 'language-modeling') {
     const data = o.data ?? (bundled ? path.join(model, 'calibration.txt') : undefined);
-    if (!data) throw new FfmergeError('INVALID_ARGUMENT', 'compress needs --data <text or .jsonl file> (calibration data) when a model is given');
+    if (o.sampleCalibration && !data && !o.valid) throw new FfmergeError('INVALID_ARGUMENT', '--sample-calibration needs --data or --valid: the text the window is chosen on');
+    if (!data && !o.sampleCalibration) throw new FfmergeError('INVALID_ARGUMENT', 'compress needs --data <text or .jsonl file> (calibration data) when a model is given');
     return dropUndefined({
-      calibration: data,
-      validation: o.valid,
+      // sampled calibration: the model's own text calibrates, the given text only validates
+      calibration: o.sampleCalibration ? { sample: {} } : data,
+      validation: o.sampleCalibration ? (o.valid ?? data) : o.valid,
       test: o.test,
       // the bundled calibration text is ~12k tokens: half calibrates, the rest validates
-      calibrationTokens: int(o.calibrationTokens, 'calibration-tokens') ?? (bundled ? 6144 : undefined),
+      calibrationTokens: int(o.calibrationTokens, 'calibration-tokens') ?? (bundled && !o.sampleCalibration ? 6144 : undefined),
       validationTokens: int(o.validationTokens, 'validation-tokens'),
       searchTokens: int(o.searchTokens, 'search-tokens'),
       testTokens: int(o.testTokens, 'test-tokens'),

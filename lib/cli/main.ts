@@ -74,6 +74,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .description('merge k adjacent FF sublayers into one and write the smaller checkpoint (no model: the bundled llama-stories260k)')
     .argument('[model]', 'model directory; omitted: the bundled llama-stories260k with its calibration text')
     .option('--data <file>', 'calibration text (.txt, .txt.gz, .jsonl of {"text"}) or token ids (.jsonl of {"input_ids"}, one sequence a row); the blocks after the calibration budget validate unless --valid. vit: an image folder; marian: a source<TAB>target .tsv')
+    .option('--sample-calibration', 'language models: calibrate on text sampled from the model itself (temperature 1, seeded; --calibration-tokens of it); --data (or --valid) then only validates')
     .option('--valid <file>', 'validation text the window search and the report score on (vit: image folder; marian: .tsv)')
     .option('--test <file>', 'held-out text evaluated on the base and the merged model (vit: image folder; marian: .tsv)')
     .option('--images <idx>', 'vit: idx image file (.gz ok) for calibration and validation (with --labels)')

@@ -22,6 +22,7 @@ const bytes = (n: number) => (n < 1e6 ? `${Math.round(n / 1e3)} kB` : `${(n / 1e
 /** The phases compress and eval report (lib/pipeline/compress.ts, tasks, eval), in words a user knows. */
 export const PHASES: Readonly<Record<string, PhaseLabel>> = {
   tokenize: { title: 'Reading data', unit: '', scale: bytes },
+  sample: { title: 'Sampling calibration text from the model', unit: 'tokens' },
   features: { title: 'Calibrating (FF activations)', unit: 'batches' },
   prefix: { title: 'Caching base model states', unit: 'batches' },
   validate: { title: 'Validating the base model', unit: 'batches' },

@@ -13,6 +13,13 @@ export type CompressFormat = OutputFormat | 'onnx';
 
 /** A text file (.txt/.gz, .jsonl of {"text"} or of {"input_ids"}), or token sequences already cut. */
 export type TokenSource = string | Int32Array[];
+/**
+ * Calibration sampled from the model itself (blocks of blockSize tokens from its start token, at a temperature,
+ * seeded) instead of read from a file: as many tokens as the budget asks, in the model's own distribution.
+ */
+export interface SampledSource {
+  sample: { temperature?: number; seed?: number };
+}
 /** Images: an idx pair (Fashion-MNIST style) or a folder with one sub-folder per class. */
 export type ImageSource = { images: string; labels: string } | { folder: string };
 /** Sentence pairs: two line-aligned files (.gz read transparently) or one TSV "source<TAB>target". */
@@ -56,8 +63,11 @@ export interface CompressOptions {
   onProgress?: ProgressFn;
 
   // ---- language modelling ----
-  /** Calibration tokens. Validation defaults to the blocks after the calibration budget. */
-  calibration?: TokenSource;
+  /**
+   * Calibration tokens: read from a file or blocks, or sampled from the model itself ({ sample: {} }, which
+   * then needs validation data). Validation defaults to the blocks after the calibration budget.
+   */
+  calibration?: TokenSource | SampledSource;
   /** Validation data: tokens (LM), images (vit), sentence pairs (marian). */
   validation?: TokenSource | ImageSource | ParallelSource;
   /** Held-out test data of the same kind, evaluated on the base, merged and baseline models. */

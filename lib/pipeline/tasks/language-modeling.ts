@@ -7,7 +7,8 @@ import { FfmergeError, showValue } from '../../errors';
 import type { FeatureBatch } from '../../data/feature-batches';
 import { blocksFrom, makeBatches, takeTokens, tokenCount, type Batch } from '../data';
 import { nllOf, ppl, PrefixCache } from '../prefix';
-import { positiveInt, type TokenSource } from '../options';
+import { positiveInt, type SampledSource, type TokenSource } from '../options';
+import { sampleRows } from '../../eval/sample';
 import type { Task, TaskKind } from '../task';
 
 export const LM_DEFAULTS = { calibrationTokens: 10240, validationTokens: 10240, blockSize: 256, batchBlocks: 8 };
@@ -36,6 +37,32 @@ function isTokenSource(v: unknown): v is TokenSource {
   return typeof v === 'string' || (Array.isArray(v) && v.every((b) => b instanceof Int32Array));
 }
 
+function isSampledSource(v: unknown): v is SampledSource {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as SampledSource).sample === 'object' && (v as SampledSource).sample !== null;
+}
+
+function checkSampled(v: SampledSource, validation: unknown): void {
+  const { temperature, seed } = v.sample;
+  if (temperature !== undefined && !(typeof temperature === 'number' && temperature > 0 && Number.isFinite(temperature))) {
+    throw new FfmergeError('INVALID_ARGUMENT', `calibration.sample.temperature must be a positive number (got ${showValue(temperature)})`);
+  }
+  if (seed !== undefined && !(Number.isInteger(seed) && seed >= 0 && seed < 2 ** 32)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `calibration.sample.seed must be an integer in [0, 2^32) (got ${showValue(seed)})`);
+  }
+  if (validation === undefined) {
+    throw new FfmergeError('INVALID_ARGUMENT', 'calibration sampled from the model needs validation data to choose the window on: give validation (a text or .jsonl file)');
+  }
+}
+
+/** The token every sampled row starts with: config bos_token_id (a model without one cannot be sampled from). */
+function startToken(config: Readonly<Record<string, unknown>>): number {
+  const bos = config.bos_token_id;
+  if (typeof bos !== 'number' || !Number.isInteger(bos)) {
+    throw new FfmergeError('INVALID_ARGUMENT', "calibration sampled from the model needs a start token, and the model's config.json has no bos_token_id: calibrate on a text file instead");
+  }
+  return bos;
+}
+
 function checkSource(v: unknown, what: string): void {
   if (v === undefined) return;
   if (!isTokenSource(v)) {
@@ -50,7 +77,8 @@ export const languageModeling: TaskKind = {
   accepts: (s) => s.stacks.length === 1 && s.stacks[0]!.name === 'decoder',
   check(o) {
     if (o.calibration === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'a language model is calibrated on text: give calibration (a text or .jsonl file, or token blocks)');
-    checkSource(o.calibration, 'calibration');
+    if (isSampledSource(o.calibration)) checkSampled(o.calibration, o.validation);
+    else checkSource(o.calibration, 'calibration');
     checkSource(o.validation, 'validation');
     checkSource(o.test, 'test');
     for (const k of ['calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'batchBlocks'] as const) {
@@ -78,7 +106,20 @@ export const languageModeling: TaskKind = {
         ...(spec.positions === 'learned' ? { maxLength: spec.maxPositions } : {}),
       });
     const notes: string[] = [];
-    const calAll = await read(o.calibration as TokenSource, 'calibration', o.validation === undefined ? calTokens + valTokens : calTokens);
+    if (isSampledSource(o.calibration)) {
+      const { temperature = 1, seed = 1 } = o.calibration.sample;
+      notes.push(`calibration: sampled from the model (temperature ${temperature}, seed ${seed})`);
+    }
+    const calAll = isSampledSource(o.calibration)
+      ? await sampleRows(model, {
+          rows: Math.max(1, Math.round(calTokens / blockSize)),
+          length: blockSize,
+          startToken: startToken(model.config),
+          ...o.calibration.sample,
+          ...(job.signal ? { signal: job.signal } : {}),
+          ...(job.onProgress ? { onProgress: job.onProgress } : {}),
+        })
+      : await read(o.calibration as TokenSource, 'calibration', o.validation === undefined ? calTokens + valTokens : calTokens);
     const calBlocks = takeTokens(calAll, calTokens);
     let valBlocks: Int32Array[];
     if (o.validation !== undefined) {

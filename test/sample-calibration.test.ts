@@ -1,0 +1,105 @@
+/**
+ * Calibration sampled from the model itself (lib/eval/sample.ts, compress({ calibration: { sample } })), on the
+ * bundled llama-stories260k: seeded rows, the model's own next-token distribution, greedy at a temperature
+ * near 0, and compress calibrating on samples while validating on text.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { sampleRows } from '../lib/eval/sample';
+import { greedy } from '../lib/eval/generate';
+import { loadModel } from '../lib/model/load';
+import type { Model } from '../lib/model/model';
+import { compress } from '../lib/pipeline/compress';
+
+const BUNDLED = path.join(__dirname, '..', 'models', 'llama-stories260k');
+let model: Model;
+beforeAll(async () => {
+  model = await loadModel(BUNDLED);
+});
+afterAll(() => model.dispose());
+
+test('rows start with the start token, have the asked length and stay in the vocabulary; the seed fixes them', async () => {
+  const a = await sampleRows(model, { rows: 3, length: 12, startToken: 1, seed: 7 });
+  const b = await sampleRows(model, { rows: 3, length: 12, startToken: 1, seed: 7 });
+  const c = await sampleRows(model, { rows: 3, length: 12, startToken: 1, seed: 8 });
+  expect(a.map((r) => r.length)).toEqual([12, 12, 12]);
+  for (const r of a) {
+    expect(r[0]).toBe(1);
+    for (const t of r) expect(t >= 0 && t < model.spec.vocab).toBe(true);
+  }
+  expect(a.map((r) => Array.from(r))).toEqual(b.map((r) => Array.from(r)));
+  expect(a.map((r) => Array.from(r))).not.toEqual(c.map((r) => Array.from(r)));
+});
+
+test('at a temperature near 0 every row is the greedy continuation', async () => {
+  const rows = await sampleRows(model, { rows: 2, length: 16, startToken: 1, temperature: 1e-4 });
+  const g = await greedy(model, [1], 15);
+  for (const r of rows) expect(Array.from(r)).toEqual(Array.from(g));
+});
+
+test("the first sampled token follows the model's softmax (600 rows, every frequent token within 4.5 standard errors)", async () => {
+  const n = 600;
+  const rows = await sampleRows(model, { rows: n, length: 2, startToken: 1, seed: 3 });
+  const V = model.spec.vocab;
+  const logits = (await model.forward({ ids: Int32Array.from([1]), batch: 1, seq: 1 }, { output: 'logits' })).logits!;
+  const max = Math.max(...logits);
+  const e = Array.from(logits, (v) => Math.exp(v - max));
+  const z = e.reduce((s, v) => s + v, 0);
+  const counts = new Array<number>(V).fill(0);
+  for (const r of rows) counts[r[1]!]!++;
+  let checked = 0;
+  for (let j = 0; j < V; j++) {
+    const p = e[j]! / z;
+    if (p < 0.02) continue;
+    checked++;
+    const se = Math.sqrt((p * (1 - p)) / n);
+    expect(Math.abs(counts[j]! / n - p)).toBeLessThan(4.5 * se);
+  }
+  expect(checked).toBeGreaterThan(0);
+});
+
+test('bad sampling options and a model without a start token are refused with INVALID_ARGUMENT', async () => {
+  await expect(sampleRows(model, { rows: 1, length: 4, startToken: 1, temperature: 0 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  await expect(sampleRows(model, { rows: 1, length: 1, startToken: 1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  await expect(sampleRows(model, { rows: 1, length: 4, startToken: model.spec.vocab })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  const calibration = { sample: {} };
+  // no validation: nothing to choose the window on
+  await expect(compress(BUNDLED, { k: 2, calibration })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  await expect(compress(BUNDLED, { k: 2, calibration: { sample: { temperature: -1 } }, validation: path.join(BUNDLED, 'calibration.txt') })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  const noBos = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-nobos-'));
+  try {
+    fs.cpSync(BUNDLED, noBos, { recursive: true });
+    const config = JSON.parse(fs.readFileSync(path.join(noBos, 'config.json'), 'utf8')) as Record<string, unknown>;
+    delete config.bos_token_id;
+    fs.writeFileSync(path.join(noBos, 'config.json'), JSON.stringify(config));
+    await expect(compress(noBos, { k: 2, calibration, validation: path.join(BUNDLED, 'calibration.txt') })).rejects.toThrow(/bos_token_id/);
+  } finally {
+    fs.rmSync(noBos, { recursive: true, force: true });
+  }
+});
+
+test('aborting stops the sampling', async () => {
+  const ac = new AbortController();
+  const p = sampleRows(model, { rows: 4, length: 200, startToken: 1, signal: ac.signal, onProgress: () => ac.abort() });
+  await expect(p).rejects.toMatchObject({ code: 'ABORTED' });
+});
+
+test('compress calibrates on samples and validates on the text; the report says so', async () => {
+  const stages = new Set<string>();
+  const r = await compress(BUNDLED, {
+    k: 2,
+    window: '0-1',
+    calibration: { sample: { seed: 5 } },
+    calibrationTokens: 1024,
+    validation: path.join(BUNDLED, 'calibration.txt'),
+    validationTokens: 1024,
+    blockSize: 128,
+    onProgress: (p) => stages.add(p.phase),
+  });
+  expect(stages.has('sample')).toBe(true);
+  expect(r.data.calibration).toBe(1024);
+  expect(r.data.validation).toBe(1024);
+  expect(r.data.notes.join('; ')).toMatch(/sampled from the model \(temperature 1, seed 5\)/);
+  expect(Number.isFinite(r.merged.validation)).toBe(true);
+}, 60_000);
