@@ -4,8 +4,13 @@
  * every model's test metric. Windows and placements are chosen on validation only, never on test.
  *
  *   node -r ts-node/register/transpile-only benchmarks/fixtures.ts [gpt2 llama vit marian] [--method m] [--recover r]
+ *     [--sample-calibration [tokens]] [--draw head|spread]
  *
- * Without --method/--recover it runs compress's default (every DEFAULT_COMBOS combination at every window).
+ * --draw spread (language models): calibration and validation blocks drawn across the whole file.
+ * --sample-calibration (language models): calibrate on `tokens` (default 40960) tokens sampled from the model
+ * itself (seed --seed, default 1), and validate on the fixture's calibration file instead.
+ *
+ * Without --method/--recover it runs compress's default, the paper's merge (permute + none); --method auto compares every DEFAULT_COMBOS combination at every window.
  *
  * Needs ../shared (FFMERGE_SHARED overrides); a fixture whose files are missing is skipped, saying so.
  */
@@ -53,7 +58,7 @@ function row(name: string, m: { validation: number; test?: number }, where: stri
 }
 
 async function main(): Promise<void> {
-  const flags = new Set(['--method', '--recover']);
+  const flags = new Set(['--method', '--recover', '--seed', '--sample-calibration', '--draw']);
   const names = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !flags.has(all[i - 1] ?? ''));
   for (const name of names.length ? names : Object.keys(RUNS)) {
     const run = RUNS[name];
@@ -66,7 +71,17 @@ async function main(): Promise<void> {
     // no --method/--recover: compress's default, every DEFAULT_COMBOS combination at every window
     const method = arg('method');
     const recover = arg('recover');
-    const r = await compress(run.dir, { ...run.options, ...(method ? { method } : {}), ...(recover ? { recover } : {}), baselines: ['drop-ff', 'drop-layers', 'paper'] });
+    const sampled = process.argv.includes('--sample-calibration') && 'calibration' in run.options;
+    const sampling: CompressOptions = sampled
+      ? {
+          calibration: { sample: { seed: Number(arg('seed') ?? 1) } },
+          validation: run.options.calibration as string,
+          calibrationTokens: Number(/^\d+$/.test(arg('sample-calibration') ?? '') ? arg('sample-calibration') : 40960),
+        }
+      : {};
+    const draw = arg('draw') as CompressOptions['draw'];
+    if (draw && 'calibration' in run.options) sampling.draw = draw;
+    const r = await compress(run.dir, { ...run.options, ...sampling, ...(method ? { method } : {}), ...(recover ? { recover } : {}), baselines: ['drop-ff', 'drop-layers', 'paper'] });
     const s = (performance.now() - t0) / 1000;
     const windows = (w: Partial<Record<string, string>>) => Object.entries(w).map(([st, x]) => `${st} ${x}`).join(', ');
     console.log(`\n## ${name}: ${r.modelType}, k = ${r.k}, ${r.metric.name} (${r.metric.higherIsBetter ? 'higher' : 'lower'} is better), ${s.toFixed(0)} s`);

@@ -1,7 +1,10 @@
 /**
- * Calibration sampled from the model itself (lib/eval/sample.ts, compress({ calibration: { sample } })), on the
- * bundled llama-stories260k: seeded rows, the model's own next-token distribution, greedy at a temperature
- * near 0, and compress calibrating on samples while validating on text.
+ * Where a language model's calibration comes from, on the bundled llama-stories260k:
+ *  - sampled from the model itself (lib/eval/sample.ts, compress({ calibration: { sample } })): seeded rows, the
+ *    model's own next-token distribution, greedy at a temperature near 0, compress calibrating on samples while
+ *    validating on text;
+ *  - drawn across the whole file (draw: 'spread'): blocks from everywhere in the file in a fixed order, the
+ *    test split untouched.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -11,6 +14,11 @@ import { greedy } from '../lib/eval/generate';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
 import { compress } from '../lib/pipeline/compress';
+import { languageModeling } from '../lib/pipeline/tasks/language-modeling';
+import { cutBlocks } from '../lib/data/blocks';
+import { tokenizeFile } from '../lib/data/tokenize-file';
+import { seededOrder } from '../lib/data/shuffle';
+import { main } from '../lib/cli/main';
 
 const BUNDLED = path.join(__dirname, '..', 'models', 'llama-stories260k');
 let model: Model;
@@ -103,3 +111,41 @@ test('compress calibrates on samples and validates on the text; the report says 
   expect(r.data.notes.join('; ')).toMatch(/sampled from the model \(temperature 1, seed 5\)/);
   expect(Number.isFinite(r.merged.validation)).toBe(true);
 }, 60_000);
+
+describe("draw: 'spread'", () => {
+  const text = path.join(BUNDLED, 'calibration.txt');
+  const ids = (blocks: Int32Array[]) => blocks.map((b) => Array.from(b).join(','));
+  const calibrationOf = async (draw: 'head' | 'spread') => {
+    const task = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: text, test: text, calibrationTokens: 1024, validationTokens: 1024, blockSize: 128, batchBlocks: 1, draw } }, {});
+    try {
+      return { blocks: task.calibration.map((b) => (b.input as { ids: Int32Array }).ids), data: task.data };
+    } finally {
+      await task.dispose?.();
+    }
+  };
+
+  test('calibration blocks come from across the file in the fixed seeded order; head takes the first; test is read whole', async () => {
+    const all = cutBlocks(await tokenizeFile(BUNDLED, text, {}), 128);
+    const full = all[all.length - 1]!.length < 128 ? all.slice(0, -1) : all;
+    const head = await calibrationOf('head');
+    const spread = await calibrationOf('spread');
+    expect(ids(head.blocks)).toEqual(ids(all.slice(0, 8)));
+    const order = Array.from(seededOrder(full.length, 1));
+    expect(ids(spread.blocks)).toEqual(ids(order.slice(0, 8).map((i) => full[i]!)));
+    // drawn from the whole file: some block past the head's
+    expect(order.slice(0, 8).some((i) => i >= 16)).toBe(true);
+    expect(spread.data.test).toBe(all.reduce((n, b) => n + b.length, 0));
+    expect(spread.data.notes.join('; ')).toMatch(/drawn across the whole file/);
+  });
+
+  test('a bad draw is refused: INVALID_ARGUMENT from the library, exit 2 from the CLI', async () => {
+    await expect(compress(BUNDLED, { k: 2, calibration: text, draw: 'middle' as 'head' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    const err = process.stderr.write;
+    process.stderr.write = (() => true) as typeof process.stderr.write;
+    try {
+      expect(await main(['node', 'ffmerge', 'compress', BUNDLED, '--data', text, '--draw', 'middle', '--json'])).toBe(2);
+    } finally {
+      process.stderr.write = err;
+    }
+  });
+});

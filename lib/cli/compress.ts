@@ -26,7 +26,7 @@ export function bundledModelDir(): string {
 
 /** The data flags each task reads (the others are refused for it). */
 const TASK_FLAGS = {
-  'language-modeling': ['data', 'sampleCalibration', 'valid', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'blockSize'],
+  'language-modeling': ['data', 'sampleCalibration', 'draw', 'valid', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'blockSize'],
   'image-classification': ['data', 'images', 'labels', 'valid', 'validImages', 'validLabels', 'test', 'testImages', 'testLabels', 'calibrationSize', 'validationSize', 'validationStart', 'testSize'],
   translation: ['data', 'source', 'target', 'valid', 'validSource', 'validTarget', 'test', 'testSource', 'testTarget', 'calibrationSize', 'validationSize', 'testSize'],
 } as const;
@@ -66,6 +66,7 @@ function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, mode
       validationTokens: int(o.validationTokens, 'validation-tokens'),
       searchTokens: int(o.searchTokens, 'search-tokens'),
       testTokens: int(o.testTokens, 'test-tokens'),
+      draw: o.draw !== undefined ? oneOf(o.draw, ['head', 'spread'] as const, 'draw') : undefined,
       blockSize: int(o.blockSize, 'block-size'),
     });
   }

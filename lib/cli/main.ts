@@ -108,6 +108,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--validation-tokens <n>', 'validation token budget (default 10240)')
     .option('--search-tokens <n>', 'tokens each search candidate is scored on (default: all validation tokens)')
     .option('--test-tokens <n>', 'test token budget (default: the whole file)')
+    .option('--draw <how>', 'which blocks of the --data/--valid text the budgets take: head (the first ones, default) | spread (drawn across the whole file, calibration and validation disjoint)')
     .option('--block-size <n>', 'tokens per sequence (default 256)')
     .option('--json', 'print the result as JSON on stdout (no progress bar)')
     .addHelpText('after', '\nWith no model: the bundled llama-stories260k demo, written to <tmp>/ffmerge-demo/llama-stories260k-ffmerge unless --out is given.')

@@ -77,6 +77,12 @@ export interface CompressOptions {
   /** Tokens each search candidate is scored on (the first validation blocks); default all validation tokens. */
   searchTokens?: number;
   testTokens?: number;
+  /**
+   * Which blocks of a calibration or validation file the budgets take: 'head', the first ones (default), or
+   * 'spread', blocks drawn across the whole file (a fixed seeded order; calibration and validation disjoint),
+   * so that both represent a file that is not uniform from start to end. Test data is always read whole.
+   */
+  draw?: 'head' | 'spread';
   blockSize?: number;
   /** Blocks per forward batch. */
   batchBlocks?: number;

@@ -9,6 +9,7 @@ import { blocksFrom, makeBatches, takeTokens, tokenCount, type Batch } from '../
 import { nllOf, ppl, PrefixCache } from '../prefix';
 import { positiveInt, type SampledSource, type TokenSource } from '../options';
 import { sampleRows } from '../../eval/sample';
+import { seededOrder } from '../../data/shuffle';
 import type { Task, TaskKind } from '../task';
 
 export const LM_DEFAULTS = { calibrationTokens: 10240, validationTokens: 10240, blockSize: 256, batchBlocks: 8 };
@@ -35,6 +36,18 @@ export function largeModelSearchTokens(layers: number, valTokens: number, starts
 
 function isTokenSource(v: unknown): v is TokenSource {
   return typeof v === 'string' || (Array.isArray(v) && v.every((b) => b instanceof Int32Array));
+}
+
+/** Most tokens of a file a 'spread' draw cuts into blocks before drawing (64 MB of ids). */
+const SPREAD_MAX_TOKENS = 16 * 1024 * 1024;
+
+/**
+ * The blocks of a file in a fixed pseudo-random order (seed 1), without a shorter last block, so that taking
+ * the leading blocks of the result draws them evenly from the whole file.
+ */
+function spreadOrder(blocks: Int32Array[]): Int32Array[] {
+  const pool = blocks.length > 1 && blocks[blocks.length - 1]!.length < blocks[0]!.length ? blocks.slice(0, -1) : blocks;
+  return Array.from(seededOrder(pool.length, 1), (i) => pool[i]!);
 }
 
 function isSampledSource(v: unknown): v is SampledSource {
@@ -73,7 +86,7 @@ function checkSource(v: unknown, what: string): void {
 export const languageModeling: TaskKind = {
   name: 'language-modeling',
   description: 'perplexity of next-token prediction (lower is better)',
-  optionKeys: ['calibration', 'validation', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'blockSize', 'batchBlocks'],
+  optionKeys: ['calibration', 'validation', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'draw', 'blockSize', 'batchBlocks'],
   accepts: (s) => s.stacks.length === 1 && s.stacks[0]!.name === 'decoder',
   check(o) {
     if (o.calibration === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'a language model is calibrated on text: give calibration (a text or .jsonl file, or token blocks)');
@@ -84,6 +97,7 @@ export const languageModeling: TaskKind = {
     for (const k of ['calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'batchBlocks'] as const) {
       if (o[k] !== undefined) positiveInt(o[k], k, 1);
     }
+    if (o.draw !== undefined && o.draw !== 'head' && o.draw !== 'spread') throw new FfmergeError('INVALID_ARGUMENT', `draw must be 'head' or 'spread' (got ${showValue(o.draw)})`);
     if (o.blockSize !== undefined && (!Number.isInteger(o.blockSize) || o.blockSize < 2)) {
       throw new FfmergeError('INVALID_ARGUMENT', `blockSize must be an integer ≥ 2 (got ${showValue(o.blockSize)})`);
     }
@@ -94,18 +108,26 @@ export const languageModeling: TaskKind = {
     const batchBlocks = o.batchBlocks ?? LM_DEFAULTS.batchBlocks;
     const calTokens = o.calibrationTokens ?? LM_DEFAULTS.calibrationTokens;
     const valTokens = o.validationTokens ?? LM_DEFAULTS.validationTokens;
-    const read = (src: TokenSource, what: string, maxTokens: number) =>
-      blocksFrom(src, {
+    const spread = o.draw === 'spread';
+    const notes: string[] = [];
+    /** Blocks of a source within a budget; `drawn` sources (calibration, validation) follow o.draw, test never. */
+    const read = async (src: TokenSource, what: string, maxTokens: number, drawn = true) => {
+      const blocks = await blocksFrom(src, {
         blockSize,
         what,
         tokenizerDir: dir,
-        maxTokens,
+        // spread: the whole file (up to a cap) is cut, then drawn from in a fixed order
+        maxTokens: spread && drawn ? SPREAD_MAX_TOKENS : maxTokens,
         ...(job.signal ? { signal: job.signal } : {}),
         ...(job.onProgress ? { onProgress: job.onProgress } : {}),
         vocab: spec.vocab,
         ...(spec.positions === 'learned' ? { maxLength: spec.maxPositions } : {}),
       });
-    const notes: string[] = [];
+      if (!spread || !drawn) return blocks;
+      if (tokenCount(blocks) >= SPREAD_MAX_TOKENS) notes.push(`${what}: blocks drawn across the first ${SPREAD_MAX_TOKENS} tokens of the file`);
+      return spreadOrder(blocks);
+    };
+    if (spread) notes.push('calibration and validation: blocks drawn across the whole file (fixed seeded order), disjoint');
     if (isSampledSource(o.calibration)) {
       const { temperature = 1, seed = 1 } = o.calibration.sample;
       notes.push(`calibration: sampled from the model (temperature ${temperature}, seed ${seed})`);
@@ -133,7 +155,7 @@ export const languageModeling: TaskKind = {
       notes.push('validation: the calibration data after the calibration budget');
     }
     let searchBlocks = takeTokens(valBlocks, o.searchTokens ?? tokenCount(valBlocks));
-    const testBlocks = o.test !== undefined ? takeTokens(await read(o.test as TokenSource, 'test', o.testTokens ?? Infinity), o.testTokens ?? Infinity) : undefined;
+    const testBlocks = o.test !== undefined ? takeTokens(await read(o.test as TokenSource, 'test', o.testTokens ?? Infinity, false), o.testTokens ?? Infinity) : undefined;
     const calibration: FeatureBatch[] = makeBatches(calBlocks, batchBlocks).map((b) => ({ input: b, featureRows: b.batch * b.seq }));
     const val: Batch[] = makeBatches(valBlocks, batchBlocks);
     let searchCount = makeBatches(searchBlocks, batchBlocks).length;

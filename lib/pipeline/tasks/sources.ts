@@ -7,6 +7,7 @@ import { FfmergeError } from '../../errors';
 import { classNamesFromConfig, loadIdxImages, loadImageFolder, type ImagePreprocessor, type ImageSet } from '../../data/images';
 import { readParallel, readParallelTsv, type SentencePair } from '../../data/parallel';
 import type { ImageSource, ParallelSource } from '../options';
+import { seededOrder } from '../../data/shuffle';
 
 function checkFiles(files: (string | undefined)[]): void {
   for (const f of files) if (f !== undefined && !fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} does not exist`);
@@ -54,13 +55,7 @@ export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, 
 
 /** The images in a fixed order drawn by a seeded LCG (Fisher–Yates): the same folder gives the same order. */
 function shuffledImages(set: ImageSet): ImageSet {
-  let seed = 0x5eed;
-  const rand = () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32);
-  const order = Int32Array.from({ length: set.count }, (_, i) => i);
-  for (let i = set.count - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
+  const order = seededOrder(set.count, 0x5eed);
   const per = set.height * set.width * set.channels;
   const pixels = new Uint8Array(set.pixels.length);
   order.forEach((from, to) => pixels.set(set.pixels.subarray(from * per, (from + 1) * per), to * per));
