@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
 import { SafetensorsReader } from '../lib/safetensors';
-import { loadIdxImages, loadPreprocessor } from '../lib/data/images';
+import { conformImages, imagesToTensor, loadIdxImages, loadPreprocessor } from '../lib/data/images';
 import { evaluateImageClassifier } from '../lib/eval/accuracy';
 import { imageBatches } from '../lib/data/feature-batches';
 import { isFfmergeError } from '../lib/errors';
@@ -73,6 +73,22 @@ describeShared('fixtures/vit-fmnist', 'ViT (vit-fmnist) forward', () => {
     expect(r.total).toBe(10000);
     expect(Math.abs(r.correct - Math.round(evalJson.accuracy.test * 10000))).toBeLessThanOrEqual(2);
     expect(seen[seen.length - 1]).toBe(10000);
+  });
+
+  test('the reported loss is the mean cross-entropy of the true labels (float64 reference from the logits)', async () => {
+    const pre = await loadPreprocessor(dir);
+    const images = await loadIdxImages(sharedPath('data', 'fmnist', 't10k-images-idx3-ubyte.gz'), sharedPath('data', 'fmnist', 't10k-labels-idx1-ubyte.gz'));
+    const n = 37;
+    const r = await evaluateImageClassifier(model, images, pre, { count: n, batchSize: 16 });
+    const pixels = imagesToTensor(await conformImages(images, pre), pre, 0, n);
+    const logits = (await model.forward({ batch: n, seq: 17, pixels }, { output: 'logits' })).logits!;
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      const row = Array.from(logits.subarray(i * 10, (i + 1) * 10));
+      const max = Math.max(...row);
+      sum += Math.log(row.reduce((z, v) => z + Math.exp(v - max), 0)) + max - row[images.labels![i]!]!;
+    }
+    expect(r.loss).toBeCloseTo(sum / n, 5);
   });
 
   test('labels outside the classifier\'s classes are a typed error', async () => {
