@@ -4,8 +4,9 @@
  * every model's test metric. Windows and placements are chosen on validation only, never on test.
  *
  *   node -r ts-node/register/transpile-only benchmarks/fixtures.ts [gpt2 llama vit marian] [--method m] [--recover r]
- *     [--sample-calibration [tokens]] [--draw head|spread]
+ *     [--sample-calibration [tokens]] [--draw head|spread] [--select-by accuracy|loss]
  *
+ * --select-by loss (vit): candidates ranked by validation cross-entropy instead of accuracy.
  * --draw spread (language models): calibration and validation blocks drawn across the whole file.
  * --sample-calibration (language models): calibrate on `tokens` (default 40960) tokens sampled from the model
  * itself (seed --seed, default 1), and validate on the fixture's calibration file instead.
@@ -58,7 +59,7 @@ function row(name: string, m: { validation: number; test?: number }, where: stri
 }
 
 async function main(): Promise<void> {
-  const flags = new Set(['--method', '--recover', '--seed', '--sample-calibration', '--draw']);
+  const flags = new Set(['--method', '--recover', '--seed', '--sample-calibration', '--draw', '--select-by']);
   const names = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !flags.has(all[i - 1] ?? ''));
   for (const name of names.length ? names : Object.keys(RUNS)) {
     const run = RUNS[name];
@@ -81,6 +82,8 @@ async function main(): Promise<void> {
       : {};
     const draw = arg('draw') as CompressOptions['draw'];
     if (draw && 'calibration' in run.options) sampling.draw = draw;
+    const selectBy = arg('select-by') as CompressOptions['selectBy'];
+    if (selectBy && 'images' in run.options) sampling.selectBy = selectBy;
     const r = await compress(run.dir, { ...run.options, ...sampling, ...(method ? { method } : {}), ...(recover ? { recover } : {}), baselines: ['drop-ff', 'drop-layers', 'paper'] });
     const s = (performance.now() - t0) / 1000;
     const windows = (w: Partial<Record<string, string>>) => Object.entries(w).map(([st, x]) => `${st} ${x}`).join(', ');

@@ -91,6 +91,25 @@ describeShared('fixtures/vit-fmnist', 'compress on vit-fmnist', () => {
     expect(JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')).merged.validation).toBe(r.merged.validation);
   });
 
+  it('selectBy loss: candidates ranked by validation cross-entropy (the lowest chosen), accuracy still reported', async () => {
+    const out = path.join(tmp, 'k3-loss');
+    const r = await compress(FIXTURE, { images: IMAGES, method: 'permute', k: 3, calibrationImages: 100, validationImages: 300, selectBy: 'loss', out });
+    expect(r.selection).toEqual({ name: 'loss', higherIsBetter: false });
+    expect(r.metric.name).toBe('accuracy');
+    const best = Math.min(...r.candidates.map((c) => c.score));
+    const chosen = r.candidates.find((c) => c.score === best)!;
+    expect(r.windows[0]!.window).toBe(chosen.windows.encoder);
+    // a candidate's score is the loss a full evaluation of its model gives (cached states = a full pass)
+    const pre = await loadPreprocessor(out);
+    const set = await loadIdxImages(IMAGES.images, IMAGES.labels);
+    const m = await loadModel(out);
+    const again = await evaluateImageClassifier(m, set, pre, { start: 55000, count: 300 });
+    m.dispose();
+    expect(again.loss).toBeCloseTo(best, 4);
+    expect(again.accuracy).toBe(r.merged.validation);
+    await expect(compress(FIXTURE, { images: IMAGES, k: 3, selectBy: 'bleu' as 'loss' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
   it('missing or wrong data is a typed error before any work', async () => {
     await expect(compress(FIXTURE, { images: { images: path.join(tmp, 'nope.gz'), labels: IMAGES.labels }, k: 2 })).rejects.toMatchObject({ code: 'DATA_NOT_FOUND' });
     await expect(compress(FIXTURE, { parallel: { tsv: IMAGES.images }, k: 2 })).rejects.toBeInstanceOf(FfmergeError);

@@ -27,7 +27,7 @@ export function bundledModelDir(): string {
 /** The data flags each task reads (the others are refused for it). */
 const TASK_FLAGS = {
   'language-modeling': ['data', 'sampleCalibration', 'draw', 'valid', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'blockSize'],
-  'image-classification': ['data', 'images', 'labels', 'valid', 'validImages', 'validLabels', 'test', 'testImages', 'testLabels', 'calibrationSize', 'validationSize', 'validationStart', 'testSize'],
+  'image-classification': ['data', 'selectBy', 'images', 'labels', 'valid', 'validImages', 'validLabels', 'test', 'testImages', 'testLabels', 'calibrationSize', 'validationSize', 'validationStart', 'testSize'],
   translation: ['data', 'source', 'target', 'valid', 'validSource', 'validTarget', 'test', 'testSource', 'testTarget', 'calibrationSize', 'validationSize', 'testSize'],
 } as const;
 type DataFlag = (typeof TASK_FLAGS)[keyof typeof TASK_FLAGS][number];
@@ -81,6 +81,7 @@ function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, mode
       validationImages: int(o.validationSize, 'validation-size'),
       validationStart: int(o.validationStart, 'validation-start', true),
       testImages: int(o.testSize, 'test-size'),
+      selectBy: o.selectBy !== undefined ? oneOf(o.selectBy, ['accuracy', 'loss'] as const, 'select-by') : undefined,
     });
   }
   const parallel = parallelSourceFrom(o, '');

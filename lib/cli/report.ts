@@ -37,11 +37,14 @@ export function formatReport(r: CompressResult): string {
     const isChosen = (c: (typeof r.candidates)[number]) =>
       Object.entries(c.windows).every(([s, x]) => [...chosen].some((k) => k.startsWith(`${s}:${x}:`) && (c.method === undefined || k.endsWith(`:${c.method}`))));
     const methods = r.candidates.some((c) => c.method !== undefined);
+    // ranked by the selection score (e.g. validation loss) when there is one, else by the metric
+    const scoreName = r.selection ? `validation ${r.selection.name} (lower is better)` : METRIC_NAMES[r.metric.name];
+    const fmtScore = r.selection ? (v: number) => v.toFixed(5) : fmt;
     lines.push('', `window search (${fmtInt(d.search)} validation ${d.unit} per candidate):`);
     lines.push(
       table(
-        ['window', ...(methods ? ['method'] : []), METRIC_NAMES[r.metric.name], ''],
-        r.candidates.map((c) => [windowsText(c.windows), ...(methods ? [c.method ?? ''] : []), fmt(c.score), isChosen(c) ? '← chosen' : '']),
+        ['window', ...(methods ? ['method'] : []), scoreName, ''],
+        r.candidates.map((c) => [windowsText(c.windows), ...(methods ? [c.method ?? ''] : []), fmtScore(c.score), isChosen(c) ? '← chosen' : '']),
       ),
     );
   }

@@ -81,7 +81,7 @@ export async function evaluateImageClassifier(
 }
 
 /** −log softmax(logits)[label], computed stably. */
-function crossEntropy(logits: Float32Array, label: number): number {
+export function crossEntropy(logits: Float32Array, label: number): number {
   let max = -Infinity;
   for (const v of logits) if (v > max) max = v;
   let z = 0;

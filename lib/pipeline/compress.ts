@@ -262,7 +262,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     clock.lap('validate');
 
     // ---- search: each group's candidates scored on the search split, the best by the metric kept ----
-    const isBetter = better(task.metric.higherIsBetter);
+    const isBetter = better((task.selection ?? task.metric).higherIsBetter);
     const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length + groups.length * (pairWindows.length + 1) : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
     const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[]): Promise<{ picks: C[]; edits: Edit[]; best: { c: C; edits: Edit[]; score: number }[] }> => {
       const picks: C[] = [];
@@ -377,6 +377,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       modelType: summary.modelType,
       task: kind.name,
       metric: task.metric,
+      ...(task.selection ? { selection: task.selection } : {}),
       layers: Object.fromEntries(summary.stacks.map((s) => [s.name, s.layers])),
       k,
       method: [...new Set(chosen.map((m) => m.method!))].join(','),

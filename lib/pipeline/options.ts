@@ -97,6 +97,12 @@ export interface CompressOptions {
   /** Validation images (default: the whole validation range, at most 5,000). */
   validationImages?: number;
   testImages?: number;
+  /**
+   * What the search ranks candidates by: validation 'accuracy' (default) or 'loss' (mean cross-entropy, lower
+   * is better: on a few thousand images accuracy moves in steps of one image and ties, the loss does not).
+   * The reported metric is accuracy either way.
+   */
+  selectBy?: 'accuracy' | 'loss';
 
   // ---- translation ----
   /** Calibration pairs (teacher forcing on the reference; padding masked). */

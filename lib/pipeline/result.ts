@@ -3,14 +3,14 @@ import type { CompressFormat } from './options';
 import type { StackName } from '../model/model';
 import type { Anchor } from '../merge/windows';
 import type { StackMode } from './options';
-import type { DataCounts, MetricInfo } from './task';
+import type { DataCounts, MetricInfo, SelectionInfo } from './task';
 
 export interface Metric {
   validation: number;
   test?: number;
 }
 
-/** One scored search candidate: its window per merged stack ("a-b") and the metric on the search split. */
+/** One scored search candidate: its window per merged stack ("a-b") and the metric (or `selection` score) on the search split. */
 export interface CandidateScore {
   windows: Partial<Record<StackName, string>>;
   /** First layer the candidate changes. */
@@ -33,6 +33,8 @@ export interface CompressResult {
   modelType: string;
   task: string;
   metric: MetricInfo;
+  /** Present when candidates (and their `score`s) were ranked by this instead of the metric. */
+  selection?: SelectionInfo;
   layers: Partial<Record<StackName, number>>;
   k: number;
   method: string;

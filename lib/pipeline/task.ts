@@ -15,6 +15,12 @@ export interface MetricInfo {
   higherIsBetter: boolean;
 }
 
+/** The score search ranks candidates by, when it is not the metric itself. */
+export interface SelectionInfo {
+  name: 'loss';
+  higherIsBetter: false;
+}
+
 /** What data a run used, in the task's unit. */
 export interface DataCounts {
   unit: 'tokens' | 'images' | 'sentences';
@@ -39,7 +45,12 @@ export interface Task {
    * the base model's states entering those layers (layers before a candidate's start are the base model's).
    */
   prepare(starts: number[], opts: JobOptions): Promise<void>;
-  /** The metric of a candidate on the search split; `start` = the first layer (main stack) it changes. */
+  /**
+   * Set when search scores candidates by something other than the metric (classification ranked by
+   * validation cross-entropy: smoother than accuracy on a few thousand images).
+   */
+  readonly selection?: SelectionInfo;
+  /** The metric (or `selection`) of a candidate on the search split; `start` = the first layer (main stack) it changes. */
   search(model: Model, start: number, opts: JobOptions): Promise<number>;
   /** The metric on the whole validation split (`start` as for search). */
   validate(model: Model, start: number, opts: JobOptions): Promise<number>;

@@ -6,7 +6,7 @@
 import { FfmergeError, showValue } from '../../errors';
 import { conformImages, loadPreprocessor, type ImageSet } from '../../data/images';
 import { imageBatches } from '../../data/feature-batches';
-import { evaluateImageClassifier } from '../../eval/accuracy';
+import { crossEntropy, evaluateImageClassifier } from '../../eval/accuracy';
 import { argmaxRows } from '../../metrics/accuracy';
 import type { JobOptions } from '../../native/job';
 import type { Model } from '../../model/model';
@@ -27,7 +27,7 @@ function checkSource(v: unknown, what: string): void {
 export const imageClassification: TaskKind = {
   name: 'image-classification',
   description: 'top-1 accuracy (higher is better)',
-  optionKeys: ['images', 'validation', 'test', 'calibrationImages', 'validationStart', 'validationImages', 'testImages'],
+  optionKeys: ['images', 'validation', 'test', 'calibrationImages', 'validationStart', 'validationImages', 'testImages', 'selectBy'],
   accepts: (s) => s.modelType === 'vit',
   check(o) {
     if (o.images === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'an image classifier is calibrated on images: give images ({ images, labels } idx files or { folder })');
@@ -35,6 +35,9 @@ export const imageClassification: TaskKind = {
     checkSource(o.validation, 'validation');
     checkSource(o.test, 'test');
     for (const k of ['calibrationImages', 'validationImages', 'testImages'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
+    if (o.selectBy !== undefined && o.selectBy !== 'accuracy' && o.selectBy !== 'loss') {
+      throw new FfmergeError('INVALID_ARGUMENT', `selectBy must be 'accuracy' or 'loss' (got ${showValue(o.selectBy)})`);
+    }
     if (o.validationStart !== undefined && (!Number.isInteger(o.validationStart) || o.validationStart < 0)) {
       throw new FfmergeError('INVALID_ARGUMENT', `validationStart must be a non-negative integer (got ${showValue(o.validationStart)})`);
     }
@@ -56,17 +59,23 @@ export const imageClassification: TaskKind = {
     const labels = valSet.labels!.subarray(valStart, valStart + valN);
     const classes = model.spec.numLabels ?? 0;
     let cache: PrefixCache | undefined;
-    const accuracy = async (m: Model, start: number, opts: JobOptions): Promise<number> => {
-      if (!cache?.has(start)) return (await evaluateImageClassifier(m, valSet, pre, { ...opts, start: valStart, count: valN })).accuracy;
+    /** Validation accuracy and mean cross-entropy, from the cached states entering `start` when there are some. */
+    const scores = async (m: Model, start: number, opts: JobOptions): Promise<{ accuracy: number; loss: number }> => {
+      if (!cache?.has(start)) return evaluateImageClassifier(m, valSet, pre, { ...opts, start: valStart, count: valN });
       let correct = 0;
+      let nll = 0;
       let row = 0;
       for (const [i, b] of val.entries()) {
         const r = await cache.forward(m, start, i, { output: 'logits', ...(opts.signal ? { signal: opts.signal } : {}) });
         const pred = argmaxRows(r.logits!, classes);
-        for (let j = 0; j < b.input.batch; j++) if (pred[j] === labels[row++]) correct++;
+        for (let j = 0; j < b.input.batch; j++, row++) {
+          if (pred[j] === labels[row]) correct++;
+          nll += crossEntropy(r.logits!.subarray(j * classes, (j + 1) * classes), labels[row]!);
+        }
       }
-      return correct / valN;
+      return { accuracy: correct / valN, loss: nll / valN };
     };
+    const byLoss = o.selectBy === 'loss';
     const task: Task = {
       metric: { name: 'accuracy', higherIsBetter: true },
       calibration: imageBatches(set, pre, patch, { start: 0, count: calN, batchSize: 100 }),
@@ -85,8 +94,12 @@ export const imageClassification: TaskKind = {
         await cache?.dispose();
         cache = undefined;
       },
-      search: accuracy,
-      validate: accuracy,
+      ...(byLoss ? { selection: { name: 'loss', higherIsBetter: false } as const } : {}),
+      search: async (m, start, opts) => {
+        const r = await scores(m, start, opts);
+        return byLoss ? r.loss : r.accuracy;
+      },
+      validate: async (m, start, opts) => (await scores(m, start, opts)).accuracy,
       ...(testSet ? { test: async (m: Model, opts: JobOptions) => (await evaluateImageClassifier(m, testSet, pre, { ...opts, count: testN! })).accuracy } : {}),
     };
     return task;
