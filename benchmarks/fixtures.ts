@@ -83,7 +83,7 @@ async function main(): Promise<void> {
     const draw = arg('draw') as CompressOptions['draw'];
     if (draw && 'calibration' in run.options) sampling.draw = draw;
     const selectBy = arg('select-by') as CompressOptions['selectBy'];
-    if (selectBy && 'images' in run.options) sampling.selectBy = selectBy;
+    if (selectBy && !('calibration' in run.options)) sampling.selectBy = selectBy;
     const r = await compress(run.dir, { ...run.options, ...sampling, ...(method ? { method } : {}), ...(recover ? { recover } : {}), baselines: ['drop-ff', 'drop-layers', 'paper'] });
     const s = (performance.now() - t0) / 1000;
     const windows = (w: Partial<Record<string, string>>) => Object.entries(w).map(([st, x]) => `${st} ${x}`).join(', ');

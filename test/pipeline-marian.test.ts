@@ -15,6 +15,7 @@ import { loadModel } from '../lib/model/load';
 import { loadTokenizer } from '../lib/tokenizer';
 import { readParallel } from '../lib/data/parallel';
 import { evaluateTranslation, loadGenerationConfig, translate } from '../lib/eval/translate';
+import { referenceBatches, teacherForcedLoss } from '../lib/eval/translation-loss';
 import type { StackName } from '../lib/model/model';
 import { shuffled } from './helpers/permutation';
 import { describeShared, sharedPath } from './helpers/shared';
@@ -104,6 +105,34 @@ describeShared('fixtures/marian-multi30k-en-de', 'compress on marian-multi30k-en
     const expanded = path.join(tmp, 'k2-expanded');
     await writeCheckpoint({ source: out, out: expanded, format: 'expanded' });
     expect(await translationsOf(expanded, 8)).toEqual(tied);
+  });
+
+  it('selectBy loss: candidates ranked by teacher-forced cross-entropy of the references (the lowest chosen), BLEU still reported', async () => {
+    const out = path.join(tmp, 'k2-loss');
+    const r = await compress(FIXTURE, { parallel: VAL, method: 'permute', k: 2, calibrationPairs: 150, validationSentences: 30, selectBy: 'loss', out });
+    expect(r.selection).toEqual({ name: 'loss', higherIsBetter: false });
+    const best = Math.min(...r.candidates.map((c) => c.score));
+    const win = r.candidates.find((c) => c.score === best)!.windows.encoder;
+    expect(r.windows.map((w) => w.window)).toEqual([win, win]);
+    // the chosen candidate's score is the loss of the written model on the same 30 pairs, padding masked:
+    // scored one pair at a time it is the same
+    const m = await loadModel(out);
+    const tok = await loadTokenizer(out);
+    const generation = await loadGenerationConfig(out, m.config as Record<string, unknown>);
+    const val = (await readParallel(VAL.source, VAL.target)).slice(150, 180);
+    const o = { decoderStartTokenId: generation.decoderStartTokenId, padTokenId: generation.padTokenId };
+    let sum = 0;
+    let count = 0;
+    for (const p of val) {
+      const f = await m.forward(referenceBatches([p], tok, o)[0]!, { output: 'nll' });
+      sum += f.nllSum!;
+      count += f.nllCount!;
+    }
+    expect(sum / count).toBeCloseTo(best, 4);
+    expect(await teacherForcedLoss(m, referenceBatches(val, tok, { ...o, batchSize: 7 }))).toBeCloseTo(best, 4);
+    const again = await evaluateTranslation(m, tok, val, { generation });
+    m.dispose();
+    expect(again.bleu.score).toBeCloseTo(r.merged.validation, 10);
   });
 
   it('independent: each stack searched with the other unmerged, the two best combined', async () => {

@@ -107,7 +107,7 @@ describeShared('fixtures/vit-fmnist', 'compress on vit-fmnist', () => {
     m.dispose();
     expect(again.loss).toBeCloseTo(best, 4);
     expect(again.accuracy).toBe(r.merged.validation);
-    await expect(compress(FIXTURE, { images: IMAGES, k: 3, selectBy: 'bleu' as 'loss' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(compress(FIXTURE, { images: IMAGES, k: 3, selectBy: 'accuracy' as 'loss' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
   it('missing or wrong data is a typed error before any work', async () => {

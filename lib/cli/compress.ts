@@ -28,7 +28,7 @@ export function bundledModelDir(): string {
 const TASK_FLAGS = {
   'language-modeling': ['data', 'sampleCalibration', 'draw', 'valid', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'blockSize'],
   'image-classification': ['data', 'selectBy', 'images', 'labels', 'valid', 'validImages', 'validLabels', 'test', 'testImages', 'testLabels', 'calibrationSize', 'validationSize', 'validationStart', 'testSize'],
-  translation: ['data', 'source', 'target', 'valid', 'validSource', 'validTarget', 'test', 'testSource', 'testTarget', 'calibrationSize', 'validationSize', 'testSize'],
+  translation: ['data', 'selectBy', 'source', 'target', 'valid', 'validSource', 'validTarget', 'test', 'testSource', 'testTarget', 'calibrationSize', 'validationSize', 'testSize'],
 } as const;
 type DataFlag = (typeof TASK_FLAGS)[keyof typeof TASK_FLAGS][number];
 
@@ -81,7 +81,7 @@ function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, mode
       validationImages: int(o.validationSize, 'validation-size'),
       validationStart: int(o.validationStart, 'validation-start', true),
       testImages: int(o.testSize, 'test-size'),
-      selectBy: o.selectBy !== undefined ? oneOf(o.selectBy, ['accuracy', 'loss'] as const, 'select-by') : undefined,
+      selectBy: o.selectBy !== undefined ? oneOf(o.selectBy, ['metric', 'loss'] as const, 'select-by') : undefined,
     });
   }
   const parallel = parallelSourceFrom(o, '');
@@ -93,6 +93,7 @@ function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, mode
     calibrationPairs: int(o.calibrationSize, 'calibration-size'),
     validationSentences: int(o.validationSize, 'validation-size'),
     testSentences: int(o.testSize, 'test-size'),
+    selectBy: o.selectBy !== undefined ? oneOf(o.selectBy, ['metric', 'loss'] as const, 'select-by') : undefined,
   });
 }
 

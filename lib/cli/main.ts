@@ -94,7 +94,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--validation-size <n>', 'vit: validation images (default: the whole validation range, at most 5000); marian: validation sentences translated per candidate (default: the whole split, at most 1024)')
     .option('--validation-start <n>', 'vit: first validation image of --images (default 55000 on a 60000-image set, else after calibration)')
     .option('--test-size <n>', 'vit/marian: test images or sentences (default all)')
-    .option('--select-by <score>', 'vit: what the search ranks candidates by: accuracy (default) | loss (validation cross-entropy, smoother; accuracy is still reported)')
+    .option('--select-by <score>', 'vit/marian: what the search ranks candidates by: metric (accuracy or BLEU, default) | loss (validation cross-entropy of the labels or teacher-forced references: smoother, and for marian no decoding per candidate; the metric is still reported)')
     .option('--k <n>', 'FF sublayers merged into one (default: a quarter of the layers, at least 2)')
     .option('--fraction <x>', 'share of FF sublayers to remove instead of --k (0 < x < 1)')
     .option('--window <spec>', 'auto (search every start) or a-b (0-based, inclusive), or a-b,c-d', 'auto')

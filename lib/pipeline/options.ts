@@ -87,6 +87,14 @@ export interface CompressOptions {
   /** Blocks per forward batch. */
   batchBlocks?: number;
 
+  /**
+   * Image classification and translation: what the search ranks candidates by, the task's validation
+   * 'metric' (accuracy, BLEU; the default) or 'loss' (mean cross-entropy of the labels or of the teacher-forced
+   * references; lower is better). Accuracy on a few thousand images moves in steps of one image and BLEU on a
+   * thousand sentences jumps with a few words, the loss does not. The reported metric is the task's either way.
+   */
+  selectBy?: 'metric' | 'loss';
+
   // ---- image classification ----
   /** Calibration and validation images (validation: a later range of the same set unless `validation` is given). */
   images?: ImageSource;
@@ -97,12 +105,6 @@ export interface CompressOptions {
   /** Validation images (default: the whole validation range, at most 5,000). */
   validationImages?: number;
   testImages?: number;
-  /**
-   * What the search ranks candidates by: validation 'accuracy' (default) or 'loss' (mean cross-entropy, lower
-   * is better: on a few thousand images accuracy moves in steps of one image and ties, the loss does not).
-   * The reported metric is accuracy either way.
-   */
-  selectBy?: 'accuracy' | 'loss';
 
   // ---- translation ----
   /** Calibration pairs (teacher forcing on the reference; padding masked). */
@@ -128,4 +130,8 @@ export function positiveInt(v: unknown, what: string, dflt: number): number {
     throw new FfmergeError('INVALID_ARGUMENT', `${what} must be a positive integer (got ${showValue(v)})`);
   }
   return n;
+}
+
+export function checkSelectBy(v: unknown): void {
+  if (v !== undefined && v !== 'metric' && v !== 'loss') throw new FfmergeError('INVALID_ARGUMENT', `selectBy must be 'metric' or 'loss' (got ${showValue(v)})`);
 }

@@ -11,7 +11,8 @@ import { evaluateTranslation, loadGenerationConfig } from '../../eval/translate'
 import type { JobOptions } from '../../native/job';
 import type { Model } from '../../model/model';
 import { loadTokenizer } from '../../tokenizer';
-import { positiveInt, type ParallelSource } from '../options';
+import { checkSelectBy, positiveInt, type ParallelSource } from '../options';
+import { referenceBatches, teacherForcedLoss } from '../../eval/translation-loss';
 import type { Task, TaskKind } from '../task';
 import { checkSourceFiles, isParallelSource, loadParallelSource } from './sources';
 
@@ -27,7 +28,7 @@ function checkSource(v: unknown, what: string): void {
 export const translation: TaskKind = {
   name: 'translation',
   description: 'greedy corpus BLEU (higher is better)',
-  optionKeys: ['parallel', 'validation', 'test', 'calibrationPairs', 'validationSentences', 'testSentences'],
+  optionKeys: ['parallel', 'validation', 'test', 'calibrationPairs', 'validationSentences', 'testSentences', 'selectBy'],
   accepts: (s) => s.stacks.some((x) => x.name === 'encoder') && s.stacks.some((x) => x.name === 'decoder'),
   check(o) {
     if (o.parallel === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'a translation model is calibrated on sentence pairs: give parallel ({ source, target } or { tsv })');
@@ -35,6 +36,7 @@ export const translation: TaskKind = {
     checkSource(o.validation, 'validation');
     checkSource(o.test, 'test');
     for (const k of ['calibrationPairs', 'validationSentences', 'testSentences'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
+    checkSelectBy(o.selectBy);
   },
   async create({ model, dir, options: o }) {
     const tokenizer = await loadTokenizer(dir);
@@ -47,6 +49,8 @@ export const translation: TaskKind = {
     const testAll = o.test ? await loadParallelSource(o.test as ParallelSource) : undefined;
     const test = testAll?.slice(0, o.testSentences ?? testAll.length);
     const bleu = async (m: Model, ps: SentencePair[], opts: JobOptions) => (await evaluateTranslation(m, tokenizer, ps, { ...opts, generation })).bleu.score;
+    const byLoss = o.selectBy === 'loss';
+    const valRefs = byLoss ? referenceBatches(val, tokenizer, { decoderStartTokenId: generation.decoderStartTokenId, padTokenId: generation.padTokenId }) : undefined;
     const task: Task = {
       metric: { name: 'bleu', higherIsBetter: true },
       calibration: translationBatches(pairs.slice(0, calN), tokenizer, { decoderStartTokenId: generation.decoderStartTokenId, padTokenId: generation.padTokenId }),
@@ -59,7 +63,8 @@ export const translation: TaskKind = {
         notes: [`validation: ${val.length} of ${valAll.length} ${o.validation ? 'validation pairs' : 'pairs after the calibration ones'}`],
       },
       prepare: async () => {},
-      search: (m, _start, opts) => bleu(m, val, opts),
+      ...(byLoss ? { selection: { name: 'loss', higherIsBetter: false } as const } : {}),
+      search: (m, _start, opts) => (byLoss ? teacherForcedLoss(m, valRefs!, opts) : bleu(m, val, opts)),
       validate: (m, _start, opts) => bleu(m, val, opts),
       ...(test ? { test: (m: Model, opts: JobOptions) => bleu(m, test, opts) } : {}),
     };
