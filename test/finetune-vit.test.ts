@@ -247,5 +247,5 @@ describeShared('fixtures/vit-fmnist', 'vit-fmnist training gradient', () => {
       await ref.close();
       m.dispose();
     }
-  });
+  }, 600_000); // 150 finite differences on the fixture: ~3 min on a busy 2-core machine, past the file default
 });
