@@ -9,6 +9,7 @@
  *                                                                                  10,240 validation tokens, search on all)
  *   npx ts-node --transpile-only benchmarks/compress-rss.ts [--cal N] [--val N] [--search N]
  *   FFMERGE_ROOT=/path/to/other/checkout npx ts-node --transpile-only benchmarks/compress-rss.ts   (before/after)
+ *   ... [--method permute|auto|select ...] [--window a-b]   (default: compress's own default, method auto)
  *
  * Prints VmRSS sampled at every progress report and every 200 ms, the largest per phase, and the child's VmHWM.
  */
@@ -20,10 +21,15 @@ import { writeSyntheticGpt2Small } from './synthetic/gpt2';
 
 const root = process.env.FFMERGE_ROOT ?? path.resolve(__dirname, '..');
 const args = process.argv.slice(2);
-const flag = (name: string): number | undefined => {
+const text = (name: string): string | undefined => {
   const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : undefined;
+  return i >= 0 ? args[i + 1] : undefined;
 };
+const flag = (name: string): number | undefined => {
+  const v = text(name);
+  return v !== undefined ? Number(v) : undefined;
+};
+type ChildOptions = { cal?: number; val?: number; search?: number; method?: string; window?: string };
 
 function status(key: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`${key}:\\s+(\\d+) kB`).exec(fs.readFileSync('/proc/self/status', 'utf8'));
@@ -31,7 +37,7 @@ function status(key: 'VmRSS' | 'VmHWM'): number {
 }
 
 /** The measured process: compress only, options from argv (JSON). */
-async function child(dir: string, data: string, opts: { cal?: number; val?: number; search?: number }): Promise<void> {
+async function child(dir: string, data: string, opts: ChildOptions): Promise<void> {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { compress } = require(path.join(root, 'lib/pipeline/compress')) as typeof import('../lib/pipeline/compress');
   /* eslint-enable @typescript-eslint/no-require-imports */
@@ -47,6 +53,8 @@ async function child(dir: string, data: string, opts: { cal?: number; val?: numb
   const r = await compress(dir, {
     k: 4,
     calibration: data,
+    ...(opts.method !== undefined ? { method: opts.method } : {}),
+    ...(opts.window !== undefined ? { window: opts.window } : {}),
     ...(opts.cal !== undefined ? { calibrationTokens: opts.cal } : {}),
     ...(opts.val !== undefined ? { validationTokens: opts.val } : {}),
     ...(opts.search !== undefined ? { searchTokens: opts.search } : {}),
@@ -57,7 +65,7 @@ async function child(dir: string, data: string, opts: { cal?: number; val?: numb
     },
   });
   clearInterval(timer);
-  console.log(`compress-rss (${root}): ${os.cpus().length} CPUs, k=${r.k}, window ${r.windows.map((w: { window: string }) => w.window).join(',')}, calibration ${r.data.calibration}, validation ${r.data.validation}, search ${r.data.search} tokens, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`compress-rss (${root}): ${os.cpus().length} CPUs, method ${opts.method ?? '(default)'} → ${r.method}+${r.recover}, k=${r.k}, window ${r.windows.map((w: { window: string }) => w.window).join(',')}, calibration ${r.data.calibration}, validation ${r.data.validation}, search ${r.data.search} tokens, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   console.log(`peak VmRSS per phase (MB): ${[...peak].map(([p, v]) => `${p} ${v.toFixed(0)}`).join(', ')}`);
   console.log(`peak JS ArrayBuffers per phase (MB): ${[...buffers].map(([p, v]) => `${p} ${v.toFixed(0)}`).join(', ')}`);
   console.log(`VmHWM of the compress process: ${status('VmHWM').toFixed(0)} MB`);
@@ -66,7 +74,7 @@ async function child(dir: string, data: string, opts: { cal?: number; val?: numb
 
 async function main(): Promise<void> {
   if (args[0] === '--child') {
-    await child(args[1]!, args[2]!, JSON.parse(args[3]!) as { cal?: number; val?: number; search?: number });
+    await child(args[1]!, args[2]!, JSON.parse(args[3]!) as ChildOptions);
     return;
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-bench-rss-'));
@@ -75,7 +83,7 @@ async function main(): Promise<void> {
     fs.mkdirSync(model);
     const { block } = await writeSyntheticGpt2Small(model);
     // enough blocks for the calibration and validation budgets, split from one file as the CLI does
-    const opts = { cal: flag('cal'), val: flag('val'), search: flag('search') };
+    const opts: ChildOptions = { cal: flag('cal'), val: flag('val'), search: flag('search'), method: text('method'), window: text('window') };
     const blocks = Math.ceil(((opts.cal ?? 10240) + (opts.val ?? 10240)) / 256) + 1;
     const data = path.join(dir, 'tokens.jsonl');
     fs.writeFileSync(data, Array.from({ length: blocks }, () => JSON.stringify({ input_ids: [...block()] })).join('\n') + '\n');

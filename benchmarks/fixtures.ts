@@ -1,7 +1,8 @@
 /**
- * The acceptance runs on the four real fixtures: the paper's merge (permute, no recovery) at its default
- * window search, next to the baselines at the same size, each searched on the same validation data, and
- * every model's test metric. Windows and placements are chosen on validation only, never on test.
+ * The acceptance runs on the four real fixtures: compress's default (method auto: every DEFAULT_COMBOS
+ * combination at every window) next to the baselines at the same size (the paper's plain merge among them),
+ * each searched on the same validation data, and every model's test metric. Windows, methods and placements
+ * are chosen on validation only, never on test.
  *
  *   node -r ts-node/register/transpile-only benchmarks/fixtures.ts [gpt2 llama vit marian] [--method m] [--recover r]
  *     [--sample-calibration [tokens]] [--draw head|spread] [--select-by accuracy|loss]
@@ -11,7 +12,7 @@
  * --sample-calibration (language models): calibrate on `tokens` (default 40960) tokens sampled from the model
  * itself (seed --seed, default 1), and validate on the fixture's calibration file instead.
  *
- * Without --method/--recover it runs compress's default, the paper's merge (permute + none); --method auto compares every DEFAULT_COMBOS combination at every window.
+ * Without --method/--recover it runs compress's default (auto); `--method permute --recover none` is the paper's merge.
  *
  * Needs ../shared (FFMERGE_SHARED overrides); a fixture whose files are missing is skipped, saying so.
  */

@@ -84,6 +84,7 @@ describe('ffmerge CLI', () => {
     [['compress', BUNDLED, '--data', 'no-such-file.txt'], 3, /no-such-file.txt does not exist.*DATA_NOT_FOUND/],
     [['compress', 'no-such-model'], 3, /DATA_NOT_FOUND/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--method', 'magic'], 2, /--method must be one of permute, vanilla/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--select-memory', '1.5GB'], 2, /--select-memory must be a positive integer.*INVALID_ARGUMENT/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--out', BUNDLED], 2, /would overwrite the input.*OUTPUT_EXISTS/],
     [['frobnicate'], 2, /unknown command/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--calibration-size', '10'], 2, /--calibration-size does not apply to llama models.*OPTION_NOT_APPLICABLE/],
@@ -194,7 +195,9 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     expect(card).toMatch(/^# ro-model with merged feed-forward sublayers/);
     expect(card).toContain('k = 2: layers 1, 2 (anchor 1)');
     expect(card).toContain(`| base | ${report.base.validation.toFixed(3)} |`);
-    expect(card).toContain(`| merged (permute) | ${report.merged.validation.toFixed(3)} |`);
+    // the default: the combination the search kept at the given window, named in the card
+    expect(card).toContain(`| merged (${report.method}${report.recover !== 'none' ? ` + ${report.recover}` : ''}) | ${report.merged.validation.toFixed(3)} |`);
+    expect(card).toContain(`- method: \`${report.method}\``);
     expect(card).toContain(`parameters: ${report.params.removed.toLocaleString('en-US')} of`);
     expect(card).toMatch(/\*\*tied\*\* format[\s\S]*ffmerge convert/);
 
@@ -203,7 +206,7 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     expect(before.ffParams - inspected.ffParams).toBe(report.params.removed);
     expect(inspected.totalParams).toBe(report.params.after);
     const text = ffmerge(cwd, 'inspect', out).stdout;
-    expect(text).toMatch(/already compressed \(tied format\), k = 2, method permute, windows decoder 1-2, \d+ tensors tied/);
+    expect(text).toMatch(new RegExp(`already compressed \\(tied format\\), k = 2, method ${report.method}, windows decoder 1-2, \\d+ tensors tied`));
     expect(text).not.toMatch(/[{}"]/);
 
     const expanded = path.join(cwd, 'expanded');

@@ -58,6 +58,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'ONNX export of marian-multi30k
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-onnx-marian-'));
     const common = {
+      method: 'permute',
       k: 2,
       window: '1-2',
       parallel: { source: M30K('val.en.gz'), target: M30K('val.de.gz') },

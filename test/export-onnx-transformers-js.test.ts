@@ -20,7 +20,7 @@ describeShared('fixtures/gpt2-sotu', 'transformers.js on the ONNX export of merg
 
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tjs-'));
-    const common = { k: 4, window: '4-7', calibration: sharedPath('data', 'lm', 'valid.txt'), calibrationTokens: 2048, validationTokens: 512 } as const;
+    const common = { method: 'permute', k: 4, window: '4-7', calibration: sharedPath('data', 'lm', 'valid.txt'), calibrationTokens: 2048, validationTokens: 512 } as const;
     await compress(FIX, { ...common, out: path.join(tmp, 'tied'), format: 'tied' });
     await compress(FIX, { ...common, out: path.join(tmp, 'gpt2-k4'), format: 'onnx' });
   });

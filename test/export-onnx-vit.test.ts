@@ -38,7 +38,7 @@ describeShared('fixtures/vit-fmnist', 'ONNX export of vit-fmnist', () => {
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-onnx-vit-'));
     await exportOnnx(FIX, { out: path.join(tmp, 'base') });
-    const common = { k: 3, window: '4-6', images: IMAGES, calibrationImages: 100, validationImages: 100 } as const;
+    const common = { method: 'permute', k: 3, window: '4-6', images: IMAGES, calibrationImages: 100, validationImages: 100 } as const;
     removed = (await compress(FIX, { ...common, out: path.join(tmp, 'tied'), format: 'tied' })).params.removed;
     await compress(FIX, { ...common, out: path.join(tmp, 'merged'), format: 'onnx' });
     const ref = await SafetensorsReader.open(path.join(FIX, 'reference.safetensors'));

@@ -112,7 +112,7 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const compressArgs = (out: string, extra: string[] = []) => [
   'compress', input, '--data', path.join(input, 'calibration.txt'), '--calibration-tokens', '512', '--validation-tokens', '512',
-  '--block-size', '64', '--k', '2', '--out', out, '--json', ...extra,
+  '--block-size', '64', '--k', '2', '--method', 'permute', '--out', out, '--json', ...extra,
 ];
 
 test('four concurrent compress runs to one absent --out: one succeeds, three get OUTPUT_EXISTS, nothing lost', async () => {

@@ -78,7 +78,7 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'token-id rows ({"input
 
   it('compress takes them for every split; the base perplexity is eval.json\'s', async () => {
     const eval_ = JSON.parse(fs.readFileSync(sharedPath('fixtures', 'llama-stories260k', 'eval.json'), 'utf8')) as { ppl: { valid: number; test: number } };
-    const r = await compress(BUNDLED, { k: 2, window: '0-1', calibration: VALID, calibrationTokens: 2048, validation: VALID, validationTokens: 48 * 256, test: TEST });
+    const r = await compress(BUNDLED, { method: 'permute', k: 2, window: '0-1', calibration: VALID, calibrationTokens: 2048, validation: VALID, validationTokens: 48 * 256, test: TEST });
     expect(r.data).toMatchObject({ unit: 'tokens', calibration: 2048, validation: 48 * 256, test: 48 * 256 });
     expect(Math.abs(r.base.validation / eval_.ppl.valid - 1)).toBeLessThan(1e-5);
     expect(Math.abs(r.base.test! / eval_.ppl.test - 1)).toBeLessThan(1e-5);

@@ -1,4 +1,4 @@
-import { greedySelect, RidgeAccumulator, splitSolution, subAccumulator } from '../lib/native/ridge';
+import { RidgeAccumulator, splitSolution } from '../lib/native/ridge';
 import { ridgeReference } from '../lib/reference/ridge';
 
 function rng(seed: number): () => number {
@@ -67,8 +67,8 @@ describe('RidgeAccumulator (native) vs float64 reference', () => {
   });
 });
 
-describe('greedySelect and subAccumulator (select merge)', () => {
-  it('a sub-accumulator solves as a fresh one on those columns; the greedy takes the columns Y is made of', async () => {
+describe('select and solve on a subset of columns (select merge)', () => {
+  it('a solve on some columns equals a fresh accumulation of those columns; the greedy takes the columns Y is made of', async () => {
     const r = rng(11);
     const n = 400;
     const p = 9;
@@ -82,17 +82,17 @@ describe('greedySelect and subAccumulator (select merge)', () => {
     });
     const acc = new RidgeAccumulator(p, m);
     await acc.add(H, Y, n);
-    const taken = await greedySelect(acc, 3, { forced: [p], lambdaRel: 0 });
+    const taken = await acc.select(3, { forced: [p], lambdaRel: 0 });
     expect(Array.from(taken)).toEqual([p, 6, 2]);
 
     const cols = [7, 2, 4];
     const Hs = Float32Array.from({ length: n * cols.length }, (_, i) => H[Math.floor(i / cols.length) * p + cols[i % cols.length]!]!);
     const fresh = new RidgeAccumulator(cols.length, m);
     await fresh.add(Hs, Y, n);
-    const a = await subAccumulator(acc, cols).solve(1e-3);
+    const a = await acc.solve(1e-3, { columns: cols });
     const b = await fresh.solve(1e-3);
     a.w.forEach((v, i) => expect(v).toBeCloseTo(b.w[i]!, 4));
     a.b.forEach((v, i) => expect(v).toBeCloseTo(b.b[i]!, 4));
-    await expect(greedySelect(new RidgeAccumulator(2, 1), 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(new RidgeAccumulator(2, 1).select(1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });

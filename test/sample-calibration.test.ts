@@ -96,6 +96,7 @@ test('aborting stops the sampling', async () => {
 test('compress calibrates on samples and validates on the text; the report says so', async () => {
   const stages = new Set<string>();
   const r = await compress(BUNDLED, {
+    method: 'permute',
     k: 2,
     window: '0-1',
     calibration: { sample: { seed: 5 } },

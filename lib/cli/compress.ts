@@ -33,7 +33,7 @@ const TASK_FLAGS = {
 type DataFlag = (typeof TASK_FLAGS)[keyof typeof TASK_FLAGS][number];
 
 /** Commander's parsed flags (camelCase), all strings but the switches. */
-export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibration'> | 'k' | 'fraction' | 'out' | 'baselines' | 'stacks', string>> & {
+export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibration'> | 'k' | 'fraction' | 'out' | 'baselines' | 'stacks' | 'selectMemory', string>> & {
   sampleCalibration?: boolean;
   window: string;
   anchor: string;
@@ -119,10 +119,11 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   const opts: CompressOptions = {
     ...dataOptions(task, o, bundled, model),
     ...dropUndefined({ k: int(o.k, 'k'), fraction }),
+    ...(o.selectMemory !== undefined ? { selectMemory: int(o.selectMemory, 'select-memory')! * 2 ** 20 } : {}),
     window: o.window,
     anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor'),
-    // the bundled demo compares the training-free combinations (method auto) next to drop-ff and the paper
-    ...(o.method !== undefined ? { method: oneOf(o.method, [...MERGE_METHODS.names(), 'auto'], 'method') } : bundled && o.recover === undefined ? { method: 'auto' } : {}),
+    // without --method/--recover, compress's default: the training-free combinations (auto), best on validation
+    ...(o.method !== undefined ? { method: oneOf(o.method, [...MERGE_METHODS.names(), 'auto'], 'method') } : {}),
     ...(o.recover !== undefined ? { recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover') } : {}),
     format: oneOf<CompressFormat>(o.format, ['tied', 'expanded', 'onnx'], 'format'),
     ...(o.stacks !== undefined ? { stacks: oneOf(o.stacks, ['both-same', 'independent', 'encoder', 'decoder'] as const, 'stacks') } : {}),

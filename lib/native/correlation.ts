@@ -188,17 +188,19 @@ export class CorrelationAccumulator {
     const used = this.used;
     const arrays = layers.map((x, l) => {
       if (!used[l] && (x === null || x === undefined)) return null;
-      if (!(x instanceof Float32Array)) {
+      // by tag, not instanceof: arrays the addon made belong to the main realm, which under jest is not this one
+      if (Object.prototype.toString.call(x) !== '[object Float32Array]') {
         throw new FfmergeError('INVALID_ARGUMENT', `layer ${l} is used by a pair and needs a Float32Array`);
       }
+      const a = x as Float32Array;
       const want = rows * this.dims[l]!;
-      if (x.length !== want) {
+      if (a.length !== want) {
         throw new FfmergeError(
           'SHAPE_MISMATCH',
-          `layer ${l} holds ${x.length} values, expected rows × width = ${rows} × ${this.dims[l]!} = ${want}`,
+          `layer ${l} holds ${a.length} values, expected rows × width = ${rows} × ${this.dims[l]!} = ${want}`,
         );
       }
-      return x;
+      return a;
     });
     await runNativeJob('correlation.add', (onProgress) => this.native.add(arrays, rows, onProgress), opts);
   }

@@ -1,32 +1,31 @@
 /**
  * The refit's least squares on the native core: stream (H, Y) row blocks into a RidgeAccumulator, then
  * solve once for the shared W_out and b_out. H holds merged-FF hidden activations (after the nonlinearity),
- * Y the original FF outputs the merged layer should reproduce.
+ * Y the original FF outputs the merged layer should reproduce. The sums ([H 1]ᵀ[H 1] and [H 1]ᵀY, fp64) live
+ * in native memory (native/binding/ridge_binding.cc says why) and are only ever read by native jobs.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, fromNativeError } from '../errors';
+import type { Activation } from '../model/activation';
+import type { FFWeights } from '../model/ff-weights';
 import { loadAddon } from './loader';
 import { runNativeJob, type JobOptions, type NativeJobHandle } from './job';
 
+type Progress = ((done: number, total: number) => void) | undefined;
+/** The FF pieces a native job computes hidden units from. */
+type FFParts = Pick<FFWeights, 'wIn' | 'bIn' | 'wGate' | 'bGate' | 'wOut' | 'bOut'>;
+
+interface NativeRidgeSums {
+  add(H: Float32Array, Y: Float32Array, n: number, onProgress: Progress): NativeJobHandle<void>;
+  addFF(X: Float32Array, n: number, ff: FFParts, activation: string, Y: Float32Array, onProgress: Progress): NativeJobHandle<void>;
+  solve(lambdaRel: number, bias: boolean, columns: Int32Array | null, onProgress: Progress): NativeJobHandle<Float64Array>;
+  select(forced: Int32Array, count: number, lambdaRel: number, onProgress: Progress): NativeJobHandle<Int32Array>;
+  rows(): number;
+}
+
 interface RidgeAddon {
-  ridgeAccumulate(
-    H: Float32Array,
-    Y: Float32Array,
-    n: number,
-    p: number,
-    m: number,
-    G: Float64Array,
-    C: Float64Array,
-    onProgress?: (done: number, total: number) => void,
-  ): NativeJobHandle<void>;
-  ridgeSolve(
-    G: Float64Array,
-    C: Float64Array,
-    p: number,
-    m: number,
-    lambdaRel: number,
-    onProgress?: (done: number, total: number) => void,
-  ): NativeJobHandle<Float64Array>;
-  matmulABt(A: Float32Array, B: Float32Array, M: number, N: number, K: number, onProgress?: (done: number, total: number) => void): NativeJobHandle<Float32Array>;
+  RidgeSums: new (p: number, m: number) => NativeRidgeSums;
+  matmulABt(A: Float32Array, B: Float32Array, M: number, N: number, K: number, onProgress?: Progress): NativeJobHandle<Float32Array>;
+  ffApply(X: Float32Array, n: number, d: number, units: number, ff: FFParts, activation: string, output: boolean, onProgress?: Progress): NativeJobHandle<Float32Array>;
 }
 
 function addon(): RidgeAddon {
@@ -53,10 +52,8 @@ export function splitSolution(X: Float64Array, p: number, m: number): RidgeSolut
 }
 
 export class RidgeAccumulator {
-  readonly gram: Float64Array;
-  readonly cross: Float64Array;
-  private rows = 0;
-  /** Serialises add() calls: each one writes into the shared sums. */
+  private readonly native: NativeRidgeSums;
+  /** Serialises the jobs: each one reads or writes the shared sums. */
   private chain: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -66,22 +63,27 @@ export class RidgeAccumulator {
     if (!Number.isInteger(p) || !Number.isInteger(m) || p <= 0 || m <= 0) {
       throw new FfmergeError('INVALID_ARGUMENT', `RidgeAccumulator needs positive integer sizes, got p=${p}, m=${m}`);
     }
-    this.gram = new Float64Array((p + 1) * (p + 1));
-    this.cross = new Float64Array((p + 1) * m);
+    try {
+      this.native = new (addon().RidgeSums)(p, m);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
   }
 
+  /** Rows added so far (those of settled adds). */
   get count(): number {
-    return this.rows;
+    return this.native.rows();
   }
 
-  /** Resolves once every add() so far has landed in the sums (for readers of gram/cross). */
+  /** Resolves once every job so far has settled. */
   async settled(): Promise<void> {
     await this.chain;
   }
 
-  /** Records rows whose sums were written into gram/cross directly (subAccumulator). */
-  addCount(rows: number): void {
-    this.rows += rows;
+  private queue<T>(start: (cb: Progress) => NativeJobHandle<T>, opts: JobOptions): Promise<T> {
+    const run = this.chain.then(() => runNativeJob('refit', start, opts));
+    this.chain = run.catch(() => undefined);
+    return run;
   }
 
   /** Adds n rows: H [n, p], Y [n, m]. */
@@ -89,36 +91,51 @@ export class RidgeAccumulator {
     if (H.length !== n * this.p || Y.length !== n * this.m) {
       throw new FfmergeError('SHAPE_MISMATCH', `ridge rows: H must be ${n}×${this.p} and Y ${n}×${this.m}`);
     }
-    const run = this.chain.then(() =>
-      runNativeJob('refit', (cb) => addon().ridgeAccumulate(H, Y, n, this.p, this.m, this.gram, this.cross, cb), opts),
-    );
-    this.chain = run.catch(() => undefined);
-    return run.then(() => {
-      this.rows += n;
-    });
+    return this.queue((cb) => this.native.add(H, Y, n, cb), opts);
   }
 
   /**
-   * Solves for W and b. With `bias: false` the fit has no intercept (for layers without b_out): the bias
-   * row and column are replaced by an identity entry and zero targets, so b comes out 0 and W solves the
-   * leading p×p system alone.
+   * Adds n rows whose H is the hidden units of `ff` (p units) on inputs X [n, d], computed in the job: H never
+   * exists in JS (it is the largest array of a select merge, n × k·d_ff).
    */
-  async solve(lambdaRel = DEFAULT_RIDGE, opts: JobOptions & { bias?: boolean } = {}): Promise<RidgeSolution> {
-    await this.chain;
-    if (this.rows === 0) throw new FfmergeError('INVALID_ARGUMENT', 'refit: no calibration rows were accumulated');
-    let gram = this.gram;
-    let cross = this.cross;
-    if (opts.bias === false) {
-      const { p, m } = this;
-      gram = this.gram.slice();
-      cross = this.cross.slice();
-      for (let i = 0; i <= p; i++) gram[i * (p + 1) + p] = gram[p * (p + 1) + i] = 0;
-      gram[p * (p + 1) + p] = 1;
-      cross.fill(0, p * m);
+  addFF(X: Float32Array, n: number, ff: FFParts & { d: number; dFF: number }, act: Activation, Y: Float32Array, opts: JobOptions = {}): Promise<void> {
+    if (ff.dFF !== this.p || X.length !== n * ff.d || Y.length !== n * this.m) {
+      throw new FfmergeError('SHAPE_MISMATCH', `ridge rows: the FF must have ${this.p} units, X ${n}×${ff.d} and Y ${n}×${this.m}`);
     }
-    const X = await runNativeJob('refit', (cb) => addon().ridgeSolve(gram, cross, this.p, this.m, lambdaRel, cb), opts);
-    return splitSolution(X, this.p, this.m);
+    return this.queue((cb) => this.native.addFF(X, n, parts(ff), act, Y, cb), opts);
   }
+
+  /**
+   * Solves for W and b. With `bias: false` the fit has no intercept (for layers without b_out): b comes out 0
+   * and W solves the leading system alone. With `columns`, only those columns of H take part (in that
+   * order; W is [m, columns.length]): the fit on a subset, without a second accumulation.
+   */
+  async solve(lambdaRel = DEFAULT_RIDGE, opts: JobOptions & { bias?: boolean; columns?: ArrayLike<number> } = {}): Promise<RidgeSolution> {
+    await this.chain;
+    if (this.count === 0) throw new FfmergeError('INVALID_ARGUMENT', 'refit: no calibration rows were accumulated');
+    const columns = opts.columns ? Int32Array.from(opts.columns) : null;
+    const X = await this.queue((cb) => this.native.solve(lambdaRel, opts.bias !== false, columns, cb), opts);
+    return splitSolution(X, columns ? columns.length : this.p, this.m);
+  }
+
+  /**
+   * Greedy column subset (native pivoted Cholesky, core/select.h): the `count` columns of [H 1] (index p =
+   * the constant column) that best reproduce Y by least squares, picked one at a time by the largest drop in
+   * residual sum of squares, `forced` ones first. Returned in the order taken.
+   */
+  async select(count: number, opts: JobOptions & { forced?: number[]; lambdaRel?: number } = {}): Promise<Int32Array> {
+    await this.chain;
+    if (this.count === 0) throw new FfmergeError('INVALID_ARGUMENT', 'select: no calibration rows were accumulated');
+    const forced = Int32Array.from(opts.forced ?? []);
+    return this.queue((cb) => this.native.select(forced, count, opts.lambdaRel ?? DEFAULT_RIDGE, cb), opts);
+  }
+}
+
+/** Only the FF's arrays (a JS object the binding reads by key). */
+function parts(ff: FFParts): FFParts {
+  const out: FFParts = { wIn: ff.wIn, wOut: ff.wOut };
+  for (const k of ['bIn', 'wGate', 'bGate', 'bOut'] as const) if (ff[k]) out[k] = ff[k];
+  return out;
 }
 
 /** C = A·Bᵀ for A [M, K] and B [N, K] (float32, sgemm on the native pool): the refit's row-block products. */
@@ -129,46 +146,11 @@ export function matmulABt(A: Float32Array, B: Float32Array, M: number, N: number
   return runNativeJob('refit', (cb) => addon().matmulABt(A, B, M, N, K, cb), opts);
 }
 
-interface SelectAddon {
-  greedySelect(
-    G: Float64Array,
-    C: Float64Array,
-    p: number,
-    m: number,
-    forced: Int32Array,
-    count: number,
-    lambdaRel: number,
-    onProgress?: (done: number, total: number) => void,
-  ): NativeJobHandle<Int32Array>;
-}
-
 /**
- * Greedy column subset on a RidgeAccumulator's sums (native pivoted Cholesky, core/select.h): the `count`
- * columns of [H 1] (index p = the constant column) that best reproduce Y by least squares, picked one at a
- * time by the largest drop in residual sum of squares, `forced` ones first. Returned in the order taken.
+ * An FF on inputs X [n, d] in one native job (native/binding/ff_binding.cc): its hidden units [n, dFF]
+ * (after the nonlinearity), or with `output` its output [n, d] (W_out and b_out applied).
  */
-export async function greedySelect(
-  acc: RidgeAccumulator,
-  count: number,
-  opts: JobOptions & { forced?: number[]; lambdaRel?: number } = {},
-): Promise<Int32Array> {
-  await acc.settled();
-  if (acc.count === 0) throw new FfmergeError('INVALID_ARGUMENT', 'select: no calibration rows were accumulated');
-  const forced = Int32Array.from(opts.forced ?? []);
-  const a = loadAddon().module as unknown as SelectAddon;
-  return runNativeJob('refit', (cb) => a.greedySelect(acc.gram, acc.cross, acc.p, acc.m, forced, count, opts.lambdaRel ?? DEFAULT_RIDGE, cb), opts);
-}
-
-/** A RidgeAccumulator over a subset of another's columns (in the order given), the constant column kept last. */
-export function subAccumulator(acc: RidgeAccumulator, cols: ArrayLike<number>): RidgeAccumulator {
-  const k = cols.length;
-  const { p, m } = acc;
-  const idx = [...Array.from(cols), p];
-  const sub = new RidgeAccumulator(k, m);
-  for (let a = 0; a <= k; a++) {
-    for (let b = 0; b <= k; b++) sub.gram[a * (k + 1) + b] = acc.gram[idx[a]! * (p + 1) + idx[b]!]!;
-    sub.cross.set(acc.cross.subarray(idx[a]! * m, idx[a]! * m + m), a * m);
-  }
-  sub.addCount(acc.count);
-  return sub;
+export function ffApply(ff: FFParts & { d: number; dFF: number }, X: Float32Array, n: number, act: Activation, output: boolean, opts: JobOptions = {}): Promise<Float32Array> {
+  if (X.length !== n * ff.d) throw new FfmergeError('SHAPE_MISMATCH', `ffApply: X must be ${n}×${ff.d}`);
+  return runNativeJob('refit', (cb) => addon().ffApply(X, n, ff.d, ff.dFF, parts(ff), act, output, cb), opts);
 }

@@ -176,20 +176,25 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const kind = taskFor(summary);
   checkApplicable(options, kind, summary.modelType);
   kind.check(options);
-  // method 'auto': every DEFAULT_COMBOS combination is a candidate at every window and the best on validation
-  // is kept (the recover methods are part of each combination). Otherwise one combination; without options,
-  // the paper's merge (permute, no recovery).
+  // method 'auto', the default when neither a method nor a recover method is named: every DEFAULT_COMBOS
+  // combination is a candidate at every window and the best on validation is kept (the recover methods are
+  // part of each combination). Otherwise one combination, the recover method 'none' unless named; a recover
+  // method alone goes with the paper's permute. The paper's plain merge: method 'permute', recover 'none'.
   if (options.method === 'auto' && options.recover !== undefined) {
     throw new FfmergeError('INVALID_ARGUMENT', "method 'auto' chooses the recover method itself: give no recover with it");
   }
-  const combos: Combo[] =
-    options.method === 'auto'
-      ? DEFAULT_COMBOS.map(([m, r]) => ({ method: MERGE_METHODS.get(m), recover: RECOVER_METHODS.get(r) }))
-      : [{ method: MERGE_METHODS.get(options.method ?? 'permute'), recover: RECOVER_METHODS.get(options.recover ?? 'none') }];
+  const auto = options.method === 'auto' || (options.method === undefined && options.recover === undefined);
+  const combos: Combo[] = auto
+    ? DEFAULT_COMBOS.map(([m, r]) => ({ method: MERGE_METHODS.get(m), recover: RECOVER_METHODS.get(r) }))
+    : [{ method: MERGE_METHODS.get(options.method ?? 'permute'), recover: RECOVER_METHODS.get(options.recover ?? 'none') }];
   if (options.baselines !== undefined && !Array.isArray(options.baselines)) throw new FfmergeError('INVALID_ARGUMENT', 'baselines must be a list of names');
   const baselines = [...new Set(options.baselines ?? [])].map((b) => BASELINES.get(b));
   const anchor: Anchor = options.anchor ?? 'first';
   anchorOffset(anchor, 2);
+  const { selectMemory } = options;
+  if (selectMemory !== undefined && !(typeof selectMemory === 'number' && Number.isFinite(selectMemory) && selectMemory > 0)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `selectMemory must be a positive number of bytes (got ${showValue(selectMemory)})`);
+  }
   const format: CompressFormat = options.format ?? 'tied';
   if (format !== 'tied' && format !== 'expanded' && format !== 'onnx') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied, expanded or onnx (got ${showValue(format)})`);
   const { mode, groups } = resolveStacks(summary, options.stacks);
@@ -216,7 +221,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     // The default (no method named) with k > 2 also tries k − 1 pairs in place of one window of k.
     const pairing = searching && k > 2 && combos.length > 1;
     const pairWindows = pairing ? enumerateWindows(L, 2) : [];
-    const ctx: MergeContext = { model, anchor, correlations: new Map(), calibration: task.calibration };
+    const ctx: MergeContext = { model, anchor, correlations: new Map(), calibration: task.calibration, ...(selectMemory !== undefined ? { selectGramBytes: selectMemory } : {}) };
     let calibrationFeatures: Partial<Record<StackName, number>> = {};
     if (combos.some((c) => c.method.needsCorrelations) || baselines.some((b) => b.needsCorrelations)) {
       const pairs = new Map(merged.map((s) => [s, pairsFor([...windows, ...pairWindows], anchor)]));

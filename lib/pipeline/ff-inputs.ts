@@ -10,57 +10,68 @@
 import { FfmergeError } from '../errors';
 import type { JobOptions } from '../native/job';
 import { throwIfAborted } from '../native/job';
-import { DEFAULT_RIDGE, matmulABt, RidgeAccumulator } from '../native/ridge';
-import { activate, type Activation } from '../model/activation';
+import { DEFAULT_RIDGE, ffApply, matmulABt, RidgeAccumulator } from '../native/ridge';
+import type { Activation } from '../model/activation';
 import { transpose, type FFWeights } from '../model/ff-weights';
 import type { Model, StackName } from '../model/model';
 import type { FeatureBatch } from '../data/feature-batches';
+
+/** What recovers an FF's input X [n, d] from its pre-activation U [n, dFF]: X = U·Pᵀ − shift. */
+export interface InputRecovery {
+  /** [d, dFF] */
+  P: Float32Array;
+  /** P·b_in [d] (absent without b_in): subtracting it per row is (U − b_in)·Pᵀ without touching U. */
+  shift?: Float32Array;
+}
 
 /**
  * P [d, dFF] with X = (U − b)·Pᵀ: P = (W_inᵀW_in)⁻¹ W_inᵀ, computed by the
  * native Cholesky solver with no ridge: rows of W_in as features, the identity as targets.
  */
-export async function inputRecovery(ff: FFWeights, opts: JobOptions): Promise<Float32Array> {
+export async function inputRecovery(ff: FFWeights, opts: JobOptions): Promise<InputRecovery> {
   const { d, dFF } = ff;
   const identity = new Float32Array(dFF * dFF);
   for (let i = 0; i < dFF; i++) identity[i * dFF + i] = 1;
   const acc = new RidgeAccumulator(d, dFF);
   await acc.add(ff.wIn, identity, dFF, opts);
+  let P: Float32Array;
   try {
     const { w } = await acc.solve(0, { ...opts, bias: false }); // w = Pᵀ [dFF, d]
-    return transpose(w, dFF, d);
+    P = transpose(w, dFF, d);
   } catch (e) {
     if (e instanceof FfmergeError && e.code === 'SINGULAR_MATRIX') {
       throw new FfmergeError('SINGULAR_MATRIX', "refit: a layer's first FF matrix is rank-deficient, its FF input cannot be recovered");
     }
     throw e;
   }
-}
-
-export function addBias(m: Float32Array, b: Float32Array | undefined, cols: number): void {
-  if (!b) return;
-  for (let i = 0; i < m.length; i++) m[i]! += b[i % cols]!;
-}
-
-/** FF hidden activations (after the nonlinearity) on inputs X [n, d]. */
-export async function hiddenOf(ff: FFWeights, X: Float32Array, n: number, act: Activation, opts: JobOptions): Promise<Float32Array> {
-  const up = await matmulABt(X, ff.wIn, n, ff.dFF, ff.d, opts);
-  addBias(up, ff.bIn, ff.dFF);
-  if (ff.wGate) {
-    const gate = await matmulABt(X, ff.wGate, n, ff.dFF, ff.d, opts);
-    addBias(gate, ff.bGate, ff.dFF);
-    for (let i = 0; i < up.length; i++) up[i] = activate(act, gate[i]!) * up[i]!;
-  } else {
-    for (let i = 0; i < up.length; i++) up[i] = activate(act, up[i]!);
+  if (!ff.bIn) return { P };
+  const shift = new Float32Array(d);
+  for (let i = 0; i < d; i++) {
+    let s = 0;
+    for (let j = 0; j < dFF; j++) s += P[i * dFF + j]! * ff.bIn[j]!;
+    shift[i] = s;
   }
-  return up;
+  return { P, shift };
 }
 
-/** The FF's output on inputs X [n, d]: [n, d]. */
-export async function outputOf(ff: FFWeights, X: Float32Array, n: number, act: Activation, opts: JobOptions): Promise<Float32Array> {
-  const Y = await matmulABt(await hiddenOf(ff, X, n, act, opts), ff.wOut, n, ff.d, ff.dFF, opts);
-  addBias(Y, ff.bOut, ff.d);
-  return Y;
+/** The FF input X [n, d] behind pre-activations U [n, dFF] (U is not modified; the product is native). */
+export async function recoverInputs(U: Float32Array, n: number, ff: FFWeights, r: InputRecovery, opts: JobOptions): Promise<Float32Array> {
+  const X = await matmulABt(U, r.P, n, ff.d, ff.dFF, opts);
+  if (r.shift) {
+    const { d } = ff;
+    for (let i = 0; i < n; i++) for (let c = 0; c < d; c++) X[i * d + c]! -= r.shift[c]!;
+  }
+  return X;
+}
+
+/** FF hidden activations (after the nonlinearity) on inputs X [n, d]: one native job. */
+export function hiddenOf(ff: FFWeights, X: Float32Array, n: number, act: Activation, opts: JobOptions): Promise<Float32Array> {
+  return ffApply(ff, X, n, act, false, opts);
+}
+
+/** The FF's output on inputs X [n, d]: [n, d], one native job. */
+export function outputOf(ff: FFWeights, X: Float32Array, n: number, act: Activation, opts: JobOptions): Promise<Float32Array> {
+  return ffApply(ff, X, n, act, true, opts);
 }
 
 /**
@@ -78,7 +89,7 @@ export async function forEachFFInput(
   each: (layer: number, X: Float32Array, n: number) => Promise<void>,
   opts: JobOptions,
 ): Promise<void> {
-  const recover = new Map<number, Float32Array>();
+  const recover = new Map<number, InputRecovery>();
   for (const l of layers) recover.set(l, await inputRecovery(ffOf(l), opts));
   const main = stack === model.mainStack;
   const signal = opts.signal ? { signal: opts.signal } : {};
@@ -98,9 +109,7 @@ export async function forEachFFInput(
       const U = captured!.get(l)!;
       const n = U.length / ff.dFF;
       if (n === 0) continue;
-      const centred = new Float32Array(U);
-      if (ff.bIn) for (let i = 0; i < centred.length; i++) centred[i]! -= ff.bIn[i % ff.dFF]!;
-      await each(l, await matmulABt(centred, recover.get(l)!, n, ff.d, ff.dFF, opts), n);
+      await each(l, await recoverInputs(U, n, ff, recover.get(l)!, opts), n);
     }
   }
 }
@@ -125,8 +134,7 @@ export async function refitOutput(
   const acc = new RidgeAccumulator(merged.dFF, merged.d);
   const signal = opts.signal ? { signal: opts.signal } : {};
   await forEachFFInput(source, stack, layers, ffOf, calibration, async (l, X, n) => {
-    const H = await hiddenOf(merged, X, n, act, opts);
-    await acc.add(H, await outputOf(originals.get(l)!, X, n, act, opts), n, signal);
+    await acc.addFF(X, n, merged, act, await outputOf(originals.get(l)!, X, n, act, opts), signal);
   }, opts);
   // A model without b_out (LLaMA) has no slot for one: the fit then has no intercept.
   const sol = await acc.solve(DEFAULT_RIDGE, { ...signal, bias: Boolean(merged.bOut) });

@@ -8,6 +8,12 @@ import type { CompressFormat } from './options';
 import type { CompressResult } from './result';
 
 const METRIC = { perplexity: 'perplexity', accuracy: 'top-1 accuracy', bleu: 'greedy BLEU' } as const;
+/** What each merge method did, in a phrase (methods not listed get none). */
+const METHOD_NOTE: Record<string, string> = {
+  permute: "the paper's merge: units aligned to the anchor by maximum correlation, then averaged",
+  vanilla: 'averaged without alignment',
+  select: 'the d_ff pooled units that best reproduce every position, W_out fitted by least squares',
+};
 
 function num(v: number | undefined, metric: string): string {
   if (v === undefined || !Number.isFinite(v)) return '–';
@@ -64,13 +70,13 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     '',
     `This model is \`${path.basename(r.model)}\` (${r.modelType}, ${Object.entries(r.layers).map(([s, n]) => `${n} ${s}`).join(' + ')} layers)`,
     'compressed by [ffmerge](https://www.npmjs.com/package/ffmerge), which reproduces "Merging Feed-Forward Sublayers',
-    'for Compressed Transformers" (Verma, Murray, Duh 2025): the feed-forward (FF) sublayers of k adjacent layers are',
-    'aligned to one anchor layer and averaged, and all k positions share that one FF. No fine-tuning was done.',
+    'for Compressed Transformers" (Verma, Murray, Duh 2025) and goes beyond it: the feed-forward (FF) sublayers of k',
+    `adjacent layers are merged into one FF that all k positions share. ${r.recover === 'finetune' ? 'The merged model was then fine-tuned with the ties kept.' : 'No gradient training was done.'}`,
     '',
     '## What was merged',
     `- k = ${r.k}: ${windows}`,
-    `- method: \`${r.method}\`${r.method === 'permute' ? ' (units aligned to the anchor by maximum correlation, then averaged)' : ''}; recover: \`${r.recover}\``,
-    `- window chosen by: ${r.candidates.length > 0 ? `searching ${r.candidates.length} candidate windows on validation ${METRIC[m]}` : 'given by the user'}`,
+    `- method: \`${r.method}\`${METHOD_NOTE[r.method] ? ` (${METHOD_NOTE[r.method]})` : ''}; recover: \`${r.recover}\``,
+    `- chosen by: ${r.candidates.length > 0 ? `searching ${r.candidates.length} candidates (windows${r.candidates.some((c) => c.method) ? ' and method combinations' : ''}) on validation ${METRIC[m]}` : 'given by the user'}`,
     `- calibration: ${int(r.data.calibration)} ${r.data.unit}; validation: ${int(r.data.validation)} ${r.data.unit}${r.data.test !== undefined ? `; test: ${int(r.data.test)} ${r.data.unit}` : ''}`,
     '',
     '## What it costs',

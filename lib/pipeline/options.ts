@@ -40,9 +40,11 @@ export interface CompressOptions {
   window?: 'auto' | string | Window | Window[];
   anchor?: Anchor;
   /**
-   * A merge method by name (see MERGE_METHODS): 'permute' (the paper, the default), 'vanilla', 'select'; or
-   * 'auto': compress compares DEFAULT_COMBOS (method + recover) at every window and keeps the best on
-   * validation. The recover method defaults to 'none'.
+   * A merge method by name (see MERGE_METHODS): 'permute' (the paper), 'vanilla', 'select'; or 'auto', the
+   * default when neither method nor recover is given: compress compares DEFAULT_COMBOS (method + recover) at
+   * every window and keeps the best on validation. With a method named, the recover method defaults to
+   * 'none'; with only a recover method named, the method is 'permute'. The paper's plain merge: method
+   * 'permute', recover 'none'.
    */
   method?: string;
   /** A recover method by name (see RECOVER_METHODS): 'none', 'refit', 'refit-seq', 'refit-res'. */
@@ -51,6 +53,12 @@ export interface CompressOptions {
   baselines?: string[];
   /** Encoder–decoder models: which stacks are merged (default 'both-same'). */
   stacks?: StackMode;
+  /**
+   * Bytes the `select` merge's normal equations may take per window (default 128 MiB). A wider pool (k × d_ff
+   * units; GPT-2-small with k = 4 needs 1.2 GB) is first cut, per source layer, to the units that explain the
+   * most alone, down to what fits but never below 1.25 × d_ff.
+   */
+  selectMemory?: number;
   // ---- output ----
   /** Where to write the compressed checkpoint (omit to only evaluate). */
   out?: string;
@@ -120,7 +128,7 @@ export const DEFAULT_FRACTION = 0.25;
 
 /** Options every task reads. */
 export const COMMON_KEYS: readonly (keyof CompressOptions)[] = [
-  'k', 'fraction', 'window', 'anchor', 'method', 'recover', 'baselines', 'stacks', 'out', 'format', 'overwrite', 'maxShardSize', 'signal', 'onProgress',
+  'k', 'fraction', 'window', 'anchor', 'method', 'recover', 'baselines', 'stacks', 'selectMemory', 'out', 'format', 'overwrite', 'maxShardSize', 'signal', 'onProgress',
 ];
 
 /** A positive integer option, or its default. */

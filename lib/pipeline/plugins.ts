@@ -39,6 +39,8 @@ export interface MergeContext {
    *  matrices of every pair would not fit at LLM widths, so get() refuses with INVALID_STATE there. */
   correlations: Map<StackName, PairCorrelations>;
   calibration: FeatureBatch[];
+  /** Bytes select's normal equations may take (CompressOptions.selectMemory); its default when absent. */
+  selectGramBytes?: number;
 }
 
 export interface MergeMethod extends Named {

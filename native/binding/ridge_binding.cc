@@ -1,19 +1,33 @@
-// ridgeAccumulate / ridgeSolve: the training-free refit's least squares (core/ridge.h) as async jobs.
-//   ridgeAccumulate(H: Float32Array n×p, Y: Float32Array n×m, n, p, m, G: Float64Array, C: Float64Array,
-//                   onProgress?) → {promise<void>, cancel}     (adds into G and C in place)
-//   ridgeSolve(G, C, p, m, lambdaRel, onProgress?) → {promise<Float64Array X (p+1)×m>, cancel}
-//   greedySelect(G, C, p, m, forced: Int32Array, count, lambdaRel, onProgress?) → {promise<Int32Array>, cancel}
-//     (the select merge's pivoted-Cholesky column subset, core/select.h)
-//   matmulABt(A: Float32Array M×K, B: Float32Array N×K, M, N, K) → {promise<Float32Array C = A·Bᵀ (M×N)>, cancel}
-//     (the refit's row-block products: FF inputs, merged hidden activations, original FF outputs)
+// The training-free refit's least squares (core/ridge.h) and the select merge's column subset (core/select.h)
+// on sums that live in native memory:
+//   new RidgeSums(p, m)                       G = [H 1]ᵀ[H 1] ((p+1)², fp64) and C = [H 1]ᵀY ((p+1)×m), zero
+//   sums.add(H n×p, Y n×m, n, onProgress?)    → {promise<void>, cancel}
+//   sums.addFF(X n×d, n, ff, activation, Y n×m, onProgress?) → {promise<void>, cancel}
+//       H = the hidden units of ff (binding/ff_binding.h: { wIn [p, d], bIn?, wGate?, bGate? }) on X,
+//       computed in the job in row blocks: neither H nor its products ever pass through JS
+//   sums.solve(lambdaRel, bias, columns: Int32Array | null, onProgress?) → {promise<Float64Array X>, cancel}
+//       X ((k+1)×m) solves the system of the listed columns (all p when null) plus the constant one;
+//       with bias false the constant column is dropped (X's last row is 0)
+//   sums.select(forced: Int32Array, count, lambdaRel, onProgress?) → {promise<Int32Array>, cancel}
+//   sums.rows() → rows added
+//   matmulABt(A M×K, B N×K, M, N, K, onProgress?) → {promise<Float32Array A·Bᵀ>, cancel}
+// Why native-resident: G is (p+1)² doubles, 34 MB for select's pool at gpt2-sotu and 134 MB under its
+// default budget. Held in JS it was copied in and written back by every add on the main thread: a stall of
+// the host's event loop of ~90 ms at 34 MB. One job at a time per RidgeSums (BUSY otherwise).
 #include <napi.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "binding/async_job.h"
+#include "binding/ff_binding.h"
 #include "binding/registry.h"
+#include "core/error.h"
 #include "core/gemm.h"
 #include "core/ridge.h"
 #include "core/select.h"
@@ -21,61 +35,203 @@
 namespace ffm::binding {
 namespace {
 
-double* GetF64(const Napi::Value& v, const char* what, size_t want) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a Float64Array");
-  auto a = v.As<Napi::Float64Array>();
-  if (a.ElementLength() != want)
-    ThrowCode(v.Env(), "SHAPE_MISMATCH", std::string(what) + " has the wrong length for p and m");
-  return a.Data();
-}
-
 size_t GetSize(const Napi::Value& v, const char* what) {
-  if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0)
+  if (!v.IsNumber()) ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a number");
+  const double x = v.As<Napi::Number>().DoubleValue();
+  if (!(x >= 0) || x != double(size_t(x)) || x > 9007199254740991.0)
     ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a non-negative integer");
-  return static_cast<size_t>(v.As<Napi::Number>().Int64Value());
+  return size_t(x);
 }
 
-Napi::Value Accumulate(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  F32View H = GetF32(info[0], "H");
-  F32View Y = GetF32(info[1], "Y");
-  size_t n = GetSize(info[2], "n"), p = GetSize(info[3], "p"), m = GetSize(info[4], "m");
-  if (H.length != n * p) ThrowCode(env, "SHAPE_MISMATCH", "H must hold n×p values");
-  if (Y.length != n * m) ThrowCode(env, "SHAPE_MISMATCH", "Y must hold n×m values");
-  GetF64(info[5], "G", (p + 1) * (p + 1));
-  GetF64(info[6], "C", (p + 1) * m);
-  // Inputs copied for the worker and G, C written back when it settles (async_job.h says why).
-  Owned<float> h = CopyTyped<float>(info[0], "H"), y = CopyTyped<float>(info[1], "Y");
-  Owned<double> g = CopyTyped<double>(info[5], "G"), c = CopyTyped<double>(info[6], "C");
-  auto g_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(info[5]));
-  auto c_ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(info[6]));
-  return AsyncJob::Start(
-      env, info[7], [=](JobControl& ctl) { ridge_accumulate(ctl, h->data(), n, p, y->data(), m, g->data(), c->data()); },
-      [g, c, g_ref, c_ref](Napi::Env e) -> Napi::Value {
-        WriteBack(*g_ref, *g, "G");
-        WriteBack(*c_ref, *c, "C");
-        return e.Undefined();
-      });
+std::vector<int32_t> GetIndices(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be an Int32Array");
+  auto a = v.As<Napi::Int32Array>();
+  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
 }
 
-Napi::Value Solve(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  size_t p = GetSize(info[2], "p"), m = GetSize(info[3], "m");
-  GetF64(info[0], "G", (p + 1) * (p + 1));
-  GetF64(info[1], "C", (p + 1) * m);
-  Owned<double> G = CopyTyped<double>(info[0], "G"), C = CopyTyped<double>(info[1], "C");  // for the worker
-  if (!info[4].IsNumber()) ThrowCode(env, "INVALID_ARGUMENT", "lambdaRel must be a number");
-  double lambda_rel = info[4].As<Napi::Number>().DoubleValue();
-  auto X = std::make_shared<std::vector<double>>((p + 1) * m);
-  return AsyncJob::Start(
-      env, info[5], [=](JobControl& ctl) { ridge_solve(ctl, G->data(), C->data(), p, m, lambda_rel, X->data()); },
-      [X](Napi::Env env) -> Napi::Value {
-        auto out = Napi::Float64Array::New(env, X->size());
-        std::copy(X->begin(), X->end(), out.Data());
-        return out;
-      });
+// calloc'd: a large allocation is fresh zero pages from the kernel, so creating sums costs the main thread
+// nothing in proportion to their size.
+struct Freer {
+  void operator()(double* p) const { std::free(p); }
+};
+using Doubles = std::unique_ptr<double[], Freer>;
+
+struct Sums {
+  size_t p = 0, m = 0;
+  Doubles G, C;
+  double rows = 0;
+  std::atomic<bool> busy{false};
+};
+
+struct Claim {
+  explicit Claim(std::shared_ptr<Sums> s) : sums(std::move(s)) {}
+  Claim(const Claim&) = delete;
+  Claim& operator=(const Claim&) = delete;
+  ~Claim() { sums->busy.store(false); }
+  std::shared_ptr<Sums> sums;
+};
+
+Napi::Value ExternalF64(Napi::Env env, std::vector<double>&& v) {
+  auto out = Napi::Float64Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), out.Data());  // (p+1)×m: small next to G
+  return out;
 }
+
+class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "RidgeSums",
+                       {InstanceMethod<&RidgeSums::Add>("add"), InstanceMethod<&RidgeSums::AddFF>("addFF"),
+                        InstanceMethod<&RidgeSums::Solve>("solve"), InstanceMethod<&RidgeSums::Select>("select"),
+                        InstanceMethod<&RidgeSums::Rows>("rows")});
+  }
+
+  explicit RidgeSums(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RidgeSums>(info) {
+    Napi::Env env = info.Env();
+    const size_t p = GetSize(info[0], "p"), m = GetSize(info[1], "m");
+    if (p == 0 || m == 0) ThrowCode(env, "INVALID_ARGUMENT", "RidgeSums needs positive sizes");
+    const size_t n = p + 1;
+    if (n > SIZE_MAX / n / sizeof(double) || n > SIZE_MAX / m / sizeof(double))
+      ThrowCode(env, "OUT_OF_MEMORY", "the least-squares sums for p = " + std::to_string(p) + " do not fit in memory");
+    s_ = std::make_shared<Sums>();
+    s_->p = p;
+    s_->m = m;
+    s_->G.reset(static_cast<double*>(std::calloc(n * n, sizeof(double))));
+    s_->C.reset(static_cast<double*>(std::calloc(n * m, sizeof(double))));
+    if (!s_->G || !s_->C)
+      ThrowCode(env, "OUT_OF_MEMORY", "not enough memory for the least-squares sums of " + std::to_string(p) +
+                                          " columns (" + std::to_string(n * n * 8 / (1 << 20)) + " MiB)");
+  }
+
+ private:
+  std::shared_ptr<Claim> Take(Napi::Env env) {
+    bool expected = false;
+    if (!s_->busy.compare_exchange_strong(expected, true))
+      ThrowCode(env, "BUSY", "these least-squares sums are already running a job; await it before starting another");
+    return std::make_shared<Claim>(s_);
+  }
+
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const size_t p = s_->p, m = s_->m, n = GetSize(info[2], "n");
+    if (GetF32(info[0], "H").length != n * p) ThrowCode(env, "SHAPE_MISMATCH", "H must hold n×p values");
+    if (GetF32(info[1], "Y").length != n * m) ThrowCode(env, "SHAPE_MISMATCH", "Y must hold n×m values");
+    Owned<float> h = CopyTyped<float>(info[0], "H"), y = CopyTyped<float>(info[1], "Y");  // async_job.h: why
+    auto claim = Take(env);
+    return AsyncJob::Start(
+        env, info[3],
+        [=](JobControl& ctl) {
+          Sums& s = *claim->sums;
+          ridge_accumulate(ctl, h->data(), n, p, y->data(), m, s.G.get(), s.C.get());
+          s.rows += double(n);
+        },
+        [claim](Napi::Env e) { return e.Undefined(); });
+  }
+
+  Napi::Value AddFF(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const size_t p = s_->p, m = s_->m, n = GetSize(info[1], "n");
+    const F32View X = GetF32(info[0], "X");
+    if (n == 0 ? X.length != 0 : X.length % n != 0) ThrowCode(env, "SHAPE_MISMATCH", "X must hold n rows");
+    const size_t d = n ? X.length / n : 1;
+    FFCopy ff = CopyFF(info[2], d, p, info[3], false);
+    if (GetF32(info[4], "Y").length != n * m) ThrowCode(env, "SHAPE_MISMATCH", "Y must hold n×m values");
+    Owned<float> x = CopyTyped<float>(info[0], "X"), y = CopyTyped<float>(info[4], "Y");
+    auto claim = Take(env);
+    return AsyncJob::Start(
+        env, info[5],
+        [=](JobControl& ctl) {
+          Sums& s = *claim->sums;
+          // Row blocks bound the scratch (block × p floats) whatever the batch.
+          const size_t block = std::max<size_t>(1, std::min<size_t>(n, (size_t(64) << 20) / (4 * p)));
+          std::vector<float> h(std::min(block, n) * p), scratch;
+          for (size_t r = 0; r < n; r += block) {
+            ctl.check();
+            const size_t rows = std::min(block, n - r);
+            FFHidden(ctl.pool(), ff, x->data() + r * d, rows, h.data(), scratch);
+            ridge_accumulate(ctl, h.data(), rows, p, y->data() + r * m, m, s.G.get(), s.C.get());
+            s.rows += double(rows);
+            ctl.progress(double(r + rows), double(n));
+          }
+        },
+        [claim](Napi::Env e) { return e.Undefined(); });
+  }
+
+  Napi::Value Solve(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber()) ThrowCode(env, "INVALID_ARGUMENT", "lambdaRel must be a number");
+    const double lambda_rel = info[0].As<Napi::Number>().DoubleValue();
+    const bool bias = info[1].ToBoolean();
+    const size_t p = s_->p, m = s_->m;
+    std::vector<int32_t> cols;
+    const bool all = info[2].IsNull() || info[2].IsUndefined();
+    if (!all) {
+      cols = GetIndices(info[2], "columns");
+      for (int32_t c : cols)
+        if (c < 0 || size_t(c) >= p) ThrowCode(env, "INVALID_ARGUMENT", "a column index is out of range");
+    }
+    auto claim = Take(env);
+    auto X = std::make_shared<std::vector<double>>();
+    return AsyncJob::Start(
+        env, info[3],
+        [=](JobControl& ctl) {
+          const Sums& s = *claim->sums;
+          // The sub-system of the listed columns (then the constant one), or the whole one in place.
+          const size_t k = all ? p : cols.size(), n = p + 1, kn = k + 1;
+          const double* G = s.G.get();
+          const double* C = s.C.get();
+          std::vector<double> g, c;
+          if (!all || !bias) {
+            std::vector<size_t> idx(kn);
+            for (size_t a = 0; a < k; ++a) idx[a] = all ? a : size_t(cols[a]);
+            idx[k] = p;
+            g.resize(kn * kn);
+            c.resize(kn * m);
+            for (size_t a = 0; a < kn; ++a) {
+              ctl.check();
+              for (size_t b = 0; b < kn; ++b) g[a * kn + b] = G[idx[a] * n + idx[b]];
+              std::copy(C + idx[a] * m, C + idx[a] * m + m, c.begin() + a * m);
+            }
+            if (!bias) {  // no intercept: the constant column becomes an identity entry with zero targets
+              for (size_t a = 0; a < kn; ++a) g[a * kn + k] = g[k * kn + a] = 0;
+              g[k * kn + k] = 1;
+              std::fill(c.begin() + k * m, c.end(), 0.0);
+            }
+            G = g.data();
+            C = c.data();
+          }
+          X->resize(kn * m);
+          ridge_solve(ctl, G, C, k, m, lambda_rel, X->data());
+        },
+        [claim, X](Napi::Env e) { return ExternalF64(e, std::move(*X)); });
+  }
+
+  Napi::Value Select(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<int32_t> forced = GetIndices(info[0], "forced");
+    const size_t count = GetSize(info[1], "count");
+    if (!info[2].IsNumber()) ThrowCode(env, "INVALID_ARGUMENT", "lambdaRel must be a number");
+    const double lambda_rel = info[2].As<Napi::Number>().DoubleValue();
+    auto claim = Take(env);
+    auto out = std::make_shared<std::vector<int32_t>>();
+    return AsyncJob::Start(
+        env, info[3],
+        [=](JobControl& ctl) {
+          const Sums& s = *claim->sums;
+          *out = greedy_select(ctl, s.G.get(), s.C.get(), s.p, s.m, forced, count, lambda_rel);
+        },
+        [claim, out](Napi::Env e) -> Napi::Value {
+          auto a = Napi::Int32Array::New(e, out->size());
+          std::copy(out->begin(), out->end(), a.Data());
+          return a;
+        });
+  }
+
+  Napi::Value Rows(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), s_->rows); }
+
+  std::shared_ptr<Sums> s_;
+};
 
 Napi::Value MatmulABt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -98,41 +254,12 @@ Napi::Value MatmulABt(const Napi::CallbackInfo& info) {
           ctl.progress(double(r + rows), double(M));
         }
       },
-      [C](Napi::Env env) -> Napi::Value {
-        auto out = Napi::Float32Array::New(env, C->size());
-        std::copy(C->begin(), C->end(), out.Data());
-        return out;
-      });
-}
-
-Napi::Value GreedySelect(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  size_t p = GetSize(info[2], "p"), m = GetSize(info[3], "m");
-  GetF64(info[0], "G", (p + 1) * (p + 1));
-  GetF64(info[1], "C", (p + 1) * m);
-  Owned<double> G = CopyTyped<double>(info[0], "G"), C = CopyTyped<double>(info[1], "C");  // for the worker
-  if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    ThrowCode(env, "INVALID_ARGUMENT", "forced must be an Int32Array");
-  auto f = info[4].As<Napi::Int32Array>();
-  std::vector<int32_t> forced(f.Data(), f.Data() + f.ElementLength());
-  size_t count = GetSize(info[5], "count");
-  if (!info[6].IsNumber()) ThrowCode(env, "INVALID_ARGUMENT", "lambdaRel must be a number");
-  double lambda_rel = info[6].As<Napi::Number>().DoubleValue();
-  auto out = std::make_shared<std::vector<int32_t>>();
-  return AsyncJob::Start(
-      env, info[7], [=](JobControl& ctl) { *out = greedy_select(ctl, G->data(), C->data(), p, m, forced, count, lambda_rel); },
-      [out](Napi::Env env) -> Napi::Value {
-        auto a = Napi::Int32Array::New(env, out->size());
-        std::copy(out->begin(), out->end(), a.Data());
-        return a;
-      });
+      [C](Napi::Env e) { return ExternalF32(e, std::move(*C)); });
 }
 
 void Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("greedySelect", Napi::Function::New(env, GreedySelect, "greedySelect"));
+  exports.Set("RidgeSums", RidgeSums::Define(env));
   exports.Set("matmulABt", Napi::Function::New(env, MatmulABt, "matmulABt"));
-  exports.Set("ridgeAccumulate", Napi::Function::New(env, Accumulate, "ridgeAccumulate"));
-  exports.Set("ridgeSolve", Napi::Function::New(env, Solve, "ridgeSolve"));
 }
 
 }  // namespace

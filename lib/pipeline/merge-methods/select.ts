@@ -9,8 +9,13 @@
  * H = [H_l(X_p)] of all positions p (core/select.h: a pivoted Cholesky on the accumulated Gram), with the
  * intercept taken first when the model has b_out. The merged FF has the original shape: the paper's
  * parameter count.
+ *
+ * Memory: the normal equations of P pooled units take (P+1)² doubles, 1.2 GB at GPT-2-small width with k = 4.
+ * Where that exceeds the budget (ctx.selectGramBytes, default DEFAULT_SELECT_GRAM_BYTES), a first pass keeps
+ * the P units that fit (see prescreen), and the selection runs on those.
  */
-import { DEFAULT_RIDGE, greedySelect, RidgeAccumulator, subAccumulator } from '../../native/ridge';
+import { CorrelationAccumulator } from '../../native/correlation';
+import { DEFAULT_RIDGE, RidgeAccumulator } from '../../native/ridge';
 import type { JobOptions } from '../../native/job';
 import type { Activation } from '../../model/activation';
 import type { FFWeights } from '../../model/ff-weights';
@@ -59,7 +64,7 @@ export function pick(pooled: FFWeights, units: ArrayLike<number>): FFWeights {
  */
 export async function selectUnits(acc: RidgeAccumulator, pooled: FFWeights, dFF: number, withBias: boolean, opts: JobOptions): Promise<FFWeights> {
   const signal = opts.signal ? { signal: opts.signal } : {};
-  const taken = await greedySelect(acc, dFF + (withBias ? 1 : 0), { ...signal, forced: withBias ? [pooled.dFF] : [] });
+  const taken = await acc.select(dFF + (withBias ? 1 : 0), { ...signal, forced: withBias ? [pooled.dFF] : [] });
   // unit order does not matter to the model; sorted keeps each source layer's units together
   const units = Array.from(taken).filter((u) => u < pooled.dFF).sort((a, b) => a - b);
   if (units.length < dFF) {
@@ -69,10 +74,84 @@ export async function selectUnits(acc: RidgeAccumulator, pooled: FFWeights, dFF:
     for (let u = 0; u < pooled.dFF && units.length < dFF; u++) if (!used.has(u)) units.push(u);
   }
   const merged = pick(pooled, units);
-  const sol = await subAccumulator(acc, units).solve(DEFAULT_RIDGE, { ...signal, bias: withBias });
+  const sol = await acc.solve(DEFAULT_RIDGE, { ...signal, bias: withBias, columns: units });
   merged.wOut = sol.w;
   if (withBias) merged.bOut = sol.b;
   return merged;
+}
+
+/**
+ * The default memory budget of select's normal equations: 128 MiB, about 4,100 pooled units. No fixture comes
+ * near it (the widest pool, gpt2-sotu's 4 × 512 units, takes 34 MB); GPT-2-small with k = 4 (12,288 units)
+ * does, and stays within issue 9's 1.5 GB compress bound only with it.
+ */
+export const DEFAULT_SELECT_GRAM_BYTES = 128 * 2 ** 20;
+
+/**
+ * How many of `pooled` units select may keep resident: those whose (P+1)² doubles fit `bytes`, but never
+ * fewer than 1.25 × d_ff (the selection needs a choice beyond d_ff; at 7B width with k = 2 this floor, 13,760
+ * units, takes 1.5 GB whatever the budget), and never more than the pool.
+ */
+export function poolCap(pooled: number, dFF: number, bytes: number): number {
+  const fit = Math.floor(Math.sqrt(bytes / 8)) - 1;
+  return Math.min(pooled, Math.max(fit, Math.ceil(1.25 * dFF)));
+}
+
+/**
+ * The `keep` pooled units most worth the selection's time, from one pass over the calibration inputs: each
+ * unit's gain alone after the intercept (the first step of the forward regression, Σ_o corr(h, y_o)² ·
+ * var(y_o)), the best ⌊keep / k⌋ or ⌈keep / k⌉ of each source layer. A quota per layer, because the layers
+ * of a window share many near-duplicate units: ranked together, the duplicates of the strongest units would
+ * crowd out what only one layer computes. Memory: the p × d_model correlation sums, not p².
+ */
+export function prescreen(gains: Float64Array, layers: number, keep: number): number[] {
+  const per = gains.length / layers;
+  const out: number[] = [];
+  for (let j = 0; j < layers; j++) {
+    const quota = Math.floor(keep / layers) + (j < keep % layers ? 1 : 0);
+    const units = Array.from({ length: per }, (_, i) => j * per + i);
+    units.sort((a, b) => gains[b]! - gains[a]! || a - b);
+    out.push(...units.slice(0, quota));
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** Each pooled unit's gain alone (see prescreen), from one pass of the window's calibration inputs. */
+async function unitGains(
+  each: (visit: (H: Float32Array, Y: Float32Array, n: number) => Promise<void>) => Promise<void>,
+  p: number,
+  m: number,
+  opts: JobOptions,
+): Promise<Float64Array> {
+  const signal = opts.signal ? { signal: opts.signal } : {};
+  const corr = new CorrelationAccumulator([p, m], [[0, 1]]);
+  const sum = new Float64Array(m);
+  const sq = new Float64Array(m);
+  let rows = 0;
+  await each(async (H, Y, n) => {
+    for (let r = 0; r < n; r++) {
+      for (let o = 0; o < m; o++) {
+        const y = Y[r * m + o]!;
+        sum[o]! += y;
+        sq[o]! += y * y;
+      }
+    }
+    rows += n;
+    await corr.add([H, Y], n, signal);
+  });
+  const C = await corr.finalize(0, { ...signal, release: true });
+  const variance = Float64Array.from({ length: m }, (_, o) => Math.max(0, sq[o]! / rows - (sum[o]! / rows) ** 2));
+  const gains = new Float64Array(p);
+  // p × m terms (9.4 M at GPT-2-small, k = 4): in slices, so the host's event loop gets turns in between
+  for (let u0 = 0; u0 < p; u0 += 256) {
+    for (let u = u0; u < Math.min(p, u0 + 256); u++) {
+      let g = 0;
+      for (let o = 0; o < m; o++) g += C[u * m + o]! * C[u * m + o]! * variance[o]!;
+      gains[u] = g;
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  return gains;
 }
 
 export const select: MergeMethod = {
@@ -85,13 +164,32 @@ export const select: MergeMethod = {
     const act = spec.activation as Activation;
     const layers = windowLayers(window);
     const originals = await modelFFs(model, layers, stack, opts);
-    const pooled = pool(layers.map((l) => originals.get(l)!));
+    let pooled = pool(layers.map((l) => originals.get(l)!));
     const withBias = Boolean(originals.get(layers[0]!)!.bOut);
-    const acc = new RidgeAccumulator(pooled.dFF, spec.dModel);
     const signal = opts.signal ? { signal: opts.signal } : {};
+    const cap = poolCap(pooled.dFF, spec.dFF, ctx.selectGramBytes ?? DEFAULT_SELECT_GRAM_BYTES);
+    if (cap < pooled.dFF) {
+      // Every position's inputs through the whole pool against its original output. H passes through JS
+      // here, so in row chunks of ≤ 8 MB: each copy into the correlation job stays short for the host.
+      const all = pooled;
+      const chunk = Math.max(1, Math.floor((2 << 20) / all.dFF));
+      const visit = (fn: (H: Float32Array, Y: Float32Array, n: number) => Promise<void>) =>
+        forEachFFInput(model, stack, layers, (l) => originals.get(l)!, ctx.calibration, async (l, X, n) => {
+          const d = spec.dModel;
+          for (let r = 0; r < n; r += chunk) {
+            const rows = Math.min(chunk, n - r);
+            const x = X.subarray(r * d, (r + rows) * d);
+            await fn(await hiddenOf(all, x, rows, act, opts), await outputOf(originals.get(l)!, x, rows, act, opts), rows);
+          }
+        }, opts);
+      const gains = await unitGains(visit, pooled.dFF, spec.dModel, opts);
+      pooled = pick(pooled, prescreen(gains, layers.length, cap));
+    }
+    // the pooled hidden units (n × P per batch) are computed inside the accumulating job, never in JS
+    const acc = new RidgeAccumulator(pooled.dFF, spec.dModel);
+    const units = pooled;
     await forEachFFInput(model, stack, layers, (l) => originals.get(l)!, ctx.calibration, async (l, X, n) => {
-      const H = await hiddenOf(pooled, X, n, act, opts);
-      await acc.add(H, await outputOf(originals.get(l)!, X, n, act, opts), n, signal);
+      await acc.addFF(X, n, units, act, await outputOf(originals.get(l)!, X, n, act, opts), signal);
     }, opts);
     const merged = await selectUnits(acc, pooled, spec.dFF, withBias, opts);
     return { stack, window, anchor: anchorOf(window, ctx.anchor), merged, perms: new Map() };

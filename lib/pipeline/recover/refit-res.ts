@@ -15,7 +15,7 @@
  * Post-norm stacks (Marian, BERT) normalise after the FF, so the stream difference is not an FF target there:
  * they get `refit-seq`'s targets (each position's own original FF on the merged inputs).
  */
-import { DEFAULT_RIDGE, matmulABt, RidgeAccumulator } from '../../native/ridge';
+import { DEFAULT_RIDGE, RidgeAccumulator } from '../../native/ridge';
 import type { JobOptions } from '../../native/job';
 import { throwIfAborted } from '../../native/job';
 import type { Activation } from '../../model/activation';
@@ -23,7 +23,7 @@ import type { FFWeights } from '../../model/ff-weights';
 import type { Model, StackName } from '../../model/model';
 import { windowLayers } from '../../merge/windows';
 import { modelFF, stackSpecOf } from '../align';
-import { hiddenOf, inputRecovery, outputOf } from '../ff-inputs';
+import { inputRecovery, outputOf, recoverInputs } from '../ff-inputs';
 import type { MergeContext, MergedWindow, RecoverMethod } from '../plugins';
 import { refitSeq } from './refit-seq';
 
@@ -81,11 +81,10 @@ async function stepLayer(
     out.base.push(hb);
     out.view.push(rv.hidden!);
     if (!each) continue;
-    const U = new Float32Array(rv.ff!.get(l)!);
+    const U = rv.ff!.get(l)!;
     const n = U.length / ff.dFF;
     if (n === 0) continue;
-    if (ff.bIn) for (let j = 0; j < U.length; j++) U[j]! -= ff.bIn[j % ff.dFF]!;
-    const X = await matmulABt(U, recover!, n, d, ff.dFF, opts);
+    const X = await recoverInputs(U, n, ff, recover!, opts);
     const cur = await outputOf(ff, X, n, act, opts);
     const T = featureRows(hb, d, mask);
     const V = featureRows(rv.hidden!, d, mask);
@@ -134,7 +133,7 @@ export async function compensate(
     const own = await modelFF(model, l, stack, opts);
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     // only layer l runs here, so the base model (its own FF at l) stands for the view
-    await stepLayer(ctx, model, l, own, after, act, async (X, T, n) => acc.add(await hiddenOf(own, X, n, act, opts), T, n, signal), opts);
+    await stepLayer(ctx, model, l, own, after, act, (X, T, n) => acc.addFF(X, n, own, act, T, signal), opts);
     const ff = await solveOut(own, acc, opts);
     adjusted.set(l, ff);
     const view1 = model.withFF([{ stack, layer: l, ff }]);
@@ -174,7 +173,7 @@ export async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: Jo
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     try {
       let s = entry;
-      for (const l of layers) s = await stepLayer(ctx, view, l, ff, s, act, async (X, T, n) => acc.add(await hiddenOf(ff, X, n, act, opts), T, n, signal), opts);
+      for (const l of layers) s = await stepLayer(ctx, view, l, ff, s, act, (X, T, n) => acc.addFF(X, n, ff, act, T, signal), opts);
     } finally {
       view.dispose();
     }

@@ -1,0 +1,33 @@
+// What the FF jobs share: an FF's weights copied for a worker, and its hidden units / output computed there.
+#pragma once
+#include <napi.h>
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "binding/async_job.h"
+#include "core/nn/ops.h"
+#include "core/thread_pool.h"
+
+namespace ffm::binding {
+
+// W_in [units, d] with b_in, and optionally W_gate/b_gate (SwiGLU) and W_out [d, units]/b_out; null members
+// are absent. Read from a JS object { wIn, bIn?, wGate?, bGate?, wOut?, bOut? } of Float32Arrays.
+struct FFCopy {
+  size_t d = 0, units = 0;
+  nn::Activation act = nn::Activation::GeluNew;
+  Owned<float> w_in, b_in, w_gate, b_gate, w_out, b_out;
+};
+
+// Copies the weights of `ff` (units × d, shapes checked) for a worker; with_out: W_out/b_out too.
+FFCopy CopyFF(const Napi::Value& ff, size_t d, size_t units, const Napi::Value& activation, bool with_out);
+
+// h [rows, units] = act(x·W_inᵀ + b_in), or act(x·W_gateᵀ + b_gate) · (x·W_inᵀ + b_in); scratch holds the
+// gate product (rows × units floats) when there is a gate.
+void FFHidden(ThreadPool& pool, const FFCopy& ff, const float* x, size_t rows, float* h, std::vector<float>& scratch);
+
+// A Float32Array that takes the vector over (no copy); V8 is told its size so it collects in time.
+Napi::Value ExternalF32(Napi::Env env, std::vector<float>&& v);
+
+}  // namespace ffm::binding
