@@ -81,6 +81,14 @@ F32View GetF32(const Napi::Value& v, const char* what) {
   return {a.Data(), a.ElementLength()};
 }
 
+size_t GetCount(const Napi::Value& v, const char* what) {
+  if (!v.IsNumber()) ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a number");
+  const double x = v.As<Napi::Number>().DoubleValue();
+  if (!(x >= 0) || x != double(size_t(x)) || x > 9007199254740991.0)
+    ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a non-negative integer");
+  return size_t(x);
+}
+
 int32_t* GetI32(const Napi::Value& v, const char* what, size_t* length) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
     ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be an Int32Array");

@@ -65,6 +65,8 @@ struct F32View {
 };
 F32View GetF32(const Napi::Value& v, const char* what);
 int32_t* GetI32(const Napi::Value& v, const char* what, size_t* length);
+// A non-negative integer argument (throws INVALID_ARGUMENT naming `what` otherwise).
+size_t GetCount(const Napi::Value& v, const char* what);
 // Throws a JS Error with .code = code.
 [[noreturn]] void ThrowCode(Napi::Env env, const std::string& code, const std::string& message);
 

@@ -25,6 +25,7 @@
 
 #include "binding/async_job.h"
 #include "binding/correlation_handle.h"
+#include "binding/ff_binding.h"
 #include "binding/registry.h"
 #include "core/correlation.h"
 #include "core/error.h"
@@ -52,14 +53,6 @@ struct BusyGuard : CorrelationClaim {
 // as one (napi_unwrap alone would hand back whatever pointer another class wrapped). A constant: no state.
 constexpr napi_type_tag kAccumulatorTag = {0x6ff3e2c1a95b4d07ULL, 0x8c1d52e0b7a94f36ULL};
 
-size_t ToSize(const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0) || d != static_cast<double>(static_cast<size_t>(d)) || d > 9007199254740991.0)
-    ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a non-negative integer");
-  return static_cast<size_t>(d);
-}
-
 class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulator> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -79,7 +72,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
     if (!info[0].IsArray()) ThrowCode(env, "INVALID_ARGUMENT", "dims must be an array of layer widths");
     auto dims_js = info[0].As<Napi::Array>();
     std::vector<size_t> dims(dims_js.Length());
-    for (uint32_t l = 0; l < dims_js.Length(); ++l) dims[l] = ToSize(dims_js.Get(l), "each layer width");
+    for (uint32_t l = 0; l < dims_js.Length(); ++l) dims[l] = GetCount(dims_js.Get(l), "each layer width");
     size_t flat_len = 0;
     int32_t* flat = GetI32(info[1], "pairs", &flat_len);
     if (flat_len % 2 != 0) ThrowCode(env, "INVALID_ARGUMENT", "pairs must hold (i, j) index pairs");
@@ -116,7 +109,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
     const CorrelationAccumulator& acc = *state_->acc;
     if (!info[0].IsArray()) ThrowCode(env, "INVALID_ARGUMENT", "layers must be an array of Float32Array");
     auto arr = info[0].As<Napi::Array>();
-    const size_t rows = ToSize(info[1], "rows");
+    const size_t rows = GetCount(info[1], "rows");
     if (arr.Length() != acc.dims().size())
       ThrowCode(env, "SHAPE_MISMATCH", "expected activations for " + std::to_string(acc.dims().size()) +
                                            " layers, got " + std::to_string(arr.Length()));
@@ -142,7 +135,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
 
   Napi::Value Finalize(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const size_t pair = ToSize(info[0], "pairIndex");
+    const size_t pair = GetCount(info[0], "pairIndex");
     const bool release = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
     auto guard = Claim(env);
     auto result = std::make_shared<std::vector<float>>();
@@ -153,21 +146,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
           if (release) guard->state->acc->release(pair);
         },
         [guard, result](Napi::Env e) -> Napi::Value {
-          if (result->empty()) return Napi::Float32Array::New(e, 0);
-          // The ArrayBuffer takes the vector over; its finalizer frees it when JS collects the array. V8 is
-          // told the size: an external buffer it does not know about would not make it collect sooner, and
-          // finalized matrices (38 MB each at d_ff 3072) would pile up between collections.
-          auto* owned = new std::vector<float>(std::move(*result));
-          const int64_t bytes = static_cast<int64_t>(owned->size() * sizeof(float));
-          auto buf = Napi::ArrayBuffer::New(
-              e, owned->data(), owned->size() * sizeof(float),
-              [bytes](Napi::Env env, void*, std::vector<float>* v) {
-                delete v;
-                Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
-              },
-              owned);
-          Napi::MemoryManagement::AdjustExternalMemory(e, bytes);
-          return Napi::Float32Array::New(e, owned->size(), buf, 0);
+          return ExternalF32(e, std::move(*result));  // V8 is told the size: 38 MB matrices at d_ff 3072
         });
   }
 
@@ -188,7 +167,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
 
   Napi::Value Release(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const size_t pair = ToSize(info[0], "pairIndex");
+    const size_t pair = GetCount(info[0], "pairIndex");
     if (state_->busy.load()) ThrowCode(env, "BUSY", "this correlation accumulator is running a job");
     try {
       state_->acc->release(pair);
@@ -200,7 +179,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
 
   Napi::Value PairCount(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const size_t pair = ToSize(info[0], "pairIndex");
+    const size_t pair = GetCount(info[0], "pairIndex");
     if (state_->busy.load()) ThrowCode(env, "BUSY", "this correlation accumulator is running a job");
     try {
       return Napi::Number::New(env, static_cast<double>(state_->acc->pair_count(pair)));
@@ -218,7 +197,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
 
   Napi::Value SetBlockRows(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const size_t rows = ToSize(info[0], "blockRows");
+    const size_t rows = GetCount(info[0], "blockRows");
     if (state_->busy.load()) ThrowCode(env, "BUSY", "this correlation accumulator is running a job");
     try {
       state_->acc->set_block_rows(rows);

@@ -42,18 +42,10 @@ Owned<float> Member(const Napi::Object& ff, const char* key, size_t want, bool r
   return CopyTyped<float>(v, key);
 }
 
-size_t Size(const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a number");
-  const double x = v.As<Napi::Number>().DoubleValue();
-  if (!(x >= 0) || x != double(size_t(x)) || x > 9007199254740991.0)
-    ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a non-negative integer");
-  return size_t(x);
-}
-
 Napi::Value FfApply(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 7) ThrowCode(env, "INVALID_ARGUMENT", "ffApply expects (X, n, d, units, ff, activation, output, onProgress?)");
-  const size_t n = Size(info[1], "n"), d = Size(info[2], "d"), units = Size(info[3], "units");
+  const size_t n = GetCount(info[1], "n"), d = GetCount(info[2], "d"), units = GetCount(info[3], "units");
   if (d == 0 || units == 0) ThrowCode(env, "INVALID_ARGUMENT", "ffApply: d and units must be positive");
   const F32View X = GetF32(info[0], "X");
   if (X.length != n * d) ThrowCode(env, "SHAPE_MISMATCH", "ffApply: X must hold n × d floats");

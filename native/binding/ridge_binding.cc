@@ -35,14 +35,6 @@
 namespace ffm::binding {
 namespace {
 
-size_t GetSize(const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a number");
-  const double x = v.As<Napi::Number>().DoubleValue();
-  if (!(x >= 0) || x != double(size_t(x)) || x > 9007199254740991.0)
-    ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be a non-negative integer");
-  return size_t(x);
-}
-
 std::vector<int32_t> GetIndices(const Napi::Value& v, const char* what) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
     ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be an Int32Array");
@@ -72,9 +64,10 @@ struct Claim {
   std::shared_ptr<Sums> sums;
 };
 
-Napi::Value ExternalF64(Napi::Env env, std::vector<double>&& v) {
+// (p+1)×m: small next to G, so a plain copy.
+Napi::Value CopyOutF64(Napi::Env env, std::vector<double>&& v) {
   auto out = Napi::Float64Array::New(env, v.size());
-  std::copy(v.begin(), v.end(), out.Data());  // (p+1)×m: small next to G
+  std::copy(v.begin(), v.end(), out.Data());
   return out;
 }
 
@@ -89,7 +82,7 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
 
   explicit RidgeSums(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RidgeSums>(info) {
     Napi::Env env = info.Env();
-    const size_t p = GetSize(info[0], "p"), m = GetSize(info[1], "m");
+    const size_t p = GetCount(info[0], "p"), m = GetCount(info[1], "m");
     if (p == 0 || m == 0) ThrowCode(env, "INVALID_ARGUMENT", "RidgeSums needs positive sizes");
     const size_t n = p + 1;
     if (n > SIZE_MAX / n / sizeof(double) || n > SIZE_MAX / m / sizeof(double))
@@ -114,7 +107,7 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
 
   Napi::Value Add(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const size_t p = s_->p, m = s_->m, n = GetSize(info[2], "n");
+    const size_t p = s_->p, m = s_->m, n = GetCount(info[2], "n");
     if (GetF32(info[0], "H").length != n * p) ThrowCode(env, "SHAPE_MISMATCH", "H must hold n×p values");
     if (GetF32(info[1], "Y").length != n * m) ThrowCode(env, "SHAPE_MISMATCH", "Y must hold n×m values");
     Owned<float> h = CopyTyped<float>(info[0], "H"), y = CopyTyped<float>(info[1], "Y");  // async_job.h: why
@@ -131,7 +124,7 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
 
   Napi::Value AddFF(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const size_t p = s_->p, m = s_->m, n = GetSize(info[1], "n");
+    const size_t p = s_->p, m = s_->m, n = GetCount(info[1], "n");
     const F32View X = GetF32(info[0], "X");
     if (n == 0 ? X.length != 0 : X.length % n != 0) ThrowCode(env, "SHAPE_MISMATCH", "X must hold n rows");
     const size_t d = n ? X.length / n : 1;
@@ -204,13 +197,13 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
           X->resize(kn * m);
           ridge_solve(ctl, G, C, k, m, lambda_rel, X->data());
         },
-        [claim, X](Napi::Env e) { return ExternalF64(e, std::move(*X)); });
+        [claim, X](Napi::Env e) { return CopyOutF64(e, std::move(*X)); });
   }
 
   Napi::Value Select(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::vector<int32_t> forced = GetIndices(info[0], "forced");
-    const size_t count = GetSize(info[1], "count");
+    const size_t count = GetCount(info[1], "count");
     if (!info[2].IsNumber()) ThrowCode(env, "INVALID_ARGUMENT", "lambdaRel must be a number");
     const double lambda_rel = info[2].As<Napi::Number>().DoubleValue();
     auto claim = Take(env);
@@ -237,7 +230,7 @@ Napi::Value MatmulABt(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   F32View A = GetF32(info[0], "A");
   F32View B = GetF32(info[1], "B");
-  size_t M = GetSize(info[2], "M"), N = GetSize(info[3], "N"), K = GetSize(info[4], "K");
+  size_t M = GetCount(info[2], "M"), N = GetCount(info[3], "N"), K = GetCount(info[4], "K");
   if (A.length != M * K) ThrowCode(env, "SHAPE_MISMATCH", "A must hold M×K values");
   if (B.length != N * K) ThrowCode(env, "SHAPE_MISMATCH", "B must hold N×K values");
   auto C = std::make_shared<std::vector<float>>(M * N);
