@@ -5,8 +5,11 @@
  */
 import { fuzzOk, runFuzz } from './fuzz/harness';
 
+// 23 s alone on the 2-core VM; a CI check beside the other suites took 92 s and the old 90 s deadline cut it
+// at 390 cases. The deadline is for the long `npm run fuzz`; here every case must run, so it is far off.
+
 test('fuzz: 400 mutated checkpoint folders (seed 7), nothing crashes, hangs or fails without a code', async () => {
-  const s = await runFuzz({ seed: 7, cases: 400, seconds: 90, workers: 2 });
+  const s = await runFuzz({ seed: 7, cases: 400, seconds: 420, workers: 2 });
   expect(s.failures).toEqual([]);
   expect({ crashes: s.crashes, hangs: s.hangs, uncoded: s.uncoded }).toEqual({ crashes: 0, hangs: 0, uncoded: 0 });
   expect(s.peakRssMB).toBeLessThan(1024);
@@ -14,4 +17,4 @@ test('fuzz: 400 mutated checkpoint folders (seed 7), nothing crashes, hangs or f
   // the run reached the deep end: some mutated folders still compressed, and it did not stop early
   expect(s.cases).toBe(400);
   expect(s.compressedOk).toBeGreaterThan(20);
-}, 150_000);
+}, 480_000);
