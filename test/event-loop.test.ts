@@ -100,7 +100,7 @@ describeShared('fixtures/gpt2-sotu', 'the host event loop during compress', () =
     const before = await idleBefore();
     const { result, maxMs, worst, controlMs } = await maxDelayDuring((onPhase) =>
       compress(FIXTURE, {
-        method: 'permute', // the paper's merge with its full window search (the default search: benchmarks/RESULTS.md, issue 15 fourth round)
+        method: 'permute', // the paper's merge with its full window search; the default search is the second case
         k: 4,
         calibration: sharedPath('data', 'lm', 'valid.txt'),
         test: sharedPath('data', 'lm', 'test.txt'),
@@ -116,6 +116,23 @@ describeShared('fixtures/gpt2-sotu', 'the host event loop during compress', () =
     expect(result.candidates).toHaveLength(9);
     expect(maxMs).toBeLessThanOrEqual(bound(before, controlMs));
   });
+
+  it('the default (method auto: select and refit, whose hidden units and sums are native jobs) never delays it more than 50 ms', async () => {
+    const before = await idleBefore();
+    const { result, maxMs, worst, controlMs } = await maxDelayDuring((onPhase) =>
+      compress(FIXTURE, {
+        k: 4,
+        window: '2-5',
+        calibration: sharedPath('data', 'lm', 'valid.txt'),
+        calibrationTokens: 4096,
+        validationTokens: 1536,
+        onProgress: (p) => onPhase(p.phase),
+      }),
+    );
+    console.log(`max event-loop delay during the default compress: ${maxMs.toFixed(1)} ms; worst gap: ${worst}`);
+    expect(result.candidates).toHaveLength(3); // every default combination at the given window
+    expect(maxMs).toBeLessThanOrEqual(bound(before, controlMs));
+  }, 600_000);
 
   it('tokenizing a 5 MB gzip file whole runs in a worker: the loop stays free', async () => {
     // The same work on the JS thread stalls it for seconds (the JS tokenizer is synchronous).

@@ -36,15 +36,19 @@ const PASSES = 2;
  */
 const DOWNSTREAM = 1;
 
-/** Rows of a [batch·seq, d] state at the feature positions, in (batch, position) order (always a copy). */
-function featureRows(h: Float32Array, d: number, mask: Uint8Array | undefined): Float32Array {
-  if (!mask) return h.slice();
-  let n = 0;
-  for (const v of mask) if (v) n++;
-  const out = new Float32Array(n * d);
-  let r = 0;
-  for (let i = 0; i < mask.length; i++) if (mask[i]) out.set(h.subarray(i * d, i * d + d), d * r++);
-  return out;
+/**
+ * The residual targets, in place: cur[r] += hb[i] − hv[i] for the r-th feature position i (every row without
+ * a mask), so T = h_orig(after l) − (h_merged(after l) − FF_merged(X)) without copying either state.
+ */
+function addResidual(cur: Float32Array, hb: Float32Array, hv: Float32Array, d: number, mask: Uint8Array | undefined): Float32Array {
+  const rows = mask ? mask.length : hb.length / d;
+  for (let i = 0, r = 0; i < rows; i++) {
+    if (mask && !mask[i]) continue;
+    const src = i * d;
+    const dst = d * r++;
+    for (let c = 0; c < d; c++) cur[dst + c]! += hb[src + c]! - hv[src + c]!;
+  }
+  return cur;
 }
 
 /** The states entering one layer, per calibration batch, in the original model and in the merged one. */
@@ -85,10 +89,7 @@ async function stepLayer(
     const n = U.length / ff.dFF;
     if (n === 0) continue;
     const X = await recoverInputs(U, n, ff, recover!, opts);
-    const cur = await outputOf(ff, X, n, act, opts);
-    const T = featureRows(hb, d, mask);
-    const V = featureRows(rv.hidden!, d, mask);
-    for (let j = 0; j < T.length; j++) T[j] = T[j]! - V[j]! + cur[j]!;
+    const T = addResidual(await outputOf(ff, X, n, act, opts), hb, rv.hidden!, d, mask);
     await each(X, T, n);
   }
   return out;
