@@ -78,7 +78,7 @@ export function outputOf(ff: FFWeights, X: Float32Array, n: number, act: Activat
  * Calls `each(layer, X, n)` with the FF input X [n, d] of every listed layer of `stack` for every calibration
  * batch (feature positions only), as `model` computes it: the base model gives the original inputs, a merged
  * view the inputs the merged model actually produces. `ffOf(layer)` is the FF `model` runs at that layer
- * (its W_in recovers X).
+ * (its W_in recovers X). `byFF` keeps the input recoveries for a caller that passes the same FFs again.
  */
 export async function forEachFFInput(
   model: Model,
@@ -88,9 +88,15 @@ export async function forEachFFInput(
   calibration: FeatureBatch[],
   each: (layer: number, X: Float32Array, n: number) => Promise<void>,
   opts: JobOptions,
+  byFF: Map<FFWeights, InputRecovery> = new Map(),
 ): Promise<void> {
+  // one recovery per distinct FF: a merged view runs the same FF at every layer of its window
   const recover = new Map<number, InputRecovery>();
-  for (const l of layers) recover.set(l, await inputRecovery(ffOf(l), opts));
+  for (const l of layers) {
+    const ff = ffOf(l);
+    if (!byFF.has(ff)) byFF.set(ff, await inputRecovery(ff, opts));
+    recover.set(l, byFF.get(ff)!);
+  }
   const main = stack === model.mainStack;
   const signal = opts.signal ? { signal: opts.signal } : {};
   for (const b of calibration) {

@@ -1,5 +1,6 @@
 #include "core/ridge.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -101,21 +102,49 @@ void ridge_solve(JobControl& ctl, const double* G, const double* C, size_t p, si
     ctl.progress(double(j + 1), double(p1) * 1.25);
   }
 
-  // Forward then backward substitution, one right-hand side (column of C) per task.
-  pool.parallel_for(m, 1, [&](size_t b, size_t e) {
-    std::vector<double> z(p1);
-    for (size_t col = b; col < e; ++col) {
+  // Forward then backward substitution on panels of kPanel right-hand sides (columns of C) per task: each row
+  // of L is read once per panel instead of once per column (one column at a time, the substitutions of a
+  // 3,073-unit fit with 768 outputs streamed L from memory 768 times and took three times the factorisation).
+  // Each column's sums run in dot()'s order (four partial sums by k mod 4, the tail into the first), so every
+  // column comes out bit for bit as solved alone.
+  constexpr size_t kPanel = 8;
+  pool.parallel_for((m + kPanel - 1) / kPanel, 1, [&](size_t b, size_t e) {
+    std::vector<double> Z(p1 * kPanel);  // row i = z_i of the panel's columns
+    for (size_t panel = b; panel < e; ++panel) {
+      ctl.check();
+      const size_t c0 = panel * kPanel, w = std::min(kPanel, m - c0);
       for (size_t i = 0; i < p1; ++i) {
         const double* Li = L.data() + i * p1;
-        z[i] = (C[i * m + col] - dot(Li, z.data(), i)) / Li[i];
+        double s[4][kPanel] = {};
+        size_t k = 0;
+        for (; k + 4 <= i; k += 4)
+          for (size_t q = 0; q < 4; ++q) {
+            const double l = Li[k + q];
+            const double* zk = Z.data() + (k + q) * kPanel;
+            for (size_t c = 0; c < kPanel; ++c) s[q][c] += l * zk[c];
+          }
+        for (; k < i; ++k) {
+          const double l = Li[k];
+          const double* zk = Z.data() + k * kPanel;
+          for (size_t c = 0; c < kPanel; ++c) s[0][c] += l * zk[c];
+        }
+        double* zi = Z.data() + i * kPanel;
+        for (size_t c = 0; c < kPanel; ++c)
+          zi[c] = c < w ? (C[i * m + c0 + c] - ((s[0][c] + s[1][c]) + (s[2][c] + s[3][c]))) / Li[i] : 0.0;
       }
       for (size_t i = p1; i-- > 0;) {
         const double* Li = L.data() + i * p1;
-        const double x = z[i] / Li[i];
-        z[i] = x;
-        for (size_t k = 0; k < i; ++k) z[k] -= Li[k] * x;
+        double x[kPanel];
+        double* zi = Z.data() + i * kPanel;
+        for (size_t c = 0; c < kPanel; ++c) zi[c] = x[c] = zi[c] / Li[i];
+        for (size_t k = 0; k < i; ++k) {
+          const double l = Li[k];
+          double* zk = Z.data() + k * kPanel;
+          for (size_t c = 0; c < kPanel; ++c) zk[c] -= l * x[c];
+        }
       }
-      for (size_t i = 0; i < p1; ++i) X[i * m + col] = z[i];
+      for (size_t i = 0; i < p1; ++i)
+        for (size_t c = 0; c < w; ++c) X[i * m + c0 + c] = Z[i * kPanel + c];
     }
   });
   ctl.progress(1, 1);

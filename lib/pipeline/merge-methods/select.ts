@@ -21,7 +21,7 @@ import type { Activation } from '../../model/activation';
 import type { FFWeights } from '../../model/ff-weights';
 import { windowLayers } from '../../merge/windows';
 import { anchorOf, modelFFs, stackSpecOf } from '../align';
-import { forEachFFInput, hiddenOf, outputOf } from '../ff-inputs';
+import { forEachFFInput, hiddenOf, type InputRecovery, outputOf } from '../ff-inputs';
 import type { MergeMethod } from '../plugins';
 
 /** The window's FFs side by side as one FF of k·d_ff units (W_out is not needed: only activations are). */
@@ -168,6 +168,7 @@ export const select: MergeMethod = {
     const withBias = Boolean(originals.get(layers[0]!)!.bOut);
     const signal = opts.signal ? { signal: opts.signal } : {};
     const cap = poolCap(pooled.dFF, spec.dFF, ctx.selectGramBytes ?? DEFAULT_SELECT_GRAM_BYTES);
+    const recoveries = new Map<FFWeights, InputRecovery>(); // both passes read the same original FFs
     if (cap < pooled.dFF) {
       // Every position's inputs through the whole pool against its original output. H passes through JS
       // here, so in row chunks of ≤ 8 MB: each copy into the correlation job stays short for the host.
@@ -181,7 +182,7 @@ export const select: MergeMethod = {
             const x = X.subarray(r * d, (r + rows) * d);
             await fn(await hiddenOf(all, x, rows, act, opts), await outputOf(originals.get(l)!, x, rows, act, opts), rows);
           }
-        }, opts);
+        }, opts, recoveries);
       const gains = await unitGains(visit, pooled.dFF, spec.dModel, opts);
       pooled = pick(pooled, prescreen(gains, layers.length, cap));
     }
@@ -190,7 +191,7 @@ export const select: MergeMethod = {
     const units = pooled;
     await forEachFFInput(model, stack, layers, (l) => originals.get(l)!, ctx.calibration, async (l, X, n) => {
       await acc.addFF(X, n, units, act, await outputOf(originals.get(l)!, X, n, act, opts), signal);
-    }, opts);
+    }, opts, recoveries);
     const merged = await selectUnits(acc, pooled, spec.dFF, withBias, opts);
     return { stack, window, anchor: anchorOf(window, ctx.anchor), merged, perms: new Map() };
   },

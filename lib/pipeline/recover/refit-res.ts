@@ -23,7 +23,7 @@ import type { FFWeights } from '../../model/ff-weights';
 import type { Model, StackName } from '../../model/model';
 import { windowLayers } from '../../merge/windows';
 import { modelFF, stackSpecOf } from '../align';
-import { inputRecovery, outputOf, recoverInputs } from '../ff-inputs';
+import { type InputRecovery, inputRecovery, outputOf, recoverInputs } from '../ff-inputs';
 import type { MergeContext, MergedWindow, RecoverMethod } from '../plugins';
 import { refitSeq } from './refit-seq';
 
@@ -57,9 +57,16 @@ export interface Streams {
   view: (Float32Array | undefined)[];
 }
 
+/** What a fitting step gets: the view's FF input and residual target per batch, and how to recover X. */
+interface Fit {
+  each: (X: Float32Array, T: Float32Array, n: number) => Promise<void>;
+  /** inputRecovery(ff), computed once per FF and reused by every layer that runs it */
+  recover: InputRecovery;
+}
+
 /**
- * Runs layer l on every calibration batch in `base` and `view` from the given entry states, fitting nothing:
- * calls each(X, T, n) with the view's FF input and residual target, and returns the states after l.
+ * Runs layer l on every calibration batch in `base` and `view` from the given entry states; with `fit`,
+ * calls fit.each(X, T, n) with the view's FF input and residual target. Returns the states after l.
  */
 async function stepLayer(
   ctx: MergeContext,
@@ -68,29 +75,28 @@ async function stepLayer(
   ff: FFWeights,
   entry: Streams,
   act: Activation,
-  each: ((X: Float32Array, T: Float32Array, n: number) => Promise<void>) | undefined,
+  fit: Fit | undefined,
   opts: JobOptions,
 ): Promise<Streams> {
   const { model } = ctx;
   const d = model.spec.dModel;
   const signal = opts.signal ? { signal: opts.signal } : {};
-  const recover = each ? await inputRecovery(ff, opts) : undefined;
   const out: Streams = { base: [], view: [] };
   for (const [i, b] of ctx.calibration.entries()) {
     throwIfAborted(opts.signal);
     const mask = b.featureMask ?? b.input.attentionMask;
     const step = (h: Float32Array | undefined) => ({ output: 'hidden' as const, fromLayer: l, toLayer: l + 1, ...(h ? { hidden: h } : {}), ...signal });
     const hb = (await model.forward(b.input, step(entry.base[i]))).hidden!;
-    const rv = await view.forward(b.input, { ...step(entry.view[i]), ...(each ? { captureFF: [l] } : {}), ...(mask ? { featureMask: mask } : {}) });
+    const rv = await view.forward(b.input, { ...step(entry.view[i]), ...(fit ? { captureFF: [l] } : {}), ...(mask ? { featureMask: mask } : {}) });
     out.base.push(hb);
     out.view.push(rv.hidden!);
-    if (!each) continue;
+    if (!fit) continue;
     const U = rv.ff!.get(l)!;
     const n = U.length / ff.dFF;
     if (n === 0) continue;
-    const X = await recoverInputs(U, n, ff, recover!, opts);
+    const X = await recoverInputs(U, n, ff, fit.recover, opts);
     const T = addResidual(await outputOf(ff, X, n, act, opts), hb, rv.hidden!, d, mask);
-    await each(X, T, n);
+    await fit.each(X, T, n);
   }
   return out;
 }
@@ -134,7 +140,7 @@ export async function compensate(
     const own = await modelFF(model, l, stack, opts);
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     // only layer l runs here, so the base model (its own FF at l) stands for the view
-    await stepLayer(ctx, model, l, own, after, act, (X, T, n) => acc.addFF(X, n, own, act, T, signal), opts);
+    await stepLayer(ctx, model, l, own, after, act, { each: (X, T, n) => acc.addFF(X, n, own, act, T, signal), recover: await inputRecovery(own, opts) }, opts);
     const ff = await solveOut(own, acc, opts);
     adjusted.set(l, ff);
     const view1 = model.withFF([{ stack, layer: l, ff }]);
@@ -173,8 +179,9 @@ export async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: Jo
     const view = model.withFF(layers.map((layer) => ({ stack: m.stack, layer, ff })));
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     try {
+      const fit: Fit = { each: (X, T, n) => acc.addFF(X, n, ff, act, T, signal), recover: await inputRecovery(ff, opts) };
       let s = entry;
-      for (const l of layers) s = await stepLayer(ctx, view, l, ff, s, act, (X, T, n) => acc.addFF(X, n, ff, act, T, signal), opts);
+      for (const l of layers) s = await stepLayer(ctx, view, l, ff, s, act, fit, opts);
     } finally {
       view.dispose();
     }
