@@ -221,7 +221,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     // The default (no method named) with k > 2 also tries k − 1 pairs in place of one window of k.
     const pairing = searching && k > 2 && combos.length > 1;
     const pairWindows = pairing ? enumerateWindows(L, 2) : [];
-    const ctx: MergeContext = { model, anchor, correlations: new Map(), calibration: task.calibration, ...(selectMemory !== undefined ? { selectGramBytes: selectMemory } : {}) };
+    const ctx: MergeContext = { model, anchor, correlations: new Map(), calibration: task.calibration, ...(selectMemory !== undefined ? { selectMemory } : {}) };
     let calibrationFeatures: Partial<Record<StackName, number>> = {};
     if (combos.some((c) => c.method.needsCorrelations) || baselines.some((b) => b.needsCorrelations)) {
       const pairs = new Map(merged.map((s) => [s, pairsFor([...windows, ...pairWindows], anchor)]));

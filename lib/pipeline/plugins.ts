@@ -40,7 +40,7 @@ export interface MergeContext {
   correlations: Map<StackName, PairCorrelations>;
   calibration: FeatureBatch[];
   /** Bytes select's normal equations may take (CompressOptions.selectMemory); its default when absent. */
-  selectGramBytes?: number;
+  selectMemory?: number;
 }
 
 export interface MergeMethod extends Named {

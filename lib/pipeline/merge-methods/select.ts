@@ -11,7 +11,7 @@
  * parameter count.
  *
  * Memory: the normal equations of P pooled units take (P+1)² doubles, 1.2 GB at GPT-2-small width with k = 4.
- * Where that exceeds the budget (ctx.selectGramBytes, default DEFAULT_SELECT_GRAM_BYTES), a first pass keeps
+ * Where that exceeds the budget (ctx.selectMemory, default DEFAULT_SELECT_GRAM_BYTES), a first pass keeps
  * the P units that fit (see prescreen), and the selection runs on those.
  */
 import { CorrelationAccumulator } from '../../native/correlation';
@@ -167,7 +167,7 @@ export const select: MergeMethod = {
     let pooled = pool(layers.map((l) => originals.get(l)!));
     const withBias = Boolean(originals.get(layers[0]!)!.bOut);
     const signal = opts.signal ? { signal: opts.signal } : {};
-    const cap = poolCap(pooled.dFF, spec.dFF, ctx.selectGramBytes ?? DEFAULT_SELECT_GRAM_BYTES);
+    const cap = poolCap(pooled.dFF, spec.dFF, ctx.selectMemory ?? DEFAULT_SELECT_GRAM_BYTES);
     const recoveries = new Map<FFWeights, InputRecovery>(); // both passes read the same original FFs
     if (cap < pooled.dFF) {
       // Every position's inputs through the whole pool against its original output. H passes through JS
