@@ -15,6 +15,7 @@ import type { Model, StackName } from '../model/model';
 import { inspectModel, type ModelSummary } from '../model/inspect';
 import { anchorOffset, checkK, checkWindow, enumerateWindows, kFromFraction, parseWindow, windowLabel, windowLayers, type Anchor, type Window } from '../merge/windows';
 import { pairsFor } from './align';
+import { EntryStates } from './ff-inputs';
 import { collectStackCorrelations } from './features';
 import { BASELINES } from './baselines';
 import { MERGE_METHODS } from './merge-methods';
@@ -221,7 +222,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     // The default (no method named) with k > 2 also tries k − 1 pairs in place of one window of k.
     const pairing = searching && k > 2 && combos.length > 1;
     const pairWindows = pairing ? enumerateWindows(L, 2) : [];
-    const ctx: MergeContext = { model, anchor, correlations: new Map(), calibration: task.calibration, ...(selectMemory !== undefined ? { selectMemory } : {}) };
+    const ctx: MergeContext = { model, anchor, correlations: new Map(), calibration: task.calibration, entry: new EntryStates(model, task.calibration), ...(selectMemory !== undefined ? { selectMemory } : {}) };
     let calibrationFeatures: Partial<Record<StackName, number>> = {};
     if (combos.some((c) => c.method.needsCorrelations) || baselines.some((b) => b.needsCorrelations)) {
       const pairs = new Map(merged.map((s) => [s, pairsFor([...windows, ...pairWindows], anchor)]));

@@ -75,10 +75,61 @@ export function outputOf(ff: FFWeights, X: Float32Array, n: number, act: Activat
 }
 
 /**
+ * The base model's states entering one layer of its main stack on every calibration batch, kept for the
+ * latest layer asked: the search builds every method combination of a window in a row, and each of them
+ * (select's passes, refit, refit-res) starts at the window's first layer. Held: one layer's states of the
+ * calibration (tokens × d floats), as refit-res holds anyway. Encoder–decoder models are left out (their
+ * decoder passes rerun the encoder whatever the start).
+ */
+export class EntryStates {
+  private slot: { layer: number; states: Promise<(Float32Array | undefined)[]> } | undefined;
+
+  constructor(
+    readonly model: Model,
+    private readonly calibration: FeatureBatch[],
+  ) {}
+
+  /** Whether the states serve passes of `model` over `stack` (the same base model, its main stack). */
+  serves(model: Model, stack: StackName): boolean {
+    return model === this.model && stack === model.mainStack && !model.encoderSpec;
+  }
+
+  /** States entering `layer`, per calibration batch (undefined at layer 0: the embeddings are the start). */
+  get(layer: number, opts: JobOptions): Promise<(Float32Array | undefined)[]> {
+    if (this.slot?.layer !== layer) {
+      const states = this.compute(layer, opts);
+      this.slot = { layer, states };
+      // a failed or aborted computation is not kept
+      states.catch(() => {
+        if (this.slot?.states === states) this.slot = undefined;
+      });
+    }
+    return this.slot.states;
+  }
+
+  private async compute(layer: number, opts: JobOptions): Promise<(Float32Array | undefined)[]> {
+    const signal = opts.signal ? { signal: opts.signal } : {};
+    const out: (Float32Array | undefined)[] = [];
+    for (const b of this.calibration) {
+      out.push(layer > 0 ? (await this.model.forward(b.input, { output: 'hidden', toLayer: layer, ...signal })).hidden! : undefined);
+    }
+    return out;
+  }
+}
+
+/** What a caller of forEachFFInput can share between passes. */
+export interface FFInputReuse {
+  /** Input recoveries by FF, for a caller that passes the same FFs again. */
+  recoveries?: Map<FFWeights, InputRecovery>;
+  /** The base model's states entering the first listed layer (used when it serves the pass's model). */
+  entry?: EntryStates;
+}
+
+/**
  * Calls `each(layer, X, n)` with the FF input X [n, d] of every listed layer of `stack` for every calibration
  * batch (feature positions only), as `model` computes it: the base model gives the original inputs, a merged
  * view the inputs the merged model actually produces. `ffOf(layer)` is the FF `model` runs at that layer
- * (its W_in recovers X). `byFF` keeps the input recoveries for a caller that passes the same FFs again.
+ * (its W_in recovers X).
  */
 export async function forEachFFInput(
   model: Model,
@@ -88,8 +139,9 @@ export async function forEachFFInput(
   calibration: FeatureBatch[],
   each: (layer: number, X: Float32Array, n: number) => Promise<void>,
   opts: JobOptions,
-  byFF: Map<FFWeights, InputRecovery> = new Map(),
+  reuse: FFInputReuse = {},
 ): Promise<void> {
+  const byFF = reuse.recoveries ?? new Map<FFWeights, InputRecovery>();
   // one recovery per distinct FF: a merged view runs the same FF at every layer of its window
   const recover = new Map<number, InputRecovery>();
   for (const l of layers) {
@@ -99,11 +151,14 @@ export async function forEachFFInput(
   }
   const main = stack === model.mainStack;
   const signal = opts.signal ? { signal: opts.signal } : {};
-  for (const b of calibration) {
+  const from = reuse.entry?.serves(model, stack) ? Math.min(...layers) : 0;
+  const entry = from > 0 ? await reuse.entry!.get(from, opts) : undefined;
+  for (const [i, b] of calibration.entries()) {
     throwIfAborted(opts.signal);
     // the encoder of an encoder–decoder model runs before the decoder: toLayer 0 skips the decoder's layers
     const r = await model.forward(b.input, {
       output: 'hidden',
+      ...(entry ? { fromLayer: from, hidden: entry[i] } : {}),
       toLayer: main ? Math.max(...layers) + 1 : 0,
       ...(main ? { captureFF: layers } : { captureEncoderFF: layers }),
       ...(b.featureMask ? { featureMask: b.featureMask } : {}),
@@ -136,12 +191,13 @@ export async function refitOutput(
   calibration: FeatureBatch[],
   act: Activation,
   opts: JobOptions,
+  entry?: EntryStates,
 ): Promise<FFWeights> {
   const acc = new RidgeAccumulator(merged.dFF, merged.d);
   const signal = opts.signal ? { signal: opts.signal } : {};
   await forEachFFInput(source, stack, layers, ffOf, calibration, async (l, X, n) => {
     await acc.addFF(X, n, merged, act, await outputOf(originals.get(l)!, X, n, act, opts), signal);
-  }, opts);
+  }, opts, entry ? { entry } : {});
   // A model without b_out (LLaMA) has no slot for one: the fit then has no intercept.
   const sol = await acc.solve(DEFAULT_RIDGE, { ...signal, bias: Boolean(merged.bOut) });
   return { ...merged, wOut: sol.w, ...(merged.bOut ? { bOut: sol.b } : {}) };

@@ -12,6 +12,7 @@ import type { ModelSummary } from '../model/inspect';
 import type { Anchor, Window } from '../merge/windows';
 import type { PairCorrelations } from './features';
 import type { Named } from './registry';
+import type { EntryStates } from './ff-inputs';
 
 export interface MergedWindow {
   stack: StackName;
@@ -41,6 +42,8 @@ export interface MergeContext {
   calibration: FeatureBatch[];
   /** Bytes select's normal equations may take (CompressOptions.selectMemory); its default when absent. */
   selectMemory?: number;
+  /** The base model's calibration states entering a window, shared by the methods fitted there. */
+  entry?: EntryStates;
 }
 
 export interface MergeMethod extends Named {

@@ -168,7 +168,7 @@ export const select: MergeMethod = {
     const withBias = Boolean(originals.get(layers[0]!)!.bOut);
     const signal = opts.signal ? { signal: opts.signal } : {};
     const cap = poolCap(pooled.dFF, spec.dFF, ctx.selectMemory ?? DEFAULT_SELECT_GRAM_BYTES);
-    const recoveries = new Map<FFWeights, InputRecovery>(); // both passes read the same original FFs
+    const reuse = { recoveries: new Map<FFWeights, InputRecovery>(), ...(ctx.entry ? { entry: ctx.entry } : {}) }; // both passes read the same FFs and states
     if (cap < pooled.dFF) {
       // Every position's inputs through the whole pool against its original output. H passes through JS
       // here, so in row chunks of ≤ 8 MB: each copy into the correlation job stays short for the host.
@@ -182,7 +182,7 @@ export const select: MergeMethod = {
             const x = X.subarray(r * d, (r + rows) * d);
             await fn(await hiddenOf(all, x, rows, act, opts), await outputOf(originals.get(l)!, x, rows, act, opts), rows);
           }
-        }, opts, recoveries);
+        }, opts, reuse);
       const gains = await unitGains(visit, pooled.dFF, spec.dModel, opts);
       pooled = pick(pooled, prescreen(gains, layers.length, cap));
     }
@@ -191,7 +191,7 @@ export const select: MergeMethod = {
     const units = pooled;
     await forEachFFInput(model, stack, layers, (l) => originals.get(l)!, ctx.calibration, async (l, X, n) => {
       await acc.addFF(X, n, units, act, await outputOf(originals.get(l)!, X, n, act, opts), signal);
-    }, opts, recoveries);
+    }, opts, reuse);
     const merged = await selectUnits(acc, pooled, spec.dFF, withBias, opts);
     return { stack, window, anchor: anchorOf(window, ctx.anchor), merged, perms: new Map() };
   },

@@ -155,6 +155,10 @@ export async function compensate(
 
 /** Both models' states entering layer a, per calibration batch (the same: nothing before a is edited). */
 export async function entryStates(ctx: MergeContext, a: number, opts: JobOptions): Promise<Streams> {
+  if (ctx.entry?.serves(ctx.model, ctx.model.mainStack)) {
+    const states = await ctx.entry.get(a, opts);
+    return { base: [...states], view: [...states] };
+  }
   const signal = opts.signal ? { signal: opts.signal } : {};
   const entry: Streams = { base: [], view: [] };
   for (const b of ctx.calibration) {
