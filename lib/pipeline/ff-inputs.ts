@@ -191,13 +191,13 @@ export async function refitOutput(
   calibration: FeatureBatch[],
   act: Activation,
   opts: JobOptions,
-  entry?: EntryStates,
+  reuse: FFInputReuse = {},
 ): Promise<FFWeights> {
   const acc = new RidgeAccumulator(merged.dFF, merged.d);
   const signal = opts.signal ? { signal: opts.signal } : {};
   await forEachFFInput(source, stack, layers, ffOf, calibration, async (l, X, n) => {
     await acc.addFF(X, n, merged, act, await outputOf(originals.get(l)!, X, n, act, opts), signal);
-  }, opts, entry ? { entry } : {});
+  }, opts, reuse);
   // A model without b_out (LLaMA) has no slot for one: the fit then has no intercept.
   const sol = await acc.solve(DEFAULT_RIDGE, { ...signal, bias: Boolean(merged.bOut) });
   return { ...merged, wOut: sol.w, ...(merged.bOut ? { bOut: sol.b } : {}) };

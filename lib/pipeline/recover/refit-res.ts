@@ -23,7 +23,7 @@ import type { FFWeights } from '../../model/ff-weights';
 import type { Model, StackName } from '../../model/model';
 import { windowLayers } from '../../merge/windows';
 import { modelFF, stackSpecOf } from '../align';
-import { type InputRecovery, inputRecovery, outputOf, recoverInputs } from '../ff-inputs';
+import { EntryStates, type InputRecovery, inputRecovery, outputOf, recoverInputs } from '../ff-inputs';
 import type { MergeContext, MergedWindow, RecoverMethod } from '../plugins';
 import { refitSeq } from './refit-seq';
 
@@ -153,20 +153,13 @@ export async function compensate(
   return adjusted;
 }
 
-/** Both models' states entering layer a, per calibration batch (the same: nothing before a is edited). */
-export async function entryStates(ctx: MergeContext, a: number, opts: JobOptions): Promise<Streams> {
-  if (ctx.entry?.serves(ctx.model, ctx.model.mainStack)) {
-    const states = await ctx.entry.get(a, opts);
-    return { base: [...states], view: [...states] };
-  }
-  const signal = opts.signal ? { signal: opts.signal } : {};
-  const entry: Streams = { base: [], view: [] };
-  for (const b of ctx.calibration) {
-    const h = a > 0 ? (await ctx.model.forward(b.input, { output: 'hidden', toLayer: a, ...signal })).hidden! : undefined;
-    entry.base.push(h);
-    entry.view.push(h);
-  }
-  return entry;
+/**
+ * Both models' states entering layer a, per calibration batch (the same: nothing before a is edited), from
+ * the context's shared entry states when there are any.
+ */
+async function entryStates(ctx: MergeContext, a: number, opts: JobOptions): Promise<Streams> {
+  const states = await (ctx.entry ?? new EntryStates(ctx.model, ctx.calibration)).get(a, opts);
+  return { base: [...states], view: [...states] };
 }
 
 export async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: JobOptions & { downstream?: number } = {}): Promise<MergedWindow> {

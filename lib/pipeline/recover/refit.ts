@@ -24,7 +24,7 @@ export const refit: RecoverMethod = {
     const layers = windowLayers(m.window);
     const originals = await modelFFs(model, layers, m.stack, opts);
     // inputs from the original model: each layer runs its own FF there
-    const merged = await refitOutput(model, m.stack, layers, (l) => originals.get(l)!, m.merged, originals, ctx.calibration, spec.activation as Activation, opts, ctx.entry);
+    const merged = await refitOutput(model, m.stack, layers, (l) => originals.get(l)!, m.merged, originals, ctx.calibration, spec.activation as Activation, opts, ctx.entry ? { entry: ctx.entry } : {});
     return { ...m, merged };
   },
 };
