@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { compress, DEFAULT_COMBOS } from '../lib/pipeline/compress';
+import { MERGE_METHODS } from '../lib/pipeline/merge-methods';
 import { loadModel } from '../lib/model/load';
 import { inspectModel } from '../lib/model/inspect';
 import { readTies } from '../lib/checkpoint/ties';
@@ -65,7 +66,18 @@ describe('select + refit-res', () => {
   });
 
   it("with method 'auto', every default combination is scored at every window and the best kept", async () => {
-    const r = await compress(MODEL, { ...common, method: 'auto' });
+    const selectMerge = jest.spyOn(MERGE_METHODS.get('select'), 'merge');
+    let r;
+    try {
+      r = await compress(MODEL, { ...common, method: 'auto' });
+      // select + refit-res and select + refit share one select merge per window
+      expect(selectMerge).toHaveBeenCalledTimes(4);
+    } finally {
+      selectMerge.mockRestore();
+    }
+    // ... and score exactly what the combination run alone scores
+    const alone = await compress(MODEL, { ...common, window: '2-3', method: 'select', recover: 'refit' });
+    expect(r.candidates.find((c) => c.windows.decoder === '2-3' && c.method === 'select+refit')!.score).toBeCloseTo(alone.merged.validation, 6);
     const combos = DEFAULT_COMBOS.map(([m, rc]) => `${m}+${rc}`);
     expect(r.candidates).toHaveLength(4 * combos.length);
     for (const w of ['0-1', '1-2', '2-3', '3-4']) {

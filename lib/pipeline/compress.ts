@@ -162,6 +162,27 @@ function dropAdjustedIn(edits: Edit[], ws: Window[]): Edit[] {
 
 const comboLabel = (c: Combo) => `${c.method.name}+${c.recover.name}`;
 
+/**
+ * The merges of one window's candidates: select + refit-res and select + refit start from the same select
+ * merge (deterministic, and recover methods return new FFs), so it runs once per window and stack. Each is
+ * dropped once the last combination using it has taken it, so at most one window's merges are held.
+ */
+function sharedMerges(ctx: MergeContext, combos: readonly Combo[], opts: JobOptions) {
+  const uses = new Map<string, number>();
+  for (const c of combos) uses.set(c.method.name, (uses.get(c.method.name) ?? 0) + 1);
+  const held = new Map<string, { left: number; merged: Promise<MergedWindow> }>();
+  return (method: MergeMethod, stack: StackName, w: Window): Promise<MergedWindow> => {
+    const key = `${method.name} ${stack} ${windowLabel(w)}`;
+    let e = held.get(key);
+    if (!e) {
+      e = { left: uses.get(method.name) ?? 1, merged: method.merge(ctx, stack, w, opts) };
+      held.set(key, e);
+    }
+    if (--e.left <= 0) held.delete(key);
+    return e.merged;
+  };
+}
+
 export async function compress(modelDir: string, options: CompressOptions): Promise<CompressResult> {
   if (typeof options !== 'object' || options === null) throw new FfmergeError('INVALID_ARGUMENT', 'compress(modelDir, options): options must be an object');
   const { signal, onProgress } = options;
@@ -242,8 +263,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       groups: groups.map((stacks) => b.candidates({ model, summary, stacks, ffRemoved, windows: searching ? windows.map((w) => [w]) : [windows], merge: ctx, job })),
     }));
     // The merge's candidates per group: every window (search), or the given windows together.
-    const mergeIn = async (c: Combo, stack: StackName, w: Window): Promise<MergedWindow> => c.recover.recover(ctx, await c.method.merge(ctx, stack, w, quiet), quiet);
-    const planFor = (stacks: StackName[], ws: Window[], combo: Combo): Candidate => ({
+    const planFor = (stacks: StackName[], ws: Window[], combo: Combo, merges = sharedMerges(ctx, [combo], quiet)): Candidate => ({
       windows: Object.fromEntries(stacks.map((s) => [s, ws.map(windowLabel).join(',')])),
       start: Math.min(...ws.map((w) => w.start)),
       ...(combos.length > 1 ? { method: comboLabel(combo) } : {}),
@@ -251,7 +271,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       edits: async () => {
         const edits: Edit[] = [];
         for (const w of ws) for (const stack of stacks) {
-          const m = { ...(await mergeIn(combo, stack, w)), method: combo.method.name, recover: combo.recover.name };
+          const m = { ...(await combo.recover.recover(ctx, await merges(combo.method, stack, w), quiet)), method: combo.method.name, recover: combo.recover.name };
           edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
           for (const [layer, ff] of m.adjusted ?? []) edits.push({ kind: 'ff', stack, layers: [layer], ff });
         }
@@ -259,7 +279,10 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       },
     });
     const mergePlans: Candidate[][] = groups.map((stacks) =>
-      (searching ? windows.map((w) => [w]) : [windows]).flatMap((ws) => combos.map((combo) => planFor(stacks, ws, combo))),
+      (searching ? windows.map((w) => [w]) : [windows]).flatMap((ws) => {
+        const merges = sharedMerges(ctx, combos, quiet);
+        return combos.map((combo) => planFor(stacks, ws, combo, merges));
+      }),
     );
     const starts = new Set<number>([...windows.map((w) => w.start), ...pairWindows.map((w) => w.start), ...baselinePlans.flatMap((p) => p.groups.flat().map((c) => c.start))]);
     await task.prepare([...starts], job);
