@@ -75,7 +75,7 @@ describe('select + refit-res', () => {
     } finally {
       selectMerge.mockRestore();
     }
-    // ... and score exactly what the combination run alone scores
+    // ... and its candidates score what the combination run alone scores
     const alone = await compress(MODEL, { ...common, window: '2-3', method: 'select', recover: 'refit' });
     expect(r.candidates.find((c) => c.windows.decoder === '2-3' && c.method === 'select+refit')!.score).toBeCloseTo(alone.merged.validation, 6);
     const combos = DEFAULT_COMBOS.map(([m, rc]) => `${m}+${rc}`);
