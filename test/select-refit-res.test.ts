@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { compress, DEFAULT_COMBOS } from '../lib/pipeline/compress';
 import { MERGE_METHODS } from '../lib/pipeline/merge-methods';
+import type { Progress } from '../lib/native/job';
 import { loadModel } from '../lib/model/load';
 import { inspectModel } from '../lib/model/inspect';
 import { readTies } from '../lib/checkpoint/ties';
@@ -93,7 +94,18 @@ describe('select + refit-res', () => {
 describe("pairs in place of one window (method 'auto', k > 2)", () => {
   jest.setTimeout(600_000);
   it('scores every pair, then the k − 1 best disjoint pairs together, and keeps the best of all', async () => {
-    const r = await compress(MODEL, { ...common, k: 3, method: 'auto' });
+    const events: Progress[] = [];
+    const r = await compress(MODEL, { ...common, k: 3, method: 'auto', baselines: ['drop-ff', 'paper'], onProgress: (p) => events.push(p) });
+    // progress: every candidate announced as it starts (with its label), then counted when scored, pairs included
+    const search = events.filter((e) => e.phase === 'search');
+    expect(search.filter((e) => e.detail).map((e) => e.detail)).toEqual(r.candidates.map((c) => `decoder ${c.windows.decoder} ${c.method}`));
+    expect(search.map((e) => e.done)).toEqual(r.candidates.flatMap((_, i) => [i, i + 1]));
+    expect(new Set(search.map((e) => e.total))).toEqual(new Set([r.candidates.length]));
+    // the baselines share one count
+    const baselines = events.filter((e) => e.phase === 'baselines' && !e.detail);
+    const nBaseline = r.baselines['drop-ff']!.candidates.length + r.baselines.paper!.candidates.length;
+    expect(baselines.map((e) => e.done)).toEqual(Array.from({ length: nBaseline }, (_, i) => i + 1));
+    expect(baselines.every((e) => e.total === nBaseline)).toBe(true);
     const windows = r.candidates.filter((c) => /^\d+-\d+$/.test(c.windows.decoder!));
     const k3 = windows.filter((c) => ['0-2', '1-3', '2-4'].includes(c.windows.decoder!));
     const pairs = windows.filter((c) => ['0-1', '1-2', '2-3', '3-4'].includes(c.windows.decoder!));

@@ -162,6 +162,10 @@ function dropAdjustedIn(edits: Edit[], ws: Window[]): Edit[] {
 
 const comboLabel = (c: Combo) => `${c.method.name}+${c.recover.name}`;
 
+/** "decoder 3-4 select+refit-res": what a progress report says is being built and scored. */
+const candidateLabel = (c: { windows: Partial<Record<StackName, string>>; method?: string }) =>
+  Object.entries(c.windows).map(([s, w]) => `${s} ${w}`).join(', ') + (c.method ? ` ${c.method}` : '');
+
 /**
  * The merges of one window's candidates: select + refit-res and select + refit start from the same select
  * merge (deterministic, and recover methods return new FFs), so it runs once per window and stack. Each is
@@ -293,6 +297,12 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     // ---- search: each group's candidates scored on the search split, the best by the metric kept ----
     const isBetter = better((task.selection ?? task.metric).higherIsBetter);
     const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length + groups.length * (pairWindows.length + 1) : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
+    // Candidates scored per phase (every baseline's count towards one 'baselines' bar). Each candidate is
+    // announced as it starts, with its label: one candidate of a large model takes minutes.
+    const scored: Record<string, number> = {};
+    const starting = (phase: string, c: { windows: Partial<Record<StackName, string>>; method?: string }) =>
+      onProgress?.({ phase, done: scored[phase] ?? 0, total: total(phase), detail: candidateLabel(c) });
+    const finished = (phase: string) => onProgress?.({ phase, done: (scored[phase] = (scored[phase] ?? 0) + 1), total: total(phase) });
     const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[]): Promise<{ picks: C[]; edits: Edit[]; best: { c: C; edits: Edit[]; score: number }[] }> => {
       const picks: C[] = [];
       const edits: Edit[] = [];
@@ -300,11 +310,13 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       for (const cands of perGroup) {
         let best: { c: C; edits: Edit[]; score: number } | undefined;
         for (const c of cands) {
-          const e = await c.edits();
           // a group with one candidate (windows given) has nothing to choose: it is validated, not searched
-          const score = cands.length > 1 ? await scoreView(e, c.start) : NaN;
-          if (cands.length > 1) scores.push({ windows: c.windows, start: c.start, ...(c.method ? { method: c.method } : {}), score });
-          if (cands.length > 1) onProgress?.({ phase, done: scores.length, total: total(phase) });
+          const searched = cands.length > 1;
+          if (searched) starting(phase, c);
+          const e = await c.edits();
+          const score = searched ? await scoreView(e, c.start) : NaN;
+          if (searched) scores.push({ windows: c.windows, start: c.start, ...(c.method ? { method: c.method } : {}), score });
+          if (searched) finished(phase);
           if (!best || isBetter(score, best.score)) best = { c, edits: e, score };
         }
         if (best) {
@@ -338,9 +350,11 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
         const pairs: { w: Window; edits: Edit[]; score: number }[] = [];
         for (const w of pairWindows) {
           const c = planFor(stacks, [w], combo);
+          starting('search', c);
           const e = await c.edits();
           const score = await scoreView(e, w.start);
           candidates.push({ windows: c.windows, start: c.start, method: comboLabel(combo), score });
+          finished('search');
           pairs.push({ w, edits: e, score });
         }
         pairs.sort((a, b) => (isBetter(a.score, b.score) ? -1 : isBetter(b.score, a.score) ? 1 : 0));
@@ -357,8 +371,11 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
         if (pick.length === k - 1) {
           const ws = pick.map((p) => p.w);
           const edits = dropAdjustedIn(pick.flatMap((p) => p.edits), ws);
+          const windows = Object.fromEntries(stacks.map((st) => [st, ws.map(windowLabel).join(',')]));
+          starting('search', { windows, method: comboLabel(combo) });
           const score = await scoreView(edits, ws[0]!.start);
-          candidates.push({ windows: Object.fromEntries(stacks.map((st) => [st, ws.map(windowLabel).join(',')])), start: ws[0]!.start, method: comboLabel(combo), score });
+          candidates.push({ windows, start: ws[0]!.start, method: comboLabel(combo), score });
+          finished('search');
           if (isBetter(score, best.score)) keep = edits;
         }
         mergeEdits.push(...keep);
