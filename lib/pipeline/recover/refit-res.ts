@@ -171,12 +171,14 @@ export async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: Jo
   const a = layers[0]!;
   const entry = await entryStates(ctx, a, opts);
   let merged: FFWeights = m.merged;
+  // X is recovered through W_in and b_in, which the passes keep (solveOut rewrites W_out and b_out only)
+  const recover = await inputRecovery(merged, opts);
   for (let pass = 0; pass < PASSES; pass++) {
     const ff = merged;
     const view = model.withFF(layers.map((layer) => ({ stack: m.stack, layer, ff })));
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     try {
-      const fit: Fit = { each: (X, T, n) => acc.addFF(X, n, ff, act, T, signal), recover: await inputRecovery(ff, opts) };
+      const fit: Fit = { each: (X, T, n) => acc.addFF(X, n, ff, act, T, signal), recover };
       let s = entry;
       for (const l of layers) s = await stepLayer(ctx, view, l, ff, s, act, fit, opts);
     } finally {
