@@ -101,10 +101,14 @@ export interface ForwardOptions extends JobOptions {
   hidden?: Float32Array;
   /** Capture FF pre-activations (output of the first FF matrix, before the nonlinearity): true = every layer run, or a list. */
   captureFF?: boolean | number[];
+  /** Capture FF inputs (what the first FF matrix reads: after the norm in pre-norm stacks) of these layers. */
+  captureFFInput?: number[];
   /** Which positions are features (default: attentionMask). */
   featureMask?: Uint8Array;
   /** Encoder–decoder models: capture the encoder stack's FF pre-activations too (features = encoderMask). */
   captureEncoderFF?: boolean | number[];
+  /** Encoder–decoder models: capture the encoder stack's FF inputs of these layers. */
+  captureEncoderFFInput?: number[];
   /** Stream FF pre-activations of the layers each accumulator uses straight into it, natively (no copy to JS).
    *  Keys are stacks: 'decoder'/'encoder' (encoder-only models use their main stack name, model.mainStack). */
   accumulate?: Partial<Record<StackName, CorrelationAccumulator>>;
@@ -120,8 +124,12 @@ export interface ForwardResult {
   hidden?: Float32Array;
   /** layer → [rows, dFF] pre-activations of the feature positions, in (batch, position) order. */
   ff?: Map<number, Float32Array>;
+  /** layer → [rows, d] FF inputs of the feature positions (captureFFInput), in (batch, position) order. */
+  ffInput?: Map<number, Float32Array>;
   /** Encoder–decoder models: the encoder's captured pre-activations (rows = real source tokens). */
   encoderFF?: Map<number, Float32Array>;
+  /** Encoder–decoder models: the encoder's captured FF inputs. */
+  encoderFFInput?: Map<number, Float32Array>;
   /** Encoder–decoder models: the encoder's output states (pass them back as input.encoderHidden). */
   encoderHidden?: Float32Array;
 }
@@ -365,6 +373,7 @@ export class Model {
       ...(opts.featureMask ? { featureMask: opts.featureMask } : {}),
       ...(opts.hidden ? { hidden: opts.hidden } : {}),
       ...(captureLayers?.length ? { captureLayers } : {}),
+      ...(opts.captureFFInput?.length ? { inputLayers: [...opts.captureFFInput] } : {}),
       ...(mainAcc ? { accumulator: mainAcc.nativeAccumulator } : {}),
     };
     const handle = this.live();
@@ -378,7 +387,9 @@ export class Model {
     }
     if (r.hidden) out.hidden = r.hidden;
     if (captureLayers?.length && r.ff) out.ff = new Map(captureLayers.map((l, i) => [l, r.ff![i]!]));
+    if (opts.captureFFInput?.length && r.ffInputs) out.ffInput = new Map(opts.captureFFInput.map((l, i) => [l, r.ffInputs![i]!]));
     if (enc?.ff) out.encoderFF = enc.ff;
+    if (enc?.inputs) out.encoderFFInput = enc.inputs;
     if (enc) out.encoderHidden = enc.hidden;
     return out;
   }
@@ -391,10 +402,10 @@ export class Model {
     if (!Number.isInteger(seq) || seq <= 0 || hidden.length !== batch * seq * this.encoderSpec!.dModel) {
       throw new FfmergeError('SHAPE_MISMATCH', `encoderHidden must hold batch·encoderSeq·d = ${batch}·${seq}·${this.encoderSpec!.dModel} values`);
     }
-    if (opts.captureEncoderFF || opts.accumulate?.encoder) {
+    if (opts.captureEncoderFF || opts.captureEncoderFFInput || opts.accumulate?.encoder) {
       throw new FfmergeError('INVALID_ARGUMENT', 'with encoderHidden the encoder does not run, so its FF cannot be captured or accumulated');
     }
-    return { hidden, seq, ff: undefined };
+    return { hidden, seq, ff: undefined, inputs: undefined };
   }
 
   /** Encoder–decoder models: runs the encoder stack on input.encoderIds → its output states (+ FF captures). */
@@ -420,12 +431,14 @@ export class Model {
       output: 'hidden',
       ...(encoderMask ? { attentionMask: encoderMask } : {}),
       ...(captureLayers?.length ? { captureLayers } : {}),
+      ...(opts.captureEncoderFFInput?.length ? { inputLayers: [...opts.captureEncoderFFInput] } : {}),
       ...(encAcc ? { accumulator: encAcc.nativeAccumulator } : {}),
     };
     const handle = this.live('encoder');
     const r = await runNativeJob('encoder', (onProgress) => modelAddon().modelForward(handle, args, onProgress), opts);
     const ff = captureLayers?.length && r.ff ? new Map(captureLayers.map((l, i) => [l, r.ff![i]!])) : undefined;
-    return { hidden: r.hidden!, seq, ff };
+    const inputs = opts.captureEncoderFFInput?.length && r.ffInputs ? new Map(opts.captureEncoderFFInput.map((l, i) => [l, r.ffInputs![i]!])) : undefined;
+    return { hidden: r.hidden!, seq, ff, inputs };
   }
 
   /**

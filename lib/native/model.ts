@@ -27,6 +27,8 @@ export interface NativeForwardArgs {
   fromLayer?: number;
   toLayer?: number;
   captureLayers?: number[];
+  /** Layers whose FF input (what the first FF matrix reads) is returned as ffInputs, feature rows only. */
+  inputLayers?: number[];
   /**
    * A native CorrelationAccumulator (CorrelationAccumulator.nativeAccumulator) to add the pre-activations of
    * the layers it uses to, inside the job (no copy to JS); claimed for the job, so other jobs on it get BUSY.
@@ -63,6 +65,7 @@ export interface NativeForwardResult {
   nllCount?: number;
   hidden?: Float32Array;
   ff?: Float32Array[];
+  ffInputs?: Float32Array[];
 }
 
 interface ModelAddon {

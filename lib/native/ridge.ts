@@ -24,7 +24,6 @@ interface NativeRidgeSums {
 
 interface RidgeAddon {
   RidgeSums: new (p: number, m: number) => NativeRidgeSums;
-  matmulABt(A: Float32Array, B: Float32Array, M: number, N: number, K: number, onProgress?: Progress): NativeJobHandle<Float32Array>;
   ffApply(X: Float32Array, n: number, d: number, units: number, ff: FFParts, activation: string, output: boolean, onProgress?: Progress): NativeJobHandle<Float32Array>;
 }
 
@@ -136,14 +135,6 @@ function parts(ff: FFParts): FFParts {
   const out: FFParts = { wIn: ff.wIn, wOut: ff.wOut };
   for (const k of ['bIn', 'wGate', 'bGate', 'bOut'] as const) if (ff[k]) out[k] = ff[k];
   return out;
-}
-
-/** C = A·Bᵀ for A [M, K] and B [N, K] (float32, sgemm on the native pool): the refit's row-block products. */
-export function matmulABt(A: Float32Array, B: Float32Array, M: number, N: number, K: number, opts: JobOptions = {}): Promise<Float32Array> {
-  if (A.length !== M * K || B.length !== N * K) {
-    throw new FfmergeError('SHAPE_MISMATCH', `matmulABt: A must be ${M}×${K} and B ${N}×${K}`);
-  }
-  return runNativeJob('refit', (cb) => addon().matmulABt(A, B, M, N, K, cb), opts);
 }
 
 /**

@@ -252,8 +252,9 @@ Napi::Value ToF32(Napi::Env env, std::vector<float>&& v) {
 
 // modelForward(handle, args, onProgress) → {promise, cancel}
 // args: {ids?: Int32Array, batch, seq, attentionMask?: Uint8Array, hidden?: Float32Array, output,
-//        fromLayer?, toLayer?, captureLayers?: number[], featureMask?: Uint8Array,
+//        fromLayer?, toLayer?, captureLayers?: number[], inputLayers?: number[], featureMask?: Uint8Array,
 //        accumulator?: native CorrelationAccumulator}
+// captureLayers come back as `ff` (pre-activations), inputLayers as `ffInputs` (FF inputs), in their order.
 // With an accumulator (dims = this stack's layers × d_ff), the pre-activations of the layers it uses are
 // added to it inside the job, without a copy for JS; it is claimed (BUSY to others) until the job settles.
 Napi::Value ModelForward(const Napi::CallbackInfo& info) {
@@ -347,6 +348,10 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
     Napi::Array cl = a.Get("captureLayers").As<Napi::Array>();
     for (uint32_t i = 0; i < cl.Length(); ++i) opts.capture_layers.push_back(cl.Get(i).ToNumber().Uint32Value());
   }
+  if (a.Get("inputLayers").IsArray()) {
+    Napi::Array il = a.Get("inputLayers").As<Napi::Array>();
+    for (uint32_t i = 0; i < il.Length(); ++i) opts.input_layers.push_back(il.Get(i).ToNumber().Uint32Value());
+  }
   auto capture = std::make_shared<ForwardCapture>();
   capture->d_ff = m->spec.d_ff;
   capture->for_js = opts.capture_layers.size();
@@ -393,6 +398,11 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
           Napi::Array ff = Napi::Array::New(env, capture->layers.size());
           for (uint32_t i = 0; i < capture->layers.size(); ++i) ff.Set(i, ToF32(env, std::move(capture->layers[i])));
           o.Set("ff", ff);
+        }
+        if (!result->ff_inputs.empty()) {
+          Napi::Array xs = Napi::Array::New(env, result->ff_inputs.size());
+          for (uint32_t i = 0; i < result->ff_inputs.size(); ++i) xs.Set(i, ToF32(env, std::move(result->ff_inputs[i])));
+          o.Set("ffInputs", xs);
         }
         return o;
       });

@@ -10,7 +10,6 @@
 //       with bias false the constant column is dropped (X's last row is 0)
 //   sums.select(forced: Int32Array, count, lambdaRel, onProgress?) → {promise<Int32Array>, cancel}
 //   sums.rows() → rows added
-//   matmulABt(A M×K, B N×K, M, N, K, onProgress?) → {promise<Float32Array A·Bᵀ>, cancel}
 // Why native-resident: G is (p+1)² doubles, 34 MB for select's pool at gpt2-sotu and 134 MB under its
 // default budget. Held in JS it was copied in and written back by every add on the main thread: a stall of
 // the host's event loop of ~90 ms at 34 MB. One job at a time per RidgeSums (BUSY otherwise).
@@ -28,7 +27,6 @@
 #include "binding/ff_binding.h"
 #include "binding/registry.h"
 #include "core/error.h"
-#include "core/gemm.h"
 #include "core/ridge.h"
 #include "core/select.h"
 
@@ -226,33 +224,8 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
   std::shared_ptr<Sums> s_;
 };
 
-Napi::Value MatmulABt(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  F32View A = GetF32(info[0], "A");
-  F32View B = GetF32(info[1], "B");
-  size_t M = GetCount(info[2], "M"), N = GetCount(info[3], "N"), K = GetCount(info[4], "K");
-  if (A.length != M * K) ThrowCode(env, "SHAPE_MISMATCH", "A must hold M×K values");
-  if (B.length != N * K) ThrowCode(env, "SHAPE_MISMATCH", "B must hold N×K values");
-  auto C = std::make_shared<std::vector<float>>(M * N);
-  Owned<float> a_own = CopyTyped<float>(info[0], "A"), b_own = CopyTyped<float>(info[1], "B");  // for the worker
-  return AsyncJob::Start(
-      env, info[5],
-      [=](JobControl& ctl) {
-        // row blocks so a cancel lands within one block
-        const size_t block = 1024;
-        for (size_t r = 0; r < M; r += block) {
-          ctl.check();
-          size_t rows = std::min(block, M - r);
-          sgemm(&ctl.pool(), false, true, rows, N, K, 1.f, a_own->data() + r * K, K, b_own->data(), K, 0.f, C->data() + r * N, N);
-          ctl.progress(double(r + rows), double(M));
-        }
-      },
-      [C](Napi::Env e) { return ExternalF32(e, std::move(*C)); });
-}
-
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("RidgeSums", RidgeSums::Define(env));
-  exports.Set("matmulABt", Napi::Function::New(env, MatmulABt, "matmulABt"));
 }
 
 }  // namespace

@@ -57,6 +57,57 @@ TEST(capture_compacts_feature_rows_and_is_called_once) {
       for (size_t j = 0; j < s.d_ff; ++j) CHECK(some.data[li][i * s.d_ff + j] == all.data[li][keep[i] * s.d_ff + j]);
 }
 
+// The captured FF input is what the first FF matrix read: X·W_inᵀ (in double) gives the captured
+// pre-activation of the same rows, with and without a feature mask.
+TEST(ff_inputs_are_what_w_in_reads) {
+  ModelSpec s = tiny_spec();
+  auto tensors = tiny_tensors(s);
+  Model m = build_model(s, tensors);
+  auto x = ids();
+  JobControl ctl(pool());
+  ForwardInput in;
+  in.ids = x.data();
+  in.batch = B;
+  in.seq = T;
+  std::vector<uint8_t> fm(B * T, 0);
+  fm[0] = fm[4] = fm[T + 3] = fm[T + 8] = 1;
+  for (const uint8_t* mask : {static_cast<const uint8_t*>(nullptr), static_cast<const uint8_t*>(fm.data())}) {
+    Recorder pre(s.d_ff);
+    ForwardOptions o;
+    o.output = Output::Hidden;
+    o.feature_mask = mask;
+    o.capture_layers = {2, 0};
+    o.input_layers = {0, 2};
+    o.capture = &pre;
+    auto r = forward(ctl, m, in, o);
+    const size_t rows = mask ? 4 : B * T;
+    CHECK(r.ff_inputs.size() == 2 && pre.rows == rows);
+    for (size_t li = 0; li < 2; ++li) {
+      const size_t layer = o.input_layers[li];
+      CHECK(r.ff_inputs[li].size() == rows * s.d_model);
+      const auto& w_in = *tensors["layers." + std::to_string(layer) + ".ff.w_in"];
+      const auto& u = pre.data[layer == 2 ? 0 : 1];
+      for (size_t i = 0; i < rows; ++i)
+        for (size_t j = 0; j < s.d_ff; ++j) {
+          double acc = 0;
+          for (size_t c = 0; c < s.d_model; ++c) acc += double(r.ff_inputs[li][i * s.d_model + c]) * double(w_in[j * s.d_model + c]);
+          CHECK_NEAR(u[i * s.d_ff + j], acc, 1e-4 * (1 + std::fabs(acc)));
+        }
+    }
+  }
+  ForwardOptions bad;
+  bad.output = Output::Hidden;
+  bad.to_layer = 1;
+  bad.input_layers = {1};
+  std::string code;
+  try {
+    forward(ctl, m, in, bad);
+  } catch (const Error& e) {
+    code = e.code();
+  }
+  CHECK(code == "INVALID_ARGUMENT");
+}
+
 TEST(layer_ranges_compose_and_nll_matches_logits) {
   ModelSpec s = tiny_spec();
   Model m = build_model(s, tiny_tensors(s));

@@ -21,7 +21,7 @@ import type { Activation } from '../../model/activation';
 import type { FFWeights } from '../../model/ff-weights';
 import { windowLayers } from '../../merge/windows';
 import { anchorOf, modelFFs, stackSpecOf } from '../align';
-import { forEachFFInput, hiddenOf, type InputRecovery, outputOf } from '../ff-inputs';
+import { forEachFFInput, hiddenOf, outputOf } from '../ff-inputs';
 import type { MergeMethod } from '../plugins';
 
 /** The window's FFs side by side as one FF of k·d_ff units (W_out is not needed: only activations are). */
@@ -168,30 +168,29 @@ export const select: MergeMethod = {
     const withBias = Boolean(originals.get(layers[0]!)!.bOut);
     const signal = opts.signal ? { signal: opts.signal } : {};
     const cap = poolCap(pooled.dFF, spec.dFF, ctx.selectMemory ?? DEFAULT_SELECT_GRAM_BYTES);
-    const reuse = { recoveries: new Map<FFWeights, InputRecovery>(), ...(ctx.entry ? { entry: ctx.entry } : {}) }; // both passes read the same FFs and states
     if (cap < pooled.dFF) {
       // Every position's inputs through the whole pool against its original output. H passes through JS
       // here, so in row chunks of ≤ 8 MB: each copy into the correlation job stays short for the host.
       const all = pooled;
       const chunk = Math.max(1, Math.floor((2 << 20) / all.dFF));
       const visit = (fn: (H: Float32Array, Y: Float32Array, n: number) => Promise<void>) =>
-        forEachFFInput(model, stack, layers, (l) => originals.get(l)!, ctx.calibration, async (l, X, n) => {
+        forEachFFInput(model, stack, layers, ctx.calibration, async (l, X, n) => {
           const d = spec.dModel;
           for (let r = 0; r < n; r += chunk) {
             const rows = Math.min(chunk, n - r);
             const x = X.subarray(r * d, (r + rows) * d);
             await fn(await hiddenOf(all, x, rows, act, opts), await outputOf(originals.get(l)!, x, rows, act, opts), rows);
           }
-        }, opts, reuse);
+        }, opts, ctx.entry);
       const gains = await unitGains(visit, pooled.dFF, spec.dModel, opts);
       pooled = pick(pooled, prescreen(gains, layers.length, cap));
     }
     // the pooled hidden units (n × P per batch) are computed inside the accumulating job, never in JS
     const acc = new RidgeAccumulator(pooled.dFF, spec.dModel);
     const units = pooled;
-    await forEachFFInput(model, stack, layers, (l) => originals.get(l)!, ctx.calibration, async (l, X, n) => {
+    await forEachFFInput(model, stack, layers, ctx.calibration, async (l, X, n) => {
       await acc.addFF(X, n, units, act, await outputOf(originals.get(l)!, X, n, act, opts), signal);
-    }, opts, reuse);
+    }, opts, ctx.entry);
     const merged = await selectUnits(acc, pooled, spec.dFF, withBias, opts);
     return { stack, window, anchor: anchorOf(window, ctx.anchor), merged, perms: new Map() };
   },

@@ -23,7 +23,7 @@ import type { FFWeights } from '../../model/ff-weights';
 import type { Model, StackName } from '../../model/model';
 import { windowLayers } from '../../merge/windows';
 import { modelFF, stackSpecOf } from '../align';
-import { EntryStates, type InputRecovery, inputRecovery, outputOf, recoverInputs } from '../ff-inputs';
+import { EntryStates, outputOf } from '../ff-inputs';
 import type { MergeContext, MergedWindow, RecoverMethod } from '../plugins';
 import { refitSeq } from './refit-seq';
 
@@ -57,12 +57,8 @@ export interface Streams {
   view: (Float32Array | undefined)[];
 }
 
-/** What a fitting step gets: the view's FF input and residual target per batch, and how to recover X. */
-interface Fit {
-  each: (X: Float32Array, T: Float32Array, n: number) => Promise<void>;
-  /** inputRecovery(ff), computed once per FF and reused by every layer that runs it */
-  recover: InputRecovery;
-}
+/** What a fitting step gets: the view's FF input and residual target per batch. */
+type Fit = (X: Float32Array, T: Float32Array, n: number) => Promise<void>;
 
 /**
  * Runs layer l on every calibration batch in `base` and `view` from the given entry states; with `fit`,
@@ -87,16 +83,15 @@ async function stepLayer(
     const mask = b.featureMask ?? b.input.attentionMask;
     const step = (h: Float32Array | undefined) => ({ output: 'hidden' as const, fromLayer: l, toLayer: l + 1, ...(h ? { hidden: h } : {}), ...signal });
     const hb = (await model.forward(b.input, step(entry.base[i]))).hidden!;
-    const rv = await view.forward(b.input, { ...step(entry.view[i]), ...(fit ? { captureFF: [l] } : {}), ...(mask ? { featureMask: mask } : {}) });
+    const rv = await view.forward(b.input, { ...step(entry.view[i]), ...(fit ? { captureFFInput: [l] } : {}), ...(mask ? { featureMask: mask } : {}) });
     out.base.push(hb);
     out.view.push(rv.hidden!);
     if (!fit) continue;
-    const U = rv.ff!.get(l)!;
-    const n = U.length / ff.dFF;
+    const X = rv.ffInput!.get(l)!;
+    const n = X.length / d;
     if (n === 0) continue;
-    const X = await recoverInputs(U, n, ff, fit.recover, opts);
     const T = addResidual(await outputOf(ff, X, n, act, opts), hb, rv.hidden!, d, mask);
-    await fit.each(X, T, n);
+    await fit(X, T, n);
   }
   return out;
 }
@@ -140,7 +135,7 @@ export async function compensate(
     const own = await modelFF(model, l, stack, opts);
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     // only layer l runs here, so the base model (its own FF at l) stands for the view
-    await stepLayer(ctx, model, l, own, after, act, { each: (X, T, n) => acc.addFF(X, n, own, act, T, signal), recover: await inputRecovery(own, opts) }, opts);
+    await stepLayer(ctx, model, l, own, after, act, (X, T, n) => acc.addFF(X, n, own, act, T, signal), opts);
     const ff = await solveOut(own, acc, opts);
     adjusted.set(l, ff);
     const view1 = model.withFF([{ stack, layer: l, ff }]);
@@ -171,14 +166,12 @@ export async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: Jo
   const a = layers[0]!;
   const entry = await entryStates(ctx, a, opts);
   let merged: FFWeights = m.merged;
-  // X is recovered through W_in and b_in, which the passes keep (solveOut rewrites W_out and b_out only)
-  const recover = await inputRecovery(merged, opts);
   for (let pass = 0; pass < PASSES; pass++) {
     const ff = merged;
     const view = model.withFF(layers.map((layer) => ({ stack: m.stack, layer, ff })));
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     try {
-      const fit: Fit = { each: (X, T, n) => acc.addFF(X, n, ff, act, T, signal), recover };
+      const fit: Fit = (X, T, n) => acc.addFF(X, n, ff, act, T, signal);
       let s = entry;
       for (const l of layers) s = await stepLayer(ctx, view, l, ff, s, act, fit, opts);
     } finally {

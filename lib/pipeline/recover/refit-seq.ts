@@ -29,7 +29,7 @@ export const refitSeq: RecoverMethod = {
       const view = model.withFF(layers.map((layer) => ({ stack, layer, ff: merged })));
       try {
         const current = merged;
-        merged = await refitOutput(view, stack, layers, () => current, current, originals, ctx.calibration, spec.activation as Activation, opts);
+        merged = await refitOutput(view, stack, layers, current, originals, ctx.calibration, spec.activation as Activation, opts);
       } finally {
         view.dispose();
       }

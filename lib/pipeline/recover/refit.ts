@@ -3,7 +3,7 @@
  * ridge least-squares solution that makes every merged layer reproduce its own original FF output on the
  * calibration features, each layer's FF input taken from the original model. Works on any stack.
  *
- * Per layer and calibration batch (X recovered as in ff-inputs.ts):
+ * Per layer and calibration batch (X: the layer's FF input, captured by the forward pass):
  *   H = merged FF hidden activations on X (after the nonlinearity; SwiGLU: act(X·W_gateᵀ) ⊙ X·W_inᵀ)
  *   Y = original FF output on X
  * are streamed into a RidgeAccumulator ([H 1]ᵀ[H 1], [H 1]ᵀY in fp64), solved once by Cholesky with
@@ -23,8 +23,8 @@ export const refit: RecoverMethod = {
     const spec = stackSpecOf(model, m.stack);
     const layers = windowLayers(m.window);
     const originals = await modelFFs(model, layers, m.stack, opts);
-    // inputs from the original model: each layer runs its own FF there
-    const merged = await refitOutput(model, m.stack, layers, (l) => originals.get(l)!, m.merged, originals, ctx.calibration, spec.activation as Activation, opts, ctx.entry ? { entry: ctx.entry } : {});
+    // inputs from the original model
+    const merged = await refitOutput(model, m.stack, layers, m.merged, originals, ctx.calibration, spec.activation as Activation, opts, ctx.entry);
     return { ...m, merged };
   },
 };

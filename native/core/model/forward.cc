@@ -265,10 +265,11 @@ void check_inputs(const Model& m, const ForwardInput& in, const ForwardOptions& 
                                             std::to_string(r % in.seq) + " of sequence " + std::to_string(r / in.seq) +
                                             " is outside the vocabulary (size " + std::to_string(s.vocab) + ")");
   }
-  for (size_t l : o.capture_layers)
-    if (l < o.from_layer || l >= to)
-      throw Error("INVALID_ARGUMENT", "forward: cannot capture layer " + std::to_string(l) + ", the pass runs layers " +
-                                          std::to_string(o.from_layer) + ".." + std::to_string(to) + " (exclusive)");
+  for (const auto* list : {&o.capture_layers, &o.input_layers})
+    for (size_t l : *list)
+      if (l < o.from_layer || l >= to)
+        throw Error("INVALID_ARGUMENT", "forward: cannot capture layer " + std::to_string(l) + ", the pass runs layers " +
+                                            std::to_string(o.from_layer) + ".." + std::to_string(to) + " (exclusive)");
 }
 
 // NLL of the next token at every position, from the final hidden state, a row block at a time so only
@@ -340,6 +341,16 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
   if (fmask) feature_rows = size_t(std::count_if(fmask, fmask + R, [](uint8_t v) { return v != 0; }));
   std::vector<std::vector<float>> captured(o.capture_layers.size());
   for (auto& c : captured) c.resize(feature_rows * s.d_ff);
+  std::vector<std::vector<float>> inputs(o.input_layers.size());
+  for (auto& c : inputs) c.resize(feature_rows * d);
+  // the feature rows of `src` [R, width] into `dst`
+  auto copy_features = [&](const float* src, size_t width, float* dst) {
+    for (size_t r = 0; r < R; ++r) {
+      if (fmask && !fmask[r]) continue;
+      std::copy(src + r * width, src + (r + 1) * width, dst);
+      dst += width;
+    }
+  };
 
   const size_t steps = to - o.from_layer + (o.output == Output::Hidden ? 0 : 1);
   for (size_t l = o.from_layer; l < to; ++l) {
@@ -348,15 +359,12 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
     const auto held = layer_weights(ctl, m, l);
     const LayerWeights& L = *held;
     auto capture = [&](const float* up) {
-      for (size_t ci = 0; ci < o.capture_layers.size(); ++ci) {
-        if (o.capture_layers[ci] != l) continue;
-        float* dst = captured[ci].data();
-        for (size_t r = 0; r < R; ++r) {
-          if (fmask && !fmask[r]) continue;
-          std::copy(up + r * s.d_ff, up + (r + 1) * s.d_ff, dst);
-          dst += s.d_ff;
-        }
-      }
+      for (size_t ci = 0; ci < o.capture_layers.size(); ++ci)
+        if (o.capture_layers[ci] == l) copy_features(up, s.d_ff, captured[ci].data());
+    };
+    auto capture_input = [&](const float* ff_in) {
+      for (size_t ci = 0; ci < o.input_layers.size(); ++ci)
+        if (o.input_layers[ci] == l) copy_features(ff_in, d, inputs[ci].data());
     };
     if (s.placement == NormPlacement::Pre) {
       norm(pool, s, x.data(), sc.a.data(), R, L.norm1_w, L.norm1_b);
@@ -368,6 +376,7 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
         nn::add_inplace(pool, x.data(), sc.tmp.data(), R * d);
       }
       norm(pool, s, x.data(), sc.a.data(), R, L.norm2_w, L.norm2_b);
+      capture_input(sc.a.data());
       feed_forward(pool, s, *L.ff, sc.a.data(), sc.tmp.data(), R, sc, capture);
       nn::add_inplace(pool, x.data(), sc.tmp.data(), R * d);
     } else {  // post-norm: x = norm(x + f(x))
@@ -379,6 +388,7 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
         nn::add_inplace(pool, x.data(), sc.tmp.data(), R * d);
         norm(pool, s, x.data(), x.data(), R, L.xnorm_w, L.xnorm_b);
       }
+      capture_input(x.data());
       feed_forward(pool, s, *L.ff, x.data(), sc.tmp.data(), R, sc, capture);
       nn::add_inplace(pool, x.data(), sc.tmp.data(), R * d);
       norm(pool, s, x.data(), x.data(), R, L.norm2_w, L.norm2_b);
@@ -400,6 +410,7 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
   }
 
   ForwardResult res;
+  res.ff_inputs = std::move(inputs);
   if (o.output == Output::Hidden) {
     res.hidden = std::move(x);
     return res;

@@ -58,6 +58,10 @@ struct ForwardOptions {
   size_t from_layer = 0;
   size_t to_layer = SIZE_MAX;          // exclusive; SIZE_MAX = all layers
   std::vector<size_t> capture_layers;  // layers whose FF pre-activation goes to `capture`
+  // Layers whose FF input (the state the first FF matrix reads, after the norm in pre-norm stacks) is returned
+  // in ForwardResult::ff_inputs: the training-free fits need X itself, and the pre-activation only gives it
+  // back through a pseudo-inverse of W_in (tens of seconds and d·d_ff floats per layer at 7B width).
+  std::vector<size_t> input_layers;
   const uint8_t* feature_mask = nullptr;  // [batch, seq], which positions are features (nullptr = attention_mask)
   FFCapture* capture = nullptr;
 };
@@ -70,6 +74,8 @@ struct ForwardResult {
   std::vector<float> nll;
   size_t nll_count = 0;
   double nll_sum = 0;
+  // ff_inputs[i]: [feature rows, d] FF inputs of input_layers[i], the feature positions in (batch, position) order.
+  std::vector<std::vector<float>> ff_inputs;
 };
 
 ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, const ForwardOptions& opts);
