@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cholesky.h"
 #include "core/error.h"
 #include "core/gemm.h"
 
@@ -15,18 +16,6 @@ namespace {
 // accurate (they are moved into the double accumulators after each block).
 constexpr size_t kBlock = 256;
 
-double dot(const double* a, const double* b, size_t n) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
-  }
-  for (; i < n; ++i) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
-}
 }  // namespace
 
 void ridge_accumulate(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, double* G,
@@ -77,77 +66,16 @@ void ridge_solve(JobControl& ctl, const double* G, const double* C, size_t p, si
   for (size_t i = 0; i < p; ++i) mean_diag += G[i * p1 + i];
   mean_diag = p ? mean_diag / double(p) : 0;
   const double lambda = lambda_rel * mean_diag;
-
-  // Cholesky–Crout, lower factor L row by row (rows of L are contiguous, so every inner loop is a dot of
-  // two contiguous rows); the rows below a pivot are independent and split across the pool.
-  std::vector<double> L(p1 * p1, 0.0);
-  ThreadPool& pool = ctl.pool();
-  for (size_t j = 0; j < p1; ++j) {
-    ctl.check();
-    double* Lj = L.data() + j * p1;
-    double a = G[j * p1 + j] + (j < p ? lambda : 0.0) - dot(Lj, Lj, j);
-    if (!(a > 0)) {
-      throw Error("SINGULAR_MATRIX",
+  std::vector<double> L(G, G + p1 * p1);
+  for (size_t i = 0; i < p; ++i) L[i * p1 + i] += lambda;
+  // progress in flops: p³/3 to factor, 2p²m to substitute
+  const double factor = double(p1) / 3.0, total = factor + 2.0 * double(m);
+  cholesky_factor(ctl, L.data(), p1,
                   "refit: the least-squares system is singular (hidden units that never vary on the calibration "
-                  "data); use a larger ridge factor or more calibration tokens");
-    }
-    const double d = std::sqrt(a);
-    Lj[j] = d;
-    pool.parallel_for(p1 - j - 1, 32, [&](size_t b, size_t e) {
-      for (size_t i = j + 1 + b; i < j + 1 + e; ++i) {
-        double* Li = L.data() + i * p1;
-        Li[j] = (G[i * p1 + j] - dot(Li, Lj, j)) / d;
-      }
-    });
-    ctl.progress(double(j + 1), double(p1) * 1.25);
-  }
-
-  // Forward then backward substitution on panels of kPanel right-hand sides (columns of C) per task: each row
-  // of L is read once per panel instead of once per column (one column at a time, the substitutions of a
-  // 3,073-unit fit with 768 outputs streamed L from memory 768 times and took three times the factorisation).
-  // Each column's sums run in dot()'s order (four partial sums by k mod 4, the tail into the first), so every
-  // column comes out bit for bit as solved alone.
-  constexpr size_t kPanel = 8;
-  pool.parallel_for((m + kPanel - 1) / kPanel, 1, [&](size_t b, size_t e) {
-    std::vector<double> Z(p1 * kPanel);  // row i = z_i of the panel's columns
-    for (size_t panel = b; panel < e; ++panel) {
-      ctl.check();
-      const size_t c0 = panel * kPanel, w = std::min(kPanel, m - c0);
-      for (size_t i = 0; i < p1; ++i) {
-        const double* Li = L.data() + i * p1;
-        double s[4][kPanel] = {};
-        size_t k = 0;
-        for (; k + 4 <= i; k += 4)
-          for (size_t q = 0; q < 4; ++q) {
-            const double l = Li[k + q];
-            const double* zk = Z.data() + (k + q) * kPanel;
-            for (size_t c = 0; c < kPanel; ++c) s[q][c] += l * zk[c];
-          }
-        for (; k < i; ++k) {
-          const double l = Li[k];
-          const double* zk = Z.data() + k * kPanel;
-          for (size_t c = 0; c < kPanel; ++c) s[0][c] += l * zk[c];
-        }
-        double* zi = Z.data() + i * kPanel;
-        for (size_t c = 0; c < kPanel; ++c)
-          zi[c] = c < w ? (C[i * m + c0 + c] - ((s[0][c] + s[1][c]) + (s[2][c] + s[3][c]))) / Li[i] : 0.0;
-      }
-      for (size_t i = p1; i-- > 0;) {
-        const double* Li = L.data() + i * p1;
-        double x[kPanel];
-        double* zi = Z.data() + i * kPanel;
-        for (size_t c = 0; c < kPanel; ++c) zi[c] = x[c] = zi[c] / Li[i];
-        for (size_t k = 0; k < i; ++k) {
-          const double l = Li[k];
-          double* zk = Z.data() + k * kPanel;
-          for (size_t c = 0; c < kPanel; ++c) zk[c] -= l * x[c];
-        }
-      }
-      for (size_t i = 0; i < p1; ++i)
-        for (size_t c = 0; c < w; ++c) X[i * m + c0 + c] = Z[i * kPanel + c];
-    }
-  });
-  ctl.progress(1, 1);
+                  "data); use a larger ridge factor or more calibration tokens",
+                  0, factor, total);
+  std::copy(C, C + p1 * m, X);
+  cholesky_solve(ctl, L.data(), p1, X, m, factor, total, total);
 }
 
 }  // namespace ffm
