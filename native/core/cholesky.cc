@@ -7,6 +7,10 @@
 
 #include "core/error.h"
 
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#endif
+
 namespace ffm {
 
 namespace {
@@ -21,7 +25,7 @@ typedef double v4d __attribute__((vector_size(32)));
 
 // c[r·ldc + j] −= Σ_{t<kc} a(r, t)·b[t·ldb + j] for r < kMr, j < 4·NV, a(r, t) = a[r·ars + t·acs]. Every sum
 // starts from zero and adds its products in t order, exactly as edge() does, so a tile and an edge give the
-// same bits, whatever NV the instruction set picks.
+// same bits.
 template <size_t NV>
 __attribute__((always_inline)) inline void tile(size_t kc, const double* a, size_t ars, size_t acs, const double* b,
                                                 size_t ldb, double* c, size_t ldc) {
@@ -56,22 +60,42 @@ __attribute__((always_inline)) inline void edge(size_t kc, const double* a, size
     }
 }
 
+// A's rows [0, M) × columns [k0, k0 + kc) copied tile by tile: ap[(it·kc + t)·kMr + r] = a(it·kMr + r, k0 + t),
+// zero past M. The tiles then read four contiguous values per step whatever A's layout (the backward
+// substitution reads Lᵀ, whose rows are L's columns, a page apart at LLM widths).
+__attribute__((always_inline)) inline void pack_a(size_t M, size_t kc, const double* a, size_t ars, size_t acs,
+                                                  double* ap) {
+  for (size_t i0 = 0, it = 0; i0 < M; i0 += kMr, ++it) {
+    double* dst = ap + it * kc * kMr;
+    const size_t mr = std::min(kMr, M - i0);
+    if (acs == 1) {
+      for (size_t r = 0; r < kMr; ++r)
+        for (size_t t = 0; t < kc; ++t) dst[t * kMr + r] = r < mr ? a[(i0 + r) * ars + t] : 0.0;
+    } else {
+      for (size_t t = 0; t < kc; ++t)
+        for (size_t r = 0; r < kMr; ++r) dst[t * kMr + r] = r < mr ? a[(i0 + r) * ars + t * acs] : 0.0;
+    }
+  }
+}
+
 // C (M×N) −= A·B over K, A(i, t) = a[i·ars + t·acs], B and C row-major. Single-threaded: callers split C.
 template <size_t NV>
 __attribute__((always_inline)) inline void gemm_sub_impl(size_t M, size_t N, size_t K, const double* a, size_t ars,
                                                          size_t acs, const double* b, size_t ldb, double* c,
                                                          size_t ldc) {
   constexpr size_t NR = 4 * NV;
+  std::vector<double> ap(((M + kMr - 1) / kMr) * kMr * std::min(kKc, K));
   for (size_t k0 = 0; k0 < K; k0 += kKc) {
     const size_t kc = std::min(kKc, K - k0);
-    const double* ak = a + k0 * acs;
+    pack_a(M, kc, a + k0 * acs, ars, acs, ap.data());
     const double* bk = b + k0 * ldb;
     for (size_t j = 0; j < N; j += NR) {
       const size_t nr = std::min(NR, N - j);
       for (size_t i = 0; i < M; i += kMr) {
         const size_t mr = std::min(kMr, M - i);
-        if (mr == kMr && nr == NR) tile<NV>(kc, ak + i * ars, ars, acs, bk + j, ldb, c + i * ldc + j, ldc);
-        else edge(kc, ak + i * ars, ars, acs, bk + j, ldb, c + i * ldc + j, ldc, mr, nr);
+        const double* at = ap.data() + (i / kMr) * kc * kMr;
+        if (mr == kMr && nr == NR) tile<NV>(kc, at, 1, kMr, bk + j, ldb, c + i * ldc + j, ldc);
+        else edge(kc, at, 1, kMr, bk + j, ldb, c + i * ldc + j, ldc, mr, nr);
       }
     }
   }
@@ -79,17 +103,52 @@ __attribute__((always_inline)) inline void gemm_sub_impl(size_t M, size_t N, siz
 
 using GemmSub = void (*)(size_t, size_t, size_t, const double*, size_t, size_t, const double*, size_t, double*, size_t);
 
-// Baseline: 4×4 tiles (eight SSE2 accumulators).
+// Baseline: 4×4 tiles (eight SSE2 accumulators), no fused multiply-add.
 void gemm_sub_base(size_t M, size_t N, size_t K, const double* a, size_t ars, size_t acs, const double* b, size_t ldb,
                    double* c, size_t ldc) {
   gemm_sub_impl<1>(M, N, K, a, ars, acs, b, ldb, c, ldc);
 }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-// AVX2 (no FMA, so the products round as in the baseline): 4×8 tiles in eight ymm accumulators.
-__attribute__((target("avx2"))) void gemm_sub_avx2(size_t M, size_t N, size_t K, const double* a, size_t ars,
-                                                   size_t acs, const double* b, size_t ldb, double* c, size_t ldc) {
-  gemm_sub_impl<2>(M, N, K, a, ars, acs, b, ldb, c, ldc);
+// AVX2 + FMA: 4×8 tiles in eight ymm accumulators, each product added with one rounding (a fused multiply-add),
+// so these sums differ from the baseline's in the last bits, as sgemm's kernels differ from each other.
+__attribute__((target("avx2,fma"), always_inline)) inline void tile_fma(size_t kc, const double* a, size_t ars,
+                                                                        size_t acs, const double* b, size_t ldb,
+                                                                        double* c, size_t ldc) {
+  __m256d acc[kMr][2];
+  for (size_t r = 0; r < kMr; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_pd();
+  for (size_t t = 0; t < kc; ++t) {
+    const __m256d b0 = _mm256_loadu_pd(b + t * ldb), b1 = _mm256_loadu_pd(b + t * ldb + 4);
+    for (size_t r = 0; r < kMr; ++r) {
+      const __m256d x = _mm256_broadcast_sd(a + r * ars + t * acs);
+      acc[r][0] = _mm256_fmadd_pd(x, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_pd(x, b1, acc[r][1]);
+    }
+  }
+  for (size_t r = 0; r < kMr; ++r)
+    for (size_t v = 0; v < 2; ++v)
+      _mm256_storeu_pd(c + r * ldc + 4 * v, _mm256_sub_pd(_mm256_loadu_pd(c + r * ldc + 4 * v), acc[r][v]));
+}
+
+__attribute__((target("avx2,fma"))) void gemm_sub_avx2(size_t M, size_t N, size_t K, const double* a, size_t ars,
+                                                       size_t acs, const double* b, size_t ldb, double* c,
+                                                       size_t ldc) {
+  constexpr size_t NR = 8;
+  std::vector<double> ap(((M + kMr - 1) / kMr) * kMr * std::min(kKc, K));
+  for (size_t k0 = 0; k0 < K; k0 += kKc) {
+    const size_t kc = std::min(kKc, K - k0);
+    pack_a(M, kc, a + k0 * acs, ars, acs, ap.data());
+    const double* bk = b + k0 * ldb;
+    for (size_t j = 0; j < N; j += NR) {
+      const size_t nr = std::min(NR, N - j);
+      for (size_t i = 0; i < M; i += kMr) {
+        const size_t mr = std::min(kMr, M - i);
+        const double* at = ap.data() + (i / kMr) * kc * kMr;
+        if (mr == kMr && nr == NR) tile_fma(kc, at, 1, kMr, bk + j, ldb, c + i * ldc + j, ldc);
+        else edge(kc, at, 1, kMr, bk + j, ldb, c + i * ldc + j, ldc, mr, nr);
+      }
+    }
+  }
 }
 #endif
 
@@ -97,7 +156,7 @@ GemmSub gemm_sub() {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
   static const GemmSub f = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") ? gemm_sub_avx2 : gemm_sub_base;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? gemm_sub_avx2 : gemm_sub_base;
   }();
   return f;
 #else
@@ -173,20 +232,25 @@ void cholesky_solve(JobControl& ctl, const double* L, size_t n, double* B, size_
   const size_t group = std::max<size_t>(1, size_t(pool.size()) * 2);
   for (size_t g0 = 0; g0 < chunks; g0 += group) {
     pool.parallel_for(std::min(group, chunks - g0), 1, [&](size_t b, size_t e) {
+      std::vector<double> buf;
       for (size_t q = g0 + b; q < g0 + e; ++q) {
         const size_t c0 = q * kNc, nc = std::min(kNc, m - c0);
-        double* X = B + c0;
+        // the task's columns copied out contiguous (rows nc apart, not m: at 4,096 outputs a row of B is 32 KB,
+        // and the products would touch a new page at every step)
+        buf.resize(n * nc);
+        for (size_t i = 0; i < n; ++i) std::copy(B + i * m + c0, B + i * m + c0 + nc, buf.begin() + i * nc);
+        double* X = buf.data();
         // forward: L·Z = B, a block of rows at a time (the rows above it subtracted as one product)
         for (size_t blk = 0; blk < blocks; ++blk) {
           ctl.check();
           const size_t i0 = blk * kNb, i1 = std::min(n, i0 + kNb);
-          sub(i1 - i0, nc, i0, L + i0 * n, n, 1, X, m, X + i0 * m, m);
+          sub(i1 - i0, nc, i0, L + i0 * n, n, 1, X, nc, X + i0 * nc, nc);
           for (size_t i = i0; i < i1; ++i) {
-            double* xi = X + i * m;
+            double* xi = X + i * nc;
             const double* Li = L + i * n;
             for (size_t t = i0; t < i; ++t) {
               const double l = Li[t];
-              const double* xt = X + t * m;
+              const double* xt = X + t * nc;
               for (size_t c = 0; c < nc; ++c) xi[c] -= l * xt[c];
             }
             for (size_t c = 0; c < nc; ++c) xi[c] /= Li[i];
@@ -196,17 +260,18 @@ void cholesky_solve(JobControl& ctl, const double* L, size_t n, double* B, size_
         for (size_t blk = blocks; blk-- > 0;) {
           ctl.check();
           const size_t i0 = blk * kNb, i1 = std::min(n, i0 + kNb);
-          sub(i1 - i0, nc, n - i1, L + i1 * n + i0, 1, n, X + i1 * m, m, X + i0 * m, m);
+          sub(i1 - i0, nc, n - i1, L + i1 * n + i0, 1, n, X + i1 * nc, nc, X + i0 * nc, nc);
           for (size_t i = i1; i-- > i0;) {
-            double* xi = X + i * m;
+            double* xi = X + i * nc;
             for (size_t t = i + 1; t < i1; ++t) {
               const double l = L[t * n + i];
-              const double* xt = X + t * m;
+              const double* xt = X + t * nc;
               for (size_t c = 0; c < nc; ++c) xi[c] -= l * xt[c];
             }
             for (size_t c = 0; c < nc; ++c) xi[c] /= L[i * n + i];
           }
         }
+        for (size_t i = 0; i < n; ++i) std::copy(buf.begin() + i * nc, buf.begin() + (i + 1) * nc, B + i * m + c0);
       }
     });
     const double done = double(std::min(chunks, g0 + group)) / double(chunks);

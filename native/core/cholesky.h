@@ -5,8 +5,7 @@
 // register tiles on cache-sized blocks, so the solve is bound by arithmetic instead.
 //
 // Deterministic: each entry's partial sums run in a fixed order set by the block sizes alone, never by the
-// thread count or the instruction set (the AVX2 tiles do the same multiplies and adds as the baseline ones,
-// without fused multiply-add).
+// thread count. CPUs with AVX2 and FMA run fused multiply-adds, so their last bits differ from the baseline's.
 #pragma once
 #include <cstddef>
 
