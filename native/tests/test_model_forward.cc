@@ -27,6 +27,14 @@ std::vector<int32_t> ids() {
   for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t((i * 7 + 3) % 29);
   return v;
 }
+// The B×T batch of `x` (which must outlive it).
+ForwardInput batch_of(const std::vector<int32_t>& x) {
+  ForwardInput in;
+  in.ids = x.data();
+  in.batch = B;
+  in.seq = T;
+  return in;
+}
 }  // namespace
 
 TEST(capture_compacts_feature_rows_and_is_called_once) {
@@ -34,10 +42,7 @@ TEST(capture_compacts_feature_rows_and_is_called_once) {
   Model m = build_model(s, tiny_tensors(s));
   auto x = ids();
   JobControl ctl(pool());
-  ForwardInput in;
-  in.ids = x.data();
-  in.batch = B;
-  in.seq = T;
+  ForwardInput in = batch_of(x);
   Recorder all(s.d_ff), some(s.d_ff);
   ForwardOptions o;
   o.output = Output::Hidden;
@@ -65,10 +70,7 @@ TEST(ff_inputs_are_what_w_in_reads) {
   Model m = build_model(s, tensors);
   auto x = ids();
   JobControl ctl(pool());
-  ForwardInput in;
-  in.ids = x.data();
-  in.batch = B;
-  in.seq = T;
+  ForwardInput in = batch_of(x);
   std::vector<uint8_t> fm(B * T, 0);
   fm[0] = fm[4] = fm[T + 3] = fm[T + 8] = 1;
   for (const uint8_t* mask : {static_cast<const uint8_t*>(nullptr), static_cast<const uint8_t*>(fm.data())}) {
@@ -113,10 +115,7 @@ TEST(layer_ranges_compose_and_nll_matches_logits) {
   Model m = build_model(s, tiny_tensors(s));
   auto x = ids();
   JobControl ctl(pool());
-  ForwardInput in;
-  in.ids = x.data();
-  in.batch = B;
-  in.seq = T;
+  ForwardInput in = batch_of(x);
   ForwardOptions o;
   o.output = Output::Logits;
   auto full = forward(ctl, m, in, o);
@@ -170,10 +169,7 @@ TEST(ff_views_share_and_permutation_keeps_logits) {
   auto only1 = with_ff(base, {{1, p}});
   auto x = ids();
   JobControl ctl(pool());
-  ForwardInput in;
-  in.ids = x.data();
-  in.batch = B;
-  in.seq = T;
+  ForwardInput in = batch_of(x);
   ForwardOptions o;
   auto a = forward(ctl, *base, in, o), b = forward(ctl, *only1, in, o);
   for (size_t i = 0; i < a.logits.size(); ++i) CHECK_NEAR(a.logits[i], b.logits[i], 1e-4);
