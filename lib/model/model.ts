@@ -134,6 +134,11 @@ export interface ForwardResult {
   encoderHidden?: Float32Array;
 }
 
+/** layer → the native result's array for it (arrays come back in the order the layers were asked). */
+function byLayer(layers: number[] | undefined, arrays: Float32Array[] | undefined): Map<number, Float32Array> | undefined {
+  return layers?.length && arrays ? new Map(layers.map((l, i) => [l, arrays[i]!])) : undefined;
+}
+
 export type FFOverrides = Map<number, FFWeights> | Array<{ stack?: StackName; layer: number; ff: FFWeights }>;
 
 export class Model {
@@ -386,8 +391,10 @@ export class Model {
       out.nllCount = r.nllCount ?? 0;
     }
     if (r.hidden) out.hidden = r.hidden;
-    if (captureLayers?.length && r.ff) out.ff = new Map(captureLayers.map((l, i) => [l, r.ff![i]!]));
-    if (opts.captureFFInput?.length && r.ffInputs) out.ffInput = new Map(opts.captureFFInput.map((l, i) => [l, r.ffInputs![i]!]));
+    const ff = byLayer(captureLayers, r.ff);
+    const ffInput = byLayer(opts.captureFFInput, r.ffInputs);
+    if (ff) out.ff = ff;
+    if (ffInput) out.ffInput = ffInput;
     if (enc?.ff) out.encoderFF = enc.ff;
     if (enc?.inputs) out.encoderFFInput = enc.inputs;
     if (enc) out.encoderHidden = enc.hidden;
@@ -436,9 +443,7 @@ export class Model {
     };
     const handle = this.live('encoder');
     const r = await runNativeJob('encoder', (onProgress) => modelAddon().modelForward(handle, args, onProgress), opts);
-    const ff = captureLayers?.length && r.ff ? new Map(captureLayers.map((l, i) => [l, r.ff![i]!])) : undefined;
-    const inputs = opts.captureEncoderFFInput?.length && r.ffInputs ? new Map(opts.captureEncoderFFInput.map((l, i) => [l, r.ffInputs![i]!])) : undefined;
-    return { hidden: r.hidden!, seq, ff, inputs };
+    return { hidden: r.hidden!, seq, ff: byLayer(captureLayers, r.ff), inputs: byLayer(opts.captureEncoderFFInput, r.ffInputs) };
   }
 
   /**

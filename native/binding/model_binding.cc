@@ -344,14 +344,13 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
   else ThrowCode(env, "INVALID_ARGUMENT", "output must be 'logits', 'nll' or 'hidden'");
   opts.from_layer = GetSize(a, "fromLayer", 0, false);
   opts.to_layer = GetSize(a, "toLayer", m->spec.layers, false);
-  if (a.Get("captureLayers").IsArray()) {
-    Napi::Array cl = a.Get("captureLayers").As<Napi::Array>();
-    for (uint32_t i = 0; i < cl.Length(); ++i) opts.capture_layers.push_back(cl.Get(i).ToNumber().Uint32Value());
-  }
-  if (a.Get("inputLayers").IsArray()) {
-    Napi::Array il = a.Get("inputLayers").As<Napi::Array>();
-    for (uint32_t i = 0; i < il.Length(); ++i) opts.input_layers.push_back(il.Get(i).ToNumber().Uint32Value());
-  }
+  auto get_layers = [&](const char* key, std::vector<size_t>& dst) {
+    if (!a.Get(key).IsArray()) return;
+    Napi::Array list = a.Get(key).As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); ++i) dst.push_back(list.Get(i).ToNumber().Uint32Value());
+  };
+  get_layers("captureLayers", opts.capture_layers);
+  get_layers("inputLayers", opts.input_layers);
   auto capture = std::make_shared<ForwardCapture>();
   capture->d_ff = m->spec.d_ff;
   capture->for_js = opts.capture_layers.size();
