@@ -66,6 +66,19 @@ describe('select + refit-res', () => {
     }
   });
 
+  it('given windows merge the same in any order, never rewrite a layer another window shares, and are written as scored', async () => {
+    const opts = { ...common, method: 'select', recover: 'refit-res' } as const;
+    const out = path.join(tmp, 'two-windows');
+    // refit-res rewrites the layer after each window: after 0-1 that is layer 2, which 2-3 shares
+    const r = await compress(MODEL, { ...opts, window: '2-3,0-1', out });
+    expect(r.windows.map((w) => [w.window, w.adjusted])).toEqual([['0-1', undefined], ['2-3', [4]]]);
+    const inOrder = await compress(MODEL, { ...opts, window: '0-1,2-3' });
+    expect(inOrder.merged.validation).toBe(r.merged.validation);
+    // the written checkpoint (layers 2 and 3 one tied FF) scores what the search scored
+    const again = await compress(out, { ...common, window: '0-1', method: 'vanilla' });
+    expect(Math.abs(again.base.validation / r.merged.validation - 1)).toBeLessThan(1e-4);
+  });
+
   it("with method 'auto', every default combination is scored at every window and the best kept", async () => {
     const selectMerge = jest.spyOn(MERGE_METHODS.get('select'), 'merge');
     let r;

@@ -68,11 +68,14 @@ function resolveStacks(summary: ModelSummary, mode: StackMode | undefined): { mo
   }
 }
 
+/** The windows to merge, or 'auto' (search): given windows are checked, refused where they overlap, and sorted. */
 function resolveWindows(spec: CompressOptions['window'], layers: number, k: number | undefined): Window[] | 'auto' {
   if (spec === undefined || spec === 'auto') return 'auto';
-  if (typeof spec === 'string') return spec.split(',').map((s) => parseWindow(s, layers, k));
-  const list = Array.isArray(spec) ? spec : [spec];
-  for (const w of list) checkWindow(w, layers);
+  const list = typeof spec === 'string' ? spec.split(',').map((s) => parseWindow(s, layers, k)) : Array.isArray(spec) ? [...spec] : [spec];
+  for (const w of list) {
+    checkWindow(w, layers);
+    if (k !== undefined && w.k !== k) throw new FfmergeError('INVALID_WINDOW', `window ${windowLabel(w)} spans ${w.k} layers but k = ${k}`);
+  }
   const used = new Set<number>();
   for (const w of list) {
     for (const l of windowLayers(w)) {
@@ -80,7 +83,8 @@ function resolveWindows(spec: CompressOptions['window'], layers: number, k: numb
       used.add(l);
     }
   }
-  return list;
+  // in layer order, so that what the report lists and what is written do not depend on how they were given
+  return list.sort((a, b) => a.start - b.start);
 }
 
 /** Seconds per phase, counted only for phases that ran; checks for abort at every boundary. */
@@ -279,7 +283,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
           edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
           for (const [layer, ff] of m.adjusted ?? []) edits.push({ kind: 'ff', stack, layers: [layer], ff });
         }
-        return edits;
+        return dropAdjustedIn(edits, ws);
       },
     });
     const mergePlans: Candidate[][] = groups.map((stacks) =>
@@ -303,29 +307,27 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const starting = (phase: string, c: { windows: Partial<Record<StackName, string>>; method?: string }) =>
       onProgress?.({ phase, done: scored[phase] ?? 0, total: total(phase), detail: candidateLabel(c) });
     const finished = (phase: string) => onProgress?.({ phase, done: (scored[phase] = (scored[phase] ?? 0) + 1), total: total(phase) });
-    const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[]): Promise<{ picks: C[]; edits: Edit[]; best: { c: C; edits: Edit[]; score: number }[] }> => {
-      const picks: C[] = [];
-      const edits: Edit[] = [];
+    /** Builds a candidate, scores it on the search split and records its score. */
+    const scoreOne = async (phase: string, c: Candidate, scores: CandidateScore[]): Promise<{ edits: Edit[]; score: number }> => {
+      starting(phase, c);
+      const edits = await c.edits();
+      const score = await scoreView(edits, c.start);
+      scores.push({ windows: c.windows, start: c.start, ...(c.method ? { method: c.method } : {}), score });
+      finished(phase);
+      return { edits, score };
+    };
+    /** Each group's best candidate; a group with one candidate (windows given) is built, not scored. */
+    const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[]): Promise<{ c: C; edits: Edit[]; score: number }[]> => {
       const bests: { c: C; edits: Edit[]; score: number }[] = [];
       for (const cands of perGroup) {
         let best: { c: C; edits: Edit[]; score: number } | undefined;
         for (const c of cands) {
-          // a group with one candidate (windows given) has nothing to choose: it is validated, not searched
-          const searched = cands.length > 1;
-          if (searched) starting(phase, c);
-          const e = await c.edits();
-          const score = searched ? await scoreView(e, c.start) : NaN;
-          if (searched) scores.push({ windows: c.windows, start: c.start, ...(c.method ? { method: c.method } : {}), score });
-          if (searched) finished(phase);
-          if (!best || isBetter(score, best.score)) best = { c, edits: e, score };
+          const r = cands.length > 1 ? await scoreOne(phase, c, scores) : { edits: await c.edits(), score: NaN };
+          if (!best || isBetter(r.score, best.score)) best = { c, ...r };
         }
-        if (best) {
-          picks.push(best.c);
-          edits.push(...best.edits);
-          bests.push(best);
-        }
+        if (best) bests.push(best);
       }
-      return { picks, edits, best: bests };
+      return bests;
     };
     const scoreView = async (edits: Edit[], start: number): Promise<number> => {
       const view = applyEdits(model, edits);
@@ -338,45 +340,32 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
 
     const candidates: CandidateScore[] = [];
     const found = await search('search', mergePlans, candidates);
-    let mergeEdits = found.edits;
+    let mergeEdits = found.flatMap((b) => b.edits);
     if (pairing) {
       // Several pairs instead of one window of k: the k − 1 best disjoint adjacent pairs (each scored alone,
       // with the combination the window search preferred) merged together remove as many FF sublayers as one
-      // window of k. Scored together on the same split; kept only if better than the best window.
+      // window of k. Scored together on the same split; kept only if better than the best window. The scan
+      // keeps each pair's score, not its FFs: the chosen pairs are merged again (the merges are deterministic),
+      // so memory holds k − 1 pairs' FFs, not every pair's (31 pairs' at 7B width would not fit in 24 GB).
       mergeEdits = [];
       for (const [g, stacks] of groups.entries()) {
-        const best = found.best[g]!;
+        const best = found[g]!;
         const combo = best.c.combo!;
-        const pairs: { w: Window; edits: Edit[]; score: number }[] = [];
-        for (const w of pairWindows) {
-          const c = planFor(stacks, [w], combo);
-          starting('search', c);
-          const e = await c.edits();
-          const score = await scoreView(e, w.start);
-          candidates.push({ windows: c.windows, start: c.start, method: comboLabel(combo), score });
-          finished('search');
-          pairs.push({ w, edits: e, score });
-        }
+        const pairs: { w: Window; score: number }[] = [];
+        for (const w of pairWindows) pairs.push({ w, score: (await scoreOne('search', planFor(stacks, [w], combo), candidates)).score });
         pairs.sort((a, b) => (isBetter(a.score, b.score) ? -1 : isBetter(b.score, a.score) ? 1 : 0));
         const used = new Set<number>();
-        const pick: typeof pairs = [];
-        for (const p of pairs) {
+        const pick: Window[] = [];
+        for (const { w } of pairs) {
           if (pick.length === k - 1) break;
-          if (used.has(p.w.start) || used.has(p.w.start + 1)) continue;
-          pick.push(p);
-          used.add(p.w.start).add(p.w.start + 1);
+          if (used.has(w.start) || used.has(w.start + 1)) continue;
+          pick.push(w);
+          used.add(w.start).add(w.start + 1);
         }
-        pick.sort((a, b) => a.w.start - b.w.start);
         let keep = best.edits;
         if (pick.length === k - 1) {
-          const ws = pick.map((p) => p.w);
-          const edits = dropAdjustedIn(pick.flatMap((p) => p.edits), ws);
-          const windows = Object.fromEntries(stacks.map((st) => [st, ws.map(windowLabel).join(',')]));
-          starting('search', { windows, method: comboLabel(combo) });
-          const score = await scoreView(edits, ws[0]!.start);
-          candidates.push({ windows, start: ws[0]!.start, method: comboLabel(combo), score });
-          finished('search');
-          if (isBetter(score, best.score)) keep = edits;
+          const together = await scoreOne('search', planFor(stacks, pick.sort((a, b) => a.start - b.start), combo), candidates);
+          if (isBetter(together.score, best.score)) keep = together.edits;
         }
         mergeEdits.push(...keep);
       }
@@ -392,8 +381,10 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const baselineModels = new Map<string, Model>();
     for (const { baseline, groups: perGroup } of baselinePlans) {
       const scores: CandidateScore[] = [];
-      const { picks, edits } = await search('baselines', perGroup.map((cs) => cs.map((c) => ({ ...c, edits: async () => (typeof c.edits === 'function' ? c.edits() : c.edits) }))), scores);
-      if (picks.length === 0) continue;
+      const found = await search('baselines', perGroup.map((cs) => cs.map((c) => ({ ...c, edits: async () => (typeof c.edits === 'function' ? c.edits() : c.edits) }))), scores);
+      if (found.length === 0) continue;
+      const picks = found.map((b) => b.c);
+      const edits = found.flatMap((b) => b.edits);
       const view = applyEdits(model, edits);
       views.push(view);
       baselineModels.set(baseline.name, view);
