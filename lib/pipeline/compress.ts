@@ -232,8 +232,10 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const merged = groups.flat();
   const L = Math.min(...merged.map((s) => stackInfo(s).layers));
   if (options.k !== undefined && options.fraction !== undefined) throw new FfmergeError('INVALID_ARGUMENT', 'give k or fraction, not both');
-  const spec = resolveWindows(options.window, L, options.k);
-  const k = options.k ?? (options.fraction !== undefined ? kFromFraction(options.fraction, L) : spec !== 'auto' ? spec[0]!.k : kFromFraction(DEFAULT_FRACTION, L));
+  // k or fraction, when given, is the size every given window must have
+  const asked = options.k ?? (options.fraction !== undefined ? kFromFraction(options.fraction, L) : undefined);
+  const spec = resolveWindows(options.window, L, asked);
+  const k = asked ?? (spec !== 'auto' ? spec[0]!.k : kFromFraction(DEFAULT_FRACTION, L));
   checkK(k, L);
   if (options.out) checkOutputDir(modelDir, options.out, options.overwrite);
   if (options.out && format === 'onnx') await checkOnnxExportable(modelDir);
