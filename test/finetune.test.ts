@@ -68,6 +68,30 @@ test('progress reports step, loss, tokens/s and ETA; an AbortSignal stops betwee
   }
 });
 
+test('a progress callback that throws stops the training, and the call rejects with its error', async () => {
+  const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 34 });
+  const m = await loadModel(s.dir);
+  try {
+    const bug = new Error('bug in the caller');
+    let calls = 0;
+    const run = finetune(m, {
+      data: pattern(500, 23),
+      steps: 100000,
+      batch: 4,
+      seq: 16,
+      onProgress: () => {
+        calls++;
+        throw bug;
+      },
+    });
+    await expect(run).rejects.toBe(bug);
+    expect(calls).toBe(1);
+    await expect(finetune(m, { data: pattern(50, 23), steps: 1, signal: {} as AbortSignal })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  } finally {
+    m.dispose();
+  }
+});
+
 test('a model fine-tuning does not cover is refused with a typed error', async () => {
   const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 33 });
   const m = await loadModel(s.dir);

@@ -274,3 +274,38 @@ describe('item 10: library options the CLI never passes', () => {
 });
 
 
+
+describe('item 11: option values a fuzz of the library found untyped (TypeError, a crash, or a wrong report)', () => {
+  it.each([
+    [{ window: [] }, 'INVALID_WINDOW', /empty list merges nothing/], // TypeError
+    [{ window: [{ start: 0, k: 2 }, null] }, 'INVALID_WINDOW', /a window is \{ start, k \}/], // TypeError
+    [{ window: { start: '0', k: 2 } }, 'INVALID_WINDOW', /a window is \{ start, k \}/], // "start 0 does not fit"
+    [{ window: '0-1,1-2' }, 'INVALID_WINDOW', /overlap at layer 1/], // failed at the write, after all the work
+    [{ window: [{ start: 0, k: 2 }], k: 3 }, 'INVALID_WINDOW', /spans 2 layers but k = 3/], // reported k 3
+    [{ k: undefined, fraction: 0.6, window: '0-1' }, 'INVALID_WINDOW', /spans 2 layers but k = 3/], // reported k 3
+    [{ k: undefined, fraction: '0.5' }, 'INVALID_ARGUMENT', /fraction must be between 0 and 1/], // a string was taken
+    [{ signal: 'no' }, 'INVALID_ARGUMENT', /signal must be an AbortSignal/], // TypeError
+    [{ onProgress: 5 }, 'INVALID_ARGUMENT', /onProgress must be a function/], // crashed the process (tokenizer worker)
+    [{ out: 5 }, 'INVALID_ARGUMENT', /out must be a folder path/], // node's ERR_INVALID_ARG_TYPE
+    [{ validation: [new Int32Array(0)] }, 'INVALID_ARGUMENT', /validation block 0 has 0 token/], // "batch and seq must be positive"
+    [{ calibration: [] }, 'INVALID_ARGUMENT', /calibration: the list of token blocks is empty/],
+  ])('%j → %s', async (o, code, message) => {
+    await expect(compress(model.dir, { calibration: ids, k: 2, method: 'permute', ...(o as object) })).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
+  }, 20_000);
+
+  it('a progress callback that throws fails the call with its own error, and the host lives on', async () => {
+    const bug = new Error('bug in the caller');
+    // text calibration: the first reports come from the tokenizer worker's message handler, where an exception
+    // used to escape into the event loop and kill the process
+    const text = path.join(tempDir('text'), 'cal.txt');
+    fs.writeFileSync(text, 'the cat sat on the mat and the dog ran off. '.repeat(400));
+    const throwing = () => {
+      throw bug;
+    };
+    await expect(compress(path.resolve(__dirname, '..', 'models', 'llama-stories260k'), { calibration: text, k: 2, method: 'permute', onProgress: throwing })).rejects.toBe(bug);
+    // and from a native job's progress (the assignment), where Node-API dropped it with a warning
+    const { linearSumAssignment } = await import('../lib/native/assignment');
+    const cost = Float32Array.from({ length: 400 * 400 }, (_, i) => Math.sin(i));
+    await expect(linearSumAssignment(cost, 400, 400, { onProgress: throwing })).rejects.toBe(bug);
+  }, 60_000);
+});

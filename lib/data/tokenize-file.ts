@@ -18,7 +18,7 @@ import { Worker } from 'node:worker_threads';
 import { FfmergeError, abortError, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
 import { assertRegularFile } from '../files';
-import type { Progress } from '../native/job';
+import { guardProgress, type Progress } from '../native/job';
 
 export interface TokenizeFileOptions {
   /** Return only the first maxTokens ids (the file is read only as far as they need). Default: all. */
@@ -235,8 +235,9 @@ export async function tokenizeFile(tokenizerDir: string, file: string, opts: Tok
     };
     const onAbort = () => finish(abortError());
     signal?.addEventListener('abort', onAbort, { once: true });
+    const report = onProgress && guardProgress(onProgress, (e) => finish(e instanceof Error ? e : new Error(String(e))));
     worker.on('message', (m: WorkerMessage) => {
-      if (m.kind === 'progress') onProgress?.({ phase: 'tokenize', done: m.done, total: m.total });
+      if (m.kind === 'progress') report?.({ phase: 'tokenize', done: m.done, total: m.total });
       else if (m.kind === 'done') finish(undefined, m.ids);
       else finish(new FfmergeError(m.code, m.message));
     });

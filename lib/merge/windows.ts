@@ -35,7 +35,7 @@ export function checkK(k: number, layers: number): void {
  * k = 1 + round(fraction × layers), at least 2 and at most `layers`.
  */
 export function kFromFraction(fraction: number, layers: number): number {
-  if (!(fraction > 0 && fraction < 1)) {
+  if (typeof fraction !== 'number' || !(fraction > 0 && fraction < 1)) {
     throw new FfmergeError('INVALID_ARGUMENT', `fraction must be between 0 and 1 (share of FF sublayers removed), got ${fraction}`);
   }
   return Math.min(layers, Math.max(2, 1 + Math.round(fraction * layers)));
@@ -68,6 +68,9 @@ export function parseWindow(spec: string, layers: number, k?: number): Window {
 
 /** Checks that an explicit window lies inside the stack. */
 export function checkWindow(w: Window, layers: number): void {
+  if (typeof w !== 'object' || w === null || typeof w.start !== 'number' || typeof w.k !== 'number') {
+    throw new FfmergeError('INVALID_WINDOW', `a window is { start, k } (integers) or "a-b", got ${showValue(w)}`);
+  }
   if (!Number.isInteger(w.start) || !Number.isInteger(w.k) || w.start < 0 || w.k < 2 || w.start + w.k > layers) {
     throw new FfmergeError('INVALID_WINDOW', `window start ${w.start}, k ${w.k} does not fit in the model's ${layers} layers`);
   }

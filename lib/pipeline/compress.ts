@@ -7,7 +7,7 @@
  */
 import * as path from 'node:path';
 import { FfmergeError, abortError, showValue } from '../errors';
-import type { JobOptions } from '../native/job';
+import { checkJobOptions, type JobOptions } from '../native/job';
 import { checkOutputDir, ffReplacements, ffTies, writeCheckpoint } from '../checkpoint/write';
 import { checkOnnxExportable, exportOnnx } from '../export/onnx/export';
 import { loadModel } from '../model/load';
@@ -72,6 +72,7 @@ function resolveStacks(summary: ModelSummary, mode: StackMode | undefined): { mo
 function resolveWindows(spec: CompressOptions['window'], layers: number, k: number | undefined): Window[] | 'auto' {
   if (spec === undefined || spec === 'auto') return 'auto';
   const list = typeof spec === 'string' ? spec.split(',').map((s) => parseWindow(s, layers, k)) : Array.isArray(spec) ? [...spec] : [spec];
+  if (list.length === 0) throw new FfmergeError('INVALID_WINDOW', "window is 'auto', \"a-b\" or a list of windows: an empty list merges nothing");
   for (const w of list) {
     checkWindow(w, layers);
     if (k !== undefined && w.k !== k) throw new FfmergeError('INVALID_WINDOW', `window ${windowLabel(w)} spans ${w.k} layers but k = ${k}`);
@@ -193,6 +194,8 @@ function sharedMerges(ctx: MergeContext, combos: readonly Combo[], opts: JobOpti
 
 export async function compress(modelDir: string, options: CompressOptions): Promise<CompressResult> {
   if (typeof options !== 'object' || options === null) throw new FfmergeError('INVALID_ARGUMENT', 'compress(modelDir, options): options must be an object');
+  checkJobOptions(options);
+  if (options.out !== undefined && (typeof options.out !== 'string' || options.out === '')) throw new FfmergeError('INVALID_ARGUMENT', `out must be a folder path (got ${showValue(options.out)})`);
   const { signal, onProgress } = options;
   const job: JobOptions = { ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) };
   // Progress reads as the pipeline's phases: a step's own reports (each candidate's forward passes, the

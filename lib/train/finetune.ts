@@ -6,7 +6,7 @@
  * same tie structure, so it writes back in the same `tied` format at the same size.
  */
 import { FfmergeError, fromNativeError, abortError } from '../errors';
-import type { Progress } from '../native/job';
+import { checkJobOptions, guardProgress, type Progress } from '../native/job';
 import { trainAddon, type NativeFinetuneArgs, type NativeImageFinetuneArgs, type NativeStepLog } from '../native/train';
 import { Model } from '../model/model';
 
@@ -133,6 +133,7 @@ function imageArgs(model: Model, data: LabelledImages, validation: FinetuneOptio
 }
 
 export async function finetune(model: Model, opts: FinetuneOptions): Promise<FinetuneResult> {
+  checkJobOptions(opts);
   if (opts.signal?.aborted) throw abortError();
   const steps = positiveInt(opts.steps, 'steps', 0);
   const batch = positiveInt(opts.batch, 'batch', 8);
@@ -168,7 +169,13 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   }
   const t0 = performance.now();
   let handle: ReturnType<ReturnType<typeof trainAddon>['modelFinetune']>;
-  const onProgress = opts.onProgress;
+  let failure: { error: unknown } | undefined;
+  const onProgress =
+    opts.onProgress &&
+    guardProgress(opts.onProgress, (error) => {
+      failure = { error };
+      handle.cancel();
+    });
   const report = (done: number, total: number) => {
     const last: NativeStepLog | undefined = handle?.latest();
     const p: FinetuneProgress = { phase: 'finetune', done, total };
@@ -194,9 +201,14 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   try {
     r = await handle.promise;
   } catch (e) {
+    if (failure) throw failure.error;
     throw fromNativeError(e);
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
+  }
+  if (failure) {
+    new Model(model.config, model.spec, r.model).dispose(); // finished before the cancel reached it
+    throw failure.error;
   }
   const log: FinetuneLogEntry[] = Array.from(r.log.step, (step, i) => {
     const e: FinetuneLogEntry = {

@@ -81,6 +81,10 @@ function checkSource(v: unknown, what: string): void {
   if (!isTokenSource(v)) {
     throw new FfmergeError('INVALID_ARGUMENT', `${what} for a language model is a text or .jsonl file, or token blocks (Int32Array[])`);
   }
+  if (typeof v === 'string') return;
+  if (v.length === 0) throw new FfmergeError('INVALID_ARGUMENT', `${what}: the list of token blocks is empty`);
+  const short = v.findIndex((b) => b.length < 2);
+  if (short >= 0) throw new FfmergeError('INVALID_ARGUMENT', `${what} block ${short} has ${v[short]!.length} token(s): a block needs at least 2 (one next-token prediction)`);
 }
 
 export const languageModeling: TaskKind = {
