@@ -309,3 +309,29 @@ describe('item 11: option values a fuzz of the library found untyped (TypeError,
     await expect(linearSumAssignment(cost, 400, 400, { onProgress: throwing })).rejects.toBe(bug);
   }, 60_000);
 });
+
+describe('item 12: every long call refuses a signal or progress callback of the wrong type, typed', () => {
+  const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
+  it.each([[{ signal: 'no' }], [{ signal: {} }], [{ onProgress: 5 }]])('%j', async (o) => {
+    const { loadModel } = await import('../lib/model/load');
+    const { exportOnnx } = await import('../lib/export/onnx/export');
+    const { tokenizeFile } = await import('../lib/data/tokenize-file');
+    const { perplexity } = await import('../lib/eval/perplexity');
+    const m = await loadModel(model.dir);
+    const out = path.join(tempDir('wrong-type'), 'out');
+    try {
+      const calls: (() => Promise<unknown>)[] = [
+        () => loadModel(model.dir, o as never),
+        () => exportOnnx(model.dir, { out, ...o } as never),
+        () => writeCheckpoint({ source: model.dir, out, format: 'tied', replace: new Map(), ...o } as never),
+        () => tokenizeFile(BUNDLED, path.join(BUNDLED, 'calibration.txt'), o as never),
+        () => perplexity(m, [Int32Array.from([1, 2, 3])], o as never),
+        () => m.forward({ ids: Int32Array.from([1, 2, 3]), batch: 1, seq: 3 }, { output: 'nll', ...o } as never),
+      ];
+      for (const call of calls) await expect(call()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/must be (an AbortSignal|a function)/) });
+      expect(fs.existsSync(out)).toBe(false);
+    } finally {
+      m.dispose();
+    }
+  });
+});

@@ -12,6 +12,7 @@ import { modelCard } from '../pipeline/model-card';
 import type { CompressResult } from '../pipeline/result';
 import { CheckpointReader, type TieMap } from './ties';
 import { ffTies, writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
+import { checkJobOptions } from '../native/job';
 
 export interface ConvertOptions {
   overwrite?: boolean;
@@ -25,6 +26,7 @@ interface FfmergeInfo {
 }
 
 export async function convertCheckpoint(dir: string, out: string, format: OutputFormat, opts: ConvertOptions = {}): Promise<WriteCheckpointResult> {
+  checkJobOptions(opts);
   if (format !== 'tied' && format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied or expanded (got ${JSON.stringify(format)})`);
   let config: Record<string, unknown>;
   try {

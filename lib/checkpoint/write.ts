@@ -18,6 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../errors';
 import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
+import { checkJobOptions } from '../native/job';
 import { architectureOf, stackOf } from '../model/architectures';
 import { matrixFromCanonical, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, type TieMap } from './ties';
@@ -251,6 +252,7 @@ interface PlannedTensor {
 }
 
 export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteCheckpointResult> {
+  checkJobOptions(opts);
   const { source, out, format } = opts;
   checkOutputDir(source, out, opts.overwrite);
   const src = await CheckpointReader.open(source);

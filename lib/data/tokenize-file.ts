@@ -18,7 +18,7 @@ import { Worker } from 'node:worker_threads';
 import { FfmergeError, abortError, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
 import { assertRegularFile } from '../files';
-import { guardProgress, type Progress } from '../native/job';
+import { checkJobOptions, guardProgress, type Progress } from '../native/job';
 
 export interface TokenizeFileOptions {
   /** Return only the first maxTokens ids (the file is read only as far as they need). Default: all. */
@@ -190,6 +190,7 @@ const WORKER_SOURCE = `(${workerMain.toString()})()`;
  * terminates the worker at once, whatever it is doing.
  */
 export async function tokenizeFile(tokenizerDir: string, file: string, opts: TokenizeFileOptions = {}): Promise<Int32Array> {
+  checkJobOptions(opts);
   const { signal, onProgress } = opts;
   if (signal?.aborted) throw abortError();
   const tokenizerJson = path.join(tokenizerDir, 'tokenizer.json');

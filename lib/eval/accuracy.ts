@@ -4,7 +4,7 @@
 import { FfmergeError } from '../errors';
 import { conformImages, imagesToTensor, type ImagePreprocessor, type ImageSet } from '../data/images';
 import { argmaxRows } from '../metrics/accuracy';
-import { throwIfAborted, type JobOptions } from '../native/job';
+import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
 import type { Model } from '../model/model';
 
 export interface ClassifierEvalOptions extends JobOptions {
@@ -31,6 +31,7 @@ export async function evaluateImageClassifier(
   pre: ImagePreprocessor,
   opts: ClassifierEvalOptions = {},
 ): Promise<ClassifierEvalResult> {
+  checkJobOptions(opts);
   const spec = model.spec;
   if (spec.input !== 'patches' || spec.head !== 'classifier') {
     throw new FfmergeError('INVALID_ARGUMENT', `${spec.family} is not an image classifier (needs patch input and a classifier head)`);

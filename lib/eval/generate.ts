@@ -3,7 +3,7 @@
  * No KV cache: each step reruns the whole sequence, which is fine for the short continuations it is for.
  */
 import { FfmergeError } from '../errors';
-import { throwIfAborted } from '../native/job';
+import { checkJobOptions, throwIfAborted } from '../native/job';
 import type { Model } from '../model/model';
 
 export interface GreedyOptions {
@@ -14,6 +14,7 @@ export interface GreedyOptions {
 
 /** The prompt followed by up to maxNew greedily chosen tokens. */
 export async function greedy(model: Model, prompt: ArrayLike<number>, maxNew: number, opts: GreedyOptions = {}): Promise<Int32Array> {
+  checkJobOptions(opts);
   if (prompt.length === 0) throw new FfmergeError('INVALID_ARGUMENT', 'greedy: the prompt must hold at least one token');
   if (!Number.isInteger(maxNew) || maxNew < 0) throw new FfmergeError('INVALID_ARGUMENT', `greedy: maxNew must be a non-negative integer (got ${maxNew})`);
   const ids = Array.from(prompt);

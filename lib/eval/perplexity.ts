@@ -4,7 +4,7 @@
  * exist at once. ppl = exp(Σ NLL / tokens scored).
  */
 import { FfmergeError } from '../errors';
-import { throwIfAborted, type JobOptions } from '../native/job';
+import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
 import type { Model } from '../model/model';
 
 export interface PerplexityOptions extends JobOptions {
@@ -21,6 +21,7 @@ export interface PerplexityResult {
 }
 
 export async function perplexity(model: Model, blocks: Int32Array[], opts: PerplexityOptions = {}): Promise<PerplexityResult> {
+  checkJobOptions(opts);
   const batchSize = opts.batchSize ?? 8;
   if (!Number.isInteger(batchSize) || batchSize <= 0) {
     throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${batchSize})`);

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { corpusBleu, type BleuResult } from '../metrics/bleu';
 import { corpusChrf, type ChrfResult } from '../metrics/chrf';
-import { throwIfAborted, type JobOptions } from '../native/job';
+import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
 import { generationConfigFrom, type GenerationConfig, type Model } from '../model/model';
 import type { Tokenizer } from '../tokenizer';
 
@@ -48,6 +48,7 @@ export async function loadGenerationConfig(dir: string, config: Record<string, u
 
 /** Greedy translations of `sources`, in order. */
 export async function translate(model: Model, tokenizer: Tokenizer, sources: readonly string[], opts: TranslateOptions = {}): Promise<Translation[]> {
+  checkJobOptions(opts);
   const generation = opts.generation ?? generationConfigFrom({}, model.config as Record<string, unknown>);
   const batchSize = opts.batchSize ?? 64;
   const maxSource = opts.maxSourceTokens ?? 64;

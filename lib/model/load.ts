@@ -8,7 +8,7 @@ import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, fromNativeError } from '../errors';
-import { runNativeJob, throwIfAborted, type JobOptions } from '../native/job';
+import { checkJobOptions, runNativeJob, throwIfAborted, type JobOptions } from '../native/job';
 import { modelAddon, type NativeModelHandle } from '../native/model';
 import { CheckpointReader } from '../checkpoint/ties';
 import type { DType } from '../safetensors';
@@ -220,6 +220,7 @@ function planTensors(src: PlanBuilder, spec: ModelSpec, t: StackTensors): LoadPl
  * staying 16-bit.
  */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
+  checkJobOptions(opts);
   throwIfAborted(opts.signal);
   const config = await readConfig(dir);
   const arch = architectureOf(config);

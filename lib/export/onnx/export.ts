@@ -14,7 +14,7 @@ import type { TieMap } from '../../checkpoint/ties';
 import { readConfig } from '../../model/load';
 import { architectureOf, type Architecture, type Config } from '../../model/architectures';
 import { validateSpec } from '../../model/validate-spec';
-import type { JobOptions } from '../../native/job';
+import { checkJobOptions, type JobOptions } from '../../native/job';
 import { buildDecoderLm } from './decoder-lm';
 import { Graph } from './graph';
 import { needsExternalData, writeOnnx, OPSET, type SerializeResult } from './serialize';
@@ -109,6 +109,7 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   if (typeof opts !== 'object' || opts === null || typeof opts.out !== 'string') {
     throw new FfmergeError('INVALID_ARGUMENT', 'exportOnnx(modelDir, options): options.out must be the output folder');
   }
+  checkJobOptions(opts);
   if (opts.signal?.aborted) throw abortError();
   checkOutputDir(modelDir, opts.out, opts.overwrite);
   const config = await readConfig(modelDir);
