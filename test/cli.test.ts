@@ -200,6 +200,10 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     // the default: the combination the search kept at the given window, named in the card
     expect(card).toContain(`| merged (${report.method}${report.recover !== 'none' ? ` + ${report.recover}` : ''}) | ${report.merged.validation.toFixed(3)} |`);
     expect(card).toContain(`- method: \`${report.method}\``);
+    // a layer the recover method rewrote outside the window (refit-res: the next one) is named, or none is
+    const adjusted = report.windows[0].adjusted as number[] | undefined;
+    if (adjusted) expect(card).toContain(`each keeping its own FF (not shared, same size): layer${adjusted.length > 1 ? 's' : ''} ${adjusted.join(', ')}`);
+    else expect(card).not.toContain('also rewritten');
     expect(card).toContain(`parameters: ${report.params.removed.toLocaleString('en-US')} of`);
     expect(card).toMatch(/\*\*tied\*\* format[\s\S]*ffmerge convert/);
 

@@ -26,6 +26,7 @@ const int = (n: number) => String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g
 export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat): string {
   const m = r.metric.name;
   const multi = Object.keys(r.layers).length > 1;
+  const adjusted = r.windows.filter((w) => w.adjusted?.length).map((w) => `${multi ? `${w.stack} ` : ''}layer${w.adjusted!.length > 1 ? 's' : ''} ${w.adjusted!.join(', ')}`).join('; ');
   const windows = r.windows.map((w) => `${multi ? `${w.stack} ` : ''}layers ${w.layers.join(', ')} (anchor ${w.anchor})`).join('; ');
   const rows = [
     `| base | ${num(r.base.validation, m)} | ${num(r.base.test, m)} |`,
@@ -76,6 +77,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     '## What was merged',
     `- k = ${r.k}: ${windows}`,
     `- method: \`${r.method}\`${METHOD_NOTE[r.method] ? ` (${METHOD_NOTE[r.method]})` : ''}; recover: \`${r.recover}\``,
+    ...(adjusted ? [`- also rewritten by the recover method, each keeping its own FF (not shared, same size): ${adjusted}`] : []),
     `- chosen by: ${r.candidates.length > 0 ? `searching ${r.candidates.length} candidates (windows${r.candidates.some((c) => c.method) ? ' and method combinations' : ''}) on validation ${METRIC[m]}` : 'given by the user'}`,
     `- calibration: ${int(r.data.calibration)} ${r.data.unit}; validation: ${int(r.data.validation)} ${r.data.unit}${r.data.test !== undefined ? `; test: ${int(r.data.test)} ${r.data.unit}` : ''}`,
     '',
