@@ -117,6 +117,13 @@ describe('forward input errors', () => {
     await expectCode(m.forward({ ids: new Int32Array(3), batch: 1, seq: 3 }, { output: 'logits', fromLayer: 1 }), 'INVALID_ARGUMENT', 'hidden');
     await expectCode(m.forward({ ids: new Int32Array(3), batch: 1, seq: 3 }, { output: 'logits', toLayer: 9 }), 'INVALID_ARGUMENT', 'layer range');
     await expectCode(m.forward({ ids: new Int32Array(3), batch: 1, seq: 3 }, { output: 'hidden', toLayer: 1, captureFF: [1] }), 'INVALID_ARGUMENT', 'capture layer 1');
+    // option shapes the native side would misread: a string as a layer list, -1 as 4294967295, no options at all
+    const one = { ids: new Int32Array(3), batch: 1, seq: 3 };
+    await expectCode(m.forward(one, { output: 'hidden', captureFF: '0' } as never), 'INVALID_ARGUMENT', 'captureFF must be true or a list of layer indices');
+    await expectCode(m.forward(one, { output: 'hidden', captureFFInput: [-1] }), 'INVALID_ARGUMENT', 'captureFFInput', '[-1]');
+    await expectCode(m.forward(one, { output: 'hidden', accumulate: { decoder: 5 } } as never), 'INVALID_ARGUMENT', 'CorrelationAccumulator');
+    await expectCode(m.forward(one, null as never), 'INVALID_ARGUMENT', 'options must be an object');
+    await expectCode(m.forward(null as never, { output: 'logits' }), 'INVALID_ARGUMENT', 'input must be an object');
     await expectCode(() => m.withFF(new Map([[0, { wIn: new Float32Array(3), wOut: new Float32Array(3) }]])), 'SHAPE_MISMATCH', 'layer 0', 'w_in');
     await expectCode(() => m.ffWeights(2), 'INVALID_ARGUMENT', 'layer 2');
     await expectCode(() => m.ffWeights(0, 'encoder'), 'INVALID_ARGUMENT', 'encoder');

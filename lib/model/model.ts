@@ -141,6 +141,29 @@ function byLayer(layers: number[] | undefined, arrays: Float32Array[] | undefine
 
 export type FFOverrides = Map<number, FFWeights> | Array<{ stack?: StackName; layer: number; ff: FFWeights }>;
 
+/**
+ * The option shapes forward() hands to the native side, checked first: a layer list that is not one (a string
+ * was read as characters) or a negative index (read as unsigned there) would otherwise pass or be misreported.
+ */
+function checkForwardOptions(opts: ForwardOptions): void {
+  if (typeof opts !== 'object' || opts === null) {
+    throw new FfmergeError('INVALID_ARGUMENT', `forward(input, options): options must be an object such as { output: 'logits' } (got ${showValue(opts)})`);
+  }
+  for (const key of ['captureFF', 'captureEncoderFF', 'captureFFInput', 'captureEncoderFFInput'] as const) {
+    const v: unknown = opts[key];
+    const flag = key === 'captureFF' || key === 'captureEncoderFF';
+    if (v === undefined || (flag && typeof v === 'boolean')) continue;
+    if (!Array.isArray(v) || v.some((l) => !Number.isInteger(l) || (l as number) < 0)) {
+      throw new FfmergeError('INVALID_ARGUMENT', `${key} must be ${flag ? 'true or ' : ''}a list of layer indices (got ${showValue(v)})`);
+    }
+  }
+  const acc: unknown = opts.accumulate;
+  const isAccumulator = (a: unknown) => typeof a === 'object' && a !== null && Array.isArray((a as CorrelationAccumulator).dims) && 'nativeAccumulator' in a;
+  if (acc !== undefined && (typeof acc !== 'object' || acc === null || Object.values(acc).some((a) => a !== undefined && !isAccumulator(a)))) {
+    throw new FfmergeError('INVALID_ARGUMENT', `accumulate must map a stack name to a CorrelationAccumulator (got ${showValue(acc)})`);
+  }
+}
+
 export class Model {
   private handle: NativeModelHandle | undefined;
   private encoderHandle: NativeModelHandle | undefined;
@@ -328,6 +351,8 @@ export class Model {
   }
 
   async forward(input: ForwardInput, opts: ForwardOptions): Promise<ForwardResult> {
+    if (typeof input !== 'object' || input === null) throw new FfmergeError('INVALID_ARGUMENT', `forward(input, options): input must be an object such as { ids, batch, seq } (got ${showValue(input)})`);
+    checkForwardOptions(opts);
     const { batch, seq, ids, attentionMask } = input;
     if (!Number.isInteger(batch) || batch <= 0 || !Number.isInteger(seq) || seq <= 0) {
       throw new FfmergeError('INVALID_ARGUMENT', `batch and seq must be positive integers (got ${batch}, ${seq})`);
