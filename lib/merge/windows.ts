@@ -36,7 +36,7 @@ export function checkK(k: number, layers: number): void {
  */
 export function kFromFraction(fraction: number, layers: number): number {
   if (typeof fraction !== 'number' || !(fraction > 0 && fraction < 1)) {
-    throw new FfmergeError('INVALID_ARGUMENT', `fraction must be between 0 and 1 (share of FF sublayers removed), got ${fraction}`);
+    throw new FfmergeError('INVALID_ARGUMENT', `fraction must be between 0 and 1 (share of FF sublayers removed), got ${showValue(fraction)}`);
   }
   return Math.min(layers, Math.max(2, 1 + Math.round(fraction * layers)));
 }
