@@ -9,7 +9,7 @@
  *                                                                                  10,240 validation tokens, search on all)
  *   npx ts-node --transpile-only benchmarks/compress-rss.ts [--cal N] [--val N] [--search N]
  *   FFMERGE_ROOT=/path/to/other/checkout npx ts-node --transpile-only benchmarks/compress-rss.ts   (before/after)
- *   ... [--method permute|auto|select ...] [--window a-b]   (default: compress's own default, method auto)
+ *   ... [--method permute|auto|select ...] [--window a-b] [--k 4]   (default: compress's own default, method auto, k 4)
  *
  * Prints VmRSS sampled at every progress report and every 200 ms, the largest per phase, and the child's VmHWM.
  */
@@ -29,7 +29,7 @@ const flag = (name: string): number | undefined => {
   const v = text(name);
   return v !== undefined ? Number(v) : undefined;
 };
-type ChildOptions = { cal?: number; val?: number; search?: number; method?: string; window?: string };
+type ChildOptions = { cal?: number; val?: number; search?: number; method?: string; window?: string; k?: number };
 
 function status(key: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`${key}:\\s+(\\d+) kB`).exec(fs.readFileSync('/proc/self/status', 'utf8'));
@@ -51,7 +51,7 @@ async function child(dir: string, data: string, opts: ChildOptions): Promise<voi
   const timer = setInterval(sample, 200);
   const t0 = performance.now();
   const r = await compress(dir, {
-    k: 4,
+    k: opts.k ?? 4,
     calibration: data,
     ...(opts.method !== undefined ? { method: opts.method } : {}),
     ...(opts.window !== undefined ? { window: opts.window } : {}),
@@ -83,7 +83,7 @@ async function main(): Promise<void> {
     fs.mkdirSync(model);
     const { block } = await writeSyntheticGpt2Small(model);
     // enough blocks for the calibration and validation budgets, split from one file as the CLI does
-    const opts: ChildOptions = { cal: flag('cal'), val: flag('val'), search: flag('search'), method: text('method'), window: text('window') };
+    const opts: ChildOptions = { cal: flag('cal'), val: flag('val'), search: flag('search'), method: text('method'), window: text('window'), k: flag('k') };
     const blocks = Math.ceil(((opts.cal ?? 10240) + (opts.val ?? 10240)) / 256) + 1;
     const data = path.join(dir, 'tokens.jsonl');
     fs.writeFileSync(data, Array.from({ length: blocks }, () => JSON.stringify({ input_ids: [...block()] })).join('\n') + '\n');

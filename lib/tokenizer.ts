@@ -15,7 +15,6 @@
  * config.json (`*_token_id`).
  */
 import { MAX_JSON_FILE_BYTES, readRegularFileSync } from './files';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 import { FfmergeError, showValue } from './errors';

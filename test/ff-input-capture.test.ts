@@ -1,16 +1,18 @@
 /**
- * Model.forward's captureFFInput / captureEncoderFFInput: the FF input X the training-free fits read
- * (lib/pipeline/ff-inputs.ts). X must be exactly what the first FF matrix reads, so X·W_inᵀ + b_in (float64
- * here) gives the pre-activation the same pass captures — on a pre-norm model with a gated FF (the bundled
- * llama), one with biases (synthetic GPT-2), and a post-norm encoder–decoder (marian fixture, both stacks);
- * feature rows only, in the same order as captureFF.
+ * Model.forward's captureFFInput / captureEncoderFFInput and captureFFOutput / captureEncoderFFOutput: the FF
+ * input X and the FF output Y the training-free fits read (lib/pipeline/ff-inputs.ts). X must be exactly what
+ * the first FF matrix reads, so X·W_inᵀ + b_in (float64 here) gives the pre-activation the same pass captures,
+ * and Y what the FF makes of X (the float64 reference FF, lib/reference/ff.ts) — on a pre-norm model with a
+ * gated FF (the bundled llama), one with biases (synthetic GPT-2), and a post-norm encoder–decoder (marian
+ * fixture, both stacks); feature rows only, in the same order as captureFF.
  */
 import * as path from 'node:path';
 import type { FeatureBatch } from '../lib/data/feature-batches';
 import type { FFWeights } from '../lib/model/ff-weights';
 import { loadModel } from '../lib/model/load';
 import type { Model, StackName } from '../lib/model/model';
-import { modelFF } from '../lib/pipeline/align';
+import { modelFF, stackSpecOf } from '../lib/pipeline/align';
+import { ffForwardReference, type Activation } from '../lib/reference/ff';
 import { readParallel } from '../lib/data/parallel';
 import { translationBatches } from '../lib/data/feature-batches';
 import { loadTokenizer } from '../lib/tokenizer';
@@ -42,25 +44,43 @@ function ids(n: number, vocab: number, seed: number): Int32Array {
   return Int32Array.from({ length: n }, (_, i) => (i * 7919 + seed * 104729 + ((i * i) % 13)) % vocab);
 }
 
+/** Largest |FF(X) − Y| relative to max |Y|, FF(X) by the float64 reference. */
+function outputError(X: Float32Array, Y: Float32Array, ff: FFWeights, act: Activation): number {
+  const want = ffForwardReference(ff, X, X.length / ff.d, act).out;
+  expect(Y.length).toBe(want.length);
+  let worst = 0;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    worst = Math.max(worst, Math.abs(want[i]! - Y[i]!));
+    scale = Math.max(scale, Math.abs(want[i]!));
+  }
+  return worst / scale;
+}
+
 async function expectInputs(model: Model, b: FeatureBatch, stack: StackName, layers: number[], rows: number): Promise<void> {
   const main = stack === model.mainStack;
   const r = await model.forward(b.input, {
     output: 'hidden',
-    ...(main ? { captureFF: layers, captureFFInput: layers } : { toLayer: 0, captureEncoderFF: layers, captureEncoderFFInput: layers }),
+    ...(main
+      ? { captureFF: layers, captureFFInput: layers, captureFFOutput: layers }
+      : { toLayer: 0, captureEncoderFF: layers, captureEncoderFFInput: layers, captureEncoderFFOutput: layers }),
     ...(b.featureMask ? { featureMask: b.featureMask } : {}),
   });
   const X = main ? r.ffInput! : r.encoderFFInput!;
   const U = main ? r.ff! : r.encoderFF!;
+  const Y = main ? r.ffOutput! : r.encoderFFOutput!;
   expect([...X.keys()]).toEqual(layers);
+  expect([...Y.keys()]).toEqual(layers);
   for (const l of layers) {
     const ff = await modelFF(model, l, stack);
     expect(X.get(l)!.length).toBe(rows * ff.d);
     expect(preactError(X.get(l)!, U.get(l)!, ff)).toBeLessThan(1e-5);
+    expect(outputError(X.get(l)!, Y.get(l)!, ff, stackSpecOf(model, stack).activation as Activation)).toBeLessThan(1e-5);
   }
 }
 
-describe('captureFFInput', () => {
-  it('llama (pre-norm, gated, no biases): X·W_inᵀ is the captured pre-activation, feature rows only', async () => {
+describe('captureFFInput and captureFFOutput', () => {
+  it('llama (pre-norm, gated, no biases): X·W_inᵀ is the captured pre-activation and FF(X) the captured output, feature rows only', async () => {
     const model = await loadModel(path.resolve(__dirname, '..', 'models', 'llama-stories260k'));
     try {
       const S = 21;
@@ -83,15 +103,16 @@ describe('captureFFInput', () => {
       const b: FeatureBatch = { input: { ids: ids(3 * 7, 50, 1), batch: 3, seq: 7 }, featureRows: 21 };
       await expectInputs(model, b, model.mainStack, [1, 2], 21);
       await expect(model.forward(b.input, { output: 'hidden', toLayer: 1, captureFFInput: [2] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await expect(model.forward(b.input, { output: 'hidden', toLayer: 1, captureFFOutput: [2] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     } finally {
       model.dispose();
     }
   });
 });
 
-describeShared('fixtures/marian-multi30k-en-de', 'captureFFInput on marian-multi30k-en-de (post-norm, two stacks)', () => {
+describeShared('fixtures/marian-multi30k-en-de', 'captureFFInput and captureFFOutput on marian-multi30k-en-de (post-norm, two stacks)', () => {
   jest.setTimeout(120_000);
-  it('encoder and decoder FF inputs give their pre-activations; padding excluded', async () => {
+  it('encoder and decoder FF inputs give their pre-activations and outputs; padding excluded', async () => {
     const dir = sharedPath('fixtures', 'marian-multi30k-en-de');
     const model = await loadModel(dir);
     try {

@@ -1,4 +1,4 @@
-import { averageFF, averageFFAsync } from '../lib/merge/average';
+import { averageFF, averageFFAsync, FFMean } from '../lib/merge/average';
 import { permuteFF, permuteFFAsync, permuteFFConv1D } from '../lib/merge/permute';
 import { shuffled } from './helpers/permutation';
 import { anchorOffset, enumerateWindows, kFromFraction, parseWindow } from '../lib/merge/windows';
@@ -124,6 +124,20 @@ describe('sliced (event-loop friendly) merge ops', () => {
     const aa = await averageFFAsync(ffs);
     const as = averageFF(ffs);
     for (const k of ['wIn', 'bIn', 'wGate', 'wOut', 'bOut'] as const) expect(Buffer.from(aa[k]!.buffer).equals(Buffer.from(as[k]!.buffer))).toBe(true);
+  });
+
+  it('FFMean, fed one FF at a time (what permute and vanilla do), is averageFF bit for bit and refuses what it refuses', async () => {
+    const ffs = [0, 1, 2, 3].map((s) => randomFF(37, 301, true, 60 + s));
+    const mean = new FFMean();
+    for (const ff of ffs) await mean.add(ff);
+    const got = await mean.result();
+    const want = averageFF(ffs);
+    for (const k of ['wIn', 'bIn', 'wGate', 'wOut', 'bOut'] as const) expect(Buffer.from(got[k]!.buffer).equals(Buffer.from(want[k]!.buffer))).toBe(true);
+    expect(got.bGate).toBeUndefined();
+    const odd = new FFMean();
+    await odd.add(ffs[0]!);
+    await expect(odd.add(randomFF(37, 300, true, 1))).rejects.toMatchObject({ code: 'SHAPE_MISMATCH', message: expect.stringContaining('FF 1 is 300×37') });
+    await expect(new FFMean().result()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
   it('stop with ABORTED when the signal fires, and check shapes like the plain ones', async () => {

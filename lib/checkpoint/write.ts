@@ -253,7 +253,7 @@ interface PlannedTensor {
 
 export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteCheckpointResult> {
   checkJobOptions(opts);
-  const { source, out, format } = opts;
+  const { source, out } = opts;
   checkOutputDir(source, out, opts.overwrite);
   const src = await CheckpointReader.open(source);
   // Every exit from here on closes the reader (an error before the write once leaked its file handle).

@@ -5,7 +5,6 @@
  * skipping special tokens; sacreBLEU-exact corpus BLEU (13a) against the raw references.
  */
 import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { corpusBleu, type BleuResult } from '../metrics/bleu';

@@ -16,36 +16,67 @@ function mean(tensors: Float32Array[]): Float32Array {
   return out;
 }
 
-/** The mean in slices with yields between them (same values as mean()): see slices.ts. */
-async function meanSliced(tensors: Float32Array[], signal?: AbortSignal): Promise<Float32Array> {
-  const n = tensors[0]!.length;
-  const out = new Float32Array(n);
-  const inv = 1 / tensors.length;
-  await forSlices(n, SLICE_ELEMENTS / tensors.length, (i0, i1) => {
-    for (let i = i0; i < i1; i++) {
-      let acc = 0; // float64, summed in the same order as mean()
-      for (const t of tensors) acc += t[i]!;
-      out[i] = acc * inv;
+/** Throws unless FF i can be averaged with FF 0 (`first`): one shape, the same optional tensors. */
+function checkAgainst(first: FFWeights, ff: FFWeights, i: number): void {
+  checkFFWeights(ff, `FF ${i}`);
+  if (ff.d !== first.d || ff.dFF !== first.dFF) {
+    throw new FfmergeError('SHAPE_MISMATCH', `FF ${i} is ${ff.dFF}×${ff.d}, FF 0 is ${first.dFF}×${first.d}; merged FFs must have one shape`);
+  }
+  for (const key of ['bIn', 'wGate', 'bGate', 'bOut'] as const) {
+    if (Boolean(ff[key]) !== Boolean(first[key])) {
+      throw new FfmergeError('SHAPE_MISMATCH', `FF ${i} ${ff[key] ? 'has' : 'lacks'} ${key} but FF 0 does not agree`);
     }
-  }, signal);
-  return out;
+  }
 }
 
 function checkMergeable(ffs: FFWeights[]): FFWeights {
   const first = ffs[0];
   if (!first) throw new FfmergeError('INVALID_ARGUMENT', 'averageFF needs at least one FF sublayer');
-  for (const [i, ff] of ffs.entries()) {
-    checkFFWeights(ff, `FF ${i}`);
-    if (ff.d !== first.d || ff.dFF !== first.dFF) {
-      throw new FfmergeError('SHAPE_MISMATCH', `FF ${i} is ${ff.dFF}×${ff.d}, FF 0 is ${first.dFF}×${first.d}; merged FFs must have one shape`);
-    }
-    for (const key of ['bIn', 'wGate', 'bGate', 'bOut'] as const) {
-      if (Boolean(ff[key]) !== Boolean(first[key])) {
-        throw new FfmergeError('SHAPE_MISMATCH', `FF ${i} ${ff[key] ? 'has' : 'lacks'} ${key} but FF 0 does not agree`);
-      }
-    }
-  }
+  for (const [i, ff] of ffs.entries()) checkAgainst(first, ff, i);
   return first;
+}
+
+const KEYS = ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const;
+
+/**
+ * The mean of FFs added one at a time, without blocking the event loop: float64 sums taken in the order the
+ * FFs arrive, so the result is bit-identical to averageFF's. Only the sums (twice one FF's bytes) and the FF
+ * being added are held, not all k of them (k = 9 at Llama-2-7B width: 4.9 GB of float32 FFs).
+ */
+export class FFMean {
+  private first: FFWeights | undefined;
+  private readonly sums = new Map<(typeof KEYS)[number], Float64Array>();
+  private count = 0;
+
+  async add(ff: FFWeights, signal?: AbortSignal): Promise<void> {
+    this.first ??= ff;
+    checkAgainst(this.first, ff, this.count);
+    for (const key of KEYS) {
+      const t = ff[key];
+      if (!t) continue;
+      let acc = this.sums.get(key);
+      if (!acc) this.sums.set(key, (acc = new Float64Array(t.length)));
+      const sum = acc;
+      await forSlices(t.length, SLICE_ELEMENTS, (i0, i1) => {
+        for (let i = i0; i < i1; i++) sum[i]! += t[i]!;
+      }, signal);
+    }
+    this.count++;
+  }
+
+  async result(signal?: AbortSignal): Promise<FFWeights> {
+    if (!this.first) throw new FfmergeError('INVALID_ARGUMENT', 'averageFF needs at least one FF sublayer');
+    const inv = 1 / this.count;
+    const out: FFWeights = { d: this.first.d, dFF: this.first.dFF, wIn: new Float32Array(0), wOut: new Float32Array(0) };
+    for (const [key, sum] of this.sums) {
+      const t = new Float32Array(sum.length);
+      await forSlices(sum.length, SLICE_ELEMENTS, (i0, i1) => {
+        for (let i = i0; i < i1; i++) t[i] = sum[i]! * inv;
+      }, signal);
+      out[key] = t;
+    }
+    return out;
+  }
 }
 
 export function averageFF(ffs: FFWeights[]): FFWeights {
@@ -62,17 +93,10 @@ export function averageFF(ffs: FFWeights[]): FFWeights {
   return out;
 }
 
-/** averageFF without blocking the event loop (identical values): what the pipeline uses. */
+/** averageFF without blocking the event loop (identical values). */
 export async function averageFFAsync(ffs: FFWeights[], opts: { signal?: AbortSignal } = {}): Promise<FFWeights> {
-  const first = checkMergeable(ffs);
-  const out: FFWeights = {
-    d: first.d,
-    dFF: first.dFF,
-    wIn: await meanSliced(ffs.map((f) => f.wIn), opts.signal),
-    wOut: await meanSliced(ffs.map((f) => f.wOut), opts.signal),
-  };
-  for (const key of ['bIn', 'wGate', 'bGate', 'bOut'] as const) {
-    if (first[key]) out[key] = await meanSliced(ffs.map((f) => f[key]!), opts.signal);
-  }
-  return out;
+  checkMergeable(ffs);
+  const mean = new FFMean();
+  for (const ff of ffs) await mean.add(ff, opts.signal);
+  return mean.result(opts.signal);
 }

@@ -4,7 +4,6 @@
  * Reads only config.json and the safetensors header, so it is instant on any model size.
  */
 import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../files';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';

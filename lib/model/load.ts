@@ -5,7 +5,6 @@
  * straight into native memory (native/core/model/load.h). No tensor data passes through JS.
  */
 import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, fromNativeError } from '../errors';
 import { checkJobOptions, runNativeJob, throwIfAborted, type JobOptions } from '../native/job';

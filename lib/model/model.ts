@@ -103,12 +103,16 @@ export interface ForwardOptions extends JobOptions {
   captureFF?: boolean | number[];
   /** Capture FF inputs (what the first FF matrix reads: after the norm in pre-norm stacks) of these layers. */
   captureFFInput?: number[];
+  /** Capture FF outputs (what the FF sublayer adds to the residual stream, before any post-norm) of these layers. */
+  captureFFOutput?: number[];
   /** Which positions are features (default: attentionMask). */
   featureMask?: Uint8Array;
   /** Encoder–decoder models: capture the encoder stack's FF pre-activations too (features = encoderMask). */
   captureEncoderFF?: boolean | number[];
   /** Encoder–decoder models: capture the encoder stack's FF inputs of these layers. */
   captureEncoderFFInput?: number[];
+  /** Encoder–decoder models: capture the encoder stack's FF outputs of these layers. */
+  captureEncoderFFOutput?: number[];
   /** Stream FF pre-activations of the layers each accumulator uses straight into it, natively (no copy to JS).
    *  Keys are stacks: 'decoder'/'encoder' (encoder-only models use their main stack name, model.mainStack). */
   accumulate?: Partial<Record<StackName, CorrelationAccumulator>>;
@@ -126,10 +130,14 @@ export interface ForwardResult {
   ff?: Map<number, Float32Array>;
   /** layer → [rows, d] FF inputs of the feature positions (captureFFInput), in (batch, position) order. */
   ffInput?: Map<number, Float32Array>;
+  /** layer → [rows, d] FF outputs of the feature positions (captureFFOutput), in (batch, position) order. */
+  ffOutput?: Map<number, Float32Array>;
   /** Encoder–decoder models: the encoder's captured pre-activations (rows = real source tokens). */
   encoderFF?: Map<number, Float32Array>;
   /** Encoder–decoder models: the encoder's captured FF inputs. */
   encoderFFInput?: Map<number, Float32Array>;
+  /** Encoder–decoder models: the encoder's captured FF outputs. */
+  encoderFFOutput?: Map<number, Float32Array>;
   /** Encoder–decoder models: the encoder's output states (pass them back as input.encoderHidden). */
   encoderHidden?: Float32Array;
 }
@@ -149,7 +157,7 @@ function checkForwardOptions(opts: ForwardOptions): void {
   if (typeof opts !== 'object' || opts === null) {
     throw new FfmergeError('INVALID_ARGUMENT', `forward(input, options): options must be an object such as { output: 'logits' } (got ${showValue(opts)})`);
   }
-  for (const key of ['captureFF', 'captureEncoderFF', 'captureFFInput', 'captureEncoderFFInput'] as const) {
+  for (const key of ['captureFF', 'captureEncoderFF', 'captureFFInput', 'captureEncoderFFInput', 'captureFFOutput', 'captureEncoderFFOutput'] as const) {
     const v: unknown = opts[key];
     const flag = key === 'captureFF' || key === 'captureEncoderFF';
     if (v === undefined || (flag && typeof v === 'boolean')) continue;
@@ -404,6 +412,7 @@ export class Model {
       ...(opts.hidden ? { hidden: opts.hidden } : {}),
       ...(captureLayers?.length ? { captureLayers } : {}),
       ...(opts.captureFFInput?.length ? { inputLayers: [...opts.captureFFInput] } : {}),
+      ...(opts.captureFFOutput?.length ? { outputLayers: [...opts.captureFFOutput] } : {}),
       ...(mainAcc ? { accumulator: mainAcc.nativeAccumulator } : {}),
     };
     const handle = this.live();
@@ -418,10 +427,13 @@ export class Model {
     if (r.hidden) out.hidden = r.hidden;
     const ff = byLayer(captureLayers, r.ff);
     const ffInput = byLayer(opts.captureFFInput, r.ffInputs);
+    const ffOutput = byLayer(opts.captureFFOutput, r.ffOutputs);
     if (ff) out.ff = ff;
     if (ffInput) out.ffInput = ffInput;
+    if (ffOutput) out.ffOutput = ffOutput;
     if (enc?.ff) out.encoderFF = enc.ff;
     if (enc?.inputs) out.encoderFFInput = enc.inputs;
+    if (enc?.outputs) out.encoderFFOutput = enc.outputs;
     if (enc) out.encoderHidden = enc.hidden;
     return out;
   }
@@ -434,10 +446,10 @@ export class Model {
     if (!Number.isInteger(seq) || seq <= 0 || hidden.length !== batch * seq * this.encoderSpec!.dModel) {
       throw new FfmergeError('SHAPE_MISMATCH', `encoderHidden must hold batch·encoderSeq·d = ${batch}·${seq}·${this.encoderSpec!.dModel} values`);
     }
-    if (opts.captureEncoderFF || opts.captureEncoderFFInput || opts.accumulate?.encoder) {
+    if (opts.captureEncoderFF || opts.captureEncoderFFInput || opts.captureEncoderFFOutput || opts.accumulate?.encoder) {
       throw new FfmergeError('INVALID_ARGUMENT', 'with encoderHidden the encoder does not run, so its FF cannot be captured or accumulated');
     }
-    return { hidden, seq, ff: undefined, inputs: undefined };
+    return { hidden, seq, ff: undefined, inputs: undefined, outputs: undefined };
   }
 
   /** Encoder–decoder models: runs the encoder stack on input.encoderIds → its output states (+ FF captures). */
@@ -464,11 +476,18 @@ export class Model {
       ...(encoderMask ? { attentionMask: encoderMask } : {}),
       ...(captureLayers?.length ? { captureLayers } : {}),
       ...(opts.captureEncoderFFInput?.length ? { inputLayers: [...opts.captureEncoderFFInput] } : {}),
+      ...(opts.captureEncoderFFOutput?.length ? { outputLayers: [...opts.captureEncoderFFOutput] } : {}),
       ...(encAcc ? { accumulator: encAcc.nativeAccumulator } : {}),
     };
     const handle = this.live('encoder');
     const r = await runNativeJob('encoder', (onProgress) => modelAddon().modelForward(handle, args, onProgress), opts);
-    return { hidden: r.hidden!, seq, ff: byLayer(captureLayers, r.ff), inputs: byLayer(opts.captureEncoderFFInput, r.ffInputs) };
+    return {
+      hidden: r.hidden!,
+      seq,
+      ff: byLayer(captureLayers, r.ff),
+      inputs: byLayer(opts.captureEncoderFFInput, r.ffInputs),
+      outputs: byLayer(opts.captureEncoderFFOutput, r.ffOutputs),
+    };
   }
 
   /**

@@ -29,6 +29,8 @@ export interface NativeForwardArgs {
   captureLayers?: number[];
   /** Layers whose FF input (what the first FF matrix reads) is returned as ffInputs, feature rows only. */
   inputLayers?: number[];
+  /** Layers whose FF output (what the FF sublayer adds to the stream) is returned as ffOutputs, feature rows only. */
+  outputLayers?: number[];
   /**
    * A native CorrelationAccumulator (CorrelationAccumulator.nativeAccumulator) to add the pre-activations of
    * the layers it uses to, inside the job (no copy to JS); claimed for the job, so other jobs on it get BUSY.
@@ -66,6 +68,7 @@ export interface NativeForwardResult {
   hidden?: Float32Array;
   ff?: Float32Array[];
   ffInputs?: Float32Array[];
+  ffOutputs?: Float32Array[];
 }
 
 interface ModelAddon {

@@ -65,18 +65,19 @@ export class EntryStates {
 }
 
 /**
- * Calls `each(layer, X, n)` with the FF input X [n, d] of every listed layer of `stack` for every calibration
+ * Calls `each(layer, X, n, Y)` with the FF input X [n, d] of every listed layer of `stack` for every calibration
  * batch (feature positions only), as `model` computes it: the base model gives the original inputs, a merged
- * view the inputs the merged model actually produces. `entry`: the base model's states entering the first
- * listed layer, used when they serve the pass's model.
+ * view the inputs the merged model actually produces. With `opts.outputs`, Y [n, d] is what that layer's own FF
+ * made of X in the same pass (on the base model: the original FF output, the fits' target); else undefined.
+ * `entry`: the base model's states entering the first listed layer, used when they serve the pass's model.
  */
 export async function forEachFFInput(
   model: Model,
   stack: StackName,
   layers: number[],
   calibration: FeatureBatch[],
-  each: (layer: number, X: Float32Array, n: number) => Promise<void>,
-  opts: JobOptions,
+  each: (layer: number, X: Float32Array, n: number, Y: Float32Array | undefined) => Promise<void>,
+  opts: JobOptions & { outputs?: boolean },
   entryStates?: EntryStates,
 ): Promise<void> {
   const main = stack === model.mainStack;
@@ -92,29 +93,32 @@ export async function forEachFFInput(
       ...(entry ? { fromLayer: from, hidden: entry[i] } : {}),
       toLayer: main ? Math.max(...layers) + 1 : 0,
       ...(main ? { captureFFInput: layers } : { captureEncoderFFInput: layers }),
+      ...(opts.outputs ? (main ? { captureFFOutput: layers } : { captureEncoderFFOutput: layers }) : {}),
       ...(b.featureMask ? { featureMask: b.featureMask } : {}),
       ...signal,
     });
     const captured = main ? r.ffInput : r.encoderFFInput;
+    const outputs = main ? r.ffOutput : r.encoderFFOutput;
     for (const l of layers) {
       const X = captured!.get(l)!;
-      if (X.length > 0) await each(l, X, X.length / d);
+      if (X.length > 0) await each(l, X, X.length / d, outputs?.get(l));
     }
   }
 }
 
 /**
  * `merged` with its shared W_out (and b_out) refitted by ridge least squares so that, at every layer of the
- * window, it reproduces that layer's original FF output (`originals`) on the FF inputs `source` produces.
- * recover/refit passes the base model; recover/refit-seq a merged view, so the fit sees the inputs the
- * merged model itself produces.
+ * window, it reproduces that layer's original FF output on the FF inputs `source` produces. recover/refit
+ * passes the base model, whose pass gives those outputs itself (`originals` undefined); recover/refit-seq a
+ * merged view, so the fit sees the inputs the merged model itself produces, with the original FFs
+ * (`originals`) applied to them as targets.
  */
 export async function refitOutput(
   source: Model,
   stack: StackName,
   layers: number[],
   merged: FFWeights,
-  originals: Map<number, FFWeights>,
+  originals: Map<number, FFWeights> | undefined,
   calibration: FeatureBatch[],
   act: Activation,
   opts: JobOptions,
@@ -122,9 +126,9 @@ export async function refitOutput(
 ): Promise<FFWeights> {
   const acc = new RidgeAccumulator(merged.dFF, merged.d);
   const signal = opts.signal ? { signal: opts.signal } : {};
-  await forEachFFInput(source, stack, layers, calibration, async (l, X, n) => {
-    await acc.addFF(X, n, merged, act, await outputOf(originals.get(l)!, X, n, act, opts), signal);
-  }, opts, entry);
+  await forEachFFInput(source, stack, layers, calibration, async (l, X, n, Y) => {
+    await acc.addFF(X, n, merged, act, Y ?? (await outputOf(originals!.get(l)!, X, n, act, opts)), signal);
+  }, { ...opts, outputs: originals === undefined }, entry);
   // A model without b_out (LLaMA) has no slot for one: the fit then has no intercept.
   const sol = await acc.solve(DEFAULT_RIDGE, { ...signal, bias: Boolean(merged.bOut) });
   return { ...merged, wOut: sol.w, ...(merged.bOut ? { bOut: sol.b } : {}) };

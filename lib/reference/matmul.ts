@@ -3,7 +3,6 @@
  * the "pure JS" side of the GEMM benchmark. Row-major, same conventions as `matmul` in lib/native/gemm.ts:
  * op(A) is m×k (A stored k×m when transA), op(B) is k×n (B stored n×k when transB).
  */
-import { FfmergeError } from '../errors';
 
 export { checkMatmulShape, type MatmulShape } from '../native/matmul-shape';
 import { checkMatmulShape, type MatmulShape } from '../native/matmul-shape';

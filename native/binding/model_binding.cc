@@ -351,6 +351,7 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
   };
   get_layers("captureLayers", opts.capture_layers);
   get_layers("inputLayers", opts.input_layers);
+  get_layers("outputLayers", opts.output_layers);
   auto capture = std::make_shared<ForwardCapture>();
   capture->d_ff = m->spec.d_ff;
   capture->for_js = opts.capture_layers.size();
@@ -402,6 +403,11 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
           Napi::Array xs = Napi::Array::New(env, result->ff_inputs.size());
           for (uint32_t i = 0; i < result->ff_inputs.size(); ++i) xs.Set(i, ToF32(env, std::move(result->ff_inputs[i])));
           o.Set("ffInputs", xs);
+        }
+        if (!result->ff_outputs.empty()) {
+          Napi::Array ys = Napi::Array::New(env, result->ff_outputs.size());
+          for (uint32_t i = 0; i < result->ff_outputs.size(); ++i) ys.Set(i, ToF32(env, std::move(result->ff_outputs[i])));
+          o.Set("ffOutputs", ys);
         }
         return o;
       });

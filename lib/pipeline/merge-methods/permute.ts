@@ -2,10 +2,9 @@
  * The paper's merge: every layer of the window is aligned to the anchor by the permutation that maximises
  * total correlation of their hidden units (exact linear assignment), then the aligned FFs are averaged.
  */
-import { averageFFAsync } from '../../merge/average';
+import { FFMean } from '../../merge/average';
 import { permuteFFAsync } from '../../merge/permute';
 import { windowLayers } from '../../merge/windows';
-import type { FFWeights } from '../../model/ff-weights';
 import { anchorOf, modelFF } from '../align';
 import type { MergeMethod } from '../plugins';
 
@@ -18,18 +17,19 @@ export const permute: MergeMethod = {
     const corr = ctx.correlations.get(stack);
     if (!corr) throw new Error(`permute: no correlations were collected for the ${stack}`);
     const perms = new Map<number, Int32Array>();
-    const ffs: FFWeights[] = [];
+    // averaged as each layer is read and aligned: one FF held at a time besides the sums
+    const mean = new FFMean();
     for (const l of windowLayers(window)) {
       const ff = await modelFF(ctx.model, l, stack, opts);
       if (l === a) {
-        ffs.push(ff);
+        await mean.add(ff, opts.signal);
         continue;
       }
       // computed once per pair (when the features were collected, or here on first use)
       const perm = await corr.permutation(a, l, opts);
       perms.set(l, perm);
-      ffs.push(await permuteFFAsync(ff, perm, opts));
+      await mean.add(await permuteFFAsync(ff, perm, opts), opts.signal);
     }
-    return { stack, window, anchor: a, merged: await averageFFAsync(ffs, opts), perms };
+    return { stack, window, anchor: a, merged: await mean.result(opts.signal), perms };
   },
 };

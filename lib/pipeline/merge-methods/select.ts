@@ -19,27 +19,30 @@ import { DEFAULT_RIDGE, RidgeAccumulator } from '../../native/ridge';
 import type { JobOptions } from '../../native/job';
 import type { Activation } from '../../model/activation';
 import type { FFWeights } from '../../model/ff-weights';
+import type { Model, StackName } from '../../model/model';
 import { windowLayers } from '../../merge/windows';
-import { anchorOf, modelFFs, stackSpecOf } from '../align';
-import { forEachFFInput, hiddenOf, outputOf } from '../ff-inputs';
+import { anchorOf, modelFF, stackSpecOf } from '../align';
+import { forEachFFInput, hiddenOf } from '../ff-inputs';
 import type { MergeMethod } from '../plugins';
 
-/** The window's FFs side by side as one FF of k·d_ff units (W_out is not needed: only activations are). */
-export function pool(ffs: FFWeights[]): FFWeights {
-  const { d, dFF } = ffs[0]!;
-  const cat = (key: 'wIn' | 'bIn' | 'wGate' | 'bGate'): Float32Array | undefined => {
-    if (!ffs[0]![key]) return undefined;
-    const size = ffs[0]![key]!.length;
-    const out = new Float32Array(size * ffs.length);
-    ffs.forEach((f, i) => out.set(f[key]!, i * size));
-    return out;
-  };
-  const p: FFWeights = { d, dFF: dFF * ffs.length, wIn: cat('wIn')!, wOut: new Float32Array(0) };
-  for (const key of ['bIn', 'wGate', 'bGate'] as const) {
-    const t = cat(key);
-    if (t) p[key] = t;
+/**
+ * The window's FFs side by side as one FF of k·d_ff units (W_out is not needed: only activations are), read
+ * one layer at a time, so that only the pooled rows are held, never k whole float32 FFs (at 7B width with
+ * k = 9 those were another 4.9 GB). withBias: whether the FFs have b_out.
+ */
+async function poolWindow(model: Model, layers: number[], stack: StackName, opts: JobOptions): Promise<{ pooled: FFWeights; withBias: boolean }> {
+  let pooled: FFWeights | undefined;
+  let withBias = false;
+  for (const [i, l] of layers.entries()) {
+    const ff = await modelFF(model, l, stack, opts);
+    if (!pooled) {
+      withBias = Boolean(ff.bOut);
+      pooled = { d: ff.d, dFF: ff.dFF * layers.length, wIn: new Float32Array(ff.wIn.length * layers.length), wOut: new Float32Array(0) };
+      for (const key of ['bIn', 'wGate', 'bGate'] as const) if (ff[key]) pooled[key] = new Float32Array(ff[key]!.length * layers.length);
+    }
+    for (const key of ['wIn', 'bIn', 'wGate', 'bGate'] as const) if (ff[key]) pooled[key]!.set(ff[key]!, i * ff[key]!.length);
   }
-  return p;
+  return { pooled: pooled!, withBias };
 }
 
 /** Rows `units` of a pooled FF as a d_ff-unit FF (W_out left to the caller). */
@@ -163,34 +166,34 @@ export const select: MergeMethod = {
     const spec = stackSpecOf(model, stack);
     const act = spec.activation as Activation;
     const layers = windowLayers(window);
-    const originals = await modelFFs(model, layers, stack, opts);
-    let pooled = pool(layers.map((l) => originals.get(l)!));
-    const withBias = Boolean(originals.get(layers[0]!)!.bOut);
+    // one variable for the pool: once it is cut below, nothing holds the whole pool any more
+    let { pooled, withBias } = await poolWindow(model, layers, stack, opts);
     const signal = opts.signal ? { signal: opts.signal } : {};
+    // the targets: each position's original FF output, as the base model's own pass computes it
+    const pass = { ...opts, outputs: true };
     const cap = poolCap(pooled.dFF, spec.dFF, ctx.selectMemory ?? DEFAULT_SELECT_GRAM_BYTES);
     if (cap < pooled.dFF) {
       // Every position's inputs through the whole pool against its original output. H passes through JS
       // here, so in row chunks of ≤ 8 MB: each copy into the correlation job stays short for the host.
       const all = pooled;
+      const d = spec.dModel;
       const chunk = Math.max(1, Math.floor((2 << 20) / all.dFF));
       const visit = (fn: (H: Float32Array, Y: Float32Array, n: number) => Promise<void>) =>
-        forEachFFInput(model, stack, layers, ctx.calibration, async (l, X, n) => {
-          const d = spec.dModel;
+        forEachFFInput(model, stack, layers, ctx.calibration, async (_l, X, n, Y) => {
           for (let r = 0; r < n; r += chunk) {
             const rows = Math.min(chunk, n - r);
-            const x = X.subarray(r * d, (r + rows) * d);
-            await fn(await hiddenOf(all, x, rows, act, opts), await outputOf(originals.get(l)!, x, rows, act, opts), rows);
+            await fn(await hiddenOf(all, X.subarray(r * d, (r + rows) * d), rows, act, opts), Y!.subarray(r * d, (r + rows) * d), rows);
           }
-        }, opts, ctx.entry);
+        }, pass, ctx.entry);
       const gains = await unitGains(visit, pooled.dFF, spec.dModel, opts);
       pooled = pick(pooled, prescreen(gains, layers.length, cap));
     }
     // the pooled hidden units (n × P per batch) are computed inside the accumulating job, never in JS
     const acc = new RidgeAccumulator(pooled.dFF, spec.dModel);
     const units = pooled;
-    await forEachFFInput(model, stack, layers, ctx.calibration, async (l, X, n) => {
-      await acc.addFF(X, n, units, act, await outputOf(originals.get(l)!, X, n, act, opts), signal);
-    }, opts, ctx.entry);
+    await forEachFFInput(model, stack, layers, ctx.calibration, async (_l, X, n, Y) => {
+      await acc.addFF(X, n, units, act, Y!, signal);
+    }, pass, ctx.entry);
     const merged = await selectUnits(acc, pooled, spec.dFF, withBias, opts);
     return { stack, window, anchor: anchorOf(window, ctx.anchor), merged, perms: new Map() };
   },

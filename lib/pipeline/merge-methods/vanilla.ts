@@ -1,7 +1,7 @@
 /** The baseline merge of the paper: average the window's FFs as they are, without aligning their units. */
-import { averageFFAsync } from '../../merge/average';
+import { FFMean } from '../../merge/average';
 import { windowLayers } from '../../merge/windows';
-import { anchorOf, modelFFs } from '../align';
+import { anchorOf, modelFF } from '../align';
 import type { MergeMethod } from '../plugins';
 
 export const vanilla: MergeMethod = {
@@ -9,7 +9,8 @@ export const vanilla: MergeMethod = {
   description: 'average the FFs unaligned',
   needsCorrelations: false,
   async merge(ctx, stack, window, opts) {
-    const ffs = [...(await modelFFs(ctx.model, windowLayers(window), stack, opts)).values()];
-    return { stack, window, anchor: anchorOf(window, ctx.anchor), merged: await averageFFAsync(ffs, opts), perms: new Map() };
+    const mean = new FFMean();
+    for (const l of windowLayers(window)) await mean.add(await modelFF(ctx.model, l, stack, opts), opts.signal);
+    return { stack, window, anchor: anchorOf(window, ctx.anchor), merged: await mean.result(opts.signal), perms: new Map() };
   },
 };

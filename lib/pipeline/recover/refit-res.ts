@@ -23,7 +23,7 @@ import type { FFWeights } from '../../model/ff-weights';
 import type { Model, StackName } from '../../model/model';
 import { windowLayers } from '../../merge/windows';
 import { modelFF, stackSpecOf } from '../align';
-import { EntryStates, outputOf } from '../ff-inputs';
+import { EntryStates } from '../ff-inputs';
 import type { MergeContext, MergedWindow, RecoverMethod } from '../plugins';
 import { refitSeq } from './refit-seq';
 
@@ -62,18 +62,10 @@ type Fit = (X: Float32Array, T: Float32Array, n: number) => Promise<void>;
 
 /**
  * Runs layer l on every calibration batch in `base` and `view` from the given entry states; with `fit`,
- * calls fit.each(X, T, n) with the view's FF input and residual target. Returns the states after l.
+ * calls fit(X, T, n) with the view's FF input and residual target (the view's own FF output at l, which its
+ * pass captures, plus what the stream is missing). Returns the states after l.
  */
-async function stepLayer(
-  ctx: MergeContext,
-  view: Model,
-  l: number,
-  ff: FFWeights,
-  entry: Streams,
-  act: Activation,
-  fit: Fit | undefined,
-  opts: JobOptions,
-): Promise<Streams> {
+async function stepLayer(ctx: MergeContext, view: Model, l: number, entry: Streams, fit: Fit | undefined, opts: JobOptions): Promise<Streams> {
   const { model } = ctx;
   const d = model.spec.dModel;
   const signal = opts.signal ? { signal: opts.signal } : {};
@@ -83,14 +75,14 @@ async function stepLayer(
     const mask = b.featureMask ?? b.input.attentionMask;
     const step = (h: Float32Array | undefined) => ({ output: 'hidden' as const, fromLayer: l, toLayer: l + 1, ...(h ? { hidden: h } : {}), ...signal });
     const hb = (await model.forward(b.input, step(entry.base[i]))).hidden!;
-    const rv = await view.forward(b.input, { ...step(entry.view[i]), ...(fit ? { captureFFInput: [l] } : {}), ...(mask ? { featureMask: mask } : {}) });
+    const rv = await view.forward(b.input, { ...step(entry.view[i]), ...(fit ? { captureFFInput: [l], captureFFOutput: [l] } : {}), ...(mask ? { featureMask: mask } : {}) });
     out.base.push(hb);
     out.view.push(rv.hidden!);
     if (!fit) continue;
     const X = rv.ffInput!.get(l)!;
     const n = X.length / d;
     if (n === 0) continue;
-    const T = addResidual(await outputOf(ff, X, n, act, opts), hb, rv.hidden!, d, mask);
+    const T = addResidual(rv.ffOutput!.get(l)!, hb, rv.hidden!, d, mask);
     await fit(X, T, n);
   }
   return out;
@@ -127,7 +119,7 @@ export async function compensate(
   let after = entry;
   const view = model.withFF(edits.map((e) => ({ stack, layer: e.layer, ff: e.ff })));
   try {
-    for (let l = from; l < first; l++) after = await stepLayer(ctx, view, l, await modelFF(view, l, stack, opts), after, act, undefined, opts);
+    for (let l = from; l < first; l++) after = await stepLayer(ctx, view, l, after, undefined, opts);
   } finally {
     view.dispose();
   }
@@ -135,12 +127,12 @@ export async function compensate(
     const own = await modelFF(model, l, stack, opts);
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     // only layer l runs here, so the base model (its own FF at l) stands for the view
-    await stepLayer(ctx, model, l, own, after, act, (X, T, n) => acc.addFF(X, n, own, act, T, signal), opts);
+    await stepLayer(ctx, model, l, after, (X, T, n) => acc.addFF(X, n, own, act, T, signal), opts);
     const ff = await solveOut(own, acc, opts);
     adjusted.set(l, ff);
     const view1 = model.withFF([{ stack, layer: l, ff }]);
     try {
-      after = await stepLayer(ctx, view1, l, ff, after, act, undefined, opts);
+      after = await stepLayer(ctx, view1, l, after, undefined, opts);
     } finally {
       view1.dispose();
     }
@@ -173,7 +165,7 @@ export async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: Jo
     try {
       const fit: Fit = (X, T, n) => acc.addFF(X, n, ff, act, T, signal);
       let s = entry;
-      for (const l of layers) s = await stepLayer(ctx, view, l, ff, s, act, fit, opts);
+      for (const l of layers) s = await stepLayer(ctx, view, l, s, fit, opts);
     } finally {
       view.dispose();
     }

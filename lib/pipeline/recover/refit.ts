@@ -11,7 +11,7 @@
  */
 import type { Activation } from '../../model/activation';
 import { windowLayers } from '../../merge/windows';
-import { modelFFs, stackSpecOf } from '../align';
+import { stackSpecOf } from '../align';
 import { refitOutput } from '../ff-inputs';
 import type { RecoverMethod } from '../plugins';
 
@@ -22,9 +22,8 @@ export const refit: RecoverMethod = {
     const { model } = ctx;
     const spec = stackSpecOf(model, m.stack);
     const layers = windowLayers(m.window);
-    const originals = await modelFFs(model, layers, m.stack, opts);
-    // inputs from the original model
-    const merged = await refitOutput(model, m.stack, layers, m.merged, originals, ctx.calibration, spec.activation as Activation, opts, ctx.entry);
+    // inputs and target outputs from the original model's own pass
+    const merged = await refitOutput(model, m.stack, layers, m.merged, undefined, ctx.calibration, spec.activation as Activation, opts, ctx.entry);
     return { ...m, merged };
   },
 };

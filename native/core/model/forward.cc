@@ -265,7 +265,7 @@ void check_inputs(const Model& m, const ForwardInput& in, const ForwardOptions& 
                                             std::to_string(r % in.seq) + " of sequence " + std::to_string(r / in.seq) +
                                             " is outside the vocabulary (size " + std::to_string(s.vocab) + ")");
   }
-  for (const auto* list : {&o.capture_layers, &o.input_layers})
+  for (const auto* list : {&o.capture_layers, &o.input_layers, &o.output_layers})
     for (size_t l : *list)
       if (l < o.from_layer || l >= to)
         throw Error("INVALID_ARGUMENT", "forward: cannot capture layer " + std::to_string(l) + ", the pass runs layers " +
@@ -341,8 +341,9 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
   if (fmask) feature_rows = size_t(std::count_if(fmask, fmask + R, [](uint8_t v) { return v != 0; }));
   std::vector<std::vector<float>> captured(o.capture_layers.size());
   for (auto& c : captured) c.resize(feature_rows * s.d_ff);
-  std::vector<std::vector<float>> inputs(o.input_layers.size());
+  std::vector<std::vector<float>> inputs(o.input_layers.size()), outputs(o.output_layers.size());
   for (auto& c : inputs) c.resize(feature_rows * d);
+  for (auto& c : outputs) c.resize(feature_rows * d);
   // the feature rows of `src` [R, width] into `dst`
   auto copy_features = [&](const float* src, size_t width, float* dst) {
     for (size_t r = 0; r < R; ++r) {
@@ -366,6 +367,10 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
       for (size_t ci = 0; ci < o.input_layers.size(); ++ci)
         if (o.input_layers[ci] == l) copy_features(ff_in, d, inputs[ci].data());
     };
+    auto capture_output = [&](const float* ff_out) {
+      for (size_t ci = 0; ci < o.output_layers.size(); ++ci)
+        if (o.output_layers[ci] == l) copy_features(ff_out, d, outputs[ci].data());
+    };
     if (s.placement == NormPlacement::Pre) {
       norm(pool, s, x.data(), sc.a.data(), R, L.norm1_w, L.norm1_b);
       self_attention(pool, s, L, sc.a.data(), sc.tmp.data(), B, T, positions, in.attention_mask, sc, in.cache, l);
@@ -378,6 +383,7 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
       norm(pool, s, x.data(), sc.a.data(), R, L.norm2_w, L.norm2_b);
       capture_input(sc.a.data());
       feed_forward(pool, s, *L.ff, sc.a.data(), sc.tmp.data(), R, sc, capture);
+      capture_output(sc.tmp.data());
       nn::add_inplace(pool, x.data(), sc.tmp.data(), R * d);
     } else {  // post-norm: x = norm(x + f(x))
       self_attention(pool, s, L, x.data(), sc.tmp.data(), B, T, positions, in.attention_mask, sc, in.cache, l);
@@ -390,6 +396,7 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
       }
       capture_input(x.data());
       feed_forward(pool, s, *L.ff, x.data(), sc.tmp.data(), R, sc, capture);
+      capture_output(sc.tmp.data());
       nn::add_inplace(pool, x.data(), sc.tmp.data(), R * d);
       norm(pool, s, x.data(), x.data(), R, L.norm2_w, L.norm2_b);
     }
@@ -411,6 +418,7 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
 
   ForwardResult res;
   res.ff_inputs = std::move(inputs);
+  res.ff_outputs = std::move(outputs);
   if (o.output == Output::Hidden) {
     res.hidden = std::move(x);
     return res;

@@ -62,6 +62,10 @@ struct ForwardOptions {
   // in ForwardResult::ff_inputs: the training-free fits need X itself, and the pre-activation only gives it
   // back through a pseudo-inverse of W_in (tens of seconds and d·d_ff floats per layer at 7B width).
   std::vector<size_t> input_layers;
+  // Layers whose FF output (what the FF sublayer adds to the residual stream, before any post-norm) is returned
+  // in ForwardResult::ff_outputs: on the base model these are the targets of the training-free fits, which
+  // otherwise recompute them from float32 copies of every window layer's FF.
+  std::vector<size_t> output_layers;
   const uint8_t* feature_mask = nullptr;  // [batch, seq], which positions are features (nullptr = attention_mask)
   FFCapture* capture = nullptr;
 };
@@ -76,6 +80,8 @@ struct ForwardResult {
   double nll_sum = 0;
   // ff_inputs[i]: [feature rows, d] FF inputs of input_layers[i], the feature positions in (batch, position) order.
   std::vector<std::vector<float>> ff_inputs;
+  // ff_outputs[i]: [feature rows, d] FF outputs of output_layers[i], in the same order.
+  std::vector<std::vector<float>> ff_outputs;
 };
 
 ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, const ForwardOptions& opts);
