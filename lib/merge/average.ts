@@ -49,7 +49,12 @@ export class FFMean {
   private count = 0;
 
   async add(ff: FFWeights, signal?: AbortSignal): Promise<void> {
-    this.first ??= ff;
+    if (!this.first) {
+      // the first FF's shape only, for the checks: holding the FF itself would hold one more FF throughout
+      const none = new Float32Array(0);
+      this.first = { d: ff.d, dFF: ff.dFF, wIn: none, wOut: none };
+      for (const key of ['bIn', 'wGate', 'bGate', 'bOut'] as const) if (ff[key]) this.first[key] = none;
+    }
     checkAgainst(this.first, ff, this.count);
     for (const key of KEYS) {
       const t = ff[key];
