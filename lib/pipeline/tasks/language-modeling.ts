@@ -10,6 +10,7 @@ import { nllOf, ppl, PrefixCache } from '../prefix';
 import { positiveInt, type SampledSource, type TokenSource } from '../options';
 import { sampleRows } from '../../eval/sample';
 import { seededOrder } from '../../data/shuffle';
+import { MIN_BLOCK_TOKENS } from '../../data/blocks';
 import type { Task, TaskKind } from '../task';
 
 export const LM_DEFAULTS = { calibrationTokens: 10240, validationTokens: 10240, blockSize: 256, batchBlocks: 8 };
@@ -83,8 +84,8 @@ function checkSource(v: unknown, what: string): void {
   }
   if (typeof v === 'string') return;
   if (v.length === 0) throw new FfmergeError('INVALID_ARGUMENT', `${what}: the list of token blocks is empty`);
-  const short = v.findIndex((b) => b.length < 2);
-  if (short >= 0) throw new FfmergeError('INVALID_ARGUMENT', `${what} block ${short} has ${v[short]!.length} token(s): a block needs at least 2 (one next-token prediction)`);
+  const short = v.findIndex((b) => b.length < MIN_BLOCK_TOKENS);
+  if (short >= 0) throw new FfmergeError('INVALID_ARGUMENT', `${what} block ${short} has ${v[short]!.length} token(s): a block needs at least ${MIN_BLOCK_TOKENS} (one next-token prediction)`);
 }
 
 export const languageModeling: TaskKind = {
@@ -102,8 +103,8 @@ export const languageModeling: TaskKind = {
       if (o[k] !== undefined) positiveInt(o[k], k, 1);
     }
     if (o.draw !== undefined && o.draw !== 'head' && o.draw !== 'spread') throw new FfmergeError('INVALID_ARGUMENT', `draw must be 'head' or 'spread' (got ${showValue(o.draw)})`);
-    if (o.blockSize !== undefined && (!Number.isInteger(o.blockSize) || o.blockSize < 2)) {
-      throw new FfmergeError('INVALID_ARGUMENT', `blockSize must be an integer ≥ 2 (got ${showValue(o.blockSize)})`);
+    if (o.blockSize !== undefined && (!Number.isInteger(o.blockSize) || o.blockSize < MIN_BLOCK_TOKENS)) {
+      throw new FfmergeError('INVALID_ARGUMENT', `blockSize must be an integer ≥ ${MIN_BLOCK_TOKENS} (got ${showValue(o.blockSize)})`);
     }
   },
   async create({ model, dir, options: o }, job) {
