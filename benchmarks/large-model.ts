@@ -45,6 +45,7 @@ async function child(): Promise<void> {
   const dir = flag('model', '');
   const rssByPhase: Record<string, number> = {};
   let phase = 'load';
+  let detail = '';
   const timer = setInterval(() => {
     rssByPhase[phase] = Math.max(rssByPhase[phase] ?? 0, status('VmRSS'));
   }, 100);
@@ -59,9 +60,11 @@ async function child(): Promise<void> {
     searchTokens: Number(flag('search', '1024')),
     onProgress: (p) => {
       rssByPhase[phase] = Math.max(rssByPhase[phase] ?? 0, status('VmRSS'));
-      if (p.phase !== phase) {
+      if (p.phase !== phase || (p.detail && p.detail !== detail)) {
+        // each phase, and each candidate a phase starts (its detail), on its own timed line
         phase = p.phase;
-        process.stderr.write(`\n[${new Date().toISOString().slice(11, 19)}] ${phase}`);
+        detail = p.detail ?? '';
+        process.stderr.write(`\n[${new Date().toISOString().slice(11, 19)}] ${phase}${detail ? ` ${detail}` : ''}`);
       }
     },
   });
