@@ -17,8 +17,8 @@ constexpr size_t kRows = 32;  // rows per task of the block-end products
 typedef double v4d __attribute__((vector_size(32)));
 
 // Σ a[o]·b[o] in sixteen interleaved partial sums, added up in a fixed order at the end. A single running
-// sum waits on each add's latency (four cycles): over Rb's rows that left the step's pass at half the speed
-// memory could feed it. The order depends on n alone, so results do not depend on threads or the split.
+// sum waits on each add's latency (four cycles), which bound the step's pass over Rb instead of memory did
+// (95 → 77 s on benchmarks/select.ts at 7B width). The order depends on n alone, never on threads.
 double dot(const double* a, const double* b, size_t n) {
   v4d acc[4] = {{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}};
   size_t o = 0;
@@ -34,6 +34,19 @@ double dot(const double* a, const double* b, size_t n) {
   for (; o < n; ++o) s += a[o] * b[o];
   return s;
 }
+
+// Where entry (a, c), c ≤ a, of a symmetric matrix's lower triangle lives when it is stored in row blocks of
+// kRows rows, each row as wide as its block's last row (block k: rows [kRows·k, kRows·(k+1)), width
+// min(nl, kRows·(k+1))): every block is a rectangle the block-end product writes as one, and the whole takes
+// about nl²/2 entries instead of nl². A block's start does not depend on nl (all blocks but the last are
+// full), so shrinking nl moves every entry to a lower address: compaction can copy in place, in order.
+struct Packed {
+  size_t nl;
+  size_t width(size_t k) const { return std::min(nl, kRows * (k + 1)); }
+  size_t start(size_t k) const { return kRows * kRows * (k * (k + 1) / 2); }
+  size_t at(size_t a, size_t c) const { return start(a / kRows) + (a % kRows) * width(a / kRows) + c; }
+  size_t size() const { return nl ? at(nl - 1, 0) + nl : 0; }
+};
 
 }  // namespace
 
@@ -77,11 +90,13 @@ std::vector<int32_t> greedy_select(JobControl& ctl, const double* G, const doubl
   //
   // Rows of S and Rb hold only the columns still in play: `cols` lists them (entry a is column cols[a]; pos[i]
   // is column i's place), compacted at a block's end once an eighth of them is taken. d, rr and taken are
-  // indexed by column. S holds its lower triangle: entry (a, b) is at S[max·nl + min].
+  // indexed by column. S holds its lower triangle only (Packed): entry (a, b) is at S[at(max, min)].
   std::vector<size_t> cols(n), pos(n);
   for (size_t i = 0; i < n; ++i) cols[i] = pos[i] = i;
   size_t nl = n;
-  std::vector<double> S(G, G + n * n), Rb(C, C + n * m);
+  Packed pk{nl};
+  std::vector<double> S(pk.size()), Rb(C, C + n * m);
+  for (size_t a = 0; a < n; ++a) std::copy(G + a * n, G + a * n + a + 1, S.begin() + pk.at(a, 0));
   std::vector<double> d(n), gdiag(n), rr(n);
   for (size_t i = 0; i < n; ++i) d[i] = gdiag[i] = G[i * n + i];
   auto row_norms = [&] {
@@ -102,7 +117,8 @@ std::vector<int32_t> greedy_select(JobControl& ctl, const double* G, const doubl
 
   const DgemmSub sub = dgemm_sub();
   ThreadPool& pool = ctl.pool();
-  std::vector<double> Lb, Zb, zz(block), lj(block);  // the block's factor columns (q × nl) and target coefficients (q × m)
+  // the block's factor columns (q × nl) and target coefficients (q × m); per step, z_r·z_q and l_r[j]
+  std::vector<double> Lb, Zb, zz(block), lj(block);
   std::vector<int32_t> out;
   out.reserve(count);
   size_t dead = 0;  // columns taken since the layout was last compacted
@@ -149,11 +165,12 @@ std::vector<int32_t> greedy_select(JobControl& ctl, const double* G, const doubl
         zz[r] = dot(Zb.data() + r * m, zq, m);
         lj[r] = Lb[r * nl + aj];
       }
+      const double* srow = S.data() + pk.at(aj, 0);  // S[j, a] for a ≤ j; past j it is S[a, j]
       pool.parallel_for(nl, 256, [&](size_t b, size_t e) {
         for (size_t a = b; a < e; ++a) {
           const size_t i = cols[a];
           if (taken[i]) continue;  // j included: its entries are never read again (lq[aj] stays 0)
-          double l = a <= aj ? S[aj * nl + a] : S[a * nl + aj];
+          double l = a <= aj ? srow[a] : S[pk.at(a, aj)];
           for (size_t r = 0; r < q; ++r) l -= lj[r] * Lb[r * nl + a];
           l /= root;
           lq[a] = l;
@@ -168,13 +185,14 @@ std::vector<int32_t> greedy_select(JobControl& ctl, const double* G, const doubl
     }
     if (done || out.size() >= count) break;  // the factor is not needed past the last step
     // The block's end: bring S and Rb up to date (rows of taken columns too: cheaper than skipping them in the
-    // tiles, and dropped at the next compaction). A task of rows [r0, r1) of S takes columns 0 … r1 − 1; the few
-    // right of its diagonal land in the unused upper triangle.
+    // tiles, and dropped at the next compaction). A task is one of S's row blocks, rows [r0, r1) × columns
+    // 0 … r1 − 1; the few right of its diagonal are stored and never read.
     const size_t tasks = (nl + kRows - 1) / kRows;
     pool.parallel_for(tasks, 1, [&](size_t b, size_t e) {
-      for (size_t k = b; k < e; ++k) {
-        const size_t r0 = (tasks - 1 - k) * kRows, r1 = std::min(nl, r0 + kRows);  // the longest rows first
-        sub(r1 - r0, r1, q, Lb.data() + r0, 1, nl, Lb.data(), nl, S.data() + r0 * nl, nl);
+      for (size_t t = b; t < e; ++t) {
+        const size_t k = tasks - 1 - t;  // the longest rows first
+        const size_t r0 = k * kRows, r1 = std::min(nl, r0 + kRows);
+        sub(r1 - r0, r1, q, Lb.data() + r0, 1, nl, Lb.data(), nl, S.data() + pk.start(k), r1);
         sub(r1 - r0, m, q, Lb.data() + r0, 1, nl, Zb.data(), m, Rb.data() + r0 * m, m);
       }
     });
@@ -183,16 +201,19 @@ std::vector<int32_t> greedy_select(JobControl& ctl, const double* G, const doubl
       std::vector<size_t> live;
       for (size_t i : cols)
         if (!taken[i]) live.push_back(i);
-      const size_t nn = live.size();
-      for (size_t a = 0; a < nn; ++a) {
+      const Packed to{live.size()};
+      for (size_t a = 0; a < to.nl; ++a) {
         const size_t from = pos[live[a]];
-        for (size_t b = 0; b <= a; ++b) S[a * nn + b] = S[from * nl + pos[live[b]]];
+        double* dst = S.data() + to.at(a, 0);
+        const double* src = S.data() + pk.at(from, 0);
+        for (size_t c = 0; c <= a; ++c) dst[c] = src[pos[live[c]]];
         if (from != a) std::copy(Rb.begin() + from * m, Rb.begin() + (from + 1) * m, Rb.begin() + a * m);
       }
-      for (size_t a = 0; a < nn; ++a) pos[live[a]] = a;
+      for (size_t a = 0; a < to.nl; ++a) pos[live[a]] = a;
       cols = std::move(live);
-      nl = nn;
-      S.resize(nl * nl);  // capacity kept: a shrink would copy, and the first block set the peak anyway
+      nl = to.nl;
+      pk = to;
+      S.resize(pk.size());  // capacity kept: a shrink would copy, and the first block set the peak anyway
       Rb.resize(nl * m);
       dead = 0;
     }

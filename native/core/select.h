@@ -26,7 +26,7 @@ namespace ffm {
 // Returns the taken columns in the order taken (forced ones first). Fewer than `count` only when every
 // remaining column is (numerically) in the span of the taken ones. Throws NON_FINITE_INPUT for NaN/Inf,
 // INVALID_ARGUMENT for a forced index out of range or repeated, or count > p + 1.
-// Memory: working copies of G and C (shrunk in place as columns are taken) besides the inputs.
+// Memory: working copies of G's lower triangle and of C besides the inputs, shrunk in place as columns are taken.
 // `block`: steps between updates of the trailing matrices (select.cc); it changes only rounding, and tests
 // set it small to cross many block ends and compactions at small sizes.
 std::vector<int32_t> greedy_select(JobControl& ctl, const double* G, const double* C, size_t p, size_t m,

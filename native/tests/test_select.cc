@@ -81,7 +81,8 @@ TEST(matches_forward_stepwise_reference) {
     // targets depend on a few columns plus noise, so the order of the first picks is well separated
     for (size_t r = 0; r < rows; ++r)
       for (size_t o = 0; o < m; ++o)
-        Y[r * m + o] = float(0.3 * noise[r * m + o] + (o + 1) * H[r * p + (o % p)] - 0.5 * H[r * p + ((3 * o + 1) % p)] + 0.7);
+        Y[r * m + o] =
+            float(0.3 * noise[r * m + o] + (o + 1) * H[r * p + (o % p)] - 0.5 * H[r * p + ((3 * o + 1) % p)] + 0.7);
     const size_t n = p + 1;
     const auto [G, C, yy] = sums_of(ctl, H, rows, p, Y, m);
     std::vector<int32_t> forced;

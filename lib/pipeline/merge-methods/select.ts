@@ -11,8 +11,9 @@
  * parameter count.
  *
  * Memory: the normal equations of P pooled units take (P+1)² doubles, 1.2 GB at GPT-2-small width with k = 4,
- * and the selection holds a working copy as large while it runs (core/select.cc). Where that exceeds the budget (ctx.selectMemory, default DEFAULT_SELECT_GRAM_BYTES), a first pass keeps
- * the P units that fit (see prescreen), and the selection runs on those.
+ * and the selection holds a working copy of their lower triangle while it runs (core/select.cc). Where that
+ * exceeds the budget (ctx.selectMemory, default DEFAULT_SELECT_GRAM_BYTES), a first pass keeps the P units
+ * that fit (see prescreen), and the selection runs on those.
  */
 import { CorrelationAccumulator } from '../../native/correlation';
 import { DEFAULT_RIDGE, RidgeAccumulator } from '../../native/ridge';
@@ -84,8 +85,8 @@ export async function selectUnits(acc: RidgeAccumulator, pooled: FFWeights, dFF:
 }
 
 /**
- * The default memory budget of select's normal equations: 128 MiB, about 4,100 pooled units (twice that while
- * the selection runs, with its working copy). No fixture comes
+ * The default memory budget of select's normal equations: 128 MiB, about 4,100 pooled units (half as much
+ * again while the selection runs, for its working copy). No fixture comes
  * near it (the widest pool, gpt2-sotu's 4 × 512 units, takes 34 MB); GPT-2-small with k = 4 (12,288 units)
  * does, and stays within issue 9's 1.5 GB compress bound only with it.
  */
@@ -94,7 +95,7 @@ export const DEFAULT_SELECT_GRAM_BYTES = 128 * 2 ** 20;
 /**
  * How many of `pooled` units select may keep resident: those whose (P+1)² doubles fit `bytes`, but never
  * fewer than 1.25 × d_ff (the selection needs a choice beyond d_ff; at 7B width with k = 2 this floor, 13,760
- * units, takes 1.5 GB whatever the budget, and 3 GB while the selection runs), and never more than the pool.
+ * units, takes 1.5 GB whatever the budget, and 2.3 GB while the selection runs), and never more than the pool.
  */
 export function poolCap(pooled: number, dFF: number, bytes: number): number {
   const fit = Math.floor(Math.sqrt(bytes / 8)) - 1;
