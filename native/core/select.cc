@@ -99,8 +99,9 @@ std::vector<int32_t> greedy_select(JobControl& ctl, const double* G, const doubl
   for (size_t a = 0; a < n; ++a) std::copy(G + a * n, G + a * n + a + 1, S.begin() + pk.at(a, 0));
   std::vector<double> d(n), gdiag(n), rr(n);
   for (size_t i = 0; i < n; ++i) d[i] = gdiag[i] = G[i * n + i];
+  ThreadPool& pool = ctl.pool();
   auto row_norms = [&] {
-    ctl.pool().parallel_for(nl, 256, [&](size_t b, size_t e) {
+    pool.parallel_for(nl, 256, [&](size_t b, size_t e) {
       for (size_t a = b; a < e; ++a) {
         const double* r = Rb.data() + a * m;
         rr[cols[a]] = dot(r, r, m);
@@ -116,7 +117,6 @@ std::vector<int32_t> greedy_select(JobControl& ctl, const double* G, const doubl
   };
 
   const DgemmSub sub = dgemm_sub();
-  ThreadPool& pool = ctl.pool();
   // the block's factor columns (q × nl) and target coefficients (q × m); per step, z_r·z_q and l_r[j]
   std::vector<double> Lb, Zb, zz(block), lj(block);
   std::vector<int32_t> out;
@@ -155,16 +155,14 @@ std::vector<int32_t> greedy_select(JobControl& ctl, const double* G, const doubl
       const double root = std::sqrt(d[j]);
       double* lq = Lb.data() + q * nl;
       double* zq = Zb.data() + q * m;
+      for (size_t r = 0; r < q; ++r) lj[r] = Lb[r * nl + aj];
       for (size_t o = 0; o < m; ++o) {
         double v = Rb[aj * m + o];
-        for (size_t r = 0; r < q; ++r) v -= Lb[r * nl + aj] * Zb[r * m + o];
+        for (size_t r = 0; r < q; ++r) v -= lj[r] * Zb[r * m + o];
         zq[o] = v / root;
       }
       const double zqq = dot(zq, zq, m);
-      for (size_t r = 0; r < q; ++r) {
-        zz[r] = dot(Zb.data() + r * m, zq, m);
-        lj[r] = Lb[r * nl + aj];
-      }
+      for (size_t r = 0; r < q; ++r) zz[r] = dot(Zb.data() + r * m, zq, m);
       const double* srow = S.data() + pk.at(aj, 0);  // S[j, a] for a ≤ j; past j it is S[a, j]
       pool.parallel_for(nl, 256, [&](size_t b, size_t e) {
         for (size_t a = b; a < e; ++a) {
