@@ -6,12 +6,16 @@
 import { FfmergeError, fromNativeError } from '../errors';
 import { type JobOptions, type NativeJobHandle, runNativeJob, throwIfAborted } from './job';
 import { loadAddon } from './loader';
+import { type FFInput, parts } from './ridge';
+import type { Activation } from '../model/activation';
 
 type NativeProgress = ((done: number, total: number) => void) | undefined;
 
 interface NativeCorrelationAccumulator {
   add(layers: (Float32Array | null)[], rows: number, onProgress: NativeProgress): NativeJobHandle<void>;
   finalize(pairIndex: number, onProgress: NativeProgress, release?: boolean): NativeJobHandle<Float32Array>;
+  explained(pairIndex: number, onProgress: NativeProgress, release?: boolean): NativeJobHandle<Float64Array>;
+  addFF(X: Float32Array, n: number, ff: unknown, activation: string, Y: Float32Array, onProgress: NativeProgress): NativeJobHandle<void>;
   addPair(i: number, j: number): number;
   release(pairIndex: number): void;
   pairCount(pairIndex: number): number;
@@ -219,6 +223,33 @@ export class CorrelationAccumulator {
     }
     const release = opts.release === true;
     const out = await runNativeJob('correlation.finalize', (onProgress) => this.native.finalize(pairIndex, onProgress, release), opts);
+    if (release) this.released.add(pairIndex);
+    return out;
+  }
+
+  /**
+   * For an accumulator of two layers [ff.dFF, m] (pair (0, 1)): adds the hidden units of `ff` (after the
+   * nonlinearity) on inputs X [n, d] as layer 0 and Y [n, m] as layer 1. The hidden units are computed in the
+   * job and never pass through JS; a NativeFF is read without a copy.
+   */
+  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions = {}): Promise<void> {
+    throwIfAborted(opts.signal);
+    if (this.dims.length !== 2 || ff.dFF !== this.dims[0] || X.length !== n * ff.d || Y.length !== n * this.dims[1]!) {
+      throw new FfmergeError('SHAPE_MISMATCH', `addFF needs dims [units, m] = [${ff.dFF}, m], X ${n}×${ff.d} and Y ${n}×m (dims are [${this.dims.join(', ')}])`);
+    }
+    await runNativeJob('correlation.addFF', (onProgress) => this.native.addFF(X, n, parts(ff), act, Y, onProgress), opts);
+  }
+
+  /**
+   * Per unit a of pair (i, j)'s layer i: Σ_b corr(a, b)² · var(b) over layer j's units, the variance of
+   * layer j it explains alone (fp64), without the dims[i] × dims[j] matrix. With release as in finalize.
+   */
+  async explained(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Float64Array> {
+    if (!isCount(pairIndex) || pairIndex >= this.pairList.length) {
+      throw new FfmergeError('INVALID_ARGUMENT', `pair index ${pairIndex} is out of range (this accumulator has ${this.pairList.length} pairs)`);
+    }
+    const release = opts.release === true;
+    const out = await runNativeJob('correlation.explained', (onProgress) => this.native.explained(pairIndex, onProgress, release), opts);
     if (release) this.released.add(pairIndex);
     return out;
   }

@@ -9,14 +9,17 @@ import type { Activation } from '../model/activation';
 import type { FFWeights } from '../model/ff-weights';
 import { loadAddon } from './loader';
 import { runNativeJob, type JobOptions, type NativeJobHandle } from './job';
+import { NativeFF } from './native-ff';
 
 type Progress = ((done: number, total: number) => void) | undefined;
 /** The FF pieces a native job computes hidden units from. */
 type FFParts = Pick<FFWeights, 'wIn' | 'bIn' | 'wGate' | 'bGate' | 'wOut' | 'bOut'>;
+/** An FF a job reads: a JS one (copied for the job) or a NativeFF (shared, for the hidden units only). */
+export type FFInput = (FFParts & { d: number; dFF: number }) | NativeFF;
 
 interface NativeRidgeSums {
   add(H: Float32Array, Y: Float32Array, n: number, onProgress: Progress): NativeJobHandle<void>;
-  addFF(X: Float32Array, n: number, ff: FFParts, activation: string, Y: Float32Array, onProgress: Progress): NativeJobHandle<void>;
+  addFF(X: Float32Array, n: number, ff: unknown, activation: string, Y: Float32Array, onProgress: Progress): NativeJobHandle<void>;
   solve(lambdaRel: number, bias: boolean, columns: Int32Array | null, onProgress: Progress): NativeJobHandle<Float64Array>;
   select(forced: Int32Array, count: number, lambdaRel: number, onProgress: Progress): NativeJobHandle<Int32Array>;
   rows(): number;
@@ -24,7 +27,7 @@ interface NativeRidgeSums {
 
 interface RidgeAddon {
   RidgeSums: new (p: number, m: number) => NativeRidgeSums;
-  ffApply(X: Float32Array, n: number, d: number, units: number, ff: FFParts, activation: string, output: boolean, onProgress?: Progress): NativeJobHandle<Float32Array>;
+  ffApply(X: Float32Array, n: number, d: number, units: number, ff: unknown, activation: string, output: boolean, onProgress?: Progress): NativeJobHandle<Float32Array>;
 }
 
 function addon(): RidgeAddon {
@@ -97,7 +100,7 @@ export class RidgeAccumulator {
    * Adds n rows whose H is the hidden units of `ff` (p units) on inputs X [n, d], computed in the job: H never
    * exists in JS (it is the largest array of a select merge, n × k·d_ff).
    */
-  addFF(X: Float32Array, n: number, ff: FFParts & { d: number; dFF: number }, act: Activation, Y: Float32Array, opts: JobOptions = {}): Promise<void> {
+  addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions = {}): Promise<void> {
     if (ff.dFF !== this.p || X.length !== n * ff.d || Y.length !== n * this.m) {
       throw new FfmergeError('SHAPE_MISMATCH', `ridge rows: the FF must have ${this.p} units, X ${n}×${ff.d} and Y ${n}×${this.m}`);
     }
@@ -130,8 +133,9 @@ export class RidgeAccumulator {
   }
 }
 
-/** Only the FF's arrays (a JS object the binding reads by key). */
-function parts(ff: FFParts): FFParts {
+/** What the binding reads: a NativeFF's handle, or only the FF's arrays (a JS object it reads by key). */
+export function parts(ff: FFInput): unknown {
+  if (ff instanceof NativeFF) return ff.handle;
   const out: FFParts = { wIn: ff.wIn, wOut: ff.wOut };
   for (const k of ['bIn', 'wGate', 'bGate', 'bOut'] as const) if (ff[k]) out[k] = ff[k];
   return out;
@@ -141,7 +145,7 @@ function parts(ff: FFParts): FFParts {
  * An FF on inputs X [n, d] in one native job (native/binding/ff_binding.cc): its hidden units [n, dFF]
  * (after the nonlinearity), or with `output` its output [n, d] (W_out and b_out applied).
  */
-export function ffApply(ff: FFParts & { d: number; dFF: number }, X: Float32Array, n: number, act: Activation, output: boolean, opts: JobOptions = {}): Promise<Float32Array> {
+export function ffApply(ff: FFInput, X: Float32Array, n: number, act: Activation, output: boolean, opts: JobOptions = {}): Promise<Float32Array> {
   if (X.length !== n * ff.d) throw new FfmergeError('SHAPE_MISMATCH', `ffApply: X must be ${n}×${ff.d}`);
   return runNativeJob('refit', (cb) => addon().ffApply(X, n, ff.d, ff.dFF, parts(ff), act, output, cb), opts);
 }

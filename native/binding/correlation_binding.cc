@@ -4,6 +4,12 @@
 //       (an empty pairs array: no pairs yet, open them with addPair; always the CPU backend)
 //   .add(layers: (Float32Array | null)[], rows, onProgress?)  -> { promise<void>, cancel }
 //   .finalize(pairIndex, onProgress?, release?)                -> { promise<Float32Array>, cancel }
+//   .explained(pairIndex, onProgress?, release?)               -> { promise<Float64Array>, cancel }
+//       per unit of the pair's first layer, Σ_b corr² · var(b) over the second's units (core/correlation.h)
+//   .addFF(X, n, ff, activation, Y, onProgress?)                -> { promise<void>, cancel }
+//       for an accumulator of two layers [units, m]: layer 0 = the hidden units of ff (binding/ff_binding.h,
+//       a JS FF or a NativeFF) on X [n, d], computed in the job in row blocks; layer 1 = Y [n, m]. The
+//       hidden units never pass through JS, and a NativeFF's weights are not copied.
 //   .addPair(i, j) -> index   .release(pairIndex)   .pairCount(pairIndex) -> number
 //   .count() -> number   .backend() -> 'cpu' | 'cuda'   .setBlockRows(n)
 //
@@ -17,6 +23,7 @@
 // claim an accumulator for their own jobs through correlation_handle.h, under the same busy flag.
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <memory>
@@ -59,6 +66,8 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
     return DefineClass(env, "CorrelationAccumulator",
                        {InstanceMethod<&JsCorrelationAccumulator::Add>("add"),
                         InstanceMethod<&JsCorrelationAccumulator::Finalize>("finalize"),
+                        InstanceMethod<&JsCorrelationAccumulator::Explained>("explained"),
+                        InstanceMethod<&JsCorrelationAccumulator::AddFF>("addFF"),
                         InstanceMethod<&JsCorrelationAccumulator::Count>("count"),
                         InstanceMethod<&JsCorrelationAccumulator::AddPair>("addPair"),
                         InstanceMethod<&JsCorrelationAccumulator::Release>("release"),
@@ -148,6 +157,54 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
         [guard, result](Napi::Env e) -> Napi::Value {
           return ExternalF32(e, std::move(*result));  // V8 is told the size: 38 MB matrices at d_ff 3072
         });
+  }
+
+  Napi::Value Explained(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const size_t pair = GetCount(info[0], "pairIndex");
+    const bool release = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+    auto guard = Claim(env);
+    auto result = std::make_shared<std::vector<double>>();
+    return AsyncJob::Start(
+        env, info[1],
+        [guard, pair, result, release](JobControl& ctl) {
+          *result = guard->state->acc->explained(ctl, pair);
+          if (release) guard->state->acc->release(pair);
+        },
+        [guard, result](Napi::Env e) -> Napi::Value {
+          auto out = Napi::Float64Array::New(e, result->size());
+          std::copy(result->begin(), result->end(), out.Data());
+          return out;
+        });
+  }
+
+  Napi::Value AddFF(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto guard = Claim(env);
+    const std::vector<size_t>& dims = state_->acc->dims();
+    if (dims.size() != 2) ThrowCode(env, "INVALID_ARGUMENT", "addFF feeds an accumulator of two layers: [FF units, targets]");
+    const size_t units = dims[0], m = dims[1], n = GetCount(info[1], "n");
+    const F32View X = GetF32(info[0], "X");
+    if (n == 0 ? X.length != 0 : X.length % n != 0) ThrowCode(env, "SHAPE_MISMATCH", "X must hold n rows");
+    const size_t d = n ? X.length / n : 1;
+    FFCopy ff = CopyFF(info[2], d, units, info[3], false);
+    if (GetF32(info[4], "Y").length != n * m) ThrowCode(env, "SHAPE_MISMATCH", "Y must hold n × m values");
+    Owned<float> x = CopyTyped<float>(info[0], "X"), y = CopyTyped<float>(info[4], "Y");
+    return AsyncJob::Start(
+        env, info[5],
+        [guard, ff, x, y, n, d, m](JobControl& ctl) {
+          // Row blocks bound the scratch (2 × block × units floats with a gate): 128 MB for H at most.
+          const size_t block = std::max<size_t>(1, std::min<size_t>(n, (size_t(32) << 20) / ff.units));
+          std::vector<float> h(std::min(block, n) * ff.units), scratch;
+          for (size_t r = 0; r < n; r += block) {
+            ctl.check();
+            const size_t rows = std::min(block, n - r);
+            FFHidden(ctl.pool(), ff, x->data() + r * d, rows, h.data(), scratch);
+            guard->state->acc->add(ctl, {h.data(), y->data() + r * m}, rows);
+            ctl.progress(double(r + rows), double(n));
+          }
+        },
+        [guard](Napi::Env e) { return e.Undefined(); });
   }
 
   Napi::Value AddPair(const Napi::CallbackInfo& info) {

@@ -1,3 +1,7 @@
+// new NativeFF(units, d, { bIn, gate, bGate })   an FF's input side (W_in, b_in?, W_gate?, b_gate?) in native
+//   memory, zero until filled: .set(offset, ff) copies ff's rows (a JS FF of wIn.length / d units) to rows
+//   offset…; .rows(units: Int32Array, onProgress?) -> {promise<{ wIn, bIn?, wGate?, bGate? }>, cancel} copies
+//   the listed rows out; .dispose() frees it once no job reads it. Jobs take it wherever they take an FF.
 // ffApply(X, n, d, units, ff, activation, output, onProgress) -> {promise, cancel}
 //   An FF on inputs X [n, d], whole on the native pool: with output false, its hidden units
 //     H [n, units] = act(X·W_inᵀ + b_in)                    (GPT-2, ViT, Marian)
@@ -10,7 +14,10 @@
 // are copied in, and the result is handed over without a copy.
 #include "binding/ff_binding.h"
 
+#include <array>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "binding/registry.h"
@@ -29,7 +36,7 @@ nn::Activation ActivationOf(Napi::Env env, const Napi::Value& v) {
 }
 
 // Member `key` of ff copied, `want` floats exactly; nullptr when absent (unless required).
-Owned<float> Member(const Napi::Object& ff, const char* key, size_t want, bool required) {
+SharedFloats Member(const Napi::Object& ff, const char* key, size_t want, bool required) {
   Napi::Value v = ff.Get(key);
   if (v.IsNull() || v.IsUndefined()) {
     if (required) ThrowCode(ff.Env(), "INVALID_ARGUMENT", std::string("the FF needs ") + key);
@@ -39,8 +46,155 @@ Owned<float> Member(const Napi::Object& ff, const char* key, size_t want, bool r
   if (view.length != want)
     ThrowCode(ff.Env(), "SHAPE_MISMATCH", std::string("the FF's ") + key + " must hold " + std::to_string(want) +
                                               " floats (got " + std::to_string(view.length) + ")");
-  return CopyTyped<float>(v, key);
+  Owned<float> copy = CopyTyped<float>(v, key);
+  return SharedFloats(copy, copy->data());
 }
+
+// calloc'd: a large buffer is fresh zero pages from the kernel, so creating one costs the main thread
+// nothing in proportion to its size.
+std::shared_ptr<float> Zeros(Napi::Env env, size_t count) {
+  if (count == 0) return nullptr;
+  float* p = count > SIZE_MAX / sizeof(float) ? nullptr : static_cast<float*>(std::calloc(count, sizeof(float)));
+  if (!p) ThrowCode(env, "OUT_OF_MEMORY", "not enough memory for a native FF of " + std::to_string(count) + " floats");
+  return std::shared_ptr<float>(p, std::free);
+}
+
+// Marks objects made by NativeFF, so CopyFF never unwraps another native object as one.
+constexpr napi_type_tag kNativeFFTag = {0x3b9e0c6d2a714f58ULL, 0x91c4e7a0f25d3b86ULL};
+
+class NativeFF : public Napi::ObjectWrap<NativeFF> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeFF",
+                       {InstanceMethod<&NativeFF::Set>("set"), InstanceMethod<&NativeFF::Rows>("rows"),
+                        InstanceMethod<&NativeFF::Dispose>("dispose")});
+  }
+
+  explicit NativeFF(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeFF>(info) {
+    Napi::Env env = info.Env();
+    units_ = GetCount(info[0], "units");
+    d_ = GetCount(info[1], "d");
+    if (units_ == 0 || d_ == 0) ThrowCode(env, "INVALID_ARGUMENT", "a NativeFF needs positive units and d");
+    if (units_ > SIZE_MAX / d_) ThrowCode(env, "OUT_OF_MEMORY", "a NativeFF of this size does not fit in memory");
+    const Napi::Object parts = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
+    const auto has = [&](const char* key) { return parts.Get(key).ToBoolean().Value(); };
+    if (has("bGate") && !has("gate")) ThrowCode(env, "INVALID_ARGUMENT", "a NativeFF with bGate needs gate");
+    buf_[kWIn] = Zeros(env, units_ * d_);
+    if (has("bIn")) buf_[kBIn] = Zeros(env, units_);
+    if (has("gate")) buf_[kWGate] = Zeros(env, units_ * d_);
+    if (has("bGate")) buf_[kBGate] = Zeros(env, units_);
+    bytes_ = int64_t(Floats() * sizeof(float));
+    Napi::MemoryManagement::AdjustExternalMemory(env, bytes_);
+    info.This().As<Napi::Object>().TypeTag(&kNativeFFTag);
+  }
+
+  ~NativeFF() override { Release(); }
+
+  // Shares the buffers with a job (no copy).
+  FFCopy Share(Napi::Env env, size_t d, size_t units, nn::Activation act) const {
+    if (!buf_[kWIn]) ThrowCode(env, "INVALID_STATE", "this NativeFF was disposed");
+    if (d != d_ || units != units_)
+      ThrowCode(env, "SHAPE_MISMATCH", "the NativeFF holds " + std::to_string(units_) + " units of width " +
+                                           std::to_string(d_) + ", not " + std::to_string(units) + " × " + std::to_string(d));
+    FFCopy c;
+    c.d = d_;
+    c.units = units_;
+    c.act = act;
+    c.w_in = buf_[kWIn];
+    c.b_in = buf_[kBIn];
+    c.w_gate = buf_[kWGate];
+    c.b_gate = buf_[kBGate];
+    return c;
+  }
+
+ private:
+  enum Part { kWIn, kBIn, kWGate, kBGate, kParts };
+  static constexpr const char* kKeys[kParts] = {"wIn", "bIn", "wGate", "bGate"};
+  size_t Width(int part) const { return part == kWIn || part == kWGate ? d_ : 1; }
+  size_t Floats() const {
+    size_t n = 0;
+    for (int k = 0; k < kParts; ++k) n += buf_[k] ? units_ * Width(k) : 0;
+    return n;
+  }
+
+  void Release() {
+    if (!buf_[kWIn]) return;
+    for (auto& b : buf_) b.reset();  // a job still reading keeps its own reference
+    Napi::MemoryManagement::AdjustExternalMemory(Env(), -bytes_);
+  }
+
+  // set(offset, ff): ff's rows into rows offset…, on the main thread (one layer of a pool at a time).
+  Napi::Value Set(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!buf_[kWIn]) ThrowCode(env, "INVALID_STATE", "this NativeFF was disposed");
+    for (const auto& b : buf_)
+      if (b && b.use_count() > 1) ThrowCode(env, "BUSY", "a native job is reading this NativeFF; await it before set()");
+    const size_t offset = GetCount(info[0], "offset");
+    if (!info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "set(offset, ff): ff must be an object of Float32Arrays");
+    const Napi::Object ff = info[1].As<Napi::Object>();
+    const size_t n = GetF32(ff.Get("wIn"), "wIn").length / d_;
+    if (n * d_ != GetF32(ff.Get("wIn"), "wIn").length || offset > units_ || n > units_ - offset)
+      ThrowCode(env, "SHAPE_MISMATCH", "set(): wIn must hold whole rows of width " + std::to_string(d_) + " that fit in " +
+                                           std::to_string(units_) + " units from offset " + std::to_string(offset));
+    for (int k = 0; k < kParts; ++k) {
+      Napi::Value v = ff.Get(kKeys[k]);
+      const bool given = !v.IsNull() && !v.IsUndefined();
+      if (given != bool(buf_[k]))
+        ThrowCode(env, "INVALID_ARGUMENT", std::string("set(): the FF ") + (given ? "has " : "lacks ") + kKeys[k] +
+                                               (given ? ", which this NativeFF was made without" : ", which this NativeFF holds"));
+      if (!given) continue;
+      const F32View view = GetF32(v, kKeys[k]);
+      if (view.length != n * Width(k)) ThrowCode(env, "SHAPE_MISMATCH", std::string("set(): ") + kKeys[k] + " has the wrong length");
+      std::memcpy(const_cast<float*>(buf_[k].get()) + offset * Width(k), view.data, view.length * sizeof(float));
+    }
+    return env.Undefined();
+  }
+
+  // rows(units): the listed rows as a JS FF (without W_out), copied in a job.
+  Napi::Value Rows(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!buf_[kWIn]) ThrowCode(env, "INVALID_STATE", "this NativeFF was disposed");
+    size_t count = 0;
+    const int32_t* idx = GetI32(info[0], "units", &count);
+    std::vector<size_t> units(count);
+    for (size_t i = 0; i < count; ++i) {
+      if (idx[i] < 0 || size_t(idx[i]) >= units_) ThrowCode(env, "INVALID_ARGUMENT", "rows(): a unit index is out of range");
+      units[i] = size_t(idx[i]);
+    }
+    auto src = std::make_shared<std::array<SharedFloats, kParts>>();
+    for (int k = 0; k < kParts; ++k) (*src)[k] = buf_[k];
+    auto out = std::make_shared<std::array<std::vector<float>, kParts>>();
+    const size_t d = d_;
+    return AsyncJob::Start(
+        env, info[1],
+        [=](JobControl& ctl) {
+          for (int k = 0; k < kParts; ++k) {
+            if (!(*src)[k]) continue;
+            const size_t w = k == kWIn || k == kWGate ? d : 1;
+            (*out)[k].resize(units.size() * w);
+            ctl.pool().parallel_for(units.size(), 64, [&](size_t b, size_t e) {
+              for (size_t i = b; i < e; ++i) std::memcpy((*out)[k].data() + i * w, (*src)[k].get() + units[i] * w, w * sizeof(float));
+            });
+            ctl.check();
+          }
+        },
+        [out, src](Napi::Env e) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(e);
+          for (int k = 0; k < kParts; ++k)
+            if ((*src)[k]) o.Set(kKeys[k], ExternalF32(e, std::move((*out)[k])));
+          return o;
+        });
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Release();
+    return info.Env().Undefined();
+  }
+
+  size_t units_ = 0, d_ = 0;
+  int64_t bytes_ = 0;
+  std::array<SharedFloats, kParts> buf_;
+};
 
 Napi::Value FfApply(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -66,13 +220,14 @@ Napi::Value FfApply(const Napi::CallbackInfo& info) {
         }
         ctl.check();
         out->resize(n * d);
-        nn::linear(&pool, h.data(), n, units, nn::Weight(ff.w_out->data()), ff.b_out ? ff.b_out->data() : nullptr, d, out->data());
+        nn::linear(&pool, h.data(), n, units, nn::Weight(ff.w_out.get()), ff.b_out.get(), d, out->data());
       },
       [out](Napi::Env e) { return ExternalF32(e, std::move(*out)); });
 }
 
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ffApply", Napi::Function::New(env, FfApply, "ffApply"));
+  exports.Set("NativeFF", NativeFF::Define(env));
 }
 
 }  // namespace
@@ -81,6 +236,10 @@ FFCopy CopyFF(const Napi::Value& v, size_t d, size_t units, const Napi::Value& a
   Napi::Env env = v.Env();
   if (!v.IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "the FF must be an object of Float32Arrays");
   const Napi::Object ff = v.As<Napi::Object>();
+  if (ff.CheckTypeTag(&kNativeFFTag)) {
+    if (with_out) ThrowCode(env, "INVALID_ARGUMENT", "a NativeFF holds no W_out: this job needs a JS FF");
+    return NativeFF::Unwrap(ff)->Share(env, d, units, ActivationOf(env, activation));
+  }
   FFCopy c;
   c.d = d;
   c.units = units;
@@ -98,13 +257,13 @@ FFCopy CopyFF(const Napi::Value& v, size_t d, size_t units, const Napi::Value& a
 }
 
 void FFHidden(ThreadPool& pool, const FFCopy& ff, const float* x, size_t rows, float* h, std::vector<float>& scratch) {
-  nn::linear(&pool, x, rows, ff.d, nn::Weight(ff.w_in->data()), ff.b_in ? ff.b_in->data() : nullptr, ff.units, h);
+  nn::linear(&pool, x, rows, ff.d, nn::Weight(ff.w_in.get()), ff.b_in.get(), ff.units, h);
   if (!ff.w_gate) {
     nn::activate(&pool, ff.act, h, rows * ff.units);
     return;
   }
   scratch.resize(rows * ff.units);
-  nn::linear(&pool, x, rows, ff.d, nn::Weight(ff.w_gate->data()), ff.b_gate ? ff.b_gate->data() : nullptr, ff.units,
+  nn::linear(&pool, x, rows, ff.d, nn::Weight(ff.w_gate.get()), ff.b_gate.get(), ff.units,
              scratch.data());
   nn::gated_activate(&pool, ff.act, scratch.data(), h, rows * ff.units);
 }

@@ -12,15 +12,21 @@
 
 namespace ffm::binding {
 
+// Floats a job reads, kept alive by whoever holds the pointer (a job's own copy, or a NativeFF's buffer).
+using SharedFloats = std::shared_ptr<const float>;
+
 // W_in [units, d] with b_in, and optionally W_gate/b_gate (SwiGLU) and W_out [d, units]/b_out; null members
-// are absent. Read from a JS object { wIn, bIn?, wGate?, bGate?, wOut?, bOut? } of Float32Arrays.
+// are absent. Read from a JS object { wIn, bIn?, wGate?, bGate?, wOut?, bOut? } of Float32Arrays, or shared
+// with a NativeFF.
 struct FFCopy {
   size_t d = 0, units = 0;
   nn::Activation act = nn::Activation::GeluNew;
-  Owned<float> w_in, b_in, w_gate, b_gate, w_out, b_out;
+  SharedFloats w_in, b_in, w_gate, b_gate, w_out, b_out;
 };
 
-// Copies the weights of `ff` (units × d, shapes checked) for a worker; with_out: W_out/b_out too.
+// The weights of `ff` (units × d, shapes checked) for a worker; with_out: W_out/b_out too. A JS object's
+// arrays are copied; a NativeFF's buffers are shared, not copied (it refuses set() while a job holds them),
+// which is what lets a pool of k FFs (3.2 GB at Llama-2-7B width with k = 9) feed many jobs.
 FFCopy CopyFF(const Napi::Value& ff, size_t d, size_t units, const Napi::Value& activation, bool with_out);
 
 // h [rows, units] = act(x·W_inᵀ + b_in), or act(x·W_gateᵀ + b_gate) · (x·W_inᵀ + b_in); scratch holds the

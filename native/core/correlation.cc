@@ -287,7 +287,20 @@ void CorrelationAccumulator::add(JobControl& ctl, const std::vector<const float*
   count_.fetch_add(rows, std::memory_order_relaxed);
 }
 
-std::vector<float> CorrelationAccumulator::finalize(JobControl& ctl, size_t p) const {
+// What finalize() and explained() read of one pair: per-unit 1/sqrt(Σ(x−mean)²) of both sides, layer j's
+// means, and the cross sums (downloaded from the GPU there).
+struct CorrelationAccumulator::Centered {
+  size_t n = 0, di = 0, dj = 0;
+  std::vector<double> inv_i, inv_j, mean_j;
+  const std::vector<double>* sum_i = nullptr;
+  std::vector<double> downloaded;
+  const double* cross = nullptr;
+  // Σ(x−mx)(y−my) of unit a of layer i and unit b of layer j. With sums of shifted values,
+  // Σ(x−sx)(y−sy) − n·(mx−sx)(my−sy) = c − sum_i·mean_j.
+  double cov_sum(size_t a, size_t b) const { return cross[a * dj + b] - (*sum_i)[a] * mean_j[b]; }
+};
+
+CorrelationAccumulator::Centered CorrelationAccumulator::centered(JobControl& ctl, size_t p) const {
   check_pair(p);
   check_usable();
   const Pair& st = state_[p];
@@ -296,10 +309,11 @@ std::vector<float> CorrelationAccumulator::finalize(JobControl& ctl, size_t p) c
   const size_t n = st.count;
   if (n == 0) throw Error("INVALID_STATE", "no activations were added yet, so there is no correlation to compute");
   ctl.check();
-  const int li = pairs_[p].first, lj = pairs_[p].second;
-  const size_t di = dims_[li], dj = dims_[lj];
+  Centered c;
+  c.n = n;
+  c.di = dims_[pairs_[p].first];
+  c.dj = dims_[pairs_[p].second];
   const double nd = static_cast<double>(n);
-
   // 1/sqrt(Σ(x−mean)²) per unit, 0 for a zero-variance unit so its whole row/column of C comes out 0. The
   // relative floor treats a spread below fp64 resolution of the shifted sums as zero variance (rounding
   // noise would otherwise become a correlation).
@@ -312,35 +326,58 @@ std::vector<float> CorrelationAccumulator::finalize(JobControl& ctl, size_t p) c
     }
     return inv;
   };
-  const std::vector<double> inv_i = inv_norms(st.sum_i, st.sumsq_i), inv_j = inv_norms(st.sum_j, st.sumsq_j);
-  const std::vector<double>& sum_i = st.sum_i;
-  const std::vector<double>& sum_j = st.sum_j;
-
-  std::vector<double> downloaded;
-  const double* cross = nullptr;
+  c.inv_i = inv_norms(st.sum_i, st.sumsq_i);
+  c.inv_j = inv_norms(st.sum_j, st.sumsq_j);
+  c.sum_i = &st.sum_i;
+  c.mean_j.resize(c.dj);
+  for (size_t b = 0; b < c.dj; ++b) c.mean_j[b] = st.sum_j[b] / nd;
 #ifdef FFMERGE_HAVE_CUDA
   if (gpu_) {
-    downloaded.resize(di * dj);
-    gpu_->download(p, downloaded.data());
-    cross = downloaded.data();
+    c.downloaded.resize(c.di * c.dj);
+    gpu_->download(p, c.downloaded.data());
+    c.cross = c.downloaded.data();
   }
 #endif
-  if (!cross) cross = st.cross.data();
+  if (!c.cross) c.cross = st.cross.data();
+  return c;
+}
 
-  std::vector<double> mean_j(dj);
-  for (size_t b = 0; b < dj; ++b) mean_j[b] = sum_j[b] / nd;
+std::vector<float> CorrelationAccumulator::finalize(JobControl& ctl, size_t p) const {
+  const Centered c = centered(ctl, p);
+  const size_t di = c.di, dj = c.dj;
   std::vector<float> out(di * dj);
   ctl.pool().parallel_for(di, std::max<size_t>(1, 65536 / dj), [&](size_t a0, size_t a1) {
     ctl.check();
     for (size_t a = a0; a < a1; ++a) {
-      // Σ(x−sx)(y−sy) − n·(mx−sx)(my−sy) = Σ(x−mx)(y−my); with sums of shifted values that is c − sum_i·mean_j.
-      const double si = sum_i[a], ia = inv_i[a];
-      const double* c = cross + a * dj;
+      const double ia = c.inv_i[a];
       float* o = out.data() + a * dj;
       for (size_t b = 0; b < dj; ++b) {
-        const double r = (c[b] - si * mean_j[b]) * ia * inv_j[b];
+        const double r = c.cov_sum(a, b) * ia * c.inv_j[b];
         o[b] = static_cast<float>(std::min(1.0, std::max(-1.0, r)));
       }
+    }
+  });
+  ctl.check();
+  ctl.progress(static_cast<double>(di), static_cast<double>(di));
+  return out;
+}
+
+std::vector<double> CorrelationAccumulator::explained(JobControl& ctl, size_t p) const {
+  const Centered c = centered(ctl, p);
+  const size_t di = c.di, dj = c.dj;
+  const double nd = static_cast<double>(c.n);
+  std::vector<double> out(di);
+  ctl.pool().parallel_for(di, std::max<size_t>(1, 65536 / dj), [&](size_t a0, size_t a1) {
+    ctl.check();
+    for (size_t a = a0; a < a1; ++a) {
+      // corr(a, b)² · var(b) = cov_sum² · inv_i² · inv_j² · (1 / inv_j²) / n: var(b) cancels inv_j, except
+      // that a zero-variance b (inv_j 0) has correlation 0 and adds nothing.
+      double s = 0;
+      for (size_t b = 0; b < dj; ++b) {
+        const double v = c.cov_sum(a, b);
+        s += c.inv_j[b] != 0.0 ? v * v : 0.0;
+      }
+      out[a] = s * c.inv_i[a] * c.inv_i[a] / nd;
     }
   });
   ctl.check();

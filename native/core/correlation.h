@@ -74,6 +74,10 @@ class CorrelationAccumulator {
   // Pearson correlation, dims[i] × dims[j] row-major (unit a of layer i vs unit b of layer j); 0 where either
   // std is 0. Throws INVALID_STATE before the pair saw any row, or once it was released.
   std::vector<float> finalize(JobControl& ctl, size_t pair_index) const;
+  // For each unit a of layer i, the variance of layer j's units it explains alone: Σ_b corr(a, b)² · var(b)
+  // (var over the rows, /n). The first step of a forward regression of layer j on layer i's units ranks
+  // them by it (select's prescreen), and it needs no dims[i] × dims[j] matrix out. Same errors as finalize.
+  std::vector<double> explained(JobControl& ctl, size_t pair_index) const;
 
   const std::vector<size_t>& dims() const { return dims_; }
   const std::vector<std::pair<int, int>>& pairs() const { return pairs_; }
@@ -97,6 +101,8 @@ class CorrelationAccumulator {
     std::vector<double> cross;  // Σ(x−sx)ᵀ(y−sy), dims[i] × dims[j] (CPU backend; allocated by the first add)
   };
 
+  struct Centered;
+  Centered centered(JobControl& ctl, size_t p) const;
   void check_pair(size_t p) const;
   void check_usable() const;
   std::vector<bool> active_layers() const;

@@ -67,6 +67,55 @@ TEST(matches_fp64_reference_on_odd_sizes_and_uneven_batches) {
   }
 }
 
+// Σ_b corr(a, b)² · var(b) from the fp64 reference correlation and a two-pass variance.
+std::vector<double> explained_reference(const std::vector<float>& x, const std::vector<float>& y, size_t n, size_t dx,
+                                        size_t dy) {
+  const auto c = reference(x, y, n, dx, dy);
+  std::vector<double> var(dy, 0), mean(dy, 0), out(dx, 0);
+  for (size_t r = 0; r < n; ++r)
+    for (size_t b = 0; b < dy; ++b) mean[b] += y[r * dy + b] / double(n);
+  for (size_t r = 0; r < n; ++r)
+    for (size_t b = 0; b < dy; ++b) var[b] += (y[r * dy + b] - mean[b]) * (y[r * dy + b] - mean[b]) / double(n);
+  for (size_t a = 0; a < dx; ++a)
+    for (size_t b = 0; b < dy; ++b) out[a] += c[a * dy + b] * c[a * dy + b] * var[b];
+  return out;
+}
+
+TEST(explained_variance_matches_fp64_reference) {
+  ffm::ThreadPool pool(3);
+  ffm::JobControl ctl(pool);
+  std::mt19937 rng(5);
+  const size_t n = 259, dx = 37, dy = 11;
+  std::vector<float> common(n);
+  std::normal_distribution<float> g;
+  for (auto& v : common) v = g(rng);
+  auto x = random_layer(rng, n, dx, common, 2.0f);
+  auto y = random_layer(rng, n, dy, common, -40.0f);
+  for (size_t r = 0; r < n; ++r) {
+    x[r * dx + 4] = 3.0f;   // a constant unit explains nothing
+    y[r * dy + 7] = -1.5f;  // a constant target adds nothing
+    for (size_t b = 0; b < dy; ++b) y[r * dy + b] *= float(1 + b);  // targets of different scales
+  }
+  ffm::CorrelationAccumulator acc({dx, dy}, {{0, 1}});
+  acc.set_block_rows(50);
+  feed(acc, ctl, {x.data(), y.data()}, {dx, dy}, {3, 100, 156});
+  const auto got = acc.explained(ctl, 0);
+  const auto want = explained_reference(x, y, n, dx, dy);
+  CHECK(got.size() == dx);
+  CHECK(got[4] == 0.0);
+  double worst = 0;
+  for (size_t a = 0; a < dx; ++a) worst = std::max(worst, std::fabs(got[a] - want[a]) / (1e-12 + want[a]));
+  CHECK_NEAR(worst, 0.0, 1e-5);  // the block products run in fp32
+  acc.release(0);
+  std::string code = "none";
+  try {
+    acc.explained(ctl, 0);
+  } catch (const ffm::Error& e) {
+    code = e.code();
+  }
+  CHECK(code == "INVALID_STATE");
+}
+
 TEST(large_means_stay_accurate) {
   ffm::ThreadPool pool(2);
   ffm::JobControl ctl(pool);

@@ -1,0 +1,74 @@
+/**
+ * An FF's input side (W_in, b_in, W_gate, b_gate) held in native memory (native/binding/ff_binding.cc).
+ *
+ * Why: a job that reads an FF from JS copies it first (async_job.h says why), on the main thread, every
+ * call. select's pool of k FFs is 3.2 GB at Llama-2-7B width with k = 9, and its passes feed it to a job for
+ * every calibration batch of every layer: that was seconds of copying per call, with the host's event loop
+ * stalled through each. A NativeFF is filled once, a layer at a time, and jobs share it without a copy; it
+ * refuses set() while a job reads it, so what a job reads never changes under it.
+ */
+import { FfmergeError, fromNativeError } from '../errors';
+import type { FFWeights } from '../model/ff-weights';
+import { type JobOptions, type NativeJobHandle, runNativeJob } from './job';
+import { loadAddon } from './loader';
+
+type FFInputs = Pick<FFWeights, 'wIn' | 'bIn' | 'wGate' | 'bGate'>;
+
+interface NativeFFHandle {
+  set(offset: number, ff: FFInputs): void;
+  rows(units: Int32Array, onProgress: ((done: number, total: number) => void) | undefined): NativeJobHandle<FFInputs>;
+  dispose(): void;
+}
+
+interface NativeFFAddon {
+  NativeFF: new (units: number, d: number, parts: { bIn: boolean; gate: boolean; bGate: boolean }) => NativeFFHandle;
+}
+
+export class NativeFF {
+  /** The binding's object: jobs that take an FF take this in its place (ridge.ts, correlation.ts). */
+  readonly handle: NativeFFHandle;
+
+  /** units × d, with the pieces `parts` names (zero until set). */
+  constructor(
+    readonly dFF: number,
+    readonly d: number,
+    readonly parts: { bIn: boolean; gate: boolean; bGate: boolean },
+  ) {
+    try {
+      this.handle = new (loadAddon().module as unknown as NativeFFAddon).NativeFF(dFF, d, parts);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  /** A NativeFF holding `ff`'s input side (copied once). */
+  static of(ff: FFWeights): NativeFF {
+    const n = new NativeFF(ff.dFF, ff.d, { bIn: Boolean(ff.bIn), gate: Boolean(ff.wGate), bGate: Boolean(ff.bGate) });
+    n.set(0, ff);
+    return n;
+  }
+
+  /** Copies `ff`'s units into units offset… (BUSY while a job reads this FF). */
+  set(offset: number, ff: FFInputs): void {
+    const inputs: FFInputs = { wIn: ff.wIn };
+    for (const k of ['bIn', 'wGate', 'bGate'] as const) if (ff[k]) inputs[k] = ff[k];
+    try {
+      this.handle.set(offset, inputs);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  /** Units `units` (in that order) as a JS FF of units.length units, W_out left empty for the caller. */
+  async rows(units: ArrayLike<number>, opts: JobOptions = {}): Promise<FFWeights> {
+    const idx = Int32Array.from(units);
+    if (idx.length === 0) throw new FfmergeError('INVALID_ARGUMENT', 'rows() needs at least one unit');
+    const got = await runNativeJob('ff.rows', (cb) => this.handle.rows(idx, cb), opts);
+    return { d: this.d, dFF: idx.length, ...got, wOut: new Float32Array(this.d * idx.length) };
+  }
+
+  /** Frees the native memory now (a job still reading keeps its own reference until it ends). */
+  dispose(): void {
+    this.handle.dispose();
+  }
+}
