@@ -1,20 +1,16 @@
 /**
  * What the training-free fits (recover/refit, recover/refit-seq, merge-methods/select) share: each window
  * position's FF input X on the calibration data, as the forward pass captures it (the state the first FF
- * matrix reads), and FF hidden activations / outputs on such inputs.
+ * matrix reads), and FF outputs on such inputs.
  */
 import type { JobOptions } from '../native/job';
 import { throwIfAborted } from '../native/job';
 import { DEFAULT_RIDGE, ffApply, RidgeAccumulator } from '../native/ridge';
+import { NativeFF } from '../native/native-ff';
 import type { Activation } from '../model/activation';
 import type { FFWeights } from '../model/ff-weights';
 import type { Model, StackName } from '../model/model';
 import type { FeatureBatch } from '../data/feature-batches';
-
-/** FF hidden activations (after the nonlinearity) on inputs X [n, d]: one native job. */
-export function hiddenOf(ff: FFWeights, X: Float32Array, n: number, act: Activation, opts: JobOptions): Promise<Float32Array> {
-  return ffApply(ff, X, n, act, false, opts);
-}
 
 /** The FF's output on inputs X [n, d]: [n, d], one native job. */
 export function outputOf(ff: FFWeights, X: Float32Array, n: number, act: Activation, opts: JobOptions): Promise<Float32Array> {
@@ -126,9 +122,15 @@ export async function refitOutput(
 ): Promise<FFWeights> {
   const acc = new RidgeAccumulator(merged.dFF, merged.d);
   const signal = opts.signal ? { signal: opts.signal } : {};
-  await forEachFFInput(source, stack, layers, calibration, async (l, X, n, Y) => {
-    await acc.addFF(X, n, merged, act, Y ?? (await outputOf(originals!.get(l)!, X, n, act, opts)), signal);
-  }, { ...opts, outputs: originals === undefined }, entry);
+  // held natively once, not copied for every layer and batch (360 MB at 7B width)
+  const input = NativeFF.of(merged);
+  try {
+    await forEachFFInput(source, stack, layers, calibration, async (l, X, n, Y) => {
+      await acc.addFF(X, n, input, act, Y ?? (await outputOf(originals!.get(l)!, X, n, act, opts)), signal);
+    }, { ...opts, outputs: originals === undefined }, entry);
+  } finally {
+    input.dispose();
+  }
   // A model without b_out (LLaMA) has no slot for one: the fit then has no intercept.
   const sol = await acc.solve(DEFAULT_RIDGE, { ...signal, bias: Boolean(merged.bOut) });
   return { ...merged, wOut: sol.w, ...(merged.bOut ? { bOut: sol.b } : {}) };

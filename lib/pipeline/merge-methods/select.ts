@@ -23,50 +23,40 @@ import type { FFWeights } from '../../model/ff-weights';
 import type { Model, StackName } from '../../model/model';
 import { windowLayers } from '../../merge/windows';
 import { anchorOf, modelFF, stackSpecOf } from '../align';
-import { forEachFFInput, hiddenOf } from '../ff-inputs';
-import type { MergeMethod } from '../plugins';
+import { NativeFF } from '../../native/native-ff';
+import { forEachFFInput } from '../ff-inputs';
+import type { MergeContext, MergeMethod } from '../plugins';
 
 /**
- * The window's FFs side by side as one FF of k·d_ff units (W_out is not needed: only activations are), read
- * one layer at a time, so that only the pooled rows are held, never k whole float32 FFs (at 7B width with
- * k = 9 those were another 4.9 GB). withBias: whether the FFs have b_out.
+ * The window's FFs side by side as one FF of k·d_ff units, in native memory (W_out is not needed: only
+ * activations are). Read one layer at a time, so only the pooled rows are held, never k whole float32 FFs;
+ * and held natively, so the passes below feed it to their jobs without copying it each time (3.2 GB at 7B
+ * width with k = 9). withBias: whether the FFs have b_out.
  */
-async function poolWindow(model: Model, layers: number[], stack: StackName, opts: JobOptions): Promise<{ pooled: FFWeights; withBias: boolean }> {
-  let pooled: FFWeights | undefined;
+async function poolWindow(model: Model, layers: number[], stack: StackName, opts: JobOptions): Promise<{ pool: NativeFF; withBias: boolean }> {
+  let pool: NativeFF | undefined;
   let withBias = false;
-  for (const [i, l] of layers.entries()) {
-    const ff = await modelFF(model, l, stack, opts);
-    if (!pooled) {
-      withBias = Boolean(ff.bOut);
-      pooled = { d: ff.d, dFF: ff.dFF * layers.length, wIn: new Float32Array(ff.wIn.length * layers.length), wOut: new Float32Array(0) };
-      for (const key of ['bIn', 'wGate', 'bGate'] as const) if (ff[key]) pooled[key] = new Float32Array(ff[key]!.length * layers.length);
+  try {
+    for (const [i, l] of layers.entries()) {
+      const ff = await modelFF(model, l, stack, opts);
+      if (!pool) {
+        withBias = Boolean(ff.bOut);
+        pool = new NativeFF(ff.dFF * layers.length, ff.d, { bIn: Boolean(ff.bIn), gate: Boolean(ff.wGate), bGate: Boolean(ff.bGate) });
+      }
+      pool.set(i * ff.dFF, ff);
     }
-    for (const key of ['wIn', 'bIn', 'wGate', 'bGate'] as const) if (ff[key]) pooled[key]!.set(ff[key]!, i * ff[key]!.length);
+  } catch (e) {
+    pool?.dispose();
+    throw e;
   }
-  return { pooled: pooled!, withBias };
-}
-
-/** Rows `units` of a pooled FF as a d_ff-unit FF (W_out left to the caller). */
-export function pick(pooled: FFWeights, units: ArrayLike<number>): FFWeights {
-  const { d } = pooled;
-  const n = units.length;
-  const rows = (m: Float32Array, width: number) => {
-    const out = new Float32Array(n * width);
-    for (let i = 0; i < n; i++) out.set(m.subarray(units[i]! * width, units[i]! * width + width), i * width);
-    return out;
-  };
-  const ff: FFWeights = { d, dFF: n, wIn: rows(pooled.wIn, d), wOut: new Float32Array(d * n) };
-  if (pooled.bIn) ff.bIn = rows(pooled.bIn, 1);
-  if (pooled.wGate) ff.wGate = rows(pooled.wGate, d);
-  if (pooled.bGate) ff.bGate = rows(pooled.bGate, 1);
-  return ff;
+  return { pool: pool!, withBias };
 }
 
 /**
  * The d_ff units of a pooled FF whose activations (accumulated in `acc` against the targets) fit best, with
  * W_out (b_out when `withBias`) solved on them: the merged FF.
  */
-export async function selectUnits(acc: RidgeAccumulator, pooled: FFWeights, dFF: number, withBias: boolean, opts: JobOptions): Promise<FFWeights> {
+export async function selectUnits(acc: RidgeAccumulator, pooled: NativeFF, dFF: number, withBias: boolean, opts: JobOptions): Promise<FFWeights> {
   const signal = opts.signal ? { signal: opts.signal } : {};
   const taken = await acc.select(dFF + (withBias ? 1 : 0), { ...signal, forced: withBias ? [pooled.dFF] : [] });
   // unit order does not matter to the model; sorted keeps each source layer's units together
@@ -77,7 +67,7 @@ export async function selectUnits(acc: RidgeAccumulator, pooled: FFWeights, dFF:
     const used = new Set(units);
     for (let u = 0; u < pooled.dFF && units.length < dFF; u++) if (!used.has(u)) units.push(u);
   }
-  const merged = pick(pooled, units);
+  const merged = await pooled.rows(units, opts);
   const sol = await acc.solve(DEFAULT_RIDGE, { ...signal, bias: withBias, columns: units });
   merged.wOut = sol.w;
   if (withBias) merged.bOut = sol.b;
@@ -121,42 +111,18 @@ export function prescreen(gains: Float64Array, layers: number, keep: number): nu
   return out.sort((a, b) => a - b);
 }
 
-/** Each pooled unit's gain alone (see prescreen), from one pass of the window's calibration inputs. */
-async function unitGains(
-  each: (visit: (H: Float32Array, Y: Float32Array, n: number) => Promise<void>) => Promise<void>,
-  p: number,
-  m: number,
-  opts: JobOptions,
-): Promise<Float64Array> {
+/**
+ * Each pooled unit's gain alone (see prescreen), from one pass of the window's calibration inputs: every
+ * position's inputs through the whole pool against its original output. The hidden units are computed in the
+ * accumulating job and never pass through JS; the sums are p × d_model doubles, not p².
+ */
+async function unitGains(model: Model, stack: StackName, layers: number[], pool: NativeFF, act: Activation, ctx: MergeContext, opts: JobOptions): Promise<Float64Array> {
   const signal = opts.signal ? { signal: opts.signal } : {};
-  const corr = new CorrelationAccumulator([p, m], [[0, 1]]);
-  const sum = new Float64Array(m);
-  const sq = new Float64Array(m);
-  let rows = 0;
-  await each(async (H, Y, n) => {
-    for (let r = 0; r < n; r++) {
-      for (let o = 0; o < m; o++) {
-        const y = Y[r * m + o]!;
-        sum[o]! += y;
-        sq[o]! += y * y;
-      }
-    }
-    rows += n;
-    await corr.add([H, Y], n, signal);
-  });
-  const C = await corr.finalize(0, { ...signal, release: true });
-  const variance = Float64Array.from({ length: m }, (_, o) => Math.max(0, sq[o]! / rows - (sum[o]! / rows) ** 2));
-  const gains = new Float64Array(p);
-  // p × m terms (9.4 M at GPT-2-small, k = 4): in slices, so the host's event loop gets turns in between
-  for (let u0 = 0; u0 < p; u0 += 256) {
-    for (let u = u0; u < Math.min(p, u0 + 256); u++) {
-      let g = 0;
-      for (let o = 0; o < m; o++) g += C[u * m + o]! * C[u * m + o]! * variance[o]!;
-      gains[u] = g;
-    }
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-  return gains;
+  const corr = new CorrelationAccumulator([pool.dFF, pool.d], [[0, 1]]);
+  await forEachFFInput(model, stack, layers, ctx.calibration, async (_l, X, n, Y) => {
+    await corr.addFF(X, n, pool, act, Y!, signal);
+  }, { ...opts, outputs: true }, ctx.entry);
+  return corr.explained(0, { ...signal, release: true });
 }
 
 export const select: MergeMethod = {
@@ -168,35 +134,27 @@ export const select: MergeMethod = {
     const spec = stackSpecOf(model, stack);
     const act = spec.activation as Activation;
     const layers = windowLayers(window);
-    // one variable for the pool: once it is cut below, nothing holds the whole pool any more
-    let { pooled, withBias } = await poolWindow(model, layers, stack, opts);
-    const signal = opts.signal ? { signal: opts.signal } : {};
-    // the targets: each position's original FF output, as the base model's own pass computes it
-    const pass = { ...opts, outputs: true };
-    const cap = poolCap(pooled.dFF, spec.dFF, ctx.selectMemory ?? DEFAULT_SELECT_GRAM_BYTES);
-    if (cap < pooled.dFF) {
-      // Every position's inputs through the whole pool against its original output. H passes through JS
-      // here, so in row chunks of ≤ 8 MB: each copy into the correlation job stays short for the host.
-      const all = pooled;
-      const d = spec.dModel;
-      const chunk = Math.max(1, Math.floor((2 << 20) / all.dFF));
-      const visit = (fn: (H: Float32Array, Y: Float32Array, n: number) => Promise<void>) =>
-        forEachFFInput(model, stack, layers, ctx.calibration, async (_l, X, n, Y) => {
-          for (let r = 0; r < n; r += chunk) {
-            const rows = Math.min(chunk, n - r);
-            await fn(await hiddenOf(all, X.subarray(r * d, (r + rows) * d), rows, act, opts), Y!.subarray(r * d, (r + rows) * d), rows);
-          }
-        }, pass, ctx.entry);
-      const gains = await unitGains(visit, pooled.dFF, spec.dModel, opts);
-      pooled = pick(pooled, prescreen(gains, layers.length, cap));
+    let { pool, withBias } = await poolWindow(model, layers, stack, opts);
+    try {
+      const signal = opts.signal ? { signal: opts.signal } : {};
+      const cap = poolCap(pool.dFF, spec.dFF, ctx.selectMemory ?? DEFAULT_SELECT_GRAM_BYTES);
+      if (cap < pool.dFF) {
+        const gains = await unitGains(model, stack, layers, pool, act, ctx, opts);
+        const cut = NativeFF.of(await pool.rows(prescreen(gains, layers.length, cap), opts));
+        pool.dispose();
+        pool = cut;
+      }
+      // the pooled hidden units (n × P per batch) are computed inside the accumulating job, never in JS; the
+      // targets are each position's original FF output, as the base model's own pass computes it
+      const acc = new RidgeAccumulator(pool.dFF, spec.dModel);
+      const units = pool;
+      await forEachFFInput(model, stack, layers, ctx.calibration, async (_l, X, n, Y) => {
+        await acc.addFF(X, n, units, act, Y!, signal);
+      }, { ...opts, outputs: true }, ctx.entry);
+      const merged = await selectUnits(acc, pool, spec.dFF, withBias, opts);
+      return { stack, window, anchor: anchorOf(window, ctx.anchor), merged, perms: new Map() };
+    } finally {
+      pool.dispose();
     }
-    // the pooled hidden units (n × P per batch) are computed inside the accumulating job, never in JS
-    const acc = new RidgeAccumulator(pooled.dFF, spec.dModel);
-    const units = pooled;
-    await forEachFFInput(model, stack, layers, ctx.calibration, async (_l, X, n, Y) => {
-      await acc.addFF(X, n, units, act, Y!, signal);
-    }, pass, ctx.entry);
-    const merged = await selectUnits(acc, pooled, spec.dFF, withBias, opts);
-    return { stack, window, anchor: anchorOf(window, ctx.anchor), merged, perms: new Map() };
   },
 };

@@ -15,6 +15,7 @@
  * Post-norm stacks (Marian, BERT) normalise after the FF, so the stream difference is not an FF target there:
  * they get `refit-seq`'s targets (each position's own original FF on the merged inputs).
  */
+import { NativeFF } from '../../native/native-ff';
 import { DEFAULT_RIDGE, RidgeAccumulator } from '../../native/ridge';
 import type { JobOptions } from '../../native/job';
 import { throwIfAborted } from '../../native/job';
@@ -126,8 +127,13 @@ export async function compensate(
   for (let l = first; l <= last; l++) {
     const own = await modelFF(model, l, stack, opts);
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
-    // only layer l runs here, so the base model (its own FF at l) stands for the view
-    await stepLayer(ctx, model, l, after, (X, T, n) => acc.addFF(X, n, own, act, T, signal), opts);
+    const input = NativeFF.of(own);
+    try {
+      // only layer l runs here, so the base model (its own FF at l) stands for the view
+      await stepLayer(ctx, model, l, after, (X, T, n) => acc.addFF(X, n, input, act, T, signal), opts);
+    } finally {
+      input.dispose();
+    }
     const ff = await solveOut(own, acc, opts);
     adjusted.set(l, ff);
     const view1 = model.withFF([{ stack, layer: l, ff }]);
@@ -162,12 +168,15 @@ export async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: Jo
     const ff = merged;
     const view = model.withFF(layers.map((layer) => ({ stack: m.stack, layer, ff })));
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
+    // held natively once, not copied for every layer and batch (360 MB at 7B width)
+    const input = NativeFF.of(ff);
     try {
-      const fit: Fit = (X, T, n) => acc.addFF(X, n, ff, act, T, signal);
+      const fit: Fit = (X, T, n) => acc.addFF(X, n, input, act, T, signal);
       let s = entry;
       for (const l of layers) s = await stepLayer(ctx, view, l, s, fit, opts);
     } finally {
       view.dispose();
+      input.dispose();
     }
     merged = await solveOut(ff, acc, opts);
   }
