@@ -6,13 +6,13 @@
 #include <vector>
 
 #include "core/cholesky.h"
+#include "core/cross_tiles.h"
 #include "core/error.h"
-#include "core/gemm.h"
 
 namespace ffm {
 
 namespace {
-// Rows per sgemm block: large enough for GEMM efficiency, small enough that float sums within a block stay
+// Rows per block product: large enough for GEMM efficiency, small enough that float sums within a block stay
 // accurate (they are moved into the double accumulators after each block).
 constexpr size_t kBlock = 256;
 
@@ -21,25 +21,16 @@ constexpr size_t kBlock = 256;
 void ridge_accumulate(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, double* G,
                       double* C) {
   const size_t p1 = p + 1;
-  std::vector<float> hh(p * p), hy(p * m);
-  ThreadPool& pool = ctl.pool();
   for (size_t r0 = 0; r0 < n; r0 += kBlock) {
     ctl.check();
     const size_t rows = std::min(kBlock, n - r0);
     const float* Hb = H + r0 * p;
     const float* Yb = Y + r0 * m;
-    sgemm(&pool, true, false, p, p, rows, 1.f, Hb, p, Hb, p, 0.f, hh.data(), p);
-    sgemm(&pool, true, false, p, m, rows, 1.f, Hb, p, Yb, m, 0.f, hy.data(), m);
-    pool.parallel_for(p, 16, [&](size_t b, size_t e) {
-      for (size_t i = b; i < e; ++i) {
-        double* g = G + i * p1;
-        const float* s = hh.data() + i * p;
-        for (size_t j = 0; j < p; ++j) g[j] += s[j];
-        double* c = C + i * m;
-        const float* t = hy.data() + i * m;
-        for (size_t j = 0; j < m; ++j) c[j] += t[j];
-      }
-    });
+    // Each tile's fp32 sum over the block is folded into the fp64 sums while in cache (core/cross_tiles.h):
+    // no p × p fp32 product is written and read back (757 MB at p = 13,760, fresh pages every call), and
+    // the sums equal sgemm's over the same block.
+    accumulate_cross_tiled(ctl, Hb, p, p, Hb, p, p, rows, G, p1);
+    accumulate_cross_tiled(ctl, Hb, p, p, Yb, m, m, rows, C, m);
     // The bias row/column: sums of H and Y over the block, and the row count.
     for (size_t r = 0; r < rows; ++r) {
       const float* h = Hb + r * p;

@@ -1,4 +1,5 @@
 // Ridge refit core vs a direct float64 normal-equations solve on random odd-sized inputs.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <random>
@@ -7,6 +8,7 @@
 #include "core/error.h"
 #include "core/job.h"
 #include "core/cholesky.h"
+#include "core/gemm.h"
 #include "core/ridge.h"
 #include "tests/check.h"
 
@@ -67,6 +69,40 @@ TEST(matches_reference_on_odd_sizes) {
     ffm::ridge_solve(ctl, G.data(), C.data(), p, m, 1e-3, X.data());
     auto want = reference(H, Y, n, p, m, 1e-3);
     for (size_t i = 0; i < X.size(); ++i) CHECK_NEAR(X[i], want[i], 1e-4);
+  }
+}
+
+// The sums are folded tile by tile (core/cross_tiles.h), never through a full fp32 product: they must equal,
+// bit for bit, what sgemm over the same 256-row blocks added into fp64 (the former path, and the one the
+// fixtures' numbers were measured on).
+TEST(sums_equal_the_sgemm_path_exactly) {
+  ffm::ThreadPool pool(3);
+  ffm::JobControl ctl(pool);
+  std::mt19937 gen(9);
+  std::normal_distribution<float> dist;
+  for (auto [n, p, m] : {std::array<size_t, 3>{1, 1, 1}, {257, 13, 5}, {600, 241, 19}, {300, 344, 64}}) {
+    std::vector<float> H(n * p), Y(n * m);
+    for (auto& v : H) v = dist(gen);
+    for (auto& v : Y) v = dist(gen);
+    std::vector<double> G((p + 1) * (p + 1), 0), C((p + 1) * m, 0);
+    ffm::ridge_accumulate(ctl, H.data(), n, p, Y.data(), m, G.data(), C.data());
+    std::vector<double> G2((p + 1) * (p + 1), 0), C2((p + 1) * m, 0);
+    std::vector<float> hh(p * p), hy(p * m);
+    for (size_t r0 = 0; r0 < n; r0 += 256) {
+      const size_t rows = std::min<size_t>(256, n - r0);
+      ffm::sgemm(&pool, true, false, p, p, rows, 1.f, H.data() + r0 * p, p, H.data() + r0 * p, p, 0.f, hh.data(), p);
+      ffm::sgemm(&pool, true, false, p, m, rows, 1.f, H.data() + r0 * p, p, Y.data() + r0 * m, m, 0.f, hy.data(), m);
+      for (size_t i = 0; i < p; ++i) {
+        for (size_t j = 0; j < p; ++j) G2[i * (p + 1) + j] += hh[i * p + j];
+        for (size_t j = 0; j < m; ++j) C2[i * m + j] += hy[i * m + j];
+      }
+    }
+    size_t differ = 0;
+    for (size_t i = 0; i < p; ++i) {
+      for (size_t j = 0; j < p; ++j) differ += G[i * (p + 1) + j] != G2[i * (p + 1) + j];
+      for (size_t j = 0; j < m; ++j) differ += C[i * m + j] != C2[i * m + j];
+    }
+    CHECK(differ == 0);
   }
 }
 
