@@ -1,4 +1,5 @@
 import { CorrelationAccumulator, correlate } from '../lib/native/correlation';
+import { permutationFromCorrelation } from '../lib/native/assignment';
 import { pearsonReference } from '../lib/reference/correlation';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -223,6 +224,34 @@ describe('pairs in flight (CorrelationAccumulator.inFlight)', () => {
     expect((await rejection(acc.add(xs, rows))).code).toBe('INVALID_STATE');
     expect(() => acc.addPair(0, 3)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     expect(() => acc.release(9)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+});
+
+describe('alignment (finalize and assignment in one job)', () => {
+  it('equals permutationFromCorrelation on the finalized matrix, frees the sums, and refuses unequal widths', async () => {
+    const normal = rng(33);
+    const rows = 211;
+    const common = commonFactor(normal, rows);
+    // odd widths; units of layer 1 are layer 0's, shuffled, plus noise, so the best permutation is not the identity
+    const d = 37;
+    const x0 = layer(normal, common, d, 1);
+    const shuffle = Array.from({ length: d }, (_, i) => (i * 11 + 5) % d);
+    const x1 = new Float32Array(rows * d);
+    for (let r = 0; r < rows; r++) for (let a = 0; a < d; a++) x1[r * d + shuffle[a]!] = x0[r * d + a]! + 0.3 * normal();
+    const pairs: [number, number][] = [[0, 1], [1, 1]];
+    const a = new CorrelationAccumulator([d, d], pairs);
+    const b = new CorrelationAccumulator([d, d], pairs);
+    await feed(a, [x0, x1], [1, 100, 110]);
+    await feed(b, [x0, x1], [1, 100, 110]);
+    const want = await permutationFromCorrelation(await b.finalize(0), d);
+    const got = await a.alignment(0, { release: true });
+    expect(Array.from(got)).toEqual(Array.from(want));
+    expect(Array.from(got)).toEqual(shuffle);
+    expect((await rejection(a.alignment(0))).code).toBe('INVALID_STATE');
+    expect(Array.from(await a.alignment(1))).toEqual(Array.from({ length: d }, (_, i) => i));
+    const uneven = new CorrelationAccumulator([d, 5], [[0, 1]]);
+    expect((await rejection(uneven.alignment(0))).code).toBe('INVALID_ARGUMENT');
+    expect((await rejection(uneven.alignment(3))).code).toBe('INVALID_ARGUMENT');
   });
 });
 

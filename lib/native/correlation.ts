@@ -15,6 +15,7 @@ interface NativeCorrelationAccumulator {
   add(layers: (Float32Array | null)[], rows: number, onProgress: NativeProgress): NativeJobHandle<void>;
   finalize(pairIndex: number, onProgress: NativeProgress, release?: boolean): NativeJobHandle<Float32Array>;
   explained(pairIndex: number, onProgress: NativeProgress, release?: boolean): NativeJobHandle<Float64Array>;
+  alignment(pairIndex: number, onProgress: NativeProgress, release?: boolean): NativeJobHandle<Int32Array>;
   addFF(X: Float32Array, n: number, ff: unknown, activation: string, Y: Float32Array, onProgress: NativeProgress): NativeJobHandle<void>;
   addPair(i: number, j: number): number;
   release(pairIndex: number): void;
@@ -215,12 +216,7 @@ export class CorrelationAccumulator {
    * With release, the pair's sums are freed in the same job (once it succeeded).
    */
   async finalize(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Float32Array> {
-    if (!isCount(pairIndex) || pairIndex >= this.pairList.length) {
-      throw new FfmergeError(
-        'INVALID_ARGUMENT',
-        `pair index ${pairIndex} is out of range (this accumulator has ${this.pairList.length} pairs)`,
-      );
-    }
+    this.checkIndex(pairIndex);
     const release = opts.release === true;
     const out = await runNativeJob('correlation.finalize', (onProgress) => this.native.finalize(pairIndex, onProgress, release), opts);
     if (release) this.released.add(pairIndex);
@@ -241,13 +237,24 @@ export class CorrelationAccumulator {
   }
 
   /**
+   * For a pair (i, j) of equal widths d: the permutation of layer j's units with the largest total
+   * correlation to layer i's (perm[a] = j's unit matched to unit a), what permutationFromCorrelation gives
+   * on finalize's matrix, without the d × d matrix ever reaching JS. With release as in finalize.
+   */
+  async alignment(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Int32Array> {
+    this.checkIndex(pairIndex);
+    const release = opts.release === true;
+    const out = await runNativeJob('correlation.alignment', (onProgress) => this.native.alignment(pairIndex, onProgress, release), opts);
+    if (release) this.released.add(pairIndex);
+    return out;
+  }
+
+  /**
    * Per unit a of pair (i, j)'s layer i: Σ_b corr(a, b)² · var(b) over layer j's units, the variance of
    * layer j it explains alone (fp64), without the dims[i] × dims[j] matrix. With release as in finalize.
    */
   async explained(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Float64Array> {
-    if (!isCount(pairIndex) || pairIndex >= this.pairList.length) {
-      throw new FfmergeError('INVALID_ARGUMENT', `pair index ${pairIndex} is out of range (this accumulator has ${this.pairList.length} pairs)`);
-    }
+    this.checkIndex(pairIndex);
     const release = opts.release === true;
     const out = await runNativeJob('correlation.explained', (onProgress) => this.native.explained(pairIndex, onProgress, release), opts);
     if (release) this.released.add(pairIndex);

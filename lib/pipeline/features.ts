@@ -96,9 +96,13 @@ function plain(x: Float32Array): Float32Array {
   return x instanceof Float32Array ? x : new Float32Array((x as Float32Array).buffer, (x as Float32Array).byteOffset, (x as Float32Array).length);
 }
 
-async function keepOf(matrix: Float32Array, dFF: number, keep: KeepCorrelations, opts: JobOptions): Promise<PairResult> {
-  if (keep === 'matrix') return { matrix };
-  return { perm: await permutationFromCorrelation(matrix, dFF, opts.signal ? { signal: opts.signal } : {}) };
+/**
+ * What is kept of pair p, whose sums are then freed: its correlation matrix, or only the alignment
+ * permutation, computed in the job that finalizes it (the d_ff² matrix never reaches JS).
+ */
+async function keepOf(acc: CorrelationAccumulator, p: number, keep: KeepCorrelations, opts: JobOptions): Promise<PairResult> {
+  const job = { ...(opts.signal ? { signal: opts.signal } : {}), release: true };
+  return keep === 'matrix' ? { matrix: await acc.finalize(p, job) } : { perm: await acc.alignment(p, job) };
 }
 
 /**
@@ -184,8 +188,7 @@ async function layerMajorCorrelations(
           acc.release(p);
           continue;
         }
-        const matrix = await acc.finalize(p, { ...signal, release: true });
-        results.push([a, b, await keepOf(matrix, dFF, keep, opts)]);
+        results.push([a, b, await keepOf(acc, p, keep, opts)]);
       }
       open.length = 0;
       for (const [m, st] of [...kept]) {
@@ -238,7 +241,7 @@ export async function collectStackCorrelations(
     }
     const pc = new PairCorrelations(acc.count, dFF);
     if (acc.count > 0) {
-      for (const [p, [a, l]] of encPairs.entries()) pc.set(a, l, await keepOf(await acc.finalize(p, { ...(opts.signal ? { signal: opts.signal } : {}), release: true }), dFF, keep, job));
+      for (const [p, [a, l]] of encPairs.entries()) pc.set(a, l, await keepOf(acc, p, keep, job));
     }
     corr.set('encoder', pc);
     rows.encoder = acc.count;

@@ -4,6 +4,11 @@
 //       (an empty pairs array: no pairs yet, open them with addPair; always the CPU backend)
 //   .add(layers: (Float32Array | null)[], rows, onProgress?)  -> { promise<void>, cancel }
 //   .finalize(pairIndex, onProgress?, release?)                -> { promise<Float32Array>, cancel }
+//   .alignment(pairIndex, onProgress?, release?)               -> { promise<Int32Array>, cancel }
+//       for a pair of equal widths, the permutation of layer j's units that maximises the total correlation
+//       with layer i's (perm[a] = the unit of j matched to unit a of i), the correlation never leaving the
+//       job: at d_ff 11008 the matrix is 484 MB that JS would otherwise hold and copy back for the assignment.
+//       With release the fp64 sums are freed before the assignment runs.
 //   .explained(pairIndex, onProgress?, release?)               -> { promise<Float64Array>, cancel }
 //       per unit of the pair's first layer, Σ_b corr² · var(b) over the second's units (core/correlation.h)
 //   .addFF(X, n, ff, activation, Y, onProgress?)                -> { promise<void>, cancel }
@@ -34,6 +39,7 @@
 #include "binding/correlation_handle.h"
 #include "binding/ff_binding.h"
 #include "binding/registry.h"
+#include "core/assignment.h"
 #include "core/correlation.h"
 #include "core/error.h"
 
@@ -67,6 +73,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
                        {InstanceMethod<&JsCorrelationAccumulator::Add>("add"),
                         InstanceMethod<&JsCorrelationAccumulator::Finalize>("finalize"),
                         InstanceMethod<&JsCorrelationAccumulator::Explained>("explained"),
+                        InstanceMethod<&JsCorrelationAccumulator::Alignment>("alignment"),
                         InstanceMethod<&JsCorrelationAccumulator::AddFF>("addFF"),
                         InstanceMethod<&JsCorrelationAccumulator::Count>("count"),
                         InstanceMethod<&JsCorrelationAccumulator::AddPair>("addPair"),
@@ -156,6 +163,33 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
         },
         [guard, result](Napi::Env e) -> Napi::Value {
           return ExternalF32(e, std::move(*result));  // V8 is told the size: 38 MB matrices at d_ff 3072
+        });
+  }
+
+  Napi::Value Alignment(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const size_t pair = GetCount(info[0], "pairIndex");
+    const bool release = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+    auto guard = Claim(env);
+    const CorrelationAccumulator& acc = *state_->acc;
+    if (pair >= acc.pairs().size()) ThrowCode(env, "INVALID_ARGUMENT", "pair index " + std::to_string(pair) + " is out of range");
+    const size_t d = acc.dims()[acc.pairs()[pair].first];
+    if (acc.dims()[acc.pairs()[pair].second] != d)
+      ThrowCode(env, "INVALID_ARGUMENT", "alignment needs a pair of layers of the same width");
+    auto perm = std::make_shared<std::vector<int32_t>>();
+    return AsyncJob::Start(
+        env, info[1],
+        [guard, pair, perm, release, d](JobControl& ctl) {
+          std::vector<float> corr = guard->state->acc->finalize(ctl, pair);
+          if (release) guard->state->acc->release(pair);
+          const Assignment a = linear_sum_assignment(ctl, corr.data(), d, d, true);
+          perm->assign(d, 0);
+          for (size_t k = 0; k < a.row_ind.size(); ++k) (*perm)[size_t(a.row_ind[k])] = a.col_ind[k];
+        },
+        [guard, perm](Napi::Env e) -> Napi::Value {
+          auto out = Napi::Int32Array::New(e, perm->size());
+          std::copy(perm->begin(), perm->end(), out.Data());
+          return out;
         });
   }
 
