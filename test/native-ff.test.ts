@@ -46,8 +46,8 @@ describe('NativeFF', () => {
     const a = randomFF(r, 7, 5, true, true);
     const b = randomFF(r, 7, 3, true, true);
     const pool = new NativeFF(8, 7, { bIn: true, gate: true, bGate: true });
-    pool.set(0, a);
-    pool.set(5, b);
+    await pool.set(0, a);
+    await pool.set(5, b);
     const got = await pool.rows([6, 0, 4, 7]);
     expect(got.dFF).toBe(4);
     const want = { ...rowsOf(a, [0, 4]) };
@@ -65,9 +65,9 @@ describe('NativeFF', () => {
     const r = rng(5);
     const ff = randomFF(r, 4, 3, false, true);
     const pool = new NativeFF(5, 4, { bIn: true, gate: false, bGate: false });
-    expect(() => pool.set(3, ff)).toThrow(expect.objectContaining({ code: 'SHAPE_MISMATCH' }));
-    expect(() => pool.set(0, randomFF(r, 4, 3, true, true))).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
-    expect(() => pool.set(0, randomFF(r, 5, 3, false, true))).toThrow(expect.objectContaining({ code: 'SHAPE_MISMATCH' }));
+    await expect(pool.set(3, ff)).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });
+    await expect(pool.set(0, randomFF(r, 4, 3, true, true))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(pool.set(0, randomFF(r, 5, 3, false, true))).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });
     expect(() => new NativeFF(0, 4, { bIn: false, gate: false, bGate: false })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     await expect(pool.rows([5])).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     pool.dispose();
@@ -81,18 +81,18 @@ describe('NativeFF', () => {
       const ff = randomFF(r, 9, 13, gated, true);
       const X = Float32Array.from({ length: n * 9 }, r);
       const Y = Float32Array.from({ length: n * 9 }, r);
-      const native = NativeFF.of(ff);
+      const native = await NativeFF.of(ff);
       expect(Array.from(await ffApply(native, X, n, 'silu', false))).toEqual(Array.from(await ffApply(ff, X, n, 'silu', false)));
       const a = new RidgeAccumulator(13, 9);
       const b = new RidgeAccumulator(13, 9);
       const running = ffApply(native, X, n, 'silu', false);
-      expect(() => native.set(0, ff)).toThrow(expect.objectContaining({ code: 'BUSY' }));
+      await expect(native.set(0, ff)).rejects.toMatchObject({ code: 'BUSY' });
       await running;
       await a.addFF(X, n, native, 'silu', Y);
       await b.addFF(X, n, ff, 'silu', Y);
       const [sa, sb] = [await a.solve(), await b.solve()];
       expect(Array.from(sa.w)).toEqual(Array.from(sb.w));
-      native.set(0, ff); // no job now
+      await native.set(0, ff); // no job now
       native.dispose();
     }
   });
@@ -139,7 +139,7 @@ describe("select's prescreen gains in one native job", () => {
       for (let o = 0; o < d; o++) Y[i * d + o] = o === 2 ? 0.5 : X[i * d + ((o + 1) % d)]! * (o + 1) + 0.1 * r();
     }
     const want = explainedReference(ffForwardReference(ff, X, n, act).hidden, Y, n, p, d);
-    for (const input of [ff, NativeFF.of(ff)]) {
+    for (const input of [ff, await NativeFF.of(ff)]) {
       const corr = new CorrelationAccumulator([p, d], [[0, 1]]);
       let at = 0;
       for (const rows of batches) {

@@ -16,6 +16,7 @@ type FFInputs = Pick<FFWeights, 'wIn' | 'bIn' | 'wGate' | 'bGate'>;
 
 interface NativeFFHandle {
   set(offset: number, ff: FFInputs): void;
+  touch(offset: number, units: number, onProgress: ((done: number, total: number) => void) | undefined): NativeJobHandle<void>;
   rows(units: Int32Array, onProgress: ((done: number, total: number) => void) | undefined): NativeJobHandle<FFInputs>;
   dispose(): void;
 }
@@ -42,16 +43,27 @@ export class NativeFF {
   }
 
   /** A NativeFF holding `ff`'s input side (copied once). */
-  static of(ff: FFWeights): NativeFF {
+  static async of(ff: FFWeights, opts: JobOptions = {}): Promise<NativeFF> {
     const n = new NativeFF(ff.dFF, ff.d, { bIn: Boolean(ff.bIn), gate: Boolean(ff.wGate), bGate: Boolean(ff.bGate) });
-    n.set(0, ff);
+    try {
+      await n.set(0, ff, opts);
+    } catch (e) {
+      n.dispose();
+      throw e;
+    }
     return n;
   }
 
-  /** Copies `ff`'s units into units offset… (BUSY while a job reads this FF). */
-  set(offset: number, ff: FFInputs): void {
+  /**
+   * Copies `ff`'s units into units offset… (BUSY while a job reads this FF). The rows' pages are first
+   * faulted in by a job on the pool, so the main thread only copies: at 7B width one layer's W_in and gate
+   * rows are 360 MB, and faulting fresh pages for them held the event loop about 1.4 s.
+   */
+  async set(offset: number, ff: FFInputs, opts: JobOptions = {}): Promise<void> {
     const inputs: FFInputs = { wIn: ff.wIn };
     for (const k of ['bIn', 'wGate', 'bGate'] as const) if (ff[k]) inputs[k] = ff[k];
+    const units = ff.wIn.length / this.d;
+    if (Number.isInteger(units) && units > 0) await runNativeJob('ff.touch', (cb) => this.handle.touch(offset, units, cb), opts);
     try {
       this.handle.set(offset, inputs);
     } catch (e) {

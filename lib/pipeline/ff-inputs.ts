@@ -123,7 +123,7 @@ export async function refitOutput(
   const acc = new RidgeAccumulator(merged.dFF, merged.d);
   const signal = opts.signal ? { signal: opts.signal } : {};
   // held natively once, not copied for every layer and batch (360 MB at 7B width)
-  const input = NativeFF.of(merged);
+  const input = await NativeFF.of(merged, opts);
   try {
     await forEachFFInput(source, stack, layers, calibration, async (l, X, n, Y) => {
       await acc.addFF(X, n, input, act, Y ?? (await outputOf(originals!.get(l)!, X, n, act, opts)), signal);

@@ -1,6 +1,8 @@
 // new NativeFF(units, d, { bIn, gate, bGate })   an FF's input side (W_in, b_in?, W_gate?, b_gate?) in native
 //   memory, zero until filled: .set(offset, ff) copies ff's rows (a JS FF of wIn.length / d units) to rows
-//   offset…; .rows(units: Int32Array, onProgress?) -> {promise<{ wIn, bIn?, wGate?, bGate? }>, cancel} copies
+//   offset…, on the main thread; .touch(offset, units, onProgress?) -> {promise, cancel} first faults those
+//   rows' pages in on the pool (fresh pages cost this VM about 1 s per 360 MB, which the main thread must
+//   not pay: the copy itself is then a plain memcpy); .rows(units: Int32Array, onProgress?) -> {promise<{ wIn, bIn?, wGate?, bGate? }>, cancel} copies
 //   the listed rows out; .dispose() frees it once no job reads it. Jobs take it wherever they take an FF.
 // ffApply(X, n, d, units, ff, activation, output, onProgress) -> {promise, cancel}
 //   An FF on inputs X [n, d], whole on the native pool: with output false, its hidden units
@@ -66,8 +68,8 @@ class NativeFF : public Napi::ObjectWrap<NativeFF> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeFF",
-                       {InstanceMethod<&NativeFF::Set>("set"), InstanceMethod<&NativeFF::Rows>("rows"),
-                        InstanceMethod<&NativeFF::Dispose>("dispose")});
+                       {InstanceMethod<&NativeFF::Set>("set"), InstanceMethod<&NativeFF::Touch>("touch"),
+                        InstanceMethod<&NativeFF::Rows>("rows"), InstanceMethod<&NativeFF::Dispose>("dispose")});
   }
 
   explicit NativeFF(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeFF>(info) {
@@ -117,6 +119,12 @@ class NativeFF : public Napi::ObjectWrap<NativeFF> {
     return n;
   }
 
+  // Writers (set, touch) wait for readers: a job holds its own reference to each buffer while it runs.
+  void ThrowIfRead(Napi::Env env) const {
+    for (const auto& b : buf_)
+      if (b && b.use_count() > 1) ThrowCode(env, "BUSY", "a native job is reading this NativeFF; await it before set()");
+  }
+
   void Release() {
     if (!buf_[kWIn]) return;
     for (auto& b : buf_) b.reset();  // a job still reading keeps its own reference
@@ -127,8 +135,7 @@ class NativeFF : public Napi::ObjectWrap<NativeFF> {
   Napi::Value Set(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!buf_[kWIn]) ThrowCode(env, "INVALID_STATE", "this NativeFF was disposed");
-    for (const auto& b : buf_)
-      if (b && b.use_count() > 1) ThrowCode(env, "BUSY", "a native job is reading this NativeFF; await it before set()");
+    ThrowIfRead(env);
     const size_t offset = GetCount(info[0], "offset");
     if (!info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "set(offset, ff): ff must be an object of Float32Arrays");
     const Napi::Object ff = info[1].As<Napi::Object>();
@@ -148,6 +155,30 @@ class NativeFF : public Napi::ObjectWrap<NativeFF> {
       std::memcpy(const_cast<float*>(buf_[k].get()) + offset * Width(k), view.data, view.length * sizeof(float));
     }
     return env.Undefined();
+  }
+
+  // touch(offset, units): rows offset… written with zeros in a job, so that their pages exist before set().
+  Napi::Value Touch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!buf_[kWIn]) ThrowCode(env, "INVALID_STATE", "this NativeFF was disposed");
+    const size_t offset = GetCount(info[0], "offset"), n = GetCount(info[1], "units");
+    if (offset > units_ || n > units_ - offset) ThrowCode(env, "SHAPE_MISMATCH", "set(): the rows do not fit in " + std::to_string(units_) + " units from offset " + std::to_string(offset));
+    ThrowIfRead(env);
+    auto dst = std::make_shared<std::array<SharedFloats, kParts>>();
+    for (int k = 0; k < kParts; ++k) (*dst)[k] = buf_[k];
+    const size_t d = d_;
+    return AsyncJob::Start(
+        env, info[2],
+        [dst, offset, n, d](JobControl& ctl) {
+          for (int k = 0; k < kParts; ++k) {
+            if (!(*dst)[k]) continue;
+            const size_t w = k == kWIn || k == kWGate ? d : 1;
+            float* base = const_cast<float*>((*dst)[k].get()) + offset * w;
+            ctl.pool().parallel_for(n, 64, [&](size_t b, size_t e) { std::memset(base + b * w, 0, (e - b) * w * sizeof(float)); });
+            ctl.check();
+          }
+        },
+        [dst](Napi::Env e) { return e.Undefined(); });
   }
 
   // rows(units): the listed rows as a JS FF (without W_out), copied in a job.

@@ -43,7 +43,7 @@ async function poolWindow(model: Model, layers: number[], stack: StackName, opts
         withBias = Boolean(ff.bOut);
         pool = new NativeFF(ff.dFF * layers.length, ff.d, { bIn: Boolean(ff.bIn), gate: Boolean(ff.wGate), bGate: Boolean(ff.bGate) });
       }
-      pool.set(i * ff.dFF, ff);
+      await pool.set(i * ff.dFF, ff, opts);
     }
   } catch (e) {
     pool?.dispose();
@@ -140,7 +140,7 @@ export const select: MergeMethod = {
       const cap = poolCap(pool.dFF, spec.dFF, ctx.selectMemory ?? DEFAULT_SELECT_GRAM_BYTES);
       if (cap < pool.dFF) {
         const gains = await unitGains(model, stack, layers, pool, act, ctx, opts);
-        const cut = NativeFF.of(await pool.rows(prescreen(gains, layers.length, cap), opts));
+        const cut = await NativeFF.of(await pool.rows(prescreen(gains, layers.length, cap), opts), opts);
         pool.dispose();
         pool = cut;
       }

@@ -127,7 +127,7 @@ export async function compensate(
   for (let l = first; l <= last; l++) {
     const own = await modelFF(model, l, stack, opts);
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
-    const input = NativeFF.of(own);
+    const input = await NativeFF.of(own, opts);
     try {
       // only layer l runs here, so the base model (its own FF at l) stands for the view
       await stepLayer(ctx, model, l, after, (X, T, n) => acc.addFF(X, n, input, act, T, signal), opts);
@@ -169,7 +169,7 @@ export async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: Jo
     const view = model.withFF(layers.map((layer) => ({ stack: m.stack, layer, ff })));
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     // held natively once, not copied for every layer and batch (360 MB at 7B width)
-    const input = NativeFF.of(ff);
+    const input = await NativeFF.of(ff, opts);
     try {
       const fit: Fit = (X, T, n) => acc.addFF(X, n, input, act, T, signal);
       let s = entry;
