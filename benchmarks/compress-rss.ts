@@ -70,6 +70,9 @@ async function child(dir: string, data: string, opts: ChildOptions): Promise<voi
   console.log(`peak JS ArrayBuffers per phase (MB): ${[...buffers].map(([p, v]) => `${p} ${v.toFixed(0)}`).join(', ')}`);
   console.log(`VmHWM of the compress process: ${status('VmHWM').toFixed(0)} MB`);
   console.log(`timings: ${Object.entries(r.timings).map(([p, s]) => `${p} ${(s as number).toFixed(1)} s`).join(', ')}`);
+  // random weights: only whether two runs agree means anything
+  const scores = r.candidates.map((c: { method?: string; score: number }) => `${c.method ?? ''} ${c.score.toFixed(4)}`).join(', ');
+  console.log(`validation ${r.base.validation.toFixed(4)} → ${r.merged.validation.toFixed(4)}; candidates: ${scores}`);
 }
 
 async function main(): Promise<void> {

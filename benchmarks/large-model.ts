@@ -7,10 +7,13 @@
  *        [--cal 2048] [--search 1024] [--val 2048] [--k 2] [--window auto]
  *
  * Each run is a child process (so its peak RSS is its own): it samples VmRSS every 100 ms, reports the
- * highest per phase and VmHWM at the end, and compress's own phase timings. Results go to stdout and
- * benchmarks/results/large-model.json.
+ * highest per phase and VmHWM at the end, compress's own phase timings, and the longest the child's event
+ * loop was held (what a server running compress in-process would feel), so far on each timed line and in
+ * the end. Results go to stdout and benchmarks/results/large-model.json. FFMERGE_ROOT=<checkout> runs that
+ * checkout's compress (before/after).
  */
 import { spawn } from 'node:child_process';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -37,11 +40,16 @@ interface RunReport {
   baseValidation: number;
   mergedValidation: number;
   search: number;
+  loopMaxMs: number;
 }
 
 /** In the child: one compress, reporting RSS per phase. */
 async function child(): Promise<void> {
-  const { compress } = await import('../lib/pipeline/compress');
+  const root = process.env.FFMERGE_ROOT ?? path.resolve(__dirname, '..');
+  const { compress } = (await import(path.join(root, 'lib/pipeline/compress'))) as typeof import('../lib/pipeline/compress');
+  const loop = monitorEventLoopDelay({ resolution: 20 });
+  loop.enable();
+  const loopMax = () => (loop.max / 1e6).toFixed(0);
   const dir = flag('model', '');
   const rssByPhase: Record<string, number> = {};
   let phase = 'load';
@@ -49,6 +57,10 @@ async function child(): Promise<void> {
   const timer = setInterval(() => {
     rssByPhase[phase] = Math.max(rssByPhase[phase] ?? 0, status('VmRSS'));
   }, 100);
+  // a line a minute inside long candidates: RSS now, and the longest stall so far
+  const heartbeat = setInterval(() => {
+    process.stderr.write(`\n[${new Date().toISOString().slice(11, 19)}]   … RSS ${(status('VmRSS') / 2 ** 30).toFixed(2)} GiB, event loop held ≤ ${loopMax()} ms so far`);
+  }, 60_000);
   const window = flag('window', 'auto');
   const r = await compress(dir, {
     k: Number(flag('k', '2')),
@@ -64,12 +76,15 @@ async function child(): Promise<void> {
         // each phase, and each candidate a phase starts (its detail), on its own timed line
         phase = p.phase;
         detail = p.detail ?? '';
-        process.stderr.write(`\n[${new Date().toISOString().slice(11, 19)}] ${phase}${detail ? ` ${detail}` : ''}`);
+        process.stderr.write(`\n[${new Date().toISOString().slice(11, 19)}] ${phase}${detail ? ` ${detail}` : ''} (event loop held ≤ ${loopMax()} ms so far)`);
       }
     },
   });
   clearInterval(timer);
+  clearInterval(heartbeat);
+  loop.disable();
   const out = {
+    loopMaxMs: loop.max / 1e6,
     peakRss: status('VmHWM'),
     rssByPhase,
     timings: r.timings,
@@ -122,6 +137,7 @@ async function main(): Promise<void> {
   for (const r of reports) {
     console.log(`| ${r.layers} | ${(r.fileBytes / 1e9).toFixed(2)} | ${gb(r.peakRss)} | ${Object.values(r.timings).map((t) => t.toFixed(1)).join(' | ')} | ${r.windows} | ${r.baseValidation.toFixed(1)} → ${r.mergedValidation.toFixed(1)} |`);
     console.log(`  RSS by phase (GiB): ${Object.entries(r.rssByPhase).map(([p, v]) => `${p} ${gb(v)}`).join(', ')}`);
+    console.log(`  longest event-loop stall: ${r.loopMaxMs.toFixed(0)} ms`);
   }
   if (reports.length === 2) console.log(`peak RSS ratio ${reports[1]!.layers}/${reports[0]!.layers} layers: ${(reports[1]!.peakRss / reports[0]!.peakRss).toFixed(2)}`);
   fs.mkdirSync(path.join(__dirname, 'results'), { recursive: true });
