@@ -6,26 +6,7 @@
 import { ffApply, RidgeAccumulator } from '../lib/native/ridge';
 import { activate, type Activation } from '../lib/model/activation';
 import type { FFWeights } from '../lib/model/ff-weights';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return (s / 2 ** 32 - 0.5) * 2;
-  };
-}
-
-function randomFF(r: () => number, d: number, dFF: number, gated: boolean, biased: boolean): FFWeights {
-  const f = (n: number) => Float32Array.from({ length: n }, r);
-  return {
-    d,
-    dFF,
-    wIn: f(dFF * d),
-    wOut: f(d * dFF),
-    ...(biased ? { bIn: f(dFF), bOut: f(d) } : {}),
-    ...(gated ? { wGate: f(dFF * d), ...(biased ? { bGate: f(dFF) } : {}) } : {}),
-  };
-}
+import { randomFF, rng } from './helpers/random-ff';
 
 /** float64 reference: H [n, dFF], or the output [n, d]. */
 function reference(ff: FFWeights, X: Float32Array, n: number, act: Activation): { H: Float64Array; Y: Float64Array } {
