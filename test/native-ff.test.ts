@@ -46,7 +46,11 @@ describe('NativeFF', () => {
     const r = rng(5);
     const ff = randomFF(r, 4, 3, false, true);
     const pool = new NativeFF(5, 4, { bIn: true, gate: false, bGate: false });
+    await pool.set(0, ff);
+    const before = await pool.rows([0, 1, 2]);
     await expect(pool.set(3, ff)).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });
+    await expect(pool.set(0, { ...ff, bIn: ff.bIn!.subarray(1) })).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });
+    expect(Array.from((await pool.rows([0, 1, 2])).wIn)).toEqual(Array.from(before.wIn)); // a refused set changes nothing
     await expect(pool.set(0, randomFF(r, 4, 3, true, true))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(pool.set(0, randomFF(r, 5, 3, false, true))).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });
     expect(() => new NativeFF(0, 4, { bIn: false, gate: false, bGate: false })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));

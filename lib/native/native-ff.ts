@@ -62,8 +62,17 @@ export class NativeFF {
   async set(offset: number, ff: FFInputs, opts: JobOptions = {}): Promise<void> {
     const inputs: FFInputs = { wIn: ff.wIn };
     for (const k of ['bIn', 'wGate', 'bGate'] as const) if (ff[k]) inputs[k] = ff[k];
+    // checked before the pages are touched (which zeroes the rows): a refused set leaves the rows as they were
     const units = ff.wIn.length / this.d;
-    if (Number.isInteger(units) && units > 0) await runNativeJob('ff.touch', (cb) => this.handle.touch(offset, units, cb), opts);
+    if (!Number.isInteger(units) || !Number.isInteger(offset) || offset < 0 || offset + units > this.dFF) {
+      throw new FfmergeError('SHAPE_MISMATCH', `set(): wIn must hold whole rows of width ${this.d} that fit in ${this.dFF} units from offset ${offset}`);
+    }
+    const want = { bIn: this.parts.bIn, wGate: this.parts.gate, bGate: this.parts.bGate };
+    for (const k of ['bIn', 'wGate', 'bGate'] as const) {
+      if (Boolean(ff[k]) !== want[k]) throw new FfmergeError('INVALID_ARGUMENT', `set(): the FF ${ff[k] ? 'has' : 'lacks'} ${k}, unlike this NativeFF`);
+      if (ff[k] && ff[k]!.length !== units * (k === 'wGate' ? this.d : 1)) throw new FfmergeError('SHAPE_MISMATCH', `set(): ${k} has the wrong length`);
+    }
+    if (units > 0) await runNativeJob('ff.touch', (cb) => this.handle.touch(offset, units, cb), opts);
     try {
       this.handle.set(offset, inputs);
     } catch (e) {

@@ -7,6 +7,7 @@
 
 #include "core/cholesky.h"
 #include "core/cross_tiles.h"
+#include "core/gemm.h"
 #include "core/error.h"
 
 namespace ffm {
@@ -15,22 +16,40 @@ namespace {
 // Rows per block product: large enough for GEMM efficiency, small enough that float sums within a block stay
 // accurate (they are moved into the double accumulators after each block).
 constexpr size_t kBlock = 256;
+// fp32 product sizes (floats) up to which a block goes through sgemm and a plain buffer: 4 MB.
+constexpr size_t kSmallFloats = size_t(1) << 20;
 
 }  // namespace
 
 void ridge_accumulate(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, double* G,
                       double* C) {
   const size_t p1 = p + 1;
+  ThreadPool& pool = ctl.pool();
+  // Small systems: sgemm into block-sized fp32 buffers, then added into the fp64 sums. Large ones: each tile
+  // is folded into the sums while in cache (core/cross_tiles.h), because the fp32 product is the problem
+  // there: 757 MB at p = 13,760, on fresh pages every call. Both sum each block the same way, bit for bit,
+  // except that sgemm takes a C of at most 4 rows in thin K slices; keeping sgemm below the threshold keeps
+  // every small system's sums (and the collinear columns select must see as such) exactly as they were.
+  const bool tiled = p * std::max(p, m) > kSmallFloats;
+  std::vector<float> hh(tiled ? 0 : p * p), hy(tiled ? 0 : p * m);
   for (size_t r0 = 0; r0 < n; r0 += kBlock) {
     ctl.check();
     const size_t rows = std::min(kBlock, n - r0);
     const float* Hb = H + r0 * p;
     const float* Yb = Y + r0 * m;
-    // Each tile's fp32 sum over the block is folded into the fp64 sums while in cache (core/cross_tiles.h):
-    // no p × p fp32 product is written and read back (757 MB at p = 13,760, fresh pages every call), and
-    // the sums equal sgemm's over the same block.
-    accumulate_cross_tiled(ctl, Hb, p, p, Hb, p, p, rows, G, p1);
-    accumulate_cross_tiled(ctl, Hb, p, p, Yb, m, m, rows, C, m);
+    if (tiled) {
+      accumulate_cross_tiled(ctl, Hb, p, p, Hb, p, p, rows, G, p1);
+      accumulate_cross_tiled(ctl, Hb, p, p, Yb, m, m, rows, C, m);
+    } else {
+      sgemm(&pool, true, false, p, p, rows, 1.f, Hb, p, Hb, p, 0.f, hh.data(), p);
+      sgemm(&pool, true, false, p, m, rows, 1.f, Hb, p, Yb, m, 0.f, hy.data(), m);
+      pool.parallel_for(p, 16, [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) {
+          for (size_t j = 0; j < p; ++j) G[i * p1 + j] += hh[i * p + j];
+          for (size_t j = 0; j < m; ++j) C[i * m + j] += hy[i * m + j];
+        }
+      });
+    }
     // The bias row/column: sums of H and Y over the block, and the row count.
     for (size_t r = 0; r < rows; ++r) {
       const float* h = Hb + r * p;

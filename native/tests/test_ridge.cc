@@ -80,7 +80,8 @@ TEST(sums_equal_the_sgemm_path_exactly) {
   ffm::JobControl ctl(pool);
   std::mt19937 gen(9);
   std::normal_distribution<float> dist;
-  for (auto [n, p, m] : {std::array<size_t, 3>{1, 1, 1}, {257, 13, 5}, {600, 241, 19}, {300, 344, 64}}) {
+  // the first four go through sgemm (small products), the last two through the tiles
+  for (auto [n, p, m] : {std::array<size_t, 3>{1, 1, 1}, {40, 3, 2}, {257, 13, 5}, {600, 241, 19}, {300, 1031, 64}, {257, 700, 1600}}) {
     std::vector<float> H(n * p), Y(n * m);
     for (auto& v : H) v = dist(gen);
     for (auto& v : Y) v = dist(gen);
