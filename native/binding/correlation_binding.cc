@@ -217,13 +217,11 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
     auto guard = Claim(env);
     const std::vector<size_t>& dims = state_->acc->dims();
     if (dims.size() != 2) ThrowCode(env, "INVALID_ARGUMENT", "addFF feeds an accumulator of two layers: [FF units, targets]");
-    const size_t units = dims[0], m = dims[1], n = GetCount(info[1], "n");
-    const F32View X = GetF32(info[0], "X");
-    if (n == 0 ? X.length != 0 : X.length % n != 0) ThrowCode(env, "SHAPE_MISMATCH", "X must hold n rows");
-    const size_t d = n ? X.length / n : 1;
-    FFCopy ff = CopyFF(info[2], d, units, info[3], false);
-    if (GetF32(info[4], "Y").length != n * m) ThrowCode(env, "SHAPE_MISMATCH", "Y must hold n × m values");
-    Owned<float> x = CopyTyped<float>(info[0], "X"), y = CopyTyped<float>(info[4], "Y");
+    const size_t m = dims[1];
+    FFRows in = ReadFFRows(info, dims[0], m);
+    const FFCopy ff = in.ff;
+    const Owned<float> x = in.x, y = in.y;
+    const size_t n = in.n, d = in.d;
     return AsyncJob::Start(
         env, info[5],
         [guard, ff, x, y, n, d, m](JobControl& ctl) {

@@ -287,6 +287,20 @@ FFCopy CopyFF(const Napi::Value& v, size_t d, size_t units, const Napi::Value& a
   return c;
 }
 
+FFRows ReadFFRows(const Napi::CallbackInfo& info, size_t units, size_t m) {
+  Napi::Env env = info.Env();
+  FFRows r;
+  r.n = GetCount(info[1], "n");
+  const F32View X = GetF32(info[0], "X");
+  if (r.n == 0 ? X.length != 0 : X.length % r.n != 0) ThrowCode(env, "SHAPE_MISMATCH", "X must hold n rows");
+  r.d = r.n ? X.length / r.n : 1;
+  r.ff = CopyFF(info[2], r.d, units, info[3], false);
+  if (GetF32(info[4], "Y").length != r.n * m) ThrowCode(env, "SHAPE_MISMATCH", "Y must hold n × m values");
+  r.x = CopyTyped<float>(info[0], "X");
+  r.y = CopyTyped<float>(info[4], "Y");
+  return r;
+}
+
 void FFHidden(ThreadPool& pool, const FFCopy& ff, const float* x, size_t rows, float* h, std::vector<float>& scratch) {
   nn::linear(&pool, x, rows, ff.d, nn::Weight(ff.w_in.get()), ff.b_in.get(), ff.units, h);
   if (!ff.w_gate) {

@@ -29,6 +29,15 @@ struct FFCopy {
 // which is what lets a pool of k FFs (3.2 GB at Llama-2-7B width with k = 9) feed many jobs.
 FFCopy CopyFF(const Napi::Value& ff, size_t d, size_t units, const Napi::Value& activation, bool with_out);
 
+// The arguments of an addFF job, (X [n, d], n, ff, activation, Y [n, m]) at info[first..first+4], checked
+// (ff of `units` units, Y of m columns) and copied for the worker.
+struct FFRows {
+  FFCopy ff;
+  Owned<float> x, y;
+  size_t n = 0, d = 0;
+};
+FFRows ReadFFRows(const Napi::CallbackInfo& info, size_t units, size_t m);
+
 // h [rows, units] = act(x·W_inᵀ + b_in), or act(x·W_gateᵀ + b_gate) · (x·W_inᵀ + b_in); scratch holds the
 // gate product (rows × units floats) when there is a gate.
 void FFHidden(ThreadPool& pool, const FFCopy& ff, const float* x, size_t rows, float* h, std::vector<float>& scratch);

@@ -122,13 +122,11 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
 
   Napi::Value AddFF(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const size_t p = s_->p, m = s_->m, n = GetCount(info[1], "n");
-    const F32View X = GetF32(info[0], "X");
-    if (n == 0 ? X.length != 0 : X.length % n != 0) ThrowCode(env, "SHAPE_MISMATCH", "X must hold n rows");
-    const size_t d = n ? X.length / n : 1;
-    FFCopy ff = CopyFF(info[2], d, p, info[3], false);
-    if (GetF32(info[4], "Y").length != n * m) ThrowCode(env, "SHAPE_MISMATCH", "Y must hold n×m values");
-    Owned<float> x = CopyTyped<float>(info[0], "X"), y = CopyTyped<float>(info[4], "Y");
+    const size_t p = s_->p, m = s_->m;
+    FFRows in = ReadFFRows(info, p, m);
+    const FFCopy ff = in.ff;
+    const Owned<float> x = in.x, y = in.y;
+    const size_t n = in.n, d = in.d;
     auto claim = Take(env);
     return AsyncJob::Start(
         env, info[5],
