@@ -1,5 +1,5 @@
-import { RidgeAccumulator, splitSolution } from '../lib/native/ridge';
-import { ridgeReference } from '../lib/reference/ridge';
+import { RidgeAccumulator } from '../lib/native/ridge';
+import { ridgeReference, splitSolution } from '../lib/reference/ridge';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -14,6 +14,7 @@ describe('RidgeAccumulator (native) vs float64 reference', () => {
     [1, 1, 5],
     [7, 3, 40],
     [33, 17, 600], // more rows than one native block, odd sizes
+    [97, 70, 300], // W crosses the 64-wide tiles the job transposes X in, both ways
   ])('p=%i m=%i n=%i', async (p, m, n) => {
     const r = rng(p * 100 + m);
     const H = Float32Array.from({ length: n * p }, r);

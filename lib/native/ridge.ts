@@ -20,7 +20,7 @@ export type FFInput = (FFParts & { d: number; dFF: number }) | NativeFF;
 interface NativeRidgeSums {
   add(H: Float32Array, Y: Float32Array, n: number, onProgress: Progress): NativeJobHandle<void>;
   addFF(X: Float32Array, n: number, ff: unknown, activation: string, Y: Float32Array, onProgress: Progress): NativeJobHandle<void>;
-  solve(lambdaRel: number, bias: boolean, columns: Int32Array | null, onProgress: Progress): NativeJobHandle<Float64Array>;
+  solve(lambdaRel: number, bias: boolean, columns: Int32Array | null, onProgress: Progress): NativeJobHandle<RidgeSolution>;
   select(forced: Int32Array, count: number, lambdaRel: number, onProgress: Progress): NativeJobHandle<Int32Array>;
   rows(): number;
 }
@@ -42,15 +42,6 @@ export interface RidgeSolution {
   w: Float32Array;
   /** Bias [m]. */
   b: Float32Array;
-}
-
-/** Turns X ((p+1)×m, row p = bias) into canonical W [m,p] and b [m]. */
-export function splitSolution(X: Float64Array, p: number, m: number): RidgeSolution {
-  const w = new Float32Array(m * p);
-  const b = new Float32Array(m);
-  for (let i = 0; i < p; i++) for (let o = 0; o < m; o++) w[o * p + i] = X[i * m + o]!;
-  for (let o = 0; o < m; o++) b[o] = X[p * m + o]!;
-  return { w, b };
 }
 
 export class RidgeAccumulator {
@@ -116,8 +107,8 @@ export class RidgeAccumulator {
     await this.chain;
     if (this.count === 0) throw new FfmergeError('INVALID_ARGUMENT', 'refit: no calibration rows were accumulated');
     const columns = opts.columns ? Int32Array.from(opts.columns) : null;
-    const X = await this.queue((cb) => this.native.solve(lambdaRel, opts.bias !== false, columns, cb), opts);
-    return splitSolution(X, columns ? columns.length : this.p, this.m);
+    // W and b come back split and in float32 from the job (ridge_binding.cc says why)
+    return this.queue((cb) => this.native.solve(lambdaRel, opts.bias !== false, columns, cb), opts);
   }
 
   /**

@@ -45,3 +45,12 @@ export function ridgeReference(H: ArrayLike<number>, Y: ArrayLike<number>, n: nu
   for (let i = 0; i < p1; i++) for (let o = 0; o < m; o++) X[i * m + o] = B[i * m + o]! / A[i * p1 + i]!;
   return X;
 }
+
+/** Turns X ((p+1)×m, row p = bias) into canonical W [m, p] and b [m]: what the native solve returns. */
+export function splitSolution(X: Float64Array, p: number, m: number): { w: Float32Array; b: Float32Array } {
+  const w = new Float32Array(m * p);
+  const b = new Float32Array(m);
+  for (let i = 0; i < p; i++) for (let o = 0; o < m; o++) w[o * p + i] = X[i * m + o]!;
+  for (let o = 0; o < m; o++) b[o] = X[p * m + o]!;
+  return { w, b };
+}

@@ -5,9 +5,11 @@
 //   sums.addFF(X n×d, n, ff, activation, Y n×m, onProgress?) → {promise<void>, cancel}
 //       H = the hidden units of ff (binding/ff_binding.h: { wIn [p, d], bIn?, wGate?, bGate? }) on X,
 //       computed in the job in row blocks: neither H nor its products ever pass through JS
-//   sums.solve(lambdaRel, bias, columns: Int32Array | null, onProgress?) → {promise<Float64Array X>, cancel}
-//       X ((k+1)×m) solves the system of the listed columns (all p when null) plus the constant one;
-//       with bias false the constant column is dropped (X's last row is 0)
+//   sums.solve(lambdaRel, bias, columns: Int32Array | null, onProgress?) → {promise<{w, b}>, cancel}
+//       X ((k+1)×m, fp64) solves the system of the listed columns (all p when null) plus the constant one;
+//       with bias false the constant column is dropped (b is 0). It comes back as float32 W [m, k] (X's
+//       first k rows transposed: W_out's layout) and b [m] (its last row), made in the job: at Llama-2-7B
+//       width X is 360 MB of doubles, and splitting it in JS held the host's event loop ~350 ms per solve.
 //   sums.select(forced: Int32Array, count, lambdaRel, onProgress?) → {promise<Int32Array>, cancel}
 //   sums.rows() → rows added
 // Why native-resident: G is (p+1)² doubles, 34 MB for select's pool at gpt2-sotu and 134 MB under its
@@ -61,13 +63,6 @@ struct Claim {
   ~Claim() { sums->busy.store(false); }
   std::shared_ptr<Sums> sums;
 };
-
-// (p+1)×m: small next to G, so a plain copy.
-Napi::Value CopyOutF64(Napi::Env env, std::vector<double>&& v) {
-  auto out = Napi::Float64Array::New(env, v.size());
-  std::copy(v.begin(), v.end(), out.Data());
-  return out;
-}
 
 class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
  public:
@@ -161,7 +156,7 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
         if (c < 0 || size_t(c) >= p) ThrowCode(env, "INVALID_ARGUMENT", "a column index is out of range");
     }
     auto claim = Take(env);
-    auto X = std::make_shared<std::vector<double>>();
+    auto w = std::make_shared<std::vector<float>>(), b = std::make_shared<std::vector<float>>();
     return AsyncJob::Start(
         env, info[3],
         [=](JobControl& ctl) {
@@ -190,10 +185,29 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
             G = g.data();
             C = c.data();
           }
-          X->resize(kn * m);
-          ridge_solve(ctl, G, C, k, m, lambda_rel, X->data());
+          std::vector<double> X(kn * m);
+          ridge_solve(ctl, G, C, k, m, lambda_rel, X.data());
+          w->resize(m * k);
+          b->resize(m);
+          // transposed in tiles, so that both the reads of X and the writes of W stay in cache lines
+          constexpr size_t kTile = 64;
+          for (size_t i0 = 0; i0 < k; i0 += kTile) {
+            ctl.check();
+            const size_t i1 = std::min(k, i0 + kTile);
+            for (size_t o0 = 0; o0 < m; o0 += kTile) {
+              const size_t o1 = std::min(m, o0 + kTile);
+              for (size_t i = i0; i < i1; ++i)
+                for (size_t o = o0; o < o1; ++o) (*w)[o * k + i] = float(X[i * m + o]);
+            }
+          }
+          for (size_t o = 0; o < m; ++o) (*b)[o] = float(X[k * m + o]);
         },
-        [claim, X](Napi::Env e) { return CopyOutF64(e, std::move(*X)); });
+        [claim, w, b](Napi::Env e) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(e);
+          o.Set("w", ExternalF32(e, std::move(*w)));
+          o.Set("b", ExternalF32(e, std::move(*b)));
+          return o;
+        });
   }
 
   Napi::Value Select(const Napi::CallbackInfo& info) {
