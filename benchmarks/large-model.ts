@@ -10,7 +10,8 @@
  * highest per phase and VmHWM at the end, compress's own phase timings, and the longest the child's event
  * loop was held (what a server running compress in-process would feel), so far on each timed line and in
  * the end. Results go to stdout and benchmarks/results/large-model.json. FFMERGE_ROOT=<checkout> runs that
- * checkout's compress (before/after).
+ * checkout's compress (before/after). CHILD_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" passes node flags to the
+ * child (NODE_OPTIONS may not carry --cpu-prof), to see what held the event loop.
  */
 import { spawn } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -110,7 +111,7 @@ async function ensureModel(root: string, layers: number): Promise<{ dir: string;
 function runChild(dir: string): Promise<Omit<RunReport, 'layers' | 'fileBytes'>> {
   const pass = ['k', 'window', 'cal', 'val', 'search'].flatMap((k) => (args.includes(`--${k}`) ? [`--${k}`, flag(k, '')] : []));
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', __filename, '--child', '--model', dir, ...pass], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(process.execPath, [...(process.env.CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean), '-r', 'ts-node/register/transpile-only', __filename, '--child', '--model', dir, ...pass], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (b: Buffer) => (out += b.toString()));
     c.on('exit', (code) => {

@@ -30,7 +30,7 @@ const corr = await acc.finalize(0, { signal }); // dFF × dFF Pearson correlatio
 // 2. Align layer 4 to layer 3 (maximum total correlation), 3. average, 4. share the result in both layers.
 const perm = await permutationFromCorrelation(corr, dFF, { signal });
 const merged = averageFF([model.ffWeights(3), permuteFF(model.ffWeights(4), perm)]);
-const view = model.withFF([{ layer: 3, ff: merged }, { layer: 4, ff: merged }]); // one object = one tied copy
+const view = await model.withFF([{ layer: 3, ff: merged }, { layer: 4, ff: merged }], { signal }); // one object = one tied copy
 
 const base = await perplexity(model, validation, { signal });
 const after = await perplexity(view, validation, { signal });

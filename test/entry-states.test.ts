@@ -64,7 +64,7 @@ describe('EntryStates', () => {
     expect(await entry.get(0, {})).toEqual([undefined, undefined]);
     expect(entry.serves(model, model.mainStack)).toBe(true);
     const ffs = await modelFFs(model, [1]);
-    const view = model.withFF([{ layer: 1, ff: ffs.get(1)! }]);
+    const view = await model.withFF([{ layer: 1, ff: ffs.get(1)! }]);
     try {
       expect(entry.serves(view, view.mainStack)).toBe(false);
     } finally {

@@ -83,8 +83,8 @@ describe('native training gradient vs float64 finite differences', () => {
     const s = await syntheticGpt2({ layers: 4, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 8 });
     const base = await loadModel(s.dir);
     const ff = base.ffWeights(1);
-    const tied = base.withFF(new Map([[1, ff], [2, ff], [3, ff]]));
-    const untied = base.withFF(new Map([[1, ff], [2, cloneFF(ff)], [3, cloneFF(ff)]]));
+    const tied = await base.withFF(new Map([[1, ff], [2, ff], [3, ff]]));
+    const untied = await base.withFF(new Map([[1, ff], [2, cloneFF(ff)], [3, cloneFF(ff)]]));
     try {
       const b = batchOf(23, 3, 9, 9);
       const gt = await lossAndGrad(tied, b);

@@ -95,7 +95,7 @@ describe('ViT training gradient', () => {
     const s = await syntheticVit({ layers: 4, seed: 6 });
     const base = await loadModel(s.dir);
     const ff = base.ffWeights(1);
-    const tied = base.withFF(new Map([[1, ff], [2, ff]]));
+    const tied = await base.withFF(new Map([[1, ff], [2, ff]]));
     try {
       const im = randomImages(tied, 8, 7);
       const seen: FinetuneProgress[] = [];

@@ -136,19 +136,19 @@ describeShared(FIX, 'llama-stories260k forward', () => {
     const cols = new Float32Array(ff.wOut.length);
     for (let r = 0; r < d; r++) perm.forEach((p, i) => (cols[r * F + i] = ff.wOut[r * F + p]!));
     const permuted: FFWeights = { wIn: rows(ff.wIn), wGate: rows(ff.wGate!), wOut: cols };
-    const view = model.withFF(new Map([[1, permuted]]));
+    const view = await model.withFF(new Map([[1, permuted]]));
     const same = await view.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' });
     expect(relErr(same.logits!, base.logits!)).toBeLessThan(1e-5);
-    const swapped = model.withFF([{ layer: 1, ff: model.ffWeights(2) }]);
+    const swapped = await model.withFF([{ layer: 1, ff: model.ffWeights(2) }]);
     const other = await swapped.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' });
     expect(relErr(other.logits!, base.logits!)).toBeGreaterThan(1e-2);
     view.dispose();
     swapped.dispose();
   });
 
-  test('one FF object given to several layers is one tied copy; views share everything else', () => {
+  test('one FF object given to several layers is one tied copy; views share everything else', async () => {
     const merged = model.ffWeights(3);
-    const view = model.withFF([{ layer: 2, ff: merged }, { layer: 3, ff: merged }, { layer: 4, ff: merged }]);
+    const view = await model.withFF([{ layer: 2, ff: merged }, { layer: 3, ff: merged }, { layer: 4, ff: merged }]);
     expect(view.sharesFF(2, view, 3)).toBe(true);
     expect(view.sharesFF(3, view, 4)).toBe(true);
     expect(view.sharesFF(0, model, 0)).toBe(true); // untouched layers are the parent's buffers

@@ -135,7 +135,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
       });
       return { wIn, bIn, wOut, bOut: ff.bOut! };
     };
-    const view = model.withFF([
+    const view = await model.withFF([
       { stack: 'encoder', layer: 2, ff: permute(model.ffWeights(2, 'encoder')) },
       { stack: 'decoder', layer: 4, ff: permute(model.ffWeights(4, 'decoder')) },
     ]);
@@ -145,7 +145,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
     } finally {
       view.dispose();
     }
-    const swapped = model.withFF([{ stack: 'encoder', layer: 0, ff: model.ffWeights(5, 'encoder') }]);
+    const swapped = await model.withFF([{ stack: 'encoder', layer: 0, ff: model.ffWeights(5, 'encoder') }]);
     try {
       expect(maxRelErr((await swapped.forward(input, { output: 'logits' })).logits!, base)).toBeGreaterThan(1e-3);
     } finally {

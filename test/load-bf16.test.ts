@@ -98,8 +98,8 @@ for (const fixture of ['llama-stories260k', 'gpt2-sotu']) {
       expect(maxDiff(f.wIn, g.wIn)).toBe(0);
       expect(maxDiff(f.wOut, g.wOut)).toBe(0);
       const merged = same32.ffWeights(2);
-      const va = bf16.withFF(new Map([[0, merged], [1, merged]]));
-      const vb = same32.withFF(new Map([[0, merged], [1, merged]]));
+      const va = await bf16.withFF(new Map([[0, merged], [1, merged]]));
+      const vb = await same32.withFF(new Map([[0, merged], [1, merged]]));
       expect(va.sharesFF(0, va, 1)).toBe(true);
       expect(maxDiff(await logits(va), await logits(vb))).toBe(0);
       const da = bf16.withoutLayers({ decoder: [1] });
@@ -126,7 +126,7 @@ for (const fixture of ['llama-stories260k', 'gpt2-sotu']) {
           await r.close();
         }
         const m = await loadModel(out);
-        const v = same32.withFF(new Map([[1, merged], [2, merged]]));
+        const v = await same32.withFF(new Map([[1, merged], [2, merged]]));
         expect(maxDiff(await logits(m), await logits(v))).toBe(0);
         m.dispose();
         v.dispose();

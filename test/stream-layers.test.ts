@@ -44,8 +44,8 @@ async function compareDecoder(resident: Model, streamed: Model): Promise<void> {
   pre.abort();
   await expect(streamed.readFFWeights(2, { signal: pre.signal })).rejects.toMatchObject({ code: 'ABORTED' });
   await expect(streamed.readFFWeights(99)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-  const vR = resident.withFF(new Map([[1, ffR], [2, ffR]]));
-  const vS = streamed.withFF(new Map([[1, ffS], [2, ffS]]));
+  const vR = await resident.withFF(new Map([[1, ffR], [2, ffR]]));
+  const vS = await streamed.withFF(new Map([[1, ffS], [2, ffS]]));
   expect(vS.sharesFF(1, vS, 2)).toBe(true);
   expect(streamed.sharesFF(1, streamed, 2)).toBe(false);
   expect(streamed.sharesFF(3, streamed, 3)).toBe(true);

@@ -4,6 +4,7 @@
  */
 import { FfmergeError, fromNativeError, showValue } from '../errors';
 import { runNativeJob, type JobOptions } from '../native/job';
+import { stageLarge } from '../native/staged';
 import type { CorrelationAccumulator } from '../native/correlation';
 import { modelAddon, type NativeFF, type NativeForwardArgs, type NativeModelHandle } from '../native/model';
 import type { ModelSpec } from './spec';
@@ -249,10 +250,28 @@ export class Model {
 
   /**
    * A view sharing every tensor with this model except the FFs of the given layers. One FFWeights object
-   * given to several layers is stored once (a tie), which is how merged FFs are represented.
+   * given to several layers is stored once (a tie), which is how merged FFs are represented. The FFs are
+   * copied (later changes to the arrays do not reach the view); large arrays are staged into native memory
+   * first (native/staged.ts), so that the copy never holds the event loop for long: at Llama-2-7B width a
+   * candidate's view copies two float32 FFs, 1.1 GB.
    */
-  withFF(overrides: FFOverrides): Model {
+  async withFF(overrides: FFOverrides, opts: JobOptions = {}): Promise<Model> {
     const entries = overrides instanceof Map ? [...overrides].map(([layer, ff]) => ({ stack: undefined, layer, ff })) : overrides;
+    for (const e of entries) {
+      this.checkStackLayer(e.stack ?? this.mainStack, e.layer);
+      this.stackSpec(e.stack ?? this.mainStack);
+    }
+    const unique = [...new Set(entries.map((e) => e.ff))];
+    const { staged, release } = await stageLarge(unique, opts);
+    const stagedOf = new Map(unique.map((ff, i) => [ff, staged[i]!]));
+    try {
+      return this.withStagedFF(entries.map((e) => ({ ...e, ff: stagedOf.get(e.ff)! })));
+    } finally {
+      release(); // the view holds its own references
+    }
+  }
+
+  private withStagedFF(entries: { stack?: StackName | undefined; layer: number; ff: FFWeights }[]): Model {
     const view = (stack: StackName): NativeModelHandle | undefined => {
       const unique: FFWeights[] = [];
       const index = new Map<FFWeights, number>();
@@ -272,7 +291,6 @@ export class Model {
       }
       return modelAddon().modelWithFF(this.live(stack), unique, layers, which);
     };
-    for (const e of entries) this.stackSpec(e.stack ?? this.mainStack);
     try {
       const main = view(this.mainStack)!;
       const enc = this.encoderSpec ? { spec: this.encoderSpec, handle: view('encoder')! } : undefined;

@@ -335,7 +335,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       return bests;
     };
     const scoreView = async (edits: Edit[], start: number): Promise<number> => {
-      const view = applyEdits(model, edits);
+      const view = await applyEdits(model, edits, quiet);
       try {
         return await task.search(view, start, quiet);
       } finally {
@@ -377,7 +377,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     }
     clock.lap(searching ? 'search' : 'merge'); // given windows are merged, not searched
     const chosen = mergeEdits.map((e) => (e.kind === 'ff' ? e.merged! : undefined)).filter((m): m is MergedWindow => m !== undefined);
-    const mergedModel = applyEdits(model, mergeEdits);
+    const mergedModel = await applyEdits(model, mergeEdits, quiet);
     views.push(mergedModel);
     const mergedVal = await task.validate(mergedModel, Math.min(...chosen.map((m) => m.window.start)), as('validate-merged'));
     clock.lap('validate');
@@ -390,7 +390,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       if (found.length === 0) continue;
       const picks = found.map((b) => b.c);
       const edits = found.flatMap((b) => b.edits);
-      const view = applyEdits(model, edits);
+      const view = await applyEdits(model, edits, quiet);
       views.push(view);
       baselineModels.set(baseline.name, view);
       baselineResults[baseline.name] = {

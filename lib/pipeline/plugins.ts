@@ -96,10 +96,10 @@ export interface Baseline extends Named {
 }
 
 /** The model a candidate describes: FF overrides first (one FF object = one tied copy), then removed layers. */
-export function applyEdits(model: Model, edits: Edit[]): Model {
+export async function applyEdits(model: Model, edits: Edit[], opts: JobOptions = {}): Promise<Model> {
   const ff = edits.filter((e) => e.kind === 'ff');
   const drops = edits.filter((e) => e.kind === 'drop-layers');
-  const withFF = ff.length ? model.withFF(ff.flatMap((e) => e.layers.map((layer) => ({ stack: e.stack, layer, ff: e.ff })))) : model;
+  const withFF = ff.length ? await model.withFF(ff.flatMap((e) => e.layers.map((layer) => ({ stack: e.stack, layer, ff: e.ff }))), opts) : model;
   if (drops.length === 0) return withFF;
   const drop: Partial<Record<StackName, number[]>> = {};
   for (const e of drops) drop[e.stack] = [...(drop[e.stack] ?? []), ...e.layers];

@@ -17,6 +17,7 @@
 #include "binding/model_handle.h"
 #include "binding/registry.h"
 #include "binding/spec_binding.h"
+#include "binding/staged_floats.h"
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/model/correlation_capture.h"
@@ -67,9 +68,11 @@ std::string GetStr(const Napi::Object& o, const char* key, const char* dflt) {
 }
 
 // Copies JS Float32Arrays into native buffers; the same JS memory passed twice (a tie) becomes one buffer.
+// StagedFloats (staged_floats.h) are shared as they are: their copy was made before, a slice at a time.
 struct BufferCopier {
   std::map<const float*, Buffer> seen;
   Buffer copy(const Napi::Value& v, const std::string& what) {
+    if (Buffer staged = SharedStaged(v)) return staged;
     F32View a = GetF32(v, what.c_str());
     auto it = seen.find(a.data);
     if (it != seen.end() && it->second->size() == a.length) return it->second;

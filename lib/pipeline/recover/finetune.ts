@@ -60,7 +60,7 @@ export const finetuneRecover: RecoverMethod = {
       data = { data: blocks, batch: BATCH, seq: Math.min(SEQ, ...ctx.calibration.map((b) => b.input.seq - 1)) };
     }
     const layers = windowLayers(m.window);
-    const view = model.withFF(layers.map((layer) => ({ stack: m.stack, layer, ff: m.merged })));
+    const view = await model.withFF(layers.map((layer) => ({ stack: m.stack, layer, ff: m.merged })), opts.signal ? { signal: opts.signal } : {});
     try {
       const r = await train(view, {
         ...data,

@@ -118,7 +118,7 @@ export async function compensate(
   if (last < first) return adjusted;
   const from = Math.min(...edits.map((e) => e.layer));
   let after = entry;
-  const view = model.withFF(edits.map((e) => ({ stack, layer: e.layer, ff: e.ff })));
+  const view = await model.withFF(edits.map((e) => ({ stack, layer: e.layer, ff: e.ff })), signal);
   try {
     for (let l = from; l < first; l++) after = await stepLayer(ctx, view, l, after, undefined, opts);
   } finally {
@@ -136,7 +136,7 @@ export async function compensate(
     }
     const ff = await solveOut(own, acc, opts);
     adjusted.set(l, ff);
-    const view1 = model.withFF([{ stack, layer: l, ff }]);
+    const view1 = await model.withFF([{ stack, layer: l, ff }], signal);
     try {
       after = await stepLayer(ctx, view1, l, after, undefined, opts);
     } finally {
@@ -166,7 +166,7 @@ export async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: Jo
   let merged: FFWeights = m.merged;
   for (let pass = 0; pass < PASSES; pass++) {
     const ff = merged;
-    const view = model.withFF(layers.map((layer) => ({ stack: m.stack, layer, ff })));
+    const view = await model.withFF(layers.map((layer) => ({ stack: m.stack, layer, ff })), signal);
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     // held natively once, not copied for every layer and batch (360 MB at 7B width)
     const input = await NativeFF.of(ff, opts);

@@ -26,7 +26,7 @@ export const refitSeq: RecoverMethod = {
     const originals = await modelFFs(model, layers, stack, opts);
     let merged: FFWeights = m.merged;
     for (let pass = 0; pass < PASSES; pass++) {
-      const view = model.withFF(layers.map((layer) => ({ stack, layer, ff: merged })));
+      const view = await model.withFF(layers.map((layer) => ({ stack, layer, ff: merged })), opts.signal ? { signal: opts.signal } : {});
       try {
         const current = merged;
         merged = await refitOutput(view, stack, layers, current, originals, ctx.calibration, spec.activation as Activation, opts);
