@@ -61,6 +61,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   TuneAllocatorOnce();
   auto* data = new AddonData();
   data->pool = std::make_unique<ThreadPool>(ThreadsFromEnv());
+  data->reaper = std::make_shared<Reaper>();
   env.SetInstanceData(data);  // deleted (pool joined) when the environment tears down
   InitAll(env, exports);
   return exports;

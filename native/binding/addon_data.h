@@ -5,12 +5,14 @@
 
 #include <memory>
 
+#include "binding/reaper.h"
 #include "core/thread_pool.h"
 
 namespace ffm::binding {
 
 struct AddonData {
   std::unique_ptr<ThreadPool> pool;
+  std::shared_ptr<Reaper> reaper;  // frees large native memory off the main thread (reaper.h)
 };
 
 AddonData& GetAddonData(Napi::Env env);

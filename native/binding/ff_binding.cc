@@ -22,6 +22,7 @@
 #include <cstring>
 #include <string>
 
+#include "binding/reaper.h"
 #include "binding/registry.h"
 
 namespace ffm::binding {
@@ -74,6 +75,7 @@ class NativeFF : public Napi::ObjectWrap<NativeFF> {
 
   explicit NativeFF(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeFF>(info) {
     Napi::Env env = info.Env();
+    reaper_ = ReaperOf(env);
     units_ = GetCount(info[0], "units");
     d_ = GetCount(info[1], "d");
     if (units_ == 0 || d_ == 0) ThrowCode(env, "INVALID_ARGUMENT", "a NativeFF needs positive units and d");
@@ -127,7 +129,7 @@ class NativeFF : public Napi::ObjectWrap<NativeFF> {
 
   void Release() {
     if (!buf_[kWIn]) return;
-    for (auto& b : buf_) b.reset();  // a job still reading keeps its own reference
+    for (auto& b : buf_) reaper_->Drop(std::move(b));  // freed off the main thread; a job reading keeps its own
     Napi::MemoryManagement::AdjustExternalMemory(Env(), -bytes_);
   }
 
@@ -225,6 +227,7 @@ class NativeFF : public Napi::ObjectWrap<NativeFF> {
   size_t units_ = 0, d_ = 0;
   int64_t bytes_ = 0;
   std::array<SharedFloats, kParts> buf_;
+  std::shared_ptr<Reaper> reaper_;
 };
 
 Napi::Value FfApply(const Napi::CallbackInfo& info) {
@@ -319,8 +322,8 @@ Napi::Value ExternalF32(Napi::Env env, std::vector<float>&& v) {
   const int64_t bytes = static_cast<int64_t>(owned->size() * sizeof(float));
   auto buf = Napi::ArrayBuffer::New(
       env, owned->data(), owned->size() * sizeof(float),
-      [bytes](Napi::Env e, void*, std::vector<float>* p) {
-        delete p;
+      [bytes, reaper = ReaperOf(env)](Napi::Env e, void*, std::vector<float>* p) {
+        reaper->Drop(std::shared_ptr<const std::vector<float>>(p));  // hundreds of MB at 7B width
         Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);
       },
       owned);

@@ -15,6 +15,7 @@
 #include "binding/async_job.h"
 #include "binding/correlation_handle.h"
 #include "binding/model_handle.h"
+#include "binding/reaper.h"
 #include "binding/registry.h"
 #include "binding/spec_binding.h"
 #include "binding/staged_floats.h"
@@ -32,13 +33,17 @@ using model::Model;
 namespace {
 struct ModelHandle {
   std::shared_ptr<const Model> model;
+  std::shared_ptr<Reaper> reaper;  // a view's last reference frees its FF copies (1 GB at 7B width) there
 };
 
 }  // namespace
 
 Napi::Value WrapModel(Napi::Env env, std::shared_ptr<const Model> m) {
-  auto* h = new ModelHandle{std::move(m)};
-  return Napi::External<ModelHandle>::New(env, h, [](Napi::Env, ModelHandle* p) { delete p; });
+  auto* h = new ModelHandle{std::move(m), ReaperOf(env)};
+  return Napi::External<ModelHandle>::New(env, h, [](Napi::Env, ModelHandle* p) {
+    p->reaper->Drop(std::move(p->model));
+    delete p;
+  });
 }
 
 std::shared_ptr<const Model> UnwrapModel(const Napi::Value& v) {
@@ -227,7 +232,10 @@ Napi::Value ModelSharesFF(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelDispose(const Napi::CallbackInfo& info) {
-  if (info[0].IsExternal()) info[0].As<Napi::External<ModelHandle>>().Data()->model.reset();
+  if (info[0].IsExternal()) {
+    ModelHandle* h = info[0].As<Napi::External<ModelHandle>>().Data();
+    h->reaper->Drop(std::move(h->model));
+  }
   return info.Env().Undefined();
 }
 

@@ -27,6 +27,7 @@
 
 #include "binding/async_job.h"
 #include "binding/ff_binding.h"
+#include "binding/reaper.h"
 #include "binding/registry.h"
 #include "core/error.h"
 #include "core/ridge.h"
@@ -73,6 +74,9 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
                         InstanceMethod<&RidgeSums::Rows>("rows")});
   }
 
+  // G is (p+1)² doubles (970 MB at Llama-2-7B width): freed off the main thread
+  ~RidgeSums() override { reaper_->Drop(std::move(s_)); }
+
   explicit RidgeSums(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RidgeSums>(info) {
     Napi::Env env = info.Env();
     const size_t p = GetCount(info[0], "p"), m = GetCount(info[1], "m");
@@ -80,6 +84,7 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
     const size_t n = p + 1;
     if (n > SIZE_MAX / n / sizeof(double) || n > SIZE_MAX / m / sizeof(double))
       ThrowCode(env, "OUT_OF_MEMORY", "the least-squares sums for p = " + std::to_string(p) + " do not fit in memory");
+    reaper_ = ReaperOf(env);
     s_ = std::make_shared<Sums>();
     s_->p = p;
     s_->m = m;
@@ -234,6 +239,7 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
   Napi::Value Rows(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), s_->rows); }
 
   std::shared_ptr<Sums> s_;
+  std::shared_ptr<Reaper> reaper_;
 };
 
 void Init(Napi::Env env, Napi::Object exports) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "binding/async_job.h"
+#include "binding/reaper.h"
 #include "binding/registry.h"
 #include "core/error.h"
 
@@ -43,6 +44,7 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
 
   explicit StagedFloats(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StagedFloats>(info) {
     st_ = std::make_shared<State>();
+    reaper_ = ReaperOf(info.Env());
     st_->length = GetCount(info[0], "length");
     if (st_->length > SIZE_MAX / sizeof(float))
       ThrowCode(info.Env(), "OUT_OF_MEMORY", "staged floats of this length do not fit in memory");
@@ -59,7 +61,7 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
 
  private:
   void Release(Napi::Env env) {
-    st_->buf.reset();  // a model sharing it keeps its own reference
+    reaper_->Drop(std::move(st_->buf));  // a model sharing it keeps its own reference
     st_->disposed = true;
     if (st_->accounted) Napi::MemoryManagement::AdjustExternalMemory(env, -st_->accounted);
     st_->accounted = 0;
@@ -114,6 +116,7 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
   }
 
   std::shared_ptr<State> st_;
+  std::shared_ptr<Reaper> reaper_;
 };
 
 void Init(Napi::Env env, Napi::Object exports) { exports.Set("StagedFloats", StagedFloats::Define(env)); }

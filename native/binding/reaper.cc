@@ -1,0 +1,44 @@
+#include "binding/reaper.h"
+
+#include <utility>
+
+#include "binding/addon_data.h"
+
+namespace ffm::binding {
+
+Reaper::Reaper() : thread_([this] { Loop(); }) {}
+
+Reaper::~Reaper() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+void Reaper::Drop(std::shared_ptr<const void> p) {
+  if (!p || p.use_count() > 1) return;  // not the last reference: dropping it frees nothing
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back(std::move(p));
+  }
+  wake_.notify_one();
+}
+
+void Reaper::Loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and everything queued is freed
+    std::shared_ptr<const void> p = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    p.reset();  // the free itself, outside the lock
+    lock.lock();
+  }
+}
+
+std::shared_ptr<Reaper> ReaperOf(Napi::Env env) { return GetAddonData(env).reaper; }
+
+}  // namespace ffm::binding
