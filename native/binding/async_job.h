@@ -8,6 +8,10 @@
 // thread by the finish function (WriteBack), which refuses a buffer detached in the meantime. The copies
 // cost little next to the work they feed (benchmarks/RESULTS.md, "Native job inputs are copied").
 // Results are built on the main thread by the finish function.
+// A worker thread terminated while a job runs: the job still completes, in an environment that can no longer
+// run JS, so settling its promise fails. The build defines NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS (binding.gyp,
+// CMakeLists.txt), so node-addon-api drops that error instead of letting it escape a C callback, which
+// aborted the whole process (test/addon-teardown.test.ts).
 #pragma once
 #include <napi.h>
 
