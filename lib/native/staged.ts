@@ -26,24 +26,44 @@ interface StagedAddon {
 
 const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** `values` copied into native memory; dispose() the handle once a model has taken it (the model keeps its own reference). */
-export async function stageFloats(values: Float32Array, opts: JobOptions = {}): Promise<StagedFloatsHandle> {
+/** A handle of `length` floats, allocated (and its pages faulted) by a job on the pool. */
+async function allocated(length: number, opts: JobOptions): Promise<StagedFloatsHandle> {
   let handle: StagedFloatsHandle;
   try {
-    handle = new (loadAddon().module as unknown as StagedAddon).StagedFloats(values.length);
+    handle = new (loadAddon().module as unknown as StagedAddon).StagedFloats(length);
   } catch (e) {
     throw fromNativeError(e);
   }
   try {
-    await runNativeJob('stage', (cb) => handle.alloc(cb), { ...(opts.signal ? { signal: opts.signal } : {}) });
-    for (let i = 0; i < values.length; i += STAGE_SLICE) {
-      if (i > 0) await yieldToLoop();
-      if (opts.signal?.aborted) throw abortError();
-      handle.write(i, values.subarray(i, Math.min(values.length, i + STAGE_SLICE)));
-    }
+    await runNativeJob('stage', (cb) => handle.alloc(cb), opts.signal ? { signal: opts.signal } : {});
   } catch (e) {
     handle.dispose();
-    throw fromNativeError(e);
+    throw e;
+  }
+  return handle;
+}
+
+/** Copies `values` into the handle a slice at a time, yielding to the event loop between slices. */
+async function fill(handle: StagedFloatsHandle, values: Float32Array, opts: JobOptions): Promise<void> {
+  for (let i = 0; i < values.length; i += STAGE_SLICE) {
+    if (i > 0) await yieldToLoop();
+    if (opts.signal?.aborted) throw abortError();
+    try {
+      handle.write(i, values.subarray(i, Math.min(values.length, i + STAGE_SLICE)));
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+}
+
+/** `values` copied into native memory; dispose() the handle once a model has taken it (the model keeps its own reference). */
+export async function stageFloats(values: Float32Array, opts: JobOptions = {}): Promise<StagedFloatsHandle> {
+  const handle = await allocated(values.length, opts);
+  try {
+    await fill(handle, values, opts);
+  } catch (e) {
+    handle.dispose();
+    throw e;
   }
   return handle;
 }
@@ -51,36 +71,44 @@ export async function stageFloats(values: Float32Array, opts: JobOptions = {}): 
 /**
  * The arrays of `objects` (each a record of Float32Arrays) of STAGE_MIN floats or more, staged once each: the
  * same memory (one ArrayBuffer, offset and length) met twice is staged once, so a tie stays one native copy.
+ * The allocations run as concurrent jobs (faulting pages is most of the cost), the copies one after another.
  * Returns the records with those arrays replaced by their handles, and a function that disposes the handles.
  */
 export async function stageLarge<T extends object>(objects: T[], opts: JobOptions = {}): Promise<{ staged: T[]; release: () => void }> {
-  const byBuffer = new Map<ArrayBufferLike, Map<string, StagedFloatsHandle>>();
-  const handles: StagedFloatsHandle[] = [];
+  const key = (v: Float32Array) => `${v.byteOffset}:${v.length}`;
+  const unique = new Map<ArrayBufferLike, Map<string, Float32Array>>();
+  for (const o of objects) {
+    for (const v of Object.values(o as Record<string, unknown>)) {
+      if (!(v instanceof Float32Array) || v.length < STAGE_MIN) continue;
+      const same = unique.get(v.buffer) ?? new Map<string, Float32Array>();
+      unique.set(v.buffer, same);
+      same.set(key(v), v);
+    }
+  }
+  const arrays = [...unique.values()].flatMap((m) => [...m.values()]);
+  const settled = await Promise.allSettled(arrays.map((v) => allocated(v.length, opts)));
+  const handles = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const release = () => {
     for (const h of handles) h.dispose();
   };
   try {
-    const staged: T[] = [];
-    for (const o of objects) {
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    for (const [i, v] of arrays.entries()) await fill(handles[i]!, v, opts);
+    const staged = objects.map((o) => {
       const copy: Record<string, unknown> = { ...(o as Record<string, unknown>) };
-      for (const [key, v] of Object.entries(copy)) {
-        if (!(v instanceof Float32Array) || v.length < STAGE_MIN) continue;
-        const same = byBuffer.get(v.buffer) ?? new Map<string, StagedFloatsHandle>();
-        byBuffer.set(v.buffer, same);
-        const at = `${v.byteOffset}:${v.length}`;
-        let h = same.get(at);
-        if (!h) {
-          h = await stageFloats(v, opts);
-          handles.push(h);
-          same.set(at, h);
-        }
-        copy[key] = h;
+      for (const [k, v] of Object.entries(copy)) {
+        if (v instanceof Float32Array && v.length >= STAGE_MIN) copy[k] = handleOf(v);
       }
-      staged.push(copy as unknown as T);
-    }
+      return copy as unknown as T;
+    });
     return { staged, release };
   } catch (e) {
     release();
     throw e;
+  }
+
+  function handleOf(v: Float32Array): StagedFloatsHandle {
+    return handles[arrays.indexOf(unique.get(v.buffer)!.get(key(v))!)]!;
   }
 }

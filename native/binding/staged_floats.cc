@@ -31,7 +31,6 @@ struct State {
   std::shared_ptr<std::vector<float>> buf;
   bool allocating = false;
   bool disposed = false;
-  int64_t accounted = 0;  // bytes reported to V8 as external memory
 };
 
 class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
@@ -51,7 +50,7 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
     info.This().As<Napi::Object>().TypeTag(&kStagedTag);
   }
 
-  ~StagedFloats() override { Release(Env()); }
+  ~StagedFloats() override { Release(); }
 
   model::Buffer Share(Napi::Env env) const {
     if (st_->disposed) ThrowCode(env, "INVALID_STATE", "these staged floats were disposed");
@@ -60,11 +59,9 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
   }
 
  private:
-  void Release(Napi::Env env) {
+  void Release() {
     reaper_->Drop(std::move(st_->buf));  // a model sharing it keeps its own reference
     st_->disposed = true;
-    if (st_->accounted) Napi::MemoryManagement::AdjustExternalMemory(env, -st_->accounted);
-    st_->accounted = 0;
   }
 
   Napi::Value Alloc(const Napi::CallbackInfo& info) {
@@ -87,11 +84,10 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
         },
         [st, made](Napi::Env e) -> Napi::Value {
           st->allocating = false;
-          if (!st->disposed) {
-            st->buf = std::move(*made);
-            st->accounted = int64_t(st->length * sizeof(float));
-            Napi::MemoryManagement::AdjustExternalMemory(e, st->accounted);
-          }
+          // Not reported to V8 as external memory: it is the model's from the next call on (a model's
+          // tensors are not reported either), and each report of hundreds of MB forced a full collection
+          // on the main thread in the middle of the staging.
+          if (!st->disposed) st->buf = std::move(*made);
           return e.Undefined();
         });
   }
@@ -111,7 +107,7 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    Release(info.Env());
+    Release();
     return info.Env().Undefined();
   }
 

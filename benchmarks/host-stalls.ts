@@ -1,0 +1,133 @@
+/**
+ * How long single library calls hold the host's event loop at Llama-2-7B width (the stalls a server running
+ * compress in-process feels), ours against a peer checkout in the same run:
+ *   - Model.withFF: one float32 FF (541 MB) given to two layers, as a scored candidate's view does;
+ *   - NativeFF.dispose(): the select pool of a k = 2 window (720 MB) and of a k = 9 window (3.2 GB).
+ * Each case runs 3 times in a child process per checkout (FFMERGE_ROOT), one case after the other, so the two
+ * checkouts see the same machine within minutes. The model is the 3-layer synthetic of benchmarks/synthetic/
+ * llama.ts (written when absent, 1.6 GB).
+ *
+ *   node -r ts-node/register/transpile-only benchmarks/host-stalls.ts [--peer /path/to/other/checkout]
+ *        [--dir /tmp/ffmerge-synthetic]
+ *
+ * The peer is optional (a checkout with its addon built); without it only ours is measured.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { PRESETS, writeSyntheticLlama } from './synthetic/llama';
+
+const args = process.argv.slice(2);
+const flag = (name: string, dflt: string): string => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]! : dflt;
+};
+
+interface CaseResult {
+  name: string;
+  /** Wall time of each call (ms). */
+  wall: number[];
+  /** The event loop's longest delay over the calls (ms). */
+  loopMax: number;
+}
+
+/** In the child: the cases, on FFMERGE_ROOT's library. */
+async function child(): Promise<void> {
+  const root = process.env.FFMERGE_ROOT ?? path.resolve(__dirname, '..');
+  const { loadModel } = (await import(path.join(root, 'lib/model/load'))) as typeof import('../lib/model/load');
+  const { NativeFF } = (await import(path.join(root, 'lib/native/native-ff'))) as typeof import('../lib/native/native-ff');
+  const out: CaseResult[] = [];
+  const timed = async (name: string, run: () => Promise<void> | void): Promise<void> => {
+    const wall: number[] = [];
+    const h = monitorEventLoopDelay({ resolution: 5 });
+    h.enable();
+    await new Promise((res) => setTimeout(res, 50));
+    for (let r = 0; r < 3; r++) {
+      const t0 = performance.now();
+      await run();
+      wall.push(performance.now() - t0);
+      await new Promise((res) => setTimeout(res, 300)); // let what the call left behind (frees, GC) land in the window
+    }
+    h.disable();
+    out.push({ name, wall, loopMax: h.max / 1e6 });
+  };
+
+  const model = await loadModel(flag('model', ''));
+  const a = model.ffWeights(0);
+  const b = model.ffWeights(1);
+  const avg = (x: Float32Array, y: Float32Array) => Float32Array.from(x, (v, i) => (v + y[i]!) / 2);
+  const merged = { ...a, wIn: avg(a.wIn, b.wIn), wGate: avg(a.wGate!, b.wGate!), wOut: avg(a.wOut, b.wOut) };
+  await timed('withFF: one FF (541 MB) on 2 layers', async () => {
+    const view = await model.withFF([{ layer: 0, ff: merged }, { layer: 1, ff: merged }]);
+    view.dispose();
+  });
+  model.dispose();
+
+  const d = merged.d;
+  for (const [k, units] of [[2, 2 * merged.dFF], [9, 9 * merged.dFF]] as const) {
+    const rows = 4096; // the pool is filled a slice at a time, as select fills it a layer at a time
+    const part = { d, dFF: rows, wIn: new Float32Array(rows * d).fill(0.5), wGate: new Float32Array(rows * d).fill(0.25), wOut: new Float32Array(0) };
+    let pool: InstanceType<typeof NativeFF> | undefined;
+    const fill = async () => {
+      pool = new NativeFF(units, d, { bIn: false, gate: true, bGate: false });
+      for (let o = 0; o + rows <= units; o += rows) await pool.set(o, part);
+    };
+    const wall: number[] = [];
+    let loopMax = 0;
+    for (let r = 0; r < 3; r++) {
+      await fill();
+      // a fresh histogram per call: one re-enabled after the fill would count the fill's time as a delay
+      const h = monitorEventLoopDelay({ resolution: 5 });
+      h.enable();
+      await new Promise((res) => setTimeout(res, 50));
+      const t0 = performance.now();
+      pool!.dispose();
+      wall.push(performance.now() - t0);
+      await new Promise((res) => setTimeout(res, 300));
+      h.disable();
+      loopMax = Math.max(loopMax, h.max / 1e6);
+    }
+    out.push({ name: `NativeFF.dispose(): a k = ${k} pool (${((units * d * 8) / 1e9).toFixed(1)} GB)`, wall, loopMax });
+  }
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+async function ensureModel(dir: string): Promise<string> {
+  const m = path.join(dir, 'llama-7b-width-3l-bf16');
+  if (!fs.existsSync(path.join(m, 'config.json'))) {
+    console.error(`writing ${m} …`);
+    await writeSyntheticLlama(m, { ...PRESETS['7b']!, layers: 3 }, { dtype: 'BF16', tokens: 16384 });
+  }
+  return m;
+}
+
+function run(root: string, model: string): CaseResult[] {
+  const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', __filename, '--child', '--model', model], {
+    env: { ...process.env, FFMERGE_ROOT: root },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  if (r.status !== 0) throw new Error(`the child for ${root} exited with ${r.status}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as CaseResult[];
+}
+
+async function main(): Promise<void> {
+  if (args.includes('--child')) return child();
+  const model = await ensureModel(flag('dir', path.join(os.tmpdir(), 'ffmerge-synthetic')));
+  const ours = run(path.resolve(__dirname, '..'), model);
+  const peerRoot = flag('peer', '');
+  const peer = peerRoot ? run(path.resolve(peerRoot), model) : undefined;
+  if (!peer) console.log('peer: none given (--peer <checkout>), ours only');
+  console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model}, ${(os.totalmem() / 2 ** 30).toFixed(2)} GiB`);
+  console.log(`| call | ours: event loop max | ours: wall per call | ${peer ? 'peer: event loop max | peer: wall per call |' : ''}`);
+  console.log(`|---|---|---|${peer ? '---|---|' : ''}`);
+  const ms = (w: number[]) => w.map((x) => x.toFixed(1)).join(' / ') + ' ms';
+  for (const [i, c] of ours.entries()) {
+    const p = peer?.[i];
+    console.log(`| ${c.name} | ${c.loopMax.toFixed(1)} ms | ${ms(c.wall)} |${p ? ` ${p.loopMax.toFixed(1)} ms | ${ms(p.wall)} |` : ''}`);
+  }
+}
+
+void main();
