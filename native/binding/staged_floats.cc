@@ -31,6 +31,7 @@ struct State {
   std::shared_ptr<std::vector<float>> buf;
   bool allocating = false;
   bool disposed = false;
+  int64_t accounted = 0;  // bytes reported to V8 as external memory
 };
 
 class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
@@ -50,7 +51,7 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
     info.This().As<Napi::Object>().TypeTag(&kStagedTag);
   }
 
-  ~StagedFloats() override { Release(); }
+  ~StagedFloats() override { Release(Env()); }
 
   model::Buffer Share(Napi::Env env) const {
     if (st_->disposed) ThrowCode(env, "INVALID_STATE", "these staged floats were disposed");
@@ -59,9 +60,11 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
   }
 
  private:
-  void Release() {
+  void Release(Napi::Env env) {
     reaper_->Drop(std::move(st_->buf));  // a model sharing it keeps its own reference
     st_->disposed = true;
+    if (st_->accounted) Napi::MemoryManagement::AdjustExternalMemory(env, -st_->accounted);
+    st_->accounted = 0;
   }
 
   Napi::Value Alloc(const Napi::CallbackInfo& info) {
@@ -84,10 +87,14 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
         },
         [st, made](Napi::Env e) -> Napi::Value {
           st->allocating = false;
-          // Not reported to V8 as external memory: it is the model's from the next call on (a model's
-          // tensors are not reported either), and each report of hundreds of MB forced a full collection
-          // on the main thread in the middle of the staging.
-          if (!st->disposed) st->buf = std::move(*made);
+          // Reported to V8 while this object holds it. Unreported, a 7B-width compress held the loop
+          // longer (310 and 849 ms against 187 ms, benchmarks/RESULTS.md): the collections the reports
+          // start come between candidates instead of with more garbage later.
+          if (!st->disposed) {
+            st->buf = std::move(*made);
+            st->accounted = int64_t(st->length * sizeof(float));
+            Napi::MemoryManagement::AdjustExternalMemory(e, st->accounted);
+          }
           return e.Undefined();
         });
   }
@@ -107,7 +114,7 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    Release();
+    Release(info.Env());
     return info.Env().Undefined();
   }
 
