@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "binding/addon_data.h"
+#include "core/thread_pool.h"
 
 namespace ffm::binding {
 
@@ -27,6 +28,7 @@ void Reaper::Drop(std::shared_ptr<const void> p) {
 }
 
 void Reaper::Loop() {
+  lower_this_thread_priority();  // frees can wait; the host's event loop should not wait for them
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });

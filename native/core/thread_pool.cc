@@ -20,6 +20,8 @@ namespace {
 // pool loses nothing. Linux sets nice per thread; elsewhere this is a no-op. Raising nice needs no
 // privilege; failure (e.g. a sandbox forbidding it) only leaves the default priority.
 constexpr int kPoolNice = 5;
+}  // namespace
+
 void lower_this_thread_priority() {
 #if defined(__linux__)
   const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
@@ -28,7 +30,6 @@ void lower_this_thread_priority() {
   if (errno == 0) (void)setpriority(PRIO_PROCESS, tid, std::min(19, now + kPoolNice));
 #endif
 }
-}  // namespace
 
 ThreadPool::ThreadPool(unsigned threads) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());

@@ -15,6 +15,10 @@
 
 namespace ffm {
 
+// Lowers the calling thread's priority a little (nice +5 on Linux; a no-op elsewhere): for ffmerge's own
+// background threads, so that a host's threads get a core first (thread_pool.cc says why).
+void lower_this_thread_priority();
+
 class ThreadPool {
  public:
   // threads = total compute threads including the caller; 0 picks std::thread::hardware_concurrency().
