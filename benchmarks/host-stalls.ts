@@ -13,11 +13,10 @@
  * The peer is optional (a checkout with its addon built); without it only ours is measured.
  */
 import { spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { PRESETS, writeSyntheticLlama } from './synthetic/llama';
+import { ensureSyntheticLlama } from './synthetic/llama';
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: string): string => {
@@ -94,15 +93,6 @@ async function child(): Promise<void> {
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
-async function ensureModel(dir: string): Promise<string> {
-  const m = path.join(dir, 'llama-7b-width-3l-bf16');
-  if (!fs.existsSync(path.join(m, 'config.json'))) {
-    console.error(`writing ${m} …`);
-    await writeSyntheticLlama(m, { ...PRESETS['7b']!, layers: 3 }, { dtype: 'BF16', tokens: 16384 });
-  }
-  return m;
-}
-
 function run(root: string, model: string): CaseResult[] {
   const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', __filename, '--child', '--model', model], {
     env: { ...process.env, FFMERGE_ROOT: root },
@@ -115,7 +105,7 @@ function run(root: string, model: string): CaseResult[] {
 
 async function main(): Promise<void> {
   if (args.includes('--child')) return child();
-  const model = await ensureModel(flag('dir', path.join(os.tmpdir(), 'ffmerge-synthetic')));
+  const { dir: model } = await ensureSyntheticLlama(flag('dir', path.join(os.tmpdir(), 'ffmerge-synthetic')), 3);
   const ours = run(path.resolve(__dirname, '..'), model);
   const peerRoot = flag('peer', '');
   const peer = peerRoot ? run(path.resolve(peerRoot), model) : undefined;

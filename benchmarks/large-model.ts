@@ -18,7 +18,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PRESETS, writeSyntheticLlama } from './synthetic/llama';
+import { ensureSyntheticLlama } from './synthetic/llama';
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: string): string => {
@@ -97,17 +97,6 @@ async function child(): Promise<void> {
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
-async function ensureModel(root: string, layers: number): Promise<{ dir: string; bytes: number }> {
-  const dir = path.join(root, `llama-7b-width-${layers}l-bf16`);
-  const shape = { ...PRESETS['7b']!, layers };
-  if (!fs.existsSync(path.join(dir, 'config.json'))) {
-    console.error(`writing ${dir} …`);
-    await writeSyntheticLlama(dir, shape, { dtype: 'BF16', tokens: 16384 });
-  }
-  const bytes = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
-  return { dir, bytes };
-}
-
 function runChild(dir: string): Promise<Omit<RunReport, 'layers' | 'fileBytes'>> {
   const pass = ['k', 'window', 'cal', 'val', 'search'].flatMap((k) => (args.includes(`--${k}`) ? [`--${k}`, flag(k, '')] : []));
   return new Promise((resolve, reject) => {
@@ -126,7 +115,7 @@ async function main(): Promise<void> {
   const root = flag('dir', path.join(os.tmpdir(), 'ffmerge-synthetic'));
   const reports: RunReport[] = [];
   for (const layers of flag('layers', '8,32').split(',').map(Number)) {
-    const { dir, bytes } = await ensureModel(root, layers);
+    const { dir, bytes } = await ensureSyntheticLlama(root, layers);
     console.error(`compress ${dir} (${(bytes / 1e9).toFixed(2)} GB)`);
     const r = await runChild(dir);
     reports.push({ layers, fileBytes: bytes, ...r });

@@ -160,6 +160,18 @@ export async function writeSyntheticLlama(dir: string, s: LlamaShape, opts: { dt
   return { bytes: total, files };
 }
 
+/** The Llama-2-7B-width checkpoint of `layers` layers (BF16) under root, written when absent (the large-model benchmarks). */
+export async function ensureSyntheticLlama(root: string, layers: number): Promise<{ dir: string; bytes: number }> {
+  const dir = path.join(root, `llama-7b-width-${layers}l-bf16`);
+  const shape = { ...PRESETS['7b']!, layers };
+  if (!fs.existsSync(path.join(dir, 'config.json'))) {
+    console.error(`writing ${dir} …`);
+    await writeSyntheticLlama(dir, shape, { dtype: 'BF16', tokens: 16384 });
+  }
+  const bytes = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
+  return { dir, bytes };
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const flag = (name: string): string | undefined => {

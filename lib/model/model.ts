@@ -257,10 +257,7 @@ export class Model {
    */
   async withFF(overrides: FFOverrides, opts: JobOptions = {}): Promise<Model> {
     const entries = overrides instanceof Map ? [...overrides].map(([layer, ff]) => ({ stack: undefined, layer, ff })) : overrides;
-    for (const e of entries) {
-      this.checkStackLayer(e.stack ?? this.mainStack, e.layer);
-      this.stackSpec(e.stack ?? this.mainStack);
-    }
+    for (const e of entries) this.checkStackLayer(e.stack ?? this.mainStack, e.layer);
     const unique = [...new Set(entries.map((e) => e.ff))];
     const { staged, release } = await stageLarge(unique, opts);
     const stagedOf = new Map(unique.map((ff, i) => [ff, staged[i]!]));
@@ -271,6 +268,7 @@ export class Model {
     }
   }
 
+  /** The view, from entries withFF has checked and staged. */
   private withStagedFF(entries: { stack?: StackName | undefined; layer: number; ff: FFWeights }[]): Model {
     const view = (stack: StackName): NativeModelHandle | undefined => {
       const unique: FFWeights[] = [];
@@ -279,7 +277,6 @@ export class Model {
       const which: number[] = [];
       for (const e of entries) {
         if ((e.stack ?? this.mainStack) !== stack) continue;
-        this.checkStackLayer(stack, e.layer);
         let i = index.get(e.ff);
         if (i === undefined) {
           i = unique.length;

@@ -4,7 +4,8 @@
  * in slices of STAGE_SLICE floats (a few ms each) with a yield between them. A model view takes the result in
  * place of the array and shares it (modelWithFF), so the copy is made once and not again in one long call.
  */
-import { abortError, fromNativeError } from '../errors';
+import { fromNativeError } from '../errors';
+import { forSlices } from '../merge/slices';
 import { type JobOptions, type NativeJobHandle, runNativeJob } from './job';
 import { loadAddon } from './loader';
 
@@ -24,8 +25,6 @@ interface StagedAddon {
   StagedFloats: new (length: number) => StagedFloatsHandle;
 }
 
-const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
-
 /** A handle of `length` floats, allocated (and its pages faulted) by a job on the pool. */
 async function allocated(length: number, opts: JobOptions): Promise<StagedFloatsHandle> {
   let handle: StagedFloatsHandle;
@@ -44,16 +43,19 @@ async function allocated(length: number, opts: JobOptions): Promise<StagedFloats
 }
 
 /** Copies `values` into the handle a slice at a time, yielding to the event loop between slices. */
-async function fill(handle: StagedFloatsHandle, values: Float32Array, opts: JobOptions): Promise<void> {
-  for (let i = 0; i < values.length; i += STAGE_SLICE) {
-    if (i > 0) await yieldToLoop();
-    if (opts.signal?.aborted) throw abortError();
-    try {
-      handle.write(i, values.subarray(i, Math.min(values.length, i + STAGE_SLICE)));
-    } catch (e) {
-      throw fromNativeError(e);
-    }
-  }
+function fill(handle: StagedFloatsHandle, values: Float32Array, opts: JobOptions): Promise<void> {
+  return forSlices(
+    values.length,
+    STAGE_SLICE,
+    (i0, i1) => {
+      try {
+        handle.write(i0, values.subarray(i0, i1));
+      } catch (e) {
+        throw fromNativeError(e);
+      }
+    },
+    opts.signal,
+  );
 }
 
 /** `values` copied into native memory; dispose() the handle once a model has taken it (the model keeps its own reference). */
@@ -95,10 +97,11 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     for (const [i, v] of arrays.entries()) await fill(handles[i]!, v, opts);
+    const handleOf = new Map(arrays.map((v, i) => [v, handles[i]!]));
     const staged = objects.map((o) => {
       const copy: Record<string, unknown> = { ...(o as Record<string, unknown>) };
       for (const [k, v] of Object.entries(copy)) {
-        if (v instanceof Float32Array && v.length >= STAGE_MIN) copy[k] = handleOf(v);
+        if (v instanceof Float32Array && v.length >= STAGE_MIN) copy[k] = handleOf.get(unique.get(v.buffer)!.get(key(v))!);
       }
       return copy as unknown as T;
     });
@@ -106,9 +109,5 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
   } catch (e) {
     release();
     throw e;
-  }
-
-  function handleOf(v: Float32Array): StagedFloatsHandle {
-    return handles[arrays.indexOf(unique.get(v.buffer)!.get(key(v))!)]!;
   }
 }
