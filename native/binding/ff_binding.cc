@@ -129,7 +129,12 @@ class NativeFF : public Napi::ObjectWrap<NativeFF> {
 
   void Release() {
     if (!buf_[kWIn]) return;
-    for (auto& b : buf_) reaper_->Drop(std::move(b));  // freed off the main thread; a job reading keeps its own
+    // freed off the main thread; a job reading keeps its own reference
+    for (int k = 0; k < kParts; ++k) {
+      const float* data = buf_[k].get();
+      const size_t bytes = units_ * Width(k) * sizeof(float);
+      reaper_->Drop(std::move(buf_[k]), [data, bytes] { ReleasePages(data, bytes); });
+    }
     Napi::MemoryManagement::AdjustExternalMemory(Env(), -bytes_);
   }
 
@@ -323,7 +328,7 @@ Napi::Value ExternalF32(Napi::Env env, std::vector<float>&& v) {
   auto buf = Napi::ArrayBuffer::New(
       env, owned->data(), owned->size() * sizeof(float),
       [bytes, reaper = ReaperOf(env)](Napi::Env e, void*, std::vector<float>* p) {
-        reaper->Drop(std::shared_ptr<const std::vector<float>>(p));  // hundreds of MB at 7B width
+        reaper->Drop(std::shared_ptr<const std::vector<float>>(p), PagesOf(p));  // hundreds of MB at 7B width
         Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);
       },
       owned);

@@ -14,6 +14,7 @@
 #include "binding/addon_data.h"
 #include "binding/async_job.h"
 #include "binding/correlation_handle.h"
+#include "binding/ff_binding.h"
 #include "binding/model_handle.h"
 #include "binding/reaper.h"
 #include "binding/registry.h"
@@ -36,12 +37,37 @@ struct ModelHandle {
   std::shared_ptr<Reaper> reaper;  // a view's last reference frees its FF copies (1 GB at 7B width) there
 };
 
+// release_pages for a model whose last reference the reaper holds (reaper.h says why): the buffers that model
+// alone owns. A tensor's buffer may be shared with other models (a view shares the base model's, a tie shares
+// one FF between layers), so only a buffer held once is released, and an FF only where every reference to it
+// is one of this model's layers.
+std::function<void()> ModelPages(const Model* m) {
+  return [m] {
+    const auto tensor = [](const model::Tensor& t) {
+      if (t.buf && t.buf.use_count() == 1) ReleasePages(t.buf->data(), t.buf->size() * sizeof(float));
+      if (t.half && t.half.use_count() == 1) ReleasePages(t.half.get(), t.half_size * sizeof(uint16_t));
+    };
+    std::map<const model::FFWeights*, long> refs;
+    for (const auto& l : m->w.layers)
+      if (l.ff) ++refs[l.ff.get()];
+    for (const auto& l : m->w.layers) {
+      if (!l.ff || l.ff.use_count() != refs[l.ff.get()]) continue;
+      refs[l.ff.get()] = -1;  // once per FF
+      for (const model::Tensor* t : {&l.ff->w_in, &l.ff->b_in, &l.ff->w_gate, &l.ff->b_gate, &l.ff->w_out, &l.ff->b_out}) tensor(*t);
+    }
+    for (const auto& l : m->w.layers)
+      for (const model::Tensor* t : {&l.qkv_w, &l.o_w, &l.xq_w, &l.xkv_w, &l.xo_w}) tensor(*t);
+    for (const model::Tensor* t : {&m->w.tok_emb, &m->w.pos_emb, &m->w.lm_head_w, &m->w.patch_w, &m->w.classifier_w}) tensor(*t);
+  };
+}
+
 }  // namespace
 
 Napi::Value WrapModel(Napi::Env env, std::shared_ptr<const Model> m) {
   auto* h = new ModelHandle{std::move(m), ReaperOf(env)};
   return Napi::External<ModelHandle>::New(env, h, [](Napi::Env, ModelHandle* p) {
-    p->reaper->Drop(std::move(p->model));
+    const Model* raw = p->model.get();
+    p->reaper->Drop(std::move(p->model), ModelPages(raw));
     delete p;
   });
 }
@@ -183,8 +209,6 @@ Napi::Value ModelFFWeights(const Napi::CallbackInfo& info) {
   return o;
 }
 
-Napi::Value ToF32(Napi::Env env, std::vector<float>&& v);
-
 // modelFFWeightsAsync(handle, layer, onProgress) → {promise, cancel}: the copies of modelFFWeights, made in a
 // job: a streamed layer is read (or mapped) and its 16-bit matrices widened on the pool, not on the JS
 // thread (at 7B widths that is ~0.5 GB of float32 a layer, a few hundred ms). The arrays are handed to JS
@@ -212,7 +236,7 @@ Napi::Value ModelFFWeightsAsync(const Napi::CallbackInfo& info) {
       },
       [out](Napi::Env env) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
-        for (auto& [k, v] : *out) o.Set(k, ToF32(env, std::move(v)));
+        for (auto& [k, v] : *out) o.Set(k, ExternalF32(env, std::move(v)));
         out->clear();
         return o;
       });
@@ -234,7 +258,8 @@ Napi::Value ModelSharesFF(const Napi::CallbackInfo& info) {
 Napi::Value ModelDispose(const Napi::CallbackInfo& info) {
   if (info[0].IsExternal()) {
     ModelHandle* h = info[0].As<Napi::External<ModelHandle>>().Data();
-    h->reaper->Drop(std::move(h->model));
+    const Model* raw = h->model.get();
+    h->reaper->Drop(std::move(h->model), ModelPages(raw));
   }
   return info.Env().Undefined();
 }
@@ -253,13 +278,6 @@ struct ForwardCapture : model::FFCapture {
     if (into) into->on_batch(ctl, per_layer, rows);
   }
 };
-
-Napi::Value ToF32(Napi::Env env, std::vector<float>&& v) {
-  auto* heap = new std::vector<float>(std::move(v));
-  auto ab = Napi::ArrayBuffer::New(env, heap->data(), heap->size() * sizeof(float),
-                                   [](Napi::Env, void*, std::vector<float>* p) { delete p; }, heap);
-  return Napi::Float32Array::New(env, heap->size(), ab, 0);
-}
 
 // modelForward(handle, args, onProgress) → {promise, cancel}
 // args: {ids?: Int32Array, batch, seq, attentionMask?: Uint8Array, hidden?: Float32Array, output,
@@ -398,26 +416,26 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
       [m, in, owned, opts, capture, result](JobControl& ctl) { *result = model::forward(ctl, *m, in, opts); },
       [result, capture, opts](Napi::Env env) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
-        if (opts.output == model::Output::Hidden) o.Set("hidden", ToF32(env, std::move(result->hidden)));
-        if (opts.output == model::Output::Logits) o.Set("logits", ToF32(env, std::move(result->logits)));
+        if (opts.output == model::Output::Hidden) o.Set("hidden", ExternalF32(env, std::move(result->hidden)));
+        if (opts.output == model::Output::Logits) o.Set("logits", ExternalF32(env, std::move(result->logits)));
         if (opts.output == model::Output::Nll) {
-          o.Set("nll", ToF32(env, std::move(result->nll)));
+          o.Set("nll", ExternalF32(env, std::move(result->nll)));
           o.Set("nllSum", result->nll_sum);
           o.Set("nllCount", double(result->nll_count));
         }
         if (capture->for_js > 0) {
           Napi::Array ff = Napi::Array::New(env, capture->layers.size());
-          for (uint32_t i = 0; i < capture->layers.size(); ++i) ff.Set(i, ToF32(env, std::move(capture->layers[i])));
+          for (uint32_t i = 0; i < capture->layers.size(); ++i) ff.Set(i, ExternalF32(env, std::move(capture->layers[i])));
           o.Set("ff", ff);
         }
         if (!result->ff_inputs.empty()) {
           Napi::Array xs = Napi::Array::New(env, result->ff_inputs.size());
-          for (uint32_t i = 0; i < result->ff_inputs.size(); ++i) xs.Set(i, ToF32(env, std::move(result->ff_inputs[i])));
+          for (uint32_t i = 0; i < result->ff_inputs.size(); ++i) xs.Set(i, ExternalF32(env, std::move(result->ff_inputs[i])));
           o.Set("ffInputs", xs);
         }
         if (!result->ff_outputs.empty()) {
           Napi::Array ys = Napi::Array::New(env, result->ff_outputs.size());
-          for (uint32_t i = 0; i < result->ff_outputs.size(); ++i) ys.Set(i, ToF32(env, std::move(result->ff_outputs[i])));
+          for (uint32_t i = 0; i < result->ff_outputs.size(); ++i) ys.Set(i, ExternalF32(env, std::move(result->ff_outputs[i])));
           o.Set("ffOutputs", ys);
         }
         return o;

@@ -61,7 +61,8 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
 
  private:
   void Release(Napi::Env env) {
-    reaper_->Drop(std::move(st_->buf));  // a model sharing it keeps its own reference
+    const std::vector<float>* v = st_->buf.get();
+    reaper_->Drop(std::move(st_->buf), PagesOf(v));  // a model sharing it keeps its own reference
     st_->disposed = true;
     if (st_->accounted) Napi::MemoryManagement::AdjustExternalMemory(env, -st_->accounted);
     st_->accounted = 0;

@@ -1,10 +1,10 @@
 /**
  * Run in a child process by test/addon-teardown.test.ts (a crash or a hang must fail the test, not jest):
  * worker threads that each load the addon (an instance: its own pool and reaper thread), make what frees
- * large native memory off the main thread (model views, a NativeFF, least-squares and correlation sums, a
- * job's result array), drop some of it by dispose() and the rest to the garbage collector, and then either
- * end on their own or are terminated while a native job runs. Prints one JSON line per worker
- * {worker, how, ok, detail}, then "done"; exit 0 unless something crashed.
+ * large native memory off the main thread (model views, a NativeFF, least-squares and correlation sums, job
+ * result arrays: ffApply's, an FF read, a forward pass's states), drop some of it by dispose() and the rest
+ * to the garbage collector, and then either end on their own or are terminated while a native job runs.
+ * Prints one JSON line per worker {worker, how, ok, detail}, then "done"; exit 0 unless something crashed.
  *
  *   node --expose-gc -r ts-node/register/transpile-only test/helpers/teardown-child.ts
  */
@@ -34,6 +34,11 @@ async function work(terminateMidJob: boolean): Promise<void> {
   const corr = new CorrelationAccumulator([dFF, dFF], [[0, 1]]);
   await corr.add([H, H], 16);
   native.dispose();
+  // result arrays of model jobs (an FF read, a forward pass's states), left to the collector and the reaper
+  const read = await model.readFFWeights(2);
+  const states = await model.forward({ ids: Int32Array.from({ length: 64 }, (_, i) => i % model.spec.vocab), batch: 1, seq: 64 }, { output: 'hidden' });
+  void read;
+  void states;
   (globalThis as { gc?: () => void }).gc?.();
   const ids = Int32Array.from({ length: 4 * 64 }, (_, i) => (i * 7) % model.spec.vocab);
   if (terminateMidJob) {
