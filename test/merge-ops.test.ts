@@ -1,5 +1,6 @@
 import { averageFF, averageFFAsync, FFMean } from '../lib/merge/average';
 import { permuteFF, permuteFFAsync, permuteFFConv1D } from '../lib/merge/permute';
+import { STAGE_MIN } from '../lib/native/staged';
 import { shuffled } from './helpers/permutation';
 import { anchorOffset, enumerateWindows, kFromFraction, parseWindow } from '../lib/merge/windows';
 import { matrixToCanonical, transpose, type FFWeights } from '../lib/model/ff-weights';
@@ -124,6 +125,20 @@ describe('sliced (event-loop friendly) merge ops', () => {
     const aa = await averageFFAsync(ffs);
     const as = averageFF(ffs);
     for (const k of ['wIn', 'bIn', 'wGate', 'wOut', 'bOut'] as const) expect(Buffer.from(aa[k]!.buffer).equals(Buffer.from(as[k]!.buffer))).toBe(true);
+  });
+
+  it('above STAGE_MIN (sums and results in native memory) they are still the plain loops bit for bit', async () => {
+    const ffs = [0, 1].map((s) => randomFF(513, 2045, true, 80 + s)); // 513 × 2045 = 1,049,085 ≥ STAGE_MIN
+    expect(513 * 2045).toBeGreaterThanOrEqual(STAGE_MIN);
+    const perm = shuffled(2045, 9);
+    const pa = await permuteFFAsync(ffs[0]!, perm);
+    const ps = permuteFF(ffs[0]!, perm);
+    const aa = await averageFFAsync([pa, ffs[1]!]);
+    const as = averageFF([ps, ffs[1]!]);
+    for (const k of ['wIn', 'bIn', 'wGate', 'wOut', 'bOut'] as const) {
+      expect(Buffer.from(pa[k]!.buffer, pa[k]!.byteOffset, pa[k]!.byteLength).equals(Buffer.from(ps[k]!.buffer))).toBe(true);
+      expect(Buffer.from(aa[k]!.buffer, aa[k]!.byteOffset, aa[k]!.byteLength).equals(Buffer.from(as[k]!.buffer))).toBe(true);
+    }
   });
 
   it('FFMean, fed one FF at a time (what permute and vanilla do), is averageFF bit for bit and refuses what it refuses', async () => {

@@ -3,7 +3,8 @@
  * STAGE_MIN floats or more into native memory a slice at a time before the view takes them. The view must
  * hold exactly the arrays given (a copy: later writes to them do not reach it), a tie must stay one copy,
  * and a staged buffer a model holds must never be written again. The FFs here (d 128, d_ff 8192 + 1) are
- * above STAGE_MIN and span more than one STAGE_SLICE, so every path is the staged one.
+ * above STAGE_MIN and span more than one STAGE_SLICE, so every path is the staged one. NativeFF.set and
+ * CorrelationAccumulator.add stage too: their results must be exactly those of the arrays given.
  */
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
@@ -11,6 +12,9 @@ import type { FFWeights } from '../lib/model/ff-weights';
 import { STAGE_MIN, STAGE_SLICE, stageFloats, type StagedFloatsHandle } from '../lib/native/staged';
 import { removeSyntheticDirs, syntheticGpt2 } from './helpers/synthetic-model';
 import { randomFF, rng } from './helpers/random-ff';
+import { NativeFF } from '../lib/native/native-ff';
+import { CorrelationAccumulator } from '../lib/native/correlation';
+import { pearsonReference } from '../lib/reference/correlation';
 
 const d = 512;
 const F = 8193; // d·F = 4,194,816 floats: over STAGE_MIN and one float over STAGE_SLICE
@@ -80,6 +84,48 @@ describe('Model.withFF with staged arrays', () => {
   });
 });
 
+describe('pages given back by the reaper (reaper.h: ReleasePages)', () => {
+  const settle = () => new Promise((r) => setTimeout(r, 300)); // the reaper runs on its own thread
+  const logits = async (m: Model) => (await m.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' })).logits!;
+
+  test('a disposed view releases only what it alone owns: a view sharing its FF, and the base, are intact', async () => {
+    expect(d * F * 4).toBeGreaterThanOrEqual(16 * 2 ** 20); // each FF matrix is large enough to be released
+    const ff = randomFF(rng(15), d, F, false, true);
+    const a = await model.withFF([{ layer: 0, ff }, { layer: 2, ff }]); // one FF tied over two layers
+    const b = await a.withFF([{ layer: 1, ff: randomFF(rng(16), d, F, false, true) }]); // shares a's FF
+    const c = await model.withFF([{ layer: 1, ff }]); // its own copy
+    try {
+      const before = await logits(b);
+      const baseBefore = await logits(model);
+      const cBefore = await logits(c);
+      a.dispose();
+      await settle();
+      expect(same(await logits(b), before)).toBe(true);
+      expect(same(b.ffWeights(0).wIn, ff.wIn)).toBe(true);
+      b.dispose();
+      await settle();
+      expect(same(await logits(model), baseBefore)).toBe(true);
+      expect(same(await logits(c), cBefore)).toBe(true);
+    } finally {
+      b.dispose();
+      c.dispose();
+    }
+  });
+
+  test('dropped job results and NativeFFs are released without touching what is still held', async () => {
+    const ff = randomFF(rng(17), d, F, false, true);
+    const pool = await NativeFF.of(ff);
+    const kept = await pool.rows([0, 1, 2]);
+    pool.dispose();
+    const read = await model.readFFWeights(1);
+    const copy = Float32Array.from(read.wIn);
+    (globalThis as { gc?: () => void }).gc?.();
+    await settle();
+    expect(same(read.wIn, copy)).toBe(true);
+    expect(same(kept.wIn, ff.wIn.subarray(0, 3 * d))).toBe(true);
+  });
+});
+
 describe('StagedFloats', () => {
   test('a staged buffer that a model holds refuses writes (BUSY); out-of-range writes are SHAPE_MISMATCH', async () => {
     const ff = randomFF(rng(8), d, F, false, true);
@@ -110,6 +156,72 @@ describe('StagedFloats', () => {
     const h = await stageFloats(ff.wIn.subarray(0, STAGE_MIN));
     try {
       await expect(model.withFF([{ layer: 1, ff: { ...ff, wIn: h as unknown as Float32Array } }])).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });
+    } finally {
+      h.dispose();
+    }
+  });
+});
+
+describe('other calls that stage large arrays', () => {
+  test('NativeFF.set copies more than one slice of rows exactly, at an offset', async () => {
+    const ff = randomFF(rng(11), d, F, true, true); // gate rows too: 2·d floats a unit, 3 slices
+    expect(F * 2 * d).toBeGreaterThan(2 * STAGE_SLICE);
+    const pool = new NativeFF(F + 3, d, { bIn: true, gate: true, bGate: true });
+    try {
+      await pool.set(3, ff);
+      const units = Array.from({ length: F }, (_, i) => i + 3);
+      const got = await pool.rows(units);
+      for (const k of ['wIn', 'bIn', 'wGate', 'bGate'] as const) expect(same(got[k]!, ff[k]!)).toBe(true);
+    } finally {
+      pool.dispose();
+    }
+  });
+
+  test('CorrelationAccumulator.add with stage reads a staged layer in place, next to a copied one', async () => {
+    const rows = 1030;
+    const wide = 1024; // rows × wide = 1,054,720 floats: staged; the narrow layer is copied
+    const narrow = 8;
+    const r = rng(12);
+    const x = Float32Array.from({ length: rows * wide }, r);
+    const y = Float32Array.from({ length: rows * narrow }, r);
+    expect(x.length).toBeGreaterThanOrEqual(STAGE_MIN);
+    const acc = new CorrelationAccumulator([wide, narrow], [[0, 1]]);
+    await acc.add([x, y], rows, { stage: true });
+    const got = await acc.finalize(0);
+    const want = pearsonReference(x, y, rows, wide, narrow);
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+    expect(worst).toBeLessThan(1e-5);
+  });
+
+  test('an array detached while it is staged rejects with BUFFER_DETACHED (correlation add with stage, withFF, NativeFF.set)', async () => {
+    const rows = 1030;
+    const acc = new CorrelationAccumulator([1024, 8], [[0, 1]]);
+    const x = new Float32Array(rows * 1024).fill(0.5);
+    const p = acc.add([x, new Float32Array(rows * 8)], rows, { stage: true });
+    structuredClone(x.buffer, { transfer: [x.buffer] }); // before the first slice is copied
+    await expect(p).rejects.toMatchObject({ code: 'BUFFER_DETACHED' });
+    const ff = randomFF(rng(13), d, F, false, true);
+    const q = model.withFF([{ layer: 1, ff }]);
+    structuredClone(ff.wOut.buffer, { transfer: [ff.wOut.buffer as ArrayBuffer] });
+    await expect(q).rejects.toMatchObject({ code: 'BUFFER_DETACHED' });
+    const g = randomFF(rng(14), d, F, true, false);
+    const pool = new NativeFF(F, d, { bIn: false, gate: true, bGate: false });
+    try {
+      const r = pool.set(0, g);
+      structuredClone(g.wGate!.buffer, { transfer: [g.wGate!.buffer as ArrayBuffer] });
+      await expect(r).rejects.toMatchObject({ code: 'BUFFER_DETACHED' });
+    } finally {
+      pool.dispose();
+    }
+  });
+
+  test('a staged layer of the wrong length is refused (SHAPE_MISMATCH), not read past its end', async () => {
+    const acc = new CorrelationAccumulator([STAGE_MIN, 1], [[0, 1]]);
+    const h = await stageFloats(new Float32Array(STAGE_MIN));
+    try {
+      const native = (acc as unknown as { native: { add(l: unknown[], rows: number, cb: undefined): { promise: Promise<void> } } }).native;
+      expect(() => native.add([h, new Float32Array(2)], 2, undefined)).toThrow(expect.objectContaining({ code: 'SHAPE_MISMATCH' }));
     } finally {
       h.dispose();
     }

@@ -5,6 +5,7 @@
 import { FfmergeError } from '../errors';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { forSlices, SLICE_ELEMENTS } from './slices';
+import { zerosF32, zerosF64 } from '../native/external';
 
 function mean(tensors: Float32Array[]): Float32Array {
   const n = tensors[0]!.length;
@@ -41,7 +42,8 @@ const KEYS = ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const;
 /**
  * The mean of FFs added one at a time, without blocking the event loop: float64 sums taken in the order the
  * FFs arrive, so the result is bit-identical to averageFF's. Only the sums (twice one FF's bytes) and the FF
- * being added are held, not all k of them (k = 9 at Llama-2-7B width: 4.9 GB of float32 FFs).
+ * being added are held, not all k of them (k = 9 at Llama-2-7B width: 4.9 GB of float32 FFs). Large sums and
+ * results live in native memory (native/external.ts): their pages are faulted and freed off the main thread.
  */
 export class FFMean {
   private first: FFWeights | undefined;
@@ -60,7 +62,7 @@ export class FFMean {
       const t = ff[key];
       if (!t) continue;
       let acc = this.sums.get(key);
-      if (!acc) this.sums.set(key, (acc = new Float64Array(t.length)));
+      if (!acc) this.sums.set(key, (acc = await zerosF64(t.length, signal ? { signal } : {})));
       const sum = acc;
       await forSlices(t.length, SLICE_ELEMENTS, (i0, i1) => {
         for (let i = i0; i < i1; i++) sum[i]! += t[i]!;
@@ -74,7 +76,7 @@ export class FFMean {
     const inv = 1 / this.count;
     const out: FFWeights = { d: this.first.d, dFF: this.first.dFF, wIn: new Float32Array(0), wOut: new Float32Array(0) };
     for (const [key, sum] of this.sums) {
-      const t = new Float32Array(sum.length);
+      const t = await zerosF32(sum.length, signal ? { signal } : {});
       await forSlices(sum.length, SLICE_ELEMENTS, (i0, i1) => {
         for (let i = i0; i < i1; i++) t[i] = sum[i]! * inv;
       }, signal);

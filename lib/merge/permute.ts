@@ -7,6 +7,7 @@
 import { FfmergeError } from '../errors';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { forSlices, SLICE_ELEMENTS } from './slices';
+import { zerosF32 } from '../native/external';
 
 /** Throws INVALID_ARGUMENT unless perm is a permutation of 0..n-1. */
 export function checkPermutation(perm: ArrayLike<number>, n: number): void {
@@ -84,21 +85,25 @@ export function permuteFFConv1D(ff: FFWeights, perm: ArrayLike<number>): FFWeigh
   return out;
 }
 
-/** permuteFF without blocking the event loop (identical values): rows are moved a slice at a time. */
+/**
+ * permuteFF without blocking the event loop (identical values): rows are moved a slice at a time, into
+ * native memory when large (native/external.ts).
+ */
 export async function permuteFFAsync(ff: FFWeights, perm: ArrayLike<number>, opts: { signal?: AbortSignal } = {}): Promise<FFWeights> {
   checkFFWeights(ff);
   checkPermutation(perm, ff.dFF);
   const { d, dFF } = ff;
   const rowsPerSlice = SLICE_ELEMENTS / Math.max(d, dFF);
+  const zeros = (n: number) => zerosF32(n, opts.signal ? { signal: opts.signal } : {});
   const rows = async (m: Float32Array): Promise<Float32Array> => {
-    const out = new Float32Array(m.length);
+    const out = await zeros(m.length);
     await forSlices(dFF, rowsPerSlice, (j0, j1) => {
       for (let j = j0; j < j1; j++) out.set(m.subarray(perm[j]! * d, (perm[j]! + 1) * d), j * d);
     }, opts.signal);
     return out;
   };
   const cols = async (m: Float32Array): Promise<Float32Array> => {
-    const out = new Float32Array(m.length);
+    const out = await zeros(m.length);
     await forSlices(d, rowsPerSlice, (r0, r1) => {
       for (let r = r0; r < r1; r++) {
         const base = r * dFF;

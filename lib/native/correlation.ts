@@ -7,12 +7,13 @@ import { FfmergeError, fromNativeError } from '../errors';
 import { type JobOptions, type NativeJobHandle, runNativeJob, throwIfAborted } from './job';
 import { loadAddon } from './loader';
 import { type FFInput, parts } from './ridge';
+import { stageLarge, type StagedFloatsHandle } from './staged';
 import type { Activation } from '../model/activation';
 
 type NativeProgress = ((done: number, total: number) => void) | undefined;
 
 interface NativeCorrelationAccumulator {
-  add(layers: (Float32Array | null)[], rows: number, onProgress: NativeProgress): NativeJobHandle<void>;
+  add(layers: (Float32Array | StagedFloatsHandle | null)[], rows: number, onProgress: NativeProgress): NativeJobHandle<void>;
   finalize(pairIndex: number, onProgress: NativeProgress, release?: boolean): NativeJobHandle<Float32Array>;
   explained(pairIndex: number, onProgress: NativeProgress, release?: boolean): NativeJobHandle<Float64Array>;
   alignment(pairIndex: number, onProgress: NativeProgress, release?: boolean): NativeJobHandle<Int32Array>;
@@ -179,9 +180,12 @@ export class CorrelationAccumulator {
    * no pair uses may be null. A batch with NaN/Inf is rejected whole (NON_FINITE_ACTIVATIONS) and changes
    * nothing. An abort before the batch starts changes nothing; one that lands half-way through a large
    * batch leaves the accumulator unusable (later calls reject with INVALID_STATE). One add/finalize at a
-   * time per accumulator (BUSY otherwise). Do not modify the arrays until the promise settles.
+   * time per accumulator (BUSY otherwise). The arrays are copied by the call, before it returns; with
+   * `stage`, arrays of STAGE_MIN floats or more are copied a slice at a time over the next turns of the event
+   * loop instead (native/staged.ts), so they must not change until the promise settles (a detached one
+   * rejects with BUFFER_DETACHED).
    */
-  async add(layers: (Float32Array | null | undefined)[], rows: number, opts: JobOptions = {}): Promise<void> {
+  async add(layers: (Float32Array | null | undefined)[], rows: number, opts: JobOptions & { stage?: boolean } = {}): Promise<void> {
     throwIfAborted(opts.signal);
     if (!isCount(rows)) throw new FfmergeError('INVALID_ARGUMENT', `rows must be a non-negative integer, got ${rows}`);
     if (!Array.isArray(layers) || layers.length !== this.dims.length) {
@@ -207,7 +211,17 @@ export class CorrelationAccumulator {
       }
       return a;
     });
-    await runNativeJob('correlation.add', (onProgress) => this.native.add(arrays, rows, onProgress), opts);
+    if (!opts.stage) {
+      await runNativeJob('correlation.add', (onProgress) => this.native.add(arrays, rows, onProgress), opts);
+      return;
+    }
+    // At 7B width one batch's pre-activations of two layers are 180 MB: ~100 ms of copying in one call.
+    const { staged, release } = await stageLarge(arrays.map((a) => ({ a })), opts);
+    try {
+      await runNativeJob('correlation.add', (onProgress) => this.native.add(staged.map((s) => s.a), rows, onProgress), opts);
+    } finally {
+      release();
+    }
   }
 
   /**

@@ -11,6 +11,8 @@ import { FfmergeError, fromNativeError } from '../errors';
 import type { FFWeights } from '../model/ff-weights';
 import { type JobOptions, type NativeJobHandle, runNativeJob } from './job';
 import { loadAddon } from './loader';
+import { forSlices } from '../merge/slices';
+import { STAGE_SLICE } from './staged';
 
 type FFInputs = Pick<FFWeights, 'wIn' | 'bIn' | 'wGate' | 'bGate'>;
 
@@ -57,7 +59,9 @@ export class NativeFF {
   /**
    * Copies `ff`'s units into units offset… (BUSY while a job reads this FF). The rows' pages are first
    * faulted in by a job on the pool, so the main thread only copies: at 7B width one layer's W_in and gate
-   * rows are 360 MB, and faulting fresh pages for them held the event loop about 1.4 s.
+   * rows are 360 MB, and faulting fresh pages for them held the event loop about 1.4 s. The copy itself is
+   * made STAGE_SLICE floats at a time with a yield between (copying those 360 MB in one call held it ~100 ms).
+   * An abort between slices leaves the rows partly written; a detached array is BUFFER_DETACHED.
    */
   async set(offset: number, ff: FFInputs, opts: JobOptions = {}): Promise<void> {
     const inputs: FFInputs = { wIn: ff.wIn };
@@ -73,11 +77,27 @@ export class NativeFF {
       if (ff[k] && ff[k]!.length !== units * (k === 'wGate' ? this.d : 1)) throw new FfmergeError('SHAPE_MISMATCH', `set(): ${k} has the wrong length`);
     }
     if (units > 0) await runNativeJob('ff.touch', (cb) => this.handle.touch(offset, units, cb), opts);
-    try {
-      this.handle.set(offset, inputs);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
+    const perUnit = this.d * (inputs.wGate ? 2 : 1);
+    await forSlices(
+      units,
+      STAGE_SLICE / perUnit,
+      (u0, u1) => {
+        // an array transferred away meanwhile reads as empty: refuse it rather than copy less
+        if (inputs.wIn.length < units * this.d || (inputs.wGate && inputs.wGate.length < units * this.d)) {
+          throw new FfmergeError('BUFFER_DETACHED', 'set(): an FF array was detached (transferred) before its copy finished; keep it until set() settles');
+        }
+        const part: FFInputs = { wIn: inputs.wIn.subarray(u0 * this.d, u1 * this.d) };
+        if (inputs.bIn) part.bIn = inputs.bIn.subarray(u0, u1);
+        if (inputs.wGate) part.wGate = inputs.wGate.subarray(u0 * this.d, u1 * this.d);
+        if (inputs.bGate) part.bGate = inputs.bGate.subarray(u0, u1);
+        try {
+          this.handle.set(offset + u0, part);
+        } catch (e) {
+          throw fromNativeError(e);
+        }
+      },
+      opts.signal,
+    );
   }
 
   /** Units `units` (in that order) as a JS FF of units.length units, W_out left empty for the caller. */

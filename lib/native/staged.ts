@@ -4,7 +4,7 @@
  * in slices of STAGE_SLICE floats (a few ms each) with a yield between them. A model view takes the result in
  * place of the array and shares it (modelWithFF), so the copy is made once and not again in one long call.
  */
-import { fromNativeError } from '../errors';
+import { FfmergeError, fromNativeError } from '../errors';
 import { forSlices } from '../merge/slices';
 import { type JobOptions, type NativeJobHandle, runNativeJob } from './job';
 import { loadAddon } from './loader';
@@ -42,12 +42,14 @@ async function allocated(length: number, opts: JobOptions): Promise<StagedFloats
   return handle;
 }
 
-/** Copies `values` into the handle a slice at a time, yielding to the event loop between slices. */
-function fill(handle: StagedFloatsHandle, values: Float32Array, opts: JobOptions): Promise<void> {
+/** Copies `values` (`length` floats when the handle was made) into the handle a slice at a time, yielding between slices. */
+function fill(handle: StagedFloatsHandle, values: Float32Array, length: number, opts: JobOptions): Promise<void> {
   return forSlices(
-    values.length,
+    length,
     STAGE_SLICE,
     (i0, i1) => {
+      // a typed array whose buffer was transferred away meanwhile reads as empty: refuse it, never copy less
+      if (values.length < i1) throw new FfmergeError('BUFFER_DETACHED', 'an array being copied into native memory was detached (transferred) before the copy finished; keep it until the call settles');
       try {
         handle.write(i0, values.subarray(i0, i1));
       } catch (e) {
@@ -60,15 +62,19 @@ function fill(handle: StagedFloatsHandle, values: Float32Array, opts: JobOptions
 
 /** `values` copied into native memory; dispose() the handle once a model has taken it (the model keeps its own reference). */
 export async function stageFloats(values: Float32Array, opts: JobOptions = {}): Promise<StagedFloatsHandle> {
-  const handle = await allocated(values.length, opts);
+  const length = values.length;
+  const handle = await allocated(length, opts);
   try {
-    await fill(handle, values, opts);
+    await fill(handle, values, length, opts);
   } catch (e) {
     handle.dispose();
     throw e;
   }
   return handle;
 }
+
+/** By tag, not instanceof: arrays the addon made belong to the main realm, which under jest is not this one. */
+const isF32 = (v: unknown): v is Float32Array => Object.prototype.toString.call(v) === '[object Float32Array]';
 
 /**
  * The arrays of `objects` (each a record of Float32Arrays) of STAGE_MIN floats or more, staged once each: the
@@ -81,14 +87,15 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
   const unique = new Map<ArrayBufferLike, Map<string, Float32Array>>();
   for (const o of objects) {
     for (const v of Object.values(o as Record<string, unknown>)) {
-      if (!(v instanceof Float32Array) || v.length < STAGE_MIN) continue;
+      if (!isF32(v) || v.length < STAGE_MIN) continue;
       const same = unique.get(v.buffer) ?? new Map<string, Float32Array>();
       unique.set(v.buffer, same);
       same.set(key(v), v);
     }
   }
   const arrays = [...unique.values()].flatMap((m) => [...m.values()]);
-  const settled = await Promise.allSettled(arrays.map((v) => allocated(v.length, opts)));
+  const lengths = arrays.map((v) => v.length);
+  const settled = await Promise.allSettled(arrays.map((v, i) => allocated(lengths[i]!, opts)));
   const handles = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const release = () => {
     for (const h of handles) h.dispose();
@@ -96,12 +103,12 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
   try {
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
-    for (const [i, v] of arrays.entries()) await fill(handles[i]!, v, opts);
+    for (const [i, v] of arrays.entries()) await fill(handles[i]!, v, lengths[i]!, opts);
     const handleOf = new Map(arrays.map((v, i) => [v, handles[i]!]));
     const staged = objects.map((o) => {
       const copy: Record<string, unknown> = { ...(o as Record<string, unknown>) };
       for (const [k, v] of Object.entries(copy)) {
-        if (v instanceof Float32Array && v.length >= STAGE_MIN) copy[k] = handleOf.get(unique.get(v.buffer)!.get(key(v))!);
+        if (isF32(v) && v.length >= STAGE_MIN) copy[k] = handleOf.get(unique.get(v.buffer)!.get(key(v))!);
       }
       return copy as unknown as T;
     });

@@ -170,10 +170,10 @@ async function layerMajorCorrelations(
           const ff = plain(r.ff!.get(l)!);
           const rows = ff.length / dFF;
           if (open.length > 0 && rows > 0) {
-            // only the layers of the pairs closing here (the binding copies what it is given)
+            // only the layers of the pairs closing here, staged: nothing else holds these arrays meanwhile
             const layers: (Float32Array | null)[] = [];
             for (const m of acc.dims.keys()) layers.push(m === l ? ff : needed.has(m) ? await kept.get(m)!.get(bi) : null);
-            await acc.add(layers, rows, signal);
+            await acc.add(layers, rows, { ...signal, stage: true });
           }
           if (fresh) await fresh.put(ff);
           if (!counted) tokens += rows;

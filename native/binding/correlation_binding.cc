@@ -2,7 +2,8 @@
 //
 //   new CorrelationAccumulator(dims: number[], pairs: Int32Array /* i0, j0, i1, j1, ... */)
 //       (an empty pairs array: no pairs yet, open them with addPair; always the CPU backend)
-//   .add(layers: (Float32Array | null)[], rows, onProgress?)  -> { promise<void>, cancel }
+//   .add(layers: (Float32Array | StagedFloats | null)[], rows, onProgress?)  -> { promise<void>, cancel }
+//       a StagedFloats (staged_floats.h) is read in place: its copy was made a slice at a time beforehand
 //   .finalize(pairIndex, onProgress?, release?)                -> { promise<Float32Array>, cancel }
 //   .alignment(pairIndex, onProgress?, release?)               -> { promise<Int32Array>, cancel }
 //       for a pair of equal widths, the permutation of layer j's units that maximises the total correlation
@@ -40,6 +41,7 @@
 #include "binding/ff_binding.h"
 #include "binding/reaper.h"
 #include "binding/registry.h"
+#include "binding/staged_floats.h"
 #include "core/assignment.h"
 #include "core/correlation.h"
 #include "core/error.h"
@@ -136,9 +138,19 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
                                            " layers, got " + std::to_string(arr.Length()));
     std::vector<const float*> layers(arr.Length(), nullptr);
     std::vector<Owned<float>> owned;  // the copies `layers` points into, held by the job's closure
+    std::vector<model::Buffer> staged;  // staged arrays (StagedFloats), shared without a copy
     for (uint32_t l = 0; l < arr.Length(); ++l) {
       Napi::Value v = arr.Get(l);
       if (!acc.used(l) && (v.IsNull() || v.IsUndefined())) continue;
+      if (model::Buffer b = SharedStaged(v)) {
+        if (b->size() != rows * acc.dims()[l])
+          ThrowCode(env, "SHAPE_MISMATCH", "layer " + std::to_string(l) + " holds " + std::to_string(b->size()) +
+                                               " staged values, expected rows × width = " + std::to_string(rows) +
+                                               " × " + std::to_string(acc.dims()[l]));
+        layers[l] = b->data();
+        staged.push_back(std::move(b));
+        continue;
+      }
       F32View view = GetF32(v, "each used layer's activations");
       // The core reads rows × dims[l] floats: never let a short array turn into an out-of-bounds read.
       if (view.length != rows * acc.dims()[l])
@@ -150,7 +162,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
     }
     return AsyncJob::Start(
         env, info[2],
-        [guard, layers, owned, rows](JobControl& ctl) { guard->state->acc->add(ctl, layers, rows); },
+        [guard, layers, owned, staged, rows](JobControl& ctl) { guard->state->acc->add(ctl, layers, rows); },
         [guard](Napi::Env e) { return e.Undefined(); });
   }
 
