@@ -2,7 +2,11 @@
  * How long single library calls hold the host's event loop at Llama-2-7B width (the stalls a server running
  * compress in-process feels), ours against a peer checkout in the same run:
  *   - Model.withFF: one float32 FF (541 MB) given to two layers, as a scored candidate's view does;
- *   - NativeFF.dispose(): the select pool of a k = 2 window (720 MB) and of a k = 9 window (3.2 GB).
+ *   - NativeFF.of: one FF's W_in and gate rows (360 MB) copied into native memory, as refit and select do;
+ *   - a layer's FF read by Model.readFFWeights (541 MB, as every merge method reads the window's layers),
+ *     dropped, and collected (global.gc(): the child runs with --expose-gc) — what the free costs the loop;
+ *   - NativeFF.dispose(): the select pool of a k = 2 window (720 MB) and of a k = 9 window (3.2 GB), with the
+ *     host idle and with the host allocating meanwhile (an 8 MB array every 5 ms).
  * Each case runs 3 times in a child process per checkout (FFMERGE_ROOT), one case after the other, so the two
  * checkouts see the same machine within minutes. The model is the 3-layer synthetic of benchmarks/synthetic/
  * llama.ts (written when absent, 1.6 GB).
@@ -56,11 +60,28 @@ async function child(): Promise<void> {
   const model = await loadModel(flag('model', ''));
   const a = model.ffWeights(0);
   const b = model.ffWeights(1);
-  const avg = (x: Float32Array, y: Float32Array) => Float32Array.from(x, (v, i) => (v + y[i]!) / 2);
+  const avg = (x: Float32Array, y: Float32Array) => {
+    const out = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) out[i] = (x[i]! + y[i]!) / 2;
+    return out;
+  };
   const merged = { ...a, wIn: avg(a.wIn, b.wIn), wGate: avg(a.wGate!, b.wGate!), wOut: avg(a.wOut, b.wOut) };
+  // the setup's garbage is collected before the first case: its collection is not the case's hold
+  const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
+  gc();
   await timed('withFF: one FF (541 MB) on 2 layers', async () => {
     const view = await model.withFF([{ layer: 0, ff: merged }, { layer: 1, ff: merged }]);
     view.dispose();
+  });
+  await timed("NativeFF.of: one FF's input side (360 MB)", async () => {
+    (await NativeFF.of(merged)).dispose();
+  });
+  await timed('readFFWeights: a layer read, dropped and collected', async () => {
+    let ff: unknown = await model.readFFWeights(0);
+    await new Promise((res) => setTimeout(res, 50)); // not collected inside the read's own window
+    ff = undefined;
+    void ff;
+    gc();
   });
   model.dispose();
 
@@ -73,28 +94,34 @@ async function child(): Promise<void> {
       pool = new NativeFF(units, d, { bIn: false, gate: true, bGate: false });
       for (let o = 0; o + rows <= units; o += rows) await pool.set(o, part);
     };
-    const wall: number[] = [];
-    let loopMax = 0;
-    for (let r = 0; r < 3; r++) {
-      await fill();
-      // a fresh histogram per call: one re-enabled after the fill would count the fill's time as a delay
-      const h = monitorEventLoopDelay({ resolution: 5 });
-      h.enable();
-      await new Promise((res) => setTimeout(res, 50));
-      const t0 = performance.now();
-      pool!.dispose();
-      wall.push(performance.now() - t0);
-      await new Promise((res) => setTimeout(res, 300));
-      h.disable();
-      loopMax = Math.max(loopMax, h.max / 1e6);
+    // twice: with an idle host, and with a host that allocates (an 8 MB array every 5 ms, as a server's
+    // requests do): a large free elsewhere in the process holds every mmap of the host's meanwhile (reaper.h)
+    for (const allocating of [false, true]) {
+      const wall: number[] = [];
+      let loopMax = 0;
+      for (let r = 0; r < 3; r++) {
+        await fill();
+        // a fresh histogram per call: one re-enabled after the fill would count the fill's time as a delay
+        const h = monitorEventLoopDelay({ resolution: 5 });
+        h.enable();
+        const host = allocating ? setInterval(() => new Float32Array(2 << 20).fill(1), 5) : undefined;
+        await new Promise((res) => setTimeout(res, 50));
+        const t0 = performance.now();
+        pool!.dispose();
+        wall.push(performance.now() - t0);
+        await new Promise((res) => setTimeout(res, 300));
+        clearInterval(host);
+        h.disable();
+        loopMax = Math.max(loopMax, h.max / 1e6);
+      }
+      out.push({ name: `NativeFF.dispose(): a k = ${k} pool (${((units * d * 8) / 1e9).toFixed(1)} GB)${allocating ? ', the host allocating' : ''}`, wall, loopMax });
     }
-    out.push({ name: `NativeFF.dispose(): a k = ${k} pool (${((units * d * 8) / 1e9).toFixed(1)} GB)`, wall, loopMax });
   }
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
 function run(root: string, model: string): CaseResult[] {
-  const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', __filename, '--child', '--model', model], {
+  const r = spawnSync(process.execPath, ['--expose-gc', '-r', 'ts-node/register/transpile-only', __filename, '--child', '--model', model], {
     env: { ...process.env, FFMERGE_ROOT: root },
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
