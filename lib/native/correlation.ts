@@ -215,7 +215,7 @@ export class CorrelationAccumulator {
       await runNativeJob('correlation.add', (onProgress) => this.native.add(arrays, rows, onProgress), opts);
       return;
     }
-    // At 7B width one batch's pre-activations of two layers are 180 MB: ~100 ms of copying in one call.
+    // At 7B width one batch's pre-activations of two layers are 180 MB, otherwise copied in one call.
     const { staged, release } = await stageLarge(arrays.map((a) => ({ a })), opts);
     try {
       await runNativeJob('correlation.add', (onProgress) => this.native.add(staged.map((s) => s.a), rows, onProgress), opts);

@@ -60,7 +60,7 @@ export class NativeFF {
    * Copies `ff`'s units into units offset… (BUSY while a job reads this FF). The rows' pages are first
    * faulted in by a job on the pool, so the main thread only copies: at 7B width one layer's W_in and gate
    * rows are 360 MB, and faulting fresh pages for them held the event loop about 1.4 s. The copy itself is
-   * made STAGE_SLICE floats at a time with a yield between (copying those 360 MB in one call held it ~100 ms).
+   * made STAGE_SLICE floats at a time with a yield between (those 360 MB in one call held it 30–42 ms).
    * An abort between slices leaves the rows partly written; a detached array is BUFFER_DETACHED.
    */
   async set(offset: number, ff: FFInputs, opts: JobOptions = {}): Promise<void> {

@@ -3,9 +3,9 @@
 //   pool, handed to JS without a copy; when it is collected the reaper frees it.
 // Why: the merge's own arithmetic (lib/merge: FFMean's float64 sums and result, a permuted FF) runs in JS, a
 // slice at a time. At Llama-2-7B width those arrays are 0.5–1 GB each. Made by JS, their fresh pages were
-// faulted on the main thread as the loops first wrote them, and V8 frees them with its own sweeper thread,
-// which a pool busy on both cores starves, so a later collection finished the sweep on the main thread:
-// one such collection held the event loop 173 ms (benchmarks/RESULTS.md).
+// faulted on the main thread as the loops first wrote them, and V8 freed them when and where it chose, one
+// munmap each (reaper.h says what a large munmap costs everyone else). Here the pool faults the pages and
+// the reaper frees them, a slice of pages at a time.
 #include <napi.h>
 
 #include <cstdint>
@@ -16,27 +16,11 @@
 
 #include "binding/async_job.h"
 #include "binding/ff_binding.h"
-#include "binding/reaper.h"
 #include "binding/registry.h"
 #include "core/error.h"
 
 namespace ffm::binding {
 namespace {
-
-Napi::Value ExternalF64(Napi::Env env, std::vector<double>&& v) {
-  if (v.empty()) return Napi::Float64Array::New(env, 0);
-  auto* owned = new std::vector<double>(std::move(v));
-  const int64_t bytes = static_cast<int64_t>(owned->size() * sizeof(double));
-  auto buf = Napi::ArrayBuffer::New(
-      env, owned->data(), owned->size() * sizeof(double),
-      [bytes, reaper = ReaperOf(env)](Napi::Env e, void*, std::vector<double>* p) {
-        reaper->Drop(std::shared_ptr<const std::vector<double>>(p), PagesOf(p));
-        Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);
-      },
-      owned);
-  Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
-  return Napi::Float64Array::New(env, owned->size(), buf, 0);
-}
 
 template <typename T>
 void Allocate(std::vector<T>& out, size_t n) {

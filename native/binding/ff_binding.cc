@@ -321,20 +321,26 @@ void FFHidden(ThreadPool& pool, const FFCopy& ff, const float* x, size_t rows, f
   nn::gated_activate(&pool, ff.act, scratch.data(), h, rows * ff.units);
 }
 
-Napi::Value ExternalF32(Napi::Env env, std::vector<float>&& v) {
-  if (v.empty()) return Napi::Float32Array::New(env, 0);
-  auto* owned = new std::vector<float>(std::move(v));
-  const int64_t bytes = static_cast<int64_t>(owned->size() * sizeof(float));
+namespace {
+template <typename T>
+Napi::Value External(Napi::Env env, std::vector<T>&& v) {
+  if (v.empty()) return Napi::TypedArrayOf<T>::New(env, 0);
+  auto* owned = new std::vector<T>(std::move(v));
+  const int64_t bytes = static_cast<int64_t>(owned->size() * sizeof(T));
   auto buf = Napi::ArrayBuffer::New(
-      env, owned->data(), owned->size() * sizeof(float),
-      [bytes, reaper = ReaperOf(env)](Napi::Env e, void*, std::vector<float>* p) {
-        reaper->Drop(std::shared_ptr<const std::vector<float>>(p), PagesOf(p));  // hundreds of MB at 7B width
+      env, owned->data(), owned->size() * sizeof(T),
+      [bytes, reaper = ReaperOf(env)](Napi::Env e, void*, std::vector<T>* p) {
+        reaper->Drop(std::shared_ptr<const std::vector<T>>(p), PagesOf(p));  // hundreds of MB at 7B width
         Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);
       },
       owned);
   Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
-  return Napi::Float32Array::New(env, owned->size(), buf, 0);
+  return Napi::TypedArrayOf<T>::New(env, owned->size(), buf, 0);
 }
+}  // namespace
+
+Napi::Value ExternalF32(Napi::Env env, std::vector<float>&& v) { return External(env, std::move(v)); }
+Napi::Value ExternalF64(Napi::Env env, std::vector<double>&& v) { return External(env, std::move(v)); }
 
 FFMERGE_BINDING(Init);
 }  // namespace ffm::binding

@@ -45,5 +45,6 @@ void FFHidden(ThreadPool& pool, const FFCopy& ff, const float* x, size_t rows, f
 // A Float32Array that takes the vector over (no copy); V8 is told its size so it collects in time, and the
 // reaper frees it (a finalizer's free of a 541 MB FF held the event loop ~40 ms; several land after one GC).
 Napi::Value ExternalF32(Napi::Env env, std::vector<float>&& v);
+Napi::Value ExternalF64(Napi::Env env, std::vector<double>&& v);
 
 }  // namespace ffm::binding
