@@ -8,6 +8,7 @@ import { type JobOptions, type NativeJobHandle, runNativeJob, throwIfAborted } f
 import { loadAddon } from './loader';
 import { type FFInput, parts } from './ridge';
 import { stageLarge, type StagedFloatsHandle } from './staged';
+import { isFloat32Array } from '../typed-arrays';
 import type { Activation } from '../model/activation';
 
 type NativeProgress = ((done: number, total: number) => void) | undefined;
@@ -195,28 +196,23 @@ export class CorrelationAccumulator {
       );
     }
     const used = this.used;
-    const arrays = layers.map((x, l) => {
-      if (!used[l] && (x === null || x === undefined)) return null;
-      // by tag, not instanceof: arrays the addon made belong to the main realm, which under jest is not this one
-      if (Object.prototype.toString.call(x) !== '[object Float32Array]') {
+    // one record per layer ({a}), the shape stageLarge takes
+    const given = layers.map((x, l) => {
+      if (!used[l] && (x === null || x === undefined)) return { a: null };
+      if (!isFloat32Array(x)) {
         throw new FfmergeError('INVALID_ARGUMENT', `layer ${l} is used by a pair and needs a Float32Array`);
       }
-      const a = x as Float32Array;
       const want = rows * this.dims[l]!;
-      if (a.length !== want) {
+      if (x.length !== want) {
         throw new FfmergeError(
           'SHAPE_MISMATCH',
-          `layer ${l} holds ${a.length} values, expected rows × width = ${rows} × ${this.dims[l]!} = ${want}`,
+          `layer ${l} holds ${x.length} values, expected rows × width = ${rows} × ${this.dims[l]!} = ${want}`,
         );
       }
-      return a;
+      return { a: x };
     });
-    if (!opts.stage) {
-      await runNativeJob('correlation.add', (onProgress) => this.native.add(arrays, rows, onProgress), opts);
-      return;
-    }
     // At 7B width one batch's pre-activations of two layers are 180 MB, otherwise copied in one call.
-    const { staged, release } = await stageLarge(arrays.map((a) => ({ a })), opts);
+    const { staged, release } = opts.stage ? await stageLarge(given, opts) : { staged: given, release: () => {} };
     try {
       await runNativeJob('correlation.add', (onProgress) => this.native.add(staged.map((s) => s.a), rows, onProgress), opts);
     } finally {

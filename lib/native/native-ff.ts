@@ -12,7 +12,7 @@ import type { FFWeights } from '../model/ff-weights';
 import { type JobOptions, type NativeJobHandle, runNativeJob } from './job';
 import { loadAddon } from './loader';
 import { forSlices } from '../merge/slices';
-import { STAGE_SLICE } from './staged';
+import { checkAttached, STAGE_SLICE } from './staged';
 
 type FFInputs = Pick<FFWeights, 'wIn' | 'bIn' | 'wGate' | 'bGate'>;
 
@@ -82,10 +82,7 @@ export class NativeFF {
       units,
       STAGE_SLICE / perUnit,
       (u0, u1) => {
-        // an array transferred away meanwhile reads as empty: refuse it rather than copy less
-        if (inputs.wIn.length < units * this.d || (inputs.wGate && inputs.wGate.length < units * this.d)) {
-          throw new FfmergeError('BUFFER_DETACHED', 'set(): an FF array was detached (transferred) before its copy finished; keep it until set() settles');
-        }
+        for (const k of ['wIn', 'bIn', 'wGate', 'bGate'] as const) if (inputs[k]) checkAttached(inputs[k]!, units * (k === 'wIn' || k === 'wGate' ? this.d : 1));
         const part: FFInputs = { wIn: inputs.wIn.subarray(u0 * this.d, u1 * this.d) };
         if (inputs.bIn) part.bIn = inputs.bIn.subarray(u0, u1);
         if (inputs.wGate) part.wGate = inputs.wGate.subarray(u0 * this.d, u1 * this.d);

@@ -6,6 +6,7 @@
  */
 import { FfmergeError, fromNativeError } from '../errors';
 import { forSlices } from '../merge/slices';
+import { isFloat32Array } from '../typed-arrays';
 import { type JobOptions, type NativeJobHandle, runNativeJob } from './job';
 import { loadAddon } from './loader';
 
@@ -42,14 +43,23 @@ async function allocated(length: number, opts: JobOptions): Promise<StagedFloats
   return handle;
 }
 
+/**
+ * Throws BUFFER_DETACHED unless `values` still holds the `length` floats it held when a sliced copy began: an
+ * array whose buffer was transferred away meanwhile reads as empty, and a copy must never take less.
+ */
+export function checkAttached(values: Float32Array, length: number): void {
+  if (values.length < length) {
+    throw new FfmergeError('BUFFER_DETACHED', 'an array being copied into native memory was detached (transferred) before the copy finished; keep it until the call settles');
+  }
+}
+
 /** Copies `values` (`length` floats when the handle was made) into the handle a slice at a time, yielding between slices. */
 function fill(handle: StagedFloatsHandle, values: Float32Array, length: number, opts: JobOptions): Promise<void> {
   return forSlices(
     length,
     STAGE_SLICE,
     (i0, i1) => {
-      // a typed array whose buffer was transferred away meanwhile reads as empty: refuse it, never copy less
-      if (values.length < i1) throw new FfmergeError('BUFFER_DETACHED', 'an array being copied into native memory was detached (transferred) before the copy finished; keep it until the call settles');
+      checkAttached(values, length);
       try {
         handle.write(i0, values.subarray(i0, i1));
       } catch (e) {
@@ -73,9 +83,6 @@ export async function stageFloats(values: Float32Array, opts: JobOptions = {}): 
   return handle;
 }
 
-/** By tag, not instanceof: arrays the addon made belong to the main realm, which under jest is not this one. */
-const isF32 = (v: unknown): v is Float32Array => Object.prototype.toString.call(v) === '[object Float32Array]';
-
 /**
  * The arrays of `objects` (each a record of Float32Arrays) of STAGE_MIN floats or more, staged once each: the
  * same memory (one ArrayBuffer, offset and length) met twice is staged once, so a tie stays one native copy.
@@ -87,7 +94,7 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
   const unique = new Map<ArrayBufferLike, Map<string, Float32Array>>();
   for (const o of objects) {
     for (const v of Object.values(o as Record<string, unknown>)) {
-      if (!isF32(v) || v.length < STAGE_MIN) continue;
+      if (!isFloat32Array(v) || v.length < STAGE_MIN) continue;
       const same = unique.get(v.buffer) ?? new Map<string, Float32Array>();
       unique.set(v.buffer, same);
       same.set(key(v), v);
@@ -108,7 +115,7 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
     const staged = objects.map((o) => {
       const copy: Record<string, unknown> = { ...(o as Record<string, unknown>) };
       for (const [k, v] of Object.entries(copy)) {
-        if (isF32(v) && v.length >= STAGE_MIN) copy[k] = handleOf.get(unique.get(v.buffer)!.get(key(v))!);
+        if (isFloat32Array(v) && v.length >= STAGE_MIN) copy[k] = handleOf.get(unique.get(v.buffer)!.get(key(v))!);
       }
       return copy as unknown as T;
     });

@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
+import { isFloat32Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, f32ToBF16, f32ToF16, isDType } from './dtype';
 
 export type TensorData = ArrayBufferView;
@@ -129,24 +130,16 @@ function validate(t: TensorToWrite): number {
   return bytes;
 }
 
-/**
- * Whether `data` is a Float32Array, from any realm: arrays the native addon makes belong to Node's main realm,
- * which is not the realm of code run under jest (or in a vm context), where `instanceof` says false.
- */
-function isFloat32(data: TensorData): data is Float32Array {
-  return Object.prototype.toString.call(data) === '[object Float32Array]';
-}
-
 /** Bytes `data` will occupy once written as t.dtype (without converting it yet). */
 function byteCount(t: TensorToWrite, data: TensorData): number {
   if (!ArrayBuffer.isView(data)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" data is not a typed array`);
-  if (isFloat32(data) && (t.dtype === 'F16' || t.dtype === 'BF16')) return data.length * 2;
+  if (isFloat32Array(data) && (t.dtype === 'F16' || t.dtype === 'BF16')) return data.length * 2;
   return data.byteLength;
 }
 
 function toBytes(t: TensorToWrite, data: TensorData): Uint8Array {
   if (!ArrayBuffer.isView(data)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" data is not a typed array`);
-  if (isFloat32(data) && (t.dtype === 'F16' || t.dtype === 'BF16')) {
+  if (isFloat32Array(data) && (t.dtype === 'F16' || t.dtype === 'BF16')) {
     data = t.dtype === 'F16' ? f32ToF16(data) : f32ToBF16(data);
   }
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);

@@ -1,0 +1,7 @@
+/**
+ * Whether `v` is a Float32Array, from any realm: arrays the native addon makes belong to Node's main realm,
+ * which is not the realm of code run under jest (or in a vm context), where `instanceof` says false.
+ */
+export function isFloat32Array(v: unknown): v is Float32Array {
+  return Object.prototype.toString.call(v) === '[object Float32Array]';
+}
