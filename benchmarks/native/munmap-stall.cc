@@ -1,6 +1,6 @@
 // How long one large free elsewhere in the process holds a small mmap (reaper.h says why it matters): one
 // thread frees a touched 2 GB mapping, by one munmap or (with an argument) by madvise(MADV_DONTNEED) 32 MB at a
-// time first, as the reaper's ReleasePages does; the main thread meanwhile maps, touches and unmaps 8 MB in a
+// time first, as ffm::release_pages (native/core/large_buffer.cc) does; the main thread meanwhile maps, touches and unmaps 8 MB in a
 // loop and reports its slowest round.
 //
 //   g++ -O2 -pthread benchmarks/native/munmap-stall.cc -o /tmp/munmap-stall

@@ -200,6 +200,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
           std::vector<float> corr = guard->state->acc->finalize(ctl, pair);
           if (release) guard->state->acc->release(pair);
           const Assignment a = linear_sum_assignment(ctl, corr.data(), d, d, true);
+          release_pages(corr.data(), corr.size() * sizeof(float));  // 0.5 GB at 7B width (core/large_buffer.h)
           perm->assign(d, 0);
           for (size_t k = 0; k < a.row_ind.size(); ++k) (*perm)[size_t(a.row_ind[k])] = a.col_ind[k];
         },
@@ -237,7 +238,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
     const size_t m = dims[1];
     FFRows in = ReadFFRows(info, dims[0], m);
     const FFCopy ff = in.ff;
-    const Owned<float> x = in.x, y = in.y;
+    const model::Buffer x = in.x, y = in.y;
     const size_t n = in.n, d = in.d;
     return AsyncJob::Start(
         env, info[5],

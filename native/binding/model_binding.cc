@@ -44,8 +44,8 @@ struct ModelHandle {
 std::function<void()> ModelPages(const Model* m) {
   return [m] {
     const auto tensor = [](const model::Tensor& t) {
-      if (t.buf && t.buf.use_count() == 1) ReleasePages(t.buf->data(), t.buf->size() * sizeof(float));
-      if (t.half && t.half.use_count() == 1) ReleasePages(t.half.get(), t.half_size * sizeof(uint16_t));
+      if (t.buf && t.buf.use_count() == 1) release_pages(t.buf->data(), t.buf->size() * sizeof(float));
+      if (t.half && t.half.use_count() == 1) release_pages(t.half.get(), t.half_size * sizeof(uint16_t));
     };
     std::map<const model::FFWeights*, long> refs;
     for (const auto& l : m->w.layers)

@@ -1,13 +1,6 @@
 #include "binding/reaper.h"
 
-#include <algorithm>
-#include <cstdint>
 #include <utility>
-
-#if defined(__linux__) || defined(__APPLE__)
-#include <sys/mman.h>
-#include <unistd.h>
-#endif
 
 #include "binding/addon_data.h"
 #include "core/thread_pool.h"
@@ -52,21 +45,5 @@ void Reaper::Loop() {
 }
 
 std::shared_ptr<Reaper> ReaperOf(Napi::Env env) { return GetAddonData(env).reaper; }
-
-void ReleasePages(const void* data, size_t bytes) {
-#if defined(__linux__) || defined(__APPLE__)
-  constexpr size_t kMin = size_t(16) << 20;    // a smaller free is quick anyway
-  constexpr size_t kSlice = size_t(32) << 20;  // ~3 ms of the lock each on this VM
-  if (!data || bytes < kMin) return;
-  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  // inward to whole pages: the allocator's bookkeeping just outside the span is never touched
-  uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
-  for (; begin < end; begin += kSlice) madvise(reinterpret_cast<void*>(begin), std::min<uintptr_t>(kSlice, end - begin), MADV_DONTNEED);
-#else
-  (void)data;
-  (void)bytes;
-#endif
-}
 
 }  // namespace ffm::binding

@@ -30,6 +30,7 @@
 #include "binding/reaper.h"
 #include "binding/registry.h"
 #include "core/error.h"
+#include "core/large_buffer.h"
 #include "core/ridge.h"
 #include "core/select.h"
 
@@ -55,6 +56,12 @@ struct Sums {
   Doubles G, C;
   double rows = 0;
   std::atomic<bool> busy{false};
+  // G is 1–1.5 GB at 7B width: its pages go back before the free, wherever the last owner lets go
+  // (core/large_buffer.h says why)
+  ~Sums() {
+    release_pages(G.get(), (p + 1) * (p + 1) * sizeof(double));
+    release_pages(C.get(), (p + 1) * m * sizeof(double));
+  }
 };
 
 struct Claim {
@@ -125,7 +132,7 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
     const size_t p = s_->p, m = s_->m;
     FFRows in = ReadFFRows(info, p, m);
     const FFCopy ff = in.ff;
-    const Owned<float> x = in.x, y = in.y;
+    const model::Buffer x = in.x, y = in.y;
     const size_t n = in.n, d = in.d;
     auto claim = Take(env);
     return AsyncJob::Start(
@@ -170,7 +177,7 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
           const size_t k = all ? p : cols.size(), n = p + 1, kn = k + 1;
           const double* G = s.G.get();
           const double* C = s.C.get();
-          std::vector<double> g, c;
+          LargeVector<double> g, c;  // up to (p+1)² and (p+1)·m doubles: 1.5 GB and 0.45 GB at 7B width
           if (!all || !bias) {
             std::vector<size_t> idx(kn);
             for (size_t a = 0; a < k; ++a) idx[a] = all ? a : size_t(cols[a]);
@@ -190,7 +197,7 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
             G = g.data();
             C = c.data();
           }
-          std::vector<double> X(kn * m);
+          LargeVector<double> X(kn * m);
           ridge_solve(ctl, G, C, k, m, lambda_rel, X.data());
           w->resize(m * k);
           b->resize(m);

@@ -80,7 +80,7 @@ void CorrelationAccumulator::release(size_t p) {
   if (s.released) return;
   s.released = true;
   // swap with empties: clear() would keep the capacity, which is the memory this call exists to return
-  std::vector<double>().swap(s.cross);
+  LargeVector<double>().swap(s.cross);
   std::vector<double>().swap(s.sum_i);
   std::vector<double>().swap(s.sumsq_i);
   std::vector<double>().swap(s.sum_j);

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "core/job.h"
+#include "core/large_buffer.h"
 
 namespace ffm {
 
@@ -98,7 +99,7 @@ class CorrelationAccumulator {
     bool released = false;
     size_t count = 0;
     std::vector<double> sum_i, sumsq_i, sum_j, sumsq_j;  // Σ(x−s), Σ(x−s)² of each side's units
-    std::vector<double> cross;  // Σ(x−sx)ᵀ(y−sy), dims[i] × dims[j] (CPU backend; allocated by the first add)
+    LargeVector<double> cross;  // Σ(x−sx)ᵀ(y−sy), dims[i] × dims[j] (CPU backend; allocated by the first add)
   };
 
   struct Centered;

@@ -8,6 +8,7 @@
 #include "core/cholesky.h"
 #include "core/cross_tiles.h"
 #include "core/gemm.h"
+#include "core/large_buffer.h"
 #include "core/error.h"
 
 namespace ffm {
@@ -76,7 +77,7 @@ void ridge_solve(JobControl& ctl, const double* G, const double* C, size_t p, si
   for (size_t i = 0; i < p; ++i) mean_diag += G[i * p1 + i];
   mean_diag = p ? mean_diag / double(p) : 0;
   const double lambda = lambda_rel * mean_diag;
-  std::vector<double> L(G, G + p1 * p1);
+  LargeVector<double> L(G, G + p1 * p1);  // 1–1.5 GB at 7B width, freed on a pool thread
   for (size_t i = 0; i < p; ++i) L[i * p1 + i] += lambda;
   // progress in flops: p³/3 to factor, 2p²m to substitute
   const double factor = double(p1) / 3.0, total = factor + 2.0 * double(m);

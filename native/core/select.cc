@@ -7,6 +7,7 @@
 
 #include "core/dgemm_sub.h"
 #include "core/error.h"
+#include "core/large_buffer.h"
 
 namespace ffm {
 
@@ -95,7 +96,7 @@ std::vector<int32_t> greedy_select(JobControl& ctl, const double* G, const doubl
   for (size_t i = 0; i < n; ++i) cols[i] = pos[i] = i;
   size_t nl = n;
   Packed pk{nl};
-  std::vector<double> S(pk.size()), Rb(C, C + n * m);
+  LargeVector<double> S(pk.size()), Rb(C, C + n * m);  // 0.5–0.8 GB each at 7B width
   for (size_t a = 0; a < n; ++a) std::copy(G + a * n, G + a * n + a + 1, S.begin() + pk.at(a, 0));
   std::vector<double> d(n), gdiag(n), rr(n);
   for (size_t i = 0; i < n; ++i) d[i] = gdiag[i] = G[i * n + i];

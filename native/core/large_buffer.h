@@ -1,0 +1,52 @@
+// Large memory handed back to the kernel a slice at a time before it is freed.
+//
+// Why: one munmap of a large mapping holds the process's memory-map lock for its whole length, and every mmap
+// meanwhile waits for it — V8 growing its heap on the host's main thread, a new ArrayBuffer, a large malloc.
+// A 2 GB free on another thread held an 8 MB mmap 189–228 ms; with its pages released first by madvise 32 MB
+// at a time, 4.5–5.5 ms (benchmarks/native/munmap-stall.cc). At Llama-2-7B width the fits' temporaries (the
+// ridge factor's copy of the Gram matrix, 1–1.5 GB; select's Gram and targets, 0.5–0.8 GB) were freed that
+// way on pool threads at the end of a job, and held the host's event loop up to 170 ms (strace, RESULTS.md).
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+namespace ffm {
+
+// Gives the whole pages inside [data, data + bytes) back to the kernel (madvise MADV_DONTNEED) a slice at a
+// time, so that the free that follows unmaps nothing and no slice holds the memory-map lock long. The memory
+// reads as zeros afterwards: only for memory about to be freed that nothing else reads. Spans under 16 MiB are
+// left to the free. A no-op where madvise is not available.
+void release_pages(const void* data, size_t bytes);
+
+// std::allocator, except that a block's pages are released (release_pages) just before it is freed.
+template <typename T>
+struct PageReleasingAllocator : std::allocator<T> {
+  using value_type = T;
+  template <typename U>
+  struct rebind {
+    using other = PageReleasingAllocator<U>;
+  };
+  PageReleasingAllocator() = default;
+  template <typename U>
+  PageReleasingAllocator(const PageReleasingAllocator<U>&) noexcept {}
+  void deallocate(T* p, size_t n) {
+    release_pages(p, n * sizeof(T));
+    std::allocator<T>::deallocate(p, n);
+  }
+};
+
+template <typename T, typename U>
+bool operator==(const PageReleasingAllocator<T>&, const PageReleasingAllocator<U>&) noexcept {
+  return true;
+}
+template <typename T, typename U>
+bool operator!=(const PageReleasingAllocator<T>&, const PageReleasingAllocator<U>&) noexcept {
+  return false;
+}
+
+// A vector for buffers of hundreds of MB that may be freed while the host runs.
+template <typename T>
+using LargeVector = std::vector<T, PageReleasingAllocator<T>>;
+
+}  // namespace ffm
