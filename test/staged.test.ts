@@ -4,7 +4,8 @@
  * hold exactly the arrays given (a copy: later writes to them do not reach it), a tie must stay one copy,
  * and a staged buffer a model holds must never be written again. The FFs here (d 128, d_ff 8192 + 1) are
  * above STAGE_MIN and span more than one STAGE_SLICE, so every path is the staged one. NativeFF.set and
- * CorrelationAccumulator.add stage too: their results must be exactly those of the arrays given.
+ * CorrelationAccumulator.add stage too, and the accumulators' addFF and Model.forward's entry state on request:
+ * their results must be exactly those of the arrays given.
  */
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
@@ -14,6 +15,7 @@ import { removeSyntheticDirs, syntheticGpt2 } from './helpers/synthetic-model';
 import { randomFF, rng } from './helpers/random-ff';
 import { NativeFF } from '../lib/native/native-ff';
 import { CorrelationAccumulator } from '../lib/native/correlation';
+import { RidgeAccumulator } from '../lib/native/ridge';
 import { pearsonReference } from '../lib/reference/correlation';
 
 const d = 512;
@@ -84,7 +86,7 @@ describe('Model.withFF with staged arrays', () => {
   });
 });
 
-describe('pages given back by the reaper (reaper.h: ReleasePages)', () => {
+describe('pages given back by the reaper (core/large_buffer.h: release_pages)', () => {
   const settle = () => new Promise((r) => setTimeout(r, 300)); // the reaper runs on its own thread
   const logits = async (m: Model) => (await m.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' })).logits!;
 
@@ -214,6 +216,47 @@ describe('other calls that stage large arrays', () => {
     } finally {
       pool.dispose();
     }
+  });
+
+  test('addFF with stage (ridge and correlation): the same sums as the copied call, bit for bit; a detach rejects', async () => {
+    const rows = 2051;
+    const width = 520; // X and Y each rows × 520 floats: over STAGE_MIN
+    const units = 9;
+    const r = rng(17);
+    const ff = randomFF(r, width, units, true, true);
+    const X = Float32Array.from({ length: rows * width }, r);
+    const Y = Float32Array.from({ length: rows * width }, r);
+    expect(X.length).toBeGreaterThanOrEqual(STAGE_MIN);
+    const [copied, staged] = [new RidgeAccumulator(units, width), new RidgeAccumulator(units, width)];
+    await copied.addFF(X, rows, ff, 'silu', Y);
+    await staged.addFF(X, rows, ff, 'silu', Y, { stage: true });
+    const [a, b] = [await copied.solve(1e-3), await staged.solve(1e-3)];
+    expect(same(a.w, b.w) && same(a.b, b.b)).toBe(true);
+    const [c1, c2] = [new CorrelationAccumulator([units, width], [[0, 1]]), new CorrelationAccumulator([units, width], [[0, 1]])];
+    await c1.addFF(X, rows, ff, 'silu', Y);
+    await c2.addFF(X, rows, ff, 'silu', Y, { stage: true });
+    expect(Array.from(await c2.explained(0))).toEqual(Array.from(await c1.explained(0)));
+    const Z = Y.slice();
+    const p = staged.addFF(X, rows, ff, 'silu', Z, { stage: true });
+    structuredClone(Z.buffer, { transfer: [Z.buffer] });
+    await expect(p).rejects.toMatchObject({ code: 'BUFFER_DETACHED' });
+    expect(staged.count).toBe(rows); // nothing was added
+  });
+
+  test("forward with stage: a staged entry state gives the copied call's states bit for bit; a detach rejects", async () => {
+    const batch = 256;
+    const seq = 8; // batch · seq · d = STAGE_MIN: the smallest state that is staged
+    const many = Int32Array.from({ length: batch * seq }, (_, i) => (i * 7 + (i >> 3)) % 40);
+    const input = { ids: many, batch, seq };
+    const h0 = (await model.forward(input, { output: 'hidden', toLayer: 1 })).hidden!;
+    expect(h0.length).toBeGreaterThanOrEqual(STAGE_MIN);
+    const copied = (await model.forward(input, { output: 'hidden', fromLayer: 1, hidden: h0 })).hidden!;
+    const staged = (await model.forward(input, { output: 'hidden', fromLayer: 1, hidden: h0, stage: true })).hidden!;
+    expect(same(staged, copied)).toBe(true);
+    const h1 = h0.slice();
+    const p = model.forward(input, { output: 'hidden', fromLayer: 1, hidden: h1, stage: true });
+    structuredClone(h1.buffer, { transfer: [h1.buffer] });
+    await expect(p).rejects.toMatchObject({ code: 'BUFFER_DETACHED' });
   });
 
   test('a staged layer of the wrong length is refused (SHAPE_MISMATCH), not read past its end', async () => {

@@ -4,7 +4,7 @@
  */
 import { FfmergeError, fromNativeError, showValue } from '../errors';
 import { runNativeJob, type JobOptions } from '../native/job';
-import { stageLarge } from '../native/staged';
+import { stageLarge, withStaged } from '../native/staged';
 import type { CorrelationAccumulator } from '../native/correlation';
 import { modelAddon, type NativeFF, type NativeForwardArgs, type NativeModelHandle } from '../native/model';
 import type { ModelSpec } from './spec';
@@ -100,6 +100,11 @@ export interface ForwardOptions extends JobOptions {
   toLayer?: number;
   /** The state entering fromLayer, [batch, seq, d] (as returned by output 'hidden'). */
   hidden?: Float32Array;
+  /**
+   * Copy a large `hidden` a slice at a time before the pass (native/staged.ts: 33 MB a batch at 7B width)
+   * instead of in the call; it must then not change until the promise settles.
+   */
+  stage?: boolean;
   /** Capture FF pre-activations (output of the first FF matrix, before the nonlinearity): true = every layer run, or a list. */
   captureFF?: boolean | number[];
   /** Capture FF inputs (what the first FF matrix reads: after the norm in pre-norm stacks) of these layers. */
@@ -431,7 +436,9 @@ export class Model {
       ...(mainAcc ? { accumulator: mainAcc.nativeAccumulator } : {}),
     };
     const handle = this.live();
-    const r = await runNativeJob('forward', (onProgress) => modelAddon().modelForward(handle, args, onProgress), opts);
+    const r = await withStaged({ hidden: opts.hidden }, opts, ({ hidden }) =>
+      runNativeJob('forward', (onProgress) => modelAddon().modelForward(handle, { ...args, ...(hidden ? { hidden } : {}) }, onProgress), opts),
+    );
     const out: ForwardResult = {};
     if (r.logits) out.logits = r.logits;
     if (r.nll) {

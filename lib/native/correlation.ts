@@ -7,7 +7,7 @@ import { FfmergeError, fromNativeError } from '../errors';
 import { type JobOptions, type NativeJobHandle, runNativeJob, throwIfAborted } from './job';
 import { loadAddon } from './loader';
 import { type FFInput, parts } from './ridge';
-import { stageLarge, type StagedFloatsHandle } from './staged';
+import { stageLarge, type StagedFloatsHandle, withStaged } from './staged';
 import { isFloat32Array } from '../typed-arrays';
 import type { Activation } from '../model/activation';
 
@@ -18,7 +18,7 @@ interface NativeCorrelationAccumulator {
   finalize(pairIndex: number, onProgress: NativeProgress, release?: boolean): NativeJobHandle<Float32Array>;
   explained(pairIndex: number, onProgress: NativeProgress, release?: boolean): NativeJobHandle<Float64Array>;
   alignment(pairIndex: number, onProgress: NativeProgress, release?: boolean): NativeJobHandle<Int32Array>;
-  addFF(X: Float32Array, n: number, ff: unknown, activation: string, Y: Float32Array, onProgress: NativeProgress): NativeJobHandle<void>;
+  addFF(X: Float32Array | StagedFloatsHandle, n: number, ff: unknown, activation: string, Y: Float32Array | StagedFloatsHandle, onProgress: NativeProgress): NativeJobHandle<void>;
   addPair(i: number, j: number): number;
   release(pairIndex: number): void;
   pairCount(pairIndex: number): number;
@@ -236,14 +236,15 @@ export class CorrelationAccumulator {
   /**
    * For an accumulator of two layers [ff.dFF, m] (pair (0, 1)): adds the hidden units of `ff` (after the
    * nonlinearity) on inputs X [n, d] as layer 0 and Y [n, m] as layer 1. The hidden units are computed in the
-   * job and never pass through JS; a NativeFF is read without a copy.
+   * job and never pass through JS; a NativeFF is read without a copy. X and Y are copied, or staged with
+   * `stage`, as in RidgeAccumulator.addFF.
    */
-  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions = {}): Promise<void> {
+  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions & { stage?: boolean } = {}): Promise<void> {
     throwIfAborted(opts.signal);
     if (this.dims.length !== 2 || ff.dFF !== this.dims[0] || X.length !== n * ff.d || Y.length !== n * this.dims[1]!) {
       throw new FfmergeError('SHAPE_MISMATCH', `addFF needs dims [units, m] = [${ff.dFF}, m], X ${n}×${ff.d} and Y ${n}×m (dims are [${this.dims.join(', ')}])`);
     }
-    await runNativeJob('correlation.addFF', (onProgress) => this.native.addFF(X, n, parts(ff), act, Y, onProgress), opts);
+    await withStaged({ X, Y }, opts, (s) => runNativeJob('correlation.addFF', (onProgress) => this.native.addFF(s.X, n, parts(ff), act, s.Y, onProgress), opts));
   }
 
   /**

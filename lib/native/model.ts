@@ -1,6 +1,7 @@
 /** Typed view of the native model functions (native/binding/model_binding.cc). */
 import { loadAddon } from './loader';
 import type { NativeJobHandle } from './job';
+import type { StagedFloatsHandle } from './staged';
 import type { ModelSpec } from '../model/spec';
 import type { LoadPlan } from '../model/load';
 
@@ -22,7 +23,7 @@ export interface NativeForwardArgs {
   seq: number;
   attentionMask?: Uint8Array;
   featureMask?: Uint8Array;
-  hidden?: Float32Array;
+  hidden?: Float32Array | StagedFloatsHandle;
   output: 'logits' | 'nll' | 'hidden';
   fromLayer?: number;
   toLayer?: number;

@@ -10,6 +10,7 @@ import type { FFWeights } from '../model/ff-weights';
 import { loadAddon } from './loader';
 import { runNativeJob, type JobOptions, type NativeJobHandle } from './job';
 import { NativeFF } from './native-ff';
+import { type StagedFloatsHandle, withStaged } from './staged';
 
 type Progress = ((done: number, total: number) => void) | undefined;
 /** The FF pieces a native job computes hidden units from. */
@@ -19,7 +20,7 @@ export type FFInput = (FFParts & { d: number; dFF: number }) | NativeFF;
 
 interface NativeRidgeSums {
   add(H: Float32Array, Y: Float32Array, n: number, onProgress: Progress): NativeJobHandle<void>;
-  addFF(X: Float32Array, n: number, ff: unknown, activation: string, Y: Float32Array, onProgress: Progress): NativeJobHandle<void>;
+  addFF(X: Float32Array | StagedFloatsHandle, n: number, ff: unknown, activation: string, Y: Float32Array | StagedFloatsHandle, onProgress: Progress): NativeJobHandle<void>;
   solve(lambdaRel: number, bias: boolean, columns: Int32Array | null, onProgress: Progress): NativeJobHandle<RidgeSolution>;
   select(forced: Int32Array, count: number, lambdaRel: number, onProgress: Progress): NativeJobHandle<Int32Array>;
   rows(): number;
@@ -89,13 +90,15 @@ export class RidgeAccumulator {
 
   /**
    * Adds n rows whose H is the hidden units of `ff` (p units) on inputs X [n, d], computed in the job: H never
-   * exists in JS (it is the largest array of a select merge, n × k·d_ff).
+   * exists in JS (it is the largest array of a select merge, n × k·d_ff). X and Y are copied by the call; with
+   * `stage`, a slice at a time first (native/staged.ts: 67 MB a batch at 7B width), and they must then not
+   * change until the promise settles.
    */
-  addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions = {}): Promise<void> {
+  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions & { stage?: boolean } = {}): Promise<void> {
     if (ff.dFF !== this.p || X.length !== n * ff.d || Y.length !== n * this.m) {
       throw new FfmergeError('SHAPE_MISMATCH', `ridge rows: the FF must have ${this.p} units, X ${n}×${ff.d} and Y ${n}×${this.m}`);
     }
-    return this.queue((cb) => this.native.addFF(X, n, parts(ff), act, Y, cb), opts);
+    await withStaged({ X, Y }, opts, (s) => this.queue((cb) => this.native.addFF(s.X, n, parts(ff), act, s.Y, cb), opts));
   }
 
   /**

@@ -125,3 +125,17 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
     throw e;
   }
 }
+
+/**
+ * run(o), with o's arrays of STAGE_MIN floats or more staged first when `opts.stage` is set (o itself
+ * otherwise); the handles are disposed once run settles. What run gets must then stay unchanged until it settles.
+ */
+export async function withStaged<T extends object, R>(o: T, opts: JobOptions & { stage?: boolean }, run: (staged: T) => Promise<R>): Promise<R> {
+  if (!opts.stage) return run(o);
+  const { staged, release } = await stageLarge([o], opts);
+  try {
+    return await run(staged[0]!);
+  } finally {
+    release();
+  }
+}

@@ -159,7 +159,7 @@ async function layerMajorCorrelations(
           output: 'hidden',
           fromLayer: l,
           toLayer: l + 1,
-          ...(l > 0 ? { hidden: hidden[bi]! } : {}),
+          ...(l > 0 ? { hidden: hidden[bi]!, stage: true } : {}),
           ...(capture ? { captureFF: [l] } : {}),
           ...(b.featureMask ? { featureMask: b.featureMask } : {}),
           ...signal,

@@ -86,7 +86,7 @@ export async function forEachFFInput(
     // the encoder of an encoder–decoder model runs before the decoder: toLayer 0 skips the decoder's layers
     const r = await model.forward(b.input, {
       output: 'hidden',
-      ...(entry ? { fromLayer: from, hidden: entry[i] } : {}),
+      ...(entry ? { fromLayer: from, hidden: entry[i], stage: true } : {}),
       toLayer: main ? Math.max(...layers) + 1 : 0,
       ...(main ? { captureFFInput: layers } : { captureEncoderFFInput: layers }),
       ...(opts.outputs ? (main ? { captureFFOutput: layers } : { captureEncoderFFOutput: layers }) : {}),
@@ -126,7 +126,7 @@ export async function refitOutput(
   const input = await NativeFF.of(merged, opts);
   try {
     await forEachFFInput(source, stack, layers, calibration, async (l, X, n, Y) => {
-      await acc.addFF(X, n, input, act, Y ?? (await outputOf(originals!.get(l)!, X, n, act, opts)), signal);
+      await acc.addFF(X, n, input, act, Y ?? (await outputOf(originals!.get(l)!, X, n, act, opts)), { ...signal, stage: true });
     }, { ...opts, outputs: originals === undefined }, entry);
   } finally {
     input.dispose();

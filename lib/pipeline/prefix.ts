@@ -68,7 +68,7 @@ export class PrefixCache {
         if (s) for (const h of hs) await s.put(h);
         if (l === last) break;
         for (const [i, b] of batches.entries()) {
-          hs[i] = (await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: hs[i]!, ...signal })).hidden!;
+          hs[i] = (await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: hs[i]!, stage: true, ...signal })).hidden!;
           opts.onProgress?.({ phase: 'prefix', done: ++done, total });
         }
       }

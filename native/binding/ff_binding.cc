@@ -24,6 +24,7 @@
 
 #include "binding/reaper.h"
 #include "binding/registry.h"
+#include "binding/staged_floats.h"
 
 namespace ffm::binding {
 
@@ -133,7 +134,7 @@ class NativeFF : public Napi::ObjectWrap<NativeFF> {
     for (int k = 0; k < kParts; ++k) {
       const float* data = buf_[k].get();
       const size_t bytes = units_ * Width(k) * sizeof(float);
-      reaper_->Drop(std::move(buf_[k]), [data, bytes] { ReleasePages(data, bytes); });
+      reaper_->Drop(std::move(buf_[k]), [data, bytes] { release_pages(data, bytes); });
     }
     Napi::MemoryManagement::AdjustExternalMemory(Env(), -bytes_);
   }
@@ -295,17 +296,28 @@ FFCopy CopyFF(const Napi::Value& v, size_t d, size_t units, const Napi::Value& a
   return c;
 }
 
+namespace {
+// A StagedFloats shared, or a Float32Array's length (copied once every argument is checked).
+model::Buffer StagedOrLength(const Napi::Value& v, const char* key, size_t* length) {
+  model::Buffer b = SharedStaged(v);
+  *length = b ? b->size() : GetF32(v, key).length;
+  return b;
+}
+}  // namespace
+
 FFRows ReadFFRows(const Napi::CallbackInfo& info, size_t units, size_t m) {
   Napi::Env env = info.Env();
   FFRows r;
   r.n = GetCount(info[1], "n");
-  const F32View X = GetF32(info[0], "X");
-  if (r.n == 0 ? X.length != 0 : X.length % r.n != 0) ThrowCode(env, "SHAPE_MISMATCH", "X must hold n rows");
-  r.d = r.n ? X.length / r.n : 1;
+  size_t x_len = 0, y_len = 0;
+  r.x = StagedOrLength(info[0], "X", &x_len);
+  if (r.n == 0 ? x_len != 0 : x_len % r.n != 0) ThrowCode(env, "SHAPE_MISMATCH", "X must hold n rows");
+  r.d = r.n ? x_len / r.n : 1;
   r.ff = CopyFF(info[2], r.d, units, info[3], false);
-  if (GetF32(info[4], "Y").length != r.n * m) ThrowCode(env, "SHAPE_MISMATCH", "Y must hold n × m values");
-  r.x = CopyTyped<float>(info[0], "X");
-  r.y = CopyTyped<float>(info[4], "Y");
+  r.y = StagedOrLength(info[4], "Y", &y_len);
+  if (y_len != r.n * m) ThrowCode(env, "SHAPE_MISMATCH", "Y must hold n × m values");
+  if (!r.x) r.x = CopyTyped<float>(info[0], "X");
+  if (!r.y) r.y = CopyTyped<float>(info[4], "Y");
   return r;
 }
 

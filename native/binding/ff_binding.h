@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "binding/async_job.h"
+#include "core/model/weights.h"
 #include "core/nn/ops.h"
 #include "core/thread_pool.h"
 
@@ -29,11 +30,12 @@ struct FFCopy {
 // which is what lets a pool of k FFs (3.2 GB at Llama-2-7B width with k = 9) feed many jobs.
 FFCopy CopyFF(const Napi::Value& ff, size_t d, size_t units, const Napi::Value& activation, bool with_out);
 
-// The arguments of an addFF job, (X [n, d], n, ff, activation, Y [n, m]) at info[first..first+4], checked
-// (ff of `units` units, Y of m columns) and copied for the worker.
+// The arguments of an addFF job, (X [n, d], n, ff, activation, Y [n, m]) at info[0..4], checked (ff of `units`
+// units, Y of m columns) and copied for the worker; X or Y given as StagedFloats (lib/native/staged.ts) is
+// shared instead, so a 7B-width batch (67 MB of X and Y) is not copied into fresh pages on the main thread.
 struct FFRows {
   FFCopy ff;
-  Owned<float> x, y;
+  model::Buffer x, y;
   size_t n = 0, d = 0;
 };
 FFRows ReadFFRows(const Napi::CallbackInfo& info, size_t units, size_t m);

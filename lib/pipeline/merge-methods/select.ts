@@ -120,7 +120,7 @@ async function unitGains(model: Model, stack: StackName, layers: number[], pool:
   const signal = opts.signal ? { signal: opts.signal } : {};
   const corr = new CorrelationAccumulator([pool.dFF, pool.d], [[0, 1]]);
   await forEachFFInput(model, stack, layers, ctx.calibration, async (_l, X, n, Y) => {
-    await corr.addFF(X, n, pool, act, Y!, signal);
+    await corr.addFF(X, n, pool, act, Y!, { ...signal, stage: true });
   }, { ...opts, outputs: true }, ctx.entry);
   return corr.explained(0, { ...signal, release: true });
 }
@@ -149,7 +149,7 @@ export const select: MergeMethod = {
       const acc = new RidgeAccumulator(pool.dFF, spec.dModel);
       const units = pool;
       await forEachFFInput(model, stack, layers, ctx.calibration, async (_l, X, n, Y) => {
-        await acc.addFF(X, n, units, act, Y!, signal);
+        await acc.addFF(X, n, units, act, Y!, { ...signal, stage: true });
       }, { ...opts, outputs: true }, ctx.entry);
       const merged = await selectUnits(acc, pool, spec.dFF, withBias, opts);
       return { stack, window, anchor: anchorOf(window, ctx.anchor), merged, perms: new Map() };

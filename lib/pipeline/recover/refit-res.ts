@@ -74,7 +74,7 @@ async function stepLayer(ctx: MergeContext, view: Model, l: number, entry: Strea
   for (const [i, b] of ctx.calibration.entries()) {
     throwIfAborted(opts.signal);
     const mask = b.featureMask ?? b.input.attentionMask;
-    const step = (h: Float32Array | undefined) => ({ output: 'hidden' as const, fromLayer: l, toLayer: l + 1, ...(h ? { hidden: h } : {}), ...signal });
+    const step = (h: Float32Array | undefined) => ({ output: 'hidden' as const, fromLayer: l, toLayer: l + 1, ...(h ? { hidden: h, stage: true } : {}), ...signal });
     const hb = (await model.forward(b.input, step(entry.base[i]))).hidden!;
     const rv = await view.forward(b.input, { ...step(entry.view[i]), ...(fit ? { captureFFInput: [l], captureFFOutput: [l] } : {}), ...(mask ? { featureMask: mask } : {}) });
     out.base.push(hb);
@@ -130,7 +130,7 @@ export async function compensate(
     const input = await NativeFF.of(own, opts);
     try {
       // only layer l runs here, so the base model (its own FF at l) stands for the view
-      await stepLayer(ctx, model, l, after, (X, T, n) => acc.addFF(X, n, input, act, T, signal), opts);
+      await stepLayer(ctx, model, l, after, (X, T, n) => acc.addFF(X, n, input, act, T, { ...signal, stage: true }), opts);
     } finally {
       input.dispose();
     }
@@ -171,7 +171,7 @@ export async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: Jo
     // held natively once, not copied for every layer and batch (360 MB at 7B width)
     const input = await NativeFF.of(ff, opts);
     try {
-      const fit: Fit = (X, T, n) => acc.addFF(X, n, input, act, T, signal);
+      const fit: Fit = (X, T, n) => acc.addFF(X, n, input, act, T, { ...signal, stage: true });
       let s = entry;
       for (const l of layers) s = await stepLayer(ctx, view, l, s, fit, opts);
     } finally {
