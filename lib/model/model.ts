@@ -436,8 +436,8 @@ export class Model {
       ...(mainAcc ? { accumulator: mainAcc.nativeAccumulator } : {}),
     };
     const handle = this.live();
-    const r = await withStaged({ hidden: opts.hidden }, opts, ({ hidden }) =>
-      runNativeJob('forward', (onProgress) => modelAddon().modelForward(handle, { ...args, ...(hidden ? { hidden } : {}) }, onProgress), opts),
+    const r = await withStaged([{ hidden: opts.hidden }], opts, ([s]) =>
+      runNativeJob('forward', (onProgress) => modelAddon().modelForward(handle, { ...args, ...(s!.hidden ? { hidden: s!.hidden } : {}) }, onProgress), opts),
     );
     const out: ForwardResult = {};
     if (r.logits) out.logits = r.logits;

@@ -7,7 +7,7 @@ import { FfmergeError, fromNativeError } from '../errors';
 import { type JobOptions, type NativeJobHandle, runNativeJob, throwIfAborted } from './job';
 import { loadAddon } from './loader';
 import { type FFInput, parts } from './ridge';
-import { stageLarge, type StagedFloatsHandle, withStaged } from './staged';
+import { type StagedFloatsHandle, withStaged } from './staged';
 import { isFloat32Array } from '../typed-arrays';
 import type { Activation } from '../model/activation';
 
@@ -212,12 +212,7 @@ export class CorrelationAccumulator {
       return { a: x };
     });
     // At 7B width one batch's pre-activations of two layers are 180 MB, otherwise copied in one call.
-    const { staged, release } = opts.stage ? await stageLarge(given, opts) : { staged: given, release: () => {} };
-    try {
-      await runNativeJob('correlation.add', (onProgress) => this.native.add(staged.map((s) => s.a), rows, onProgress), opts);
-    } finally {
-      release();
-    }
+    await withStaged(given, opts, (staged) => runNativeJob('correlation.add', (onProgress) => this.native.add(staged.map((s) => s.a), rows, onProgress), opts));
   }
 
   /**
@@ -244,7 +239,7 @@ export class CorrelationAccumulator {
     if (this.dims.length !== 2 || ff.dFF !== this.dims[0] || X.length !== n * ff.d || Y.length !== n * this.dims[1]!) {
       throw new FfmergeError('SHAPE_MISMATCH', `addFF needs dims [units, m] = [${ff.dFF}, m], X ${n}×${ff.d} and Y ${n}×m (dims are [${this.dims.join(', ')}])`);
     }
-    await withStaged({ X, Y }, opts, (s) => runNativeJob('correlation.addFF', (onProgress) => this.native.addFF(s.X, n, parts(ff), act, s.Y, onProgress), opts));
+    await withStaged([{ X, Y }], opts, ([s]) => runNativeJob('correlation.addFF', (onProgress) => this.native.addFF(s!.X, n, parts(ff), act, s!.Y, onProgress), opts));
   }
 
   /**

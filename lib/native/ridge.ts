@@ -98,7 +98,7 @@ export class RidgeAccumulator {
     if (ff.dFF !== this.p || X.length !== n * ff.d || Y.length !== n * this.m) {
       throw new FfmergeError('SHAPE_MISMATCH', `ridge rows: the FF must have ${this.p} units, X ${n}×${ff.d} and Y ${n}×${this.m}`);
     }
-    await withStaged({ X, Y }, opts, (s) => this.queue((cb) => this.native.addFF(s.X, n, parts(ff), act, s.Y, cb), opts));
+    await withStaged([{ X, Y }], opts, ([s]) => this.queue((cb) => this.native.addFF(s!.X, n, parts(ff), act, s!.Y, cb), opts));
   }
 
   /**

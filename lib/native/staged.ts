@@ -127,14 +127,14 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
 }
 
 /**
- * run(o), with o's arrays of STAGE_MIN floats or more staged first when `opts.stage` is set (o itself
- * otherwise); the handles are disposed once run settles. What run gets must then stay unchanged until it settles.
+ * run(objects), with their arrays of STAGE_MIN floats or more staged first (stageLarge) when `opts.stage` is
+ * set, as given otherwise; the handles are disposed once run settles. The arrays must not change until then.
  */
-export async function withStaged<T extends object, R>(o: T, opts: JobOptions & { stage?: boolean }, run: (staged: T) => Promise<R>): Promise<R> {
-  if (!opts.stage) return run(o);
-  const { staged, release } = await stageLarge([o], opts);
+export async function withStaged<T extends object, R>(objects: T[], opts: JobOptions & { stage?: boolean }, run: (staged: T[]) => Promise<R>): Promise<R> {
+  if (!opts.stage) return run(objects);
+  const { staged, release } = await stageLarge(objects, opts);
   try {
-    return await run(staged[0]!);
+    return await run(staged);
   } finally {
     release();
   }

@@ -142,23 +142,20 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
     for (uint32_t l = 0; l < arr.Length(); ++l) {
       Napi::Value v = arr.Get(l);
       if (!acc.used(l) && (v.IsNull() || v.IsUndefined())) continue;
-      if (model::Buffer b = SharedStaged(v)) {
-        if (b->size() != rows * acc.dims()[l])
-          ThrowCode(env, "SHAPE_MISMATCH", "layer " + std::to_string(l) + " holds " + std::to_string(b->size()) +
-                                               " staged values, expected rows × width = " + std::to_string(rows) +
-                                               " × " + std::to_string(acc.dims()[l]));
-        layers[l] = b->data();
-        staged.push_back(std::move(b));
-        continue;
-      }
-      F32View view = GetF32(v, "each used layer's activations");
+      size_t length = 0;
+      model::Buffer b = StagedOrLength(v, "each used layer's activations", &length);
       // The core reads rows × dims[l] floats: never let a short array turn into an out-of-bounds read.
-      if (view.length != rows * acc.dims()[l])
-        ThrowCode(env, "SHAPE_MISMATCH", "layer " + std::to_string(l) + " holds " + std::to_string(view.length) +
+      if (length != rows * acc.dims()[l])
+        ThrowCode(env, "SHAPE_MISMATCH", "layer " + std::to_string(l) + " holds " + std::to_string(length) +
                                              " values, expected rows × width = " + std::to_string(rows) + " × " +
                                              std::to_string(acc.dims()[l]));
-      owned.push_back(CopyTyped<float>(v, "each used layer's activations"));
-      layers[l] = owned.back()->data();
+      if (b) {
+        layers[l] = b->data();
+        staged.push_back(std::move(b));
+      } else {
+        owned.push_back(CopyTyped<float>(v, "each used layer's activations"));
+        layers[l] = owned.back()->data();
+      }
     }
     return AsyncJob::Start(
         env, info[2],

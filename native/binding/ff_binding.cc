@@ -296,15 +296,6 @@ FFCopy CopyFF(const Napi::Value& v, size_t d, size_t units, const Napi::Value& a
   return c;
 }
 
-namespace {
-// A StagedFloats shared, or a Float32Array's length (copied once every argument is checked).
-model::Buffer StagedOrLength(const Napi::Value& v, const char* key, size_t* length) {
-  model::Buffer b = SharedStaged(v);
-  *length = b ? b->size() : GetF32(v, key).length;
-  return b;
-}
-}  // namespace
-
 FFRows ReadFFRows(const Napi::CallbackInfo& info, size_t units, size_t m) {
   Napi::Env env = info.Env();
   FFRows r;

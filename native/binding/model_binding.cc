@@ -361,8 +361,8 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
   }
   if (!a.Get("hidden").IsUndefined()) {
     // staged (lib/native/staged.ts): 33 MB a batch at 7B width, not copied into fresh pages on the main thread
-    owned->hidden = SharedStaged(a.Get("hidden"));
-    const size_t length = owned->hidden ? owned->hidden->size() : GetF32(a.Get("hidden"), "hidden").length;
+    size_t length = 0;
+    owned->hidden = StagedOrLength(a.Get("hidden"), "hidden", &length);
     if (length != R * m->spec.d_model)
       ThrowCode(env, "INVALID_ARGUMENT", "hidden has " + std::to_string(length) + " entries, expected batch·seq·d = " +
                                              std::to_string(R * m->spec.d_model));

@@ -132,5 +132,11 @@ model::Buffer SharedStaged(const Napi::Value& v) {
   return StagedFloats::Unwrap(v.As<Napi::Object>())->Share(v.Env());
 }
 
+model::Buffer StagedOrLength(const Napi::Value& v, const char* key, size_t* length) {
+  model::Buffer b = SharedStaged(v);
+  *length = b ? b->size() : GetF32(v, key).length;
+  return b;
+}
+
 FFMERGE_BINDING(Init);
 }  // namespace ffm::binding

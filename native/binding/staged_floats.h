@@ -12,4 +12,8 @@ namespace ffm::binding {
 // disposed.
 model::Buffer SharedStaged(const Napi::Value& v);
 
+// The floats a job reads from argument `v`: a StagedFloats' buffer, shared (SharedStaged), or nullptr for a
+// Float32Array, which the caller copies (CopyTyped) once every argument is checked. *length is either's length.
+model::Buffer StagedOrLength(const Napi::Value& v, const char* key, size_t* length);
+
 }  // namespace ffm::binding
