@@ -102,44 +102,43 @@ async function child(): Promise<void> {
       await acc.addFF(X, rows, small, 'silu', Y, { stage: true });
     });
   }
-  // The host's allocation loop alone, nothing freed: what the "host allocating" rows would show without a free.
-  {
-    let loopMax = 0;
-    for (let r = 0; r < 3; r++) {
-      const h = monitorEventLoopDelay({ resolution: 5 });
-      h.enable();
-      const host = setInterval(() => new Float32Array(2 << 20).fill(1), 5);
-      await new Promise((res) => setTimeout(res, 650));
-      clearInterval(host);
-      h.disable();
-      loopMax = Math.max(loopMax, h.max / 1e6);
-    }
-    out.push({ name: 'control: the host allocating for 650 ms, nothing freed', wall: [0, 0, 0], loopMax });
-  }
-  // Least-squares sums of p = 11,008 (G 0.97 GB, C 0.36 GB, every page touched by one row), dropped and
-  // collected while the host allocates: the reaper frees them (core/large_buffer.h: a large free stalls mmaps).
-  {
-    const p = merged.dFF;
+  /**
+   * A free watched 3 times: prepare() makes what act() lets go of; the event loop is watched from 50 ms
+   * before act() until `settle` ms after it, with the host allocating meanwhile (an 8 MB array every 5 ms, as a
+   * server's requests do: a large free elsewhere in the process holds every mmap of the host's, core/large_buffer.h)
+   * or idle. A fresh histogram per call: one re-enabled after prepare() would count its time as a delay.
+   */
+  const freeing = async (name: string, allocating: boolean, settle: number, prepare: () => Promise<void>, act: () => void): Promise<void> => {
     const wall: number[] = [];
     let loopMax = 0;
     for (let r = 0; r < 3; r++) {
-      let acc: InstanceType<typeof RidgeAccumulator> | undefined = new RidgeAccumulator(p, d);
-      await acc.add(new Float32Array(p).fill(1), new Float32Array(d).fill(1), 1);
+      await prepare();
       const h = monitorEventLoopDelay({ resolution: 5 });
       h.enable();
-      const host = setInterval(() => new Float32Array(2 << 20).fill(1), 5);
+      const host = allocating ? setInterval(() => new Float32Array(2 << 20).fill(1), 5) : undefined;
       await new Promise((res) => setTimeout(res, 50));
       const t0 = performance.now();
-      acc = undefined;
-      gc();
+      act();
       wall.push(performance.now() - t0);
-      await new Promise((res) => setTimeout(res, 600));
+      await new Promise((res) => setTimeout(res, settle));
       clearInterval(host);
       h.disable();
       loopMax = Math.max(loopMax, h.max / 1e6);
     }
-    out.push({ name: 'RidgeAccumulator of p = 11,008 (1.3 GB) collected, the host allocating', wall, loopMax });
-  }
+    out.push({ name: `${name}${allocating ? ', the host allocating' : ''}`, wall, loopMax });
+  };
+  // The control: the host's allocation loop alone, for as long as the sums' case below watches it.
+  await freeing('control: nothing freed, 650 ms', true, 600, async () => {}, () => {});
+  // Least-squares sums of p = 11,008 (G 0.97 GB, C 0.36 GB, every page touched by one row), dropped and
+  // collected: the reaper frees them.
+  let sums: InstanceType<typeof RidgeAccumulator> | undefined;
+  await freeing('RidgeAccumulator of p = 11,008 (1.3 GB) collected', true, 600, async () => {
+    sums = new RidgeAccumulator(merged.dFF, d);
+    await sums.add(new Float32Array(merged.dFF).fill(1), new Float32Array(d).fill(1), 1);
+  }, () => {
+    sums = undefined;
+    gc();
+  });
   for (const [k, units] of [[2, 2 * merged.dFF], [9, 9 * merged.dFF]] as const) {
     const rows = 4096; // the pool is filled a slice at a time, as select fills it a layer at a time
     const part = { d, dFF: rows, wIn: new Float32Array(rows * d).fill(0.5), wGate: new Float32Array(rows * d).fill(0.25), wOut: new Float32Array(0) };
@@ -148,27 +147,8 @@ async function child(): Promise<void> {
       pool = new NativeFF(units, d, { bIn: false, gate: true, bGate: false });
       for (let o = 0; o + rows <= units; o += rows) await pool.set(o, part);
     };
-    // twice: with an idle host, and with a host that allocates (an 8 MB array every 5 ms, as a server's
-    // requests do): a large free elsewhere in the process holds every mmap of the host's meanwhile (reaper.h)
     for (const allocating of [false, true]) {
-      const wall: number[] = [];
-      let loopMax = 0;
-      for (let r = 0; r < 3; r++) {
-        await fill();
-        // a fresh histogram per call: one re-enabled after the fill would count the fill's time as a delay
-        const h = monitorEventLoopDelay({ resolution: 5 });
-        h.enable();
-        const host = allocating ? setInterval(() => new Float32Array(2 << 20).fill(1), 5) : undefined;
-        await new Promise((res) => setTimeout(res, 50));
-        const t0 = performance.now();
-        pool!.dispose();
-        wall.push(performance.now() - t0);
-        await new Promise((res) => setTimeout(res, 300));
-        clearInterval(host);
-        h.disable();
-        loopMax = Math.max(loopMax, h.max / 1e6);
-      }
-      out.push({ name: `NativeFF.dispose(): a k = ${k} pool (${((units * d * 8) / 1e9).toFixed(1)} GB)${allocating ? ', the host allocating' : ''}`, wall, loopMax });
+      await freeing(`NativeFF.dispose(): a k = ${k} pool (${((units * d * 8) / 1e9).toFixed(1)} GB)`, allocating, 300, fill, () => pool!.dispose());
     }
   }
   process.stdout.write(`${JSON.stringify(out)}\n`);
