@@ -38,6 +38,16 @@ describe('examples/', () => {
     expect(r.stdout).toMatch(/next token after "Once upon a time": ".+"/);
   });
 
+  it('finetune.cjs fine-tunes the merged checkpoint and saves it at the same size', () => {
+    const r = node('finetune.cjs');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const m = /^validation loss (\d+\.\d{3}) -> (\d+\.\d{3}) in 30 steps; (\d+) -> (\d+) bytes \(ties kept\)\n$/.exec(r.stdout);
+    expect(m).not.toBeNull();
+    expect(Number(m![2])).toBeLessThan(Number(m![1]));
+    expect(m![4]).toBe(m![3]);
+  });
+
   it('onnx-transformers-js.mjs compresses to ONNX and transformers.js generates from the folder, offline', () => {
     const r = node('onnx-transformers-js.mjs');
     expect(r.status).toBe(0);

@@ -9,6 +9,7 @@ import type { Model } from '../lib/model/model';
 import { cloneFF } from '../lib/model/ff-weights';
 import { runNativeJob } from '../lib/native/job';
 import { trainAddon, type NativeLossAndGrad } from '../lib/native/train';
+import { slotTensors } from '../lib/train/save';
 import { referenceLoss, toFloat64 } from '../lib/reference/loss';
 import { describeShared, sharedPath } from './helpers/shared';
 import { removeSyntheticDirs, syntheticGpt2, syntheticLlama } from './helpers/synthetic-model';
@@ -45,7 +46,7 @@ function lossAndGrad(m: Model, b: ReturnType<typeof batchOf>): Promise<NativeLos
 async function checkAgainstReference(m: Model, count: number, seed: number, batch = 2, seq = 7) {
   const b = batchOf(m.spec.vocab, batch, seq, seed);
   const g = await lossAndGrad(m, b);
-  const t64 = toFloat64(trainAddon().modelSlotTensors(m.nativeHandle()));
+  const t64 = toFloat64(await slotTensors(m));
   // a tied head reads tok_emb in the reference (no lm_head_w slot), as the native model ties it
   if (g.slots.lm_head_w === 'tok_emb') delete t64.lm_head_w;
   const ref = () => referenceLoss(m.spec, t64, b.ids, b.targets, b.batch, b.seq);

@@ -13,6 +13,7 @@ import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
 import { runNativeJob } from '../lib/native/job';
 import { trainAddon, type NativeLossAndGrad } from '../lib/native/train';
+import { slotTensors } from '../lib/train/save';
 import { referenceImageLoss, toFloat64 } from '../lib/reference/loss';
 import { SafetensorsReader } from '../lib/safetensors';
 import { finetune, type FinetuneProgress } from '../lib/train/finetune';
@@ -67,7 +68,7 @@ async function forwardCrossEntropy(m: Model, im: { pixels: Float32Array; labels:
 /** ‖g_native − g_fd‖ / ‖g_fd‖ over `count` random entries spread over every parameter, and the loss difference. */
 async function checkAgainstReference(m: Model, im: { pixels: Float32Array; labels: Int32Array }, count: number, seed: number) {
   const g = await lossAndGrad(m, im);
-  const t64 = toFloat64(trainAddon().modelSlotTensors(m.nativeHandle()));
+  const t64 = toFloat64(await slotTensors(m));
   const ref = () => referenceImageLoss(m.spec, t64, im.pixels, im.labels);
   const lossDiff = Math.abs(ref() - g.loss) / Math.abs(ref());
   const gradErr = finiteDifferenceError(ref, t64, g.grads, count, rng(seed));
@@ -194,8 +195,8 @@ test('ffmerge finetune on a tied ViT checkpoint keeps the tie, the format and th
     expect(after.sharesFF(1, after, 2)).toBe(true);
     expect(after.ffWeights(1).wIn).not.toEqual(before.ffWeights(1).wIn);
     // every kind of ViT tensor was trained and written back in its stored layout
-    const slotsBefore = trainAddon().modelSlotTensors(before.nativeHandle());
-    const slotsAfter = trainAddon().modelSlotTensors(after.nativeHandle());
+    const slotsBefore = await slotTensors(before);
+    const slotsAfter = await slotTensors(after);
     for (const k of ['patch_w', 'cls_token', 'pos_emb', 'classifier_w', 'layers.0.qkv_w', 'final_norm_b']) expect(slotsAfter[k]).not.toEqual(slotsBefore[k]);
   } finally {
     before.dispose();

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { ffReplacements, ffTies, writeCheckpoint } from '../lib/checkpoint/write';
 import { loadModel } from '../lib/model/load';
 import { finetune, type FinetuneProgress } from '../lib/train/finetune';
+import { saveTrained } from '../lib/train/save';
 import { finetuneRecover } from '../lib/pipeline/recover/finetune';
 import type { MergeContext, MergedWindow } from '../lib/pipeline/plugins';
 import { removeSyntheticDirs, syntheticGpt2, syntheticLlama, tempDir } from './helpers/synthetic-model';
@@ -153,6 +154,40 @@ test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file si
   } finally {
     before.dispose();
     after.dispose();
+  }
+});
+
+test.each([
+  ['gpt2 (Conv1D layout, fused q;k;v)', () => syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 36 })],
+  ['llama (q/k/v stored apart, GQA, untied head)', () => syntheticLlama({ layers: 2, d: 16, heads: 4, kvHeads: 2, ff: 21, vocab: 23, seed: 37, tied: false })],
+])('saveTrained writes a trained %s model that reloads to the same logits; refusals and aborts leave no output', async (_name, make) => {
+  const s = await make();
+  const m = await loadModel(s.dir);
+  const t = await finetune(m, { data: pattern(40, 23), steps: 2, batch: 2, seq: 12, lr: 1e-2 });
+  try {
+    const out = path.join(tempDir('saved'), 'out');
+    const w = await saveTrained(t.model, { source: s.dir, out, info: { run: 'test' }, extraFiles: { 'notes.txt': 'x\n' } });
+    expect(w.out).toBe(path.resolve(out));
+    const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as { ffmerge: { run: string } };
+    expect(config.ffmerge.run).toBe('test');
+    expect(fs.readFileSync(path.join(out, 'notes.txt'), 'utf8')).toBe('x\n');
+    const back = await loadModel(out);
+    try {
+      const input = { ids: pattern(12, 23), batch: 1, seq: 12 };
+      const [a, b, orig] = await Promise.all([back, t.model, m].map((x) => x.forward(input, { output: 'logits' })));
+      expect(a!.logits).toEqual(b!.logits); // float32 source: every weight written exactly
+      expect(a!.logits).not.toEqual(orig!.logits);
+    } finally {
+      back.dispose();
+    }
+    // an existing output is refused before the weights are read; an aborted save writes nothing
+    await expect(saveTrained(t.model, { source: s.dir, out })).rejects.toMatchObject({ code: 'OUTPUT_EXISTS' });
+    const aborted = path.join(tempDir('saved'), 'aborted');
+    await expect(saveTrained(t.model, { source: s.dir, out: aborted, signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(fs.existsSync(aborted)).toBe(false);
+  } finally {
+    t.model.dispose();
+    m.dispose();
   }
 });
 

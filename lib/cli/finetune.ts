@@ -7,14 +7,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
-import { loadModel, readConfig } from '../model/load';
-import { CheckpointReader } from '../checkpoint/ties';
-import { checkOutputDir, writeCheckpoint } from '../checkpoint/write';
+import { loadModel } from '../model/load';
+import { checkOutputDir } from '../checkpoint/write';
 import { blocksFrom, takeTokens } from '../pipeline/data';
 import { finetune, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
 import { trainingImages } from './finetune-images';
-import { slotReplacements } from '../train/replacements';
-import { trainAddon } from '../native/train';
+import { saveTrained } from '../train/save';
 import { dropUndefined, int, modelTypeOf, oneOf, refuseFlags } from './flags';
 import { ProgressBar } from './progress';
 
@@ -114,18 +112,6 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       },
     });
     bar.done();
-    // Write: every slot of the trained model, as the source stores it (ties resolved by the writer).
-    const config = await readConfig(model);
-    const slots = trainAddon().modelSlotTensors(r.model.nativeHandle());
-    const reader = await CheckpointReader.open(model);
-    let replace: Map<string, Float32Array>;
-    try {
-      replace = slotReplacements(config, m.spec, slots, (n) => reader.has(n));
-    } finally {
-      await reader.close();
-    }
-    const prev = (config.ffmerge ?? {}) as Record<string, unknown>;
-    const { format: _f, ties: _t, ...keep } = prev;
     const last = r.log[r.log.length - 1]!;
     const summary = {
       steps, lr, batch: int(o.batch, 'batch')!, ...dataInfo, seed: int(o.seed, 'seed', true)!, schedule: o.schedule, warmup: int(o.warmup, 'warmup', true) ?? 0,
@@ -134,12 +120,10 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       ...(r.valBefore !== undefined ? { valBefore: r.valBefore, valAfter: r.valAfter } : {}),
       ...dropUndefined({ accuracyBefore: r.accuracyBefore, accuracyAfter: r.accuracyAfter }),
     };
-    const w = await writeCheckpoint({
+    const w = await saveTrained(r.model, {
       source: model,
       out,
-      format: 'tied',
-      replace,
-      info: { ...keep, finetune: summary },
+      info: { finetune: summary },
       extraFiles: { 'finetune.json': JSON.stringify({ ...summary, log: r.log }, null, 1) + '\n' },
       overwrite: Boolean(o.overwrite),
       signal,

@@ -76,7 +76,7 @@ interface TrainAddon {
     args: { ids: Int32Array; targets: Int32Array; batch: number; seq: number } | { pixels: Float32Array; labels: Int32Array; batch: number },
     onProgress: ((done: number, total: number) => void) | undefined,
   ): NativeJobHandle<NativeLossAndGrad>;
-  modelSlotTensors(m: NativeModelHandle): Record<string, Float32Array>;
+  modelSlotTensors(m: NativeModelHandle, onProgress: ((done: number, total: number) => void) | undefined): NativeJobHandle<Record<string, Float32Array>>;
 }
 
 export function trainAddon(): TrainAddon {

@@ -12,7 +12,8 @@
 // modelLossAndGrad(handle, {ids, targets, batch, seq} | {pixels, labels, batch}, onProgress) → {promise,
 //   cancel}, promise → {loss (mean over scored targets / images), grads: {param name: Float32Array},
 //   slots: {slot: param name}} (tests, tools).
-// modelSlotTensors(handle) → {slot: Float32Array}: every present slot's weights (copies; tied slots equal).
+// modelSlotTensors(handle, onProgress) → {promise, cancel}, promise → {slot: Float32Array}: every present slot's
+//   weights, as float32 (tied slots: one array).
 #include <napi.h>
 
 #include <cmath>
@@ -25,6 +26,7 @@
 
 #include "binding/addon_data.h"
 #include "binding/async_job.h"
+#include "binding/ff_binding.h"
 #include "binding/model_handle.h"
 #include "binding/registry.h"
 #include "core/error.h"
@@ -243,25 +245,29 @@ Napi::Value LossAndGrad(const Napi::CallbackInfo& info) {
       });
 }
 
+// The copy runs as a job: a whole model's weights (hundreds of MB for a GPT-2-small) widened and copied on
+// the main thread would hold the host's event loop that long. Each parameter's vector becomes its array
+// without another copy; slots that share a parameter (a merged window's FF, a tied head) share the array.
 Napi::Value SlotTensors(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = UnwrapModel(info[0]);
-  // Frozen params need no gradient buffer: only the weights are read here.
-  JobControl ctl(*GetAddonData(env).pool);
-  train::ParamSet ps;
-  try {
-    ps = train::params_from_model(model::resident_copy(ctl, *m), train::Trainable::FeedForward);
-  } catch (const Error& e) {
-    ThrowCode(env, e.code(), e.what());
-  }
-  Napi::Object r = Napi::Object::New(env);
-  for (const auto& [name, i] : ps.slots()) {
-    const auto& w = ps.params[size_t(i)].w;
-    auto arr = Napi::Float32Array::New(env, w.size());
-    std::copy(w.begin(), w.end(), arr.Data());
-    r.Set(name, arr);
-  }
-  return r;
+  auto ps = std::make_shared<train::ParamSet>();
+  return AsyncJob::Start(
+      env, info[1],
+      [m, ps](JobControl& ctl) {
+        // Frozen params need no gradient buffer: only the weights are read here.
+        *ps = train::params_from_model(model::resident_copy(ctl, *m), train::Trainable::FeedForward);
+      },
+      [ps](Napi::Env e) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(e);
+        std::vector<Napi::Value> arrays(ps->params.size());
+        for (const auto& [name, i] : ps->slots()) {
+          Napi::Value& a = arrays[size_t(i)];
+          if (a.IsEmpty()) a = ExternalF32(e, std::move(ps->params[size_t(i)].w));
+          r.Set(name, a);
+        }
+        return r;
+      });
 }
 
 void Init(Napi::Env env, Napi::Object exports) {

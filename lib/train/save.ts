@@ -1,0 +1,61 @@
+/**
+ * A trained model written back as a checkpoint (what `ffmerge finetune` writes, for library users too): its
+ * weights replace the source checkpoint's tensors under their stored names and layouts (slotReplacements), so
+ * a tied compressed source stays tied and keeps its size, and everything else — config, tokenizer, dtypes,
+ * the `ffmerge` record — is the source's. Written atomically, like every output (writeCheckpoint).
+ */
+import { readConfig } from '../model/load';
+import type { Model } from '../model/model';
+import { CheckpointReader } from '../checkpoint/ties';
+import { checkOutputDir, writeCheckpoint, type WriteCheckpointResult } from '../checkpoint/write';
+import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
+import { trainAddon } from '../native/train';
+import { slotReplacements } from './replacements';
+
+export interface SaveTrainedOptions {
+  /** The checkpoint the model was loaded from: what is not a weight of the model is taken from it. */
+  source: string;
+  /** Output directory; must not exist or be empty unless `overwrite`. */
+  out: string;
+  overwrite?: boolean;
+  /** Added to config.json's `ffmerge` record (the source's record is kept). */
+  info?: Record<string, unknown>;
+  /** Extra files written into the output directory, name → contents. */
+  extraFiles?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+/**
+ * Every weight slot of a model (native slot names, float32), read and widened on the addon's pool; slots that
+ * share a parameter (a merged window's FF, a tied head) share one array.
+ */
+export function slotTensors(model: Model, opts: JobOptions = {}): Promise<Record<string, Float32Array>> {
+  return runNativeJob('slots', (onProgress) => trainAddon().modelSlotTensors(model.nativeHandle(), onProgress), opts);
+}
+
+export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<WriteCheckpointResult> {
+  checkJobOptions(o);
+  checkOutputDir(o.source, o.out, o.overwrite); // refused before the weights are read
+  const signal = o.signal ? { signal: o.signal } : {};
+  const config = await readConfig(o.source);
+  const slots = await slotTensors(model, signal);
+  const reader = await CheckpointReader.open(o.source);
+  let replace: Map<string, Float32Array>;
+  try {
+    replace = slotReplacements(config, model.spec, slots, (n) => reader.has(n));
+  } finally {
+    await reader.close();
+  }
+  // the source's format is kept (an expanded output stays loadable anywhere); the writer records format and ties
+  const { format, ties: _ties, ...kept } = (config.ffmerge ?? {}) as Record<string, unknown>;
+  return writeCheckpoint({
+    source: o.source,
+    out: o.out,
+    format: format === 'expanded' ? 'expanded' : 'tied',
+    replace,
+    info: { ...kept, ...o.info },
+    ...(o.extraFiles ? { extraFiles: o.extraFiles } : {}),
+    overwrite: Boolean(o.overwrite),
+    ...signal,
+  });
+}
