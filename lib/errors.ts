@@ -76,6 +76,8 @@ export function fromNativeError(e: unknown): FfmergeError {
  */
 export function showValue(v: unknown, max = 60): string {
   let text: string | undefined;
+  // JSON writes NaN and ±Infinity as null (a row's 1e400 parses to Infinity): say what the value is
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
   try {
     text = JSON.stringify(v);
   } catch {

@@ -8,6 +8,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describeShared, sharedPath } from './helpers/shared';
+import { removeSyntheticDirs, syntheticGpt2 } from './helpers/synthetic-model';
+
+afterAll(removeSyntheticDirs);
 
 const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
@@ -92,11 +95,35 @@ describe('ffmerge CLI', () => {
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--calibration-size', '10'], 2, /--calibration-size does not apply to llama models.*OPTION_NOT_APPLICABLE/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--stacks', 'encoder'], 2, /stacks applies to encoder–decoder models.*OPTION_NOT_APPLICABLE/],
     [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--count', '3'], 2, /--count does not apply.*OPTION_NOT_APPLICABLE/],
+    // numbers are decimal integers, and what was asked for is never cut or ignored silently
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '1e1'], 2, /--k must be a positive integer, got "1e1".*INVALID_ARGUMENT/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '0x2'], 2, /--k must be a positive integer, got "0x2".*INVALID_ARGUMENT/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '600'], 2, /blockSize 600 is longer than the model's 512 positions.*INVALID_ARGUMENT/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--test-tokens', '512'], 2, /testTokens budgets the test data.*OPTION_NOT_APPLICABLE/],
+    [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '600'], 2, /--block-size 600 is longer than the model's 512 positions.*INVALID_ARGUMENT/],
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '600'], 2, /--seq 600 is longer than the model's 512 positions.*INVALID_ARGUMENT/],
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--valid-tokens', '512'], 2, /--valid-tokens needs --valid.*OPTION_NOT_APPLICABLE/],
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--eval-every', '1', '--steps', '2'], 2, /evalEvery scores the validation data.*OPTION_NOT_APPLICABLE/],
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--lr', '-1'], 2, /--lr must be a positive number, got "-1".*INVALID_ARGUMENT/],
   ])('%j exits %i with a clear one-line message and leaves nothing behind', (args, code, message) => {
     const r = ffmerge(cwd, ...(args as string[]));
     expect(r.code).toBe(code);
     expect(r.stderr).toMatch(message as RegExp);
     expect(fs.readdirSync(cwd)).toEqual([]);
+  });
+
+  it('a token row too long for the model, or with an id JSON cannot hold, is a data error (exit 3) saying what it holds', async () => {
+    const rows = path.join(cwd, 'rows.jsonl');
+    fs.writeFileSync(rows, '{"input_ids": [1, 2, 1e400]}\n');
+    const r = ffmerge(cwd, 'eval', BUNDLED, '--data', rows);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/input_ids\[2\] = Infinity is not a token id.*INVALID_DATA/);
+    // learned positions bound a row's length (16 here)
+    const gpt2 = await syntheticGpt2({ positions: 16 });
+    fs.writeFileSync(rows, JSON.stringify({ input_ids: Array.from({ length: 20 }, (_, i) => i % 50) }) + '\n');
+    const long = ffmerge(cwd, 'eval', gpt2.dir, '--data', rows);
+    expect(long.stderr).toMatch(/SEQUENCE_TOO_LONG/);
+    expect(long.code).toBe(3);
   });
 
   it('an existing non-empty --out is refused before any work', () => {

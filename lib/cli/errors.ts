@@ -4,7 +4,7 @@
  *   2  bad arguments (INVALID_ARGUMENT, OPTION_NOT_APPLICABLE, K_TOO_LARGE, INVALID_WINDOW, OUTPUT_EXISTS,
  *      OUTPUT_NOT_WRITABLE)
  *   3  missing or unreadable inputs (DATA_NOT_FOUND, INVALID_DATA, config/checkpoint/safetensors errors,
- *      SHAPE_MISMATCH: a tensor the config does not describe)
+ *      SHAPE_MISMATCH: a tensor the config does not describe, SEQUENCE_TOO_LONG: a data row longer than the model takes)
  *   4  numerical failure (non-finite values or metrics, singular refit)
  *   130 aborted (Ctrl-C)
  *   1  anything else
@@ -26,6 +26,7 @@ export function exitCodeFor(e: unknown): number {
     e.code === 'UNSUPPORTED_ARCHITECTURE' ||
     e.code === 'TENSOR_NOT_FOUND' ||
     e.code === 'SHAPE_MISMATCH' ||
+    e.code === 'SEQUENCE_TOO_LONG' ||
     e.code === 'IO_ERROR' ||
     e.code.startsWith('SAFETENSORS_')
   ) {

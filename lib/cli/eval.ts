@@ -7,7 +7,7 @@ import { loadTokenizer } from '../tokenizer';
 import { loadPreprocessor } from '../data/images';
 import { evaluateImageClassifier } from '../eval/accuracy';
 import { evaluateTranslation, loadGenerationConfig } from '../eval/translate';
-import { blocksFrom, makeBatches, takeTokens, tokenCount } from '../pipeline/data';
+import { blocksFrom, fitBlockSize, makeBatches, takeTokens, tokenCount } from '../pipeline/data';
 import { nllOf, ppl } from '../pipeline/prefix';
 import { loadImageSource, loadParallelSource } from '../pipeline/tasks/sources';
 import { taskFor } from '../pipeline/tasks';
@@ -48,7 +48,7 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
     if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'eval needs --data <text or .jsonl file>');
     const m = await loadModel(model, { signal });
     try {
-      const blockSize = Math.min(int(o.blockSize, 'block-size') ?? 256, m.spec.maxPositions);
+      const blockSize = fitBlockSize(int(o.blockSize, 'block-size'), 256, m.spec.maxPositions, '--block-size');
       const budget = int(o.tokens, 'tokens') ?? Infinity;
       const blocks = takeTokens(
         await blocksFrom(o.data, { blockSize, what: 'data', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, signal, onProgress: bar.update }),

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { loadModel } from '../model/load';
 import { checkOutputDir } from '../checkpoint/write';
-import { blocksFrom, takeTokens } from '../pipeline/data';
+import { blocksFrom, fitBlockSize, takeTokens } from '../pipeline/data';
 import { finetune, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
 import { trainingImages } from './finetune-images';
 import { saveTrained } from '../train/save';
@@ -60,8 +60,8 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   if (modelType === 'vit') refuseFlags(o, ['seq', 'tokens', 'validTokens'], [], modelType, 'image classification');
   else refuseFlags(o, ['images', 'labels', 'validImages', 'validLabels', 'validationStart', 'validationSize', 'trainSize'], [], modelType, 'language modeling');
   const steps = int(o.steps, 'steps')!;
-  const lr = num(o.lr, 'lr');
-  if (!(lr > 0)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be positive, got "${o.lr}"`);
+  const lr = Number(o.lr);
+  if (!(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be a positive number, got "${o.lr}"`);
   const bar = new ProgressBar(!o.json);
   const t0 = performance.now();
   // Training copies every weight to fp32, so nothing is gained by streaming layers; a resident load also
@@ -78,7 +78,8 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       dataInfo = { images: d.train.labels.length, ...(d.validation ? { validationImages: d.validation.labels.length } : {}), split: d.note };
     } else {
       if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'finetune needs --data <text or .jsonl file> (training data)');
-      const seq = Math.min(int(o.seq ?? '256', 'seq')!, m.spec.positions === 'learned' ? m.spec.maxPositions : Infinity);
+      if (o.valid === undefined && o.validTokens !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--valid-tokens needs --valid <file> (validation text)');
+      const seq = fitBlockSize(int(o.seq, 'seq'), 256, m.spec.maxPositions, '--seq');
       const budget = int(o.tokens, 'tokens') ?? Infinity;
       // Text is cut into blocks of seq tokens and joined back into one stream; windows are drawn from it.
       const data = takeTokens(await blocksFrom(o.data, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, signal, onProgress: bar.update }), budget);

@@ -10,8 +10,9 @@ import type { ImageSource, ParallelSource } from '../pipeline/options';
 
 export function int(v: string | undefined, what: string, zeroOk = false): number | undefined {
   if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < (zeroOk ? 0 : 1)) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be a ${zeroOk ? 'non-negative' : 'positive'} integer, got "${v}"`);
+  // decimal digits only: Number() would also read "0x2", "1e1" and " 2 " as integers
+  const n = /^[0-9]+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < (zeroOk ? 0 : 1)) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be a ${zeroOk ? 'non-negative' : 'positive'} integer, got "${v}"`);
   return n;
 }
 

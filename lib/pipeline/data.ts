@@ -61,6 +61,17 @@ export async function blocksFrom(source: DataSource, o: BlockOptions): Promise<I
   return blocks;
 }
 
+/**
+ * Tokens per block: the default fits itself to a model with fewer positions, a length asked for is never cut
+ * silently (a longer block than the model's positions is refused, naming `what`).
+ */
+export function fitBlockSize(asked: number | undefined, dflt: number, maxPositions: number, what: string): number {
+  if (asked !== undefined && asked > maxPositions) {
+    throw new FfmergeError('INVALID_ARGUMENT', `${what} ${asked} is longer than the model's ${maxPositions} positions`);
+  }
+  return Math.min(asked ?? dflt, maxPositions);
+}
+
 /** The leading blocks holding at most `tokens` tokens (at least one block). */
 export function takeTokens(blocks: Int32Array[], tokens: number): Int32Array[] {
   const out: Int32Array[] = [];

@@ -152,6 +152,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     schedule: opts.schedule ?? 'constant',
     trainable: opts.trainable ?? 'all',
   } as const;
+  const hasValidation = isImages(opts.validation) ? opts.validation.labels.length > 0 : Boolean(opts.validation?.length);
+  if (common.evalEvery > 0 && !hasValidation) throw new FfmergeError('OPTION_NOT_APPLICABLE', 'finetune: evalEvery scores the validation data: give validation with it');
   let args: NativeFinetuneArgs | NativeImageFinetuneArgs;
   if (isImages(opts.data)) {
     args = { ...common, ...imageArgs(model, opts.data, opts.validation) };

@@ -5,7 +5,7 @@
  */
 import { FfmergeError, showValue } from '../../errors';
 import type { FeatureBatch } from '../../data/feature-batches';
-import { blocksFrom, makeBatches, takeTokens, tokenCount, type Batch } from '../data';
+import { blocksFrom, fitBlockSize, makeBatches, takeTokens, tokenCount, type Batch } from '../data';
 import { nllOf, ppl, PrefixCache } from '../prefix';
 import { positiveInt, type SampledSource, type TokenSource } from '../options';
 import { sampleRows } from '../../eval/sample';
@@ -99,6 +99,7 @@ export const languageModeling: TaskKind = {
     else checkSource(o.calibration, 'calibration');
     checkSource(o.validation, 'validation');
     checkSource(o.test, 'test');
+    if (o.testTokens !== undefined && o.test === undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', 'testTokens budgets the test data: give test (a text or .jsonl file) with it');
     for (const k of ['calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'batchBlocks'] as const) {
       if (o[k] !== undefined) positiveInt(o[k], k, 1);
     }
@@ -109,7 +110,7 @@ export const languageModeling: TaskKind = {
   },
   async create({ model, dir, options: o }, job) {
     const spec = model.spec;
-    const blockSize = Math.min(o.blockSize ?? LM_DEFAULTS.blockSize, spec.maxPositions);
+    const blockSize = fitBlockSize(o.blockSize, LM_DEFAULTS.blockSize, spec.maxPositions, 'blockSize');
     const batchBlocks = o.batchBlocks ?? LM_DEFAULTS.batchBlocks;
     const calTokens = o.calibrationTokens ?? LM_DEFAULTS.calibrationTokens;
     const valTokens = o.validationTokens ?? LM_DEFAULTS.validationTokens;
