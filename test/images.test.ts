@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -80,6 +81,55 @@ describe('idx files', () => {
     await expectCode(loadIdxImages(path.join(tmp, 'missing.idx')), 'DATA_NOT_FOUND');
     fs.writeFileSync(path.join(tmp, 'broken.gz'), Buffer.from([0x1f, 0x8b, 1, 2, 3]));
     await expectCode(loadIdxImages(path.join(tmp, 'broken.gz')), 'INVALID_DATA');
+  });
+});
+
+describe('idx and image files that are not regular files', () => {
+  const unix = fs.existsSync('/dev/null') && process.platform !== 'win32';
+  const small = () => {
+    const f = path.join(tmp, 'ok-img.idx');
+    fs.writeFileSync(f, idxBytes([1, 5, 4], new Uint8Array(20)));
+    return f;
+  };
+
+  (unix ? test : test.skip)('a device as idx images or labels → INVALID_DATA naming it (before: read whole; /dev/zero never ended)', async () => {
+    // /dev/null ends at once, so without the check this fails on the message instead of hanging like /dev/zero
+    const e1 = await expectCode(loadIdxImages('/dev/null', small()), 'INVALID_DATA');
+    expect(e1.message).toMatch(/\/dev\/null is a device; ffmerge reads only regular files/);
+    const e2 = await expectCode(loadIdxImages(small(), '/dev/null'), 'INVALID_DATA');
+    expect(e2.message).toMatch(/\/dev\/null is a device/);
+    const e3 = await expectCode(loadIdxImages(tmp), 'INVALID_DATA');
+    expect(e3.message).toMatch(/is a directory/);
+  });
+
+  (unix ? test : test.skip)('a FIFO as idx images → INVALID_DATA at once (before: blocked forever)', async () => {
+    const fifo = path.join(tmp, 'images.fifo');
+    fs.rmSync(fifo, { force: true });
+    execFileSync('mkfifo', [fifo]);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error('still blocked on the FIFO after 5 s')), 5000);
+    });
+    try {
+      const e = await expectCode(Promise.race([loadIdxImages(fifo), late]), 'INVALID_DATA');
+      expect(e.message).toMatch(/is a FIFO/);
+    } finally {
+      clearTimeout(timer);
+      // a reader still blocked in open(2) (the bug) gets a writer and then EOF, so the test process can end
+      try {
+        fs.closeSync(fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+      } catch {
+        // ENXIO: nobody is reading, as it should be
+      }
+    }
+  });
+
+  (unix ? test : test.skip)('an image in a folder that is a device → INVALID_DATA naming it', async () => {
+    const dir = path.join(tmp, 'folder-device');
+    fs.mkdirSync(path.join(dir, 'cls'), { recursive: true });
+    fs.symlinkSync('/dev/null', path.join(dir, 'cls', 'a.png'));
+    const e = await expectCode(loadImageFolder(dir, grey5), 'INVALID_DATA');
+    expect(e.message).toMatch(/a\.png is a device/);
   });
 });
 
