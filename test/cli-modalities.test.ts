@@ -92,6 +92,15 @@ describe('ffmerge CLI on images and translation', () => {
       expect(errorOf(b).code).toBe('INVALID_ARGUMENT');
       expect(fs.readdirSync(cwd)).toEqual([]);
     });
+
+    it.each(['zebra', '99'])('an image folder with a class folder %s that is no class of the model exits 3, INVALID_DATA naming it', async (cls) => {
+      // Before: its image was scored against label 0 (the folder's sorted position): "0.00% (0/1)", exit 0.
+      fs.mkdirSync(path.join(cwd, 'imgs', cls), { recursive: true });
+      await sharp(Buffer.alloc(784, 100), { raw: { width: 28, height: 28, channels: 1 } }).toColourspace('b-w').png().toFile(path.join(cwd, 'imgs', cls, 'a.png'));
+      const r = ffmerge(cwd, 'eval', VIT, '--data', 'imgs', '--json');
+      expect(r.code).toBe(3);
+      expect(errorOf(r)).toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining(`class folder "${cls}"`) });
+    });
   });
 
   describeShared('fixtures/marian-multi30k-en-de', 'marian', () => {

@@ -16,6 +16,7 @@ import {
   type ImagePreprocessor,
 } from '../lib/data/images';
 import { FfmergeError } from '../lib/errors';
+import { loadImageSource } from '../lib/pipeline/tasks/sources';
 import { describeShared, sharedPath } from './helpers/shared';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -205,6 +206,29 @@ describe('image folders (PNG and JPEG made with sharp)', () => {
     // files are listed per sorted folder: Bag first, then Trouser
     expect(Array.from(set.labels!)).toEqual([2, 1]);
     await expectCode(loadImageFolder(dir, grey5, { classNames: ['Trouser'] }), 'INVALID_DATA');
+  });
+
+  test('with the model\'s classes (loadImageSource): a folder is a class name or index, anything else INVALID_DATA', async () => {
+    const config = { id2label: { '0': 'T-shirt/top', '1': 'Trouser', '2': 'Bag' } };
+    // a lone index folder keeps its index (before: its sorted position, 0)
+    const idx = path.join(tmp, 'source-index');
+    await make(idx, '2', 'a.png', 4, 5, 1, 10, 'png');
+    expect(Array.from((await loadImageSource({ folder: idx }, grey5, config)).labels!)).toEqual([2]);
+    // names and indices may be mixed
+    await make(idx, 'Trouser', 'b.png', 4, 5, 1, 20, 'png');
+    expect(Array.from((await loadImageSource({ folder: idx }, grey5, config)).labels!).sort()).toEqual([1, 2]);
+    // no id2label: indices below num_labels
+    const noNames = await loadImageSource({ folder: idx }, grey5, { num_labels: 3 }).catch((e: unknown) => e);
+    expect(noNames).toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('"Trouser"') });
+    for (const cls of ['zebra', '3', '99', '02']) {
+      const dir = path.join(tmp, `source-${cls}`);
+      await make(dir, 'Bag', 'a.png', 4, 5, 1, 10, 'png');
+      await make(dir, cls, 'b.png', 4, 5, 1, 10, 'png');
+      // before: zebra (and 3, 99, 02) made the names not match, and every folder fell back to its sorted position
+      const e = await expectCode(loadImageSource({ folder: dir }, grey5, config), 'INVALID_DATA');
+      expect(e.message).toContain(`class folder "${cls}"`);
+      expect(e.message).toContain(dir);
+    }
   });
 
   test('wrong size or channels without a rule, empty folder, missing folder are typed errors', async () => {

@@ -291,11 +291,14 @@ async function decodeToTarget(
 }
 
 /**
- * An image folder: <dir>/<class>/<image>.{png,jpg,jpeg}. Classes are the sub-folder names in sorted order
- * (torchvision ImageFolder's convention) unless `classNames` gives the order (e.g. the model's label2id).
- * Every image is decoded to the preprocessor's size and channel count.
+ * An image folder: <dir>/<class>/<image>.{png,jpg,jpeg}. Without model classes, classes are the sub-folder
+ * names in sorted order (torchvision ImageFolder's convention). With them (`classNames`, e.g. the model's
+ * id2label, and/or `classCount`), each sub-folder must name a class or be a class index ("0".."n-1", as
+ * MNIST-style folders are named), and maps to that label; any other folder is INVALID_DATA, since its images
+ * would be scored against a label that is not theirs. Every image is decoded to the preprocessor's size and
+ * channel count.
  */
-export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts: { classNames?: string[] } = {}): Promise<ImageSet> {
+export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts: { classNames?: string[]; classCount?: number } = {}): Promise<ImageSet> {
   let entries: fs.Dirent[];
   try {
     entries = await fs.promises.readdir(dir, { withFileTypes: true });
@@ -303,14 +306,27 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
     throw new FfmergeError('DATA_NOT_FOUND', `image folder ${dir} cannot be read: ${(e as Error).message}`, { cause: e });
   }
   const found = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
-  const classNames = opts.classNames ?? found;
+  const known = opts.classNames !== undefined || opts.classCount !== undefined;
+  const count = opts.classCount ?? opts.classNames?.length ?? found.length;
+  const classNames = opts.classNames ?? (known ? Array.from({ length: count }, (_, i) => String(i)) : found);
+  const labelOf = new Map<string, number>();
   for (const c of found) {
-    if (!classNames.includes(c)) throw new FfmergeError('INVALID_DATA', `image folder ${dir}: class folder "${c}" is not one of the model's classes`);
+    const byName = classNames.indexOf(c);
+    // a canonical decimal index only ("07" or "1e1" is a name, not an index)
+    const byIndex = /^(0|[1-9][0-9]{0,8})$/.test(c) && Number(c) < count ? Number(c) : -1;
+    const label = byName >= 0 ? byName : byIndex;
+    if (label < 0) {
+      throw new FfmergeError(
+        'INVALID_DATA',
+        `image folder ${dir}: class folder ${showValue(c)} is neither one of the model's classes (${showValue(classNames)}) nor a class index 0..${count - 1}`,
+      );
+    }
+    labelOf.set(c, label);
   }
   const files: { file: string; label: number }[] = [];
   for (const c of found) {
     const names = (await fs.promises.readdir(path.join(dir, c))).filter((f) => IMAGE_EXTENSIONS.has(path.extname(f).toLowerCase())).sort();
-    for (const f of names) files.push({ file: path.join(dir, c, f), label: classNames.indexOf(c) });
+    for (const f of names) files.push({ file: path.join(dir, c, f), label: labelOf.get(c)! });
   }
   if (files.length === 0) {
     throw new FfmergeError('DATA_NOT_FOUND', `image folder ${dir} holds no images (expected <class>/<name>.png|.jpg sub-folders)`);

@@ -8,6 +8,7 @@ import { classNamesFromConfig, loadIdxImages, loadImageFolder, type ImagePreproc
 import { readParallel, readParallelTsv, type SentencePair } from '../../data/parallel';
 import type { ImageSource, ParallelSource } from '../options';
 import { seededOrder } from '../../data/shuffle';
+import { numLabels } from '../../model/architectures/config';
 
 function checkFiles(files: (string | undefined)[]): void {
   for (const f of files) if (f !== undefined && !fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} does not exist`);
@@ -34,10 +35,11 @@ export function checkSourceFiles(src: ImageSource | ParallelSource): void {
 }
 
 /**
- * An image set from a source. Folder classes map to the model's labels by name (config.json id2label) when
- * every sub-folder is one of them, else by sorted position (torchvision ImageFolder), and a
- * folder's images — read class by class — are put in a fixed pseudo-random order, so that leading and
- * trailing ranges (calibration, validation) hold every class.
+ * An image set from a source. Folder classes map to the model's labels: a sub-folder is one of its class
+ * names (config.json id2label) or a class index ("0".."num_labels-1"); any other sub-folder is INVALID_DATA
+ * (loadImageFolder), never scored against a label by its sorted position. A folder's images — read class by
+ * class — are put in a fixed pseudo-random order, so that leading and trailing ranges (calibration,
+ * validation) hold every class.
  */
 export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, modelConfig: Record<string, unknown> = {}): Promise<ImageSet> {
   checkSourceFiles(src);
@@ -45,10 +47,9 @@ export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, 
     if (!fs.statSync(src.folder).isDirectory()) {
       throw new FfmergeError('INVALID_DATA', `${src.folder} is not an image folder (expected <class>/<image>.png|.jpg sub-folders)`);
     }
-    const named = classNamesFromConfig(modelConfig);
-    const folders = fs.readdirSync(src.folder, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
-    const classNames = named && folders.every((f) => named.includes(f)) ? named : undefined;
-    return shuffledImages(await loadImageFolder(src.folder, pre, classNames ? { classNames } : {}));
+    const classNames = classNamesFromConfig(modelConfig);
+    const classCount = numLabels(modelConfig);
+    return shuffledImages(await loadImageFolder(src.folder, pre, { ...(classNames ? { classNames } : {}), classCount }));
   }
   return loadIdxImages(src.images, src.labels);
 }
