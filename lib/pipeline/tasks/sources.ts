@@ -3,6 +3,7 @@
  * used by `ffmerge eval`).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { FfmergeError } from '../../errors';
 import { classNamesFromConfig, loadIdxImages, loadImageFolder, type ImagePreprocessor, type ImageSet } from '../../data/images';
 import { readParallel, readParallelTsv, type SentencePair } from '../../data/parallel';
@@ -32,6 +33,25 @@ export function checkSourceFiles(src: ImageSource | ParallelSource): void {
   else if ('images' in src) checkFiles([src.images, src.labels]);
   else if ('tsv' in src) checkFiles([src.tsv]);
   else checkFiles([src.source, src.target]);
+}
+
+/**
+ * Whether two sources are the same data, by their input file (images, folder, tsv, source): same device and
+ * inode, so another path to the file counts too. A validation set that is the calibration file read again
+ * overlaps the calibration examples, which then score the candidates they shaped.
+ */
+export function sameSource(a: ImageSource | ParallelSource, b: ImageSource | ParallelSource): boolean {
+  const input = (s: ImageSource | ParallelSource): string =>
+    'folder' in s ? s.folder : 'images' in s ? s.images : 'tsv' in s ? s.tsv : s.source;
+  const id = (f: string): string => {
+    try {
+      const st = fs.statSync(f);
+      return `${st.dev}:${st.ino}`;
+    } catch {
+      return `path:${path.resolve(f)}`; // a missing file is reported by whoever reads it
+    }
+  };
+  return id(input(a)) === id(input(b));
 }
 
 /**
