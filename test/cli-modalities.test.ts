@@ -92,6 +92,42 @@ describe('ffmerge CLI on images and translation', () => {
       expect(errorOf(b).code).toBe('INVALID_ARGUMENT');
       expect(fs.readdirSync(cwd)).toEqual([]);
     });
+
+    it('validation inside the calibration images of the same file exits 2 (INVALID_ARGUMENT); after them it runs', () => {
+      // 200 t10k images as raw idx files
+      const im = zlib.gunzipSync(fs.readFileSync(fm('t10k-images-idx3-ubyte.gz')));
+      const lb = zlib.gunzipSync(fs.readFileSync(fm('t10k-labels-idx1-ubyte.gz')));
+      const imHead = Buffer.from(im.subarray(0, 16));
+      imHead.writeUInt32BE(200, 4);
+      const lbHead = Buffer.from(lb.subarray(0, 8));
+      lbHead.writeUInt32BE(200, 4);
+      fs.writeFileSync(path.join(cwd, 'im.idx'), Buffer.concat([imHead, im.subarray(16, 16 + 200 * 784)]));
+      fs.writeFileSync(path.join(cwd, 'lb.idx'), Buffer.concat([lbHead, lb.subarray(8, 208)]));
+      fs.symlinkSync('im.idx', path.join(cwd, 'im-again.idx'));
+      const run = (...extra: string[]) =>
+        ffmerge(cwd, 'compress', VIT, '--images', 'im.idx', '--labels', 'lb.idx', '--calibration-size', '64', '--window', '2-3', '--method', 'permute', '--recover', 'none', '--out', 'c', '--json', ...extra);
+      // Before: ran, reporting "validation: images 10-199" with images 10-63 also calibration
+      const inside = run('--validation-start', '10');
+      expect(inside.code).toBe(2);
+      expect(errorOf(inside)).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/start it at 64 or later/) });
+      // the same file again (by another name) as the validation set starts at 0: inside too
+      const again = run('--valid-images', 'im-again.idx', '--valid-labels', 'lb.idx');
+      expect(again.code).toBe(2);
+      expect(errorOf(again).code).toBe('INVALID_ARGUMENT');
+      expect(fs.existsSync(path.join(cwd, 'c'))).toBe(false);
+      const after = run('--validation-start', '64', '--validation-size', '40');
+      expect(after.code).toBe(0);
+      expect(JSON.parse(after.stdout).data).toMatchObject({ calibration: 64, validation: 40 });
+    });
+
+    it.each(['zebra', '99'])('an image folder with a class folder %s that is no class of the model exits 3, INVALID_DATA naming it', async (cls) => {
+      // Before: its image was scored against label 0 (the folder's sorted position): "0.00% (0/1)", exit 0.
+      fs.mkdirSync(path.join(cwd, 'imgs', cls), { recursive: true });
+      await sharp(Buffer.alloc(784, 100), { raw: { width: 28, height: 28, channels: 1 } }).toColourspace('b-w').png().toFile(path.join(cwd, 'imgs', cls, 'a.png'));
+      const r = ffmerge(cwd, 'eval', VIT, '--data', 'imgs', '--json');
+      expect(r.code).toBe(3);
+      expect(errorOf(r)).toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining(`class folder "${cls}"`) });
+    });
   });
 
   describeShared('fixtures/marian-multi30k-en-de', 'marian', () => {
@@ -124,6 +160,14 @@ describe('ffmerge CLI on images and translation', () => {
       expect(out.recover).toBe('refit');
       expect(out.baselines['drop-ff'].windows).toEqual(expect.objectContaining({ encoder: expect.any(String), decoder: expect.any(String) }));
       expect(out.baselines['drop-layers'].paramsRemoved).toBeGreaterThan(0);
+    });
+
+    it('the calibration files given again as the validation corpus exit 2 (INVALID_ARGUMENT) before any work', () => {
+      // Before: validation read the calibration pairs from the first one, every candidate scored on pairs it was calibrated on
+      const r = ffmerge(cwd, 'compress', MARIAN, '--source', m30k('val.en.gz'), '--target', m30k('val.de.gz'), '--valid-source', m30k('val.en.gz'), '--valid-target', m30k('val.de.gz'), '--window', '4-5', '--out', 'mt-same', '--json');
+      expect(r.code).toBe(2);
+      expect(errorOf(r)).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/overlap the calibration pairs/) });
+      expect(fs.existsSync(path.join(cwd, 'mt-same'))).toBe(false);
     });
 
     it('misaligned --source/--target and a bad --stacks are typed errors', () => {

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { countPredictions, cutBlocks, loadSplitBlocks } from '../lib/data/blocks';
 import { readParallel, readParallelTsv, streamParallel } from '../lib/data/parallel';
-import { readDocuments, readLines, readText } from '../lib/data/text';
+import { readDocuments, readLines, readText, TEXT_HEAD_BYTES } from '../lib/data/text';
 import { loadTokenizer } from '../lib/tokenizer';
 import { tokenizeFile } from '../lib/data/tokenize-file';
 import { blocksFrom, takeTokens } from '../lib/pipeline/data';
@@ -80,6 +80,93 @@ describe('text datasets', () => {
     const f = path.join(dir, 'corrupt.txt.gz');
     fs.writeFileSync(f, gz.subarray(0, gz.length - 20));
     await expect(readText(f)).rejects.toMatchObject({ code: 'INVALID_DATA' });
+  });
+});
+
+describe('what is not text is INVALID_DATA', () => {
+  const bytes = (name: string, b: Buffer): string => {
+    const f = path.join(dir, name);
+    fs.writeFileSync(f, b);
+    return f;
+  };
+  // thunks, each awaited in turn: a promise made early and rejected before its await would be unhandled
+  const readers = (f: string) => [() => collect(readLines(f)), () => readText(f), () => collect(readDocuments(f))];
+
+  test('an empty file, and one of only whitespace and blank lines (plain, gzip, JSON Lines of empty texts)', async () => {
+    // Before: read as a dataset of nothing, and scored (a perplexity on 3 tokens, BLEU 0.00 on blank sentences).
+    for (const f of [write('empty.txt', ''), write('blank.txt', '\n  \n\t\r\n'), write('blank.txt.gz', '\n\n', true)]) {
+      for (const read of readers(f)) await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('holds no text') });
+    }
+    const jsonl = write('empty-docs.jsonl', '{"text": ""}\n{"text": " "}\n');
+    // its lines are JSON, not blank: the documents are what is empty
+    for (const read of [() => readText(jsonl), () => collect(readDocuments(jsonl))]) {
+      await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('holds no text') });
+    }
+    // one word among blank lines is text
+    expect(await collect(readLines(write('one-word.txt', '\n\nword\n')))).toEqual(['', '', 'word']);
+  });
+
+  test('binary: a NUL byte or invalid UTF-8 in the first block, also inside a .gz', async () => {
+    const rnd = prng(5);
+    const random = Buffer.from(Array.from({ length: 5000 }, () => Math.floor(rnd() * 256)));
+    for (const f of [
+      bytes('random.txt', random),
+      bytes('nul.txt', Buffer.from('some text\0more text\n')),
+      bytes('latin1.txt', Buffer.from('caf\xe9 cr\xe8me\n', 'latin1')),
+      bytes('random-inside.txt.gz', zlib.gzipSync(random)),
+    ]) {
+      for (const read of readers(f)) await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('is not text') });
+    }
+  });
+
+  test('a file named .gz that is not gzip (random bytes, or plain text) is refused, not read as text', async () => {
+    // Before: 3000 random bytes named bad.txt.gz were tokenized as plain text.
+    for (const f of [bytes('bad.txt.gz', Buffer.from('plain words, not compressed\n')), bytes('bad.jsonl.gz', Buffer.from('{"text": "x"}\n'))]) {
+      for (const read of readers(f)) await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('not gzip-compressed') });
+    }
+  });
+
+  test('still text: a BOM, a character cut by the end of the first block, a stray bad byte after it', async () => {
+    expect(await readText(bytes('bom.txt', Buffer.from('\ufeffhello\n')))).toBe('\ufeffhello\n');
+    const cut = 'a'.repeat(TEXT_HEAD_BYTES - 1) + '日本\n'; // 日 spans bytes 64K-1 .. 64K+1
+    expect(await readText(write('cut.txt', cut))).toBe(cut);
+    expect(await readText(write('cut.txt.gz', cut, true))).toBe(cut);
+    const late = Buffer.concat([Buffer.from('b'.repeat(TEXT_HEAD_BYTES + 10)), Buffer.from([0xff]), Buffer.from('\n')]);
+    expect((await readText(bytes('late.txt', late))).length).toBe(TEXT_HEAD_BYTES + 12);
+  });
+
+  test('parallel files with only blank lines are INVALID_DATA, either side', async () => {
+    const blank = write('blank.en', '\n\n\n');
+    const ok = write('ok.de', 'a\nb\nc\n');
+    await expect(readParallel(blank, ok)).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('blank.en holds no text') });
+    await expect(readParallel(write('ok.en', 'x\ny\nz\n'), write('blank.de', '\n \n\n'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('blank.de holds no text') });
+    await expect(readParallelTsv(write('blank.tsv', '\n\n'))).rejects.toMatchObject({ code: 'INVALID_DATA' });
+  });
+
+  describe('tokenized in the worker (the bundled llama-stories260k tokenizer)', () => {
+    const model = path.join(__dirname, '..', 'models', 'llama-stories260k');
+
+    test('empty, blank, binary and fake .gz files are INVALID_DATA, for tokenizeFile and blocksFrom (eval --data, compress --valid)', async () => {
+      const rnd = prng(6);
+      const files = [
+        write('w-empty.txt', ''),
+        write('w-blank.txt', '\n \n'),
+        write('w-blank.jsonl', '{"text": ""}\n'),
+        bytes('w-bin.txt', Buffer.from(Array.from({ length: 5000 }, () => Math.floor(rnd() * 256)))),
+        bytes('w-bad.txt.gz', Buffer.from('not compressed text\n')),
+      ];
+      for (const f of files) {
+        await expect(tokenizeFile(model, f)).rejects.toMatchObject({ code: 'INVALID_DATA' });
+        await expect(tokenizeFile(model, f, { maxTokens: 10 })).rejects.toMatchObject({ code: 'INVALID_DATA' });
+        await expect(blocksFrom(f, { blockSize: 16, what: 'validation', tokenizerDir: model })).rejects.toMatchObject({ code: 'INVALID_DATA' });
+      }
+    });
+
+    test('a file shorter than the worker\'s 2-byte sniff gives the tokenizer\'s ids, no NUL padding', async () => {
+      // Before: the sniff buffer was fed back whole, so "x" was tokenized as "x\0" (and an empty file as "\0\0").
+      const tok = await loadTokenizer(model);
+      expect(Array.from(await tokenizeFile(model, write('w-one.txt', 'x')))).toEqual(tok.encode('x', { addSpecialTokens: false }));
+    });
   });
 });
 

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,6 +16,7 @@ import {
   type ImagePreprocessor,
 } from '../lib/data/images';
 import { FfmergeError } from '../lib/errors';
+import { loadImageSource } from '../lib/pipeline/tasks/sources';
 import { describeShared, sharedPath } from './helpers/shared';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -80,6 +82,55 @@ describe('idx files', () => {
     await expectCode(loadIdxImages(path.join(tmp, 'missing.idx')), 'DATA_NOT_FOUND');
     fs.writeFileSync(path.join(tmp, 'broken.gz'), Buffer.from([0x1f, 0x8b, 1, 2, 3]));
     await expectCode(loadIdxImages(path.join(tmp, 'broken.gz')), 'INVALID_DATA');
+  });
+});
+
+describe('idx and image files that are not regular files', () => {
+  const unix = fs.existsSync('/dev/null') && process.platform !== 'win32';
+  const small = () => {
+    const f = path.join(tmp, 'ok-img.idx');
+    fs.writeFileSync(f, idxBytes([1, 5, 4], new Uint8Array(20)));
+    return f;
+  };
+
+  (unix ? test : test.skip)('a device as idx images or labels → INVALID_DATA naming it (before: read whole; /dev/zero never ended)', async () => {
+    // /dev/null ends at once, so without the check this fails on the message instead of hanging like /dev/zero
+    const e1 = await expectCode(loadIdxImages('/dev/null', small()), 'INVALID_DATA');
+    expect(e1.message).toMatch(/\/dev\/null is a device; ffmerge reads only regular files/);
+    const e2 = await expectCode(loadIdxImages(small(), '/dev/null'), 'INVALID_DATA');
+    expect(e2.message).toMatch(/\/dev\/null is a device/);
+    const e3 = await expectCode(loadIdxImages(tmp), 'INVALID_DATA');
+    expect(e3.message).toMatch(/is a directory/);
+  });
+
+  (unix ? test : test.skip)('a FIFO as idx images → INVALID_DATA at once (before: blocked forever)', async () => {
+    const fifo = path.join(tmp, 'images.fifo');
+    fs.rmSync(fifo, { force: true });
+    execFileSync('mkfifo', [fifo]);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error('still blocked on the FIFO after 5 s')), 5000);
+    });
+    try {
+      const e = await expectCode(Promise.race([loadIdxImages(fifo), late]), 'INVALID_DATA');
+      expect(e.message).toMatch(/is a FIFO/);
+    } finally {
+      clearTimeout(timer);
+      // a reader still blocked in open(2) (the bug) gets a writer and then EOF, so the test process can end
+      try {
+        fs.closeSync(fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+      } catch {
+        // ENXIO: nobody is reading, as it should be
+      }
+    }
+  });
+
+  (unix ? test : test.skip)('an image in a folder that is a device → INVALID_DATA naming it', async () => {
+    const dir = path.join(tmp, 'folder-device');
+    fs.mkdirSync(path.join(dir, 'cls'), { recursive: true });
+    fs.symlinkSync('/dev/null', path.join(dir, 'cls', 'a.png'));
+    const e = await expectCode(loadImageFolder(dir, grey5), 'INVALID_DATA');
+    expect(e.message).toMatch(/a\.png is a device/);
   });
 });
 
@@ -155,6 +206,29 @@ describe('image folders (PNG and JPEG made with sharp)', () => {
     // files are listed per sorted folder: Bag first, then Trouser
     expect(Array.from(set.labels!)).toEqual([2, 1]);
     await expectCode(loadImageFolder(dir, grey5, { classNames: ['Trouser'] }), 'INVALID_DATA');
+  });
+
+  test('with the model\'s classes (loadImageSource): a folder is a class name or index, anything else INVALID_DATA', async () => {
+    const config = { id2label: { '0': 'T-shirt/top', '1': 'Trouser', '2': 'Bag' } };
+    // a lone index folder keeps its index (before: its sorted position, 0)
+    const idx = path.join(tmp, 'source-index');
+    await make(idx, '2', 'a.png', 4, 5, 1, 10, 'png');
+    expect(Array.from((await loadImageSource({ folder: idx }, grey5, config)).labels!)).toEqual([2]);
+    // names and indices may be mixed
+    await make(idx, 'Trouser', 'b.png', 4, 5, 1, 20, 'png');
+    expect(Array.from((await loadImageSource({ folder: idx }, grey5, config)).labels!).sort()).toEqual([1, 2]);
+    // no id2label: indices below num_labels
+    const noNames = await loadImageSource({ folder: idx }, grey5, { num_labels: 3 }).catch((e: unknown) => e);
+    expect(noNames).toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('"Trouser"') });
+    for (const cls of ['zebra', '3', '99', '02']) {
+      const dir = path.join(tmp, `source-${cls}`);
+      await make(dir, 'Bag', 'a.png', 4, 5, 1, 10, 'png');
+      await make(dir, cls, 'b.png', 4, 5, 1, 10, 'png');
+      // before: zebra (and 3, 99, 02) made the names not match, and every folder fell back to its sorted position
+      const e = await expectCode(loadImageSource({ folder: dir }, grey5, config), 'INVALID_DATA');
+      expect(e.message).toContain(`class folder "${cls}"`);
+      expect(e.message).toContain(dir);
+    }
   });
 
   test('wrong size or channels without a rule, empty folder, missing folder are typed errors', async () => {

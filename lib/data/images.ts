@@ -6,7 +6,7 @@
  * Images are held as 8-bit NHWC (what files store; 1 byte per value keeps 60k MNIST images at 47 MB) and
  * converted to float per batch.
  */
-import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
+import { MAX_JSON_FILE_BYTES, openRegularFile, readRegularFile } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
@@ -138,13 +138,30 @@ export async function loadPreprocessor(dir: string): Promise<ImagePreprocessor> 
 
 // ---------------------------------------------------------------------------------------------------- idx files
 
-async function readMaybeGzip(file: string): Promise<Buffer> {
-  let buf: Buffer;
+/**
+ * The bytes of a regular file. An idx file or an image in a folder is read whole, so /dev/zero (or a FIFO,
+ * which blocks with no writer) would never end and grow memory without limit: they are refused as the text
+ * loaders refuse them (lib/files.ts), INVALID_DATA; a missing or unreadable file is DATA_NOT_FOUND.
+ */
+async function readRegularBytes(file: string): Promise<Buffer> {
+  let fh: fs.promises.FileHandle;
   try {
-    buf = await fs.promises.readFile(file);
+    fh = await openRegularFile(file, 'INVALID_DATA');
   } catch (e) {
+    if (e instanceof FfmergeError) throw e;
     throw new FfmergeError('DATA_NOT_FOUND', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
   }
+  try {
+    return await fh.readFile();
+  } catch (e) {
+    throw new FfmergeError('DATA_NOT_FOUND', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
+  } finally {
+    await fh.close();
+  }
+}
+
+async function readMaybeGzip(file: string): Promise<Buffer> {
+  const buf = await readRegularBytes(file);
   if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
     try {
       return zlib.gunzipSync(buf);
@@ -274,11 +291,14 @@ async function decodeToTarget(
 }
 
 /**
- * An image folder: <dir>/<class>/<image>.{png,jpg,jpeg}. Classes are the sub-folder names in sorted order
- * (torchvision ImageFolder's convention) unless `classNames` gives the order (e.g. the model's label2id).
- * Every image is decoded to the preprocessor's size and channel count.
+ * An image folder: <dir>/<class>/<image>.{png,jpg,jpeg}. Without model classes, classes are the sub-folder
+ * names in sorted order (torchvision ImageFolder's convention). With them (`classNames`, e.g. the model's
+ * id2label, and/or `classCount`), each sub-folder must name a class or be a class index ("0".."n-1", as
+ * MNIST-style folders are named), and maps to that label; any other folder is INVALID_DATA, since its images
+ * would be scored against a label that is not theirs. Every image is decoded to the preprocessor's size and
+ * channel count.
  */
-export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts: { classNames?: string[] } = {}): Promise<ImageSet> {
+export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts: { classNames?: string[]; classCount?: number } = {}): Promise<ImageSet> {
   let entries: fs.Dirent[];
   try {
     entries = await fs.promises.readdir(dir, { withFileTypes: true });
@@ -286,14 +306,27 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
     throw new FfmergeError('DATA_NOT_FOUND', `image folder ${dir} cannot be read: ${(e as Error).message}`, { cause: e });
   }
   const found = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
-  const classNames = opts.classNames ?? found;
+  const known = opts.classNames !== undefined || opts.classCount !== undefined;
+  const count = opts.classCount ?? opts.classNames?.length ?? found.length;
+  const classNames = opts.classNames ?? (known ? Array.from({ length: count }, (_, i) => String(i)) : found);
+  const labelOf = new Map<string, number>();
   for (const c of found) {
-    if (!classNames.includes(c)) throw new FfmergeError('INVALID_DATA', `image folder ${dir}: class folder "${c}" is not one of the model's classes`);
+    const byName = classNames.indexOf(c);
+    // a canonical decimal index only ("07" or "1e1" is a name, not an index)
+    const byIndex = /^(0|[1-9][0-9]{0,8})$/.test(c) && Number(c) < count ? Number(c) : -1;
+    const label = byName >= 0 ? byName : byIndex;
+    if (label < 0) {
+      throw new FfmergeError(
+        'INVALID_DATA',
+        `image folder ${dir}: class folder ${showValue(c)} is neither one of the model's classes (${showValue(classNames)}) nor a class index 0..${count - 1}`,
+      );
+    }
+    labelOf.set(c, label);
   }
   const files: { file: string; label: number }[] = [];
   for (const c of found) {
     const names = (await fs.promises.readdir(path.join(dir, c))).filter((f) => IMAGE_EXTENSIONS.has(path.extname(f).toLowerCase())).sort();
-    for (const f of names) files.push({ file: path.join(dir, c, f), label: classNames.indexOf(c) });
+    for (const f of names) files.push({ file: path.join(dir, c, f), label: labelOf.get(c)! });
   }
   if (files.length === 0) {
     throw new FfmergeError('DATA_NOT_FOUND', `image folder ${dir} holds no images (expected <class>/<name>.png|.jpg sub-folders)`);
@@ -304,7 +337,7 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   const labels = new Int32Array(files.length);
   for (let i = 0; i < files.length; i++) {
     const { file, label } = files[i]!;
-    pixels.set(await decodeToTarget(sharp, await fs.promises.readFile(file), pre, file), i * per);
+    pixels.set(await decodeToTarget(sharp, await readRegularBytes(file), pre, file), i * per);
     labels[i] = label;
   }
   return { count: files.length, height: pre.height, width: pre.width, channels: pre.channels, pixels, labels, classNames };

@@ -1,8 +1,11 @@
 /**
  * Reading text datasets: plain text (one document per line, or the whole file) and JSON Lines (one document
  * per line in a string field, `text` by default), each optionally gzip-compressed. Compression is recognised
- * by its magic bytes, not the file name. Line and document readers stream: a .gz file is inflated
- * chunk by chunk, never held whole in memory.
+ * by its magic bytes, not the file name (but a file named .gz must be gzip). Line and document readers
+ * stream: a .gz file is inflated chunk by chunk, never held whole in memory.
+ *
+ * What is not text is refused (INVALID_DATA) rather than tokenized into a meaningless score: a file whose
+ * first block is binary (checkTextFile), and a file with no text at all (empty, or only blank lines).
  */
 import { openRegularFile } from '../files';
 import * as fs from 'node:fs';
@@ -21,27 +24,93 @@ function notFound(file: string, e: unknown): FfmergeError {
   return new FfmergeError('DATA_NOT_FOUND', `data file ${file} cannot be read: ${(e as Error).message}`, { cause: e });
 }
 
-async function isGzip(file: string): Promise<boolean> {
+/** Bytes at the start of a text file (after inflating a .gz) that checkTextFile inspects. */
+export const TEXT_HEAD_BYTES = 64 * 1024;
+
+/**
+ * Up to TEXT_HEAD_BYTES inflated bytes of an open gzip file. Streamed and stopped early, so a small file that
+ * inflates to gigabytes costs only the head.
+ */
+async function inflatedHead(fh: fs.promises.FileHandle, file: string): Promise<Buffer> {
+  const raw = fh.createReadStream({ start: 0, autoClose: false, highWaterMark: 1 << 14 });
+  const gunzip = zlib.createGunzip();
+  pipeline(raw, gunzip, () => {}); // errors surface on gunzip; an early stop below is not one
+  const parts: Buffer[] = [];
+  let n = 0;
+  try {
+    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+      parts.push(chunk);
+      n += chunk.length;
+      if (n >= TEXT_HEAD_BYTES) break;
+    }
+  } catch (e) {
+    throw new FfmergeError('INVALID_DATA', `${file} is gzip-compressed but does not decompress: ${(e as Error).message}`, { cause: e });
+  } finally {
+    gunzip.destroy();
+    raw.destroy();
+  }
+  return Buffer.concat(parts).subarray(0, TEXT_HEAD_BYTES);
+}
+
+/**
+ * Why a file's first block is not UTF-8 text, or undefined when it may be. The rule (cheap: one pass over
+ * 64 KiB, whatever the file's size): a NUL byte, which text never holds and nearly every binary format does
+ * (also UTF-16 text, which ffmerge does not read), or bytes that are not valid UTF-8. A multi-byte character
+ * cut by the end of the block is not an error (stream mode). Later blocks are not checked: the decoder
+ * replaces a stray invalid byte deep in a large corpus instead of refusing the corpus for it.
+ */
+function binaryReason(head: Buffer): string | undefined {
+  const nul = head.indexOf(0);
+  if (nul >= 0) return `byte ${nul} is a NUL byte`;
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(head, { stream: true });
+  } catch {
+    return `its first ${head.length} bytes are not valid UTF-8`;
+  }
+  return undefined;
+}
+
+/**
+ * Checks that `file` can be a text dataset before it is read, and says whether it is gzip: it must be a
+ * regular file (a FIFO or /dev/zero would block or never end; lib/files.ts), a file named .gz must start with
+ * the gzip magic bytes 1f 8b (else random bytes named .gz were read as plain text), and the first
+ * TEXT_HEAD_BYTES of its (inflated) contents must not be binary (binaryReason). Missing or unreadable:
+ * DATA_NOT_FOUND; anything else: INVALID_DATA.
+ */
+export async function checkTextFile(file: string): Promise<{ gzip: boolean }> {
   let fh: fs.promises.FileHandle;
   try {
-    // a regular file only: a FIFO (or /dev/zero) would block or never end, a directory fails late (lib/files.ts)
     fh = await openRegularFile(file, 'INVALID_DATA');
   } catch (e) {
     if (e instanceof FfmergeError) throw e;
     throw notFound(file, e);
   }
   try {
-    const head = Buffer.alloc(2);
-    const { bytesRead } = await fh.read(head, 0, 2, 0);
-    return bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
+    const first = Buffer.alloc(TEXT_HEAD_BYTES);
+    const { bytesRead } = await fh.read(first, 0, TEXT_HEAD_BYTES, 0);
+    const gzip = bytesRead >= 2 && first[0] === 0x1f && first[1] === 0x8b;
+    if (!gzip && /\.gz$/i.test(file)) {
+      throw new FfmergeError('INVALID_DATA', `${file} is named .gz but is not gzip-compressed (it does not start with the gzip bytes 1f 8b)`);
+    }
+    const head = gzip ? await inflatedHead(fh, file) : first.subarray(0, bytesRead);
+    const why = binaryReason(head);
+    if (why !== undefined) {
+      throw new FfmergeError('INVALID_DATA', `${file} is not text (${why}); ffmerge reads UTF-8 text, optionally gzip-compressed`);
+    }
+    return { gzip };
   } finally {
     await fh.close();
   }
 }
 
+/** The error for a file that holds no text, only whitespace: it would be scored on a handful of tokens. */
+export function noTextError(file: string): FfmergeError {
+  return new FfmergeError('INVALID_DATA', `${file} holds no text (it is empty or has only blank lines)`);
+}
+
 /** A UTF-8 text stream of the file's contents, inflated when gzip-compressed. */
 async function openText(file: string): Promise<NodeJS.ReadableStream & AsyncIterable<string>> {
-  const gz = await isGzip(file);
+  const { gzip: gz } = await checkTextFile(file);
   const raw = fs.createReadStream(file);
   const out = gz ? pipeline(raw, zlib.createGunzip(), () => {}) : raw;
   out.setEncoding('utf8');
@@ -63,18 +132,27 @@ function wrapStreamError(file: string, e: unknown): FfmergeError {
 export async function* readLines(file: string): AsyncGenerator<string> {
   const stream = await openText(file);
   let rest = '';
+  let text = false; // a line with something besides whitespace was seen
   try {
     for await (const chunk of stream) {
       const parts = (rest + chunk).split('\n');
       rest = parts.pop()!;
-      for (const p of parts) yield p.endsWith('\r') ? p.slice(0, -1) : p;
+      for (const p of parts) {
+        text ||= /\S/.test(p);
+        yield p.endsWith('\r') ? p.slice(0, -1) : p;
+      }
     }
   } catch (e) {
     throw wrapStreamError(file, e);
   } finally {
     (stream as unknown as { destroy?: () => void }).destroy?.();
   }
-  if (rest !== '') yield rest.endsWith('\r') ? rest.slice(0, -1) : rest;
+  if (rest !== '') {
+    text ||= /\S/.test(rest);
+    yield rest.endsWith('\r') ? rest.slice(0, -1) : rest;
+  }
+  // only reached when the caller read to the end: a reader that stops early has had its lines
+  if (!text) throw noTextError(file);
 }
 
 /**
@@ -88,6 +166,7 @@ export async function* readDocuments(file: string, opts: TextSourceOptions = {})
   }
   const field = opts.field ?? 'text';
   let lineNo = 0;
+  let text = false;
   for await (const line of readLines(file)) {
     lineNo++;
     if (line.trim() === '') continue;
@@ -101,8 +180,11 @@ export async function* readDocuments(file: string, opts: TextSourceOptions = {})
     if (typeof v !== 'string') {
       throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has no string field "${field}"`);
     }
+    text ||= /\S/.test(v);
     yield v;
   }
+  // rows such as {"text": ""} only: as empty as an empty file
+  if (!text) throw noTextError(file);
 }
 
 /**
@@ -122,5 +204,7 @@ export async function readText(file: string, opts: TextSourceOptions = {}): Prom
   } catch (e) {
     throw wrapStreamError(file, e);
   }
-  return parts.join('');
+  const text = parts.join('');
+  if (!/\S/.test(text)) throw noTextError(file);
+  return text;
 }

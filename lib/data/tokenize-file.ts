@@ -18,6 +18,7 @@ import { Worker } from 'node:worker_threads';
 import { FfmergeError, abortError, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
 import { assertRegularFile } from '../files';
+import { checkTextFile } from './text';
 import { checkJobOptions, guardProgress, type Progress } from '../native/job';
 
 export interface TokenizeFileOptions {
@@ -96,11 +97,14 @@ function workerMain(): void {
     }
     const st = fsW.fstatSync(fd);
     const total = st.isFile() ? st.size : 0;
-    const head = Buffer.alloc(2);
-    const gz = fsW.readSync(fd, head, 0, 2, null) === 2 && head[0] === 0x1f && head[1] === 0x8b;
-    // The two bytes already read are fed back in front of the stream (a device cannot seek back).
+    const head0 = Buffer.alloc(2);
+    const headBytes = fsW.readSync(fd, head0, 0, 2, null);
+    const gz = headBytes === 2 && head0[0] === 0x1f && head0[1] === 0x8b;
+    // The bytes already read are fed back in front of the stream (a device cannot seek back): only those read,
+    // or an empty file became two NUL characters and was scored on their tokens.
+    const head = head0.subarray(0, headBytes);
     const raw = fsW.createReadStream('', { fd, start: undefined, highWaterMark: 1 << 16 });
-    let bytes = 2;
+    let bytes = headBytes;
     let lastReport = 0;
     raw.on('data', (b) => {
       bytes += b.length;
@@ -169,6 +173,12 @@ function workerMain(): void {
       }
       const ids = tokenizer.encode(text, { add_special_tokens: false }).ids;
       if (eof || (keep !== null && ids.length >= keep + input.safety)) {
+        // Whitespace alone is no data (it still tokenizes to a few ids, which would get a perplexity);
+        // the same words as noTextError in text.ts, which this worker cannot import.
+        if (!/\S/.test(text)) {
+          fail('INVALID_DATA', `${input.file} holds no text (it is empty or has only blank lines)`);
+          return;
+        }
         const out = Int32Array.from(keep === null ? ids : ids.slice(0, keep));
         source.destroy();
         raw.destroy();
@@ -197,12 +207,9 @@ export async function tokenizeFile(tokenizerDir: string, file: string, opts: Tok
   if (!fs.existsSync(tokenizerJson)) throw new FfmergeError('INVALID_CONFIG', `${tokenizerDir} has no tokenizer.json; the tokenizer needs it`);
   // Both must be regular files: a FIFO would block the worker's reads forever (checked here, asynchronously).
   await assertRegularFile(tokenizerJson, 'INVALID_CONFIG');
-  try {
-    await assertRegularFile(file, 'INVALID_DATA');
-  } catch (e) {
-    if (e instanceof FfmergeError) throw e;
-    throw new FfmergeError('DATA_NOT_FOUND', `data file ${file} cannot be read: ${(e as Error).message}`, { cause: e });
-  }
+  // The data file also must look like text (a .gz that is gzip, no binary first block): text.ts's check, so
+  // the worker and the streaming readers refuse the same files.
+  await checkTextFile(file);
   const maxTokens = opts.maxTokens !== undefined && Number.isFinite(opts.maxTokens) ? opts.maxTokens : null;
   if (maxTokens !== null && (!Number.isSafeInteger(maxTokens) || maxTokens < 0)) {
     return Promise.reject(new FfmergeError('INVALID_ARGUMENT', `maxTokens must be a non-negative integer, got ${opts.maxTokens}`));

@@ -108,7 +108,11 @@ export interface CompressOptions {
   images?: ImageSource;
   /** Images whose every position (CLS + patches) is a feature (default 600 ≈ 10k tokens on 17-token images). */
   calibrationImages?: number;
-  /** First validation image (default: 55000 when the set has 60000 images, as Fashion-MNIST's split; else right after calibration). */
+  /**
+   * First validation image (default: 55000 when the set has 60000 images, as Fashion-MNIST's split; else right
+   * after calibration; 0 in a separate `validation` set). Inside the calibration images of the same file it is
+   * INVALID_ARGUMENT.
+   */
   validationStart?: number;
   /** Validation images (default: the whole validation range, at most 5,000). */
   validationImages?: number;

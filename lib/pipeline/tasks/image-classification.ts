@@ -13,7 +13,7 @@ import type { Model } from '../../model/model';
 import { PrefixCache } from '../prefix';
 import { checkSelectBy, positiveInt, type ImageSource } from '../options';
 import type { Task, TaskKind } from '../task';
-import { checkSourceFiles, isImageSource, loadImageSource } from './sources';
+import { checkSourceFiles, isImageSource, loadImageSource, sameSource } from './sources';
 
 /** The whole validation range is scored when it has at most this many images. */
 export const MAX_VALIDATION_IMAGES = 5000;
@@ -47,7 +47,16 @@ export const imageClassification: TaskKind = {
     const set = await load(o.images!);
     const calN = Math.min(o.calibrationImages ?? 600, set.count);
     const valSet = o.validation ? await load(o.validation as ImageSource) : set;
+    // Validation images must not be calibration images: those shaped the merge they would score.
+    const sameSet = !o.validation || sameSource(o.images!, o.validation as ImageSource);
     const valStart = o.validationStart ?? (o.validation ? 0 : set.count === 60000 ? 55000 : calN);
+    if (sameSet && valStart < calN) {
+      throw new FfmergeError(
+        'INVALID_ARGUMENT',
+        `validation would start at image ${valStart}, inside the calibration images 0-${calN - 1} of the same file: ` +
+          `start it at ${calN} or later (validationStart, --validation-start), calibrate on fewer images, or give a separate validation set`,
+      );
+    }
     const valN = Math.min(o.validationImages ?? MAX_VALIDATION_IMAGES, valSet.count - valStart);
     if (valN <= 0) throw new FfmergeError('INVALID_DATA', `no validation images: the set has ${valSet.count} images and validation starts at ${valStart}`);
     const testSet = o.test ? await load(o.test as ImageSource) : undefined;

@@ -3,11 +3,13 @@
  * used by `ffmerge eval`).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { FfmergeError } from '../../errors';
 import { classNamesFromConfig, loadIdxImages, loadImageFolder, type ImagePreprocessor, type ImageSet } from '../../data/images';
 import { readParallel, readParallelTsv, type SentencePair } from '../../data/parallel';
 import type { ImageSource, ParallelSource } from '../options';
 import { seededOrder } from '../../data/shuffle';
+import { numLabels } from '../../model/architectures/config';
 
 function checkFiles(files: (string | undefined)[]): void {
   for (const f of files) if (f !== undefined && !fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} does not exist`);
@@ -34,10 +36,30 @@ export function checkSourceFiles(src: ImageSource | ParallelSource): void {
 }
 
 /**
- * An image set from a source. Folder classes map to the model's labels by name (config.json id2label) when
- * every sub-folder is one of them, else by sorted position (torchvision ImageFolder), and a
- * folder's images — read class by class — are put in a fixed pseudo-random order, so that leading and
- * trailing ranges (calibration, validation) hold every class.
+ * Whether two sources are the same data, by their input file (images, folder, tsv, source): same device and
+ * inode, so another path to the file counts too. A validation set that is the calibration file read again
+ * overlaps the calibration examples, which then score the candidates they shaped.
+ */
+export function sameSource(a: ImageSource | ParallelSource, b: ImageSource | ParallelSource): boolean {
+  const input = (s: ImageSource | ParallelSource): string =>
+    'folder' in s ? s.folder : 'images' in s ? s.images : 'tsv' in s ? s.tsv : s.source;
+  const id = (f: string): string => {
+    try {
+      const st = fs.statSync(f);
+      return `${st.dev}:${st.ino}`;
+    } catch {
+      return `path:${path.resolve(f)}`; // a missing file is reported by whoever reads it
+    }
+  };
+  return id(input(a)) === id(input(b));
+}
+
+/**
+ * An image set from a source. Folder classes map to the model's labels: a sub-folder is one of its class
+ * names (config.json id2label) or a class index ("0".."num_labels-1"); any other sub-folder is INVALID_DATA
+ * (loadImageFolder), never scored against a label by its sorted position. A folder's images — read class by
+ * class — are put in a fixed pseudo-random order, so that leading and trailing ranges (calibration,
+ * validation) hold every class.
  */
 export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, modelConfig: Record<string, unknown> = {}): Promise<ImageSet> {
   checkSourceFiles(src);
@@ -45,10 +67,9 @@ export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, 
     if (!fs.statSync(src.folder).isDirectory()) {
       throw new FfmergeError('INVALID_DATA', `${src.folder} is not an image folder (expected <class>/<image>.png|.jpg sub-folders)`);
     }
-    const named = classNamesFromConfig(modelConfig);
-    const folders = fs.readdirSync(src.folder, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
-    const classNames = named && folders.every((f) => named.includes(f)) ? named : undefined;
-    return shuffledImages(await loadImageFolder(src.folder, pre, classNames ? { classNames } : {}));
+    const classNames = classNamesFromConfig(modelConfig);
+    const classCount = numLabels(modelConfig);
+    return shuffledImages(await loadImageFolder(src.folder, pre, { ...(classNames ? { classNames } : {}), classCount }));
   }
   return loadIdxImages(src.images, src.labels);
 }

@@ -14,7 +14,7 @@ import { loadTokenizer } from '../../tokenizer';
 import { checkSelectBy, positiveInt, type ParallelSource } from '../options';
 import { referenceBatches, teacherForcedLoss } from '../../eval/translation-loss';
 import type { Task, TaskKind } from '../task';
-import { checkSourceFiles, isParallelSource, loadParallelSource } from './sources';
+import { checkSourceFiles, isParallelSource, loadParallelSource, sameSource } from './sources';
 
 /** The whole validation split is translated per candidate when it has at most this many sentences. */
 export const MAX_VALIDATION_SENTENCES = 1024;
@@ -37,6 +37,14 @@ export const translation: TaskKind = {
     checkSource(o.test, 'test');
     for (const k of ['calibrationPairs', 'validationSentences', 'testSentences'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
     checkSelectBy(o.selectBy);
+    // A validation corpus is read from its first pair, so the calibration file given again as validation
+    // would score candidates on the very pairs that shaped them; without one, validation follows calibration.
+    if (o.validation !== undefined && sameSource(o.parallel as ParallelSource, o.validation as ParallelSource)) {
+      throw new FfmergeError(
+        'INVALID_ARGUMENT',
+        'the validation pairs are the calibration file again, so they would overlap the calibration pairs: give a different validation corpus, or none to validate on the pairs after the calibration ones',
+      );
+    }
   },
   async create({ model, dir, options: o }) {
     const tokenizer = await loadTokenizer(dir);
