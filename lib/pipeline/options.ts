@@ -147,3 +147,8 @@ export function positiveInt(v: unknown, what: string, dflt: number): number {
 export function checkSelectBy(v: unknown): void {
   if (v !== undefined && v !== 'metric' && v !== 'loss') throw new FfmergeError('INVALID_ARGUMENT', `selectBy must be 'metric' or 'loss' (got ${showValue(v)})`);
 }
+
+/** A budget of the test split (testTokens, testImages, testSentences) without test data would be ignored: refused. */
+export function checkTestBudget(o: CompressOptions, key: 'testTokens' | 'testImages' | 'testSentences'): void {
+  if (o[key] !== undefined && o.test === undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', `${key} budgets the test data: give test with it`);
+}

@@ -11,7 +11,7 @@ import { argmaxRows } from '../../metrics/accuracy';
 import type { JobOptions } from '../../native/job';
 import type { Model } from '../../model/model';
 import { PrefixCache } from '../prefix';
-import { checkSelectBy, positiveInt, type ImageSource } from '../options';
+import { checkSelectBy, checkTestBudget, positiveInt, type ImageSource } from '../options';
 import type { Task, TaskKind } from '../task';
 import { checkSourceFiles, isImageSource, loadImageSource, sameSource } from './sources';
 
@@ -36,6 +36,7 @@ export const imageClassification: TaskKind = {
     checkSource(o.test, 'test');
     for (const k of ['calibrationImages', 'validationImages', 'testImages'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
     checkSelectBy(o.selectBy);
+    checkTestBudget(o, 'testImages');
     if (o.validationStart !== undefined && (!Number.isInteger(o.validationStart) || o.validationStart < 0)) {
       throw new FfmergeError('INVALID_ARGUMENT', `validationStart must be a non-negative integer (got ${showValue(o.validationStart)})`);
     }

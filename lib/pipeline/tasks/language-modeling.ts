@@ -7,7 +7,7 @@ import { FfmergeError, showValue } from '../../errors';
 import type { FeatureBatch } from '../../data/feature-batches';
 import { blocksFrom, fitBlockSize, makeBatches, takeTokens, tokenCount, type Batch } from '../data';
 import { nllOf, ppl, PrefixCache } from '../prefix';
-import { positiveInt, type SampledSource, type TokenSource } from '../options';
+import { checkTestBudget, positiveInt, type SampledSource, type TokenSource } from '../options';
 import { sampleRows } from '../../eval/sample';
 import { seededOrder } from '../../data/shuffle';
 import { MIN_BLOCK_TOKENS } from '../../data/blocks';
@@ -99,7 +99,7 @@ export const languageModeling: TaskKind = {
     else checkSource(o.calibration, 'calibration');
     checkSource(o.validation, 'validation');
     checkSource(o.test, 'test');
-    if (o.testTokens !== undefined && o.test === undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', 'testTokens budgets the test data: give test (a text or .jsonl file) with it');
+    checkTestBudget(o, 'testTokens');
     for (const k of ['calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'batchBlocks'] as const) {
       if (o[k] !== undefined) positiveInt(o[k], k, 1);
     }

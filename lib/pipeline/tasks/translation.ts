@@ -11,7 +11,7 @@ import { evaluateTranslation, loadGenerationConfig } from '../../eval/translate'
 import type { JobOptions } from '../../native/job';
 import type { Model } from '../../model/model';
 import { loadTokenizer } from '../../tokenizer';
-import { checkSelectBy, positiveInt, type ParallelSource } from '../options';
+import { checkSelectBy, checkTestBudget, positiveInt, type ParallelSource } from '../options';
 import { referenceBatches, teacherForcedLoss } from '../../eval/translation-loss';
 import type { Task, TaskKind } from '../task';
 import { checkSourceFiles, isParallelSource, loadParallelSource, sameSource } from './sources';
@@ -37,6 +37,7 @@ export const translation: TaskKind = {
     checkSource(o.test, 'test');
     for (const k of ['calibrationPairs', 'validationSentences', 'testSentences'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
     checkSelectBy(o.selectBy);
+    checkTestBudget(o, 'testSentences');
     // A validation corpus is read from its first pair, so the calibration file given again as validation
     // would score candidates on the very pairs that shaped them; without one, validation follows calibration.
     if (o.validation !== undefined && sameSource(o.parallel as ParallelSource, o.validation as ParallelSource)) {
