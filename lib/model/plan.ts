@@ -1,13 +1,14 @@
 /**
  * A checkpoint's headers against its architecture description: every tensor the config implies is present
- * (ties resolved) with the shape the config gives it, and the spec is complete. Reads no tensor data. loadModel reads the plan this builds; inspect, the checkpoint
+ * (ties resolved) with the shape the config gives it, no layer past the config's count is stored, and the
+ * spec is complete. Reads no tensor data. loadModel reads the plan this builds; inspect, the checkpoint
  * writer (compress, convert, save) and the ONNX exporter call the same check, so a checkpoint one of them
  * accepts, the others accept too, and no output is written from one the loader would refuse.
  */
 import { FfmergeError } from '../errors';
 import type { CheckpointReader } from '../checkpoint/ties';
 import type { DType } from '../safetensors';
-import { architectureOf, type Config, type NormNames, type StackName, type StackTensors } from './architectures';
+import { architectureOf, type Config, type LayerNames, type NormNames, type StackName, type StackTensors } from './architectures';
 import type { ModelSpec } from './spec';
 import { validateSpec } from './validate-spec';
 
@@ -160,6 +161,45 @@ function planTensors(src: PlanBuilder, spec: ModelSpec, t: StackTensors): LoadPl
   return src.plan;
 }
 
+/** Every tensor name the description gives one layer (biases and cross-attention included). */
+function layerTensorNames(L: LayerNames): string[] {
+  const out: string[] = [];
+  const add = (...names: (string | undefined)[]) => {
+    for (const n of names) if (n !== undefined) out.push(n);
+  };
+  const norm = (n: NormNames) => add(n.w, n.b);
+  norm(L.norm1);
+  if ('fused' in L.qkv) add(L.qkv.fused, L.qkv.fusedBias);
+  else add(L.qkv.q, L.qkv.k, L.qkv.v, L.qkv.qBias, L.qkv.kBias, L.qkv.vBias);
+  add(L.o, L.oBias);
+  norm(L.norm2);
+  add(L.ff.wIn, L.ff.bIn, L.ff.wGate, L.ff.bGate, L.ff.wOut, L.ff.bOut);
+  if (L.xattn) {
+    norm(L.xattn.norm);
+    add(L.xattn.q, L.xattn.k, L.xattn.v, L.xattn.qBias, L.xattn.kBias, L.xattn.vBias, L.xattn.o, L.xattn.oBias);
+  }
+  return out;
+}
+
+/**
+ * A config that gives a stack fewer layers than the checkpoint holds would run (and write, and export) a
+ * truncated model without a word. The test looks only at the first layer past the config's count, and only
+ * at names the description itself gives a layer, so the buffers real checkpoints carry beside their weights
+ * (GPT-2's attn.bias / masked_bias, LLaMA's rotary_emb.inv_freq) never trip it.
+ */
+function checkNoLayerPast(reader: CheckpointReader, t: StackTensors, layers: number, layersKey: string, where: string): void {
+  const p = t.optionalPrefix;
+  for (const name of layerTensorNames(t.layer(layers))) {
+    const found = reader.has(name) || (p !== undefined && name.startsWith(p) && reader.has(name.slice(p.length)));
+    if (found) {
+      throw new FfmergeError(
+        'INVALID_CONFIG',
+        `the checkpoint in ${where} holds tensors of layer ${layers} ("${name}"), but config.json says ${layers} layers (${layersKey}); fix ${layersKey} to the checkpoint's layer count`,
+      );
+    }
+  }
+}
+
 /** One stack of a checked checkpoint: its spec, tensor names and where the loader finds each slot's bytes. */
 export interface CheckedStack {
   name: StackName;
@@ -184,6 +224,7 @@ export function describeStacks(config: Config): { name: StackName; layersKey: st
 export function checkCheckpoint(config: Config, reader: CheckpointReader, where: string, stacks = describeStacks(config)): CheckedStack[] {
   const checked = stacks.map((st) => {
     const plan = planTensors(new PlanBuilder(reader, st.names, where), st.spec, st.names);
+    checkNoLayerPast(reader, st.names, st.spec.layers, st.layersKey, where);
     return { name: st.name, spec: st.spec, names: st.names, plan };
   });
   for (const st of checked) validateSpec(st.spec);

@@ -120,7 +120,8 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   const target = path.resolve(opts.out);
   const tmp = tempName(target);
   try {
-    // the loader's check of the checkpoint (headers only), so export writes nothing from a checkpoint eval refuses
+    // the loader's check of the checkpoint (headers only): nothing is written from a checkpoint eval refuses,
+    // and stored layers the config leaves out (which the graphs would silently not read) are refused too
     checkCheckpoint(config, weights.reader, modelDir);
     fs.mkdirSync(path.dirname(target), { recursive: true });
     fs.mkdirSync(path.join(tmp, ONNX_DIR), { recursive: true });
