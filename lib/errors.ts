@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'INVALID_CONFIG'
   | 'UNSUPPORTED_ARCHITECTURE'
   // numerics
+  /** NaN or ±Infinity in an input: a matrix handed to a kernel, or a checkpoint weight being exported. */
   | 'NON_FINITE_INPUT'
   | 'NON_FINITE_ACTIVATIONS'
   /** A metric (perplexity, accuracy, BLEU) came out NaN or infinite: the model or its data is broken. */

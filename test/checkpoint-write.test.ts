@@ -1,12 +1,15 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CheckpointReader, readTies } from '../lib/checkpoint/ties';
+import { convertCheckpoint } from '../lib/checkpoint/convert';
+import { CheckpointReader, TIES_METADATA_KEY, readTies } from '../lib/checkpoint/ties';
 import { ffReplacements, ffTies, writeCheckpoint } from '../lib/checkpoint/write';
 import { averageFF } from '../lib/merge/average';
 import { ffStacks } from '../lib/model/architectures';
 import { matrixToCanonical, type FFWeights } from '../lib/model/ff-weights';
+import { SafetensorsReader, writeSafetensors } from '../lib/safetensors';
 import { describeShared, sharedPath } from './helpers/shared';
+import { removeSyntheticDirs, syntheticLlama, tempDir, type Synthetic } from './helpers/synthetic-model';
 
 describeShared('fixtures/gpt2-sotu', 'checkpoint writer (gpt2-sotu, window 1-3 merged)', () => {
   const src = sharedPath('fixtures', 'gpt2-sotu');
@@ -102,5 +105,68 @@ describeShared('fixtures/gpt2-sotu', 'checkpoint writer (gpt2-sotu, window 1-3 m
     await expect(writeCheckpoint({ source: src, out: path.join(tmp, 'aborted'), format: 'expanded', signal: ac.signal })).rejects.toMatchObject({ code: 'ABORTED' });
     expect(fs.existsSync(path.join(tmp, 'aborted'))).toBe(false);
     expect(fs.readdirSync(tmp).filter((n) => n.includes('ffmerge-tmp'))).toEqual([]);
+  });
+});
+
+describe('checkpoints whose tie map the loader would refuse are never written', () => {
+  const UP1 = 'model.layers.1.mlp.up_proj.weight';
+  let s: Synthetic;
+  let tied: string;
+
+  /** A copy of `dir` whose model.safetensors records `ties` as its ffmerge tie map (tensors unchanged). */
+  async function withTies(dir: string, ties: Record<string, string>): Promise<string> {
+    const copy = path.join(tempDir('ties'), 'ck');
+    fs.cpSync(dir, copy, { recursive: true });
+    const r = await SafetensorsReader.open(path.join(dir, 'model.safetensors'));
+    const tensors = await Promise.all(r.names().map(async (name) => ({ name, dtype: 'F32' as const, shape: r.info(name).shape, data: await r.readF32(name) })));
+    await r.close();
+    await writeSafetensors(path.join(copy, 'model.safetensors'), tensors, { format: 'pt', [TIES_METADATA_KEY]: JSON.stringify(ties) });
+    return copy;
+  }
+
+  beforeAll(async () => {
+    s = await syntheticLlama({ layers: 2, d: 24, ff: 34, seed: 3 });
+    tied = path.join(tempDir('tied'), 'ck');
+    await writeCheckpoint({ source: s.dir, out: tied, format: 'tied', ties: ffTies(s.config, 'decoder', [0, 1]), info: { windows: [{ stack: 'decoder', layers: [0, 1] }] } });
+  });
+  afterAll(() => removeSyntheticDirs());
+
+  it('a sane tied output converts (the control)', async () => {
+    const out = path.join(tempDir('conv'), 'out');
+    await convertCheckpoint(tied, out, 'expanded');
+    expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
+  });
+
+  it('an emptied tie map (layer 1 FF missing): convert and the writer refuse, TENSOR_NOT_FOUND, nothing written', async () => {
+    // Before: convert wrote an expanded checkpoint without layer 1's FF, exit 0; eval then refused it.
+    const bad = await withTies(tied, {});
+    const out = path.join(tempDir('conv'), 'out');
+    await expect(convertCheckpoint(bad, out, 'expanded')).rejects.toMatchObject({ code: 'TENSOR_NOT_FOUND', message: expect.stringContaining(UP1) });
+    await expect(convertCheckpoint(bad, out, 'tied')).rejects.toMatchObject({ code: 'TENSOR_NOT_FOUND' });
+    await expect(writeCheckpoint({ source: bad, out, format: 'tied' })).rejects.toMatchObject({ code: 'TENSOR_NOT_FOUND' });
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('a tie to a tensor of another shape: SHAPE_MISMATCH naming both, nothing written', async () => {
+    // Before: convert copied q_proj [24, 24] into up_proj's place (the config says [34, 24]), exit 0.
+    const ties = { ...(await readTies(tied)), [UP1]: 'model.layers.0.self_attn.q_proj.weight' };
+    const bad = await withTies(tied, ties);
+    const out = path.join(tempDir('conv'), 'out');
+    await expect(convertCheckpoint(bad, out, 'expanded')).rejects.toMatchObject({
+      code: 'SHAPE_MISMATCH',
+      message: expect.stringMatching(/model\.layers\.1\.mlp\.up_proj\.weight.*tied to "model\.layers\.0\.self_attn\.q_proj\.weight"/),
+    });
+    await expect(writeCheckpoint({ source: bad, out, format: 'expanded' })).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('a tie a caller adds between tensors of different shapes is refused', async () => {
+    // Before: the expanded writer stored q_proj's [24, 24] bytes under up_proj's name.
+    const out = path.join(tempDir('conv'), 'out');
+    await expect(writeCheckpoint({ source: s.dir, out, format: 'expanded', ties: { [UP1]: 'model.layers.0.self_attn.q_proj.weight' } })).rejects.toMatchObject({
+      code: 'SHAPE_MISMATCH',
+      message: expect.stringContaining('[34, 24]'),
+    });
+    expect(fs.existsSync(out)).toBe(false);
   });
 });

@@ -14,7 +14,7 @@ import { exportOnnx } from '../lib/export/onnx/export';
 import { ffTies, writeCheckpoint } from '../lib/checkpoint/write';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
-import { removeSyntheticDirs, syntheticGpt2, syntheticLlama, tempDir, type Synthetic } from './helpers/synthetic-model';
+import { removeSyntheticDirs, syntheticGpt2, syntheticLlama, tempDir, writeSynthetic, type Synthetic } from './helpers/synthetic-model';
 import { runLm, type LmDims } from './helpers/onnx-lm';
 
 afterAll(() => removeSyntheticDirs());
@@ -112,5 +112,41 @@ describe('ONNX export of synthetic decoders', () => {
     expect(g.node!.filter((n) => n.input!.includes('transformer.h.1.mlp.c_proj.weight'))).toHaveLength(3);
     // the tied head reads the embedding table itself: one [vocab, d] initializer, used by Gather and Gemm
     expect(g.node!.filter((n) => n.input!.includes('transformer.wte.weight')).map((n) => n.opType).sort()).toEqual(['Gather', 'Gemm']);
+  });
+});
+
+describe('weights an exported model cannot hold', () => {
+  const DOWN0 = 'model.layers.0.mlp.down_proj.weight';
+  /** A synthetic llama whose layer-0 down_proj has `v` at element 5. */
+  async function withValue(v: number): Promise<string> {
+    const s = await syntheticLlama({ layers: 2, seed: 21 });
+    s.hf.get(DOWN0)!.data[5] = v;
+    await writeSynthetic(s);
+    return s.dir;
+  }
+
+  test.each([NaN, Infinity, -Infinity])('a weight of %d: NON_FINITE_INPUT naming the tensor, nothing written', async (v) => {
+    // Before: exported with exit 0, a model whose every output is NaN.
+    const dir = await withValue(v);
+    for (const dtype of ['fp32', 'fp16'] as const) {
+      const out = path.join(tempDir('onnx'), 'export');
+      await expect(exportOnnx(dir, { out, dtype })).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining(`"${DOWN0}" (element 5 of`) });
+      expect(fs.existsSync(out)).toBe(false);
+      expect(fs.readdirSync(path.dirname(out))).toEqual([]);
+    }
+  });
+
+  test('fp16: a finite weight past fp16 range is refused (it would be stored as Infinity); fp32 takes it', async () => {
+    // Before: 1e6 was written as 0x7C00 (+Inf) with exit 0.
+    for (const v of [1e6, 65520, -65520]) {
+      const dir = await withValue(v);
+      const out = path.join(tempDir('onnx'), 'export');
+      await expect(exportOnnx(dir, { out, dtype: 'fp16' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(`"${DOWN0}"`) });
+      expect(fs.existsSync(out)).toBe(false);
+      await expect(exportOnnx(dir, { out, dtype: 'fp32' })).resolves.toMatchObject({ dtype: 'fp32' });
+    }
+    // 65519 rounds to fp16's largest value, 65504: representable, so exported
+    const out = path.join(tempDir('onnx'), 'export');
+    await expect(exportOnnx(await withValue(65519), { out, dtype: 'fp16' })).resolves.toMatchObject({ dtype: 'fp16' });
   });
 });

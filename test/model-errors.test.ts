@@ -3,13 +3,16 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { writeCheckpoint } from '../lib/checkpoint/write';
 import { FfmergeError, fromNativeError } from '../lib/errors';
+import { exportOnnx } from '../lib/export/onnx/export';
 import { architectureOf, ffStacks } from '../lib/model/architectures';
 import { inspectModel } from '../lib/model/inspect';
 import { buildModel, loadModel } from '../lib/model/load';
 import type { ModelSpec } from '../lib/model/spec';
 import { modelAddon } from '../lib/native/model';
-import { removeSyntheticDirs, syntheticGpt2, syntheticLlama, writeSynthetic } from './helpers/synthetic-model';
+import { describeShared, sharedPath } from './helpers/shared';
+import { removeSyntheticDirs, syntheticGpt2, syntheticLlama, tempDir, writeSynthetic } from './helpers/synthetic-model';
 
 afterAll(() => removeSyntheticDirs());
 
@@ -170,5 +173,51 @@ describe('model spec checks', () => {
     await expectCode(() => buildModel({}, { ...spec, dModel: 0 }, tensors), 'INVALID_CONFIG', '"dModel"');
     await expectCode(() => buildModel({}, { ...spec, slidingWindow: [4] }, tensors), 'INVALID_CONFIG', '"slidingWindow"');
     await expectCode(() => buildModel({}, { ...spec, causal: false, slidingWindow: [4, 0] }, tensors), 'INVALID_CONFIG', 'causal');
+  });
+});
+
+describe('a config that gives fewer layers than the checkpoint holds', () => {
+  test('llama: load, inspect, the writer and export all refuse it, naming the first layer past the config', async () => {
+    // Before: eval ran a 2-layer model, export dropped layer 2, compress carried its tensors into the output.
+    const s = await syntheticLlama({ layers: 3 });
+    s.config.num_hidden_layers = 2;
+    await writeSynthetic(s);
+    const says = ['layer 2', '"model.layers.2.', 'says 2 layers (num_hidden_layers)'];
+    await expectCode(loadModel(s.dir), 'INVALID_CONFIG', ...says);
+    await expectCode(inspectModel(s.dir), 'INVALID_CONFIG', ...says);
+    const out = path.join(tempDir('fewer'), 'out');
+    await expectCode(writeCheckpoint({ source: s.dir, out, format: 'expanded' }), 'INVALID_CONFIG', ...says);
+    await expectCode(exportOnnx(s.dir, { out }), 'INVALID_CONFIG', ...says);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  test('the buffers real checkpoints keep beside their weights are not taken for layers', async () => {
+    const g = await syntheticGpt2({ layers: 2, positions: 16 });
+    for (let l = 0; l < 2; l++) {
+      g.hf.set(`transformer.h.${l}.attn.bias`, { shape: [1, 1, 16, 16], data: new Float32Array(256).fill(1) });
+      g.hf.set(`transformer.h.${l}.attn.masked_bias`, { shape: [], data: Float32Array.of(-1e4) });
+    }
+    await writeSynthetic(g);
+    (await loadModel(g.dir)).dispose();
+    await expect(inspectModel(g.dir)).resolves.toMatchObject({ stacks: [{ layers: 2 }] });
+    const l = await syntheticLlama({ layers: 2 });
+    for (let i = 0; i < 2; i++) l.hf.set(`model.layers.${i}.self_attn.rotary_emb.inv_freq`, { shape: [3], data: Float32Array.of(1, 0.1, 0.01) });
+    await writeSynthetic(l);
+    (await loadModel(l.dir)).dispose();
+    await expect(inspectModel(l.dir)).resolves.toMatchObject({ stacks: [{ layers: 2 }] });
+  });
+});
+
+describeShared('fixtures/marian-multi30k-en-de', 'a Marian config that gives a stack fewer layers than the checkpoint holds', () => {
+  test.each([
+    ['encoder_layers', 'model.encoder.layers.5.'],
+    ['decoder_layers', 'model.decoder.layers.5.'],
+  ])('%s = 5 (the checkpoint has 6) is INVALID_CONFIG naming that stack', async (key, tensor) => {
+    const dir = tempDir('marian');
+    for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(sharedPath('fixtures', 'marian-multi30k-en-de', f), path.join(dir, f));
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    fs.chmodSync(path.join(dir, 'config.json'), 0o644);
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, [key]: 5 }));
+    await expectCode(inspectModel(dir), 'INVALID_CONFIG', 'layer 5', tensor, `says 5 layers (${key})`);
   });
 });

@@ -100,6 +100,28 @@ export class CheckpointReader {
   }
 }
 
+/**
+ * Ties a caller adds on top of a checkpoint's own (the merge's, convert's): the tied name is served the stored
+ * tensor's bytes from then on, so both must exist and agree in shape and dtype, or the output would hold a
+ * tensor of the wrong size under that name. (A checkpoint's own tie map names tensors the file does not store,
+ * which have no shape of their own: the architecture check, model/plan.ts, catches those.)
+ */
+export function checkAddedTies(reader: CheckpointReader, ties: TieMap): void {
+  for (const [name, target] of Object.entries(ties)) {
+    if (!reader.has(name) || !reader.has(target)) {
+      throw new FfmergeError('TENSOR_NOT_FOUND', `tie ${name} → ${target} names a tensor the checkpoint does not have`);
+    }
+    const a = reader.info(name);
+    const b = reader.info(target);
+    if (a.dtype !== b.dtype || a.shape.length !== b.shape.length || a.shape.some((v, i) => v !== b.shape[i])) {
+      throw new FfmergeError(
+        'SHAPE_MISMATCH',
+        `tie ${name} → ${target}: "${name}" is ${a.dtype} [${a.shape.join(', ')}] but "${target}" is ${b.dtype} [${b.shape.join(', ')}]; only tensors of the same shape and dtype can share storage`,
+      );
+    }
+  }
+}
+
 /** The tie map of a checkpoint directory ({} for an ordinary checkpoint). */
 export async function readTies(dir: string): Promise<TieMap> {
   const r = await CheckpointReader.open(dir);

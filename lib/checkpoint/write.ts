@@ -14,6 +14,7 @@
  * never overwritten; an existing non-empty output directory is refused unless `overwrite` is set.
  */
 import { readConfig } from '../model/load';
+import { checkCheckpoint } from '../model/plan';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../errors';
@@ -21,7 +22,7 @@ import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorT
 import { checkJobOptions } from '../native/job';
 import { architectureOf, stackOf } from '../model/architectures';
 import { matrixFromCanonical, type FFWeights } from '../model/ff-weights';
-import { CheckpointReader, TIES_METADATA_KEY, type TieMap } from './ties';
+import { CheckpointReader, TIES_METADATA_KEY, checkAddedTies, type TieMap } from './ties';
 
 export type OutputFormat = 'expanded' | 'tied';
 
@@ -267,6 +268,9 @@ export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<Wri
 async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader): Promise<WriteCheckpointResult> {
   const { source, out, format } = opts;
   const config = await readConfig(source);
+  // The source as the loader would see it (headers only): a tie map that drops a tensor or ties one to a
+  // tensor of another shape, or a config that leaves out stored layers, must fail here, not in the output.
+  checkCheckpoint(config, src, source);
   const replace = opts.replace ?? new Map<string, Float32Array>();
   for (const [name, data] of replace) {
     const info = src.info(name);
@@ -276,11 +280,9 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader)
     }
   }
   // The ties the output keeps: those the source already had plus the new ones.
+  checkAddedTies(src, opts.ties ?? {});
   const ties: TieMap = { ...src.ties, ...(opts.ties ?? {}) };
   for (const [name, target] of Object.entries(ties)) {
-    if (!src.has(name) || !src.has(target)) {
-      throw new FfmergeError('TENSOR_NOT_FOUND', `tie ${name} → ${target} names a tensor the checkpoint does not have`);
-    }
     if (Object.hasOwn(ties, target)) throw new FfmergeError('INVALID_ARGUMENT', `tie ${name} → ${target}: "${target}" is itself tied`);
   }
 

@@ -9,6 +9,7 @@ import { FfmergeError, showValue } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';
 import { DTYPE_SIZE } from '../safetensors';
 import { ffStacks } from './architectures';
+import { checkCheckpoint } from './plan';
 
 
 export interface StackSummary {
@@ -118,6 +119,8 @@ function checkLayerCounts(stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointR
 
 function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointReader): ModelSummary {
   checkLayerCounts(stacks, ckpt);
+  // then the loader's own check (headers only), so what inspect accepts, eval, compress and export accept too
+  checkCheckpoint(config, ckpt, dir);
   let totalParams = 0;
   let totalBytes = 0;
   for (const name of ckpt.storedNames()) {

@@ -1,7 +1,8 @@
 /**
  * loadModel(dir): config.json + safetensors → a native Model. JS reads the config and the safetensors headers,
  * checks every tensor's shape against the config and plans where each canonical slot's bytes are (GPT-2's
- * Conv1D weights marked for transposing, q/k/v pieces for concatenating); a native job then reads the bytes
+ * Conv1D weights marked for transposing, q/k/v pieces for concatenating: plan.ts, the check the writer and
+ * the exporter share); a native job then reads the bytes
  * straight into native memory (native/core/model/load.h). No tensor data passes through JS.
  */
 import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
@@ -10,12 +11,14 @@ import { FfmergeError, fromNativeError } from '../errors';
 import { checkJobOptions, runNativeJob, throwIfAborted, type JobOptions } from '../native/job';
 import { modelAddon, type NativeModelHandle } from '../native/model';
 import { CheckpointReader } from '../checkpoint/ties';
-import type { DType } from '../safetensors';
-import { architectureOf, type NormNames, type StackTensors } from './architectures';
+import { architectureOf } from './architectures';
 import { Model } from './model';
 import { checkConfigObject } from './inspect';
+import { checkCheckpoint, describeStacks, type CheckedStack } from './plan';
 import type { ModelSpec } from './spec';
 import { validateSpec } from './validate-spec';
+
+export type { LoadPiece, LoadPlan } from './plan';
 
 export interface LoadModelOptions extends JobOptions {
   /**
@@ -56,83 +59,6 @@ export async function readConfig(dir: string): Promise<Record<string, unknown>> 
   return checkConfigObject(c, file);
 }
 
-function fmt(shape: readonly number[]): string {
-  return `[${shape.join(', ')}]`;
-}
-
-/** Where one piece of a slot's data is: a byte range of a checkpoint file, optionally transposed (Conv1D). */
-export interface LoadPiece {
-  /** Index into LoadPlan.files. */
-  file: number;
-  offset: number;
-  length: number;
-  dtype: DType;
-  /** Transposed while read: stored [rows, cols] becomes [cols, rows]. */
-  rows?: number;
-  cols?: number;
-}
-
-/**
- * What the native loader reads (native/core/model/load.h): per canonical slot ("tok_emb", "layers.3.qkv_w", …)
- * its pieces, concatenated in order (q, k, v → the fused qkv). Decided from the safetensors headers alone.
- */
-export interface LoadPlan {
-  files: string[];
-  slots: Array<{ name: string; pieces: LoadPiece[] }>;
-}
-
-/** Finds tensors by name (resolving an optional prefix and ties), checks shapes, and records where they are. */
-class PlanBuilder {
-  readonly plan: LoadPlan = { files: [], slots: [] };
-  private readonly fileIndex = new Map<string, number>();
-
-  constructor(
-    private readonly reader: CheckpointReader,
-    private readonly t: StackTensors,
-    private readonly where: string,
-  ) {}
-
-  private resolve(name: string): string {
-    if (this.reader.has(name)) return name;
-    const p = this.t.optionalPrefix;
-    if (p && name.startsWith(p) && this.reader.has(name.slice(p.length))) return name.slice(p.length);
-    throw new FfmergeError('TENSOR_NOT_FOUND', `the checkpoint in ${this.where} is missing tensor "${name}"`);
-  }
-
-  /** A 1-D or Linear-layout 2-D tensor of the given shape (as stored, for 1-D / linear-layout families). */
-  piece(name: string, shape: number[], transposeConv1D = false, stored?: number[]): LoadPiece {
-    const real = this.resolve(name);
-    const info = this.reader.info(real);
-    const conv = transposeConv1D && this.t.layout === 'conv1d' && shape.length === 2;
-    // `stored`: the tensor is kept in another shape with the same element order (ViT's [1, n, d] tables,
-    // conv kernels [d, c, p, p] read as [d, c·p·p])
-    const want = stored ?? (conv ? [shape[1]!, shape[0]!] : shape);
-    if (info.shape.length !== want.length || info.shape.some((v, i) => v !== want[i])) {
-      throw new FfmergeError(
-        'SHAPE_MISMATCH',
-        `tensor "${name}" has shape ${fmt(info.shape)}, but the config implies ${fmt(want)}${conv ? ' (Conv1D [in, out])' : ''}`,
-      );
-    }
-    let file = this.fileIndex.get(info.file);
-    if (file === undefined) {
-      file = this.plan.files.length;
-      this.plan.files.push(info.file);
-      this.fileIndex.set(info.file, file);
-    }
-    return {
-      file,
-      offset: info.byteOffset,
-      length: info.byteLength,
-      dtype: info.dtype,
-      ...(conv ? { rows: want[0]!, cols: want[1]! } : {}),
-    };
-  }
-
-  slot(slot: string, ...pieces: LoadPiece[]): void {
-    this.plan.slots.push({ name: slot, pieces });
-  }
-}
-
 /** [rows, cols] → [cols, rows]. */
 export function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(a.length);
@@ -141,75 +67,6 @@ export function transpose(a: Float32Array, rows: number, cols: number): Float32A
     for (let c = 0; c < cols; c++) out[c * rows + r] = a[base + c]!;
   }
   return out;
-}
-
-/** The load plan of one stack: which bytes of which file fill each canonical slot. Reads no tensor data. */
-function planTensors(src: PlanBuilder, spec: ModelSpec, t: StackTensors): LoadPlan {
-  const d = spec.dModel;
-  const one = (slot: string, name: string, shape: number[], conv = false, stored?: number[]) =>
-    src.slot(slot, src.piece(name, shape, conv, stored));
-  const norm = (slot: string, n: NormNames) => {
-    one(`${slot}_w`, n.w, [d]);
-    if (n.b) one(`${slot}_b`, n.b, [d]);
-  };
-  if (t.tokEmb) one('tok_emb', t.tokEmb, [spec.vocab, d]);
-  if (t.posEmb) one('pos_emb', t.posEmb, [spec.maxPositions, d], false, t.posEmbShape);
-  if (t.patch) {
-    const c = spec.channels;
-    const p = spec.patch;
-    one('patch_w', t.patch.w, [d, c * p * p], false, [d, c, p, p]);
-    if (t.patch.b) one('patch_b', t.patch.b, [d]);
-    one('cls_token', t.patch.cls, [d], false, [1, 1, d]);
-  }
-  if (t.typeEmb) one('type_emb', t.typeEmb, [spec.typeVocab, d]);
-  if (t.embedNorm) norm('embed_norm', t.embedNorm);
-  if (t.pooler) {
-    one('pooler_w', t.pooler.w, [d, d], true);
-    if (t.pooler.b) one('pooler_b', t.pooler.b, [d]);
-  }
-  if (t.classifier) {
-    one('classifier_w', t.classifier.w, [spec.numLabels, d], true);
-    if (t.classifier.b) one('classifier_b', t.classifier.b, [spec.numLabels]);
-  }
-  if (t.finalNorm) norm('final_norm', t.finalNorm);
-  if (t.lmHead) one('lm_head_w', t.lmHead, [spec.vocab, d], true);
-  if (t.lmHeadBias) one('lm_head_b', t.lmHeadBias, [spec.vocab], false, t.lmHeadBiasShape);
-  const qw = spec.nHeads * spec.headDim;
-  const kw = spec.nKvHeads * spec.headDim;
-  for (let l = 0; l < spec.layers; l++) {
-    const L = t.layer(l);
-    const p = `layers.${l}.`;
-    norm(`${p}norm1`, L.norm1);
-    if ('fused' in L.qkv) {
-      one(`${p}qkv_w`, L.qkv.fused, [qw + 2 * kw, d], true);
-      if (L.qkv.fusedBias) one(`${p}qkv_b`, L.qkv.fusedBias, [qw + 2 * kw]);
-    } else {
-      const { q, k, v, qBias, kBias, vBias } = L.qkv;
-      src.slot(`${p}qkv_w`, src.piece(q, [qw, d], true), src.piece(k, [kw, d], true), src.piece(v, [kw, d], true));
-      if (qBias && kBias && vBias) src.slot(`${p}qkv_b`, src.piece(qBias, [qw]), src.piece(kBias, [kw]), src.piece(vBias, [kw]));
-    }
-    one(`${p}o_w`, L.o, [d, qw], true);
-    if (L.oBias) one(`${p}o_b`, L.oBias, [d]);
-    norm(`${p}norm2`, L.norm2);
-    const f = L.ff;
-    one(`${p}ff.w_in`, f.wIn, [spec.dFF, d], true);
-    if (f.bIn) one(`${p}ff.b_in`, f.bIn, [spec.dFF]);
-    if (f.wGate) one(`${p}ff.w_gate`, f.wGate, [spec.dFF, d], true);
-    if (f.bGate) one(`${p}ff.b_gate`, f.bGate, [spec.dFF]);
-    one(`${p}ff.w_out`, f.wOut, [d, spec.dFF], true);
-    if (f.bOut) one(`${p}ff.b_out`, f.bOut, [d]);
-    const x = L.xattn;
-    if (x) {
-      norm(`${p}xnorm`, x.norm);
-      one(`${p}xq_w`, x.q, [qw, d], true);
-      if (x.qBias) one(`${p}xq_b`, x.qBias, [qw]);
-      src.slot(`${p}xkv_w`, src.piece(x.k, [kw, d], true), src.piece(x.v, [kw, d], true));
-      if (x.kBias && x.vBias) src.slot(`${p}xkv_b`, src.piece(x.kBias, [kw]), src.piece(x.vBias, [kw]));
-      one(`${p}xo_w`, x.o, [d, qw], true);
-      if (x.oBias) one(`${p}xo_b`, x.oBias, [d]);
-    }
-  }
-  return src.plan;
 }
 
 /**
@@ -224,19 +81,15 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const config = await readConfig(dir);
   const arch = architectureOf(config);
   // Specs first: a bad config fails before any tensor is read.
-  const stacks = arch.stacks.map((st) => {
-    const spec = st.spec(config);
-    return { name: st.name, spec, names: st.tensors(config, spec) };
-  });
+  const stacks = describeStacks(config);
   // CheckpointReader resolves ffmerge's tie map, so a `tied` output loads like any checkpoint.
   const reader = await CheckpointReader.open(dir);
-  let plans: { name: string; spec: ModelSpec; plan: LoadPlan }[];
+  let plans: CheckedStack[];
   try {
-    plans = stacks.map((st) => ({ name: st.name, spec: st.spec, plan: planTensors(new PlanBuilder(reader, st.names, dir), st.spec, st.names) }));
+    plans = checkCheckpoint(config, reader, dir, stacks);
   } finally {
     await reader.close(); // the native job opens the files itself; the reader's handles are not needed
   }
-  for (const st of stacks) validateSpec(st.spec);
   const bytes = plans.reduce((n, st) => n + st.plan.slots.reduce((m, sl) => m + sl.pieces.reduce((k, p) => k + p.length, 0), 0), 0);
   const stream = opts.stream === 'auto' || opts.stream === undefined ? bytes >= STREAM_AUTO_BYTES : opts.stream;
   const map = opts.mmap ?? process.env.FFMERGE_NO_MMAP !== '1';

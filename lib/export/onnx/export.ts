@@ -12,6 +12,7 @@ import { FfmergeError, abortError } from '../../errors';
 import { checkOutputDir, isWeightOrReferenceFile, moveIntoPlace, tempName } from '../../checkpoint/write';
 import type { TieMap } from '../../checkpoint/ties';
 import { readConfig } from '../../model/load';
+import { checkCheckpoint } from '../../model/plan';
 import { architectureOf, type Architecture, type Config } from '../../model/architectures';
 import { validateSpec } from '../../model/validate-spec';
 import { checkJobOptions, type JobOptions } from '../../native/job';
@@ -119,6 +120,9 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   const target = path.resolve(opts.out);
   const tmp = tempName(target);
   try {
+    // the loader's check of the checkpoint (headers only): nothing is written from a checkpoint eval refuses,
+    // and stored layers the config leaves out (which the graphs would silently not read) are refused too
+    checkCheckpoint(config, weights.reader, modelDir);
     fs.mkdirSync(path.dirname(target), { recursive: true });
     fs.mkdirSync(path.join(tmp, ONNX_DIR), { recursive: true });
     // Every file has its own initializers (a tensor read by several layers of one file is one of them).

@@ -7,10 +7,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
-import { abortError } from '../../errors';
+import { FfmergeError, abortError } from '../../errors';
 import type { JobOptions } from '../../native/job';
 import { f32ToF16 } from '../../safetensors';
-import { DT, type AttrValue, type Graph, type Initializer, type ValueInfo } from './graph';
+import { DT, type AttrValue, type Graph, type Initializer, type ValueInfo, type WeightInitializer } from './graph';
 
 export const OPSET = 17;
 /** IR version 8 goes with opset 17 (onnx 1.12). */
@@ -86,6 +86,43 @@ function attribute(name: string, v: AttrValue): onnx.IAttributeProto {
   return Number.isInteger(v) ? { name, type: T.INT, i: v } : { name, type: T.FLOAT, f: v };
 }
 
+/** Float32 exponent bits all set: ±Inf or NaN. */
+const F32_EXP = 0x7f800000;
+/** Half exponent bits all set: ±Inf or NaN (what an overflowing float32 becomes). */
+const F16_EXP = 0x7c00;
+
+/**
+ * A weight with NaN/Inf, or (for fp16) a finite value past fp16's range, which the conversion turns into Inf,
+ * gives a model whose every output is NaN; the runtimes load it without a word. Checked here, where each
+ * tensor passes once on its way to the file (the fp16 case on the converted bits, so no second pass there).
+ */
+function checkWeightValues(init: WeightInitializer, data: Float32Array, half: Uint16Array | undefined): void {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  let i = -1;
+  if (half) {
+    for (let j = 0; j < half.length; j++) {
+      if ((half[j]! & F16_EXP) === F16_EXP) {
+        i = j;
+        break;
+      }
+    }
+  } else {
+    for (let j = 0; j < bits.length; j++) {
+      if ((bits[j]! & F32_EXP) === F32_EXP) {
+        i = j;
+        break;
+      }
+    }
+  }
+  if (i < 0) return;
+  const v = data[i]!;
+  const where = `tensor "${init.name}" (element ${i} of [${init.dims.join(', ')}])`;
+  if (!Number.isFinite(v)) {
+    throw new FfmergeError('NON_FINITE_INPUT', `${where} is ${v}: the checkpoint holds non-finite weights (corrupt, or from a diverged training run), and the exported model would output NaN`);
+  }
+  throw new FfmergeError('INVALID_ARGUMENT', `${where} is ${v}, beyond fp16's largest value (65504): it would be stored as Infinity; export with fp32 weights (--dtype fp32)`);
+}
+
 /** Little-endian bytes of an initializer's data (this package only runs on little-endian hosts). */
 async function bytesOf(init: Initializer): Promise<Uint8Array> {
   if (init.kind === 'const') {
@@ -93,7 +130,9 @@ async function bytesOf(init: Initializer): Promise<Uint8Array> {
     return new Uint8Array(a.buffer);
   }
   const data = await init.read();
-  const typed = init.elemType === DT.FLOAT16 ? f32ToF16(data) : data;
+  const half = init.elemType === DT.FLOAT16 ? f32ToF16(data) : undefined;
+  checkWeightValues(init, data, half);
+  const typed = half ?? data;
   return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
 }
 

@@ -5,7 +5,7 @@
  * however many nodes use it: that is how a merged window's shared FF reaches the runtime as one copy.
  */
 import { FfmergeError } from '../../errors';
-import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
+import { CheckpointReader, checkAddedTies, type TieMap } from '../../checkpoint/ties';
 import { DT, type Graph } from './graph';
 
 export type WeightDType = 'fp32' | 'fp16';
@@ -38,11 +38,7 @@ export class ExportWeights {
     this.replace = opts.replace ?? new Map();
     this.ties = opts.ties ?? {};
     this.dtype = opts.dtype ?? 'fp32';
-    for (const [name, target] of Object.entries(this.ties)) {
-      if (!reader.has(name) || !reader.has(target)) {
-        throw new FfmergeError('TENSOR_NOT_FOUND', `tie ${name} → ${target} names a tensor the checkpoint does not have`);
-      }
-    }
+    checkAddedTies(reader, this.ties);
   }
 
   static async open(dir: string, opts: WeightSourceOptions = {}): Promise<ExportWeights> {

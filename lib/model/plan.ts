@@ -1,0 +1,232 @@
+/**
+ * A checkpoint's headers against its architecture description: every tensor the config implies is present
+ * (ties resolved) with the shape the config gives it, no layer past the config's count is stored, and the
+ * spec is complete. Reads no tensor data. loadModel reads the plan this builds; inspect, the checkpoint
+ * writer (compress, convert, save) and the ONNX exporter call the same check, so a checkpoint one of them
+ * accepts, the others accept too, and no output is written from one the loader would refuse.
+ */
+import { FfmergeError } from '../errors';
+import type { CheckpointReader } from '../checkpoint/ties';
+import type { DType } from '../safetensors';
+import { architectureOf, type Config, type LayerNames, type NormNames, type StackName, type StackTensors } from './architectures';
+import type { ModelSpec } from './spec';
+import { validateSpec } from './validate-spec';
+
+function fmt(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** Where one piece of a slot's data is: a byte range of a checkpoint file, optionally transposed (Conv1D). */
+export interface LoadPiece {
+  /** Index into LoadPlan.files. */
+  file: number;
+  offset: number;
+  length: number;
+  dtype: DType;
+  /** Transposed while read: stored [rows, cols] becomes [cols, rows]. */
+  rows?: number;
+  cols?: number;
+}
+
+/**
+ * What the native loader reads (native/core/model/load.h): per canonical slot ("tok_emb", "layers.3.qkv_w", …)
+ * its pieces, concatenated in order (q, k, v → the fused qkv). Decided from the safetensors headers alone.
+ */
+export interface LoadPlan {
+  files: string[];
+  slots: Array<{ name: string; pieces: LoadPiece[] }>;
+}
+
+/** Finds tensors by name (resolving an optional prefix and ties), checks shapes, and records where they are. */
+class PlanBuilder {
+  readonly plan: LoadPlan = { files: [], slots: [] };
+  private readonly fileIndex = new Map<string, number>();
+
+  constructor(
+    private readonly reader: CheckpointReader,
+    private readonly t: StackTensors,
+    private readonly where: string,
+  ) {}
+
+  private resolve(name: string): string {
+    if (this.reader.has(name)) return name;
+    const p = this.t.optionalPrefix;
+    if (p && name.startsWith(p) && this.reader.has(name.slice(p.length))) return name.slice(p.length);
+    throw new FfmergeError('TENSOR_NOT_FOUND', `the checkpoint in ${this.where} is missing tensor "${name}"`);
+  }
+
+  /** A 1-D or Linear-layout 2-D tensor of the given shape (as stored, for 1-D / linear-layout families). */
+  piece(name: string, shape: number[], transposeConv1D = false, stored?: number[]): LoadPiece {
+    const real = this.resolve(name);
+    const info = this.reader.info(real);
+    const conv = transposeConv1D && this.t.layout === 'conv1d' && shape.length === 2;
+    // `stored`: the tensor is kept in another shape with the same element order (ViT's [1, n, d] tables,
+    // conv kernels [d, c, p, p] read as [d, c·p·p])
+    const want = stored ?? (conv ? [shape[1]!, shape[0]!] : shape);
+    if (info.shape.length !== want.length || info.shape.some((v, i) => v !== want[i])) {
+      // a tied name has no shape of its own: the tensor it is tied to is the one that does not fit
+      const target = this.reader.resolve(real);
+      const tied = target !== real ? ` (it is tied to "${target}" by the checkpoint's ffmerge tie map)` : '';
+      throw new FfmergeError(
+        'SHAPE_MISMATCH',
+        `tensor "${name}" has shape ${fmt(info.shape)}${tied}, but the config implies ${fmt(want)}${conv ? ' (Conv1D [in, out])' : ''}`,
+      );
+    }
+    let file = this.fileIndex.get(info.file);
+    if (file === undefined) {
+      file = this.plan.files.length;
+      this.plan.files.push(info.file);
+      this.fileIndex.set(info.file, file);
+    }
+    return {
+      file,
+      offset: info.byteOffset,
+      length: info.byteLength,
+      dtype: info.dtype,
+      ...(conv ? { rows: want[0]!, cols: want[1]! } : {}),
+    };
+  }
+
+  slot(slot: string, ...pieces: LoadPiece[]): void {
+    this.plan.slots.push({ name: slot, pieces });
+  }
+}
+
+/** The load plan of one stack: which bytes of which file fill each canonical slot. Reads no tensor data. */
+function planTensors(src: PlanBuilder, spec: ModelSpec, t: StackTensors): LoadPlan {
+  const d = spec.dModel;
+  const one = (slot: string, name: string, shape: number[], conv = false, stored?: number[]) =>
+    src.slot(slot, src.piece(name, shape, conv, stored));
+  const norm = (slot: string, n: NormNames) => {
+    one(`${slot}_w`, n.w, [d]);
+    if (n.b) one(`${slot}_b`, n.b, [d]);
+  };
+  if (t.tokEmb) one('tok_emb', t.tokEmb, [spec.vocab, d]);
+  if (t.posEmb) one('pos_emb', t.posEmb, [spec.maxPositions, d], false, t.posEmbShape);
+  if (t.patch) {
+    const c = spec.channels;
+    const p = spec.patch;
+    one('patch_w', t.patch.w, [d, c * p * p], false, [d, c, p, p]);
+    if (t.patch.b) one('patch_b', t.patch.b, [d]);
+    one('cls_token', t.patch.cls, [d], false, [1, 1, d]);
+  }
+  if (t.typeEmb) one('type_emb', t.typeEmb, [spec.typeVocab, d]);
+  if (t.embedNorm) norm('embed_norm', t.embedNorm);
+  if (t.pooler) {
+    one('pooler_w', t.pooler.w, [d, d], true);
+    if (t.pooler.b) one('pooler_b', t.pooler.b, [d]);
+  }
+  if (t.classifier) {
+    one('classifier_w', t.classifier.w, [spec.numLabels, d], true);
+    if (t.classifier.b) one('classifier_b', t.classifier.b, [spec.numLabels]);
+  }
+  if (t.finalNorm) norm('final_norm', t.finalNorm);
+  if (t.lmHead) one('lm_head_w', t.lmHead, [spec.vocab, d], true);
+  if (t.lmHeadBias) one('lm_head_b', t.lmHeadBias, [spec.vocab], false, t.lmHeadBiasShape);
+  const qw = spec.nHeads * spec.headDim;
+  const kw = spec.nKvHeads * spec.headDim;
+  for (let l = 0; l < spec.layers; l++) {
+    const L = t.layer(l);
+    const p = `layers.${l}.`;
+    norm(`${p}norm1`, L.norm1);
+    if ('fused' in L.qkv) {
+      one(`${p}qkv_w`, L.qkv.fused, [qw + 2 * kw, d], true);
+      if (L.qkv.fusedBias) one(`${p}qkv_b`, L.qkv.fusedBias, [qw + 2 * kw]);
+    } else {
+      const { q, k, v, qBias, kBias, vBias } = L.qkv;
+      src.slot(`${p}qkv_w`, src.piece(q, [qw, d], true), src.piece(k, [kw, d], true), src.piece(v, [kw, d], true));
+      if (qBias && kBias && vBias) src.slot(`${p}qkv_b`, src.piece(qBias, [qw]), src.piece(kBias, [kw]), src.piece(vBias, [kw]));
+    }
+    one(`${p}o_w`, L.o, [d, qw], true);
+    if (L.oBias) one(`${p}o_b`, L.oBias, [d]);
+    norm(`${p}norm2`, L.norm2);
+    const f = L.ff;
+    one(`${p}ff.w_in`, f.wIn, [spec.dFF, d], true);
+    if (f.bIn) one(`${p}ff.b_in`, f.bIn, [spec.dFF]);
+    if (f.wGate) one(`${p}ff.w_gate`, f.wGate, [spec.dFF, d], true);
+    if (f.bGate) one(`${p}ff.b_gate`, f.bGate, [spec.dFF]);
+    one(`${p}ff.w_out`, f.wOut, [d, spec.dFF], true);
+    if (f.bOut) one(`${p}ff.b_out`, f.bOut, [d]);
+    const x = L.xattn;
+    if (x) {
+      norm(`${p}xnorm`, x.norm);
+      one(`${p}xq_w`, x.q, [qw, d], true);
+      if (x.qBias) one(`${p}xq_b`, x.qBias, [qw]);
+      src.slot(`${p}xkv_w`, src.piece(x.k, [kw, d], true), src.piece(x.v, [kw, d], true));
+      if (x.kBias && x.vBias) src.slot(`${p}xkv_b`, src.piece(x.kBias, [kw]), src.piece(x.vBias, [kw]));
+      one(`${p}xo_w`, x.o, [d, qw], true);
+      if (x.oBias) one(`${p}xo_b`, x.oBias, [d]);
+    }
+  }
+  return src.plan;
+}
+
+/** Every tensor name the description gives one layer (biases and cross-attention included). */
+function layerTensorNames(L: LayerNames): string[] {
+  const out: string[] = [];
+  const add = (...names: (string | undefined)[]) => {
+    for (const n of names) if (n !== undefined) out.push(n);
+  };
+  const norm = (n: NormNames) => add(n.w, n.b);
+  norm(L.norm1);
+  if ('fused' in L.qkv) add(L.qkv.fused, L.qkv.fusedBias);
+  else add(L.qkv.q, L.qkv.k, L.qkv.v, L.qkv.qBias, L.qkv.kBias, L.qkv.vBias);
+  add(L.o, L.oBias);
+  norm(L.norm2);
+  add(L.ff.wIn, L.ff.bIn, L.ff.wGate, L.ff.bGate, L.ff.wOut, L.ff.bOut);
+  if (L.xattn) {
+    norm(L.xattn.norm);
+    add(L.xattn.q, L.xattn.k, L.xattn.v, L.xattn.qBias, L.xattn.kBias, L.xattn.vBias, L.xattn.o, L.xattn.oBias);
+  }
+  return out;
+}
+
+/**
+ * A config that gives a stack fewer layers than the checkpoint holds would run (and write, and export) a
+ * truncated model without a word. The test looks only at the first layer past the config's count, and only
+ * at names the description itself gives a layer, so the buffers real checkpoints carry beside their weights
+ * (GPT-2's attn.bias / masked_bias, LLaMA's rotary_emb.inv_freq) never trip it.
+ */
+function checkNoLayerPast(reader: CheckpointReader, t: StackTensors, layers: number, layersKey: string, where: string): void {
+  const p = t.optionalPrefix;
+  for (const name of layerTensorNames(t.layer(layers))) {
+    const found = reader.has(name) || (p !== undefined && name.startsWith(p) && reader.has(name.slice(p.length)));
+    if (found) {
+      throw new FfmergeError(
+        'INVALID_CONFIG',
+        `the checkpoint in ${where} holds tensors of layer ${layers} ("${name}"), but config.json says ${layers} layers (${layersKey}); fix ${layersKey} to the checkpoint's layer count`,
+      );
+    }
+  }
+}
+
+/** One stack of a checked checkpoint: its spec, tensor names and where the loader finds each slot's bytes. */
+export interface CheckedStack {
+  name: StackName;
+  spec: ModelSpec;
+  names: StackTensors;
+  plan: LoadPlan;
+}
+
+/** Each stack's spec and tensor names from the config alone (a bad config fails here, before any header). */
+export function describeStacks(config: Config): { name: StackName; layersKey: string; spec: ModelSpec; names: StackTensors }[] {
+  return architectureOf(config).stacks.map((st) => {
+    const spec = st.spec(config);
+    return { name: st.name, layersKey: st.sizes.layers, spec, names: st.tensors(config, spec) };
+  });
+}
+
+/**
+ * Checks a checkpoint against its architecture description (see the top of this file) and returns each
+ * stack's load plan; `where` names the checkpoint in messages. Throws TENSOR_NOT_FOUND, SHAPE_MISMATCH or
+ * INVALID_CONFIG. `stacks` lets a caller that already described them (to fail on the config first) pass them.
+ */
+export function checkCheckpoint(config: Config, reader: CheckpointReader, where: string, stacks = describeStacks(config)): CheckedStack[] {
+  const checked = stacks.map((st) => {
+    const plan = planTensors(new PlanBuilder(reader, st.names, where), st.spec, st.names);
+    checkNoLayerPast(reader, st.names, st.spec.layers, st.layersKey, where);
+    return { name: st.name, spec: st.spec, names: st.names, plan };
+  });
+  for (const st of checked) validateSpec(st.spec);
+  return checked;
+}
