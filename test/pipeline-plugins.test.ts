@@ -116,5 +116,8 @@ describeShared('fixtures/marian-multi30k-en-de', 'refit and baselines on marian,
     expect(ff.paramsRemoved).toBe(r.params.removed);
     expect(Object.keys(r.baselines['drop-layers']!.windows)).toEqual(['encoder', 'decoder']);
     await expect(compress(sharedPath('fixtures', 'marian-multi30k-en-de'), { parallel: { source: m30k('val.en.gz'), target: m30k('val.de.gz') }, blockSize: 64 })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE' });
+    // a test budget without test data would be ignored: refused before any work, in every task
+    await expect(compress(sharedPath('fixtures', 'marian-multi30k-en-de'), { parallel: { source: m30k('val.en.gz'), target: m30k('val.de.gz') }, testSentences: 10 })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining('testSentences') });
+    await expect(compress(sharedPath('fixtures', 'vit-fmnist'), { images: { images: sharedPath('data', 'fmnist', 'train-images-idx3-ubyte.gz'), labels: sharedPath('data', 'fmnist', 'train-labels-idx1-ubyte.gz') }, testImages: 10 })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining('testImages') });
   });
 });
