@@ -104,6 +104,22 @@ test('a model fine-tuning does not cover is refused with a typed error', async (
   }
 });
 
+test('non-finite weights fail with NON_FINITE_ACTIVATIONS naming them as a cause, not only the learning rate', async () => {
+  const s = await syntheticLlama({ layers: 2, d: 16, heads: 4, kvHeads: 2, ff: 21, vocab: 19, seed: 38 });
+  const m = await loadModel(s.dir);
+  const ff = m.ffWeights(0);
+  const bad = await m.withFF([{ stack: 'decoder', layer: 0, ff: { ...ff, wOut: ff.wOut.map((v, i) => (i === 3 ? NaN : v)) } }]);
+  try {
+    await expect(finetune(bad, { data: pattern(40, 19), steps: 1, batch: 2, seq: 12 })).rejects.toMatchObject({
+      code: 'NON_FINITE_ACTIVATIONS',
+      message: expect.stringContaining('weights or the data hold non-finite values'),
+    });
+  } finally {
+    bad.dispose();
+    m.dispose();
+  }
+});
+
 test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file size', async () => {
   const s = await syntheticGpt2({ layers: 4, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 34 });
   const base = await loadModel(s.dir);
