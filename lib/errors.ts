@@ -73,14 +73,16 @@ export function fromNativeError(e: unknown): FfmergeError {
 /**
  * A value from a file or a caller, shown in an error message: JSON, cut to `max` characters. Never throws:
  * a deeply nested value (JSON.stringify overflows the stack), a cycle or a BigInt reads as a placeholder, so
- * building the message cannot turn a coded error into an uncoded one.
+ * building the message cannot turn a coded error into an uncoded one. A typed array reads as
+ * "Float32Array(n)", so that a value holding a weight tensor costs nothing to show.
  */
 export function showValue(v: unknown, max = 60): string {
   let text: string | undefined;
   // JSON writes NaN and ±Infinity as null (a row's 1e400 parses to Infinity): say what the value is
   if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
   try {
-    text = JSON.stringify(v);
+    // a typed array reads as its kind and length: a weight tensor inside an argument must not be written out whole
+    text = JSON.stringify(v, (_key, x: unknown) => (ArrayBuffer.isView(x) ? `${x.constructor.name}(${(x as unknown as ArrayLike<number>).length ?? x.byteLength})` : x));
   } catch {
     text = Array.isArray(v) ? '[…]' : typeof v === 'object' && v !== null ? '{…}' : String(typeof v);
   }

@@ -18,6 +18,7 @@ import { MAX_JSON_FILE_BYTES, readRegularFileSync } from './files';
 import * as path from 'node:path';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 import { FfmergeError, showValue } from './errors';
+import { checkPath } from './arguments';
 
 export interface EncodeOptions {
   /** Add the model's special tokens (BOS/EOS per its post-processor or add_bos/eos flags). Default true. */
@@ -204,7 +205,16 @@ function checkTokenIds(t: Json, file: string): void {
   for (const a of added) check((a as Json | null)?.id, 'an added token');
 }
 
+/** A Tokenizer argument (from loadTokenizer): anything without encode and decode is INVALID_ARGUMENT, naming `what`. */
+export function checkTokenizer(t: unknown, what: string): asserts t is Tokenizer {
+  const x = t as Partial<Tokenizer> | null;
+  if (typeof x !== 'object' || x === null || typeof x.encode !== 'function' || typeof x.decode !== 'function') {
+    throw new FfmergeError('INVALID_ARGUMENT', `${what} must be a Tokenizer (from loadTokenizer) (got ${showValue(t)})`);
+  }
+}
+
 export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
+  checkPath(modelDir, 'loadTokenizer(modelDir): modelDir');
   const tokenizerJson = readJson(path.join(modelDir, 'tokenizer.json'), true)!;
   checkTokenIds(tokenizerJson, path.join(modelDir, 'tokenizer.json'));
   const tokConfig = readJson(path.join(modelDir, 'tokenizer_config.json'), false) ?? {};

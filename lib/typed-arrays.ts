@@ -5,3 +5,8 @@
 export function isFloat32Array(v: unknown): v is Float32Array {
   return Object.prototype.toString.call(v) === '[object Float32Array]';
 }
+
+/** Whether `v` is an Int32Array, from any realm (as isFloat32Array). */
+export function isInt32Array(v: unknown): v is Int32Array {
+  return Object.prototype.toString.call(v) === '[object Int32Array]';
+}

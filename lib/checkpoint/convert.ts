@@ -13,6 +13,7 @@ import type { CompressResult } from '../pipeline/result';
 import { CheckpointReader, type TieMap } from './ties';
 import { ffTies, writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
 import { checkJobOptions } from '../native/job';
+import { checkPath } from '../arguments';
 
 export interface ConvertOptions {
   overwrite?: boolean;
@@ -26,6 +27,8 @@ interface FfmergeInfo {
 }
 
 export async function convertCheckpoint(dir: string, out: string, format: OutputFormat, opts: ConvertOptions = {}): Promise<WriteCheckpointResult> {
+  checkPath(dir, 'convertCheckpoint(dir, out, format): dir');
+  checkPath(out, 'convertCheckpoint(dir, out, format): out');
   checkJobOptions(opts);
   if (format !== 'tied' && format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied or expanded (got ${JSON.stringify(format)})`);
   let config: Record<string, unknown>;

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { SafetensorsReader, type TensorInfo } from '../safetensors';
+import { checkPath } from '../arguments';
 
 export type TieMap = Record<string, string>;
 
@@ -46,6 +47,7 @@ export class CheckpointReader {
   ) {}
 
   static async open(dir: string): Promise<CheckpointReader> {
+    checkPath(dir, 'CheckpointReader.open(dir): dir');
     const file = path.join(dir, 'model.safetensors');
     if (!fs.existsSync(file) && !fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
       throw new FfmergeError('TENSOR_NOT_FOUND', `${dir} has no model.safetensors (ffmerge reads safetensors checkpoints)`);

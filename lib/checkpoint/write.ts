@@ -17,7 +17,8 @@ import { readConfig } from '../model/load';
 import { checkCheckpoint } from '../model/plan';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FfmergeError, abortError } from '../errors';
+import { FfmergeError, abortError, showValue } from '../errors';
+import { checkBoolean, checkPath } from '../arguments';
 import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
 import { checkJobOptions } from '../native/job';
 import { architectureOf, stackOf } from '../model/architectures';
@@ -48,6 +49,13 @@ export interface WriteCheckpointOptions {
    * gets a shard of its own).
    */
   maxShardSize?: number;
+}
+
+/** Throws INVALID_ARGUMENT unless maxShardSize, when given, is a positive number of bytes (Infinity: never shard). */
+export function checkMaxShardSize(v: unknown): void {
+  if (v !== undefined && (typeof v !== 'number' || !(v > 0))) {
+    throw new FfmergeError('INVALID_ARGUMENT', `maxShardSize must be a positive number of bytes (got ${showValue(v)})`);
+  }
 }
 
 /** Hugging Face's default `max_shard_size` ("5GB"). */
@@ -154,6 +162,9 @@ export function sweepStaleTemps(out: string): string[] {
  * (another run may have written the same output meanwhile).
  */
 export function checkOutputDir(source: string, out: string, overwrite = false): void {
+  checkPath(source, 'the source model folder');
+  checkPath(out, 'the output folder (out)');
+  checkBoolean(overwrite, 'overwrite');
   sweepStaleTemps(out);
   const src = fs.realpathSync(source);
   const target = path.resolve(out);
@@ -253,7 +264,10 @@ interface PlannedTensor {
 }
 
 export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteCheckpointResult> {
+  if (typeof opts !== 'object' || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint(options): options must be an object { source, out, format, … } (got ${showValue(opts)})`);
   checkJobOptions(opts);
+  checkMaxShardSize(opts.maxShardSize);
+  if (opts.format !== 'tied' && opts.format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint: format must be tied or expanded (got ${showValue(opts.format)})`);
   const { source, out } = opts;
   checkOutputDir(source, out, opts.overwrite);
   const src = await CheckpointReader.open(source);

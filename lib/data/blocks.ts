@@ -3,8 +3,9 @@
  * into consecutive, non-overlapping blocks of `blockSize` tokens; a last shorter block is kept when it has at
  * least 2 tokens (one prediction). This is the protocol of the fixtures' eval.json (e.g. gpt2-sotu: 256).
  */
-import { FfmergeError } from '../errors';
-import type { Tokenizer } from '../tokenizer';
+import { FfmergeError, showValue } from '../errors';
+import { checkTokenizer, type Tokenizer } from '../tokenizer';
+import { isInt32Array } from '../typed-arrays';
 import { readText, TextSourceOptions } from './text';
 
 /** Shortest block worth keeping: a block of n tokens scores n-1 predictions. */
@@ -19,6 +20,7 @@ export interface TokenBlocks {
 
 /** Cuts `tokens` into consecutive blocks of `blockSize` (the last may be shorter, if ≥ 2 tokens). */
 export function cutBlocks(tokens: Int32Array, blockSize: number): Int32Array[] {
+  if (!isInt32Array(tokens)) throw new FfmergeError('INVALID_ARGUMENT', `cutBlocks(tokens, blockSize): tokens must be an Int32Array (got ${showValue(tokens)})`);
   if (!Number.isSafeInteger(blockSize) || blockSize < MIN_BLOCK_TOKENS) {
     throw new FfmergeError('INVALID_ARGUMENT', `block size must be an integer ≥ ${MIN_BLOCK_TOKENS}, got ${blockSize}`);
   }
@@ -32,6 +34,8 @@ export function cutBlocks(tokens: Int32Array, blockSize: number): Int32Array[] {
 
 /** Tokenizes a whole text (one encode call, no special tokens) and cuts it into blocks. */
 export function tokenizeToBlocks(tokenizer: Tokenizer, text: string, blockSize: number): TokenBlocks {
+  checkTokenizer(tokenizer, 'tokenizeToBlocks(tokenizer, text, blockSize): tokenizer');
+  if (typeof text !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `tokenizeToBlocks(tokenizer, text, blockSize): text must be a string (got ${showValue(text)})`);
   const tokens = Int32Array.from(tokenizer.encode(text, { addSpecialTokens: false }));
   return { tokens, blocks: cutBlocks(tokens, blockSize) };
 }
@@ -43,6 +47,7 @@ export async function loadSplitBlocks(
   blockSize: number,
   opts: TextSourceOptions = {},
 ): Promise<TokenBlocks> {
+  checkTokenizer(tokenizer, 'loadSplitBlocks(tokenizer, file, blockSize): tokenizer');
   return tokenizeToBlocks(tokenizer, await readText(file, opts), blockSize);
 }
 

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { FfmergeError, showValue } from '../errors';
+import { checkOptions, checkPath } from '../arguments';
 
 /** Decoded 8-bit images, all the same size: pixels[((n*height + y)*width + x)*channels + c]. */
 export interface ImageSet {
@@ -114,6 +115,7 @@ export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): Image
 
 /** Loads `<dir>/preprocessor_config.json` (and config.json for num_channels/image_size). */
 export async function loadPreprocessor(dir: string): Promise<ImagePreprocessor> {
+  checkPath(dir, 'loadPreprocessor(dir): dir');
   const read = async (name: string, required: boolean): Promise<Json> => {
     const file = path.join(dir, name);
     let text: string;
@@ -215,6 +217,8 @@ export async function readIdx(file: string): Promise<IdxArray> {
 
 /** MNIST/Fashion-MNIST: images [n, h, w] (or [n, h, w, c]) and optional labels [n]. */
 export async function loadIdxImages(imagesFile: string, labelsFile?: string): Promise<ImageSet> {
+  checkPath(imagesFile, 'loadIdxImages(imagesFile, labelsFile): imagesFile');
+  if (labelsFile !== undefined) checkPath(labelsFile, 'loadIdxImages(imagesFile, labelsFile): labelsFile');
   const img = await readIdx(imagesFile);
   if (img.dims.length !== 3 && img.dims.length !== 4) {
     throw new FfmergeError('INVALID_DATA', `${imagesFile}: expected idx images [count, height, width(, channels)], got [${img.dims.join(', ')}]`);
@@ -299,6 +303,8 @@ async function decodeToTarget(
  * channel count.
  */
 export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts: { classNames?: string[]; classCount?: number } = {}): Promise<ImageSet> {
+  checkPath(dir, 'loadImageFolder(dir, pre, options): dir');
+  checkOptions(opts, 'loadImageFolder(dir, pre, options): options');
   let entries: fs.Dirent[];
   try {
     entries = await fs.promises.readdir(dir, { withFileTypes: true });

@@ -5,6 +5,7 @@
  */
 import { FfmergeError } from '../errors';
 import { readLines } from './text';
+import { checkPath } from '../arguments';
 
 export interface SentencePair {
   source: string;
@@ -13,6 +14,8 @@ export interface SentencePair {
 
 /** Streams aligned pairs from two files read in lockstep. */
 export async function* streamParallel(sourceFile: string, targetFile: string): AsyncGenerator<SentencePair> {
+  checkPath(sourceFile, 'sourceFile');
+  checkPath(targetFile, 'targetFile');
   const src = readLines(sourceFile);
   const tgt = readLines(targetFile);
   let n = 0;
@@ -44,6 +47,7 @@ export async function readParallel(sourceFile: string, targetFile: string): Prom
 
 /** Streams pairs from a TSV file: each line "source<TAB>target" (exactly two columns). */
 export async function* streamParallelTsv(file: string): AsyncGenerator<SentencePair> {
+  checkPath(file, 'the TSV file');
   let lineNo = 0;
   for await (const line of readLines(file)) {
     lineNo++;

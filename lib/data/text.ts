@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import { pipeline } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { FfmergeError } from '../errors';
+import { checkOptions, checkPath } from '../arguments';
 
 export interface TextSourceOptions {
   /** JSON Lines field holding the document text. Default "text". */
@@ -130,6 +131,7 @@ function wrapStreamError(file: string, e: unknown): FfmergeError {
 
 /** Streams the lines of a text file (.txt or .gz), without their line terminators ("\n" or "\r\n"). */
 export async function* readLines(file: string): AsyncGenerator<string> {
+  checkPath(file, 'readLines(file): file');
   const stream = await openText(file);
   let rest = '';
   let text = false; // a line with something besides whitespace was seen
@@ -160,6 +162,8 @@ export async function* readLines(file: string): AsyncGenerator<string> {
  * JSON Lines file (blank lines skipped). A line that is not JSON, or lacks the field, is INVALID_DATA.
  */
 export async function* readDocuments(file: string, opts: TextSourceOptions = {}): AsyncGenerator<string> {
+  checkPath(file, 'readDocuments(file, options): file');
+  checkOptions(opts, 'readDocuments(file, options): options');
   if (formatOf(file, opts) === 'txt') {
     yield* readLines(file);
     return;
@@ -192,6 +196,8 @@ export async function* readDocuments(file: string, opts: TextSourceOptions = {})
  * documents joined with "\n".
  */
 export async function readText(file: string, opts: TextSourceOptions = {}): Promise<string> {
+  checkPath(file, 'readText(file, options): file');
+  checkOptions(opts, 'readText(file, options): options');
   if (formatOf(file, opts) === 'jsonl') {
     const docs: string[] = [];
     for await (const d of readDocuments(file, opts)) docs.push(d);

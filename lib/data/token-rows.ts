@@ -6,6 +6,7 @@
  */
 import { FfmergeError, showValue } from '../errors';
 import { readLines } from './text';
+import { checkOptions, checkPath } from '../arguments';
 
 export interface TokenRowOptions {
   /** Stop after the row that reaches this many tokens (default: read all). */
@@ -33,6 +34,8 @@ export async function isTokenRowFile(file: string): Promise<boolean> {
 
 /** The rows of a token-id JSON Lines file as Int32Arrays, in order. */
 export async function readTokenRows(file: string, opts: TokenRowOptions = {}): Promise<Int32Array[]> {
+  checkPath(file, 'readTokenRows(file, options): file');
+  checkOptions(opts, 'readTokenRows(file, options): options');
   const rows: Int32Array[] = [];
   let tokens = 0;
   let lineNo = 0;

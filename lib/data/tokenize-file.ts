@@ -15,11 +15,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { FfmergeError, abortError, type ErrorCode } from '../errors';
+import { FfmergeError, abortError, showValue, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
 import { assertRegularFile } from '../files';
 import { checkTextFile } from './text';
 import { checkJobOptions, guardProgress, type Progress } from '../native/job';
+import { checkInt, checkOneOf, checkOptions, checkPath } from '../arguments';
 
 export interface TokenizeFileOptions {
   /** Return only the first maxTokens ids (the file is read only as far as they need). Default: all. */
@@ -200,7 +201,16 @@ const WORKER_SOURCE = `(${workerMain.toString()})()`;
  * terminates the worker at once, whatever it is doing.
  */
 export async function tokenizeFile(tokenizerDir: string, file: string, opts: TokenizeFileOptions = {}): Promise<Int32Array> {
+  checkPath(tokenizerDir, 'tokenizeFile(tokenizerDir, file, options): tokenizerDir');
+  checkPath(file, 'tokenizeFile(tokenizerDir, file, options): file');
+  checkOptions(opts, 'tokenizeFile(tokenizerDir, file, options): options', ['maxTokens', 'field', 'format', 'signal', 'onProgress']);
   checkJobOptions(opts);
+  // Infinity reads as no budget (all tokens); NaN, '5' or 2.5 is refused, not read as no budget
+  if (opts.maxTokens !== Infinity) checkInt(opts.maxTokens, 'tokenizeFile: maxTokens');
+  checkOneOf(opts.format, 'tokenizeFile: format', ['txt', 'jsonl'] as const);
+  if (opts.field !== undefined && (typeof opts.field !== 'string' || opts.field === '')) {
+    throw new FfmergeError('INVALID_ARGUMENT', `tokenizeFile: field must be a non-empty string (got ${showValue(opts.field)})`);
+  }
   const { signal, onProgress } = opts;
   if (signal?.aborted) throw abortError();
   const tokenizerJson = path.join(tokenizerDir, 'tokenizer.json');
@@ -210,10 +220,7 @@ export async function tokenizeFile(tokenizerDir: string, file: string, opts: Tok
   // The data file also must look like text (a .gz that is gzip, no binary first block): text.ts's check, so
   // the worker and the streaming readers refuse the same files.
   await checkTextFile(file);
-  const maxTokens = opts.maxTokens !== undefined && Number.isFinite(opts.maxTokens) ? opts.maxTokens : null;
-  if (maxTokens !== null && (!Number.isSafeInteger(maxTokens) || maxTokens < 0)) {
-    return Promise.reject(new FfmergeError('INVALID_ARGUMENT', `maxTokens must be a non-negative integer, got ${opts.maxTokens}`));
-  }
+  const maxTokens = opts.maxTokens !== undefined && opts.maxTokens !== Infinity ? opts.maxTokens : null;
   let tokenizerConfig: Record<string, unknown>;
   try {
     tokenizerConfig = hfTokenizerConfig(tokenizerDir);

@@ -1,11 +1,11 @@
 /**
  * Top-1 accuracy of an image classifier (ViT) on an image set, in batches, with progress and AbortSignal.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import { conformImages, imagesToTensor, type ImagePreprocessor, type ImageSet } from '../data/images';
 import { argmaxRows } from '../metrics/accuracy';
 import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
-import type { Model } from '../model/model';
+import { checkModel, type Model } from '../model/model';
 
 export interface ClassifierEvalOptions extends JobOptions {
   /** Images per forward pass (default 256). */
@@ -31,6 +31,9 @@ export async function evaluateImageClassifier(
   pre: ImagePreprocessor,
   opts: ClassifierEvalOptions = {},
 ): Promise<ClassifierEvalResult> {
+  checkModel(model, 'evaluateImageClassifier(model, images, pre): model');
+  if (typeof images !== 'object' || images === null) throw new FfmergeError('INVALID_ARGUMENT', `evaluateImageClassifier(model, images, pre): images must be an ImageSet (from loadIdxImages or loadImageFolder) (got ${showValue(images)})`);
+  if (typeof pre !== 'object' || pre === null) throw new FfmergeError('INVALID_ARGUMENT', `evaluateImageClassifier(model, images, pre): pre must be an ImagePreprocessor (from loadPreprocessor) (got ${showValue(pre)})`);
   checkJobOptions(opts);
   const spec = model.spec;
   if (spec.input !== 'patches' || spec.head !== 'classifier') {

@@ -2,9 +2,9 @@
  * Greedy decoding for smoke tests: appends the arg-max token maxNew times (stopping early at eosId if given).
  * No KV cache: each step reruns the whole sequence, which is fine for the short continuations it is for.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import { checkJobOptions, throwIfAborted } from '../native/job';
-import type { Model } from '../model/model';
+import { checkModel, type Model } from '../model/model';
 
 export interface GreedyOptions {
   /** Stop after emitting this token. */
@@ -14,7 +14,12 @@ export interface GreedyOptions {
 
 /** The prompt followed by up to maxNew greedily chosen tokens. */
 export async function greedy(model: Model, prompt: ArrayLike<number>, maxNew: number, opts: GreedyOptions = {}): Promise<Int32Array> {
-  checkJobOptions(opts);
+  checkModel(model, 'greedy(model, prompt, maxNew): model');
+  // a string has a length too: its characters would be read as token 0
+  if (typeof prompt !== 'object' || prompt === null || typeof prompt.length !== 'number' || Array.from(prompt).some((t) => !Number.isInteger(t) || t < 0 || t >= model.spec.vocab)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `greedy(model, prompt, maxNew): prompt must be a list of token ids in 0..${model.spec.vocab - 1} (got ${showValue(prompt)})`);
+  }
+  checkJobOptions(opts, 'greedy(model, prompt, maxNew, options): options');
   if (prompt.length === 0) throw new FfmergeError('INVALID_ARGUMENT', 'greedy: the prompt must hold at least one token');
   if (!Number.isInteger(maxNew) || maxNew < 0) throw new FfmergeError('INVALID_ARGUMENT', `greedy: maxNew must be a non-negative integer (got ${maxNew})`);
   const ids = Array.from(prompt);

@@ -5,7 +5,9 @@
  */
 import { FfmergeError } from '../errors';
 import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
-import type { Model } from '../model/model';
+import { checkModel, type Model } from '../model/model';
+import { checkArrayOf } from '../arguments';
+import { isInt32Array } from '../typed-arrays';
 
 export interface PerplexityOptions extends JobOptions {
   /** Sequences per forward call (default 8). Shorter blocks in a batch are right-padded and masked. */
@@ -21,7 +23,9 @@ export interface PerplexityResult {
 }
 
 export async function perplexity(model: Model, blocks: Int32Array[], opts: PerplexityOptions = {}): Promise<PerplexityResult> {
-  checkJobOptions(opts);
+  checkModel(model, 'perplexity(model, blocks): model');
+  checkArrayOf<Int32Array>(blocks, 'perplexity(model, blocks): blocks', 'Int32Arrays of token ids', isInt32Array);
+  checkJobOptions(opts, 'perplexity(model, blocks, options): options');
   const batchSize = opts.batchSize ?? 8;
   if (!Number.isInteger(batchSize) || batchSize <= 0) {
     throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${batchSize})`);

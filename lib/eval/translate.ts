@@ -10,8 +10,9 @@ import { FfmergeError } from '../errors';
 import { corpusBleu, type BleuResult } from '../metrics/bleu';
 import { corpusChrf, type ChrfResult } from '../metrics/chrf';
 import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
-import { generationConfigFrom, type GenerationConfig, type Model } from '../model/model';
-import type { Tokenizer } from '../tokenizer';
+import { checkModel, generationConfigFrom, type GenerationConfig, type Model } from '../model/model';
+import { checkTokenizer, type Tokenizer } from '../tokenizer';
+import { checkArrayOf, checkPath } from '../arguments';
 
 export interface TranslateOptions extends JobOptions {
   /** Sentences per native job (default 64). Sentences are batched by length; output order is the input order. */
@@ -30,6 +31,7 @@ export interface Translation {
 
 /** The greedy settings of a model folder: generation_config.json, with config.json for missing ids. */
 export async function loadGenerationConfig(dir: string, config: Record<string, unknown> = {}): Promise<GenerationConfig> {
+  checkPath(dir, 'loadGenerationConfig(dir, config): dir');
   const file = path.join(dir, 'generation_config.json');
   let gen: Record<string, unknown> = {};
   try {
@@ -47,6 +49,9 @@ export async function loadGenerationConfig(dir: string, config: Record<string, u
 
 /** Greedy translations of `sources`, in order. */
 export async function translate(model: Model, tokenizer: Tokenizer, sources: readonly string[], opts: TranslateOptions = {}): Promise<Translation[]> {
+  checkModel(model, 'translate(model, tokenizer, sources): model');
+  checkTokenizer(tokenizer, 'translate(model, tokenizer, sources): tokenizer');
+  checkArrayOf<string>(sources, 'translate(model, tokenizer, sources): sources', 'strings', (x) => typeof x === 'string');
   checkJobOptions(opts);
   const generation = opts.generation ?? generationConfigFrom({}, model.config as Record<string, unknown>);
   const batchSize = opts.batchSize ?? 64;
@@ -95,6 +100,8 @@ export async function evaluateTranslation(
   pairs: readonly { source: string; target: string }[],
   opts: TranslateOptions = {},
 ): Promise<TranslationEval> {
+  checkModel(model, 'evaluateTranslation(model, tokenizer, pairs): model');
+  checkArrayOf(pairs, 'evaluateTranslation(model, tokenizer, pairs): pairs', '{ source, target } strings', (p) => typeof (p as { source?: unknown })?.source === 'string' && typeof (p as { target?: unknown })?.target === 'string');
   if (pairs.length === 0) throw new FfmergeError('INVALID_DATA', 'the parallel corpus is empty');
   const hyps = (await translate(model, tokenizer, pairs.map((p) => p.source), opts)).map((t) => t.text);
   const refs = [pairs.map((p) => p.target)];

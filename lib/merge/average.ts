@@ -2,7 +2,8 @@
  * The merge itself: the uniform average of k aligned FF sublayers (the paper's choice; b_out is averaged as
  * is, since the output side is never permuted). Works on either layout, as long as all inputs share one.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
+import { checkJobOptions } from '../native/job';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { forSlices, SLICE_ELEMENTS } from './slices';
 import { zerosF32, zerosF64 } from '../native/external';
@@ -30,7 +31,13 @@ function checkAgainst(first: FFWeights, ff: FFWeights, i: number): void {
   }
 }
 
+/** The FFs argument of averageFF / averageFFAsync: a list (a string or a single FF is refused, not iterated). */
+function checkList(ffs: unknown, what: string): asserts ffs is FFWeights[] {
+  if (!Array.isArray(ffs)) throw new FfmergeError('INVALID_ARGUMENT', `${what}(ffs): ffs must be a list of FF weights (got ${showValue(ffs)})`);
+}
+
 function checkMergeable(ffs: FFWeights[]): FFWeights {
+  checkList(ffs, 'averageFF');
   const first = ffs[0];
   if (!first) throw new FfmergeError('INVALID_ARGUMENT', 'averageFF needs at least one FF sublayer');
   for (const [i, ff] of ffs.entries()) checkAgainst(first, ff, i);
@@ -51,6 +58,7 @@ export class FFMean {
   private count = 0;
 
   async add(ff: FFWeights, signal?: AbortSignal): Promise<void> {
+    checkFFWeights(ff, `FF ${this.count}`);
     if (!this.first) {
       // the first FF's shape only, for the checks: holding the FF itself would hold one more FF throughout
       const none = new Float32Array(0);
@@ -102,6 +110,8 @@ export function averageFF(ffs: FFWeights[]): FFWeights {
 
 /** averageFF without blocking the event loop (identical values). */
 export async function averageFFAsync(ffs: FFWeights[], opts: { signal?: AbortSignal } = {}): Promise<FFWeights> {
+  checkList(ffs, 'averageFFAsync');
+  checkJobOptions(opts, 'averageFFAsync(ffs, options): options');
   // FFMean checks each FF as it is added (the same checks and messages as averageFF's)
   const mean = new FFMean();
   for (const ff of ffs) await mean.add(ff, opts.signal);

@@ -4,13 +4,17 @@
  * The FF computes exactly the same function afterwards (the nonlinearity acts unit by unit), which is why
  * aligning a layer to its window's anchor is free.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
+import { checkJobOptions } from '../native/job';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { forSlices, SLICE_ELEMENTS } from './slices';
 import { zerosF32 } from '../native/external';
 
 /** Throws INVALID_ARGUMENT unless perm is a permutation of 0..n-1. */
 export function checkPermutation(perm: ArrayLike<number>, n: number): void {
+  if (typeof perm !== 'object' || perm === null || typeof perm.length !== 'number') {
+    throw new FfmergeError('INVALID_ARGUMENT', `permutation must be a list of ${n} integers (got ${showValue(perm)})`);
+  }
   if (perm.length !== n) {
     throw new FfmergeError('INVALID_ARGUMENT', `permutation has ${perm.length} entries, expected ${n} (one per FF hidden unit)`);
   }
@@ -50,7 +54,7 @@ function permuteVec(v: Float32Array, perm: ArrayLike<number>): Float32Array {
 
 /** Canonical (Linear) layout: a new FFWeights whose unit j is the input's unit perm[j]. */
 export function permuteFF(ff: FFWeights, perm: ArrayLike<number>): FFWeights {
-  checkFFWeights(ff);
+  checkFFWeights(ff, 'permuteFF(ff, perm): ff');
   checkPermutation(perm, ff.dFF);
   const out: FFWeights = {
     d: ff.d,
@@ -70,7 +74,7 @@ export function permuteFF(ff: FFWeights, perm: ArrayLike<number>): FFWeights {
  * moves columns of the first matrix and rows of the second. Takes and returns stored-layout tensors.
  */
 export function permuteFFConv1D(ff: FFWeights, perm: ArrayLike<number>): FFWeights {
-  checkFFWeights(ff);
+  checkFFWeights(ff, 'permuteFFConv1D(ff, perm): ff');
   checkPermutation(perm, ff.dFF);
   const out: FFWeights = {
     d: ff.d,
@@ -90,7 +94,8 @@ export function permuteFFConv1D(ff: FFWeights, perm: ArrayLike<number>): FFWeigh
  * native memory when large (native/external.ts).
  */
 export async function permuteFFAsync(ff: FFWeights, perm: ArrayLike<number>, opts: { signal?: AbortSignal } = {}): Promise<FFWeights> {
-  checkFFWeights(ff);
+  checkJobOptions(opts, 'permuteFFAsync(ff, perm, options): options');
+  checkFFWeights(ff, 'permuteFFAsync(ff, perm): ff');
   checkPermutation(perm, ff.dFF);
   const { d, dFF } = ff;
   const rowsPerSlice = SLICE_ELEMENTS / Math.max(d, dFF);

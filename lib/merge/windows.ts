@@ -43,6 +43,7 @@ export function kFromFraction(fraction: number, layers: number): number {
 
 /** Every window of k adjacent layers, in order of start index (the paper's search space). */
 export function enumerateWindows(layers: number, k: number): Window[] {
+  if (!Number.isSafeInteger(layers) || layers < 1) throw new FfmergeError('INVALID_ARGUMENT', `layers must be a positive integer (got ${showValue(layers)})`);
   checkK(k, layers);
   return Array.from({ length: layers - k + 1 }, (_, start) => ({ start, k }));
 }

@@ -3,7 +3,8 @@
  * Every merge op works on this layout; GPT-2's transposed Conv1D tensors are converted at the boundary
  * (toCanonical / fromCanonical below) or handled by the *Conv1D variants of the ops.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
+import { isFloat32Array } from '../typed-arrays';
 import type { WeightLayout } from './architectures';
 
 export interface FFWeights {
@@ -19,8 +20,24 @@ export interface FFWeights {
   bOut?: Float32Array; // [d]
 }
 
-/** Throws SHAPE_MISMATCH unless every present tensor has the size d and dFF imply. */
+/**
+ * Throws INVALID_ARGUMENT unless `ff` is FF weights (positive integers d and dFF, Float32Arrays wIn and wOut, the
+ * optional tensors Float32Arrays where present), and SHAPE_MISMATCH unless every present tensor has the size d
+ * and dFF imply.
+ */
 export function checkFFWeights(ff: FFWeights, what = 'FF weights'): void {
+  const x = ff as unknown as Record<string, unknown> | null;
+  const isDim = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+  const isTensor = (key: string, required: boolean) => (x![key] === undefined && !required) || isFloat32Array(x![key]);
+  if (
+    typeof x !== 'object' || x === null || !isDim(x.d) || !isDim(x.dFF) ||
+    !isTensor('wIn', true) || !isTensor('wOut', true) || !['bIn', 'wGate', 'bGate', 'bOut'].every((k) => isTensor(k, false))
+  ) {
+    throw new FfmergeError(
+      'INVALID_ARGUMENT',
+      `${what} must be { d, dFF, wIn, wOut, bIn?, wGate?, bGate?, bOut? } (positive integer sizes, Float32Array tensors), as Model.ffWeights returns (got ${showValue(ff, 120)})`,
+    );
+  }
   const { d, dFF } = ff;
   const want: [keyof FFWeights, number][] = [
     ['wIn', dFF * d],

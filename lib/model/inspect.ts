@@ -6,6 +6,7 @@
 import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../files';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
+import { checkPath } from '../arguments';
 import { CheckpointReader } from '../checkpoint/ties';
 import { DTYPE_SIZE } from '../safetensors';
 import { ffStacks } from './architectures';
@@ -79,6 +80,7 @@ export function readConfig(dir: string): Record<string, unknown> {
 }
 
 export async function inspectModel(dir: string): Promise<ModelSummary> {
+  checkPath(dir, 'inspectModel(dir): dir');
   const config = readConfig(dir);
   const stacks = ffStacks(config);
   const ckpt = await CheckpointReader.open(dir);

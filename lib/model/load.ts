@@ -8,6 +8,7 @@
 import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
 import * as path from 'node:path';
 import { FfmergeError, fromNativeError } from '../errors';
+import { checkBoolean, checkOneOf, checkOptions, checkPath } from '../arguments';
 import { checkJobOptions, runNativeJob, throwIfAborted, type JobOptions } from '../native/job';
 import { modelAddon, type NativeModelHandle } from '../native/model';
 import { CheckpointReader } from '../checkpoint/ties';
@@ -37,6 +38,8 @@ export interface LoadModelOptions extends JobOptions {
    */
   mmap?: boolean;
 }
+
+const LOAD_MODEL_KEYS: readonly (keyof LoadModelOptions)[] = ['stream', 'mmap', 'signal', 'onProgress'];
 
 /** Checkpoints this large or larger are streamed by layer unless `stream: false`. */
 export const STREAM_AUTO_BYTES = 2 * 2 ** 30;
@@ -76,7 +79,11 @@ export function transpose(a: Float32Array, rows: number, cols: number): Float32A
  * staying 16-bit.
  */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
+  checkPath(dir, 'loadModel(dir, options): dir');
+  checkOptions(opts, 'loadModel(dir, options): options', LOAD_MODEL_KEYS);
   checkJobOptions(opts);
+  checkOneOf(opts.stream, 'loadModel: stream', [true, false, 'auto'] as const);
+  checkBoolean(opts.mmap, 'loadModel: mmap');
   throwIfAborted(opts.signal);
   const config = await readConfig(dir);
   const arch = architectureOf(config);

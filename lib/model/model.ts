@@ -3,7 +3,8 @@
  * the merge search needs. Build one with loadModel() (load.ts).
  */
 import { FfmergeError, fromNativeError, showValue } from '../errors';
-import { runNativeJob, type JobOptions } from '../native/job';
+import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
+import { isFloat32Array } from '../typed-arrays';
 import { stageLarge, withStaged } from '../native/staged';
 import type { CorrelationAccumulator } from '../native/correlation';
 import { modelAddon, type NativeFF, type NativeForwardArgs, type NativeModelHandle } from '../native/model';
@@ -178,6 +179,28 @@ function checkForwardOptions(opts: ForwardOptions): void {
   }
 }
 
+/** A Model argument (from loadModel, buildModel or a view of one): anything else is INVALID_ARGUMENT, naming `what`. */
+export function checkModel(m: unknown, what: string): asserts m is Model {
+  if (!(m instanceof Model)) throw new FfmergeError('INVALID_ARGUMENT', `${what} must be a Model (from loadModel) (got ${showValue(m)})`);
+}
+
+/** withFF's overrides, as a list of entries: a Map layer → FF, or a list of { stack?, layer, ff }. */
+function overrideEntries(overrides: unknown): { stack?: StackName | undefined; layer: number; ff: FFWeights }[] {
+  const what = 'withFF(overrides): overrides';
+  const entries: unknown[] = overrides instanceof Map ? [...overrides].map(([layer, ff]) => ({ stack: undefined, layer, ff })) : Array.isArray(overrides) ? overrides : [];
+  if (!(overrides instanceof Map) && !Array.isArray(overrides)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `${what} must be a Map layer → FF or a list of { stack?, layer, ff } (got ${showValue(overrides)})`);
+  }
+  for (const [i, e] of entries.entries()) {
+    const x = e as { ff?: unknown } | null;
+    const ff = x?.ff as { wIn?: unknown; wOut?: unknown } | null | undefined;
+    if (typeof x !== 'object' || x === null || typeof ff !== 'object' || ff === null || !isFloat32Array(ff.wIn) || !isFloat32Array(ff.wOut)) {
+      throw new FfmergeError('INVALID_ARGUMENT', `${what}: entry ${i} must be { stack?, layer, ff } with ff holding Float32Arrays wIn and wOut (got ${showValue(e)})`);
+    }
+  }
+  return entries as { stack?: StackName | undefined; layer: number; ff: FFWeights }[];
+}
+
 export class Model {
   private handle: NativeModelHandle | undefined;
   private encoderHandle: NativeModelHandle | undefined;
@@ -216,6 +239,7 @@ export class Model {
   }
 
   private live(stack: StackName = this.mainStack): NativeModelHandle {
+    this.stackSpec(stack); // a stack this model lacks is named as such, not reported as disposed
     const h = stack === this.mainStack ? this.handle : this.encoderHandle;
     if (!h) throw new FfmergeError('INVALID_ARGUMENT', 'this model was disposed');
     return h;
@@ -245,6 +269,7 @@ export class Model {
    * float32 on the addon's pool (hundreds of ms a layer at 7B widths, which ffWeights spends on the JS thread).
    */
   async readFFWeights(layer: number, opts: JobOptions & { stack?: StackName } = {}): Promise<CanonicalFFWeights> {
+    checkJobOptions(opts, 'readFFWeights(layer, options): options');
     const stack = opts.stack ?? this.mainStack;
     this.checkStackLayer(stack, layer);
     const spec = stack === this.mainStack ? this.spec : this.encoderSpec!;
@@ -261,7 +286,8 @@ export class Model {
    * candidate's view copies two float32 FFs, 1.1 GB.
    */
   async withFF(overrides: FFOverrides, opts: JobOptions = {}): Promise<Model> {
-    const entries = overrides instanceof Map ? [...overrides].map(([layer, ff]) => ({ stack: undefined, layer, ff })) : overrides;
+    const entries = overrideEntries(overrides);
+    checkJobOptions(opts, 'withFF(overrides, options): options');
     for (const e of entries) this.checkStackLayer(e.stack ?? this.mainStack, e.layer);
     const unique = [...new Set(entries.map((e) => e.ff))];
     const { staged, release } = await stageLarge(unique, opts);
@@ -307,6 +333,12 @@ export class Model {
    * ones after them move down, so the view is an ordinary shallower model sharing every remaining tensor.
    */
   withoutLayers(drop: Partial<Record<StackName, number[]>>): Model {
+    if (typeof drop !== 'object' || drop === null || Array.isArray(drop)) {
+      throw new FfmergeError('INVALID_ARGUMENT', `withoutLayers(drop): drop must be an object { stack: [layers] }, e.g. { decoder: [3] } (got ${showValue(drop)})`);
+    }
+    for (const [s, layers] of Object.entries(drop)) {
+      if (layers !== undefined && !Array.isArray(layers)) throw new FfmergeError('INVALID_ARGUMENT', `withoutLayers(drop): drop.${s} must be a list of layer indices (got ${showValue(layers)})`);
+    }
     const make = (stack: StackName): { spec: ModelSpec; handle: NativeModelHandle } => {
       const spec = this.stackSpec(stack);
       const layers = drop[stack] ?? [];
@@ -346,6 +378,9 @@ export class Model {
 
   /** Whether layer a of this model and layer b of `other` use one FF in native memory. */
   sharesFF(layer: number, other: Model, otherLayer: number): boolean {
+    checkModel(other, 'sharesFF(layer, other, otherLayer): other');
+    this.checkStackLayer(this.mainStack, layer);
+    other.checkStackLayer(other.mainStack, otherLayer);
     return modelAddon().modelSharesFF(this.live(), layer, other.live(), otherLayer);
   }
 
@@ -525,6 +560,9 @@ export class Model {
     if (!this.encoderSpec) {
       throw new FfmergeError('INVALID_ARGUMENT', `translation needs an encoder–decoder model; ${this.spec.family} is not one`);
     }
+    if (typeof src !== 'object' || src === null) throw new FfmergeError('INVALID_ARGUMENT', `generate(src, config): src must be { ids, batch, seq } (got ${showValue(src)})`);
+    if (typeof config !== 'object' || config === null) throw new FfmergeError('INVALID_ARGUMENT', `generate(src, config): config must be a GenerationConfig (from loadGenerationConfig) (got ${showValue(config)})`);
+    checkJobOptions(opts, 'generate(src, config, options): options');
     const { ids, batch, seq, attentionMask } = src;
     if (!(ids instanceof Int32Array) || !Number.isInteger(batch) || !Number.isInteger(seq) || batch <= 0 || seq <= 0 || ids.length !== batch * seq) {
       throw new FfmergeError('INVALID_ARGUMENT', `source ids must be an Int32Array of batch·seq = ${batch * seq} entries`);

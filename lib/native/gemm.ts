@@ -3,9 +3,10 @@
  *   const c = await matmul(a, b, { m, n, k, transB: true });   // c = a · bᵀ, m×n, row-major
  * Runs on the addon's thread pool off the main thread; an AbortSignal stops it before it starts.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import { checkMatmulShape, type MatmulShape } from './matmul-shape';
-import { type JobOptions, type NativeJobHandle, runNativeJob } from './job';
+import { checkJobOptions, type JobOptions, type NativeJobHandle, runNativeJob } from './job';
+import { isFloat32Array } from '../typed-arrays';
 import { loadAddon } from './loader';
 
 export type { MatmulShape } from './matmul-shape';
@@ -63,10 +64,16 @@ export async function matmul(
   shape: MatmulShape,
   opts: MatmulOptions = {},
 ): Promise<Float32Array> {
+  for (const [name, x] of [['a', a], ['b', b]] as const) {
+    if (!isFloat32Array(x)) throw new FfmergeError('INVALID_ARGUMENT', `matmul(a, b, shape): ${name} must be a Float32Array (got ${showValue(x)})`);
+  }
   checkMatmulShape(a, b, shape);
+  checkJobOptions(opts, 'matmul(a, b, shape, options): options');
   const { m, n, k, transA = false, transB = false } = shape;
   const { alpha = 1, beta = 0, kernel, out } = opts;
-  if (!Number.isFinite(alpha) || !Number.isFinite(beta)) {
+  if (out !== undefined && !isFloat32Array(out)) throw new FfmergeError('INVALID_ARGUMENT', `matmul: out must be a Float32Array (got ${showValue(out)})`);
+  if (kernel !== undefined && typeof kernel !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `matmul: kernel must be one of ${gemmKernels().join(', ')} (got ${showValue(kernel)})`);
+  if (typeof alpha !== 'number' || typeof beta !== 'number' || !Number.isFinite(alpha) || !Number.isFinite(beta)) {
     throw new FfmergeError('INVALID_ARGUMENT', `matmul: alpha and beta must be finite numbers (got ${alpha}, ${beta})`);
   }
   if (out !== undefined && out.length !== m * n) {

@@ -3,6 +3,7 @@
  * the job promptly, progress arrives as {phase, done, total}, native errors become FfmergeErrors.
  */
 import { FfmergeError, abortError, fromNativeError, showValue } from '../errors';
+import { checkOptions } from '../arguments';
 
 export interface Progress {
   phase: string;
@@ -24,9 +25,13 @@ export interface NativeJobHandle<T> {
   cancel(): void;
 }
 
-/** A signal that is not an AbortSignal, or a progress callback that is not a function: INVALID_ARGUMENT. */
-export function checkJobOptions(opts: { signal?: unknown; onProgress?: unknown }): void {
-  const { signal, onProgress } = opts;
+/**
+ * Options that are not an object (null, a string), a signal that is not an AbortSignal, or a progress callback
+ * that is not a function: INVALID_ARGUMENT. `what` names the options argument in the message.
+ */
+export function checkJobOptions(opts: { signal?: unknown; onProgress?: unknown } | undefined, what = 'options'): void {
+  checkOptions(opts, what);
+  const { signal, onProgress } = opts ?? {};
   // duck-typed: an AbortSignal from another realm (a vm context, jest) is still one
   const s = signal as { aborted?: unknown; addEventListener?: unknown } | null | undefined;
   if (signal !== undefined && (typeof s !== 'object' || s === null || typeof s.aborted !== 'boolean' || typeof s.addEventListener !== 'function')) {

@@ -1,5 +1,5 @@
 /** The shape of a matrix product and its checks, shared by the native wrapper and the reference oracle. */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 
 export interface MatmulShape {
   m: number;
@@ -11,6 +11,12 @@ export interface MatmulShape {
 
 /** Throws INVALID_ARGUMENT / SHAPE_MISMATCH unless a, b fit the shape. Shared with the native wrapper. */
 export function checkMatmulShape(a: ArrayLike<number>, b: ArrayLike<number>, shape: MatmulShape): void {
+  if (typeof shape !== 'object' || shape === null) {
+    throw new FfmergeError('INVALID_ARGUMENT', `matmul(a, b, shape): shape must be an object { m, n, k, transA?, transB? } (got ${showValue(shape)})`);
+  }
+  for (const t of ['transA', 'transB'] as const) {
+    if (shape[t] !== undefined && typeof shape[t] !== 'boolean') throw new FfmergeError('INVALID_ARGUMENT', `matmul: ${t} must be true or false (got ${showValue(shape[t])})`);
+  }
   for (const dim of ['m', 'n', 'k'] as const) {
     const v = shape[dim];
     if (!Number.isSafeInteger(v) || v < 0) {

@@ -8,7 +8,8 @@
 import * as path from 'node:path';
 import { FfmergeError, abortError, showValue } from '../errors';
 import { checkJobOptions, type JobOptions } from '../native/job';
-import { checkOutputDir, ffReplacements, ffTies, writeCheckpoint } from '../checkpoint/write';
+import { checkMaxShardSize, checkOutputDir, ffReplacements, ffTies, writeCheckpoint } from '../checkpoint/write';
+import { checkBoolean, checkPath } from '../arguments';
 import { checkOnnxExportable, exportOnnx } from '../export/onnx/export';
 import { loadModel } from '../model/load';
 import type { Model, StackName } from '../model/model';
@@ -193,8 +194,20 @@ function sharedMerges(ctx: MergeContext, combos: readonly Combo[], opts: JobOpti
 }
 
 export async function compress(modelDir: string, options: CompressOptions): Promise<CompressResult> {
-  if (typeof options !== 'object' || options === null) throw new FfmergeError('INVALID_ARGUMENT', 'compress(modelDir, options): options must be an object');
+  checkPath(modelDir, 'compress(modelDir, options): modelDir');
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `compress(modelDir, options): options must be an object (got ${showValue(options)})`);
+  }
+  // null is no option's value: read as "the default" it would hide a caller's bug (k: null merging 2 layers)
+  for (const [key, v] of Object.entries(options)) {
+    if (v === null) throw new FfmergeError('INVALID_ARGUMENT', `compress: option ${showValue(key)} is null; give a value, or leave it out for the default`);
+  }
   checkJobOptions(options);
+  checkBoolean(options.overwrite, 'compress: overwrite');
+  checkMaxShardSize(options.maxShardSize);
+  if (options.k !== undefined && (typeof options.k !== 'number' || !Number.isInteger(options.k))) {
+    throw new FfmergeError('INVALID_ARGUMENT', `k must be an integer ≥ 2 (the number of FF sublayers merged into one), got ${showValue(options.k)}`);
+  }
   if (options.out !== undefined && (typeof options.out !== 'string' || options.out === '')) throw new FfmergeError('INVALID_ARGUMENT', `out must be a folder path (got ${showValue(options.out)})`);
   const { signal, onProgress } = options;
   const job: JobOptions = { ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) };

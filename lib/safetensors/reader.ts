@@ -10,6 +10,7 @@ import { FfmergeError } from '../errors';
 import { DTYPE_SIZE, DType, assertLittleEndian, toF32 } from './dtype';
 import { HeaderEntry, MAX_HEADER_BYTES, parseHeaderJson, parseHeaderLength } from './header';
 import { ByteSource, FileSource, MemorySource } from './source';
+import { checkPath } from '../arguments';
 
 export const SINGLE_FILE_NAME = 'model.safetensors';
 export const INDEX_FILE_NAME = 'model.safetensors.index.json';
@@ -56,6 +57,7 @@ export class SafetensorsReader {
    * (model.safetensors preferred). Call close() when done to release the file handles.
    */
   static async open(p: string): Promise<SafetensorsReader> {
+    checkPath(p, 'SafetensorsReader.open(path): path');
     let st: fs.Stats;
     try {
       st = await fs.promises.stat(p);

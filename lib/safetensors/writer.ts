@@ -9,7 +9,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
+import { checkOptions, checkPath } from '../arguments';
 import { isFloat32Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, f32ToBF16, f32ToF16, isDType } from './dtype';
 
@@ -34,6 +35,9 @@ export async function writeSafetensors(
   tensors: TensorToWrite[],
   metadata: Record<string, string> = {},
 ): Promise<void> {
+  checkPath(file, 'writeSafetensors(file, tensors): file');
+  if (!Array.isArray(tensors)) throw new FfmergeError('INVALID_ARGUMENT', `writeSafetensors(file, tensors): tensors must be a list of { name, dtype, shape, data } (got ${showValue(tensors)})`);
+  checkOptions(metadata, 'writeSafetensors(file, tensors, metadata): metadata');
   assertLittleEndian();
   const sizes = tensors.map((t) => validate(t));
   const names = new Set<string>();

@@ -5,10 +5,12 @@
  * tied LM head — one parameter whose gradient is the sum over its uses. The result is a new Model with the
  * same tie structure, so it writes back in the same `tied` format at the same size.
  */
-import { FfmergeError, fromNativeError, abortError } from '../errors';
+import { FfmergeError, fromNativeError, abortError, showValue } from '../errors';
+import { checkOneOf, checkOptions } from '../arguments';
+import { isInt32Array } from '../typed-arrays';
 import { checkJobOptions, guardProgress, type Progress } from '../native/job';
 import { trainAddon, type NativeFinetuneArgs, type NativeImageFinetuneArgs, type NativeStepLog } from '../native/train';
-import { Model } from '../model/model';
+import { checkModel, Model } from '../model/model';
 
 export interface FinetuneProgress extends Progress {
   phase: 'finetune';
@@ -97,14 +99,14 @@ function concat(parts: Int32Array[]): Int32Array {
 }
 
 function positiveInt(v: number | undefined, what: string, dflt: number, zeroOk = false): number {
-  const n = v ?? dflt;
-  if (!Number.isInteger(n) || n < (zeroOk ? 0 : 1)) throw new FfmergeError('INVALID_ARGUMENT', `finetune: ${what} must be a ${zeroOk ? 'non-negative' : 'positive'} integer (got ${v})`);
+  const n = v === undefined ? dflt : v;
+  if (!Number.isInteger(n) || n < (zeroOk ? 0 : 1)) throw new FfmergeError('INVALID_ARGUMENT', `finetune: ${what} must be a ${zeroOk ? 'non-negative' : 'positive'} integer (got ${showValue(v)})`);
   return n;
 }
 
 function nonNegative(v: number | undefined, what: string, dflt: number): number {
-  const n = v ?? dflt;
-  if (!Number.isFinite(n) || n < 0) throw new FfmergeError('INVALID_ARGUMENT', `finetune: ${what} must be a non-negative number (got ${v})`);
+  const n = v === undefined ? dflt : v;
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw new FfmergeError('INVALID_ARGUMENT', `finetune: ${what} must be a non-negative number (got ${showValue(v)})`);
   return n;
 }
 
@@ -132,13 +134,31 @@ function imageArgs(model: Model, data: LabelledImages, validation: FinetuneOptio
   };
 }
 
+const FINETUNE_KEYS: readonly (keyof FinetuneOptions)[] = [
+  'data', 'steps', 'lr', 'batch', 'seq', 'micro', 'warmup', 'schedule', 'weightDecay', 'clip', 'seed', 'trainable', 'validation', 'evalEvery', 'signal', 'onProgress',
+];
+
+/** Token data: one Int32Array or a list of them (a string, a plain number list or a bare object is refused). */
+const isTokenData = (v: unknown): boolean => isInt32Array(v) || (Array.isArray(v) && v.every(isInt32Array));
+
 export async function finetune(model: Model, opts: FinetuneOptions): Promise<FinetuneResult> {
+  checkModel(model, 'finetune(model, options): model');
+  if (opts === undefined || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `finetune(model, options): options must be an object { data, steps, … } (got ${showValue(opts)})`);
+  checkOptions(opts, 'finetune(model, options): options', FINETUNE_KEYS);
   checkJobOptions(opts);
+  if (!isImages(opts.data) && !isTokenData(opts.data)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `finetune: data must be token ids (an Int32Array or a list of them) or labelled images { pixels, labels } (got ${showValue(opts.data)})`);
+  }
+  if (opts.validation !== undefined && !isImages(opts.validation) && !(Array.isArray(opts.validation) && opts.validation.every(isInt32Array))) {
+    throw new FfmergeError('INVALID_ARGUMENT', `finetune: validation must be token blocks (a list of Int32Arrays) or labelled images { pixels, labels } (got ${showValue(opts.validation)})`);
+  }
+  checkOneOf(opts.schedule, 'finetune: schedule', ['constant', 'cosine'] as const);
+  checkOneOf(opts.trainable, 'finetune: trainable', ['all', 'ff'] as const);
   if (opts.signal?.aborted) throw abortError();
   const steps = positiveInt(opts.steps, 'steps', 0);
   const batch = positiveInt(opts.batch, 'batch', 8);
-  const lr = opts.lr ?? 2e-4;
-  if (!(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `finetune: lr must be a positive number (got ${opts.lr})`);
+  const lr = opts.lr === undefined ? 2e-4 : opts.lr;
+  if (typeof lr !== 'number' || !(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `finetune: lr must be a positive number (got ${showValue(opts.lr)})`);
   const common = {
     steps,
     batch,

@@ -5,7 +5,8 @@
  * the `ffmerge` record — is the source's. Written atomically, like every output (writeCheckpoint).
  */
 import { readConfig } from '../model/load';
-import type { Model } from '../model/model';
+import { checkModel, type Model } from '../model/model';
+import { FfmergeError, showValue } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';
 import { checkOutputDir, writeCheckpoint, type WriteCheckpointResult } from '../checkpoint/write';
 import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
@@ -34,6 +35,8 @@ export function slotTensors(model: Model, opts: JobOptions = {}): Promise<Record
 }
 
 export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<WriteCheckpointResult> {
+  checkModel(model, 'saveTrained(model, options): model');
+  if (typeof o !== 'object' || o === null) throw new FfmergeError('INVALID_ARGUMENT', `saveTrained(model, options): options must be an object { source, out, … } (got ${showValue(o)})`);
   checkJobOptions(o);
   checkOutputDir(o.source, o.out, o.overwrite); // refused before the weights are read
   const signal = o.signal ? { signal: o.signal } : {};

@@ -22,6 +22,7 @@ import { needsExternalData, writeOnnx, OPSET, type SerializeResult } from './ser
 import { DECODER_MERGED_FILE, ENCODER_FILE, buildSeq2SeqDecoderMerged, buildSeq2SeqEncoder, seq2seqUnsupported } from './seq2seq';
 import { ExportWeights, type WeightDType } from './weights';
 import { buildVitClassifier } from './vit';
+import { checkPath } from '../../arguments';
 
 export interface ExportOnnxOptions extends JobOptions {
   out: string;
@@ -93,6 +94,7 @@ function filesFor(arch: Architecture, config: Config): OnnxFile[] {
 
 /** Throws UNSUPPORTED_ARCHITECTURE (or a config error) unless exportOnnx can export this model; reads config.json only. */
 export async function checkOnnxExportable(modelDir: string): Promise<void> {
+  checkPath(modelDir, 'checkOnnxExportable(modelDir): modelDir');
   const config = await readConfig(modelDir);
   filesFor(architectureOf(config), config);
 }
@@ -107,6 +109,7 @@ function generationConfig(source: string, config: Config): string {
 }
 
 export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Promise<ExportOnnxResult> {
+  checkPath(modelDir, 'exportOnnx(modelDir, options): modelDir');
   if (typeof opts !== 'object' || opts === null || typeof opts.out !== 'string') {
     throw new FfmergeError('INVALID_ARGUMENT', 'exportOnnx(modelDir, options): options.out must be the output folder');
   }

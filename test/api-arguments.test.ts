@@ -1,0 +1,164 @@
+/**
+ * Every public function given an argument of the wrong type, or an option out of range, refuses it with an
+ * FfmergeError (INVALID_ARGUMENT; OPTION_NOT_APPLICABLE for compress's unknown options) whose message names the
+ * argument: never a TypeError from Node or from our code, and never a value taken silently (a string prompt
+ * read as token 0, maxTokens NaN read as "all", k: null read as the default). Async functions reject; sync
+ * functions throw.
+ */
+import * as path from 'node:path';
+import * as lib from '../lib/index';
+import { FfmergeError } from '../lib/errors';
+import type { Model } from '../lib/model/model';
+import { removeSyntheticDirs, tempDir } from './helpers/synthetic-model';
+
+const MODEL = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
+const CAL = path.join(MODEL, 'calibration.txt');
+const COMPRESS = { k: 2, calibration: CAL, calibrationTokens: 2048, validationTokens: 1024, method: 'permute', recover: 'none' };
+
+let m: Model;
+let ff: lib.CanonicalFFWeights;
+let out: string;
+beforeAll(async () => {
+  m = await lib.loadModel(MODEL);
+  ff = m.ffWeights(0);
+  out = path.join(tempDir('api-args'), 'out');
+});
+afterAll(() => {
+  m?.dispose();
+  removeSyntheticDirs();
+});
+
+// `any` on purpose: every call below breaks the declared types, as an untyped caller (plain JS) would
+/* eslint-disable @typescript-eslint/no-explicit-any */
+const bad = (v: unknown): any => v;
+
+type Case = [label: string, call: () => unknown, mentions: string, code?: 'INVALID_ARGUMENT' | 'OPTION_NOT_APPLICABLE'];
+
+/** Async functions: the call returns a promise that rejects. */
+const asyncCases: Case[] = [
+  // paths that are not strings (Node's "path must be string" TypeError before)
+  ['compress(5, opts)', () => lib.compress(bad(5), COMPRESS), 'modelDir'],
+  ['compress(undefined, opts)', () => lib.compress(bad(undefined), COMPRESS), 'modelDir'],
+  ['loadModel()', () => (lib.loadModel as any)(), 'dir'],
+  ['inspectModel(5)', () => lib.inspectModel(bad(5)), 'dir'],
+  ['inspectModel("")', () => lib.inspectModel(''), 'dir'],
+  ['loadTokenizer(5)', () => lib.loadTokenizer(bad(5)), 'modelDir'],
+  ['tokenizeFile(5, file)', () => lib.tokenizeFile(bad(5), CAL), 'tokenizerDir'],
+  ['tokenizeFile(dir, 5)', () => lib.tokenizeFile(MODEL, bad(5)), 'file'],
+  ['checkOnnxExportable(5)', () => lib.checkOnnxExportable(bad(5)), 'modelDir'],
+  ['exportOnnx(5, {out})', () => lib.exportOnnx(bad(5), { out }), 'modelDir'],
+  ['readTies(5)', () => lib.readTies(bad(5)), 'dir'],
+  ['CheckpointReader.open(5)', () => lib.CheckpointReader.open(bad(5)), 'dir'],
+  ['SafetensorsReader.open(5)', () => lib.SafetensorsReader.open(bad(5)), 'path'],
+  ['writeSafetensors(5, [])', () => lib.writeSafetensors(bad(5), []), 'file'],
+  ['writeSafetensors(file, null)', () => lib.writeSafetensors(path.join(out, 'x.safetensors'), bad(null)), 'tensors'],
+  ['readText(5)', () => lib.readText(bad(5)), 'file'],
+  ['readTokenRows(5)', () => lib.readTokenRows(bad(5)), 'file'],
+  ['readParallel(5, 5)', () => lib.readParallel(bad(5), bad(5)), 'sourceFile'],
+  ['readParallelTsv(5)', () => lib.readParallelTsv(bad(5)), 'TSV'],
+  ['loadIdxImages(5)', () => lib.loadIdxImages(bad(5)), 'imagesFile'],
+  ['loadPreprocessor(5)', () => lib.loadPreprocessor(bad(5)), 'dir'],
+  ['loadGenerationConfig(5)', () => lib.loadGenerationConfig(bad(5)), 'dir'],
+  ['convertCheckpoint(5, out, "tied")', () => lib.convertCheckpoint(bad(5), out, 'tied'), 'dir'],
+  ['writeCheckpoint(null)', () => lib.writeCheckpoint(bad(null)), 'options'],
+  // models, blocks, tokenizers that are not ones
+  ['perplexity(m, "x")', () => lib.perplexity(m, bad('x')), 'blocks'],
+  ['perplexity(m, null)', () => lib.perplexity(m, bad(null)), 'blocks'],
+  ['perplexity(null, blocks)', () => lib.perplexity(bad(null), [new Int32Array(9)]), 'model'],
+  ['perplexity(m, blocks, null)', () => lib.perplexity(m, [new Int32Array(9)], bad(null)), 'options'],
+  ['greedy(m, "ab", 3)', () => lib.greedy(m, 'ab' as any, 3), 'prompt'],
+  ['greedy(null, [1], 3)', () => lib.greedy(bad(null), [1], 3), 'model'],
+  ['saveTrained(null, {source, out})', () => lib.saveTrained(bad(null), { source: MODEL, out }), 'model'],
+  ['saveTrained(m, null)', () => lib.saveTrained(m, bad(null)), 'options'],
+  ['translate(null, …)', () => lib.translate(bad(null), bad(null), ['a']), 'model'],
+  ['evaluateImageClassifier(null, …)', () => lib.evaluateImageClassifier(bad(null), bad(null), bad(null)), 'model'],
+  ['loadSplitBlocks(null, file, 64)', () => lib.loadSplitBlocks(bad(null), CAL, 64), 'tokenizer'],
+  ['m.withFF(null)', () => m.withFF(bad(null)), 'overrides'],
+  ['m.withFF({})', () => m.withFF(bad({})), 'overrides'],
+  ['m.withFF([{ layer: 0, ff: {} }])', () => m.withFF([{ layer: 0, ff: bad({}) }]), 'overrides'],
+  ['m.withFF(map, null)', () => m.withFF(new Map([[0, ff]]), bad(null)), 'options'],
+  ['m.readFFWeights(0, null)', () => m.readFFWeights(0, bad(null)), 'options'],
+  ['matmul(a, b) without a shape', () => (lib.matmul as any)(new Float32Array(4), new Float32Array(4)), 'shape'],
+  ['matmul([1], [1], shape)', () => lib.matmul(bad([1]), bad([1]), { m: 1, n: 1, k: 1 }), 'a must be a Float32Array'],
+  ['matmul(a, b, shape, null)', () => lib.matmul(new Float32Array(2), new Float32Array(2), { m: 2, n: 2, k: 1 }, bad(null)), 'options'],
+  ['averageFFAsync("x")', () => lib.averageFFAsync(bad('x')), 'ffs'],
+  ['averageFFAsync([ff], null)', () => lib.averageFFAsync([ff], bad(null)), 'options'],
+  ['permuteFFAsync(ff, "x")', () => lib.permuteFFAsync(ff, bad('x')), 'permutation'],
+  ['finetune(m, { steps: 1 }) without data', () => lib.finetune(m, bad({ steps: 1 })), 'data'],
+  ['finetune(m, { data: "x" })', () => lib.finetune(m, bad({ data: 'x', steps: 1 })), 'data'],
+  ['finetune(m, null)', () => lib.finetune(m, bad(null)), 'options'],
+  ['finetune(null, opts)', () => lib.finetune(bad(null), { data: new Int32Array(64), steps: 1 }), 'model'],
+  // options of the wrong type or out of range, taken silently before
+  ['tokenizeFile maxTokens "5"', () => lib.tokenizeFile(MODEL, CAL, { maxTokens: bad('5') }), 'maxTokens'],
+  ['tokenizeFile maxTokens NaN', () => lib.tokenizeFile(MODEL, CAL, { maxTokens: NaN }), 'maxTokens'],
+  ['tokenizeFile format "x"', () => lib.tokenizeFile(MODEL, CAL, { format: bad('x'), maxTokens: 10 }), 'format'],
+  ['tokenizeFile options null', () => lib.tokenizeFile(MODEL, CAL, bad(null)), 'options'],
+  ['loadModel(dir, "x")', () => lib.loadModel(MODEL, bad('x')), 'options'],
+  ['loadModel stream "x"', () => lib.loadModel(MODEL, { stream: bad('x') }), 'stream'],
+  ['loadModel mmap "no"', () => lib.loadModel(MODEL, { mmap: bad('no') }), 'mmap'],
+  ['loadModel unknown option', () => lib.loadModel(MODEL, bad({ bogus: 1 })), 'bogus'],
+  ['finetune trainable 5', () => lib.finetune(m, { data: new Int32Array(4096).fill(5), steps: 1, trainable: bad(5) }), 'trainable'],
+  ['finetune schedule "linear"', () => lib.finetune(m, { data: new Int32Array(4096).fill(5), steps: 1, schedule: bad('linear') }), 'schedule'],
+  ['finetune batch null', () => lib.finetune(m, { data: new Int32Array(4096).fill(5), steps: 1, batch: bad(null) }), 'batch'],
+  ['finetune unknown option', () => lib.finetune(m, bad({ data: new Int32Array(4096).fill(5), steps: 1, learningRate: 1 })), 'learningRate'],
+  ['compress overwrite "yes"', () => lib.compress(MODEL, { ...COMPRESS, out, overwrite: bad('yes') }), 'overwrite'],
+  ['compress k null', () => lib.compress(MODEL, { ...COMPRESS, k: bad(null) }), 'k'],
+  ['compress k "2"', () => lib.compress(MODEL, { ...COMPRESS, k: bad('2') }), 'k'],
+  ['compress calibrationTokens null', () => lib.compress(MODEL, { ...COMPRESS, calibrationTokens: bad(null) }), 'calibrationTokens'],
+  ['compress maxShardSize -1', () => lib.compress(MODEL, { ...COMPRESS, maxShardSize: -1 }), 'maxShardSize'],
+  ['compress maxShardSize NaN (no out)', () => lib.compress(MODEL, { ...COMPRESS, maxShardSize: NaN }), 'maxShardSize'],
+  ['compress options []', () => lib.compress(MODEL, bad([])), 'options'],
+  ['compress unknown option', () => lib.compress(MODEL, bad({ ...COMPRESS, bogus: 1 })), 'bogus', 'OPTION_NOT_APPLICABLE'],
+];
+
+/** Sync functions: the call throws. */
+const syncCases: Case[] = [
+  ['averageFF([{}])', () => lib.averageFF([bad({})]), 'FF 0'],
+  ['averageFF("x")', () => lib.averageFF(bad('x')), 'ffs'],
+  ['permuteFF(null, p)', () => lib.permuteFF(bad(null), [0]), 'ff'],
+  ['permuteFFConv1D({}, p)', () => lib.permuteFFConv1D(bad({}), [0]), 'ff'],
+  ['m.withoutLayers(null)', () => m.withoutLayers(bad(null)), 'drop'],
+  ['m.withoutLayers({ decoder: "1" })', () => m.withoutLayers(bad({ decoder: '1' })), 'drop.decoder'],
+  ['m.sharesFF(0, null, 0)', () => m.sharesFF(0, bad(null), 0), 'other'],
+  ['m.weightDtypes("x")', () => m.weightDtypes(bad('x')), '"x" stack'],
+  ['cutBlocks("x", 4)', () => lib.cutBlocks(bad('x'), 4), 'tokens'],
+  ['tokenizeToBlocks(null, "x", 4)', () => lib.tokenizeToBlocks(bad(null), 'x', 4), 'tokenizer'],
+  ['enumerateWindows("x", 2)', () => lib.enumerateWindows(bad('x'), 2), 'layers'],
+];
+
+function expectRefusal(err: unknown, mentions: string, code: string): void {
+  expect(err).toBeInstanceOf(FfmergeError);
+  expect((err as FfmergeError).code).toBe(code);
+  expect((err as FfmergeError).message).toContain(mentions);
+}
+
+test.each(asyncCases)('%s rejects with a typed error', async (_label, call, mentions, code = 'INVALID_ARGUMENT') => {
+  let p: unknown;
+  expect(() => (p = call())).not.toThrow(); // async functions reject, never throw
+  expect(p).toBeInstanceOf(Promise);
+  const err = await (p as Promise<unknown>).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expectRefusal(err, mentions, code);
+});
+
+test.each(syncCases)('%s throws a typed error', (_label, call, mentions, code = 'INVALID_ARGUMENT') => {
+  let err: unknown;
+  try {
+    call();
+  } catch (e) {
+    err = e;
+  }
+  expectRefusal(err, mentions, code);
+});
+
+test('valid arguments still work: tokenizeFile with maxTokens Infinity reads everything', async () => {
+  const all = await lib.tokenizeFile(MODEL, CAL);
+  expect((await lib.tokenizeFile(MODEL, CAL, { maxTokens: Infinity })).length).toBe(all.length);
+  expect((await lib.tokenizeFile(MODEL, CAL, { maxTokens: 5, format: 'txt' })).length).toBe(5);
+});
+
+test('a typed array in an argument is shown by kind and length, not written out', () => {
+  expect(() => lib.averageFF([bad({ d: 'x', wIn: new Float32Array(1 << 20) })])).toThrow(/Float32Array\(1048576\)/);
+});
