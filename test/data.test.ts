@@ -6,7 +6,7 @@ import { countPredictions, cutBlocks, loadSplitBlocks } from '../lib/data/blocks
 import { readParallel, readParallelTsv, streamParallel } from '../lib/data/parallel';
 import { readDocuments, readLines, readText, TEXT_HEAD_BYTES } from '../lib/data/text';
 import { loadTokenizer } from '../lib/tokenizer';
-import { tokenizeFile } from '../lib/data/tokenize-file';
+import { MAX_TOKENIZER_WORKERS, tokenizeFile } from '../lib/data/tokenize-file';
 import { blocksFrom, takeTokens } from '../lib/pipeline/data';
 import { prng } from './helpers/safetensors-bytes';
 import { describeShared, hasShared, sharedPath } from './helpers/shared';
@@ -160,6 +160,37 @@ describe('what is not text is INVALID_DATA', () => {
         await expect(tokenizeFile(model, f, { maxTokens: 10 })).rejects.toMatchObject({ code: 'INVALID_DATA' });
         await expect(blocksFrom(f, { blockSize: 16, what: 'validation', tokenizerDir: model })).rejects.toMatchObject({ code: 'INVALID_DATA' });
       }
+    });
+
+    test('an abort just after the call, while the file is checked, rejects ABORTED (no worker is started for it)', async () => {
+      const f = write('w-abort.txt', 'Once upon a time there was a cat.\n'.repeat(20_000));
+      const ac = new AbortController();
+      const p = tokenizeFile(model, f, { signal: ac.signal });
+      ac.abort(); // before: the listener was added after the checks, so this abort was never seen
+      await expect(p).rejects.toMatchObject({ code: 'ABORTED' });
+      // the slot it did not take is free: a later call runs
+      expect((await tokenizeFile(model, f, { maxTokens: 8 })).length).toBe(8);
+    });
+
+    test('concurrent calls share at most MAX_TOKENIZER_WORKERS threads; a waiting call can be aborted', async () => {
+      const f = write('w-many.txt', 'Once upon a time there was a cat.\n'.repeat(3_000));
+      const threads = () => Number(/^Threads:\s+(\d+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0);
+      const linux = fs.existsSync('/proc/self/status');
+      const before = linux ? threads() : 0;
+      let peak = before;
+      const sampler = setInterval(() => (peak = Math.max(peak, linux ? threads() : 0)), 2);
+      const n = MAX_TOKENIZER_WORKERS + 14;
+      const ac = new AbortController();
+      const calls = Array.from({ length: n }, (_, i) => tokenizeFile(model, f, i === n - 1 ? { signal: ac.signal } : {}));
+      ac.abort(); // the last call is still waiting for a slot
+      const results = await Promise.allSettled(calls);
+      clearInterval(sampler);
+      expect(results[n - 1]).toMatchObject({ status: 'rejected', reason: { code: 'ABORTED' } });
+      const lengths = results.slice(0, -1).map((r) => (r.status === 'fulfilled' ? r.value.length : -1));
+      expect(new Set(lengths).size).toBe(1);
+      expect(lengths[0]).toBeGreaterThan(0);
+      // a worker is one thread or two (its own, and libuv's for its file reads); one per call before
+      if (linux) expect(peak - before).toBeLessThanOrEqual(2 * MAX_TOKENIZER_WORKERS + 2);
     });
 
     test('a file shorter than the worker\'s 2-byte sniff gives the tokenizer\'s ids, no NUL padding', async () => {

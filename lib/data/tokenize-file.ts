@@ -13,6 +13,7 @@
  * twice the work of one pass). At the end of the file every id is kept, exactly as one whole-file call.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { FfmergeError, abortError, showValue, type ErrorCode } from '../errors';
@@ -196,6 +197,48 @@ function workerMain(): void {
 const WORKER_SOURCE = `(${workerMain.toString()})()`;
 
 /**
+ * A bound on threads: tokenizer workers running at once in this process, each a thread with its own V8
+ * heap. Calls beyond it wait their turn (abortably), so a server running many jobs does not start a thread
+ * per job. Process-wide on purpose, like the addon's thread pool.
+ */
+class WorkerSlots {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(readonly max: number) {}
+
+  /** Resolves with the slot's release function once one is free; rejects ABORTED if the signal fires first. */
+  acquire(signal?: AbortSignal): Promise<() => void> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(abortError());
+      const grant = () => {
+        signal?.removeEventListener('abort', onAbort);
+        this.running++;
+        let released = false;
+        resolve(() => {
+          if (released) return;
+          released = true;
+          this.running--;
+          this.waiting.shift()?.();
+        });
+      };
+      const onAbort = () => {
+        const i = this.waiting.indexOf(grant);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(abortError());
+      };
+      if (this.running < this.max) return grant();
+      this.waiting.push(grant);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+/** At most one tokenizer thread per core (tokenizing is CPU-bound: more would only share the cores). */
+export const MAX_TOKENIZER_WORKERS = Math.max(1, os.availableParallelism());
+const WORKER_SLOTS = new WorkerSlots(MAX_TOKENIZER_WORKERS);
+
+/**
  * The ids of a text file (.txt, .gz, .jsonl of {"text"}) under the model's tokenizer, no special tokens
  * added, tokenized in a worker thread; the first maxTokens of them when a budget is given. Aborting the signal
  * terminates the worker at once, whatever it is doing.
@@ -220,6 +263,8 @@ export async function tokenizeFile(tokenizerDir: string, file: string, opts: Tok
   // The data file also must look like text (a .gz that is gzip, no binary first block): text.ts's check, so
   // the worker and the streaming readers refuse the same files.
   await checkTextFile(file);
+  // an abort during the checks above fired no listener yet: it is honoured here, before a worker starts
+  if (signal?.aborted) throw abortError();
   const maxTokens = opts.maxTokens !== undefined && opts.maxTokens !== Infinity ? opts.maxTokens : null;
   let tokenizerConfig: Record<string, unknown>;
   try {
@@ -237,14 +282,23 @@ export async function tokenizeFile(tokenizerDir: string, file: string, opts: Tok
     maxTokens,
     safety: SAFETY_TOKENS,
   };
+  const release = await WORKER_SLOTS.acquire(signal);
+  let worker: Worker;
+  try {
+    if (signal?.aborted) throw abortError(); // aborted while the slot was being handed over
+    worker = new Worker(WORKER_SOURCE, { eval: true, workerData: input });
+  } catch (e) {
+    release();
+    throw e;
+  }
   return new Promise<Int32Array>((resolve, reject) => {
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: input });
     let settled = false;
     const finish = (err: Error | undefined, ids?: Int32Array) => {
       if (settled) return;
       settled = true;
       signal?.removeEventListener('abort', onAbort);
-      void worker.terminate();
+      // the slot is free once the thread is gone, not when the promise settles
+      void worker.terminate().finally(release);
       if (err) reject(err);
       else resolve(ids!);
     };
