@@ -335,3 +335,29 @@ describe('item 12: every long call refuses a signal or progress callback of the 
     }
   });
 });
+
+describe('item 13: progress a server can draw', () => {
+  const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
+  it("every phase's count only goes up and never passes its total; the last search count is its total", async () => {
+    const text = path.join(BUNDLED, 'calibration.txt');
+    const seen = new Map<string, { done: number; total: number }[]>();
+    const out = path.join(tempDir('progress'), 'out');
+    await compress(BUNDLED, {
+      calibration: text, calibrationTokens: 4096, validationTokens: 2048, test: text, testTokens: 1024, batchBlocks: 2,
+      k: 2, method: 'permute', recover: 'none', baselines: ['drop-ff', 'drop-layers'], out,
+      onProgress: (p) => seen.set(p.phase, [...(seen.get(p.phase) ?? []), { done: p.done, total: p.total }]),
+    });
+    // before: the base, merged and baseline tests each restarted 'test' at 1, and search ended at 4/5
+    expect([...seen.keys()]).toEqual(expect.arrayContaining(['features', 'search', 'baselines', 'test', 'save']));
+    for (const [phase, events] of seen) {
+      for (const [i, e] of events.entries()) {
+        expect({ phase, done: e.done, ok: e.done <= e.total }).toEqual({ phase, done: e.done, ok: true });
+        if (i > 0) expect({ phase, done: e.done, ok: e.done >= events[i - 1]!.done }).toEqual({ phase, done: e.done, ok: true });
+      }
+    }
+    const search = seen.get('search')!;
+    expect(search[search.length - 1]!.done).toBe(search[search.length - 1]!.total);
+    const test = seen.get('test')!;
+    expect(test[test.length - 1]!.done).toBe(test[test.length - 1]!.total);
+  });
+});

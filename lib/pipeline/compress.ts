@@ -94,11 +94,12 @@ class PhaseClock {
   readonly timings: Record<string, number> = {};
   private t0 = performance.now();
   constructor(private readonly signal: AbortSignal | undefined) {}
-  lap(phase: string): void {
+  /** `last`: the work is done and written, so an abort that comes now no longer undoes it. */
+  lap(phase: string, last = false): void {
     const now = performance.now();
     this.timings[phase] = (this.timings[phase] ?? 0) + (now - this.t0) / 1000;
     this.t0 = now;
-    if (this.signal?.aborted) throw abortError();
+    if (!last && this.signal?.aborted) throw abortError();
   }
 }
 
@@ -318,7 +319,8 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
 
     // ---- search: each group's candidates scored on the search split, the best by the metric kept ----
     const isBetter = better((task.selection ?? task.metric).higherIsBetter);
-    const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length + groups.length * (pairWindows.length + 1) : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
+    // the pair scan, when it runs, scores every pair and then the chosen pairs together, per group
+    const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length + (pairing ? groups.length * (pairWindows.length + 1) : 0) : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
     // Candidates scored per phase (every baseline's count towards one 'baselines' bar). Each candidate is
     // announced as it starts, with its label: one candidate of a large model takes minutes.
     const scored: Record<string, number> = {};
@@ -418,10 +420,15 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const base: CompressResult['base'] = { validation: baseVal };
     const mergedMetric: CompressResult['merged'] = { validation: mergedVal };
     if (task.test) {
-      const testJob = as('test');
-      base.test = await task.test(model, testJob);
-      mergedMetric.test = await task.test(mergedModel, testJob);
-      for (const [name, v] of baselineModels) baselineResults[name]!.test = await task.test(v, testJob);
+      // one 'test' phase over every model tested (base, merged, each baseline): its count never goes back
+      const tested = 2 + baselineModels.size;
+      const testJob = (i: number): JobOptions => ({
+        ...quiet,
+        ...(onProgress ? { onProgress: (p) => onProgress({ ...p, phase: 'test', done: i * p.total + p.done, total: tested * p.total }) } : {}),
+      });
+      base.test = await task.test(model, testJob(0));
+      mergedMetric.test = await task.test(mergedModel, testJob(1));
+      for (const [i, [name, v]] of [...baselineModels].entries()) baselineResults[name]!.test = await task.test(v, testJob(2 + i));
       clock.lap('test');
     }
 
@@ -459,7 +466,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     };
     onProgress?.({ phase: 'save', done: 0, total: 1 });
     if (options.out) result.out = await writeOutput(modelDir, options.out, format, options.overwrite, model, chosen, result, signal, options.maxShardSize);
-    clock.lap('save');
+    clock.lap('save', true); // written and renamed into place: the result stands
     onProgress?.({ phase: 'save', done: 1, total: 1 });
     return result;
   } finally {
