@@ -112,6 +112,14 @@ describe('forward input errors', () => {
     m.dispose();
   });
 
+  test('a sequence longer than the trained context of a rotary model (max_position_embeddings) is refused too', async () => {
+    const s = await syntheticLlama(); // max_position_embeddings 64
+    const m = await loadModel(s.dir);
+    await expectCode(m.forward({ ids: new Int32Array(65), batch: 1, seq: 65 }, { output: 'logits' }), 'SEQUENCE_TOO_LONG', '65', '64', 'max_position_embeddings');
+    await expect(m.forward({ ids: new Int32Array(64), batch: 1, seq: 64 }, { output: 'logits' })).resolves.toBeDefined();
+    m.dispose();
+  });
+
   test('token ids outside the vocabulary, wrong lengths, bad layer ranges, disposed models', async () => {
     const s = await syntheticGpt2({ vocab: 50 });
     const m = await loadModel(s.dir);

@@ -51,7 +51,7 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
       const blockSize = fitBlockSize(int(o.blockSize, 'block-size'), 256, m.spec.maxPositions, '--block-size');
       const budget = int(o.tokens, 'tokens') ?? Infinity;
       const blocks = takeTokens(
-        await blocksFrom(o.data, { blockSize, what: 'data', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, signal, onProgress: bar.update }),
+        await blocksFrom(o.data, { blockSize, what: 'data', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, maxLength: m.spec.maxPositions, signal, onProgress: bar.update }),
         budget,
       );
       const total = await nllOf(m, makeBatches(blocks, 8), { signal, onProgress: bar.update });

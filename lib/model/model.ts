@@ -435,7 +435,10 @@ export class Model {
     } else if (!(ids instanceof Int32Array) || ids.length !== batch * seq) {
       throw new FfmergeError('INVALID_ARGUMENT', `ids must be an Int32Array of batch·seq = ${batch * seq} entries`);
     }
-    if (this.spec.positions === 'learned' && seq > this.spec.maxPositions) {
+    // Rotary positions have no table to run out of, but past the trained context the model is not what it was
+    // trained to be, and attention's memory grows with seq² (a million-token call took 12 GB): refused for
+    // every kind of position
+    if (this.spec.maxPositions > 0 && seq > this.spec.maxPositions) {
       throw new FfmergeError(
         'SEQUENCE_TOO_LONG',
         `sequence length ${seq} is longer than the model's ${this.spec.maxPositions} positions (config.json "${this.spec.maxPositionsField ?? 'max positions'}")`,

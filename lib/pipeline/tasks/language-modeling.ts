@@ -127,7 +127,7 @@ export const languageModeling: TaskKind = {
         ...(job.signal ? { signal: job.signal } : {}),
         ...(job.onProgress ? { onProgress: job.onProgress } : {}),
         vocab: spec.vocab,
-        ...(spec.positions === 'learned' ? { maxLength: spec.maxPositions } : {}),
+        ...(spec.maxPositions > 0 ? { maxLength: spec.maxPositions } : {}),
       });
       if (!spread || !drawn) return blocks;
       if (tokenCount(blocks) >= SPREAD_MAX_TOKENS) notes.push(`${what}: blocks drawn across the first ${SPREAD_MAX_TOKENS} tokens of the file`);
