@@ -69,6 +69,33 @@ test('progress reports step, loss, tokens/s and ETA; an AbortSignal stops betwee
   }
 });
 
+test('a batch far beyond memory costs one micro-batch of it, and an abort stops it between micro-batches', async () => {
+  // The step's window offsets used to be allocated up front, 8 bytes per sequence: a batch of 1e9 took 8 GB
+  // before the first cancellation check (and ignored the abort that long); this one failed OUT_OF_MEMORY.
+  const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 35 });
+  const m = await loadModel(s.dir);
+  try {
+    const ac = new AbortController();
+    let reports = 0;
+    const run = finetune(m, {
+      data: pattern(500, 23),
+      steps: 1,
+      batch: 1e13,
+      micro: 4,
+      seq: 16,
+      signal: ac.signal,
+      onProgress: () => {
+        reports++;
+        ac.abort();
+      },
+    });
+    await expect(run).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(reports).toBeGreaterThan(0);
+  } finally {
+    m.dispose();
+  }
+});
+
 test('a progress callback that throws stops the training, and the call rejects with its error', async () => {
   const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 34 });
   const m = await loadModel(s.dir);

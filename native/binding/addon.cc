@@ -55,6 +55,22 @@ void TuneAllocatorOnce() {
 #endif
 }
 
+// process.exit() (and an exit on an uncaught exception) emits 'exit' and then waits for every native job
+// still running before the process ends: Node joins its libuv threads (uv_library_shutdown), and a worker
+// thread's teardown waits for its pending work, both before any environment cleanup hook runs. So the
+// instance stops its jobs from an 'exit' listener: each then ends at its next cancellation check, and the
+// process ends within one such interval instead of after the whole job (a fine-tune: minutes). Registered
+// once per instance (Node loads an addon once per environment) on that environment's own process object.
+void StopJobsOnExit(Napi::Env env, const std::shared_ptr<JobRegistry>& jobs) {
+  Napi::Value process = env.Global().Get("process");
+  if (!process.IsObject()) return;  // an embedder without `process`: nothing emits 'exit' to listen to
+  Napi::Value on = process.As<Napi::Object>().Get("on");
+  if (!on.IsFunction()) return;
+  Napi::Function stop = Napi::Function::New(
+      env, [jobs](const Napi::CallbackInfo&) { jobs->stop_all(); }, "ffmergeStopJobsOnExit");
+  on.As<Napi::Function>().Call(process, {Napi::String::New(env, "exit"), stop});
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -62,7 +78,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->pool = std::make_unique<ThreadPool>(ThreadsFromEnv());
   data->reaper = std::make_shared<Reaper>();
-  env.SetInstanceData(data);  // deleted (pool joined) when the environment tears down
+  env.SetInstanceData(data);  // deleted (jobs stopped, pool joined) when the environment tears down
+  StopJobsOnExit(env, data->jobs);
   InitAll(env, exports);
   return exports;
 }

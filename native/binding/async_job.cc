@@ -16,6 +16,8 @@ Napi::Object AsyncJob::Start(Napi::Env env, Napi::Value on_progress, Work work, 
   auto* job = new AsyncJob(env, std::move(work), std::move(finish));  // deleted by node-addon-api when settled
   if (on_progress.IsFunction()) job->on_progress_ = Napi::Persistent(on_progress.As<Napi::Function>());
   job->pool_ = GetAddonData(env).pool.get();
+  job->jobs_ = GetAddonData(env).jobs;
+  job->jobs_key_ = job->jobs_->add(job->cancel_);  // so that an exiting process can stop it (addon.cc)
   auto flag = job->cancel_;
   Napi::Object handle = Napi::Object::New(env);
   handle.Set("promise", job->deferred_.Promise());
@@ -24,6 +26,10 @@ Napi::Object AsyncJob::Start(Napi::Env env, Napi::Value on_progress, Work work, 
                            env, [flag](const Napi::CallbackInfo&) { flag->store(true); }, "cancel"));
   job->Queue();
   return handle;
+}
+
+AsyncJob::~AsyncJob() {
+  if (jobs_) jobs_->remove(jobs_key_);
 }
 
 void AsyncJob::Execute(const ExecutionProgress& progress) {

@@ -42,6 +42,8 @@ class AsyncJob : public Napi::AsyncProgressWorker<ProgressMsg> {
   // promise then rejects with code ABORTED.
   static Napi::Object Start(Napi::Env env, Napi::Value on_progress, Work work, Finish finish);
 
+  ~AsyncJob() override;
+
  protected:
   void Execute(const ExecutionProgress& progress) override;
   void OnProgress(const ProgressMsg* data, size_t count) override;
@@ -57,6 +59,10 @@ class AsyncJob : public Napi::AsyncProgressWorker<ProgressMsg> {
   std::shared_ptr<std::atomic<bool>> cancel_;
   std::string error_code_;
   ThreadPool* pool_ = nullptr;  // the instance's pool, captured on the main thread
+  // The instance's registry of running jobs' cancel flags (addon_data.h), held so that removing this job's
+  // flag stays safe when the job outlives the instance's data in a teardown.
+  std::shared_ptr<JobRegistry> jobs_;
+  uint64_t jobs_key_ = 0;
 };
 
 // Helpers shared by binding files.

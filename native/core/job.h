@@ -5,8 +5,11 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -48,6 +51,45 @@ class JobControl {
   ProgressFn progress_;
   std::shared_ptr<std::atomic<bool>> cancel_;
   std::chrono::steady_clock::time_point last_{};
+};
+
+// The cancel flags of the jobs one owner (an addon instance) has running, so that it can stop them all at once.
+// Why: when a process or worker thread exits, Node waits for every job still running on its libuv threads
+// before it ends (process.exit() joins them in uv_library_shutdown), so a fine-tune of minutes kept a process
+// that had called process.exit() alive for minutes. stop_all() sets every flag: each job ends at its next
+// check() instead. Thread-safe; add/remove cost a lock, paid once per job.
+class JobRegistry {
+ public:
+  using Flag = std::shared_ptr<std::atomic<bool>>;
+
+  // Registers a job's flag; the key is for remove(). After stop_all() a new flag is set at once: a job started
+  // by an exit listener that runs after the owner's would otherwise hold the exit up just the same.
+  uint64_t add(Flag flag) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_) flag->store(true);
+    flags_.emplace(next_, std::move(flag));
+    return next_++;
+  }
+  void remove(uint64_t key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    flags_.erase(key);
+  }
+  // Sets the flag of every registered job and of every job added later.
+  void stop_all() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    for (auto& kv : flags_) kv.second->store(true);
+  }
+  size_t size() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return flags_.size();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, Flag> flags_;
+  uint64_t next_ = 0;
+  bool stopped_ = false;
 };
 
 }  // namespace ffm

@@ -6,11 +6,13 @@
 // step of 1e-3 to 3e-3: the finite-difference noise is then ~1e-4 of the gradient, far below any real bug.
 // (The float64 oracle of the whole model is test/finetune-gradients.test.ts.)
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <functional>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "check.h"
@@ -356,6 +358,53 @@ TEST(finetune_runs_and_keeps_the_tie) {
   CHECK(r.model->w.lm_head_w.buf == r.model->w.tok_emb.buf);
 }
 
+// The windows of a step are drawn micro-batch by micro-batch: the same windows, so the same losses, whatever
+// the micro-batch size.
+TEST(finetune_data_does_not_depend_on_the_micro_batch) {
+  auto s = tiny_gpt2_spec();
+  const model::Model m = model::build_model(s, tiny_gpt2_tensors(s, 26));
+  std::vector<int32_t> tokens(300);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t((i * 11 + i / 3) % s.vocab);
+  std::vector<std::vector<double>> losses;
+  for (size_t micro : {1, 2, 5}) {
+    TrainOptions o;
+    o.steps = 3, o.batch = 5, o.seq = 10, o.micro = micro, o.seed = 9;
+    o.adamw.lr = 1e-2f;
+    JobControl ctl(test::pool());
+    auto r = finetune(ctl, m, tokens, {}, 0, o, nullptr);
+    losses.emplace_back();
+    for (const auto& lg : r.log) losses.back().push_back(lg.loss);
+  }
+  for (size_t k = 1; k < losses.size(); ++k)
+    for (size_t i = 0; i < losses[0].size(); ++i) CHECK_NEAR(losses[k][i], losses[0][i], 1e-4 * std::abs(losses[0][i]));
+}
+
+// A batch far beyond memory (2^43 sequences) costs one micro-batch's memory, and a cancel between micro-batches
+// stops the step: the step's window offsets used to be allocated up front (8 bytes per sequence, bad_alloc here;
+// 8 GB for a batch of 1e9, filled before the first cancellation check).
+TEST(finetune_huge_batch_is_bounded_by_the_micro_batch_and_cancels_between_them) {
+  auto s = tiny_gpt2_spec();
+  const model::Model m = model::build_model(s, tiny_gpt2_tensors(s, 27));
+  std::vector<int32_t> tokens(100);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i % s.vocab);
+  TrainOptions o;
+  o.steps = 1, o.batch = size_t(1) << 43, o.seq = 8, o.micro = 2;
+  auto flag = std::make_shared<std::atomic<bool>>(false);
+  size_t reports = 0;
+  JobControl ctl(test::pool(), [&](double, double) { ++reports, flag->store(true); }, flag);
+  std::string outcome = "returned";
+  try {
+    finetune(ctl, m, tokens, {}, 0, o, nullptr);
+  } catch (const Cancelled&) {
+    outcome = "cancelled";
+  } catch (const std::exception& e) {
+    outcome = e.what();
+  }
+  if (outcome != "cancelled") std::printf("    outcome: %s\n", outcome.c_str());
+  CHECK(outcome == "cancelled");
+  CHECK(reports == 1);  // one micro-batch ran, the cancel stopped the next
+}
+
 
 namespace {
 
@@ -483,6 +532,44 @@ TEST(vit_finetune_lowers_the_validation_loss_and_keeps_the_tie) {
   CHECK_NEAR(e.loss, forward_cross_entropy(*r.model, im, &correct), 1e-5);
   CHECK_NEAR(e.accuracy, double(correct) / double(N), 1e-12);
   CHECK_NEAR(e.loss, r.val_after, 1e-6);
+}
+
+// Images: the same two properties as the token trainer's (draws micro-batch by micro-batch).
+TEST(vit_finetune_data_does_not_depend_on_the_micro_batch_and_a_huge_batch_cancels) {
+  auto s = tiny_vit_spec();
+  const model::Model m = model::build_model(s, tiny_vit_tensors(s, 45));
+  const size_t N = 7;  // odd: an epoch ends inside a step and inside a micro-batch
+  const Images im = image_data(s, N, 46);
+  const ImageSet train{im.pixels.data(), im.labels.data(), N};
+  std::vector<std::vector<double>> losses;
+  for (size_t micro : {1, 3, 5}) {
+    TrainOptions o;
+    o.steps = 3, o.batch = 5, o.micro = micro, o.seed = 9;
+    o.adamw.lr = 3e-3f;
+    JobControl ctl(test::pool());
+    auto r = finetune_images(ctl, m, train, ImageSet{}, o, nullptr);
+    losses.emplace_back();
+    for (const auto& lg : r.log) losses.back().push_back(lg.loss);
+  }
+  for (size_t k = 1; k < losses.size(); ++k)
+    for (size_t i = 0; i < losses[0].size(); ++i) CHECK_NEAR(losses[k][i], losses[0][i], 1e-4 * std::abs(losses[0][i]));
+
+  TrainOptions o;
+  o.steps = 1, o.batch = size_t(1) << 43, o.micro = 2;
+  auto flag = std::make_shared<std::atomic<bool>>(false);
+  size_t reports = 0;
+  JobControl ctl(test::pool(), [&](double, double) { ++reports, flag->store(true); }, flag);
+  std::string outcome = "returned";
+  try {
+    finetune_images(ctl, m, train, ImageSet{}, o, nullptr);
+  } catch (const Cancelled&) {
+    outcome = "cancelled";
+  } catch (const std::exception& e) {
+    outcome = e.what();
+  }
+  if (outcome != "cancelled") std::printf("    outcome: %s\n", outcome.c_str());
+  CHECK(outcome == "cancelled");
+  CHECK(reports == 1);
 }
 
 TEST_MAIN()

@@ -43,7 +43,8 @@ void check_options(const model::ModelSpec& s, const ImageSet& train, const Image
 
 }  // namespace
 
-ImageEval evaluate_images(ThreadPool* pool, const model::ModelSpec& s, ParamSet& ps, const ImageSet& set, size_t micro) {
+ImageEval evaluate_images(ThreadPool* pool, const model::ModelSpec& s, ParamSet& ps, const ImageSet& set, size_t micro,
+                          const JobControl* ctl) {
   ImageEval r{std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::quiet_NaN()};
   if (set.n == 0) return r;
   micro = std::max<size_t>(1, micro);
@@ -52,6 +53,7 @@ ImageEval evaluate_images(ThreadPool* pool, const model::ModelSpec& s, ParamSet&
   double sum = 0;
   size_t correct = 0;
   for (size_t b0 = 0; b0 < set.n; b0 += micro) {
+    if (ctl) ctl->check();
     const size_t B = std::min(micro, set.n - b0);
     sum += image_loss_and_grad(pool, s, ps, ImageBatch{set.pixels + b0 * px, set.labels + b0, B}, 0.0f, false, act,
                                &correct);
@@ -76,7 +78,7 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
   const size_t micro = choose_micro(s, o), px = s.channels * s.image_h * s.image_w;
   TrainResult res;
   if (validation.n) {
-    const ImageEval e = evaluate_images(pool, s, ps, validation, micro);
+    const ImageEval e = evaluate_images(pool, s, ps, validation, micro, &ctl);
     res.val_before = e.loss, res.acc_before = e.accuracy;
   }
 
@@ -87,25 +89,27 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
   Activations act;
   std::vector<float> pixels(micro * px);
   std::vector<int32_t> labels(micro);
-  std::vector<size_t> picks(o.batch);
+  // The next image of the seeded epoch-by-epoch shuffle. Drawn micro-batch by micro-batch, in order: nothing
+  // else draws within a step, so these are the draws of the whole batch made up front, and the data does not
+  // depend on the micro-batch size. Memory is the micro-batch's: the step's picks drawn first took 8 bytes per
+  // image of the batch (a batch of 1e9: 8 GB, allocated and filled before the first cancellation check).
+  auto draw = [&]() {
+    if (next == order.size()) {
+      for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+      next = 0;
+    }
+    return order[next++];
+  };
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t step = 0; step < o.steps; ++step) {
     ps.zero_grad();
-    // The whole step's images are drawn first, so the data does not depend on the micro-batch size.
-    for (auto& p : picks) {
-      if (next == order.size()) {
-        for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
-        next = 0;
-      }
-      p = order[next++];
-    }
     const double scale = 1.0 / double(o.batch);
     double nll = 0;
     for (size_t b0 = 0; b0 < o.batch; b0 += micro) {
       ctl.check();
       const size_t B = std::min(micro, o.batch - b0);
       for (size_t b = 0; b < B; ++b) {
-        const size_t i = picks[b0 + b];
+        const size_t i = draw();
         std::copy(train.pixels + i * px, train.pixels + (i + 1) * px, pixels.data() + b * px);
         labels[b] = train.labels[i];
       }
@@ -122,7 +126,7 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
     const bool last = step + 1 == o.steps;
     if (validation.n && (last || (o.eval_every && (step + 1) % o.eval_every == 0))) {
       ctl.check();
-      const ImageEval e = evaluate_images(pool, s, ps, validation, micro);
+      const ImageEval e = evaluate_images(pool, s, ps, validation, micro, &ctl);
       lg.val_loss = e.loss, lg.val_accuracy = e.accuracy;
     }
     if (!std::isfinite(lg.loss))

@@ -25,8 +25,9 @@ struct ImageEval {
   double accuracy = 0;  // top-1
 };
 
+// With ctl, a cancel is answered between micro-batches (a large validation set is many of them).
 ImageEval evaluate_images(ThreadPool* pool, const model::ModelSpec& s, ParamSet& ps, const ImageSet& images,
-                          size_t micro);
+                          size_t micro, const JobControl* ctl = nullptr);
 
 TrainResult finetune_images(JobControl& ctl, const model::Model& m, const ImageSet& train, const ImageSet& validation,
                             const TrainOptions& o, const std::function<void(const StepLog&)>& on_step);

@@ -42,7 +42,7 @@ void check_options(const model::ModelSpec& s, const std::vector<int32_t>& tokens
 }  // namespace
 
 double mean_block_loss(ThreadPool* pool, const model::ModelSpec& s, ParamSet& ps, const std::vector<int32_t>& blocks,
-                       size_t T, size_t micro) {
+                       size_t T, size_t micro, const JobControl* ctl) {
   if (blocks.empty() || T < 2) return std::numeric_limits<double>::quiet_NaN();
   const size_t n = blocks.size() / T;
   micro = std::max<size_t>(1, micro);
@@ -51,6 +51,7 @@ double mean_block_loss(ThreadPool* pool, const model::ModelSpec& s, ParamSet& ps
   size_t count = 0;
   std::vector<int32_t> targets;
   for (size_t b0 = 0; b0 < n; b0 += micro) {
+    if (ctl) ctl->check();
     const size_t B = std::min(micro, n - b0);
     targets.assign(B * T, -1);
     const int32_t* ids = blocks.data() + b0 * T;
@@ -75,7 +76,7 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
   ParamSet ps = params_from_model(m, o.trainable);
   const size_t micro = choose_micro(s, o), T = o.seq;
   TrainResult res;
-  if (!validation.empty()) res.val_before = mean_block_loss(pool, s, ps, validation, val_seq, micro);
+  if (!validation.empty()) res.val_before = mean_block_loss(pool, s, ps, validation, val_seq, micro, &ctl);
 
   Rng rng{o.seed};
   Activations act;
@@ -85,16 +86,17 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
   double tokens_done = 0;
   for (size_t step = 0; step < o.steps; ++step) {
     ps.zero_grad();
-    // The whole step's windows are drawn first, so the data does not depend on the micro-batch size.
-    std::vector<size_t> offsets(o.batch);
-    for (auto& off : offsets) off = rng.below(windows);
     const double scale = 1.0 / double(o.batch * T);
     double nll = 0;
     for (size_t b0 = 0; b0 < o.batch; b0 += micro) {
       ctl.check();
       const size_t B = std::min(micro, o.batch - b0);
+      // Each micro-batch draws its own windows, in order: nothing else draws from rng within a step, so these
+      // are the draws of the whole batch made up front, and the data does not depend on the micro-batch size.
+      // Memory is the micro-batch's: the step's offsets drawn first took 8 bytes per sequence of the batch
+      // (a batch of 1e9: 8 GB, allocated and filled before the first cancellation check).
       for (size_t b = 0; b < B; ++b) {
-        const int32_t* w = tokens.data() + offsets[b0 + b];
+        const int32_t* w = tokens.data() + rng.below(windows);
         std::copy(w, w + T, ids.data() + b * T);
         std::copy(w + 1, w + T + 1, targets.data() + b * T);
       }
@@ -112,7 +114,7 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
     const bool last = step + 1 == o.steps;
     if (!validation.empty() && (last || (o.eval_every && (step + 1) % o.eval_every == 0))) {
       ctl.check();
-      lg.val_loss = mean_block_loss(pool, s, ps, validation, val_seq, micro);
+      lg.val_loss = mean_block_loss(pool, s, ps, validation, val_seq, micro, &ctl);
     }
     if (!std::isfinite(lg.loss))
       throw Error("NON_FINITE_ACTIVATIONS", "training diverged at step " + std::to_string(step + 1) + " (loss is not finite)");

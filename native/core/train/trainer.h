@@ -51,8 +51,9 @@ TrainResult finetune(JobControl& ctl, const model::Model& m, const std::vector<i
                      const std::vector<int32_t>& validation, size_t val_seq, const TrainOptions& o,
                      const std::function<void(const StepLog&)>& on_step);
 
-// Mean NLL of blocks [n, T] on their next tokens (the loss the trainer's validation reports).
+// Mean NLL of blocks [n, T] on their next tokens (the loss the trainer's validation reports). With ctl, a
+// cancel is answered between micro-batches (a large validation set is many of them).
 double mean_block_loss(ThreadPool* pool, const model::ModelSpec& s, ParamSet& ps, const std::vector<int32_t>& blocks,
-                       size_t T, size_t micro);
+                       size_t T, size_t micro, const JobControl* ctl = nullptr);
 
 }  // namespace ffm::train
