@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <map>
 #include <functional>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -268,6 +268,21 @@ void check_model(const model::Model& m, const char* what) {
   }
 }
 
+// Runs a fine-tune of an absurd batch whose first progress report cancels it: "cancelled" when the cancel
+// stopped it after one micro-batch, else what happened (a bad_alloc of per-batch state, say).
+std::string outcome_of_cancelled_huge_batch(const std::function<void(JobControl&)>& run, size_t* reports) {
+  auto flag = std::make_shared<std::atomic<bool>>(false);
+  JobControl ctl(test::pool(), [&](double, double) { ++*reports, flag->store(true); }, flag);
+  try {
+    run(ctl);
+  } catch (const Cancelled&) {
+    return "cancelled";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "returned";
+}
+
 }  // namespace
 
 TEST(gpt2_model_gradient_matches_finite_differences) {
@@ -389,17 +404,8 @@ TEST(finetune_huge_batch_is_bounded_by_the_micro_batch_and_cancels_between_them)
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i % s.vocab);
   TrainOptions o;
   o.steps = 1, o.batch = size_t(1) << 43, o.seq = 8, o.micro = 2;
-  auto flag = std::make_shared<std::atomic<bool>>(false);
   size_t reports = 0;
-  JobControl ctl(test::pool(), [&](double, double) { ++reports, flag->store(true); }, flag);
-  std::string outcome = "returned";
-  try {
-    finetune(ctl, m, tokens, {}, 0, o, nullptr);
-  } catch (const Cancelled&) {
-    outcome = "cancelled";
-  } catch (const std::exception& e) {
-    outcome = e.what();
-  }
+  const std::string outcome = outcome_of_cancelled_huge_batch([&](JobControl& ctl) { finetune(ctl, m, tokens, {}, 0, o, nullptr); }, &reports);
   if (outcome != "cancelled") std::printf("    outcome: %s\n", outcome.c_str());
   CHECK(outcome == "cancelled");
   CHECK(reports == 1);  // one micro-batch ran, the cancel stopped the next
@@ -556,17 +562,8 @@ TEST(vit_finetune_data_does_not_depend_on_the_micro_batch_and_a_huge_batch_cance
 
   TrainOptions o;
   o.steps = 1, o.batch = size_t(1) << 43, o.micro = 2;
-  auto flag = std::make_shared<std::atomic<bool>>(false);
   size_t reports = 0;
-  JobControl ctl(test::pool(), [&](double, double) { ++reports, flag->store(true); }, flag);
-  std::string outcome = "returned";
-  try {
-    finetune_images(ctl, m, train, ImageSet{}, o, nullptr);
-  } catch (const Cancelled&) {
-    outcome = "cancelled";
-  } catch (const std::exception& e) {
-    outcome = e.what();
-  }
+  const std::string outcome = outcome_of_cancelled_huge_batch([&](JobControl& ctl) { finetune_images(ctl, m, train, ImageSet{}, o, nullptr); }, &reports);
   if (outcome != "cancelled") std::printf("    outcome: %s\n", outcome.c_str());
   CHECK(outcome == "cancelled");
   CHECK(reports == 1);
