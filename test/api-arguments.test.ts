@@ -124,6 +124,21 @@ const syncCases: Case[] = [
   ['cutBlocks("x", 4)', () => lib.cutBlocks(bad('x'), 4), 'tokens'],
   ['tokenizeToBlocks(null, "x", 4)', () => lib.tokenizeToBlocks(bad(null), 'x', 4), 'tokenizer'],
   ['enumerateWindows("x", 2)', () => lib.enumerateWindows(bad('x'), 2), 'layers'],
+  // metrics, config helpers, batches
+  ['corpusBleu("x", "y")', () => lib.corpusBleu(bad('x'), bad('y')), 'hypotheses'],
+  ['corpusBleu(["a"], ["a"])', () => lib.corpusBleu(['a'], bad(['a'])), 'references'],
+  ['sentenceBleu(5, ["a"])', () => lib.sentenceBleu(bad(5), ['a']), 'hypothesis'],
+  ['corpusChrf(5, 5)', () => lib.corpusChrf(bad(5), bad(5)), 'hypotheses'],
+  ['sentenceChrf("a", "b")', () => lib.sentenceChrf('a', bad('b')), 'references'],
+  ['tokenize13a(5)', () => lib.tokenize13a(bad(5)), 'line'],
+  ['top1Accuracy(null, 2, [0])', () => lib.top1Accuracy(bad(null), 2, [0]), 'logits'],
+  ['top1Accuracy([1, 0], 2, "0")', () => lib.top1Accuracy([1, 0], 2, bad('0')), 'labels'],
+  ['argmaxRows(null, 2)', () => lib.argmaxRows(bad(null), 2), 'logits'],
+  ['validateSpec(null)', () => lib.validateSpec(bad(null)), 'spec'],
+  ['architectureOf(null)', () => lib.architectureOf(bad(null)), 'config'],
+  ['ffStacks(null)', () => lib.ffStacks(bad(null)), 'config'],
+  ['buildModel(null, null, {})', () => lib.buildModel(bad(null), bad(null), {}), 'spec'],
+  ['imageBatches(null, pre, 7)', () => lib.imageBatches(bad(null), bad({}), 7), 'set'],
 ];
 
 function expectRefusal(err: unknown, mentions: string, code: string): void {

@@ -5,7 +5,7 @@
  *    translation for the decoder (input = decoder_start + target[:-1], as transformers' shift_tokens_right);
  *    the decoder's padded positions are not features (featureMask), the encoder's come from encoderMask.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import type { ForwardInput } from '../model/model';
 import type { Tokenizer } from '../tokenizer';
 import { imagesToTensor, type ImagePreprocessor, type ImageSet } from './images';
@@ -32,6 +32,10 @@ export function imageBatches(
   patch: number,
   opts: { start?: number; count?: number; batchSize?: number } = {},
 ): FeatureBatch[] {
+  if (typeof set !== 'object' || set === null || !(set.pixels instanceof Uint8Array)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `imageBatches: set must be an image set (loadIdxImages, loadImageFolder) (got ${showValue(set)})`);
+  }
+  if (typeof pre !== 'object' || pre === null) throw new FfmergeError('INVALID_ARGUMENT', `imageBatches: pre must be an image preprocessor (loadPreprocessor) (got ${showValue(pre)})`);
   const start = opts.start ?? 0;
   const count = opts.count ?? set.count - start;
   const batchSize = opts.batchSize ?? 64;

@@ -1,8 +1,11 @@
 /** Top-1 accuracy of classifier logits against integer labels. */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
+
+const isNumbers = (v: unknown): v is ArrayLike<number> => ArrayBuffer.isView(v) || (Array.isArray(v) && v.every((x) => typeof x === 'number'));
 
 /** Index of the largest logit in each row of a [rows, classes] matrix (first one on ties, like argmax). */
 export function argmaxRows(logits: ArrayLike<number>, classes: number): Int32Array {
+  if (!isNumbers(logits)) throw new FfmergeError('INVALID_ARGUMENT', `logits must be a typed array or a list of numbers (got ${showValue(logits)})`);
   if (!Number.isInteger(classes) || classes <= 0 || logits.length % classes !== 0) {
     throw new FfmergeError('SHAPE_MISMATCH', `logits of length ${logits.length} do not split into rows of ${classes} classes`);
   }
@@ -32,6 +35,7 @@ export interface AccuracyCounts {
 /** Counts rows whose argmax equals the label. */
 export function top1Accuracy(logits: ArrayLike<number>, classes: number, labels: ArrayLike<number>): AccuracyCounts {
   const pred = argmaxRows(logits, classes);
+  if (!isNumbers(labels)) throw new FfmergeError('INVALID_ARGUMENT', `labels must be a typed array or a list of numbers (got ${showValue(labels)})`);
   if (pred.length !== labels.length) {
     throw new FfmergeError('SHAPE_MISMATCH', `${pred.length} rows of logits but ${labels.length} labels`);
   }

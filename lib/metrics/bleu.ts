@@ -3,8 +3,7 @@
  * closest reference length for the brevity penalty, mixed case). Behaviour reproduced from
  * sacrebleu/metrics/bleu.py; the test suite checks sacreBLEU's own published test cases.
  */
-import { FfmergeError } from '../errors';
-import { pyRstrip, pySplit } from './text-utils';
+import { checkCorpus, checkSentence, pyRstrip, pySplit } from './text-utils';
 import { tokenize13a } from './tokenizer-13a';
 
 export type BleuSmoothing = 'exp' | 'none' | 'floor' | 'add-k';
@@ -105,16 +104,8 @@ export function computeBleu(
  * (sacrebleu.corpus_bleu(hyps, [refs1, refs2, ...])).
  */
 export function corpusBleu(hypotheses: readonly string[], references: readonly (readonly string[])[], opts: BleuOptions = {}): BleuResult {
+  checkCorpus('corpusBleu', hypotheses, references);
   const maxOrder = opts.maxNgramOrder ?? 4;
-  if (references.length === 0) throw new FfmergeError('INVALID_ARGUMENT', 'corpusBleu needs at least one reference stream');
-  for (const refs of references) {
-    if (refs.length !== hypotheses.length) {
-      throw new FfmergeError(
-        'INVALID_DATA',
-        `corpusBleu: ${hypotheses.length} hypotheses but a reference stream has ${refs.length} lines; they must be aligned`,
-      );
-    }
-  }
   const prep = (s: string): string[] => {
     const t = opts.lowercase ? s.toLowerCase() : s;
     const r = pyRstrip(t);
@@ -165,5 +156,6 @@ export function corpusBleu(hypotheses: readonly string[], references: readonly (
 
 /** Sentence BLEU as sacrebleu.sentence_bleu (effective order on, exp smoothing). */
 export function sentenceBleu(hypothesis: string, references: readonly string[], opts: BleuOptions = {}): BleuResult {
+  checkSentence('sentenceBleu', hypothesis, references);
   return corpusBleu([hypothesis], references.map((r) => [r]), { effectiveOrder: true, ...opts });
 }

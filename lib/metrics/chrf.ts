@@ -4,8 +4,7 @@
  * Corpus chrF sums per-sentence n-gram statistics and scores the sums; with several references, each sentence
  * uses the reference with the best sentence-level F score. Behaviour reproduced from sacrebleu/metrics/chrf.py.
  */
-import { FfmergeError } from '../errors';
-import { codePoints, pySplit } from './text-utils';
+import { checkCorpus, checkSentence, codePoints, pySplit } from './text-utils';
 
 export interface ChrfOptions {
   charOrder?: number;
@@ -119,15 +118,7 @@ export function corpusChrf(hypotheses: readonly string[], references: readonly (
   const whitespace = opts.whitespace ?? false;
   const eps = opts.epsSmoothing ?? false;
   const order = charOrder + wordOrder;
-  if (references.length === 0) throw new FfmergeError('INVALID_ARGUMENT', 'corpusChrf needs at least one reference stream');
-  for (const refs of references) {
-    if (refs.length !== hypotheses.length) {
-      throw new FfmergeError(
-        'INVALID_DATA',
-        `corpusChrf: ${hypotheses.length} hypotheses but a reference stream has ${refs.length} lines; they must be aligned`,
-      );
-    }
-  }
+  checkCorpus('corpusChrf', hypotheses, references);
   const prep = (s: string) => (opts.lowercase ? s.toLowerCase() : s);
   const ngrams = (s: string) => {
     const grams = charNgrams(s, charOrder, whitespace);
@@ -156,5 +147,6 @@ export function corpusChrf(hypotheses: readonly string[], references: readonly (
 
 /** Sentence chrF (sacrebleu.sentence_chrf). */
 export function sentenceChrf(hypothesis: string, references: readonly string[], opts: ChrfOptions = {}): ChrfResult {
+  checkSentence('sentenceChrf', hypothesis, references);
   return corpusChrf([hypothesis], references.map((r) => [r]), opts);
 }

@@ -2,12 +2,39 @@
  * Python-compatible string helpers for the metrics: sacreBLEU is Python, and its results depend on Python's
  * notion of whitespace (str.split / str.rstrip) and on strings being sequences of code points.
  */
+import { FfmergeError, showValue } from '../errors';
 
 // Python's str.isspace() set (what str.split() with no argument splits on). Differs from JS \s: it has
 // \x1c-\x1f and \x85, and lacks \ufeff.
 const PY_WS = '\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 const WS_RUN = new RegExp(`[${PY_WS}]+`, 'gu');
 const TRAILING_WS = new RegExp(`[${PY_WS}]+$`, 'u');
+
+/**
+ * The hypotheses and reference streams of a corpus metric (one list of strings each, aligned): a string, a
+ * list holding something else, or no reference stream is INVALID_ARGUMENT, streams of other lengths INVALID_DATA.
+ */
+export function checkCorpus(what: string, hypotheses: unknown, references: unknown): void {
+  const isTexts = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+  if (!isTexts(hypotheses)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: hypotheses must be a list of strings (got ${showValue(hypotheses)})`);
+  if (!Array.isArray(references) || !references.every(isTexts)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `${what}: references must be a list of reference streams, each a list of strings (got ${showValue(references)})`);
+  }
+  if (references.length === 0) throw new FfmergeError('INVALID_ARGUMENT', `${what} needs at least one reference stream`);
+  for (const refs of references) {
+    if (refs.length !== hypotheses.length) {
+      throw new FfmergeError('INVALID_DATA', `${what}: ${hypotheses.length} hypotheses but a reference stream has ${refs.length} lines; they must be aligned`);
+    }
+  }
+}
+
+/** A sentence metric's hypothesis (a string) and references (a list of strings). */
+export function checkSentence(what: string, hypothesis: unknown, references: unknown): void {
+  if (typeof hypothesis !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `${what}: the hypothesis must be a string (got ${showValue(hypothesis)})`);
+  if (!Array.isArray(references) || !references.every((r) => typeof r === 'string')) {
+    throw new FfmergeError('INVALID_ARGUMENT', `${what}: references must be a list of strings (got ${showValue(references)})`);
+  }
+}
 
 /** Python's `s.split()`: split on runs of whitespace, no empty fields. */
 export function pySplit(s: string): string[] {

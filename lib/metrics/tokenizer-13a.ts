@@ -3,6 +3,7 @@
  * sacrebleu/tokenizers/tokenizer_13a.py + tokenizer_re.py: unescape a few HTML entities, then split off
  * ASCII punctuation and symbols, periods and commas (unless between digits), and dashes after a digit.
  */
+import { FfmergeError, showValue } from '../errors';
 import { pySplit } from './text-utils';
 
 // ASCII symbols and punctuation: { | } ~, [ \ ] ^ _ `, space ! " # $ % &, ( ) * +, : ; < = > ? @, /
@@ -12,6 +13,7 @@ const PERIOD_COMMA_BEFORE_NON_DIGIT = /([.,])([^0-9])/g;
 const DASH_AFTER_DIGIT = /([0-9])(-)/g;
 
 export function tokenize13a(line: string): string {
+  if (typeof line !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `tokenize13a: line must be a string (got ${showValue(line)})`);
   let s = line
     .split('<skipped>').join('')
     .split('-\n').join('')

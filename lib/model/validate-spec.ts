@@ -29,6 +29,9 @@ const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isI
 
 /** Returns the spec unchanged when it is complete and consistent; else INVALID_CONFIG naming the field. */
 export function validateSpec(spec: ModelSpec): ModelSpec {
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `a model spec must be an object (got ${showValue(spec)})`);
+  }
   const s = spec as unknown as Record<string, unknown>;
   for (const k of STRINGS) if (typeof s[k] !== 'string') fail(`"${k}" must be a string (got ${showValue(s[k])})`);
   for (const k of POSITIVE) if (!isCount(s[k]) || s[k] === 0) fail(`"${k}" must be a positive integer (got ${showValue(s[k])})`);

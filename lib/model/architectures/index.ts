@@ -26,6 +26,9 @@ export const MODEL_TYPES: readonly string[] = [...ARCHITECTURES.keys()];
 
 /** The description of a config.json's model_type; an unknown one is a typed error listing the supported ones. */
 export function architectureOf(config: Config): Architecture {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `config must be an object, config.json's contents (got ${showValue(config)})`);
+  }
   const type = config.model_type;
   const a = typeof type === 'string' ? ARCHITECTURES.get(type) : undefined;
   if (!a) {
