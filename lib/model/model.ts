@@ -5,7 +5,7 @@
 import { FfmergeError, fromNativeError, showValue } from '../errors';
 import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
 import { isFloat32Array } from '../typed-arrays';
-import { stageLarge, withStaged } from '../native/staged';
+import { isStagedFloats, stageLarge, withStaged } from '../native/staged';
 import type { CorrelationAccumulator } from '../native/correlation';
 import { modelAddon, type NativeFF, type NativeForwardArgs, type NativeModelHandle } from '../native/model';
 import type { ModelSpec } from './spec';
@@ -194,7 +194,9 @@ function overrideEntries(overrides: unknown): { stack?: StackName | undefined; l
   for (const [i, e] of entries.entries()) {
     const x = e as { ff?: unknown } | null;
     const ff = x?.ff as { wIn?: unknown; wOut?: unknown } | null | undefined;
-    if (typeof x !== 'object' || x === null || typeof ff !== 'object' || ff === null || !isFloat32Array(ff.wIn) || !isFloat32Array(ff.wOut)) {
+    // a staged handle stands for a Float32Array (the native call checks its state and length)
+    const floats = (v: unknown) => isFloat32Array(v) || isStagedFloats(v);
+    if (typeof x !== 'object' || x === null || typeof ff !== 'object' || ff === null || !floats(ff.wIn) || !floats(ff.wOut)) {
       throw new FfmergeError('INVALID_ARGUMENT', `${what}: entry ${i} must be { stack?, layer, ff } with ff holding Float32Arrays wIn and wOut (got ${showValue(e)})`);
     }
   }

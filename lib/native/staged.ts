@@ -26,6 +26,11 @@ interface StagedAddon {
   StagedFloats: new (length: number) => StagedFloatsHandle;
 }
 
+/** Whether v is a staged handle (what the native model calls take in place of a Float32Array). */
+export function isStagedFloats(v: unknown): v is StagedFloatsHandle {
+  return typeof v === 'object' && v !== null && v instanceof (loadAddon().module as unknown as StagedAddon).StagedFloats;
+}
+
 /** A handle of `length` floats, allocated (and its pages faulted) by a job on the pool. */
 async function allocated(length: number, opts: JobOptions): Promise<StagedFloatsHandle> {
   let handle: StagedFloatsHandle;
