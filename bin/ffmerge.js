@@ -1,16 +1,34 @@
 #!/usr/bin/env node
 'use strict';
 // The ffmerge CLI entry. An installed package runs the compiled dist/ (built by `npm run build`, which
-// `prepare` runs on install from git); a source checkout without dist/ runs lib/ through ts-node in
-// transpile-only mode (a dev dependency). FFMERGE_FROM_SOURCE=1 forces the source path (used by the tests, so
-// a stale dist/ can never be what they exercise).
+// `prepare` runs on install from git); a source checkout runs lib/ through ts-node in transpile-only mode (a dev
+// dependency) when it has no dist/, or when a source file is newer than dist/: a clone edited after
+// `npm install` must not run the code it had then. FFMERGE_FROM_SOURCE=1 forces the source path (the tests).
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
 const dist = path.join(root, 'dist', 'lib', 'cli', 'main.js');
+
+/** The newest modification time under dir (0 when it does not exist: an installed package ships no lib/). */
+function newest(dir) {
+  let t = 0;
+  let entries;
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : fs.statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+const distIsCurrent = () => fs.existsSync(dist) && newest(path.join(root, 'lib')) <= fs.statSync(dist).mtimeMs;
 let cli;
-if (fs.existsSync(dist) && process.env.FFMERGE_FROM_SOURCE !== '1') {
+if (process.env.FFMERGE_FROM_SOURCE !== '1' && distIsCurrent()) {
   cli = require(dist);
 } else {
   require('ts-node').register({ transpileOnly: true, project: path.join(root, 'tsconfig.json') });

@@ -127,7 +127,7 @@ describe('what is not text is INVALID_DATA', () => {
   });
 
   test('still text: a BOM, a character cut by the end of the first block, a stray bad byte after it', async () => {
-    expect(await readText(bytes('bom.txt', Buffer.from('\ufeffhello\n')))).toBe('\ufeffhello\n');
+    expect(await readText(bytes('bom.txt', Buffer.from('\ufeffhello\n')))).toBe('hello\n'); // accepted, and its BOM dropped
     const cut = 'a'.repeat(TEXT_HEAD_BYTES - 1) + '日本\n'; // 日 spans bytes 64K-1 .. 64K+1
     expect(await readText(write('cut.txt', cut))).toBe(cut);
     expect(await readText(write('cut.txt.gz', cut, true))).toBe(cut);
@@ -160,6 +160,22 @@ describe('what is not text is INVALID_DATA', () => {
         await expect(tokenizeFile(model, f, { maxTokens: 10 })).rejects.toMatchObject({ code: 'INVALID_DATA' });
         await expect(blocksFrom(f, { blockSize: 16, what: 'validation', tokenizerDir: model })).rejects.toMatchObject({ code: 'INVALID_DATA' });
       }
+    });
+
+    test('a byte-order mark is dropped, not tokenized: the same ids, documents and lines as without it', async () => {
+      const text = 'Once upon a time there was a cat.\nIt sat.\n';
+      const jsonl = '{"text": "Once upon a time"}\n{"text": "It sat."}\n';
+      const plain = await tokenizeFile(model, write('bom-no.txt', text));
+      expect(Array.from(await tokenizeFile(model, write('bom-yes.txt', '\uFEFF' + text)))).toEqual(Array.from(plain));
+      const docs = await tokenizeFile(model, write('bom-no.jsonl', jsonl));
+      expect(Array.from(await tokenizeFile(model, write('bom-yes.jsonl', '\uFEFF' + jsonl)))).toEqual(Array.from(docs));
+      const lines: string[] = [];
+      for await (const l of readLines(write('bom-lines.txt', '\uFEFF' + text))) lines.push(l);
+      expect(lines[0]).toBe('Once upon a time there was a cat.');
+      const read: string[] = [];
+      for await (const d of readDocuments(write('bom-docs.jsonl', '\uFEFF' + jsonl))) read.push(d);
+      expect(read).toEqual(['Once upon a time', 'It sat.']);
+      expect(await readText(write('bom-text.txt', '\uFEFF' + text))).toBe(text);
     });
 
     test('an abort just after the call, while the file is checked, rejects ABORTED (no worker is started for it)', async () => {

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ffReplacements, ffTies, writeCheckpoint } from '../lib/checkpoint/write';
+import { convertCheckpoint } from '../lib/checkpoint/convert';
 import { loadModel } from '../lib/model/load';
 import { finetune, type FinetuneProgress } from '../lib/train/finetune';
 import { saveTrained } from '../lib/train/save';
@@ -187,6 +188,15 @@ test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file si
   expect(config.ffmerge.windows).toEqual(['1-2']);
   expect(config.ffmerge.finetune.steps).toBe(4);
   expect(fs.existsSync(path.join(out, 'finetune.json'))).toBe(true);
+  // the expanded form of the same output is refused: its merged FFs are copies that would train apart
+  const expanded = path.join(tempDir('expanded'), 'e');
+  await convertCheckpoint(merged, expanded, 'expanded');
+  const refused = spawnSync(process.execPath, [BIN, 'finetune', expanded, '--data', data, '--steps', '1', '--batch', '1', '--seq', '12', '--out', path.join(tempDir('ft-e'), 'out')], {
+    encoding: 'utf8',
+    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
+  });
+  expect(refused.status).toBe(2);
+  expect(refused.stderr).toMatch(/is an expanded ffmerge output.*convert .* --format tied.*\[INVALID_ARGUMENT\]/);
   const before = await loadModel(merged);
   const after = await loadModel(out);
   try {

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
-import { loadModel } from '../model/load';
+import { loadModel, readConfig } from '../model/load';
 import { checkOutputDir } from '../checkpoint/write';
 import { blocksFrom, fitBlockSize, takeTokens } from '../pipeline/data';
 import { finetune, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
@@ -59,6 +59,15 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   const modelType = modelTypeOf(model) ?? 'unknown';
   if (modelType === 'vit') refuseFlags(o, ['seq', 'tokens', 'validTokens'], [], modelType, 'image classification');
   else refuseFlags(o, ['images', 'labels', 'validImages', 'validLabels', 'validationStart', 'validationSize', 'trainSize'], [], modelType, 'language modeling');
+  // An expanded output stores each merged position's FF as its own copy: trained, the copies would drift apart
+  // and the merge's saving could not be had back (convert --format tied refuses copies that differ).
+  const prev = (await readConfig(model)).ffmerge as { format?: unknown } | undefined;
+  if (prev?.format === 'expanded') {
+    throw new FfmergeError(
+      'INVALID_ARGUMENT',
+      `${model} is an expanded ffmerge output: its merged FFs are separate copies that would train apart. Fine-tune the tied form instead (ffmerge convert ${model} --format tied --out <dir>), then convert the result back if you need it expanded`,
+    );
+  }
   const steps = int(o.steps, 'steps')!;
   const lr = Number(o.lr);
   if (!(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be a positive number, got "${o.lr}"`);

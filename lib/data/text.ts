@@ -109,6 +109,9 @@ export function noTextError(file: string): FfmergeError {
   return new FfmergeError('INVALID_DATA', `${file} holds no text (it is empty or has only blank lines)`);
 }
 
+/** A leading byte-order mark is not text: it would be tokenized, and break the first line's JSON. */
+const dropBom = (s: string): string => (s.charCodeAt(0) === 0xfeff ? s.slice(1) : s);
+
 /** A UTF-8 text stream of the file's contents, inflated when gzip-compressed. */
 async function openText(file: string): Promise<NodeJS.ReadableStream & AsyncIterable<string>> {
   const { gzip: gz } = await checkTextFile(file);
@@ -135,8 +138,11 @@ export async function* readLines(file: string): AsyncGenerator<string> {
   const stream = await openText(file);
   let rest = '';
   let text = false; // a line with something besides whitespace was seen
+  let first = true;
   try {
-    for await (const chunk of stream) {
+    for await (const chunk0 of stream) {
+      const chunk = first ? dropBom(chunk0) : chunk0;
+      first = false;
       const parts = (rest + chunk).split('\n');
       rest = parts.pop()!;
       for (const p of parts) {
@@ -206,7 +212,7 @@ export async function readText(file: string, opts: TextSourceOptions = {}): Prom
   const stream = await openText(file);
   const parts: string[] = [];
   try {
-    for await (const chunk of stream) parts.push(chunk);
+    for await (const chunk of stream) parts.push(parts.length === 0 ? dropBom(chunk) : chunk);
   } catch (e) {
     throw wrapStreamError(file, e);
   }

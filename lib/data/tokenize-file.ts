@@ -167,10 +167,11 @@ function workerMain(): void {
         if (r.done) {
           eof = true;
           if (input.format === 'jsonl') addLines('');
-        } else if (input.format === 'jsonl') {
-          addLines(r.value);
         } else {
-          text += r.value;
+          // a byte-order mark is not text (and would break line 1's JSON): dropped, as text.ts's readers drop it
+          const s = lineNo === 0 && text === '' && partialLine === '' ? r.value.replace(/^\uFEFF/, '') : r.value;
+          if (input.format === 'jsonl') addLines(s);
+          else text += s;
         }
       }
       const ids = tokenizer.encode(text, { add_special_tokens: false }).ids;
@@ -191,7 +192,14 @@ function workerMain(): void {
       target *= 2;
     }
   }
-  run().catch((e: Error & { code?: ErrorCode }) => fail(e.code ?? 'INVALID_DATA', e.message));
+  run().catch((e: Error & { code?: ErrorCode }) => {
+    // a file too large to tokenize whole in one thread's heap is not bad data: say what to do about it
+    if (e instanceof RangeError && /array length|allocation failed/i.test(e.message)) {
+      fail('OUT_OF_MEMORY', `${input.file} is too large to tokenize whole (${e.message}): give a token budget (--tokens, maxTokens)`);
+    } else {
+      fail(e.code ?? 'INVALID_DATA', e.message);
+    }
+  });
 }
 
 const WORKER_SOURCE = `(${workerMain.toString()})()`;
@@ -310,7 +318,13 @@ export async function tokenizeFile(tokenizerDir: string, file: string, opts: Tok
       else if (m.kind === 'done') finish(undefined, m.ids);
       else finish(new FfmergeError(m.code, m.message));
     });
-    worker.on('error', (e) => finish(new FfmergeError('INVALID_DATA', `tokenizing ${file} failed: ${e.message}`, { cause: e })));
+    worker.on('error', (e: Error & { code?: string }) =>
+      finish(
+        e.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? new FfmergeError('OUT_OF_MEMORY', `${file} is too large to tokenize whole (the tokenizer thread ran out of memory): give a token budget (--tokens, maxTokens)`, { cause: e })
+          : new FfmergeError('INVALID_DATA', `tokenizing ${file} failed: ${e.message}`, { cause: e }),
+      ),
+    );
     worker.on('exit', (code) => finish(new FfmergeError('INVALID_DATA', `tokenizing ${file} stopped (worker exit code ${code})`)));
   });
 }
