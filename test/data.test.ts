@@ -6,7 +6,7 @@ import { countPredictions, cutBlocks, loadSplitBlocks } from '../lib/data/blocks
 import { readParallel, readParallelTsv, streamParallel } from '../lib/data/parallel';
 import { readDocuments, readLines, readText, TEXT_HEAD_BYTES } from '../lib/data/text';
 import { loadTokenizer } from '../lib/tokenizer';
-import { MAX_TOKENIZER_WORKERS, tokenizeFile } from '../lib/data/tokenize-file';
+import { MAX_TEXT_CHARS, MAX_TOKENIZER_WORKERS, tokenizeFile } from '../lib/data/tokenize-file';
 import { blocksFrom, takeTokens } from '../lib/pipeline/data';
 import { prng } from './helpers/safetensors-bytes';
 import { describeShared, hasShared, sharedPath } from './helpers/shared';
@@ -159,6 +159,20 @@ describe('what is not text is INVALID_DATA', () => {
         await expect(tokenizeFile(model, f)).rejects.toMatchObject({ code: 'INVALID_DATA' });
         await expect(tokenizeFile(model, f, { maxTokens: 10 })).rejects.toMatchObject({ code: 'INVALID_DATA' });
         await expect(blocksFrom(f, { blockSize: 16, what: 'validation', tokenizerDir: model })).rejects.toMatchObject({ code: 'INVALID_DATA' });
+      }
+    });
+
+    test('more text than the tokenizer takes at once, read whole, is OUT_OF_MEMORY with what to do (before: the process aborted out of heap)', async () => {
+      const big = path.join(dir, 'too-big.txt');
+      const fd = fs.openSync(big, 'w');
+      const mb = Buffer.from('once upon a time\n'.repeat(70_000).slice(0, 1 << 20));
+      for (let i = 0; i <= MAX_TEXT_CHARS / (1 << 20); i++) fs.writeSync(fd, mb);
+      fs.closeSync(fd);
+      try {
+        await expect(tokenizeFile(model, big)).rejects.toMatchObject({ code: 'OUT_OF_MEMORY', message: expect.stringContaining('give a token budget') });
+        expect((await tokenizeFile(model, big, { maxTokens: 100 })).length).toBe(100);
+      } finally {
+        fs.rmSync(big);
       }
     });
 

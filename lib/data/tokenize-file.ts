@@ -47,6 +47,8 @@ interface WorkerInput {
   field: string;
   maxTokens: number | null;
   safety: number;
+  /** The most characters of text tokenized at once (MAX_TEXT_CHARS). */
+  maxChars: number;
 }
 
 type WorkerMessage =
@@ -173,6 +175,12 @@ function workerMain(): void {
           if (input.format === 'jsonl') addLines(s);
           else text += s;
         }
+        // The tokenizer holds many times the text's size: a 210 MB text read whole ran the process out of heap
+        // (V8 aborts the whole process, not the thread). Past this much, a budget is required.
+        if (text.length > input.maxChars) {
+          fail('OUT_OF_MEMORY', `${input.file} holds more than ${input.maxChars / 2 ** 20} M characters of text, more than ffmerge tokenizes at once: give a token budget (--tokens, maxTokens)`);
+          return;
+        }
       }
       const ids = tokenizer.encode(text, { add_special_tokens: false }).ids;
       if (eof || (keep !== null && ids.length >= keep + input.safety)) {
@@ -242,6 +250,13 @@ class WorkerSlots {
   }
 }
 
+/**
+ * The most text read for one tokenizer call, in characters. A 210 MB text read whole ran the process out of heap
+ * (V8 aborts the whole process, not the thread); past this the call fails at once instead. Less may still be
+ * too much for the tokenizer's heap (32 M characters were): that is ERR_WORKER_OUT_OF_MEMORY, reported below.
+ */
+export const MAX_TEXT_CHARS = 64 * 2 ** 20;
+
 /** At most one tokenizer thread per core (tokenizing is CPU-bound: more would only share the cores). */
 export const MAX_TOKENIZER_WORKERS = Math.max(1, os.availableParallelism());
 const WORKER_SLOTS = new WorkerSlots(MAX_TOKENIZER_WORKERS);
@@ -289,6 +304,7 @@ export async function tokenizeFile(tokenizerDir: string, file: string, opts: Tok
     field: opts.field ?? 'text',
     maxTokens,
     safety: SAFETY_TOKENS,
+    maxChars: MAX_TEXT_CHARS,
   };
   const release = await WORKER_SLOTS.acquire(signal);
   let worker: Worker;
@@ -321,7 +337,7 @@ export async function tokenizeFile(tokenizerDir: string, file: string, opts: Tok
     worker.on('error', (e: Error & { code?: string }) =>
       finish(
         e.code === 'ERR_WORKER_OUT_OF_MEMORY'
-          ? new FfmergeError('OUT_OF_MEMORY', `${file} is too large to tokenize whole (the tokenizer thread ran out of memory): give a token budget (--tokens, maxTokens)`, { cause: e })
+          ? new FfmergeError('OUT_OF_MEMORY', `the tokenizer thread ran out of memory on ${file} (its text is tokenized in one call): give a smaller token budget or a smaller file`, { cause: e })
           : new FfmergeError('INVALID_DATA', `tokenizing ${file} failed: ${e.message}`, { cause: e }),
       ),
     );
