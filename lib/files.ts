@@ -49,16 +49,21 @@ export function readRegularFileSync(file: string, code: ErrorCode, maxBytes = In
   }
 }
 
-/** Async readRegularFileSync. */
-export async function readRegularFile(file: string, code: ErrorCode, maxBytes = Infinity, tooLarge: ErrorCode = code): Promise<string> {
+/** The bytes of a regular file (async; a FIFO or device is refused with `code`, as openRegularFile does). */
+export async function readRegularBytes(file: string, code: ErrorCode, maxBytes = Infinity, tooLarge: ErrorCode = code): Promise<Buffer> {
   const fh = await openRegularFile(file, code);
   try {
     const st = await fh.stat();
     if (st.size > maxBytes) throw new FfmergeError(tooLarge, `${file} is ${st.size} bytes, over the ${maxBytes}-byte limit`);
-    return await fh.readFile('utf8');
+    return await fh.readFile();
   } finally {
     await fh.close();
   }
+}
+
+/** Async readRegularFileSync. */
+export async function readRegularFile(file: string, code: ErrorCode, maxBytes = Infinity, tooLarge: ErrorCode = code): Promise<string> {
+  return (await readRegularBytes(file, code, maxBytes, tooLarge)).toString('utf8');
 }
 
 /** Largest JSON side file (config.json, tokenizer.json, shard index) read whole. */

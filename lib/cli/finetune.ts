@@ -13,7 +13,7 @@ import { blocksFrom, fitBlockSize, takeTokens } from '../pipeline/data';
 import { finetune, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
 import { trainingImages } from './finetune-images';
 import { saveTrained } from '../train/save';
-import { dropUndefined, int, modelTypeOf, oneOf, refuseFlags } from './flags';
+import { dropUndefined, int, oneOf, refuseFlags } from './flags';
 import { ProgressBar } from './progress';
 
 export interface FinetuneCliOptions {
@@ -56,12 +56,13 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   const out = o.out ?? `${path.basename(path.resolve(model))}-finetuned`;
   checkOutputDir(model, out, o.overwrite); // before any long work
   // a flag of the other kind of model is refused (exit 2), not silently ignored
-  const modelType = modelTypeOf(model) ?? 'unknown';
+  const config = await readConfig(model);
+  const modelType = typeof config.model_type === 'string' ? config.model_type : 'unknown';
   if (modelType === 'vit') refuseFlags(o, ['seq', 'tokens', 'validTokens'], [], modelType, 'image classification');
   else refuseFlags(o, ['images', 'labels', 'validImages', 'validLabels', 'validationStart', 'validationSize', 'trainSize'], [], modelType, 'language modeling');
   // An expanded output stores each merged position's FF as its own copy: trained, the copies would drift apart
   // and the merge's saving could not be had back (convert --format tied refuses copies that differ).
-  const prev = (await readConfig(model)).ffmerge as { format?: unknown } | undefined;
+  const prev = config.ffmerge as { format?: unknown } | undefined;
   if (prev?.format === 'expanded') {
     throw new FfmergeError(
       'INVALID_ARGUMENT',

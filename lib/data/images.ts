@@ -6,7 +6,7 @@
  * Images are held as 8-bit NHWC (what files store; 1 byte per value keeps 60k MNIST images at 47 MB) and
  * converted to float per batch.
  */
-import { MAX_JSON_FILE_BYTES, openRegularFile, readRegularFile } from '../files';
+import { MAX_JSON_FILE_BYTES, readRegularBytes, readRegularFile } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
@@ -145,25 +145,17 @@ export async function loadPreprocessor(dir: string): Promise<ImagePreprocessor> 
  * which blocks with no writer) would never end and grow memory without limit: they are refused as the text
  * loaders refuse them (lib/files.ts), INVALID_DATA; a missing or unreadable file is DATA_NOT_FOUND.
  */
-async function readRegularBytes(file: string): Promise<Buffer> {
-  let fh: fs.promises.FileHandle;
+async function readImageBytes(file: string): Promise<Buffer> {
   try {
-    fh = await openRegularFile(file, 'INVALID_DATA');
+    return await readRegularBytes(file, 'INVALID_DATA');
   } catch (e) {
     if (e instanceof FfmergeError) throw e;
     throw new FfmergeError('DATA_NOT_FOUND', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
   }
-  try {
-    return await fh.readFile();
-  } catch (e) {
-    throw new FfmergeError('DATA_NOT_FOUND', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
-  } finally {
-    await fh.close();
-  }
 }
 
 async function readMaybeGzip(file: string): Promise<Buffer> {
-  const buf = await readRegularBytes(file);
+  const buf = await readImageBytes(file);
   if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
     try {
       return zlib.gunzipSync(buf);
@@ -343,7 +335,7 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   const labels = new Int32Array(files.length);
   for (let i = 0; i < files.length; i++) {
     const { file, label } = files[i]!;
-    pixels.set(await decodeToTarget(sharp, await readRegularBytes(file), pre, file), i * per);
+    pixels.set(await decodeToTarget(sharp, await readImageBytes(file), pre, file), i * per);
     labels[i] = label;
   }
   return { count: files.length, height: pre.height, width: pre.width, channels: pre.channels, pixels, labels, classNames };
