@@ -98,12 +98,12 @@ describe('ffmerge CLI', () => {
     // numbers are decimal integers, and what was asked for is never cut or ignored silently
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '1e1'], 2, /--k must be a positive integer, got "1e1".*INVALID_ARGUMENT/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '0x2'], 2, /--k must be a positive integer, got "0x2".*INVALID_ARGUMENT/],
-    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '600'], 2, /blockSize 600 is longer than the model's 512 positions.*INVALID_ARGUMENT/],
-    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--test-tokens', '512'], 2, /testTokens budgets the test data.*OPTION_NOT_APPLICABLE/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '600'], 2, /blockSize \(--block-size\) 600 is longer than the model's 512 positions.*INVALID_ARGUMENT/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--test-tokens', '512'], 2, /testTokens \(--test-tokens\) budgets the test data.*OPTION_NOT_APPLICABLE/],
     [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '600'], 2, /--block-size 600 is longer than the model's 512 positions.*INVALID_ARGUMENT/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '600'], 2, /--seq 600 is longer than the model's 512 positions.*INVALID_ARGUMENT/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--valid-tokens', '512'], 2, /--valid-tokens needs --valid.*OPTION_NOT_APPLICABLE/],
-    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--eval-every', '1', '--steps', '2'], 2, /evalEvery scores the validation data.*OPTION_NOT_APPLICABLE/],
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--eval-every', '1', '--steps', '2'], 2, /evalEvery \(--eval-every\) scores the validation data.*OPTION_NOT_APPLICABLE/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--lr', '-1'], 2, /--lr must be a positive number, got "-1".*INVALID_ARGUMENT/],
   ])('%j exits %i with a clear one-line message and leaves nothing behind', (args, code, message) => {
     const r = ffmerge(cwd, ...(args as string[]));

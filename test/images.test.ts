@@ -208,6 +208,23 @@ describe('image folders (PNG and JPEG made with sharp)', () => {
     await expectCode(loadImageFolder(dir, grey5, { classNames: ['Trouser'] }), 'INVALID_DATA');
   });
 
+  test('a class name that cannot be a folder name, or is spelled another way, matches case-blind with punctuation alike', async () => {
+    const names = ['T-shirt/top', 'Trouser', 'Ankle boot'];
+    const dir = path.join(tmp, 'folder-loose');
+    await make(dir, 't_shirt_top', 'a.png', 4, 5, 1, 10, 'png');
+    await make(dir, 'trouser', 'b.png', 4, 5, 1, 20, 'png');
+    await make(dir, 'ankle-boot', 'c.png', 4, 5, 1, 30, 'png');
+    const set = await loadImageFolder(dir, grey5, { classNames: names });
+    // sorted folders: ankle-boot, t_shirt_top, trouser
+    expect(Array.from(set.labels!)).toEqual([2, 0, 1]);
+    // an exact name wins over a loose one; a loose form two classes share matches neither
+    const amb = path.join(tmp, 'folder-loose-ambiguous');
+    await make(amb, 'a_b', 'a.png', 4, 5, 1, 10, 'png');
+    const e = await expectCode(loadImageFolder(amb, grey5, { classNames: ['A b', 'a-b'] }), 'INVALID_DATA');
+    expect(e.message).toContain('class folder "a_b"');
+    expect(Array.from((await loadImageFolder(amb, grey5, { classNames: ['A b', 'a_b'] })).labels!)).toEqual([1]);
+  });
+
   test('with the model\'s classes (loadImageSource): a folder is a class name or index, anything else INVALID_DATA', async () => {
     const config = { id2label: { '0': 'T-shirt/top', '1': 'Trouser', '2': 'Bag' } };
     // a lone index folder keeps its index (before: its sorted position, 0)

@@ -286,11 +286,17 @@ async function decodeToTarget(
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
+/** A class or folder name compared case-blind, with every run of other than letters and digits as one "_". */
+function looseClassName(name: string): string {
+  return name.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, '_').replace(/^_|_$/g, '');
+}
+
 /**
  * An image folder: <dir>/<class>/<image>.{png,jpg,jpeg}. Without model classes, classes are the sub-folder
  * names in sorted order (torchvision ImageFolder's convention). With them (`classNames`, e.g. the model's
  * id2label, and/or `classCount`), each sub-folder must name a class or be a class index ("0".."n-1", as
- * MNIST-style folders are named), and maps to that label; any other folder is INVALID_DATA, since its images
+ * MNIST-style folders are named), and maps to that label. A name matches exactly, or else case-blind with
+ * punctuation and spaces alike ("t_shirt_top" for "T-shirt/top", "ankle-boot" for "Ankle boot"); any other folder is INVALID_DATA, since its images
  * would be scored against a label that is not theirs. Every image is decoded to the preprocessor's size and
  * channel count.
  */
@@ -307,9 +313,17 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   const known = opts.classNames !== undefined || opts.classCount !== undefined;
   const count = opts.classCount ?? opts.classNames?.length ?? found.length;
   const classNames = opts.classNames ?? (known ? Array.from({ length: count }, (_, i) => String(i)) : found);
+  // A class name that cannot be a folder name as written ("T-shirt/top") or that users spell another way
+  // ("ankle_boot" for "Ankle boot") matches by its loose form; a loose form two classes share matches neither.
+  const byLoose = new Map<string, number>();
+  classNames.forEach((n, i) => {
+    const key = looseClassName(n);
+    byLoose.set(key, byLoose.has(key) ? -1 : i);
+  });
   const labelOf = new Map<string, number>();
   for (const c of found) {
-    const byName = classNames.indexOf(c);
+    const exact = classNames.indexOf(c);
+    const byName = exact >= 0 ? exact : (byLoose.get(looseClassName(c)) ?? -1);
     // a canonical decimal index only ("07" or "1e1" is a name, not an index)
     const byIndex = /^(0|[1-9][0-9]{0,8})$/.test(c) && Number(c) < count ? Number(c) : -1;
     const label = byName >= 0 ? byName : byIndex;

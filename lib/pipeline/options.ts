@@ -148,7 +148,12 @@ export function checkSelectBy(v: unknown): void {
   if (v !== undefined && v !== 'metric' && v !== 'loss') throw new FfmergeError('INVALID_ARGUMENT', `selectBy must be 'metric' or 'loss' (got ${showValue(v)})`);
 }
 
-/** A budget of the test split (testTokens, testImages, testSentences) without test data would be ignored: refused. */
-export function checkTestBudget(o: CompressOptions, key: 'testTokens' | 'testImages' | 'testSentences'): void {
-  if (o[key] !== undefined && o.test === undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', `${key} budgets the test data: give test with it`);
+/**
+ * A budget of the test split (testTokens, testImages, testSentences) without test data would be ignored: refused.
+ * The message names the option and its CLI flags, so library callers and CLI users both read their own words.
+ */
+export function checkTestBudget(o: CompressOptions, key: 'testTokens' | 'testImages' | 'testSentences', flags: { budget: string; test: string }): void {
+  if (o[key] !== undefined && o.test === undefined) {
+    throw new FfmergeError('OPTION_NOT_APPLICABLE', `${key} (${flags.budget}) budgets the test data, and none is given: give test data with it (test, ${flags.test})`);
+  }
 }

@@ -173,7 +173,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     trainable: opts.trainable ?? 'all',
   } as const;
   const hasValidation = isImages(opts.validation) ? opts.validation.labels.length > 0 : Boolean(opts.validation?.length);
-  if (common.evalEvery > 0 && !hasValidation) throw new FfmergeError('OPTION_NOT_APPLICABLE', 'finetune: evalEvery scores the validation data: give validation with it');
+  if (common.evalEvery > 0 && !hasValidation) throw new FfmergeError('OPTION_NOT_APPLICABLE', 'finetune: evalEvery (--eval-every) scores the validation data, and none is given: give validation data with it (validation, --valid)');
   let args: NativeFinetuneArgs | NativeImageFinetuneArgs;
   if (isImages(opts.data)) {
     args = { ...common, ...imageArgs(model, opts.data, opts.validation) };

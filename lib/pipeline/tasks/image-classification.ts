@@ -36,7 +36,7 @@ export const imageClassification: TaskKind = {
     checkSource(o.test, 'test');
     for (const k of ['calibrationImages', 'validationImages', 'testImages'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
     checkSelectBy(o.selectBy);
-    checkTestBudget(o, 'testImages');
+    checkTestBudget(o, 'testImages', { budget: '--test-size', test: '--test <folder> or --test-images/--test-labels' });
     if (o.validationStart !== undefined && (!Number.isInteger(o.validationStart) || o.validationStart < 0)) {
       throw new FfmergeError('INVALID_ARGUMENT', `validationStart must be a non-negative integer (got ${showValue(o.validationStart)})`);
     }

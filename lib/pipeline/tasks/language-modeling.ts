@@ -99,18 +99,18 @@ export const languageModeling: TaskKind = {
     else checkSource(o.calibration, 'calibration');
     checkSource(o.validation, 'validation');
     checkSource(o.test, 'test');
-    checkTestBudget(o, 'testTokens');
+    checkTestBudget(o, 'testTokens', { budget: '--test-tokens', test: '--test' });
     for (const k of ['calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'batchBlocks'] as const) {
       if (o[k] !== undefined) positiveInt(o[k], k, 1);
     }
     if (o.draw !== undefined && o.draw !== 'head' && o.draw !== 'spread') throw new FfmergeError('INVALID_ARGUMENT', `draw must be 'head' or 'spread' (got ${showValue(o.draw)})`);
     if (o.blockSize !== undefined && (!Number.isInteger(o.blockSize) || o.blockSize < MIN_BLOCK_TOKENS)) {
-      throw new FfmergeError('INVALID_ARGUMENT', `blockSize must be an integer ≥ ${MIN_BLOCK_TOKENS} (got ${showValue(o.blockSize)})`);
+      throw new FfmergeError('INVALID_ARGUMENT', `blockSize (--block-size) must be an integer ≥ ${MIN_BLOCK_TOKENS} (got ${showValue(o.blockSize)})`);
     }
   },
   async create({ model, dir, options: o }, job) {
     const spec = model.spec;
-    const blockSize = fitBlockSize(o.blockSize, LM_DEFAULTS.blockSize, spec.maxPositions, 'blockSize');
+    const blockSize = fitBlockSize(o.blockSize, LM_DEFAULTS.blockSize, spec.maxPositions, 'blockSize (--block-size)');
     const batchBlocks = o.batchBlocks ?? LM_DEFAULTS.batchBlocks;
     const calTokens = o.calibrationTokens ?? LM_DEFAULTS.calibrationTokens;
     const valTokens = o.validationTokens ?? LM_DEFAULTS.validationTokens;

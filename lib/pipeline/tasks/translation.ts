@@ -37,7 +37,7 @@ export const translation: TaskKind = {
     checkSource(o.test, 'test');
     for (const k of ['calibrationPairs', 'validationSentences', 'testSentences'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
     checkSelectBy(o.selectBy);
-    checkTestBudget(o, 'testSentences');
+    checkTestBudget(o, 'testSentences', { budget: '--test-size', test: '--test <file.tsv> or --test-source/--test-target' });
     // A validation corpus is read from its first pair, so the calibration file given again as validation
     // would score candidates on the very pairs that shaped them; without one, validation follows calibration.
     if (o.validation !== undefined && sameSource(o.parallel as ParallelSource, o.validation as ParallelSource)) {
