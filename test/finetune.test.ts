@@ -210,6 +210,29 @@ test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file si
   }
 });
 
+test('ffmerge finetune on a sharded checkpoint succeeds and reports the bytes of all its shards', async () => {
+  const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 38 });
+  const sharded = path.join(tempDir('sharded'), 'm');
+  const w = await writeCheckpoint({ source: s.dir, out: sharded, format: 'tied', maxShardSize: 4096 });
+  expect(w.files.length).toBeGreaterThan(1);
+  expect(fs.existsSync(path.join(sharded, 'model.safetensors'))).toBe(false);
+  const data = path.join(tempDir('data'), 'train.jsonl');
+  fs.writeFileSync(data, Array.from({ length: 4 }, (_, i) => JSON.stringify({ input_ids: Array.from(pattern(16, 23).map((v) => (v + i) % 23)) })).join('\n') + '\n');
+  const out = path.join(tempDir('ft-sharded'), 'out');
+  const r = spawnSync(process.execPath, [BIN, 'finetune', sharded, '--data', data, '--steps', '1', '--batch', '2', '--seq', '12', '--out', out, '--json'], {
+    encoding: 'utf8',
+    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
+    timeout: 120_000,
+  });
+  // before: the output was written, then a stat of <source>/model.safetensors failed with INTERNAL_ERROR, exit 1
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const res = JSON.parse(r.stdout) as { ok: boolean; sourceBytes: number; bytes: number };
+  expect(res.ok).toBe(true);
+  expect(res.sourceBytes).toBe(w.files.reduce((n, f) => n + fs.statSync(path.join(sharded, f)).size, 0));
+  expect(res.bytes).toBeGreaterThan(0);
+});
+
 test.each([
   ['gpt2 (Conv1D layout, fused q;k;v)', () => syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 36 })],
   ['llama (q/k/v stored apart, GQA, untied head)', () => syntheticLlama({ layers: 2, d: 16, heads: 4, kvHeads: 2, ff: 21, vocab: 23, seed: 37, tied: false })],

@@ -168,6 +168,11 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
       expect(out[i]!.ids).toEqual(c.ids.slice(1, eos + 1));
       expect(out[i]!.text).toBe(c.text);
     });
+    // without generation: the folder's generation_config.json, which loadModel read (as from_pretrained does);
+    // before, translate() fell back to max_length 20 without bad_words_ids and cut sentences off
+    expect(model.generation).toEqual(await loadGenerationConfig(dir, model.config as Record<string, unknown>));
+    const byDefault = await translate(model, tokenizer, cases.map((c) => c.src), { batchSize: 7 });
+    expect(byDefault.map((t) => t.text)).toEqual(cases.map((c) => c.text));
   });
 
   test('beam search (4 beams): well-formed outputs; 1 beam is greedy', async () => {

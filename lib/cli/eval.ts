@@ -6,7 +6,7 @@ import { inspectModel } from '../model/inspect';
 import { loadTokenizer } from '../tokenizer';
 import { loadPreprocessor } from '../data/images';
 import { evaluateImageClassifier } from '../eval/accuracy';
-import { evaluateTranslation, loadGenerationConfig } from '../eval/translate';
+import { evaluateTranslation } from '../eval/translate';
 import { blocksFrom, fitBlockSize, makeBatches, takeTokens, tokenCount } from '../pipeline/data';
 import { nllOf, ppl } from '../pipeline/prefix';
 import { loadImageSource, loadParallelSource } from '../pipeline/tasks/sources';
@@ -85,8 +85,8 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
     const m = await loadModel(model, { signal });
     try {
       const tok = await loadTokenizer(model);
-      const generation = await loadGenerationConfig(model, m.config as Record<string, unknown>);
-      const r = await evaluateTranslation(m, tok, pairs, { signal, onProgress: bar.update, generation });
+      // greedy settings: the folder's generation_config.json, which loadModel read
+      const r = await evaluateTranslation(m, tok, pairs, { signal, onProgress: bar.update });
       bar.done();
       finite(r.bleu.score, 'BLEU');
       finite(r.chrf.score, 'chrF');

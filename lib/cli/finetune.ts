@@ -4,7 +4,6 @@
  * kept (the paper's step 6), natively. Writes the trained weights through the checkpoint writer as replacements
  * of the source's tensors, so a `tied` compressed checkpoint stays tied and keeps its size.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { loadModel, readConfig } from '../model/load';
@@ -13,6 +12,7 @@ import { blocksFrom, fitBlockSize, takeTokens } from '../pipeline/data';
 import { finetune, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
 import { trainingImages } from './finetune-images';
 import { saveTrained } from '../train/save';
+import { SafetensorsReader } from '../safetensors';
 import { dropUndefined, int, oneOf, refuseFlags } from './flags';
 import { ProgressBar } from './progress';
 
@@ -139,7 +139,11 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       overwrite: Boolean(o.overwrite),
       signal,
     });
-    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes: fs.statSync(path.join(model, 'model.safetensors')).size, ...summary, totalSeconds: (performance.now() - t0) / 1000 };
+    // the source's weight files, one or every shard (the same measure as `bytes`)
+    const reader = await SafetensorsReader.open(model);
+    const sourceBytes = reader.fileBytes;
+    await reader.close();
+    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, totalSeconds: (performance.now() - t0) / 1000 };
     const line =
       `fine-tuned ${steps} steps: loss ${summary.firstLoss.toFixed(3)} → ${summary.lastLoss.toFixed(3)}` +
       (r.valBefore !== undefined ? `, validation ${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}` : '') +

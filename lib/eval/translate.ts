@@ -4,22 +4,26 @@
  * </s>), truncated to `maxSourceTokens`; greedy decoding per generation_config.json; hypotheses decoded
  * skipping special tokens; sacreBLEU-exact corpus BLEU (13a) against the raw references.
  */
-import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
-import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { corpusBleu, type BleuResult } from '../metrics/bleu';
 import { corpusChrf, type ChrfResult } from '../metrics/chrf';
 import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
 import { checkModel, generationConfigFrom, type GenerationConfig, type Model } from '../model/model';
 import { checkTokenizer, type Tokenizer } from '../tokenizer';
-import { checkArrayOf, checkPath } from '../arguments';
+import { checkArrayOf } from '../arguments';
+
+/** The greedy settings of a model folder (also what loadModel gives an encoder–decoder model). */
+export { loadGenerationConfig } from '../model/load';
 
 export interface TranslateOptions extends JobOptions {
   /** Sentences per native job (default 64). Sentences are batched by length; output order is the input order. */
   batchSize?: number;
   /** Source tokens kept per sentence, special tokens included (default 64). */
   maxSourceTokens?: number;
-  /** Greedy settings (default: the model folder's generation_config.json, see loadGenerationConfig). */
+  /**
+   * Greedy settings. Default: the generation_config.json of the folder the model was loaded from (loadModel reads
+   * it), else config.json's ids with transformers' defaults.
+   */
   generation?: GenerationConfig;
 }
 
@@ -29,31 +33,13 @@ export interface Translation {
   ids: number[];
 }
 
-/** The greedy settings of a model folder: generation_config.json, with config.json for missing ids. */
-export async function loadGenerationConfig(dir: string, config: Record<string, unknown> = {}): Promise<GenerationConfig> {
-  checkPath(dir, 'loadGenerationConfig(dir, config): dir');
-  const file = path.join(dir, 'generation_config.json');
-  let gen: Record<string, unknown> = {};
-  try {
-    const g = JSON.parse(await readRegularFile(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES)) as unknown;
-    if (typeof g !== 'object' || g === null || Array.isArray(g)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object`);
-    gen = g as Record<string, unknown>;
-  } catch (e) {
-    if (e instanceof FfmergeError) throw e;
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
-    }
-  }
-  return generationConfigFrom(gen, config);
-}
-
 /** Greedy translations of `sources`, in order. */
 export async function translate(model: Model, tokenizer: Tokenizer, sources: readonly string[], opts: TranslateOptions = {}): Promise<Translation[]> {
   checkModel(model, 'translate(model, tokenizer, sources): model');
   checkTokenizer(tokenizer, 'translate(model, tokenizer, sources): tokenizer');
   checkArrayOf<string>(sources, 'translate(model, tokenizer, sources): sources', 'strings', (x) => typeof x === 'string');
   checkJobOptions(opts);
-  const generation = opts.generation ?? generationConfigFrom({}, model.config as Record<string, unknown>);
+  const generation = opts.generation ?? model.generation ?? generationConfigFrom({}, model.config as Record<string, unknown>);
   const batchSize = opts.batchSize ?? 64;
   const maxSource = opts.maxSourceTokens ?? 64;
   if (!Number.isInteger(batchSize) || batchSize <= 0) throw new FfmergeError('INVALID_ARGUMENT', 'batchSize must be a positive integer');

@@ -13,7 +13,7 @@ import { checkJobOptions, runNativeJob, throwIfAborted, type JobOptions } from '
 import { modelAddon, type NativeModelHandle } from '../native/model';
 import { CheckpointReader } from '../checkpoint/ties';
 import { architectureOf } from './architectures';
-import { Model } from './model';
+import { Model, generationConfigFrom, type GenerationConfig } from './model';
 import { checkConfigObject } from './inspect';
 import { checkCheckpoint, describeStacks, type CheckedStack } from './plan';
 import type { ModelSpec } from './spec';
@@ -78,6 +78,24 @@ export function transpose(a: Float32Array, rows: number, cols: number): Float32A
  * native job (cancellable with opts.signal, progress as phase 'load' in bytes), matrices stored F16/BF16
  * staying 16-bit.
  */
+/** The greedy settings of a model folder: generation_config.json, with config.json for missing ids. */
+export async function loadGenerationConfig(dir: string, config: Record<string, unknown> = {}): Promise<GenerationConfig> {
+  checkPath(dir, 'loadGenerationConfig(dir, config): dir');
+  const file = path.join(dir, 'generation_config.json');
+  let gen: Record<string, unknown> = {};
+  try {
+    const g = JSON.parse(await readRegularFile(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES)) as unknown;
+    if (typeof g !== 'object' || g === null || Array.isArray(g)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object`);
+    gen = g as Record<string, unknown>;
+  } catch (e) {
+    if (e instanceof FfmergeError) throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  return generationConfigFrom(gen, config);
+}
+
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
   checkPath(dir, 'loadModel(dir, options): dir');
   checkOptions(opts, 'loadModel(dir, options): options', LOAD_MODEL_KEYS);
@@ -113,7 +131,16 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const main = loaded.find((st) => st.name === arch.mainStack)!;
   // Encoder–decoder: the encoder stack is a second native model; the two share nothing but the config.
   const encoder = loaded.find((st) => st.name !== arch.mainStack);
-  return new Model(config, main.spec, main.handle, encoder ? { spec: encoder.spec, handle: encoder.handle } : undefined);
+  // An encoder–decoder model generates with its folder's generation_config.json, as transformers'
+  // from_pretrained loads it: without it, translate() would fall back to max_length 20 and cut sentences off.
+  let generation: GenerationConfig | undefined;
+  try {
+    if (encoder) generation = await loadGenerationConfig(dir, config);
+  } catch (e) {
+    for (const st of loaded) modelAddon().modelDispose(st.handle);
+    throw e;
+  }
+  return new Model(config, main.spec, main.handle, encoder ? { spec: encoder.spec, handle: encoder.handle } : undefined, generation);
 }
 
 /**

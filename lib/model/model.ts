@@ -217,6 +217,8 @@ export class Model {
     readonly spec: Readonly<ModelSpec>,
     handle: NativeModelHandle,
     encoder?: { spec: ModelSpec; handle: NativeModelHandle },
+    /** Encoder–decoder models loaded from a folder: its generation_config.json (translate's default). */
+    readonly generation?: GenerationConfig,
   ) {
     this.handle = handle;
     this.encoderHandle = encoder?.handle;
@@ -324,7 +326,7 @@ export class Model {
     try {
       const main = view(this.mainStack)!;
       const enc = this.encoderSpec ? { spec: this.encoderSpec, handle: view('encoder')! } : undefined;
-      return new Model(this.config, this.spec, main, enc);
+      return new Model(this.config, this.spec, main, enc, this.generation);
     } catch (e) {
       throw fromNativeError(e);
     }
@@ -352,7 +354,7 @@ export class Model {
     for (const s of Object.keys(drop)) this.stackSpec(s as StackName);
     try {
       const main = make(this.mainStack);
-      return new Model(this.config, main.spec, main.handle, this.encoderSpec ? make('encoder') : undefined);
+      return new Model(this.config, main.spec, main.handle, this.encoderSpec ? make('encoder') : undefined, this.generation);
     } catch (e) {
       throw fromNativeError(e);
     }

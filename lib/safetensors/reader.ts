@@ -52,6 +52,11 @@ export class SafetensorsReader {
     readonly metadata: Record<string, string>,
   ) {}
 
+  /** Bytes of the file or files read (every shard of a sharded checkpoint): what a checkpoint takes on disk. */
+  get fileBytes(): number {
+    return this.sources.reduce((n, s) => n + s.size, 0);
+  }
+
   /**
    * Opens a .safetensors file, a model.safetensors.index.json, or a model directory holding either
    * (model.safetensors preferred). Call close() when done to release the file handles.
