@@ -7,11 +7,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FfmergeError, abortError } from '../errors';
+import { FfmergeError } from '../errors';
 import { modelCard } from '../pipeline/model-card';
 import type { CompressResult } from '../pipeline/result';
 import { CheckpointReader, type TieMap } from './ties';
-import { ffTies, writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
+import { recordedTies, recordedWindows } from './earlier-merges';
+import { writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
 import { checkJobOptions } from '../native/job';
 import { checkPath } from '../arguments';
 
@@ -43,17 +44,11 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   }
   let ties: TieMap = {};
   if (format === 'tied') {
-    for (const w of info.windows) ties = { ...ties, ...ffTies(config, w.stack, w.layers) };
+    // every merge the record lists (a model compressed twice lists both), each copy checked against the one it joins
+    const recorded = recordedWindows(config, dir);
     const src = await CheckpointReader.open(dir);
     try {
-      for (const [tied, stored] of Object.entries(ties)) {
-        if (opts.signal?.aborted) throw abortError();
-        if (src.resolve(tied) === src.resolve(stored)) continue; // already tied in the source
-        const [a, b] = await Promise.all([src.readRaw(tied), src.readRaw(stored)]);
-        if (!Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) {
-          throw new FfmergeError('INVALID_DATA', `${tied} differs from ${stored}, the copy it would be tied to (was the expanded model changed after compressing?); refusing to discard that difference`);
-        }
-      }
+      ties = await recordedTies(config, recorded, src, opts.signal);
     } finally {
       await src.close();
     }

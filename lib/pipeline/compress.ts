@@ -11,7 +11,9 @@ import { checkJobOptions, type JobOptions } from '../native/job';
 import { checkMaxShardSize, checkOutputDir, ffReplacements, ffTies, writeCheckpoint } from '../checkpoint/write';
 import { checkBoolean, checkPath } from '../arguments';
 import { checkOnnxExportable, exportOnnx } from '../export/onnx/export';
-import { loadModel } from '../model/load';
+import { loadModel, readConfig } from '../model/load';
+import { CheckpointReader, type TieMap } from '../checkpoint/ties';
+import { mergedLayers, recordedLabel, recordedTies, recordedWindows, type RecordedWindow } from '../checkpoint/earlier-merges';
 import type { Model, StackName } from '../model/model';
 import { inspectModel, type ModelSummary } from '../model/inspect';
 import { anchorOffset, checkK, checkWindow, enumerateWindows, kFromFraction, parseWindow, windowLabel, windowLayers, type Anchor, type Window } from '../merge/windows';
@@ -87,6 +89,21 @@ function resolveWindows(spec: CompressOptions['window'], layers: number, k: numb
   }
   // in layer order, so that what the report lists and what is written do not depend on how they were given
   return list.sort((a, b) => a.start - b.start);
+}
+
+/**
+ * Whether a window takes in a layer that already shares its FF with others (an earlier merge of a source that
+ * is itself an ffmerge output), in any stack of its group. Given windows that do are refused; the search
+ * leaves them out. Such a merge gives the layer an FF of its own, so the earlier tie breaks: the output is no
+ * smaller than its source, only less accurate (merging the very window again saves nothing at all, yet the
+ * report would count it). Refusing says so before any work; a larger saving is a larger k on the original.
+ */
+function takenBy(done: ReadonlyMap<StackName, ReadonlySet<number>>, stacks: readonly StackName[], w: Window): { stack: StackName; layer: number } | undefined {
+  for (const stack of stacks) {
+    const layer = windowLayers(w).find((l) => done.get(stack)?.has(l));
+    if (layer !== undefined) return { stack, layer };
+  }
+  return undefined;
 }
 
 /** Seconds per phase, counted only for phases that ran; checks for abort at every boundary. */
@@ -165,6 +182,21 @@ function dropAdjustedIn(edits: Edit[], ws: Window[]): Edit[] {
       const adjusted = new Map([...e.merged.adjusted].filter(([l]) => !covered.has(l)));
       return { ...e, merged: { ...e.merged, adjusted } };
     });
+}
+
+/**
+ * A window's merge with the later layers its recover method rewrote (refit-res) cut short before the first
+ * layer an earlier merge shares: that layer's FF is one tensor with the rest of its window, so rewriting it
+ * alone cannot be written (the tied output would give every layer of that window the rewrite, or none), and
+ * the layers after it were refitted on states that assumed it. What is scored is what is written.
+ */
+function keepEarlierMerges(m: MergedWindow, merged: ReadonlySet<number> | undefined): MergedWindow {
+  if (!m.adjusted?.size || !merged?.size) return m;
+  const stop = Math.min(...[...m.adjusted.keys()].filter((l) => merged.has(l)));
+  if (!Number.isFinite(stop)) return m;
+  const { adjusted: _all, ...rest } = m;
+  const adjusted = new Map([...m.adjusted].filter(([l]) => l < stop));
+  return adjusted.size ? { ...rest, adjusted } : rest;
 }
 
 const comboLabel = (c: Combo) => `${c.method.name}+${c.recover.name}`;
@@ -254,6 +286,38 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const spec = resolveWindows(options.window, L, asked);
   const k = asked ?? (spec !== 'auto' ? spec[0]!.k : kFromFraction(DEFAULT_FRACTION, L));
   checkK(k, L);
+  // A source that is itself an ffmerge output: its merges are kept (and listed in the output's record), and no
+  // new window may take in their layers. Headers and config only; nothing changes for an ordinary model.
+  const sourceConfig = await readConfig(modelDir);
+  const earlier = recordedWindows(sourceConfig, modelDir);
+  const reader = await CheckpointReader.open(modelDir);
+  let done: Map<StackName, Set<number>>;
+  let earlierTies: TieMap;
+  try {
+    done = mergedLayers(sourceConfig, earlier, reader.ties);
+    // an expanded source holds its earlier merges as equal copies: a tied output stores each once again
+    earlierTies = await recordedTies(sourceConfig, earlier, reader, signal);
+  } finally {
+    await reader.close();
+  }
+  const alreadyMerged = () => {
+    const shared = [...done].filter(([, set]) => set.size).map(([st, set]) => `${st} ${[...set].sort((a, b) => a - b).join(', ')}`).join('; ');
+    return `the source is already an ffmerge output: layers ${shared} share their FF with others (${earlier.length ? recordedLabel(earlier) : 'tied in the checkpoint'})`;
+  };
+  const why = 'merging such a layer again would give it an FF of its own and break that tie, so the model would get no smaller; choose windows of layers not merged yet, or compress the original model with a larger k';
+  // the windows each group may merge: the given ones (refused if they take in a merged layer), or every free one
+  const groupWindows: Window[][] = groups.map((stacks) => {
+    if (spec !== 'auto') {
+      for (const w of spec) {
+        const hit = takenBy(done, stacks, w);
+        if (hit) throw new FfmergeError('INVALID_WINDOW', `window ${windowLabel(w)} takes in ${hit.stack} layer ${hit.layer}, but ${alreadyMerged()}: ${why}`);
+      }
+      return spec;
+    }
+    const free = enumerateWindows(L, k).filter((w) => !takenBy(done, stacks, w));
+    if (free.length === 0) throw new FfmergeError('INVALID_WINDOW', `every window of k = ${k} adjacent layers takes in a merged layer: ${alreadyMerged()}; ${why}`);
+    return free;
+  });
   if (options.out) checkOutputDir(modelDir, options.out, options.overwrite);
   if (options.out && format === 'onnx') await checkOnnxExportable(modelDir);
 
@@ -265,11 +329,12 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     disposeTask = async () => task.dispose?.();
     clock.lap('load');
 
-    const windows: Window[] = spec === 'auto' ? enumerateWindows(L, k) : spec;
+    // every window some group may merge (one list for an ordinary source: no layer is merged yet)
+    const windows: Window[] = spec === 'auto' ? enumerateWindows(L, k).filter((w) => groupWindows.some((ws) => ws.some((x) => x.start === w.start))) : spec;
     const searching = spec === 'auto' && windows.length > 1;
     // The default (no method named) with k > 2 also tries k − 1 pairs in place of one window of k.
     const pairing = searching && k > 2 && combos.length > 1;
-    const pairWindows = pairing ? enumerateWindows(L, 2) : [];
+    const pairWindows = pairing ? enumerateWindows(L, 2).filter((w) => groups.some((stacks) => !takenBy(done, stacks, w))) : [];
     const ctx: MergeContext = { model, anchor, correlations: new Map(), calibration: task.calibration, entry: new EntryStates(model, task.calibration), ...(selectMemory !== undefined ? { selectMemory } : {}) };
     let calibrationFeatures: Partial<Record<StackName, number>> = {};
     if (combos.some((c) => c.method.needsCorrelations) || baselines.some((b) => b.needsCorrelations)) {
@@ -287,7 +352,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const ffRemoved = spec === 'auto' ? k - 1 : spec.reduce((n, w) => n + w.k - 1, 0);
     const baselinePlans = baselines.map((b) => ({
       baseline: b,
-      groups: groups.map((stacks) => b.candidates({ model, summary, stacks, ffRemoved, windows: searching ? windows.map((w) => [w]) : [windows], merge: ctx, job })),
+      groups: groups.map((stacks, g) => b.candidates({ model, summary, stacks, ffRemoved, windows: searching ? groupWindows[g]!.map((w) => [w]) : [groupWindows[g]!], merge: ctx, job })),
     }));
     // The merge's candidates per group: every window (search), or the given windows together.
     const planFor = (stacks: StackName[], ws: Window[], combo: Combo, merges = sharedMerges(ctx, [combo], quiet)): Candidate => ({
@@ -298,15 +363,15 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       edits: async () => {
         const edits: Edit[] = [];
         for (const w of ws) for (const stack of stacks) {
-          const m = { ...(await combo.recover.recover(ctx, await merges(combo.method, stack, w), quiet)), method: combo.method.name, recover: combo.recover.name };
+          const m = keepEarlierMerges({ ...(await combo.recover.recover(ctx, await merges(combo.method, stack, w), quiet)), method: combo.method.name, recover: combo.recover.name }, done.get(stack));
           edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
           for (const [layer, ff] of m.adjusted ?? []) edits.push({ kind: 'ff', stack, layers: [layer], ff });
         }
         return dropAdjustedIn(edits, ws);
       },
     });
-    const mergePlans: Candidate[][] = groups.map((stacks) =>
-      (searching ? windows.map((w) => [w]) : [windows]).flatMap((ws) => {
+    const mergePlans: Candidate[][] = groups.map((stacks, g) =>
+      (searching ? groupWindows[g]!.map((w) => [w]) : [groupWindows[g]!]).flatMap((ws) => {
         const merges = sharedMerges(ctx, combos, quiet);
         return combos.map((combo) => planFor(stacks, ws, combo, merges));
       }),
@@ -372,7 +437,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
         const best = found[g]!;
         const combo = best.c.combo!;
         const pairs: { w: Window; score: number }[] = [];
-        for (const w of pairWindows) pairs.push({ w, score: (await scoreOne('search', planFor(stacks, [w], combo), candidates)).score });
+        for (const w of pairWindows.filter((pw) => !takenBy(done, stacks, pw))) pairs.push({ w, score: (await scoreOne('search', planFor(stacks, [w], combo), candidates)).score });
         pairs.sort((a, b) => (isBetter(a.score, b.score) ? -1 : isBetter(b.score, a.score) ? 1 : 0));
         const used = new Set<number>();
         const pick: Window[] = [];
@@ -465,7 +530,8 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       timings: clock.timings,
     };
     onProgress?.({ phase: 'save', done: 0, total: 1 });
-    if (options.out) result.out = await writeOutput(modelDir, options.out, format, options.overwrite, model, chosen, result, signal, options.maxShardSize);
+    if (earlier.length) result.earlierWindows = earlier;
+    if (options.out) result.out = await writeOutput(modelDir, options.out, format, options.overwrite, model, chosen, result, earlier, earlierTies, signal, options.maxShardSize);
     clock.lap('save', true); // written and renamed into place: the result stands
     onProgress?.({ phase: 'save', done: 1, total: 1 });
     return result;
@@ -485,19 +551,23 @@ async function writeOutput(
   model: Model,
   chosen: MergedWindow[],
   result: CompressResult,
+  earlier: RecordedWindow[],
+  earlierTies: TieMap,
   signal: AbortSignal | undefined,
   maxShardSize?: number,
 ): Promise<NonNullable<CompressResult['out']>> {
   const config = model.config as Record<string, unknown>;
   const replace = new Map<string, Float32Array>();
-  let ties: Record<string, string> = {};
+  let ties: Record<string, string> = { ...earlierTies };
   for (const m of chosen) {
     const layers = windowLayers(m.window);
     for (const l of layers) for (const [name, t] of ffReplacements(config, m.stack, l, m.merged)) replace.set(name, t);
     for (const [l, ff] of m.adjusted ?? []) for (const [name, t] of ffReplacements(config, m.stack, l, ff)) replace.set(name, t);
     ties = { ...ties, ...ffTies(config, m.stack, layers) };
   }
-  const info = { version: 1, method: result.method, anchor: result.anchor, recover: result.recover, k: result.k, stacks: result.stacks, windows: result.windows };
+  // windows: every merge the output carries, the source's first (the writer keeps the source's ties with them;
+  // convert re-ties from this list, so one that left them out would undo them on the way back to tied)
+  const info = { version: 1, method: result.method, anchor: result.anchor, recover: result.recover, k: result.k, stacks: result.stacks, windows: [...earlier, ...result.windows] };
   const report = { ...result, out: { dir: path.resolve(out), format } };
   const common = {
     out,

@@ -76,6 +76,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     '',
     '## What was merged',
     `- k = ${r.k}: ${windows}`,
+    ...(r.earlierWindows?.length ? [`- kept from the source, already an ffmerge output: ${r.earlierWindows.map((w) => `${multi ? `${w.stack} ` : ''}layers ${w.layers.join(', ')}`).join('; ')} (each sharing one FF, as before)`] : []),
     `- method: \`${r.method}\`${METHOD_NOTE[r.method] ? ` (${METHOD_NOTE[r.method]})` : ''}; recover: \`${r.recover}\``,
     ...(adjusted ? [`- also rewritten by the recover method, each keeping its own FF (not shared, same size): ${adjusted}`] : []),
     `- chosen by: ${r.candidates.length > 0 ? `searching ${r.candidates.length} candidates (windows${r.candidates.some((c) => c.method) ? ' and method combinations' : ''}) on validation ${METRIC[m]}` : 'given by the user'}`,

@@ -2,6 +2,7 @@
 import type { CompressFormat } from './options';
 import type { StackName } from '../model/model';
 import type { Anchor } from '../merge/windows';
+import type { RecordedWindow } from '../checkpoint/earlier-merges';
 import type { StackMode } from './options';
 import type { DataCounts, MetricInfo, SelectionInfo } from './task';
 
@@ -43,6 +44,12 @@ export interface CompressResult {
   stacks: StackMode;
   /** adjusted: layers outside the window whose own FF the recover method rewrote (refit-res downstream). */
   windows: { stack: StackName; window: string; layers: number[]; anchor: number; method: string; recover: string; adjusted?: number[] }[];
+  /**
+   * Present when the source was itself an ffmerge output: the merges it already carried (its config.json's
+   * `ffmerge.windows`), kept in the output, whose record lists them before `windows`. `params` and `bytes` count
+   * this run's merge only.
+   */
+  earlierWindows?: RecordedWindow[];
   /** Every merge candidate scored by the search (empty when the windows were given). */
   candidates: CandidateScore[];
   base: Metric;

@@ -1,0 +1,186 @@
+/**
+ * Compressing a model that is itself an ffmerge output (the bundled llama-stories260k, 5 layers, k = 2):
+ * the output keeps the earlier merge and lists it with the new one, in either format and through convert;
+ * a window that takes in an already merged layer is refused before any work; the search leaves such
+ * windows out; what is written loads with exactly the FFs it should hold and scores what compress reported.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { compress, type CompressOptions, type CompressResult } from '../lib/pipeline/compress';
+import { convertCheckpoint } from '../lib/checkpoint/convert';
+import { readTies } from '../lib/checkpoint/ties';
+import { inspectModel } from '../lib/model/inspect';
+import { formatSummary } from '../lib/cli/inspect';
+import { loadModel } from '../lib/model/load';
+import type { Model } from '../lib/model/model';
+import { saveTrained } from '../lib/train/save';
+
+const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
+const TEXT = path.join(BUNDLED, 'calibration.txt');
+const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
+// the paper's merge on given windows: deterministic, no search; validation is the file's first 10240 tokens
+const BASE: CompressOptions = { calibration: TEXT, validation: TEXT, k: 2, method: 'permute', recover: 'none' };
+
+jest.setTimeout(600_000);
+
+let tmp: string;
+const dir = (name: string) => path.join(tmp, name);
+const record = (d: string) => (JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8')) as { ffmerge: { format: string; windows: { window: string; layers: number[] }[]; ties?: Record<string, string> } }).ffmerge;
+const labels = (d: string) => record(d).windows.map((w) => w.window);
+
+/** Every FF tensor of one layer, as plain arrays, for exact comparison. */
+function ff(m: Model, layer: number): number[][] {
+  const w = m.ffWeights(layer);
+  return [w.wIn, w.wOut, w.wGate].map((a) => Array.from(a as Float32Array));
+}
+
+/** `ffmerge eval` on the first 10240 tokens of the calibration text: what compress validated on. */
+function evalPerplexity(model: string): number {
+  const r = spawnSync(process.execPath, [BIN, 'eval', model, '--data', TEXT, '--tokens', '10240', '--json'], { encoding: 'utf8', env: { ...process.env, FFMERGE_FROM_SOURCE: '1' } });
+  expect(r.status).toBe(0);
+  return (JSON.parse(r.stdout) as { perplexity: number }).perplexity;
+}
+
+let tied01: CompressResult;
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-recompress-'));
+  tied01 = await compress(BUNDLED, { ...BASE, window: '0-1', format: 'tied', out: dir('t01') });
+  await compress(BUNDLED, { ...BASE, window: '0-1', format: 'expanded', out: dir('e01') });
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+describe('compressing an ffmerge output again (disjoint windows)', () => {
+  let tied: CompressResult;
+  beforeAll(async () => {
+    tied = await compress(dir('t01'), { ...BASE, window: '2-3', format: 'tied', out: dir('t01-23') });
+  });
+
+  it('a tied source: both merges are recorded and tied; each layer holds exactly its FF; eval gives the reported perplexity', async () => {
+    expect(labels(dir('t01-23'))).toEqual(['0-1', '2-3']);
+    expect(Object.keys(await readTies(dir('t01-23')))).toHaveLength(6);
+    expect(tied.earlierWindows?.map((w) => w.window)).toEqual(['0-1']);
+    const s = await inspectModel(dir('t01-23'));
+    const base = await inspectModel(BUNDLED);
+    expect(s.totalParams).toBe(base.totalParams - 2 * s.stacks[0]!.ffParamsPerLayer);
+    const src = await loadModel(dir('t01'));
+    const out = await loadModel(dir('t01-23'));
+    try {
+      // layers 0-1: the earlier shared FF, untouched; 2-3: one new FF, unlike either layer's own; 4: as it was
+      expect(ff(out, 0)).toEqual(ff(src, 0));
+      expect(ff(out, 1)).toEqual(ff(src, 0));
+      expect(ff(out, 3)).toEqual(ff(out, 2));
+      expect(ff(out, 2)).not.toEqual(ff(src, 2));
+      expect(ff(out, 2)).not.toEqual(ff(src, 3));
+      expect(ff(out, 4)).toEqual(ff(src, 4));
+    } finally {
+      src.dispose();
+      out.dispose();
+    }
+    const ppl = evalPerplexity(dir('t01-23'));
+    expect(Math.abs(ppl - tied.merged.validation) / ppl).toBeLessThan(1e-9);
+    expect(tied.base.validation).toBeCloseTo(tied01.merged.validation, 9);
+    expect(fs.readFileSync(path.join(dir('t01-23'), 'README.md'), 'utf8')).toMatch(/kept from the source[^\n]*layers 0, 1/);
+  });
+
+  it('an expanded source: the record lists both, convert --format tied re-ties both, and a tied output of it ties both', async () => {
+    await compress(dir('e01'), { ...BASE, window: '2-3', format: 'expanded', out: dir('e01-23') });
+    expect(labels(dir('e01-23'))).toEqual(['0-1', '2-3']);
+    // inspect names both merges and what they save together, though the expanded file stores every copy
+    expect(formatSummary(await inspectModel(dir('e01-23')))).toMatch(/windows decoder 0-1, decoder 2-3, the merges remove 66,048 FF params in the tied format/);
+    const back = await convertCheckpoint(dir('e01-23'), dir('e01-23-tied'), 'tied');
+    const direct = await compress(dir('e01'), { ...BASE, window: '2-3', format: 'tied', out: dir('e01-23t') });
+    const stored = (await inspectModel(dir('t01-23'))).totalParams;
+    expect(back.storedParams).toBe(stored);
+    expect((await inspectModel(dir('e01-23t'))).totalParams).toBe(stored);
+    expect(Object.keys(await readTies(dir('e01-23-tied')))).toHaveLength(6);
+    // the same merge from equal weights: the same model whichever way it was stored
+    expect(direct.merged.validation).toBe(tied.merged.validation);
+    const a = await loadModel(dir('t01-23'));
+    const b = await loadModel(dir('e01-23-tied'));
+    try {
+      for (let l = 0; l < 5; l++) expect(ff(b, l)).toEqual(ff(a, l));
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+    // and the round trip of the twice-compressed tied output comes back as small
+    await convertCheckpoint(dir('t01-23'), dir('t01-23-exp'), 'expanded');
+    expect(labels(dir('t01-23-exp'))).toEqual(['0-1', '2-3']);
+    expect((await convertCheckpoint(dir('t01-23-exp'), dir('t01-23-exp-tied'), 'tied')).storedParams).toBe(stored);
+  });
+
+  it('saveTrained (what finetune writes) keeps both merges tied and recorded', async () => {
+    const m = await loadModel(dir('t01-23'));
+    try {
+      const r = await saveTrained(m, { source: dir('t01-23'), out: dir('saved') });
+      expect(r.storedParams).toBe((await inspectModel(dir('t01-23'))).totalParams);
+    } finally {
+      m.dispose();
+    }
+    expect(labels(dir('saved'))).toEqual(['0-1', '2-3']);
+    expect(record(dir('saved')).format).toBe('tied');
+    expect(Object.keys(await readTies(dir('saved')))).toHaveLength(6);
+  });
+});
+
+describe('a recover method that rewrites later layers (refit-res) next to an earlier merge', () => {
+  it('stops before the earlier window, so what is written is what was scored', async () => {
+    await compress(BUNDLED, { ...BASE, window: '3-4', format: 'tied', out: dir('t34') });
+    // refit-res would rewrite layer 3 alone, but 3 shares its FF with 4: written tied, 4 would take it too
+    const r = await compress(dir('t34'), { ...BASE, method: 'select', recover: 'refit-res', window: '1-2', format: 'tied', out: dir('t34-12') });
+    expect(r.windows[0]!.adjusted).toBeUndefined();
+    expect(labels(dir('t34-12'))).toEqual(['3-4', '1-2']);
+    const src = await loadModel(dir('t34'));
+    const out = await loadModel(dir('t34-12'));
+    try {
+      expect(ff(out, 0)).toEqual(ff(src, 0));
+      expect(ff(out, 2)).toEqual(ff(out, 1));
+      expect(ff(out, 3)).toEqual(ff(src, 3));
+      expect(ff(out, 4)).toEqual(ff(src, 3));
+    } finally {
+      src.dispose();
+      out.dispose();
+    }
+    const ppl = evalPerplexity(dir('t34-12'));
+    expect(Math.abs(ppl - r.merged.validation) / ppl).toBeLessThan(1e-9);
+  });
+});
+
+describe('a window that takes in an already merged layer', () => {
+  it('is refused, INVALID_WINDOW, before any work and with nothing written: overlapping or the same window, tied or expanded', async () => {
+    for (const [src, window] of [['t01', '1-2'], ['t01', '0-1'], ['e01', '1-2'], ['e01', '0-1']] as const) {
+      await expect(compress(dir(src), { ...BASE, window, out: dir('never') })).rejects.toMatchObject({
+        code: 'INVALID_WINDOW',
+        message: expect.stringMatching(/already an ffmerge output: layers decoder 0, 1 share their FF[\s\S]*larger k/),
+      });
+    }
+    expect(fs.existsSync(dir('never'))).toBe(false);
+  });
+
+  it('is found from the tie map too, when the record does not list the merge', async () => {
+    fs.cpSync(dir('t01'), dir('t01-norecord'), { recursive: true });
+    const cfg = path.join(dir('t01-norecord'), 'config.json');
+    const c = JSON.parse(fs.readFileSync(cfg, 'utf8')) as { ffmerge: Record<string, unknown> };
+    c.ffmerge.windows = [];
+    fs.writeFileSync(cfg, JSON.stringify(c));
+    await expect(compress(dir('t01-norecord'), { ...BASE, window: '1-2', out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_WINDOW', message: expect.stringMatching(/tied in the checkpoint/) });
+  });
+
+  it('the search leaves such windows out, and says so when none is left', async () => {
+    const r = await compress(dir('t01'), { ...BASE, format: 'tied', out: dir('t01-auto') });
+    expect(r.candidates.map((c) => c.windows.decoder)).toEqual(['2-3', '3-4']);
+    expect(labels(dir('t01-auto'))).toEqual(['0-1', r.windows[0]!.window]);
+    await expect(compress(dir('t01'), { ...BASE, k: 4, out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_WINDOW', message: expect.stringMatching(/every window of k = 4/) });
+  });
+
+  it('a malformed record is INVALID_CONFIG naming the entry', async () => {
+    fs.cpSync(dir('t01'), dir('t01-bad'), { recursive: true });
+    const cfg = path.join(dir('t01-bad'), 'config.json');
+    const c = JSON.parse(fs.readFileSync(cfg, 'utf8')) as { ffmerge: Record<string, unknown> };
+    c.ffmerge.windows = [{ stack: 'decoder', layers: [0, 9] }];
+    fs.writeFileSync(cfg, JSON.stringify(c));
+    await expect(compress(dir('t01-bad'), { ...BASE, window: '2-3', out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(/ffmerge\.windows\[0\]/) });
+  });
+});
