@@ -147,6 +147,22 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'ffmerge eval on token-
       expect(Math.abs(out.perplexity / want[split] - 1)).toBeLessThan(1e-5);
     }
   });
+
+  it('--block-size with rows, which are never cut, is refused (exit 2) by eval and compress, before any work', () => {
+    const rows = sharedPath('data', 'lm', 'stories260k-samples-valid.jsonl');
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-cli-rows-'));
+    try {
+      const e = ffmerge(cwd, 'eval', BUNDLED, '--data', rows, '--tokens', '512', '--block-size', '128');
+      expect(e.code).toBe(2);
+      expect(e.stderr).toMatch(/--block-size cuts text into blocks; .*stories260k-samples-valid\.jsonl holds token-id rows, each used as it is.*OPTION_NOT_APPLICABLE/);
+      const c = ffmerge(cwd, 'compress', BUNDLED, '--data', rows, '--k', '2', '--block-size', '128', '--json');
+      expect(c.code).toBe(2);
+      expect(JSON.parse(c.stdout).error).toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringMatching(/^blockSize \(--block-size\) cuts text into blocks; calibration file .* holds token-id rows/) });
+      expect(fs.readdirSync(cwd)).toEqual([]);
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
 });
 
 describeShared('fixtures/gpt2-sotu', 'ffmerge inspect', () => {

@@ -11,6 +11,9 @@ import { BASELINES } from '../lib/pipeline/baselines';
 import { MERGE_METHODS } from '../lib/pipeline/merge-methods';
 import { RECOVER_METHODS } from '../lib/pipeline/recover';
 import { readTokenRows } from '../lib/data/token-rows';
+import { loadModel } from '../lib/model/load';
+import type { Model } from '../lib/model/model';
+import { languageModeling } from '../lib/pipeline/tasks/language-modeling';
 import { describeShared, sharedPath } from './helpers/shared';
 
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
@@ -56,6 +59,63 @@ describe('baselines on the bundled llama-stories260k', () => {
   });
 });
 
+describe('search tokens on the bundled llama-stories260k', () => {
+  jest.setTimeout(300_000);
+  const common = { method: 'permute', recover: 'none', k: 2, calibration: TEXT, calibrationTokens: 2048 } as const;
+
+  it('every candidate is scored on the blocks the budget gives (not on whole batches of 8), and the report says how many', async () => {
+    // 2048 validation tokens = 8 blocks of 256 = one batch; a search budget of 512 is 2 of those blocks
+    const full = await compress(BUNDLED, { ...common, validationTokens: 2048 });
+    const search = await compress(BUNDLED, { ...common, validationTokens: 2048, searchTokens: 512 });
+    const small = await compress(BUNDLED, { ...common, validationTokens: 512 });
+    expect(search.data).toMatchObject({ validation: 2048, search: 512 });
+    expect(full.data.search).toBe(2048);
+    const scores = (r: typeof full) => r.candidates.map((c) => c.score);
+    // the same two blocks as a run validating on 512 tokens, in the same batches: the same scores, bit for bit
+    expect(scores(search)).toEqual(scores(small));
+    expect(scores(search).every((v, i) => v !== scores(full)[i])).toBe(true);
+    // the chosen window is validated on all 2048 tokens (batched [2 blocks, 6 blocks] instead of [8]: the last bits may differ)
+    const chosen = full.candidates.find((c) => c.windows.decoder === search.windows[0]!.window)!;
+    expect(search.merged.validation).toBeCloseTo(chosen.score, 9);
+  });
+
+  describe('a task on its own', () => {
+    let model: Model;
+    beforeAll(async () => {
+      model = await loadModel(BUNDLED);
+    });
+    afterAll(() => model.dispose());
+
+    it('a budget between blocks takes whole blocks, at least one', async () => {
+      for (const [searchTokens, search] of [[600, 512], [100, 256], [5000, 2048]] as const) {
+        const task = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: TEXT, calibrationTokens: 1024, validationTokens: 2048, searchTokens } }, {});
+        expect(task.data.search).toBe(search);
+        await task.dispose?.();
+      }
+    });
+
+    it("a large model's own search budget is rounded up to whole batches, and the report gives the tokens scored", async () => {
+      // The bundled model posing as a large one (layerParams ≥ 1e9 through headDim, which forward does not read).
+      const big = Object.create(model, { spec: { value: { ...model.spec, headDim: 1e7 } } }) as Model;
+      const options = { calibration: TEXT, calibrationTokens: 1024, validationTokens: 12 * 128, blockSize: 128, batchBlocks: 4 };
+      const task = await languageModeling.create({ model: big, dir: BUNDLED, options }, {});
+      // 8 starts from layer 0: 8 passes per token, so 4 passes = half of the 12 blocks = 6, rounded up to 2 batches of 4
+      await task.prepare([0, 0, 0, 0, 0, 0, 0, 0], {});
+      expect(task.data.search).toBe(8 * 128);
+      expect(task.data.notes).toContain('search: the first 1024 validation tokens (a large model: about 4 validation passes in all)');
+      // and those 8 blocks are what a candidate is scored on: the base model's perplexity on the first 8, not 6
+      const onFirst = async (blocks: number) => {
+        const t = await languageModeling.create({ model, dir: BUNDLED, options: { ...options, validationTokens: blocks * 128 } }, {});
+        return t.validate(model, 0, {});
+      };
+      const searched = await task.search(big, 0, {});
+      expect(searched).toBeCloseTo(await onFirst(8), 9);
+      expect(Math.abs(searched - (await onFirst(6)))).toBeGreaterThan(1e-6);
+      await task.dispose?.();
+    });
+  });
+});
+
 describeShared('data/lm/stories260k-samples-test.jsonl', 'token-id rows ({"input_ids"} JSON Lines)', () => {
   jest.setTimeout(300_000);
   const VALID = sharedPath('data', 'lm', 'stories260k-samples-valid.jsonl');
@@ -80,8 +140,34 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'token-id rows ({"input
     const eval_ = JSON.parse(fs.readFileSync(sharedPath('fixtures', 'llama-stories260k', 'eval.json'), 'utf8')) as { ppl: { valid: number; test: number } };
     const r = await compress(BUNDLED, { method: 'permute', k: 2, window: '0-1', calibration: VALID, calibrationTokens: 2048, validation: VALID, validationTokens: 48 * 256, test: TEST });
     expect(r.data).toMatchObject({ unit: 'tokens', calibration: 2048, validation: 48 * 256, test: 48 * 256 });
+    expect(r.data.blockSize).toBeUndefined(); // nothing was cut into blocks
     expect(Math.abs(r.base.validation / eval_.ppl.valid - 1)).toBeLessThan(1e-5);
     expect(Math.abs(r.base.test! / eval_.ppl.test - 1)).toBeLessThan(1e-5);
+  });
+
+  it('a blockSize with nothing to cut is refused, not ignored; with text beside the rows it cuts the text only, and the report says so', async () => {
+    const common = { method: 'permute', k: 2, window: '0-1', calibrationTokens: 1024, validationTokens: 1024, blockSize: 128 } as const;
+    await expect(compress(BUNDLED, { ...common, calibration: VALID })).rejects.toMatchObject({
+      code: 'OPTION_NOT_APPLICABLE',
+      message: `blockSize (--block-size) cuts text into blocks; calibration file ${VALID} holds token-id rows, each used as it is: give no blockSize`,
+    });
+    await expect(compress(BUNDLED, { ...common, calibration: VALID, validation: VALID, test: TEST })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining(`test file ${TEST} holds`) });
+    // blocks already cut are used as they are too
+    const rows = await readTokenRows(VALID, { maxTokens: 2048 });
+    await expect(compress(BUNDLED, { ...common, calibration: rows })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining('calibration is token blocks already cut') });
+    // text calibration in blocks of 128, validation rows of 256 as they are
+    const model = await loadModel(BUNDLED);
+    try {
+      const task = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: TEXT, validation: VALID, calibrationTokens: 1024, validationTokens: 1024, blockSize: 128 } }, {});
+      expect(task.calibration.every((b) => (b.input as { seq: number }).seq === 128)).toBe(true);
+      expect(task.data.blockSize).toBe(128);
+      expect(task.data.notes).toEqual([`validation: used as it is, not cut into blocks of 128 (file ${VALID} holds token-id rows)`]);
+      const val = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: VALID, validation: TEXT, calibrationTokens: 1024, validationTokens: 1024 } }, {});
+      expect(val.data.blockSize).toBe(256); // the default, cutting the validation text
+      expect(val.data.notes).toEqual([`calibration: used as it is, not cut into blocks of 256 (file ${VALID} holds token-id rows)`]);
+    } finally {
+      model.dispose();
+    }
   });
 });
 

@@ -116,8 +116,9 @@ test('compress calibrates on samples and validates on the text; the report says 
 describe("draw: 'spread'", () => {
   const text = path.join(BUNDLED, 'calibration.txt');
   const ids = (blocks: Int32Array[]) => blocks.map((b) => Array.from(b).join(','));
-  const calibrationOf = async (draw: 'head' | 'spread') => {
-    const task = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: text, test: text, calibrationTokens: 1024, validationTokens: 1024, blockSize: 128, batchBlocks: 1, draw } }, {});
+  const calibrationOf = async (draw: 'head' | 'spread', validation?: string) => {
+    const options = { calibration: text, ...(validation ? { validation } : {}), test: text, calibrationTokens: 1024, validationTokens: 1024, blockSize: 128, batchBlocks: 1, draw };
+    const task = await languageModeling.create({ model, dir: BUNDLED, options }, {});
     try {
       return { blocks: task.calibration.map((b) => (b.input as { ids: Int32Array }).ids), data: task.data };
     } finally {
@@ -137,6 +138,22 @@ describe("draw: 'spread'", () => {
     expect(order.slice(0, 8).some((i) => i >= 16)).toBe(true);
     expect(spread.data.test).toBe(all.reduce((n, b) => n + b.length, 0));
     expect(spread.data.notes.join('; ')).toMatch(/drawn across the whole file/);
+  });
+
+  test('the notes say what was done, once: validation from the calibration file, or from a file of its own', async () => {
+    // validation is the calibration file's next blocks in the drawn order: one note for both, none saying it is
+    // "the calibration data after the calibration budget" (that is head's, the file's text after calibration's)
+    expect((await calibrationOf('spread')).data.notes).toEqual([
+      'calibration and validation: blocks drawn across the whole file (fixed seeded order)',
+      'validation: the blocks after the calibration blocks in that order (disjoint from them)',
+    ]);
+    expect((await calibrationOf('head')).data.notes).toEqual(['validation: the calibration data after the calibration budget']);
+    // a validation file of its own is drawn on its own: nothing says the two are disjoint (here they are one file)
+    expect((await calibrationOf('spread', text)).data.notes).toEqual([
+      'calibration: blocks drawn across the whole file (fixed seeded order)',
+      'validation: blocks drawn across the whole file (fixed seeded order)',
+    ]);
+    expect((await calibrationOf('head', text)).data.notes).toEqual([]);
   });
 
   test('a bad draw is refused: INVALID_ARGUMENT from the library, exit 2 from the CLI', async () => {

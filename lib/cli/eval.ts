@@ -1,10 +1,12 @@
 /** `ffmerge eval <model> …`: the metric of the model's task — perplexity, top-1 accuracy, or greedy BLEU + chrF. */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { loadModel } from '../model/load';
 import { inspectModel } from '../model/inspect';
 import { loadTokenizer } from '../tokenizer';
 import { loadPreprocessor } from '../data/images';
+import { isTokenRowFile } from '../data/token-rows';
 import { evaluateImageClassifier } from '../eval/accuracy';
 import { evaluateTranslation } from '../eval/translate';
 import { blocksFrom, fitBlockSize, makeBatches, takeTokens, tokenCount } from '../pipeline/data';
@@ -46,6 +48,10 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
   let line: string;
   if (task === 'language-modeling') {
     if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'eval needs --data <text or .jsonl file>');
+    // token-id rows are each one sequence, never re-cut: a block size for them would be ignored (checked before loading)
+    if (o.blockSize !== undefined && fs.existsSync(o.data) && (await isTokenRowFile(o.data))) {
+      throw new FfmergeError('OPTION_NOT_APPLICABLE', `--block-size cuts text into blocks; ${o.data} holds token-id rows, each used as it is: give no --block-size`);
+    }
     const m = await loadModel(model, { signal });
     try {
       const blockSize = fitBlockSize(int(o.blockSize, 'block-size'), 256, m.spec.maxPositions, '--block-size');

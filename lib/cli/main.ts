@@ -110,8 +110,8 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--validation-tokens <n>', 'validation token budget, in whole blocks: at least one (default 10240)')
     .option('--search-tokens <n>', 'tokens each search candidate is scored on, in whole blocks (default: all validation tokens)')
     .option('--test-tokens <n>', 'test token budget, in whole blocks (default: the whole file)')
-    .option('--draw <how>', 'which blocks of the --data/--valid text the budgets take: head (the first ones, default) | spread (drawn across the whole file, calibration and validation disjoint)')
-    .option('--block-size <n>', 'tokens per sequence (default 256)')
+    .option('--draw <how>', 'which blocks of the --data/--valid text the budgets take: head (the first ones, default) | spread (drawn across the whole file; validation from the --data file disjoint from calibration)')
+    .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
     .option('--json', 'print the result as JSON on stdout (no progress bar)')
     .addHelpText('after', '\nWith no model: the bundled llama-stories260k demo, written to <tmp>/ffmerge-demo/llama-stories260k-ffmerge unless --out is given.')
     .action(async (model: string | undefined, opts: CompressCliOptions) => {
@@ -130,7 +130,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--target <file>', 'marian: reference translations')
     .option('--count <n>', 'vit/marian: evaluate the first n images or sentences (default all)')
     .option('--tokens <n>', 'token budget, in whole blocks: at least one (default: the whole file)')
-    .option('--block-size <n>', 'tokens per sequence (default 256)')
+    .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
     .option('--json', 'machine-readable output')
     .action(async (model: string, opts: EvalCliOptions) => {
       state.json = Boolean(opts.json);

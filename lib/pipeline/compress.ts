@@ -254,7 +254,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const summary = await inspectModel(modelDir);
   const kind = taskFor(summary);
   checkApplicable(options, kind, summary.modelType);
-  kind.check(options);
+  await kind.check(options);
   // method 'auto', the default when neither a method nor a recover method is named: every DEFAULT_COMBOS
   // combination is a candidate at every window and the best on validation is kept (the recover methods are
   // part of each combination). Otherwise one combination, the recover method 'none' unless named; a recover

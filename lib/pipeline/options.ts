@@ -87,10 +87,15 @@ export interface CompressOptions {
   testTokens?: number;
   /**
    * Which blocks of a calibration or validation file the budgets take: 'head', the first ones (default), or
-   * 'spread', blocks drawn across the whole file (a fixed seeded order; calibration and validation disjoint),
-   * so that both represent a file that is not uniform from start to end. Test data is always read whole.
+   * 'spread', blocks drawn across the whole file (a fixed seeded order; validation taken from the calibration
+   * file is the blocks after calibration's, so the two are disjoint), so that both represent a file that is not
+   * uniform from start to end. Test data is always read whole.
    */
   draw?: 'head' | 'spread';
+  /**
+   * Tokens per block when text is cut (and per sampled calibration row). Token-id rows and blocks given already
+   * cut are used as they are: a blockSize with no text (or sampled calibration) to apply to is OPTION_NOT_APPLICABLE.
+   */
   blockSize?: number;
   /** Blocks per forward batch. */
   batchBlocks?: number;

@@ -29,7 +29,7 @@ export interface DataCounts {
   /** Scored per search candidate (the first `search` validation units). */
   search: number;
   test?: number;
-  /** LM only: tokens per block. */
+  /** LM only: tokens per block, when some data was cut into blocks (text) or sampled (absent when all were token-id rows). */
   blockSize?: number;
   /** Lines for people about where each split came from. */
   notes: string[];
@@ -66,6 +66,6 @@ export interface TaskKind extends Named {
   /** Options only this task reads; setting one of another task's is OPTION_NOT_APPLICABLE. */
   readonly optionKeys: readonly (keyof CompressOptions)[];
   /** Checks the options that need no model (files exist, sources have the right shape) before loading. */
-  check(options: CompressOptions): void;
+  check(options: CompressOptions): void | Promise<void>;
   create(ctx: { model: Model; dir: string; options: CompressOptions }, opts: JobOptions): Promise<Task>;
 }

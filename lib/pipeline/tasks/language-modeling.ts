@@ -3,14 +3,16 @@
  * perplexity on validation blocks (lower is better). The base model's states entering every candidate's
  * first changed layer are kept once (PrefixCache), so a candidate starting at layer s runs layers s.. only.
  */
+import * as fs from 'node:fs';
 import { FfmergeError, showValue } from '../../errors';
 import type { FeatureBatch } from '../../data/feature-batches';
 import { blocksFrom, fitBlockSize, makeBatches, takeTokens, tokenCount, type Batch } from '../data';
 import { nllOf, ppl, PrefixCache } from '../prefix';
-import { checkTestBudget, positiveInt, type SampledSource, type TokenSource } from '../options';
+import { checkTestBudget, positiveInt, type CompressOptions, type SampledSource, type TokenSource } from '../options';
 import { sampleRows } from '../../eval/sample';
 import { seededOrder } from '../../data/shuffle';
 import { MIN_BLOCK_TOKENS } from '../../data/blocks';
+import { isTokenRowFile } from '../../data/token-rows';
 import type { Task, TaskKind } from '../task';
 
 export const LM_DEFAULTS = { calibrationTokens: 10240, validationTokens: 10240, blockSize: 256, batchBlocks: 8 };
@@ -88,12 +90,46 @@ function checkSource(v: unknown, what: string): void {
   if (short >= 0) throw new FfmergeError('INVALID_ARGUMENT', `${what} block ${short} has ${v[short]!.length} token(s): a block needs at least ${MIN_BLOCK_TOKENS} (one next-token prediction)`);
 }
 
+/**
+ * The sources a block size does not apply to, as [split, why]: token-id rows (each row one sequence, never
+ * re-cut) and blocks the caller already cut are used as they are. Text is cut into blocks of blockSize and
+ * sampled calibration rows are blockSize long, so those take it. Validation without a file of its own is the
+ * calibration's rest and goes with it. A file that does not exist counts as text: blocksFrom says it is missing.
+ */
+async function sourcesUsedAsIs(o: CompressOptions): Promise<Array<[string, string]>> {
+  const out: Array<[string, string]> = [];
+  for (const what of ['calibration', 'validation', 'test'] as const) {
+    const src = o[what];
+    if (Array.isArray(src)) out.push([what, 'is token blocks already cut']);
+    else if (typeof src === 'string' && fs.existsSync(src) && (await isTokenRowFile(src))) out.push([what, `file ${src} holds token-id rows`]);
+  }
+  return out;
+}
+
+/**
+ * Whether any data is cut (or sampled) at the block size. A blockSize given when none is would be ignored, so
+ * it is refused. A mix (text calibration, token-id validation) takes it: it sets the calibration contexts, the
+ * rows stay as they are, and the report's notes say which splits were not cut.
+ */
+async function blockSizeApplies(o: CompressOptions): Promise<{ applies: boolean; asIs: Array<[string, string]> }> {
+  const asIs = await sourcesUsedAsIs(o);
+  const given = (['calibration', 'validation', 'test'] as const).filter((w) => o[w] !== undefined).length;
+  const applies = asIs.length < given;
+  if (o.blockSize !== undefined && !applies) {
+    throw new FfmergeError(
+      'OPTION_NOT_APPLICABLE',
+      `blockSize (--block-size) cuts text into blocks; ${asIs.map(([w, why]) => `${w} ${why}, each used as it is`).join('; ')}: give no blockSize`,
+    );
+  }
+  return { applies, asIs };
+}
+
 export const languageModeling: TaskKind = {
   name: 'language-modeling',
   description: 'perplexity of next-token prediction (lower is better)',
   optionKeys: ['calibration', 'validation', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'draw', 'blockSize', 'batchBlocks'],
   accepts: (s) => s.stacks.length === 1 && s.stacks[0]!.name === 'decoder',
-  check(o) {
+  async check(o) {
     if (o.calibration === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'a language model is calibrated on text: give calibration (a text or .jsonl file, or token blocks)');
     if (isSampledSource(o.calibration)) checkSampled(o.calibration, o.validation);
     else checkSource(o.calibration, 'calibration');
@@ -107,17 +143,25 @@ export const languageModeling: TaskKind = {
     if (o.blockSize !== undefined && (!Number.isInteger(o.blockSize) || o.blockSize < MIN_BLOCK_TOKENS)) {
       throw new FfmergeError('INVALID_ARGUMENT', `blockSize (--block-size) must be an integer ≥ ${MIN_BLOCK_TOKENS} (got ${showValue(o.blockSize)})`);
     }
+    // before the model is loaded: a block size with nothing to cut is refused now, not after minutes of loading
+    if (o.blockSize !== undefined) await blockSizeApplies(o);
   },
   async create({ model, dir, options: o }, job) {
     const spec = model.spec;
     const blockSize = fitBlockSize(o.blockSize, LM_DEFAULTS.blockSize, spec.maxPositions, 'blockSize (--block-size)');
+    const { applies: cut, asIs } = await blockSizeApplies(o);
     const batchBlocks = o.batchBlocks ?? LM_DEFAULTS.batchBlocks;
     const calTokens = o.calibrationTokens ?? LM_DEFAULTS.calibrationTokens;
     const valTokens = o.validationTokens ?? LM_DEFAULTS.validationTokens;
     const spread = o.draw === 'spread';
     const notes: string[] = [];
-    /** Blocks of a source within a budget; `drawn` sources (calibration, validation) follow o.draw, test never. */
-    const read = async (src: TokenSource, what: string, maxTokens: number, drawn = true) => {
+    // the report's blockSize is that of the splits cut at it; a split that was not is named
+    if (cut) for (const [what, why] of asIs) notes.push(`${what}: used as it is, not cut into blocks of ${blockSize} (${why})`);
+    /**
+     * Blocks of a source within a budget; `drawn` sources (calibration, validation) follow o.draw, test never.
+     * With 'spread', a note for `noted` (what the blocks are drawn for) says what they were drawn from.
+     */
+    const read = async (src: TokenSource, what: string, maxTokens: number, drawn = true, noted = what) => {
       const blocks = await blocksFrom(src, {
         blockSize,
         what,
@@ -130,14 +174,17 @@ export const languageModeling: TaskKind = {
         ...(spec.maxPositions > 0 ? { maxLength: spec.maxPositions } : {}),
       });
       if (!spread || !drawn) return blocks;
-      if (tokenCount(blocks) >= SPREAD_MAX_TOKENS) notes.push(`${what}: blocks drawn across the first ${SPREAD_MAX_TOKENS} tokens of the file`);
+      const across = typeof src !== 'string' ? 'all the blocks given' : tokenCount(blocks) >= SPREAD_MAX_TOKENS ? `the first ${SPREAD_MAX_TOKENS} tokens of the file` : 'the whole file';
+      notes.push(`${noted}: blocks drawn across ${across} (fixed seeded order)`);
       return spreadOrder(blocks);
     };
-    if (spread) notes.push('calibration and validation: blocks drawn across the whole file (fixed seeded order), disjoint');
     if (isSampledSource(o.calibration)) {
       const { temperature = 1, seed = 1 } = o.calibration.sample;
       notes.push(`calibration: sampled from the model (temperature ${temperature}, seed ${seed})`);
     }
+    // validation without a file of its own is the calibration data after the calibration budget: with 'spread',
+    // the blocks that follow calibration's in the drawn order, so one note says both were drawn, disjoint
+    const ownValidation = o.validation !== undefined;
     const calAll = isSampledSource(o.calibration)
       ? await sampleRows(model, {
           rows: Math.max(1, Math.round(calTokens / blockSize)),
@@ -147,10 +194,16 @@ export const languageModeling: TaskKind = {
           ...(job.signal ? { signal: job.signal } : {}),
           ...(job.onProgress ? { onProgress: job.onProgress } : {}),
         })
-      : await read(o.calibration as TokenSource, 'calibration', o.validation === undefined ? calTokens + valTokens : calTokens);
+      : await read(
+          o.calibration as TokenSource,
+          'calibration',
+          ownValidation ? calTokens : calTokens + valTokens,
+          true,
+          ownValidation ? 'calibration' : 'calibration and validation',
+        );
     const calBlocks = takeTokens(calAll, calTokens);
     let valBlocks: Int32Array[];
-    if (o.validation !== undefined) {
+    if (ownValidation) {
       valBlocks = takeTokens(await read(o.validation as TokenSource, 'validation', valTokens), valTokens);
     } else {
       const rest = calAll.slice(calBlocks.length);
@@ -158,13 +211,17 @@ export const languageModeling: TaskKind = {
         throw new FfmergeError('INVALID_DATA', 'no validation data: give a validation file, or more calibration text than the calibration budget');
       }
       valBlocks = takeTokens(rest, valTokens);
-      notes.push('validation: the calibration data after the calibration budget');
+      notes.push(spread ? 'validation: the blocks after the calibration blocks in that order (disjoint from them)' : 'validation: the calibration data after the calibration budget');
     }
-    let searchBlocks = takeTokens(valBlocks, o.searchTokens ?? tokenCount(valBlocks));
     const testBlocks = o.test !== undefined ? takeTokens(await read(o.test as TokenSource, 'test', o.testTokens ?? Infinity, false), o.testTokens ?? Infinity) : undefined;
     const calibration: FeatureBatch[] = makeBatches(calBlocks, batchBlocks).map((b) => ({ input: b, featureRows: b.batch * b.seq }));
-    const val: Batch[] = makeBatches(valBlocks, batchBlocks);
-    let searchCount = makeBatches(searchBlocks, batchBlocks).length;
+    // Candidates are scored on the first `searchCount` validation batches (the prefix cache holds the states of
+    // these batches). A search budget's blocks get batches of their own, so those batches are exactly its blocks
+    // (a budget of 2 blocks is scored on 2, not on the 8 of a whole batch); with no budget that is every batch.
+    let searchBlocks = takeTokens(valBlocks, o.searchTokens ?? tokenCount(valBlocks));
+    const searchBatches = makeBatches(searchBlocks, batchBlocks);
+    const val: Batch[] = [...searchBatches, ...makeBatches(valBlocks.slice(searchBlocks.length), batchBlocks)];
+    let searchCount = searchBatches.length;
     const test = testBlocks ? makeBatches(testBlocks, batchBlocks) : undefined;
     let cache: PrefixCache | undefined;
     const task: Task = {
@@ -176,14 +233,17 @@ export const languageModeling: TaskKind = {
         validation: tokenCount(valBlocks),
         search: tokenCount(searchBlocks),
         ...(testBlocks ? { test: tokenCount(testBlocks) } : {}),
-        blockSize,
+        // all token-id rows: no block size was used, none is reported
+        ...(cut ? { blockSize } : {}),
         notes,
       },
       async prepare(starts, opts) {
         if (o.searchTokens === undefined && layerParams(spec) >= LARGE_SEARCH.minParams) {
+          // A budget of its own choosing: rounded up to whole batches (full batches cost what part ones do),
+          // as it always was, and the report gives the tokens of those batches, the ones scored.
           const n = Math.max(blockSize, largeModelSearchTokens(spec.layers, tokenCount(valBlocks), starts));
-          searchBlocks = takeTokens(valBlocks, n);
-          searchCount = makeBatches(searchBlocks, batchBlocks).length;
+          searchCount = makeBatches(takeTokens(valBlocks, n), batchBlocks).length;
+          searchBlocks = valBlocks.slice(0, val.slice(0, searchCount).reduce((s, b) => s + b.batch, 0));
           task.data.search = tokenCount(searchBlocks);
           if (searchBlocks.length < valBlocks.length) notes.push(`search: the first ${task.data.search} validation tokens (a large model: about ${LARGE_SEARCH.passes} validation passes in all)`);
         }
@@ -200,4 +260,3 @@ export const languageModeling: TaskKind = {
     return task;
   },
 };
-
