@@ -210,6 +210,29 @@ test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file si
   }
 });
 
+test('ffmerge finetune scores every validation row: token-id rows of any length are joined and cut at --seq', async () => {
+  const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 39 });
+  const dir = tempDir('valrows');
+  const row = (n: number, shift: number) => JSON.stringify({ input_ids: Array.from({ length: n }, (_, i) => (i * 5 + shift) % 23) });
+  const data = path.join(dir, 'train.jsonl');
+  fs.writeFileSync(data, [row(16, 1), row(16, 2), row(16, 3)].join('\n') + '\n');
+  // 16 + 10 + 20 = 46 tokens: five whole blocks of 8 (a row of 20 is longer than the model's 16 positions)
+  const valid = path.join(dir, 'valid.jsonl');
+  fs.writeFileSync(valid, [row(16, 4), row(10, 5), row(20, 6)].join('\n') + '\n');
+  const out = path.join(dir, 'out');
+  const r = spawnSync(process.execPath, [BIN, 'finetune', s.dir, '--data', data, '--valid', valid, '--steps', '1', '--batch', '2', '--seq', '8', '--out', out, '--json'], {
+    encoding: 'utf8',
+    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
+    timeout: 120_000,
+  });
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  // before: only rows as long as the first were kept (16 of 46 tokens), silently
+  const res = JSON.parse(r.stdout) as { validationTokens: number; valBefore: number };
+  expect(res.validationTokens).toBe(40);
+  expect(Number.isFinite(res.valBefore)).toBe(true);
+});
+
 test('ffmerge finetune on a sharded checkpoint succeeds and reports the bytes of all its shards', async () => {
   const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 38 });
   const sharded = path.join(tempDir('sharded'), 'm');

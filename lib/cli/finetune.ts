@@ -8,8 +8,9 @@ import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { loadModel, readConfig } from '../model/load';
 import { checkOutputDir } from '../checkpoint/write';
-import { blocksFrom, fitBlockSize, takeTokens } from '../pipeline/data';
-import { finetune, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
+import { blocksFrom, fitBlockSize, takeTokens, tokenCount } from '../pipeline/data';
+import { cutBlocks } from '../data/blocks';
+import { finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
 import { trainingImages } from './finetune-images';
 import { saveTrained } from '../train/save';
 import { SafetensorsReader } from '../safetensors';
@@ -96,11 +97,15 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       let validation: Int32Array[] | undefined;
       if (o.valid !== undefined) {
         const vb = int(o.validTokens ?? '32768', 'valid-tokens')!;
-        validation = takeTokens(await blocksFrom(o.valid, { blockSize: seq, what: 'validation', tokenizerDir: model, maxTokens: vb, vocab: m.spec.vocab, signal, onProgress: bar.update }), vb);
-        validation = validation.filter((b) => b.length === validation![0]!.length);
+        const rows = await blocksFrom(o.valid, { blockSize: seq, what: 'validation', tokenizerDir: model, maxTokens: vb, vocab: m.spec.vocab, signal, onProgress: bar.update });
+        // Scored in whole blocks of seq tokens, as training draws its windows from one stream: token-id rows of
+        // any length are joined and cut like text (keeping only rows of the first one's length dropped the
+        // others silently, and a row longer than the model's positions could not be scored).
+        validation = takeTokens(cutBlocks(joinTokens(rows), seq), vb).filter((b) => b.length === seq);
+        if (validation.length === 0) throw new FfmergeError('INVALID_DATA', `${o.valid} holds fewer than --seq ${seq} tokens of validation data`);
       }
       input = { data, seq, ...(validation ? { validation } : {}) };
-      dataInfo = { seq };
+      dataInfo = { seq, ...(validation ? { validationTokens: tokenCount(validation) } : {}) };
     }
     r = await finetune(m, {
       ...input,

@@ -88,7 +88,8 @@ export interface FinetuneResult {
   seconds: number;
 }
 
-function concat(parts: Int32Array[]): Int32Array {
+/** Token blocks joined into one stream (the trainer draws its windows from one). */
+export function joinTokens(parts: Int32Array[]): Int32Array {
   const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
   let o = 0;
   for (const p of parts) {
@@ -181,13 +182,13 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     if (model.spec.input === 'patches') throw new FfmergeError('INVALID_ARGUMENT', `finetune: this ${model.spec.family} model takes images: give labelled images ({ pixels, labels })`);
     if (isImages(opts.validation)) throw new FfmergeError('INVALID_ARGUMENT', 'finetune: the validation data of a language model is token blocks');
     const seq = positiveInt(opts.seq, 'seq', Math.min(128, model.spec.maxPositions));
-    const tokens = opts.data instanceof Int32Array ? opts.data : concat(opts.data);
+    const tokens = opts.data instanceof Int32Array ? opts.data : joinTokens(opts.data);
     const val = opts.validation?.length ? opts.validation : undefined;
     const valSeq = val?.[0]?.length ?? 0;
     if (val && val.some((b) => b.length !== valSeq)) {
       throw new FfmergeError('INVALID_ARGUMENT', 'finetune: validation blocks must all have one length');
     }
-    args = { ...common, tokens, seq, ...(val ? { validation: concat(val), validationSeq: valSeq } : {}) };
+    args = { ...common, tokens, seq, ...(val ? { validation: joinTokens(val), validationSeq: valSeq } : {}) };
   }
   const t0 = performance.now();
   let handle: ReturnType<ReturnType<typeof trainAddon>['modelFinetune']>;
