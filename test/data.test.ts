@@ -6,7 +6,7 @@ import { countPredictions, cutBlocks, loadSplitBlocks } from '../lib/data/blocks
 import { readParallel, readParallelTsv, streamParallel } from '../lib/data/parallel';
 import { readDocuments, readLines, readText, TEXT_HEAD_BYTES } from '../lib/data/text';
 import { loadTokenizer } from '../lib/tokenizer';
-import { MAX_TEXT_CHARS, MAX_TOKENIZER_WORKERS, tokenizeFile } from '../lib/data/tokenize-file';
+import { MAX_TOKENIZER_WORKERS, TOKENIZE_LIMITS, tokenizeFile, tokenizeFileWith, type TokenizeLimits } from '../lib/data/tokenize-file';
 import { blocksFrom, takeTokens } from '../lib/pipeline/data';
 import { prng } from './helpers/safetensors-bytes';
 import { describeShared, hasShared, sharedPath } from './helpers/shared';
@@ -23,6 +23,18 @@ function write(name: string, content: string, gzip = false): string {
   const f = path.join(dir, name);
   fs.writeFileSync(f, gzip ? zlib.gzipSync(Buffer.from(content, 'utf8')) : content);
   return f;
+}
+
+/** Cutting limits small enough that a file of a few kB is tokenized in many pieces. */
+function tiny(o: Partial<TokenizeLimits> = {}): TokenizeLimits {
+  return { ...TOKENIZE_LIMITS, oneCallChars: 2048, pieceChars: 1024, maxCallChars: 8192, verifyChars: 128, ...o };
+}
+
+/** How many ids differ between two id arrays, a difference in length counting each missing id. */
+function differing(a: Int32Array, b: Int32Array): number {
+  let d = Math.abs(a.length - b.length);
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) d++;
+  return d;
 }
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
@@ -162,18 +174,71 @@ describe('what is not text is INVALID_DATA', () => {
       }
     });
 
-    test('more text than the tokenizer takes at once, read whole, is OUT_OF_MEMORY with what to do (before: the process aborted out of heap)', async () => {
-      const big = path.join(dir, 'too-big.txt');
-      const fd = fs.openSync(big, 'w');
-      const mb = Buffer.from('once upon a time\n'.repeat(70_000).slice(0, 1 << 20));
-      for (let i = 0; i <= MAX_TEXT_CHARS / (1 << 20); i++) fs.writeSync(fd, mb);
-      fs.closeSync(fd);
+    test('a text longer than one call is tokenized in pieces cut at line breaks: the same ids as one call (real text, txt, gz and jsonl)', async () => {
+      const cal = path.join(model, 'calibration.txt');
+      const text = fs.readFileSync(cal, 'utf8');
+      const one = await tokenizeFile(model, cal); // 26 kB: one call, as the fixtures' protocol
+      const tok = await loadTokenizer(model);
+      expect(Array.from(one)).toEqual(tok.encode(text, { addSpecialTokens: false }));
+      // the sentencepiece-style "▁" every call starts with is not added at the cuts (25 of them here)
+      expect(differing(await tokenizeFileWith(model, cal, {}, tiny()), one)).toBe(0);
+      expect(differing(await tokenizeFileWith(model, write('pieces.txt.gz', text, true), {}, tiny()), one)).toBe(0);
+      // CRLF line ends and lines that start or end with spaces (wikitext's " = Title = " lines) cut as cleanly
+      const odd = text.split('\n').map((l, i) => (i % 3 === 0 ? ` ${l} ` : i % 3 === 1 ? `${l}\r` : l)).join('\n');
+      const oddFile = write('pieces-odd.txt', odd);
+      expect(differing(await tokenizeFileWith(model, oddFile, {}, tiny()), await tokenizeFile(model, oddFile))).toBe(0);
+      // a budget in pieces keeps the one-call ids' exact prefix
+      for (const n of [1, 3000, 9000]) expect(differing(await tokenizeFileWith(model, cal, { maxTokens: n }, tiny()), one.subarray(0, n))).toBe(0);
+      const docs = text.split('\n').filter((l) => l.trim() !== '');
+      const jsonl = write('pieces.jsonl', docs.map((d) => JSON.stringify({ text: d })).join('\n'));
+      expect(differing(await tokenizeFileWith(model, jsonl, {}, tiny()), await tokenizeFile(model, jsonl))).toBe(0);
+    });
+
+    test('in pieces, progress keeps coming up to the whole file, and an abort during them rejects ABORTED', async () => {
+      const f = write('pieces-progress.txt', fs.readFileSync(path.join(model, 'calibration.txt'), 'utf8').repeat(4));
+      const size = fs.statSync(f).size;
+      let done = 0;
+      let reports = 0;
+      await tokenizeFileWith(model, f, { onProgress: (p) => ((done = Math.max(done, p.done)), reports++) }, tiny({ oneCallChars: 1024, pieceChars: 256 }));
+      expect(done).toBe(size);
+      expect(reports).toBeGreaterThan(0);
+      // aborted at its first report, while pieces are still ahead
+      const ac = new AbortController();
+      const p = tokenizeFileWith(model, f, { signal: ac.signal, onProgress: () => ac.abort() }, tiny({ oneCallChars: 1024, pieceChars: 256 }));
+      await expect(p).rejects.toMatchObject({ code: 'ABORTED' });
+      expect((await tokenizeFile(model, f, { maxTokens: 8 })).length).toBe(8); // its thread's slot is free
+    });
+
+    test('a stretch without a line break longer than one call takes is OUT_OF_MEMORY with what to do; a budget it covers still reads it', async () => {
+      // before: a 100 MB line was read whole (64 M characters, then refused) or ran the thread's heap out
+      const line = write('pieces-one-line.txt', 'once upon a time there was a cat '.repeat(1000)); // 33,000 characters, no "\n"
+      await expect(tokenizeFileWith(model, line, {}, tiny())).rejects.toMatchObject({ code: 'OUT_OF_MEMORY', message: expect.stringMatching(/without a line break.*break the text into lines, or give a token budget/) });
+      // a long line after some short ones: the short ones are cut off, the line is still too long
+      const late = write('pieces-late-line.txt', 'It sat.\n'.repeat(300) + 'a cat sat '.repeat(2000) + '\nThe end.\n');
+      await expect(tokenizeFileWith(model, late, {}, tiny())).rejects.toMatchObject({ code: 'OUT_OF_MEMORY' });
+      // a line longer than a piece but within maxCallChars is one piece
+      const ok = write('pieces-long-ok.txt', 'It sat.\n'.repeat(300) + 'a cat sat '.repeat(500) + '\nThe end.\n');
+      expect(differing(await tokenizeFileWith(model, ok, {}, tiny()), await tokenizeFile(model, ok))).toBe(0);
+      // at the real limits: a 5 MB line is refused once 4 Mi characters are read, before any is tokenized, and
+      // a budget whose prefix is one call reads it
+      const big = path.join(dir, 'pieces-5mb-line.txt');
+      fs.writeFileSync(big, 'once upon a time there was a cat '.repeat(160_000));
       try {
-        await expect(tokenizeFile(model, big)).rejects.toMatchObject({ code: 'OUT_OF_MEMORY', message: expect.stringContaining('give a token budget') });
+        await expect(tokenizeFile(model, big)).rejects.toMatchObject({ code: 'OUT_OF_MEMORY', message: expect.stringContaining('without a line break') });
         expect((await tokenizeFile(model, big, { maxTokens: 100 })).length).toBe(100);
       } finally {
         fs.rmSync(big);
       }
+    });
+
+    test('more ids than maxIds is OUT_OF_MEMORY with what to do; a budget under it reads the file', async () => {
+      const f = write('pieces-ids.txt', fs.readFileSync(path.join(model, 'calibration.txt'), 'utf8'));
+      await expect(tokenizeFileWith(model, f, {}, tiny({ maxIds: 5000 }))).rejects.toMatchObject({ code: 'OUT_OF_MEMORY', message: expect.stringContaining('give a token budget') });
+      expect((await tokenizeFileWith(model, f, { maxTokens: 4000 }, tiny({ maxIds: 5000 }))).length).toBe(4000);
+    });
+
+    test('blank text in pieces is INVALID_DATA, as in one call', async () => {
+      await expect(tokenizeFileWith(model, write('pieces-blank.txt', ' \n\n  \n'.repeat(2000)), {}, tiny())).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('holds no text') });
     });
 
     test('a byte-order mark is dropped, not tokenized: the same ids, documents and lines as without it', async () => {
@@ -335,7 +400,8 @@ describeShared('fixtures/gpt2-sotu', 'tokenizing files in a worker, read only as
     await expect(tokenizeFile(model, '/dev/zero', { maxTokens: 1024 })).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(/a device/) });
     const big = path.join(dir, 'long.txt');
     const fd = fs.openSync(big, 'w');
-    const mb = Buffer.from('lorem ipsum dolor sit amet '.repeat(40_000).slice(0, 1 << 20));
+    // in lines, so that it is tokenized (in pieces) rather than refused as one line too long
+    const mb = Buffer.from('lorem ipsum dolor sit amet\n'.repeat(40_000).slice(0, 1 << 20));
     for (let i = 0; i < 64; i++) fs.writeSync(fd, mb);
     fs.closeSync(fd);
     const ac = new AbortController();
@@ -350,6 +416,24 @@ describeShared('fixtures/gpt2-sotu', 'tokenizing files in a worker, read only as
     await expect(tokenizeFile(model, write('bad.jsonl', '{"text": "a"}\nnot json\n'))).rejects.toMatchObject({ code: 'INVALID_DATA' });
     await expect(tokenizeFile(model, write('nofield.jsonl', '{"txt": "a"}\n'))).rejects.toMatchObject({ code: 'INVALID_DATA' });
     await expect(tokenizeFile(dir, write('a.txt', 'hello'))).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
+  });
+});
+
+describeShared('data/lm/wikitext2_test.txt', 'real text in pieces against one call, both LM tokenizers', () => {
+  const cases: [string, string][] = [
+    ['gpt2-sotu (byte-level BPE)', sharedPath('fixtures', 'gpt2-sotu')],
+    ['llama-stories260k (sentencepiece BPE, a "▁" prepended to every call)', path.join(__dirname, '..', 'models', 'llama-stories260k')],
+  ];
+  test.each(cases)('%s: 256 Ki characters of lm/test.txt and wikitext-2 cut every 4 Ki characters give the one-call ids', async (_name, model) => {
+    // State of the Union lines of 30k characters, Moby-Dick, Shakespeare, wikitext's " = Title = " lines; the
+    // one-call ids of llama-stories260k take ~5 s
+    const lm = fs.readFileSync(sharedPath('data', 'lm', 'test.txt'), 'utf8');
+    const wiki = fs.readFileSync(sharedPath('data', 'lm', 'wikitext2_test.txt'), 'utf8');
+    const f = write('pieces-test.txt', lm.slice(0, 1 << 16) + lm.slice(-(1 << 17)) + wiki.slice(0, 1 << 16));
+    const one = await tokenizeFile(model, f);
+    const pieces = await tokenizeFileWith(model, f, {}, { ...TOKENIZE_LIMITS, oneCallChars: 1 << 12, pieceChars: 1 << 12 });
+    expect(one.length).toBeGreaterThan(50_000);
+    expect(differing(pieces, one)).toBe(0);
   });
 });
 

@@ -11,6 +11,29 @@
  * pre-tokenization a few merges back), so the worker reads a prefix, tokenizes it, and keeps only ids that lie
  * at least SAFETY_TOKENS before the cut; with too few it doubles the prefix and tokenizes again (at most
  * twice the work of one pass). At the end of the file every id is kept, exactly as one whole-file call.
+ *
+ * Large texts, in pieces: one call holds many times its text in the tokenizer's heap (llama-stories260k's
+ * tokenizer, which has no pre-tokenizer, ~340 bytes a character: 32 M characters ran the thread out of
+ * memory), and that BPE slows down on long calls (5.4 M characters: 118 s in one call, 28 to 58 s in pieces
+ * of 16 Ki on a busy 2-core machine). So text is tokenized in one call only up to oneCallChars
+ * (TOKENIZE_LIMITS: 4 Mi; every fixture split, e.g. wikitext-2 test's 1.3 M characters, stays one call, its
+ * ids unchanged). A longer text (no budget, or a budget that needs more) is cut into pieces of about
+ * pieceChars, each tokenized alone, ids appended to a growing Int32Array, so memory is bounded by a piece and
+ * the ids.
+ *
+ * A cut lies at a line break, just before or just after a "\n", and is taken only once checked on the text
+ * around it: the ids of verifyChars either side in one call must be those of the two sides in two calls, up
+ * to ids the tokenizer puts at the start of every call, which are then dropped from the next piece (the "▁" a
+ * sentencepiece-style Prepend normalizer adds: llama-stories260k passes before a "\n", which no merge
+ * crosses, and loses that one id; GPT-2's byte-level regex passes after a "\n", or before the "\n" that ends
+ * a run of whitespace, where its pre-tokenizer splits anyway). Measured against one call on 5.4 MB of real
+ * text (wikitext-2 test, lm valid and test, 3 MB of lm train), cut every 16 Ki characters (a few hundred
+ * cuts): 0 of 1,635,446 ids differ for gpt2-sotu, 0 of 3,234,218 for llama-stories260k.
+ * What remains: the check is local, so a tokenizer whose merges reach across a line break further than
+ * verifyChars could still differ near a cut; and when no line break up to maxCallChars passes the check
+ * (MAX_CUT_TRIES of them are tried each way; none of the fixtures' tokenizers gets there), the piece is cut
+ * after its last "\n" unchecked, so ids next to that cut may differ from one call's. A stretch of more than
+ * maxCallChars without a line break (one 100 MB line) is not cut at all: OUT_OF_MEMORY, saying what to do.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -47,8 +70,24 @@ interface WorkerInput {
   field: string;
   maxTokens: number | null;
   safety: number;
-  /** The most characters of text tokenized at once (MAX_TEXT_CHARS). */
-  maxChars: number;
+  limits: TokenizeLimits;
+}
+
+/**
+ * How large texts are cut (see the header). Fixed for callers (TOKENIZE_LIMITS); tests pass small ones to
+ * tokenizeFileWith so that a small file takes many cuts.
+ */
+export interface TokenizeLimits {
+  /** A text (or the prefix a budget needs) of at most this many characters is tokenized in one call. */
+  oneCallChars: number;
+  /** Characters in a piece when the text is longer: the cut is the last line break that passes, before this. */
+  pieceChars: number;
+  /** The longest piece when no line break before pieceChars passes: a longer stretch is OUT_OF_MEMORY. */
+  maxCallChars: number;
+  /** Characters either side of a cut tokenized to check it. */
+  verifyChars: number;
+  /** The most ids a file gives (4 bytes each, held twice while they are handed over): more is OUT_OF_MEMORY. */
+  maxIds: number;
 }
 
 type WorkerMessage =
@@ -128,11 +167,19 @@ function workerMain(): void {
     source.setEncoding('utf8');
     const chunks = source[Symbol.asyncIterator]() as AsyncIterator<string>;
 
+    // an error with one of lib/errors.ts's codes, reported by run().catch below
+    const typed = (code: ErrorCode, message: string) => Object.assign(new Error(message), { code });
+    const { oneCallChars, pieceChars, maxCallChars, verifyChars, maxIds } = input.limits;
+    // line breaks checked for a cut before one is taken unchecked (see the header)
+    const MAX_CUT_TRIES = 32;
+    const encode = (s: string): number[] => tokenizer.encode(s, { add_special_tokens: false }).ids;
+
     let text = '';
     let partialLine = '';
     let lineNo = 0;
     let eof = false;
     let docs = 0;
+    let firstChunk = true;
     const addLines = (s: string) => {
       // JSON Lines: the text is the documents' field joined with "\n" (blank lines skipped)
       const parts = (partialLine + s).split('\n');
@@ -145,65 +192,169 @@ function workerMain(): void {
         try {
           obj = JSON.parse(line);
         } catch (e) {
-          throw Object.assign(new Error(`${input.file} line ${lineNo} is not valid JSON (${(e as Error).message})`), { code: 'INVALID_DATA' });
+          throw typed('INVALID_DATA', `${input.file} line ${lineNo} is not valid JSON (${(e as Error).message})`);
         }
         const v = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[input.field] : undefined;
-        if (typeof v !== 'string') throw Object.assign(new Error(`${input.file} line ${lineNo} has no string field "${input.field}"`), { code: 'INVALID_DATA' });
+        if (typeof v !== 'string') throw typed('INVALID_DATA', `${input.file} line ${lineNo} has no string field "${input.field}"`);
         text = docs === 0 ? v : `${text}\n${v}`;
         docs++;
       }
     };
-    const keep = input.maxTokens;
-    // ~4 characters a token is typical; a poor guess only costs a doubling
-    let target = keep === null ? Infinity : Math.max(1 << 14, (keep + input.safety) * 4);
-    for (;;) {
-      while (!eof && text.length < target) {
+    /** Reads on until `text` (what is not tokenized yet) holds `want` characters or the file ends. */
+    const fill = async (want: number): Promise<void> => {
+      while (!eof && text.length < want) {
         let r: IteratorResult<string>;
         try {
           r = await chunks.next();
         } catch (e) {
           const code = (e as NodeJS.ErrnoException).code;
-          fail(code === 'EISDIR' || code === 'EACCES' ? 'DATA_NOT_FOUND' : 'INVALID_DATA', `${input.file} could not be read as text: ${(e as Error).message}`);
-          return;
+          throw typed(code === 'EISDIR' || code === 'EACCES' ? 'DATA_NOT_FOUND' : 'INVALID_DATA', `${input.file} could not be read as text: ${(e as Error).message}`);
         }
         if (r.done) {
           eof = true;
           if (input.format === 'jsonl') addLines('');
         } else {
           // a byte-order mark is not text (and would break line 1's JSON): dropped, as text.ts's readers drop it
-          const s = lineNo === 0 && text === '' && partialLine === '' ? r.value.replace(/^\uFEFF/, '') : r.value;
+          const s = firstChunk ? r.value.replace(/^\uFEFF/, '') : r.value;
+          firstChunk = false;
           if (input.format === 'jsonl') addLines(s);
           else text += s;
         }
-        // The tokenizer holds many times the text's size: a 210 MB text read whole ran the process out of heap
-        // (V8 aborts the whole process, not the thread). Past this much, a budget is required.
-        if (text.length > input.maxChars) {
-          fail('OUT_OF_MEMORY', `${input.file} holds more than ${input.maxChars / 2 ** 20} M characters of text, more than ffmerge tokenizes at once: give a token budget (--tokens, maxTokens)`);
-          return;
-        }
       }
-      const ids = tokenizer.encode(text, { add_special_tokens: false }).ids;
+    };
+    // Whitespace alone is no data (it still tokenizes to a few ids, which would get a perplexity);
+    // the same words as noTextError in text.ts, which this worker cannot import.
+    const noText = () => typed('INVALID_DATA', `${input.file} holds no text (it is empty or has only blank lines)`);
+    const finish = (out: Int32Array) => {
+      source.destroy();
+      raw.destroy();
+      post({ kind: 'progress', done: bytes, total });
+      post({ kind: 'done', ids: out }, [out.buffer as ArrayBuffer]);
+    };
+
+    const keep = input.maxTokens;
+    // One call while the text (or the prefix the budget needs) fits in it: the fixtures' protocol, exactly.
+    // ~4 characters a token is typical; a poor guess only costs a doubling
+    let target = keep === null ? Infinity : Math.max(1 << 14, (keep + input.safety) * 4);
+    for (;;) {
+      await fill(Math.min(target, oneCallChars + 1));
+      if (text.length > oneCallChars) break; // more than one call takes: in pieces, below
+      const ids = encode(text);
       if (eof || (keep !== null && ids.length >= keep + input.safety)) {
-        // Whitespace alone is no data (it still tokenizes to a few ids, which would get a perplexity);
-        // the same words as noTextError in text.ts, which this worker cannot import.
-        if (!/\S/.test(text)) {
-          fail('INVALID_DATA', `${input.file} holds no text (it is empty or has only blank lines)`);
-          return;
-        }
-        const out = Int32Array.from(keep === null ? ids : ids.slice(0, keep));
-        source.destroy();
-        raw.destroy();
-        post({ kind: 'progress', done: bytes, total });
-        post({ kind: 'done', ids: out }, [out.buffer as ArrayBuffer]);
+        if (!/\S/.test(text)) throw noText();
+        finish(Int32Array.from(keep === null ? ids : ids.slice(0, keep)));
         return;
       }
       target *= 2;
     }
+
+    // In pieces. Ids go to a growing Int32Array: a JS array of 16 M numbers alone is 128 MB or more.
+    let out = new Int32Array(Math.min(1 << 16, maxIds));
+    let n = 0;
+    const append = (ids: number[], from: number) => {
+      // none past the budget: they would only grow the array
+      const to = keep === null ? ids.length : Math.min(ids.length, from + keep - n);
+      const need = n + to - from;
+      if (need > maxIds) {
+        throw typed('OUT_OF_MEMORY', `${input.file} gives more than ${maxIds} tokens, more than ffmerge holds at once: give a token budget (--tokens, maxTokens)`);
+      }
+      if (need > out.length) {
+        const grown = new Int32Array(Math.min(maxIds, Math.max(need, Math.ceil(out.length * 1.5))));
+        grown.set(out.subarray(0, n));
+        out = grown;
+      }
+      for (let i = from; i < to; i++) out[n++] = ids[i]!;
+    };
+    let anyText = false;
+    /** Ids every call starts with that one call over the whole text has not there (sentencepiece's "▁"), found by the last cut's check. */
+    let lead: number[] = [];
+    const piece = (s: string) => {
+      anyText ||= /\S/.test(s);
+      const ids = encode(s);
+      let from = 0;
+      // the cut's check saw these ids start the text after it; a piece starting otherwise is kept whole
+      if (lead.length <= ids.length && lead.every((id, i) => ids[i] === id)) from = lead.length;
+      append(ids, from);
+    };
+    const sameIds = (a: number[], aFrom: number, b: number[], bFrom: number, len: number) => {
+      for (let i = 0; i < len; i++) if (a[aFrom + i] !== b[bFrom + i]) return false;
+      return true;
+    };
+    /**
+     * The ids the text after a cut at c starts with that one call has not there, when the ids of
+     * text[c - verifyChars, c + verifyChars) in one call are those of its two sides in two calls but for them;
+     * null when the cut changes ids.
+     */
+    const check = (c: number): number[] | null => {
+      let a = Math.max(0, c - verifyChars);
+      let b = Math.min(text.length, c + verifyChars);
+      // not between the halves of a surrogate pair (both sides would read it as two broken characters)
+      if (a > 0 && (text.charCodeAt(a) & 0xfc00) === 0xdc00) a--;
+      if (b < text.length && (text.charCodeAt(b) & 0xfc00) === 0xdc00) b++;
+      const whole = encode(text.slice(a, b));
+      const left = encode(text.slice(a, c));
+      const right = encode(text.slice(c, b));
+      const rest = whole.length - left.length;
+      const extra = right.length - rest;
+      if (rest < 0 || extra < 0 || !sameIds(whole, 0, left, 0, left.length) || !sameIds(whole, left.length, right, extra, rest)) return null;
+      return right.slice(0, extra);
+    };
+    let afterFirst = true; // which side of a "\n" passed last: tried first at the next cut
+    /**
+     * A cut in (lo, hi] that passes its check, trying MAX_CUT_TRIES line breaks there: the last ones, or with
+     * `forward` the first ones (a piece runs past pieceChars no further than it must); null if none passes.
+     */
+    const findCut = (lo: number, hi: number, forward = false): { at: number; lead: number[] } | null => {
+      let tries = 0;
+      const next = (j: number) => (forward ? text.indexOf('\n', j + 1) : j > 0 ? text.lastIndexOf('\n', j - 1) : -1);
+      for (let j = forward ? text.indexOf('\n', lo) : text.lastIndexOf('\n', hi); j >= lo && j <= hi && tries++ < MAX_CUT_TRIES; j = next(j)) {
+        for (const at of afterFirst ? [j + 1, j] : [j, j + 1]) {
+          if (at <= lo || at > hi || at >= text.length) continue;
+          const l = check(at);
+          if (l !== null) {
+            afterFirst = at === j + 1;
+            return { at, lead: l };
+          }
+        }
+      }
+      return null;
+    };
+    for (;;) {
+      await fill(pieceChars + verifyChars);
+      if (eof && text.length <= pieceChars) break;
+      let cut = findCut(0, Math.min(pieceChars, text.length - 1));
+      if (cut === null) {
+        // none in the piece (a long line): the piece may run on up to maxCallChars
+        await fill(maxCallChars + verifyChars);
+        if (eof && text.length <= maxCallChars) break;
+        const hi = Math.min(maxCallChars, text.length - 1);
+        cut = findCut(pieceChars, hi, true);
+        if (cut === null) {
+          // after the last line break, unchecked: its ids may differ from one call's (see the header)
+          const j = text.lastIndexOf('\n', hi - 1);
+          if (j < 0) {
+            throw typed(
+              'OUT_OF_MEMORY',
+              `${input.file} holds more than ${maxCallChars} characters without a line break, more than ffmerge tokenizes at once (it cuts long texts at line breaks): break the text into lines, or give a token budget (--tokens, maxTokens)`,
+            );
+          }
+          cut = { at: j + 1, lead: [] };
+        }
+      }
+      piece(text.slice(0, cut.at));
+      lead = cut.lead;
+      text = text.slice(cut.at);
+      if (keep !== null && n >= keep) break;
+    }
+    if (text.length > 0 && (keep === null || n < keep)) piece(text);
+    if (!anyText) throw noText();
+    // the ids as they are when the array is nearly full, else a copy of just them
+    finish(n >= out.length * 0.875 ? out.subarray(0, n) : out.slice(0, n));
   }
   run().catch((e: Error & { code?: ErrorCode }) => {
-    // a file too large to tokenize whole in one thread's heap is not bad data: say what to do about it
+    // a file too large for one thread's heap is not bad data: say what to do about it
     if (e instanceof RangeError && /array length|allocation failed/i.test(e.message)) {
-      fail('OUT_OF_MEMORY', `${input.file} is too large to tokenize whole (${e.message}): give a token budget (--tokens, maxTokens)`);
+      fail('OUT_OF_MEMORY', `${input.file} is too large to tokenize (${e.message}): give a token budget (--tokens, maxTokens)`);
     } else {
       fail(e.code ?? 'INVALID_DATA', e.message);
     }
@@ -251,11 +402,18 @@ class WorkerSlots {
 }
 
 /**
- * The most text read for one tokenizer call, in characters. A 210 MB text read whole ran the process out of heap
- * (V8 aborts the whole process, not the thread); past this the call fails at once instead. Less may still be
- * too much for the tokenizer's heap (32 M characters were): that is ERR_WORKER_OUT_OF_MEMORY, reported below.
+ * How texts are cut (the header says why). One call up to 4 Mi characters (llama-stories260k's tokenizer holds
+ * ~1.4 GB for them; 32 M characters ran the thread's heap out); pieces of 128 Ki characters (its BPE is faster
+ * on short calls: 6.6 s a MB in pieces of 64 Ki, 8.6 at 256 Ki, 10.4 at 1 Mi); a piece runs past that only to
+ * reach a line break, never past 4 Mi characters. 2^28 ids (1 GiB) is more than any evaluation here reads.
  */
-export const MAX_TEXT_CHARS = 64 * 2 ** 20;
+export const TOKENIZE_LIMITS: Readonly<TokenizeLimits> = Object.freeze({
+  oneCallChars: 4 * 2 ** 20,
+  pieceChars: 128 * 2 ** 10,
+  maxCallChars: 4 * 2 ** 20,
+  verifyChars: 512,
+  maxIds: 2 ** 28,
+});
 
 /** At most one tokenizer thread per core (tokenizing is CPU-bound: more would only share the cores). */
 export const MAX_TOKENIZER_WORKERS = Math.max(1, os.availableParallelism());
@@ -266,7 +424,12 @@ const WORKER_SLOTS = new WorkerSlots(MAX_TOKENIZER_WORKERS);
  * added, tokenized in a worker thread; the first maxTokens of them when a budget is given. Aborting the signal
  * terminates the worker at once, whatever it is doing.
  */
-export async function tokenizeFile(tokenizerDir: string, file: string, opts: TokenizeFileOptions = {}): Promise<Int32Array> {
+export function tokenizeFile(tokenizerDir: string, file: string, opts: TokenizeFileOptions = {}): Promise<Int32Array> {
+  return tokenizeFileWith(tokenizerDir, file, opts, TOKENIZE_LIMITS);
+}
+
+/** tokenizeFile with the cutting limits given (tests cut small files into many pieces with it); not exported from the package. */
+export async function tokenizeFileWith(tokenizerDir: string, file: string, opts: TokenizeFileOptions, limits: Readonly<TokenizeLimits>): Promise<Int32Array> {
   checkPath(tokenizerDir, 'tokenizeFile(tokenizerDir, file, options): tokenizerDir');
   checkPath(file, 'tokenizeFile(tokenizerDir, file, options): file');
   checkOptions(opts, 'tokenizeFile(tokenizerDir, file, options): options', ['maxTokens', 'field', 'format', 'signal', 'onProgress']);
@@ -304,7 +467,7 @@ export async function tokenizeFile(tokenizerDir: string, file: string, opts: Tok
     field: opts.field ?? 'text',
     maxTokens,
     safety: SAFETY_TOKENS,
-    maxChars: MAX_TEXT_CHARS,
+    limits: { ...limits },
   };
   const release = await WORKER_SLOTS.acquire(signal);
   let worker: Worker;
@@ -337,7 +500,7 @@ export async function tokenizeFile(tokenizerDir: string, file: string, opts: Tok
     worker.on('error', (e: Error & { code?: string }) =>
       finish(
         e.code === 'ERR_WORKER_OUT_OF_MEMORY'
-          ? new FfmergeError('OUT_OF_MEMORY', `the tokenizer thread ran out of memory on ${file} (its text is tokenized in one call): give a smaller token budget or a smaller file`, { cause: e })
+          ? new FfmergeError('OUT_OF_MEMORY', `the tokenizer thread ran out of memory on ${file} (it tokenizes up to ${limits.oneCallChars} characters in one call): give a smaller token budget or a smaller file`, { cause: e })
           : new FfmergeError('INVALID_DATA', `tokenizing ${file} failed: ${e.message}`, { cause: e }),
       ),
     );
