@@ -137,6 +137,26 @@ describe('checkpoints whose tie map the loader would refuse are never written', 
     expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
   });
 
+  it('convert rebuilds the card for the format it writes, with no report.json or an unreadable one', async () => {
+    const src = path.join(tempDir('card'), 'src');
+    fs.cpSync(tied, src, { recursive: true });
+    // the card a tied output carries; before: convert copied it unless report.json was there
+    fs.writeFileSync(path.join(src, 'README.md'), '# x\n\nThis folder is in the **tied** format: … absent from `model.safetensors`.\n');
+    const out = path.join(tempDir('card'), 'expanded');
+    await convertCheckpoint(src, out, 'expanded');
+    const card = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
+    expect(card).toMatch(/^# expanded: a llama model with merged feed-forward sublayers \(ffmerge\)/);
+    expect(card).toContain('- layers 0, 1 share one FF');
+    expect(card).toContain('**expanded** format');
+    expect(card).not.toMatch(/\*\*tied\*\* format|## Fine-tuning/);
+    // a report.json edited into something else: before, a SyntaxError (no code) and no output; now the record's card
+    fs.writeFileSync(path.join(src, 'report.json'), '{"model": ');
+    const back = path.join(tempDir('card'), 'tied-again');
+    await convertCheckpoint(src, back, 'tied');
+    expect(fs.readFileSync(path.join(back, 'README.md'), 'utf8')).toContain('**tied** format');
+    expect(fs.existsSync(path.join(back, 'report.json'))).toBe(false);
+  });
+
   it('an emptied tie map (layer 1 FF missing): convert and the writer refuse, TENSOR_NOT_FOUND, nothing written', async () => {
     // Before: convert wrote an expanded checkpoint without layer 1's FF, exit 0; eval then refused it.
     const bad = await withTies(tied, {});

@@ -44,6 +44,33 @@ describe('ffmerge export / compress --format onnx', () => {
     await s.release();
   });
 
+  it('export of a tied compress output: an ONNX card and record (not the tied ones), the report carried', () => {
+    const c = ffmerge(cwd, 'compress', '--window', '1-2', '--method', 'permute', '--recover', 'none', '--calibration-tokens', '2048', '--validation-tokens', '2048', '--out', 'tied');
+    expect(c.code).toBe(0);
+    const r = ffmerge(cwd, 'export', 'tied', '--format', 'onnx', '--out', 'tied-onnx', '--json');
+    expect(r.code).toBe(0);
+    const dir = path.join(cwd, 'tied-onnx');
+    // before: the tied card was copied ("absent from `model.safetensors`", with no model.safetensors here)
+    const card = fs.readFileSync(path.join(dir, 'README.md'), 'utf8');
+    const tiedCard = fs.readFileSync(path.join(cwd, 'tied', 'README.md'), 'utf8');
+    expect(card).toContain('**ONNX** export');
+    expect(card).not.toMatch(/\*\*tied\*\* format|model\.safetensors|```python/);
+    // the compression's numbers describe these weights as well: the card keeps them, report.json comes along
+    expect(card.slice(0, card.indexOf('## How to load'))).toBe(tiedCard.slice(0, tiedCard.indexOf('## How to load')));
+    const report = JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8'));
+    expect(report.out).toEqual({ dir, format: 'onnx', bytes: JSON.parse(r.stdout).onnxBytes });
+    // the record names the format on disk; the merges and ties stay in it (which checkpoint tensors one initializer serves)
+    const info = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).ffmerge;
+    expect(info.format).toBe('onnx');
+    expect(info.windows.map((w: { window: string }) => w.window)).toEqual(['1-2']);
+    expect(Object.keys(info.ties).length).toBeGreaterThan(0);
+    // a plain model exported: its record says onnx too, and no card is made up for it
+    const p = ffmerge(cwd, 'export', BUNDLED, '--format', 'onnx', '--out', 'plain-onnx');
+    expect(p.code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(cwd, 'plain-onnx', 'config.json'), 'utf8')).ffmerge.format).toBe('onnx');
+    expect(fs.existsSync(path.join(cwd, 'plain-onnx', 'README.md'))).toBe(false);
+  });
+
   it('export --dtype fp16 --json: half-size weights, a summary for scripts', () => {
     const r = ffmerge(cwd, 'export', BUNDLED, '--format', 'onnx', '--out', 'fp16', '--dtype', 'fp16', '--json');
     expect(r.code).toBe(0);

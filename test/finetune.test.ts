@@ -11,6 +11,7 @@ import { convertCheckpoint } from '../lib/checkpoint/convert';
 import { loadModel } from '../lib/model/load';
 import { finetune, type FinetuneProgress } from '../lib/train/finetune';
 import { saveTrained } from '../lib/train/save';
+import { exportOnnx } from '../lib/export/onnx/export';
 import { finetuneRecover } from '../lib/pipeline/recover/finetune';
 import type { MergeContext, MergedWindow } from '../lib/pipeline/plugins';
 import { removeSyntheticDirs, syntheticGpt2, syntheticLlama, tempDir } from './helpers/synthetic-model';
@@ -231,6 +232,77 @@ test('ffmerge finetune scores every validation row: token-id rows of any length 
   const res = JSON.parse(r.stdout) as { validationTokens: number; valBefore: number };
   expect(res.validationTokens).toBe(40);
   expect(Number.isFinite(res.valBefore)).toBe(true);
+});
+
+test('a fine-tuned output, its expanded conversion and its ONNX export each get a card of what they hold, not the source\'s', async () => {
+  const s = await syntheticGpt2({ layers: 4, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 39 });
+  const base = await loadModel(s.dir);
+  const ff = base.ffWeights(1);
+  base.dispose();
+  const merged = path.join(tempDir('card-merged'), 'm');
+  const replace = new Map([...ffReplacements(s.config, 'decoder', 1, ff), ...ffReplacements(s.config, 'decoder', 2, ff)]);
+  const windows = [{ stack: 'decoder', window: '1-2', layers: [1, 2], anchor: 1, method: 'permute', recover: 'none' }];
+  // what compress writes (no report.json needed: a fine-tuned folder has none), with compress's card
+  const stale = '# m with merged feed-forward sublayers (ffmerge)\n\nNo gradient training was done.\n\nThis folder is in the **tied** format\n';
+  await writeCheckpoint({ source: s.dir, out: merged, format: 'tied', replace, ties: ffTies(s.config, 'decoder', [1, 2]), info: { k: 2, windows }, extraFiles: { 'README.md': stale } });
+  const data = path.join(tempDir('card-data'), 'train.jsonl');
+  fs.writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ input_ids: Array.from(pattern(16, 23).map((v) => (v + i) % 23)) })).join('\n') + '\n');
+  const out = path.join(tempDir('card-ft'), 'tuned');
+  const r = spawnSync(process.execPath, [BIN, 'finetune', merged, '--data', data, '--valid', data, '--steps', '3', '--batch', '2', '--seq', '12', '--lr', '1e-3', '--out', out, '--json'], {
+    encoding: 'utf8',
+    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
+    timeout: 120_000,
+  });
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const res = JSON.parse(r.stdout) as { firstLoss: number; lastLoss: number; valBefore: number; valAfter: number };
+  // before: the source's card, copied as a side file ("No gradient training was done.")
+  const card = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
+  expect(card).not.toMatch(/no gradient training/i);
+  expect(card).toMatch(/^# tuned: a gpt2 model with merged feed-forward sublayers, fine-tuned/);
+  expect(card).toContain('- layers 1, 2 share one FF (anchor 1, method `permute`, recover `none`)');
+  expect(card).toContain('## Fine-tuning');
+  expect(card).toContain('- 3 steps after the merge');
+  expect(card).toContain('data: `train.jsonl`; validation: `train.jsonl`');
+  expect(card).toContain(`training loss, first step → last: ${res.firstLoss.toFixed(3)} → ${res.lastLoss.toFixed(3)}`);
+  expect(card).toContain(`validation loss (mean NLL) before → after: ${res.valBefore.toFixed(3)} → ${res.valAfter.toFixed(3)}`);
+  expect(card).toContain('**tied** format');
+  expect(card).toContain('AutoModelForCausalLM.from_pretrained("tuned")');
+  const record = (JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as { ffmerge: { finetune: Record<string, unknown> } }).ffmerge.finetune;
+  expect(record).toMatchObject({ steps: 3, data: 'train.jsonl', valid: 'train.jsonl' });
+
+  // converted: no report.json, still rebuilt, for the format written (before: the tied card came along)
+  const expanded = path.join(tempDir('card-x'), 'tuned-x');
+  await convertCheckpoint(out, expanded, 'expanded');
+  const xcard = fs.readFileSync(path.join(expanded, 'README.md'), 'utf8');
+  expect(xcard).toContain('**expanded** format');
+  expect(xcard).not.toMatch(/\*\*tied\*\* format|```python/);
+  expect(xcard).toContain('## Fine-tuning');
+  expect(xcard.slice(xcard.indexOf('## Fine-tuning'), xcard.indexOf('## How to load'))).toBe(card.slice(card.indexOf('## Fine-tuning'), card.indexOf('## How to load')));
+
+  // exported: the ONNX card, and a record that says what the folder holds
+  const onnx = path.join(tempDir('card-onnx'), 'tuned-onnx');
+  await exportOnnx(out, { out: onnx });
+  const ocard = fs.readFileSync(path.join(onnx, 'README.md'), 'utf8');
+  expect(ocard).toContain('**ONNX** export');
+  expect(ocard).toContain('## Fine-tuning');
+  expect(ocard).not.toMatch(/\*\*tied\*\* format|model\.safetensors|no gradient training/i);
+  expect((JSON.parse(fs.readFileSync(path.join(onnx, 'config.json'), 'utf8')) as { ffmerge: { format: string } }).ffmerge.format).toBe('onnx');
+
+  // a library saveTrained of a plain model with no summary: its card says it was trained, and how little is known
+  const m = await loadModel(s.dir);
+  const t = await finetune(m, { data: pattern(40, 23), steps: 1, batch: 2, seq: 12, lr: 1e-3 });
+  try {
+    const plain = path.join(tempDir('card-plain'), 'p');
+    await saveTrained(t.model, { source: s.dir, out: plain });
+    const pcard = fs.readFileSync(path.join(plain, 'README.md'), 'utf8');
+    expect(pcard).toMatch(/^# p: a gpt2 model fine-tuned \(ffmerge\)/);
+    expect(pcard).toContain('no summary of the training was recorded');
+    expect(pcard).toContain('loads anywhere the original model loads, as-is');
+  } finally {
+    t.model.dispose();
+    m.dispose();
+  }
 });
 
 test('ffmerge finetune on a sharded checkpoint succeeds and reports the bytes of all its shards', async () => {

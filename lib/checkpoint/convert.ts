@@ -8,8 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
-import { modelCard } from '../pipeline/model-card';
-import type { CompressResult } from '../pipeline/result';
+import { outputCard, readReport } from '../pipeline/model-card';
 import { CheckpointReader, type TieMap } from './ties';
 import { recordedTies, recordedWindows } from './earlier-merges';
 import { writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
@@ -55,13 +54,16 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   }
   const { format: _old, ties: _ties, ...rest } = info;
   const extraFiles: Record<string, string> = {};
-  const reportFile = path.join(dir, 'report.json');
-  if (fs.existsSync(reportFile)) {
-    const report = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as CompressResult;
-    report.out = { ...(report.out ?? { bytes: 0 }), dir: path.resolve(out), format };
+  const report = readReport(dir);
+  if (report) {
+    const was = typeof report.out === 'object' && report.out !== null ? report.out : { bytes: 0 };
+    report.out = { ...was, dir: path.resolve(out), format };
     extraFiles['report.json'] = JSON.stringify(report, null, 2) + '\n';
-    extraFiles['README.md'] = modelCard(report, format);
   }
+  // The card is rebuilt for the format written, report.json or not (a fine-tuned output has none): the source's
+  // names the other format. Ties do not change what it says, so the record before the writer adds them will do.
+  const card = outputCard({ ...config, ffmerge: { format, ...rest } }, format, out, report);
+  if (card !== undefined) extraFiles['README.md'] = card;
   return writeCheckpoint({
     source: dir,
     out,

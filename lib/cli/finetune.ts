@@ -86,7 +86,15 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     if (images) {
       const d = await trainingImages(model, o);
       input = { data: d.train, ...(d.validation ? { validation: d.validation } : {}) };
-      dataInfo = { images: d.train.labels.length, ...(d.validation ? { validationImages: d.validation.labels.length } : {}), split: d.note };
+      const from = o.data ?? o.images;
+      const valid = o.valid ?? o.validImages;
+      dataInfo = {
+        ...(from !== undefined ? { data: path.basename(from) } : {}),
+        ...(valid !== undefined ? { valid: path.basename(valid) } : {}),
+        images: d.train.labels.length,
+        ...(d.validation ? { validationImages: d.validation.labels.length } : {}),
+        split: d.note,
+      };
     } else {
       if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'finetune needs --data <text or .jsonl file> (training data)');
       if (o.valid === undefined && o.validTokens !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--valid-tokens needs --valid <file> (validation text)');
@@ -105,7 +113,8 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
         if (validation.length === 0) throw new FfmergeError('INVALID_DATA', `${o.valid} holds fewer than --seq ${seq} tokens of validation data`);
       }
       input = { data, seq, ...(validation ? { validation } : {}) };
-      dataInfo = { seq, ...(validation ? { validationTokens: tokenCount(validation) } : {}) };
+      // file names (not paths: the record and card travel with the folder) for the model card's fine-tuning section
+      dataInfo = { seq, data: path.basename(o.data), ...(o.valid !== undefined && validation ? { valid: path.basename(o.valid), validationTokens: tokenCount(validation) } : {}) };
     }
     r = await finetune(m, {
       ...input,

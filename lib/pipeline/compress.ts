@@ -574,7 +574,7 @@ async function writeOutput(
     replace,
     ties,
     info,
-    extraFiles: { 'report.json': JSON.stringify(report, null, 2) + '\n', 'README.md': modelCard(result, format) },
+    extraFiles: { 'report.json': JSON.stringify(report, null, 2) + '\n', 'README.md': modelCard(result, format, { dir: out, config }) },
     ...(overwrite ? { overwrite } : {}),
     ...(signal ? { signal } : {}),
   };

@@ -1,9 +1,15 @@
 /**
- * The model card (README.md) written into every compress output, as mergekit does for its merges: what was
- * merged and how, the metric before and after, what was removed, and how to load the format on disk. It is
- * rebuilt from report.json by `ffmerge convert`, so it always describes the format it sits next to.
+ * The model card (README.md) of every folder ffmerge writes, as mergekit does for its merges: what was merged
+ * and how, the metric before and after, what was removed, any fine-tuning, and how to load what is on disk.
+ * compress writes it from its result (`modelCard`); every other writer of an ffmerge model (convert, finetune's
+ * saveTrained, the ONNX export) rebuilds it with `outputCard` from the folder's own record (config.json's
+ * `ffmerge`: format, windows, finetune) plus its report.json where the folder has one, so a card never
+ * describes a format, a file or a training state the folder does not have. A copied card would: the source's
+ * says "no gradient training" after a fine-tune, and "tied … model.safetensors" in an ONNX folder.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readRegularFileSync, MAX_JSON_FILE_BYTES } from '../files';
 import type { CompressFormat } from './options';
 import type { CompressResult } from './result';
 
@@ -23,56 +29,154 @@ function num(v: number | undefined, metric: string): string {
 // Not toLocaleString: its first call loads ICU data, ~40 ms on the host's JS thread.
 const int = (n: number) => String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 
-export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat): string {
+/** Where a card is written and what it loads: the snippet's Auto class and folder name, any fine-tuning. */
+export interface CardContext {
+  /** The output folder; its name is what the Python snippet loads. */
+  dir: string;
+  /** config.json's contents: model_type and architectures pick the snippet's class. */
+  config: Record<string, unknown>;
+  /** The folder's `ffmerge.finetune` record, when its weights were trained after the merge. */
+  finetune?: unknown;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** A record's value for the card: only a finite number or a string is shown (a record edited by hand may hold anything). */
+const field = (o: Record<string, unknown>, k: string): string | undefined => {
+  const v = Object.hasOwn(o, k) ? o[k] : undefined;
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  // one line of the card, whatever the string holds
+  return typeof v === 'string' ? v.replace(/\s+/g, ' ').slice(0, 200) : undefined;
+};
+const finite = (o: Record<string, unknown>, k: string): number | undefined => {
+  const v = Object.hasOwn(o, k) ? o[k] : undefined;
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+};
+
+/**
+ * The transformers class whose parameter names are the checkpoint's own (the tie map's names): the class with
+ * the task head, which holds the base model under its prefix (`model.`, `transformer.`, `vit.`). AutoModel
+ * builds the bare base model, where `model.layers.4.mlp` is no submodule. A BertModel checkpoint loads as the
+ * bare model, whose names lack the `bert.` ffmerge's tie names carry (`strip`).
+ */
+function pythonClass(config: Record<string, unknown>): { cls: string; strip?: string } {
+  const type = config.model_type;
+  if (type === 'vit') return { cls: 'AutoModelForImageClassification' };
+  if (type === 'marian') return { cls: 'AutoModelForSeq2SeqLM' };
+  if (type === 'bert') {
+    const arch = Array.isArray(config.architectures) ? (config.architectures as unknown[]) : [];
+    return arch.includes('BertForSequenceClassification') ? { cls: 'AutoModelForSequenceClassification' } : { cls: 'AutoModel', strip: 'bert.' };
+  }
+  return { cls: 'AutoModelForCausalLM' }; // gpt2, llama, qwen2, mistral: decoder language models
+}
+
+/** How to load the folder, by what it holds. `merged`: whether any FF is shared (a fine-tuned plain model has none). */
+function loadingText(format: CompressFormat, ctx: CardContext, merged: boolean): string[] {
+  if (format === 'onnx') {
+    const onnx = isObject(ctx.config.ffmerge) && isObject(ctx.config.ffmerge.onnx) ? ctx.config.ffmerge.onnx : {};
+    return [
+      'This folder is an **ONNX** export laid out as Hugging Face Optimum lays out its exports (`onnx/model.onnx`,',
+      'or `onnx/encoder_model.onnx` + `onnx/decoder_model_merged.onnx` for a translation model, with config and',
+      'tokenizer files beside it): each merged FF sublayer is one initializer that every layer of its',
+      'window reads, so onnxruntime (and transformers.js on top of it) holds one copy.',
+      ...(field(onnx, 'dtype') === 'fp16' ? ['The weights are stored in fp16 (computation is float32); the numbers above were measured in float32.'] : []),
+    ];
+  }
+  if (!merged) return ['It loads anywhere the original model loads, as-is: no FF sublayers are shared.'];
+  if (format === 'expanded') {
+    return [
+      'This folder is in the **expanded** format: the original architecture and tensor names, with every layer of a',
+      'merged window holding the same merged weights. It loads anywhere the original model loads, as-is.',
+      'The file is as large as the original; `npx ffmerge convert <this folder> --format tied --out <folder>` stores each',
+      'merged FF once.',
+    ];
+  }
+  const { cls, strip } = pythonClass(ctx.config);
+  return [
+    'This folder is in the **tied** format: each merged FF sublayer is stored once, and the tensors of the',
+    'other layers of its window are absent from `model.safetensors`. The tie map (tied name → stored name) is in',
+    "the safetensors metadata (`ffmerge_ties`) and in `config.json` under `ffmerge.ties`.",
+    '',
+    '- ffmerge: `const model = await loadModel(dir)` restores the ties.',
+    '- Any Hugging Face loader: first write the expanded format, which loads as-is:',
+    '  `npx ffmerge convert <this folder> --format expanded --out <folder>`.',
+    '- Hugging Face transformers directly: load, then point each tied Parameter at its stored one:',
+    '',
+    '```python',
+    `from transformers import ${cls}  # the class whose parameter names are the checkpoint's (and the tie map's)`,
+    // JSON's string escapes are Python's: any folder name is one valid literal
+    `model = ${cls}.from_pretrained(${JSON.stringify(path.basename(path.resolve(ctx.dir)))})  # this folder (its path, or its Hub id once uploaded); the tied tensors are reported missing`,
+    'for tied, stored in model.config.ffmerge["ties"].items():',
+    ...(strip ? [`    tied, stored = tied.removeprefix("${strip}"), stored.removeprefix("${strip}")  # the bare model has no "${strip}" level`] : []),
+    '    m, _, a = tied.rpartition("."); s, _, b = stored.rpartition(".")',
+    '    setattr(model.get_submodule(m), a, getattr(model.get_submodule(s), b))',
+    '```',
+  ];
+}
+
+/** The fine-tuning section, from the record `ffmerge finetune` (or saveTrained) wrote. */
+function finetuneText(rec: unknown, lm: boolean): string[] {
+  const f = isObject(rec) ? rec : {};
+  const steps = finite(f, 'steps');
+  const settings = [
+    field(f, 'batch') && `batch ${field(f, 'batch')}`,
+    field(f, 'seq') && `sequence ${field(f, 'seq')} tokens`,
+    field(f, 'lr') && `learning rate ${field(f, 'lr')}`,
+    field(f, 'schedule') && `${field(f, 'schedule')} schedule`,
+    field(f, 'warmup') && field(f, 'warmup') !== '0' && `${field(f, 'warmup')} warm-up steps`,
+    field(f, 'trainable') && (field(f, 'trainable') === 'ff' ? 'FF sublayers trained, the rest frozen' : field(f, 'trainable') === 'all' ? 'every weight trained' : `trainable: ${field(f, 'trainable')}`),
+  ].filter(Boolean);
+  const data = [
+    field(f, 'data') && `data: \`${field(f, 'data')}\``,
+    field(f, 'images') && `${field(f, 'images')} training images`,
+    field(f, 'valid') && `validation: \`${field(f, 'valid')}\``,
+    field(f, 'validationImages') && `${field(f, 'validationImages')} validation images`,
+    field(f, 'split') && field(f, 'split'),
+  ].filter(Boolean);
+  const loss = (a: number | undefined, b: number | undefined) => `${a === undefined ? '–' : a.toFixed(3)} → ${b === undefined ? '–' : b.toFixed(3)}`;
+  const ppl = (v: number | undefined) => (v === undefined ? '–' : Math.exp(v).toFixed(3));
+  const valBefore = finite(f, 'valBefore');
+  const valAfter = finite(f, 'valAfter');
+  const accBefore = finite(f, 'accuracyBefore');
+  const accAfter = finite(f, 'accuracyAfter');
+  const acc = (v: number | undefined) => (v === undefined ? '–' : `${(100 * v).toFixed(2)}%`);
+  return [
+    '## Fine-tuning',
+    `- ${steps !== undefined ? `${steps} steps` : 'trained'} after the merge, the ties kept (each merged FF trained as one)${settings.length ? `: ${settings.join(', ')}` : ''}`,
+    ...(data.length ? [`- ${data.join('; ')}`] : []),
+    ...(finite(f, 'firstLoss') !== undefined ? [`- training loss, first step → last: ${loss(finite(f, 'firstLoss'), finite(f, 'lastLoss'))}`] : []),
+    ...(valBefore !== undefined || valAfter !== undefined
+      ? [`- validation loss (mean NLL) before → after: ${loss(valBefore, valAfter)}${lm ? ` (perplexity ${ppl(valBefore)} → ${ppl(valAfter)})` : ''}`]
+      : []),
+    ...(accBefore !== undefined || accAfter !== undefined ? [`- validation top-1 accuracy before → after: ${acc(accBefore)} → ${acc(accAfter)}`] : []),
+    ...(steps === undefined ? ['- no summary of the training was recorded'] : []),
+    '- the summary is in `config.json` under `ffmerge.finetune`; `ffmerge finetune` writes its loss log to `finetune.json`.',
+    '',
+  ];
+}
+
+export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat, ctx: CardContext): string {
   const m = r.metric.name;
+  const tuned = ctx.finetune !== undefined;
   const multi = Object.keys(r.layers).length > 1;
   const adjusted = r.windows.filter((w) => w.adjusted?.length).map((w) => `${multi ? `${w.stack} ` : ''}layer${w.adjusted!.length > 1 ? 's' : ''} ${w.adjusted!.join(', ')}`).join('; ');
   const windows = r.windows.map((w) => `${multi ? `${w.stack} ` : ''}layers ${w.layers.join(', ')} (anchor ${w.anchor})`).join('; ');
   const rows = [
     `| base | ${num(r.base.validation, m)} | ${num(r.base.test, m)} |`,
-    `| merged (${r.method}${r.recover !== 'none' ? ` + ${r.recover}` : ''}) | ${num(r.merged.validation, m)} | ${num(r.merged.test, m)} |`,
+    `| merged (${r.method}${r.recover !== 'none' ? ` + ${r.recover}` : ''})${tuned ? ', before fine-tuning' : ''} | ${num(r.merged.validation, m)} | ${num(r.merged.test, m)} |`,
     ...Object.entries(r.baselines).map(([name, b]) => `| ${name} baseline (${int(b.paramsRemoved)} params) | ${num(b.validation, m)} | ${num(b.test, m)} |`),
   ];
-  const loading =
-    format === 'onnx'
-      ? [
-          'This folder is an **ONNX** export laid out as Hugging Face Optimum lays out its exports (`onnx/model.onnx`,',
-          'or `onnx/encoder_model.onnx` + `onnx/decoder_model_merged.onnx` for a translation model, with config and',
-          'tokenizer files beside it): each merged FF sublayer is one initializer that every layer of its',
-          'window reads, so onnxruntime (and transformers.js on top of it) holds one copy.',
-        ]
-      : format === 'tied'
-      ? [
-          'This folder is in the **tied** format: each merged FF sublayer is stored once, and the tensors of the',
-          'other layers of its window are absent from `model.safetensors`. The tie map (tied name → stored name) is in',
-          "the safetensors metadata (`ffmerge_ties`) and in `config.json` under `ffmerge.ties`.",
-          '',
-          '- ffmerge: `const model = await loadModel(dir)` restores the ties.',
-          '- Any Hugging Face loader: first write the expanded format, which loads as-is:',
-          '  `npx ffmerge convert <this folder> --format expanded --out <folder>`.',
-          '- Hugging Face transformers directly: load, then point each tied Parameter at its stored one:',
-          '',
-          '```python',
-          'from transformers import AutoModel',
-          `model = AutoModel.from_pretrained("${path.basename(r.model)}-ffmerge")  # the tied tensors are reported missing`,
-          'for tied, stored in model.config.ffmerge["ties"].items():',
-          '    m, _, a = tied.rpartition("."); s, _, b = stored.rpartition(".")',
-          '    setattr(model.get_submodule(m), a, getattr(model.get_submodule(s), b))',
-          '```',
-        ]
-      : [
-          'This folder is in the **expanded** format: the original architecture and tensor names, with every layer of a',
-          'merged window holding the same merged weights. It loads anywhere the original model loads, as-is.',
-          'The file is as large as the original; `npx ffmerge convert <this folder> --format tied --out <folder>` stores each',
-          'merged FF once.',
-        ];
+  const training = tuned
+    ? 'The merged model was then fine-tuned with the ties kept (below); the numbers under "What it costs" are from before that.'
+    : r.recover === 'finetune'
+      ? 'The merged model was then fine-tuned with the ties kept.'
+      : 'No gradient training was done.';
   return [
     `# ${path.basename(r.model)} with merged feed-forward sublayers (ffmerge)`,
     '',
     `This model is \`${path.basename(r.model)}\` (${r.modelType}, ${Object.entries(r.layers).map(([s, n]) => `${n} ${s}`).join(' + ')} layers)`,
     'compressed by [ffmerge](https://www.npmjs.com/package/ffmerge), which reproduces "Merging Feed-Forward Sublayers',
     'for Compressed Transformers" (Verma, Murray, Duh 2025) and goes beyond it: the feed-forward (FF) sublayers of k',
-    `adjacent layers are merged into one FF that all k positions share. ${r.recover === 'finetune' ? 'The merged model was then fine-tuned with the ties kept.' : 'No gradient training was done.'}`,
+    `adjacent layers are merged into one FF that all k positions share. ${training}`,
     '',
     '## What was merged',
     `- k = ${r.k}: ${windows}`,
@@ -94,10 +198,92 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     `- bytes: ${int(r.bytes.removed)} of ${int(r.bytes.before)} (${(100 * r.bytes.fraction).toFixed(1)}%) in the tied format`,
     '- compute per token is unchanged (every layer still runs its FF).',
     '',
+    ...(tuned ? finetuneText(ctx.finetune, r.metric.name === 'perplexity') : []),
     '## How to load it',
-    ...loading,
+    ...loadingText(format, ctx, true),
     '',
     'The full numbers (every candidate window, timings) are in `report.json`.',
     '',
   ].join('\n');
+}
+
+/** One merge of a record's `windows`, for people; undefined for an entry that is not { stack, layers }. */
+function recordWindow(w: unknown, multi: boolean): string | undefined {
+  if (!isObject(w) || !Array.isArray(w.layers) || !w.layers.every((l) => typeof l === 'number' && Number.isInteger(l))) return undefined;
+  const stack = field(w, 'stack');
+  const how = [field(w, 'anchor') !== undefined && `anchor ${field(w, 'anchor')}`, field(w, 'method') && `method \`${field(w, 'method')}\``, field(w, 'recover') && `recover \`${field(w, 'recover')}\``].filter(Boolean);
+  const adjusted = Array.isArray(w.adjusted) && w.adjusted.length && w.adjusted.every((l) => typeof l === 'number') ? `; the recover method also rewrote layer${w.adjusted.length > 1 ? 's' : ''} ${w.adjusted.join(', ')}, each keeping its own FF` : '';
+  return `${multi && stack ? `${stack} ` : ''}layers ${(w.layers as number[]).join(', ')} share one FF${how.length ? ` (${how.join(', ')})` : ''}${adjusted}`;
+}
+
+/**
+ * The card of a folder with no compress result at hand (a fine-tuned model, its conversions and exports):
+ * what its record says was merged and trained, and how to load the format on disk. Its compression numbers
+ * are not repeated: measured before the training, they describe another model.
+ */
+function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx: CardContext): string {
+  const rec = isObject(config.ffmerge) ? config.ffmerge : {};
+  const type = typeof config.model_type === 'string' ? config.model_type : 'unknown';
+  const name = path.basename(path.resolve(ctx.dir));
+  const list = Array.isArray(rec.windows) ? rec.windows : [];
+  const stacks = new Set(list.map((w) => (isObject(w) ? field(w, 'stack') : undefined)));
+  const windows = list.map((w) => recordWindow(w, stacks.size > 1));
+  const merged = windows.length > 0;
+  const tuned = Object.hasOwn(rec, 'finetune');
+  return [
+    `# ${name}: a ${type} model ${merged ? `with merged feed-forward sublayers${tuned ? ', fine-tuned' : ''}` : 'fine-tuned'} (ffmerge)`,
+    '',
+    `This folder holds a \`${type}\` model written by [ffmerge](https://www.npmjs.com/package/ffmerge)${merged ? ', which reproduces "Merging Feed-Forward' : '.'}`,
+    ...(merged
+      ? [
+          'Sublayers for Compressed Transformers" (Verma, Murray, Duh 2025) and goes beyond it: the feed-forward (FF)',
+          `sublayers of k adjacent layers are merged into one FF that all k positions share.${tuned ? ' The merged model was then fine-tuned with the ties kept.' : ''}`,
+          '',
+          '## What was merged',
+          ...windows.map((w) => `- ${w ?? 'a merge the record lists in a form this card does not read (see `config.json`, `ffmerge.windows`)'}`),
+          '- compute per token is unchanged (every layer still runs its FF); `npx ffmerge inspect <this folder>` counts the parameters the merges remove.',
+          ...(tuned ? ['- the validation and test numbers measured when it was compressed describe the model before fine-tuning: that output\'s `report.json` has them.'] : []),
+        ]
+      : []),
+    '',
+    ...(tuned ? finetuneText(rec.finetune, type !== 'vit') : []),
+    '## How to load it',
+    ...loadingText(format, ctx, merged),
+    '',
+  ].join('\n');
+}
+
+/**
+ * The card for a folder a writer other than compress makes from an ffmerge model, from what the folder will
+ * hold: `config` is its config.json (the `ffmerge` record: windows, finetune), `format` what is on disk, `report`
+ * its report.json if it has one. Undefined when the record shows no ffmerge model (no windows, no fine-tuning):
+ * the source's own card, if any, describes the same weights and is kept.
+ */
+export function outputCard(config: Record<string, unknown>, format: CompressFormat, dir: string, report?: unknown): string | undefined {
+  const rec = isObject(config.ffmerge) ? config.ffmerge : {};
+  if (!Object.hasOwn(rec, 'windows') && !Object.hasOwn(rec, 'finetune')) return undefined;
+  const ctx: CardContext = { dir, config, ...(Object.hasOwn(rec, 'finetune') ? { finetune: rec.finetune } : {}) };
+  if (isObject(report)) {
+    try {
+      return modelCard(report as unknown as CompressResult, format, ctx);
+    } catch {
+      // a report.json edited into another shape: the card is the record's
+    }
+  }
+  return recordCard(config, format, ctx);
+}
+
+/**
+ * A folder's report.json as a JSON object, or undefined where it has none (or none that parses: a side file
+ * edited by hand does not stop a conversion or an export; the card then comes from the record alone).
+ */
+export function readReport(dir: string): Record<string, unknown> | undefined {
+  const file = path.join(dir, 'report.json');
+  if (!fs.existsSync(file)) return undefined;
+  try {
+    const v: unknown = JSON.parse(readRegularFileSync(file, 'INVALID_DATA', MAX_JSON_FILE_BYTES));
+    return isObject(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -2,7 +2,8 @@
  * A trained model written back as a checkpoint (what `ffmerge finetune` writes, for library users too): its
  * weights replace the source checkpoint's tensors under their stored names and layouts (slotReplacements), so
  * a tied compressed source stays tied and keeps its size, and everything else — config, tokenizer, dtypes,
- * the `ffmerge` record — is the source's. Written atomically, like every output (writeCheckpoint).
+ * the `ffmerge` record — is the source's, but for the record's `finetune` and the README.md model card, which
+ * describe the trained weights. Written atomically, like every output (writeCheckpoint).
  */
 import { readConfig } from '../model/load';
 import { checkModel, type Model } from '../model/model';
@@ -12,6 +13,7 @@ import { checkOutputDir, writeCheckpoint, type WriteCheckpointResult } from '../
 import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
 import { trainAddon } from '../native/train';
 import { slotReplacements } from './replacements';
+import { outputCard } from '../pipeline/model-card';
 
 export interface SaveTrainedOptions {
   /** The checkpoint the model was loaded from: what is not a weight of the model is taken from it. */
@@ -19,7 +21,10 @@ export interface SaveTrainedOptions {
   /** Output directory; must not exist or be empty unless `overwrite`. */
   out: string;
   overwrite?: boolean;
-  /** Added to config.json's `ffmerge` record (the source's record is kept). */
+  /**
+   * Added to config.json's `ffmerge` record (the source's record is kept). Its `finetune` (a summary of the run:
+   * steps, data, losses…, as `ffmerge finetune` gives) goes into the record and the README.md written beside it.
+   */
   info?: Record<string, unknown>;
   /** Extra files written into the output directory, name → contents. */
   extraFiles?: Record<string, string>;
@@ -50,14 +55,20 @@ export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<
     await reader.close();
   }
   // the source's format is kept (an expanded output stays loadable anywhere); the writer records format and ties
-  const { format, ties: _ties, ...kept } = (config.ffmerge ?? {}) as Record<string, unknown>;
+  const { format: was, ties: _ties, ...kept } = (config.ffmerge ?? {}) as Record<string, unknown>;
+  const format = was === 'expanded' ? 'expanded' : 'tied';
+  // The record says the weights were trained, with the caller's summary or none: a source's `finetune` describes
+  // an earlier run, and a card (or a later convert's) reading no `finetune` would call the model untrained.
+  const info = { ...kept, ...o.info, finetune: o.info && Object.hasOwn(o.info, 'finetune') ? o.info.finetune : {} };
+  // The card is rebuilt, never copied: the source's describes the weights before training.
+  const card = outputCard({ ...config, ffmerge: { format, ...info } }, format, o.out);
   return writeCheckpoint({
     source: o.source,
     out: o.out,
-    format: format === 'expanded' ? 'expanded' : 'tied',
+    format,
     replace,
-    info: { ...kept, ...o.info },
-    ...(o.extraFiles ? { extraFiles: o.extraFiles } : {}),
+    info,
+    ...(o.extraFiles || card !== undefined ? { extraFiles: { ...(card !== undefined ? { 'README.md': card } : {}), ...o.extraFiles } } : {}),
     overwrite: Boolean(o.overwrite),
     ...signal,
   });

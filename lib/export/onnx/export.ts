@@ -23,6 +23,7 @@ import { DECODER_MERGED_FILE, ENCODER_FILE, buildSeq2SeqDecoderMerged, buildSeq2
 import { ExportWeights, type WeightDType } from './weights';
 import { buildVitClassifier } from './vit';
 import { checkPath } from '../../arguments';
+import { outputCard, readReport } from '../../pipeline/model-card';
 
 export interface ExportOnnxOptions extends JobOptions {
   out: string;
@@ -153,7 +154,9 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
     const prev = (config.ffmerge ?? {}) as Record<string, unknown>;
     const outConfig: Config = {
       ...config,
-      ffmerge: { ...prev, ...(opts.info ?? {}), ...(opts.ties && Object.keys(opts.ties).length ? { ties: { ...((prev.ties as TieMap) ?? {}), ...opts.ties } } : {}), onnx: { opset: OPSET, dtype, external, files: files.map((f) => `${ONNX_DIR}/${f.file}`) } },
+      // format: what this folder holds. The source's "tied" would tell a reader of the record (and of its
+      // ties) that model.safetensors lacks the tied tensors, and there is no model.safetensors here.
+      ffmerge: { ...prev, ...(opts.info ?? {}), format: 'onnx', ...(opts.ties && Object.keys(opts.ties).length ? { ties: { ...((prev.ties as TieMap) ?? {}), ...opts.ties } } : {}), onnx: { opset: OPSET, dtype, external, files: files.map((f) => `${ONNX_DIR}/${f.file}`) } },
       // transformers.js reads this to fetch model.onnx_data beside model.onnx
       ...(external ? { 'transformers.js_config': { ...((config['transformers.js_config'] as object) ?? {}), use_external_data_format: true } } : {}),
     };
@@ -163,10 +166,20 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
       if (!ent.isFile() || isWeightOrReferenceFile(ent.name) || ent.name === 'generation_config.json') continue;
       fs.copyFileSync(path.join(modelDir, ent.name), path.join(tmp, ent.name));
     }
-    for (const [name, text] of Object.entries(opts.extraFiles ?? {})) fs.writeFileSync(path.join(tmp, name), text);
+    const sum = (k: 'onnxBytes' | 'dataBytes' | 'weightBytes' | 'weightTensors' | 'tensorUses') => written.reduce((s, r) => s + r[k], 0);
+    const extra = { ...opts.extraFiles };
+    // An ffmerge model's report (the same weights: it still describes them) and card come along, rewritten for
+    // this folder; the source's card is never copied through (it names the checkpoint's format and files).
+    const report = Object.hasOwn(extra, 'report.json') || !Object.hasOwn(prev, 'windows') ? undefined : readReport(modelDir);
+    if (report) {
+      report.out = { dir: target, format: 'onnx', bytes: sum('onnxBytes') + sum('dataBytes') };
+      extra['report.json'] = JSON.stringify(report, null, 2) + '\n';
+    }
+    const card = Object.hasOwn(extra, 'README.md') ? undefined : outputCard(outConfig, 'onnx', target, report);
+    if (card !== undefined) extra['README.md'] = card;
+    for (const [name, text] of Object.entries(extra)) fs.writeFileSync(path.join(tmp, name), text);
     if (opts.signal?.aborted) throw abortError();
     moveIntoPlace(tmp, target, opts.out, opts.overwrite === true);
-    const sum = (k: 'onnxBytes' | 'dataBytes' | 'weightBytes' | 'weightTensors' | 'tensorUses') => written.reduce((s, r) => s + r[k], 0);
     return {
       out: target,
       files: written.map((r) => ({ file: `${ONNX_DIR}/${r.file}`, onnxBytes: r.onnxBytes, dataBytes: r.dataBytes })),

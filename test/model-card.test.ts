@@ -1,0 +1,126 @@
+/**
+ * The model card's text, without writing a model: the tied format's transformers snippet loads the class whose
+ * parameter names are the checkpoint's and the folder the card is in, and a card built from a folder's record
+ * says what the record says (fine-tuned or not, format on disk) for records of any shape. The writers that
+ * use it are tested end to end in finetune.test.ts, cli-export.test.ts and checkpoint-write.test.ts.
+ */
+import { modelCard, outputCard } from '../lib/pipeline/model-card';
+import type { CompressResult } from '../lib/pipeline/result';
+
+const report = (modelType: string, layers: CompressResult['layers'] = { decoder: 5 }): Omit<CompressResult, 'out'> => ({
+  model: `/models/${modelType}-base`,
+  modelType,
+  task: 'language-modeling',
+  metric: { name: 'perplexity', higherIsBetter: false },
+  layers,
+  k: 2,
+  method: 'permute',
+  anchor: 'first',
+  recover: 'none',
+  stacks: 'decoder',
+  windows: [{ stack: 'decoder', window: '3-4', layers: [3, 4], anchor: 3, method: 'permute', recover: 'none' }],
+  candidates: [],
+  base: { validation: 4.435 },
+  merged: { validation: 14.525, test: 15.1 },
+  baselines: {},
+  params: { before: 260032, after: 227008, removed: 33024, fraction: 0.127 },
+  bytes: { before: 1040128, after: 908032, removed: 132096, fraction: 0.127 },
+  data: { unit: 'tokens', calibration: 2048, validation: 2048, calibrationFeatures: { decoder: 2048 } } as CompressResult['data'],
+  timings: {},
+});
+
+/** The python block of a card. */
+const python = (card: string) => card.slice(card.indexOf('```python'), card.lastIndexOf('```'));
+
+describe('the tied-format snippet', () => {
+  test.each([
+    ['llama', ['LlamaForCausalLM'], 'AutoModelForCausalLM'],
+    ['gpt2', ['GPT2LMHeadModel'], 'AutoModelForCausalLM'],
+    ['vit', ['ViTForImageClassification'], 'AutoModelForImageClassification'],
+    ['marian', ['MarianMTModel'], 'AutoModelForSeq2SeqLM'],
+    ['bert', ['BertForSequenceClassification'], 'AutoModelForSequenceClassification'],
+  ])('%s loads with the class holding the base model under its prefix (%s → %s), from the output folder', (type, architectures, cls) => {
+    // before: AutoModel (the bare base model: no "model." level for model.layers.4.mlp) and "<input>-ffmerge"
+    const card = modelCard(report(type), 'tied', { dir: '/tmp/card/s1', config: { model_type: type, architectures } });
+    const py = python(card);
+    expect(py).toContain(`from transformers import ${cls} `);
+    expect(py).toContain(`model = ${cls}.from_pretrained("s1")`);
+    expect(py).not.toMatch(/AutoModel\.|-ffmerge|removeprefix/);
+  });
+
+  test('a BertModel checkpoint loads as the bare model, so the tie names lose their "bert." prefix', () => {
+    const py = python(modelCard(report('bert', { encoder: 4 }), 'tied', { dir: 'out', config: { model_type: 'bert', architectures: ['BertModel'] } }));
+    expect(py).toContain('model = AutoModel.from_pretrained("out")');
+    expect(py).toContain('tied, stored = tied.removeprefix("bert."), stored.removeprefix("bert.")');
+  });
+
+  test('a folder name with quotes is one valid string literal', () => {
+    const py = python(modelCard(report('llama'), 'tied', { dir: 'a "b"\\c', config: { model_type: 'llama' } }));
+    expect(py).toContain('from_pretrained("a \\"b\\"\\\\c")');
+  });
+
+  test('a compress card is otherwise what it was: no fine-tuning section, "No gradient training was done."', () => {
+    const card = modelCard(report('llama'), 'tied', { dir: 's1', config: { model_type: 'llama' } });
+    expect(card).toContain('No gradient training was done.');
+    expect(card).not.toContain('## Fine-tuning');
+    expect(card).toContain('| merged (permute) | 14.525 | 15.100 |');
+  });
+});
+
+describe('outputCard: from the folder record', () => {
+  const windows = [{ stack: 'decoder', window: '3-4', layers: [3, 4], anchor: 3, method: 'permute', recover: 'none' }];
+  const finetune = { steps: 20, lr: 5e-4, batch: 4, seq: 128, schedule: 'constant', trainable: 'all', data: 'calibration.txt', valid: 'valid.jsonl', firstLoss: 2.7588, lastLoss: 2.0246, valBefore: 2.6133, valAfter: 1.8924 };
+
+  test('a fine-tuned model: the fine-tuning section, no "no gradient training" claim, no pre-training numbers', () => {
+    const card = outputCard({ model_type: 'llama', ffmerge: { format: 'tied', k: 2, windows, finetune } }, 'tied', '/x/s1ft')!;
+    expect(card).toMatch(/^# s1ft: a llama model with merged feed-forward sublayers, fine-tuned/);
+    expect(card).not.toMatch(/no gradient training/i);
+    expect(card).toContain('- layers 3, 4 share one FF (anchor 3, method `permute`, recover `none`)');
+    expect(card).toContain('## Fine-tuning');
+    expect(card).toContain('20 steps after the merge');
+    expect(card).toContain('data: `calibration.txt`; validation: `valid.jsonl`');
+    expect(card).toContain('training loss, first step → last: 2.759 → 2.025');
+    expect(card).toContain(`validation loss (mean NLL) before → after: 2.613 → 1.892 (perplexity ${Math.exp(2.6133).toFixed(3)} → ${Math.exp(1.8924).toFixed(3)})`);
+    expect(card).not.toContain('| merged');
+    expect(card).toContain('**tied** format');
+    expect(python(card)).toContain('AutoModelForCausalLM.from_pretrained("s1ft")');
+  });
+
+  test('with a report: the compress card, its merged row marked as before the fine-tuning, plus the section', () => {
+    const card = outputCard({ model_type: 'llama', ffmerge: { format: 'expanded', windows, finetune } }, 'expanded', 'x', report('llama'))!;
+    expect(card).toContain('| merged (permute), before fine-tuning | 14.525 |');
+    expect(card).toContain('## Fine-tuning');
+    expect(card).not.toMatch(/no gradient training/i);
+    expect(card).toContain('**expanded** format');
+  });
+
+  test('ONNX: the export paragraph, no safetensors-format paragraph', () => {
+    for (const rep of [undefined, report('llama')]) {
+      const card = outputCard({ model_type: 'llama', ffmerge: { format: 'onnx', windows, onnx: { dtype: 'fp16' } } }, 'onnx', 'x', rep)!;
+      expect(card).toContain('**ONNX** export');
+      expect(card).toContain('stored in fp16');
+      expect(card).not.toMatch(/tied\*\* format|model\.safetensors|```python/);
+    }
+  });
+
+  test('a plain model: no card (its own, if any, is kept); fine-tuned with no summary: said so', () => {
+    expect(outputCard({ model_type: 'llama' }, 'tied', 'x')).toBeUndefined();
+    expect(outputCard({ model_type: 'llama', ffmerge: { format: 'tied', onnx: {} } }, 'onnx', 'x')).toBeUndefined();
+    const card = outputCard({ model_type: 'gpt2', ffmerge: { format: 'tied', finetune: {} } }, 'tied', 'x')!;
+    expect(card).toMatch(/^# x: a gpt2 model fine-tuned \(ffmerge\)/);
+    expect(card).toContain('no summary of the training was recorded');
+    expect(card).toContain('loads anywhere the original model loads, as-is');
+    expect(card).not.toContain('```python');
+  });
+
+  test('records and reports of any shape give a card, never a throw', () => {
+    const odd: unknown[] = [['1-2'], [null, 3, { layers: 'x' }, { layers: [1, 2], stack: { a: 1 }, anchor: [] }], 'windows', {}];
+    for (const w of odd) {
+      for (const f of [undefined, null, 7, 'x', { steps: 'many', valBefore: 'x', lr: {} }]) {
+        const card = outputCard({ model_type: ['x'], ffmerge: { windows: w, ...(f !== undefined ? { finetune: f } : {}) } }, 'tied', 'x', { metric: 3 });
+        expect(typeof card).toBe('string');
+        expect(card).not.toMatch(/undefined|\[object/);
+      }
+    }
+  });
+});
