@@ -124,3 +124,16 @@ describe('outputCard: from the folder record', () => {
     }
   });
 });
+
+test('compress of a folder ffmerge had fine-tuned says its source was trained, not "no gradient training", and so does its conversion', () => {
+  const plain = modelCard(report('llama'), 'tied', { dir: '/o/x', config: { model_type: 'llama' } });
+  expect(plain).toContain('No gradient training was done.');
+  // compress's card: the config is the source's, whose record holds the fine-tuning
+  const source = { model_type: 'llama', ffmerge: { format: 'tied', windows: [], finetune: { steps: 30 } } };
+  const card = modelCard(report('llama'), 'tied', { dir: '/o/x', config: source });
+  expect(card).not.toContain('No gradient training was done.');
+  expect(card).toContain('its source had been fine-tuned with ffmerge');
+  // a conversion of that output: its own record carries the source's training on
+  const output = { model_type: 'llama', ffmerge: { format: 'tied', windows: report('llama').windows, sourceFinetune: { steps: 30 } } };
+  expect(outputCard(output, 'expanded', '/o/x-expanded', report('llama'))).toContain('its source had been fine-tuned with ffmerge');
+});

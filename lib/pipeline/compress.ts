@@ -567,7 +567,13 @@ async function writeOutput(
   }
   // windows: every merge the output carries, the source's first (the writer keeps the source's ties with them;
   // convert re-ties from this list, so one that left them out would undo them on the way back to tied)
-  const info = { version: 1, method: result.method, anchor: result.anchor, recover: result.recover, k: result.k, stacks: result.stacks, windows: [...earlier, ...result.windows] };
+  // a source ffmerge had fine-tuned: its training record goes on with the weights it made (the card says so)
+  const src = config.ffmerge as Record<string, unknown> | undefined;
+  const trained = src && typeof src === 'object' ? (Object.hasOwn(src, 'finetune') ? src.finetune : Object.hasOwn(src, 'sourceFinetune') ? src.sourceFinetune : undefined) : undefined;
+  const info = {
+    version: 1, method: result.method, anchor: result.anchor, recover: result.recover, k: result.k, stacks: result.stacks, windows: [...earlier, ...result.windows],
+    ...(trained !== undefined ? { sourceFinetune: trained } : {}),
+  };
   const report = { ...result, out: { dir: path.resolve(out), format } };
   const common = {
     out,

@@ -165,11 +165,16 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     `| merged (${r.method}${r.recover !== 'none' ? ` + ${r.recover}` : ''})${tuned ? ', before fine-tuning' : ''} | ${num(r.merged.validation, m)} | ${num(r.merged.test, m)} |`,
     ...Object.entries(r.baselines).map(([name, b]) => `| ${name} baseline (${int(b.paramsRemoved)} params) | ${num(b.validation, m)} | ${num(b.test, m)} |`),
   ];
+  // compress of a folder ffmerge had fine-tuned: its config (the source's) holds that record, or carries it on
+  const rec = ctx.config.ffmerge;
+  const sourceTuned = !tuned && isObject(rec) && (Object.hasOwn(rec, 'finetune') || Object.hasOwn(rec, 'sourceFinetune'));
   const training = tuned
     ? 'The merged model was then fine-tuned with the ties kept (below); the numbers under "What it costs" are from before that.'
     : r.recover === 'finetune'
       ? 'The merged model was then fine-tuned with the ties kept.'
-      : 'No gradient training was done.';
+      : sourceTuned
+        ? 'This merge did no gradient training, but its source had been fine-tuned with ffmerge after an earlier merge (`ffmerge.sourceFinetune` in config.json).'
+        : 'No gradient training was done.';
   return [
     `# ${path.basename(r.model)} with merged feed-forward sublayers (ffmerge)`,
     '',
