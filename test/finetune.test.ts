@@ -20,6 +20,8 @@ afterAll(removeSyntheticDirs);
 jest.setTimeout(120_000);
 
 const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
+/** The CLI from source, in a child process. */
+const ffmerge = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, FFMERGE_FROM_SOURCE: '1' }, timeout: 120_000 });
 
 function pattern(n: number, vocab: number): Int32Array {
   return Int32Array.from({ length: n }, (_, i) => (i * 7 + Math.floor(i / 3)) % vocab);
@@ -174,11 +176,7 @@ test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file si
   const data = path.join(tempDir('data'), 'train.jsonl');
   fs.writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ input_ids: Array.from(pattern(16, 23).map((v) => (v + i) % 23)) })).join('\n') + '\n');
   const out = path.join(tempDir('ft'), 'out');
-  const r = spawnSync(process.execPath, [BIN, 'finetune', merged, '--data', data, '--valid', data, '--steps', '4', '--batch', '3', '--seq', '12', '--lr', '1e-3', '--out', out, '--json'], {
-    encoding: 'utf8',
-    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
-    timeout: 120_000,
-  });
+  const r = ffmerge(['finetune', merged, '--data', data, '--valid', data, '--steps', '4', '--batch', '3', '--seq', '12', '--lr', '1e-3', '--out', out, '--json']);
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   const res = JSON.parse(r.stdout) as { ok: boolean; bytes: number; lastLoss: number; valBefore: number; valAfter: number };
@@ -192,10 +190,7 @@ test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file si
   // the expanded form of the same output is refused: its merged FFs are copies that would train apart
   const expanded = path.join(tempDir('expanded'), 'e');
   await convertCheckpoint(merged, expanded, 'expanded');
-  const refused = spawnSync(process.execPath, [BIN, 'finetune', expanded, '--data', data, '--steps', '1', '--batch', '1', '--seq', '12', '--out', path.join(tempDir('ft-e'), 'out')], {
-    encoding: 'utf8',
-    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
-  });
+  const refused = ffmerge(['finetune', expanded, '--data', data, '--steps', '1', '--batch', '1', '--seq', '12', '--out', path.join(tempDir('ft-e'), 'out')]);
   expect(refused.status).toBe(2);
   expect(refused.stderr).toMatch(/is an expanded ffmerge output.*convert .* --format tied.*\[INVALID_ARGUMENT\]/);
   const before = await loadModel(merged);
@@ -221,11 +216,7 @@ test('ffmerge finetune scores every validation row: token-id rows of any length 
   const valid = path.join(dir, 'valid.jsonl');
   fs.writeFileSync(valid, [row(16, 4), row(10, 5), row(20, 6)].join('\n') + '\n');
   const out = path.join(dir, 'out');
-  const r = spawnSync(process.execPath, [BIN, 'finetune', s.dir, '--data', data, '--valid', valid, '--steps', '1', '--batch', '2', '--seq', '8', '--out', out, '--json'], {
-    encoding: 'utf8',
-    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
-    timeout: 120_000,
-  });
+  const r = ffmerge(['finetune', s.dir, '--data', data, '--valid', valid, '--steps', '1', '--batch', '2', '--seq', '8', '--out', out, '--json']);
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   // before: only rows as long as the first were kept (16 of 46 tokens), silently
@@ -248,11 +239,7 @@ test('a fine-tuned output, its expanded conversion and its ONNX export each get 
   const data = path.join(tempDir('card-data'), 'train.jsonl');
   fs.writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ input_ids: Array.from(pattern(16, 23).map((v) => (v + i) % 23)) })).join('\n') + '\n');
   const out = path.join(tempDir('card-ft'), 'tuned');
-  const r = spawnSync(process.execPath, [BIN, 'finetune', merged, '--data', data, '--valid', data, '--steps', '3', '--batch', '2', '--seq', '12', '--lr', '1e-3', '--out', out, '--json'], {
-    encoding: 'utf8',
-    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
-    timeout: 120_000,
-  });
+  const r = ffmerge(['finetune', merged, '--data', data, '--valid', data, '--steps', '3', '--batch', '2', '--seq', '12', '--lr', '1e-3', '--out', out, '--json']);
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   const res = JSON.parse(r.stdout) as { firstLoss: number; lastLoss: number; valBefore: number; valAfter: number };
@@ -314,11 +301,7 @@ test('ffmerge finetune on a sharded checkpoint succeeds and reports the bytes of
   const data = path.join(tempDir('data'), 'train.jsonl');
   fs.writeFileSync(data, Array.from({ length: 4 }, (_, i) => JSON.stringify({ input_ids: Array.from(pattern(16, 23).map((v) => (v + i) % 23)) })).join('\n') + '\n');
   const out = path.join(tempDir('ft-sharded'), 'out');
-  const r = spawnSync(process.execPath, [BIN, 'finetune', sharded, '--data', data, '--steps', '1', '--batch', '2', '--seq', '12', '--out', out, '--json'], {
-    encoding: 'utf8',
-    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
-    timeout: 120_000,
-  });
+  const r = ffmerge(['finetune', sharded, '--data', data, '--steps', '1', '--batch', '2', '--seq', '12', '--out', out, '--json']);
   // before: the output was written, then a stat of <source>/model.safetensors failed with INTERNAL_ERROR, exit 1
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
