@@ -97,6 +97,11 @@ describe('compressing an ffmerge output again (disjoint windows)', () => {
     expect(Object.keys(await readTies(dir('e01-23-tied')))).toHaveLength(6);
     // the same merge from equal weights: the same model whichever way it was stored
     expect(direct.merged.validation).toBe(tied.merged.validation);
+    // the report counts the tied form: from an expanded source as from the tied one (before: 'before' held the
+    // expanded copies, so 'after' claimed 227,008 while the tied file stored 193,984)
+    expect(direct.params).toEqual(tied.params);
+    expect(direct.bytes).toEqual(tied.bytes);
+    expect(direct.params.after).toBe(stored);
     const a = await loadModel(dir('t01-23'));
     const b = await loadModel(dir('e01-23-tied'));
     try {
@@ -173,6 +178,13 @@ describe('a window that takes in an already merged layer', () => {
     expect(r.candidates.map((c) => c.windows.decoder)).toEqual(['2-3', '3-4']);
     expect(labels(dir('t01-auto'))).toEqual(['0-1', r.windows[0]!.window]);
     await expect(compress(dir('t01'), { ...BASE, k: 4, out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_WINDOW', message: expect.stringMatching(/every window of k = 4/) });
+  });
+
+  it('baselines leave merged layers out too: dropping a shared FF or its layer frees nothing there', async () => {
+    const r = await compress(dir('t01'), { ...BASE, window: '2-3', baselines: ['drop-ff', 'drop-layers'] });
+    // before: drop-ff picked layer 0 and drop-layers layer 1, both merged, each claiming a full layer's saving
+    expect(r.baselines['drop-ff']!.candidates.map((c) => c.windows.decoder)).toEqual(['2', '3', '4']);
+    expect(r.baselines['drop-layers']!.candidates.map((c) => c.windows.decoder)).toEqual(['2', '3', '4']);
   });
 
   it('a malformed record is INVALID_CONFIG naming the entry', async () => {

@@ -12,6 +12,7 @@ import { checkMaxShardSize, checkOutputDir, ffReplacements, ffTies, writeCheckpo
 import { checkBoolean, checkPath } from '../arguments';
 import { checkOnnxExportable, exportOnnx } from '../export/onnx/export';
 import { loadModel, readConfig } from '../model/load';
+import { DTYPE_SIZE } from '../safetensors';
 import { CheckpointReader, type TieMap } from '../checkpoint/ties';
 import { mergedLayers, recordedLabel, recordedTies, recordedWindows, type RecordedWindow } from '../checkpoint/earlier-merges';
 import type { Model, StackName } from '../model/model';
@@ -293,10 +294,20 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   const reader = await CheckpointReader.open(modelDir);
   let done: Map<StackName, Set<number>>;
   let earlierTies: TieMap;
+  // The report counts parameters and bytes in the tied form. An expanded source stores its earlier merges as
+  // copies that the tied form does not: its tied form, not its files, is what the new merge starts from.
+  const copies = { params: 0, bytes: 0 };
   try {
     done = mergedLayers(sourceConfig, earlier, reader.ties);
     // an expanded source holds its earlier merges as equal copies: a tied output stores each once again
     earlierTies = await recordedTies(sourceConfig, earlier, reader, signal);
+    for (const name of Object.keys(earlierTies)) {
+      if (Object.hasOwn(reader.ties, name)) continue; // tied in the source already: stored once
+      const t = reader.info(name);
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      copies.params += n;
+      copies.bytes += n * DTYPE_SIZE[t.dtype];
+    }
   } finally {
     await reader.close();
   }
@@ -352,7 +363,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const ffRemoved = spec === 'auto' ? k - 1 : spec.reduce((n, w) => n + w.k - 1, 0);
     const baselinePlans = baselines.map((b) => ({
       baseline: b,
-      groups: groups.map((stacks, g) => b.candidates({ model, summary, stacks, ffRemoved, windows: searching ? groupWindows[g]!.map((w) => [w]) : [groupWindows[g]!], merge: ctx, job })),
+      groups: groups.map((stacks, g) => b.candidates({ model, summary, stacks, ffRemoved, windows: searching ? groupWindows[g]!.map((w) => [w]) : [groupWindows[g]!], merged: done, merge: ctx, job })),
     }));
     // The merge's candidates per group: every window (search), or the given windows together.
     const planFor = (stacks: StackName[], ws: Window[], combo: Combo, merges = sharedMerges(ctx, [combo], quiet)): Candidate => ({
@@ -497,6 +508,8 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       clock.lap('test');
     }
 
+    const paramsBefore = summary.totalParams - copies.params;
+    const bytesBefore = summary.totalBytes - copies.bytes;
     const removedParams = chosen.reduce((n, m) => n + (m.window.k - 1) * stackInfo(m.stack).ffParamsPerLayer, 0);
     const removedBytes = chosen.reduce((n, m) => n + (m.window.k - 1) * stackInfo(m.stack).ffBytesPerLayer, 0);
     const result: CompressResult = {
@@ -524,8 +537,8 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       base,
       merged: mergedMetric,
       baselines: baselineResults,
-      params: { before: summary.totalParams, after: summary.totalParams - removedParams, removed: removedParams, fraction: removedParams / summary.totalParams },
-      bytes: { before: summary.totalBytes, after: summary.totalBytes - removedBytes, removed: removedBytes, fraction: removedBytes / summary.totalBytes },
+      params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
+      bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
       data: { ...task.data, calibrationFeatures },
       timings: clock.timings,
     };

@@ -84,6 +84,11 @@ export interface BaselineContext {
   ffRemoved: number;
   /** The merge's own candidate windows (each a list: several windows merged together) and its context. */
   windows: Window[][];
+  /**
+   * Layers that already share their FF (a source that is itself an ffmerge output), per stack: a placement that
+   * takes one in frees nothing there, so it is no candidate at the merge's size (the merge's windows skip them too).
+   */
+  merged: ReadonlyMap<StackName, ReadonlySet<number>>;
   merge: MergeContext;
   job: JobOptions;
 }

@@ -46,8 +46,8 @@ export interface CompressResult {
   windows: { stack: StackName; window: string; layers: number[]; anchor: number; method: string; recover: string; adjusted?: number[] }[];
   /**
    * Present when the source was itself an ffmerge output: the merges it already carried (its config.json's
-   * `ffmerge.windows`), kept in the output, whose record lists them before `windows`. `params` and `bytes` count
-   * this run's merge only.
+   * `ffmerge.windows`), kept in the output, whose record lists them before `windows`. `removed` counts this
+   * run's merge only; `before` is the source in the tied form (an expanded source's earlier copies not counted).
    */
   earlierWindows?: RecordedWindow[];
   /** Every merge candidate scored by the search (empty when the windows were given). */
@@ -55,6 +55,7 @@ export interface CompressResult {
   base: Metric;
   merged: Metric;
   baselines: Record<string, BaselineResult>;
+  /** In the tied form: what `after` stores (the expanded format stores each shared tensor k times). */
   params: { before: number; after: number; removed: number; fraction: number };
   bytes: { before: number; after: number; removed: number; fraction: number };
   data: DataCounts & { calibrationFeatures: Partial<Record<StackName, number>> };

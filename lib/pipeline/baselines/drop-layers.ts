@@ -9,7 +9,7 @@ import type { Baseline, BaselineCandidate } from '../plugins';
 export const dropLayers: Baseline = {
   name: 'drop-layers',
   description: 'delete the whole layers nearest in size to what the merge removes, at the best placement',
-  candidates({ model, summary, stacks, ffRemoved }) {
+  candidates({ model, summary, stacks, ffRemoved, merged }) {
     const plan = stacks.map((stack: StackName) => {
       const ff = summary.stacks.find((x) => x.name === stack)!.ffParamsPerLayer;
       const layer = model.layerParams(0, stack);
@@ -18,6 +18,8 @@ export const dropLayers: Baseline = {
     });
     const out: BaselineCandidate[] = [];
     for (let start = 0; plan.every((p) => start + p.n <= p.L); start++) {
+      // a layer whose FF is shared keeps that FF stored for its window: removing it frees less than stated
+      if (plan.some((p) => Array.from({ length: p.n }, (_, i) => start + i).some((l) => merged.get(p.stack)?.has(l)))) continue;
       out.push({
         windows: Object.fromEntries(plan.map((p) => [p.stack, p.n === 1 ? `${start}` : `${start}-${start + p.n - 1}`])),
         start,
