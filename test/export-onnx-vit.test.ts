@@ -71,6 +71,9 @@ describeShared('fixtures/vit-fmnist', 'ONNX export of vit-fmnist', () => {
     const got = await onnxLogits(path.join(tmp, 'base'));
     expect(maxRelDiff(got, hf)).toBeLessThan(1e-4);
     expect(maxRelDiff(got, await forwardLogits(FIX))).toBeLessThan(1e-4);
+    // an image classifier generates nothing: no generation_config.json (before: an empty {})
+    expect(fs.existsSync(path.join(tmp, 'base', 'generation_config.json'))).toBe(false);
+    expect(fs.existsSync(path.join(tmp, 'base', 'preprocessor_config.json'))).toBe(true);
   });
 
   test('merged: logits equal ffmerge\'s forward of the tied checkpoint; one initializer per shared tensor; file smaller by the removed bytes', async () => {

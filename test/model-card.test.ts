@@ -100,6 +100,8 @@ describe('outputCard: from the folder record', () => {
       expect(card).toContain('**ONNX** export');
       expect(card).toContain('stored in fp16');
       expect(card).not.toMatch(/tied\*\* format|model\.safetensors|```python/);
+      // inspect reads safetensors, which an ONNX folder has not (before: "inspect <this folder>", which fails there)
+      expect(card).not.toContain('inspect <this folder>');
     }
   });
 

@@ -246,7 +246,8 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
           '',
           '## What was merged',
           ...windows.map((w) => `- ${w ?? 'a merge the record lists in a form this card does not read (see `config.json`, `ffmerge.windows`)'}`),
-          '- compute per token is unchanged (every layer still runs its FF); `npx ffmerge inspect <this folder>` counts the parameters the merges remove.',
+          // inspect reads safetensors: an ONNX folder's card points at the checkpoint it was exported from
+          `- compute per token is unchanged (every layer still runs its FF); \`npx ffmerge inspect <${format === 'onnx' ? 'the safetensors folder this was exported from' : 'this folder'}>\` counts the parameters the merges remove.`,
           ...(tuned ? ['- the validation and test numbers measured when it was compressed describe the model before fine-tuning: that output\'s `report.json` has them.'] : []),
         ]
       : []),

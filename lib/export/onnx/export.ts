@@ -100,13 +100,16 @@ export async function checkOnnxExportable(modelDir: string): Promise<void> {
   filesFor(architectureOf(config), config);
 }
 
-/** generation_config.json for the folder: the source's, or the special ids config.json gives. */
-function generationConfig(source: string, config: Config): string {
+/**
+ * generation_config.json for the folder: the source's, or the special ids config.json gives; none for a model
+ * with neither (an image classifier generates nothing: an empty `{}` would only suggest it does).
+ */
+function generationConfig(source: string, config: Config): string | undefined {
   const file = path.join(source, 'generation_config.json');
   if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8');
   const gen: Record<string, unknown> = {};
   for (const k of ['bos_token_id', 'eos_token_id', 'pad_token_id', 'decoder_start_token_id']) if (config[k] != null) gen[k] = config[k];
-  return JSON.stringify(gen, null, 2) + '\n';
+  return Object.keys(gen).length ? JSON.stringify(gen, null, 2) + '\n' : undefined;
 }
 
 export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Promise<ExportOnnxResult> {
@@ -161,7 +164,8 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
       ...(external ? { 'transformers.js_config': { ...((config['transformers.js_config'] as object) ?? {}), use_external_data_format: true } } : {}),
     };
     fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(outConfig, null, 2) + '\n');
-    fs.writeFileSync(path.join(tmp, 'generation_config.json'), generationConfig(modelDir, config));
+    const generation = generationConfig(modelDir, config);
+    if (generation !== undefined) fs.writeFileSync(path.join(tmp, 'generation_config.json'), generation);
     for (const ent of fs.readdirSync(modelDir, { withFileTypes: true })) {
       if (!ent.isFile() || isWeightOrReferenceFile(ent.name) || ent.name === 'generation_config.json') continue;
       fs.copyFileSync(path.join(modelDir, ent.name), path.join(tmp, ent.name));
