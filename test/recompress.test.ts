@@ -10,7 +10,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { compress, type CompressOptions, type CompressResult } from '../lib/pipeline/compress';
 import { convertCheckpoint } from '../lib/checkpoint/convert';
-import { readTies } from '../lib/checkpoint/ties';
+import { CheckpointReader, TIES_METADATA_KEY, readTies } from '../lib/checkpoint/ties';
+import { writeSafetensors } from '../lib/safetensors';
 import { inspectModel } from '../lib/model/inspect';
 import { formatSummary } from '../lib/cli/inspect';
 import { loadModel } from '../lib/model/load';
@@ -194,5 +195,124 @@ describe('a window that takes in an already merged layer', () => {
     c.ffmerge.windows = [{ stack: 'decoder', layers: [0, 9] }];
     fs.writeFileSync(cfg, JSON.stringify(c));
     await expect(compress(dir('t01-bad'), { ...BASE, window: '2-3', out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(/ffmerge\.windows\[0\]/) });
+  });
+});
+
+/**
+ * A copy of a checkpoint folder with the given tie map: every logical tensor not tied is stored (the bytes it
+ * resolves to in the source), the map goes into the safetensors metadata and config.json's `ffmerge.ties`,
+ * and config.json's `ffmerge.windows` is replaced by `windows` when given.
+ */
+async function retie(from: string, to: string, ties: Record<string, string>, windows?: unknown[]): Promise<void> {
+  fs.cpSync(from, to, { recursive: true });
+  const src = await CheckpointReader.open(from);
+  try {
+    const tensors = [];
+    for (const name of src.names()) {
+      if (Object.hasOwn(ties, name)) continue;
+      const info = src.info(name);
+      tensors.push({ name, dtype: info.dtype, shape: [...info.shape], data: await src.readRaw(name) });
+    }
+    await writeSafetensors(path.join(to, 'model.safetensors'), tensors, { [TIES_METADATA_KEY]: JSON.stringify(ties) });
+  } finally {
+    await src.close();
+  }
+  const cfg = path.join(to, 'config.json');
+  const c = JSON.parse(fs.readFileSync(cfg, 'utf8')) as { ffmerge: Record<string, unknown> };
+  c.ffmerge.ties = ties;
+  if (windows) c.ffmerge.windows = windows;
+  fs.writeFileSync(cfg, JSON.stringify(c));
+}
+
+const mlp = (l: number, t: 'up' | 'gate' | 'down') => `model.layers.${l}.mlp.${t}_proj.weight`;
+const tieLayers = (to: number, ...from: number[]) =>
+  Object.fromEntries(from.flatMap((l) => (['up', 'gate', 'down'] as const).map((t) => [mlp(l, t), mlp(to, t)])));
+
+describe('merges held only in the tie map (an older output whose record left them out)', () => {
+  let ff: number;
+  let baseParams: number;
+  beforeAll(async () => {
+    // t01's tie map ties layers 0-1; its record lists nothing
+    await retie(dir('t01'), dir('h2'), tieLayers(0, 1), []);
+    const base = await inspectModel(BUNDLED);
+    ff = base.stacks[0]!.ffParamsPerLayer;
+    baseParams = base.totalParams;
+  });
+
+  it('compress records them beside the new window, so convert to expanded and back keeps both savings', async () => {
+    await compress(dir('h2'), { ...BASE, window: '3-4', format: 'tied', out: dir('h2c') });
+    expect(labels(dir('h2c'))).toEqual(['0-1', '3-4']);
+    expect(record(dir('h2c')).windows[0]).toMatchObject({ stack: 'decoder', layers: [0, 1], recoveredFrom: 'tie map' });
+    expect((await inspectModel(dir('h2c'))).totalParams).toBe(baseParams - 2 * ff);
+    await convertCheckpoint(dir('h2c'), dir('h2c-exp'), 'expanded');
+    expect(labels(dir('h2c-exp'))).toEqual(['0-1', '3-4']);
+    expect((await convertCheckpoint(dir('h2c-exp'), dir('h2c-exp-tied'), 'tied')).storedParams).toBe(baseParams - 2 * ff);
+    // an expanded output of it too
+    await compress(dir('h2'), { ...BASE, window: '3-4', format: 'expanded', out: dir('h2e') });
+    expect(labels(dir('h2e'))).toEqual(['0-1', '3-4']);
+    expect((await convertCheckpoint(dir('h2e'), dir('h2e-tied'), 'tied')).storedParams).toBe(baseParams - 2 * ff);
+  });
+
+  it('convert records them in its output: expanded and back to tied keeps the merge', async () => {
+    await convertCheckpoint(dir('h2'), dir('h2-exp'), 'expanded');
+    expect(labels(dir('h2-exp'))).toEqual(['0-1']);
+    expect((await convertCheckpoint(dir('h2-exp'), dir('h2-exp-tied'), 'tied')).storedParams).toBe(baseParams - ff);
+    await convertCheckpoint(dir('h2'), dir('h2-tied'), 'tied');
+    expect(labels(dir('h2-tied'))).toEqual(['0-1']);
+  });
+
+  it('inspect counts them and says they are not in the record', async () => {
+    expect(formatSummary(await inspectModel(dir('h2')))).toMatch(/windows decoder 0-1 \(tied in the checkpoint, not in its record\)[^\n]*the merges remove 33,024 FF params/);
+  });
+
+  it('a tie map that ties only some of a layer\'s FF tensors, or that disagrees with the record, is refused, INVALID_CONFIG', async () => {
+    // layer 1's up_proj shares layer 0's; its gate and down are its own
+    await retie(dir('t01'), dir('partial'), { [mlp(1, 'up')]: mlp(0, 'up') }, []);
+    await expect(compress(dir('partial'), { ...BASE, window: '3-4', out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(/ties only some of decoder layer 0's FF tensors/) });
+    await expect(convertCheckpoint(dir('partial'), dir('never'), 'expanded')).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
+    expect(formatSummary(await inspectModel(dir('partial')))).toMatch(/cannot read its merges: .*ties only some/);
+    // the record says 0-1-2, the tie map only 0-1
+    await retie(dir('t01'), dir('disagree'), tieLayers(0, 1), [{ stack: 'decoder', window: '0-2', layers: [0, 1, 2] }]);
+    await expect(compress(dir('disagree'), { ...BASE, window: '3-4', out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(/record and the checkpoint's tie map disagree/) });
+    expect(fs.existsSync(dir('never'))).toBe(false);
+  });
+
+  it('a record that lists a window the tied checkpoint does not tie: the error names the disagreement, and inspect does not count it', async () => {
+    fs.cpSync(dir('t01'), dir('bogus'), { recursive: true });
+    const cfg = path.join(dir('bogus'), 'config.json');
+    const c = JSON.parse(fs.readFileSync(cfg, 'utf8')) as { ffmerge: { windows: unknown[] } };
+    c.ffmerge.windows.push({ stack: 'decoder', window: '2-3', layers: [2, 3] });
+    fs.writeFileSync(cfg, JSON.stringify(c));
+    for (const run of [() => compress(dir('bogus'), { ...BASE, k: 2, out: dir('never') }), () => convertCheckpoint(dir('bogus'), dir('never'), 'tied')]) {
+      const e = (await run().then(() => undefined, (x: unknown) => x)) as Error & { code: string };
+      expect(e).toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(/record and the checkpoint's tie map disagree: the record lists decoder 2-3/) });
+      expect(e.message).not.toMatch(/expanded model changed/);
+    }
+    const text = formatSummary(await inspectModel(dir('bogus')));
+    expect(text).toMatch(/windows decoder 0-1, 3 tensors tied[^\n]*the merges remove 33,024 FF params[^\n]*the record also lists decoder 2-3, which the tied checkpoint does not tie/);
+  });
+});
+
+describe('inspect on a compressed model offers only windows of layers not merged yet', () => {
+  it('an ordinary model: k = 2 … L, every stack counted', async () => {
+    const s = await inspectModel(BUNDLED);
+    expect(s.savings.map((v) => v.k)).toEqual([2, 3, 4, 5]);
+    expect(s.stacks[0]!.mergedLayers).toBeUndefined();
+    expect(formatSummary(s)).toMatch(/\nmerging k adjacent FF sublayers into one removes:\nk  params removed/);
+  });
+
+  it('0-1 merged: k = 2, 3 (layers 2-4), as compress accepts; 0-1 and 2-3 merged: nothing left', async () => {
+    const s = await inspectModel(dir('t01'));
+    const ffp = s.stacks[0]!.ffParamsPerLayer;
+    expect(s.savings.map((v) => [v.k, v.paramsRemoved])).toEqual([[2, ffp], [3, 2 * ffp]]);
+    expect(s.stacks[0]).toMatchObject({ mergedLayers: [0, 1], maxK: 3 });
+    expect(formatSummary(s)).toMatch(/not merged yet \(free: decoder layers 2, 3, 4, k up to 3\)/);
+    const full = await inspectModel(dir('t01-23'));
+    expect(full.savings).toEqual([]);
+    expect(full.stacks[0]).toMatchObject({ mergedLayers: [0, 1, 2, 3], maxK: 0 });
+    expect(formatSummary(full)).toMatch(/free: decoder layer 4, no window left\) into one removes:\nnothing: every window of 2 adjacent layers takes in a merged layer/);
+    // what the table offers, compress takes; one k more, it refuses
+    await expect(compress(dir('t01'), { ...BASE, k: 4, out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_WINDOW' });
+    await expect(compress(dir('t01-23'), { ...BASE, k: 2, out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_WINDOW' });
   });
 });

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { outputCard, readReport } from '../pipeline/model-card';
 import { CheckpointReader, type TieMap } from './ties';
-import { recordedTies, recordedWindows } from './earlier-merges';
+import { earlierWindows, recordedTies, type RecordedWindow } from './earlier-merges';
 import { writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
 import { checkJobOptions } from '../native/job';
 import { checkPath } from '../arguments';
@@ -22,7 +22,7 @@ export interface ConvertOptions {
 
 interface FfmergeInfo {
   format?: OutputFormat;
-  windows?: { stack: 'decoder' | 'encoder'; layers: number[] }[];
+  windows?: RecordedWindow[];
   [key: string]: unknown;
 }
 
@@ -42,17 +42,19 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
     throw new FfmergeError('INVALID_ARGUMENT', `${dir} is not an ffmerge output (config.json has no ffmerge.windows); only compressed models can be converted`);
   }
   let ties: TieMap = {};
-  if (format === 'tied') {
-    // every merge the record lists (a model compressed twice lists both), each copy checked against the one it joins
-    const recorded = recordedWindows(config, dir);
-    const src = await CheckpointReader.open(dir);
-    try {
-      ties = await recordedTies(config, recorded, src, opts.signal);
-    } finally {
-      await src.close();
-    }
+  // every merge the source carries: those the record lists (a model compressed twice lists both) and those only
+  // its tie map holds (an older tied output's); all go into the output's record, so the next convert keeps them
+  let windows: RecordedWindow[];
+  const src = await CheckpointReader.open(dir);
+  try {
+    windows = earlierWindows(config, src, dir);
+    // to tied: each copy checked against the one it joins
+    if (format === 'tied') ties = await recordedTies(config, windows, src, opts.signal);
+  } finally {
+    await src.close();
   }
-  const { format: _old, ties: _ties, ...rest } = info;
+  const { format: _old, ties: _ties, ...kept } = info;
+  const rest = { ...kept, windows };
   const extraFiles: Record<string, string> = {};
   const report = readReport(dir);
   if (report) {

@@ -8,6 +8,7 @@ import { FfmergeError, abortError, showValue } from '../errors';
 import { ffStacks, type Config, type StackName } from '../model/architectures';
 import type { CheckpointReader, TieMap } from './ties';
 import { ffTies } from './write';
+import { checkCheckpoint } from '../model/plan';
 
 /** One entry of config.json's `ffmerge.windows`: the stack and its layers that share one FF (other keys kept as written). */
 export interface RecordedWindow {
@@ -68,9 +69,99 @@ export function mergedLayers(config: Config, recorded: readonly RecordedWindow[]
   return out;
 }
 
+/** The key a window recovered from the tie map carries in the record (its value says where it came from). */
+export const RECOVERED_KEY = 'recoveredFrom';
+
+/** "0-1" for adjacent layers, "0+2" otherwise. */
+function layersLabel(layers: readonly number[]): string {
+  const contiguous = layers.every((l, i) => i === 0 || l === layers[i - 1]! + 1);
+  return contiguous ? `${layers[0]}-${layers[layers.length - 1]}` : layers.join('+');
+}
+
+/**
+ * The windows the checkpoint's tie map implies, per stack: groups of two or more layers whose FF tensors all
+ * resolve, key by key, to the same stored tensors. An output written before its record listed every merge holds
+ * some merges only there; they are merges all the same (the file stores their FF once), and left out of a new
+ * record they are lost on the first convert to expanded and back.
+ *
+ * A tie map that ties only some of a layer's FF tensors, or ties them to tensors no other layer of the stack
+ * shares as a whole, is refused (INVALID_CONFIG): ffmerge merges whole FF sublayers, and a record can only say
+ * "these layers share one FF". Such a tie cannot be recorded as a window (convert would then tie tensors that
+ * differ), and leaving it out of the record would drop its saving silently on the next round trip; ignoring it
+ * in the merged-layer check would let a new window break it. So neither ffmerge's writers nor inspect guess.
+ * A tie group that overlaps a recorded window without being that window is refused the same way: the record
+ * and the tie map disagree about which layers share an FF.
+ */
+export function tiedWindows(config: Config, recorded: readonly RecordedWindow[], ties: TieMap, where: string): RecordedWindow[] {
+  if (Object.keys(ties).length === 0) return [];
+  const stored = new Set(Object.values(ties));
+  // a name as the tie map knows it: as the architecture names it, or without its first component (GPT-2's
+  // "transformer.": checkpoints saved from the bare model lack it, as the loader resolves)
+  const variants = (t: string) => {
+    const dot = t.indexOf('.');
+    return dot > 0 ? [t, t.slice(dot + 1)] : [t];
+  };
+  const touched = (t: string) => variants(t).some((n) => Object.hasOwn(ties, n) || stored.has(n));
+  const target = (t: string) => {
+    for (const n of variants(t)) {
+      if (Object.hasOwn(ties, n)) return ties[n]!;
+      if (stored.has(n)) return n;
+    }
+    return t;
+  };
+  const bad = (why: string) => new FfmergeError('INVALID_CONFIG', `${where}: the checkpoint's ffmerge tie map ${why}; ffmerge merges whole FF sublayers and records them as windows, so it cannot keep such a tie`);
+  const out: RecordedWindow[] = [];
+  for (const s of ffStacks(config)) {
+    const groups = new Map<string, number[]>();
+    for (let l = 0; l < s.layers; l++) {
+      const names = s.ff(l);
+      const tensors = FF_KEYS.map((k) => names[k]).filter((t): t is string => t !== undefined);
+      const tied = tensors.filter(touched);
+      if (tied.length === 0) continue;
+      if (tied.length < tensors.length) {
+        throw bad(`ties only some of ${s.name} layer ${l}'s FF tensors (${tied.map((t) => showValue(t)).join(', ')}, not ${tensors.filter((t) => !touched(t)).map((t) => showValue(t)).join(', ')})`);
+      }
+      const key = JSON.stringify(tensors.map(target));
+      const g = groups.get(key);
+      if (g) g.push(l);
+      else groups.set(key, [l]);
+    }
+    for (const [key, layers] of groups) {
+      if (layers.length < 2) {
+        throw bad(`ties ${s.name} layer ${layers[0]}'s FF tensors to ${(JSON.parse(key) as string[]).map((t) => showValue(t)).join(', ')}, which no other layer of the ${s.name} stack shares as a whole FF`);
+      }
+      const same = recorded.find((w) => w.stack === s.name && w.layers.length === layers.length && [...w.layers].sort((a, b) => a - b).every((l, i) => l === layers[i]));
+      if (same) continue;
+      const clash = recorded.find((w) => w.stack === s.name && w.layers.some((l) => layers.includes(l)));
+      if (clash) {
+        throw new FfmergeError(
+          'INVALID_CONFIG',
+          `${where}: config.json's ffmerge record and the checkpoint's tie map disagree: the record lists ${recordedLabel([clash])}, the tie map ties ${s.name} layers ${layers.join(', ')} to one FF`,
+        );
+      }
+      out.push({ stack: s.name, window: layersLabel(layers), layers, [RECOVERED_KEY]: 'tie map' });
+    }
+  }
+  return out;
+}
+
+/**
+ * Every merge a source carries: the windows its record lists (checked, `recordedWindows`), then those only its
+ * tie map holds (`tiedWindows`, marked `recoveredFrom: 'tie map'`). What compress and convert keep, tie and
+ * write into their output's record. The checkpoint is checked against its architecture first (headers only),
+ * so a tie the loader refuses (a tensor of another shape) is refused as the loader would, not as a merge.
+ */
+export function earlierWindows(config: Config, src: CheckpointReader, where: string): RecordedWindow[] {
+  const recorded = recordedWindows(config, where);
+  checkCheckpoint(config, src, where);
+  return [...recorded, ...tiedWindows(config, recorded, src.ties, where)];
+}
+
 /** "decoder 0-1, decoder 3-4": the recorded windows for a message. */
 export function recordedLabel(recorded: readonly RecordedWindow[]): string {
-  return recorded.map((w) => `${w.stack} ${typeof w.window === 'string' ? w.window : w.layers.join('+')}`).join(', ');
+  return recorded
+    .map((w) => `${w.stack} ${typeof w.window === 'string' ? w.window : w.layers.join('+')}${Object.hasOwn(w, RECOVERED_KEY) ? ' (tied in the checkpoint, not in its record)' : ''}`)
+    .join(', ');
 }
 
 /**
@@ -83,11 +174,21 @@ export async function recordedTies(config: Config, recorded: readonly RecordedWi
   let all: TieMap = {};
   for (const w of recorded) all = { ...all, ...ffTies(config, w.stack, w.layers) };
   const added: TieMap = {};
+  // a tied source stores its merges once: a recorded window it does not tie is the record's error, not an edit
+  const info = (config as Record<string, unknown>).ffmerge as Record<string, unknown> | undefined;
+  const tiedSource = Object.keys(src.ties).length > 0 || info?.format === 'tied';
   for (const [tied, stored] of Object.entries(all)) {
     if (signal?.aborted) throw abortError();
     if (src.resolve(tied) === src.resolve(stored)) continue; // already tied in the source
     const [a, b] = await Promise.all([src.readRaw(tied), src.readRaw(stored)]);
     if (!Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) {
+      if (tiedSource) {
+        const w = recorded.find((x) => Object.hasOwn(ffTies(config, x.stack, x.layers), tied))!;
+        throw new FfmergeError(
+          'INVALID_DATA',
+          `config.json's ffmerge record and the checkpoint's tie map disagree: the record lists ${recordedLabel([w])}, but the tied checkpoint does not tie ${tied} to ${stored}, and the two differ; the record is wrong (or the tie map lost that merge), so ffmerge will not tie them`,
+        );
+      }
       throw new FfmergeError('INVALID_DATA', `${tied} differs from ${stored}, the copy it would be tied to (was the expanded model changed after compressing?); refusing to discard that difference`);
     }
     added[tied] = stored;

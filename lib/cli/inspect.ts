@@ -2,23 +2,27 @@
 import { inspectModel, type ModelSummary } from '../model/inspect';
 import { fmtBytes, fmtInt, fmtPct, table } from './format';
 
-/** One line on what an ffmerge output already merged, from config.json's `ffmerge` record. */
-function compressedText(info: Record<string, unknown>, stacks: ModelSummary['stacks']): string {
-  const windows = Array.isArray(info.windows) ? (info.windows as { stack?: string; window?: string; layers?: unknown }[]) : [];
-  // every merge the record lists (a model compressed twice lists both): k layers sharing one FF drop k − 1 copies
-  const removed = windows.reduce((n, w) => {
-    // a record edited by hand may hold anything: entries that are not { stack, layers } count nothing
-    const st = typeof w === 'object' && w !== null ? stacks.find((x) => x.name === w.stack) : undefined;
-    return n + (st && Array.isArray(w.layers) && w.layers.length > 1 ? (w.layers.length - 1) * st.ffParamsPerLayer : 0);
+/** One line on what an ffmerge output already merged: config.json's `ffmerge` record, checked against the tie map. */
+function compressedText(info: Record<string, unknown>, s: ModelSummary): string {
+  const merges = s.merges ?? { windows: [], inconsistent: [] };
+  // every merge the model carries (a model compressed twice lists both): k layers sharing one FF drop k − 1 copies
+  const removed = merges.windows.reduce((n, w) => {
+    const st = s.stacks.find((x) => x.name === w.stack);
+    return n + (st ? (w.layers.length - 1) * st.ffParamsPerLayer : 0);
   }, 0);
   const ties = typeof info.ties === 'object' && info.ties !== null ? Object.keys(info.ties).length : 0;
+  const label = (w: { stack: string; window: string }) => `${w.stack} ${w.window}`;
   const parts = [
     `already compressed (${String(info.format ?? 'tied')} format)`,
     info.k !== undefined ? `k = ${String(info.k)}` : undefined,
     info.method !== undefined ? `method ${String(info.method)}` : undefined,
-    windows.length ? `windows ${windows.map((w) => `${w.stack ?? ''} ${w.window ?? ''}`.trim()).join(', ')}` : undefined,
+    merges.windows.length ? `windows ${merges.windows.map((w) => label(w) + (w.unrecorded ? ' (tied in the checkpoint, not in its record)' : '')).join(', ')}` : undefined,
     ties ? `${ties} tensors tied (stored once, counted once above)` : undefined,
     removed ? `the merges remove ${fmtInt(removed)} FF params in the tied format` : undefined,
+    merges.inconsistent.length
+      ? `the record also lists ${merges.inconsistent.map(label).join(', ')}, which the tied checkpoint does not tie (the record and the tie map disagree; not counted)`
+      : undefined,
+    merges.problem !== undefined ? `cannot read its merges: ${merges.problem}` : undefined,
   ];
   return parts.filter(Boolean).join(', ');
 }
@@ -32,14 +36,28 @@ export function formatSummary(s: ModelSummary): string {
     ),
     `parameters   ${fmtInt(s.totalParams)} stored (${fmtBytes(s.totalBytes)}); FF sublayers ${fmtInt(s.ffParams)} = ${fmtPct(s.ffShare)}`,
   ];
-  if (s.ffmerge) lines.push(`ffmerge      ${compressedText(s.ffmerge, s.stacks)}`);
-  lines.push('', 'merging k adjacent FF sublayers into one removes:');
-  lines.push(
-    table(
-      ['k', 'params removed', 'bytes removed', 'of total'],
-      s.savings.map((v) => [v.k, fmtInt(v.paramsRemoved), fmtBytes(v.bytesRemoved), fmtPct(v.fraction)]),
-    ),
-  );
+  if (s.ffmerge || s.merges?.windows.length) lines.push(`ffmerge      ${compressedText(s.ffmerge ?? {}, s)}`);
+  const merged = s.stacks.filter((st) => st.mergedLayers !== undefined);
+  if (merged.length === 0) {
+    lines.push('', 'merging k adjacent FF sublayers into one removes:');
+  } else {
+    // a compressed model: only windows of layers not merged yet can be merged (what compress accepts)
+    const free = merged.map((st) => {
+      const layers = Array.from({ length: st.layers }, (_, l) => l).filter((l) => !st.mergedLayers!.includes(l));
+      return `${st.name} ${layers.length ? `layer${layers.length > 1 ? 's' : ''} ${layers.join(', ')}` : 'none'}${st.maxK ? `, k up to ${st.maxK}` : ', no window left'}`;
+    });
+    lines.push('', `merging k adjacent FF sublayers not merged yet (free: ${free.join('; ')}) into one removes:`);
+  }
+  if (s.savings.length === 0) {
+    lines.push('nothing: every window of 2 adjacent layers takes in a merged layer (compress the original model with a larger k instead)');
+  } else {
+    lines.push(
+      table(
+        ['k', 'params removed', 'bytes removed', 'of total'],
+        s.savings.map((v) => [v.k, fmtInt(v.paramsRemoved), fmtBytes(v.bytesRemoved), fmtPct(v.fraction)]),
+      ),
+    );
+  }
   return lines.join('\n');
 }
 

@@ -8,6 +8,8 @@ import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { checkPath } from '../arguments';
 import { CheckpointReader } from '../checkpoint/ties';
+import { mergedLayers, recordedWindows, tiedWindows, RECOVERED_KEY, type RecordedWindow } from '../checkpoint/earlier-merges';
+import { ffTies } from '../checkpoint/write';
 import { DTYPE_SIZE } from '../safetensors';
 import { ffStacks } from './architectures';
 import { checkCheckpoint } from './plan';
@@ -19,6 +21,29 @@ export interface StackSummary {
   /** Parameters of one FF sublayer (all its tensors). */
   ffParamsPerLayer: number;
   ffBytesPerLayer: number;
+  /** Only for a model with earlier merges: the layers that already share their FF (what compress refuses to merge again). */
+  mergedLayers?: number[];
+  /** Only for a model with earlier merges: the largest k with a window of free layers (0: none left). */
+  maxK?: number;
+}
+
+/** A merge a checkpoint carries, as inspect counts it. */
+export interface MergeWindow {
+  stack: 'decoder' | 'encoder';
+  window: string;
+  layers: number[];
+  /** Held only in the tie map (an output written before its record listed every merge). */
+  unrecorded?: true;
+}
+
+/** What an ffmerge output carries (absent for a model with neither an ffmerge record nor ties). */
+export interface MergeSummary {
+  /** The merges counted: the record's windows the checkpoint agrees with, and those only the tie map holds. */
+  windows: MergeWindow[];
+  /** Windows the record lists that the tied checkpoint does not tie: the record and the tie map disagree; not counted. */
+  inconsistent: MergeWindow[];
+  /** Why the record or the tie map could not be read as merges (compress and convert refuse such a source). */
+  problem?: string;
 }
 
 export interface KSaving {
@@ -41,6 +66,9 @@ export interface ModelSummary {
   ffShare: number;
   /** Already merged by ffmerge (a tied output): the recorded info. */
   ffmerge?: Record<string, unknown>;
+  /** The merges the model carries, checked against its tie map (only for an ffmerge output or a tied checkpoint). */
+  merges?: MergeSummary;
+  /** Per k: what merging k adjacent FF sublayers not merged yet would remove (a stack with no such window adds nothing). */
   savings: KSaving[];
 }
 
@@ -161,12 +189,36 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
       }
     }
   }
+  const merges = mergeSummary(dir, config, ckpt);
+  // the layers compress refuses to merge again (record and tie map, as compress reads them)
+  const done = mergedLayers(config, merges?.recorded ?? [], ckpt.ties);
+  const anyMerged = [...done.values()].some((set) => set.size > 0);
   const minLayers = Math.min(...summaries.map((s) => s.layers));
+  // whether a stack has a window of k adjacent layers none of which is merged yet (windows as compress enumerates them)
+  const free = (s: StackSummary, k: number) => {
+    const set = done.get(s.name);
+    for (let start = 0; start + k <= minLayers; start++) {
+      let ok = true;
+      for (let l = start; l < start + k && ok; l++) ok = !set?.has(l);
+      if (ok) return true;
+    }
+    return false;
+  };
   const savings: KSaving[] = [];
   for (let k = 2; k <= minLayers; k++) {
-    const paramsRemoved = summaries.reduce((a, s) => a + (k - 1) * s.ffParamsPerLayer, 0);
-    const bytesRemoved = summaries.reduce((a, s) => a + (k - 1) * s.ffBytesPerLayer, 0);
+    const open = anyMerged ? summaries.filter((s) => free(s, k)) : summaries;
+    if (open.length === 0) break; // no larger window is free either
+    const paramsRemoved = open.reduce((a, s) => a + (k - 1) * s.ffParamsPerLayer, 0);
+    const bytesRemoved = open.reduce((a, s) => a + (k - 1) * s.ffBytesPerLayer, 0);
     savings.push({ k, paramsRemoved, bytesRemoved, fraction: paramsRemoved / totalParams });
+  }
+  if (anyMerged) {
+    for (const s of summaries) {
+      s.mergedLayers = [...(done.get(s.name) ?? [])].sort((a, b) => a - b);
+      let maxK = 0;
+      for (let k = 2; k <= minLayers && free(s, k); k++) maxK = k;
+      s.maxK = maxK;
+    }
   }
   const archs = Array.isArray(config.architectures) ? config.architectures.filter((a): a is string => typeof a === 'string') : [];
   return {
@@ -179,6 +231,55 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
     ffParams,
     ffShare: ffParams / totalParams,
     ...(typeof config.ffmerge === 'object' && config.ffmerge ? { ffmerge: config.ffmerge as Record<string, unknown> } : {}),
+    ...(merges ? { merges: { windows: merges.windows, inconsistent: merges.inconsistent, ...(merges.problem !== undefined ? { problem: merges.problem } : {}) } } : {}),
     savings,
+  };
+}
+
+const asMerge = (w: RecordedWindow): MergeWindow => ({
+  stack: w.stack,
+  window: typeof w.window === 'string' ? w.window : w.layers.join('+'),
+  layers: [...w.layers],
+  ...(Object.hasOwn(w, RECOVERED_KEY) ? { unrecorded: true as const } : {}),
+});
+
+/**
+ * The merges an ffmerge output (or any tied checkpoint) carries, headers and config only: the record's windows,
+ * less those a tied checkpoint does not tie (the record and the tie map disagree: not counted), plus the
+ * windows only the tie map holds. A record or tie map compress would refuse is not an error here (inspect is
+ * where one looks at it): it is reported as `problem`, and only what could be read is counted.
+ */
+function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: CheckpointReader): (MergeSummary & { recorded: RecordedWindow[] }) | undefined {
+  const tiedCheckpoint = Object.keys(ckpt.ties).length > 0;
+  if (!tiedCheckpoint && !(typeof config.ffmerge === 'object' && config.ffmerge !== null)) return undefined;
+  let recorded: RecordedWindow[] = [];
+  let problem: string | undefined;
+  try {
+    recorded = recordedWindows(config, dir);
+  } catch (e) {
+    if (!(e instanceof FfmergeError)) throw e;
+    problem = e.message;
+  }
+  const info = config.ffmerge as Record<string, unknown> | undefined;
+  const tiedSource = tiedCheckpoint || info?.format === 'tied';
+  // a tied checkpoint stores each merge once: a recorded window whose copies it does not tie is not a merge of it
+  const holds = (w: RecordedWindow) =>
+    Object.entries(ffTies(config, w.stack, w.layers)).every(([a, b]) => {
+      const [x, y] = [storedName(ckpt, a), storedName(ckpt, b)];
+      return x !== undefined && y !== undefined && ckpt.resolve(x) === ckpt.resolve(y);
+    });
+  const inconsistent = tiedSource ? recorded.filter((w) => !holds(w)) : [];
+  let unrecorded: RecordedWindow[] = [];
+  try {
+    unrecorded = tiedWindows(config, recorded, ckpt.ties, dir);
+  } catch (e) {
+    if (!(e instanceof FfmergeError)) throw e;
+    problem = problem ?? e.message;
+  }
+  return {
+    recorded,
+    windows: [...recorded.filter((w) => !inconsistent.includes(w)), ...unrecorded].map(asMerge),
+    inconsistent: inconsistent.map(asMerge),
+    ...(problem !== undefined ? { problem } : {}),
   };
 }

@@ -14,7 +14,7 @@ import { checkOnnxExportable, exportOnnx } from '../export/onnx/export';
 import { loadModel, readConfig } from '../model/load';
 import { DTYPE_SIZE } from '../safetensors';
 import { CheckpointReader, type TieMap } from '../checkpoint/ties';
-import { mergedLayers, recordedLabel, recordedTies, recordedWindows, type RecordedWindow } from '../checkpoint/earlier-merges';
+import { earlierWindows, mergedLayers, recordedLabel, recordedTies, type RecordedWindow } from '../checkpoint/earlier-merges';
 import type { Model, StackName } from '../model/model';
 import { inspectModel, type ModelSummary } from '../model/inspect';
 import { anchorOffset, checkK, checkWindow, enumerateWindows, kFromFraction, parseWindow, windowLabel, windowLayers, type Anchor, type Window } from '../merge/windows';
@@ -290,14 +290,16 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   // A source that is itself an ffmerge output: its merges are kept (and listed in the output's record), and no
   // new window may take in their layers. Headers and config only; nothing changes for an ordinary model.
   const sourceConfig = await readConfig(modelDir);
-  const earlier = recordedWindows(sourceConfig, modelDir);
   const reader = await CheckpointReader.open(modelDir);
+  let earlier: RecordedWindow[];
   let done: Map<StackName, Set<number>>;
   let earlierTies: TieMap;
   // The report counts parameters and bytes in the tied form. An expanded source stores its earlier merges as
   // copies that the tied form does not: its tied form, not its files, is what the new merge starts from.
   const copies = { params: 0, bytes: 0 };
   try {
+    // the record's windows and those only the tie map holds (an older output's), all kept in the output's record
+    earlier = earlierWindows(sourceConfig, reader, modelDir);
     done = mergedLayers(sourceConfig, earlier, reader.ties);
     // an expanded source holds its earlier merges as equal copies: a tied output stores each once again
     earlierTies = await recordedTies(sourceConfig, earlier, reader, signal);
