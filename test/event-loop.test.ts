@@ -144,9 +144,17 @@ describeShared('fixtures/gpt2-sotu', 'the host event loop during compress', () =
 
   it('tokenizing a 5 MB gzip file whole runs in a worker: the loop stays free', async () => {
     // The same work on the JS thread stalls it for seconds (the JS tokenizer is synchronous).
-    const before = await idleBefore();
-    const { result, maxMs, controlMs } = await maxDelayDuring(() => tokenizeFile(FIXTURE, sharedPath('data', 'lm', 'train.txt.gz'), { maxTokens: 400_000 }));
-    expect(result.length).toBe(400_000);
-    expect(maxMs).toBeLessThanOrEqual(bound(before, controlMs));
-  });
+    const run = async () => {
+      const before = await idleBefore();
+      const r = await maxDelayDuring(() => tokenizeFile(FIXTURE, sharedPath('data', 'lm', 'train.txt.gz'), { maxTokens: 400_000 }));
+      console.log(`max event-loop delay while tokenizing: ${r.maxMs.toFixed(1)} ms`);
+      return { ...r, limit: bound(before, r.controlMs) };
+    };
+    // As the default-search case: one CI run under the full suite saw 88 ms against a 71 ms bound (alone: 15-35
+    // ms). The JS tokenizer on this thread would stall it ~2 s in every run; a spike of load does not repeat.
+    let m = await run();
+    if (m.maxMs > m.limit) m = await run();
+    expect(m.result.length).toBe(400_000);
+    expect(m.maxMs).toBeLessThanOrEqual(m.limit);
+  }, 120_000);
 });
