@@ -213,17 +213,18 @@ test('ffmerge finetune scores every validation row: token-id rows of any length 
   const dir = tempDir('valrows');
   const row = (n: number, shift: number) => JSON.stringify({ input_ids: Array.from({ length: n }, (_, i) => (i * 5 + shift) % 23) });
   const data = path.join(dir, 'train.jsonl');
-  fs.writeFileSync(data, [row(16, 1), row(16, 2), row(16, 3)].join('\n') + '\n');
-  // 16 + 10 + 20 = 46 tokens: five whole blocks of 8 (a row of 20 is longer than the model's 16 positions)
+  // a one-token row is part of the stream too (a row scored alone needs two)
+  fs.writeFileSync(data, [row(16, 1), row(1, 2), row(16, 3)].join('\n') + '\n');
+  // 16 + 10 + 20 + 1 + 1 = 48 tokens: six whole blocks of 8 (a row of 20 is longer than the model's 16 positions)
   const valid = path.join(dir, 'valid.jsonl');
-  fs.writeFileSync(valid, [row(16, 4), row(10, 5), row(20, 6)].join('\n') + '\n');
+  fs.writeFileSync(valid, [row(16, 4), row(10, 5), row(20, 6), row(1, 7), row(1, 8)].join('\n') + '\n');
   const out = path.join(dir, 'out');
   const r = ffmerge(['finetune', s.dir, '--data', data, '--valid', valid, '--steps', '1', '--batch', '2', '--seq', '8', '--out', out, '--json']);
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   // before: only rows as long as the first were kept (16 of 46 tokens), silently
   const res = JSON.parse(r.stdout) as { validationTokens: number; valBefore: number };
-  expect(res.validationTokens).toBe(40);
+  expect(res.validationTokens).toBe(48);
   expect(Number.isFinite(res.valBefore)).toBe(true);
 });
 

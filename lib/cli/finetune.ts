@@ -101,11 +101,12 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       const seq = fitBlockSize(int(o.seq, 'seq'), 256, m.spec.maxPositions, '--seq');
       const budget = int(o.tokens, 'tokens') ?? Infinity;
       // Text is cut into blocks of seq tokens and joined back into one stream; windows are drawn from it.
-      const data = takeTokens(await blocksFrom(o.data, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, signal, onProgress: bar.update }), budget);
+      // (token-id rows are joined into that stream too, so a row may be a single token)
+      const data = takeTokens(await blocksFrom(o.data, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, minLength: 1, signal, onProgress: bar.update }), budget);
       let validation: Int32Array[] | undefined;
       if (o.valid !== undefined) {
         const vb = int(o.validTokens ?? '32768', 'valid-tokens')!;
-        const rows = await blocksFrom(o.valid, { blockSize: seq, what: 'validation', tokenizerDir: model, maxTokens: vb, vocab: m.spec.vocab, signal, onProgress: bar.update });
+        const rows = await blocksFrom(o.valid, { blockSize: seq, what: 'validation', tokenizerDir: model, maxTokens: vb, vocab: m.spec.vocab, minLength: 1, signal, onProgress: bar.update });
         // Scored in whole blocks of seq tokens, as training draws its windows from one stream: token-id rows of
         // any length are joined and cut like text (keeping only rows of the first one's length dropped the
         // others silently, and a row longer than the model's positions could not be scored).

@@ -15,6 +15,8 @@ export interface TokenRowOptions {
   vocab?: number;
   /** Rows longer than this are refused (the model's positions). */
   maxLength?: number;
+  /** Rows shorter than this are refused. Default 2: a row scored alone needs a token to predict; rows joined into one stream (fine-tuning) may be 1. */
+  minLength?: number;
 }
 
 /** Whether a .jsonl file holds token-id rows (its first non-blank row has "input_ids"), not text rows. */
@@ -50,8 +52,9 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
       throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} is not valid JSON (${(e as Error).message})`);
     }
     const ids = typeof row === 'object' && row !== null && Object.hasOwn(row, 'input_ids') ? (row as { input_ids: unknown }).input_ids : undefined;
-    if (!Array.isArray(ids) || ids.length < 2) {
-      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo}: "input_ids" must be a list of at least 2 token ids`);
+    const min = opts.minLength ?? 2;
+    if (!Array.isArray(ids) || ids.length < min) {
+      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo}: "input_ids" must be a list of at least ${min} token id${min === 1 ? '' : 's'}`);
     }
     const out = new Int32Array(ids.length);
     for (let i = 0; i < ids.length; i++) {

@@ -33,6 +33,8 @@ export interface BlockOptions {
   vocab?: number;
   /** Longest row the model takes (token-id rows). */
   maxLength?: number;
+  /** Shortest token-id row (default 2, see TokenRowOptions.minLength). */
+  minLength?: number;
 }
 
 /**
@@ -47,6 +49,7 @@ export async function blocksFrom(source: DataSource, o: BlockOptions): Promise<I
       ...(o.maxTokens !== undefined && Number.isFinite(o.maxTokens) ? { maxTokens: o.maxTokens } : {}),
       ...(o.vocab !== undefined ? { vocab: o.vocab } : {}),
       ...(o.maxLength !== undefined ? { maxLength: o.maxLength } : {}),
+      ...(o.minLength !== undefined ? { minLength: o.minLength } : {}),
     });
   }
   // Whole blocks only: the last block read is then full, as in a whole-file cut, and takeTokens keeps the same ones.
