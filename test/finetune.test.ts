@@ -261,6 +261,19 @@ test('a fine-tuned output, its expanded conversion and its ONNX export each get 
   const record = (JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as { ffmerge: { finetune: Record<string, unknown> } }).ffmerge.finetune;
   expect(record).toMatchObject({ steps: 3, data: 'train.jsonl', valid: 'train.jsonl' });
 
+  // fine-tuned again: the first run's summary is kept beside the new one (before: only the last was left)
+  const again = path.join(tempDir('card-ft2'), 'tuned2');
+  const r2 = ffmerge(['finetune', out, '--data', data, '--steps', '2', '--batch', '2', '--seq', '12', '--lr', '1e-3', '--out', again, '--json']);
+  expect(r2.stderr).toBe('');
+  expect(r2.status).toBe(0);
+  const rec2 = (JSON.parse(fs.readFileSync(path.join(again, 'config.json'), 'utf8')) as { ffmerge: { finetune: unknown; earlierFinetunes: unknown[]; windows: unknown } }).ffmerge;
+  expect(rec2.finetune).toMatchObject({ steps: 2 });
+  expect(rec2.earlierFinetunes).toEqual([record]);
+  expect(rec2.windows).toEqual(windows);
+  const card2 = fs.readFileSync(path.join(again, 'README.md'), 'utf8');
+  expect(card2).toContain('- 2 steps after the merge');
+  expect(card2).toContain('the last of 2 fine-tuning runs; the summaries of the earlier one are in `config.json` under `ffmerge.earlierFinetunes`');
+
   // converted: no report.json, still rebuilt, for the format written (before: the tied card came along)
   const expanded = path.join(tempDir('card-x'), 'tuned-x');
   await convertCheckpoint(out, expanded, 'expanded');

@@ -114,8 +114,10 @@ function loadingText(format: CompressFormat, ctx: CardContext, merged: boolean):
 }
 
 /** The fine-tuning section, from the record `ffmerge finetune` (or saveTrained) wrote. */
-function finetuneText(rec: unknown, lm: boolean): string[] {
+function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>): string[] {
   const f = isObject(rec) ? rec : {};
+  const own = isObject(config.ffmerge) ? config.ffmerge : {};
+  const earlier = Array.isArray(own.earlierFinetunes) ? own.earlierFinetunes.length : 0;
   const steps = finite(f, 'steps');
   const settings = [
     field(f, 'batch') && `batch ${field(f, 'batch')}`,
@@ -149,6 +151,7 @@ function finetuneText(rec: unknown, lm: boolean): string[] {
       : []),
     ...(accBefore !== undefined || accAfter !== undefined ? [`- validation top-1 accuracy before → after: ${acc(accBefore)} → ${acc(accAfter)}`] : []),
     ...(steps === undefined ? ['- no summary of the training was recorded'] : []),
+    ...(earlier > 0 ? [`- this was the last of ${earlier + 1} fine-tuning runs; the summaries of the ${earlier === 1 ? 'earlier one' : `${earlier} earlier ones`} are in \`config.json\` under \`ffmerge.earlierFinetunes\`, oldest first`] : []),
     '- the summary is in `config.json` under `ffmerge.finetune`; `ffmerge finetune` writes its loss log to `finetune.json`.',
     '',
   ];
@@ -203,7 +206,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     `- bytes: ${int(r.bytes.removed)} of ${int(r.bytes.before)} (${(100 * r.bytes.fraction).toFixed(1)}%) in the tied format`,
     '- compute per token is unchanged (every layer still runs its FF).',
     '',
-    ...(tuned ? finetuneText(ctx.finetune, r.metric.name === 'perplexity') : []),
+    ...(tuned ? finetuneText(ctx.finetune, r.metric.name === 'perplexity', ctx.config) : []),
     '## How to load it',
     ...loadingText(format, ctx, true),
     '',
@@ -252,7 +255,7 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
         ]
       : []),
     '',
-    ...(tuned ? finetuneText(rec.finetune, type !== 'vit') : []),
+    ...(tuned ? finetuneText(rec.finetune, type !== 'vit', config) : []),
     '## How to load it',
     ...loadingText(format, ctx, merged),
     '',

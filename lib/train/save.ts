@@ -59,7 +59,14 @@ export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<
   const format = was === 'expanded' ? 'expanded' : 'tied';
   // The record says the weights were trained, with the caller's summary or none: a source's `finetune` describes
   // an earlier run, and a card (or a later convert's) reading no `finetune` would call the model untrained.
-  const info = { ...kept, ...o.info, finetune: o.info && Object.hasOwn(o.info, 'finetune') ? o.info.finetune : {} };
+  // A source fine-tuned before keeps that run's summary, oldest first, beside the new one.
+  const earlier = [...(Array.isArray(kept.earlierFinetunes) ? (kept.earlierFinetunes as unknown[]) : []), ...(Object.hasOwn(kept, 'finetune') ? [kept.finetune] : [])];
+  const info = {
+    ...kept,
+    ...o.info,
+    finetune: o.info && Object.hasOwn(o.info, 'finetune') ? o.info.finetune : {},
+    ...(earlier.length > 0 ? { earlierFinetunes: earlier } : {}),
+  };
   // The card is rebuilt, never copied: the source's describes the weights before training.
   const card = outputCard({ ...config, ffmerge: { format, ...info } }, format, o.out);
   return writeCheckpoint({
