@@ -58,7 +58,8 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   const extraFiles: Record<string, string> = {};
   const report = readReport(dir);
   if (report) {
-    const was = typeof report.out === 'object' && report.out !== null ? report.out : { bytes: 0 };
+    // where the model now is, in which format (the params and bytes it reports count the tied form either way)
+    const was = typeof report.out === 'object' && report.out !== null ? report.out : {};
     report.out = { ...was, dir: path.resolve(out), format };
     extraFiles['report.json'] = JSON.stringify(report, null, 2) + '\n';
   }
