@@ -245,7 +245,7 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     expect(card).toContain(`- method: \`${report.method}\``);
     // a layer the recover method rewrote outside the window (refit-res: the next one) is named, or none is
     const adjusted = report.windows[0].adjusted as number[] | undefined;
-    if (adjusted) expect(card).toContain(`each keeping its own FF (not shared, same size): layer${adjusted.length > 1 ? 's' : ''} ${adjusted.join(', ')}`);
+    if (adjusted) expect(card).toContain(`none newly shared (each keeps its own FF, or the one an earlier merge gave it): layer${adjusted.length > 1 ? 's' : ''} ${adjusted.join(', ')}`);
     else expect(card).not.toContain('also rewritten');
     expect(card).toContain(`parameters: ${report.params.removed.toLocaleString('en-US')} of`);
     expect(card).toMatch(/\*\*tied\*\* format[\s\S]*ffmerge convert/);

@@ -14,6 +14,8 @@ import { readTokenRows } from '../lib/data/token-rows';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
 import { languageModeling } from '../lib/pipeline/tasks/language-modeling';
+import { blocksFrom, makeBatches } from '../lib/pipeline/data';
+import { nllOf } from '../lib/pipeline/prefix';
 import { describeShared, sharedPath } from './helpers/shared';
 
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
@@ -35,6 +37,29 @@ describe('registries', () => {
     await expect(compress(BUNDLED, { calibration: TEXT, stacks: 'encoder' })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE' });
     await expect(compress(BUNDLED, { calibration: TEXT, bogus: 1 } as never)).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringMatching(/unknown option "bogus"/) });
     await expect(compress(BUNDLED, { calibration: TEXT, format: 'bogus' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('every recover method on the bundled llama-stories260k', () => {
+  it('reports the validation of the model it writes (finetune rewrites the layers before the window too)', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-recovers-'));
+    try {
+      for (const recover of RECOVER_METHODS.names()) {
+        const out = path.join(tmp, recover);
+        const r = await compress(BUNDLED, { calibration: TEXT, validation: TEXT, k: 2, window: '1-2', method: 'permute', recover, out });
+        // the written model scored from its embeddings on the same blocks (compress validates on the first 10240 tokens)
+        const m = await loadModel(out);
+        try {
+          const blocks = await blocksFrom(TEXT, { blockSize: 256, what: 'validation', tokenizerDir: out, maxTokens: 10240 });
+          const { sum, count } = await nllOf(m, makeBatches(blocks, 8).map((b) => ({ ids: b.ids, batch: b.batch, seq: b.seq })));
+          expect({ recover, validation: r.merged.validation }).toEqual({ recover, validation: expect.closeTo(Math.exp(sum / count), 9) });
+        } finally {
+          m.dispose();
+        }
+      }
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });
 

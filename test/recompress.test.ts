@@ -17,6 +17,8 @@ import { formatSummary } from '../lib/cli/inspect';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
 import { saveTrained } from '../lib/train/save';
+import { exportOnnx } from '../lib/export/onnx/export';
+import { describeShared, sharedPath } from './helpers/shared';
 
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 const TEXT = path.join(BUNDLED, 'calibration.txt');
@@ -154,6 +156,40 @@ describe('a recover method that rewrites later layers (refit-res) next to an ear
   });
 });
 
+describe('a recover method that rewrites every other layer (finetune) next to an earlier merge', () => {
+  it.each(['t01', 'e01'])('trains the earlier window tied and writes it whole, keeping every other rewrite (%s source)', async (src) => {
+    // before: the rewrites stopped at the first merged layer (0), so layer 2's training was dropped as well
+    const r = await compress(dir(src), { ...BASE, recover: 'finetune', window: '3-4', format: 'tied', out: dir(`${src}-ft34`) });
+    expect(r.windows[0]!.adjusted).toEqual([0, 1, 2]);
+    expect(labels(dir(`${src}-ft34`))).toEqual(['0-1', '3-4']);
+    const before = await loadModel(dir(src));
+    const out = await loadModel(dir(`${src}-ft34`));
+    try {
+      expect(ff(out, 1)).toEqual(ff(out, 0)); // still one FF
+      expect(ff(out, 0)).not.toEqual(ff(before, 0)); // and trained
+      expect(ff(out, 2)).not.toEqual(ff(before, 2));
+      expect(ff(out, 4)).toEqual(ff(out, 3));
+    } finally {
+      before.dispose();
+      out.dispose();
+    }
+    const ppl = evalPerplexity(dir(`${src}-ft34`));
+    expect(Math.abs(ppl - r.merged.validation) / ppl).toBeLessThan(1e-9);
+  });
+});
+
+describe('ONNX export of an output', () => {
+  it('shares each merge as one initializer whether the output is tied or expanded (the record and card say so for both)', async () => {
+    const tied = await exportOnnx(dir('t01'), { out: dir('t01-onnx') });
+    const expanded = await exportOnnx(dir('e01'), { out: dir('e01-onnx') });
+    // before: the expanded output's copies were all written (3 more initializers), under a card that said shared
+    expect(expanded.weightTensors).toBe(tied.weightTensors);
+    expect(expanded.weightBytes).toBe(tied.weightBytes);
+    expect(expanded.tensorUses - expanded.weightTensors).toBe(tied.tensorUses - tied.weightTensors);
+    expect(fs.readFileSync(path.join(dir('e01-onnx'), 'README.md'), 'utf8')).toContain('one initializer');
+  });
+});
+
 describe('a window that takes in an already merged layer', () => {
   it('is refused, INVALID_WINDOW, before any work and with nothing written: overlapping or the same window, tied or expanded', async () => {
     for (const [src, window] of [['t01', '1-2'], ['t01', '0-1'], ['e01', '1-2'], ['e01', '0-1']] as const) {
@@ -242,7 +278,10 @@ describe('merges held only in the tie map (an older output whose record left the
   it('compress records them beside the new window, so convert to expanded and back keeps both savings', async () => {
     await compress(dir('h2'), { ...BASE, window: '3-4', format: 'tied', out: dir('h2c') });
     expect(labels(dir('h2c'))).toEqual(['0-1', '3-4']);
-    expect(record(dir('h2c')).windows[0]).toMatchObject({ stack: 'decoder', layers: [0, 1], recoveredFrom: 'tie map' });
+    // recorded now: no longer marked as found in the tie map (before, inspect went on calling it unrecorded)
+    expect(record(dir('h2c')).windows[0]).toMatchObject({ stack: 'decoder', layers: [0, 1] });
+    expect(Object.hasOwn(record(dir('h2c')).windows[0]!, 'recoveredFrom')).toBe(false);
+    expect(formatSummary(await inspectModel(dir('h2c')))).not.toMatch(/not in its record/);
     expect((await inspectModel(dir('h2c'))).totalParams).toBe(baseParams - 2 * ff);
     await convertCheckpoint(dir('h2c'), dir('h2c-exp'), 'expanded');
     expect(labels(dir('h2c-exp'))).toEqual(['0-1', '3-4']);
@@ -259,6 +298,17 @@ describe('merges held only in the tie map (an older output whose record left the
     expect((await convertCheckpoint(dir('h2-exp'), dir('h2-exp-tied'), 'tied')).storedParams).toBe(baseParams - ff);
     await convertCheckpoint(dir('h2'), dir('h2-tied'), 'tied');
     expect(labels(dir('h2-tied'))).toEqual(['0-1']);
+    expect(Object.hasOwn(record(dir('h2-tied')).windows[0]!, 'recoveredFrom')).toBe(false);
+    // a record with no windows key at all (before: refused as "not an ffmerge output", though compress took it)
+    await retie(dir('t01'), dir('h2-nokey'), tieLayers(0, 1));
+    const cfg = path.join(dir('h2-nokey'), 'config.json');
+    const c = JSON.parse(fs.readFileSync(cfg, 'utf8')) as { ffmerge: Record<string, unknown> };
+    delete c.ffmerge.windows;
+    fs.writeFileSync(cfg, JSON.stringify(c));
+    await convertCheckpoint(dir('h2-nokey'), dir('h2-nokey-exp'), 'expanded');
+    expect(labels(dir('h2-nokey-exp'))).toEqual(['0-1']);
+    // a plain model is still no ffmerge output
+    await expect(convertCheckpoint(BUNDLED, dir('never'), 'expanded')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/not an ffmerge output/) });
   });
 
   it('inspect counts them and says they are not in the record', async () => {
@@ -314,5 +364,33 @@ describe('inspect on a compressed model offers only windows of layers not merged
     // what the table offers, compress takes; one k more, it refuses
     await expect(compress(dir('t01'), { ...BASE, k: 4, out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_WINDOW' });
     await expect(compress(dir('t01-23'), { ...BASE, k: 2, out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_WINDOW' });
+  });
+
+  it('an expanded output: fractions of its tied form, as compress reports them', async () => {
+    const s = await inspectModel(dir('e01'));
+    const t = await inspectModel(dir('t01'));
+    expect(s.tiedParams).toBe(t.totalParams);
+    expect(t.tiedParams).toBeUndefined();
+    const r = await compress(dir('e01'), { ...BASE, window: '3-4', out: dir('e01-34') });
+    // before: 12.7% here against compress's 14.5%
+    expect(s.savings[0]!.fraction).toBeCloseTo(r.params.fraction, 12);
+    expect(formatSummary(s)).toContain(`"of total" is of its tied form, ${t.totalParams.toLocaleString('en-US')} params`);
+  });
+});
+
+describeShared('fixtures/marian-multi30k-en-de', 'inspect on an encoder–decoder model merged in different places per stack', () => {
+  it('marks the k that only --stacks independent can merge (the default takes one window index in both stacks)', async () => {
+    const m = dir('marian-split');
+    fs.mkdirSync(m);
+    const src = sharedPath('fixtures', 'marian-multi30k-en-de');
+    fs.symlinkSync(path.join(src, 'model.safetensors'), path.join(m, 'model.safetensors'));
+    const cfg = JSON.parse(fs.readFileSync(path.join(src, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const windows = [{ stack: 'encoder', window: '0-2', layers: [0, 1, 2] }, { stack: 'decoder', window: '3-5', layers: [3, 4, 5] }];
+    fs.writeFileSync(path.join(m, 'config.json'), JSON.stringify({ ...cfg, ffmerge: { format: 'expanded', windows } }));
+    const s = await inspectModel(m);
+    const enc = s.stacks.find((x) => x.name === 'encoder')!.ffParamsPerLayer;
+    // no window of 2 or 3 is free at one index in both stacks (encoder 3-5 free, decoder 0-2): each stack alone
+    expect(s.savings.map((v) => [v.k, v.paramsRemoved, v.independent])).toEqual([[2, 2 * enc, true], [3, 4 * enc, true]]);
+    expect(formatSummary(s)).toMatch(/\n2\*[^\n]*\n3\*[^\n]*\n\* only with --stacks independent/);
   });
 });

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { outputCard, readReport } from '../pipeline/model-card';
 import { CheckpointReader, type TieMap } from './ties';
-import { earlierWindows, recordedTies, type RecordedWindow } from './earlier-merges';
+import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from './earlier-merges';
 import { writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
 import { checkJobOptions } from '../native/job';
 import { checkPath } from '../arguments';
@@ -38,9 +38,8 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
     throw new FfmergeError('INVALID_CONFIG', `${dir}/config.json cannot be read: ${(e as Error).message}`);
   }
   const info = config.ffmerge as FfmergeInfo | undefined;
-  if (typeof info !== 'object' || info === null || !Array.isArray(info.windows)) {
-    throw new FfmergeError('INVALID_ARGUMENT', `${dir} is not an ffmerge output (config.json has no ffmerge.windows); only compressed models can be converted`);
-  }
+  const notOutput = () => new FfmergeError('INVALID_ARGUMENT', `${dir} is not an ffmerge output (config.json has no ffmerge.windows, and no merge is tied in its checkpoint); only compressed models can be converted`);
+  if (typeof info !== 'object' || info === null || Array.isArray(info)) throw notOutput();
   let ties: TieMap = {};
   // every merge the source carries: those the record lists (a model compressed twice lists both) and those only
   // its tie map holds (an older tied output's); all go into the output's record, so the next convert keeps them
@@ -48,13 +47,14 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   const src = await CheckpointReader.open(dir);
   try {
     windows = earlierWindows(config, src, dir);
+    if (windows.length === 0) throw notOutput();
     // to tied: each copy checked against the one it joins
     if (format === 'tied') ties = await recordedTies(config, windows, src, opts.signal);
   } finally {
     await src.close();
   }
   const { format: _old, ties: _ties, ...kept } = info;
-  const rest = { ...kept, windows };
+  const rest = { ...kept, windows: asRecorded(windows) };
   const extraFiles: Record<string, string> = {};
   const report = readReport(dir);
   if (report) {

@@ -157,6 +157,15 @@ export function earlierWindows(config: Config, src: CheckpointReader, where: str
   return [...recorded, ...tiedWindows(config, recorded, src.ties, where)];
 }
 
+/** The windows as an output's record lists them: one recovered from the tie map is recorded there now, so its mark goes. */
+export function asRecorded(windows: readonly RecordedWindow[]): RecordedWindow[] {
+  return windows.map((w) => {
+    if (!Object.hasOwn(w, RECOVERED_KEY)) return w;
+    const { [RECOVERED_KEY]: _from, ...rest } = w;
+    return rest as RecordedWindow;
+  });
+}
+
 /** "decoder 0-1, decoder 3-4": the recorded windows for a message. */
 export function recordedLabel(recorded: readonly RecordedWindow[]): string {
   return recorded

@@ -49,14 +49,24 @@ export function formatSummary(s: ModelSummary): string {
     lines.push('', `merging k adjacent FF sublayers not merged yet (free: ${free.join('; ')}) into one removes:`);
   }
   if (s.savings.length === 0) {
-    lines.push('nothing: every window of 2 adjacent layers takes in a merged layer (compress the original model with a larger k instead)');
+    lines.push(
+      merged.length
+        ? 'nothing: every window of 2 adjacent layers takes in a merged layer (compress the original model with a larger k instead)'
+        : 'nothing: a stack has fewer than 2 layers',
+    );
   } else {
     lines.push(
       table(
         ['k', 'params removed', 'bytes removed', 'of total'],
-        s.savings.map((v) => [v.k, fmtInt(v.paramsRemoved), fmtBytes(v.bytesRemoved), fmtPct(v.fraction)]),
+        s.savings.map((v) => [v.independent ? `${v.k}*` : v.k, fmtInt(v.paramsRemoved), fmtBytes(v.bytesRemoved), fmtPct(v.fraction)]),
       ),
     );
+    if (s.savings.some((v) => v.independent)) {
+      lines.push('* only with --stacks independent: no window of k layers is free at the same place in every stack (what the default, --stacks both-same, merges)');
+    }
+    if (s.tiedParams !== undefined) {
+      lines.push(`"of total" is of its tied form, ${fmtInt(s.tiedParams)} params (this expanded output stores each merge's copies; compress counts from the tied form too)`);
+    }
   }
   return lines.join('\n');
 }

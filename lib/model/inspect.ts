@@ -50,8 +50,13 @@ export interface KSaving {
   k: number;
   paramsRemoved: number;
   bytesRemoved: number;
-  /** paramsRemoved / totalParams. */
+  /** paramsRemoved / totalParams (of tiedParams for an expanded output, as compress reports it). */
   fraction: number;
+  /**
+   * Only with `--stacks independent`: no window of k layers is free at the same place in every stack (what
+   * compress's default, one window index for all stacks, needs), but each stack has one of its own.
+   */
+  independent?: true;
 }
 
 export interface ModelSummary {
@@ -68,6 +73,11 @@ export interface ModelSummary {
   ffmerge?: Record<string, unknown>;
   /** The merges the model carries, checked against its tie map (only for an ffmerge output or a tied checkpoint). */
   merges?: MergeSummary;
+  /**
+   * An expanded ffmerge output stores each merge's copies; its tied form (what compress counts from, and
+   * what `convert --format tied` gives) holds this many parameters. Absent when nothing is stored twice.
+   */
+  tiedParams?: number;
   /** Per k: what merging k adjacent FF sublayers not merged yet would remove (a stack with no such window adds nothing). */
   savings: KSaving[];
 }
@@ -194,23 +204,32 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
   const done = mergedLayers(config, merges?.recorded ?? [], ckpt.ties);
   const anyMerged = [...done.values()].some((set) => set.size > 0);
   const minLayers = Math.min(...summaries.map((s) => s.layers));
-  // whether a stack has a window of k adjacent layers none of which is merged yet (windows as compress enumerates them)
-  const free = (s: StackSummary, k: number) => {
+  // windows as compress enumerates them: k adjacent layers from `start`, none merged yet in stack s
+  const freeAt = (s: StackSummary, start: number, k: number) => {
     const set = done.get(s.name);
-    for (let start = 0; start + k <= minLayers; start++) {
-      let ok = true;
-      for (let l = start; l < start + k && ok; l++) ok = !set?.has(l);
-      if (ok) return true;
-    }
-    return false;
+    for (let l = start; l < start + k; l++) if (set?.has(l)) return false;
+    return true;
   };
+  const starts = (k: number) => Array.from({ length: minLayers - k + 1 }, (_, i) => i);
+  const free = (s: StackSummary, k: number) => starts(k).some((start) => freeAt(s, start, k));
+  // compress's default merges one window at the same place in every stack: free together, or only stack by stack
+  const together = (k: number) => starts(k).some((start) => summaries.every((s) => freeAt(s, start, k)));
+  // An expanded output stores its merges' copies; compress counts from its tied form, and so do the fractions here.
+  let copies = 0;
+  for (const w of merges?.windows ?? []) {
+    for (const [t, st] of Object.entries(ffTies(config, w.stack, w.layers))) {
+      if (ckpt.has(t) && ckpt.has(st) && ckpt.resolve(t) !== ckpt.resolve(st)) copies += ckpt.info(t).shape.reduce((a, b) => a * b, 1);
+    }
+  }
+  const tiedParams = totalParams - copies;
   const savings: KSaving[] = [];
   for (let k = 2; k <= minLayers; k++) {
-    const open = anyMerged ? summaries.filter((s) => free(s, k)) : summaries;
+    const all = !anyMerged || together(k);
+    const open = all ? summaries : summaries.filter((s) => free(s, k));
     if (open.length === 0) break; // no larger window is free either
     const paramsRemoved = open.reduce((a, s) => a + (k - 1) * s.ffParamsPerLayer, 0);
     const bytesRemoved = open.reduce((a, s) => a + (k - 1) * s.ffBytesPerLayer, 0);
-    savings.push({ k, paramsRemoved, bytesRemoved, fraction: paramsRemoved / totalParams });
+    savings.push({ k, paramsRemoved, bytesRemoved, fraction: paramsRemoved / tiedParams, ...(all ? {} : { independent: true as const }) });
   }
   if (anyMerged) {
     for (const s of summaries) {
@@ -230,6 +249,7 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
     totalBytes,
     ffParams,
     ffShare: ffParams / totalParams,
+    ...(copies > 0 ? { tiedParams } : {}),
     ...(typeof config.ffmerge === 'object' && config.ffmerge ? { ffmerge: config.ffmerge as Record<string, unknown> } : {}),
     ...(merges ? { merges: { windows: merges.windows, inconsistent: merges.inconsistent, ...(merges.problem !== undefined ? { problem: merges.problem } : {}) } } : {}),
     savings,

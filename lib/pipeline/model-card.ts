@@ -190,7 +190,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     `- k = ${r.k}: ${windows}`,
     ...(r.earlierWindows?.length ? [`- kept from the source, already an ffmerge output: ${r.earlierWindows.map((w) => `${multi ? `${w.stack} ` : ''}layers ${w.layers.join(', ')}`).join('; ')} (each sharing one FF, as before)`] : []),
     `- method: \`${r.method}\`${METHOD_NOTE[r.method] ? ` (${METHOD_NOTE[r.method]})` : ''}; recover: \`${r.recover}\``,
-    ...(adjusted ? [`- also rewritten by the recover method, each keeping its own FF (not shared, same size): ${adjusted}`] : []),
+    ...(adjusted ? [`- also rewritten by the recover method, at the same size, none newly shared (each keeps its own FF, or the one an earlier merge gave it): ${adjusted}`] : []),
     `- chosen by: ${r.candidates.length > 0 ? `searching ${r.candidates.length} candidates (windows${r.candidates.some((c) => c.method) ? ' and method combinations' : ''}) on validation ${METRIC[m]}` : 'given by the user'}`,
     `- calibration: ${int(r.data.calibration)} ${r.data.unit}; validation: ${int(r.data.validation)} ${r.data.unit}${r.data.test !== undefined ? `; test: ${int(r.data.test)} ${r.data.unit}` : ''}`,
     '',
@@ -220,7 +220,7 @@ function recordWindow(w: unknown, multi: boolean): string | undefined {
   if (!isObject(w) || !Array.isArray(w.layers) || !w.layers.every((l) => typeof l === 'number' && Number.isInteger(l))) return undefined;
   const stack = field(w, 'stack');
   const how = [field(w, 'anchor') !== undefined && `anchor ${field(w, 'anchor')}`, field(w, 'method') && `method \`${field(w, 'method')}\``, field(w, 'recover') && `recover \`${field(w, 'recover')}\``].filter(Boolean);
-  const adjusted = Array.isArray(w.adjusted) && w.adjusted.length && w.adjusted.every((l) => typeof l === 'number') ? `; the recover method also rewrote layer${w.adjusted.length > 1 ? 's' : ''} ${w.adjusted.join(', ')}, each keeping its own FF` : '';
+  const adjusted = Array.isArray(w.adjusted) && w.adjusted.length && w.adjusted.every((l) => typeof l === 'number') ? `; the recover method also rewrote layer${w.adjusted.length > 1 ? 's' : ''} ${w.adjusted.join(', ')}, at the same size, none newly shared` : '';
   return `${multi && stack ? `${stack} ` : ''}layers ${(w.layers as number[]).join(', ')} share one FF${how.length ? ` (${how.join(', ')})` : ''}${adjusted}`;
 }
 

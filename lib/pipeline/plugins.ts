@@ -44,6 +44,12 @@ export interface MergeContext {
   selectMemory?: number;
   /** The base model's calibration states entering a window, shared by the methods fitted there. */
   entry?: EntryStates;
+  /**
+   * Per stack, the layers of each earlier merge (a source that is itself an ffmerge output): they share one FF.
+   * A recover method that rewrites such layers must give all of a window's layers one FFWeights object, or
+   * compress drops the rewrite (a shared FF cannot be written per layer).
+   */
+  earlier?: ReadonlyMap<StackName, readonly (readonly number[])[]>;
 }
 
 export interface MergeMethod extends Named {

@@ -10,7 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../../errors';
 import { checkOutputDir, isWeightOrReferenceFile, moveIntoPlace, tempName } from '../../checkpoint/write';
-import type { TieMap } from '../../checkpoint/ties';
+import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
+import { earlierWindows, recordedTies } from '../../checkpoint/earlier-merges';
 import { readConfig } from '../../model/load';
 import { checkCheckpoint } from '../../model/plan';
 import { architectureOf, type Architecture, type Config } from '../../model/architectures';
@@ -112,6 +113,16 @@ function generationConfig(source: string, config: Config): string | undefined {
   return Object.keys(gen).length ? JSON.stringify(gen, null, 2) + '\n' : undefined;
 }
 
+/** The ties an expanded ffmerge output's recorded merges need ({} for a tied one, which has them, or a plain model). */
+async function mergeTies(modelDir: string, config: Config, signal: AbortSignal | undefined): Promise<TieMap> {
+  const reader = await CheckpointReader.open(modelDir);
+  try {
+    return await recordedTies(config, earlierWindows(config, reader, modelDir), reader, signal);
+  } finally {
+    await reader.close();
+  }
+}
+
 export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Promise<ExportOnnxResult> {
   checkPath(modelDir, 'exportOnnx(modelDir, options): modelDir');
   if (typeof opts !== 'object' || opts === null || typeof opts.out !== 'string') {
@@ -123,7 +134,11 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   const config = await readConfig(modelDir);
   const files = filesFor(architectureOf(config), config);
   const dtype = opts.dtype ?? 'fp32';
-  const weights = await ExportWeights.open(modelDir, { dtype, ...(opts.replace ? { replace: opts.replace } : {}), ...(opts.ties ? { ties: opts.ties } : {}) });
+  // An ffmerge output exported on its own: its merges are shared here as in a tied checkpoint, so an expanded
+  // one (equal copies, checked) gets one initializer per merge too, as its record and card say. compress hands
+  // its ties over instead.
+  const ties = opts.ties ?? (await mergeTies(modelDir, config, opts.signal));
+  const weights = await ExportWeights.open(modelDir, { dtype, ...(opts.replace ? { replace: opts.replace } : {}), ...(Object.keys(ties).length ? { ties } : {}) });
   const target = path.resolve(opts.out);
   const tmp = tempName(target);
   try {
@@ -159,7 +174,7 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
       ...config,
       // format: what this folder holds. The source's "tied" would tell a reader of the record (and of its
       // ties) that model.safetensors lacks the tied tensors, and there is no model.safetensors here.
-      ffmerge: { ...prev, ...(opts.info ?? {}), format: 'onnx', ...(opts.ties && Object.keys(opts.ties).length ? { ties: { ...((prev.ties as TieMap) ?? {}), ...opts.ties } } : {}), onnx: { opset: OPSET, dtype, external, files: files.map((f) => `${ONNX_DIR}/${f.file}`) } },
+      ffmerge: { ...prev, ...(opts.info ?? {}), format: 'onnx', ...(Object.keys(ties).length ? { ties: { ...((prev.ties as TieMap) ?? {}), ...ties } } : {}), onnx: { opset: OPSET, dtype, external, files: files.map((f) => `${ONNX_DIR}/${f.file}`) } },
       // transformers.js reads this to fetch model.onnx_data beside model.onnx
       ...(external ? { 'transformers.js_config': { ...((config['transformers.js_config'] as object) ?? {}), use_external_data_format: true } } : {}),
     };

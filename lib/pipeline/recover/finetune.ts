@@ -60,7 +60,13 @@ export const finetuneRecover: RecoverMethod = {
       data = { data: blocks, batch: BATCH, seq: Math.min(SEQ, ...ctx.calibration.map((b) => b.input.seq - 1)) };
     }
     const layers = windowLayers(m.window);
-    const view = await model.withFF(layers.map((layer) => ({ stack: m.stack, layer, ff: m.merged })), opts.signal ? { signal: opts.signal } : {});
+    // An earlier merge's layers train tied, as one FF (an expanded source holds them as equal copies: tied here).
+    const earlier = ctx.earlier?.get(m.stack) ?? [];
+    const tied = earlier.flatMap((ls) => {
+      const ff = model.ffWeights(ls[0]!);
+      return ls.map((layer) => ({ stack: m.stack, layer, ff }));
+    });
+    const view = await model.withFF([...tied, ...layers.map((layer) => ({ stack: m.stack, layer, ff: m.merged }))], opts.signal ? { signal: opts.signal } : {});
     try {
       const r = await train(view, {
         ...data,
@@ -74,6 +80,8 @@ export const finetuneRecover: RecoverMethod = {
         const merged: FFWeights = r.model.ffWeights(layers[0]!);
         const adjusted = new Map<number, FFWeights>();
         for (let l = 0; l < spec.layers; l++) if (!layers.includes(l)) adjusted.set(l, r.model.ffWeights(l));
+        // one object per earlier merge: compress writes such a window's rewrite only when its layers share one
+        for (const ls of earlier) for (const l of ls) adjusted.set(l, adjusted.get(ls[0]!)!);
         return { ...m, merged, adjusted };
       } finally {
         r.model.dispose();
