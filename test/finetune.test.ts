@@ -11,6 +11,8 @@ import { convertCheckpoint } from '../lib/checkpoint/convert';
 import { loadModel } from '../lib/model/load';
 import { finetune, type FinetuneProgress } from '../lib/train/finetune';
 import { saveTrained } from '../lib/train/save';
+import { inspectModel } from '../lib/model/inspect';
+import { formatSummary } from '../lib/cli/inspect';
 import { exportOnnx } from '../lib/export/onnx/export';
 import { finetuneRecover } from '../lib/pipeline/recover/finetune';
 import type { MergeContext, MergedWindow } from '../lib/pipeline/plugins';
@@ -302,6 +304,8 @@ test('a fine-tuned output, its expanded conversion and its ONNX export each get 
     expect(pcard).toMatch(/^# p: a gpt2 model fine-tuned \(ffmerge\)/);
     expect(pcard).toContain('no summary of the training was recorded');
     expect(pcard).toContain('loads anywhere the original model loads, as-is');
+    // before: inspect called it "already compressed (tied format)"
+    expect(formatSummary(await inspectModel(plain))).toMatch(/\nffmerge +fine-tuned by ffmerge, nothing merged\n/);
   } finally {
     t.model.dispose();
     m.dispose();

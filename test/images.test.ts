@@ -223,6 +223,18 @@ describe('image folders (PNG and JPEG made with sharp)', () => {
     const e = await expectCode(loadImageFolder(amb, grey5, { classNames: ['A b', 'a-b'] }), 'INVALID_DATA');
     expect(e.message).toContain('class folder "a_b"');
     expect(Array.from((await loadImageFolder(amb, grey5, { classNames: ['A b', 'a_b'] })).labels!)).toEqual([1]);
+    // two folders of one class (before: both taken silently), or a name and its index
+    await make(dir, 'Ankle boot', 'd.png', 4, 5, 1, 40, 'png');
+    const two = await expectCode(loadImageFolder(dir, grey5, { classNames: names }), 'INVALID_DATA');
+    expect(two.message).toMatch(/class folders "Ankle boot" and "ankle-boot" both name class 2/);
+    const byIndex = path.join(tmp, 'folder-name-and-index');
+    await make(byIndex, 'Trouser', 'a.png', 4, 5, 1, 10, 'png');
+    await make(byIndex, '1', 'b.png', 4, 5, 1, 20, 'png');
+    await expectCode(loadImageFolder(byIndex, grey5, { classNames: names }), 'INVALID_DATA');
+    // punctuation only has no loose form: "--" is not "//"
+    const punct = path.join(tmp, 'folder-punct');
+    await make(punct, '--', 'a.png', 4, 5, 1, 10, 'png');
+    await expectCode(loadImageFolder(punct, grey5, { classNames: ['//', 'x'] }), 'INVALID_DATA');
   });
 
   test('with the model\'s classes (loadImageSource): a folder is a class name or index, anything else INVALID_DATA', async () => {

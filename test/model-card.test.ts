@@ -20,6 +20,7 @@ const report = (modelType: string, layers: CompressResult['layers'] = { decoder:
   stacks: 'decoder',
   windows: [{ stack: 'decoder', window: '3-4', layers: [3, 4], anchor: 3, method: 'permute', recover: 'none' }],
   candidates: [],
+  windowsGiven: true,
   base: { validation: 4.435 },
   merged: { validation: 14.525, test: 15.1 },
   baselines: {},
@@ -64,6 +65,21 @@ describe('the tied-format snippet', () => {
     expect(card).toContain('No gradient training was done.');
     expect(card).not.toContain('## Fine-tuning');
     expect(card).toContain('| merged (permute) | 14.525 | 15.100 |');
+    expect(card).toContain('- chosen by: given by the user');
+  });
+
+  test('windows compress chose without a search (only one possible) are not said to be the user\'s', () => {
+    const card = modelCard({ ...report('llama'), windowsGiven: false }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
+    expect(card).toContain('- chosen by: no search: the only window of k = 2 adjacent layers');
+  });
+
+  test('a source fine-tuned by ffmerge: the card says whether it had been merged before', () => {
+    const merged = modelCard(report('llama'), 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { windows: [{ stack: 'decoder', layers: [0, 1] }], finetune: { steps: 3 } } } });
+    expect(merged).toContain('its source had been fine-tuned with ffmerge after an earlier merge');
+    // before: a plain model fine-tuned, then compressed, was said to have been merged before
+    const plain = modelCard(report('llama'), 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { finetune: { steps: 3 } } } });
+    expect(plain).toContain('its source had been fine-tuned with ffmerge (`ffmerge.sourceFinetune` in config.json)');
+    expect(plain).not.toContain('after an earlier merge');
   });
 });
 

@@ -214,7 +214,7 @@ describe('a window that takes in an already merged layer', () => {
     const r = await compress(dir('t01'), { ...BASE, format: 'tied', out: dir('t01-auto') });
     expect(r.candidates.map((c) => c.windows.decoder)).toEqual(['2-3', '3-4']);
     expect(labels(dir('t01-auto'))).toEqual(['0-1', r.windows[0]!.window]);
-    await expect(compress(dir('t01'), { ...BASE, k: 4, out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_WINDOW', message: expect.stringMatching(/every window of k = 4/) });
+    await expect(compress(dir('t01'), { ...BASE, k: 4, out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_WINDOW', message: expect.stringMatching(/every window of k = 4.*a smaller k fits the layers not merged yet \(up to --k 3\)$/) });
   });
 
   it('baselines leave merged layers out too: dropping a shared FF or its layer frees nothing there', async () => {
@@ -361,6 +361,10 @@ describe('inspect on a compressed model offers only windows of layers not merged
     expect(full.savings).toEqual([]);
     expect(full.stacks[0]).toMatchObject({ mergedLayers: [0, 1, 2, 3], maxK: 0 });
     expect(formatSummary(full)).toMatch(/free: decoder layer 4, no window left\) into one removes:\nnothing: every window of 2 adjacent layers takes in a merged layer/);
+    expect(formatSummary(full)).toMatch(/already compressed \(tied format\), k = 2, method permute, windows decoder 0-1, decoder 2-3,/);
+    // merged again with another k and method: each listed, not the last run's as if it were every merge's
+    await compress(dir('t01'), { ...BASE, k: 3, window: '2-4', method: 'vanilla', out: dir('t01-v234') });
+    expect(formatSummary(await inspectModel(dir('t01-v234')))).toMatch(/already compressed \(tied format\), k = 2, 3, methods permute, vanilla, windows decoder 0-1, decoder 2-4,/);
     // what the table offers, compress takes; one k more, it refuses
     await expect(compress(dir('t01'), { ...BASE, k: 4, out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_WINDOW' });
     await expect(compress(dir('t01-23'), { ...BASE, k: 2, out: dir('never') })).rejects.toMatchObject({ code: 'INVALID_WINDOW' });

@@ -2,6 +2,19 @@
 import { inspectModel, type ModelSummary } from '../model/inspect';
 import { fmtBytes, fmtInt, fmtPct, table } from './format';
 
+/**
+ * "k = 3", "method permute": the record's top-level k and method are its last compress's, so they are shown as
+ * such only when every merge shares them; a model compressed twice with another k or method lists each.
+ */
+function kAndMethod(info: Record<string, unknown>, windows: readonly { layers: number[] }[]): (string | undefined)[] {
+  const ks = [...new Set(windows.map((w) => w.layers.length))].sort((a, b) => a - b);
+  const recorded = Array.isArray(info.windows) ? (info.windows as unknown[]) : [];
+  const methods = [...new Set(recorded.map((w) => (typeof w === 'object' && w !== null ? (w as Record<string, unknown>).method : undefined)).filter((m): m is string => typeof m === 'string'))];
+  const k = ks.length > 1 ? `k = ${ks.join(', ')}` : info.k !== undefined ? `k = ${String(info.k)}` : undefined;
+  const method = methods.length > 1 ? `methods ${methods.join(', ')}` : info.method !== undefined ? `method ${String(info.method)}` : undefined;
+  return [k, method];
+}
+
 /** One line on what an ffmerge output already merged: config.json's `ffmerge` record, checked against the tie map. */
 function compressedText(info: Record<string, unknown>, s: ModelSummary): string {
   const merges = s.merges ?? { windows: [], inconsistent: [] };
@@ -12,10 +25,15 @@ function compressedText(info: Record<string, unknown>, s: ModelSummary): string 
   }, 0);
   const ties = typeof info.ties === 'object' && info.ties !== null ? Object.keys(info.ties).length : 0;
   const label = (w: { stack: string; window: string }) => `${w.stack} ${w.window}`;
+  const tuned = Object.hasOwn(info, 'finetune') ? 'fine-tuned by ffmerge' : undefined;
+  // a model ffmerge only fine-tuned (saveTrained of a plain model) carries a record, but no merge
+  if (!merges.windows.length && !merges.inconsistent.length && merges.problem === undefined && !Object.hasOwn(info, 'windows')) {
+    return [tuned ?? 'written by ffmerge', 'nothing merged'].join(', ');
+  }
   const parts = [
     `already compressed (${String(info.format ?? 'tied')} format)`,
-    info.k !== undefined ? `k = ${String(info.k)}` : undefined,
-    info.method !== undefined ? `method ${String(info.method)}` : undefined,
+    tuned,
+    ...kAndMethod(info, merges.windows),
     merges.windows.length ? `windows ${merges.windows.map((w) => label(w) + (w.unrecorded ? ' (tied in the checkpoint, not in its record)' : '')).join(', ')}` : undefined,
     ties ? `${ties} tensors tied (stored once, counted once above)` : undefined,
     removed ? `the merges remove ${fmtInt(removed)} FF params in the tied format` : undefined,

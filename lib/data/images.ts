@@ -318,12 +318,14 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   const byLoose = new Map<string, number>();
   classNames.forEach((n, i) => {
     const key = looseClassName(n);
-    byLoose.set(key, byLoose.has(key) ? -1 : i);
+    if (key !== '') byLoose.set(key, byLoose.has(key) ? -1 : i); // "" (punctuation only) would match any such name
   });
   const labelOf = new Map<string, number>();
+  const folderOf = new Map<number, string>();
   for (const c of found) {
     const exact = classNames.indexOf(c);
-    const byName = exact >= 0 ? exact : (byLoose.get(looseClassName(c)) ?? -1);
+    const loose = looseClassName(c);
+    const byName = exact >= 0 ? exact : loose !== '' ? (byLoose.get(loose) ?? -1) : -1;
     // a canonical decimal index only ("07" or "1e1" is a name, not an index)
     const byIndex = /^(0|[1-9][0-9]{0,8})$/.test(c) && Number(c) < count ? Number(c) : -1;
     const label = byName >= 0 ? byName : byIndex;
@@ -333,6 +335,12 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
         `image folder ${dir}: class folder ${showValue(c)} is neither one of the model's classes (${showValue(classNames)}) nor a class index 0..${count - 1}`,
       );
     }
+    // two spellings of one class ("Ankle boot" and "ankle-boot", or a name and its index): a mistake, not a split
+    const other = folderOf.get(label);
+    if (other !== undefined) {
+      throw new FfmergeError('INVALID_DATA', `image folder ${dir}: class folders ${showValue(other)} and ${showValue(c)} both name class ${label} (${showValue(classNames[label])}); put its images in one folder`);
+    }
+    folderOf.set(label, c);
     labelOf.set(c, label);
   }
   const files: { file: string; label: number }[] = [];

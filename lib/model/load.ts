@@ -72,12 +72,6 @@ export function transpose(a: Float32Array, rows: number, cols: number): Float32A
   return out;
 }
 
-/**
- * Loads a Hugging Face checkpoint folder (config.json + model.safetensors or a sharded index) into native
- * memory. Only headers are read here; the tensor data goes from the files straight into native storage in a
- * native job (cancellable with opts.signal, progress as phase 'load' in bytes), matrices stored F16/BF16
- * staying 16-bit.
- */
 /** The greedy settings of a model folder: generation_config.json, with config.json for missing ids. */
 export async function loadGenerationConfig(dir: string, config: Record<string, unknown> = {}): Promise<GenerationConfig> {
   checkPath(dir, 'loadGenerationConfig(dir, config): dir');
@@ -96,6 +90,12 @@ export async function loadGenerationConfig(dir: string, config: Record<string, u
   return generationConfigFrom(gen, config);
 }
 
+/**
+ * Loads a Hugging Face checkpoint folder (config.json + model.safetensors or a sharded index) into native
+ * memory. Only headers are read here; the tensor data goes from the files straight into native storage in a
+ * native job (cancellable with opts.signal, progress as phase 'load' in bytes), matrices stored F16/BF16
+ * staying 16-bit.
+ */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
   checkPath(dir, 'loadModel(dir, options): dir');
   checkOptions(opts, 'loadModel(dir, options): options', LOAD_MODEL_KEYS);

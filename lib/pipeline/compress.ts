@@ -343,7 +343,13 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       return spec;
     }
     const free = enumerateWindows(L, k).filter((w) => !takenBy(done, stacks, w));
-    if (free.length === 0) throw new FfmergeError('INVALID_WINDOW', `every window of k = ${k} adjacent layers takes in a merged layer: ${alreadyMerged()}; ${why}`);
+    if (free.length === 0) {
+      // the largest k that still has a window here, if any: a smaller k is the likelier fix than a new compress
+      let fits = 0;
+      for (let j = 2; j < k; j++) if (enumerateWindows(L, j).some((w) => !takenBy(done, stacks, w))) fits = j;
+      const smaller = fits ? `; a smaller k fits the layers not merged yet (up to --k ${fits})` : '';
+      throw new FfmergeError('INVALID_WINDOW', `every window of k = ${k} adjacent layers takes in a merged layer: ${alreadyMerged()}; ${why}${smaller}`);
+    }
     return free;
   });
   if (options.out && format === 'onnx') await checkOnnxExportable(modelDir);
@@ -422,7 +428,8 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     // ---- search: each group's candidates scored on the search split, the best by the metric kept ----
     const isBetter = better((task.selection ?? task.metric).higherIsBetter);
     // the pair scan, when it runs, scores every pair and then the chosen pairs together, per group
-    const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length + (pairing ? groups.length * (pairWindows.length + 1) : 0) : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
+    const pairScan = pairing ? groups.reduce((n, stacks) => n + pairWindows.filter((w) => !takenBy(done, stacks, w)).length + 1, 0) : 0;
+    const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length + pairScan : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
     // Candidates scored per phase (every baseline's count towards one 'baselines' bar). Each candidate is
     // announced as it starts, with its label: one candidate of a large model takes minutes.
     const scored: Record<string, number> = {};
@@ -560,6 +567,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
         ...(m.adjusted?.size ? { adjusted: [...m.adjusted.keys()] } : {}),
       })),
       candidates,
+      windowsGiven: spec !== 'auto',
       base,
       merged: mergedMetric,
       baselines: baselineResults,
@@ -612,6 +620,8 @@ async function writeOutput(
   const info = {
     version: 1, method: result.method, anchor: result.anchor, recover: result.recover, k: result.k, stacks: result.stacks, windows: [...asRecorded(earlier), ...result.windows],
     ...(trained !== undefined ? { sourceFinetune: trained } : {}),
+    // and the runs before it, when it was fine-tuned more than once
+    ...(src && typeof src === 'object' && Array.isArray(src.earlierFinetunes) ? { sourceEarlierFinetunes: src.earlierFinetunes } : {}),
   };
   const report = { ...result, out: { dir: path.resolve(out), format } };
   const common = {

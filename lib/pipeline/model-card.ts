@@ -176,7 +176,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     : r.recover === 'finetune'
       ? 'The merged model was then fine-tuned with the ties kept.'
       : sourceTuned
-        ? 'This merge did no gradient training, but its source had been fine-tuned with ffmerge after an earlier merge (`ffmerge.sourceFinetune` in config.json).'
+        ? `This merge did no gradient training, but its source had been fine-tuned with ffmerge${Object.hasOwn(rec, 'windows') ? ' after an earlier merge' : ''} (\`ffmerge.sourceFinetune\` in config.json).`
         : 'No gradient training was done.';
   return [
     `# ${path.basename(r.model)} with merged feed-forward sublayers (ffmerge)`,
@@ -191,7 +191,13 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     ...(r.earlierWindows?.length ? [`- kept from the source, already an ffmerge output: ${r.earlierWindows.map((w) => `${multi ? `${w.stack} ` : ''}layers ${w.layers.join(', ')}`).join('; ')} (each sharing one FF, as before)`] : []),
     `- method: \`${r.method}\`${METHOD_NOTE[r.method] ? ` (${METHOD_NOTE[r.method]})` : ''}; recover: \`${r.recover}\``,
     ...(adjusted ? [`- also rewritten by the recover method, at the same size, none newly shared (each keeps its own FF, or the one an earlier merge gave it): ${adjusted}`] : []),
-    `- chosen by: ${r.candidates.length > 0 ? `searching ${r.candidates.length} candidates (windows${r.candidates.some((c) => c.method) ? ' and method combinations' : ''}) on validation ${METRIC[m]}` : 'given by the user'}`,
+    `- chosen by: ${
+      r.candidates.length > 0
+        ? `searching ${r.candidates.length} candidates (windows${r.candidates.some((c) => c.method) ? ' and method combinations' : ''}) on validation ${METRIC[m]}`
+        : r.windowsGiven === false
+          ? `no search: the only window of k = ${r.k} adjacent layers${r.earlierWindows?.length ? ' not merged yet' : ''}`
+          : 'given by the user'
+    }`,
     `- calibration: ${int(r.data.calibration)} ${r.data.unit}; validation: ${int(r.data.validation)} ${r.data.unit}${r.data.test !== undefined ? `; test: ${int(r.data.test)} ${r.data.unit}` : ''}`,
     '',
     '## What it costs',

@@ -42,7 +42,7 @@ export interface CompressResult {
   anchor: Anchor;
   recover: string;
   stacks: StackMode;
-  /** adjusted: layers outside the window whose own FF the recover method rewrote (refit-res downstream). */
+  /** adjusted: layers outside the window whose FF the recover method rewrote (refit-res: after it; finetune: every other layer). */
   windows: { stack: StackName; window: string; layers: number[]; anchor: number; method: string; recover: string; adjusted?: number[] }[];
   /**
    * Present when the source was itself an ffmerge output: the merges it already carried (its config.json's
@@ -50,8 +50,10 @@ export interface CompressResult {
    * run's merge only; `before` is the source in the tied form (an expanded source's earlier copies not counted).
    */
   earlierWindows?: RecordedWindow[];
-  /** Every merge candidate scored by the search (empty when the windows were given). */
+  /** Every merge candidate scored by the search (empty when the windows were given, or only one was possible). */
   candidates: CandidateScore[];
+  /** Whether the windows were given (`window`); false when compress chose them, by search or as the only one possible. */
+  windowsGiven: boolean;
   base: Metric;
   merged: Metric;
   baselines: Record<string, BaselineResult>;
