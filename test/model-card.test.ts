@@ -74,12 +74,16 @@ describe('the tied-format snippet', () => {
   });
 
   test('a source fine-tuned by ffmerge: the card says whether it had been merged before', () => {
-    const merged = modelCard(report('llama'), 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { windows: [{ stack: 'decoder', layers: [0, 1] }], finetune: { steps: 3 } } } });
+    const earlierWindows = [{ stack: 'decoder' as const, layers: [0, 1] }];
+    const merged = modelCard({ ...report('llama'), earlierWindows }, 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { windows: earlierWindows, finetune: { steps: 3 } } } });
     expect(merged).toContain('its source had been fine-tuned with ffmerge after an earlier merge');
     // before: a plain model fine-tuned, then compressed, was said to have been merged before
     const plain = modelCard(report('llama'), 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { finetune: { steps: 3 } } } });
     expect(plain).toContain('its source had been fine-tuned with ffmerge (`ffmerge.sourceFinetune` in config.json)');
     expect(plain).not.toContain('after an earlier merge');
+    // the same card rebuilt from its output's record (convert, export), which lists this run's window
+    const rebuilt = modelCard(report('llama'), 'expanded', { dir: 's1', config: { model_type: 'llama', ffmerge: { windows: report('llama').windows, sourceFinetune: { steps: 3 } } } });
+    expect(rebuilt).toContain('its source had been fine-tuned with ffmerge (`ffmerge.sourceFinetune` in config.json)');
   });
 });
 

@@ -131,6 +131,29 @@ describe('compressing an ffmerge output again (disjoint windows)', () => {
     expect(record(dir('saved')).format).toBe('tied');
     expect(Object.keys(await readTies(dir('saved')))).toHaveLength(6);
   });
+
+  it('fine-tuned, compressed, fine-tuned and compressed again: every run\'s summary is kept, oldest first', async () => {
+    const save = async (from: string, to: string, run: number) => {
+      const m = await loadModel(from);
+      try {
+        await saveTrained(m, { source: from, out: dir(to), info: { finetune: { run } } });
+      } finally {
+        m.dispose();
+      }
+    };
+    const rec = (d: string) => (JSON.parse(fs.readFileSync(path.join(dir(d), 'config.json'), 'utf8')) as { ffmerge: Record<string, unknown> }).ffmerge;
+    await save(BUNDLED, 'run1', 1);
+    await compress(dir('run1'), { ...BASE, window: '0-1', out: dir('run1-c') });
+    expect(rec('run1-c')).toMatchObject({ sourceFinetune: { run: 1 } });
+    await save(dir('run1-c'), 'run2', 2);
+    // before: the first run went on only as sourceFinetune, beside the new finetune, and the card counted one run
+    expect(rec('run2')).toMatchObject({ finetune: { run: 2 }, earlierFinetunes: [{ run: 1 }] });
+    expect(Object.hasOwn(rec('run2'), 'sourceFinetune')).toBe(false);
+    expect(fs.readFileSync(path.join(dir('run2'), 'README.md'), 'utf8')).toContain('the last of 2 fine-tuning runs');
+    await compress(dir('run2'), { ...BASE, window: '2-3', out: dir('run2-c') });
+    // before: the earlier run was dropped here
+    expect(rec('run2-c')).toMatchObject({ sourceFinetune: { run: 2 }, sourceEarlierFinetunes: [{ run: 1 }] });
+  });
 });
 
 describe('a recover method that rewrites later layers (refit-res) next to an earlier merge', () => {
@@ -187,6 +210,43 @@ describe('ONNX export of an output', () => {
     expect(expanded.weightBytes).toBe(tied.weightBytes);
     expect(expanded.tensorUses - expanded.weightTensors).toBe(tied.tensorUses - tied.weightTensors);
     expect(fs.readFileSync(path.join(dir('e01-onnx'), 'README.md'), 'utf8')).toContain('one initializer');
+  });
+
+  it('an expanded output whose copies drifted (fine-tuned elsewhere) is exported as it is, unshared, and its record says so', async () => {
+    fs.cpSync(dir('e01'), dir('e01-drift'), { recursive: true });
+    const src = await CheckpointReader.open(dir('e01'));
+    try {
+      const tensors = [];
+      for (const name of src.names()) {
+        const info = src.info(name);
+        const data = new Uint8Array(await src.readRaw(name));
+        if (name === mlp(1, 'up')) new Float32Array(data.buffer, data.byteOffset, 1)[0]! += 0.01;
+        tensors.push({ name, dtype: info.dtype, shape: [...info.shape], data });
+      }
+      await writeSafetensors(path.join(dir('e01-drift'), 'model.safetensors'), tensors);
+    } finally {
+      await src.close();
+    }
+    // before this stop it exported untied under a card that said shared; then it was refused (INVALID_DATA)
+    const plain = await exportOnnx(BUNDLED, { out: dir('plain-onnx') });
+    const r = await exportOnnx(dir('e01-drift'), { out: dir('e01-drift-onnx') });
+    expect(r.weightTensors).toBe(plain.weightTensors);
+    const rec = (JSON.parse(fs.readFileSync(path.join(dir('e01-drift-onnx'), 'config.json'), 'utf8')) as { ffmerge: Record<string, unknown> }).ffmerge;
+    expect(rec.windows).toBeUndefined();
+    expect(rec.unshared).toMatch(/exported as they are: model\.layers\.1\.mlp\.up_proj\.weight differs/);
+    expect(fs.existsSync(path.join(dir('e01-drift-onnx'), 'report.json'))).toBe(false);
+    expect(fs.existsSync(path.join(dir('e01-drift-onnx'), 'README.md'))).toBe(false); // not the source's card, which says shared
+  });
+
+  it('a tied output whose record lacks its windows: recovered from the tie map, as convert does', async () => {
+    await retie(dir('t01'), dir('t01-nokey'), tieLayers(0, 1));
+    const cfg = path.join(dir('t01-nokey'), 'config.json');
+    const c = JSON.parse(fs.readFileSync(cfg, 'utf8')) as { ffmerge: Record<string, unknown> };
+    delete c.ffmerge.windows;
+    fs.writeFileSync(cfg, JSON.stringify(c));
+    await exportOnnx(dir('t01-nokey'), { out: dir('t01-nokey-onnx') });
+    expect(labels(dir('t01-nokey-onnx'))).toEqual(['0-1']);
+    expect(fs.readFileSync(path.join(dir('t01-nokey-onnx'), 'README.md'), 'utf8')).toContain('one initializer');
   });
 });
 
@@ -394,7 +454,11 @@ describeShared('fixtures/marian-multi30k-en-de', 'inspect on an encoder–decode
     const s = await inspectModel(m);
     const enc = s.stacks.find((x) => x.name === 'encoder')!.ffParamsPerLayer;
     // no window of 2 or 3 is free at one index in both stacks (encoder 3-5 free, decoder 0-2): each stack alone
-    expect(s.savings.map((v) => [v.k, v.paramsRemoved, v.independent])).toEqual([[2, 2 * enc, true], [3, 4 * enc, true]]);
-    expect(formatSummary(s)).toMatch(/\n2\*[^\n]*\n3\*[^\n]*\n\* only with --stacks independent/);
+    expect(s.savings.map((v) => [v.k, v.paramsRemoved, v.stacks])).toEqual([[2, 2 * enc, 'independent'], [3, 4 * enc, 'independent']]);
+    expect(formatSummary(s)).toMatch(/\n2\* [^\n]*only with --stacks independent\n3\* [^\n]*only with --stacks independent\n\* no window of k layers is free at the same place in every stack/);
+    // one stack merged (decoder 0-1): a k only the encoder still fits names that stack, which compress takes alone
+    fs.writeFileSync(path.join(m, 'config.json'), JSON.stringify({ ...cfg, ffmerge: { format: 'expanded', windows: [{ stack: 'decoder', window: '0-1', layers: [0, 1] }] } }));
+    const one = await inspectModel(m);
+    expect(one.savings.map((v) => [v.k, v.stacks])).toEqual([[2, undefined], [3, undefined], [4, undefined], [5, 'encoder'], [6, 'encoder']]);
   });
 });

@@ -73,14 +73,15 @@ export function formatSummary(s: ModelSummary): string {
         : 'nothing: a stack has fewer than 2 layers',
     );
   } else {
+    const marked = s.savings.some((v) => v.stacks);
     lines.push(
       table(
-        ['k', 'params removed', 'bytes removed', 'of total'],
-        s.savings.map((v) => [v.independent ? `${v.k}*` : v.k, fmtInt(v.paramsRemoved), fmtBytes(v.bytesRemoved), fmtPct(v.fraction)]),
+        ['k', 'params removed', 'bytes removed', 'of total', ...(marked ? [''] : [])],
+        s.savings.map((v) => [v.stacks ? `${v.k}*` : v.k, fmtInt(v.paramsRemoved), fmtBytes(v.bytesRemoved), fmtPct(v.fraction), ...(marked ? [v.stacks ? `only with --stacks ${v.stacks}` : ''] : [])]),
       ),
     );
-    if (s.savings.some((v) => v.independent)) {
-      lines.push('* only with --stacks independent: no window of k layers is free at the same place in every stack (what the default, --stacks both-same, merges)');
+    if (marked) {
+      lines.push('* no window of k layers is free at the same place in every stack, which the default (--stacks both-same) merges');
     }
     if (s.tiedParams !== undefined) {
       lines.push(`"of total" is of its tied form, ${fmtInt(s.tiedParams)} params (this expanded output stores each merge's copies; compress counts from the tied form too)`);

@@ -53,10 +53,10 @@ export interface KSaving {
   /** paramsRemoved / totalParams (of tiedParams for an expanded output, as compress reports it). */
   fraction: number;
   /**
-   * Only with `--stacks independent`: no window of k layers is free at the same place in every stack (what
-   * compress's default, one window index for all stacks, needs), but each stack has one of its own.
+   * The `--stacks` value compress needs for this k when its default (one window index in every stack) finds
+   * none free: `independent` when each stack has a window of its own, else the one stack that has one.
    */
-  independent?: true;
+  stacks?: string;
 }
 
 export interface ModelSummary {
@@ -229,7 +229,9 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
     if (open.length === 0) break; // no larger window is free either
     const paramsRemoved = open.reduce((a, s) => a + (k - 1) * s.ffParamsPerLayer, 0);
     const bytesRemoved = open.reduce((a, s) => a + (k - 1) * s.ffBytesPerLayer, 0);
-    savings.push({ k, paramsRemoved, bytesRemoved, fraction: paramsRemoved / tiedParams, ...(all ? {} : { independent: true as const }) });
+    // compress merges the stacks it is given, each needing a free window: both (two stacks), or one named alone
+    const only = all ? undefined : open.length === 1 ? open[0]!.name : 'independent';
+    savings.push({ k, paramsRemoved, bytesRemoved, fraction: paramsRemoved / tiedParams, ...(only ? { stacks: only } : {}) });
   }
   if (anyMerged) {
     for (const s of summaries) {

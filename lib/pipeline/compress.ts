@@ -14,6 +14,7 @@ import { checkOnnxExportable, exportOnnx } from '../export/onnx/export';
 import { loadModel, readConfig } from '../model/load';
 import { DTYPE_SIZE } from '../safetensors';
 import { CheckpointReader, type TieMap } from '../checkpoint/ties';
+import { trainingRuns } from '../checkpoint/training-record';
 import { asRecorded, earlierWindows, mergedLayers, recordedLabel, recordedTies, type RecordedWindow } from '../checkpoint/earlier-merges';
 import type { Model, StackName } from '../model/model';
 import { inspectModel, type ModelSummary } from '../model/inspect';
@@ -440,8 +441,9 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     const scoreOne = async (phase: string, c: Candidate, scores: CandidateScore[]): Promise<{ edits: Edit[]; score: number }> => {
       starting(phase, c);
       const edits = await c.edits();
-      const score = await scoreView(edits, firstChanged(model, edits, c.start));
-      scores.push({ windows: c.windows, start: c.start, ...(c.method ? { method: c.method } : {}), score });
+      const start = firstChanged(model, edits, c.start);
+      const score = await scoreView(edits, start);
+      scores.push({ windows: c.windows, start, ...(c.method ? { method: c.method } : {}), score });
       finished(phase);
       return { edits, score };
     };
@@ -615,13 +617,12 @@ async function writeOutput(
   // windows: every merge the output carries, the source's first (the writer keeps the source's ties with them;
   // convert re-ties from this list, so one that left them out would undo them on the way back to tied)
   // a source ffmerge had fine-tuned: its training record goes on with the weights it made (the card says so)
-  const src = config.ffmerge as Record<string, unknown> | undefined;
-  const trained = src && typeof src === 'object' ? (Object.hasOwn(src, 'finetune') ? src.finetune : Object.hasOwn(src, 'sourceFinetune') ? src.sourceFinetune : undefined) : undefined;
+  // (every run, when it was fine-tuned more than once: the last as sourceFinetune, the rest before it)
+  const runs = trainingRuns(config.ffmerge);
   const info = {
     version: 1, method: result.method, anchor: result.anchor, recover: result.recover, k: result.k, stacks: result.stacks, windows: [...asRecorded(earlier), ...result.windows],
-    ...(trained !== undefined ? { sourceFinetune: trained } : {}),
-    // and the runs before it, when it was fine-tuned more than once
-    ...(src && typeof src === 'object' && Array.isArray(src.earlierFinetunes) ? { sourceEarlierFinetunes: src.earlierFinetunes } : {}),
+    ...(runs.length ? { sourceFinetune: runs[runs.length - 1] } : {}),
+    ...(runs.length > 1 ? { sourceEarlierFinetunes: runs.slice(0, -1) } : {}),
   };
   const report = { ...result, out: { dir: path.resolve(out), format } };
   const common = {

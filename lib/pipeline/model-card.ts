@@ -176,7 +176,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     : r.recover === 'finetune'
       ? 'The merged model was then fine-tuned with the ties kept.'
       : sourceTuned
-        ? `This merge did no gradient training, but its source had been fine-tuned with ffmerge${Object.hasOwn(rec, 'windows') ? ' after an earlier merge' : ''} (\`ffmerge.sourceFinetune\` in config.json).`
+        ? `This merge did no gradient training, but its source had been fine-tuned with ffmerge${r.earlierWindows?.length ? ' after an earlier merge' : ''} (\`ffmerge.sourceFinetune\` in config.json).`
         : 'No gradient training was done.';
   return [
     `# ${path.basename(r.model)} with merged feed-forward sublayers (ffmerge)`,

@@ -14,6 +14,7 @@ import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
 import { trainAddon } from '../native/train';
 import { slotReplacements } from './replacements';
 import { outputCard } from '../pipeline/model-card';
+import { TRAINING_KEYS, trainingRuns } from '../checkpoint/training-record';
 
 export interface SaveTrainedOptions {
   /** The checkpoint the model was loaded from: what is not a weight of the model is taken from it. */
@@ -55,12 +56,13 @@ export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<
     await reader.close();
   }
   // the source's format is kept (an expanded output stays loadable anywhere); the writer records format and ties
-  const { format: was, ties: _ties, ...kept } = (config.ffmerge ?? {}) as Record<string, unknown>;
+  const { format: was, ties: _ties, ...record } = (config.ffmerge ?? {}) as Record<string, unknown>;
   const format = was === 'expanded' ? 'expanded' : 'tied';
   // The record says the weights were trained, with the caller's summary or none: a source's `finetune` describes
   // an earlier run, and a card (or a later convert's) reading no `finetune` would call the model untrained.
-  // A source fine-tuned before keeps that run's summary, oldest first, beside the new one.
-  const earlier = [...(Array.isArray(kept.earlierFinetunes) ? (kept.earlierFinetunes as unknown[]) : []), ...(Object.hasOwn(kept, 'finetune') ? [kept.finetune] : [])];
+  // Every run the source had (its own, or its source's when it was compressed after one) is kept, oldest first.
+  const earlier = trainingRuns(record);
+  const kept = Object.fromEntries(Object.entries(record).filter(([k]) => !(TRAINING_KEYS as readonly string[]).includes(k)));
   const info = {
     ...kept,
     ...o.info,

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { FfmergeError, abortError } from '../../errors';
 import { checkOutputDir, isWeightOrReferenceFile, moveIntoPlace, tempName } from '../../checkpoint/write';
 import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
-import { earlierWindows, recordedTies } from '../../checkpoint/earlier-merges';
+import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from '../../checkpoint/earlier-merges';
 import { readConfig } from '../../model/load';
 import { checkCheckpoint } from '../../model/plan';
 import { architectureOf, type Architecture, type Config } from '../../model/architectures';
@@ -113,11 +113,22 @@ function generationConfig(source: string, config: Config): string | undefined {
   return Object.keys(gen).length ? JSON.stringify(gen, null, 2) + '\n' : undefined;
 }
 
-/** The ties an expanded ffmerge output's recorded merges need ({} for a tied one, which has them, or a plain model). */
-async function mergeTies(modelDir: string, config: Config, signal: AbortSignal | undefined): Promise<TieMap> {
+/**
+ * An ffmerge output's merges for a standalone export: the ties an expanded one needs ({} for a tied one, which
+ * has them, or a plain model), and the windows when its record lacks them (an older tied output's tie map
+ * holds them). `drift`: an expanded output whose copies no longer agree (fine-tuned elsewhere after
+ * compressing) is exported as it is, unshared, and says why; a tied one that disagrees with its record is refused.
+ */
+async function outputMerges(modelDir: string, config: Config, signal: AbortSignal | undefined): Promise<{ ties: TieMap; windows: RecordedWindow[]; drift?: string }> {
   const reader = await CheckpointReader.open(modelDir);
   try {
-    return await recordedTies(config, earlierWindows(config, reader, modelDir), reader, signal);
+    const windows = earlierWindows(config, reader, modelDir);
+    try {
+      return { ties: await recordedTies(config, windows, reader, signal), windows };
+    } catch (e) {
+      if (e instanceof FfmergeError && e.code === 'INVALID_DATA' && Object.keys(reader.ties).length === 0) return { ties: {}, windows, drift: e.message };
+      throw e;
+    }
   } finally {
     await reader.close();
   }
@@ -137,7 +148,8 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   // An ffmerge output exported on its own: its merges are shared here as in a tied checkpoint, so an expanded
   // one (equal copies, checked) gets one initializer per merge too, as its record and card say. compress hands
   // its ties over instead.
-  const ties = opts.ties ?? (await mergeTies(modelDir, config, opts.signal));
+  const merges = opts.ties ? undefined : await outputMerges(modelDir, config, opts.signal);
+  const ties = opts.ties ?? merges!.ties;
   const weights = await ExportWeights.open(modelDir, { dtype, ...(opts.replace ? { replace: opts.replace } : {}), ...(Object.keys(ties).length ? { ties } : {}) });
   const target = path.resolve(opts.out);
   const tmp = tempName(target);
@@ -169,7 +181,15 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
       written.push({ ...r, file, weightTensors: g.initializers.filter((i) => i.kind === 'weight').length, tensorUses: w.uses.size });
     }
     const external = written.some((r) => r.external);
-    const prev = (config.ffmerge ?? {}) as Record<string, unknown>;
+    const source = (config.ffmerge ?? {}) as Record<string, unknown>;
+    // what the record says was merged: its windows (or those only the tie map held), none where the copies drifted
+    const { windows: _listed, ...unmerged } = source;
+    const prev: Record<string, unknown> =
+      merges?.drift !== undefined
+        ? { ...unmerged, unshared: `the expanded copies of its merges differ, so they are exported as they are: ${merges.drift}` }
+        : merges?.windows.length && !Object.hasOwn(source, 'windows')
+          ? { ...source, windows: asRecorded(merges.windows) }
+          : source;
     const outConfig: Config = {
       ...config,
       // format: what this folder holds. The source's "tied" would tell a reader of the record (and of its
@@ -183,12 +203,15 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
     if (generation !== undefined) fs.writeFileSync(path.join(tmp, 'generation_config.json'), generation);
     for (const ent of fs.readdirSync(modelDir, { withFileTypes: true })) {
       if (!ent.isFile() || isWeightOrReferenceFile(ent.name) || ent.name === 'generation_config.json') continue;
+      // an ffmerge output's card names its checkpoint format and files: rebuilt below for this folder, or left out
+      if (ent.name === 'README.md' && config.ffmerge !== undefined) continue;
       fs.copyFileSync(path.join(modelDir, ent.name), path.join(tmp, ent.name));
     }
     const sum = (k: 'onnxBytes' | 'dataBytes' | 'weightBytes' | 'weightTensors' | 'tensorUses') => written.reduce((s, r) => s + r[k], 0);
     const extra = { ...opts.extraFiles };
     // An ffmerge model's report (the same weights: it still describes them) and card come along, rewritten for
     // this folder; the source's card is never copied through (it names the checkpoint's format and files).
+    // (not when the merges were exported unshared: its savings are not this folder's)
     const report = Object.hasOwn(extra, 'report.json') || !Object.hasOwn(prev, 'windows') ? undefined : readReport(modelDir);
     if (report) {
       report.out = { dir: target, format: 'onnx', bytes: sum('onnxBytes') + sum('dataBytes') };
