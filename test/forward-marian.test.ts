@@ -175,6 +175,32 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
     expect(byDefault.map((t) => t.text)).toEqual(cases.map((c) => c.text));
   });
 
+  test('a folder without a decoder start id loads (a forward pass needs none); translate() says what is missing', async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-nostart-'));
+    try {
+      for (const f of fs.readdirSync(dir)) if (f !== 'config.json' && f !== 'generation_config.json') fs.symlinkSync(path.join(dir, f), path.join(tmp, f));
+      const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+      const gen = JSON.parse(fs.readFileSync(path.join(dir, 'generation_config.json'), 'utf8')) as Record<string, unknown>;
+      delete cfg.decoder_start_token_id;
+      delete gen.decoder_start_token_id;
+      fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(cfg));
+      fs.writeFileSync(path.join(tmp, 'generation_config.json'), JSON.stringify(gen));
+      // before: loadModel itself failed, INVALID_CONFIG
+      const m = await loadModel(tmp);
+      try {
+        expect(m.generation).toBeUndefined();
+        await expect(translate(m, tokenizer, ['a dog.'])).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('decoder_start_token_id') });
+      } finally {
+        m.dispose();
+      }
+      // any other bad setting is still refused at load
+      fs.writeFileSync(path.join(tmp, 'generation_config.json'), JSON.stringify({ ...gen, decoder_start_token_id: 2, num_beams: 0 }));
+      await expect(loadModel(tmp)).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('num_beams') });
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
   test('beam search (4 beams): well-formed outputs; 1 beam is greedy', async () => {
     const refJson = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as { greedy_test_first20: { src: string; ids: number[] }[] };
     const sources = refJson.greedy_test_first20.map((c) => c.src);

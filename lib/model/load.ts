@@ -75,6 +75,11 @@ export function transpose(a: Float32Array, rows: number, cols: number): Float32A
 /** The greedy settings of a model folder: generation_config.json, with config.json for missing ids. */
 export async function loadGenerationConfig(dir: string, config: Record<string, unknown> = {}): Promise<GenerationConfig> {
   checkPath(dir, 'loadGenerationConfig(dir, config): dir');
+  return generationConfigFrom(await readGenerationFile(dir), config);
+}
+
+/** A folder's generation_config.json as an object ({} where there is none); malformed is INVALID_CONFIG. */
+async function readGenerationFile(dir: string): Promise<Record<string, unknown>> {
   const file = path.join(dir, 'generation_config.json');
   let gen: Record<string, unknown> = {};
   try {
@@ -87,7 +92,7 @@ export async function loadGenerationConfig(dir: string, config: Record<string, u
       throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
     }
   }
-  return generationConfigFrom(gen, config);
+  return gen;
 }
 
 /**
@@ -133,9 +138,15 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const encoder = loaded.find((st) => st.name !== arch.mainStack);
   // An encoder–decoder model generates with its folder's generation_config.json, as transformers'
   // from_pretrained loads it: without it, translate() would fall back to max_length 20 and cut sentences off.
+  // One without the ids generation needs (decoder start, pad) still loads for everything else; translate()
+  // then says which is missing. Any other bad setting is refused here, as transformers refuses it.
   let generation: GenerationConfig | undefined;
   try {
-    if (encoder) generation = await loadGenerationConfig(dir, config);
+    if (encoder) {
+      const gen = await readGenerationFile(dir);
+      const has = (k: string) => (gen[k] ?? config[k]) != null;
+      if (has('decoder_start_token_id') && has('pad_token_id')) generation = generationConfigFrom(gen, config);
+    }
   } catch (e) {
     for (const st of loaded) modelAddon().modelDispose(st.handle);
     throw e;
