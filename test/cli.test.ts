@@ -3,7 +3,7 @@
  * dist/ when built, else lib/ through ts-node; FFMERGE_FROM_SOURCE=1 pins the source path here so the tests
  * never exercise a stale dist/.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -221,6 +221,31 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     expect(JSON.parse(r.stdout).tokens).toBe(512);
   });
 
+  it('SIGTERM (a timeout, a stopping container) and SIGHUP stop a run as Ctrl-C does: the ABORTED line, exit 128 + the signal, no temporary folder left', async () => {
+    // before: only SIGINT was handled; SIGTERM killed the process silently and left the temp output behind
+    for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+      const parent = fs.mkdtempSync(path.join(cwd, `${sig}-`));
+      let r: { code: number | null; signal: string | null; stderr: string } | undefined;
+      // signalled once its temporary output exists (the handlers are installed by then); again if it finished first
+      for (let attempt = 0; attempt < 20 && r === undefined; attempt++) {
+        const name = `out${attempt}`;
+        const child = spawn(process.execPath, [BIN, 'export', BUNDLED, '--out', path.join(parent, name)], { env: { ...process.env, FFMERGE_FROM_SOURCE: '1' } });
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        const exit = new Promise<{ code: number | null; signal: string | null }>((res) => child.on('close', (c, s) => res({ code: c, signal: s })));
+        let done = false;
+        void exit.then(() => (done = true));
+        while (!done && !fs.readdirSync(parent).some((n) => n.startsWith(`.${name}.ffmerge-tmp-`))) await new Promise((res) => setTimeout(res, 1));
+        if (!done) child.kill(sig);
+        const e = await exit;
+        if (e.code !== 0) r = { ...e, stderr };
+      }
+      expect({ sig, code: r?.code, signal: r?.signal }).toEqual({ sig, code, signal: null });
+      expect(r!.stderr).toMatch(/the operation was aborted \[ABORTED\]/);
+      expect(fs.readdirSync(parent).filter((n) => n.includes('ffmerge-tmp'))).toEqual([]);
+    }
+  });
+
   it('read-only inputs give writable outputs; the timing table lists only phases that ran; a model card; inspect counts ties once; convert both ways', async () => {
     const ro = path.join(cwd, 'ro-model');
     fs.cpSync(BUNDLED, ro, { recursive: true });
@@ -229,6 +254,10 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     const r = ffmerge(cwd, 'compress', ro, '--data', cal, '--calibration-tokens', '4096', '--window', '1-2', '--out', out);
     expect(r.code).toBe(0);
     for (const f of fs.readdirSync(out)) expect(fs.statSync(path.join(out, f)).mode & 0o200).toBe(0o200);
+    // an export too (before: its tokenizer files kept the input's read-only mode)
+    const onnx = path.join(cwd, 'ro-onnx');
+    expect(ffmerge(cwd, 'export', ro, '--out', onnx).code).toBe(0);
+    for (const f of fs.readdirSync(onnx, { recursive: true }) as string[]) expect({ f, writable: fs.statSync(path.join(onnx, f)).mode & 0o200 }).toEqual({ f, writable: 0o200 });
 
     const after = r.stdout.slice(r.stdout.indexOf('time per phase:')).split('\n').slice(2);
     const timing = after.slice(0, after.indexOf('')).map((l) => l.split(/\s+/)[0]!);

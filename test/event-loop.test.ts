@@ -89,6 +89,22 @@ function bound(before: number, control: number): number {
   return limit;
 }
 
+/**
+ * A case's bound must hold in one of two runs. A stall in ffmerge's code comes back in every run (the JS
+ * tokenizer on this thread would hold it ~2 s each time); a spike of load on the shared machine does not. Under
+ * the full suite on 2 cores, CI runs saw 88, 89 and 127 ms where the cases alone give 13-55 ms.
+ */
+async function inOneOfTwo<T>(label: string, job: (onPhase: (phase: string) => void) => Promise<T>): Promise<{ result: T; maxMs: number; limit: number }> {
+  const run = async () => {
+    const before = await idleBefore();
+    const r = await maxDelayDuring(job);
+    console.log(`${label}: max event-loop delay ${r.maxMs.toFixed(1)} ms; worst gap: ${r.worst}`);
+    return { ...r, limit: bound(before, r.controlMs) };
+  };
+  const first = await run();
+  return first.maxMs <= first.limit ? first : run();
+}
+
 describeShared('fixtures/gpt2-sotu', 'the host event loop during compress', () => {
   let tmp: string;
   beforeAll(() => {
@@ -97,8 +113,7 @@ describeShared('fixtures/gpt2-sotu', 'the host event loop during compress', () =
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
   it('a whole compress of gpt2-sotu (tokenize, features, search, baselines, test, save) never delays it more than 50 ms', async () => {
-    const before = await idleBefore();
-    const { result, maxMs, worst, controlMs } = await maxDelayDuring((onPhase) =>
+    const m = await inOneOfTwo('compress', (onPhase) =>
       compress(FIXTURE, {
         method: 'permute', // the paper's merge with its full window search; the default search is the second case
         k: 4,
@@ -108,52 +123,33 @@ describeShared('fixtures/gpt2-sotu', 'the host event loop during compress', () =
         testTokens: 2048,
         baselines: ['drop-ff'],
         out: path.join(tmp, 'out'),
+        overwrite: true, // a second run writes the same folder again
         onProgress: (p) => onPhase(p.phase),
       }),
     );
-    console.log(`max event-loop delay during compress: ${maxMs.toFixed(1)} ms; worst gap: ${worst}`);
-    expect(Number.isFinite(result.merged.validation)).toBe(true);
-    expect(result.candidates).toHaveLength(9);
-    expect(maxMs).toBeLessThanOrEqual(bound(before, controlMs));
-  });
+    expect(Number.isFinite(m.result.merged.validation)).toBe(true);
+    expect(m.result.candidates).toHaveLength(9);
+    expect(m.maxMs).toBeLessThanOrEqual(m.limit);
+  }, 600_000);
 
   it('the default (method auto: select and refit, whose hidden units and sums are native jobs) never delays it more than 50 ms', async () => {
-    const run = async () => {
-      const before = await idleBefore();
-      const r = await maxDelayDuring((onPhase) =>
-        compress(FIXTURE, {
-          k: 4,
-          window: '2-5',
-          calibration: sharedPath('data', 'lm', 'valid.txt'),
-          calibrationTokens: 4096,
-          validationTokens: 1536,
-          onProgress: (p) => onPhase(p.phase),
-        }),
-      );
-      console.log(`max event-loop delay during the default compress: ${r.maxMs.toFixed(1)} ms; worst gap: ${r.worst}`);
-      return { ...r, limit: bound(before, r.controlMs) };
-    };
-    // Under the full suite on 2 cores one spike escaped the starvation measure (89 ms against 66 ms, where the
-    // case alone gives 26-30 ms). A stall in ffmerge's code comes back in every run; load comes and goes: the
-    // bound must hold in one of two runs.
-    let m = await run();
-    if (m.maxMs > m.limit) m = await run();
+    const m = await inOneOfTwo('the default compress', (onPhase) =>
+      compress(FIXTURE, {
+        k: 4,
+        window: '2-5',
+        calibration: sharedPath('data', 'lm', 'valid.txt'),
+        calibrationTokens: 4096,
+        validationTokens: 1536,
+        onProgress: (p) => onPhase(p.phase),
+      }),
+    );
     expect(m.result.candidates).toHaveLength(3); // every default combination at the given window
     expect(m.maxMs).toBeLessThanOrEqual(m.limit);
   }, 600_000);
 
   it('tokenizing a 5 MB gzip file whole runs in a worker: the loop stays free', async () => {
     // The same work on the JS thread stalls it for seconds (the JS tokenizer is synchronous).
-    const run = async () => {
-      const before = await idleBefore();
-      const r = await maxDelayDuring(() => tokenizeFile(FIXTURE, sharedPath('data', 'lm', 'train.txt.gz'), { maxTokens: 400_000 }));
-      console.log(`max event-loop delay while tokenizing: ${r.maxMs.toFixed(1)} ms`);
-      return { ...r, limit: bound(before, r.controlMs) };
-    };
-    // As the default-search case: one CI run under the full suite saw 88 ms against a 71 ms bound (alone: 15-35
-    // ms). The JS tokenizer on this thread would stall it ~2 s in every run; a spike of load does not repeat.
-    let m = await run();
-    if (m.maxMs > m.limit) m = await run();
+    const m = await inOneOfTwo('tokenizing', () => tokenizeFile(FIXTURE, sharedPath('data', 'lm', 'train.txt.gz'), { maxTokens: 400_000 }));
     expect(m.result.length).toBe(400_000);
     expect(m.maxMs).toBeLessThanOrEqual(m.limit);
   }, 120_000);

@@ -6,7 +6,7 @@
  *   3  missing or unreadable inputs (DATA_NOT_FOUND, INVALID_DATA, config/checkpoint/safetensors errors,
  *      SHAPE_MISMATCH: a tensor the config does not describe, SEQUENCE_TOO_LONG: a data row longer than the model takes)
  *   4  numerical failure (non-finite values or metrics, singular refit)
- *   130 aborted (Ctrl-C)
+ *   130 aborted (Ctrl-C; 143 for SIGTERM, 129 for SIGHUP: 128 + the signal's number)
  *   1  anything else
  */
 import { FfmergeError, type ErrorCode } from '../errors';
@@ -14,9 +14,12 @@ import { FfmergeError, type ErrorCode } from '../errors';
 const USAGE: ErrorCode[] = ['INVALID_ARGUMENT', 'OPTION_NOT_APPLICABLE', 'K_TOO_LARGE', 'INVALID_WINDOW', 'OUTPUT_EXISTS', 'OUTPUT_NOT_WRITABLE'];
 const NUMERIC: ErrorCode[] = ['NON_FINITE_INPUT', 'NON_FINITE_ACTIVATIONS', 'NON_FINITE_METRIC', 'SINGULAR_MATRIX'];
 
+/** The exit code of an abort by Ctrl-C (main gives 128 + the signal's number for other signals). */
+export const EXIT_ABORTED = 130;
+
 export function exitCodeFor(e: unknown): number {
   if (!(e instanceof FfmergeError)) return 1;
-  if (e.code === 'ABORTED') return 130;
+  if (e.code === 'ABORTED') return EXIT_ABORTED;
   if (USAGE.includes(e.code)) return 2;
   if (NUMERIC.includes(e.code)) return 4;
   if (

@@ -3,10 +3,11 @@
  * non-zero exit code (see errors.ts); --json switches every command to machine-readable stdout.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { FfmergeError } from '../errors';
-import { reportError } from './errors';
+import { EXIT_ABORTED, reportError } from './errors';
 import { runInspect } from './inspect';
 import { runCompress, type CompressCliOptions } from './compress';
 import { runEval, type EvalCliOptions } from './eval';
@@ -203,16 +204,24 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
   return program;
 }
 
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+type StopSignal = (typeof STOP_SIGNALS)[number];
+
 /** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   const state = { json: argv.includes('--json') };
-  // Ctrl-C aborts the running job cleanly (temp output removed); a second Ctrl-C kills the process.
+  // Ctrl-C, and the SIGTERM of a timeout or a stopping container, or SIGHUP of a closed terminal, abort the
+  // running job cleanly (temp output removed, the ABORTED line); the exit code is 128 + the signal's number, as
+  // the shell reports a process that signal killed. A second signal kills the process.
   const ac = new AbortController();
-  const onSigint = () => {
-    process.off('SIGINT', onSigint);
+  let caught: StopSignal | undefined;
+  const onSignal = (sig: StopSignal) => {
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
+    caught = sig;
     ac.abort();
   };
-  process.on('SIGINT', onSigint);
+  for (const s of STOP_SIGNALS) process.on(s, onSignal);
+  const exitCode = (code: number) => (code === EXIT_ABORTED && caught !== undefined ? 128 + os.constants.signals[caught] : code);
   const program = buildProgram(state, ac.signal, argv);
   try {
     await program.parseAsync(argv);
@@ -226,8 +235,8 @@ export async function main(argv: string[]): Promise<number> {
       const hint = e.code === 'commander.unknownCommand' ? '' : ' (see --help)';
       return reportError(new FfmergeError('INVALID_ARGUMENT', `${message}${hint}`), state.json);
     }
-    return reportError(e, state.json);
+    return exitCode(reportError(e, state.json));
   } finally {
-    process.off('SIGINT', onSigint);
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
   }
 }

@@ -206,6 +206,8 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
       // an ffmerge output's card names its checkpoint format and files: rebuilt below for this folder, or left out
       if (ent.name === 'README.md' && config.ffmerge !== undefined) continue;
       fs.copyFileSync(path.join(modelDir, ent.name), path.join(tmp, ent.name));
+      // the output is the user's to edit (a tokenizer_config.json's chat template): a read-only input stays read-only there only
+      fs.chmodSync(path.join(tmp, ent.name), fs.statSync(path.join(tmp, ent.name)).mode | 0o200);
     }
     const sum = (k: 'onnxBytes' | 'dataBytes' | 'weightBytes' | 'weightTensors' | 'tensorUses') => written.reduce((s, r) => s + r[k], 0);
     const extra = { ...opts.extraFiles };
