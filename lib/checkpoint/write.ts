@@ -71,6 +71,15 @@ export interface WriteCheckpointResult {
   storedParams: number;
 }
 
+/**
+ * A side file (tokenizer, preprocessor config) copied into an output: the output is the user's to edit, so a
+ * read-only input (a shared cache, a read-only mount) stays read-only there only.
+ */
+export function copyWritable(from: string, to: string): void {
+  fs.copyFileSync(from, to);
+  fs.chmodSync(to, fs.statSync(to).mode | 0o200);
+}
+
 /** Files that describe the weights or the fixture's own reference outputs: never copied. */
 export function isWeightOrReferenceFile(name: string): boolean {
   return (
@@ -368,9 +377,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader)
     fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(outConfig, null, 2) + '\n');
     for (const ent of fs.readdirSync(source, { withFileTypes: true })) {
       if (!ent.isFile() || isWeightOrReferenceFile(ent.name)) continue;
-      fs.copyFileSync(path.join(source, ent.name), path.join(tmp, ent.name));
-      // the output is the user's to edit: a read-only input (a shared cache, a read-only mount) stays read-only there only
-      fs.chmodSync(path.join(tmp, ent.name), fs.statSync(path.join(tmp, ent.name)).mode | 0o200);
+      copyWritable(path.join(source, ent.name), path.join(tmp, ent.name));
     }
     for (const [name, text] of Object.entries(opts.extraFiles ?? {})) fs.writeFileSync(path.join(tmp, name), text);
     if (opts.signal?.aborted) throw abortError();

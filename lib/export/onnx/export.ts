@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../../errors';
-import { checkOutputDir, isWeightOrReferenceFile, moveIntoPlace, tempName } from '../../checkpoint/write';
+import { checkOutputDir, copyWritable, isWeightOrReferenceFile, moveIntoPlace, tempName } from '../../checkpoint/write';
 import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
 import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from '../../checkpoint/earlier-merges';
 import { readConfig } from '../../model/load';
@@ -205,9 +205,7 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
       if (!ent.isFile() || isWeightOrReferenceFile(ent.name) || ent.name === 'generation_config.json') continue;
       // an ffmerge output's card names its checkpoint format and files: rebuilt below for this folder, or left out
       if (ent.name === 'README.md' && config.ffmerge !== undefined) continue;
-      fs.copyFileSync(path.join(modelDir, ent.name), path.join(tmp, ent.name));
-      // the output is the user's to edit (a tokenizer_config.json's chat template): a read-only input stays read-only there only
-      fs.chmodSync(path.join(tmp, ent.name), fs.statSync(path.join(tmp, ent.name)).mode | 0o200);
+      copyWritable(path.join(modelDir, ent.name), path.join(tmp, ent.name));
     }
     const sum = (k: 'onnxBytes' | 'dataBytes' | 'weightBytes' | 'weightTensors' | 'tensorUses') => written.reduce((s, r) => s + r[k], 0);
     const extra = { ...opts.extraFiles };
