@@ -63,6 +63,33 @@ describe('every recover method on the bundled llama-stories260k', () => {
   });
 });
 
+describe('what compress tells the task before scoring', () => {
+  it('one start per candidate scored, 0 for a recover method that rewrites earlier layers', async () => {
+    const seen: number[][] = [];
+    const create = languageModeling.create.bind(languageModeling);
+    const spy = jest.spyOn(languageModeling, 'create').mockImplementation(async (...a) => {
+      const task = await create(...a);
+      const prepare = task.prepare.bind(task);
+      task.prepare = (starts, opts) => (seen.push([...starts]), prepare(starts, opts));
+      return task;
+    });
+    try {
+      // 5 layers: windows of 2 start at 0..3; a large model's search budget counts every one of these
+      const base = { calibration: TEXT, validation: TEXT, calibrationTokens: 1024, validationTokens: 1024, k: 2 } as const;
+      await compress(BUNDLED, { ...base, method: 'permute', baselines: ['drop-ff'] });
+      await compress(BUNDLED, { ...base, method: 'permute', recover: 'finetune' });
+      await compress(BUNDLED, base);
+    } finally {
+      spy.mockRestore();
+    }
+    // drop-ff removes one FF sublayer (k − 1) at each of the 5 layers
+    expect(seen[0]).toEqual([0, 1, 2, 3, 0, 1, 2, 3, 4]);
+    expect(seen[1]).toEqual([0, 0, 0, 0]);
+    // the default tries three combinations at each window
+    expect(seen[2]).toEqual([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]);
+  });
+});
+
 describe('baselines on the bundled llama-stories260k', () => {
   jest.setTimeout(300_000);
   it('drop-ff and drop-layers each search their own placements, independently of --method and --anchor', async () => {

@@ -401,7 +401,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     // The merge's candidates per group: every window (search), or the given windows together.
     const planFor = (stacks: StackName[], ws: Window[], combo: Combo, merges = sharedMerges(ctx, [combo], quiet)): Candidate => ({
       windows: Object.fromEntries(stacks.map((s) => [s, ws.map(windowLabel).join(',')])),
-      start: Math.min(...ws.map((w) => w.start)),
+      start: combo.recover.rewritesEarlier ? 0 : Math.min(...ws.map((w) => w.start)),
       ...(combos.length > 1 ? { method: comboLabel(combo) } : {}),
       combo,
       edits: async () => {
@@ -420,8 +420,10 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
         return combos.map((combo) => planFor(stacks, ws, combo, merges));
       }),
     );
-    const starts = new Set<number>([...windows.map((w) => w.start), ...pairWindows.map((w) => w.start), ...baselinePlans.flatMap((p) => p.groups.flat().map((c) => c.start))]);
-    await task.prepare([...starts], job);
+    // one start per candidate scored (a large model's search budget counts each), 0 for a recover method
+    // that rewrites earlier layers; the pair scan runs with an auto combination, which does not
+    const starts = [...mergePlans.flat(), ...pairWindows, ...baselinePlans.flatMap((p) => p.groups.flat())].map((c) => c.start);
+    await task.prepare(starts, job);
     clock.lap('prefix');
     const baseVal = await task.validate(model, 0, as('validate'));
     clock.lap('validate');

@@ -59,6 +59,11 @@ export interface MergeMethod extends Named {
 }
 
 export interface RecoverMethod extends Named {
+  /**
+   * Rewrites layers before the window too (finetune trains every FF): its candidates change the model from
+   * layer 0, so they are scored from there, and a large model's search budget counts them so.
+   */
+  readonly rewritesEarlier?: boolean;
   recover(ctx: MergeContext, merged: MergedWindow, opts: JobOptions): Promise<MergedWindow>;
 }
 

@@ -41,8 +41,9 @@ export interface Task {
   readonly calibration: FeatureBatch[];
   readonly data: DataCounts;
   /**
-   * Called once before scoring with every `start` a candidate will be scored from; a task that can reuses
-   * the base model's states entering those layers (layers before a candidate's start are the base model's).
+   * Called once before scoring with the `start` of every candidate it will score, one per candidate (a start
+   * repeats); a task that can reuses the base model's states entering those layers (layers before a
+   * candidate's start are the base model's), and may size its search split by what scoring them all costs.
    */
   prepare(starts: number[], opts: JobOptions): Promise<void>;
   /**

@@ -41,6 +41,7 @@ function calibrationImages(batches: FeatureBatch[]): LabelledImages | undefined 
 
 export const finetuneRecover: RecoverMethod = {
   name: 'finetune',
+  rewritesEarlier: true,
   description: `trains the FF sublayers ${STEPS} AdamW steps on the calibration data with the tie kept (decoder LMs: tokens; vit: labelled images; the full step 6 is \`ffmerge finetune\`)`,
   async recover(ctx, m, opts) {
     const { model } = ctx;
@@ -62,11 +63,14 @@ export const finetuneRecover: RecoverMethod = {
     const layers = windowLayers(m.window);
     // An earlier merge's layers train tied, as one FF (an expanded source holds them as equal copies: tied here).
     const earlier = ctx.earlier?.get(m.stack) ?? [];
-    const tied = earlier.flatMap((ls) => {
-      const ff = model.ffWeights(ls[0]!);
-      return ls.map((layer) => ({ stack: m.stack, layer, ff }));
-    });
-    const view = await model.withFF([...tied, ...layers.map((layer) => ({ stack: m.stack, layer, ff: m.merged }))], opts.signal ? { signal: opts.signal } : {});
+    // read off the main thread (ffWeights would widen a streamed 16-bit layer on the JS thread)
+    const signal = opts.signal ? { signal: opts.signal } : {};
+    const tied = [];
+    for (const ls of earlier) {
+      const ff = await model.readFFWeights(ls[0]!, { ...signal, stack: m.stack });
+      tied.push(...ls.map((layer) => ({ stack: m.stack, layer, ff })));
+    }
+    const view = await model.withFF([...tied, ...layers.map((layer) => ({ stack: m.stack, layer, ff: m.merged }))], signal);
     try {
       const r = await train(view, {
         ...data,
@@ -74,12 +78,12 @@ export const finetuneRecover: RecoverMethod = {
         lr: LR,
         trainable: 'ff',
         seed: 0,
-        ...(opts.signal ? { signal: opts.signal } : {}),
+        ...signal,
       });
       try {
-        const merged: FFWeights = r.model.ffWeights(layers[0]!);
+        const merged: FFWeights = await r.model.readFFWeights(layers[0]!, signal);
         const adjusted = new Map<number, FFWeights>();
-        for (let l = 0; l < spec.layers; l++) if (!layers.includes(l)) adjusted.set(l, r.model.ffWeights(l));
+        for (let l = 0; l < spec.layers; l++) if (!layers.includes(l)) adjusted.set(l, await r.model.readFFWeights(l, signal));
         // one object per earlier merge: compress writes such a window's rewrite only when its layers share one
         for (const ls of earlier) for (const l of ls) adjusted.set(l, adjusted.get(ls[0]!)!);
         return { ...m, merged, adjusted };

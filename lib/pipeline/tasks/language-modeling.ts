@@ -20,8 +20,9 @@ export const LM_DEFAULTS = { calibrationTokens: 10240, validationTokens: 10240, 
 /**
  * The search split of a large model (≥ 1B parameters in its layers) when searchTokens is not given: as many
  * validation tokens as keep the whole search to about this many full passes over the validation split. A
- * candidate starting at layer s costs (L − s)/L of a pass per token, so a 7B (32 layers, 31 windows of 2)
- * scores each candidate on ~1/4 of the validation tokens. Smaller models search on all of them.
+ * candidate starting at layer s costs (L − s)/L of a pass per token, so a 7B (32 layers, 31 windows of 2) scores
+ * one combination's candidates on ~1/4 of the validation tokens, the default's three on ~1/12 (whole batches at
+ * least: one batch, 2,048 tokens, at the defaults). Smaller models search on all of them.
  */
 export const LARGE_SEARCH = { minParams: 1e9, passes: 4 };
 
