@@ -42,6 +42,10 @@ describe('ffmerge export / compress --format onnx', () => {
     expect(logits).toHaveLength(3 * 512);
     expect(logits.every(Number.isFinite)).toBe(true);
     await s.release();
+    // ffmerge writes ONNX but does not read it: inspect (eval, compress) says so and what to give instead
+    const i = ffmerge(cwd, 'inspect', 'merged');
+    expect(i.code).not.toBe(0);
+    expect(i.stderr).toMatch(/holds an ONNX export, which ffmerge writes but does not read; give the safetensors folder/);
   });
 
   it('export of a tied compress output: an ONNX card and record (not the tied ones), the report carried', () => {

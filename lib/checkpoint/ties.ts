@@ -38,6 +38,16 @@ export function parseTies(json: string | undefined, stored: (name: string) => bo
   return ties as TieMap;
 }
 
+/** What a folder without safetensors holds instead, said in the refusal: the likely mistakes. */
+function otherFormat(dir: string): string {
+  const has = (f: string) => fs.existsSync(path.join(dir, f));
+  if (has('onnx')) return ': it holds an ONNX export, which ffmerge writes but does not read; give the safetensors folder it was exported from';
+  if (has('pytorch_model.bin') || has('pytorch_model.bin.index.json')) {
+    return ': it holds PyTorch .bin weights; save them as safetensors first (transformers: model.save_pretrained(dir, safe_serialization=True))';
+  }
+  return '';
+}
+
 /** A checkpoint (tied or not) seen as its full set of logical tensor names. */
 export class CheckpointReader {
   private constructor(
@@ -50,7 +60,7 @@ export class CheckpointReader {
     checkPath(dir, 'CheckpointReader.open(dir): dir');
     const file = path.join(dir, 'model.safetensors');
     if (!fs.existsSync(file) && !fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
-      throw new FfmergeError('TENSOR_NOT_FOUND', `${dir} has no model.safetensors (ffmerge reads safetensors checkpoints)`);
+      throw new FfmergeError('TENSOR_NOT_FOUND', `${dir} has no model.safetensors (ffmerge reads safetensors checkpoints)${otherFormat(dir)}`);
     }
     // a directory: single file or sharded (the reader picks; a sharded tied output has its tie map in every shard)
     const reader = await SafetensorsReader.open(dir);
