@@ -2,7 +2,7 @@ import { averageFF, averageFFAsync, FFMean } from '../lib/merge/average';
 import { permuteFF, permuteFFAsync, permuteFFConv1D } from '../lib/merge/permute';
 import { STAGE_MIN } from '../lib/native/staged';
 import { shuffled } from './helpers/permutation';
-import { anchorOffset, enumerateWindows, kFromFraction, parseWindow } from '../lib/merge/windows';
+import { anchorOffset, enumerateWindows, kFromFraction, kLabel, parseWindow } from '../lib/merge/windows';
 import { matrixToCanonical, transpose, type FFWeights } from '../lib/model/ff-weights';
 import { ffForwardReference } from '../lib/reference/ff';
 import { SafetensorsReader } from '../lib/safetensors';
@@ -174,6 +174,11 @@ describe('windows', () => {
     expect(() => parseWindow('10-12', 12)).toThrow(expect.objectContaining({ code: 'INVALID_WINDOW' }));
     expect(() => parseWindow('banana', 12)).toThrow(expect.objectContaining({ code: 'INVALID_WINDOW' }));
     expect(() => enumerateWindows(5, 6)).toThrow(expect.objectContaining({ code: 'K_TOO_LARGE' }));
+  });
+  it('names k as the windows have it: k − 1 pairs chosen in place of one window of k say so', () => {
+    expect(kLabel(3, [3])).toBe('k = 3');
+    expect(kLabel(3, [2, 2])).toBe('k = 3 as 2 pairs');
+    expect(kLabel(2, [2, 3])).toBe('k = 2, 3');
   });
   it('k from fraction and anchors', () => {
     expect(kFromFraction(0.25, 12)).toBe(4);

@@ -18,6 +18,7 @@ import { tokenizeFile } from '../lib/data/tokenize-file';
 import { cutBlocks } from '../lib/data/blocks';
 import { perplexity } from '../lib/eval/perplexity';
 import { describeShared, sharedPath } from './helpers/shared';
+import { formatReport } from '../lib/cli/report';
 
 const MODEL = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 const DATA = path.join(MODEL, 'calibration.txt');
@@ -147,6 +148,8 @@ describe("pairs in place of one window (method 'auto', k > 2)", () => {
     const bestWindow = k3.reduce((x, y) => (y.score < x.score ? y : x));
     const want = combined[0]!.score < bestWindow.score ? combined[0]!.windows.decoder : bestWindow.windows.decoder;
     expect(r.windows.map((w) => w.window).join(',')).toBe(want);
+    // the report and the card say which it was ("k = 3" alone would read as windows of 3)
+    expect(formatReport(r)).toMatch(r.windows.length === 2 ? /merged {4}k = 3 as 2 pairs,/ : /merged {4}k = 3,/);
     // two FF sublayers removed either way
     expect(r.params.removed).toBe(2 * (await inspectModel(MODEL)).stacks[0]!.ffParamsPerLayer);
     // a later layer rewritten for one pair never lies inside the other pair

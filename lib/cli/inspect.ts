@@ -1,16 +1,18 @@
 /** `ffmerge inspect <model>`: architecture, layers, FF share of parameters, what each k would save. */
 import { inspectModel, type ModelSummary } from '../model/inspect';
+import { kLabel } from '../merge/windows';
 import { fmtBytes, fmtInt, fmtPct, table } from './format';
 
 /**
  * "k = 3", "method permute": the record's top-level k and method are its last compress's, so they are shown as
  * such only when every merge shares them; a model compressed twice with another k or method lists each.
  */
-function kAndMethod(info: Record<string, unknown>, windows: readonly { layers: number[] }[]): (string | undefined)[] {
+function kAndMethod(info: Record<string, unknown>, windows: readonly { stack: string; layers: number[] }[]): (string | undefined)[] {
   const ks = [...new Set(windows.map((w) => w.layers.length))].sort((a, b) => a - b);
   const recorded = Array.isArray(info.windows) ? (info.windows as unknown[]) : [];
   const methods = [...new Set(recorded.map((w) => (typeof w === 'object' && w !== null ? (w as Record<string, unknown>).method : undefined)).filter((m): m is string => typeof m === 'string'))];
-  const k = ks.length > 1 ? `k = ${ks.join(', ')}` : info.k !== undefined ? `k = ${String(info.k)}` : undefined;
+  const one = windows.filter((w) => w.stack === windows[0]?.stack).map((w) => w.layers.length);
+  const k = ks.length > 1 ? `k = ${ks.join(', ')}` : typeof info.k === 'number' ? kLabel(info.k, one) : info.k !== undefined ? `k = ${String(info.k)}` : undefined;
   const method = methods.length > 1 ? `methods ${methods.join(', ')}` : info.method !== undefined ? `method ${String(info.method)}` : undefined;
   return [k, method];
 }

@@ -1,5 +1,6 @@
 /** The human summary of a compress run (report.json holds the same numbers). */
 import type { CompressResult } from '../pipeline/result';
+import { kLabel } from '../merge/windows';
 import { fmtBytes, fmtInt, fmtPct, fmtSeconds, table } from './format';
 
 const METRIC_NAMES = { perplexity: 'perplexity', accuracy: 'top-1 accuracy', bleu: 'greedy BLEU' } as const;
@@ -16,7 +17,7 @@ export function formatReport(r: CompressResult): string {
   const layers = Object.entries(r.layers).map(([s, n]) => `${n} ${s}`).join(' + ');
   lines.push(`model     ${r.model} (${r.modelType}, ${layers} layers, ${r.task})`);
   lines.push(
-    `merged    k = ${r.k}, method ${r.method}, recover ${r.recover}${Object.keys(r.layers).length > 1 ? `, stacks ${r.stacks}` : ''}, window ` +
+    `merged    ${kLabel(r.k, r.windows.filter((w) => w.stack === r.windows[0]?.stack).map((w) => w.layers.length))}, method ${r.method}, recover ${r.recover}${Object.keys(r.layers).length > 1 ? `, stacks ${r.stacks}` : ''}, window ` +
       r.windows.map((x) => `${Object.keys(r.layers).length > 1 ? `${x.stack} ` : ''}${x.window} (anchor ${x.anchor})`).join(', '),
   );
   lines.push(

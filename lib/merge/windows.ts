@@ -20,6 +20,17 @@ export function windowLabel(w: Window): string {
   return `${w.start}-${w.start + w.k - 1}`;
 }
 
+/**
+ * "k = 3" for a merge whose windows span k layers each (`sizes`: one stack's windows). The default search may
+ * keep k − 1 pairs instead of one window of k (as many FF sublayers removed): "k = 3 as 2 pairs", where the k
+ * alone would read as windows of 3; windows of other sizes are listed by size.
+ */
+export function kLabel(k: number, sizes: readonly number[]): string {
+  if (sizes.every((n) => n === k)) return `k = ${k}`;
+  if (k > 2 && sizes.every((n) => n === 2)) return `k = ${k} as ${sizes.length} pairs`;
+  return `k = ${[...new Set(sizes)].sort((a, b) => a - b).join(', ')}`;
+}
+
 /** Throws K_TOO_LARGE / INVALID_ARGUMENT unless 2 ≤ k ≤ layers. */
 export function checkK(k: number, layers: number): void {
   if (!Number.isInteger(k) || k < 2) {

@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readRegularFileSync, MAX_JSON_FILE_BYTES } from '../files';
+import { kLabel } from '../merge/windows';
 import type { CompressFormat } from './options';
 import type { CompressResult } from './result';
 
@@ -187,7 +188,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     `adjacent layers are merged into one FF that all k positions share. ${training}`,
     '',
     '## What was merged',
-    `- k = ${r.k}: ${windows}`,
+    `- ${kLabel(r.k, r.windows.filter((w) => w.stack === r.windows[0]?.stack).map((w) => w.layers.length))}: ${windows}`,
     ...(r.earlierWindows?.length ? [`- kept from the source, already an ffmerge output: ${r.earlierWindows.map((w) => `${multi ? `${w.stack} ` : ''}layers ${w.layers.join(', ')}`).join('; ')} (each sharing one FF, as before)`] : []),
     `- method: \`${r.method}\`${METHOD_NOTE[r.method] ? ` (${METHOD_NOTE[r.method]})` : ''}; recover: \`${r.recover}\``,
     ...(adjusted ? [`- also rewritten by the recover method, at the same size, none newly shared (each keeps its own FF, or the one an earlier merge gave it): ${adjusted}`] : []),
