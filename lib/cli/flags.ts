@@ -2,9 +2,7 @@
  * Turning CLI flags into library options: number parsing, name checks against the registries, and the data
  * flags of each task (a data flag that the model's task does not read is refused with its flag name).
  */
-import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../files';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import type { ImageSource, ParallelSource } from '../pipeline/options';
 
@@ -29,16 +27,6 @@ export function refuseFlags(given: object, known: readonly string[], allowed: re
     if ((given as Record<string, unknown>)[key] !== undefined && !allowed.includes(key)) {
       throw new FfmergeError('OPTION_NOT_APPLICABLE', `--${kebab(key)} does not apply to ${modelType} models (${task})`);
     }
-  }
-}
-
-/** model_type of a model folder (undefined when config.json is unreadable: the loader reports that). */
-export function modelTypeOf(dir: string): string | undefined {
-  try {
-    const c = JSON.parse(readRegularFileSync(path.join(dir, 'config.json'), 'INVALID_CONFIG', MAX_JSON_FILE_BYTES)) as { model_type?: unknown } | null;
-    return typeof c?.model_type === 'string' ? c.model_type : undefined;
-  } catch {
-    return undefined;
   }
 }
 
