@@ -334,7 +334,7 @@ constexpr double kMinMacsPerThread = 1 << 22;
 
 void sgemm(ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,
            size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc) {
-  sgemm_with_kernel(nullptr, pool, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  sgemm_with_kernel(nullptr, pool, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CancelScope::current());
 }
 
 namespace {
@@ -393,7 +393,7 @@ void sgemm_bt16(ThreadPool* pool, bool trans_a, size_t M, size_t N, size_t K, fl
   BOperand b;
   b.h16 = B;
   b.type = type;
-  gemm_dispatch(kernel, pool, trans_a, true, M, N, K, alpha, A, lda, b, ldb, beta, C, ldc, nullptr);
+  gemm_dispatch(kernel, pool, trans_a, true, M, N, K, alpha, A, lda, b, ldb, beta, C, ldc, CancelScope::current());
 }
 
 std::string sgemm_kernel_name() {

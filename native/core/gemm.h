@@ -15,6 +15,8 @@ namespace ffm {
 
 class ThreadPool;
 
+// Inside a CancelScope (core/job.h), sgemm and sgemm_bt16 poll its job's cancel flag between cache blocks and
+// throw Cancelled (C partly written), as sgemm_with_kernel does with a `ctl`.
 void sgemm(ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, size_t K, float alpha, const float* A,
            size_t lda, const float* B, size_t ldb, float beta, float* C, size_t ldc);
 

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/gemm.h"
 #include "core/gemm_kernels.h"
+#include "core/job.h"
 #include "core/thread_pool.h"
 #include "tests/check.h"
 
@@ -221,6 +222,45 @@ TEST(concurrent_calls_sharing_one_pool_do_not_interfere) {
     });
   for (auto& t : threads) t.join();
   for (const Job& j : jobs) CHECK(j.got == j.want);
+}
+
+// A product inside a CancelScope stops at the scope's cancel flag (a forward pass's layer answers an abort
+// within a block); outside any scope, or once the scope has ended, the same flag is not read.
+TEST(sgemm_stops_on_the_cancel_flag_of_its_scope) {
+  std::mt19937 rng(11);
+  ffm::ThreadPool pool(3);
+  const size_t M = 301, N = 157, K = 263;
+  auto A = random_floats(M * K, rng), B = random_floats(K * N, rng);
+  std::vector<float> C(M * N), want(M * N);
+  ffm::sgemm(&pool, false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, want.data(), N);
+  ffm::JobControl ctl(pool);
+  ctl.cancel();
+  for (ffm::ThreadPool* p : {static_cast<ffm::ThreadPool*>(nullptr), &pool}) {
+    bool cancelled = false;
+    {
+      const ffm::CancelScope scope(ctl);
+      CHECK(ffm::CancelScope::current() == &ctl);
+      try {
+        ffm::sgemm(p, false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, C.data(), N);
+      } catch (const ffm::Cancelled&) {
+        cancelled = true;
+      }
+    }
+    CHECK(cancelled);
+    CHECK(ffm::CancelScope::current() == nullptr);
+    ffm::sgemm(p, false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, C.data(), N);
+    CHECK(C == want);
+  }
+  // 16-bit weights too
+  std::vector<uint16_t> Bh(N * K, 0x3c00);  // 1.0 in F16
+  const ffm::CancelScope scope(ctl);
+  bool cancelled = false;
+  try {
+    ffm::sgemm_bt16(&pool, false, M, N, K, 1.0f, A.data(), K, Bh.data(), ffm::Half::F16, K, 0.0f, C.data(), N);
+  } catch (const ffm::Cancelled&) {
+    cancelled = true;
+  }
+  CHECK(cancelled);
 }
 
 TEST(k_zero_and_alpha_zero_scale_c_without_reading_a_or_b) {

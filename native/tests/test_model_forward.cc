@@ -175,6 +175,28 @@ TEST(ff_views_share_and_permutation_keeps_logits) {
   for (size_t i = 0; i < a.logits.size(); ++i) CHECK_NEAR(a.logits[i], b.logits[i], 1e-4);
 }
 
+// The forward pass installs its job as the thread's CancelScope (its matrix products stop on an abort within a
+// layer) for as long as it runs, and restores the one before it.
+struct ScopeProbe : model::FFCapture {
+  const JobControl* seen = nullptr;
+  void on_batch(JobControl&, const std::vector<const float*>&, size_t) override { seen = CancelScope::current(); }
+};
+
+TEST(forward_runs_inside_its_jobs_cancel_scope) {
+  ModelSpec s = tiny_spec();
+  Model m = build_model(s, tiny_tensors(s));
+  auto x = ids();
+  JobControl ctl(pool());
+  ScopeProbe probe;
+  ForwardOptions o;
+  o.capture_layers = {1};
+  o.capture = &probe;
+  CHECK(CancelScope::current() == nullptr);
+  forward(ctl, m, batch_of(x), o);
+  CHECK(probe.seen == &ctl);
+  CHECK(CancelScope::current() == nullptr);
+}
+
 TEST(typed_errors_and_cancel) {
   ModelSpec s = tiny_spec();
   auto t = tiny_tensors(s);

@@ -311,6 +311,8 @@ void next_token_nll(ThreadPool* pool, const Model& m, const float* h, const int3
 }  // namespace
 
 ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, const ForwardOptions& o) {
+  // an abort stops the matrix products inside a layer, not only at the next one (seconds apart at 7B width)
+  const CancelScope cancel_scope(ctl);
   const ModelSpec& s = m.spec;
   const size_t to = std::min(o.to_layer, s.layers);
   check_inputs(m, in, o, to);
