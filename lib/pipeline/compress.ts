@@ -422,7 +422,8 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     );
     // one start per candidate scored (a large model's search budget counts each), 0 for a recover method
     // that rewrites earlier layers; the pair scan runs with an auto combination, which does not
-    const starts = [...mergePlans.flat(), ...pairWindows, ...baselinePlans.flatMap((p) => p.groups.flat())].map((c) => c.start);
+    const pairsScored = groups.flatMap((stacks) => pairWindows.filter((w) => !takenBy(done, stacks, w)));
+    const starts = [...mergePlans.flat(), ...pairsScored, ...baselinePlans.flatMap((p) => p.groups.flat())].map((c) => c.start);
     await task.prepare(starts, job);
     clock.lap('prefix');
     const baseVal = await task.validate(model, 0, as('validate'));
