@@ -196,6 +196,22 @@ describe('image folders (PNG and JPEG made with sharp)', () => {
     expect(t[40]).toBeCloseTo(1, 6); // zebra/a.png: 255
   });
 
+  test('a cut-off or empty image file → INVALID_DATA naming it (before: a plain Error from sharp, no code, no name)', async () => {
+    // PNG cut at 40 bytes: its header and size read (metadata passes), its pixels do not
+    for (const [fmt, bytes] of [['png', 40], ['jpeg', -40], ['png', 0]] as const) {
+      const dir = path.join(tmp, `folder-cut-${fmt}-${bytes}`);
+      await make(dir, 'ant', 'ok.png', 4, 5, 1, 0, 'png');
+      // noise, so that the file is long enough to be cut after its header
+      fs.mkdirSync(path.join(dir, 'bee'), { recursive: true });
+      const noise = sharp(Buffer.from(Array.from({ length: 4 * 5 }, (_, i) => (i * 7919) % 251)), { raw: { width: 4, height: 5, channels: 1 } }).toColourspace('b-w');
+      const full = await (fmt === 'png' ? noise.png() : noise.jpeg({ quality: 100 })).toBuffer();
+      const bad = path.join(dir, 'bee', `cut.${fmt === 'png' ? 'png' : 'jpg'}`);
+      fs.writeFileSync(bad, full.subarray(0, bytes < 0 ? full.length + bytes : bytes));
+      const e = await expectCode(loadImageFolder(dir, grey5), 'INVALID_DATA');
+      expect(e.message).toContain(`cut.${fmt === 'png' ? 'png' : 'jpg'} is not a readable image`);
+    }
+  });
+
   test('class order from the model config (id2label) instead of sorted folder names', async () => {
     const dir = path.join(tmp, 'folder-named');
     await make(dir, 'Trouser', 'a.png', 4, 5, 1, 10, 'png');

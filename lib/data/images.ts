@@ -252,14 +252,17 @@ async function decodeToTarget(
   name: string,
 ): Promise<Uint8Array> {
   const raw = Buffer.isBuffer(input) ? undefined : input;
-  let img = raw
-    ? sharp(raw.data, { raw: { width: raw.width, height: raw.height, channels: raw.channels as 1 | 2 | 3 | 4 } })
-    : sharp(input as Buffer, { failOn: 'error' });
+  // sharp throws at once on an empty buffer, and only when decoding pixels on a file cut after its header
+  const unreadable = (e: unknown) => new FfmergeError('INVALID_DATA', `${name} is not a readable image: ${(e as Error).message}`, { cause: e });
+  let img: ReturnType<Sharp>;
   let meta: { width?: number; height?: number; channels?: number; hasAlpha?: boolean };
   try {
+    img = raw
+      ? sharp(raw.data, { raw: { width: raw.width, height: raw.height, channels: raw.channels as 1 | 2 | 3 | 4 } })
+      : sharp(input as Buffer, { failOn: 'error' });
     meta = raw ? { width: raw.width, height: raw.height, channels: raw.channels, hasAlpha: false } : await img.metadata();
   } catch (e) {
-    throw new FfmergeError('INVALID_DATA', `${name} is not a readable image: ${(e as Error).message}`, { cause: e });
+    throw unreadable(e);
   }
   const colour = (meta.channels ?? 0) - (meta.hasAlpha ? 1 : 0);
   if (colour !== pre.channels && !pre.convertChannels) {
@@ -279,7 +282,9 @@ async function decodeToTarget(
   }
   img = img.removeAlpha();
   img = pre.channels === 1 ? img.greyscale() : img.toColourspace('srgb');
-  const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await img.raw().toBuffer({ resolveWithObject: true }).catch((e: unknown) => {
+    throw unreadable(e);
+  });
   if (info.channels !== pre.channels || info.width !== pre.width || info.height !== pre.height) {
     throw new FfmergeError('INVALID_DATA', `${name} decoded to ${info.width}x${info.height}x${info.channels}, not ${pre.width}x${pre.height}x${pre.channels}`);
   }
