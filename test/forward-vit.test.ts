@@ -101,6 +101,9 @@ describeShared('fixtures/vit-fmnist', 'ViT (vit-fmnist) forward', () => {
       err = e;
     }
     expect(isFfmergeError(err, 'INVALID_DATA')).toBe(true);
+    // no images at all (an idx pair of 0): the data's fault, not an argument's (before: INVALID_ARGUMENT, exit 2)
+    const empty = { count: 0, height: 28, width: 28, channels: 1, pixels: new Uint8Array(0), labels: new Int32Array(0) };
+    await expect(evaluateImageClassifier(model, empty, pre)).rejects.toMatchObject({ code: 'INVALID_DATA' });
   });
 
   test('an aborted evaluation stops with ABORTED', async () => {

@@ -47,6 +47,7 @@ export async function evaluateImageClassifier(
     );
   }
   const set = await conformImages(images, pre);
+  if (set.count === 0) throw new FfmergeError('INVALID_DATA', 'the image data holds no images: nothing to evaluate');
   const start = opts.start ?? 0;
   const count = opts.count ?? set.count - start;
   if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count <= 0 || start + count > set.count) {
