@@ -175,6 +175,39 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
     expect(byDefault.map((t) => t.text)).toEqual(cases.map((c) => c.text));
   });
 
+  test('a source is kept up to the encoder\'s 128 positions; a longer one is cut to them and said so', async () => {
+    const generation = await loadGenerationConfig(dir);
+    const sentence = 'A man in a blue shirt is standing on a ladder cleaning windows. ';
+    const medium = sentence.repeat(6).trim(); // over 64 ids, under 128
+    const long = sentence.repeat(20).trim(); // over 128
+    const mediumIds = tokenizer.encode(medium);
+    expect(mediumIds.length).toBeGreaterThan(64);
+    expect(mediumIds.length).toBeLessThan(128);
+    expect(tokenizer.encode(long).length).toBeGreaterThan(128);
+    const [m, l] = await translate(model, tokenizer, [medium, long], { generation });
+    // the whole medium source is read: what generate gives on all of its ids (before: cut to 64 silently)
+    const g = await model.generate({ ids: Int32Array.from(mediumIds), batch: 1, seq: mediumIds.length }, generation);
+    const row = Array.from(g.ids.subarray(1, g.length));
+    expect(m!.ids).toEqual(row.slice(0, row.indexOf(0) + 1));
+    expect(m!.truncated).toBe(false);
+    const [cut64] = await translate(model, tokenizer, [medium], { generation, maxSourceTokens: 64 });
+    expect(cut64!.truncated).toBe(true);
+    expect(cut64!.ids).not.toEqual(m!.ids);
+    // the long one is cut to the positions (not refused as SEQUENCE_TOO_LONG), and its translation says so
+    expect(l!.truncated).toBe(true);
+    expect((await translate(model, tokenizer, [long], { generation, maxSourceTokens: 128 }))[0]!.ids).toEqual(l!.ids);
+    const r = await evaluateTranslation(model, tokenizer, [{ source: medium, target: 'x' }, { source: long, target: 'y' }], { generation });
+    expect(r.truncated).toBe(1);
+    await expect(translate(model, tokenizer, [medium], { maxSourceTokens: 0 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    // feature batches cut only when asked, and count the pairs cut
+    const pairs = [{ source: medium, target: long }, { source: 'a dog.', target: 'ein Hund.' }, { source: long, target: 'x' }];
+    expect(translationBatches(pairs, tokenizer, { decoderStartTokenId: 2, padTokenId: 2 })[0]!.truncated).toBe(0);
+    const [b] = translationBatches(pairs, tokenizer, { decoderStartTokenId: 2, padTokenId: 2, maxSourceTokens: 128, maxTargetTokens: 128 });
+    expect(b!.truncated).toBe(2);
+    expect(b!.input.encoderSeq).toBe(128);
+    expect(b!.input.seq).toBe(128);
+  });
+
   test('a folder without a decoder start id loads (a forward pass needs none); translate() says what is missing', async () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-nostart-'));
     try {

@@ -17,6 +17,7 @@ import { readParallel } from '../lib/data/parallel';
 import { evaluateTranslation, loadGenerationConfig, translate } from '../lib/eval/translate';
 import { referenceBatches, teacherForcedLoss } from '../lib/eval/translation-loss';
 import type { StackName } from '../lib/model/model';
+import { translation } from '../lib/pipeline/tasks/translation';
 import { shuffled } from './helpers/permutation';
 import { describeShared, sharedPath } from './helpers/shared';
 
@@ -124,15 +125,38 @@ describeShared('fixtures/marian-multi30k-en-de', 'compress on marian-multi30k-en
     let sum = 0;
     let count = 0;
     for (const p of val) {
-      const f = await m.forward(referenceBatches([p], tok, o)[0]!, { output: 'nll' });
+      const f = await m.forward(referenceBatches([p], tok, o).batches[0]!, { output: 'nll' });
       sum += f.nllSum!;
       count += f.nllCount!;
     }
     expect(sum / count).toBeCloseTo(best, 4);
-    expect(await teacherForcedLoss(m, referenceBatches(val, tok, { ...o, batchSize: 7 }))).toBeCloseTo(best, 4);
+    expect(await teacherForcedLoss(m, referenceBatches(val, tok, { ...o, batchSize: 7 }).batches)).toBeCloseTo(best, 4);
     const again = await evaluateTranslation(m, tok, val, { generation });
     m.dispose();
     expect(again.bleu.score).toBeCloseTo(r.merged.validation, 10);
+  });
+
+  it('pairs longer than the model\'s positions are cut to them, and the task\'s notes count them per split', async () => {
+    const long = 'A man in a blue shirt is standing on a ladder cleaning windows. '.repeat(20).trim();
+    const pairs = (await readParallel(VAL.source, VAL.target)).slice(0, 8);
+    const tsv = path.join(tmp, 'long.tsv');
+    const rows = [...pairs.slice(0, 3), { source: long, target: 'x' }, ...pairs.slice(3), { source: long, target: long }, { source: 'a dog.', target: long }];
+    fs.writeFileSync(tsv, rows.map((p) => `${p.source}\t${p.target}\n`).join(''));
+    const model = await loadModel(FIXTURE);
+    try {
+      const task = await translation.create({ model, dir: FIXTURE, options: { parallel: { tsv }, calibrationPairs: 5 } }, {});
+      expect(task.calibration.map((b) => b.input.encoderSeq)).toEqual([128]);
+      expect(task.data.notes).toEqual([
+        'validation: 6 of 6 pairs after the calibration ones',
+        "calibration pairs: 1 of 5 longer than the model's positions (128 source, 128 target tokens), cut to them",
+        "validation pairs: 1 of 6 longer than the model's positions (128 source, 128 target tokens), cut to them",
+      ]);
+      // ranked by loss, the references are cut too (the last pair's target): 2 of 6
+      const byLoss = await translation.create({ model, dir: FIXTURE, options: { parallel: { tsv }, calibrationPairs: 5, selectBy: 'loss' } }, {});
+      expect(byLoss.data.notes[2]).toMatch(/^validation pairs: 2 of 6 /);
+    } finally {
+      model.dispose();
+    }
   });
 
   it('independent: each stack searched with the other unmerged, the two best combined', async () => {

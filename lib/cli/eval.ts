@@ -96,8 +96,9 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
       bar.done();
       finite(r.bleu.score, 'BLEU');
       finite(r.chrf.score, 'chrF');
-      result = { model: path.resolve(model), metric: 'bleu', bleu: r.bleu.score, chrf: r.chrf.score, sentences: pairs.length, seconds: seconds() };
-      line = `BLEU ${r.bleu.score.toFixed(2)}, chrF ${r.chrf.score.toFixed(2)} (greedy, ${pairs.length} sentences, ${seconds().toFixed(1)} s)`;
+      result = { model: path.resolve(model), metric: 'bleu', bleu: r.bleu.score, chrf: r.chrf.score, sentences: pairs.length, truncated: r.truncated, seconds: seconds() };
+      const cut = r.truncated > 0 ? `; ${r.truncated} sources longer than the model's ${m.encoderSpec!.maxPositions} positions were cut to them` : '';
+      line = `BLEU ${r.bleu.score.toFixed(2)}, chrF ${r.chrf.score.toFixed(2)} (greedy, ${pairs.length} sentences${cut}, ${seconds().toFixed(1)} s)`;
     } finally {
       m.dispose();
     }

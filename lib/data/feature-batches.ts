@@ -8,6 +8,7 @@
 import { FfmergeError, showValue } from '../errors';
 import type { ForwardInput } from '../model/model';
 import type { Tokenizer } from '../tokenizer';
+import { encodeSentences } from './encode-sentences';
 import { imagesToTensor, type ImagePreprocessor, type ImageSet } from './images';
 
 export interface FeatureBatch {
@@ -19,6 +20,8 @@ export interface FeatureBatch {
   encoderFeatureRows?: number;
   /** Image batches of a labelled set: each image's class (what fine-tuning as a recover method trains on). */
   labels?: Int32Array;
+  /** Translation batches: pairs of this batch whose source or target was cut to maxSourceTokens / maxTargetTokens. */
+  truncated?: number;
 }
 
 function checkBatchSize(n: number): void {
@@ -56,7 +59,11 @@ export function imageBatches(
 export interface TranslationBatchOptions {
   decoderStartTokenId: number;
   padTokenId: number;
-  /** Tokens kept per side, special tokens included (default 64 each). */
+  /**
+   * Tokens kept per side, special tokens included; each batch counts the pairs cut (`truncated`). Default: no
+   * cut, so a side longer than the model's positions fails in the forward pass (SEQUENCE_TOO_LONG). Pass the
+   * model's positions to cut such sentences instead.
+   */
   maxSourceTokens?: number;
   maxTargetTokens?: number;
   batchSize?: number;
@@ -75,8 +82,8 @@ export function translationBatches(
   const out: FeatureBatch[] = [];
   for (let i = 0; i < pairs.length; i += batchSize) {
     const group = pairs.slice(i, i + batchSize);
-    const src = group.map((p) => tokenizer.encode(p.source, { maxLength: opts.maxSourceTokens ?? 64 }));
-    const tgt = group.map((p) => tokenizer.encode(p.target, { maxLength: opts.maxTargetTokens ?? 64 }));
+    const { ids: src, cut: srcCut } = encodeSentences(tokenizer, group.map((p) => p.source), opts.maxSourceTokens);
+    const { ids: tgt, cut: tgtCut } = encodeSentences(tokenizer, group.map((p) => p.target), opts.maxTargetTokens);
     const B = group.length;
     const S = Math.max(1, ...src.map((s) => s.length));
     const T = Math.max(1, ...tgt.map((t) => t.length));
@@ -103,6 +110,7 @@ export function translationBatches(
       featureMask,
       featureRows: decRows,
       encoderFeatureRows: encRows,
+      truncated: new Set([...srcCut, ...tgtCut]).size,
     });
   }
   return out;

@@ -1,16 +1,17 @@
 /**
  * Greedy (or beam-search, when the generation config asks) translation of a corpus with an encoder–decoder model (Marian) and its corpus BLEU / chrF, the way
  * the fixture's eval.json describes: sources encoded with the model's tokenizer (its post-processor appends
- * </s>), truncated to `maxSourceTokens`; greedy decoding per generation_config.json; hypotheses decoded
+ * </s>), cut to `maxSourceTokens` (default: the model's positions, counted in the result); greedy decoding per generation_config.json; hypotheses decoded
  * skipping special tokens; sacreBLEU-exact corpus BLEU (13a) against the raw references.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import { corpusBleu, type BleuResult } from '../metrics/bleu';
 import { corpusChrf, type ChrfResult } from '../metrics/chrf';
 import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
 import { checkModel, generationConfigFrom, type GenerationConfig, type Model } from '../model/model';
 import { checkTokenizer, type Tokenizer } from '../tokenizer';
 import { checkArrayOf } from '../arguments';
+import { encodeSentences } from '../data/encode-sentences';
 
 /** The greedy settings of a model folder (also what loadModel gives an encoder–decoder model). */
 export { loadGenerationConfig } from '../model/load';
@@ -18,7 +19,10 @@ export { loadGenerationConfig } from '../model/load';
 export interface TranslateOptions extends JobOptions {
   /** Sentences per native job (default 64). Sentences are batched by length; output order is the input order. */
   batchSize?: number;
-  /** Source tokens kept per sentence, special tokens included (default 64). */
+  /**
+   * Source ids kept per sentence, special tokens included. Default: the encoder's positions (config.json
+   * max_position_embeddings), the most it can read. A longer source is cut and its translation says so.
+   */
   maxSourceTokens?: number;
   /**
    * Greedy settings. Default: the generation_config.json of the folder the model was loaded from (loadModel reads
@@ -31,6 +35,8 @@ export interface Translation {
   text: string;
   /** Generated ids after the start token, up to and including eos. */
   ids: number[];
+  /** The source was longer than maxSourceTokens and was cut to it. */
+  truncated: boolean;
 }
 
 /** Greedy translations of `sources`, in order. */
@@ -41,10 +47,15 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
   checkJobOptions(opts);
   const generation = opts.generation ?? model.generation ?? generationConfigFrom({}, model.config as Record<string, unknown>);
   const batchSize = opts.batchSize ?? 64;
-  const maxSource = opts.maxSourceTokens ?? 64;
+  const positions = model.encoderSpec?.maxPositions;
+  const maxSource = opts.maxSourceTokens ?? (positions !== undefined && positions > 0 ? positions : undefined);
   if (!Number.isInteger(batchSize) || batchSize <= 0) throw new FfmergeError('INVALID_ARGUMENT', 'batchSize must be a positive integer');
+  if (maxSource !== undefined && (!Number.isInteger(maxSource) || maxSource <= 0)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `maxSourceTokens must be a positive integer (got ${showValue(maxSource)})`);
+  }
   const pad = generation.padTokenId;
-  const encoded = sources.map((s) => tokenizer.encode(s, { maxLength: maxSource }));
+  const { ids: encoded, cut } = encodeSentences(tokenizer, sources, maxSource);
+  const wasCut = new Set(cut);
   // Similar lengths together: less padding per batch. Results go back to input order.
   const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length || a - b);
   const out: Translation[] = new Array<Translation>(sources.length);
@@ -65,7 +76,7 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
       const row = Array.from(g.ids.subarray(r * g.length + 1, (r + 1) * g.length));
       const end = generation.eosTokenId === undefined ? -1 : row.indexOf(generation.eosTokenId);
       const gen = end >= 0 ? row.slice(0, end + 1) : row.filter((t) => t !== pad);
-      out[i] = { ids: gen, text: tokenizer.decode(gen, { skipSpecialTokens: true }) };
+      out[i] = { ids: gen, text: tokenizer.decode(gen, { skipSpecialTokens: true }), truncated: wasCut.has(i) };
     });
     done += idx.length;
     opts.onProgress?.({ phase: 'translate', done, total: sources.length });
@@ -77,6 +88,8 @@ export interface TranslationEval {
   bleu: BleuResult;
   chrf: ChrfResult;
   hypotheses: string[];
+  /** Sources cut to maxSourceTokens (default: the encoder's positions) before translation. */
+  truncated: number;
 }
 
 /** Translates every source and scores the corpus against the references (sacreBLEU defaults). */
@@ -89,7 +102,8 @@ export async function evaluateTranslation(
   checkModel(model, 'evaluateTranslation(model, tokenizer, pairs): model');
   checkArrayOf(pairs, 'evaluateTranslation(model, tokenizer, pairs): pairs', '{ source, target } strings', (p) => typeof (p as { source?: unknown })?.source === 'string' && typeof (p as { target?: unknown })?.target === 'string');
   if (pairs.length === 0) throw new FfmergeError('INVALID_DATA', 'the parallel corpus is empty');
-  const hyps = (await translate(model, tokenizer, pairs.map((p) => p.source), opts)).map((t) => t.text);
+  const out = await translate(model, tokenizer, pairs.map((p) => p.source), opts);
+  const hyps = out.map((t) => t.text);
   const refs = [pairs.map((p) => p.target)];
-  return { bleu: corpusBleu(hyps, refs), chrf: corpusChrf(hyps, refs), hypotheses: hyps };
+  return { bleu: corpusBleu(hyps, refs), chrf: corpusChrf(hyps, refs), hypotheses: hyps, truncated: out.filter((t) => t.truncated).length };
 }

@@ -6,23 +6,31 @@
 import type { ForwardInput, Model } from '../model/model';
 import type { JobOptions } from '../native/job';
 import type { Tokenizer } from '../tokenizer';
+import { encodeSentences } from '../data/encode-sentences';
 
 export interface ReferenceBatchOptions {
   decoderStartTokenId: number;
   padTokenId: number;
   batchSize?: number;
+  /** Ids kept per source / reference, special tokens included (default: no cut). The decoder reads one more. */
   maxSourceTokens?: number;
   maxTargetTokens?: number;
 }
 
-/** Forward batches of source → reference pairs for teacher-forced scoring. */
-export function referenceBatches(pairs: readonly { source: string; target: string }[], tokenizer: Tokenizer, o: ReferenceBatchOptions): ForwardInput[] {
+/** Forward batches of source → reference pairs for teacher-forced scoring, and how many pairs were cut. */
+export function referenceBatches(
+  pairs: readonly { source: string; target: string }[],
+  tokenizer: Tokenizer,
+  o: ReferenceBatchOptions,
+): { batches: ForwardInput[]; truncated: number } {
   const size = o.batchSize ?? 32;
   const out: ForwardInput[] = [];
+  let truncated = 0;
   for (let i = 0; i < pairs.length; i += size) {
     const group = pairs.slice(i, i + size);
-    const src = group.map((p) => tokenizer.encode(p.source, { maxLength: o.maxSourceTokens ?? 64 }));
-    const tgt = group.map((p) => tokenizer.encode(p.target, { maxLength: o.maxTargetTokens ?? 64 }));
+    const { ids: src, cut: srcCut } = encodeSentences(tokenizer, group.map((p) => p.source), o.maxSourceTokens);
+    const { ids: tgt, cut: tgtCut } = encodeSentences(tokenizer, group.map((p) => p.target), o.maxTargetTokens);
+    truncated += new Set([...srcCut, ...tgtCut]).size;
     const B = group.length;
     const S = Math.max(1, ...src.map((s) => s.length));
     const T = 1 + Math.max(1, ...tgt.map((t) => t.length));
@@ -39,7 +47,7 @@ export function referenceBatches(pairs: readonly { source: string; target: strin
     }
     out.push({ ids, batch: B, seq: T, attentionMask, encoderIds, encoderSeq: S, encoderMask });
   }
-  return out;
+  return { batches: out, truncated };
 }
 
 /** Mean NLL (nats) per reference token over the batches. */

@@ -6,6 +6,7 @@
  */
 import { FfmergeError } from '../../errors';
 import { translationBatches } from '../../data/feature-batches';
+import { encodeSentences } from '../../data/encode-sentences';
 import type { SentencePair } from '../../data/parallel';
 import { evaluateTranslation, loadGenerationConfig } from '../../eval/translate';
 import type { JobOptions } from '../../native/job';
@@ -58,22 +59,36 @@ export const translation: TaskKind = {
     const testAll = o.test ? await loadParallelSource(o.test as ParallelSource) : undefined;
     const test = testAll?.slice(0, o.testSentences ?? testAll.length);
     const bleu = async (m: Model, ps: SentencePair[], opts: JobOptions) => (await evaluateTranslation(m, tokenizer, ps, { ...opts, generation })).bleu.score;
+    // Sentences longer than the model's positions are cut to them (as translate() does), and the notes say how many.
+    const srcMax = model.encoderSpec!.maxPositions;
+    const tgtMax = model.spec.maxPositions;
+    const ids = { decoderStartTokenId: generation.decoderStartTokenId, padTokenId: generation.padTokenId };
+    const calibration = translationBatches(pairs.slice(0, calN), tokenizer, { ...ids, maxSourceTokens: srcMax, maxTargetTokens: tgtMax });
+    const calCut = calibration.reduce((n, b) => n + (b.truncated ?? 0), 0);
+    const valCut = encodeSentences(tokenizer, val.map((p) => p.source), srcMax).cut.length;
+    const testCut = test ? encodeSentences(tokenizer, test.map((p) => p.source), srcMax).cut.length : 0;
+    const cutNote = (n: number, of: number, what: string) => (n > 0 ? [`${what}: ${n} of ${of} longer than the model's positions (${srcMax} source, ${tgtMax} target tokens), cut to them`] : []);
     const byLoss = o.selectBy === 'loss';
-    const valRefs = byLoss ? referenceBatches(val, tokenizer, { decoderStartTokenId: generation.decoderStartTokenId, padTokenId: generation.padTokenId }) : undefined;
+    const valRefs = byLoss ? referenceBatches(val, tokenizer, { ...ids, maxSourceTokens: srcMax, maxTargetTokens: tgtMax - 1 }) : undefined;
     const task: Task = {
       metric: { name: 'bleu', higherIsBetter: true },
-      calibration: translationBatches(pairs.slice(0, calN), tokenizer, { decoderStartTokenId: generation.decoderStartTokenId, padTokenId: generation.padTokenId }),
+      calibration,
       data: {
         unit: 'sentences',
         calibration: calN,
         validation: val.length,
         search: val.length,
         ...(test ? { test: test.length } : {}),
-        notes: [`validation: ${val.length} of ${valAll.length} ${o.validation ? 'validation pairs' : 'pairs after the calibration ones'}`],
+        notes: [
+          `validation: ${val.length} of ${valAll.length} ${o.validation ? 'validation pairs' : 'pairs after the calibration ones'}`,
+          ...cutNote(calCut, calN, 'calibration pairs'),
+          ...cutNote(Math.max(valCut, valRefs?.truncated ?? 0), val.length, 'validation pairs'),
+          ...cutNote(testCut, test?.length ?? 0, 'test sources'),
+        ],
       },
       prepare: async () => {},
       ...(byLoss ? { selection: { name: 'loss', higherIsBetter: false } as const } : {}),
-      search: (m, _start, opts) => (byLoss ? teacherForcedLoss(m, valRefs!, opts) : bleu(m, val, opts)),
+      search: (m, _start, opts) => (byLoss ? teacherForcedLoss(m, valRefs!.batches, opts) : bleu(m, val, opts)),
       validate: (m, _start, opts) => bleu(m, val, opts),
       ...(test ? { test: (m: Model, opts: JobOptions) => bleu(m, test, opts) } : {}),
     };
