@@ -393,10 +393,17 @@ describe('merges held only in the tie map (an older output whose record left the
     const c = JSON.parse(fs.readFileSync(cfg, 'utf8')) as { ffmerge: { windows: unknown[] } };
     c.ffmerge.windows.push({ stack: 'decoder', window: '2-3', layers: [2, 3] });
     fs.writeFileSync(cfg, JSON.stringify(c));
-    for (const run of [() => compress(dir('bogus'), { ...BASE, k: 2, out: dir('never') }), () => convertCheckpoint(dir('bogus'), dir('never'), 'tied')]) {
+    // to expanded too: before, convert copied the record, and inspect of the copy counted the unbacked window's saving
+    const runs = [
+      () => compress(dir('bogus'), { ...BASE, k: 2, out: dir('never') }),
+      () => convertCheckpoint(dir('bogus'), dir('never'), 'tied'),
+      () => convertCheckpoint(dir('bogus'), dir('never'), 'expanded'),
+    ];
+    for (const run of runs) {
       const e = (await run().then(() => undefined, (x: unknown) => x)) as Error & { code: string };
       expect(e).toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(/record and the checkpoint's tie map disagree: the record lists decoder 2-3/) });
       expect(e.message).not.toMatch(/expanded model changed/);
+      expect(fs.existsSync(dir('never'))).toBe(false);
     }
     const text = formatSummary(await inspectModel(dir('bogus')));
     expect(text).toMatch(/windows decoder 0-1, 3 tensors tied[^\n]*the merges remove 33,024 FF params[^\n]*the record also lists decoder 2-3, which the tied checkpoint does not tie/);

@@ -48,8 +48,14 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   try {
     windows = earlierWindows(config, src, dir);
     if (windows.length === 0) throw notOutput();
-    // to tied: each copy checked against the one it joins
-    if (format === 'tied') ties = await recordedTies(config, windows, src, opts.signal);
+    // to tied: each copy checked against the one it joins. From a tied source to either format: a recorded
+    // window its tie map does not hold (copies that differ) is refused, as export refuses it, rather than
+    // copied into a record that claims a saving the output does not have. (An expanded source has no tie map
+    // to disagree with, and to expanded its copies are not read.)
+    if (format === 'tied' || Object.keys(src.ties).length > 0) {
+      const needed = await recordedTies(config, windows, src, opts.signal);
+      if (format === 'tied') ties = needed;
+    }
   } finally {
     await src.close();
   }
