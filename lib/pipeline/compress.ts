@@ -82,6 +82,16 @@ function resolveWindows(spec: CompressOptions['window'], layers: number, k: numb
     checkWindow(w, layers);
     if (k !== undefined && w.k !== k) throw new FfmergeError('INVALID_WINDOW', `window ${windowLabel(w)} spans ${w.k} layers but k = ${k}`);
   }
+  // One run merges windows of one size k: the record, the report and the baselines (k − 1 FF sublayers removed
+  // per window) all describe a k. Windows of other sizes are a second run on this one's output, which keeps
+  // the first run's merges and records each window as it is.
+  const sizes = [...new Set(list.map((w) => w.k))].sort((a, b) => a - b);
+  if (sizes.length > 1) {
+    throw new FfmergeError(
+      'INVALID_WINDOW',
+      `windows ${list.map(windowLabel).join(', ')} span different numbers of layers (${sizes.join(', ')}); one compress merges windows of one size k: merge one size, then compress its output with the other (the first merges are kept)`,
+    );
+  }
   const used = new Set<number>();
   for (const w of list) {
     for (const l of windowLayers(w)) {
