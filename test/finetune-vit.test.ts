@@ -190,6 +190,22 @@ test('ffmerge finetune on a tied ViT checkpoint keeps the tie, the format and th
   });
   expect(bad.status).toBe(2);
   expect(bad.stderr).toMatch(/--seq does not apply to vit models.*\[OPTION_NOT_APPLICABLE\]/);
+  // sizes that the images cannot give are refused, not cut (before: 30 trained and 10 validated, exit 0)
+  for (const [flags, message] of [
+    [['--validation-start', '30', '--train-size', '40'], /--train-size 40 is more than the 30 images before the validation range \(validation starts at image 30/],
+    [['--validation-start', '30', '--validation-size', '20'], /--validation-size 20 is more than the 10 images from --validation-start 30/],
+  ] as [string[], RegExp][]) {
+    const o = path.join(tempDir('vit-ft-size'), 'o');
+    const r2 = spawnSync(process.execPath, [BIN, 'finetune', merged, '--images', path.join(data, 'images.idx'), '--labels', path.join(data, 'labels.idx'), ...flags, '--steps', '1', '--out', o], {
+      encoding: 'utf8',
+      env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
+      timeout: 60_000,
+    });
+    expect(r2.status).toBe(2);
+    expect(r2.stderr).toMatch(message);
+    expect(r2.stderr).toMatch(/\[INVALID_ARGUMENT\]/);
+    expect(fs.existsSync(o)).toBe(false);
+  }
   const before = await loadModel(merged);
   const after = await loadModel(out);
   try {

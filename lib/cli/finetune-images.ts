@@ -50,10 +50,21 @@ export async function trainingImages(model: string, o: ImageFlags): Promise<Trai
   const vset = validSrc ? await load(validSrc) : set;
   const vStart = int(o.validationStart, 'validation-start', true) ?? (validSrc ? 0 : set.count === 60000 ? 55000 : set.count - Math.floor(set.count / 10));
   if (vStart > vset.count) throw new FfmergeError('INVALID_ARGUMENT', `--validation-start ${vStart} is past the ${vset.count} validation images`);
-  const vCount = Math.min(int(o.validationSize, 'validation-size') ?? vset.count - vStart, vset.count - vStart);
+  // A size asked for is trained or validated on in full, or refused: never cut to what is there without a word.
+  const vLeft = vset.count - vStart;
+  const vAsked = int(o.validationSize, 'validation-size');
+  if (vAsked !== undefined && vAsked > vLeft) {
+    throw new FfmergeError('INVALID_ARGUMENT', `--validation-size ${vAsked} is more than the ${vLeft} ${validSrc ? 'validation images' : 'images'} from --validation-start ${vStart}: ask for at most ${vLeft}, or start validation earlier`);
+  }
+  const vCount = vAsked ?? vLeft;
   // training never reaches into the validation range of its own set
   const trainEnd = validSrc ? set.count : vStart;
-  const tCount = Math.min(int(o.trainSize, 'train-size') ?? trainEnd, trainEnd);
+  const tAsked = int(o.trainSize, 'train-size');
+  if (tAsked !== undefined && tAsked > trainEnd) {
+    const where = validSrc ? `the ${trainEnd} training images` : `the ${trainEnd} images before the validation range (validation starts at image ${vStart}: --validation-start, or a separate --valid-images/--valid set)`;
+    throw new FfmergeError('INVALID_ARGUMENT', `--train-size ${tAsked} is more than ${where}`);
+  }
+  const tCount = tAsked ?? trainEnd;
   if (tCount === 0) throw new FfmergeError('INVALID_DATA', 'finetune: no training images before the validation range (see --validation-start)');
   return {
     train: take(set, 0, tCount),
