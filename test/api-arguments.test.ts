@@ -109,6 +109,20 @@ const asyncCases: Case[] = [
   ['compress maxShardSize NaN (no out)', () => lib.compress(MODEL, { ...COMPRESS, maxShardSize: NaN }), 'maxShardSize'],
   ['compress options []', () => lib.compress(MODEL, bad([])), 'options'],
   ['compress unknown option', () => lib.compress(MODEL, bad({ ...COMPRESS, bogus: 1 })), 'bogus', 'OPTION_NOT_APPLICABLE'],
+  // misspelt options, ignored before (a tester's finds: fp32 written for dtyp fp16, batchsize run as 8, …)
+  ['exportOnnx dtyp', () => lib.exportOnnx(MODEL, bad({ out, dtyp: 'fp16' })), 'dtyp'],
+  ['exportOnnx dtype "bf16"', () => lib.exportOnnx(MODEL, { out, dtype: bad('bf16') }), 'dtype'],
+  ['exportOnnx externalData "always"', () => lib.exportOnnx(MODEL, { out, externalData: bad('always') }), 'externalData'],
+  ['perplexity batchsize', () => lib.perplexity(m, [new Int32Array(9)], bad({ batchsize: 3 })), 'batchsize'],
+  ['greedy eos', () => lib.greedy(m, [1], 2, bad({ eos: 2 })), 'eos'],
+  ['greedy eosId "2"', () => lib.greedy(m, [1], 2, { eosId: bad('2') }), 'eosId'],
+  ['greedy eosId -1', () => lib.greedy(m, [1], 2, { eosId: -1 }), 'eosId'],
+  ['convertCheckpoint overwrit', () => lib.convertCheckpoint(MODEL, out, 'expanded', bad({ overwrit: true })), 'overwrit'],
+  ['writeCheckpoint formt', () => lib.writeCheckpoint(bad({ source: MODEL, out, format: 'tied', formt: 'x' })), 'formt'],
+  ['saveTrained overwite', () => lib.saveTrained(m, bad({ source: MODEL, out, overwite: true })), 'overwite'],
+  ['matmul alfa', () => lib.matmul(new Float32Array(2), new Float32Array(2), { m: 2, n: 2, k: 1 }, bad({ alfa: 2 })), 'alfa'],
+  ['m.readFFWeights(0, { stak })', () => m.readFFWeights(0, bad({ stak: 'decoder' })), 'stak'],
+  ['evaluateImageClassifier on a language model', () => lib.evaluateImageClassifier(m, bad({}), bad({})), 'not an image classifier'],
 ];
 
 /** Sync functions: the call throws. */

@@ -29,7 +29,7 @@ interface FfmergeInfo {
 export async function convertCheckpoint(dir: string, out: string, format: OutputFormat, opts: ConvertOptions = {}): Promise<WriteCheckpointResult> {
   checkPath(dir, 'convertCheckpoint(dir, out, format): dir');
   checkPath(out, 'convertCheckpoint(dir, out, format): out');
-  checkJobOptions(opts);
+  checkJobOptions(opts, 'convertCheckpoint(dir, out, format, options): options', ['overwrite']);
   if (format !== 'tied' && format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied or expanded (got ${JSON.stringify(format)})`);
   let config: Record<string, unknown>;
   try {

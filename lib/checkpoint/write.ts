@@ -274,7 +274,7 @@ interface PlannedTensor {
 
 export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteCheckpointResult> {
   if (typeof opts !== 'object' || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint(options): options must be an object { source, out, format, … } (got ${showValue(opts)})`);
-  checkJobOptions(opts);
+  checkJobOptions(opts, 'writeCheckpoint(options): options', ['source', 'out', 'format', 'replace', 'ties', 'info', 'extraFiles', 'overwrite', 'maxShardSize']);
   checkMaxShardSize(opts.maxShardSize);
   if (opts.format !== 'tied' && opts.format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint: format must be tied or expanded (got ${showValue(opts.format)})`);
   const { source, out } = opts;

@@ -1,5 +1,4 @@
 /** `ffmerge convert <dir> --format expanded|tied --out <dir>`: an ffmerge output in the other format. */
-import * as path from 'node:path';
 import { convertCheckpoint } from '../checkpoint/convert';
 import type { OutputFormat } from '../checkpoint/write';
 import { oneOf } from './flags';
@@ -11,6 +10,6 @@ export async function runConvert(model: string, o: { format: string; out: string
   process.stdout.write(
     o.json
       ? JSON.stringify({ ok: true, out: r.out, format, bytes: r.bytes, storedParams: r.storedParams }, null, 2) + '\n'
-      : `wrote the ${format} checkpoint ${path.relative(process.cwd(), r.out) || r.out} (${fmtBytes(r.bytes)})\n`,
+      : `wrote the ${format} checkpoint ${r.out} (${fmtBytes(r.bytes)})\n`,
   );
 }

@@ -5,7 +5,7 @@
  */
 import { FfmergeError } from '../errors';
 import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
-import { checkModel, type Model } from '../model/model';
+import { checkLanguageModel, type Model } from '../model/model';
 import { checkArrayOf } from '../arguments';
 import { isInt32Array } from '../typed-arrays';
 
@@ -23,9 +23,9 @@ export interface PerplexityResult {
 }
 
 export async function perplexity(model: Model, blocks: Int32Array[], opts: PerplexityOptions = {}): Promise<PerplexityResult> {
-  checkModel(model, 'perplexity(model, blocks): model');
+  checkLanguageModel(model, 'perplexity(model, blocks): model');
   checkArrayOf<Int32Array>(blocks, 'perplexity(model, blocks): blocks', 'Int32Arrays of token ids', isInt32Array);
-  checkJobOptions(opts, 'perplexity(model, blocks, options): options');
+  checkJobOptions(opts, 'perplexity(model, blocks, options): options', ['batchSize']);
   const batchSize = opts.batchSize ?? 8;
   if (!Number.isInteger(batchSize) || batchSize <= 0) {
     throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${batchSize})`);
@@ -33,37 +33,41 @@ export async function perplexity(model: Model, blocks: Int32Array[], opts: Perpl
   const total = blocks.reduce((n, b) => n + Math.max(0, b.length - 1), 0);
   if (total === 0) throw new FfmergeError('INVALID_DATA', 'perplexity needs at least one block of 2 or more tokens');
   const scored = blocks.filter((b) => b.length >= 2);
-  let sum = 0;
-  let count = 0;
-  for (let i = 0; i < scored.length; i += batchSize) {
-    throwIfAborted(opts.signal);
-    const group = scored.slice(i, i + batchSize);
-    const seq = Math.max(...group.map((b) => b.length));
-    const ids = new Int32Array(group.length * seq);
-    const padded = group.some((b) => b.length !== seq);
-    const mask = padded ? new Uint8Array(group.length * seq) : undefined;
-    group.forEach((b, r) => {
-      ids.set(b, r * seq);
-      mask?.fill(1, r * seq, r * seq + b.length);
-    });
-    const done = count;
-    const r = await model.forward(
-      { ids, batch: group.length, seq, ...(mask ? { attentionMask: mask } : {}) },
-      {
-        output: 'nll',
-        ...(opts.signal ? { signal: opts.signal } : {}),
-        ...(opts.onProgress
-          ? {
-              onProgress: (p) =>
-                opts.onProgress!({ phase: 'perplexity', done: done + (p.done / p.total) * batchTokens(group), total }),
-            }
-          : {}),
-      },
-    );
-    sum += r.nllSum ?? 0;
-    count += r.nllCount ?? 0;
-    opts.onProgress?.({ phase: 'perplexity', done: count, total });
-  }
+  // one job of several forward passes: a dispose() meanwhile lets it finish (Model.session)
+  const { sum, count } = await model.session(async () => {
+    let sum = 0;
+    let count = 0;
+    for (let i = 0; i < scored.length; i += batchSize) {
+      throwIfAborted(opts.signal);
+      const group = scored.slice(i, i + batchSize);
+      const seq = Math.max(...group.map((b) => b.length));
+      const ids = new Int32Array(group.length * seq);
+      const padded = group.some((b) => b.length !== seq);
+      const mask = padded ? new Uint8Array(group.length * seq) : undefined;
+      group.forEach((b, r) => {
+        ids.set(b, r * seq);
+        mask?.fill(1, r * seq, r * seq + b.length);
+      });
+      const done = count;
+      const r = await model.forward(
+        { ids, batch: group.length, seq, ...(mask ? { attentionMask: mask } : {}) },
+        {
+          output: 'nll',
+          ...(opts.signal ? { signal: opts.signal } : {}),
+          ...(opts.onProgress
+            ? {
+                onProgress: (p) =>
+                  opts.onProgress!({ phase: 'perplexity', done: done + (p.done / p.total) * batchTokens(group), total }),
+              }
+            : {}),
+        },
+      );
+      sum += r.nllSum ?? 0;
+      count += r.nllCount ?? 0;
+      opts.onProgress?.({ phase: 'perplexity', done: count, total });
+    }
+    return { sum, count };
+  });
   const nll = sum / count;
   return { ppl: Math.exp(nll), nll, tokens: count };
 }

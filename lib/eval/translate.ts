@@ -44,7 +44,7 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
   checkModel(model, 'translate(model, tokenizer, sources): model');
   checkTokenizer(tokenizer, 'translate(model, tokenizer, sources): tokenizer');
   checkArrayOf<string>(sources, 'translate(model, tokenizer, sources): sources', 'strings', (x) => typeof x === 'string');
-  checkJobOptions(opts);
+  checkJobOptions(opts, 'translate(model, tokenizer, sources, options): options', ['batchSize', 'maxSourceTokens', 'generation']);
   const generation = opts.generation ?? model.generation ?? generationConfigFrom({}, model.config as Record<string, unknown>);
   const batchSize = opts.batchSize ?? 64;
   const positions = model.encoderSpec?.maxPositions;
@@ -59,28 +59,30 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
   // Similar lengths together: less padding per batch. Results go back to input order.
   const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length || a - b);
   const out: Translation[] = new Array<Translation>(sources.length);
-  let done = 0;
-  for (let b0 = 0; b0 < order.length; b0 += batchSize) {
-    throwIfAborted(opts.signal);
-    const idx = order.slice(b0, b0 + batchSize);
-    const seq = Math.max(1, ...idx.map((i) => encoded[i]!.length));
-    const ids = new Int32Array(idx.length * seq).fill(pad);
-    const mask = new Uint8Array(idx.length * seq);
-    idx.forEach((i, r) => {
-      const e = encoded[i]!;
-      ids.set(e, r * seq);
-      mask.fill(1, r * seq, r * seq + e.length);
-    });
-    const g = await model.generate({ ids, batch: idx.length, seq, attentionMask: mask }, generation, opts.signal ? { signal: opts.signal } : {});
-    idx.forEach((i, r) => {
-      const row = Array.from(g.ids.subarray(r * g.length + 1, (r + 1) * g.length));
-      const end = generation.eosTokenId === undefined ? -1 : row.indexOf(generation.eosTokenId);
-      const gen = end >= 0 ? row.slice(0, end + 1) : row.filter((t) => t !== pad);
-      out[i] = { ids: gen, text: tokenizer.decode(gen, { skipSpecialTokens: true }), truncated: wasCut.has(i) };
-    });
-    done += idx.length;
-    opts.onProgress?.({ phase: 'translate', done, total: sources.length });
-  }
+  await model.session(async () => {
+    let done = 0;
+    for (let b0 = 0; b0 < order.length; b0 += batchSize) {
+      throwIfAborted(opts.signal);
+      const idx = order.slice(b0, b0 + batchSize);
+      const seq = Math.max(1, ...idx.map((i) => encoded[i]!.length));
+      const ids = new Int32Array(idx.length * seq).fill(pad);
+      const mask = new Uint8Array(idx.length * seq);
+      idx.forEach((i, r) => {
+        const e = encoded[i]!;
+        ids.set(e, r * seq);
+        mask.fill(1, r * seq, r * seq + e.length);
+      });
+      const g = await model.generate({ ids, batch: idx.length, seq, attentionMask: mask }, generation, opts.signal ? { signal: opts.signal } : {});
+      idx.forEach((i, r) => {
+        const row = Array.from(g.ids.subarray(r * g.length + 1, (r + 1) * g.length));
+        const end = generation.eosTokenId === undefined ? -1 : row.indexOf(generation.eosTokenId);
+        const gen = end >= 0 ? row.slice(0, end + 1) : row.filter((t) => t !== pad);
+        out[i] = { ids: gen, text: tokenizer.decode(gen, { skipSpecialTokens: true }), truncated: wasCut.has(i) };
+      });
+      done += idx.length;
+      opts.onProgress?.({ phase: 'translate', done, total: sources.length });
+    }
+  });
   return out;
 }
 

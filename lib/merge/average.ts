@@ -111,7 +111,7 @@ export function averageFF(ffs: FFWeights[]): FFWeights {
 /** averageFF without blocking the event loop (identical values). */
 export async function averageFFAsync(ffs: FFWeights[], opts: { signal?: AbortSignal } = {}): Promise<FFWeights> {
   checkList(ffs, 'averageFFAsync');
-  checkJobOptions(opts, 'averageFFAsync(ffs, options): options');
+  checkJobOptions(opts, 'averageFFAsync(ffs, options): options', []);
   // FFMean checks each FF as it is added (the same checks and messages as averageFF's)
   const mean = new FFMean();
   for (const ff of ffs) await mean.add(ff, opts.signal);

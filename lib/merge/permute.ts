@@ -94,7 +94,7 @@ export function permuteFFConv1D(ff: FFWeights, perm: ArrayLike<number>): FFWeigh
  * native memory when large (native/external.ts).
  */
 export async function permuteFFAsync(ff: FFWeights, perm: ArrayLike<number>, opts: { signal?: AbortSignal } = {}): Promise<FFWeights> {
-  checkJobOptions(opts, 'permuteFFAsync(ff, perm, options): options');
+  checkJobOptions(opts, 'permuteFFAsync(ff, perm, options): options', []);
   checkFFWeights(ff, 'permuteFFAsync(ff, perm): ff');
   checkPermutation(perm, ff.dFF);
   const { d, dFF } = ff;

@@ -2,6 +2,7 @@
  * A transformer whose weights live in native memory, with the forward pass, FF access and FF-override views
  * the merge search needs. Build one with loadModel() (load.ts).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { FfmergeError, fromNativeError, showValue } from '../errors';
 import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
 import { isFloat32Array } from '../typed-arrays';
@@ -43,7 +44,10 @@ export interface GenerationConfig {
   eosTokenId?: number;
   padTokenId: number;
   forcedEosTokenId?: number;
-  /** Longest output including the start token. */
+  /**
+   * Longest output including the start token. The decoder's positions (config.json max_position_embeddings)
+   * bound it too: a larger maxLength stops there, as an output that reaches maxLength stops.
+   */
   maxLength: number;
   /** Token sequences never to produce (each: its last token is banned after its prefix). */
   badWordsIds?: number[][];
@@ -184,6 +188,16 @@ export function checkModel(m: unknown, what: string): asserts m is Model {
   if (!(m instanceof Model)) throw new FfmergeError('INVALID_ARGUMENT', `${what} must be a Model (from loadModel) (got ${showValue(m)})`);
 }
 
+/** A Model that reads token ids alone and predicts the next one (GPT-2, LLaMA, …), not an image or translation model. */
+export function checkLanguageModel(m: unknown, what: string): asserts m is Model {
+  checkModel(m, what);
+  const s = m.spec;
+  if (s.input !== 'tokens' || !s.causal || s.head !== 'lm' || m.encoderSpec) {
+    const kind = s.input === 'patches' ? 'an image model' : m.encoderSpec ? 'a translation (encoder–decoder) model: use translate()' : `not a decoder language model (${s.causal ? 'no LM head' : 'bidirectional'})`;
+    throw new FfmergeError('INVALID_ARGUMENT', `${what}: this ${s.family} model is ${kind}; it needs a language model that predicts the next token`);
+  }
+}
+
 /** withFF's overrides, as a list of entries: a Map layer → FF, or a list of { stack?, layer, ff }. */
 function overrideEntries(overrides: unknown): { stack?: StackName | undefined; layer: number; ff: FFWeights }[] {
   const what = 'withFF(overrides): overrides';
@@ -203,9 +217,18 @@ function overrideEntries(overrides: unknown): { stack?: StackName | undefined; l
   return entries as { stack?: StackName | undefined; layer: number; ff: FFWeights }[];
 }
 
+/**
+ * The models whose multi-step job (`Model.session`) the current async call chain runs inside. A dispose()
+ * during such a job frees the weights when the job ends; its later steps still reach them, other calls do not.
+ */
+const sessionModels = new AsyncLocalStorage<ReadonlySet<Model>>();
+
 export class Model {
   private handle: NativeModelHandle | undefined;
   private encoderHandle: NativeModelHandle | undefined;
+  /** Multi-step jobs running on this model, and whether dispose() waits for them. */
+  private sessions = 0;
+  private disposed = false;
   /** Encoder–decoder models: the encoder stack's spec (the main `spec` is the decoder's). */
   readonly encoderSpec: Readonly<ModelSpec> | undefined;
   /** The stack `spec` describes: 'encoder' for encoder-only models (ViT, BERT), else 'decoder'. */
@@ -245,8 +268,24 @@ export class Model {
   private live(stack: StackName = this.mainStack): NativeModelHandle {
     this.stackSpec(stack); // a stack this model lacks is named as such, not reported as disposed
     const h = stack === this.mainStack ? this.handle : this.encoderHandle;
-    if (!h) throw new FfmergeError('INVALID_ARGUMENT', 'this model was disposed');
+    if (!h || (this.disposed && !sessionModels.getStore()?.has(this))) throw new FfmergeError('INVALID_ARGUMENT', 'this model was disposed');
     return h;
+  }
+
+  /**
+   * @internal Runs a job of several native calls (perplexity's batches, greedy's steps, a translation's
+   * batches) as one: a dispose() while it runs lets it finish, as it lets a single native call finish, and
+   * frees the weights after its last step. Refused, like any call, once the model is disposed.
+   */
+  async session<T>(job: () => Promise<T>): Promise<T> {
+    this.live();
+    const outer = sessionModels.getStore();
+    this.sessions++;
+    try {
+      return await sessionModels.run(new Set([...(outer ?? []), this]), job);
+    } finally {
+      if (--this.sessions === 0 && this.disposed) this.release();
+    }
   }
 
   private checkStackLayer(stack: StackName, layer: number): void {
@@ -273,7 +312,7 @@ export class Model {
    * float32 on the addon's pool (hundreds of ms a layer at 7B widths, which ffWeights spends on the JS thread).
    */
   async readFFWeights(layer: number, opts: JobOptions & { stack?: StackName } = {}): Promise<CanonicalFFWeights> {
-    checkJobOptions(opts, 'readFFWeights(layer, options): options');
+    checkJobOptions(opts, 'readFFWeights(layer, options): options', ['stack']);
     const stack = opts.stack ?? this.mainStack;
     this.checkStackLayer(stack, layer);
     const spec = stack === this.mainStack ? this.spec : this.encoderSpec!;
@@ -291,7 +330,7 @@ export class Model {
    */
   async withFF(overrides: FFOverrides, opts: JobOptions = {}): Promise<Model> {
     const entries = overrideEntries(overrides);
-    checkJobOptions(opts, 'withFF(overrides, options): options');
+    checkJobOptions(opts, 'withFF(overrides, options): options', []);
     for (const e of entries) this.checkStackLayer(e.stack ?? this.mainStack, e.layer);
     const unique = [...new Set(entries.map((e) => e.ff))];
     const { staged, release } = await stageLarge(unique, opts);
@@ -569,7 +608,7 @@ export class Model {
     }
     if (typeof src !== 'object' || src === null) throw new FfmergeError('INVALID_ARGUMENT', `generate(src, config): src must be { ids, batch, seq } (got ${showValue(src)})`);
     if (typeof config !== 'object' || config === null) throw new FfmergeError('INVALID_ARGUMENT', `generate(src, config): config must be a GenerationConfig (from loadGenerationConfig) (got ${showValue(config)})`);
-    checkJobOptions(opts, 'generate(src, config, options): options');
+    checkJobOptions(opts, 'generate(src, config, options): options', []);
     const { ids, batch, seq, attentionMask } = src;
     if (!(ids instanceof Int32Array) || !Number.isInteger(batch) || !Number.isInteger(seq) || batch <= 0 || seq <= 0 || ids.length !== batch * seq) {
       throw new FfmergeError('INVALID_ARGUMENT', `source ids must be an Int32Array of batch·seq = ${batch * seq} entries`);
@@ -606,8 +645,17 @@ export class Model {
     );
   }
 
-  /** Frees the native weights now (views made by withFF keep what they share). Jobs already running finish. */
+  /**
+   * Frees the native weights (views made by withFF keep what they share). Jobs already running finish, a
+   * multi-step one (perplexity, greedy, translate, …) included: its weights are freed when it ends. Any later
+   * call is refused.
+   */
   dispose(): void {
+    this.disposed = true;
+    if (this.sessions === 0) this.release();
+  }
+
+  private release(): void {
     if (this.handle) modelAddon().modelDispose(this.handle);
     if (this.encoderHandle) modelAddon().modelDispose(this.encoderHandle);
     this.handle = undefined;

@@ -68,7 +68,7 @@ export async function matmul(
     if (!isFloat32Array(x)) throw new FfmergeError('INVALID_ARGUMENT', `matmul(a, b, shape): ${name} must be a Float32Array (got ${showValue(x)})`);
   }
   checkMatmulShape(a, b, shape);
-  checkJobOptions(opts, 'matmul(a, b, shape, options): options');
+  checkJobOptions(opts, 'matmul(a, b, shape, options): options', ['kernel', 'alpha', 'beta', 'out']);
   const { m, n, k, transA = false, transB = false } = shape;
   const { alpha = 1, beta = 0, kernel, out } = opts;
   if (out !== undefined && !isFloat32Array(out)) throw new FfmergeError('INVALID_ARGUMENT', `matmul: out must be a Float32Array (got ${showValue(out)})`);

@@ -27,10 +27,11 @@ export interface NativeJobHandle<T> {
 
 /**
  * Options that are not an object (null, a string), a signal that is not an AbortSignal, or a progress callback
- * that is not a function: INVALID_ARGUMENT. `what` names the options argument in the message.
+ * that is not a function: INVALID_ARGUMENT. `what` names the options argument in the message. With `keys`
+ * (the call's own options; signal and onProgress are added), a misspelt option is refused, not ignored.
  */
-export function checkJobOptions(opts: { signal?: unknown; onProgress?: unknown } | undefined, what = 'options'): void {
-  checkOptions(opts, what);
+export function checkJobOptions(opts: { signal?: unknown; onProgress?: unknown } | undefined, what = 'options', keys?: readonly string[]): void {
+  checkOptions(opts, what, keys ? [...keys, 'signal', 'onProgress'] : undefined);
   const { signal, onProgress } = opts ?? {};
   // duck-typed: an AbortSignal from another realm (a vm context, jest) is still one
   const s = signal as { aborted?: unknown; addEventListener?: unknown } | null | undefined;

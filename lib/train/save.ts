@@ -43,7 +43,7 @@ export function slotTensors(model: Model, opts: JobOptions = {}): Promise<Record
 export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<WriteCheckpointResult> {
   checkModel(model, 'saveTrained(model, options): model');
   if (typeof o !== 'object' || o === null) throw new FfmergeError('INVALID_ARGUMENT', `saveTrained(model, options): options must be an object { source, out, … } (got ${showValue(o)})`);
-  checkJobOptions(o);
+  checkJobOptions(o, 'saveTrained(model, options): options', ['source', 'out', 'overwrite', 'info', 'extraFiles']);
   checkOutputDir(o.source, o.out, o.overwrite); // refused before the weights are read
   const signal = o.signal ? { signal: o.signal } : {};
   const config = await readConfig(o.source);

@@ -23,7 +23,7 @@ import { needsExternalData, writeOnnx, OPSET, type SerializeResult } from './ser
 import { DECODER_MERGED_FILE, ENCODER_FILE, buildSeq2SeqDecoderMerged, buildSeq2SeqEncoder, seq2seqUnsupported } from './seq2seq';
 import { ExportWeights, type WeightDType } from './weights';
 import { buildVitClassifier } from './vit';
-import { checkPath } from '../../arguments';
+import { checkOneOf, checkPath } from '../../arguments';
 import { outputCard, readReport } from '../../pipeline/model-card';
 
 export interface ExportOnnxOptions extends JobOptions {
@@ -139,7 +139,10 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   if (typeof opts !== 'object' || opts === null || typeof opts.out !== 'string') {
     throw new FfmergeError('INVALID_ARGUMENT', 'exportOnnx(modelDir, options): options.out must be the output folder');
   }
-  checkJobOptions(opts);
+  checkJobOptions(opts, 'exportOnnx(modelDir, options): options', ['out', 'dtype', 'externalData', 'replace', 'ties', 'info', 'extraFiles', 'overwrite']);
+  checkOneOf(opts.dtype, 'exportOnnx: dtype', ['fp32', 'fp16'] as const);
+  // ('always', the CLI's word, was passed on as a truthy string and written inline)
+  checkOneOf(opts.externalData, 'exportOnnx: externalData', [true, false, 'auto'] as const);
   if (opts.signal?.aborted) throw abortError();
   checkOutputDir(modelDir, opts.out, opts.overwrite);
   const config = await readConfig(modelDir);
@@ -170,7 +173,11 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
       return { file: f.file, g, w };
     });
     const mode = opts.externalData ?? 'auto';
-    const externalData = mode === 'auto' ? graphs.some((x) => needsExternalData(x.g)) : mode;
+    const needed = graphs.some((x) => needsExternalData(x.g));
+    if (mode === false && needed) {
+      throw new FfmergeError('INVALID_ARGUMENT', 'exportOnnx: externalData false, but the weights pass the 2 GB that one ONNX file can hold inline: leave externalData at auto (or true)');
+    }
+    const externalData = mode === 'auto' ? needed : mode;
     const written: (SerializeResult & { file: string; weightTensors: number; tensorUses: number })[] = [];
     for (const { file, g, w } of graphs) {
       const r = await writeOnnx(g, path.join(tmp, ONNX_DIR, file), {
