@@ -360,4 +360,15 @@ describe('item 13: progress a server can draw', () => {
     const test = seen.get('test')!;
     expect(test[test.length - 1]!.done).toBe(test[test.length - 1]!.total);
   });
+
+  it('without out nothing is saved, and no save phase is reported or timed', async () => {
+    const phases = new Set<string>();
+    const r = await compress(BUNDLED, {
+      calibration: path.join(BUNDLED, 'calibration.txt'), calibrationTokens: 2048, validationTokens: 1024, k: 2, window: '0-1', method: 'permute', recover: 'none',
+      onProgress: (p) => phases.add(p.phase),
+    });
+    expect(r.out).toBeUndefined();
+    expect(phases.has('save')).toBe(false);
+    expect(Object.keys(r.timings)).not.toContain('save');
+  });
 });

@@ -591,11 +591,14 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       data: { ...task.data, calibrationFeatures },
       timings: clock.timings,
     };
-    onProgress?.({ phase: 'save', done: 0, total: 1 });
     if (earlier.length) result.earlierWindows = earlier;
-    if (options.out) result.out = await writeOutput(modelDir, options.out, format, options.overwrite, model, chosen, result, earlier, earlierTies, signal, options.maxShardSize);
-    clock.lap('save', true); // written and renamed into place: the result stands
-    onProgress?.({ phase: 'save', done: 1, total: 1 });
+    // (without out nothing is saved, and no 'save' phase is reported or timed)
+    if (options.out) {
+      onProgress?.({ phase: 'save', done: 0, total: 1 });
+      result.out = await writeOutput(modelDir, options.out, format, options.overwrite, model, chosen, result, earlier, earlierTies, signal, options.maxShardSize);
+      clock.lap('save', true); // written and renamed into place: the result stands
+      onProgress?.({ phase: 'save', done: 1, total: 1 });
+    }
     return result;
   } finally {
     await disposeTask?.();
