@@ -107,6 +107,12 @@ describe('ffmerge CLI', () => {
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--valid-tokens', '512'], 2, /--valid-tokens needs --valid.*OPTION_NOT_APPLICABLE/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--eval-every', '1', '--steps', '2'], 2, /evalEvery \(--eval-every\) scores the validation data.*OPTION_NOT_APPLICABLE/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--lr', '-1'], 2, /--lr must be a positive number, got "-1".*INVALID_ARGUMENT/],
+    // a tester's finds: a one-block budget is no training window (was INVALID_DATA blaming the file), --seq 1
+    // not named, a warm-up longer than the run accepted (the card claimed a learning rate never reached)
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '32', '--tokens', '32'], 2, /--tokens 32 keeps 32 tokens \(whole --seq 32 blocks\), fewer than one training window of seq \+ 1 = 33: give --tokens 64 or more.*INVALID_ARGUMENT/],
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '1'], 2, /--seq 1 is too short.*INVALID_ARGUMENT/],
+    [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '1'], 2, /--block-size 1 is too short.*INVALID_ARGUMENT/],
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--steps', '2', '--seq', '32', '--warmup', '10'], 2, /warmup \(--warmup\) 10 is more than the 2 steps.*INVALID_ARGUMENT/],
   ])('%j exits %i with a clear one-line message and leaves nothing behind', (args, code, message) => {
     const r = ffmerge(cwd, ...(args as string[]));
     expect(r.code).toBe(code);

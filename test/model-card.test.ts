@@ -100,7 +100,7 @@ describe('outputCard: from the folder record', () => {
     expect(card).toContain('20 steps after the merge');
     expect(card).toContain('data: `calibration.txt`; validation: `valid.jsonl`');
     expect(card).toContain('training loss, first step → last: 2.759 → 2.025');
-    expect(card).toContain(`validation loss (mean NLL) before → after: 2.613 → 1.892 (perplexity ${Math.exp(2.6133).toFixed(3)} → ${Math.exp(1.8924).toFixed(3)})`);
+    expect(card).toContain(`validation loss (mean NLL) before → after: 2.613 → 1.892 (perplexity ${Math.exp(2.6133).toFixed(3)} → ${Math.exp(1.8924).toFixed(3)}, in blocks of 128 tokens)`);
     expect(card).not.toContain('| merged');
     expect(card).toContain('**tied** format');
     expect(python(card)).toContain('AutoModelForCausalLM.from_pretrained("s1ft")');

@@ -103,6 +103,10 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       // Text is cut into blocks of seq tokens and joined back into one stream; windows are drawn from it.
       // (token-id rows are joined into that stream too, so a row may be a single token)
       const data = takeTokens(await blocksFrom(o.data, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, minLength: 1, signal, onProgress: bar.update }), budget);
+      // a training window is seq + 1 tokens (inputs and their next tokens): one block of budget is not one window
+      if (Number.isFinite(budget) && tokenCount(data) < seq + 1 && tokenCount(data) === data.length * seq) {
+        throw new FfmergeError('INVALID_ARGUMENT', `--tokens ${budget} keeps ${tokenCount(data)} tokens (whole --seq ${seq} blocks), fewer than one training window of seq + 1 = ${seq + 1}: give --tokens ${2 * seq} or more`);
+      }
       let validation: Int32Array[] | undefined;
       if (o.valid !== undefined) {
         const vb = int(o.validTokens ?? '32768', 'valid-tokens')!;

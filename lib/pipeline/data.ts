@@ -69,6 +69,7 @@ export async function blocksFrom(source: DataSource, o: BlockOptions): Promise<I
  * silently (a longer block than the model's positions is refused, naming `what`).
  */
 export function fitBlockSize(asked: number | undefined, dflt: number, maxPositions: number, what: string): number {
+  if (asked !== undefined && asked < 2) throw new FfmergeError('INVALID_ARGUMENT', `${what} ${asked} is too short: a block holds at least 2 tokens (one predicts the next)`);
   if (asked !== undefined && asked > maxPositions) {
     throw new FfmergeError('INVALID_ARGUMENT', `${what} ${asked} is longer than the model's ${maxPositions} positions`);
   }

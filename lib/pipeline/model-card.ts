@@ -148,7 +148,10 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
     ...(data.length ? [`- ${data.join('; ')}`] : []),
     ...(finite(f, 'firstLoss') !== undefined ? [`- training loss, first step → last: ${loss(finite(f, 'firstLoss'), finite(f, 'lastLoss'))}`] : []),
     ...(valBefore !== undefined || valAfter !== undefined
-      ? [`- validation loss (mean NLL) before → after: ${loss(valBefore, valAfter)}${lm ? ` (perplexity ${ppl(valBefore)} → ${ppl(valAfter)})` : ''}`]
+      ? [
+          // an LM's validation is scored in blocks of seq tokens, which eval reproduces on text with --block-size
+          `- validation loss (mean NLL) before → after: ${loss(valBefore, valAfter)}${lm ? ` (perplexity ${ppl(valBefore)} → ${ppl(valAfter)}${field(f, 'seq') ? `, in blocks of ${field(f, 'seq')} tokens` : ''})` : ''}`,
+        ]
       : []),
     ...(accBefore !== undefined || accAfter !== undefined ? [`- validation top-1 accuracy before → after: ${acc(accBefore)} → ${acc(accAfter)}`] : []),
     ...(steps === undefined ? ['- no summary of the training was recorded'] : []),

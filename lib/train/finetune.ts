@@ -173,6 +173,10 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     schedule: opts.schedule ?? 'constant',
     trainable: opts.trainable ?? 'all',
   } as const;
+  if (common.warmup > steps) {
+    // the ramp would end after the last step: the learning rate asked for would never be reached
+    throw new FfmergeError('INVALID_ARGUMENT', `finetune: warmup (--warmup) ${common.warmup} is more than the ${steps} steps, so the learning rate would never reach ${lr}: give at most ${steps} warm-up steps`);
+  }
   const hasValidation = isImages(opts.validation) ? opts.validation.labels.length > 0 : Boolean(opts.validation?.length);
   if (common.evalEvery > 0 && !hasValidation) throw new FfmergeError('OPTION_NOT_APPLICABLE', 'finetune: evalEvery (--eval-every) scores the validation data, and none is given: give validation data with it (validation, --valid)');
   let args: NativeFinetuneArgs | NativeImageFinetuneArgs;

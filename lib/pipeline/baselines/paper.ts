@@ -9,7 +9,7 @@ import type { Baseline, BaselineCandidate, Edit } from '../plugins';
 
 export const paper: Baseline = {
   name: 'paper',
-  description: "the paper's merge (permute, no recovery) at its best window",
+  description: "the paper's merge (permute, no recovery) at its best window among the merge's",
   needsCorrelations: true,
   candidates({ summary, stacks, windows, merge, job }) {
     const perLayer = (s: string) => summary.stacks.find((x) => x.name === s)!.ffParamsPerLayer;
