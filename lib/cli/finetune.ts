@@ -104,8 +104,10 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       // (token-id rows are joined into that stream too, so a row may be a single token)
       const data = takeTokens(await blocksFrom(o.data, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, minLength: 1, signal, onProgress: bar.update }), budget);
       // a training window is seq + 1 tokens (inputs and their next tokens): one block of budget is not one window
-      if (Number.isFinite(budget) && tokenCount(data) < seq + 1 && tokenCount(data) === data.length * seq) {
-        throw new FfmergeError('INVALID_ARGUMENT', `--tokens ${budget} keeps ${tokenCount(data)} tokens (whole --seq ${seq} blocks), fewer than one training window of seq + 1 = ${seq + 1}: give --tokens ${2 * seq} or more`);
+      // (full blocks only: the budget cut them; a shorter last block means the file itself ran out)
+      const kept = tokenCount(data);
+      if (Number.isFinite(budget) && kept < seq + 1 && kept === data.length * seq) {
+        throw new FfmergeError('INVALID_ARGUMENT', `--tokens ${budget} keeps ${kept} tokens (whole --seq ${seq} blocks), fewer than one training window of seq + 1 = ${seq + 1}: give --tokens ${2 * seq} or more`);
       }
       let validation: Int32Array[] | undefined;
       if (o.valid !== undefined) {

@@ -45,7 +45,7 @@ export async function greedy(model: Model, prompt: ArrayLike<number>, maxNew: nu
       let best = 0;
       for (let j = 1; j < V; j++) if (last[j]! > last[best]!) best = j;
       ids.push(best);
-      if (best === opts.eosId) break;
+      if (best === eos) break;
     }
   });
   return Int32Array.from(ids);
