@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
-const ALL = ['gemm', 'correlation', 'assignment', 'forward', 'encoders', 'compress', 'fixtures', 'safetensors-io', 'onnx-memory event-loop', 'finetune'];
+const ALL = ['gemm', 'correlation', 'assignment', 'forward', 'encoders', 'compress', 'fixtures', 'safetensors-io', 'onnx-memory', 'event-loop', 'finetune'];
 const asked = process.argv.slice(2);
 const unknown = asked.filter((n) => !ALL.includes(n));
 if (unknown.length) {

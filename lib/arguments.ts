@@ -47,6 +47,16 @@ export function checkInt(v: unknown, what: string, min = 0): asserts v is number
   }
 }
 
+/**
+ * Whether v is an array whose every entry passes `ok`, the holes of a sparse array included (as undefined):
+ * Array.prototype.every skips holes, so `[, x]` would pass it and be read as undefined later.
+ */
+export function isArrayOf<T>(v: unknown, ok: (e: unknown) => boolean): v is T[] {
+  if (!Array.isArray(v)) return false;
+  for (let i = 0; i < v.length; i++) if (!ok(v[i])) return false;
+  return true;
+}
+
 /** A list argument whose every entry passes `ok` (`kind` says what an entry must be). */
 export function checkArrayOf<T>(v: unknown, what: string, kind: string, ok: (e: unknown) => boolean): asserts v is T[] {
   if (!Array.isArray(v)) throw invalid(what, `a list of ${kind}`, v);

@@ -39,6 +39,8 @@ export type ErrorCode =
   | 'OUTPUT_EXISTS'
   /** The output folder's parent is not a folder, or cannot be written: found before any long work. */
   | 'OUTPUT_NOT_WRITABLE'
+  /** The source model folder changed (a file replaced or rewritten) while a job that writes from it ran. */
+  | 'SOURCE_CHANGED'
   | 'DATA_NOT_FOUND'
   | 'INVALID_DATA'
   | 'SINGULAR_MATRIX'

@@ -32,7 +32,7 @@ afterAll(() => {
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const bad = (v: unknown): any => v;
 
-type Case = [label: string, call: () => unknown, mentions: string, code?: 'INVALID_ARGUMENT' | 'OPTION_NOT_APPLICABLE'];
+type Case = [label: string, call: () => unknown, mentions: string, code?: 'INVALID_ARGUMENT' | 'OPTION_NOT_APPLICABLE' | 'INVALID_WINDOW'];
 
 /** Async functions: the call returns a promise that rejects. */
 const asyncCases: Case[] = [
@@ -122,6 +122,17 @@ const asyncCases: Case[] = [
   ['saveTrained overwite', () => lib.saveTrained(m, bad({ source: MODEL, out, overwite: true })), 'overwite'],
   ['matmul alfa', () => lib.matmul(new Float32Array(2), new Float32Array(2), { m: 2, n: 2, k: 1 }, bad({ alfa: 2 })), 'alfa'],
   ['m.readFFWeights(0, { stak })', () => m.readFFWeights(0, bad({ stak: 'decoder' })), 'stak'],
+  // a fourth tester's finds: holes in a list passed every() and were read as undefined (a raw TypeError);
+  // misspelt sampling and window keys, a share of no layer and a fractional shard size were taken silently
+  ['compress calibration [, block]', () => lib.compress(MODEL, { ...COMPRESS, calibration: bad([, new Int32Array(256)]) }), 'calibration'],
+  ['compress validation [b, , b]', () => lib.compress(MODEL, { ...COMPRESS, validation: bad([new Int32Array(256), , new Int32Array(256)]) }), 'validation'],
+  ['compress calibration.sample temp', () => lib.compress(MODEL, { ...COMPRESS, validation: CAL, calibration: bad({ sample: { temp: 0.1 } }) }), 'temp'],
+  ['compress calibration seeed', () => lib.compress(MODEL, { ...COMPRESS, validation: CAL, calibration: bad({ sample: {}, seeed: 3 }) }), 'seeed'],
+  ['compress window { start, k, foo }', () => lib.compress(MODEL, { ...COMPRESS, window: bad({ start: 0, k: 2, foo: 1 }) }), 'foo', 'INVALID_WINDOW'],
+  ['compress fraction 0.01 of 5 layers', () => lib.compress(MODEL, { ...COMPRESS, k: undefined, fraction: 0.01 }), 'fraction'],
+  ['compress maxShardSize 1.5', () => lib.compress(MODEL, { ...COMPRESS, maxShardSize: 1.5 }), 'maxShardSize'],
+  ['perplexity batchSize Symbol()', () => lib.perplexity(m, [new Int32Array(9)], { batchSize: bad(Symbol('x')) }), 'batchSize'],
+  ['greedy maxNew Symbol()', () => lib.greedy(m, [1], bad(Symbol('n'))), 'maxNew'],
   ['evaluateImageClassifier on a language model', () => lib.evaluateImageClassifier(m, bad({}), bad({})), 'not an image classifier'],
 ];
 

@@ -182,6 +182,9 @@ describe('windows', () => {
   });
   it('k from fraction and anchors', () => {
     expect(kFromFraction(0.25, 12)).toBe(4);
+    expect(kFromFraction(0.1, 5)).toBe(2); // 0.5 of a layer rounds to one
+    // a share that rounds to no FF sublayer is refused, not raised to k = 2 (20 % of 5 layers)
+    expect(() => kFromFraction(0.01, 5)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/rounds to none.*k = 2, fraction 0\.2\b/) }));
     expect(anchorOffset('first', 4)).toBe(0);
     expect(anchorOffset('middle', 4)).toBe(1);
     expect(anchorOffset('last', 4)).toBe(3);

@@ -169,6 +169,14 @@ describeShared('fixtures/marian-multi30k-en-de', 'compress on marian-multi30k-en
     }
   });
 
+  it('refit-res on the post-norm stacks runs refit-seq and records refit-seq (a tester saw refit-res recorded)', async () => {
+    const asked = await compress(FIXTURE, { parallel: VAL, method: 'permute', recover: 'refit-res', window: '3-4', calibrationPairs: 100, validationSentences: 10 });
+    const seq = await compress(FIXTURE, { parallel: VAL, method: 'permute', recover: 'refit-seq', window: '3-4', calibrationPairs: 100, validationSentences: 10 });
+    expect(asked.recover).toBe('refit-seq');
+    expect(asked.windows.map((w) => w.recover)).toEqual(['refit-seq', 'refit-seq']);
+    expect(asked.merged.validation).toBe(seq.merged.validation);
+  });
+
   it('encoder only; misaligned or missing data is a typed error', async () => {
     const r = await compress(FIXTURE, { parallel: VAL, method: 'permute', window: '3-4', stacks: 'encoder', calibrationPairs: 100, validationSentences: 10 });
     expect(r.windows.map((w) => w.stack)).toEqual(['encoder']);

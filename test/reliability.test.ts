@@ -372,3 +372,112 @@ describe('item 13: progress a server can draw', () => {
     expect(Object.keys(r.timings)).not.toContain('save');
   });
 });
+
+describe('item 14: what a fourth tester found a server could meet', () => {
+  const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
+  const text = path.join(BUNDLED, 'calibration.txt');
+  const quick = { calibration: text, calibrationTokens: 1024, validationTokens: 1024, k: 2, window: '3-4', method: 'permute', recover: 'none' } as const;
+
+  it("an async progress callback that rejects fails the call with its own error, not the host's process", async () => {
+    // Before: an unhandled rejection (the process exited 1) and the compress promise never settled.
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const bug = new Error('db write failed');
+      const out = path.join(tempDir('async-cb'), 'out');
+      await expect(compress(BUNDLED, { ...quick, out, onProgress: async (p) => { if (p.phase === 'validate-merged') throw bug; } })).rejects.toBe(bug);
+      expect(fs.existsSync(out)).toBe(false);
+      expect(fs.readdirSync(path.dirname(out))).toEqual([]);
+      // a native job's progress too
+      const { linearSumAssignment } = await import('../lib/native/assignment');
+      const cost = Float32Array.from({ length: 300 * 300 }, (_, i) => Math.sin(i));
+      await expect(linearSumAssignment(cost, 300, 300, { onProgress: async () => { throw bug; } })).rejects.toBe(bug);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  }, 60_000);
+
+  it("the save phase counts bytes, and a callback that throws at its last report leaves no output", async () => {
+    // Before: 'save 1/1' came after the rename: the call rejected and the output stayed (a retry: OUTPUT_EXISTS).
+    const saves: { done: number; total: number }[] = [];
+    const out = path.join(tempDir('save-throw'), 'out');
+    const r = await compress(BUNDLED, { ...quick, out, onProgress: (p) => { if (p.phase === 'save') saves.push({ done: p.done, total: p.total }); } });
+    expect(saves.length).toBeGreaterThan(2);
+    expect(saves[saves.length - 1]).toEqual({ done: saves[0]!.total, total: saves[0]!.total });
+    // the tensor bytes of the file written: its size less the 8-byte length and the header
+    const file = path.join(r.out!.dir, 'model.safetensors');
+    const header = Number(fs.readFileSync(file).readBigUInt64LE(0));
+    expect(saves[0]!.total).toBe(fs.statSync(file).size - 8 - header);
+    const again = path.join(tempDir('save-throw'), 'out');
+    await expect(compress(BUNDLED, { ...quick, out: again, onProgress: (p) => { if (p.phase === 'save' && p.done === p.total) throw new Error('client gone'); } })).rejects.toThrow('client gone');
+    expect(fs.readdirSync(path.dirname(again))).toEqual([]);
+  }, 60_000);
+
+  it('an output path that is a symbolic link is refused before any work', async () => {
+    // Before: the whole job ran, then the rename onto the link failed as "written by another run meanwhile".
+    const dir = tempDir('link');
+    fs.mkdirSync(path.join(dir, 'target'));
+    fs.symlinkSync(path.join(dir, 'target'), path.join(dir, 'link'));
+    const t0 = performance.now();
+    await expect(compress(BUNDLED, { ...quick, out: path.join(dir, 'link') })).rejects.toMatchObject({ code: 'OUTPUT_EXISTS', message: expect.stringMatching(/is a symbolic link \(to .*target\); give the folder it points to/) });
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+
+  it('a source replaced while it is compressed is refused (SOURCE_CHANGED), nothing written', async () => {
+    // Before: the report scored the model loaded at the start, the output held the replaced file's tensors.
+    const src = tempDir('replaced');
+    fs.cpSync(BUNDLED, src, { recursive: true });
+    const out = path.join(tempDir('replaced-out'), 'out');
+    let swapped = false;
+    const replace = () => {
+      const file = path.join(src, 'model.safetensors');
+      fs.copyFileSync(file, `${file}.new`);
+      fs.renameSync(`${file}.new`, file); // the same bytes, another file: what a second job's overwrite does
+      swapped = true;
+    };
+    await expect(compress(src, { ...quick, out, onProgress: (p) => { if (!swapped && p.phase === 'validate-merged') replace(); } })).rejects.toMatchObject({
+      code: 'SOURCE_CHANGED',
+      message: expect.stringMatching(/changed while it was compressed \(model\.safetensors replaced/),
+    });
+    expect(fs.readdirSync(path.dirname(out))).toEqual([]);
+    expect(exitCodeFor(new FfmergeError('SOURCE_CHANGED', 'x'))).toBe(3);
+  }, 60_000);
+
+  it('an aborted write to a new deep path leaves none of the folders it made', async () => {
+    const base = tempDir('deep');
+    const ac = new AbortController();
+    const out = path.join(base, 'a', 'b', 'out');
+    await expect(writeCheckpoint({ source: model.dir, out, format: 'expanded', signal: ac.signal, onProgress: () => ac.abort() })).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(fs.readdirSync(base)).toEqual([]);
+    // a parent that held something before is kept
+    fs.mkdirSync(path.join(base, 'a'));
+    fs.writeFileSync(path.join(base, 'a', 'keep'), '');
+    const ac2 = new AbortController();
+    await expect(writeCheckpoint({ source: model.dir, out, format: 'expanded', signal: ac2.signal, onProgress: () => ac2.abort() })).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(fs.readdirSync(path.join(base, 'a'))).toEqual(['keep']);
+  });
+
+  it('budgets inside one block still give calibration and validation a block each, from text and from long rows', async () => {
+    // Before: 100 + 100 tokens read one block of 256, all calibration's: "no validation data".
+    const r = await compress(BUNDLED, { ...quick, calibrationTokens: 100, validationTokens: 100 });
+    expect(r.data).toMatchObject({ calibration: 256, validation: 256 });
+    // rows longer than the text block size (400 > 256): the read stopped inside calibration's first row
+    const rows = path.join(tempDir('long-rows'), 'rows.jsonl');
+    fs.writeFileSync(rows, Array.from({ length: 4 }, (_, i) => JSON.stringify({ input_ids: Array.from({ length: 400 }, (_, j) => 1 + ((i * 31 + j * 7) % 500)) })).join('\n') + '\n');
+    const rr = await compress(BUNDLED, { ...quick, calibration: rows, calibrationTokens: 100, validationTokens: 100 });
+    expect(rr.data).toMatchObject({ calibration: 400, validation: 400 });
+  }, 60_000);
+
+  it('convertCheckpoint reports its write', async () => {
+    // Before: onProgress was accepted and never called.
+    const first = path.join(tempDir('conv'), 'tied');
+    await compress(BUNDLED, { ...quick, out: first });
+    const phases = new Set<string>();
+    const { convertCheckpoint } = await import('../lib/checkpoint/convert');
+    await convertCheckpoint(first, path.join(path.dirname(first), 'expanded'), 'expanded', { onProgress: (p) => phases.add(p.phase) });
+    expect([...phases]).toEqual(['save']);
+  }, 60_000);
+});

@@ -7,17 +7,19 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import { outputCard, readReport } from '../pipeline/model-card';
 import { CheckpointReader, type TieMap } from './ties';
 import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from './earlier-merges';
 import { writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
-import { checkJobOptions } from '../native/job';
+import { checkJobOptions, type ProgressFn } from '../native/job';
 import { checkPath } from '../arguments';
 
 export interface ConvertOptions {
   overwrite?: boolean;
   signal?: AbortSignal;
+  /** Progress of the write, phase 'save' in bytes (writeCheckpoint). */
+  onProgress?: ProgressFn;
 }
 
 interface FfmergeInfo {
@@ -30,7 +32,7 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   checkPath(dir, 'convertCheckpoint(dir, out, format): dir');
   checkPath(out, 'convertCheckpoint(dir, out, format): out');
   checkJobOptions(opts, 'convertCheckpoint(dir, out, format, options): options', ['overwrite']);
-  if (format !== 'tied' && format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied or expanded (got ${JSON.stringify(format)})`);
+  if (format !== 'tied' && format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied or expanded (got ${showValue(format)})`);
   let config: Record<string, unknown>;
   try {
     config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -82,5 +84,6 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
     extraFiles,
     ...(opts.overwrite ? { overwrite: true } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
   });
 }

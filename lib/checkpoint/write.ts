@@ -20,10 +20,11 @@ import * as path from 'node:path';
 import { FfmergeError, abortError, showValue } from '../errors';
 import { checkBoolean, checkPath } from '../arguments';
 import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
-import { checkJobOptions } from '../native/job';
+import { checkJobOptions, withJobScope, type JobScope, type ProgressFn } from '../native/job';
 import { architectureOf, stackOf } from '../model/architectures';
 import { matrixFromCanonical, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, checkAddedTies, type TieMap } from './ties';
+import { checkSourceUnchanged, sourceStamp } from './source-stamp';
 
 export type OutputFormat = 'expanded' | 'tied';
 
@@ -44,6 +45,11 @@ export interface WriteCheckpointOptions {
   overwrite?: boolean;
   signal?: AbortSignal;
   /**
+   * Progress as phase 'save', in bytes of tensor data read for the output. The last report comes before the
+   * output is renamed into place, so a callback that throws there leaves no output.
+   */
+  onProgress?: ProgressFn;
+  /**
    * Largest tensor bytes per safetensors file (default 5 GB, Hugging Face's `max_shard_size`). A checkpoint
    * that fits is one model.safetensors; a larger one is sharded in tensor order (a tensor larger than this
    * gets a shard of its own).
@@ -53,8 +59,8 @@ export interface WriteCheckpointOptions {
 
 /** Throws INVALID_ARGUMENT unless maxShardSize, when given, is a positive number of bytes (Infinity: never shard). */
 export function checkMaxShardSize(v: unknown): void {
-  if (v !== undefined && (typeof v !== 'number' || !(v > 0))) {
-    throw new FfmergeError('INVALID_ARGUMENT', `maxShardSize must be a positive number of bytes (got ${showValue(v)})`);
+  if (v !== undefined && (typeof v !== 'number' || !(Number.isSafeInteger(v) || v === Infinity) || v <= 0)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `maxShardSize must be a positive whole number of bytes, or Infinity (got ${showValue(v)})`);
   }
 }
 
@@ -185,6 +191,11 @@ export function checkOutputDir(source: string, out: string, overwrite = false): 
     throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} is inside the input model folder ${source}; choose a folder outside it`);
   }
   checkWritableParent(target, out);
+  // A link in place of the output: the output is written beside it and renamed into place, and a rename onto
+  // a link fails (after all the work, as "written by another run") or, with overwrite, replaces the link.
+  if (fs.lstatSync(target, { throwIfNoEntry: false })?.isSymbolicLink()) {
+    throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} is a symbolic link (to ${fs.readlinkSync(target)}); give the folder it points to, or another path`);
+  }
   if (!fs.existsSync(target)) return;
   const st = fs.statSync(target);
   if (!st.isDirectory()) throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} exists and is not a directory`);
@@ -279,16 +290,20 @@ export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<Wri
   if (opts.format !== 'tied' && opts.format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint: format must be tied or expanded (got ${showValue(opts.format)})`);
   const { source, out } = opts;
   checkOutputDir(source, out, opts.overwrite);
-  const src = await CheckpointReader.open(source);
-  // Every exit from here on closes the reader (an error before the write once leaked its file handle).
-  try {
-    return await writePlanned(opts, src);
-  } finally {
-    await src.close();
-  }
+  return withJobScope(opts, async (o, scope) => {
+    // the source as it is now: one replaced while the output is written is refused before the rename
+    const stamp = sourceStamp(source);
+    const src = await CheckpointReader.open(source);
+    // Every exit from here on closes the reader (an error before the write once leaked its file handle).
+    try {
+      return await writePlanned(o, src, scope, stamp);
+    } finally {
+      await src.close();
+    }
+  });
 }
 
-async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader): Promise<WriteCheckpointResult> {
+async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader, scope: JobScope, stamp: string): Promise<WriteCheckpointResult> {
   const { source, out, format } = opts;
   const config = await readConfig(source);
   // The source as the loader would see it (headers only): a tie map that drops a tensor or ties one to a
@@ -338,9 +353,13 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader)
 
   const target = path.resolve(out);
   const tmp = tempName(target);
-  fs.mkdirSync(path.dirname(target), { recursive: true });
+  const madeParent = fs.mkdirSync(path.dirname(target), { recursive: true });
   fs.mkdirSync(tmp);
   try {
+    // Bytes of tensor data in hand: the replacements from the start, each source tensor once it is read.
+    const total = plan.reduce((n, t) => n + t.byteLength, 0);
+    let done = plan.reduce((n, t) => n + (ArrayBuffer.isView(t.data) ? t.byteLength : 0), 0);
+    opts.onProgress?.({ phase: 'save', done, total });
     // Streamed: each source tensor is read just before it is written, so memory holds one tensor at a time.
     const tensors: TensorToWrite[] = plan.map((t) => ({
       name: t.name,
@@ -351,7 +370,9 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader)
           ? t.data
         : async () => {
               if (opts.signal?.aborted) throw abortError();
-              return src.readRaw((t.data as { from: string }).from);
+              const bytes = await src.readRaw((t.data as { from: string }).from);
+              opts.onProgress?.({ phase: 'save', done: (done += t.byteLength), total });
+              return bytes;
             },
     }));
     const shards = shardTensors(plan, opts.maxShardSize ?? DEFAULT_MAX_SHARD_SIZE);
@@ -381,18 +402,38 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader)
     }
     for (const [name, text] of Object.entries(opts.extraFiles ?? {})) fs.writeFileSync(path.join(tmp, name), text);
     if (opts.signal?.aborted) throw abortError();
+    checkSourceUnchanged(source, stamp, 'its output was written');
     moveIntoPlace(tmp, target, out, opts.overwrite === true);
+    scope.commit();
     const storedParams = plan.reduce((s, t) => s + t.byteLength / DTYPE_SIZE[t.dtype], 0);
     return { out: target, bytes, files, storedParams };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
+    removeMadeParents(path.dirname(target), madeParent);
     throw e;
+  }
+}
+
+/**
+ * Removes the folders an output's mkdir -p made (`first`, the top one it made, down to `dir`) when the output
+ * was not written: an aborted run to a/b/out leaves no empty a/b. Only empty ones: a folder another run or
+ * the user wrote into meanwhile stays.
+ */
+export function removeMadeParents(dir: string, first: string | undefined): void {
+  if (first === undefined) return;
+  for (let d = dir; ; d = path.dirname(d)) {
+    try {
+      fs.rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === path.resolve(first) || path.dirname(d) === d) return;
   }
 }
 
 /** Groups tensors (indices, in order) into shards of at most maxBytes of data each; a larger tensor stands alone. */
 export function shardTensors(plan: { byteLength: number }[], maxBytes: number): number[][] {
-  if (!(maxBytes > 0)) throw new FfmergeError('INVALID_ARGUMENT', `the shard size must be a positive number of bytes (got ${maxBytes})`);
+  if (typeof maxBytes !== 'number' || !(maxBytes > 0)) throw new FfmergeError('INVALID_ARGUMENT', `the shard size must be a positive number of bytes (got ${showValue(maxBytes)})`);
   const shards: number[][] = [[]];
   let size = 0;
   plan.forEach((t, i) => {

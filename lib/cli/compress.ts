@@ -61,8 +61,9 @@ function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, mode
       calibration: o.sampleCalibration ? { sample: {} } : data,
       validation: o.sampleCalibration ? (o.valid ?? data) : o.valid,
       test: o.test,
-      // the bundled calibration text is ~12k tokens: half calibrates, the rest validates
-      calibrationTokens: int(o.calibrationTokens, 'calibration-tokens') ?? (bundled && !o.sampleCalibration ? 6144 : undefined),
+      // the bundled calibration text is ~12k tokens: half calibrates, the rest validates (a --data of the
+      // user's own gets the documented default)
+      calibrationTokens: int(o.calibrationTokens, 'calibration-tokens') ?? (bundled && o.data === undefined && !o.sampleCalibration ? 6144 : undefined),
       validationTokens: int(o.validationTokens, 'validation-tokens'),
       searchTokens: int(o.searchTokens, 'search-tokens'),
       testTokens: int(o.testTokens, 'test-tokens'),

@@ -4,6 +4,7 @@
  *   2  bad arguments (INVALID_ARGUMENT, OPTION_NOT_APPLICABLE, K_TOO_LARGE, INVALID_WINDOW, OUTPUT_EXISTS,
  *      OUTPUT_NOT_WRITABLE)
  *   3  missing or unreadable inputs (DATA_NOT_FOUND, INVALID_DATA, config/checkpoint/safetensors errors,
+ *      SOURCE_CHANGED: the model folder was replaced while a job read it,
  *      SHAPE_MISMATCH: a tensor the config does not describe, SEQUENCE_TOO_LONG: a data row longer than the model takes)
  *   4  numerical failure (non-finite values or metrics, singular refit)
  *   130 aborted (Ctrl-C; 143 for SIGTERM, 129 for SIGHUP: 128 + the signal's number)
@@ -31,6 +32,7 @@ export function exitCodeFor(e: unknown): number {
     e.code === 'SHAPE_MISMATCH' ||
     e.code === 'SEQUENCE_TOO_LONG' ||
     e.code === 'IO_ERROR' ||
+    e.code === 'SOURCE_CHANGED' ||
     e.code.startsWith('SAFETENSORS_')
   ) {
     return 3;

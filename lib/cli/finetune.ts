@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { loadModel, readConfig } from '../model/load';
 import { checkOutputDir } from '../checkpoint/write';
+import { checkSourceUnchanged, sourceStamp } from '../checkpoint/source-stamp';
 import { blocksFrom, fitBlockSize, takeTokens, tokenCount } from '../pipeline/data';
 import { cutBlocks } from '../data/blocks';
 import { finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
@@ -77,6 +78,8 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   const t0 = performance.now();
   // Training copies every weight to fp32, so nothing is gained by streaming layers; a resident load also
   // makes a tied checkpoint's window one native FF (the loader shares FFs whose tensors are one buffer).
+  // the output is written from the source folder again (config, tokenizer, what did not train): the same files
+  const stamp = sourceStamp(model);
   const m = await loadModel(model, { signal, stream: false });
   let r: FinetuneResult | undefined;
   try {
@@ -152,6 +155,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       ...(r.valBefore !== undefined ? { valBefore: r.valBefore, valAfter: r.valAfter } : {}),
       ...dropUndefined({ accuracyBefore: r.accuracyBefore, accuracyAfter: r.accuracyAfter }),
     };
+    checkSourceUnchanged(model, stamp, 'it was fine-tuned');
     const w = await saveTrained(r.model, {
       source: model,
       out,
@@ -159,14 +163,16 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       extraFiles: { 'finetune.json': JSON.stringify({ ...summary, log: r.log }, null, 1) + '\n' },
       overwrite: Boolean(o.overwrite),
       signal,
+      onProgress: bar.update,
     });
+    bar.done();
     // the source's weight files, one or every shard (the same measure as `bytes`)
     const reader = await SafetensorsReader.open(model);
     const sourceBytes = reader.fileBytes;
     await reader.close();
     const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, totalSeconds: (performance.now() - t0) / 1000 };
     const line =
-      `fine-tuned ${steps} steps: loss ${summary.firstLoss.toFixed(3)} → ${summary.lastLoss.toFixed(3)}` +
+      `fine-tuned ${steps} step${steps === 1 ? "" : "s"}: loss ${summary.firstLoss.toFixed(3)} → ${summary.lastLoss.toFixed(3)}` +
       (r.valBefore !== undefined ? `, validation ${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}` : '') +
       (r.accuracyBefore !== undefined ? ` (accuracy ${(100 * r.accuracyBefore).toFixed(2)}% → ${(100 * r.accuracyAfter!).toFixed(2)}%)` : '') +
       `, ${images ? `${Math.round(last.imagesPerSecond)} img/s` : `${Math.round(last.tokensPerSecond)} tok/s`}, ${r.seconds.toFixed(1)} s → ${w.out} (${w.bytes} bytes)`;

@@ -96,7 +96,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--validation-start <n>', 'vit: first validation image of --images (default 55000 on a 60000-image set, else after calibration)')
     .option('--test-size <n>', 'vit/marian: test images or sentences (default all)')
     .option('--select-by <score>', 'vit/marian: what the search ranks candidates by: metric (accuracy or BLEU, default) | loss (validation cross-entropy of the labels or teacher-forced references: smoother, and for marian no decoding per candidate; the metric is still reported)')
-    .option('--k <n>', 'FF sublayers merged into one (default: 1 + a quarter of the layers, rounded: a quarter of the FF sublayers go, e.g. k = 4 on 12 layers; at least 2)')
+    .option('--k <n>', 'FF sublayers merged into one (default: the size of the --window given, else 1 + a quarter of the layers, rounded: a quarter of the FF sublayers go, e.g. k = 4 on 12 layers; at least 2)')
     .option('--fraction <x>', 'share of FF sublayers to remove instead of --k (0 < x < 1)')
     .option('--window <spec>', 'auto (search every start) or a-b (0-based, inclusive), or a-b,c-d', 'auto')
     .option('--anchor <which>', 'first | middle | last layer of the window that the others align to', 'first')

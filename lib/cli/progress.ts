@@ -7,7 +7,7 @@
  * The library reports every step it takes, down to native jobs (`correlation.finalize`, `assignment`, …);
  * only the pipeline's phases below are shown, the rest are details of the current bar.
  */
-import { SingleBar } from 'cli-progress';
+import { Format, SingleBar } from 'cli-progress';
 import type { Progress } from '../native/job';
 
 interface PhaseLabel {
@@ -30,7 +30,7 @@ export const PHASES: Readonly<Record<string, PhaseLabel>> = {
   search: { title: 'Searching windows', unit: 'candidates' },
   baselines: { title: 'Scoring baselines', unit: 'candidates' },
   test: { title: 'Test set', unit: 'batches' },
-  save: { title: 'Saving the checkpoint', unit: 'step' },
+  save: { title: 'Saving the checkpoint', unit: '', scale: bytes },
   evaluate: { title: 'Evaluating', unit: 'batches' },
   perplexity: { title: 'Evaluating', unit: 'tokens' },
   translate: { title: 'Translating', unit: 'sentences' },
@@ -71,7 +71,10 @@ export class ProgressBar {
         noTTYOutput: !this.stream.isTTY,
         notTTYSchedule: 1000,
         linewrap: false,
-              });
+        // before the first unit is done there is no rate: cli-progress writes 'NULL' (cut to "ETA LLs" on a
+        // narrow line), and 'INF' for a stalled one; both read as "not known yet"
+        formatTime: (t, o, round) => (typeof t === 'number' ? Format.TimeFormat(t, o, round) : '…'),
+      });
       this.bar.start(Math.max(1, p.total), 0, this.payload(p, label));
     }
     this.last = p;

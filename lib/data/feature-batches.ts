@@ -25,7 +25,7 @@ export interface FeatureBatch {
 }
 
 function checkBatchSize(n: number): void {
-  if (!Number.isInteger(n) || n <= 0) throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${n})`);
+  if (!Number.isInteger(n) || n <= 0) throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${showValue(n)})`);
 }
 
 /** Images [start, start+count) of a set (already conformed to `pre`) as forward batches for a patch model. */

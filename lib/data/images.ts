@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { FfmergeError, showValue } from '../errors';
-import { checkOptions, checkPath } from '../arguments';
+import { checkOptions, checkPath, isArrayOf } from '../arguments';
 
 /** Decoded 8-bit images, all the same size: pixels[((n*height + y)*width + x)*channels + c]. */
 export interface ImageSet {
@@ -55,7 +55,7 @@ function positiveInt(v: unknown, what: string): number {
 function numberList(v: unknown, fallback: number[], what: string): number[] {
   if (v === undefined || v === null) return fallback;
   const list = typeof v === 'number' ? [v] : v;
-  if (!Array.isArray(list) || list.length === 0 || !list.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+  if (!isArrayOf<number>(list, (x) => typeof x === 'number' && Number.isFinite(x)) || list.length === 0) {
     throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json: ${what} must be a number or a list of numbers`);
   }
   return list as number[];

@@ -4,7 +4,7 @@
 import { FfmergeError, showValue } from '../errors';
 import { conformImages, imagesToTensor, type ImagePreprocessor, type ImageSet } from '../data/images';
 import { argmaxRows } from '../metrics/accuracy';
-import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
+import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions } from '../native/job';
 import { checkModel, type Model } from '../model/model';
 
 export interface ClassifierEvalOptions extends JobOptions {
@@ -36,7 +36,7 @@ export async function evaluateImageClassifier(
   if (typeof pre !== 'object' || pre === null) throw new FfmergeError('INVALID_ARGUMENT', `evaluateImageClassifier(model, images, pre): pre must be an ImagePreprocessor (from loadPreprocessor) (got ${showValue(pre)})`);
   checkJobOptions(opts, 'evaluateImageClassifier(model, images, pre, options): options', ['batchSize', 'start', 'count']);
   // one job of several forward passes from here: a dispose() meanwhile lets it finish (Model.session)
-  return model.session(async () => {
+  return withJobScope(opts, (opts) => model.session(async () => {
     const spec = model.spec;
     if (spec.input !== 'patches' || spec.head !== 'classifier') {
       throw new FfmergeError('INVALID_ARGUMENT', `${spec.family} is not an image classifier (needs patch input and a classifier head)`);
@@ -85,7 +85,7 @@ export async function evaluateImageClassifier(
       opts.onProgress?.({ phase: 'evaluate', done, total: count });
     }
     return { correct, total: count, accuracy: correct / count, loss: nll / count, predictions };
-  });
+  }));
 }
 
 /** −log softmax(logits)[label], computed stably. */

@@ -21,7 +21,7 @@ export async function greedy(model: Model, prompt: ArrayLike<number>, maxNew: nu
   }
   checkJobOptions(opts, 'greedy(model, prompt, maxNew, options): options', ['eosId']);
   if (prompt.length === 0) throw new FfmergeError('INVALID_ARGUMENT', 'greedy: the prompt must hold at least one token');
-  if (!Number.isInteger(maxNew) || maxNew < 0) throw new FfmergeError('INVALID_ARGUMENT', `greedy: maxNew must be a non-negative integer (got ${maxNew})`);
+  if (!Number.isInteger(maxNew) || maxNew < 0) throw new FfmergeError('INVALID_ARGUMENT', `greedy: maxNew must be a non-negative integer (got ${showValue(maxNew)})`);
   const eos = opts.eosId;
   if (eos !== undefined && (!Number.isInteger(eos) || eos < 0 || eos >= model.spec.vocab)) {
     throw new FfmergeError('INVALID_ARGUMENT', `greedy: eosId must be a token id in 0..${model.spec.vocab - 1} (got ${showValue(eos)}); it could never stop the generation`);

@@ -3,8 +3,8 @@
  * one sequence, every token after its first is scored, and only batch·seq hidden states (never all logits)
  * exist at once. ppl = exp(Σ NLL / tokens scored).
  */
-import { FfmergeError } from '../errors';
-import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
+import { FfmergeError, showValue } from '../errors';
+import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions } from '../native/job';
 import { checkLanguageModel, type Model } from '../model/model';
 import { checkArrayOf } from '../arguments';
 import { isInt32Array } from '../typed-arrays';
@@ -28,13 +28,14 @@ export async function perplexity(model: Model, blocks: Int32Array[], opts: Perpl
   checkJobOptions(opts, 'perplexity(model, blocks, options): options', ['batchSize']);
   const batchSize = opts.batchSize ?? 8;
   if (!Number.isInteger(batchSize) || batchSize <= 0) {
-    throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${batchSize})`);
+    throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${showValue(batchSize)})`);
   }
   const total = blocks.reduce((n, b) => n + Math.max(0, b.length - 1), 0);
   if (total === 0) throw new FfmergeError('INVALID_DATA', 'perplexity needs at least one block of 2 or more tokens');
   const scored = blocks.filter((b) => b.length >= 2);
-  // one job of several forward passes: a dispose() meanwhile lets it finish (Model.session)
-  const { sum, count } = await model.session(async () => {
+  // one job of several forward passes: a dispose() meanwhile lets it finish (Model.session); an async progress
+  // callback's rejection fails it (withJobScope)
+  const { sum, count } = await withJobScope(opts, (opts) => model.session(async () => {
     let sum = 0;
     let count = 0;
     for (let i = 0; i < scored.length; i += batchSize) {
@@ -67,7 +68,7 @@ export async function perplexity(model: Model, blocks: Int32Array[], opts: Perpl
       opts.onProgress?.({ phase: 'perplexity', done: count, total });
     }
     return { sum, count };
-  });
+  }));
   const nll = sum / count;
   return { ppl: Math.exp(nll), nll, tokens: count };
 }

@@ -5,7 +5,7 @@
  * prefix (no KV cache), so the cost grows with length²: meant for calibration budgets of tens of thousands of
  * tokens, not for serving.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import { throwIfAborted, type JobOptions } from '../native/job';
 import type { Model } from '../model/model';
 
@@ -52,9 +52,9 @@ function draw(logits: Float32Array, temperature: number, u: number, p: Float64Ar
 export async function sampleRows(model: Model, o: SampleOptions): Promise<Int32Array[]> {
   const V = model.spec.vocab;
   const temperature = o.temperature ?? 1;
-  if (!(temperature > 0) || !Number.isFinite(temperature)) throw new FfmergeError('INVALID_ARGUMENT', `the sampling temperature must be a positive number (got ${temperature})`);
+  if (typeof temperature !== 'number' || !(temperature > 0) || !Number.isFinite(temperature)) throw new FfmergeError('INVALID_ARGUMENT', `the sampling temperature must be a positive number (got ${showValue(temperature)})`);
   if (!Number.isInteger(o.rows) || o.rows < 1 || !Number.isInteger(o.length) || o.length < 2) {
-    throw new FfmergeError('INVALID_ARGUMENT', `sampling needs at least one row of at least 2 tokens (got ${o.rows} × ${o.length})`);
+    throw new FfmergeError('INVALID_ARGUMENT', `sampling needs at least one row of at least 2 tokens (got ${showValue(o.rows)} × ${showValue(o.length)})`);
   }
   if (o.length > model.spec.maxPositions) throw new FfmergeError('INVALID_ARGUMENT', `sampled rows of ${o.length} tokens exceed the model's ${model.spec.maxPositions} positions`);
   if (!Number.isInteger(o.startToken) || o.startToken < 0 || o.startToken >= V) throw new FfmergeError('INVALID_ARGUMENT', `the start token ${o.startToken} is not in the vocabulary (${V} tokens)`);

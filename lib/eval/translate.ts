@@ -7,7 +7,7 @@
 import { FfmergeError, showValue } from '../errors';
 import { corpusBleu, type BleuResult } from '../metrics/bleu';
 import { corpusChrf, type ChrfResult } from '../metrics/chrf';
-import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
+import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions } from '../native/job';
 import { checkModel, generationConfigFrom, type GenerationConfig, type Model } from '../model/model';
 import { checkTokenizer, type Tokenizer } from '../tokenizer';
 import { checkArrayOf } from '../arguments';
@@ -59,7 +59,7 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
   // Similar lengths together: less padding per batch. Results go back to input order.
   const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length || a - b);
   const out: Translation[] = new Array<Translation>(sources.length);
-  await model.session(async () => {
+  await withJobScope(opts, (opts) => model.session(async () => {
     let done = 0;
     for (let b0 = 0; b0 < order.length; b0 += batchSize) {
       throwIfAborted(opts.signal);
@@ -82,7 +82,7 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
       done += idx.length;
       opts.onProgress?.({ phase: 'translate', done, total: sources.length });
     }
-  });
+  }));
   return out;
 }
 

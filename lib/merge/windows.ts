@@ -34,7 +34,7 @@ export function kLabel(k: number, sizes: readonly number[]): string {
 /** Throws K_TOO_LARGE / INVALID_ARGUMENT unless 2 ≤ k ≤ layers. */
 export function checkK(k: number, layers: number): void {
   if (!Number.isInteger(k) || k < 2) {
-    throw new FfmergeError('INVALID_ARGUMENT', `k must be an integer ≥ 2 (the number of FF sublayers merged into one), got ${k}`);
+    throw new FfmergeError('INVALID_ARGUMENT', `k must be an integer ≥ 2 (the number of FF sublayers merged into one), got ${showValue(k)}`);
   }
   if (k > layers) {
     throw new FfmergeError('K_TOO_LARGE', `k = ${k} is larger than the model's ${layers} layers`);
@@ -49,7 +49,15 @@ export function kFromFraction(fraction: number, layers: number): number {
   if (typeof fraction !== 'number' || !(fraction > 0 && fraction < 1)) {
     throw new FfmergeError('INVALID_ARGUMENT', `fraction must be between 0 and 1 (share of FF sublayers removed), got ${showValue(fraction)}`);
   }
-  return Math.min(layers, Math.max(2, 1 + Math.round(fraction * layers)));
+  const removed = Math.round(fraction * layers);
+  // a share that rounds to no FF sublayer at all is refused, not raised to k = 2 (1 of 5 layers is 20 %, not 1 %)
+  if (removed < 1 && layers >= 2) {
+    throw new FfmergeError(
+      'INVALID_ARGUMENT',
+      `fraction ${fraction} of ${layers} layers is ${+(fraction * layers).toFixed(2)} FF sublayers, which rounds to none; the least a merge removes is one (k = 2, fraction ${+(1 / layers).toFixed(3)})`,
+    );
+  }
+  return Math.min(layers, Math.max(2, 1 + removed));
 }
 
 /** Every window of k adjacent layers, in order of start index (the paper's search space). */
@@ -83,6 +91,9 @@ export function checkWindow(w: Window, layers: number): void {
   if (typeof w !== 'object' || w === null || typeof w.start !== 'number' || typeof w.k !== 'number') {
     throw new FfmergeError('INVALID_WINDOW', `a window is { start, k } (integers) or "a-b", got ${showValue(w)}`);
   }
+  // { start, k, end } or a misspelt key is refused: read as { start, k } it would merge another window than meant
+  const extra = Object.keys(w).filter((key) => key !== 'start' && key !== 'k');
+  if (extra.length) throw new FfmergeError('INVALID_WINDOW', `a window is { start, k }; ${showValue(w)} also has ${extra.map((e) => showValue(e)).join(', ')}`);
   if (!Number.isInteger(w.start) || !Number.isInteger(w.k) || w.start < 0 || w.k < 2 || w.start + w.k > layers) {
     throw new FfmergeError('INVALID_WINDOW', `window start ${w.start}, k ${w.k} does not fit in the model's ${layers} layers`);
   }

@@ -1,7 +1,8 @@
 /** Top-1 accuracy of classifier logits against integer labels. */
 import { FfmergeError, showValue } from '../errors';
+import { isArrayOf } from '../arguments';
 
-const isNumbers = (v: unknown): v is ArrayLike<number> => ArrayBuffer.isView(v) || (Array.isArray(v) && v.every((x) => typeof x === 'number'));
+const isNumbers = (v: unknown): v is ArrayLike<number> => ArrayBuffer.isView(v) || isArrayOf(v, (x) => typeof x === 'number');
 
 /** Index of the largest logit in each row of a [rows, classes] matrix (first one on ties, like argmax). */
 export function argmaxRows(logits: ArrayLike<number>, classes: number): Int32Array {

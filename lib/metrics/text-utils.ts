@@ -3,6 +3,7 @@
  * notion of whitespace (str.split / str.rstrip) and on strings being sequences of code points.
  */
 import { FfmergeError, showValue } from '../errors';
+import { isArrayOf } from '../arguments';
 
 // Python's str.isspace() set (what str.split() with no argument splits on). Differs from JS \s: it has
 // \x1c-\x1f and \x85, and lacks \ufeff.
@@ -15,9 +16,9 @@ const TRAILING_WS = new RegExp(`[${PY_WS}]+$`, 'u');
  * list holding something else, or no reference stream is INVALID_ARGUMENT, streams of other lengths INVALID_DATA.
  */
 export function checkCorpus(what: string, hypotheses: unknown, references: unknown): void {
-  const isTexts = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+  const isTexts = (v: unknown): v is string[] => isArrayOf(v, (x) => typeof x === 'string');
   if (!isTexts(hypotheses)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: hypotheses must be a list of strings (got ${showValue(hypotheses)})`);
-  if (!Array.isArray(references) || !references.every(isTexts)) {
+  if (!isArrayOf<string[]>(references, isTexts)) {
     throw new FfmergeError('INVALID_ARGUMENT', `${what}: references must be a list of reference streams, each a list of strings (got ${showValue(references)})`);
   }
   if (references.length === 0) throw new FfmergeError('INVALID_ARGUMENT', `${what} needs at least one reference stream`);
@@ -31,7 +32,7 @@ export function checkCorpus(what: string, hypotheses: unknown, references: unkno
 /** A sentence metric's hypothesis (a string) and references (a list of strings). */
 export function checkSentence(what: string, hypothesis: unknown, references: unknown): void {
   if (typeof hypothesis !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `${what}: the hypothesis must be a string (got ${showValue(hypothesis)})`);
-  if (!Array.isArray(references) || !references.every((r) => typeof r === 'string')) {
+  if (!isArrayOf(references, (r) => typeof r === 'string')) {
     throw new FfmergeError('INVALID_ARGUMENT', `${what}: references must be a list of strings (got ${showValue(references)})`);
   }
 }

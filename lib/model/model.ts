@@ -461,7 +461,7 @@ export class Model {
     checkForwardOptions(opts);
     const { batch, seq, ids, attentionMask } = input;
     if (!Number.isInteger(batch) || batch <= 0 || !Number.isInteger(seq) || seq <= 0) {
-      throw new FfmergeError('INVALID_ARGUMENT', `batch and seq must be positive integers (got ${batch}, ${seq})`);
+      throw new FfmergeError('INVALID_ARGUMENT', `batch and seq must be positive integers (got ${showValue(batch)}, ${showValue(seq)})`);
     }
     const patches = this.spec.input === 'patches';
     if (patches) {

@@ -9,6 +9,7 @@ import { loadAddon } from './loader';
 import { type FFInput, parts } from './ridge';
 import { type StagedFloatsHandle, withStaged } from './staged';
 import { isFloat32Array } from '../typed-arrays';
+import { isArrayOf } from '../arguments';
 import type { Activation } from '../model/activation';
 
 type NativeProgress = ((done: number, total: number) => void) | undefined;
@@ -86,7 +87,7 @@ export class CorrelationAccumulator {
   }
 
   private static checkDims(dims: number[]): readonly number[] {
-    if (!Array.isArray(dims) || dims.length === 0 || !dims.every((d) => isCount(d) && d > 0)) {
+    if (!isArrayOf(dims, (d) => isCount(d) && (d as number) > 0) || dims.length === 0) {
       throw new FfmergeError('INVALID_ARGUMENT', 'dims must be a non-empty array of positive integer layer widths');
     }
     return [...dims];

@@ -74,7 +74,7 @@ export async function matmul(
   if (out !== undefined && !isFloat32Array(out)) throw new FfmergeError('INVALID_ARGUMENT', `matmul: out must be a Float32Array (got ${showValue(out)})`);
   if (kernel !== undefined && typeof kernel !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `matmul: kernel must be one of ${gemmKernels().join(', ')} (got ${showValue(kernel)})`);
   if (typeof alpha !== 'number' || typeof beta !== 'number' || !Number.isFinite(alpha) || !Number.isFinite(beta)) {
-    throw new FfmergeError('INVALID_ARGUMENT', `matmul: alpha and beta must be finite numbers (got ${alpha}, ${beta})`);
+    throw new FfmergeError('INVALID_ARGUMENT', `matmul: alpha and beta must be finite numbers (got ${showValue(alpha)}, ${showValue(beta)})`);
   }
   if (out !== undefined && out.length !== m * n) {
     throw new FfmergeError('SHAPE_MISMATCH', `matmul: out holds ${out.length} values but m·n = ${m}·${n} = ${m * n}`);

@@ -50,15 +50,78 @@ export function checkJobOptions(opts: { signal?: unknown; onProgress?: unknown }
  */
 export function guardProgress<P>(onProgress: (p: P) => void, fail: (error: unknown) => void): (p: P) => void {
   let failed = false;
+  const failOnce = (error: unknown) => {
+    if (failed) return;
+    failed = true;
+    fail(error);
+  };
   return (p: P) => {
     if (failed) return;
     try {
-      onProgress(p);
+      // an async callback's rejection too: left alone it is an unhandled rejection, which ends the host
+      whenRejected(onProgress(p), failOnce);
     } catch (error) {
-      failed = true;
-      fail(error);
+      failOnce(error);
     }
   };
+}
+
+/** Hands the rejection of a callback's returned promise (if it returned one) to `fail`. */
+function whenRejected(r: unknown, fail: (error: unknown) => void): void {
+  if (typeof r === 'object' && r !== null && typeof (r as PromiseLike<unknown>).then === 'function') {
+    (r as PromiseLike<unknown>).then(undefined, fail);
+  }
+}
+
+/** What a multi-step job tells its scope (withJobScope). */
+export interface JobScope {
+  /**
+   * The job's output is in place (renamed into its folder): from now on a progress callback's error no longer
+   * fails the call, since failing it would leave a written output behind a rejected call.
+   */
+  commit(): void;
+}
+
+/**
+ * Runs a multi-step job (one that calls the caller's progress callback itself, not only through native jobs)
+ * with its own signal and a callback safe for async callbacks. An `async (p) => db.update(p)` that rejects
+ * would otherwise be an unhandled rejection, which ends the host process. Its rejection, while the job runs,
+ * aborts the job through the job's own signal, and the call rejects with the callback's error, as a throw
+ * does; once the job has committed its output, or settled, the rejection is dropped. Checks the options'
+ * signal and callback first.
+ */
+export async function withJobScope<O extends JobOptions, T>(opts: O, run: (o: O, scope: JobScope) => Promise<T>): Promise<T> {
+  checkJobOptions(opts);
+  const { onProgress, signal } = opts;
+  let committed = false;
+  const scope: JobScope = { commit: () => void (committed = true) };
+  if (!onProgress) return run(opts, scope);
+  const ac = new AbortController();
+  let failure: { error: unknown } | undefined;
+  let settled = false;
+  const fail = (error: unknown) => {
+    if (failure || settled || committed) return;
+    failure = { error };
+    ac.abort();
+  };
+  const forward = () => ac.abort();
+  if (signal?.aborted) ac.abort();
+  else signal?.addEventListener('abort', forward, { once: true });
+  const report: ProgressFn = (p) => {
+    if (failure) throw failure.error; // the job is stopping: the caller hears nothing more
+    whenRejected(onProgress(p) as unknown, fail);
+  };
+  try {
+    const result = await run({ ...opts, signal: ac.signal, onProgress: report }, scope);
+    if (failure && !committed) throw failure.error;
+    return result;
+  } catch (e) {
+    if (failure) throw failure.error;
+    throw e;
+  } finally {
+    settled = true;
+    signal?.removeEventListener('abort', forward);
+  }
 }
 
 /** Starts a native job and ties it to an AbortSignal and a progress callback. */

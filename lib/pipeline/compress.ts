@@ -7,13 +7,14 @@
  */
 import * as path from 'node:path';
 import { FfmergeError, abortError, showValue } from '../errors';
-import { checkJobOptions, type JobOptions } from '../native/job';
+import { checkJobOptions, withJobScope, type JobOptions, type JobScope } from '../native/job';
 import { checkMaxShardSize, checkOutputDir, ffReplacements, ffTies, writeCheckpoint } from '../checkpoint/write';
 import { checkBoolean, checkPath } from '../arguments';
 import { checkOnnxExportable, exportOnnx } from '../export/onnx/export';
 import { loadModel, readConfig } from '../model/load';
 import { DTYPE_SIZE } from '../safetensors';
 import { CheckpointReader, type TieMap } from '../checkpoint/ties';
+import { checkSourceUnchanged, sourceStamp } from '../checkpoint/source-stamp';
 import { trainingRuns } from '../checkpoint/training-record';
 import { asRecorded, earlierWindows, mergedLayers, recordedLabel, recordedTies, type RecordedWindow } from '../checkpoint/earlier-merges';
 import type { Model, StackName } from '../model/model';
@@ -54,8 +55,9 @@ function checkApplicable(o: CompressOptions, kind: TaskKind, modelType: string):
 function resolveStacks(summary: ModelSummary, mode: StackMode | undefined): { mode: StackMode; groups: StackName[][] } {
   const names = summary.stacks.map((s) => s.name);
   if (names.length === 1) {
-    if (mode !== undefined && mode !== names[0]) {
-      throw new FfmergeError('OPTION_NOT_APPLICABLE', `stacks applies to encoder–decoder models; ${summary.modelType} has one stack (${names[0]})`);
+    // even naming the one stack: an option a model does not read is refused, never ignored
+    if (mode !== undefined) {
+      throw new FfmergeError('OPTION_NOT_APPLICABLE', `stacks (--stacks) applies to encoder–decoder models; ${summary.modelType} has one stack (${names[0]}), which is merged: give no stacks`);
     }
     return { mode: names[0]!, groups: [[names[0]!]] };
   }
@@ -261,6 +263,11 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     if (v === null) throw new FfmergeError('INVALID_ARGUMENT', `compress: option ${showValue(key)} is null; give a value, or leave it out for the default`);
   }
   checkJobOptions(options);
+  // the job's own signal and a progress callback made safe for async callbacks (their rejection fails the call)
+  return withJobScope(options, (o, scope) => compressChecked(modelDir, o, scope));
+}
+
+async function compressChecked(modelDir: string, options: CompressOptions, scope: JobScope): Promise<CompressResult> {
   checkBoolean(options.overwrite, 'compress: overwrite');
   checkMaxShardSize(options.maxShardSize);
   if (options.k !== undefined && (typeof options.k !== 'number' || !Number.isInteger(options.k))) {
@@ -277,6 +284,8 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
 
   // ---- everything that can be refused is refused before any long work ----
   const summary = await inspectModel(modelDir);
+  // the source's files as the model is loaded from them: the output is written from the same files or not at all
+  const stamp = sourceStamp(modelDir);
   const kind = taskFor(summary);
   checkApplicable(options, kind, summary.modelType);
   await kind.check(options);
@@ -417,7 +426,9 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       edits: async () => {
         const edits: Edit[] = [];
         for (const w of ws) for (const stack of stacks) {
-          const m = keepEarlierMerges({ ...(await combo.recover.recover(ctx, await merges(combo.method, stack, w), quiet)), method: combo.method.name, recover: combo.recover.name }, ctx.earlier?.get(stack));
+          const r = await combo.recover.recover(ctx, await merges(combo.method, stack, w), quiet);
+          // a recover method may hand the window to another (refit-res to refit-seq on a post-norm stack): what ran is recorded
+          const m = keepEarlierMerges({ ...r, method: combo.method.name, recover: r.recover ?? combo.recover.name }, ctx.earlier?.get(stack));
           edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
           for (const [layer, ff] of m.adjusted ?? []) edits.push({ kind: 'ff', stack, layers: [layer], ff });
         }
@@ -456,7 +467,10 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
       const edits = await c.edits();
       const start = firstChanged(model, edits, c.start);
       const score = await scoreView(edits, start);
-      scores.push({ windows: c.windows, start, ...(c.method ? { method: c.method } : {}), score });
+      // the combination that ran, as the chosen windows record it (refit-res asked, refit-seq run on Marian)
+      const ran = edits.flatMap((e) => (e.kind === 'ff' && e.merged ? [e.merged] : []))[0];
+      const method = c.method && ran ? `${ran.method}+${ran.recover}` : c.method;
+      scores.push({ windows: c.windows, start, ...(method ? { method } : {}), score });
       finished(phase);
       return { edits, score };
     };
@@ -594,10 +608,11 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
     if (earlier.length) result.earlierWindows = earlier;
     // (without out nothing is saved, and no 'save' phase is reported or timed)
     if (options.out) {
-      onProgress?.({ phase: 'save', done: 0, total: 1 });
-      result.out = await writeOutput(modelDir, options.out, format, options.overwrite, model, chosen, result, earlier, earlierTies, signal, options.maxShardSize);
+      // the writer's last report comes before the rename: a callback that throws there leaves no output
+      checkSourceUnchanged(modelDir, stamp, 'it was compressed');
+      result.out = await writeOutput(modelDir, options.out, format, options.overwrite, model, chosen, result, earlier, earlierTies, as('save'), options.maxShardSize);
+      scope.commit();
       clock.lap('save', true); // written and renamed into place: the result stands
-      onProgress?.({ phase: 'save', done: 1, total: 1 });
     }
     return result;
   } finally {
@@ -618,7 +633,7 @@ async function writeOutput(
   result: CompressResult,
   earlier: RecordedWindow[],
   earlierTies: TieMap,
-  signal: AbortSignal | undefined,
+  job: JobOptions,
   maxShardSize?: number,
 ): Promise<NonNullable<CompressResult['out']>> {
   const config = model.config as Record<string, unknown>;
@@ -648,7 +663,7 @@ async function writeOutput(
     info,
     extraFiles: { 'report.json': JSON.stringify(report, null, 2) + '\n', 'README.md': modelCard(result, format, { dir: out, config }) },
     ...(overwrite ? { overwrite } : {}),
-    ...(signal ? { signal } : {}),
+    ...job,
   };
   if (format === 'onnx') {
     // the same replacements and ties, written as an ONNX folder whose shared FFs are one initializer each

@@ -143,7 +143,7 @@ function parseEntry(name: string, v: unknown, dataLength: number, where: string)
   if (end > dataLength) {
     throw new FfmergeError(
       'SAFETENSORS_OUT_OF_BOUNDS',
-      `${where}: tensor "${name}" spans bytes [${begin}, ${end}) but the data block has only ${dataLength} bytes`,
+      `${where}: tensor "${name}" spans bytes [${begin}, ${end}) but the data block has only ${dataLength} bytes (a file cut short, by an interrupted download or copy, or a header that lies)`,
     );
   }
   const numel = elementCount(shape as number[], where);

@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
-import { checkOptions, checkPath } from '../arguments';
+import { checkOptions, checkPath, isArrayOf } from '../arguments';
 import { isFloat32Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, f32ToBF16, f32ToF16, isDType } from './dtype';
 
@@ -116,7 +116,7 @@ function validate(t: TensorToWrite): number {
     throw new FfmergeError('INVALID_ARGUMENT', `"${String(t.name)}" cannot be a tensor name`);
   }
   if (!isDType(t.dtype)) throw new FfmergeError('SAFETENSORS_UNKNOWN_DTYPE', `tensor "${t.name}" has unknown dtype "${String(t.dtype)}"`);
-  if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+  if (!isArrayOf(t.shape, (d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
     throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" has shape ${JSON.stringify(t.shape)}; entries must be non-negative integers`);
   }
   const numel = t.shape.reduce((a, b) => a * b, 1);

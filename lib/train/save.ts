@@ -10,7 +10,7 @@ import { checkModel, type Model } from '../model/model';
 import { FfmergeError, showValue } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';
 import { checkOutputDir, writeCheckpoint, type WriteCheckpointResult } from '../checkpoint/write';
-import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
+import { checkJobOptions, runNativeJob, type JobOptions, type ProgressFn } from '../native/job';
 import { trainAddon } from '../native/train';
 import { slotReplacements } from './replacements';
 import { outputCard } from '../pipeline/model-card';
@@ -30,6 +30,8 @@ export interface SaveTrainedOptions {
   /** Extra files written into the output directory, name → contents. */
   extraFiles?: Record<string, string>;
   signal?: AbortSignal;
+  /** Progress: reading the weights ('slots'), then the write ('save', in bytes). */
+  onProgress?: ProgressFn;
 }
 
 /**
@@ -45,9 +47,9 @@ export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<
   if (typeof o !== 'object' || o === null) throw new FfmergeError('INVALID_ARGUMENT', `saveTrained(model, options): options must be an object { source, out, … } (got ${showValue(o)})`);
   checkJobOptions(o, 'saveTrained(model, options): options', ['source', 'out', 'overwrite', 'info', 'extraFiles']);
   checkOutputDir(o.source, o.out, o.overwrite); // refused before the weights are read
-  const signal = o.signal ? { signal: o.signal } : {};
+  const job: JobOptions = { ...(o.signal ? { signal: o.signal } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) };
   const config = await readConfig(o.source);
-  const slots = await slotTensors(model, signal);
+  const slots = await slotTensors(model, job);
   const reader = await CheckpointReader.open(o.source);
   let replace: Map<string, Float32Array>;
   try {
@@ -79,6 +81,6 @@ export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<
     info,
     ...(o.extraFiles || card !== undefined ? { extraFiles: { ...(card !== undefined ? { 'README.md': card } : {}), ...o.extraFiles } } : {}),
     overwrite: Boolean(o.overwrite),
-    ...signal,
+    ...job,
   });
 }

@@ -9,14 +9,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../../errors';
-import { checkOutputDir, copyWritable, isWeightOrReferenceFile, moveIntoPlace, tempName } from '../../checkpoint/write';
+import { checkSourceUnchanged, sourceStamp } from '../../checkpoint/source-stamp';
+import { checkOutputDir, copyWritable, isWeightOrReferenceFile, moveIntoPlace, removeMadeParents, tempName } from '../../checkpoint/write';
 import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
 import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from '../../checkpoint/earlier-merges';
 import { readConfig } from '../../model/load';
 import { checkCheckpoint } from '../../model/plan';
 import { architectureOf, type Architecture, type Config } from '../../model/architectures';
 import { validateSpec } from '../../model/validate-spec';
-import { checkJobOptions, type JobOptions } from '../../native/job';
+import { checkJobOptions, withJobScope, type JobOptions, type JobScope } from '../../native/job';
 import { buildDecoderLm } from './decoder-lm';
 import { Graph } from './graph';
 import { needsExternalData, writeOnnx, OPSET, type SerializeResult } from './serialize';
@@ -145,6 +146,12 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   checkOneOf(opts.externalData, 'exportOnnx: externalData', [true, false, 'auto'] as const);
   if (opts.signal?.aborted) throw abortError();
   checkOutputDir(modelDir, opts.out, opts.overwrite);
+  return withJobScope(opts, (o, scope) => exportChecked(modelDir, o, scope));
+}
+
+async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: JobScope): Promise<ExportOnnxResult> {
+  // the source as it is now: one replaced while the output is written is refused before the rename
+  const stamp = sourceStamp(modelDir);
   const config = await readConfig(modelDir);
   const files = filesFor(architectureOf(config), config);
   const dtype = opts.dtype ?? 'fp32';
@@ -156,11 +163,12 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   const weights = await ExportWeights.open(modelDir, { dtype, ...(opts.replace ? { replace: opts.replace } : {}), ...(Object.keys(ties).length ? { ties } : {}) });
   const target = path.resolve(opts.out);
   const tmp = tempName(target);
+  let madeParent: string | undefined;
   try {
     // the loader's check of the checkpoint (headers only): nothing is written from a checkpoint eval refuses,
     // and stored layers the config leaves out (which the graphs would silently not read) are refused too
     checkCheckpoint(config, weights.reader, modelDir);
-    fs.mkdirSync(path.dirname(target), { recursive: true });
+    madeParent = fs.mkdirSync(path.dirname(target), { recursive: true });
     fs.mkdirSync(path.join(tmp, ONNX_DIR), { recursive: true });
     // Every file has its own initializers (a tensor read by several layers of one file is one of them).
     // Graphs hold no weight data until written, so all are planned first: with 'auto', either every file
@@ -228,7 +236,9 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
     if (card !== undefined) extra['README.md'] = card;
     for (const [name, text] of Object.entries(extra)) fs.writeFileSync(path.join(tmp, name), text);
     if (opts.signal?.aborted) throw abortError();
+    checkSourceUnchanged(modelDir, stamp, 'it was exported');
     moveIntoPlace(tmp, target, opts.out, opts.overwrite === true);
+    scope.commit();
     return {
       out: target,
       files: written.map((r) => ({ file: `${ONNX_DIR}/${r.file}`, onnxBytes: r.onnxBytes, dataBytes: r.dataBytes })),
@@ -242,6 +252,7 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
     };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
+    removeMadeParents(path.dirname(target), madeParent);
     throw e;
   } finally {
     await weights.close();

@@ -4,7 +4,7 @@
  * logical tensor name resolves to the tensor that stores it, and each stored tensor becomes ONE initializer,
  * however many nodes use it: that is how a merged window's shared FF reaches the runtime as one copy.
  */
-import { FfmergeError } from '../../errors';
+import { FfmergeError, showValue } from '../../errors';
 import { CheckpointReader, checkAddedTies, type TieMap } from '../../checkpoint/ties';
 import { DT, type Graph } from './graph';
 
@@ -43,7 +43,7 @@ export class ExportWeights {
 
   static async open(dir: string, opts: WeightSourceOptions = {}): Promise<ExportWeights> {
     if (opts.dtype !== undefined && opts.dtype !== 'fp32' && opts.dtype !== 'fp16') {
-      throw new FfmergeError('INVALID_ARGUMENT', `ONNX weight dtype must be fp32 or fp16 (got ${JSON.stringify(opts.dtype)})`);
+      throw new FfmergeError('INVALID_ARGUMENT', `ONNX weight dtype must be fp32 or fp16 (got ${showValue(opts.dtype)})`);
     }
     const reader = await CheckpointReader.open(dir);
     try {

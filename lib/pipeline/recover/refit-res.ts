@@ -191,7 +191,8 @@ export const refitRes: RecoverMethod = {
   description: 'training-free: least-squares W_out so each merged position, then each later layer, restores the original residual stream (pre-norm; else refit-seq)',
   async recover(ctx, m, opts) {
     const spec = stackSpecOf(ctx.model, m.stack);
-    if (m.stack !== ctx.model.mainStack || spec.normPlacement !== 'pre') return refitSeq.recover(ctx, m, opts);
+    // recorded as what ran: the report, record and card of a Marian output say refit-seq, not refit-res
+    if (m.stack !== ctx.model.mainStack || spec.normPlacement !== 'pre') return { ...(await refitSeq.recover(ctx, m, opts)), recover: refitSeq.name };
     return residualRefit(ctx, m, { ...opts, downstream: DOWNSTREAM });
   },
 };

@@ -14,6 +14,7 @@ import { seededOrder } from '../../data/shuffle';
 import { MIN_BLOCK_TOKENS } from '../../data/blocks';
 import { isTokenRowFile } from '../../data/token-rows';
 import type { Task, TaskKind } from '../task';
+import { checkOptions, isArrayOf } from '../../arguments';
 
 export const LM_DEFAULTS = { calibrationTokens: 10240, validationTokens: 10240, blockSize: 256, batchBlocks: 8 };
 
@@ -39,7 +40,7 @@ export function largeModelSearchTokens(layers: number, valTokens: number, starts
 }
 
 function isTokenSource(v: unknown): v is TokenSource {
-  return typeof v === 'string' || (Array.isArray(v) && v.every((b) => b instanceof Int32Array));
+  return typeof v === 'string' || isArrayOf(v, (b) => b instanceof Int32Array);
 }
 
 /** Most tokens of a file a 'spread' draw cuts into blocks before drawing (64 MB of ids). */
@@ -59,6 +60,8 @@ function isSampledSource(v: unknown): v is SampledSource {
 }
 
 function checkSampled(v: SampledSource, validation: unknown): void {
+  checkOptions(v, 'calibration', ['sample']);
+  checkOptions(v.sample, 'calibration.sample', ['temperature', 'seed']);
   const { temperature, seed } = v.sample;
   if (temperature !== undefined && !(typeof temperature === 'number' && temperature > 0 && Number.isFinite(temperature))) {
     throw new FfmergeError('INVALID_ARGUMENT', `calibration.sample.temperature must be a positive number (got ${showValue(temperature)})`);
@@ -198,7 +201,9 @@ export const languageModeling: TaskKind = {
       : await read(
           o.calibration as TokenSource,
           'calibration',
-          ownValidation ? calTokens : calTokens + valTokens,
+          // Each budget takes whole blocks, at least one. Read together, budgets inside one block (100 + 100
+          // of blocks of 256) would read one block, all calibration's: validation gets room for one block.
+          ownValidation ? calTokens : calTokens + Math.max(valTokens, blockSize),
           true,
           ownValidation ? 'calibration' : 'calibration and validation',
         );
@@ -207,9 +212,13 @@ export const languageModeling: TaskKind = {
     if (ownValidation) {
       valBlocks = takeTokens(await read(o.validation as TokenSource, 'validation', valTokens), valTokens);
     } else {
-      const rest = calAll.slice(calBlocks.length);
+      let rest = calAll.slice(calBlocks.length);
+      if (rest.length === 0 && typeof o.calibration === 'string' && !spread) {
+        // token-id rows longer than a block: the read stopped inside calibration's rows; one row more
+        rest = (await read(o.calibration, 'calibration', tokenCount(calBlocks) + 1, true, 'calibration and validation')).slice(calBlocks.length);
+      }
       if (rest.length === 0) {
-        throw new FfmergeError('INVALID_DATA', 'no validation data: give a validation file, or more calibration text than the calibration budget');
+        throw new FfmergeError('INVALID_DATA', `no validation data: the calibration file holds ${calBlocks.length} block(s), all taken by the calibration budget; give a validation file, or more calibration text than the calibration budget`);
       }
       valBlocks = takeTokens(rest, valTokens);
       notes.push(spread ? 'validation: the blocks after the calibration blocks in that order (disjoint from them)' : 'validation: the calibration data after the calibration budget');
