@@ -209,13 +209,13 @@ describe('what is not text is INVALID_DATA', () => {
       expect((await tokenizeFile(model, f, { maxTokens: 8 })).length).toBe(8); // its thread's slot is free
     });
 
-    test('a stretch without a line break longer than one call takes is OUT_OF_MEMORY with what to do; a budget it covers still reads it', async () => {
+    test('a stretch without a line break longer than one call takes is INVALID_DATA (was OUT_OF_MEMORY, exit 1) with what to do; a budget it covers still reads it', async () => {
       // before: a 100 MB line was read whole (64 M characters, then refused) or ran the thread's heap out
       const line = write('pieces-one-line.txt', 'once upon a time there was a cat '.repeat(1000)); // 33,000 characters, no "\n"
-      await expect(tokenizeFileWith(model, line, {}, tiny())).rejects.toMatchObject({ code: 'OUT_OF_MEMORY', message: expect.stringMatching(/without a line break.*break the text into lines, or give a token budget/) });
+      await expect(tokenizeFileWith(model, line, {}, tiny())).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(/without a line break.*break the text into lines, or give a token budget/) });
       // a long line after some short ones: the short ones are cut off, the line is still too long
       const late = write('pieces-late-line.txt', 'It sat.\n'.repeat(300) + 'a cat sat '.repeat(2000) + '\nThe end.\n');
-      await expect(tokenizeFileWith(model, late, {}, tiny())).rejects.toMatchObject({ code: 'OUT_OF_MEMORY' });
+      await expect(tokenizeFileWith(model, late, {}, tiny())).rejects.toMatchObject({ code: 'INVALID_DATA' });
       // a line longer than a piece but within maxCallChars is one piece
       const ok = write('pieces-long-ok.txt', 'It sat.\n'.repeat(300) + 'a cat sat '.repeat(500) + '\nThe end.\n');
       expect(differing(await tokenizeFileWith(model, ok, {}, tiny()), await tokenizeFile(model, ok))).toBe(0);
@@ -224,7 +224,7 @@ describe('what is not text is INVALID_DATA', () => {
       const big = path.join(dir, 'pieces-5mb-line.txt');
       fs.writeFileSync(big, 'once upon a time there was a cat '.repeat(160_000));
       try {
-        await expect(tokenizeFile(model, big)).rejects.toMatchObject({ code: 'OUT_OF_MEMORY', message: expect.stringContaining('without a line break') });
+        await expect(tokenizeFile(model, big)).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('without a line break') });
         expect((await tokenizeFile(model, big, { maxTokens: 100 })).length).toBe(100);
       } finally {
         fs.rmSync(big);

@@ -481,3 +481,56 @@ describe('item 14: what a fourth tester found a server could meet', () => {
     expect([...phases]).toEqual(['save']);
   }, 60_000);
 });
+
+describe('item 15: hostile inputs a sixth tester found', () => {
+  const fifo = (p: string) => {
+    fs.rmSync(p, { force: true });
+    execFileSync('mkfifo', [p]);
+  };
+
+  it('a NaN in an attention query weight is NON_FINITE_ACTIVATIONS (exit 4), not a finite wrong perplexity', async () => {
+    // Before: every score of the head was NaN, std::max skipped them, and the row was zero-filled as one with
+    // no key to look at: eval printed a perplexity and compress wrote the NaN weight out.
+    const s: Synthetic = { ...model, dir: tempDir('nan-q'), hf: new Map(model.hf) };
+    const name = 'model.layers.1.self_attn.q_proj.weight';
+    const q = s.hf.get(name)!;
+    s.hf.set(name, { shape: q.shape, data: q.data.map((v, i) => (i === 5 ? NaN : v)) });
+    await writeSynthetic(s);
+    const r = await cli(['eval', s.dir, '--data', ids, '--json']);
+    expect({ exit: r.exit, code: codeOf(r.out) }).toEqual({ exit: 4, code: 'NON_FINITE_ACTIVATIONS' });
+  }, 20_000);
+
+  it('convert with a FIFO or null as config.json, export with a FIFO as generation_config.json: exit 3, no wait', async () => {
+    // Before: convert and export blocked forever on the FIFO (SIGTERM could not stop them); null was INTERNAL_ERROR.
+    const out = () => path.join(tempDir('hostile-out'), 'out');
+    const a = variant({});
+    fifo(path.join(a, 'config.json'));
+    const c1 = await cli(['convert', a, '--format', 'expanded', '--out', out(), '--json']);
+    expect({ exit: c1.exit, code: codeOf(c1.out) }).toEqual({ exit: 3, code: 'INVALID_CONFIG' });
+    const c2 = await cli(['convert', variant('null'), '--format', 'expanded', '--out', out(), '--json']);
+    expect({ exit: c2.exit, code: codeOf(c2.out) }).toEqual({ exit: 3, code: 'INVALID_CONFIG' });
+    const b = variant({});
+    fifo(path.join(b, 'generation_config.json'));
+    const e = await cli(['export', b, '--out', out(), '--json']);
+    expect({ exit: e.exit, code: codeOf(e.out) }).toEqual({ exit: 3, code: 'INVALID_CONFIG' });
+  }, 20_000);
+
+  it.each([
+    ['rope_theta 1e999', '{"rope_theta": 1e999}', /"rope_theta" must be a finite positive number \(got Infinity\)/],
+    ['tie_word_embeddings "yes"', { tie_word_embeddings: 'yes' }, /"tie_word_embeddings" must be true or false/],
+  ])('config %s → INVALID_CONFIG naming the key (exit 3)', async (_label, change, message) => {
+    // Before: Infinity reached the native spec check (INVALID_ARGUMENT, exit 2, "ropeTheta"); "yes" was read
+    // as false and reported as a missing lm_head.weight.
+    const cfg = typeof change === 'string' ? JSON.stringify(model.config).replace(/}$/, `, ${change.slice(1, -1)}}`).replace(/"rope_theta":[^,}]*,/, '') : change;
+    const r = await cli(['eval', variant(cfg), '--data', ids, '--json']);
+    const err = (JSON.parse(r.out.slice(r.out.indexOf('{'))) as { error: { code: string; message: string } }).error;
+    expect({ exit: r.exit, code: err.code }).toEqual({ exit: 3, code: 'INVALID_CONFIG' });
+    expect(err.message).toMatch(message);
+  }, 20_000);
+
+  it('a config without model_type says so', async () => {
+    const { model_type: _t, ...rest } = model.config as Record<string, unknown>;
+    const r = await cli(['inspect', variant(JSON.stringify(rest)), '--json']);
+    expect(JSON.parse(r.out.slice(r.out.indexOf('{'))).error.message).toMatch(/^config\.json has no model_type/);
+  });
+});

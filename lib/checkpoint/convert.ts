@@ -5,7 +5,6 @@
  * since tying would silently discard the changes). Written like every output: under a temporary name, renamed
  * into place.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { outputCard, readReport } from '../pipeline/model-card';
@@ -14,6 +13,7 @@ import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from '.
 import { writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
 import { checkJobOptions, type ProgressFn } from '../native/job';
 import { checkPath } from '../arguments';
+import { readConfig } from '../model/load';
 
 export interface ConvertOptions {
   overwrite?: boolean;
@@ -33,15 +33,20 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   checkPath(out, 'convertCheckpoint(dir, out, format): out');
   checkJobOptions(opts, 'convertCheckpoint(dir, out, format, options): options', ['overwrite']);
   if (format !== 'tied' && format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied or expanded (got ${showValue(format)})`);
-  let config: Record<string, unknown>;
-  try {
-    config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new FfmergeError('INVALID_CONFIG', `${dir}/config.json cannot be read: ${(e as Error).message}`);
-  }
+  // the loader's reader: a FIFO in place of config.json is refused, not waited on forever; null is INVALID_CONFIG
+  const config = await readConfig(dir);
   const info = config.ffmerge as FfmergeInfo | undefined;
   const notOutput = () => new FfmergeError('INVALID_ARGUMENT', `${dir} is not an ffmerge output (config.json has no ffmerge.windows, and no merge is tied in its checkpoint); only compressed models can be converted`);
-  if (typeof info !== 'object' || info === null || Array.isArray(info)) throw notOutput();
+  if (typeof info !== 'object' || info === null || Array.isArray(info)) {
+    // a tied checkpoint whose config lost its record (replaced by the original model's, say): say so
+    const src = await CheckpointReader.open(dir);
+    const tied = Object.keys(src.ties).length;
+    await src.close();
+    if (tied > 0) {
+      throw new FfmergeError('INVALID_CONFIG', `${dir}/config.json has no ffmerge record, yet its checkpoint ties ${tied} tensors to others: the config was replaced or edited; put back the config.json ffmerge wrote`);
+    }
+    throw notOutput();
+  }
   let ties: TieMap = {};
   // every merge the source carries: those the record lists (a model compressed twice lists both) and those only
   // its tie map holds (an older tied output's); all go into the output's record, so the next convert keeps them

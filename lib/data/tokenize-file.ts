@@ -33,7 +33,7 @@
  * verifyChars could still differ near a cut; and when no line break up to maxCallChars passes the check
  * (MAX_CUT_TRIES of them are tried each way; none of the fixtures' tokenizers gets there), the piece is cut
  * after its last "\n" unchecked, so ids next to that cut may differ from one call's. A stretch of more than
- * maxCallChars without a line break (one 100 MB line) is not cut at all: OUT_OF_MEMORY, saying what to do.
+ * maxCallChars without a line break (one 100 MB line) is not cut at all: INVALID_DATA, saying what to do.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -333,8 +333,9 @@ function workerMain(): void {
           // after the last line break, unchecked: its ids may differ from one call's (see the header)
           const j = text.lastIndexOf('\n', hi - 1);
           if (j < 0) {
+            // bad input, not a lack of memory: the file is refused as data (exit 3), saying what to do
             throw typed(
-              'OUT_OF_MEMORY',
+              'INVALID_DATA',
               `${input.file} holds more than ${maxCallChars} characters without a line break, more than ffmerge tokenizes at once (it cuts long texts at line breaks): break the text into lines, or give a token budget (--tokens, maxTokens)`,
             );
           }

@@ -197,6 +197,24 @@ TEST(sliding_window_attention_across_query_blocks_and_after_a_cache_matches_refe
   }
 }
 
+TEST(a_nan_query_row_comes_out_nan_and_a_row_without_keys_zero) {
+  // A NaN in a query weight makes every score of its rows NaN, which std::max never picks: such a row was taken
+  // for one with no key to look at and zero-filled, so the NaN vanished (PyTorch gives NaN). Padding still zeros.
+  nn::AttentionDims dm{1, 5, 5, 2, 2, 3};
+  const size_t W = 2 * 3;
+  auto q = randv(5 * W, 31), k = randv(5 * W, 37), v = randv(5 * W, 41);
+  q[2 * W + 3] = std::nanf("");  // query 2, head 1
+  std::vector<uint8_t> km(5, 1);
+  km[0] = 0;  // query 0 (causal) sees no key
+  std::vector<float> out(5 * W, 7.0f);
+  nn::attention(&pool(), dm, q.data(), W, k.data(), W, v.data(), W, out.data(), W, true, km.data(), 0.5f);
+  for (size_t c = 0; c < 3; ++c) {
+    CHECK(std::isnan(out[2 * W + 3 + c]));   // the NaN head of query 2
+    CHECK(std::isfinite(out[2 * W + c]));    // its other head
+    CHECK(out[0 * W + c] == 0.0f && out[0 * W + 3 + c] == 0.0f);  // no key: zeros
+  }
+}
+
 TEST(cross_attention_shapes_match_reference) {
   nn::AttentionDims dm{2, 7, 9, 4, 4, 3};
   const size_t W = 12;

@@ -14,6 +14,7 @@ import { checkOutputDir, copyWritable, isWeightOrReferenceFile, moveIntoPlace, r
 import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
 import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from '../../checkpoint/earlier-merges';
 import { readConfig } from '../../model/load';
+import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../../files';
 import { checkCheckpoint } from '../../model/plan';
 import { architectureOf, type Architecture, type Config } from '../../model/architectures';
 import { validateSpec } from '../../model/validate-spec';
@@ -108,7 +109,8 @@ export async function checkOnnxExportable(modelDir: string): Promise<void> {
  */
 function generationConfig(source: string, config: Config): string | undefined {
   const file = path.join(source, 'generation_config.json');
-  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8');
+  // a regular file only: a FIFO there would block the export forever (and the signal with it)
+  if (fs.existsSync(file)) return readRegularFileSync(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
   const gen: Record<string, unknown> = {};
   for (const k of ['bos_token_id', 'eos_token_id', 'pad_token_id', 'decoder_start_token_id']) if (config[k] != null) gen[k] = config[k];
   return Object.keys(gen).length ? JSON.stringify(gen, null, 2) + '\n' : undefined;

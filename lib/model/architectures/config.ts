@@ -19,7 +19,7 @@ export function posInt(c: Config, key: string, dflt?: number): number {
 
 export function posNum(c: Config, key: string, dflt: number): number {
   const v = c[key] ?? dflt;
-  if (typeof v !== 'number' || !(v > 0)) throw bad(key, 'must be a positive number', c[key]);
+  if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw bad(key, 'must be a finite positive number', c[key]);
   return v;
 }
 
@@ -67,13 +67,22 @@ export function unsupportedIf(cond: boolean, what: string): void {
   if (cond) throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `config.json: ${what} is not supported by ffmerge's forward pass`);
 }
 
+/** tie_word_embeddings: a boolean when given ("yes", read as false, told only of a missing lm_head.weight). */
+export function tiedEmbeddings(c: Config): boolean {
+  const v = c.tie_word_embeddings;
+  if (v === undefined || v === null) return false;
+  if (typeof v !== 'boolean') throw bad('tie_word_embeddings', 'must be true or false', v);
+  return v;
+}
+
 export function ropeTheta(c: Config): number {
   // transformers ≥ 5 nests RoPE settings in rope_parameters; older configs have rope_theta / rope_scaling.
   const params = (c.rope_parameters ?? c.rope_scaling) as Record<string, unknown> | null | undefined;
   const type = params?.rope_type ?? params?.type;
   unsupportedIf(type != null && type !== 'default', `rope type ${showValue(type)}`);
   const theta = params?.rope_theta ?? c.rope_theta ?? 10000;
-  if (typeof theta !== 'number' || !(theta > 0)) throw bad('rope_theta', 'must be a positive number', theta);
+  // JSON's 1e999 reads as Infinity, which "> 0" lets through to the native spec check (a usage error, unnamed)
+  if (typeof theta !== 'number' || !(theta > 0) || !Number.isFinite(theta)) throw bad('rope_theta', 'must be a finite positive number', theta);
   return theta;
 }
 

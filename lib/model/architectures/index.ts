@@ -34,7 +34,9 @@ export function architectureOf(config: Config): Architecture {
   if (!a) {
     throw new FfmergeError(
       'UNSUPPORTED_ARCHITECTURE',
-      `model_type ${showValue(type)} is not supported; ffmerge supports ${MODEL_TYPES.join(', ')}`,
+      type === undefined
+        ? `config.json has no model_type, which says what the model is; ffmerge supports ${MODEL_TYPES.join(', ')}`
+        : `model_type ${showValue(type)} is not supported; ffmerge supports ${MODEL_TYPES.join(', ')}`,
     );
   }
   return a;

@@ -5,7 +5,7 @@
  * transformers config defaults, which are the options here.
  */
 import { TOKEN_LM_IO } from '../spec';
-import { activation, headDim, kvHeads, layerCount, posInt, posNum, ropeTheta } from './config';
+import { activation, headDim, kvHeads, layerCount, posInt, posNum, ropeTheta, tiedEmbeddings } from './config';
 import type { Architecture, Config, FFTensorNames, SizeKeys } from './types';
 
 export interface LlamaLikeOptions {
@@ -81,7 +81,7 @@ export function llamaLike(o: LlamaLikeOptions): Architecture {
             causal: true,
             slidingWindow: o.windows(c, layers),
             embedScale: 1,
-            tiedEmbeddings: c.tie_word_embeddings === true, // all three config classes default to untied
+            tiedEmbeddings: tiedEmbeddings(c), // all three config classes default to untied
           };
         },
         tensors(c, spec) {

@@ -47,9 +47,16 @@ void attention(ThreadPool* pool, const AttentionDims& dm, const float* q, size_t
           // sliding window: keys before jbeg are out of reach (jend − j ≤ window ⇔ p − j < window)
           const size_t jbeg = window && jend > window ? jend - window : 0;
           float mx = -std::numeric_limits<float>::infinity();
+          bool any = false;
           for (size_t j = jbeg; j < jend; ++j)
-            if (!km || km[j]) mx = std::max(mx, pr[j]);
-          if (mx == -std::numeric_limits<float>::infinity()) {  // no key to look at (e.g. leading padding)
+            if (!km || km[j]) {
+              any = true;
+              mx = std::max(mx, pr[j]);
+            }
+          // No key to look at (leading padding): the row attends to nothing. Told apart from a row whose scores
+          // are all NaN (a NaN weight), which std::max never picks: that row must come out NaN, as in PyTorch,
+          // so the forward pass reports non-finite activations instead of silently zeroing the head.
+          if (!any) {
             std::fill(pr, pr + nk, 0.0f);
             continue;
           }
