@@ -8,7 +8,7 @@
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { outputCard, readReport } from '../pipeline/model-card';
-import { CheckpointReader, type TieMap } from './ties';
+import { CheckpointReader, readTies, type TieMap } from './ties';
 import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from './earlier-merges';
 import { writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
 import { checkJobOptions, type ProgressFn } from '../native/job';
@@ -39,9 +39,7 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   const notOutput = () => new FfmergeError('INVALID_ARGUMENT', `${dir} is not an ffmerge output (config.json has no ffmerge.windows, and no merge is tied in its checkpoint); only compressed models can be converted`);
   if (typeof info !== 'object' || info === null || Array.isArray(info)) {
     // a tied checkpoint whose config lost its record (replaced by the original model's, say): say so
-    const src = await CheckpointReader.open(dir);
-    const tied = Object.keys(src.ties).length;
-    await src.close();
+    const tied = Object.keys(await readTies(dir)).length;
     if (tied > 0) {
       throw new FfmergeError('INVALID_CONFIG', `${dir}/config.json has no ffmerge record, yet its checkpoint ties ${tied} tensors to others: the config was replaced or edited; put back the config.json ffmerge wrote`);
     }

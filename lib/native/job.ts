@@ -87,11 +87,10 @@ export interface JobScope {
  * with its own signal and a callback safe for async callbacks. An `async (p) => db.update(p)` that rejects
  * would otherwise be an unhandled rejection, which ends the host process. Its rejection, while the job runs,
  * aborts the job through the job's own signal, and the call rejects with the callback's error, as a throw
- * does; once the job has committed its output, or settled, the rejection is dropped. Checks the options'
- * signal and callback first.
+ * does; once the job has committed its output, or settled, the rejection is dropped. Callers have checked
+ * the options (checkJobOptions) with their own keys first.
  */
 export async function withJobScope<O extends JobOptions, T>(opts: O, run: (o: O, scope: JobScope) => Promise<T>): Promise<T> {
-  checkJobOptions(opts);
   const { onProgress, signal } = opts;
   let committed = false;
   const scope: JobScope = { commit: () => void (committed = true) };
