@@ -109,6 +109,9 @@ const asyncCases: Case[] = [
   ['compress maxShardSize NaN (no out)', () => lib.compress(MODEL, { ...COMPRESS, maxShardSize: NaN }), 'maxShardSize'],
   ['compress options []', () => lib.compress(MODEL, bad([])), 'options'],
   ['compress unknown option', () => lib.compress(MODEL, bad({ ...COMPRESS, bogus: 1 })), 'bogus', 'OPTION_NOT_APPLICABLE'],
+  // an image tester's finds: options no method of the run reads were taken silently (the report said "anchor 1")
+  ['compress anchor with select', () => lib.compress(MODEL, { ...COMPRESS, method: 'select', anchor: 'last' }), 'anchor (--anchor) applies where units are aligned', 'OPTION_NOT_APPLICABLE'],
+  ['compress selectMemory with permute', () => lib.compress(MODEL, { ...COMPRESS, selectMemory: 2 ** 26 }), 'selectMemory (--select-memory) applies to method select', 'OPTION_NOT_APPLICABLE'],
   // misspelt options, ignored before (a tester's finds: fp32 written for dtyp fp16, batchsize run as 8, …)
   ['exportOnnx dtyp', () => lib.exportOnnx(MODEL, bad({ out, dtyp: 'fp16' })), 'dtyp'],
   ['exportOnnx dtype "bf16"', () => lib.exportOnnx(MODEL, { out, dtype: bad('bf16') }), 'dtype'],

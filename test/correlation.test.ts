@@ -94,6 +94,44 @@ describe('CorrelationAccumulator', () => {
     expect(maxAbsDiff(await acc.finalize(1), pearsonReference(y, y, rows, 10, 10))).toBeLessThan(1e-6);
   });
 
+  // The cross sums are float32 products: unscaled, values near 1e19 overflowed them (every r came out ±1) and
+  // values near 1e-23 underflowed them (the diagonal came out 0.4), with no error. Pearson's r is scale-free.
+  it('is accurate at extreme but finite scales (1e19, 1e-23, 1e-30), and explained() keeps the units of y', async () => {
+    const normal = rng(31);
+    const rows = 700;
+    const common = commonFactor(normal, rows);
+    const x0 = layer(normal, common, 9, 0);
+    const y0 = layer(normal, common, 7, 3);
+    for (const [sx, sy] of [[1e19, 1e-23], [1e-30, 1e19], [1, 1e-23]] as const) {
+      const x = x0.map((v) => v * sx);
+      const y = y0.map((v) => v * sy);
+      const acc = new CorrelationAccumulator([9, 7], [[0, 1], [1, 1]]);
+      acc.setBlockRows(128);
+      await feed(acc, [x, y], [300, 400]);
+      expect(maxAbsDiff(await acc.finalize(0), pearsonReference(x, y, rows, 9, 7))).toBeLessThan(1e-6);
+      expect(maxAbsDiff(await acc.finalize(1), pearsonReference(y, y, rows, 7, 7))).toBeLessThan(1e-6);
+    }
+    const explainedOf = async (y: Float32Array) => {
+      const acc = new CorrelationAccumulator([9, 7], [[0, 1]]);
+      await feed(acc, [x0, y], [rows]);
+      return acc.explained(0);
+    };
+    const plain = await explainedOf(y0);
+    const tiny = await explainedOf(y0.map((v) => v * 2 ** -80));
+    for (let a = 0; a < 9; a++) expect(tiny[a]! / 2 ** -160).toBeCloseTo(plain[a]!, 4);
+  });
+
+  it('refuses a later batch far wider than the first, whose float32 products would overflow', async () => {
+    const normal = rng(32);
+    const x = layer(normal, commonFactor(normal, 40), 5, 0);
+    for (let k = 20 * 5; k < 40 * 5; k++) x[k] = x[k]! * 2 ** 60;
+    const acc = new CorrelationAccumulator([5], [[0, 0]]);
+    await acc.add([x.subarray(0, 100)], 20);
+    const e = await rejection(acc.add([x.subarray(100)], 20));
+    expect(e.code).toBe('NON_FINITE_ACTIVATIONS');
+    expect(e.message).toMatch(/layer 0 spread about 2\^6\d times wider than in the first batch/);
+  });
+
   it('gives 0, not NaN, for constant units', async () => {
     const normal = rng(4);
     const rows = 60;

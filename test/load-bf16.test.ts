@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ffReplacements, ffTies, writeCheckpoint } from '../lib/checkpoint/write';
 import { loadModel } from '../lib/model/load';
+import { compress } from '../lib/pipeline/compress';
 import type { Model } from '../lib/model/model';
 import { SafetensorsReader, f32ToBF16, toF32 } from '../lib/safetensors';
 import { castCheckpoint } from './helpers/cast-checkpoint';
@@ -184,4 +185,28 @@ describeShared('fixtures/llama-stories260k', 'llama-stories260k as F16', () => {
       fs.rmSync(tmp, { recursive: true, force: true });
     }
   });
+});
+
+// A checkpoint cast layer by layer: one merged FF is stored once, in one dtype, so a window whose layers store
+// their FF in different dtypes is refused before any work when given, and left out of the search (the report
+// says which). It used to be searched and chosen, then refused at save as a SHAPE_MISMATCH of equal shapes.
+test('compress refuses a given window that mixes FF dtypes and leaves such windows out of the search', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-mixed-'));
+  const bundled = path.join(__dirname, '..', 'models', 'llama-stories260k');
+  try {
+    const dir = path.join(tmp, 'mixed');
+    await castCheckpoint(bundled, dir, 'F16', { names: (n) => n.startsWith('model.layers.3.mlp.') });
+    const data = path.join(bundled, 'calibration.txt');
+    const base = { calibration: data, calibrationTokens: 512, validationTokens: 512, blockSize: 128, method: 'permute', recover: 'none' } as const;
+    await expect(compress(dir, { ...base, window: '2-3', out: path.join(tmp, 'out') })).rejects.toMatchObject({
+      code: 'INVALID_WINDOW',
+      message: expect.stringContaining('model.layers.3.mlp.up_proj.weight" is F16 where "model.layers.2.mlp.up_proj.weight" is F32'),
+    });
+    expect(fs.existsSync(path.join(tmp, 'out'))).toBe(false);
+    const r = await compress(dir, { ...base, k: 2 });
+    expect(r.candidates.map((c) => c.windows.decoder)).toEqual(['0-1', '1-2']);
+    expect(r.data.notes.join('\n')).toContain('windows 2-3, 3-4 not searched: their layers store the FF in different dtypes');
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
 });

@@ -95,8 +95,9 @@ describe('baselines on the bundled llama-stories260k', () => {
   it('drop-ff and drop-layers each search their own placements, independently of --method and --anchor', async () => {
     const common = { k: 2, calibration: TEXT, calibrationTokens: 2048, validationTokens: 1024, baselines: ['drop-ff', 'drop-layers'] };
     const a = await compress(BUNDLED, { ...common, method: 'permute' });
-    const b = await compress(BUNDLED, { ...common, method: 'vanilla', anchor: 'last' });
-    for (const r of [a, b]) {
+    const b = await compress(BUNDLED, { ...common, method: 'vanilla' });
+    const c = await compress(BUNDLED, { ...common, method: 'permute', anchor: 'last' });
+    for (const r of [a, b, c]) {
       const ff = r.baselines['drop-ff']!;
       // one FF sublayer removed (k − 1), at each of the 5 layers; the best by validation kept
       expect(ff.candidates.map((c) => c.windows.decoder)).toEqual(['0', '1', '2', '3', '4']);
@@ -108,6 +109,8 @@ describe('baselines on the bundled llama-stories260k', () => {
     }
     expect(b.baselines['drop-ff']).toEqual(a.baselines['drop-ff']);
     expect(b.baselines['drop-layers']).toEqual(a.baselines['drop-layers']);
+    expect(c.baselines['drop-ff']).toEqual(a.baselines['drop-ff']);
+    expect(c.baselines['drop-layers']).toEqual(a.baselines['drop-layers']);
   });
 });
 

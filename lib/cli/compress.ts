@@ -36,7 +36,7 @@ type DataFlag = (typeof TASK_FLAGS)[keyof typeof TASK_FLAGS][number];
 export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibration'> | 'k' | 'fraction' | 'out' | 'baselines' | 'stacks' | 'selectMemory', string>> & {
   sampleCalibration?: boolean;
   window: string;
-  anchor: string;
+  anchor?: string;
   method?: string;
   recover?: string;
   format: string;
@@ -122,7 +122,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     ...dropUndefined({ k: int(o.k, 'k'), fraction }),
     ...(o.selectMemory !== undefined ? { selectMemory: int(o.selectMemory, 'select-memory')! * 2 ** 20 } : {}),
     window: o.window,
-    anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor'),
+    ...(o.anchor !== undefined ? { anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor') } : {}),
     // without --method/--recover, compress's default: the training-free combinations (auto), best on validation
     ...(o.method !== undefined ? { method: oneOf(o.method, [...MERGE_METHODS.names(), 'auto'], 'method') } : {}),
     ...(o.recover !== undefined ? { recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover') } : {}),

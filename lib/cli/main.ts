@@ -99,7 +99,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--k <n>', 'FF sublayers merged into one (default: the size of the --window given, else 1 + a quarter of the layers, rounded: a quarter of the FF sublayers go, e.g. k = 4 on 12 layers; at least 2)')
     .option('--fraction <x>', 'share of FF sublayers to remove instead of --k (0 < x < 1)')
     .option('--window <spec>', 'auto (search every start) or a-b (0-based, inclusive), or a-b,c-d', 'auto')
-    .option('--anchor <which>', 'first | middle | last layer of the window that the others align to', 'first')
+    .option('--anchor <which>', 'first | middle | last layer of the window that the others align to (default first; permute and the paper baseline)')
     .option('--method <m>', `${MERGE_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | ')} | auto (at every window try ${DEFAULT_COMBOS.map(([m, r]) => `${m} + ${r}`).join(', ')}; keep the best on validation; the default when neither --method nor --recover is given). The paper's plain merge: --method permute --recover none`)
     .option('--select-memory <MiB>', "the most memory select's least-squares sums may take per window (default 128): a wider pool is first cut, per layer, to the units that explain the most alone (never below 1.25 × d_ff)")
     .option('--recover <r>', `${RECOVER_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | ')} (default none)`)

@@ -1,6 +1,7 @@
 /**
  * Exact dense linear assignment on the native core (Jonker–Volgenant, SIMD inner loops), with scipy's
- * linear_sum_assignment semantics, plus the permutation helper the merge uses to align a layer's FF
+ * linear_sum_assignment semantics for finite costs (±Infinity, which scipy takes as forbidden pairs, is
+ * refused here: a correlation is never infinite), plus the permutation helper the merge uses to align a layer's FF
  * hidden units to an anchor layer.
  */
 import { FfmergeError } from '../errors';

@@ -120,6 +120,22 @@ function takenBy(done: ReadonlyMap<StackName, ReadonlySet<number>>, stacks: read
   return undefined;
 }
 
+/**
+ * Where a window's layers store their FF in different dtypes (a checkpoint cast layer by layer), in any stack
+ * of its group: "decoder layer 3 stores F16 where layer 2 stores F32". The merged FF is one tensor, written once
+ * in one dtype; a given window that mixes them is refused before any work, and the search leaves it out.
+ */
+function mixedDtype(dtypeOf: ReadonlyMap<string, string>, config: Record<string, unknown>, stacks: readonly StackName[], w: Window): string | undefined {
+  for (const stack of stacks) {
+    for (const [name, stored] of Object.entries(ffTies(config, stack, windowLayers(w)))) {
+      const a = dtypeOf.get(name);
+      const b = dtypeOf.get(stored);
+      if (a !== b) return `"${name}" is ${a ?? 'missing'} where "${stored}" is ${b ?? 'missing'}`;
+    }
+  }
+  return undefined;
+}
+
 /** Seconds per phase, counted only for phases that ran; checks for abort at every boundary. */
 class PhaseClock {
   readonly timings: Record<string, number> = {};
@@ -308,6 +324,15 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   if (selectMemory !== undefined && !(typeof selectMemory === 'number' && Number.isFinite(selectMemory) && selectMemory > 0)) {
     throw new FfmergeError('INVALID_ARGUMENT', `selectMemory must be a positive number of bytes (got ${showValue(selectMemory)})`);
   }
+  // Options only some methods read are refused where none of this run's reads them, never ignored: the anchor
+  // is what units are aligned to (the methods and baselines that collect correlations), selectMemory select's.
+  const ran = `method ${combos.map(comboLabel).join(', ')}${baselines.length ? `, baselines ${baselines.map((b) => b.name).join(', ')}` : ''}`;
+  if (options.anchor !== undefined && !combos.some((c) => c.method.needsCorrelations) && !baselines.some((b) => b.needsCorrelations)) {
+    throw new FfmergeError('OPTION_NOT_APPLICABLE', `anchor (--anchor) applies where units are aligned to an anchor layer (method permute, baseline paper); this run aligns none (${ran})`);
+  }
+  if (selectMemory !== undefined && !combos.some((c) => c.method.name === 'select')) {
+    throw new FfmergeError('OPTION_NOT_APPLICABLE', `selectMemory (--select-memory) applies to method select; this run does not run it (${ran})`);
+  }
   const format: CompressFormat = options.format ?? 'tied';
   if (format !== 'tied' && format !== 'expanded' && format !== 'onnx') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied, expanded or onnx (got ${showValue(format)})`);
   const { mode, groups } = resolveStacks(summary, options.stacks);
@@ -329,6 +354,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   let earlier: RecordedWindow[];
   let done: Map<StackName, Set<number>>;
   let earlierTies: TieMap;
+  let dtypeMix: (stacks: readonly StackName[], w: Window) => string | undefined = () => undefined;
   // The report counts parameters and bytes in the tied form. An expanded source stores its earlier merges as
   // copies that the tied form does not: its tied form, not its files, is what the new merge starts from.
   const copies = { params: 0, bytes: 0 };
@@ -338,6 +364,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     done = mergedLayers(sourceConfig, earlier, reader.ties);
     // an expanded source holds its earlier merges as equal copies: a tied output stores each once again
     earlierTies = await recordedTies(sourceConfig, earlier, reader, signal);
+    const dtypeOf = new Map(reader.names().map((n) => [n, reader.info(n).dtype] as const));
+    dtypeMix = (stacks, w) => mixedDtype(dtypeOf, sourceConfig, stacks, w);
     for (const name of Object.keys(earlierTies)) {
       if (Object.hasOwn(reader.ties, name)) continue; // tied in the source already: stored once
       const t = reader.info(name);
@@ -352,17 +380,29 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const shared = [...done].filter(([, set]) => set.size).map(([st, set]) => `${st} ${[...set].sort((a, b) => a - b).join(', ')}`).join('; ');
     return `the source is already an ffmerge output: layers ${shared} share their FF with others (${earlier.length ? recordedLabel(earlier) : 'tied in the checkpoint'})`;
   };
+  const oneDtype = 'a merged FF is stored once, in one dtype; choose layers stored alike, or cast the checkpoint to one dtype first';
   const why = 'merging such a layer again would give it an FF of its own and break that tie, so the model would get no smaller; choose windows of layers not merged yet, or compress the original model with a larger k';
   // the windows each group may merge: the given ones (refused if they take in a merged layer), or every free one
+  const mixedNotes: string[] = [];
   const groupWindows: Window[][] = groups.map((stacks) => {
     if (spec !== 'auto') {
       for (const w of spec) {
         const hit = takenBy(done, stacks, w);
         if (hit) throw new FfmergeError('INVALID_WINDOW', `window ${windowLabel(w)} takes in ${hit.stack} layer ${hit.layer}, but ${alreadyMerged()}: ${why}`);
+        const mix = dtypeMix(stacks, w);
+        if (mix) throw new FfmergeError('INVALID_WINDOW', `window ${windowLabel(w)} merges FF tensors stored in different dtypes (${mix}): ${oneDtype}`);
       }
       return spec;
     }
     const free = enumerateWindows(L, k).filter((w) => !takenBy(done, stacks, w));
+    const alike = free.filter((w) => !dtypeMix(stacks, w));
+    if (alike.length < free.length) {
+      const out = free.filter((w) => !alike.includes(w)).map(windowLabel).join(', ');
+      mixedNotes.push(`windows ${out} not searched: their layers store the FF in different dtypes (${dtypeMix(stacks, free.find((w) => !alike.includes(w))!)})`);
+    }
+    if (free.length > 0 && alike.length === 0) {
+      throw new FfmergeError('INVALID_WINDOW', `every window of k = ${k} adjacent layers merges FF tensors stored in different dtypes (${dtypeMix(stacks, free[0]!)}): ${oneDtype}`);
+    }
     if (free.length === 0) {
       // the largest k that still has a window here, if any: a smaller k is the likelier fix than a new compress
       let fits = 0;
@@ -370,7 +410,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       const smaller = fits ? `; a smaller k fits the layers not merged yet (up to --k ${fits})` : '';
       throw new FfmergeError('INVALID_WINDOW', `every window of k = ${k} adjacent layers takes in a merged layer: ${alreadyMerged()}; ${why}${smaller}`);
     }
-    return free;
+    return alike;
   });
   if (options.out && format === 'onnx') await checkOnnxExportable(modelDir);
 
@@ -387,7 +427,9 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const searching = spec === 'auto' && windows.length > 1;
     // The default (no method named) with k > 2 also tries k − 1 pairs in place of one window of k.
     const pairing = searching && k > 2 && combos.length > 1;
-    const pairWindows = pairing ? enumerateWindows(L, 2).filter((w) => groups.some((stacks) => !takenBy(done, stacks, w))) : [];
+    const pairWindows = pairing ? enumerateWindows(L, 2) : [];
+    // the pairs a group may merge: none of an earlier merge's layers, one dtype per pair
+    const pairsOf = (stacks: StackName[]) => pairWindows.filter((w) => !takenBy(done, stacks, w) && !dtypeMix(stacks, w));
     const earlierByStack = new Map<StackName, number[][]>();
     for (const w of earlier) earlierByStack.set(w.stack, [...(earlierByStack.get(w.stack) ?? []), [...w.layers]]);
     const ctx: MergeContext = {
@@ -401,7 +443,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     };
     let calibrationFeatures: Partial<Record<StackName, number>> = {};
     if (combos.some((c) => c.method.needsCorrelations) || baselines.some((b) => b.needsCorrelations)) {
-      const pairs = new Map(merged.map((s) => [s, pairsFor([...windows, ...pairWindows], anchor)]));
+      const pairs = new Map(merged.map((s) => [s, pairsFor([...windows, ...groups.flatMap(pairsOf)], anchor)]));
       // Merge methods read the alignment permutations only: keeping d_ff ints per pair instead of the d_ff²
       // correlation matrix is what lets every candidate window's pairs stay resident through the search.
       const { corr, rows } = await collectStackCorrelations(model, task.calibration, pairs, { ...job, keep: 'permutation' });
@@ -443,7 +485,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     );
     // one start per candidate scored (a large model's search budget counts each), 0 for a recover method
     // that rewrites earlier layers; the pair scan runs with an auto combination, which does not
-    const pairsScored = groups.flatMap((stacks) => pairWindows.filter((w) => !takenBy(done, stacks, w)));
+    const pairsScored = groups.flatMap(pairsOf);
     const starts = [...mergePlans.flat(), ...pairsScored, ...baselinePlans.flatMap((p) => p.groups.flat())].map((c) => c.start);
     await task.prepare(starts, job);
     clock.lap('prefix');
@@ -453,7 +495,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     // ---- search: each group's candidates scored on the search split, the best by the metric kept ----
     const isBetter = better((task.selection ?? task.metric).higherIsBetter);
     // the pair scan, when it runs, scores every pair and then the chosen pairs together, per group
-    const pairScan = pairing ? groups.reduce((n, stacks) => n + pairWindows.filter((w) => !takenBy(done, stacks, w)).length + 1, 0) : 0;
+    const pairScan = pairing ? groups.reduce((n, stacks) => n + pairsOf(stacks).length + 1, 0) : 0;
     const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length + pairScan : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
     // Candidates scored per phase (every baseline's count towards one 'baselines' bar). Each candidate is
     // announced as it starts, with its label: one candidate of a large model takes minutes.
@@ -510,7 +552,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
         const best = found[g]!;
         const combo = best.c.combo!;
         const pairs: { w: Window; score: number }[] = [];
-        for (const w of pairWindows.filter((pw) => !takenBy(done, stacks, pw))) pairs.push({ w, score: (await scoreOne('search', planFor(stacks, [w], combo), candidates)).score });
+        for (const w of pairsOf(stacks)) pairs.push({ w, score: (await scoreOne('search', planFor(stacks, [w], combo), candidates)).score });
         pairs.sort((a, b) => (isBetter(a.score, b.score) ? -1 : isBetter(b.score, a.score) ? 1 : 0));
         const used = new Set<number>();
         const pick: Window[] = [];
@@ -602,7 +644,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, calibrationFeatures },
+      data: { ...task.data, notes: [...task.data.notes, ...mixedNotes], calibrationFeatures },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;

@@ -26,6 +26,7 @@ CorrelationAccumulator::CorrelationAccumulator(std::vector<size_t> dims) : dims_
   for (size_t l = 0; l < dims_.size(); ++l)
     if (dims_[l] == 0) throw Error("INVALID_ARGUMENT", "layer " + std::to_string(l) + " has width 0");
   shift_.resize(dims_.size());
+  scale_.assign(dims_.size(), 1.0f);
   block_sum_.resize(dims_.size());
   block_sumsq_.resize(dims_.size());
   shifted_.resize(dims_.size());
@@ -178,6 +179,11 @@ void CorrelationAccumulator::init_shift(JobControl& ctl, const std::vector<const
       }
       for (size_t c = c0; c < c1; ++c) shift[c] = static_cast<float>(acc[c - c0] / static_cast<double>(rows));
     });
+    float spread = 0.0f;
+    for (size_t r = 0; r < rows; ++r)
+      for (size_t c = 0; c < d; ++c) spread = std::max(spread, std::fabs(x[r * d + c] - shift[c]));
+    // within float's normal exponents both ways, so the scale and the scaled values stay finite and normal
+    if (spread > 0.0f) scale_[l] = std::ldexp(1.0f, std::clamp(-std::ilogb(spread), -100, 100));
     shift_[l] = std::move(shift);
   }
 }
@@ -185,6 +191,7 @@ void CorrelationAccumulator::init_shift(JobControl& ctl, const std::vector<const
 void CorrelationAccumulator::shift_block(JobControl& ctl, size_t l, const float* src, size_t rows, float* dst) {
   const size_t d = dims_[l];
   const float* shift = shift_[l].data();
+  const float scale = scale_[l];
   block_sum_[l].assign(d, 0.0);
   block_sumsq_[l].assign(d, 0.0);
   double* sum = block_sum_[l].data();
@@ -193,16 +200,27 @@ void CorrelationAccumulator::shift_block(JobControl& ctl, size_t l, const float*
   ctl.pool().parallel_for(d, kColumnGrain, [&](size_t c0, size_t c1) {
     const size_t w = c1 - c0;
     std::vector<double> s(w, 0.0), q(w, 0.0);
+    float largest = 0.0f;
     for (size_t r = 0; r < rows; ++r) {
       const float* in = src + r * d + c0;
       float* out = dst + r * d + c0;
       for (size_t c = 0; c < w; ++c) {
-        const float v = in[c] - shift[c0 + c];
+        const float v = (in[c] - shift[c0 + c]) * scale;
         out[c] = v;
+        largest = std::max(largest, std::fabs(v));
         s[c] += v;
         q[c] += static_cast<double>(v) * v;  // exact product of two floats in fp64
       }
     }
+    // A later batch far wider than the first (scaled to about 1): its float32 products over a block of rows
+    // would overflow (2^48 squared times 2^24 rows is 2^120, below float's 2^128), or the result would be a
+    // silent ±1.
+    if (!(largest < 0x1p48f))
+      throw Error("NON_FINITE_ACTIVATIONS",
+                  "the activations of layer " + std::to_string(l) + " spread about 2^" +
+                      std::to_string(std::ilogb(largest)) +
+                      " times wider than in the first batch, beyond what float32 products can sum; the batch was "
+                      "not added");
     for (size_t c = 0; c < w; ++c) {
       sum[c0 + c] = s[c];
       sumsq[c0 + c] = q[c];
@@ -366,6 +384,7 @@ std::vector<double> CorrelationAccumulator::explained(JobControl& ctl, size_t p)
   const Centered c = centered(ctl, p);
   const size_t di = c.di, dj = c.dj;
   const double nd = static_cast<double>(c.n);
+  const double scale_j = scale_[pairs_[p].second];
   std::vector<double> out(di);
   ctl.pool().parallel_for(di, std::max<size_t>(1, 65536 / dj), [&](size_t a0, size_t a1) {
     ctl.check();
@@ -377,7 +396,7 @@ std::vector<double> CorrelationAccumulator::explained(JobControl& ctl, size_t p)
         const double v = c.cov_sum(a, b);
         s += c.inv_j[b] != 0.0 ? v * v : 0.0;
       }
-      out[a] = s * c.inv_i[a] * c.inv_i[a] / nd;
+      out[a] = s * c.inv_i[a] * c.inv_i[a] / nd / (scale_j * scale_j);  // var(b) of the unscaled values
     }
   });
   ctl.check();

@@ -123,6 +123,10 @@ class CorrelationAccumulator {
   // Per layer: the shift s (empty until the first batch carrying the layer) and one block's Σ(x−s), Σ(x−s)²
   // (fp64), added into every open pair that uses the layer.
   std::vector<std::vector<float>> shift_;
+  // Per layer: a power of two that brings the first batch's largest |x − s| into [1, 2) (1 until then). The
+  // cross sums are float32 products: activations near 1e19 overflow them and near 1e-23 underflow them, where
+  // Pearson's r does not depend on the scale at all. Exact (a power of two), and the same for every batch.
+  std::vector<float> scale_;
   std::vector<std::vector<double>> block_sum_, block_sumsq_;
   // Scratch reused across batches: shifted block per active layer.
   std::vector<std::vector<float>> shifted_;

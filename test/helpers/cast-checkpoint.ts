@@ -9,7 +9,8 @@ import { SafetensorsReader, toF32, writeSafetensors, f32ToBF16, f32ToF16, type D
 
 export type CastTo = 'BF16' | 'F16' | 'F32-of-BF16';
 
-export async function castCheckpoint(src: string, dst: string, to: CastTo, opts: { only2d?: boolean } = {}): Promise<void> {
+/** `only2d`: matrices only; `names`: only the tensors it accepts (a checkpoint cast layer by layer). */
+export async function castCheckpoint(src: string, dst: string, to: CastTo, opts: { only2d?: boolean; names?: (name: string) => boolean } = {}): Promise<void> {
   fs.mkdirSync(dst, { recursive: true });
   for (const f of fs.readdirSync(src)) {
     if (f.endsWith('.safetensors') || f.startsWith('reference') || f === 'eval.json') continue;
@@ -22,7 +23,7 @@ export async function castCheckpoint(src: string, dst: string, to: CastTo, opts:
     for (const name of r.names()) {
       const info = r.info(name);
       const float = info.dtype === 'F32' || info.dtype === 'F16' || info.dtype === 'BF16' || info.dtype === 'F64';
-      const cast = float && (!opts.only2d || info.shape.length >= 2);
+      const cast = float && (!opts.only2d || info.shape.length >= 2) && (!opts.names || opts.names(name));
       if (!cast) {
         tensors.push({ name, dtype: info.dtype, shape: info.shape, data: await r.readRaw(name) });
         continue;
