@@ -113,7 +113,10 @@ describe('checkpoints whose tie map the loader would refuse are never written', 
   let s: Synthetic;
   let tied: string;
 
-  /** A copy of `dir` whose model.safetensors records `ties` as its ffmerge tie map (tensors unchanged). */
+  /**
+   * A copy of `dir` whose model.safetensors records `ties` as its ffmerge tie map (tensors unchanged), and
+   * config.json's ffmerge.ties the same (two copies that disagree are refused before the tie is looked at).
+   */
   async function withTies(dir: string, ties: Record<string, string>): Promise<string> {
     const copy = path.join(tempDir('ties'), 'ck');
     fs.cpSync(dir, copy, { recursive: true });
@@ -121,6 +124,10 @@ describe('checkpoints whose tie map the loader would refuse are never written', 
     const tensors = await Promise.all(r.names().map(async (name) => ({ name, dtype: 'F32' as const, shape: r.info(name).shape, data: await r.readF32(name) })));
     await r.close();
     await writeSafetensors(path.join(copy, 'model.safetensors'), tensors, { format: 'pt', [TIES_METADATA_KEY]: JSON.stringify(ties) });
+    const cfg = path.join(copy, 'config.json');
+    const c = JSON.parse(fs.readFileSync(cfg, 'utf8')) as { ffmerge: Record<string, unknown> };
+    c.ffmerge.ties = ties;
+    fs.writeFileSync(cfg, JSON.stringify(c));
     return copy;
   }
 

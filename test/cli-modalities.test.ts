@@ -66,6 +66,10 @@ describe('ffmerge CLI on images and translation', () => {
       const idx = ffmerge(cwd, 'eval', VIT, '--images', fm('t10k-images-idx3-ubyte.gz'), '--labels', fm('t10k-labels-idx1-ubyte.gz'), '--count', '120', '--json');
       expect(folder.code).toBe(0);
       expect(JSON.parse(folder.stdout).correct).toBe(JSON.parse(idx.stdout).correct);
+      // a count larger than the data was cut to it without a word (a tester's find)
+      const over = ffmerge(cwd, 'eval', VIT, '--data', 'imgs', '--count', '121', '--json');
+      expect(over.code).toBe(2);
+      expect(errorOf(over)).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('--count 121 is more than the 120 images') });
       const r = ffmerge(cwd, 'compress', VIT, '--data', 'imgs', '--k', '2', '--method', 'permute', '--calibration-size', '60', '--out', 'from-folder', '--json');
       expect(r.code).toBe(0);
       expect(JSON.parse(r.stdout).data).toMatchObject({ calibration: 60, validation: 60, unit: 'images' });

@@ -154,10 +154,12 @@ describe('preprocessing', () => {
   });
   test('config parsing: broadcast mean/std, defaults, bad values', async () => {
     const p = preprocessorFromConfig({ size: 8, image_mean: 0.5, image_std: 0.5 }, { num_channels: 3 });
-    expect(p).toMatchObject({ height: 8, width: 8, channels: 3, mean: [0.5, 0.5, 0.5], doResize: false });
+    // a key left out takes transformers' ViTImageProcessor default (do_resize true)
+    expect(p).toMatchObject({ height: 8, width: 8, channels: 3, mean: [0.5, 0.5, 0.5], doResize: true });
     await expectCode(() => preprocessorFromConfig({ size: 8, image_mean: [0.1, 0.2] }, { num_channels: 3 }), 'INVALID_CONFIG');
     await expectCode(() => preprocessorFromConfig({ size: 8, image_std: [0] }, { num_channels: 1 }), 'INVALID_CONFIG');
-    await expectCode(() => preprocessorFromConfig({}), 'INVALID_CONFIG');
+    // {} is ViTImageProcessor with every default: 224x224, rescale 1/255, normalise with 0.5
+    expect(preprocessorFromConfig({})).toMatchObject({ height: 224, width: 224, channels: 3, doRescale: true, doNormalize: true, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
     await expectCode(() => preprocessorFromConfig({ size: { shortest_edge: 224 } }), 'INVALID_CONFIG');
   });
   test('an idx set of the wrong size without a resize rule is a typed error; with one it is resized', async () => {

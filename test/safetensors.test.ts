@@ -368,6 +368,19 @@ describe('malformed files are rejected with their code', () => {
   test('offsets out of bounds', async () => {
     await expectBytesRejected(buildSafetensors({ ...ok, b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] } }, data), 'SAFETENSORS_OUT_OF_BOUNDS');
   });
+  test('offsets past 2^53 - 1 are out of bounds, not "not integers" (the exact value shown)', async () => {
+    // 2^62 parses exactly; 2^53 + 1 is rounded by JSON.parse to 2^53: both lie past any file
+    const huge = buildSafetensors({ ...ok, b: { dtype: 'F32', shape: [2], data_offsets: [2 ** 62, 2 ** 62 + 1024] } }, data);
+    await expectBytesRejected(huge, 'SAFETENSORS_OUT_OF_BOUNDS');
+    await expect(SafetensorsReader.fromBytes(huge)).rejects.toThrow(/data_offsets \[4611686018427387904, 4611686018427388928\], beyond the data block's 16 bytes .*not even exactly representable/);
+    const text = JSON.stringify({ ...ok, b: { dtype: 'F32', shape: [2], data_offsets: [0, 0] } }).replace('"data_offsets":[0,0]', '"data_offsets":[8,9007199254740993]');
+    await expectBytesRejected(buildSafetensors({}, data, { headerText: text }), 'SAFETENSORS_OUT_OF_BOUNDS');
+    // a fraction or a negative number is still a malformed header, its value shown
+    await expect(SafetensorsReader.fromBytes(buildSafetensors({ ...ok, b: { dtype: 'F32', shape: [2], data_offsets: [8, 15.5] } }, data))).rejects.toMatchObject({
+      code: 'SAFETENSORS_INVALID_HEADER',
+      message: expect.stringContaining('data_offsets [8,15.5] that are not non-negative integers'),
+    });
+  });
   test('overlapping tensors', async () => {
     await expectBytesRejected(buildSafetensors({ ...ok, b: { dtype: 'F32', shape: [3], data_offsets: [4, 16] } }, data), 'SAFETENSORS_OVERLAP');
     await expectBytesRejected(

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { outputCard, readReport } from '../pipeline/model-card';
 import { CheckpointReader, readTies, type TieMap } from './ties';
+import { ffmergeRecord } from './record';
 import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from './earlier-merges';
 import { writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
 import { checkJobOptions, type ProgressFn } from '../native/job';
@@ -35,9 +36,10 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   if (format !== 'tied' && format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied or expanded (got ${showValue(format)})`);
   // the loader's reader: a FIFO in place of config.json is refused, not waited on forever; null is INVALID_CONFIG
   const config = await readConfig(dir);
-  const info = config.ffmerge as FfmergeInfo | undefined;
+  // a record that is not an object (null, "yes") is refused as every command refuses it, not taken for none
+  const info = ffmergeRecord(config, dir) as FfmergeInfo | undefined;
   const notOutput = () => new FfmergeError('INVALID_ARGUMENT', `${dir} is not an ffmerge output (config.json has no ffmerge.windows, and no merge is tied in its checkpoint); only compressed models can be converted`);
-  if (typeof info !== 'object' || info === null || Array.isArray(info)) {
+  if (info === undefined) {
     // a tied checkpoint whose config lost its record (replaced by the original model's, say): say so
     const tied = Object.keys(await readTies(dir)).length;
     if (tied > 0) {

@@ -6,7 +6,8 @@
  */
 import { FfmergeError, abortError, showValue } from '../errors';
 import { ffStacks, type Config, type StackName } from '../model/architectures';
-import type { CheckpointReader, TieMap } from './ties';
+import { CheckpointReader, type TieMap } from './ties';
+import { ffmergeRecord } from './record';
 import { ffTies } from './write';
 import { checkCheckpoint } from '../model/plan';
 
@@ -23,11 +24,8 @@ export interface RecordedWindow {
  * a tie to a tensor that does not exist.
  */
 export function recordedWindows(config: Config, where: string): RecordedWindow[] {
-  const info = (config as Record<string, unknown>).ffmerge;
+  const info = ffmergeRecord(config as Record<string, unknown>, where);
   if (info === undefined) return [];
-  if (typeof info !== 'object' || info === null || Array.isArray(info)) {
-    throw new FfmergeError('INVALID_CONFIG', `${where}: config.json's ffmerge record must be an object (got ${showValue(info)})`);
-  }
   const windows = Object.hasOwn(info, 'windows') ? (info as Record<string, unknown>).windows : undefined;
   if (windows === undefined) return [];
   if (!Array.isArray(windows)) throw new FfmergeError('INVALID_CONFIG', `${where}: ffmerge.windows must be a list (got ${showValue(windows)})`);
@@ -154,7 +152,40 @@ export function tiedWindows(config: Config, recorded: readonly RecordedWindow[],
 export function earlierWindows(config: Config, src: CheckpointReader, where: string): RecordedWindow[] {
   const recorded = recordedWindows(config, where);
   checkCheckpoint(config, src, where);
+  checkRecordFormat(config, src, where);
   return [...recorded, ...tiedWindows(config, recorded, src.ties, where)];
+}
+
+/**
+ * The record's `format` against the file: an `expanded` record over a checkpoint that ties tensors is a record
+ * edited or copied from another output. Each command would otherwise act
+ * on the half it reads (finetune refusing an "expanded" model that is tied, convert writing "expanded" over
+ * it), so the disagreement itself is the error.
+ */
+export function checkRecordFormat(config: Config, src: CheckpointReader, where: string): void {
+  const info = ffmergeRecord(config as Record<string, unknown>, where);
+  if (info === undefined || !Object.hasOwn(info, 'format')) return;
+  const tied = Object.keys(src.ties).length;
+  if (info.format === 'expanded' && tied > 0) {
+    throw new FfmergeError(
+      'INVALID_CONFIG',
+      `${where}: config.json's ffmerge record and the checkpoint disagree: the record says format "expanded" (every layer its own copy), but the checkpoint ties ${tied} tensors to others, as a tied output does; put back the config.json ffmerge wrote with it`,
+    );
+  }
+}
+
+/**
+ * The merges of a model folder's checkpoint (`earlierWindows`: record and tie map checked against each other
+ * and the architecture), for a command that carries the record into its output without merging (finetune):
+ * the same refusals as compress, convert and export, before any long work.
+ */
+export async function folderMerges(dir: string, config: Config): Promise<RecordedWindow[]> {
+  const src = await CheckpointReader.open(dir);
+  try {
+    return earlierWindows(config, src, dir);
+  } finally {
+    await src.close();
+  }
 }
 
 /** The windows as an output's record lists them: one recovered from the tie map is recorded there now, so its mark goes. */

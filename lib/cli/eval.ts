@@ -37,6 +37,14 @@ function finite(v: number, metric: string): number {
   return v;
 }
 
+/** --count, or all of the data: a count larger than the data is refused, never cut to what is there without a word. */
+function withinData(count: number | undefined, available: number, what: string): number {
+  if (count !== undefined && count > available) {
+    throw new FfmergeError('INVALID_ARGUMENT', `--count ${count} is more than the ${available} ${what} of the data: ask for at most ${available}, or leave --count out for all of them`);
+  }
+  return count ?? available;
+}
+
 export async function runEval(model: string, o: EvalCliOptions, signal: AbortSignal): Promise<void> {
   const summary = await inspectModel(model);
   const task = taskFor(summary).name;
@@ -76,7 +84,7 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
     const m = await loadModel(model, { signal });
     try {
       const set = await loadImageSource(src, pre, m.config as Record<string, unknown>);
-      const r = await evaluateImageClassifier(m, set, pre, { signal, onProgress: bar.update, count: Math.min(limit ?? set.count, set.count) });
+      const r = await evaluateImageClassifier(m, set, pre, { signal, onProgress: bar.update, count: withinData(limit, set.count, 'images') });
       bar.done();
       finite(r.accuracy, 'accuracy');
       result = { model: path.resolve(model), metric: 'accuracy', accuracy: r.accuracy, correct: r.correct, images: r.total, seconds: seconds() };
@@ -87,7 +95,8 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
   } else {
     const src = parallelSourceFrom(o, '');
     if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'eval on a translation model needs --source <file> --target <file> (line-aligned), or --data <file.tsv>');
-    const pairs = (await loadParallelSource(src)).slice(0, int(o.count, 'count') ?? Infinity);
+    const all = await loadParallelSource(src);
+    const pairs = all.slice(0, withinData(int(o.count, 'count'), all.length, 'sentence pairs'));
     const m = await loadModel(model, { signal });
     try {
       const tok = await loadTokenizer(model);

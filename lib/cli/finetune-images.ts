@@ -8,7 +8,7 @@
 import { FfmergeError } from '../errors';
 import { conformImages, imagesToTensor, loadPreprocessor, type ImageSet } from '../data/images';
 import { readConfig } from '../model/load';
-import { loadImageSource } from '../pipeline/tasks/sources';
+import { loadImageSource, sameSource } from '../pipeline/tasks/sources';
 import type { LabelledImages } from '../train/finetune';
 import { imageSourceFrom, int } from './flags';
 
@@ -65,6 +65,17 @@ export async function trainingImages(model: string, o: ImageFlags): Promise<Trai
     throw new FfmergeError('INVALID_ARGUMENT', `--train-size ${tAsked} is more than ${where}`);
   }
   const tCount = tAsked ?? trainEnd;
+  // A validation set that is the training file again (another path or a symlink to it included) would score
+  // images the model was just trained on: refused as compress refuses validation inside its calibration images.
+  if (validSrc && vCount > 0 && sameSource(src, validSrc) && vStart < tCount) {
+    const folder = 'folder' in src;
+    throw new FfmergeError(
+      'INVALID_ARGUMENT',
+      `validation would start at image ${vStart}, inside the training images 0-${tCount - 1} of the same ${folder ? 'folder' : 'file'}: ` +
+        (vStart > 0 ? `train on the images before it (--train-size ${vStart}), ` : '') +
+        `leave out ${folder ? '--valid' : '--valid-images/--valid-labels'} (validation then takes the images from --validation-start on, which never train), or give a separate validation set`,
+    );
+  }
   if (tCount === 0) throw new FfmergeError('INVALID_DATA', 'finetune: no training images before the validation range (see --validation-start)');
   return {
     train: take(set, 0, tCount),

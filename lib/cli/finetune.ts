@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { loadModel, readConfig } from '../model/load';
 import { checkOutputDir } from '../checkpoint/write';
+import { folderMerges } from '../checkpoint/earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from '../checkpoint/source-stamp';
 import { blocksFrom, fitBlockSize, takeTokens, tokenCount } from '../pipeline/data';
 import { cutBlocks } from '../data/blocks';
@@ -62,6 +63,9 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   const modelType = typeof config.model_type === 'string' ? config.model_type : 'unknown';
   if (modelType === 'vit') refuseFlags(o, ['seq', 'tokens', 'validTokens'], [], modelType, 'image classification');
   else refuseFlags(o, ['images', 'labels', 'validImages', 'validLabels', 'validationStart', 'validationSize', 'trainSize'], [], modelType, 'language modeling');
+  // The record is carried into the output: checked as compress, convert and export check it (its windows, its
+  // tie map against the file's, its format against the file), before any long work.
+  await folderMerges(model, config);
   // An expanded output stores each merged position's FF as its own copy: trained, the copies would drift apart
   // and the merge's saving could not be had back (convert --format tied refuses copies that differ).
   const prev = config.ffmerge as { format?: unknown } | undefined;

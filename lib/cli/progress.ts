@@ -37,6 +37,16 @@ export const PHASES: Readonly<Record<string, PhaseLabel>> = {
   finetune: { title: 'Fine-tuning', unit: 'steps' },
 };
 
+/**
+ * What a phase counts. One phase name can count different things: 'evaluate' is batches of text (nllOf) or
+ * images (evaluateImageClassifier), and compress's 'test' and 'validate' phases pass on whatever their task's
+ * evaluation counts. A report that says its unit (Progress.unit) is believed, so that
+ * 10000 images never read as "10000 batches".
+ */
+function unitOf(p: Progress, label: PhaseLabel): string {
+  return typeof p.unit === 'string' ? p.unit : label.unit;
+}
+
 const fmtSeconds = (s: number) => (s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
 
 export class ProgressBar {
@@ -45,6 +55,8 @@ export class ProgressBar {
   private phase = '';
   private started = 0;
   private last: Progress | undefined;
+  /** The running phase's unit: the one its reports name (`unit`), else the phase's usual one. */
+  private unit = '';
 
   constructor(enabled: boolean, private readonly stream: NodeJS.WriteStream = process.stderr) {
     this.enabled = enabled && (Boolean(stream.isTTY) || process.env.FFMERGE_PROGRESS === '1');
@@ -57,6 +69,7 @@ export class ProgressBar {
     if (p.phase !== this.phase) {
       this.finishPhase();
       this.phase = p.phase;
+      this.unit = unitOf(p, label);
       this.started = performance.now();
       this.bar = new SingleBar({
         stream: this.stream,
@@ -84,7 +97,7 @@ export class ProgressBar {
 
   private payload(p: Progress, label: PhaseLabel) {
     const show = label.scale ?? ((n: number) => String(Math.round(n)));
-    return { title: label.title.padEnd(30), unit: label.unit, shown: show(p.done), shownTotal: p.total > 0 ? show(p.total) : '?', detail: p.detail ? `${p.detail}  ` : '' };
+    return { title: label.title.padEnd(30), unit: this.unit, shown: show(p.done), shownTotal: p.total > 0 ? show(p.total) : '?', detail: p.detail ? `${p.detail}  ` : '' };
   }
 
   /** Replaces the running bar with its phase's one-line summary. */
@@ -95,7 +108,7 @@ export class ProgressBar {
     const show = label.scale ?? ((n: number) => String(Math.round(n)));
     const { done, total } = this.last;
     const count = total > 0 && done !== total ? `${show(done)}/${show(total)}` : show(done);
-    this.stream.write(`✔ ${label.title.padEnd(30)} ${count}${label.unit ? ` ${label.unit}` : ''}  ${fmtSeconds((performance.now() - this.started) / 1000)}\n`);
+    this.stream.write(`✔ ${label.title.padEnd(30)} ${count}${this.unit ? ` ${this.unit}` : ''}  ${fmtSeconds((performance.now() - this.started) / 1000)}\n`);
     this.bar = undefined;
     this.phase = '';
   }

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { FfmergeError, showValue } from '../errors';
-import { checkOptions, checkPath, isArrayOf } from '../arguments';
+import { checkArrayOf, checkInt, checkOptions, checkPath, isArrayOf } from '../arguments';
 
 /** Decoded 8-bit images, all the same size: pixels[((n*height + y)*width + x)*channels + c]. */
 export interface ImageSet {
@@ -56,22 +56,65 @@ function numberList(v: unknown, fallback: number[], what: string): number[] {
   if (v === undefined || v === null) return fallback;
   const list = typeof v === 'number' ? [v] : v;
   if (!isArrayOf<number>(list, (x) => typeof x === 'number' && Number.isFinite(x)) || list.length === 0) {
-    throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json: ${what} must be a number or a list of numbers`);
+    throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json: ${what} must be a number or a list of numbers (got ${showValue(v)})`);
   }
   return list as number[];
 }
 
 /**
- * Reads the image rules from a parsed preprocessor_config.json. `size` may be {height, width} or a number; the channel count comes from config.json's num_channels, else from image_mean's length, else 3.
+ * A true/false key, `fallback` when absent. A string "true" or a 0/1 is refused rather than read as truthy: the
+ * file was not written by Hugging Face, and guessing would change every pixel the model sees.
+ */
+function flag(pre: Json, key: string, fallback: boolean): boolean {
+  const v = pre[key];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json: ${key} must be true or false (got ${showValue(v)})`);
+  return v;
+}
+
+/**
+ * transformers' ViTImageProcessor defaults, used for every key the file leaves out (its constructor's
+ * defaults, IMAGENET_STANDARD_MEAN/STD = 0.5): a file that omits image_mean still normalises in Python, so
+ * skipping it here would feed the model other pixels than it was trained on.
+ */
+const VIT_DEFAULTS = { doResize: true, size: 224, doRescale: true, rescaleFactor: 1 / 255, doNormalize: true, mean: [0.5], std: [0.5] } as const;
+
+/** Processor classes whose constructor defaults are ViTImageProcessor's (the legacy feature extractor included). */
+const VIT_PROCESSORS = new Set(['ViTImageProcessor', 'ViTImageProcessorFast', 'ViTFeatureExtractor']);
+
+/** The keys whose defaults come from VIT_DEFAULTS when the file leaves them out. */
+const DEFAULTED_KEYS = ['do_resize', 'size', 'do_rescale', 'rescale_factor', 'do_normalize', 'image_mean', 'image_std'] as const;
+
+/**
+ * Reads the image rules from a parsed preprocessor_config.json. `size` may be {height, width} or a number
+ * (absent: config.json's image_size, else ViT's 224); the channel count comes from config.json's num_channels,
+ * else from image_mean's length, else 3. A key left out takes ViTImageProcessor's default; a file naming
+ * another processor class (image_processor_type), whose defaults may differ (DeiT's mean is ImageNet's, not
+ * 0.5), must then give every such key itself, else INVALID_CONFIG. A key of the wrong type is INVALID_CONFIG.
  */
 export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): ImagePreprocessor {
+  const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(pre)) throw new FfmergeError('INVALID_ARGUMENT', `preprocessorFromConfig(pre, modelConfig): pre must be the parsed preprocessor_config.json, an object (got ${showValue(pre)})`);
+  if (!isObject(modelConfig)) throw new FfmergeError('INVALID_ARGUMENT', `preprocessorFromConfig(pre, modelConfig): modelConfig must be the parsed config.json, an object (got ${showValue(modelConfig)})`);
+  const type = pre.image_processor_type ?? pre.feature_extractor_type;
+  if (type !== undefined) {
+    if (typeof type !== 'string') throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json: image_processor_type must be a class name (got ${showValue(type)})`);
+    const missing = DEFAULTED_KEYS.filter((k) => pre[k] === undefined && !(k === 'size' && modelConfig.image_size !== undefined));
+    if (!VIT_PROCESSORS.has(type) && missing.length > 0) {
+      throw new FfmergeError(
+        'INVALID_CONFIG',
+        `preprocessor_config.json names ${type}, whose defaults ffmerge does not know, and leaves out ${missing.join(', ')}: write them into the file (ffmerge knows ViTImageProcessor's)`,
+      );
+    }
+  }
   let height: number;
   let width: number;
-  const size = pre.size ?? modelConfig.image_size;
+  const size = pre.size ?? modelConfig.image_size ?? VIT_DEFAULTS.size;
+  const fromFile = pre.size !== undefined && pre.size !== null;
   if (typeof size === 'number') {
-    height = width = positiveInt(size, 'size');
-  } else if (size && typeof size === 'object') {
-    const s = size as Json;
+    height = width = positiveInt(size, fromFile ? 'size' : 'image_size (config.json)');
+  } else if (isObject(size)) {
+    const s = size;
     if (s.height === undefined && s.width === undefined) {
       // {shortest_edge} means aspect-preserving resize + center crop (other processors); ViT's is {height, width}
       throw new FfmergeError(
@@ -82,14 +125,15 @@ export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): Image
     height = positiveInt(s.height, 'size.height');
     width = positiveInt(s.width, 'size.width');
   } else {
-    throw new FfmergeError('INVALID_CONFIG', 'preprocessor_config.json has no "size" and config.json no "image_size"');
+    const from = fromFile ? 'preprocessor_config.json: size' : 'config.json: image_size';
+    throw new FfmergeError('INVALID_CONFIG', `${from} must be a number of pixels or {"height": …, "width": …} (got ${showValue(size)})`);
   }
-  const meanRaw = numberList(pre.image_mean, [0], 'image_mean');
-  const stdRaw = numberList(pre.image_std, [1], 'image_std');
+  const meanRaw = numberList(pre.image_mean, [...VIT_DEFAULTS.mean], 'image_mean');
+  const stdRaw = numberList(pre.image_std, [...VIT_DEFAULTS.std], 'image_std');
   const channels =
-    typeof modelConfig.num_channels === 'number'
-      ? positiveInt(modelConfig.num_channels, 'num_channels')
-      : pre.image_mean !== undefined
+    modelConfig.num_channels !== undefined
+      ? positiveInt(modelConfig.num_channels, 'num_channels (config.json)')
+      : pre.image_mean !== undefined && pre.image_mean !== null
         ? meanRaw.length
         : 3;
   const perChannel = (list: number[], what: string): number[] => {
@@ -99,18 +143,62 @@ export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): Image
   };
   const std = perChannel(stdRaw, 'image_std');
   if (std.some((s) => s === 0)) throw new FfmergeError('INVALID_CONFIG', 'preprocessor_config.json: image_std has a zero');
+  const rescaleFactor = pre.rescale_factor === undefined ? VIT_DEFAULTS.rescaleFactor : pre.rescale_factor;
+  if (typeof rescaleFactor !== 'number' || !Number.isFinite(rescaleFactor)) {
+    throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json: rescale_factor must be a number (got ${showValue(pre.rescale_factor)})`);
+  }
+  for (const key of ['do_convert_rgb', 'do_convert_grayscale']) {
+    // null is how transformers writes "not set" for these two (ViTImageProcessor's do_convert_rgb defaults to None)
+    if (pre[key] !== null) flag(pre, key, false);
+  }
   return {
     height,
     width,
     channels,
-    doResize: pre.do_resize === true,
+    doResize: flag(pre, 'do_resize', VIT_DEFAULTS.doResize),
     convertChannels: pre.do_convert_rgb === true || pre.do_convert_grayscale === true,
-    doRescale: pre.do_rescale !== false,
-    rescaleFactor: typeof pre.rescale_factor === 'number' ? pre.rescale_factor : 1 / 255,
-    doNormalize: pre.do_normalize !== false && pre.image_mean !== undefined,
+    doRescale: flag(pre, 'do_rescale', VIT_DEFAULTS.doRescale),
+    rescaleFactor,
+    doNormalize: flag(pre, 'do_normalize', VIT_DEFAULTS.doNormalize),
     mean: perChannel(meanRaw, 'image_mean'),
     std,
   };
+}
+
+/**
+ * An ImagePreprocessor argument (from loadPreprocessor or preprocessorFromConfig): checked before use, so that
+ * null or a hand-made object missing a field is INVALID_ARGUMENT, not a TypeError deep in decoding.
+ */
+export function checkPreprocessor(v: unknown, what: string): asserts v is ImagePreprocessor {
+  const p = v as Partial<ImagePreprocessor> | null;
+  const posInt = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x > 0;
+  const ok =
+    typeof p === 'object' && p !== null &&
+    posInt(p.height) && posInt(p.width) && posInt(p.channels) &&
+    typeof p.doResize === 'boolean' && typeof p.convertChannels === 'boolean' && typeof p.doRescale === 'boolean' && typeof p.doNormalize === 'boolean' &&
+    typeof p.rescaleFactor === 'number' && Number.isFinite(p.rescaleFactor) &&
+    isArrayOf<number>(p.mean, (x) => typeof x === 'number' && Number.isFinite(x)) && p.mean.length === p.channels &&
+    isArrayOf<number>(p.std, (x) => typeof x === 'number' && Number.isFinite(x) && x !== 0) && p.std.length === p.channels;
+  if (!ok) throw new FfmergeError('INVALID_ARGUMENT', `${what} must be an ImagePreprocessor from loadPreprocessor or preprocessorFromConfig (got ${showValue(v)})`);
+}
+
+/**
+ * Every label of `set` is a class of a classifier with `classes` outputs: a label past them (a label file for
+ * another data set) would be scored as a wrong answer and lower accuracy without a word, so it is INVALID_DATA,
+ * before any model work. `name` says where the labels come from.
+ */
+export function checkLabels(set: ImageSet, classes: number, name = 'the image data'): void {
+  const labels = set.labels;
+  if (!labels) return;
+  for (let i = 0; i < labels.length; i++) {
+    const l = labels[i]!;
+    if (l < 0 || l >= classes) {
+      throw new FfmergeError(
+        'INVALID_DATA',
+        `label ${l} (image ${i} of ${name}) is outside the model's ${classes} classes${set.classNames ? ` (image folder classes: ${set.classNames.join(', ')})` : ''}`,
+      );
+    }
+  }
 }
 
 /** Loads `<dir>/preprocessor_config.json` (and config.json for num_channels/image_size). */
@@ -306,15 +394,42 @@ function looseClassName(name: string): string {
  * channel count.
  */
 export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts: { classNames?: string[]; classCount?: number } = {}): Promise<ImageSet> {
-  checkPath(dir, 'loadImageFolder(dir, pre, options): dir');
-  checkOptions(opts, 'loadImageFolder(dir, pre, options): options');
+  const what = 'loadImageFolder(dir, pre, options)';
+  checkPath(dir, `${what}: dir`);
+  checkPreprocessor(pre, `${what}: pre`);
+  checkOptions(opts, `${what}: options`, ['classNames', 'classCount']);
+  if (opts.classNames !== undefined) checkArrayOf<string>(opts.classNames, `${what}: options.classNames`, 'class names (strings)', (e) => typeof e === 'string');
+  checkInt(opts.classCount, `${what}: options.classCount`, 1);
+  if (opts.classNames !== undefined && opts.classCount !== undefined && opts.classNames.length !== opts.classCount) {
+    throw new FfmergeError('INVALID_ARGUMENT', `${what}: options.classNames has ${opts.classNames.length} names but options.classCount is ${opts.classCount}`);
+  }
   let entries: fs.Dirent[];
   try {
     entries = await fs.promises.readdir(dir, { withFileTypes: true });
   } catch (e) {
     throw new FfmergeError('DATA_NOT_FOUND', `image folder ${dir} cannot be read: ${(e as Error).message}`, { cause: e });
   }
-  const found = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  // A class folder may be a symlink to a folder (classes gathered from elsewhere): followed, not skipped, since
+  // skipping drops a whole class without a word. A link that loops or points nowhere is refused for the same reason.
+  const found: string[] = [];
+  for (const e of entries) {
+    if (e.isDirectory()) found.push(e.name);
+    else if (e.isSymbolicLink()) {
+      let st: fs.Stats;
+      try {
+        st = await fs.promises.stat(path.join(dir, e.name));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new FfmergeError(
+          code === 'ELOOP' ? 'INVALID_DATA' : 'DATA_NOT_FOUND',
+          `image folder ${dir}: ${showValue(e.name)} is a symbolic link that ${code === 'ELOOP' ? 'loops' : 'cannot be followed'} (${(err as Error).message})`,
+          { cause: err },
+        );
+      }
+      if (st.isDirectory()) found.push(e.name);
+    }
+  }
+  found.sort();
   const known = opts.classNames !== undefined || opts.classCount !== undefined;
   const count = opts.classCount ?? opts.classNames?.length ?? found.length;
   const classNames = opts.classNames ?? (known ? Array.from({ length: count }, (_, i) => String(i)) : found);
@@ -390,6 +505,7 @@ export function classNamesFromConfig(config: Json): string[] | undefined {
  * already does, resized/converted with sharp when the rules allow, a SHAPE_MISMATCH error otherwise.
  */
 export async function conformImages(set: ImageSet, pre: ImagePreprocessor): Promise<ImageSet> {
+  checkPreprocessor(pre, 'conformImages(set, pre): pre');
   if (set.height === pre.height && set.width === pre.width && set.channels === pre.channels) return set;
   const name = `images of ${set.width}x${set.height}x${set.channels}`;
   if (set.channels !== pre.channels && !pre.convertChannels) {

@@ -2,7 +2,7 @@
  * Top-1 accuracy of an image classifier (ViT) on an image set, in batches, with progress and AbortSignal.
  */
 import { FfmergeError, showValue } from '../errors';
-import { conformImages, imagesToTensor, type ImagePreprocessor, type ImageSet } from '../data/images';
+import { checkLabels, checkPreprocessor, conformImages, imagesToTensor, type ImagePreprocessor, type ImageSet } from '../data/images';
 import { argmaxRows } from '../metrics/accuracy';
 import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions } from '../native/job';
 import { checkModel, type Model } from '../model/model';
@@ -33,14 +33,29 @@ export async function evaluateImageClassifier(
 ): Promise<ClassifierEvalResult> {
   checkModel(model, 'evaluateImageClassifier(model, images, pre): model');
   if (typeof images !== 'object' || images === null) throw new FfmergeError('INVALID_ARGUMENT', `evaluateImageClassifier(model, images, pre): images must be an ImageSet (from loadIdxImages or loadImageFolder) (got ${showValue(images)})`);
-  if (typeof pre !== 'object' || pre === null) throw new FfmergeError('INVALID_ARGUMENT', `evaluateImageClassifier(model, images, pre): pre must be an ImagePreprocessor (from loadPreprocessor) (got ${showValue(pre)})`);
+  // the model first: images and a preprocessor are no use to a language model, whatever they hold
+  if (model.spec.input !== 'patches' || model.spec.head !== 'classifier') {
+    throw new FfmergeError('INVALID_ARGUMENT', `${model.spec.family} is not an image classifier (needs patch input and a classifier head)`);
+  }
+  checkPreprocessor(pre, 'evaluateImageClassifier(model, images, pre): pre');
+  // labels are class indices: a Float32Array of 0.5 would match no prediction and index no logit (loss NaN)
+  const labels: unknown = images.labels;
+  if (labels !== undefined) {
+    const list = (ArrayBuffer.isView(labels) && !(labels instanceof DataView)) || Array.isArray(labels) ? (labels as ArrayLike<unknown>) : undefined;
+    // a loop, not every(): every() skips the holes of a sparse array
+    const bad = list ? Array.from({ length: list.length }, (_, i) => i).find((i) => !Number.isInteger(list[i])) : undefined;
+    if (!list || bad !== undefined) {
+      const got = bad !== undefined ? `label ${bad} is ${showValue(list![bad])}` : `got ${showValue(labels)}`;
+      throw new FfmergeError('INVALID_ARGUMENT', `evaluateImageClassifier(model, images, pre): images.labels must hold class indices (integers), one per image (${got})`);
+    }
+    if ((labels as ArrayLike<number>).length !== images.count) {
+      throw new FfmergeError('INVALID_ARGUMENT', `evaluateImageClassifier(model, images, pre): images.labels has ${(labels as ArrayLike<number>).length} labels for ${images.count} images`);
+    }
+  }
   checkJobOptions(opts, 'evaluateImageClassifier(model, images, pre, options): options', ['batchSize', 'start', 'count']);
   // one job of several forward passes from here: a dispose() meanwhile lets it finish (Model.session)
   return withJobScope(opts, (opts) => model.session(async () => {
     const spec = model.spec;
-    if (spec.input !== 'patches' || spec.head !== 'classifier') {
-      throw new FfmergeError('INVALID_ARGUMENT', `${spec.family} is not an image classifier (needs patch input and a classifier head)`);
-    }
     if (!images.labels) throw new FfmergeError('INVALID_DATA', 'the image set has no labels to score against');
     if (pre.channels !== spec.channels || pre.height !== spec.imageH || pre.width !== spec.imageW) {
       throw new FfmergeError(
@@ -58,13 +73,7 @@ export async function evaluateImageClassifier(
     const batchSize = opts.batchSize ?? 256;
     if (!Number.isInteger(batchSize) || batchSize <= 0) throw new FfmergeError('INVALID_ARGUMENT', 'batchSize must be a positive integer');
     const classes = spec.numLabels ?? 0;
-    const bad = images.labels.find((l) => l < 0 || l >= classes);
-    if (bad !== undefined) {
-      throw new FfmergeError(
-        'INVALID_DATA',
-        `label ${bad} is outside the model's ${classes} classes${images.classNames ? ` (image folder classes: ${images.classNames.join(', ')})` : ''}`,
-      );
-    }
+    checkLabels(images, classes);
     const seq = 1 + (pre.height / (spec.patch ?? 1)) * (pre.width / (spec.patch ?? 1));
     const predictions = new Int32Array(count);
     let correct = 0;
@@ -82,7 +91,8 @@ export async function evaluateImageClassifier(
         nll += crossEntropy(r.logits!.subarray(i * classes, (i + 1) * classes), label);
       }
       done += n;
-      opts.onProgress?.({ phase: 'evaluate', done, total: count });
+      // counted in images, not batches: the bar would otherwise say "10000 batches"
+      opts.onProgress?.({ phase: 'evaluate', done, total: count, unit: 'images' });
     }
     return { correct, total: count, accuracy: correct / count, loss: nll / count, predictions };
   }));

@@ -80,7 +80,7 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
         out[i] = { ids: gen, text: tokenizer.decode(gen, { skipSpecialTokens: true }), truncated: wasCut.has(i) };
       });
       done += idx.length;
-      opts.onProgress?.({ phase: 'translate', done, total: sources.length });
+      opts.onProgress?.({ phase: 'translate', done, total: sources.length, unit: 'sentences' });
     }
   }));
   return out;

@@ -1,13 +1,15 @@
 /**
  * A checkpoint's headers against its architecture description: every tensor the config implies is present
  * (ties resolved) with the shape the config gives it, no layer past the config's count is stored, and the
- * spec is complete. Reads no tensor data. loadModel reads the plan this builds; inspect, the checkpoint
+ * spec is complete, every weight is floating point, and the tie map agrees with config.json's copy and ties only
+ * names the model uses. Reads no tensor data. loadModel reads the plan this builds; inspect, the checkpoint
  * writer (compress, convert, save) and the ONNX exporter call the same check, so a checkpoint one of them
  * accepts, the others accept too, and no output is written from one the loader would refuse.
  */
 import { FfmergeError } from '../errors';
 import type { CheckpointReader } from '../checkpoint/ties';
-import type { DType } from '../safetensors';
+import { checkWeightDType, type DType } from '../safetensors';
+import { checkRecordTies, checkTiedNamesUsed } from '../checkpoint/record';
 import { architectureOf, type Config, type LayerNames, type NormNames, type StackName, type StackTensors } from './architectures';
 import type { ModelSpec } from './spec';
 import { validateSpec } from './validate-spec';
@@ -41,6 +43,8 @@ export interface LoadPlan {
 class PlanBuilder {
   readonly plan: LoadPlan = { files: [], slots: [] };
   private readonly fileIndex = new Map<string, number>();
+  /** The stored-namespace names the plan reads (tied names included): what the tie map may tie. */
+  readonly used = new Set<string>();
 
   constructor(
     private readonly reader: CheckpointReader,
@@ -58,6 +62,7 @@ class PlanBuilder {
   /** A 1-D or Linear-layout 2-D tensor of the given shape (as stored, for 1-D / linear-layout families). */
   piece(name: string, shape: number[], transposeConv1D = false, stored?: number[]): LoadPiece {
     const real = this.resolve(name);
+    this.used.add(real);
     const info = this.reader.info(real);
     const conv = transposeConv1D && this.t.layout === 'conv1d' && shape.length === 2;
     // `stored`: the tensor is kept in another shape with the same element order (ViT's [1, n, d] tables,
@@ -72,6 +77,10 @@ class PlanBuilder {
         `tensor "${name}" has shape ${fmt(info.shape)}${tied}, but the config implies ${fmt(want)}${conv ? ' (Conv1D [in, out])' : ''}`,
       );
     }
+    // an integer dtype would be converted to float and computed with (the native loader converts as the JS
+    // reader does): refused here, so every command refuses it before any work
+    const target = this.reader.resolve(real);
+    checkWeightDType(info.dtype, name, this.where, target !== real ? ` (tied to "${target}")` : '');
     let file = this.fileIndex.get(info.file);
     if (file === undefined) {
       file = this.plan.files.length;
@@ -218,15 +227,24 @@ export function describeStacks(config: Config): { name: StackName; layersKey: st
 
 /**
  * Checks a checkpoint against its architecture description (see the top of this file) and returns each
- * stack's load plan; `where` names the checkpoint in messages. Throws TENSOR_NOT_FOUND, SHAPE_MISMATCH or
- * INVALID_CONFIG. `stacks` lets a caller that already described them (to fail on the config first) pass them.
+ * stack's load plan; `where` names the checkpoint in messages. Throws TENSOR_NOT_FOUND, SHAPE_MISMATCH,
+ * SAFETENSORS_UNKNOWN_DTYPE (a weight stored as an integer type) or INVALID_CONFIG (also: config.json's ffmerge
+ * record or its tie map at odds with the checkpoint's, lib/checkpoint/record.ts). `stacks` lets a caller that
+ * already described them (to fail on the config first) pass them.
  */
 export function checkCheckpoint(config: Config, reader: CheckpointReader, where: string, stacks = describeStacks(config)): CheckedStack[] {
+  // config.json's copy of the tie map against the file's, first: a file that lost its map misses the tied
+  // tensors, and saying so beats "missing tensor"
+  checkRecordTies(config, reader, where);
+  const used = new Set<string>();
   const checked = stacks.map((st) => {
-    const plan = planTensors(new PlanBuilder(reader, st.names, where), st.spec, st.names);
+    const builder = new PlanBuilder(reader, st.names, where);
+    const plan = planTensors(builder, st.spec, st.names);
+    for (const n of builder.used) used.add(n);
     checkNoLayerPast(reader, st.names, st.spec.layers, st.layersKey, where);
     return { name: st.name, spec: st.spec, names: st.names, plan };
   });
+  checkTiedNamesUsed(reader, used, where);
   for (const st of checked) validateSpec(st.spec);
   return checked;
 }

@@ -11,6 +11,11 @@ export interface Progress {
   total: number;
   /** A short status shown next to the bar (e.g. fine-tuning's loss and tokens/s). */
   detail?: string;
+  /**
+   * What done and total count, where one phase name counts different things ('evaluate': batches of text,
+   * or images); absent, the phase's usual unit.
+   */
+  unit?: string;
 }
 
 export type ProgressFn = (p: Progress) => void;

@@ -24,6 +24,30 @@ export function isDType(s: unknown): s is DType {
   return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_SIZE, s);
 }
 
+/**
+ * The dtypes a model weight may be stored in. The readers can convert integer and boolean tensors to float32
+ * too (a checkpoint may hold integer buffers beside its weights, BERT's position_ids say), but a weight stored
+ * as one is a damaged or edited header: its values read as whole numbers and the model computes garbage.
+ */
+export const FLOAT_DTYPES: readonly DType[] = ['F32', 'F16', 'BF16', 'F64'];
+
+export function isFloatDType(d: DType): boolean {
+  return FLOAT_DTYPES.includes(d);
+}
+
+/**
+ * Throws SAFETENSORS_UNKNOWN_DTYPE unless `dtype` is a floating-point type: what every reader of a model weight
+ * (the load plan, hence the loader, the checkpoint writer, the exporter and inspect) checks before using it.
+ * `note` adds where the dtype comes from (a tied name's stored tensor).
+ */
+export function checkWeightDType(dtype: DType, name: string, where: string, note = ''): void {
+  if (isFloatDType(dtype)) return;
+  throw new FfmergeError(
+    'SAFETENSORS_UNKNOWN_DTYPE',
+    `${where}: tensor "${name}"${note} is stored as ${dtype}, which is not a floating-point type; a model weight must be ${FLOAT_DTYPES.join(', ')} (was the header edited, or the tensor saved from the wrong variable?)`,
+  );
+}
+
 export function assertLittleEndian(): void {
   if (os.endianness() !== 'LE') {
     throw new FfmergeError('IO_ERROR', 'safetensors I/O needs a little-endian host');

@@ -136,8 +136,17 @@ function parseEntry(name: string, v: unknown, dataLength: number, where: string)
     throw invalid(where, `tensor "${name}" has no "data_offsets" pair`);
   }
   const [begin, end] = offsets as unknown[];
-  if (!isSafeNonNegInt(begin) || !isSafeNonNegInt(end)) {
-    throw invalid(where, `tensor "${name}" has data_offsets that are not non-negative integers`);
+  const isNonNegInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+  if (!isNonNegInt(begin) || !isNonNegInt(end)) {
+    throw invalid(where, `tensor "${name}" has data_offsets ${showValue(offsets)} that are not non-negative integers`);
+  }
+  // A whole number past 2^53 − 1 is no malformed header but an offset past any file (and JSON.parse has already
+  // rounded it: 2^53 + 1 reads as 2^53): reported as the reader reports every offset past the data block.
+  if (!Number.isSafeInteger(begin) || !Number.isSafeInteger(end)) {
+    throw new FfmergeError(
+      'SAFETENSORS_OUT_OF_BOUNDS',
+      `${where}: tensor "${name}" has data_offsets [${BigInt(begin)}, ${BigInt(end)}], beyond the data block's ${dataLength} bytes (an offset past 2^53 − 1 is not even exactly representable; a header that lies, or is damaged)`,
+    );
   }
   if (begin > end) throw invalid(where, `tensor "${name}" has data_offsets [${begin}, ${end}] that end before they begin`);
   if (end > dataLength) {

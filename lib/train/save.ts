@@ -9,6 +9,7 @@ import { readConfig } from '../model/load';
 import { checkModel, type Model } from '../model/model';
 import { FfmergeError, showValue } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';
+import { asRecorded, folderMerges } from '../checkpoint/earlier-merges';
 import { checkOutputDir, writeCheckpoint, type WriteCheckpointResult } from '../checkpoint/write';
 import { checkJobOptions, runNativeJob, type JobOptions, type ProgressFn } from '../native/job';
 import { trainAddon } from '../native/train';
@@ -49,6 +50,9 @@ export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<
   checkOutputDir(o.source, o.out, o.overwrite); // refused before the weights are read
   const job: JobOptions = { ...(o.signal ? { signal: o.signal } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) };
   const config = await readConfig(o.source);
+  // the source's record goes into the output: checked first, as convert and export check it (a string record
+  // spread into an object, or windows of layers the model lacks, would be copied on as they are)
+  const windows = await folderMerges(o.source, config);
   const slots = await slotTensors(model, job);
   const reader = await CheckpointReader.open(o.source);
   let replace: Map<string, Float32Array>;
@@ -58,7 +62,9 @@ export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<
     await reader.close();
   }
   // the source's format is kept (an expanded output stays loadable anywhere); the writer records format and ties
-  const { format: was, ties: _ties, ...record } = (config.ffmerge ?? {}) as Record<string, unknown>;
+  const { format: was, ties: _ties, ...source } = (config.ffmerge as Record<string, unknown> | undefined) ?? {};
+  // every merge stays listed, those only an older output's tie map held included (as convert records them)
+  const record = windows.length > 0 ? { ...source, windows: asRecorded(windows) } : source;
   const format = was === 'expanded' ? 'expanded' : 'tied';
   // The record says the weights were trained, with the caller's summary or none: a source's `finetune` describes
   // an earlier run, and a card (or a later convert's) reading no `finetune` would call the model untrained.

@@ -4,7 +4,7 @@
  * model's states entering each candidate's first changed layer kept once.
  */
 import { FfmergeError, showValue } from '../../errors';
-import { conformImages, loadPreprocessor, type ImageSet } from '../../data/images';
+import { checkLabels, conformImages, loadPreprocessor, type ImageSet } from '../../data/images';
 import { imageBatches } from '../../data/feature-batches';
 import { crossEntropy, evaluateImageClassifier } from '../../eval/accuracy';
 import { argmaxRows } from '../../metrics/accuracy';
@@ -22,6 +22,11 @@ function checkSource(v: unknown, what: string): void {
   if (v === undefined) return;
   if (!isImageSource(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what} for an image classifier is { images, labels } (idx files) or { folder }`);
   checkSourceFiles(v);
+}
+
+/** A source as a user named it, for messages. */
+function describe(src: ImageSource): string {
+  return 'folder' in src ? src.folder : `${src.images} / ${src.labels}`;
 }
 
 export const imageClassification: TaskKind = {
@@ -46,8 +51,23 @@ export const imageClassification: TaskKind = {
     const config = model.config as Record<string, unknown>;
     const load = async (src: ImageSource): Promise<ImageSet> => conformImages(await loadImageSource(src, pre, config), pre);
     const set = await load(o.images!);
-    const calN = Math.min(o.calibrationImages ?? 600, set.count);
+    const classes = model.spec.numLabels ?? 0;
+    // A size given explicitly is used in full or refused (README: nothing asked for is cut silently); only a
+    // default ("the whole split up to N") is clamped to what the data holds. The summary reports what was used.
+    const tooMany = (asked: number, key: string, flag: string, n: number, available: string): FfmergeError =>
+      new FfmergeError('INVALID_ARGUMENT', `${key} (${flag}) ${asked} is more than the ${n} ${available}: ask for at most ${n}, or give more data`);
+    if (o.calibrationImages !== undefined && o.calibrationImages > set.count) {
+      throw tooMany(o.calibrationImages, 'calibrationImages', '--calibration-size', set.count, `images of ${describe(o.images!)}`);
+    }
+    const calN = o.calibrationImages ?? Math.min(600, set.count);
+    // recover 'finetune' trains on the calibration images' labels: checked like those scored below
+    if (o.recover === 'finetune' && set.labels) {
+      checkLabels({ ...set, count: calN, labels: set.labels.subarray(0, calN) }, classes, `the calibration images of ${describe(o.images!)}`);
+    }
     const valSet = o.validation ? await load(o.validation as ImageSource) : set;
+    // Every label scored (validation, test) must be one of the model's classes, checked before any model work:
+    // a label past them would only count as a wrong answer (eval refuses the same files the same way).
+    checkLabels(valSet, classes, describe((o.validation ?? o.images) as ImageSource));
     // Validation images must not be calibration images: those shaped the merge they would score.
     const sameSet = !o.validation || sameSource(o.images!, o.validation as ImageSource);
     const valStart = o.validationStart ?? (o.validation ? 0 : set.count === 60000 ? 55000 : calN);
@@ -58,14 +78,26 @@ export const imageClassification: TaskKind = {
           `start it at ${calN} or later (validationStart, --validation-start), calibrate on fewer images, or give a separate validation set`,
       );
     }
-    const valN = Math.min(o.validationImages ?? MAX_VALIDATION_IMAGES, valSet.count - valStart);
+    if (o.validationStart !== undefined && o.validationStart >= valSet.count) {
+      throw new FfmergeError('INVALID_ARGUMENT', `validationStart (--validation-start) ${valStart} is past the last of the ${valSet.count} validation images (${valSet.count - 1})`);
+    }
+    const valLeft = valSet.count - valStart;
+    if (o.validationImages !== undefined && o.validationImages > valLeft) {
+      throw tooMany(o.validationImages, 'validationImages', '--validation-size', valLeft, `validation images from image ${valStart} on`);
+    }
+    const valN = o.validationImages ?? Math.min(MAX_VALIDATION_IMAGES, valLeft);
     if (valN <= 0) throw new FfmergeError('INVALID_DATA', `no validation images: the set has ${valSet.count} images and validation starts at ${valStart}`);
     const testSet = o.test ? await load(o.test as ImageSource) : undefined;
-    const testN = testSet ? Math.min(o.testImages ?? testSet.count, testSet.count) : undefined;
+    if (testSet) {
+      checkLabels(testSet, classes, describe(o.test as ImageSource));
+      if (o.testImages !== undefined && o.testImages > testSet.count) {
+        throw tooMany(o.testImages, 'testImages', '--test-size', testSet.count, 'test images');
+      }
+    }
+    const testN = testSet ? (o.testImages ?? testSet.count) : undefined;
     const patch = model.spec.patch ?? 1;
     const val = imageBatches(valSet, pre, patch, { start: valStart, count: valN, batchSize: 250 });
     const labels = valSet.labels!.subarray(valStart, valStart + valN);
-    const classes = model.spec.numLabels ?? 0;
     let cache: PrefixCache | undefined;
     /** Validation accuracy and mean cross-entropy, from the cached states entering `start` when there are some. */
     const scores = async (m: Model, start: number, opts: JobOptions): Promise<{ accuracy: number; loss: number }> => {

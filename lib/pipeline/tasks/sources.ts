@@ -69,6 +69,10 @@ export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, 
     }
     const classNames = classNamesFromConfig(modelConfig);
     const classCount = numLabels(modelConfig);
+    // transformers refuses such a config too; here it would make folder names and label indices disagree
+    if (classNames && classNames.length !== classCount) {
+      throw new FfmergeError('INVALID_CONFIG', `config.json: id2label names ${classNames.length} classes but num_labels is ${classCount}`);
+    }
     return shuffledImages(await loadImageFolder(src.folder, pre, { ...(classNames ? { classNames } : {}), classCount }));
   }
   return loadIdxImages(src.images, src.labels);
