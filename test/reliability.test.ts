@@ -498,6 +498,8 @@ describe('item 15: hostile inputs a sixth tester found', () => {
     await writeSynthetic(s);
     const r = await cli(['eval', s.dir, '--data', ids, '--json']);
     expect({ exit: r.exit, code: codeOf(r.out) }).toEqual({ exit: 4, code: 'NON_FINITE_ACTIVATIONS' });
+    // the layer where the NaN first shows is named (a seventh tester: the message named nothing to look at)
+    expect(r.out).toContain('non-finite (NaN or Inf) in layer 1:');
   }, 20_000);
 
   it('convert with a FIFO or null as config.json, export with a FIFO as generation_config.json: exit 3, no wait', async () => {

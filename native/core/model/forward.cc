@@ -402,6 +402,15 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
       nn::add_inplace(pool, x.data(), sc.tmp.data(), R * d);
       norm(pool, s, x.data(), x.data(), R, L.norm2_w, L.norm2_b);
     }
+    // checked per layer (R·d reads beside the layer's R·d·d_ff multiply-adds), so the error names the layer
+    // where NaN or Inf first appears: a weight of that layer, in practice
+    float poison = 0.0f;
+    for (float v : x) poison += v - v;  // 0 for finite values, NaN once any is NaN or ±Inf
+    if (poison != 0.0f)
+      throw Error("NON_FINITE_ACTIVATIONS", "the hidden states became non-finite (NaN or Inf) in layer " +
+                                                std::to_string(l) + (s.causal ? "" : " of the encoder") +
+                                                ": that layer's weights hold non-finite values, or its activations "
+                                                "overflow float32");
     ctl.progress(double(l - o.from_layer + 1), double(steps));
   }
   if (in.cache && to == s.layers) {
