@@ -90,19 +90,21 @@ function bound(before: number, control: number): number {
 }
 
 /**
- * A case's bound must hold in one of two runs. A stall in ffmerge's code comes back in every run (the JS
+ * A case's bound must hold in one of three runs. A stall in ffmerge's code comes back in every run (the JS
  * tokenizer on this thread would hold it ~2 s each time); a spike of load on the shared machine does not. Under
- * the full suite on 2 cores, CI runs saw 88, 89 and 127 ms where the cases alone give 13-55 ms.
+ * the full suite on 2 cores, CI runs saw 88, 89 and 127 ms where the cases alone give 13-55 ms, and one run
+ * with a second job on the machine missed its bound twice by under 1 ms (96.3 against 95.9).
  */
-async function inOneOfTwo<T>(label: string, job: (onPhase: (phase: string) => void) => Promise<T>): Promise<{ result: T; maxMs: number; limit: number }> {
+async function inOneOfThree<T>(label: string, job: (onPhase: (phase: string) => void) => Promise<T>): Promise<{ result: T; maxMs: number; limit: number }> {
   const run = async () => {
     const before = await idleBefore();
     const r = await maxDelayDuring(job);
     console.log(`${label}: max event-loop delay ${r.maxMs.toFixed(1)} ms; worst gap: ${r.worst}`);
     return { ...r, limit: bound(before, r.controlMs) };
   };
-  const first = await run();
-  return first.maxMs <= first.limit ? first : run();
+  let r = await run();
+  for (let tries = 1; tries < 3 && r.maxMs > r.limit; tries++) r = await run();
+  return r;
 }
 
 describeShared('fixtures/gpt2-sotu', 'the host event loop during compress', () => {
@@ -113,7 +115,7 @@ describeShared('fixtures/gpt2-sotu', 'the host event loop during compress', () =
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
   it('a whole compress of gpt2-sotu (tokenize, features, search, baselines, test, save) never delays it more than 50 ms', async () => {
-    const m = await inOneOfTwo('compress', (onPhase) =>
+    const m = await inOneOfThree('compress', (onPhase) =>
       compress(FIXTURE, {
         method: 'permute', // the paper's merge with its full window search; the default search is the second case
         k: 4,
@@ -133,7 +135,7 @@ describeShared('fixtures/gpt2-sotu', 'the host event loop during compress', () =
   }, 600_000);
 
   it('the default (method auto: select and refit, whose hidden units and sums are native jobs) never delays it more than 50 ms', async () => {
-    const m = await inOneOfTwo('the default compress', (onPhase) =>
+    const m = await inOneOfThree('the default compress', (onPhase) =>
       compress(FIXTURE, {
         k: 4,
         window: '2-5',
@@ -149,7 +151,7 @@ describeShared('fixtures/gpt2-sotu', 'the host event loop during compress', () =
 
   it('tokenizing a 5 MB gzip file whole runs in a worker: the loop stays free', async () => {
     // The same work on the JS thread stalls it for seconds (the JS tokenizer is synchronous).
-    const m = await inOneOfTwo('tokenizing', () => tokenizeFile(FIXTURE, sharedPath('data', 'lm', 'train.txt.gz'), { maxTokens: 400_000 }));
+    const m = await inOneOfThree('tokenizing', () => tokenizeFile(FIXTURE, sharedPath('data', 'lm', 'train.txt.gz'), { maxTokens: 400_000 }));
     expect(m.result.length).toBe(400_000);
     expect(m.maxMs).toBeLessThanOrEqual(m.limit);
   }, 120_000);
