@@ -253,7 +253,7 @@ describeShared('fixtures/vit-fmnist', 'on vit-fmnist: labels, sizes, validation 
       await expectCode(
         trainingImages(FIXTURE, { images: img, labels: lab, validImages, validLabels: lab, validationStart: '10', validationSize: '5' }),
         'INVALID_ARGUMENT',
-        /validation would start at image 10, inside the training images 0-199 of the same file/,
+        /validation would start at image 10, inside the training images 0-199 of the same file: start validation after them \(--validation-start 200\)/,
       );
     }
     // training only on the images before validation is no overlap

@@ -72,6 +72,7 @@ export async function trainingImages(model: string, o: ImageFlags): Promise<Trai
     throw new FfmergeError(
       'INVALID_ARGUMENT',
       `validation would start at image ${vStart}, inside the training images 0-${tCount - 1} of the same ${folder ? 'folder' : 'file'}: ` +
+        `start validation after them (--validation-start ${tCount}), ` +
         (vStart > 0 ? `train on the images before it (--train-size ${vStart}), ` : '') +
         `leave out ${folder ? '--valid' : '--valid-images/--valid-labels'} (validation then takes the images from --validation-start on, which never train), or give a separate validation set`,
     );
