@@ -10,7 +10,6 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import type sharpDefault from 'sharp';
 import { checkLabels, imagesToTensor, loadIdxImages, loadImageFolder, loadPreprocessor, preprocessorFromConfig, type ImagePreprocessor } from '../lib/data/images';
-import { FfmergeError } from '../lib/errors';
 import { evaluateImageClassifier } from '../lib/eval/accuracy';
 import { loadModel } from '../lib/model/load';
 import { compress } from '../lib/pipeline/compress';
@@ -19,32 +18,12 @@ import { trainingImages } from '../lib/cli/finetune-images';
 import { ProgressBar } from '../lib/cli/progress';
 import type { Progress } from '../lib/native/job';
 import { describeShared, sharedPath } from './helpers/shared';
+import { expectCode, idxBytes } from './helpers/expect-code';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const sharp = ((require('sharp') as { default?: typeof sharpDefault }).default ?? require('sharp')) as typeof sharpDefault;
 
 jest.setTimeout(120_000);
-
-async function expectCode(p: Promise<unknown> | (() => unknown), code: string, text?: RegExp): Promise<FfmergeError> {
-  let err: unknown;
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(FfmergeError);
-  expect((err as FfmergeError).code).toBe(code);
-  if (text) expect((err as FfmergeError).message).toMatch(text);
-  return err as FfmergeError;
-}
-
-function idxBytes(dims: number[], data: Uint8Array): Buffer {
-  const head = Buffer.alloc(4 + 4 * dims.length);
-  head[2] = 0x08;
-  head[3] = dims.length;
-  dims.forEach((d, i) => head.writeUInt32BE(d, 4 + 4 * i));
-  return Buffer.concat([head, Buffer.from(data)]);
-}
 
 let tmp: string;
 beforeAll(() => {

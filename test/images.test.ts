@@ -15,33 +15,12 @@ import {
   preprocessorFromConfig,
   type ImagePreprocessor,
 } from '../lib/data/images';
-import { FfmergeError } from '../lib/errors';
 import { loadImageSource } from '../lib/pipeline/tasks/sources';
 import { describeShared, sharedPath } from './helpers/shared';
+import { expectCode, idxBytes } from './helpers/expect-code';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const sharp = ((require('sharp') as { default?: typeof sharpDefault }).default ?? require('sharp')) as typeof sharpDefault;
-
-function idxBytes(dims: number[], data: Uint8Array): Buffer {
-  const head = Buffer.alloc(4 + 4 * dims.length);
-  head[2] = 0x08;
-  head[3] = dims.length;
-  dims.forEach((d, i) => head.writeUInt32BE(d, 4 + 4 * i));
-  return Buffer.concat([head, Buffer.from(data)]);
-}
-
-async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<FfmergeError> {
-  let err: unknown;
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(FfmergeError);
-  expect((err as FfmergeError).code).toBe(code);
-  expect((err as FfmergeError).message.length).toBeGreaterThan(10);
-  return err as FfmergeError;
-}
 
 const grey5: ImagePreprocessor = preprocessorFromConfig(
   { do_resize: false, size: { height: 5, width: 4 }, do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, image_mean: [0.5], image_std: [0.5] },

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeCheckpoint } from '../lib/checkpoint/write';
-import { FfmergeError, fromNativeError } from '../lib/errors';
+import { fromNativeError } from '../lib/errors';
 import { exportOnnx } from '../lib/export/onnx/export';
 import { architectureOf, ffStacks } from '../lib/model/architectures';
 import { inspectModel } from '../lib/model/inspect';
@@ -12,21 +12,10 @@ import { buildModel, loadModel } from '../lib/model/load';
 import type { ModelSpec } from '../lib/model/spec';
 import { modelAddon } from '../lib/native/model';
 import { describeShared, sharedPath } from './helpers/shared';
+import { expectCode } from './helpers/expect-code';
 import { removeSyntheticDirs, syntheticGpt2, syntheticLlama, tempDir, writeSynthetic } from './helpers/synthetic-model';
 
 afterAll(() => removeSyntheticDirs());
-
-async function expectCode(p: Promise<unknown> | (() => unknown), code: string, ...mentions: string[]): Promise<void> {
-  let err: unknown;
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(FfmergeError);
-  expect((err as FfmergeError).code).toBe(code);
-  for (const m of mentions) expect((err as FfmergeError).message).toContain(m);
-}
 
 describe('model loading errors', () => {
   test('a checkpoint missing a tensor names it', async () => {
