@@ -155,6 +155,15 @@ describe('config.json ffmerge record', () => {
   });
 });
 
+test('a record whose format is neither tied nor expanded is INVALID_CONFIG (before: taken as it was)', async () => {
+  const dir = variant(tied, { config: (c) => (record(c).format = 'zip') });
+  const out = path.join(tempDir('rec-out'), 'out');
+  const want = { code: 'INVALID_CONFIG', message: expect.stringContaining('ffmerge record has format "zip"') };
+  await expect(convertCheckpoint(dir, out, 'expanded')).rejects.toMatchObject(want);
+  await expect(exportOnnx(dir, { out })).rejects.toMatchObject(want);
+  expect(fs.existsSync(out)).toBe(false);
+});
+
 describe('the tie map', () => {
   test('a tie naming a tensor the model does not have is refused, naming the entry (before: convert wrote it as a tensor)', async () => {
     const extra = 'model.layers.9.mlp.up_proj.weight';

@@ -165,6 +165,10 @@ export function earlierWindows(config: Config, src: CheckpointReader, where: str
 export function checkRecordFormat(config: Config, src: CheckpointReader, where: string): void {
   const info = ffmergeRecord(config as Record<string, unknown>, where);
   if (info === undefined || !Object.hasOwn(info, 'format')) return;
+  // ffmerge writes "tied" or "expanded" (an ONNX output is no checkpoint); anything else was written by hand
+  if (info.format !== 'tied' && info.format !== 'expanded') {
+    throw new FfmergeError('INVALID_CONFIG', `${where}: config.json's ffmerge record has format ${showValue(info.format)}; ffmerge writes "tied" or "expanded": put back the config.json ffmerge wrote with it`);
+  }
   const tied = Object.keys(src.ties).length;
   if (info.format === 'expanded' && tied > 0) {
     throw new FfmergeError(
