@@ -354,7 +354,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   let earlier: RecordedWindow[];
   let done: Map<StackName, Set<number>>;
   let earlierTies: TieMap;
-  let dtypeMix: (stacks: readonly StackName[], w: Window) => string | undefined = () => undefined;
+  let dtypeOf: Map<string, string>; // every tensor's dtype, read while the headers are open
   // The report counts parameters and bytes in the tied form. An expanded source stores its earlier merges as
   // copies that the tied form does not: its tied form, not its files, is what the new merge starts from.
   const copies = { params: 0, bytes: 0 };
@@ -364,8 +364,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     done = mergedLayers(sourceConfig, earlier, reader.ties);
     // an expanded source holds its earlier merges as equal copies: a tied output stores each once again
     earlierTies = await recordedTies(sourceConfig, earlier, reader, signal);
-    const dtypeOf = new Map(reader.names().map((n) => [n, reader.info(n).dtype] as const));
-    dtypeMix = (stacks, w) => mixedDtype(dtypeOf, sourceConfig, stacks, w);
+    dtypeOf = new Map(reader.names().map((n) => [n, reader.info(n).dtype] as const));
     for (const name of Object.keys(earlierTies)) {
       if (Object.hasOwn(reader.ties, name)) continue; // tied in the source already: stored once
       const t = reader.info(name);
@@ -383,6 +382,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   const oneDtype = 'a merged FF is stored once, in one dtype; choose layers stored alike, or cast the checkpoint to one dtype first';
   const why = 'merging such a layer again would give it an FF of its own and break that tie, so the model would get no smaller; choose windows of layers not merged yet, or compress the original model with a larger k';
   // the windows each group may merge: the given ones (refused if they take in a merged layer), or every free one
+  const dtypeMix = (stacks: readonly StackName[], w: Window) => mixedDtype(dtypeOf, sourceConfig, stacks, w);
   const mixedNotes: string[] = [];
   const groupWindows: Window[][] = groups.map((stacks) => {
     if (spec !== 'auto') {
