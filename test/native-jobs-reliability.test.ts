@@ -82,3 +82,42 @@ describe('matmul and abort', () => {
     expect(out[out.length - 1]).toBe(7);
   });
 });
+
+describe('one AbortSignal shared by many jobs at once (a server\'s shutdown signal)', () => {
+  // In a child: Node prints the warning from its own process object, which jest's sandbox does not see.
+  const script = `
+    const { getEventListeners, getMaxListeners, setMaxListeners } = require('node:events');
+    const { matmul } = require('./lib/native/gemm');
+    (async () => {
+      const ac = new AbortController();
+      const n = 768; // long enough that the abort finds them running or queued
+      const a = new Float32Array(n * n).fill(1);
+      const jobs = Array.from({ length: 15 }, () => matmul(a, a, { m: n, n, k: n }, { signal: ac.signal }).then(() => 'done', (e) => e.code));
+      const listening = getEventListeners(ac.signal, 'abort').length;
+      ac.abort();
+      const ends = await Promise.all(jobs);
+      const left = getEventListeners(ac.signal, 'abort').length;
+      const own = new AbortController();
+      setMaxListeners(20, own.signal);
+      const small = new Float32Array(64).fill(1);
+      const mine = Array.from({ length: 12 }, () => matmul(small, small, { m: 8, n: 8, k: 8 }, { signal: own.signal }));
+      const ownMax = getMaxListeners(own.signal);
+      await Promise.all(mine);
+      console.log(JSON.stringify({ listening, ends, left, ownMax }));
+    })();`;
+
+  it('gives no MaxListenersExceededWarning, every job still stops on it, no listener is left behind', () => {
+    const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], { cwd: root, encoding: 'utf8', timeout: 90_000 });
+    const line = r.stdout.trim().split('\n').pop() ?? '';
+    expect({ status: r.status, stderr: r.stderr.slice(-400), line: line.startsWith('{') }).toEqual({ status: 0, stderr: expect.any(String), line: true });
+    const o = JSON.parse(line) as { listening: number; ends: string[]; left: number; ownMax: number };
+    expect({
+      listening: o.listening, // each job listens while it runs or waits
+      aborted: o.ends.includes('ABORTED') && o.ends.every((e) => e === 'ABORTED' || e === 'done'),
+      left: o.left,
+      ownMax: o.ownMax, // a limit the caller set is theirs
+      // Before: "MaxListenersExceededWarning: Possible EventTarget memory leak detected. 11 abort listeners added"
+      warned: r.stderr.includes('MaxListenersExceededWarning'),
+    }).toEqual({ listening: 15, aborted: true, left: 0, ownMax: 20, warned: false });
+  });
+});

@@ -43,7 +43,7 @@ import { FfmergeError, abortError, showValue, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
 import { assertRegularFile } from '../files';
 import { checkTextFile } from './text';
-import { checkJobOptions, guardProgress, type Progress } from '../native/job';
+import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { checkInt, checkOneOf, checkOptions, checkPath } from '../arguments';
 
 export interface TokenizeFileOptions {
@@ -379,8 +379,9 @@ class WorkerSlots {
   acquire(signal?: AbortSignal): Promise<() => void> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(abortError());
+      let stopListening = () => {};
       const grant = () => {
-        signal?.removeEventListener('abort', onAbort);
+        stopListening();
         this.running++;
         let released = false;
         resolve(() => {
@@ -390,14 +391,13 @@ class WorkerSlots {
           this.waiting.shift()?.();
         });
       };
-      const onAbort = () => {
+      if (this.running < this.max) return grant();
+      this.waiting.push(grant);
+      stopListening = onAbort(signal, () => {
         const i = this.waiting.indexOf(grant);
         if (i >= 0) this.waiting.splice(i, 1);
         reject(abortError());
-      };
-      if (this.running < this.max) return grant();
-      this.waiting.push(grant);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      });
     });
   }
 }
@@ -481,17 +481,17 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
   }
   return new Promise<Int32Array>((resolve, reject) => {
     let settled = false;
+    let stopListening = () => {};
     const finish = (err: Error | undefined, ids?: Int32Array) => {
       if (settled) return;
       settled = true;
-      signal?.removeEventListener('abort', onAbort);
+      stopListening();
       // the slot is free once the thread is gone, not when the promise settles
       void worker.terminate().finally(release);
       if (err) reject(err);
       else resolve(ids!);
     };
-    const onAbort = () => finish(abortError());
-    signal?.addEventListener('abort', onAbort, { once: true });
+    stopListening = onAbort(signal, () => finish(abortError()));
     const report = onProgress && guardProgress(onProgress, (e) => finish(e instanceof Error ? e : new Error(String(e))));
     worker.on('message', (m: WorkerMessage) => {
       if (m.kind === 'progress') report?.({ phase: 'tokenize', done: m.done, total: m.total });

@@ -2,6 +2,7 @@
  * Glue between native jobs ({promise, cancel}) and the library's async conventions: an AbortSignal stops
  * the job promptly, progress arrives as {phase, done, total}, native errors become FfmergeErrors.
  */
+import { defaultMaxListeners, getEventListeners, getMaxListeners, setMaxListeners } from 'node:events';
 import { FfmergeError, abortError, fromNativeError, showValue } from '../errors';
 import { checkOptions } from '../arguments';
 
@@ -46,6 +47,26 @@ export function checkJobOptions(opts: { signal?: unknown; onProgress?: unknown }
   if (onProgress !== undefined && typeof onProgress !== 'function') {
     throw new FfmergeError('INVALID_ARGUMENT', `onProgress must be a function (got ${showValue(onProgress)})`);
   }
+}
+
+/**
+ * Listens once for the signal's abort and returns the function that stops listening. Each running job holds one
+ * listener and drops it when it ends, so a server that hands one AbortSignal (its shutdown signal) to more than
+ * ten jobs at once holds more than ten: no leak, yet Node warns (MaxListenersExceededWarning). Where the signal
+ * still has Node's default limit and is at it, the limit is doubled, as undici does for fetch; a limit the
+ * caller set is left alone. A signal from another realm (duck-typed) may refuse these calls: then it only warns.
+ */
+export function onAbort(signal: AbortSignal | undefined, listener: () => void): () => void {
+  if (!signal) return () => {};
+  try {
+    const max = getMaxListeners(signal);
+    const held = getEventListeners(signal, 'abort').length;
+    if (max === defaultMaxListeners && held >= max) setMaxListeners(2 * held, signal);
+  } catch {
+    // not a Node EventTarget: nothing to raise
+  }
+  signal.addEventListener('abort', listener, { once: true });
+  return () => signal.removeEventListener('abort', listener);
 }
 
 /**
@@ -108,9 +129,7 @@ export async function withJobScope<O extends JobOptions, T>(opts: O, run: (o: O,
     failure = { error };
     ac.abort();
   };
-  const forward = () => ac.abort();
-  if (signal?.aborted) ac.abort();
-  else signal?.addEventListener('abort', forward, { once: true });
+  const stopListening = signal?.aborted ? (ac.abort(), () => {}) : onAbort(signal, () => ac.abort());
   const report: ProgressFn = (p) => {
     if (failure) throw failure.error; // the job is stopping: the caller hears nothing more
     whenRejected(onProgress(p) as unknown, fail);
@@ -124,7 +143,7 @@ export async function withJobScope<O extends JobOptions, T>(opts: O, run: (o: O,
     throw e;
   } finally {
     settled = true;
-    signal?.removeEventListener('abort', forward);
+    stopListening();
   }
 }
 
@@ -150,8 +169,7 @@ export async function runNativeJob<T>(
   } catch (e) {
     throw fromNativeError(e);
   }
-  const onAbort = () => handle.cancel();
-  signal?.addEventListener('abort', onAbort, { once: true });
+  const stopListening = onAbort(signal, () => handle.cancel());
   try {
     const result = await handle.promise;
     if (failure) throw failure.error;
@@ -160,7 +178,7 @@ export async function runNativeJob<T>(
     if (failure) throw failure.error;
     throw fromNativeError(e);
   } finally {
-    signal?.removeEventListener('abort', onAbort);
+    stopListening();
   }
 }
 

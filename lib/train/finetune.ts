@@ -8,7 +8,7 @@
 import { FfmergeError, fromNativeError, abortError, showValue } from '../errors';
 import { checkOneOf, checkOptions } from '../arguments';
 import { isInt32Array } from '../typed-arrays';
-import { checkJobOptions, guardProgress, type Progress } from '../native/job';
+import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { trainAddon, type NativeFinetuneArgs, type NativeImageFinetuneArgs, type NativeStepLog } from '../native/train';
 import { checkModel, Model } from '../model/model';
 
@@ -222,8 +222,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   } catch (e) {
     throw fromNativeError(e);
   }
-  const onAbort = () => handle.cancel();
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const stopListening = onAbort(opts.signal, () => handle.cancel());
   let r;
   try {
     r = await handle.promise;
@@ -231,7 +230,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     if (failure) throw failure.error;
     throw fromNativeError(e);
   } finally {
-    opts.signal?.removeEventListener('abort', onAbort);
+    stopListening();
   }
   if (failure) {
     new Model(model.config, model.spec, r.model).dispose(); // finished before the cancel reached it
