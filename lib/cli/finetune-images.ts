@@ -65,13 +65,14 @@ export async function trainingImages(model: string, o: ImageFlags): Promise<Trai
     throw new FfmergeError('INVALID_ARGUMENT', `--train-size ${tAsked} is more than ${where}`);
   }
   const tCount = tAsked ?? trainEnd;
-  // A validation set that is the training file again (another path or a symlink to it included) would score
+  // A validation set that is the training file again (another path, a link or a byte-identical copy) would score
   // images the model was just trained on: refused as compress refuses validation inside its calibration images.
-  if (validSrc && vCount > 0 && sameSource(src, validSrc) && vStart < tCount) {
+  const same = validSrc && vCount > 0 && vStart < tCount ? await sameSource(src, validSrc) : undefined;
+  if (same) {
     const folder = 'folder' in src;
     throw new FfmergeError(
       'INVALID_ARGUMENT',
-      `validation would start at image ${vStart}, inside the training images 0-${tCount - 1} of the same ${folder ? 'folder' : 'file'}: ` +
+      `validation would start at image ${vStart}, inside the training images 0-${tCount - 1} of the same ${folder ? 'folder' : same === 'copy' ? 'data (the validation file is a byte-identical copy of the training file)' : 'file'}: ` +
         `start validation after them (--validation-start ${tCount}), ` +
         (vStart > 0 ? `train on the images before it (--train-size ${vStart}), ` : '') +
         `leave out ${folder ? '--valid' : '--valid-images/--valid-labels'} (validation then takes the images from --validation-start on, which never train), or give a separate validation set`,

@@ -12,6 +12,7 @@ import { folderMerges } from '../checkpoint/earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from '../checkpoint/source-stamp';
 import { blocksFrom, fitBlockSize, takeTokens, tokenCount } from '../pipeline/data';
 import { cutBlocks } from '../data/blocks';
+import { sameData, sameDataPhrase } from '../data/same-data';
 import { finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
 import { trainingImages } from './finetune-images';
 import { saveTrained } from '../train/save';
@@ -117,6 +118,9 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
         throw new FfmergeError('INVALID_ARGUMENT', `--tokens ${budget} keeps ${kept} tokens (whole --seq ${seq} blocks), fewer than one training window of seq + 1 = ${seq + 1}: give --tokens ${2 * seq} or more`);
       }
       let validation: Int32Array[] | undefined;
+      // read from its start as training is: the training file again would validate on text just trained on
+      const same = o.valid !== undefined ? await sameData(o.data, o.valid) : undefined;
+      if (same) throw new FfmergeError('INVALID_ARGUMENT', `--valid ${o.valid} ${sameDataPhrase(same, 'training (--data)')}, so validation would score text the model was just trained on: give a different --valid file, or none`);
       if (o.valid !== undefined) {
         const vb = int(o.validTokens ?? '32768', 'valid-tokens')!;
         const rows = await blocksFrom(o.valid, { blockSize: seq, what: 'validation', tokenizerDir: model, maxTokens: vb, vocab: m.spec.vocab, minLength: 1, signal, onProgress: bar.update });

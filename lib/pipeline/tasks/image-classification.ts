@@ -69,12 +69,12 @@ export const imageClassification: TaskKind = {
     // a label past them would only count as a wrong answer (eval refuses the same files the same way).
     checkLabels(valSet, classes, describe((o.validation ?? o.images) as ImageSource));
     // Validation images must not be calibration images: those shaped the merge they would score.
-    const sameSet = !o.validation || sameSource(o.images!, o.validation as ImageSource);
+    const same = o.validation ? await sameSource(o.images!, o.validation as ImageSource) : 'file';
     const valStart = o.validationStart ?? (o.validation ? 0 : set.count === 60000 ? 55000 : calN);
-    if (sameSet && valStart < calN) {
+    if (same && valStart < calN) {
       throw new FfmergeError(
         'INVALID_ARGUMENT',
-        `validation would start at image ${valStart}, inside the calibration images 0-${calN - 1} of the same file: ` +
+        `validation would start at image ${valStart}, inside the calibration images 0-${calN - 1} of the same ${same === 'copy' ? 'data (the validation file is a byte-identical copy of the calibration file)' : 'file'}: ` +
           `start it at ${calN} or later (validationStart, --validation-start), calibrate on fewer images, or give a separate validation set`,
       );
     }

@@ -13,6 +13,7 @@ import { sampleRows } from '../../eval/sample';
 import { seededOrder } from '../../data/shuffle';
 import { MIN_BLOCK_TOKENS } from '../../data/blocks';
 import { isTokenRowFile } from '../../data/token-rows';
+import { sameData, sameDataPhrase } from '../../data/same-data';
 import type { Task, TaskKind } from '../task';
 import { checkOptions, isArrayOf } from '../../arguments';
 
@@ -149,6 +150,15 @@ export const languageModeling: TaskKind = {
     }
     // before the model is loaded: a block size with nothing to cut is refused now, not after minutes of loading
     if (o.blockSize !== undefined) await blockSizeApplies(o);
+    // A validation file is read from its start, as calibration is: the calibration file again would score the
+    // candidates on the very text that shaped them (its first blocks, with either draw).
+    const same = typeof o.calibration === 'string' && typeof o.validation === 'string' ? await sameData(o.calibration, o.validation) : undefined;
+    if (same) {
+      throw new FfmergeError(
+        'INVALID_ARGUMENT',
+        `the validation file ${sameDataPhrase(same, 'calibration')}, so candidates would be scored on the text that shaped them: give a different validation file, or none to validate on the calibration file's text after the calibration budget`,
+      );
+    }
   },
   async create({ model, dir, options: o }, job) {
     const spec = model.spec;

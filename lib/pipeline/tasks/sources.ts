@@ -3,13 +3,13 @@
  * used by `ffmerge eval`).
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { FfmergeError } from '../../errors';
 import { classNamesFromConfig, loadIdxImages, loadImageFolder, type ImagePreprocessor, type ImageSet } from '../../data/images';
 import { readParallel, readParallelTsv, type SentencePair } from '../../data/parallel';
 import type { ImageSource, ParallelSource } from '../options';
 import { seededOrder } from '../../data/shuffle';
 import { numLabels } from '../../model/architectures/config';
+import { sameData, type SameData } from '../../data/same-data';
 
 function checkFiles(files: (string | undefined)[]): void {
   for (const f of files) if (f !== undefined && !fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} does not exist`);
@@ -36,22 +36,14 @@ export function checkSourceFiles(src: ImageSource | ParallelSource): void {
 }
 
 /**
- * Whether two sources are the same data, by their input file (images, folder, tsv, source): same device and
- * inode, so another path to the file counts too. A validation set that is the calibration file read again
- * overlaps the calibration examples, which then score the candidates they shaped.
+ * Whether two sources are the same data, by their input file (images, folder, tsv, source): one file under
+ * any path, or a byte-identical copy of it (sameData). A validation set that is the calibration file read
+ * again overlaps the calibration examples, which then score the candidates they shaped.
  */
-export function sameSource(a: ImageSource | ParallelSource, b: ImageSource | ParallelSource): boolean {
+export function sameSource(a: ImageSource | ParallelSource, b: ImageSource | ParallelSource): Promise<SameData> {
   const input = (s: ImageSource | ParallelSource): string =>
     'folder' in s ? s.folder : 'images' in s ? s.images : 'tsv' in s ? s.tsv : s.source;
-  const id = (f: string): string => {
-    try {
-      const st = fs.statSync(f);
-      return `${st.dev}:${st.ino}`;
-    } catch {
-      return `path:${path.resolve(f)}`; // a missing file is reported by whoever reads it
-    }
-  };
-  return id(input(a)) === id(input(b));
+  return sameData(input(a), input(b));
 }
 
 /**

@@ -16,6 +16,7 @@ import { checkSelectBy, checkTestBudget, positiveInt, type ParallelSource } from
 import { referenceBatches, teacherForcedLoss } from '../../eval/translation-loss';
 import type { Task, TaskKind } from '../task';
 import { checkSourceFiles, isParallelSource, loadParallelSource, sameSource } from './sources';
+import { sameDataPhrase } from '../../data/same-data';
 
 /** The whole validation split is translated per candidate when it has at most this many sentences. */
 export const MAX_VALIDATION_SENTENCES = 1024;
@@ -31,7 +32,7 @@ export const translation: TaskKind = {
   description: 'greedy corpus BLEU (higher is better)',
   optionKeys: ['parallel', 'validation', 'test', 'calibrationPairs', 'validationSentences', 'testSentences', 'selectBy'],
   accepts: (s) => s.stacks.some((x) => x.name === 'encoder') && s.stacks.some((x) => x.name === 'decoder'),
-  check(o) {
+  async check(o) {
     if (o.parallel === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'a translation model is calibrated on sentence pairs: give parallel ({ source, target } or { tsv })');
     checkSource(o.parallel, 'parallel');
     checkSource(o.validation, 'validation');
@@ -41,10 +42,11 @@ export const translation: TaskKind = {
     checkTestBudget(o, 'testSentences', { budget: '--test-size', test: '--test <file.tsv> or --test-source/--test-target' });
     // A validation corpus is read from its first pair, so the calibration file given again as validation
     // would score candidates on the very pairs that shaped them; without one, validation follows calibration.
-    if (o.validation !== undefined && sameSource(o.parallel as ParallelSource, o.validation as ParallelSource)) {
+    const same = o.validation !== undefined ? await sameSource(o.parallel as ParallelSource, o.validation as ParallelSource) : undefined;
+    if (same) {
       throw new FfmergeError(
         'INVALID_ARGUMENT',
-        'the validation pairs are the calibration file again, so they would overlap the calibration pairs: give a different validation corpus, or none to validate on the pairs after the calibration ones',
+        `the validation corpus ${sameDataPhrase(same, 'calibration')}, so its pairs would overlap the calibration pairs: give a different validation corpus, or none to validate on the pairs after the calibration ones`,
       );
     }
   },

@@ -1,0 +1,100 @@
+/**
+ * A validation set that is the calibration or training data again — the same file under another path, a link,
+ * or a byte-identical copy — is refused before any work: it would score what shaped the model.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { sameData } from '../lib/data/same-data';
+import { compress } from '../lib/pipeline/compress';
+import { runFinetune, type FinetuneCliOptions } from '../lib/cli/finetune';
+import { expectCode } from './helpers/expect-code';
+import { describeShared, sharedPath } from './helpers/shared';
+
+const MODEL = path.join(__dirname, '..', 'models', 'llama-stories260k');
+const TEXT = path.join(MODEL, 'calibration.txt');
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-same-'));
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+describe('sameData', () => {
+  test('one file under any path, a link, a byte-identical copy; not a file of other bytes, nor two empty files', async () => {
+    const a = path.join(tmp, 'a.txt');
+    fs.writeFileSync(a, 'x'.repeat(3 << 20) + 'end'); // more than one compared chunk
+    const copy = path.join(tmp, 'copy.txt');
+    fs.copyFileSync(a, copy);
+    const link = path.join(tmp, 'link.txt');
+    fs.symlinkSync(a, link);
+    const other = path.join(tmp, 'other.txt');
+    fs.writeFileSync(other, 'x'.repeat(3 << 20) + 'enD'); // same size, last byte differs
+    const e1 = path.join(tmp, 'e1.txt');
+    const e2 = path.join(tmp, 'e2.txt');
+    fs.writeFileSync(e1, '');
+    fs.writeFileSync(e2, '');
+    expect(await sameData(a, path.join(tmp, '.', 'a.txt'))).toBe('file');
+    expect(await sameData(a, link)).toBe('file');
+    expect(await sameData(a, copy)).toBe('copy');
+    expect(await sameData(a, other)).toBeUndefined();
+    expect(await sameData(a, TEXT)).toBeUndefined();
+    expect(await sameData(e1, e2)).toBeUndefined();
+    expect(await sameData(a, path.join(tmp, 'missing.txt'))).toBeUndefined();
+  });
+});
+
+describe('validation that is the calibration or training text again', () => {
+  let copy: string;
+  beforeAll(() => {
+    copy = path.join(tmp, 'valid-copy.txt');
+    fs.copyFileSync(TEXT, copy);
+  });
+
+  test('compress (language model) refuses a copy of its calibration file as validation, and the file itself', async () => {
+    // Before: calibration and validation both read the file's first blocks, and candidates were scored on them.
+    const base = { calibration: TEXT, k: 2, method: 'permute', recover: 'none' } as const;
+    await expectCode(compress(MODEL, { ...base, validation: copy }), 'INVALID_ARGUMENT', /the validation file is a byte-identical copy of the calibration file/);
+    await expectCode(compress(MODEL, { ...base, validation: TEXT }), 'INVALID_ARGUMENT', /the validation file is the calibration file again/);
+  });
+
+  test('finetune (language model) refuses a copy of its training file as --valid', async () => {
+    const o: FinetuneCliOptions = { data: TEXT, valid: copy, steps: '1', lr: '1e-4', batch: '1', seq: '32', schedule: 'constant', weightDecay: '0', clip: '1', seed: '1', trainable: 'ff', out: path.join(tmp, 'ft') };
+    await expectCode(runFinetune(MODEL, o, new AbortController().signal), 'INVALID_ARGUMENT', /--valid .* is a byte-identical copy of the training \(--data\) file/);
+    expect(fs.existsSync(path.join(tmp, 'ft'))).toBe(false);
+  });
+});
+
+describeShared('fixtures/marian-multi30k-en-de', 'translation: a copy of the calibration corpus as validation', () => {
+  test('compress refuses it before loading the model', async () => {
+    const tsv = path.join(tmp, 'pairs.tsv');
+    fs.writeFileSync(tsv, 'A dog runs.\tEin Hund rennt.\nTwo men talk.\tZwei Männer reden.\n');
+    const copy = path.join(tmp, 'pairs-copy.tsv');
+    fs.copyFileSync(tsv, copy);
+    await expectCode(
+      compress(sharedPath('fixtures', 'marian-multi30k-en-de'), { parallel: { tsv }, validation: { tsv: copy }, k: 2 }),
+      'INVALID_ARGUMENT',
+      /the validation corpus is a byte-identical copy of the calibration file/,
+    );
+  });
+});
+
+describeShared('data/fmnist', 'images: a copy of the training file as validation', () => {
+  test('compress and finetune refuse it where validation would start inside the calibration / training images', async () => {
+    const { trainingImages } = await import('../lib/cli/finetune-images');
+    const images = sharedPath('data', 'fmnist', 't10k-images-idx3-ubyte.gz');
+    const labels = sharedPath('data', 'fmnist', 't10k-labels-idx1-ubyte.gz');
+    const copy = path.join(tmp, 'images-copy.gz');
+    fs.copyFileSync(images, copy);
+    await expectCode(
+      trainingImages(sharedPath('fixtures', 'vit-fmnist'), { images, labels, validImages: copy, validLabels: labels, trainSize: '100', validationSize: '10' }),
+      'INVALID_ARGUMENT',
+      /inside the training images 0-99 of the same data \(the validation file is a byte-identical copy of the training file\)/,
+    );
+    await expectCode(
+      compress(sharedPath('fixtures', 'vit-fmnist'), { images: { images, labels }, validation: { images: copy, labels }, calibrationImages: 50, k: 2, method: 'permute', recover: 'none' }),
+      'INVALID_ARGUMENT',
+      /inside the calibration images 0-49 of the same data \(the validation file is a byte-identical copy/,
+    );
+  });
+});
