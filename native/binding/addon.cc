@@ -55,12 +55,12 @@ void TuneAllocatorOnce() {
 #endif
 }
 
-// process.exit() (and an exit on an uncaught exception) emits 'exit' and then waits for every native job
-// still running before the process ends: Node joins its libuv threads (uv_library_shutdown), and a worker
-// thread's teardown waits for its pending work, both before any environment cleanup hook runs. So the
-// instance stops its jobs from an 'exit' listener: each then ends at its next cancellation check, and the
-// process ends within one such interval instead of after the whole job (a fine-tune: minutes). Registered
-// once per instance (Node loads an addon once per environment) on that environment's own process object.
+// process.exit() (and an exit on an uncaught exception) emits 'exit' before the process ends. Jobs ran on
+// libuv's threads once, which Node joins at exit (uv_library_shutdown), so a fine-tune of minutes held an
+// exiting process for minutes. They run on the instance's JobRunner now, but the instance still stops them
+// from an 'exit' listener, before any teardown: each ends at its next cancellation check, whichever way the
+// environment then ends (a worker's teardown joins the runner in ~AddonData). Registered once per instance
+// (Node loads an addon once per environment) on that environment's own process object.
 void StopJobsOnExit(Napi::Env env, const std::shared_ptr<JobRegistry>& jobs) {
   Napi::Value process = env.Global().Get("process");
   if (!process.IsObject()) return;  // an embedder without `process`: nothing emits 'exit' to listen to

@@ -7,6 +7,7 @@
 
 #include "binding/reaper.h"
 #include "core/job.h"
+#include "core/job_runner.h"
 #include "core/thread_pool.h"
 
 namespace ffm::binding {
@@ -15,14 +16,18 @@ struct AddonData {
   std::unique_ptr<ThreadPool> pool;
   std::shared_ptr<Reaper> reaper;  // frees large native memory off the main thread (reaper.h)
   // The cancel flags of this instance's running jobs (AsyncJob adds and removes them). Stopped when the
-  // environment's process object emits 'exit' (addon.cc), which is before Node waits for the running jobs.
+  // environment's process object emits 'exit' (addon.cc), and when the environment is torn down (below).
   std::shared_ptr<JobRegistry> jobs = std::make_shared<JobRegistry>();
+  // The threads jobs run on (core/job_runner.h). Four, the bound jobs had on libuv's pool, without sharing
+  // them with the host's I/O; the compute under them is the pool's. Declared after the pool: destroyed first.
+  std::unique_ptr<JobRunner> runner = std::make_unique<JobRunner>(4);
 
-  // The environment is being torn down. Node has waited for the running jobs before it gets here (addon.cc),
-  // so this is a backstop: should a job still run, every later cancellation check of it throws, and flags
-  // added afterwards start set.
+  // The environment is being torn down (worker.terminate(), the end of a process or worker): Node does not
+  // wait for jobs on the runner, so they are stopped here, each at its next cancellation check, and the
+  // runner then joins them before the pool goes. Flags added afterwards start set.
   ~AddonData() {
     if (jobs) jobs->stop_all();
+    runner.reset();
   }
 };
 

@@ -1,83 +1,187 @@
 #include "binding/async_job.h"
 
+#include <mutex>
+#include <utility>
+
 #include "binding/addon_data.h"
 #include "core/error.h"
 
 namespace ffm::binding {
 
-AsyncJob::AsyncJob(Napi::Env env, Work work, Finish finish)
-    : Napi::AsyncProgressWorker<ProgressMsg>(env, "ffmerge"),
-      deferred_(Napi::Promise::Deferred::New(env)),
-      work_(std::move(work)),
-      finish_(std::move(finish)),
-      cancel_(std::make_shared<std::atomic<bool>>(false)) {}
+namespace {
 
-Napi::Object AsyncJob::Start(Napi::Env env, Napi::Value on_progress, Work work, Finish finish) {
-  auto* job = new AsyncJob(env, std::move(work), std::move(finish));  // deleted by node-addon-api when settled
-  if (on_progress.IsFunction()) job->on_progress_ = Napi::Persistent(on_progress.As<Napi::Function>());
-  job->pool_ = GetAddonData(env).pool.get();
-  job->jobs_ = GetAddonData(env).jobs;
-  job->jobs_key_ = job->jobs_->add(job->cancel_);  // so that an exiting process can stop it (addon.cc)
-  auto flag = job->cancel_;
-  Napi::Object handle = Napi::Object::New(env);
-  handle.Set("promise", job->deferred_.Promise());
-  // The cancel function holds the flag, not the job: it stays safe to call after the job is gone.
-  handle.Set("cancel", Napi::Function::New(
-                           env, [flag](const Napi::CallbackInfo&) { flag->store(true); }, "cancel"));
-  job->Queue();
-  return handle;
+// What the job's thread and the main thread share.
+struct Shared {
+  std::mutex mu;
+  // Null once this thread may no longer call it: after its release, after a call answered napi_closing, or
+  // once Node finalized it (the environment is going away). Only used under mu, so a finalizer on the main
+  // thread and a call from the job's thread never cross.
+  napi_threadsafe_function tsfn = nullptr;
+  bool wants_progress = false;
+  bool progress_queued = false;  // one progress message in flight at most: the latest values are read on arrival
+  double done = 0, total = 0;
+};
+
+// A message from the job's thread to the main thread.
+struct Message {
+  bool end = false;  // false: progress (the values are in Shared)
+  std::string code;  // at the end: empty for success, else the error's code
+  std::string message;
+};
+
+// The main thread's side of a job: the promise, the JS callback, the finish function (which may hold JS
+// references). The thread-safe function's context: deleted in its finalizer, on the main thread.
+struct JsSide {
+  std::shared_ptr<Shared> shared;
+  Napi::Promise::Deferred deferred;
+  Napi::FunctionReference on_progress;
+  AsyncJob::Finish finish;
+  bool settled = false;
+};
+
+// Hands a message to the main thread (taking it over). Under the lock: the finalizer clears tsfn under it.
+void Post(Shared& s, Message* m) {
+  if (!s.tsfn) {
+    delete m;
+    return;
+  }
+  const napi_status st = napi_call_threadsafe_function(s.tsfn, m, napi_tsfn_nonblocking);
+  if (st == napi_ok) return;
+  delete m;
+  // closing: Node has counted this thread out already, so it must neither call nor release it again
+  if (st == napi_closing) s.tsfn = nullptr;
 }
 
-AsyncJob::~AsyncJob() {
-  if (jobs_) jobs_->remove(jobs_key_);
+void PostProgress(Shared& s, double done, double total) {
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.done = done;
+  s.total = total;
+  if (!s.wants_progress || s.progress_queued || !s.tsfn) return;
+  s.progress_queued = true;
+  Post(s, new Message{});
+  if (!s.tsfn) s.progress_queued = false;
 }
 
-void AsyncJob::Execute(const ExecutionProgress& progress) {
-  JobControl ctl(*pool_, [&progress](double done, double total) {
-    ProgressMsg m{done, total};
-    progress.Send(&m, 1);
-  }, cancel_);
+void PostEnd(Shared& s, Message* end) {
+  std::lock_guard<std::mutex> lock(s.mu);
+  Post(s, end);
+  if (s.tsfn) napi_release_threadsafe_function(s.tsfn, napi_tsfn_release);
+  s.tsfn = nullptr;
+}
+
+// On the main thread. env is null when Node empties the queue of a thread-safe function it is finalizing.
+void CallJs(napi_env env, napi_value, void* context, void* data) {
+  std::unique_ptr<Message> m(static_cast<Message*>(data));
+  auto* js = static_cast<JsSide*>(context);
+  if (env == nullptr || !m || js->settled) return;
+  Napi::Env e(env);
+  try {
+    Napi::HandleScope scope(e);
+    if (!m->end) {
+      double done, total;
+      {
+        std::lock_guard<std::mutex> lock(js->shared->mu);
+        js->shared->progress_queued = false;
+        done = js->shared->done;
+        total = js->shared->total;
+      }
+      if (!js->on_progress.IsEmpty()) js->on_progress.Call({Napi::Number::New(e, done), Napi::Number::New(e, total)});
+      return;
+    }
+    js->settled = true;
+    js->on_progress.Reset();
+    if (m->code.empty()) {
+      try {
+        js->deferred.Resolve(js->finish ? js->finish(e) : e.Undefined());
+      } catch (const Napi::Error& err) {
+        js->deferred.Reject(err.Value());
+      }
+    } else {
+      Napi::Error err = Napi::Error::New(e, m->message);
+      err.Set("code", Napi::String::New(e, m->code));
+      js->deferred.Reject(err.Value());
+    }
+    js->finish = nullptr;  // what it held (result buffers, JS references) goes now
+  } catch (const Napi::Error& err) {
+    // a progress callback that threw: the host hears of it as of any callback's uncaught exception
+    err.ThrowAsJavaScriptException();
+  } catch (...) {
+    // JS cannot run any more (the environment is being torn down): nobody waits for this job now
+  }
+}
+
+void Finalize(napi_env, void* data, void*) {
+  auto* js = static_cast<JsSide*>(data);
+  {
+    std::lock_guard<std::mutex> lock(js->shared->mu);
+    js->shared->tsfn = nullptr;  // the job's thread, if it still runs, posts nothing more
+  }
+  delete js;
+}
+
+// The job's end as a message: success, or the error's code and sentence.
+Message* RunWork(const AsyncJob::Work& work, JobControl& ctl) {
+  auto* end = new Message{true, {}, {}};
   try {
     ctl.check();
-    work_(ctl);
+    work(ctl);
   } catch (const Cancelled&) {
-    error_code_ = "ABORTED";
-    SetError("the operation was aborted");
+    end->code = "ABORTED";
+    end->message = "the operation was aborted";
   } catch (const Error& e) {
-    error_code_ = e.code();
-    SetError(e.what());
+    end->code = e.code();
+    end->message = e.what();
   } catch (const std::bad_alloc&) {
-    error_code_ = "OUT_OF_MEMORY";
-    SetError("not enough memory for this operation");
+    end->code = "OUT_OF_MEMORY";
+    end->message = "not enough memory for this operation";
   } catch (const std::exception& e) {
-    error_code_ = "NATIVE_ERROR";
-    SetError(e.what());
+    end->code = "NATIVE_ERROR";
+    end->message = e.what();
   }
+  return end;
 }
 
-void AsyncJob::OnProgress(const ProgressMsg* data, size_t count) {
-  if (on_progress_.IsEmpty() || count == 0) return;
-  Napi::HandleScope scope(Env());
-  const ProgressMsg& m = data[count - 1];
-  on_progress_.Call({Napi::Number::New(Env(), m.done), Napi::Number::New(Env(), m.total)});
-}
+}  // namespace
 
-void AsyncJob::OnOK() {
-  Napi::Env env = Env();
-  Napi::HandleScope scope(env);
-  try {
-    deferred_.Resolve(finish_ ? finish_(env) : env.Undefined());
-  } catch (const Napi::Error& e) {
-    deferred_.Reject(e.Value());
+Napi::Object AsyncJob::Start(Napi::Env env, Napi::Value on_progress, Work work, Finish finish) {
+  AddonData& data = GetAddonData(env);
+  auto shared = std::make_shared<Shared>();
+  auto js = std::make_unique<JsSide>(JsSide{shared, Napi::Promise::Deferred::New(env), {}, std::move(finish)});
+  if (on_progress.IsFunction()) {
+    js->on_progress = Napi::Persistent(on_progress.As<Napi::Function>());
+    shared->wants_progress = true;
   }
-}
+  Napi::Promise promise = js->deferred.Promise();
+  napi_threadsafe_function tsfn = nullptr;
+  napi_value name = Napi::String::New(env, "ffmerge");
+  // referenced (the default): like the async work it replaces, a running job keeps the event loop alive
+  if (napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, js.get(), Finalize, js.get(), CallJs, &tsfn) != napi_ok) {
+    ThrowCode(env, "NATIVE_ERROR", "could not start a native job (napi_create_threadsafe_function failed)");
+  }
+  js.release();  // owned by the thread-safe function now (Finalize)
+  shared->tsfn = tsfn;
 
-void AsyncJob::OnError(const Napi::Error& e) {
-  Napi::Env env = Env();
-  Napi::HandleScope scope(env);
-  Napi::Error err = Napi::Error::New(env, e.Message());
-  err.Set("code", Napi::String::New(env, error_code_.empty() ? "NATIVE_ERROR" : error_code_));
-  deferred_.Reject(err.Value());
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<JobRegistry> jobs = data.jobs;
+  const uint64_t key = jobs->add(cancel);  // so that an exiting process or a dying environment can stop it
+  ThreadPool* pool = data.pool.get();
+  data.runner->post([shared, cancel, jobs, key, pool, work = std::move(work)]() mutable {
+    Message* end;
+    {
+      JobControl ctl(*pool, [shared](double done, double total) { PostProgress(*shared, done, total); }, cancel);
+      end = RunWork(work, ctl);
+    }
+    work = nullptr;  // the job's native memory goes here, off the main thread
+    jobs->remove(key);
+    PostEnd(*shared, end);
+  });
+
+  Napi::Object handle = Napi::Object::New(env);
+  handle.Set("promise", promise);
+  // The cancel function holds the flag, not the job: it stays safe to call after the job is gone.
+  handle.Set("cancel", Napi::Function::New(
+                           env, [cancel](const Napi::CallbackInfo&) { cancel->store(true); }, "cancel"));
+  return handle;
 }
 
 F32View GetF32(const Napi::Value& v, const char* what) {

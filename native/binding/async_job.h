@@ -8,10 +8,14 @@
 // thread by the finish function (WriteBack), which refuses a buffer detached in the meantime. The copies
 // cost little next to the work they feed (benchmarks/RESULTS.md, "Native job inputs are copied").
 // Results are built on the main thread by the finish function.
-// A worker thread terminated while a job runs: the job still completes, in an environment that can no longer
-// run JS, so settling its promise fails. The build defines NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS (binding.gyp,
-// CMakeLists.txt), so node-addon-api drops that error instead of letting it escape a C callback, which
-// aborted the whole process (test/addon-teardown.test.ts).
+//
+// The work runs on the instance's JobRunner (core/job_runner.h says why not on libuv's pool), and comes back
+// through a thread-safe function: its progress reports, then its end, which settles the promise. The
+// environment's teardown (worker.terminate(), process exit) therefore does not wait for a running job: the
+// instance stops its jobs (AddonData), and a job that ends after its environment is gone settles nothing.
+// The build defines NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS (binding.gyp, CMakeLists.txt), so that an error
+// node-addon-api can no longer throw into a dying environment is dropped instead of aborting the process
+// (test/addon-teardown.test.ts).
 #pragma once
 #include <napi.h>
 
@@ -27,42 +31,16 @@
 
 namespace ffm::binding {
 
-struct ProgressMsg {
-  double done;
-  double total;
-};
-
-class AsyncJob : public Napi::AsyncProgressWorker<ProgressMsg> {
+class AsyncJob {
  public:
   using Work = std::function<void(JobControl&)>;
   using Finish = std::function<Napi::Value(Napi::Env)>;
 
   // on_progress: a JS function (done, total) or undefined. There is deliberately no way to hand the job JS
   // values to read: copy them (CopyTyped). Returns { promise, cancel }; cancel() asks the work to stop, the
-  // promise then rejects with code ABORTED.
+  // promise then rejects with code ABORTED. Work is destroyed on the runner's thread, Finish (which may hold
+  // JS references) on the main thread.
   static Napi::Object Start(Napi::Env env, Napi::Value on_progress, Work work, Finish finish);
-
-  ~AsyncJob() override;
-
- protected:
-  void Execute(const ExecutionProgress& progress) override;
-  void OnProgress(const ProgressMsg* data, size_t count) override;
-  void OnOK() override;
-  void OnError(const Napi::Error& e) override;
-
- private:
-  AsyncJob(Napi::Env env, Work work, Finish finish);
-  Napi::Promise::Deferred deferred_;
-  Napi::FunctionReference on_progress_;
-  Work work_;
-  Finish finish_;
-  std::shared_ptr<std::atomic<bool>> cancel_;
-  std::string error_code_;
-  ThreadPool* pool_ = nullptr;  // the instance's pool, captured on the main thread
-  // The instance's registry of running jobs' cancel flags (addon_data.h), held so that removing this job's
-  // flag stays safe when the job outlives the instance's data in a teardown.
-  std::shared_ptr<JobRegistry> jobs_;
-  uint64_t jobs_key_ = 0;
 };
 
 // Helpers shared by binding files.

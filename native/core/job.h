@@ -72,10 +72,9 @@ class CancelScope {
 };
 
 // The cancel flags of the jobs one owner (an addon instance) has running, so that it can stop them all at once.
-// Why: when a process or worker thread exits, Node waits for every job still running on its libuv threads
-// before it ends (process.exit() joins them in uv_library_shutdown), so a fine-tune of minutes kept a process
-// that had called process.exit() alive for minutes. stop_all() sets every flag: each job ends at its next
-// check() instead. Thread-safe; add/remove cost a lock, paid once per job.
+// Why: a process or worker thread that exits, or a worker that is terminated, must not wait for a fine-tune of
+// minutes to end. stop_all() sets every flag: each job ends at its next check() instead. Thread-safe;
+// add/remove cost a lock, paid once per job.
 class JobRegistry {
  public:
   using Flag = std::shared_ptr<std::atomic<bool>>;

@@ -1,0 +1,46 @@
+#include "core/job_runner.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace ffm {
+
+JobRunner::JobRunner(unsigned threads) : max_threads_(std::max(1u, threads)) {}
+
+JobRunner::~JobRunner() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void JobRunner::post(std::function<void()> task) {
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_.push_back(std::move(task));
+  // a thread more only when none is idle and the bound allows: an instance that never runs a job starts none
+  if (idle_ == 0 && threads_.size() < max_threads_) {
+    threads_.emplace_back([this] { loop(); });
+  } else {
+    cv_.notify_one();
+  }
+}
+
+void JobRunner::loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    ++idle_;
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    --idle_;
+    if (queue_.empty()) return;  // stopping, and everything queued has run
+    std::function<void()> task = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    task();
+    task = nullptr;  // what the task held goes now, on this thread, not under the lock
+    lock.lock();
+  }
+}
+
+}  // namespace ffm

@@ -1,0 +1,45 @@
+// The threads that run native jobs' top-level work: a fixed number of them, jobs beyond that wait in order.
+//
+// Why not libuv's thread pool (napi_async_work), which ran them before: a job holds its thread for seconds to
+// minutes, and libuv's four threads also serve the host's fs, dns.lookup, crypto and zlib calls. Four running
+// jobs stalled every fs.readFile of the host until one of them ended (2.2 s measured behind six matmuls of
+// 3072²). And a worker thread's teardown waits for its pending libuv work, so worker.terminate() waited for
+// the whole job. A job here only parks its thread on its own work; the compute itself runs on the ThreadPool.
+//
+// Plain C++ (no Node-API): the binding owns one per addon instance (AddonData), the standalone tests use it.
+#pragma once
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace ffm {
+
+class JobRunner {
+ public:
+  // threads: how many jobs run at once (at least 1). Started on first use, not before.
+  explicit JobRunner(unsigned threads);
+  // Runs what is still queued, then joins. The owner stops its jobs first (JobRegistry::stop_all), so each
+  // queued or running job ends at its next cancellation check.
+  ~JobRunner();
+  JobRunner(const JobRunner&) = delete;
+  JobRunner& operator=(const JobRunner&) = delete;
+
+  // Queues a task; one of the runner's threads runs it. A task must not throw (the binding catches inside).
+  void post(std::function<void()> task);
+  unsigned threads() const { return max_threads_; }
+
+ private:
+  void loop();
+  const unsigned max_threads_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  std::vector<std::thread> threads_;
+  unsigned idle_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace ffm

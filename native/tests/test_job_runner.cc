@@ -1,0 +1,68 @@
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/job_runner.h"
+#include "tests/check.h"
+
+namespace {
+void wait_until(const std::function<bool()>& done) {
+  for (int i = 0; i < 5000 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+}  // namespace
+
+TEST(runs_every_task_at_most_threads_at_once) {
+  std::atomic<int> running{0}, most{0}, ran{0};
+  {
+    ffm::JobRunner runner(3);
+    for (int i = 0; i < 20; ++i) {
+      runner.post([&] {
+        int now = ++running;
+        for (int m = most.load(); now > m && !most.compare_exchange_weak(m, now);) {
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        --running;
+        ++ran;
+      });
+    }
+    wait_until([&] { return ran.load() == 20; });
+  }
+  CHECK(ran.load() == 20);
+  CHECK(most.load() >= 1 && most.load() <= 3);
+}
+
+TEST(one_thread_runs_tasks_in_order) {
+  std::mutex mu;
+  std::vector<int> order;
+  {
+    ffm::JobRunner runner(1);
+    for (int i = 0; i < 50; ++i) runner.post([&, i] {
+      std::lock_guard<std::mutex> lock(mu);
+      order.push_back(i);
+    });
+  }  // the destructor runs what is still queued
+  CHECK(order.size() == 50);
+  for (int i = 0; i < int(order.size()); ++i) CHECK(order[i] == i);
+}
+
+TEST(a_blocked_job_does_not_hold_up_the_others) {
+  // the reason for more than one thread: a long job (a fine-tune) must not queue every short one behind it
+  std::atomic<bool> release{false};
+  std::atomic<int> short_done{0};
+  ffm::JobRunner runner(2);
+  runner.post([&] { wait_until([&] { return release.load(); }); });
+  for (int i = 0; i < 5; ++i) runner.post([&] { ++short_done; });
+  wait_until([&] { return short_done.load() == 5; });
+  CHECK(short_done.load() == 5);
+  release = true;
+}
+
+TEST(starts_no_thread_before_a_task) {
+  // an instance that never runs a job (a worker that only reads a header) costs no thread; destruction is clean
+  ffm::JobRunner runner(4);
+  CHECK(runner.threads() == 4);
+}
+
+TEST_MAIN()

