@@ -90,16 +90,24 @@ void CallJs(napi_env env, napi_value, void* context, void* data) {
     }
     js->settled = true;
     js->on_progress.Reset();
+    const auto reject = [&](const std::string& code, const std::string& message) {
+      Napi::Error err = Napi::Error::New(e, message);
+      err.Set("code", Napi::String::New(e, code));
+      js->deferred.Reject(err.Value());
+    };
     if (m->code.empty()) {
+      // building the result (WriteBack, new arrays) may fail too: the promise settles whatever happens
       try {
         js->deferred.Resolve(js->finish ? js->finish(e) : e.Undefined());
       } catch (const Napi::Error& err) {
         js->deferred.Reject(err.Value());
+      } catch (const std::bad_alloc&) {
+        reject("OUT_OF_MEMORY", "not enough memory for this operation's result");
+      } catch (const std::exception& x) {
+        reject("NATIVE_ERROR", x.what());
       }
     } else {
-      Napi::Error err = Napi::Error::New(e, m->message);
-      err.Set("code", Napi::String::New(e, m->code));
-      js->deferred.Reject(err.Value());
+      reject(m->code, m->message);
     }
     js->finish = nullptr;  // what it held (result buffers, JS references) goes now
   } catch (const Napi::Error& err) {
