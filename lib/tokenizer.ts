@@ -94,6 +94,8 @@ class ModelTokenizer implements Tokenizer {
     readonly special: Readonly<SpecialTokenIds>,
     /** Explicit add_bos/add_eos flags; undefined leaves special tokens to tokenizer.json's post-processor. */
     private readonly addFlags: { bos: boolean; eos: boolean } | undefined,
+    /** Set when a text may be cut at a space before encoding without changing its first ids (spaceCutSafe). */
+    private readonly cutAtSpaces = false,
   ) {
     this.vocabSize = hf.get_vocab(true).size;
   }
@@ -114,7 +116,8 @@ class ModelTokenizer implements Tokenizer {
   encode(text: string, opts: EncodeOptions = {}): number[] {
     if (typeof text !== 'string') throw new FfmergeError('INVALID_ARGUMENT', 'encode() takes a string');
     const addSpecial = opts.addSpecialTokens ?? true;
-    const content = this.hf.encode(text, { add_special_tokens: false }).ids;
+    // a text cut to maxLength ids is first cut to the words those ids can come from (cutText: the same ids)
+    const content = this.encodeContent(opts.maxLength !== undefined && Number.isSafeInteger(opts.maxLength) ? this.cutText(text, opts.maxLength) : text);
     const { prefix, suffix } = addSpecial ? this.specialFrame() : { prefix: [], suffix: [] };
     if (opts.maxLength !== undefined) {
       const room = opts.maxLength - prefix.length - suffix.length;
@@ -127,6 +130,44 @@ class ModelTokenizer implements Tokenizer {
       if (content.length > room) content.length = room;
     }
     return prefix.length || suffix.length ? [...prefix, ...content, ...suffix] : content;
+  }
+
+  /**
+   * The text's own ids. The tokenizer library overflows the stack on a very long text (it spreads a text's
+   * tokens into one call's arguments: a line of ~500,000 characters): that is the data's problem, told as such.
+   */
+  private encodeContent(text: string): number[] {
+    try {
+      return this.hf.encode(text, { add_special_tokens: false }).ids;
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      throw new FfmergeError(
+        'INVALID_DATA',
+        `a text of ${text.length.toLocaleString('en-US')} characters is too long for the tokenizer library to encode (${e.message}): split or shorten it`,
+        { cause: e },
+      );
+    }
+  }
+
+  /**
+   * A prefix of `text` whose first `maxLength` ids (special tokens included) are the text's own, and which
+   * has more than maxLength of them exactly when the text has: the text up to its (maxLength + 2)-th space,
+   * when the tokenizer allows it (spaceCutSafe), else the text itself. Why the ids are the same: every space
+   * becomes the Metaspace mark "▁", no vocabulary piece holds "▁" after its first character and "▁" alone is
+   * a piece, so a token starts at every mark and none spans one; the Unigram lattice's best path to a mark
+   * therefore depends only on the text before it (ties broken the same way; the one gap is a floating-point
+   * tie: two segmentations of the words before a mark whose scores differ by less than a rounding step could
+   * compare equal once the next word's score is added, and the whole text keep the other one). The prefix keeps maxLength + 1 marks, each starting a token, so it still yields more than
+   * maxLength ids and reads as cut.
+   */
+  cutText(text: string, maxLength: number): string {
+    if (!this.cutAtSpaces) return text;
+    let at = -1;
+    for (let n = 0; n < maxLength + 2; n++) {
+      at = text.indexOf(' ', at + 1);
+      if (at < 0) return text;
+    }
+    return text.slice(0, at);
   }
 
   private frame: { prefix: number[]; suffix: number[] } | undefined;
@@ -205,6 +246,54 @@ function checkTokenIds(t: Json, file: string): void {
   for (const a of added) check((a as Json | null)?.id, 'an added token');
 }
 
+const UNICODE_FORMS = new Set(['NFC', 'NFD', 'NFKC', 'NFKD']);
+
+/**
+ * Whether a text may be cut at a space before encoding (cutText) without changing the ids kept: a Unigram
+ * model behind a Metaspace pre-tokenizer whose mark is one character, alone a piece and in no other piece
+ * past its start; a normalizer that only applies Unicode forms (they keep U+0020 and never join a character
+ * across it); added tokens without spaces that strip none around them; no tokenizer_config option that
+ * rewrites spaces. Anything else is encoded whole.
+ */
+function spaceCutSafe(t: Json, tokConfig: Json): boolean {
+  const model = t.model as Json | undefined;
+  const pre = t.pre_tokenizer as Json | null | undefined;
+  const norm = t.normalizer as Json | null | undefined;
+  if (model?.type !== 'Unigram' || !Array.isArray(model.vocab) || pre?.type !== 'Metaspace') return false;
+  const mark = typeof pre.replacement === 'string' ? pre.replacement : '\u2581';
+  if ([...mark].length !== 1 || (typeof pre.str_rep === 'string' && pre.str_rep !== mark)) return false;
+  const forms = (n: Json | null | undefined): boolean =>
+    n === null || n === undefined || UNICODE_FORMS.has(n.type as string) || (n.type === 'Sequence' && Array.isArray(n.normalizers) && (n.normalizers as Json[]).every(forms));
+  if (!forms(norm)) return false;
+  if (tokConfig.remove_space === true || tokConfig.do_lowercase_and_remove_accent === true) return false;
+  const added = Array.isArray(t.added_tokens) ? (t.added_tokens as Json[]) : [];
+  if (!added.every((a) => typeof a?.content === 'string' && !/\s/.test(a.content) && a.lstrip !== true && a.rstrip !== true)) return false;
+  const pieces = (model.vocab as unknown[]).map((e) => (Array.isArray(e) ? e[0] : undefined));
+  return pieces.includes(mark) && pieces.every((p) => typeof p === 'string' && !p.slice(1).includes(mark));
+}
+
+/**
+ * `text` ready to be encoded and cut to `maxLength` ids: the same ids, from a prefix when the tokenizer
+ * allows (a line of half a million characters is cut to the words it keeps, not encoded whole). A text still
+ * too long for the tokenizer library is INVALID_DATA naming `what` (say "line 3 of test.en"), found here
+ * rather than later where no line is known.
+ */
+export function textForTokens(tokenizer: Tokenizer, text: string, maxLength: number, what: string): string {
+  const cut = tokenizer instanceof ModelTokenizer ? tokenizer.cutText(text, maxLength) : text;
+  if (cut.length > LONG_TEXT) {
+    try {
+      tokenizer.encode(cut, { maxLength });
+    } catch (e) {
+      if (e instanceof FfmergeError && e.code === 'INVALID_DATA') throw new FfmergeError('INVALID_DATA', `${what}: ${e.message}`, { cause: e });
+      throw e;
+    }
+  }
+  return cut;
+}
+
+/** Texts longer than this (characters) are test-encoded by textForTokens, so a failure names its line. */
+const LONG_TEXT = 1 << 16;
+
 /** A Tokenizer argument (from loadTokenizer): anything without encode and decode is INVALID_ARGUMENT, naming `what`. */
 export function checkTokenizer(t: unknown, what: string): asserts t is Tokenizer {
   const x = t as Partial<Tokenizer> | null;
@@ -250,5 +339,5 @@ export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
     typeof bosFlag === 'boolean' || typeof eosFlag === 'boolean'
       ? { bos: bosFlag === true, eos: eosFlag === true }
       : undefined;
-  return new ModelTokenizer(hf, special, addFlags);
+  return new ModelTokenizer(hf, special, addFlags, spaceCutSafe(tokenizerJson, tokConfig));
 }

@@ -22,6 +22,16 @@ function ffmerge(cwd: string, ...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Sets the first value of one F32 tensor of a safetensors file, in place (an edit after compressing). */
+function pokeFloat(file: string, name: string, value: number): void {
+  const buf = fs.readFileSync(file);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; data_offsets: [number, number] }>;
+  expect(header[name]!.dtype).toBe('F32');
+  buf.writeFloatLE(value, 8 + n + header[name]!.data_offsets[0]);
+  fs.writeFileSync(file, buf);
+}
+
 describe('ffmerge export / compress --format onnx', () => {
   jest.setTimeout(600_000);
   let cwd: string;
@@ -83,6 +93,28 @@ describe('ffmerge export / compress --format onnx', () => {
     const full = fs.statSync(path.join(BUNDLED, 'model.safetensors')).size;
     expect(Math.abs(out.weightBytes / full - 0.5)).toBeLessThan(0.01); // the safetensors header is the rest
     expect(out.onnxBytes).toBeGreaterThan(out.weightBytes);
+  });
+
+  it('export of an expanded output with one window edited: the other window stays shared, the edited one is named', () => {
+    const c = ffmerge(cwd, 'compress', '--window', '0-1,2-3', '--method', 'permute', '--recover', 'none', '--calibration-tokens', '2048', '--validation-tokens', '2048', '--format', 'expanded', '--out', 'exp2');
+    expect(c.code).toBe(0);
+    const edited = 'model.layers.3.mlp.up_proj.weight';
+    pokeFloat(path.join(cwd, 'exp2', 'model.safetensors'), edited, 0.123);
+    const r = ffmerge(cwd, 'export', 'exp2', '--out', 'exp2-onnx', '--json');
+    expect(r.code).toBe(0);
+    // before: exported wholly unshared (as many initializers as the plain model), silently, windows dropped
+    expect(r.stderr).toContain(`ffmerge: warning: decoder window 2-3 exported unshared (each layer its own FF): ${edited} differs from model.layers.2.mlp.up_proj.weight`);
+    const out = JSON.parse(r.stdout);
+    expect(out.unshared).toEqual([expect.objectContaining({ stack: 'decoder', window: '2-3', layers: [2, 3], tensor: edited, differsFrom: 'model.layers.2.mlp.up_proj.weight' })]);
+    const plain = JSON.parse(ffmerge(cwd, 'export', BUNDLED, '--out', 'exp2-plain', '--json').stdout);
+    expect(out.weightTensors).toBe(plain.weightTensors - 3); // window 0-1's up, gate and down proj shared
+    const info = JSON.parse(fs.readFileSync(path.join(cwd, 'exp2-onnx', 'config.json'), 'utf8')).ffmerge;
+    expect(info.windows.map((w: { window: string }) => w.window)).toEqual(['0-1']);
+    expect(Object.keys(info.ties).sort()).toEqual(['model.layers.1.mlp.down_proj.weight', 'model.layers.1.mlp.gate_proj.weight', 'model.layers.1.mlp.up_proj.weight']);
+    expect(info.unshared).toMatch(/^decoder window 2-3 is not shared: its expanded copies differ, so they are exported as they are: model\.layers\.3\.mlp\.up_proj\.weight differs/);
+    expect(info.unshared).not.toMatch(/refusing/);
+    // the compression's report counts both merges: not this folder's numbers
+    expect(fs.existsSync(path.join(cwd, 'exp2-onnx', 'report.json'))).toBe(false);
   });
 
   it('bad arguments exit 2 with one line and a stable code', () => {

@@ -104,6 +104,17 @@ describe('examples/', () => {
     }
   });
 
+  it("in a clone, the examples' `ffmerge` resolves to the package itself (self-reference through package.json exports)", () => {
+    // README's run line is `node examples/<file>` from the clone: there is no node_modules/ffmerge, and Node
+    // resolves a package's own name from inside it only when package.json has "exports"
+    const cjs = spawnSync(process.execPath, ['-e', "process.stdout.write(require.resolve('ffmerge') + '\\n' + require.resolve('ffmerge/package.json'))"], { cwd: examples, encoding: 'utf8' });
+    expect(cjs.stderr).toBe('');
+    expect(cjs.stdout).toBe(`${path.join(root, 'dist', 'lib', 'index.js')}\n${path.join(root, 'package.json')}`);
+    const esm = spawnSync(process.execPath, ['--input-type=module', '-e', "process.stdout.write(import.meta.resolve('ffmerge'))"], { cwd: examples, encoding: 'utf8' });
+    expect(esm.stderr).toBe('');
+    expect(esm.stdout).toBe(`file://${path.join(root, 'dist', 'lib', 'index.js')}`);
+  });
+
   it('every JS/TS code block in README.md is one of the examples, verbatim', () => {
     const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
     const blocks = [...readme.matchAll(/```(js|javascript|ts|typescript|mjs|cjs)\n([\s\S]*?)```/g)].map((m) => m[2]!.trim());

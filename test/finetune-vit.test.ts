@@ -129,6 +129,10 @@ describe('ViT training gradient', () => {
       const im = randomImages(m, 4, 9);
       await expect(finetune(m, { data: { pixels: im.pixels.subarray(1), labels: im.labels }, steps: 1 })).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });
       await expect(finetune(m, { data: { pixels: im.pixels, labels: Int32Array.from([0, 1, 2, 99]) }, steps: 1 })).rejects.toMatchObject({ code: 'INVALID_DATA' });
+      // a NaN pixel in clean training data's validation set: before, "the training loss is not finite" (NON_FINITE_ACTIVATIONS)
+      const nan = { pixels: im.pixels.map((v, i) => (i === 5 ? NaN : v)), labels: im.labels };
+      await expect(finetune(m, { data: im, validation: nan, steps: 1, batch: 4 })).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining('the validation images hold a non-finite pixel value (NaN in image 0)') });
+      await expect(finetune(m, { data: nan, steps: 1, batch: 4 })).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining('the training images hold') });
       const ac = new AbortController();
       const run = finetune(m, { data: im, steps: 100000, batch: 4, signal: ac.signal, onProgress: (p) => (p.step ?? 0) >= 2 && ac.abort() });
       await expect(run).rejects.toMatchObject({ code: 'ABORTED' });

@@ -137,6 +137,109 @@ test('a model fine-tuning does not cover is refused with a typed error', async (
   }
 });
 
+test('a rotary model is held to its positions in TS; bad validation data and an eval interval past the last step are refused', async () => {
+  // the trainer checks only a learned position table: a llama with 16 positions trained seq 17 and scored 40-token blocks
+  const s = await syntheticLlama({ layers: 2, d: 16, heads: 4, kvHeads: 2, ff: 21, vocab: 19, seed: 40, config: { max_position_embeddings: 16 } });
+  const m = await loadModel(s.dir);
+  try {
+    const data = pattern(200, 19);
+    await expect(finetune(m, { data, steps: 1, batch: 1, seq: 17 })).rejects.toMatchObject({ code: 'SEQUENCE_TOO_LONG', message: expect.stringContaining('seq 17 is longer than the model\'s 16 positions') });
+    await expect(finetune(m, { data, steps: 1, batch: 1, seq: 8, validation: [pattern(40, 19)] })).rejects.toMatchObject({ code: 'SEQUENCE_TOO_LONG', message: expect.stringContaining('validation blocks are 40 tokens') });
+    // a validation token outside the vocabulary is data, as a training one is (was INVALID_ARGUMENT)
+    const bad = pattern(12, 19);
+    bad[3] = 19;
+    await expect(finetune(m, { data, steps: 1, batch: 1, seq: 8, validation: [bad] })).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('validation token id 19 is outside the vocabulary') });
+    await expect(finetune(m, { data, steps: 1, batch: 1, seq: 8, validation: [bad.map(() => 1)], evalEvery: 2 })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining('no evaluation would run') });
+  } finally {
+    m.dispose();
+  }
+});
+
+test('the last progress event names the last step with no time left', async () => {
+  const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 41 });
+  const m = await loadModel(s.dir);
+  try {
+    const seen: FinetuneProgress[] = [];
+    const r = await finetune(m, { data: pattern(200, 23), steps: 5, batch: 2, seq: 12, validation: [pattern(12, 23)], evalEvery: 5, onProgress: (p) => seen.push(p) });
+    r.model.dispose();
+    // before: { done: 5, total: 5, step: 4, etaSeconds: > 0 }, the last step never reported
+    expect(seen[seen.length - 1]).toMatchObject({ phase: 'finetune', done: 5, total: 5, step: 5, etaSeconds: 0, loss: r.log[4]!.loss, valLoss: r.log[4]!.valLoss });
+    expect(seen.filter((p) => p.done === p.total)).toHaveLength(1);
+  } finally {
+    m.dispose();
+  }
+});
+
+/** A gpt2 checkpoint written as compress writes a window 1-2 merge in the tied format, and its expanded form. */
+async function mergedCheckpoint(seed: number) {
+  const s = await syntheticGpt2({ layers: 4, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed });
+  const base = await loadModel(s.dir);
+  const ff = base.ffWeights(1);
+  base.dispose();
+  const merged = path.join(tempDir('merged'), 'm');
+  const replace = new Map([...ffReplacements(s.config, 'decoder', 1, ff), ...ffReplacements(s.config, 'decoder', 2, ff)]);
+  const windows = [{ stack: 'decoder', window: '1-2', layers: [1, 2], anchor: 1, method: 'permute', recover: 'none' }];
+  await writeCheckpoint({ source: s.dir, out: merged, format: 'tied', replace, ties: ffTies(s.config, 'decoder', [1, 2]), info: { windows } });
+  const expanded = path.join(tempDir('expanded'), 'e');
+  await convertCheckpoint(merged, expanded, 'expanded');
+  return { base: s.dir, merged, expanded };
+}
+
+test('the library refuses to train an expanded output apart, as the CLI does; a view that ties its windows trains', async () => {
+  const c = await mergedCheckpoint(42);
+  const x = await loadModel(c.expanded);
+  try {
+    // before: trained, saved with the record still calling layers 1-2 merged, and convert --format tied then refused
+    await expect(finetune(x, { data: pattern(60, 23), steps: 1, batch: 2, seq: 12 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('an expanded ffmerge output: its merged FFs are separate copies that would train apart') });
+    // and saveTrained will not write such a model over the expanded folder either
+    const out = path.join(tempDir('x-save'), 'out');
+    await expect(saveTrained(x, { source: c.expanded, out })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('an expanded ffmerge output') });
+    expect(fs.existsSync(out)).toBe(false);
+    // the window tied in native memory (what the finetune recover method does) trains as one FF and saves as equal copies
+    const ff = x.ffWeights(1); // one object for both layers: withFF shares it as one native FF
+    const tied = await x.withFF([1, 2].map((layer) => ({ stack: 'decoder' as const, layer, ff })));
+    try {
+      const t = await finetune(tied, { data: pattern(60, 23), steps: 1, batch: 2, seq: 12, lr: 1e-2 });
+      try {
+        await saveTrained(t.model, { source: c.expanded, out });
+      } finally {
+        t.model.dispose();
+      }
+    } finally {
+      tied.dispose();
+    }
+    const back = await loadModel(out);
+    try {
+      expect(back.ffWeights(2).wIn).toEqual(back.ffWeights(1).wIn);
+      expect(back.ffWeights(1).wIn).not.toEqual(x.ffWeights(1).wIn);
+    } finally {
+      back.dispose();
+    }
+  } finally {
+    x.dispose();
+  }
+});
+
+test('saveTrained refuses a source that is not the model it saves: another model, or other merges', async () => {
+  const c = await mergedCheckpoint(43);
+  const other = await syntheticLlama({ layers: 4, d: 16, heads: 4, kvHeads: 2, ff: 21, vocab: 23, seed: 44 });
+  const merged = await loadModel(c.merged);
+  const base = await loadModel(c.base);
+  const out = path.join(tempDir('wrong-source'), 'out');
+  try {
+    // before: untied copies with no record of the merge
+    await expect(saveTrained(merged, { source: c.base, out })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining("the model's decoder layers 1, 2 share one FF (a merge), but source") });
+    // a model with each layer's own FF over a folder that stores layers 1-2 once
+    await expect(saveTrained(base, { source: c.merged, out })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('records decoder layers 1, 2 as merged') });
+    // before: TENSOR_NOT_FOUND "pos_emb" (or a write) for another architecture's folder
+    await expect(saveTrained(merged, { source: other.dir, out })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/is not the model being saved \(family "llama" there, "gpt2" in the model;/) });
+    expect(fs.existsSync(out)).toBe(false);
+  } finally {
+    merged.dispose();
+    base.dispose();
+  }
+});
+
 test('non-finite weights fail with NON_FINITE_ACTIVATIONS naming them as a cause, not only the learning rate', async () => {
   const s = await syntheticLlama({ layers: 2, d: 16, heads: 4, kvHeads: 2, ff: 21, vocab: 19, seed: 38 });
   const m = await loadModel(s.dir);
@@ -179,8 +282,11 @@ test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file si
   }
   const data = path.join(tempDir('data'), 'train.jsonl');
   fs.writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ input_ids: Array.from(pattern(16, 23).map((v) => (v + i) % 23)) })).join('\n') + '\n');
+  // validation of other text: the training file again is refused (it would score text just trained on)
+  const valid = path.join(path.dirname(data), 'valid.jsonl');
+  fs.writeFileSync(valid, Array.from({ length: 2 }, (_, i) => JSON.stringify({ input_ids: Array.from(pattern(16, 23).map((v) => (v + i + 10) % 23)) })).join('\n') + '\n');
   const out = path.join(tempDir('ft'), 'out');
-  const r = ffmerge(['finetune', merged, '--data', data, '--valid', data, '--steps', '4', '--batch', '3', '--seq', '12', '--lr', '1e-3', '--out', out, '--json']);
+  const r = ffmerge(['finetune', merged, '--data', data, '--valid', valid, '--steps', '4', '--batch', '3', '--seq', '12', '--lr', '1e-3', '--out', out, '--json']);
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   const res = JSON.parse(r.stdout) as { ok: boolean; bytes: number; lastLoss: number; valBefore: number; valAfter: number };
@@ -217,16 +323,25 @@ test('ffmerge finetune scores every validation row: token-id rows of any length 
   const data = path.join(dir, 'train.jsonl');
   // a one-token row is part of the stream too (a row scored alone needs two)
   fs.writeFileSync(data, [row(16, 1), row(1, 2), row(16, 3)].join('\n') + '\n');
-  // 16 + 10 + 20 + 1 + 1 = 48 tokens: six whole blocks of 8 (a row of 20 is longer than the model's 16 positions)
+  // 16 + 10 + 20 + 1 + 1 + 3 = 51 tokens: six whole blocks of 8 (a row of 20 is longer than the model's 16
+  // positions), and 3 left over, which are said to be left out
   const valid = path.join(dir, 'valid.jsonl');
-  fs.writeFileSync(valid, [row(16, 4), row(10, 5), row(20, 6), row(1, 7), row(1, 8)].join('\n') + '\n');
+  fs.writeFileSync(valid, [row(16, 4), row(10, 5), row(20, 6), row(1, 7), row(1, 8), row(3, 9)].join('\n') + '\n');
   const out = path.join(dir, 'out');
   const r = ffmerge(['finetune', s.dir, '--data', data, '--valid', valid, '--steps', '1', '--batch', '2', '--seq', '8', '--out', out, '--json']);
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   // before: only rows as long as the first were kept (16 of 46 tokens), silently
-  const res = JSON.parse(r.stdout) as { validationTokens: number; valBefore: number };
+  const res = JSON.parse(r.stdout) as { validationTokens: number; validationTokensLeftOut: number; valBefore: number };
   expect(res.validationTokens).toBe(48);
+  expect(res.validationTokensLeftOut).toBe(3);
+  const text = ffmerge(['finetune', s.dir, '--data', data, '--valid', valid, '--steps', '1', '--batch', '2', '--seq', '8', '--out', path.join(dir, 'out2')]);
+  expect(text.status).toBe(0);
+  expect(text.stdout).toContain('(48 validation tokens in blocks of --seq 8; the last 3, short of a block, not scored)');
+  // an evaluation interval past the last step is refused before the data is read
+  const late = ffmerge(['finetune', s.dir, '--data', data, '--valid', valid, '--steps', '3', '--eval-every', '10', '--seq', '8', '--out', path.join(dir, 'out3')]);
+  expect(late.status).toBe(2);
+  expect(late.stderr).toMatch(/no evaluation would run during the run.*\[OPTION_NOT_APPLICABLE\]/);
   expect(Number.isFinite(res.valBefore)).toBe(true);
 });
 
@@ -243,8 +358,10 @@ test('a fine-tuned output, its expanded conversion and its ONNX export each get 
   await writeCheckpoint({ source: s.dir, out: merged, format: 'tied', replace, ties: ffTies(s.config, 'decoder', [1, 2]), info: { k: 2, windows }, extraFiles: { 'README.md': stale } });
   const data = path.join(tempDir('card-data'), 'train.jsonl');
   fs.writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ input_ids: Array.from(pattern(16, 23).map((v) => (v + i) % 23)) })).join('\n') + '\n');
+  const valid = path.join(tempDir('card-valid'), 'valid.jsonl');
+  fs.writeFileSync(valid, Array.from({ length: 2 }, (_, i) => JSON.stringify({ input_ids: Array.from(pattern(16, 23).map((v) => (v + i + 10) % 23)) })).join('\n') + '\n');
   const out = path.join(tempDir('card-ft'), 'tuned');
-  const r = ffmerge(['finetune', merged, '--data', data, '--valid', data, '--steps', '3', '--batch', '2', '--seq', '12', '--lr', '1e-3', '--out', out, '--json']);
+  const r = ffmerge(['finetune', merged, '--data', data, '--valid', valid, '--steps', '3', '--batch', '2', '--seq', '12', '--lr', '1e-3', '--out', out, '--json']);
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   const res = JSON.parse(r.stdout) as { firstLoss: number; lastLoss: number; valBefore: number; valAfter: number };
@@ -255,13 +372,13 @@ test('a fine-tuned output, its expanded conversion and its ONNX export each get 
   expect(card).toContain('- layers 1, 2 share one FF (anchor 1, method `permute`, recover `none`)');
   expect(card).toContain('## Fine-tuning');
   expect(card).toContain('- 3 steps after the merge');
-  expect(card).toContain('data: `train.jsonl`; validation: `train.jsonl`');
+  expect(card).toContain('data: `train.jsonl`; validation: `valid.jsonl`');
   expect(card).toContain(`training loss, first step → last: ${res.firstLoss.toFixed(3)} → ${res.lastLoss.toFixed(3)}`);
   expect(card).toContain(`validation loss (mean NLL) before → after: ${res.valBefore.toFixed(3)} → ${res.valAfter.toFixed(3)}`);
   expect(card).toContain('**tied** format');
   expect(card).toContain('AutoModelForCausalLM.from_pretrained("tuned")');
   const record = (JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as { ffmerge: { finetune: Record<string, unknown> } }).ffmerge.finetune;
-  expect(record).toMatchObject({ steps: 3, data: 'train.jsonl', valid: 'train.jsonl' });
+  expect(record).toMatchObject({ steps: 3, data: 'train.jsonl', valid: 'valid.jsonl' });
 
   // fine-tuned again: the first run's summary is kept beside the new one (before: only the last was left)
   const again = path.join(tempDir('card-ft2'), 'tuned2');

@@ -135,6 +135,14 @@ describe('outputCard: from the folder record', () => {
     expect(card).not.toContain('```python');
   });
 
+  test('a model fine-tuned with nothing merged: the section says so, not "after the merge, the ties kept"', () => {
+    const card = outputCard({ model_type: 'llama', ffmerge: { format: 'tied', finetune: { steps: 2, batch: 4 } } }, 'tied', 'x')!;
+    expect(card).toContain('- 2 steps with nothing merged (every layer keeps its own FF): batch 4');
+    expect(card).not.toMatch(/after the merge|ties kept/);
+    const merged = outputCard({ model_type: 'llama', ffmerge: { format: 'tied', windows: [{ stack: 'decoder', window: '3-4', layers: [3, 4] }], finetune: { steps: 2 } } }, 'tied', 'x')!;
+    expect(merged).toContain('- 2 steps after the merge, the ties kept (each merged FF trained as one)');
+  });
+
   test('records and reports of any shape give a card, never a throw', () => {
     const odd: unknown[] = [['1-2'], [null, 3, { layers: 'x' }, { layers: [1, 2], stack: { a: 1 }, anchor: [] }], 'windows', {}];
     for (const w of odd) {

@@ -62,7 +62,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'compress on marian-multi30k-en
 
     const out = path.join(tmp, 'copies-merged');
     const r = await compress(copies, { parallel: VAL, method: 'permute', window: '1-2', calibrationPairs: 200, validationSentences: 20, out });
-    expect(r.metric).toEqual({ name: 'bleu', higherIsBetter: true });
+    expect(r.metric).toEqual({ name: 'bleu', higherIsBetter: true, decoding: 'greedy' });
     expect(r.stacks).toBe('both-same');
     expect(r.windows.map((w) => [w.stack, w.window, w.anchor])).toEqual([
       ['encoder', '1-2', 1],

@@ -17,6 +17,7 @@ import { languageModeling } from '../lib/pipeline/tasks/language-modeling';
 import { blocksFrom, makeBatches } from '../lib/pipeline/data';
 import { nllOf } from '../lib/pipeline/prefix';
 import { describeShared, sharedPath } from './helpers/shared';
+import { validationText } from './helpers/validation-text';
 
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 const TEXT = path.join(BUNDLED, 'calibration.txt');
@@ -46,11 +47,11 @@ describe('every recover method on the bundled llama-stories260k', () => {
     try {
       for (const recover of RECOVER_METHODS.names()) {
         const out = path.join(tmp, recover);
-        const r = await compress(BUNDLED, { calibration: TEXT, validation: TEXT, k: 2, window: '1-2', method: 'permute', recover, out });
+        const r = await compress(BUNDLED, { calibration: TEXT, validation: validationText(TEXT), k: 2, window: '1-2', method: 'permute', recover, out });
         // the written model scored from its embeddings on the same blocks (compress validates on the first 10240 tokens)
         const m = await loadModel(out);
         try {
-          const blocks = await blocksFrom(TEXT, { blockSize: 256, what: 'validation', tokenizerDir: out, maxTokens: 10240 });
+          const blocks = await blocksFrom(validationText(TEXT), { blockSize: 256, what: 'validation', tokenizerDir: out, maxTokens: 10240 });
           const { sum, count } = await nllOf(m, makeBatches(blocks, 8).map((b) => ({ ids: b.ids, batch: b.batch, seq: b.seq })));
           expect({ recover, validation: r.merged.validation }).toEqual({ recover, validation: expect.closeTo(Math.exp(sum / count), 9) });
         } finally {
@@ -75,7 +76,7 @@ describe('what compress tells the task before scoring', () => {
     });
     try {
       // 5 layers: windows of 2 start at 0..3; a large model's search budget counts every one of these
-      const base = { calibration: TEXT, validation: TEXT, calibrationTokens: 1024, validationTokens: 1024, k: 2 } as const;
+      const base = { calibration: TEXT, validation: validationText(TEXT), calibrationTokens: 1024, validationTokens: 1024, k: 2 } as const;
       await compress(BUNDLED, { ...base, method: 'permute', baselines: ['drop-ff'] });
       await compress(BUNDLED, { ...base, method: 'permute', recover: 'finetune' });
       await compress(BUNDLED, base);
@@ -193,7 +194,8 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'token-id rows ({"input
 
   it('compress takes them for every split; the base perplexity is eval.json\'s', async () => {
     const eval_ = JSON.parse(fs.readFileSync(sharedPath('fixtures', 'llama-stories260k', 'eval.json'), 'utf8')) as { ppl: { valid: number; test: number } };
-    const r = await compress(BUNDLED, { method: 'permute', k: 2, window: '0-1', calibration: VALID, calibrationTokens: 2048, validation: VALID, validationTokens: 48 * 256, test: TEST });
+    // calibrated on other rows than it validates on (the validation file again is refused)
+    const r = await compress(BUNDLED, { method: 'permute', k: 2, window: '0-1', calibration: TEST, calibrationTokens: 2048, validation: VALID, validationTokens: 48 * 256, test: TEST });
     expect(r.data).toMatchObject({ unit: 'tokens', calibration: 2048, validation: 48 * 256, test: 48 * 256 });
     expect(r.data.blockSize).toBeUndefined(); // nothing was cut into blocks
     expect(Math.abs(r.base.validation / eval_.ppl.valid - 1)).toBeLessThan(1e-5);

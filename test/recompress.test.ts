@@ -19,12 +19,14 @@ import type { Model } from '../lib/model/model';
 import { saveTrained } from '../lib/train/save';
 import { exportOnnx } from '../lib/export/onnx/export';
 import { describeShared, sharedPath } from './helpers/shared';
+import { validationText } from './helpers/validation-text';
 
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 const TEXT = path.join(BUNDLED, 'calibration.txt');
 const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
-// the paper's merge on given windows: deterministic, no search; validation is the file's first 10240 tokens
-const BASE: CompressOptions = { calibration: TEXT, validation: TEXT, k: 2, method: 'permute', recover: 'none' };
+// the paper's merge on given windows: deterministic, no search; validation is VALID's first 10240 tokens
+const VALID = validationText(TEXT);
+const BASE: CompressOptions = { calibration: TEXT, validation: VALID, k: 2, method: 'permute', recover: 'none' };
 
 jest.setTimeout(600_000);
 
@@ -39,9 +41,9 @@ function ff(m: Model, layer: number): number[][] {
   return [w.wIn, w.wOut, w.wGate].map((a) => Array.from(a as Float32Array));
 }
 
-/** `ffmerge eval` on the first 10240 tokens of the calibration text: what compress validated on. */
+/** `ffmerge eval` on the first 10240 tokens of the validation text: what compress validated on. */
 function evalPerplexity(model: string): number {
-  const r = spawnSync(process.execPath, [BIN, 'eval', model, '--data', TEXT, '--tokens', '10240', '--json'], { encoding: 'utf8', env: { ...process.env, FFMERGE_FROM_SOURCE: '1' } });
+  const r = spawnSync(process.execPath, [BIN, 'eval', model, '--data', VALID, '--tokens', '10240', '--json'], { encoding: 'utf8', env: { ...process.env, FFMERGE_FROM_SOURCE: '1' } });
   expect(r.status).toBe(0);
   return (JSON.parse(r.stdout) as { perplexity: number }).perplexity;
 }

@@ -11,7 +11,7 @@ import { outputCard, readReport } from '../pipeline/model-card';
 import { CheckpointReader, readTies, type TieMap } from './ties';
 import { ffmergeRecord } from './record';
 import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from './earlier-merges';
-import { writeCheckpoint, type OutputFormat, type WriteCheckpointResult } from './write';
+import { checkMaxShardSize, writeCheckpoint, type ExtraFile, type OutputFormat, type WriteCheckpointResult } from './write';
 import { checkJobOptions, type ProgressFn } from '../native/job';
 import { checkPath } from '../arguments';
 import { readConfig } from '../model/load';
@@ -21,6 +21,8 @@ export interface ConvertOptions {
   signal?: AbortSignal;
   /** Progress of the write, phase 'save' in bytes (writeCheckpoint). */
   onProgress?: ProgressFn;
+  /** Largest bytes per safetensors file (writeCheckpoint's maxShardSize: default 5 GB; above it, sharded). */
+  maxShardSize?: number;
 }
 
 interface FfmergeInfo {
@@ -32,7 +34,8 @@ interface FfmergeInfo {
 export async function convertCheckpoint(dir: string, out: string, format: OutputFormat, opts: ConvertOptions = {}): Promise<WriteCheckpointResult> {
   checkPath(dir, 'convertCheckpoint(dir, out, format): dir');
   checkPath(out, 'convertCheckpoint(dir, out, format): out');
-  checkJobOptions(opts, 'convertCheckpoint(dir, out, format, options): options', ['overwrite']);
+  checkJobOptions(opts, 'convertCheckpoint(dir, out, format, options): options', ['overwrite', 'maxShardSize']);
+  checkMaxShardSize(opts.maxShardSize);
   if (format !== 'tied' && format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied or expanded (got ${showValue(format)})`);
   // the loader's reader: a FIFO in place of config.json is refused, not waited on forever; null is INVALID_CONFIG
   const config = await readConfig(dir);
@@ -68,13 +71,15 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   }
   const { format: _old, ties: _ties, ...kept } = info;
   const rest = { ...kept, windows: asRecorded(windows) };
-  const extraFiles: Record<string, string> = {};
+  const extraFiles: Record<string, ExtraFile> = {};
   const report = readReport(dir);
   if (report) {
-    // where the model now is, in which format (the params and bytes it reports count the tied form either way)
+    // where the model now is, in which format and how many bytes its weight files take (the params and bytes
+    // of the compression count the tied form either way)
     const was = typeof report.out === 'object' && report.out !== null ? report.out : {};
-    report.out = { ...was, dir: path.resolve(out), format };
-    extraFiles['report.json'] = JSON.stringify(report, null, 2) + '\n';
+    const where = { ...was, dir: path.resolve(out), format };
+    report.out = where;
+    extraFiles['report.json'] = ({ bytes }) => JSON.stringify({ ...report, out: { ...where, bytes } }, null, 2) + '\n';
   }
   // The card is rebuilt for the format written, report.json or not (a fine-tuned output has none): the source's
   // names the other format. Ties do not change what it says, so the record before the writer adds them will do.
@@ -90,5 +95,6 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
     ...(opts.overwrite ? { overwrite: true } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.maxShardSize !== undefined ? { maxShardSize: opts.maxShardSize } : {}),
   });
 }

@@ -28,6 +28,13 @@ import { checkSourceUnchanged, sourceStamp } from './source-stamp';
 
 export type OutputFormat = 'expanded' | 'tied';
 
+/**
+ * An extra file of an output: its contents, or a function of what was written that gives them. A report that
+ * states the output's size (report.json's `out.bytes`) can only be made once the weights are written, and
+ * must still be inside the folder before it is renamed into place.
+ */
+export type ExtraFile = string | ((written: { bytes: number }) => string);
+
 export interface WriteCheckpointOptions {
   /** Source model directory (config.json + model.safetensors, possibly itself a tied ffmerge output). */
   source: string;
@@ -40,8 +47,8 @@ export interface WriteCheckpointOptions {
   ties?: TieMap;
   /** Recorded under config.json's `ffmerge` key (method, windows, …); ties are added for `tied`. */
   info?: Record<string, unknown>;
-  /** Extra files written into the output directory (e.g. report.json), name → contents. */
-  extraFiles?: Record<string, string>;
+  /** Extra files written into the output directory (e.g. report.json), name → contents (or a function of the bytes written, see ExtraFile). */
+  extraFiles?: Record<string, ExtraFile>;
   overwrite?: boolean;
   signal?: AbortSignal;
   /**
@@ -400,7 +407,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
       if (!ent.isFile() || isWeightOrReferenceFile(ent.name)) continue;
       copyWritable(path.join(source, ent.name), path.join(tmp, ent.name));
     }
-    for (const [name, text] of Object.entries(opts.extraFiles ?? {})) fs.writeFileSync(path.join(tmp, name), text);
+    for (const [name, text] of Object.entries(opts.extraFiles ?? {})) fs.writeFileSync(path.join(tmp, name), typeof text === 'function' ? text({ bytes }) : text);
     if (opts.signal?.aborted) throw abortError();
     checkSourceUnchanged(source, stamp, 'its output was written');
     moveIntoPlace(tmp, target, out, opts.overwrite === true);

@@ -33,7 +33,7 @@ const TASK_FLAGS = {
 type DataFlag = (typeof TASK_FLAGS)[keyof typeof TASK_FLAGS][number];
 
 /** Commander's parsed flags (camelCase), all strings but the switches. */
-export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibration'> | 'k' | 'fraction' | 'out' | 'baselines' | 'stacks' | 'selectMemory', string>> & {
+export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibration'> | 'k' | 'fraction' | 'out' | 'baselines' | 'stacks' | 'selectMemory' | 'maxShardSize', string>> & {
   sampleCalibration?: boolean;
   window: string;
   anchor?: string;
@@ -116,6 +116,8 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     .map((b) => b.trim())
     .filter(Boolean)
     .map((b) => oneOf(b, BASELINES.names(), 'baselines'));
+  const format = oneOf<CompressFormat>(o.format, ['tied', 'expanded', 'onnx'], 'format');
+  const maxShardSize = int(o.maxShardSize, 'max-shard-size');
   const bar = new ProgressBar(!o.json);
   const opts: CompressOptions = {
     ...dataOptions(task, o, bundled, model),
@@ -126,7 +128,8 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     // without --method/--recover, compress's default: the training-free combinations (auto), best on validation
     ...(o.method !== undefined ? { method: oneOf(o.method, [...MERGE_METHODS.names(), 'auto'], 'method') } : {}),
     ...(o.recover !== undefined ? { recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover') } : {}),
-    format: oneOf<CompressFormat>(o.format, ['tied', 'expanded', 'onnx'], 'format'),
+    format,
+    ...(maxShardSize !== undefined ? { maxShardSize } : {}),
     ...(o.stacks !== undefined ? { stacks: oneOf(o.stacks, ['both-same', 'independent', 'encoder', 'decoder'] as const, 'stacks') } : {}),
     out,
     overwrite: Boolean(o.overwrite) || demoOut !== undefined,

@@ -1,4 +1,4 @@
-/** `ffmerge eval <model> …`: the metric of the model's task — perplexity, top-1 accuracy, or greedy BLEU + chrF. */
+/** `ffmerge eval <model> …`: the metric of the model's task — perplexity, top-1 accuracy, or BLEU + chrF (decoded per generation_config.json). */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
@@ -8,7 +8,7 @@ import { loadTokenizer } from '../tokenizer';
 import { loadPreprocessor } from '../data/images';
 import { isTokenRowFile } from '../data/token-rows';
 import { evaluateImageClassifier } from '../eval/accuracy';
-import { evaluateTranslation } from '../eval/translate';
+import { decodingLabel, evaluateTranslation } from '../eval/translate';
 import { blocksFrom, fitBlockSize, makeBatches, takeTokens, tokenCount } from '../pipeline/data';
 import { nllOf, ppl } from '../pipeline/prefix';
 import { loadImageSource, loadParallelSource } from '../pipeline/tasks/sources';
@@ -100,14 +100,16 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
     const m = await loadModel(model, { signal });
     try {
       const tok = await loadTokenizer(model);
-      // greedy settings: the folder's generation_config.json, which loadModel read
+      // decoding settings: the folder's generation_config.json, which loadModel read (greedy unless it asks for beams)
       const r = await evaluateTranslation(m, tok, pairs, { signal, onProgress: bar.update });
+      // translate() decodes with config.json's defaults (greedy) when the folder has no generation config
+      const decoding = m.generation ? decodingLabel(m.generation) : 'greedy';
       bar.done();
       finite(r.bleu.score, 'BLEU');
       finite(r.chrf.score, 'chrF');
-      result = { model: path.resolve(model), metric: 'bleu', bleu: r.bleu.score, chrf: r.chrf.score, sentences: pairs.length, truncated: r.truncated, seconds: seconds() };
-      const cut = r.truncated > 0 ? `; ${r.truncated} sources longer than the model's ${m.encoderSpec!.maxPositions} positions were cut to them` : '';
-      line = `BLEU ${r.bleu.score.toFixed(2)}, chrF ${r.chrf.score.toFixed(2)} (greedy, ${pairs.length} sentences${cut}, ${seconds().toFixed(1)} s)`;
+      result = { model: path.resolve(model), metric: 'bleu', decoding, bleu: r.bleu.score, chrf: r.chrf.score, sentences: pairs.length, truncated: r.truncated, seconds: seconds() };
+      const cut = r.truncated > 0 ? `; ${r.truncated === 1 ? '1 source' : `${r.truncated} sources`} longer than the model's ${m.encoderSpec!.maxPositions} positions ${r.truncated === 1 ? 'was' : 'were'} cut to them` : '';
+      line = `BLEU ${r.bleu.score.toFixed(2)}, chrF ${r.chrf.score.toFixed(2)} (${decoding}, ${pairs.length} sentences${cut}, ${seconds().toFixed(1)} s)`;
     } finally {
       m.dispose();
     }

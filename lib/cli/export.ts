@@ -31,6 +31,8 @@ export async function runExport(model: string, o: ExportCliOptions, signal: Abor
     onProgress: bar.update,
   });
   bar.done();
+  // a merge exported unshared is a saving the user expected and does not get: said on stderr, --json or not
+  for (const u of r.unshared) process.stderr.write(`ffmerge: warning: ${u.stack} window ${u.window} exported unshared (each layer its own FF): ${u.reason}\n`);
   if (o.json) {
     process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
     return;

@@ -13,9 +13,10 @@ import { checkSourceUnchanged, sourceStamp } from '../checkpoint/source-stamp';
 import { blocksFrom, fitBlockSize, takeTokens, tokenCount } from '../pipeline/data';
 import { cutBlocks } from '../data/blocks';
 import { sameData, sameDataPhrase } from '../data/same-data';
-import { finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
+import { checkEvalEvery, finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
 import { trainingImages } from './finetune-images';
 import { saveTrained } from '../train/save';
+import { expandedError } from '../train/ties';
 import { SafetensorsReader } from '../safetensors';
 import { dropUndefined, int, oneOf, refuseFlags } from './flags';
 import { ProgressBar } from './progress';
@@ -67,16 +68,11 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   // The record is carried into the output: checked as compress, convert and export check it (its windows, its
   // tie map against the file's, its format against the file), before any long work.
   await folderMerges(model, config);
-  // An expanded output stores each merged position's FF as its own copy: trained, the copies would drift apart
-  // and the merge's saving could not be had back (convert --format tied refuses copies that differ).
+  // An expanded output's merged FFs are separate copies: trained, they would drift apart (expandedError)
   const prev = config.ffmerge as { format?: unknown } | undefined;
-  if (prev?.format === 'expanded') {
-    throw new FfmergeError(
-      'INVALID_ARGUMENT',
-      `${model} is an expanded ffmerge output: its merged FFs are separate copies that would train apart. Fine-tune the tied form instead (ffmerge convert ${model} --format tied --out <dir>), then convert the result back if you need it expanded`,
-    );
-  }
+  if (prev?.format === 'expanded') throw expandedError(`${model} is`, model);
   const steps = int(o.steps, 'steps')!;
+  if (o.evalEvery !== undefined) checkEvalEvery(int(o.evalEvery, 'eval-every')!, steps); // before the data is read
   const lr = Number(o.lr);
   if (!(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be a positive number, got "${o.lr}"`);
   const bar = new ProgressBar(!o.json);
@@ -91,6 +87,8 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     const images = m.spec.input === 'patches';
     let input: Pick<FinetuneOptions, 'data' | 'validation' | 'seq'>;
     let dataInfo: Record<string, unknown>;
+    /** For the summary line: validation tokens left out of the scored blocks. */
+    let validationNote = '';
     if (images) {
       const d = await trainingImages(model, o);
       input = { data: d.train, ...(d.validation ? { validation: d.validation } : {}) };
@@ -118,6 +116,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
         throw new FfmergeError('INVALID_ARGUMENT', `--tokens ${budget} keeps ${kept} tokens (whole --seq ${seq} blocks), fewer than one training window of seq + 1 = ${seq + 1}: give --tokens ${2 * seq} or more`);
       }
       let validation: Int32Array[] | undefined;
+      let validationLeftOut = 0;
       // read from its start as training is: the training file again would validate on text just trained on
       const same = o.valid !== undefined ? await sameData(o.data, o.valid) : undefined;
       if (same) throw new FfmergeError('INVALID_ARGUMENT', `--valid ${o.valid} ${sameDataPhrase(same, 'training (--data)')}, so validation would score text the model was just trained on: give a different --valid file, or none`);
@@ -127,12 +126,20 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
         // Scored in whole blocks of seq tokens, as training draws its windows from one stream: token-id rows of
         // any length are joined and cut like text (keeping only rows of the first one's length dropped the
         // others silently, and a row longer than the model's positions could not be scored).
-        validation = takeTokens(cutBlocks(joinTokens(rows), seq), vb).filter((b) => b.length === seq);
+        const joined = joinTokens(rows);
+        validation = takeTokens(cutBlocks(joined, seq), vb).filter((b) => b.length === seq);
         if (validation.length === 0) throw new FfmergeError('INVALID_DATA', `${o.valid} holds fewer than --seq ${seq} tokens of validation data`);
+        // the tokens after the last whole block, when the file ran out before --valid-tokens: said, not dropped silently
+        if (joined.length <= vb) validationLeftOut = joined.length - tokenCount(validation);
       }
       input = { data, seq, ...(validation ? { validation } : {}) };
+      if (validation && validationLeftOut > 0) validationNote = ` (${tokenCount(validation)} validation tokens in blocks of --seq ${seq}; the last ${validationLeftOut}, short of a block, not scored)`;
       // file names (not paths: the record and card travel with the folder) for the model card's fine-tuning section
-      dataInfo = { seq, data: path.basename(o.data), ...(o.valid !== undefined && validation ? { valid: path.basename(o.valid), validationTokens: tokenCount(validation) } : {}) };
+      dataInfo = {
+        seq,
+        data: path.basename(o.data),
+        ...(o.valid !== undefined && validation ? { valid: path.basename(o.valid), validationTokens: tokenCount(validation), validationTokensLeftOut: validationLeftOut } : {}),
+      };
     }
     r = await finetune(m, {
       ...input,
@@ -182,6 +189,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     const line =
       `fine-tuned ${steps} step${steps === 1 ? "" : "s"}: loss ${summary.firstLoss.toFixed(3)} → ${summary.lastLoss.toFixed(3)}` +
       (r.valBefore !== undefined ? `, validation ${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}` : '') +
+      validationNote +
       (r.accuracyBefore !== undefined ? ` (accuracy ${(100 * r.accuracyBefore).toFixed(2)}% → ${(100 * r.accuracyAfter!).toFixed(2)}%)` : '') +
       `, ${images ? `${Math.round(last.imagesPerSecond)} img/s` : `${Math.round(last.tokensPerSecond)} tok/s`}, ${r.seconds.toFixed(1)} s → ${w.out} (${w.bytes} bytes)`;
     process.stdout.write(o.json ? JSON.stringify({ ok: true, ...result }, null, 2) + '\n' : line + '\n');

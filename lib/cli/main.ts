@@ -12,7 +12,7 @@ import { runInspect } from './inspect';
 import { runCompress, type CompressCliOptions } from './compress';
 import { runEval, type EvalCliOptions } from './eval';
 import { runExport, type ExportCliOptions } from './export';
-import { runConvert } from './convert';
+import { runConvert, type ConvertCliOptions } from './convert';
 import { runFinetune, type FinetuneCliOptions } from './finetune';
 import { loadAddon } from '../native/loader';
 import { BASELINES } from '../pipeline/baselines';
@@ -90,7 +90,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--valid-target <file>', 'marian: validation references')
     .option('--test-source <file>', 'marian: test sources, scored on the base and the merged model')
     .option('--test-target <file>', 'marian: test references')
-    .option('--stacks <mode>', 'encoder–decoder models: both-same (same window in encoder and decoder, default) | independent | encoder | decoder')
+    .option('--stacks <mode>', 'encoder–decoder models: both-same (same window in encoder and decoder, default) | independent (each stack searched for its own window; not with a given --window) | encoder | decoder')
     .option('--calibration-size <n>', 'vit: calibration images (default 600); marian: calibration sentence pairs (default 600)')
     .option('--validation-size <n>', 'vit: validation images (default: the whole validation range, at most 5000); marian: validation sentences translated per candidate (default: the whole split, at most 1024)')
     .option('--validation-start <n>', 'vit: first validation image of --images (default 55000 on a 60000-image set, else after calibration)')
@@ -106,7 +106,8 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--format <f>', 'tied (shared tensors stored once, smaller file) | expanded (loads anywhere the original loads) | onnx (onnx/model.onnx, or encoder_model.onnx + decoder_model_merged.onnx for Marian, with each shared tensor one initializer, for onnxruntime / transformers.js)', 'tied')
     .option('--out <dir>', 'output directory (default ./<model>-ffmerge); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
-    .option('--baselines <list>', `comma list, each at the merge's size, searched over its own placements (paper: over the merge's candidate windows, so only the given one with --window): ${BASELINES.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
+    .option('--max-shard-size <bytes>', 'tied/expanded: largest bytes of tensor data per safetensors file (default 5000000000, as Hugging Face); above it the weights are sharded as model-0000N-of-0000M.safetensors + model.safetensors.index.json')
+    .option('--baselines <list>', `comma list, each searched over its own placements (paper: over the merge's candidate windows, so only the given one with --window); drop-ff and paper remove what the merge removes, drop-layers whole layers, per merged stack the number nearest to the FF parameters the merge removes there but at least one (so it can remove more than the merge: a layer holds more than its FF), its parameter count in the report: ${BASELINES.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
     .option('--calibration-tokens <n>', 'calibration token budget, in whole blocks: at least one (default 10240)')
     .option('--validation-tokens <n>', 'validation token budget, in whole blocks: at least one (default 10240)')
     .option('--search-tokens <n>', 'tokens each search candidate is scored on, in whole blocks (default: all validation tokens)')
@@ -122,7 +123,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
 
   program
     .command('eval')
-    .description('perplexity (LMs), top-1 accuracy (vit) or greedy BLEU (marian) of a model, original or compressed')
+    .description("perplexity (LMs), top-1 accuracy (vit) or BLEU + chrF (marian: decoded as its generation_config.json says, greedy unless it asks for beams; sources cut to the model's max_position_embeddings tokens) of a model, original or compressed")
     .argument('<model>', 'model directory')
     .option('--data <file>', 'text (.txt, .txt.gz, .jsonl of {"text"}) cut into blocks of --block-size tokens, or .jsonl of {"input_ids"} rows used as they are; vit: an image folder; marian: a .tsv')
     .option('--images <idx>', 'vit: idx image file (with --labels)')
@@ -158,7 +159,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .description('recovery fine-tuning with the ties kept (decoder-only LMs, vit): AdamW on every weight, each shared tensor one parameter; writes the same format at the same size')
     .argument('<model>', 'model directory (original or compressed, tied or not)')
     .option('--data <file>', 'training text (.txt, .txt.gz, .jsonl of {"text"}) or token ids (.jsonl of {"input_ids"}); windows of seq + 1 tokens are drawn at random. vit: an image folder')
-    .option('--valid <file>', 'validation text: its mean loss is reported before and after (and every --eval-every steps). vit: an image folder (loss and top-1 accuracy)')
+    .option('--valid <file>', 'validation text: its mean loss is reported before and after (and every --eval-every steps), in whole --seq blocks (rows are joined; the tokens after the last block are counted, not scored). vit: an image folder (loss and top-1 accuracy)')
     .option('--images <idx>', 'vit: idx training image file (.gz ok), with --labels; images from --validation-start on validate, never train')
     .option('--labels <idx>', 'vit: idx label file matching --images')
     .option('--valid-images <idx>', 'vit: validation images (default: --images from --validation-start)')
@@ -175,7 +176,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--weight-decay <x>', 'decoupled weight decay on 2-D weights', '0')
     .option('--clip <x>', 'max global gradient norm (0 = none)', '1')
     .option('--seed <n>', 'seed of the window (vit: image) draws', '0')
-    .option('--eval-every <n>', 'validation loss (vit: and accuracy) every n steps (needs validation data)')
+    .option('--eval-every <n>', 'validation loss (vit: and accuracy) every n steps, n at most --steps (needs validation data)')
     .option('--tokens <n>', 'training token budget, in whole --seq blocks: at least two, as a window is seq + 1 tokens (default: the whole file; language models only)')
     .option('--valid-tokens <n>', 'validation token budget, in whole --seq blocks (default 32768; needs --valid; language models only)')
     .option('--trainable <w>', 'all | ff (only the FF sublayers train)', 'all')
@@ -195,8 +196,9 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .requiredOption('--format <f>', 'expanded | tied')
     .requiredOption('--out <dir>', 'output directory; must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
+    .option('--max-shard-size <bytes>', 'largest bytes of tensor data per safetensors file (default 5000000000, as Hugging Face); above it the weights are sharded with a model.safetensors.index.json')
     .option('--json', 'machine-readable output')
-    .action(async (model: string, opts: { format: string; out: string; overwrite?: boolean; json?: boolean }) => {
+    .action(async (model: string, opts: ConvertCliOptions) => {
       state.json = Boolean(opts.json);
       await runConvert(requireModelDir(model), opts, signal);
     });

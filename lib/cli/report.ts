@@ -2,17 +2,18 @@
 import type { CompressResult } from '../pipeline/result';
 import { kLabel } from '../merge/windows';
 import { fmtBytes, fmtInt, fmtPct, fmtSeconds, table } from './format';
+import { metricLabel } from '../pipeline/model-card';
 
-const METRIC_NAMES = { perplexity: 'perplexity', accuracy: 'top-1 accuracy', bleu: 'greedy BLEU' } as const;
-
-function windowsText(w: Partial<Record<string, string>>): string {
+/** A candidate's windows; each named by its stack on a model with two (independent runs list one stack per candidate). */
+function windowsText(w: Partial<Record<string, string>>, multi: boolean): string {
   const entries = Object.entries(w);
-  return entries.length === 1 ? entries[0]![1]! : entries.map(([s, x]) => `${s} ${x}`).join(' + ');
+  return entries.length === 1 && !multi ? entries[0]![1]! : entries.map(([s, x]) => `${s} ${x}`).join(' + ');
 }
 
 export function formatReport(r: CompressResult): string {
   const fmt = (v: number | undefined) => (v === undefined ? '-' : r.metric.name === 'accuracy' ? `${(100 * v).toFixed(2)}%` : v.toFixed(r.metric.name === 'bleu' ? 2 : 3));
   const d = r.data;
+  const multi = Object.keys(r.layers).length > 1;
   const lines: string[] = [];
   const layers = Object.entries(r.layers).map(([s, n]) => `${n} ${s}`).join(' + ');
   lines.push(`model     ${r.model} (${r.modelType}, ${layers} layers, ${r.task})`);
@@ -22,16 +23,17 @@ export function formatReport(r: CompressResult): string {
   );
   lines.push(
     `removed   ${fmtInt(r.params.removed)} of ${fmtInt(r.params.before)} parameters (${fmtPct(r.params.fraction)}), ` +
-      `${fmtBytes(r.bytes.removed)} of ${fmtBytes(r.bytes.before)} (${fmtPct(r.bytes.fraction)}) in the tied checkpoint`,
+      // bytes are counted in the tied form whatever was written: an expanded or ONNX output is another size
+      `${fmtBytes(r.bytes.removed)} of ${fmtBytes(r.bytes.before)} (${fmtPct(r.bytes.fraction)}) in the tied ${r.out && r.out.format !== 'tied' ? 'form' : 'checkpoint'}`,
   );
   lines.push(`data      calibration ${fmtInt(d.calibration)} ${d.unit}, validation ${fmtInt(d.validation)}${d.search !== d.validation ? ` (search ${fmtInt(d.search)})` : ''}${d.test !== undefined ? `, test ${fmtInt(d.test)}` : ''}`);
   for (const n of d.notes) lines.push(`          ${n}`);
   const rows: string[][] = [['base', fmt(r.base.validation), fmt(r.base.test), '']];
   rows.push([`merged (${r.method}${r.recover !== 'none' ? ` + ${r.recover}` : ''})`, fmt(r.merged.validation), fmt(r.merged.test), r.windows.map((x) => x.window).join(', ')]);
   for (const [name, b] of Object.entries(r.baselines)) {
-    rows.push([`${name} (${fmtInt(b.paramsRemoved)} params)`, fmt(b.validation), fmt(b.test), windowsText(b.windows)]);
+    rows.push([`${name} (${fmtInt(b.paramsRemoved)} params)`, fmt(b.validation), fmt(b.test), windowsText(b.windows, multi)]);
   }
-  lines.push('', `${METRIC_NAMES[r.metric.name]}, ${r.metric.higherIsBetter ? 'higher' : 'lower'} is better:`);
+  lines.push('', `${metricLabel(r.metric)}, ${r.metric.higherIsBetter ? 'higher' : 'lower'} is better:`);
   lines.push(table(['model', 'validation', 'test', 'layers'], rows));
   if (r.candidates.length > 0) {
     const chosen = new Set(r.windows.map((x) => `${x.stack}:${x.window}:${x.method}+${x.recover}`));
@@ -39,13 +41,13 @@ export function formatReport(r: CompressResult): string {
       Object.entries(c.windows).every(([s, x]) => [...chosen].some((k) => k.startsWith(`${s}:${x}:`) && (c.method === undefined || k.endsWith(`:${c.method}`))));
     const methods = r.candidates.some((c) => c.method !== undefined);
     // ranked by the selection score (e.g. validation loss) when there is one, else by the metric
-    const scoreName = r.selection ? `validation ${r.selection.name} (lower is better)` : METRIC_NAMES[r.metric.name];
+    const scoreName = r.selection ? `validation ${r.selection.name} (lower is better)` : metricLabel(r.metric);
     const fmtScore = r.selection ? (v: number) => v.toFixed(5) : fmt;
     lines.push('', `window search (${fmtInt(d.search)} validation ${d.unit} per candidate):`);
     lines.push(
       table(
         ['window', ...(methods ? ['method'] : []), scoreName, ''],
-        r.candidates.map((c) => [windowsText(c.windows), ...(methods ? [c.method ?? ''] : []), fmtScore(c.score), isChosen(c) ? '← chosen' : '']),
+        r.candidates.map((c) => [windowsText(c.windows, multi), ...(methods ? [c.method ?? ''] : []), fmtScore(c.score), isChosen(c) ? '← chosen' : '']),
       ),
     );
   }

@@ -1,20 +1,28 @@
 /**
  * Greedy (or beam-search, when the generation config asks) translation of a corpus with an encoder–decoder model (Marian) and its corpus BLEU / chrF, the way
  * the fixture's eval.json describes: sources encoded with the model's tokenizer (its post-processor appends
- * </s>), cut to `maxSourceTokens` (default: the model's positions, counted in the result); greedy decoding per generation_config.json; hypotheses decoded
- * skipping special tokens; sacreBLEU-exact corpus BLEU (13a) against the raw references.
+ * </s>), cut to `maxSourceTokens` (default: the model's positions, counted in the result; eval.json's protocol
+ * cut at 64, which no Multi30k sentence reaches); decoding per generation_config.json (greedy unless it asks
+ * for beams: decodingLabel says which); hypotheses decoded skipping special tokens; sacreBLEU-exact corpus BLEU
+ * (13a) against the raw references.
  */
 import { FfmergeError, showValue } from '../errors';
 import { corpusBleu, type BleuResult } from '../metrics/bleu';
 import { corpusChrf, type ChrfResult } from '../metrics/chrf';
 import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions } from '../native/job';
 import { checkModel, generationConfigFrom, type GenerationConfig, type Model } from '../model/model';
-import { checkTokenizer, type Tokenizer } from '../tokenizer';
+import { checkTokenizer, textForTokens, type Tokenizer } from '../tokenizer';
 import { checkArrayOf } from '../arguments';
 import { encodeSentences } from '../data/encode-sentences';
 
 /** The greedy settings of a model folder (also what loadModel gives an encoder–decoder model). */
 export { loadGenerationConfig } from '../model/load';
+
+/** What decoding a generation config runs, for labels: "greedy", or "beam search, 4 beams". */
+export function decodingLabel(g: GenerationConfig): string {
+  const beams = g.numBeams ?? 1;
+  return beams > 1 ? `beam search, ${beams} beams` : 'greedy';
+}
 
 export interface TranslateOptions extends JobOptions {
   /** Sentences per native job (default 64). Sentences are batched by length; output order is the input order. */
@@ -25,7 +33,7 @@ export interface TranslateOptions extends JobOptions {
    */
   maxSourceTokens?: number;
   /**
-   * Greedy settings. Default: the generation_config.json of the folder the model was loaded from (loadModel reads
+   * Decoding settings (greedy, or beam search when numBeams > 1). Default: the generation_config.json of the folder the model was loaded from (loadModel reads
    * it), else config.json's ids with transformers' defaults.
    */
   generation?: GenerationConfig;
@@ -39,7 +47,7 @@ export interface Translation {
   truncated: boolean;
 }
 
-/** Greedy translations of `sources`, in order. */
+/** Translations of `sources`, in order (greedy, or beam search when the generation config asks). */
 export async function translate(model: Model, tokenizer: Tokenizer, sources: readonly string[], opts: TranslateOptions = {}): Promise<Translation[]> {
   checkModel(model, 'translate(model, tokenizer, sources): model');
   checkTokenizer(tokenizer, 'translate(model, tokenizer, sources): tokenizer');
@@ -54,7 +62,10 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
     throw new FfmergeError('INVALID_ARGUMENT', `maxSourceTokens must be a positive integer (got ${showValue(maxSource)})`);
   }
   const pad = generation.padTokenId;
-  const { ids: encoded, cut } = encodeSentences(tokenizer, sources, maxSource);
+  // a source is cut to the words its kept ids come from before encoding (the same ids): a line of half a
+  // million characters would overflow the tokenizer library; one it still cannot encode is named
+  const texts = maxSource === undefined ? sources : sources.map((s, i) => textForTokens(tokenizer, s, maxSource, `source ${i + 1}`));
+  const { ids: encoded, cut } = encodeSentences(tokenizer, texts, maxSource);
   const wasCut = new Set(cut);
   // Similar lengths together: less padding per batch. Results go back to input order.
   const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length || a - b);

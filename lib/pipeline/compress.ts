@@ -335,6 +335,11 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   }
   const format: CompressFormat = options.format ?? 'tied';
   if (format !== 'tied' && format !== 'expanded' && format !== 'onnx') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied, expanded or onnx (got ${showValue(format)})`);
+  // sizes of safetensors files: refused where no such file is written, never ignored
+  if (options.maxShardSize !== undefined && format === 'onnx') {
+    throw new FfmergeError('OPTION_NOT_APPLICABLE', 'maxShardSize (--max-shard-size) sizes safetensors files and does not apply to format onnx (each .onnx file holds its weights, or one .onnx_data file beside it above 2 GB)');
+  }
+  if (options.maxShardSize !== undefined && !options.out) throw new FfmergeError('OPTION_NOT_APPLICABLE', 'maxShardSize (--max-shard-size) sizes the files written to out; without out nothing is written');
   const { mode, groups } = resolveStacks(summary, options.stacks);
   const stackInfo = (s: StackName) => summary.stacks.find((x) => x.name === s)!;
   const merged = groups.flat();
@@ -343,6 +348,14 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   // k or fraction, when given, is the size every given window must have
   const asked = options.k ?? (options.fraction !== undefined ? kFromFraction(options.fraction, L) : undefined);
   const spec = resolveWindows(options.window, L, asked);
+  // independent means a window searched per stack; given windows are merged in both stacks alike, which is
+  // both-same: the run would be both-same reported as independent
+  if (mode === 'independent' && spec !== 'auto') {
+    throw new FfmergeError(
+      'OPTION_NOT_APPLICABLE',
+      'stacks (--stacks) independent searches each stack for its own window; with given windows (--window) both stacks merge the same windows: give stacks both-same, or leave --stacks out',
+    );
+  }
   const k = asked ?? (spec !== 'auto' ? spec[0]!.k : kFromFraction(DEFAULT_FRACTION, L));
   checkK(k, L);
   // refused before any reading: checking an expanded source's earlier merges below compares tensors
@@ -697,13 +710,14 @@ async function writeOutput(
     ...(runs.length ? { sourceFinetune: runs[runs.length - 1] } : {}),
     ...(runs.length > 1 ? { sourceEarlierFinetunes: runs.slice(0, -1) } : {}),
   };
-  const report = { ...result, out: { dir: path.resolve(out), format } };
+  // report.json: the result as returned, out.bytes included (the writer knows it once the weights are written)
+  const report = ({ bytes }: { bytes: number }) => JSON.stringify({ ...result, out: { dir: path.resolve(out), format, bytes } }, null, 2) + '\n';
   const common = {
     out,
     replace,
     ties,
     info,
-    extraFiles: { 'report.json': JSON.stringify(report, null, 2) + '\n', 'README.md': modelCard(result, format, { dir: out, config }) },
+    extraFiles: { 'report.json': report, 'README.md': modelCard(result, format, { dir: out, config }) },
     ...(overwrite ? { overwrite } : {}),
     ...job,
   };

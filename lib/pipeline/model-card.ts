@@ -13,8 +13,16 @@ import { readRegularFileSync, MAX_JSON_FILE_BYTES } from '../files';
 import { kLabel } from '../merge/windows';
 import type { CompressFormat } from './options';
 import type { CompressResult } from './result';
+import type { MetricInfo } from './task';
 
-const METRIC = { perplexity: 'perplexity', accuracy: 'top-1 accuracy', bleu: 'greedy BLEU' } as const;
+/**
+ * A metric's name for people (summary and card). BLEU names the decoding that produced it, which the
+ * translation task records ("greedy", "beam search, 4 beams"); a report without it says just BLEU.
+ */
+export function metricLabel(m: MetricInfo): string {
+  if (m.name === 'bleu') return typeof m.decoding === 'string' ? `BLEU (${m.decoding.replace(/\s+/g, ' ').slice(0, 100)})` : 'BLEU';
+  return m.name === 'accuracy' ? 'top-1 accuracy' : m.name;
+}
 /** What each merge method did, in a phrase (methods not listed get none). */
 const METHOD_NOTE: Record<string, string> = {
   permute: "the paper's merge: units aligned to the anchor by maximum correlation, then averaged",
@@ -115,7 +123,7 @@ function loadingText(format: CompressFormat, ctx: CardContext, merged: boolean):
 }
 
 /** The fine-tuning section, from the record `ffmerge finetune` (or saveTrained) wrote. */
-function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>): string[] {
+function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>, merged: boolean): string[] {
   const f = isObject(rec) ? rec : {};
   const own = isObject(config.ffmerge) ? config.ffmerge : {};
   const earlier = Array.isArray(own.earlierFinetunes) ? own.earlierFinetunes.length : 0;
@@ -144,7 +152,8 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
   const acc = (v: number | undefined) => (v === undefined ? '–' : `${(100 * v).toFixed(2)}%`);
   return [
     '## Fine-tuning',
-    `- ${steps !== undefined ? `${steps} steps` : 'trained'} after the merge, the ties kept (each merged FF trained as one)${settings.length ? `: ${settings.join(', ')}` : ''}`,
+    // a model fine-tuned without a merge has no merged FF: "after the merge, the ties kept" would invent one
+    `- ${steps !== undefined ? `${steps} steps` : 'trained'} ${merged ? 'after the merge, the ties kept (each merged FF trained as one)' : 'with nothing merged (every layer keeps its own FF)'}${settings.length ? `: ${settings.join(', ')}` : ''}`,
     ...(data.length ? [`- ${data.join('; ')}`] : []),
     ...(finite(f, 'firstLoss') !== undefined ? [`- training loss, first step → last: ${loss(finite(f, 'firstLoss'), finite(f, 'lastLoss'))}`] : []),
     ...(valBefore !== undefined || valAfter !== undefined
@@ -197,7 +206,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     ...(adjusted ? [`- also rewritten by the recover method, at the same size, none newly shared (each keeps its own FF, or the one an earlier merge gave it): ${adjusted}`] : []),
     `- chosen by: ${
       r.candidates.length > 0
-        ? `searching ${r.candidates.length} candidates (windows${r.candidates.some((c) => c.method) ? ' and method combinations' : ''}) on validation ${METRIC[m]}`
+        ? `searching ${r.candidates.length} candidates (windows${r.candidates.some((c) => c.method) ? ' and method combinations' : ''}) on validation ${r.selection ? `${r.selection.name} (lower is better); the table below gives ${metricLabel(r.metric)}` : metricLabel(r.metric)}`
         : r.windowsGiven === false
           ? `no search: the only window of k = ${r.k} adjacent layers${r.earlierWindows?.length ? ' not merged yet' : ''}`
           : 'given by the user'
@@ -205,7 +214,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     `- calibration: ${int(r.data.calibration)} ${r.data.unit}; validation: ${int(r.data.validation)} ${r.data.unit}${r.data.test !== undefined ? `; test: ${int(r.data.test)} ${r.data.unit}` : ''}`,
     '',
     '## What it costs',
-    `${METRIC[m]} (${r.metric.higherIsBetter ? 'higher' : 'lower'} is better):`,
+    `${metricLabel(r.metric)} (${r.metric.higherIsBetter ? 'higher' : 'lower'} is better):`,
     '',
     '| model | validation | test |',
     '|---|---|---|',
@@ -216,7 +225,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     `- bytes: ${int(r.bytes.removed)} of ${int(r.bytes.before)} (${(100 * r.bytes.fraction).toFixed(1)}%) in the tied format`,
     '- compute per token is unchanged (every layer still runs its FF).',
     '',
-    ...(tuned ? finetuneText(ctx.finetune, r.metric.name === 'perplexity', ctx.config) : []),
+    ...(tuned ? finetuneText(ctx.finetune, r.metric.name === 'perplexity', ctx.config, true) : []),
     '## How to load it',
     ...loadingText(format, ctx, true),
     '',
@@ -265,7 +274,7 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
         ]
       : []),
     '',
-    ...(tuned ? finetuneText(rec.finetune, type !== 'vit', config) : []),
+    ...(tuned ? finetuneText(rec.finetune, type !== 'vit', config, merged) : []),
     '## How to load it',
     ...loadingText(format, ctx, merged),
     '',

@@ -13,6 +13,8 @@ import type { Named } from './registry';
 export interface MetricInfo {
   name: 'perplexity' | 'accuracy' | 'bleu';
   higherIsBetter: boolean;
+  /** Translation: the decoding that produced the number ("greedy", "beam search, 4 beams"). */
+  decoding?: string;
 }
 
 /** The score search ranks candidates by, when it is not the metric itself. */

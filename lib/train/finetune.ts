@@ -11,6 +11,9 @@ import { isInt32Array } from '../typed-arrays';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { trainAddon, type NativeFinetuneArgs, type NativeImageFinetuneArgs, type NativeStepLog } from '../native/train';
 import { checkModel, Model } from '../model/model';
+import { recordedWindows } from '../checkpoint/earlier-merges';
+import type { Config } from '../model/architectures';
+import { expandedError, sharesOneFF } from './ties';
 
 export interface FinetuneProgress extends Progress {
   phase: 'finetune';
@@ -20,7 +23,7 @@ export interface FinetuneProgress extends Progress {
   tokensPerSecond?: number;
   /** Image classifiers: training images per second so far. */
   imagesPerSecond?: number;
-  /** Seconds left at the rate so far. */
+  /** Seconds left at the rate so far (0 in the last event, which reports the last step). */
   etaSeconds?: number;
   valLoss?: number;
   valAccuracy?: number;
@@ -63,7 +66,7 @@ export interface FinetuneOptions {
   seed?: number;
   /** 'all' (default) or 'ff': only the FF sublayers train (attention, norms and embeddings frozen). */
   trainable?: 'all' | 'ff';
-  /** Validation blocks (each scored on its own next tokens; all of one length), or labelled images (loss and top-1 accuracy). */
+  /** Validation blocks (each scored on its own next tokens; all of one length, at most the model's positions), or labelled images (loss and top-1 accuracy). */
   validation?: Int32Array[] | LabelledImages;
   /** Validation loss (and accuracy) every this many steps (default: only after the last). */
   evalEvery?: number;
@@ -86,6 +89,16 @@ export interface FinetuneResult {
   accuracyBefore?: number;
   accuracyAfter?: number;
   seconds: number;
+}
+
+/** An evaluation interval past the last step would never evaluate during the run: refused, not ignored. */
+export function checkEvalEvery(evalEvery: number, steps: number): void {
+  if (evalEvery > steps) {
+    throw new FfmergeError(
+      'OPTION_NOT_APPLICABLE',
+      `finetune: evalEvery (--eval-every) ${evalEvery} is more than the ${steps} steps, so no evaluation would run during the run (the validation data is scored before the first step and after the last anyway): give at most ${steps}, or leave it out`,
+    );
+  }
 }
 
 /** Token blocks joined into one stream (the trainer draws its windows from one). */
@@ -126,6 +139,9 @@ function imageArgs(model: Model, data: LabelledImages, validation: FinetuneOptio
     }
     const bad = set.labels.find((l) => l < 0 || l >= spec.numLabels);
     if (bad !== undefined) throw new FfmergeError('INVALID_DATA', `finetune: ${what} label ${bad} is outside the model's ${spec.numLabels} classes`);
+    // checked here: in the trainer a non-finite validation pixel surfaced as "the training loss is not finite"
+    const i = set.pixels.findIndex((v) => !Number.isFinite(v));
+    if (i >= 0) throw new FfmergeError('NON_FINITE_INPUT', `finetune: the ${what} images hold a non-finite pixel value (${set.pixels[i]} in image ${Math.floor(i / px)}): preprocessed pixels must be finite numbers`);
   }
   if (data.labels.length === 0) throw new FfmergeError('INVALID_DATA', 'finetune: no training images');
   return {
@@ -138,6 +154,18 @@ function imageArgs(model: Model, data: LabelledImages, validation: FinetuneOptio
 const FINETUNE_KEYS: readonly (keyof FinetuneOptions)[] = [
   'data', 'steps', 'lr', 'batch', 'seq', 'micro', 'warmup', 'schedule', 'weightDecay', 'clip', 'seed', 'trainable', 'validation', 'evalEvery', 'signal', 'onProgress',
 ];
+
+/**
+ * A model loaded from an expanded output holds each merged window as separate copies, which would train apart
+ * while its record still calls them merged: refused as `ffmerge finetune` refuses the folder. A view that ties
+ * each recorded window (withFF, as the `finetune` recover method makes) trains them as one and is accepted.
+ */
+function checkNotExpanded(model: Model): void {
+  const rec = model.config.ffmerge as { format?: unknown } | undefined;
+  if (rec?.format !== 'expanded') return;
+  const windows = recordedWindows(model.config as Config, 'finetune: the model\'s config.json');
+  if (windows.some((w) => w.stack === model.mainStack && !sharesOneFF(model, w.layers))) throw expandedError('finetune: the model was loaded from');
+}
 
 /** Token data: one Int32Array or a list of them (a string, a plain number list or a bare object is refused). */
 const isTokenData = (v: unknown): boolean => isInt32Array(v) || (Array.isArray(v) && v.every(isInt32Array));
@@ -179,18 +207,33 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   }
   const hasValidation = isImages(opts.validation) ? opts.validation.labels.length > 0 : Boolean(opts.validation?.length);
   if (common.evalEvery > 0 && !hasValidation) throw new FfmergeError('OPTION_NOT_APPLICABLE', 'finetune: evalEvery (--eval-every) scores the validation data, and none is given: give validation data with it (validation, --valid)');
+  checkEvalEvery(common.evalEvery, steps);
+  checkNotExpanded(model);
   let args: NativeFinetuneArgs | NativeImageFinetuneArgs;
   if (isImages(opts.data)) {
     args = { ...common, ...imageArgs(model, opts.data, opts.validation) };
   } else {
     if (model.spec.input === 'patches') throw new FfmergeError('INVALID_ARGUMENT', `finetune: this ${model.spec.family} model takes images: give labelled images ({ pixels, labels })`);
     if (isImages(opts.validation)) throw new FfmergeError('INVALID_ARGUMENT', 'finetune: the validation data of a language model is token blocks');
-    const seq = positiveInt(opts.seq, 'seq', Math.min(128, model.spec.maxPositions));
+    const { maxPositions, maxPositionsField, vocab } = model.spec;
+    const seq = positiveInt(opts.seq, 'seq', maxPositions > 0 ? Math.min(128, maxPositions) : 128);
+    // Checked for every kind of position, as Model.forward does: the trainer checks only a learned table, and a
+    // rotary model trained past its context is not the model it was trained to be
+    const tooLong = (what: string) =>
+      new FfmergeError('SEQUENCE_TOO_LONG', `finetune: ${what} longer than the model's ${maxPositions} positions (config.json "${maxPositionsField ?? 'max positions'}")`);
+    if (maxPositions > 0 && seq > maxPositions) throw tooLong(`seq ${seq} is`);
     const tokens = opts.data instanceof Int32Array ? opts.data : joinTokens(opts.data);
     const val = opts.validation?.length ? opts.validation : undefined;
     const valSeq = val?.[0]?.length ?? 0;
     if (val && val.some((b) => b.length !== valSeq)) {
       throw new FfmergeError('INVALID_ARGUMENT', 'finetune: validation blocks must all have one length');
+    }
+    if (maxPositions > 0 && valSeq > maxPositions) throw tooLong(`the validation blocks are ${valSeq} tokens,`);
+    // data, as a training token outside the vocabulary is (the trainer's INVALID_DATA; its validation pass said INVALID_ARGUMENT)
+    for (const b of val ?? []) {
+      for (let i = 0; i < b.length; i++) {
+        if (b[i]! < 0 || b[i]! >= vocab) throw new FfmergeError('INVALID_DATA', `finetune: validation token id ${b[i]} is outside the vocabulary (size ${vocab})`);
+      }
     }
     args = { ...common, tokens, seq, ...(val ? { validation: joinTokens(val), validationSeq: valSeq } : {}) };
   }
@@ -204,6 +247,9 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       handle.cancel();
     });
   const report = (done: number, total: number) => {
+    // the trainer reports its last step before that step's log can be read: the final event is sent from the
+    // finished log below, so that it names the last step and no time left
+    if (done >= total) return;
     const last: NativeStepLog | undefined = handle?.latest();
     const p: FinetuneProgress = { phase: 'finetune', done, total };
     if (last) {
@@ -232,10 +278,6 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   } finally {
     stopListening();
   }
-  if (failure) {
-    new Model(model.config, model.spec, r.model).dispose(); // finished before the cancel reached it
-    throw failure.error;
-  }
   const log: FinetuneLogEntry[] = Array.from(r.log.step, (step, i) => {
     const e: FinetuneLogEntry = {
       step,
@@ -250,6 +292,25 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     if (Number.isFinite(r.log.valAccuracy[i]!)) e.valAccuracy = r.log.valAccuracy[i]!;
     return e;
   });
+  const final = log[log.length - 1];
+  if (onProgress && final && !failure) {
+    onProgress({
+      phase: 'finetune',
+      done: steps,
+      total: steps,
+      step: final.step,
+      loss: final.loss,
+      tokensPerSecond: final.tokensPerSecond,
+      imagesPerSecond: final.imagesPerSecond,
+      etaSeconds: 0,
+      ...(final.valLoss !== undefined ? { valLoss: final.valLoss } : {}),
+      ...(final.valAccuracy !== undefined ? { valAccuracy: final.valAccuracy } : {}),
+    });
+  }
+  if (failure) {
+    new Model(model.config, model.spec, r.model).dispose(); // finished before the cancel reached it
+    throw failure.error;
+  }
   return {
     model: new Model(model.config, model.spec, r.model),
     log,

@@ -16,6 +16,10 @@ import { trainAddon } from '../native/train';
 import { slotReplacements } from './replacements';
 import { outputCard } from '../pipeline/model-card';
 import { TRAINING_KEYS, trainingRuns } from '../checkpoint/training-record';
+import { describeStacks } from '../model/plan';
+import type { ModelSpec } from '../model/spec';
+import { expandedError, sharedFFGroups, sharesOneFF } from './ties';
+import type { RecordedWindow } from '../checkpoint/earlier-merges';
 
 export interface SaveTrainedOptions {
   /** The checkpoint the model was loaded from: what is not a weight of the model is taken from it. */
@@ -43,6 +47,44 @@ export function slotTensors(model: Model, opts: JobOptions = {}): Promise<Record
   return runNativeJob('slots', (onProgress) => trainAddon().modelSlotTensors(model.nativeHandle(), onProgress), opts);
 }
 
+/** The spec fields that fix the model's tensors (names, shapes) and what its config says it is. */
+const SHAPE_KEYS = ['family', 'layers', 'dModel', 'nHeads', 'nKvHeads', 'headDim', 'dFF', 'vocab', 'maxPositions', 'gatedFF', 'tiedEmbeddings', 'input', 'head', 'numLabels', 'channels', 'imageH', 'imageW', 'patch'] as const satisfies readonly (keyof ModelSpec)[];
+
+/**
+ * The source is the checkpoint the model was loaded from, or one of the same model and merges: the output takes
+ * its config, record and every tensor the model does not replace, so another model's folder would fail on a
+ * missing tensor or, worse, be written: a merged model over its unmerged base came out as untied copies with
+ * no record of the merge, and a model loaded from an expanded output came out with merged copies that differ.
+ */
+function checkSourceFits(model: Model, source: string, config: Record<string, unknown>, windows: readonly RecordedWindow[]): void {
+  const stack = describeStacks(config).find((s) => s.name === model.mainStack);
+  const type = typeof config.model_type === 'string' ? config.model_type : 'unknown';
+  const fix = 'give as source the folder the model was loaded from';
+  if (!stack) throw new FfmergeError('INVALID_ARGUMENT', `saveTrained: source ${source} holds a ${type} model with no ${model.mainStack} stack; the model being saved is a ${model.spec.family} model: ${fix}`);
+  const differ = SHAPE_KEYS.filter((k) => stack.spec[k] !== model.spec[k]).map((k) => `${k} ${showValue(stack.spec[k])} there, ${showValue(model.spec[k])} in the model`);
+  if (differ.length > 0) {
+    throw new FfmergeError('INVALID_ARGUMENT', `saveTrained: source ${source} is not the model being saved (${differ.join('; ')}): ${fix}`);
+  }
+  const expanded = (config.ffmerge as { format?: unknown } | undefined)?.format === 'expanded';
+  const recorded = windows.filter((w) => w.stack === model.mainStack);
+  for (const w of recorded) {
+    if (sharesOneFF(model, w.layers)) continue;
+    if (expanded) throw expandedError(`saveTrained: the model has a separate FF in each of ${model.mainStack} layers ${w.layers.join(', ')}, which source ${source} records as merged; it is`, source);
+    throw new FfmergeError(
+      'INVALID_ARGUMENT',
+      `saveTrained: source ${source} records ${model.mainStack} layers ${w.layers.join(', ')} as merged (one FF, stored once), but the model being saved has a separate FF in each of them: written over it, all but one would be lost; ${fix}`,
+    );
+  }
+  const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((l) => b.includes(l));
+  for (const g of sharedFFGroups(model)) {
+    if (recorded.some((w) => same(w.layers, g))) continue;
+    throw new FfmergeError(
+      'INVALID_ARGUMENT',
+      `saveTrained: the model's ${model.mainStack} layers ${g.join(', ')} share one FF (a merge), but source ${source} records no such merge: written over it they would become separate copies with no record of the merge; ${fix}`,
+    );
+  }
+}
+
 export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<WriteCheckpointResult> {
   checkModel(model, 'saveTrained(model, options): model');
   if (typeof o !== 'object' || o === null) throw new FfmergeError('INVALID_ARGUMENT', `saveTrained(model, options): options must be an object { source, out, … } (got ${showValue(o)})`);
@@ -53,6 +95,7 @@ export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<
   // the source's record goes into the output: checked first, as convert and export check it (a string record
   // spread into an object, or windows of layers the model lacks, would be copied on as they are)
   const windows = await folderMerges(o.source, config);
+  checkSourceFits(model, o.source, config, windows);
   const slots = await slotTensors(model, job);
   const reader = await CheckpointReader.open(o.source);
   let replace: Map<string, Float32Array>;

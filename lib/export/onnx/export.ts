@@ -10,13 +10,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../../errors';
 import { checkSourceUnchanged, sourceStamp } from '../../checkpoint/source-stamp';
-import { checkOutputDir, copyWritable, isWeightOrReferenceFile, moveIntoPlace, removeMadeParents, tempName } from '../../checkpoint/write';
+import { checkOutputDir, copyWritable, isWeightOrReferenceFile, moveIntoPlace, removeMadeParents, tempName, type ExtraFile } from '../../checkpoint/write';
 import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
 import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from '../../checkpoint/earlier-merges';
+import { ffTies } from '../../checkpoint/write';
 import { readConfig } from '../../model/load';
 import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../../files';
 import { checkCheckpoint } from '../../model/plan';
-import { architectureOf, type Architecture, type Config } from '../../model/architectures';
+import { architectureOf, type Architecture, type Config, type StackName } from '../../model/architectures';
 import { validateSpec } from '../../model/validate-spec';
 import { checkJobOptions, withJobScope, type JobOptions, type JobScope } from '../../native/job';
 import { buildDecoderLm } from './decoder-lm';
@@ -39,8 +40,8 @@ export interface ExportOnnxOptions extends JobOptions {
   ties?: TieMap;
   /** Recorded under config.json's `ffmerge` key. */
   info?: Record<string, unknown>;
-  /** Extra files written into the output folder (e.g. report.json), name → contents. */
-  extraFiles?: Record<string, string>;
+  /** Extra files written into the output folder (e.g. report.json), name → contents (or a function of the .onnx and .onnx_data bytes written). */
+  extraFiles?: Record<string, ExtraFile>;
   overwrite?: boolean;
 }
 
@@ -58,6 +59,24 @@ export interface ExportOnnxResult {
   weightBytes: number;
   /** Logical checkpoint tensors the graphs read; minus weightTensors = uses served by a shared initializer. */
   tensorUses: number;
+  /**
+   * The merged windows of an expanded source exported unshared (each layer its own FF initializers), because
+   * their copies no longer agree (changed after compressing, e.g. fine-tuned without the ties): sharing them
+   * would have thrown the difference away. Empty when every merge is shared (always, for a tied source).
+   */
+  unshared: UnsharedWindow[];
+}
+
+/** A merged window exported unshared: which one, the first tensor whose copies differ, and why. */
+export interface UnsharedWindow {
+  stack: StackName;
+  /** As the record labels it ("2-3"). */
+  window: string;
+  layers: number[];
+  /** The first copy that differs from the stored one it would share, and that stored one. */
+  tensor: string;
+  differsFrom: string;
+  reason: string;
 }
 
 export const ONNX_DIR = 'onnx';
@@ -118,20 +137,47 @@ function generationConfig(source: string, config: Config): string | undefined {
 
 /**
  * An ffmerge output's merges for a standalone export: the ties an expanded one needs ({} for a tied one, which
- * has them, or a plain model), and the windows when its record lacks them (an older tied output's tie map
- * holds them). `drift`: an expanded output whose copies no longer agree (fine-tuned elsewhere after
- * compressing) is exported as it is, unshared, and says why; a tied one that disagrees with its record is refused.
+ * has them, or a plain model), and the windows shared (with those only an older tied output's tie map holds).
+ * In an expanded output each window is checked on its own: one whose copies no longer agree (fine-tuned or
+ * edited after compressing) is exported as it is, unshared, and listed in `unshared` with the first tensor that
+ * differs, while every window whose copies still agree is shared. A tied one that disagrees with its record is
+ * refused (recordedTies).
  */
-async function outputMerges(modelDir: string, config: Config, signal: AbortSignal | undefined): Promise<{ ties: TieMap; windows: RecordedWindow[]; drift?: string }> {
+async function outputMerges(modelDir: string, config: Config, signal: AbortSignal | undefined): Promise<{ ties: TieMap; windows: RecordedWindow[]; unshared: UnsharedWindow[] }> {
   const reader = await CheckpointReader.open(modelDir);
   try {
     const windows = earlierWindows(config, reader, modelDir);
-    try {
-      return { ties: await recordedTies(config, windows, reader, signal), windows };
-    } catch (e) {
-      if (e instanceof FfmergeError && e.code === 'INVALID_DATA' && Object.keys(reader.ties).length === 0) return { ties: {}, windows, drift: e.message };
-      throw e;
+    if (Object.keys(reader.ties).length > 0) return { ties: await recordedTies(config, windows, reader, signal), windows, unshared: [] };
+    const ties: TieMap = {};
+    const shared: RecordedWindow[] = [];
+    const unshared: UnsharedWindow[] = [];
+    for (const w of windows) {
+      const mine = ffTies(config, w.stack, w.layers);
+      let differs: [string, string] | undefined;
+      for (const [tied, stored] of Object.entries(mine)) {
+        if (signal?.aborted) throw abortError();
+        const [a, b] = await Promise.all([reader.readRaw(tied), reader.readRaw(stored)]);
+        if (!Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) {
+          differs = [tied, stored];
+          break;
+        }
+      }
+      if (differs === undefined) {
+        Object.assign(ties, mine);
+        shared.push(w);
+        continue;
+      }
+      const label = typeof w.window === 'string' ? w.window : w.layers.join('+');
+      unshared.push({
+        stack: w.stack,
+        window: label,
+        layers: [...w.layers],
+        tensor: differs[0],
+        differsFrom: differs[1],
+        reason: `${differs[0]} differs from ${differs[1]}, the copy it would share (was the expanded output changed after compressing, e.g. fine-tuned without its ties?); sharing one copy would discard that difference`,
+      });
     }
+    return { ties, windows: shared, unshared };
   } finally {
     await reader.close();
   }
@@ -199,11 +245,17 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
     }
     const external = written.some((r) => r.external);
     const source = (config.ffmerge ?? {}) as Record<string, unknown>;
-    // what the record says was merged: its windows (or those only the tie map held), none where the copies drifted
+    // what the record says was merged: the windows shared here (those only the tie map held included); a
+    // window whose expanded copies differ is left out of them and named under `unshared`, with why
     const { windows: _listed, ...unmerged } = source;
+    const unshared = merges?.unshared ?? [];
     const prev: Record<string, unknown> =
-      merges?.drift !== undefined
-        ? { ...unmerged, unshared: `the expanded copies of its merges differ, so they are exported as they are: ${merges.drift}` }
+      unshared.length > 0
+        ? {
+            ...unmerged,
+            ...(merges!.windows.length ? { windows: asRecorded(merges!.windows) } : {}),
+            unshared: unshared.map((u) => `${u.stack} window ${u.window} is not shared: its expanded copies differ, so they are exported as they are: ${u.reason}`).join('; '),
+          }
         : merges?.windows.length && !Object.hasOwn(source, 'windows')
           ? { ...source, windows: asRecorded(merges.windows) }
           : source;
@@ -228,15 +280,15 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
     const extra = { ...opts.extraFiles };
     // An ffmerge model's report (the same weights: it still describes them) and card come along, rewritten for
     // this folder; the source's card is never copied through (it names the checkpoint's format and files).
-    // (not when the merges were exported unshared: its savings are not this folder's)
-    const report = Object.hasOwn(extra, 'report.json') || !Object.hasOwn(prev, 'windows') ? undefined : readReport(modelDir);
+    // (not when a merge was exported unshared: its savings are not this folder's)
+    const report = Object.hasOwn(extra, 'report.json') || !Object.hasOwn(prev, 'windows') || unshared.length > 0 ? undefined : readReport(modelDir);
     if (report) {
       report.out = { dir: target, format: 'onnx', bytes: sum('onnxBytes') + sum('dataBytes') };
       extra['report.json'] = JSON.stringify(report, null, 2) + '\n';
     }
     const card = Object.hasOwn(extra, 'README.md') ? undefined : outputCard(outConfig, 'onnx', target, report);
     if (card !== undefined) extra['README.md'] = card;
-    for (const [name, text] of Object.entries(extra)) fs.writeFileSync(path.join(tmp, name), text);
+    for (const [name, text] of Object.entries(extra)) fs.writeFileSync(path.join(tmp, name), typeof text === 'function' ? text({ bytes: sum('onnxBytes') + sum('dataBytes') }) : text);
     if (opts.signal?.aborted) throw abortError();
     checkSourceUnchanged(modelDir, stamp, 'it was exported');
     moveIntoPlace(tmp, target, opts.out, opts.overwrite === true);
@@ -251,6 +303,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
       weightTensors: sum('weightTensors'),
       weightBytes: sum('weightBytes'),
       tensorUses: sum('tensorUses'),
+      unshared,
     };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -1,25 +1,32 @@
 /**
  * Translation (encoder–decoder, Marian): calibration features from teacher forcing on the reference
- * translations (padding masked) in both stacks, candidates scored by greedy corpus BLEU on the validation
- * sentences (higher is better; chrF is reported by `eval`). The decoder's states depend on what it generates,
- * so every candidate is a full greedy translation: no prefix reuse.
+ * translations (padding masked) in both stacks, candidates scored by corpus BLEU on the validation sentences
+ * (higher is better; chrF is reported by `eval`), decoded as generation_config.json says (greedy unless it
+ * asks for beams). The decoder's states depend on what it generates, so every candidate is a full
+ * translation: no prefix reuse.
  */
 import { FfmergeError } from '../../errors';
 import { translationBatches } from '../../data/feature-batches';
 import { encodeSentences } from '../../data/encode-sentences';
 import type { SentencePair } from '../../data/parallel';
-import { evaluateTranslation, loadGenerationConfig } from '../../eval/translate';
+import { decodingLabel, evaluateTranslation, loadGenerationConfig } from '../../eval/translate';
 import type { JobOptions } from '../../native/job';
 import type { Model } from '../../model/model';
-import { loadTokenizer } from '../../tokenizer';
+import { loadTokenizer, textForTokens } from '../../tokenizer';
 import { checkSelectBy, checkTestBudget, positiveInt, type ParallelSource } from '../options';
 import { referenceBatches, teacherForcedLoss } from '../../eval/translation-loss';
-import type { Task, TaskKind } from '../task';
+import type { MetricInfo, Task, TaskKind } from '../task';
 import { checkSourceFiles, isParallelSource, loadParallelSource, sameSource } from './sources';
 import { sameDataPhrase } from '../../data/same-data';
 
 /** The whole validation split is translated per candidate when it has at most this many sentences. */
 export const MAX_VALIDATION_SENTENCES = 1024;
+
+
+/** A parallel source for messages: its TSV file, or its source file. */
+function describe(src: ParallelSource): string {
+  return 'tsv' in src ? src.tsv : `${src.source} / ${src.target}`;
+}
 
 function checkSource(v: unknown, what: string): void {
   if (v === undefined) return;
@@ -29,7 +36,7 @@ function checkSource(v: unknown, what: string): void {
 
 export const translation: TaskKind = {
   name: 'translation',
-  description: 'greedy corpus BLEU (higher is better)',
+  description: 'corpus BLEU, decoded per generation_config.json (higher is better)',
   optionKeys: ['parallel', 'validation', 'test', 'calibrationPairs', 'validationSentences', 'testSentences', 'selectBy'],
   accepts: (s) => s.stacks.some((x) => x.name === 'encoder') && s.stacks.some((x) => x.name === 'decoder'),
   async check(o) {
@@ -54,26 +61,66 @@ export const translation: TaskKind = {
     const tokenizer = await loadTokenizer(dir);
     const generation = await loadGenerationConfig(dir, model.config as Record<string, unknown>);
     const pairs = await loadParallelSource(o.parallel!);
-    const calN = Math.min(o.calibrationPairs ?? 600, pairs.length);
+    // A size given explicitly is used in full or refused (README: nothing asked for is cut silently); only a
+    // default ("600 pairs", "the whole split up to 1,024") is clamped to what the data holds.
+    const tooMany = (asked: number, key: string, flag: string, n: number, available: string): FfmergeError =>
+      new FfmergeError('INVALID_ARGUMENT', `${key} (${flag}) ${asked} is more than the ${n} ${available}: ask for at most ${n}, or give more data`);
+    if (o.calibrationPairs !== undefined && o.calibrationPairs > pairs.length) {
+      throw tooMany(o.calibrationPairs, 'calibrationPairs', '--calibration-size', pairs.length, `sentence pairs of ${describe(o.parallel!)}`);
+    }
+    const calN = o.calibrationPairs ?? Math.min(600, pairs.length);
     const valAll = o.validation ? await loadParallelSource(o.validation as ParallelSource) : pairs.slice(calN);
+    if (valAll.length === 0) {
+      throw new FfmergeError(
+        'INVALID_DATA',
+        o.validation
+          ? `no validation pairs: ${describe(o.validation as ParallelSource)} holds none`
+          : `no validation pairs: the calibration size (${o.calibrationPairs !== undefined ? `--calibration-size ${calN}` : `${calN}, the default`}) takes all ${pairs.length} pairs of ${describe(o.parallel!)}; give a smaller calibration size, or a validation corpus`,
+      );
+    }
+    const valWhat = o.validation ? `validation pairs of ${describe(o.validation as ParallelSource)}` : `pairs of ${describe(o.parallel!)} after the ${calN} calibration ones`;
+    if (o.validationSentences !== undefined && o.validationSentences > valAll.length) {
+      throw tooMany(o.validationSentences, 'validationSentences', '--validation-size', valAll.length, valWhat);
+    }
     const val = valAll.slice(0, o.validationSentences ?? MAX_VALIDATION_SENTENCES);
-    if (val.length === 0) throw new FfmergeError('INVALID_DATA', 'no validation pairs: give a validation corpus, or more pairs than the calibration budget');
     const testAll = o.test ? await loadParallelSource(o.test as ParallelSource) : undefined;
+    if (testAll && o.testSentences !== undefined && o.testSentences > testAll.length) {
+      throw tooMany(o.testSentences, 'testSentences', '--test-size', testAll.length, `test pairs of ${describe(o.test as ParallelSource)}`);
+    }
     const test = testAll?.slice(0, o.testSentences ?? testAll.length);
-    const bleu = async (m: Model, ps: SentencePair[], opts: JobOptions) => (await evaluateTranslation(m, tokenizer, ps, { ...opts, generation })).bleu.score;
     // Sentences longer than the model's positions are cut to them (as translate() does), and the notes say how many.
     const srcMax = model.encoderSpec!.maxPositions;
     const tgtMax = model.spec.maxPositions;
+    // Each text is cut to the words its kept ids come from before it is encoded (the same ids, textForTokens):
+    // a line of half a million characters would overflow the tokenizer library; one it cannot encode is named.
+    // References are scored raw by BLEU: only the copies that are encoded are cut.
+    const lineOf = (src: ParallelSource, side: 'source' | 'target', line: number) => `line ${line} of ${'tsv' in src ? src.tsv : src[side]}`;
+    const forTokens = (ps: SentencePair[], src: ParallelSource, first: number, maxTarget: number | undefined): SentencePair[] =>
+      ps.map((p, i) => ({
+        source: textForTokens(tokenizer, p.source, srcMax, lineOf(src, 'source', first + i)),
+        target: maxTarget === undefined ? p.target : textForTokens(tokenizer, p.target, maxTarget, lineOf(src, 'target', first + i)),
+      }));
+    const valSrc = (o.validation as ParallelSource | undefined) ?? o.parallel!;
+    const valFirst = o.validation ? 1 : calN + 1;
+    const calPairs = forTokens(pairs.slice(0, calN), o.parallel!, 1, tgtMax);
+    const valPairs = forTokens(val, valSrc, valFirst, undefined);
+    const testPairs = test ? forTokens(test, o.test as ParallelSource, 1, undefined) : undefined;
+    const decoding = decodingLabel(generation);
+    const bleu = async (m: Model, ps: SentencePair[], opts: JobOptions) => (await evaluateTranslation(m, tokenizer, ps, { ...opts, generation })).bleu.score;
     const ids = { decoderStartTokenId: generation.decoderStartTokenId, padTokenId: generation.padTokenId };
-    const calibration = translationBatches(pairs.slice(0, calN), tokenizer, { ...ids, maxSourceTokens: srcMax, maxTargetTokens: tgtMax });
+    const calibration = translationBatches(calPairs, tokenizer, { ...ids, maxSourceTokens: srcMax, maxTargetTokens: tgtMax });
     const calCut = calibration.reduce((n, b) => n + (b.truncated ?? 0), 0);
-    const valCut = encodeSentences(tokenizer, val.map((p) => p.source), srcMax).cut.length;
-    const testCut = test ? encodeSentences(tokenizer, test.map((p) => p.source), srcMax).cut.length : 0;
+    const valCut = encodeSentences(tokenizer, valPairs.map((p) => p.source), srcMax).cut.length;
+    const testCut = testPairs ? encodeSentences(tokenizer, testPairs.map((p) => p.source), srcMax).cut.length : 0;
     const cutNote = (n: number, of: number, what: string) => (n > 0 ? [`${what}: ${n} of ${of} longer than the model's positions (${srcMax} source, ${tgtMax} target tokens), cut to them`] : []);
     const byLoss = o.selectBy === 'loss';
-    const valRefs = byLoss ? referenceBatches(val, tokenizer, { ...ids, maxSourceTokens: srcMax, maxTargetTokens: tgtMax - 1 }) : undefined;
+    const valRefs = byLoss ? referenceBatches(forTokens(val, valSrc, valFirst, tgtMax - 1), tokenizer, { ...ids, maxSourceTokens: srcMax, maxTargetTokens: tgtMax - 1 }) : undefined;
+    // the decoding that produced the BLEU (generation_config.json's num_beams): labels say what ran
+    // the decoding that produced the number, which the summary, report.json and the model card name:
+    // generation_config.json's num_beams decides it
+    const metric: MetricInfo = { name: 'bleu', higherIsBetter: true, decoding };
     const task: Task = {
-      metric: { name: 'bleu', higherIsBetter: true },
+      metric,
       calibration,
       data: {
         unit: 'sentences',
@@ -90,9 +137,9 @@ export const translation: TaskKind = {
       },
       prepare: async () => {},
       ...(byLoss ? { selection: { name: 'loss', higherIsBetter: false } as const } : {}),
-      search: (m, _start, opts) => (byLoss ? teacherForcedLoss(m, valRefs!.batches, opts) : bleu(m, val, opts)),
-      validate: (m, _start, opts) => bleu(m, val, opts),
-      ...(test ? { test: (m: Model, opts: JobOptions) => bleu(m, test, opts) } : {}),
+      search: (m, _start, opts) => (byLoss ? teacherForcedLoss(m, valRefs!.batches, opts) : bleu(m, valPairs, opts)),
+      validate: (m, _start, opts) => bleu(m, valPairs, opts),
+      ...(testPairs ? { test: (m: Model, opts: JobOptions) => bleu(m, testPairs, opts) } : {}),
     };
     return task;
   },

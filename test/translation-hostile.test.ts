@@ -1,0 +1,197 @@
+/**
+ * The translation (Marian) path on data and settings a tester found handled wrongly: a line of half a million
+ * characters (the tokenizer library overflowed its stack), beam search labelled "greedy BLEU", sizes larger
+ * than the data cut silently, --stacks independent with a given window run as both-same, and the summary's and
+ * card's wording (selection metric, unlabelled stacks, "tied checkpoint" for other formats, "1 sources").
+ * Small budgets: the machine has 2 shared cores.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { compress } from '../lib/pipeline/compress';
+import { loadModel } from '../lib/model/load';
+import { loadTokenizer } from '../lib/tokenizer';
+import { readParallel } from '../lib/data/parallel';
+import { evaluateTranslation } from '../lib/eval/translate';
+import { formatReport } from '../lib/cli/report';
+import { modelCard } from '../lib/pipeline/model-card';
+import type { CompressResult } from '../lib/pipeline/result';
+import { describeShared, sharedPath } from './helpers/shared';
+
+const FIXTURE = sharedPath('fixtures', 'marian-multi30k-en-de');
+const M30K = (f: string) => sharedPath('data', 'multi30k', f);
+const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
+
+/** A compress result on marian as the summary and the card read it (no model run). */
+const result = (over: Partial<CompressResult> = {}): CompressResult => ({
+  model: '/models/marian-base',
+  modelType: 'marian',
+  task: 'translation',
+  metric: { name: 'bleu', higherIsBetter: true, decoding: 'greedy' } as CompressResult['metric'],
+  layers: { encoder: 6, decoder: 6 },
+  k: 2,
+  method: 'permute',
+  anchor: 'first',
+  recover: 'none',
+  stacks: 'independent',
+  windows: [
+    { stack: 'encoder', window: '1-2', layers: [1, 2], anchor: 1, method: 'permute', recover: 'none' },
+    { stack: 'decoder', window: '3-4', layers: [3, 4], anchor: 3, method: 'permute', recover: 'none' },
+  ],
+  candidates: [
+    { windows: { encoder: '0-1' }, start: 0, score: 30.1 },
+    { windows: { encoder: '1-2' }, start: 1, score: 31.2 },
+    { windows: { decoder: '0-1' }, start: 0, score: 29.5 },
+    { windows: { decoder: '3-4' }, start: 3, score: 30.7 },
+  ],
+  windowsGiven: false,
+  base: { validation: 33.1 },
+  merged: { validation: 31.0 },
+  baselines: {},
+  params: { before: 2_000_000, after: 1_700_000, removed: 300_000, fraction: 0.15 },
+  bytes: { before: 8_000_000, after: 6_800_000, removed: 1_200_000, fraction: 0.15 },
+  data: { unit: 'sentences', calibration: 100, validation: 20, search: 20, notes: [], calibrationFeatures: { encoder: 1, decoder: 1 } },
+  timings: {},
+  ...over,
+});
+
+describe('summary and card wording', () => {
+  test('independent: each candidate of the window table names its stack', () => {
+    const text = formatReport(result());
+    const table = text.slice(text.indexOf('window search'));
+    expect(table).toMatch(/encoder 0-1 +30\.10/);
+    expect(table).toMatch(/decoder 3-4 +30\.70 +← chosen/);
+  });
+
+  test('bytes are "in the tied checkpoint" only when a tied one was written', () => {
+    expect(formatReport(result({ out: { dir: '/o', format: 'tied', bytes: 1 } }))).toContain('in the tied checkpoint');
+    for (const format of ['expanded', 'onnx'] as const) {
+      const text = formatReport(result({ out: { dir: '/o', format, bytes: 1 } }));
+      expect(text).not.toContain('tied checkpoint');
+      expect(text).toContain('(15.0%) in the tied form');
+    }
+  });
+
+  test('BLEU names its decoding in the summary and the card; a report without one says just BLEU', () => {
+    const beams = result({ metric: { name: 'bleu', higherIsBetter: true, decoding: 'beam search, 4 beams' } as CompressResult['metric'] });
+    expect(formatReport(beams)).toContain('BLEU (beam search, 4 beams), higher is better:');
+    const card = modelCard(beams, 'tied', { dir: '/o', config: { model_type: 'marian' } });
+    expect(card).toContain('BLEU (beam search, 4 beams) (higher is better)');
+    expect(card).not.toContain('greedy');
+    const old = modelCard(result({ metric: { name: 'bleu', higherIsBetter: true } }), 'tied', { dir: '/o', config: { model_type: 'marian' } });
+    expect(old).toContain('\nBLEU (higher is better):');
+    expect(old).not.toContain('greedy');
+  });
+
+  test('a search ranked by validation loss says so in the card', () => {
+    const card = modelCard(result({ selection: { name: 'loss', higherIsBetter: false } }), 'tied', { dir: '/o', config: { model_type: 'marian' } });
+    expect(card).toMatch(/chosen by: searching 4 candidates \(windows\) on validation loss \(lower is better\); the table below gives BLEU \(greedy\)/);
+    expect(card).not.toMatch(/on validation (greedy )?BLEU/);
+  });
+});
+
+describeShared('fixtures/marian-multi30k-en-de', 'translation on hostile data and settings', () => {
+  let tmp: string;
+  let tsv100: string;
+  /** 100 other pairs: a validation or test corpus (the calibration file again would be refused as overlap). */
+  let other100: string;
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-mt-hostile-'));
+    const pairs = await readParallel(M30K('val.en.gz'), M30K('val.de.gz'));
+    tsv100 = path.join(tmp, 'p100.tsv');
+    fs.writeFileSync(tsv100, pairs.slice(0, 100).map((p) => `${p.source}\t${p.target}\n`).join(''));
+    other100 = path.join(tmp, 'q100.tsv');
+    fs.writeFileSync(other100, pairs.slice(100, 200).map((p) => `${p.source}\t${p.target}\n`).join(''));
+  });
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  jest.setTimeout(300_000);
+
+  test('a line of 1.2 million characters is cut to the words its tokens come from: the same ids, reported as cut', async () => {
+    const tok = await loadTokenizer(FIXTURE);
+    const huge = 'A dog runs. '.repeat(100_000);
+    const ids = tok.encode(huge, { maxLength: 128 });
+    expect(ids).toHaveLength(128);
+    // the cut keeps the first tokens: those of its first 200 words (a text the tokenizer encodes whole)
+    const head = huge.split(' ').slice(0, 200).join(' ');
+    const full = tok.encode(head);
+    expect(full.length).toBeGreaterThan(128);
+    expect(ids).toEqual([...full.slice(0, 127), tok.eosId]);
+    // a long line the tokenizer can read whole gives the same ids cut or not (words of every length, odd spaces)
+    const words = (await readParallel(M30K('val.en.gz'), M30K('val.de.gz'))).slice(0, 40).map((p) => p.source).join('  \u00a0 ');
+    const whole = tok.encode(words);
+    expect(whole.length).toBeGreaterThan(140);
+    for (const max of [8, 64, 128, 139]) expect(tok.encode(words, { maxLength: max })).toEqual([...whole.slice(0, max - 1), tok.eosId]);
+    // a short line is untouched
+    expect(tok.encode('A dog runs.', { maxLength: 128 })).toEqual(tok.encode('A dog runs.'));
+
+    const m = await loadModel(FIXTURE);
+    try {
+      const r = await evaluateTranslation(m, tok, [{ source: huge, target: 'Ein Hund rennt.' }, { source: 'A dog runs.', target: 'Ein Hund rennt.' }]);
+      expect(r.truncated).toBe(1);
+      expect(r.hypotheses[1]!.length).toBeGreaterThan(0);
+      // a line with no space to cut at: a typed error naming it, never a stack overflow
+      await expect(evaluateTranslation(m, tok, [{ source: 'a dog', target: 'x' }, { source: 'x'.repeat(600_000), target: 'x' }])).rejects.toMatchObject({
+        code: 'INVALID_DATA',
+        message: expect.stringMatching(/^source 2: a text of 600,000 characters is too long for the tokenizer library/),
+      });
+    } finally {
+      m.dispose();
+    }
+    // compress: the calibration line is cut too; one that cannot be is named by its file line
+    const hugeTsv = path.join(tmp, 'huge.tsv');
+    fs.writeFileSync(hugeTsv, fs.readFileSync(tsv100, 'utf8') + `${huge}\tEin Hund rennt.\n`);
+    const r = await compress(FIXTURE, { parallel: { tsv: hugeTsv }, method: 'permute', window: '3-4', calibrationPairs: 101, validation: { tsv: other100 }, validationSentences: 3 });
+    expect(r.data.notes).toContainEqual("calibration pairs: 1 of 101 longer than the model's positions (128 source, 128 target tokens), cut to them");
+    const bad = path.join(tmp, 'bad.tsv');
+    fs.writeFileSync(bad, fs.readFileSync(tsv100, 'utf8') + `${'x'.repeat(600_000)}\tx\n`);
+    await expect(compress(FIXTURE, { parallel: { tsv: bad }, window: '3-4', calibrationPairs: 101, validation: { tsv: other100 } })).rejects.toMatchObject({
+      code: 'INVALID_DATA',
+      message: expect.stringContaining(`line 101 of ${bad}: a text of 600,000 characters`),
+    });
+  });
+
+  test('sizes larger than the data are refused, naming the option, its flag and what is there', async () => {
+    const refused = async (o: Parameters<typeof compress>[1], code: string, msg: RegExp) =>
+      expect(compress(FIXTURE, { parallel: { tsv: tsv100 }, window: '3-4', ...o })).rejects.toMatchObject({ code, message: expect.stringMatching(msg) });
+    await refused({ calibrationPairs: 200 }, 'INVALID_ARGUMENT', /^calibrationPairs \(--calibration-size\) 200 is more than the 100 sentence pairs of /);
+    await refused({ calibrationPairs: 50, validationSentences: 80 }, 'INVALID_ARGUMENT', /^validationSentences \(--validation-size\) 80 is more than the 50 pairs of .* after the 50 calibration ones/);
+    await refused({ calibrationPairs: 20, validation: { tsv: other100 }, validationSentences: 2000 }, 'INVALID_ARGUMENT', /^validationSentences \(--validation-size\) 2000 is more than the 100 validation pairs of /);
+    await refused({ calibrationPairs: 20, test: { tsv: other100 }, testSentences: 500 }, 'INVALID_ARGUMENT', /^testSentences \(--test-size\) 500 is more than the 100 test pairs of /);
+    await refused({ calibrationPairs: 100 }, 'INVALID_DATA', /the calibration size \(--calibration-size 100\) takes all 100 pairs/);
+  });
+
+  test('--stacks independent with given windows is refused, not run as both-same', async () => {
+    await expect(compress(FIXTURE, { parallel: { tsv: tsv100 }, window: '2-3', stacks: 'independent', calibrationPairs: 20 })).rejects.toMatchObject({
+      code: 'OPTION_NOT_APPLICABLE',
+      message: expect.stringMatching(/independent searches each stack .*both-same/),
+    });
+  });
+
+  test('beam search in generation_config.json: compress and eval label the BLEU with it; eval says "1 source … was cut"', () => {
+    const dir = path.join(tmp, 'beam');
+    fs.mkdirSync(dir);
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(FIXTURE, f), path.join(dir, f));
+    const gen = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'generation_config.json'), 'utf8')) as Record<string, unknown>;
+    fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify({ ...gen, num_beams: 4 }));
+    const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, encoding: 'utf8', env: { ...process.env, FFMERGE_FROM_SOURCE: '1' }, timeout: 300_000 });
+
+    const c = run('compress', dir, '--data', tsv100, '--window', '3-4', '--method', 'permute', '--calibration-size', '40', '--validation-size', '4', '--out', 'beam-k2');
+    expect(c.status).toBe(0);
+    expect(c.stdout).toContain('BLEU (beam search, 4 beams), higher is better:');
+    expect(c.stdout).not.toContain('greedy');
+    const report = JSON.parse(fs.readFileSync(path.join(tmp, 'beam-k2', 'report.json'), 'utf8')) as CompressResult;
+    expect(report.metric).toEqual({ name: 'bleu', higherIsBetter: true, decoding: 'beam search, 4 beams' });
+    const card = fs.readFileSync(path.join(tmp, 'beam-k2', 'README.md'), 'utf8');
+    expect(card).toContain('BLEU (beam search, 4 beams) (higher is better)');
+    expect(card).not.toContain('greedy');
+
+    const long = path.join(tmp, 'long.tsv');
+    fs.writeFileSync(long, `${'A dog runs. '.repeat(60).trim()}\tEin Hund rennt.\nA dog runs.\tEin Hund rennt.\n`);
+    const e = run('eval', dir, '--data', long);
+    expect(e.status).toBe(0);
+    expect(e.stdout).toMatch(/^BLEU [\d.]+, chrF [\d.]+ \(beam search, 4 beams, 2 sentences; 1 source longer than the model's 128 positions was cut to them, /);
+    const j = run('eval', dir, '--data', long, '--json');
+    expect(JSON.parse(j.stdout)).toMatchObject({ ok: true, metric: 'bleu', decoding: 'beam search, 4 beams', truncated: 1 });
+  });
+});
