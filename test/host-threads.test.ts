@@ -61,3 +61,15 @@ test('worker.terminate() stops the jobs a worker is running instead of waiting f
   // now once each has reached its next cancellation check (52 ms against 814 ms).
   expect({ code: o.code, stoppedEarly: o.took < o.one / 3 }).toEqual({ code: 1, stoppedEarly: true });
 });
+
+test('how many jobs run at once: FFMERGE_JOB_THREADS, else UV_THREADPOOL_SIZE (their bound on libuv), else 4', () => {
+  const jobThreads = (env: Record<string, string>) => {
+    const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', "console.log(require('./lib/native/loader').loadAddon().module.buildInfo().jobThreads)"], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'FFMERGE_JOB_THREADS' && k !== 'UV_THREADPOOL_SIZE')), ...env },
+    });
+    return Number(r.stdout.trim().split('\n').pop());
+  };
+  expect([jobThreads({}), jobThreads({ UV_THREADPOOL_SIZE: '9' }), jobThreads({ FFMERGE_JOB_THREADS: '7', UV_THREADPOOL_SIZE: '9' })]).toEqual([4, 9, 7]);
+});

@@ -92,7 +92,7 @@ describe('one AbortSignal shared by many jobs at once (a server\'s shutdown sign
       const ac = new AbortController();
       const n = 768; // long enough that the abort finds them running or queued
       const a = new Float32Array(n * n).fill(1);
-      const jobs = Array.from({ length: 15 }, () => matmul(a, a, { m: n, n, k: n }, { signal: ac.signal }).then(() => 'done', (e) => e.code));
+      const jobs = Array.from({ length: 45 }, () => matmul(a, a, { m: n, n, k: n }, { signal: ac.signal }).then(() => 'done', (e) => e.code));
       const listening = getEventListeners(ac.signal, 'abort').length;
       ac.abort();
       const ends = await Promise.all(jobs);
@@ -116,8 +116,9 @@ describe('one AbortSignal shared by many jobs at once (a server\'s shutdown sign
       aborted: o.ends.includes('ABORTED') && o.ends.every((e) => e === 'ABORTED' || e === 'done'),
       left: o.left,
       ownMax: o.ownMax, // a limit the caller set is theirs
-      // Before: "MaxListenersExceededWarning: Possible EventTarget memory leak detected. 11 abort listeners added"
+      // Before: "MaxListenersExceededWarning: Possible EventTarget memory leak detected. 11 abort listeners added";
+      // after the first fix, again at 21 (the limit was raised once, to 20, and never again)
       warned: r.stderr.includes('MaxListenersExceededWarning'),
-    }).toEqual({ listening: 15, aborted: true, left: 0, ownMax: 20, warned: false });
+    }).toEqual({ listening: 45, aborted: true, left: 0, ownMax: 20, warned: false });
   });
 });

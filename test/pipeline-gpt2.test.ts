@@ -40,7 +40,8 @@ describeShared('fixtures/gpt2-sotu', 'compress on gpt2-sotu', () => {
     const copies = path.join(tmp, 'copies');
     await writeCheckpoint({ source: FIXTURE, out: copies, format: 'expanded', replace });
 
-    const common = { window: '4-7', calibration: VALID, calibrationTokens: 2048, validationTokens: 1024, validation: VALID, format: 'expanded' } as const;
+    // validation: the text after the calibration blocks (the calibration file again is refused)
+    const common = { window: '4-7', calibration: VALID, calibrationTokens: 2048, validationTokens: 1024, format: 'expanded' } as const;
     const permute = await compress(copies, { ...common, method: 'permute', out: path.join(tmp, 'permute') });
     const vanilla = await compress(copies, { ...common, method: 'vanilla', out: path.join(tmp, 'vanilla') });
     // permute: the merged model is the copies model (every position computes layer 4's FF)

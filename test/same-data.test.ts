@@ -98,3 +98,8 @@ describeShared('data/fmnist', 'images: a copy of the training file as validation
     );
   });
 });
+
+test('the very token blocks given as calibration and validation are refused too', async () => {
+  const blocks = [Int32Array.from({ length: 64 }, (_, i) => 1 + (i % 50))];
+  await expectCode(compress(MODEL, { calibration: blocks, validation: blocks, k: 2, method: 'permute', recover: 'none' }), 'INVALID_ARGUMENT', /validation is the very token blocks given as calibration/);
+});

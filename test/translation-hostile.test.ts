@@ -133,7 +133,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'translation on hostile data an
       // a line with no space to cut at: a typed error naming it, never a stack overflow
       await expect(evaluateTranslation(m, tok, [{ source: 'a dog', target: 'x' }, { source: 'x'.repeat(600_000), target: 'x' }])).rejects.toMatchObject({
         code: 'INVALID_DATA',
-        message: expect.stringMatching(/^source 2: a text of 600,000 characters is too long for the tokenizer library/),
+        message: expect.stringMatching(/^source sentence 2: a text of 600,000 characters is too long for the tokenizer library/),
       });
     } finally {
       m.dispose();
@@ -193,5 +193,18 @@ describeShared('fixtures/marian-multi30k-en-de', 'translation on hostile data an
     expect(e.stdout).toMatch(/^BLEU [\d.]+, chrF [\d.]+ \(beam search, 4 beams, 2 sentences; 1 source longer than the model's 128 positions was cut to them, /);
     const j = run('eval', dir, '--data', long, '--json');
     expect(JSON.parse(j.stdout)).toMatchObject({ ok: true, metric: 'bleu', decoding: 'beam search, 4 beams', truncated: 1 });
+  });
+});
+
+describe('decoding settings: generation_config.json when there is one, config.json only without it', () => {
+  test('num_beams left in config.json beside a generation_config.json does not turn on beam search', () => {
+    const { generationConfigFrom } = require('../lib/model/model') as typeof import('../lib/model/model');
+    const config = { num_beams: 4, max_length: 512, decoder_start_token_id: 2, pad_token_id: 2, eos_token_id: 0 };
+    // transformers decodes with generation_config.json alone when it exists (before: beams from config.json)
+    const withFile = generationConfigFrom({ decoder_start_token_id: 2, pad_token_id: 2, max_length: 64 }, config);
+    expect({ beams: withFile.numBeams, max: withFile.maxLength, eos: withFile.eosTokenId }).toEqual({ beams: 1, max: 64, eos: 0 });
+    // without the file, config.json's settings are the model's generation settings
+    const withoutFile = generationConfigFrom({}, config);
+    expect({ beams: withoutFile.numBeams, max: withoutFile.maxLength }).toEqual({ beams: 4, max: 512 });
   });
 });

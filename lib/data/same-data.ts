@@ -27,7 +27,13 @@ export async function sameData(a: string, b: string): Promise<SameData> {
 }
 
 async function equalBytes(a: string, b: string, size: number): Promise<boolean> {
-  const [fa, fb] = await Promise.all([fs.promises.open(a, 'r'), fs.promises.open(b, 'r')]);
+  const opened = await Promise.allSettled([fs.promises.open(a, 'r'), fs.promises.open(b, 'r')]);
+  if (opened[0].status === 'rejected' || opened[1].status === 'rejected') {
+    // one opened, the other not: the open one is closed, and files that cannot both be read are not the same data
+    await Promise.all(opened.map((o) => (o.status === 'fulfilled' ? o.value.close() : undefined)));
+    return false;
+  }
+  const [fa, fb] = [opened[0].value, opened[1].value];
   try {
     const ba = Buffer.allocUnsafe(Math.min(CHUNK, size));
     const bb = Buffer.allocUnsafe(ba.length);

@@ -64,7 +64,7 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
   const pad = generation.padTokenId;
   // a source is cut to the words its kept ids come from before encoding (the same ids): a line of half a
   // million characters would overflow the tokenizer library; one it still cannot encode is named
-  const texts = maxSource === undefined ? sources : sources.map((s, i) => textForTokens(tokenizer, s, maxSource, `source ${i + 1}`));
+  const texts = maxSource === undefined ? sources : sources.map((s, i) => textForTokens(tokenizer, s, maxSource, `source sentence ${i + 1}`));
   const { ids: encoded, cut } = encodeSentences(tokenizer, texts, maxSource);
   const wasCut = new Set(cut);
   // Similar lengths together: less padding per batch. Results go back to input order.

@@ -57,9 +57,15 @@ export interface GenerationConfig {
   lengthPenalty?: number;
 }
 
-/** GenerationConfig from a parsed generation_config.json (with config.json as fallback for the special ids). */
+/** GenerationConfig from a parsed generation_config.json ({} where there is none), with config.json's special ids as fallback. */
 export function generationConfigFrom(gen: Record<string, unknown>, config: Record<string, unknown> = {}): GenerationConfig {
-  const pick = (k: string): unknown => gen[k] ?? config[k];
+  // Special token ids fall back to config.json. How to decode (beams, length, banned words) comes from
+  // generation_config.json when there is one, and from config.json only when there is none: transformers reads
+  // a model's generation settings from config.json only without that file (num_beams: 4 left in config.json
+  // beside a generation_config.json does not make it search with beams).
+  const fromFile = Object.keys(gen).length > 0;
+  const ids = new Set(['decoder_start_token_id', 'pad_token_id', 'eos_token_id', 'forced_eos_token_id']);
+  const pick = (k: string): unknown => (ids.has(k) || !fromFile ? (gen[k] ?? config[k]) : gen[k]);
   const int = (k: string, required: boolean): number | undefined => {
     const v = pick(k);
     if (v == null) {

@@ -49,19 +49,27 @@ export function checkJobOptions(opts: { signal?: unknown; onProgress?: unknown }
   }
 }
 
+/** The listener limit onAbort last gave a signal: raised again when reached, while it is still ours. */
+const RAISED = Symbol('ffmerge.raisedMaxListeners');
+
 /**
  * Listens once for the signal's abort and returns the function that stops listening. Each running job holds one
  * listener and drops it when it ends, so a server that hands one AbortSignal (its shutdown signal) to more than
  * ten jobs at once holds more than ten: no leak, yet Node warns (MaxListenersExceededWarning). Where the signal
- * still has Node's default limit and is at it, the limit is doubled, as undici does for fetch; a limit the
- * caller set is left alone. A signal from another realm (duck-typed) may refuse these calls: then it only warns.
+ * has Node's default limit, or the one this function gave it, and is at it, the limit is doubled (undici raises
+ * it for fetch); a limit the caller set is left alone (one set to exactly Node's default, 10, reads as the
+ * default). A signal from another realm (duck-typed) may refuse these calls: then it only warns.
  */
 export function onAbort(signal: AbortSignal | undefined, listener: () => void): () => void {
   if (!signal) return () => {};
   try {
     const max = getMaxListeners(signal);
     const held = getEventListeners(signal, 'abort').length;
-    if (max === defaultMaxListeners && held >= max) setMaxListeners(2 * held, signal);
+    const ours = max === defaultMaxListeners || (signal as { [RAISED]?: number })[RAISED] === max;
+    if (ours && held >= max) {
+      setMaxListeners(2 * Math.max(held, 1), signal);
+      (signal as { [RAISED]?: number })[RAISED] = 2 * Math.max(held, 1);
+    }
   } catch {
     // not a Node EventTarget: nothing to raise
   }

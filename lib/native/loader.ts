@@ -13,7 +13,10 @@ import { FfmergeError } from '../errors';
 
 export interface BuildInfo {
   variant: 'cpu' | 'cuda';
+  /** Compute threads of this instance's pool (FFMERGE_THREADS caps them). */
   threads: number;
+  /** Jobs this instance runs at once, the rest waiting their turn (FFMERGE_JOB_THREADS, else UV_THREADPOOL_SIZE, else 4). */
+  jobThreads: number;
   gemmKernel: string;
   compiler?: string;
   cudaDevices?: number;

@@ -1,6 +1,7 @@
 // Module entry: creates the per-instance thread pool and runs every registered binding's init.
 #include <napi.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <vector>
@@ -30,12 +31,24 @@ void InitAll(Napi::Env env, Napi::Object exports) {
 AddonData& GetAddonData(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
 
 namespace {
-unsigned ThreadsFromEnv() {
-  // FFMERGE_THREADS caps the compute threads of this instance (default: all cores).
-  const char* s = std::getenv("FFMERGE_THREADS");
+// A positive count from the environment, or 0 when unset or not one.
+unsigned CountFromEnv(const char* name) {
+  const char* s = std::getenv(name);
   if (!s) return 0;
   long v = std::strtol(s, nullptr, 10);
   return v > 0 && v < 4096 ? static_cast<unsigned>(v) : 0;
+}
+
+// FFMERGE_THREADS caps the compute threads of this instance (default: all cores).
+unsigned ThreadsFromEnv() { return CountFromEnv("FFMERGE_THREADS"); }
+
+// How many jobs of this instance run at once: FFMERGE_JOB_THREADS; else UV_THREADPOOL_SIZE, which bounded them
+// when they ran on libuv's pool (a host that raised it keeps its concurrency); else libuv's default, 4. A
+// short job queues behind that many long ones, so a server mixing both raises it.
+unsigned JobThreadsFromEnv() {
+  if (unsigned n = CountFromEnv("FFMERGE_JOB_THREADS")) return n;
+  if (unsigned n = CountFromEnv("UV_THREADPOOL_SIZE")) return std::min(n, 1024u);
+  return 4;
 }
 
 // glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), after which the
@@ -77,6 +90,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   TuneAllocatorOnce();
   auto* data = new AddonData();
   data->pool = std::make_unique<ThreadPool>(ThreadsFromEnv());
+  data->runner = std::make_unique<JobRunner>(JobThreadsFromEnv());
   data->reaper = std::make_shared<Reaper>();
   env.SetInstanceData(data);  // deleted (jobs stopped, pool joined) when the environment tears down
   StopJobsOnExit(env, data->jobs);

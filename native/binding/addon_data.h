@@ -18,9 +18,10 @@ struct AddonData {
   // The cancel flags of this instance's running jobs (AsyncJob adds and removes them). Stopped when the
   // environment's process object emits 'exit' (addon.cc), and when the environment is torn down (below).
   std::shared_ptr<JobRegistry> jobs = std::make_shared<JobRegistry>();
-  // The threads jobs run on (core/job_runner.h). Four, the bound jobs had on libuv's pool, without sharing
-  // them with the host's I/O; the compute under them is the pool's. Declared after the pool: destroyed first.
-  std::unique_ptr<JobRunner> runner = std::make_unique<JobRunner>(4);
+  // The threads jobs run on (core/job_runner.h): how many jobs run at once, the rest waiting their turn
+  // (addon.cc: FFMERGE_JOB_THREADS, else UV_THREADPOOL_SIZE, which bounded them on libuv's pool, else 4). The
+  // compute under them is the pool's. Declared after the pool: destroyed first.
+  std::unique_ptr<JobRunner> runner;
 
   // The environment is being torn down (worker.terminate(), the end of a process or worker): Node does not
   // wait for jobs on the runner, so they are stopped here, each at its next cancellation check, and the

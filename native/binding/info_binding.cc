@@ -22,6 +22,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("variant", FFMERGE_VARIANT);
   o.Set("threads", GetAddonData(env).pool->size());
+  o.Set("jobThreads", GetAddonData(env).runner->threads());
   o.Set("gemmKernel", sgemm_kernel_name());
 #ifdef FFMERGE_HAVE_CUDA
   // The loader picks this build only when a device is visible (cudaDevices > 0).

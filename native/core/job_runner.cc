@@ -19,8 +19,10 @@ JobRunner::~JobRunner() {
 void JobRunner::post(std::function<void()> task) {
   std::lock_guard<std::mutex> lock(mu_);
   queue_.push_back(std::move(task));
-  // a thread more only when none is idle and the bound allows: an instance that never runs a job starts none
-  if (idle_ == 0 && threads_.size() < max_threads_) {
+  // A thread more when the tasks waiting outnumber the idle threads and the bound allows (an instance that
+  // never runs a job starts none). Counting the queue, not just idle_ == 0: two posts in a row while one thread
+  // is idle but not yet awake would otherwise leave the second task waiting behind the first one's run.
+  if (queue_.size() > idle_ && threads_.size() < max_threads_) {
     threads_.emplace_back([this] { loop(); });
   } else {
     cv_.notify_one();

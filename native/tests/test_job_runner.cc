@@ -65,4 +65,24 @@ TEST(starts_no_thread_before_a_task) {
   CHECK(runner.threads() == 4);
 }
 
+TEST(two_posts_to_one_idle_thread_run_at_once) {
+  // Two tasks that each wait for the other to start: they finish only if both run at once. Posted back to
+  // back while the runner's one thread is idle (not yet woken), the second must get a thread of its own.
+  ffm::JobRunner runner(2);
+  std::atomic<int> warm{0};
+  runner.post([&] { ++warm; });
+  wait_until([&] { return warm.load() == 1; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // that thread is back waiting: idle
+  std::atomic<int> started{0}, finished{0};
+  for (int i = 0; i < 2; ++i) {
+    runner.post([&] {
+      ++started;
+      wait_until([&] { return started.load() == 2; });
+      if (started.load() == 2) ++finished;
+    });
+  }
+  wait_until([&] { return finished.load() == 2; });
+  CHECK(finished.load() == 2);
+}
+
 TEST_MAIN()

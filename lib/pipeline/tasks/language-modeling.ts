@@ -152,6 +152,9 @@ export const languageModeling: TaskKind = {
     if (o.blockSize !== undefined) await blockSizeApplies(o);
     // A validation file is read from its start, as calibration is: the calibration file again would score the
     // candidates on the very text that shaped them (its first blocks, with either draw).
+    if (Array.isArray(o.calibration) && o.calibration === o.validation) {
+      throw new FfmergeError('INVALID_ARGUMENT', 'validation is the very token blocks given as calibration, so candidates would be scored on the blocks that shaped them: give other blocks, or none to validate on the calibration blocks after the calibration budget');
+    }
     const same = typeof o.calibration === 'string' && typeof o.validation === 'string' ? await sameData(o.calibration, o.validation) : undefined;
     if (same) {
       throw new FfmergeError(
