@@ -115,6 +115,8 @@ describe('ffmerge export / compress --format onnx', () => {
     expect(info.unshared).not.toMatch(/refusing/);
     // the compression's report counts both merges: not this folder's numbers
     expect(fs.existsSync(path.join(cwd, 'exp2-onnx', 'report.json'))).toBe(false);
+    // the card names the window that is not shared here, as the record does
+    expect(fs.readFileSync(path.join(cwd, 'exp2-onnx', 'README.md'), 'utf8')).toMatch(/- not shared in this folder \(each layer keeps its own FF\): decoder window 2-3 is not shared/);
   });
 
   it('bad arguments exit 2 with one line and a stable code', () => {

@@ -268,6 +268,8 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
           '',
           '## What was merged',
           ...windows.map((w) => `- ${w ?? 'a merge the record lists in a form this card does not read (see `config.json`, `ffmerge.windows`)'}`),
+          // an export of an expanded output whose copies of a window differ: that window is not shared here
+          ...(typeof rec.unshared === 'string' ? [`- not shared in this folder (each layer keeps its own FF): ${rec.unshared.replace(/\s+/g, ' ').slice(0, 600)}`] : []),
           // inspect reads safetensors: an ONNX folder's card points at the checkpoint it was exported from
           `- compute per token is unchanged (every layer still runs its FF); \`npx ffmerge inspect <${format === 'onnx' ? 'the safetensors folder this was exported from' : 'this folder'}>\` counts the parameters the merges remove.`,
           ...(tuned ? ['- the validation and test numbers measured when it was compressed describe the model before fine-tuning: that output\'s `report.json` has them.'] : []),
