@@ -103,3 +103,37 @@ test('the very token blocks given as calibration and validation are refused too'
   const blocks = [Int32Array.from({ length: 64 }, (_, i) => 1 + (i % 50))];
   await expectCode(compress(MODEL, { calibration: blocks, validation: blocks, k: 2, method: 'permute', recover: 'none' }), 'INVALID_ARGUMENT', /validation is the very token blocks given as calibration/);
 });
+
+describe('test data that the run calibrates or validates on is refused: its number would not be held out', () => {
+  test('language model: the calibration file, or a copy of the validation file, as test', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'held-'));
+    const valid = path.join(dir, 'valid.txt');
+    fs.writeFileSync(valid, fs.readFileSync(TEXT, 'utf8').split('\n').reverse().join('\n'));
+    const validCopy = path.join(dir, 'valid-copy.txt');
+    fs.copyFileSync(valid, validCopy);
+    const base = { calibration: TEXT, k: 2, method: 'permute', recover: 'none' } as const;
+    // before: accepted, and the "test" number covered the calibration tokens
+    await expectCode(compress(MODEL, { ...base, test: TEXT }), 'INVALID_ARGUMENT', /the test file is the calibration file again, so the test number would not be held out/);
+    await expectCode(compress(MODEL, { ...base, validation: valid, test: validCopy }), 'INVALID_ARGUMENT', /the test file is a byte-identical copy of the validation file/);
+  });
+});
+
+describeShared('fixtures/marian-multi30k-en-de', 'translation: the calibration corpus as test', () => {
+  test('is refused before loading the model', async () => {
+    const tsv = path.join(tmp, 'pairs-test.tsv');
+    fs.writeFileSync(tsv, 'A dog runs.\tEin Hund rennt.\nTwo men talk.\tZwei Männer reden.\n');
+    await expectCode(compress(sharedPath('fixtures', 'marian-multi30k-en-de'), { parallel: { tsv }, test: { tsv }, k: 2 }), 'INVALID_ARGUMENT', /the test corpus is the calibration file again/);
+  });
+});
+
+describeShared('data/fmnist', 'images: test images that are calibration images', () => {
+  test('are refused', async () => {
+    const images = sharedPath('data', 'fmnist', 't10k-images-idx3-ubyte.gz');
+    const labels = sharedPath('data', 'fmnist', 't10k-labels-idx1-ubyte.gz');
+    await expectCode(
+      compress(sharedPath('fixtures', 'vit-fmnist'), { images: { images, labels }, calibrationImages: 50, validationStart: 9000, validationImages: 20, test: { images, labels }, testImages: 100, k: 2, method: 'permute', recover: 'none' }),
+      'INVALID_ARGUMENT',
+      /the test images 0-99 overlap the calibration images 0-49 of the same file/,
+    );
+  });
+});

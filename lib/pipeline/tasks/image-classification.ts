@@ -95,6 +95,23 @@ export const imageClassification: TaskKind = {
       }
     }
     const testN = testSet ? (o.testImages ?? testSet.count) : undefined;
+    // The test number is the held-out one: test images (from image 0 of their set) that are calibration images
+    // (which shaped the merge) or validation images (which chose it) would inflate it.
+    if (testN !== undefined) {
+      const ranges = [
+        ['calibration', o.images!, 0, calN],
+        ['validation', (o.validation ?? o.images) as ImageSource, valStart, valN],
+      ] as const;
+      for (const [what, src, from, n] of ranges) {
+        const hit = from < testN && n > 0 ? await sameSource(src, o.test as ImageSource) : undefined;
+        if (hit) {
+          throw new FfmergeError(
+            'INVALID_ARGUMENT',
+            `the test images 0-${testN - 1} overlap the ${what} images ${from}-${from + n - 1} of the same ${hit === 'copy' ? 'data (a byte-identical copy)' : 'file'}, so the test number would not be held out: give test images the run neither calibrates nor validates on`,
+          );
+        }
+      }
+    }
     const patch = model.spec.patch ?? 1;
     const val = imageBatches(valSet, pre, patch, { start: valStart, count: valN, batchSize: 250 });
     const labels = valSet.labels!.subarray(valStart, valStart + valN);

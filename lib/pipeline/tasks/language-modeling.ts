@@ -15,6 +15,7 @@ import { MIN_BLOCK_TOKENS } from '../../data/blocks';
 import { isTokenRowFile } from '../../data/token-rows';
 import { sameData, sameDataPhrase } from '../../data/same-data';
 import type { Task, TaskKind } from '../task';
+import type { Progress } from '../../native/job';
 import { checkOptions, isArrayOf } from '../../arguments';
 
 export const LM_DEFAULTS = { calibrationTokens: 10240, validationTokens: 10240, blockSize: 256, batchBlocks: 8 };
@@ -162,6 +163,13 @@ export const languageModeling: TaskKind = {
         `the validation file ${sameDataPhrase(same, 'calibration')}, so candidates would be scored on the text that shaped them: give a different validation file, or none to validate on the calibration file's text after the calibration budget`,
       );
     }
+    // the test number is the held-out one: text that shaped the merge, or chose it, would inflate it
+    if (typeof o.test === 'string') {
+      for (const [what, src] of [['calibration', o.calibration], ['validation', o.validation ?? o.calibration]] as const) {
+        const hit = typeof src === 'string' ? await sameData(src, o.test) : undefined;
+        if (hit) throw new FfmergeError('INVALID_ARGUMENT', `the test file ${sameDataPhrase(hit, what)}, so the test number would not be held out: give test text the run neither calibrates nor validates on`);
+      }
+    }
   },
   async create({ model, dir, options: o }, job) {
     const spec = model.spec;
@@ -178,7 +186,20 @@ export const languageModeling: TaskKind = {
      * Blocks of a source within a budget; `drawn` sources (calibration, validation) follow o.draw, test never.
      * With 'spread', a note for `noted` (what the blocks are drawn for) says what they were drawn from.
      */
+    // One 'tokenize' count for every file read (calibration, validation, test, one after the other): each file's
+    // count is added to the files' before it, so the phase never counts back when the next file starts.
+    let tokenizedBefore = 0;
+    let lastTotal = 0;
+    const onProgress = job.onProgress;
+    const tokenizeProgress = onProgress
+      ? (p: Progress) => {
+          if (p.phase !== 'tokenize') return onProgress(p);
+          lastTotal = p.total;
+          onProgress({ ...p, done: tokenizedBefore + p.done, total: tokenizedBefore + p.total });
+        }
+      : undefined;
     const read = async (src: TokenSource, what: string, maxTokens: number, drawn = true, noted = what) => {
+      lastTotal = 0;
       const blocks = await blocksFrom(src, {
         blockSize,
         what,
@@ -186,10 +207,11 @@ export const languageModeling: TaskKind = {
         // spread: the whole file (up to a cap) is cut, then drawn from in a fixed order
         maxTokens: spread && drawn ? SPREAD_MAX_TOKENS : maxTokens,
         ...(job.signal ? { signal: job.signal } : {}),
-        ...(job.onProgress ? { onProgress: job.onProgress } : {}),
+        ...(tokenizeProgress ? { onProgress: tokenizeProgress } : {}),
         vocab: spec.vocab,
         ...(spec.maxPositions > 0 ? { maxLength: spec.maxPositions } : {}),
       });
+      tokenizedBefore += lastTotal;
       if (!spread || !drawn) return blocks;
       const across = typeof src !== 'string' ? 'all the blocks given' : tokenCount(blocks) >= SPREAD_MAX_TOKENS ? `the first ${SPREAD_MAX_TOKENS} tokens of the file` : 'the whole file';
       notes.push(`${noted}: blocks drawn across ${across} (fixed seeded order)`);

@@ -56,6 +56,13 @@ export const translation: TaskKind = {
         `the validation corpus ${sameDataPhrase(same, 'calibration')}, so its pairs would overlap the calibration pairs: give a different validation corpus, or none to validate on the pairs after the calibration ones`,
       );
     }
+    // the test number is the held-out one: pairs that shaped the merge, or chose it, would inflate it
+    if (o.test !== undefined) {
+      for (const [what, src] of [['calibration', o.parallel], ['validation', o.validation ?? o.parallel]] as const) {
+        const hit = await sameSource(src as ParallelSource, o.test as ParallelSource);
+        if (hit) throw new FfmergeError('INVALID_ARGUMENT', `the test corpus ${sameDataPhrase(hit, what)}, so the test number would not be held out: give test pairs the run neither calibrates nor validates on`);
+      }
+    }
   },
   async create({ model, dir, options: o }) {
     const tokenizer = await loadTokenizer(dir);
