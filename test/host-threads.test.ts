@@ -22,8 +22,10 @@ test("the host's file reads are not queued behind running jobs", async () => {
   await fs.promises.readFile(__filename);
   const doneAtRead = finished.length;
   await Promise.all(jobs);
-  // Before: the read needed a libuv thread, all four held by jobs, so it came back only after one of them ended.
-  expect(doneAtRead).toBe(0);
+  // Before: the read's first step (open) queued on libuv's pool behind the fifth and sixth jobs, so it ran only
+  // once three jobs had ended (3–4 measured). Now it needs no job's thread: 0 on an idle machine, and under a
+  // loaded CI a job or two may end while the main thread waits for a core, never the three the queue forced.
+  expect(doneAtRead).toBeLessThan(3);
 });
 
 test('worker.terminate() stops the jobs a worker is running instead of waiting for them', () => {

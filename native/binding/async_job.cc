@@ -27,6 +27,10 @@ struct Message {
   bool end = false;  // false: progress (the values are in Shared)
   std::string code;  // at the end: empty for success, else the error's code
   std::string message;
+  // At the end: the work function, let go of on the main thread once the promise is settled. What its closure
+  // holds (a NativeFF's or an accumulator's busy claim) is then held until the caller hears of the end, as it
+  // was on libuv's pool: a set() right after starting a short job is BUSY however fast the job ran.
+  AsyncJob::Work work;
 };
 
 // The main thread's side of a job: the promise, the JS callback, the finish function (which may hold JS
@@ -110,6 +114,7 @@ void CallJs(napi_env env, napi_value, void* context, void* data) {
       reject(m->code, m->message);
     }
     js->finish = nullptr;  // what it held (result buffers, JS references) goes now
+    m->work = nullptr;     // and what the work held, its claims released before any JS continuation runs
   } catch (const Napi::Error& err) {
     // a progress callback that threw: the host hears of it as of any callback's uncaught exception
     err.ThrowAsJavaScriptException();
@@ -129,7 +134,7 @@ void Finalize(napi_env, void* data, void*) {
 
 // The job's end as a message: success, or the error's code and sentence.
 Message* RunWork(const AsyncJob::Work& work, JobControl& ctl) {
-  auto* end = new Message{true, {}, {}};
+  auto* end = new Message{true, {}, {}, {}};
   try {
     ctl.check();
     work(ctl);
@@ -179,7 +184,7 @@ Napi::Object AsyncJob::Start(Napi::Env env, Napi::Value on_progress, Work work, 
       JobControl ctl(*pool, [shared](double done, double total) { PostProgress(*shared, done, total); }, cancel);
       end = RunWork(work, ctl);
     }
-    work = nullptr;  // the job's native memory goes here, off the main thread
+    end->work = std::move(work);  // goes with the end (Message::work says why)
     jobs->remove(key);
     PostEnd(*shared, end);
   });

@@ -38,8 +38,8 @@ class AsyncJob {
 
   // on_progress: a JS function (done, total) or undefined. There is deliberately no way to hand the job JS
   // values to read: copy them (CopyTyped). Returns { promise, cancel }; cancel() asks the work to stop, the
-  // promise then rejects with code ABORTED. Work is destroyed on the runner's thread, Finish (which may hold
-  // JS references) on the main thread.
+  // promise then rejects with code ABORTED. Work and Finish (which may hold JS references) are destroyed on the
+  // main thread once the promise is settled, before any JS continuation runs.
   static Napi::Object Start(Napi::Env env, Napi::Value on_progress, Work work, Finish finish);
 };
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "core/thread_pool.h"
+
 namespace ffm {
 
 JobRunner::JobRunner(unsigned threads) : max_threads_(std::max(1u, threads)) {}
@@ -30,6 +32,9 @@ void JobRunner::post(std::function<void()> task) {
 }
 
 void JobRunner::loop() {
+  // A job's thread computes too (it is the caller of the pool's parallel_for), so it runs at the pool's lower
+  // priority: under contention the host's threads, the JS event loop first, get a core before it.
+  lower_this_thread_priority();
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     ++idle_;
