@@ -93,3 +93,14 @@ describe('the library refuses a maxShardSize no file takes', () => {
     expect(fs.existsSync(out)).toBe(false);
   });
 });
+
+describe('--max-shard-size takes sizes as Hugging Face writes them', () => {
+  it('an integer, or a number with a unit (decimal GB, binary GiB); anything else is INVALID_ARGUMENT', () => {
+    const { byteSize } = require('../lib/cli/flags') as typeof import('../lib/cli/flags');
+    // before: "5GB" was refused, only a plain integer was read
+    expect(['5000000000', '5GB', '5gb', '500MiB', '1.5GB', '64KiB'].map((v) => byteSize(v, 'max-shard-size'))).toEqual([5e9, 5e9, 5e9, 500 * 2 ** 20, 1.5e9, 65536]);
+    for (const bad of ['0', '1e6', '-5', '1.5', '5 parsecs', 'GB', '0.1B']) {
+      expect(() => byteSize(bad, 'max-shard-size')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
+  });
+});

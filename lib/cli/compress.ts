@@ -11,7 +11,7 @@ import { taskFor } from '../pipeline/tasks';
 import { inspectModel } from '../model/inspect';
 import type { Anchor } from '../merge/windows';
 import type { CompressFormat } from '../pipeline/options';
-import { dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
+import { byteSize, dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
 import { formatReport } from './report';
 import { ProgressBar } from './progress';
 
@@ -117,7 +117,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     .filter(Boolean)
     .map((b) => oneOf(b, BASELINES.names(), 'baselines'));
   const format = oneOf<CompressFormat>(o.format, ['tied', 'expanded', 'onnx'], 'format');
-  const maxShardSize = int(o.maxShardSize, 'max-shard-size');
+  const maxShardSize = byteSize(o.maxShardSize, 'max-shard-size');
   const bar = new ProgressBar(!o.json);
   const opts: CompressOptions = {
     ...dataOptions(task, o, bundled, model),

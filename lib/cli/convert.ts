@@ -1,7 +1,7 @@
 /** `ffmerge convert <dir> --format expanded|tied --out <dir>`: an ffmerge output in the other format. */
 import { convertCheckpoint } from '../checkpoint/convert';
 import type { OutputFormat } from '../checkpoint/write';
-import { int, oneOf } from './flags';
+import { byteSize, oneOf } from './flags';
 import { fmtBytes } from './format';
 
 export interface ConvertCliOptions {
@@ -14,7 +14,7 @@ export interface ConvertCliOptions {
 
 export async function runConvert(model: string, o: ConvertCliOptions, signal: AbortSignal): Promise<void> {
   const format = oneOf<OutputFormat>(o.format, ['tied', 'expanded'], 'format');
-  const maxShardSize = int(o.maxShardSize, 'max-shard-size');
+  const maxShardSize = byteSize(o.maxShardSize, 'max-shard-size');
   const r = await convertCheckpoint(model, o.out, format, { ...(o.overwrite ? { overwrite: true } : {}), ...(maxShardSize !== undefined ? { maxShardSize } : {}), signal });
   process.stdout.write(
     o.json

@@ -14,6 +14,23 @@ export function int(v: string | undefined, what: string, zeroOk = false): number
   return n;
 }
 
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/**
+ * A size in bytes: an integer, or one with a unit as Hugging Face's max_shard_size takes it ("5GB" = 5·10⁹,
+ * "500MiB" = 500·2²⁰; case-blind, decimals allowed before a unit: "1.5GB").
+ */
+export function byteSize(v: string | undefined, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)$/i.exec(v.trim());
+  const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
+  const n = m && unit !== undefined && (unit > 1 || !m[1]!.includes('.')) ? Math.floor(Number(m[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be a positive number of bytes, as an integer or with a unit (5GB, 500MiB), got "${v}"`);
+  }
+  return n;
+}
+
 export function oneOf<T extends string>(v: string, allowed: readonly T[], what: string): T {
   if (!(allowed as readonly string[]).includes(v)) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be one of ${allowed.join(', ')}, got "${v}"`);
   return v as T;

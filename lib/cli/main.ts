@@ -106,7 +106,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--format <f>', 'tied (shared tensors stored once, smaller file) | expanded (loads anywhere the original loads) | onnx (onnx/model.onnx, or encoder_model.onnx + decoder_model_merged.onnx for Marian, with each shared tensor one initializer, for onnxruntime / transformers.js)', 'tied')
     .option('--out <dir>', 'output directory (default ./<model>-ffmerge); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
-    .option('--max-shard-size <bytes>', 'tied/expanded: largest bytes of tensor data per safetensors file (default 5000000000, as Hugging Face); above it the weights are sharded as model-0000N-of-0000M.safetensors + model.safetensors.index.json')
+    .option('--max-shard-size <bytes>', 'tied/expanded: largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded as model-0000N-of-0000M.safetensors + model.safetensors.index.json')
     .option('--baselines <list>', `comma list, each searched over its own placements (paper: over the merge's candidate windows, so only the given one with --window); drop-ff and paper remove what the merge removes, drop-layers whole layers, per merged stack the number nearest to the FF parameters the merge removes there but at least one (so it can remove more than the merge: a layer holds more than its FF), its parameter count in the report: ${BASELINES.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
     .option('--calibration-tokens <n>', 'calibration token budget, in whole blocks: at least one (default 10240)')
     .option('--validation-tokens <n>', 'validation token budget, in whole blocks: at least one (default 10240)')
@@ -196,7 +196,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .requiredOption('--format <f>', 'expanded | tied')
     .requiredOption('--out <dir>', 'output directory; must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
-    .option('--max-shard-size <bytes>', 'largest bytes of tensor data per safetensors file (default 5000000000, as Hugging Face); above it the weights are sharded with a model.safetensors.index.json')
+    .option('--max-shard-size <bytes>', 'largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded with a model.safetensors.index.json')
     .option('--json', 'machine-readable output')
     .action(async (model: string, opts: ConvertCliOptions) => {
       state.json = Boolean(opts.json);
