@@ -165,7 +165,9 @@ export const languageModeling: TaskKind = {
     }
     // the test number is the held-out one: text that shaped the merge, or chose it, would inflate it
     if (typeof o.test === 'string') {
-      for (const [what, src] of [['calibration', o.calibration], ['validation', o.validation ?? o.calibration]] as const) {
+      // (validation without a file of its own is the calibration file's: one comparison covers both)
+      const given: Array<[string, unknown]> = [['calibration', o.calibration], ...(o.validation !== undefined ? [['validation', o.validation] as [string, unknown]] : [])];
+      for (const [what, src] of given) {
         const hit = typeof src === 'string' ? await sameData(src, o.test) : undefined;
         if (hit) throw new FfmergeError('INVALID_ARGUMENT', `the test file ${sameDataPhrase(hit, what)}, so the test number would not be held out: give test text the run neither calibrates nor validates on`);
       }

@@ -58,7 +58,9 @@ export const translation: TaskKind = {
     }
     // the test number is the held-out one: pairs that shaped the merge, or chose it, would inflate it
     if (o.test !== undefined) {
-      for (const [what, src] of [['calibration', o.parallel], ['validation', o.validation ?? o.parallel]] as const) {
+      // (validation without a corpus of its own is the calibration corpus's: one comparison covers both)
+      const given: Array<[string, unknown]> = [['calibration', o.parallel], ...(o.validation !== undefined ? [['validation', o.validation] as [string, unknown]] : [])];
+      for (const [what, src] of given) {
         const hit = await sameSource(src as ParallelSource, o.test as ParallelSource);
         if (hit) throw new FfmergeError('INVALID_ARGUMENT', `the test corpus ${sameDataPhrase(hit, what)}, so the test number would not be held out: give test pairs the run neither calibrates nor validates on`);
       }
