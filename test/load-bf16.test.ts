@@ -8,6 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ffReplacements, ffTies, writeCheckpoint } from '../lib/checkpoint/write';
 import { loadModel } from '../lib/model/load';
+import { inspectModel } from '../lib/model/inspect';
+import { formatSummary } from '../lib/cli/inspect';
 import { compress } from '../lib/pipeline/compress';
 import type { Model } from '../lib/model/model';
 import { SafetensorsReader, f32ToBF16, toF32 } from '../lib/safetensors';
@@ -206,6 +208,35 @@ test('compress refuses a given window that mixes FF dtypes and leaves such windo
     const r = await compress(dir, { ...base, k: 2 });
     expect(r.candidates.map((c) => c.windows.decoder)).toEqual(['0-1', '1-2']);
     expect(r.data.notes.join('\n')).toContain('windows 2-3, 3-4 not searched: their layers store the FF in different dtypes');
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+// inspect prices each layer's FF in its own dtype and lists only the k that compress accepts (a window of
+// layers stored alike); it used to price every FF at layer 0's bytes and list k up to the layer count.
+test('inspect and compress count each layer of a mixed-dtype checkpoint in its own dtype', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-mixed-'));
+  const bundled = path.join(__dirname, '..', 'models', 'llama-stories260k');
+  try {
+    const dir = path.join(tmp, 'mixed');
+    await castCheckpoint(bundled, dir, 'F16', { names: (n) => /^model\.layers\.[34]\.mlp\./.test(n) });
+    const s = await inspectModel(dir);
+    const st = s.stacks[0]!;
+    const f32 = st.ffBytesPerLayer;
+    expect(st.ffBytesByLayer).toEqual([f32, f32, f32, f32 / 2, f32 / 2]);
+    expect(st.ffDtypeByLayer).toEqual(['F32', 'F32', 'F32', 'F16', 'F16']);
+    // k = 2: windows 0-1 and 1-2 (F32) or 3-4 (F16); k = 3: only 0-2; no window of 4 is stored alike
+    expect(s.savings.map((v) => [v.k, v.bytesRemoved, v.bytesRemovedMax])).toEqual([
+      [2, f32 / 2, f32],
+      [3, 2 * f32, undefined],
+    ]);
+    const text = formatSummary(s);
+    expect(text).toContain('layers 0-2 F32');
+    expect(text).toContain('3-4 F16');
+    const data = path.join(bundled, 'calibration.txt');
+    const r = await compress(dir, { calibration: data, calibrationTokens: 512, validationTokens: 512, blockSize: 128, method: 'permute', recover: 'none', window: '3-4' });
+    expect(r.bytes.removed).toBe(f32 / 2);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

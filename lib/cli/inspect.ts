@@ -1,5 +1,5 @@
 /** `ffmerge inspect <model>`: architecture, layers, FF share of parameters, what each k would save. */
-import { inspectModel, type ModelSummary } from '../model/inspect';
+import { inspectModel, type ModelSummary, type StackSummary } from '../model/inspect';
 import { kLabel } from '../merge/windows';
 import { fmtBytes, fmtInt, fmtPct, table } from './format';
 
@@ -47,12 +47,27 @@ function compressedText(info: Record<string, unknown>, s: ModelSummary): string 
   return parts.filter(Boolean).join(', ');
 }
 
+/** "2.4 MB", or for layers stored in different dtypes each run of them: "layers 0-5 F32 2.4 MB, 6-11 F16 1.2 MB". */
+function ffBytesText(st: StackSummary): string {
+  const bytes = st.ffBytesByLayer;
+  const dtypes = st.ffDtypeByLayer;
+  if (!bytes || !dtypes) return fmtBytes(st.ffBytesPerLayer);
+  const runs: string[] = [];
+  for (let a = 0; a < bytes.length; ) {
+    let b = a;
+    while (b + 1 < bytes.length && dtypes[b + 1] === dtypes[a] && bytes[b + 1] === bytes[a]) b++;
+    runs.push(`${a === b ? a : `${a}-${b}`} ${dtypes[a]} ${fmtBytes(bytes[a]!)}`);
+    a = b + 1;
+  }
+  return `layers ${runs.join(', ')}; a window merges layers stored alike`;
+}
+
 export function formatSummary(s: ModelSummary): string {
   const lines = [
     `model        ${s.dir}`,
     `architecture ${s.architectures.join(', ') || s.modelType} (model_type ${s.modelType})`,
     ...s.stacks.map(
-      (st) => `${st.name.padEnd(12)} ${st.layers} layers, FF sublayer ${fmtInt(st.ffParamsPerLayer)} params (${fmtBytes(st.ffBytesPerLayer)})`,
+      (st) => `${st.name.padEnd(12)} ${st.layers} layers, FF sublayer ${fmtInt(st.ffParamsPerLayer)} params (${ffBytesText(st)})`,
     ),
     `parameters   ${fmtInt(s.totalParams)} stored (${fmtBytes(s.totalBytes)}); FF sublayers ${fmtInt(s.ffParams)} = ${fmtPct(s.ffShare)}`,
   ];
@@ -79,7 +94,7 @@ export function formatSummary(s: ModelSummary): string {
     lines.push(
       table(
         ['k', 'params removed', 'bytes removed', 'of total', ...(marked ? [''] : [])],
-        s.savings.map((v) => [v.stacks ? `${v.k}*` : v.k, fmtInt(v.paramsRemoved), fmtBytes(v.bytesRemoved), fmtPct(v.fraction), ...(marked ? [v.stacks ? `only with --stacks ${v.stacks}` : ''] : [])]),
+        s.savings.map((v) => [v.stacks ? `${v.k}*` : v.k, fmtInt(v.paramsRemoved), v.bytesRemovedMax !== undefined ? `${fmtBytes(v.bytesRemoved)}–${fmtBytes(v.bytesRemovedMax)}` : fmtBytes(v.bytesRemoved), fmtPct(v.fraction), ...(marked ? [v.stacks ? `only with --stacks ${v.stacks}` : ''] : [])]),
       ),
     );
     if (marked) {

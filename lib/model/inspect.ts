@@ -20,7 +20,14 @@ export interface StackSummary {
   layers: number;
   /** Parameters of one FF sublayer (all its tensors). */
   ffParamsPerLayer: number;
+  /** Bytes of layer 0's FF sublayer (every layer's, unless `ffBytesByLayer` is given). */
   ffBytesPerLayer: number;
+  /**
+   * Only where the layers store their FF in different dtypes (a checkpoint cast layer by layer): each layer's
+   * FF bytes, and its dtypes ("F16", or "F32/F16" for tensors stored apart). Compress merges only layers stored alike.
+   */
+  ffBytesByLayer?: number[];
+  ffDtypeByLayer?: string[];
   /** Only for a model with earlier merges: the layers that already share their FF (what compress refuses to merge again). */
   mergedLayers?: number[];
   /** Only for a model with earlier merges: the largest k with a window of free layers (0: none left). */
@@ -49,7 +56,9 @@ export interface MergeSummary {
 export interface KSaving {
   k: number;
   paramsRemoved: number;
+  /** The least a window of k removes; `bytesRemovedMax` the most, where windows of other dtypes differ. */
   bytesRemoved: number;
+  bytesRemovedMax?: number;
   /** paramsRemoved / totalParams (of tiedParams for an expanded output, as compress reports it). */
   fraction: number;
   /**
@@ -169,11 +178,14 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
     totalParams += n;
     totalBytes += n * DTYPE_SIZE[info.dtype];
   }
-  const summaries: StackSummary[] = stacks.map((s) => {
-    const names = s.ff(0);
+  const ffKeys = ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const;
+  /** One layer's FF as stored: parameters, bytes, and the dtypes of its tensors ("F32", "F32/F16"). */
+  const layerFF = (s: (typeof stacks)[number], l: number) => {
+    const names = s.ff(l);
     let params = 0;
     let bytes = 0;
-    for (const key of ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const) {
+    const dtypes = new Set<string>();
+    for (const key of ffKeys) {
       const t = names[key];
       const stored = t === undefined ? undefined : storedName(ckpt, t);
       if (stored === undefined) continue;
@@ -181,8 +193,21 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
       const n = info.shape.reduce((a, b) => a * b, 1);
       params += n;
       bytes += n * DTYPE_SIZE[info.dtype];
+      dtypes.add(info.dtype);
     }
-    return { name: s.name, layers: s.layers, ffParamsPerLayer: params, ffBytesPerLayer: bytes };
+    return { params, bytes, dtype: [...dtypes].join('/') };
+  };
+  const perLayer = stacks.map((s) => Array.from({ length: s.layers }, (_, l) => layerFF(s, l)));
+  const summaries: StackSummary[] = stacks.map((s, i) => {
+    const layers = perLayer[i]!;
+    const mixed = layers.some((x) => x.dtype !== layers[0]!.dtype || x.bytes !== layers[0]!.bytes);
+    return {
+      name: s.name,
+      layers: s.layers,
+      ffParamsPerLayer: layers[0]!.params,
+      ffBytesPerLayer: layers[0]!.bytes,
+      ...(mixed ? { ffBytesByLayer: layers.map((x) => x.bytes), ffDtypeByLayer: layers.map((x) => x.dtype) } : {}),
+    };
   });
   // FF parameters as stored: in a tied (compressed) checkpoint the layers of a merged window share one copy,
   // which counts once, as it does in totalParams.
@@ -191,7 +216,7 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
   for (const s of stacks) {
     for (let l = 0; l < s.layers; l++) {
       const names = s.ff(l);
-      for (const key of ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const) {
+      for (const key of ffKeys) {
         const t = names[key];
         if (t === undefined || !ckpt.has(t) || storedFF.has(ckpt.resolve(t))) continue;
         storedFF.add(ckpt.resolve(t));
@@ -205,11 +230,17 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
   const anyMerged = [...done.values()].some((set) => set.size > 0);
   const minLayers = Math.min(...summaries.map((s) => s.layers));
   // windows as compress enumerates them: k adjacent layers from `start`, none merged yet in stack s
+  // and, as compress requires, stored alike: one merged FF is written once, in one dtype
   const freeAt = (s: StackSummary, start: number, k: number) => {
     const set = done.get(s.name);
-    for (let l = start; l < start + k; l++) if (set?.has(l)) return false;
+    const dtypes = s.ffDtypeByLayer;
+    for (let l = start; l < start + k; l++) {
+      if (set?.has(l)) return false;
+      if (dtypes && dtypes[l] !== dtypes[start]) return false;
+    }
     return true;
   };
+  const bytesAt = (s: StackSummary, l: number) => s.ffBytesByLayer?.[l] ?? s.ffBytesPerLayer;
   const starts = (k: number) => Array.from({ length: minLayers - k + 1 }, (_, i) => i);
   const free = (s: StackSummary, k: number) => starts(k).some((start) => freeAt(s, start, k));
   // compress's default merges one window at the same place in every stack: free together, or only stack by stack
@@ -224,14 +255,19 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
   const tiedParams = totalParams - copies;
   const savings: KSaving[] = [];
   for (let k = 2; k <= minLayers; k++) {
-    const all = !anyMerged || together(k);
+    const all = together(k);
     const open = all ? summaries : summaries.filter((s) => free(s, k));
-    if (open.length === 0) break; // no larger window is free either
+    if (open.length === 0) break; // no larger window is free either (each holds a free window of k)
     const paramsRemoved = open.reduce((a, s) => a + (k - 1) * s.ffParamsPerLayer, 0);
-    const bytesRemoved = open.reduce((a, s) => a + (k - 1) * s.ffBytesPerLayer, 0);
+    // bytes depend on where the window falls when layers differ in dtype: the least and the most
+    const bytes = all
+      ? starts(k).filter((st) => summaries.every((s) => freeAt(s, st, k))).map((st) => summaries.reduce((a, s) => a + (k - 1) * bytesAt(s, st), 0))
+      : [open.reduce((a, s) => a + Math.min(...starts(k).filter((st) => freeAt(s, st, k)).map((st) => (k - 1) * bytesAt(s, st))), 0),
+         open.reduce((a, s) => a + Math.max(...starts(k).filter((st) => freeAt(s, st, k)).map((st) => (k - 1) * bytesAt(s, st))), 0)];
+    const [bytesRemoved, most] = [Math.min(...bytes), Math.max(...bytes)];
     // compress merges the stacks it is given, each needing a free window: both (two stacks), or one named alone
     const only = all ? undefined : open.length === 1 ? open[0]!.name : 'independent';
-    savings.push({ k, paramsRemoved, bytesRemoved, fraction: paramsRemoved / tiedParams, ...(only ? { stacks: only } : {}) });
+    savings.push({ k, paramsRemoved, bytesRemoved, ...(most !== bytesRemoved ? { bytesRemovedMax: most } : {}), fraction: paramsRemoved / tiedParams, ...(only ? { stacks: only } : {}) });
   }
   if (anyMerged) {
     for (const s of summaries) {

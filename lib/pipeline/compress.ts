@@ -628,7 +628,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const paramsBefore = summary.totalParams - copies.params;
     const bytesBefore = summary.totalBytes - copies.bytes;
     const removedParams = chosen.reduce((n, m) => n + (m.window.k - 1) * stackInfo(m.stack).ffParamsPerLayer, 0);
-    const removedBytes = chosen.reduce((n, m) => n + (m.window.k - 1) * stackInfo(m.stack).ffBytesPerLayer, 0);
+    // a window's layers are stored alike (mixedDtype), in bytes that may differ from another window's
+    const removedBytes = chosen.reduce((n, m) => n + (m.window.k - 1) * (stackInfo(m.stack).ffBytesByLayer?.[m.window.start] ?? stackInfo(m.stack).ffBytesPerLayer), 0);
     const result: CompressResult = {
       model: summary.dir,
       modelType: summary.modelType,
