@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { sameData } from '../lib/data/same-data';
 import { compress } from '../lib/pipeline/compress';
 import { runFinetune, type FinetuneCliOptions } from '../lib/cli/finetune';
@@ -42,6 +43,28 @@ describe('sameData', () => {
     expect(await sameData(e1, e2)).toBeUndefined();
     expect(await sameData(a, path.join(tmp, 'missing.txt'))).toBeUndefined();
   });
+
+  test('a gzip-compressed copy, either way round or both at other levels; not a prefix, a longer text, nor a corrupt .gz', async () => {
+    const a = path.join(tmp, 'z.txt');
+    const text = Buffer.from(Array.from({ length: 60000 }, (_, i) => `line ${i}\n`).join('')); // inflates to several chunks
+    fs.writeFileSync(a, text);
+    const gz = (name: string, bytes: Buffer, level = 6) => {
+      const f = path.join(tmp, name);
+      fs.writeFileSync(f, zlib.gzipSync(bytes, { level }));
+      return f;
+    };
+    const same = gz('z.txt.gz', text);
+    const same9 = gz('z9.gz', text, 9); // a name without .gz says nothing either way: the magic bytes do
+    expect(await sameData(a, same)).toBe('gzip');
+    expect(await sameData(same, a)).toBe('gzip');
+    expect(await sameData(same, same9)).toBe('gzip');
+    expect(await sameData(a, gz('prefix.gz', text.subarray(0, text.length - 1)))).toBeUndefined();
+    expect(await sameData(a, gz('longer.gz', Buffer.concat([text, Buffer.from('x')])))).toBeUndefined();
+    expect(await sameData(a, gz('other.gz', Buffer.from(text).fill(0x61, 5000, 5001)))).toBeUndefined();
+    const corrupt = path.join(tmp, 'corrupt.gz');
+    fs.writeFileSync(corrupt, fs.readFileSync(same).subarray(0, 200));
+    expect(await sameData(a, corrupt)).toBeUndefined();
+  });
 });
 
 describe('validation that is the calibration or training text again', () => {
@@ -56,6 +79,9 @@ describe('validation that is the calibration or training text again', () => {
     const base = { calibration: TEXT, k: 2, method: 'permute', recover: 'none' } as const;
     await expectCode(compress(MODEL, { ...base, validation: copy }), 'INVALID_ARGUMENT', /the validation file is a byte-identical copy of the calibration file/);
     await expectCode(compress(MODEL, { ...base, validation: TEXT }), 'INVALID_ARGUMENT', /the validation file is the calibration file again/);
+    const gz = path.join(tmp, 'valid.txt.gz');
+    fs.writeFileSync(gz, zlib.gzipSync(fs.readFileSync(TEXT)));
+    await expectCode(compress(MODEL, { ...base, validation: gz }), 'INVALID_ARGUMENT', /the validation file holds the same data as the calibration file \(one of the two gzip-compressed\)/);
   });
 
   test('finetune (language model) refuses a copy of its training file as --valid', async () => {

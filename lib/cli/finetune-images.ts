@@ -9,6 +9,7 @@ import { FfmergeError } from '../errors';
 import { conformImages, imagesToTensor, loadPreprocessor, type ImageSet } from '../data/images';
 import { readConfig } from '../model/load';
 import { loadImageSource, sameSource } from '../pipeline/tasks/sources';
+import { copyWords } from '../data/same-data';
 import type { LabelledImages } from '../train/finetune';
 import { imageSourceFrom, int } from './flags';
 
@@ -72,7 +73,7 @@ export async function trainingImages(model: string, o: ImageFlags): Promise<Trai
     const folder = 'folder' in src;
     throw new FfmergeError(
       'INVALID_ARGUMENT',
-      `validation would start at image ${vStart}, inside the training images 0-${tCount - 1} of the same ${folder ? 'folder' : same === 'copy' ? 'data (the validation file is a byte-identical copy of the training file)' : 'file'}: ` +
+      `validation would start at image ${vStart}, inside the training images 0-${tCount - 1} of the same ${folder ? 'folder' : same !== 'file' ? `data (the validation file is ${copyWords(same)} of the training file)` : 'file'}: ` +
         `start validation after them (--validation-start ${tCount}), ` +
         (vStart > 0 ? `train on the images before it (--train-size ${vStart}), ` : '') +
         `leave out ${folder ? '--valid' : '--valid-images/--valid-labels'} (validation then takes the images from --validation-start on, which never train), or give a separate validation set`,

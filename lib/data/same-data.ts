@@ -1,13 +1,19 @@
 /**
  * Whether two data paths hold the same data: the same file (another path, a hard or symbolic link) or a
  * byte-identical copy. A validation set that is the calibration or training data again scores what shaped
- * the model, and a copy under another name (valid.txt copied from train.txt) is the commonest way to give one.
+ * the model, and a copy under another name (valid.txt copied from train.txt, or train.txt.gz inflated) is the
+ * commonest way to give one.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import * as zlib from 'node:zlib';
 
-/** How two paths hold the same data, for a message: 'file' (one file), 'copy' (equal bytes), or none. */
-export type SameData = 'file' | 'copy' | undefined;
+/**
+ * How two paths hold the same data, for a message: 'file' (one file), 'copy' (equal bytes), 'gzip' (equal
+ * bytes once the gzip-compressed one, or both, are inflated: train.txt beside train.txt.gz), or none.
+ */
+export type SameData = 'file' | 'copy' | 'gzip' | undefined;
 
 /** Bytes compared per read: reads are async, so a large file never holds the event loop. */
 const CHUNK = 1 << 20;
@@ -22,10 +28,69 @@ export async function sameData(a: string, b: string): Promise<SameData> {
     return path.resolve(a) === path.resolve(b) ? 'file' : undefined;
   }
   if (sa.dev === sb.dev && sa.ino === sb.ino) return 'file';
-  if (!sa.isFile() || !sb.isFile() || sa.size !== sb.size || sa.size === 0) return undefined;
-  return (await equalBytes(a, b, sa.size)) ? 'copy' : undefined;
+  if (!sa.isFile() || !sb.isFile() || sa.size === 0 || sb.size === 0) return undefined;
+  if (sa.size === sb.size && (await equalBytes(a, b, sa.size))) return 'copy';
+  const [ga, gb] = await Promise.all([isGzip(a), isGzip(b)]);
+  if (ga || gb) return (await equalStreams(open(a, ga), open(b, gb))) ? 'gzip' : undefined;
+  return undefined;
 }
 
+/** gzip by its magic bytes, as the readers tell it (text.ts): a name says nothing. */
+async function isGzip(file: string): Promise<boolean> {
+  let fh: fs.promises.FileHandle | undefined;
+  try {
+    fh = await fs.promises.open(file, 'r');
+    const head = Buffer.alloc(2);
+    const { bytesRead } = await fh.read(head, 0, 2, 0);
+    return bytesRead === 2 && head[0] === 0x1f && head[1] === 0x8b;
+  } catch {
+    return false;
+  } finally {
+    await fh?.close();
+  }
+}
+
+function open(file: string, gzip: boolean): Readable {
+  const raw = fs.createReadStream(file, { highWaterMark: CHUNK });
+  if (!gzip) return raw;
+  const inflate = zlib.createGunzip();
+  // a read error ends the inflated stream with it; a corrupt gzip errors on inflate itself
+  raw.on('error', (e) => inflate.destroy(e));
+  return raw.pipe(inflate);
+}
+
+/**
+ * Whether two streams give the same bytes; stops at the first difference, so a file that is not the same
+ * data costs about one chunk. A stream that cannot be read (a corrupt .gz) is not the same data: whoever reads
+ * that file reports it.
+ */
+async function equalStreams(a: Readable, b: Readable): Promise<boolean> {
+  const ia = a[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const ib = b[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  // the unread rest of each stream's last chunk; undefined once the stream has ended
+  let ba: Buffer | undefined = Buffer.alloc(0);
+  let bb: Buffer | undefined = Buffer.alloc(0);
+  const refill = async (it: AsyncIterator<Buffer>, buf: Buffer | undefined) => {
+    if (buf === undefined || buf.length > 0) return buf;
+    const r = await it.next();
+    return r.done ? undefined : r.value;
+  };
+  try {
+    for (;;) {
+      [ba, bb] = await Promise.all([refill(ia, ba), refill(ib, bb)]);
+      if (ba === undefined || bb === undefined) return ba === bb; // equal only if both ended together
+      const n = Math.min(ba.length, bb.length);
+      if (ba.compare(bb, 0, n, 0, n) !== 0) return false;
+      ba = ba.subarray(n);
+      bb = bb.subarray(n);
+    }
+  } catch {
+    return false;
+  } finally {
+    a.destroy();
+    b.destroy();
+  }
+}
 async function equalBytes(a: string, b: string, size: number): Promise<boolean> {
   const opened = await Promise.allSettled([fs.promises.open(a, 'r'), fs.promises.open(b, 'r')]);
   if (opened[0].status === 'rejected' || opened[1].status === 'rejected') {
@@ -50,7 +115,13 @@ async function equalBytes(a: string, b: string, size: number): Promise<boolean> 
   }
 }
 
+/** "a byte-identical copy", "a gzip-compressed copy": how one file holds another's data (not 'file'). */
+export function copyWords(how: 'copy' | 'gzip'): string {
+  return how === 'copy' ? 'a byte-identical copy' : 'a copy (one of the two gzip-compressed)';
+}
+
 /** "is the calibration file again" or "is a byte-identical copy of the calibration file" (what: 'calibration'). */
-export function sameDataPhrase(how: 'file' | 'copy', what: string): string {
-  return how === 'file' ? `is the ${what} file again` : `is a byte-identical copy of the ${what} file`;
+export function sameDataPhrase(how: 'file' | 'copy' | 'gzip', what: string): string {
+  if (how === 'file') return `is the ${what} file again`;
+  return how === 'copy' ? `is a byte-identical copy of the ${what} file` : `holds the same data as the ${what} file (one of the two gzip-compressed)`;
 }

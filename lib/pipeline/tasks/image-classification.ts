@@ -14,6 +14,7 @@ import { PrefixCache } from '../prefix';
 import { checkSelectBy, checkTestBudget, positiveInt, type ImageSource } from '../options';
 import type { Task, TaskKind } from '../task';
 import { checkSourceFiles, isImageSource, loadImageSource, sameSource } from './sources';
+import { copyWords } from '../../data/same-data';
 
 /** The whole validation range is scored when it has at most this many images. */
 export const MAX_VALIDATION_IMAGES = 5000;
@@ -74,7 +75,7 @@ export const imageClassification: TaskKind = {
     if (same && valStart < calN) {
       throw new FfmergeError(
         'INVALID_ARGUMENT',
-        `validation would start at image ${valStart}, inside the calibration images 0-${calN - 1} of the same ${same === 'copy' ? 'data (the validation file is a byte-identical copy of the calibration file)' : 'file'}: ` +
+        `validation would start at image ${valStart}, inside the calibration images 0-${calN - 1} of the same ${same !== 'file' ? `data (the validation file is ${copyWords(same)} of the calibration file)` : 'file'}: ` +
           `start it at ${calN} or later (validationStart, --validation-start), calibrate on fewer images, or give a separate validation set`,
       );
     }
@@ -107,7 +108,7 @@ export const imageClassification: TaskKind = {
         if (hit) {
           throw new FfmergeError(
             'INVALID_ARGUMENT',
-            `the test images 0-${testN - 1} overlap the ${what} images ${from}-${from + n - 1} of the same ${hit === 'copy' ? 'data (a byte-identical copy)' : 'file'}, so the test number would not be held out: give test images the run neither calibrates nor validates on`,
+            `the test images 0-${testN - 1} overlap the ${what} images ${from}-${from + n - 1} of the same ${hit !== 'file' ? `data (${copyWords(hit)})` : 'file'}, so the test number would not be held out: give test images the run neither calibrates nor validates on`,
           );
         }
       }
