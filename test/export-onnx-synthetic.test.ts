@@ -74,6 +74,11 @@ describe('ONNX export of synthetic decoders', () => {
     await checkAgainstForward(s.dir, 11);
   });
 
+  test('gpt2 with an untied head (lm_head.weight, a Linear beside Conv1D weights)', async () => {
+    const s = await syntheticGpt2({ layers: 2, d: 20, heads: 4, ff: 36, vocab: 50, positions: 16, seed: 14, tied: false });
+    await checkAgainstForward(s.dir, 10);
+  });
+
   test('gpt2, batch of two with right padding: real positions equal ffmerge\'s masked forward', async () => {
     const s = await syntheticGpt2({ layers: 2, d: 20, heads: 4, ff: 36, vocab: 50, positions: 16, seed: 9 });
     const out = path.join(tempDir('onnx'), 'export');

@@ -2,7 +2,7 @@
  * Qwen2 and Mistral, which are LLaMA-shaped descriptions (lib/model/architectures/qwen2.ts, mistral.ts):
  * random small checkpoints against the float64 reference (q/k/v biases, explicit head_dim, sliding-window
  * attention), and the llama-stories260k weights wrapped in a Qwen2 / Mistral config, which must give
- * llama's logits bit for bit.
+ * llama's logits bit for bit. Also GPT-2 and Marian with tie_word_embeddings false (an lm_head.weight of their own).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -11,7 +11,7 @@ import type { Model } from '../lib/model/model';
 import { referenceForward } from '../lib/reference/forward';
 import { SafetensorsReader, writeSafetensors, type TensorToWrite } from '../lib/safetensors';
 import { describeShared, sharedPath } from './helpers/shared';
-import { relErr, removeSyntheticDirs, syntheticLlama, tempDir } from './helpers/synthetic-model';
+import { relErr, removeSyntheticDirs, syntheticGpt2, syntheticLlama, tempDir } from './helpers/synthetic-model';
 
 afterAll(() => removeSyntheticDirs());
 
@@ -152,4 +152,76 @@ describeShared(FIX, 'llama-stories260k weights under qwen2 / mistral configs', (
     const dir = await wrap({ model_type: 'mistral', architectures: ['MistralForCausalLM'], sliding_window: null }, []);
     expect(bitwiseEqual(await logitsOf(dir), llamaLogits)).toBe(true);
   });
+});
+
+// GPT-2 and Marian read tie_word_embeddings as transformers does (default true): false takes lm_head.weight as
+// the head. Both used to tie the head to the embedding whatever the config said.
+describe('an untied head where the config unties it', () => {
+  test('gpt2 with tie_word_embeddings false: lm_head.weight ([vocab, d], a Linear) against the reference', async () => {
+    const s = await syntheticGpt2({ layers: 2, d: 20, heads: 4, ff: 36, vocab: 50, positions: 16, seed: 12, tied: false });
+    const m = await loadModel(s.dir);
+    expect(m.spec.tiedEmbeddings).toBe(false);
+    const { got, want } = await compare(m, s.canonical, 9, 4);
+    expect(relErr(got, want)).toBeLessThan(1e-5);
+    // the tied model (the same weights, the head from wte) differs: the test would see the head ignored
+    const { lm_head_w: _, ...tied } = s.canonical;
+    expect(relErr(got, referenceForward({ ...m.spec, tiedEmbeddings: true }, tied, randomIds(18, 50, 4), 2, 9, (() => { const k = new Uint8Array(18).fill(1); k.fill(0, 15); return k; })()).logits)).toBeGreaterThan(0.1);
+    m.dispose();
+  });
+
+  test('gpt2 without tie_word_embeddings or activation_function takes GPT2Config\'s defaults (tied, gelu_new)', async () => {
+    const s = await syntheticGpt2({ layers: 1, seed: 13 });
+    const config = JSON.parse(fs.readFileSync(path.join(s.dir, 'config.json'), 'utf8'));
+    delete config.tie_word_embeddings;
+    delete config.activation_function;
+    fs.writeFileSync(path.join(s.dir, 'config.json'), JSON.stringify(config));
+    const m = await loadModel(s.dir);
+    expect(m.spec).toMatchObject({ tiedEmbeddings: true, activation: 'gelu_new' });
+    m.dispose();
+  });
+
+  describeShared('fixtures/marian-multi30k-en-de', 'marian', () => {
+    test('tie_word_embeddings false: logits − final_logits_bias scale with lm_head.weight = 2 × the shared embedding', async () => {
+      const src = sharedPath('fixtures/marian-multi30k-en-de');
+      const dir = path.join(tempDir('marian-untied'), 'm');
+      fs.mkdirSync(dir);
+      const config = JSON.parse(fs.readFileSync(path.join(src, 'config.json'), 'utf8'));
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, tie_word_embeddings: false }));
+      const r = await SafetensorsReader.open(path.join(src, 'model.safetensors'));
+      const tensors: TensorToWrite[] = [];
+      for (const name of r.names()) tensors.push({ name, dtype: 'F32', shape: r.info(name).shape, data: await r.readF32(name) });
+      const shared = await r.readF32('model.shared.weight');
+      tensors.push({ name: 'lm_head.weight', dtype: 'F32', shape: r.info('model.shared.weight').shape, data: shared.map((v) => 2 * v) });
+      const bias = await r.readF32('final_logits_bias');
+      await r.close();
+      await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+      const [tied, untied] = [await loadModel(src), await loadModel(dir)];
+      expect(untied.spec.tiedEmbeddings).toBe(false);
+      const input = { ids: Int32Array.from([2, 10, 20, 30]), batch: 1, seq: 4, encoderIds: Int32Array.from([5, 6, 7, 0]), encoderSeq: 4 };
+      const a = (await tied.forward(input, { output: 'logits' })).logits!;
+      const b = (await untied.forward(input, { output: 'logits' })).logits!;
+      const V = untied.spec.vocab;
+      const want = a.map((v, i) => 2 * (v - bias[i % V]!) + bias[i % V]!);
+      expect(relErr(b, want)).toBeLessThan(1e-5);
+      tied.dispose();
+      untied.dispose();
+    });
+  });
+});
+
+test('saveTrained writes an untied GPT-2 head back as the [vocab, d] Linear it was read from', async () => {
+  const { saveTrained } = await import('../lib/train/save');
+  const s = await syntheticGpt2({ layers: 2, d: 20, heads: 4, ff: 36, vocab: 50, positions: 16, seed: 15, tied: false });
+  const m = await loadModel(s.dir);
+  const out = path.join(tempDir('saved'), 'out');
+  await saveTrained(m, { source: s.dir, out });
+  const r = await SafetensorsReader.open(path.join(out, 'model.safetensors'));
+  expect(r.info('lm_head.weight').shape).toEqual([50, 20]);
+  expect(relErr(await r.readF32('lm_head.weight'), s.hf.get('lm_head.weight')!.data)).toBe(0);
+  await r.close();
+  const again = await loadModel(out);
+  const input = { ids: randomIds(9, 50, 5), batch: 1, seq: 9 };
+  expect(relErr((await again.forward(input, { output: 'logits' })).logits!, (await m.forward(input, { output: 'logits' })).logits!)).toBe(0);
+  m.dispose();
+  again.dispose();
 });

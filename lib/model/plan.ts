@@ -130,7 +130,7 @@ function planTensors(src: PlanBuilder, spec: ModelSpec, t: StackTensors): LoadPl
     if (t.classifier.b) one('classifier_b', t.classifier.b, [spec.numLabels]);
   }
   if (t.finalNorm) norm('final_norm', t.finalNorm);
-  if (t.lmHead) one('lm_head_w', t.lmHead, [spec.vocab, d], true);
+  if (t.lmHead) one('lm_head_w', t.lmHead, [spec.vocab, d]); // nn.Linear in every family, GPT-2's Conv1D layout included
   if (t.lmHeadBias) one('lm_head_b', t.lmHeadBias, [spec.vocab], false, t.lmHeadBiasShape);
   const qw = spec.nHeads * spec.headDim;
   const kw = spec.nKvHeads * spec.headDim;

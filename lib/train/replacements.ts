@@ -58,7 +58,7 @@ export function slotReplacements(
   }
   norm('final_norm', t.finalNorm);
   // an untied head is stored; a tied one is tok_emb itself (the slot is the same tensor)
-  if (t.lmHead) matrix(t.lmHead, slot('lm_head_w'), spec.vocab, d);
+  if (t.lmHead) out.set(t.lmHead, slot('lm_head_w')); // nn.Linear [vocab, d] in every family, GPT-2 included
   if (t.lmHeadBias) out.set(t.lmHeadBias, slot('lm_head_b'));
   const qw = spec.nHeads * spec.headDim;
   const kw = spec.nKvHeads * spec.headDim;

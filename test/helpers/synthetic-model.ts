@@ -61,10 +61,10 @@ export function removeSyntheticDirs(): void {
 }
 
 /** GPT-2: layers × (ln_1, c_attn, c_proj, ln_2, mlp), learned positions, tied head. */
-export async function syntheticGpt2(opts: { layers?: number; d?: number; heads?: number; ff?: number; vocab?: number; positions?: number; seed?: number } = {}): Promise<Synthetic> {
+export async function syntheticGpt2(opts: { layers?: number; d?: number; heads?: number; ff?: number; vocab?: number; positions?: number; seed?: number; tied?: boolean } = {}): Promise<Synthetic> {
   const L = opts.layers ?? 2, d = opts.d ?? 20, H = opts.heads ?? 4, F = opts.ff ?? 36, V = opts.vocab ?? 50, P = opts.positions ?? 16;
   const next = rng(opts.seed ?? 7);
-  const config = { model_type: 'gpt2', n_layer: L, n_embd: d, n_head: H, n_inner: F, vocab_size: V, n_positions: P, activation_function: 'gelu_new', layer_norm_epsilon: 1e-5, tie_word_embeddings: true };
+  const config = { model_type: 'gpt2', n_layer: L, n_embd: d, n_head: H, n_inner: F, vocab_size: V, n_positions: P, activation_function: 'gelu_new', layer_norm_epsilon: 1e-5, tie_word_embeddings: opts.tied ?? true };
   const canonical: Record<string, Float32Array> = {};
   const hf = new Map<string, { shape: number[]; data: Float32Array }>();
   const vec = (slot: string, name: string, n: number, offset = 0) => {
@@ -100,6 +100,12 @@ export async function syntheticGpt2(opts: { layers?: number; d?: number; heads?:
   }
   vec('final_norm_w', 'transformer.ln_f.weight', d, 1);
   vec('final_norm_b', 'transformer.ln_f.bias', d);
+  if (opts.tied === false) {
+    // an nn.Linear [vocab, d], not a Conv1D, even in GPT-2
+    const head = rand(V * d, next, 0.5);
+    canonical.lm_head_w = head;
+    hf.set('lm_head.weight', { shape: [V, d], data: head });
+  }
   const s = { dir: tempDir('gpt2'), config, canonical, hf };
   await writeSynthetic(s);
   return s;

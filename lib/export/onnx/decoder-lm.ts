@@ -94,7 +94,7 @@ export function buildDecoderLm(g: Graph, w: ExportWeights, spec: ModelSpec, t: S
   // Tied head: the embedding table itself, [vocab, d], read by Gemm with transB (no transposed copy).
   let logits: string;
   if (t.lmHead) {
-    logits = linear(c, x, t.lmHead, d, V, t.layout);
+    logits = linear(c, x, t.lmHead, d, V, 'linear'); // nn.Linear in every family (GPT-2's Conv1D layout included)
   } else {
     logits = g.op('Gemm', [x, weight(c, t.tokEmb, [V, d])], { transB: 1 }, 'lm_head');
   }

@@ -130,7 +130,7 @@ export function buildSeq2SeqDecoderMerged(g: Graph, w: ExportWeights, spec: Mode
   }
   // tied head: the shared embedding table read by Gemm with transB (no transposed copy), then final_logits_bias
   if (!t.tokEmb) throw new FfmergeError('TENSOR_NOT_FOUND', `${spec.family}: the description names no token embedding`);
-  let logits = t.lmHead ? linear(c, x, t.lmHead, d, V, t.layout) : g.op('Gemm', [x, weight(c, t.tokEmb, [V, d])], { transB: 1 }, 'lm_head');
+  let logits = t.lmHead ? linear(c, x, t.lmHead, d, V, 'linear') : g.op('Gemm', [x, weight(c, t.tokEmb, [V, d])], { transB: 1 }, 'lm_head');
   if (t.lmHeadBias) logits = g.op('Add', [logits, weight(c, t.lmHeadBias, t.lmHeadBiasShape ?? [V])]);
   g.output('logits', g.op('Reshape', [logits, shape.with(V)]), DT.FLOAT, [B, S, V]);
   present.forEach((r, l) => {

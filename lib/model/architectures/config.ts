@@ -67,10 +67,13 @@ export function unsupportedIf(cond: boolean, what: string): void {
   if (cond) throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `config.json: ${what} is not supported by ffmerge's forward pass`);
 }
 
-/** tie_word_embeddings: a boolean when given ("yes", read as false, told only of a missing lm_head.weight). */
-export function tiedEmbeddings(c: Config): boolean {
+/**
+ * tie_word_embeddings: a boolean when given ("yes", read as false, told only of a missing lm_head.weight); when
+ * left out, the config class's default (transformers writes the key only where it differs from that).
+ */
+export function tiedEmbeddings(c: Config, dflt = false): boolean {
   const v = c.tie_word_embeddings;
-  if (v === undefined || v === null) return false;
+  if (v === undefined || v === null) return dflt;
   if (typeof v !== 'boolean') throw bad('tie_word_embeddings', 'must be true or false', v);
   return v;
 }

@@ -1,6 +1,6 @@
-/** GPT2LMHeadModel: Conv1D weights, fused q/k/v, learned positions, pre-LN, tanh GELU, head tied to wte. */
+/** GPT2LMHeadModel: Conv1D weights, fused q/k/v, learned positions, pre-LN, tanh GELU, head tied to wte unless the config unties it. */
 import { TOKEN_LM_IO, fullAttention } from '../spec';
-import { activation, headDim, layerCount, posInt, posNum, unsupportedIf } from './config';
+import { activation, headDim, layerCount, posInt, posNum, tiedEmbeddings, unsupportedIf } from './config';
 import type { Architecture, FFTensorNames, SizeKeys } from './types';
 
 const sizes: SizeKeys = { layers: 'n_layer', dModel: 'n_embd', nHeads: 'n_head', dFF: 'n_inner', vocab: 'vocab_size', maxPositions: 'n_positions' };
@@ -51,18 +51,20 @@ export const gpt2: Architecture = {
           positions: 'learned',
           ropeTheta: 0,
           ropeDim: 0,
-          activation: activation(c, 'activation_function'),
+          activation: activation(c, 'activation_function', 'gelu_new'), // GPT2Config's default
           gatedFF: false,
           causal: true,
           slidingWindow: fullAttention(layers),
           embedScale: 1,
-          tiedEmbeddings: true, // GPT2LMHeadModel always ties lm_head to wte
+          // GPT2Config leaves tie_word_embeddings at PretrainedConfig's true; false loads lm_head.weight as the head
+          tiedEmbeddings: tiedEmbeddings(c, true),
         };
       },
-      tensors(c) {
+      tensors(c, spec) {
         return {
           layout: 'conv1d',
           tokEmb: 'transformer.wte.weight',
+          ...(spec.tiedEmbeddings ? {} : { lmHead: 'lm_head.weight' }),
           posEmb: 'transformer.wpe.weight',
           finalNorm: { w: 'transformer.ln_f.weight', b: 'transformer.ln_f.bias' },
           optionalPrefix: 'transformer.',

@@ -4,7 +4,7 @@
  * self-attention + cross-attention + LM head) is the main one.
  */
 import type { ModelSpec } from '../spec';
-import { activation, headDim, layerCount, posInt, unsupportedIf } from './config';
+import { activation, headDim, layerCount, posInt, tiedEmbeddings, unsupportedIf } from './config';
 import type { Architecture, Config, FFTensorNames, SizeKeys, StackDescription, StackName, StackTensors } from './types';
 
 const L = (stack: StackName, l: number) => `model.${stack}.layers.${l}`;
@@ -58,12 +58,13 @@ function spec(c: Config, stack: StackName): ModelSpec {
     positions: 'sinusoidal',
     ropeTheta: 0,
     ropeDim: 0,
-    activation: activation(c, 'activation_function'),
+    activation: activation(c, 'activation_function', 'gelu'), // MarianConfig's default
     gatedFF: false,
     causal: decoder,
     slidingWindow: new Array<number>(layers).fill(0),
     embedScale: c.scale_embedding === true ? Math.sqrt(dModel) : 1,
-    tiedEmbeddings: true,
+    // the decoder's head is the shared embedding unless tie_word_embeddings is false (then lm_head.weight)
+    tiedEmbeddings: tiedEmbeddings(c, true),
     input: 'tokens',
     channels: 0,
     imageH: 0,
@@ -90,7 +91,7 @@ function tensors(s: ModelSpec, stack: StackName): StackTensors {
   return {
     layout: 'linear',
     tokEmb: 'model.shared.weight',
-    ...(stack === 'decoder' ? { lmHeadBias: 'final_logits_bias', lmHeadBiasShape: [1, s.vocab] } : {}),
+    ...(stack === 'decoder' ? { lmHeadBias: 'final_logits_bias', lmHeadBiasShape: [1, s.vocab], ...(s.tiedEmbeddings ? {} : { lmHead: 'lm_head.weight' }) } : {}),
     layer: (l) => ({
       norm1: { w: `${L(stack, l)}.self_attn_layer_norm.weight`, b: `${L(stack, l)}.self_attn_layer_norm.bias` },
       qkv: attn(`${L(stack, l)}.self_attn`),
