@@ -206,6 +206,7 @@ Napi::Value LossAndGrad(const Napi::CallbackInfo& info) {
       ThrowCode(env, "INVALID_ARGUMENT", "modelLossAndGrad: pixels must hold batch images and labels batch entries");
     work = [m, pixels, labels, B, out](JobControl& ctl) {
       out->ps = train::params_from_model(model::resident_copy(ctl, *m));
+      const CancelScope cancel_scope(ctl);  // on this job's own copy: an abort may stop a product midway
       train::Activations act;
       const train::ImageBatch ib{pixels->data(), labels->data(), B};
       out->loss = train::image_loss_and_grad(&ctl.pool(), m->spec, out->ps, ib, float(1.0 / double(B)), true, act) /
@@ -219,6 +220,7 @@ Napi::Value LossAndGrad(const Napi::CallbackInfo& info) {
       ThrowCode(env, "INVALID_ARGUMENT", "modelLossAndGrad: ids and targets must have batch·seq entries");
     work = [m, ids, targets, B, T, out](JobControl& ctl) {
       out->ps = train::params_from_model(model::resident_copy(ctl, *m));
+      const CancelScope cancel_scope(ctl);  // on this job's own copy: an abort may stop a product midway
       train::TokenBatch tb{ids->data(), targets->data(), B, T};
       const size_t n = train::scored_targets(tb);
       if (n == 0) throw Error("INVALID_ARGUMENT", "modelLossAndGrad: no target is scored (all −1)");

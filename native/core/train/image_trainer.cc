@@ -68,6 +68,7 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
                             const std::function<void(const StepLog&)>& on_step) {
   // every weight is copied to fp32 below: read streamed layers in first
   const model::Model m = model::resident_copy(ctl, streamed_or_not);
+  const CancelScope cancel_scope(ctl);  // an abort stops the products themselves (trainer.cc says why)
   const model::ModelSpec& s = m.spec;
   check_trainable(s);
   if (s.input != model::InputKind::Patches)

@@ -1,7 +1,7 @@
 // Fine-tuning an image classifier (ViT): each step draws `batch` training images (a seeded shuffle, epoch by
 // epoch, so every image is seen once per epoch), micro-batched forward/backward with summed gradients, AdamW,
-// validation loss and top-1 accuracy before, every few steps and after; progress and cancel between
-// micro-batches. Same options, log and result as the token trainer (trainer.h); `seq` is unused.
+// validation loss and top-1 accuracy before, every few steps and after; progress between micro-batches, cancel
+// inside one too. Same options, log and result as the token trainer (trainer.h); `seq` is unused.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -69,6 +69,10 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
                      const std::function<void(const StepLog&)>& on_step) {
   // every weight is copied to fp32 below: read streamed layers in first
   const model::Model m = model::resident_copy(ctl, streamed_or_not);
+  // An abort stops the matrix products themselves, within a cache block: a micro-batch is sized to ~1 GiB of
+  // activations, tens of seconds at GPT-2-small width on two cores, and checks between micro-batches alone
+  // held an aborted job that long. Everything trained is this job's own copy, so stopping mid-product is safe.
+  const CancelScope cancel_scope(ctl);
   const model::ModelSpec& s = m.spec;
   check_trainable(s);
   check_options(s, tokens, o);

@@ -1,5 +1,6 @@
 // The fine-tuning loop: random windows of a token stream, micro-batched forward/backward with summed
-// gradients, AdamW, a validation loss every few steps, progress and cancel between micro-batches. Starts
+// gradients, AdamW, a validation loss every few steps, progress between micro-batches,
+// cancel also inside one (its matrix products stop on it). Starts
 // from a Model (its ties become shared parameters) and ends in a new Model with the same ties.
 #pragma once
 #include <cstdint>
