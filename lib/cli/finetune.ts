@@ -166,16 +166,21 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     const summary = {
       steps, lr, batch: int(o.batch, 'batch')!, ...dataInfo, seed: int(o.seed, 'seed', true)!, schedule: o.schedule, warmup: int(o.warmup, 'warmup', true) ?? 0,
       weightDecay: num(o.weightDecay, 'weight-decay'), clip: num(o.clip, 'clip'), trainable: o.trainable,
-      firstLoss: r.log[0]!.loss, lastLoss: last.loss, ...(images ? { imagesPerSecond: last.imagesPerSecond } : { tokensPerSecond: last.tokensPerSecond }), seconds: r.seconds,
+      // micro sets the order gradients are summed in, so it is part of what the weights came from
+      ...(o.micro !== undefined ? { micro: int(o.micro, 'micro')! } : {}),
+      firstLoss: r.log[0]!.loss, lastLoss: last.loss,
       ...(r.valBefore !== undefined ? { valBefore: r.valBefore, valAfter: r.valAfter } : {}),
       ...dropUndefined({ accuracyBefore: r.accuracyBefore, accuracyAfter: r.accuracyAfter }),
     };
+    // Speed goes to finetune.json and stdout, not into the model's config.json record: two identical runs then
+    // write identical model folders (convert and export copy the record on).
+    const timing = { ...(images ? { imagesPerSecond: last.imagesPerSecond } : { tokensPerSecond: last.tokensPerSecond }), seconds: r.seconds };
     checkSourceUnchanged(model, stamp, 'it was fine-tuned');
     const w = await saveTrained(r.model, {
       source: model,
       out,
       info: { finetune: summary },
-      extraFiles: { 'finetune.json': JSON.stringify({ ...summary, log: r.log }, null, 1) + '\n' },
+      extraFiles: { 'finetune.json': JSON.stringify({ ...summary, ...timing, log: r.log }, null, 1) + '\n' },
       overwrite: Boolean(o.overwrite),
       signal,
       onProgress: bar.update,
@@ -185,7 +190,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     const reader = await SafetensorsReader.open(model);
     const sourceBytes = reader.fileBytes;
     await reader.close();
-    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, totalSeconds: (performance.now() - t0) / 1000 };
+    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, ...timing, totalSeconds: (performance.now() - t0) / 1000 };
     const line =
       `fine-tuned ${steps} step${steps === 1 ? "" : "s"}: loss ${summary.firstLoss.toFixed(3)} → ${summary.lastLoss.toFixed(3)}` +
       (r.valBefore !== undefined ? `, validation ${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}` : '') +

@@ -180,7 +180,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--tokens <n>', 'training token budget, in whole --seq blocks: at least two, as a window is seq + 1 tokens (default: the whole file; language models only)')
     .option('--valid-tokens <n>', 'validation token budget, in whole --seq blocks (default 32768; needs --valid; language models only)')
     .option('--trainable <w>', 'all | ff (only the FF sublayers train)', 'all')
-    .option('--micro <n>', 'sequences per forward/backward inside a step (default: what ~1 GiB of activations allows)')
+    .option('--micro <n>', 'sequences per forward/backward inside a step (default: what ~1 GiB of activations allows; another value sums gradients in another order, so weights differ at float rounding)')
     .option('--out <dir>', 'output directory (default ./<model>-finetuned); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--json', 'print the result as JSON on stdout (no progress bar)')
