@@ -41,7 +41,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { FfmergeError, abortError, showValue, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
-import { assertRegularFile } from '../files';
+import { assertRegularFile, openRegularFile } from '../files';
 import { checkTextFile } from './text';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { checkInt, checkOneOf, checkOptions, checkPath } from '../arguments';
@@ -66,6 +66,12 @@ interface WorkerInput {
   tokenizerJson: string;
   tokenizerConfig: Record<string, unknown>;
   file: string;
+  /**
+   * The data file, opened by the calling thread, which also closes it once the worker has exited: a worker
+   * terminated mid-read (an abort, or right after it posted its result) cannot close a descriptor itself, and
+   * each such one stayed open (about one per ten compress jobs in a long-running server).
+   */
+  fd: number;
   format: 'txt' | 'jsonl';
   field: string;
   maxTokens: number | null;
@@ -131,13 +137,7 @@ function workerMain(): void {
       fail('INVALID_CONFIG', `${input.tokenizerJson} could not be loaded: ${(e as Error).message}`);
       return;
     }
-    let fd: number;
-    try {
-      fd = fsW.openSync(input.file, 'r');
-    } catch (e) {
-      fail('DATA_NOT_FOUND', `data file ${input.file} cannot be read: ${(e as Error).message}`);
-      return;
-    }
+    const fd = input.fd; // not closed here (see WorkerInput.fd)
     const st = fsW.fstatSync(fd);
     const total = st.isFile() ? st.size : 0;
     const head0 = Buffer.alloc(2);
@@ -146,7 +146,9 @@ function workerMain(): void {
     // The bytes already read are fed back in front of the stream (a device cannot seek back): only those read,
     // or an empty file became two NUL characters and was scored on their tokens.
     const head = head0.subarray(0, headBytes);
-    const raw = fsW.createReadStream('', { fd, start: undefined, highWaterMark: 1 << 16 });
+    // destroy() closes a stream's fd whatever autoClose says: a close that does nothing leaves it to its owner
+    const noClose = { open: fsW.open, read: fsW.read, close: (_fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => cb(null) };
+    const raw = fsW.createReadStream('', { fd, fs: noClose, autoClose: false, start: undefined, highWaterMark: 1 << 16 });
     let bytes = headBytes;
     let lastReport = 0;
     raw.on('data', (b) => {
@@ -429,6 +431,16 @@ export function tokenizeFile(tokenizerDir: string, file: string, opts: TokenizeF
   return tokenizeFileWith(tokenizerDir, file, opts, TOKENIZE_LIMITS);
 }
 
+/** The data file as a regular file (checkTextFile's errors), opened without blocking on a FIFO swapped in since. */
+async function openDataFile(file: string): Promise<fs.promises.FileHandle> {
+  try {
+    return await openRegularFile(file, 'INVALID_DATA');
+  } catch (e) {
+    if (e instanceof FfmergeError) throw e;
+    throw new FfmergeError('DATA_NOT_FOUND', `data file ${file} cannot be read: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 /** tokenizeFile with the cutting limits given (tests cut small files into many pieces with it); not exported from the package. */
 export async function tokenizeFileWith(tokenizerDir: string, file: string, opts: TokenizeFileOptions, limits: Readonly<TokenizeLimits>): Promise<Int32Array> {
   checkPath(tokenizerDir, 'tokenizeFile(tokenizerDir, file, options): tokenizerDir');
@@ -459,7 +471,7 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
   } catch (e) {
     return Promise.reject(e);
   }
-  const input: WorkerInput = {
+  const input: Omit<WorkerInput, 'fd'> = {
     tokenizersModule: require.resolve('@huggingface/tokenizers'),
     tokenizerJson,
     tokenizerConfig,
@@ -470,11 +482,19 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
     safety: SAFETY_TOKENS,
     limits: { ...limits },
   };
-  const release = await WORKER_SLOTS.acquire(signal);
+  const releaseSlot = await WORKER_SLOTS.acquire(signal);
+  let fh: fs.promises.FileHandle | undefined;
+  // the slot is free, and the file closed, once the thread is gone
+  const release = () => {
+    releaseSlot();
+    void fh?.close().catch(() => {});
+  };
   let worker: Worker;
   try {
     if (signal?.aborted) throw abortError(); // aborted while the slot was being handed over
-    worker = new Worker(WORKER_SOURCE, { eval: true, workerData: input });
+    fh = await openDataFile(input.file);
+    if (signal?.aborted) throw abortError();
+    worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ...input, fd: fh.fd } });
   } catch (e) {
     release();
     throw e;
