@@ -93,6 +93,26 @@ export function copyWritable(from: string, to: string): void {
   fs.chmodSync(to, fs.statSync(to).mode | 0o200);
 }
 
+/**
+ * The names of a model folder's regular files, a symbolic link to one included: the Hugging Face cache's
+ * `snapshots/<rev>/` holds nothing but links into `blobs/`, and its tokenizer and side files were left out of
+ * outputs silently. A link to anything else (a folder, a FIFO, nothing) is not a file to copy.
+ */
+export function regularFileNames(dir: string): string[] {
+  const names: string[] = [];
+  for (const ent of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (ent.isFile()) names.push(ent.name);
+    else if (ent.isSymbolicLink()) {
+      try {
+        if (fs.statSync(path.join(dir, ent.name)).isFile()) names.push(ent.name);
+      } catch {
+        // a dangling link or a loop: nothing to copy
+      }
+    }
+  }
+  return names;
+}
+
 /** Files that describe the weights or the fixture's own reference outputs: never copied. */
 export function isWeightOrReferenceFile(name: string): boolean {
   return (
@@ -403,9 +423,9 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     if (opts.signal?.aborted) throw abortError();
     const bytes = files.reduce((n, f) => n + fs.statSync(path.join(tmp, f)).size, 0);
     fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(outConfig, null, 2) + '\n');
-    for (const ent of fs.readdirSync(source, { withFileTypes: true })) {
-      if (!ent.isFile() || isWeightOrReferenceFile(ent.name)) continue;
-      copyWritable(path.join(source, ent.name), path.join(tmp, ent.name));
+    for (const name of regularFileNames(source)) {
+      if (isWeightOrReferenceFile(name)) continue;
+      copyWritable(path.join(source, name), path.join(tmp, name));
     }
     for (const [name, text] of Object.entries(opts.extraFiles ?? {})) fs.writeFileSync(path.join(tmp, name), typeof text === 'function' ? text({ bytes }) : text);
     if (opts.signal?.aborted) throw abortError();

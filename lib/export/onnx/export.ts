@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../../errors';
 import { checkSourceUnchanged, sourceStamp } from '../../checkpoint/source-stamp';
-import { checkOutputDir, copyWritable, isWeightOrReferenceFile, moveIntoPlace, removeMadeParents, tempName, type ExtraFile } from '../../checkpoint/write';
+import { checkOutputDir, copyWritable, isWeightOrReferenceFile, moveIntoPlace, regularFileNames, removeMadeParents, tempName, type ExtraFile } from '../../checkpoint/write';
 import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
 import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from '../../checkpoint/earlier-merges';
 import { ffTies } from '../../checkpoint/write';
@@ -270,11 +270,11 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
     fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(outConfig, null, 2) + '\n');
     const generation = generationConfig(modelDir, config);
     if (generation !== undefined) fs.writeFileSync(path.join(tmp, 'generation_config.json'), generation);
-    for (const ent of fs.readdirSync(modelDir, { withFileTypes: true })) {
-      if (!ent.isFile() || isWeightOrReferenceFile(ent.name) || ent.name === 'generation_config.json') continue;
+    for (const name of regularFileNames(modelDir)) {
+      if (isWeightOrReferenceFile(name) || name === 'generation_config.json') continue;
       // an ffmerge output's card names its checkpoint format and files: rebuilt below for this folder, or left out
-      if (ent.name === 'README.md' && config.ffmerge !== undefined) continue;
-      copyWritable(path.join(modelDir, ent.name), path.join(tmp, ent.name));
+      if (name === 'README.md' && config.ffmerge !== undefined) continue;
+      copyWritable(path.join(modelDir, name), path.join(tmp, name));
     }
     const sum = (k: 'onnxBytes' | 'dataBytes' | 'weightBytes' | 'weightTensors' | 'tensorUses') => written.reduce((s, r) => s + r[k], 0);
     const extra = { ...opts.extraFiles };
