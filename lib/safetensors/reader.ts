@@ -278,7 +278,7 @@ async function readIndex(indexFile: string): Promise<Map<string, string>> {
 /** A shard must be a file inside the index's folder (no absolute paths, no "..") and must exist. */
 function resolveShard(dir: string, shard: string, indexFile: string): string {
   const file = path.resolve(dir, shard);
-  if (path.isAbsolute(shard) || path.relative(dir, file).startsWith('..')) {
+  if (path.isAbsolute(shard) || /^\.\.(?:[\\/]|$)/.test(path.relative(dir, file))) {
     throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile} names shard "${shard}" outside its folder`);
   }
   if (!fs.existsSync(file)) {

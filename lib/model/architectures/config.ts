@@ -13,7 +13,9 @@ export function bad(key: string, why: string, v: unknown): FfmergeError {
 /** A positive integer; `dflt` is the transformers config class default used when the key is absent or null. */
 export function posInt(c: Config, key: string, dflt?: number): number {
   const v = c[key] ?? dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw bad(key, 'must be a positive integer', c[key]);
+  // past 2^53 a JSON number is no longer an exact integer (1e308 "is" one): refused here, naming the key,
+  // rather than by the native spec check as a usage error
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw bad(key, 'must be a positive integer below 2^53', c[key]);
   return v;
 }
 
