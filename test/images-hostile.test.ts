@@ -75,6 +75,12 @@ describe('preprocessor_config.json: a key of the wrong type is INVALID_CONFIG', 
   ])('%s = %j', async (key, value, text) => {
     await expectCode(() => preprocessorFromConfig({ ...vit28, [key]: value }, { num_channels: 1 }), 'INVALID_CONFIG', text);
   });
+  test('a size the model cannot take is refused before any image is decoded', async () => {
+    // it was refused only after every image had been resized to it (2 GB for six images at 12000²)
+    await expectCode(() => preprocessorFromConfig({ ...vit28, do_resize: true, size: 12000 }, { num_channels: 1, image_size: 28 }), 'INVALID_CONFIG', /resizes images to 12000x12000, but config\.json's image_size is 28/);
+    await expectCode(() => preprocessorFromConfig({ ...vit28, size: { height: 28, width: 30 } }, { num_channels: 1, image_size: 28 }), 'INVALID_CONFIG', /28x28 images/);
+    expect(preprocessorFromConfig(vit28, { num_channels: 1, image_size: 28 })).toMatchObject({ height: 28, width: 28 });
+  });
   test('a string size says its type is wrong, not that there is none', async () => {
     const e = await expectCode(() => preprocessorFromConfig({ ...vit28, size: '28' }, { num_channels: 1 }), 'INVALID_CONFIG', /size must be a number of pixels .* \(got "28"\)/);
     expect(e.message).not.toMatch(/has no/);

@@ -128,6 +128,12 @@ export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): Image
     const from = fromFile ? 'preprocessor_config.json: size' : 'config.json: image_size';
     throw new FfmergeError('INVALID_CONFIG', `${from} must be a number of pixels or {"height": …, "width": …} (got ${showValue(size)})`);
   }
+  // The model takes image_size pixels: a preprocessor that resizes to another size is refused here, before any
+  // image is decoded (it was refused only after every image had been resized to it: 2 GB for six at 12000²).
+  const modelSize = modelConfig.image_size;
+  if (fromFile && typeof modelSize === 'number' && (height !== modelSize || width !== modelSize)) {
+    throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json resizes images to ${width}x${height}, but config.json's image_size is ${modelSize}: the model takes ${modelSize}x${modelSize} images`);
+  }
   const meanRaw = numberList(pre.image_mean, [...VIT_DEFAULTS.mean], 'image_mean');
   const stdRaw = numberList(pre.image_std, [...VIT_DEFAULTS.std], 'image_std');
   const channels =
