@@ -30,10 +30,18 @@ export async function openRegularFile(file: string, code: ErrorCode): Promise<fs
   }
 }
 
-/** Throws unless `file` is a regular file, by opening it as above (for paths handed on to streams). */
-export async function assertRegularFile(file: string, code: ErrorCode): Promise<void> {
+/**
+ * Throws unless `file` is a regular file, by opening it as above (for paths handed on to streams or threads),
+ * of at most `maxBytes` (what readRegularFileSync would refuse, refused the same way).
+ */
+export async function assertRegularFile(file: string, code: ErrorCode, maxBytes = Infinity): Promise<void> {
   const fh = await openRegularFile(file, code);
-  await fh.close();
+  try {
+    const { size } = await fh.stat();
+    if (size > maxBytes) throw new FfmergeError(code, `${file} is ${size} bytes, over the ${maxBytes}-byte limit`);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** The whole contents of a regular file as UTF-8, refusing files over `maxBytes` (code `tooLarge`). */

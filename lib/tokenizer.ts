@@ -231,7 +231,29 @@ export function hfTokenizerConfig(modelDir: string, tokConfig: Json = readJson(p
  * tables by the largest id, so one id of 2^31 in a vocabulary of 512 made a 3 KB text take minutes to encode.
  * Real vocabularies are dense; the bound (4× the entries, plus slack for added tokens) only refuses damage.
  */
+/**
+ * The vocabulary's form for each model type the tokenizers library implements: a BPE vocabulary given as a list
+ * was read without a word and encoded every token as id 0; an unknown type fell back to a lookup of whole words.
+ * The tokenizer worker (data/tokenize-file.ts) checks the same, in its own copy of these lines.
+ */
+const VOCAB_FORMS: Record<string, 'object' | 'array'> = { BPE: 'object', WordPiece: 'object', Unigram: 'array' };
+
+function checkModelType(t: Json, file: string): void {
+  const model = t.model as Json | undefined;
+  const type = model?.type;
+  if (type === undefined) return; // left to the library's own inference, as transformers.js does
+  const form = typeof type === 'string' && Object.hasOwn(VOCAB_FORMS, type) ? VOCAB_FORMS[type] : undefined;
+  if (!form) throw new FfmergeError('INVALID_CONFIG', `${file}: model type ${showValue(type)} is not one ffmerge reads (${Object.keys(VOCAB_FORMS).join(', ')})`);
+  const vocab = model!.vocab;
+  const isArray = Array.isArray(vocab);
+  const isObject = typeof vocab === 'object' && vocab !== null && !isArray;
+  if (form === 'array' ? !isArray : !isObject) {
+    throw new FfmergeError('INVALID_CONFIG', `${file}: a ${String(type)} model's vocab must be ${form === 'array' ? 'a list of [piece, score]' : 'an object of token → id'} (got ${showValue(vocab)})`);
+  }
+}
+
 function checkTokenIds(t: Json, file: string): void {
+  checkModelType(t, file);
   const model = t.model as Json | undefined;
   const vocab = model && typeof model.vocab === 'object' && model.vocab !== null && !Array.isArray(model.vocab) ? (model.vocab as Json) : undefined;
   const added = Array.isArray(t.added_tokens) ? (t.added_tokens as unknown[]) : [];

@@ -162,3 +162,40 @@ describe('loadTokenizer errors', () => {
     }
   });
 });
+
+// A BPE vocabulary given as a list used to load: every token then encoded as id 0 (perplexity 1.8e11, exit 0);
+// an unknown model type fell back to a lookup of whole words. Both the loader and the tokenizing worker refuse them.
+describe('a tokenizer model the library cannot read as given is INVALID_CONFIG', () => {
+  const BUNDLED = path.join(__dirname, '..', 'models', 'llama-stories260k');
+  test.each([
+    ['a BPE vocab that is a list', { type: 'BPE', vocab: [1, 2, 3] }, /a BPE model's vocab must be an object of token → id/],
+    ['a Unigram vocab that is an object', { type: 'Unigram', vocab: { a: 0 } }, /a Unigram model's vocab must be a list of \[piece, score\]/],
+    ['an unknown model type', { type: 'Frobnicate', vocab: { a: 0 } }, /model type "Frobnicate" is not one ffmerge reads \(BPE, WordPiece, Unigram\)/],
+    ['a model type __proto__', { type: '__proto__', vocab: { a: 0 } }, /model type "__proto__" is not one ffmerge reads/],
+  ])('%s', async (_what, model, message) => {
+    const { tokenizeFile } = await import('../lib/data/tokenize-file');
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
+    try {
+      for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors') fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
+      const json = JSON.parse(fs.readFileSync(path.join(d, 'tokenizer.json'), 'utf8'));
+      fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify({ ...json, model: { ...json.model, ...model } }));
+      await expect(loadTokenizer(d)).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(message) });
+      await expect(tokenizeFile(d, path.join(d, 'calibration.txt'), { maxTokens: 100 })).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(message) });
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  test('the tokenizing worker refuses a tokenizer.json larger than loadTokenizer reads', async () => {
+    const { tokenizeFile } = await import('../lib/data/tokenize-file');
+    const { MAX_JSON_FILE_BYTES } = await import('../lib/files');
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
+    try {
+      for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors') fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
+      fs.truncateSync(path.join(d, 'tokenizer.json'), MAX_JSON_FILE_BYTES + 1); // sparse: no 100 MB written
+      await expect(tokenizeFile(d, path.join(d, 'calibration.txt'))).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('-byte limit') });
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+});

@@ -41,7 +41,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { FfmergeError, abortError, showValue, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
-import { assertRegularFile, openRegularFile } from '../files';
+import { MAX_JSON_FILE_BYTES, assertRegularFile, openRegularFile } from '../files';
 import { checkTextFile } from './text';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { checkInt, checkOneOf, checkOptions, checkPath } from '../arguments';
@@ -119,7 +119,24 @@ function workerMain(): void {
     let tokenizer: { encode(text: string, o: { add_special_tokens: boolean }): { ids: number[] } };
     try {
       const { Tokenizer } = require(input.tokenizersModule) as { Tokenizer: new (json: unknown, config: unknown) => typeof tokenizer };
-      const json = JSON.parse(fsW.readFileSync(input.tokenizerJson, 'utf8')) as { model?: { vocab?: unknown }; added_tokens?: unknown };
+      const json = JSON.parse(fsW.readFileSync(input.tokenizerJson, 'utf8')) as { model?: { vocab?: unknown; type?: unknown }; added_tokens?: unknown };
+      // As checkModelType (lib/tokenizer.ts): a model type the library implements, with its form of vocabulary
+      const forms: Record<string, 'object' | 'array'> = { BPE: 'object', WordPiece: 'object', Unigram: 'array' };
+      const type = json.model?.type;
+      if (type !== undefined) {
+        const form = typeof type === 'string' && Object.hasOwn(forms, type) ? forms[type] : undefined;
+        const v = json.model?.vocab;
+        const isArray = Array.isArray(v);
+        const isObject = typeof v === 'object' && v !== null && !isArray;
+        if (!form) {
+          fail('INVALID_CONFIG', `${input.tokenizerJson}: model type ${JSON.stringify(type)} is not one ffmerge reads (${Object.keys(forms).join(', ')})`);
+          return;
+        }
+        if (form === 'array' ? !isArray : !isObject) {
+          fail('INVALID_CONFIG', `${input.tokenizerJson}: a ${type} model's vocab must be ${form === 'array' ? 'a list of [piece, score]' : 'an object of token → id'}`);
+          return;
+        }
+      }
       // As loadTokenizer (lib/tokenizer.ts) checks: ids must be small non-negative integers, or the library's
       // tables grow with the largest id (one id of 2^31 made a short text take minutes).
       const vocab = json.model?.vocab;
@@ -458,7 +475,8 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
   const tokenizerJson = path.join(tokenizerDir, 'tokenizer.json');
   if (!fs.existsSync(tokenizerJson)) throw new FfmergeError('INVALID_CONFIG', `${tokenizerDir} has no tokenizer.json; the tokenizer needs it`);
   // Both must be regular files: a FIFO would block the worker's reads forever (checked here, asynchronously).
-  await assertRegularFile(tokenizerJson, 'INVALID_CONFIG');
+  // and no larger than loadTokenizer reads (the worker reads it whole)
+  await assertRegularFile(tokenizerJson, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
   // The data file also must look like text (a .gz that is gzip, no binary first block): text.ts's check, so
   // the worker and the streaming readers refuse the same files.
   await checkTextFile(file);
