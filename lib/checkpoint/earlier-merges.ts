@@ -30,6 +30,9 @@ export function recordedWindows(config: Config, where: string): RecordedWindow[]
   if (windows === undefined) return [];
   if (!Array.isArray(windows)) throw new FfmergeError('INVALID_CONFIG', `${where}: ffmerge.windows must be a list (got ${showValue(windows)})`);
   const stacks = new Map(ffStacks(config).map((s) => [s.name as string, s.layers]));
+  // each layer belongs to one merge at most (compress never merges a merged layer again): a window listed twice,
+  // or two that overlap, is no record ffmerge writes, and a list of thousands of them made compress quadratic
+  const owner = new Map<string, number>();
   return windows.map((w: unknown, i) => {
     const bad = (why: string) => new FfmergeError('INVALID_CONFIG', `${where}: ffmerge.windows[${i}] ${why} (got ${showValue(w)})`);
     if (typeof w !== 'object' || w === null || Array.isArray(w)) throw bad('must be an object { stack, layers, … }');
@@ -38,6 +41,11 @@ export function recordedWindows(config: Config, where: string): RecordedWindow[]
     if (n === undefined) throw bad(`names no stack of this model (it has: ${[...stacks.keys()].join(', ')})`);
     if (!Array.isArray(layers) || layers.length < 2 || layers.some((l) => !Number.isInteger(l) || l < 0 || l >= n) || new Set(layers).size !== layers.length) {
       throw bad(`must list at least two distinct layers of the ${String(stack)} stack (0 to ${n - 1})`);
+    }
+    for (const l of layers as number[]) {
+      const j = owner.get(`${stack}:${l}`);
+      if (j !== undefined) throw bad(`takes in ${String(stack)} layer ${l}, which ffmerge.windows[${j}] already merged (a layer belongs to one merge)`);
+      owner.set(`${stack}:${l}`, i);
     }
     return w as RecordedWindow;
   });
