@@ -62,16 +62,6 @@ export async function readConfig(dir: string): Promise<Record<string, unknown>> 
   return checkConfigObject(c, file);
 }
 
-/** [rows, cols] → [cols, rows]. */
-export function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let r = 0; r < rows; r++) {
-    const base = r * cols;
-    for (let c = 0; c < cols; c++) out[c * rows + r] = a[base + c]!;
-  }
-  return out;
-}
-
 /** The greedy settings of a model folder: generation_config.json, with config.json for missing ids. */
 export async function loadGenerationConfig(dir: string, config: Record<string, unknown> = {}): Promise<GenerationConfig> {
   checkPath(dir, 'loadGenerationConfig(dir, config): dir');
