@@ -203,7 +203,7 @@ export function sweepStaleTemps(out: string): string[] {
  * left beside it. Call it before any long work so a bad --out fails at once. The final rename checks again
  * (another run may have written the same output meanwhile).
  */
-export function checkOutputDir(source: string, out: string, overwrite = false): void {
+export function checkOutputDir(source: string, out: string, overwrite = false, inputs: readonly unknown[] = []): void {
   checkPath(source, 'the source model folder');
   checkPath(out, 'the output folder (out)');
   checkBoolean(overwrite, 'overwrite');
@@ -211,6 +211,13 @@ export function checkOutputDir(source: string, out: string, overwrite = false): 
   const src = fs.realpathSync(source);
   const target = path.resolve(out);
   const real = realpathLoose(target);
+  // the run's data files: replacing a folder that holds one would delete it (--overwrite replaces the folder whole)
+  for (const file of inputPaths(inputs)) {
+    const f = realpathLoose(path.resolve(file));
+    if (f === real || f.startsWith(real + path.sep)) {
+      throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} holds ${file}, an input of this run, which writing the output would delete; choose another --out`);
+    }
+  }
   if (real === src || src.startsWith(real + path.sep)) {
     throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} would overwrite the input model ${source}; choose another --out`);
   }
@@ -226,9 +233,47 @@ export function checkOutputDir(source: string, out: string, overwrite = false): 
   if (!fs.existsSync(target)) return;
   const st = fs.statSync(target);
   if (!st.isDirectory()) throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} exists and is not a directory`);
-  if (fs.readdirSync(target).length > 0 && !overwrite) {
+  // The output is written beside its place and renamed into it: a mount point (a container's `-v host:/out`)
+  // cannot be renamed onto or away, which failed EBUSY after all the work.
+  if (isMountPoint(real, st)) {
+    throw new FfmergeError('OUTPUT_NOT_WRITABLE', `the output ${out} is a mount point, which cannot be replaced by renaming a finished folder onto it: give a folder inside it (${path.join(out, 'model')})`);
+  }
+  const entries = fs.readdirSync(target);
+  if (entries.length > 0 && !overwrite) {
     throw new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} exists and is not empty (pass --overwrite to replace it)`);
   }
+  // --overwrite replaces the folder whole: only a model folder (an earlier output), never one of other files
+  // (`--out . --overwrite` in a source tree deleted the tree)
+  if (entries.length > 0 && !entries.includes('config.json')) {
+    throw new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} is not a model folder (it has no config.json), and --overwrite replaces only a model folder whole: choose another --out, or empty it first`);
+  }
+}
+
+/** The file paths among compress's and finetune's data options: strings, or the strings of a source object. */
+function inputPaths(inputs: readonly unknown[]): string[] {
+  const paths: string[] = [];
+  for (const x of inputs) {
+    if (typeof x === 'string') paths.push(x);
+    else if (typeof x === 'object' && x !== null && !ArrayBuffer.isView(x) && !Array.isArray(x)) {
+      for (const v of Object.values(x)) if (typeof v === 'string') paths.push(v);
+    }
+  }
+  return paths.filter((p) => p !== '');
+}
+
+/** A directory on another device than its parent, or listed as a mount point by the kernel (a bind mount). */
+function isMountPoint(dir: string, st: fs.Stats): boolean {
+  const parent = fs.statSync(path.dirname(dir), { throwIfNoEntry: false });
+  if (parent && (parent.dev !== st.dev || (parent.ino === st.ino && parent.dev === st.dev))) return true;
+  let info: string;
+  try {
+    info = fs.readFileSync('/proc/self/mountinfo', 'utf8'); // Linux; elsewhere the device test above decides
+  } catch {
+    return false;
+  }
+  // field 5 is the mount point, with spaces and the like written as octal escapes
+  const unescape = (p: string) => p.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return info.split('\n').some((line) => unescape(line.split(' ')[4] ?? '') === dir);
 }
 
 /**

@@ -59,7 +59,7 @@ function num(v: string, what: string): number {
 
 export async function runFinetune(model: string, o: FinetuneCliOptions, signal: AbortSignal): Promise<void> {
   const out = o.out ?? `${path.basename(path.resolve(model))}-finetuned`;
-  checkOutputDir(model, out, o.overwrite); // before any long work
+  checkOutputDir(model, out, o.overwrite, [o.data, o.valid, o.images, o.labels, o.validImages, o.validLabels]); // before any long work
   // a flag of the other kind of model is refused (exit 2), not silently ignored
   const config = await readConfig(model);
   const modelType = typeof config.model_type === 'string' ? config.model_type : 'unknown';

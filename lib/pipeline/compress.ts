@@ -359,7 +359,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   const k = asked ?? (spec !== 'auto' ? spec[0]!.k : kFromFraction(DEFAULT_FRACTION, L));
   checkK(k, L);
   // refused before any reading: checking an expanded source's earlier merges below compares tensors
-  if (options.out) checkOutputDir(modelDir, options.out, options.overwrite);
+  if (options.out) checkOutputDir(modelDir, options.out, options.overwrite, [options.calibration, options.validation, options.test, options.images]);
   // A source that is itself an ffmerge output: its merges are kept (and listed in the output's record), and no
   // new window may take in their layers. Headers and config only; nothing changes for an ordinary model.
   const sourceConfig = await readConfig(modelDir);

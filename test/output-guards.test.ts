@@ -1,0 +1,68 @@
+/**
+ * What an output may replace (tester S): `--overwrite` replaces a folder whole, so it refuses a folder that is
+ * not a model folder (`--out . --overwrite` in a source tree deleted the tree) and one holding an input of the
+ * run (the calibration file inside --out was deleted); a mount point, which no rename can replace, is refused
+ * before any work (it failed EBUSY, untyped, after all of it).
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { checkOutputDir } from '../lib/checkpoint/write';
+import { compress } from '../lib/pipeline/compress';
+
+const BUNDLED = path.join(__dirname, '..', 'models', 'llama-stories260k');
+const TEXT = path.join(BUNDLED, 'calibration.txt');
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-out-guards-'));
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const fast = { calibrationTokens: 512, validationTokens: 512, blockSize: 128, window: '1-2', method: 'permute', recover: 'none', overwrite: true } as const;
+
+test('--overwrite refuses a non-empty folder that is not a model folder, and leaves it as it was', async () => {
+  const out = path.join(tmp, 'src-tree');
+  fs.mkdirSync(path.join(out, 'sub'), { recursive: true });
+  fs.writeFileSync(path.join(out, 'main.c'), 'int main() {}\n');
+  await expect(compress(BUNDLED, { ...fast, calibration: TEXT, out })).rejects.toMatchObject({ code: 'OUTPUT_EXISTS', message: expect.stringContaining('is not a model folder (it has no config.json)') });
+  expect(fs.readdirSync(out).sort()).toEqual(['main.c', 'sub']);
+  // an earlier output (a model folder) is replaced as before
+  const model = path.join(tmp, 'model-out');
+  await compress(BUNDLED, { ...fast, calibration: TEXT, out: model });
+  await compress(BUNDLED, { ...fast, calibration: TEXT, out: model });
+  expect(fs.existsSync(path.join(model, 'model.safetensors'))).toBe(true);
+});
+
+test('--overwrite refuses an output that holds an input of the run (the data files, not only the model)', async () => {
+  const out = path.join(tmp, 'holds-data');
+  await compress(BUNDLED, { ...fast, calibration: TEXT, out });
+  const calib = path.join(out, 'calib.txt');
+  fs.copyFileSync(TEXT, calib);
+  await expect(compress(BUNDLED, { ...fast, calibration: calib, out })).rejects.toMatchObject({ code: 'OUTPUT_EXISTS', message: expect.stringContaining(`holds ${calib}, an input of this run`) });
+  const test = path.join(out, 'test.txt');
+  fs.writeFileSync(test, fs.readFileSync(TEXT, 'utf8').split('\n').reverse().join('\n'));
+  await expect(compress(BUNDLED, { ...fast, calibration: TEXT, test, out })).rejects.toMatchObject({ code: 'OUTPUT_EXISTS', message: expect.stringContaining(`holds ${test}`) });
+  expect(fs.existsSync(calib)).toBe(true);
+  // image and parallel sources name their files inside an object
+  expect(() => checkOutputDir(BUNDLED, out, true, [{ images: calib, labels: TEXT }])).toThrow(/an input of this run/);
+});
+
+test('a mount point as the output is OUTPUT_NOT_WRITABLE before any work', () => {
+  const mnt = path.join(tmp, 'mnt');
+  fs.mkdirSync(mnt);
+  // needs a tmpfs this process may mount (root, as in CI containers); skipped, and said so, where it cannot
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]).status === 0;
+  if (!mounted) {
+    console.warn('skipped: cannot mount a tmpfs here (not root, or no mount); the mount-point refusal is untested on this machine');
+    return;
+  }
+  try {
+    expect(() => checkOutputDir(BUNDLED, mnt, false)).toThrow(expect.objectContaining({ code: 'OUTPUT_NOT_WRITABLE', message: expect.stringContaining('is a mount point') }));
+    expect(() => checkOutputDir(BUNDLED, mnt, true)).toThrow(expect.objectContaining({ code: 'OUTPUT_NOT_WRITABLE' }));
+    // a folder inside it is fine
+    expect(() => checkOutputDir(BUNDLED, path.join(mnt, 'model'), false)).not.toThrow();
+  } finally {
+    spawnSync('umount', [mnt]);
+  }
+});
