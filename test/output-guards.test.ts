@@ -2,7 +2,7 @@
  * What an output may replace (tester S): `--overwrite` replaces a folder whole, so it refuses a folder that is
  * not a model folder (`--out . --overwrite` in a source tree deleted the tree) and one holding an input of the
  * run (the calibration file inside --out was deleted); a mount point, which no rename can replace, is refused
- * before any work (it failed EBUSY, untyped, after all of it).
+ * before any work (it failed EBUSY, untyped, after all of it); an OS error while writing is IO_ERROR.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -65,4 +65,21 @@ test('a mount point as the output is OUTPUT_NOT_WRITABLE before any work', () =>
   } finally {
     spawnSync('umount', [mnt]);
   }
+});
+
+// An OS error while writing (disk full, file too large, read-only) was an untyped INTERNAL_ERROR (exit 1) in the
+// ONNX writer and for side files; it is IO_ERROR (exit 3) naming the output, and nothing is left behind.
+test('a file-size limit hit while exporting is IO_ERROR, exit 3, with no output or temp folder left', () => {
+  const parent = path.join(tmp, 'efbig');
+  const out = path.join(parent, 'o');
+  const bin = path.join(__dirname, '..', 'bin', 'ffmerge.js');
+  // ulimit -f: 1024-byte blocks; Node ignores SIGXFSZ, so the write fails EFBIG
+  const r = spawnSync('bash', ['-c', `ulimit -f 200 && exec "${process.execPath}" "${bin}" export "${BUNDLED}" --out "${out}"`], {
+    encoding: 'utf8',
+    env: { ...process.env, FFMERGE_FROM_SOURCE: '1' },
+    timeout: 120_000,
+  });
+  expect(r.stderr).toMatch(/cannot write the output .*EFBIG.*\[IO_ERROR\]/);
+  expect(r.status).toBe(3);
+  expect(fs.existsSync(parent)).toBe(false); // neither the output, its temp folder, nor the parent mkdir -p made
 });

@@ -480,10 +480,26 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     const storedParams = plan.reduce((s, t) => s + t.byteLength / DTYPE_SIZE[t.dtype], 0);
     return { out: target, bytes, files, storedParams };
   } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    removeMadeParents(path.dirname(target), madeParent);
-    throw e;
+    throw failedOutput(e, tmp, target, madeParent, out);
   }
+}
+
+/**
+ * Undoes a failed output write and says why: the temp folder and the folders mkdir -p made are removed (a
+ * failure to remove them, on a file system gone read-only, no longer hides the cause: the next run to this
+ * output sweeps what stays), and an OS error (disk full, file too large, read-only, no permission) becomes
+ * IO_ERROR naming the output instead of an untyped INTERNAL_ERROR.
+ */
+export function failedOutput(e: unknown, tmp: string, target: string, madeParent: string | undefined, out: string): unknown {
+  try {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  } catch {
+    // left for the next run's sweep
+  }
+  removeMadeParents(path.dirname(target), madeParent);
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (e instanceof FfmergeError || !(e instanceof Error) || typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) return e;
+  return new FfmergeError('IO_ERROR', `cannot write the output ${out}: ${e.message}`, { cause: e });
 }
 
 /**

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../../errors';
 import { checkSourceUnchanged, sourceStamp } from '../../checkpoint/source-stamp';
-import { checkOutputDir, copyWritable, isWeightOrReferenceFile, moveIntoPlace, regularFileNames, removeMadeParents, tempName, type ExtraFile } from '../../checkpoint/write';
+import { checkOutputDir, copyWritable, failedOutput, isWeightOrReferenceFile, moveIntoPlace, regularFileNames, tempName, type ExtraFile } from '../../checkpoint/write';
 import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
 import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from '../../checkpoint/earlier-merges';
 import { ffTies } from '../../checkpoint/write';
@@ -306,9 +306,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
       unshared,
     };
   } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    removeMadeParents(path.dirname(target), madeParent);
-    throw e;
+    throw failedOutput(e, tmp, target, madeParent, opts.out);
   } finally {
     await weights.close();
   }
