@@ -11,7 +11,8 @@ import { outputCard, readReport } from '../pipeline/model-card';
 import { CheckpointReader, readTies, type TieMap } from './ties';
 import { ffmergeRecord } from './record';
 import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from './earlier-merges';
-import { checkMaxShardSize, writeCheckpoint, type ExtraFile, type OutputFormat, type WriteCheckpointResult } from './write';
+import { checkMaxShardSize, checkOutputDir, writeCheckpointOf, type ExtraFile, type OutputFormat, type WriteCheckpointResult } from './write';
+import { sourceStamp } from './source-stamp';
 import { checkJobOptions, type ProgressFn } from '../native/job';
 import { checkPath } from '../arguments';
 import { readConfig } from '../model/load';
@@ -37,8 +38,17 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   checkJobOptions(opts, 'convertCheckpoint(dir, out, format, options): options', ['overwrite', 'maxShardSize']);
   checkMaxShardSize(opts.maxShardSize);
   if (format !== 'tied' && format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied or expanded (got ${showValue(format)})`);
+  // the source as it is before anything is read: one replaced while it is read or written is SOURCE_CHANGED
+  // (a folder that cannot be listed is reported by readConfig just below)
+  let stamp = '';
+  try {
+    stamp = sourceStamp(dir);
+  } catch {
+    // readConfig says what is wrong with the folder
+  }
   // the loader's reader: a FIFO in place of config.json is refused, not waited on forever; null is INVALID_CONFIG
   const config = await readConfig(dir);
+  checkOutputDir(dir, out, opts.overwrite === true); // before the copies are read and compared
   // a record that is not an object (null, "yes") is refused as every command refuses it, not taken for none
   const info = ffmergeRecord(config, dir) as FfmergeInfo | undefined;
   const notOutput = () => new FfmergeError('INVALID_ARGUMENT', `${dir} is not an ffmerge output (config.json has no ffmerge.windows, and no merge is tied in its checkpoint); only compressed models can be converted`);
@@ -85,7 +95,7 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   // names the other format. Ties do not change what it says, so the record before the writer adds them will do.
   const card = outputCard({ ...config, ffmerge: { format, ...rest } }, format, out, report);
   if (card !== undefined) extraFiles['README.md'] = card;
-  return writeCheckpoint({
+  return writeCheckpointOf({
     source: dir,
     out,
     format,
@@ -96,5 +106,5 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     ...(opts.maxShardSize !== undefined ? { maxShardSize: opts.maxShardSize } : {}),
-  });
+  }, stamp);
 }

@@ -355,7 +355,16 @@ interface PlannedTensor {
   data: Float32Array | { from: string };
 }
 
-export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteCheckpointResult> {
+export function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteCheckpointResult> {
+  return writeCheckpointOf(opts, undefined);
+}
+
+/**
+ * writeCheckpoint, for a caller that read the source before it (convert reads the record, report and tie
+ * copies first): `stamp` is the source's state when that reading began, so a source replaced meanwhile is
+ * SOURCE_CHANGED, not an output mixing the two. Internal (not exported by the package).
+ */
+export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierStamp: string | undefined): Promise<WriteCheckpointResult> {
   if (typeof opts !== 'object' || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint(options): options must be an object { source, out, format, … } (got ${showValue(opts)})`);
   checkJobOptions(opts, 'writeCheckpoint(options): options', ['source', 'out', 'format', 'replace', 'ties', 'info', 'extraFiles', 'overwrite', 'maxShardSize']);
   checkMaxShardSize(opts.maxShardSize);
@@ -364,7 +373,7 @@ export async function writeCheckpoint(opts: WriteCheckpointOptions): Promise<Wri
   checkOutputDir(source, out, opts.overwrite);
   return withJobScope(opts, async (o, scope) => {
     // the source as it is now: one replaced while the output is written is refused before the rename
-    const stamp = sourceStamp(source);
+    const stamp = earlierStamp ?? sourceStamp(source);
     const src = await CheckpointReader.open(source);
     // Every exit from here on closes the reader (an error before the write once leaked its file handle).
     try {
