@@ -65,6 +65,16 @@ export class CheckpointReader {
     // a directory: single file or sharded (the reader picks; a sharded tied output has its tie map in every shard)
     const reader = await SafetensorsReader.open(dir);
     try {
+      // a sharded output carries its tie map in every shard: one that says otherwise (or lacks it beside shards
+      // that have it) was edited or came from elsewhere, and only the first shard's map used to be checked
+      const maps = [...reader.fileMetadata].map(([shard, m]) => [shard, m[TIES_METADATA_KEY]] as const);
+      const odd = maps.find(([, m]) => m !== maps[0]![1]);
+      if (odd) {
+        const [first, firstMap] = maps[0]!;
+        const how =
+          odd[1] === undefined ? `has no tie map, unlike ${first}` : firstMap === undefined ? `has a tie map, unlike ${first}` : `has a tie map that differs from ${first}'s`;
+        throw new FfmergeError('INVALID_CONFIG', `${dir}: shard ${odd[0]} ${how}: every shard of an ffmerge output carries the same ${TIES_METADATA_KEY} (edited, or shards of two outputs)`);
+      }
       const ties = parseTies(reader.metadata[TIES_METADATA_KEY], (n) => reader.has(n), file);
       return new CheckpointReader(dir, reader, ties);
     } catch (e) {

@@ -50,6 +50,11 @@ export class SafetensorsReader {
     private readonly tensors: Map<string, Located>,
     private readonly sources: ByteSource[],
     readonly metadata: Record<string, string>,
+    /**
+     * Each file's own metadata, by file name (one entry for a single file). `metadata` merges them, the first
+     * shard's value winning; a reader that needs every shard to agree on a key compares these.
+     */
+    readonly fileMetadata: ReadonlyMap<string, Readonly<Record<string, string>>> = new Map(),
   ) {}
 
   /** Bytes of the file or files read (every shard of a sharded checkpoint): what a checkpoint takes on disk. */
@@ -129,7 +134,7 @@ export class SafetensorsReader {
         }
         map.set(name, { info: toInfo(e, h.src.name, h.dataStart), source: h.src });
       }
-      return new SafetensorsReader(map, sources, metadata);
+      return new SafetensorsReader(map, sources, metadata, new Map([...headers].map(([shard, h]) => [shard, h.metadata])));
     } catch (e) {
       await Promise.all(sources.map((s) => s.close().catch(() => {})));
       throw e;
