@@ -128,6 +128,23 @@ test('an abort stops a micro-batch midway, not at its end', async () => {
   }
 });
 
+// finetune wrote one file whatever the source's sharding; it takes --max-shard-size as compress and convert do
+test('ffmerge finetune --max-shard-size writes a sharded output that loads to the trained model', async () => {
+  const bundled = path.join(__dirname, '..', 'models', 'llama-stories260k');
+  const out = path.join(tempDir('ft-shards'), 'out');
+  const r = ffmerge(['finetune', bundled, '--data', path.join(bundled, 'calibration.txt'), '--steps', '1', '--batch', '2', '--seq', '32', '--max-shard-size', '100KB', '--out', out, '--json']);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const shards = fs.readdirSync(out).filter((f) => /^model-\d+-of-\d+\.safetensors$/.test(f));
+  expect(shards.length).toBeGreaterThan(2);
+  expect(fs.existsSync(path.join(out, 'model.safetensors.index.json'))).toBe(true);
+  const m = await loadModel(out);
+  m.dispose();
+  const bad = ffmerge(['finetune', bundled, '--data', path.join(bundled, 'calibration.txt'), '--steps', '1', '--max-shard-size', 'lots', '--out', path.join(tempDir('ft-shards'), 'bad')]);
+  expect(bad.status).toBe(2);
+  expect(bad.stderr).toMatch(/max-shard-size/);
+});
+
 test('a progress callback that throws stops the training, and the call rejects with its error', async () => {
   const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 34 });
   const m = await loadModel(s.dir);

@@ -18,7 +18,7 @@ import { trainingImages } from './finetune-images';
 import { saveTrained } from '../train/save';
 import { expandedError } from '../train/ties';
 import { SafetensorsReader } from '../safetensors';
-import { dropUndefined, int, oneOf, refuseFlags } from './flags';
+import { byteSize, dropUndefined, int, oneOf, refuseFlags } from './flags';
 import { ProgressBar } from './progress';
 
 export interface FinetuneCliOptions {
@@ -47,6 +47,7 @@ export interface FinetuneCliOptions {
   validationSize?: string;
   trainSize?: string;
   out?: string;
+  maxShardSize?: string;
   overwrite?: boolean;
   json?: boolean;
 }
@@ -60,6 +61,7 @@ function num(v: string, what: string): number {
 export async function runFinetune(model: string, o: FinetuneCliOptions, signal: AbortSignal): Promise<void> {
   const out = o.out ?? `${path.basename(path.resolve(model))}-finetuned`;
   checkOutputDir(model, out, o.overwrite, [o.data, o.valid, o.images, o.labels, o.validImages, o.validLabels]); // before any long work
+  const maxShardSize = byteSize(o.maxShardSize, 'max-shard-size'); // a bad size is refused before training
   // a flag of the other kind of model is refused (exit 2), not silently ignored
   const config = await readConfig(model);
   const modelType = typeof config.model_type === 'string' ? config.model_type : 'unknown';
@@ -182,6 +184,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       info: { finetune: summary },
       extraFiles: { 'finetune.json': JSON.stringify({ ...summary, ...timing, log: r.log }, null, 1) + '\n' },
       overwrite: Boolean(o.overwrite),
+      ...(maxShardSize !== undefined ? { maxShardSize } : {}),
       signal,
       onProgress: bar.update,
     });

@@ -183,6 +183,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--micro <n>', 'sequences per forward/backward inside a step (default: what ~1 GiB of activations allows; another value sums gradients in another order, so weights differ at float rounding)')
     .option('--out <dir>', 'output directory (default ./<model>-finetuned); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
+    .option('--max-shard-size <bytes>', 'largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded with a model.safetensors.index.json')
     .option('--json', 'print the result as JSON on stdout (no progress bar)')
     .action(async (model: string, opts: FinetuneCliOptions) => {
       state.json = Boolean(opts.json);

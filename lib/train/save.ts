@@ -10,7 +10,7 @@ import { checkModel, type Model } from '../model/model';
 import { FfmergeError, showValue } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';
 import { asRecorded, folderMerges } from '../checkpoint/earlier-merges';
-import { checkOutputDir, writeCheckpoint, type WriteCheckpointResult } from '../checkpoint/write';
+import { checkMaxShardSize, checkOutputDir, writeCheckpoint, type WriteCheckpointResult } from '../checkpoint/write';
 import { checkJobOptions, runNativeJob, type JobOptions, type ProgressFn } from '../native/job';
 import { trainAddon } from '../native/train';
 import { slotReplacements } from './replacements';
@@ -34,6 +34,8 @@ export interface SaveTrainedOptions {
   info?: Record<string, unknown>;
   /** Extra files written into the output directory, name → contents. */
   extraFiles?: Record<string, string>;
+  /** Largest bytes of tensor data per safetensors file (writeCheckpoint's: default 5 GB; above it, sharded). */
+  maxShardSize?: number;
   signal?: AbortSignal;
   /** Progress: reading the weights ('slots'), then the write ('save', in bytes). */
   onProgress?: ProgressFn;
@@ -88,7 +90,8 @@ function checkSourceFits(model: Model, source: string, config: Record<string, un
 export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<WriteCheckpointResult> {
   checkModel(model, 'saveTrained(model, options): model');
   if (typeof o !== 'object' || o === null) throw new FfmergeError('INVALID_ARGUMENT', `saveTrained(model, options): options must be an object { source, out, … } (got ${showValue(o)})`);
-  checkJobOptions(o, 'saveTrained(model, options): options', ['source', 'out', 'overwrite', 'info', 'extraFiles']);
+  checkJobOptions(o, 'saveTrained(model, options): options', ['source', 'out', 'overwrite', 'info', 'extraFiles', 'maxShardSize']);
+  checkMaxShardSize(o.maxShardSize);
   checkOutputDir(o.source, o.out, o.overwrite); // refused before the weights are read
   const job: JobOptions = { ...(o.signal ? { signal: o.signal } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) };
   const config = await readConfig(o.source);
@@ -130,6 +133,7 @@ export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<
     info,
     ...(o.extraFiles || card !== undefined ? { extraFiles: { ...(card !== undefined ? { 'README.md': card } : {}), ...o.extraFiles } } : {}),
     overwrite: Boolean(o.overwrite),
+    ...(o.maxShardSize !== undefined ? { maxShardSize: o.maxShardSize } : {}),
     ...job,
   });
 }
