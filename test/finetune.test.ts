@@ -145,6 +145,16 @@ test('ffmerge finetune --max-shard-size writes a sharded output that loads to th
   expect(bad.stderr).toMatch(/max-shard-size/);
 });
 
+test('an empty validation list is refused, not read as no validation', async () => {
+  const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 37 });
+  const m = await loadModel(s.dir);
+  try {
+    await expect(finetune(m, { data: pattern(200, 23), steps: 1, batch: 2, seq: 8, validation: [] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('validation is an empty list') });
+  } finally {
+    m.dispose();
+  }
+});
+
 test('a progress callback that throws stops the training, and the call rejects with its error', async () => {
   const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 34 });
   const m = await loadModel(s.dir);

@@ -53,7 +53,10 @@ export interface FinetuneOptions {
   batch?: number;
   /** Positions per sequence (default 128, at most the model's positions; not used for images). */
   seq?: number;
-  /** Sequences (or images) per forward/backward inside a step (default: as many as ~1 GiB of activations allow). */
+  /**
+   * Sequences (or images) per forward/backward inside a step (default, or 0: as many as ~1 GiB of activations
+   * allow). Another value sums gradients in another order, so the weights differ at float rounding.
+   */
   micro?: number;
   /** Linear warm-up steps (default 0). */
   warmup?: number;
@@ -180,6 +183,10 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   }
   if (opts.validation !== undefined && !isImages(opts.validation) && !(Array.isArray(opts.validation) && opts.validation.every(isInt32Array))) {
     throw new FfmergeError('INVALID_ARGUMENT', `finetune: validation must be token blocks (a list of Int32Arrays) or labelled images { pixels, labels } (got ${showValue(opts.validation)})`);
+  }
+  // an empty list read as "no validation" silently: a caller who meant to validate would never hear of it
+  if (Array.isArray(opts.validation) && opts.validation.length === 0) {
+    throw new FfmergeError('INVALID_ARGUMENT', 'finetune: validation is an empty list of token blocks: give at least one block, or leave validation out');
   }
   checkOneOf(opts.schedule, 'finetune: schedule', ['constant', 'cosine'] as const);
   checkOneOf(opts.trainable, 'finetune: trainable', ['all', 'ff'] as const);
