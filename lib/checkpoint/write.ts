@@ -313,19 +313,38 @@ function targetTaken(e: unknown): boolean {
  */
 export function moveIntoPlace(tmp: string, target: string, out: string, overwrite: boolean): void {
   const taken = () => new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} was written by another run meanwhile (pass --overwrite to replace it)`);
-  if (overwrite && fs.existsSync(target)) {
-    const old = `${tmp}-old`;
-    fs.renameSync(target, old);
-    try {
-      fs.renameSync(tmp, target);
-    } catch (e) {
-      // Another run took the target in between: its output stays, ours is dropped with the old one.
+  if (overwrite) {
+    // Runs that overwrite one output at once: the last to rename wins. Another run may move the old output
+    // away, or put its own in place, between any two of these steps: each such step is tried again (a few
+    // times), rather than failing untyped (ENOENT) or telling a run given --overwrite to pass it.
+    for (let attempt = 0; attempt < 8; attempt++) {
+      if (!fs.existsSync(target)) {
+        try {
+          fs.renameSync(tmp, target);
+          return;
+        } catch (e) {
+          if (targetTaken(e)) continue;
+          throw e;
+        }
+      }
+      const old = `${tmp}-old`;
+      try {
+        fs.renameSync(target, old);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // moved away by another run: try again
+        throw e;
+      }
+      try {
+        fs.renameSync(tmp, target);
+      } catch (e) {
+        discard(old, target);
+        if (targetTaken(e)) continue;
+        throw e;
+      }
       discard(old, target);
-      if (targetTaken(e)) throw taken();
-      throw e;
+      return;
     }
-    discard(old, target);
-    return;
+    throw new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} kept being replaced by other runs writing it at the same time; nothing of this run was kept`);
   }
   try {
     fs.renameSync(tmp, target);
