@@ -83,3 +83,43 @@ test('a file-size limit hit while exporting is IO_ERROR, exit 3, with no output 
   expect(r.status).toBe(3);
   expect(fs.existsSync(parent)).toBe(false); // neither the output, its temp folder, nor the parent mkdir -p made
 });
+
+// Runs overwriting one output at once race between moving the old output aside and renaming theirs into place
+// (tester S: 3 processes × 3,000 moves gave raw ENOENT errors and "pass --overwrite" to runs that had).
+test('with overwrite, a rename another run raced is tried again: the last run wins, typed throughout', async () => {
+  const { moveIntoPlace, tempName } = await import('../lib/checkpoint/write');
+  const target = path.join(tmp, 'raced');
+  fs.mkdirSync(target);
+  fs.writeFileSync(path.join(target, 'config.json'), '{"old": true}');
+  const tmpDir = tempName(target);
+  fs.mkdirSync(tmpDir);
+  fs.writeFileSync(path.join(tmpDir, 'config.json'), '{"ours": true}');
+  // the module object itself (the namespace import above is read-only); write.ts reads through to it
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fsModule = require('node:fs') as typeof fs;
+  const rename = fsModule.renameSync;
+  let raced = 0;
+  const spy = jest.spyOn(fsModule, 'renameSync').mockImplementation((from, to) => {
+    // the first move of the old output aside finds it gone (another run moved it), the first placing of ours
+    // finds another run's output there
+    if (from === target && raced === 0) {
+      raced++;
+      const e = Object.assign(new Error(`ENOENT: no such file or directory, rename '${String(from)}'`), { code: 'ENOENT' });
+      throw e;
+    }
+    if (from === tmpDir && raced === 1) {
+      raced++;
+      const e = Object.assign(new Error(`ENOTEMPTY: directory not empty, rename '${String(from)}'`), { code: 'ENOTEMPTY' });
+      throw e;
+    }
+    return rename(from, to);
+  });
+  try {
+    moveIntoPlace(tmpDir, target, target, true);
+  } finally {
+    spy.mockRestore();
+  }
+  expect(raced).toBe(2);
+  expect(JSON.parse(fs.readFileSync(path.join(target, 'config.json'), 'utf8'))).toEqual({ ours: true });
+  expect(fs.readdirSync(tmp).filter((n) => n.includes('ffmerge-tmp'))).toEqual([]);
+});
