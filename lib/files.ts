@@ -76,3 +76,16 @@ export async function readRegularFile(file: string, code: ErrorCode, maxBytes = 
 
 /** Largest JSON side file (config.json, tokenizer.json, shard index) read whole. */
 export const MAX_JSON_FILE_BYTES = 100_000_000;
+
+/**
+ * Whether a process id is running (EPERM: it is, another user's). A temp file or folder named with a dead
+ * run's pid is that run's leftover (SIGKILL, power loss), which the next writer of the same output removes.
+ */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

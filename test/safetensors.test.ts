@@ -500,3 +500,24 @@ describeShared('fixtures/gpt2-sotu/model.safetensors', 'gpt2-sotu checkpoint', (
     }
   });
 });
+
+// A writer killed mid-file (SIGKILL) left its temp file beside the target for good (tester S); the next write
+// of the same file removes the dead writer's temps, and never a live one's.
+test('writeSafetensors removes the temp files a killed writer of the same file left, not a live writer\'s', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-st-sweep-'));
+  try {
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    const deadPid = Number(dead.stdout);
+    const stale = path.join(dir, `.ffmerge-tmp-${deadPid}-1700000000000-abc123-model.safetensors`);
+    const live = path.join(dir, `.ffmerge-tmp-${process.pid}-1700000000000-def456-model.safetensors`);
+    const other = path.join(dir, `.ffmerge-tmp-${deadPid}-1700000000000-abc123-other.safetensors`);
+    for (const f of [stale, live, other]) fs.writeFileSync(f, 'partial');
+    await writeSafetensors(path.join(dir, 'model.safetensors'), [{ name: 'x', dtype: 'F32', shape: [1], data: new Float32Array([1]) }]);
+    expect(fs.existsSync(stale)).toBe(false);
+    expect(fs.existsSync(live)).toBe(true);
+    expect(fs.existsSync(other)).toBe(true); // another file's temps are that file's writer's business
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

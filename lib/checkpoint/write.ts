@@ -25,6 +25,7 @@ import { architectureOf, stackOf } from '../model/architectures';
 import { matrixFromCanonical, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, checkAddedTies, type TieMap } from './ties';
 import { checkSourceUnchanged, sourceStamp } from './source-stamp';
+import { processAlive } from '../files';
 
 export type OutputFormat = 'expanded' | 'tied';
 
@@ -155,15 +156,6 @@ export function tempName(target: string): string {
 function tempPattern(base: string): RegExp {
   const esc = base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   return new RegExp(`^\\.${esc}\\.ffmerge-tmp-(\\d+)-\\d+(?:-[a-z0-9]+)?(-old)?$`);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

@@ -13,6 +13,7 @@ import { FfmergeError, showValue } from '../errors';
 import { checkOptions, checkPath, isArrayOf } from '../arguments';
 import { isFloat32Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, f32ToBF16, f32ToF16, isDType } from './dtype';
+import { processAlive } from '../files';
 
 export type TensorData = ArrayBufferView;
 
@@ -73,6 +74,7 @@ export async function writeSafetensors(
   prefix.writeBigUInt64LE(BigInt(json.length));
 
   const dir = path.dirname(path.resolve(file));
+  sweepDeadTemps(dir, path.basename(file));
   const tmp = path.join(dir, `.ffmerge-tmp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}-${path.basename(file)}`);
   let fh: fs.promises.FileHandle;
   try {
@@ -154,5 +156,26 @@ async function writeAll(fh: fs.promises.FileHandle, bytes: Uint8Array): Promise<
   while (done < bytes.byteLength) {
     const { bytesWritten } = await fh.write(bytes, done, Math.min(MAX_CHUNK, bytes.byteLength - done));
     done += bytesWritten;
+  }
+}
+
+/** Removes the temp files a killed writer of `base` left in `dir` (their pid is gone); live writers' are kept. */
+function sweepDeadTemps(dir: string, base: string): void {
+  const esc = base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const re = new RegExp(`^\\.ffmerge-tmp-(\\d+)-\\d+-[a-z0-9]+-${esc}$`);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = re.exec(name);
+    if (!m || processAlive(Number(m[1]))) continue;
+    try {
+      fs.rmSync(path.join(dir, name), { force: true });
+    } catch {
+      // another writer removed it first, or it cannot be: it stays, as before
+    }
   }
 }
