@@ -11,6 +11,7 @@
  *   1  anything else
  */
 import { FfmergeError, type ErrorCode } from '../errors';
+import { envFlag } from '../native/env';
 
 const USAGE: ErrorCode[] = ['INVALID_ARGUMENT', 'OPTION_NOT_APPLICABLE', 'K_TOO_LARGE', 'INVALID_WINDOW', 'OUTPUT_EXISTS', 'OUTPUT_NOT_WRITABLE'];
 const NUMERIC: ErrorCode[] = ['NON_FINITE_INPUT', 'NON_FINITE_ACTIVATIONS', 'NON_FINITE_METRIC', 'SINGULAR_MATRIX'];
@@ -47,7 +48,7 @@ export function reportError(e: unknown, json: boolean): number {
     process.stdout.write(JSON.stringify({ ok: false, error: { code, message } }) + '\n');
   } else {
     process.stderr.write(`ffmerge: ${message} [${code}]\n`);
-    if (!(e instanceof FfmergeError) && process.env.FFMERGE_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    if (!(e instanceof FfmergeError) && envFlag('FFMERGE_DEBUG') && e instanceof Error) process.stderr.write(`${e.stack}\n`);
   }
   return exitCodeFor(e);
 }

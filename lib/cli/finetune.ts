@@ -78,6 +78,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   const lr = Number(o.lr);
   if (!(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be a positive number, got "${o.lr}"`);
   const bar = new ProgressBar(!o.json);
+  if (!o.json) process.stderr.write(`ffmerge: fine-tuning ${model} → ${out}\n`);
   const t0 = performance.now();
   // Training copies every weight to fp32, so nothing is gained by streaming layers; a resident load also
   // makes a tied checkpoint's window one native FF (the loader shares FFs whose tensors are one buffer).

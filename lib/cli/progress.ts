@@ -1,8 +1,9 @@
 /**
  * Progress on stderr for people, drawn with cli-progress: one bar per phase, named in the user's words, with
  * counts and ETA, redrawn in place; a finished phase leaves one clean line ("✔ Searching windows  9/9
- * candidates  3.1 s"). Only on a TTY (scripts and --json get nothing; FFMERGE_PROGRESS=1 forces it, e.g. for
- * recording a session).
+ * candidates  3.1 s"). Off a TTY (a CI log, `2> file`) or with TERM=dumb the same lines are written plainly, no
+ * cursor control, one every 10 s per phase, so a run of hours shows it is alive without flooding the log;
+ * FFMERGE_PROGRESS=0 turns progress off, FFMERGE_PROGRESS=1 writes a plain line every second. --json gets none.
  *
  * The library reports every step it takes, down to native jobs (`correlation.finalize`, `assignment`, …);
  * only the pipeline's phases below are shown, the rest are details of the current bar.
@@ -58,8 +59,17 @@ export class ProgressBar {
   /** The running phase's unit: the one its reports name (`unit`), else the phase's usual one. */
   private unit = '';
 
+  /** Whether the bar is redrawn in place (a TTY that understands cursor control), else plain lines. */
+  private readonly live: boolean;
+  /** Milliseconds between plain lines (off a TTY). */
+  private readonly every: number;
+  private lastLine = 0;
+
   constructor(enabled: boolean, private readonly stream: NodeJS.WriteStream = process.stderr) {
-    this.enabled = enabled && (Boolean(stream.isTTY) || process.env.FFMERGE_PROGRESS === '1');
+    const env = process.env.FFMERGE_PROGRESS;
+    this.enabled = enabled && env !== '0';
+    this.live = Boolean(stream.isTTY) && process.env.TERM !== 'dumb';
+    this.every = env === '1' ? 1000 : 10_000;
   }
 
   update = (p: Progress): void => {
@@ -71,6 +81,9 @@ export class ProgressBar {
       this.phase = p.phase;
       this.unit = unitOf(p, label);
       this.started = performance.now();
+      this.lastLine = this.started;
+      this.last = p;
+      if (!this.live) return; // plain lines: the first after `every`, then the phase's summary
       this.bar = new SingleBar({
         stream: this.stream,
         format: `  {title} {bar} {shown}/{shownTotal} {unit}  {detail}ETA {eta_formatted}`,
@@ -81,8 +94,7 @@ export class ProgressBar {
         gracefulExit: false, // Ctrl-C is the CLI's: it aborts the job and interrupt() clears the bar
         etaBuffer: 20,
         fps: 10,
-        noTTYOutput: !this.stream.isTTY,
-        notTTYSchedule: 1000,
+        noTTYOutput: false,
         linewrap: false,
         // before the first unit is done there is no rate: cli-progress writes 'NULL' (cut to "ETA LLs" on a
         // narrow line), and 'INF' for a stalled one; both read as "not known yet"
@@ -91,9 +103,25 @@ export class ProgressBar {
       this.bar.start(Math.max(1, p.total), 0, this.payload(p, label));
     }
     this.last = p;
+    if (!this.live) {
+      const now = performance.now();
+      if (now - this.lastLine >= this.every) {
+        this.lastLine = now;
+        this.stream.write(`  ${this.plainLine(p, label, now)}\n`);
+      }
+      return;
+    }
     this.bar!.setTotal(Math.max(1, p.total));
     this.bar!.update(Math.min(p.done, Math.max(1, p.total)), this.payload(p, label));
   };
+
+  /** "Calibrating (FF activations)  12/40 batches  1 min 3 s, about 2 min 27 s left" (no cursor control). */
+  private plainLine(p: Progress, label: PhaseLabel, now: number): string {
+    const { title, unit, shown, shownTotal, detail } = this.payload(p, label);
+    const elapsed = (now - this.started) / 1000;
+    const left = p.total > 0 && p.done > 0 && p.done < p.total ? `, about ${fmtSeconds((elapsed * (p.total - p.done)) / p.done)} left` : '';
+    return `${title} ${shown}/${shownTotal}${unit ? ` ${unit}` : ''}  ${detail}${fmtSeconds(elapsed)}${left}`;
+  }
 
   private payload(p: Progress, label: PhaseLabel) {
     const show = label.scale ?? ((n: number) => String(Math.round(n)));
@@ -102,8 +130,8 @@ export class ProgressBar {
 
   /** Replaces the running bar with its phase's one-line summary. */
   private finishPhase(): void {
-    if (!this.bar || !this.last) return;
-    this.bar.stop();
+    if (!this.phase || !this.last) return;
+    this.bar?.stop();
     const label = PHASES[this.phase]!;
     const show = label.scale ?? ((n: number) => String(Math.round(n)));
     const { done, total } = this.last;
@@ -122,8 +150,8 @@ export class ProgressBar {
    * Ctrl-C or an error: the bar is cleared (not summarised) so the message that follows starts on its own line.
    */
   interrupt(): void {
-    if (!this.enabled || !this.bar) return;
-    this.bar.stop(); // clearOnComplete: the bar line is erased and the cursor is at column 0
+    if (!this.enabled) return;
+    this.bar?.stop(); // clearOnComplete: the bar line is erased and the cursor is at column 0
     this.bar = undefined;
     this.phase = '';
   }

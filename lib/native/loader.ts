@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
+import { checkEnvironment, envFlag } from './env';
 
 export interface BuildInfo {
   variant: 'cpu' | 'cuda';
@@ -68,7 +69,8 @@ function loadCpu(reason: string): LoadedAddon {
 }
 
 function load(): LoadedAddon {
-  const want = (process.env.FFMERGE_BACKEND ?? 'auto').toLowerCase();
+  checkEnvironment(); // before the addon reads FFMERGE_THREADS and FFMERGE_JOB_THREADS itself
+  const want = (process.env.FFMERGE_BACKEND || 'auto').toLowerCase();
   if (want === 'cpu') return loadCpu('FFMERGE_BACKEND=cpu');
   const cudaFile = path.join(root, 'build-cuda', 'Release', 'ffmerge_cuda.node');
   let reason: string;
@@ -87,7 +89,7 @@ function load(): LoadedAddon {
     }
   }
   if (want === 'cuda') throw new FfmergeError('NATIVE_LOAD_FAILED', `FFMERGE_BACKEND=cuda but ${reason}`);
-  if (process.env.FFMERGE_DEBUG) process.stderr.write(`ffmerge: ${reason}; using the CPU build\n`);
+  if (envFlag('FFMERGE_DEBUG')) process.stderr.write(`ffmerge: ${reason}; using the CPU build\n`);
   return loadCpu(`${reason}; using the CPU build`);
 }
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -62,7 +63,8 @@ void TuneAllocatorOnce() {
 #if defined(__GLIBC__)
   static std::once_flag once;
   std::call_once(once, [] {
-    if (std::getenv("FFMERGE_MALLOC_DEFAULTS") || std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("GLIBC_TUNABLES")) return;
+    const char* opt_out = std::getenv("FFMERGE_MALLOC_DEFAULTS");  // "1" (the loader refuses other values but 0)
+    if ((opt_out && std::strcmp(opt_out, "1") == 0) || std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("GLIBC_TUNABLES")) return;
     (void)mallopt(M_MMAP_THRESHOLD, 4 << 20);
   });
 #endif
