@@ -211,7 +211,18 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 type StopSignal = (typeof STOP_SIGNALS)[number];
 
 /** Runs the CLI; resolves to the process exit code. */
+/**
+ * A reader that went away (`ffmerge inspect m | head -1`): what is left to print is dropped and the run ends
+ * with its own exit code. An 'error' event with no listener on stdout was an EPIPE stack trace and exit 1.
+ */
+function ignoreClosedPipe(e: NodeJS.ErrnoException): void {
+  if (e.code !== 'EPIPE') throw e;
+}
+
 export async function main(argv: string[]): Promise<number> {
+  for (const stream of [process.stdout, process.stderr]) {
+    if (!stream.listeners('error').includes(ignoreClosedPipe)) stream.on('error', ignoreClosedPipe);
+  }
   const state = { json: argv.includes('--json') };
   // Ctrl-C, and the SIGTERM of a timeout or a stopping container, or SIGHUP of a closed terminal, abort the
   // running job cleanly (temp output removed, the ABORTED line); the exit code is 128 + the signal's number, as
