@@ -123,3 +123,10 @@ test('with overwrite, a rename another run raced is tried again: the last run wi
   expect(JSON.parse(fs.readFileSync(path.join(target, 'config.json'), 'utf8'))).toEqual({ ours: true });
   expect(fs.readdirSync(tmp).filter((n) => n.includes('ffmerge-tmp'))).toEqual([]);
 });
+
+test('an output path starting with an unexpanded "~" is refused, not made into a folder named "~"', () => {
+  for (const out of ['~/model', '~']) {
+    expect(() => checkOutputDir(BUNDLED, out, false)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('starts with "~"') }));
+  }
+  expect(() => checkOutputDir(BUNDLED, path.join(tmp, '~model'), false)).not.toThrow(); // only a leading ~ alone or ~/
+});

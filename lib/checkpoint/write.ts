@@ -199,22 +199,26 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
   checkPath(source, 'the source model folder');
   checkPath(out, 'the output folder (out)');
   checkBoolean(overwrite, 'overwrite');
+  // "~/x" reaches here unexpanded (--out=~/x, a quoted path, a library call): it would make a folder named "~"
+  if (/^~(?:$|[\\/])/.test(out)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `the output ${out} starts with "~", which nothing expanded (the shell does not after "=" or in quotes): write the path out, or use $HOME`);
+  }
   sweepStaleTemps(out);
   const src = fs.realpathSync(source);
   const target = path.resolve(out);
   const real = realpathLoose(target);
+  if (real === src || src.startsWith(real + path.sep)) {
+    throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} would overwrite the input model ${source}; choose another --out`);
+  }
+  if (real.startsWith(src + path.sep)) {
+    throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} is inside the input model folder ${source}; choose a folder outside it`);
+  }
   // the run's data files: replacing a folder that holds one would delete it (--overwrite replaces the folder whole)
   for (const file of inputPaths(inputs)) {
     const f = realpathLoose(path.resolve(file));
     if (f === real || f.startsWith(real + path.sep)) {
       throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} holds ${file}, an input of this run, which writing the output would delete; choose another --out`);
     }
-  }
-  if (real === src || src.startsWith(real + path.sep)) {
-    throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} would overwrite the input model ${source}; choose another --out`);
-  }
-  if (real.startsWith(src + path.sep)) {
-    throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} is inside the input model folder ${source}; choose a folder outside it`);
   }
   checkWritableParent(target, out);
   // A link in place of the output: the output is written beside it and renamed into place, and a rename onto

@@ -21,9 +21,11 @@ import { RECOVER_METHODS } from '../pipeline/recover';
 import { DEFAULT_COMBOS } from '../pipeline/compress';
 
 function requireModelDir(p: string): string {
-  if (!fs.existsSync(p) || !fs.statSync(p).isDirectory()) {
-    throw new FfmergeError('DATA_NOT_FOUND', `model directory ${p} does not exist`);
-  }
+  const st = fs.statSync(p, { throwIfNoEntry: false });
+  // a leading ~ reaches ffmerge unexpanded when the shell does not expand it (--out=~/x, or quoted): said so
+  const tilde = p.startsWith('~') ? ' (the shell did not expand "~": write the path out, or use $HOME)' : '';
+  if (!st) throw new FfmergeError('DATA_NOT_FOUND', `model directory ${p} does not exist${tilde}`);
+  if (!st.isDirectory()) throw new FfmergeError('DATA_NOT_FOUND', `${p} is a file, not a model directory (give the folder that holds config.json and the weights)`);
   return p;
 }
 
