@@ -90,6 +90,9 @@ describe('ffmerge CLI', () => {
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--fraction', '0.6', '--window', '0-1'], 2, /window "0-1" spans 2 layers but k = 4.*INVALID_WINDOW/],
     [['compress', BUNDLED, '--data', 'no-such-file.txt'], 3, /no-such-file.txt does not exist.*DATA_NOT_FOUND/],
     [['compress', 'no-such-model'], 3, /DATA_NOT_FOUND/],
+    // no command at all (it printed the help and exited 0), and export without its --out (now marked required)
+    [[], 2, /no command given.*INVALID_ARGUMENT/],
+    [['export', BUNDLED], 2, /required option '--out <dir>' not specified.*INVALID_ARGUMENT/],
     // a file given as the model, and an unexpanded ~ (tester X: both said only "does not exist")
     [['inspect', path.join(BUNDLED, 'calibration.txt')], 3, /calibration\.txt is a file, not a model directory.*DATA_NOT_FOUND/],
     [['inspect', '~/no-such-model'], 3, /the shell did not expand "~".*DATA_NOT_FOUND/],

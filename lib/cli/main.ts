@@ -146,7 +146,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .description('write a model (original or compressed) as onnx/model.onnx (Marian: onnx/encoder_model.onnx + onnx/decoder_model_merged.onnx) + config and tokenizer files, laid out as Optimum exports; shared tensors stay one initializer')
     .argument('<model>', 'model directory (config.json + model.safetensors, tied or not)')
     .option('--format <f>', 'onnx', 'onnx')
-    .option('--out <dir>', 'output directory; must not exist or be empty')
+    .requiredOption('--out <dir>', 'output directory; must not exist or be empty')
     .option('--dtype <t>', 'weights in the file: fp32 | fp16 (computation stays float32)', 'fp32')
     .option('--external-data <when>', 'auto (weights in <file>.onnx_data only above 2 GB) | always', 'auto')
     .option('--overwrite', 'replace a non-empty output directory')
@@ -239,6 +239,11 @@ export async function main(argv: string[]): Promise<number> {
   for (const s of STOP_SIGNALS) process.on(s, onSignal);
   const exitCode = (code: number) => (code === EXIT_ABORTED && caught !== undefined ? 128 + os.constants.signals[caught] : code);
   const program = buildProgram(state, ac.signal, argv);
+  // no command at all is a usage error (exit 2, the help on stderr), not a successful run of nothing
+  if (argv.length <= 2) {
+    process.stderr.write(program.helpInformation());
+    return reportError(new FfmergeError('INVALID_ARGUMENT', 'no command given (see the commands above)'), state.json);
+  }
   try {
     await program.parseAsync(argv);
     return 0;
