@@ -225,10 +225,11 @@ describeShared('fixtures/gpt2-sotu', 'accumulate on gpt2-sotu', () => {
   it('layer-major: anchors after their layers, and an abort mid-way is ABORTED with the pairs in flight freed', async () => {
     // anchor 'last' style pairs (the anchor runs after the layers it aligns) and 'first' style together
     await expectSame(model, [{ input: batchOf(0, 2, 128) }, { input: batchOf(4096, 1, 100) }], new Map([['decoder', [[3, 1], [3, 2], [1, 4], [6, 6]] as Pairs]]));
-    // the same with every kept anchor spilled to disk (no RAM budget): bit for bit, and no file left behind
+    // the same with every kept anchor and every carried hidden state spilled to disk (no RAM budget): bit for
+    // bit, and no file left behind
     const spillDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-features-spill-'));
     try {
-      await expectSame(model, [{ input: batchOf(0, 2, 128) }, { input: batchOf(4096, 1, 100) }], new Map([['decoder', [[3, 1], [3, 2], [1, 4], [0, 5], [0, 6]] as Pairs]]), { memoryBytes: 0, spillDir });
+      await expectSame(model, [{ input: batchOf(0, 2, 128) }, { input: batchOf(4096, 1, 100) }], new Map([['decoder', [[3, 1], [3, 2], [1, 4], [0, 5], [0, 6]] as Pairs]]), { memoryBytes: 0, stateMemoryBytes: 0, spillDir });
       expect(fs.readdirSync(spillDir)).toEqual([]);
     } finally {
       fs.rmSync(spillDir, { recursive: true, force: true });
@@ -291,6 +292,14 @@ describeShared('fixtures/marian-multi30k-en-de', 'accumulate on marian-multi30k-
       expect(rows.encoder).toBe(batches.reduce((s, b) => s + b.encoderFeatureRows!, 0));
       expect(rows.decoder).toBe(batches.reduce((s, b) => s + b.featureRows, 0));
       expect(rows.encoder).toBeLessThan(batches.reduce((s, b) => s + b.input.batch * b.input.encoderSeq!, 0));
+      // the decoder's carried states and the encoder's output spilled to disk: the same numbers
+      const spillDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-features-spill-'));
+      try {
+        await expectSame(model, batches, new Map<StackName, Pairs>([['decoder', [[1, 1], [1, 3]]]]), { stateMemoryBytes: 0, spillDir });
+        expect(fs.readdirSync(spillDir)).toEqual([]);
+      } finally {
+        fs.rmSync(spillDir, { recursive: true, force: true });
+      }
       // one stack only: the decoder runs no layer, the encoder still feeds its accumulator
       const enc = await collectStackCorrelations(model, batches.slice(0, 1), new Map([['encoder', [[3, 4]] as Pairs]]), {});
       expect(enc.rows).toEqual({ encoder: batches[0]!.encoderFeatureRows });

@@ -6,7 +6,7 @@
  * d_ff 8192–14336) times every pair of every candidate window does not fit. So the main stack runs
  * layer-major (layerMajorCorrelations): all calibration rows go through layer 0, then layer 1, ..., keeping
  * the hidden states of every row (tokens × d) and the FF pre-activations of only the layers a later pair
- * still needs (the anchors: k − 1 layers for windows of k). Pair (a, l) is accumulated while layer l runs
+ * still needs (the anchors: k − 1 layers for windows of k), each in RAM up to its budget and on disk past it. Pair (a, l) is accumulated while layer l runs
  * and finalized right after, so at most the pairs closing at one layer are in flight. What a finalized
  * correlation turns into is the caller's choice (`keep`): the matrix, or only the permutation that the
  * alignment derives from it (what compress keeps: d_ff ints instead of d_ff² floats per pair).
@@ -26,10 +26,19 @@ import { type BatchStore, openBatchStore } from './spill';
 
 /**
  * RAM for the anchors' pre-activations kept by the layer-major pass (tokens × d_ff × 4 bytes a layer: 126 MB
- * for 10k tokens at GPT-2 small's width); layers past it are spilled to disk, so memory does not grow with the
- * calibration size.
+ * for 10k tokens at GPT-2 small's width); layers past it are spilled to disk. With STATE_MEMORY_BYTES for the
+ * hidden states, the pass's memory does not grow with the calibration size.
  */
 export const FEATURE_MEMORY_BYTES = 128 * 2 ** 20;
+
+/**
+ * RAM for the hidden states the layer-major pass carries from one layer to the next (tokens × d × 4 bytes, held
+ * twice while a layer runs: the states entering it and those leaving it; for an encoder–decoder model, the
+ * encoder's output too). Past it they go to disk as well: they grew with the calibration size, 740 bytes a
+ * token at gpt2-sotu's width and 16 KB at Llama-2-7B's (1M tokens: 16 GB). The default calibration (10,240
+ * tokens) stays in RAM up to d = 6,500 and so runs as before.
+ */
+export const STATE_MEMORY_BYTES = 2 ** 29;
 
 /** What is kept of each finalized pair: the correlation matrix, or the alignment permutation only. */
 export type KeepCorrelations = 'matrix' | 'permutation';
@@ -87,6 +96,8 @@ export interface CollectOptions extends JobOptions {
   keep?: KeepCorrelations;
   /** RAM for kept anchor pre-activations (default FEATURE_MEMORY_BYTES); the rest spill to disk. */
   memoryBytes?: number;
+  /** RAM for the hidden states carried between layers (default STATE_MEMORY_BYTES); past it, on disk. */
+  stateMemoryBytes?: number;
   /** Folder for spill files (default os.tmpdir()). */
   spillDir?: string;
 }
@@ -129,8 +140,17 @@ async function layerMajorCorrelations(
   const top = Math.max(...pairs.map(([a, b]) => Math.max(a, b)));
   const acc = CorrelationAccumulator.inFlight(Array(L).fill(dFF) as number[]);
   const signal = opts.signal ? { signal: opts.signal } : {};
-  const hidden: (Float32Array | undefined)[] = batches.map(() => undefined);
-  const encoderHidden: (Float32Array | undefined)[] = batches.map(() => undefined);
+  // the states entering the running layer (`hidden`) and those leaving it (`next`); the encoder's output, once
+  const rows = batches.reduce((n, b) => n + b.input.batch * b.input.seq, 0);
+  const encoderRows = batches.reduce((n, b) => n + b.input.batch * (b.input.encoderSeq ?? 0), 0);
+  const d = model.spec.dModel;
+  const statesInRam = 4 * d * (2 * rows + encoderRows) <= (opts.stateMemoryBytes ?? STATE_MEMORY_BYTES);
+  const states = (label: string) => openBatchStore(statesInRam ? 'ram' : 'disk', label, opts.spillDir);
+  let hidden: BatchStore | undefined;
+  let encoderHidden: BatchStore | undefined;
+  // the stores a layer is filling, until they take the place of the ones above (closed on an error too)
+  let next: BatchStore | undefined;
+  let encoderOut: BatchStore | undefined;
   // layer → per-batch pre-activations, while a later pair needs them; in RAM up to the budget, else on disk
   const kept = new Map<number, BatchStore>();
   const budget = opts.memoryBytes ?? FEATURE_MEMORY_BYTES;
@@ -153,19 +173,24 @@ async function layerMajorCorrelations(
       const keepThis = lastUse[l]! > l;
       const fresh = keepThis ? await openBatchStore(inRam() + layerBytes <= budget ? 'ram' : 'disk', `features-${l}`, opts.spillDir) : undefined;
       if (fresh) kept.set(l, fresh);
+      next = await states(`states-${l + 1}`);
       for (const [bi, b] of batches.entries()) {
-        const input: ForwardInput = { ...b.input, ...(encoderHidden[bi] ? { encoderHidden: encoderHidden[bi] } : {}) };
+        const enc = encoderHidden ? await encoderHidden.get(bi) : undefined;
+        const input: ForwardInput = { ...b.input, ...(enc ? { encoderHidden: enc } : {}) };
         const r = await model.forward(input, {
           output: 'hidden',
           fromLayer: l,
           toLayer: l + 1,
-          ...(l > 0 ? { hidden: hidden[bi]!, stage: true } : {}),
+          ...(l > 0 ? { hidden: await hidden!.get(bi), stage: true } : {}),
           ...(capture ? { captureFF: [l] } : {}),
           ...(b.featureMask ? { featureMask: b.featureMask } : {}),
           ...signal,
         });
-        hidden[bi] = r.hidden;
-        if (r.encoderHidden) encoderHidden[bi] = r.encoderHidden;
+        await next.put(plain(r.hidden!));
+        if (r.encoderHidden && !encoderHidden) {
+          encoderOut ??= await states('encoder-states');
+          await encoderOut.put(plain(r.encoderHidden));
+        }
         if (capture) {
           const ff = plain(r.ff!.get(l)!);
           const rows = ff.length / dFF;
@@ -181,6 +206,12 @@ async function layerMajorCorrelations(
         opts.onProgress?.({ phase: 'features', done: ++done, total });
       }
       if (capture) counted = true;
+      // the states entering this layer are spent; those leaving it enter the next
+      await hidden?.close();
+      hidden = next;
+      next = undefined;
+      if (encoderOut) encoderHidden = encoderOut;
+      encoderOut = undefined;
       for (const [k, p] of open.entries()) {
         const [a, b] = closes[k]!;
         // an empty calibration (all padding) leaves nothing to finalize: the pair is absent, as before
@@ -199,6 +230,7 @@ async function layerMajorCorrelations(
     }
   } finally {
     for (const st of kept.values()) await st.close();
+    for (const st of [hidden, encoderHidden, next, encoderOut]) await st?.close();
     // An abort or error leaves pairs open: free their sums now rather than when the accumulator is collected
     // (a release while the aborted job still winds down is refused as BUSY; the collector frees those).
     for (const p of open) {
