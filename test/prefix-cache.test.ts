@@ -52,6 +52,11 @@ describe('PrefixCache', () => {
         expect(Buffer.from(y.logits!.buffer).equals(Buffer.from(x.logits!.buffer))).toBe(true);
       }
     }
+    // the states carried between layers while building, through disk as well: the same states, none left open
+    const carried = await PrefixCache.build(m, batches, [0, 1, 2, 3], { memoryBytes: layerBytes, stateMemoryBytes: 0, spillDir });
+    expect(openSpills()).toBe(6); // disk's three and carried's three kept layers; the carry files are closed
+    for (const from of [0, 1, 2, 3]) expect(await nllOf(m, batches, { cache: carried, fromLayer: from })).toEqual(await nllOf(m, batches, { cache: ram, fromLayer: from }));
+    await carried.dispose();
     // and both equal the uncached model
     const plain = await nllOf(m, batches);
     const cached = await nllOf(m, batches, { cache: disk, fromLayer: 2 });

@@ -14,6 +14,7 @@ import type { JobOptions } from '../native/job';
 import { throwIfAborted } from '../native/job';
 import type { ForwardInput, ForwardOptions, ForwardResult, Model } from '../model/model';
 import { type BatchStore, openBatchStore } from './spill';
+import { STATE_MEMORY_BYTES } from './features';
 
 export interface NllTotal {
   sum: number;
@@ -30,6 +31,11 @@ export const PREFIX_MEMORY_BYTES = 256 * 2 ** 20;
 export interface PrefixCacheOptions extends JobOptions {
   /** States kept in RAM, in bytes (default PREFIX_MEMORY_BYTES); layers beyond it are spilled to disk. */
   memoryBytes?: number;
+  /**
+   * RAM for the states carried from one layer to the next while the cache is built (default
+   * STATE_MEMORY_BYTES, as the feature pass); past it they go through disk too.
+   */
+  stateMemoryBytes?: number;
   /** Folder for spill files (default os.tmpdir()). */
   spillDir?: string;
 }
@@ -50,6 +56,8 @@ export class PrefixCache {
     const inRam = Math.floor((opts.memoryBytes ?? PREFIX_MEMORY_BYTES) / Math.max(1, layerBytes));
     const stores = new Map<number, BatchStore>();
     const cache = new PrefixCache(batches, stores);
+    let cur: BatchStore | undefined;
+    let next: BatchStore | undefined;
     try {
       for (const [i, l] of layers.entries()) {
         stores.set(l, await openBatchStore(i < inRam ? 'ram' : 'disk', `prefix-${l}`, opts.spillDir));
@@ -59,18 +67,31 @@ export class PrefixCache {
       let done = 0;
       const total = batches.length * Math.max(1, last);
       // Layer-major: every batch through layer l before layer l + 1, so a model streamed from disk reads
-      // each layer once (the states of one layer, tokens × d, are what it costs).
-      const hs: Float32Array[] = [];
-      for (const b of batches) hs.push((await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, ...signal })).hidden!);
-      for (let l = 0; l <= last; l++) {
-        throwIfAborted(opts.signal);
-        const s = stores.get(l);
-        if (s) for (const h of hs) await s.put(h);
-        if (l === last) break;
-        for (const [i, b] of batches.entries()) {
-          hs[i] = (await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: hs[i]!, stage: true, ...signal })).hidden!;
-          opts.onProgress?.({ phase: 'prefix', done: ++done, total });
+      // each layer once (the states of one layer, tokens × d, are what it costs). The states carried to the
+      // next layer are in RAM up to their budget and on disk past it: held whole, they grew with the
+      // validation data whatever memoryBytes said (655,360 tokens of gpt2-sotu: 335 MB).
+      const carryInRam = 2 * layerBytes <= (opts.stateMemoryBytes ?? STATE_MEMORY_BYTES);
+      const carry = (l: number) => openBatchStore(carryInRam ? 'ram' : 'disk', `prefix-carry-${l}`, opts.spillDir);
+      try {
+        cur = await carry(0);
+        for (const b of batches) await cur.put((await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, ...signal })).hidden!);
+        for (let l = 0; l <= last; l++) {
+          throwIfAborted(opts.signal);
+          const s = stores.get(l);
+          if (s) for (let i = 0; i < batches.length; i++) await s.put(await cur.get(i));
+          if (l === last) break;
+          next = await carry(l + 1);
+          for (const [i, b] of batches.entries()) {
+            await next.put((await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: await cur.get(i), stage: true, ...signal })).hidden!);
+            opts.onProgress?.({ phase: 'prefix', done: ++done, total });
+          }
+          await cur.close();
+          cur = next;
+          next = undefined;
         }
+      } finally {
+        await cur?.close();
+        await next?.close();
       }
       return cache;
     } catch (e) {
