@@ -55,6 +55,16 @@ class FakeTerminal {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('CLI progress bars', () => {
+  // a bar is drawn in place on a terminal that understands cursor control: not under TERM=dumb, whatever the
+  // environment running the tests says
+  const term0 = process.env.TERM;
+  beforeAll(() => {
+    process.env.TERM = 'xterm';
+  });
+  afterAll(() => {
+    if (term0 === undefined) delete process.env.TERM;
+    else process.env.TERM = term0;
+  });
   it('one bar per phase in user words, counts and ETA, redrawn in place; a clean line per finished phase; inner steps hidden', async () => {
     const term = new FakeTerminal();
     const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
@@ -100,12 +110,52 @@ describe('CLI progress bars', () => {
     expect(term.screen().filter((l) => l !== '')).toEqual(['ffmerge: aborted [ABORTED]']);
   });
 
-  it('draws nothing when stderr is not a terminal (scripts, --json)', () => {
+  // Off a terminal (a CI log) there used to be no progress at all, for runs of hours (tester X): plain lines now,
+  // one every 10 s per phase and each phase's closing line, never cursor control; none for --json or FFMERGE_PROGRESS=0.
+  it('off a terminal: plain lines only, throttled, and the phase summaries; nothing with --json or FFMERGE_PROGRESS=0', () => {
     const term = new FakeTerminal();
     term.isTTY = false;
     const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
-    bar.update({ phase: 'features', done: 1, total: 3 });
+    for (let i = 1; i <= 50; i++) bar.update({ phase: 'features', done: i, total: 50 });
+    bar.update({ phase: 'search', done: 1, total: 9 });
     bar.done();
-    expect(term.raw).toBe('');
+    expect(term.raw).not.toMatch(/\r|\x1b/); // eslint-disable-line no-control-regex
+    // 51 reports within 10 s: no periodic line yet, only the two phases' closing lines
+    expect(term.raw.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^✔ Calibrating \(FF activations\)\s+50 batches/), expect.stringMatching(/^✔ Searching windows\s+1\/9 candidates/)]);
+    for (const [enabled, env] of [[false, undefined], [true, '0']] as const) {
+      const quiet = new FakeTerminal();
+      quiet.isTTY = false;
+      const prev = process.env.FFMERGE_PROGRESS;
+      if (env === undefined) delete process.env.FFMERGE_PROGRESS;
+      else process.env.FFMERGE_PROGRESS = env;
+      try {
+        const b = new ProgressBar(enabled, quiet as unknown as NodeJS.WriteStream);
+        b.update({ phase: 'features', done: 1, total: 3 });
+        b.done();
+      } finally {
+        if (prev === undefined) delete process.env.FFMERGE_PROGRESS;
+        else process.env.FFMERGE_PROGRESS = prev;
+      }
+      expect(quiet.raw).toBe('');
+    }
+  });
+
+  it('off a terminal, a long phase writes a line with its count and time left once 10 s have passed', () => {
+    const term = new FakeTerminal();
+    term.isTTY = false;
+    let now = 1000;
+    const spy = jest.spyOn(performance, 'now').mockImplementation(() => now);
+    try {
+      const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
+      bar.update({ phase: 'features', done: 0, total: 40 });
+      now += 5_000;
+      bar.update({ phase: 'features', done: 5, total: 40 });
+      expect(term.raw).toBe('');
+      now += 10_000;
+      bar.update({ phase: 'features', done: 12, total: 40 });
+      expect(term.raw).toBe('  Calibrating (FF activations)   12/40 batches  15.0 s, about 35.0 s left\n');
+    } finally {
+      spy.mockRestore();
+    }
   });
 });

@@ -39,6 +39,7 @@ describe('an install without the addon (npm install --ignore-scripts where no pr
       fs.writeFileSync(path.join(pkg, 'package.json'), '{"name":"ffmerge","version":"0.0.0"}');
       fs.mkdirSync(path.join(pkg, 'lib', 'native'), { recursive: true });
       fs.copyFileSync(path.join(__dirname, '..', 'lib', 'native', 'loader.ts'), path.join(pkg, 'lib', 'native', 'loader.ts'));
+      fs.copyFileSync(path.join(__dirname, '..', 'lib', 'native', 'env.ts'), path.join(pkg, 'lib', 'native', 'env.ts'));
       fs.copyFileSync(path.join(__dirname, '..', 'lib', 'errors.ts'), path.join(pkg, 'lib', 'errors.ts'));
       fs.mkdirSync(path.join(pkg, 'node_modules'));
       fs.symlinkSync(path.dirname(require.resolve('node-gyp-build/package.json')), path.join(pkg, 'node_modules', 'node-gyp-build'), 'dir');
