@@ -12,11 +12,6 @@ import type { FFWeights } from '../model/ff-weights';
 import type { Model, StackName } from '../model/model';
 import type { FeatureBatch } from '../data/feature-batches';
 
-/** The FF's output on inputs X [n, d]: [n, d], one native job. */
-export function outputOf(ff: FFWeights, X: Float32Array, n: number, act: Activation, opts: JobOptions): Promise<Float32Array> {
-  return ffApply(ff, X, n, act, true, opts);
-}
-
 /**
  * The base model's states entering one layer of its main stack on every calibration batch, kept for the
  * latest layer asked: the search builds every method combination of a window in a row, and each of them
@@ -126,12 +121,17 @@ export async function refitOutput(
   const input = await NativeFF.of(merged, opts);
   try {
     await forEachFFInput(source, stack, layers, calibration, async (l, X, n, Y) => {
-      await acc.addFF(X, n, input, act, Y ?? (await outputOf(originals!.get(l)!, X, n, act, opts)), { ...signal, stage: true });
+      await acc.addFF(X, n, input, act, Y ?? (await ffApply(originals!.get(l)!, X, n, act, true, opts)), { ...signal, stage: true });
     }, { ...opts, outputs: originals === undefined }, entry);
   } finally {
     input.dispose();
   }
+  return solveOut(merged, acc, opts);
+}
+
+/** `ff` with W_out (and b_out) solved from the accumulated sums. */
+export async function solveOut(ff: FFWeights, acc: RidgeAccumulator, opts: JobOptions): Promise<FFWeights> {
   // A model without b_out (LLaMA) has no slot for one: the fit then has no intercept.
-  const sol = await acc.solve(DEFAULT_RIDGE, { ...signal, bias: Boolean(merged.bOut) });
-  return { ...merged, wOut: sol.w, ...(merged.bOut ? { bOut: sol.b } : {}) };
+  const sol = await acc.solve(DEFAULT_RIDGE, { ...(opts.signal ? { signal: opts.signal } : {}), bias: Boolean(ff.bOut) });
+  return { ...ff, wOut: sol.w, ...(ff.bOut ? { bOut: sol.b } : {}) };
 }

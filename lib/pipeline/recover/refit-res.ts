@@ -16,7 +16,7 @@
  * they get `refit-seq`'s targets (each position's own original FF on the merged inputs).
  */
 import { NativeFF } from '../../native/native-ff';
-import { DEFAULT_RIDGE, RidgeAccumulator } from '../../native/ridge';
+import { RidgeAccumulator } from '../../native/ridge';
 import type { JobOptions } from '../../native/job';
 import { throwIfAborted } from '../../native/job';
 import type { Activation } from '../../model/activation';
@@ -24,7 +24,7 @@ import type { FFWeights } from '../../model/ff-weights';
 import type { Model, StackName } from '../../model/model';
 import { windowLayers } from '../../merge/windows';
 import { modelFF, stackSpecOf } from '../align';
-import { EntryStates } from '../ff-inputs';
+import { EntryStates, solveOut } from '../ff-inputs';
 import type { MergeContext, MergedWindow, RecoverMethod } from '../plugins';
 import { refitSeq } from './refit-seq';
 
@@ -89,38 +89,23 @@ async function stepLayer(ctx: MergeContext, view: Model, l: number, entry: Strea
   return out;
 }
 
-/** W_out (and b_out where the FF has one) refitted to the accumulated targets. */
-async function solveOut(ff: FFWeights, acc: RidgeAccumulator, opts: JobOptions): Promise<FFWeights> {
-  const sol = await acc.solve(DEFAULT_RIDGE, { ...(opts.signal ? { signal: opts.signal } : {}), bias: Boolean(ff.bOut) });
-  return { ...ff, wOut: sol.w, ...(ff.bOut ? { bOut: sol.b } : {}) };
-}
-
 /**
- * The layers first..last (after every edited layer) refitted one at a time, each its own W_out (b_out), to
- * restore the original residual stream after the edits (layer → FF with its own FF in place of a shared
- * one, or its FF with W_out zeroed for a removed FF). `entry` holds both models' states entering the
- * first edited layer. Returns layer → refitted FF.
+ * The layers after the window, up to `last`, refitted one at a time, each its own W_out (b_out), to restore
+ * the original residual stream after the window's layers share `merged`. `entry` holds both models' states
+ * entering the window. Returns layer → refitted FF.
  */
-export async function compensate(
-  ctx: MergeContext,
-  stack: StackName,
-  edits: { layer: number; ff: FFWeights }[],
-  entry: Streams,
-  first: number,
-  last: number,
-  opts: JobOptions,
-): Promise<Map<number, FFWeights>> {
+async function compensate(ctx: MergeContext, stack: StackName, layers: number[], merged: FFWeights, entry: Streams, last: number, opts: JobOptions): Promise<Map<number, FFWeights>> {
   const { model } = ctx;
   const spec = model.spec;
   const act = spec.activation as Activation;
   const signal = opts.signal ? { signal: opts.signal } : {};
   const adjusted = new Map<number, FFWeights>();
+  const first = layers[layers.length - 1]! + 1;
   if (last < first) return adjusted;
-  const from = Math.min(...edits.map((e) => e.layer));
   let after = entry;
-  const view = await model.withFF(edits.map((e) => ({ stack, layer: e.layer, ff: e.ff })), signal);
+  const view = await model.withFF(layers.map((layer) => ({ stack, layer, ff: merged })), signal);
   try {
-    for (let l = from; l < first; l++) after = await stepLayer(ctx, view, l, after, undefined, opts);
+    for (const l of layers) after = await stepLayer(ctx, view, l, after, undefined, opts);
   } finally {
     view.dispose();
   }
@@ -155,7 +140,7 @@ async function entryStates(ctx: MergeContext, a: number, opts: JobOptions): Prom
   return { base: [...states], view: [...states] };
 }
 
-export async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: JobOptions & { downstream?: number } = {}): Promise<MergedWindow> {
+async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: JobOptions & { downstream: number }): Promise<MergedWindow> {
   const { model } = ctx;
   const spec = model.spec;
   const act = spec.activation as Activation;
@@ -180,9 +165,8 @@ export async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: Jo
     }
     merged = await solveOut(ff, acc, opts);
   }
-  const last = Math.min(spec.layers - 1, layers[layers.length - 1]! + (opts.downstream ?? spec.layers));
-  const edits = layers.map((layer) => ({ layer, ff: merged }));
-  const adjusted = await compensate(ctx, m.stack, edits, entry, layers[layers.length - 1]! + 1, last, opts);
+  const last = Math.min(spec.layers - 1, layers[layers.length - 1]! + opts.downstream);
+  const adjusted = await compensate(ctx, m.stack, layers, merged, entry, last, opts);
   return { ...m, merged, ...(adjusted.size ? { adjusted } : {}) };
 }
 

@@ -13,22 +13,11 @@ import type { Model } from '../../model/model';
 import { PrefixCache } from '../prefix';
 import { checkSelectBy, checkTestBudget, positiveInt, type ImageSource } from '../options';
 import type { Task, TaskKind } from '../task';
-import { checkSourceFiles, isImageSource, loadImageSource, sameSource } from './sources';
+import { checkSize, checkSource, describeSource as describe, isImageSource, loadImageSource, sameSource } from './sources';
 import { copyWords } from '../../data/same-data';
 
 /** The whole validation range is scored when it has at most this many images. */
 export const MAX_VALIDATION_IMAGES = 5000;
-
-function checkSource(v: unknown, what: string): void {
-  if (v === undefined) return;
-  if (!isImageSource(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what} for an image classifier is { images, labels } (idx files) or { folder }`);
-  checkSourceFiles(v);
-}
-
-/** A source as a user named it, for messages. */
-function describe(src: ImageSource): string {
-  return 'folder' in src ? src.folder : `${src.images} / ${src.labels}`;
-}
 
 export const imageClassification: TaskKind = {
   name: 'image-classification',
@@ -37,9 +26,7 @@ export const imageClassification: TaskKind = {
   accepts: (s) => s.modelType === 'vit',
   check(o) {
     if (o.images === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'an image classifier is calibrated on images: give images ({ images, labels } idx files or { folder })');
-    checkSource(o.images, 'images');
-    checkSource(o.validation, 'validation');
-    checkSource(o.test, 'test');
+    for (const k of ['images', 'validation', 'test'] as const) checkSource(o[k], k, isImageSource, 'an image classifier is { images, labels } (idx files) or { folder }');
     for (const k of ['calibrationImages', 'validationImages', 'testImages'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
     checkSelectBy(o.selectBy);
     checkTestBudget(o, 'testImages', { budget: '--test-size', test: '--test <folder> or --test-images/--test-labels' });
@@ -53,13 +40,7 @@ export const imageClassification: TaskKind = {
     const load = async (src: ImageSource): Promise<ImageSet> => conformImages(await loadImageSource(src, pre, config), pre);
     const set = await load(o.images!);
     const classes = model.spec.numLabels ?? 0;
-    // A size given explicitly is used in full or refused (README: nothing asked for is cut silently); only a
-    // default ("the whole split up to N") is clamped to what the data holds. The summary reports what was used.
-    const tooMany = (asked: number, key: string, flag: string, n: number, available: string): FfmergeError =>
-      new FfmergeError('INVALID_ARGUMENT', `${key} (${flag}) ${asked} is more than the ${n} ${available}: ask for at most ${n}, or give more data`);
-    if (o.calibrationImages !== undefined && o.calibrationImages > set.count) {
-      throw tooMany(o.calibrationImages, 'calibrationImages', '--calibration-size', set.count, `images of ${describe(o.images!)}`);
-    }
+    checkSize(o.calibrationImages, 'calibrationImages', set.count, `images of ${describe(o.images!)}`);
     const calN = o.calibrationImages ?? Math.min(600, set.count);
     // recover 'finetune' trains on the calibration images' labels: checked like those scored below
     if (o.recover === 'finetune' && set.labels) {
@@ -83,17 +64,13 @@ export const imageClassification: TaskKind = {
       throw new FfmergeError('INVALID_ARGUMENT', `validationStart (--validation-start) ${valStart} is past the last of the ${valSet.count} validation images (${valSet.count - 1})`);
     }
     const valLeft = valSet.count - valStart;
-    if (o.validationImages !== undefined && o.validationImages > valLeft) {
-      throw tooMany(o.validationImages, 'validationImages', '--validation-size', valLeft, `validation images from image ${valStart} on`);
-    }
+    checkSize(o.validationImages, 'validationImages', valLeft, `validation images from image ${valStart} on`);
     const valN = o.validationImages ?? Math.min(MAX_VALIDATION_IMAGES, valLeft);
     if (valN <= 0) throw new FfmergeError('INVALID_DATA', `no validation images: the set has ${valSet.count} images and validation starts at ${valStart}`);
     const testSet = o.test ? await load(o.test as ImageSource) : undefined;
     if (testSet) {
       checkLabels(testSet, classes, describe(o.test as ImageSource));
-      if (o.testImages !== undefined && o.testImages > testSet.count) {
-        throw tooMany(o.testImages, 'testImages', '--test-size', testSet.count, 'test images');
-      }
+      checkSize(o.testImages, 'testImages', testSet.count, 'test images');
     }
     const testN = testSet ? (o.testImages ?? testSet.count) : undefined;
     // The test number is the held-out one: test images (from image 0 of their set) that are calibration images

@@ -27,6 +27,31 @@ export function isParallelSource(v: unknown): v is ParallelSource {
   return typeof o.tsv === 'string' || (typeof o.source === 'string' && typeof o.target === 'string');
 }
 
+/** A source as a user named it, for messages. */
+export function describeSource(src: ImageSource | ParallelSource): string {
+  return 'folder' in src ? src.folder : 'images' in src ? `${src.images} / ${src.labels}` : 'tsv' in src ? src.tsv : `${src.source} / ${src.target}`;
+}
+
+/**
+ * An optional source option (`what`) of the shape `is` accepts (else `shape` says what it should be), whose
+ * files exist: checked before any model is loaded.
+ */
+export function checkSource(v: unknown, what: string, is: (v: unknown) => v is ImageSource | ParallelSource, shape: string): void {
+  if (v === undefined) return;
+  if (!is(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what} for ${shape}`);
+  checkSourceFiles(v);
+}
+
+/**
+ * A size given explicitly (`key`, flag --<split>-size) is used in full or refused (README: nothing asked for is
+ * cut silently); only a default ("the whole split up to N") is clamped to the `n` units `available` holds.
+ */
+export function checkSize(asked: number | undefined, key: string, n: number, available: string): void {
+  if (asked !== undefined && asked > n) {
+    throw new FfmergeError('INVALID_ARGUMENT', `${key} (--${key.replace(/[A-Z].*/, '')}-size) ${asked} is more than the ${n} ${available}: ask for at most ${n}, or give more data`);
+  }
+}
+
 /** Files of a source exist (checked before any model is loaded). */
 export function checkSourceFiles(src: ImageSource | ParallelSource): void {
   if ('folder' in src) checkFiles([src.folder]);

@@ -15,24 +15,12 @@ import type { Model } from '../../model/model';
 import { loadTokenizer, textForTokens } from '../../tokenizer';
 import { checkSelectBy, checkTestBudget, positiveInt, type ParallelSource } from '../options';
 import { referenceBatches, teacherForcedLoss } from '../../eval/translation-loss';
-import type { MetricInfo, Task, TaskKind } from '../task';
-import { checkSourceFiles, isParallelSource, loadParallelSource, sameSource } from './sources';
+import type { Task, TaskKind } from '../task';
+import { checkSize, checkSource, describeSource as describe, isParallelSource, loadParallelSource, sameSource } from './sources';
 import { sameDataPhrase } from '../../data/same-data';
 
 /** The whole validation split is translated per candidate when it has at most this many sentences. */
 export const MAX_VALIDATION_SENTENCES = 1024;
-
-
-/** A parallel source for messages: its TSV file, or its source file. */
-function describe(src: ParallelSource): string {
-  return 'tsv' in src ? src.tsv : `${src.source} / ${src.target}`;
-}
-
-function checkSource(v: unknown, what: string): void {
-  if (v === undefined) return;
-  if (!isParallelSource(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what} for a translation model is { source, target } (line-aligned files) or { tsv }`);
-  checkSourceFiles(v);
-}
 
 export const translation: TaskKind = {
   name: 'translation',
@@ -41,9 +29,7 @@ export const translation: TaskKind = {
   accepts: (s) => s.stacks.some((x) => x.name === 'encoder') && s.stacks.some((x) => x.name === 'decoder'),
   async check(o) {
     if (o.parallel === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'a translation model is calibrated on sentence pairs: give parallel ({ source, target } or { tsv })');
-    checkSource(o.parallel, 'parallel');
-    checkSource(o.validation, 'validation');
-    checkSource(o.test, 'test');
+    for (const k of ['parallel', 'validation', 'test'] as const) checkSource(o[k], k, isParallelSource, 'a translation model is { source, target } (line-aligned files) or { tsv }');
     for (const k of ['calibrationPairs', 'validationSentences', 'testSentences'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
     checkSelectBy(o.selectBy);
     checkTestBudget(o, 'testSentences', { budget: '--test-size', test: '--test <file.tsv> or --test-source/--test-target' });
@@ -70,13 +56,7 @@ export const translation: TaskKind = {
     const tokenizer = await loadTokenizer(dir);
     const generation = await loadGenerationConfig(dir, model.config as Record<string, unknown>);
     const pairs = await loadParallelSource(o.parallel!);
-    // A size given explicitly is used in full or refused (README: nothing asked for is cut silently); only a
-    // default ("600 pairs", "the whole split up to 1,024") is clamped to what the data holds.
-    const tooMany = (asked: number, key: string, flag: string, n: number, available: string): FfmergeError =>
-      new FfmergeError('INVALID_ARGUMENT', `${key} (${flag}) ${asked} is more than the ${n} ${available}: ask for at most ${n}, or give more data`);
-    if (o.calibrationPairs !== undefined && o.calibrationPairs > pairs.length) {
-      throw tooMany(o.calibrationPairs, 'calibrationPairs', '--calibration-size', pairs.length, `sentence pairs of ${describe(o.parallel!)}`);
-    }
+    checkSize(o.calibrationPairs, 'calibrationPairs', pairs.length, `sentence pairs of ${describe(o.parallel!)}`);
     const calN = o.calibrationPairs ?? Math.min(600, pairs.length);
     const valAll = o.validation ? await loadParallelSource(o.validation as ParallelSource) : pairs.slice(calN);
     if (valAll.length === 0) {
@@ -88,14 +68,10 @@ export const translation: TaskKind = {
       );
     }
     const valWhat = o.validation ? `validation pairs of ${describe(o.validation as ParallelSource)}` : `pairs of ${describe(o.parallel!)} after the ${calN} calibration ones`;
-    if (o.validationSentences !== undefined && o.validationSentences > valAll.length) {
-      throw tooMany(o.validationSentences, 'validationSentences', '--validation-size', valAll.length, valWhat);
-    }
+    checkSize(o.validationSentences, 'validationSentences', valAll.length, valWhat);
     const val = valAll.slice(0, o.validationSentences ?? MAX_VALIDATION_SENTENCES);
     const testAll = o.test ? await loadParallelSource(o.test as ParallelSource) : undefined;
-    if (testAll && o.testSentences !== undefined && o.testSentences > testAll.length) {
-      throw tooMany(o.testSentences, 'testSentences', '--test-size', testAll.length, `test pairs of ${describe(o.test as ParallelSource)}`);
-    }
+    if (testAll) checkSize(o.testSentences, 'testSentences', testAll.length, `test pairs of ${describe(o.test as ParallelSource)}`);
     const test = testAll?.slice(0, o.testSentences ?? testAll.length);
     // Sentences longer than the model's positions are cut to them (as translate() does), and the notes say how many.
     const srcMax = model.encoderSpec!.maxPositions;
@@ -114,7 +90,6 @@ export const translation: TaskKind = {
     const calPairs = forTokens(pairs.slice(0, calN), o.parallel!, 1, tgtMax);
     const valPairs = forTokens(val, valSrc, valFirst, undefined);
     const testPairs = test ? forTokens(test, o.test as ParallelSource, 1, undefined) : undefined;
-    const decoding = decodingLabel(generation);
     const bleu = async (m: Model, ps: SentencePair[], opts: JobOptions) => (await evaluateTranslation(m, tokenizer, ps, { ...opts, generation })).bleu.score;
     const ids = { decoderStartTokenId: generation.decoderStartTokenId, padTokenId: generation.padTokenId };
     const calibration = translationBatches(calPairs, tokenizer, { ...ids, maxSourceTokens: srcMax, maxTargetTokens: tgtMax });
@@ -124,12 +99,10 @@ export const translation: TaskKind = {
     const cutNote = (n: number, of: number, what: string) => (n > 0 ? [`${what}: ${n} of ${of} longer than the model's positions (${srcMax} source, ${tgtMax} target tokens), cut to them`] : []);
     const byLoss = o.selectBy === 'loss';
     const valRefs = byLoss ? referenceBatches(forTokens(val, valSrc, valFirst, tgtMax - 1), tokenizer, { ...ids, maxSourceTokens: srcMax, maxTargetTokens: tgtMax - 1 }) : undefined;
-    // the decoding that produced the BLEU (generation_config.json's num_beams): labels say what ran
-    // the decoding that produced the number, which the summary, report.json and the model card name:
-    // generation_config.json's num_beams decides it
-    const metric: MetricInfo = { name: 'bleu', higherIsBetter: true, decoding };
     const task: Task = {
-      metric,
+      // the decoding that produced the number (generation_config.json's num_beams), which the summary,
+      // report.json and the model card name
+      metric: { name: 'bleu', higherIsBetter: true, decoding: decodingLabel(generation) },
       calibration,
       data: {
         unit: 'sentences',
