@@ -15,6 +15,7 @@ import { MIN_BLOCK_TOKENS } from '../../data/blocks';
 import { isTokenRowFile } from '../../data/token-rows';
 import { sameData, sameDataPhrase } from '../../data/same-data';
 import type { Task, TaskKind } from '../task';
+import { checkHeldOut } from './sources';
 import type { Progress } from '../../native/job';
 import { checkOptions, isArrayOf } from '../../arguments';
 
@@ -163,14 +164,9 @@ export const languageModeling: TaskKind = {
         `the validation file ${sameDataPhrase(same, 'calibration')}, so candidates would be scored on the text that shaped them: give a different validation file, or none to validate on the calibration file's text after the calibration budget`,
       );
     }
-    // the test number is the held-out one: text that shaped the merge, or chose it, would inflate it
-    if (typeof o.test === 'string') {
-      // (validation without a file of its own is the calibration file's: one comparison covers both)
-      const given: Array<[string, unknown]> = [['calibration', o.calibration], ...(o.validation !== undefined ? [['validation', o.validation] as [string, unknown]] : [])];
-      for (const [what, src] of given) {
-        const hit = typeof src === 'string' ? await sameData(src, o.test) : undefined;
-        if (hit) throw new FfmergeError('INVALID_ARGUMENT', `the test file ${sameDataPhrase(hit, what)}, so the test number would not be held out: give test text the run neither calibrates nor validates on`);
-      }
+    const test = o.test;
+    if (typeof test === 'string') {
+      await checkHeldOut([['calibration', o.calibration], ['validation', o.validation]], async (src) => (typeof src === 'string' ? sameData(src, test) : undefined), { test: 'file', give: 'text' });
     }
   },
   async create({ model, dir, options: o }, job) {

@@ -9,7 +9,7 @@ import { readParallel, readParallelTsv, type SentencePair } from '../../data/par
 import type { ImageSource, ParallelSource } from '../options';
 import { seededOrder } from '../../data/shuffle';
 import { numLabels } from '../../model/architectures/config';
-import { sameData, type SameData } from '../../data/same-data';
+import { sameData, sameDataPhrase, type SameData } from '../../data/same-data';
 
 function checkFiles(files: (string | undefined)[]): void {
   for (const f of files) if (f !== undefined && !fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} does not exist`);
@@ -69,6 +69,18 @@ export function sameSource(a: ImageSource | ParallelSource, b: ImageSource | Par
   const input = (s: ImageSource | ParallelSource): string =>
     'folder' in s ? s.folder : 'images' in s ? s.images : 'tsv' in s ? s.tsv : s.source;
   return sameData(input(a), input(b));
+}
+
+/**
+ * Test data must be held out: data that shaped the merge (calibration) or chose it (validation) would inflate
+ * the test number. `given`: [split, source] (a split without data of its own is left out: validation then is
+ * the calibration data, one comparison covers both); `same(source)`: whether the test data is that source.
+ */
+export async function checkHeldOut(given: [string, unknown][], same: (src: unknown) => Promise<SameData | undefined>, words: { test: string; give: string }): Promise<void> {
+  for (const [what, src] of given) {
+    const hit = src === undefined ? undefined : await same(src);
+    if (hit) throw new FfmergeError('INVALID_ARGUMENT', `the test ${words.test} ${sameDataPhrase(hit, what)}, so the test number would not be held out: give test ${words.give} the run neither calibrates nor validates on`);
+  }
 }
 
 /**

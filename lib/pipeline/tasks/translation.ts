@@ -16,7 +16,7 @@ import { loadTokenizer, textForTokens } from '../../tokenizer';
 import { checkSelectBy, checkTestBudget, positiveInt, type ParallelSource } from '../options';
 import { referenceBatches, teacherForcedLoss } from '../../eval/translation-loss';
 import type { Task, TaskKind } from '../task';
-import { checkSize, checkSource, describeSource as describe, isParallelSource, loadParallelSource, sameSource } from './sources';
+import { checkHeldOut, checkSize, checkSource, describeSource as describe, isParallelSource, loadParallelSource, sameSource } from './sources';
 import { sameDataPhrase } from '../../data/same-data';
 
 /** The whole validation split is translated per candidate when it has at most this many sentences. */
@@ -42,15 +42,8 @@ export const translation: TaskKind = {
         `the validation corpus ${sameDataPhrase(same, 'calibration')}, so its pairs would overlap the calibration pairs: give a different validation corpus, or none to validate on the pairs after the calibration ones`,
       );
     }
-    // the test number is the held-out one: pairs that shaped the merge, or chose it, would inflate it
-    if (o.test !== undefined) {
-      // (validation without a corpus of its own is the calibration corpus's: one comparison covers both)
-      const given: Array<[string, unknown]> = [['calibration', o.parallel], ...(o.validation !== undefined ? [['validation', o.validation] as [string, unknown]] : [])];
-      for (const [what, src] of given) {
-        const hit = await sameSource(src as ParallelSource, o.test as ParallelSource);
-        if (hit) throw new FfmergeError('INVALID_ARGUMENT', `the test corpus ${sameDataPhrase(hit, what)}, so the test number would not be held out: give test pairs the run neither calibrates nor validates on`);
-      }
-    }
+    const test = o.test as ParallelSource | undefined;
+    if (test) await checkHeldOut([['calibration', o.parallel], ['validation', o.validation]], (src) => sameSource(src as ParallelSource, test), { test: 'corpus', give: 'pairs' });
   },
   async create({ model, dir, options: o }) {
     const tokenizer = await loadTokenizer(dir);
