@@ -62,17 +62,10 @@ function resolveStacks(summary: ModelSummary, mode: StackMode | undefined): { mo
     return { mode: names[0]!, groups: [[names[0]!]] };
   }
   const m = mode ?? 'both-same';
-  switch (m) {
-    case 'both-same':
-      return { mode: m, groups: [names] };
-    case 'independent':
-      return { mode: m, groups: names.map((n) => [n]) };
-    case 'encoder':
-    case 'decoder':
-      return { mode: m, groups: [[m]] };
-    default:
-      throw new FfmergeError('INVALID_ARGUMENT', `stacks must be both-same, independent, encoder or decoder (got ${showValue(m)})`);
-  }
+  if (m === 'both-same') return { mode: m, groups: [names] };
+  if (m === 'independent') return { mode: m, groups: names.map((n) => [n]) };
+  if (m === 'encoder' || m === 'decoder') return { mode: m, groups: [[m]] };
+  throw new FfmergeError('INVALID_ARGUMENT', `stacks must be both-same, independent, encoder or decoder (got ${showValue(m)})`);
 }
 
 /** The windows to merge, or 'auto' (search): given windows are checked, refused where they overlap, and sorted. */

@@ -3,14 +3,15 @@
  * position's FF input X on the calibration data, as the forward pass captures it (the state the first FF
  * matrix reads), and FF outputs on such inputs.
  */
-import type { JobOptions } from '../native/job';
-import { throwIfAborted } from '../native/job';
-import { DEFAULT_RIDGE, ffApply, RidgeAccumulator } from '../native/ridge';
+import { throwIfAborted, type JobOptions } from '../native/job';
+import { DEFAULT_RIDGE, ffApply, RidgeAccumulator, type FFInput } from '../native/ridge';
 import { NativeFF } from '../native/native-ff';
 import type { Activation } from '../model/activation';
 import type { FFWeights } from '../model/ff-weights';
 import type { Model, StackName } from '../model/model';
 import type { FeatureBatch } from '../data/feature-batches';
+import { stackSpecOf } from './align';
+import type { MergeContext } from './plugins';
 
 /**
  * The base model's states entering one layer of its main stack on every calibration batch, kept for the
@@ -98,31 +99,40 @@ export async function forEachFFInput(
 }
 
 /**
+ * Feeds `sums` (ridge or correlation sums) with `ff`'s hidden units on the FF input of every listed layer as
+ * `source` computes it, against a target: that layer's own FF output in the same pass (`originals` undefined:
+ * on the base model, the original output), or its original FF (`originals`) applied to the input.
+ */
+export async function addFFSums(
+  ctx: MergeContext,
+  source: Model,
+  stack: StackName,
+  layers: number[],
+  sums: Pick<RidgeAccumulator, 'addFF'>,
+  ff: FFInput,
+  originals: Map<number, FFWeights> | undefined,
+  opts: JobOptions,
+): Promise<void> {
+  const act = stackSpecOf(source, stack).activation as Activation;
+  const signal = opts.signal ? { signal: opts.signal } : {};
+  await forEachFFInput(source, stack, layers, ctx.calibration, async (l, X, n, Y) => {
+    await sums.addFF(X, n, ff, act, Y ?? (await ffApply(originals!.get(l)!, X, n, act, true, opts)), { ...signal, stage: true });
+  }, { ...opts, outputs: originals === undefined }, ctx.entry);
+}
+
+/**
  * `merged` with its shared W_out (and b_out) refitted by ridge least squares so that, at every layer of the
  * window, it reproduces that layer's original FF output on the FF inputs `source` produces. recover/refit
  * passes the base model, whose pass gives those outputs itself (`originals` undefined); recover/refit-seq a
  * merged view, so the fit sees the inputs the merged model itself produces, with the original FFs
  * (`originals`) applied to them as targets.
  */
-export async function refitOutput(
-  source: Model,
-  stack: StackName,
-  layers: number[],
-  merged: FFWeights,
-  originals: Map<number, FFWeights> | undefined,
-  calibration: FeatureBatch[],
-  act: Activation,
-  opts: JobOptions,
-  entry?: EntryStates,
-): Promise<FFWeights> {
+export async function refitOutput(ctx: MergeContext, source: Model, stack: StackName, layers: number[], merged: FFWeights, originals: Map<number, FFWeights> | undefined, opts: JobOptions): Promise<FFWeights> {
   const acc = new RidgeAccumulator(merged.dFF, merged.d);
-  const signal = opts.signal ? { signal: opts.signal } : {};
   // held natively once, not copied for every layer and batch (360 MB at 7B width)
   const input = await NativeFF.of(merged, opts);
   try {
-    await forEachFFInput(source, stack, layers, calibration, async (l, X, n, Y) => {
-      await acc.addFF(X, n, input, act, Y ?? (await ffApply(originals!.get(l)!, X, n, act, true, opts)), { ...signal, stage: true });
-    }, { ...opts, outputs: originals === undefined }, entry);
+    await addFFSums(ctx, source, stack, layers, acc, input, originals, opts);
   } finally {
     input.dispose();
   }

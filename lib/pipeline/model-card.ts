@@ -49,16 +49,15 @@ export interface CardContext {
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-/** A record's value for the card: only a finite number or a string is shown (a record edited by hand may hold anything). */
-const field = (o: Record<string, unknown>, k: string): string | undefined => {
-  const v = Object.hasOwn(o, k) ? o[k] : undefined;
-  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
-  // one line of the card, whatever the string holds
-  return typeof v === 'string' ? v.replace(/\s+/g, ' ').slice(0, 200) : undefined;
-};
 const finite = (o: Record<string, unknown>, k: string): number | undefined => {
   const v = Object.hasOwn(o, k) ? o[k] : undefined;
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+};
+/** A record's value for the card: only a finite number or a string is shown (a record edited by hand may hold anything). */
+const field = (o: Record<string, unknown>, k: string): string | undefined => {
+  const v = Object.hasOwn(o, k) ? o[k] : undefined;
+  // one line of the card, whatever the string holds
+  return typeof v === 'string' ? v.replace(/\s+/g, ' ').slice(0, 200) : finite(o, k)?.toString();
 };
 
 /**
@@ -143,13 +142,12 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
     field(f, 'validationImages') && `${field(f, 'validationImages')} validation images`,
     field(f, 'split') && field(f, 'split'),
   ].filter(Boolean);
-  const loss = (a: number | undefined, b: number | undefined) => `${a === undefined ? '–' : a.toFixed(3)} → ${b === undefined ? '–' : b.toFixed(3)}`;
+  const loss = (a: number | undefined, b: number | undefined) => `${num(a, 'loss')} → ${num(b, 'loss')}`;
   const ppl = (v: number | undefined) => (v === undefined ? '–' : Math.exp(v).toFixed(3));
   const valBefore = finite(f, 'valBefore');
   const valAfter = finite(f, 'valAfter');
   const accBefore = finite(f, 'accuracyBefore');
   const accAfter = finite(f, 'accuracyAfter');
-  const acc = (v: number | undefined) => (v === undefined ? '–' : `${(100 * v).toFixed(2)}%`);
   return [
     '## Fine-tuning',
     // a model fine-tuned without a merge has no merged FF: "after the merge, the ties kept" would invent one
@@ -162,7 +160,7 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
           `- validation loss (mean NLL) before → after: ${loss(valBefore, valAfter)}${lm ? ` (perplexity ${ppl(valBefore)} → ${ppl(valAfter)}${field(f, 'seq') ? `, in blocks of ${field(f, 'seq')} tokens` : ''})` : ''}`,
         ]
       : []),
-    ...(accBefore !== undefined || accAfter !== undefined ? [`- validation top-1 accuracy before → after: ${acc(accBefore)} → ${acc(accAfter)}`] : []),
+    ...(accBefore !== undefined || accAfter !== undefined ? [`- validation top-1 accuracy before → after: ${num(accBefore, 'accuracy')} → ${num(accAfter, 'accuracy')}`] : []),
     ...(steps === undefined ? ['- no summary of the training was recorded'] : []),
     ...(earlier > 0 ? [`- this was the last of ${earlier + 1} fine-tuning runs; the summaries of the ${earlier === 1 ? 'earlier one' : `${earlier} earlier ones`} are in \`config.json\` under \`ffmerge.earlierFinetunes\`, oldest first`] : []),
     '- the summary is in `config.json` under `ffmerge.finetune`; `ffmerge finetune` writes its loss log to `finetune.json`.',

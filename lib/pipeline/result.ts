@@ -1,9 +1,8 @@
 /** What compress() returns (and writes as report.json beside the checkpoint): one shape for every task. */
-import type { CompressFormat } from './options';
 import type { StackName } from '../model/model';
 import type { Anchor } from '../merge/windows';
 import type { RecordedWindow } from '../checkpoint/earlier-merges';
-import type { StackMode } from './options';
+import type { CompressFormat, StackMode } from './options';
 import type { DataCounts, MetricInfo, SelectionInfo } from './task';
 
 export interface Metric {

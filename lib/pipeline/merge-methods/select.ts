@@ -18,13 +18,12 @@
 import { CorrelationAccumulator } from '../../native/correlation';
 import { DEFAULT_RIDGE, RidgeAccumulator } from '../../native/ridge';
 import type { JobOptions } from '../../native/job';
-import type { Activation } from '../../model/activation';
 import type { FFWeights } from '../../model/ff-weights';
 import type { Model, StackName } from '../../model/model';
 import { windowLayers } from '../../merge/windows';
 import { anchorOf, modelFF, stackSpecOf } from '../align';
 import { NativeFF } from '../../native/native-ff';
-import { forEachFFInput } from '../ff-inputs';
+import { addFFSums } from '../ff-inputs';
 import type { MergeContext, MergeMethod } from '../plugins';
 
 /**
@@ -116,13 +115,10 @@ export function prescreen(gains: Float64Array, layers: number, keep: number): nu
  * position's inputs through the whole pool against its original output. The hidden units are computed in the
  * accumulating job and never pass through JS; the sums are p × d_model doubles, not p².
  */
-async function unitGains(model: Model, stack: StackName, layers: number[], pool: NativeFF, act: Activation, ctx: MergeContext, opts: JobOptions): Promise<Float64Array> {
-  const signal = opts.signal ? { signal: opts.signal } : {};
+async function unitGains(ctx: MergeContext, stack: StackName, layers: number[], pool: NativeFF, opts: JobOptions): Promise<Float64Array> {
   const corr = new CorrelationAccumulator([pool.dFF, pool.d], [[0, 1]]);
-  await forEachFFInput(model, stack, layers, ctx.calibration, async (_l, X, n, Y) => {
-    await corr.addFF(X, n, pool, act, Y!, { ...signal, stage: true });
-  }, { ...opts, outputs: true }, ctx.entry);
-  return corr.explained(0, { ...signal, release: true });
+  await addFFSums(ctx, ctx.model, stack, layers, corr, pool, undefined, opts);
+  return corr.explained(0, { ...(opts.signal ? { signal: opts.signal } : {}), release: true });
 }
 
 export const select: MergeMethod = {
@@ -132,14 +128,12 @@ export const select: MergeMethod = {
   async merge(ctx, stack, window, opts) {
     const { model } = ctx;
     const spec = stackSpecOf(model, stack);
-    const act = spec.activation as Activation;
     const layers = windowLayers(window);
     let { pool, withBias } = await poolWindow(model, layers, stack, opts);
     try {
-      const signal = opts.signal ? { signal: opts.signal } : {};
       const cap = poolCap(pool.dFF, spec.dFF, ctx.selectMemory ?? DEFAULT_SELECT_GRAM_BYTES);
       if (cap < pool.dFF) {
-        const gains = await unitGains(model, stack, layers, pool, act, ctx, opts);
+        const gains = await unitGains(ctx, stack, layers, pool, opts);
         const cut = await NativeFF.of(await pool.rows(prescreen(gains, layers.length, cap), opts), opts);
         pool.dispose();
         pool = cut;
@@ -147,10 +141,7 @@ export const select: MergeMethod = {
       // the pooled hidden units (n × P per batch) are computed inside the accumulating job, never in JS; the
       // targets are each position's original FF output, as the base model's own pass computes it
       const acc = new RidgeAccumulator(pool.dFF, spec.dModel);
-      const units = pool;
-      await forEachFFInput(model, stack, layers, ctx.calibration, async (_l, X, n, Y) => {
-        await acc.addFF(X, n, units, act, Y!, { ...signal, stage: true });
-      }, { ...opts, outputs: true }, ctx.entry);
+      await addFFSums(ctx, model, stack, layers, acc, pool, undefined, opts);
       const merged = await selectUnits(acc, pool, spec.dFF, withBias, opts);
       return { stack, window, anchor: anchorOf(window, ctx.anchor), merged, perms: new Map() };
     } finally {

@@ -17,8 +17,7 @@
  */
 import { NativeFF } from '../../native/native-ff';
 import { RidgeAccumulator } from '../../native/ridge';
-import type { JobOptions } from '../../native/job';
-import { throwIfAborted } from '../../native/job';
+import { throwIfAborted, type JobOptions } from '../../native/job';
 import type { Activation } from '../../model/activation';
 import type { FFWeights } from '../../model/ff-weights';
 import type { Model, StackName } from '../../model/model';

@@ -5,10 +5,9 @@
  * applied to that input. Changing W_out changes those inputs again, so the fit is repeated (PASSES times);
  * the first pass of a window whose first position sees original inputs only differs from `refit` past it.
  */
-import type { Activation } from '../../model/activation';
 import type { FFWeights } from '../../model/ff-weights';
 import { windowLayers } from '../../merge/windows';
-import { modelFFs, stackSpecOf } from '../align';
+import { modelFFs } from '../align';
 import { refitOutput } from '../ff-inputs';
 import type { RecoverMethod } from '../plugins';
 
@@ -21,15 +20,13 @@ export const refitSeq: RecoverMethod = {
   async recover(ctx, m, opts) {
     const { model } = ctx;
     const stack = m.stack;
-    const spec = stackSpecOf(model, stack);
     const layers = windowLayers(m.window);
     const originals = await modelFFs(model, layers, stack, opts);
     let merged: FFWeights = m.merged;
     for (let pass = 0; pass < PASSES; pass++) {
       const view = await model.withFF(layers.map((layer) => ({ stack, layer, ff: merged })), opts.signal ? { signal: opts.signal } : {});
       try {
-        const current = merged;
-        merged = await refitOutput(view, stack, layers, current, originals, ctx.calibration, spec.activation as Activation, opts);
+        merged = await refitOutput(ctx, view, stack, layers, merged, originals, opts);
       } finally {
         view.dispose();
       }

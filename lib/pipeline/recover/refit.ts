@@ -9,9 +9,7 @@
  * are streamed into a RidgeAccumulator ([H 1]ᵀ[H 1], [H 1]ᵀY in fp64), solved once by Cholesky with
  * λ = 1e-3 × mean diag.
  */
-import type { Activation } from '../../model/activation';
 import { windowLayers } from '../../merge/windows';
-import { stackSpecOf } from '../align';
 import { refitOutput } from '../ff-inputs';
 import type { RecoverMethod } from '../plugins';
 
@@ -19,11 +17,7 @@ export const refit: RecoverMethod = {
   name: 'refit',
   description: "training-free: least-squares W_out/b_out so each merged layer reproduces its original FF output",
   async recover(ctx, m, opts) {
-    const { model } = ctx;
-    const spec = stackSpecOf(model, m.stack);
-    const layers = windowLayers(m.window);
     // inputs and target outputs from the original model's own pass
-    const merged = await refitOutput(model, m.stack, layers, m.merged, undefined, ctx.calibration, spec.activation as Activation, opts, ctx.entry);
-    return { ...m, merged };
+    return { ...m, merged: await refitOutput(ctx, ctx.model, m.stack, windowLayers(m.window), m.merged, undefined, opts) };
   },
 };
