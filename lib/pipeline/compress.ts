@@ -27,7 +27,7 @@ import { BASELINES } from './baselines';
 import { MERGE_METHODS } from './merge-methods';
 import { RECOVER_METHODS } from './recover';
 import { COMMON_KEYS, DEFAULT_FRACTION, type CompressFormat, type CompressOptions, type StackMode } from './options';
-import { applyEdits, type Edit, type MergeContext, type MergedWindow, type MergeMethod, type RecoverMethod } from './plugins';
+import { applyEdits, type BaselineCandidate, type Edit, type MergeContext, type MergedWindow, type MergeMethod, type RecoverMethod } from './plugins';
 import type { BaselineResult, CandidateScore, CompressResult } from './result';
 import type { Task, TaskKind } from './task';
 import { TASKS, taskFor } from './tasks';
@@ -165,13 +165,10 @@ function finiteMetrics(task: Task, kind: TaskKind): Task {
 const better = (higher: boolean) => (a: number, b: number) => (higher ? a > b : a < b);
 
 /** A candidate of the search: what it changes (built when scored) and where its first change is. */
-interface Candidate {
-  windows: Partial<Record<StackName, string>>;
-  start: number;
+interface Candidate extends Omit<BaselineCandidate, 'paramsRemoved'> {
   /** "method+recover", when the search compares combinations. */
   method?: string;
   combo?: Combo;
-  edits(): Promise<Edit[]>;
 }
 
 interface Combo {
@@ -587,7 +584,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const baselineModels = new Map<string, Model>();
     for (const { baseline, groups: perGroup } of baselinePlans) {
       const scores: CandidateScore[] = [];
-      const found = await search('baselines', perGroup.map((cs) => cs.map((c) => ({ ...c, edits: async () => (typeof c.edits === 'function' ? c.edits() : c.edits) }))), scores);
+      const found = await search('baselines', perGroup, scores);
       if (found.length === 0) continue;
       const picks = found.map((b) => b.c);
       const edits = found.flatMap((b) => b.edits);

@@ -80,8 +80,8 @@ export interface BaselineCandidate {
   windows: Partial<Record<StackName, string>>;
   /** First layer changed (prefix reuse). */
   start: number;
-  /** The edits, or how to make them (built only when the candidate is scored). */
-  edits: Edit[] | (() => Promise<Edit[]>);
+  /** The edits, made only when the candidate is scored. */
+  edits(): Promise<Edit[]>;
   /** Parameters this candidate removes. */
   paramsRemoved: number;
 }

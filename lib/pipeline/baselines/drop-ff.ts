@@ -19,8 +19,7 @@ function zeroFF(ff: FFWeights): FFWeights {
 export const dropFF: Baseline = {
   name: 'drop-ff',
   description: 'delete as many FF sublayers as the merge removes (adjacent), at the best placement',
-  candidates({ model, summary, stacks, ffRemoved, merged }) {
-    const n = ffRemoved;
+  candidates({ model, summary, stacks, ffRemoved: n, merged }) {
     const L = Math.min(...stacks.map((s) => model.layers(s)));
     const zeros = new Map(stacks.map((s) => [s, zeroFF(model.ffWeights(0, s))]));
     const perLayer = (s: string) => summary.stacks.find((x) => x.name === s)!.ffParamsPerLayer;
@@ -28,11 +27,10 @@ export const dropFF: Baseline = {
     for (let start = 0; start + n <= L; start++) {
       const layers = Array.from({ length: n }, (_, i) => start + i);
       if (stacks.some((s) => layers.some((l) => merged.get(s)?.has(l)))) continue; // its FF is shared: nothing freed
-      const edits: Edit[] = stacks.map((stack) => ({ kind: 'ff', stack, layers, ff: zeros.get(stack)! }));
       out.push({
         windows: Object.fromEntries(stacks.map((s) => [s, n === 1 ? `${start}` : `${start}-${start + n - 1}`])),
         start,
-        edits,
+        edits: async () => stacks.map((stack): Edit => ({ kind: 'ff', stack, layers, ff: zeros.get(stack)! })),
         paramsRemoved: stacks.reduce((a, s) => a + n * perLayer(s), 0),
       });
     }

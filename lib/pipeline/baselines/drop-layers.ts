@@ -4,6 +4,7 @@
  * the merge's size exactly; the report states the parameters each candidate removes.
  */
 import type { StackName } from '../../model/model';
+import { windowLayers } from '../../merge/windows';
 import type { Baseline, BaselineCandidate } from '../plugins';
 
 export const dropLayers: Baseline = {
@@ -19,11 +20,11 @@ export const dropLayers: Baseline = {
     const out: BaselineCandidate[] = [];
     for (let start = 0; plan.every((p) => start + p.n <= p.L); start++) {
       // a layer whose FF is shared keeps that FF stored for its window: removing it frees less than stated
-      if (plan.some((p) => Array.from({ length: p.n }, (_, i) => start + i).some((l) => merged.get(p.stack)?.has(l)))) continue;
+      if (plan.some((p) => windowLayers({ start, k: p.n }).some((l) => merged.get(p.stack)?.has(l)))) continue;
       out.push({
         windows: Object.fromEntries(plan.map((p) => [p.stack, p.n === 1 ? `${start}` : `${start}-${start + p.n - 1}`])),
         start,
-        edits: plan.map((p) => ({ kind: 'drop-layers', stack: p.stack, layers: Array.from({ length: p.n }, (_, i) => start + i) })),
+        edits: async () => plan.map((p) => ({ kind: 'drop-layers', stack: p.stack, layers: windowLayers({ start, k: p.n }) })),
         paramsRemoved: plan.reduce((a, p) => a + p.n * p.layer, 0),
       });
     }
