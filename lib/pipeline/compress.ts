@@ -511,7 +511,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       starting(phase, c);
       const edits = await c.edits();
       const start = firstChanged(model, edits, c.start);
-      const score = await scoreView(edits, start);
+      const view = await applyEdits(model, edits, quiet);
+      const score = await task.search(view, start, quiet).finally(() => view.dispose());
       // the combination that ran, as the chosen windows record it (refit-res asked, refit-seq run on Marian)
       const ran = edits.flatMap((e) => (e.kind === 'ff' && e.merged ? [e.merged] : []))[0];
       const method = c.method && ran ? `${ran.method}+${ran.recover}` : c.method;
@@ -531,14 +532,6 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
         if (best) bests.push(best);
       }
       return bests;
-    };
-    const scoreView = async (edits: Edit[], start: number): Promise<number> => {
-      const view = await applyEdits(model, edits, quiet);
-      try {
-        return await task.search(view, start, quiet);
-      } finally {
-        view.dispose();
-      }
     };
 
     const candidates: CandidateScore[] = [];

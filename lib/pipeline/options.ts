@@ -140,13 +140,12 @@ export const COMMON_KEYS: readonly (keyof CompressOptions)[] = [
   'k', 'fraction', 'window', 'anchor', 'method', 'recover', 'baselines', 'stacks', 'selectMemory', 'out', 'format', 'overwrite', 'maxShardSize', 'signal', 'onProgress',
 ];
 
-/** A positive integer option, or its default. */
-export function positiveInt(v: unknown, what: string, dflt: number): number {
-  const n = v ?? dflt;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0) {
-    throw new FfmergeError('INVALID_ARGUMENT', `${what} must be a positive integer (got ${showValue(v)})`);
+/** Each of these options, where given, is a positive integer. */
+export function checkPositiveInts(o: CompressOptions, keys: readonly (keyof CompressOptions)[]): void {
+  for (const k of keys) {
+    const v = o[k];
+    if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v) && v > 0)) throw new FfmergeError('INVALID_ARGUMENT', `${k} must be a positive integer (got ${showValue(v)})`);
   }
-  return n;
 }
 
 export function checkSelectBy(v: unknown): void {

@@ -11,7 +11,7 @@ import { argmaxRows } from '../../metrics/accuracy';
 import type { JobOptions } from '../../native/job';
 import type { Model } from '../../model/model';
 import { PrefixCache } from '../prefix';
-import { checkSelectBy, checkTestBudget, positiveInt, type ImageSource } from '../options';
+import { checkPositiveInts, checkSelectBy, checkTestBudget, type ImageSource } from '../options';
 import type { Task, TaskKind } from '../task';
 import { checkSize, checkSource, describeSource as describe, isImageSource, loadImageSource, sameSource } from './sources';
 import { copyWords } from '../../data/same-data';
@@ -27,7 +27,7 @@ export const imageClassification: TaskKind = {
   check(o) {
     if (o.images === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'an image classifier is calibrated on images: give images ({ images, labels } idx files or { folder })');
     for (const k of ['images', 'validation', 'test'] as const) checkSource(o[k], k, isImageSource, 'an image classifier is { images, labels } (idx files) or { folder }');
-    for (const k of ['calibrationImages', 'validationImages', 'testImages'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
+    checkPositiveInts(o, ['calibrationImages', 'validationImages', 'testImages']);
     checkSelectBy(o.selectBy);
     checkTestBudget(o, 'testImages', { budget: '--test-size', test: '--test <folder> or --test-images/--test-labels' });
     if (o.validationStart !== undefined && (!Number.isInteger(o.validationStart) || o.validationStart < 0)) {

@@ -8,7 +8,7 @@ import { FfmergeError, showValue } from '../../errors';
 import type { FeatureBatch } from '../../data/feature-batches';
 import { blocksFrom, fitBlockSize, makeBatches, takeTokens, tokenCount, type Batch } from '../data';
 import { nllOf, ppl, PrefixCache } from '../prefix';
-import { checkTestBudget, positiveInt, type CompressOptions, type SampledSource, type TokenSource } from '../options';
+import { checkPositiveInts, checkTestBudget, type CompressOptions, type SampledSource, type TokenSource } from '../options';
 import { sampleRows } from '../../eval/sample';
 import { seededOrder } from '../../data/shuffle';
 import { MIN_BLOCK_TOKENS } from '../../data/blocks';
@@ -140,12 +140,9 @@ export const languageModeling: TaskKind = {
     if (o.calibration === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'a language model is calibrated on text: give calibration (a text or .jsonl file, or token blocks)');
     if (isSampledSource(o.calibration)) checkSampled(o.calibration, o.validation);
     else checkSource(o.calibration, 'calibration');
-    checkSource(o.validation, 'validation');
-    checkSource(o.test, 'test');
+    for (const k of ['validation', 'test'] as const) checkSource(o[k], k);
     checkTestBudget(o, 'testTokens', { budget: '--test-tokens', test: '--test' });
-    for (const k of ['calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'batchBlocks'] as const) {
-      if (o[k] !== undefined) positiveInt(o[k], k, 1);
-    }
+    checkPositiveInts(o, ['calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'batchBlocks']);
     if (o.draw !== undefined && o.draw !== 'head' && o.draw !== 'spread') throw new FfmergeError('INVALID_ARGUMENT', `draw must be 'head' or 'spread' (got ${showValue(o.draw)})`);
     if (o.blockSize !== undefined && (!Number.isInteger(o.blockSize) || o.blockSize < MIN_BLOCK_TOKENS)) {
       throw new FfmergeError('INVALID_ARGUMENT', `blockSize (--block-size) must be an integer ≥ ${MIN_BLOCK_TOKENS} (got ${showValue(o.blockSize)})`);

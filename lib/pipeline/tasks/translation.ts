@@ -13,7 +13,7 @@ import { decodingLabel, evaluateTranslation, loadGenerationConfig } from '../../
 import type { JobOptions } from '../../native/job';
 import type { Model } from '../../model/model';
 import { loadTokenizer, textForTokens } from '../../tokenizer';
-import { checkSelectBy, checkTestBudget, positiveInt, type ParallelSource } from '../options';
+import { checkPositiveInts, checkSelectBy, checkTestBudget, type ParallelSource } from '../options';
 import { referenceBatches, teacherForcedLoss } from '../../eval/translation-loss';
 import type { Task, TaskKind } from '../task';
 import { checkHeldOut, checkSize, checkSource, describeSource as describe, isParallelSource, loadParallelSource, sameSource } from './sources';
@@ -30,7 +30,7 @@ export const translation: TaskKind = {
   async check(o) {
     if (o.parallel === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'a translation model is calibrated on sentence pairs: give parallel ({ source, target } or { tsv })');
     for (const k of ['parallel', 'validation', 'test'] as const) checkSource(o[k], k, isParallelSource, 'a translation model is { source, target } (line-aligned files) or { tsv }');
-    for (const k of ['calibrationPairs', 'validationSentences', 'testSentences'] as const) if (o[k] !== undefined) positiveInt(o[k], k, 1);
+    checkPositiveInts(o, ['calibrationPairs', 'validationSentences', 'testSentences']);
     checkSelectBy(o.selectBy);
     checkTestBudget(o, 'testSentences', { budget: '--test-size', test: '--test <file.tsv> or --test-source/--test-target' });
     // A validation corpus is read from its first pair, so the calibration file given again as validation
