@@ -162,8 +162,6 @@ function finiteMetrics(task: Task, kind: TaskKind): Task {
   });
 }
 
-const better = (higher: boolean) => (a: number, b: number) => (higher ? a > b : a < b);
-
 /** A candidate of the search: what it changes (built when scored) and where its first change is. */
 interface Candidate extends Omit<BaselineCandidate, 'paramsRemoved'> {
   /** "method+recover", when the search compares combinations. */
@@ -496,19 +494,17 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     clock.lap('validate');
 
     // ---- search: each group's candidates scored on the search split, the best by the metric kept ----
-    const isBetter = better((task.selection ?? task.metric).higherIsBetter);
+    const higher = (task.selection ?? task.metric).higherIsBetter;
+    const isBetter = (a: number, b: number) => (higher ? a > b : a < b);
     // the pair scan, when it runs, scores every pair and then the chosen pairs together, per group
     const pairScan = pairing ? groups.reduce((n, stacks) => n + pairsOf(stacks).length + 1, 0) : 0;
     const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length + pairScan : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
     // Candidates scored per phase (every baseline's count towards one 'baselines' bar). Each candidate is
     // announced as it starts, with its label: one candidate of a large model takes minutes.
     const scored: Record<string, number> = {};
-    const starting = (phase: string, c: { windows: Partial<Record<StackName, string>>; method?: string }) =>
-      onProgress?.({ phase, done: scored[phase] ?? 0, total: total(phase), detail: candidateLabel(c) });
-    const finished = (phase: string) => onProgress?.({ phase, done: (scored[phase] = (scored[phase] ?? 0) + 1), total: total(phase) });
     /** Builds a candidate, scores it on the search split and records its score. */
     const scoreOne = async (phase: string, c: Candidate, scores: CandidateScore[]): Promise<{ edits: Edit[]; score: number }> => {
-      starting(phase, c);
+      onProgress?.({ phase, done: scored[phase] ?? 0, total: total(phase), detail: candidateLabel(c) });
       const edits = await c.edits();
       const start = firstChanged(model, edits, c.start);
       const view = await applyEdits(model, edits, quiet);
@@ -517,7 +513,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       const ran = edits.flatMap((e) => (e.kind === 'ff' && e.merged ? [e.merged] : []))[0];
       const method = c.method && ran ? `${ran.method}+${ran.recover}` : c.method;
       scores.push({ windows: c.windows, start, ...(method ? { method } : {}), score });
-      finished(phase);
+      onProgress?.({ phase, done: (scored[phase] = (scored[phase] ?? 0) + 1), total: total(phase) });
       return { edits, score };
     };
     /** Each group's best candidate; a group with one candidate (windows given) is built, not scored. */
@@ -649,7 +645,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     if (options.out) {
       // the writer's last report comes before the rename: a callback that throws there leaves no output
       checkSourceUnchanged(modelDir, stamp, 'it was compressed');
-      result.out = await writeOutput(modelDir, options.out, format, options.overwrite, model, chosen, result, earlier, earlierTies, as('save'), options.maxShardSize);
+      result.out = await writeOutput(modelDir, { ...options, out: options.out }, format, model, chosen, result, earlierTies, as('save'));
       scope.commit();
       clock.lap('save', true); // written and renamed into place: the result stands
     }
@@ -664,16 +660,13 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
 /** The compressed checkpoint, with report.json inside before the folder is renamed into place. */
 async function writeOutput(
   source: string,
-  out: string,
+  { out, overwrite, maxShardSize }: CompressOptions & { out: string },
   format: CompressFormat,
-  overwrite: boolean | undefined,
   model: Model,
   chosen: MergedWindow[],
   result: CompressResult,
-  earlier: RecordedWindow[],
   earlierTies: TieMap,
   job: JobOptions,
-  maxShardSize?: number,
 ): Promise<NonNullable<CompressResult['out']>> {
   const config = model.config as Record<string, unknown>;
   const replace = new Map<string, Float32Array>();
@@ -690,7 +683,7 @@ async function writeOutput(
   // (every run, when it was fine-tuned more than once: the last as sourceFinetune, the rest before it)
   const runs = trainingRuns(config.ffmerge);
   const info = {
-    version: 1, method: result.method, anchor: result.anchor, recover: result.recover, k: result.k, stacks: result.stacks, windows: [...asRecorded(earlier), ...result.windows],
+    version: 1, method: result.method, anchor: result.anchor, recover: result.recover, k: result.k, stacks: result.stacks, windows: [...asRecorded(result.earlierWindows ?? []), ...result.windows],
     ...(runs.length ? { sourceFinetune: runs[runs.length - 1] } : {}),
     ...(runs.length > 1 ? { sourceEarlierFinetunes: runs.slice(0, -1) } : {}),
   };
