@@ -546,14 +546,9 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
         const pairs: { w: Window; score: number }[] = [];
         for (const w of pairsOf(stacks)) pairs.push({ w, score: (await scoreOne('search', planFor(stacks, [w], combo), candidates)).score });
         pairs.sort((a, b) => (isBetter(a.score, b.score) ? -1 : isBetter(b.score, a.score) ? 1 : 0));
-        const used = new Set<number>();
+        // the best pairs in order, each kept unless it shares a layer with one kept before it
         const pick: Window[] = [];
-        for (const { w } of pairs) {
-          if (pick.length === k - 1) break;
-          if (used.has(w.start) || used.has(w.start + 1)) continue;
-          pick.push(w);
-          used.add(w.start).add(w.start + 1);
-        }
+        for (const { w } of pairs) if (pick.length < k - 1 && pick.every((p) => Math.abs(p.start - w.start) > 1)) pick.push(w);
         let keep = best.edits;
         if (pick.length === k - 1) {
           const together = await scoreOne('search', planFor(stacks, pick.sort((a, b) => a.start - b.start), combo), candidates);

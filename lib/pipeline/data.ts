@@ -9,15 +9,13 @@ import { cutBlocks } from '../data/blocks';
 import { tokenizeFile } from '../data/tokenize-file';
 import { isTokenRowFile, readTokenRows } from '../data/token-rows';
 import type { Progress } from '../native/job';
+import type { TokenSource } from './options';
 
 export interface Batch {
   ids: Int32Array;
   batch: number;
   seq: number;
 }
-
-/** A text file path, or token blocks already cut. */
-export type DataSource = string | Int32Array[];
 
 export interface BlockOptions {
   /** Tokens per block when text is cut (token-id rows are kept whole). */
@@ -41,7 +39,7 @@ export interface BlockOptions {
  * Token blocks from a source: blocks the caller cut, a JSON Lines file of {"input_ids"} rows (each row one
  * block, as it is), or text (.txt/.gz, .jsonl of {"text"}) tokenized and cut into blocks of blockSize.
  */
-export async function blocksFrom(source: DataSource, o: BlockOptions): Promise<Int32Array[]> {
+export async function blocksFrom(source: TokenSource, o: BlockOptions): Promise<Int32Array[]> {
   if (typeof source !== 'string') return source;
   if (!fs.existsSync(source)) throw new FfmergeError('DATA_NOT_FOUND', `${o.what} file ${source} does not exist`);
   if (await isTokenRowFile(source)) {

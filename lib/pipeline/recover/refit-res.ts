@@ -130,23 +130,15 @@ async function compensate(ctx: MergeContext, stack: StackName, layers: number[],
   return adjusted;
 }
 
-/**
- * Both models' states entering layer a, per calibration batch (the same: nothing before a is edited), from
- * the context's shared entry states when there are any.
- */
-async function entryStates(ctx: MergeContext, a: number, opts: JobOptions): Promise<Streams> {
-  const states = await (ctx.entry ?? new EntryStates(ctx.model, ctx.calibration)).get(a, opts);
-  return { base: [...states], view: [...states] };
-}
-
-async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: JobOptions & { downstream: number }): Promise<MergedWindow> {
+async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: JobOptions): Promise<MergedWindow> {
   const { model } = ctx;
   const spec = model.spec;
   const act = spec.activation as Activation;
   const layers = windowLayers(m.window);
   const signal = opts.signal ? { signal: opts.signal } : {};
-  const a = layers[0]!;
-  const entry = await entryStates(ctx, a, opts);
+  // both models enter the window alike (nothing before it is edited): the context's shared states where there are some
+  const states = await (ctx.entry ?? new EntryStates(model, ctx.calibration)).get(layers[0]!, opts);
+  const entry: Streams = { base: [...states], view: [...states] };
   let merged: FFWeights = m.merged;
   for (let pass = 0; pass < PASSES; pass++) {
     const ff = merged;
@@ -164,7 +156,7 @@ async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: JobOption
     }
     merged = await solveOut(ff, acc, opts);
   }
-  const last = Math.min(spec.layers - 1, layers[layers.length - 1]! + opts.downstream);
+  const last = Math.min(spec.layers - 1, layers[layers.length - 1]! + DOWNSTREAM);
   const adjusted = await compensate(ctx, m.stack, layers, merged, entry, last, opts);
   return { ...m, merged, ...(adjusted.size ? { adjusted } : {}) };
 }
@@ -176,6 +168,6 @@ export const refitRes: RecoverMethod = {
     const spec = stackSpecOf(ctx.model, m.stack);
     // recorded as what ran: the report, record and card of a Marian output say refit-seq, not refit-res
     if (m.stack !== ctx.model.mainStack || spec.normPlacement !== 'pre') return { ...(await refitSeq.recover(ctx, m, opts)), recover: refitSeq.name };
-    return residualRefit(ctx, m, { ...opts, downstream: DOWNSTREAM });
+    return residualRefit(ctx, m, opts);
   },
 };
