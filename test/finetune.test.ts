@@ -309,6 +309,27 @@ test('non-finite weights fail with NON_FINITE_ACTIVATIONS naming them as a cause
   }
 });
 
+test('a last update that leaves non-finite weights fails, though no later loss would show it (no validation)', async () => {
+  const s = await syntheticLlama({ layers: 2, d: 16, heads: 4, kvHeads: 2, ff: 21, vocab: 19, seed: 39 });
+  const m = await loadModel(s.dir);
+  try {
+    // before: the weights were Infinity and finetune resolved (ffmerge finetune saved them, exit 0)
+    await expect(finetune(m, { data: pattern(40, 19), steps: 1, batch: 2, seq: 12, lr: 1e38, clip: 0 })).rejects.toMatchObject({
+      code: 'NON_FINITE_ACTIVATIONS',
+      message: expect.stringMatching(/after step 1 the weights of \S+ hold NaN or Inf/),
+    });
+    // before: weights multiplied by 1 − 1e30·2e-4 each step, finite and useless
+    await expect(finetune(m, { data: pattern(40, 19), steps: 1, batch: 2, seq: 12, weightDecay: 1e30 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringContaining('lr × weightDecay'),
+    });
+    const ok = await finetune(m, { data: pattern(40, 19), steps: 1, batch: 2, seq: 12, weightDecay: 0.1 });
+    ok.model.dispose();
+  } finally {
+    m.dispose();
+  }
+});
+
 test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file size', async () => {
   const s = await syntheticGpt2({ layers: 4, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 34 });
   const base = await loadModel(s.dir);

@@ -185,6 +185,11 @@ describe('windows', () => {
     expect(kFromFraction(0.1, 5)).toBe(2); // 0.5 of a layer rounds to one
     // a share that rounds to no FF sublayer is refused, not raised to k = 2 (20 % of 5 layers)
     expect(() => kFromFraction(0.01, 5)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/rounds to none.*k = 2, fraction 0\.2\b/) }));
+    // one rounding past a window of every layer is refused too, not cut to it silently (3.96 of 4 layers)
+    expect(kFromFraction(0.75, 4)).toBe(4);
+    expect(() => kFromFraction(0.99, 4)).toThrow(expect.objectContaining({ code: 'K_TOO_LARGE', message: expect.stringMatching(/rounds to 4; the most a merge of 4 layers removes is 3 \(k = 4, fraction 0\.75\)/) }));
+    // a 1-layer model: no k was given, so the message is not about k (before: "k must be an integer ≥ 2 … got 1")
+    expect(() => kFromFraction(0.25, 1)).toThrow(expect.objectContaining({ code: 'K_TOO_LARGE', message: 'the model has 1 layer: a merge needs at least 2 FF sublayers' }));
     expect(anchorOffset('first', 4)).toBe(0);
     expect(anchorOffset('middle', 4)).toBe(1);
     expect(anchorOffset('last', 4)).toBe(3);

@@ -43,12 +43,13 @@ export function checkK(k: number, layers: number): void {
 
 /**
  * k for a target fraction of FF sublayers removed: merging k layers removes k−1 FF parameter sets, so
- * k = 1 + round(fraction × layers), at least 2 and at most `layers`.
+ * k = 1 + round(fraction × layers); a fraction that rounds below 2 or past `layers` is refused.
  */
 export function kFromFraction(fraction: number, layers: number): number {
   if (typeof fraction !== 'number' || !(fraction > 0 && fraction < 1)) {
     throw new FfmergeError('INVALID_ARGUMENT', `fraction must be between 0 and 1 (share of FF sublayers removed), got ${showValue(fraction)}`);
   }
+  if (layers < 2) throw new FfmergeError('K_TOO_LARGE', `the model has ${layers} layer${layers === 1 ? '' : 's'}: a merge needs at least 2 FF sublayers`);
   const removed = Math.round(fraction * layers);
   // a share that rounds to no FF sublayer at all is refused, not raised to k = 2 (1 of 5 layers is 20 %, not 1 %)
   if (removed < 1 && layers >= 2) {
@@ -57,7 +58,14 @@ export function kFromFraction(fraction: number, layers: number): number {
       `fraction ${fraction} of ${layers} layers is ${+(fraction * layers).toFixed(2)} FF sublayers, which rounds to none; the least a merge removes is one (k = 2, fraction ${+(1 / layers).toFixed(3)})`,
     );
   }
-  return Math.min(layers, Math.max(2, 1 + removed));
+  // nor one that rounds past what one window of all the layers removes, cut to it silently
+  if (removed > layers - 1) {
+    throw new FfmergeError(
+      'K_TOO_LARGE',
+      `fraction ${fraction} of ${layers} layers is ${+(fraction * layers).toFixed(2)} FF sublayers, which rounds to ${removed}; the most a merge of ${layers} layers removes is ${layers - 1} (k = ${layers}, fraction ${+((layers - 1) / layers).toFixed(3)})`,
+    );
+  }
+  return 1 + removed;
 }
 
 /** Every window of k adjacent layers, in order of start index (the paper's search space). */

@@ -208,6 +208,10 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     schedule: opts.schedule ?? 'constant',
     trainable: opts.trainable ?? 'all',
   } as const;
+  if (lr * common.weightDecay >= 1) {
+    // AdamW multiplies every matrix by (1 − lr·weight decay) each step: at ≥ 1 that zeroes or flips the weights
+    throw new FfmergeError('INVALID_ARGUMENT', `finetune: lr × weightDecay (--lr × --weight-decay) is ${lr * common.weightDecay}: each step would scale the weights by 1 − lr × weight decay ≤ 0; give a product below 1 (AdamW's usual weight decay is 0.01–0.1)`);
+  }
   if (common.warmup > steps) {
     // the ramp would end after the last step: the learning rate asked for would never be reached
     throw new FfmergeError('INVALID_ARGUMENT', `finetune: warmup (--warmup) ${common.warmup} is more than the ${steps} steps, so the learning rate would never reach ${lr}: give at most ${steps} warm-up steps`);

@@ -136,6 +136,7 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
     if (on_step) on_step(lg);
   }
   if (validation.n) res.val_after = res.log.back().val_loss, res.acc_after = res.log.back().val_accuracy;
+  check_finite(ps, o.steps);
   res.model = model_from_params(m, ps);
   return res;
 }

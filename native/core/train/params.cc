@@ -1,6 +1,7 @@
 #include "core/train/params.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "core/error.h"
@@ -11,6 +12,15 @@ std::vector<float> copy_f32(const model::Tensor& t) {
   std::vector<float> out(t.size());
   t.read_f32(0, t.size(), out.data());  // widens a 16-bit tensor; training keeps fp32 master weights
   return out;
+}
+
+void check_finite(const ParamSet& ps, size_t steps) {
+  for (const Param& p : ps.params) {
+    if (!p.trainable) continue;
+    if (std::all_of(p.w.begin(), p.w.end(), [](float x) { return std::isfinite(x); })) continue;
+    throw Error("NON_FINITE_ACTIVATIONS", "training diverged: after step " + std::to_string(steps) + " the weights of " + p.name +
+                                              " hold NaN or Inf (the learning rate or weight decay is too high); nothing is saved");
+  }
 }
 
 namespace {

@@ -51,6 +51,11 @@ struct ParamSet {
   void zero_grad();
 };
 
+// Throws NON_FINITE_ACTIVATIONS naming the first trained tensor holding NaN or Inf. The trainers call it after
+// the last update: a diverged earlier update shows in the next step's loss, the last one in nothing, and its
+// weights would be saved as they are.
+void check_finite(const ParamSet& ps, size_t steps);
+
 // The one place training reads a model's stored weights: today a copy of the fp32 buffer. When tensors carry
 // a dtype (F32/BF16/F16), this is where they are widened to the fp32 master copy.
 std::vector<float> copy_f32(const model::Tensor& t);

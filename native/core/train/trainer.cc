@@ -126,6 +126,7 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
     if (on_step) on_step(lg);
   }
   if (!validation.empty()) res.val_after = res.log.back().val_loss;
+  check_finite(ps, o.steps);
   res.model = model_from_params(m, ps);
   return res;
 }
