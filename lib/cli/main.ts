@@ -14,31 +14,26 @@ import { runEval, type EvalCliOptions } from './eval';
 import { runExport, type ExportCliOptions } from './export';
 import { runConvert, type ConvertCliOptions } from './convert';
 import { runFinetune, type FinetuneCliOptions } from './finetune';
-import { loadAddon } from '../native/loader';
+import { loadAddon, packageRoot } from '../native/loader';
 import { BASELINES } from '../pipeline/baselines';
 import { MERGE_METHODS } from '../pipeline/merge-methods';
 import { RECOVER_METHODS } from '../pipeline/recover';
 import { DEFAULT_COMBOS } from '../pipeline/compress';
 
-function requireModelDir(p: string): string {
+function checkModelDir(p: string): void {
   const st = fs.statSync(p, { throwIfNoEntry: false });
   // a leading ~ reaches ffmerge unexpanded when the shell does not expand it (--out=~/x, or quoted): said so
   const tilde = p.startsWith('~') ? ' (the shell did not expand "~": write the path out, or use $HOME)' : '';
   if (!st) throw new FfmergeError('DATA_NOT_FOUND', `model directory ${p} does not exist${tilde}`);
   if (!st.isDirectory()) throw new FfmergeError('DATA_NOT_FOUND', `${p} is a file, not a model directory (give the folder that holds config.json and the weights)`);
-  return p;
 }
 
-/** The package version (package.json is two levels up from lib/cli, three from dist/lib/cli). */
 function packageVersion(): string {
-  for (const up of ['..', '../..', '../../..']) {
-    const f = path.resolve(__dirname, up, 'package.json');
-    if (fs.existsSync(f)) {
-      const pkg = JSON.parse(fs.readFileSync(f, 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'ffmerge') return pkg.version ?? 'unknown';
-    }
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
   }
-  return 'unknown';
 }
 
 /** `ffmerge --version`: the version, and which native build runs (prebuilt or compiled here) and why. */
@@ -60,17 +55,20 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .version(wantsVersion ? versionText() : packageVersion(), '-V, --version', 'the version and which native build runs')
     // Usage errors are reported by main() as one line with a code, never with the whole help after them.
     .configureOutput({ outputError: () => {} })
-    .exitOverride();
+    .exitOverride()
+    // every command: its --json read, and its model folder checked, before it runs
+    .hook('preAction', (_, cmd) => {
+      state.json = Boolean(cmd.opts().json);
+      const model = cmd.processedArgs[0] as string | undefined;
+      if (model !== undefined) checkModelDir(model);
+    });
 
   program
     .command('inspect')
     .description('architecture, layers, FF share of parameters, and what each k would save')
     .argument('<model>', 'model directory (config.json + model.safetensors)')
     .option('--json', 'machine-readable output')
-    .action(async (model: string, opts: { json?: boolean }) => {
-      state.json = Boolean(opts.json);
-      await runInspect(requireModelDir(model), state.json);
-    });
+    .action((model: string, o: { json?: boolean }) => runInspect(model, o));
 
   program
     .command('compress')
@@ -118,10 +116,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
     .option('--json', 'print the result as JSON on stdout (no progress bar)')
     .addHelpText('after', '\nWith no model: the bundled llama-stories260k demo, written to <tmp>/ffmerge-demo/llama-stories260k-ffmerge unless --out is given.')
-    .action(async (model: string | undefined, opts: CompressCliOptions) => {
-      state.json = Boolean(opts.json);
-      await runCompress(model === undefined ? undefined : requireModelDir(model), opts, signal);
-    });
+    .action((model: string | undefined, o: CompressCliOptions) => runCompress(model, o, signal));
 
   program
     .command('eval')
@@ -136,10 +131,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--tokens <n>', 'token budget, in whole blocks: at least one (default: the whole file)')
     .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
     .option('--json', 'machine-readable output')
-    .action(async (model: string, opts: EvalCliOptions) => {
-      state.json = Boolean(opts.json);
-      await runEval(requireModelDir(model), opts, signal);
-    });
+    .action((model: string, o: EvalCliOptions) => runEval(model, o, signal));
 
   program
     .command('export')
@@ -151,10 +143,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--external-data <when>', 'auto (weights in <file>.onnx_data only above 2 GB) | always', 'auto')
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--json', 'machine-readable output')
-    .action(async (model: string, opts: ExportCliOptions) => {
-      state.json = Boolean(opts.json);
-      await runExport(requireModelDir(model), opts, signal);
-    });
+    .action((model: string, o: ExportCliOptions) => runExport(model, o, signal));
 
   program
     .command('finetune')
@@ -187,10 +176,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--max-shard-size <bytes>', 'largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded with a model.safetensors.index.json')
     .option('--json', 'print the result as JSON on stdout (no progress bar)')
-    .action(async (model: string, opts: FinetuneCliOptions) => {
-      state.json = Boolean(opts.json);
-      await runFinetune(requireModelDir(model), opts, signal);
-    });
+    .action((model: string, o: FinetuneCliOptions) => runFinetune(model, o, signal));
 
   program
     .command('convert')
@@ -201,10 +187,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--max-shard-size <bytes>', 'largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded with a model.safetensors.index.json')
     .option('--json', 'machine-readable output')
-    .action(async (model: string, opts: ConvertCliOptions) => {
-      state.json = Boolean(opts.json);
-      await runConvert(requireModelDir(model), opts, signal);
-    });
+    .action((model: string, o: ConvertCliOptions) => runConvert(model, o, signal));
 
   return program;
 }
@@ -212,7 +195,6 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 type StopSignal = (typeof STOP_SIGNALS)[number];
 
-/** Runs the CLI; resolves to the process exit code. */
 /**
  * A reader that went away (`ffmerge inspect m | head -1`): what is left to print is dropped and the run ends
  * with its own exit code. An 'error' event with no listener on stdout was an EPIPE stack trace and exit 1.
@@ -221,6 +203,7 @@ function ignoreClosedPipe(e: NodeJS.ErrnoException): void {
   if (e.code !== 'EPIPE') throw e;
 }
 
+/** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   for (const stream of [process.stdout, process.stderr]) {
     if (!stream.listeners('error').includes(ignoreClosedPipe)) stream.on('error', ignoreClosedPipe);
