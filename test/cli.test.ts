@@ -224,6 +224,18 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     expect(r.stderr).not.toMatch(/Usage:|Options:/);
   });
 
+  it.each([
+    [['compress', BUNDLED, '--k', '--out', 'x'], '--k', '--out'],
+    [['compress', BUNDLED, '--out', '--overwrite'], '--out', '--overwrite'],
+    [['eval', BUNDLED, '--tokens', '--data', cal], '--tokens', '--data'],
+    [['finetune', BUNDLED, '--data', cal, '--batch', '--steps', '2'], '--batch', '--steps'],
+  ])('an option given no value never takes the next option as it: %j (exit 2, naming both)', (args, option, next) => {
+    const r = ffmerge(cwd, ...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`ffmerge: ${option} needs a value, got the option ${next} (see --help) [INVALID_ARGUMENT]\n`);
+    expect(fs.readdirSync(cwd)).toEqual([]);
+  });
+
   it('a usage error with --json is a JSON error object on stdout', () => {
     const r = ffmerge(cwd, 'compress', '--frobnicate', '--json');
     expect(r.code).toBe(2);

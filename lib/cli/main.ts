@@ -189,6 +189,15 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--json', 'machine-readable output')
     .action((model: string, o: ConvertCliOptions) => runConvert(model, o, signal));
 
+  // An option's value is never the next option: `--k --out x` read "--out" as k (and `--out --overwrite` wrote
+  // a folder named --overwrite). Checked as each value is read, before commander's count of the arguments.
+  for (const opt of program.commands.flatMap((c) => c.options)) {
+    if (!opt.required) continue;
+    opt.argParser((v: string) => {
+      if (v.startsWith('--')) throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} needs a value, got the option ${v} (see --help)`);
+      return v;
+    });
+  }
   return program;
 }
 
