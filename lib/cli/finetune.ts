@@ -50,6 +50,13 @@ const TASK_FLAGS = {
   'image classification': ['images', 'labels', 'validImages', 'validLabels', 'validationStart', 'validationSize', 'trainSize'],
 };
 
+/**
+ * The largest --batch. Memory is one micro-batch's whatever the batch, so the library takes any (a batch of 1e13
+ * is aborted in its tests), but each step costs batch forward/backward passes: a batch past this is a typo or a
+ * step that never ends. 2^16 is more than a whole epoch of Fashion-MNIST's 55,000 training images in one step.
+ */
+export const MAX_BATCH = 65536;
+
 function num(v: string, what: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be a non-negative number, got "${v}"`);
@@ -77,6 +84,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   const lr = Number(o.lr);
   if (!(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be a positive number, got "${o.lr}"`);
   const batch = int(o.batch, 'batch')!;
+  if (batch > MAX_BATCH) throw new FfmergeError('INVALID_ARGUMENT', `--batch must be at most ${MAX_BATCH} (sequences or images per step), got ${batch}`);
   const warmup = int(o.warmup, 'warmup', true) ?? 0;
   const schedule = oneOf(o.schedule, ['constant', 'cosine'] as const, 'schedule');
   const weightDecay = num(o.weightDecay, 'weight-decay');

@@ -13,7 +13,7 @@ import { runCompress, type CompressCliOptions } from './compress';
 import { runEval, type EvalCliOptions } from './eval';
 import { runExport, type ExportCliOptions } from './export';
 import { runConvert, type ConvertCliOptions } from './convert';
-import { runFinetune, type FinetuneCliOptions } from './finetune';
+import { MAX_BATCH, runFinetune, type FinetuneCliOptions } from './finetune';
 import { loadAddon, packageRoot } from '../native/loader';
 import { BASELINES } from '../pipeline/baselines';
 import { MERGE_METHODS } from '../pipeline/merge-methods';
@@ -160,7 +160,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--train-size <n>', 'vit: train on the first n images only (default: all before the validation range)')
     .option('--steps <n>', 'optimizer steps', '300')
     .option('--lr <x>', 'peak learning rate', '2e-4')
-    .option('--batch <n>', 'sequences (vit: images) per step', '32')
+    .option('--batch <n>', `sequences (vit: images) per step, at most ${MAX_BATCH}`, '32')
     .option('--seq <n>', 'tokens per sequence (at most the model\'s positions; default 256; language models only)')
     .option('--warmup <n>', 'linear warm-up steps (default 0)')
     .option('--schedule <s>', 'constant | cosine (to 10% of lr)', 'constant')
