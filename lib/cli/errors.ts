@@ -1,12 +1,10 @@
 /**
  * How the CLI reports failures: one line on stderr (or a JSON object on stdout with --json) and an exit code
  * by kind, so scripts can tell a bad invocation from bad data from a crash.
- *   2  bad arguments (INVALID_ARGUMENT, OPTION_NOT_APPLICABLE, K_TOO_LARGE, INVALID_WINDOW, OUTPUT_EXISTS,
- *      OUTPUT_NOT_WRITABLE)
- *   3  missing or unreadable inputs (DATA_NOT_FOUND, INVALID_DATA, config/checkpoint/safetensors errors,
- *      SOURCE_CHANGED: the model folder was replaced while a job read it,
- *      SHAPE_MISMATCH: a tensor the config does not describe, SEQUENCE_TOO_LONG: a data row longer than the model takes)
- *   4  numerical failure (non-finite values or metrics, singular refit)
+ *   2  bad arguments (USAGE below)
+ *   3  missing or unreadable inputs (INPUT below; SOURCE_CHANGED: the model folder was replaced while a job read
+ *      it, SHAPE_MISMATCH: a tensor the config does not describe, SEQUENCE_TOO_LONG: a data row too long for the model)
+ *   4  numerical failure (NUMERIC below: non-finite values or metrics, singular refit)
  *   130 aborted (Ctrl-C; 143 for SIGTERM, 129 for SIGHUP: 128 + the signal's number)
  *   1  anything else
  */

@@ -18,9 +18,7 @@ import { ProgressBar } from './progress';
 import { printResult } from './format';
 
 export interface EvalCliOptions extends SplitFlags {
-  /** vit/marian: images or sentences evaluated (default all). */
   count?: string;
-  /** LM: token budget and block size. */
   tokens?: string;
   blockSize?: string;
   json?: boolean;

@@ -51,9 +51,8 @@ const TASK_FLAGS = {
 };
 
 /**
- * The largest --batch. Memory is one micro-batch's whatever the batch, so the library takes any (a batch of 1e13
- * is aborted in its tests), but each step costs batch forward/backward passes: a batch past this is a typo or a
- * step that never ends. 2^16 is more than a whole epoch of Fashion-MNIST's 55,000 training images in one step.
+ * The largest --batch. The library takes any, as memory is one micro-batch's whatever the batch, but a step runs
+ * batch forward/backward passes: past 2^16 (more than a 55,000-image epoch) it is a typo or a step that never ends.
  */
 export const MAX_BATCH = 65536;
 
@@ -110,11 +109,9 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     if (images) {
       const d = await trainingImages(model, o);
       input = { data: d.train, ...(d.validation ? { validation: d.validation } : {}) };
-      const from = o.data ?? o.images;
-      const valid = o.valid ?? o.validImages;
+      const [from, valid] = [o.data ?? o.images, o.valid ?? o.validImages];
       dataInfo = {
-        ...(from !== undefined ? { data: path.basename(from) } : {}),
-        ...(valid !== undefined ? { valid: path.basename(valid) } : {}),
+        ...dropUndefined({ data: from && path.basename(from), valid: valid && path.basename(valid) }),
         images: d.train.labels.length,
         ...(d.validation ? { validationImages: d.validation.labels.length } : {}),
         split: d.note,

@@ -67,7 +67,6 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .command('inspect')
     .description('architecture, layers, FF share of parameters, and what each k would save')
     .argument('<model>', 'model directory (config.json + model.safetensors)')
-    .option('--json', 'machine-readable output')
     .action((model: string, o: { json?: boolean }) => runInspect(model, o));
 
   program
@@ -114,7 +113,6 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--test-tokens <n>', 'test token budget, in whole blocks (default: the whole file)')
     .option('--draw <how>', 'which blocks of the --data/--valid text the budgets take: head (the first ones, default) | spread (drawn across the whole file; validation from the --data file disjoint from calibration)')
     .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
-    .option('--json', 'print the result as JSON on stdout (no progress bar)')
     .addHelpText('after', '\nWith no model: the bundled llama-stories260k demo, written to <tmp>/ffmerge-demo/llama-stories260k-ffmerge unless --out is given.')
     .action((model: string | undefined, o: CompressCliOptions) => runCompress(model, o, signal));
 
@@ -130,7 +128,6 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--count <n>', 'vit/marian: evaluate the first n images or sentences (default all)')
     .option('--tokens <n>', 'token budget, in whole blocks: at least one (default: the whole file)')
     .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
-    .option('--json', 'machine-readable output')
     .action((model: string, o: EvalCliOptions) => runEval(model, o, signal));
 
   program
@@ -142,7 +139,6 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--dtype <t>', 'weights in the file: fp32 | fp16 (computation stays float32)', 'fp32')
     .option('--external-data <when>', 'auto (weights in <file>.onnx_data only above 2 GB) | always', 'auto')
     .option('--overwrite', 'replace a non-empty output directory')
-    .option('--json', 'machine-readable output')
     .action((model: string, o: ExportCliOptions) => runExport(model, o, signal));
 
   program
@@ -175,7 +171,6 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--out <dir>', 'output directory (default ./<model>-finetuned); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--max-shard-size <bytes>', 'largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded with a model.safetensors.index.json')
-    .option('--json', 'print the result as JSON on stdout (no progress bar)')
     .action((model: string, o: FinetuneCliOptions) => runFinetune(model, o, signal));
 
   program
@@ -186,9 +181,9 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .requiredOption('--out <dir>', 'output directory; must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--max-shard-size <bytes>', 'largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded with a model.safetensors.index.json')
-    .option('--json', 'machine-readable output')
     .action((model: string, o: ConvertCliOptions) => runConvert(model, o, signal));
 
+  for (const command of program.commands) command.option('--json', 'print the result as JSON on stdout (no progress bar)');
   // An option's value is never the next option: `--k --out x` read "--out" as k (and `--out --overwrite` wrote
   // a folder named --overwrite). Checked as each value is read, before commander's count of the arguments.
   for (const opt of program.commands.flatMap((c) => c.options)) {
