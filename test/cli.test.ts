@@ -224,6 +224,28 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     expect(r.stderr).not.toMatch(/Usage:|Options:/);
   });
 
+  it.each([
+    [['compress', BUNDLED, '--k', '--out', 'x'], '--k', '--out'],
+    [['compress', BUNDLED, '--out', '--overwrite'], '--out', '--overwrite'],
+    [['eval', BUNDLED, '--tokens', '--data', cal], '--tokens', '--data'],
+    [['finetune', BUNDLED, '--data', cal, '--batch', '--steps', '2'], '--batch', '--steps'],
+  ])('an option given no value never takes the next option as it: %j (exit 2, naming both)', (args, option, next) => {
+    const r = ffmerge(cwd, ...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`ffmerge: ${option} needs a value, got the option ${next} (see --help) [INVALID_ARGUMENT]\n`);
+    expect(fs.readdirSync(cwd)).toEqual([]);
+  });
+
+  it('finetune --batch past 65536 is refused (exit 2) before the data is read; 65536 passes that check', () => {
+    const over = ffmerge(cwd, 'finetune', BUNDLED, '--data', 'missing.txt', '--batch', '65537', '--json');
+    expect(over.code).toBe(2);
+    expect(JSON.parse(over.stdout).error).toEqual({ code: 'INVALID_ARGUMENT', message: '--batch must be at most 65536 (sequences or images per step), got 65537' });
+    // the same run at the cap gets as far as the data file, which is missing
+    const at = ffmerge(cwd, 'finetune', BUNDLED, '--data', 'missing.txt', '--batch', '65536', '--json');
+    expect(JSON.parse(at.stdout).error.code).toBe('DATA_NOT_FOUND');
+    expect(fs.readdirSync(cwd)).toEqual([]);
+  });
+
   it('a usage error with --json is a JSON error object on stdout', () => {
     const r = ffmerge(cwd, 'compress', '--frobnicate', '--json');
     expect(r.code).toBe(2);

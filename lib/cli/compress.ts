@@ -1,5 +1,4 @@
 /** `ffmerge compress [model] …`: one command for every task; the model's task decides what its data flags mean. */
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
@@ -14,15 +13,8 @@ import type { CompressFormat } from '../pipeline/options';
 import { byteSize, dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
 import { formatReport } from './report';
 import { ProgressBar } from './progress';
-
-/**
- * The small real model shipped in the package: what `ffmerge compress` runs on with no model given. From
- * lib/cli the package root is two levels up, from dist/lib/cli three.
- */
-export function bundledModelDir(): string {
-  const candidates = [2, 3].map((up) => path.resolve(__dirname, ...Array<string>(up).fill('..'), 'models', 'llama-stories260k'));
-  return candidates.find((d) => fs.existsSync(d)) ?? candidates[0]!;
-}
+import { printResult } from './format';
+import { packageRoot } from '../native/loader';
 
 /** The data flags each task reads (the others are refused for it). */
 const TASK_FLAGS = {
@@ -43,7 +35,6 @@ export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibra
   overwrite?: boolean;
   json?: boolean;
 };
-const ALL_DATA_FLAGS: string[] = [...new Set(Object.values(TASK_FLAGS).flat())];
 
 const split = (o: CompressCliOptions, which: 'valid' | 'test'): SplitFlags =>
   which === 'valid'
@@ -67,7 +58,7 @@ function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, mode
       validationTokens: int(o.validationTokens, 'validation-tokens'),
       searchTokens: int(o.searchTokens, 'search-tokens'),
       testTokens: int(o.testTokens, 'test-tokens'),
-      draw: o.draw !== undefined ? oneOf(o.draw, ['head', 'spread'] as const, 'draw') : undefined,
+      draw: oneOf(o.draw, ['head', 'spread'] as const, 'draw'),
       blockSize: int(o.blockSize, 'block-size'),
     });
   }
@@ -82,7 +73,7 @@ function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, mode
       validationImages: int(o.validationSize, 'validation-size'),
       validationStart: int(o.validationStart, 'validation-start', true),
       testImages: int(o.testSize, 'test-size'),
-      selectBy: o.selectBy !== undefined ? oneOf(o.selectBy, ['metric', 'loss'] as const, 'select-by') : undefined,
+      selectBy: oneOf(o.selectBy, ['metric', 'loss'] as const, 'select-by'),
     });
   }
   const parallel = parallelSourceFrom(o, '');
@@ -94,16 +85,16 @@ function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, mode
     calibrationPairs: int(o.calibrationSize, 'calibration-size'),
     validationSentences: int(o.validationSize, 'validation-size'),
     testSentences: int(o.testSize, 'test-size'),
-    selectBy: o.selectBy !== undefined ? oneOf(o.selectBy, ['metric', 'loss'] as const, 'select-by') : undefined,
+    selectBy: oneOf(o.selectBy, ['metric', 'loss'] as const, 'select-by'),
   });
 }
 
 export async function runCompress(modelArg: string | undefined, o: CompressCliOptions, signal: AbortSignal): Promise<void> {
   const bundled = modelArg === undefined;
-  const model = modelArg ?? bundledModelDir();
+  const model = modelArg ?? path.join(packageRoot, 'models', 'llama-stories260k');
   const summary = await inspectModel(model);
   const task = taskFor(summary).name;
-  refuseFlags(o, ALL_DATA_FLAGS, TASK_FLAGS[task as keyof typeof TASK_FLAGS] ?? [], summary.modelType, task);
+  refuseFlags(o, TASK_FLAGS, task, summary.modelType);
   const fraction = o.fraction !== undefined ? Number(o.fraction) : undefined;
   if (fraction !== undefined && !Number.isFinite(fraction)) throw new FfmergeError('INVALID_ARGUMENT', `--fraction must be a number, got "${o.fraction}"`);
   // The bundled demo writes to a scratch folder it owns and replaces on each run: running the demo inside a
@@ -118,37 +109,38 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     .map((b) => oneOf(b, BASELINES.names(), 'baselines'));
   const format = oneOf<CompressFormat>(o.format, ['tied', 'expanded', 'onnx'], 'format');
   const maxShardSize = byteSize(o.maxShardSize, 'max-shard-size');
-  const bar = new ProgressBar(!o.json);
   const opts: CompressOptions = {
     ...dataOptions(task, o, bundled, model),
-    ...dropUndefined({ k: int(o.k, 'k'), fraction }),
-    ...(o.selectMemory !== undefined ? { selectMemory: int(o.selectMemory, 'select-memory')! * 2 ** 20 } : {}),
+    ...dropUndefined({
+      k: int(o.k, 'k'),
+      fraction,
+      selectMemory: o.selectMemory === undefined ? undefined : int(o.selectMemory, 'select-memory')! * 2 ** 20,
+      anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor'),
+      // without --method/--recover, compress's default: the training-free combinations (auto), best on validation
+      method: oneOf(o.method, [...MERGE_METHODS.names(), 'auto'], 'method'),
+      recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover'),
+      maxShardSize,
+      stacks: oneOf(o.stacks, ['both-same', 'independent', 'encoder', 'decoder'] as const, 'stacks'),
+    }),
     window: o.window,
-    ...(o.anchor !== undefined ? { anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor') } : {}),
-    // without --method/--recover, compress's default: the training-free combinations (auto), best on validation
-    ...(o.method !== undefined ? { method: oneOf(o.method, [...MERGE_METHODS.names(), 'auto'], 'method') } : {}),
-    ...(o.recover !== undefined ? { recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover') } : {}),
     format,
-    ...(maxShardSize !== undefined ? { maxShardSize } : {}),
-    ...(o.stacks !== undefined ? { stacks: oneOf(o.stacks, ['both-same', 'independent', 'encoder', 'decoder'] as const, 'stacks') } : {}),
     out,
     overwrite: Boolean(o.overwrite) || demoOut !== undefined,
     baselines,
     signal,
-    onProgress: bar.update,
   };
   if (!o.json) process.stderr.write(`ffmerge: compressing ${model}${bundled ? ' (bundled model)' : ''} → ${out}\n`);
+  const bar = new ProgressBar(!o.json);
   const onAbort = () => bar.interrupt();
   signal.addEventListener('abort', onAbort, { once: true });
-  let r;
   try {
-    r = await compress(model, opts);
+    const r = await compress(model, { ...opts, onProgress: bar.update });
     bar.done();
+    printResult(o.json, r, () => formatReport(r));
   } catch (e) {
     bar.interrupt(); // the error line that follows starts on a line of its own
     throw e;
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
-  process.stdout.write(o.json ? JSON.stringify({ ok: true, ...r }, null, 2) + '\n' : formatReport(r) + '\n');
 }

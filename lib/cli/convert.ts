@@ -2,7 +2,7 @@
 import { convertCheckpoint } from '../checkpoint/convert';
 import type { OutputFormat } from '../checkpoint/write';
 import { byteSize, oneOf } from './flags';
-import { fmtBytes } from './format';
+import { fmtBytes, printResult } from './format';
 
 export interface ConvertCliOptions {
   format: string;
@@ -16,9 +16,7 @@ export async function runConvert(model: string, o: ConvertCliOptions, signal: Ab
   const format = oneOf<OutputFormat>(o.format, ['tied', 'expanded'], 'format');
   const maxShardSize = byteSize(o.maxShardSize, 'max-shard-size');
   const r = await convertCheckpoint(model, o.out, format, { ...(o.overwrite ? { overwrite: true } : {}), ...(maxShardSize !== undefined ? { maxShardSize } : {}), signal });
-  process.stdout.write(
-    o.json
-      ? JSON.stringify({ ok: true, out: r.out, format, bytes: r.bytes, files: r.files, storedParams: r.storedParams }, null, 2) + '\n'
-      : `wrote the ${format} checkpoint ${r.out} (${fmtBytes(r.bytes)}${r.files.length > 1 ? ` in ${r.files.length} shards` : ''})\n`,
+  printResult(o.json, { out: r.out, format, bytes: r.bytes, files: r.files, storedParams: r.storedParams }, () =>
+    `wrote the ${format} checkpoint ${r.out} (${fmtBytes(r.bytes)}${r.files.length > 1 ? ` in ${r.files.length} shards` : ''})`,
   );
 }

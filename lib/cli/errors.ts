@@ -1,12 +1,10 @@
 /**
  * How the CLI reports failures: one line on stderr (or a JSON object on stdout with --json) and an exit code
  * by kind, so scripts can tell a bad invocation from bad data from a crash.
- *   2  bad arguments (INVALID_ARGUMENT, OPTION_NOT_APPLICABLE, K_TOO_LARGE, INVALID_WINDOW, OUTPUT_EXISTS,
- *      OUTPUT_NOT_WRITABLE)
- *   3  missing or unreadable inputs (DATA_NOT_FOUND, INVALID_DATA, config/checkpoint/safetensors errors,
- *      SOURCE_CHANGED: the model folder was replaced while a job read it,
- *      SHAPE_MISMATCH: a tensor the config does not describe, SEQUENCE_TOO_LONG: a data row longer than the model takes)
- *   4  numerical failure (non-finite values or metrics, singular refit)
+ *   2  bad arguments (USAGE below)
+ *   3  missing or unreadable inputs (INPUT below; SOURCE_CHANGED: the model folder was replaced while a job read
+ *      it, SHAPE_MISMATCH: a tensor the config does not describe, SEQUENCE_TOO_LONG: a data row too long for the model)
+ *   4  numerical failure (NUMERIC below: non-finite values or metrics, singular refit)
  *   130 aborted (Ctrl-C; 143 for SIGTERM, 129 for SIGHUP: 128 + the signal's number)
  *   1  anything else
  */
@@ -14,6 +12,7 @@ import { FfmergeError, type ErrorCode } from '../errors';
 import { envFlag } from '../native/env';
 
 const USAGE: ErrorCode[] = ['INVALID_ARGUMENT', 'OPTION_NOT_APPLICABLE', 'K_TOO_LARGE', 'INVALID_WINDOW', 'OUTPUT_EXISTS', 'OUTPUT_NOT_WRITABLE'];
+const INPUT: ErrorCode[] = ['DATA_NOT_FOUND', 'INVALID_DATA', 'INVALID_CONFIG', 'UNSUPPORTED_ARCHITECTURE', 'TENSOR_NOT_FOUND', 'SHAPE_MISMATCH', 'SEQUENCE_TOO_LONG', 'IO_ERROR', 'SOURCE_CHANGED'];
 const NUMERIC: ErrorCode[] = ['NON_FINITE_INPUT', 'NON_FINITE_ACTIVATIONS', 'NON_FINITE_METRIC', 'SINGULAR_MATRIX'];
 
 /** The exit code of an abort by Ctrl-C (main gives 128 + the signal's number for other signals). */
@@ -23,21 +22,8 @@ export function exitCodeFor(e: unknown): number {
   if (!(e instanceof FfmergeError)) return 1;
   if (e.code === 'ABORTED') return EXIT_ABORTED;
   if (USAGE.includes(e.code)) return 2;
+  if (INPUT.includes(e.code) || e.code.startsWith('SAFETENSORS_')) return 3;
   if (NUMERIC.includes(e.code)) return 4;
-  if (
-    e.code === 'DATA_NOT_FOUND' ||
-    e.code === 'INVALID_DATA' ||
-    e.code === 'INVALID_CONFIG' ||
-    e.code === 'UNSUPPORTED_ARCHITECTURE' ||
-    e.code === 'TENSOR_NOT_FOUND' ||
-    e.code === 'SHAPE_MISMATCH' ||
-    e.code === 'SEQUENCE_TOO_LONG' ||
-    e.code === 'IO_ERROR' ||
-    e.code === 'SOURCE_CHANGED' ||
-    e.code.startsWith('SAFETENSORS_')
-  ) {
-    return 3;
-  }
   return 1;
 }
 

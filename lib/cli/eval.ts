@@ -15,11 +15,10 @@ import { loadImageSource, loadParallelSource } from '../pipeline/tasks/sources';
 import { taskFor } from '../pipeline/tasks';
 import { imageSourceFrom, int, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
 import { ProgressBar } from './progress';
+import { printResult } from './format';
 
 export interface EvalCliOptions extends SplitFlags {
-  /** vit/marian: images or sentences evaluated (default all). */
   count?: string;
-  /** LM: token budget and block size. */
   tokens?: string;
   blockSize?: string;
   json?: boolean;
@@ -48,7 +47,7 @@ function withinData(count: number | undefined, available: number, what: string):
 export async function runEval(model: string, o: EvalCliOptions, signal: AbortSignal): Promise<void> {
   const summary = await inspectModel(model);
   const task = taskFor(summary).name;
-  refuseFlags(o, [...new Set(Object.values(TASK_FLAGS).flat())], TASK_FLAGS[task]!, summary.modelType, task);
+  refuseFlags(o, TASK_FLAGS, task, summary.modelType);
   const bar = new ProgressBar(!o.json);
   const t0 = performance.now();
   const seconds = () => (performance.now() - t0) / 1000;
@@ -114,5 +113,5 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
       m.dispose();
     }
   }
-  process.stdout.write(o.json ? JSON.stringify({ ok: true, ...result }, null, 2) + '\n' : line + '\n');
+  printResult(o.json, result, () => line);
 }

@@ -1,15 +1,14 @@
 /** `ffmerge export <model> --format onnx --out dir`: a checkpoint (merged or not) as an ONNX folder. */
 import * as path from 'node:path';
-import { FfmergeError } from '../errors';
 import { exportOnnx } from '../export/onnx/export';
 import type { WeightDType } from '../export/onnx/weights';
 import { oneOf } from './flags';
-import { fmtBytes } from './format';
+import { fmtBytes, printResult } from './format';
 import { ProgressBar } from './progress';
 
 export interface ExportCliOptions {
   format: string;
-  out?: string;
+  out: string;
   dtype: string;
   externalData: string;
   overwrite?: boolean;
@@ -18,7 +17,6 @@ export interface ExportCliOptions {
 
 export async function runExport(model: string, o: ExportCliOptions, signal: AbortSignal): Promise<void> {
   oneOf(o.format, ['onnx'], 'format');
-  if (o.out === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'export needs --out <folder>');
   const dtype = oneOf<WeightDType>(o.dtype, ['fp32', 'fp16'], 'dtype');
   const ext = oneOf(o.externalData, ['auto', 'always'], 'external-data');
   const bar = new ProgressBar(!o.json);
@@ -33,15 +31,10 @@ export async function runExport(model: string, o: ExportCliOptions, signal: Abor
   bar.done();
   // a merge exported unshared is a saving the user expected and does not get: said on stderr, --json or not
   for (const u of r.unshared) process.stderr.write(`ffmerge: warning: ${u.stack} window ${u.window} exported unshared (each layer its own FF): ${u.reason}\n`);
-  if (o.json) {
-    process.stdout.write(JSON.stringify({ ok: true, ...r }, null, 2) + '\n');
-    return;
-  }
   const shared = r.tensorUses - r.weightTensors;
-  process.stdout.write(
+  printResult(o.json, r, () =>
     `wrote ${r.files.map((f) => path.join(r.out, f.file)).join(' + ')} (${fmtBytes(r.onnxBytes + r.dataBytes)}${r.external ? ', weights in .onnx_data files' : ''}, ${r.dtype} weights): ` +
       `${r.weightTensors} weight tensors` +
-      (shared > 0 ? `, ${shared} more uses served by shared ones` : '') +
-      '\n',
+      (shared > 0 ? `, ${shared} more uses served by shared ones` : ''),
   );
 }

@@ -14,16 +14,16 @@ import { blocksFrom, fitBlockSize, takeTokens, tokenCount } from '../pipeline/da
 import { cutBlocks } from '../data/blocks';
 import { sameData, sameDataPhrase } from '../data/same-data';
 import { checkEvalEvery, finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
-import { trainingImages } from './finetune-images';
+import { trainingImages, type ImageFlags } from './finetune-images';
 import { saveTrained } from '../train/save';
 import { expandedError } from '../train/ties';
 import { SafetensorsReader } from '../safetensors';
 import { byteSize, dropUndefined, int, oneOf, refuseFlags } from './flags';
 import { ProgressBar } from './progress';
+import { printResult } from './format';
 
-export interface FinetuneCliOptions {
-  data?: string;
-  valid?: string;
+/** Commander's parsed flags, all strings but the switches; the image flags are ImageFlags. */
+export interface FinetuneCliOptions extends ImageFlags {
   steps: string;
   lr: string;
   batch: string;
@@ -38,19 +38,23 @@ export interface FinetuneCliOptions {
   validTokens?: string;
   trainable: string;
   micro?: string;
-  /** vit: idx training images and labels (or --data <image folder>), validation split, counts. */
-  images?: string;
-  labels?: string;
-  validImages?: string;
-  validLabels?: string;
-  validationStart?: string;
-  validationSize?: string;
-  trainSize?: string;
   out?: string;
   maxShardSize?: string;
   overwrite?: boolean;
   json?: boolean;
 }
+
+/** The data flags of each kind of model (the other kind's are refused). */
+const TASK_FLAGS = {
+  'language modeling': ['seq', 'tokens', 'validTokens'],
+  'image classification': ['images', 'labels', 'validImages', 'validLabels', 'validationStart', 'validationSize', 'trainSize'],
+};
+
+/**
+ * The largest --batch. The library takes any, as memory is one micro-batch's whatever the batch, but a step runs
+ * batch forward/backward passes: past 2^16 (more than a 55,000-image epoch) it is a typo or a step that never ends.
+ */
+export const MAX_BATCH = 65536;
 
 function num(v: string, what: string): number {
   const n = Number(v);
@@ -65,18 +69,28 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   // a flag of the other kind of model is refused (exit 2), not silently ignored
   const config = await readConfig(model);
   const modelType = typeof config.model_type === 'string' ? config.model_type : 'unknown';
-  if (modelType === 'vit') refuseFlags(o, ['seq', 'tokens', 'validTokens'], [], modelType, 'image classification');
-  else refuseFlags(o, ['images', 'labels', 'validImages', 'validLabels', 'validationStart', 'validationSize', 'trainSize'], [], modelType, 'language modeling');
+  refuseFlags(o, TASK_FLAGS, modelType === 'vit' ? 'image classification' : 'language modeling', modelType);
   // The record is carried into the output: checked as compress, convert and export check it (its windows, its
   // tie map against the file's, its format against the file), before any long work.
   await folderMerges(model, config);
   // An expanded output's merged FFs are separate copies: trained, they would drift apart (expandedError)
   const prev = config.ffmerge as { format?: unknown } | undefined;
   if (prev?.format === 'expanded') throw expandedError(`${model} is`, model);
+  // every training flag is checked before the data is read
   const steps = int(o.steps, 'steps')!;
-  if (o.evalEvery !== undefined) checkEvalEvery(int(o.evalEvery, 'eval-every')!, steps); // before the data is read
+  const evalEvery = int(o.evalEvery, 'eval-every');
+  if (evalEvery !== undefined) checkEvalEvery(evalEvery, steps);
   const lr = Number(o.lr);
   if (!(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be a positive number, got "${o.lr}"`);
+  const batch = int(o.batch, 'batch')!;
+  if (batch > MAX_BATCH) throw new FfmergeError('INVALID_ARGUMENT', `--batch must be at most ${MAX_BATCH} (sequences or images per step), got ${batch}`);
+  const warmup = int(o.warmup, 'warmup', true) ?? 0;
+  const schedule = oneOf(o.schedule, ['constant', 'cosine'] as const, 'schedule');
+  const weightDecay = num(o.weightDecay, 'weight-decay');
+  const clip = num(o.clip, 'clip');
+  const seed = int(o.seed, 'seed', true)!;
+  const trainable = oneOf(o.trainable, ['all', 'ff'] as const, 'trainable');
+  const micro = int(o.micro, 'micro');
   const bar = new ProgressBar(!o.json);
   if (!o.json) process.stderr.write(`ffmerge: fine-tuning ${model} → ${out}\n`);
   const t0 = performance.now();
@@ -95,11 +109,9 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     if (images) {
       const d = await trainingImages(model, o);
       input = { data: d.train, ...(d.validation ? { validation: d.validation } : {}) };
-      const from = o.data ?? o.images;
-      const valid = o.valid ?? o.validImages;
+      const [from, valid] = [o.data ?? o.images, o.valid ?? o.validImages];
       dataInfo = {
-        ...(from !== undefined ? { data: path.basename(from) } : {}),
-        ...(valid !== undefined ? { valid: path.basename(valid) } : {}),
+        ...dropUndefined({ data: from && path.basename(from), valid: valid && path.basename(valid) }),
         images: d.train.labels.length,
         ...(d.validation ? { validationImages: d.validation.labels.length } : {}),
         split: d.note,
@@ -144,33 +156,20 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
         ...(o.valid !== undefined && validation ? { valid: path.basename(o.valid), validationTokens: tokenCount(validation), validationTokensLeftOut: validationLeftOut } : {}),
       };
     }
+    const rate = (x: { imagesPerSecond?: number; tokensPerSecond?: number }) => (images ? `${Math.round(x.imagesPerSecond ?? 0)} img/s` : `${Math.round(x.tokensPerSecond ?? 0)} tok/s`);
     r = await finetune(m, {
       ...input,
-      steps,
-      lr,
-      batch: int(o.batch, 'batch')!,
-      warmup: int(o.warmup, 'warmup', true) ?? 0,
-      schedule: oneOf(o.schedule, ['constant', 'cosine'] as const, 'schedule'),
-      weightDecay: num(o.weightDecay, 'weight-decay'),
-      clip: num(o.clip, 'clip'),
-      seed: int(o.seed, 'seed', true)!,
-      trainable: oneOf(o.trainable, ['all', 'ff'] as const, 'trainable'),
-      ...(o.micro !== undefined ? { micro: int(o.micro, 'micro')! } : {}),
-      ...(o.evalEvery !== undefined ? { evalEvery: int(o.evalEvery, 'eval-every')! } : {}),
+      steps, lr, batch, warmup, schedule, weightDecay, clip, seed, trainable,
+      ...dropUndefined({ micro, evalEvery }),
       signal,
-      onProgress: (p) => {
-        const rate = images ? `${Math.round(p.imagesPerSecond ?? 0)} img/s` : `${Math.round(p.tokensPerSecond ?? 0)} tok/s`;
-        const detail = p.step === undefined ? '' : `loss ${p.loss!.toFixed(3)}  ${rate}`;
-        bar.update({ ...p, detail });
-      },
+      onProgress: (p) => bar.update({ ...p, detail: p.step === undefined ? '' : `loss ${p.loss!.toFixed(3)}  ${rate(p)}` }),
     });
     bar.done();
     const last = r.log[r.log.length - 1]!;
     const summary = {
-      steps, lr, batch: int(o.batch, 'batch')!, ...dataInfo, seed: int(o.seed, 'seed', true)!, schedule: o.schedule, warmup: int(o.warmup, 'warmup', true) ?? 0,
-      weightDecay: num(o.weightDecay, 'weight-decay'), clip: num(o.clip, 'clip'), trainable: o.trainable,
+      steps, lr, batch, ...dataInfo, seed, schedule, warmup, weightDecay, clip, trainable,
       // micro sets the order gradients are summed in, so it is part of what the weights came from
-      ...(o.micro !== undefined ? { micro: int(o.micro, 'micro')! } : {}),
+      ...dropUndefined({ micro }),
       firstLoss: r.log[0]!.loss, lastLoss: last.loss,
       ...(r.valBefore !== undefined ? { valBefore: r.valBefore, valAfter: r.valAfter } : {}),
       ...dropUndefined({ accuracyBefore: r.accuracyBefore, accuracyAfter: r.accuracyAfter }),
@@ -200,8 +199,8 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       (r.valBefore !== undefined ? `, validation ${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}` : '') +
       validationNote +
       (r.accuracyBefore !== undefined ? ` (accuracy ${(100 * r.accuracyBefore).toFixed(2)}% → ${(100 * r.accuracyAfter!).toFixed(2)}%)` : '') +
-      `, ${images ? `${Math.round(last.imagesPerSecond)} img/s` : `${Math.round(last.tokensPerSecond)} tok/s`}, ${r.seconds.toFixed(1)} s → ${w.out} (${w.bytes} bytes)`;
-    process.stdout.write(o.json ? JSON.stringify({ ok: true, ...result }, null, 2) + '\n' : line + '\n');
+      `, ${rate(last)}, ${r.seconds.toFixed(1)} s → ${w.out} (${w.bytes} bytes)`;
+    printResult(o.json, result, () => line);
   } catch (e) {
     bar.interrupt();
     throw e;

@@ -31,16 +31,20 @@ export function byteSize(v: string | undefined, what: string): number | undefine
   return n;
 }
 
-export function oneOf<T extends string>(v: string, allowed: readonly T[], what: string): T {
-  if (!(allowed as readonly string[]).includes(v)) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be one of ${allowed.join(', ')}, got "${v}"`);
-  return v as T;
+/** The flag's value when it names one of `allowed`; an unset flag stays undefined. */
+export function oneOf<T extends string>(v: string, allowed: readonly T[], what: string): T;
+export function oneOf<T extends string>(v: string | undefined, allowed: readonly T[], what: string): T | undefined;
+export function oneOf<T extends string>(v: string | undefined, allowed: readonly T[], what: string): T | undefined {
+  if (v !== undefined && !(allowed as readonly string[]).includes(v)) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be one of ${allowed.join(', ')}, got "${v}"`);
+  return v as T | undefined;
 }
 
 const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
-/** Refuses any of `given`'s set keys that are in `known` but not in `allowed` (flags of another task). */
-export function refuseFlags(given: object, known: readonly string[], allowed: readonly string[], modelType: string, task: string): void {
-  for (const key of known) {
+/** Refuses any of `given`'s set flags that `flags` (each task's own) lists for another task but not for `task`. */
+export function refuseFlags(given: object, flags: Readonly<Record<string, readonly string[]>>, task: string, modelType: string): void {
+  const allowed = Object.hasOwn(flags, task) ? flags[task]! : [];
+  for (const key of new Set(Object.values(flags).flat())) {
     if ((given as Record<string, unknown>)[key] !== undefined && !allowed.includes(key)) {
       throw new FfmergeError('OPTION_NOT_APPLICABLE', `--${kebab(key)} does not apply to ${modelType} models (${task})`);
     }

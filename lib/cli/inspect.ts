@@ -1,7 +1,7 @@
 /** `ffmerge inspect <model>`: architecture, layers, FF share of parameters, what each k would save. */
 import { inspectModel, type ModelSummary, type StackSummary } from '../model/inspect';
 import { kLabel } from '../merge/windows';
-import { fmtBytes, fmtInt, fmtPct, table } from './format';
+import { fmtBytes, fmtInt, fmtPct, printResult, table } from './format';
 
 /**
  * "k = 3", "method permute": the record's top-level k and method are its last compress's, so they are shown as
@@ -107,7 +107,7 @@ export function formatSummary(s: ModelSummary): string {
   return lines.join('\n');
 }
 
-export async function runInspect(model: string, json: boolean): Promise<void> {
+export async function runInspect(model: string, o: { json?: boolean }): Promise<void> {
   const s = await inspectModel(model);
-  process.stdout.write(json ? JSON.stringify({ ok: true, ...s }, null, 2) + '\n' : formatSummary(s) + '\n');
+  printResult(o.json, s, () => formatSummary(s));
 }

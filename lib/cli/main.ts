@@ -13,32 +13,27 @@ import { runCompress, type CompressCliOptions } from './compress';
 import { runEval, type EvalCliOptions } from './eval';
 import { runExport, type ExportCliOptions } from './export';
 import { runConvert, type ConvertCliOptions } from './convert';
-import { runFinetune, type FinetuneCliOptions } from './finetune';
-import { loadAddon } from '../native/loader';
+import { MAX_BATCH, runFinetune, type FinetuneCliOptions } from './finetune';
+import { loadAddon, packageRoot } from '../native/loader';
 import { BASELINES } from '../pipeline/baselines';
 import { MERGE_METHODS } from '../pipeline/merge-methods';
 import { RECOVER_METHODS } from '../pipeline/recover';
 import { DEFAULT_COMBOS } from '../pipeline/compress';
 
-function requireModelDir(p: string): string {
+function checkModelDir(p: string): void {
   const st = fs.statSync(p, { throwIfNoEntry: false });
   // a leading ~ reaches ffmerge unexpanded when the shell does not expand it (--out=~/x, or quoted): said so
   const tilde = p.startsWith('~') ? ' (the shell did not expand "~": write the path out, or use $HOME)' : '';
   if (!st) throw new FfmergeError('DATA_NOT_FOUND', `model directory ${p} does not exist${tilde}`);
   if (!st.isDirectory()) throw new FfmergeError('DATA_NOT_FOUND', `${p} is a file, not a model directory (give the folder that holds config.json and the weights)`);
-  return p;
 }
 
-/** The package version (package.json is two levels up from lib/cli, three from dist/lib/cli). */
 function packageVersion(): string {
-  for (const up of ['..', '../..', '../../..']) {
-    const f = path.resolve(__dirname, up, 'package.json');
-    if (fs.existsSync(f)) {
-      const pkg = JSON.parse(fs.readFileSync(f, 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'ffmerge') return pkg.version ?? 'unknown';
-    }
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
   }
-  return 'unknown';
 }
 
 /** `ffmerge --version`: the version, and which native build runs (prebuilt or compiled here) and why. */
@@ -60,17 +55,19 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .version(wantsVersion ? versionText() : packageVersion(), '-V, --version', 'the version and which native build runs')
     // Usage errors are reported by main() as one line with a code, never with the whole help after them.
     .configureOutput({ outputError: () => {} })
-    .exitOverride();
+    .exitOverride()
+    // every command: its --json read, and its model folder checked, before it runs
+    .hook('preAction', (_, cmd) => {
+      state.json = Boolean(cmd.opts().json);
+      const model = cmd.processedArgs[0] as string | undefined;
+      if (model !== undefined) checkModelDir(model);
+    });
 
   program
     .command('inspect')
     .description('architecture, layers, FF share of parameters, and what each k would save')
     .argument('<model>', 'model directory (config.json + model.safetensors)')
-    .option('--json', 'machine-readable output')
-    .action(async (model: string, opts: { json?: boolean }) => {
-      state.json = Boolean(opts.json);
-      await runInspect(requireModelDir(model), state.json);
-    });
+    .action((model: string, o: { json?: boolean }) => runInspect(model, o));
 
   program
     .command('compress')
@@ -116,12 +113,8 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--test-tokens <n>', 'test token budget, in whole blocks (default: the whole file)')
     .option('--draw <how>', 'which blocks of the --data/--valid text the budgets take: head (the first ones, default) | spread (drawn across the whole file; validation from the --data file disjoint from calibration)')
     .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
-    .option('--json', 'print the result as JSON on stdout (no progress bar)')
     .addHelpText('after', '\nWith no model: the bundled llama-stories260k demo, written to <tmp>/ffmerge-demo/llama-stories260k-ffmerge unless --out is given.')
-    .action(async (model: string | undefined, opts: CompressCliOptions) => {
-      state.json = Boolean(opts.json);
-      await runCompress(model === undefined ? undefined : requireModelDir(model), opts, signal);
-    });
+    .action((model: string | undefined, o: CompressCliOptions) => runCompress(model, o, signal));
 
   program
     .command('eval')
@@ -135,11 +128,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--count <n>', 'vit/marian: evaluate the first n images or sentences (default all)')
     .option('--tokens <n>', 'token budget, in whole blocks: at least one (default: the whole file)')
     .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
-    .option('--json', 'machine-readable output')
-    .action(async (model: string, opts: EvalCliOptions) => {
-      state.json = Boolean(opts.json);
-      await runEval(requireModelDir(model), opts, signal);
-    });
+    .action((model: string, o: EvalCliOptions) => runEval(model, o, signal));
 
   program
     .command('export')
@@ -150,11 +139,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--dtype <t>', 'weights in the file: fp32 | fp16 (computation stays float32)', 'fp32')
     .option('--external-data <when>', 'auto (weights in <file>.onnx_data only above 2 GB) | always', 'auto')
     .option('--overwrite', 'replace a non-empty output directory')
-    .option('--json', 'machine-readable output')
-    .action(async (model: string, opts: ExportCliOptions) => {
-      state.json = Boolean(opts.json);
-      await runExport(requireModelDir(model), opts, signal);
-    });
+    .action((model: string, o: ExportCliOptions) => runExport(model, o, signal));
 
   program
     .command('finetune')
@@ -171,7 +156,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--train-size <n>', 'vit: train on the first n images only (default: all before the validation range)')
     .option('--steps <n>', 'optimizer steps', '300')
     .option('--lr <x>', 'peak learning rate', '2e-4')
-    .option('--batch <n>', 'sequences (vit: images) per step', '32')
+    .option('--batch <n>', `sequences (vit: images) per step, at most ${MAX_BATCH}`, '32')
     .option('--seq <n>', 'tokens per sequence (at most the model\'s positions; default 256; language models only)')
     .option('--warmup <n>', 'linear warm-up steps (default 0)')
     .option('--schedule <s>', 'constant | cosine (to 10% of lr)', 'constant')
@@ -186,11 +171,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--out <dir>', 'output directory (default ./<model>-finetuned); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--max-shard-size <bytes>', 'largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded with a model.safetensors.index.json')
-    .option('--json', 'print the result as JSON on stdout (no progress bar)')
-    .action(async (model: string, opts: FinetuneCliOptions) => {
-      state.json = Boolean(opts.json);
-      await runFinetune(requireModelDir(model), opts, signal);
-    });
+    .action((model: string, o: FinetuneCliOptions) => runFinetune(model, o, signal));
 
   program
     .command('convert')
@@ -200,19 +181,24 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .requiredOption('--out <dir>', 'output directory; must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--max-shard-size <bytes>', 'largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded with a model.safetensors.index.json')
-    .option('--json', 'machine-readable output')
-    .action(async (model: string, opts: ConvertCliOptions) => {
-      state.json = Boolean(opts.json);
-      await runConvert(requireModelDir(model), opts, signal);
-    });
+    .action((model: string, o: ConvertCliOptions) => runConvert(model, o, signal));
 
+  for (const command of program.commands) command.option('--json', 'print the result as JSON on stdout (no progress bar)');
+  // An option's value is never the next option: `--k --out x` read "--out" as k (and `--out --overwrite` wrote
+  // a folder named --overwrite). Checked as each value is read, before commander's count of the arguments.
+  for (const opt of program.commands.flatMap((c) => c.options)) {
+    if (!opt.required) continue;
+    opt.argParser((v: string) => {
+      if (v.startsWith('--')) throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} needs a value, got the option ${v} (see --help)`);
+      return v;
+    });
+  }
   return program;
 }
 
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 type StopSignal = (typeof STOP_SIGNALS)[number];
 
-/** Runs the CLI; resolves to the process exit code. */
 /**
  * A reader that went away (`ffmerge inspect m | head -1`): what is left to print is dropped and the run ends
  * with its own exit code. An 'error' event with no listener on stdout was an EPIPE stack trace and exit 1.
@@ -221,6 +207,7 @@ function ignoreClosedPipe(e: NodeJS.ErrnoException): void {
   if (e.code !== 'EPIPE') throw e;
 }
 
+/** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   for (const stream of [process.stdout, process.stderr]) {
     if (!stream.listeners('error').includes(ignoreClosedPipe)) stream.on('error', ignoreClosedPipe);

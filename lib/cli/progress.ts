@@ -21,7 +21,7 @@ interface PhaseLabel {
 const bytes = (n: number) => (n < 1e6 ? `${Math.round(n / 1e3)} kB` : `${(n / 1e6).toFixed(1)} MB`);
 
 /** The phases compress and eval report (lib/pipeline/compress.ts, tasks, eval), in words a user knows. */
-export const PHASES: Readonly<Record<string, PhaseLabel>> = {
+const PHASES: Readonly<Record<string, PhaseLabel>> = {
   tokenize: { title: 'Reading data', unit: '', scale: bytes },
   sample: { title: 'Sampling calibration text from the model', unit: 'tokens' },
   features: { title: 'Calibrating (FF activations)', unit: 'batches' },
@@ -37,16 +37,6 @@ export const PHASES: Readonly<Record<string, PhaseLabel>> = {
   translate: { title: 'Translating', unit: 'sentences' },
   finetune: { title: 'Fine-tuning', unit: 'steps' },
 };
-
-/**
- * What a phase counts. One phase name can count different things: 'evaluate' is batches of text (nllOf) or
- * images (evaluateImageClassifier), and compress's 'test' and 'validate' phases pass on whatever their task's
- * evaluation counts. A report that says its unit (Progress.unit) is believed, so that
- * 10000 images never read as "10000 batches".
- */
-function unitOf(p: Progress, label: PhaseLabel): string {
-  return typeof p.unit === 'string' ? p.unit : label.unit;
-}
 
 const fmtSeconds = (s: number) => (s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
 
@@ -79,7 +69,9 @@ export class ProgressBar {
     if (p.phase !== this.phase) {
       this.finishPhase();
       this.phase = p.phase;
-      this.unit = unitOf(p, label);
+      // One phase name can count different things ('evaluate': batches of text or images; compress's 'test' and
+      // 'validate' count what their task's evaluation counts): a unit the report names is believed over the usual
+      this.unit = typeof p.unit === 'string' ? p.unit : label.unit;
       this.started = performance.now();
       this.lastLine = this.started;
       this.last = p;

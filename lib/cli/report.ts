@@ -18,8 +18,8 @@ export function formatReport(r: CompressResult): string {
   const layers = Object.entries(r.layers).map(([s, n]) => `${n} ${s}`).join(' + ');
   lines.push(`model     ${r.model} (${r.modelType}, ${layers} layers, ${r.task})`);
   lines.push(
-    `merged    ${kLabel(r.k, r.windows.filter((w) => w.stack === r.windows[0]?.stack).map((w) => w.layers.length))}, method ${r.method}, recover ${r.recover}${Object.keys(r.layers).length > 1 ? `, stacks ${r.stacks}` : ''}, window ` +
-      r.windows.map((x) => `${Object.keys(r.layers).length > 1 ? `${x.stack} ` : ''}${x.window} (anchor ${x.anchor})`).join(', '),
+    `merged    ${kLabel(r.k, r.windows.filter((w) => w.stack === r.windows[0]?.stack).map((w) => w.layers.length))}, method ${r.method}, recover ${r.recover}${multi ? `, stacks ${r.stacks}` : ''}, window ` +
+      r.windows.map((x) => `${multi ? `${x.stack} ` : ''}${x.window} (anchor ${x.anchor})`).join(', '),
   );
   lines.push(
     `removed   ${fmtInt(r.params.removed)} of ${fmtInt(r.params.before)} parameters (${fmtPct(r.params.fraction)}), ` +

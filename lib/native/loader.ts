@@ -35,7 +35,8 @@ export interface LoadedAddon {
   readonly reason: string;
 }
 
-const root = path.resolve(__dirname, '..', '..', fs.existsSync(path.resolve(__dirname, '..', '..', 'package.json')) ? '' : '..');
+/** The package's folder (two levels up from lib/native, three from dist/lib/native). */
+export const packageRoot = path.resolve(__dirname, '..', '..', fs.existsSync(path.resolve(__dirname, '..', '..', 'package.json')) ? '' : '..');
 
 function tryRequire(file: string): { mod?: LoadedAddon['module']; error?: string } {
   try {
@@ -50,7 +51,7 @@ function loadCpu(reason: string): LoadedAddon {
   let file: string;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    file = (require('node-gyp-build') as { resolve(dir: string): string }).resolve(root);
+    file = (require('node-gyp-build') as { resolve(dir: string): string }).resolve(packageRoot);
   } catch (e) {
     // Installed with --ignore-scripts on a platform without a prebuild: `npm rebuild ffmerge` is the command
     // a consumer has (build:native exists only in a clone of ffmerge).
@@ -72,7 +73,7 @@ function load(): LoadedAddon {
   checkEnvironment(); // before the addon reads FFMERGE_THREADS and FFMERGE_JOB_THREADS itself
   const want = (process.env.FFMERGE_BACKEND || 'auto').toLowerCase();
   if (want === 'cpu') return loadCpu('FFMERGE_BACKEND=cpu');
-  const cudaFile = path.join(root, 'build-cuda', 'Release', 'ffmerge_cuda.node');
+  const cudaFile = path.join(packageRoot, 'build-cuda', 'Release', 'ffmerge_cuda.node');
   let reason: string;
   if (!fs.existsSync(cudaFile)) {
     reason = 'CUDA build not present (npm run build:cuda builds it where nvcc exists)';
