@@ -190,6 +190,20 @@ describeShared('fixtures/vit-fmnist', 'on vit-fmnist: labels, sizes, validation 
   });
   const common = { method: 'permute' as const, k: 2, recover: 'none' as string };
 
+  test('an empty test set is refused by name before any model work (before: after calibration, naming no file)', async () => {
+    const none = path.join(tmp, 'img0.idx');
+    const noneLab = path.join(tmp, 'lab0.idx');
+    fs.writeFileSync(none, idxBytes([0, 28, 28], new Uint8Array(0)));
+    fs.writeFileSync(noneLab, idxBytes([0], new Uint8Array(0)));
+    const phases = new Set<string>();
+    await expectCode(
+      compress(FIXTURE, { ...common, images: { images: img, labels: lab }, calibrationImages: 100, test: { images: none, labels: noneLab }, onProgress: (p) => void phases.add(p.phase) }),
+      'INVALID_DATA',
+      /img0\.idx \/ .*lab0\.idx holds no images/,
+    );
+    expect(phases.has('features')).toBe(false);
+  });
+
   test('compress refuses labels outside the classes in validation and test data, before any model work', async () => {
     await expectCode(compress(FIXTURE, { ...common, images: { images: img, labels: badLab }, calibrationImages: 100 }), 'INVALID_DATA', /label 10 \(image 150 of .*labbad200\.idx\) is outside the model's 10 classes/);
     await expectCode(compress(FIXTURE, { ...common, images: { images: img, labels: badLab }, calibrationImages: 100, selectBy: 'loss' }), 'INVALID_DATA', /outside the model's 10 classes/);

@@ -37,7 +37,12 @@ export const imageClassification: TaskKind = {
   async create({ model, dir, options: o }) {
     const pre = await loadPreprocessor(dir);
     const config = model.config as Record<string, unknown>;
-    const load = async (src: ImageSource): Promise<ImageSet> => conformImages(await loadImageSource(src, pre, config), pre);
+    const load = async (src: ImageSource): Promise<ImageSet> => {
+      const loaded = await conformImages(await loadImageSource(src, pre, config), pre);
+      // refused here, before any model work, and by name: an empty test set used to fail after calibration
+      if (loaded.count === 0) throw new FfmergeError('INVALID_DATA', `${describe(src)} holds no images`);
+      return loaded;
+    };
     const set = await load(o.images!);
     const classes = model.spec.numLabels ?? 0;
     checkSize(o.calibrationImages, 'calibrationImages', set.count, `images of ${describe(o.images!)}`);
