@@ -7,7 +7,7 @@ import { readParallel, readParallelTsv, streamParallel } from '../lib/data/paral
 import { readDocuments, readLines, readText, TEXT_HEAD_BYTES } from '../lib/data/text';
 import { loadTokenizer } from '../lib/tokenizer';
 import { MAX_TOKENIZER_WORKERS, TOKENIZE_LIMITS, tokenizeFile, tokenizeFileWith, type TokenizeLimits } from '../lib/data/tokenize-file';
-import { blocksFrom, takeTokens } from '../lib/pipeline/data';
+import { blocksFrom, fitBlockSize, takeTokens } from '../lib/pipeline/data';
 import { prng } from './helpers/safetensors-bytes';
 import { describeShared, hasShared, sharedPath } from './helpers/shared';
 
@@ -480,6 +480,14 @@ describeShared('data/multi30k/test_2016_flickr.en.gz', 'Multi30k parallel data',
     const short = write('val-short.de', de);
     await expect(readParallel(m('val.en.gz'), short)).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('1000 lines') });
   });
+});
+
+test('a block size is 2 to the model\'s positions, given or by default; a model of one position takes none', () => {
+  expect(fitBlockSize(undefined, 256, 1024, '--seq')).toBe(256);
+  expect(fitBlockSize(undefined, 256, 64, '--seq')).toBe(64);
+  expect(() => fitBlockSize(1, 256, 64, '--seq')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('--seq 1 is too short') }));
+  // before: the default became 1 where --seq 1 was refused
+  expect(() => fitBlockSize(undefined, 256, 1, '--seq')).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG', message: 'the model takes 1 position, and a block (--seq) needs at least 2 tokens (one predicts the next)' }));
 });
 
 describe('parallel text', () => {

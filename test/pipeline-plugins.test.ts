@@ -187,6 +187,9 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'token-id rows ({"input
     try {
       fs.writeFileSync(path.join(tmp, 'bad.jsonl'), '{"input_ids": [1, 2, 3]}\n{"input_ids": [1, "x"]}\n');
       await expect(readTokenRows(path.join(tmp, 'bad.jsonl'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(/line 2/) });
+      // a text row after token-id rows: before, '"input_ids" must be a list' for a row that has none
+      fs.writeFileSync(path.join(tmp, 'mixed.jsonl'), '{"input_ids": [1, 2, 3]}\n{"text": "once upon a time"}\n');
+      await expect(readTokenRows(path.join(tmp, 'mixed.jsonl'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(/line 2 has no "input_ids", though the file's first row does/) });
     } finally {
       fs.rmSync(tmp, { recursive: true, force: true });
     }

@@ -53,6 +53,10 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
     }
     const ids = typeof row === 'object' && row !== null && Object.hasOwn(row, 'input_ids') ? (row as { input_ids: unknown }).input_ids : undefined;
     const min = opts.minLength ?? 2;
+    if (ids === undefined) {
+      // the file was read as token ids because its first row has them: this row is text, or something else
+      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has no "input_ids", though the file's first row does: every row of a token-id file must have them (rows of text and of token ids do not mix)`);
+    }
     if (!Array.isArray(ids) || ids.length < min) {
       throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo}: "input_ids" must be a list of at least ${min} token id${min === 1 ? '' : 's'}`);
     }

@@ -68,6 +68,9 @@ export async function blocksFrom(source: TokenSource, o: BlockOptions): Promise<
  */
 export function fitBlockSize(asked: number | undefined, dflt: number, maxPositions: number, what: string): number {
   if (asked !== undefined && asked < 2) throw new FfmergeError('INVALID_ARGUMENT', `${what} ${asked} is too short: a block holds at least 2 tokens (one predicts the next)`);
+  // the default is cut to the model's positions: a model of one position would get a block of one, which the
+  // same rule refuses when asked for
+  if (maxPositions < 2) throw new FfmergeError('INVALID_CONFIG', `the model takes ${maxPositions} position${maxPositions === 1 ? '' : 's'}, and a block (${what}) needs at least 2 tokens (one predicts the next)`);
   if (asked !== undefined && asked > maxPositions) {
     throw new FfmergeError('INVALID_ARGUMENT', `${what} ${asked} is longer than the model's ${maxPositions} positions`);
   }
