@@ -2,7 +2,7 @@ import { averageFF, averageFFAsync, FFMean } from '../lib/merge/average';
 import { permuteFF, permuteFFAsync, permuteFFConv1D } from '../lib/merge/permute';
 import { STAGE_MIN } from '../lib/native/staged';
 import { shuffled } from './helpers/permutation';
-import { anchorOffset, enumerateWindows, kFromFraction, kLabel, parseWindow } from '../lib/merge/windows';
+import { anchorOffset, checkWindow, enumerateWindows, kFromFraction, kLabel, parseWindow } from '../lib/merge/windows';
 import { matrixToCanonical, transpose, type FFWeights } from '../lib/model/ff-weights';
 import { ffForwardReference } from '../lib/reference/ff';
 import { SafetensorsReader } from '../lib/safetensors';
@@ -173,6 +173,9 @@ describe('windows', () => {
     expect(() => parseWindow('4-7', 12, 3)).toThrow(expect.objectContaining({ code: 'INVALID_WINDOW' }));
     expect(() => parseWindow('10-12', 12)).toThrow(expect.objectContaining({ code: 'INVALID_WINDOW' }));
     expect(() => parseWindow('banana', 12)).toThrow(expect.objectContaining({ code: 'INVALID_WINDOW' }));
+    // a window of one layer: before, "does not fit in the model's 4 layers"
+    expect(() => checkWindow({ start: 0, k: 1 }, 4)).toThrow(expect.objectContaining({ code: 'INVALID_WINDOW', message: 'window start 0, k 1: a window merges at least 2 layers' }));
+    expect(() => checkWindow({ start: 3, k: 2 }, 4)).toThrow(expect.objectContaining({ code: 'INVALID_WINDOW', message: expect.stringContaining("does not fit in the model's 4 layers") }));
     expect(() => enumerateWindows(5, 6)).toThrow(expect.objectContaining({ code: 'K_TOO_LARGE' }));
   });
   it('names k as the windows have it: k − 1 pairs chosen in place of one window of k say so', () => {

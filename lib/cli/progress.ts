@@ -18,7 +18,7 @@ interface PhaseLabel {
   scale?: (n: number) => string;
 }
 
-const bytes = (n: number) => (n < 1e6 ? `${Math.round(n / 1e3)} kB` : `${(n / 1e6).toFixed(1)} MB`);
+const bytes = (n: number) => (n < 1e6 ? `${n < 1e4 ? (n / 1e3).toFixed(1) : Math.round(n / 1e3)} kB` : `${(n / 1e6).toFixed(1)} MB`);
 
 /** The phases compress and eval report (lib/pipeline/compress.ts, tasks, eval), in words a user knows. */
 const PHASES: Readonly<Record<string, PhaseLabel>> = {

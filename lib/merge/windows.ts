@@ -102,6 +102,7 @@ export function checkWindow(w: Window, layers: number): void {
   // { start, k, end } or a misspelt key is refused: read as { start, k } it would merge another window than meant
   const extra = Object.keys(w).filter((key) => key !== 'start' && key !== 'k');
   if (extra.length) throw new FfmergeError('INVALID_WINDOW', `a window is { start, k }; ${showValue(w)} also has ${extra.map((e) => showValue(e)).join(', ')}`);
+  if (Number.isInteger(w.k) && w.k < 2) throw new FfmergeError('INVALID_WINDOW', `window start ${w.start}, k ${w.k}: a window merges at least 2 layers`);
   if (!Number.isInteger(w.start) || !Number.isInteger(w.k) || w.start < 0 || w.k < 2 || w.start + w.k > layers) {
     throw new FfmergeError('INVALID_WINDOW', `window start ${w.start}, k ${w.k} does not fit in the model's ${layers} layers`);
   }

@@ -57,7 +57,7 @@ export const translation: TaskKind = {
         'INVALID_DATA',
         o.validation
           ? `no validation pairs: ${describe(o.validation as ParallelSource)} holds none`
-          : `no validation pairs: the calibration size (${o.calibrationPairs !== undefined ? `--calibration-size ${calN}` : `${calN}, the default`}) takes all ${pairs.length} pairs of ${describe(o.parallel!)}; give a smaller calibration size, or a validation corpus`,
+          : `no validation pairs: the calibration size (${o.calibrationPairs !== undefined ? `--calibration-size ${calN}` : `by default 600, or all the pairs there are`}) takes all ${pairs.length === 1 ? 'the 1 pair' : `${pairs.length} pairs`} of ${describe(o.parallel!)}; give a smaller calibration size, or a validation corpus`,
       );
     }
     const valWhat = o.validation ? `validation pairs of ${describe(o.validation as ParallelSource)}` : `pairs of ${describe(o.parallel!)} after the ${calN} calibration ones`;
