@@ -6,6 +6,7 @@
  */
 import { modelCard, outputCard } from '../lib/pipeline/model-card';
 import type { CompressResult } from '../lib/pipeline/result';
+import { formatReport } from '../lib/cli/report';
 
 const report = (modelType: string, layers: CompressResult['layers'] = { decoder: 5 }): Omit<CompressResult, 'out'> => ({
   model: `/models/${modelType}-base`,
@@ -66,6 +67,34 @@ describe('the tied-format snippet', () => {
     expect(card).not.toContain('## Fine-tuning');
     expect(card).toContain('| merged (permute) | 14.525 | 15.100 |');
     expect(card).toContain('- chosen by: given by the user');
+  });
+
+  test('a re-compress of an output recovered by fine-tuning does not say no training was done (tester Z)', () => {
+    const earlierWindows = [{ stack: 'decoder' as const, window: '0-1', layers: [0, 1], anchor: 0, method: 'permute', recover: 'finetune' }];
+    const card = modelCard({ ...report('llama'), earlierWindows }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
+    expect(card).not.toContain('No gradient training was done.');
+    expect(card).toContain('an earlier merge the source carries was recovered by fine-tuning');
+  });
+
+  test('the window table marks the pairs kept together, not each pair alone (tester Z)', () => {
+    const r = {
+      ...report('llama'),
+      k: 3,
+      windowsGiven: false,
+      windows: [
+        { stack: 'decoder' as const, window: '0-1', layers: [0, 1], anchor: 0, method: 'permute', recover: 'none' },
+        { stack: 'decoder' as const, window: '2-3', layers: [2, 3], anchor: 2, method: 'permute', recover: 'none' },
+      ],
+      candidates: [
+        { windows: { decoder: '0-1' }, start: 0, score: 5.028 },
+        { windows: { decoder: '2-3' }, start: 2, score: 5.667 },
+        { windows: { decoder: '0-2' }, start: 0, score: 11.5 },
+        { windows: { decoder: '0-1,2-3' }, start: 0, score: 9.997 },
+      ],
+    };
+    const text = formatReport({ ...r, data: { ...r.data, search: 2048, notes: [] } } as CompressResult);
+    const rows = text.slice(text.indexOf('window search')).split('\n');
+    expect(rows.filter((l) => l.includes('← chosen'))).toEqual([expect.stringMatching(/^0-1,2-3 +9\.997/)]);
   });
 
   test('windows compress chose without a search (only one possible) are not said to be the user\'s', () => {

@@ -37,8 +37,14 @@ export function formatReport(r: CompressResult): string {
   lines.push(table(['model', 'validation', 'test', 'layers'], rows));
   if (r.candidates.length > 0) {
     const chosen = new Set(r.windows.map((x) => `${x.stack}:${x.window}:${x.method}+${x.recover}`));
+    // a candidate's windows per stack are "a-b" or, for pairs merged together, "a-b,c-d": chosen when every
+    // one of them is a chosen window, and it names all the chosen windows of its stacks (a lone pair of a
+    // chosen set of pairs is not the model kept)
     const isChosen = (c: (typeof r.candidates)[number]) =>
-      Object.entries(c.windows).every(([s, x]) => [...chosen].some((k) => k.startsWith(`${s}:${x}:`) && (c.method === undefined || k.endsWith(`:${c.method}`))));
+      Object.entries(c.windows).every(([s, x]) => {
+        const ws = (x ?? '').split(',');
+        return ws.length === r.windows.filter((w) => w.stack === s).length && ws.every((w) => [...chosen].some((k) => k.startsWith(`${s}:${w}:`) && (c.method === undefined || k.endsWith(`:${c.method}`))));
+      });
     const methods = r.candidates.some((c) => c.method !== undefined);
     // ranked by the selection score (e.g. validation loss) when there is one, else by the metric
     const scoreName = r.selection ? `validation ${r.selection.name} (lower is better)` : metricLabel(r.metric);

@@ -188,7 +188,9 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
       ? 'The merged model was then fine-tuned with the ties kept.'
       : sourceTuned
         ? `This merge did no gradient training, but its source had been fine-tuned with ffmerge${r.earlierWindows?.length ? ' after an earlier merge' : ''} (\`ffmerge.sourceFinetune\` in config.json).`
-        : 'No gradient training was done.';
+        : r.earlierWindows?.some((w) => w.recover === 'finetune')
+          ? 'This merge did no gradient training, but an earlier merge the source carries was recovered by fine-tuning (`recover` of `ffmerge.windows` in config.json).'
+          : 'No gradient training was done.';
   return [
     `# ${path.basename(r.model)} with merged feed-forward sublayers (ffmerge)`,
     '',
