@@ -204,6 +204,21 @@ describeShared('fixtures/vit-fmnist', 'on vit-fmnist: labels, sizes, validation 
     expect(phases.has('features')).toBe(false);
   });
 
+  test("the test phase's count is over every model tested, and its unit says so (tester Z: '10000 images' for a 2,000-image test)", async () => {
+    const imgs = fs.readFileSync(img).subarray(16);
+    const labs = fs.readFileSync(lab).subarray(8);
+    const tImg = path.join(tmp, 'test30.idx');
+    const tLab = path.join(tmp, 'test30-labels.idx');
+    fs.writeFileSync(tImg, idxBytes([30, 28, 28], imgs.subarray(170 * 784)));
+    fs.writeFileSync(tLab, idxBytes([30], labs.subarray(170)));
+    let last: { done: number; total: number; unit?: string } | undefined;
+    await compress(FIXTURE, {
+      ...common, window: '10-11', images: { images: img, labels: lab }, calibrationImages: 100, validationImages: 50, test: { images: tImg, labels: tLab },
+      onProgress: (p) => { if (p.phase === 'test') last = p as typeof last; },
+    });
+    expect(last).toEqual(expect.objectContaining({ done: 60, total: 60, unit: 'images (2 models × 30)' }));
+  });
+
   test('compress refuses labels outside the classes in validation and test data, before any model work', async () => {
     await expectCode(compress(FIXTURE, { ...common, images: { images: img, labels: badLab }, calibrationImages: 100 }), 'INVALID_DATA', /label 10 \(image 150 of .*labbad200\.idx\) is outside the model's 10 classes/);
     await expectCode(compress(FIXTURE, { ...common, images: { images: img, labels: badLab }, calibrationImages: 100, selectBy: 'loss' }), 'INVALID_DATA', /outside the model's 10 classes/);

@@ -591,7 +591,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       const tested = 2 + baselineModels.size;
       const testJob = (i: number): JobOptions => ({
         ...quiet,
-        ...(onProgress ? { onProgress: (p) => onProgress({ ...p, phase: 'test', done: i * p.total + p.done, total: tested * p.total }) } : {}),
+        // the count is over every model: its unit says so (a bare "10000 images" read as the test set's size)
+        ...(onProgress ? { onProgress: (p) => onProgress({ ...p, phase: 'test', done: i * p.total + p.done, total: tested * p.total, ...(p.unit ? { unit: `${p.unit} (${tested} models × ${p.total})` } : {}) }) } : {}),
       });
       base.test = await task.test(model, testJob(0));
       mergedMetric.test = await task.test(mergedModel, testJob(1));
