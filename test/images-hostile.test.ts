@@ -165,7 +165,12 @@ describe('progress units', () => {
     const images: Progress & { unit: string } = { phase: 'test', done: 400, total: 400, unit: 'images' };
     bar.update(images);
     bar.update({ phase: 'evaluate', done: 3, total: 3 });
+    // an ONNX save counts tensors, a safetensors one bytes (before: "0.0 kB" for 44 tensors)
+    bar.update({ phase: 'save', done: 44, total: 44, unit: 'tensors' } as Progress);
+    bar.update({ phase: 'tokenize', done: 2900, total: 2900 });
     bar.done();
+    expect(a.text()).toMatch(/Saving the checkpoint\s+44 tensors/);
+    expect(a.text()).toMatch(/Reading data\s+2\.9 kB/);
     expect(a.text()).toMatch(/Test set\s+400 images/);
     expect(a.text()).not.toMatch(/400 batches/);
     expect(a.text()).toMatch(/Evaluating\s+3 batches/);

@@ -115,8 +115,13 @@ export class ProgressBar {
     return `${title} ${shown}/${shownTotal}${unit ? ` ${unit}` : ''}  ${detail}${fmtSeconds(elapsed)}${left}`;
   }
 
+  /** The phase's usual scale (bytes → kB), unless the report named its own unit (ONNX saves count tensors). */
+  private show(label: PhaseLabel): (n: number) => string {
+    return (this.unit === label.unit && label.scale) || ((n: number) => String(Math.round(n)));
+  }
+
   private payload(p: Progress, label: PhaseLabel) {
-    const show = label.scale ?? ((n: number) => String(Math.round(n)));
+    const show = this.show(label);
     return { title: label.title.padEnd(30), unit: this.unit, shown: show(p.done), shownTotal: p.total > 0 ? show(p.total) : '?', detail: p.detail ? `${p.detail}  ` : '' };
   }
 
@@ -125,7 +130,7 @@ export class ProgressBar {
     if (!this.phase || !this.last) return;
     this.bar?.stop();
     const label = PHASES[this.phase]!;
-    const show = label.scale ?? ((n: number) => String(Math.round(n)));
+    const show = this.show(label);
     const { done, total } = this.last;
     const count = total > 0 && done !== total ? `${show(done)}/${show(total)}` : show(done);
     this.stream.write(`✔ ${label.title.padEnd(30)} ${count}${this.unit ? ` ${this.unit}` : ''}  ${fmtSeconds((performance.now() - this.started) / 1000)}\n`);

@@ -170,7 +170,7 @@ export async function writeOnnx(g: Graph, file: string, opts: SerializeOptions =
         t.rawData = raw;
       }
       tensors.push(t);
-      if (init.kind === 'weight') opts.onProgress?.({ phase: 'onnx', done: ++done, total: weights.length });
+      if (init.kind === 'weight') opts.onProgress?.({ phase: 'onnx', done: ++done, total: weights.length, unit: 'tensors' });
     }
   } finally {
     await fh?.close();
