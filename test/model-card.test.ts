@@ -97,6 +97,13 @@ describe('the tied-format snippet', () => {
     expect(rows.filter((l) => l.includes('← chosen'))).toEqual([expect.stringMatching(/^0-1,2-3 +9\.997/)]);
   });
 
+  test('the card names the block size the LM numbers were scored in, and the search budget (tester Z)', () => {
+    const card = modelCard({ ...report('llama'), data: { ...report('llama').data, search: 1024, blockSize: 128, test: 4096 } }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
+    expect(card).toContain('- calibration: 2,048 tokens; validation: 2,048 tokens (1,024 per search candidate); test: 4,096 tokens; text scored in blocks of 128 tokens (`ffmerge eval --block-size 128`)');
+    // an older report without search or blockSize: the line as before
+    expect(modelCard(report('llama'), 'tied', { dir: 's1', config: { model_type: 'llama' } })).toContain('- calibration: 2,048 tokens; validation: 2,048 tokens\n');
+  });
+
   test('windows compress chose without a search (only one possible) are not said to be the user\'s', () => {
     const card = modelCard({ ...report('llama'), windowsGiven: false }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
     expect(card).toContain('- chosen by: no search: the only window of k = 2 adjacent layers');

@@ -211,7 +211,9 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
           ? `no search: the only window of k = ${r.k} adjacent layers${r.earlierWindows?.length ? ' not merged yet' : ''}`
           : 'given by the user'
     }`,
-    `- calibration: ${int(r.data.calibration)} ${r.data.unit}; validation: ${int(r.data.validation)} ${r.data.unit}${r.data.test !== undefined ? `; test: ${int(r.data.test)} ${r.data.unit}` : ''}`,
+    `- calibration: ${int(r.data.calibration)} ${r.data.unit}; validation: ${int(r.data.validation)} ${r.data.unit}${r.data.search !== undefined && r.data.search !== r.data.validation ? ` (${int(r.data.search)} per search candidate)` : ''}${r.data.test !== undefined ? `; test: ${int(r.data.test)} ${r.data.unit}` : ''}` +
+      // the numbers depend on it: eval reproduces them on the same text only with the same --block-size
+      (r.data.blockSize !== undefined ? `; text scored in blocks of ${r.data.blockSize} tokens (\`ffmerge eval --block-size ${r.data.blockSize}\`)` : ''),
     '',
     '## What it costs',
     `${metricLabel(r.metric)} (${r.metric.higherIsBetter ? 'higher' : 'lower'} is better):`,
