@@ -62,6 +62,8 @@ describe('summary and card wording', () => {
     const table = text.slice(text.indexOf('window search'));
     expect(table).toMatch(/encoder 0-1 +30\.10/);
     expect(table).toMatch(/decoder 3-4 +30\.70 +← chosen/);
+    // the merged row names its stacks as the baselines' rows do (tester Z: "3-4, 1-2" with no stack)
+    expect(text).toMatch(/merged \(permute\).*encoder \S+ \+ decoder 3-4\n/);
   });
 
   test('bytes are "in the tied checkpoint" only when a tied one was written', () => {

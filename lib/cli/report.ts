@@ -10,6 +10,13 @@ function windowsText(w: Partial<Record<string, string>>, multi: boolean): string
   return entries.length === 1 && !multi ? entries[0]![1]! : entries.map(([s, x]) => `${s} ${x}`).join(' + ');
 }
 
+/** The merged row's layers, named by stack as the baselines' rows are where the model has two. */
+function mergedLayers(r: CompressResult, multi: boolean): string {
+  if (!multi) return r.windows.map((x) => x.window).join(', ');
+  const stacks = [...new Set(r.windows.map((x) => x.stack))];
+  return windowsText(Object.fromEntries(stacks.map((s) => [s, r.windows.filter((x) => x.stack === s).map((x) => x.window).join(',')])), multi);
+}
+
 export function formatReport(r: CompressResult): string {
   const fmt = (v: number | undefined) => (v === undefined ? '-' : r.metric.name === 'accuracy' ? `${(100 * v).toFixed(2)}%` : v.toFixed(r.metric.name === 'bleu' ? 2 : 3));
   const d = r.data;
@@ -29,7 +36,7 @@ export function formatReport(r: CompressResult): string {
   lines.push(`data      calibration ${fmtInt(d.calibration)} ${d.unit}, validation ${fmtInt(d.validation)}${d.search !== d.validation ? ` (search ${fmtInt(d.search)})` : ''}${d.test !== undefined ? `, test ${fmtInt(d.test)}` : ''}`);
   for (const n of d.notes) lines.push(`          ${n}`);
   const rows: string[][] = [['base', fmt(r.base.validation), fmt(r.base.test), '']];
-  rows.push([`merged (${r.method}${r.recover !== 'none' ? ` + ${r.recover}` : ''})`, fmt(r.merged.validation), fmt(r.merged.test), r.windows.map((x) => x.window).join(', ')]);
+  rows.push([`merged (${r.method}${r.recover !== 'none' ? ` + ${r.recover}` : ''})`, fmt(r.merged.validation), fmt(r.merged.test), mergedLayers(r, multi)]);
   for (const [name, b] of Object.entries(r.baselines)) {
     rows.push([`${name} (${fmtInt(b.paramsRemoved)} params)`, fmt(b.validation), fmt(b.test), windowsText(b.windows, multi)]);
   }
