@@ -246,6 +246,16 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     expect(fs.readdirSync(cwd)).toEqual([]);
   });
 
+  it('finetune checks its schedule (lr × weight decay, warm-up) before the data is read', () => {
+    const wd = ffmerge(cwd, 'finetune', BUNDLED, '--data', 'missing.txt', '--weight-decay', '1e30', '--json');
+    expect(wd.code).toBe(2);
+    expect(JSON.parse(wd.stdout).error).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('lr × weightDecay') });
+    // before: the missing data file (DATA_NOT_FOUND) was reported first, the warm-up only after the data was read
+    const warm = ffmerge(cwd, 'finetune', BUNDLED, '--data', 'missing.txt', '--steps', '3', '--warmup', '4', '--json');
+    expect(JSON.parse(warm.stdout).error).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('warmup (--warmup) 4 is more than the 3 steps') });
+    expect(fs.readdirSync(cwd)).toEqual([]);
+  });
+
   it('a usage error with --json is a JSON error object on stdout', () => {
     const r = ffmerge(cwd, 'compress', '--frobnicate', '--json');
     expect(r.code).toBe(2);

@@ -104,6 +104,18 @@ export function checkEvalEvery(evalEvery: number, steps: number): void {
   }
 }
 
+/** The schedule's settings against each other (exported so the CLI checks them before it reads the data). */
+export function checkSchedule(steps: number, lr: number, warmup: number, weightDecay: number): void {
+  if (lr * weightDecay >= 1) {
+    // AdamW multiplies every matrix by (1 − lr·weight decay) each step: at ≥ 1 that zeroes or flips the weights
+    throw new FfmergeError('INVALID_ARGUMENT', `finetune: lr × weightDecay (--lr × --weight-decay) is ${lr * weightDecay}: each step would scale the weights by 1 − lr × weight decay ≤ 0; give a product below 1 (AdamW's usual weight decay is 0.01–0.1)`);
+  }
+  if (warmup > steps) {
+    // the ramp would end after the last step: the learning rate asked for would never be reached
+    throw new FfmergeError('INVALID_ARGUMENT', `finetune: warmup (--warmup) ${warmup} is more than the ${steps} steps, so the learning rate would never reach ${lr}: give at most ${steps} warm-up steps`);
+  }
+}
+
 /** Token blocks joined into one stream (the trainer draws its windows from one). */
 export function joinTokens(parts: Int32Array[]): Int32Array {
   const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
@@ -208,14 +220,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     schedule: opts.schedule ?? 'constant',
     trainable: opts.trainable ?? 'all',
   } as const;
-  if (lr * common.weightDecay >= 1) {
-    // AdamW multiplies every matrix by (1 − lr·weight decay) each step: at ≥ 1 that zeroes or flips the weights
-    throw new FfmergeError('INVALID_ARGUMENT', `finetune: lr × weightDecay (--lr × --weight-decay) is ${lr * common.weightDecay}: each step would scale the weights by 1 − lr × weight decay ≤ 0; give a product below 1 (AdamW's usual weight decay is 0.01–0.1)`);
-  }
-  if (common.warmup > steps) {
-    // the ramp would end after the last step: the learning rate asked for would never be reached
-    throw new FfmergeError('INVALID_ARGUMENT', `finetune: warmup (--warmup) ${common.warmup} is more than the ${steps} steps, so the learning rate would never reach ${lr}: give at most ${steps} warm-up steps`);
-  }
+  checkSchedule(steps, lr, common.warmup, common.weightDecay);
   const hasValidation = isImages(opts.validation) ? opts.validation.labels.length > 0 : Boolean(opts.validation?.length);
   if (common.evalEvery > 0 && !hasValidation) throw new FfmergeError('OPTION_NOT_APPLICABLE', 'finetune: evalEvery (--eval-every) scores the validation data, and none is given: give validation data with it (validation, --valid)');
   checkEvalEvery(common.evalEvery, steps);
