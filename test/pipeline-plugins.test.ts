@@ -228,6 +228,11 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'token-id rows ({"input
       const val = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: VALID, validation: TEXT, calibrationTokens: 1024, validationTokens: 1024 } }, {});
       expect(val.data.blockSize).toBe(256); // the default, cutting the validation text
       expect(val.data.notes).toEqual([`calibration: used as it is, not cut into blocks of 256 (file ${VALID} holds token-id rows)`]);
+      // a budget past the data takes all of it, and the notes say so (before: only the count told)
+      const all = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: TEXT, validation: VALID, calibrationTokens: 1024, validationTokens: 1e6 } }, {});
+      expect(all.data.validation).toBe(48 * 256);
+      expect(all.data.notes).toContain('validation: all 12288 tokens the data holds, fewer than the 1000000 its budget asks');
+      expect(all.data.notes.join()).not.toMatch(/^calibration: all/);
     } finally {
       model.dispose();
     }

@@ -85,7 +85,7 @@ function loadingText(format: CompressFormat, ctx: CardContext, merged: boolean):
       'This folder is an **ONNX** export laid out as Hugging Face Optimum lays out its exports (`onnx/model.onnx`,',
       'or `onnx/encoder_model.onnx` + `onnx/decoder_model_merged.onnx` for a translation model, with config and',
       'tokenizer files beside it): each merged FF sublayer is one initializer that every layer of its',
-      'window reads, so onnxruntime (and transformers.js on top of it) holds one copy.',
+      merged ? 'window reads, so onnxruntime (and transformers.js on top of it) holds one copy.' : 'window reads. No FF sublayer is shared in this one: every layer has its own initializers.',
       ...(field(onnx, 'dtype') === 'fp16' ? ['The weights are stored in fp16 (computation is float32); the numbers above were measured in float32.'] : []),
     ];
   }
@@ -258,12 +258,15 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
   const stacks = new Set(list.map((w) => (isObject(w) ? field(w, 'stack') : undefined)));
   const windows = list.map((w) => recordWindow(w, stacks.size > 1));
   const merged = windows.length > 0;
+  // an export of an expanded output whose every merged window was edited apart: merged once, shared nowhere here
+  const unshared = typeof rec.unshared === 'string';
   const tuned = Object.hasOwn(rec, 'finetune');
+  const title = merged ? `with merged feed-forward sublayers${tuned ? ', fine-tuned' : ''}` : unshared ? `from an ffmerge merge, its FF sublayers unshared${tuned ? ', fine-tuned' : ''}` : 'fine-tuned';
   return [
-    `# ${name}: a ${type} model ${merged ? `with merged feed-forward sublayers${tuned ? ', fine-tuned' : ''}` : 'fine-tuned'} (ffmerge)`,
+    `# ${name}: a ${type} model ${title} (ffmerge)`,
     '',
-    `This folder holds a \`${type}\` model written by [ffmerge](https://www.npmjs.com/package/ffmerge)${merged ? ', which reproduces "Merging Feed-Forward' : '.'}`,
-    ...(merged
+    `This folder holds a \`${type}\` model written by [ffmerge](https://www.npmjs.com/package/ffmerge)${merged || unshared ? ', which reproduces "Merging Feed-Forward' : '.'}`,
+    ...(merged || unshared
       ? [
           'Sublayers for Compressed Transformers" (Verma, Murray, Duh 2025) and goes beyond it: the feed-forward (FF)',
           `sublayers of k adjacent layers are merged into one FF that all k positions share.${tuned ? ' The merged model was then fine-tuned with the ties kept.' : ''}`,
@@ -271,9 +274,9 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
           '## What was merged',
           ...windows.map((w) => `- ${w ?? 'a merge the record lists in a form this card does not read (see `config.json`, `ffmerge.windows`)'}`),
           // an export of an expanded output whose copies of a window differ: that window is not shared here
-          ...(typeof rec.unshared === 'string' ? [`- not shared in this folder (each layer keeps its own FF): ${rec.unshared.replace(/\s+/g, ' ').slice(0, 600)}`] : []),
+          ...(unshared ? [`- not shared in this folder (each layer keeps its own FF): ${(rec.unshared as string).replace(/\s+/g, ' ').slice(0, 600)}`] : []),
           // inspect reads safetensors: an ONNX folder's card points at the checkpoint it was exported from
-          `- compute per token is unchanged (every layer still runs its FF); \`npx ffmerge inspect <${format === 'onnx' ? 'the safetensors folder this was exported from' : 'this folder'}>\` counts the parameters the merges remove.`,
+          ...(!merged ? [] : [`- compute per token is unchanged (every layer still runs its FF); \`npx ffmerge inspect <${format === 'onnx' ? 'the safetensors folder this was exported from' : 'this folder'}>\` counts the parameters the merges remove.`]),
           ...(tuned ? ['- the validation and test numbers measured when it was compressed describe the model before fine-tuning: that output\'s `report.json` has them.'] : []),
         ]
       : []),
@@ -288,12 +291,12 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
 /**
  * The card for a folder a writer other than compress makes from an ffmerge model, from what the folder will
  * hold: `config` is its config.json (the `ffmerge` record: windows, finetune), `format` what is on disk, `report`
- * its report.json if it has one. Undefined when the record shows no ffmerge model (no windows, no fine-tuning):
+ * its report.json if it has one. Undefined when the record shows no ffmerge model (no windows, unshared ones or fine-tuning):
  * the source's own card, if any, describes the same weights and is kept.
  */
 export function outputCard(config: Record<string, unknown>, format: CompressFormat, dir: string, report?: unknown): string | undefined {
   const rec = isObject(config.ffmerge) ? config.ffmerge : {};
-  if (!Object.hasOwn(rec, 'windows') && !Object.hasOwn(rec, 'finetune')) return undefined;
+  if (!['windows', 'finetune', 'unshared'].some((k) => Object.hasOwn(rec, k))) return undefined;
   const ctx: CardContext = { dir, config, ...(Object.hasOwn(rec, 'finetune') ? { finetune: rec.finetune } : {}) };
   if (isObject(report)) {
     try {

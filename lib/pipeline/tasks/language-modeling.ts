@@ -207,6 +207,9 @@ export const languageModeling: TaskKind = {
         ...(spec.maxPositions > 0 ? { maxLength: spec.maxPositions } : {}),
       });
       tokenizedBefore += lastTotal;
+      // a budget past the data takes all of it: the report says so, not only how many tokens were used
+      const held = tokenCount(blocks);
+      if ((!spread || !drawn) && held < maxTokens && Number.isFinite(maxTokens)) notes.push(`${noted}: all ${held} tokens the data holds, fewer than the ${maxTokens} its budget asks`);
       if (!spread || !drawn) return blocks;
       const across = typeof src !== 'string' ? 'all the blocks given' : tokenCount(blocks) >= SPREAD_MAX_TOKENS ? `the first ${SPREAD_MAX_TOKENS} tokens of the file` : 'the whole file';
       notes.push(`${noted}: blocks drawn across ${across} (fixed seeded order)`);
