@@ -314,6 +314,8 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
 
     const card = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
     const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
+    // every phase the run printed, save too (written while saving: the time up to report.json)
+    expect(Object.keys(report.timings).sort()).toEqual([...timing].sort());
     expect(card).toMatch(/^# ro-model with merged feed-forward sublayers/);
     expect(card).toContain('k = 2: layers 1, 2 (anchor 1)');
     expect(card).toContain(`| base | ${report.base.validation.toFixed(3)} |`);

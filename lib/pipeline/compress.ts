@@ -664,6 +664,7 @@ async function writeOutput(
   earlierTies: TieMap,
   job: JobOptions,
 ): Promise<NonNullable<CompressResult['out']>> {
+  const t0 = performance.now();
   const config = model.config as Record<string, unknown>;
   const replace = new Map<string, Float32Array>();
   let ties: Record<string, string> = { ...earlierTies };
@@ -683,8 +684,10 @@ async function writeOutput(
     ...(runs.length ? { sourceFinetune: runs[runs.length - 1] } : {}),
     ...(runs.length > 1 ? { sourceEarlierFinetunes: runs.slice(0, -1) } : {}),
   };
-  // report.json: the result as returned, out.bytes included (the writer knows it once the weights are written)
-  const report = ({ bytes }: { bytes: number }) => JSON.stringify({ ...result, out: { dir: path.resolve(out), format, bytes } }, null, 2) + '\n';
+  // report.json: the result as returned, out.bytes included (the writer knows it once the weights are written),
+  // and the save phase so far: the weights are written, only this file, the card and the rename are left
+  const report = ({ bytes }: { bytes: number }) =>
+    JSON.stringify({ ...result, timings: { ...result.timings, save: (performance.now() - t0) / 1000 }, out: { dir: path.resolve(out), format, bytes } }, null, 2) + '\n';
   const common = {
     out,
     replace,

@@ -60,7 +60,7 @@ export interface CompressResult {
   params: { before: number; after: number; removed: number; fraction: number };
   bytes: { before: number; after: number; removed: number; fraction: number };
   data: DataCounts & { calibrationFeatures: Partial<Record<StackName, number>> };
-  /** Seconds per phase that ran. */
+  /** Seconds per phase that ran. report.json's save is the time up to its own writing (weights written). */
   timings: Record<string, number>;
   out?: { dir: string; format: CompressFormat; bytes: number };
 }
