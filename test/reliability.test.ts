@@ -309,6 +309,28 @@ describe('item 11: option values a fuzz of the library found untyped (TypeError,
     const cost = Float32Array.from({ length: 400 * 400 }, (_, i) => Math.sin(i));
     await expect(linearSumAssignment(cost, 400, 400, { onProgress: throwing })).rejects.toBe(bug);
   }, 60_000);
+
+  it('a progress callback that throws while the checkpoint is written fails the call with its own error, not IO_ERROR', async () => {
+    // before: the writer's catch made it IO_ERROR "writing …/.x.ffmerge-tmp-…/model.safetensors failed: bug"
+    const bug = new Error('bug in the caller');
+    const dir = tempDir('save-throw');
+    const throwOnSecondSave = () => {
+      let n = 0;
+      return (p: { phase: string }) => {
+        if (p.phase === 'save' && ++n === 2) throw bug;
+      };
+    };
+    const bundled = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
+    const quick = { calibration: path.join(bundled, 'calibration.txt'), calibrationTokens: 1024, validationTokens: 1024, k: 2, window: '3-4', method: 'permute' } as const;
+    for (const format of ['tied', 'expanded'] as const) {
+      await expect(compress(bundled, { ...quick, format, out: path.join(dir, format), onProgress: throwOnSecondSave() })).rejects.toBe(bug);
+    }
+    const { convertCheckpoint } = await import('../lib/checkpoint/convert');
+    const tied = path.join(dir, 'ok');
+    await compress(bundled, { ...quick, out: tied });
+    await expect(convertCheckpoint(tied, path.join(dir, 'conv'), 'expanded', { onProgress: throwOnSecondSave() })).rejects.toBe(bug);
+    expect(fs.readdirSync(dir)).toEqual(['ok']); // nothing half-written, no temporary folder
+  }, 60_000);
 });
 
 describe('item 12: every long call refuses a signal or progress callback of the wrong type, typed', () => {

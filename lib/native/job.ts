@@ -140,7 +140,16 @@ export async function withJobScope<O extends JobOptions, T>(opts: O, run: (o: O,
   const stopListening = signal?.aborted ? (ac.abort(), () => {}) : onAbort(signal, () => ac.abort());
   const report: ProgressFn = (p) => {
     if (failure) throw failure.error; // the job is stopping: the caller hears nothing more
-    whenRejected(onProgress(p) as unknown, fail);
+    let returned: unknown;
+    try {
+      returned = onProgress(p);
+    } catch (e) {
+      // a throw is the call's failure too: code that catches it on the way out (a writer's catch that makes
+      // every error IO_ERROR) no longer decides what the call rejects with
+      fail(e);
+      throw e;
+    }
+    whenRejected(returned, fail);
   };
   try {
     const result = await run({ ...opts, signal: ac.signal, onProgress: report }, scope);
