@@ -123,6 +123,12 @@ const asyncCases: Case[] = [
   ['convertCheckpoint overwrit', () => lib.convertCheckpoint(MODEL, out, 'expanded', bad({ overwrit: true })), 'overwrit'],
   ['writeCheckpoint formt', () => lib.writeCheckpoint(bad({ source: MODEL, out, format: 'tied', formt: 'x' })), 'formt'],
   ['saveTrained overwite', () => lib.saveTrained(m, bad({ source: MODEL, out, overwite: true })), 'overwite'],
+  // a server tester's finds: extra files were written outside the output, over the weights, or as a TypeError
+  ['exportOnnx extraFiles ../x', () => lib.exportOnnx(MODEL, { out, extraFiles: { '../x.txt': 'x' } }), 'not a plain file name'],
+  ['exportOnnx extraFiles onnx', () => lib.exportOnnx(MODEL, { out, extraFiles: { onnx: 'x' } }), 'a file the writer makes itself'],
+  ['exportOnnx extraFiles 42', () => lib.exportOnnx(MODEL, { out, extraFiles: { 'a.txt': bad(42) } }), 'must be a string'],
+  ['writeCheckpoint extraFiles x.safetensors', () => lib.writeCheckpoint({ source: MODEL, out, format: 'tied', extraFiles: { 'x.safetensors': '' } }), 'a file the writer makes itself'],
+  ['saveTrained info windows', () => lib.saveTrained(m, { source: MODEL, out, info: { windows: [] } }), 'info "windows" is a key of the ffmerge record'],
   ['matmul alfa', () => lib.matmul(new Float32Array(2), new Float32Array(2), { m: 2, n: 2, k: 1 }, bad({ alfa: 2 })), 'alfa'],
   ['m.readFFWeights(0, { stak })', () => m.readFFWeights(0, bad({ stak: 'decoder' })), 'stak'],
   // a fourth tester's finds: holes in a list passed every() and were read as undefined (a raw TypeError);

@@ -552,6 +552,21 @@ test.each([
     }
     // an existing output is refused before the weights are read; an aborted save writes nothing
     await expect(saveTrained(t.model, { source: s.dir, out })).rejects.toMatchObject({ code: 'OUTPUT_EXISTS' });
+    // extra files only inside the folder, never over the weights or config.json; info never over the record's
+    // own keys (before: "../x" was written beside the folder, "model.safetensors" replaced the weights, and
+    // info { format: 'expanded' } made a tied folder compress refused)
+    const refused = path.join(tempDir('saved'), 'refused');
+    for (const [opts, message] of [
+      [{ extraFiles: { '../escaped.txt': 'x' } }, /extraFiles name "\.\.\/escaped\.txt" is not a plain file name/],
+      [{ extraFiles: { 'sub/x.txt': 'x' } }, /is not a plain file name/],
+      [{ extraFiles: { 'model.safetensors': 'x' } }, /extraFiles "model\.safetensors" is a file the writer makes itself/],
+      [{ extraFiles: { 'config.json': '{}' } }, /a file the writer makes itself/],
+      [{ extraFiles: { 'n.txt': 42 } }, /extraFiles "n\.txt" must be a string \(got 42\)/],
+      [{ info: { format: 'expanded', k: 9 } }, /info "format", "k" are keys of the ffmerge record/],
+    ] as const) {
+      await expect(saveTrained(t.model, { source: s.dir, out: refused, ...(opts as object) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
+    }
+    expect(fs.readdirSync(path.dirname(refused))).toEqual([]); // no escaped.txt beside the output, no temp folder
     const aborted = path.join(tempDir('saved'), 'aborted');
     await expect(saveTrained(t.model, { source: s.dir, out: aborted, signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ABORTED' });
     expect(fs.existsSync(aborted)).toBe(false);

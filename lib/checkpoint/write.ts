@@ -130,6 +130,26 @@ export function isWeightOrReferenceFile(name: string): boolean {
   );
 }
 
+/** A file a checkpoint writer makes itself: config.json and the weights (shards and their index). */
+export const checkpointFile = (name: string): boolean => name === 'config.json' || name.endsWith('.safetensors') || name.endsWith('.safetensors.index.json');
+
+/**
+ * A writer's `extraFiles`: plain file names (a name with a folder in it, or `..`, would be written elsewhere
+ * than the output, outside its atomic rename) with string contents, none of them a file the writer makes
+ * itself (`own`): written over the weights or config.json, the result would describe files the folder lacks.
+ */
+export function checkExtraFiles(files: unknown, what: string, own: (name: string) => boolean): void {
+  if (files === undefined) return;
+  if (typeof files !== 'object' || files === null || Array.isArray(files)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: extraFiles must be an object of file name → contents (got ${showValue(files)})`);
+  for (const [name, text] of Object.entries(files)) {
+    if (name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
+      throw new FfmergeError('INVALID_ARGUMENT', `${what}: extraFiles name ${showValue(name)} is not a plain file name: each file is written into the output folder itself`);
+    }
+    if (own(name)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: extraFiles ${showValue(name)} is a file the writer makes itself (the weights or config.json): give another name`);
+    if (typeof text !== 'string' && typeof text !== 'function') throw new FfmergeError('INVALID_ARGUMENT', `${what}: extraFiles ${showValue(name)} must be a string (got ${showValue(text)})`);
+  }
+}
+
 /** The real path of `p`, resolving symlinks of the part that exists (the rest may not exist yet). */
 function realpathLoose(p: string): string {
   const abs = path.resolve(p);
@@ -383,6 +403,7 @@ export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierSta
   if (typeof opts !== 'object' || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint(options): options must be an object { source, out, format, … } (got ${showValue(opts)})`);
   checkJobOptions(opts, 'writeCheckpoint(options): options', ['source', 'out', 'format', 'replace', 'ties', 'info', 'extraFiles', 'overwrite', 'maxShardSize']);
   checkMaxShardSize(opts.maxShardSize);
+  checkExtraFiles(opts.extraFiles, 'writeCheckpoint', checkpointFile);
   if (opts.format !== 'tied' && opts.format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint: format must be tied or expanded (got ${showValue(opts.format)})`);
   const { source, out } = opts;
   checkOutputDir(source, out, opts.overwrite);

@@ -10,7 +10,7 @@ import { checkModel, type Model } from '../model/model';
 import { FfmergeError, showValue } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';
 import { asRecorded, folderMerges } from '../checkpoint/earlier-merges';
-import { checkMaxShardSize, checkOutputDir, writeCheckpoint, type WriteCheckpointResult } from '../checkpoint/write';
+import { checkExtraFiles, checkMaxShardSize, checkOutputDir, checkpointFile, writeCheckpoint, type WriteCheckpointResult } from '../checkpoint/write';
 import { checkJobOptions, runNativeJob, type JobOptions, type ProgressFn } from '../native/job';
 import { trainAddon } from '../native/train';
 import { slotReplacements } from './replacements';
@@ -30,9 +30,10 @@ export interface SaveTrainedOptions {
   /**
    * Added to config.json's `ffmerge` record (the source's record is kept). Its `finetune` (a summary of the run:
    * steps, data, losses…, as `ffmerge finetune` gives) goes into the record and the README.md written beside it.
+   * The record's own keys (format, ties, windows, k, method…) are refused: the writer and the source set them.
    */
   info?: Record<string, unknown>;
-  /** Extra files written into the output directory, name → contents. */
+  /** Extra files written into the output directory, plain file name → contents (not the weights or config.json). */
   extraFiles?: Record<string, string>;
   /** Largest bytes of tensor data per safetensors file (writeCheckpoint's: default 5 GB; above it, sharded). */
   maxShardSize?: number;
@@ -87,11 +88,29 @@ function checkSourceFits(model: Model, source: string, config: Record<string, un
   }
 }
 
+/**
+ * Keys of the `ffmerge` record that describe the folder (its format, ties, merges, earlier runs): the writer
+ * and the source set them, and a caller's `info` that replaced one would make a record ffmerge later refuses
+ * (format "expanded" over a tied file) or a merge it no longer lists.
+ */
+const RECORD_KEYS = ['version', 'format', 'ties', 'windows', 'method', 'anchor', 'recover', 'k', 'stacks', 'unshared', 'onnx', 'earlierFinetunes', 'sourceFinetune', 'sourceEarlierFinetunes'];
+
+function checkInfo(info: unknown): void {
+  if (info === undefined) return;
+  if (typeof info !== 'object' || info === null || Array.isArray(info)) throw new FfmergeError('INVALID_ARGUMENT', `saveTrained: info must be an object (got ${showValue(info)})`);
+  const taken = Object.keys(info).filter((k) => RECORD_KEYS.includes(k));
+  if (taken.length > 0) {
+    throw new FfmergeError('INVALID_ARGUMENT', `saveTrained: info ${taken.map((k) => showValue(k)).join(', ')} ${taken.length > 1 ? 'are keys' : 'is a key'} of the ffmerge record that the writer and the source set: give the run's summary as finetune, and anything else under other names`);
+  }
+}
+
 export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<WriteCheckpointResult> {
   checkModel(model, 'saveTrained(model, options): model');
   if (typeof o !== 'object' || o === null) throw new FfmergeError('INVALID_ARGUMENT', `saveTrained(model, options): options must be an object { source, out, … } (got ${showValue(o)})`);
   checkJobOptions(o, 'saveTrained(model, options): options', ['source', 'out', 'overwrite', 'info', 'extraFiles', 'maxShardSize']);
   checkMaxShardSize(o.maxShardSize);
+  checkExtraFiles(o.extraFiles, 'saveTrained', checkpointFile);
+  checkInfo(o.info);
   checkOutputDir(o.source, o.out, o.overwrite); // refused before the weights are read
   const job: JobOptions = { ...(o.signal ? { signal: o.signal } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) };
   const config = await readConfig(o.source);
