@@ -255,6 +255,12 @@ describeShared('fixtures/vit-fmnist', 'on vit-fmnist: labels, sizes, validation 
       model.dispose();
     }
   });
+  test('a source with a key of another form, even undefined, or an unknown key, is refused before any work', async () => {
+    // before: { images, labels, folder: undefined } was a TypeError from Node; { images, labels, folder } used the folder
+    for (const images of [{ images: img, labels: lab, folder: undefined }, { images: img, labels: lab, folder: tmp }, { images: img, labels: lab, foo: 1 }]) {
+      await expectCode(compress(FIXTURE, { ...common, images: images as never }), 'INVALID_ARGUMENT', /^images for an image classifier is \{ images, labels \} \(idx files\) or \{ folder \}, with no other key \(got keys images, labels, (folder|foo)\)$/);
+    }
+  });
   test('compress refuses explicit sizes larger than the data, naming the flag and what is there', async () => {
     const images = { images: img, labels: lab };
     await expectCode(compress(FIXTURE, { ...common, images, calibrationImages: 5000 }), 'INVALID_ARGUMENT', /--calibration-size\) 5000 is more than the 200 images/);

@@ -3,7 +3,7 @@
  * used by `ffmerge eval`).
  */
 import * as fs from 'node:fs';
-import { FfmergeError } from '../../errors';
+import { FfmergeError, showValue } from '../../errors';
 import { classNamesFromConfig, loadIdxImages, loadImageFolder, type ImagePreprocessor, type ImageSet } from '../../data/images';
 import { readParallel, readParallelTsv, type SentencePair } from '../../data/parallel';
 import type { ImageSource, ParallelSource } from '../options';
@@ -15,17 +15,19 @@ function checkFiles(files: (string | undefined)[]): void {
   for (const f of files) if (f !== undefined && !fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} does not exist`);
 }
 
-export function isImageSource(v: unknown): v is ImageSource {
-  if (typeof v !== 'object' || v === null) return false;
-  const o = v as Record<string, unknown>;
-  return typeof o.folder === 'string' || (typeof o.images === 'string' && typeof o.labels === 'string');
+/**
+ * Whether v holds the keys of exactly one of the forms, each a string, and nothing else. A key of another
+ * form, even undefined ({ images, labels, folder: undefined }: a server's `folder: req.query.folder`), is
+ * refused: read by which keys are there, it made a TypeError from Node, and two forms at once used one silently.
+ */
+function hasForm(v: unknown, forms: readonly (readonly string[])[]): boolean {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const keys = Object.keys(v).sort().join();
+  return forms.some((f) => [...f].sort().join() === keys && f.every((k) => typeof (v as Record<string, unknown>)[k] === 'string'));
 }
 
-export function isParallelSource(v: unknown): v is ParallelSource {
-  if (typeof v !== 'object' || v === null) return false;
-  const o = v as Record<string, unknown>;
-  return typeof o.tsv === 'string' || (typeof o.source === 'string' && typeof o.target === 'string');
-}
+export const isImageSource = (v: unknown): v is ImageSource => hasForm(v, [['folder'], ['images', 'labels']]);
+export const isParallelSource = (v: unknown): v is ParallelSource => hasForm(v, [['tsv'], ['source', 'target']]);
 
 /** A source as a user named it, for messages. */
 export function describeSource(src: ImageSource | ParallelSource): string {
@@ -38,7 +40,7 @@ export function describeSource(src: ImageSource | ParallelSource): string {
  */
 export function checkSource(v: unknown, what: string, is: (v: unknown) => v is ImageSource | ParallelSource, shape: string): void {
   if (v === undefined) return;
-  if (!is(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what} for ${shape}`);
+  if (!is(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what} for ${shape}, with no other key (got ${typeof v === 'object' && v !== null ? `keys ${Object.keys(v).join(', ') || 'none'}` : showValue(v)})`);
   checkSourceFiles(v);
 }
 
