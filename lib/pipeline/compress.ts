@@ -344,6 +344,13 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       'stacks (--stacks) independent searches each stack for its own window; with given windows (--window) both stacks merge the same windows: give stacks both-same, or leave --stacks out',
     );
   }
+  // what ranks candidates is refused where none is ranked: given windows are merged, not searched (a
+  // baseline still searches its placements)
+  for (const [key, flag] of [['searchTokens', 'search-tokens'], ['selectBy', 'select-by']] as const) {
+    if (spec !== 'auto' && baselines.length === 0 && options[key] !== undefined) {
+      throw new FfmergeError('OPTION_NOT_APPLICABLE', `${key} (--${flag}) applies to a search of candidates; given windows (--window) are merged, not searched, and no baseline searches its placements: leave it out`);
+    }
+  }
   const k = asked ?? (spec !== 'auto' ? spec[0]!.k : kFromFraction(DEFAULT_FRACTION, L));
   checkK(k, L);
   // refused before any reading: checking an expanded source's earlier merges below compares tensors

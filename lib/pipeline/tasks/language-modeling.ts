@@ -143,6 +143,11 @@ export const languageModeling: TaskKind = {
     for (const k of ['validation', 'test'] as const) checkSource(o[k], k);
     checkTestBudget(o, 'testTokens', { budget: '--test-tokens', test: '--test' });
     checkPositiveInts(o, ['calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'batchBlocks']);
+    // candidates are scored on the first validation tokens: a larger search budget was cut to it, unsaid
+    const valTokens = o.validationTokens ?? LM_DEFAULTS.validationTokens;
+    if (o.searchTokens !== undefined && o.searchTokens > valTokens) {
+      throw new FfmergeError('INVALID_ARGUMENT', `searchTokens (--search-tokens) ${o.searchTokens} is more than the validation budget ${valTokens} (validationTokens, --validation-tokens${o.validationTokens === undefined ? ', its default' : ''}): candidates are scored on validation tokens; give at most ${valTokens}, or a larger validation budget`);
+    }
     if (o.draw !== undefined && o.draw !== 'head' && o.draw !== 'spread') throw new FfmergeError('INVALID_ARGUMENT', `draw must be 'head' or 'spread' (got ${showValue(o.draw)})`);
     if (o.blockSize !== undefined && (!Number.isInteger(o.blockSize) || o.blockSize < MIN_BLOCK_TOKENS)) {
       throw new FfmergeError('INVALID_ARGUMENT', `blockSize (--block-size) must be an integer ≥ ${MIN_BLOCK_TOKENS} (got ${showValue(o.blockSize)})`);
