@@ -32,7 +32,7 @@ afterAll(() => {
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const bad = (v: unknown): any => v;
 
-type Case = [label: string, call: () => unknown, mentions: string, code?: 'INVALID_ARGUMENT' | 'OPTION_NOT_APPLICABLE' | 'INVALID_WINDOW'];
+type Case = [label: string, call: () => unknown, mentions: string, code?: 'INVALID_ARGUMENT' | 'OPTION_NOT_APPLICABLE' | 'INVALID_WINDOW' | 'TENSOR_NOT_FOUND'];
 
 /** Async functions: the call returns a promise that rejects. */
 const asyncCases: Case[] = [
@@ -130,6 +130,9 @@ const asyncCases: Case[] = [
   ['writeCheckpoint extraFiles x.safetensors', () => lib.writeCheckpoint({ source: MODEL, out, format: 'tied', extraFiles: { 'x.safetensors': '' } }), 'a file the writer makes itself'],
   ['compress searchTokens past validationTokens', () => lib.compress(MODEL, { ...COMPRESS, validationTokens: 1024, searchTokens: 2048 }), 'searchTokens (--search-tokens) 2048 is more than the validation budget 1024'],
   ['compress searchTokens with a given window', () => lib.compress(MODEL, { ...COMPRESS, window: '0-1', searchTokens: 512 }), 'searchTokens (--search-tokens) applies to a search of candidates', 'OPTION_NOT_APPLICABLE'],
+  ['exportOnnx replace of no tensor', () => lib.exportOnnx(MODEL, { out, replace: new Map([['nope', new Float32Array(5)]]) }), 'replace names tensor "nope"', 'TENSOR_NOT_FOUND'],
+  ['m.forward fromlayer', () => m.forward({ ids: new Int32Array(4), batch: 1, seq: 4 }, bad({ output: 'nll', fromlayer: 2 })), 'unknown option "fromlayer"'],
+  ['m.forward attentionmask', () => m.forward(bad({ ids: new Int32Array(4), batch: 1, seq: 4, attentionmask: new Uint8Array(4) }), { output: 'nll' }), 'input: unknown option "attentionmask"'],
   ['saveTrained info windows', () => lib.saveTrained(m, { source: MODEL, out, info: { windows: [] } }), 'info "windows" is a key of the ffmerge record'],
   ['matmul alfa', () => lib.matmul(new Float32Array(2), new Float32Array(2), { m: 2, n: 2, k: 1 }, bad({ alfa: 2 })), 'alfa'],
   ['m.readFFWeights(0, { stak })', () => m.readFFWeights(0, bad({ stak: 'decoder' })), 'stak'],

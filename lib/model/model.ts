@@ -6,6 +6,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { FfmergeError, fromNativeError, showValue } from '../errors';
 import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
 import { isFloat32Array } from '../typed-arrays';
+import { checkOptions } from '../arguments';
 import { isStagedFloats, stageLarge, withStaged } from '../native/staged';
 import type { CorrelationAccumulator } from '../native/correlation';
 import { modelAddon, type NativeFF, type NativeForwardArgs, type NativeModelHandle } from '../native/model';
@@ -166,14 +167,24 @@ function byLayer(layers: number[] | undefined, arrays: Float32Array[] | undefine
 
 export type FFOverrides = Map<number, FFWeights> | Array<{ stack?: StackName; layer: number; ff: FFWeights }>;
 
+const FORWARD_INPUT_KEYS = ['ids', 'batch', 'seq', 'attentionMask', 'pixels', 'tokenTypeIds', 'encoderIds', 'encoderSeq', 'encoderMask', 'encoderHidden'] as const satisfies readonly (keyof ForwardInput)[];
+const FORWARD_OPTION_KEYS = [
+  'output', 'fromLayer', 'toLayer', 'hidden', 'stage', 'captureFF', 'captureFFInput', 'captureFFOutput', 'featureMask',
+  'captureEncoderFF', 'captureEncoderFFInput', 'captureEncoderFFOutput', 'accumulate',
+] as const satisfies readonly (keyof ForwardOptions)[];
+
 /**
  * The option shapes forward() hands to the native side, checked first: a layer list that is not one (a string
  * was read as characters) or a negative index (read as unsigned there) would otherwise pass or be misreported.
  */
-function checkForwardOptions(opts: ForwardOptions): void {
+function checkForwardOptions(input: ForwardInput, opts: ForwardOptions): void {
+  if (typeof input !== 'object' || input === null) throw new FfmergeError('INVALID_ARGUMENT', `forward(input, options): input must be an object such as { ids, batch, seq } (got ${showValue(input)})`);
   if (typeof opts !== 'object' || opts === null) {
     throw new FfmergeError('INVALID_ARGUMENT', `forward(input, options): options must be an object such as { output: 'logits' } (got ${showValue(opts)})`);
   }
+  // a misspelt key (fromlayer, attentionmask) ran the whole model, or every position, unsaid
+  checkOptions(input, 'forward(input, options): input', FORWARD_INPUT_KEYS);
+  checkJobOptions(opts, 'forward(input, options): options', FORWARD_OPTION_KEYS);
   for (const key of ['captureFF', 'captureEncoderFF', 'captureFFInput', 'captureEncoderFFInput', 'captureFFOutput', 'captureEncoderFFOutput'] as const) {
     const v: unknown = opts[key];
     const flag = key === 'captureFF' || key === 'captureEncoderFF';
@@ -463,8 +474,7 @@ export class Model {
   }
 
   async forward(input: ForwardInput, opts: ForwardOptions): Promise<ForwardResult> {
-    if (typeof input !== 'object' || input === null) throw new FfmergeError('INVALID_ARGUMENT', `forward(input, options): input must be an object such as { ids, batch, seq } (got ${showValue(input)})`);
-    checkForwardOptions(opts);
+    checkForwardOptions(input, opts);
     const { batch, seq, ids, attentionMask } = input;
     if (!Number.isInteger(batch) || batch <= 0 || !Number.isInteger(seq) || seq <= 0) {
       throw new FfmergeError('INVALID_ARGUMENT', `batch and seq must be positive integers (got ${showValue(batch)}, ${showValue(seq)})`);

@@ -39,6 +39,10 @@ export class ExportWeights {
     this.ties = opts.ties ?? {};
     this.dtype = opts.dtype ?? 'fp32';
     checkAddedTies(reader, this.ties);
+    // a replacement is looked up by the names the graph reads: one naming no tensor was dropped unsaid
+    for (const name of this.replace.keys()) {
+      if (!reader.has(name)) throw new FfmergeError('TENSOR_NOT_FOUND', `replace names tensor "${name}", which the checkpoint in ${reader.dir} does not hold`);
+    }
   }
 
   static async open(dir: string, opts: WeightSourceOptions = {}): Promise<ExportWeights> {
