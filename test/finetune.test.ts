@@ -527,6 +527,17 @@ test('ffmerge finetune on a sharded checkpoint succeeds and reports the bytes of
   expect(res.bytes).toBeGreaterThan(0);
 });
 
+test('saveTrained started before dispose() finishes, as perplexity and finetune do; the model is refused after', async () => {
+  const s = await syntheticLlama({ layers: 2, d: 16, heads: 4, kvHeads: 2, ff: 21, vocab: 23, seed: 38 });
+  const m = await loadModel(s.dir);
+  const out = path.join(tempDir('save-dispose'), 'out');
+  const saving = saveTrained(m, { source: s.dir, out });
+  m.dispose(); // before: the save rejected with "this model was disposed"
+  await expect(saving).resolves.toMatchObject({ out: path.resolve(out) });
+  expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
+  await expect(saveTrained(m, { source: s.dir, out: `${out}2` })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: 'this model was disposed' });
+});
+
 test.each([
   ['gpt2 (Conv1D layout, fused q;k;v)', () => syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 36 })],
   ['llama (q/k/v stored apart, GQA, untied head)', () => syntheticLlama({ layers: 2, d: 16, heads: 4, kvHeads: 2, ff: 21, vocab: 23, seed: 37, tied: false })],

@@ -113,6 +113,12 @@ export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<
   checkInfo(o.info);
   checkOutputDir(o.source, o.out, o.overwrite); // refused before the weights are read
   const job: JobOptions = { ...(o.signal ? { signal: o.signal } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) };
+  // one session from here (entered before the first await): a dispose() meanwhile lets the save finish, as it
+  // lets perplexity and finetune finish, and frees the weights after it
+  return model.session(() => saveSession(model, o, job));
+}
+
+async function saveSession(model: Model, o: SaveTrainedOptions, job: JobOptions): Promise<WriteCheckpointResult> {
   const config = await readConfig(o.source);
   // the source's record goes into the output: checked first, as convert and export check it (a string record
   // spread into an object, or windows of layers the model lacks, would be copied on as they are)
