@@ -218,6 +218,8 @@ test('the last progress event names the last step with no time left', async () =
     // before: { done: 5, total: 5, step: 4, etaSeconds: > 0 }, the last step never reported
     expect(seen[seen.length - 1]).toMatchObject({ phase: 'finetune', done: 5, total: 5, step: 5, etaSeconds: 0, loss: r.log[4]!.loss, valLoss: r.log[4]!.valLoss });
     expect(seen.filter((p) => p.done === p.total)).toHaveLength(1);
+    // every event's count is the step it describes (before: done 1 came with no step, its log not read yet)
+    for (const p of seen) expect(p.done).toBe(p.step ?? 0);
   } finally {
     m.dispose();
   }

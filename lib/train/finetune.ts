@@ -267,7 +267,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     // finished log below, so that it names the last step and no time left
     if (done >= total) return;
     const last: NativeStepLog | undefined = handle?.latest();
-    const p: FinetuneProgress = { phase: 'finetune', done, total };
+    // done is the last step the event describes: the count can run ahead of the log (done 1, no step 1 yet)
+    const p: FinetuneProgress = { phase: 'finetune', done: Math.min(done, last?.step ?? 0), total };
     if (last) {
       p.step = last.step;
       p.loss = last.loss;
