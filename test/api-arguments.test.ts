@@ -32,7 +32,7 @@ afterAll(() => {
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const bad = (v: unknown): any => v;
 
-type Case = [label: string, call: () => unknown, mentions: string, code?: 'INVALID_ARGUMENT' | 'OPTION_NOT_APPLICABLE' | 'INVALID_WINDOW' | 'TENSOR_NOT_FOUND'];
+type Case = [label: string, call: () => unknown, mentions: string, code?: 'INVALID_ARGUMENT' | 'OPTION_NOT_APPLICABLE' | 'INVALID_WINDOW' | 'TENSOR_NOT_FOUND' | 'DATA_NOT_FOUND'];
 
 /** Async functions: the call returns a promise that rejects. */
 const asyncCases: Case[] = [
@@ -133,6 +133,8 @@ const asyncCases: Case[] = [
   ['exportOnnx replace of no tensor', () => lib.exportOnnx(MODEL, { out, replace: new Map([['nope', new Float32Array(5)]]) }), 'replace names tensor "nope"', 'TENSOR_NOT_FOUND'],
   ['m.forward fromlayer', () => m.forward({ ids: new Int32Array(4), batch: 1, seq: 4 }, bad({ output: 'nll', fromlayer: 2 })), 'unknown option "fromlayer"'],
   ['m.forward attentionmask', () => m.forward(bad({ ids: new Int32Array(4), batch: 1, seq: 4, attentionmask: new Uint8Array(4) }), { output: 'nll' }), 'input: unknown option "attentionmask"'],
+  ['compress of a config.json path', () => lib.compress(path.join(MODEL, 'config.json'), COMPRESS), 'is a file, not a model directory', 'DATA_NOT_FOUND'],
+  ['loadModel of a config.json path', () => lib.loadModel(path.join(MODEL, 'config.json')), 'is a file, not a model directory', 'DATA_NOT_FOUND'],
   ['saveTrained info windows', () => lib.saveTrained(m, { source: MODEL, out, info: { windows: [] } }), 'info "windows" is a key of the ffmerge record'],
   ['matmul alfa', () => lib.matmul(new Float32Array(2), new Float32Array(2), { m: 2, n: 2, k: 1 }, bad({ alfa: 2 })), 'alfa'],
   ['m.readFFWeights(0, { stak })', () => m.readFFWeights(0, bad({ stak: 'decoder' })), 'stak'],
@@ -156,6 +158,7 @@ const syncCases: Case[] = [
   ['averageFF("x")', () => lib.averageFF(bad('x')), 'ffs'],
   ['permuteFF(null, p)', () => lib.permuteFF(bad(null), [0]), 'ff'],
   ['permuteFFConv1D({}, p)', () => lib.permuteFFConv1D(bad({}), [0]), 'ff'],
+  ['m.ffWeights("1")', () => m.ffWeights(bad('1')), 'layer must be an integer index (got "1")'],
   ['m.withoutLayers(null)', () => m.withoutLayers(bad(null)), 'drop'],
   ['m.withoutLayers({ decoder: "1" })', () => m.withoutLayers(bad({ decoder: '1' })), 'drop.decoder'],
   ['m.sharesFF(0, null, 0)', () => m.sharesFF(0, bad(null), 0), 'other'],

@@ -85,10 +85,11 @@ describe('model loading errors', () => {
     await expectCode(loadModel(m.dir), 'INVALID_CONFIG', '"sliding_window"');
   });
 
-  test('a folder without config.json is an IO error naming the file', async () => {
+  test('a folder without config.json is DATA_NOT_FOUND naming the file, as inspect says it', async () => {
     const s = await syntheticGpt2();
     fs.rmSync(path.join(s.dir, 'config.json'));
-    await expectCode(loadModel(s.dir), 'IO_ERROR', 'config.json');
+    // (IO_ERROR before, where inspectModel and the CLI said DATA_NOT_FOUND)
+    await expectCode(loadModel(s.dir), 'DATA_NOT_FOUND', `${s.dir} is not a model directory (no config.json)`);
   });
 });
 

@@ -256,7 +256,7 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
   }
   const entries = fs.readdirSync(target);
   if (entries.length > 0 && !overwrite) {
-    throw new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} exists and is not empty (pass --overwrite to replace it)`);
+    throw new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} exists and is not empty (to replace it: --overwrite, or overwrite: true in the library)`);
   }
   // --overwrite replaces the folder whole: only a model folder (an earlier output), never one of other files
   // (`--out . --overwrite` in a source tree deleted the tree)
@@ -328,7 +328,7 @@ function targetTaken(e: unknown): boolean {
  * With overwrite, the old output is moved aside first and removed once the new one is in place.
  */
 export function moveIntoPlace(tmp: string, target: string, out: string, overwrite: boolean): void {
-  const taken = () => new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} was written by another run meanwhile (pass --overwrite to replace it)`);
+  const taken = () => new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} was written by another run meanwhile (to replace it: --overwrite, or overwrite: true in the library)`);
   if (overwrite) {
     // Runs that overwrite one output at once: the last to rename wins. Another run may move the old output
     // away, or put its own in place, between any two of these steps: each such step is tried again (a few

@@ -106,25 +106,42 @@ export function checkConfigObject(c: unknown, file: string): Record<string, unkn
   return c as Record<string, unknown>;
 }
 
-export function readConfig(dir: string): Record<string, unknown> {
+/**
+ * A model folder's config.json, read by `read` (sync for inspect, async for the loader): a regular file only
+ * (a FIFO would block forever), and not one so large that parsing it is the problem. A folder without one, or a
+ * path that is a file (the config.json itself), is DATA_NOT_FOUND saying so, not an error about
+ * "config.json/config.json".
+ */
+export function configOf(dir: string, read: (file: string) => string): Record<string, unknown>;
+export function configOf(dir: string, read: (file: string) => Promise<string>): Promise<Record<string, unknown>>;
+export function configOf(dir: string, read: (file: string) => string | Promise<string>): Record<string, unknown> | Promise<Record<string, unknown>> {
   const file = path.join(dir, 'config.json');
-  let text: string;
-  try {
-    // a regular file only (a FIFO would block forever), and not one so large that parsing it is the problem
-    text = readRegularFileSync(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
-  } catch (e) {
+  const failed = (e: unknown): never => {
     if (e instanceof FfmergeError) throw e;
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new FfmergeError('DATA_NOT_FOUND', `${dir} is not a model directory (no config.json)`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new FfmergeError('DATA_NOT_FOUND', `${dir} is not a model directory (no config.json)`);
+    if (code === 'ENOTDIR') throw new FfmergeError('DATA_NOT_FOUND', `${dir} is a file, not a model directory (give the folder that holds config.json and the weights)`);
     throw new FfmergeError('IO_ERROR', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
-  }
-  let c: unknown;
+  };
+  const parsed = (text: string) => {
+    let c: unknown;
+    try {
+      c = JSON.parse(text);
+    } catch (e) {
+      throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`);
+    }
+    return checkConfigObject(c, file);
+  };
+  let text: string | Promise<string>;
   try {
-    c = JSON.parse(text);
+    text = read(file);
   } catch (e) {
-    throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`);
+    return failed(e);
   }
-  return checkConfigObject(c, file);
+  return typeof text === 'string' ? parsed(text) : text.then(parsed, failed);
 }
+
+export const readConfig = (dir: string): Record<string, unknown> => configOf(dir, (f) => readRegularFileSync(f, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES));
 
 export async function inspectModel(dir: string): Promise<ModelSummary> {
   checkPath(dir, 'inspectModel(dir): dir');

@@ -14,7 +14,7 @@ import { modelAddon, type NativeModelHandle } from '../native/model';
 import { CheckpointReader } from '../checkpoint/ties';
 import { architectureOf } from './architectures';
 import { Model, generationConfigFrom, type GenerationConfig } from './model';
-import { checkConfigObject } from './inspect';
+import { configOf } from './inspect';
 import { checkCheckpoint, describeStacks, type CheckedStack } from './plan';
 import type { ModelSpec } from './spec';
 import { validateSpec } from './validate-spec';
@@ -44,22 +44,8 @@ const LOAD_MODEL_KEYS: readonly (keyof LoadModelOptions)[] = ['stream', 'mmap', 
 /** Checkpoints this large or larger are streamed by layer unless `stream: false`. */
 export const STREAM_AUTO_BYTES = 2 * 2 ** 30;
 
-export async function readConfig(dir: string): Promise<Record<string, unknown>> {
-  const file = path.join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readRegularFile(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
-  } catch (e) {
-    if (e instanceof FfmergeError) throw e;
-    throw new FfmergeError('IO_ERROR', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
-  }
-  let c: unknown;
-  try {
-    c = JSON.parse(text) as unknown;
-  } catch (e) {
-    throw new FfmergeError('INVALID_CONFIG', `${file} is not a valid config: ${(e as Error).message}`, { cause: e });
-  }
-  return checkConfigObject(c, file);
+export function readConfig(dir: string): Promise<Record<string, unknown>> {
+  return configOf(dir, (f) => readRegularFile(f, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES));
 }
 
 /** The greedy settings of a model folder: generation_config.json, with config.json for missing ids. */

@@ -307,7 +307,8 @@ export class Model {
 
   private checkStackLayer(stack: StackName, layer: number): void {
     const spec = this.stackSpec(stack);
-    if (!Number.isInteger(layer) || layer < 0 || layer >= spec.layers) {
+    if (!Number.isInteger(layer)) throw new FfmergeError('INVALID_ARGUMENT', `layer must be an integer index (got ${showValue(layer)})`);
+    if (layer < 0 || layer >= spec.layers) {
       throw new FfmergeError('INVALID_ARGUMENT', `layer ${layer} is out of range (the ${stack} has ${spec.layers} layers)`);
     }
   }
