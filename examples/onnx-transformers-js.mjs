@@ -1,5 +1,7 @@
 // Export the bundled model to ONNX as it is, and compressed (each merged FF one shared initializer), then
 // generate from the compressed folder with transformers.js, offline. Run: node examples/onnx-transformers-js.mjs
+// (needs @huggingface/transformers: npm_config_onnxruntime_node_install=skip npm install @huggingface/transformers,
+// since onnxruntime-node's install script otherwise downloads from api.nuget.org)
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
