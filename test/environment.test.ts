@@ -35,4 +35,9 @@ test('the CLI says so with exit 2 before any work', () => {
   });
   expect(r.stderr).toMatch(/FFMERGE_THREADS must be a whole number.*\[INVALID_ARGUMENT\]/);
   expect(r.status).toBe(2);
+  // commands that load no addon, and --version (before: their normal output, exit 0)
+  for (const args of [['inspect', model], ['--version']]) {
+    const x = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, FFMERGE_FROM_SOURCE: '1', FFMERGE_BACKEND: 'gpu' }, timeout: 60_000 });
+    expect({ args, status: x.status, stderr: x.stderr }).toEqual({ args, status: 2, stderr: expect.stringMatching(/FFMERGE_BACKEND must be cpu, cuda or auto.*\[INVALID_ARGUMENT\]/) });
+  }
 });

@@ -45,6 +45,13 @@ describe('an install without the addon (npm install --ignore-scripts where no pr
       fs.symlinkSync(path.dirname(require.resolve('node-gyp-build/package.json')), path.join(pkg, 'node_modules', 'node-gyp-build'), 'dir');
       const { loadAddon } = require(path.join(pkg, 'lib', 'native', 'loader.ts')) as typeof import('../lib/native/loader');
       expect(() => loadAddon()).toThrow(expect.objectContaining({ code: 'NATIVE_LOAD_FAILED', message: expect.stringMatching(/run "npm rebuild ffmerge"/) }));
+      // a prebuild that is there but does not load (a glibc older than its build machine's, a damaged file):
+      // the same advice (before: only the dlopen error)
+      fs.mkdirSync(path.join(pkg, 'prebuilds', `${process.platform}-${process.arch}`), { recursive: true });
+      fs.writeFileSync(path.join(pkg, 'prebuilds', `${process.platform}-${process.arch}`, 'ffmerge.glibc.node'), 'not a shared object');
+      jest.resetModules();
+      const again = require(path.join(pkg, 'lib', 'native', 'loader.ts')) as typeof import('../lib/native/loader');
+      expect(() => again.loadAddon()).toThrow(expect.objectContaining({ code: 'NATIVE_LOAD_FAILED', message: expect.stringMatching(/failed to load: .*; run "npm rebuild ffmerge", which compiles it here/) }));
     } finally {
       fs.rmSync(pkg, { recursive: true, force: true });
     }

@@ -15,6 +15,7 @@ import { runExport, type ExportCliOptions } from './export';
 import { runConvert, type ConvertCliOptions } from './convert';
 import { MAX_BATCH, runFinetune, type FinetuneCliOptions } from './finetune';
 import { loadAddon, packageRoot } from '../native/loader';
+import { checkEnvironment } from '../native/env';
 import { BASELINES } from '../pipeline/baselines';
 import { MERGE_METHODS } from '../pipeline/merge-methods';
 import { RECOVER_METHODS } from '../pipeline/recover';
@@ -232,6 +233,9 @@ export async function main(argv: string[]): Promise<number> {
     return reportError(new FfmergeError('INVALID_ARGUMENT', 'no command given (see the commands above)'), state.json);
   }
   try {
+    // every command (inspect and convert load no addon, --version reports it) refuses a variable it cannot read,
+    // as the README promises; help is still shown
+    if (!argv.includes('--help') && !argv.includes('-h')) checkEnvironment();
     await program.parseAsync(argv);
     return 0;
   } catch (e) {

@@ -63,7 +63,12 @@ function loadCpu(reason: string): LoadedAddon {
   }
   const { mod, error } = tryRequire(file);
   if (!mod) {
-    throw new FfmergeError('NATIVE_LOAD_FAILED', `the ffmerge native addon at ${file} failed to load: ${error}`);
+    // a prebuild for a newer glibc than this system's, or a damaged file: compiling here is the way out
+    throw new FfmergeError(
+      'NATIVE_LOAD_FAILED',
+      `the ffmerge native addon at ${file} failed to load: ${error}; ` +
+        'run "npm rebuild ffmerge", which compiles it here when the prebuild does not load (a C++17 compiler, python3 and make; the prebuild needs glibc 2.36 or newer)',
+    );
   }
   const origin = file.includes(`${path.sep}prebuilds${path.sep}`) ? 'prebuilt' : 'built from source';
   return { module: mod, info: mod.buildInfo(), path: file, origin, reason };
