@@ -432,7 +432,7 @@ describe('item 14: what a fourth tester found a server could meet', () => {
     expect(saves.length).toBeGreaterThan(2);
     expect(saves[saves.length - 1]).toEqual({ done: saves[0]!.total, total: saves[0]!.total });
     // the tensor bytes of the file written: its size less the 8-byte length and the header
-    const file = path.join(r.out!.dir, 'model.safetensors');
+    const file = path.join(r.out.dir, 'model.safetensors'); // typed present: out was given (compress's overload)
     const header = Number(fs.readFileSync(file).readBigUInt64LE(0));
     expect(saves[0]!.total).toBe(fs.statSync(file).size - 8 - header);
     const again = path.join(tempDir('save-throw'), 'out');

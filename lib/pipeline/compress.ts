@@ -257,6 +257,9 @@ function sharedMerges(ctx: MergeContext, combos: readonly Combo[], opts: JobOpti
   };
 }
 
+/** With `out`, the result says where and what was written (`out` is present). */
+export async function compress(modelDir: string, options: CompressOptions & { out: string }): Promise<CompressResult & { out: NonNullable<CompressResult['out']> }>;
+export async function compress(modelDir: string, options: CompressOptions): Promise<CompressResult>;
 export async function compress(modelDir: string, options: CompressOptions): Promise<CompressResult> {
   checkPath(modelDir, 'compress(modelDir, options): modelDir');
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
