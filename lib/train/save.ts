@@ -93,7 +93,11 @@ function checkSourceFits(model: Model, source: string, config: Record<string, un
  * and the source set them, and a caller's `info` that replaced one would make a record ffmerge later refuses
  * (format "expanded" over a tied file) or a merge it no longer lists.
  */
-const RECORD_KEYS = ['version', 'format', 'ties', 'windows', 'method', 'anchor', 'recover', 'k', 'stacks', 'unshared', 'onnx', 'earlierFinetunes', 'sourceFinetune', 'sourceEarlierFinetunes'];
+const RECORD_KEYS: readonly string[] = [
+  'version', 'format', 'ties', 'windows', 'method', 'anchor', 'recover', 'k', 'stacks', 'unshared', 'onnx',
+  // the earlier runs (finetune itself is the caller's summary of this one)
+  ...TRAINING_KEYS.filter((k) => k !== 'finetune'),
+];
 
 function checkInfo(info: unknown): void {
   if (info === undefined) return;
