@@ -29,7 +29,7 @@ interface Warm {
 let childScript: string;
 function buildPackage(dir: string): void {
   const tsc = require.resolve('typescript/bin/tsc');
-  execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.build.json'), '--outDir', path.join(dir, 'dist'), '--declaration', 'false', '--sourceMap', 'false'], { stdio: 'inherit' });
+  execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.build.json'), '--outDir', path.join(dir, 'dist'), '--declaration', 'false', '--sourceMap', 'false', '--inlineSources', 'false'], { stdio: 'inherit' });
   fs.copyFileSync(path.join(root, 'package.json'), path.join(dir, 'package.json'));
   fs.symlinkSync(path.join(root, 'build'), path.join(dir, 'build'));
   fs.symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
