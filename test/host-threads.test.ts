@@ -45,8 +45,11 @@ test('worker.terminate() stops the jobs a worker is running instead of waiting f
         const { matmul } = require('./lib/native/gemm');
         const n = \${n};
         const a = new Float32Array(n * n).fill(1);
-        // three multiplies at once (together about three times one), well under way when the parent hears
-        for (let i = 0; i < 3; i++) void matmul(a, a, { m: n, n, k: n }).catch(() => {});
+        // three lanes of multiplies, each starting the next as one ends, well under way when the parent hears:
+        // the worker is never idle, so it cannot exit by itself before terminate() (a CI run whose parent heard
+        // late found the three single multiplies finished and the worker gone, exit code 0)
+        const lane = () => matmul(a, a, { m: n, n, k: n }).then(lane, () => {});
+        for (let i = 0; i < 3; i++) void lane();
         setTimeout(() => parentPort.postMessage('running'), 300);
       \`, { eval: true });
       await new Promise((resolve) => w.on('message', resolve));
