@@ -77,7 +77,7 @@ export { RidgeAccumulator } from './native/ridge';
 export { loadModel, buildModel } from './model/load';
 export type { LoadModelOptions } from './model/load';
 export { Model } from './model/model';
-export type { FFWeights, FFOverrides, ForwardInput, ForwardOptions, ForwardResult, StackName } from './model/model';
+export type { FFWeights, FFOverrides, ForwardInput, ForwardOptions, ForwardOutput, ForwardResult, StackName } from './model/model';
 export type { ModelSpec } from './model/spec';
 export { MODEL_TYPES, MODEL_TYPES as FORWARD_MODEL_TYPES, architectureOf, stackOf, ffStacks, ffTensorNames, mainStackOf } from './model/architectures';
 export type { Architecture, StackDescription, FFStack, FFTensorNames, WeightLayout } from './model/architectures';

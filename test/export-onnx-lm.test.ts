@@ -154,7 +154,7 @@ for (const c of CASES) {
 
     test('logits equal ffmerge\'s forward within 1e-4, original and merged, with an empty cache', async () => {
       for (const [m, s] of [[base, baseSession], [merged, mergedSession]] as const) {
-        const want = (await m.forward({ ids: Int32Array.from(ids), batch: 1, seq: ids.length }, { output: 'logits' })).logits!;
+        const want = (await m.forward({ ids: Int32Array.from(ids), batch: 1, seq: ids.length }, { output: 'logits' })).logits;
         const got = (await runLm(s, dims(m), ids)).logits;
         expect(maxRelDiff(got, want)).toBeLessThan(1e-4);
       }
@@ -166,7 +166,7 @@ for (const c of CASES) {
 
     test('with past key values: the prompt, then one token at a time, gives the full pass\'s logits', async () => {
       const d = dims(merged);
-      const want = (await merged.forward({ ids: Int32Array.from(ids), batch: 1, seq: ids.length }, { output: 'logits' })).logits!;
+      const want = (await merged.forward({ ids: Int32Array.from(ids), batch: 1, seq: ids.length }, { output: 'logits' })).logits;
       const split = ids.length - 5;
       let r = await runLm(mergedSession, d, ids.slice(0, split));
       expect(maxRelDiff(r.logits, want.subarray(0, split * d.vocab))).toBeLessThan(1e-4);

@@ -58,7 +58,7 @@ async function forwardCrossEntropy(m: Model, im: { pixels: Float32Array; labels:
   const K = m.spec.numLabels;
   let sum = 0;
   for (let b = 0; b < im.labels.length; b++) {
-    const row = Array.from(r.logits!.subarray(b * K, (b + 1) * K));
+    const row = Array.from(r.logits.subarray(b * K, (b + 1) * K));
     const mx = Math.max(...row);
     sum += mx + Math.log(row.reduce((z, v) => z + Math.exp(v - mx), 0)) - row[im.labels[b]!]!;
   }

@@ -33,7 +33,7 @@ describeShared(FIX, 'gpt2-sotu forward', () => {
   test('logits and every layer\'s FF pre-activation equal the reference (≤ 1e-4 relative)', async () => {
     const progress: number[] = [];
     const r = await model.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits', captureFF: true, onProgress: (p) => progress.push(p.done / p.total) });
-    expect(relErr(r.logits!, await ref.readF32('logits'))).toBeLessThan(1e-4);
+    expect(relErr(r.logits, await ref.readF32('logits'))).toBeLessThan(1e-4);
     const fc1 = await ref.readF32('fc1_preact'); // [12, 48, 512]
     const per = ids.length * model.spec.dFF;
     expect(r.ff!.size).toBe(12);
@@ -61,6 +61,6 @@ describeShared(FIX, 'gpt2-sotu forward', () => {
 
   test('concurrent forward jobs on one model give identical results', async () => {
     const runs = await Promise.all([0, 1, 2].map(() => model.forward({ ids, batch: 1, seq: ids.length }, { output: 'nll' })));
-    for (const r of runs) expect(Array.from(r.nll!)).toEqual(Array.from(runs[0]!.nll!));
+    for (const r of runs) expect(Array.from(r.nll)).toEqual(Array.from(runs[0]!.nll));
   });
 });

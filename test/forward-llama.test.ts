@@ -42,8 +42,8 @@ describeShared(FIX, 'llama-stories260k forward', () => {
   test('logits equal the Hugging Face reference (≤ 1e-4 relative)', async () => {
     const want = await ref.readF32('logits');
     const r = await model.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' });
-    expect(r.logits!.length).toBe(want.length);
-    expect(relErr(r.logits!, want)).toBeLessThan(1e-4);
+    expect(r.logits.length).toBe(want.length);
+    expect(relErr(r.logits, want)).toBeLessThan(1e-4);
   });
 
   test.each(['valid', 'test'] as const)('perplexity on the %s samples equals eval.json to 0.1%%', async (split) => {
@@ -92,15 +92,15 @@ describeShared(FIX, 'llama-stories260k forward', () => {
     const mask = new Uint8Array(2 * 48).fill(1);
     mask.fill(0, 48 + b.length);
     const r = await model.forward({ ids: both, batch: 2, seq: 48, attentionMask: mask }, { output: 'logits' });
-    expect(relErr(r.logits!.subarray(48 * V, (48 + b.length) * V), alone.logits!)).toBeLessThan(1e-5);
+    expect(relErr(r.logits.subarray(48 * V, (48 + b.length) * V), alone.logits)).toBeLessThan(1e-5);
   });
 
   test('running layers 0..2 then 2..5 from the hidden state equals the full pass', async () => {
     const full = await model.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' });
     const head = await model.forward({ ids, batch: 1, seq: ids.length }, { output: 'hidden', toLayer: 2 });
-    expect(head.hidden!.length).toBe(ids.length * 64);
-    const tail = await model.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits', fromLayer: 2, hidden: head.hidden! });
-    expect(relErr(tail.logits!, full.logits!)).toBeLessThan(1e-6);
+    expect(head.hidden.length).toBe(ids.length * 64);
+    const tail = await model.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits', fromLayer: 2, hidden: head.hidden });
+    expect(relErr(tail.logits, full.logits)).toBeLessThan(1e-6);
   });
 
   test('nll output equals −log softmax of the logits at the next token', async () => {
@@ -138,10 +138,10 @@ describeShared(FIX, 'llama-stories260k forward', () => {
     const permuted: FFWeights = { wIn: rows(ff.wIn), wGate: rows(ff.wGate!), wOut: cols };
     const view = await model.withFF(new Map([[1, permuted]]));
     const same = await view.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' });
-    expect(relErr(same.logits!, base.logits!)).toBeLessThan(1e-5);
+    expect(relErr(same.logits, base.logits)).toBeLessThan(1e-5);
     const swapped = await model.withFF([{ layer: 1, ff: model.ffWeights(2) }]);
     const other = await swapped.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' });
-    expect(relErr(other.logits!, base.logits!)).toBeGreaterThan(1e-2);
+    expect(relErr(other.logits, base.logits)).toBeGreaterThan(1e-2);
     view.dispose();
     swapped.dispose();
   });

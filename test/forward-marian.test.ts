@@ -57,7 +57,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
       { ids: dec, batch: B, seq: T, encoderIds: src, encoderSeq: T, encoderMask: mask },
       { output: 'logits', captureFF: true, captureEncoderFF: true },
     );
-    expect(maxRelErr(r.logits!, refLogits)).toBeLessThan(1e-4);
+    expect(maxRelErr(r.logits, refLogits)).toBeLessThan(1e-4);
     const per = B * T * 512;
     const decPre = await ref.readF32('dec_fc1_preact');
     const encPre = await ref.readF32('enc_fc1_preact');
@@ -120,7 +120,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
     const mask = Uint8Array.from(await ref.readF32('attention_mask'));
     await ref.close();
     const input = { ids: src, batch: 2, seq: 22, encoderIds: src, encoderSeq: 22, encoderMask: mask };
-    const base = (await model.forward(input, { output: 'logits' })).logits!;
+    const base = (await model.forward(input, { output: 'logits' })).logits;
     const permute = (ff: ReturnType<Model['ffWeights']>) => {
       const dFF = 512;
       const d = 128;
@@ -140,14 +140,14 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
       { stack: 'decoder', layer: 4, ff: permute(model.ffWeights(4, 'decoder')) },
     ]);
     try {
-      expect(maxRelErr((await view.forward(input, { output: 'logits' })).logits!, base)).toBeLessThan(1e-5);
+      expect(maxRelErr((await view.forward(input, { output: 'logits' })).logits, base)).toBeLessThan(1e-5);
       expect(Array.from(view.ffWeights(3, 'encoder').wIn.subarray(0, 8))).toEqual(Array.from(model.ffWeights(3, 'encoder').wIn.subarray(0, 8)));
     } finally {
       view.dispose();
     }
     const swapped = await model.withFF([{ stack: 'encoder', layer: 0, ff: model.ffWeights(5, 'encoder') }]);
     try {
-      expect(maxRelErr((await swapped.forward(input, { output: 'logits' })).logits!, base)).toBeGreaterThan(1e-3);
+      expect(maxRelErr((await swapped.forward(input, { output: 'logits' })).logits, base)).toBeGreaterThan(1e-3);
     } finally {
       swapped.dispose();
     }

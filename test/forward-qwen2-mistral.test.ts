@@ -25,7 +25,7 @@ async function compare(m: Model, canonical: Record<string, Float32Array>, seq: n
   const mask = new Uint8Array(2 * seq).fill(1);
   mask.fill(0, seq + seq - 3);
   const r = await m.forward({ ids, batch: 2, seq, attentionMask: mask }, { output: 'logits' });
-  return { got: r.logits!, want: referenceForward(m.spec, canonical, ids, 2, seq, mask).logits };
+  return { got: r.logits, want: referenceForward(m.spec, canonical, ids, 2, seq, mask).logits };
 }
 
 describe('qwen2 and mistral vs float64 reference on synthetic checkpoints', () => {
@@ -114,7 +114,7 @@ describeShared(FIX, 'llama-stories260k weights under qwen2 / mistral configs', (
   async function logitsOf(dir: string): Promise<Float32Array> {
     const m = await loadModel(dir);
     try {
-      return (await m.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' })).logits!;
+      return (await m.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' })).logits;
     } finally {
       m.dispose();
     }
@@ -198,8 +198,8 @@ describe('an untied head where the config unties it', () => {
       const [tied, untied] = [await loadModel(src), await loadModel(dir)];
       expect(untied.spec.tiedEmbeddings).toBe(false);
       const input = { ids: Int32Array.from([2, 10, 20, 30]), batch: 1, seq: 4, encoderIds: Int32Array.from([5, 6, 7, 0]), encoderSeq: 4 };
-      const a = (await tied.forward(input, { output: 'logits' })).logits!;
-      const b = (await untied.forward(input, { output: 'logits' })).logits!;
+      const a = (await tied.forward(input, { output: 'logits' })).logits;
+      const b = (await untied.forward(input, { output: 'logits' })).logits;
       const V = untied.spec.vocab;
       const want = a.map((v, i) => 2 * (v - bias[i % V]!) + bias[i % V]!);
       expect(relErr(b, want)).toBeLessThan(1e-5);
@@ -221,7 +221,7 @@ test('saveTrained writes an untied GPT-2 head back as the [vocab, d] Linear it w
   await r.close();
   const again = await loadModel(out);
   const input = { ids: randomIds(9, 50, 5), batch: 1, seq: 9 };
-  expect(relErr((await again.forward(input, { output: 'logits' })).logits!, (await m.forward(input, { output: 'logits' })).logits!)).toBe(0);
+  expect(relErr((await again.forward(input, { output: 'logits' })).logits, (await m.forward(input, { output: 'logits' })).logits)).toBe(0);
   m.dispose();
   again.dispose();
 });

@@ -25,7 +25,7 @@ describe('native forward vs float64 reference on synthetic checkpoints', () => {
     mask.fill(0, 13 + 9); // right padding in the second sequence
     const r = await m.forward({ ids, batch: 2, seq: 13, attentionMask: mask }, { output: 'logits', captureFF: true });
     const want = referenceForward(m.spec, s.canonical, ids, 2, 13, mask);
-    expect(relErr(r.logits!, want.logits)).toBeLessThan(1e-5);
+    expect(relErr(r.logits, want.logits)).toBeLessThan(1e-5);
     // captured rows: the 13 + 9 real positions
     for (let l = 0; l < 3; l++) {
       const ref = want.preact[l]!;
@@ -41,7 +41,7 @@ describe('native forward vs float64 reference on synthetic checkpoints', () => {
     const m = await loadModel(s.dir);
     const ids = randomIds(17, 40, 2);
     const r = await m.forward({ ids, batch: 1, seq: 17 }, { output: 'logits' });
-    expect(relErr(r.logits!, referenceForward(m.spec, s.canonical, ids, 1, 17).logits)).toBeLessThan(1e-5);
+    expect(relErr(r.logits, referenceForward(m.spec, s.canonical, ids, 1, 17).logits)).toBeLessThan(1e-5);
   });
 
   test('gpt2 with odd sizes', async () => {
@@ -49,7 +49,7 @@ describe('native forward vs float64 reference on synthetic checkpoints', () => {
     const m = await loadModel(s.dir);
     const ids = randomIds(3 * 19, 57, 3);
     const r = await m.forward({ ids, batch: 3, seq: 19 }, { output: 'logits' });
-    expect(relErr(r.logits!, referenceForward(m.spec, s.canonical, ids, 3, 19).logits)).toBeLessThan(1e-5);
+    expect(relErr(r.logits, referenceForward(m.spec, s.canonical, ids, 3, 19).logits)).toBeLessThan(1e-5);
   });
 
   test('F16 and BF16 checkpoints are upcast on load', async () => {
@@ -82,7 +82,7 @@ describe('native forward vs float64 reference on synthetic checkpoints', () => {
       const m = await loadModel(s.dir);
       const ids = randomIds(11, 40, 6);
       const r = await m.forward({ ids, batch: 1, seq: 11 }, { output: 'logits' });
-      expect(relErr(r.logits!, referenceForward(m.spec, s.canonical, ids, 1, 11).logits)).toBeLessThan(1e-5);
+      expect(relErr(r.logits, referenceForward(m.spec, s.canonical, ids, 1, 11).logits)).toBeLessThan(1e-5);
       m.dispose();
     }
   });
@@ -101,7 +101,7 @@ describe('native forward vs float64 reference on synthetic checkpoints', () => {
     const m = buildModel({}, spec, tensors);
     const ids = randomIds(2 * 12, 31, 4);
     const r = await m.forward({ ids, batch: 2, seq: 12 }, { output: 'logits' });
-    expect(relErr(r.logits!, referenceForward(spec, tensors, ids, 2, 12).logits)).toBeLessThan(1e-5);
+    expect(relErr(r.logits, referenceForward(spec, tensors, ids, 2, 12).logits)).toBeLessThan(1e-5);
     m.dispose();
     m0.dispose();
   });

@@ -31,7 +31,7 @@ describeShared('fixtures/vit-fmnist', 'ViT (vit-fmnist) forward', () => {
     const ref = await SafetensorsReader.open(sharedPath('fixtures', 'vit-fmnist', 'reference.safetensors'));
     const pixels = await ref.readF32('pixel_values');
     const r = await model.forward({ batch: 4, seq: 17, pixels }, { output: 'logits', captureFF: true });
-    expect(maxRelErr(r.logits!, await ref.readF32('logits'))).toBeLessThan(1e-4);
+    expect(maxRelErr(r.logits, await ref.readF32('logits'))).toBeLessThan(1e-4);
     const pre = await ref.readF32('fc1_preact'); // [12, 4, 17, 256]: every patch and CLS is a feature
     await ref.close();
     const per = 4 * 17 * 256;
@@ -81,7 +81,7 @@ describeShared('fixtures/vit-fmnist', 'ViT (vit-fmnist) forward', () => {
     const n = 37;
     const r = await evaluateImageClassifier(model, images, pre, { count: n, batchSize: 16 });
     const pixels = imagesToTensor(await conformImages(images, pre), pre, 0, n);
-    const logits = (await model.forward({ batch: n, seq: 17, pixels }, { output: 'logits' })).logits!;
+    const logits = (await model.forward({ batch: n, seq: 17, pixels }, { output: 'logits' })).logits;
     let sum = 0;
     for (let i = 0; i < n; i++) {
       const row = Array.from(logits.subarray(i * 10, (i + 1) * 10));

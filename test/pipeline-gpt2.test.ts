@@ -113,8 +113,8 @@ describeShared('fixtures/gpt2-sotu', 'compress on gpt2-sotu', () => {
     const a = await loadModel(out);
     const b = await loadModel(expanded);
     const ids = Int32Array.from({ length: 64 }, (_, i) => (i * 37) % 4096);
-    const la = (await a.forward({ ids, batch: 1, seq: 64 }, { output: 'logits' })).logits!;
-    const lb = (await b.forward({ ids, batch: 1, seq: 64 }, { output: 'logits' })).logits!;
+    const la = (await a.forward({ ids, batch: 1, seq: 64 }, { output: 'logits' })).logits;
+    const lb = (await b.forward({ ids, batch: 1, seq: 64 }, { output: 'logits' })).logits;
     expect(Buffer.from(la.buffer).equals(Buffer.from(lb.buffer))).toBe(true);
     a.dispose();
     b.dispose();

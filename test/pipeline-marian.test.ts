@@ -126,8 +126,8 @@ describeShared('fixtures/marian-multi30k-en-de', 'compress on marian-multi30k-en
     let count = 0;
     for (const p of val) {
       const f = await m.forward(referenceBatches([p], tok, o).batches[0]!, { output: 'nll' });
-      sum += f.nllSum!;
-      count += f.nllCount!;
+      sum += f.nllSum;
+      count += f.nllCount;
     }
     expect(sum / count).toBeCloseTo(best, 4);
     expect(await teacherForcedLoss(m, referenceBatches(val, tok, { ...o, batchSize: 7 }).batches)).toBeCloseTo(best, 4);

@@ -37,7 +37,7 @@ describeShared('fixtures/vit-fmnist', 'compress on vit-fmnist', () => {
     const set = await conformImages(await loadIdxImages(IMAGES.images, IMAGES.labels), pre);
     const m = await loadModel(dir);
     try {
-      return (await m.forward({ batch: 64, seq: 17, pixels: imagesToTensor(set, pre, 55000, 64) }, { output: 'logits' })).logits!;
+      return (await m.forward({ batch: 64, seq: 17, pixels: imagesToTensor(set, pre, 55000, 64) }, { output: 'logits' })).logits;
     } finally {
       m.dispose();
     }

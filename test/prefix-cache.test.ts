@@ -49,7 +49,7 @@ describe('PrefixCache', () => {
       for (let i = 0; i < batches.length; i++) {
         const x = await ram.forward(m, from, i, { output: 'logits' });
         const y = await disk.forward(m, from, i, { output: 'logits' });
-        expect(Buffer.from(y.logits!.buffer).equals(Buffer.from(x.logits!.buffer))).toBe(true);
+        expect(Buffer.from(y.logits.buffer).equals(Buffer.from(x.logits.buffer))).toBe(true);
       }
     }
     // the states carried between layers while building, through disk as well: the same states, none left open

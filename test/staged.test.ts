@@ -69,7 +69,7 @@ describe('Model.withFF with staged arrays', () => {
       expect(view.sharesFF(1, model, 1)).toBe(false); // a copy went through the staging
       const a = await view.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' });
       const b = await model.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' });
-      expect(same(a.logits!, b.logits!)).toBe(true);
+      expect(same(a.logits, b.logits)).toBe(true);
     } finally {
       view.dispose();
     }
@@ -88,7 +88,7 @@ describe('Model.withFF with staged arrays', () => {
 
 describe('pages given back by the reaper (core/large_buffer.h: release_pages)', () => {
   const settle = () => new Promise((r) => setTimeout(r, 300)); // the reaper runs on its own thread
-  const logits = async (m: Model) => (await m.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' })).logits!;
+  const logits = async (m: Model) => (await m.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits' })).logits;
 
   test('a disposed view releases only what it alone owns: a view sharing its FF, and the base, are intact', async () => {
     expect(d * F * 4).toBeGreaterThanOrEqual(16 * 2 ** 20); // each FF matrix is large enough to be released
@@ -248,10 +248,10 @@ describe('other calls that stage large arrays', () => {
     const seq = 8; // batch · seq · d = STAGE_MIN: the smallest state that is staged
     const many = Int32Array.from({ length: batch * seq }, (_, i) => (i * 7 + (i >> 3)) % 40);
     const input = { ids: many, batch, seq };
-    const h0 = (await model.forward(input, { output: 'hidden', toLayer: 1 })).hidden!;
+    const h0 = (await model.forward(input, { output: 'hidden', toLayer: 1 })).hidden;
     expect(h0.length).toBeGreaterThanOrEqual(STAGE_MIN);
-    const copied = (await model.forward(input, { output: 'hidden', fromLayer: 1, hidden: h0 })).hidden!;
-    const staged = (await model.forward(input, { output: 'hidden', fromLayer: 1, hidden: h0, stage: true })).hidden!;
+    const copied = (await model.forward(input, { output: 'hidden', fromLayer: 1, hidden: h0 })).hidden;
+    const staged = (await model.forward(input, { output: 'hidden', fromLayer: 1, hidden: h0, stage: true })).hidden;
     expect(same(staged, copied)).toBe(true);
     const h1 = h0.slice();
     const p = model.forward(input, { output: 'hidden', fromLayer: 1, hidden: h1, stage: true });

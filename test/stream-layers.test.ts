@@ -24,7 +24,7 @@ async function compareDecoder(resident: Model, streamed: Model): Promise<void> {
   const input = { ids: ids(2 * 11, resident.spec.vocab), batch: 2, seq: 11 };
   const a = await resident.forward(input, { output: 'logits', captureFF: [1, 2] });
   const b = await streamed.forward(input, { output: 'logits', captureFF: [1, 2] });
-  expect(same(b.logits!, a.logits!)).toBe(true);
+  expect(same(b.logits, a.logits)).toBe(true);
   expect(same(b.ff!.get(2)!, a.ff!.get(2)!)).toBe(true);
   // FF access reads the layer from disk; a view overriding layers 1-2 with layer 1's FF
   const ffR = resident.ffWeights(1);
@@ -55,7 +55,7 @@ async function compareDecoder(resident: Model, streamed: Model): Promise<void> {
   // dropped layers and their parameter counts
   const dR = resident.withoutLayers({ [resident.mainStack]: [0, 3] });
   const dS = streamed.withoutLayers({ [streamed.mainStack]: [0, 3] });
-  expect(same((await dS.forward(input, { output: 'logits' })).logits!, (await dR.forward(input, { output: 'logits' })).logits!)).toBe(true);
+  expect(same((await dS.forward(input, { output: 'logits' })).logits, (await dR.forward(input, { output: 'logits' })).logits)).toBe(true);
   for (let l = 0; l < resident.spec.layers; l++) expect(streamed.layerParams(l)).toBe(resident.layerParams(l));
   expect(vS.layerParams(1)).toBe(vR.layerParams(1));
   for (const m of [vR, vS, dR, dS]) m.dispose();

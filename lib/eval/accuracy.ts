@@ -83,12 +83,12 @@ export async function evaluateImageClassifier(
       const n = Math.min(batchSize, count - done);
       const pixels = imagesToTensor(set, pre, start + done, n);
       const r = await model.forward({ batch: n, seq, pixels }, { output: 'logits', ...(opts.signal ? { signal: opts.signal } : {}) });
-      const pred = argmaxRows(r.logits!, classes);
+      const pred = argmaxRows(r.logits, classes);
       for (let i = 0; i < n; i++) {
         predictions[done + i] = pred[i]!;
         const label = set.labels![start + done + i]!;
         if (pred[i] === label) correct++;
-        nll += crossEntropy(r.logits!.subarray(i * classes, (i + 1) * classes), label);
+        nll += crossEntropy(r.logits.subarray(i * classes, (i + 1) * classes), label);
       }
       done += n;
       // counted in images, not batches: the bar would otherwise say "10000 batches"

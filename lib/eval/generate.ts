@@ -41,7 +41,7 @@ export async function greedy(model: Model, prompt: ArrayLike<number>, maxNew: nu
       throwIfAborted(opts.signal);
       const seq = ids.length;
       const r = await model.forward({ ids: Int32Array.from(ids), batch: 1, seq }, { output: 'logits', ...(opts.signal ? { signal: opts.signal } : {}) });
-      const last = r.logits!.subarray((seq - 1) * V, seq * V);
+      const last = r.logits.subarray((seq - 1) * V, seq * V);
       let best = 0;
       for (let j = 1; j < V; j++) if (last[j]! > last[best]!) best = j;
       ids.push(best);

@@ -73,7 +73,7 @@ export async function sampleRows(model: Model, o: SampleOptions): Promise<Int32A
       const prefix = new Int32Array(n * s);
       for (let b = 0; b < n; b++) prefix.set(ids.subarray(b * o.length, b * o.length + s), b * s);
       const r = await model.forward({ ids: prefix, batch: n, seq: s }, { output: 'logits', ...(o.signal ? { signal: o.signal } : {}) });
-      for (let b = 0; b < n; b++) ids[b * o.length + s] = draw(r.logits!.subarray((b * s + s - 1) * V, (b * s + s) * V), temperature, random(), p);
+      for (let b = 0; b < n; b++) ids[b * o.length + s] = draw(r.logits.subarray((b * s + s - 1) * V, (b * s + s) * V), temperature, random(), p);
       o.onProgress?.({ phase: 'sample', done: first * (o.length - 1) + n * s, total });
     }
     for (let b = 0; b < n; b++) out.push(ids.slice(b * o.length, (b + 1) * o.length));

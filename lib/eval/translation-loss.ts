@@ -56,8 +56,8 @@ export async function teacherForcedLoss(model: Model, batches: readonly ForwardI
   let count = 0;
   for (const b of batches) {
     const r = await model.forward(b, { output: 'nll', ...(opts.signal ? { signal: opts.signal } : {}) });
-    sum += r.nllSum!;
-    count += r.nllCount!;
+    sum += r.nllSum;
+    count += r.nllCount;
   }
   return sum / count;
 }

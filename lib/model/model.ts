@@ -160,6 +160,10 @@ export interface ForwardResult {
   encoderHidden?: Float32Array;
 }
 
+/** What a forward pass asked for `output` returns: the array it asked for is always there. */
+export type ForwardOutput<O extends ForwardOptions['output']> = ForwardResult &
+  (O extends 'logits' ? { logits: Float32Array } : O extends 'nll' ? { nll: Float32Array; nllSum: number; nllCount: number } : { hidden: Float32Array });
+
 /** layer → the native result's array for it (arrays come back in the order the layers were asked). */
 function byLayer(layers: number[] | undefined, arrays: Float32Array[] | undefined): Map<number, Float32Array> | undefined {
   return layers?.length && arrays ? new Map(layers.map((l, i) => [l, arrays[i]!])) : undefined;
@@ -474,7 +478,7 @@ export class Model {
     }
   }
 
-  async forward(input: ForwardInput, opts: ForwardOptions): Promise<ForwardResult> {
+  async forward<O extends ForwardOptions['output']>(input: ForwardInput, opts: ForwardOptions & { output: O }): Promise<ForwardOutput<O>> {
     checkForwardOptions(input, opts);
     const { batch, seq, ids, attentionMask } = input;
     if (!Number.isInteger(batch) || batch <= 0 || !Number.isInteger(seq) || seq <= 0) {
@@ -555,7 +559,7 @@ export class Model {
     if (enc?.inputs) out.encoderFFInput = enc.inputs;
     if (enc?.outputs) out.encoderFFOutput = enc.outputs;
     if (enc) out.encoderHidden = enc.hidden;
-    return out;
+    return out as ForwardOutput<O>; // the native side returns the output asked for (model_binding.cc)
   }
 
   /** input.encoderHidden in place of an encoder run: checked against encoderSeq and d; nothing to capture. */

@@ -186,7 +186,7 @@ async function layerMajorCorrelations(
           ...(b.featureMask ? { featureMask: b.featureMask } : {}),
           ...signal,
         });
-        await next.put(plain(r.hidden!));
+        await next.put(plain(r.hidden));
         if (r.encoderHidden && !encoderHidden) {
           encoderOut ??= await states('encoder-states');
           await encoderOut.put(plain(r.encoderHidden));

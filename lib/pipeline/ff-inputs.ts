@@ -50,7 +50,7 @@ export class EntryStates {
     const signal = opts.signal ? { signal: opts.signal } : {};
     const out: (Float32Array | undefined)[] = [];
     for (const b of this.calibration) {
-      out.push(layer > 0 ? (await this.model.forward(b.input, { output: 'hidden', toLayer: layer, ...signal })).hidden! : undefined);
+      out.push(layer > 0 ? (await this.model.forward(b.input, { output: 'hidden', toLayer: layer, ...signal })).hidden : undefined);
     }
     return out;
   }

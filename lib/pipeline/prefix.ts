@@ -12,7 +12,7 @@
  */
 import type { JobOptions } from '../native/job';
 import { throwIfAborted } from '../native/job';
-import type { ForwardInput, ForwardOptions, ForwardResult, Model } from '../model/model';
+import type { ForwardInput, ForwardOptions, ForwardOutput, Model } from '../model/model';
 import { type BatchStore, openBatchStore } from './spill';
 import { STATE_MEMORY_BYTES } from './features';
 
@@ -74,7 +74,7 @@ export class PrefixCache {
       const carry = (l: number) => openBatchStore(carryInRam ? 'ram' : 'disk', `prefix-carry-${l}`, opts.spillDir);
       try {
         cur = await carry(0);
-        for (const b of batches) await cur.put((await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, ...signal })).hidden!);
+        for (const b of batches) await cur.put((await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, ...signal })).hidden);
         for (let l = 0; l <= last; l++) {
           throwIfAborted(opts.signal);
           const s = stores.get(l);
@@ -82,7 +82,7 @@ export class PrefixCache {
           if (l === last) break;
           next = await carry(l + 1);
           for (const [i, b] of batches.entries()) {
-            await next.put((await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: await cur.get(i), stage: true, ...signal })).hidden!);
+            await next.put((await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: await cur.get(i), stage: true, ...signal })).hidden);
             opts.onProgress?.({ phase: 'prefix', done: ++done, total });
           }
           await cur.close();
@@ -117,7 +117,7 @@ export class PrefixCache {
   }
 
   /** Batch `i` run from the cached state entering `fromLayer` (a model whose layers before it are the base's). */
-  async forward(model: Model, fromLayer: number, i: number, opts: Omit<ForwardOptions, 'fromLayer' | 'hidden'>): Promise<ForwardResult> {
+  async forward<O extends ForwardOptions['output']>(model: Model, fromLayer: number, i: number, opts: Omit<ForwardOptions, 'fromLayer' | 'hidden'> & { output: O }): Promise<ForwardOutput<O>> {
     const hidden = await this.state(fromLayer, i);
     return model.forward(this.batches[i]!, { ...opts, fromLayer, hidden });
   }
@@ -141,8 +141,8 @@ export async function nllOf(model: Model, batches: ForwardInput[], opts: JobOpti
   const signal = opts.signal ? { signal: opts.signal } : {};
   for (let i = 0; i < limit; i++) {
     const r = cached ? await opts.cache!.forward(model, from, i, { output: 'nll', ...signal }) : await model.forward(batches[i]!, { output: 'nll', ...signal });
-    sum += r.nllSum!;
-    count += r.nllCount!;
+    sum += r.nllSum;
+    count += r.nllCount;
     opts.onProgress?.({ phase: 'evaluate', done: i + 1, total: limit });
   }
   return { sum, count };

@@ -74,15 +74,15 @@ async function stepLayer(ctx: MergeContext, view: Model, l: number, entry: Strea
     throwIfAborted(opts.signal);
     const mask = b.featureMask ?? b.input.attentionMask;
     const step = (h: Float32Array | undefined) => ({ output: 'hidden' as const, fromLayer: l, toLayer: l + 1, ...(h ? { hidden: h, stage: true } : {}), ...signal });
-    const hb = (await model.forward(b.input, step(entry.base[i]))).hidden!;
+    const hb = (await model.forward(b.input, step(entry.base[i]))).hidden;
     const rv = await view.forward(b.input, { ...step(entry.view[i]), ...(fit ? { captureFFInput: [l], captureFFOutput: [l] } : {}), ...(mask ? { featureMask: mask } : {}) });
     out.base.push(hb);
-    out.view.push(rv.hidden!);
+    out.view.push(rv.hidden);
     if (!fit) continue;
     const X = rv.ffInput!.get(l)!;
     const n = X.length / d;
     if (n === 0) continue;
-    const T = addResidual(rv.ffOutput!.get(l)!, hb, rv.hidden!, d, mask);
+    const T = addResidual(rv.ffOutput!.get(l)!, hb, rv.hidden, d, mask);
     await fit(X, T, n);
   }
   return out;

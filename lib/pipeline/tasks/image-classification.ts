@@ -107,10 +107,10 @@ export const imageClassification: TaskKind = {
       let row = 0;
       for (const [i, b] of val.entries()) {
         const r = await cache.forward(m, start, i, { output: 'logits', ...(opts.signal ? { signal: opts.signal } : {}) });
-        const pred = argmaxRows(r.logits!, classes);
+        const pred = argmaxRows(r.logits, classes);
         for (let j = 0; j < b.input.batch; j++, row++) {
           if (pred[j] === labels[row]) correct++;
-          nll += crossEntropy(r.logits!.subarray(j * classes, (j + 1) * classes), labels[row]!);
+          nll += crossEntropy(r.logits.subarray(j * classes, (j + 1) * classes), labels[row]!);
         }
       }
       return { accuracy: correct / valN, loss: nll / valN };
