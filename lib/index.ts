@@ -15,9 +15,7 @@ export { matmul, gemmKernels } from './native/gemm';
 export type { GemmKernel, MatmulOptions, MatmulShape } from './native/gemm';
 export { linearSumAssignment, permutationFromCorrelation, assignmentKernels } from './native/assignment';
 export type { AssignmentOptions, AssignmentKernel, AssignmentResult } from './native/assignment';
-export { linearSumAssignmentReference } from './reference/assignment';
 export { CorrelationAccumulator, correlate } from './native/correlation';
-export { pearsonReference } from './reference/correlation';
 export {
   SafetensorsReader,
   writeSafetensors,

@@ -81,6 +81,8 @@ describe('ffmerge export / compress --format onnx', () => {
     // a plain model exported: its record says onnx too, and no card is made up for it
     const p = ffmerge(cwd, 'export', BUNDLED, '--format', 'onnx', '--out', 'plain-onnx');
     expect(p.code).toBe(0);
+    // its progress is shown, as every long command's (the phase had no line: nothing was drawn)
+    expect(p.stderr).toMatch(/Writing ONNX\s+47 tensors/);
     expect(JSON.parse(fs.readFileSync(path.join(cwd, 'plain-onnx', 'config.json'), 'utf8')).ffmerge.format).toBe('onnx');
     expect(fs.existsSync(path.join(cwd, 'plain-onnx', 'README.md'))).toBe(false);
   });

@@ -113,6 +113,10 @@ describe('examples/', () => {
     const esm = spawnSync(process.execPath, ['--input-type=module', '-e', "process.stdout.write(import.meta.resolve('ffmerge'))"], { cwd: examples, encoding: 'utf8' });
     expect(esm.stderr).toBe('');
     expect(esm.stdout).toBe(`file://${path.join(root, 'dist', 'lib', 'index.js')}`);
+    // the plain references are their own entry, out of the main one
+    const ref = spawnSync(process.execPath, ['-e', "process.stdout.write(require.resolve('ffmerge/reference'))"], { cwd: examples, encoding: 'utf8' });
+    expect(ref.stderr).toBe('');
+    expect(ref.stdout).toBe(path.join(root, 'dist', 'lib', 'reference', 'index.js'));
   });
 
   it('every JS/TS code block in README.md is one of the examples, verbatim', () => {

@@ -2,7 +2,7 @@
  * Tied checkpoints: ffmerge's `tied` output stores each merged FF tensor once and records which other names
  * share it. The tie map ({tied name → stored name}) lives in the safetensors `__metadata__` under
  * `ffmerge_ties` (a JSON string, as metadata values must be strings) and in config.json under
- * `ffmerge.ties`. `openCheckpoint` reads either kind of checkpoint and serves every logical tensor name,
+ * `ffmerge.ties`. `CheckpointReader` reads either kind of checkpoint and serves every logical tensor name,
  * resolving ties, so the rest of ffmerge never needs to know whether a checkpoint was tied.
  */
 import * as fs from 'node:fs';

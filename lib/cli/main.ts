@@ -1,5 +1,5 @@
 /**
- * The `ffmerge` command line: inspect, compress, eval, export, finetune. Every typed error ends the run with one line and a
+ * The `ffmerge` command line: inspect, compress, eval, export, convert, finetune. Every typed error ends the run with one line and a
  * non-zero exit code (see errors.ts); --json switches every command to machine-readable stdout.
  */
 import * as fs from 'node:fs';
@@ -110,7 +110,7 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--baselines <list>', `comma list, each searched over its own placements (paper: over the merge's candidate windows, so only the given one with --window); drop-ff and paper remove what the merge removes, drop-layers whole layers, per merged stack the number nearest to the FF parameters the merge removes there but at least one (so it can remove more than the merge: a layer holds more than its FF), its parameter count in the report: ${BASELINES.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
     .option('--calibration-tokens <n>', 'calibration token budget, in whole blocks: at least one (default 10240)')
     .option('--validation-tokens <n>', 'validation token budget, in whole blocks: at least one (default 10240)')
-    .option('--search-tokens <n>', 'tokens each search candidate is scored on, in whole blocks (default: all validation tokens)')
+    .option('--search-tokens <n>', 'tokens each search candidate is scored on, in whole blocks (default: all validation tokens; a model with ≥ 1B layer parameters: about 4 validation passes in all)')
     .option('--test-tokens <n>', 'test token budget, in whole blocks (default: the whole file)')
     .option('--draw <how>', 'which blocks of the --data/--valid text the budgets take: head (the first ones, default) | spread (drawn across the whole file; validation from the --data file disjoint from calibration)')
     .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')

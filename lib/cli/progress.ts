@@ -20,7 +20,7 @@ interface PhaseLabel {
 
 const bytes = (n: number) => (n < 1e6 ? `${n < 1e4 ? (n / 1e3).toFixed(1) : Math.round(n / 1e3)} kB` : `${(n / 1e6).toFixed(1)} MB`);
 
-/** The phases compress and eval report (lib/pipeline/compress.ts, tasks, eval), in words a user knows. */
+/** The phases compress, eval, export and finetune report (lib/pipeline/compress.ts, tasks, eval), in words a user knows. */
 const PHASES: Readonly<Record<string, PhaseLabel>> = {
   tokenize: { title: 'Reading data', unit: '', scale: bytes },
   sample: { title: 'Sampling calibration text from the model', unit: 'tokens' },
@@ -32,6 +32,7 @@ const PHASES: Readonly<Record<string, PhaseLabel>> = {
   baselines: { title: 'Scoring baselines', unit: 'candidates' },
   test: { title: 'Test set', unit: 'batches' },
   save: { title: 'Saving the checkpoint', unit: '', scale: bytes },
+  onnx: { title: 'Writing ONNX', unit: 'tensors' },
   evaluate: { title: 'Evaluating', unit: 'batches' },
   perplexity: { title: 'Evaluating', unit: 'tokens' },
   translate: { title: 'Translating', unit: 'sentences' },

@@ -3,8 +3,8 @@
  *
  * Two builds may exist: the CPU build (node-gyp, always built by `npm install`, or a prebuild) and the CUDA
  * build (`npm run build:cuda`, cmake-js, in build-cuda/). The CUDA build is used only when it loads and sees
- * a device; otherwise the CPU build is loaded and the reason is recorded, so `ffmerge inspect` and the
- * library can say which build runs and why. FFMERGE_BACKEND=cpu|cuda forces a choice (cuda then fails
+ * a device; otherwise the CPU build is loaded and the reason is recorded, so `ffmerge --version` and the
+ * library (`loadAddon()`) can say which build runs and why. FFMERGE_BACKEND=cpu|cuda forces a choice (cuda then fails
  * loudly instead of falling back).
  */
 import * as fs from 'node:fs';

@@ -47,7 +47,7 @@ export interface CompressOptions {
    * 'permute', recover 'none'.
    */
   method?: string;
-  /** A recover method by name (see RECOVER_METHODS): 'none', 'refit', 'refit-seq', 'refit-res'. */
+  /** A recover method by name (see RECOVER_METHODS): 'none', 'refit', 'refit-seq', 'refit-res', 'finetune'. */
   recover?: string;
   /** Baselines by name (see BASELINES), each searched over its own windows at the merge's size. */
   baselines?: string[];
@@ -82,7 +82,8 @@ export interface CompressOptions {
   test?: TokenSource | ImageSource | ParallelSource;
   calibrationTokens?: number;
   validationTokens?: number;
-  /** Tokens each search candidate is scored on (the first validation blocks); default all validation tokens. */
+  /** Tokens each search candidate is scored on (the first validation blocks); default all validation tokens (a model with ≥ 1B
+   *  parameters in its layers: as many as keep the search to about LARGE_SEARCH.passes validation passes). */
   searchTokens?: number;
   testTokens?: number;
   /**

@@ -8,9 +8,9 @@
  * output) left in the stream, not just its own FF's. X_l is the FF input the merged model produces. The shared
  * W_out is solved jointly over the window, and the pass repeated (the targets move with W_out).
  *
- * The layers after the window then get the same treatment one at a time, each its own W_out (b_out) only:
- * what the merge still leaves wrong in the stream is made up where it can be, so the error does not travel
- * to the head. Their FFs keep their size and are not shared: the parameter count does not change.
+ * The layer after the window (DOWNSTREAM of them) then gets the same treatment, its own W_out (b_out) only:
+ * what the merge still leaves wrong in the stream is made up before it travels further towards the head. Its
+ * FF keeps its size and is not shared: the parameter count does not change.
  *
  * Post-norm stacks (Marian, BERT) normalise after the FF, so the stream difference is not an FF target there:
  * they get `refit-seq`'s targets (each position's own original FF on the merged inputs).

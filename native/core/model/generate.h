@@ -1,4 +1,4 @@
-// Greedy decoding for encoder–decoder models (Marian), following a Hugging Face generation_config.json:
+// Greedy and beam decoding for encoder–decoder models (Marian), following a Hugging Face generation_config.json:
 // start from decoder_start_token_id, run the decoder one position at a time on a KV cache, ban bad_words_ids,
 // force eos at max_length − 1 when forced_eos_token_id is set, pad finished sequences, stop when all have
 // produced eos or max_length tokens exist (the start token counts, as in transformers).

@@ -47,7 +47,7 @@ struct Tensor {
 
   bool is_half() const { return bool(half); }
   Half half_type() const { return dtype == DType::BF16 ? Half::BF16 : Half::F16; }
-  // float32 data; nullptr for a 16-bit tensor (only matrices used through weight() or rows_f32() may be one).
+  // float32 data; nullptr for a 16-bit tensor (only matrices used through weight(), read_f32() or as_f32() may be one).
   const float* data() const { return buf ? buf->data() : nullptr; }
   size_t size() const { return buf ? buf->size() : half_size; }
   explicit operator bool() const { return bool(buf) || bool(half); }
@@ -61,7 +61,7 @@ struct Tensor {
   Buffer as_f32() const;
 };
 
-// The FF sublayer in ffmerge's canonical layout (see lib/model/ff-tensors.ts).
+// The FF sublayer in ffmerge's canonical layout (see lib/model/architectures/types.ts).
 struct FFWeights {
   Tensor w_in;    // [d_ff, d]   output = the FF pre-activation (the merge's feature)
   Tensor b_in;    // [d_ff] or empty
