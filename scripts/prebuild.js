@@ -11,12 +11,15 @@
 // checked before the binary is accepted.
 //
 // N-API (NAPI_VERSION=8 in binding.gyp): one binary serves every Node ≥ 20.9 of that platform, so no per-ABI
-// builds are needed. libstdc++/libgcc are linked statically (binding.gyp), so the binary needs only glibc.
+// builds are needed. libstdc++ is linked statically and libgcc_s dynamically (Node itself loads it; binding.gyp),
+// so the binary needs only glibc, at least GLIBC_FLOOR: checked below, as the README promises it.
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
+// The newest glibc symbol version the prebuild may need (RHEL 9, Ubuntu 22.04); README.md says the same.
+const GLIBC_FLOOR = '2.34';
 const log = (msg) => process.stderr.write(`ffmerge prebuild: ${msg}\n`);
 
 const env = { ...process.env };
@@ -53,6 +56,27 @@ if (built.length !== 1) {
   process.exit(1);
 }
 const dest = path.join(dir, built[0]);
+// The glibc it needs: the newest GLIBC_x.y its dynamic symbols ask for (objdump ships with the linker that just
+// ran). One newer symbol refuses the whole binary on an older system, so a toolchain change that adds one
+// (native/binding/glibc_floor.cc says how one was avoided) fails here, not on a user's machine.
+if (process.platform === 'linux') {
+  const dump = spawnSync('objdump', ['-T', dest], { encoding: 'utf8' });
+  if (dump.status !== 0) {
+    log(`refusing: objdump -T could not read the binary to check its glibc floor (${(dump.stderr || dump.error || '').toString().trim()})`);
+    process.exit(1);
+  }
+  const newer = (a, b) => {
+    const [x, y] = [a.split('.').map(Number), b.split('.').map(Number)];
+    for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] || 0) !== (y[i] || 0)) return (x[i] || 0) > (y[i] || 0);
+    return false;
+  };
+  const over = [...new Set([...dump.stdout.matchAll(/\s\(?GLIBC_([\d.]+)\)?\s+(\S+)/g)].filter((m) => newer(m[1], GLIBC_FLOOR)).map((m) => `${m[2]}@GLIBC_${m[1]}`))];
+  if (over.length) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    log(`refusing: the binary needs a glibc newer than ${GLIBC_FLOOR} (${over.join(', ')})`);
+    process.exit(1);
+  }
+}
 // The binary must load in this Node before it is shipped.
 const mod = require(dest);
 const info = mod.buildInfo();

@@ -67,7 +67,7 @@ function loadCpu(reason: string): LoadedAddon {
     throw new FfmergeError(
       'NATIVE_LOAD_FAILED',
       `the ffmerge native addon at ${file} failed to load: ${error}; ` +
-        'run "npm rebuild ffmerge", which compiles it here when the prebuild does not load (a C++17 compiler, python3 and make; the prebuild needs glibc 2.36 or newer)',
+        'run "npm rebuild ffmerge", which compiles it here when the prebuild does not load (a C++17 compiler, python3 and make; the prebuild needs glibc 2.34 or newer)',
     );
   }
   const origin = file.includes(`${path.sep}prebuilds${path.sep}`) ? 'prebuilt' : 'built from source';
