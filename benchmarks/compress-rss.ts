@@ -10,6 +10,7 @@
  *   npx ts-node --transpile-only benchmarks/compress-rss.ts [--cal N] [--val N] [--search N]
  *   FFMERGE_ROOT=/path/to/other/checkout npx ts-node --transpile-only benchmarks/compress-rss.ts   (before/after)
  *   ... [--method permute|auto|select ...] [--window a-b] [--k 4]   (default: compress's own default, method auto, k 4)
+ *   (--search applies to a search only: with --window, nothing is searched and compress refuses it)
  *
  * Prints VmRSS sampled at every progress report and every 200 ms, the largest per phase, and the child's VmHWM.
  */
@@ -65,7 +66,7 @@ async function child(dir: string, data: string, opts: ChildOptions): Promise<voi
     },
   });
   clearInterval(timer);
-  console.log(`compress-rss (${root}): ${os.cpus().length} CPUs, method ${opts.method ?? '(default)'} → ${r.method}+${r.recover}, k=${r.k}, window ${r.windows.map((w: { window: string }) => w.window).join(',')}, calibration ${r.data.calibration}, validation ${r.data.validation}, search ${r.data.search} tokens, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`compress-rss (${root}): ${os.cpus().length} CPUs, method ${opts.method ?? '(default)'} → ${r.method}+${r.recover}, k=${r.k}, window ${r.windows.map((w: { window: string }) => w.window).join(',')}, calibration ${r.data.calibration}, validation ${r.data.validation}, ${r.windowsGiven ? 'windows given, no search' : `search ${r.data.search} tokens`}, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   console.log(`peak VmRSS per phase (MB): ${[...peak].map(([p, v]) => `${p} ${v.toFixed(0)}`).join(', ')}`);
   console.log(`peak JS ArrayBuffers per phase (MB): ${[...buffers].map(([p, v]) => `${p} ${v.toFixed(0)}`).join(', ')}`);
   console.log(`VmHWM of the compress process: ${status('VmHWM').toFixed(0)} MB`);

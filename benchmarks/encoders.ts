@@ -286,7 +286,7 @@ async function main(): Promise<void> {
 
   const peak = Math.max(peakStart, await gemmPeak());
   say('');
-  say(`## achieved vs the GEMM kernel's peak (square sgemm ${QUICK ? 512 : 1024}³, best of the start and end of this run: ${peak.toFixed(1)} GFLOP/s)`);
+  say(`## achieved vs the GEMM kernel's peak (square sgemm ${QUICK ? 512 : 1024}³, best of the start and end of this run: ${peak.toFixed(1)} GFLOP/s${QUICK ? '; --quick: a small multiply, which larger shapes can outrun' : ''})`);
   for (const [what, r] of rates) say(`${what}: ${r.toFixed(1)} GFLOP/s = ${((100 * r) / peak).toFixed(0)}% of peak`);
   const out = path.join(__dirname, 'results', 'encoders.md');
   if (process.argv.includes('--write')) {

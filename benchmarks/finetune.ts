@@ -4,14 +4,14 @@
  *   node -r ts-node/register/transpile-only benchmarks/finetune.ts [steps] [batch]
  * No PyTorch peer runs here: this machine has no `torch` (python3 -c 'import torch' fails).
  */
-import * as path from 'node:path';
 import { loadModel } from '../lib/model/load';
 import { finetune } from '../lib/train/finetune';
+import { sharedPath } from '../test/helpers/shared';
 
 async function main(): Promise<void> {
   const steps = Number(process.argv[2] ?? 5);
   const batch = Number(process.argv[3] ?? 32);
-  const dir = path.resolve(__dirname, '..', '..', 'shared', 'fixtures', 'gpt2-sotu');
+  const dir = sharedPath('fixtures', 'gpt2-sotu');
   const m = await loadModel(dir);
   try {
     let s = 1;
@@ -27,4 +27,7 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});

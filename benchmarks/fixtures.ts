@@ -60,8 +60,11 @@ function row(name: string, m: { validation: number; test?: number }, where: stri
 }
 
 async function main(): Promise<void> {
-  const flags = new Set(['--method', '--recover', '--seed', '--sample-calibration', '--draw', '--select-by']);
-  const names = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !flags.has(all[i - 1] ?? ''));
+  // flags that take a value; --sample-calibration takes one only when it is a number (else it is a fixture name)
+  const flags = new Set(['--method', '--recover', '--seed', '--draw', '--select-by']);
+  const names = process.argv
+    .slice(2)
+    .filter((a, i, all) => !a.startsWith('--') && !flags.has(all[i - 1] ?? '') && !(all[i - 1] === '--sample-calibration' && /^\d+$/.test(a)));
   for (const name of names.length ? names : Object.keys(RUNS)) {
     const run = RUNS[name];
     if (!run) throw new Error(`unknown fixture ${name}; choose from ${Object.keys(RUNS).join(', ')}`);

@@ -8,12 +8,12 @@
  * FLOPs counted: every matmul the pass executes (QKV, attention scores and mix over the full T×T
  * square, output projection, FF, LM head for the NLL), 2 per multiply-add.
  */
-import * as path from 'node:path';
 import { buildModel, loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
 import { TOKEN_LM_IO, fullAttention, type ModelSpec } from '../lib/model/spec';
 import { loadAddon } from '../lib/native/loader';
 import { modelAddon } from '../lib/native/model';
+import { sharedPath } from '../test/helpers/shared';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   console.log('| model | tokens/s | GFLOP/s | % of sgemm peak |');
   console.log('|---|---|---|---|');
   for (const name of models) {
-    const m = name === 'sotu' ? await loadModel(path.resolve(__dirname, '..', '..', 'shared', 'fixtures', 'gpt2-sotu')) : gpt2Small();
+    const m = name === 'sotu' ? await loadModel(sharedPath('fixtures', 'gpt2-sotu')) : gpt2Small();
     const label = name === 'sotu' ? 'gpt2-sotu (2.9 M)' : 'GPT-2-small shape (124 M, random)';
     const s = await timeForward(m);
     const gflops = (flopsPerToken(m.spec, seq) * batch * seq) / s / 1e9;

@@ -5,6 +5,7 @@
  *
  *   node -r ts-node/register/transpile-only benchmarks/large-model.ts [--layers 8,32] [--dir /tmp/ffmerge-synthetic]
  *        [--cal 2048] [--search 1024] [--val 2048] [--k 2] [--window auto]
+ *   (--search: the search's tokens, at most --val; default min(1024, --val); refused with a given --window)
  *
  * Each run is a child process (so its peak RSS is its own): it samples VmRSS every 100 ms, reports the
  * highest per phase and VmHWM at the end, compress's own phase timings, and the longest the child's event
@@ -63,14 +64,18 @@ async function child(): Promise<void> {
     process.stderr.write(`\n[${new Date().toISOString().slice(11, 19)}]   … RSS ${(status('VmRSS') / 2 ** 30).toFixed(2)} GiB, event loop held ≤ ${loopMax()} ms so far`);
   }, 60_000);
   const window = flag('window', 'auto');
+  // searchTokens only where candidates are searched (compress refuses it with a given window), at most the
+  // validation budget: --search when given, else 1024
+  const val = Number(flag('val', '2048'));
+  const search = args.includes('--search') ? Number(flag('search', '')) : window === 'auto' ? Math.min(1024, val) : undefined;
   const r = await compress(dir, {
     k: Number(flag('k', '2')),
     window,
     calibration: path.join(dir, 'calib.jsonl'),
     validation: path.join(dir, 'valid.jsonl'),
     calibrationTokens: Number(flag('cal', '2048')),
-    validationTokens: Number(flag('val', '2048')),
-    searchTokens: Number(flag('search', '1024')),
+    validationTokens: val,
+    ...(search !== undefined ? { searchTokens: search } : {}),
     onProgress: (p) => {
       rssByPhase[phase] = Math.max(rssByPhase[phase] ?? 0, status('VmRSS'));
       if (p.phase !== phase || (p.detail && p.detail !== detail)) {

@@ -5,7 +5,7 @@
  *   node -r ts-node/register/transpile-only benchmarks/load.ts <new-dir> --generate 7b-8|small [--layers N]
  *
  * --generate writes a synthetic BF16 LLaMA checkpoint first (benchmarks/synthetic/llama.ts; 7b-8 = Llama-2-7B
- * widths, 8 layers, ~3.4 GB; small = the same layout at hidden 1024, ~0.2 GB). Each measurement runs in a
+ * widths, 8 layers, ~3.4 GB; small = the same layout at hidden 1024, ~0.3 GB at 8 layers). Each measurement runs in a
  * fresh child process, so VmHWM (/proc/self/status) is that step's peak alone; "idle" is the same child
  * loading only the addon (Node's own footprint). The files are read once first, so every step sees a warm
  * page cache (a cold read is the disk's speed, the same for both). Targets (issue 9): load ≤ 2 × the plain
