@@ -64,7 +64,7 @@ if (!/using the prebuilt addon/.test(log)) {
 const probe = `const a = require('ffmerge').loadAddon(); if (a.origin !== 'prebuilt') { console.error('addon origin: ' + a.origin + ' ' + a.path); process.exit(1); } console.log(a.origin, a.path);`;
 run(process.execPath, ['-e', probe], { cwd: consumer, env });
 // ffmerge/package.json is exported too: the examples find the bundled model beside it
-fs.writeFileSync(path.join(consumer, 'use.cjs'), "const f = require('ffmerge'); if (typeof f.compress !== 'function' || typeof f.loadModel !== 'function' || require('ffmerge/package.json').name !== 'ffmerge') process.exit(1); console.log('require ok');\n");
+fs.writeFileSync(path.join(consumer, 'use.cjs'), "const f = require('ffmerge'); if (typeof f.compress !== 'function' || typeof f.loadModel !== 'function' || require('ffmerge/package.json').name !== 'ffmerge' || typeof require('ffmerge/reference').pearsonReference !== 'function') process.exit(1); console.log('require ok');\n");
 fs.writeFileSync(path.join(consumer, 'use.mjs'), "import { compress, loadModel } from 'ffmerge'; import f from 'ffmerge'; if (typeof compress !== 'function' || typeof loadModel !== 'function' || f.compress !== compress) process.exit(1); console.log('import ok');\n");
 run(process.execPath, ['use.cjs'], { cwd: consumer, env });
 run(process.execPath, ['use.mjs'], { cwd: consumer, env });
