@@ -9,9 +9,9 @@ import {
 
 const require = createRequire(import.meta.url);
 const dir = path.join(path.dirname(require.resolve('ffmerge/package.json')), 'models', 'llama-stories260k');
-const signal = AbortSignal.timeout(120_000); // any AbortSignal stops every step below
+const signal = AbortSignal.timeout(120_000); // any AbortSignal stops every long step below
 
-const model = await loadModel(dir);
+const model = await loadModel(dir, { signal });
 const { blocks } = await loadSplitBlocks(await loadTokenizer(dir), path.join(dir, 'calibration.txt'), 256);
 const calibration = blocks.slice(0, 24);
 const validation = blocks.slice(24, 40);

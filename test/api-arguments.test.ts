@@ -219,3 +219,21 @@ test('valid arguments still work: tokenizeFile with maxTokens Infinity reads eve
 test('a typed array in an argument is shown by kind and length, not written out', () => {
   expect(() => lib.averageFF([bad({ d: 'x', wIn: new Float32Array(1 << 20) })])).toThrow(/Float32Array\(1048576\)/);
 });
+
+test('the sliced merge helpers and greedy report the progress they accept (an onProgress was taken and never called)', async () => {
+  const seen: Record<string, lib.Progress[]> = { permute: [], average: [], generate: [] };
+  const note = (p: lib.Progress) => seen[p.phase]!.push(p);
+  const perm = Array.from({ length: ff.dFF }, (_, i) => ff.dFF - 1 - i);
+  const p = await lib.permuteFFAsync(ff, perm, { onProgress: note });
+  expect(p.wIn).toEqual(lib.permuteFF(ff, perm).wIn);
+  const a = await lib.averageFFAsync([ff, p], { onProgress: note });
+  expect(a.wOut).toEqual(lib.averageFF([ff, p]).wOut);
+  await lib.greedy(m, [1, 2], 3, { onProgress: note });
+  const last = (ps: lib.Progress[]) => ps[ps.length - 1]!;
+  // llama: wIn, wOut and the gate are permuted; two FFs added, then the mean; three new tokens
+  expect(seen.permute!.map((x) => x.done)).toEqual([1, 2, 3]);
+  expect(last(seen.permute!)).toMatchObject({ done: 3, total: 3 });
+  expect(seen.average!.map((x) => x.done)).toEqual([1, 2, 3]);
+  expect(last(seen.average!).total).toBe(3);
+  expect(seen.generate!.map((x) => [x.done, x.total])).toEqual([[1, 3], [2, 3], [3, 3]]);
+});

@@ -103,7 +103,7 @@ describe('ViT training gradient', () => {
       // batch = the whole set: every step sees the same 8 images (in another order), so the loss is one function
       const r = await finetune(tied, { data: im, validation: im, steps: 6, batch: 8, lr: 2e-3, clip: 0, evalEvery: 3, onProgress: (p) => seen.push(p) });
       for (let i = 1; i < r.log.length; i++) expect(r.log[i]!.loss).toBeLessThan(r.log[i - 1]!.loss);
-      expect(r.valAfter!).toBeLessThan(r.valBefore!);
+      expect(r.valAfter).toBeLessThan(r.valBefore);
       expect(r.accuracyBefore).toBeGreaterThanOrEqual(0);
       expect(r.log[2]!.valAccuracy).toBeGreaterThanOrEqual(0);
       expect(r.log[0]!.valLoss).toBeUndefined();
@@ -113,7 +113,7 @@ describe('ViT training gradient', () => {
       expect(r.model.sharesFF(0, r.model, 1)).toBe(false);
       expect(r.model.ffWeights(1).wIn).not.toEqual(ff.wIn);
       // the trained model's inference forward gives the loss the trainer reports
-      expect(Math.abs((await forwardCrossEntropy(r.model, im)) - r.valAfter!)).toBeLessThan(1e-5);
+      expect(Math.abs((await forwardCrossEntropy(r.model, im)) - r.valAfter)).toBeLessThan(1e-5);
       r.model.dispose();
     } finally {
       tied.dispose();
@@ -133,6 +133,9 @@ describe('ViT training gradient', () => {
       const nan = { pixels: im.pixels.map((v, i) => (i === 5 ? NaN : v)), labels: im.labels };
       await expect(finetune(m, { data: im, validation: nan, steps: 1, batch: 4 })).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining('the validation images hold a non-finite pixel value (NaN in image 0)') });
       await expect(finetune(m, { data: nan, steps: 1, batch: 4 })).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining('the training images hold') });
+      // no validation images where validation was given: refused, as an empty list of blocks is (the result would carry no scores)
+      const none = { pixels: new Float32Array(0), labels: new Int32Array(0) };
+      await expect(finetune(m, { data: im, validation: none, steps: 1, batch: 4 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('validation holds no images') });
       const ac = new AbortController();
       const run = finetune(m, { data: im, steps: 100000, batch: 4, signal: ac.signal, onProgress: (p) => (p.step ?? 0) >= 2 && ac.abort() });
       await expect(run).rejects.toMatchObject({ code: 'ABORTED' });

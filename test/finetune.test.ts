@@ -549,11 +549,13 @@ test.each([
   const t = await finetune(m, { data: pattern(40, 23), steps: 2, batch: 2, seq: 12, lr: 1e-2 });
   try {
     const out = path.join(tempDir('saved'), 'out');
-    const w = await saveTrained(t.model, { source: s.dir, out, info: { run: 'test' }, extraFiles: { 'notes.txt': 'x\n' } });
+    // a file's contents may be a function of what was written, as writeCheckpoint's (the type said string only)
+    const w = await saveTrained(t.model, { source: s.dir, out, info: { run: 'test' }, extraFiles: { 'notes.txt': 'x\n', 'bytes.txt': ({ bytes }) => `${bytes}\n` } });
     expect(w.out).toBe(path.resolve(out));
     const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as { ffmerge: { run: string } };
     expect(config.ffmerge.run).toBe('test');
     expect(fs.readFileSync(path.join(out, 'notes.txt'), 'utf8')).toBe('x\n');
+    expect(fs.readFileSync(path.join(out, 'bytes.txt'), 'utf8')).toBe(`${w.bytes}\n`);
     const back = await loadModel(out);
     try {
       const input = { ids: pattern(12, 23), batch: 1, seq: 12 };

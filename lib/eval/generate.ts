@@ -3,13 +3,13 @@
  * No KV cache: each step reruns the whole sequence, which is fine for the short continuations it is for.
  */
 import { FfmergeError, showValue } from '../errors';
-import { checkJobOptions, throwIfAborted } from '../native/job';
+import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
 import { checkLanguageModel, type Model } from '../model/model';
 
-export interface GreedyOptions {
+/** `onProgress` counts the new tokens (phase 'generate'; done < total when eosId stopped it early). */
+export interface GreedyOptions extends JobOptions {
   /** Stop after emitting this token. */
   eosId?: number;
-  signal?: AbortSignal;
 }
 
 /** The prompt followed by up to maxNew greedily chosen tokens. */
@@ -45,6 +45,7 @@ export async function greedy(model: Model, prompt: ArrayLike<number>, maxNew: nu
       let best = 0;
       for (let j = 1; j < V; j++) if (last[j]! > last[best]!) best = j;
       ids.push(best);
+      opts.onProgress?.({ phase: 'generate', done: step + 1, total: maxNew });
       if (best === eos) break;
     }
   });

@@ -3,7 +3,7 @@
  * is, since the output side is never permuted). Works on either layout, as long as all inputs share one.
  */
 import { FfmergeError, showValue } from '../errors';
-import { checkJobOptions } from '../native/job';
+import { checkJobOptions, type JobOptions } from '../native/job';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { forSlices, SLICE_ELEMENTS } from './slices';
 import { zerosF32, zerosF64 } from '../native/external';
@@ -108,12 +108,18 @@ export function averageFF(ffs: FFWeights[]): FFWeights {
   return out;
 }
 
-/** averageFF without blocking the event loop (identical values). */
-export async function averageFFAsync(ffs: FFWeights[], opts: { signal?: AbortSignal } = {}): Promise<FFWeights> {
+/** averageFF without blocking the event loop (identical values); progress counts the FFs added, then the mean. */
+export async function averageFFAsync(ffs: FFWeights[], opts: JobOptions = {}): Promise<FFWeights> {
   checkList(ffs, 'averageFFAsync');
   checkJobOptions(opts, 'averageFFAsync(ffs, options): options', []);
   // FFMean checks each FF as it is added (the same checks and messages as averageFF's)
   const mean = new FFMean();
-  for (const ff of ffs) await mean.add(ff, opts.signal);
-  return mean.result(opts.signal);
+  const total = ffs.length + 1;
+  for (const [i, ff] of ffs.entries()) {
+    await mean.add(ff, opts.signal);
+    opts.onProgress?.({ phase: 'average', done: i + 1, total });
+  }
+  const out = await mean.result(opts.signal);
+  opts.onProgress?.({ phase: 'average', done: total, total });
+  return out;
 }

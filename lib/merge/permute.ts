@@ -5,7 +5,7 @@
  * aligning a layer to its window's anchor is free.
  */
 import { FfmergeError, showValue } from '../errors';
-import { checkJobOptions } from '../native/job';
+import { checkJobOptions, type JobOptions } from '../native/job';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { forSlices, SLICE_ELEMENTS } from './slices';
 import { zerosF32 } from '../native/external';
@@ -91,9 +91,9 @@ export function permuteFFConv1D(ff: FFWeights, perm: ArrayLike<number>): FFWeigh
 
 /**
  * permuteFF without blocking the event loop (identical values): rows are moved a slice at a time, into
- * native memory when large (native/external.ts).
+ * native memory when large (native/external.ts). Progress counts the matrices permuted.
  */
-export async function permuteFFAsync(ff: FFWeights, perm: ArrayLike<number>, opts: { signal?: AbortSignal } = {}): Promise<FFWeights> {
+export async function permuteFFAsync(ff: FFWeights, perm: ArrayLike<number>, opts: JobOptions = {}): Promise<FFWeights> {
   checkJobOptions(opts, 'permuteFFAsync(ff, perm, options): options', []);
   checkFFWeights(ff, 'permuteFFAsync(ff, perm): ff');
   checkPermutation(perm, ff.dFF);
@@ -117,9 +117,16 @@ export async function permuteFFAsync(ff: FFWeights, perm: ArrayLike<number>, opt
     }, opts.signal);
     return out;
   };
-  const out: FFWeights = { d, dFF, wIn: await rows(ff.wIn), wOut: await cols(ff.wOut) };
+  const total = ff.wGate ? 3 : 2;
+  let done = 0;
+  const counted = async (t: Promise<Float32Array>): Promise<Float32Array> => {
+    const m = await t;
+    opts.onProgress?.({ phase: 'permute', done: ++done, total });
+    return m;
+  };
+  const out: FFWeights = { d, dFF, wIn: await counted(rows(ff.wIn)), wOut: await counted(cols(ff.wOut)) };
   if (ff.bIn) out.bIn = permuteVec(ff.bIn, perm);
-  if (ff.wGate) out.wGate = await rows(ff.wGate);
+  if (ff.wGate) out.wGate = await counted(rows(ff.wGate));
   if (ff.bGate) out.bGate = permuteVec(ff.bGate, perm);
   if (ff.bOut) out.bOut = ff.bOut.slice();
   return out;

@@ -152,6 +152,8 @@ function imageArgs(model: Model, data: LabelledImages, validation: FinetuneOptio
     if (!(set.labels instanceof Int32Array) || set.pixels.length !== set.labels.length * px) {
       throw new FfmergeError('SHAPE_MISMATCH', `finetune: the ${what} images must be ${px} pixel values (channels·height·width) per label; got ${set.pixels.length} values for ${set.labels?.length} labels`);
     }
+    // as an empty list of validation blocks is: no data where data was given (the result would carry no scores)
+    if (what === 'validation' && set.labels.length === 0) throw new FfmergeError('INVALID_ARGUMENT', 'finetune: validation holds no images: give some, or leave validation out');
     const bad = set.labels.find((l) => l < 0 || l >= spec.numLabels);
     if (bad !== undefined) throw new FfmergeError('INVALID_DATA', `finetune: ${what} label ${bad} is outside the model's ${spec.numLabels} classes`);
     // checked here: in the trainer a non-finite validation pixel surfaced as "the training loss is not finite"
@@ -185,6 +187,12 @@ function checkNotExpanded(model: Model): void {
 /** Token data: one Int32Array or a list of them (a string, a plain number list or a bare object is refused). */
 const isTokenData = (v: unknown): boolean => isInt32Array(v) || (Array.isArray(v) && v.every(isInt32Array));
 
+/** With `validation`, the result holds its loss before and after training (`valBefore`, `valAfter` are present). */
+export async function finetune(
+  model: Model,
+  opts: FinetuneOptions & { validation: NonNullable<FinetuneOptions['validation']> },
+): Promise<FinetuneResult & { valBefore: number; valAfter: number }>;
+export async function finetune(model: Model, opts: FinetuneOptions): Promise<FinetuneResult>;
 export async function finetune(model: Model, opts: FinetuneOptions): Promise<FinetuneResult> {
   checkModel(model, 'finetune(model, options): model');
   if (opts === undefined || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `finetune(model, options): options must be an object { data, steps, … } (got ${showValue(opts)})`);

@@ -10,7 +10,7 @@ import { checkModel, type Model } from '../model/model';
 import { FfmergeError, showValue } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';
 import { asRecorded, folderMerges } from '../checkpoint/earlier-merges';
-import { checkExtraFiles, checkMaxShardSize, checkOutputDir, checkpointFile, writeCheckpoint, type WriteCheckpointResult } from '../checkpoint/write';
+import { checkExtraFiles, checkMaxShardSize, checkOutputDir, checkpointFile, writeCheckpoint, type ExtraFile, type WriteCheckpointResult } from '../checkpoint/write';
 import { checkJobOptions, runNativeJob, type JobOptions, type ProgressFn } from '../native/job';
 import { trainAddon } from '../native/train';
 import { slotReplacements } from './replacements';
@@ -33,8 +33,9 @@ export interface SaveTrainedOptions {
    * The record's own keys (format, ties, windows, k, method…) are refused: the writer and the source set them.
    */
   info?: Record<string, unknown>;
-  /** Extra files written into the output directory, plain file name → contents (not the weights or config.json). */
-  extraFiles?: Record<string, string>;
+  /** Extra files written into the output directory, plain file name → contents (not the weights or config.json):
+   *  a string, or a function of what was written (writeCheckpoint's). */
+  extraFiles?: Record<string, ExtraFile>;
   /** Largest bytes of tensor data per safetensors file (writeCheckpoint's: default 5 GB; above it, sharded). */
   maxShardSize?: number;
   signal?: AbortSignal;
