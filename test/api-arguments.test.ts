@@ -16,7 +16,7 @@ const CAL = path.join(MODEL, 'calibration.txt');
 const COMPRESS = { k: 2, calibration: CAL, calibrationTokens: 2048, validationTokens: 1024, method: 'permute', recover: 'none' };
 
 let m: Model;
-let ff: lib.CanonicalFFWeights;
+let ff: lib.FFWeights; // what ffWeights() returns (the exported name was the native shape, without d and dFF)
 let out: string;
 beforeAll(async () => {
   m = await lib.loadModel(MODEL);
