@@ -68,8 +68,19 @@ fs.writeFileSync(path.join(consumer, 'use.cjs'), "const f = require('ffmerge'); 
 fs.writeFileSync(path.join(consumer, 'use.mjs'), "import { compress, loadModel } from 'ffmerge'; import f from 'ffmerge'; if (typeof compress !== 'function' || typeof loadModel !== 'function' || f.compress !== compress) process.exit(1); console.log('import ok');\n");
 run(process.execPath, ['use.cjs'], { cwd: consumer, env });
 run(process.execPath, ['use.mjs'], { cwd: consumer, env });
+// The declarations a TypeScript consumer gets: they compile on their own (skipLibCheck off) and hold none of
+// the members marked @internal (tsconfig.build.json's stripInternal).
+const installed = path.join(consumer, 'node_modules', 'ffmerge');
+const declarations = (dir) => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? declarations(path.join(dir, e.name)) : e.name.endsWith('.d.ts') ? [path.join(dir, e.name)] : []));
+const leaked = declarations(path.join(installed, 'dist')).filter((f) => fs.readFileSync(f, 'utf8').includes('@internal'));
+if (leaked.length) fail(`declarations that expose @internal members:\n${leaked.join('\n')}`);
+fs.writeFileSync(path.join(consumer, 'use.ts'), "import { compress, loadModel, Model } from 'ffmerge';\nimport { pearsonReference } from 'ffmerge/reference';\nexport const used: unknown[] = [compress, loadModel, pearsonReference, (m: Model) => m.layers()];\n");
+for (const resolution of ['node16', 'node10']) {
+  const module = resolution === 'node16' ? 'node16' : 'commonjs';
+  run(process.execPath, [require.resolve('typescript/bin/tsc'), '--noEmit', '--strict', '--skipLibCheck', 'false', '--module', module, '--moduleResolution', resolution, '--types', 'node', '--typeRoots', path.join(root, 'node_modules', '@types'), 'use.ts'], { cwd: consumer, env });
+}
 const version = run(process.execPath, [path.join('node_modules', 'ffmerge', 'bin', 'ffmerge.js'), '--version'], { cwd: consumer, env }).stdout;
 if (!/native addon prebuilt/.test(version)) fail(`ffmerge --version does not report the prebuilt addon:\n${version}`);
 
-process.stdout.write(`check-package: ok: ${path.basename(tarball)} installed in ${seconds.toFixed(1)} s with no compiler; prebuild ${prebuild}; require and import work\n${version}`);
+process.stdout.write(`check-package: ok: ${path.basename(tarball)} installed in ${seconds.toFixed(1)} s with no compiler; prebuild ${prebuild}; require, import and the TypeScript declarations work\n${version}`);
 fs.rmSync(tmp, { recursive: true, force: true });

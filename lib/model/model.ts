@@ -255,7 +255,7 @@ export class Model {
   /** The stack `spec` describes: 'encoder' for encoder-only models (ViT, BERT), else 'decoder'. */
   readonly mainStack: StackName;
 
-  /** @internal use loadModel(). */
+  /** Made by loadModel(), which validates what it is given; not for direct use. */
   constructor(
     readonly config: Readonly<Record<string, unknown>>,
     readonly spec: Readonly<ModelSpec>,
