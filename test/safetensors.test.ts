@@ -311,6 +311,31 @@ describe('writer errors', () => {
     expect(fs.readFileSync(f).equals(before)).toBe(true);
     expect(fs.readdirSync(dir).filter((n) => n.startsWith('.ffmerge-tmp'))).toEqual([]);
   });
+
+  test('a signal stops the write between tensors and a progress callback sees every byte; neither leaves a file', async () => {
+    const f = path.join(dir, 'w-signal.safetensors');
+    const three = () => [
+      { name: 'a', dtype: 'F32' as DType, shape: [4], data: new Float32Array(4) },
+      { name: 'b', dtype: 'F32' as DType, shape: [2], data: () => new Float32Array(2) },
+      { name: 'c', dtype: 'U8' as DType, shape: [3], data: new Uint8Array(3) },
+    ];
+    const seen: [string, number, number][] = [];
+    await writeSafetensors(f, three(), {}, { onProgress: (p) => seen.push([p.phase, p.done, p.total]) });
+    expect(seen).toEqual([['save', 16, 27], ['save', 24, 27], ['save', 27, 27]]);
+    fs.rmSync(f);
+
+    await expectCode(writeSafetensors(f, three(), {}, { signal: AbortSignal.abort() }), 'ABORTED');
+    const ac = new AbortController();
+    const lazy = three();
+    lazy[1]!.data = () => (ac.abort(), new Float32Array(2));
+    await expectCode(writeSafetensors(f, lazy, {}, { signal: ac.signal }), 'ABORTED');
+    // the callback's own error, not IO_ERROR naming the temp file; an async one's rejection too
+    await expect(writeSafetensors(f, three(), {}, { onProgress: () => { throw new Error('callback failed'); } })).rejects.toThrow('callback failed');
+    await expect(writeSafetensors(f, three(), {}, { onProgress: () => Promise.reject(new Error('async callback failed')) })).rejects.toThrow('async callback failed');
+    await expectCode(writeSafetensors(f, three(), {}, { sigal: ac.signal } as never), 'INVALID_ARGUMENT');
+    expect(fs.existsSync(f)).toBe(false);
+    expect(fs.readdirSync(dir).filter((n) => n.startsWith('.ffmerge-tmp'))).toEqual([]);
+  });
 });
 
 describe('malformed files are rejected with their code', () => {

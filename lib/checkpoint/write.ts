@@ -496,7 +496,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     const files: string[] = [];
     if (shards.length === 1) {
       files.push('model.safetensors');
-      await writeSafetensors(path.join(tmp, files[0]!), tensors, metadata);
+      await writeSafetensors(path.join(tmp, files[0]!), tensors, metadata, opts.signal ? { signal: opts.signal } : {});
     } else {
       const weightMap: Record<string, string> = Object.create(null) as Record<string, string>;
       for (const [i, idx] of shards.entries()) {
@@ -504,7 +504,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
         files.push(name);
         if (opts.signal?.aborted) throw abortError();
         // every shard carries the metadata (ties included): readers merge it, and each shard stands alone
-        await writeSafetensors(path.join(tmp, name), idx.map((j) => tensors[j]!), metadata);
+        await writeSafetensors(path.join(tmp, name), idx.map((j) => tensors[j]!), metadata, opts.signal ? { signal: opts.signal } : {});
         for (const j of idx) weightMap[plan[j]!.name] = name;
       }
       const totalSize = plan.reduce((n, t) => n + t.byteLength, 0);

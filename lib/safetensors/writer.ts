@@ -14,6 +14,7 @@ import { checkOptions, checkPath, isArrayOf } from '../arguments';
 import { isFloat32Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, f32ToBF16, f32ToF16, isDType } from './dtype';
 import { processAlive } from '../files';
+import { checkJobOptions, guardProgress, throwIfAborted, type JobOptions } from '../native/job';
 
 export type TensorData = ArrayBufferView;
 
@@ -30,15 +31,22 @@ export interface TensorToWrite {
 
 const MAX_CHUNK = 1 << 30;
 
-/** Writes tensors to `file` atomically: a temp file in the same folder, then rename over `file`. */
+/**
+ * Writes tensors to `file` atomically: a temp file in the same folder, then rename over `file`. `signal` stops
+ * it between tensors (ABORTED, the temp file removed, `file` untouched); progress is phase 'save' in bytes
+ * written, one report per tensor.
+ */
 export async function writeSafetensors(
   file: string,
   tensors: TensorToWrite[],
   metadata: Record<string, string> = {},
+  opts: JobOptions = {},
 ): Promise<void> {
   checkPath(file, 'writeSafetensors(file, tensors): file');
   if (!Array.isArray(tensors)) throw new FfmergeError('INVALID_ARGUMENT', `writeSafetensors(file, tensors): tensors must be a list of { name, dtype, shape, data } (got ${showValue(tensors)})`);
   checkOptions(metadata, 'writeSafetensors(file, tensors, metadata): metadata');
+  checkJobOptions(opts, 'writeSafetensors(file, tensors, metadata, options)', []);
+  throwIfAborted(opts.signal);
   assertLittleEndian();
   const sizes = tensors.map((t) => validate(t));
   const names = new Set<string>();
@@ -76,6 +84,13 @@ export async function writeSafetensors(
   const dir = path.dirname(path.resolve(file));
   sweepDeadTemps(dir, path.basename(file));
   const tmp = path.join(dir, `.ffmerge-tmp-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}-${path.basename(file)}`);
+  // A progress callback that throws (or whose promise rejects) fails the write with its own error, not IO_ERROR
+  let failed: { error: unknown } | undefined;
+  const report = opts.onProgress && guardProgress(opts.onProgress, (error) => (failed ??= { error }));
+  const stopIfAsked = () => {
+    if (failed) throw failed.error;
+    throwIfAborted(opts.signal);
+  };
   let fh: fs.promises.FileHandle;
   try {
     fh = await fs.promises.open(tmp, 'wx');
@@ -85,7 +100,9 @@ export async function writeSafetensors(
   try {
     await writeAll(fh, prefix);
     await writeAll(fh, json);
+    let done = 0;
     for (const i of order) {
+      stopIfAsked();
       const t = tensors[i]!;
       const bytes = toBytes(t, await (typeof t.data === 'function' ? t.data() : t.data));
       if (bytes.byteLength !== sizes[i]) {
@@ -95,13 +112,15 @@ export async function writeSafetensors(
         );
       }
       await writeAll(fh, bytes);
+      report?.({ phase: 'save', done: (done += sizes[i]!), total: offset });
     }
     await fh.sync();
     await fh.close();
+    stopIfAsked();
   } catch (e) {
     await fh.close().catch(() => {});
     await fs.promises.rm(tmp, { force: true });
-    if (e instanceof FfmergeError) throw e;
+    if (e instanceof FfmergeError || (failed && e === failed.error)) throw e;
     throw new FfmergeError('IO_ERROR', `writing ${file} failed: ${(e as Error).message}`, { cause: e });
   }
   try {
