@@ -231,6 +231,11 @@ describeShared('fixtures/gpt2-sotu', 'accumulate on gpt2-sotu', () => {
     try {
       await expectSame(model, [{ input: batchOf(0, 2, 128) }, { input: batchOf(4096, 1, 100) }], new Map([['decoder', [[3, 1], [3, 2], [1, 4], [0, 5], [0, 6]] as Pairs]]), { memoryBytes: 0, stateMemoryBytes: 0, spillDir });
       expect(fs.readdirSync(spillDir)).toEqual([]);
+      // ...and spilled it was: a spill folder that is gone fails the collection (the options reach the layer loop)
+      const gone = path.join(spillDir, 'gone');
+      await expect(
+        collectStackCorrelations(model, [{ input: batchOf(0, 2, 128) }], new Map([['decoder', [[0, 1]] as Pairs]]), { memoryBytes: 0, stateMemoryBytes: 0, spillDir: gone }),
+      ).rejects.toThrow(gone);
     } finally {
       fs.rmSync(spillDir, { recursive: true, force: true });
     }

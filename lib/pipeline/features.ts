@@ -280,7 +280,7 @@ export async function collectStackCorrelations(
   }
   const mainPairs = pairs.get(model.mainStack) ?? [];
   if (mainPairs.length > 0) {
-    const pc = await layerMajorCorrelations(model, batches, mainPairs, keep, job);
+    const pc = await layerMajorCorrelations(model, batches, mainPairs, keep, opts);
     corr.set(model.mainStack, pc);
     rows[model.mainStack] = pc.tokens;
   }
