@@ -102,9 +102,6 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
     ties,
     info: rest,
     extraFiles,
-    ...(opts.overwrite ? { overwrite: true } : {}),
-    ...(opts.signal ? { signal: opts.signal } : {}),
-    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-    ...(opts.maxShardSize !== undefined ? { maxShardSize: opts.maxShardSize } : {}),
+    ...opts,
   }, stamp);
 }

@@ -8,7 +8,7 @@ import { FfmergeError, abortError, showValue } from '../errors';
 import { ffStacks, type Config, type StackName } from '../model/architectures';
 import { CheckpointReader, type TieMap } from './ties';
 import { ffmergeRecord } from './record';
-import { ffTies } from './write';
+import { FF_KEYS, ffTies } from './write';
 import { checkCheckpoint } from '../model/plan';
 
 /** One entry of config.json's `ffmerge.windows`: the stack and its layers that share one FF (other keys kept as written). */
@@ -50,8 +50,6 @@ export function recordedWindows(config: Config, where: string): RecordedWindow[]
     return w as RecordedWindow;
   });
 }
-
-const FF_KEYS = ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const;
 
 /**
  * Per stack, the layers whose FF already belongs to a merge: those the record lists, and those whose FF

@@ -507,8 +507,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
         await writeSafetensors(path.join(tmp, name), idx.map((j) => tensors[j]!), metadata, opts.signal ? { signal: opts.signal } : {});
         for (const j of idx) weightMap[plan[j]!.name] = name;
       }
-      const totalSize = plan.reduce((n, t) => n + t.byteLength, 0);
-      fs.writeFileSync(path.join(tmp, INDEX_FILE_NAME), JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n');
+      fs.writeFileSync(path.join(tmp, INDEX_FILE_NAME), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n');
     }
     if (opts.signal?.aborted) throw abortError();
     const bytes = files.reduce((n, f) => n + fs.statSync(path.join(tmp, f)).size, 0);
@@ -606,17 +605,18 @@ export function ffReplacements(
   return out;
 }
 
+/** The FF tensors of a layer, by their key in FFTensorNames / FFWeights. */
+export const FF_KEYS = ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const;
 /** Ties every FF tensor of layers[1..] to the same tensor of layers[0] (the stored copy). */
 export function ffTies(config: Record<string, unknown>, stack: 'decoder' | 'encoder', layers: number[]): TieMap {
   const st = stackOf(architectureOf(config), stack);
   const first = layers[0];
   if (first === undefined) return {};
-  const keys = ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const;
   const stored = st.ff(config, first);
   const ties: TieMap = {};
   for (const l of layers.slice(1)) {
     const names = st.ff(config, l);
-    for (const key of keys) {
+    for (const key of FF_KEYS) {
       const a = names[key];
       const b = stored[key];
       if (a && b) ties[a] = b;

@@ -29,7 +29,7 @@ export async function sameData(a: string, b: string): Promise<SameData> {
   }
   if (sa.dev === sb.dev && sa.ino === sb.ino) return 'file';
   if (!sa.isFile() || !sb.isFile() || sa.size === 0 || sb.size === 0) return undefined;
-  if (sa.size === sb.size && (await equalBytes(a, b, sa.size))) return 'copy';
+  if (sa.size === sb.size && (await equalStreams(open(a, false), open(b, false)))) return 'copy';
   const [ga, gb] = await Promise.all([isGzip(a), isGzip(b)]);
   if (ga || gb) return (await equalStreams(open(a, ga), open(b, gb))) ? 'gzip' : undefined;
   return undefined;
@@ -89,29 +89,6 @@ async function equalStreams(a: Readable, b: Readable): Promise<boolean> {
   } finally {
     a.destroy();
     b.destroy();
-  }
-}
-async function equalBytes(a: string, b: string, size: number): Promise<boolean> {
-  const opened = await Promise.allSettled([fs.promises.open(a, 'r'), fs.promises.open(b, 'r')]);
-  if (opened[0].status === 'rejected' || opened[1].status === 'rejected') {
-    // one opened, the other not: the open one is closed, and files that cannot both be read are not the same data
-    await Promise.all(opened.map((o) => (o.status === 'fulfilled' ? o.value.close() : undefined)));
-    return false;
-  }
-  const [fa, fb] = [opened[0].value, opened[1].value];
-  try {
-    const ba = Buffer.allocUnsafe(Math.min(CHUNK, size));
-    const bb = Buffer.allocUnsafe(ba.length);
-    for (let at = 0; at < size; at += ba.length) {
-      const n = Math.min(ba.length, size - at);
-      const [ra, rb] = await Promise.all([fa.read(ba, 0, n, at), fb.read(bb, 0, n, at)]);
-      // a file that changed size while read is not the same data
-      if (ra.bytesRead !== n || rb.bytesRead !== n) return false;
-      if (ba.compare(bb, 0, n, 0, n) !== 0) return false;
-    }
-    return true;
-  } finally {
-    await Promise.all([fa.close(), fb.close()]);
   }
 }
 

@@ -44,7 +44,7 @@ import { hfTokenizerConfig } from '../tokenizer';
 import { MAX_JSON_FILE_BYTES, assertRegularFile, openRegularFile } from '../files';
 import { checkTextFile } from './text';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
-import { checkInt, checkOneOf, checkOptions, checkPath } from '../arguments';
+import { checkInt, checkOneOf, checkPath } from '../arguments';
 
 export interface TokenizeFileOptions {
   /** Return only the first maxTokens ids (the file is read only as far as they need). Default: all. */
@@ -462,8 +462,7 @@ async function openDataFile(file: string): Promise<fs.promises.FileHandle> {
 export async function tokenizeFileWith(tokenizerDir: string, file: string, opts: TokenizeFileOptions, limits: Readonly<TokenizeLimits>): Promise<Int32Array> {
   checkPath(tokenizerDir, 'tokenizeFile(tokenizerDir, file, options): tokenizerDir');
   checkPath(file, 'tokenizeFile(tokenizerDir, file, options): file');
-  checkOptions(opts, 'tokenizeFile(tokenizerDir, file, options): options', ['maxTokens', 'field', 'format', 'signal', 'onProgress']);
-  checkJobOptions(opts);
+  checkJobOptions(opts, 'tokenizeFile(tokenizerDir, file, options): options', ['maxTokens', 'field', 'format']);
   // Infinity reads as no budget (all tokens); NaN, '5' or 2.5 is refused, not read as no budget
   if (opts.maxTokens !== Infinity) checkInt(opts.maxTokens, 'tokenizeFile: maxTokens');
   checkOneOf(opts.format, 'tokenizeFile: format', ['txt', 'jsonl'] as const);

@@ -9,7 +9,7 @@ import { FfmergeError, showValue } from '../errors';
 import { checkPath } from '../arguments';
 import { CheckpointReader } from '../checkpoint/ties';
 import { mergedLayers, recordedWindows, tiedWindows, RECOVERED_KEY, type RecordedWindow } from '../checkpoint/earlier-merges';
-import { ffTies } from '../checkpoint/write';
+import { FF_KEYS, ffTies } from '../checkpoint/write';
 import { DTYPE_SIZE } from '../safetensors';
 import { ffStacks } from './architectures';
 import { checkCheckpoint } from './plan';
@@ -195,14 +195,13 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
     totalParams += n;
     totalBytes += n * DTYPE_SIZE[info.dtype];
   }
-  const ffKeys = ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const;
   /** One layer's FF as stored: parameters, bytes, and the dtypes of its tensors ("F32", "F32/F16"). */
   const layerFF = (s: (typeof stacks)[number], l: number) => {
     const names = s.ff(l);
     let params = 0;
     let bytes = 0;
     const dtypes = new Set<string>();
-    for (const key of ffKeys) {
+    for (const key of FF_KEYS) {
       const t = names[key];
       const stored = t === undefined ? undefined : storedName(ckpt, t);
       if (stored === undefined) continue;
@@ -233,7 +232,7 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
   for (const s of stacks) {
     for (let l = 0; l < s.layers; l++) {
       const names = s.ff(l);
-      for (const key of ffKeys) {
+      for (const key of FF_KEYS) {
         const t = names[key];
         if (t === undefined || !ckpt.has(t) || storedFF.has(ckpt.resolve(t))) continue;
         storedFF.add(ckpt.resolve(t));

@@ -8,7 +8,7 @@
 import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
 import * as path from 'node:path';
 import { FfmergeError, fromNativeError } from '../errors';
-import { checkBoolean, checkOneOf, checkOptions, checkPath } from '../arguments';
+import { checkBoolean, checkOneOf, checkPath } from '../arguments';
 import { checkJobOptions, runNativeJob, throwIfAborted, type JobOptions } from '../native/job';
 import { modelAddon, type NativeModelHandle } from '../native/model';
 import { CheckpointReader } from '../checkpoint/ties';
@@ -38,8 +38,6 @@ export interface LoadModelOptions extends JobOptions {
    */
   mmap?: boolean;
 }
-
-const LOAD_MODEL_KEYS: readonly (keyof LoadModelOptions)[] = ['stream', 'mmap', 'signal', 'onProgress'];
 
 /** Checkpoints this large or larger are streamed by layer unless `stream: false`. */
 export const STREAM_AUTO_BYTES = 2 * 2 ** 30;
@@ -79,8 +77,7 @@ async function readGenerationFile(dir: string): Promise<Record<string, unknown>>
  */
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<Model> {
   checkPath(dir, 'loadModel(dir, options): dir');
-  checkOptions(opts, 'loadModel(dir, options): options', LOAD_MODEL_KEYS);
-  checkJobOptions(opts);
+  checkJobOptions(opts, 'loadModel(dir, options): options', ['stream', 'mmap']);
   checkOneOf(opts.stream, 'loadModel: stream', [true, false, 'auto'] as const);
   checkBoolean(opts.mmap, 'loadModel: mmap');
   throwIfAborted(opts.signal);

@@ -155,7 +155,7 @@ async function layerMajorCorrelations(
   const kept = new Map<number, BatchStore>();
   const budget = opts.memoryBytes ?? FEATURE_MEMORY_BYTES;
   // an upper bound on a layer's bytes (padding rows are dropped later), so the budget is never exceeded
-  const layerBytes = batches.reduce((n, b) => n + b.input.batch * b.input.seq, 0) * dFF * 4;
+  const layerBytes = rows * dFF * 4;
   const inRam = () => [...kept.values()].filter((k) => k.kind === 'ram').length * layerBytes;
   const results: [number, number, PairResult][] = [];
   let tokens = 0;

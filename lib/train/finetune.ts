@@ -6,7 +6,7 @@
  * same tie structure, so it writes back in the same `tied` format at the same size.
  */
 import { FfmergeError, fromNativeError, abortError, showValue } from '../errors';
-import { checkOneOf, checkOptions } from '../arguments';
+import { checkOneOf } from '../arguments';
 import { isInt32Array } from '../typed-arrays';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { trainAddon, type NativeFinetuneArgs, type NativeImageFinetuneArgs, type NativeStepLog } from '../native/train';
@@ -169,7 +169,7 @@ function imageArgs(model: Model, data: LabelledImages, validation: FinetuneOptio
 }
 
 const FINETUNE_KEYS: readonly (keyof FinetuneOptions)[] = [
-  'data', 'steps', 'lr', 'batch', 'seq', 'micro', 'warmup', 'schedule', 'weightDecay', 'clip', 'seed', 'trainable', 'validation', 'evalEvery', 'signal', 'onProgress',
+  'data', 'steps', 'lr', 'batch', 'seq', 'micro', 'warmup', 'schedule', 'weightDecay', 'clip', 'seed', 'trainable', 'validation', 'evalEvery',
 ];
 
 /**
@@ -196,8 +196,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
 export async function finetune(model: Model, opts: FinetuneOptions): Promise<FinetuneResult> {
   checkModel(model, 'finetune(model, options): model');
   if (opts === undefined || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `finetune(model, options): options must be an object { data, steps, … } (got ${showValue(opts)})`);
-  checkOptions(opts, 'finetune(model, options): options', FINETUNE_KEYS);
-  checkJobOptions(opts);
+  checkJobOptions(opts, 'finetune(model, options): options', FINETUNE_KEYS);
   if (!isImages(opts.data) && !isTokenData(opts.data)) {
     throw new FfmergeError('INVALID_ARGUMENT', `finetune: data must be token ids (an Int32Array or a list of them) or labelled images { pixels, labels } (got ${showValue(opts.data)})`);
   }
@@ -270,23 +269,20 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       failure = { error };
       handle.cancel();
     });
+  /** A progress event; with `e`, the step it describes (and the time left after it). */
+  const event = (done: number, total: number, e?: Omit<FinetuneLogEntry, 'lr' | 'gradNorm'>, etaSeconds = 0): FinetuneProgress => ({
+    phase: 'finetune', done, total,
+    ...(e ? { step: e.step, loss: e.loss, tokensPerSecond: e.tokensPerSecond, imagesPerSecond: e.imagesPerSecond, etaSeconds } : {}),
+    ...(e?.valLoss !== undefined ? { valLoss: e.valLoss } : {}),
+    ...(e?.valAccuracy !== undefined ? { valAccuracy: e.valAccuracy } : {}),
+  });
   const report = (done: number, total: number) => {
     // the trainer reports its last step before that step's log can be read: the final event is sent from the
     // finished log below, so that it names the last step and no time left
     if (done >= total) return;
     const last: NativeStepLog | undefined = handle?.latest();
     // done is the last step the event describes: the count can run ahead of the log (done 1, no step 1 yet)
-    const p: FinetuneProgress = { phase: 'finetune', done: Math.min(done, last?.step ?? 0), total };
-    if (last) {
-      p.step = last.step;
-      p.loss = last.loss;
-      p.tokensPerSecond = last.tokensPerSecond;
-      p.imagesPerSecond = last.imagesPerSecond;
-      p.etaSeconds = (last.seconds / last.step) * (total - last.step);
-      if (last.valLoss !== undefined) p.valLoss = last.valLoss;
-      if (last.valAccuracy !== undefined) p.valAccuracy = last.valAccuracy;
-    }
-    onProgress!(p);
+    onProgress!(event(Math.min(done, last?.step ?? 0), total, last, last && (last.seconds / last.step) * (total - last.step)));
   };
   try {
     handle = trainAddon().modelFinetune(model.nativeHandle(), args, onProgress ? report : undefined);
@@ -318,20 +314,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     return e;
   });
   const final = log[log.length - 1];
-  if (onProgress && final && !failure) {
-    onProgress({
-      phase: 'finetune',
-      done: steps,
-      total: steps,
-      step: final.step,
-      loss: final.loss,
-      tokensPerSecond: final.tokensPerSecond,
-      imagesPerSecond: final.imagesPerSecond,
-      etaSeconds: 0,
-      ...(final.valLoss !== undefined ? { valLoss: final.valLoss } : {}),
-      ...(final.valAccuracy !== undefined ? { valAccuracy: final.valAccuracy } : {}),
-    });
-  }
+  if (onProgress && final && !failure) onProgress(event(steps, steps, final));
   if (failure) {
     new Model(model.config, model.spec, r.model).dispose(); // finished before the cancel reached it
     throw failure.error;

@@ -13,7 +13,7 @@ import { FfmergeError } from '../../errors';
 import type { FeatureBatch } from '../../data/feature-batches';
 import type { FFWeights } from '../../model/ff-weights';
 import { windowLayers } from '../../merge/windows';
-import { finetune as train, type FinetuneOptions, type LabelledImages } from '../../train/finetune';
+import { finetune as train, joinTokens, type FinetuneOptions, type LabelledImages } from '../../train/finetune';
 import type { RecoverMethod } from '../plugins';
 
 /** ~4 passes over 10k calibration tokens (or 600 images): enough to move the merged FF, few enough not to memorise them. */
@@ -27,16 +27,12 @@ const IMAGE_BATCH = 64;
 function calibrationImages(batches: FeatureBatch[]): LabelledImages | undefined {
   if (!batches.length || batches.some((b) => !b.labels || !b.input.pixels)) return undefined;
   const pixels = new Float32Array(batches.reduce((n, b) => n + b.input.pixels!.length, 0));
-  const labels = new Int32Array(batches.reduce((n, b) => n + b.labels!.length, 0));
   let p = 0;
-  let l = 0;
   for (const b of batches) {
     pixels.set(b.input.pixels!, p);
-    labels.set(b.labels!, l);
     p += b.input.pixels!.length;
-    l += b.labels!.length;
   }
-  return { pixels, labels };
+  return { pixels, labels: joinTokens(batches.map((b) => b.labels!)) };
 }
 
 export const finetuneRecover: RecoverMethod = {

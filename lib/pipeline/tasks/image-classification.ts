@@ -130,10 +130,7 @@ export const imageClassification: TaskKind = {
       async prepare(starts, opts) {
         cache = await PrefixCache.build(model, val.map((b) => b.input), [0, ...starts], opts);
       },
-      dispose: async () => {
-        await cache?.dispose();
-        cache = undefined;
-      },
+      dispose: async () => cache?.dispose(),
       ...(byLoss ? { selection: { name: 'loss', higherIsBetter: false } as const } : {}),
       search: async (m, start, opts) => {
         const r = await scores(m, start, opts);

@@ -297,10 +297,7 @@ export const languageModeling: TaskKind = {
         }
         cache = await PrefixCache.build(model, val, [0, ...starts], opts);
       },
-      dispose: async () => {
-        await cache?.dispose();
-        cache = undefined;
-      },
+      dispose: async () => cache?.dispose(),
       search: async (m, start, opts) => ppl(await nllOf(m, val, { ...opts, ...(cache ? { cache } : {}), fromLayer: start, limit: searchCount })),
       validate: async (m, start, opts) => ppl(await nllOf(m, val, { ...opts, ...(cache ? { cache } : {}), fromLayer: start })),
       ...(test ? { test: async (m, opts) => ppl(await nllOf(m, test, opts)) } : {}),

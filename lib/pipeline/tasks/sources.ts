@@ -11,10 +11,6 @@ import { seededOrder } from '../../data/shuffle';
 import { numLabels } from '../../model/architectures/config';
 import { sameData, sameDataPhrase, type SameData } from '../../data/same-data';
 
-function checkFiles(files: (string | undefined)[]): void {
-  for (const f of files) if (f !== undefined && !fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} does not exist`);
-}
-
 /**
  * Whether v holds the keys of exactly one of the forms, each a string, and nothing else. A key of another
  * form, even undefined ({ images, labels, folder: undefined }: a server's `folder: req.query.folder`), is
@@ -56,10 +52,7 @@ export function checkSize(asked: number | undefined, key: string, n: number, ava
 
 /** Files of a source exist (checked before any model is loaded). */
 export function checkSourceFiles(src: ImageSource | ParallelSource): void {
-  if ('folder' in src) checkFiles([src.folder]);
-  else if ('images' in src) checkFiles([src.images, src.labels]);
-  else if ('tsv' in src) checkFiles([src.tsv]);
-  else checkFiles([src.source, src.target]);
+  for (const f of Object.values(src)) if (!fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} does not exist`);
 }
 
 /**
