@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { countPredictions, cutBlocks, loadSplitBlocks } from '../lib/data/blocks';
 import { readParallel, readParallelTsv, streamParallel } from '../lib/data/parallel';
-import { readDocuments, readLines, readText, TEXT_HEAD_BYTES } from '../lib/data/text';
+import { newlines, readDocuments, readLines, readText, TEXT_HEAD_BYTES } from '../lib/data/text';
 import { loadTokenizer } from '../lib/tokenizer';
 import { MAX_TOKENIZER_WORKERS, TOKENIZE_LIMITS, tokenizeFile, tokenizeFileWith, type TokenizeLimits } from '../lib/data/tokenize-file';
 import { blocksFrom, fitBlockSize, takeTokens } from '../lib/pipeline/data';
@@ -51,8 +51,18 @@ describe('text datasets', () => {
       const f = write(name, content, gz);
       expect(await collect(readLines(f))).toEqual(['first line', 'second ünïcode 日本', '', 'fourth']);
       expect(await collect(readDocuments(f))).toEqual(['first line', 'second ünïcode 日本', '', 'fourth']);
-      expect(await readText(f)).toBe(content);
+      // the whole text has its line ends as Python's text mode reads them (universal newlines)
+      expect(await readText(f)).toBe(content.replace('\r\n', '\n'));
     }
+  });
+
+  test('whole texts read "\\r\\n" and a lone "\\r" as "\\n", also when a chunk ends between "\\r" and "\\n"', async () => {
+    const lf = newlines();
+    expect([lf('a\r'), lf('\nb\r'), lf('c\r\r'), lf('\n'), lf('d\r'), lf('', true)].join('')).toBe('a\nb\nc\n\nd\n');
+    // 64 KiB stream chunks (plain) and inflated chunks (gzip): a "\r\n" across the first chunk boundary
+    const text = `${'word '.repeat(13107)}\r\nsecond\rthird\r\n`;
+    expect(Buffer.byteLength(text.slice(0, 65536))).toBe(65536);
+    for (const gz of [false, true]) expect(await readText(write(`crlf-${gz}.txt${gz ? '.gz' : ''}`, text, gz))).toBe(text.replace(/\r\n?/g, '\n'));
   });
 
   test('gzip is inflated in chunks: multi-byte characters split across chunks survive, breaking out early returns the first lines', async () => {
@@ -187,6 +197,11 @@ describe('what is not text is INVALID_DATA', () => {
       const odd = text.split('\n').map((l, i) => (i % 3 === 0 ? ` ${l} ` : i % 3 === 1 ? `${l}\r` : l)).join('\n');
       const oddFile = write('pieces-odd.txt', odd);
       expect(differing(await tokenizeFileWith(model, oddFile, {}, tiny()), await tokenizeFile(model, oddFile))).toBe(0);
+      // Windows line ends (and a "\r\n" split by the reader's 64 KiB chunks): the ids of the same text with "\n"
+      const crlfText = `${'word '.repeat(13107)}\r\n${text.split('\n').join('\r\n')}`;
+      const lfIds = await tokenizeFile(model, write('lf.txt', crlfText.replace(/\r\n/g, '\n')));
+      expect(differing(await tokenizeFile(model, write('crlf.txt', crlfText)), lfIds)).toBe(0);
+      expect(differing(await tokenizeFileWith(model, write('crlf.txt.gz', text.split('\n').join('\r\n'), true), {}, tiny()), one)).toBe(0);
       // a budget in pieces keeps the one-call ids' exact prefix
       for (const n of [1, 3000, 9000]) expect(differing(await tokenizeFileWith(model, cal, { maxTokens: n }, tiny()), one.subarray(0, n))).toBe(0);
       const docs = text.split('\n').filter((l) => l.trim() !== '');

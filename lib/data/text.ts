@@ -112,6 +112,22 @@ export function noTextError(file: string): FfmergeError {
 /** A leading byte-order mark is not text: it would be tokenized, and break the first line's JSON. */
 const dropBom = (s: string): string => (s.charCodeAt(0) === 0xfeff ? s.slice(1) : s);
 
+/**
+ * Line ends as Python's text mode reads them (universal newlines): "\r\n" and a lone "\r" become "\n", so a
+ * file saved with Windows line ends tokenizes as the same text saved with "\n" (the line readers above drop
+ * the "\r" too). Fed chunk by chunk: a chunk's last "\r" waits for the next, which may start with its "\n".
+ * (tokenize-file.ts's worker, which cannot import this, does the same.)
+ */
+export function newlines(): (chunk: string, last?: boolean) => string {
+  let cr = false;
+  return (chunk, last = false) => {
+    let s = cr ? `\r${chunk}` : chunk;
+    cr = !last && s.endsWith('\r');
+    if (cr) s = s.slice(0, -1);
+    return s.replace(/\r\n?/g, '\n');
+  };
+}
+
 /** A UTF-8 text stream of the file's contents, inflated when gzip-compressed. */
 async function openText(file: string): Promise<NodeJS.ReadableStream & AsyncIterable<string>> {
   const { gzip: gz } = await checkTextFile(file);
@@ -211,11 +227,13 @@ export async function readText(file: string, opts: TextSourceOptions = {}): Prom
   }
   const stream = await openText(file);
   const parts: string[] = [];
+  const lf = newlines();
   try {
-    for await (const chunk of stream) parts.push(parts.length === 0 ? dropBom(chunk) : chunk);
+    for await (const chunk of stream) parts.push(lf(parts.length === 0 ? dropBom(chunk) : chunk));
   } catch (e) {
     throw wrapStreamError(file, e);
   }
+  parts.push(lf('', true));
   const text = parts.join('');
   if (!/\S/.test(text)) throw noTextError(file);
   return text;

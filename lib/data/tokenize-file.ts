@@ -199,6 +199,15 @@ function workerMain(): void {
     let eof = false;
     let docs = 0;
     let firstChunk = true;
+    // Line ends as Python's text mode reads them, as text.ts's newlines(): "\r\n" and a lone "\r" are "\n"
+    // (a chunk's last "\r" waits for the next chunk, which may start with its "\n")
+    let cr = false;
+    const lf = (chunk: string, last: boolean): string => {
+      let t = cr ? `\r${chunk}` : chunk;
+      cr = !last && t.endsWith('\r');
+      if (cr) t = t.slice(0, -1);
+      return t.replace(/\r\n?/g, '\n');
+    };
     const addLines = (s: string) => {
       // JSON Lines: the text is the documents' field joined with "\n" (blank lines skipped)
       const parts = (partialLine + s).split('\n');
@@ -232,12 +241,13 @@ function workerMain(): void {
         if (r.done) {
           eof = true;
           if (input.format === 'jsonl') addLines('');
+          else text += lf('', true);
         } else {
           // a byte-order mark is not text (and would break line 1's JSON): dropped, as text.ts's readers drop it
           const s = firstChunk ? r.value.replace(/^\uFEFF/, '') : r.value;
           firstChunk = false;
           if (input.format === 'jsonl') addLines(s);
-          else text += s;
+          else text += lf(s, false);
         }
       }
     };
