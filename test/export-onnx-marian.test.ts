@@ -202,7 +202,11 @@ describeShared('fixtures/marian-multi30k-en-de', 'ONNX export of marian-multi30k
 
   test('fp16 weights: the export loads and its logits stay close to fp32', async () => {
     const out = path.join(tmp, 'fp16');
-    const r = await exportOnnx(path.join(tmp, 'tied'), { out, dtype: 'fp16' });
+    const seen: [string, number, number][] = [];
+    const r = await exportOnnx(path.join(tmp, 'tied'), { out, dtype: 'fp16', onProgress: (p) => seen.push([p.phase, p.done, p.total]) });
+    // one count over both files' weights, never going back
+    expect(seen.every(([phase, done, total], i) => phase === 'onnx' && total === r.weightTensors && done === i + 1)).toBe(true);
+    expect(seen.length).toBe(r.weightTensors);
     expect(Math.abs(r.weightBytes / fileBytes(path.join(tmp, 'merged')) - 0.5)).toBeLessThan(0.01);
     const s = await sessions(out);
     const states = await runEncoder(s, ref.src, ref.mask, ref.B);

@@ -19,7 +19,7 @@ import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../../files';
 import { checkCheckpoint } from '../../model/plan';
 import { architectureOf, type Architecture, type Config, type StackName } from '../../model/architectures';
 import { validateSpec } from '../../model/validate-spec';
-import { checkJobOptions, withJobScope, type JobOptions, type JobScope } from '../../native/job';
+import { checkJobOptions, withJobScope, type JobOptions, type JobScope, type Progress } from '../../native/job';
 import { buildDecoderLm } from './decoder-lm';
 import { Graph } from './graph';
 import { needsExternalData, writeOnnx, OPSET, type SerializeResult } from './serialize';
@@ -236,13 +236,19 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
     }
     const externalData = mode === 'auto' ? needed : mode;
     const written: (SerializeResult & { file: string; weightTensors: number; tensorUses: number })[] = [];
+    // one 'onnx' count over every file's weights (Marian's two files counted 1..97, then 1..158 again)
+    const weightsOf = (g: Graph) => g.initializers.filter((i) => i.kind === 'weight').length;
+    const allWeights = graphs.reduce((n, x) => n + weightsOf(x.g), 0);
+    let before = 0;
     for (const { file, g, w } of graphs) {
+      const onProgress = opts.onProgress;
       const r = await writeOnnx(g, path.join(tmp, ONNX_DIR, file), {
         externalData,
         ...(opts.signal ? { signal: opts.signal } : {}),
-        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+        ...(onProgress ? { onProgress: (p: Progress) => onProgress({ ...p, done: before + p.done, total: allWeights }) } : {}),
       });
-      written.push({ ...r, file, weightTensors: g.initializers.filter((i) => i.kind === 'weight').length, tensorUses: w.uses.size });
+      before += weightsOf(g);
+      written.push({ ...r, file, weightTensors: weightsOf(g), tensorUses: w.uses.size });
     }
     const external = written.some((r) => r.external);
     const source = (config.ffmerge ?? {}) as Record<string, unknown>;
