@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { convertCheckpoint } from '../lib/checkpoint/convert';
 import { CheckpointReader, TIES_METADATA_KEY, readTies } from '../lib/checkpoint/ties';
 import { ffReplacements, ffTies, writeCheckpoint } from '../lib/checkpoint/write';
+import { exportOnnx } from '../lib/export/onnx/export';
+import { inspectModel } from '../lib/model/inspect';
 import { averageFF } from '../lib/merge/average';
 import { ffStacks } from '../lib/model/architectures';
 import { matrixToCanonical, type FFWeights } from '../lib/model/ff-weights';
@@ -185,6 +187,23 @@ describe('checkpoints whose tie map the loader would refuse are never written', 
     });
     await expect(writeCheckpoint({ source: bad, out, format: 'expanded' })).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });
     expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('a tie a caller adds of some of a layer\'s FF tensors is refused, before anything is written', async () => {
+    // Before: written, and the output then refused by ffmerge's own readers ("ties only some of ... FF tensors")
+    const out = path.join(tempDir('conv'), 'out');
+    const down = (l: number) => `model.layers.${l}.mlp.down_proj.weight`;
+    for (const format of ['tied', 'expanded'] as const) {
+      await expect(writeCheckpoint({ source: s.dir, out, format, ties: { [down(1)]: down(0) } })).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        message: expect.stringContaining("the tie map given ties only some of decoder layer 0's FF tensors"),
+      });
+    }
+    await expect(exportOnnx(s.dir, { out, ties: { [down(1)]: down(0) } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(fs.existsSync(out)).toBe(false);
+    // whole FFs, as a merge ties them, are written
+    await writeCheckpoint({ source: s.dir, out, format: 'tied', ties: ffTies(s.config, 'decoder', [0, 1]) });
+    expect((await inspectModel(out)).ffParams).toBeLessThan((await inspectModel(s.dir)).ffParams);
   });
 
   it('a tie a caller adds between tensors of different shapes is refused', async () => {

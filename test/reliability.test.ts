@@ -10,7 +10,7 @@ import { main } from '../lib/cli/main';
 import { exitCodeFor } from '../lib/cli/errors';
 import { FfmergeError } from '../lib/errors';
 import { CheckpointReader } from '../lib/checkpoint/ties';
-import { checkOutputDir, writeCheckpoint } from '../lib/checkpoint/write';
+import { checkOutputDir, ffTies, writeCheckpoint } from '../lib/checkpoint/write';
 import { inspectModel } from '../lib/model/inspect';
 import { compress } from '../lib/pipeline/compress';
 import { SafetensorsReader, writeSafetensors } from '../lib/safetensors';
@@ -243,7 +243,7 @@ describe('item 9: tensors named like Object.prototype members', () => {
   it.each(['tied', 'expanded'] as const)('the %s writer keeps them and its output reads back', async (format) => {
     const out = path.join(tempDir('protoout'), 'out');
     // Before: the tied writer dropped "constructor"/"toString"; "__proto__" made a header its reader rejected.
-    await writeCheckpoint({ source: dir, out, format, ties: { 'model.layers.1.mlp.up_proj.weight': 'model.layers.0.mlp.up_proj.weight' } });
+    await writeCheckpoint({ source: dir, out, format, ties: ffTies(model.config, 'decoder', [0, 1]) });
     const r = await SafetensorsReader.open(path.join(out, 'model.safetensors'));
     for (const n of names) expect(Array.from(await r.readF32(n))).toEqual([1, 2]);
     await r.close();

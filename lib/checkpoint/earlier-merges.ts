@@ -96,7 +96,7 @@ function layersLabel(layers: readonly number[]): string {
  * A tie group that overlaps a recorded window without being that window is refused the same way: the record
  * and the tie map disagree about which layers share an FF.
  */
-export function tiedWindows(config: Config, recorded: readonly RecordedWindow[], ties: TieMap, where: string): RecordedWindow[] {
+export function tiedWindows(config: Config, recorded: readonly RecordedWindow[], ties: TieMap, where: string, given = false): RecordedWindow[] {
   if (Object.keys(ties).length === 0) return [];
   const stored = new Set(Object.values(ties));
   // a name as the tie map knows it: as the architecture names it, or without its first component (GPT-2's
@@ -113,7 +113,8 @@ export function tiedWindows(config: Config, recorded: readonly RecordedWindow[],
     }
     return t;
   };
-  const bad = (why: string) => new FfmergeError('INVALID_CONFIG', `${where}: the checkpoint's ffmerge tie map ${why}; ffmerge merges whole FF sublayers and records them as windows, so it cannot keep such a tie`);
+  const bad = (why: string) =>
+    new FfmergeError(given ? 'INVALID_ARGUMENT' : 'INVALID_CONFIG', `${where}: ${given ? 'the tie map given' : "the checkpoint's ffmerge tie map"} ${why}; ffmerge merges whole FF sublayers and records them as windows, so it cannot keep such a tie`);
   const out: RecordedWindow[] = [];
   for (const s of ffStacks(config)) {
     const groups = new Map<string, number[]>();
@@ -147,6 +148,15 @@ export function tiedWindows(config: Config, recorded: readonly RecordedWindow[],
     }
   }
   return out;
+}
+
+/**
+ * Ties handed to a writer (writeCheckpoint's or exportOnnx's `ties`) tie whole FF sublayers, as a merge does,
+ * or tensors outside the FFs: a tie of some of a layer's FF tensors would be written, and the output then
+ * refused by every reader of ffmerge's (INVALID_ARGUMENT, before anything is written).
+ */
+export function checkGivenTies(config: Config, ties: TieMap | undefined, where: string): void {
+  if (ties && Object.keys(ties).length > 0) tiedWindows(config, [], ties, where, true);
 }
 
 /**

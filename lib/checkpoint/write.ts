@@ -24,6 +24,7 @@ import { checkJobOptions, withJobScope, type JobScope, type ProgressFn } from '.
 import { architectureOf, stackOf } from '../model/architectures';
 import { matrixFromCanonical, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, checkAddedTies, type TieMap } from './ties';
+import { checkGivenTies } from './earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from './source-stamp';
 import { processAlive } from '../files';
 
@@ -436,6 +437,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
   }
   // The ties the output keeps: those the source already had plus the new ones.
   checkAddedTies(src, opts.ties ?? {});
+  checkGivenTies(config, opts.ties, 'writeCheckpoint');
   const ties: TieMap = { ...src.ties, ...(opts.ties ?? {}) };
   for (const [name, target] of Object.entries(ties)) {
     if (Object.hasOwn(ties, target)) throw new FfmergeError('INVALID_ARGUMENT', `tie ${name} → ${target}: "${target}" is itself tied`);

@@ -12,7 +12,7 @@ import { FfmergeError, abortError } from '../../errors';
 import { checkSourceUnchanged, sourceStamp } from '../../checkpoint/source-stamp';
 import { checkExtraFiles, checkOutputDir, copyWritable, failedOutput, isWeightOrReferenceFile, moveIntoPlace, regularFileNames, tempName, type ExtraFile } from '../../checkpoint/write';
 import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
-import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from '../../checkpoint/earlier-merges';
+import { asRecorded, checkGivenTies, earlierWindows, recordedTies, type RecordedWindow } from '../../checkpoint/earlier-merges';
 import { ffTies } from '../../checkpoint/write';
 import { readConfig } from '../../model/load';
 import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../../files';
@@ -207,6 +207,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
   // An ffmerge output exported on its own: its merges are shared here as in a tied checkpoint, so an expanded
   // one (equal copies, checked) gets one initializer per merge too, as its record and card say. compress hands
   // its ties over instead.
+  checkGivenTies(config, opts.ties, 'exportOnnx');
   const merges = opts.ties ? undefined : await outputMerges(modelDir, config, opts.signal);
   const ties = opts.ties ?? merges!.ties;
   const weights = await ExportWeights.open(modelDir, { dtype, ...(opts.replace ? { replace: opts.replace } : {}), ...(Object.keys(ties).length ? { ties } : {}) });
