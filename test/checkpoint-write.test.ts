@@ -201,6 +201,13 @@ describe('checkpoints whose tie map the loader would refuse are never written', 
     }
     await expect(exportOnnx(s.dir, { out, ties: { [down(1)]: down(0) } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(fs.existsSync(out)).toBe(false);
+    // the record's keys the writer sets itself are not taken from info (a tie map the weights lack, the other format)
+    for (const info of [{ ties: { [down(1)]: down(0) } }, { format: 'expanded' }]) {
+      await expect(writeCheckpoint({ source: s.dir, out, format: 'tied', info })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('set by the writer') });
+    }
+    await expect(exportOnnx(s.dir, { out, info: { onnx: {} } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(writeCheckpoint({ source: s.dir, out, format: 'tied', info: 'windows' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(fs.existsSync(out)).toBe(false);
     // whole FFs, as a merge ties them, are written
     await writeCheckpoint({ source: s.dir, out, format: 'tied', ties: ffTies(s.config, 'decoder', [0, 1]) });
     expect((await inspectModel(out)).ffParams).toBeLessThan((await inspectModel(s.dir)).ffParams);

@@ -396,6 +396,20 @@ export function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteChec
 }
 
 /**
+ * `info` (what a writer records under config.json's `ffmerge`) is an object without the keys the writer sets from
+ * what it writes: given, they would contradict the file (a tie map its weights do not hold, the other format),
+ * and ffmerge's readers would refuse the output or misread it.
+ */
+export function checkRecordInfo(info: unknown, what: string, own: readonly string[]): void {
+  if (info === undefined) return;
+  if (typeof info !== 'object' || info === null || Array.isArray(info)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: info must be an object (got ${showValue(info)})`);
+  const taken = own.filter((k) => Object.hasOwn(info, k));
+  if (taken.length > 0) {
+    throw new FfmergeError('INVALID_ARGUMENT', `${what}: info ${taken.map((k) => showValue(k)).join(', ')} ${taken.length > 1 ? 'are' : 'is'} set by the writer from what it writes (give ties as the ties option)`);
+  }
+}
+
+/**
  * writeCheckpoint, for a caller that read the source before it (convert reads the record, report and tie
  * copies first): `stamp` is the source's state when that reading began, so a source replaced meanwhile is
  * SOURCE_CHANGED, not an output mixing the two. Internal (not exported by the package).
@@ -403,6 +417,7 @@ export function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteChec
 export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierStamp: string | undefined): Promise<WriteCheckpointResult> {
   if (typeof opts !== 'object' || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint(options): options must be an object { source, out, format, … } (got ${showValue(opts)})`);
   checkJobOptions(opts, 'writeCheckpoint(options): options', ['source', 'out', 'format', 'replace', 'ties', 'info', 'extraFiles', 'overwrite', 'maxShardSize']);
+  checkRecordInfo(opts.info, 'writeCheckpoint', ['format', 'ties']);
   checkMaxShardSize(opts.maxShardSize);
   checkExtraFiles(opts.extraFiles, 'writeCheckpoint', checkpointFile);
   if (opts.format !== 'tied' && opts.format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint: format must be tied or expanded (got ${showValue(opts.format)})`);
