@@ -128,6 +128,28 @@ export class CheckpointReader {
  * tensor of the wrong size under that name. (A checkpoint's own tie map names tensors the file does not store,
  * which have no shape of their own: the architecture check, model/plan.ts, catches those.)
  */
+/**
+ * The name a tensor is stored under: as named, or without its first component (GPT-2's "transformer.",
+ * BERT's "bert.": checkpoints saved from the bare model lack it; the loader resolves the same way).
+ */
+export function storedName(reader: CheckpointReader, name: string): string | undefined {
+  if (reader.has(name)) return name;
+  const dot = name.indexOf('.');
+  return dot > 0 && reader.has(name.slice(dot + 1)) ? name.slice(dot + 1) : undefined;
+}
+
+/**
+ * Replacements and ties handed to a writer, named as the architecture names them (ffReplacements, ffTies:
+ * "transformer.h.0.mlp.c_fc.weight"), under the names the checkpoint stores (a bare GPT-2's "h.0.mlp.c_fc.weight").
+ * Names the checkpoint has in neither form stay as given, for the writer's own TENSOR_NOT_FOUND.
+ */
+export function asStored(reader: CheckpointReader, replace: Map<string, Float32Array> | undefined, ties: TieMap | undefined): { replace: Map<string, Float32Array>; ties: TieMap } {
+  const n = (name: string) => storedName(reader, name) ?? name;
+  const out: TieMap = Object.create(null) as TieMap;
+  for (const [a, b] of Object.entries(ties ?? {})) out[n(a)] = n(b);
+  return { replace: new Map([...(replace ?? new Map<string, Float32Array>())].map(([k, v]) => [n(k), v])), ties: { ...out } };
+}
+
 export function checkAddedTies(reader: CheckpointReader, ties: TieMap): void {
   for (const [name, target] of Object.entries(ties)) {
     if (!reader.has(name) || !reader.has(target)) {

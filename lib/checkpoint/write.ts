@@ -23,7 +23,7 @@ import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorT
 import { checkJobOptions, withJobScope, type JobScope, type ProgressFn } from '../native/job';
 import { architectureOf, stackOf } from '../model/architectures';
 import { matrixFromCanonical, type FFWeights } from '../model/ff-weights';
-import { CheckpointReader, TIES_METADATA_KEY, checkAddedTies, type TieMap } from './ties';
+import { CheckpointReader, TIES_METADATA_KEY, asStored, checkAddedTies, type TieMap } from './ties';
 import { checkGivenTies } from './earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from './source-stamp';
 import { processAlive } from '../files';
@@ -405,7 +405,7 @@ export function checkRecordInfo(info: unknown, what: string, own: readonly strin
   if (typeof info !== 'object' || info === null || Array.isArray(info)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: info must be an object (got ${showValue(info)})`);
   const taken = own.filter((k) => Object.hasOwn(info, k));
   if (taken.length > 0) {
-    throw new FfmergeError('INVALID_ARGUMENT', `${what}: info ${taken.map((k) => showValue(k)).join(', ')} ${taken.length > 1 ? 'are' : 'is'} set by the writer from what it writes (give ties as the ties option)`);
+    throw new FfmergeError('INVALID_ARGUMENT', `${what}: info ${taken.map((k) => showValue(k)).join(', ')} ${taken.length > 1 ? 'are' : 'is'} set by the writer from what it writes${taken.includes('ties') ? ' (give ties as the ties option)' : ''}`);
   }
 }
 
@@ -442,7 +442,8 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
   // The source as the loader would see it (headers only): a tie map that drops a tensor or ties one to a
   // tensor of another shape, or a config that leaves out stored layers, must fail here, not in the output.
   checkCheckpoint(config, src, source);
-  const replace = opts.replace ?? new Map<string, Float32Array>();
+  const given = asStored(src, opts.replace, opts.ties);
+  const replace = given.replace;
   for (const [name, data] of replace) {
     const info = src.info(name);
     const n = info.shape.reduce((a, b) => a * b, 1);
@@ -451,9 +452,9 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     }
   }
   // The ties the output keeps: those the source already had plus the new ones.
-  checkAddedTies(src, opts.ties ?? {});
-  checkGivenTies(config, opts.ties, 'writeCheckpoint');
-  const ties: TieMap = { ...src.ties, ...(opts.ties ?? {}) };
+  checkAddedTies(src, given.ties);
+  checkGivenTies(config, given.ties, 'writeCheckpoint');
+  const ties: TieMap = { ...src.ties, ...given.ties };
   for (const [name, target] of Object.entries(ties)) {
     if (Object.hasOwn(ties, target)) throw new FfmergeError('INVALID_ARGUMENT', `tie ${name} → ${target}: "${target}" is itself tied`);
   }

@@ -7,7 +7,7 @@ import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../files';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { checkPath } from '../arguments';
-import { CheckpointReader } from '../checkpoint/ties';
+import { CheckpointReader, storedName } from '../checkpoint/ties';
 import { mergedLayers, recordedWindows, tiedWindows, RECOVERED_KEY, type RecordedWindow } from '../checkpoint/earlier-merges';
 import { FF_KEYS, ffTies } from '../checkpoint/write';
 import { DTYPE_SIZE } from '../safetensors';
@@ -156,16 +156,6 @@ export async function inspectModel(dir: string): Promise<ModelSummary> {
 }
 
 /**
- * The name a tensor is stored under: as named, or without its first component (GPT-2's "transformer.",
- * BERT's "bert.": checkpoints saved from the bare model lack it; the loader resolves the same way).
- */
-function storedName(ckpt: CheckpointReader, name: string): string | undefined {
-  if (ckpt.has(name)) return name;
-  const dot = name.indexOf('.');
-  return dot > 0 && ckpt.has(name.slice(dot + 1)) ? name.slice(dot + 1) : undefined;
-}
-
-/**
  * The config's layer counts against the tensors, before anything is sized by them: a count the checkpoint
  * cannot hold (1e9 layers in a config beside a 2-layer checkpoint once grew inspect past 3 GB) is an error.
  */
@@ -233,8 +223,9 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
     for (let l = 0; l < s.layers; l++) {
       const names = s.ff(l);
       for (const key of FF_KEYS) {
-        const t = names[key];
-        if (t === undefined || !ckpt.has(t) || storedFF.has(ckpt.resolve(t))) continue;
+        // (a bare GPT-2's "h.0.mlp.c_fc.weight" for "transformer.h.0…": its FF counted 0 parameters)
+        const t = names[key] === undefined ? undefined : storedName(ckpt, names[key]);
+        if (t === undefined || storedFF.has(ckpt.resolve(t))) continue;
         storedFF.add(ckpt.resolve(t));
         ffParams += ckpt.info(t).shape.reduce((a, b) => a * b, 1);
       }

@@ -5,7 +5,7 @@
  * however many nodes use it: that is how a merged window's shared FF reaches the runtime as one copy.
  */
 import { FfmergeError, showValue } from '../../errors';
-import { CheckpointReader, checkAddedTies, type TieMap } from '../../checkpoint/ties';
+import { CheckpointReader, asStored, checkAddedTies, type TieMap } from '../../checkpoint/ties';
 import { DT, type Graph } from './graph';
 
 export type WeightDType = 'fp32' | 'fp16';
@@ -35,8 +35,7 @@ export class ExportWeights {
     readonly reader: CheckpointReader,
     opts: WeightSourceOptions,
   ) {
-    this.replace = opts.replace ?? new Map();
-    this.ties = opts.ties ?? {};
+    ({ replace: this.replace, ties: this.ties } = asStored(reader, opts.replace, opts.ties));
     this.dtype = opts.dtype ?? 'fp32';
     checkAddedTies(reader, this.ties);
     // a replacement is looked up by the names the graph reads: one naming no tensor was dropped unsaid
