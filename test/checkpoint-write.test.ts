@@ -201,9 +201,15 @@ describe('checkpoints whose tie map the loader would refuse are never written', 
     }
     await expect(exportOnnx(s.dir, { out, ties: { [down(1)]: down(0) } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(fs.existsSync(out)).toBe(false);
+    // a chain (here a loop) is named as one: a layer of it read as "tied to a tensor no other layer shares"
+    const chain = { ...ffTies(s.config, 'decoder', [1, 0]), ...ffTies(s.config, 'decoder', [0, 1]) };
+    await expect(writeCheckpoint({ source: s.dir, out, format: 'tied', ties: chain })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('is itself tied') });
+    await expect(exportOnnx(s.dir, { out, ties: chain })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('is itself tied') });
     // the record's keys the writer sets itself are not taken from info (a tie map the weights lack, the other format)
-    for (const info of [{ ties: { [down(1)]: down(0) } }, { format: 'expanded' }]) {
-      await expect(writeCheckpoint({ source: s.dir, out, format: 'tied', info })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('set by the writer') });
+    for (const [info, hint] of [[{ ties: { [down(1)]: down(0) } }, true], [{ format: 'expanded' }, false]] as const) {
+      const e = (await writeCheckpoint({ source: s.dir, out, format: 'tied', info }).catch((x: unknown) => x)) as Error & { code: string };
+      expect(e).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('set by the writer') });
+      expect(e.message.includes('give ties as the ties option')).toBe(hint);
     }
     await expect(exportOnnx(s.dir, { out, info: { onnx: {} } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(writeCheckpoint({ source: s.dir, out, format: 'tied', info: 'windows' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });

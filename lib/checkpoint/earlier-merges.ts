@@ -156,7 +156,12 @@ export function tiedWindows(config: Config, recorded: readonly RecordedWindow[],
  * refused by every reader of ffmerge's (INVALID_ARGUMENT, before anything is written).
  */
 export function checkGivenTies(config: Config, ties: TieMap | undefined, where: string): void {
-  if (ties && Object.keys(ties).length > 0) tiedWindows(config, [], ties, where, true);
+  if (!ties || Object.keys(ties).length === 0) return;
+  // a chain first: its middle looks like a layer tied to one no other layer shares, which is not the cause
+  for (const [name, target] of Object.entries(ties)) {
+    if (Object.hasOwn(ties, target)) throw new FfmergeError('INVALID_ARGUMENT', `${where}: tie ${name} → ${target}: "${target}" is itself tied`);
+  }
+  tiedWindows(config, [], ties, where, true);
 }
 
 /**

@@ -214,8 +214,8 @@ export async function* readDocuments(file: string, opts: TextSourceOptions = {})
 }
 
 /**
- * The whole dataset as one string: a text file's exact contents (inflated if gzip), or a JSON Lines file's
- * documents joined with "\n".
+ * The whole dataset as one string: a text file's contents (inflated if gzip, without a byte-order mark, line ends
+ * as `newlines()` reads them), or a JSON Lines file's documents joined with "\n".
  */
 export async function readText(file: string, opts: TextSourceOptions = {}): Promise<string> {
   checkPath(file, 'readText(file, options): file');
