@@ -123,12 +123,6 @@ export class CheckpointReader {
 }
 
 /**
- * Ties a caller adds on top of a checkpoint's own (the merge's, convert's): the tied name is served the stored
- * tensor's bytes from then on, so both must exist and agree in shape and dtype, or the output would hold a
- * tensor of the wrong size under that name. (A checkpoint's own tie map names tensors the file does not store,
- * which have no shape of their own: the architecture check, model/plan.ts, catches those.)
- */
-/**
  * The name a tensor is stored under: as named, or without its first component (GPT-2's "transformer.",
  * BERT's "bert.": checkpoints saved from the bare model lack it; the loader resolves the same way).
  */
@@ -150,6 +144,12 @@ export function asStored(reader: CheckpointReader, replace: Map<string, Float32A
   return { replace: new Map([...(replace ?? new Map<string, Float32Array>())].map(([k, v]) => [n(k), v])), ties: { ...out } };
 }
 
+/**
+ * Ties a caller adds on top of a checkpoint's own (the merge's, convert's): the tied name is served the stored
+ * tensor's bytes from then on, so both must exist and agree in shape and dtype, or the output would hold a
+ * tensor of the wrong size under that name. (A checkpoint's own tie map names tensors the file does not store,
+ * which have no shape of their own: the architecture check, model/plan.ts, catches those.)
+ */
 export function checkAddedTies(reader: CheckpointReader, ties: TieMap): void {
   for (const [name, target] of Object.entries(ties)) {
     if (!reader.has(name) || !reader.has(target)) {
