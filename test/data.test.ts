@@ -8,6 +8,7 @@ import { newlines, readDocuments, readLines, readText, TEXT_HEAD_BYTES } from '.
 import { loadTokenizer } from '../lib/tokenizer';
 import { MAX_TOKENIZER_WORKERS, TOKENIZE_LIMITS, tokenizeFile, tokenizeFileWith, type TokenizeLimits } from '../lib/data/tokenize-file';
 import { blocksFrom, fitBlockSize, takeTokens } from '../lib/pipeline/data';
+import { readTokenRows } from '../lib/data/token-rows';
 import { prng } from './helpers/safetensors-bytes';
 import { describeShared, hasShared, sharedPath } from './helpers/shared';
 
@@ -63,6 +64,28 @@ describe('text datasets', () => {
     const text = `${'word '.repeat(13107)}\r\nsecond\rthird\r\n`;
     expect(Buffer.byteLength(text.slice(0, 65536))).toBe(65536);
     for (const gz of [false, true]) expect(await readText(write(`crlf-${gz}.txt${gz ? '.gz' : ''}`, text, gz))).toBe(text.replace(/\r\n?/g, '\n'));
+  });
+
+  test('the line readers end a line at "\\n", "\\r\\n" or a lone "\\r" (Python text mode), across chunk boundaries: text, JSON Lines, token rows, parallel text', async () => {
+    // a "\r" as the first chunk's last character (64 KiB stream chunks): it must wait to see whether "\n" follows
+    const long = 'word '.repeat(13107);
+    expect(Buffer.byteLength(`${long}\r`)).toBe(65536);
+    for (const gz of [false, true]) {
+      const f = write(`lines-${gz}.txt${gz ? '.gz' : ''}`, `${long}\r\nsecond\rthird\r\rfifth\r`, gz);
+      expect(await collect(readLines(f))).toEqual([long, 'second', 'third', '', 'fifth']);
+    }
+    const lone = write('lone.txt', `${long}\rsecond`);
+    expect(await collect(readLines(lone))).toEqual([long, 'second']);
+    const docs = write('lone-cr.jsonl', '{"text": "a"}\r{"text": "b"}\r\r{"text": "c"}');
+    expect(await collect(readDocuments(docs))).toEqual(['a', 'b', 'c']);
+    expect(await readText(docs)).toBe('a\nb\nc');
+    const rows = write('lone-cr-ids.jsonl', '{"input_ids": [1, 2]}\r{"input_ids": [3, 4]}\r');
+    expect((await readTokenRows(rows)).map((r) => Array.from(r))).toEqual([[1, 2], [3, 4]]);
+    const [en, de] = [write('p.en', 'a cat\rthe dog\r'), write('p.de', 'eine Katze\r\nder Hund')];
+    expect(await readParallel(en, de)).toEqual([
+      { source: 'a cat', target: 'eine Katze' },
+      { source: 'the dog', target: 'der Hund' },
+    ]);
   });
 
   test('gzip is inflated in chunks: multi-byte characters split across chunks survive, breaking out early returns the first lines', async () => {
@@ -285,6 +308,8 @@ describe('what is not text is INVALID_DATA', () => {
       expect(Array.from(await tokenizeFile(model, write('bom-yes.txt', '\uFEFF' + text)))).toEqual(Array.from(plain));
       const docs = await tokenizeFile(model, write('bom-no.jsonl', jsonl));
       expect(Array.from(await tokenizeFile(model, write('bom-yes.jsonl', '\uFEFF' + jsonl)))).toEqual(Array.from(docs));
+      // JSON Lines with lone "\r" line ends: the same documents
+      expect(Array.from(await tokenizeFile(model, write('cr-docs.jsonl', jsonl.replace(/\n/g, '\r'))))).toEqual(Array.from(docs));
       const lines: string[] = [];
       for await (const l of readLines(write('bom-lines.txt', '\uFEFF' + text))) lines.push(l);
       expect(lines[0]).toBe('Once upon a time there was a cat.');

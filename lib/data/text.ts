@@ -114,8 +114,8 @@ const dropBom = (s: string): string => (s.charCodeAt(0) === 0xfeff ? s.slice(1) 
 
 /**
  * Line ends as Python's text mode reads them (universal newlines): "\r\n" and a lone "\r" become "\n", so a
- * file saved with Windows line ends tokenizes as the same text saved with "\n" (the line readers above drop
- * the "\r" too). Fed chunk by chunk: a chunk's last "\r" waits for the next, which may start with its "\n".
+ * file saved with Windows line ends tokenizes as the same text saved with "\n" (readLines below splits lines
+ * by it). Fed chunk by chunk: a chunk's last "\r" waits for the next, which may start with its "\n".
  * (tokenize-file.ts's worker, which cannot import this, does the same.)
  */
 export function newlines(): (chunk: string, last?: boolean) => string {
@@ -148,22 +148,26 @@ function wrapStreamError(file: string, e: unknown): FfmergeError {
   return new FfmergeError('INVALID_DATA', `${file} could not be read as text: ${(e as Error).message}`, { cause: e });
 }
 
-/** Streams the lines of a text file (.txt or .gz), without their line terminators ("\n" or "\r\n"). */
+/**
+ * Streams the lines of a text file (.txt or .gz), without their line terminators: "\n", "\r\n" or a lone "\r",
+ * as `newlines()` reads them.
+ */
 export async function* readLines(file: string): AsyncGenerator<string> {
   checkPath(file, 'readLines(file): file');
   const stream = await openText(file);
+  const lf = newlines();
   let rest = '';
   let text = false; // a line with something besides whitespace was seen
   let first = true;
   try {
     for await (const chunk0 of stream) {
-      const chunk = first ? dropBom(chunk0) : chunk0;
+      const chunk = lf(first ? dropBom(chunk0) : chunk0);
       first = false;
       const parts = (rest + chunk).split('\n');
       rest = parts.pop()!;
       for (const p of parts) {
         text ||= /\S/.test(p);
-        yield p.endsWith('\r') ? p.slice(0, -1) : p;
+        yield p;
       }
     }
   } catch (e) {
@@ -171,9 +175,12 @@ export async function* readLines(file: string): AsyncGenerator<string> {
   } finally {
     (stream as unknown as { destroy?: () => void }).destroy?.();
   }
-  if (rest !== '') {
-    text ||= /\S/.test(rest);
-    yield rest.endsWith('\r') ? rest.slice(0, -1) : rest;
+  // a last lone "\r" held back by newlines() ends the last line
+  const parts = (rest + lf('', true)).split('\n');
+  if (parts[parts.length - 1] === '') parts.pop();
+  for (const p of parts) {
+    text ||= /\S/.test(p);
+    yield p;
   }
   // only reached when the caller read to the end: a reader that stops early has had its lines
   if (!text) throw noTextError(file);

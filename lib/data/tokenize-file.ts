@@ -212,9 +212,8 @@ function workerMain(): void {
       // JSON Lines: the text is the documents' field joined with "\n" (blank lines skipped)
       const parts = (partialLine + s).split('\n');
       partialLine = eof ? '' : parts.pop()!;
-      for (const line0 of parts) {
+      for (const line of parts) {
         lineNo++;
-        const line = line0.endsWith('\r') ? line0.slice(0, -1) : line0;
         if (line.trim() === '') continue;
         let obj: unknown;
         try {
@@ -240,13 +239,13 @@ function workerMain(): void {
         }
         if (r.done) {
           eof = true;
-          if (input.format === 'jsonl') addLines('');
+          if (input.format === 'jsonl') addLines(lf('', true));
           else text += lf('', true);
         } else {
           // a byte-order mark is not text (and would break line 1's JSON): dropped, as text.ts's readers drop it
           const s = firstChunk ? r.value.replace(/^\uFEFF/, '') : r.value;
           firstChunk = false;
-          if (input.format === 'jsonl') addLines(s);
+          if (input.format === 'jsonl') addLines(lf(s, false));
           else text += lf(s, false);
         }
       }
