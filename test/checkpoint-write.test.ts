@@ -219,6 +219,28 @@ describe('checkpoints whose tie map the loader would refuse are never written', 
     expect((await inspectModel(out)).ffParams).toBeLessThan((await inspectModel(s.dir)).ffParams);
   });
 
+  it('the windows info records must agree with the ties written, or the writer refuses before anything is written', async () => {
+    // Before: written, and the output then refused by convert, export and compress (record and tie map disagree)
+    const m = await syntheticLlama({ layers: 3, d: 24, ff: 34, seed: 5 });
+    const out = path.join(tempDir('conv'), 'out');
+    const ties01 = ffTies(m.config, 'decoder', [0, 1]);
+    const windows = (stack: string, layers: number[]) => ({ windows: [{ stack, layers }] });
+    for (const [ties, info, why] of [
+      [ties01, windows('decoder', [1, 2]), 'info.windows lists decoder 1+2'], // overlaps the tied window
+      [{}, windows('decoder', [0, 1]), 'info.windows lists decoder 0+1'], // tied output that does not tie it
+      [ties01, windows('encoder', [0, 1]), 'names no stack of this model'],
+      [ties01, { windows: 'decoder 0-1' }, 'ffmerge.windows must be a list'],
+    ] as const) {
+      await expect(writeCheckpoint({ source: m.dir, out, format: 'tied', ties, info })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(why) });
+    }
+    expect(fs.existsSync(out)).toBe(false);
+    // record and ties agree: written, and convert reads it back
+    await writeCheckpoint({ source: m.dir, out, format: 'tied', ties: ties01, info: windows('decoder', [1, 0]) });
+    const back = path.join(tempDir('conv'), 'back');
+    await convertCheckpoint(out, back, 'expanded');
+    expect(JSON.parse(fs.readFileSync(path.join(back, 'config.json'), 'utf8')).ffmerge.windows).toEqual([{ stack: 'decoder', layers: [1, 0] }]);
+  });
+
   it('a tie a caller adds between tensors of different shapes is refused', async () => {
     // Before: the expanded writer stored q_proj's [24, 24] bytes under up_proj's name.
     const out = path.join(tempDir('conv'), 'out');

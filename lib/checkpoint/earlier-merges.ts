@@ -165,6 +165,34 @@ export function checkGivenTies(config: Config, ties: TieMap | undefined, where: 
 }
 
 /**
+ * The windows a writer's `info` records, against the ties it writes: every reader checks the two against each
+ * other (`earlierWindows`, `recordedTies`), so a record that names a stack the model lacks, or lists a window
+ * a tied output does not store once, would give an output ffmerge itself refuses (INVALID_ARGUMENT, before
+ * anything is written). `ties` is everything the output ties: the source's and the given ones.
+ */
+export function checkInfoWindows(config: Config, info: Record<string, unknown> | undefined, ties: TieMap, tied: boolean, where: string): void {
+  if (info === undefined || !Object.hasOwn(info, 'windows')) return;
+  let recorded: RecordedWindow[];
+  try {
+    recorded = recordedWindows({ ...config, ffmerge: { windows: info.windows } }, `${where}: info`);
+  } catch (e) {
+    throw e instanceof FfmergeError && e.code === 'INVALID_CONFIG' ? new FfmergeError('INVALID_ARGUMENT', e.message) : e;
+  }
+  if (!tied) return;
+  // the groups of layers the tie map ties whole, ascending (each layer in one group at most)
+  const groups = tiedWindows(config, [], ties, where, true);
+  for (const w of recorded) {
+    const layers = [...w.layers].sort((a, b) => a - b);
+    if (!groups.some((g) => g.stack === w.stack && g.layers.length === layers.length && g.layers.every((l, i) => l === layers[i]))) {
+      throw new FfmergeError(
+        'INVALID_ARGUMENT',
+        `${where}: info.windows lists ${recordedLabel([w])}, but the output's ties do not store those layers' FF as one copy; a tied output's record and tie map must agree, or ffmerge's readers refuse it`,
+      );
+    }
+  }
+}
+
+/**
  * Every merge a source carries: the windows its record lists (checked, `recordedWindows`), then those only its
  * tie map holds (`tiedWindows`, marked `recoveredFrom: 'tie map'`). What compress and convert keep, tie and
  * write into their output's record. The checkpoint is checked against its architecture first (headers only),

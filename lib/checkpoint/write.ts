@@ -24,7 +24,7 @@ import { checkJobOptions, withJobScope, type JobScope, type ProgressFn } from '.
 import { architectureOf, stackOf } from '../model/architectures';
 import { matrixFromCanonical, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, asStored, checkAddedTies, type TieMap } from './ties';
-import { checkGivenTies } from './earlier-merges';
+import { checkGivenTies, checkInfoWindows } from './earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from './source-stamp';
 import { processAlive } from '../files';
 
@@ -479,6 +479,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
   }
 
   const metadata: Record<string, string> = { format: 'pt' };
+  checkInfoWindows(config, opts.info, ties, format === 'tied', 'writeCheckpoint');
   const ffmergeInfo: Record<string, unknown> = { format, ...(opts.info ?? {}) };
   if (format === 'tied' && Object.keys(ties).length) {
     metadata[TIES_METADATA_KEY] = JSON.stringify(ties);
