@@ -7,6 +7,7 @@ import { checkJobOptions, type JobOptions } from '../native/job';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { forSlices, SLICE_ELEMENTS } from './slices';
 import { zerosF32, zerosF64 } from '../native/external';
+import { checkAttached } from '../native/staged';
 
 function mean(tensors: Float32Array[]): Float32Array {
   const n = tensors[0]!.length;
@@ -66,13 +67,17 @@ export class FFMean {
       for (const key of ['bIn', 'wGate', 'bGate', 'bOut'] as const) if (ff[key]) this.first[key] = none;
     }
     checkAgainst(this.first, ff, this.count);
+    // the lengths checked, before the first await: an array detached later reads as empty
+    const lengths = new Map(KEYS.map((k) => [k, ff[k]?.length ?? 0]));
     for (const key of KEYS) {
       const t = ff[key];
       if (!t) continue;
       let acc = this.sums.get(key);
-      if (!acc) this.sums.set(key, (acc = await zerosF64(t.length, signal ? { signal } : {})));
+      if (!acc) this.sums.set(key, (acc = await zerosF64(lengths.get(key)!, signal ? { signal } : {})));
       const sum = acc;
-      await forSlices(t.length, SLICE_ELEMENTS, (i0, i1) => {
+      const n = lengths.get(key)!;
+      await forSlices(n, SLICE_ELEMENTS, (i0, i1) => {
+        checkAttached(t, n); // a detached array reads as empty: its values would add as NaN
         for (let i = i0; i < i1; i++) sum[i]! += t[i]!;
       }, signal);
     }

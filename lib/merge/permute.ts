@@ -9,6 +9,7 @@ import { checkJobOptions, type JobOptions } from '../native/job';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { forSlices, SLICE_ELEMENTS } from './slices';
 import { zerosF32 } from '../native/external';
+import { checkAttached } from '../native/staged';
 
 /** Throws INVALID_ARGUMENT unless perm is a permutation of 0..n-1. */
 export function checkPermutation(perm: ArrayLike<number>, n: number): void {
@@ -93,23 +94,30 @@ export function permuteFFConv1D(ff: FFWeights, perm: ArrayLike<number>): FFWeigh
  * permuteFF without blocking the event loop (identical values): rows are moved a slice at a time, into
  * native memory when large (native/external.ts). Progress counts the matrices permuted.
  */
-export async function permuteFFAsync(ff: FFWeights, perm: ArrayLike<number>, opts: JobOptions = {}): Promise<FFWeights> {
+export async function permuteFFAsync(ff: FFWeights, perm0: ArrayLike<number>, opts: JobOptions = {}): Promise<FFWeights> {
   checkJobOptions(opts, 'permuteFFAsync(ff, perm, options): options', []);
   checkFFWeights(ff, 'permuteFFAsync(ff, perm): ff');
-  checkPermutation(perm, ff.dFF);
+  checkPermutation(perm0, ff.dFF);
+  // The arrays are read over many turns of the event loop: the permutation is copied (checked once and changed
+  // later, it made an FF that is no permutation of the input), and an array detached meanwhile is refused.
+  const perm = Int32Array.from(perm0);
   const { d, dFF } = ff;
   const rowsPerSlice = SLICE_ELEMENTS / Math.max(d, dFF);
   const zeros = (n: number) => zerosF32(n, opts.signal ? { signal: opts.signal } : {});
   const rows = async (m: Float32Array): Promise<Float32Array> => {
-    const out = await zeros(m.length);
+    const n = d * dFF; // checked above: a matrix detached since reads as empty
+    const out = await zeros(n);
     await forSlices(dFF, rowsPerSlice, (j0, j1) => {
+      checkAttached(m, n);
       for (let j = j0; j < j1; j++) out.set(m.subarray(perm[j]! * d, (perm[j]! + 1) * d), j * d);
     }, opts.signal);
     return out;
   };
   const cols = async (m: Float32Array): Promise<Float32Array> => {
-    const out = await zeros(m.length);
+    const n = d * dFF; // checked above: a matrix detached since reads as empty
+    const out = await zeros(n);
     await forSlices(d, rowsPerSlice, (r0, r1) => {
+      checkAttached(m, n);
       for (let r = r0; r < r1; r++) {
         const base = r * dFF;
         for (let j = 0; j < dFF; j++) out[base + j] = m[base + perm[j]!]!;

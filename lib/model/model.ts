@@ -6,7 +6,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { FfmergeError, fromNativeError, showValue } from '../errors';
 import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
 import { isFloat32Array } from '../typed-arrays';
-import { checkOptions } from '../arguments';
+import { checkOptions, isArrayOf } from '../arguments';
 import { isStagedFloats, stageLarge, withStaged } from '../native/staged';
 import type { CorrelationAccumulator } from '../native/correlation';
 import { modelAddon, type NativeFF, type NativeForwardArgs, type NativeModelHandle } from '../native/model';
@@ -193,7 +193,8 @@ function checkForwardOptions(input: ForwardInput, opts: ForwardOptions): void {
     const v: unknown = opts[key];
     const flag = key === 'captureFF' || key === 'captureEncoderFF';
     if (v === undefined || (flag && typeof v === 'boolean')) continue;
-    if (!Array.isArray(v) || v.some((l) => !Number.isInteger(l) || (l as number) < 0)) {
+    // below 2³¹ here, each against the stack's layers natively (the binding read 2³² as layer 0)
+    if (!isArrayOf(v, (l) => Number.isInteger(l) && (l as number) >= 0 && (l as number) < 2 ** 31)) {
       throw new FfmergeError('INVALID_ARGUMENT', `${key} must be ${flag ? 'true or ' : ''}a list of layer indices (got ${showValue(v)})`);
     }
   }

@@ -4,8 +4,9 @@
  * refused here: a correlation is never infinite), plus the permutation helper the merge uses to align a layer's FF
  * hidden units to an anchor layer.
  */
-import { FfmergeError } from '../errors';
-import { runNativeJob, type JobOptions, type NativeJobHandle } from './job';
+import { FfmergeError, showValue } from '../errors';
+import { checkBoolean, checkInt } from '../arguments';
+import { checkJobOptions, runNativeJob, type JobOptions, type NativeJobHandle } from './job';
 import { loadAddon } from './loader';
 
 export interface AssignmentResult {
@@ -62,6 +63,9 @@ export function linearSumAssignment(
   cols: number,
   opts: AssignmentOptions = {},
 ): Promise<AssignmentResult> {
+  // a misspelt `maximise` minimised, and maximize: 'no' maximised (truthy), both silently
+  checkJobOptions(opts, 'linearSumAssignment(cost, rows, cols, options): options', ['maximize', 'kernel']);
+  checkBoolean(opts.maximize, 'linearSumAssignment: maximize');
   return runNativeJob(
     'assignment',
     (onProgress) => addon().linearSumAssignment(cost, rows, cols, opts.maximize ?? false, opts.kernel, onProgress),
@@ -82,7 +86,10 @@ export async function permutationFromCorrelation(
   d: number,
   opts: Omit<AssignmentOptions, 'maximize'> = {},
 ): Promise<Int32Array> {
-  if (!Number.isInteger(d) || d < 0 || corr.length !== d * d) {
+  checkJobOptions(opts, 'permutationFromCorrelation(corr, d, options): options', ['kernel']);
+  if (!ArrayBuffer.isView(corr)) throw new FfmergeError('INVALID_ARGUMENT', `permutationFromCorrelation: corr must be a Float32Array or Float64Array (got ${showValue(corr)})`);
+  checkInt(d, 'permutationFromCorrelation: d');
+  if (corr.length !== d * d) {
     throw new FfmergeError('SHAPE_MISMATCH', `the correlation matrix must be d×d = ${d}×${d}, got ${corr.length} elements`);
   }
   const { rowInd, colInd } = await linearSumAssignment(corr, d, d, { ...opts, maximize: true });

@@ -3,13 +3,13 @@
  * (native/core/correlation.h): feed batches of activations with add(), read d_i × d_j correlation matrices
  * with finalize(). Memory is O(Σ pair dims²), independent of the number of tokens.
  */
-import { FfmergeError, fromNativeError } from '../errors';
-import { type JobOptions, type NativeJobHandle, runNativeJob, throwIfAborted } from './job';
+import { FfmergeError, fromNativeError, showValue } from '../errors';
+import { checkJobOptions, type JobOptions, type NativeJobHandle, runNativeJob, throwIfAborted } from './job';
 import { loadAddon } from './loader';
-import { type FFInput, parts } from './ridge';
+import { checkFFRows, checkStageOptions, type FFInput, parts } from './ridge';
 import { type StagedFloatsHandle, withStaged } from './staged';
 import { isFloat32Array } from '../typed-arrays';
-import { isArrayOf } from '../arguments';
+import { checkArrayOf, checkBoolean, isArrayOf } from '../arguments';
 import type { Activation } from '../model/activation';
 
 type NativeProgress = ((done: number, total: number) => void) | undefined;
@@ -48,6 +48,13 @@ function checkPair(dims: readonly number[], i: unknown, j: unknown, p: number): 
   }
 }
 
+/** finalize's, alignment's and explained's options, checked; whether the pair is released with the result. */
+function checkRelease(opts: JobOptions & { release?: boolean }): boolean {
+  checkJobOptions(opts, 'options', ['release']);
+  checkBoolean(opts?.release, 'release');
+  return opts?.release === true;
+}
+
 export class CorrelationAccumulator {
   readonly dims: readonly number[];
   private readonly pairList: (readonly [number, number])[];
@@ -64,6 +71,8 @@ export class CorrelationAccumulator {
       throw new FfmergeError('INVALID_ARGUMENT', 'pairs must name at least one (i, j) layer pair');
     }
     this.dims = CorrelationAccumulator.checkDims(dims);
+    // a hole, or [0, 0, 5], was taken (as a pair of undefined, or without the 5)
+    checkArrayOf<[number, number]>(pairs, 'CorrelationAccumulator(dims, pairs): pairs', 'pairs [i, j]', (p) => Array.isArray(p) && p.length === 2);
     const flat = new Int32Array(pairs.length * 2);
     pairs.forEach(([i, j], p) => {
       checkPair(dims, i, j, p);
@@ -188,6 +197,7 @@ export class CorrelationAccumulator {
    * rejects with BUFFER_DETACHED).
    */
   async add(layers: (Float32Array | null | undefined)[], rows: number, opts: JobOptions & { stage?: boolean } = {}): Promise<void> {
+    checkStageOptions(opts, 'CorrelationAccumulator#add(layers, rows, options): options');
     throwIfAborted(opts.signal);
     if (!isCount(rows)) throw new FfmergeError('INVALID_ARGUMENT', `rows must be a non-negative integer, got ${rows}`);
     if (!Array.isArray(layers) || layers.length !== this.dims.length) {
@@ -223,7 +233,7 @@ export class CorrelationAccumulator {
    */
   async finalize(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Float32Array> {
     this.checkIndex(pairIndex);
-    const release = opts.release === true;
+    const release = checkRelease(opts);
     const out = await runNativeJob('correlation.finalize', (onProgress) => this.native.finalize(pairIndex, onProgress, release), opts);
     if (release) this.released.add(pairIndex);
     return out;
@@ -236,6 +246,8 @@ export class CorrelationAccumulator {
    * `stage`, as in RidgeAccumulator.addFF.
    */
   async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions & { stage?: boolean } = {}): Promise<void> {
+    checkStageOptions(opts, 'CorrelationAccumulator#addFF(X, n, ff, act, Y, options): options');
+    checkFFRows('CorrelationAccumulator#addFF', X, n, ff, Y);
     throwIfAborted(opts.signal);
     if (this.dims.length !== 2 || ff.dFF !== this.dims[0] || X.length !== n * ff.d || Y.length !== n * this.dims[1]!) {
       throw new FfmergeError('SHAPE_MISMATCH', `addFF needs dims [units, m] = [${ff.dFF}, m], X ${n}×${ff.d} and Y ${n}×m (dims are [${this.dims.join(', ')}])`);
@@ -250,7 +262,7 @@ export class CorrelationAccumulator {
    */
   async alignment(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Int32Array> {
     this.checkIndex(pairIndex);
-    const release = opts.release === true;
+    const release = checkRelease(opts);
     const out = await runNativeJob('correlation.alignment', (onProgress) => this.native.alignment(pairIndex, onProgress, release), opts);
     if (release) this.released.add(pairIndex);
     return out;
@@ -262,7 +274,7 @@ export class CorrelationAccumulator {
    */
   async explained(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Float64Array> {
     this.checkIndex(pairIndex);
-    const release = opts.release === true;
+    const release = checkRelease(opts);
     const out = await runNativeJob('correlation.explained', (onProgress) => this.native.explained(pairIndex, onProgress, release), opts);
     if (release) this.released.add(pairIndex);
     return out;
@@ -291,12 +303,16 @@ export async function correlate(
   dy: number,
   opts: JobOptions = {},
 ): Promise<Float32Array> {
+  checkJobOptions(opts, 'correlate(x, y, rows, dx, dy, options): options', []);
   if (!isCount(rows) || rows === 0) throw new FfmergeError('INVALID_ARGUMENT', 'rows must be a positive integer');
+  // the shapes before the accumulator: its sums are sized by dx and dy, which a wrong shape may make absurd
+  for (const [name, v, dim] of [['x', x, dx], ['y', y, dy]] as const) {
+    if (!isFloat32Array(v)) throw new FfmergeError('INVALID_ARGUMENT', `correlate: ${name} must be a Float32Array (got ${showValue(v)})`);
+    if (!isCount(dim) || dim === 0) throw new FfmergeError('INVALID_ARGUMENT', `correlate: d${name} must be a positive integer (got ${showValue(dim)})`);
+    if (v.length !== rows * dim) throw new FfmergeError('SHAPE_MISMATCH', `${name} holds ${v.length} values, expected rows × d${name} = ${rows} × ${dim}`);
+  }
   const self = x === y && dx === dy;
   const acc = self ? new CorrelationAccumulator([dx], [[0, 0]]) : new CorrelationAccumulator([dx, dy], [[0, 1]]);
-  if (!self && y.length !== rows * dy) {
-    throw new FfmergeError('SHAPE_MISMATCH', `y holds ${y.length} values, expected rows × dy = ${rows} × ${dy}`);
-  }
   await acc.add(self ? [x] : [x, y], rows, opts);
   return acc.finalize(0, opts);
 }

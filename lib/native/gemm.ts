@@ -3,6 +3,7 @@
  *   const c = await matmul(a, b, { m, n, k, transB: true });   // c = a · bᵀ, m×n, row-major
  * Runs on the addon's thread pool off the main thread; an AbortSignal stops it before it starts.
  */
+import * as os from 'node:os';
 import { FfmergeError, showValue } from '../errors';
 import { checkMatmulShape, type MatmulShape } from './matmul-shape';
 import { checkJobOptions, type JobOptions, type NativeJobHandle, runNativeJob } from './job';
@@ -57,6 +58,22 @@ function overlaps(x: Float32Array, y: Float32Array): boolean {
   return x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
 }
 
+/**
+ * A new m×n output. m·n is not bounded by a and b (k may be 0), so a shape such as m = 2³¹ asked for 16 GiB,
+ * which Linux grants and then kills the process for while the product writes it: refused as OUT_OF_MEMORY.
+ */
+function outputArray(m: number, n: number): Float32Array {
+  const bytes = 4 * m * n;
+  if (bytes > os.totalmem()) {
+    throw new FfmergeError('OUT_OF_MEMORY', `matmul: the ${m}×${n} output would take ${Math.round(bytes / 2 ** 20)} MiB, more than this machine's ${Math.round(os.totalmem() / 2 ** 20)} MiB of memory`);
+  }
+  try {
+    return new Float32Array(m * n);
+  } catch (e) {
+    throw new FfmergeError('OUT_OF_MEMORY', `matmul: the ${m}×${n} output cannot be allocated (${(e as Error).message})`, { cause: e });
+  }
+}
+
 /** c = alpha·op(a)·op(b) + beta·c with op(a) m×k (a stored k×m when transA) and op(b) k×n (b stored n×k when transB). */
 export async function matmul(
   a: Float32Array,
@@ -72,7 +89,7 @@ export async function matmul(
   const { m, n, k, transA = false, transB = false } = shape;
   const { alpha = 1, beta = 0, kernel, out } = opts;
   if (out !== undefined && !isFloat32Array(out)) throw new FfmergeError('INVALID_ARGUMENT', `matmul: out must be a Float32Array (got ${showValue(out)})`);
-  if (kernel !== undefined && typeof kernel !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `matmul: kernel must be one of ${gemmKernels().join(', ')} (got ${showValue(kernel)})`);
+  if (kernel !== undefined && !(['portable', 'avx2', 'avx512'] as unknown[]).includes(kernel)) throw new FfmergeError('INVALID_ARGUMENT', `matmul: kernel must be one of ${gemmKernels().join(', ')} (got ${showValue(kernel)})`);
   if (typeof alpha !== 'number' || typeof beta !== 'number' || !Number.isFinite(alpha) || !Number.isFinite(beta)) {
     throw new FfmergeError('INVALID_ARGUMENT', `matmul: alpha and beta must be finite numbers (got ${showValue(alpha)}, ${showValue(beta)})`);
   }
@@ -82,7 +99,7 @@ export async function matmul(
   if (out !== undefined && (overlaps(out, a) || overlaps(out, b))) {
     throw new FfmergeError('INVALID_ARGUMENT', 'matmul: out must not share memory with a or b (it is written while they are read)');
   }
-  const c = out ?? new Float32Array(m * n);
+  const c = out ?? outputArray(m, n);
   return runNativeJob(
     'matmul',
     (onProgress) => addon().sgemm(a, b, c, m, n, k, transA, transB, alpha, beta, kernel, onProgress),

@@ -14,6 +14,9 @@ export function checkMatmulShape(a: ArrayLike<number>, b: ArrayLike<number>, sha
   if (typeof shape !== 'object' || shape === null) {
     throw new FfmergeError('INVALID_ARGUMENT', `matmul(a, b, shape): shape must be an object { m, n, k, transA?, transB? } (got ${showValue(shape)})`);
   }
+  for (const [name, x] of [['a', a], ['b', b]] as const) {
+    if (typeof x !== 'object' || x === null || typeof x.length !== 'number') throw new FfmergeError('INVALID_ARGUMENT', `matmul(a, b, shape): ${name} must be an array of numbers (got ${showValue(x)})`);
+  }
   for (const t of ['transA', 'transB'] as const) {
     if (shape[t] !== undefined && typeof shape[t] !== 'boolean') throw new FfmergeError('INVALID_ARGUMENT', `matmul: ${t} must be true or false (got ${showValue(shape[t])})`);
   }

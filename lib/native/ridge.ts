@@ -4,11 +4,13 @@
  * Y the original FF outputs the merged layer should reproduce. The sums ([H 1]ᵀ[H 1] and [H 1]ᵀY, fp64) live
  * in native memory (native/binding/ridge_binding.cc says why) and are only ever read by native jobs.
  */
-import { FfmergeError, fromNativeError } from '../errors';
+import { FfmergeError, fromNativeError, showValue } from '../errors';
+import { checkArrayOf, checkBoolean, checkInt } from '../arguments';
+import { isFloat32Array } from '../typed-arrays';
 import type { Activation } from '../model/activation';
 import type { FFWeights } from '../model/ff-weights';
 import { loadAddon } from './loader';
-import { runNativeJob, type JobOptions, type NativeJobHandle } from './job';
+import { checkJobOptions, runNativeJob, type JobOptions, type NativeJobHandle } from './job';
 import { NativeFF } from './native-ff';
 import { type StagedFloatsHandle, withStaged } from './staged';
 
@@ -64,6 +66,12 @@ export class RidgeAccumulator {
     }
   }
 
+  /** A list (or typed array) of column indices 0..max: a string, or 2³², NaN or 1.7 in it, is refused. */
+  private checkColumns(v: unknown, what: string, max: number): void {
+    const list = typeof v === 'object' && v !== null && typeof (v as ArrayLike<unknown>).length === 'number' ? Array.from(v as ArrayLike<unknown>) : v;
+    checkArrayOf<number>(list, what, `column indices 0 to ${max}`, (c) => Number.isInteger(c) && (c as number) >= 0 && (c as number) <= max);
+  }
+
   /** Rows added so far (those of settled adds). */
   get count(): number {
     return this.native.rows();
@@ -82,6 +90,9 @@ export class RidgeAccumulator {
 
   /** Adds n rows: H [n, p], Y [n, m]. */
   add(H: Float32Array, Y: Float32Array, n: number, opts: JobOptions = {}): Promise<void> {
+    checkJobOptions(opts, 'RidgeAccumulator#add(H, Y, n, options): options', []);
+    checkFloats('RidgeAccumulator#add', { H, Y });
+    checkInt(n, 'RidgeAccumulator#add: n');
     if (H.length !== n * this.p || Y.length !== n * this.m) {
       throw new FfmergeError('SHAPE_MISMATCH', `ridge rows: H must be ${n}×${this.p} and Y ${n}×${this.m}`);
     }
@@ -95,6 +106,8 @@ export class RidgeAccumulator {
    * change until the promise settles.
    */
   async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions & { stage?: boolean } = {}): Promise<void> {
+    checkStageOptions(opts, 'RidgeAccumulator#addFF(X, n, ff, act, Y, options): options');
+    checkFFRows('RidgeAccumulator#addFF', X, n, ff, Y);
     if (ff.dFF !== this.p || X.length !== n * ff.d || Y.length !== n * this.m) {
       throw new FfmergeError('SHAPE_MISMATCH', `ridge rows: the FF must have ${this.p} units, X ${n}×${ff.d} and Y ${n}×${this.m}`);
     }
@@ -107,6 +120,10 @@ export class RidgeAccumulator {
    * order; W is [m, columns.length]): the fit on a subset, without a second accumulation.
    */
   async solve(lambdaRel = DEFAULT_RIDGE, opts: JobOptions & { bias?: boolean; columns?: ArrayLike<number> } = {}): Promise<RidgeSolution> {
+    checkJobOptions(opts, 'RidgeAccumulator#solve(lambdaRel, options): options', ['bias', 'columns']);
+    checkBoolean(opts.bias, 'RidgeAccumulator#solve: bias');
+    // Int32Array.from wrapped 2³² to column 0, and read NaN and 1.7 as 0 and 1
+    if (opts.columns !== undefined) this.checkColumns(opts.columns, 'RidgeAccumulator#solve: columns', this.p - 1);
     await this.chain;
     if (this.count === 0) throw new FfmergeError('INVALID_ARGUMENT', 'refit: no calibration rows were accumulated');
     const columns = opts.columns ? Int32Array.from(opts.columns) : null;
@@ -120,11 +137,36 @@ export class RidgeAccumulator {
    * residual sum of squares, `forced` ones first. Returned in the order taken.
    */
   async select(count: number, opts: JobOptions & { forced?: number[]; lambdaRel?: number } = {}): Promise<Int32Array> {
+    checkJobOptions(opts, 'RidgeAccumulator#select(count, options): options', ['forced', 'lambdaRel']);
+    checkInt(count, 'RidgeAccumulator#select: count');
+    if (opts.forced !== undefined) this.checkColumns(opts.forced, 'RidgeAccumulator#select: forced', this.p);
     await this.chain;
     if (this.count === 0) throw new FfmergeError('INVALID_ARGUMENT', 'select: no calibration rows were accumulated');
     const forced = Int32Array.from(opts.forced ?? []);
     return this.queue((cb) => this.native.select(forced, count, opts.lambdaRel ?? DEFAULT_RIDGE, cb), opts);
   }
+}
+
+/** Arguments that must be Float32Arrays, by name: INVALID_ARGUMENT for anything else (null read .length). */
+function checkFloats(what: string, arrays: Record<string, unknown>): void {
+  for (const [name, v] of Object.entries(arrays)) {
+    if (!isFloat32Array(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: ${name} must be a Float32Array (got ${showValue(v)})`);
+  }
+}
+
+/** An addFF call's X, n, ff and Y, by type (the shapes are the caller's to check against its own sizes). */
+export function checkFFRows(what: string, X: unknown, n: unknown, ff: unknown, Y: unknown): void {
+  checkFloats(what, { X, Y });
+  checkInt(n, `${what}: n`);
+  if (!(ff instanceof NativeFF) && (typeof ff !== 'object' || ff === null || !isFloat32Array((ff as FFParts).wIn) || !isFloat32Array((ff as FFParts).wOut))) {
+    throw new FfmergeError('INVALID_ARGUMENT', `${what}: ff must be FF weights { d, dFF, wIn, wOut, … } or a NativeFF (got ${showValue(ff)})`);
+  }
+}
+
+/** The options of a call that takes `stage`. */
+export function checkStageOptions(opts: unknown, what: string): void {
+  checkJobOptions(opts as JobOptions, what, ['stage']);
+  checkBoolean((opts as { stage?: unknown } | undefined)?.stage, `${what.replace(/: options$/, '')}: stage`);
 }
 
 /** What the binding reads: a NativeFF's handle, or only the FF's arrays (a JS object it reads by key). */

@@ -6,7 +6,7 @@
  * Semantics match scipy: for a rows×cols matrix (row-major), returns min(rows, cols) pairs with rowInd
  * strictly increasing, minimising (or maximising) the sum of the chosen entries.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 
 import type { AssignmentResult } from '../native/assignment';
 
@@ -17,6 +17,9 @@ type Matrix = ArrayLike<number>;
 function checkInput(cost: Matrix, rows: number, cols: number): void {
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 0) {
     throw new FfmergeError('INVALID_ARGUMENT', `rows and cols must be non-negative integers (got ${rows}, ${cols})`);
+  }
+  if (typeof cost !== 'object' || cost === null || typeof cost.length !== 'number') {
+    throw new FfmergeError('INVALID_ARGUMENT', `cost must be an array of numbers (got ${showValue(cost)})`);
   }
   if (cost.length !== rows * cols) {
     throw new FfmergeError('SHAPE_MISMATCH', `cost has ${cost.length} elements but rows×cols = ${rows}×${cols} = ${rows * cols}`);

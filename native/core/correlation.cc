@@ -63,6 +63,11 @@ size_t CorrelationAccumulator::add_pair(int i, int j) {
                                         std::to_string(j) + ") names a layer outside 0.." + std::to_string(L - 1));
   if (gpu_) throw Error("INVALID_STATE", "pairs cannot be added to an accumulator on the GPU backend");
   check_usable();
+  const double di = double(dims_[i]), dj = double(dims_[j]);
+  const double bytes = sizeof(double) * (2 * di + 2 * dj + di * dj);
+  check_fits_in_memory(open_bytes_ + bytes, "the correlation sums of layer pair (" + std::to_string(i) + ", " +
+                                                std::to_string(j) + ") beside the open ones");
+  open_bytes_ += bytes;
   Pair s;
   s.i = i;
   s.j = j;
@@ -80,6 +85,8 @@ void CorrelationAccumulator::release(size_t p) {
   Pair& s = state_[p];
   if (s.released) return;
   s.released = true;
+  const double di = double(dims_[s.i]), dj = double(dims_[s.j]);
+  open_bytes_ -= sizeof(double) * (2 * di + 2 * dj + di * dj);
   // swap with empties: clear() would keep the capacity, which is the memory this call exists to return
   LargeVector<double>().swap(s.cross);
   std::vector<double>().swap(s.sum_i);

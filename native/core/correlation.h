@@ -118,6 +118,9 @@ class CorrelationAccumulator {
   std::vector<std::pair<int, int>> pairs_;
   std::vector<Pair> state_;
   size_t block_rows_ = 2048;
+  // Bytes the open pairs' sums take once allocated (the cross sums come with the first add): a request for
+  // more than the machine has is OUT_OF_MEMORY when the pair is opened, not an OOM kill later.
+  double open_bytes_ = 0;
   std::atomic<size_t> count_{0};
   bool broken_ = false;
   // Per layer: the shift s (empty until the first batch carrying the layer) and one block's Σ(x−s), Σ(x−s)²

@@ -1,5 +1,7 @@
 #include "core/large_buffer.h"
 
+#include "core/error.h"
+
 #include <algorithm>
 #include <cstdint>
 
@@ -23,6 +25,22 @@ void release_pages(const void* data, size_t bytes) {
 #else
   (void)data;
   (void)bytes;
+#endif
+}
+
+void check_fits_in_memory(double bytes, const std::string& what) {
+#if defined(__linux__) || defined(__APPLE__)
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return;
+  const double physical = double(pages) * double(page);
+  if (bytes > physical)
+    throw Error("OUT_OF_MEMORY", what + " would need " + std::to_string(static_cast<long long>(bytes / (1 << 20))) +
+                                     " MiB, more than this machine's " +
+                                     std::to_string(static_cast<long long>(physical / (1 << 20))) + " MiB of memory");
+#else
+  (void)bytes;
+  (void)what;
 #endif
 }
 

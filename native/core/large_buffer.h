@@ -9,6 +9,7 @@
 #pragma once
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace ffm {
@@ -18,6 +19,11 @@ namespace ffm {
 // reads as zeros afterwards: only for memory about to be freed that nothing else reads. Spans under 16 MiB are
 // left to the free. A no-op where madvise is not available.
 void release_pages(const void* data, size_t bytes);
+
+// Throws OUT_OF_MEMORY when `bytes` is more than the machine's physical memory. Linux overcommits: a request
+// that large is granted, and the process is killed (OOM) once the memory is touched, with no error to report.
+// A request in double, so a product of sizes given by a caller cannot wrap. No check where the size is unknown.
+void check_fits_in_memory(double bytes, const std::string& what);
 
 // std::allocator, except that a block's pages are released (release_pages) just before it is freed.
 template <typename T>

@@ -242,6 +242,17 @@ TEST(bad_arguments_throw_typed_errors) {
   std::vector<float> x(3);
   CHECK(code_of([&] { acc.add(ctl, {x.data()}, 1); }) == "INVALID_ARGUMENT");
   CHECK(code_of([&] { acc.add(ctl, {x.data(), nullptr}, 1); }) == "INVALID_ARGUMENT");
+  // Sums larger than the machine: OUT_OF_MEMORY before any allocation (Linux would grant 4 × 16 GiB of
+  // zeroed sums for a width of 2^31 and kill the process while zeroing them). 2^24 × 2^24 doubles is 2 PiB.
+  const size_t huge = size_t(1) << 31;
+  CHECK(code_of([&] { ffm::CorrelationAccumulator({huge}, {{0, 0}}); }) == "OUT_OF_MEMORY");
+  CHECK(code_of([&] { ffm::CorrelationAccumulator({size_t(1) << 24, 3}, {{0, 0}}); }) == "OUT_OF_MEMORY");
+  // each pair fits; the open ones together do not (2^17 × 2^17 doubles is 128 GiB: one fits in this count only
+  // where the machine has that much, so the check is on the sum of many)
+  ffm::CorrelationAccumulator open({size_t(1) << 12}, {{0, 0}});
+  CHECK(code_of([&] {
+          for (int n = 0; n < (1 << 22); ++n) open.add_pair(0, 0);  // 128 MiB each: at most 4 PiB in all
+        }) == "OUT_OF_MEMORY");
 }
 
 TEST(pairs_in_flight_match_fixed_pairs_and_free_their_sums) {
