@@ -8,7 +8,7 @@ import { newlines, readDocuments, readLines, readText, TEXT_HEAD_BYTES } from '.
 import { loadTokenizer } from '../lib/tokenizer';
 import { MAX_TOKENIZER_WORKERS, TOKENIZE_LIMITS, tokenizeFile, tokenizeFileWith, type TokenizeLimits } from '../lib/data/tokenize-file';
 import { blocksFrom, fitBlockSize, takeTokens } from '../lib/pipeline/data';
-import { readTokenRows } from '../lib/data/token-rows';
+import { isTokenRowFile, readTokenRows } from '../lib/data/token-rows';
 import { prng } from './helpers/safetensors-bytes';
 import { describeShared, hasShared, sharedPath } from './helpers/shared';
 
@@ -162,6 +162,39 @@ describe('what is not text is INVALID_DATA', () => {
     ]) {
       for (const read of readers(f)) await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('is not text') });
     }
+  });
+
+  test('a file cut inside a UTF-8 character at its end is not text (small, exactly one block, larger, gzip); whole characters at the end are', async () => {
+    // Before: the cut bytes were decoded as U+FFFD and scored (eval: 366 tokens instead of 363, exit 0)
+    const cut = Buffer.from([0xe2, 0x82]); // the first two of "€"'s three bytes
+    const words = (n: number) => Buffer.from('word '.repeat(Math.ceil(n / 5)).slice(0, n));
+    for (const f of [
+      bytes('cut-small.txt', Buffer.concat([Buffer.from('Once upon a time.\n'), cut])),
+      bytes('cut-lead.txt', Buffer.from('Once upon a time.\n\xc3', 'latin1')),
+      bytes('cut-block.txt', Buffer.concat([words(TEXT_HEAD_BYTES - 2), cut])), // exactly 64 KiB
+      bytes('cut-large.txt', Buffer.concat([words(3 * TEXT_HEAD_BYTES), cut])),
+      bytes('cut-small.txt.gz', zlib.gzipSync(Buffer.concat([Buffer.from('Once upon a time.\n'), cut]))),
+      bytes('stray.txt', Buffer.concat([words(3 * TEXT_HEAD_BYTES), Buffer.from([0x41, 0x82])])),
+    ]) {
+      for (const read of readers(f)) await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('ends inside a UTF-8 character') });
+    }
+    for (const end of ['€', '日本', 'é', '😀']) {
+      expect(await readText(bytes('whole.txt', Buffer.concat([words(3 * TEXT_HEAD_BYTES), Buffer.from(end)])))).toMatch(new RegExp(`${end}$`, 'u'));
+      expect(await readText(bytes('whole-small.txt', Buffer.from(`a ${end}`)))).toBe(`a ${end}`);
+    }
+  });
+
+  test('a file named .json is refused, not tokenized as prose; named .jsonl, or with format given, it is read', async () => {
+    // Before: eval scored {"input_ids": …} rows in a .json file as text (perplexity 158 on 423 tokens, exit 0)
+    const rows = '{"text": "Once upon a time"}\n{"text": "It sat."}\n';
+    for (const f of [write('rows.json', rows), write('rows.JSON.gz', rows, true)]) {
+      const tokenizer = path.join(__dirname, '..', 'models', 'llama-stories260k');
+      for (const read of [() => readText(f), () => collect(readDocuments(f)), () => isTokenRowFile(f), () => tokenizeFile(tokenizer, f)]) {
+        await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('is named .json') });
+      }
+      expect(await collect(readDocuments(f, { format: 'jsonl' }))).toEqual(['Once upon a time', 'It sat.']);
+    }
+    expect(await collect(readDocuments(write('rows.jsonl', rows)))).toEqual(['Once upon a time', 'It sat.']);
   });
 
   test('a file named .gz that is not gzip (random bytes, or plain text) is refused, not read as text', async () => {

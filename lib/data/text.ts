@@ -32,7 +32,7 @@ export const TEXT_HEAD_BYTES = 64 * 1024;
  * Up to TEXT_HEAD_BYTES inflated bytes of an open gzip file. Streamed and stopped early, so a small file that
  * inflates to gigabytes costs only the head.
  */
-async function inflatedHead(fh: fs.promises.FileHandle, file: string): Promise<Buffer> {
+async function inflatedHead(fh: fs.promises.FileHandle, file: string): Promise<{ head: Buffer; whole: boolean }> {
   const raw = fh.createReadStream({ start: 0, autoClose: false, highWaterMark: 1 << 14 });
   const gunzip = zlib.createGunzip();
   pipeline(raw, gunzip, () => {}); // errors surface on gunzip; an early stop below is not one
@@ -50,7 +50,26 @@ async function inflatedHead(fh: fs.promises.FileHandle, file: string): Promise<B
     gunzip.destroy();
     raw.destroy();
   }
-  return Buffer.concat(parts).subarray(0, TEXT_HEAD_BYTES);
+  // whole: the stream ended inside the head, whose end is then the text's end
+  return { head: Buffer.concat(parts).subarray(0, TEXT_HEAD_BYTES), whole: n < TEXT_HEAD_BYTES };
+}
+
+/**
+ * Whether text ends inside a character: its last lead byte is followed by fewer (or more) continuation bytes
+ * (10xxxxxx) than it announces. The stream decoder would turn those bytes into U+FFFD and they would be
+ * tokenized and scored; a file's end, unlike the end of the 64 KiB head, cannot cut a character in two.
+ */
+function endsInsideCharacter(tail: Buffer): boolean {
+  let i = tail.length - 1;
+  let cont = 0;
+  while (i >= 0 && (tail[i]! & 0xc0) === 0x80 && cont < 4) {
+    i--;
+    cont++;
+  }
+  if (i < 0) return cont > 0;
+  const b = tail[i]!;
+  const need = b < 0x80 ? 0 : b >= 0xc0 && b < 0xe0 ? 1 : b >= 0xe0 && b < 0xf0 ? 2 : b >= 0xf0 && b < 0xf8 ? 3 : -1;
+  return cont !== need;
 }
 
 /**
@@ -93,8 +112,16 @@ export async function checkTextFile(file: string): Promise<{ gzip: boolean }> {
     if (!gzip && /\.gz$/i.test(file)) {
       throw new FfmergeError('INVALID_DATA', `${file} is named .gz but is not gzip-compressed (it does not start with the gzip bytes 1f 8b)`);
     }
-    const head = gzip ? await inflatedHead(fh, file) : first.subarray(0, bytesRead);
-    const why = binaryReason(head);
+    const inflated = gzip ? await inflatedHead(fh, file) : undefined;
+    const head = inflated ? inflated.head : first.subarray(0, bytesRead);
+    // the text's last bytes: the head's when it holds the whole text, else (plain files) read from the end
+    let tail: Buffer | undefined = inflated ? (inflated.whole ? head.subarray(-4) : undefined) : undefined;
+    if (!gzip) {
+      const { size } = await fh.stat();
+      tail = size <= bytesRead ? head.subarray(-4) : Buffer.alloc(4);
+      if (size > bytesRead) await fh.read(tail, 0, 4, size - 4);
+    }
+    const why = binaryReason(head) ?? (tail && endsInsideCharacter(tail) ? 'it ends inside a UTF-8 character: the file was cut short, or is not UTF-8' : undefined);
     if (why !== undefined) {
       throw new FfmergeError('INVALID_DATA', `${file} is not text (${why}); ffmerge reads UTF-8 text, optionally gzip-compressed`);
     }
@@ -137,8 +164,16 @@ async function openText(file: string): Promise<NodeJS.ReadableStream & AsyncIter
   return out as NodeJS.ReadableStream & AsyncIterable<string>;
 }
 
-function formatOf(file: string, opts: TextSourceOptions): 'txt' | 'jsonl' {
-  return opts.format ?? (/\.jsonl(\.gz)?$/i.test(file) ? 'jsonl' : 'txt');
+/**
+ * A data file's format: the one given, else by name: .jsonl (.jsonl.gz) is JSON Lines, and any other name plain
+ * text, except .json: JSON named so would be tokenized as prose, braces and all, and scored without a word.
+ */
+export function formatOf(file: string, opts: TextSourceOptions): 'txt' | 'jsonl' {
+  if (opts.format) return opts.format;
+  if (/\.json(\.gz)?$/i.test(file)) {
+    throw new FfmergeError('INVALID_DATA', `${file} is named .json: ffmerge reads plain text, or JSON Lines (one {"text": …} or {"input_ids": […]} object per line) named .jsonl; rename it .jsonl if that is what it holds`);
+  }
+  return /\.jsonl(\.gz)?$/i.test(file) ? 'jsonl' : 'txt';
 }
 
 function wrapStreamError(file: string, e: unknown): FfmergeError {

@@ -5,7 +5,7 @@
  * Rows are streamed and reading stops at the token budget.
  */
 import { FfmergeError, showValue } from '../errors';
-import { readLines } from './text';
+import { formatOf, readLines } from './text';
 import { checkOptions, checkPath } from '../arguments';
 
 export interface TokenRowOptions {
@@ -21,7 +21,7 @@ export interface TokenRowOptions {
 
 /** Whether a .jsonl file holds token-id rows (its first non-blank row has "input_ids"), not text rows. */
 export async function isTokenRowFile(file: string): Promise<boolean> {
-  if (!/\.jsonl(\.gz)?$/i.test(file)) return false;
+  if (formatOf(file, {}) !== 'jsonl') return false;
   for await (const line of readLines(file)) {
     if (line.trim() === '') continue;
     try {

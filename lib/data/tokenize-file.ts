@@ -42,7 +42,7 @@ import { Worker } from 'node:worker_threads';
 import { FfmergeError, abortError, showValue, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
 import { MAX_JSON_FILE_BYTES, assertRegularFile, openRegularFile } from '../files';
-import { checkTextFile } from './text';
+import { checkTextFile, formatOf } from './text';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { checkInt, checkOneOf, checkPath } from '../arguments';
 
@@ -502,7 +502,7 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
     tokenizerJson,
     tokenizerConfig,
     file: path.resolve(file),
-    format: opts.format ?? (/\.jsonl(\.gz)?$/i.test(file) ? 'jsonl' : 'txt'),
+    format: formatOf(file, opts),
     field: opts.field ?? 'text',
     maxTokens,
     safety: SAFETY_TOKENS,
