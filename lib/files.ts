@@ -89,3 +89,24 @@ export function processAlive(pid: number): boolean {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * Why a path that fs.existsSync calls missing is missing: a symbolic link that loops, or one that points
+ * nowhere, exists as a name, and "does not exist" sent users looking for a file that is there.
+ */
+export function whyMissing(file: string): string {
+  try {
+    fs.statSync(file);
+    return 'cannot be read';
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') return 'is a symbolic link that loops';
+    if (code === 'EACCES') return 'cannot be read (permission denied)';
+    try {
+      if (fs.lstatSync(file).isSymbolicLink()) return 'is a symbolic link that points nowhere';
+    } catch {
+      // no such name at all
+    }
+    return 'does not exist';
+  }
+}

@@ -582,9 +582,21 @@ describe('parallel text', () => {
     const de = write('q.de', 'x\ny\n');
     await expect(readParallel(en, de)).rejects.toMatchObject({ code: 'INVALID_DATA' });
     await expect(readParallel(de, en)).rejects.toMatchObject({ code: 'INVALID_DATA' });
-    await expect(readParallelTsv(write('q.tsv', 'a\tx\nb x\n'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('line 2') });
+    await expect(readParallelTsv(write('q.tsv', 'a\tx\nb x\n'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('line 2 has 1 tab-separated column;') });
+    // blank lines are no pairs, as in the text readers (a trailing one was "line 2 has 1 tab-separated columns")
+    expect(await readParallelTsv(write('blanks.tsv', '\na dog\tein Hund\n  \n\n'))).toEqual([{ source: 'a dog', target: 'ein Hund' }]);
+    await expect(readParallelTsv(write('blank-then-bad.tsv', 'a\tx\n\nb x\n'))).rejects.toMatchObject({ message: expect.stringContaining('line 3') });
     await expect(readParallelTsv(write('r.tsv', 'a\tx\ty\n'))).rejects.toMatchObject({ code: 'INVALID_DATA' });
     await expect(readParallel(en, path.join(dir, 'missing.de'))).rejects.toMatchObject({ code: 'DATA_NOT_FOUND' });
     await expect(readParallelTsv(path.join(dir, 'missing.tsv'))).rejects.toMatchObject({ code: 'DATA_NOT_FOUND' });
+    // a link that loops, or points nowhere, is named as one (it read "does not exist", and the name was there)
+    const [l1, l2, nowhere] = ['loop1.txt', 'loop2.txt', 'nowhere.txt'].map((n) => path.join(dir, n));
+    fs.symlinkSync(l2!, l1!);
+    fs.symlinkSync(l1!, l2!);
+    fs.symlinkSync(path.join(dir, 'absent.txt'), nowhere!);
+    const tokenizerDir = path.join(__dirname, '..', 'models', 'llama-stories260k');
+    await expect(blocksFrom(l1!, { blockSize: 16, what: 'data', tokenizerDir })).rejects.toMatchObject({ code: 'DATA_NOT_FOUND', message: expect.stringContaining('is a symbolic link that loops') });
+    await expect(blocksFrom(nowhere!, { blockSize: 16, what: 'data', tokenizerDir })).rejects.toMatchObject({ code: 'DATA_NOT_FOUND', message: expect.stringContaining('points nowhere') });
+    await expect(blocksFrom(path.join(dir, 'absent.txt'), { blockSize: 16, what: 'data', tokenizerDir })).rejects.toMatchObject({ message: expect.stringContaining('does not exist') });
   });
 });

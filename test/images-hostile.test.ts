@@ -146,6 +146,20 @@ describe('image folders: a class folder that is a symlink', () => {
     fs.symlinkSync(path.join(tmp, 'nowhere'), path.join(dangling, 'b'));
     await expectCode(loadImageFolder(dangling, pre), 'DATA_NOT_FOUND', /"b" is a symbolic link that cannot be followed/);
   });
+  test('a class folder linked to the image folder (or above it), or one without images, is refused: its class was dropped unsaid', async () => {
+    // Before: 18 of 20 images scored, class "b" gone, exit 0
+    const self = path.join(tmp, 'symself');
+    await png(path.join(self, 'a', '1.png'), 10);
+    fs.symlinkSync('..', path.join(self, 'b'));
+    await expectCode(loadImageFolder(self, pre), 'INVALID_DATA', /"b" is a link to the image folder or a folder above it/);
+    fs.unlinkSync(path.join(self, 'b'));
+    fs.symlinkSync(self, path.join(self, 'b'));
+    await expectCode(loadImageFolder(self, pre), 'INVALID_DATA', /"b" is a link to the image folder \(it loops\)/);
+    const empty = path.join(tmp, 'emptyclass');
+    await png(path.join(empty, 'a', '1.png'), 10);
+    await png(path.join(empty, 'b', 'nested', '1.png'), 20);
+    await expectCode(loadImageFolder(empty, pre), 'INVALID_DATA', /class folder "b" holds no images/);
+  });
 });
 
 describe('progress units', () => {

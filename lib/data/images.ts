@@ -470,12 +470,24 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
     labelOf.set(c, label);
   }
   const files: { file: string; label: number }[] = [];
+  const root = await fs.promises.realpath(dir);
+  const empty: string[] = [];
   for (const c of found) {
+    // A class folder linked to the image folder or above it holds the class folders, not images: its class
+    // was dropped unsaid. So is any class folder without images of its own (as torchvision's ImageFolder refuses).
+    const real = await fs.promises.realpath(path.join(dir, c));
+    if (root === real || root.startsWith(real + path.sep)) {
+      throw new FfmergeError('INVALID_DATA', `image folder ${dir}: class folder ${showValue(c)} is a link to the image folder${root === real ? '' : ' or a folder above it'} (it loops)`);
+    }
     const names = (await fs.promises.readdir(path.join(dir, c))).filter((f) => IMAGE_EXTENSIONS.has(path.extname(f).toLowerCase())).sort();
+    if (names.length === 0) empty.push(c);
     for (const f of names) files.push({ file: path.join(dir, c, f), label: labelOf.get(c)! });
   }
   if (files.length === 0) {
     throw new FfmergeError('DATA_NOT_FOUND', `image folder ${dir} holds no images (expected <class>/<name>.png|.jpg sub-folders)`);
+  }
+  if (empty.length > 0) {
+    throw new FfmergeError('INVALID_DATA', `image folder ${dir}: class folder ${showValue(empty[0])} holds no images (.png/.jpg files directly inside it; sub-folders are not read): remove it, or put its class's images in it`);
   }
   const sharp = loadSharp();
   const per = pre.height * pre.width * pre.channels;

@@ -51,9 +51,10 @@ export async function* streamParallelTsv(file: string): AsyncGenerator<SentenceP
   let lineNo = 0;
   for await (const line of readLines(file)) {
     lineNo++;
+    if (line.trim() === '') continue; // a blank line is no pair (a trailing one is common), as in the text readers
     const cols = line.split('\t');
     if (cols.length !== 2) {
-      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has ${cols.length} tab-separated columns; expected 2 (source, target)`);
+      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has ${cols.length} tab-separated column${cols.length === 1 ? '' : 's'}; expected 2 (source, target)`);
     }
     yield { source: cols[0]!, target: cols[1]! };
   }

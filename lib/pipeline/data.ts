@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { FfmergeError } from '../errors';
+import { whyMissing } from '../files';
 import { cutBlocks } from '../data/blocks';
 import { tokenizeFile } from '../data/tokenize-file';
 import { isTokenRowFile, readTokenRows } from '../data/token-rows';
@@ -41,7 +42,7 @@ export interface BlockOptions {
  */
 export async function blocksFrom(source: TokenSource, o: BlockOptions): Promise<Int32Array[]> {
   if (typeof source !== 'string') return source;
-  if (!fs.existsSync(source)) throw new FfmergeError('DATA_NOT_FOUND', `${o.what} file ${source} does not exist`);
+  if (!fs.existsSync(source)) throw new FfmergeError('DATA_NOT_FOUND', `${o.what} file ${source} ${whyMissing(source)}`);
   if (await isTokenRowFile(source)) {
     return readTokenRows(source, {
       ...(o.maxTokens !== undefined && Number.isFinite(o.maxTokens) ? { maxTokens: o.maxTokens } : {}),

@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { FfmergeError, showValue } from '../../errors';
+import { whyMissing } from '../../files';
 import { classNamesFromConfig, loadIdxImages, loadImageFolder, type ImagePreprocessor, type ImageSet } from '../../data/images';
 import { readParallel, readParallelTsv, type SentencePair } from '../../data/parallel';
 import type { ImageSource, ParallelSource } from '../options';
@@ -52,7 +53,7 @@ export function checkSize(asked: number | undefined, key: string, n: number, ava
 
 /** Files of a source exist (checked before any model is loaded). */
 export function checkSourceFiles(src: ImageSource | ParallelSource): void {
-  for (const f of Object.values(src)) if (!fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} does not exist`);
+  for (const f of Object.values(src)) if (!fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} ${whyMissing(f)}`);
 }
 
 /**
