@@ -142,6 +142,24 @@ describe('ffmerge CLI', () => {
     expect(long.code).toBe(3);
   });
 
+  it('finetune --tokens counts whole --seq blocks of token-id rows as of text (tester AN: a 130-token row was kept whole for --tokens 1)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-ft-rows-'));
+    try {
+      const rows = path.join(dir, 'rows.jsonl');
+      const row = (k: number) => JSON.stringify({ input_ids: Array.from({ length: 130 }, (_, i) => ((i * 7 + k) % 500) + 3) });
+      fs.writeFileSync(rows, `${row(0)}\n${row(1)}\n`);
+      const short = ffmerge(cwd, 'finetune', BUNDLED, '--data', rows, '--seq', '64', '--tokens', '1', '--steps', '1', '--out', 'ft');
+      expect(short.code).toBe(2);
+      expect(short.stderr).toMatch(/--tokens 1 keeps 64 tokens \(whole --seq 64 blocks\), fewer than one training window of seq \+ 1 = 65: give --tokens 128 or more/);
+      const ok = ffmerge(cwd, 'finetune', BUNDLED, '--data', rows, '--seq', '64', '--tokens', '131', '--steps', '1', '--batch', '2', '--out', path.join(dir, 'ft'));
+      expect(ok.code).toBe(0);
+      expect(JSON.parse(fs.readFileSync(path.join(dir, 'ft', 'finetune.json'), 'utf8')).trainingTokens).toBe(128);
+      expect(fs.readdirSync(cwd)).toEqual([]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('an existing non-empty --out is refused before any work', () => {
     fs.mkdirSync(path.join(cwd, 'taken'));
     fs.writeFileSync(path.join(cwd, 'taken', 'keep.txt'), 'x');

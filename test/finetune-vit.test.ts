@@ -136,6 +136,9 @@ describe('ViT training gradient', () => {
       // no validation images where validation was given: refused, as an empty list of blocks is (the result would carry no scores)
       const none = { pixels: new Float32Array(0), labels: new Int32Array(0) };
       await expect(finetune(m, { data: im, validation: none, steps: 1, batch: 4 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('validation holds no images') });
+      // an update that leaves finite weights no pass survives: diverged, not saved (before: resolved without validation)
+      await expect(finetune(m, { data: im, steps: 1, batch: 4, lr: 1e30 })).rejects.toMatchObject({ code: 'NON_FINITE_ACTIVATIONS', message: expect.stringContaining('after step 1 the loss on the last training batch') });
+      await expect(finetune(m, { data: im, validation: im, steps: 1, batch: 4, lr: 1e30 })).rejects.toMatchObject({ code: 'NON_FINITE_ACTIVATIONS', message: expect.stringContaining('after step 1 the validation loss') });
       const ac = new AbortController();
       const run = finetune(m, { data: im, steps: 100000, batch: 4, signal: ac.signal, onProgress: (p) => (p.step ?? 0) >= 2 && ac.abort() });
       await expect(run).rejects.toMatchObject({ code: 'ABORTED' });

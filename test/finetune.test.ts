@@ -332,6 +332,34 @@ test('a last update that leaves non-finite weights fails, though no later loss w
   }
 });
 
+test('a last update that leaves finite weights no pass survives fails as diverged, with or without validation (tester AN)', async () => {
+  const s = await syntheticLlama({ layers: 2, d: 16, heads: 4, kvHeads: 2, ff: 21, vocab: 19, seed: 39 });
+  const m = await loadModel(s.dir);
+  try {
+    const run = { data: pattern(40, 19), steps: 1, batch: 2, seq: 12, lr: 1e30 };
+    // before: weights near 1e30, finite, and finetune resolved (ffmerge finetune saved them, exit 0; eval then failed)
+    await expect(finetune(m, run)).rejects.toMatchObject({
+      code: 'NON_FINITE_ACTIVATIONS',
+      message: expect.stringContaining('after step 1 the loss on the last training batch is not finite'),
+    });
+    // before: "the training loss is not finite", though the one training loss was finite
+    await expect(finetune(m, { ...run, validation: [pattern(13, 19)] })).rejects.toMatchObject({
+      code: 'NON_FINITE_ACTIVATIONS',
+      message: expect.stringContaining('after step 1 the validation loss is not finite'),
+    });
+    // past float32: it was "lr must be a positive number"
+    await expect(finetune(m, { ...run, lr: 1e39 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('lr 1e+39 is larger than float32') });
+    // the extra pass changes nothing: a sane run gives the same weights with validation as without
+    const a = await finetune(m, { ...run, lr: 1e-3 });
+    const b = await finetune(m, { ...run, lr: 1e-3, validation: [pattern(13, 19)] });
+    expect(a.model.ffWeights(1).wIn).toEqual(b.model.ffWeights(1).wIn);
+    a.model.dispose();
+    b.model.dispose();
+  } finally {
+    m.dispose();
+  }
+});
+
 test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file size', async () => {
   const s = await syntheticGpt2({ layers: 4, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 34 });
   const base = await loadModel(s.dir);

@@ -124,7 +124,10 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       const budget = int(o.tokens, 'tokens') ?? Infinity;
       // Text is cut into blocks of seq tokens and joined back into one stream; windows are drawn from it.
       // (token-id rows are joined into that stream too, so a row may be a single token)
-      const data = takeTokens(await blocksFrom(o.data, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, minLength: 1, signal, onProgress: bar.update }), budget);
+      const read = await blocksFrom(o.data, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, minLength: 1, signal, onProgress: bar.update });
+      // A budget counts whole --seq blocks of that one stream, token-id rows' as text's (the first row was kept
+      // whole, whatever its length: --tokens 1 trained on 130 tokens)
+      const data = Number.isFinite(budget) ? takeTokens(cutBlocks(joinTokens(read), seq), budget) : read;
       // a training window is seq + 1 tokens (inputs and their next tokens): one block of budget is not one window
       // (full blocks only: the budget cut them; a shorter last block means the file itself ran out)
       const kept = tokenCount(data);
@@ -154,6 +157,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       dataInfo = {
         seq,
         data: path.basename(o.data),
+        trainingTokens: tokenCount(data), // the stream windows were drawn from, after any --tokens budget
         ...(o.valid !== undefined && validation ? { valid: path.basename(o.valid), validationTokens: tokenCount(validation), validationTokensLeftOut: validationLeftOut } : {}),
       };
     }

@@ -214,6 +214,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   const batch = positiveInt(opts.batch, 'batch', 8);
   const lr = opts.lr === undefined ? 2e-4 : opts.lr;
   if (typeof lr !== 'number' || !(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `finetune: lr must be a positive number (got ${showValue(opts.lr)})`);
+  // the trainer computes in float32: a larger lr became Infinity there, refused as "not a positive number"
+  if (Math.fround(lr) === Infinity) throw new FfmergeError('INVALID_ARGUMENT', `finetune: lr ${lr} is larger than float32, which the trainer computes in, holds (about 3.4e38)`);
   const common = {
     steps,
     batch,

@@ -79,7 +79,8 @@ double image_loss_and_grad(ThreadPool* pool, const ModelSpec& s, ParamSet& ps, c
                                   grad_scale, backward ? dh.data() : nullptr, ps.g(ps.classifier_w),
                                   ps.g(ps.classifier_b));
   if (!std::isfinite(nll))
-    throw Error("NON_FINITE_ACTIVATIONS", "the training loss is not finite (NaN or Inf): the model's weights or the data hold non-finite values, or the learning rate is too high");
+    throw Error("NON_FINITE_ACTIVATIONS", std::string(backward ? "the training loss" : "the loss") +
+                                              " is not finite (NaN or Inf): the model's weights or the data hold non-finite values, or the learning rate is too high");
   if (!backward) return nll;
 
   // ---- backward: only the CLS rows reach the head ----

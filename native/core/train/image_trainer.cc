@@ -102,6 +102,7 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
     return order[next++];
   };
   const auto t0 = std::chrono::steady_clock::now();
+  size_t last_b = 0;  // images in the last micro-batch drawn (still in pixels, labels)
   for (size_t step = 0; step < o.steps; ++step) {
     ps.zero_grad();
     const double scale = 1.0 / double(o.batch);
@@ -109,6 +110,7 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
     for (size_t b0 = 0; b0 < o.batch; b0 += micro) {
       ctl.check();
       const size_t B = std::min(micro, o.batch - b0);
+      last_b = B;
       for (size_t b = 0; b < B; ++b) {
         const size_t i = draw();
         std::copy(train.pixels + i * px, train.pixels + (i + 1) * px, pixels.data() + b * px);
@@ -127,7 +129,8 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
     const bool last = step + 1 == o.steps;
     if (validation.n && (last || (o.eval_every && (step + 1) % o.eval_every == 0))) {
       ctl.check();
-      const ImageEval e = evaluate_images(pool, s, ps, validation, micro, &ctl);
+      ImageEval e;
+      score_after_step(step + 1, "validation loss", [&] { return (e = evaluate_images(pool, s, ps, validation, micro, &ctl)).loss; });
       lg.val_loss = e.loss, lg.val_accuracy = e.accuracy;
     }
     if (!std::isfinite(lg.loss))
@@ -137,6 +140,13 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
   }
   if (validation.n) res.val_after = res.log.back().val_loss, res.acc_after = res.log.back().val_accuracy;
   check_finite(ps, o.steps);
+  // as the language-model trainer: without validation, the last micro-batch is scored once more
+  if (!validation.n && last_b > 0) {
+    ctl.check();
+    score_after_step(o.steps, "loss on the last training batch", [&] {
+      return image_loss_and_grad(pool, s, ps, ImageBatch{pixels.data(), labels.data(), last_b}, 0.0f, false, act);
+    });
+  }
   res.model = model_from_params(m, ps);
   return res;
 }

@@ -67,7 +67,8 @@ double loss_and_grad(ThreadPool* pool, const ModelSpec& s, ParamSet& ps, const T
   const double nll = lm_head_loss(pool, h, R, d, ps.w(head), ps.w(ps.lm_head_b), s.vocab, bt.targets, grad_scale,
                                   backward ? dh.data() : nullptr, ps.g(head), ps.g(ps.lm_head_b));
   if (!std::isfinite(nll))
-    throw Error("NON_FINITE_ACTIVATIONS", "the training loss is not finite (NaN or Inf): the model's weights or the data hold non-finite values, or the learning rate is too high");
+    throw Error("NON_FINITE_ACTIVATIONS", std::string(backward ? "the training loss" : "the loss") +
+                                              " is not finite (NaN or Inf): the model's weights or the data hold non-finite values, or the learning rate is too high");
   if (!backward) return nll;
 
   // ---- backward ----

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/model/weights.h"
 
 namespace ffm::train {
@@ -55,6 +56,20 @@ struct ParamSet {
 // the last update: a diverged earlier update shows in the next step's loss, the last one in nothing, and its
 // weights would be saved as they are.
 void check_finite(const ParamSet& ps, size_t steps);
+
+// Runs `score` (a loss without gradient, the model as trained up to `step`): a non-finite loss there is the
+// training diverging, and says so (the loss functions' own message blames the training loss or the data).
+// Finite weights can be a diverged model too: an lr of 1e30 leaves them near 1e30, and every pass overflows.
+template <class Score>
+double score_after_step(size_t step, const char* what, Score&& score) {
+  try {
+    return score();
+  } catch (const Error& e) {
+    if (e.code() != "NON_FINITE_ACTIVATIONS") throw;
+    throw Error("NON_FINITE_ACTIVATIONS", "training diverged: after step " + std::to_string(step) + " the " + what +
+                                              " is not finite (NaN or Inf; the learning rate is too high); nothing is saved");
+  }
+}
 
 // The one place training reads a model's stored weights: today a copy of the fp32 buffer. When tensors carry
 // a dtype (F32/BF16/F16), this is where they are widened to the fp32 master copy.

@@ -88,6 +88,7 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
   const size_t windows = tokens.size() - T;  // offsets 0 .. n − T − 1 (each window is T + 1 tokens)
   const auto t0 = std::chrono::steady_clock::now();
   double tokens_done = 0;
+  size_t last_b = 0;  // sequences in the last micro-batch drawn (still in ids, targets)
   for (size_t step = 0; step < o.steps; ++step) {
     ps.zero_grad();
     const double scale = 1.0 / double(o.batch * T);
@@ -95,6 +96,7 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
     for (size_t b0 = 0; b0 < o.batch; b0 += micro) {
       ctl.check();
       const size_t B = std::min(micro, o.batch - b0);
+      last_b = B;
       // Each micro-batch draws its own windows, in order: nothing else draws from rng within a step, so these
       // are the draws of the whole batch made up front, and the data does not depend on the micro-batch size.
       // Memory is the micro-batch's: the step's offsets drawn first took 8 bytes per sequence of the batch
@@ -118,7 +120,7 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
     const bool last = step + 1 == o.steps;
     if (!validation.empty() && (last || (o.eval_every && (step + 1) % o.eval_every == 0))) {
       ctl.check();
-      lg.val_loss = mean_block_loss(pool, s, ps, validation, val_seq, micro, &ctl);
+      lg.val_loss = score_after_step(step + 1, "validation loss", [&] { return mean_block_loss(pool, s, ps, validation, val_seq, micro, &ctl); });
     }
     if (!std::isfinite(lg.loss))
       throw Error("NON_FINITE_ACTIVATIONS", "training diverged at step " + std::to_string(step + 1) + " (loss is not finite)");
@@ -127,6 +129,14 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
   }
   if (!validation.empty()) res.val_after = res.log.back().val_loss;
   check_finite(ps, o.steps);
+  // Without validation nothing ran the model after the last update: its last micro-batch is scored once more
+  // (no gradient, no draw from the generator, so the weights and the run are unchanged).
+  if (validation.empty() && last_b > 0) {
+    ctl.check();
+    score_after_step(o.steps, "loss on the last training batch", [&] {
+      return loss_and_grad(pool, s, ps, TokenBatch{ids.data(), targets.data(), last_b, T}, 0.0f, false, act);
+    });
+  }
   res.model = model_from_params(m, ps);
   return res;
 }
