@@ -10,3 +10,8 @@ export function isFloat32Array(v: unknown): v is Float32Array {
 export function isInt32Array(v: unknown): v is Int32Array {
   return Object.prototype.toString.call(v) === '[object Int32Array]';
 }
+
+/** Whether `v` is a Uint8Array (a Buffer is one), from any realm (as isFloat32Array). */
+export function isUint8Array(v: unknown): v is Uint8Array {
+  return Object.prototype.toString.call(v) === '[object Uint8Array]';
+}

@@ -18,15 +18,16 @@ import { checkCheckpoint } from '../model/plan';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError, showValue } from '../errors';
-import { checkBoolean, checkPath } from '../arguments';
+import { checkArrayOf, checkBoolean, checkPath } from '../arguments';
 import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
 import { checkJobOptions, withJobScope, type JobScope, type ProgressFn } from '../native/job';
-import { architectureOf, stackOf } from '../model/architectures';
-import { matrixFromCanonical, type FFWeights } from '../model/ff-weights';
+import { architectureOf, ffStacks, stackOf } from '../model/architectures';
+import { checkFFWeights, matrixFromCanonical, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, asStored, checkAddedTies, type TieMap } from './ties';
 import { checkGivenTies, checkInfoWindows } from './earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from './source-stamp';
-import { processAlive } from '../files';
+import { processAlive, whyMissing } from '../files';
+import { isFloat32Array } from '../typed-arrays';
 
 export type OutputFormat = 'expanded' | 'tied';
 
@@ -224,8 +225,16 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
   if (/^~(?:$|[\\/])/.test(out)) {
     throw new FfmergeError('INVALID_ARGUMENT', `the output ${out} starts with "~", which nothing expanded (the shell does not after "=" or in quotes): write the path out, or use $HOME`);
   }
+  if (!Array.isArray(inputs)) throw new FfmergeError('INVALID_ARGUMENT', `checkOutputDir: inputs must be a list of the run's data paths (got ${showValue(inputs)})`);
+  // the source first, as a model folder: a missing one was a raw ENOENT from realpath, a file ENOTDIR
+  let src: string;
+  try {
+    src = fs.realpathSync(source);
+  } catch (e) {
+    throw new FfmergeError('DATA_NOT_FOUND', `the source model folder ${source} ${whyMissing(source)}`, { cause: e });
+  }
+  if (!fs.statSync(src).isDirectory()) throw new FfmergeError('DATA_NOT_FOUND', `the source model ${source} is not a folder (a model folder holds config.json and the weights)`);
   sweepStaleTemps(out);
-  const src = fs.realpathSync(source);
   const target = path.resolve(out);
   const real = realpathLoose(target);
   if (real === src || src.startsWith(real + path.sep)) {
@@ -410,6 +419,34 @@ export function checkRecordInfo(info: unknown, what: string, own: readonly strin
 }
 
 /**
+ * The edits a writer is handed, by type: `replace` a Map of tensor name → Float32Array, `ties` an object of
+ * name → name, `info` something JSON can write. A plain object as replace, a number as a tie target or a BigInt
+ * in info failed deep inside as a TypeError; a plain array as a replacement as "tensor undefined".
+ */
+export function checkEdits(opts: { replace?: unknown; ties?: unknown; info?: unknown }, what: string): void {
+  const { replace, ties, info } = opts;
+  if (replace !== undefined) {
+    if (Object.prototype.toString.call(replace) !== '[object Map]') throw new FfmergeError('INVALID_ARGUMENT', `${what}: replace must be a Map of tensor name → Float32Array (got ${showValue(replace)})`);
+    for (const [k, v] of replace as Map<unknown, unknown>) {
+      if (typeof k !== 'string' || !isFloat32Array(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: replace maps ${showValue(k)} to ${showValue(v)}; it maps tensor names to Float32Arrays`);
+    }
+  }
+  if (ties !== undefined) {
+    if (typeof ties !== 'object' || ties === null || Array.isArray(ties)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: ties must be an object of tied name → stored name (got ${showValue(ties)})`);
+    for (const [k, v] of Object.entries(ties)) {
+      if (typeof v !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `${what}: ties maps ${showValue(k)} to ${showValue(v)}, not a tensor name`);
+    }
+  }
+  if (info !== undefined) {
+    try {
+      JSON.stringify(info);
+    } catch (e) {
+      throw new FfmergeError('INVALID_ARGUMENT', `${what}: info cannot be written as JSON (${(e as Error).message})`, { cause: e });
+    }
+  }
+}
+
+/**
  * writeCheckpoint, for a caller that read the source before it (convert reads the record, report and tie
  * copies first): `stamp` is the source's state when that reading began, so a source replaced meanwhile is
  * SOURCE_CHANGED, not an output mixing the two. Internal (not exported by the package).
@@ -418,6 +455,7 @@ export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierSta
   if (typeof opts !== 'object' || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint(options): options must be an object { source, out, format, … } (got ${showValue(opts)})`);
   checkJobOptions(opts, 'writeCheckpoint(options): options', ['source', 'out', 'format', 'replace', 'ties', 'info', 'extraFiles', 'overwrite', 'maxShardSize']);
   checkRecordInfo(opts.info, 'writeCheckpoint', ['format', 'ties']);
+  checkEdits(opts, 'writeCheckpoint');
   checkMaxShardSize(opts.maxShardSize);
   checkExtraFiles(opts.extraFiles, 'writeCheckpoint', checkpointFile);
   if (opts.format !== 'tied' && opts.format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint: format must be tied or expanded (got ${showValue(opts.format)})`);
@@ -613,7 +651,15 @@ export function ffReplacements(
   layer: number,
   ff: FFWeights,
 ): Map<string, Float32Array> {
-  const names = stackOf(architectureOf(config), stack).ff(config, layer);
+  const st = stackOf(architectureOf(config), stack);
+  checkStackLayers(config, stack, [layer], 'ffReplacements(config, stack, layer, ff)');
+  checkFFWeights(ff, 'ffReplacements(config, stack, layer, ff): ff');
+  // sizes from the config: another d × d_ff of the same product passed the writer's length check, scrambled
+  const spec = st.spec(config);
+  if (ff.d !== spec.dModel || ff.dFF !== spec.dFF) {
+    throw new FfmergeError('SHAPE_MISMATCH', `ffReplacements: ff is d ${ff.d} × d_ff ${ff.dFF}, the ${stack} stack's FF is ${spec.dModel} × ${spec.dFF}`);
+  }
+  const names = st.ff(config, layer);
   const out = new Map<string, Float32Array>();
   out.set(names.wIn, matrixFromCanonical(ff.wIn, ff.dFF, ff.d, names.layout));
   out.set(names.wOut, matrixFromCanonical(ff.wOut, ff.d, ff.dFF, names.layout));
@@ -624,11 +670,24 @@ export function ffReplacements(
   return out;
 }
 
+/**
+ * Layer indices of a stack given to ffReplacements/ffTies: distinct integers in range. Names were built from
+ * anything (layer 0.5, "ab", 99), and [0, 0] tied a layer to itself; the writer refused most of them later,
+ * under another name.
+ */
+function checkStackLayers(config: Record<string, unknown>, stack: string, layers: unknown, what: string): void {
+  const s = ffStacks(config).find((x) => x.name === stack);
+  if (!s) throw new FfmergeError('INVALID_ARGUMENT', `${what}: this model has no ${showValue(stack)} stack (it has ${ffStacks(config).map((x) => x.name).join(', ')})`);
+  checkArrayOf<number>(layers, `${what}: layers`, `layer indices 0 to ${s.layers - 1}`, (l) => Number.isInteger(l) && (l as number) >= 0 && (l as number) < s.layers);
+  if (new Set(layers).size !== layers.length) throw new FfmergeError('INVALID_ARGUMENT', `${what}: layers ${showValue(layers)} lists a layer twice`);
+}
+
 /** The FF tensors of a layer, by their key in FFTensorNames / FFWeights. */
 export const FF_KEYS = ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const;
 /** Ties every FF tensor of layers[1..] to the same tensor of layers[0] (the stored copy). */
 export function ffTies(config: Record<string, unknown>, stack: 'decoder' | 'encoder', layers: number[]): TieMap {
   const st = stackOf(architectureOf(config), stack);
+  checkStackLayers(config, stack, layers, 'ffTies(config, stack, layers)');
   const first = layers[0];
   if (first === undefined) return {};
   const stored = st.ff(config, first);

@@ -6,11 +6,12 @@
 import { readRegularFile } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
+import { isFloat32Array, isUint8Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, toF32 } from './dtype';
 import { HeaderEntry, MAX_HEADER_BYTES, parseHeaderJson, parseHeaderLength } from './header';
 import { ByteSource, FileSource, MemorySource } from './source';
-import { checkPath } from '../arguments';
+import { checkOptions, checkPath } from '../arguments';
 
 export const SINGLE_FILE_NAME = 'model.safetensors';
 export const INDEX_FILE_NAME = 'model.safetensors.index.json';
@@ -87,6 +88,7 @@ export class SafetensorsReader {
 
   /** A reader over a safetensors file already in memory (`name` appears in messages and TensorInfo.file). */
   static async fromBytes(bytes: Uint8Array, name = '<memory>'): Promise<SafetensorsReader> {
+    if (!isUint8Array(bytes)) throw new FfmergeError('INVALID_ARGUMENT', `SafetensorsReader.fromBytes(bytes): bytes must be a Uint8Array (got ${showValue(bytes)})`);
     const src = new MemorySource(name, bytes);
     const entries = await readHeader(src);
     const map = new Map<string, Located>();
@@ -155,6 +157,11 @@ export class SafetensorsReader {
 
   /** The tensor's bytes as stored (little-endian). */
   async readRaw(name: string, opts: ReadRawOptions = {}): Promise<Uint8Array> {
+    checkOptions(opts, 'readRaw(name, options): options', ['into']);
+    // a Float32Array's subarray counts elements: it read 4× the tensor's bytes, the next tensor's included
+    if (opts.into !== undefined && !isUint8Array(opts.into)) {
+      throw new FfmergeError('INVALID_ARGUMENT', `readRaw: into must be a Uint8Array (got ${showValue(opts.into)})`);
+    }
     const { info, source } = this.locate(name);
     let out: Uint8Array;
     if (opts.into) {
@@ -171,6 +178,8 @@ export class SafetensorsReader {
 
   /** The tensor as float32 (F16/BF16/F64/integers converted). F32 tensors are read straight into the result. */
   async readF32(name: string, opts: ReadF32Options = {}): Promise<Float32Array> {
+    checkOptions(opts, 'readF32(name, options): options', ['into']);
+    if (opts.into !== undefined && !isFloat32Array(opts.into)) throw new FfmergeError('INVALID_ARGUMENT', `readF32: into must be a Float32Array (got ${showValue(opts.into)})`);
     const { info, source } = this.locate(name);
     const n = info.byteLength / DTYPE_SIZE[info.dtype];
     if (opts.into && opts.into.length !== n) {

@@ -14,6 +14,7 @@ import { checkOptions, checkPath, isArrayOf } from '../arguments';
 import { isFloat32Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, f32ToBF16, f32ToF16, isDType } from './dtype';
 import { processAlive } from '../files';
+import { MAX_HEADER_BYTES } from './header';
 import { checkJobOptions, guardProgress, throwIfAborted, type JobOptions } from '../native/job';
 
 export type TensorData = ArrayBufferView;
@@ -45,10 +46,16 @@ export async function writeSafetensors(
   checkPath(file, 'writeSafetensors(file, tensors): file');
   if (!Array.isArray(tensors)) throw new FfmergeError('INVALID_ARGUMENT', `writeSafetensors(file, tensors): tensors must be a list of { name, dtype, shape, data } (got ${showValue(tensors)})`);
   checkOptions(metadata, 'writeSafetensors(file, tensors, metadata): metadata');
+  // a plain object: a Map has no own keys (its entries were dropped unsaid), and an inherited toJSON made
+  // JSON.stringify write something else than the keys checked below
+  const proto = Object.getPrototypeOf(metadata) as unknown;
+  if (proto !== Object.prototype && proto !== null) {
+    throw new FfmergeError('INVALID_ARGUMENT', `writeSafetensors: metadata must be a plain object of strings (got ${showValue(metadata)})`);
+  }
   checkJobOptions(opts, 'writeSafetensors(file, tensors, metadata, options)', []);
   throwIfAborted(opts.signal);
   assertLittleEndian();
-  const sizes = tensors.map((t) => validate(t));
+  const sizes = tensors.map((t, i) => validate(t, i));
   const names = new Set<string>();
   for (const t of tensors) {
     if (names.has(t.name)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" is listed twice`);
@@ -71,11 +78,14 @@ export async function writeSafetensors(
   // No prototype: a tensor named "__proto__" must become a key like any other (on a plain object the
   // assignment would set the prototype and drop the tensor from the header, a file our reader rejects).
   const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
-  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  if (Object.keys(metadata).length) header.__metadata__ = { ...metadata };
   tensors.forEach((t, i) => {
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: offsets[i] };
   });
   let json = Buffer.from(JSON.stringify(header), 'utf8');
+  if (json.length > MAX_HEADER_BYTES) {
+    throw new FfmergeError('SAFETENSORS_HEADER_TOO_LARGE', `writeSafetensors: the header (names, shapes and metadata) would be ${json.length} bytes, over the ${MAX_HEADER_BYTES}-byte limit readers accept`);
+  }
   const pad = (8 - ((8 + json.length) % 8)) % 8;
   if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
   const prefix = Buffer.alloc(8);
@@ -132,15 +142,22 @@ export async function writeSafetensors(
 }
 
 /** Checks name, dtype, shape and (for eager data) the byte count; returns the tensor's byte length. */
-function validate(t: TensorToWrite): number {
+function validate(t: TensorToWrite, i: number): number {
+  if (typeof t !== 'object' || t === null) throw new FfmergeError('INVALID_ARGUMENT', `writeSafetensors: tensors[${i}] must be { name, dtype, shape, data } (got ${showValue(t)})`);
   if (typeof t.name !== 'string' || t.name === '' || t.name === '__metadata__') {
     throw new FfmergeError('INVALID_ARGUMENT', `"${String(t.name)}" cannot be a tensor name`);
   }
   if (!isDType(t.dtype)) throw new FfmergeError('SAFETENSORS_UNKNOWN_DTYPE', `tensor "${t.name}" has unknown dtype "${String(t.dtype)}"`);
   if (!isArrayOf(t.shape, (d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
-    throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" has shape ${JSON.stringify(t.shape)}; entries must be non-negative integers`);
+    throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" has shape ${showValue(t.shape)}; entries must be non-negative integers`);
   }
-  const numel = t.shape.reduce((a, b) => a * b, 1);
+  // counted as the reader counts (header.ts elementCount): [2^52, 2^52, 0] is 0 elements, but its partial
+  // product is past 2^53, and a file the reader refuses must not be written
+  let numel = 1;
+  for (const d of t.shape) {
+    numel *= d;
+    if (!Number.isSafeInteger(numel)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" has shape [${t.shape.join(', ')}], more elements than can be addressed`);
+  }
   const bytes = numel * DTYPE_SIZE[t.dtype];
   if (!Number.isSafeInteger(bytes)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" is too large`);
   if (typeof t.data !== 'function') {

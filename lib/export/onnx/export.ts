@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../../errors';
 import { checkSourceUnchanged, sourceStamp } from '../../checkpoint/source-stamp';
-import { checkExtraFiles, checkOutputDir, checkRecordInfo, copyWritable, failedOutput, isWeightOrReferenceFile, moveIntoPlace, regularFileNames, tempName, type ExtraFile } from '../../checkpoint/write';
+import { checkEdits, checkExtraFiles, checkOutputDir, checkRecordInfo, copyWritable, failedOutput, isWeightOrReferenceFile, moveIntoPlace, regularFileNames, tempName, type ExtraFile } from '../../checkpoint/write';
 import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
 import { asRecorded, checkGivenTies, earlierWindows, recordedTies, type RecordedWindow } from '../../checkpoint/earlier-merges';
 import { ffTies } from '../../checkpoint/write';
@@ -191,6 +191,7 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   checkJobOptions(opts, 'exportOnnx(modelDir, options): options', ['out', 'dtype', 'externalData', 'replace', 'ties', 'info', 'extraFiles', 'overwrite']);
   checkExtraFiles(opts.extraFiles, 'exportOnnx', (n) => n === 'config.json' || n === ONNX_DIR);
   checkRecordInfo(opts.info, 'exportOnnx', ['format', 'ties', 'onnx']);
+  checkEdits(opts, 'exportOnnx');
   checkOneOf(opts.dtype, 'exportOnnx: dtype', ['fp32', 'fp16'] as const);
   // ('always', the CLI's word, was passed on as a truthy string and written inline)
   checkOneOf(opts.externalData, 'exportOnnx: externalData', [true, false, 'auto'] as const);
