@@ -47,6 +47,12 @@ export function checkInt(v: unknown, what: string, min = 0): asserts v is number
   }
 }
 
+/** A required integer ≥ min (undefined is refused too, unlike checkInt's optional one). */
+export function checkCount(v: unknown, what: string, min = 0): asserts v is number {
+  if (v === undefined) throw invalid(what, min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer ≥ ${min}`, v);
+  checkInt(v, what, min);
+}
+
 /**
  * Whether v is an array whose every entry passes `ok`, the holes of a sparse array included (as undefined):
  * Array.prototype.every skips holes, so `[, x]` would pass it and be read as undefined later.

@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as vm from 'node:vm';
 import * as lib from '../lib/index';
 import { FfmergeError } from '../lib/errors';
 
@@ -77,6 +78,8 @@ describe('writing safetensors files the reader then refused', () => {
     expect(await codeOf(() => lib.writeSafetensors(f, [t], bad(new Map([['k', 'v']]))))).toBe('INVALID_ARGUMENT');
     const evil = Object.assign(Object.create({ toJSON: () => 'evil' }) as object, { k: 'v' });
     expect(await codeOf(() => lib.writeSafetensors(f, [t], bad(evil)))).toBe('INVALID_ARGUMENT');
+    // a plain object from another realm (a vm context) is a plain object
+    await lib.writeSafetensors(f, [t], vm.runInNewContext('({ j: "w" })') as Record<string, string>);
     await lib.writeSafetensors(f, [t], Object.assign(Object.create(null) as Record<string, string>, { k: 'v' }));
     const r = await lib.SafetensorsReader.open(f);
     expect(r.metadata).toEqual({ k: 'v' });

@@ -476,7 +476,8 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
     // A class folder linked to the image folder or above it holds the class folders, not images: its class
     // was dropped unsaid. So is any class folder without images of its own (as torchvision's ImageFolder refuses).
     const real = await fs.promises.realpath(path.join(dir, c));
-    if (root === real || root.startsWith(real + path.sep)) {
+    const rel = path.relative(real, root); // '' for the folder itself, no '..' for a folder above it ('/' too)
+    if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) {
       throw new FfmergeError('INVALID_DATA', `image folder ${dir}: class folder ${showValue(c)} is a link to the image folder${root === real ? '' : ' or a folder above it'} (it loops)`);
     }
     const names = (await fs.promises.readdir(path.join(dir, c))).filter((f) => IMAGE_EXTENSIONS.has(path.extname(f).toLowerCase())).sort();

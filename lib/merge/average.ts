@@ -57,8 +57,11 @@ export class FFMean {
   private first: FFWeights | undefined;
   private readonly sums = new Map<(typeof KEYS)[number], Float64Array>();
   private count = 0;
+  /** An add that failed part-way (detached, aborted) left part of an FF in the sums: the mean is lost. */
+  private broken = false;
 
   async add(ff: FFWeights, signal?: AbortSignal): Promise<void> {
+    this.checkUsable();
     checkFFWeights(ff, `FF ${this.count}`);
     if (!this.first) {
       // the first FF's shape only, for the checks: holding the FF itself would hold one more FF throughout
@@ -69,6 +72,7 @@ export class FFMean {
     checkAgainst(this.first, ff, this.count);
     // the lengths checked, before the first await: an array detached later reads as empty
     const lengths = new Map(KEYS.map((k) => [k, ff[k]?.length ?? 0]));
+    this.broken = true; // until the whole FF is in
     for (const key of KEYS) {
       const t = ff[key];
       if (!t) continue;
@@ -82,9 +86,15 @@ export class FFMean {
       }, signal);
     }
     this.count++;
+    this.broken = false;
+  }
+
+  private checkUsable(): void {
+    if (this.broken) throw new FfmergeError('INVALID_STATE', 'this FF mean is unusable: an earlier add failed part-way (aborted, or an array detached), leaving part of an FF in the sums');
   }
 
   async result(signal?: AbortSignal): Promise<FFWeights> {
+    this.checkUsable();
     if (!this.first) throw new FfmergeError('INVALID_ARGUMENT', 'averageFF needs at least one FF sublayer');
     const inv = 1 / this.count;
     const out: FFWeights = { d: this.first.d, dFF: this.first.dFF, wIn: new Float32Array(0), wOut: new Float32Array(0) };

@@ -5,7 +5,7 @@
  * hidden units to an anchor layer.
  */
 import { FfmergeError, showValue } from '../errors';
-import { checkBoolean, checkInt } from '../arguments';
+import { checkBoolean, checkCount } from '../arguments';
 import { checkJobOptions, runNativeJob, type JobOptions, type NativeJobHandle } from './job';
 import { loadAddon } from './loader';
 
@@ -88,7 +88,7 @@ export async function permutationFromCorrelation(
 ): Promise<Int32Array> {
   checkJobOptions(opts, 'permutationFromCorrelation(corr, d, options): options', ['kernel']);
   if (!ArrayBuffer.isView(corr)) throw new FfmergeError('INVALID_ARGUMENT', `permutationFromCorrelation: corr must be a Float32Array or Float64Array (got ${showValue(corr)})`);
-  checkInt(d, 'permutationFromCorrelation: d');
+  checkCount(d, 'permutationFromCorrelation: d');
   if (corr.length !== d * d) {
     throw new FfmergeError('SHAPE_MISMATCH', `the correlation matrix must be d×d = ${d}×${d}, got ${corr.length} elements`);
   }

@@ -49,9 +49,9 @@ function checkPair(dims: readonly number[], i: unknown, j: unknown, p: number): 
 }
 
 /** finalize's, alignment's and explained's options, checked; whether the pair is released with the result. */
-function checkRelease(opts: JobOptions & { release?: boolean }): boolean {
-  checkJobOptions(opts, 'options', ['release']);
-  checkBoolean(opts?.release, 'release');
+function checkRelease(opts: JobOptions & { release?: boolean }, method: string): boolean {
+  checkJobOptions(opts, `CorrelationAccumulator#${method}(pairIndex, options): options`, ['release']);
+  checkBoolean(opts?.release, `CorrelationAccumulator#${method}: release`);
   return opts?.release === true;
 }
 
@@ -233,7 +233,7 @@ export class CorrelationAccumulator {
    */
   async finalize(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Float32Array> {
     this.checkIndex(pairIndex);
-    const release = checkRelease(opts);
+    const release = checkRelease(opts, 'finalize');
     const out = await runNativeJob('correlation.finalize', (onProgress) => this.native.finalize(pairIndex, onProgress, release), opts);
     if (release) this.released.add(pairIndex);
     return out;
@@ -262,7 +262,7 @@ export class CorrelationAccumulator {
    */
   async alignment(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Int32Array> {
     this.checkIndex(pairIndex);
-    const release = checkRelease(opts);
+    const release = checkRelease(opts, 'alignment');
     const out = await runNativeJob('correlation.alignment', (onProgress) => this.native.alignment(pairIndex, onProgress, release), opts);
     if (release) this.released.add(pairIndex);
     return out;
@@ -274,7 +274,7 @@ export class CorrelationAccumulator {
    */
   async explained(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Float64Array> {
     this.checkIndex(pairIndex);
-    const release = checkRelease(opts);
+    const release = checkRelease(opts, 'explained');
     const out = await runNativeJob('correlation.explained', (onProgress) => this.native.explained(pairIndex, onProgress, release), opts);
     if (release) this.released.add(pairIndex);
     return out;

@@ -8,12 +8,14 @@ import { FfmergeError, showValue } from '../errors';
 import { checkMatmulShape, type MatmulShape } from './matmul-shape';
 import { checkJobOptions, type JobOptions, type NativeJobHandle, runNativeJob } from './job';
 import { isFloat32Array } from '../typed-arrays';
+import { checkOneOf } from '../arguments';
 import { loadAddon } from './loader';
 
 export type { MatmulShape } from './matmul-shape';
 
 /** Micro-kernels sgemm can run; which exist depends on the CPU (see `gemmKernels()`). */
-export type GemmKernel = 'portable' | 'avx2' | 'avx512';
+export type GemmKernel = (typeof GEMM_KERNELS)[number];
+const GEMM_KERNELS = ['portable', 'avx2', 'avx512'] as const;
 
 export interface MatmulOptions extends JobOptions {
   /** Force a micro-kernel (default: FFMERGE_GEMM_KERNEL, else the best this CPU supports). */
@@ -89,7 +91,7 @@ export async function matmul(
   const { m, n, k, transA = false, transB = false } = shape;
   const { alpha = 1, beta = 0, kernel, out } = opts;
   if (out !== undefined && !isFloat32Array(out)) throw new FfmergeError('INVALID_ARGUMENT', `matmul: out must be a Float32Array (got ${showValue(out)})`);
-  if (kernel !== undefined && !(['portable', 'avx2', 'avx512'] as unknown[]).includes(kernel)) throw new FfmergeError('INVALID_ARGUMENT', `matmul: kernel must be one of ${gemmKernels().join(', ')} (got ${showValue(kernel)})`);
+  checkOneOf(kernel, 'matmul: kernel', GEMM_KERNELS);
   if (typeof alpha !== 'number' || typeof beta !== 'number' || !Number.isFinite(alpha) || !Number.isFinite(beta)) {
     throw new FfmergeError('INVALID_ARGUMENT', `matmul: alpha and beta must be finite numbers (got ${showValue(alpha)}, ${showValue(beta)})`);
   }

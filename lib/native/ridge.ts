@@ -5,7 +5,7 @@
  * in native memory (native/binding/ridge_binding.cc says why) and are only ever read by native jobs.
  */
 import { FfmergeError, fromNativeError, showValue } from '../errors';
-import { checkArrayOf, checkBoolean, checkInt } from '../arguments';
+import { checkArrayOf, checkBoolean, checkCount } from '../arguments';
 import { isFloat32Array } from '../typed-arrays';
 import type { Activation } from '../model/activation';
 import type { FFWeights } from '../model/ff-weights';
@@ -92,7 +92,7 @@ export class RidgeAccumulator {
   add(H: Float32Array, Y: Float32Array, n: number, opts: JobOptions = {}): Promise<void> {
     checkJobOptions(opts, 'RidgeAccumulator#add(H, Y, n, options): options', []);
     checkFloats('RidgeAccumulator#add', { H, Y });
-    checkInt(n, 'RidgeAccumulator#add: n');
+    checkCount(n, 'RidgeAccumulator#add: n');
     if (H.length !== n * this.p || Y.length !== n * this.m) {
       throw new FfmergeError('SHAPE_MISMATCH', `ridge rows: H must be ${n}×${this.p} and Y ${n}×${this.m}`);
     }
@@ -138,7 +138,7 @@ export class RidgeAccumulator {
    */
   async select(count: number, opts: JobOptions & { forced?: number[]; lambdaRel?: number } = {}): Promise<Int32Array> {
     checkJobOptions(opts, 'RidgeAccumulator#select(count, options): options', ['forced', 'lambdaRel']);
-    checkInt(count, 'RidgeAccumulator#select: count');
+    checkCount(count, 'RidgeAccumulator#select: count');
     if (opts.forced !== undefined) this.checkColumns(opts.forced, 'RidgeAccumulator#select: forced', this.p);
     await this.chain;
     if (this.count === 0) throw new FfmergeError('INVALID_ARGUMENT', 'select: no calibration rows were accumulated');
@@ -157,7 +157,7 @@ function checkFloats(what: string, arrays: Record<string, unknown>): void {
 /** An addFF call's X, n, ff and Y, by type (the shapes are the caller's to check against its own sizes). */
 export function checkFFRows(what: string, X: unknown, n: unknown, ff: unknown, Y: unknown): void {
   checkFloats(what, { X, Y });
-  checkInt(n, `${what}: n`);
+  checkCount(n, `${what}: n`);
   if (!(ff instanceof NativeFF) && (typeof ff !== 'object' || ff === null || !isFloat32Array((ff as FFParts).wIn) || !isFloat32Array((ff as FFParts).wOut))) {
     throw new FfmergeError('INVALID_ARGUMENT', `${what}: ff must be FF weights { d, dFF, wIn, wOut, … } or a NativeFF (got ${showValue(ff)})`);
   }

@@ -48,8 +48,10 @@ export async function writeSafetensors(
   checkOptions(metadata, 'writeSafetensors(file, tensors, metadata): metadata');
   // a plain object: a Map has no own keys (its entries were dropped unsaid), and an inherited toJSON made
   // JSON.stringify write something else than the keys checked below
-  const proto = Object.getPrototypeOf(metadata) as unknown;
-  if (proto !== Object.prototype && proto !== null) {
+  // (by shape, not by this realm's Object.prototype: a plain object from a vm context is one too)
+  const proto = Object.getPrototypeOf(metadata) as object | null;
+  const plain = Object.prototype.toString.call(metadata) === '[object Object]' && (proto === null || Object.getPrototypeOf(proto) === null) && typeof (metadata as { toJSON?: unknown }).toJSON !== 'function';
+  if (!plain) {
     throw new FfmergeError('INVALID_ARGUMENT', `writeSafetensors: metadata must be a plain object of strings (got ${showValue(metadata)})`);
   }
   checkJobOptions(opts, 'writeSafetensors(file, tensors, metadata, options)', []);

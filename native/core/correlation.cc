@@ -67,7 +67,6 @@ size_t CorrelationAccumulator::add_pair(int i, int j) {
   const double bytes = sizeof(double) * (2 * di + 2 * dj + di * dj);
   check_fits_in_memory(open_bytes_ + bytes, "the correlation sums of layer pair (" + std::to_string(i) + ", " +
                                                 std::to_string(j) + ") beside the open ones");
-  open_bytes_ += bytes;
   Pair s;
   s.i = i;
   s.j = j;
@@ -77,6 +76,7 @@ size_t CorrelationAccumulator::add_pair(int i, int j) {
   s.sumsq_j.assign(dims_[j], 0.0);
   pairs_.emplace_back(i, j);
   state_.push_back(std::move(s));
+  open_bytes_ += bytes;  // once the pair is open: an allocation that failed above leaves the count as it was
   return pairs_.size() - 1;
 }
 
