@@ -104,6 +104,13 @@ describe('the tied-format snippet', () => {
     expect(modelCard(report('llama'), 'tied', { dir: 's1', config: { model_type: 'llama' } })).toContain('- calibration: 2,048 tokens; validation: 2,048 tokens\n');
   });
 
+  test('the card lists the data notes; with blocks drawn across a file it says eval reproduces only the test split (tester AP)', () => {
+    const notes = ['validation: blocks drawn across the whole file (fixed seeded order)', 'weights stored in BF16: the numbers were measured in float32 before the merged weights were rounded to it'];
+    const card = modelCard({ ...report('llama'), data: { ...report('llama').data, blockSize: 128, notes } }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
+    expect(card).toContain('(`ffmerge eval --block-size 128` reproduces the test numbers; eval reads text from its start, not drawn across the file)');
+    for (const n of notes) expect(card).toContain(`  - ${n}\n`);
+  });
+
   test('windows compress chose without a search (only one possible) are not said to be the user\'s', () => {
     const card = modelCard({ ...report('llama'), windowsGiven: false }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
     expect(card).toContain('- chosen by: no search: the only window of k = 2 adjacent layers');

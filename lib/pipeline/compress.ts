@@ -643,7 +643,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, notes: [...task.data.notes, ...mixedNotes], calibrationFeatures },
+      data: { ...task.data, notes: [...task.data.notes, ...mixedNotes, ...halfNote(dtypeOf)], calibrationFeatures },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;
@@ -714,4 +714,15 @@ async function writeOutput(
   }
   const written = await writeCheckpoint({ source, format, ...common, ...(maxShardSize !== undefined ? { maxShardSize } : {}) });
   return { dir: written.out, format, bytes: written.bytes };
+}
+
+/**
+ * A checkpoint stored in 16 bits: the numbers are measured on the float32 weights the merge computes, which the
+ * writer then rounds to the checkpoint's dtype, so `eval` of the written folder can differ in the fourth or
+ * fifth digit (README, Large models). Said in the report and the card, where the numbers are read.
+ */
+function halfNote(dtypeOf: ReadonlyMap<string, string>): string[] {
+  const half = [...new Set(dtypeOf.values())].filter((d) => d === 'BF16' || d === 'F16');
+  if (half.length === 0) return [];
+  return [`weights stored in ${half.join(' and ')}: the numbers were measured in float32 before the merged weights were rounded to it, so \`ffmerge eval\` of the written model can differ in the fourth or fifth digit`];
 }

@@ -173,6 +173,9 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
   const tuned = ctx.finetune !== undefined;
   const multi = Object.keys(r.layers).length > 1;
   const adjusted = r.windows.filter((w) => w.adjusted?.length).map((w) => `${multi ? `${w.stack} ` : ''}layer${w.adjusted!.length > 1 ? 's' : ''} ${w.adjusted!.join(', ')}`).join('; ');
+  // blocks drawn across a file (--draw spread): eval, which reads text from its start, reproduces only the test split
+  const notes: string[] = Array.isArray(r.data.notes) ? r.data.notes.filter((n) => typeof n === 'string') : []; // an older report.json may lack them
+  const drawn = notes.some((n) => n.includes('blocks drawn across'));
   const windows = r.windows.map((w) => `${multi ? `${w.stack} ` : ''}layers ${w.layers.join(', ')} (anchor ${w.anchor})`).join('; ');
   const rows = [
     `| base | ${num(r.base.validation, m)} | ${num(r.base.test, m)} |`,
@@ -213,7 +216,9 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     }`,
     `- calibration: ${int(r.data.calibration)} ${r.data.unit}; validation: ${int(r.data.validation)} ${r.data.unit}${r.data.search !== undefined && r.data.search !== r.data.validation ? ` (${int(r.data.search)} per search candidate)` : ''}${r.data.test !== undefined ? `; test: ${int(r.data.test)} ${r.data.unit}` : ''}` +
       // the numbers depend on it: eval reproduces them on the same text only with the same --block-size
-      (r.data.blockSize !== undefined ? `; text scored in blocks of ${r.data.blockSize} tokens (\`ffmerge eval --block-size ${r.data.blockSize}\`)` : ''),
+      (r.data.blockSize !== undefined ? `; text scored in blocks of ${r.data.blockSize} tokens (\`ffmerge eval --block-size ${r.data.blockSize}\`${drawn ? ' reproduces the test numbers; eval reads text from its start, not drawn across the file' : ''})` : ''),
+    // where each split came from (drawn blocks, budgets past the data, 16-bit weights): what eval alone would not say
+    ...notes.map((n) => `  - ${n}`),
     '',
     '## What it costs',
     `${metricLabel(r.metric)} (${r.metric.higherIsBetter ? 'higher' : 'lower'} is better):`,
