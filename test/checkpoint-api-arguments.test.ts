@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vm from 'node:vm';
 import * as lib from '../lib/index';
-import { FfmergeError } from '../lib/errors';
+import { codeOf } from './helpers/expect-code';
 
 const MODEL = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 const config = JSON.parse(fs.readFileSync(path.join(MODEL, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -22,15 +22,6 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const bad = (v: unknown): any => v;
 
-async function codeOf(call: () => unknown): Promise<string> {
-  try {
-    await call();
-  } catch (e) {
-    expect(e).toBeInstanceOf(FfmergeError);
-    return (e as FfmergeError).code;
-  }
-  return 'none';
-}
 
 describe('reading and converting tensors', () => {
   let file: string;

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as lib from '../lib/index';
 import * as ref from '../lib/reference/index';
-import { FfmergeError } from '../lib/errors';
+import { codeOf } from './helpers/expect-code';
 import type { Model } from '../lib/model/model';
 
 const MODEL = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
@@ -16,15 +16,6 @@ const MODEL = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const bad = (v: unknown): any => v;
 
-async function codeOf(call: () => unknown): Promise<string> {
-  try {
-    await call();
-  } catch (e) {
-    expect(e).toBeInstanceOf(FfmergeError);
-    return (e as FfmergeError).code;
-  }
-  return 'none';
-}
 
 const X = new Float32Array([1, 2, 3, 4, 5, 7]); // 3 rows × 2
 

@@ -19,6 +19,17 @@ export async function expectCode(p: Promise<unknown> | (() => unknown), code: st
   return e;
 }
 
+/** The code `call` fails with ('none' when it does not fail); anything but an FfmergeError fails the test. */
+export async function codeOf(call: () => unknown): Promise<string> {
+  try {
+    await call();
+  } catch (e) {
+    expect(e).toBeInstanceOf(FfmergeError);
+    return (e as FfmergeError).code;
+  }
+  return 'none';
+}
+
 /** An idx file (Fashion-MNIST's format) of unsigned bytes with the given dimensions. */
 export function idxBytes(dims: number[], data: Uint8Array): Buffer {
   const head = Buffer.alloc(4 + 4 * dims.length);
