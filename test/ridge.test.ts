@@ -63,7 +63,7 @@ describe('RidgeAccumulator (native) vs float64 reference', () => {
 
   it('rejects wrong shapes and empty solves', async () => {
     const acc = new RidgeAccumulator(3, 2);
-    expect(() => acc.add(new Float32Array(5), new Float32Array(4), 2)).toThrow(expect.objectContaining({ code: 'SHAPE_MISMATCH' }));
+    await expect(acc.add(new Float32Array(5), new Float32Array(4), 2)).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });
     await expect(acc.solve()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });

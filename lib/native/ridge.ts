@@ -89,7 +89,7 @@ export class RidgeAccumulator {
   }
 
   /** Adds n rows: H [n, p], Y [n, m]. */
-  add(H: Float32Array, Y: Float32Array, n: number, opts: JobOptions = {}): Promise<void> {
+  async add(H: Float32Array, Y: Float32Array, n: number, opts: JobOptions = {}): Promise<void> {
     checkJobOptions(opts, 'RidgeAccumulator#add(H, Y, n, options): options', []);
     checkFloats('RidgeAccumulator#add', { H, Y });
     checkCount(n, 'RidgeAccumulator#add: n');
