@@ -5,6 +5,7 @@
  * Arguments that are models live in lib/model/model.ts (checkModel), FF weights in lib/model/ff-weights.ts.
  */
 import { FfmergeError, showValue } from './errors';
+import { isFloat32Array } from './typed-arrays';
 
 function invalid(what: string, must: string, v: unknown): FfmergeError {
   return new FfmergeError('INVALID_ARGUMENT', `${what} must be ${must} (got ${showValue(v)})`);
@@ -28,6 +29,11 @@ export function checkOptions(v: unknown, what: string, keys?: readonly string[])
       throw new FfmergeError('INVALID_ARGUMENT', `${what}: unknown option ${showValue(key)} (the options are ${keys.join(', ')})`);
     }
   }
+}
+
+/** A Float32Array argument, from any realm (the addon's arrays come from Node's main realm). */
+export function checkFloat32Array(v: unknown, what: string): asserts v is Float32Array {
+  if (!isFloat32Array(v)) throw invalid(what, 'a Float32Array', v);
 }
 
 /** An optional boolean (an option given as 'no' or 1 is refused, not read as truthy). */

@@ -76,6 +76,11 @@ export function mergedLayers(config: Config, recorded: readonly RecordedWindow[]
 /** The key a window recovered from the tie map carries in the record (its value says where it came from). */
 export const RECOVERED_KEY = 'recoveredFrom';
 
+/** Whether a window's layers (in any order) are `ascending`'s. */
+function sameLayers(layers: readonly number[], ascending: readonly number[]): boolean {
+  return layers.length === ascending.length && [...layers].sort((a, b) => a - b).every((l, i) => l === ascending[i]);
+}
+
 /** "0-1" for adjacent layers, "0+2" otherwise. */
 function layersLabel(layers: readonly number[]): string {
   const contiguous = layers.every((l, i) => i === 0 || l === layers[i - 1]! + 1);
@@ -135,7 +140,7 @@ export function tiedWindows(config: Config, recorded: readonly RecordedWindow[],
       if (layers.length < 2) {
         throw bad(`ties ${s.name} layer ${layers[0]}'s FF tensors to ${(JSON.parse(key) as string[]).map((t) => showValue(t)).join(', ')}, which no other layer of the ${s.name} stack shares as a whole FF`);
       }
-      const same = recorded.find((w) => w.stack === s.name && w.layers.length === layers.length && [...w.layers].sort((a, b) => a - b).every((l, i) => l === layers[i]));
+      const same = recorded.find((w) => w.stack === s.name && sameLayers(w.layers, layers));
       if (same) continue;
       const clash = recorded.find((w) => w.stack === s.name && w.layers.some((l) => layers.includes(l)));
       if (clash) {
@@ -182,8 +187,7 @@ export function checkInfoWindows(config: Config, info: Record<string, unknown> |
   // the groups of layers the tie map ties whole, ascending (each layer in one group at most)
   const groups = tiedWindows(config, [], ties, where, true);
   for (const w of recorded) {
-    const layers = [...w.layers].sort((a, b) => a - b);
-    if (!groups.some((g) => g.stack === w.stack && g.layers.length === layers.length && g.layers.every((l, i) => l === layers[i]))) {
+    if (!groups.some((g) => g.stack === w.stack && sameLayers(w.layers, g.layers))) {
       throw new FfmergeError(
         'INVALID_ARGUMENT',
         `${where}: info.windows lists ${recordedLabel([w])}, but the output's ties do not store those layers' FF as one copy; a tied output's record and tie map must agree, or ffmerge's readers refuse it`,

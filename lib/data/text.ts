@@ -114,12 +114,13 @@ export async function checkTextFile(file: string): Promise<{ gzip: boolean }> {
     }
     const inflated = gzip ? await inflatedHead(fh, file) : undefined;
     const head = inflated ? inflated.head : first.subarray(0, bytesRead);
-    // the text's last bytes: the head's when it holds the whole text, else (plain files) read from the end
-    let tail: Buffer | undefined = inflated ? (inflated.whole ? head.subarray(-4) : undefined) : undefined;
-    if (!gzip) {
-      const { size } = await fh.stat();
-      tail = size <= bytesRead ? head.subarray(-4) : Buffer.alloc(4);
-      if (size > bytesRead) await fh.read(tail, 0, 4, size - 4);
+    // the text's last bytes: the head's when it holds the whole text, else (plain files only) read from the end
+    const size = gzip ? 0 : (await fh.stat()).size;
+    const whole = inflated ? inflated.whole : size <= bytesRead;
+    let tail: Buffer | undefined = whole ? head.subarray(-4) : undefined;
+    if (!whole && !gzip) {
+      tail = Buffer.alloc(4);
+      await fh.read(tail, 0, 4, size - 4);
     }
     const why = binaryReason(head) ?? (tail && endsInsideCharacter(tail) ? 'it ends inside a UTF-8 character: the file was cut short, or is not UTF-8' : undefined);
     if (why !== undefined) {

@@ -9,7 +9,7 @@ import { loadAddon } from './loader';
 import { checkFFRows, checkStageOptions, type FFInput, parts } from './ridge';
 import { type StagedFloatsHandle, withStaged } from './staged';
 import { isFloat32Array } from '../typed-arrays';
-import { checkArrayOf, checkBoolean, isArrayOf } from '../arguments';
+import { checkArrayOf, checkBoolean, checkFloat32Array, isArrayOf } from '../arguments';
 import type { Activation } from '../model/activation';
 
 type NativeProgress = ((done: number, total: number) => void) | undefined;
@@ -307,7 +307,7 @@ export async function correlate(
   if (!isCount(rows) || rows === 0) throw new FfmergeError('INVALID_ARGUMENT', 'rows must be a positive integer');
   // the shapes before the accumulator: its sums are sized by dx and dy, which a wrong shape may make absurd
   for (const [name, v, dim] of [['x', x, dx], ['y', y, dy]] as const) {
-    if (!isFloat32Array(v)) throw new FfmergeError('INVALID_ARGUMENT', `correlate: ${name} must be a Float32Array (got ${showValue(v)})`);
+    checkFloat32Array(v, `correlate: ${name}`);
     if (!isCount(dim) || dim === 0) throw new FfmergeError('INVALID_ARGUMENT', `correlate: d${name} must be a positive integer (got ${showValue(dim)})`);
     if (v.length !== rows * dim) throw new FfmergeError('SHAPE_MISMATCH', `${name} holds ${v.length} values, expected rows × d${name} = ${rows} × ${dim}`);
   }

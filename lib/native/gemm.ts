@@ -7,8 +7,7 @@ import * as os from 'node:os';
 import { FfmergeError, showValue } from '../errors';
 import { checkMatmulShape, type MatmulShape } from './matmul-shape';
 import { checkJobOptions, type JobOptions, type NativeJobHandle, runNativeJob } from './job';
-import { isFloat32Array } from '../typed-arrays';
-import { checkOneOf } from '../arguments';
+import { checkFloat32Array, checkOneOf } from '../arguments';
 import { loadAddon } from './loader';
 
 export type { MatmulShape } from './matmul-shape';
@@ -84,13 +83,13 @@ export async function matmul(
   opts: MatmulOptions = {},
 ): Promise<Float32Array> {
   for (const [name, x] of [['a', a], ['b', b]] as const) {
-    if (!isFloat32Array(x)) throw new FfmergeError('INVALID_ARGUMENT', `matmul(a, b, shape): ${name} must be a Float32Array (got ${showValue(x)})`);
+    checkFloat32Array(x, `matmul(a, b, shape): ${name}`);
   }
   checkMatmulShape(a, b, shape);
   checkJobOptions(opts, 'matmul(a, b, shape, options): options', ['kernel', 'alpha', 'beta', 'out']);
   const { m, n, k, transA = false, transB = false } = shape;
   const { alpha = 1, beta = 0, kernel, out } = opts;
-  if (out !== undefined && !isFloat32Array(out)) throw new FfmergeError('INVALID_ARGUMENT', `matmul: out must be a Float32Array (got ${showValue(out)})`);
+  if (out !== undefined) checkFloat32Array(out, 'matmul: out');
   checkOneOf(kernel, 'matmul: kernel', GEMM_KERNELS);
   if (typeof alpha !== 'number' || typeof beta !== 'number' || !Number.isFinite(alpha) || !Number.isFinite(beta)) {
     throw new FfmergeError('INVALID_ARGUMENT', `matmul: alpha and beta must be finite numbers (got ${showValue(alpha)}, ${showValue(beta)})`);

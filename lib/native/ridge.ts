@@ -4,11 +4,10 @@
  * Y the original FF outputs the merged layer should reproduce. The sums ([H 1]ᵀ[H 1] and [H 1]ᵀY, fp64) live
  * in native memory (native/binding/ridge_binding.cc says why) and are only ever read by native jobs.
  */
-import { FfmergeError, fromNativeError, showValue } from '../errors';
-import { checkArrayOf, checkBoolean, checkCount } from '../arguments';
-import { isFloat32Array } from '../typed-arrays';
+import { FfmergeError, fromNativeError } from '../errors';
+import { checkArrayOf, checkBoolean, checkCount, checkFloat32Array } from '../arguments';
 import type { Activation } from '../model/activation';
-import type { FFWeights } from '../model/ff-weights';
+import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { loadAddon } from './loader';
 import { checkJobOptions, runNativeJob, type JobOptions, type NativeJobHandle } from './job';
 import { NativeFF } from './native-ff';
@@ -91,7 +90,8 @@ export class RidgeAccumulator {
   /** Adds n rows: H [n, p], Y [n, m]. */
   async add(H: Float32Array, Y: Float32Array, n: number, opts: JobOptions = {}): Promise<void> {
     checkJobOptions(opts, 'RidgeAccumulator#add(H, Y, n, options): options', []);
-    checkFloats('RidgeAccumulator#add', { H, Y });
+    checkFloat32Array(H, 'RidgeAccumulator#add: H');
+    checkFloat32Array(Y, 'RidgeAccumulator#add: Y');
     checkCount(n, 'RidgeAccumulator#add: n');
     if (H.length !== n * this.p || Y.length !== n * this.m) {
       throw new FfmergeError('SHAPE_MISMATCH', `ridge rows: H must be ${n}×${this.p} and Y ${n}×${this.m}`);
@@ -147,20 +147,12 @@ export class RidgeAccumulator {
   }
 }
 
-/** Arguments that must be Float32Arrays, by name: INVALID_ARGUMENT for anything else (null read .length). */
-function checkFloats(what: string, arrays: Record<string, unknown>): void {
-  for (const [name, v] of Object.entries(arrays)) {
-    if (!isFloat32Array(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: ${name} must be a Float32Array (got ${showValue(v)})`);
-  }
-}
-
 /** An addFF call's X, n, ff and Y, by type (the shapes are the caller's to check against its own sizes). */
 export function checkFFRows(what: string, X: unknown, n: unknown, ff: unknown, Y: unknown): void {
-  checkFloats(what, { X, Y });
+  checkFloat32Array(X, `${what}: X`);
+  checkFloat32Array(Y, `${what}: Y`);
   checkCount(n, `${what}: n`);
-  if (!(ff instanceof NativeFF) && (typeof ff !== 'object' || ff === null || !isFloat32Array((ff as FFParts).wIn) || !isFloat32Array((ff as FFParts).wOut))) {
-    throw new FfmergeError('INVALID_ARGUMENT', `${what}: ff must be FF weights { d, dFF, wIn, wOut, … } or a NativeFF (got ${showValue(ff)})`);
-  }
+  if (!(ff instanceof NativeFF)) checkFFWeights(ff as FFWeights, `${what}: ff`);
 }
 
 /** The options of a call that takes `stage`. */

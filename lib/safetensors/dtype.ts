@@ -5,7 +5,8 @@
  */
 import * as os from 'node:os';
 import { FfmergeError, showValue } from '../errors';
-import { isFloat32Array, isUint8Array } from '../typed-arrays';
+import { isUint8Array } from '../typed-arrays';
+import { checkFloat32Array } from '../arguments';
 
 export type DType = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'U8' | 'BOOL';
 
@@ -63,7 +64,7 @@ export function toF32(dtype: DType, raw: Uint8Array, out?: Float32Array): Float3
   if (!isDType(dtype)) throw new FfmergeError('SAFETENSORS_UNKNOWN_DTYPE', `toF32: unknown dtype ${showValue(dtype)}`);
   // raw is bytes: a Float32Array was read as its own element count of bytes (U8 of [1.5, 300] gave 8 values)
   if (!isUint8Array(raw)) throw new FfmergeError('INVALID_ARGUMENT', `toF32(dtype, raw): raw must be the tensor's bytes, a Uint8Array (got ${showValue(raw)})`);
-  if (out !== undefined && !isFloat32Array(out)) throw new FfmergeError('INVALID_ARGUMENT', `toF32: out must be a Float32Array (got ${showValue(out)})`);
+  if (out !== undefined) checkFloat32Array(out, 'toF32: out');
   const size = DTYPE_SIZE[dtype];
   if (raw.byteLength % size !== 0) {
     throw new FfmergeError('SAFETENSORS_SIZE_MISMATCH', `${raw.byteLength} bytes is not a whole number of ${dtype} elements`);
@@ -204,7 +205,7 @@ function bf16FromF32Bits(x: number): number {
 
 /** Float32Array → F16 bytes (round to nearest even). */
 export function f32ToF16(src: Float32Array): Uint16Array {
-  if (!isFloat32Array(src)) throw new FfmergeError('INVALID_ARGUMENT', `f32ToF16(src): src must be a Float32Array (got ${showValue(src)})`);
+  checkFloat32Array(src, 'f32ToF16(src): src');
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   const out = new Uint16Array(src.length);
   for (let i = 0; i < src.length; i++) out[i] = f16FromF32Bits(bits[i]!);
@@ -213,7 +214,7 @@ export function f32ToF16(src: Float32Array): Uint16Array {
 
 /** Float32Array → BF16 bytes (round to nearest even). */
 export function f32ToBF16(src: Float32Array): Uint16Array {
-  if (!isFloat32Array(src)) throw new FfmergeError('INVALID_ARGUMENT', `f32ToBF16(src): src must be a Float32Array (got ${showValue(src)})`);
+  checkFloat32Array(src, 'f32ToBF16(src): src');
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   const out = new Uint16Array(src.length);
   for (let i = 0; i < src.length; i++) out[i] = bf16FromF32Bits(bits[i]!);

@@ -7,11 +7,11 @@ import { readRegularFile } from '../files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
-import { isFloat32Array, isUint8Array } from '../typed-arrays';
+import { isUint8Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, toF32 } from './dtype';
 import { HeaderEntry, MAX_HEADER_BYTES, parseHeaderJson, parseHeaderLength } from './header';
 import { ByteSource, FileSource, MemorySource } from './source';
-import { checkOptions, checkPath } from '../arguments';
+import { checkFloat32Array, checkOptions, checkPath } from '../arguments';
 
 export const SINGLE_FILE_NAME = 'model.safetensors';
 export const INDEX_FILE_NAME = 'model.safetensors.index.json';
@@ -179,7 +179,7 @@ export class SafetensorsReader {
   /** The tensor as float32 (F16/BF16/F64/integers converted). F32 tensors are read straight into the result. */
   async readF32(name: string, opts: ReadF32Options = {}): Promise<Float32Array> {
     checkOptions(opts, 'readF32(name, options): options', ['into']);
-    if (opts.into !== undefined && !isFloat32Array(opts.into)) throw new FfmergeError('INVALID_ARGUMENT', `readF32: into must be a Float32Array (got ${showValue(opts.into)})`);
+    if (opts.into !== undefined) checkFloat32Array(opts.into, 'readF32: into');
     const { info, source } = this.locate(name);
     const n = info.byteLength / DTYPE_SIZE[info.dtype];
     if (opts.into && opts.into.length !== n) {
