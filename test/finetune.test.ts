@@ -349,6 +349,8 @@ test('a last update that leaves finite weights no pass survives fails as diverge
     });
     // past float32: it was "lr must be a positive number"
     await expect(finetune(m, { ...run, lr: 1e39 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('lr 1e+39 is larger than float32') });
+    // before: accepted and run as micro = batch, while ffmerge finetune recorded micro 3 (tester AN)
+    await expect(finetune(m, { ...run, micro: 3 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('micro 3 is larger than batch 2') });
     // the extra pass changes nothing: a sane run gives the same weights with validation as without
     const a = await finetune(m, { ...run, lr: 1e-3 });
     const b = await finetune(m, { ...run, lr: 1e-3, validation: [pattern(13, 19)] });
@@ -606,6 +608,13 @@ test.each([
       [{ extraFiles: { 'config.json': '{}' } }, /a file the writer makes itself/],
       [{ extraFiles: { 'n.txt': 42 } }, /extraFiles "n\.txt" must be a string \(got 42\)/],
       [{ info: { format: 'expanded', k: 9 } }, /info "format", "k" are keys of the ffmerge record/],
+      // a summary the card would contradict, and numbers JSON writes as null (before: all written as given,
+      // the card then saying "no summary of the training was recorded" over a recorded steps: 'x')
+      [{ info: { finetune: { steps: 'x' } } }, /info\.finetune steps must be a whole number ≥ 0 \(got "x"\)/],
+      [{ info: { finetune: { steps: 2, lastLoss: null } } }, /info\.finetune lastLoss must be a finite number/],
+      [{ info: { finetune: { steps: 2, schedule: 3 } } }, /info\.finetune schedule must be a string/],
+      [{ info: { finetune: 'two steps' } }, /info\.finetune must be an object \(got "two steps"\)/],
+      [{ info: { run: NaN } }, /info holds NaN under "run", which JSON cannot hold/],
     ] as const) {
       await expect(saveTrained(t.model, { source: s.dir, out: refused, ...(opts as object) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
     }

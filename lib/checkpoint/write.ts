@@ -438,9 +438,15 @@ export function checkEdits(opts: { replace?: unknown; ties?: unknown; info?: unk
     }
   }
   if (info !== undefined) {
+    // NaN and ±Infinity are written by JSON as null: a record that silently says something else than it was given
+    const nonFinite = (key: string, v: unknown) => {
+      if (typeof v === 'number' && !Number.isFinite(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: info holds ${v} under ${showValue(key)}, which JSON cannot hold (it would be written as null)`);
+      return v;
+    };
     try {
-      JSON.stringify(info);
+      JSON.stringify(info, nonFinite);
     } catch (e) {
+      if (e instanceof FfmergeError) throw e;
       throw new FfmergeError('INVALID_ARGUMENT', `${what}: info cannot be written as JSON (${(e as Error).message})`, { cause: e });
     }
   }

@@ -230,6 +230,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     trainable: opts.trainable ?? 'all',
   } as const;
   checkSchedule(steps, lr, common.warmup, common.weightDecay);
+  // a micro-batch is a part of a batch: the trainer used the batch for a larger one, and the record said otherwise
+  if (common.micro > batch) throw new FfmergeError('INVALID_ARGUMENT', `finetune: micro ${common.micro} is larger than batch ${batch}: a micro-batch is the part of a batch run at once, so give micro ${batch} or less`);
   const hasValidation = isImages(opts.validation) ? opts.validation.labels.length > 0 : Boolean(opts.validation?.length);
   if (common.evalEvery > 0 && !hasValidation) throw new FfmergeError('OPTION_NOT_APPLICABLE', 'finetune: evalEvery (--eval-every) scores the validation data, and none is given: give validation data with it (validation, --valid)');
   checkEvalEvery(common.evalEvery, steps);

@@ -107,6 +107,27 @@ function checkInfo(info: unknown): void {
   if (taken.length > 0) {
     throw new FfmergeError('INVALID_ARGUMENT', `saveTrained: info ${taken.map((k) => showValue(k)).join(', ')} ${taken.length > 1 ? 'are keys' : 'is a key'} of the ffmerge record that the writer and the source set: give the run's summary as finetune, and anything else under other names`);
   }
+  if (Object.hasOwn(info, 'finetune')) checkSummary((info as Record<string, unknown>).finetune);
+}
+
+/** Keys of a run's summary (as `ffmerge finetune` writes it) that the model card reads, by the type they must have. */
+const SUMMARY_COUNTS = ['steps', 'batch', 'seq', 'warmup', 'micro', 'seed', 'images', 'validationImages', 'trainingTokens', 'validationTokens', 'validationTokensLeftOut'];
+const SUMMARY_NUMBERS = ['lr', 'weightDecay', 'clip', 'firstLoss', 'lastLoss', 'valBefore', 'valAfter', 'accuracyBefore', 'accuracyAfter'];
+const SUMMARY_STRINGS = ['data', 'valid', 'schedule', 'trainable', 'split'];
+
+/**
+ * The summary goes into the record and the model card: a summary of another shape was written as given and the
+ * card then contradicted it ("steps: 'x'" recorded, "no summary of the training was recorded" on the card).
+ */
+function checkSummary(f: unknown): void {
+  const bad = (why: string) => new FfmergeError('INVALID_ARGUMENT', `saveTrained: info.finetune ${why} (the run's summary, as \`ffmerge finetune\` writes it: { steps, lr, batch, firstLoss, lastLoss, … })`);
+  if (typeof f !== 'object' || f === null || Array.isArray(f)) throw bad(`must be an object (got ${showValue(f)})`);
+  const s = f as Record<string, unknown>;
+  for (const [k, v] of Object.entries(s)) {
+    if (SUMMARY_COUNTS.includes(k) && !(Number.isSafeInteger(v) && (v as number) >= 0)) throw bad(`${k} must be a whole number ≥ 0 (got ${showValue(v)})`);
+    if (SUMMARY_NUMBERS.includes(k) && !(typeof v === 'number' && Number.isFinite(v))) throw bad(`${k} must be a finite number (got ${showValue(v)})`);
+    if (SUMMARY_STRINGS.includes(k) && typeof v !== 'string') throw bad(`${k} must be a string (got ${showValue(v)})`);
+  }
 }
 
 export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<WriteCheckpointResult> {
