@@ -62,7 +62,14 @@ describeShared('fixtures/vit-fmnist', 'compress on vit-fmnist', () => {
     const ref = await logitsOf(copies);
     expect(maxDiff(await logitsOf(path.join(tmp, 'permute')), ref)).toBeLessThan(1e-3);
     expect(maxDiff(await logitsOf(path.join(tmp, 'vanilla')), ref)).toBeGreaterThan(0.05);
-    expect(vanilla.windows).toEqual([{ stack: 'encoder', window: '4-6', layers: [4, 5, 6], anchor: 4, method: 'vanilla', recover: 'none' }]);
+    // vanilla aligns nothing, so no anchor is recorded (before: anchor 4 and 'first', which nothing had used)
+    expect(vanilla.windows).toEqual([{ stack: 'encoder', window: '4-6', layers: [4, 5, 6], method: 'vanilla', recover: 'none' }]);
+    expect(vanilla.anchor).toBeUndefined();
+    const record = (dir: string) => (JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { ffmerge: Record<string, unknown> }).ffmerge;
+    expect(record(path.join(tmp, 'vanilla'))).not.toHaveProperty('anchor');
+    expect(fs.readFileSync(path.join(tmp, 'vanilla', 'README.md'), 'utf8')).not.toMatch(/anchor/);
+    expect(permute.windows[0]).toMatchObject({ anchor: 4 });
+    expect(record(path.join(tmp, 'permute'))).toMatchObject({ anchor: 'first', windows: [expect.objectContaining({ anchor: 4 })] });
     // the tied output stores the window's FF once: layers 5 and 6 point at layer 4's tensors
     const ties = await readTies(path.join(tmp, 'permute'));
     expect(ties['vit.encoder.layer.6.intermediate.dense.weight']).toBe('vit.encoder.layer.4.intermediate.dense.weight');

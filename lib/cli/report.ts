@@ -26,7 +26,7 @@ export function formatReport(r: CompressResult): string {
   lines.push(`model     ${r.model} (${r.modelType}, ${layers} layers, ${r.task})`);
   lines.push(
     `merged    ${kLabel(r.k, r.windows.filter((w) => w.stack === r.windows[0]?.stack).map((w) => w.layers.length))}, method ${r.method}, recover ${r.recover}${multi ? `, stacks ${r.stacks}` : ''}, window ` +
-      r.windows.map((x) => `${multi ? `${x.stack} ` : ''}${x.window} (anchor ${x.anchor})`).join(', '),
+      r.windows.map((x) => `${multi ? `${x.stack} ` : ''}${x.window}${x.anchor !== undefined ? ` (anchor ${x.anchor})` : ''}`).join(', '),
   );
   lines.push(
     `removed   ${fmtInt(r.params.removed)} of ${fmtInt(r.params.before)} parameters (${fmtPct(r.params.fraction)}), ` +

@@ -624,14 +624,15 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       layers: Object.fromEntries(summary.stacks.map((s) => [s.name, s.layers])),
       k,
       method: [...new Set(chosen.map((m) => m.method!))].join(','),
-      anchor,
+      // recorded only where a chosen window was aligned: vanilla and select align none, and the record said otherwise
+      ...(chosen.some((m) => m.anchor !== undefined) ? { anchor } : {}),
       recover: [...new Set(chosen.map((m) => m.recover!))].join(','),
       stacks: mode,
       windows: chosen.map((m) => ({
         stack: m.stack,
         window: windowLabel(m.window),
         layers: windowLayers(m.window),
-        anchor: m.anchor,
+        ...(m.anchor !== undefined ? { anchor: m.anchor } : {}),
         method: m.method!,
         recover: m.recover!,
         ...(m.adjusted?.size ? { adjusted: [...m.adjusted.keys()] } : {}),
@@ -690,7 +691,7 @@ async function writeOutput(
   // (every run, when it was fine-tuned more than once: the last as sourceFinetune, the rest before it)
   const runs = trainingRuns(config.ffmerge);
   const info = {
-    version: 1, method: result.method, anchor: result.anchor, recover: result.recover, k: result.k, stacks: result.stacks, windows: [...asRecorded(result.earlierWindows ?? []), ...result.windows],
+    version: 1, method: result.method, ...(result.anchor ? { anchor: result.anchor } : {}), recover: result.recover, k: result.k, stacks: result.stacks, windows: [...asRecorded(result.earlierWindows ?? []), ...result.windows],
     ...(runs.length ? { sourceFinetune: runs[runs.length - 1] } : {}),
     ...(runs.length > 1 ? { sourceEarlierFinetunes: runs.slice(0, -1) } : {}),
   };

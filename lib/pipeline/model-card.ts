@@ -176,7 +176,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
   // blocks drawn across a file (--draw spread): eval, which reads text from its start, reproduces only the test split
   const notes: string[] = Array.isArray(r.data.notes) ? r.data.notes.filter((n) => typeof n === 'string') : []; // an older report.json may lack them
   const drawn = notes.some((n) => n.includes('blocks drawn across'));
-  const windows = r.windows.map((w) => `${multi ? `${w.stack} ` : ''}layers ${w.layers.join(', ')} (anchor ${w.anchor})`).join('; ');
+  const windows = r.windows.map((w) => `${multi ? `${w.stack} ` : ''}layers ${w.layers.join(', ')}${w.anchor !== undefined ? ` (anchor ${w.anchor})` : ''}`).join('; ');
   const rows = [
     `| base | ${num(r.base.validation, m)} | ${num(r.base.test, m)} |`,
     `| merged (${r.method}${r.recover !== 'none' ? ` + ${r.recover}` : ''})${tuned ? ', before fine-tuning' : ''} | ${num(r.merged.validation, m)} | ${num(r.merged.test, m)} |`,

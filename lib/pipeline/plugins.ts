@@ -17,7 +17,8 @@ import type { EntryStates } from './ff-inputs';
 export interface MergedWindow {
   stack: StackName;
   window: Window;
-  anchor: number;
+  /** The layer the others were aligned to; absent for a method that aligns none (vanilla, select). */
+  anchor?: number;
   /** The one FF every layer of the window shares. */
   merged: FFWeights;
   /** layer → permutation applied (absent for the anchor and for unaligned methods). */

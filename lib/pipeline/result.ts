@@ -38,11 +38,12 @@ export interface CompressResult {
   layers: Partial<Record<StackName, number>>;
   k: number;
   method: string;
-  anchor: Anchor;
+  /** Which layer of a window the others were aligned to; absent when no chosen window was aligned (vanilla, select). */
+  anchor?: Anchor;
   recover: string;
   stacks: StackMode;
   /** adjusted: layers outside the window whose FF the recover method rewrote (refit-res: after it; finetune: every other layer). */
-  windows: { stack: StackName; window: string; layers: number[]; anchor: number; method: string; recover: string; adjusted?: number[] }[];
+  windows: { stack: StackName; window: string; layers: number[]; anchor?: number; method: string; recover: string; adjusted?: number[] }[];
   /**
    * Present when the source was itself an ffmerge output: the merges it already carried (its config.json's
    * `ffmerge.windows`), kept in the output, whose record lists them before `windows`. `removed` counts this

@@ -21,7 +21,7 @@ import type { JobOptions } from '../../native/job';
 import type { FFWeights } from '../../model/ff-weights';
 import type { Model, StackName } from '../../model/model';
 import { windowLayers } from '../../merge/windows';
-import { anchorOf, modelFF, stackSpecOf } from '../align';
+import { modelFF, stackSpecOf } from '../align';
 import { NativeFF } from '../../native/native-ff';
 import { addFFSums } from '../ff-inputs';
 import type { MergeContext, MergeMethod } from '../plugins';
@@ -143,7 +143,7 @@ export const select: MergeMethod = {
       const acc = new RidgeAccumulator(pool.dFF, spec.dModel);
       await addFFSums(ctx, model, stack, layers, acc, pool, undefined, opts);
       const merged = await selectUnits(acc, pool, spec.dFF, withBias, opts);
-      return { stack, window, anchor: anchorOf(window, ctx.anchor), merged, perms: new Map() };
+      return { stack, window, merged, perms: new Map() };
     } finally {
       pool.dispose();
     }

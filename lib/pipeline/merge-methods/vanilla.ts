@@ -1,7 +1,7 @@
 /** The baseline merge of the paper: average the window's FFs as they are, without aligning their units. */
 import { FFMean } from '../../merge/average';
 import { windowLayers } from '../../merge/windows';
-import { anchorOf, modelFF } from '../align';
+import { modelFF } from '../align';
 import type { MergeMethod } from '../plugins';
 
 export const vanilla: MergeMethod = {
@@ -11,6 +11,6 @@ export const vanilla: MergeMethod = {
   async merge(ctx, stack, window, opts) {
     const mean = new FFMean();
     for (const l of windowLayers(window)) await mean.add(await modelFF(ctx.model, l, stack, opts), opts.signal);
-    return { stack, window, anchor: anchorOf(window, ctx.anchor), merged: await mean.result(opts.signal), perms: new Map() };
+    return { stack, window, merged: await mean.result(opts.signal), perms: new Map() };
   },
 };
