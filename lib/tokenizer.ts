@@ -96,6 +96,8 @@ class ModelTokenizer implements Tokenizer {
     private readonly addFlags: { bos: boolean; eos: boolean } | undefined,
     /** Set when a text may be cut at a space before encoding without changing its first ids (spaceCutSafe). */
     private readonly cutAtSpaces = false,
+    /** The folder it was loaded from: a worker thread loads the same tokenizer from it (tokenizerDirOf). */
+    readonly dir?: string,
   ) {
     this.vocabSize = hf.get_vocab(true).size;
   }
@@ -137,6 +139,13 @@ class ModelTokenizer implements Tokenizer {
    * tokens into one call's arguments: a line of ~500,000 characters): that is the data's problem, told as such.
    */
   private encodeContent(text: string): number[] {
+    // refused before the work: the library fails on such a text anyway, after seconds of it (25 s for 5 MB)
+    if (text.length > MAX_ENCODE_CHARS) {
+      throw new FfmergeError(
+        'INVALID_DATA',
+        `a text of ${text.length.toLocaleString('en-US')} characters is too long for the tokenizer library to encode (over ${MAX_ENCODE_CHARS.toLocaleString('en-US')} characters it always fails, so ffmerge does not try): split or shorten it`,
+      );
+    }
     try {
       return this.hf.encode(text, { add_special_tokens: false }).ids;
     } catch (e) {
@@ -313,6 +322,13 @@ export function textForTokens(tokenizer: Tokenizer, text: string, maxLength: num
   return cut;
 }
 
+/**
+ * The longest text encode() hands the tokenizer library. Measured (Marian's tokenizer, Node 22): it overflows its
+ * stack at ~150,000 ids, which 200,000 characters of one word and 800,000 of short words already give, and no
+ * tokenizer's pieces are long enough to keep a text past this under that count.
+ */
+const MAX_ENCODE_CHARS = 1_000_000;
+
 /** Texts longer than this (characters) are test-encoded by textForTokens, so a failure names its line. */
 const LONG_TEXT = 1 << 16;
 
@@ -361,5 +377,10 @@ export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
     typeof bosFlag === 'boolean' || typeof eosFlag === 'boolean'
       ? { bos: bosFlag === true, eos: eosFlag === true }
       : undefined;
-  return new ModelTokenizer(hf, special, addFlags, spaceCutSafe(tokenizerJson, tokConfig));
+  return new ModelTokenizer(hf, special, addFlags, spaceCutSafe(tokenizerJson, tokConfig), path.resolve(modelDir));
+}
+
+/** The folder a tokenizer from loadTokenizer was loaded from; undefined for any other Tokenizer. */
+export function tokenizerDirOf(t: Tokenizer): string | undefined {
+  return t instanceof ModelTokenizer ? t.dir : undefined;
 }

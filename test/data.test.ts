@@ -88,6 +88,29 @@ describe('text datasets', () => {
     ]);
   });
 
+  test('a padded token-id row keeps the tokens its attention_mask marks 1; a mask with a hole, or of another length, is refused', async () => {
+    // a tokenized dataset exported as it is: padded rows, a text column beside the ids
+    const rows = write(
+      'padded.jsonl',
+      [
+        '{"text": "ignored", "input_ids": [5, 6, 7, 0, 0], "attention_mask": [1, 1, 1, 0, 0]}',
+        '{"input_ids": [0, 0, 8, 9], "attention_mask": [0, 0, 1, 1]}',
+        '{"input_ids": [3, 4], "attention_mask": [1, 1]}',
+        '{"input_ids": [1, 2]}',
+      ].join('\n'),
+    );
+    // before: the pad ids were scored as tokens ([5, 6, 7, 0, 0], [0, 0, 8, 9])
+    expect((await readTokenRows(rows)).map((r) => Array.from(r))).toEqual([[5, 6, 7], [8, 9], [3, 4], [1, 2]]);
+    for (const [row, message] of [
+      ['{"input_ids": [1, 2, 3], "attention_mask": [1, 0, 1]}', /line 1: "attention_mask" has a 0 at 1, inside the tokens it marks 1 \(0-2\)/],
+      ['{"input_ids": [1, 2, 3], "attention_mask": [1, 1]}', /"attention_mask" must be a list of 0s and 1s as long as "input_ids" \(3\)/],
+      ['{"input_ids": [1, 2], "attention_mask": [1, true]}', /"attention_mask"\[1\] = true is not 0 or 1/],
+      ['{"input_ids": [1, 2, 3], "attention_mask": [0, 0, 1]}', /at least 2 token ids where "attention_mask" is 1/],
+    ] as const) {
+      await expect(readTokenRows(write('bad-mask.jsonl', row))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(message) });
+    }
+  });
+
   test('gzip is inflated in chunks: multi-byte characters split across chunks survive, breaking out early returns the first lines', async () => {
     const rnd = prng(11);
     const lines: string[] = [];
@@ -216,8 +239,10 @@ describe('what is not text is INVALID_DATA', () => {
   test('parallel files with only blank lines are INVALID_DATA, either side', async () => {
     const blank = write('blank.en', '\n\n\n');
     const ok = write('ok.de', 'a\nb\nc\n');
-    await expect(readParallel(blank, ok)).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('blank.en holds no text') });
-    await expect(readParallel(write('ok.en', 'x\ny\nz\n'), write('blank.de', '\n \n\n'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('blank.de holds no text') });
+    await expect(readParallel(blank, ok)).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(/line 1: \S*blank\.en is empty and \S*ok\.de is not/) });
+    await expect(readParallel(write('ok.en', 'x\ny\nz\n'), write('blank.de', '\n \n\n'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(/line 1: \S*blank\.de is empty and \S*ok\.en is not/) });
+    // blank on both sides: no pairs, and the files hold no text
+    await expect(readParallel(blank, write('blank2.de', '\n\n\n'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('holds no text') });
     await expect(readParallelTsv(write('blank.tsv', '\n\n'))).rejects.toMatchObject({ code: 'INVALID_DATA' });
   });
 
@@ -463,6 +488,22 @@ describeShared('fixtures/gpt2-sotu', 'tokenizing files in a worker, read only as
     const docIds = Int32Array.from(tok.encode(await readText(jsonl), { addSpecialTokens: false })); // documents joined with "\n"
     expect(same(await tokenizeFile(model, jsonl), docIds)).toBe(true);
     expect(same(await tokenizeFile(model, jsonl, { maxTokens: 500 }), docIds.subarray(0, 500))).toBe(true);
+    // loadSplitBlocks: a loaded tokenizer works in the worker (before: on the calling thread, with no signal),
+    // any other Tokenizer object on the calling thread; the same ids either way
+    const seen: number[] = [];
+    const viaWorker = await loadSplitBlocks(tok, sharedPath('data', 'lm', 'valid.txt'), 256, { onProgress: (p) => seen.push(p.done) });
+    expect(same(viaWorker.tokens, whole)).toBe(true);
+    expect(seen.length).toBeGreaterThan(0);
+    const plain: typeof tok = { ...tok, encode: (t, o) => tok.encode(t, o), decode: (ids, o) => tok.decode(ids, o) } as typeof tok;
+    expect(same((await loadSplitBlocks(plain, jsonl, 256)).tokens, docIds)).toBe(true);
+    for (const t of [tok, plain]) {
+      await expect(loadSplitBlocks(t, sharedPath('data', 'lm', 'valid.txt'), 256, { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ABORTED' });
+      await expect(loadSplitBlocks(t, sharedPath('data', 'lm', 'valid.txt'), 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    }
+    const ac = new AbortController();
+    const run = loadSplitBlocks(tok, sharedPath('data', 'lm', 'valid.txt'), 256, { signal: ac.signal });
+    ac.abort();
+    await expect(run).rejects.toMatchObject({ code: 'ABORTED' });
   });
 
   test('blocksFrom with a budget keeps exactly the whole-file blocks takeTokens keeps, even for a budget off the block size', async () => {
@@ -587,6 +628,12 @@ describe('parallel text', () => {
     expect(await readParallelTsv(write('blanks.tsv', '\na dog\tein Hund\n  \n\n'))).toEqual([{ source: 'a dog', target: 'ein Hund' }]);
     await expect(readParallelTsv(write('blank-then-bad.tsv', 'a\tx\n\nb x\n'))).rejects.toMatchObject({ message: expect.stringContaining('line 3') });
     await expect(readParallelTsv(write('r.tsv', 'a\tx\ty\n'))).rejects.toMatchObject({ code: 'INVALID_DATA' });
+    // one side empty: before, the empty source was translated and the empty reference scored (tester AL)
+    await expect(readParallelTsv(write('empty-src.tsv', 'a\tx\n\ty\n'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('line 2: the source is empty and the target is not') });
+    await expect(readParallelTsv(write('empty-tgt.tsv', 'a \t \n'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('line 1: the target is empty and the source is not') });
+    await expect(readParallel(write('e.en', 'a\n\nc\n'), write('e.de', 'x\ny\nz\n'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(/line 2: \S*e\.en is empty and \S*e\.de is not/) });
+    // a line blank in both files is no pair, as a blank TSV line is none
+    expect(await readParallel(write('b.en', 'a\n\nc\n'), write('b.de', 'x\n \nz\n'))).toEqual([{ source: 'a', target: 'x' }, { source: 'c', target: 'z' }]);
     await expect(readParallel(en, path.join(dir, 'missing.de'))).rejects.toMatchObject({ code: 'DATA_NOT_FOUND' });
     await expect(readParallelTsv(path.join(dir, 'missing.tsv'))).rejects.toMatchObject({ code: 'DATA_NOT_FOUND' });
     // a link that loops, or points nowhere, is named as one (it read "does not exist", and the name was there)

@@ -157,8 +157,24 @@ describe('image folders: a class folder that is a symlink', () => {
     await expectCode(loadImageFolder(self, pre), 'INVALID_DATA', /"b" is a link to the image folder \(it loops\)/);
     const empty = path.join(tmp, 'emptyclass');
     await png(path.join(empty, 'a', '1.png'), 10);
-    await png(path.join(empty, 'b', 'nested', '1.png'), 20);
+    fs.mkdirSync(path.join(empty, 'b', 'nested'), { recursive: true });
     await expectCode(loadImageFolder(empty, pre), 'INVALID_DATA', /class folder "b" holds no images/);
+  });
+  test("a class folder's images are read from the folders below it too, in torchvision ImageFolder's order; a link up is a loop", async () => {
+    // before: "b" with its images one folder down was refused as holding none (and dropped unsaid before that)
+    const nested = path.join(tmp, 'nestedclass');
+    await png(path.join(nested, 'a', '1.png'), 10);
+    await png(path.join(nested, 'b', 'z.png'), 20);
+    await png(path.join(nested, 'b', 'x', '2.png'), 30);
+    await png(path.join(nested, 'b', 'x y', '3.png'), 40);
+    await png(path.join(nested, 'b', 'x', 'deeper', '1.png'), 50);
+    const set = await loadImageFolder(nested, pre);
+    expect(Array.from(set.labels!)).toEqual([0, 1, 1, 1, 1]);
+    // os.walk's folders sorted by path, as Python sorts them: "b" < "b/x" < "b/x y" < "b/x/deeper" (" " before "/")
+    const per = pre.width * pre.height * pre.channels;
+    expect(Array.from({ length: 5 }, (_, i) => set.pixels[i * per])).toEqual([10, 20, 30, 40, 50]);
+    fs.symlinkSync('..', path.join(nested, 'b', 'x', 'up'));
+    await expectCode(loadImageFolder(nested, pre), 'INVALID_DATA', /x\/up is a link to a folder that holds it \(it loops\)/);
   });
 });
 
@@ -183,7 +199,7 @@ describe('progress units', () => {
     bar.update({ phase: 'save', done: 44, total: 44, unit: 'tensors' } as Progress);
     bar.update({ phase: 'tokenize', done: 2900, total: 2900 });
     bar.done();
-    expect(a.text()).toMatch(/Saving the checkpoint\s+44 tensors/);
+    expect(a.text()).toMatch(/Saving the weights\s+44 tensors/);
     expect(a.text()).toMatch(/Reading data\s+2\.9 kB/);
     expect(a.text()).toMatch(/Test set\s+400 images/);
     expect(a.text()).not.toMatch(/400 batches/);

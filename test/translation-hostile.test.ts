@@ -137,6 +137,11 @@ describeShared('fixtures/marian-multi30k-en-de', 'translation on hostile data an
         code: 'INVALID_DATA',
         message: expect.stringMatching(/^source sentence 2: a text of 600,000 characters is too long for the tokenizer library/),
       });
+      // past the library's reach it is refused before any work (a 5 MB word took 25 s to fail: tester AL)
+      await expect(evaluateTranslation(m, tok, [{ source: 'x'.repeat(5_000_000), target: 'x' }])).rejects.toMatchObject({
+        code: 'INVALID_DATA',
+        message: expect.stringMatching(/^source sentence 1: a text of 5,000,000 characters is too long for the tokenizer library to encode \(over 1,000,000 characters it always fails, so ffmerge does not try\)/),
+      });
     } finally {
       m.dispose();
     }

@@ -3,8 +3,10 @@
  * into consecutive, non-overlapping blocks of `blockSize` tokens; a last shorter block is kept when it has at
  * least 2 tokens (one prediction). This is the protocol of the fixtures' eval.json (e.g. gpt2-sotu: 256).
  */
-import { FfmergeError, showValue } from '../errors';
-import { checkTokenizer, type Tokenizer } from '../tokenizer';
+import { abortError, FfmergeError, showValue } from '../errors';
+import { checkTokenizer, tokenizerDirOf, type Tokenizer } from '../tokenizer';
+import { checkJobOptions, type JobOptions } from '../native/job';
+import { tokenizeFile } from './tokenize-file';
 import { isInt32Array } from '../typed-arrays';
 import { readText, TextSourceOptions } from './text';
 
@@ -40,15 +42,33 @@ export function tokenizeToBlocks(tokenizer: Tokenizer, text: string, blockSize: 
   return { tokens, blocks: cutBlocks(tokens, blockSize) };
 }
 
-/** Reads a split file (.txt, .txt.gz, .jsonl, .jsonl.gz) whole, tokenizes it in one call and cuts blocks. */
+/**
+ * Reads a split file (.txt, .txt.gz, .jsonl, .jsonl.gz) whole, tokenizes it (the ids of one encode call) and cuts
+ * blocks. A tokenizer from loadTokenizer works in a worker thread (tokenizeFile: the same ids, tested), so a
+ * large file does not stall the caller's event loop, and the signal stops it at once; any other Tokenizer
+ * object encodes on the calling thread, the signal checked before and after.
+ */
 export async function loadSplitBlocks(
   tokenizer: Tokenizer,
   file: string,
   blockSize: number,
-  opts: TextSourceOptions = {},
+  opts: TextSourceOptions & JobOptions = {},
 ): Promise<TokenBlocks> {
-  checkTokenizer(tokenizer, 'loadSplitBlocks(tokenizer, file, blockSize): tokenizer');
-  return tokenizeToBlocks(tokenizer, await readText(file, opts), blockSize);
+  const what = 'loadSplitBlocks(tokenizer, file, blockSize, options)';
+  checkTokenizer(tokenizer, `${what}: tokenizer`);
+  checkJobOptions(opts, `${what}: options`, ['field', 'format']);
+  cutBlocks(new Int32Array(0), blockSize); // the block size is checked before the work
+  const dir = tokenizerDirOf(tokenizer);
+  const { field, format, signal, onProgress } = opts;
+  const source = { ...(field !== undefined ? { field } : {}), ...(format !== undefined ? { format } : {}) };
+  if (dir !== undefined) {
+    const tokens = await tokenizeFile(dir, file, { ...source, ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) });
+    return { tokens, blocks: cutBlocks(tokens, blockSize) };
+  }
+  if (signal?.aborted) throw abortError();
+  const text = await readText(file, source);
+  if (signal?.aborted) throw abortError();
+  return tokenizeToBlocks(tokenizer, text, blockSize);
 }
 
 /** Number of scored predictions over blocks (tokens 2..n of every block). */

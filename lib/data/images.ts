@@ -480,15 +480,15 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
     if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) {
       throw new FfmergeError('INVALID_DATA', `image folder ${dir}: class folder ${showValue(c)} is a link to the image folder${root === real ? '' : ' or a folder above it'} (it loops)`);
     }
-    const names = (await fs.promises.readdir(path.join(dir, c))).filter((f) => IMAGE_EXTENSIONS.has(path.extname(f).toLowerCase())).sort();
+    const names = await imagesUnder(path.join(dir, c), dir);
     if (names.length === 0) empty.push(c);
-    for (const f of names) files.push({ file: path.join(dir, c, f), label: labelOf.get(c)! });
+    for (const file of names) files.push({ file, label: labelOf.get(c)! });
   }
   if (files.length === 0) {
     throw new FfmergeError('DATA_NOT_FOUND', `image folder ${dir} holds no images (expected <class>/<name>.png|.jpg sub-folders)`);
   }
   if (empty.length > 0) {
-    throw new FfmergeError('INVALID_DATA', `image folder ${dir}: class folder ${showValue(empty[0])} holds no images (.png/.jpg files directly inside it; sub-folders are not read): remove it, or put its class's images in it`);
+    throw new FfmergeError('INVALID_DATA', `image folder ${dir}: class folder ${showValue(empty[0])} holds no images (.png/.jpg files in it or in its sub-folders): remove it, or put its class's images in it`);
   }
   const sharp = loadSharp();
   const per = pre.height * pre.width * pre.channels;
@@ -500,6 +500,41 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
     labels[i] = label;
   }
   return { count: files.length, height: pre.height, width: pre.width, channels: pre.channels, pixels, labels, classNames };
+}
+
+/**
+ * The images of one class folder, sub-folders included, in torchvision ImageFolder's order (its walk, followed
+ * links and all: folders by path, each folder's files by name). A folder reached twice through links (a link to
+ * a folder above it) is a loop, refused: torchvision would walk it forever.
+ */
+async function imagesUnder(classDir: string, imageFolder: string): Promise<string[]> {
+  const byFolder: [string, string[]][] = [];
+  const seen = new Set<string>();
+  const walk = async (d: string): Promise<void> => {
+    const real = await fs.promises.realpath(d);
+    if (seen.has(real)) throw new FfmergeError('INVALID_DATA', `image folder ${imageFolder}: ${d} is a link to a folder that holds it (it loops)`);
+    seen.add(real);
+    const here: string[] = [];
+    for (const e of await fs.promises.readdir(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      let isDir = e.isDirectory();
+      if (e.isSymbolicLink()) {
+        // a file link is read as its image; a folder link walked; one that loops or points nowhere is named
+        try {
+          isDir = (await fs.promises.stat(p)).isDirectory();
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          throw new FfmergeError(code === 'ELOOP' ? 'INVALID_DATA' : 'DATA_NOT_FOUND', `image folder ${imageFolder}: ${p} is a symbolic link that ${code === 'ELOOP' ? 'loops' : 'cannot be followed'} (${(err as Error).message})`, { cause: err });
+        }
+      }
+      if (isDir) await walk(p);
+      else if (IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase())) here.push(e.name);
+    }
+    seen.delete(real); // two links to one folder are no loop (only a folder inside itself is)
+    byFolder.push([d, here.sort()]);
+  };
+  await walk(classDir);
+  return byFolder.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).flatMap(([d, names]) => names.map((n) => path.join(d, n)));
 }
 
 /**

@@ -12,7 +12,20 @@ export interface SentencePair {
   target: string;
 }
 
-/** Streams aligned pairs from two files read in lockstep. */
+/**
+ * A pair, none for a line blank on both sides (as the text readers skip blank lines), and INVALID_DATA for a
+ * side blank alone: an empty source was translated and an empty reference scored as they were, and one side
+ * blank is far more often files out of step or a broken column than a sentence meant to be empty.
+ */
+function pairOf(source: string, target: string, where: string, sides = ['the source', 'the target']): SentencePair | undefined {
+  const [s, t] = [source.trim() === '', target.trim() === ''];
+  if (s && t) return undefined;
+  const [blank, other] = s ? sides : [sides[1], sides[0]];
+  if (s || t) throw new FfmergeError('INVALID_DATA', `${where}: ${blank} is empty and ${other} is not; every pair needs both (remove the pair, or check that the files are aligned)`);
+  return { source, target };
+}
+
+/** Streams aligned pairs from two files read in lockstep (a line blank in both is skipped). */
 export async function* streamParallel(sourceFile: string, targetFile: string): AsyncGenerator<SentencePair> {
   checkPath(sourceFile, 'sourceFile');
   checkPath(targetFile, 'targetFile');
@@ -31,7 +44,8 @@ export async function* streamParallel(sourceFile: string, targetFile: string): A
         );
       }
       n++;
-      yield { source: a.value, target: b.value };
+      const pair = pairOf(a.value, b.value, `line ${n}`, [sourceFile, targetFile]);
+      if (pair) yield pair;
     }
   } finally {
     await Promise.allSettled([src.return(undefined), tgt.return(undefined)]);
@@ -56,7 +70,8 @@ export async function* streamParallelTsv(file: string): AsyncGenerator<SentenceP
     if (cols.length !== 2) {
       throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has ${cols.length} tab-separated column${cols.length === 1 ? '' : 's'}; expected 2 (source, target)`);
     }
-    yield { source: cols[0]!, target: cols[1]! };
+    const pair = pairOf(cols[0]!, cols[1]!, `${file} line ${lineNo}`);
+    if (pair) yield pair;
   }
 }
 

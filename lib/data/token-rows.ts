@@ -2,7 +2,8 @@
  * Token-id data for language models: JSON Lines whose rows are `{"input_ids": [...]}` (optionally gzip). Each
  * row is one sequence, used as it is — not re-tokenized, not packed with its neighbours, not cut — so an
  * evaluation on exact ids (e.g. a model's own samples) reproduces the numbers computed elsewhere on them.
- * Rows are streamed and reading stops at the token budget.
+ * A row with an `attention_mask` (a padded, tokenized dataset) keeps only the tokens it marks 1; other columns
+ * (`text`) are not read. Rows are streamed and reading stops at the token budget.
  */
 import { FfmergeError, showValue } from '../errors';
 import { formatOf, readLines } from './text';
@@ -57,10 +58,10 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
       // the file was read as token ids because its first row has them: this row is text, or something else
       throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has no "input_ids", though the file's first row does: every row of a token-id file must have them (rows of text and of token ids do not mix)`);
     }
-    if (!Array.isArray(ids) || ids.length < min) {
-      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo}: "input_ids" must be a list of at least ${min} token id${min === 1 ? '' : 's'}`);
-    }
-    const out = new Int32Array(ids.length);
+    const mask = (row as Record<string, unknown>).attention_mask;
+    const tooShort = () => new FfmergeError('INVALID_DATA', `${file} line ${lineNo}: "input_ids" must be a list of at least ${min} token id${min === 1 ? '' : 's'}${mask !== undefined ? ' where "attention_mask" is 1' : ''}`);
+    if (!Array.isArray(ids) || ids.length < min) throw tooShort();
+    let out: Int32Array = new Int32Array(ids.length);
     for (let i = 0; i < ids.length; i++) {
       const t = ids[i] as unknown;
       if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || (opts.vocab !== undefined && t >= opts.vocab)) {
@@ -71,6 +72,10 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
       }
       out[i] = t;
     }
+    if (mask !== undefined) {
+      out = unpadded(out, mask, `${file} line ${lineNo}`);
+      if (out.length < min) throw tooShort();
+    }
     if (opts.maxLength !== undefined && out.length > opts.maxLength) {
       throw new FfmergeError('SEQUENCE_TOO_LONG', `${file} line ${lineNo} has ${out.length} tokens; the model takes at most ${opts.maxLength}`);
     }
@@ -80,4 +85,22 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
   }
   if (rows.length === 0) throw new FfmergeError('INVALID_DATA', `${file} has no token rows`);
   return rows;
+}
+
+/**
+ * A padded row's tokens: those its attention_mask marks 1, as a tokenized dataset pads them (left or right).
+ * Padding positions are not data; scored as tokens they would change every number. A mask that is not one run
+ * of 1s (a hole inside the sequence) describes no padding ffmerge can drop, and is refused.
+ */
+function unpadded(ids: Int32Array, mask: unknown, where: string): Int32Array {
+  const bad = (why: string) => new FfmergeError('INVALID_DATA', `${where}: "attention_mask"${why.startsWith('[') ? '' : ' '}${why}`);
+  if (!Array.isArray(mask) || mask.length !== ids.length) throw bad(`must be a list of 0s and 1s as long as "input_ids" (${ids.length})`);
+  const first = mask.indexOf(1);
+  const last = mask.lastIndexOf(1);
+  for (let i = 0; i < mask.length; i++) {
+    const m = mask[i] as unknown;
+    if (m !== 0 && m !== 1) throw bad(`[${i}] = ${showValue(m)} is not 0 or 1`);
+    if (m === 0 && i > first && i < last) throw bad(`has a 0 at ${i}, inside the tokens it marks 1 (${first}-${last}): only padding before or after a sequence can be dropped`);
+  }
+  return first < 0 ? new Int32Array(0) : ids.slice(first, last + 1);
 }
