@@ -87,10 +87,14 @@ describe('the library refuses a maxShardSize no file takes', () => {
     const model = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
     const base = { calibration: path.join(model, 'calibration.txt'), window: '1-2', method: 'permute', recover: 'none', maxShardSize: 300000 } as const;
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-shard-')), 'never');
-    // before: compress wrote the ONNX folder and ignored maxShardSize (only the CLI refused it)
-    await expect(compress(model, { ...base, format: 'onnx', out })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE' });
-    await expect(compress(model, { ...base })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringMatching(/without out nothing is written/) });
-    expect(fs.existsSync(out)).toBe(false);
+    try {
+      // before: compress wrote the ONNX folder and ignored maxShardSize (only the CLI refused it)
+      await expect(compress(model, { ...base, format: 'onnx', out })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE' });
+      await expect(compress(model, { ...base })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringMatching(/without out nothing is written/) });
+      expect(fs.existsSync(out)).toBe(false);
+    } finally {
+      fs.rmSync(path.dirname(out), { recursive: true, force: true });
+    }
   });
 });
 

@@ -31,7 +31,8 @@ const PHASES: Readonly<Record<string, PhaseLabel>> = {
   search: { title: 'Searching windows', unit: 'candidates' },
   baselines: { title: 'Scoring baselines', unit: 'candidates' },
   test: { title: 'Test set', unit: 'batches' },
-  save: { title: 'Saving the checkpoint', unit: '', scale: bytes },
+  // counted in bytes of tensor data: the files' size, headers included, is the summary's
+  save: { title: 'Saving the weights', unit: '', scale: bytes },
   onnx: { title: 'Writing ONNX', unit: 'tensors' },
   evaluate: { title: 'Evaluating', unit: 'batches' },
   perplexity: { title: 'Evaluating', unit: 'tokens' },
