@@ -83,8 +83,14 @@ export function showValue(v: unknown, max = 60): string {
   // JSON writes NaN and ±Infinity as null (a row's 1e400 parses to Infinity): say what the value is
   if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
   try {
-    // a typed array reads as its kind and length: a weight tensor inside an argument must not be written out whole
-    text = JSON.stringify(v, (_key, x: unknown) => (ArrayBuffer.isView(x) ? `${x.constructor.name}(${(x as unknown as ArrayLike<number>).length ?? x.byteLength})` : x));
+    // A typed array reads as its kind and length, and a long list as its length: a weight tensor or an image set
+    // inside an argument must not be written out whole (seconds of blocked event loop for a message cut to 60
+    // characters). The holder's value is read, not x: JSON has already replaced a Buffer by its toJSON() there.
+    text = JSON.stringify(v, function (this: Record<string, unknown>, key: string, x: unknown) {
+      const raw = this[key];
+      if (ArrayBuffer.isView(raw)) return `${raw.constructor.name}(${(raw as unknown as ArrayLike<number>).length ?? raw.byteLength})`;
+      return Array.isArray(raw) && raw.length > max ? `Array(${raw.length})` : x;
+    });
   } catch {
     text = Array.isArray(v) ? '[…]' : typeof v === 'object' && v !== null ? '{…}' : String(typeof v);
   }

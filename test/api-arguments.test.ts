@@ -216,8 +216,16 @@ test('valid arguments still work: tokenizeFile with maxTokens Infinity reads eve
   expect((await lib.tokenizeFile(MODEL, CAL, { maxTokens: 5, format: 'txt' })).length).toBe(5);
 });
 
-test('a typed array in an argument is shown by kind and length, not written out', () => {
+test('a typed array in an argument is shown by kind and length, not written out', async () => {
   expect(() => lib.averageFF([bad({ d: 'x', wIn: new Float32Array(1 << 20) })])).toThrow(/Float32Array\(1048576\)/);
+  // a Buffer too (loadIdxImages' pixels), and a long list: JSON's toJSON wrote the Buffer out as a list of numbers
+  // before the message was cut to 60 characters, seconds of blocked event loop for an image set (tester AR)
+  const { showValue } = await import('../lib/errors');
+  expect(showValue({ pixels: Buffer.alloc(5000) })).toBe('{"pixels":"Buffer(5000)"}');
+  expect(showValue(Buffer.alloc(3))).toBe('"Buffer(3)"');
+  expect(showValue({ ids: Array.from({ length: 100000 }, (_, i) => i) })).toBe('{"ids":"Array(100000)"}');
+  expect(showValue([1, 2, 3])).toBe('[1,2,3]');
+  await expect(lib.finetune(m, bad({ data: { pixels: Buffer.alloc(1 << 20), labels: 7 }, steps: 1 }))).rejects.toMatchObject({ message: expect.stringContaining('Buffer(1048576)') });
 });
 
 test('the sliced merge helpers and greedy report the progress they accept (an onProgress was taken and never called)', async () => {

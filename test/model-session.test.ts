@@ -61,6 +61,23 @@ test('greedy and image evaluation: dispose() right after the call starts; the ou
   expect(await q).toEqual(first);
 });
 
+test('withFF: dispose() right after the call starts; the view is made and works, the model is refused after (tester AR)', async () => {
+  const s = await syntheticLlama({ layers: 3, vocab: 40, seed: 6 });
+  const a = await loadModel(s.dir);
+  const want = await perplexity(a, blocks(3, 9));
+  const ff = await a.readFFWeights(0);
+  // before: rejected with "this model was disposed", though the call had started before the dispose
+  const pending = a.withFF(new Map([[1, ff]]));
+  a.dispose();
+  const view = await pending;
+  try {
+    expect(await perplexity(view, blocks(3, 9))).not.toEqual(want); // layer 1 now runs layer 0's FF
+    await expect(a.withFF(new Map([[1, ff]]))).rejects.toMatchObject({ message: 'this model was disposed' });
+  } finally {
+    view.dispose();
+  }
+});
+
 test('generation and perplexity name a model that is no language model; a generation past the positions is refused up front', async () => {
   const v = await syntheticVit({ layers: 2, seed: 6 });
   const vm = await loadModel(v.dir);

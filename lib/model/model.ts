@@ -355,14 +355,18 @@ export class Model {
     const entries = overrideEntries(overrides);
     checkJobOptions(opts, 'withFF(overrides, options): options', []);
     for (const e of entries) this.checkStackLayer(e.stack ?? this.mainStack, e.layer);
-    const unique = [...new Set(entries.map((e) => e.ff))];
-    const { staged, release } = await stageLarge(unique, opts);
-    const stagedOf = new Map(unique.map((ff, i) => [ff, staged[i]!]));
-    try {
-      return this.withStagedFF(entries.map((e) => ({ ...e, ff: stagedOf.get(e.ff)! })));
-    } finally {
-      release(); // the view holds its own references
-    }
+    // one session from here (entered before the first await): a dispose() while the FFs are staged lets the
+    // view be made, as it lets every other call finish (it was refused as "disposed" though started before)
+    return this.session(async () => {
+      const unique = [...new Set(entries.map((e) => e.ff))];
+      const { staged, release } = await stageLarge(unique, opts);
+      const stagedOf = new Map(unique.map((ff, i) => [ff, staged[i]!]));
+      try {
+        return this.withStagedFF(entries.map((e) => ({ ...e, ff: stagedOf.get(e.ff)! })));
+      } finally {
+        release(); // the view holds its own references
+      }
+    });
   }
 
   /** The view, from entries withFF has checked and staged. */
