@@ -10,7 +10,7 @@
  */
 import { buildModel, loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
-import { TOKEN_LM_IO, fullAttention, type ModelSpec } from '../lib/model/spec';
+import { NO_ROPE_SCALING, TOKEN_LM_IO, fullAttention, type ModelSpec } from '../lib/model/spec';
 import { loadAddon } from '../lib/native/loader';
 import { modelAddon } from '../lib/native/model';
 import { sharedPath } from '../test/helpers/shared';
@@ -36,7 +36,7 @@ function gpt2Small(): Model {
     ...TOKEN_LM_IO,
     family: 'gpt2', layers: 12, dModel: 768, nHeads: 12, nKvHeads: 12, headDim: 64, dFF: 3072, vocab: 50257, maxPositions: 1024,
     maxPositionsField: 'n_positions', norm: 'layernorm', normPlacement: 'pre', normEps: 1e-5, finalNorm: true, positions: 'learned',
-    ropeTheta: 0, ropeDim: 0, activation: 'gelu_new', gatedFF: false, causal: true, slidingWindow: fullAttention(12), embedScale: 1,
+    ropeTheta: 0, ropeDim: 0, ropeScaling: NO_ROPE_SCALING, activation: 'gelu_new', gatedFF: false, causal: true, slidingWindow: fullAttention(12), embedScale: 1,
     tiedEmbeddings: true,
   };
   let s = 12345;

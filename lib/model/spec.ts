@@ -8,6 +8,22 @@ export type NormKind = 'layernorm' | 'rmsnorm';
 export type PositionKind = 'learned' | 'rotary' | 'sinusoidal' | 'none';
 export type ActivationKind = 'gelu_new' | 'gelu' | 'silu' | 'relu';
 
+/**
+ * RoPE scaling, as transformers' rope init functions read config.json's rope_scaling (rope_parameters in
+ * transformers ≥ 5): 'linear' divides every frequency by factor; 'llama3' (Llama 3.1+) divides the low
+ * frequencies, keeps the high ones and blends between, by wavelength against originalMaxPositions. The fields
+ * a type does not read hold NO_ROPE_SCALING's values.
+ */
+export interface RopeScaling {
+  type: 'none' | 'linear' | 'llama3';
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositions: number;
+}
+
+export const NO_ROPE_SCALING: Readonly<RopeScaling> = Object.freeze({ type: 'none', factor: 1, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 });
+
 export interface ModelSpec {
   /** config.json model_type. */
   family: string;
@@ -33,6 +49,8 @@ export interface ModelSpec {
   ropeTheta: number;
   /** Rotated dims per head (0 = headDim). */
   ropeDim: number;
+  /** How the rotary frequencies are stretched past the trained context (config.json rope_scaling); NO_ROPE_SCALING else. */
+  ropeScaling: RopeScaling;
   activation: ActivationKind;
   /** SwiGLU-style FF: act(x·W_gateᵀ) ⊙ (x·W_inᵀ). */
   gatedFF: boolean;

@@ -5,7 +5,7 @@
  * invariants for C++ callers.
  */
 import { FfmergeError, showValue } from '../errors';
-import type { ModelSpec } from './spec';
+import type { ModelSpec, RopeScaling } from './spec';
 
 const ENUMS: Partial<Record<keyof ModelSpec, readonly string[]>> = {
   norm: ['layernorm', 'rmsnorm'],
@@ -54,6 +54,14 @@ export function validateSpec(spec: ModelSpec): ModelSpec {
     const rd = spec.ropeDim || spec.headDim;
     if (rd % 2 !== 0 || rd > spec.headDim) fail(`the rotary dimension (${rd}) must be even and at most headDim (${spec.headDim})`);
   }
+  const r = spec.ropeScaling as Partial<Record<keyof RopeScaling, unknown>> | null;
+  if (typeof r !== 'object' || r === null || !['none', 'linear', 'llama3'].includes(r.type as string)) {
+    fail(`"ropeScaling" must be { type: 'none' | 'linear' | 'llama3', factor, lowFreqFactor, highFreqFactor, originalMaxPositions } (got ${showValue(r)})`);
+  }
+  for (const k of ['factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxPositions'] as const) {
+    if (typeof r[k] !== 'number' || !Number.isFinite(r[k]) || !((r[k] as number) > 0)) fail(`"ropeScaling.${k}" must be a positive number (got ${showValue(r[k])})`);
+  }
+  if (r.type === 'llama3' && !((r.highFreqFactor as number) > (r.lowFreqFactor as number))) fail('"ropeScaling.highFreqFactor" must be larger than its lowFreqFactor');
   if (spec.positions === 'learned' && spec.maxPositions === 0) fail('"maxPositions" must be positive with learned positions');
   if ((spec.input === 'tokens' || spec.head === 'lm') && spec.vocab === 0) fail('"vocab" must be positive for token input or an LM head');
   if (spec.input === 'patches') {

@@ -3,7 +3,8 @@
  * of native/core/model/weights.h), in float64. Slow and simple on purpose: the oracle for native forward
  * tests on synthetic models (biases, untied heads, GQA, post-norm) that the fixtures do not cover.
  */
-import type { ModelSpec } from '../model/spec';
+import { NO_ROPE_SCALING, type ModelSpec } from '../model/spec';
+import { ropeInvFreq } from '../model/rope';
 
 /** Float64Array tensors are read as they are (finite differences of the loss in float64: lib/reference/loss.ts). */
 type Vec = Float32Array | Float64Array;
@@ -148,12 +149,13 @@ export function referenceStack(
       const qkv = linear(h, R, d, t[`${p}qkv_w`]!, t[`${p}qkv_b`], W);
       if (spec.positions === 'rotary') {
         const half = hd / 2;
+        const invFreq = ropeInvFreq(spec.ropeTheta ?? 10000, hd, spec.ropeScaling ?? NO_ROPE_SCALING, (x) => x); // float64
         for (let r = 0; r < R; r++) {
           const pos = r % seq;
           for (let h2 = 0; h2 < spec.nHeads + spec.nKvHeads; h2++) {
             const base = r * W + h2 * hd;
             for (let i = 0; i < half; i++) {
-              const ang = pos * Math.pow(spec.ropeTheta ?? 10000, (-2 * i) / hd);
+              const ang = pos * invFreq[i]!;
               const a = qkv[base + i]!;
               const b = qkv[base + i + half]!;
               qkv[base + i] = a * Math.cos(ang) - b * Math.sin(ang);

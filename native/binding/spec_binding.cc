@@ -96,6 +96,19 @@ model::ModelSpec ParseModelSpec(const Napi::Object& o) {
                                     {"none", PositionKind::None}});
   s.rope_theta = Float(o, "ropeTheta");
   s.rope_dim = Count(o, "ropeDim");
+  {
+    Napi::Value v = Field(o, "ropeScaling");
+    if (!v.IsObject()) Bad(o, "ropeScaling", "must be an object { type, factor, lowFreqFactor, highFreqFactor, originalMaxPositions }");
+    const Napi::Object r = v.As<Napi::Object>();
+    s.rope_scaling.type = Enum<nn::RopeScaling::Type>(r, "type",
+                                                      {{"none", nn::RopeScaling::Type::None},
+                                                       {"linear", nn::RopeScaling::Type::Linear},
+                                                       {"llama3", nn::RopeScaling::Type::Llama3}});
+    s.rope_scaling.factor = Float(r, "factor");
+    s.rope_scaling.low_freq_factor = Float(r, "lowFreqFactor");
+    s.rope_scaling.high_freq_factor = Float(r, "highFreqFactor");
+    s.rope_scaling.original_max_positions = Float(r, "originalMaxPositions");
+  }
   s.activation = Enum<nn::Activation>(o, "activation",
                                       {{"gelu_new", nn::Activation::GeluNew},
                                        {"gelu", nn::Activation::GeluErf},

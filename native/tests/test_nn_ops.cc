@@ -98,7 +98,7 @@ TEST(rope_rotate_half_matches_reference) {
   auto x = randv(rows * ld, 12), orig = x;
   std::vector<int32_t> pos(rows);
   for (size_t r = 0; r < rows; ++r) pos[r] = int32_t((r * 7) % 50);
-  nn::rope(&pool(), x.data(), ld, rows, pos.data(), heads, hd, hd, 10000.0f);
+  nn::rope(&pool(), x.data(), ld, rows, pos.data(), heads, hd, hd, 10000.0f, {});
   for (size_t r = 0; r < rows; ++r)
     for (size_t h = 0; h < heads; ++h)
       for (size_t i = 0; i < hd / 2; ++i) {
@@ -109,6 +109,32 @@ TEST(rope_rotate_half_matches_reference) {
       }
   for (size_t r = 0; r < rows; ++r)
     for (size_t c = heads * hd; c < ld; ++c) CHECK(x[r * ld + c] == orig[r * ld + c]);  // other columns untouched
+}
+
+// Llama 3's and linear RoPE scaling against transformers' rope init, transcribed to numpy float32 (as torch
+// computes it on float32 tensors): the values scripts/rope-scaling-reference.py prints.
+TEST(rope_inv_freq_scaling_matches_transformers) {
+  nn::RopeScaling l3;
+  l3.type = nn::RopeScaling::Type::Llama3;
+  l3.factor = 8.0f, l3.low_freq_factor = 1.0f, l3.high_freq_factor = 4.0f, l3.original_max_positions = 1024.0f;
+  // kept (two high frequencies), blended (wavelength 628 between 256 and 1024), divided by the factor
+  const std::vector<float> small = nn::rope_inv_freq(10000.0f, 8, l3);
+  const double want_small[] = {1.0, 0.10000000149011612, 0.003086760640144348, 0.0001250000059371814};
+  for (size_t i = 0; i < 4; ++i) CHECK_NEAR(small[i], want_small[i], 1e-6 * want_small[i]);
+  // Llama 3.2's own settings: theta 500000, head_dim 64, factor 32, low 1, high 4, original 8192
+  l3.factor = 32.0f, l3.original_max_positions = 8192.0f;
+  const std::vector<float> big = nn::rope_inv_freq(500000.0f, 64, l3);
+  const size_t idx[] = {0, 14, 15, 16, 17, 31};
+  const double want_big[] = {1.0, 0.0032114461064338684, 0.0012905480107292533, 0.000429556705057621, 9.708286233944818e-05, 9.41830720080361e-08};
+  for (size_t j = 0; j < 6; ++j) CHECK_NEAR(big[idx[j]], want_big[j], 1e-6 * want_big[j]);
+  nn::RopeScaling lin;
+  lin.type = nn::RopeScaling::Type::Linear;
+  lin.factor = 4.0f;
+  const std::vector<float> linear = nn::rope_inv_freq(10000.0f, 8, lin);
+  const double want_linear[] = {0.25, 0.02500000037252903, 0.0024999999441206455, 0.0002500000118743628};
+  for (size_t i = 0; i < 4; ++i) CHECK_NEAR(linear[i], want_linear[i], 1e-6 * want_linear[i]);
+  // no scaling: the default frequencies, which the rotation test above checks against its double reference
+  CHECK(nn::rope_inv_freq(10000.0f, 8, {})[1] == 1.0f / std::pow(10000.0f, 2.0f / 8.0f));
 }
 
 // Double reference of causal / masked / sliding-window grouped-query attention (query i sits at position

@@ -140,7 +140,7 @@ TEST(rope_backward_is_the_transpose) {
   std::vector<float> y;
   auto f = [&] {
     y = x;
-    nn::rope(nullptr, y.data(), ld, R, pos.data(), H, hd, hd, 500.0f);
+    nn::rope(nullptr, y.data(), ld, R, pos.data(), H, hd, hd, 500.0f, {});
     double s = 0;  // only the rotated columns count
     for (size_t r = 0; r < R; ++r)
       for (size_t i = 0; i < H * hd; ++i) s += double(c[r * ld + i]) * y[r * ld + i];
@@ -149,7 +149,7 @@ TEST(rope_backward_is_the_transpose) {
   std::vector<float> dx(R * ld, 0.0f);
   for (size_t r = 0; r < R; ++r)
     for (size_t i = 0; i < H * hd; ++i) dx[r * ld + i] = c[r * ld + i];
-  rope_backward(nullptr, dx.data(), ld, R, pos.data(), H, hd, hd, 500.0f);
+  rope_backward(nullptr, dx.data(), ld, R, pos.data(), H, hd, hd, 500.0f, {});
   // columns past H·hd are untouched by rope, their gradient is 0
   for (size_t r = 0; r < R; ++r)
     for (size_t i = H * hd; i < ld; ++i) dx[r * ld + i] = 0.0f;

@@ -15,6 +15,7 @@ import { block } from './block';
 import { DT, type Graph } from './graph';
 import { linear, norm, weight, type StackContext } from './ops';
 import type { ExportWeights } from './weights';
+import { ropeInvFreq } from '../../model/rope';
 
 const B = 'batch_size';
 const S = 'sequence_length';
@@ -32,10 +33,6 @@ export function decoderLmUnsupported(spec: ModelSpec): string | undefined {
   return undefined;
 }
 
-/** inv_freq[i] = 1 / θ^(2i/dim) in float32, as transformers' default rope init (and ffmerge's native rope). */
-function invFreq(theta: number, dim: number): number[] {
-  return Array.from({ length: dim / 2 }, (_, i) => Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / dim)))));
-}
 
 export function buildDecoderLm(g: Graph, w: ExportWeights, spec: ModelSpec, t: StackTensors): void {
   const why = decoderLmUnsupported(spec);
@@ -65,7 +62,7 @@ export function buildDecoderLm(g: Graph, w: ExportWeights, spec: ModelSpec, t: S
   if (spec.positions === 'rotary') {
     // angles [batch, seq, Dh/2] = position · inv_freq (float32 product, as torch), halves repeated → [batch, 1, seq, Dh]
     const pos = g.op('Unsqueeze', [g.op('Cast', [positionIds], { to: DT.FLOAT }), g.i64([2])]);
-    const ang = g.op('Mul', [pos, g.f32(invFreq(spec.ropeTheta, Dh))], undefined, 'angles');
+    const ang = g.op('Mul', [pos, g.f32(ropeInvFreq(spec.ropeTheta, Dh, spec.ropeScaling))], undefined, 'angles');
     const table = (op: 'Cos' | 'Sin') => {
       const half = g.op(op, [ang]);
       return g.op('Unsqueeze', [g.op('Concat', [half, half], { axis: -1 }), g.i64([1])], undefined, op.toLowerCase());

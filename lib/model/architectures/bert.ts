@@ -4,7 +4,7 @@
  * the encoder.
  */
 import { showValue } from '../../errors';
-import { fullAttention } from '../spec';
+import { NO_ROPE_SCALING, fullAttention } from '../spec';
 import { activation, intermediateOutputFF, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
 import type { Architecture, SizeKeys } from './types';
 
@@ -57,6 +57,7 @@ export const bert: Architecture = {
           positions: 'learned',
           ropeTheta: 0,
           ropeDim: 0,
+          ropeScaling: NO_ROPE_SCALING,
           activation: activation(c, 'hidden_act', 'gelu'),
           gatedFF: false,
           causal: false,

@@ -3,7 +3,7 @@
  * the field, so a bad config never turns into a shape error three steps later.
  */
 import { FfmergeError, showValue } from '../../errors';
-import type { ActivationKind } from '../spec';
+import { NO_ROPE_SCALING, type ActivationKind, type RopeScaling } from '../spec';
 import type { Config, FFTensorNames } from './types';
 
 export function bad(key: string, why: string, v: unknown): FfmergeError {
@@ -80,11 +80,37 @@ export function tiedEmbeddings(c: Config, dflt = false): boolean {
   return v;
 }
 
+/**
+ * RoPE scaling from rope_scaling (rope_parameters in transformers ≥ 5), with the keys and checks of transformers'
+ * rope validation: 'linear' and 'llama3' are computed (their attention factor is 1); any other type (dynamic,
+ * yarn, longrope…) changes more than the frequencies and is refused, never run as unscaled RoPE.
+ */
+export function ropeScaling(c: Config): RopeScaling {
+  const key = c.rope_parameters != null ? 'rope_parameters' : 'rope_scaling';
+  const params = c[key] as unknown;
+  if (params == null) return NO_ROPE_SCALING;
+  if (typeof params !== 'object' || Array.isArray(params)) throw bad(key, 'must be an object', params);
+  const p = params as Record<string, unknown>;
+  const type = p.rope_type ?? p.type;
+  if (type == null || type === 'default') return NO_ROPE_SCALING;
+  const num = (k: string): number => {
+    const v = p[k];
+    if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw bad(`${key}.${k}`, `must be a finite positive number for rope type ${showValue(type)}`, v);
+    return v;
+  };
+  if (type === 'linear') return { ...NO_ROPE_SCALING, type: 'linear', factor: num('factor') };
+  if (type === 'llama3') {
+    const [lowFreqFactor, highFreqFactor] = [num('low_freq_factor'), num('high_freq_factor')];
+    if (!(highFreqFactor > lowFreqFactor)) throw bad(`${key}.high_freq_factor`, `must be larger than low_freq_factor (${lowFreqFactor})`, highFreqFactor);
+    return { type: 'llama3', factor: num('factor'), lowFreqFactor, highFreqFactor, originalMaxPositions: num('original_max_position_embeddings') };
+  }
+  unsupportedIf(true, `rope type ${showValue(type)}`);
+  return NO_ROPE_SCALING; // not reached
+}
+
 export function ropeTheta(c: Config): number {
   // transformers ≥ 5 nests RoPE settings in rope_parameters; older configs have rope_theta / rope_scaling.
   const params = (c.rope_parameters ?? c.rope_scaling) as Record<string, unknown> | null | undefined;
-  const type = params?.rope_type ?? params?.type;
-  unsupportedIf(type != null && type !== 'default', `rope type ${showValue(type)}`);
   const theta = params?.rope_theta ?? c.rope_theta ?? 10000;
   // JSON's 1e999 reads as Infinity, which "> 0" lets through to the native spec check (a usage error, unnamed)
   if (typeof theta !== 'number' || !(theta > 0) || !Number.isFinite(theta)) throw bad('rope_theta', 'must be a finite positive number', theta);

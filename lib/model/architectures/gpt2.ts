@@ -1,5 +1,5 @@
 /** GPT2LMHeadModel: Conv1D weights, fused q/k/v, learned positions, pre-LN, tanh GELU, head tied to wte unless the config unties it. */
-import { TOKEN_LM_IO, fullAttention } from '../spec';
+import { NO_ROPE_SCALING, TOKEN_LM_IO, fullAttention } from '../spec';
 import { activation, headDim, layerCount, posInt, posNum, tiedEmbeddings, unsupportedIf } from './config';
 import type { Architecture, FFTensorNames, SizeKeys } from './types';
 
@@ -51,6 +51,7 @@ export const gpt2: Architecture = {
           positions: 'learned',
           ropeTheta: 0,
           ropeDim: 0,
+          ropeScaling: NO_ROPE_SCALING,
           activation: activation(c, 'activation_function', 'gelu_new'), // GPT2Config's default
           gatedFF: false,
           causal: true,

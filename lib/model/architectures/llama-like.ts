@@ -5,7 +5,7 @@
  * transformers config defaults, which are the options here.
  */
 import { TOKEN_LM_IO } from '../spec';
-import { activation, headDim, kvHeads, layerCount, posInt, posNum, ropeTheta, tiedEmbeddings } from './config';
+import { activation, headDim, kvHeads, layerCount, posInt, posNum, ropeScaling, ropeTheta, tiedEmbeddings } from './config';
 import type { Architecture, Config, FFTensorNames, SizeKeys } from './types';
 
 export interface LlamaLikeOptions {
@@ -76,6 +76,7 @@ export function llamaLike(o: LlamaLikeOptions): Architecture {
             positions: 'rotary',
             ropeTheta: ropeTheta(c),
             ropeDim: 0,
+            ropeScaling: ropeScaling(c),
             activation: activation(c, 'hidden_act', 'silu'),
             gatedFF: true,
             causal: true,

@@ -3,7 +3,7 @@
  * shared tied embeddings, final_logits_bias. Two stacks: the encoder runs first; the decoder (causal
  * self-attention + cross-attention + LM head) is the main one.
  */
-import type { ModelSpec } from '../spec';
+import { NO_ROPE_SCALING, type ModelSpec } from '../spec';
 import { activation, headDim, layerCount, posInt, tiedEmbeddings, unsupportedIf } from './config';
 import type { Architecture, Config, FFTensorNames, SizeKeys, StackDescription, StackName, StackTensors } from './types';
 
@@ -58,6 +58,7 @@ function spec(c: Config, stack: StackName): ModelSpec {
     positions: 'sinusoidal',
     ropeTheta: 0,
     ropeDim: 0,
+    ropeScaling: NO_ROPE_SCALING,
     activation: activation(c, 'activation_function', 'gelu'), // MarianConfig's default
     gatedFF: false,
     causal: decoder,

@@ -2,7 +2,7 @@
  * ViTForImageClassification: conv patch embedding, CLS first, learned positions, pre-LN, erf GELU, final
  * LayerNorm, classifier on CLS. One stack, the encoder.
  */
-import { fullAttention } from '../spec';
+import { NO_ROPE_SCALING, fullAttention } from '../spec';
 import { activation, intermediateOutputFF, bad, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
 import type { Architecture, SizeKeys } from './types';
 
@@ -44,6 +44,7 @@ export const vit: Architecture = {
           positions: 'learned',
           ropeTheta: 0,
           ropeDim: 0,
+          ropeScaling: NO_ROPE_SCALING,
           activation: activation(c, 'hidden_act', 'gelu'),
           gatedFF: false,
           causal: false,

@@ -72,8 +72,8 @@ void self_attention(ThreadPool* pool, const ModelSpec& s, const LayerWeights& L,
   float* v = k + kw;
   if (s.positions == PositionKind::Rotary) {
     const size_t rd = s.rope_dim ? s.rope_dim : hd;
-    nn::rope(pool, q, W, R, positions.data(), s.n_heads, hd, rd, s.rope_theta);
-    nn::rope(pool, k, W, R, positions.data(), s.n_kv_heads, hd, rd, s.rope_theta);
+    nn::rope(pool, q, W, R, positions.data(), s.n_heads, hd, rd, s.rope_theta, s.rope_scaling);
+    nn::rope(pool, k, W, R, positions.data(), s.n_kv_heads, hd, rd, s.rope_theta, s.rope_scaling);
   }
   if (cache) {
     cached_attention(pool, s, *cache, layer, q, k, v, W, B, T, sc.att.data());

@@ -42,6 +42,7 @@ struct ModelSpec {
   bool final_norm = true;    // a norm after the last block (ln_f / model.norm)
   PositionKind positions = PositionKind::Learned;
   float rope_theta = 10000.0f;
+  nn::RopeScaling rope_scaling;  // config.json rope_scaling (none, linear, llama3)
   size_t rope_dim = 0;       // rotated dims per head (0 = head_dim)
   nn::Activation activation = nn::Activation::GeluNew;
   bool gated_ff = false;     // SwiGLU-style: act(x·W_gateᵀ) ⊙ (x·W_inᵀ)

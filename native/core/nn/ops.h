@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "core/half.h"
 
@@ -51,12 +52,27 @@ void linear(ThreadPool* pool, const float* x, size_t rows, size_t in, Weight w, 
 void add_inplace(ThreadPool* pool, float* y, const float* x, size_t n);
 
 // ---- positions -----------------------------------------------------------------------------------------
+// How a checkpoint stretches RoPE past the context it was trained on (config.json rope_scaling / rope_parameters):
+// none; "linear" (position interpolation: every frequency / factor); "llama3" (Llama 3.1+: low frequencies
+// / factor, high ones kept, a smooth blend between, by wavelength against original_max_position_embeddings).
+struct RopeScaling {
+  enum class Type { None, Linear, Llama3 } type = Type::None;
+  float factor = 1.0f;
+  float low_freq_factor = 1.0f;
+  float high_freq_factor = 4.0f;
+  float original_max_positions = 8192.0f;
+};
+
+// The rotary frequencies inv_freq[0 .. rot_dim/2): 1 / theta^(2i/rot_dim), then the scaling, each step in
+// float32 in transformers' order (its rope init functions), so logits match to ~1e-6.
+std::vector<float> rope_inv_freq(float theta, size_t rot_dim, const RopeScaling& scaling);
+
 // Rotary embedding in the Hugging Face "rotate-half" layout, in place on n_heads heads of head_dim laid out
 // consecutively from column 0 of each row (row stride ld). Row r is at position positions[r]. The first
 // rot_dim dims of each head rotate (rot_dim = head_dim for LLaMA): pairs (i, i + rot_dim/2) with angle
-// pos · theta^(-2i/rot_dim), computed in float32 exactly as transformers does, so logits match to ~1e-6.
+// pos · inv_freq[i] (rope_inv_freq), computed in float32 exactly as transformers does.
 void rope(ThreadPool* pool, float* x, size_t ld, size_t rows, const int32_t* positions, size_t n_heads,
-          size_t head_dim, size_t rot_dim, float theta);
+          size_t head_dim, size_t rot_dim, float theta, const RopeScaling& scaling);
 
 // ---- attention -----------------------------------------------------------------------------------------
 // Scaled dot-product attention over `batch` sequences, heads as column blocks of head_dim:

@@ -160,12 +160,12 @@ void gated_backward(ThreadPool* pool, nn::Activation a, const float* gate, const
 }
 
 void rope_backward(ThreadPool* pool, float* dx, size_t ld, size_t rows, const int32_t* positions, size_t n_heads,
-                   size_t head_dim, size_t rot_dim, float theta) {
+                   size_t head_dim, size_t rot_dim, float theta, const nn::RopeScaling& scaling) {
   // The transpose of a rotation by angle a is the rotation by −a; nn::rope computes the angle as pos·inv_freq
   // in float, and (−pos)·inv_freq is exactly −(pos·inv_freq), so the negated positions give the inverse.
   std::vector<int32_t> neg(rows);
   for (size_t r = 0; r < rows; ++r) neg[r] = -positions[r];
-  nn::rope(pool, dx, ld, rows, neg.data(), n_heads, head_dim, rot_dim, theta);
+  nn::rope(pool, dx, ld, rows, neg.data(), n_heads, head_dim, rot_dim, theta, scaling);
 }
 
 void attention_forward(ThreadPool* pool, const AttnDims& dm, const float* qkv, size_t W, float* probs, float* out,

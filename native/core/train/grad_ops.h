@@ -40,7 +40,7 @@ void gated_backward(ThreadPool* pool, nn::Activation a, const float* gate, const
 // Rotary embedding is a rotation per (position, pair): its backward is the inverse rotation, applied in place
 // to the gradient of the rotated q or k (layout as nn::rope).
 void rope_backward(ThreadPool* pool, float* dx, size_t ld, size_t rows, const int32_t* positions, size_t n_heads,
-                   size_t head_dim, size_t rot_dim, float theta);
+                   size_t head_dim, size_t rot_dim, float theta, const nn::RopeScaling& scaling);
 
 // Self-attention over B sequences of T positions on a fused qkv buffer [B·T, W] (q heads at column h·hd,
 // k at qw + g·hd, v at qw + kw + g·hd; GQA: query head h uses kv head h / (H / KV)). Same masking and softmax

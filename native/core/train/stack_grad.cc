@@ -64,8 +64,8 @@ void stack_forward(ThreadPool* pool, const ModelSpec& s, const ParamSet& ps, std
     norm_forward(pool, s, ps, S.norm1_w, S.norm1_b, x.data(), a.a1.data(), R);
     nn::linear(pool, a.a1.data(), R, d, ps.w(S.qkv_w), ps.w(S.qkv_b), W, a.qkv.data());
     if (s.positions == PositionKind::Rotary) {
-      nn::rope(pool, a.qkv.data(), W, R, A.positions.data(), s.n_heads, hd, rd, s.rope_theta);
-      nn::rope(pool, a.qkv.data() + qw, W, R, A.positions.data(), s.n_kv_heads, hd, rd, s.rope_theta);
+      nn::rope(pool, a.qkv.data(), W, R, A.positions.data(), s.n_heads, hd, rd, s.rope_theta, s.rope_scaling);
+      nn::rope(pool, a.qkv.data() + qw, W, R, A.positions.data(), s.n_kv_heads, hd, rd, s.rope_theta, s.rope_scaling);
     }
     attention_forward(pool, dims, a.qkv.data(), W, a.probs.data(), a.att.data(), scale, s.window(l));
     nn::linear(pool, a.att.data(), R, qw, ps.w(S.o_w), ps.w(S.o_b), d, tmp.data());
@@ -125,8 +125,8 @@ std::vector<float> stack_backward(ThreadPool* pool, const ModelSpec& s, ParamSet
     linear_backward(pool, a.att.data(), ps.w(S.o_w), dx.data(), R, qw, d, datt.data(), ps.g(S.o_w), ps.g(S.o_b));
     attention_backward(pool, dims, a.qkv.data(), W, a.probs.data(), datt.data(), dqkv.data(), scale);
     if (s.positions == PositionKind::Rotary) {
-      rope_backward(pool, dqkv.data(), W, R, A.positions.data(), s.n_heads, hd, rd, s.rope_theta);
-      rope_backward(pool, dqkv.data() + qw, W, R, A.positions.data(), s.n_kv_heads, hd, rd, s.rope_theta);
+      rope_backward(pool, dqkv.data(), W, R, A.positions.data(), s.n_heads, hd, rd, s.rope_theta, s.rope_scaling);
+      rope_backward(pool, dqkv.data() + qw, W, R, A.positions.data(), s.n_kv_heads, hd, rd, s.rope_theta, s.rope_scaling);
     }
     std::fill(da.begin(), da.end(), 0.0f);
     linear_backward(pool, a.a1.data(), ps.w(S.qkv_w), dqkv.data(), R, d, W, da.data(), ps.g(S.qkv_w), ps.g(S.qkv_b));
