@@ -104,5 +104,6 @@ export type { BleuSmoothing, BleuTokenizer } from './metrics/bleu';
 export type { TokenRowOptions } from './data/token-rows';
 export type { FFInput, RidgeSolution } from './native/ridge';
 export type { Activation } from './model/activation';
-export type { NormKind, PositionKind, ActivationKind } from './model/spec';
+export type { NormKind, PositionKind, ActivationKind, RopeScaling } from './model/spec';
+export { NO_ROPE_SCALING } from './model/spec';
 export type { LayerNames, NormNames, QKVNames, StackTensors, SizeKeys, CrossAttentionNames, Config as ModelConfig } from './model/architectures/types';

@@ -139,13 +139,6 @@ class ModelTokenizer implements Tokenizer {
    * tokens into one call's arguments: a line of ~500,000 characters): that is the data's problem, told as such.
    */
   private encodeContent(text: string): number[] {
-    // refused before the work: the library fails on such a text anyway, after seconds of it (25 s for 5 MB)
-    if (text.length > MAX_ENCODE_CHARS) {
-      throw new FfmergeError(
-        'INVALID_DATA',
-        `a text of ${text.length.toLocaleString('en-US')} characters is too long for the tokenizer library to encode (over ${MAX_ENCODE_CHARS.toLocaleString('en-US')} characters it always fails, so ffmerge does not try): split or shorten it`,
-      );
-    }
     try {
       return this.hf.encode(text, { add_special_tokens: false }).ids;
     } catch (e) {
@@ -311,6 +304,12 @@ function spaceCutSafe(t: Json, tokConfig: Json): boolean {
  */
 export function textForTokens(tokenizer: Tokenizer, text: string, maxLength: number, what: string): string {
   const cut = tokenizer instanceof ModelTokenizer ? tokenizer.cutText(text, maxLength) : text;
+  if (cut.length > MAX_SENTENCE_CHARS) {
+    throw new FfmergeError(
+      'INVALID_DATA',
+      `${what}: a text of ${text.length.toLocaleString('en-US')} characters with too few spaces to cut it at is longer than the ${MAX_SENTENCE_CHARS.toLocaleString('en-US')} ffmerge encodes for one sentence (its ids are cut to ${maxLength} anyway): split or shorten it`,
+    );
+  }
   if (cut.length > LONG_TEXT) {
     try {
       tokenizer.encode(cut, { maxLength });
@@ -323,11 +322,11 @@ export function textForTokens(tokenizer: Tokenizer, text: string, maxLength: num
 }
 
 /**
- * The longest text encode() hands the tokenizer library. Measured (Marian's tokenizer, Node 22): it overflows its
- * stack at ~150,000 ids, which 200,000 characters of one word and 800,000 of short words already give, and no
- * tokenizer's pieces are long enough to keep a text past this under that count.
+ * The longest sentence textForTokens encodes, after its cut at spaces: only its first maxLength ids are kept, so
+ * a longer one is no sentence, and the library spent seconds on it before failing (a 5 MB word: 25 s, then a
+ * stack overflow; its limit is in ids and depends on the tokenizer: ~150,000 for Marian's, 445,000 for GPT-2's).
  */
-const MAX_ENCODE_CHARS = 1_000_000;
+const MAX_SENTENCE_CHARS = 1_000_000;
 
 /** Texts longer than this (characters) are test-encoded by textForTokens, so a failure names its line. */
 const LONG_TEXT = 1 << 16;

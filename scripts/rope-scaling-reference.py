@@ -9,12 +9,14 @@ def default(base, dim):
 def llama3(base, dim, factor, low, high, old):
     inv = default(base, dim)
     low_w = old / low; high_w = old / high
-    wavelen = (np.float32(2 * math.pi) / inv).astype(np.float32)
+    # number / tensor is torch's Tensor.__rtruediv__: self.reciprocal() * other (two float32 roundings)
+    wavelen = (np.reciprocal(inv) * np.float32(2 * math.pi)).astype(np.float32)
     inv_l = np.where(wavelen > np.float32(low_w), inv / np.float32(factor), inv).astype(np.float32)
-    smooth = ((np.float32(old) / wavelen - np.float32(low)) / np.float32(high - low)).astype(np.float32)
+    smooth = ((np.reciprocal(wavelen) * np.float32(old) - np.float32(low)) / np.float32(high - low)).astype(np.float32)
     smoothed = ((np.float32(1) - smooth) * inv_l / np.float32(factor) + smooth * inv_l).astype(np.float32)
     med = ~(wavelen < np.float32(high_w)) & ~(wavelen > np.float32(low_w))
     return np.where(med, smoothed, inv_l).astype(np.float32)
-for args in [(10000.0, 8, 8.0, 1.0, 4.0, 1024), (500000.0, 64, 32.0, 1.0, 4.0, 8192)]:
+# the third: where torch's reciprocal-then-multiply differs from one division (frequencies 22 and 23, by one ulp)
+for args in [(10000.0, 8, 8.0, 1.0, 4.0, 1024), (500000.0, 64, 32.0, 1.0, 4.0, 8192), (10000.0, 64, 4.0, 1.0, 4.0, 8192)]:
     print(json.dumps({'args': args, 'invFreq': [float(x) for x in llama3(*args)]}))
 print(json.dumps({'linear': [float(x) for x in (default(10000.0, 8) / np.float32(4.0)).astype(np.float32)]}))

@@ -115,6 +115,8 @@ describe('ffmerge CLI', () => {
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--valid-tokens', '512'], 2, /--valid-tokens needs --valid.*OPTION_NOT_APPLICABLE/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--eval-every', '1', '--steps', '2'], 2, /evalEvery \(--eval-every\) scores the validation data.*OPTION_NOT_APPLICABLE/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--lr', '-1'], 2, /--lr must be a positive number, got "-1".*INVALID_ARGUMENT/],
+    // before the data is read (a file that is not there is not named): it was refused only after tokenizing all of it
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'no-such-file.txt'), '--micro', '16', '--batch', '8'], 2, /micro 16 \(--micro\) is larger than batch 8 \(--batch\).*INVALID_ARGUMENT/],
     // a tester's finds: a one-block budget is no training window (was INVALID_DATA blaming the file), --seq 1
     // not named, a warm-up longer than the run accepted (the card claimed a learning rate never reached)
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '32', '--tokens', '32'], 2, /--tokens 32 keeps 32 tokens \(whole --seq 32 blocks\), fewer than one training window of seq \+ 1 = 33: give --tokens 64 or more.*INVALID_ARGUMENT/],

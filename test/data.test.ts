@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { countPredictions, cutBlocks, loadSplitBlocks } from '../lib/data/blocks';
+import { countPredictions, cutBlocks, loadSplitBlocks, tokenizeToBlocks } from '../lib/data/blocks';
 import { readParallel, readParallelTsv, streamParallel } from '../lib/data/parallel';
 import { newlines, readDocuments, readLines, readText, TEXT_HEAD_BYTES } from '../lib/data/text';
 import { loadTokenizer } from '../lib/tokenizer';
@@ -101,6 +101,10 @@ describe('text datasets', () => {
     );
     // before: the pad ids were scored as tokens ([5, 6, 7, 0, 0], [0, 0, 8, 9])
     expect((await readTokenRows(rows)).map((r) => Array.from(r))).toEqual([[5, 6, 7], [8, 9], [3, 4], [1, 2]]);
+    // a pad id outside the vocabulary (Llama 2's added [PAD], or -1) is dropped, not refused; a kept one is refused
+    const outside = write('pad-outside.jsonl', '{"input_ids": [5, 6, 32000, -1], "attention_mask": [1, 1, 0, 0]}\n');
+    expect((await readTokenRows(outside, { vocab: 32000 })).map((r) => Array.from(r))).toEqual([[5, 6]]);
+    await expect(readTokenRows(write('kept-outside.jsonl', '{"input_ids": [5, 32000], "attention_mask": [1, 1]}\n'), { vocab: 32000 })).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('input_ids[1] = 32000 is not a token id') });
     for (const [row, message] of [
       ['{"input_ids": [1, 2, 3], "attention_mask": [1, 0, 1]}', /line 1: "attention_mask" has a 0 at 1, inside the tokens it marks 1 \(0-2\)/],
       ['{"input_ids": [1, 2, 3], "attention_mask": [1, 1]}', /"attention_mask" must be a list of 0s and 1s as long as "input_ids" \(3\)/],
@@ -468,6 +472,9 @@ describeShared('fixtures/gpt2-sotu/eval.json', 'gpt2-sotu evaluation splits', ()
     expect(blocks.slice(0, full).every((b) => b.length === 256)).toBe(true);
     expect(countPredictions(blocks)).toBe(full * 255 + (rest >= 2 ? rest - 1 : 0));
     expect(blocks.reduce((s, b) => s + b.length, 0)).toBe(rest >= 2 ? expected : expected - rest);
+    // the same count from one encode on the calling thread (a split of 1.3 M characters was refused by a
+    // character cap there for a while: reviewer AS)
+    expect(tokenizeToBlocks(tok, await readText(sharedPath('data', 'lm', files[split]!)), 256).tokens.length).toBe(expected);
   });
 });
 
@@ -495,7 +502,9 @@ describeShared('fixtures/gpt2-sotu', 'tokenizing files in a worker, read only as
     expect(same(viaWorker.tokens, whole)).toBe(true);
     expect(seen.length).toBeGreaterThan(0);
     const plain: typeof tok = { ...tok, encode: (t, o) => tok.encode(t, o), decode: (ids, o) => tok.decode(ids, o) } as typeof tok;
-    expect(same((await loadSplitBlocks(plain, jsonl, 256)).tokens, docIds)).toBe(true);
+    const once: number[] = [];
+    expect(same((await loadSplitBlocks(plain, jsonl, 256, { onProgress: (p) => once.push(p.done) })).tokens, docIds)).toBe(true);
+    expect(once).toEqual([fs.statSync(jsonl).size]); // before: an onProgress taken and never called (reviewer AS)
     for (const t of [tok, plain]) {
       await expect(loadSplitBlocks(t, sharedPath('data', 'lm', 'valid.txt'), 256, { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ABORTED' });
       await expect(loadSplitBlocks(t, sharedPath('data', 'lm', 'valid.txt'), 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });

@@ -615,6 +615,7 @@ test.each([
       [{ info: { finetune: { steps: 2, schedule: 3 } } }, /info\.finetune schedule must be a string/],
       [{ info: { finetune: 'two steps' } }, /info\.finetune must be an object \(got "two steps"\)/],
       [{ info: { run: NaN } }, /info holds NaN under "run", which JSON cannot hold/],
+      [{ info: { finetune: { steps: 2, valBefore: undefined, firstLoss: 'x' } } }, /info\.finetune firstLoss must be a finite number/], // undefined: left out, as JSON leaves it
     ] as const) {
       await expect(saveTrained(t.model, { source: s.dir, out: refused, ...(opts as object) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
     }

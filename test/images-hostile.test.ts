@@ -173,6 +173,13 @@ describe('image folders: a class folder that is a symlink', () => {
     // os.walk's folders sorted by path, as Python sorts them: "b" < "b/x" < "b/x y" < "b/x/deeper" (" " before "/")
     const per = pre.width * pre.height * pre.channels;
     expect(Array.from({ length: 5 }, (_, i) => set.pixels[i * per])).toEqual([10, 20, 30, 40, 50]);
+    // a link that points nowhere is passed over unless it is named as an image (os.walk lists it, torchvision's
+    // extension filter drops it): before, any such link failed the whole folder (reviewer AS)
+    fs.symlinkSync(path.join(tmp, 'nowhere', 'notes.txt'), path.join(nested, 'b', 'notes.txt'));
+    expect((await loadImageFolder(nested, pre)).count).toBe(5);
+    fs.symlinkSync(path.join(tmp, 'nowhere', '9.png'), path.join(nested, 'b', 'x', '9.png'));
+    await expectCode(loadImageFolder(nested, pre), 'DATA_NOT_FOUND', /x\/9\.png is a symbolic link that cannot be followed/);
+    fs.unlinkSync(path.join(nested, 'b', 'x', '9.png'));
     fs.symlinkSync('..', path.join(nested, 'b', 'x', 'up'));
     await expectCode(loadImageFolder(nested, pre), 'INVALID_DATA', /x\/up is a link to a folder that holds it \(it loops\)/);
   });

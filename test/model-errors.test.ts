@@ -9,7 +9,7 @@ import { exportOnnx } from '../lib/export/onnx/export';
 import { architectureOf, ffStacks } from '../lib/model/architectures';
 import { inspectModel } from '../lib/model/inspect';
 import { buildModel, loadModel } from '../lib/model/load';
-import type { ModelSpec } from '../lib/model/spec';
+import { NO_ROPE_SCALING, type ModelSpec } from '../lib/model/spec';
 import { modelAddon } from '../lib/native/model';
 import { describeShared, sharedPath } from './helpers/shared';
 import { expectCode } from './helpers/expect-code';
@@ -171,6 +171,19 @@ describe('model spec checks', () => {
     await expectCode(() => buildModel({}, { ...spec, dModel: 0 }, tensors), 'INVALID_CONFIG', '"dModel"');
     await expectCode(() => buildModel({}, { ...spec, slidingWindow: [4] }, tensors), 'INVALID_CONFIG', '"slidingWindow"');
     await expectCode(() => buildModel({}, { ...spec, causal: false, slidingWindow: [4, 0] }, tensors), 'INVALID_CONFIG', 'causal');
+    await expectCode(() => buildModel({}, { ...spec, ropeScaling: { ...NO_ROPE_SCALING, type: 'llama3', highFreqFactor: 1 } }, tensors), 'INVALID_CONFIG', 'highFreqFactor');
+    // ropeScaling came after specs were public: a spec without it is one without scaling (before it was the
+    // only field whose absence failed buildModel and the native parser alike: reviewer AS)
+    const { ropeScaling: _s, ...unscaled } = spec;
+    const a = await buildModel({}, unscaled as ModelSpec, tensors);
+    const b = await buildModel({}, spec, tensors);
+    try {
+      const ids = Int32Array.from({ length: 12 }, (_, i) => i % spec.vocab);
+      expect((await a.forward({ ids, batch: 1, seq: 12 }, { output: 'logits' })).logits).toEqual((await b.forward({ ids, batch: 1, seq: 12 }, { output: 'logits' })).logits);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
   });
 });
 

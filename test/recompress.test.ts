@@ -204,6 +204,18 @@ describe('a recover method that rewrites every other layer (finetune) next to an
 });
 
 describe('ONNX export of an output', () => {
+  it("records the latest run only: a vanilla run's ONNX output of a permute output names no anchor; a caller's note keeps the source's run", async () => {
+    const rec = (d: string) => (JSON.parse(fs.readFileSync(path.join(d, 'config.json'), 'utf8')) as { ffmerge: Record<string, unknown> }).ffmerge;
+    expect(rec(dir('t01'))).toMatchObject({ method: 'permute', anchor: 'first' });
+    // before: the source's anchor 'first' survived beside method 'vanilla' (reviewer AS); the tied format had it right
+    await compress(dir('t01'), { ...BASE, method: 'vanilla', window: '2-3', format: 'onnx', out: dir('t01-v23-onnx') });
+    const r = rec(dir('t01-v23-onnx'));
+    expect(r).toMatchObject({ method: 'vanilla', format: 'onnx' });
+    expect(r).not.toHaveProperty('anchor');
+    await exportOnnx(dir('t01'), { out: dir('t01-note-onnx'), info: { note: 'x' } });
+    expect(rec(dir('t01-note-onnx'))).toMatchObject({ method: 'permute', anchor: 'first', note: 'x' });
+  });
+
   it('shares each merge as one initializer whether the output is tied or expanded (the record and card say so for both)', async () => {
     const tied = await exportOnnx(dir('t01'), { out: dir('t01-onnx') });
     const expanded = await exportOnnx(dir('e01'), { out: dir('e01-onnx') });

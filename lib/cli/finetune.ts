@@ -13,7 +13,7 @@ import { checkSourceUnchanged, sourceStamp } from '../checkpoint/source-stamp';
 import { blocksFrom, fitBlockSize, takeTokens, tokenCount } from '../pipeline/data';
 import { cutBlocks } from '../data/blocks';
 import { sameData, sameDataPhrase } from '../data/same-data';
-import { checkEvalEvery, checkSchedule, finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
+import { checkEvalEvery, checkMicro, checkSchedule, finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
 import { trainingImages, type ImageFlags } from './finetune-images';
 import { saveTrained } from '../train/save';
 import { expandedError } from '../train/ties';
@@ -91,6 +91,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   const seed = int(o.seed, 'seed', true)!;
   const trainable = oneOf(o.trainable, ['all', 'ff'] as const, 'trainable');
   const micro = int(o.micro, 'micro');
+  checkMicro(micro, batch);
   checkSchedule(steps, lr, warmup, weightDecay);
   const bar = new ProgressBar(!o.json);
   if (!o.json) process.stderr.write(`ffmerge: fine-tuning ${model} → ${out}\n`);

@@ -3,6 +3,7 @@
  * into consecutive, non-overlapping blocks of `blockSize` tokens; a last shorter block is kept when it has at
  * least 2 tokens (one prediction). This is the protocol of the fixtures' eval.json (e.g. gpt2-sotu: 256).
  */
+import * as fs from 'node:fs';
 import { abortError, FfmergeError, showValue } from '../errors';
 import { checkTokenizer, tokenizerDirOf, type Tokenizer } from '../tokenizer';
 import { checkJobOptions, type JobOptions } from '../native/job';
@@ -68,7 +69,11 @@ export async function loadSplitBlocks(
   if (signal?.aborted) throw abortError();
   const text = await readText(file, source);
   if (signal?.aborted) throw abortError();
-  return tokenizeToBlocks(tokenizer, text, blockSize);
+  const blocks = tokenizeToBlocks(tokenizer, text, blockSize);
+  // one report, once the file is read and tokenized (the worker's are in bytes of the file as it reads)
+  const { size } = await fs.promises.stat(file);
+  onProgress?.({ phase: 'tokenize', done: size, total: size });
+  return blocks;
 }
 
 /** Number of scored predictions over blocks (tokens 2..n of every block). */

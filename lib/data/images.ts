@@ -476,7 +476,7 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   const empty: string[] = [];
   for (const c of found) {
     // A class folder linked to the image folder or above it holds the class folders, not images: its class
-    // was dropped unsaid. So is any class folder without images of its own (as torchvision's ImageFolder refuses).
+    // was dropped unsaid. So is any class folder without images in it or below it (torchvision's ImageFolder refuses it).
     const real = await fs.promises.realpath(path.join(dir, c));
     const rel = path.relative(real, root); // '' for the folder itself, no '..' for a folder above it ('/' too)
     if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) {
@@ -517,20 +517,30 @@ async function imagesUnder(classDir: string, imageFolder: string): Promise<strin
     if (seen.has(real)) throw new FfmergeError('INVALID_DATA', `image folder ${imageFolder}: ${d} is a link to a folder that holds it (it loops)`);
     seen.add(real);
     const here: string[] = [];
-    for (const e of await fs.promises.readdir(d, { withFileTypes: true })) {
+    let entries: fs.Dirent[];
+    try {
+      entries = await fs.promises.readdir(d, { withFileTypes: true });
+    } catch (e) {
+      throw new FfmergeError('DATA_NOT_FOUND', `image folder ${imageFolder}: ${d} cannot be read: ${(e as Error).message}`, { cause: e });
+    }
+    for (const e of entries) {
       const p = path.join(d, e.name);
+      const image = IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase());
       let isDir = e.isDirectory();
       if (e.isSymbolicLink()) {
-        // a file link is read as its image; a folder link walked; one that loops or points nowhere is named
+        // a file link is read as its image, a folder link walked. One that loops or points nowhere is named when
+        // it is named as an image (its image would be missing); any other is passed over, as os.walk lists it
+        // among the files and torchvision's extension filter drops it.
         try {
           isDir = (await fs.promises.stat(p)).isDirectory();
         } catch (err) {
+          if (!image) continue;
           const code = (err as NodeJS.ErrnoException).code;
           throw new FfmergeError(code === 'ELOOP' ? 'INVALID_DATA' : 'DATA_NOT_FOUND', `image folder ${imageFolder}: ${p} is a symbolic link that ${code === 'ELOOP' ? 'loops' : 'cannot be followed'} (${(err as Error).message})`, { cause: err });
         }
       }
       if (isDir) await walk(p);
-      else if (IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase())) here.push(e.name);
+      else if (image) here.push(e.name);
     }
     seen.delete(real); // two links to one folder are no loop (only a folder inside itself is)
     byFolder.push([d, here.sort()]);

@@ -60,9 +60,12 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
     }
     const mask = (row as Record<string, unknown>).attention_mask;
     const tooShort = () => new FfmergeError('INVALID_DATA', `${file} line ${lineNo}: "input_ids" must be a list of at least ${min} token id${min === 1 ? '' : 's'}${mask !== undefined ? ' where "attention_mask" is 1' : ''}`);
-    if (!Array.isArray(ids) || ids.length < min) throw tooShort();
-    let out: Int32Array = new Int32Array(ids.length);
-    for (let i = 0; i < ids.length; i++) {
+    if (!Array.isArray(ids)) throw tooShort();
+    // only the kept tokens are checked: padding is often an id the vocabulary lacks (Llama 2's added [PAD], -1)
+    const [from, to] = mask === undefined ? [0, ids.length] : keptSpan(ids.length, mask, `${file} line ${lineNo}`);
+    if (to - from < min) throw tooShort();
+    const out = new Int32Array(to - from);
+    for (let i = from; i < to; i++) {
       const t = ids[i] as unknown;
       if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || (opts.vocab !== undefined && t >= opts.vocab)) {
         throw new FfmergeError(
@@ -70,11 +73,7 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
           `${file} line ${lineNo}: input_ids[${i}] = ${showValue(t)} is not a token id${opts.vocab !== undefined ? ` of this model (0..${opts.vocab - 1})` : ''}`,
         );
       }
-      out[i] = t;
-    }
-    if (mask !== undefined) {
-      out = unpadded(out, mask, `${file} line ${lineNo}`);
-      if (out.length < min) throw tooShort();
+      out[i - from] = t;
     }
     if (opts.maxLength !== undefined && out.length > opts.maxLength) {
       throw new FfmergeError('SEQUENCE_TOO_LONG', `${file} line ${lineNo} has ${out.length} tokens; the model takes at most ${opts.maxLength}`);
@@ -88,13 +87,13 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
 }
 
 /**
- * A padded row's tokens: those its attention_mask marks 1, as a tokenized dataset pads them (left or right).
- * Padding positions are not data; scored as tokens they would change every number. A mask that is not one run
- * of 1s (a hole inside the sequence) describes no padding ffmerge can drop, and is refused.
+ * Where a padded row's tokens are: the run its attention_mask marks 1, [from, to), as a tokenized dataset pads
+ * them (left or right). Padding positions are not data; scored as tokens they would change every number. A mask
+ * that is not one run of 1s (a hole inside the sequence) describes no padding ffmerge can drop, and is refused.
  */
-function unpadded(ids: Int32Array, mask: unknown, where: string): Int32Array {
+function keptSpan(length: number, mask: unknown, where: string): [number, number] {
   const bad = (why: string) => new FfmergeError('INVALID_DATA', `${where}: "attention_mask"${why.startsWith('[') ? '' : ' '}${why}`);
-  if (!Array.isArray(mask) || mask.length !== ids.length) throw bad(`must be a list of 0s and 1s as long as "input_ids" (${ids.length})`);
+  if (!Array.isArray(mask) || mask.length !== length) throw bad(`must be a list of 0s and 1s as long as "input_ids" (${length})`);
   const first = mask.indexOf(1);
   const last = mask.lastIndexOf(1);
   for (let i = 0; i < mask.length; i++) {
@@ -102,5 +101,5 @@ function unpadded(ids: Int32Array, mask: unknown, where: string): Int32Array {
     if (m !== 0 && m !== 1) throw bad(`[${i}] = ${showValue(m)} is not 0 or 1`);
     if (m === 0 && i > first && i < last) throw bad(`has a 0 at ${i}, inside the tokens it marks 1 (${first}-${last}): only padding before or after a sequence can be dropped`);
   }
-  return first < 0 ? new Int32Array(0) : ids.slice(first, last + 1);
+  return first < 0 ? [0, 0] : [first, last + 1];
 }

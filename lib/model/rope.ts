@@ -14,11 +14,12 @@ export function ropeInvFreq(theta: number, dim: number, scaling: RopeScaling, ro
   const { factor, lowFreqFactor: low, highFreqFactor: high, originalMaxPositions: old } = scaling;
   // the bounds as Python computes them (double), compared against float32 wavelengths as torch compares them
   const [lowWavelen, highWavelen] = [f(old / low), f(old / high)];
+  // a Python number divided by a tensor is torch's __rtruediv__, reciprocal() * number: two roundings
   return inv.map((x) => {
-    const wavelen = f(f(2 * Math.PI) / x);
+    const wavelen = f(f(1 / x) * f(2 * Math.PI));
     if (wavelen > lowWavelen) return f(x / factor); // low frequency: interpolated
     if (wavelen < highWavelen) return x; // high frequency: kept
-    const smooth = f(f(f(old / wavelen) - low) / f(high - low));
+    const smooth = f(f(f(f(1 / wavelen) * old) - low) / f(high - low));
     return f(f(f(f(1 - smooth) * x) / factor) + f(smooth * x)); // between: blended
   });
 }

@@ -49,8 +49,12 @@ export interface ModelSpec {
   ropeTheta: number;
   /** Rotated dims per head (0 = headDim). */
   ropeDim: number;
-  /** How the rotary frequencies are stretched past the trained context (config.json rope_scaling); NO_ROPE_SCALING else. */
-  ropeScaling: RopeScaling;
+  /**
+   * How the rotary frequencies are stretched past the trained context (config.json rope_scaling). The one field
+   * that may be left out (no scaling): it came after specs were public, and a spec written for buildModel before
+   * it stays valid.
+   */
+  ropeScaling?: RopeScaling;
   activation: ActivationKind;
   /** SwiGLU-style FF: act(x·W_gateᵀ) ⊙ (x·W_inᵀ). */
   gatedFF: boolean;

@@ -5,7 +5,7 @@
  * invariants for C++ callers.
  */
 import { FfmergeError, showValue } from '../errors';
-import type { ModelSpec, RopeScaling } from './spec';
+import { NO_ROPE_SCALING, type ModelSpec, type RopeScaling } from './spec';
 
 const ENUMS: Partial<Record<keyof ModelSpec, readonly string[]>> = {
   norm: ['layernorm', 'rmsnorm'],
@@ -54,7 +54,7 @@ export function validateSpec(spec: ModelSpec): ModelSpec {
     const rd = spec.ropeDim || spec.headDim;
     if (rd % 2 !== 0 || rd > spec.headDim) fail(`the rotary dimension (${rd}) must be even and at most headDim (${spec.headDim})`);
   }
-  const r = spec.ropeScaling as Partial<Record<keyof RopeScaling, unknown>> | null;
+  const r = (spec.ropeScaling ?? NO_ROPE_SCALING) as Partial<Record<keyof RopeScaling, unknown>> | null;
   if (typeof r !== 'object' || r === null || !['none', 'linear', 'llama3'].includes(r.type as string)) {
     fail(`"ropeScaling" must be { type: 'none' | 'linear' | 'llama3', factor, lowFreqFactor, highFreqFactor, originalMaxPositions } (got ${showValue(r)})`);
   }

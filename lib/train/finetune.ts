@@ -105,6 +105,13 @@ export function checkEvalEvery(evalEvery: number, steps: number): void {
 }
 
 /** The schedule's settings against each other (exported so the CLI checks them before it reads the data). */
+/** A micro-batch is a part of a batch: the trainer used the batch for a larger one, and the record said otherwise. */
+export function checkMicro(micro: number | undefined, batch: number): void {
+  if (micro !== undefined && micro > batch) {
+    throw new FfmergeError('INVALID_ARGUMENT', `finetune: micro ${micro} (--micro) is larger than batch ${batch} (--batch): a micro-batch is the part of a batch run at once, so give micro ${batch} or less`);
+  }
+}
+
 export function checkSchedule(steps: number, lr: number, warmup: number, weightDecay: number): void {
   if (lr * weightDecay >= 1) {
     // AdamW multiplies every matrix by (1 − lr·weight decay) each step: at ≥ 1 that zeroes or flips the weights
@@ -230,8 +237,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     trainable: opts.trainable ?? 'all',
   } as const;
   checkSchedule(steps, lr, common.warmup, common.weightDecay);
-  // a micro-batch is a part of a batch: the trainer used the batch for a larger one, and the record said otherwise
-  if (common.micro > batch) throw new FfmergeError('INVALID_ARGUMENT', `finetune: micro ${common.micro} is larger than batch ${batch}: a micro-batch is the part of a batch run at once, so give micro ${batch} or less`);
+  checkMicro(common.micro, batch);
   const hasValidation = isImages(opts.validation) ? opts.validation.labels.length > 0 : Boolean(opts.validation?.length);
   if (common.evalEvery > 0 && !hasValidation) throw new FfmergeError('OPTION_NOT_APPLICABLE', 'finetune: evalEvery (--eval-every) scores the validation data, and none is given: give validation data with it (validation, --valid)');
   checkEvalEvery(common.evalEvery, steps);

@@ -124,6 +124,7 @@ function checkSummary(f: unknown): void {
   if (typeof f !== 'object' || f === null || Array.isArray(f)) throw bad(`must be an object (got ${showValue(f)})`);
   const s = f as Record<string, unknown>;
   for (const [k, v] of Object.entries(s)) {
+    if (v === undefined) continue; // left out of the JSON, as a key never given
     if (SUMMARY_COUNTS.includes(k) && !(Number.isSafeInteger(v) && (v as number) >= 0)) throw bad(`${k} must be a whole number ≥ 0 (got ${showValue(v)})`);
     if (SUMMARY_NUMBERS.includes(k) && !(typeof v === 'number' && Number.isFinite(v))) throw bad(`${k} must be a finite number (got ${showValue(v)})`);
     if (SUMMARY_STRINGS.includes(k) && typeof v !== 'string') throw bad(`${k} must be a string (got ${showValue(v)})`);

@@ -96,8 +96,8 @@ model::ModelSpec ParseModelSpec(const Napi::Object& o) {
                                     {"none", PositionKind::None}});
   s.rope_theta = Float(o, "ropeTheta");
   s.rope_dim = Count(o, "ropeDim");
-  {
-    Napi::Value v = Field(o, "ropeScaling");
+  // the one optional field (lib/model/spec.ts: absent = no scaling, as specs written before it meant)
+  if (Napi::Value v = o.Get("ropeScaling"); !v.IsUndefined()) {
     if (!v.IsObject()) Bad(o, "ropeScaling", "must be an object { type, factor, lowFreqFactor, highFreqFactor, originalMaxPositions }");
     const Napi::Object r = v.As<Napi::Object>();
     s.rope_scaling.type = Enum<nn::RopeScaling::Type>(r, "type",

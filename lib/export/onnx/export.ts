@@ -273,7 +273,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
       ...config,
       // format: what this folder holds. The source's "tied" would tell a reader of the record (and of its
       // ties) that model.safetensors lacks the tied tensors, and there is no model.safetensors here.
-      ffmerge: { ...prev, ...(opts.info ?? {}), format: 'onnx', ...(Object.keys(ties).length ? { ties: { ...((prev.ties as TieMap) ?? {}), ...ties } } : {}), onnx: { opset: OPSET, dtype, external, files: files.map((f) => `${ONNX_DIR}/${f.file}`) } },
+      ffmerge: { ...(recordsRun(opts.info) ? withoutRunKeys(prev) : prev), ...(opts.info ?? {}), format: 'onnx', ...(Object.keys(ties).length ? { ties: { ...((prev.ties as TieMap) ?? {}), ...ties } } : {}), onnx: { opset: OPSET, dtype, external, files: files.map((f) => `${ONNX_DIR}/${f.file}`) } },
       // transformers.js reads this to fetch model.onnx_data beside model.onnx
       ...(external ? { 'transformers.js_config': { ...((config['transformers.js_config'] as object) ?? {}), use_external_data_format: true } } : {}),
     };
@@ -320,4 +320,16 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
   } finally {
     await weights.close();
   }
+}
+
+/**
+ * The record's keys that describe one run (README: the latest only). A caller's info that records a run
+ * (compress: it has any of them) replaces them all: one it leaves out, as vanilla and select leave out the
+ * anchor, must not survive from the source's run (writeCheckpoint's record is the caller's info alone, so it
+ * never did there). Other info (a note of the caller's) leaves the source's run as it was.
+ */
+const RUN_KEYS = new Set(['method', 'anchor', 'recover', 'k', 'stacks']);
+const recordsRun = (info: Record<string, unknown> | undefined): boolean => info !== undefined && Object.keys(info).some((k) => RUN_KEYS.has(k));
+function withoutRunKeys(record: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(record).filter(([k]) => !RUN_KEYS.has(k)));
 }

@@ -91,7 +91,7 @@ export function ropeScaling(c: Config): RopeScaling {
   if (params == null) return NO_ROPE_SCALING;
   if (typeof params !== 'object' || Array.isArray(params)) throw bad(key, 'must be an object', params);
   const p = params as Record<string, unknown>;
-  const type = p.rope_type ?? p.type;
+  const type = p.type ?? p.rope_type; // transformers 4.x copies a legacy "type" over "rope_type"
   if (type == null || type === 'default') return NO_ROPE_SCALING;
   const num = (k: string): number => {
     const v = p[k];

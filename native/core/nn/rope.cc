@@ -22,12 +22,13 @@ std::vector<float> rope_inv_freq(float theta, size_t rot_dim, const RopeScaling&
     const float high_wavelen = float(double(sc.original_max_positions) / double(sc.high_freq_factor));
     const float two_pi = float(2.0 * 3.141592653589793);  // 2 * math.pi, cast to float32 by torch
     const float spread = float(double(sc.high_freq_factor) - double(sc.low_freq_factor));
+    // A Python number divided by a tensor is torch's __rtruediv__, reciprocal() * number: two roundings.
     for (float& f : inv_freq) {
-      const float wavelen = two_pi / f;
+      const float wavelen = (1.0f / f) * two_pi;
       if (wavelen > low_wavelen) {
         f = f / sc.factor;  // low frequency: interpolated
       } else if (!(wavelen < high_wavelen)) {
-        const float smooth = (sc.original_max_positions / wavelen - sc.low_freq_factor) / spread;
+        const float smooth = ((1.0f / wavelen) * sc.original_max_positions - sc.low_freq_factor) / spread;
         f = (1.0f - smooth) * f / sc.factor + smooth * f;  // between: blended
       }  // high frequency: kept
     }
