@@ -350,7 +350,7 @@ test('a last update that leaves finite weights no pass survives fails as diverge
     // past float32: it was "lr must be a positive number"
     await expect(finetune(m, { ...run, lr: 1e39 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('lr 1e+39 is larger than float32') });
     // before: accepted and run as micro = batch, while ffmerge finetune recorded micro 3 (tester AN)
-    await expect(finetune(m, { ...run, micro: 3 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('micro 3 is larger than batch 2') });
+    await expect(finetune(m, { ...run, micro: 3 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('micro 3 (--micro) is larger than batch 2') });
     // the extra pass changes nothing: a sane run gives the same weights with validation as without
     const a = await finetune(m, { ...run, lr: 1e-3 });
     const b = await finetune(m, { ...run, lr: 1e-3, validation: [pattern(13, 19)] });
