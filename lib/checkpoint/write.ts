@@ -409,6 +409,9 @@ export function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteChec
  * what it writes: given, they would contradict the file (a tie map its weights do not hold, the other format),
  * and ffmerge's readers would refuse the output or misread it.
  */
+/** The `ffmerge` record's keys that describe one run, the latest (README): compress sets them. */
+export const RUN_KEYS: readonly string[] = ['method', 'anchor', 'recover', 'k', 'stacks'];
+
 export function checkRecordInfo(info: unknown, what: string, own: readonly string[]): void {
   if (info === undefined) return;
   if (typeof info !== 'object' || info === null || Array.isArray(info)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: info must be an object (got ${showValue(info)})`);

@@ -21,12 +21,16 @@ export interface TokenBlocks {
   blocks: Int32Array[];
 }
 
-/** Cuts `tokens` into consecutive blocks of `blockSize` (the last may be shorter, if ≥ 2 tokens). */
-export function cutBlocks(tokens: Int32Array, blockSize: number): Int32Array[] {
-  if (!isInt32Array(tokens)) throw new FfmergeError('INVALID_ARGUMENT', `cutBlocks(tokens, blockSize): tokens must be an Int32Array (got ${showValue(tokens)})`);
+function checkBlockSize(blockSize: number): void {
   if (!Number.isSafeInteger(blockSize) || blockSize < MIN_BLOCK_TOKENS) {
     throw new FfmergeError('INVALID_ARGUMENT', `block size must be an integer ≥ ${MIN_BLOCK_TOKENS}, got ${blockSize}`);
   }
+}
+
+/** Cuts `tokens` into consecutive blocks of `blockSize` (the last may be shorter, if ≥ 2 tokens). */
+export function cutBlocks(tokens: Int32Array, blockSize: number): Int32Array[] {
+  if (!isInt32Array(tokens)) throw new FfmergeError('INVALID_ARGUMENT', `cutBlocks(tokens, blockSize): tokens must be an Int32Array (got ${showValue(tokens)})`);
+  checkBlockSize(blockSize);
   const blocks: Int32Array[] = [];
   for (let start = 0; start < tokens.length; start += blockSize) {
     const end = Math.min(start + blockSize, tokens.length);
@@ -58,7 +62,7 @@ export async function loadSplitBlocks(
   const what = 'loadSplitBlocks(tokenizer, file, blockSize, options)';
   checkTokenizer(tokenizer, `${what}: tokenizer`);
   checkJobOptions(opts, `${what}: options`, ['field', 'format']);
-  cutBlocks(new Int32Array(0), blockSize); // the block size is checked before the work
+  checkBlockSize(blockSize); // before the work
   const dir = tokenizerDirOf(tokenizer);
   const { field, format, signal, onProgress } = opts;
   const source = { ...(field !== undefined ? { field } : {}), ...(format !== undefined ? { format } : {}) };

@@ -427,12 +427,7 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
       try {
         st = await fs.promises.stat(path.join(dir, e.name));
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        throw new FfmergeError(
-          code === 'ELOOP' ? 'INVALID_DATA' : 'DATA_NOT_FOUND',
-          `image folder ${dir}: ${showValue(e.name)} is a symbolic link that ${code === 'ELOOP' ? 'loops' : 'cannot be followed'} (${(err as Error).message})`,
-          { cause: err },
-        );
+        throw brokenLink(dir, showValue(e.name), err);
       }
       if (st.isDirectory()) found.push(e.name);
     }
@@ -504,6 +499,12 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   return { count: files.length, height: pre.height, width: pre.width, channels: pre.channels, pixels, labels, classNames };
 }
 
+/** A symbolic link in an image folder that stat() could not follow: one that loops, or points nowhere. */
+function brokenLink(imageFolder: string, shown: string, err: unknown): FfmergeError {
+  const loops = (err as NodeJS.ErrnoException).code === 'ELOOP';
+  return new FfmergeError(loops ? 'INVALID_DATA' : 'DATA_NOT_FOUND', `image folder ${imageFolder}: ${shown} is a symbolic link that ${loops ? 'loops' : 'cannot be followed'} (${(err as Error).message})`, { cause: err });
+}
+
 /**
  * The images of one class folder, sub-folders included, in torchvision ImageFolder's order (its walk, followed
  * links and all: folders by path, each folder's files by name). A folder reached twice through links (a link to
@@ -535,8 +536,7 @@ async function imagesUnder(classDir: string, imageFolder: string): Promise<strin
           isDir = (await fs.promises.stat(p)).isDirectory();
         } catch (err) {
           if (!image) continue;
-          const code = (err as NodeJS.ErrnoException).code;
-          throw new FfmergeError(code === 'ELOOP' ? 'INVALID_DATA' : 'DATA_NOT_FOUND', `image folder ${imageFolder}: ${p} is a symbolic link that ${code === 'ELOOP' ? 'loops' : 'cannot be followed'} (${(err as Error).message})`, { cause: err });
+          throw brokenLink(imageFolder, p, err);
         }
       }
       if (isDir) await walk(p);

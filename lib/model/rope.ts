@@ -4,9 +4,9 @@
  * `round` is each step's rounding: Math.fround gives the float32 values torch and the native core use (the ONNX
  * graph's constants), the identity the float64 values of the plain reference forward.
  */
-import type { RopeScaling } from './spec';
+import { NO_ROPE_SCALING, type RopeScaling } from './spec';
 
-export function ropeInvFreq(theta: number, dim: number, scaling: RopeScaling, round: (x: number) => number = Math.fround): number[] {
+export function ropeInvFreq(theta: number, dim: number, scaling: RopeScaling = NO_ROPE_SCALING, round: (x: number) => number = Math.fround): number[] {
   const f = round;
   const inv = Array.from({ length: dim / 2 }, (_, i) => f(1 / f(Math.pow(theta, f((2 * i) / dim)))));
   if (scaling.type === 'linear') return inv.map((x) => f(x / scaling.factor));

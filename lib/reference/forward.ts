@@ -3,7 +3,7 @@
  * of native/core/model/weights.h), in float64. Slow and simple on purpose: the oracle for native forward
  * tests on synthetic models (biases, untied heads, GQA, post-norm) that the fixtures do not cover.
  */
-import { NO_ROPE_SCALING, type ModelSpec } from '../model/spec';
+import type { ModelSpec } from '../model/spec';
 import { ropeInvFreq } from '../model/rope';
 
 /** Float64Array tensors are read as they are (finite differences of the loss in float64: lib/reference/loss.ts). */
@@ -149,7 +149,7 @@ export function referenceStack(
       const qkv = linear(h, R, d, t[`${p}qkv_w`]!, t[`${p}qkv_b`], W);
       if (spec.positions === 'rotary') {
         const half = hd / 2;
-        const invFreq = ropeInvFreq(spec.ropeTheta ?? 10000, hd, spec.ropeScaling ?? NO_ROPE_SCALING, (x) => x); // float64
+        const invFreq = ropeInvFreq(spec.ropeTheta ?? 10000, hd, spec.ropeScaling, (x) => x); // float64
         for (let r = 0; r < R; r++) {
           const pos = r % seq;
           for (let h2 = 0; h2 < spec.nHeads + spec.nKvHeads; h2++) {

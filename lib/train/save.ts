@@ -10,7 +10,7 @@ import { checkModel, type Model } from '../model/model';
 import { FfmergeError, showValue } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';
 import { asRecorded, folderMerges } from '../checkpoint/earlier-merges';
-import { checkExtraFiles, checkMaxShardSize, checkOutputDir, checkpointFile, writeCheckpoint, type ExtraFile, type WriteCheckpointResult } from '../checkpoint/write';
+import { checkExtraFiles, checkMaxShardSize, checkOutputDir, checkpointFile, RUN_KEYS, writeCheckpoint, type ExtraFile, type WriteCheckpointResult } from '../checkpoint/write';
 import { checkJobOptions, runNativeJob, type JobOptions, type ProgressFn } from '../native/job';
 import { trainAddon } from '../native/train';
 import { slotReplacements } from './replacements';
@@ -95,7 +95,7 @@ function checkSourceFits(model: Model, source: string, config: Record<string, un
  * (format "expanded" over a tied file) or a merge it no longer lists.
  */
 const RECORD_KEYS: readonly string[] = [
-  'version', 'format', 'ties', 'windows', 'method', 'anchor', 'recover', 'k', 'stacks', 'unshared', 'onnx',
+  'version', 'format', 'ties', 'windows', ...RUN_KEYS, 'unshared', 'onnx',
   // the earlier runs (finetune itself is the caller's summary of this one)
   ...TRAINING_KEYS.filter((k) => k !== 'finetune'),
 ];

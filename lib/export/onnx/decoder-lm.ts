@@ -16,7 +16,6 @@ import { DT, type Graph } from './graph';
 import { linear, norm, weight, type StackContext } from './ops';
 import type { ExportWeights } from './weights';
 import { ropeInvFreq } from '../../model/rope';
-import { NO_ROPE_SCALING } from '../../model/spec';
 
 const B = 'batch_size';
 const S = 'sequence_length';
@@ -63,7 +62,7 @@ export function buildDecoderLm(g: Graph, w: ExportWeights, spec: ModelSpec, t: S
   if (spec.positions === 'rotary') {
     // angles [batch, seq, Dh/2] = position · inv_freq (float32 product, as torch), halves repeated → [batch, 1, seq, Dh]
     const pos = g.op('Unsqueeze', [g.op('Cast', [positionIds], { to: DT.FLOAT }), g.i64([2])]);
-    const ang = g.op('Mul', [pos, g.f32(ropeInvFreq(spec.ropeTheta, Dh, spec.ropeScaling ?? NO_ROPE_SCALING))], undefined, 'angles');
+    const ang = g.op('Mul', [pos, g.f32(ropeInvFreq(spec.ropeTheta, Dh, spec.ropeScaling))], undefined, 'angles');
     const table = (op: 'Cos' | 'Sin') => {
       const half = g.op(op, [ang]);
       return g.op('Unsqueeze', [g.op('Concat', [half, half], { axis: -1 }), g.i64([1])], undefined, op.toLowerCase());

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError } from '../../errors';
 import { checkSourceUnchanged, sourceStamp } from '../../checkpoint/source-stamp';
-import { checkEdits, checkExtraFiles, checkOutputDir, checkRecordInfo, copyWritable, failedOutput, isWeightOrReferenceFile, moveIntoPlace, regularFileNames, tempName, type ExtraFile } from '../../checkpoint/write';
+import { checkEdits, checkExtraFiles, checkOutputDir, checkRecordInfo, copyWritable, failedOutput, isWeightOrReferenceFile, moveIntoPlace, regularFileNames, RUN_KEYS, tempName, type ExtraFile } from '../../checkpoint/write';
 import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
 import { asRecorded, checkGivenTies, earlierWindows, recordedTies, type RecordedWindow } from '../../checkpoint/earlier-merges';
 import { ffTies } from '../../checkpoint/write';
@@ -328,8 +328,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
  * anchor, must not survive from the source's run (writeCheckpoint's record is the caller's info alone, so it
  * never did there). Other info (a note of the caller's) leaves the source's run as it was.
  */
-const RUN_KEYS = new Set(['method', 'anchor', 'recover', 'k', 'stacks']);
-const recordsRun = (info: Record<string, unknown> | undefined): boolean => info !== undefined && Object.keys(info).some((k) => RUN_KEYS.has(k));
+const recordsRun = (info: Record<string, unknown> | undefined): boolean => info !== undefined && Object.keys(info).some((k) => RUN_KEYS.includes(k));
 function withoutRunKeys(record: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(record).filter(([k]) => !RUN_KEYS.has(k)));
+  return Object.fromEntries(Object.entries(record).filter(([k]) => !RUN_KEYS.includes(k)));
 }
