@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import type sharpDefault from 'sharp';
-import { checkLabels, imagesToTensor, loadIdxImages, loadImageFolder, loadPreprocessor, preprocessorFromConfig, type ImagePreprocessor } from '../lib/data/images';
+import { byCodePoint, checkLabels, imagesToTensor, loadIdxImages, loadImageFolder, loadPreprocessor, preprocessorFromConfig, type ImagePreprocessor } from '../lib/data/images';
 import { evaluateImageClassifier } from '../lib/eval/accuracy';
 import { loadModel } from '../lib/model/load';
 import { compress } from '../lib/pipeline/compress';
@@ -119,12 +119,15 @@ describe('library arguments of the wrong type are INVALID_ARGUMENT', () => {
   });
 });
 
+/** A 4×4 grey PNG whose pixels are all `v`, and the preprocessor that reads it as it is (folders below). */
+async function png(file: string, v: number): Promise<void> {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  await sharp(Buffer.alloc(16, v), { raw: { width: 4, height: 4, channels: 1 } }).toColourspace('b-w').png().toFile(file);
+}
+const pre4: ImagePreprocessor = preprocessorFromConfig({ ...vit28, size: { height: 4, width: 4 } }, { num_channels: 1 });
+
 describe('image folders: a class folder that is a symlink', () => {
-  async function png(file: string, v: number): Promise<void> {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    await sharp(Buffer.alloc(16, v), { raw: { width: 4, height: 4, channels: 1 } }).toColourspace('b-w').png().toFile(file);
-  }
-  const pre: ImagePreprocessor = preprocessorFromConfig({ ...vit28, size: { height: 4, width: 4 } }, { num_channels: 1 });
+  const pre = pre4;
   test('a symlink to a folder is followed: its images count', async () => {
     const root = path.join(tmp, 'symclass');
     await png(path.join(root, 'a', '1.png'), 10);
@@ -182,6 +185,38 @@ describe('image folders: a class folder that is a symlink', () => {
     fs.unlinkSync(path.join(nested, 'b', 'x', '9.png'));
     fs.symlinkSync('..', path.join(nested, 'b', 'x', 'up'));
     await expectCode(loadImageFolder(nested, pre), 'INVALID_DATA', /x\/up is a link to a folder that holds it \(it loops\)/);
+  });
+});
+
+describe("image names in Python's order (by code point)", () => {
+  const pre = pre4;
+  test('a name above U+FFFF sorts after U+E000–U+FFFF, as sorted() puts it, in class and image order', async () => {
+    // before: UTF-16 order put "a😀" (0xD83D…) before "a\uE000", so the classes' label indices differed from torchvision's
+    const dir = path.join(tmp, 'codepoints');
+    await png(path.join(dir, 'a\u{1F600}', '1.png'), 10);
+    await png(path.join(dir, 'a\uE000', '\u{1F600}.png'), 20);
+    await png(path.join(dir, 'a\uE000', '\uFFFD.png'), 30);
+    const set = await loadImageFolder(dir, pre);
+    expect(set.classNames).toEqual(['a\uE000', 'a\u{1F600}']);
+    const per = pre.width * pre.height * pre.channels;
+    expect(Array.from({ length: 3 }, (_, i) => set.pixels[i * per])).toEqual([30, 20, 10]);
+  });
+  test('byCodePoint matches comparing code point lists, on random strings of mixed planes', () => {
+    const pick = [0x41, 0x7a, 0xe000, 0xfffd, 0xffff, 0x10000, 0x1f600, 0x10ffff];
+    let seed = 7;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    const word = () => String.fromCodePoint(...Array.from({ length: rand(4) }, () => pick[rand(pick.length)]!));
+    const reference = (a: string, b: string) => {
+      const x = Array.from(a, (c) => c.codePointAt(0)!);
+      const y = Array.from(b, (c) => c.codePointAt(0)!);
+      for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+      return x.length - y.length;
+    };
+    for (let t = 0; t < 2000; t++) {
+      const a = word();
+      const b = word();
+      expect([a, b, Math.sign(byCodePoint(a, b))]).toEqual([a, b, Math.sign(reference(a, b))]);
+    }
   });
 });
 

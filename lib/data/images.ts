@@ -432,7 +432,7 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
       if (st.isDirectory()) found.push(e.name);
     }
   }
-  found.sort();
+  found.sort(byCodePoint);
   const known = opts.classNames !== undefined || opts.classCount !== undefined;
   const count = opts.classCount ?? opts.classNames?.length ?? found.length;
   const classNames = opts.classNames ?? (known ? Array.from({ length: count }, (_, i) => String(i)) : found);
@@ -499,6 +499,20 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   return { count: files.length, height: pre.height, width: pre.width, channels: pre.channels, pixels, labels, classNames };
 }
 
+/**
+ * Python's order of strings, which torchvision's sorted() uses: by code point. JavaScript's default compares
+ * UTF-16 units, which puts a character above U+FFFF (a surrogate pair, 0xD800–0xDFFF) before U+E000–U+FFFF.
+ */
+export function byCodePoint(a: string, b: string): number {
+  for (let i = 0; i < a.length && i < b.length; i++) {
+    const x = a.codePointAt(i)!;
+    const y = b.codePointAt(i)!;
+    if (x !== y) return x - y;
+    if (x > 0xffff) i++; // the pair's second unit, the same in both
+  }
+  return a.length - b.length;
+}
+
 /** A symbolic link in an image folder that stat() could not follow: one that loops, or points nowhere. */
 function brokenLink(imageFolder: string, shown: string, err: unknown): FfmergeError {
   const loops = (err as NodeJS.ErrnoException).code === 'ELOOP';
@@ -543,10 +557,10 @@ async function imagesUnder(classDir: string, imageFolder: string): Promise<strin
       else if (image) here.push(e.name);
     }
     seen.delete(real); // two links to one folder are no loop (only a folder inside itself is)
-    byFolder.push([d, here.sort()]);
+    byFolder.push([d, here.sort(byCodePoint)]);
   };
   await walk(classDir);
-  return byFolder.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).flatMap(([d, names]) => names.map((n) => path.join(d, n)));
+  return byFolder.sort(([a], [b]) => byCodePoint(a, b)).flatMap(([d, names]) => names.map((n) => path.join(d, n)));
 }
 
 /**
