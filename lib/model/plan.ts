@@ -146,6 +146,11 @@ function planTensors(src: PlanBuilder, spec: ModelSpec, t: StackTensors): LoadPl
       src.slot(`${p}qkv_w`, src.piece(q, [qw, d], true), src.piece(k, [kw, d], true), src.piece(v, [kw, d], true));
       if (qBias && kBias && vBias) src.slot(`${p}qkv_b`, src.piece(qBias, [qw]), src.piece(kBias, [kw]), src.piece(vBias, [kw]));
     }
+    if (spec.qkNorm) {
+      if (!L.qkNorm) throw new FfmergeError('INVALID_CONFIG', `${spec.family}: the spec normalises q and k per head, but the architecture names no q/k norm weights`);
+      one(`${p}q_norm_w`, L.qkNorm.q, [spec.headDim]);
+      one(`${p}k_norm_w`, L.qkNorm.k, [spec.headDim]);
+    }
     one(`${p}o_w`, L.o, [d, qw], true);
     if (L.oBias) one(`${p}o_b`, L.oBias, [d]);
     norm(`${p}norm2`, L.norm2);
@@ -180,6 +185,7 @@ function layerTensorNames(L: LayerNames): string[] {
   norm(L.norm1);
   if ('fused' in L.qkv) add(L.qkv.fused, L.qkv.fusedBias);
   else add(L.qkv.q, L.qkv.k, L.qkv.v, L.qkv.qBias, L.qkv.kBias, L.qkv.vBias);
+  add(L.qkNorm?.q, L.qkNorm?.k);
   add(L.o, L.oBias);
   norm(L.norm2);
   add(L.ff.wIn, L.ff.bIn, L.ff.wGate, L.ff.bGate, L.ff.wOut, L.ff.bOut);

@@ -55,13 +55,18 @@ export interface ModelSpec {
    * it stays valid.
    */
   ropeScaling?: RopeScaling;
+  /**
+   * Qwen3: an RMSNorm over each head of q and of k (weights `layers.N.q_norm_w` / `k_norm_w`, headDim wide,
+   * eps normEps) after the projection and before the rotary positions. May be left out (none), as ropeScaling.
+   */
+  qkNorm?: boolean;
   activation: ActivationKind;
   /** SwiGLU-style FF: act(x·W_gateᵀ) ⊙ (x·W_inᵀ). */
   gatedFF: boolean;
   causal: boolean;
   /**
    * Per layer: 0 = full attention, w > 0 = sliding-window attention where query i sees key j only when
-   * i − j < w (Mistral, Qwen2's upper layers). Length = layers.
+   * i − j < w (Mistral, Qwen2/Qwen3's upper layers). Length = layers.
    */
   slidingWindow: number[];
   /** Token embeddings are multiplied by this (1 for GPT-2/LLaMA, sqrt(d) for Marian). */

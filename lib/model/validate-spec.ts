@@ -62,6 +62,8 @@ export function validateSpec(spec: ModelSpec): ModelSpec {
     if (typeof r[k] !== 'number' || !Number.isFinite(r[k]) || !((r[k] as number) > 0)) fail(`"ropeScaling.${k}" must be a positive number (got ${showValue(r[k])})`);
   }
   if (r.type === 'llama3' && !((r.highFreqFactor as number) > (r.lowFreqFactor as number))) fail('"ropeScaling.highFreqFactor" must be larger than its lowFreqFactor');
+  if (spec.qkNorm !== undefined && typeof spec.qkNorm !== 'boolean') fail(`"qkNorm" must be a boolean when given (got ${showValue(spec.qkNorm)})`);
+  if (spec.qkNorm && spec.norm !== 'rmsnorm') fail('"qkNorm" (a per-head RMSNorm of q and k) needs norm "rmsnorm"');
   if (spec.positions === 'learned' && spec.maxPositions === 0) fail('"maxPositions" must be positive with learned positions');
   if ((spec.input === 'tokens' || spec.head === 'lm') && spec.vocab === 0) fail('"vocab" must be positive for token input or an LM head');
   if (spec.input === 'patches') {

@@ -74,7 +74,7 @@ function pythonClass(config: Record<string, unknown>): { cls: string; strip?: st
     const arch = Array.isArray(config.architectures) ? (config.architectures as unknown[]) : [];
     return arch.includes('BertForSequenceClassification') ? { cls: 'AutoModelForSequenceClassification' } : { cls: 'AutoModel', strip: 'bert.' };
   }
-  return { cls: 'AutoModelForCausalLM' }; // gpt2, llama, qwen2, mistral: decoder language models
+  return { cls: 'AutoModelForCausalLM' }; // gpt2, llama, qwen2, qwen3, mistral: decoder language models
 }
 
 /** How to load the folder, by what it holds. `merged`: whether any FF is shared (a fine-tuned plain model has none). */

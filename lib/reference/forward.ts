@@ -147,6 +147,17 @@ export function referenceStack(
     const window = spec.slidingWindow?.[l] ?? 0; // sliding-window attention: key j visible iff i − j < window
     const attn = (h: Float64Array) => {
       const qkv = linear(h, R, d, t[`${p}qkv_w`]!, t[`${p}qkv_b`], W);
+      if (spec.qkNorm) {
+        // Qwen3: each head of q (heads 0…nHeads−1 of a row) and of k (the nKvHeads after them) RMS-normalised
+        for (let r = 0; r < R; r++) {
+          for (let h2 = 0; h2 < spec.nHeads + spec.nKvHeads; h2++) {
+            const g = t[h2 < spec.nHeads ? `${p}q_norm_w` : `${p}k_norm_w`]!;
+            const head = qkv.subarray(r * W + h2 * hd, r * W + (h2 + 1) * hd);
+            const inv = 1 / Math.sqrt(head.reduce((s, v) => s + v * v, 0) / hd + spec.normEps);
+            for (let i = 0; i < hd; i++) head[i] = head[i]! * inv * g[i]!;
+          }
+        }
+      }
       if (spec.positions === 'rotary') {
         const half = hd / 2;
         const invFreq = ropeInvFreq(spec.ropeTheta ?? 10000, hd, spec.ropeScaling, (x) => x); // float64

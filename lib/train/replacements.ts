@@ -81,6 +81,10 @@ export function slotReplacements(
         out.set(L.qkv.vBias, qkvB.slice(qw + kw));
       }
     }
+    if (L.qkNorm) {
+      out.set(L.qkNorm.q, slot(`${p}q_norm_w`));
+      out.set(L.qkNorm.k, slot(`${p}k_norm_w`));
+    }
     matrix(L.o, slot(`${p}o_w`), d, qw);
     if (L.oBias) out.set(L.oBias, slot(`${p}o_b`));
     norm(`${p}norm2`, L.norm2);

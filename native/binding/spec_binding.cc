@@ -109,6 +109,8 @@ model::ModelSpec ParseModelSpec(const Napi::Object& o) {
     s.rope_scaling.high_freq_factor = Float(r, "highFreqFactor");
     s.rope_scaling.original_max_positions = Float(r, "originalMaxPositions");
   }
+  // optional as ropeScaling is: absent = none
+  if (Napi::Value v = o.Get("qkNorm"); !v.IsUndefined()) s.qk_norm = Flag(o, "qkNorm");
   s.activation = Enum<nn::Activation>(o, "activation",
                                       {{"gelu_new", nn::Activation::GeluNew},
                                        {"gelu", nn::Activation::GeluErf},

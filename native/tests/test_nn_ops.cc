@@ -61,6 +61,24 @@ TEST(rmsnorm_matches_double_reference) {
   CHECK(max_abs_diff(y, ref) < 2e-5);
 }
 
+TEST(rmsnorm_heads_normalises_each_head_in_place_and_leaves_the_rest) {
+  // rows of a fused qkv buffer: 5 query heads of 7 at column 0, then 11 columns the call must not touch
+  const size_t rows = 13, heads = 5, hd = 7, ld = heads * hd + 11;
+  auto x = randv(rows * ld, 8, 2.0f), g = randv(hd, 9);
+  std::vector<float> y = x;
+  nn::rmsnorm_heads(&pool(), y.data(), ld, rows, heads, hd, g.data(), 1e-6f);
+  std::vector<double> ref(x.begin(), x.end());
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t h = 0; h < heads; ++h) {
+      const size_t o = r * ld + h * hd;
+      double ss = 0;
+      for (size_t i = 0; i < hd; ++i) ss += double(x[o + i]) * x[o + i];
+      const double inv = 1.0 / std::sqrt(ss / hd + 1e-6);
+      for (size_t i = 0; i < hd; ++i) ref[o + i] = x[o + i] * inv * g[i];
+    }
+  CHECK(max_abs_diff(y, ref) < 2e-5);
+}
+
 TEST(activations_match_double_formulas) {
   auto x = randv(1001, 6, 3.0f);
   const double pi = 3.14159265358979323846;

@@ -113,24 +113,26 @@ export async function syntheticGpt2(opts: { layers?: number; d?: number; heads?:
 
 /**
  * LLaMA with every option on: GQA, attention_bias, mlp_bias, untied LM head. `family` writes the same block
- * as Qwen2 (q/k/v biases only, whatever `bias` says) or Mistral (no biases); `headDim` sets an explicit
- * head_dim; `config` adds or overrides config.json keys (sliding windows).
+ * as Qwen2 (q/k/v biases only, whatever `bias` says), Mistral (no biases) or Qwen3 (q/k norms; `bias` puts
+ * biases on q/k/v and o, as attention_bias does; head_dim always written, since Qwen3Config defaults it to 128);
+ * `headDim` sets an explicit head_dim; `config` adds or overrides config.json keys (sliding windows).
  */
 export async function syntheticLlama(opts: {
   layers?: number; d?: number; heads?: number; kvHeads?: number; ff?: number; vocab?: number; seed?: number; tied?: boolean; bias?: boolean;
-  family?: 'llama' | 'qwen2' | 'mistral'; headDim?: number; config?: Record<string, unknown>;
+  family?: 'llama' | 'qwen2' | 'qwen3' | 'mistral'; headDim?: number; config?: Record<string, unknown>;
 } = {}): Promise<Synthetic> {
   const L = opts.layers ?? 2, d = opts.d ?? 24, H = opts.heads ?? 4, KV = opts.kvHeads ?? 2, F = opts.ff ?? 34, V = opts.vocab ?? 40;
   const bias = opts.bias ?? true, tied = opts.tied ?? false;
   const family = opts.family ?? 'llama';
-  const qkvBias = family === 'qwen2' || (family === 'llama' && bias);
-  const oBias = family === 'llama' && bias, mlpBias = family === 'llama' && bias;
+  const qkvBias = family === 'qwen2' || ((family === 'llama' || family === 'qwen3') && bias);
+  const oBias = (family === 'llama' || family === 'qwen3') && bias, mlpBias = family === 'llama' && bias;
   const hd = opts.headDim ?? d / H;
   const next = rng(opts.seed ?? 11);
   const config = {
     model_type: family, num_hidden_layers: L, hidden_size: d, num_attention_heads: H, num_key_value_heads: KV, intermediate_size: F,
     vocab_size: V, max_position_embeddings: 64, rms_norm_eps: 1e-5, rope_theta: 500.0, hidden_act: 'silu', tie_word_embeddings: tied,
     ...(family === 'llama' ? { attention_bias: bias, mlp_bias: bias } : {}),
+    ...(family === 'qwen3' ? { attention_bias: bias, head_dim: hd } : {}),
     ...(opts.headDim ? { head_dim: opts.headDim } : {}),
     ...opts.config,
   };
@@ -152,6 +154,13 @@ export async function syntheticLlama(opts: {
     put(`${a}.k_proj.weight`, [KV * hd, d], k);
     put(`${a}.v_proj.weight`, [KV * hd, d], v);
     canonical[`${p}qkv_w`] = Float32Array.from([...q, ...k, ...v]);
+    if (family === 'qwen3') {
+      const qn = rand(hd, next, 0.3, 1), kn = rand(hd, next, 0.3, 1);
+      put(`${a}.q_norm.weight`, [hd], qn);
+      put(`${a}.k_norm.weight`, [hd], kn);
+      canonical[`${p}q_norm_w`] = qn;
+      canonical[`${p}k_norm_w`] = kn;
+    }
     const o = rand(d * H * hd, next, 0.4);
     put(`${a}.o_proj.weight`, [d, H * hd], o);
     canonical[`${p}o_w`] = o;

@@ -5,6 +5,7 @@
  */
 import type { Graph } from './graph';
 import { DT } from './graph';
+import { rmsNorm } from './ops';
 
 /** Dynamic batch and sequence sizes, from Shape(token ids or patches), and the shapes built from them. */
 export class SeqShape {
@@ -69,6 +70,8 @@ export interface AttentionArgs {
   mask?: AttentionMask;
   /** Rotary tables [batch, 1, seq, headDim] (cos and sin, halves repeated). */
   rope?: { cos: string; sin: string };
+  /** Qwen3: each head of q and of k RMS-normalised before the rotation (q, k: the [headDim] weights' values). */
+  qkNorm?: { q: string; k: string; eps: number };
 }
 
 /** [batch, heads, seq, headDim] rotated: x·cos + rotate_half(x)·sin, rotate_half(x) = [−x₂, x₁]. */
@@ -90,6 +93,10 @@ export function attention(g: Graph, shape: SeqShape, d: AttentionDims, a: Attent
   let q = toHeads(g, shape, a.q, H, Dh);
   let k = toHeads(g, shape, a.k, Hkv, Dh);
   const v0 = toHeads(g, shape, a.v, Hkv, Dh);
+  if (a.qkNorm) {
+    q = rmsNorm(g, q, a.qkNorm.q, a.qkNorm.eps);
+    k = rmsNorm(g, k, a.qkNorm.k, a.qkNorm.eps);
+  }
   if (a.rope) {
     q = applyRope(g, q, Dh, a.rope);
     k = applyRope(g, k, Dh, a.rope);

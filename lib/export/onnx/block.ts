@@ -6,7 +6,7 @@
 import { FfmergeError } from '../../errors';
 import type { LayerNames } from '../../model/architectures';
 import { attend, attention, toHeads, type AttentionMask, type SeqShape } from './attention';
-import { feedForward, linear, norm, type StackContext } from './ops';
+import { feedForward, linear, norm, weight, type StackContext } from './ops';
 
 export interface BlockArgs {
   shape: SeqShape;
@@ -52,6 +52,7 @@ export function block(c: StackContext, x: string, L: LayerNames, a: BlockArgs): 
     ...(a.past ? { past: a.past } : {}),
     ...(a.mask ? { mask: a.mask } : {}),
     ...(a.rope ? { rope: a.rope } : {}),
+    ...(spec.qkNorm && L.qkNorm ? { qkNorm: { q: weight(c, L.qkNorm.q, [spec.headDim]), k: weight(c, L.qkNorm.k, [spec.headDim]), eps: spec.normEps } } : {}),
   });
   const o = linear(c, att.out, L.o, qw, d, c.layout, L.oBias);
   let y = g.op('Add', [x, o], undefined, 'resid');

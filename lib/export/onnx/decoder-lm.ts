@@ -1,5 +1,5 @@
 /**
- * The graph of a decoder-only language model (GPT-2, LLaMA, Qwen2, Mistral) with a KV cache, named as
+ * The graph of a decoder-only language model (GPT-2, LLaMA, Qwen2, Qwen3, Mistral) with a KV cache, named as
  * Hugging Face Optimum names its text-generation exports, so runtimes that load those load this:
  *   input_ids [batch, seq], attention_mask [batch, past + seq], position_ids [batch, seq],
  *   past_key_values.N.key / .value [batch, kv_heads, past, head_dim]

@@ -42,10 +42,13 @@ export function norm(c: StackContext, x: string, n: NormNames): string {
     if (n.b) inputs.push(weight(c, n.b, [d]));
     return c.g.op('LayerNormalization', inputs, { axis: -1, epsilon: { float: c.spec.normEps } }, 'ln');
   }
-  // RMSNorm (LLaMA): x · 1/sqrt(mean(x²) + eps) · γ, as transformers computes it in float32
-  const g = c.g;
+  return rmsNorm(c.g, x, gamma, c.spec.normEps);
+}
+
+/** RMSNorm over the last axis (LLaMA; Qwen3's per-head q/k norm): x · 1/sqrt(mean(x²) + eps) · γ, as transformers computes it in float32. */
+export function rmsNorm(g: Graph, x: string, gamma: string, eps: number): string {
   const ms = g.op('ReduceMean', [g.op('Mul', [x, x])], { axes: [-1], keepdims: 1 });
-  const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [ms, g.f32([c.spec.normEps], [])])])]);
+  const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [ms, g.f32([eps], [])])])]);
   return g.op('Mul', [g.op('Mul', [x, inv]), gamma], undefined, 'rms');
 }
 

@@ -10,6 +10,7 @@ import { llama } from './llama';
 import { marian } from './marian';
 import { mistral } from './mistral';
 import { qwen2 } from './qwen2';
+import { qwen3 } from './qwen3';
 import type { Architecture, Config, FFTensorNames, StackDescription, StackName } from './types';
 import { vit } from './vit';
 
@@ -18,7 +19,7 @@ export type * from './types';
 // A Map, not an object literal: a model_type of "constructor" or "__proto__" must be unknown, not a
 // property of Object.prototype.
 const ARCHITECTURES: ReadonlyMap<string, Architecture> = new Map(
-  [gpt2, llama, qwen2, mistral, vit, bert, marian].map((a) => [a.modelType, a]),
+  [gpt2, llama, qwen2, qwen3, mistral, vit, bert, marian].map((a) => [a.modelType, a]),
 );
 
 /** Every model_type ffmerge runs (forward, merge, write, inspect). */

@@ -1,8 +1,8 @@
 /**
- * The LLaMA block shape shared by LLaMA, Qwen2 and Mistral: RMSNorm pre-norm, rotary positions, grouped-query
+ * The LLaMA block shape shared by LLaMA, Qwen2, Qwen3 and Mistral: RMSNorm pre-norm, rotary positions, grouped-query
  * attention with separate q/k/v/o projections, SwiGLU FF (gate_proj, up_proj, down_proj), optional untied
- * head. The families differ only in which projections carry biases, the sliding-window rule and the
- * transformers config defaults, which are the options here.
+ * head. The families differ only in which projections carry biases, Qwen3's per-head q/k norm, the
+ * sliding-window rule and the transformers config defaults, which are the options here.
  */
 import { TOKEN_LM_IO } from '../spec';
 import { activation, headDim, kvHeads, layerCount, posInt, posNum, ropeScaling, ropeTheta, tiedEmbeddings } from './config';
@@ -15,10 +15,13 @@ export interface LlamaLikeOptions {
   qkvBias(c: Config): boolean;
   oBias(c: Config): boolean;
   mlpBias(c: Config): boolean;
+  /** Qwen3: an RMSNorm over each head of q and k (self_attn.q_norm / k_norm), ModelSpec.qkNorm. */
+  qkNorm?: boolean;
   /** Per-layer attention windows (0 = full), see ModelSpec.slidingWindow. */
   windows(c: Config, layers: number): number[];
   /** The transformers config class defaults for keys a config.json may omit. */
-  defaults: { maxPositions: number; rmsNormEps: number };
+  /** headDim: the config class's head_dim default (Qwen3: 128), else hidden_size / num_attention_heads. */
+  defaults: { maxPositions: number; rmsNormEps: number; headDim?: number };
   /** Family-specific refusals (typed UNSUPPORTED_ARCHITECTURE errors). */
   check?(c: Config): void;
 }
@@ -64,7 +67,7 @@ export function llamaLike(o: LlamaLikeOptions): Architecture {
             dModel: posInt(c, sizes.dModel),
             nHeads: posInt(c, sizes.nHeads),
             nKvHeads: kvHeads(c, sizes.nKvHeads!, sizes.nHeads),
-            headDim: headDim(c, sizes.dModel, sizes.nHeads, sizes.headDim),
+            headDim: o.defaults.headDim !== undefined ? posInt(c, sizes.headDim!, o.defaults.headDim) : headDim(c, sizes.dModel, sizes.nHeads, sizes.headDim),
             dFF: posInt(c, sizes.dFF),
             vocab: posInt(c, sizes.vocab!),
             maxPositions: posInt(c, sizes.maxPositions!, o.defaults.maxPositions),
@@ -77,6 +80,7 @@ export function llamaLike(o: LlamaLikeOptions): Architecture {
             ropeTheta: ropeTheta(c),
             ropeDim: 0,
             ropeScaling: ropeScaling(c),
+            ...(o.qkNorm ? { qkNorm: true } : {}),
             activation: activation(c, 'hidden_act', 'silu'),
             gatedFF: true,
             causal: true,
@@ -102,6 +106,7 @@ export function llamaLike(o: LlamaLikeOptions): Architecture {
                 v: `${a(l)}.v_proj.weight`,
                 ...(qkvBias ? { qBias: `${a(l)}.q_proj.bias`, kBias: `${a(l)}.k_proj.bias`, vBias: `${a(l)}.v_proj.bias` } : {}),
               },
+              ...(o.qkNorm ? { qkNorm: { q: `${a(l)}.q_norm.weight`, k: `${a(l)}.k_norm.weight` } } : {}),
               o: `${a(l)}.o_proj.weight`,
               ...(oBias ? { oBias: `${a(l)}.o_proj.bias` } : {}),
               norm2: { w: `model.layers.${l}.post_attention_layernorm.weight` },

@@ -7,9 +7,9 @@ import { bad, posInt } from './config';
 import { llamaLike } from './llama-like';
 import type { Config } from './types';
 
-// transformers' Qwen2Config: sliding_window only counts when use_sliding_window is true; then the layers
-// listed as "sliding_attention" in layer_types use it, or, without layer_types, layers ≥ max_window_layers.
-function windows(c: Config, layers: number): number[] {
+// transformers' Qwen2Config (and Qwen3Config): sliding_window only counts when use_sliding_window is true; then
+// the layers listed as "sliding_attention" in layer_types use it, or, without layer_types, layers ≥ max_window_layers.
+export function qwenWindows(c: Config, layers: number): number[] {
   if (c.use_sliding_window !== true || c.sliding_window == null) return fullAttention(layers);
   const w = posInt(c, 'sliding_window');
   const types = c.layer_types;
@@ -35,6 +35,6 @@ export const qwen2 = llamaLike({
   qkvBias: () => true,
   oBias: () => false,
   mlpBias: () => false,
-  windows,
+  windows: qwenWindows,
   defaults: { maxPositions: 32768, rmsNormEps: 1e-6 },
 });

@@ -61,6 +61,8 @@ export interface CrossAttentionNames {
 export interface LayerNames {
   norm1: NormNames;
   qkv: QKVNames;
+  /** The per-head RMSNorm weights of q and k, [headDim] each (spec.qkNorm: Qwen3). */
+  qkNorm?: { q: string; k: string };
   o: string;
   oBias?: string;
   norm2: NormNames;

@@ -39,7 +39,7 @@ size_t layer_params(const Model& m, size_t layer) {
   auto add = [&](const Tensor& t) {
     if (t && seen.insert(t.id()).second) n += t.size();
   };
-  for (const Tensor* t : {&w.norm1_w, &w.norm1_b, &w.qkv_w, &w.qkv_b, &w.o_w, &w.o_b, &w.norm2_w, &w.norm2_b,
+  for (const Tensor* t : {&w.norm1_w, &w.norm1_b, &w.qkv_w, &w.qkv_b, &w.q_norm_w, &w.k_norm_w, &w.o_w, &w.o_b, &w.norm2_w, &w.norm2_b,
                           &w.xnorm_w, &w.xnorm_b, &w.xq_w, &w.xq_b, &w.xkv_w, &w.xkv_b, &w.xo_w, &w.xo_b})
     add(*t);
   if (w.ff) {

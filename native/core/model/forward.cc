@@ -70,6 +70,10 @@ void self_attention(ThreadPool* pool, const ModelSpec& s, const LayerWeights& L,
   float* q = sc.qkv.data();
   float* k = q + qw;
   float* v = k + kw;
+  if (s.qk_norm) {
+    nn::rmsnorm_heads(pool, q, W, R, s.n_heads, hd, L.q_norm_w.data(), s.norm_eps);
+    nn::rmsnorm_heads(pool, k, W, R, s.n_kv_heads, hd, L.k_norm_w.data(), s.norm_eps);
+  }
   if (s.positions == PositionKind::Rotary) {
     const size_t rd = s.rope_dim ? s.rope_dim : hd;
     nn::rope(pool, q, W, R, positions.data(), s.n_heads, hd, rd, s.rope_theta, s.rope_scaling);

@@ -44,6 +44,9 @@ struct ModelSpec {
   float rope_theta = 10000.0f;
   nn::RopeScaling rope_scaling;  // config.json rope_scaling (none, linear, llama3)
   size_t rope_dim = 0;       // rotated dims per head (0 = head_dim)
+  // Qwen3: RMSNorm (eps norm_eps) over each head of q and of k, after the projection and before RoPE; weights
+  // layers.N.q_norm_w / k_norm_w [head_dim].
+  bool qk_norm = false;
   nn::Activation activation = nn::Activation::GeluNew;
   bool gated_ff = false;     // SwiGLU-style: act(x·W_gateᵀ) ⊙ (x·W_inᵀ)
   bool causal = true;        // decoder self-attention; encoders use false + the padding mask

@@ -94,6 +94,8 @@ void validate_spec(const ModelSpec& s) {
                                       " layers, the stack has " + std::to_string(s.layers));
   for (size_t w : s.sliding_window)
     if (w && !s.causal) throw Error("INVALID_CONFIG", "model spec: sliding-window attention needs causal attention");
+  if (s.qk_norm && s.norm != NormKind::RMSNorm)
+    throw Error("INVALID_CONFIG", "model spec: qk_norm (a per-head RMSNorm of q and k) needs RMSNorm");
   if (s.positions == PositionKind::Rotary) {
     size_t rd = s.rope_dim ? s.rope_dim : s.head_dim;
     if (rd % 2 != 0 || rd > s.head_dim)
@@ -208,6 +210,10 @@ LayerWeights build_layer(const ModelSpec& spec, size_t l, const std::map<std::st
     L.norm1_b = get.optional(p + "norm1_b", d);
     L.qkv_w = get.required(p + "qkv_w", spec.qkv_width() * d);
     L.qkv_b = get.optional(p + "qkv_b", spec.qkv_width());
+    if (spec.qk_norm) {
+      L.q_norm_w = get.required(p + "q_norm_w", hd);
+      L.k_norm_w = get.required(p + "k_norm_w", hd);
+    }
     L.o_w = get.required(p + "o_w", d * spec.n_heads * hd);
     L.o_b = get.optional(p + "o_b", d);
     L.norm2_w = get.required(p + "norm2_w", d);

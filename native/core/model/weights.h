@@ -74,6 +74,7 @@ struct FFWeights {
 struct LayerWeights {
   Tensor norm1_w, norm1_b;  // before attention (pre-norm) / after it (post-norm)
   Tensor qkv_w, qkv_b;      // fused [q; k; v] projection [(n_heads + 2·n_kv_heads)·head_dim, d]
+  Tensor q_norm_w, k_norm_w;  // [head_dim] per-head RMSNorm of q and k (spec.qk_norm, Qwen3)
   Tensor o_w, o_b;          // attention output [d, n_heads·head_dim]
   Tensor norm2_w, norm2_b;  // around the FF
   std::shared_ptr<const FFWeights> ff;

@@ -52,4 +52,15 @@ void rmsnorm(ThreadPool* pool, const float* x, float* y, size_t rows, size_t d, 
   });
 }
 
+void rmsnorm_heads(ThreadPool* pool, float* x, size_t ld, size_t rows, size_t heads, size_t head_dim,
+                   const float* gamma, float eps) {
+  // row·heads + h is head h of row `row`; rmsnorm of one head reads it whole before writing, so in place is safe
+  for_rows(pool, rows * heads, 64, [&](size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; ++r) {
+      float* h = x + (r / heads) * ld + (r % heads) * head_dim;
+      rmsnorm(nullptr, h, h, 1, head_dim, gamma, eps);
+    }
+  });
+}
+
 }  // namespace ffm::nn

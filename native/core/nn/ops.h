@@ -21,6 +21,10 @@ void layernorm(ThreadPool* pool, const float* x, float* y, size_t rows, size_t d
                const float* beta, float eps);
 // y[r,:] = x[r,:] / sqrt(mean(x^2) + eps) * gamma                 (gamma may be nullptr = 1)
 void rmsnorm(ThreadPool* pool, const float* x, float* y, size_t rows, size_t d, const float* gamma, float eps);
+// In place, each of `heads` head_dim-wide pieces of each row of x [rows, ld] (q or k inside the fused qkv rows)
+// RMS-normalised and scaled by gamma [head_dim], as rmsnorm does a row (Qwen3's q_norm / k_norm).
+void rmsnorm_heads(ThreadPool* pool, float* x, size_t ld, size_t rows, size_t heads, size_t head_dim,
+                   const float* gamma, float eps);
 
 // ---- activations ---------------------------------------------------------------------------------------
 enum class Activation {

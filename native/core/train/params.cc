@@ -49,6 +49,8 @@ void for_each_slot(const model::ModelWeights* w, ParamSet& ps, Fn&& fn) {
     fn(p + "norm1_b", lt(&model::LayerWeights::norm1_b), S.norm1_b, false, false);
     fn(p + "qkv_w", lt(&model::LayerWeights::qkv_w), S.qkv_w, true, false);
     fn(p + "qkv_b", lt(&model::LayerWeights::qkv_b), S.qkv_b, false, false);
+    fn(p + "q_norm_w", lt(&model::LayerWeights::q_norm_w), S.q_norm_w, false, false);
+    fn(p + "k_norm_w", lt(&model::LayerWeights::k_norm_w), S.k_norm_w, false, false);
     fn(p + "o_w", lt(&model::LayerWeights::o_w), S.o_w, true, false);
     fn(p + "o_b", lt(&model::LayerWeights::o_b), S.o_b, false, false);
     fn(p + "norm2_w", lt(&model::LayerWeights::norm2_w), S.norm2_w, false, false);
@@ -143,6 +145,8 @@ std::shared_ptr<const model::Model> model_from_params(const model::Model& base, 
     put(L.norm1_b, S.norm1_b);
     put(L.qkv_w, S.qkv_w);
     put(L.qkv_b, S.qkv_b);
+    put(L.q_norm_w, S.q_norm_w);
+    put(L.k_norm_w, S.k_norm_w);
     put(L.o_w, S.o_w);
     put(L.o_b, S.o_b);
     put(L.norm2_w, S.norm2_w);

@@ -28,6 +28,7 @@ constexpr int kNone = -1;
 
 struct LayerSlots {
   int norm1_w = kNone, norm1_b = kNone, qkv_w = kNone, qkv_b = kNone, o_w = kNone, o_b = kNone;
+  int q_norm_w = kNone, k_norm_w = kNone;
   int norm2_w = kNone, norm2_b = kNone;
   int w_in = kNone, b_in = kNone, w_gate = kNone, b_gate = kNone, w_out = kNone, b_out = kNone;
 };

@@ -15,7 +15,8 @@ using model::PositionKind;
 
 size_t stack_floats_per_sequence(const ModelSpec& s, size_t T) {
   const size_t d = s.d_model, W = s.qkv_width(), qw = s.n_heads * s.head_dim, f = s.d_ff;
-  const size_t per_layer = T * (5 * d + W + qw + (s.gated_ff ? 3 : 2) * f) + s.n_heads * T * T;
+  const size_t qk_raw = s.qk_norm ? (s.n_heads + s.n_kv_heads) * s.head_dim : 0;
+  const size_t per_layer = T * (5 * d + W + qw + qk_raw + (s.gated_ff ? 3 : 2) * f) + s.n_heads * T * T;
   return s.layers * per_layer + 2 * T * d;
 }
 
@@ -33,6 +34,23 @@ void norm_backward(ThreadPool* pool, const ModelSpec& s, ParamSet& ps, int w, in
     layernorm_backward(pool, x, dy, R, s.d_model, ps.w(w), s.norm_eps, dx, ps.g(w), ps.g(b));
   else
     rmsnorm_backward(pool, x, dy, R, s.d_model, ps.w(w), s.norm_eps, dx, ps.g(w));
+}
+
+// q or k (the `heads` heads at column `off` of the fused qkv rows [R, W]) before and after their per-head norm.
+void keep_heads(const float* qkv, size_t W, size_t off, size_t R, size_t n, std::vector<float>& raw) {
+  raw.resize(R * n);
+  for (size_t r = 0; r < R; ++r) std::copy(qkv + r * W + off, qkv + r * W + off + n, raw.data() + r * n);
+}
+
+// The per-head RMSNorm's backward (spec.qk_norm): dqkv's heads at `off` hold the gradient of the normed q or k
+// on entry and of the raw projection on return; the norm weight's gradient is added to.
+void head_norm_backward(ThreadPool* pool, const ModelSpec& s, ParamSet& ps, int w, const std::vector<float>& raw,
+                        float* dqkv, size_t W, size_t off, size_t R, size_t heads) {
+  const size_t n = heads * s.head_dim;
+  std::vector<float> dy(R * n), dx(R * n, 0.0f);
+  for (size_t r = 0; r < R; ++r) std::copy(dqkv + r * W + off, dqkv + r * W + off + n, dy.data() + r * n);
+  rmsnorm_backward(pool, raw.data(), dy.data(), R * heads, s.head_dim, ps.w(w), s.norm_eps, dx.data(), ps.g(w));
+  for (size_t r = 0; r < R; ++r) std::copy(dx.data() + r * n, dx.data() + (r + 1) * n, dqkv + r * W + off);
 }
 
 }  // namespace
@@ -63,6 +81,13 @@ void stack_forward(ThreadPool* pool, const ModelSpec& s, const ParamSet& ps, std
     if (s.gated_ff) a.gate.resize(R * f);
     norm_forward(pool, s, ps, S.norm1_w, S.norm1_b, x.data(), a.a1.data(), R);
     nn::linear(pool, a.a1.data(), R, d, ps.w(S.qkv_w), ps.w(S.qkv_b), W, a.qkv.data());
+    if (s.qk_norm) {
+      const size_t kw = s.n_kv_heads * hd;
+      keep_heads(a.qkv.data(), W, 0, R, qw, a.q_raw);
+      keep_heads(a.qkv.data(), W, qw, R, kw, a.k_raw);
+      nn::rmsnorm_heads(pool, a.qkv.data(), W, R, s.n_heads, hd, ps.w(S.q_norm_w), s.norm_eps);
+      nn::rmsnorm_heads(pool, a.qkv.data() + qw, W, R, s.n_kv_heads, hd, ps.w(S.k_norm_w), s.norm_eps);
+    }
     if (s.positions == PositionKind::Rotary) {
       nn::rope(pool, a.qkv.data(), W, R, A.positions.data(), s.n_heads, hd, rd, s.rope_theta, s.rope_scaling);
       nn::rope(pool, a.qkv.data() + qw, W, R, A.positions.data(), s.n_kv_heads, hd, rd, s.rope_theta, s.rope_scaling);
@@ -127,6 +152,10 @@ std::vector<float> stack_backward(ThreadPool* pool, const ModelSpec& s, ParamSet
     if (s.positions == PositionKind::Rotary) {
       rope_backward(pool, dqkv.data(), W, R, A.positions.data(), s.n_heads, hd, rd, s.rope_theta, s.rope_scaling);
       rope_backward(pool, dqkv.data() + qw, W, R, A.positions.data(), s.n_kv_heads, hd, rd, s.rope_theta, s.rope_scaling);
+    }
+    if (s.qk_norm) {
+      head_norm_backward(pool, s, ps, S.q_norm_w, a.q_raw, dqkv.data(), W, 0, R, s.n_heads);
+      head_norm_backward(pool, s, ps, S.k_norm_w, a.k_raw, dqkv.data(), W, qw, R, s.n_kv_heads);
     }
     std::fill(da.begin(), da.end(), 0.0f);
     linear_backward(pool, a.a1.data(), ps.w(S.qkv_w), dqkv.data(), R, d, W, da.data(), ps.g(S.qkv_w), ps.g(S.qkv_b));

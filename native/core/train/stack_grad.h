@@ -18,6 +18,7 @@ namespace ffm::train {
 struct Activations {
   struct Layer {
     std::vector<float> x_in, a1, qkv, probs, att, x_mid, a2, up, gate, hact;
+    std::vector<float> q_raw, k_raw;  // spec.qk_norm: q and k before their per-head norm [R, heads·head_dim]
   };
   std::vector<Layer> layers;
   std::vector<float> x_final, a_final;
