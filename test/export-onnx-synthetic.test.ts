@@ -69,6 +69,11 @@ describe('ONNX export of synthetic decoders', () => {
     await checkAgainstForward(s.dir, 11);
   });
 
+  test('qwen3: q and k RMS-normalised per head before RoPE, attention biases', async () => {
+    const s = await syntheticLlama({ family: 'qwen3', d: 32, heads: 4, kvHeads: 2, ff: 29, vocab: 41, layers: 2, seed: 65, bias: true });
+    await checkAgainstForward(s.dir, 11);
+  });
+
   test('mistral: head_dim ≠ hidden/heads, sliding window on every layer', async () => {
     const s = await syntheticLlama({ family: 'mistral', d: 27, heads: 4, kvHeads: 2, headDim: 6, ff: 29, vocab: 43, layers: 3, seed: 35, config: { sliding_window: 5 } });
     await checkAgainstForward(s.dir, 11);

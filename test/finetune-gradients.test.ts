@@ -13,19 +13,9 @@ import { slotTensors } from '../lib/train/save';
 import { referenceLoss, toFloat64 } from '../lib/reference/loss';
 import { describeShared, sharedPath } from './helpers/shared';
 import { removeSyntheticDirs, syntheticGpt2, syntheticLlama } from './helpers/synthetic-model';
-import { finiteDifferenceError } from './helpers/grad-check';
+import { finiteDifferenceError, rng } from './helpers/grad-check';
 
 afterAll(removeSyntheticDirs);
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
 
 function batchOf(vocab: number, batch: number, seq: number, seed: number) {
   const next = rng(seed);

@@ -22,22 +22,12 @@ import { compress } from '../lib/pipeline/compress';
 import type { MergeContext, MergedWindow } from '../lib/pipeline/plugins';
 import { describeShared, sharedPath } from './helpers/shared';
 import { removeSyntheticDirs, syntheticVit, tempDir } from './helpers/synthetic-model';
-import { finiteDifferenceError } from './helpers/grad-check';
+import { finiteDifferenceError, rng } from './helpers/grad-check';
 
 afterAll(removeSyntheticDirs);
 jest.setTimeout(180_000);
 
 const BIN = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
 
 function randomImages(m: Model, n: number, seed: number) {
   const next = rng(seed);

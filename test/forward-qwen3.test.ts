@@ -1,13 +1,10 @@
 /**
- * @jest-environment ./test/helpers/ort-environment.js
- *
  * Qwen3 (lib/model/architectures/qwen3.ts): the LLaMA block with an RMSNorm over each head of q and of k
  * before the rotary positions. Synthetic checkpoints against the float64 reference (which normalises each head
  * as transformers' Qwen3Attention does), the trainer's gradient against finite differences of the reference
- * loss, and the ONNX export against the native forward. Each check also fails when the norm is left out.
+ * loss, and fine-tuned norm weights written back (the ONNX export: export-onnx-synthetic.test.ts).
  */
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { architectureOf } from '../lib/model/architectures';
 import { loadModel } from '../lib/model/load';
 import { validateSpec } from '../lib/model/validate-spec';
@@ -16,28 +13,16 @@ import { trainAddon } from '../lib/native/train';
 import { slotTensors } from '../lib/train/save';
 import { referenceForward } from '../lib/reference/forward';
 import { referenceLoss, toFloat64 } from '../lib/reference/loss';
-import { exportOnnx } from '../lib/export/onnx/export';
 import { perplexity } from '../lib/eval/perplexity';
 import { finetune } from '../lib/train/finetune';
 import { saveTrained } from '../lib/train/save';
 import { SafetensorsReader } from '../lib/safetensors';
 import { relErr, removeSyntheticDirs, syntheticLlama, tempDir } from './helpers/synthetic-model';
-import { finiteDifferenceError } from './helpers/grad-check';
-import { runLm } from './helpers/onnx-lm';
+import { finiteDifferenceError, rng } from './helpers/grad-check';
 
 afterAll(() => removeSyntheticDirs());
 
 const ids = (n: number, vocab: number, seed: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919 + seed * 104729) % vocab);
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
 
 describe('qwen3 vs the float64 reference', () => {
   test('q/k norms, GQA 6/2, odd sizes, padded batch: native logits match; leaving the norm out does not', async () => {
@@ -143,23 +128,5 @@ test('fine-tuning trains the q/k norm weights and writes them back under their c
   } finally {
     saved.dispose();
     await reader.close();
-  }
-});
-
-test('the ONNX export normalises q and k per head', async () => {
-  const shape = { layers: 2, d: 32, heads: 4, kvHeads: 2, ff: 29, vocab: 41 } as const;
-  const s = await syntheticLlama({ family: 'qwen3', ...shape, seed: 65, bias: false });
-  const out = path.join(tempDir('qwen3-onnx'), 'export');
-  await exportOnnx(s.dir, { out });
-  const m = await loadModel(s.dir);
-  const sess = await ort.InferenceSession.create(path.join(out, 'onnx', 'model.onnx'));
-  try {
-    const x = ids(40, shape.vocab, 7);
-    const want = (await m.forward({ ids: x, batch: 1, seq: 40 }, { output: 'logits' })).logits!;
-    const { logits } = await runLm(sess, { layers: shape.layers, kvHeads: shape.kvHeads, headDim: 8, vocab: shape.vocab }, Array.from(x));
-    expect(relErr(logits, want)).toBeLessThan(1e-5);
-  } finally {
-    m.dispose();
-    await sess.release();
   }
 });

@@ -29,3 +29,14 @@ export function finiteDifferenceError(
   }
   return Math.sqrt(num / den);
 }
+
+/** A seeded xorshift stream of numbers in [0, 1), for picking entries and random batches reproducibly. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 4294967296;
+  };
+}
