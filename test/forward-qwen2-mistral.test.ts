@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { architectureOf } from '../lib/model/architectures';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
 import { referenceForward } from '../lib/reference/forward';
@@ -88,6 +89,21 @@ describe('qwen2 and mistral vs float64 reference on synthetic checkpoints', () =
     const m2 = await loadModel(dflt.dir);
     expect(m2.spec.slidingWindow).toEqual([4096, 4096]);
     m2.dispose();
+  });
+
+  test("keys a config.json leaves out take that family's transformers default (reviewer AU)", () => {
+    const base = { num_hidden_layers: 3, hidden_size: 64, num_attention_heads: 64, intermediate_size: 96, vocab_size: 50, head_dim: 8 };
+    const spec = (c: Record<string, unknown>) => architectureOf(c).stacks[0]!.spec(c);
+    // num_key_value_heads: Qwen2Config / Qwen3Config 32, MistralConfig 8, LlamaConfig the head count; null is the head count
+    expect(spec({ ...base, model_type: 'qwen2' }).nKvHeads).toBe(32);
+    expect(spec({ ...base, model_type: 'qwen3' }).nKvHeads).toBe(32);
+    expect(spec({ ...base, model_type: 'mistral' }).nKvHeads).toBe(8);
+    expect(spec({ ...base, model_type: 'llama' }).nKvHeads).toBe(64);
+    expect(spec({ ...base, model_type: 'qwen2', num_key_value_heads: null }).nKvHeads).toBe(64);
+    // Qwen's sliding_window: 4096 when left out (before: no window at all), none when null
+    const sliding = { ...base, use_sliding_window: true, max_window_layers: 1 };
+    expect(spec({ ...sliding, model_type: 'qwen3' }).slidingWindow).toEqual([0, 4096, 4096]);
+    expect(spec({ ...sliding, model_type: 'qwen2', sliding_window: null }).slidingWindow).toEqual([0, 0, 0]);
   });
 });
 

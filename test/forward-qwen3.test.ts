@@ -68,7 +68,7 @@ describe('qwen3 vs the float64 reference', () => {
   });
 
   test("head_dim defaults to Qwen3Config's 128, not hidden_size / heads; a missing norm weight is named", async () => {
-    const config = { model_type: 'qwen3', num_hidden_layers: 2, hidden_size: 64, num_attention_heads: 4, intermediate_size: 96, vocab_size: 50 };
+    const config = { model_type: 'qwen3', num_hidden_layers: 2, hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 96, vocab_size: 50 };
     const spec = architectureOf(config).stacks[0]!.spec(config);
     expect(spec).toMatchObject({ headDim: 128, qkNorm: true, maxPositions: 32768, normEps: 1e-6, tiedEmbeddings: false });
     expect(() => validateSpec({ ...spec, norm: 'layernorm' })).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringContaining('qkNorm') }));

@@ -39,10 +39,14 @@ export function headDim(c: Config, widthKey: string, headsKey: string, explicitK
   return d / h;
 }
 
-/** Grouped-query attention: the kv head count (default = heads) must divide the head count. */
-export function kvHeads(c: Config, key: string, headsKey: string): number {
+/**
+ * Grouped-query attention: the kv head count must divide the head count. A key left out takes the config
+ * class's default (`absent`: Mistral 8, Qwen2/Qwen3 32), else the head count; null is the head count, as
+ * every transformers config class reads it.
+ */
+export function kvHeads(c: Config, key: string, headsKey: string, absent?: number): number {
   const nHeads = posInt(c, headsKey);
-  const nKv = posInt(c, key, nHeads);
+  const nKv = c[key] === undefined && absent !== undefined ? absent : posInt(c, key, nHeads);
   if (nHeads % nKv !== 0) {
     throw new FfmergeError('INVALID_CONFIG', `config.json: "${key}" (${nKv}) must divide "${headsKey}" (${nHeads})`);
   }

@@ -20,8 +20,11 @@ export interface LlamaLikeOptions {
   /** Per-layer attention windows (0 = full), see ModelSpec.slidingWindow. */
   windows(c: Config, layers: number): number[];
   /** The transformers config class defaults for keys a config.json may omit. */
-  /** headDim: the config class's head_dim default (Qwen3: 128), else hidden_size / num_attention_heads. */
-  defaults: { maxPositions: number; rmsNormEps: number; headDim?: number };
+  /**
+   * headDim: the config class's head_dim default (Qwen3: 128), else hidden_size / num_attention_heads;
+   * kvHeads: its num_key_value_heads default (Mistral 8, Qwen 32), else num_attention_heads.
+   */
+  defaults: { maxPositions: number; rmsNormEps: number; headDim?: number; kvHeads?: number };
   /** Family-specific refusals (typed UNSUPPORTED_ARCHITECTURE errors). */
   check?(c: Config): void;
 }
@@ -66,7 +69,7 @@ export function llamaLike(o: LlamaLikeOptions): Architecture {
             layers,
             dModel: posInt(c, sizes.dModel),
             nHeads: posInt(c, sizes.nHeads),
-            nKvHeads: kvHeads(c, sizes.nKvHeads!, sizes.nHeads),
+            nKvHeads: kvHeads(c, sizes.nKvHeads!, sizes.nHeads, o.defaults.kvHeads),
             headDim: o.defaults.headDim !== undefined ? posInt(c, sizes.headDim!, o.defaults.headDim) : headDim(c, sizes.dModel, sizes.nHeads, sizes.headDim),
             dFF: posInt(c, sizes.dFF),
             vocab: posInt(c, sizes.vocab!),

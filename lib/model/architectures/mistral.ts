@@ -18,5 +18,5 @@ export const mistral = llamaLike({
   oBias: () => false,
   mlpBias: () => false,
   windows,
-  defaults: { maxPositions: 4096 * 32, rmsNormEps: 1e-6 },
+  defaults: { maxPositions: 4096 * 32, rmsNormEps: 1e-6, kvHeads: 8 },
 });

@@ -7,11 +7,12 @@ import { bad, posInt } from './config';
 import { llamaLike } from './llama-like';
 import type { Config } from './types';
 
-// transformers' Qwen2Config (and Qwen3Config): sliding_window only counts when use_sliding_window is true; then
-// the layers listed as "sliding_attention" in layer_types use it, or, without layer_types, layers ≥ max_window_layers.
+// transformers' Qwen2Config (and Qwen3Config): sliding_window (4096 when left out, none when null) only counts
+// when use_sliding_window is true; then the layers listed as "sliding_attention" in layer_types use it, or,
+// without layer_types, layers ≥ max_window_layers.
 export function qwenWindows(c: Config, layers: number): number[] {
-  if (c.use_sliding_window !== true || c.sliding_window == null) return fullAttention(layers);
-  const w = posInt(c, 'sliding_window');
+  if (c.use_sliding_window !== true || c.sliding_window === null) return fullAttention(layers);
+  const w = posInt(c, 'sliding_window', 4096);
   const types = c.layer_types;
   if (types != null) {
     if (!Array.isArray(types) || types.length !== layers || !types.every((t) => t === 'sliding_attention' || t === 'full_attention')) {
@@ -36,5 +37,5 @@ export const qwen2 = llamaLike({
   oBias: () => false,
   mlpBias: () => false,
   windows: qwenWindows,
-  defaults: { maxPositions: 32768, rmsNormEps: 1e-6 },
+  defaults: { maxPositions: 32768, rmsNormEps: 1e-6, kvHeads: 32 },
 });

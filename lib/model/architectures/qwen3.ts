@@ -15,5 +15,5 @@ export const qwen3 = llamaLike({
   qkNorm: true,
   windows: qwenWindows,
   // Qwen3Config: head_dim defaults to 128, not hidden_size / num_attention_heads
-  defaults: { maxPositions: 32768, rmsNormEps: 1e-6, headDim: 128 },
+  defaults: { maxPositions: 32768, rmsNormEps: 1e-6, headDim: 128, kvHeads: 32 },
 });
