@@ -127,6 +127,8 @@ describe('ffmerge CLI', () => {
     const r = ffmerge(cwd, ...(args as string[]));
     expect(r.code).toBe(code);
     expect(r.stderr).toMatch(message as RegExp);
+    // a refusal is the only line: "compressing … → out" is said once the work starts (tester AT)
+    expect(r.stderr).not.toMatch(/ffmerge: compressing/);
     expect(fs.readdirSync(cwd)).toEqual([]);
   });
 

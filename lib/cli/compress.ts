@@ -15,6 +15,7 @@ import { formatReport } from './report';
 import { ProgressBar } from './progress';
 import { printResult } from './format';
 import { packageRoot } from '../native/loader';
+import type { Progress } from '../native/job';
 
 /** The data flags each task reads (the others are refused for it). */
 const TASK_FLAGS = {
@@ -129,12 +130,18 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     baselines,
     signal,
   };
-  if (!o.json) process.stderr.write(`ffmerge: compressing ${model}${bundled ? ' (bundled model)' : ''} → ${out}\n`);
   const bar = new ProgressBar(!o.json);
+  // said when the work starts, after compress has refused what it refuses: a refusal is the only line then
+  let announced = Boolean(o.json);
+  const onProgress = (p: Progress) => {
+    if (!announced) process.stderr.write(`ffmerge: compressing ${model}${bundled ? ' (bundled model)' : ''} → ${out}\n`);
+    announced = true;
+    bar.update(p);
+  };
   const onAbort = () => bar.interrupt();
   signal.addEventListener('abort', onAbort, { once: true });
   try {
-    const r = await compress(model, { ...opts, onProgress: bar.update });
+    const r = await compress(model, { ...opts, onProgress });
     bar.done();
     printResult(o.json, r, () => formatReport(r));
   } catch (e) {
