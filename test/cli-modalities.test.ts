@@ -70,6 +70,13 @@ describe('ffmerge CLI on images and translation', () => {
       const over = ffmerge(cwd, 'eval', VIT, '--data', 'imgs', '--count', '121', '--json');
       expect(over.code).toBe(2);
       expect(errorOf(over)).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('--count 121 is more than the 120 images') });
+      // --start picks a range (a validation split such as 55000–59999): the two halves add up to the whole
+      const t10k = ['--images', fm('t10k-images-idx3-ubyte.gz'), '--labels', fm('t10k-labels-idx1-ubyte.gz'), '--json'];
+      const halves = [['--count', '60'], ['--start', '60', '--count', '60']].map((a) => JSON.parse(ffmerge(cwd, 'eval', VIT, ...t10k, ...a).stdout));
+      expect(halves.map((h) => [h.start, h.images])).toEqual([[0, 60], [60, 60]]);
+      expect(halves[0].correct + halves[1].correct).toBe(JSON.parse(idx.stdout).correct);
+      expect(errorOf(ffmerge(cwd, 'eval', VIT, '--data', 'imgs', '--start', '120', '--json'))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('--start 120 is past the 120 images') });
+      expect(errorOf(ffmerge(cwd, 'eval', VIT, '--data', 'imgs', '--start', '100', '--count', '21', '--json'))).toMatchObject({ message: expect.stringContaining('--count 21 is more than the 20 images of the data from --start 100') });
       const r = ffmerge(cwd, 'compress', VIT, '--data', 'imgs', '--k', '2', '--method', 'permute', '--calibration-size', '60', '--out', 'from-folder', '--json');
       expect(r.code).toBe(0);
       expect(JSON.parse(r.stdout).data).toMatchObject({ calibration: 60, validation: 60, unit: 'images' });
@@ -155,6 +162,9 @@ describe('ffmerge CLI on images and translation', () => {
       const e = JSON.parse(ev.stdout);
       expect(e.sentences).toBe(20);
       expect(e.bleu).toBeGreaterThan(10);
+      const later = JSON.parse(ffmerge(cwd, 'eval', 'mt', '--source', m30k('test_2016_flickr.en.gz'), '--target', m30k('test_2016_flickr.de.gz'), '--start', '20', '--count', '5', '--json').stdout);
+      expect([later.start, later.sentences]).toEqual([20, 5]);
+      expect(later.bleu).not.toBe(e.bleu);
     });
 
     it('--recover refit and both baselines run for both stacks', () => {

@@ -18,6 +18,7 @@ import { ProgressBar } from './progress';
 import { printResult } from './format';
 
 export interface EvalCliOptions extends SplitFlags {
+  start?: string;
   count?: string;
   tokens?: string;
   blockSize?: string;
@@ -26,8 +27,8 @@ export interface EvalCliOptions extends SplitFlags {
 
 const TASK_FLAGS: Record<string, readonly (keyof EvalCliOptions)[]> = {
   'language-modeling': ['data', 'tokens', 'blockSize'],
-  'image-classification': ['data', 'images', 'labels', 'count'],
-  translation: ['data', 'source', 'target', 'count'],
+  'image-classification': ['data', 'images', 'labels', 'start', 'count'],
+  translation: ['data', 'source', 'target', 'start', 'count'],
 };
 
 /** A metric that came out NaN or infinite (NaN weights, overflow) is a failure, never a printed number. */
@@ -36,13 +37,26 @@ function finite(v: number, metric: string): number {
   return v;
 }
 
-/** --count, or all of the data: a count larger than the data is refused, never cut to what is there without a word. */
-function withinData(count: number | undefined, available: number, what: string): number {
-  if (count !== undefined && count > available) {
-    throw new FfmergeError('INVALID_ARGUMENT', `--count ${count} is more than the ${available} ${what} of the data: ask for at most ${available}, or leave --count out for all of them`);
+/**
+ * --start and --count, or all of the data: a range past the data is refused, never cut to what is there
+ * without a word. → the first item and how many.
+ */
+function withinData(o: EvalCliOptions, available: number, what: string): { start: number; count: number } {
+  const start = int(o.start, 'start', true) ?? 0;
+  const count = int(o.count, 'count');
+  if (start >= available) {
+    throw new FfmergeError('INVALID_ARGUMENT', `--start ${start} is past the ${available} ${what} of the data (the first is 0): give at most ${available - 1}`);
   }
-  return count ?? available;
+  const left = available - start;
+  if (count !== undefined && count > left) {
+    const from = start ? ` from --start ${start}` : '';
+    throw new FfmergeError('INVALID_ARGUMENT', `--count ${count} is more than the ${left} ${what} of the data${from}: ask for at most ${left}, or leave --count out for all of them`);
+  }
+  return { start, count: count ?? left };
 }
+
+/** " from image 55000" where --start moved the range (the first is 0). */
+const fromItem = (start: number, what: string) => (start ? ` from ${what} ${start}` : '');
 
 export async function runEval(model: string, o: EvalCliOptions, signal: AbortSignal): Promise<void> {
   const summary = await inspectModel(model);
@@ -78,16 +92,16 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
   } else if (task === 'image-classification') {
     const src = imageSourceFrom(o, '');
     if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'eval on an image model needs --images <idx images> --labels <idx labels>, or --data <image folder>');
-    const limit = int(o.count, 'count');
     const pre = await loadPreprocessor(model);
     const m = await loadModel(model, { signal });
     try {
       const set = await loadImageSource(src, pre, m.config as Record<string, unknown>);
-      const r = await evaluateImageClassifier(m, set, pre, { signal, onProgress: bar.update, count: withinData(limit, set.count, 'images') });
+      const range = withinData(o, set.count, 'images');
+      const r = await evaluateImageClassifier(m, set, pre, { signal, onProgress: bar.update, ...range });
       bar.done();
       finite(r.accuracy, 'accuracy');
-      result = { model: path.resolve(model), metric: 'accuracy', accuracy: r.accuracy, correct: r.correct, images: r.total, seconds: seconds() };
-      line = `top-1 accuracy ${(100 * r.accuracy).toFixed(2)}% (${r.correct}/${r.total} images, ${seconds().toFixed(1)} s)`;
+      result = { model: path.resolve(model), metric: 'accuracy', accuracy: r.accuracy, correct: r.correct, start: range.start, images: r.total, seconds: seconds() };
+      line = `top-1 accuracy ${(100 * r.accuracy).toFixed(2)}% (${r.correct}/${r.total} images${fromItem(range.start, 'image')}, ${seconds().toFixed(1)} s)`;
     } finally {
       m.dispose();
     }
@@ -95,7 +109,8 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
     const src = parallelSourceFrom(o, '');
     if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'eval on a translation model needs --source <file> --target <file> (line-aligned), or --data <file.tsv>');
     const all = await loadParallelSource(src);
-    const pairs = all.slice(0, withinData(int(o.count, 'count'), all.length, 'sentence pairs'));
+    const { start, count } = withinData(o, all.length, 'sentence pairs');
+    const pairs = all.slice(start, start + count);
     const m = await loadModel(model, { signal });
     try {
       const tok = await loadTokenizer(model);
@@ -106,9 +121,9 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
       bar.done();
       finite(r.bleu.score, 'BLEU');
       finite(r.chrf.score, 'chrF');
-      result = { model: path.resolve(model), metric: 'bleu', decoding, bleu: r.bleu.score, chrf: r.chrf.score, sentences: pairs.length, truncated: r.truncated, seconds: seconds() };
+      result = { model: path.resolve(model), metric: 'bleu', decoding, bleu: r.bleu.score, chrf: r.chrf.score, start, sentences: pairs.length, truncated: r.truncated, seconds: seconds() };
       const cut = r.truncated > 0 ? `; ${r.truncated === 1 ? '1 source' : `${r.truncated} sources`} longer than the model's ${m.encoderSpec!.maxPositions} positions ${r.truncated === 1 ? 'was' : 'were'} cut to them` : '';
-      line = `BLEU ${r.bleu.score.toFixed(2)}, chrF ${r.chrf.score.toFixed(2)} (${decoding}, ${pairs.length} sentences${cut}, ${seconds().toFixed(1)} s)`;
+      line = `BLEU ${r.bleu.score.toFixed(2)}, chrF ${r.chrf.score.toFixed(2)} (${decoding}, ${pairs.length} sentences${fromItem(start, 'sentence')}${cut}, ${seconds().toFixed(1)} s)`;
     } finally {
       m.dispose();
     }

@@ -126,7 +126,8 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--labels <idx>', 'vit: idx label file')
     .option('--source <file>', 'marian: source sentences (with --target)')
     .option('--target <file>', 'marian: reference translations')
-    .option('--count <n>', 'vit/marian: evaluate the first n images or sentences (default all)')
+    .option('--start <n>', 'vit/marian: evaluate from image or sentence n (0-based; default 0), e.g. a validation range')
+    .option('--count <n>', 'vit/marian: evaluate n images or sentences from --start (default all the rest)')
     .option('--tokens <n>', 'token budget, in whole blocks: at least one (default: the whole file)')
     .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
     .action((model: string, o: EvalCliOptions) => runEval(model, o, signal));
