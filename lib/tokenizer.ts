@@ -15,6 +15,7 @@
  * config.json (`*_token_id`).
  */
 import { MAX_JSON_FILE_BYTES, readRegularFileSync } from './files';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 import { FfmergeError, showValue } from './errors';
@@ -98,6 +99,8 @@ class ModelTokenizer implements Tokenizer {
     private readonly cutAtSpaces = false,
     /** The folder it was loaded from: a worker thread loads the same tokenizer from it (tokenizerDirOf). */
     readonly dir?: string,
+    /** Its files as they were when read (tokenizerStamp): the folder is the same tokenizer only while they match. */
+    readonly stamp?: string,
   ) {
     this.vocabSize = hf.get_vocab(true).size;
   }
@@ -227,7 +230,6 @@ export function hfTokenizerConfig(modelDir: string, tokConfig: Json = readJson(p
   };
 }
 
-/** Loads `modelDir/tokenizer.json` with its tokenizer_config.json / special_tokens_map.json / config.json. */
 /**
  * Token ids in tokenizer.json must be small non-negative integers: the tokenizer library sizes and walks
  * tables by the largest id, so one id of 2^31 in a vocabulary of 512 made a 3 KB text take minutes to encode.
@@ -339,8 +341,24 @@ export function checkTokenizer(t: unknown, what: string): asserts t is Tokenizer
   }
 }
 
+/** The files loadTokenizer reads, by inode, size and modification time ("-" for one that is not there). */
+function tokenizerStamp(dir: string): string {
+  return TOKENIZER_FILES.map((f) => {
+    try {
+      const s = fs.statSync(path.join(dir, f));
+      return `${s.ino}:${s.size}:${s.mtimeMs}`;
+    } catch {
+      return '-';
+    }
+  }).join('|');
+}
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'config.json'];
+
+/** Loads `modelDir/tokenizer.json` with its tokenizer_config.json / special_tokens_map.json / config.json. */
 export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
   checkPath(modelDir, 'loadTokenizer(modelDir): modelDir');
+  // taken before the files are read: a file changed while they are read differs from it too
+  const stamp = tokenizerStamp(modelDir);
   const tokenizerJson = readJson(path.join(modelDir, 'tokenizer.json'), true)!;
   checkTokenIds(tokenizerJson, path.join(modelDir, 'tokenizer.json'));
   const tokConfig = readJson(path.join(modelDir, 'tokenizer_config.json'), false) ?? {};
@@ -376,10 +394,13 @@ export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
     typeof bosFlag === 'boolean' || typeof eosFlag === 'boolean'
       ? { bos: bosFlag === true, eos: eosFlag === true }
       : undefined;
-  return new ModelTokenizer(hf, special, addFlags, spaceCutSafe(tokenizerJson, tokConfig), path.resolve(modelDir));
+  return new ModelTokenizer(hf, special, addFlags, spaceCutSafe(tokenizerJson, tokConfig), path.resolve(modelDir), stamp);
 }
 
-/** The folder a tokenizer from loadTokenizer was loaded from; undefined for any other Tokenizer. */
+/**
+ * The folder a tokenizer from loadTokenizer was loaded from, while its files are as they were then (a worker
+ * loading from it gets the same tokenizer); undefined for any other Tokenizer, or once the folder has changed.
+ */
 export function tokenizerDirOf(t: Tokenizer): string | undefined {
-  return t instanceof ModelTokenizer ? t.dir : undefined;
+  return t instanceof ModelTokenizer && t.dir !== undefined && tokenizerStamp(t.dir) === t.stamp ? t.dir : undefined;
 }

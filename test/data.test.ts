@@ -515,6 +515,23 @@ describeShared('fixtures/gpt2-sotu', 'tokenizing files in a worker, read only as
     await expect(run).rejects.toMatchObject({ code: 'ABORTED' });
   });
 
+  test("a tokenizer whose folder changed since it was loaded tokenizes as loaded (on the calling thread), not as the folder now says", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tokdir-'));
+    try {
+      for (const f of ['tokenizer.json', 'tokenizer_config.json', 'config.json']) fs.copyFileSync(path.join(model, f), path.join(dir, f));
+      const tok = await loadTokenizer(dir);
+      const file = write('changed-tokenizer.txt', 'The President of the United States spoke to the Congress.\n'.repeat(50));
+      const want = Int32Array.from(tok.encode(await readText(file), { addSpecialTokens: false }));
+      expect(same((await loadSplitBlocks(tok, file, 64)).tokens, want)).toBe(true);
+      // another model's tokenizer put in its place: the worker would load it and give its ids (before: it did)
+      fs.copyFileSync(sharedPath('fixtures', 'llama-stories260k', 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
+      expect(same(await tokenizeFile(dir, file), want)).toBe(false);
+      expect(same((await loadSplitBlocks(tok, file, 64)).tokens, want)).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('blocksFrom with a budget keeps exactly the whole-file blocks takeTokens keeps, even for a budget off the block size', async () => {
     const tok = await loadTokenizer(model);
     const f = sharedPath('data', 'lm', 'valid.txt');

@@ -51,7 +51,8 @@ export function tokenizeToBlocks(tokenizer: Tokenizer, text: string, blockSize: 
  * Reads a split file (.txt, .txt.gz, .jsonl, .jsonl.gz) whole, tokenizes it (the ids of one encode call) and cuts
  * blocks. A tokenizer from loadTokenizer works in a worker thread (tokenizeFile: the same ids, tested), so a
  * large file does not stall the caller's event loop, and the signal stops it at once; any other Tokenizer
- * object encodes on the calling thread, the signal checked before and after.
+ * object, or one whose folder's files changed since it was loaded, encodes on the calling thread, the signal
+ * checked before and after.
  */
 export async function loadSplitBlocks(
   tokenizer: Tokenizer,
