@@ -239,6 +239,11 @@ test('inspect and compress count each layer of a mixed-dtype checkpoint in its o
     expect(r.bytes.removed).toBe(f32 / 2);
     // the report says the numbers are the float32 weights' (tester AP: eval of a BF16 output differed, unexplained)
     expect(r.data.notes).toContainEqual(expect.stringMatching(/^weights stored in F16: the numbers were measured in float32/));
+    // an ONNX output holds the float32 weights that were measured: no rounding to speak of (tester AV)
+    const onnx = await compress(dir, { calibration: data, calibrationTokens: 512, validationTokens: 512, blockSize: 128, method: 'permute', recover: 'none', window: '3-4', format: 'onnx', out: path.join(tmp, 'onnx-out') });
+    expect(onnx.merged.validation).toBe(r.merged.validation);
+    expect(onnx.data.notes.filter((n) => n.startsWith('weights stored in'))).toEqual([]);
+    expect(fs.readFileSync(path.join(tmp, 'onnx-out', 'README.md'), 'utf8')).toContain('this ONNX folder stores its weights in float32');
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

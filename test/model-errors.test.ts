@@ -85,6 +85,43 @@ describe('model loading errors', () => {
     await expectCode(loadModel(m.dir), 'INVALID_CONFIG', '"sliding_window"');
   });
 
+  test("config.json's architectures naming another head is refused; a language model's classes are not (tester AV)", () => {
+    const base = { model_type: 'qwen3', num_hidden_layers: 2, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 40, vocab_size: 50 };
+    // before: a sequence classifier was merged by perplexity through its embeddings, and its card said AutoModelForCausalLM
+    expect(() => architectureOf({ ...base, architectures: ['Qwen3ForSequenceClassification'] })).toThrow(
+      expect.objectContaining({ code: 'UNSUPPORTED_ARCHITECTURE', message: expect.stringContaining('runs qwen3 checkpoints as Qwen3ForCausalLM') }),
+    );
+    for (const ok of [['Qwen3ForCausalLM'], ['LlamaForCausalLM'], ['Qwen3Model'], [], undefined]) expect(architectureOf({ ...base, architectures: ok }).modelType).toBe('qwen3');
+    expect(architectureOf({ model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }).modelType).toBe('gpt2');
+    expect(() => architectureOf({ model_type: 'vit', architectures: ['ViTModel'] })).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_ARCHITECTURE' }));
+    expect(architectureOf({ model_type: 'bert', architectures: ['BertForMaskedLM'] }).modelType).toBe('bert'); // the encoder is what runs
+  });
+
+  test('a true/false config key given as "true" or 1 is INVALID_CONFIG, not read as false (tester AV)', async () => {
+    // transformers reads "true" and 1 as true: the biases or windows were left off without a word
+    const bias = await syntheticLlama({ family: 'qwen3', layers: 2, bias: true, config: { attention_bias: 'true' } });
+    await expectCode(loadModel(bias.dir), 'INVALID_CONFIG', '"attention_bias"', 'true or false');
+    const win = await syntheticLlama({ family: 'qwen2', layers: 2, config: { use_sliding_window: 1, sliding_window: 4 } });
+    await expectCode(loadModel(win.dir), 'INVALID_CONFIG', '"use_sliding_window"');
+    const mlp = await syntheticLlama({ layers: 2, config: { mlp_bias: 'false' } });
+    await expectCode(loadModel(mlp.dir), 'INVALID_CONFIG', '"mlp_bias"');
+  });
+
+  test("a layer weight the model_type does not read is refused, naming it and the family that reads it (tester AV)", async () => {
+    // Qwen3 weights under model_type llama: q_norm / k_norm were left unread and a wrong perplexity printed
+    const s = await syntheticLlama({ family: 'qwen3', layers: 2, bias: false });
+    const dir = tempDir('qwen3-as-llama');
+    for (const f of fs.readdirSync(s.dir)) fs.copyFileSync(path.join(s.dir, f), path.join(dir, f));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...s.config, model_type: 'llama', attention_bias: false }));
+    await expectCode(loadModel(dir), 'UNSUPPORTED_ARCHITECTURE', '"model.layers.0.self_attn.q_norm.weight"', 'is model_type "qwen3"?');
+    await expectCode(inspectModel(dir), 'UNSUPPORTED_ARCHITECTURE');
+  });
+
+  test('num_key_value_heads left out says its default came from the config class', () => {
+    const c = { model_type: 'qwen3', num_hidden_layers: 2, hidden_size: 32, num_attention_heads: 4, intermediate_size: 40, vocab_size: 50 };
+    expect(() => architectureOf(c).stacks[0]!.spec(c)).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringContaining("(32, the config class's default: config.json does not give it) must divide") }));
+  });
+
   test('a folder without config.json is DATA_NOT_FOUND naming the file, as inspect says it', async () => {
     const s = await syntheticGpt2();
     fs.rmSync(path.join(s.dir, 'config.json'));

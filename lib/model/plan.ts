@@ -215,6 +215,38 @@ function checkNoLayerPast(reader: CheckpointReader, t: StackTensors, layers: num
   }
 }
 
+/** Layer weights of other families, and which model_type reads them (said in the refusal below). */
+const OTHER_FAMILY: readonly [RegExp, string][] = [[/\.(q|k)_norm\.weight$/, 'qwen3']];
+
+/**
+ * A weight inside a layer that the description does not read (Qwen3's q_norm under model_type "llama", a relative
+ * position table, unmerged adapter weights) is part of the computation the checkpoint was trained with: run
+ * without it, every number would be wrong without a word (transformers warns and runs). Refused, naming it. The
+ * test looks at layer 0's names ending in ".weight": buffers (attn.bias, rotary_emb.inv_freq) are not weights.
+ */
+function checkNoUnreadLayerWeights(reader: CheckpointReader, t: StackTensors, family: string, where: string): void {
+  const read = layerTensorNames(t.layer(0));
+  // the layer's namespace: what its names share, cut after the last "." ("model.layers.0.")
+  let prefix = read.reduce((a, b) => {
+    let i = 0;
+    while (i < a.length && a[i] === b[i]) i++;
+    return a.slice(0, i);
+  });
+  prefix = prefix.slice(0, prefix.lastIndexOf('.') + 1);
+  if (!/\d\.$/.test(prefix)) return; // no layer index in common: nothing to compare against
+  const p = t.optionalPrefix ?? '';
+  const known = new Set(read.flatMap((n) => (p && n.startsWith(p) ? [n, n.slice(p.length)] : [n])));
+  for (const name of reader.names()) {
+    const full = p && !name.startsWith(p) ? p + name : name; // stored without the optional prefix
+    if (!full.startsWith(prefix) || !name.endsWith('.weight') || known.has(name)) continue;
+    const other = OTHER_FAMILY.find(([re]) => re.test(name))?.[1];
+    throw new FfmergeError(
+      'UNSUPPORTED_ARCHITECTURE',
+      `the checkpoint in ${where} holds "${name}", a weight ${family} layers do not have (config.json model_type "${family}"): run without it, the model would compute something else${other ? `; it is a ${other} weight: is model_type "${other}"?` : ''}`,
+    );
+  }
+}
+
 /** One stack of a checked checkpoint: its spec, tensor names and where the loader finds each slot's bytes. */
 export interface CheckedStack {
   name: StackName;
@@ -248,6 +280,7 @@ export function checkCheckpoint(config: Config, reader: CheckpointReader, where:
     const plan = planTensors(builder, st.spec, st.names);
     for (const n of builder.used) used.add(n);
     checkNoLayerPast(reader, st.names, st.spec.layers, st.layersKey, where);
+    checkNoUnreadLayerWeights(reader, st.names, st.spec.family, where);
     return { name: st.name, spec: st.spec, names: st.names, plan };
   });
   checkTiedNamesUsed(reader, used, where);

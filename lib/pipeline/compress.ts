@@ -644,7 +644,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, notes: [...task.data.notes, ...mixedNotes, ...halfNote(dtypeOf)], calibrationFeatures },
+      data: { ...task.data, notes: [...task.data.notes, ...mixedNotes, ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;
@@ -720,7 +720,8 @@ async function writeOutput(
 /**
  * A checkpoint stored in 16 bits: the numbers are measured on the float32 weights the merge computes, which the
  * writer then rounds to the checkpoint's dtype, so `eval` of the written folder can differ in the fourth or
- * fifth digit (README, Large models). Said in the report and the card, where the numbers are read.
+ * fifth digit (README, Large models). Said in the report and the card, where the numbers are read; not for an
+ * ONNX output, whose float32 weights are the ones measured (tester AV).
  */
 function halfNote(dtypeOf: ReadonlyMap<string, string>): string[] {
   const half = [...new Set(dtypeOf.values())].filter((d) => d === 'BF16' || d === 'F16');

@@ -5,7 +5,7 @@
  */
 import { showValue } from '../../errors';
 import { NO_ROPE_SCALING, fullAttention } from '../spec';
-import { activation, intermediateOutputFF, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
+import { activation, flag, intermediateOutputFF, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
 import type { Architecture, SizeKeys } from './types';
 
 const sizes: SizeKeys = {
@@ -35,7 +35,7 @@ export const bert: Architecture = {
           c.position_embedding_type != null && c.position_embedding_type !== 'absolute',
           `position_embedding_type ${showValue(c.position_embedding_type)}`,
         );
-        unsupportedIf(c.is_decoder === true, 'BERT as a decoder (is_decoder = true)');
+        unsupportedIf(flag(c, 'is_decoder'), 'BERT as a decoder (is_decoder = true)');
         const arch = Array.isArray(c.architectures) ? (c.architectures as unknown[]) : [];
         const classifier = arch.includes('BertForSequenceClassification');
         const layers = layerCount(c, sizes.layers);

@@ -46,9 +46,11 @@ export function headDim(c: Config, widthKey: string, headsKey: string, explicitK
  */
 export function kvHeads(c: Config, key: string, headsKey: string, absent?: number): number {
   const nHeads = posInt(c, headsKey);
-  const nKv = c[key] === undefined && absent !== undefined ? absent : posInt(c, key, nHeads);
+  const defaulted = c[key] === undefined && absent !== undefined;
+  const nKv = defaulted ? absent : posInt(c, key, nHeads);
   if (nHeads % nKv !== 0) {
-    throw new FfmergeError('INVALID_CONFIG', `config.json: "${key}" (${nKv}) must divide "${headsKey}" (${nHeads})`);
+    const given = defaulted ? `${nKv}, the config class's default: config.json does not give it` : String(nKv);
+    throw new FfmergeError('INVALID_CONFIG', `config.json: "${key}" (${given}) must divide "${headsKey}" (${nHeads})`);
   }
   return nKv;
 }
@@ -78,11 +80,23 @@ export function unsupportedIf(cond: boolean, what: string): void {
  * left out, the config class's default (transformers writes the key only where it differs from that).
  */
 export function tiedEmbeddings(c: Config, dflt = false): boolean {
-  const v = c.tie_word_embeddings;
+  return flag(c, 'tie_word_embeddings', dflt);
+}
+
+/**
+ * A true/false config key (attention_bias, use_sliding_window, …); left out or null, `dflt`. Anything else is
+ * INVALID_CONFIG: transformers reads "true", "false" and 1 as Python truth values, so a string would turn a
+ * checkpoint's biases or windows on where ffmerge, reading only true, left them off.
+ */
+export function flag(c: Config, key: string, dflt = false): boolean {
+  const v = c[key];
   if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'boolean') throw bad('tie_word_embeddings', 'must be true or false', v);
+  if (typeof v !== 'boolean') throw bad(key, 'must be true or false', v);
   return v;
 }
+
+/** Classes with a language-model head (Architecture.classes): *ForCausalLM, *LMHeadModel, or a bare *Model. */
+export const LM_CLASSES = /(ForCausalLM|LMHeadModel|^[A-Za-z0-9]+Model)$/;
 
 /**
  * RoPE scaling from rope_scaling (rope_parameters in transformers ≥ 5), with the keys and checks of transformers'

@@ -1,6 +1,6 @@
 /** GPT2LMHeadModel: Conv1D weights, fused q/k/v, learned positions, pre-LN, tanh GELU, head tied to wte unless the config unties it. */
 import { NO_ROPE_SCALING, TOKEN_LM_IO, fullAttention } from '../spec';
-import { activation, headDim, layerCount, posInt, posNum, tiedEmbeddings, unsupportedIf } from './config';
+import { LM_CLASSES, activation, flag, headDim, layerCount, posInt, posNum, tiedEmbeddings, unsupportedIf } from './config';
 import type { Architecture, FFTensorNames, SizeKeys } from './types';
 
 const sizes: SizeKeys = { layers: 'n_layer', dModel: 'n_embd', nHeads: 'n_head', dFF: 'n_inner', vocab: 'vocab_size', maxPositions: 'n_positions' };
@@ -19,6 +19,7 @@ function ff(_c: unknown, l: number): FFTensorNames {
 export const gpt2: Architecture = {
   modelType: 'gpt2',
   hfClass: 'GPT2LMHeadModel',
+  classes: LM_CLASSES,
   mainStack: 'decoder',
   stacks: [
     {
@@ -28,9 +29,9 @@ export const gpt2: Architecture = {
       spec(c) {
         const dModel = posInt(c, sizes.dModel);
         const nHeads = posInt(c, sizes.nHeads);
-        unsupportedIf(c.scale_attn_by_inverse_layer_idx === true, 'scale_attn_by_inverse_layer_idx = true');
-        unsupportedIf(c.scale_attn_weights === false, 'scale_attn_weights = false');
-        unsupportedIf(c.add_cross_attention === true, 'add_cross_attention = true');
+        unsupportedIf(flag(c, 'scale_attn_by_inverse_layer_idx'), 'scale_attn_by_inverse_layer_idx = true');
+        unsupportedIf(!flag(c, 'scale_attn_weights', true), 'scale_attn_weights = false');
+        unsupportedIf(flag(c, 'add_cross_attention'), 'add_cross_attention = true');
         const layers = layerCount(c, sizes.layers);
         return {
           ...TOKEN_LM_IO,

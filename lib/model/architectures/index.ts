@@ -40,6 +40,15 @@ export function architectureOf(config: Config): Architecture {
         : `model_type ${showValue(type)} is not supported; ffmerge supports ${MODEL_TYPES.join(', ')}`,
     );
   }
+  // the head the checkpoint was saved with, where config.json names it (transformers picks the class by
+  // model_type and would only warn of the weights it leaves unread)
+  const listed = config.architectures;
+  if (a.classes && Array.isArray(listed) && listed.length > 0 && listed.every((x) => typeof x === 'string') && !listed.some((x) => a.classes!.test(x as string))) {
+    throw new FfmergeError(
+      'UNSUPPORTED_ARCHITECTURE',
+      `config.json's architectures is ${showValue(listed)}: ffmerge runs ${a.modelType} checkpoints as ${a.hfClass}, and this one was saved with another head, whose weights ffmerge would not read`,
+    );
+  }
   return a;
 }
 

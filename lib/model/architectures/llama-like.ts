@@ -5,7 +5,7 @@
  * sliding-window rule and the transformers config defaults, which are the options here.
  */
 import { TOKEN_LM_IO } from '../spec';
-import { activation, headDim, kvHeads, layerCount, posInt, posNum, ropeScaling, ropeTheta, tiedEmbeddings } from './config';
+import { LM_CLASSES, activation, headDim, kvHeads, layerCount, posInt, posNum, ropeScaling, ropeTheta, tiedEmbeddings } from './config';
 import type { Architecture, Config, FFTensorNames, SizeKeys } from './types';
 
 export interface LlamaLikeOptions {
@@ -54,6 +54,7 @@ export function llamaLike(o: LlamaLikeOptions): Architecture {
   return {
     modelType: o.modelType,
     hfClass: o.hfClass,
+    classes: LM_CLASSES,
     mainStack: 'decoder',
     stacks: [
       {

@@ -4,7 +4,7 @@
  * self-attention + cross-attention + LM head) is the main one.
  */
 import { NO_ROPE_SCALING, type ModelSpec } from '../spec';
-import { activation, headDim, layerCount, posInt, tiedEmbeddings, unsupportedIf } from './config';
+import { activation, flag, headDim, layerCount, posInt, tiedEmbeddings, unsupportedIf } from './config';
 import type { Architecture, Config, FFTensorNames, SizeKeys, StackDescription, StackName, StackTensors } from './types';
 
 const L = (stack: StackName, l: number) => `model.${stack}.layers.${l}`;
@@ -31,10 +31,10 @@ function sizes(stack: StackName): SizeKeys {
 }
 
 function spec(c: Config, stack: StackName): ModelSpec {
-  unsupportedIf(c.normalize_before === true, 'pre-norm Marian (normalize_before = true)');
-  unsupportedIf(c.add_final_layer_norm === true, 'add_final_layer_norm = true');
-  unsupportedIf(c.normalize_embedding === true, 'normalize_embedding = true');
-  unsupportedIf(c.share_encoder_decoder_embeddings === false, 'separate encoder/decoder embeddings');
+  unsupportedIf(flag(c, 'normalize_before'), 'pre-norm Marian (normalize_before = true)');
+  unsupportedIf(flag(c, 'add_final_layer_norm'), 'add_final_layer_norm = true');
+  unsupportedIf(flag(c, 'normalize_embedding'), 'normalize_embedding = true');
+  unsupportedIf(!flag(c, 'share_encoder_decoder_embeddings', true), 'separate encoder/decoder embeddings');
   const S = sizes(stack);
   const dModel = posInt(c, S.dModel);
   const heads = posInt(c, S.nHeads);
@@ -63,7 +63,7 @@ function spec(c: Config, stack: StackName): ModelSpec {
     gatedFF: false,
     causal: decoder,
     slidingWindow: new Array<number>(layers).fill(0),
-    embedScale: c.scale_embedding === true ? Math.sqrt(dModel) : 1,
+    embedScale: flag(c, 'scale_embedding') ? Math.sqrt(dModel) : 1,
     // the decoder's head is the shared embedding unless tie_word_embeddings is false (then lm_head.weight)
     tiedEmbeddings: tiedEmbeddings(c, true),
     input: 'tokens',
@@ -125,6 +125,7 @@ const stack = (name: StackName): StackDescription => ({
 export const marian: Architecture = {
   modelType: 'marian',
   hfClass: 'MarianMTModel',
+  classes: /(ForConditionalGeneration|^[A-Za-z0-9]+Model)$/,
   mainStack: 'decoder',
   stacks: [stack('encoder'), stack('decoder')],
 };

@@ -3,7 +3,7 @@
  * attention on some layers when use_sliding_window is set.
  */
 import { fullAttention } from '../spec';
-import { bad, posInt } from './config';
+import { bad, flag, posInt } from './config';
 import { llamaLike } from './llama-like';
 import type { Config } from './types';
 
@@ -11,7 +11,7 @@ import type { Config } from './types';
 // when use_sliding_window is true; then the layers listed as "sliding_attention" in layer_types use it, or,
 // without layer_types, layers ≥ max_window_layers.
 export function qwenWindows(c: Config, layers: number): number[] {
-  if (c.use_sliding_window !== true || c.sliding_window === null) return fullAttention(layers);
+  if (!flag(c, 'use_sliding_window') || c.sliding_window === null) return fullAttention(layers);
   const w = posInt(c, 'sliding_window', 4096);
   const types = c.layer_types;
   if (types != null) {

@@ -3,14 +3,15 @@
  * head_dim wide, eps rms_norm_eps) between the projection and the rotary positions; attention_bias puts biases
  * on q/k/v and o, as in LLaMA; the sliding-window rule is Qwen2's.
  */
+import { flag } from './config';
 import { qwenWindows } from './qwen2';
 import { llamaLike } from './llama-like';
 
 export const qwen3 = llamaLike({
   modelType: 'qwen3',
   hfClass: 'Qwen3ForCausalLM',
-  qkvBias: (c) => c.attention_bias === true,
-  oBias: (c) => c.attention_bias === true,
+  qkvBias: (c) => flag(c, 'attention_bias'),
+  oBias: (c) => flag(c, 'attention_bias'),
   mlpBias: () => false,
   qkNorm: true,
   windows: qwenWindows,

@@ -127,6 +127,11 @@ export interface Architecture {
   modelType: string;
   /** The Hugging Face class(es) ffmerge runs for this model_type. */
   hfClass: string;
+  /**
+   * The classes config.json's `architectures` may name, by their head (absent: any). A checkpoint saved from
+   * another head (Qwen3ForSequenceClassification) holds that head's weights, not the one ffmerge would run.
+   */
+  classes?: RegExp;
   /** Stacks in the order they run (an encoder–decoder's encoder first). */
   stacks: readonly StackDescription[];
   /** The stack whose output is the model's output: the decoder of decoder-only and encoder–decoder models,

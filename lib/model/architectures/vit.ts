@@ -3,7 +3,7 @@
  * LayerNorm, classifier on CLS. One stack, the encoder.
  */
 import { NO_ROPE_SCALING, fullAttention } from '../spec';
-import { activation, intermediateOutputFF, bad, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
+import { activation, intermediateOutputFF, bad, flag, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
 import type { Architecture, SizeKeys } from './types';
 
 const sizes: SizeKeys = { layers: 'num_hidden_layers', dModel: 'hidden_size', nHeads: 'num_attention_heads', dFF: 'intermediate_size' };
@@ -14,6 +14,7 @@ const ff = intermediateOutputFF(L);
 export const vit: Architecture = {
   modelType: 'vit',
   hfClass: 'ViTForImageClassification',
+  classes: /ForImageClassification$/,
   mainStack: 'encoder',
   stacks: [
     {
@@ -65,7 +66,7 @@ export const vit: Architecture = {
         };
       },
       tensors(c, spec) {
-        const bias = c.qkv_bias !== false;
+        const bias = flag(c, 'qkv_bias', true);
         return {
           layout: 'linear',
           posEmb: 'vit.embeddings.position_embeddings',
