@@ -85,6 +85,12 @@ describe('ffmerge export / compress --format onnx', () => {
     expect(p.stderr).toMatch(/Writing ONNX\s+47 tensors/);
     expect(JSON.parse(fs.readFileSync(path.join(cwd, 'plain-onnx', 'config.json'), 'utf8')).ffmerge.format).toBe('onnx');
     expect(fs.existsSync(path.join(cwd, 'plain-onnx', 'README.md'))).toBe(false);
+    // with the weights beside it, model.onnx's own size and theirs are given apart (tester AV: one sum read as model.onnx's)
+    const ext = ffmerge(cwd, 'export', BUNDLED, '--out', 'ext-onnx', '--external-data', 'always');
+    expect(ext.code).toBe(0);
+    const bytes = (f: string) => fs.statSync(path.join(cwd, 'ext-onnx', 'onnx', f)).size;
+    expect(bytes('model.onnx')).toBeLessThan(bytes('model.onnx_data'));
+    expect(ext.stdout).toMatch(/model\.onnx \([\d.]+ kB \+ [\d.]+ [kM]B of weights in \.onnx_data files, fp32 weights\)/);
   });
 
   it('export --dtype fp16 --json: half-size weights, a summary for scripts', () => {

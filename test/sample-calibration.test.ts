@@ -82,6 +82,12 @@ test('bad sampling options and a model without a start token are refused with IN
     delete config.bos_token_id;
     fs.writeFileSync(path.join(noBos, 'config.json'), JSON.stringify(config));
     await expect(compress(noBos, { k: 2, calibration, validation: path.join(BUNDLED, 'calibration.txt') })).rejects.toThrow(/bos_token_id/);
+    // one outside the vocabulary is named as config.json's (tester AV: "the start token 151643" named no key)
+    fs.writeFileSync(path.join(noBos, 'config.json'), JSON.stringify({ ...config, bos_token_id: 151643 }));
+    await expect(compress(noBos, { k: 2, calibration, validation: path.join(BUNDLED, 'calibration.txt') })).rejects.toMatchObject({
+      code: 'INVALID_CONFIG',
+      message: expect.stringContaining("config.json's bos_token_id 151643, which is not in the model's vocabulary (512 tokens)"),
+    });
   } finally {
     fs.rmSync(noBos, { recursive: true, force: true });
   }

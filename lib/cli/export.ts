@@ -33,7 +33,7 @@ export async function runExport(model: string, o: ExportCliOptions, signal: Abor
   for (const u of r.unshared) process.stderr.write(`ffmerge: warning: ${u.stack} window ${u.window} exported unshared (each layer its own FF): ${u.reason}\n`);
   const shared = r.tensorUses - r.weightTensors;
   printResult(o.json, r, () =>
-    `wrote ${r.files.map((f) => path.join(r.out, f.file)).join(' + ')} (${fmtBytes(r.onnxBytes + r.dataBytes)}${r.external ? ', weights in .onnx_data files' : ''}, ${r.dtype} weights): ` +
+    `wrote ${r.files.map((f) => path.join(r.out, f.file)).join(' + ')} (${r.external ? `${fmtBytes(r.onnxBytes)} + ${fmtBytes(r.dataBytes)} of weights in .onnx_data files` : fmtBytes(r.onnxBytes)}, ${r.dtype} weights): ` +
       `${r.weightTensors} weight tensors` +
       (shared > 0 ? `, ${shared} more uses served by shared ones` : ''),
   );

@@ -229,7 +229,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     '',
     '## What was removed',
     `- parameters: ${int(r.params.removed)} of ${int(r.params.before)} (${(100 * r.params.fraction).toFixed(1)}%)`,
-    `- bytes: ${int(r.bytes.removed)} of ${int(r.bytes.before)} (${(100 * r.bytes.fraction).toFixed(1)}%) in the tied format${format === 'onnx' ? " (safetensors in the source's dtypes; this ONNX folder stores its weights in float32, each shared FF once)" : ''}`,
+    `- bytes: ${int(r.bytes.removed)} of ${int(r.bytes.before)} (${(100 * r.bytes.fraction).toFixed(1)}%) in the tied format`,
     '- compute per token is unchanged (every layer still runs its FF).',
     '',
     ...(tuned ? finetuneText(ctx.finetune, r.metric.name === 'perplexity', ctx.config, true) : []),

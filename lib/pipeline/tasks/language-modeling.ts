@@ -78,10 +78,13 @@ function checkSampled(v: SampledSource, validation: unknown): void {
 }
 
 /** The token every sampled row starts with: config bos_token_id (a model without one cannot be sampled from). */
-function startToken(config: Readonly<Record<string, unknown>>): number {
+function startToken(config: Readonly<Record<string, unknown>>, vocab: number): number {
   const bos = config.bos_token_id;
   if (typeof bos !== 'number' || !Number.isInteger(bos)) {
     throw new FfmergeError('INVALID_ARGUMENT', "calibration sampled from the model needs a start token, and the model's config.json has no bos_token_id: calibrate on a text file instead");
+  }
+  if (bos < 0 || bos >= vocab) {
+    throw new FfmergeError('INVALID_CONFIG', `calibration sampled from the model starts each row with config.json's bos_token_id ${bos}, which is not in the model's vocabulary (${vocab} tokens): fix bos_token_id, or calibrate on a text file instead`);
   }
   return bos;
 }
@@ -231,7 +234,7 @@ export const languageModeling: TaskKind = {
       ? await sampleRows(model, {
           rows: Math.max(1, Math.round(calTokens / blockSize)),
           length: blockSize,
-          startToken: startToken(model.config),
+          startToken: startToken(model.config, model.spec.vocab),
           ...o.calibration.sample,
           ...(job.signal ? { signal: job.signal } : {}),
           ...(job.onProgress ? { onProgress: job.onProgress } : {}),
