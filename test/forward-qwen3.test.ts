@@ -4,6 +4,7 @@
  * as transformers' Qwen3Attention does), the trainer's gradient against finite differences of the reference
  * loss, and fine-tuned norm weights written back (the ONNX export: export-onnx-synthetic.test.ts).
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { architectureOf } from '../lib/model/architectures';
 import { loadModel } from '../lib/model/load';
@@ -73,6 +74,10 @@ describe('qwen3 vs the float64 reference', () => {
     expect(spec).toMatchObject({ headDim: 128, qkNorm: true, maxPositions: 32768, normEps: 1e-6, tiedEmbeddings: false });
     expect(() => validateSpec({ ...spec, norm: 'layernorm' })).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringContaining('qkNorm') }));
     const s = await syntheticLlama({ family: 'qwen3', layers: 2, seed: 63 });
+    // head_dim left out: 128, which the q_proj rows then disagree with; the message says where its size comes from
+    const { head_dim: _hd, ...noHeadDim } = s.config;
+    fs.writeFileSync(path.join(s.dir, 'config.json'), JSON.stringify(noHeadDim));
+    await expect(loadModel(s.dir)).rejects.toMatchObject({ code: 'SHAPE_MISMATCH', message: expect.stringContaining('[512, 24] (512 = 4 heads × head_dim 128)') });
     s.hf.delete('model.layers.1.self_attn.k_norm.weight');
     const { writeSynthetic } = await import('./helpers/synthetic-model');
     await writeSynthetic(s);

@@ -59,8 +59,11 @@ class PlanBuilder {
     throw new FfmergeError('TENSOR_NOT_FOUND', `the checkpoint in ${this.where} is missing tensor "${name}"`);
   }
 
-  /** A 1-D or Linear-layout 2-D tensor of the given shape (as stored, for 1-D / linear-layout families). */
-  piece(name: string, shape: number[], transposeConv1D = false, stored?: number[]): LoadPiece {
+  /**
+   * A 1-D or Linear-layout 2-D tensor of the given shape (as stored, for 1-D / linear-layout families); `how`
+   * says where a size of it comes from, for the message when it does not fit.
+   */
+  piece(name: string, shape: number[], transposeConv1D = false, stored?: number[], how?: string): LoadPiece {
     const real = this.resolve(name);
     this.used.add(real);
     const info = this.reader.info(real);
@@ -74,7 +77,7 @@ class PlanBuilder {
       const tied = target !== real ? ` (it is tied to "${target}" by the checkpoint's ffmerge tie map)` : '';
       throw new FfmergeError(
         'SHAPE_MISMATCH',
-        `tensor "${name}" has shape ${fmt(info.shape)}${tied}, but the config implies ${fmt(want)}${conv ? ' (Conv1D [in, out])' : ''}`,
+        `tensor "${name}" has shape ${fmt(info.shape)}${tied}, but the config implies ${fmt(want)}${conv ? ' (Conv1D [in, out])' : ''}${how ? ` (${how})` : ''}`,
       );
     }
     // an integer dtype would be converted to float and computed with (the native loader converts as the JS
@@ -134,6 +137,9 @@ function planTensors(src: PlanBuilder, spec: ModelSpec, t: StackTensors): LoadPl
   if (t.lmHeadBias) one('lm_head_b', t.lmHeadBias, [spec.vocab], false, t.lmHeadBiasShape);
   const qw = spec.nHeads * spec.headDim;
   const kw = spec.nKvHeads * spec.headDim;
+  // a head width the config leaves to its class's default (Qwen3: 128) shows only as these shapes
+  const qHow = `${qw} = ${spec.nHeads} heads × head_dim ${spec.headDim}`;
+  const kvHow = `${kw} = ${spec.nKvHeads} key/value heads × head_dim ${spec.headDim}`;
   for (let l = 0; l < spec.layers; l++) {
     const L = t.layer(l);
     const p = `layers.${l}.`;
@@ -143,7 +149,7 @@ function planTensors(src: PlanBuilder, spec: ModelSpec, t: StackTensors): LoadPl
       if (L.qkv.fusedBias) one(`${p}qkv_b`, L.qkv.fusedBias, [qw + 2 * kw]);
     } else {
       const { q, k, v, qBias, kBias, vBias } = L.qkv;
-      src.slot(`${p}qkv_w`, src.piece(q, [qw, d], true), src.piece(k, [kw, d], true), src.piece(v, [kw, d], true));
+      src.slot(`${p}qkv_w`, src.piece(q, [qw, d], true, undefined, qHow), src.piece(k, [kw, d], true, undefined, kvHow), src.piece(v, [kw, d], true, undefined, kvHow));
       if (qBias && kBias && vBias) src.slot(`${p}qkv_b`, src.piece(qBias, [qw]), src.piece(kBias, [kw]), src.piece(vBias, [kw]));
     }
     if (spec.qkNorm) {
