@@ -36,7 +36,8 @@ void norm_backward(ThreadPool* pool, const ModelSpec& s, ParamSet& ps, int w, in
     rmsnorm_backward(pool, x, dy, R, s.d_model, ps.w(w), s.norm_eps, dx, ps.g(w));
 }
 
-// q or k (the `heads` heads at column `off` of the fused qkv rows [R, W]) before and after their per-head norm.
+// q or k as projected (the n columns at `off` of the fused qkv rows [R, W]), before the per-head norm: the
+// backward's input.
 void keep_heads(const float* qkv, size_t W, size_t off, size_t R, size_t n, std::vector<float>& raw) {
   raw.resize(R * n);
   for (size_t r = 0; r < R; ++r) std::copy(qkv + r * W + off, qkv + r * W + off + n, raw.data() + r * n);
