@@ -341,6 +341,8 @@ export function checkTokenizer(t: unknown, what: string): asserts t is Tokenizer
   }
 }
 
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'config.json'];
+
 /** The files loadTokenizer reads, by inode, size and modification time ("-" for one that is not there). */
 function tokenizerStamp(dir: string): string {
   return TOKENIZER_FILES.map((f) => {
@@ -352,7 +354,6 @@ function tokenizerStamp(dir: string): string {
     }
   }).join('|');
 }
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'config.json'];
 
 /** Loads `modelDir/tokenizer.json` with its tokenizer_config.json / special_tokens_map.json / config.json. */
 export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {

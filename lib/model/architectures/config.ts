@@ -25,11 +25,15 @@ export function posNum(c: Config, key: string, dflt: number): number {
   return v;
 }
 
-/** Head width: the explicit key when the config has it, else width / heads (which must divide). */
-export function headDim(c: Config, widthKey: string, headsKey: string, explicitKey?: string): number {
+/**
+ * Head width: the explicit key when the config has it, else the config class's default where it has one
+ * (`absent`: Qwen3's 128), else width / heads (which must divide).
+ */
+export function headDim(c: Config, widthKey: string, headsKey: string, explicitKey?: string, absent?: number): number {
   const d = posInt(c, widthKey);
   const h = posInt(c, headsKey);
   if (explicitKey && c[explicitKey] != null) return posInt(c, explicitKey);
+  if (absent !== undefined) return absent;
   if (d % h !== 0) {
     throw new FfmergeError(
       'INVALID_CONFIG',

@@ -71,7 +71,7 @@ export function llamaLike(o: LlamaLikeOptions): Architecture {
             dModel: posInt(c, sizes.dModel),
             nHeads: posInt(c, sizes.nHeads),
             nKvHeads: kvHeads(c, sizes.nKvHeads!, sizes.nHeads, o.defaults.kvHeads),
-            headDim: o.defaults.headDim !== undefined ? posInt(c, sizes.headDim!, o.defaults.headDim) : headDim(c, sizes.dModel, sizes.nHeads, sizes.headDim),
+            headDim: headDim(c, sizes.dModel, sizes.nHeads, sizes.headDim, o.defaults.headDim),
             dFF: posInt(c, sizes.dFF),
             vocab: posInt(c, sizes.vocab!),
             maxPositions: posInt(c, sizes.maxPositions!, o.defaults.maxPositions),
