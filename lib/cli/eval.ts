@@ -85,7 +85,7 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
       bar.done();
       finite(ppl(total), 'perplexity');
       result = { model: path.resolve(model), data: path.resolve(o.data), metric: 'perplexity', tokens: tokenCount(blocks), predictions: total.count, perplexity: ppl(total), seconds: seconds() };
-      line = `perplexity ${ppl(total).toFixed(3)} on ${tokenCount(blocks)} tokens of ${o.data} (${seconds().toFixed(1)} s)`;
+      line = `perplexity ${ppl(total).toFixed(3)} on ${tokenCount(blocks)} tokens of ${o.data}, ${total.count} of them predicted (${seconds().toFixed(1)} s)`;
     } finally {
       m.dispose();
     }
