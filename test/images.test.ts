@@ -16,6 +16,7 @@ import {
   type ImagePreprocessor,
 } from '../lib/data/images';
 import { loadImageSource } from '../lib/pipeline/tasks/sources';
+import { readParallel } from '../lib/data/parallel';
 import { describeShared, sharedPath } from './helpers/shared';
 import { expectCode, idxBytes } from './helpers/expect-code';
 
@@ -191,6 +192,50 @@ describe('image folders (PNG and JPEG made with sharp)', () => {
       const e = await expectCode(loadImageFolder(dir, grey5), 'INVALID_DATA');
       expect(e.message).toContain(`cut.${fmt === 'png' ? 'png' : 'jpg'} is not a readable image`);
     }
+  });
+
+  test('images decoded a few at a time land in file order; progress counts them; the first bad file in order is the one named', async () => {
+    const dir = path.join(tmp, 'folder-many');
+    // 23 images (not a multiple of the 4 in flight), each a distinct grey, over 3 classes
+    for (let i = 0; i < 23; i++) await make(dir, `c${i % 3}`, `${String(i).padStart(2, '0')}.png`, 4, 5, 1, 10 * i, 'png');
+    const seen: number[] = [];
+    const set = await loadImageFolder(dir, grey5, { onProgress: (p) => (expect(p).toMatchObject({ phase: 'images', total: 23 }), seen.push(p.done)) });
+    expect(seen).toEqual(Array.from({ length: 24 }, (_, i) => i));
+    // the order one-by-one decoding gave: class by class, files sorted within each
+    const order = [0, 1, 2].flatMap((c) => Array.from({ length: 23 }, (_, i) => i).filter((i) => i % 3 === c));
+    expect(Array.from({ length: 23 }, (_, k) => set.pixels[k * 20])).toEqual(order.map((i) => 10 * i));
+    expect(Array.from(set.labels!)).toEqual(order.map((i) => i % 3));
+    // two unreadable files: the one first in order is reported, however the decodes finish
+    for (const name of ['c1/04.png', 'c2/20.png']) fs.writeFileSync(path.join(dir, name), 'garbage');
+    for (let run = 0; run < 3; run++) {
+      const e = await expectCode(loadImageFolder(dir, grey5), 'INVALID_DATA');
+      expect(e.message).toMatch(/c1[/\\]04\.png is not a readable image/);
+    }
+  });
+
+  test('loadImageFolder, loadIdxImages and readParallel stop on the signal (ABORTED), also mid-folder', async () => {
+    const dir = path.join(tmp, 'folder-abort');
+    for (let i = 0; i < 40; i++) await make(dir, 'a', `${i}.png`, 4, 5, 1, i, 'png');
+    const aborted = new AbortController();
+    aborted.abort();
+    await expectCode(loadImageFolder(dir, grey5, { signal: aborted.signal }), 'ABORTED');
+    // aborted at the 5th image: it stops there, not after all 40
+    const ac = new AbortController();
+    let last = 0;
+    await expectCode(
+      loadImageFolder(dir, grey5, { signal: ac.signal, onProgress: (p) => ((last = p.done), p.done === 5 && ac.abort()) }),
+      'ABORTED',
+    );
+    expect(last).toBeLessThan(5 + 4);
+    const img = path.join(tmp, 'abort.idx');
+    fs.writeFileSync(img, idxBytes([2, 5, 4], new Uint8Array(40)));
+    await expectCode(loadIdxImages(img, undefined, { signal: aborted.signal }), 'ABORTED');
+    await expectCode(loadIdxImages(img, undefined, { signal: 'x' } as never), 'INVALID_ARGUMENT');
+    const [src, tgt] = [path.join(tmp, 'p.en'), path.join(tmp, 'p.de')];
+    fs.writeFileSync(src, 'a\nb\n');
+    fs.writeFileSync(tgt, 'x\ny\n');
+    expect(await readParallel(src, tgt)).toHaveLength(2);
+    await expectCode(readParallel(src, tgt, { signal: aborted.signal }), 'ABORTED');
   });
 
   test('class order from the model config (id2label) instead of sorted folder names', async () => {

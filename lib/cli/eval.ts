@@ -95,7 +95,7 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
     const pre = await loadPreprocessor(model);
     const m = await loadModel(model, { signal });
     try {
-      const set = await loadImageSource(src, pre, m.config as Record<string, unknown>);
+      const set = await loadImageSource(src, pre, m.config as Record<string, unknown>, { signal, onProgress: bar.update });
       const range = withinData(o, set.count, 'images');
       const r = await evaluateImageClassifier(m, set, pre, { signal, onProgress: bar.update, ...range });
       bar.done();
@@ -108,7 +108,7 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
   } else {
     const src = parallelSourceFrom(o, '');
     if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'eval on a translation model needs --source <file> --target <file> (line-aligned), or --data <file.tsv>');
-    const all = await loadParallelSource(src);
+    const all = await loadParallelSource(src, { signal });
     const { start, count } = withinData(o, all.length, 'sentence pairs');
     const pairs = all.slice(start, start + count);
     const m = await loadModel(model, { signal });

@@ -11,6 +11,7 @@ import { readConfig } from '../model/load';
 import { loadImageSource, sameSource } from '../pipeline/tasks/sources';
 import { copyWords } from '../data/same-data';
 import type { LabelledImages } from '../train/finetune';
+import type { JobOptions } from '../native/job';
 import { imageSourceFrom, int } from './flags';
 
 export interface ImageFlags {
@@ -32,14 +33,14 @@ export interface TrainingImages {
   note: string;
 }
 
-export async function trainingImages(model: string, o: ImageFlags): Promise<TrainingImages> {
+export async function trainingImages(model: string, o: ImageFlags, job: JobOptions = {}): Promise<TrainingImages> {
   const src = imageSourceFrom({ data: o.data, images: o.images, labels: o.labels }, '');
   if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'finetune on an image model needs --images <idx images> --labels <idx labels>, or --data <image folder>');
   const validSrc = imageSourceFrom({ data: o.valid, images: o.validImages, labels: o.validLabels }, 'valid');
   const pre = await loadPreprocessor(model);
   const config = await readConfig(model);
   const load = async (s: typeof src): Promise<ImageSet> => {
-    const set = await conformImages(await loadImageSource(s, pre, config), pre);
+    const set = await conformImages(await loadImageSource(s, pre, config, job), pre);
     if (!set.labels) throw new FfmergeError('INVALID_DATA', 'finetune: the images have no labels');
     return set;
   };

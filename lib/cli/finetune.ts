@@ -109,7 +109,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     /** For the summary line: validation tokens left out of the scored blocks. */
     let validationNote = '';
     if (images) {
-      const d = await trainingImages(model, o);
+      const d = await trainingImages(model, o, { signal, onProgress: bar.update });
       input = { data: d.train, ...(d.validation ? { validation: d.validation } : {}) };
       const [from, valid] = [o.data ?? o.images, o.valid ?? o.validImages];
       dataInfo = {

@@ -23,6 +23,7 @@ const bytes = (n: number) => (n < 1e6 ? `${n < 1e4 ? (n / 1e3).toFixed(1) : Math
 /** The phases compress, eval, export and finetune report (lib/pipeline/compress.ts, tasks, eval), in words a user knows. */
 const PHASES: Readonly<Record<string, PhaseLabel>> = {
   tokenize: { title: 'Reading data', unit: '', scale: bytes },
+  images: { title: 'Reading images', unit: 'images' },
   sample: { title: 'Sampling calibration text from the model', unit: 'tokens' },
   features: { title: 'Calibrating (FF activations)', unit: 'batches' },
   prefix: { title: 'Caching base model states', unit: 'batches' },

@@ -3,9 +3,10 @@
  * one TSV file with source and target columns. Line counts must agree (INVALID_DATA otherwise); a missing
  * file is DATA_NOT_FOUND.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError, abortError } from '../errors';
 import { readLines } from './text';
 import { checkPath } from '../arguments';
+import { checkJobOptions, type JobOptions } from '../native/job';
 
 export interface SentencePair {
   source: string;
@@ -52,10 +53,20 @@ export async function* streamParallel(sourceFile: string, targetFile: string): A
   }
 }
 
-/** All aligned pairs of two files. */
-export async function readParallel(sourceFile: string, targetFile: string): Promise<SentencePair[]> {
+/** All aligned pairs of two files; `signal` stops the read between lines (the files are closed). */
+export async function readParallel(sourceFile: string, targetFile: string, opts: Pick<JobOptions, 'signal'> = {}): Promise<SentencePair[]> {
+  checkJobOptions(opts, 'readParallel(sourceFile, targetFile, options): options', []);
+  return collect(streamParallel(sourceFile, targetFile), opts.signal);
+}
+
+/** The pairs of a stream, stopping it (its finally closes the files) when the signal fires. */
+async function collect(pairs: AsyncGenerator<SentencePair>, signal: AbortSignal | undefined): Promise<SentencePair[]> {
   const out: SentencePair[] = [];
-  for await (const p of streamParallel(sourceFile, targetFile)) out.push(p);
+  if (signal?.aborted) throw abortError();
+  for await (const p of pairs) {
+    if (signal?.aborted) throw abortError();
+    out.push(p);
+  }
   return out;
 }
 
@@ -75,9 +86,8 @@ export async function* streamParallelTsv(file: string): AsyncGenerator<SentenceP
   }
 }
 
-/** All pairs of a TSV file. */
-export async function readParallelTsv(file: string): Promise<SentencePair[]> {
-  const out: SentencePair[] = [];
-  for await (const p of streamParallelTsv(file)) out.push(p);
-  return out;
+/** All pairs of a TSV file; `signal` as for readParallel. */
+export async function readParallelTsv(file: string, opts: Pick<JobOptions, 'signal'> = {}): Promise<SentencePair[]> {
+  checkJobOptions(opts, 'readParallelTsv(file, options): options', []);
+  return collect(streamParallelTsv(file), opts.signal);
 }

@@ -34,11 +34,11 @@ export const imageClassification: TaskKind = {
       throw new FfmergeError('INVALID_ARGUMENT', `validationStart must be a non-negative integer (got ${showValue(o.validationStart)})`);
     }
   },
-  async create({ model, dir, options: o }) {
+  async create({ model, dir, options: o }, job) {
     const pre = await loadPreprocessor(dir);
     const config = model.config as Record<string, unknown>;
     const load = async (src: ImageSource): Promise<ImageSet> => {
-      const loaded = await conformImages(await loadImageSource(src, pre, config), pre);
+      const loaded = await conformImages(await loadImageSource(src, pre, config, job), pre);
       // refused here, before any model work, and by name: an empty test set used to fail after calibration
       if (loaded.count === 0) throw new FfmergeError('INVALID_DATA', `${describe(src)} holds no images`);
       return loaded;

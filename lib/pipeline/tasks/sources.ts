@@ -8,6 +8,7 @@ import { whyMissing } from '../../files';
 import { classNamesFromConfig, loadIdxImages, loadImageFolder, type ImagePreprocessor, type ImageSet } from '../../data/images';
 import { readParallel, readParallelTsv, type SentencePair } from '../../data/parallel';
 import type { ImageSource, ParallelSource } from '../options';
+import type { JobOptions } from '../../native/job';
 import { seededOrder } from '../../data/shuffle';
 import { numLabels } from '../../model/architectures/config';
 import { sameData, sameDataPhrase, type SameData } from '../../data/same-data';
@@ -86,7 +87,7 @@ export async function checkHeldOut(given: [string, unknown][], same: (src: unkno
  * class — are put in a fixed pseudo-random order, so that leading and trailing ranges (calibration,
  * validation) hold every class.
  */
-export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, modelConfig: Record<string, unknown> = {}): Promise<ImageSet> {
+export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, modelConfig: Record<string, unknown> = {}, opts: JobOptions = {}): Promise<ImageSet> {
   checkSourceFiles(src);
   if ('folder' in src) {
     if (!fs.statSync(src.folder).isDirectory()) {
@@ -98,9 +99,9 @@ export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, 
     if (classNames && classNames.length !== classCount) {
       throw new FfmergeError('INVALID_CONFIG', `config.json: id2label names ${classNames.length} classes but num_labels is ${classCount}`);
     }
-    return shuffledImages(await loadImageFolder(src.folder, pre, { ...(classNames ? { classNames } : {}), classCount }));
+    return shuffledImages(await loadImageFolder(src.folder, pre, { ...(classNames ? { classNames } : {}), classCount, ...opts }));
   }
-  return loadIdxImages(src.images, src.labels);
+  return loadIdxImages(src.images, src.labels, opts.signal ? { signal: opts.signal } : {});
 }
 
 /** The images in a fixed order drawn by a seeded LCG (Fisher–Yates): the same folder gives the same order. */
@@ -112,7 +113,8 @@ function shuffledImages(set: ImageSet): ImageSet {
   return { ...set, pixels, ...(set.labels ? { labels: Int32Array.from(order, (from) => set.labels![from]!) } : {}) };
 }
 
-export async function loadParallelSource(src: ParallelSource): Promise<SentencePair[]> {
+export async function loadParallelSource(src: ParallelSource, opts: Pick<JobOptions, 'signal'> = {}): Promise<SentencePair[]> {
   checkSourceFiles(src);
-  return 'tsv' in src ? readParallelTsv(src.tsv) : readParallel(src.source, src.target);
+  const o = opts.signal ? { signal: opts.signal } : {};
+  return 'tsv' in src ? readParallelTsv(src.tsv, o) : readParallel(src.source, src.target, o);
 }

@@ -45,13 +45,13 @@ export const translation: TaskKind = {
     const test = o.test as ParallelSource | undefined;
     if (test) await checkHeldOut([['calibration', o.parallel], ['validation', o.validation]], (src) => sameSource(src as ParallelSource, test), { test: 'corpus', give: 'pairs' });
   },
-  async create({ model, dir, options: o }) {
+  async create({ model, dir, options: o }, job) {
     const tokenizer = await loadTokenizer(dir);
     const generation = await loadGenerationConfig(dir, model.config as Record<string, unknown>);
-    const pairs = await loadParallelSource(o.parallel!);
+    const pairs = await loadParallelSource(o.parallel!, job);
     checkSize(o.calibrationPairs, 'calibrationPairs', pairs.length, `sentence pairs of ${describe(o.parallel!)}`);
     const calN = o.calibrationPairs ?? Math.min(600, pairs.length);
-    const valAll = o.validation ? await loadParallelSource(o.validation as ParallelSource) : pairs.slice(calN);
+    const valAll = o.validation ? await loadParallelSource(o.validation as ParallelSource, job) : pairs.slice(calN);
     if (valAll.length === 0) {
       throw new FfmergeError(
         'INVALID_DATA',
@@ -63,7 +63,7 @@ export const translation: TaskKind = {
     const valWhat = o.validation ? `validation pairs of ${describe(o.validation as ParallelSource)}` : `pairs of ${describe(o.parallel!)} after the ${calN} calibration ones`;
     checkSize(o.validationSentences, 'validationSentences', valAll.length, valWhat);
     const val = valAll.slice(0, o.validationSentences ?? MAX_VALIDATION_SENTENCES);
-    const testAll = o.test ? await loadParallelSource(o.test as ParallelSource) : undefined;
+    const testAll = o.test ? await loadParallelSource(o.test as ParallelSource, job) : undefined;
     if (testAll) checkSize(o.testSentences, 'testSentences', testAll.length, `test pairs of ${describe(o.test as ParallelSource)}`);
     const test = testAll?.slice(0, o.testSentences ?? testAll.length);
     // Sentences longer than the model's positions are cut to them (as translate() does), and the notes say how many.
