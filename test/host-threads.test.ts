@@ -78,3 +78,33 @@ test('how many jobs run at once: FFMERGE_JOB_THREADS, else UV_THREADPOOL_SIZE (t
   };
   expect([jobThreads({}), jobThreads({ UV_THREADPOOL_SIZE: '9' }), jobThreads({ FFMERGE_JOB_THREADS: '7', UV_THREADPOOL_SIZE: '9' })]).toEqual([4, 9, 7]);
 });
+
+test('a job aborted while it waits for a job thread rejects at once, not when a thread frees; the queue goes on', () => {
+  // One job thread, held by a long multiply: the second job waits in the queue when it is aborted.
+  const script = `
+    const { matmul } = require('./lib/native/gemm');
+    (async () => {
+      const n = 3072;
+      const a = new Float32Array(n * n).fill(1);
+      const events = [];
+      const long = matmul(a, a, { m: n, n, k: n }).then(() => events.push('long done'));
+      const ac = new AbortController();
+      const queued = matmul(a, a, { m: n, n, k: n }, { signal: ac.signal }).then(() => events.push('queued done'), (e) => events.push('queued ' + e.code));
+      setTimeout(() => ac.abort(), 50);
+      await Promise.all([long, queued]);
+      // the thread still serves the queue: a later job runs, with the right answer
+      const c = await matmul(Float32Array.of(1, 2, 3, 4), Float32Array.of(5, 6, 7, 8), { m: 2, n: 2, k: 2 });
+      console.log(JSON.stringify({ events, c: Array.from(c) }));
+    })();`;
+  const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, FFMERGE_JOB_THREADS: '1' },
+  });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  expect({ status: r.status, signal: r.signal, json: line.startsWith('{') }).toEqual({ status: 0, signal: null, json: true });
+  // Before: the abort took effect only when the long multiply ended and the thread took the queued job
+  // (tester AW: 7.3 s behind four fine-tunes), so 'long done' came first.
+  expect(JSON.parse(line)).toEqual({ events: ['queued ABORTED', 'long done'], c: [19, 22, 43, 50] });
+});

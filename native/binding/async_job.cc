@@ -178,7 +178,8 @@ Napi::Object AsyncJob::Start(Napi::Env env, Napi::Value on_progress, Work work, 
   std::shared_ptr<JobRegistry> jobs = data.jobs;
   const uint64_t key = jobs->add(cancel);  // so that an exiting process or a dying environment can stop it
   ThreadPool* pool = data.pool.get();
-  data.runner->post([shared, cancel, jobs, key, pool, work = std::move(work)]() mutable {
+  JobRunner* runner = data.runner.get();
+  const uint64_t ticket = runner->post([shared, cancel, jobs, key, pool, work = std::move(work)]() mutable {
     Message* end;
     {
       JobControl ctl(*pool, [shared](double done, double total) { PostProgress(*shared, done, total); }, cancel);
@@ -191,9 +192,17 @@ Napi::Object AsyncJob::Start(Napi::Env env, Napi::Value on_progress, Work work, 
 
   Napi::Object handle = Napi::Object::New(env);
   handle.Set("promise", promise);
-  // The cancel function holds the flag, not the job: it stays safe to call after the job is gone.
+  // The cancel function holds the flag and the ticket, not the job: it stays safe to call after the job is gone.
+  // A job still waiting for one of the runner's threads is taken back and run here, where its first
+  // cancellation check ends it before any work: its promise rejects now, not once a thread frees. The runner
+  // outlives every JS call into this environment (AddonData, destroyed at its teardown).
   handle.Set("cancel", Napi::Function::New(
-                           env, [cancel](const Napi::CallbackInfo&) { cancel->store(true); }, "cancel"));
+                           env,
+                           [cancel, runner, ticket](const Napi::CallbackInfo&) {
+                             cancel->store(true);
+                             if (std::function<void()> queued = runner->withdraw(ticket)) queued();
+                           },
+                           "cancel"));
   return handle;
 }
 

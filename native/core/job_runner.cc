@@ -18,9 +18,10 @@ JobRunner::~JobRunner() {
   for (auto& t : threads_) t.join();
 }
 
-void JobRunner::post(std::function<void()> task) {
+uint64_t JobRunner::post(std::function<void()> task) {
   std::lock_guard<std::mutex> lock(mu_);
-  queue_.push_back(std::move(task));
+  const uint64_t ticket = next_ticket_++;
+  queue_.push_back({ticket, std::move(task)});
   // A thread more when the tasks waiting outnumber the idle threads and the bound allows (an instance that
   // never runs a job starts none). Counting the queue, not just idle_ == 0: two posts in a row while one thread
   // is idle but not yet awake would otherwise leave the second task waiting behind the first one's run.
@@ -29,6 +30,16 @@ void JobRunner::post(std::function<void()> task) {
   } else {
     cv_.notify_one();
   }
+  return ticket;
+}
+
+std::function<void()> JobRunner::withdraw(uint64_t ticket) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find_if(queue_.begin(), queue_.end(), [ticket](const Queued& q) { return q.ticket == ticket; });
+  if (it == queue_.end()) return {};
+  std::function<void()> task = std::move(it->task);
+  queue_.erase(it);
+  return task;
 }
 
 void JobRunner::loop() {
@@ -41,7 +52,7 @@ void JobRunner::loop() {
     cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
     --idle_;
     if (queue_.empty()) return;  // stopping, and everything queued has run
-    std::function<void()> task = std::move(queue_.front());
+    std::function<void()> task = std::move(queue_.front().task);
     queue_.pop_front();
     lock.unlock();
     task();

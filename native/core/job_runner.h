@@ -9,6 +9,7 @@
 // Plain C++ (no Node-API): the binding owns one per addon instance (AddonData), the standalone tests use it.
 #pragma once
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -28,15 +29,25 @@ class JobRunner {
   JobRunner& operator=(const JobRunner&) = delete;
 
   // Queues a task; one of the runner's threads runs it. A task must not throw (the binding catches inside).
-  void post(std::function<void()> task);
+  // Returns the task's ticket, for withdraw().
+  uint64_t post(std::function<void()> task);
+  // Takes the task back if no thread has started it yet, and returns it (to run or drop); empty once a thread
+  // took it. Why: a job cancelled while it waits behind long ones must end now, not when a thread frees
+  // (seconds to hours): the binding runs what it gets back at once, and its first cancellation check ends it.
+  std::function<void()> withdraw(uint64_t ticket);
   unsigned threads() const { return max_threads_; }
 
  private:
+  struct Queued {
+    uint64_t ticket;
+    std::function<void()> task;
+  };
   void loop();
   const unsigned max_threads_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
+  std::deque<Queued> queue_;
+  uint64_t next_ticket_ = 1;
   std::vector<std::thread> threads_;
   unsigned idle_ = 0;
   bool stopping_ = false;

@@ -85,4 +85,29 @@ TEST(two_posts_to_one_idle_thread_run_at_once) {
   CHECK(finished.load() == 2);
 }
 
+TEST(a_task_not_started_can_be_withdrawn_and_one_started_cannot) {
+  // one thread, held by a blocked task: the next two wait in the queue
+  std::atomic<bool> release{false}, started{false};
+  std::atomic<int> ran_b{0}, ran_c{0};
+  ffm::JobRunner runner(1);
+  const uint64_t a = runner.post([&] {
+    started = true;
+    wait_until([&] { return release.load(); });
+  });
+  const uint64_t b = runner.post([&] { ++ran_b; });
+  runner.post([&] { ++ran_c; });
+  wait_until([&] { return started.load(); });
+  CHECK(!runner.withdraw(a));  // running: stays with its thread
+  std::function<void()> got = runner.withdraw(b);
+  CHECK(bool(got));
+  CHECK(!runner.withdraw(b));  // taken once
+  CHECK(!runner.withdraw(12345));
+  got();  // the caller runs it (or drops it)
+  CHECK(ran_b.load() == 1);
+  release = true;
+  wait_until([&] { return ran_c.load() == 1; });
+  CHECK(ran_c.load() == 1);  // the task behind it still runs, once
+  CHECK(ran_b.load() == 1);  // and the withdrawn one never runs on the runner
+}
+
 TEST_MAIN()
