@@ -504,8 +504,8 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   const per = pre.height * pre.width * pre.channels;
   const pixels = new Uint8Array(files.length * per);
   const labels = Int32Array.from(files, (f) => f.label);
-  // A few images in flight: sharp decodes on libuv's pool (4 threads by default), which one at a time left
-  // mostly idle. Each lands at its own index, so the order is the files' order.
+  // A few images in flight, so that their reads and decodes overlap on libuv's pool (4 threads by default)
+  // where one at a time used one thread. Each lands at its own index, so the order is the files' order.
   // On an error the others stop taking images; every image before the failed one was taken and is finished
   // by then, so the error reported is the first file's in order, as when they were decoded one by one.
   let next = 0;
