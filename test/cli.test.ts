@@ -123,6 +123,9 @@ describe('ffmerge CLI', () => {
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '1'], 2, /--seq 1 is too short.*INVALID_ARGUMENT/],
     [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '1'], 2, /--block-size 1 is too short.*INVALID_ARGUMENT/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--steps', '2', '--seq', '32', '--warmup', '10'], 2, /warmup \(--warmup\) 10 is more than the 2 steps.*INVALID_ARGUMENT/],
+    // an option given twice was read as its last value: --data a --data b scored b alone (tester AX)
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '2', '--k', '3'], 2, /--k is given twice \("2", then "3"\): give it once.*INVALID_ARGUMENT/],
+    [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--data', 'b.txt'], 2, /--data is given twice \(".*calibration\.txt", then "b\.txt"\): give it once.*INVALID_ARGUMENT/],
   ])('%j exits %i with a clear one-line message and leaves nothing behind', (args, code, message) => {
     const r = ffmerge(cwd, ...(args as string[]));
     expect(r.code).toBe(code);
@@ -130,6 +133,25 @@ describe('ffmerge CLI', () => {
     // a refusal is the only line: "compressing … → out" is said once the work starts (tester AT)
     expect(r.stderr).not.toMatch(/ffmerge: compressing/);
     expect(fs.readdirSync(cwd)).toEqual([]);
+  });
+
+  it("a message quoting a file's control characters prints them escaped, on one line (tester AX: an index's shard name cleared the terminal)", () => {
+    const dir = path.join(cwd, 'm');
+    fs.mkdirSync(dir);
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(BUNDLED, f), path.join(dir, f));
+    fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'model.embed_tokens.weight': '\u001b[2J\u001b[31mx\nnext.safetensors' } }));
+    const r = ffmerge(cwd, 'inspect', dir);
+    expect(r.code).toBe(3);
+    expect(r.stderr).not.toMatch(/[\u0000-\u0008\u000b-\u001f]/);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain('names shard "\\u001b[2J\\u001b[31mx\\nnext.safetensors"');
+    // any message: a data path with them, named as it is in --json, escaped for the terminal
+    const bad = 'x\u001b[2J\ny.txt';
+    const e = ffmerge(cwd, 'eval', BUNDLED, '--data', bad);
+    expect(e.code).toBe(3);
+    expect(e.stderr).toContain('x\\u001b[2J\\u000ay.txt');
+    expect(e.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(JSON.parse(ffmerge(cwd, 'eval', BUNDLED, '--data', bad, '--json').stdout).error.message).toContain(bad);
   });
 
   it('a token row too long for the model, or with an id JSON cannot hold, is a data error (exit 3) saying what it holds', async () => {

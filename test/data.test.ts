@@ -421,6 +421,24 @@ describe('what is not text is INVALID_DATA', () => {
 });
 
 describe('blocks', () => {
+  test("ids past the model's vocab_size from the folder's own tokenizer are INVALID_CONFIG naming the token (tester AX: INVALID_ARGUMENT blaming \"sequence 0\")", async () => {
+    const bundled = path.join(__dirname, '..', 'models', 'llama-stories260k');
+    const tok = path.join(dir, 'tok-600');
+    fs.mkdirSync(tok, { recursive: true });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(bundled, f), path.join(tok, f));
+    const json = JSON.parse(fs.readFileSync(path.join(tok, 'tokenizer.json'), 'utf8'));
+    json.model.vocab['▁t'] = 600;
+    fs.writeFileSync(path.join(tok, 'tokenizer.json'), JSON.stringify(json));
+    const f = write('tok-600.txt', 'a t b t c t d. '.repeat(20));
+    const o = { blockSize: 16, what: 'data', tokenizerDir: tok };
+    expect((await blocksFrom(f, o)).length).toBeGreaterThan(1); // no vocab given: not checked
+    await expect(blocksFrom(f, { ...o, vocab: 512 })).rejects.toMatchObject({
+      code: 'INVALID_CONFIG',
+      message: expect.stringContaining('tokenizer encodes ' + f + ' to token id 600 ("▁t"), but config.json\'s vocab_size is 512'),
+    });
+    expect((await blocksFrom(f, { ...o, vocab: 601 })).length).toBeGreaterThan(1);
+  });
+
   /** Plain oracle: slices of blockSize from 0, the last kept when ≥ 2 tokens. */
   function oracle(n: number, size: number): [number, number][] {
     const out: [number, number][] = [];

@@ -27,13 +27,22 @@ export function exitCodeFor(e: unknown): number {
   return 1;
 }
 
+/**
+ * The message as one line a terminal shows as written: control characters (C0, DEL, C1) become \uXXXX. A
+ * message may quote a file's own bytes (a shard name from an index, a token), and ESC sequences in it would
+ * clear or recolour the user's terminal, a NUL or newline cut the line (tester AX). --json needs none of this.
+ */
+export function printable(message: string): string {
+  return message.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 export function reportError(e: unknown, json: boolean): number {
   const code = e instanceof FfmergeError ? e.code : 'INTERNAL_ERROR';
   const message = e instanceof Error ? e.message : String(e);
   if (json) {
     process.stdout.write(JSON.stringify({ ok: false, error: { code, message } }) + '\n');
   } else {
-    process.stderr.write(`ffmerge: ${message} [${code}]\n`);
+    process.stderr.write(`ffmerge: ${printable(message)} [${code}]\n`);
     if (!(e instanceof FfmergeError) && envFlag('FFMERGE_DEBUG') && e instanceof Error) process.stderr.write(`${e.stack}\n`);
   }
   return exitCodeFor(e);

@@ -188,10 +188,16 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
   for (const command of program.commands) command.option('--json', 'print the result as JSON on stdout (no progress bar)');
   // An option's value is never the next option: `--k --out x` read "--out" as k (and `--out --overwrite` wrote
   // a folder named --overwrite). Checked as each value is read, before commander's count of the arguments.
+  // An option given twice is refused, not read as its last value: `--data a.txt --data b.txt` scored b.txt only,
+  // while its user believed both were used (tester AX). Flags (--overwrite, --json) may repeat: they only say yes.
+  const given = new Map<string, string>();
   for (const opt of program.commands.flatMap((c) => c.options)) {
     if (!opt.required) continue;
     opt.argParser((v: string) => {
       if (v.startsWith('--')) throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} needs a value, got the option ${v} (see --help)`);
+      const before = given.get(opt.long!);
+      if (before !== undefined) throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} is given twice (${JSON.stringify(before)}, then ${JSON.stringify(v)}): give it once`);
+      given.set(opt.long!, v);
       return v;
     });
   }

@@ -4,7 +4,8 @@
  * limited to a token budget, and grouped into forward batches of equal-length blocks.
  */
 import * as fs from 'node:fs';
-import { FfmergeError } from '../errors';
+import { FfmergeError, showValue } from '../errors';
+import { loadTokenizer } from '../tokenizer';
 import { whyMissing } from '../files';
 import { cutBlocks } from '../data/blocks';
 import { tokenizeFile } from '../data/tokenize-file';
@@ -58,9 +59,32 @@ export async function blocksFrom(source: TokenSource, o: BlockOptions): Promise<
     ...(o.signal ? { signal: o.signal } : {}),
     ...(o.onProgress ? { onProgress: o.onProgress } : {}),
   });
+  if (o.vocab !== undefined) await checkTokenizerFitsModel(tokens, o.vocab, o.tokenizerDir, source);
   const blocks = cutBlocks(tokens, o.blockSize);
   if (blocks.length === 0) throw new FfmergeError('INVALID_DATA', `${o.what} file ${source} holds fewer than 2 tokens`);
   return blocks;
+}
+
+/**
+ * Ids the folder's own tokenizer gave are the model folder's fault when the model has no row for them (a
+ * tokenizer.json from another model, a vocab_size cut short): INVALID_CONFIG naming the token, before any
+ * forward pass refuses the id as if the data or the call were wrong (tester AX: INVALID_ARGUMENT, exit 2,
+ * "sequence 0").
+ */
+async function checkTokenizerFitsModel(tokens: Int32Array, vocab: number, tokenizerDir: string, file: string): Promise<void> {
+  const at = tokens.findIndex((t) => t >= vocab);
+  if (at < 0) return;
+  const id = tokens[at]!;
+  let token = '';
+  try {
+    token = ` (${showValue((await loadTokenizer(tokenizerDir)).idToToken(id))})`;
+  } catch {
+    // the id alone says enough
+  }
+  throw new FfmergeError(
+    'INVALID_CONFIG',
+    `${tokenizerDir}'s tokenizer encodes ${file} to token id ${id}${token}, but config.json's vocab_size is ${vocab}: the tokenizer does not fit the model's embeddings`,
+  );
 }
 
 /**

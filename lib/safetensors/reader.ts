@@ -293,10 +293,10 @@ async function readIndex(indexFile: string): Promise<Map<string, string>> {
 function resolveShard(dir: string, shard: string, indexFile: string): string {
   const file = path.resolve(dir, shard);
   if (path.isAbsolute(shard) || /^\.\.(?:[\\/]|$)/.test(path.relative(dir, file))) {
-    throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile} names shard "${shard}" outside its folder`);
+    throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile} names shard ${showValue(shard)} outside its folder`);
   }
   if (!fs.existsSync(file)) {
-    throw new FfmergeError('SAFETENSORS_MISSING_SHARD', `${indexFile} names shard "${shard}", which is not in ${dir}`);
+    throw new FfmergeError('SAFETENSORS_MISSING_SHARD', `${indexFile} names shard ${showValue(shard)}, which is not in ${dir}`);
   }
   return file;
 }
