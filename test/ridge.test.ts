@@ -61,6 +61,25 @@ describe('RidgeAccumulator (native) vs float64 reference', () => {
     await expect(acc.solve(0)).rejects.toMatchObject({ code: 'SINGULAR_MATRIX' });
   });
 
+  it('every unit dead with a ridge factor: W = 0 and the bias the targets\' mean, as the reference (tester AX: SINGULAR_MATRIX ended compress)', async () => {
+    // a layer whose up_proj is all zeros: the mean diagonal, and so a relative λ, is 0
+    const [p, m, n] = [4, 3, 11];
+    const Y = Float32Array.from({ length: n * m }, rng(3));
+    const acc = new RidgeAccumulator(p, m);
+    await acc.add(new Float32Array(n * p), Y, n);
+    const got = await acc.solve(1e-3);
+    const want = splitSolution(ridgeReference(new Float32Array(n * p), Y, n, p, m, 1e-3), p, m);
+    expect(Array.from(got.w)).toEqual(new Array(m * p).fill(0));
+    for (let o = 0; o < m; o++) {
+      let mean = 0;
+      for (let r = 0; r < n; r++) mean += Y[r * m + o]!;
+      expect(got.b[o]).toBeCloseTo(mean / n, 6);
+      expect(want.b[o]).toBeCloseTo(mean / n, 6);
+    }
+    // the subset of columns too (select's solve)
+    expect(Array.from((await acc.solve(1e-3, { columns: [1, 3] })).w)).toEqual(new Array(m * 2).fill(0));
+  });
+
   it('rejects wrong shapes and empty solves', async () => {
     const acc = new RidgeAccumulator(3, 2);
     await expect(acc.add(new Float32Array(5), new Float32Array(4), 2)).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });

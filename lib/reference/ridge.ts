@@ -1,6 +1,6 @@
 /**
  * Plain float64 ridge regression, the oracle for native/core/ridge: builds [H 1]ᵀ[H 1] and [H 1]ᵀY row by
- * row, adds λ = lambdaRel × mean diag (not on the bias), and solves by Gaussian elimination with partial
+ * row, adds λ = lambdaRel × mean diag (not on the bias; 1 when that mean is 0), and solves by Gaussian elimination with partial
  * pivoting (a different algorithm from the native Cholesky, on purpose). Returns X (p+1)×m, row p = bias.
  */
 import { FfmergeError } from '../errors';
@@ -21,7 +21,8 @@ export function ridgeReference(H: ArrayLike<number>, Y: ArrayLike<number>, n: nu
   }
   let mean = 0;
   for (let i = 0; i < p; i++) mean += A[i * p1 + i]!;
-  const lambda = p ? (lambdaRel * mean) / p : 0;
+  // every unit zero on every row: λ = 1 (any λ > 0 gives W = 0 and the targets' mean as bias), as the native solve
+  const lambda = lambdaRel > 0 && mean === 0 ? 1 : p ? (lambdaRel * mean) / p : 0;
   for (let i = 0; i < p; i++) A[i * p1 + i]! += lambda;
   // Gaussian elimination with partial pivoting on [A | B].
   for (let c = 0; c < p1; c++) {

@@ -76,14 +76,17 @@ void ridge_solve(JobControl& ctl, const double* G, const double* C, size_t p, si
   double mean_diag = 0;
   for (size_t i = 0; i < p; ++i) mean_diag += G[i * p1 + i];
   mean_diag = p ? mean_diag / double(p) : 0;
-  const double lambda = lambda_rel * mean_diag;
+  // Every hidden unit zero on every row (a layer whose up_proj is all zeros: a valid model) gives a mean of 0,
+  // so a relative λ would be 0 and the system singular, though ridge's answer is plain: W = 0 (HᵀY = 0) and the
+  // bias the targets' mean, for any λ > 0. λ = 1 gives exactly that. (Before: SINGULAR_MATRIX ended compress.)
+  const double lambda = lambda_rel > 0 && mean_diag == 0 ? 1.0 : lambda_rel * mean_diag;
   LargeVector<double> L(G, G + p1 * p1);  // 1–1.5 GB at 7B width, freed on a pool thread
   for (size_t i = 0; i < p; ++i) L[i * p1 + i] += lambda;
   // progress in flops: p³/3 to factor, 2p²m to substitute
   const double factor = double(p1) / 3.0, total = factor + 2.0 * double(m);
   cholesky_factor(ctl, L.data(), p1,
                   "refit: the least-squares system is singular (hidden units that never vary on the calibration "
-                  "data); use a larger ridge factor or more calibration tokens",
+                  "data, and a ridge factor of 0); a ridge factor (lambdaRel) above 0 makes it solvable",
                   0, factor, total);
   std::copy(C, C + p1 * m, X);
   cholesky_solve(ctl, L.data(), p1, X, m, factor, total, total);

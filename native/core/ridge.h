@@ -17,7 +17,8 @@ namespace ffm {
 void ridge_accumulate(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, double* G,
                       double* C);
 
-// Solves (G + λ·diag(1..1,0)) X = C with λ = lambda_rel × mean(G[i][i], i < p). Throws
+// Solves (G + λ·diag(1..1,0)) X = C with λ = lambda_rel × mean(G[i][i], i < p), or λ = 1 when that mean is 0
+// and lambda_rel > 0 (every unit dead: W = 0, the bias the targets' mean). Throws
 // Error("SINGULAR_MATRIX") if the regularised system is not positive definite (e.g. λ = 0 and dead units),
 // Error("NON_FINITE_INPUT") if G or C holds NaN/Inf.
 void ridge_solve(JobControl& ctl, const double* G, const double* C, size_t p, size_t m, double lambda_rel, double* X);

@@ -123,6 +123,24 @@ TEST(singular_system_throws) {
   CHECK(threw);
 }
 
+TEST(every_unit_dead_with_a_ridge_factor_gives_zero_weights_and_the_mean_as_bias) {
+  // a layer whose up_proj is all zeros: the relative λ would be 0 (mean diagonal 0) and the system singular
+  ffm::ThreadPool pool(2);
+  ffm::JobControl ctl(pool);
+  const size_t p = 5, m = 3, n = 7;
+  std::vector<float> H(n * p, 0.f), Y(n * m);
+  for (size_t i = 0; i < Y.size(); ++i) Y[i] = float(i % 5) - 1.5f;
+  std::vector<double> G((p + 1) * (p + 1), 0), C((p + 1) * m, 0), X((p + 1) * m, 99);
+  ffm::ridge_accumulate(ctl, H.data(), n, p, Y.data(), m, G.data(), C.data());
+  ffm::ridge_solve(ctl, G.data(), C.data(), p, m, 1e-3, X.data());
+  for (size_t i = 0; i < p * m; ++i) CHECK(X[i] == 0);
+  for (size_t o = 0; o < m; ++o) {
+    double mean = 0;
+    for (size_t r = 0; r < n; ++r) mean += Y[r * m + o];
+    CHECK_NEAR(X[p * m + o], mean / double(n), 1e-12);
+  }
+}
+
 TEST(cancel_stops_accumulation) {
   ffm::ThreadPool pool(2);
   ffm::JobControl ctl(pool);
