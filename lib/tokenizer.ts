@@ -20,6 +20,7 @@ import * as path from 'node:path';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 import { FfmergeError, showValue } from './errors';
 import { checkPath } from './arguments';
+import { tokenizerJsonProblem } from './tokenizer-check';
 
 export interface EncodeOptions {
   /** Add the model's special tokens (BOS/EOS per its post-processor or add_bos/eos flags). Default true. */
@@ -230,48 +231,6 @@ export function hfTokenizerConfig(modelDir: string, tokConfig: Json = readJson(p
   };
 }
 
-/**
- * Token ids in tokenizer.json must be small non-negative integers: the tokenizer library sizes and walks
- * tables by the largest id, so one id of 2^31 in a vocabulary of 512 made a 3 KB text take minutes to encode.
- * Real vocabularies are dense; the bound (4× the entries, plus slack for added tokens) only refuses damage.
- */
-/**
- * The vocabulary's form for each model type the tokenizers library implements: a BPE vocabulary given as a list
- * was read without a word and encoded every token as id 0; an unknown type fell back to a lookup of whole words.
- * The tokenizer worker (data/tokenize-file.ts) checks the same, in its own copy of these lines.
- */
-const VOCAB_FORMS: Record<string, 'object' | 'array'> = { BPE: 'object', WordPiece: 'object', Unigram: 'array' };
-
-function checkModelType(t: Json, file: string): void {
-  const model = t.model as Json | undefined;
-  const type = model?.type;
-  if (type === undefined) return; // left to the library's own inference, as transformers.js does
-  const form = typeof type === 'string' && Object.hasOwn(VOCAB_FORMS, type) ? VOCAB_FORMS[type] : undefined;
-  if (!form) throw new FfmergeError('INVALID_CONFIG', `${file}: model type ${showValue(type)} is not one ffmerge reads (${Object.keys(VOCAB_FORMS).join(', ')})`);
-  const vocab = model!.vocab;
-  const isArray = Array.isArray(vocab);
-  const isObject = typeof vocab === 'object' && vocab !== null && !isArray;
-  if (form === 'array' ? !isArray : !isObject) {
-    throw new FfmergeError('INVALID_CONFIG', `${file}: a ${String(type)} model's vocab must be ${form === 'array' ? 'a list of [piece, score]' : 'an object of token → id'} (got ${showValue(vocab)})`);
-  }
-}
-
-function checkTokenIds(t: Json, file: string): void {
-  checkModelType(t, file);
-  const model = t.model as Json | undefined;
-  const vocab = model && typeof model.vocab === 'object' && model.vocab !== null && !Array.isArray(model.vocab) ? (model.vocab as Json) : undefined;
-  const added = Array.isArray(t.added_tokens) ? (t.added_tokens as unknown[]) : [];
-  const entries = (vocab ? Object.keys(vocab).length : Array.isArray(model?.vocab) ? (model!.vocab as unknown[]).length : 0) + added.length;
-  const limit = 4 * entries + 1024;
-  const check = (id: unknown, what: string) => {
-    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= limit) {
-      throw new FfmergeError('INVALID_CONFIG', `${file}: ${what} has id ${showValue(id)}, not an integer in 0..${limit - 1} for a vocabulary of ${entries} entries`);
-    }
-  };
-  if (vocab) for (const [tok, id] of Object.entries(vocab)) check(id, `token ${showValue(tok)}`);
-  for (const a of added) check((a as Json | null)?.id, 'an added token');
-}
-
 const UNICODE_FORMS = new Set(['NFC', 'NFD', 'NFKC', 'NFKD']);
 
 /**
@@ -361,7 +320,8 @@ export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
   // taken before the files are read: a file changed while they are read differs from it too
   const stamp = tokenizerStamp(modelDir);
   const tokenizerJson = readJson(path.join(modelDir, 'tokenizer.json'), true)!;
-  checkTokenIds(tokenizerJson, path.join(modelDir, 'tokenizer.json'));
+  const problem = tokenizerJsonProblem(tokenizerJson, path.join(modelDir, 'tokenizer.json'));
+  if (problem !== undefined) throw new FfmergeError('INVALID_CONFIG', problem);
   const tokConfig = readJson(path.join(modelDir, 'tokenizer_config.json'), false) ?? {};
   const specialMap = readJson(path.join(modelDir, 'special_tokens_map.json'), false) ?? {};
   const modelConfig = readJson(path.join(modelDir, 'config.json'), false) ?? {};

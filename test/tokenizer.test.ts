@@ -186,6 +186,48 @@ describe('a tokenizer model the library cannot read as given is INVALID_CONFIG',
     }
   });
 
+  // tester AX: each of these loaded and encoded every piece as <unk>, or failed with the library's internals
+  // ("x.split is not a function", "Cannot read properties of null"); the loader and the worker say the same
+  type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  test.each([
+    ['an empty vocabulary', (j: Json) => ({ ...j, model: { ...j.model, vocab: {} } }), /the model's vocabulary is empty, so every piece of text would be one unknown token/],
+    ['merges null', (j: Json) => ({ ...j, model: { ...j.model, merges: null } }), /a BPE model's merges must be a list \(got null\)/],
+    ['a merge that is no pair', (j: Json) => ({ ...j, model: { ...j.model, merges: [...j.model.merges.slice(0, 3), 'ab', 5] } }), /merge 3 is "ab", not "a b" \(the form of merge 0\)/],
+    ['added_tokens not a list', (j: Json) => ({ ...j, added_tokens: { a: 1 } }), /added_tokens must be a list \(got \{"a":1\}\)/],
+    ['an added token without content', (j: Json) => ({ ...j, added_tokens: [...j.added_tokens, { id: 3 }] }), /added token 3 is \{"id":3\}, not an object with a "content" string/],
+    ['no model', (j: Json) => ({ ...j, model: undefined }), /has no "model" object \(got undefined\)/],
+    ['a token id that is not an integer, named', (j: Json) => ({ ...j, model: { ...j.model, vocab: { ...j.model.vocab, '\u2581t': 3.5 } } }), /token "\u2581t" has id 3\.5, not an integer in 0\.\.3083 for a vocabulary of 515 entries/],
+  ])('%s', async (_what, mutate, message) => {
+    const { tokenizeFile } = await import('../lib/data/tokenize-file');
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
+    try {
+      for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors') fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
+      const json = JSON.parse(fs.readFileSync(path.join(d, 'tokenizer.json'), 'utf8'));
+      fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify(mutate(json)));
+      await expect(loadTokenizer(d)).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(message) });
+      await expect(tokenizeFile(d, path.join(d, 'calibration.txt'), { maxTokens: 100 })).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(message) });
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  test('a text of real length that encodes to under 2 tokens names the tokenizer too (a WordPiece model over a BPE vocabulary)', async () => {
+    const { blocksFrom } = await import('../lib/pipeline/data');
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
+    try {
+      for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors') fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
+      const json = JSON.parse(fs.readFileSync(path.join(d, 'tokenizer.json'), 'utf8'));
+      fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify({ ...json, model: { ...json.model, type: 'WordPiece' } }));
+      const text = path.join(d, 'calibration.txt');
+      await expect(blocksFrom(text, { blockSize: 16, what: 'data', tokenizerDir: d })).rejects.toMatchObject({
+        code: 'INVALID_DATA',
+        message: expect.stringMatching(/holds fewer than 2 tokens: its \d+ bytes encode to 1 token \(id 0\), so check .*'s tokenizer\.json as well/),
+      });
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   test('the tokenizing worker refuses a tokenizer.json larger than loadTokenizer reads', async () => {
     const { tokenizeFile } = await import('../lib/data/tokenize-file');
     const { MAX_JSON_FILE_BYTES } = await import('../lib/files');

@@ -41,6 +41,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { FfmergeError, abortError, showValue, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
+import { tokenizerJsonProblem } from '../tokenizer-check';
 import { MAX_JSON_FILE_BYTES, assertRegularFile, openRegularFile } from '../files';
 import { checkTextFile, formatOf } from './text';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
@@ -104,9 +105,10 @@ type WorkerMessage =
 /**
  * The worker's whole program. It runs from its source text (`new Worker(code, { eval: true })`) so that it
  * works the same from the compiled package, ts-node and jest: it must not use anything from this module's
- * scope, only `require` of Node built-ins and the tokenizers module path it is given.
+ * scope, only `require` of Node built-ins, the tokenizers module path it is given, and `problemOf`
+ * (tokenizerJsonProblem, self-contained, passed in as its source text).
  */
-function workerMain(): void {
+function workerMain(problemOf: typeof tokenizerJsonProblem): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
   const fsW = require('node:fs') as typeof import('node:fs');
@@ -119,34 +121,11 @@ function workerMain(): void {
     let tokenizer: { encode(text: string, o: { add_special_tokens: boolean }): { ids: number[] } };
     try {
       const { Tokenizer } = require(input.tokenizersModule) as { Tokenizer: new (json: unknown, config: unknown) => typeof tokenizer };
-      const json = JSON.parse(fsW.readFileSync(input.tokenizerJson, 'utf8')) as { model?: { vocab?: unknown; type?: unknown }; added_tokens?: unknown };
-      // As checkModelType (lib/tokenizer.ts): a model type the library implements, with its form of vocabulary
-      const forms: Record<string, 'object' | 'array'> = { BPE: 'object', WordPiece: 'object', Unigram: 'array' };
-      const type = json.model?.type;
-      if (type !== undefined) {
-        const form = typeof type === 'string' && Object.hasOwn(forms, type) ? forms[type] : undefined;
-        const v = json.model?.vocab;
-        const isArray = Array.isArray(v);
-        const isObject = typeof v === 'object' && v !== null && !isArray;
-        if (!form) {
-          fail('INVALID_CONFIG', `${input.tokenizerJson}: model type ${JSON.stringify(type)} is not one ffmerge reads (${Object.keys(forms).join(', ')})`);
-          return;
-        }
-        if (form === 'array' ? !isArray : !isObject) {
-          fail('INVALID_CONFIG', `${input.tokenizerJson}: a ${type} model's vocab must be ${form === 'array' ? 'a list of [piece, score]' : 'an object of token → id'}`);
-          return;
-        }
-      }
-      // As loadTokenizer (lib/tokenizer.ts) checks: ids must be small non-negative integers, or the library's
-      // tables grow with the largest id (one id of 2^31 made a short text take minutes).
-      const vocab = json.model?.vocab;
-      const added = Array.isArray(json.added_tokens) ? (json.added_tokens as { id?: unknown }[]) : [];
-      const vocabIds = vocab && typeof vocab === 'object' && !Array.isArray(vocab) ? Object.values(vocab as Record<string, unknown>) : [];
-      const ids = [...vocabIds, ...added.map((a) => a?.id)];
-      const entries = (Array.isArray(vocab) ? vocab.length : vocabIds.length) + added.length;
-      const limit = 4 * entries + 1024;
-      if (ids.some((id) => typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= limit)) {
-        fail('INVALID_CONFIG', `${input.tokenizerJson}: a token id is not an integer in 0..${limit - 1} for a vocabulary of ${entries} entries`);
+      const json = JSON.parse(fsW.readFileSync(input.tokenizerJson, 'utf8')) as unknown;
+      // what loadTokenizer refuses (lib/tokenizer-check.ts), handed in as source text with this program
+      const problem = problemOf(json, input.tokenizerJson);
+      if (problem !== undefined) {
+        fail('INVALID_CONFIG', problem);
         return;
       }
       tokenizer = new Tokenizer(json, input.tokenizerConfig);
@@ -390,7 +369,7 @@ function workerMain(): void {
   });
 }
 
-const WORKER_SOURCE = `(${workerMain.toString()})()`;
+const WORKER_SOURCE = `(${workerMain.toString()})(${tokenizerJsonProblem.toString()})`;
 
 /**
  * A bound on threads: tokenizer workers running at once in this process, each a thread with its own V8

@@ -61,7 +61,13 @@ export async function blocksFrom(source: TokenSource, o: BlockOptions): Promise<
   });
   if (o.vocab !== undefined) await checkTokenizerFitsModel(tokens, o.vocab, o.tokenizerDir, source);
   const blocks = cutBlocks(tokens, o.blockSize);
-  if (blocks.length === 0) throw new FfmergeError('INVALID_DATA', `${o.what} file ${source} holds fewer than 2 tokens`);
+  if (blocks.length === 0) {
+    // A file of real length that encodes to one token or none is a tokenizer that cannot read text (a WordPiece
+    // model over a BPE vocabulary made 20 kB one unknown token): said, or the data alone was blamed (tester AX).
+    const { size } = await fs.promises.stat(source);
+    const why = size >= 64 ? `: its ${size} bytes encode to ${tokens.length} token${tokens.length === 1 ? '' : 's'} (${tokens.length === 1 ? `id ${tokens[0]}` : 'none'}), so check ${o.tokenizerDir}'s tokenizer.json as well` : '';
+    throw new FfmergeError('INVALID_DATA', `${o.what} file ${source} holds fewer than 2 tokens${why}`);
+  }
   return blocks;
 }
 

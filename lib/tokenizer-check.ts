@@ -1,0 +1,64 @@
+/**
+ * What ffmerge refuses in a tokenizer.json before the tokenizers library reads it: the library takes any JSON,
+ * then fails with its own internals ("x.split is not a function") or, worse, encodes every token as id 0
+ * (an empty vocabulary, a BPE vocabulary given as a list) and a perplexity of 1.8e11 is printed (tester AX).
+ *
+ * One function for both places that load a tokenizer: loadTokenizer (lib/tokenizer.ts) and the tokenizer
+ * worker (lib/data/tokenize-file.ts), which runs from source text. So it must stay self-contained: no imports,
+ * nothing from this module's scope, no helper defined outside it.
+ */
+
+/** The first problem of a parsed tokenizer.json, as a sentence starting with `file`; undefined if none. */
+export function tokenizerJsonProblem(json: unknown, file: string): string | undefined {
+  const show = (v: unknown): string => {
+    const s = v === undefined ? 'undefined' : JSON.stringify(v) ?? String(v);
+    return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+  };
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(json)) return `${file} is not a JSON object (got ${show(json)})`;
+  const model = json.model;
+  if (!isObject(model)) return `${file} has no "model" object (got ${show(model)})`;
+  // The form of vocabulary each model type the library implements reads: a BPE vocabulary given as a list was
+  // read without a word and encoded every token as id 0; an unknown type fell back to a lookup of whole words.
+  const forms: Record<string, 'object' | 'array'> = { BPE: 'object', WordPiece: 'object', Unigram: 'array' };
+  const type = model.type;
+  const vocab = model.vocab;
+  if (type !== undefined) {
+    // (no type: left to the library's own inference, as transformers.js does)
+    const form = typeof type === 'string' && Object.hasOwn(forms, type) ? forms[type] : undefined;
+    if (!form) return `${file}: model type ${show(type)} is not one ffmerge reads (${Object.keys(forms).join(', ')})`;
+    if (form === 'array' ? !Array.isArray(vocab) : !isObject(vocab)) {
+      return `${file}: a ${type} model's vocab must be ${form === 'array' ? 'a list of [piece, score]' : 'an object of token → id'} (got ${show(vocab)})`;
+    }
+  }
+  const entries = Array.isArray(vocab) ? vocab.length : isObject(vocab) ? Object.keys(vocab).length : 0;
+  if ((Array.isArray(vocab) || isObject(vocab)) && entries === 0) {
+    return `${file}: the model's vocabulary is empty, so every piece of text would be one unknown token`;
+  }
+  if (type === 'BPE' || (model.merges !== undefined && model.merges !== null)) {
+    const merges = model.merges;
+    if (!Array.isArray(merges)) return `${file}: a BPE model's merges must be a list (got ${show(merges)})`;
+    // Every merge "a b" (older files: the library splits at the first space) or every one ["a", "b"]
+    // (tokenizers ≥ 0.20): the library reads the first one's form for all.
+    const pairs = Array.isArray(merges[0]);
+    const isMerge = (m: unknown) => (pairs ? Array.isArray(m) && m.length === 2 && m.every((p) => typeof p === 'string') : typeof m === 'string' && m.includes(' '));
+    const bad = merges.findIndex((m) => !isMerge(m));
+    if (bad >= 0) return `${file}: merge ${bad} is ${show(merges[bad])}, not ${pairs ? '["a", "b"]' : '"a b"'}${bad > 0 ? ' (the form of merge 0)' : ''}`;
+  }
+  const added = json.added_tokens;
+  if (added !== undefined && added !== null && !Array.isArray(added)) return `${file}: added_tokens must be a list (got ${show(added)})`;
+  const addedList = Array.isArray(added) ? added : [];
+  const badAdded = addedList.findIndex((a) => !isObject(a) || typeof a.content !== 'string');
+  if (badAdded >= 0) return `${file}: added token ${badAdded} is ${show(addedList[badAdded])}, not an object with a "content" string`;
+  // Ids must be small non-negative integers, or the library's tables grow with the largest id (one id of 2^31
+  // made a short text take minutes). Real vocabularies are dense; the bound (4× the entries, plus slack for
+  // added tokens) only refuses damage.
+  const limit = 4 * (entries + addedList.length) + 1024;
+  const badId = (id: unknown) => typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= limit;
+  const where = `not an integer in 0..${limit - 1} for a vocabulary of ${entries + addedList.length} entries`;
+  if (isObject(vocab)) {
+    for (const [token, id] of Object.entries(vocab)) if (badId(id)) return `${file}: token ${show(token)} has id ${show(id)}, ${where}`;
+  }
+  for (const a of addedList as Record<string, unknown>[]) if (badId(a.id)) return `${file}: added token ${show(a.content)} has id ${show(a.id)}, ${where}`;
+  return undefined;
+}
