@@ -3,6 +3,7 @@
  * applied, replayed by a small terminal model.
  */
 import { ProgressBar } from '../lib/cli/progress';
+import { runningCount, type Progress } from '../lib/native/job';
 
 /** Applies what cli-progress writes (CR, LF, ESC[nG, ESC[K / ESC[2K, save/restore cursor) to a grid of lines. */
 class FakeTerminal {
@@ -157,5 +158,30 @@ describe('CLI progress bars', () => {
     } finally {
       spy.mockRestore();
     }
+  });
+});
+
+describe('runningCount (a task reading several files under one phase)', () => {
+  it("adds each call's count to the totals before it, so the phase never counts back; other phases pass as they are", () => {
+    const seen: Progress[] = [];
+    const c = runningCount('images', (p) => seen.push(p));
+    c.onProgress!({ phase: 'images', done: 0, total: 60 });
+    c.onProgress!({ phase: 'images', done: 60, total: 60 });
+    c.next();
+    c.onProgress!({ phase: 'evaluate', done: 1, total: 2 });
+    c.onProgress!({ phase: 'images', done: 0, total: 40 });
+    c.onProgress!({ phase: 'images', done: 40, total: 40 });
+    c.next();
+    c.next(); // a call that reported nothing (idx files) adds nothing
+    c.onProgress!({ phase: 'images', done: 5, total: 10 });
+    expect(seen.map((p) => [p.phase, p.done, p.total])).toEqual([
+      ['images', 0, 60],
+      ['images', 60, 60],
+      ['evaluate', 1, 2],
+      ['images', 60, 100],
+      ['images', 100, 100],
+      ['images', 105, 110],
+    ]);
+    expect(runningCount('images', undefined).onProgress).toBeUndefined();
   });
 });

@@ -6,9 +6,9 @@
  * else the last tenth) and training uses only the images before it, so no validation image is trained on.
  */
 import { FfmergeError } from '../errors';
-import { conformImages, imagesToTensor, loadPreprocessor, type ImageSet } from '../data/images';
+import { imagesToTensor, loadPreprocessor, type ImageSet } from '../data/images';
 import { readConfig } from '../model/load';
-import { loadImageSource, sameSource } from '../pipeline/tasks/sources';
+import { imageReader, sameSource } from '../pipeline/tasks/sources';
 import { copyWords } from '../data/same-data';
 import type { LabelledImages } from '../train/finetune';
 import type { JobOptions } from '../native/job';
@@ -39,8 +39,9 @@ export async function trainingImages(model: string, o: ImageFlags, job: JobOptio
   const validSrc = imageSourceFrom({ data: o.valid, images: o.validImages, labels: o.validLabels }, 'valid');
   const pre = await loadPreprocessor(model);
   const config = await readConfig(model);
+  const read = imageReader(pre, config, job);
   const load = async (s: typeof src): Promise<ImageSet> => {
-    const set = await conformImages(await loadImageSource(s, pre, config, job), pre);
+    const set = await read(s);
     if (!set.labels) throw new FfmergeError('INVALID_DATA', 'finetune: the images have no labels');
     return set;
   };

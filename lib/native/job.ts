@@ -21,6 +21,31 @@ export interface Progress {
 
 export type ProgressFn = (p: Progress) => void;
 
+/**
+ * One phase's count over calls that each count from 0 (a task's files read one after another): a call's
+ * reports of `phase` are added to the totals of the calls before it, so the count never goes back; `next()`
+ * after each call. Other phases pass as they are.
+ */
+export function runningCount(phase: string, onProgress: ProgressFn | undefined): { onProgress?: ProgressFn; next(): void } {
+  let before = 0;
+  let last = 0;
+  return {
+    ...(onProgress
+      ? {
+          onProgress: (p: Progress) => {
+            if (p.phase !== phase) return onProgress(p);
+            last = p.total;
+            onProgress({ ...p, done: before + p.done, total: before + p.total });
+          },
+        }
+      : {}),
+    next() {
+      before += last;
+      last = 0;
+    },
+  };
+}
+
 export interface JobOptions {
   signal?: AbortSignal;
   onProgress?: ProgressFn;

@@ -4,7 +4,7 @@
  * model's states entering each candidate's first changed layer kept once.
  */
 import { FfmergeError, showValue } from '../../errors';
-import { checkLabels, conformImages, loadPreprocessor, type ImageSet } from '../../data/images';
+import { checkLabels, loadPreprocessor, type ImageSet } from '../../data/images';
 import { imageBatches } from '../../data/feature-batches';
 import { crossEntropy, evaluateImageClassifier } from '../../eval/accuracy';
 import { argmaxRows } from '../../metrics/accuracy';
@@ -13,7 +13,7 @@ import type { Model } from '../../model/model';
 import { PrefixCache } from '../prefix';
 import { checkPositiveInts, checkSelectBy, checkTestBudget, type ImageSource } from '../options';
 import type { Task, TaskKind } from '../task';
-import { checkSize, checkSource, describeSource as describe, isImageSource, loadImageSource, sameSource } from './sources';
+import { checkSize, checkSource, describeSource as describe, imageReader, isImageSource, sameSource } from './sources';
 import { copyWords } from '../../data/same-data';
 
 /** The whole validation range is scored when it has at most this many images. */
@@ -37,8 +37,9 @@ export const imageClassification: TaskKind = {
   async create({ model, dir, options: o }, job) {
     const pre = await loadPreprocessor(dir);
     const config = model.config as Record<string, unknown>;
+    const read = imageReader(pre, config, job);
     const load = async (src: ImageSource): Promise<ImageSet> => {
-      const loaded = await conformImages(await loadImageSource(src, pre, config, job), pre);
+      const loaded = await read(src);
       // refused here, before any model work, and by name: an empty test set used to fail after calibration
       if (loaded.count === 0) throw new FfmergeError('INVALID_DATA', `${describe(src)} holds no images`);
       return loaded;

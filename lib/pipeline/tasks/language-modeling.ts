@@ -16,7 +16,7 @@ import { isTokenRowFile } from '../../data/token-rows';
 import { sameData, sameDataPhrase } from '../../data/same-data';
 import type { Task, TaskKind } from '../task';
 import { checkHeldOut } from './sources';
-import type { Progress } from '../../native/job';
+import { runningCount } from '../../native/job';
 import { checkOptions, isArrayOf } from '../../arguments';
 
 export const LM_DEFAULTS = { calibrationTokens: 10240, validationTokens: 10240, blockSize: 256, batchBlocks: 8 };
@@ -191,18 +191,8 @@ export const languageModeling: TaskKind = {
      */
     // One 'tokenize' count for every file read (calibration, validation, test, one after the other): each file's
     // count is added to the files' before it, so the phase never counts back when the next file starts.
-    let tokenizedBefore = 0;
-    let lastTotal = 0;
-    const onProgress = job.onProgress;
-    const tokenizeProgress = onProgress
-      ? (p: Progress) => {
-          if (p.phase !== 'tokenize') return onProgress(p);
-          lastTotal = p.total;
-          onProgress({ ...p, done: tokenizedBefore + p.done, total: tokenizedBefore + p.total });
-        }
-      : undefined;
+    const tokenized = runningCount('tokenize', job.onProgress);
     const read = async (src: TokenSource, what: string, maxTokens: number, drawn = true, noted = what) => {
-      lastTotal = 0;
       const blocks = await blocksFrom(src, {
         blockSize,
         what,
@@ -210,11 +200,11 @@ export const languageModeling: TaskKind = {
         // spread: the whole file (up to a cap) is cut, then drawn from in a fixed order
         maxTokens: spread && drawn ? SPREAD_MAX_TOKENS : maxTokens,
         ...(job.signal ? { signal: job.signal } : {}),
-        ...(tokenizeProgress ? { onProgress: tokenizeProgress } : {}),
+        ...(tokenized.onProgress ? { onProgress: tokenized.onProgress } : {}),
         vocab: spec.vocab,
         ...(spec.maxPositions > 0 ? { maxLength: spec.maxPositions } : {}),
       });
-      tokenizedBefore += lastTotal;
+      tokenized.next();
       // a budget past the data takes all of it: the report says so, not only how many tokens were used
       const held = tokenCount(blocks);
       if ((!spread || !drawn) && held < maxTokens && Number.isFinite(maxTokens)) notes.push(`${noted}: all ${held} tokens the data holds, fewer than the ${maxTokens} its budget asks`);

@@ -5,10 +5,10 @@
 import * as fs from 'node:fs';
 import { FfmergeError, showValue } from '../../errors';
 import { whyMissing } from '../../files';
-import { classNamesFromConfig, loadIdxImages, loadImageFolder, type ImagePreprocessor, type ImageSet } from '../../data/images';
+import { classNamesFromConfig, conformImages, loadIdxImages, loadImageFolder, type ImagePreprocessor, type ImageSet } from '../../data/images';
 import { readParallel, readParallelTsv, type SentencePair } from '../../data/parallel';
 import type { ImageSource, ParallelSource } from '../options';
-import type { JobOptions } from '../../native/job';
+import { runningCount, type JobOptions } from '../../native/job';
 import { seededOrder } from '../../data/shuffle';
 import { numLabels } from '../../model/architectures/config';
 import { sameData, sameDataPhrase, type SameData } from '../../data/same-data';
@@ -102,6 +102,20 @@ export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, 
     return shuffledImages(await loadImageFolder(src.folder, pre, { ...(classNames ? { classNames } : {}), classCount, ...opts }));
   }
   return loadIdxImages(src.images, src.labels, opts.signal ? { signal: opts.signal } : {});
+}
+
+/**
+ * Reads image sources one after another, each conformed to the preprocessor, under one 'images' count that
+ * never goes back (a task's calibration, validation and test folders), as the LM task counts 'tokenize'.
+ */
+export function imageReader(pre: ImagePreprocessor, modelConfig: Record<string, unknown>, job: JobOptions): (src: ImageSource) => Promise<ImageSet> {
+  const count = runningCount('images', job.onProgress);
+  const opts: JobOptions = { ...(job.signal ? { signal: job.signal } : {}), ...(count.onProgress ? { onProgress: count.onProgress } : {}) };
+  return async (src) => {
+    const set = await conformImages(await loadImageSource(src, pre, modelConfig, opts), pre);
+    count.next();
+    return set;
+  };
 }
 
 /** The images in a fixed order drawn by a seeded LCG (Fisher–Yates): the same folder gives the same order. */
