@@ -16,6 +16,8 @@ import type { Model } from '../lib/model/model';
 import { languageModeling } from '../lib/pipeline/tasks/language-modeling';
 import { blocksFrom, makeBatches } from '../lib/pipeline/data';
 import { nllOf } from '../lib/pipeline/prefix';
+import type { Progress } from '../lib/native/job';
+import type { CompressOptions } from '../lib/pipeline/options';
 import { describeShared, sharedPath } from './helpers/shared';
 import { validationText } from './helpers/validation-text';
 
@@ -88,6 +90,28 @@ describe('what compress tells the task before scoring', () => {
     expect(seen[1]).toEqual([0, 0, 0, 0]);
     // the default tries three combinations at each window
     expect(seen[2]).toEqual([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]);
+  });
+});
+
+describe('the progress compress reports (tester AZ)', () => {
+  jest.setTimeout(300_000);
+  it("a phase's count never goes back: baselines report candidates, not their merges' own steps; a lone window's fine-tune reports its steps", async () => {
+    const base = { calibration: TEXT, validation: validationText(TEXT), calibrationTokens: 1024, validationTokens: 1024, k: 2 } as const;
+    const runs: Progress[][] = [];
+    const variants: Partial<CompressOptions>[] = [{ method: 'permute', baselines: ['paper', 'drop-ff'] }, { window: '3-4', recover: 'finetune' }];
+    for (const o of variants) {
+      const seen: Progress[] = [];
+      await compress(BUNDLED, { ...base, ...o, onProgress: (p) => seen.push(p) });
+      runs.push(seen);
+      // within each run of one phase, done never decreases
+      for (let i = 1; i < seen.length; i++) if (seen[i]!.phase === seen[i - 1]!.phase) expect(seen[i]!.done).toBeGreaterThanOrEqual(seen[i - 1]!.done);
+    }
+    // before: 'permute' 1/3 … 3/3 inside 'baselines', once per paper candidate
+    expect(new Set(runs[0]!.map((p) => p.phase))).toEqual(new Set(['tokenize', 'features', 'prefix', 'validate', 'search', 'baselines', 'validate-merged']));
+    // before: no report while the recover method trained
+    const steps = runs[1]!.filter((p) => p.phase === 'finetune');
+    expect(steps.length).toBeGreaterThan(0);
+    expect(steps.at(-1)).toMatchObject({ done: steps.at(-1)!.total });
   });
 });
 
@@ -217,7 +241,7 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'token-id rows ({"input
     await expect(compress(BUNDLED, { ...common, calibration: VALID, validation: VALID, test: TEST })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining(`test file ${TEST} holds`) });
     // blocks already cut are used as they are too
     const rows = await readTokenRows(VALID, { maxTokens: 2048 });
-    await expect(compress(BUNDLED, { ...common, calibration: rows })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining('calibration is token blocks already cut') });
+    await expect(compress(BUNDLED, { ...common, calibration: rows })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining('calibration given as token blocks already cut') });
     // text calibration in blocks of 128, validation rows of 256 as they are
     const model = await loadModel(BUNDLED);
     try {

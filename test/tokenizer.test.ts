@@ -157,6 +157,9 @@ describe('loadTokenizer errors', () => {
       await expect(loadTokenizer(d)).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
       fs.writeFileSync(path.join(d, 'tokenizer.json'), '{"model": ');
       await expect(loadTokenizer(d)).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
+      // no folder at all, or a file, is DATA_NOT_FOUND as for loadModel (tester AZ: INVALID_CONFIG)
+      await expect(loadTokenizer(path.join(d, 'nowhere'))).rejects.toMatchObject({ code: 'DATA_NOT_FOUND', message: expect.stringContaining('nowhere does not exist') });
+      await expect(loadTokenizer(path.join(d, 'tokenizer.json'))).rejects.toMatchObject({ code: 'DATA_NOT_FOUND', message: expect.stringContaining('is a file, not a model directory') });
     } finally {
       fs.rmSync(d, { recursive: true, force: true });
     }

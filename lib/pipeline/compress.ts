@@ -468,7 +468,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const ffRemoved = spec === 'auto' ? k - 1 : spec.reduce((n, w) => n + w.k - 1, 0);
     const baselinePlans = baselines.map((b) => ({
       baseline: b,
-      groups: groups.map((stacks, g) => b.candidates({ model, summary, stacks, ffRemoved, windows: searching ? groupWindows[g]!.map((w) => [w]) : [groupWindows[g]!], merged: done, merge: ctx, job })),
+      groups: groups.map((stacks, g) => b.candidates({ model, summary, stacks, ffRemoved, windows: searching ? groupWindows[g]!.map((w) => [w]) : [groupWindows[g]!], merged: done, merge: ctx, job: quiet })),
     }));
     // The merge's candidates per group: every window (search), or the given windows together.
     const planFor = (stacks: StackName[], ws: Window[], combo: Combo, merges = sharedMerges(ctx, [combo], quiet)): Candidate => ({
@@ -476,10 +476,10 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       start: combo.recover.rewritesEarlier ? 0 : Math.min(...ws.map((w) => w.start)),
       ...(combos.length > 1 ? { method: comboLabel(combo) } : {}),
       combo,
-      edits: async () => {
+      edits: async (opts: JobOptions = quiet) => {
         const edits: Edit[] = [];
         for (const w of ws) for (const stack of stacks) {
-          const r = await combo.recover.recover(ctx, await merges(combo.method, stack, w), quiet);
+          const r = await combo.recover.recover(ctx, await merges(combo.method, stack, w), opts);
           // a recover method may hand the window to another (refit-res to refit-seq on a post-norm stack): what ran is recorded
           const m = keepEarlierMerges({ ...r, method: combo.method.name, recover: r.recover ?? combo.recover.name }, ctx.earlier?.get(stack));
           edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
@@ -526,13 +526,15 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       onProgress?.({ phase, done: (scored[phase] = (scored[phase] ?? 0) + 1), total: total(phase) });
       return { edits, score };
     };
+    // A lone candidate's recover may train for minutes: its steps are shown ('finetune'), nothing else of it.
+    const training: JobOptions = { ...quiet, ...(onProgress ? { onProgress: (p) => (p.phase === 'finetune' ? onProgress(p) : undefined) } : {}) };
     /** Each group's best candidate; a group with one candidate (windows given) is built, not scored. */
     const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[]): Promise<{ c: C; edits: Edit[]; score: number }[]> => {
       const bests: { c: C; edits: Edit[]; score: number }[] = [];
       for (const cands of perGroup) {
         let best: { c: C; edits: Edit[]; score: number } | undefined;
         for (const c of cands) {
-          const r = cands.length > 1 ? await scoreOne(phase, c, scores) : { edits: await c.edits(), score: NaN };
+          const r = cands.length > 1 ? await scoreOne(phase, c, scores) : { edits: await c.edits(training), score: NaN };
           if (!best || isBetter(r.score, best.score)) best = { c, ...r };
         }
         if (best) bests.push(best);

@@ -81,8 +81,11 @@ export interface BaselineCandidate {
   windows: Partial<Record<StackName, string>>;
   /** First layer changed (prefix reuse). */
   start: number;
-  /** The edits, made only when the candidate is scored. */
-  edits(): Promise<Edit[]>;
+  /**
+   * The edits, made only when the candidate is scored. `opts`: the signal, and for a lone candidate (windows
+   * given: built, not scored) the steps of a recover method that trains, as phase 'finetune'.
+   */
+  edits(opts?: JobOptions): Promise<Edit[]>;
   /** Parameters this candidate removes. */
   paramsRemoved: number;
 }
@@ -102,6 +105,10 @@ export interface BaselineContext {
    */
   merged: ReadonlyMap<StackName, ReadonlySet<number>>;
   merge: MergeContext;
+  /**
+   * The signal for a candidate's edits, no progress: they are built inside the 'baselines' phase, whose count
+   * is the candidates (a 'permute' count per candidate went 1/3, 3/3, back to 1/3; tester AZ).
+   */
   job: JobOptions;
 }
 

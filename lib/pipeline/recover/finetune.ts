@@ -75,6 +75,7 @@ export const finetuneRecover: RecoverMethod = {
         trainable: 'ff',
         seed: 0,
         ...signal,
+        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       });
       try {
         const merged: FFWeights = await r.model.readFFWeights(layers[0]!, signal);

@@ -110,7 +110,7 @@ async function sourcesUsedAsIs(o: CompressOptions): Promise<Array<[string, strin
   const out: Array<[string, string]> = [];
   for (const what of ['calibration', 'validation', 'test'] as const) {
     const src = o[what];
-    if (Array.isArray(src)) out.push([what, 'is token blocks already cut']);
+    if (Array.isArray(src)) out.push([what, 'given as token blocks already cut']);
     else if (typeof src === 'string' && fs.existsSync(src) && (await isTokenRowFile(src))) out.push([what, `file ${src} holds token-id rows`]);
   }
   return out;
