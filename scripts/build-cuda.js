@@ -68,7 +68,19 @@ if (nodedir) {
   log('Node headers were not found next to this Node binary; cmake-js will try to download them (needs network).');
 }
 
-const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+// cmake-js is a development dependency: an installed package (npm install ffmerge) has none, and the build
+// needs the repository's sources anyway (tester AZ: a stack trace right after "using nvcc").
+let cmakeJs;
+try {
+  cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
+} catch {
+  log(
+    'the CUDA build needs cmake-js, a development dependency that an installed package does not have. Build it in ' +
+      'a clone of the repository (npm install, then npm run build:cuda), or install cmake-js beside ffmerge ' +
+      '(npm install --no-save cmake-js) and run this again. ffmerge keeps using its CPU build meanwhile.',
+  );
+  process.exit(1);
+}
 run(
   process.execPath,
   [cmakeJs, 'build', '--directory', root, '--out', path.join(root, 'build-cuda'), '--config', 'Release',

@@ -57,3 +57,29 @@ describe('an install without the addon (npm install --ignore-scripts where no pr
     }
   });
 });
+
+describe('npm run build:cuda in an installed package (no cmake-js, a development dependency)', () => {
+  it('says what it needs and exits 1 instead of a stack trace (tester AZ)', () => {
+    const fs = require('node:fs') as typeof import('node:fs');
+    const os = require('node:os') as typeof import('node:os');
+    const path = require('node:path') as typeof import('node:path');
+    const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
+    const pkg = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-nocmakejs-'));
+    try {
+      // the script as installed, and an nvcc on PATH so that it gets as far as cmake-js
+      fs.mkdirSync(path.join(pkg, 'scripts'));
+      fs.copyFileSync(path.join(__dirname, '..', 'scripts', 'build-cuda.js'), path.join(pkg, 'scripts', 'build-cuda.js'));
+      fs.mkdirSync(path.join(pkg, 'bin'));
+      fs.writeFileSync(path.join(pkg, 'bin', 'nvcc'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+      const r = spawnSync(process.execPath, [path.join(pkg, 'scripts', 'build-cuda.js')], {
+        encoding: 'utf8',
+        env: { ...process.env, PATH: `${path.join(pkg, 'bin')}${path.delimiter}${process.env.PATH}`, NODE_PATH: '' },
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/the CUDA build needs cmake-js, a development dependency that an installed package does not have/);
+      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    } finally {
+      fs.rmSync(pkg, { recursive: true, force: true });
+    }
+  });
+});

@@ -81,7 +81,7 @@ function load(): LoadedAddon {
   const cudaFile = path.join(packageRoot, 'build-cuda', 'Release', 'ffmerge_cuda.node');
   let reason: string;
   if (!fs.existsSync(cudaFile)) {
-    reason = 'CUDA build not present (npm run build:cuda builds it where nvcc exists)';
+    reason = 'CUDA build not present (npm run build:cuda in a clone builds it where nvcc exists)';
   } else {
     const { mod, error } = tryRequire(cudaFile);
     if (!mod) {
