@@ -50,6 +50,7 @@ export type ErrorCode =
   /** An in/out typed array (matmul's `out`) whose ArrayBuffer was transferred or detached while its job ran. */
   | 'BUFFER_DETACHED';
 
+/** Every error ffmerge raises on purpose: a stable `code` (ErrorCode) to switch on, and a sentence for people. */
 export class FfmergeError extends Error {
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
@@ -59,6 +60,7 @@ export class FfmergeError extends Error {
   }
 }
 
+/** Whether `e` is an FfmergeError, with `code` when one is given. */
 export function isFfmergeError(e: unknown, code?: ErrorCode): e is FfmergeError {
   return e instanceof FfmergeError && (code === undefined || e.code === code);
 }

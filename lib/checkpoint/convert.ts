@@ -32,6 +32,10 @@ interface FfmergeInfo {
   [key: string]: unknown;
 }
 
+/**
+ * Rewrites a folder written by compress in the other format: 'expanded' (every layer its own tensors: any
+ * Hugging Face loader reads it) or 'tied' (each shared tensor stored once), re-tied from its ffmerge record.
+ */
 export async function convertCheckpoint(dir: string, out: string, format: OutputFormat, opts: ConvertOptions = {}): Promise<WriteCheckpointResult> {
   checkPath(dir, 'convertCheckpoint(dir, out, format): dir');
   checkPath(out, 'convertCheckpoint(dir, out, format): out');

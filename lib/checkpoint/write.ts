@@ -400,6 +400,11 @@ interface PlannedTensor {
   data: Float32Array | { from: string };
 }
 
+/**
+ * Writes a safetensors checkpoint folder atomically (temp folder + rename): tensors from the source or given
+ * arrays, shared tensors stored once when `ties` are given, sharded above maxShardSize, config.json with its
+ * `ffmerge` record, and the source's side files (tokenizer, generation config…) copied.
+ */
 export function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteCheckpointResult> {
   return writeCheckpointOf(opts, undefined);
 }

@@ -25,6 +25,7 @@ export interface ClassifierEvalResult {
   predictions: Int32Array;
 }
 
+/** Top-1 accuracy of an image classifier on an ImageSet (loadIdxImages, loadImageFolder), batched natively. */
 export async function evaluateImageClassifier(
   model: Model,
   images: ImageSet,

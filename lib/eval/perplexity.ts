@@ -22,6 +22,10 @@ export interface PerplexityResult {
   tokens: number;
 }
 
+/**
+ * Perplexity of a language model on token blocks: exp of the mean next-token cross-entropy over every block's
+ * tokens 2..n (each block scored on its own, no context carried across). Batched natively, off the main thread.
+ */
 export async function perplexity(model: Model, blocks: Int32Array[], opts: PerplexityOptions = {}): Promise<PerplexityResult> {
   checkLanguageModel(model, 'perplexity(model, blocks): model');
   checkArrayOf<Int32Array>(blocks, 'perplexity(model, blocks): blocks', 'Int32Arrays of token ids', isInt32Array);

@@ -109,6 +109,7 @@ export class FFMean {
   }
 }
 
+/** The uniform average of k FFs of one shape (the merge's step 4; align them first: permuteFF). */
 export function averageFF(ffs: FFWeights[]): FFWeights {
   const first = checkMergeable(ffs);
   const out: FFWeights = {

@@ -12,6 +12,7 @@ const PERIOD_COMMA_AFTER_NON_DIGIT = /([^0-9])([.,])/g;
 const PERIOD_COMMA_BEFORE_NON_DIGIT = /([.,])([^0-9])/g;
 const DASH_AFTER_DIGIT = /([0-9])(-)/g;
 
+/** sacreBLEU's default '13a' tokenization of one line (the mteval-v13a rules), as corpusBleu uses it. */
 export function tokenize13a(line: string): string {
   if (typeof line !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `tokenize13a: line must be a string (got ${showValue(line)})`);
   let s = line

@@ -143,6 +143,10 @@ export function configOf(dir: string, read: (file: string) => string | Promise<s
 
 export const readConfig = (dir: string): Record<string, unknown> => configOf(dir, (f) => readRegularFileSync(f, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES));
 
+/**
+ * What a model folder holds, from its config and safetensors headers only (no weights read): architecture,
+ * stacks and layers, FF share of the parameters, earlier merges, and what each k would save.
+ */
 export async function inspectModel(dir: string): Promise<ModelSummary> {
   checkPath(dir, 'inspectModel(dir): dir');
   const config = readConfig(dir);

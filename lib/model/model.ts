@@ -245,6 +245,10 @@ function overrideEntries(overrides: unknown): { stack?: StackName | undefined; l
  */
 const sessionModels = new AsyncLocalStorage<ReadonlySet<Model>>();
 
+/**
+ * A loaded model (loadModel): native weights, the spec read from its config, and the calls that run it
+ * (forward, generate, readFFWeights, withFF views). dispose() frees its native memory.
+ */
 export class Model {
   private handle: NativeModelHandle | undefined;
   private encoderHandle: NativeModelHandle | undefined;

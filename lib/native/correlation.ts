@@ -55,6 +55,10 @@ function checkRelease(opts: JobOptions & { release?: boolean }, method: string):
   return opts?.release === true;
 }
 
+/**
+ * Streamed Pearson cross-correlation between the hidden units of two layers (step 2): add rows of both layers'
+ * activations as they come (Σx, Σy, Σxᵀy in float64, natively), then finalize to the d×d correlation matrix.
+ */
 export class CorrelationAccumulator {
   readonly dims: readonly number[];
   private readonly pairList: (readonly [number, number])[];

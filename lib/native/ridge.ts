@@ -46,6 +46,10 @@ export interface RidgeSolution {
   b: Float32Array;
 }
 
+/**
+ * Streamed ridge least squares (the refit recover methods): add rows of inputs H and targets Y, then solve for
+ * W and b minimising Σ‖Hw + b − y‖² + λ‖W‖², or greedily select columns (the select merge).
+ */
 export class RidgeAccumulator {
   private readonly native: NativeRidgeSums;
   /** Serialises the jobs: each one reads or writes the shared sums. */

@@ -48,6 +48,10 @@ interface PairResult {
   perm?: Int32Array;
 }
 
+/**
+ * The correlation matrices and alignment permutations of layer pairs, computed layer-major from one calibration
+ * pass (features.ts): each pair's float64 sums are freed once it is reduced to what the merge methods need.
+ */
 export class PairCorrelations {
   private readonly results = new Map<string, PairResult>();
 

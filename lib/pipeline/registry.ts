@@ -10,6 +10,7 @@ export interface Named {
   readonly description: string;
 }
 
+/** Plug-ins by name (merge methods, recover methods, baselines): an unknown name is INVALID_ARGUMENT listing the known. */
 export class Registry<T extends Named> {
   private readonly items = new Map<string, T>();
 

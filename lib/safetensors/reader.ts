@@ -44,6 +44,10 @@ interface Located {
   source: ByteSource;
 }
 
+/**
+ * Reads a safetensors file (or a sharded folder's index): the header checked against the file before any data
+ * is trusted, tensors read by name as typed arrays (F16/BF16 widened on request). close() when done.
+ */
 export class SafetensorsReader {
   private closed = false;
 

@@ -131,6 +131,11 @@ function checkSummary(f: unknown): void {
   }
 }
 
+/**
+ * Writes a trained model (finetune's result) over its source checkpoint's layout: the same tensor names, dtypes
+ * and ties (a tied source stays tied), config and tokenizer from the source, the run in the ffmerge record and
+ * the README.md model card; atomic.
+ */
 export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<WriteCheckpointResult> {
   checkModel(model, 'saveTrained(model, options): model');
   if (typeof o !== 'object' || o === null) throw new FfmergeError('INVALID_ARGUMENT', `saveTrained(model, options): options must be an object { source, out, … } (got ${showValue(o)})`);

@@ -183,6 +183,11 @@ async function outputMerges(modelDir: string, config: Config, signal: AbortSigna
   }
 }
 
+/**
+ * Writes a model folder (original or compressed, tied or not) as ONNX (opset 17, Optimum's layout and names:
+ * onnx/model.onnx, or encoder_model.onnx + decoder_model_merged.onnx for Marian) with its config and tokenizer
+ * files. A tensor shared by several layers stays one initializer. Atomic; `signal` and `onProgress` as usual.
+ */
 export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Promise<ExportOnnxResult> {
   checkPath(modelDir, 'exportOnnx(modelDir, options): modelDir');
   if (typeof opts !== 'object' || opts === null || typeof opts.out !== 'string') {
