@@ -350,9 +350,16 @@ describeShared('fixtures/vit-fmnist', 'on vit-fmnist: labels, sizes, validation 
       await expectCode(
         trainingImages(FIXTURE, { images: img, labels: lab, validImages, validLabels: lab, validationStart: '10', validationSize: '5' }),
         'INVALID_ARGUMENT',
-        /validation would start at image 10, inside the training images 0-199 of the same file: start validation after them \(--validation-start 200\)/,
+        // not "start validation after them (--validation-start 200)": all 200 train, so none would be left (tester AY)
+        /validation would start at image 10, inside the training images 0-199 of the same file: train on the images before it \(--train-size 10\), leave out/,
       );
     }
+    // following that advice anyway trained with no validation, exit 0: refused
+    await expectCode(
+      trainingImages(FIXTURE, { images: img, labels: lab, validImages: img, validLabels: lab, validationStart: '200' }),
+      'INVALID_ARGUMENT',
+      /--validation-start 200 leaves no validation images \(the validation set holds 200\): start validation earlier/,
+    );
     // training only on the images before validation is no overlap
     const ok = await trainingImages(FIXTURE, { images: img, labels: lab, validImages: img, validLabels: lab, validationStart: '150', trainSize: '150' });
     expect(ok.train.labels.length).toBe(150);

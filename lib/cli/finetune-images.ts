@@ -53,6 +53,11 @@ export async function trainingImages(model: string, o: ImageFlags, job: JobOptio
   const vset = validSrc ? await load(validSrc) : set;
   const vStart = int(o.validationStart, 'validation-start', true) ?? (validSrc ? 0 : set.count === 60000 ? 55000 : set.count - Math.floor(set.count / 10));
   if (vStart > vset.count) throw new FfmergeError('INVALID_ARGUMENT', `--validation-start ${vStart} is past the ${vset.count} validation images`);
+  // validation asked for (a set of its own, or a start) and none left: refused, not run without a word (tester AY:
+  // --validation-start 60000 on a 60000-image --valid-images trained with no validation, exit 0)
+  if (vStart === vset.count && (validSrc || o.validationStart !== undefined)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `--validation-start ${vStart} leaves no validation images (${validSrc ? 'the validation set holds' : 'the images are'} ${vset.count}): start validation earlier${validSrc ? '' : ', or leave out --validation-start'}`);
+  }
   // A size asked for is trained or validated on in full, or refused: never cut to what is there without a word.
   const vLeft = vset.count - vStart;
   const vAsked = int(o.validationSize, 'validation-size');
@@ -76,7 +81,8 @@ export async function trainingImages(model: string, o: ImageFlags, job: JobOptio
     throw new FfmergeError(
       'INVALID_ARGUMENT',
       `validation would start at image ${vStart}, inside the training images 0-${tCount - 1} of the same ${folder ? 'folder' : same !== 'file' ? `data (the validation file is ${copyWords(same)} of the training file)` : 'file'}: ` +
-        `start validation after them (--validation-start ${tCount}), ` +
+        // (only where images are left after them: a whole file trained on leaves none to validate)
+        (tCount < vset.count ? `start validation after them (--validation-start ${tCount}), ` : '') +
         (vStart > 0 ? `train on the images before it (--train-size ${vStart}), ` : '') +
         `leave out ${folder ? '--valid' : '--valid-images/--valid-labels'} (validation then takes the images from --validation-start on, which never train), or give a separate validation set`,
     );
