@@ -15,6 +15,8 @@ test.each([
   ['FFMERGE_BACKEND', 'foo', 'cpu, cuda or auto'],
   ['FFMERGE_NO_MMAP', 'yes', '0 or 1'],
   ['FFMERGE_DEBUG', 'true', '0 or 1'],
+  // tester AY: refused only by a job's first product; --version and inspect ran
+  ['FFMERGE_GEMM_KERNEL', 'foo', 'auto, portable, avx2 or avx512'],
 ])('%s=%s is refused', (name, value, what) => {
   expect(() => checkEnvironment({ [name]: value })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(`${name} must be ${what} (got "${value}")`) }));
 });

@@ -1,6 +1,6 @@
 /**
  * The environment variables ffmerge reads, checked once when the addon loads: a value it cannot read is an
- * INVALID_ARGUMENT naming the variable, as FFMERGE_GEMM_KERNEL=foo already was. They used to be misread
+ * INVALID_ARGUMENT naming the variable. They used to be misread
  * silently: FFMERGE_THREADS=abc ran on every core, =4x on 4; FFMERGE_BACKEND=foo chose automatically;
  * FFMERGE_NO_MMAP=yes kept mapping; FFMERGE_DEBUG=0 turned debugging on.
  */
@@ -16,6 +16,8 @@ export const ENVIRONMENT: Readonly<Record<string, Rule>> = {
   FFMERGE_THREADS: count(4095),
   FFMERGE_JOB_THREADS: count(4095),
   FFMERGE_BACKEND: { what: 'cpu, cuda or auto', ok: (v) => ['cpu', 'cuda', 'auto'].includes(v.toLowerCase()) },
+  // the native side reads it at each product and refused a bad name only there: inspect and --version ran (tester AY)
+  FFMERGE_GEMM_KERNEL: { what: 'auto, portable, avx2 or avx512', ok: (v) => ['auto', 'portable', 'avx2', 'avx512'].includes(v) },
   FFMERGE_NO_MMAP: flag,
   FFMERGE_PROGRESS: flag,
   FFMERGE_DEBUG: flag,
