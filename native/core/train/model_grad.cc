@@ -27,7 +27,7 @@ void check_trainable(const ModelSpec& s) {
   else if (image && s.positions != PositionKind::Learned) why = "its image positions are not a learned table";
   if (!why.empty())
     throw Error("UNSUPPORTED_ARCHITECTURE", "fine-tuning covers decoder-only pre-norm language models (gpt2, llama, "
-                                            "qwen2, mistral) and pre-norm image classifiers (vit); this " + s.family +
+                                            "qwen2, qwen3, mistral) and pre-norm image classifiers (vit); this " + s.family +
                                             " model is not one: " + why);
 }
 
