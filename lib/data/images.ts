@@ -307,7 +307,7 @@ export async function readIdx(file: string): Promise<IdxArray> {
 /**
  * MNIST/Fashion-MNIST: images [n, h, w] (or [n, h, w, c]) and optional labels [n]. Both files are read and
  * inflated off the main thread; `signal` is honoured between the steps (options.onProgress is not called:
- * the read is one step, ~50 ms for Fashion-MNIST's 10k test images).
+ * the read is one step, tens of milliseconds for Fashion-MNIST).
  */
 export async function loadIdxImages(imagesFile: string, labelsFile?: string, opts: Pick<JobOptions, 'signal'> = {}): Promise<ImageSet> {
   const what = 'loadIdxImages(imagesFile, labelsFile, options)';

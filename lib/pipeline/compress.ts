@@ -263,9 +263,9 @@ function sharedMerges(ctx: MergeContext, combos: readonly Combo[], opts: JobOpti
  * build every candidate window, score each on validation data, keep the best, optionally recover, evaluate
  * (and test, and baselines), and write `out` atomically. The model's task (language modelling, image
  * classification, translation) decides the data options and the metric. Off the main thread; `signal` aborts
- * (ABORTED), `onProgress` reports each phase. Bad input is an FfmergeError with a stable `code`.
+ * (ABORTED), `onProgress` reports each phase. Bad input is an FfmergeError with a stable `code`. With `out`,
+ * the result says where and what was written (`out` is present).
  */
-// With `out`, the result says where and what was written (`out` is present).
 export async function compress(modelDir: string, options: CompressOptions & { out: string }): Promise<CompressResult & { out: NonNullable<CompressResult['out']> }>;
 export async function compress(modelDir: string, options: CompressOptions): Promise<CompressResult>;
 export async function compress(modelDir: string, options: CompressOptions): Promise<CompressResult> {
