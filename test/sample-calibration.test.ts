@@ -9,7 +9,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { sampleRows } from '../lib/eval/sample';
+import { sampleRows, samplingGroup, type SampleOptions } from '../lib/eval/sample';
+import { sampleRowsReference } from '../lib/reference/sample';
+import { removeSyntheticDirs, syntheticGpt2, syntheticLlama } from './helpers/synthetic-model';
 import { greedy } from '../lib/eval/generate';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
@@ -38,6 +40,56 @@ test('rows start with the start token, have the asked length and stay in the voc
   }
   expect(a.map((r) => Array.from(r))).toEqual(b.map((r) => Array.from(r)));
   expect(a.map((r) => Array.from(r))).not.toEqual(c.map((r) => Array.from(r)));
+});
+
+describe('the native sampler (one job on a KV cache) against its oracle (every prefix rerun, lib/reference/sample.ts)', () => {
+  afterAll(removeSyntheticDirs);
+  const same = async (m: Model, o: Omit<SampleOptions, 'startToken'> & { startToken?: number }) => {
+    const opts = { startToken: 1, ...o };
+    const got = await sampleRows(m, opts);
+    const want = await sampleRowsReference(m, opts);
+    expect(got.map((r) => Array.from(r))).toEqual(want.map((r) => Array.from(r)));
+    return got;
+  };
+  test('the bundled llama: the same rows for odd sizes, seeds and temperatures', async () => {
+    await same(model, { rows: 5, length: 37, seed: 11, temperature: 0.8 });
+    await same(model, { rows: 3, length: 12, seed: 7 });
+  });
+  test('rows in more than one group (a large vocabulary), GQA, biases', async () => {
+    const s = await syntheticLlama({ vocab: 40000, d: 8, heads: 2, kvHeads: 1, ff: 12, layers: 2, seed: 5 });
+    const m = await loadModel(s.dir);
+    try {
+      // 40 tokens × 40000 logits: 20 rows a group, so 23 rows are two groups
+      expect(samplingGroup(m, { rows: 23, length: 40, startToken: 1 })).toBe(20);
+      await same(m, { rows: 23, length: 40, seed: 2, temperature: 1.3 });
+    } finally {
+      m.dispose();
+    }
+  });
+  test('sliding-window attention (qwen2) and learned positions (gpt2)', async () => {
+    for (const s of [
+      await syntheticLlama({ family: 'qwen2', layers: 2, seed: 33, config: { use_sliding_window: true, sliding_window: 4, max_window_layers: 1 } }),
+      await syntheticGpt2({ positions: 16, seed: 9 }),
+    ]) {
+      const m = await loadModel(s.dir);
+      try {
+        await same(m, { rows: 3, length: m.spec.maxPositions === 16 ? 16 : 30, seed: 4 });
+      } finally {
+        m.dispose();
+      }
+    }
+  });
+  test('the signal stops it (ABORTED); progress counts the sampled tokens', async () => {
+    const ac = new AbortController();
+    const seen: number[] = [];
+    await expect(
+      sampleRows(model, { rows: 40, length: 256, startToken: 1, signal: ac.signal, onProgress: (p) => (seen.push(p.done), ac.abort()) }),
+    ).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(seen.length).toBeGreaterThan(0);
+    const all: number[] = [];
+    await sampleRows(model, { rows: 2, length: 8, startToken: 1, onProgress: (p) => (expect(p).toMatchObject({ phase: 'sample', total: 14 }), all.push(p.done)) });
+    expect(all.at(-1)).toBe(14);
+  });
 });
 
 test('at a temperature near 0 every row is the greedy continuation', async () => {

@@ -98,6 +98,12 @@ interface ModelAddon {
     args: NativeGenerateArgs,
     onProgress: ((done: number, total: number) => void) | undefined,
   ): NativeJobHandle<{ ids: Int32Array; length: number }>;
+  /** Ancestral sampling on a KV cache (core/model/sample.h): rows × length ids, row-major. */
+  modelSample(
+    m: NativeModelHandle,
+    args: { rows: number; length: number; start: number; temperature: number; seed: number; group: number },
+    onProgress: ((done: number, total: number) => void) | undefined,
+  ): NativeJobHandle<Int32Array>;
   /** Seconds per ffm::sgemm call (C[M×N] = A[M×K]·op(B)), on the addon's pool; for benchmarks. */
   benchSgemmSeconds(M: number, N: number, K: number, transB: boolean, reps: number): number;
   modelForward(

@@ -5,6 +5,10 @@
 // [batch, length], length}. args: {ids: Int32Array [batch, seq], batch, seq, attentionMask?: Uint8Array,
 // decoderStart, eos, pad, forcedEos, maxLength, badWords: number[][], numBeams?, lengthPenalty?};
 // eos/forcedEos −1 = none.
+//
+// modelSample(model, args, onProgress) → {promise, cancel}, promise → Int32Array [rows, length]: ancestral
+// sampling from a decoder-only LM on a KV cache (core/model/sample.h). args: {rows, length, start, temperature,
+// seed (uint32), group}.
 #include <napi.h>
 
 #include <memory>
@@ -15,6 +19,7 @@
 #include "binding/model_handle.h"
 #include "binding/registry.h"
 #include "core/model/generate.h"
+#include "core/model/sample.h"
 
 namespace ffm::binding {
 namespace {
@@ -87,8 +92,32 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
       });
 }
 
+Napi::Value Sample(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = UnwrapModel(info[0]);
+  if (!info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelSample(model, args, onProgress)");
+  Napi::Object a = info[1].As<Napi::Object>();
+  model::SampleOptions opt;
+  opt.rows = GetCount(a.Get("rows"), "sample: rows");
+  opt.length = GetCount(a.Get("length"), "sample: length");
+  opt.group = GetCount(a.Get("group"), "sample: group");
+  opt.start = GetInt(a, "start", -1);
+  opt.seed = uint32_t(GetCount(a.Get("seed"), "sample: seed"));
+  if (!a.Get("temperature").IsNumber()) ThrowCode(env, "INVALID_ARGUMENT", "sample: temperature must be a number");
+  opt.temperature = a.Get("temperature").As<Napi::Number>().DoubleValue();
+  auto result = std::make_shared<std::vector<int32_t>>();
+  return AsyncJob::Start(
+      env, info[2], [m, opt, result](JobControl& ctl) { *result = model::sample_rows(ctl, *m, opt); },
+      [result](Napi::Env env) -> Napi::Value {
+        auto arr = Napi::Int32Array::New(env, result->size());
+        std::copy(result->begin(), result->end(), arr.Data());
+        return arr;
+      });
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("modelGenerate", Napi::Function::New(env, Generate, "modelGenerate"));
+  exports.Set("modelSample", Napi::Function::New(env, Sample, "modelSample"));
 }
 
 }  // namespace
