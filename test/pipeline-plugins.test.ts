@@ -35,6 +35,15 @@ describe('registries', () => {
     await expect(compress(BUNDLED, undefined as never)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
+  it("the option types offer each registry's names, no more and no fewer", () => {
+    // MergeMethodName and the others are editor hints (any string type-checks), so only this keeps them true
+    const source = fs.readFileSync(path.join(__dirname, '..', 'lib', 'pipeline', 'options.ts'), 'utf8');
+    const literals = (type: string) => [...source.match(new RegExp(`export type ${type} = ([^;]*);`))![1]!.matchAll(/'([^']+)'/g)].map((m) => m[1]);
+    expect(literals('MergeMethodName')).toEqual(['auto', ...MERGE_METHODS.names()]);
+    expect(literals('RecoverMethodName')).toEqual(RECOVER_METHODS.names());
+    expect(literals('BaselineName')).toEqual(BASELINES.names());
+  });
+
   it("an option of another task, or of another stack layout, is refused before any work", async () => {
     await expect(compress(BUNDLED, { calibration: TEXT, calibrationImages: 10 })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringMatching(/image-classification/) });
     await expect(compress(BUNDLED, { calibration: TEXT, stacks: 'encoder' })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE' });

@@ -9,7 +9,7 @@
  * only the pipeline's phases below are shown, the rest are details of the current bar.
  */
 import { Format, SingleBar } from 'cli-progress';
-import type { Progress } from '../native/job';
+import type { PipelinePhase, Progress } from '../native/job';
 
 interface PhaseLabel {
   title: string;
@@ -21,7 +21,7 @@ interface PhaseLabel {
 const bytes = (n: number) => (n < 1e6 ? `${n < 1e4 ? (n / 1e3).toFixed(1) : Math.round(n / 1e3)} kB` : `${(n / 1e6).toFixed(1)} MB`);
 
 /** The phases compress, eval, export and finetune report (lib/pipeline/compress.ts, tasks, eval), in words a user knows. */
-const PHASES: Readonly<Record<string, PhaseLabel>> = {
+const PHASES: Readonly<Record<PipelinePhase, PhaseLabel>> = {
   tokenize: { title: 'Reading data', unit: '', scale: bytes },
   images: { title: 'Reading images', unit: 'images' },
   sample: { title: 'Sampling calibration text from the model', unit: 'tokens' },
@@ -46,7 +46,7 @@ const fmtSeconds = (s: number) => (s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(
 export class ProgressBar {
   private readonly enabled: boolean;
   private bar: SingleBar | undefined;
-  private phase = '';
+  private phase: PipelinePhase | '' = '';
   private started = 0;
   private last: Progress | undefined;
   /** The running phase's unit: the one its reports name (`unit`), else the phase's usual one. */
@@ -67,11 +67,12 @@ export class ProgressBar {
 
   update = (p: Progress): void => {
     if (!this.enabled) return;
-    const label = PHASES[p.phase];
-    if (!label) return; // a step inside the current phase
-    if (p.phase !== this.phase) {
+    if (!Object.hasOwn(PHASES, p.phase)) return; // a step inside the current phase
+    const phase = p.phase as PipelinePhase;
+    const label = PHASES[phase];
+    if (phase !== this.phase) {
       this.finishPhase();
-      this.phase = p.phase;
+      this.phase = phase;
       // One phase name can count different things ('evaluate': batches of text or images; compress's 'test' and
       // 'validate' count what their task's evaluation counts): a unit the report names is believed over the usual
       this.unit = typeof p.unit === 'string' ? p.unit : label.unit;
@@ -132,7 +133,7 @@ export class ProgressBar {
   private finishPhase(): void {
     if (!this.phase || !this.last) return;
     this.bar?.stop();
-    const label = PHASES[this.phase]!;
+    const label = PHASES[this.phase];
     const show = this.show(label);
     const { done, total } = this.last;
     const count = total > 0 && done !== total ? `${show(done)}/${show(total)}` : show(done);

@@ -6,8 +6,17 @@ import { defaultMaxListeners, getEventListeners, getMaxListeners, setMaxListener
 import { FfmergeError, abortError, fromNativeError, showValue } from '../errors';
 import { checkOptions } from '../arguments';
 
+/**
+ * The phases compress, eval, export and finetune report, each with its own count (the CLI draws a bar for each).
+ * Native steps inside them (`correlation.finalize`, `assignment`, `permute`, …) report under their own names.
+ */
+export type PipelinePhase =
+  | 'tokenize' | 'images' | 'sample' | 'features' | 'prefix' | 'validate' | 'validate-merged' | 'search' | 'baselines'
+  | 'test' | 'save' | 'onnx' | 'evaluate' | 'perplexity' | 'translate' | 'finetune';
+
 export interface Progress {
-  phase: string;
+  /** A PipelinePhase, or the name of a native step inside one. (`string & {}` keeps the names offered by an editor.) */
+  phase: PipelinePhase | (string & {});
   done: number;
   total: number;
   /** A short status shown next to the bar (e.g. fine-tuning's loss and tokens/s). */

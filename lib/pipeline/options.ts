@@ -30,6 +30,15 @@ export type ParallelSource = { source: string; target: string } | { tsv: string 
  */
 export type StackMode = 'both-same' | 'independent' | StackName;
 
+// The registries' own entries, offered by an editor; any other name is checked against the registry when
+// compress runs (`string & {}` keeps the literals from collapsing into string).
+/** A merge method of MERGE_METHODS, or 'auto'. */
+export type MergeMethodName = 'auto' | 'permute' | 'vanilla' | 'select' | (string & {});
+/** A recover method of RECOVER_METHODS. */
+export type RecoverMethodName = 'none' | 'refit' | 'refit-seq' | 'refit-res' | 'finetune' | (string & {});
+/** A baseline of BASELINES. */
+export type BaselineName = 'drop-ff' | 'drop-layers' | 'paper' | (string & {});
+
 export interface CompressOptions {
   // ---- what, where, how (every task) ----
   /** FF sublayers merged into one per window (≥ 2). Give k or fraction; default: fraction 0.25. */
@@ -46,11 +55,11 @@ export interface CompressOptions {
    * 'none'; with only a recover method named, the method is 'permute'. The paper's plain merge: method
    * 'permute', recover 'none'.
    */
-  method?: string;
+  method?: MergeMethodName;
   /** A recover method by name (see RECOVER_METHODS): 'none', 'refit', 'refit-seq', 'refit-res', 'finetune'. */
-  recover?: string;
+  recover?: RecoverMethodName;
   /** Baselines by name (see BASELINES), each searched over its own windows at the merge's size. */
-  baselines?: string[];
+  baselines?: BaselineName[];
   /** Encoder–decoder models: which stacks are merged (default 'both-same'). */
   stacks?: StackMode;
   /**
