@@ -14,6 +14,7 @@ import { byteSize, dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFro
 import { formatReport } from './report';
 import { ProgressBar } from './progress';
 import { printResult } from './format';
+import { loadPlugins } from './plugins';
 import { packageRoot } from '../native/loader';
 import type { Progress } from '../native/job';
 
@@ -26,7 +27,7 @@ const TASK_FLAGS = {
 type DataFlag = (typeof TASK_FLAGS)[keyof typeof TASK_FLAGS][number];
 
 /** Commander's parsed flags (camelCase), all strings but the switches. */
-export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibration'> | 'k' | 'fraction' | 'out' | 'baselines' | 'stacks' | 'selectMemory' | 'maxShardSize', string>> & {
+export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibration'> | 'k' | 'fraction' | 'out' | 'baselines' | 'plugins' | 'stacks' | 'selectMemory' | 'maxShardSize', string>> & {
   sampleCalibration?: boolean;
   window: string;
   anchor?: string;
@@ -102,12 +103,13 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   // clone (or in any project) must not leave a folder there. A user's own model goes to ./<model>-ffmerge.
   const demoOut = bundled && o.out === undefined ? path.join(os.tmpdir(), 'ffmerge-demo', 'llama-stories260k-ffmerge') : undefined;
   const out = o.out ?? demoOut ?? `${path.basename(path.resolve(model))}-ffmerge`;
+  const plugins = await loadPlugins(o.plugins);
   // the bundled demo shows the merge next to dropping FF sublayers and the paper's plain merge
   const baselines = (o.baselines ?? (bundled ? 'drop-ff,paper' : ''))
     .split(',')
     .map((b) => b.trim())
     .filter(Boolean)
-    .map((b) => oneOf(b, BASELINES.names(), 'baselines'));
+    .map((b) => oneOf(b, BASELINES.with(plugins?.baselines).names(), 'baselines'));
   const format = oneOf<CompressFormat>(o.format, ['tied', 'expanded', 'onnx'], 'format');
   const maxShardSize = byteSize(o.maxShardSize, 'max-shard-size');
   const opts: CompressOptions = {
@@ -118,8 +120,9 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
       selectMemory: o.selectMemory === undefined ? undefined : int(o.selectMemory, 'select-memory')! * 2 ** 20,
       anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor'),
       // without --method/--recover, compress's default: the training-free combinations (auto), best on validation
-      method: oneOf(o.method, [...MERGE_METHODS.names(), 'auto'], 'method'),
-      recover: oneOf(o.recover, RECOVER_METHODS.names(), 'recover'),
+      method: oneOf(o.method, [...MERGE_METHODS.with(plugins?.mergeMethods).names(), 'auto'], 'method'),
+      recover: oneOf(o.recover, RECOVER_METHODS.with(plugins?.recoverMethods).names(), 'recover'),
+      plugins,
       maxShardSize,
       stacks: oneOf(o.stacks, ['both-same', 'independent', 'encoder', 'decoder'] as const, 'stacks'),
     }),

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { FfmergeError, abortError, showValue } from '../errors';
 import { checkJobOptions, withJobScope, type JobOptions, type JobScope } from '../native/job';
 import { checkMaxShardSize, checkOutputDir, ffReplacements, ffTies, writeCheckpoint } from '../checkpoint/write';
-import { checkBoolean, checkPath } from '../arguments';
+import { checkBoolean, checkOptions, checkPath } from '../arguments';
 import { checkOnnxExportable, exportOnnx } from '../export/onnx/export';
 import { loadModel, readConfig } from '../model/load';
 import { DTYPE_SIZE } from '../safetensors';
@@ -312,11 +312,16 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     throw new FfmergeError('INVALID_ARGUMENT', "method 'auto' chooses the recover method itself: give no recover with it");
   }
   const auto = options.method === 'auto' || (options.method === undefined && options.recover === undefined);
+  // this call's registries: ffmerge's own and the caller's plug-ins, which no other call sees
+  checkOptions(options.plugins, 'compress: plugins', ['mergeMethods', 'recoverMethods', 'baselines']);
+  const methods = MERGE_METHODS.with(options.plugins?.mergeMethods);
+  const recovers = RECOVER_METHODS.with(options.plugins?.recoverMethods);
+  const baselineKinds = BASELINES.with(options.plugins?.baselines);
   const combos: Combo[] = auto
-    ? DEFAULT_COMBOS.map(([m, r]) => ({ method: MERGE_METHODS.get(m), recover: RECOVER_METHODS.get(r) }))
-    : [{ method: MERGE_METHODS.get(options.method ?? 'permute'), recover: RECOVER_METHODS.get(options.recover ?? 'none') }];
+    ? DEFAULT_COMBOS.map(([m, r]) => ({ method: methods.get(m), recover: recovers.get(r) }))
+    : [{ method: methods.get(options.method ?? 'permute'), recover: recovers.get(options.recover ?? 'none') }];
   if (options.baselines !== undefined && !Array.isArray(options.baselines)) throw new FfmergeError('INVALID_ARGUMENT', 'baselines must be a list of names');
-  const baselines = [...new Set(options.baselines ?? [])].map((b) => BASELINES.get(b));
+  const baselines = [...new Set(options.baselines ?? [])].map((b) => baselineKinds.get(b));
   const anchor: Anchor = options.anchor ?? 'first';
   anchorOffset(anchor, 2);
   const { selectMemory } = options;
@@ -586,10 +591,16 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
 
     const baselineResults: Record<string, BaselineResult> = {};
     const baselineModels = new Map<string, Model>();
+    const baselineNotes: string[] = [];
     for (const { baseline, groups: perGroup } of baselinePlans) {
+      // one with no placement at this size somewhere is left out, and the report says so (not silently)
+      const none = groups.filter((_, g) => perGroup[g]!.length === 0);
+      if (none.length) {
+        baselineNotes.push(`baseline ${baseline.name} has no placement at this size in ${none.map((s) => s.join(' and ')).join(', ')}: not evaluated`);
+        continue;
+      }
       const scores: CandidateScore[] = [];
       const found = await search('baselines', perGroup, scores);
-      if (found.length === 0) continue;
       const picks = found.map((b) => b.c);
       const edits = found.flatMap((b) => b.edits);
       const view = await applyEdits(model, edits, quiet);
@@ -654,7 +665,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, notes: [...task.data.notes, ...mixedNotes, ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
+      data: { ...task.data, notes: [...task.data.notes, ...mixedNotes, ...baselineNotes, ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;

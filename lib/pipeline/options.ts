@@ -8,6 +8,7 @@ import type { OutputFormat } from '../checkpoint/write';
 import type { StackName } from '../model/model';
 import type { Anchor, Window } from '../merge/windows';
 import type { ProgressFn } from '../native/job';
+import type { Baseline, MergeMethod, RecoverMethod } from './plugins';
 
 export type CompressFormat = OutputFormat | 'onnx';
 
@@ -39,6 +40,16 @@ export type RecoverMethodName = 'none' | 'refit' | 'refit-seq' | 'refit-res' | '
 /** A baseline of BASELINES. */
 export type BaselineName = 'drop-ff' | 'drop-layers' | 'paper' | (string & {});
 
+/**
+ * A caller's own plug-ins, for one compress call: picked by name (method, recover, baselines) beside
+ * ffmerge's own, seen by no other call. A name must be new, and writable on the command line.
+ */
+export interface Plugins {
+  mergeMethods?: MergeMethod[];
+  recoverMethods?: RecoverMethod[];
+  baselines?: Baseline[];
+}
+
 export interface CompressOptions {
   // ---- what, where, how (every task) ----
   /** FF sublayers merged into one per window (≥ 2). Give k or fraction; default: fraction 0.25. */
@@ -60,6 +71,8 @@ export interface CompressOptions {
   recover?: RecoverMethodName;
   /** Baselines by name (see BASELINES), each searched over its own windows at the merge's size. */
   baselines?: BaselineName[];
+  /** Merge methods, recover methods and baselines of the caller's own, for this call only. */
+  plugins?: Plugins;
   /** Encoder–decoder models: which stacks are merged (default 'both-same'). */
   stacks?: StackMode;
   /**
@@ -147,7 +160,7 @@ export const DEFAULT_FRACTION = 0.25;
 
 /** Options every task reads. */
 export const COMMON_KEYS: readonly (keyof CompressOptions)[] = [
-  'k', 'fraction', 'window', 'anchor', 'method', 'recover', 'baselines', 'stacks', 'selectMemory', 'out', 'format', 'overwrite', 'maxShardSize', 'signal', 'onProgress',
+  'k', 'fraction', 'window', 'anchor', 'method', 'recover', 'baselines', 'plugins', 'stacks', 'selectMemory', 'out', 'format', 'overwrite', 'maxShardSize', 'signal', 'onProgress',
 ];
 
 /** Each of these options, where given, is a positive integer. */

@@ -1,6 +1,8 @@
 /**
  * Plug-ins by name: merge methods, recover methods, baselines and tasks each live in a registry, so adding
- * one is one file plus one `register` line, and an unknown name is one typed error listing what exists.
+ * one to ffmerge is one file plus one line in its folder's index.ts, and an unknown name is one typed error
+ * listing what exists. A registry never changes once made: a caller's own plug-ins (compress's `plugins`)
+ * make a new one for that call, so jobs running side by side in one process never see each other's.
  */
 import { FfmergeError, showValue } from '../errors';
 
@@ -10,27 +12,53 @@ export interface Named {
   readonly description: string;
 }
 
-/** Plug-ins by name (merge methods, recover methods, baselines): an unknown name is INVALID_ARGUMENT listing the known. */
+/**
+ * A name that can be given on the command line: letters, digits, '.', '_' and '-', starting with a letter or
+ * digit ("a,b" could not be picked from a comma list such as --baselines, " none" would not be found).
+ */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** What every entry of one kind must have besides its name and description. */
+export interface RegistryKind {
+  /** In messages: "merge method", "baseline", … */
+  readonly what: string;
+  /** The option that picks one ("method", "baselines"). */
+  readonly option: string;
+  /** The function each entry must have ("merge", "recover", "candidates"). */
+  readonly entry: string;
+  /** Names that mean something else where this kind is picked ('auto' for a merge method). */
+  readonly reserved?: readonly string[];
+}
+
+/** Plug-ins by name: an unknown name is INVALID_ARGUMENT listing the known. */
 export class Registry<T extends Named> {
-  private readonly items = new Map<string, T>();
+  private readonly items: ReadonlyMap<string, T>;
 
-  /** `what` names the kind in messages ("merge method", "baseline", …); `option` the option that picks one. */
   constructor(
-    readonly what: string,
-    readonly option: string,
-  ) {}
+    readonly kind: RegistryKind,
+    items: readonly T[],
+  ) {
+    const map = new Map<string, T>();
+    for (const item of items) map.set(this.checked(item, map).name, item);
+    this.items = map;
+  }
 
-  register(item: T): this {
-    if (this.items.has(item.name)) throw new Error(`${this.what} "${item.name}" is registered twice`);
-    this.items.set(item.name, item);
-    return this;
+  /**
+   * These entries and `more` (a call's own plug-ins) as a new registry; this one is not changed. A name
+   * that is taken, reserved or not writable on the command line, or an entry without its function, is
+   * INVALID_ARGUMENT.
+   */
+  with(more: readonly T[] | undefined): Registry<T> {
+    if (more === undefined) return this;
+    if (!Array.isArray(more)) throw new FfmergeError('INVALID_ARGUMENT', `plugins: the ${this.kind.what}s must be a list (got ${showValue(more)})`);
+    return more.length ? new Registry(this.kind, [...this.items.values(), ...more]) : this;
   }
 
   /** The item called `name`; anything else is INVALID_ARGUMENT naming the choices. */
   get(name: unknown): T {
     const item = typeof name === 'string' ? this.items.get(name) : undefined;
     if (!item) {
-      throw new FfmergeError('INVALID_ARGUMENT', `${this.option} must be one of ${this.names().join(', ')} (got ${showValue(name)})`);
+      throw new FfmergeError('INVALID_ARGUMENT', `${this.kind.option} must be one of ${this.names().join(', ')} (got ${showValue(name)})`);
     }
     return item;
   }
@@ -41,5 +69,21 @@ export class Registry<T extends Named> {
 
   all(): T[] {
     return [...this.items.values()];
+  }
+
+  private checked(item: unknown, seen: ReadonlyMap<string, T>): T {
+    const { what, entry, reserved = [] } = this.kind;
+    const o = item as Record<string, unknown> | null;
+    if (typeof o !== 'object' || o === null || typeof o.name !== 'string' || typeof o.description !== 'string' || typeof o[entry] !== 'function') {
+      throw new FfmergeError('INVALID_ARGUMENT', `a ${what} is an object with a name, a description and ${entry}() (got ${showValue(item)})`);
+    }
+    if (!NAME.test(o.name) || reserved.includes(o.name)) {
+      throw new FfmergeError(
+        'INVALID_ARGUMENT',
+        `a ${what}'s name is letters, digits, '.', '_' and '-', starting with a letter or digit${reserved.length ? `, and not ${reserved.join(' or ')}` : ''} (got ${showValue(o.name)})`,
+      );
+    }
+    if (seen.has(o.name)) throw new FfmergeError('INVALID_ARGUMENT', `${what} ${showValue(o.name)} is given twice (the ${what}s: ${[...seen.keys()].join(', ')}); give yours a name of its own`);
+    return item as T;
   }
 }

@@ -25,6 +25,7 @@ export interface BaselineResult extends Metric {
   windows: Partial<Record<StackName, string>>;
   /** Parameters this baseline removes (whole layers cannot always match the merge exactly). */
   paramsRemoved: number;
+  /** Every placement scored (empty when there was only one: built, not scored). */
   candidates: CandidateScore[];
 }
 

@@ -7,7 +7,7 @@ import { imageClassification } from './image-classification';
 import { languageModeling } from './language-modeling';
 import { translation } from './translation';
 
-export const TASKS = new Registry<TaskKind>('task', 'task').register(languageModeling).register(imageClassification).register(translation);
+export const TASKS = new Registry<TaskKind>({ what: 'task', option: 'task', entry: 'create' }, [languageModeling, imageClassification, translation]);
 
 export function taskFor(summary: ModelSummary): TaskKind {
   const t = TASKS.all().find((k) => k.accepts(summary));
