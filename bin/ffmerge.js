@@ -36,4 +36,7 @@ if (process.env.FFMERGE_FROM_SOURCE !== '1' && distIsCurrent()) {
 }
 cli.main(process.argv).then((code) => {
   process.exitCode = code;
+  // The run is over: what is left alive (a --plugins module's timer, after an abort raced past it) must not
+  // keep the process, nor make a second Ctrl-C the only way out. Unref'd: a process that ends by itself does.
+  setTimeout(() => process.exit(code), 2000).unref();
 });

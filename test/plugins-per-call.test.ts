@@ -3,7 +3,7 @@
  * name beside ffmerge's own, checked as they are given, and seen by no other call: a server running several
  * jobs in one process must not have one job's plug-ins change another's registries.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,7 +11,7 @@ import { compress } from '../lib/pipeline/compress';
 import { BASELINES } from '../lib/pipeline/baselines';
 import { MERGE_METHODS } from '../lib/pipeline/merge-methods';
 import { RECOVER_METHODS } from '../lib/pipeline/recover';
-import type { Baseline, MergeMethod, RecoverMethod } from '../lib/pipeline/plugins';
+import type { Baseline, BaselineCandidate, MergedWindow, MergeMethod, RecoverMethod } from '../lib/pipeline/plugins';
 import { validationText } from './helpers/validation-text';
 
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
@@ -73,9 +73,9 @@ describe('plug-ins of a call', () => {
     await refused({ mergeMethods: [{ ...merge, name: 'permute' }] }, /^merge method "permute" is given twice \(the merge methods: permute, vanilla, select\); give yours a name of its own$/);
     await refused({ recoverMethods: [halveOut, halveOut] }, /recover method "halve-out" is given twice/);
     // 'auto' is compress's own search: a method of that name could never be picked
-    await refused({ mergeMethods: [{ ...merge, name: 'auto' }] }, /name is letters, digits, '\.', '_' and '-', starting with a letter or digit, and not auto \(got "auto"\)/);
+    await refused({ mergeMethods: [{ ...merge, name: 'auto' }] }, /name is up to 64 letters, digits, '\.', '_' and '-', starting with a letter or digit, and not auto \(got "auto"\)/);
     // a comma splits --baselines; a space would never match
-    for (const name of ['', 'a,b', ' none', 'x y']) await refused({ baselines: [{ ...dropLast, name }] }, /a baseline's name is letters, digits/);
+    for (const name of ['', 'a,b', ' none', 'x y', 'x'.repeat(65)]) await refused({ baselines: [{ ...dropLast, name }] }, /a baseline's name is up to 64 letters, digits/);
     await refused({ baselines: [{ name: 'b', description: 'd' }] }, /^a baseline is an object with a name, a description and candidates\(\) \(got/);
     await refused({ recoverMethods: halveOut }, /^plugins: the recover methods must be a list/);
     await refused({ tasks: [] }, /^compress: plugins: unknown option "tasks" \(the options are mergeMethods, recoverMethods, baselines\)$/);
@@ -83,6 +83,56 @@ describe('plug-ins of a call', () => {
     expect('register' in MERGE_METHODS).toBe(false);
     expect(MERGE_METHODS.with([merge]).names()).toEqual(['permute', 'vanilla', 'select', 'x']);
     expect(MERGE_METHODS.names()).toEqual(['permute', 'vanilla', 'select']);
+  });
+});
+
+describe('what a plug-in gives is checked before it is used (tester BD)', () => {
+  jest.setTimeout(300_000);
+  const permute = MERGE_METHODS.get('permute');
+  /** A merge method that gives what `edit` makes of permute's answer. */
+  const merging = (edit: (m: MergedWindow) => unknown): MergeMethod => ({
+    name: 'h',
+    description: 'hostile',
+    needsCorrelations: true,
+    merge: async (ctx, stack, w, opts) => edit(await permute.merge(ctx, stack, w, opts)) as MergedWindow,
+  });
+  const refusedMerge = (edit: (m: MergedWindow) => unknown, message: RegExp) =>
+    expect(compress(BUNDLED, { ...small, method: 'h', plugins: { mergeMethods: [merging(edit)] } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
+  const baselineWith = (candidates: Baseline['candidates']) => ({ ...small, method: 'permute', window: '1-2', baselines: ['b'], plugins: { baselines: [{ name: 'b', description: 'd', candidates }] } });
+  const refusedBaseline = (candidates: Baseline['candidates'], message: RegExp) =>
+    expect(compress(BUNDLED, baselineWith(candidates))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
+  const one = (c: Partial<BaselineCandidate>): BaselineCandidate[] => [{ windows: { decoder: '4' }, start: 4, paramsRemoved: 0, edits: async () => [], ...c }];
+
+  it('a merge or recover result for another window, stack or anchor, or none at all, is refused', async () => {
+    // before: scored as windows of 2, written as one window of all 5 layers (perplexity 17.7 scored, 824 written)
+    await refusedMerge((m) => ({ ...m, window: { start: 0, k: 5 } }), /^merge method h was asked for window 0-1 \(k = 2\) and answered another \(got/);
+    await refusedMerge((m) => ({ ...m, stack: 'encoder' }), /^merge method h was asked for the decoder stack and answered another \(got "encoder"\)$/);
+    await refusedMerge((m) => ({ ...m, anchor: 99 }), /^merge method h gave an anchor outside its window \(got 99\)$/);
+    await refusedMerge(() => undefined, /^merge method h must give a MergedWindow object \(got undefined\)$/);
+    await refusedMerge((m) => ({ ...m, adjusted: new Map([[1, m.merged]]) }), /^merge method h adjusted a layer that is not one of the 5 layers outside the window \(got 1\)$/);
+    const shrink: RecoverMethod = { name: 'shrink', description: 'd', recover: async (_c, m) => ({ ...m, window: { start: m.window.start, k: 1 } }) };
+    await expect(compress(BUNDLED, { ...small, method: 'permute', recover: 'shrink', plugins: { recoverMethods: [shrink] } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^recover method shrink was asked for window 0-1/) });
+  });
+
+  it("a baseline's candidates and edits are checked: a list (not a Promise), starts and counts, edits of the model's own layers", async () => {
+    await refusedBaseline((async () => one({})) as never, /^baseline b candidates\(\) must return a list, not a Promise/);
+    await refusedBaseline(() => one({ start: -3 }), /^baseline b gave a candidate whose start is not a layer 0…4 \(got -3\)$/);
+    await refusedBaseline(() => one({ paramsRemoved: NaN }), /^baseline b gave a candidate whose paramsRemoved is not a count \(got NaN\)$/);
+    await refusedBaseline(() => one({ edits: async () => [{ kind: 'explode' }] as never }), /^baseline b gave an edit whose kind is not 'ff' or 'drop-layers' \(got "explode"\)$/);
+    await refusedBaseline(() => one({ edits: async () => [{ kind: 'drop-layers', stack: 'decoder', layers: [5] }] }), /^baseline b gave an edit whose layers are not a list of the decoder stack's layers 0…4 \(got/);
+    await refusedBaseline(() => one({ edits: async () => [{ kind: 'drop-layers', stack: 'encoder', layers: [0] }] }), /^baseline b gave an edit of a stack this model lacks \(it has decoder\)/);
+  });
+
+  it('an abort ends the call while a plug-in never settles', async () => {
+    const ac = new AbortController();
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const never: MergeMethod = { name: 'never', description: 'd', needsCorrelations: false, merge: () => (started(), new Promise<MergedWindow>(() => {})) };
+    const call = compress(BUNDLED, { ...small, method: 'never', plugins: { mergeMethods: [never] }, signal: ac.signal });
+    await running;
+    ac.abort();
+    // before: still pending long after the abort
+    await expect(call).rejects.toMatchObject({ code: 'ABORTED' });
   });
 });
 
@@ -138,5 +188,22 @@ describe('compress --plugins', () => {
       const r = run(...flags.filter((f) => f !== '--json'), ...args);
       expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code, stderr: expect.stringMatching(message) });
     }
+  });
+
+  it('a plug-in that never settles ends the run with an error, not exit 0; a signal ends it though a timer stays alive', async () => {
+    fs.writeFileSync(path.join(dir, 'never.js'), "exports.mergeMethods = [{ name: 'never', description: 'd', needsCorrelations: false, merge: () => new Promise(() => {}) }];\n");
+    const r = run(...flags.filter((f) => f !== '--json' && f !== 'permute' && f !== '--method'), '--method', 'never', '--plugins', 'never.js');
+    // before: exit 0, nothing on stderr after the progress
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(/a promise it waited on can never settle .*\[INTERNAL_ERROR\]\n$/) });
+    // a merge that keeps a timer alive: SIGTERM aborts, and the process ends (before: only a second signal did)
+    const marker = path.join(dir, 'started');
+    fs.writeFileSync(path.join(dir, 'busy.js'), `exports.mergeMethods = [{ name: 'busy', description: 'd', needsCorrelations: false, merge: () => { require('fs').writeFileSync(${JSON.stringify(marker)}, ''); setInterval(() => {}, 1000); return new Promise(() => {}); } }];\n`);
+    const child = spawn(process.execPath, [BIN, 'compress', ...flags.filter((f) => f !== '--json' && f !== 'permute' && f !== '--method'), '--method', 'busy', '--plugins', 'busy.js'], { cwd: dir, env: { ...process.env, FFMERGE_FROM_SOURCE: '1', FFMERGE_PROGRESS: '0' } });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    while (!fs.existsSync(marker)) await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGTERM');
+    expect({ code: await exited, stderr }).toEqual({ code: 143, stderr: expect.stringMatching(/\[ABORTED\]\n$/) });
   });
 });

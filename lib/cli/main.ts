@@ -233,6 +233,13 @@ export async function main(argv: string[]): Promise<number> {
     ac.abort();
   };
   for (const s of STOP_SIGNALS) process.on(s, onSignal);
+  // Node ends a process whose event loop is empty even while a promise is pending, with exit code 0: a
+  // --plugins module's promise that can never settle ended the run as a success with no output (tester BD).
+  const onEarlyExit = (code: number) => {
+    if (code !== 0) return;
+    process.exitCode = reportError(new Error('the run stopped before its work was done: a promise it waited on can never settle (a --plugins module\'s?); nothing was finished'), state.json);
+  };
+  process.on('exit', onEarlyExit);
   const exitCode = (code: number) => (code === EXIT_ABORTED && caught !== undefined ? 128 + os.constants.signals[caught] : code);
   const program = buildProgram(state, ac.signal, argv);
   // no command at all is a usage error (exit 2, the help on stderr), not a successful run of nothing
@@ -258,5 +265,6 @@ export async function main(argv: string[]): Promise<number> {
     return exitCode(reportError(e, state.json));
   } finally {
     for (const s of STOP_SIGNALS) process.off(s, onSignal);
+    process.off('exit', onEarlyExit);
   }
 }

@@ -23,7 +23,9 @@ export async function loadPlugins(file: string | undefined): Promise<Plugins | u
   try {
     mod = await importModule(pathToFileURL(resolved).href);
   } catch (e) {
-    throw new FfmergeError('INVALID_ARGUMENT', `--plugins: ${file} could not be loaded: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    // the first line: Node's "Require stack:" lines after it name ffmerge's own files
+    const message = String((e as Error)?.message ?? e).split('\n')[0];
+    throw new FfmergeError('INVALID_ARGUMENT', `--plugins: ${file} could not be loaded: ${message}`, { cause: e });
   }
   const named = KEYS.some((k) => mod[k] !== undefined);
   const source = (named ? mod : mod.default) as Record<string, unknown> | undefined;

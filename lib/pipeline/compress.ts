@@ -32,6 +32,7 @@ import type { BaselineResult, CandidateScore, CompressResult } from './result';
 import type { Task, TaskKind } from './task';
 import { TASKS, taskFor } from './tasks';
 import { modelCard } from './model-card';
+import { guardBaseline, guardMerge, guardRecover } from './plugin-guard';
 
 export type { CompressOptions } from './options';
 export type { CompressResult } from './result';
@@ -317,11 +318,14 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   const methods = MERGE_METHODS.with(options.plugins?.mergeMethods);
   const recovers = RECOVER_METHODS.with(options.plugins?.recoverMethods);
   const baselineKinds = BASELINES.with(options.plugins?.baselines);
-  const combos: Combo[] = auto
-    ? DEFAULT_COMBOS.map(([m, r]) => ({ method: methods.get(m), recover: recovers.get(r) }))
-    : [{ method: methods.get(options.method ?? 'permute'), recover: recovers.get(options.recover ?? 'none') }];
+  // each held to its contract, and raced against the signal (plugin-guard.ts)
+  const combos: Combo[] = (
+    auto
+      ? DEFAULT_COMBOS.map(([m, r]) => ({ method: methods.get(m), recover: recovers.get(r) }))
+      : [{ method: methods.get(options.method ?? 'permute'), recover: recovers.get(options.recover ?? 'none') }]
+  ).map((c) => ({ method: guardMerge(c.method, options.signal), recover: guardRecover(c.recover, options.signal) }));
   if (options.baselines !== undefined && !Array.isArray(options.baselines)) throw new FfmergeError('INVALID_ARGUMENT', 'baselines must be a list of names');
-  const baselines = [...new Set(options.baselines ?? [])].map((b) => baselineKinds.get(b));
+  const baselines = [...new Set(options.baselines ?? [])].map((b) => guardBaseline(baselineKinds.get(b), options.signal));
   const anchor: Anchor = options.anchor ?? 'first';
   anchorOffset(anchor, 2);
   const { selectMemory } = options;

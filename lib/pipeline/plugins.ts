@@ -38,7 +38,7 @@ export interface MergeContext {
   anchor: Anchor;
   /** Per stack, the anchor–layer correlations of every candidate window (only when a method needs them).
    *  compress keeps only each pair's alignment permutation (PairCorrelations.permutation): the d_ff × d_ff
-   *  matrices of every pair would not fit at LLM widths, so get() refuses with INVALID_STATE there. */
+   *  matrices of every pair would not fit at LLM widths, so get() refuses with INVALID_STATE, at every width. */
   correlations: Map<StackName, PairCorrelations>;
   calibration: FeatureBatch[];
   /** Bytes select's normal equations may take (CompressOptions.selectMemory); its default when absent. */

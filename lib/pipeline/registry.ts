@@ -13,10 +13,10 @@ export interface Named {
 }
 
 /**
- * A name that can be given on the command line: letters, digits, '.', '_' and '-', starting with a letter or
- * digit ("a,b" could not be picked from a comma list such as --baselines, " none" would not be found).
+ * A name that can be given on the command line: up to 64 letters, digits, '.', '_' and '-', starting with a
+ * letter or digit ("a,b" could not be picked from a comma list such as --baselines, " none" would not be found).
  */
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** What every entry of one kind must have besides its name and description. */
 export interface RegistryKind {
@@ -80,7 +80,7 @@ export class Registry<T extends Named> {
     if (!NAME.test(o.name) || reserved.includes(o.name)) {
       throw new FfmergeError(
         'INVALID_ARGUMENT',
-        `a ${what}'s name is letters, digits, '.', '_' and '-', starting with a letter or digit${reserved.length ? `, and not ${reserved.join(' or ')}` : ''} (got ${showValue(o.name)})`,
+        `a ${what}'s name is up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit${reserved.length ? `, and not ${reserved.join(' or ')}` : ''} (got ${showValue(o.name)})`,
       );
     }
     if (seen.has(o.name)) throw new FfmergeError('INVALID_ARGUMENT', `${what} ${showValue(o.name)} is given twice (the ${what}s: ${[...seen.keys()].join(', ')}); give yours a name of its own`);
