@@ -123,6 +123,58 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
     await refusedBaseline(() => one({ edits: async () => [{ kind: 'drop-layers', stack: 'encoder', layers: [0] }] }), /^baseline b gave an edit of a stack this model lacks \(it has decoder\)/);
   });
 
+  it('an FF with a piece the architecture lacks is refused (it was scored, then dropped by the writer)', async () => {
+    // before: reported perplexity 6742.73, written model 17.63
+    await refusedMerge((m) => ({ ...m, merged: { ...m.merged, bOut: new Float32Array(m.merged.d).fill(5) } }), /^merge method h gave an FF with bOut, which the decoder stack's FF lacks \(llama layer 0\)$/);
+    await refusedMerge((m) => ({ ...m, merged: { ...m.merged, wGate: undefined } }), /^merge method h gave an FF without wGate, which the decoder stack's FF has/);
+  });
+
+  it("what a caller's plug-in changes after giving it reaches neither the score nor the output", async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-late-'));
+    try {
+      const late: RecoverMethod = {
+        name: 'late',
+        description: 'changes its answer once given',
+        async recover(_ctx, m) {
+          const window = { ...m.window };
+          const wOut = m.merged.wOut.slice();
+          const adjusted = new Map();
+          setTimeout(() => ((window.start = 0), wOut.fill(0), adjusted.set(m.window.start, m.merged)), 0);
+          return { ...m, window, merged: { ...m.merged, wOut }, adjusted };
+        },
+      };
+      const out = path.join(tmp, 'out');
+      const r = await compress(BUNDLED, { ...small, window: '2-3', method: 'permute', recover: 'late', plugins: { recoverMethods: [late] }, out });
+      // before: layers 0-1 tied in the output, wOut zeros there, the record's window 0-1 with anchor 2
+      expect(r.windows).toEqual([expect.objectContaining({ window: '2-3', layers: [2, 3], anchor: 2, recover: 'late' })]);
+      expect(r.windows[0]!.adjusted).toBeUndefined();
+      const written = await compress(out, { ...small, window: '0-1', method: 'vanilla' });
+      expect(written.base.validation).toBeCloseTo(r.merged.validation, 9);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it("a baseline's candidate and edits are read once, and the merge context cannot be reassigned", async () => {
+    let reads = 0;
+    let startReads = 0;
+    let frozen = false;
+    const r = await compress(
+      BUNDLED,
+      baselineWith((ctx) => {
+        frozen = Object.isFrozen(ctx.merge);
+        const edits = [{ kind: 'drop-layers' as const, stack: 'decoder' as const, layers: [4] }];
+        // a start that changes once read, and a list whose first edit changes once read
+        const list = new Proxy(edits, { get: (t, k) => (k === '0' && reads++ > 0 ? { kind: 'zzz' } : Reflect.get(t, k)) });
+        return [{ windows: { decoder: '4' }, get start() { return startReads++ > 0 ? -5 : 4; }, paramsRemoved: 1, edits: async () => list }];
+      }),
+    );
+    expect(frozen).toBe(true);
+    // scored with layer 4 removed: as drop-layers at 4 (a start read again had been -5, an edit read again 'zzz')
+    const ref = await compress(BUNDLED, { ...small, method: 'permute', window: '1-2', baselines: ['drop-layers'] });
+    expect(r.baselines.b!.validation).toBeCloseTo(ref.baselines['drop-layers']!.candidates.find((c) => c.windows.decoder === '4')!.score, 9);
+  });
+
   it('an abort ends the call while a plug-in never settles', async () => {
     const ac = new AbortController();
     let started!: () => void;

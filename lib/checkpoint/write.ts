@@ -674,13 +674,20 @@ export function ffReplacements(
     throw new FfmergeError('SHAPE_MISMATCH', `ffReplacements: ff is d ${ff.d} × d_ff ${ff.dFF}, the ${stack} stack's FF is ${spec.dModel} × ${spec.dFF}`);
   }
   const names = st.ff(config, layer);
+  // a piece the architecture lacks would be dropped here, one it has kept from the source: either way the
+  // written FF would not be the one given
+  for (const p of ['wGate', 'bIn', 'bGate', 'bOut'] as const) {
+    if (Boolean(names[p]) !== (ff[p] !== undefined)) {
+      throw new FfmergeError('SHAPE_MISMATCH', `ffReplacements: ff ${ff[p] ? 'has' : 'lacks'} ${p}, which the ${stack} stack's FF of ${String(config.model_type)} ${names[p] ? 'has' : 'lacks'}`);
+    }
+  }
   const out = new Map<string, Float32Array>();
   out.set(names.wIn, matrixFromCanonical(ff.wIn, ff.dFF, ff.d, names.layout));
   out.set(names.wOut, matrixFromCanonical(ff.wOut, ff.d, ff.dFF, names.layout));
-  if (names.wGate && ff.wGate) out.set(names.wGate, matrixFromCanonical(ff.wGate, ff.dFF, ff.d, names.layout));
-  if (names.bIn && ff.bIn) out.set(names.bIn, ff.bIn);
-  if (names.bGate && ff.bGate) out.set(names.bGate, ff.bGate);
-  if (names.bOut && ff.bOut) out.set(names.bOut, ff.bOut);
+  if (names.wGate) out.set(names.wGate, matrixFromCanonical(ff.wGate!, ff.dFF, ff.d, names.layout));
+  if (names.bIn) out.set(names.bIn, ff.bIn!);
+  if (names.bGate) out.set(names.bGate, ff.bGate!);
+  if (names.bOut) out.set(names.bOut, ff.bOut!);
   return out;
 }
 

@@ -323,9 +323,12 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     auto
       ? DEFAULT_COMBOS.map(([m, r]) => ({ method: methods.get(m), recover: recovers.get(r) }))
       : [{ method: methods.get(options.method ?? 'permute'), recover: recovers.get(options.recover ?? 'none') }]
-  ).map((c) => ({ method: guardMerge(c.method, options.signal), recover: guardRecover(c.recover, options.signal) }));
+  ).map((c) => ({
+    method: guardMerge(c.method, !MERGE_METHODS.all().includes(c.method), options.signal),
+    recover: guardRecover(c.recover, !RECOVER_METHODS.all().includes(c.recover), options.signal),
+  }));
   if (options.baselines !== undefined && !Array.isArray(options.baselines)) throw new FfmergeError('INVALID_ARGUMENT', 'baselines must be a list of names');
-  const baselines = [...new Set(options.baselines ?? [])].map((b) => guardBaseline(baselineKinds.get(b), options.signal));
+  const baselines = [...new Set(options.baselines ?? [])].map((b) => baselineKinds.get(b)).map((b) => guardBaseline(b, !BASELINES.all().includes(b), options.signal));
   const anchor: Anchor = options.anchor ?? 'first';
   anchorOffset(anchor, 2);
   const { selectMemory } = options;
@@ -479,6 +482,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       calibrationFeatures = rows;
       clock.lap('features');
     }
+    // shared by every candidate and baseline: a plug-in that reassigned a field would break the others' merges
+    Object.freeze(ctx);
 
     // Every candidate — the merge's windows and each baseline's placements — is known before scoring, so the
     // task can keep the base model's states entering each first changed layer once.

@@ -1,11 +1,15 @@
 /**
- * Plug-ins held to their contract (tester BD). What a merge method, recover method or baseline returns is
+ * Plug-ins held to their contract (testers BD, BE). What a merge method, recover method or baseline returns is
  * checked before compress uses it: a wrong result is INVALID_ARGUMENT naming the plug-in, not a TypeError deep
- * inside, nor (a merge answering another window than the one asked) a checkpoint of another model than the one
- * scored. Every call races the job's signal, so an abort ends compress even while a plug-in never settles.
+ * inside, nor a checkpoint of another model than the one scored (a merge answering another window, an FF with a
+ * bias the architecture cannot store). A caller's own plug-in's result is read once, into a copy that is checked
+ * and used: what it changes afterwards (a timer, a getter, a Proxy) reaches neither the score nor the output.
+ * Every call races the job's signal, so an abort ends compress even while a plug-in never settles.
  */
 import { FfmergeError, abortError, showValue } from '../errors';
 import { onAbort, type JobOptions } from '../native/job';
+import { architectureOf, stackOf } from '../model/architectures';
+import type { FFWeights } from '../model/ff-weights';
 import type { Model, StackName } from '../model/model';
 import type { Window } from '../merge/windows';
 import type { Baseline, BaselineCandidate, BaselineContext, Edit, MergeContext, MergedWindow, MergeMethod, RecoverMethod } from './plugins';
@@ -21,49 +25,104 @@ export function raceAbort<T>(p: T | Promise<T>, signal: AbortSignal | undefined)
 
 const wrong = (who: string, what: string, got: unknown) => new FfmergeError('INVALID_ARGUMENT', `${who} ${what} (got ${showValue(got)})`);
 const isInt = (v: unknown, below: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < below;
+const PIECES = ['bIn', 'wGate', 'bGate', 'bOut'] as const;
 
-/** A merge or recover result: for the stack and window asked, an anchor inside it, layers adjusted outside it. */
-function checkMerged(who: string, r: unknown, model: Model, stack: StackName, w: Window): MergedWindow {
-  const m = r as MergedWindow | null | undefined;
+/** Each field read once; arrays copied where the plug-in is the caller's (it may change them later). */
+function ffSnapshot(who: string, ff: unknown, copy: boolean): FFWeights {
+  const x = ff as Record<string, unknown> | null;
+  if (typeof x !== 'object' || x === null) throw wrong(who, 'must give an FF object', ff);
+  const take = (v: unknown) => (copy && v instanceof Float32Array ? v.slice() : v);
+  const out: Record<string, unknown> = { d: x.d, dFF: x.dFF, wIn: take(x.wIn), wOut: take(x.wOut) };
+  for (const p of PIECES) {
+    const v = x[p];
+    if (v !== undefined) out[p] = take(v);
+  }
+  return out as unknown as FFWeights;
+}
+
+/** The pieces the model's FF has are the ones written: one it lacks would be scored, then dropped by the writer. */
+function checkPieces(who: string, ff: FFWeights, model: Model, stack: StackName, layer: number): void {
+  const names = stackOf(architectureOf(model.config as Record<string, unknown>), stack).ff(model.config as Record<string, unknown>, layer) as Partial<Record<(typeof PIECES)[number], string>>;
+  for (const p of PIECES) {
+    if (Boolean(names[p]) !== (ff[p] !== undefined)) {
+      throw new FfmergeError('INVALID_ARGUMENT', `${who} gave an FF ${ff[p] ? 'with' : 'without'} ${p}, which the ${stack} stack's FF ${names[p] ? 'has' : 'lacks'} (${model.config.model_type} layer ${layer})`);
+    }
+  }
+}
+
+/**
+ * A merge or recover result: for the stack and window asked, an anchor inside it, layers adjusted outside it,
+ * FFs of the model's pieces. `own`: the caller's plug-in, whose result is copied, and whose method and recover
+ * names are not taken (compress records the ones that ran).
+ */
+function checkMerged(who: string, r: unknown, model: Model, stack: StackName, w: Window, own: boolean): MergedWindow {
+  const m = r as Record<string, unknown> | null | undefined;
   if (typeof m !== 'object' || m === null) throw wrong(who, 'must give a MergedWindow object', m);
-  if (m.stack !== stack) throw wrong(who, `was asked for the ${stack} stack and answered another`, m.stack);
-  if (m.window?.start !== w.start || m.window?.k !== w.k) throw wrong(who, `was asked for window ${w.start}-${w.start + w.k - 1} (k = ${w.k}) and answered another`, m.window);
+  const [rStack, window, anchor, merged, adjusted] = [m.stack, m.window as Window | undefined, m.anchor, m.merged, m.adjusted];
+  if (rStack !== stack) throw wrong(who, `was asked for the ${stack} stack and answered another`, rStack);
+  if (window?.start !== w.start || window?.k !== w.k) throw wrong(who, `was asked for window ${w.start}-${w.start + w.k - 1} (k = ${w.k}) and answered another`, window);
   const inWindow = (l: number) => l >= w.start && l < w.start + w.k;
-  if (m.anchor !== undefined && !(isInt(m.anchor, Infinity) && inWindow(m.anchor))) throw wrong(who, 'gave an anchor outside its window', m.anchor);
-  if (typeof m.merged !== 'object' || m.merged === null) throw wrong(who, 'must give the merged FF (merged)', m.merged);
-  if (m.adjusted !== undefined) {
-    if (!(m.adjusted instanceof Map)) throw wrong(who, 'must give adjusted as a Map of layer → FF', m.adjusted);
+  if (anchor !== undefined && !(isInt(anchor, Infinity) && inWindow(anchor))) throw wrong(who, 'gave an anchor outside its window', anchor);
+  if (typeof merged !== 'object' || merged === null) throw wrong(who, 'must give the merged FF (merged)', merged);
+  // one FF object given to several layers is one tied FF (an earlier merge's layers rewritten together): so is its copy
+  const copies = new Map<unknown, FFWeights>();
+  const snapshot = (ff: unknown) => copies.get(ff) ?? copies.set(ff, ffSnapshot(who, ff, own)).get(ff)!;
+  const out: MergedWindow = { stack, window: { start: w.start, k: w.k }, merged: snapshot(merged), perms: own ? new Map() : (m.perms as MergedWindow['perms']) };
+  checkPieces(who, out.merged, model, stack, w.start);
+  if (anchor !== undefined) out.anchor = anchor as number;
+  if (adjusted !== undefined) {
+    if (!(adjusted instanceof Map)) throw wrong(who, 'must give adjusted as a Map of layer → FF', adjusted);
     const L = model.layers(stack);
-    for (const l of m.adjusted.keys()) if (!isInt(l, L) || inWindow(l)) throw wrong(who, `adjusted a layer that is not one of the ${L} layers outside the window`, l);
+    out.adjusted = new Map();
+    for (const [l, ff] of [...(adjusted as Map<unknown, unknown>)]) {
+      if (!isInt(l, L) || inWindow(l)) throw wrong(who, `adjusted a layer that is not one of the ${L} layers outside the window`, l);
+      const snap = snapshot(ff);
+      checkPieces(who, snap, model, stack, l);
+      out.adjusted.set(l, snap);
+    }
   }
-  return m;
+  if (!own) {
+    if (m.method !== undefined) out.method = m.method as string;
+    if (m.recover !== undefined) out.recover = m.recover as string;
+  }
+  return out;
 }
 
-export function guardMerge(method: MergeMethod, signal: AbortSignal | undefined): MergeMethod {
+/** `own`: the caller's plug-in (not one of ffmerge's), whose results are copied before they are checked. */
+export function guardMerge(method: MergeMethod, own: boolean, signal: AbortSignal | undefined): MergeMethod {
   const who = `merge method ${method.name}`;
-  return Object.assign(Object.create(method) as MergeMethod, { merge: async (ctx: MergeContext, stack: StackName, w: Window, opts: JobOptions) => checkMerged(who, await raceAbort(method.merge(ctx, stack, w, opts), signal), ctx.model, stack, w) });
+  return Object.assign(Object.create(method) as MergeMethod, {
+    merge: async (ctx: MergeContext, stack: StackName, w: Window, opts: JobOptions) => checkMerged(who, await raceAbort(method.merge(ctx, stack, w, opts), signal), ctx.model, stack, w, own),
+  });
 }
 
-export function guardRecover(method: RecoverMethod, signal: AbortSignal | undefined): RecoverMethod {
+export function guardRecover(method: RecoverMethod, own: boolean, signal: AbortSignal | undefined): RecoverMethod {
   const who = `recover method ${method.name}`;
-  return Object.assign(Object.create(method) as RecoverMethod, { recover: async (ctx: MergeContext, m: MergedWindow, opts: JobOptions) => checkMerged(who, await raceAbort(method.recover(ctx, m, opts), signal), ctx.model, m.stack, m.window) });
+  return Object.assign(Object.create(method) as RecoverMethod, {
+    recover: async (ctx: MergeContext, m: MergedWindow, opts: JobOptions) => checkMerged(who, await raceAbort(method.recover(ctx, m, opts), signal), ctx.model, m.stack, m.window, own),
+  });
 }
 
-/** A candidate's edits: changes of the model's own stacks and layers. */
-function checkEdits(who: string, r: unknown, model: Model): Edit[] {
+/** A candidate's edits, each read once: changes of the model's own stacks and layers. */
+function checkEdits(who: string, r: unknown, model: Model, own: boolean): Edit[] {
   if (!Array.isArray(r)) throw wrong(who, "candidate's edits() must give a list of edits", r);
-  for (const e of r as Edit[]) {
-    const kind: unknown = (e as { kind?: unknown } | null)?.kind;
+  const copies = new Map<unknown, FFWeights>(); // one FF object in several edits stays one (tied)
+  return Array.from(r as unknown[], (e): Edit => {
+    const x = (typeof e === 'object' && e !== null ? e : {}) as Record<string, unknown>;
+    const [kind, stack, layers, ff] = [x.kind, x.stack, x.layers, x.ff];
     if (kind !== 'ff' && kind !== 'drop-layers') throw wrong(who, "gave an edit whose kind is not 'ff' or 'drop-layers'", kind ?? e);
-    if (!model.stacks().includes(e.stack)) throw wrong(who, `gave an edit of a stack this model lacks (it has ${model.stacks().join(', ')})`, e.stack);
-    const L = model.layers(e.stack);
-    if (!Array.isArray(e.layers) || e.layers.length === 0 || !e.layers.every((l) => isInt(l, L))) throw wrong(who, `gave an edit whose layers are not a list of the ${e.stack} stack's layers 0…${L - 1}`, e.layers);
-    if (e.kind === 'ff' && (typeof e.ff !== 'object' || e.ff === null)) throw wrong(who, "gave an 'ff' edit without its FF", e.ff);
-  }
-  return r as Edit[];
+    if (!model.stacks().includes(stack as StackName)) throw wrong(who, `gave an edit of a stack this model lacks (it has ${model.stacks().join(', ')})`, stack);
+    const s = stack as StackName;
+    const L = model.layers(s);
+    const list = Array.isArray(layers) ? Array.from(layers as unknown[]) : undefined;
+    if (!list || list.length === 0 || !list.every((l) => isInt(l, L))) throw wrong(who, `gave an edit whose layers are not a list of the ${s} stack's layers 0…${L - 1}`, layers);
+    if (kind === 'drop-layers') return { kind, stack: s, layers: list as number[] };
+    if (typeof ff !== 'object' || ff === null) throw wrong(who, "gave an 'ff' edit without its FF", ff);
+    return { kind, stack: s, layers: list as number[], ff: own ? (copies.get(ff) ?? copies.set(ff, ffSnapshot(who, ff, true)).get(ff)!) : (ff as FFWeights), ...(!own && x.merged ? { merged: x.merged as MergedWindow } : {}) };
+  });
 }
 
-export function guardBaseline(baseline: Baseline, signal: AbortSignal | undefined): Baseline {
+export function guardBaseline(baseline: Baseline, own: boolean, signal: AbortSignal | undefined): Baseline {
   const who = `baseline ${baseline.name}`;
   return Object.assign(Object.create(baseline) as Baseline, {
     candidates: (ctx: BaselineContext) => {
@@ -71,13 +130,21 @@ export function guardBaseline(baseline: Baseline, signal: AbortSignal | undefine
       // an async candidates() is an easy slip: the list is needed before any is built
       if (!Array.isArray(list)) throw wrong(who, `candidates() must return a list${list instanceof Promise ? ', not a Promise' : ''}`, list);
       const L = ctx.model.layers(ctx.model.mainStack);
-      return (list as BaselineCandidate[]).map((c) => {
-        if (typeof c !== 'object' || c === null || typeof c.edits !== 'function' || typeof c.windows !== 'object' || c.windows === null) {
-          throw wrong(who, 'gave a candidate that is not an object with windows and edits()', c);
-        }
-        if (!isInt(c.start, L)) throw wrong(who, `gave a candidate whose start is not a layer 0…${L - 1}`, c.start);
-        if (!(typeof c.paramsRemoved === 'number' && Number.isFinite(c.paramsRemoved) && c.paramsRemoved >= 0)) throw wrong(who, 'gave a candidate whose paramsRemoved is not a count', c.paramsRemoved);
-        return { ...c, edits: async (opts?: JobOptions) => checkEdits(who, await raceAbort(c.edits(opts), signal), ctx.model) };
+      return Array.from(list as unknown[], (c): BaselineCandidate => {
+        const x = (typeof c === 'object' && c !== null ? c : {}) as Record<string, unknown>;
+        const [windows, start, paramsRemoved, edits] = [x.windows, x.start, x.paramsRemoved, x.edits];
+        if (typeof edits !== 'function' || typeof windows !== 'object' || windows === null) throw wrong(who, 'gave a candidate that is not an object with windows and edits()', c);
+        const labels = Object.entries(windows);
+        if (!labels.every(([s, v]) => ctx.stacks.includes(s as StackName) && typeof v === 'string')) throw wrong(who, `gave a candidate whose windows are not labels of its stacks (${ctx.stacks.join(', ')})`, windows);
+        if (!isInt(start, L)) throw wrong(who, `gave a candidate whose start is not a layer 0…${L - 1}`, start);
+        if (!(typeof paramsRemoved === 'number' && Number.isFinite(paramsRemoved) && paramsRemoved >= 0)) throw wrong(who, 'gave a candidate whose paramsRemoved is not a count', paramsRemoved);
+        const build = edits as BaselineCandidate['edits'];
+        return {
+          windows: Object.fromEntries(labels) as BaselineCandidate['windows'],
+          start,
+          paramsRemoved,
+          edits: async (opts?: JobOptions) => checkEdits(who, await raceAbort(build.call(c, opts), signal), ctx.model, own),
+        };
       });
     },
   });
