@@ -1,3 +1,6 @@
+/// <reference types="node" preserve="true" />
+// (kept in the declarations: their AbortSignal, Buffer and NodeJS types come from @types/node, which a consumer
+// whose tsconfig lists no "types" — TypeScript 6 and later by default — would otherwise not load)
 export { FfmergeError, isFfmergeError } from './errors';
 export type { ErrorCode } from './errors';
 export { loadAddon } from './native/loader';
