@@ -52,6 +52,7 @@ describe('plug-ins of a call', () => {
     await expect(other).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^recover must be one of none, refit, refit-seq, refit-res, finetune \(got "halve-out"\)$/) });
     const r = await mine;
     expect(r.recover).toBe('halve-out');
+    expect(r.plugins).toEqual(['halve-out', 'drop-last']);
     expect(r.windows).toEqual([expect.objectContaining({ window: '1-2', method: 'permute', recover: 'halve-out' })]);
     expect(r.baselines['drop-last']).toMatchObject({ windows: { decoder: '4-4' }, paramsRemoved: 1, candidates: [] });
     // a baseline with no placement is named in the notes, not left out without a word
@@ -148,6 +149,8 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
       // before: layers 0-1 tied in the output, wOut zeros there, the record's window 0-1 with anchor 2
       expect(r.windows).toEqual([expect.objectContaining({ window: '2-3', layers: [2, 3], anchor: 2, recover: 'late' })]);
       expect(r.windows[0]!.adjusted).toBeUndefined();
+      // the card says whose method it is
+      expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).toContain("- not part of ffmerge: `late`, the caller's own plug-in\n");
       const written = await compress(out, { ...small, window: '0-1', method: 'vanilla' });
       expect(written.base.validation).toBeCloseTo(r.merged.validation, 9);
     } finally {

@@ -678,6 +678,9 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;
+    const own = new Set([...(options.plugins?.mergeMethods ?? []), ...(options.plugins?.recoverMethods ?? []), ...(options.plugins?.baselines ?? [])].map((p) => p.name));
+    const named = [...new Set([...chosen.flatMap((m) => [m.method!, m.recover!]), ...Object.keys(baselineResults)])].filter((n) => own.has(n));
+    if (named.length) result.plugins = named;
     // (without out nothing is saved, and no 'save' phase is reported or timed)
     if (options.out) {
       // the writer's last report comes before the rename: a callback that throws there leaves no output

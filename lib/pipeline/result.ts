@@ -51,6 +51,8 @@ export interface CompressResult {
    * run's merge only; `before` is the source in the tied form (an expanded source's earlier copies not counted).
    */
   earlierWindows?: RecordedWindow[];
+  /** The caller's own plug-ins (compress's `plugins`) this result names: not part of ffmerge, as the card says. */
+  plugins?: string[];
   /** Every merge candidate scored by the search (empty when the windows were given, or only one was possible). */
   candidates: CandidateScore[];
   /** Whether the windows were given (`window`); false when compress chose them, by search or as the only one possible. */
