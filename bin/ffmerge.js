@@ -34,9 +34,12 @@ if (process.env.FFMERGE_FROM_SOURCE !== '1' && distIsCurrent()) {
   require('ts-node').register({ transpileOnly: true, project: path.join(root, 'tsconfig.json') });
   cli = require(path.join(root, 'lib', 'cli', 'main.ts'));
 }
-cli.main(process.argv).then((code) => {
+cli.main(process.argv).then(async (code) => {
   process.exitCode = code;
   // The run is over: what is left alive (a --plugins module's timer, after an abort raced past it) must not
-  // keep the process, nor make a second Ctrl-C the only way out. Unref'd: a process that ends by itself does.
+  // keep the process, nor make a second Ctrl-C the only way out. Once what was printed is out (a slow reader
+  // of a large --json report), a timer ends it; unref'd, so a process that ends by itself does.
+  const drained = (s) => (s.writableLength > 0 ? new Promise((resolve) => s.once('drain', resolve)) : undefined);
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
   setTimeout(() => process.exit(code), 2000).unref();
 });

@@ -97,6 +97,12 @@ describe('FF names and ties of a layer that is not there', () => {
     expect(await codeOf(() => lib.ffReplacements(config, bad('encoder'), 0, ff(spec.dModel, spec.dFF)))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(() => lib.ffReplacements(config, 'decoder', 0, ff(spec.dModel * 2, spec.dFF / 2)))).toBe('SHAPE_MISMATCH');
     expect(lib.ffReplacements(config, 'decoder', 0, ff(spec.dModel, spec.dFF)).size).toBe(3);
+    // the pieces the layer stores, no more and no fewer: a bias it lacks was dropped, a gate left out kept the source's
+    const { wGate: _gate, ...ungated } = ff(spec.dModel, spec.dFF);
+    expect(() => lib.ffReplacements(config, 'decoder', 0, { ...ff(spec.dModel, spec.dFF), bOut: new Float32Array(spec.dModel) })).toThrow(
+      expect.objectContaining({ code: 'SHAPE_MISMATCH', message: "ffReplacements(config, stack, layer, ff): ff is an FF with bOut, which the decoder stack's FF of llama lacks (layer 0)" }),
+    );
+    expect(() => lib.ffReplacements(config, 'decoder', 0, ungated)).toThrow(expect.objectContaining({ code: 'SHAPE_MISMATCH', message: expect.stringMatching(/an FF without wGate, which .* has/) }));
   });
 
   test('ffTies: distinct layers in range ("ab" tied layer b to a, [0, 0] a layer to itself)', async () => {

@@ -56,6 +56,16 @@ describe('examples/', () => {
     expect(Number(plain) - Number(merged)).toBeGreaterThan(33024 * 4 * 0.99); // one FF sublayer's fp32 bytes
   });
 
+  it("plugins.mjs runs compress with a recover method of its own, which the CLI's --plugins loads from the same file", () => {
+    const r = node('plugins.mjs');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^window \d-\d, recover halve-out: perplexity \d+\.\d\d -> \d+\.\d\d\n$/);
+    const cli = spawnSync(process.execPath, [path.join('node_modules', 'ffmerge', 'bin', 'ffmerge.js'), 'compress', '--plugins', 'plugins.mjs', '--method', 'permute', '--recover', 'halve-out', '--window', '1-2', '--json', '--out', 'out'], { cwd: app, encoding: 'utf8', timeout: 240_000 });
+    expect(cli.status).toBe(0);
+    expect(JSON.parse(cli.stdout)).toMatchObject({ recover: 'halve-out', plugins: ['halve-out'] });
+  });
+
   it('merge-by-hand.mjs (import) runs the method step by step', () => {
     const r = node('merge-by-hand.mjs');
     expect(r.stderr).toBe('');

@@ -11,7 +11,9 @@ import { compress } from '../lib/pipeline/compress';
 import { BASELINES } from '../lib/pipeline/baselines';
 import { MERGE_METHODS } from '../lib/pipeline/merge-methods';
 import { RECOVER_METHODS } from '../lib/pipeline/recover';
-import type { Baseline, BaselineCandidate, MergedWindow, MergeMethod, RecoverMethod } from '../lib/pipeline/plugins';
+import type { Baseline, BaselineCandidate, BaselineContext, MergedWindow, MergeMethod, RecoverMethod } from '../lib/pipeline/plugins';
+import type { Model } from '../lib/model/model';
+import { guardBaseline } from '../lib/pipeline/plugin-guard';
 import { validationText } from './helpers/validation-text';
 
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
@@ -80,6 +82,11 @@ describe('plug-ins of a call', () => {
     await refused({ baselines: [{ name: 'b', description: 'd' }] }, /^a baseline is an object with a name, a description and candidates\(\) \(got/);
     await refused({ recoverMethods: halveOut }, /^plugins: the recover methods must be a list/);
     await refused({ tasks: [] }, /^compress: plugins: unknown option "tasks" \(the options are mergeMethods, recoverMethods, baselines\)$/);
+    // a name read once: a getter that answers 'permute' later neither replaces ffmerge's permute nor hides whose it is
+    let reads = 0;
+    const shifty = { ...merge, needsCorrelations: true, get name() { return reads++ < 1 ? 'shifty' : 'permute'; }, merge: (...a: Parameters<MergeMethod['merge']>) => MERGE_METHODS.get('permute').merge(...a) };
+    const r = await compress(BUNDLED, { ...small, window: '1-2', method: 'shifty', plugins: { mergeMethods: [shifty] } });
+    expect({ method: r.method, plugins: r.plugins }).toEqual({ method: 'shifty', plugins: ['shifty'] });
     // ffmerge's own registries cannot be changed from outside
     expect('register' in MERGE_METHODS).toBe(false);
     expect(MERGE_METHODS.with([merge]).names()).toEqual(['permute', 'vanilla', 'select', 'x']);
@@ -126,8 +133,8 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
 
   it('an FF with a piece the architecture lacks is refused (it was scored, then dropped by the writer)', async () => {
     // before: reported perplexity 6742.73, written model 17.63
-    await refusedMerge((m) => ({ ...m, merged: { ...m.merged, bOut: new Float32Array(m.merged.d).fill(5) } }), /^merge method h gave an FF with bOut, which the decoder stack's FF lacks \(llama layer 0\)$/);
-    await refusedMerge((m) => ({ ...m, merged: { ...m.merged, wGate: undefined } }), /^merge method h gave an FF without wGate, which the decoder stack's FF has/);
+    await refusedMerge((m) => ({ ...m, merged: { ...m.merged, bOut: new Float32Array(m.merged.d).fill(5) } }), /^merge method h gave an FF with bOut, which the decoder stack's FF of llama lacks \(layer 0\)$/);
+    await refusedMerge((m) => ({ ...m, merged: { ...m.merged, wGate: undefined } }), /^merge method h gave an FF without wGate, which the decoder stack's FF of llama has \(layer 0\)$/);
   });
 
   it("what a caller's plug-in changes after giving it reaches neither the score nor the output", async () => {
@@ -139,6 +146,8 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
         async recover(_ctx, m) {
           const window = { ...m.window };
           const wOut = m.merged.wOut.slice();
+          // a copy made by the array's own slice() would be this very array (reviewer BF)
+          Object.assign(wOut, { slice: () => wOut });
           const adjusted = new Map();
           setTimeout(() => ((window.start = 0), wOut.fill(0), adjusted.set(m.window.start, m.merged)), 0);
           return { ...m, window, merged: { ...m.merged, wOut }, adjusted };
@@ -176,6 +185,15 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
     // scored with layer 4 removed: as drop-layers at 4 (a start read again had been -5, an edit read again 'zzz')
     const ref = await compress(BUNDLED, { ...small, method: 'permute', window: '1-2', baselines: ['drop-layers'] });
     expect(r.baselines.b!.validation).toBeCloseTo(ref.baselines['drop-layers']!.candidates.find((c) => c.windows.decoder === '4')!.score, 9);
+  });
+
+  it("a baseline's start is a layer of the stacks it searches: an encoder deeper than the decoder (reviewer BF)", () => {
+    // ffmerge's own drop-ff on a 12-encoder, 6-decoder translation model, encoder only: starts up to 11
+    const model = { mainStack: 'decoder', stacks: () => ['encoder', 'decoder'], layers: (s: string) => (s === 'encoder' ? 12 : 6) } as unknown as Model;
+    const at = (start: number) => [{ windows: { encoder: String(start) }, start, paramsRemoved: 1, edits: async () => [] }];
+    const guarded = (start: number) => guardBaseline({ name: 'b', description: 'd', candidates: () => at(start) }, 'b', false, undefined).candidates({ model, stacks: ['encoder'] } as unknown as BaselineContext);
+    expect(guarded(11).map((c) => c.start)).toEqual([11]);
+    expect(() => guarded(12)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: 'baseline b gave a candidate whose start is not a layer 0…11 (got 12)' }));
   });
 
   it('an abort ends the call while a plug-in never settles', async () => {

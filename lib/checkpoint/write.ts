@@ -21,7 +21,7 @@ import { FfmergeError, abortError, showValue } from '../errors';
 import { checkArrayOf, checkBoolean, checkPath } from '../arguments';
 import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
 import { checkJobOptions, withJobScope, type JobScope, type ProgressFn } from '../native/job';
-import { architectureOf, ffStacks, stackOf } from '../model/architectures';
+import { architectureOf, ffPieceMismatch, ffStacks, stackOf } from '../model/architectures';
 import { checkFFWeights, matrixFromCanonical, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, asStored, checkAddedTies, type TieMap } from './ties';
 import { checkGivenTies, checkInfoWindows } from './earlier-merges';
@@ -676,11 +676,8 @@ export function ffReplacements(
   const names = st.ff(config, layer);
   // a piece the architecture lacks would be dropped here, one it has kept from the source: either way the
   // written FF would not be the one given
-  for (const p of ['wGate', 'bIn', 'bGate', 'bOut'] as const) {
-    if (Boolean(names[p]) !== (ff[p] !== undefined)) {
-      throw new FfmergeError('SHAPE_MISMATCH', `ffReplacements: ff ${ff[p] ? 'has' : 'lacks'} ${p}, which the ${stack} stack's FF of ${String(config.model_type)} ${names[p] ? 'has' : 'lacks'}`);
-    }
-  }
+  const mismatch = ffPieceMismatch(config, stack, layer, ff);
+  if (mismatch) throw new FfmergeError('SHAPE_MISMATCH', `ffReplacements(config, stack, layer, ff): ff is ${mismatch}`);
   const out = new Map<string, Float32Array>();
   out.set(names.wIn, matrixFromCanonical(ff.wIn, ff.dFF, ff.d, names.layout));
   out.set(names.wOut, matrixFromCanonical(ff.wOut, ff.d, ff.dFF, names.layout));

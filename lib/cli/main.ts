@@ -233,13 +233,6 @@ export async function main(argv: string[]): Promise<number> {
     ac.abort();
   };
   for (const s of STOP_SIGNALS) process.on(s, onSignal);
-  // Node ends a process whose event loop is empty even while a promise is pending, with exit code 0: a
-  // --plugins module's promise that can never settle ended the run as a success with no output (tester BD).
-  const onEarlyExit = (code: number) => {
-    if (code !== 0) return;
-    process.exitCode = reportError(new Error('the run stopped before its work was done: a promise it waited on can never settle (a --plugins module\'s?); nothing was finished'), state.json);
-  };
-  process.on('exit', onEarlyExit);
   const exitCode = (code: number) => (code === EXIT_ABORTED && caught !== undefined ? 128 + os.constants.signals[caught] : code);
   const program = buildProgram(state, ac.signal, argv);
   // no command at all is a usage error (exit 2, the help on stderr), not a successful run of nothing
@@ -247,6 +240,13 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(program.helpInformation());
     return reportError(new FfmergeError('INVALID_ARGUMENT', 'no command given (see the commands above)'), state.json);
   }
+  // Node ends a process whose event loop is empty even while a promise is pending, with exit code 0: a
+  // --plugins module's promise that can never settle ended the run as a success with no output (tester BD).
+  const onEarlyExit = (code: number) => {
+    if (code !== 0) return;
+    process.exitCode = reportError(new Error('the run stopped before its work was done: a promise it waited on can never settle (a --plugins module\'s?); nothing was finished'), state.json);
+  };
+  process.on('exit', onEarlyExit);
   try {
     // every command (inspect and convert load no addon, --version reports it) refuses a variable it cannot read,
     // as the README promises; help is still shown

@@ -318,17 +318,15 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   const methods = MERGE_METHODS.with(options.plugins?.mergeMethods);
   const recovers = RECOVER_METHODS.with(options.plugins?.recoverMethods);
   const baselineKinds = BASELINES.with(options.plugins?.baselines);
-  // each held to its contract, and raced against the signal (plugin-guard.ts)
-  const combos: Combo[] = (
-    auto
-      ? DEFAULT_COMBOS.map(([m, r]) => ({ method: methods.get(m), recover: recovers.get(r) }))
-      : [{ method: methods.get(options.method ?? 'permute'), recover: recovers.get(options.recover ?? 'none') }]
-  ).map((c) => ({
-    method: guardMerge(c.method, !MERGE_METHODS.all().includes(c.method), options.signal),
-    recover: guardRecover(c.recover, !RECOVER_METHODS.all().includes(c.recover), options.signal),
+  // each held to its contract under the name it was picked by; the caller's own also raced against the signal
+  // (plugin-guard.ts)
+  const own = { merge: (n: string) => !MERGE_METHODS.names().includes(n), recover: (n: string) => !RECOVER_METHODS.names().includes(n), baseline: (n: string) => !BASELINES.names().includes(n) };
+  const combos: Combo[] = (auto ? DEFAULT_COMBOS : [[options.method ?? 'permute', options.recover ?? 'none'] as const]).map(([m, r]) => ({
+    method: guardMerge(methods.get(m), m, own.merge(m), options.signal),
+    recover: guardRecover(recovers.get(r), r, own.recover(r), options.signal),
   }));
   if (options.baselines !== undefined && !Array.isArray(options.baselines)) throw new FfmergeError('INVALID_ARGUMENT', 'baselines must be a list of names');
-  const baselines = [...new Set(options.baselines ?? [])].map((b) => baselineKinds.get(b)).map((b) => guardBaseline(b, !BASELINES.all().includes(b), options.signal));
+  const baselines = [...new Set(options.baselines ?? [])].map((b) => guardBaseline(baselineKinds.get(b), b, own.baseline(b), options.signal));
   const anchor: Anchor = options.anchor ?? 'first';
   anchorOffset(anchor, 2);
   const { selectMemory } = options;
@@ -490,7 +488,19 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const ffRemoved = spec === 'auto' ? k - 1 : spec.reduce((n, w) => n + w.k - 1, 0);
     const baselinePlans = baselines.map((b) => ({
       baseline: b,
-      groups: groups.map((stacks, g) => b.candidates({ model, summary, stacks, ffRemoved, windows: searching ? groupWindows[g]!.map((w) => [w]) : [groupWindows[g]!], merged: done, merge: ctx, job: quiet })),
+      // copies of what compress goes on using (the merge's windows, the merged layers, the scoring options)
+      groups: groups.map((stacks, g) =>
+        b.candidates({
+          model,
+          summary: structuredClone(summary),
+          stacks: [...stacks],
+          ffRemoved,
+          windows: (searching ? groupWindows[g]!.map((w) => [w]) : [groupWindows[g]!]).map((ws) => ws.map((w) => ({ ...w }))),
+          merged: new Map([...done].map(([s, set]) => [s, new Set(set)])),
+          merge: ctx,
+          job: Object.freeze({ ...quiet }),
+        }),
+      ),
     }));
     // The merge's candidates per group: every window (search), or the given windows together.
     const planFor = (stacks: StackName[], ws: Window[], combo: Combo, merges = sharedMerges(ctx, [combo], quiet)): Candidate => ({
@@ -678,8 +688,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;
-    const own = new Set([...(options.plugins?.mergeMethods ?? []), ...(options.plugins?.recoverMethods ?? []), ...(options.plugins?.baselines ?? [])].map((p) => p.name));
-    const named = [...new Set([...chosen.flatMap((m) => [m.method!, m.recover!]), ...Object.keys(baselineResults)])].filter((n) => own.has(n));
+    const named = [...new Set([...chosen.flatMap((m) => [m.method!, m.recover!].filter((n, i) => (i ? own.recover(n) : own.merge(n)))), ...Object.keys(baselineResults).filter(own.baseline)])];
     if (named.length) result.plugins = named;
     // (without out nothing is saved, and no 'save' phase is reported or timed)
     if (options.out) {

@@ -205,7 +205,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     '## What was merged',
     `- ${kLabel(r.k, r.windows.filter((w) => w.stack === r.windows[0]?.stack).map((w) => w.layers.length))}: ${windows}`,
     ...(r.earlierWindows?.length ? [`- kept from the source, already an ffmerge output: ${r.earlierWindows.map((w) => `${multi ? `${w.stack} ` : ''}layers ${w.layers.join(', ')}`).join('; ')} (each sharing one FF, as before)`] : []),
-    `- method: \`${r.method}\`${METHOD_NOTE[r.method] ? ` (${METHOD_NOTE[r.method]})` : ''}; recover: \`${r.recover}\``,
+    `- method: \`${r.method}\`${Object.hasOwn(METHOD_NOTE, r.method) ? ` (${METHOD_NOTE[r.method]})` : ''}; recover: \`${r.recover}\``,
     ...(Array.isArray(r.plugins) && r.plugins.length ? [`- not part of ffmerge: ${r.plugins.map((n) => `\`${n}\``).join(', ')}, the caller's own plug-in${r.plugins.length > 1 ? 's' : ''}`] : []),
     ...(adjusted ? [`- also rewritten by the recover method, at the same size, none newly shared (each keeps its own FF, or the one an earlier merge gave it): ${adjusted}`] : []),
     `- chosen by: ${

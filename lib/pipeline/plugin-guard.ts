@@ -3,13 +3,15 @@
  * checked before compress uses it: a wrong result is INVALID_ARGUMENT naming the plug-in, not a TypeError deep
  * inside, nor a checkpoint of another model than the one scored (a merge answering another window, an FF with a
  * bias the architecture cannot store). A caller's own plug-in's result is read once, into a copy that is checked
- * and used: what it changes afterwards (a timer, a getter, a Proxy) reaches neither the score nor the output.
- * Every call races the job's signal, so an abort ends compress even while a plug-in never settles.
+ * and used: what it changes afterwards (a timer, a getter, a Proxy) reaches neither the score nor the output;
+ * its calls race the job's signal, so an abort ends compress even while one never settles. (ffmerge's own are
+ * checked too, not copied, and end on the signal themselves: compress waits for them to wind down.)
  */
 import { FfmergeError, abortError, showValue } from '../errors';
 import { onAbort, type JobOptions } from '../native/job';
-import { architectureOf, stackOf } from '../model/architectures';
-import type { FFWeights } from '../model/ff-weights';
+import { ffPieceMismatch } from '../model/architectures';
+import { checkFFWeights, type FFWeights } from '../model/ff-weights';
+import { isFloat32Array } from '../typed-arrays';
 import type { Model, StackName } from '../model/model';
 import type { Window } from '../merge/windows';
 import type { Baseline, BaselineCandidate, BaselineContext, Edit, MergeContext, MergedWindow, MergeMethod, RecoverMethod } from './plugins';
@@ -31,23 +33,21 @@ const PIECES = ['bIn', 'wGate', 'bGate', 'bOut'] as const;
 function ffSnapshot(who: string, ff: unknown, copy: boolean): FFWeights {
   const x = ff as Record<string, unknown> | null;
   if (typeof x !== 'object' || x === null) throw wrong(who, 'must give an FF object', ff);
-  const take = (v: unknown) => (copy && v instanceof Float32Array ? v.slice() : v);
+  // new Float32Array(typed array) reads the array's own slots: no slice() or species of the plug-in's runs
+  const take = (v: unknown) => (copy && isFloat32Array(v) ? new Float32Array(v) : v);
   const out: Record<string, unknown> = { d: x.d, dFF: x.dFF, wIn: take(x.wIn), wOut: take(x.wOut) };
   for (const p of PIECES) {
     const v = x[p];
     if (v !== undefined) out[p] = take(v);
   }
+  checkFFWeights(out as unknown as FFWeights, `${who}'s FF`);
   return out as unknown as FFWeights;
 }
 
 /** The pieces the model's FF has are the ones written: one it lacks would be scored, then dropped by the writer. */
 function checkPieces(who: string, ff: FFWeights, model: Model, stack: StackName, layer: number): void {
-  const names = stackOf(architectureOf(model.config as Record<string, unknown>), stack).ff(model.config as Record<string, unknown>, layer) as Partial<Record<(typeof PIECES)[number], string>>;
-  for (const p of PIECES) {
-    if (Boolean(names[p]) !== (ff[p] !== undefined)) {
-      throw new FfmergeError('INVALID_ARGUMENT', `${who} gave an FF ${ff[p] ? 'with' : 'without'} ${p}, which the ${stack} stack's FF ${names[p] ? 'has' : 'lacks'} (${model.config.model_type} layer ${layer})`);
-    }
-  }
+  const mismatch = ffPieceMismatch(model.config as Record<string, unknown>, stack, layer, ff);
+  if (mismatch) throw new FfmergeError('INVALID_ARGUMENT', `${who} gave ${mismatch}`);
 }
 
 /**
@@ -88,18 +88,31 @@ function checkMerged(who: string, r: unknown, model: Model, stack: StackName, w:
   return out;
 }
 
-/** `own`: the caller's plug-in (not one of ffmerge's), whose results are copied before they are checked. */
-export function guardMerge(method: MergeMethod, own: boolean, signal: AbortSignal | undefined): MergeMethod {
-  const who = `merge method ${method.name}`;
-  return Object.assign(Object.create(method) as MergeMethod, {
-    merge: async (ctx: MergeContext, stack: StackName, w: Window, opts: JobOptions) => checkMerged(who, await raceAbort(method.merge(ctx, stack, w, opts), signal), ctx.model, stack, w, own),
+/** The caller's plug-ins' calls race the signal; ffmerge's own end on it themselves (and are waited for). */
+const settle = <T>(p: T | Promise<T>, own: boolean, signal: AbortSignal | undefined): Promise<T> => (own ? raceAbort(p, signal) : Promise.resolve(p));
+
+/**
+ * `name`: the one the registry holds it under (read once: a getter could answer another later); `own`: the
+ * caller's plug-in (not one of ffmerge's), whose results are copied before they are checked. The wrapper's
+ * name and flags are fixed values.
+ */
+export function guardMerge(method: MergeMethod, name: string, own: boolean, signal: AbortSignal | undefined): MergeMethod {
+  const who = `merge method ${name}`;
+  return Object.freeze({
+    name,
+    description: String(method.description),
+    needsCorrelations: Boolean(method.needsCorrelations),
+    merge: async (ctx: MergeContext, stack: StackName, w: Window, opts: JobOptions) => checkMerged(who, await settle(method.merge(ctx, stack, w, opts), own, signal), ctx.model, stack, w, own),
   });
 }
 
-export function guardRecover(method: RecoverMethod, own: boolean, signal: AbortSignal | undefined): RecoverMethod {
-  const who = `recover method ${method.name}`;
-  return Object.assign(Object.create(method) as RecoverMethod, {
-    recover: async (ctx: MergeContext, m: MergedWindow, opts: JobOptions) => checkMerged(who, await raceAbort(method.recover(ctx, m, opts), signal), ctx.model, m.stack, m.window, own),
+export function guardRecover(method: RecoverMethod, name: string, own: boolean, signal: AbortSignal | undefined): RecoverMethod {
+  const who = `recover method ${name}`;
+  return Object.freeze({
+    name,
+    description: String(method.description),
+    rewritesEarlier: Boolean(method.rewritesEarlier),
+    recover: async (ctx: MergeContext, m: MergedWindow, opts: JobOptions) => checkMerged(who, await settle(method.recover(ctx, m, opts), own, signal), ctx.model, m.stack, m.window, own),
   });
 }
 
@@ -122,14 +135,18 @@ function checkEdits(who: string, r: unknown, model: Model, own: boolean): Edit[]
   });
 }
 
-export function guardBaseline(baseline: Baseline, own: boolean, signal: AbortSignal | undefined): Baseline {
-  const who = `baseline ${baseline.name}`;
-  return Object.assign(Object.create(baseline) as Baseline, {
+export function guardBaseline(baseline: Baseline, name: string, own: boolean, signal: AbortSignal | undefined): Baseline {
+  const who = `baseline ${name}`;
+  return Object.freeze({
+    name,
+    description: String(baseline.description),
+    needsCorrelations: Boolean(baseline.needsCorrelations),
     candidates: (ctx: BaselineContext) => {
       const list: unknown = baseline.candidates(ctx);
       // an async candidates() is an easy slip: the list is needed before any is built
       if (!Array.isArray(list)) throw wrong(who, `candidates() must return a list${list instanceof Promise ? ', not a Promise' : ''}`, list);
-      const L = ctx.model.layers(ctx.model.mainStack);
+      // a start is a layer of the stacks searched (an encoder may be deeper than the decoder)
+      const L = Math.max(...ctx.stacks.map((s) => ctx.model.layers(s)));
       return Array.from(list as unknown[], (c): BaselineCandidate => {
         const x = (typeof c === 'object' && c !== null ? c : {}) as Record<string, unknown>;
         const [windows, start, paramsRemoved, edits] = [x.windows, x.start, x.paramsRemoved, x.edits];
@@ -143,7 +160,7 @@ export function guardBaseline(baseline: Baseline, own: boolean, signal: AbortSig
           windows: Object.fromEntries(labels) as BaselineCandidate['windows'],
           start,
           paramsRemoved,
-          edits: async (opts?: JobOptions) => checkEdits(who, await raceAbort(build.call(c, opts), signal), ctx.model, own),
+          edits: async (opts?: JobOptions) => checkEdits(who, await settle(build.call(c, opts), own, signal), ctx.model, own),
         };
       });
     },

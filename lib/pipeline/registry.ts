@@ -38,8 +38,11 @@ export class Registry<T extends Named> {
     readonly kind: RegistryKind,
     items: readonly T[],
   ) {
+    if (typeof kind !== 'object' || kind === null || ![kind.what, kind.option, kind.entry].every((v) => typeof v === 'string') || !Array.isArray(items)) {
+      throw new FfmergeError('INVALID_ARGUMENT', `new Registry(kind, items): kind is { what, option, entry } (strings) and items a list (got ${showValue(kind)}, ${showValue(items)}); a caller's own plug-ins go to compress's plugins`);
+    }
     const map = new Map<string, T>();
-    for (const item of items) map.set(this.checked(item, map).name, item);
+    for (const item of items) map.set(this.checkedName(item, map), item);
     this.items = map;
   }
 
@@ -71,19 +74,21 @@ export class Registry<T extends Named> {
     return [...this.items.values()];
   }
 
-  private checked(item: unknown, seen: ReadonlyMap<string, T>): T {
+  /** The item's name, read once (a getter could answer another name later: compress uses this one). */
+  private checkedName(item: unknown, seen: ReadonlyMap<string, T>): string {
     const { what, entry, reserved = [] } = this.kind;
     const o = item as Record<string, unknown> | null;
-    if (typeof o !== 'object' || o === null || typeof o.name !== 'string' || typeof o.description !== 'string' || typeof o[entry] !== 'function') {
+    const name = typeof o === 'object' && o !== null ? o.name : undefined;
+    if (typeof name !== 'string' || typeof o!.description !== 'string' || typeof o![entry] !== 'function') {
       throw new FfmergeError('INVALID_ARGUMENT', `a ${what} is an object with a name, a description and ${entry}() (got ${showValue(item)})`);
     }
-    if (!NAME.test(o.name) || reserved.includes(o.name)) {
+    if (!NAME.test(name) || reserved.includes(name)) {
       throw new FfmergeError(
         'INVALID_ARGUMENT',
-        `a ${what}'s name is up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit${reserved.length ? `, and not ${reserved.join(' or ')}` : ''} (got ${showValue(o.name)})`,
+        `a ${what}'s name is up to 64 letters, digits, '.', '_' and '-', starting with a letter or digit${reserved.length ? `, and not ${reserved.join(' or ')}` : ''} (got ${showValue(name)})`,
       );
     }
-    if (seen.has(o.name)) throw new FfmergeError('INVALID_ARGUMENT', `${what} ${showValue(o.name)} is given twice (the ${what}s: ${[...seen.keys()].join(', ')}); give yours a name of its own`);
-    return item as T;
+    if (seen.has(name)) throw new FfmergeError('INVALID_ARGUMENT', `${what} ${showValue(name)} is given twice (the ${what}s: ${[...seen.keys()].join(', ')}); give yours a name of its own`);
+    return name;
   }
 }

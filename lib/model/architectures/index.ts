@@ -85,6 +85,21 @@ export function ffTensorNames(config: Config, stack: StackName, layer: number): 
   return stackOf(architectureOf(config), stack).ff(config, layer);
 }
 
+/**
+ * Where an FF's optional pieces differ from the ones this layer stores, as "an FF with bOut, which the decoder
+ * stack's FF of llama lacks (layer 0)"; undefined where they match. A piece the layer lacks would be used in the
+ * forward pass and then dropped by the writer; one it has and the FF lacks would be kept from the source.
+ */
+export function ffPieceMismatch(config: Config, stack: StackName, layer: number, ff: Partial<Record<'wGate' | 'bIn' | 'bGate' | 'bOut', unknown>>): string | undefined {
+  const names = ffTensorNames(config, stack, layer);
+  for (const p of ['wGate', 'bIn', 'bGate', 'bOut'] as const) {
+    if (Boolean(names[p]) !== (ff[p] !== undefined)) {
+      return `an FF ${ff[p] !== undefined ? 'with' : 'without'} ${p}, which the ${stack} stack's FF of ${String(config.model_type)} ${names[p] ? 'has' : 'lacks'} (layer ${layer})`;
+    }
+  }
+  return undefined;
+}
+
 /** The main stack (whose output is the model's): 'decoder' for GPT-2/LLaMA/Marian, 'encoder' for ViT/BERT. */
 export function mainStackOf(config: Config): StackName {
   return architectureOf(config).mainStack;
