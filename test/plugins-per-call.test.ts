@@ -117,6 +117,7 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
     await refusedMerge((m) => ({ ...m, stack: 'encoder' }), /^merge method h was asked for the decoder stack and answered another \(got "encoder"\)$/);
     await refusedMerge((m) => ({ ...m, anchor: 99 }), /^merge method h gave an anchor outside its window \(got 99\)$/);
     await refusedMerge(() => undefined, /^merge method h must give a MergedWindow object \(got undefined\)$/);
+    await refusedMerge((m) => ({ ...m, adjusted: new Proxy(new Map(), {}) }), /^merge method h must give adjusted as a Map of layer → FF/);
     await refusedMerge((m) => ({ ...m, adjusted: new Map([[1, m.merged]]) }), /^merge method h adjusted a layer that is not one of the 5 layers outside the window \(got 1\)$/);
     const shrink: RecoverMethod = { name: 'shrink', description: 'd', recover: async (_c, m) => ({ ...m, window: { start: m.window.start, k: 1 } }) };
     await expect(compress(BUNDLED, { ...small, method: 'permute', recover: 'shrink', plugins: { recoverMethods: [shrink] } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^recover method shrink was asked for window 0-1/) });

@@ -71,10 +71,16 @@ function checkMerged(who: string, r: unknown, model: Model, stack: StackName, w:
   checkPieces(who, out.merged, model, stack, w.start);
   if (anchor !== undefined) out.anchor = anchor as number;
   if (adjusted !== undefined) {
-    if (!(adjusted instanceof Map)) throw wrong(who, 'must give adjusted as a Map of layer → FF', adjusted);
+    let entries: [unknown, unknown][];
+    try {
+      // Map's own iterator, not one the plug-in's object brings (a Proxy of a Map has none: refused)
+      entries = [...Map.prototype.entries.call(adjusted as Map<unknown, unknown>)];
+    } catch {
+      throw wrong(who, 'must give adjusted as a Map of layer → FF', adjusted);
+    }
     const L = model.layers(stack);
     out.adjusted = new Map();
-    for (const [l, ff] of [...(adjusted as Map<unknown, unknown>)]) {
+    for (const [l, ff] of entries) {
       if (!isInt(l, L) || inWindow(l)) throw wrong(who, `adjusted a layer that is not one of the ${L} layers outside the window`, l);
       const snap = snapshot(ff);
       checkPieces(who, snap, model, stack, l);
