@@ -87,8 +87,11 @@ describe('plug-ins of a call', () => {
     const shifty = { ...merge, needsCorrelations: true, get name() { return reads++ < 1 ? 'shifty' : 'permute'; }, merge: (...a: Parameters<MergeMethod['merge']>) => MERGE_METHODS.get('permute').merge(...a) };
     const r = await compress(BUNDLED, { ...small, window: '1-2', method: 'shifty', plugins: { mergeMethods: [shifty] } });
     expect({ method: r.method, plugins: r.plugins }).toEqual({ method: 'shifty', plugins: ['shifty'] });
-    // ffmerge's own registries cannot be changed from outside
+    // ffmerge's own registries cannot be changed from outside, nor their methods (tester BG: a select that never
+    // settled hung every later call, a wrapped refit changed another call's numbers)
     expect('register' in MERGE_METHODS).toBe(false);
+    expect(() => Object.assign(MERGE_METHODS.get('select'), { merge: () => new Promise(() => {}) })).toThrow(TypeError);
+    expect(() => Object.assign(RECOVER_METHODS.get('refit'), { recover: () => Promise.reject(new Error('x')) })).toThrow(TypeError);
     expect(MERGE_METHODS.with([merge]).names()).toEqual(['permute', 'vanilla', 'select', 'x']);
     expect(MERGE_METHODS.names()).toEqual(['permute', 'vanilla', 'select']);
   });
@@ -109,7 +112,7 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
   const baselineWith = (candidates: Baseline['candidates']) => ({ ...small, method: 'permute', window: '1-2', baselines: ['b'], plugins: { baselines: [{ name: 'b', description: 'd', candidates }] } });
   const refusedBaseline = (candidates: Baseline['candidates'], message: RegExp) =>
     expect(compress(BUNDLED, baselineWith(candidates))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
-  const one = (c: Partial<BaselineCandidate>): BaselineCandidate[] => [{ windows: { decoder: '4' }, start: 4, paramsRemoved: 0, edits: async () => [], ...c }];
+  const one = (c: Partial<BaselineCandidate>): BaselineCandidate[] => [{ windows: { decoder: '4' }, start: 4, paramsRemoved: 0, edits: async () => [{ kind: 'drop-layers', stack: 'decoder', layers: [4] }], ...c }];
 
   it('a merge or recover result for another window, stack or anchor, or none at all, is refused', async () => {
     // before: scored as windows of 2, written as one window of all 5 layers (perplexity 17.7 scored, 824 written)
@@ -117,6 +120,7 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
     await refusedMerge((m) => ({ ...m, stack: 'encoder' }), /^merge method h was asked for the decoder stack and answered another \(got "encoder"\)$/);
     await refusedMerge((m) => ({ ...m, anchor: 99 }), /^merge method h gave an anchor outside its window \(got 99\)$/);
     await refusedMerge(() => undefined, /^merge method h must give a MergedWindow object \(got undefined\)$/);
+    await refusedMerge((m) => ({ ...m, merged: { ...m.merged, d: m.merged.dFF, dFF: m.merged.d } }), /^merge method h gave an FF of d 172 × d_ff 64; the decoder stack's FF is 64 × 172/);
     await refusedMerge((m) => ({ ...m, adjusted: new Proxy(new Map(), {}) }), /^merge method h must give adjusted as a Map of layer → FF/);
     await refusedMerge((m) => ({ ...m, adjusted: new Map([[1, m.merged]]) }), /^merge method h adjusted a layer that is not one of the 5 layers outside the window \(got 1\)$/);
     const shrink: RecoverMethod = { name: 'shrink', description: 'd', recover: async (_c, m) => ({ ...m, window: { start: m.window.start, k: 1 } }) };
@@ -130,6 +134,15 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
     await refusedBaseline(() => one({ edits: async () => [{ kind: 'explode' }] as never }), /^baseline b gave an edit whose kind is not 'ff' or 'drop-layers' \(got "explode"\)$/);
     await refusedBaseline(() => one({ edits: async () => [{ kind: 'drop-layers', stack: 'decoder', layers: [5] }] }), /^baseline b gave an edit whose layers are not a list of the decoder stack's layers 0…4 \(got/);
     await refusedBaseline(() => one({ edits: async () => [{ kind: 'drop-layers', stack: 'encoder', layers: [0] }] }), /^baseline b gave an edit of a stack this model lacks \(it has decoder\)/);
+    // tester BG: no edit at all (the base model, reported as a removal), one layer edited twice, a list of 2^32 − 1
+    await refusedBaseline(() => one({ edits: async () => [] }), /^baseline b gave a candidate whose edits\(\) gives no edit: that is the model as it is/);
+    await refusedBaseline(() => one({ edits: async () => [{ kind: 'drop-layers', stack: 'decoder', layers: [3] }, { kind: 'drop-layers', stack: 'decoder', layers: [3] }] }), /^baseline b gave two edits of decoder layer 3 \(got 3\)$/);
+    const huge = [0];
+    huge.length = 2 ** 32 - 1;
+    await refusedBaseline(() => one({ edits: async () => [{ kind: 'drop-layers', stack: 'decoder', layers: huge }] }), /^baseline b gave an edit whose layers are not a list of the decoder stack's layers 0…4 \(got "4294967295 entries"\)$/);
+    // tester BG: what a caller's baseline does to its view of the merge context breaks nothing of ffmerge's
+    const r = await compress(BUNDLED, baselineWith((ctx) => (ctx.merge.correlations.clear(), one({}))));
+    expect(r.windows[0]!.method).toBe('permute');
   });
 
   it('an FF with a piece the architecture lacks is refused (it was scored, then dropped by the writer)', async () => {

@@ -38,7 +38,8 @@ export function printable(message: string): string {
 
 export function reportError(e: unknown, json: boolean): number {
   const code = e instanceof FfmergeError ? e.code : 'INTERNAL_ERROR';
-  const message = e instanceof Error ? e.message : String(e);
+  // a value thrown that is no Error (a plug-in's `throw null`) says so, not just "null"
+  const message = e instanceof Error ? e.message : `a value that is not an Error was thrown: ${String(e)}`;
   if (json) {
     process.stdout.write(JSON.stringify({ ok: false, error: { code, message } }) + '\n');
   } else {

@@ -9,7 +9,7 @@
  */
 import { FfmergeError, abortError, showValue } from '../errors';
 import { onAbort, type JobOptions } from '../native/job';
-import { ffPieceMismatch } from '../model/architectures';
+import { architectureOf, ffPieceMismatch, stackOf } from '../model/architectures';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { isFloat32Array } from '../typed-arrays';
 import type { Model, StackName } from '../model/model';
@@ -46,8 +46,21 @@ function ffSnapshot(who: string, ff: unknown, copy: boolean): FFWeights {
 
 /** The pieces the model's FF has are the ones written: one it lacks would be scored, then dropped by the writer. */
 function checkPieces(who: string, ff: FFWeights, model: Model, stack: StackName, layer: number): void {
-  const mismatch = ffPieceMismatch(model.config as Record<string, unknown>, stack, layer, ff);
+  const config = model.config as Record<string, unknown>;
+  const { dModel, dFF } = stackOf(architectureOf(config), stack).spec(config);
+  if (ff.d !== dModel || ff.dFF !== dFF) throw wrong(who, `gave an FF of d ${ff.d} × d_ff ${ff.dFF}; the ${stack} stack's FF is ${dModel} × ${dFF}`, `${ff.d} × ${ff.dFF}`);
+  const mismatch = ffPieceMismatch(config, stack, layer, ff);
   if (mismatch) throw new FfmergeError('INVALID_ARGUMENT', `${who} gave ${mismatch}`);
+}
+
+/**
+ * What a caller's plug-in sees of the merge context: its own frozen copy of the containers (correlations,
+ * earlier merges; the calibration list frozen), so that clearing one breaks nothing of ffmerge's (tester BG).
+ */
+function ownView(ctx: MergeContext): MergeContext {
+  // the calibration list itself frozen (nothing of ffmerge's changes it): its batches stay one object for the merges
+  const calibration = Object.freeze(ctx.calibration) as MergeContext['calibration'];
+  return Object.freeze({ ...ctx, correlations: new Map(ctx.correlations), calibration, ...(ctx.earlier ? { earlier: new Map(ctx.earlier) } : {}) }) as MergeContext;
 }
 
 /**
@@ -108,7 +121,7 @@ export function guardMerge(method: MergeMethod, name: string, own: boolean, sign
     name,
     description: String(method.description),
     needsCorrelations: Boolean(method.needsCorrelations),
-    merge: async (ctx: MergeContext, stack: StackName, w: Window, opts: JobOptions) => checkMerged(who, await settle(method.merge(ctx, stack, w, opts), own, signal), ctx.model, stack, w, own),
+    merge: async (ctx: MergeContext, stack: StackName, w: Window, opts: JobOptions) => checkMerged(who, await settle(method.merge(own ? ownView(ctx) : ctx, stack, w, opts), own, signal), ctx.model, stack, w, own),
   });
 }
 
@@ -118,14 +131,19 @@ export function guardRecover(method: RecoverMethod, name: string, own: boolean, 
     name,
     description: String(method.description),
     rewritesEarlier: Boolean(method.rewritesEarlier),
-    recover: async (ctx: MergeContext, m: MergedWindow, opts: JobOptions) => checkMerged(who, await settle(method.recover(ctx, m, opts), own, signal), ctx.model, m.stack, m.window, own),
+    recover: async (ctx: MergeContext, m: MergedWindow, opts: JobOptions) => checkMerged(who, await settle(method.recover(own ? ownView(ctx) : ctx, m, opts), own, signal), ctx.model, m.stack, m.window, own),
   });
 }
 
 /** A candidate's edits, each read once: changes of the model's own stacks and layers. */
 function checkEdits(who: string, r: unknown, model: Model, own: boolean): Edit[] {
   if (!Array.isArray(r)) throw wrong(who, "candidate's edits() must give a list of edits", r);
+  // each layer is changed by one edit at most: longer lists are refused before they are read (2^32 − 1 entries)
+  const layersIn = (s: StackName) => model.layers(s);
+  const total = model.stacks().reduce((n, s) => n + layersIn(s), 0);
+  if (r.length === 0 || r.length > total) throw wrong(who, `gave a candidate whose edits() gives ${r.length === 0 ? 'no edit: that is the model as it is' : 'more edits than the model has layers'}`, r.length);
   const copies = new Map<unknown, FFWeights>(); // one FF object in several edits stays one (tied)
+  const edited = new Map<StackName, Set<number>>();
   return Array.from(r as unknown[], (e): Edit => {
     const x = (typeof e === 'object' && e !== null ? e : {}) as Record<string, unknown>;
     const [kind, stack, layers, ff] = [x.kind, x.stack, x.layers, x.ff];
@@ -133,8 +151,14 @@ function checkEdits(who: string, r: unknown, model: Model, own: boolean): Edit[]
     if (!model.stacks().includes(stack as StackName)) throw wrong(who, `gave an edit of a stack this model lacks (it has ${model.stacks().join(', ')})`, stack);
     const s = stack as StackName;
     const L = model.layers(s);
-    const list = Array.isArray(layers) ? Array.from(layers as unknown[]) : undefined;
-    if (!list || list.length === 0 || !list.every((l) => isInt(l, L))) throw wrong(who, `gave an edit whose layers are not a list of the ${s} stack's layers 0…${L - 1}`, layers);
+    const list = Array.isArray(layers) && layers.length <= L ? Array.from(layers as unknown[]) : undefined;
+    if (!list || list.length === 0 || !list.every((l) => isInt(l, L))) throw wrong(who, `gave an edit whose layers are not a list of the ${s} stack's layers 0…${L - 1}`, Array.isArray(layers) ? `${layers.length} entries` : layers);
+    const seen = edited.get(s) ?? edited.set(s, new Set()).get(s)!;
+    for (const l of list as number[]) {
+      // two edits of one layer: one would silently win (an FF and a removal, two FFs)
+      if (seen.has(l)) throw wrong(who, `gave two edits of ${s} layer ${l}`, l);
+      seen.add(l);
+    }
     if (kind === 'drop-layers') return { kind, stack: s, layers: list as number[] };
     if (typeof ff !== 'object' || ff === null) throw wrong(who, "gave an 'ff' edit without its FF", ff);
     return { kind, stack: s, layers: list as number[], ff: own ? (copies.get(ff) ?? copies.set(ff, ffSnapshot(who, ff, true)).get(ff)!) : (ff as FFWeights), ...(!own && x.merged ? { merged: x.merged as MergedWindow } : {}) };
@@ -148,7 +172,7 @@ export function guardBaseline(baseline: Baseline, name: string, own: boolean, si
     description: String(baseline.description),
     needsCorrelations: Boolean(baseline.needsCorrelations),
     candidates: (ctx: BaselineContext) => {
-      const list: unknown = baseline.candidates(ctx);
+      const list: unknown = baseline.candidates(own ? { ...ctx, merge: ownView(ctx.merge) } : ctx);
       // an async candidates() is an easy slip: the list is needed before any is built
       if (!Array.isArray(list)) throw wrong(who, `candidates() must return a list${list instanceof Promise ? ', not a Promise' : ''}`, list);
       // a start is a layer of the stacks searched (an encoder may be deeper than the decoder)

@@ -30,9 +30,26 @@ export interface RegistryKind {
   readonly reserved?: readonly string[];
 }
 
+/**
+ * What a registry hands out: a frozen stand-in whose fields were read once and whose functions call the
+ * item's own, so that no caller (nor another call's plug-in) can change ffmerge's methods for everyone
+ * through `MERGE_METHODS.get('select').merge = …` (tester BG). Class instances keep their prototype's methods.
+ */
+function standIn<T extends object>(item: T, name: string): T {
+  const out: Record<string, unknown> = {};
+  for (let o: object | null = item; o && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+    for (const key of Object.getOwnPropertyNames(o)) {
+      if (key === 'constructor' || key in out) continue;
+      const v = (item as Record<string, unknown>)[key];
+      out[key] = typeof v === 'function' ? (...a: unknown[]) => ((item as Record<string, unknown>)[key] as (...b: unknown[]) => unknown)(...a) : Array.isArray(v) ? Object.freeze([...v]) : v;
+    }
+  }
+  return Object.freeze({ ...out, name }) as T;
+}
+
 /** Plug-ins by name: an unknown name is INVALID_ARGUMENT listing the known. */
 export class Registry<T extends Named> {
-  private readonly items: ReadonlyMap<string, T>;
+  readonly #items: ReadonlyMap<string, T>;
 
   constructor(
     readonly kind: RegistryKind,
@@ -42,8 +59,11 @@ export class Registry<T extends Named> {
       throw new FfmergeError('INVALID_ARGUMENT', `new Registry(kind, items): kind is { what, option, entry } (strings) and items a list (got ${showValue(kind)}, ${showValue(items)}); a caller's own plug-ins go to compress's plugins`);
     }
     const map = new Map<string, T>();
-    for (const item of items) map.set(this.checkedName(item, map), item);
-    this.items = map;
+    for (const item of items) {
+      const name = this.checkedName(item, map);
+      map.set(name, standIn(item, name));
+    }
+    this.#items = map;
   }
 
   /**
@@ -54,12 +74,12 @@ export class Registry<T extends Named> {
   with(more: readonly T[] | undefined): Registry<T> {
     if (more === undefined) return this;
     if (!Array.isArray(more)) throw new FfmergeError('INVALID_ARGUMENT', `plugins: the ${this.kind.what}s must be a list (got ${showValue(more)})`);
-    return more.length ? new Registry(this.kind, [...this.items.values(), ...more]) : this;
+    return more.length ? new Registry(this.kind, [...this.#items.values(), ...more]) : this;
   }
 
   /** The item called `name`; anything else is INVALID_ARGUMENT naming the choices. */
   get(name: unknown): T {
-    const item = typeof name === 'string' ? this.items.get(name) : undefined;
+    const item = typeof name === 'string' ? this.#items.get(name) : undefined;
     if (!item) {
       throw new FfmergeError('INVALID_ARGUMENT', `${this.kind.option} must be one of ${this.names().join(', ')} (got ${showValue(name)})`);
     }
@@ -67,11 +87,11 @@ export class Registry<T extends Named> {
   }
 
   names(): string[] {
-    return [...this.items.keys()];
+    return [...this.#items.keys()];
   }
 
   all(): T[] {
-    return [...this.items.values()];
+    return [...this.#items.values()];
   }
 
   /** The item's name, read once (a getter could answer another name later: compress uses this one). */
