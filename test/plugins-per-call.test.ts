@@ -90,6 +90,7 @@ describe('plug-ins of a call', () => {
     // ffmerge's own registries cannot be changed from outside, nor their methods (tester BG: a select that never
     // settled hung every later call, a wrapped refit changed another call's numbers)
     expect('register' in MERGE_METHODS).toBe(false);
+    expect(Object.isFrozen(MERGE_METHODS) && Object.isFrozen((MERGE_METHODS as unknown as { entries: unknown[] }).entries)).toBe(true);
     expect(() => Object.assign(MERGE_METHODS.get('select'), { merge: () => new Promise(() => {}) })).toThrow(TypeError);
     expect(() => Object.assign(RECOVER_METHODS.get('refit'), { recover: () => Promise.reject(new Error('x')) })).toThrow(TypeError);
     expect(MERGE_METHODS.with([merge]).names()).toEqual(['permute', 'vanilla', 'select', 'x']);

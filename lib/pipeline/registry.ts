@@ -49,7 +49,9 @@ function standIn<T extends object>(item: T, name: string): T {
 
 /** Plug-ins by name: an unknown name is INVALID_ARGUMENT listing the known. */
 export class Registry<T extends Named> {
-  readonly #items: ReadonlyMap<string, T>;
+  // a frozen list in a frozen instance, in the order given: nothing can add, swap or remove an entry (a
+  // `#private` field would do as well, but its declaration breaks consumers whose TypeScript targets ES5)
+  private readonly entries: readonly (readonly [string, T])[];
 
   constructor(
     readonly kind: RegistryKind,
@@ -63,7 +65,8 @@ export class Registry<T extends Named> {
       const name = this.checkedName(item, map);
       map.set(name, standIn(item, name));
     }
-    this.#items = map;
+    this.entries = Object.freeze([...map].map((e) => Object.freeze(e)));
+    Object.freeze(this);
   }
 
   /**
@@ -74,12 +77,12 @@ export class Registry<T extends Named> {
   with(more: readonly T[] | undefined): Registry<T> {
     if (more === undefined) return this;
     if (!Array.isArray(more)) throw new FfmergeError('INVALID_ARGUMENT', `plugins: the ${this.kind.what}s must be a list (got ${showValue(more)})`);
-    return more.length ? new Registry(this.kind, [...this.#items.values(), ...more]) : this;
+    return more.length ? new Registry(this.kind, [...this.all(), ...more]) : this;
   }
 
   /** The item called `name`; anything else is INVALID_ARGUMENT naming the choices. */
   get(name: unknown): T {
-    const item = typeof name === 'string' ? this.#items.get(name) : undefined;
+    const item = this.entries.find(([n]) => n === name)?.[1];
     if (!item) {
       throw new FfmergeError('INVALID_ARGUMENT', `${this.kind.option} must be one of ${this.names().join(', ')} (got ${showValue(name)})`);
     }
@@ -87,11 +90,11 @@ export class Registry<T extends Named> {
   }
 
   names(): string[] {
-    return [...this.#items.keys()];
+    return this.entries.map(([n]) => n);
   }
 
   all(): T[] {
-    return [...this.#items.values()];
+    return this.entries.map(([, item]) => item);
   }
 
   /** The item's name, read once (a getter could answer another name later: compress uses this one). */
