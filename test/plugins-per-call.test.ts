@@ -94,6 +94,8 @@ describe('plug-ins of a call', () => {
     expect(() => Object.assign(MERGE_METHODS.get('select'), { merge: () => new Promise(() => {}) })).toThrow(TypeError);
     expect(() => Object.assign(RECOVER_METHODS.get('refit'), { recover: () => Promise.reject(new Error('x')) })).toThrow(TypeError);
     expect(MERGE_METHODS.with([merge]).names()).toEqual(['permute', 'vanilla', 'select', 'x']);
+    // a call's registry keeps ffmerge's entries as they are (not a stand-in of a stand-in)
+    expect(MERGE_METHODS.with([merge]).get('permute')).toBe(MERGE_METHODS.get('permute'));
     expect(MERGE_METHODS.names()).toEqual(['permute', 'vanilla', 'select']);
   });
 });

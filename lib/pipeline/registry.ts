@@ -35,8 +35,12 @@ export interface RegistryKind {
  * item's own, so that no caller (nor another call's plug-in) can change ffmerge's methods for everyone
  * through `MERGE_METHODS.get('select').merge = …` (tester BG). Class instances keep their prototype's methods.
  */
+const STAND_IN = Symbol('ffmerge registry stand-in');
+
 function standIn<T extends object>(item: T, name: string): T {
-  const out: Record<string, unknown> = {};
+  // an entry of the registry that with() extends is one already: kept, not wrapped in a second one
+  if (Object.isFrozen(item) && (item as Record<symbol, unknown>)[STAND_IN] === name) return item;
+  const out: Record<string | symbol, unknown> = { [STAND_IN]: name };
   for (let o: object | null = item; o && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
     for (const key of Object.getOwnPropertyNames(o)) {
       if (key === 'constructor' || key in out) continue;
