@@ -61,8 +61,14 @@ describe('plug-ins of a call', () => {
     expect(r.baselines.nowhere).toBeUndefined();
     expect(r.data.notes).toContain('baseline nowhere has no placement at this size in decoder: not evaluated');
     // the plug-in really ran: the same merge without it scores otherwise
-    const plain = await compress(BUNDLED, { ...small, window: '1-2', method: 'permute', recover: 'none' });
+    const plain = await compress(BUNDLED, { ...small, window: '1-2', method: 'permute', recover: 'none', plugins: { recoverMethods: [halveOut], baselines: [dropLast] } });
     expect(r.merged.validation).not.toBeCloseTo(plain.merged.validation, 3);
+    // plug-ins given but picked by no name run nowhere, and the report says so
+    expect(plain.plugins).toBeUndefined();
+    expect(plain.data.notes).toContain(
+      "plug-ins given but not picked by name, so not run: recover method halve-out, baseline drop-last (pick them with method, recover or baselines; method 'auto' tries ffmerge's own combinations only)",
+    );
+    expect(r.data.notes.filter((n) => n.startsWith('plug-ins given'))).toEqual([]);
     // and ffmerge's registries are as they were
     expect(RECOVER_METHODS.names()).toEqual(['none', 'refit', 'refit-seq', 'refit-res', 'finetune']);
     expect(BASELINES.names()).toEqual(['drop-ff', 'drop-layers', 'paper']);
@@ -262,6 +268,18 @@ describe('compress --plugins', () => {
       // zeroing layer 4's FF is drop-ff's candidate at 4
       expect(out.baselines['zero-last'].validation).toBeCloseTo(out.baselines['drop-ff'].candidates.find((c: { windows: { decoder: string } }) => c.windows.decoder === '4').score, 6);
     }
+  });
+
+  it('--help lists the module\'s plug-ins beside ffmerge\'s own, and refuses a module it cannot load', () => {
+    fs.writeFileSync(path.join(dir, 'ok.mjs'), `export const baselines = [${baseline}];\nexport const mergeMethods = [{ name: 'mine', description: 'my own merge', needsCorrelations: false, merge: async () => ({}) }];\n`);
+    const help = (...args: string[]) => run(...args).stdout.replace(/\s+/g, ' ');
+    for (const args of [['--plugins', 'ok.mjs', '--help'], ['-h', '--plugins=ok.mjs']]) {
+      expect(help(...args)).toMatch(/--method <m> .*select \(.*\) \| mine \(my own merge\) \| auto/);
+      expect(help(...args)).toMatch(/--baselines <list> .*; paper \(.*\); zero-last \(zeroes the last FFs\)/);
+    }
+    expect(help('--help')).not.toMatch(/mine|zero-last/);
+    const r = run('--plugins', 'missing.mjs', '--help');
+    expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ code: 3, stdout: '', stderr: expect.stringMatching(/--plugins: missing\.mjs is not a file .*\[DATA_NOT_FOUND\]/) });
   });
 
   it('refuses a missing file, a module that exports no plug-ins, one that fails to load, and an unknown name', () => {

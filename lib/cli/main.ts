@@ -20,6 +20,7 @@ import { BASELINES } from '../pipeline/baselines';
 import { MERGE_METHODS } from '../pipeline/merge-methods';
 import { RECOVER_METHODS } from '../pipeline/recover';
 import { DEFAULT_COMBOS } from '../pipeline/compress';
+import { loadPlugins } from './plugins';
 
 function checkModelDir(p: string): void {
   const st = fs.statSync(p, { throwIfNoEntry: false });
@@ -49,7 +50,29 @@ function versionText(): string {
   return `ffmerge ${packageVersion()}\n${native}\nnode ${process.version}`;
 }
 
-export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv: string[] = []): Command {
+/** The merge methods, recover methods and baselines --help lists. */
+interface HelpRegistries {
+  methods: typeof MERGE_METHODS;
+  recovers: typeof RECOVER_METHODS;
+  baselines: typeof BASELINES;
+}
+
+/** ffmerge's own; with `compress --plugins <module> --help`, the module's plug-ins besides (loaded, and checked). */
+async function helpRegistries(argv: string[]): Promise<HelpRegistries> {
+  const args = argv.slice(2);
+  const at = args.findIndex((a) => a === '--plugins' || a.startsWith('--plugins='));
+  const help = args.includes('--help') || args.includes('-h');
+  const file = at < 0 ? undefined : args[at]!.startsWith('--plugins=') ? args[at]!.slice('--plugins='.length) : args[at + 1];
+  const plugins = help && args.find((a) => !a.startsWith('-')) === 'compress' ? await loadPlugins(file) : undefined;
+  return { methods: MERGE_METHODS.with(plugins?.mergeMethods), recovers: RECOVER_METHODS.with(plugins?.recoverMethods), baselines: BASELINES.with(plugins?.baselines) };
+}
+
+export function buildProgram(
+  state: { json: boolean },
+  signal: AbortSignal,
+  argv: string[] = [],
+  { methods, recovers, baselines }: HelpRegistries = { methods: MERGE_METHODS, recovers: RECOVER_METHODS, baselines: BASELINES },
+): Command {
   const wantsVersion = argv.includes('--version') || argv.includes('-V');
   const program = new Command('ffmerge')
     .description('Compress Transformer checkpoints by merging feed-forward sublayers')
@@ -100,14 +123,14 @@ export function buildProgram(state: { json: boolean }, signal: AbortSignal, argv
     .option('--fraction <x>', 'share of FF sublayers to remove instead of --k (0 < x < 1)')
     .option('--window <spec>', 'auto (search every start) or a-b (0-based, inclusive), or a-b,c-d', 'auto')
     .option('--anchor <which>', 'first | middle | last layer of the window that the others align to (default first; permute and the paper baseline)')
-    .option('--method <m>', `${MERGE_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | ')} | auto (at every window try ${DEFAULT_COMBOS.map(([m, r]) => `${m} + ${r}`).join(', ')}; keep the best on validation; the default when neither --method nor --recover is given). The paper's plain merge: --method permute --recover none`)
+    .option('--method <m>', `${methods.all().map((m) => `${m.name} (${m.description})`).join(' | ')} | auto (at every window try ${DEFAULT_COMBOS.map(([m, r]) => `${m} + ${r}`).join(', ')}; keep the best on validation; the default when neither --method nor --recover is given). The paper's plain merge: --method permute --recover none`)
     .option('--select-memory <MiB>', "the most memory select's least-squares sums may take per window (default 128): a wider pool is first cut, per layer, to the units that explain the most alone (never below 1.25 × d_ff)")
-    .option('--recover <r>', `${RECOVER_METHODS.all().map((m) => `${m.name} (${m.description})`).join(' | ')} (default none)`)
+    .option('--recover <r>', `${recovers.all().map((m) => `${m.name} (${m.description})`).join(' | ')} (default none)`)
     .option('--format <f>', 'tied (shared tensors stored once, smaller file) | expanded (loads anywhere the original loads) | onnx (onnx/model.onnx, or encoder_model.onnx + decoder_model_merged.onnx for Marian, with each shared tensor one initializer, for onnxruntime / transformers.js)', 'tied')
     .option('--out <dir>', 'output directory (default ./<model>-ffmerge); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--max-shard-size <bytes>', 'tied/expanded: largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded as model-0000N-of-0000M.safetensors + model.safetensors.index.json')
-    .option('--baselines <list>', `comma list, each searched over its own placements (paper: over the merge's candidate windows, so only the given one with --window); drop-ff and paper remove what the merge removes, drop-layers whole layers, per merged stack the number nearest to the FF parameters the merge removes there but at least one (so it can remove more than the merge: a layer holds more than its FF), its parameter count in the report: ${BASELINES.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
+    .option('--baselines <list>', `comma list, each searched over its own placements (paper: over the merge's candidate windows, so only the given one with --window); drop-ff and paper remove what the merge removes, drop-layers whole layers, per merged stack the number nearest to the FF parameters the merge removes there but at least one (so it can remove more than the merge: a layer holds more than its FF), its parameter count in the report: ${baselines.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
     .option('--plugins <module>', 'a JavaScript module (CommonJS or ES) exporting mergeMethods, recoverMethods and/or baselines: lists of your own plug-ins (README, Extending the pipeline), picked by name with --method, --recover and --baselines for this run')
     .option('--calibration-tokens <n>', 'calibration token budget, in whole blocks: at least one (default 10240)')
     .option('--validation-tokens <n>', 'validation token budget, in whole blocks: at least one (default 10240)')
@@ -234,7 +257,13 @@ export async function main(argv: string[]): Promise<number> {
   };
   for (const s of STOP_SIGNALS) process.on(s, onSignal);
   const exitCode = (code: number) => (code === EXIT_ABORTED && caught !== undefined ? 128 + os.constants.signals[caught] : code);
-  const program = buildProgram(state, ac.signal, argv);
+  let program: Command;
+  try {
+    program = buildProgram(state, ac.signal, argv, await helpRegistries(argv));
+  } catch (e) {
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
+    return reportError(e, state.json);
+  }
   // no command at all is a usage error (exit 2, the help on stderr), not a successful run of nothing
   if (argv.length <= 2) {
     process.stderr.write(program.helpInformation());

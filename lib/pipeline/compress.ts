@@ -327,6 +327,13 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   }));
   if (options.baselines !== undefined && !Array.isArray(options.baselines)) throw new FfmergeError('INVALID_ARGUMENT', 'baselines must be a list of names');
   const baselines = [...new Set(options.baselines ?? [])].map((b) => guardBaseline(baselineKinds.get(b), b, own.baseline(b), options.signal));
+  // a caller's plug-in that no name picks runs nowhere: the report says so ('auto' tries ffmerge's own combinations)
+  const unpicked = [
+    ...methods.names().filter((n) => own.merge(n) && !combos.some((c) => c.method.name === n)).map((n) => `merge method ${n}`),
+    ...recovers.names().filter((n) => own.recover(n) && !combos.some((c) => c.recover.name === n)).map((n) => `recover method ${n}`),
+    ...baselineKinds.names().filter((n) => own.baseline(n) && !baselines.some((b) => b.name === n)).map((n) => `baseline ${n}`),
+  ];
+  const unpickedNote = unpicked.length ? [`plug-ins given but not picked by name, so not run: ${unpicked.join(', ')} (pick them with method, recover or baselines; method 'auto' tries ffmerge's own combinations only)`] : [];
   const anchor: Anchor = options.anchor ?? 'first';
   anchorOffset(anchor, 2);
   const { selectMemory } = options;
@@ -684,7 +691,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, notes: [...task.data.notes, ...mixedNotes, ...baselineNotes, ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
+      data: { ...task.data, notes: [...task.data.notes, ...mixedNotes, ...baselineNotes, ...unpickedNote, ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;
