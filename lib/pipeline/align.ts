@@ -31,15 +31,11 @@ export function anchorOf(w: Window, anchor: Anchor): number {
 
 /** The (anchor, layer) pairs whose correlation aligning these windows needs. */
 export function pairsFor(windows: Window[], anchor: Anchor): [number, number][] {
-  const seen = new Set<string>();
-  const out: [number, number][] = [];
+  // keyed by pair: each pair once, in the order it first appears
+  const out = new Map<string, [number, number]>();
   for (const w of windows) {
     const a = anchorOf(w, anchor);
-    for (const l of windowLayers(w)) {
-      if (l === a || seen.has(`${a},${l}`)) continue;
-      seen.add(`${a},${l}`);
-      out.push([a, l]);
-    }
+    for (const l of windowLayers(w)) if (l !== a) out.set(`${a},${l}`, [a, l]);
   }
-  return out;
+  return [...out.values()];
 }
