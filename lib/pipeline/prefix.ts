@@ -10,8 +10,7 @@
  * one batch at a time when a candidate needs them. A 7B search over 32 starts thus needs one budget of RAM,
  * not 32 × tokens × d.
  */
-import type { JobOptions } from '../native/job';
-import { throwIfAborted } from '../native/job';
+import { throwIfAborted, type JobOptions } from '../native/job';
 import type { ForwardInput, ForwardOptions, ForwardOutput, Model } from '../model/model';
 import { type BatchStore, openBatchStore } from './spill';
 import { STATE_MEMORY_BYTES } from './features';
