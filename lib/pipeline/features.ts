@@ -264,7 +264,6 @@ export async function collectStackCorrelations(
   opts: CollectOptions,
 ): Promise<{ corr: Map<StackName, PairCorrelations>; rows: Partial<Record<StackName, number>> }> {
   const keep = opts.keep ?? 'matrix';
-  const job: JobOptions = { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
   const corr = new Map<StackName, PairCorrelations>();
   const rows: Partial<Record<StackName, number>> = {};
   const encPairs = model.encoderSpec ? pairs.get('encoder') ?? [] : [];
@@ -277,7 +276,7 @@ export async function collectStackCorrelations(
     }
     const pc = new PairCorrelations(acc.count, dFF);
     if (acc.count > 0) {
-      for (const [p, [a, l]] of encPairs.entries()) pc.set(a, l, await keepOf(acc, p, keep, job));
+      for (const [p, [a, l]] of encPairs.entries()) pc.set(a, l, await keepOf(acc, p, keep, opts));
     }
     corr.set('encoder', pc);
     rows.encoder = acc.count;
