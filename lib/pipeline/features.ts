@@ -171,7 +171,6 @@ async function layerMajorCorrelations(
     for (let l = 0; l <= top; l++) {
       const closes = closing.get(l) ?? [];
       const capture = lastUse[l]! >= l;
-      open.length = 0;
       for (const [a, b] of closes) open.push(acc.addPair(a, b));
       const needed = new Set(closes.flat());
       const keepThis = lastUse[l]! > l;
