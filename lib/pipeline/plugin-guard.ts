@@ -139,8 +139,7 @@ export function guardRecover(method: RecoverMethod, name: string, own: boolean, 
 function checkEdits(who: string, r: unknown, model: Model, own: boolean): Edit[] {
   if (!Array.isArray(r)) throw wrong(who, "candidate's edits() must give a list of edits", r);
   // each layer is changed by one edit at most: longer lists are refused before they are read (2^32 − 1 entries)
-  const layersIn = (s: StackName) => model.layers(s);
-  const total = model.stacks().reduce((n, s) => n + layersIn(s), 0);
+  const total = model.stacks().reduce((n, s) => n + model.layers(s), 0);
   if (r.length === 0 || r.length > total) throw wrong(who, `gave a candidate whose edits() gives ${r.length === 0 ? 'no edit: that is the model as it is' : 'more edits than the model has layers'}`, r.length);
   const copies = new Map<unknown, FFWeights>(); // one FF object in several edits stays one (tied)
   const edited = new Map<StackName, Set<number>>();
