@@ -13,7 +13,7 @@ import { architectureOf, ffPieceMismatch, stackOf } from '../model/architectures
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { isFloat32Array } from '../typed-arrays';
 import type { Model, StackName } from '../model/model';
-import type { Window } from '../merge/windows';
+import { windowLabel, type Window } from '../merge/windows';
 import type { Baseline, BaselineCandidate, BaselineContext, Edit, MergeContext, MergedWindow, MergeMethod, RecoverMethod } from './plugins';
 
 /** `p`, or ABORTED as soon as `signal` fires, whether or not `p` ever settles. */
@@ -73,7 +73,7 @@ function checkMerged(who: string, r: unknown, model: Model, stack: StackName, w:
   if (typeof m !== 'object' || m === null) throw wrong(who, 'must give a MergedWindow object', m);
   const [rStack, window, anchor, merged, adjusted] = [m.stack, m.window as Window | undefined, m.anchor, m.merged, m.adjusted];
   if (rStack !== stack) throw wrong(who, `was asked for the ${stack} stack and answered another`, rStack);
-  if (window?.start !== w.start || window?.k !== w.k) throw wrong(who, `was asked for window ${w.start}-${w.start + w.k - 1} (k = ${w.k}) and answered another`, window);
+  if (window?.start !== w.start || window?.k !== w.k) throw wrong(who, `was asked for window ${windowLabel(w)} (k = ${w.k}) and answered another`, window);
   const inWindow = (l: number) => l >= w.start && l < w.start + w.k;
   if (anchor !== undefined && !(isInt(anchor, Infinity) && inWindow(anchor))) throw wrong(who, 'gave an anchor outside its window', anchor);
   if (typeof merged !== 'object' || merged === null) throw wrong(who, 'must give the merged FF (merged)', merged);
