@@ -73,7 +73,7 @@ export async function forEachFFInput(
   entryStates?: EntryStates,
 ): Promise<void> {
   const main = stack === model.mainStack;
-  const d = main ? model.spec.dModel : model.encoderSpec!.dModel;
+  const d = stackSpecOf(model, stack).dModel;
   const signal = opts.signal ? { signal: opts.signal } : {};
   const from = entryStates?.serves(model, stack) ? Math.min(...layers) : 0;
   const entry = from > 0 ? await entryStates!.get(from, opts) : undefined;
