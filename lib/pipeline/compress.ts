@@ -291,10 +291,10 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   }
   if (options.out !== undefined && (typeof options.out !== 'string' || options.out === '')) throw new FfmergeError('INVALID_ARGUMENT', `out must be a folder path (got ${showValue(options.out)})`);
   const { signal, onProgress } = options;
-  const job: JobOptions = { ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) };
   // Progress reads as the pipeline's phases: a step's own reports (each candidate's forward passes, the
   // assignment, an evaluation pass) are renamed to the phase it serves, or left out inside search loops.
   const quiet: JobOptions = signal ? { signal } : {};
+  const job: JobOptions = { ...quiet, ...(onProgress ? { onProgress } : {}) };
   const as = (phase: string): JobOptions => ({ ...quiet, ...(onProgress ? { onProgress: (p) => onProgress({ ...p, phase }) } : {}) });
   const clock = new PhaseClock(signal);
 
@@ -450,7 +450,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   });
   if (options.out && format === 'onnx') await checkOnnxExportable(modelDir);
 
-  const model = await loadModel(modelDir, signal ? { signal } : {});
+  const model = await loadModel(modelDir, quiet);
   const views: Model[] = [];
   let disposeTask: (() => Promise<void>) | undefined;
   try {
