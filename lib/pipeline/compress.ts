@@ -466,6 +466,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const pairWindows = pairing ? enumerateWindows(L, 2) : [];
     // the pairs a group may merge: none of an earlier merge's layers, one dtype per pair
     const pairsOf = (stacks: StackName[]) => pairWindows.filter((w) => !takenBy(done, stacks, w) && !dtypeMix(stacks, w));
+    const pairsScored = groups.flatMap(pairsOf);
     const earlierByStack = new Map<StackName, number[][]>();
     for (const w of earlier) earlierByStack.set(w.stack, [...(earlierByStack.get(w.stack) ?? []), [...w.layers]]);
     const ctx: MergeContext = {
@@ -479,7 +480,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     };
     let calibrationFeatures: Partial<Record<StackName, number>> = {};
     if (combos.some((c) => c.method.needsCorrelations) || baselines.some((b) => b.needsCorrelations)) {
-      const pairs = new Map(merged.map((s) => [s, pairsFor([...windows, ...groups.flatMap(pairsOf)], anchor)]));
+      const pairs = new Map(merged.map((s) => [s, pairsFor([...windows, ...pairsScored], anchor)]));
       // Merge methods read the alignment permutations only: keeping d_ff ints per pair instead of the d_ff²
       // correlation matrix is what lets every candidate window's pairs stay resident through the search.
       const { corr, rows } = await collectStackCorrelations(model, task.calibration, pairs, { ...job, keep: 'permutation' });
@@ -535,7 +536,6 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     );
     // one start per candidate scored (a large model's search budget counts each), 0 for a recover method
     // that rewrites earlier layers; the pair scan runs with an auto combination, which does not
-    const pairsScored = groups.flatMap(pairsOf);
     const starts = [...mergePlans.flat(), ...pairsScored, ...baselinePlans.flatMap((p) => p.groups.flat())].map((c) => c.start);
     await task.prepare(starts, job);
     clock.lap('prefix');
