@@ -432,10 +432,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     }
     const free = enumerateWindows(L, k).filter((w) => !takenBy(done, stacks, w));
     const alike = free.filter((w) => !dtypeMix(stacks, w));
-    if (alike.length < free.length) {
-      const out = free.filter((w) => !alike.includes(w)).map(windowLabel).join(', ');
-      mixedNotes.push(`windows ${out} not searched: their layers store the FF in different dtypes (${dtypeMix(stacks, free.find((w) => !alike.includes(w))!)})`);
-    }
+    const mixed = free.filter((w) => !alike.includes(w));
+    if (mixed.length) mixedNotes.push(`windows ${mixed.map(windowLabel).join(', ')} not searched: their layers store the FF in different dtypes (${dtypeMix(stacks, mixed[0]!)})`);
     if (free.length > 0 && alike.length === 0) {
       throw new FfmergeError('INVALID_WINDOW', `every window of k = ${k} adjacent layers merges FF tensors stored in different dtypes (${dtypeMix(stacks, free[0]!)}): ${oneDtype}`);
     }
