@@ -71,31 +71,29 @@ export class PrefixCache {
       // validation data whatever memoryBytes said (655,360 tokens of gpt2-sotu: 335 MB).
       const carryInRam = 2 * layerBytes <= (opts.stateMemoryBytes ?? STATE_MEMORY_BYTES);
       const carry = (l: number) => openBatchStore(carryInRam ? 'ram' : 'disk', `prefix-carry-${l}`, opts.spillDir);
-      try {
-        cur = await carry(0);
-        for (const b of batches) await cur.put((await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, ...signal })).hidden);
-        for (let l = 0; l <= last; l++) {
-          throwIfAborted(opts.signal);
-          const s = stores.get(l);
-          if (s) for (let i = 0; i < batches.length; i++) await s.put(await cur.get(i));
-          if (l === last) break;
-          next = await carry(l + 1);
-          for (const [i, b] of batches.entries()) {
-            await next.put((await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: await cur.get(i), stage: true, ...signal })).hidden);
-            opts.onProgress?.({ phase: 'prefix', done: ++done, total });
-          }
-          await cur.close();
-          cur = next;
-          next = undefined;
+      cur = await carry(0);
+      for (const b of batches) await cur.put((await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, ...signal })).hidden);
+      for (let l = 0; l <= last; l++) {
+        throwIfAborted(opts.signal);
+        const s = stores.get(l);
+        if (s) for (let i = 0; i < batches.length; i++) await s.put(await cur.get(i));
+        if (l === last) break;
+        next = await carry(l + 1);
+        for (const [i, b] of batches.entries()) {
+          await next.put((await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: await cur.get(i), stage: true, ...signal })).hidden);
+          opts.onProgress?.({ phase: 'prefix', done: ++done, total });
         }
-      } finally {
-        await cur?.close();
-        await next?.close();
+        await cur.close();
+        cur = next;
+        next = undefined;
       }
       return cache;
     } catch (e) {
       await cache.dispose();
       throw e;
+    } finally {
+      await cur?.close();
+      await next?.close();
     }
   }
 
