@@ -3,16 +3,14 @@
  * is deleted (its output is zero; attention and norms stay), at every placement. The FF's own parameters
  * are exactly the ones the merge removes, so the sizes match to the parameter.
  */
+import { FF_KEYS } from '../../checkpoint/write';
 import type { FFWeights } from '../../model/ff-weights';
 import type { Baseline, BaselineCandidate, Edit } from '../plugins';
 
 /** An FF whose output is zero for every input (every tensor zero; act(0)·0 = 0). */
 function zeroFF(ff: FFWeights): FFWeights {
-  const z: FFWeights = { d: ff.d, dFF: ff.dFF, wIn: new Float32Array(ff.wIn.length), wOut: new Float32Array(ff.wOut.length) };
-  if (ff.bIn) z.bIn = new Float32Array(ff.bIn.length);
-  if (ff.wGate) z.wGate = new Float32Array(ff.wGate.length);
-  if (ff.bGate) z.bGate = new Float32Array(ff.bGate.length);
-  if (ff.bOut) z.bOut = new Float32Array(ff.bOut.length);
+  const z = { d: ff.d, dFF: ff.dFF } as FFWeights;
+  for (const k of FF_KEYS) if (ff[k]) z[k] = new Float32Array(ff[k].length);
   return z;
 }
 
