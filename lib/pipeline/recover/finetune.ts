@@ -15,6 +15,7 @@ import type { FFWeights } from '../../model/ff-weights';
 import { windowLayers } from '../../merge/windows';
 import { finetune as train, joinTokens, type FinetuneOptions, type LabelledImages } from '../../train/finetune';
 import type { RecoverMethod } from '../plugins';
+import { withView } from './refit-seq';
 
 /** ~4 passes over 10k calibration tokens (or 600 images): enough to move the merged FF, few enough not to memorise them. */
 const STEPS = 40;
@@ -66,8 +67,7 @@ export const finetuneRecover: RecoverMethod = {
       const ff = await model.readFFWeights(ls[0]!, { ...signal, stack: m.stack });
       tied.push(...ls.map((layer) => ({ stack: m.stack, layer, ff })));
     }
-    const view = await model.withFF([...tied, ...layers.map((layer) => ({ stack: m.stack, layer, ff: m.merged }))], signal);
-    try {
+    return withView(model, [...tied, ...layers.map((layer) => ({ stack: m.stack, layer, ff: m.merged }))], opts, async (view) => {
       const r = await train(view, {
         ...data,
         steps: STEPS,
@@ -87,8 +87,6 @@ export const finetuneRecover: RecoverMethod = {
       } finally {
         r.model.dispose();
       }
-    } finally {
-      view.dispose();
-    }
+    });
   },
 };

@@ -25,7 +25,7 @@ import { windowLayers } from '../../merge/windows';
 import { modelFF, stackSpecOf } from '../align';
 import { EntryStates, solveOut } from '../ff-inputs';
 import type { MergeContext, MergedWindow, RecoverMethod } from '../plugins';
-import { refitSeq } from './refit-seq';
+import { refitSeq, withView } from './refit-seq';
 
 /** Passes over the window: the second gained on the llama probe (targets move with W_out), a third little. */
 const PASSES = 2;
@@ -102,12 +102,9 @@ async function compensate(ctx: MergeContext, stack: StackName, layers: number[],
   const first = layers[layers.length - 1]! + 1;
   if (last < first) return adjusted;
   let after = entry;
-  const view = await model.withFF(layers.map((layer) => ({ stack, layer, ff: merged })), signal);
-  try {
+  await withView(model, layers.map((layer) => ({ stack, layer, ff: merged })), opts, async (view) => {
     for (const l of layers) after = await stepLayer(ctx, view, l, after, undefined, opts);
-  } finally {
-    view.dispose();
-  }
+  });
   for (let l = first; l <= last; l++) {
     const own = await modelFF(model, l, stack, opts);
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
@@ -120,12 +117,7 @@ async function compensate(ctx: MergeContext, stack: StackName, layers: number[],
     }
     const ff = await solveOut(own, acc, opts);
     adjusted.set(l, ff);
-    const view1 = await model.withFF([{ stack, layer: l, ff }], signal);
-    try {
-      after = await stepLayer(ctx, view1, l, after, undefined, opts);
-    } finally {
-      view1.dispose();
-    }
+    after = await withView(model, [{ stack, layer: l, ff }], opts, (view) => stepLayer(ctx, view, l, after, undefined, opts));
   }
   return adjusted;
 }

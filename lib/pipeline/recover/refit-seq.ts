@@ -6,6 +6,8 @@
  * the first pass of a window whose first position sees original inputs only differs from `refit` past it.
  */
 import type { FFWeights } from '../../model/ff-weights';
+import type { FFOverrides, Model } from '../../model/model';
+import type { JobOptions } from '../../native/job';
 import { windowLayers } from '../../merge/windows';
 import { modelFFs } from '../align';
 import { refitOutput } from '../ff-inputs';
@@ -13,6 +15,16 @@ import type { RecoverMethod } from '../plugins';
 
 /** Refits on the merged model's own inputs; a second pass gained on the llama probe, a third little. */
 const PASSES = 2;
+
+/** `run` on a view of `model` with these FFs in place; the view is freed when it ends. */
+export async function withView<T>(model: Model, overrides: FFOverrides, opts: JobOptions, run: (view: Model) => Promise<T>): Promise<T> {
+  const view = await model.withFF(overrides, opts.signal ? { signal: opts.signal } : {});
+  try {
+    return await run(view);
+  } finally {
+    view.dispose();
+  }
+}
 
 export const refitSeq: RecoverMethod = {
   name: 'refit-seq',
@@ -24,12 +36,7 @@ export const refitSeq: RecoverMethod = {
     const originals = await modelFFs(model, layers, stack, opts);
     let merged: FFWeights = m.merged;
     for (let pass = 0; pass < PASSES; pass++) {
-      const view = await model.withFF(layers.map((layer) => ({ stack, layer, ff: merged })), opts.signal ? { signal: opts.signal } : {});
-      try {
-        merged = await refitOutput(ctx, view, stack, layers, merged, originals, opts);
-      } finally {
-        view.dispose();
-      }
+      merged = await withView(model, layers.map((layer) => ({ stack, layer, ff: merged })), opts, (view) => refitOutput(ctx, view, stack, layers, merged, originals, opts));
     }
     return { ...m, merged };
   },
