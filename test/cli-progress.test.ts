@@ -2,7 +2,12 @@
  * The CLI's progress display (lib/cli/progress.ts) on a terminal: what a user sees after the escape codes are
  * applied, replayed by a small terminal model.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { ProgressBar } from '../lib/cli/progress';
+import { runEval } from '../lib/cli/eval';
+import { runExport } from '../lib/cli/export';
 import { runningCount, type Progress } from '../lib/native/job';
 
 /** Applies what cli-progress writes (CR, LF, ESC[nG, ESC[K / ESC[2K, save/restore cursor) to a grid of lines. */
@@ -109,6 +114,26 @@ describe('CLI progress bars', () => {
     bar.interrupt();
     term.write('ffmerge: aborted [ABORTED]\n');
     expect(term.screen().filter((l) => l !== '')).toEqual(['ffmerge: aborted [ABORTED]']);
+  });
+
+  it('eval and export clear the bar before an error or abort line, as compress and finetune do', async () => {
+    // an abort of `ffmerge eval` on a terminal printed its ABORTED line at the end of the bar's
+    const interrupt = jest.spyOn(ProgressBar.prototype, 'interrupt');
+    const bundled = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
+    const ac = new AbortController();
+    ac.abort();
+    const data = path.join(bundled, 'calibration.txt');
+    await expect(runEval(bundled, { data }, ac.signal)).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(interrupt).toHaveBeenCalledTimes(1);
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-bar-'));
+    try {
+      fs.writeFileSync(path.join(out, 'keep.txt'), 'not empty');
+      await expect(runExport(bundled, { format: 'onnx', out, dtype: 'fp32', externalData: 'auto' }, new AbortController().signal)).rejects.toMatchObject({ code: 'OUTPUT_EXISTS' });
+      expect(interrupt).toHaveBeenCalledTimes(2);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+      interrupt.mockRestore();
+    }
   });
 
   // Off a terminal (a CI log) there used to be no progress at all, for runs of hours (tester X): plain lines now,

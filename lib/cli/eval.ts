@@ -59,10 +59,18 @@ function withinData(o: EvalCliOptions, available: number, what: string): { start
 const fromItem = (start: number, what: string) => (start ? ` from ${what} ${start}` : '');
 
 export async function runEval(model: string, o: EvalCliOptions, signal: AbortSignal): Promise<void> {
+  const bar = new ProgressBar(!o.json);
+  // an error or an abort clears the bar first, so its line does not end the bar's (as compress and finetune do)
+  await evaluate(model, o, signal, bar).catch((e: unknown) => {
+    bar.interrupt();
+    throw e;
+  });
+}
+
+async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, bar: ProgressBar): Promise<void> {
   const summary = await inspectModel(model);
   const task = taskFor(summary).name;
   refuseFlags(o, TASK_FLAGS, task, summary.modelType);
-  const bar = new ProgressBar(!o.json);
   const t0 = performance.now();
   const seconds = () => (performance.now() - t0) / 1000;
   let result: Record<string, unknown>;

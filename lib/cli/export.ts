@@ -27,6 +27,9 @@ export async function runExport(model: string, o: ExportCliOptions, signal: Abor
     overwrite: Boolean(o.overwrite),
     signal,
     onProgress: bar.update,
+  }).catch((e: unknown) => {
+    bar.interrupt(); // the error line starts on a line of its own, not at the end of the bar's
+    throw e;
   });
   bar.done();
   // a merge exported unshared is a saving the user expected and does not get: said on stderr, --json or not

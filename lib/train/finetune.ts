@@ -104,7 +104,6 @@ export function checkEvalEvery(evalEvery: number, steps: number): void {
   }
 }
 
-/** The schedule's settings against each other (exported so the CLI checks them before it reads the data). */
 /** A micro-batch is a part of a batch: the trainer used the batch for a larger one, and the record said otherwise. */
 export function checkMicro(micro: number | undefined, batch: number): void {
   if (micro !== undefined && micro > batch) {
@@ -112,6 +111,7 @@ export function checkMicro(micro: number | undefined, batch: number): void {
   }
 }
 
+/** The schedule's settings against each other (exported so the CLI checks them before it reads the data). */
 export function checkSchedule(steps: number, lr: number, warmup: number, weightDecay: number): void {
   if (lr * weightDecay >= 1) {
     // AdamW multiplies every matrix by (1 − lr·weight decay) each step: at ≥ 1 that zeroes or flips the weights
