@@ -15,3 +15,14 @@ export function isInt32Array(v: unknown): v is Int32Array {
 export function isUint8Array(v: unknown): v is Uint8Array {
   return Object.prototype.toString.call(v) === '[object Uint8Array]';
 }
+
+/** The arrays one after another in one new array (`make(n)` gives an empty one of n elements). */
+export function joinArrays<A extends Int32Array | Float32Array>(parts: readonly A[], make: (n: number) => A): A {
+  const out = make(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}

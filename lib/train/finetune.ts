@@ -7,7 +7,7 @@
  */
 import { FfmergeError, fromNativeError, abortError, showValue } from '../errors';
 import { checkOneOf } from '../arguments';
-import { isInt32Array } from '../typed-arrays';
+import { isInt32Array, joinArrays } from '../typed-arrays';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { trainAddon, type NativeFinetuneArgs, type NativeImageFinetuneArgs, type NativeStepLog } from '../native/train';
 import { checkModel, Model } from '../model/model';
@@ -125,13 +125,7 @@ export function checkSchedule(steps: number, lr: number, warmup: number, weightD
 
 /** Token blocks joined into one stream (the trainer draws its windows from one). */
 export function joinTokens(parts: Int32Array[]): Int32Array {
-  const out = new Int32Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return joinArrays(parts, (n) => new Int32Array(n));
 }
 
 function positiveInt(v: number | undefined, what: string, dflt: number, zeroOk = false): number {

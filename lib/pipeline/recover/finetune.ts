@@ -10,6 +10,7 @@
  * (lib/cli/finetune.ts) on the compressed checkpoint.
  */
 import { FfmergeError } from '../../errors';
+import { joinArrays } from '../../typed-arrays';
 import type { FeatureBatch } from '../../data/feature-batches';
 import type { FFWeights } from '../../model/ff-weights';
 import { windowLayers } from '../../merge/windows';
@@ -27,12 +28,7 @@ const IMAGE_BATCH = 64;
 /** The labelled calibration images, joined (undefined when a batch has no labels). */
 function calibrationImages(batches: FeatureBatch[]): LabelledImages | undefined {
   if (!batches.length || batches.some((b) => !b.labels || !b.input.pixels)) return undefined;
-  const pixels = new Float32Array(batches.reduce((n, b) => n + b.input.pixels!.length, 0));
-  let p = 0;
-  for (const b of batches) {
-    pixels.set(b.input.pixels!, p);
-    p += b.input.pixels!.length;
-  }
+  const pixels = joinArrays(batches.map((b) => b.input.pixels!), (n) => new Float32Array(n));
   return { pixels, labels: joinTokens(batches.map((b) => b.labels!)) };
 }
 
