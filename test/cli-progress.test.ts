@@ -116,6 +116,44 @@ describe('CLI progress bars', () => {
     expect(term.screen().filter((l) => l !== '')).toEqual(['ffmerge: aborted [ABORTED]']);
   });
 
+  it('a live line fits the terminal: the count, the ETA and the detail stay, the bar and the alignment give way', async () => {
+    // at 80 columns the fixed layout (about 105) cut off the ETA and finetune's loss (tester CC)
+    for (const columns of [120, 80, 60, 40]) {
+      const term = new FakeTerminal();
+      term.columns = columns;
+      const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
+      try {
+        bar.update({ phase: 'search', done: 5, total: 33, detail: 'decoder 1-2 permute+refit' });
+        await sleep(120);
+        bar.update({ phase: 'search', done: 6, total: 33, detail: 'decoder 1-2 permute+refit' });
+        await sleep(120);
+        const live = term.screen().at(-1)!;
+        expect({ columns, live }).toEqual({ columns, live: expect.stringMatching(/^ {2}Searching windows\b.* 6\/33 candidates {2}ETA \S+ {2}decoder 1-2 permute\+refit$/) });
+        // what a terminal of this width shows: the line whole from 80 columns; narrower, the count and the ETA
+        // (at 40, the count)
+        if (columns >= 80) expect(live.length).toBeLessThan(columns);
+        expect(live.slice(0, columns - 1)).toMatch(columns >= 60 ? /6\/33 candidates {2}ETA \S+/ : /6\/33 candidates/);
+        // a bar while there is room for one of at least 8 columns
+        expect({ columns, bar: /[=-]{8,}/.test(live) }).toEqual({ columns, bar: columns >= 80 });
+      } finally {
+        bar.interrupt();
+      }
+    }
+    // finetune's loss at 80 columns
+    const term = new FakeTerminal();
+    term.columns = 80;
+    const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
+    try {
+      bar.update({ phase: 'finetune', done: 21, total: 400, detail: 'loss 4.333  3318 tok/s' });
+      await sleep(120);
+      const live = term.screen().at(-1)!;
+      expect(live).toMatch(/ 21\/400 steps {2}ETA \S+ {2}loss 4\.333 {2}3318 tok\/s$/);
+      expect(live.length).toBeLessThan(80);
+    } finally {
+      bar.interrupt();
+    }
+  });
+
   it('eval and export clear the bar before an error or abort line, as compress and finetune do', async () => {
     // an abort of `ffmerge eval` on a terminal printed its ABORTED line at the end of the bar's
     const interrupt = jest.spyOn(ProgressBar.prototype, 'interrupt');

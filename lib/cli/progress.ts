@@ -41,6 +41,35 @@ const PHASES: Readonly<Record<PipelinePhase, PhaseLabel>> = {
   finetune: { title: 'Fine-tuning', unit: 'steps' },
 };
 
+/** Live-line payload: what fitLine lays out. */
+interface LinePayload {
+  title: string;
+  unit: string;
+  shown: string;
+  shownTotal: string;
+  detail: string;
+}
+
+const TITLE_WIDTH = 30;
+const BAR_WIDTH = 24;
+
+/**
+ * The live line fitted to the terminal: the count, the ETA and the detail (finetune's loss) are kept, and the
+ * bar (24 columns, down to 8, then none) and the titles' alignment give way. A fixed layout was about 105
+ * columns, so an 80-column terminal cut off the ETA and the loss (tester CC). The last column stays free.
+ * `held.tail` is the longest tail of the phase so far: the layout gives way only as it grows, so the bar does
+ * not come and go from one update to the next as details of different lengths pass.
+ */
+export function fitLine(width: number, bar: (size: number) => string, p: LinePayload, eta: string, held: { tail: number }): string {
+  const tail = ` ${p.shown}/${p.shownTotal}${p.unit ? ` ${p.unit}` : ''}  ETA ${eta}${p.detail ? `  ${p.detail}` : ''}`;
+  held.tail = Math.max(held.tail, tail.length);
+  const room = width - 1 - 2 - p.title.length - held.tail;
+  const size = Math.min(BAR_WIDTH, room - 1);
+  const drawn = size >= 8 ? ` ${bar(size)}` : '';
+  const pad = Math.max(0, Math.min(TITLE_WIDTH - p.title.length, room - drawn.length));
+  return `  ${p.title}${' '.repeat(pad)}${drawn}${tail}`;
+}
+
 const fmtSeconds = (s: number) => (s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
 
 export class ProgressBar {
@@ -80,10 +109,12 @@ export class ProgressBar {
       this.lastLine = this.started;
       this.last = p;
       if (!this.live) return; // plain lines: the first after `every`, then the phase's summary
+      const held = { tail: 0 };
       this.bar = new SingleBar({
         stream: this.stream,
-        format: `  {title} {bar} {shown}/{shownTotal} {unit}  {detail}ETA {eta_formatted}`,
-        barsize: 24,
+        format: (options, params, payload: LinePayload) =>
+          fitLine(params.maxWidth, (barsize) => Format.BarFormat(params.progress, { ...options, barsize }), payload, options.formatTime!(params.eta, options, 5), held),
+        barsize: BAR_WIDTH,
         hideCursor: false,
         clearOnComplete: true,
         stopOnComplete: false,
@@ -116,7 +147,7 @@ export class ProgressBar {
     const { title, unit, shown, shownTotal, detail } = this.payload(p, label);
     const elapsed = (now - this.started) / 1000;
     const left = p.total > 0 && p.done > 0 && p.done < p.total ? `, about ${fmtSeconds((elapsed * (p.total - p.done)) / p.done)} left` : '';
-    return `${title} ${shown}/${shownTotal}${unit ? ` ${unit}` : ''}  ${detail}${fmtSeconds(elapsed)}${left}`;
+    return `${title.padEnd(TITLE_WIDTH)} ${shown}/${shownTotal}${unit ? ` ${unit}` : ''}  ${detail ? `${detail}  ` : ''}${fmtSeconds(elapsed)}${left}`;
   }
 
   /** The phase's usual scale (bytes → kB), unless the report named its own unit (ONNX saves count tensors). */
@@ -124,9 +155,9 @@ export class ProgressBar {
     return (this.unit === label.unit && label.scale) || ((n: number) => String(Math.round(n)));
   }
 
-  private payload(p: Progress, label: PhaseLabel) {
+  private payload(p: Progress, label: PhaseLabel): LinePayload {
     const show = this.show(label);
-    return { title: label.title.padEnd(30), unit: this.unit, shown: show(p.done), shownTotal: p.total > 0 ? show(p.total) : '?', detail: p.detail ? `${p.detail}  ` : '' };
+    return { title: label.title, unit: this.unit, shown: show(p.done), shownTotal: p.total > 0 ? show(p.total) : '?', detail: p.detail ?? '' };
   }
 
   /** Replaces the running bar with its phase's one-line summary. */
@@ -137,7 +168,7 @@ export class ProgressBar {
     const show = this.show(label);
     const { done, total } = this.last;
     const count = total > 0 && done !== total ? `${show(done)}/${show(total)}` : show(done);
-    this.stream.write(`✔ ${label.title.padEnd(30)} ${count}${this.unit ? ` ${this.unit}` : ''}  ${fmtSeconds((performance.now() - this.started) / 1000)}\n`);
+    this.stream.write(`✔ ${label.title.padEnd(TITLE_WIDTH)} ${count}${this.unit ? ` ${this.unit}` : ''}  ${fmtSeconds((performance.now() - this.started) / 1000)}\n`);
     this.bar = undefined;
     this.phase = '';
   }
