@@ -36,6 +36,11 @@ if (process.env.FFMERGE_FROM_SOURCE !== '1' && distIsCurrent()) {
 }
 cli.main(process.argv).then(async (code) => {
   process.exitCode = code;
+  // SIGHUP (the terminal was closed) ended the run, cleaned up: the process ends by that signal, as a shell
+  // reports it (129). An exit would crash instead: Node 20 restores the terminal's modes on exit and aborts
+  // when the terminal is gone (nodejs/node#51519, fixed in later lines), a segfault where ABORTED was meant.
+  const tty = process.stdin.isTTY || process.stdout.isTTY || process.stderr.isTTY;
+  if (code === 129 && tty && process.listenerCount('SIGHUP') === 0) process.kill(process.pid, 'SIGHUP');
   // The run is over: what is left alive (a --plugins module's timer, after an abort raced past it) must not
   // keep the process, nor make a second Ctrl-C the only way out. Once what was printed is out (a slow reader
   // of a large --json report), a timer ends it; unref'd, so a process that ends by itself does.

@@ -341,6 +341,23 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     }
   });
 
+  it('a closed terminal (SIGHUP, the terminal gone) ends the run by that signal, cleaned up: no crash on exit', () => {
+    // before: Node 20 aborts on exit when the terminal is gone (nodejs/node#51519), a SIGSEGV where 129 was meant
+    // (tester CC); and a write to the closed terminal (EIO) ended the run as an uncaught exception
+    if (spawnSync('python3', ['-c', 'import pty']).status !== 0) {
+      console.warn('skipped: the closed-terminal check runs the CLI on a pseudo-terminal through python3, which is missing');
+      return;
+    }
+    const parent = fs.mkdtempSync(path.join(cwd, 'hangup-'));
+    const out = path.join(parent, 'out');
+    const r = spawnSync('python3', [path.join(__dirname, 'helpers', 'hangup.py'), 'Calibrating', process.execPath, BIN, 'compress', '--out', out], {
+      encoding: 'utf8',
+      env: { ...process.env, FFMERGE_FROM_SOURCE: '1', TERM: 'xterm' },
+    });
+    expect(JSON.parse(r.stdout)).toEqual({ marker: true, signal: 1, code: null });
+    expect(fs.readdirSync(parent)).toEqual([]);
+  });
+
   it('read-only inputs give writable outputs; the timing table lists only phases that ran; a model card; inspect counts ties once; convert both ways', async () => {
     const ro = path.join(cwd, 'ro-model');
     fs.cpSync(BUNDLED, ro, { recursive: true });

@@ -232,11 +232,12 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 type StopSignal = (typeof STOP_SIGNALS)[number];
 
 /**
- * A reader that went away (`ffmerge inspect m | head -1`): what is left to print is dropped and the run ends
- * with its own exit code. An 'error' event with no listener on stdout was an EPIPE stack trace and exit 1.
+ * A reader that went away (`ffmerge inspect m | head -1`), or a terminal that was closed (EIO): what is left to
+ * print is dropped and the run ends with its own exit code. An 'error' event with no listener on stdout was an
+ * EPIPE stack trace and exit 1; a closed terminal's EIO ended the run as an uncaught exception (tester CC).
  */
 function ignoreClosedPipe(e: NodeJS.ErrnoException): void {
-  if (e.code !== 'EPIPE') throw e;
+  if (e.code !== 'EPIPE' && e.code !== 'EIO') throw e;
 }
 
 /** Runs the CLI; resolves to the process exit code. */
@@ -247,7 +248,8 @@ export async function main(argv: string[]): Promise<number> {
   const state = { json: argv.includes('--json') };
   // Ctrl-C, and the SIGTERM of a timeout or a stopping container, or SIGHUP of a closed terminal, abort the
   // running job cleanly (temp output removed, the ABORTED line); the exit code is 128 + the signal's number, as
-  // the shell reports a process that signal killed. A second signal kills the process.
+  // the shell reports a process that signal killed (after SIGHUP on a terminal, bin/ffmerge.js ends the process by
+  // the signal itself: Node 20 crashes exiting with its terminal gone). A second signal kills the process.
   const ac = new AbortController();
   let caught: StopSignal | undefined;
   const onSignal = (sig: StopSignal) => {
