@@ -11,6 +11,7 @@ import { blocksFrom, fitBlockSize, takeTokens } from '../lib/pipeline/data';
 import { isTokenRowFile, readTokenRows } from '../lib/data/token-rows';
 import { prng } from './helpers/safetensors-bytes';
 import { describeShared, hasShared, sharedPath } from './helpers/shared';
+import type { Progress } from '../lib/native/job';
 
 let dir: string;
 beforeAll(() => {
@@ -267,6 +268,24 @@ describe('what is not text is INVALID_DATA', () => {
         await expect(tokenizeFile(model, f, { maxTokens: 10 })).rejects.toMatchObject({ code: 'INVALID_DATA' });
         await expect(blocksFrom(f, { blockSize: 16, what: 'validation', tokenizerDir: model })).rejects.toMatchObject({ code: 'INVALID_DATA' });
       }
+    });
+
+    test('progress counts the bytes tokenized, never backwards, and says when it waits on one call (tester CC)', async () => {
+      const cal = path.join(model, 'calibration.txt');
+      const size = fs.statSync(cal).size;
+      const reports: Progress[] = [];
+      await tokenizeFile(model, cal, { onProgress: (p) => reports.push(p) });
+      // one call: the bar said nothing while it ran, after a count of the bytes read
+      expect(reports.at(-1)).toEqual({ phase: 'tokenize', done: size, total: size });
+      expect(reports.slice(0, -1)).toContainEqual({ phase: 'tokenize', done: 0, total: size, detail: expect.stringMatching(/^tokenizing [\d,]+ characters in one call$/) });
+      // in pieces (a text of 40 copies, 1 KiB a piece): the count climbs with them, and only forwards
+      const big = write('progress.txt', fs.readFileSync(cal, 'utf8').repeat(40));
+      const total = fs.statSync(big).size;
+      const steps: number[] = [];
+      await tokenizeFileWith(model, big, { onProgress: (p) => steps.push(p.done) }, tiny({ oneCallChars: 64 * 1024 }));
+      expect(steps.at(-1)).toBe(total);
+      expect(steps.every((d, i) => i === 0 || d >= steps[i - 1]!)).toBe(true);
+      expect(steps.filter((d) => d > 0 && d < total).length).toBeGreaterThan(3);
     });
 
     test('a text longer than one call is tokenized in pieces cut at line breaks: the same ids as one call (real text, txt, gz and jsonl)', async () => {

@@ -98,7 +98,7 @@ export interface TokenizeLimits {
 }
 
 type WorkerMessage =
-  | { kind: 'progress'; done: number; total: number }
+  | { kind: 'progress'; done: number; total: number; detail?: string }
   | { kind: 'done'; ids: Int32Array }
   | { kind: 'error'; code: ErrorCode; message: string };
 
@@ -146,14 +146,8 @@ function workerMain(problemOf: typeof tokenizerJsonProblem): void {
     const noClose = { open: fsW.open, read: fsW.read, close: (_fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => cb(null) };
     const raw = fsW.createReadStream('', { fd, fs: noClose, autoClose: false, start: undefined, highWaterMark: 1 << 16 });
     let bytes = headBytes;
-    let lastReport = 0;
     raw.on('data', (b) => {
       bytes += b.length;
-      const now = Date.now();
-      if (now - lastReport > 100) {
-        lastReport = now;
-        post({ kind: 'progress', done: bytes, total });
-      }
     });
     const { PassThrough } = require('node:stream') as typeof import('node:stream');
     const joined = new PassThrough();
@@ -173,6 +167,19 @@ function workerMain(problemOf: typeof tokenizerJsonProblem): void {
     const encode = (s: string): number[] => tokenizer.encode(s, { add_special_tokens: false }).ids;
 
     let text = '';
+    // Progress counts the bytes tokenized, not those read: the reader runs megabytes ahead of the tokenizer, and
+    // a bar of bytes read stood still while they were tokenized (tester CC). Estimated as the share of the text
+    // read so far that has been tokenized, of the bytes read so far (the file's bytes: gzip or UTF-8 alike).
+    let produced = 0;
+    let reported = 0;
+    let lastReport = 0;
+    const progress = (detail?: string) => {
+      const now = Date.now();
+      if (detail === undefined && now - lastReport < 100) return;
+      lastReport = now;
+      reported = Math.max(reported, produced > 0 ? Math.round((bytes * (produced - text.length)) / produced) : 0);
+      post({ kind: 'progress', done: reported, total, ...(detail ? { detail } : {}) });
+    };
     let partialLine = '';
     let lineNo = 0;
     let eof = false;
@@ -218,14 +225,19 @@ function workerMain(problemOf: typeof tokenizerJsonProblem): void {
         }
         if (r.done) {
           eof = true;
+          const before = text.length;
           if (input.format === 'jsonl') addLines(lf('', true));
           else text += lf('', true);
+          produced += text.length - before;
         } else {
           // a byte-order mark is not text (and would break line 1's JSON): dropped, as text.ts's readers drop it
           const s = firstChunk ? r.value.replace(/^\uFEFF/, '') : r.value;
           firstChunk = false;
+          const before = text.length;
           if (input.format === 'jsonl') addLines(lf(s, false));
           else text += lf(s, false);
+          produced += text.length - before;
+          progress();
         }
       }
     };
@@ -246,6 +258,8 @@ function workerMain(problemOf: typeof tokenizerJsonProblem): void {
     for (;;) {
       await fill(Math.min(target, oneCallChars + 1));
       if (text.length > oneCallChars) break; // more than one call takes: in pieces, below
+      // one call, with no report until it returns: the bar says what it waits for
+      progress(`tokenizing ${text.length.toLocaleString('en-US')} characters in one call`);
       const ids = encode(text);
       if (eof || (keep !== null && ids.length >= keep + input.safety)) {
         if (!/\S/.test(text)) throw noText();
@@ -352,6 +366,7 @@ function workerMain(problemOf: typeof tokenizerJsonProblem): void {
       piece(text.slice(0, cut.at));
       lead = cut.lead;
       text = text.slice(cut.at);
+      progress();
       if (keep !== null && n >= keep) break;
     }
     if (text.length > 0 && (keep === null || n < keep)) piece(text);
@@ -519,7 +534,7 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
     stopListening = onAbort(signal, () => finish(abortError()));
     const report = onProgress && guardProgress(onProgress, (e) => finish(e instanceof Error ? e : new Error(String(e))));
     worker.on('message', (m: WorkerMessage) => {
-      if (m.kind === 'progress') report?.({ phase: 'tokenize', done: m.done, total: m.total });
+      if (m.kind === 'progress') report?.({ phase: 'tokenize', done: m.done, total: m.total, ...(m.detail ? { detail: m.detail } : {}) });
       else if (m.kind === 'done') finish(undefined, m.ids);
       else finish(new FfmergeError(m.code, m.message));
     });
