@@ -449,6 +449,12 @@ test('ffmerge finetune scores every validation row: token-id rows of any length 
   const text = ffmerge(['finetune', s.dir, '--data', data, '--valid', valid, '--steps', '1', '--batch', '2', '--seq', '8', '--out', path.join(dir, 'out2')]);
   expect(text.status).toBe(0);
   expect(text.stdout).toContain('(48 validation tokens in blocks of --seq 8; the last 3, short of a block, not scored)');
+  // the --eval-every scores are in the result and its line, not only in finetune.json (tester CC)
+  const every = (...more: string[]) => ffmerge(['finetune', s.dir, '--data', data, '--valid', valid, '--steps', '2', '--batch', '2', '--seq', '8', '--eval-every', '1', ...more]);
+  const ev = JSON.parse(every('--out', path.join(dir, 'out4'), '--json').stdout) as { evaluations: { step: number; valLoss: number }[]; valAfter: number };
+  expect(ev.evaluations.map((e) => e.step)).toEqual([1, 2]);
+  expect(ev.evaluations[1]!.valLoss).toBe(ev.valAfter);
+  expect(every('--out', path.join(dir, 'out5')).stdout).toContain(`(at steps 1: ${ev.evaluations[0]!.valLoss.toFixed(3)}, 2: ${ev.valAfter.toFixed(3)})`);
   // an evaluation interval past the last step is refused before the data is read
   const late = ffmerge(['finetune', s.dir, '--data', data, '--valid', valid, '--steps', '3', '--eval-every', '10', '--seq', '8', '--out', path.join(dir, 'out3')]);
   expect(late.status).toBe(2);

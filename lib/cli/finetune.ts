@@ -162,13 +162,18 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
         ...(o.valid !== undefined && validation ? { valid: path.basename(o.valid), validationTokens: tokenCount(validation), validationTokensLeftOut: validationLeftOut } : {}),
       };
     }
+    let lastVal = '';
     const rate = (x: { imagesPerSecond?: number; tokensPerSecond?: number }) => (images ? `${Math.round(x.imagesPerSecond ?? 0)} img/s` : `${Math.round(x.tokensPerSecond ?? 0)} tok/s`);
     r = await finetune(m, {
       ...input,
       steps, lr, batch, warmup, schedule, weightDecay, clip, seed, trainable,
       ...dropUndefined({ micro, evalEvery }),
       signal,
-      onProgress: (p) => bar.update({ ...p, detail: p.step === undefined ? '' : `loss ${p.loss!.toFixed(3)}  ${rate(p)}` }),
+      onProgress: (p) => {
+        // the last --eval-every score stays on the line until the next (before, it was only in finetune.json)
+        if (p.valLoss !== undefined) lastVal = `  validation ${p.valLoss.toFixed(3)} at step ${p.step}`;
+        bar.update({ ...p, detail: p.step === undefined ? '' : `loss ${p.loss!.toFixed(3)}${lastVal}  ${rate(p)}` });
+      },
     });
     bar.done();
     const last = r.log[r.log.length - 1]!;
@@ -199,11 +204,14 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     const reader = await SafetensorsReader.open(model);
     const sourceBytes = reader.fileBytes;
     await reader.close();
-    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, ...timing, totalSeconds: (performance.now() - t0) / 1000 };
+    // the --eval-every scores, in the result and its line (before, only finetune.json held them)
+    const evaluations = evalEvery === undefined ? [] : r.log.flatMap((e) => (e.valLoss === undefined ? [] : [{ step: e.step, valLoss: e.valLoss, ...dropUndefined({ valAccuracy: e.valAccuracy }) }]));
+    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, ...(evaluations.length ? { evaluations } : {}), ...timing, totalSeconds: (performance.now() - t0) / 1000 };
     const line =
       `fine-tuned ${steps} step${steps === 1 ? "" : "s"}: loss ${summary.firstLoss.toFixed(3)} → ${summary.lastLoss.toFixed(3)}` +
       (r.valBefore !== undefined ? `, validation ${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}` : '') +
       validationNote +
+      (evaluations.length ? ` (at steps ${evaluations.map((e) => `${e.step}: ${e.valLoss.toFixed(3)}`).join(', ')})` : '') +
       (r.accuracyBefore !== undefined ? ` (accuracy ${(100 * r.accuracyBefore).toFixed(2)}% → ${(100 * r.accuracyAfter!).toFixed(2)}%)` : '') +
       `, ${rate(last)}, ${r.seconds.toFixed(1)} s → ${w.out} (${w.bytes} bytes)`;
     printResult(o.json, result, () => line);
