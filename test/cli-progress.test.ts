@@ -154,6 +154,15 @@ describe('CLI progress bars', () => {
     }
   });
 
+  it('a count of one reads in the singular in a phase\'s closing line', () => {
+    const term = new FakeTerminal();
+    const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
+    bar.update({ phase: 'validate', done: 1, total: 1 });
+    bar.update({ phase: 'test', done: 2, total: 2 });
+    bar.done();
+    expect(term.screen().filter((l) => l !== '').map((l) => l.replace(/ +\d+\.\d s$/, ''))).toEqual(['✔ Validating the base model      1 batch', '✔ Test set                       2 batches']);
+  });
+
   it('eval and export clear the bar before an error or abort line, as compress and finetune do', async () => {
     // an abort of `ffmerge eval` on a terminal printed its ABORTED line at the end of the bar's
     const interrupt = jest.spyOn(ProgressBar.prototype, 'interrupt');

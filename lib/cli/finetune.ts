@@ -20,7 +20,7 @@ import { expandedError } from '../train/ties';
 import { SafetensorsReader } from '../safetensors';
 import { byteSize, dropUndefined, int, oneOf, refuseFlags } from './flags';
 import { ProgressBar } from './progress';
-import { printResult } from './format';
+import { fmtBytes, printResult } from './format';
 
 /** Commander's parsed flags, all strings but the switches; the image flags are ImageFlags. */
 export interface FinetuneCliOptions extends ImageFlags {
@@ -213,7 +213,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       validationNote +
       (evaluations.length ? ` (at steps ${evaluations.map((e) => `${e.step}: ${e.valLoss.toFixed(3)}`).join(', ')})` : '') +
       (r.accuracyBefore !== undefined ? ` (accuracy ${(100 * r.accuracyBefore).toFixed(2)}% → ${(100 * r.accuracyAfter!).toFixed(2)}%)` : '') +
-      `, ${rate(last)}, ${r.seconds.toFixed(1)} s → ${w.out} (${w.bytes} bytes)`;
+      `, ${rate(last)}, ${r.seconds.toFixed(1)} s → ${w.out} (${fmtBytes(w.bytes)})`;
     printResult(o.json, result, () => line);
   } catch (e) {
     bar.interrupt();

@@ -70,6 +70,9 @@ export function fitLine(width: number, bar: (size: number) => string, p: LinePay
   return `  ${p.title}${' '.repeat(pad)}${drawn}${tail}`;
 }
 
+/** A count of one reads in the singular ("1 batch", not "1 batches"; tester CC). */
+const SINGULAR: Readonly<Record<string, string>> = { batches: 'batch', candidates: 'candidate', images: 'image', tokens: 'token', sentences: 'sentence', steps: 'step', tensors: 'tensor' };
+
 const fmtSeconds = (s: number) => (s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
 
 export class ProgressBar {
@@ -168,7 +171,8 @@ export class ProgressBar {
     const show = this.show(label);
     const { done, total } = this.last;
     const count = total > 0 && done !== total ? `${show(done)}/${show(total)}` : show(done);
-    this.stream.write(`✔ ${label.title.padEnd(TITLE_WIDTH)} ${count}${this.unit ? ` ${this.unit}` : ''}  ${fmtSeconds((performance.now() - this.started) / 1000)}\n`);
+    const unit = done === 1 && total <= 1 ? (SINGULAR[this.unit] ?? this.unit) : this.unit;
+    this.stream.write(`✔ ${label.title.padEnd(TITLE_WIDTH)} ${count}${unit ? ` ${unit}` : ''}  ${fmtSeconds((performance.now() - this.started) / 1000)}\n`);
     this.bar = undefined;
     this.phase = '';
   }
