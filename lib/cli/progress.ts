@@ -60,7 +60,7 @@ const BAR_WIDTH = 24;
  * `held.tail` is the longest tail of the phase so far: the layout gives way only as it grows, so the bar does
  * not come and go from one update to the next as details of different lengths pass.
  */
-export function fitLine(width: number, bar: (size: number) => string, p: LinePayload, eta: string, held: { tail: number }): string {
+function fitLine(width: number, bar: (size: number) => string, p: LinePayload, eta: string, held: { tail: number }): string {
   const tail = ` ${p.shown}/${p.shownTotal}${p.unit ? ` ${p.unit}` : ''}  ETA ${eta}${p.detail ? `  ${p.detail}` : ''}`;
   held.tail = Math.max(held.tail, tail.length);
   const room = width - 1 - 2 - p.title.length - held.tail;
