@@ -138,7 +138,7 @@ export function buildProgram(
     .option('--test-tokens <n>', 'test token budget, in whole blocks (default: the whole file)')
     .option('--draw <how>', 'which blocks of the --data/--valid text the budgets take: head (the first ones, default) | spread (drawn across the whole file; validation from the --data file disjoint from calibration)')
     .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
-    .addHelpText('after', '\nWith no model: the bundled llama-stories260k demo, written to <tmp>/ffmerge-demo/llama-stories260k-ffmerge unless --out is given.')
+    .addHelpText('after', '\nWith no model: the bundled llama-stories260k demo, written to\n<tmp>/ffmerge-demo/llama-stories260k-ffmerge unless --out is given.')
     .action((model: string | undefined, o: CompressCliOptions) => runCompress(model, o, signal));
 
   program
