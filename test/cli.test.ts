@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describeShared, sharedPath } from './helpers/shared';
 import { removeSyntheticDirs, syntheticGpt2 } from './helpers/synthetic-model';
+import { buildProgram } from '../lib/cli/main';
 
 afterAll(removeSyntheticDirs);
 
@@ -249,6 +250,17 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
   afterAll(() => fs.rmSync(cwd, { recursive: true, force: true }));
   jest.setTimeout(600_000);
   const cal = path.join(BUNDLED, 'calibration.txt');
+
+  it.each(['compress', 'eval', 'inspect', 'export', 'finetune', 'convert'])(
+    '%s --help fits 80 columns off a terminal and writes every default one way, "(default 300)" (tester CC)',
+    (command) => {
+      // in-process, as commander renders it off a terminal (80 columns); a spawn per command took 10 s
+      const help = buildProgram({ json: false }, new AbortController().signal).commands.find((c) => c.name() === command)!.helpInformation();
+      for (const line of help.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
+      // commander's own rendering, `(default: "300")`, beside the hand-written "(default 256)"
+      expect(help).not.toMatch(/default: "/);
+    },
+  );
 
   it('--version prints the version and which native build runs', () => {
     const r = ffmerge(cwd, '--version');

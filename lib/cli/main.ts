@@ -79,6 +79,10 @@ export function buildProgram(
     .version(wantsVersion ? versionText() : packageVersion(), '-V, --version', 'the version and which native build runs')
     // Usage errors are reported by main() as one line with a code, never with the whole help after them.
     .configureOutput({ outputError: () => {} })
+    // A commander default reads as the hand-written ones do, "(default 300)", not `(default: "300")` (tester CC).
+    .configureHelp({
+      optionDescription: (o) => (o.defaultValue === undefined ? o.description : `${o.description} (default ${String(o.defaultValue)})`),
+    })
     .exitOverride()
     // every command: its --json read, and its model folder checked, before it runs
     .hook('preAction', (_, cmd) => {
