@@ -186,6 +186,29 @@ describe('image folders: a class folder that is a symlink', () => {
     fs.symlinkSync('..', path.join(nested, 'b', 'x', 'up'));
     await expectCode(loadImageFolder(nested, pre), 'INVALID_DATA', /x\/up is a link to a folder that holds it \(it loops\)/);
   });
+  test('a sub-folder that cannot be listed is DATA_NOT_FOUND naming it, not a class dropped or an untyped error', async () => {
+    const locked = path.join(tmp, 'lockedsub');
+    await png(path.join(locked, 'a', '1.png'), 10);
+    await png(path.join(locked, 'b', '1.png'), 20);
+    await png(path.join(locked, 'b', 'inner', '2.png'), 30);
+    const inner = path.join(locked, 'b', 'inner');
+    // root lists any folder whatever its mode (CI runs as root): there readdir is made to fail as EACCES would
+    const asRoot = process.getuid?.() === 0;
+    const readdir = fs.promises.readdir;
+    const spy = asRoot
+      ? jest.spyOn(fs.promises, 'readdir').mockImplementation(((d: fs.PathLike, o?: never) => {
+          if (String(d) === inner) return Promise.reject(Object.assign(new Error(`EACCES: permission denied, scandir '${inner}'`), { code: 'EACCES' }));
+          return readdir(d, o);
+        }) as typeof fs.promises.readdir)
+      : undefined;
+    if (!asRoot) fs.chmodSync(inner, 0);
+    try {
+      await expectCode(loadImageFolder(locked, pre), 'DATA_NOT_FOUND', /image folder .*lockedsub: .*b\/inner cannot be read: EACCES/);
+    } finally {
+      spy?.mockRestore();
+      if (!asRoot) fs.chmodSync(inner, 0o755);
+    }
+  });
 });
 
 describe("image names in Python's order (by code point)", () => {
