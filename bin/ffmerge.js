@@ -6,6 +6,10 @@
 // `npm install` must not run the code it had then. FFMERGE_FROM_SOURCE=1 forces the source path (the tests).
 const fs = require('node:fs');
 const path = require('node:path');
+const tty = require('node:tty');
+
+// Node restores the modes of each standard stream that was a terminal when it started as it exits (see below).
+const onTerminal = [0, 1, 2].some((fd) => tty.isatty(fd));
 
 const root = path.resolve(__dirname, '..');
 const dist = path.join(root, 'dist', 'lib', 'cli', 'main.js');
@@ -39,11 +43,13 @@ cli.main(process.argv).then(async (code) => {
   // SIGHUP (the terminal was closed) ended the run, cleaned up: the process ends by that signal, as a shell
   // reports it (129). An exit would crash instead: Node 20 restores the terminal's modes on exit and aborts
   // when the terminal is gone (nodejs/node#51519, fixed in later lines), a segfault where ABORTED was meant.
-  const tty = process.stdin.isTTY || process.stdout.isTTY || process.stderr.isTTY;
-  if (code === 129 && tty && process.listenerCount('SIGHUP') === 0) process.kill(process.pid, 'SIGHUP');
+  if (code === 129 && onTerminal && process.listenerCount('SIGHUP') === 0) process.kill(process.pid, 'SIGHUP');
   // The run is over: what is left alive (a --plugins module's timer, after an abort raced past it) must not
   // keep the process, nor make a second Ctrl-C the only way out. Once what was printed is out (a slow reader
   // of a large --json report), a timer ends it; unref'd, so a process that ends by itself does.
+  // A terminal that hung up while the run went on (a shell that ignores SIGHUP) would crash the exit as above;
+  // released first, since what is still queued for it would never drain.
+  if (onTerminal) cli.releaseLostTerminal();
   const drained = (s) => (s.writableLength > 0 ? new Promise((resolve) => s.once('drain', resolve)) : undefined);
   await Promise.all([drained(process.stdout), drained(process.stderr)]);
   setTimeout(() => process.exit(code), 2000).unref();

@@ -370,6 +370,29 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     expect(fs.readdirSync(parent)).toEqual([]);
   });
 
+  it.each([
+    ['its output on the terminal', 'Calibrating', '"$0" "$1" compress --out "$2"; echo $? > "$3"'],
+    // `ffmerge … > log 2>&1` left running: only stdin is the terminal; it is closed once the log has a line
+    ['its output in a file, stdin the terminal', 'started', '{ while [ ! -s "$4" ]; do sleep 0.2; done; echo started; } & "$0" "$1" compress --out "$2" > "$4" 2>&1; echo $? > "$3"'],
+  ])('a run that outlives its terminal (its shell ignores SIGHUP), %s, finishes and exits 0: no abort on exit', (_, marker, run) => {
+    // before: the run completed, then Node 20 aborted as it restored the gone terminal's modes (exit 134)
+    if (spawnSync('python3', ['-c', 'import pty']).status !== 0) {
+      console.warn('skipped: the closed-terminal check runs the CLI on a pseudo-terminal through python3, which is missing');
+      return;
+    }
+    const dir = fs.mkdtempSync(path.join(cwd, 'outlive-'));
+    const [out, status, log] = [path.join(dir, 'out'), path.join(dir, 'status'), path.join(dir, 'log')];
+    // sh leads the terminal's session and ignores its SIGHUP; ffmerge, in sh's process group, is sent none
+    const script = `trap "" HUP; ${run}`;
+    const r = spawnSync('python3', [path.join(__dirname, 'helpers', 'hangup.py'), marker, '/bin/sh', '-c', script, process.execPath, BIN, out, status, log], {
+      encoding: 'utf8',
+      env: { ...process.env, FFMERGE_FROM_SOURCE: '1', TERM: 'xterm' },
+    });
+    expect(JSON.parse(r.stdout)).toMatchObject({ marker: true });
+    expect(fs.readFileSync(status, 'utf8').trim()).toBe('0');
+    expect(fs.readdirSync(out)).toContain('model.safetensors');
+  });
+
   it('read-only inputs give writable outputs; the timing table lists only phases that ran; a model card; inspect counts ties once; convert both ways', async () => {
     const ro = path.join(cwd, 'ro-model');
     fs.cpSync(BUNDLED, ro, { recursive: true });

@@ -245,6 +245,20 @@ function ignoreClosedPipe(e: NodeJS.ErrnoException): void {
 }
 
 /** Runs the CLI; resolves to the process exit code. */
+/**
+ * Called by bin/ffmerge.js as a run that started on a terminal ends: each standard stream whose terminal hung
+ * up while the run went on (its shell ignored SIGHUP) is pointed at /dev/null, so that Node 20 does not abort
+ * while it restores that terminal's modes on exit (native/binding/terminal_binding.cc). Returns how many; 0
+ * without the addon.
+ */
+export function releaseLostTerminal(): number {
+  try {
+    return (loadAddon().module.releaseLostTerminal as () => number)();
+  } catch {
+    return 0; // no addon: the run has already said why
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   for (const stream of [process.stdout, process.stderr]) {
     if (!stream.listeners('error').includes(ignoreClosedPipe)) stream.on('error', ignoreClosedPipe);
