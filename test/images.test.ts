@@ -63,6 +63,31 @@ describe('idx files', () => {
     fs.writeFileSync(path.join(tmp, 'broken.gz'), Buffer.from([0x1f, 0x8b, 1, 2, 3]));
     await expectCode(loadIdxImages(path.join(tmp, 'broken.gz')), 'INVALID_DATA');
   });
+
+  test('a gzip idx is inflated only as far as its header declares; a .gz that is not gzip is refused (tester CE)', async () => {
+    // 2 images of 4×4 declared, 256 MiB of zeros after them: 256 KB on disk. Inflated whole before its size was
+    // compared (a 1 MB file took 2 GB of memory); now refused once it passes the 32 bytes declared.
+    const bomb = path.join(tmp, 'bomb-idx.gz');
+    const z = zlib.createGzip({ level: 9 });
+    const parts: Buffer[] = [];
+    z.on('data', (c: Buffer) => parts.push(c));
+    const ended = new Promise((resolve) => z.on('end', resolve));
+    z.write(idxBytes([2, 4, 4], new Uint8Array(32)));
+    const zeros = Buffer.alloc(1 << 24);
+    for (let i = 0; i < 16; i++) z.write(zeros);
+    z.end();
+    await ended;
+    fs.writeFileSync(bomb, Buffer.concat(parts));
+    await expectCode(loadIdxImages(bomb), 'INVALID_DATA', /bomb-idx\.gz inflates to more than the 48 bytes its idx header declares/);
+    // a file named .gz that holds plain idx bytes: text loaders refuse that, and so do these
+    fs.writeFileSync(path.join(tmp, 'plain-idx.gz'), idxBytes([1, 2, 2], new Uint8Array(4)));
+    await expectCode(loadIdxImages(path.join(tmp, 'plain-idx.gz')), 'INVALID_DATA', /is named \.gz but is not gzip-compressed/);
+    // an exact gzip idx still loads, and one cut short still says what it declares
+    fs.writeFileSync(path.join(tmp, 'exact-idx.gz'), zlib.gzipSync(idxBytes([2, 4, 4], new Uint8Array(32).fill(7))));
+    expect((await loadIdxImages(path.join(tmp, 'exact-idx.gz'))).pixels).toEqual(new Uint8Array(32).fill(7));
+    fs.writeFileSync(path.join(tmp, 'short-idx.gz'), zlib.gzipSync(idxBytes([2, 4, 4], new Uint8Array(30))));
+    await expectCode(loadIdxImages(path.join(tmp, 'short-idx.gz')), 'INVALID_DATA', /says 2x4x4 = 32 bytes of data but the file holds 30/);
+  });
 });
 
 describe('idx and image files that are not regular files', () => {

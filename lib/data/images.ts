@@ -10,6 +10,7 @@ import { MAX_JSON_FILE_BYTES, readRegularBytes, readRegularFile } from '../files
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import * as buffer from 'node:buffer';
 import { promisify } from 'node:util';
 import { FfmergeError, abortError, showValue } from '../errors';
 import { checkJobOptions, type JobOptions } from '../native/job';
@@ -250,17 +251,66 @@ async function readImageBytes(file: string): Promise<Buffer> {
   }
 }
 
+/**
+ * An idx file's bytes, inflated when it is gzip-compressed. Only as much is inflated as its header declares:
+ * a 1 MB file that inflates to 1 GiB took 2 GB of memory before its size was compared (tester CE). A file
+ * named .gz that is not gzip is refused, as the text loaders refuse it.
+ */
 async function readMaybeGzip(file: string): Promise<Buffer> {
   const buf = await readImageBytes(file);
-  if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
-    try {
-      // on the thread pool: 47 MB of Fashion-MNIST inflated in place blocked the event loop for ~250 ms
-      return await promisify(zlib.gunzip)(buf);
-    } catch (e) {
-      throw new FfmergeError('INVALID_DATA', `${file} looks gzip-compressed but does not decompress: ${(e as Error).message}`, { cause: e });
-    }
+  const gzip = buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b;
+  if (!gzip && /\.gz$/i.test(file)) throw new FfmergeError('INVALID_DATA', `${file} is named .gz but is not gzip-compressed`);
+  if (!gzip) return buf;
+  const fail = (e: unknown) => new FfmergeError('INVALID_DATA', `${file} looks gzip-compressed but does not decompress: ${(e as Error).message}`, { cause: e });
+  let head: Buffer;
+  try {
+    head = await gunzipHead(buf, 4 + 4 * 255); // the longest idx header: 255 dimensions
+  } catch (e) {
+    throw fail(e);
   }
-  return buf;
+  // one byte past the declared size is enough to say the file holds more (parseIdx says how much it declares)
+  const declared = idxDeclaredBytes(head);
+  const limit = Math.min(declared === undefined ? Infinity : declared + 1, buffer.constants.MAX_LENGTH);
+  try {
+    // on the thread pool: 47 MB of Fashion-MNIST inflated in place blocked the event loop for ~250 ms
+    return await promisify(zlib.gunzip)(buf, Number.isFinite(limit) ? { maxOutputLength: limit } : {});
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' && declared !== undefined) {
+      throw new FfmergeError('INVALID_DATA', `${file} inflates to more than the ${declared.toLocaleString('en-US')} bytes its idx header declares`, { cause: e });
+    }
+    throw fail(e);
+  }
+}
+
+/** The first n bytes that gzip data inflates to (fewer when it holds fewer); no more of it is inflated. */
+function gunzipHead(buf: Buffer, n: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const z = zlib.createGunzip();
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const done = () => {
+      z.destroy();
+      resolve(Buffer.concat(chunks).subarray(0, n));
+    };
+    z.on('data', (c: Buffer) => {
+      chunks.push(c);
+      if ((got += c.length) >= n) done();
+    });
+    z.on('end', done);
+    z.on('error', reject);
+    z.end(buf);
+  });
+}
+
+/** The bytes an idx file of this header holds, header included; undefined when the header is not one. */
+function idxDeclaredBytes(head: Uint8Array): number | undefined {
+  if (head.length < 4 || head[0] !== 0 || head[1] !== 0 || head[3] === 0 || head.length < 4 + 4 * head[3]!) return undefined;
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  let total = 4 + 4 * head[3]!;
+  let data = 1;
+  for (let i = 0; i < head[3]!; i++) data *= view.getUint32(4 + 4 * i, false);
+  total += data;
+  return total;
 }
 
 /** An idx array of unsigned bytes (the only element type MNIST-style files use). */
