@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { expectCode } from './helpers/expect-code';
 import { compress } from '../lib/pipeline/compress';
 import { loadModel } from '../lib/model/load';
 import { loadTokenizer } from '../lib/tokenizer';
@@ -216,5 +217,23 @@ describe('decoding settings: generation_config.json when there is one, config.js
     // without the file, config.json's settings are the model's generation settings
     const withoutFile = generationConfigFrom({}, config);
     expect({ beams: withoutFile.numBeams, max: withoutFile.maxLength }).toEqual({ beams: 4, max: 512 });
+  });
+
+  test('a setting the decoder does not apply is refused by name; counts are refused as counts (tester CE)', async () => {
+    const { generationConfigFrom } = require('../lib/model/model') as typeof import('../lib/model/model');
+    const gen = { decoder_start_token_id: 2, pad_token_id: 2, eos_token_id: 0, max_length: 64 };
+    // before: eos [5, 0] decoded as 5 alone (BLEU 30.29 → 16.68), sampling and n-gram bans ignored, exit 0
+    for (const [k, v] of [['eos_token_id', [5, 0]], ['do_sample', true], ['no_repeat_ngram_size', 3], ['repetition_penalty', 1.2], ['min_length', 5], ['num_beam_groups', 2], ['forced_bos_token_id', 7], ['suppress_tokens', [4]]] as const) {
+      await expectCode(() => generationConfigFrom({ ...gen, [k]: v }), 'UNSUPPORTED_ARCHITECTURE', `"${k}"`);
+    }
+    // the values that change nothing pass: an older config.json lists every default
+    const defaults = { do_sample: false, no_repeat_ngram_size: 0, repetition_penalty: 1, min_length: 0, num_beam_groups: 1, forced_bos_token_id: null, suppress_tokens: null, eos_token_id: [0, 0] };
+    expect(generationConfigFrom({ ...gen, ...defaults }).eosTokenId).toBe(0);
+    // max_length 0 or 1 was the decoder's "maxLength must be at least 2" (INVALID_ARGUMENT, exit 2); num_beams
+    // of -1, 2.5 or "4" was "must be a token id"
+    for (const max of [0, 1, 2.5]) await expectCode(() => generationConfigFrom({ ...gen, max_length: max }), 'INVALID_CONFIG', /"max_length" must be a whole number of at least 2/);
+    for (const beams of [-1, 0, 2.5, '4']) await expectCode(() => generationConfigFrom({ ...gen, num_beams: beams }), 'INVALID_CONFIG', /"num_beams" must be a whole number of at least 1/);
+    // max_new_tokens decides the length, as in transformers (the start token before them)
+    expect(generationConfigFrom({ ...gen, max_new_tokens: 30 }).maxLength).toBe(31);
   });
 });

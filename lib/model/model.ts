@@ -73,20 +73,46 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
       if (required) throw new FfmergeError('INVALID_CONFIG', `generation_config.json has no "${k}"`);
       return undefined;
     }
-    const n = Array.isArray(v) ? v[0] : v; // eos may be a list; the first id ends a sequence
+    // eos may be a list (transformers stops at any of its ids); one id, or the same one repeated, is what the
+    // decoder here stops at: a list of several was decoded as its first alone (tester CE: BLEU 30.29 → 16.68)
+    if (Array.isArray(v) && new Set(v).size > 1) {
+      throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `generation_config.json: "${k}" lists several ids (${showValue(v)}); ffmerge's decoding stops at one`);
+    }
+    const n = Array.isArray(v) && k === 'eos_token_id' ? v[0] : v;
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
       throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "${k}" must be a token id (got ${showValue(v)})`);
     }
     return n;
   };
+  // counts, not ids: their own words (max_length 1 was refused by the decoder as a bad argument, exit 2)
+  const count = (k: string, min: number, why: string): number | undefined => {
+    const v = pick(k);
+    if (v == null) return undefined;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
+      throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "${k}" must be a whole number of at least ${min}${why} (got ${showValue(v)})`);
+    }
+    return v;
+  };
+  // Settings that change what is decoded and that this decoder does not apply: refused by name, since the
+  // metric would otherwise be another decoding's under this one's label (tester CE).
+  const applied = (k: string, v: unknown) =>
+    v == null || v === false || v === 0 || (k === 'repetition_penalty' && v === 1) || (k === 'num_beam_groups' && v === 1) || (Array.isArray(v) && v.length === 0);
+  for (const k of ['do_sample', 'num_beam_groups', 'diversity_penalty', 'penalty_alpha', 'no_repeat_ngram_size', 'encoder_no_repeat_ngram_size', 'repetition_penalty', 'min_length', 'min_new_tokens', 'forced_bos_token_id', 'suppress_tokens', 'begin_suppress_tokens']) {
+    const v = pick(k);
+    if (!applied(k, v)) {
+      throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `generation_config.json sets "${k}": ${showValue(v)}, which ffmerge's decoding does not apply (greedy or beam search, with bad_words_ids, forced_eos_token_id and length_penalty); remove it to score the plain decoding`);
+    }
+  }
   const bad = pick('bad_words_ids');
   if (bad != null && !(Array.isArray(bad) && bad.every((w) => Array.isArray(w) && w.every((t) => Number.isInteger(t))))) {
     throw new FfmergeError('INVALID_CONFIG', 'generation_config.json: "bad_words_ids" must be a list of token-id lists');
   }
   const eos = int('eos_token_id', false);
   const forced = int('forced_eos_token_id', false);
-  const beams = int('num_beams', false) ?? 1;
-  if (beams < 1) throw new FfmergeError('INVALID_CONFIG', 'generation_config.json: "num_beams" must be at least 1');
+  const beams = count('num_beams', 1, '') ?? 1;
+  // transformers: max_new_tokens, when set, decides the length (the start token comes before them)
+  const newTokens = count('max_new_tokens', 1, '');
+  const maxLength = newTokens !== undefined ? newTokens + 1 : (count('max_length', 2, ' (the start token and one more)') ?? 20);
   const lp = pick('length_penalty') ?? 1;
   if (typeof lp !== 'number' || !Number.isFinite(lp)) {
     throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "length_penalty" must be a number (got ${showValue(lp)})`);
@@ -94,7 +120,7 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
   return {
     decoderStartTokenId: int('decoder_start_token_id', true)!,
     padTokenId: int('pad_token_id', true)!,
-    maxLength: int('max_length', false) ?? 20,
+    maxLength,
     ...(eos !== undefined ? { eosTokenId: eos } : {}),
     ...(forced !== undefined ? { forcedEosTokenId: forced } : {}),
     ...(bad ? { badWordsIds: bad as number[][] } : {}),
