@@ -11,6 +11,7 @@ import { loadModel } from '../lib/model/load';
 import { inspectModel } from '../lib/model/inspect';
 import { formatSummary } from '../lib/cli/inspect';
 import { compress } from '../lib/pipeline/compress';
+import { saveTrained } from '../lib/train/save';
 import type { Model } from '../lib/model/model';
 import { SafetensorsReader, f32ToBF16, toF32 } from '../lib/safetensors';
 import { castCheckpoint } from './helpers/cast-checkpoint';
@@ -243,6 +244,47 @@ test('inspect and compress count each layer of a mixed-dtype checkpoint in its o
     const onnx = await compress(dir, { calibration: data, calibrationTokens: 512, validationTokens: 512, blockSize: 128, method: 'permute', recover: 'none', window: '3-4', format: 'onnx', out: path.join(tmp, 'onnx-out') });
     expect(onnx.merged.validation).toBe(r.merged.validation);
     expect(onnx.data.notes.filter((n) => n.startsWith('weights stored in'))).toEqual([]);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+// F64 checkpoints load (as float32) and were evaluated, but compress and finetune ran to the save and were then
+// refused there: "stored as F64; FF weights must be floating point", exit 2 (tester CE). They are written in F64.
+test('an F64 checkpoint is compressed and saved in F64, each value the float32 one widened', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-f64-'));
+  const bundled = path.join(__dirname, '..', 'models', 'llama-stories260k');
+  try {
+    const dir = path.join(tmp, 'f64');
+    await castCheckpoint(bundled, dir, 'F64');
+    const data = path.join(bundled, 'calibration.txt');
+    const base = { calibration: data, calibrationTokens: 512, validationTokens: 512, blockSize: 128, method: 'permute', recover: 'none', window: '1-2' } as const;
+    const out = path.join(tmp, 'out');
+    const r = await compress(dir, { ...base, out });
+    const f32 = await compress(bundled, base);
+    expect(r.merged.validation).toBe(f32.merged.validation);
+    const w = await SafetensorsReader.open(out);
+    try {
+      for (const n of w.names()) expect([n, w.info(n).dtype]).toEqual([n, 'F64']);
+    } finally {
+      await w.close();
+    }
+    // saved again whole (what finetune's save writes): every tensor a replacement, each F64
+    const m = await loadModel(out);
+    try {
+      await saveTrained(m, { source: out, out: path.join(tmp, 'saved') });
+    } finally {
+      m.dispose();
+    }
+    const [a, b] = [await SafetensorsReader.open(out), await SafetensorsReader.open(path.join(tmp, 'saved'))];
+    try {
+      for (const n of a.names()) {
+        expect([n, b.info(n).dtype]).toEqual([n, 'F64']);
+        expect(Buffer.compare(Buffer.from(await a.readRaw(n)), Buffer.from(await b.readRaw(n)))).toBe(0);
+      }
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

@@ -22,7 +22,7 @@ import { checkArrayOf, checkBoolean, checkPath } from '../arguments';
 import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
 import { checkJobOptions, withJobScope, type JobScope, type ProgressFn } from '../native/job';
 import { architectureOf, ffPieceMismatch, ffStacks, stackOf } from '../model/architectures';
-import { checkFFWeights, matrixFromCanonical, type FFWeights } from '../model/ff-weights';
+import { checkFFWeights, transpose, transposeSliced, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, asStored, checkAddedTies, type TieMap } from './ties';
 import { checkGivenTies, checkInfoWindows } from './earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from './source-stamp';
@@ -519,9 +519,10 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     const info = src.info(name);
     const rep = replace.get(tiedTo ?? name) ?? replace.get(name);
     if (rep) {
-      // F16/BF16 checkpoints keep their dtype: the writer rounds the float32 replacement to nearest even.
+      // F16/BF16 checkpoints keep their dtype: the writer rounds the float32 replacement to nearest even (and
+      // widens it for F64, which the loader reads as float32 too).
       const bytes = (rep.length * DTYPE_SIZE[info.dtype]) as number;
-      if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16') {
+      if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16' && info.dtype !== 'F64') {
         throw new FfmergeError('INVALID_ARGUMENT', `"${name}" is stored as ${info.dtype}; FF weights must be floating point`);
       }
       plan.push({ name, dtype: info.dtype, shape: info.shape, byteLength: bytes, data: rep });
@@ -665,6 +666,24 @@ export function ffReplacements(
   layer: number,
   ff: FFWeights,
 ): Map<string, Float32Array> {
+  return new Map(ffPieces(config, stack, layer, ff).map(([name, data, t]) => [name, t ? transpose(data, t[0], t[1]) : data]));
+}
+
+/** ffReplacements with a Conv1D layout's matrices transposed in slices (compress's writer: see transposeSliced). */
+export async function ffReplacementsSliced(
+  config: Record<string, unknown>,
+  stack: 'decoder' | 'encoder',
+  layer: number,
+  ff: FFWeights,
+  signal?: AbortSignal,
+): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  for (const [name, data, t] of ffPieces(config, stack, layer, ff)) out.set(name, t ? await transposeSliced(data, t[0], t[1], signal) : data);
+  return out;
+}
+
+/** ffReplacements' tensors, checked: each stored name, its canonical data, and [rows, cols] where it is stored transposed. */
+function ffPieces(config: Record<string, unknown>, stack: 'decoder' | 'encoder', layer: number, ff: FFWeights): [string, Float32Array, [number, number]?][] {
   const st = stackOf(architectureOf(config), stack);
   checkStackLayers(config, stack, [layer], 'ffReplacements(config, stack, layer, ff)');
   checkFFWeights(ff, 'ffReplacements(config, stack, layer, ff): ff');
@@ -678,13 +697,13 @@ export function ffReplacements(
   // written FF would not be the one given
   const mismatch = ffPieceMismatch(config, stack, layer, ff);
   if (mismatch) throw new FfmergeError('SHAPE_MISMATCH', `ffReplacements(config, stack, layer, ff): ff is ${mismatch}`);
-  const out = new Map<string, Float32Array>();
-  out.set(names.wIn, matrixFromCanonical(ff.wIn, ff.dFF, ff.d, names.layout));
-  out.set(names.wOut, matrixFromCanonical(ff.wOut, ff.d, ff.dFF, names.layout));
-  if (names.wGate) out.set(names.wGate, matrixFromCanonical(ff.wGate!, ff.dFF, ff.d, names.layout));
-  if (names.bIn) out.set(names.bIn, ff.bIn!);
-  if (names.bGate) out.set(names.bGate, ff.bGate!);
-  if (names.bOut) out.set(names.bOut, ff.bOut!);
+  // canonical [out, in] is stored [in, out] by a Conv1D layout
+  const dims = (rows: number, cols: number): [number, number] | undefined => (names.layout === 'linear' ? undefined : [rows, cols]);
+  const out: [string, Float32Array, [number, number]?][] = [[names.wIn, ff.wIn, dims(ff.dFF, ff.d)], [names.wOut, ff.wOut, dims(ff.d, ff.dFF)]];
+  if (names.wGate) out.push([names.wGate, ff.wGate!, dims(ff.dFF, ff.d)]);
+  if (names.bIn) out.push([names.bIn, ff.bIn!]);
+  if (names.bGate) out.push([names.bGate, ff.bGate!]);
+  if (names.bOut) out.push([names.bOut, ff.bOut!]);
   return out;
 }
 

@@ -5,6 +5,7 @@
  */
 import { FfmergeError, showValue } from '../errors';
 import { isFloat32Array } from '../typed-arrays';
+import { forSlices, SLICE_ELEMENTS } from '../merge/slices';
 import type { WeightLayout } from './architectures';
 
 export interface FFWeights {
@@ -55,24 +56,35 @@ export function checkFFWeights(ff: FFWeights, what = 'FF weights'): void {
   }
 }
 
-/** Transposes a row-major [rows, cols] matrix. */
-export function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(m.length);
-  for (let r = 0; r < rows; r++) {
+/** Rows [r0, r1) of the row-major [rows, cols] matrix m, written transposed into out. */
+function transposeRows(m: Float32Array, out: Float32Array, rows: number, cols: number, r0: number, r1: number): void {
+  for (let r = r0; r < r1; r++) {
     const base = r * cols;
     for (let c = 0; c < cols; c++) out[c * rows + r] = m[base + c]!;
   }
+}
+
+/** Transposes a row-major [rows, cols] matrix. */
+export function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(m.length);
+  transposeRows(m, out, rows, cols, 0, rows);
+  return out;
+}
+
+/**
+ * transpose, in slices of rows of about a millisecond with the event loop run between them: for the writers,
+ * which run beside a host's other work (a GPT-2-width model's Conv1D matrices, transposed in one go, held the
+ * loop for about a second per save; tester CF). The same values as transpose.
+ */
+export async function transposeSliced(m: Float32Array, rows: number, cols: number, signal?: AbortSignal): Promise<Float32Array> {
+  const out = new Float32Array(m.length);
+  await forSlices(rows, SLICE_ELEMENTS / Math.max(1, cols), (r0, r1) => transposeRows(m, out, rows, cols, r0, r1), signal);
   return out;
 }
 
 /** A weight matrix as stored ([out,in] for linear, [in,out] for conv1d) → canonical [out,in]. */
 export function matrixToCanonical(m: Float32Array, outDim: number, inDim: number, layout: WeightLayout): Float32Array {
   return layout === 'linear' ? m : transpose(m, inDim, outDim);
-}
-
-/** Canonical [out,in] → as stored in `layout`. */
-export function matrixFromCanonical(m: Float32Array, outDim: number, inDim: number, layout: WeightLayout): Float32Array {
-  return layout === 'linear' ? m : transpose(m, outDim, inDim);
 }
 
 export function cloneFF(ff: FFWeights): FFWeights {

@@ -8,7 +8,7 @@
 import * as path from 'node:path';
 import { FfmergeError, abortError, showValue } from '../errors';
 import { checkJobOptions, withJobScope, type JobOptions, type JobScope } from '../native/job';
-import { checkMaxShardSize, checkOutputDir, ffReplacements, ffTies, writeCheckpoint } from '../checkpoint/write';
+import { checkMaxShardSize, checkOutputDir, ffReplacementsSliced, ffTies, writeCheckpoint } from '../checkpoint/write';
 import { checkBoolean, checkOptions, checkPath } from '../arguments';
 import { checkOnnxExportable, exportOnnx } from '../export/onnx/export';
 import { loadModel, readConfig } from '../model/load';
@@ -18,6 +18,7 @@ import { checkSourceUnchanged, sourceStamp } from '../checkpoint/source-stamp';
 import { trainingRuns } from '../checkpoint/training-record';
 import { asRecorded, earlierWindows, mergedLayers, recordedLabel, recordedTies, type RecordedWindow } from '../checkpoint/earlier-merges';
 import type { Model, StackName } from '../model/model';
+import type { FFWeights } from '../model/ff-weights';
 import { inspectModel, type ModelSummary } from '../model/inspect';
 import { anchorOffset, checkK, checkWindow, enumerateWindows, kFromFraction, parseWindow, windowLabel, windowLayers, type Anchor, type Window } from '../merge/windows';
 import { pairsFor } from './align';
@@ -726,10 +727,14 @@ async function writeOutput(
   const config = model.config as Record<string, unknown>;
   const replace = new Map<string, Float32Array>();
   let ties: Record<string, string> = { ...earlierTies };
+  const add = async (stack: StackName, layer: number, ff: FFWeights) => {
+    for (const [name, t] of await ffReplacementsSliced(config, stack, layer, ff, job.signal)) replace.set(name, t);
+  };
   for (const m of chosen) {
     const layers = windowLayers(m.window);
-    for (const l of layers) for (const [name, t] of ffReplacements(config, m.stack, l, m.merged)) replace.set(name, t);
-    for (const [l, ff] of m.adjusted ?? []) for (const [name, t] of ffReplacements(config, m.stack, l, ff)) replace.set(name, t);
+    // stored once, under the window's first layer: the writers read the other layers' through the ties
+    await add(m.stack, layers[0]!, m.merged);
+    for (const [l, ff] of m.adjusted ?? []) await add(m.stack, l, ff);
     ties = { ...ties, ...ffTies(config, m.stack, layers) };
   }
   // windows: every merge the output carries, the source's first (the writer keeps the source's ties with them;

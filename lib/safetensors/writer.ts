@@ -16,6 +16,7 @@ import { DTYPE_SIZE, DType, assertLittleEndian, f32ToBF16, f32ToF16, isDType } f
 import { processAlive } from '../files';
 import { MAX_HEADER_BYTES } from './header';
 import { checkJobOptions, guardProgress, throwIfAborted, type JobOptions } from '../native/job';
+import { forSlices, SLICE_ELEMENTS } from '../merge/slices';
 
 export type TensorData = ArrayBufferView;
 
@@ -25,7 +26,7 @@ export interface TensorToWrite {
   shape: number[];
   /**
    * The bytes (little-endian) of `dtype`, or a function producing them when the writer reaches this tensor.
-   * A Float32Array given for an F16 or BF16 tensor is converted (round to nearest even).
+   * A Float32Array given for an F16 or BF16 tensor is converted (round to nearest even), for F64 widened.
    */
   data: TensorData | (() => TensorData | Promise<TensorData>);
 }
@@ -116,7 +117,7 @@ export async function writeSafetensors(
     for (const i of order) {
       stopIfAsked();
       const t = tensors[i]!;
-      const bytes = toBytes(t, await (typeof t.data === 'function' ? t.data() : t.data));
+      const bytes = await toBytes(t, await (typeof t.data === 'function' ? t.data() : t.data), opts.signal);
       if (bytes.byteLength !== sizes[i]) {
         throw new FfmergeError(
           'SAFETENSORS_SIZE_MISMATCH',
@@ -177,14 +178,23 @@ function validate(t: TensorToWrite, i: number): number {
 /** Bytes `data` will occupy once written as t.dtype (without converting it yet). */
 function byteCount(t: TensorToWrite, data: TensorData): number {
   if (!ArrayBuffer.isView(data)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" data is not a typed array`);
-  if (isFloat32Array(data) && (t.dtype === 'F16' || t.dtype === 'BF16')) return data.length * 2;
+  if (isFloat32Array(data) && (t.dtype === 'F16' || t.dtype === 'BF16' || t.dtype === 'F64')) return data.length * DTYPE_SIZE[t.dtype];
   return data.byteLength;
 }
 
-function toBytes(t: TensorToWrite, data: TensorData): Uint8Array {
+/**
+ * The bytes of `data` as t.dtype. A Float32Array for an F16, BF16 or F64 tensor is converted in slices with the
+ * event loop run between them (one FF matrix at 7B width is 45 M values: converted in one go, the host's loop
+ * stood still for it).
+ */
+async function toBytes(t: TensorToWrite, data: TensorData, signal?: AbortSignal): Promise<Uint8Array> {
   if (!ArrayBuffer.isView(data)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" data is not a typed array`);
-  if (isFloat32Array(data) && (t.dtype === 'F16' || t.dtype === 'BF16')) {
-    data = t.dtype === 'F16' ? f32ToF16(data) : f32ToBF16(data);
+  if (isFloat32Array(data) && (t.dtype === 'F16' || t.dtype === 'BF16' || t.dtype === 'F64')) {
+    const src = data;
+    const out = t.dtype === 'F64' ? new Float64Array(src.length) : new Uint16Array(src.length);
+    const convert = t.dtype === 'F64' ? (x: Float32Array) => x : t.dtype === 'F16' ? f32ToF16 : f32ToBF16;
+    await forSlices(src.length, SLICE_ELEMENTS, (i0, i1) => out.set(convert(src.subarray(i0, i1)), i0), signal);
+    data = out;
   }
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }

@@ -8,15 +8,16 @@
 import { FfmergeError } from '../errors';
 import { architectureOf, type NormNames } from '../model/architectures';
 import type { ModelSpec } from '../model/spec';
-import { transpose } from '../model/ff-weights';
+import { transposeSliced } from '../model/ff-weights';
 
-export function slotReplacements(
+export async function slotReplacements(
   config: Record<string, unknown>,
   spec: ModelSpec,
   slots: Record<string, Float32Array>,
   /** Whether the source checkpoint stores a name (resolves a family's optional prefix, e.g. GPT-2's "transformer."). */
   has: (name: string) => boolean = () => true,
-): Map<string, Float32Array> {
+  signal?: AbortSignal,
+): Promise<Map<string, Float32Array>> {
   const arch = architectureOf(config);
   const st = arch.stacks.find((s) => s.name === arch.mainStack)!;
   const t = st.tensors(config, spec);
@@ -33,9 +34,13 @@ export function slotReplacements(
     if (!v) throw new FfmergeError('TENSOR_NOT_FOUND', `the trained model has no "${name}" tensor`);
     return v;
   };
-  // 2-D weights: canonical [out, in] → stored ([in, out] for conv1d layouts)
-  const matrix = (name: string, data: Float32Array, rows: number, cols: number) =>
-    out.set(name, t.layout === 'conv1d' ? transpose(data, rows, cols) : data);
+  // 2-D weights: canonical [out, in] → stored ([in, out] for conv1d layouts), transposed once all are named,
+  // in slices (transposeSliced: all of GPT-2-small's in one go held the event loop for seconds)
+  const transposed: [string, Float32Array, number, number][] = [];
+  const matrix = (name: string, data: Float32Array, rows: number, cols: number) => {
+    if (t.layout === 'conv1d') transposed.push([name, data, rows, cols]);
+    else out.set(name, data);
+  };
   const norm = (prefix: string, n: NormNames | undefined) => {
     if (!n) return;
     out.set(n.w, slot(`${prefix}_w`));
@@ -72,9 +77,10 @@ export function slotReplacements(
       matrix(L.qkv.fused, qkv, qw + 2 * kw, d);
       if (L.qkv.fusedBias && qkvB) out.set(L.qkv.fusedBias, qkvB);
     } else {
-      matrix(L.qkv.q, qkv.slice(0, qw * d), qw, d);
-      matrix(L.qkv.k, qkv.slice(qw * d, (qw + kw) * d), kw, d);
-      matrix(L.qkv.v, qkv.slice((qw + kw) * d), kw, d);
+      // views of the fused slot (the writer reads them as they are; at 7B width copies were 64 MB each)
+      matrix(L.qkv.q, qkv.subarray(0, qw * d), qw, d);
+      matrix(L.qkv.k, qkv.subarray(qw * d, (qw + kw) * d), kw, d);
+      matrix(L.qkv.v, qkv.subarray((qw + kw) * d), kw, d);
       if (L.qkv.qBias && L.qkv.kBias && L.qkv.vBias && qkvB) {
         out.set(L.qkv.qBias, qkvB.slice(0, qw));
         out.set(L.qkv.kBias, qkvB.slice(qw, qw + kw));
@@ -97,5 +103,6 @@ export function slotReplacements(
     if (f.bOut) out.set(f.bOut, slot(`${p}ff.b_out`));
     if (L.xattn) throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', 'writing a fine-tuned encoder–decoder model is not supported');
   }
+  for (const [name, data, rows, cols] of transposed) out.set(name, await transposeSliced(data, rows, cols, signal));
   return named;
 }

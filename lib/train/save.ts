@@ -160,7 +160,7 @@ async function saveSession(model: Model, o: SaveTrainedOptions, job: JobOptions)
   const reader = await CheckpointReader.open(o.source);
   let replace: Map<string, Float32Array>;
   try {
-    replace = slotReplacements(config, model.spec, slots, (n) => reader.has(n));
+    replace = await slotReplacements(config, model.spec, slots, (n) => reader.has(n), job.signal);
   } finally {
     await reader.close();
   }

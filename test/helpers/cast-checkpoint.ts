@@ -1,13 +1,13 @@
 /**
  * Copies of a checkpoint folder with the floating-point tensors cast: to BF16/F16 (the writer rounds to
- * nearest even), or to F32 holding the values a BF16 copy holds (the "same weights in float32" a 16-bit
+ * nearest even), to F64, or to F32 holding the values a BF16 copy holds (the "same weights in float32" a 16-bit
  * model is compared against). Side files (config, tokenizer) are copied; reference files are not.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SafetensorsReader, toF32, writeSafetensors, f32ToBF16, f32ToF16, type DType, type TensorToWrite } from '../../lib/safetensors';
 
-export type CastTo = 'BF16' | 'F16' | 'F32-of-BF16';
+export type CastTo = 'BF16' | 'F16' | 'F64' | 'F32-of-BF16';
 
 /** `only2d`: matrices only; `names`: only the tensors it accepts (a checkpoint cast layer by layer). */
 export async function castCheckpoint(src: string, dst: string, to: CastTo, opts: { only2d?: boolean; names?: (name: string) => boolean } = {}): Promise<void> {
@@ -33,6 +33,7 @@ export async function castCheckpoint(src: string, dst: string, to: CastTo, opts:
       let data: ArrayBufferView;
       if (to === 'BF16') [dtype, data] = ['BF16', f32ToBF16(x)];
       else if (to === 'F16') [dtype, data] = ['F16', f32ToF16(x)];
+      else if (to === 'F64') [dtype, data] = ['F64', Float64Array.from(x)];
       else {
         const b = f32ToBF16(x);
         [dtype, data] = ['F32', toF32('BF16', new Uint8Array(b.buffer, b.byteOffset, b.byteLength))];
