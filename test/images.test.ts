@@ -288,7 +288,11 @@ describe('image folders (PNG and JPEG made with sharp)', () => {
     const amb = path.join(tmp, 'folder-loose-ambiguous');
     await make(amb, 'a_b', 'a.png', 4, 5, 1, 10, 'png');
     const e = await expectCode(loadImageFolder(amb, grey5, { classNames: ['A b', 'a-b'] }), 'INVALID_DATA');
-    expect(e.message).toContain('class folder "a_b"');
+    expect(e.message).toContain('class folder "a_b" names classes 0 and 1 alike ("A b", "a-b")');
+    // two classes of one name in id2label: said so, not "none of the model's classes" with it in the list (tester CE)
+    const same = path.join(tmp, 'folder-same-name');
+    await make(same, 'T-shirt', 'a.png', 4, 5, 1, 10, 'png');
+    await expectCode(loadImageFolder(same, grey5, { classNames: ['T-shirt', 'T-shirt'] }), 'INVALID_DATA', /"T-shirt" names classes 0 and 1 alike .*name the folders by class index/);
     expect(Array.from((await loadImageFolder(amb, grey5, { classNames: ['A b', 'a_b'] })).labels!)).toEqual([1]);
     // two folders of one class (before: both taken silently), or a name and its index
     await make(dir, 'Ankle boot', 'd.png', 4, 5, 1, 40, 'png');

@@ -515,6 +515,16 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
     // a canonical decimal index only ("07" or "1e1" is a name, not an index)
     const byIndex = /^(0|[1-9][0-9]{0,8})$/.test(c) && Number(c) < count ? Number(c) : -1;
     const label = byName >= 0 ? byName : byIndex;
+    // id2label may give two classes one name: a folder of that name is theirs both, so neither (tester CE: the
+    // error said it was none of the classes, with the name right there in the list)
+    // (a name written exactly as one class's alone is that class's)
+    const sharing = classNames.flatMap((n, i) => (n === c || (exact < 0 && loose !== '' && looseClassName(n) === loose) ? [i] : []));
+    if (byIndex < 0 && sharing.length > 1) {
+      throw new FfmergeError(
+        'INVALID_DATA',
+        `image folder ${dir}: class folder ${showValue(c)} names classes ${sharing.join(' and ')} alike (${sharing.map((i) => showValue(classNames[i])).join(', ')}): the model's labels do not tell them apart, so name the folders by class index (0..${count - 1})`,
+      );
+    }
     if (label < 0) {
       throw new FfmergeError(
         'INVALID_DATA',
