@@ -16,7 +16,7 @@
  * tokenizer, which has no pre-tokenizer, ~340 bytes a character: 32 M characters ran the thread out of
  * memory), and that BPE slows down on long calls (5.4 M characters: 118 s in one call, 28 to 58 s in pieces
  * of 16 Ki on a busy 2-core machine). So text is tokenized in one call only up to oneCallChars
- * (TOKENIZE_LIMITS: 4 Mi; every fixture split, e.g. wikitext-2 test's 1.3 M characters, stays one call, its
+ * (TOKENIZE_LIMITS: 1.5 Mi; every fixture split, e.g. wikitext-2 test's 1.3 M characters, stays one call, its
  * ids unchanged). A longer text (no budget, or a budget that needs more) is cut into pieces of about
  * pieceChars, each tokenized alone, ids appended to a growing Int32Array, so memory is bounded by a piece and
  * the ids.
@@ -425,13 +425,15 @@ class WorkerSlots {
 }
 
 /**
- * How texts are cut (the header says why). One call up to 4 Mi characters (llama-stories260k's tokenizer holds
- * ~1.4 GB for them; 32 M characters ran the thread's heap out); pieces of 128 Ki characters (its BPE is faster
+ * How texts are cut (the header says why). One call up to 1.5 Mi characters: llama-stories260k's tokenizer
+ * holds ~340 bytes a character, so the process peaked at 538 MB for a 360,000-token budget (1.4 M characters),
+ * where a limit of 4 Mi let a 409,600-token budget take 640 MB in one call, now 199 MB in pieces (tester CF;
+ * 32 M characters ran the thread's heap out). Pieces of 128 Ki characters (its BPE is faster
  * on short calls: 6.6 s a MB in pieces of 64 Ki, 8.6 at 256 Ki, 10.4 at 1 Mi); a piece runs past that only to
  * reach a line break, never past 4 Mi characters. 2^28 ids (1 GiB) is more than any evaluation here reads.
  */
 export const TOKENIZE_LIMITS: Readonly<TokenizeLimits> = Object.freeze({
-  oneCallChars: 4 * 2 ** 20,
+  oneCallChars: 1.5 * 2 ** 20,
   pieceChars: 128 * 2 ** 10,
   maxCallChars: 4 * 2 ** 20,
   verifyChars: 512,
