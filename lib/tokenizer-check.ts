@@ -60,5 +60,21 @@ export function tokenizerJsonProblem(json: unknown, file: string): string | unde
     for (const [token, id] of Object.entries(vocab)) if (badId(id)) return `${file}: token ${show(token)} has id ${show(id)}, ${where}`;
   }
   for (const a of addedList as Record<string, unknown>[]) if (badId(a.id)) return `${file}: added token ${show(a.content)} has id ${show(a.id)}, ${where}`;
-  return undefined;
+  // A Replace normalizer runs before any length check, on all of a call's text: one that puts 10,000 characters
+  // where it finds a space grew a 20 kB file past 4 GB in the tokenizer thread (tester CE). Real ones put one or
+  // two characters where they find as many ("▁" for " ", '"' for "``"); at most 4 per character found is read.
+  const grows = (n: unknown, depth: number): string | undefined => {
+    if (!isObject(n) || depth > 64) return undefined;
+    if (n.type === 'Sequence' && Array.isArray(n.normalizers)) {
+      for (const m of n.normalizers) {
+        const why = grows(m, depth + 1);
+        if (why) return why;
+      }
+      return undefined;
+    }
+    if (n.type !== 'Replace' || typeof n.content !== 'string' || !isObject(n.pattern)) return undefined;
+    const found = typeof n.pattern.String === 'string' ? n.pattern.String.length : 1; // a regex may match one character
+    return n.content.length > 4 * Math.max(1, found) ? `${file}: its Replace normalizer puts ${n.content.length} characters where it finds ${show(n.pattern)}, so text would grow up to ${Math.round(n.content.length / Math.max(1, found))}-fold before it is tokenized (at most 4-fold is read)` : undefined;
+  };
+  return grows(json.normalizer, 0);
 }

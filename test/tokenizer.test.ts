@@ -186,6 +186,8 @@ describe('a tokenizer model the library cannot read as given is INVALID_CONFIG',
     ['an added token without content', (j: Json) => ({ ...j, added_tokens: [...j.added_tokens, { id: 3 }] }), /added token 3 is \{"id":3\}, not an object with a "content" string/],
     ['no model', (j: Json) => ({ ...j, model: undefined }), /has no "model" object \(got undefined\)/],
     ['a token id that is not an integer, named', (j: Json) => withModel({ vocab: { ...j.model.vocab, '\u2581t': 3.5 } })(j), /token "\u2581t" has id 3\.5, not an integer in 0\.\.3083 for a vocabulary of 515 entries/],
+    // tester CE: a space made 10,000 "▁" grew the tokenizer thread past 4 GB on a 20 kB file
+    ['a Replace normalizer that grows the text', (j: Json) => ({ ...j, normalizer: { type: 'Sequence', normalizers: [{ type: 'Replace', pattern: { String: ' ' }, content: '\u2581'.repeat(10000) }] } }), /its Replace normalizer puts 10000 characters where it finds \{"String":" "\}, so text would grow up to 10000-fold/],
   ])('%s', async (_what, mutate, message) => {
     const { tokenizeFile } = await import('../lib/data/tokenize-file');
     const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
