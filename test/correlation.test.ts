@@ -1,4 +1,5 @@
 import { CorrelationAccumulator, correlate } from '../lib/native/correlation';
+import { STAGE_MIN } from '../lib/native/staged';
 import { permutationFromCorrelation } from '../lib/native/assignment';
 import { pearsonReference } from '../lib/reference/correlation';
 import * as fs from 'node:fs';
@@ -303,6 +304,18 @@ describe('correlate', () => {
     expect(maxAbsDiff(await correlate(x, y, rows, 13, 2), pearsonReference(x, y, rows, 13, 2))).toBeLessThan(1e-6);
     expect(maxAbsDiff(await correlate(x, x, rows, 13, 13), pearsonReference(x, x, rows, 13, 13))).toBeLessThan(1e-6);
     expect((await rejection(correlate(x, y, rows, 13, 3))).code).toBe('SHAPE_MISMATCH');
+  });
+
+  it('stages large inputs with { stage: true } and gives the same correlations (tester CF: it refused the option)', async () => {
+    const normal = rng(10);
+    const rows = 4099; // x: 4099 × 257 floats, past STAGE_MIN (1 Mi), so it is staged in slices
+    const common = commonFactor(normal, rows);
+    const x = layer(normal, common, 257, 1);
+    const y = layer(normal, common, 3, -2);
+    expect(x.length).toBeGreaterThan(STAGE_MIN);
+    const plain = await correlate(x, y, rows, 257, 3);
+    expect(await correlate(x, y, rows, 257, 3, { stage: true })).toEqual(plain);
+    expect((await rejection(correlate(x, y, rows, 257, 3, { stage: 'yes' as unknown as boolean }))).code).toBe('INVALID_ARGUMENT');
   });
 });
 

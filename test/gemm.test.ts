@@ -112,6 +112,23 @@ describe('native sgemm (matmul)', () => {
     expect(firstMismatch(got, matmulReference(a, b, shape), matmulAbsReference(a, b, shape), 259)).toBe(-1);
   });
 
+  it('with { stage: true } copies large inputs in slices and gives the same product, bit for bit (tester CF)', async () => {
+    const next = rng(4);
+    // a: 1031 × 1033 floats, past STAGE_MIN (1 Mi), so it is staged; b (1033 × 7) is copied at the call
+    const shape = { m: 1031, n: 7, k: 1033, transB: true };
+    const a = randomArray(1031 * 1033, next);
+    const b = randomArray(7 * 1033, next);
+    const plain = await matmul(a, b, shape);
+    const staged = await matmul(a, b, shape, { stage: true });
+    expect(staged).toEqual(plain);
+    expect(firstMismatch(staged, matmulReference(a, b, shape), matmulAbsReference(a, b, shape), 1033)).toBe(-1);
+    // the same array as both operands is staged once
+    const sq = randomArray(1031 * 1031, next);
+    expect(await matmul(sq, sq, { m: 1031, n: 1031, k: 1031, transB: true }, { stage: true })).toEqual(await matmul(sq, sq, { m: 1031, n: 1031, k: 1031, transB: true }));
+    const e = await matmul(a, b, shape, { stage: 'yes' as unknown as boolean }).catch((x: unknown) => x);
+    expect(isFfmergeError(e) && e.code).toBe('INVALID_ARGUMENT');
+  });
+
   it('reports progress as {phase, done, total}', async () => {
     const seen: Array<{ phase: string; done: number; total: number }> = [];
     await matmul(new Float32Array(6), new Float32Array(12), { m: 2, n: 4, k: 3 }, { onProgress: (p) => seen.push(p) });

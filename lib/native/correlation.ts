@@ -297,7 +297,10 @@ export class CorrelationAccumulator {
 
 /**
  * One-shot Pearson cross-correlation of the columns of x (rows × dx) against those of y (rows × dy), both
- * row-major float32: a dx × dy Float32Array. Pass the same array twice for a self-correlation.
+ * row-major float32: a dx × dy Float32Array. Pass the same array twice for a self-correlation. With `stage`,
+ * x and y are copied into native memory a slice at a time, as CorrelationAccumulator.add stages them (copied
+ * at the call, 80,000 × 512 held the event loop for over a second; tester CF): they must not change until the
+ * promise settles.
  */
 export async function correlate(
   x: Float32Array,
@@ -305,9 +308,9 @@ export async function correlate(
   rows: number,
   dx: number,
   dy: number,
-  opts: JobOptions = {},
+  opts: JobOptions & { stage?: boolean } = {},
 ): Promise<Float32Array> {
-  checkJobOptions(opts, 'correlate(x, y, rows, dx, dy, options): options', []);
+  checkStageOptions(opts, 'correlate(x, y, rows, dx, dy, options): options');
   if (!isCount(rows) || rows === 0) throw new FfmergeError('INVALID_ARGUMENT', 'rows must be a positive integer');
   // the shapes before the accumulator: its sums are sized by dx and dy, which a wrong shape may make absurd
   for (const [name, v, dim] of [['x', x, dx], ['y', y, dy]] as const) {
@@ -318,5 +321,6 @@ export async function correlate(
   const self = x === y && dx === dy;
   const acc = self ? new CorrelationAccumulator([dx], [[0, 0]]) : new CorrelationAccumulator([dx, dy], [[0, 1]]);
   await acc.add(self ? [x] : [x, y], rows, opts);
-  return acc.finalize(0, opts);
+  const { stage: _stage, ...job } = opts;
+  return acc.finalize(0, job);
 }

@@ -3,12 +3,14 @@
  *   const c = await matmul(a, b, { m, n, k, transB: true });   // c = a · bᵀ, m×n, row-major
  * Runs on the addon's thread pool off the main thread; an AbortSignal stops it before it starts.
  */
+import * as buffer from 'node:buffer';
 import * as os from 'node:os';
 import { FfmergeError, showValue } from '../errors';
 import { checkMatmulShape, type MatmulShape } from './matmul-shape';
 import { checkJobOptions, type JobOptions, type NativeJobHandle, runNativeJob } from './job';
-import { checkFloat32Array, checkOneOf } from '../arguments';
+import { checkBoolean, checkFloat32Array, checkOneOf } from '../arguments';
 import { loadAddon } from './loader';
+import { type StagedFloatsHandle, withStaged } from './staged';
 
 export type { MatmulShape } from './matmul-shape';
 
@@ -24,13 +26,19 @@ export interface MatmulOptions extends JobOptions {
   beta?: number;
   /** Write into this m×n array instead of a new one (its values are the input C when beta ≠ 0). */
   out?: Float32Array;
+  /**
+   * Copy a and b into native memory a slice at a time over the next turns of the event loop (lib/native/staged.ts)
+   * instead of at the call, which held the loop for a few hundred ms at 2048² (tester CF): they must then not
+   * change until the promise settles.
+   */
+  stage?: boolean;
 }
 
 interface GemmAddon {
   sgemm(
-    a: Float32Array,
-    b: Float32Array,
-    c: Float32Array,
+    a: Float32Array | StagedFloatsHandle,
+    b: Float32Array | StagedFloatsHandle,
+    c: Float32Array | null,
     m: number,
     n: number,
     k: number,
@@ -60,18 +68,17 @@ function overlaps(x: Float32Array, y: Float32Array): boolean {
 }
 
 /**
- * A new m×n output. m·n is not bounded by a and b (k may be 0), so a shape such as m = 2³¹ asked for 16 GiB,
- * which Linux grants and then kills the process for while the product writes it: refused as OUT_OF_MEMORY.
+ * Refuses an m×n output larger than this machine's memory. m·n is not bounded by a and b (k may be 0), so a
+ * shape such as m = 2³¹ asked for 16 GiB, which Linux grants and then kills the process for while the product
+ * writes it: OUT_OF_MEMORY. The output itself is made on the pool and handed over without a copy.
  */
-function outputArray(m: number, n: number): Float32Array {
+function checkOutputFits(m: number, n: number): void {
+  if (m * n > buffer.constants.MAX_LENGTH) {
+    throw new FfmergeError('OUT_OF_MEMORY', `matmul: the ${m}×${n} output has more values than a Float32Array holds (${buffer.constants.MAX_LENGTH})`);
+  }
   const bytes = 4 * m * n;
   if (bytes > os.totalmem()) {
     throw new FfmergeError('OUT_OF_MEMORY', `matmul: the ${m}×${n} output would take ${Math.round(bytes / 2 ** 20)} MiB, more than this machine's ${Math.round(os.totalmem() / 2 ** 20)} MiB of memory`);
-  }
-  try {
-    return new Float32Array(m * n);
-  } catch (e) {
-    throw new FfmergeError('OUT_OF_MEMORY', `matmul: the ${m}×${n} output cannot be allocated (${(e as Error).message})`, { cause: e });
   }
 }
 
@@ -86,9 +93,10 @@ export async function matmul(
     checkFloat32Array(x, `matmul(a, b, shape): ${name}`);
   }
   checkMatmulShape(a, b, shape);
-  checkJobOptions(opts, 'matmul(a, b, shape, options): options', ['kernel', 'alpha', 'beta', 'out']);
+  checkJobOptions(opts, 'matmul(a, b, shape, options): options', ['kernel', 'alpha', 'beta', 'out', 'stage']);
   const { m, n, k, transA = false, transB = false } = shape;
-  const { alpha = 1, beta = 0, kernel, out } = opts;
+  const { alpha = 1, beta = 0, kernel, out, stage } = opts;
+  checkBoolean(stage, 'matmul: stage');
   if (out !== undefined) checkFloat32Array(out, 'matmul: out');
   checkOneOf(kernel, 'matmul: kernel', GEMM_KERNELS);
   if (typeof alpha !== 'number' || typeof beta !== 'number' || !Number.isFinite(alpha) || !Number.isFinite(beta)) {
@@ -100,10 +108,9 @@ export async function matmul(
   if (out !== undefined && (overlaps(out, a) || overlaps(out, b))) {
     throw new FfmergeError('INVALID_ARGUMENT', 'matmul: out must not share memory with a or b (it is written while they are read)');
   }
-  const c = out ?? outputArray(m, n);
-  return runNativeJob(
-    'matmul',
-    (onProgress) => addon().sgemm(a, b, c, m, n, k, transA, transB, alpha, beta, kernel, onProgress),
-    opts,
+  if (out === undefined) checkOutputFits(m, n);
+  const job = { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
+  return withStaged([{ a, b }], { ...job, stage: stage === true }, ([staged]) =>
+    runNativeJob('matmul', (onProgress) => addon().sgemm(staged!.a, staged!.b, out ?? null, m, n, k, transA, transB, alpha, beta, kernel, onProgress), job),
   );
 }
