@@ -100,6 +100,9 @@ describe('the tied-format snippet', () => {
   test('the card names the block size the LM numbers were scored in, and the search budget (tester Z)', () => {
     const card = modelCard({ ...report('llama'), data: { ...report('llama').data, search: 1024, blockSize: 128, test: 4096 } }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
     expect(card).toContain('- calibration: 2,048 tokens; validation: 2,048 tokens (1,024 per search candidate); test: 4,096 tokens; text scored in blocks of 128 tokens (`ffmerge eval --block-size 128`)');
+    // token-id rows scored (calibration sampled at the block size): no --block-size, which eval refuses on rows (tester CH)
+    const rows = modelCard({ ...report('llama'), data: { ...report('llama').data, blockSize: 256, textScored: false } }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
+    expect(rows).not.toContain('--block-size');
     // an older report without search or blockSize: the line as before
     expect(modelCard(report('llama'), 'tied', { dir: 's1', config: { model_type: 'llama' } })).toContain('- calibration: 2,048 tokens; validation: 2,048 tokens\n');
   });
@@ -147,6 +150,18 @@ describe('outputCard: from the folder record', () => {
     expect(card).not.toContain('| merged');
     expect(card).toContain('**tied** format');
     expect(python(card)).toContain('AutoModelForCausalLM.from_pretrained("s1ft")');
+  });
+
+  test('a second fine-tune counts every run\'s steps; a 16-bit folder says its numbers were measured in float32 (tester CH)', () => {
+    const config = { model_type: 'llama', dtype: 'bfloat16', ffmerge: { format: 'tied', windows, finetune, earlierFinetunes: [{ ...finetune, steps: 30 }] } };
+    const card = outputCard(config, 'tied', 'x')!;
+    // before: "20 steps after the merge" for a model 50 steps past it
+    expect(card).toContain('- 20 steps in the last of 2 fine-tuning runs (50 steps in all of them) after the merge');
+    expect(card).toContain('- the summaries of the earlier run are in `config.json` under `ffmerge.earlierFinetunes`');
+    expect(card).toContain('- weights stored in BF16: the losses above were measured in float32');
+    expect(outputCard({ ...config, dtype: 'float32' }, 'tied', 'x')).not.toContain('weights stored in');
+    expect(outputCard(config, 'onnx', 'x')).not.toContain('weights stored in');
+    expect(outputCard({ ...config, ffmerge: { ...config.ffmerge, earlierFinetunes: [{}] } }, 'tied', 'x')).toContain("(the others' steps are not all recorded)");
   });
 
   test('with a report: the compress card, its merged row marked as before the fine-tuning, plus the section', () => {

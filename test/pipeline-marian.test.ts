@@ -154,6 +154,9 @@ describeShared('fixtures/marian-multi30k-en-de', 'compress on marian-multi30k-en
       // ranked by loss, the references are cut too (the last pair's target): 2 of 6
       const byLoss = await translation.create({ model, dir: FIXTURE, options: { parallel: { tsv }, calibrationPairs: 5, selectBy: 'loss' } }, {});
       expect(byLoss.data.notes[2]).toMatch(/^validation pairs: 2 of 6 /);
+      // a test split cut by its size says it is the first of more (tester CH: "test: 200 sentences" alone)
+      const withTest = await translation.create({ model, dir: FIXTURE, options: { parallel: { tsv }, calibrationPairs: 5, test: { tsv }, testSentences: 4 } }, {});
+      expect(withTest.data.notes).toContain('test: the first 4 of 11 test pairs');
     } finally {
       model.dispose();
     }

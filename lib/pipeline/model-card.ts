@@ -48,6 +48,11 @@ export interface CardContext {
   finetune?: unknown;
 }
 
+/** The 16-bit dtype config.json gives the weights (`dtype`, transformers 5; `torch_dtype` before), as the card names it. */
+function halfDtype(config: Record<string, unknown>): string | undefined {
+  const d = config.dtype ?? config.torch_dtype;
+  return d === 'bfloat16' ? 'BF16' : d === 'float16' ? 'F16' : undefined;
+}
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const finite = (o: Record<string, unknown>, k: string): number | undefined => {
   const v = Object.hasOwn(o, k) ? o[k] : undefined;
@@ -122,11 +127,16 @@ function loadingText(format: CompressFormat, ctx: CardContext, merged: boolean):
 }
 
 /** The fine-tuning section, from the record `ffmerge finetune` (or saveTrained) wrote. */
-function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>, merged: boolean): string[] {
+function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>, merged: boolean, stored16?: string): string[] {
   const f = isObject(rec) ? rec : {};
   const own = isObject(config.ffmerge) ? config.ffmerge : {};
-  const earlier = Array.isArray(own.earlierFinetunes) ? own.earlierFinetunes.length : 0;
+  const runs = Array.isArray(own.earlierFinetunes) ? (own.earlierFinetunes as unknown[]) : [];
+  const earlier = runs.length;
   const steps = finite(f, 'steps');
+  // every run's steps together: the line counted the last run's alone (tester CH: "20 steps", 50 in all)
+  const counted = runs.map((x) => (isObject(x) ? finite(x, 'steps') : undefined));
+  const total = steps !== undefined && counted.every((n) => n !== undefined) ? counted.reduce((a: number, n) => a + n!, steps) : undefined;
+  const ofRuns = earlier > 0 ? ` in the last of ${earlier + 1} fine-tuning runs (${total !== undefined ? `${total} steps in all of them` : 'the others\' steps are not all recorded'})` : '';
   const settings = [
     field(f, 'batch') && `batch ${field(f, 'batch')}`,
     field(f, 'seq') && `sequence ${field(f, 'seq')} tokens`,
@@ -151,7 +161,7 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
   return [
     '## Fine-tuning',
     // a model fine-tuned without a merge has no merged FF: "after the merge, the ties kept" would invent one
-    `- ${steps !== undefined ? `${steps} steps` : 'trained'} ${merged ? 'after the merge, the ties kept (each merged FF trained as one)' : 'with nothing merged (every layer keeps its own FF)'}${settings.length ? `: ${settings.join(', ')}` : ''}`,
+    `- ${steps !== undefined ? `${steps} steps${ofRuns}` : 'trained'} ${merged ? 'after the merge, the ties kept (each merged FF trained as one)' : 'with nothing merged (every layer keeps its own FF)'}${settings.length ? `: ${settings.join(', ')}` : ''}`,
     ...(data.length ? [`- ${data.join('; ')}`] : []),
     ...(finite(f, 'firstLoss') !== undefined ? [`- training loss, first step → last: ${loss(finite(f, 'firstLoss'), finite(f, 'lastLoss'))}`] : []),
     ...(valBefore !== undefined || valAfter !== undefined
@@ -162,7 +172,9 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
       : []),
     ...(accBefore !== undefined || accAfter !== undefined ? [`- validation top-1 accuracy before → after: ${num(accBefore, 'accuracy')} → ${num(accAfter, 'accuracy')}`] : []),
     ...(steps === undefined ? ['- no summary of the training was recorded'] : []),
-    ...(earlier > 0 ? [`- this was the last of ${earlier + 1} fine-tuning runs; the summaries of the ${earlier === 1 ? 'earlier one' : `${earlier} earlier ones`} are in \`config.json\` under \`ffmerge.earlierFinetunes\`, oldest first`] : []),
+    ...(earlier > 0 ? [`- the summaries of the ${earlier === 1 ? 'earlier run' : `${earlier} earlier runs`} are in \`config.json\` under \`ffmerge.earlierFinetunes\`, oldest first`] : []),
+    // as compress's card says of its 16-bit outputs (tester CH: this card did not)
+    ...(stored16 ? [`- weights stored in ${stored16}: the losses above were measured in float32 before the trained weights were rounded to it, so \`eval\` of this folder can differ in the fourth or fifth digit`] : []),
     '- the summary is in `config.json` under `ffmerge.finetune`; `ffmerge finetune` writes its loss log to `finetune.json`.',
     '',
   ];
@@ -217,7 +229,8 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     }`,
     `- calibration: ${int(r.data.calibration)} ${r.data.unit}; validation: ${int(r.data.validation)} ${r.data.unit}${r.data.search !== undefined && r.data.search !== r.data.validation ? ` (${int(r.data.search)} per search candidate)` : ''}${r.data.test !== undefined ? `; test: ${int(r.data.test)} ${r.data.unit}` : ''}` +
       // the numbers depend on it: eval reproduces them on the same text only with the same --block-size
-      (r.data.blockSize !== undefined ? `; text scored in blocks of ${r.data.blockSize} tokens (\`ffmerge eval --block-size ${r.data.blockSize}\`${drawn ? ' reproduces the test numbers; eval reads text from its start, not drawn across the file' : ''})` : ''),
+      // (not where no scored split was text: eval refuses --block-size on token-id rows; tester CH)
+      (r.data.blockSize !== undefined && r.data.textScored !== false ? `; text scored in blocks of ${r.data.blockSize} tokens (\`ffmerge eval --block-size ${r.data.blockSize}\`${drawn ? ' reproduces the test numbers; eval reads text from its start, not drawn across the file' : ''})` : ''),
     // where each split came from (drawn blocks, budgets past the data, 16-bit weights): what eval alone would not say
     ...notes.map((n) => `  - ${n}`),
     '',
@@ -287,7 +300,7 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
         ]
       : []),
     '',
-    ...(tuned ? finetuneText(rec.finetune, type !== 'vit', config, merged) : []),
+    ...(tuned ? finetuneText(rec.finetune, type !== 'vit', config, merged, format === 'onnx' ? undefined : halfDtype(config)) : []),
     '## How to load it',
     ...loadingText(format, ctx, merged),
     '',

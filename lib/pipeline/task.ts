@@ -33,6 +33,8 @@ export interface DataCounts {
   test?: number;
   /** LM only: tokens per block, when some data was cut into blocks (text) or sampled (absent when all were token-id rows). */
   blockSize?: number;
+  /** LM only, with blockSize: whether validation or test was text cut into those blocks (`eval --block-size` reproduces it). */
+  textScored?: boolean;
   /** Lines for people about where each split came from. */
   notes: string[];
 }

@@ -185,6 +185,15 @@ export const languageModeling: TaskKind = {
     const notes: string[] = [];
     // the report's blockSize is that of the splits cut at it; a split that was not is named
     if (cut) for (const [what, why] of asIs) notes.push(`${what}: used as it is, not cut into blocks of ${blockSize} (${why})`);
+    // whether a scored split (validation, or calibration's rest; test) was text cut at blockSize, which `eval
+    // --block-size` reproduces (sampled calibration takes blockSize too, but is not scored)
+    const asIsSplits = new Set(asIs.map(([w]) => w));
+    const scoredText = (
+      [
+        [o.validation === undefined ? 'calibration' : 'validation', o.validation ?? o.calibration],
+        ['test', o.test],
+      ] as const
+    ).some(([w, src]) => typeof src === 'string' && !asIsSplits.has(w));
     /**
      * Blocks of a source within a budget; `drawn` sources (calibration, validation) follow o.draw, test never.
      * With 'spread', a note for `noted` (what the blocks are drawn for) says what they were drawn from.
@@ -275,7 +284,7 @@ export const languageModeling: TaskKind = {
         search: tokenCount(searchBlocks),
         ...(testBlocks ? { test: tokenCount(testBlocks) } : {}),
         // all token-id rows: no block size was used, none is reported
-        ...(cut ? { blockSize } : {}),
+        ...(cut ? { blockSize, textScored: scoredText } : {}),
         notes,
       },
       async prepare(starts, opts) {

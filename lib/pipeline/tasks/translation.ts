@@ -105,6 +105,8 @@ export const translation: TaskKind = {
         ...(test ? { test: test.length } : {}),
         notes: [
           `validation: ${val.length} of ${valAll.length} ${o.validation ? 'validation pairs' : 'pairs after the calibration ones'}`,
+          // the test split's size alone did not say that it was the first of more (tester CH)
+          ...(test && testAll && test.length < testAll.length ? [`test: the first ${test.length} of ${testAll.length} test pairs`] : []),
           ...cutNote(calCut, calN, 'calibration pairs'),
           ...cutNote(Math.max(valCut, valRefs?.truncated ?? 0), val.length, 'validation pairs'),
           ...cutNote(testCut, test?.length ?? 0, 'test sources'),
