@@ -55,9 +55,9 @@ describe('ffmerge CLI', () => {
     expect(Object.keys(out.baselines)).toEqual(['drop-ff', 'paper']);
     expect(out.merged.validation).toBeLessThan(out.baselines['drop-ff'].validation);
     expect(out.merged.validation).toBeLessThan(out.baselines.paper.validation);
-    // the demo writes into the temp folder ($TMPDIR/ffmerge-demo), never into the current directory
+    // the demo writes into the temp folder ($TMPDIR/ffmerge-demo-<uid>: one per user), never into the current directory
     expect(fs.readdirSync(cwd)).toEqual([]);
-    const dir = path.join(scratch, 'ffmerge-demo', 'llama-stories260k-ffmerge');
+    const dir = path.join(scratch, `ffmerge-demo-${process.getuid?.() ?? os.userInfo().username}`, 'llama-stories260k-ffmerge');
     expect(out.out.dir).toBe(dir);
     expect(fs.existsSync(path.join(dir, 'report.json'))).toBe(true);
     expect(fs.existsSync(path.join(dir, 'tokenizer.json'))).toBe(true);
@@ -65,7 +65,11 @@ describe('ffmerge CLI', () => {
     const after = fs.statSync(path.join(dir, 'model.safetensors')).size;
     expect(before - after).toBeGreaterThan(out.params.removed * 4 - 4096);
 
-    // the demo replaces its own scratch output; a user's --out that is not empty is refused and left untouched
+    // the demo replaces its own scratch output; a user's --out that is not empty is refused and left untouched.
+    // Asked for the paper's merge itself, the demo does not show it again as a baseline (tester CD)
+    const paper = ffmerge(cwd, 'compress', '--method', 'permute', '--json');
+    expect(paper.code).toBe(0);
+    expect(Object.keys(JSON.parse(paper.stdout).baselines)).toEqual(['drop-ff']);
     expect(ffmerge(cwd, 'compress', '--json').code).toBe(0);
     const again = ffmerge(cwd, 'compress', '--out', dir);
     expect(again.code).toBe(2);
@@ -268,6 +272,12 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     const version = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version;
     expect(r.stdout.split('\n')[0]).toBe(`ffmerge ${version}`);
     expect(r.stdout).toMatch(/native addon (prebuilt|built from source) \(cpu, GEMM \w+/);
+    // an addon that cannot load is said, and the exit code says it too (tester CG: 0, so an install check passed)
+    const cuda = ffmergeEnv({ FFMERGE_BACKEND: 'cuda' }, cwd, '--version');
+    if (!/native addon \S+ \(cuda/.test(cuda.stdout)) {
+      expect(cuda.stdout).toMatch(/native addon not loadable: FFMERGE_BACKEND=cuda/);
+      expect(cuda.code).toBe(1);
+    }
   });
 
   it.each([

@@ -101,11 +101,14 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   if (fraction !== undefined && !Number.isFinite(fraction)) throw new FfmergeError('INVALID_ARGUMENT', `--fraction must be a number, got "${o.fraction}"`);
   // The bundled demo writes to a scratch folder it owns and replaces on each run: running the demo inside a
   // clone (or in any project) must not leave a folder there. A user's own model goes to ./<model>-ffmerge.
-  const demoOut = bundled && o.out === undefined ? path.join(os.tmpdir(), 'ffmerge-demo', 'llama-stories260k-ffmerge') : undefined;
+  // One folder per user: on a shared machine the first user's /tmp/ffmerge-demo refused every other (tester CG).
+  const demoOut = bundled && o.out === undefined ? path.join(os.tmpdir(), `ffmerge-demo-${process.getuid?.() ?? os.userInfo().username}`, 'llama-stories260k-ffmerge') : undefined;
   const out = o.out ?? demoOut ?? `${path.basename(path.resolve(model))}-ffmerge`;
   const plugins = await loadPlugins(o.plugins);
-  // the bundled demo shows the merge next to dropping FF sublayers and the paper's plain merge
-  const baselines = (o.baselines ?? (bundled ? 'drop-ff,paper' : ''))
+  // the bundled demo shows the merge next to dropping FF sublayers and the paper's plain merge, unless the merge
+  // asked for is that very one (tester CD: two rows of one model, and its search run twice)
+  const papers = o.method === 'permute' && (o.recover ?? 'none') === 'none' && (o.anchor ?? 'first') === 'first' && (o.window ?? 'auto') === 'auto';
+  const baselines = (o.baselines ?? (bundled ? (papers ? 'drop-ff' : 'drop-ff,paper') : ''))
     .split(',')
     .map((b) => b.trim())
     .filter(Boolean)

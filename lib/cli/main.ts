@@ -38,6 +38,15 @@ function packageVersion(): string {
   }
 }
 
+function addonLoads(): boolean {
+  try {
+    loadAddon();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** `ffmerge --version`: the version, and which native build runs (prebuilt or compiled here) and why. */
 function versionText(): string {
   let native: string;
@@ -142,7 +151,7 @@ export function buildProgram(
     .option('--test-tokens <n>', 'test token budget, in whole blocks (default: the whole file)')
     .option('--draw <how>', 'which blocks of the --data/--valid text the budgets take: head (the first ones, default) | spread (drawn across the whole file; validation from the --data file disjoint from calibration)')
     .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
-    .addHelpText('after', '\nWith no model: the bundled llama-stories260k demo, written to\n<tmp>/ffmerge-demo/llama-stories260k-ffmerge unless --out is given.')
+    .addHelpText('after', '\nWith no model: the bundled llama-stories260k demo, written to\n<tmp>/ffmerge-demo-<user id>/llama-stories260k-ffmerge unless --out is given.')
     .action((model: string | undefined, o: CompressCliOptions) => runCompress(model, o, signal));
 
   program
@@ -305,7 +314,9 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       // help and version are not failures
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help') return 0;
+      // --version says whether the addon loads; a script that checks an install by it sees a failure as one (tester CG)
+      if (e.code === 'commander.version') return addonLoads() ? 0 : 1; // 1: as a command that needs the addon ends
       // a usage error: one line with its code (commander's "(Did you mean …?)" hint kept on that line)
       const message = e.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
       const hint = e.code === 'commander.unknownCommand' ? '' : ' (see --help)';

@@ -10,6 +10,7 @@ import { onnx } from 'onnx-proto';
 import { FfmergeError, abortError } from '../../errors';
 import type { JobOptions } from '../../native/job';
 import { f32ToF16 } from '../../safetensors';
+import { forSlices, SLICE_ELEMENTS } from '../../merge/slices';
 import { DT, type AttrValue, type Graph, type Initializer, type ValueInfo, type WeightInitializer } from './graph';
 
 export const OPSET = 17;
@@ -94,46 +95,51 @@ const F16_EXP = 0x7c00;
 /**
  * A weight with NaN/Inf, or (for fp16) a finite value past fp16's range, which the conversion turns into Inf,
  * gives a model whose every output is NaN; the runtimes load it without a word. Checked here, where each
- * tensor passes once on its way to the file (the fp16 case on the converted bits, so no second pass there).
+ * tensor passes once on its way to the file (the fp16 case on the converted bits, so no second pass there),
+ * in slices with the event loop run between them, as the conversion is (a 7B-width FF matrix is 45 M values).
  */
-function checkWeightValues(init: WeightInitializer, data: Float32Array, half: Uint16Array | undefined): void {
+async function checkedBytes(init: WeightInitializer, data: Float32Array, signal?: AbortSignal): Promise<Uint8Array> {
+  const half = init.elemType === DT.FLOAT16 ? new Uint16Array(data.length) : undefined;
   const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
   let i = -1;
-  if (half) {
-    for (let j = 0; j < half.length; j++) {
-      if ((half[j]! & F16_EXP) === F16_EXP) {
-        i = j;
-        break;
+  await forSlices(data.length, SLICE_ELEMENTS, (i0, i1) => {
+    if (i >= 0) return;
+    if (half) {
+      half.set(f32ToF16(data.subarray(i0, i1)), i0);
+      for (let j = i0; j < i1; j++) {
+        if ((half[j]! & F16_EXP) === F16_EXP) {
+          i = j;
+          return;
+        }
+      }
+    } else {
+      for (let j = i0; j < i1; j++) {
+        if ((bits[j]! & F32_EXP) === F32_EXP) {
+          i = j;
+          return;
+        }
       }
     }
-  } else {
-    for (let j = 0; j < bits.length; j++) {
-      if ((bits[j]! & F32_EXP) === F32_EXP) {
-        i = j;
-        break;
-      }
+  }, signal);
+  if (i >= 0) {
+    const v = data[i]!;
+    const where = `tensor "${init.name}" (element ${i} of [${init.dims.join(', ')}])`;
+    if (!Number.isFinite(v)) {
+      throw new FfmergeError('NON_FINITE_INPUT', `${where} is ${v}: the checkpoint holds non-finite weights (corrupt, or from a diverged training run), and the exported model would output NaN`);
     }
+    throw new FfmergeError('INVALID_ARGUMENT', `${where} is ${v}, beyond fp16's largest value (65504): it would be stored as Infinity; export with fp32 weights (--dtype fp32)`);
   }
-  if (i < 0) return;
-  const v = data[i]!;
-  const where = `tensor "${init.name}" (element ${i} of [${init.dims.join(', ')}])`;
-  if (!Number.isFinite(v)) {
-    throw new FfmergeError('NON_FINITE_INPUT', `${where} is ${v}: the checkpoint holds non-finite weights (corrupt, or from a diverged training run), and the exported model would output NaN`);
-  }
-  throw new FfmergeError('INVALID_ARGUMENT', `${where} is ${v}, beyond fp16's largest value (65504): it would be stored as Infinity; export with fp32 weights (--dtype fp32)`);
+  const typed = half ?? data;
+  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
 }
 
 /** Little-endian bytes of an initializer's data (this package only runs on little-endian hosts). */
-async function bytesOf(init: Initializer): Promise<Uint8Array> {
+async function bytesOf(init: Initializer, signal?: AbortSignal): Promise<Uint8Array> {
   if (init.kind === 'const') {
     const a = init.elemType === DT.INT64 ? BigInt64Array.from(init.values, (v) => BigInt(v)) : Float32Array.from(init.values);
     return new Uint8Array(a.buffer);
   }
-  const data = await init.read();
-  const half = init.elemType === DT.FLOAT16 ? f32ToF16(data) : undefined;
-  checkWeightValues(init, data, half);
-  const typed = half ?? data;
-  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+  return checkedBytes(init, await init.read(), signal);
 }
 
 /** Whether `g`'s initializers are too large for one protobuf message (the 'auto' rule for external data). */
@@ -141,50 +147,99 @@ export function needsExternalData(g: Graph): boolean {
   return g.initializers.reduce((s, i) => s + initializerBytes(i), 0) > INLINE_LIMIT;
 }
 
-/** Writes `g` as `file` (+ `file`_data when external); the folder must exist. */
+/** A protobuf varint (n a non-negative safe integer: lengths past 2^32 included, so no 32-bit shifts). */
+function varint(n: number): Uint8Array {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n % 0x80) | 0x80);
+    n = Math.floor(n / 0x80);
+  }
+  out.push(n);
+  return Uint8Array.from(out);
+}
+
+/** A length-delimited field's key: field number and wire type 2. */
+const lengthDelimited = (field: number) => Uint8Array.of((field << 3) | 2);
+/** ModelProto.graph, GraphProto.initializer, TensorProto.raw_data (onnx.proto's field numbers). */
+const MODEL_GRAPH = lengthDelimited(7);
+const GRAPH_INITIALIZER = lengthDelimited(5);
+const TENSOR_RAW_DATA = lengthDelimited(9);
+
+/**
+ * Writes `g` as `file` (+ `file`_data when external); the folder must exist.
+ *
+ * The file is one ModelProto, written a piece at a time: the model's and the graph's other fields encoded by
+ * protobufjs, then each initializer as it is read, its raw bytes straight from the tensor. Encoded as one
+ * message in memory, a 127 MB model held the event loop for 300–400 ms and needed a second copy of its weights
+ * (tester CF). Lengths come first in protobuf, so every initializer's size is known before any is read
+ * (initializerBytes); a piece of another size is an internal error, never a file that misreads.
+ */
 export async function writeOnnx(g: Graph, file: string, opts: SerializeOptions = {}): Promise<SerializeResult> {
   const weights = g.initializers.filter((i) => i.kind === 'weight');
   const weightBytes = weights.reduce((s, i) => s + initializerBytes(i), 0);
   const external = opts.externalData === true || ((opts.externalData ?? 'auto') === 'auto' && needsExternalData(g));
   const dataFile = `${path.basename(file)}_data`;
-  const tensors: onnx.ITensorProto[] = [];
+  // each initializer's place: in the external file (offset, 64 KiB-aligned from 1 MiB) or inline (raw_data)
   let dataBytes = 0;
-  const fh = external ? await fs.promises.open(path.join(path.dirname(file), dataFile), 'w') : undefined;
-  try {
-    let done = 0;
-    for (const init of g.initializers) {
-      if (opts.signal?.aborted) throw abortError();
-      const raw = await bytesOf(init);
-      const t: onnx.ITensorProto = { name: init.name, dims: init.dims, dataType: init.elemType };
-      if (fh && init.kind === 'weight' && raw.byteLength >= EXTERNAL_MIN_BYTES) {
-        if (raw.byteLength >= ALIGN_MIN_BYTES) dataBytes = Math.ceil(dataBytes / ALIGNMENT) * ALIGNMENT;
-        await fh.write(raw, 0, raw.byteLength, dataBytes);
-        t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
-        t.externalData = [
-          { key: 'location', value: dataFile },
-          { key: 'offset', value: String(dataBytes) },
-          { key: 'length', value: String(raw.byteLength) },
-        ];
-        dataBytes += raw.byteLength;
-      } else {
-        t.rawData = raw;
-      }
-      tensors.push(t);
-      if (init.kind === 'weight') opts.onProgress?.({ phase: 'onnx', done: ++done, total: weights.length, unit: 'tensors' });
+  const planned = g.initializers.map((init) => {
+    const bytes = initializerBytes(init);
+    const t: onnx.ITensorProto = { name: init.name, dims: init.dims, dataType: init.elemType };
+    const outside = external && init.kind === 'weight' && bytes >= EXTERNAL_MIN_BYTES;
+    let offset = 0;
+    if (outside) {
+      if (bytes >= ALIGN_MIN_BYTES) dataBytes = Math.ceil(dataBytes / ALIGNMENT) * ALIGNMENT;
+      offset = dataBytes;
+      t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+      t.externalData = [
+        { key: 'location', value: dataFile },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(bytes) },
+      ];
+      dataBytes += bytes;
     }
-  } finally {
-    await fh?.close();
-  }
+    const head = onnx.TensorProto.encode(t).finish();
+    const length = head.byteLength + (outside ? 0 : TENSOR_RAW_DATA.byteLength + varint(bytes).byteLength + bytes);
+    return { init, bytes, outside, offset, head, length };
+  });
   const model: onnx.IModelProto = {
     irVersion: IR_VERSION,
     opsetImport: [{ domain: '', version: OPSET }],
     producerName: 'ffmerge',
     producerVersion: opts.producerVersion ?? '',
-    graph: graphProto(g, tensors),
     metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
   };
-  const bytes = onnx.ModelProto.encode(model).finish();
+  const modelHead = onnx.ModelProto.encode(model).finish();
+  const graphHead = onnx.GraphProto.encode(graphProto(g)).finish();
+  const graphLength = planned.reduce((n, p) => n + GRAPH_INITIALIZER.byteLength + varint(p.length).byteLength + p.length, graphHead.byteLength);
+  const fh = await fs.promises.open(file, 'w');
+  const data = external ? await fs.promises.open(path.join(path.dirname(file), dataFile), 'w').catch(async (e: unknown) => {
+    await fh.close();
+    throw e;
+  }) : undefined;
+  let onnxBytes = 0;
+  const put = async (...parts: Uint8Array[]) => {
+    for (const b of parts) {
+      let done = 0;
+      while (done < b.byteLength) done += (await fh.write(b, done, b.byteLength - done, onnxBytes + done)).bytesWritten;
+      onnxBytes += b.byteLength;
+    }
+  };
+  try {
+    await put(modelHead, MODEL_GRAPH, varint(graphLength), graphHead);
+    let done = 0;
+    for (const p of planned) {
+      if (opts.signal?.aborted) throw abortError();
+      const raw = await bytesOf(p.init, opts.signal);
+      if (raw.byteLength !== p.bytes) throw new Error(`internal: initializer "${p.init.name}" holds ${raw.byteLength} bytes, ${p.bytes} were planned`);
+      await put(GRAPH_INITIALIZER, varint(p.length), p.head);
+      if (p.outside) await data!.write(raw, 0, raw.byteLength, p.offset);
+      else await put(TENSOR_RAW_DATA, varint(raw.byteLength), raw);
+      if (p.init.kind === 'weight') opts.onProgress?.({ phase: 'onnx', done: ++done, total: weights.length, unit: 'tensors' });
+    }
+  } finally {
+    await data?.close();
+    await fh.close();
+  }
   if (opts.signal?.aborted) throw abortError();
-  await fs.promises.writeFile(file, bytes);
-  return { onnxBytes: bytes.byteLength, dataBytes, external, weightBytes, ...(external ? { dataFile } : {}) };
+  return { onnxBytes, dataBytes, external, weightBytes, ...(external ? { dataFile } : {}) };
 }
