@@ -76,6 +76,16 @@ if (process.platform === 'linux') {
     log(`refusing: the binary needs a glibc newer than ${GLIBC_FLOOR} (${over.join(', ')})`);
     process.exit(1);
   }
+  // The static libstdc++ stays the addon's own (binding.gyp: --exclude-libs, hidden visibility): exported, its
+  // 2,330 symbols let the process bind the addon's calls to another copy (tester CG). What is left is the Node-API
+  // entry points and a few template instances libstdc++'s headers mark visible.
+  const defined = dump.stdout.split('\n').filter((l) => /\sDF\s+\.text\s/.test(l) || /\sDO\s+\.(data|bss|rodata)/.test(l));
+  const runtime = defined.filter((l) => /\s(__cxa_\w+|__gxx_personality_v0|_ZNSt\w*(locale|ios_base|basic_streambuf|runtime_error|logic_error|exception)\w*)$/.test(l));
+  if (runtime.length > 0) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    log(`refusing: the binary exports ${runtime.length} symbols of its static C++ runtime (e.g. ${runtime[0].trim().split(/\s+/).pop()}); link with -Wl,--exclude-libs,ALL`);
+    process.exit(1);
+  }
 }
 // The binary must load in this Node before it is shipped.
 const mod = require(dest);
