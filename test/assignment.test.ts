@@ -217,6 +217,22 @@ describe('linearSumAssignment (native)', () => {
     expect(isFfmergeError(err, 'ABORTED')).toBe(true);
   });
 
+  it('with { stage: true } copies a large float32 cost in slices and gives the same assignment (tester CF)', async () => {
+    const next = rng(21);
+    const n = 1031; // 1031² > STAGE_MIN (1 Mi): staged
+    const cost = new Float32Array(n * n).map(() => next());
+    const plain = await linearSumAssignment(cost, n, n, { maximize: true });
+    const staged = await linearSumAssignment(cost, n, n, { maximize: true, stage: true });
+    expect(staged.colInd).toEqual(plain.colInd);
+    expect(staged.objective).toBe(plain.objective);
+    expect(await permutationFromCorrelation(cost, n, { stage: true })).toEqual(await permutationFromCorrelation(cost, n));
+    // a float64 cost is copied at the call either way
+    const f64 = Float64Array.from(cost.subarray(0, 64 * 64));
+    expect((await linearSumAssignment(f64, 64, 64, { stage: true })).colInd).toEqual((await linearSumAssignment(f64, 64, 64)).colInd);
+    const e = await (async () => linearSumAssignment(cost, n, n, { stage: 1 as unknown as boolean }))().catch((x: unknown) => x);
+    expect(isFfmergeError(e) && e.code).toBe('INVALID_ARGUMENT');
+  });
+
   it('reports progress as rows assigned out of n', async () => {
     const n = 400;
     const c = matrix('uniform', n, n, rng(6));

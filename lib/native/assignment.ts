@@ -8,6 +8,7 @@ import { FfmergeError, showValue } from '../errors';
 import { checkBoolean, checkCount } from '../arguments';
 import { checkJobOptions, runNativeJob, type JobOptions, type NativeJobHandle } from './job';
 import { loadAddon } from './loader';
+import { type StagedFloatsHandle, withStaged } from './staged';
 
 export interface AssignmentResult {
   /** Rows of the matched pairs, strictly increasing. */
@@ -25,11 +26,17 @@ export interface AssignmentOptions extends JobOptions {
   /** Maximise the sum instead of minimising it (as scipy's maximize=True). */
   maximize?: boolean;
   kernel?: AssignmentKernel;
+  /**
+   * A Float32Array cost of 1 Mi values or more is copied into native memory a slice at a time over the next
+   * turns of the event loop (lib/native/staged.ts), not at the call: it must then not change until the promise
+   * settles. A Float64Array is copied at the call.
+   */
+  stage?: boolean;
 }
 
 interface AssignmentAddon {
   linearSumAssignment(
-    cost: Float32Array | Float64Array,
+    cost: Float32Array | Float64Array | StagedFloatsHandle,
     rows: number,
     cols: number,
     maximize: boolean,
@@ -50,7 +57,7 @@ export function assignmentKernels(): { auto: AssignmentKernel; supported: Assign
 
 /**
  * Solves min (or max) Σ cost[rowInd[k], colInd[k]] over min(rows, cols) pairs with distinct rows and
- * columns, exactly, for a row-major rows×cols matrix (float32 or float64; read in place, not copied).
+ * columns, exactly, for a row-major rows×cols matrix (float32 or float64; copied at the call, or staged).
  * Rectangular matrices work both ways; rowInd is strictly increasing, as in scipy.
  *
  * Errors (FfmergeError): NON_FINITE_INPUT for NaN/±Infinity entries, SHAPE_MISMATCH when
@@ -64,12 +71,13 @@ export function linearSumAssignment(
   opts: AssignmentOptions = {},
 ): Promise<AssignmentResult> {
   // a misspelt `maximise` minimised, and maximize: 'no' maximised (truthy), both silently
-  checkJobOptions(opts, 'linearSumAssignment(cost, rows, cols, options): options', ['maximize', 'kernel']);
+  checkJobOptions(opts, 'linearSumAssignment(cost, rows, cols, options): options', ['maximize', 'kernel', 'stage']);
   checkBoolean(opts.maximize, 'linearSumAssignment: maximize');
-  return runNativeJob(
-    'assignment',
-    (onProgress) => addon().linearSumAssignment(cost, rows, cols, opts.maximize ?? false, opts.kernel, onProgress),
-    opts,
+  checkBoolean(opts.stage, 'linearSumAssignment: stage');
+  const job = { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
+  // withStaged stages Float32Arrays only; a Float64Array goes as it is
+  return withStaged([{ cost }], { ...job, stage: opts.stage === true }, ([staged]) =>
+    runNativeJob('assignment', (onProgress) => addon().linearSumAssignment(staged!.cost, rows, cols, opts.maximize ?? false, opts.kernel, onProgress), job),
   );
 }
 
@@ -86,7 +94,7 @@ export async function permutationFromCorrelation(
   d: number,
   opts: Omit<AssignmentOptions, 'maximize'> = {},
 ): Promise<Int32Array> {
-  checkJobOptions(opts, 'permutationFromCorrelation(corr, d, options): options', ['kernel']);
+  checkJobOptions(opts, 'permutationFromCorrelation(corr, d, options): options', ['kernel', 'stage']);
   if (!ArrayBuffer.isView(corr)) throw new FfmergeError('INVALID_ARGUMENT', `permutationFromCorrelation: corr must be a Float32Array or Float64Array (got ${showValue(corr)})`);
   checkCount(d, 'permutationFromCorrelation: d');
   if (corr.length !== d * d) {
