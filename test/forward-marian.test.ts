@@ -161,7 +161,11 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
     expect(cases.length).toBe(20);
     const generation = await loadGenerationConfig(dir);
     expect(generation).toMatchObject({ decoderStartTokenId: 2, eosTokenId: 0, forcedEosTokenId: 0, maxLength: 64, badWordsIds: [[2]] });
-    const out = await translate(model, tokenizer, cases.map((c) => c.src), { generation, batchSize: 7 });
+    const progress: Array<{ done: number; detail?: string }> = [];
+    const out = await translate(model, tokenizer, cases.map((c) => c.src), { generation, batchSize: 7, onProgress: (p) => progress.push(p) });
+    // each batch's decoding steps are reported as they run, not only the batch's end (tester CE)
+    expect(progress.some((p) => /^decoding [67] sentences, step \d+ of at most \d+$/.test(p.detail ?? ''))).toBe(true);
+    expect(progress.filter((p) => p.detail === undefined).map((p) => p.done)).toEqual([7, 14, 20]);
     cases.forEach((c, i) => {
       // reference ids: start token, tokens, eos, then pad to the batch length
       const eos = c.ids.indexOf(0, 1);

@@ -83,7 +83,10 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
         ids.set(e, r * seq);
         mask.fill(1, r * seq, r * seq + e.length);
       });
-      const g = await model.generate({ ids, batch: idx.length, seq, attentionMask: mask }, generation, opts.signal ? { signal: opts.signal } : {});
+      // the decoding steps of a batch as the detail: with many beams one batch ran past a minute with no line (tester CE)
+      const report = opts.onProgress;
+      const step = report && ((p: { done: number; total: number }) => report({ phase: 'translate', done, total: sources.length, unit: 'sentences', detail: `decoding ${idx.length} sentence${idx.length > 1 ? 's' : ''}, step ${p.done} of at most ${p.total}` }));
+      const g = await model.generate({ ids, batch: idx.length, seq, attentionMask: mask }, generation, { ...(opts.signal ? { signal: opts.signal } : {}), ...(step ? { onProgress: step } : {}) });
       idx.forEach((i, r) => {
         const row = Array.from(g.ids.subarray(r * g.length + 1, (r + 1) * g.length));
         const end = generation.eosTokenId === undefined ? -1 : row.indexOf(generation.eosTokenId);
