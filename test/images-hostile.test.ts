@@ -186,6 +186,21 @@ describe('image folders: a class folder that is a symlink', () => {
     fs.symlinkSync('..', path.join(nested, 'b', 'x', 'up'));
     await expectCode(loadImageFolder(nested, pre), 'INVALID_DATA', /x\/up is a link to a folder that holds it \(it loops\)/);
   });
+  test('without the optional dependency sharp, an image folder says to install it (tester CG: sharp is optional now)', async () => {
+    const dir = path.join(tmp, 'nosharp');
+    await png(path.join(dir, 'a', '1.png'), 10);
+    let err: unknown;
+    await jest.isolateModulesAsync(async () => {
+      jest.doMock('sharp', () => {
+        throw Object.assign(new Error("Cannot find module 'sharp'"), { code: 'MODULE_NOT_FOUND' });
+      });
+      const images = await import('../lib/data/images');
+      err = await images.loadImageFolder(dir, pre).catch((e: unknown) => e);
+    });
+    jest.dontMock('sharp');
+    expect(err).toMatchObject({ code: 'NATIVE_LOAD_FAILED', message: expect.stringMatching(/optional dependency that is not installed here: npm install sharp/) });
+  });
+
   test('a sub-folder that cannot be listed is DATA_NOT_FOUND naming it, not a class dropped or an untyped error', async () => {
     const locked = path.join(tmp, 'lockedsub');
     await png(path.join(locked, 'a', '1.png'), 10);

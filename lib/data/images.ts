@@ -397,6 +397,10 @@ function loadSharp(): Sharp {
     const mod = require('sharp') as Sharp & { default?: Sharp };
     return mod.default ?? mod;
   } catch (e) {
+    // an optional dependency: only image folders need it, and an install where it cannot be built goes on without it
+    if ((e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') {
+      throw new FfmergeError('NATIVE_LOAD_FAILED', 'image folders need the image library "sharp", an optional dependency that is not installed here: npm install sharp (idx files need no sharp)', { cause: e });
+    }
     throw new FfmergeError('NATIVE_LOAD_FAILED', `the image library "sharp" failed to load: ${(e as Error).message.split('\n')[0]}`, { cause: e });
   }
 }
