@@ -161,7 +161,7 @@ describe('outputCard: from the folder record', () => {
     expect(card).toContain('- weights stored in BF16: the losses above were measured in float32');
     expect(outputCard({ ...config, dtype: 'float32' }, 'tied', 'x')).not.toContain('weights stored in');
     expect(outputCard(config, 'onnx', 'x')).not.toContain('weights stored in');
-    expect(outputCard({ ...config, ffmerge: { ...config.ffmerge, earlierFinetunes: [{}] } }, 'tied', 'x')).toContain("(the others' steps are not all recorded)");
+    expect(outputCard({ ...config, ffmerge: { ...config.ffmerge, earlierFinetunes: [{}] } }, 'tied', 'x')).toContain('(not every run recorded its steps)');
   });
 
   test('with a report: the compress card, its merged row marked as before the fine-tuning, plus the section', () => {

@@ -151,7 +151,7 @@ describe('compressing an ffmerge output again (disjoint windows)', () => {
     // before: the first run went on only as sourceFinetune, beside the new finetune, and the card counted one run
     expect(rec('run2')).toMatchObject({ finetune: { run: 2 }, earlierFinetunes: [{ run: 1 }] });
     expect(Object.hasOwn(rec('run2'), 'sourceFinetune')).toBe(false);
-    expect(fs.readFileSync(path.join(dir('run2'), 'README.md'), 'utf8')).toContain('the last of 2 fine-tuning runs');
+    expect(fs.readFileSync(path.join(dir('run2'), 'README.md'), 'utf8')).toContain('trained in the last of 2 fine-tuning runs (not every run recorded its steps)');
     await compress(dir('run2'), { ...BASE, window: '2-3', out: dir('run2-c') });
     // before: the earlier run was dropped here
     expect(rec('run2-c')).toMatchObject({ sourceFinetune: { run: 2 }, sourceEarlierFinetunes: [{ run: 1 }] });

@@ -136,7 +136,7 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
   // every run's steps together: the line counted the last run's alone (tester CH: "20 steps", 50 in all)
   const counted = runs.map((x) => (isObject(x) ? finite(x, 'steps') : undefined));
   const total = steps !== undefined && counted.every((n) => n !== undefined) ? counted.reduce((a: number, n) => a + n!, steps) : undefined;
-  const ofRuns = earlier > 0 ? ` in the last of ${earlier + 1} fine-tuning runs (${total !== undefined ? `${total} steps in all of them` : 'the others\' steps are not all recorded'})` : '';
+  const ofRuns = earlier > 0 ? ` in the last of ${earlier + 1} fine-tuning runs (${total !== undefined ? `${total} steps in all of them` : 'not every run recorded its steps'})` : '';
   const settings = [
     field(f, 'batch') && `batch ${field(f, 'batch')}`,
     field(f, 'seq') && `sequence ${field(f, 'seq')} tokens`,
@@ -161,7 +161,7 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
   return [
     '## Fine-tuning',
     // a model fine-tuned without a merge has no merged FF: "after the merge, the ties kept" would invent one
-    `- ${steps !== undefined ? `${steps} steps${ofRuns}` : 'trained'} ${merged ? 'after the merge, the ties kept (each merged FF trained as one)' : 'with nothing merged (every layer keeps its own FF)'}${settings.length ? `: ${settings.join(', ')}` : ''}`,
+    `- ${steps !== undefined ? `${steps} steps` : 'trained'}${ofRuns} ${merged ? 'after the merge, the ties kept (each merged FF trained as one)' : 'with nothing merged (every layer keeps its own FF)'}${settings.length ? `: ${settings.join(', ')}` : ''}`,
     ...(data.length ? [`- ${data.join('; ')}`] : []),
     ...(finite(f, 'firstLoss') !== undefined ? [`- training loss, first step → last: ${loss(finite(f, 'firstLoss'), finite(f, 'lastLoss'))}`] : []),
     ...(valBefore !== undefined || valAfter !== undefined
