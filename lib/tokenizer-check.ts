@@ -60,21 +60,24 @@ export function tokenizerJsonProblem(json: unknown, file: string): string | unde
     for (const [token, id] of Object.entries(vocab)) if (badId(id)) return `${file}: token ${show(token)} has id ${show(id)}, ${where}`;
   }
   for (const a of addedList as Record<string, unknown>[]) if (badId(a.id)) return `${file}: added token ${show(a.content)} has id ${show(a.id)}, ${where}`;
-  // A Replace normalizer runs before any length check, on all of a call's text: one that puts 10,000 characters
-  // where it finds a space grew a 20 kB file past 4 GB in the tokenizer thread (tester CE). Real ones put one or
-  // two characters where they find as many ("▁" for " ", '"' for "``"); at most 4 per character found is read.
-  const grows = (n: unknown, depth: number): string | undefined => {
-    if (!isObject(n) || depth > 64) return undefined;
-    if (n.type === 'Sequence' && Array.isArray(n.normalizers)) {
-      for (const m of n.normalizers) {
-        const why = grows(m, depth + 1);
-        if (why) return why;
-      }
-      return undefined;
-    }
-    if (n.type !== 'Replace' || typeof n.content !== 'string' || !isObject(n.pattern)) return undefined;
+  // A normalizer runs before any length check, on all of a call's text: a Replace that put 10,000 characters
+  // where it found a space grew a 20 kB file past 4 GB in the tokenizer thread (tester CE). Real ones grow text
+  // at most 2-fold (Llama 2: Prepend "▁", Replace " " by "▁"); the growth of the whole tree, each Replace by
+  // characters put per character found, a Prepend by 1 + its length (it is added to every piece), a Sequence
+  // the product of its parts, may be at most 4-fold (tester CJ: six Replaces of 4-fold each made 4096-fold).
+  const MAX_GROWTH = 4;
+  const MAX_DEPTH = 16;
+  const growth = (n: unknown, depth: number): number => {
+    if (!isObject(n)) return 1;
+    if (depth > MAX_DEPTH) return Infinity; // refused below, not skipped: a deep tree was a way past this check
+    if (n.type === 'Sequence' && Array.isArray(n.normalizers)) return n.normalizers.reduce((g: number, m: unknown) => g * growth(m, depth + 1), 1);
+    if (n.type === 'Prepend' && typeof n.prepend === 'string') return 1 + n.prepend.length;
+    if (n.type !== 'Replace' || typeof n.content !== 'string' || !isObject(n.pattern)) return 1;
     const found = typeof n.pattern.String === 'string' ? n.pattern.String.length : 1; // a regex may match one character
-    return n.content.length > 4 * Math.max(1, found) ? `${file}: its Replace normalizer puts ${n.content.length} characters where it finds ${show(n.pattern)}, so text would grow up to ${Math.round(n.content.length / Math.max(1, found))}-fold before it is tokenized (at most 4-fold is read)` : undefined;
+    return Math.max(1, n.content.length / Math.max(1, found));
   };
-  return grows(json.normalizer, 0);
+  const g = growth(json.normalizer, 0);
+  if (g === Infinity) return `${file}: its normalizer is nested more than ${MAX_DEPTH} Sequences deep`;
+  if (g > MAX_GROWTH) return `${file}: its normalizer (Replace, Prepend) would make text up to ${Math.round(g)} times longer before it is tokenized (at most ${MAX_GROWTH}-fold is read)`;
+  return undefined;
 }

@@ -187,7 +187,11 @@ describe('a tokenizer model the library cannot read as given is INVALID_CONFIG',
     ['no model', (j: Json) => ({ ...j, model: undefined }), /has no "model" object \(got undefined\)/],
     ['a token id that is not an integer, named', (j: Json) => withModel({ vocab: { ...j.model.vocab, '\u2581t': 3.5 } })(j), /token "\u2581t" has id 3\.5, not an integer in 0\.\.3083 for a vocabulary of 515 entries/],
     // tester CE: a space made 10,000 "▁" grew the tokenizer thread past 4 GB on a 20 kB file
-    ['a Replace normalizer that grows the text', (j: Json) => ({ ...j, normalizer: { type: 'Sequence', normalizers: [{ type: 'Replace', pattern: { String: ' ' }, content: '\u2581'.repeat(10000) }] } }), /its Replace normalizer puts 10000 characters where it finds \{"String":" "\}, so text would grow up to 10000-fold/],
+    ['a Replace normalizer that grows the text', (j: Json) => ({ ...j, normalizer: { type: 'Sequence', normalizers: [{ type: 'Replace', pattern: { String: ' ' }, content: '\u2581'.repeat(10000) }] } }), /its normalizer \(Replace, Prepend\) would make text up to 10000 times longer/],
+    // tester CJ: each within the bound, together 4096-fold; a Prepend of 2,000; a Replace 66 Sequences down
+    ['Replaces that grow the text together', (j: Json) => ({ ...j, normalizer: { type: 'Sequence', normalizers: Array.from({ length: 6 }, () => ({ type: 'Replace', pattern: { String: '\u2581' }, content: '\u2581'.repeat(4) })) } }), /up to 4096 times longer/],
+    ['a long Prepend', (j: Json) => ({ ...j, normalizer: { type: 'Prepend', prepend: '\u2581'.repeat(2000) } }), /up to 2001 times longer/],
+    ['a normalizer nested deep', (j: Json) => ({ ...j, normalizer: Array.from({ length: 66 }).reduce((n: Json) => ({ type: 'Sequence', normalizers: [n] }), { type: 'Replace', pattern: { String: '\u2581' }, content: '\u2581'.repeat(10000) }) }), /nested more than 16 Sequences deep/],
   ])('%s', async (_what, mutate, message) => {
     const { tokenizeFile } = await import('../lib/data/tokenize-file');
     const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
