@@ -223,12 +223,15 @@ describe('decoding settings: generation_config.json when there is one, config.js
     const { generationConfigFrom } = require('../lib/model/model') as typeof import('../lib/model/model');
     const gen = { decoder_start_token_id: 2, pad_token_id: 2, eos_token_id: 0, max_length: 64 };
     // before: eos [5, 0] decoded as 5 alone (BLEU 30.29 → 16.68), sampling and n-gram bans ignored, exit 0
-    for (const [k, v] of [['eos_token_id', [5, 0]], ['do_sample', true], ['no_repeat_ngram_size', 3], ['repetition_penalty', 1.2], ['min_length', 5], ['num_beam_groups', 2], ['forced_bos_token_id', 7], ['suppress_tokens', [4]]] as const) {
+    // (forced_bos_token_id 0 is a token id, forced as any other: tester CJ)
+    for (const [k, v] of [['eos_token_id', [5, 0]], ['forced_eos_token_id', [5, 0]], ['do_sample', true], ['no_repeat_ngram_size', 3], ['repetition_penalty', 1.2], ['min_length', 5], ['num_beam_groups', 2], ['forced_bos_token_id', 7], ['forced_bos_token_id', 0], ['suppress_tokens', [4]]] as const) {
       await expectCode(() => generationConfigFrom({ ...gen, [k]: v }), 'UNSUPPORTED_ARCHITECTURE', `"${k}"`);
     }
     // the values that change nothing pass: an older config.json lists every default
     const defaults = { do_sample: false, no_repeat_ngram_size: 0, repetition_penalty: 1, min_length: 0, num_beam_groups: 1, forced_bos_token_id: null, suppress_tokens: null, eos_token_id: [0, 0] };
     expect(generationConfigFrom({ ...gen, ...defaults }).eosTokenId).toBe(0);
+    // a forced eos given as a list of one (transformers takes lists there too), and min_length 1 (an output has the start token)
+    expect(generationConfigFrom({ ...gen, forced_eos_token_id: [0], min_length: 1 }).forcedEosTokenId).toBe(0);
     // max_length 0 or 1 was the decoder's "maxLength must be at least 2" (INVALID_ARGUMENT, exit 2); num_beams
     // of -1, 2.5 or "4" was "must be a token id"
     for (const max of [0, 1, 2.5]) await expectCode(() => generationConfigFrom({ ...gen, max_length: max }), 'INVALID_CONFIG', /"max_length" must be a whole number of at least 2/);

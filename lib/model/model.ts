@@ -73,12 +73,13 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
       if (required) throw new FfmergeError('INVALID_CONFIG', `generation_config.json has no "${k}"`);
       return undefined;
     }
-    // eos may be a list (transformers stops at any of its ids); one id, or the same one repeated, is what the
-    // decoder here stops at: a list of several was decoded as its first alone (tester CE: BLEU 30.29 → 16.68)
+    // eos and forced eos may be lists (transformers takes any of their ids); one id, or the same one repeated,
+    // is what the decoder here takes: a list of several was decoded as its first alone (tester CE: BLEU
+    // 30.29 → 16.68)
     if (Array.isArray(v) && new Set(v).size > 1) {
-      throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `generation_config.json: "${k}" lists several ids (${showValue(v)}); ffmerge's decoding stops at one`);
+      throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `generation_config.json: "${k}" lists several ids (${showValue(v)}); ffmerge's decoding takes one`);
     }
-    const n = Array.isArray(v) && k === 'eos_token_id' ? v[0] : v;
+    const n = Array.isArray(v) && v.length > 0 ? v[0] : v;
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
       throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "${k}" must be a token id (got ${showValue(v)})`);
     }
@@ -95,8 +96,14 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
   };
   // Settings that change what is decoded and that this decoder does not apply: refused by name, since the
   // metric would otherwise be another decoding's under this one's label (tester CE).
+  // (what counts as off: null for a token id, 0 being one; min_length 1, which a decoder output has from its start
+  // token on; 1 for a penalty or group count; an empty list)
   const applied = (k: string, v: unknown) =>
-    v == null || v === false || v === 0 || (k === 'repetition_penalty' && v === 1) || (k === 'num_beam_groups' && v === 1) || (Array.isArray(v) && v.length === 0);
+    v == null ||
+    (k === 'forced_bos_token_id' ? false : v === false || v === 0) ||
+    (k === 'min_length' && v === 1) ||
+    ((k === 'repetition_penalty' || k === 'num_beam_groups') && v === 1) ||
+    (Array.isArray(v) && v.length === 0);
   for (const k of ['do_sample', 'num_beam_groups', 'diversity_penalty', 'penalty_alpha', 'no_repeat_ngram_size', 'encoder_no_repeat_ngram_size', 'repetition_penalty', 'min_length', 'min_new_tokens', 'forced_bos_token_id', 'suppress_tokens', 'begin_suppress_tokens']) {
     const v = pick(k);
     if (!applied(k, v)) {
