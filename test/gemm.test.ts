@@ -127,6 +127,16 @@ describe('native sgemm (matmul)', () => {
     expect(await matmul(sq, sq, { m: 1031, n: 1031, k: 1031, transB: true }, { stage: true })).toEqual(await matmul(sq, sq, { m: 1031, n: 1031, k: 1031, transB: true }));
     const e = await matmul(a, b, shape, { stage: 'yes' as unknown as boolean }).catch((x: unknown) => x);
     expect(isFfmergeError(e) && e.code).toBe('INVALID_ARGUMENT');
+    // an array left unstaged (b, out) is read once staging is done: detached meanwhile, it is BUFFER_DETACHED, as at
+    // the call, not SHAPE_MISMATCH (tester CJ)
+    const b2 = b.slice();
+    const p1 = matmul(a, b2, shape, { stage: true });
+    structuredClone(b2.buffer, { transfer: [b2.buffer] });
+    expect(await p1.catch((x: unknown) => isFfmergeError(x) && x.code)).toBe('BUFFER_DETACHED');
+    const out = new Float32Array(1031 * 7);
+    const p2 = matmul(a, b, shape, { stage: true, out });
+    structuredClone(out.buffer, { transfer: [out.buffer] });
+    expect(await p2.catch((x: unknown) => isFfmergeError(x) && x.code)).toBe('BUFFER_DETACHED');
   });
 
   it('reports progress as {phase, done, total}', async () => {

@@ -24,7 +24,10 @@ export interface MatmulOptions extends JobOptions {
   /** c = alpha·op(a)·op(b) + beta·c (defaults 1 and 0). */
   alpha?: number;
   beta?: number;
-  /** Write into this m×n array instead of a new one (its values are the input C when beta ≠ 0). */
+  /**
+   * Write into this m×n array instead of a new one (its values are the input C when beta ≠ 0). The new one is
+   * made on the pool, in native memory: transferring it to a worker copies it (tester CJ), this one does not.
+   */
   out?: Float32Array;
   /**
    * Copy a and b into native memory a slice at a time over the next turns of the event loop (lib/native/staged.ts)
@@ -112,5 +115,6 @@ export async function matmul(
   const job = { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
   return withStaged([{ a, b }], { ...job, stage: stage === true }, ([staged]) =>
     runNativeJob('matmul', (onProgress) => addon().sgemm(staged!.a, staged!.b, out ?? null, m, n, k, transA, transB, alpha, beta, kernel, onProgress), job),
+    [out],
   );
 }

@@ -52,7 +52,7 @@ async function allocated(length: number, opts: JobOptions): Promise<StagedFloats
  * Throws BUFFER_DETACHED unless `values` still holds the `length` floats it held when a sliced copy began: an
  * array whose buffer was transferred away meanwhile reads as empty, and a copy must never take less.
  */
-export function checkAttached(values: Float32Array, length: number): void {
+export function checkAttached(values: { readonly length: number }, length: number): void {
   if (values.length < length) {
     throw new FfmergeError('BUFFER_DETACHED', 'an array being copied into native memory was detached (transferred) before the copy finished; keep it until the call settles');
   }
@@ -135,10 +135,21 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
  * run(objects), with their arrays of STAGE_MIN floats or more staged first (stageLarge) when `opts.stage` is
  * set, as given otherwise; the handles are disposed once run settles. The arrays must not change until then.
  */
-export async function withStaged<T extends object, R>(objects: T[], opts: JobOptions & { stage?: boolean }, run: (staged: T[]) => Promise<R>): Promise<R> {
+export async function withStaged<T extends object, R>(
+  objects: T[],
+  opts: JobOptions & { stage?: boolean },
+  run: (staged: T[]) => Promise<R>,
+  /** Arrays the call reads besides `objects` (an `out`), checked as those are. */
+  others: (Float32Array | undefined)[] = [],
+): Promise<R> {
   if (!opts.stage) return run(objects);
+  // The arrays left unstaged are read only once staging is done: one detached meanwhile is BUFFER_DETACHED, as
+  // at the call, not a length the native call refuses as SHAPE_MISMATCH (tester CJ)
+  const arrays = [...objects.flatMap((o) => Object.values(o as Record<string, unknown>)), ...others].filter((v): v is ArrayBufferView & { length: number } => ArrayBuffer.isView(v) && !(v instanceof DataView));
+  const lengths = arrays.map((v) => v.length);
   const { staged, release } = await stageLarge(objects, opts);
   try {
+    arrays.forEach((v, i) => checkAttached(v, lengths[i]!));
     return await run(staged);
   } finally {
     release();
