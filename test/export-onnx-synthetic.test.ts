@@ -125,6 +125,35 @@ describe('ONNX export of synthetic decoders', () => {
   });
 });
 
+describe('the file is written a piece at a time', () => {
+  test('writes that take less than asked (as the OS may) still give the same files, inline and external (tester CJ)', async () => {
+    const s: Synthetic = await syntheticLlama({ layers: 2, d: 64, heads: 4, kvHeads: 2, ff: 96, vocab: 300, seed: 9 });
+    const whole = path.join(tempDir('onnx-whole'), 'export');
+    await exportOnnx(s.dir, { out: whole, externalData: true });
+    // every write of the ONNX files takes at most 1,000 bytes: the external data's used to be one unchecked write
+    const fh = await fs.promises.open(path.join(whole, 'config.json'), 'r');
+    const proto = Object.getPrototypeOf(fh) as { write: (...a: unknown[]) => Promise<{ bytesWritten: number }> };
+    await fh.close();
+    const write = proto.write;
+    const spy = jest.spyOn(proto, 'write').mockImplementation(function (this: unknown, ...a: unknown[]) {
+      if (ArrayBuffer.isView(a[0]) && typeof a[2] === 'number') a[2] = Math.min(a[2], 1000);
+      return write.apply(this, a);
+    });
+    const capped = path.join(tempDir('onnx-capped'), 'export');
+    try {
+      await exportOnnx(s.dir, { out: capped, externalData: true });
+      await exportOnnx(s.dir, { out: `${capped}-inline` });
+    } finally {
+      spy.mockRestore();
+    }
+    for (const f of ['model.onnx', 'model.onnx_data']) expect(fs.readFileSync(path.join(capped, 'onnx', f)).equals(fs.readFileSync(path.join(whole, 'onnx', f)))).toBe(true);
+    const inline = path.join(tempDir('onnx-inline'), 'export');
+    await exportOnnx(s.dir, { out: inline });
+    expect(fs.readFileSync(path.join(`${capped}-inline`, 'onnx', 'model.onnx')).equals(fs.readFileSync(path.join(inline, 'onnx', 'model.onnx')))).toBe(true);
+    await (await ort.InferenceSession.create(path.join(capped, 'onnx', 'model.onnx'))).release();
+  });
+});
+
 describe('weights an exported model cannot hold', () => {
   const DOWN0 = 'model.layers.0.mlp.down_proj.weight';
   /** A synthetic llama whose layer-0 down_proj has `v` at element 5. */

@@ -158,6 +158,19 @@ function varint(n: number): Uint8Array {
   return Uint8Array.from(out);
 }
 
+/**
+ * All of `b` at `position`, in writes of at most 1 GiB: one write of a tensor past 2^31 − 1 bytes (a 70B model's
+ * fp32 embedding) was refused by Node, and a write returns how much it wrote, which may be less (tester CJ).
+ */
+async function writeAt(fh: fs.promises.FileHandle, b: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < b.byteLength) {
+    const { bytesWritten } = await fh.write(b, done, Math.min(2 ** 30, b.byteLength - done), position + done);
+    if (bytesWritten === 0) throw new FfmergeError('IO_ERROR', 'the ONNX file could not be written: a write wrote nothing');
+    done += bytesWritten;
+  }
+}
+
 /** A length-delimited field's key: field number and wire type 2. */
 const lengthDelimited = (field: number) => Uint8Array.of((field << 3) | 2);
 /** ModelProto.graph, GraphProto.initializer, TensorProto.raw_data (onnx.proto's field numbers). */
@@ -219,8 +232,7 @@ export async function writeOnnx(g: Graph, file: string, opts: SerializeOptions =
   let onnxBytes = 0;
   const put = async (...parts: Uint8Array[]) => {
     for (const b of parts) {
-      let done = 0;
-      while (done < b.byteLength) done += (await fh.write(b, done, b.byteLength - done, onnxBytes + done)).bytesWritten;
+      await writeAt(fh, b, onnxBytes);
       onnxBytes += b.byteLength;
     }
   };
@@ -232,7 +244,7 @@ export async function writeOnnx(g: Graph, file: string, opts: SerializeOptions =
       const raw = await bytesOf(p.init, opts.signal);
       if (raw.byteLength !== p.bytes) throw new Error(`internal: initializer "${p.init.name}" holds ${raw.byteLength} bytes, ${p.bytes} were planned`);
       await put(GRAPH_INITIALIZER, varint(p.length), p.head);
-      if (p.outside) await data!.write(raw, 0, raw.byteLength, p.offset);
+      if (p.outside) await writeAt(data!, raw, p.offset);
       else await put(TENSOR_RAW_DATA, varint(raw.byteLength), raw);
       if (p.init.kind === 'weight') opts.onProgress?.({ phase: 'onnx', done: ++done, total: weights.length, unit: 'tensors' });
     }
