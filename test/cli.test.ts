@@ -76,6 +76,17 @@ describe('ffmerge CLI', () => {
     expect(again.stderr).toMatch(/exists and is not empty.*OUTPUT_EXISTS/);
     expect(fs.statSync(path.join(dir, 'model.safetensors')).size).toBe(after);
 
+    // a name someone else holds (here a plain file) is not used: a fresh folder takes the demo (tester CJ)
+    const planted = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-cli-planted-'));
+    try {
+      fs.writeFileSync(path.join(planted, `ffmerge-demo-${process.getuid?.() ?? os.userInfo().username}`), 'not a folder');
+      const fresh = ffmergeEnv({ TMPDIR: planted }, cwd, 'compress', '--method', 'permute', '--baselines', '', '--json');
+      expect(fresh.code).toBe(0);
+      expect(path.relative(planted, JSON.parse(fresh.stdout).out.dir)).toMatch(/^ffmerge-demo-\w{6}\/llama-stories260k-ffmerge$/);
+    } finally {
+      fs.rmSync(planted, { recursive: true, force: true });
+    }
+
     // eval reads the tied output (ties restored)
     const ev = ffmerge(cwd, 'eval', dir, '--data', path.join(BUNDLED, 'calibration.txt'), '--tokens', '1024', '--json');
     expect(ev.code).toBe(0);

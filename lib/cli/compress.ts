@@ -1,4 +1,5 @@
 /** `ffmerge compress [model] …`: one command for every task; the model's task decides what its data flags mean. */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
@@ -91,6 +92,24 @@ function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, mode
   });
 }
 
+/**
+ * The bundled demo's scratch folder: one per user (on a shared machine the first user's /tmp/ffmerge-demo
+ * refused every other: tester CG), made private; a name someone else holds (a folder of theirs, a link, a
+ * file: tester CJ) is not used, and a fresh folder is made instead.
+ */
+function demoFolder(): string {
+  const uid = process.getuid?.();
+  const dir = path.join(os.tmpdir(), `ffmerge-demo-${uid ?? os.userInfo().username}`);
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  const st = fs.lstatSync(dir);
+  const ours = st.isDirectory() && (uid === undefined || (st.uid === uid && (st.mode & 0o022) === 0));
+  return ours ? dir : fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-demo-'));
+}
+
 export async function runCompress(modelArg: string | undefined, o: CompressCliOptions, signal: AbortSignal): Promise<void> {
   const bundled = modelArg === undefined;
   const model = modelArg ?? path.join(packageRoot, 'models', 'llama-stories260k');
@@ -101,8 +120,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   if (fraction !== undefined && !Number.isFinite(fraction)) throw new FfmergeError('INVALID_ARGUMENT', `--fraction must be a number, got "${o.fraction}"`);
   // The bundled demo writes to a scratch folder it owns and replaces on each run: running the demo inside a
   // clone (or in any project) must not leave a folder there. A user's own model goes to ./<model>-ffmerge.
-  // One folder per user: on a shared machine the first user's /tmp/ffmerge-demo refused every other (tester CG).
-  const demoOut = bundled && o.out === undefined ? path.join(os.tmpdir(), `ffmerge-demo-${process.getuid?.() ?? os.userInfo().username}`, 'llama-stories260k-ffmerge') : undefined;
+  const demoOut = bundled && o.out === undefined ? path.join(demoFolder(), 'llama-stories260k-ffmerge') : undefined;
   const out = o.out ?? demoOut ?? `${path.basename(path.resolve(model))}-ffmerge`;
   const plugins = await loadPlugins(o.plugins);
   // the bundled demo shows the merge next to dropping FF sublayers and the paper's plain merge, unless the merge
