@@ -8,7 +8,7 @@ import { exportOnnx } from '../lib/export/onnx/export';
 import { inspectModel } from '../lib/model/inspect';
 import { averageFF } from '../lib/merge/average';
 import { ffStacks } from '../lib/model/architectures';
-import { matrixToCanonical, type FFWeights } from '../lib/model/ff-weights';
+import { transpose, type FFWeights } from '../lib/model/ff-weights';
 import { SafetensorsReader, writeSafetensors } from '../lib/safetensors';
 import { describeShared, sharedPath } from './helpers/shared';
 import { removeSyntheticDirs, syntheticLlama, tempDir, type Synthetic } from './helpers/synthetic-model';
@@ -31,9 +31,9 @@ describeShared('fixtures/gpt2-sotu', 'checkpoint writer (gpt2-sotu, window 1-3 m
       ffs.push({
         d: 128,
         dFF: 512,
-        wIn: matrixToCanonical(await r.readF32(n.wIn), 512, 128, 'conv1d'),
+        wIn: transpose(await r.readF32(n.wIn), 128, 512),
         bIn: await r.readF32(n.bIn!),
-        wOut: matrixToCanonical(await r.readF32(n.wOut), 128, 512, 'conv1d'),
+        wOut: transpose(await r.readF32(n.wOut), 512, 128),
         bOut: await r.readF32(n.bOut!),
       });
     }

@@ -3,7 +3,7 @@ import { permuteFF, permuteFFAsync, permuteFFConv1D } from '../lib/merge/permute
 import { STAGE_MIN } from '../lib/native/staged';
 import { shuffled } from './helpers/permutation';
 import { anchorOffset, checkWindow, enumerateWindows, kFromFraction, kLabel, parseWindow } from '../lib/merge/windows';
-import { matrixToCanonical, transpose, type FFWeights } from '../lib/model/ff-weights';
+import { transpose, type FFWeights } from '../lib/model/ff-weights';
 import { ffForwardReference } from '../lib/reference/ff';
 import { SafetensorsReader } from '../lib/safetensors';
 import { FfmergeError } from '../lib/errors';
@@ -217,8 +217,8 @@ describeShared('fixtures/gpt2-sotu', 'permuting a real GPT-2 FF (Conv1D layout)'
     const permuted = permuteFFConv1D(conv, perm);
     const canon = (ff: FFWeights): FFWeights => ({
       ...ff,
-      wIn: matrixToCanonical(ff.wIn, dFF, d, 'conv1d'),
-      wOut: matrixToCanonical(ff.wOut, d, dFF, 'conv1d'),
+      wIn: transpose(ff.wIn, d, dFF),
+      wOut: transpose(ff.wOut, dFF, d),
     });
     const x = Float32Array.from({ length: 7 * d }, rng(11));
     const before = ffForwardReference(canon(conv), x, 7, 'gelu_new');

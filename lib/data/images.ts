@@ -306,11 +306,9 @@ function gunzipHead(buf: Buffer, n: number): Promise<Buffer> {
 function idxDeclaredBytes(head: Uint8Array): number | undefined {
   if (head.length < 4 || head[0] !== 0 || head[1] !== 0 || head[3] === 0 || head.length < 4 + 4 * head[3]!) return undefined;
   const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  let total = 4 + 4 * head[3]!;
   let data = 1;
   for (let i = 0; i < head[3]!; i++) data *= view.getUint32(4 + 4 * i, false);
-  total += data;
-  return total;
+  return 4 + 4 * head[3]! + data;
 }
 
 /** An idx array of unsigned bytes (the only element type MNIST-style files use). */

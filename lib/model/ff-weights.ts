@@ -6,7 +6,6 @@
 import { FfmergeError, showValue } from '../errors';
 import { isFloat32Array } from '../typed-arrays';
 import { forSlices, SLICE_ELEMENTS } from '../merge/slices';
-import type { WeightLayout } from './architectures';
 
 export interface FFWeights {
   /** Model width d. */
@@ -80,11 +79,6 @@ export async function transposeSliced(m: Float32Array, rows: number, cols: numbe
   const out = new Float32Array(m.length);
   await forSlices(rows, SLICE_ELEMENTS / Math.max(1, cols), (r0, r1) => transposeRows(m, out, rows, cols, r0, r1), signal);
   return out;
-}
-
-/** A weight matrix as stored ([out,in] for linear, [in,out] for conv1d) → canonical [out,in]. */
-export function matrixToCanonical(m: Float32Array, outDim: number, inDim: number, layout: WeightLayout): Float32Array {
-  return layout === 'linear' ? m : transpose(m, inDim, outDim);
 }
 
 export function cloneFF(ff: FFWeights): FFWeights {

@@ -74,10 +74,9 @@ export function linearSumAssignment(
   checkJobOptions(opts, 'linearSumAssignment(cost, rows, cols, options): options', ['maximize', 'kernel', 'stage']);
   checkBoolean(opts.maximize, 'linearSumAssignment: maximize');
   checkBoolean(opts.stage, 'linearSumAssignment: stage');
-  const job = { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
   // withStaged stages Float32Arrays only; a Float64Array goes as it is
-  return withStaged([{ cost }], { ...job, stage: opts.stage === true }, ([staged]) =>
-    runNativeJob('assignment', (onProgress) => addon().linearSumAssignment(staged!.cost, rows, cols, opts.maximize ?? false, opts.kernel, onProgress), job),
+  return withStaged([{ cost }], opts, ([staged]) =>
+    runNativeJob('assignment', (onProgress) => addon().linearSumAssignment(staged!.cost, rows, cols, opts.maximize ?? false, opts.kernel, onProgress), opts),
   );
 }
 

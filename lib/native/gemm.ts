@@ -98,8 +98,8 @@ export async function matmul(
   checkMatmulShape(a, b, shape);
   checkJobOptions(opts, 'matmul(a, b, shape, options): options', ['kernel', 'alpha', 'beta', 'out', 'stage']);
   const { m, n, k, transA = false, transB = false } = shape;
-  const { alpha = 1, beta = 0, kernel, out, stage } = opts;
-  checkBoolean(stage, 'matmul: stage');
+  const { alpha = 1, beta = 0, kernel, out } = opts;
+  checkBoolean(opts.stage, 'matmul: stage');
   if (out !== undefined) checkFloat32Array(out, 'matmul: out');
   checkOneOf(kernel, 'matmul: kernel', GEMM_KERNELS);
   if (typeof alpha !== 'number' || typeof beta !== 'number' || !Number.isFinite(alpha) || !Number.isFinite(beta)) {
@@ -112,9 +112,8 @@ export async function matmul(
     throw new FfmergeError('INVALID_ARGUMENT', 'matmul: out must not share memory with a or b (it is written while they are read)');
   }
   if (out === undefined) checkOutputFits(m, n);
-  const job = { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
-  return withStaged([{ a, b }], { ...job, stage: stage === true }, ([staged]) =>
-    runNativeJob('matmul', (onProgress) => addon().sgemm(staged!.a, staged!.b, out ?? null, m, n, k, transA, transB, alpha, beta, kernel, onProgress), job),
+  return withStaged([{ a, b }], opts, ([staged]) =>
+    runNativeJob('matmul', (onProgress) => addon().sgemm(staged!.a, staged!.b, out ?? null, m, n, k, transA, transB, alpha, beta, kernel, onProgress), opts),
     [out],
   );
 }
