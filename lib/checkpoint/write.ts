@@ -28,6 +28,7 @@ import { checkGivenTies, checkInfoWindows } from './earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from './source-stamp';
 import { processAlive, whyMissing } from '../files';
 import { isFloat32Array } from '../typed-arrays';
+import { holdTempOutput } from '../native/temp-outputs';
 
 export type OutputFormat = 'expanded' | 'tied';
 
@@ -544,6 +545,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
   const tmp = tempName(target);
   const madeParent = fs.mkdirSync(path.dirname(target), { recursive: true });
   fs.mkdirSync(tmp);
+  const release = holdTempOutput(tmp);
   try {
     // Bytes of tensor data in hand: the replacements from the start, each source tensor once it is read.
     const total = plan.reduce((n, t) => n + t.byteLength, 0);
@@ -597,6 +599,8 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     return { out: target, bytes, files, storedParams };
   } catch (e) {
     throw failedOutput(e, tmp, target, madeParent, out);
+  } finally {
+    release();
   }
 }
 

@@ -16,6 +16,7 @@ import { DTYPE_SIZE, DType, assertLittleEndian, f32ToBF16, f32ToF16, isDType } f
 import { processAlive } from '../files';
 import { MAX_HEADER_BYTES } from './header';
 import { checkJobOptions, guardProgress, throwIfAborted, type JobOptions } from '../native/job';
+import { holdTempOutput } from '../native/temp-outputs';
 import { forSlices, SLICE_ELEMENTS } from '../merge/slices';
 
 export type TensorData = ArrayBufferView;
@@ -104,43 +105,49 @@ export async function writeSafetensors(
     if (failed) throw failed.error;
     throwIfAborted(opts.signal);
   };
-  let fh: fs.promises.FileHandle;
+  // held until renamed or removed: a worker terminated mid-write, or process.exit(), runs none of the cleanup below
+  const release = holdTempOutput(tmp);
   try {
-    fh = await fs.promises.open(tmp, 'wx');
-  } catch (e) {
-    throw new FfmergeError('IO_ERROR', `cannot create ${tmp}: ${(e as Error).message}`, { cause: e });
-  }
-  try {
-    await writeAll(fh, prefix);
-    await writeAll(fh, json);
-    let done = 0;
-    for (const i of order) {
-      stopIfAsked();
-      const t = tensors[i]!;
-      const bytes = await toBytes(t, await (typeof t.data === 'function' ? t.data() : t.data), opts.signal);
-      if (bytes.byteLength !== sizes[i]) {
-        throw new FfmergeError(
-          'SAFETENSORS_SIZE_MISMATCH',
-          `tensor "${t.name}" is ${t.dtype}[${t.shape.join(', ')}] = ${sizes[i]} bytes but its data has ${bytes.byteLength}`,
-        );
-      }
-      await writeAll(fh, bytes);
-      report?.({ phase: 'save', done: (done += sizes[i]!), total: offset });
+    let fh: fs.promises.FileHandle;
+    try {
+      fh = await fs.promises.open(tmp, 'wx');
+    } catch (e) {
+      throw new FfmergeError('IO_ERROR', `cannot create ${tmp}: ${(e as Error).message}`, { cause: e });
     }
-    await fh.sync();
-    await fh.close();
-    stopIfAsked();
-  } catch (e) {
-    await fh.close().catch(() => {});
-    await fs.promises.rm(tmp, { force: true });
-    if (e instanceof FfmergeError || (failed && e === failed.error)) throw e;
-    throw new FfmergeError('IO_ERROR', `writing ${file} failed: ${(e as Error).message}`, { cause: e });
-  }
-  try {
-    await fs.promises.rename(tmp, file);
-  } catch (e) {
-    await fs.promises.rm(tmp, { force: true });
-    throw new FfmergeError('IO_ERROR', `cannot move the written file into place at ${file}: ${(e as Error).message}`, { cause: e });
+    try {
+      await writeAll(fh, prefix);
+      await writeAll(fh, json);
+      let done = 0;
+      for (const i of order) {
+        stopIfAsked();
+        const t = tensors[i]!;
+        const bytes = await toBytes(t, await (typeof t.data === 'function' ? t.data() : t.data), opts.signal);
+        if (bytes.byteLength !== sizes[i]) {
+          throw new FfmergeError(
+            'SAFETENSORS_SIZE_MISMATCH',
+            `tensor "${t.name}" is ${t.dtype}[${t.shape.join(', ')}] = ${sizes[i]} bytes but its data has ${bytes.byteLength}`,
+          );
+        }
+        await writeAll(fh, bytes);
+        report?.({ phase: 'save', done: (done += sizes[i]!), total: offset });
+      }
+      await fh.sync();
+      await fh.close();
+      stopIfAsked();
+    } catch (e) {
+      await fh.close().catch(() => {});
+      await fs.promises.rm(tmp, { force: true });
+      if (e instanceof FfmergeError || (failed && e === failed.error)) throw e;
+      throw new FfmergeError('IO_ERROR', `writing ${file} failed: ${(e as Error).message}`, { cause: e });
+    }
+    try {
+      await fs.promises.rename(tmp, file);
+    } catch (e) {
+      await fs.promises.rm(tmp, { force: true });
+      throw new FfmergeError('IO_ERROR', `cannot move the written file into place at ${file}: ${(e as Error).message}`, { cause: e });
+    }
+  } finally {
+    release();
   }
 }
 

@@ -74,15 +74,21 @@ void TuneAllocatorOnce() {
 // libuv's threads once, which Node joins at exit (uv_library_shutdown), so a fine-tune of minutes held an
 // exiting process for minutes. They run on the instance's JobRunner now, but the instance still stops them
 // from an 'exit' listener, before any teardown: each ends at its next cancellation check, whichever way the
-// environment then ends (a worker's teardown joins the runner in ~AddonData). Registered once per instance
-// (Node loads an addon once per environment) on that environment's own process object.
-void StopJobsOnExit(Napi::Env env, const std::shared_ptr<JobRegistry>& jobs) {
+// environment then ends (a worker's teardown joins the runner in ~AddonData). The outputs left half-written
+// are removed there too: process.exit() runs no environment teardown. Registered once per instance (Node
+// loads an addon once per environment) on that environment's own process object.
+void CleanUpOnExit(Napi::Env env, const std::shared_ptr<JobRegistry>& jobs, const std::shared_ptr<TempOutputs>& temps) {
   Napi::Value process = env.Global().Get("process");
   if (!process.IsObject()) return;  // an embedder without `process`: nothing emits 'exit' to listen to
   Napi::Value on = process.As<Napi::Object>().Get("on");
   if (!on.IsFunction()) return;
   Napi::Function stop = Napi::Function::New(
-      env, [jobs](const Napi::CallbackInfo&) { jobs->stop_all(); }, "ffmergeStopJobsOnExit");
+      env,
+      [jobs, temps](const Napi::CallbackInfo&) {
+        jobs->stop_all();
+        temps->remove_held();
+      },
+      "ffmergeCleanUpOnExit");
   on.As<Napi::Function>().Call(process, {Napi::String::New(env, "exit"), stop});
 }
 
@@ -95,7 +101,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->runner = std::make_unique<JobRunner>(JobThreadsFromEnv());
   data->reaper = std::make_shared<Reaper>();
   env.SetInstanceData(data);  // deleted (jobs stopped, pool joined) when the environment tears down
-  StopJobsOnExit(env, data->jobs);
+  CleanUpOnExit(env, data->jobs, data->temps);
   InitAll(env, exports);
   return exports;
 }

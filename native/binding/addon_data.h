@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "binding/reaper.h"
+#include "binding/temp_outputs.h"
 #include "core/job.h"
 #include "core/job_runner.h"
 #include "core/thread_pool.h"
@@ -22,6 +23,9 @@ struct AddonData {
   // (addon.cc: FFMERGE_JOB_THREADS, else UV_THREADPOOL_SIZE, which bounded them on libuv's pool, else 4). The
   // compute under them is the pool's. Declared after the pool: destroyed first.
   std::unique_ptr<JobRunner> runner;
+  // The temporary outputs this instance's writers are filling (temp_outputs.h): removed below, and when the
+  // process emits 'exit' (addon.cc), since no JS cleanup runs then.
+  std::shared_ptr<TempOutputs> temps = std::make_shared<TempOutputs>();
 
   // The environment is being torn down (worker.terminate(), the end of a process or worker): Node does not
   // wait for jobs on the runner, so they are stopped here, each at its next cancellation check, and the
@@ -29,6 +33,7 @@ struct AddonData {
   ~AddonData() {
     if (jobs) jobs->stop_all();
     runner.reset();
+    temps->remove_held();
   }
 };
 

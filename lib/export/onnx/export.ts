@@ -20,6 +20,7 @@ import { checkCheckpoint } from '../../model/plan';
 import { architectureOf, type Architecture, type Config, type StackName } from '../../model/architectures';
 import { validateSpec } from '../../model/validate-spec';
 import { checkJobOptions, withJobScope, type JobOptions, type JobScope, type Progress } from '../../native/job';
+import { holdTempOutput } from '../../native/temp-outputs';
 import { buildDecoderLm } from './decoder-lm';
 import { Graph } from './graph';
 import { needsExternalData, writeOnnx, OPSET, type SerializeResult } from './serialize';
@@ -221,6 +222,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
   const target = path.resolve(opts.out);
   const tmp = tempName(target);
   let madeParent: string | undefined;
+  const release = holdTempOutput(tmp);
   try {
     // the loader's check of the checkpoint (headers only): nothing is written from a checkpoint eval refuses,
     // and stored layers the config leaves out (which the graphs would silently not read) are refused too
@@ -323,6 +325,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
   } catch (e) {
     throw failedOutput(e, tmp, target, madeParent, opts.out);
   } finally {
+    release();
     await weights.close();
   }
 }

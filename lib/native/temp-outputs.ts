@@ -1,0 +1,21 @@
+/**
+ * A temporary output (a checkpoint's temp folder, a safetensors temp file) held by this environment's addon
+ * instance while it is written: removed if the environment ends first (native/binding/temp_outputs.h says why).
+ *   const release = holdTempOutput(tmp);
+ *   try { …write, rename into place… } finally { release(); }
+ * A write that fails or is aborted removes its own temp as before; this covers what JS cannot see:
+ * worker.terminate() of a worker writing, and process.exit() while a write is under way.
+ */
+import { loadAddon } from './loader';
+
+interface TempOutputsAddon {
+  holdTempOutput(path: string): number;
+  releaseTempOutput(id: number): void;
+}
+
+/** Holds `path` (absolute) until the returned function is called; calling it again does nothing. */
+export function holdTempOutput(path: string): () => void {
+  const addon = loadAddon().module as unknown as TempOutputsAddon;
+  const id = addon.holdTempOutput(path);
+  return () => addon.releaseTempOutput(id);
+}

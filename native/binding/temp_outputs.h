@@ -1,0 +1,33 @@
+// The temporary outputs (a checkpoint's temp folder, a safetensors temp file) that this environment's writers
+// are filling, so that they do not outlive the environment that was writing them.
+//
+// Why: an output is written under a temporary name and renamed into place; a failed or aborted write removes
+// its temp in JS. But worker.terminate() stops a worker's JavaScript wherever it is, and process.exit() ends
+// the process, so no JS cleanup runs: the half-written temp stayed, hidden beside the output. The sweep a
+// later run does removes only the temps of processes that are gone, so in a long-lived server whose workers
+// are terminated (the process lives on) they piled up (tester DA). Held here, they are removed when the
+// environment is torn down (~AddonData) and when its process emits 'exit' (addon.cc).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace ffm::binding {
+
+class TempOutputs {
+ public:
+  // Holds path (a file or a folder) until release(id); returns id.
+  uint32_t hold(std::string path);
+  void release(uint32_t id);
+  // Removes every path still held, a folder with what is inside it (links are removed, never followed), and
+  // forgets them. Errors are ignored: what stays is swept by the next run to that output, as before.
+  void remove_held() noexcept;
+
+ private:
+  std::mutex mutex_;
+  std::map<uint32_t, std::string> held_;
+  uint32_t next_ = 1;
+};
+
+}  // namespace ffm::binding
