@@ -100,6 +100,10 @@ export function showValue(v: unknown, max = 60): string {
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
-export function abortError(): FfmergeError {
-  return new FfmergeError('ABORTED', 'the operation was aborted');
+/**
+ * ABORTED, with the signal's reason as its `cause` when a signal is given: a server tells its own timeout
+ * (`AbortSignal.timeout`, a TimeoutError) from a client that went away (`ac.abort(new Error('client gone'))`).
+ */
+export function abortError(signal?: AbortSignal): FfmergeError {
+  return new FfmergeError('ABORTED', 'the operation was aborted', signal?.aborted ? { cause: signal.reason } : undefined);
 }

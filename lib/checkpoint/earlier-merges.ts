@@ -275,7 +275,7 @@ export async function recordedTies(config: Config, recorded: readonly RecordedWi
   const info = (config as Record<string, unknown>).ffmerge as Record<string, unknown> | undefined;
   const tiedSource = Object.keys(src.ties).length > 0 || info?.format === 'tied';
   for (const [tied, stored] of Object.entries(all)) {
-    if (signal?.aborted) throw abortError();
+    if (signal?.aborted) throw abortError(signal);
     if (src.resolve(tied) === src.resolve(stored)) continue; // already tied in the source
     const [a, b] = await Promise.all([src.readRaw(tied), src.readRaw(stored)]);
     if (!Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) {

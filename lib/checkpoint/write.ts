@@ -560,7 +560,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
       data: ArrayBuffer.isView(t.data)
           ? t.data
         : async () => {
-              if (opts.signal?.aborted) throw abortError();
+              if (opts.signal?.aborted) throw abortError(opts.signal);
               const bytes = await src.readRaw((t.data as { from: string }).from);
               opts.onProgress?.({ phase: 'save', done: (done += t.byteLength), total });
               return bytes;
@@ -576,14 +576,14 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
       for (const [i, idx] of shards.entries()) {
         const name = shardName(i, shards.length);
         files.push(name);
-        if (opts.signal?.aborted) throw abortError();
+        if (opts.signal?.aborted) throw abortError(opts.signal);
         // every shard carries the metadata (ties included): readers merge it, and each shard stands alone
         await writeSafetensors(path.join(tmp, name), idx.map((j) => tensors[j]!), metadata, opts.signal ? { signal: opts.signal } : {});
         for (const j of idx) weightMap[plan[j]!.name] = name;
       }
       fs.writeFileSync(path.join(tmp, INDEX_FILE_NAME), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n');
     }
-    if (opts.signal?.aborted) throw abortError();
+    if (opts.signal?.aborted) throw abortError(opts.signal);
     const bytes = files.reduce((n, f) => n + fs.statSync(path.join(tmp, f)).size, 0);
     fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(outConfig, null, 2) + '\n');
     for (const name of regularFileNames(source)) {
@@ -591,7 +591,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
       copyWritable(path.join(source, name), path.join(tmp, name));
     }
     for (const [name, text] of Object.entries(opts.extraFiles ?? {})) fs.writeFileSync(path.join(tmp, name), typeof text === 'function' ? text({ bytes }) : text);
-    if (opts.signal?.aborted) throw abortError();
+    if (opts.signal?.aborted) throw abortError(opts.signal);
     checkSourceUnchanged(source, stamp, 'its output was written');
     moveIntoPlace(tmp, target, out, opts.overwrite === true);
     scope.commit();

@@ -71,9 +71,9 @@ export async function loadSplitBlocks(
     const tokens = await tokenizeFile(dir, file, { ...source, ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) });
     return { tokens, blocks: cutBlocks(tokens, blockSize) };
   }
-  if (signal?.aborted) throw abortError();
+  if (signal?.aborted) throw abortError(signal);
   const text = await readText(file, source);
-  if (signal?.aborted) throw abortError();
+  if (signal?.aborted) throw abortError(signal);
   const blocks = tokenizeToBlocks(tokenizer, text, blockSize);
   // one report, once the file is read and tokenized (the worker's are in bytes of the file as it reads)
   const { size } = await fs.promises.stat(file);

@@ -363,9 +363,9 @@ export async function loadIdxImages(imagesFile: string, labelsFile?: string, opt
   if (labelsFile !== undefined) checkPath(labelsFile, `${what}: labelsFile`);
   checkJobOptions(opts, `${what}: options`, []);
   const { signal } = opts;
-  if (signal?.aborted) throw abortError();
+  if (signal?.aborted) throw abortError(signal);
   const img = await readIdx(imagesFile);
-  if (signal?.aborted) throw abortError();
+  if (signal?.aborted) throw abortError(signal);
   if (img.dims.length !== 3 && img.dims.length !== 4) {
     throw new FfmergeError('INVALID_DATA', `${imagesFile}: expected idx images [count, height, width(, channels)], got [${img.dims.join(', ')}]`);
   }
@@ -378,7 +378,7 @@ export async function loadIdxImages(imagesFile: string, labelsFile?: string, opt
     }
     set.labels = Int32Array.from(lab.data);
   }
-  if (signal?.aborted) throw abortError();
+  if (signal?.aborted) throw abortError(signal);
   return set;
 }
 
@@ -470,7 +470,7 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   checkPreprocessor(pre, `${what}: pre`);
   checkJobOptions(opts, `${what}: options`, ['classNames', 'classCount']);
   const { signal, onProgress } = opts;
-  if (signal?.aborted) throw abortError();
+  if (signal?.aborted) throw abortError(signal);
   if (opts.classNames !== undefined) checkArrayOf<string>(opts.classNames, `${what}: options.classNames`, 'class names (strings)', (e) => typeof e === 'string');
   checkInt(opts.classCount, `${what}: options.classCount`, 1);
   if (opts.classNames !== undefined && opts.classCount !== undefined && opts.classNames.length !== opts.classCount) {
@@ -592,7 +592,7 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   onProgress?.({ phase: 'images', done: 0, total: files.length });
   await Promise.all(Array.from({ length: Math.min(IMAGES_IN_FLIGHT, files.length) }, decodeSome));
   if (failure) throw failure.error;
-  if (signal?.aborted) throw abortError();
+  if (signal?.aborted) throw abortError(signal);
   return { count: files.length, height: pre.height, width: pre.width, channels: pre.channels, pixels, labels, classNames };
 }
 

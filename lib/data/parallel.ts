@@ -62,9 +62,9 @@ export async function readParallel(sourceFile: string, targetFile: string, opts:
 /** The pairs of a stream, stopping it (its finally closes the files) when the signal fires. */
 async function collect(pairs: AsyncGenerator<SentencePair>, signal: AbortSignal | undefined): Promise<SentencePair[]> {
   const out: SentencePair[] = [];
-  if (signal?.aborted) throw abortError();
+  if (signal?.aborted) throw abortError(signal);
   for await (const p of pairs) {
-    if (signal?.aborted) throw abortError();
+    if (signal?.aborted) throw abortError(signal);
     out.push(p);
   }
   return out;

@@ -400,7 +400,7 @@ class WorkerSlots {
   /** Resolves with the slot's release function once one is free; rejects ABORTED if the signal fires first. */
   acquire(signal?: AbortSignal): Promise<() => void> {
     return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(abortError());
+      if (signal?.aborted) return reject(abortError(signal));
       let stopListening = () => {};
       const grant = () => {
         stopListening();
@@ -418,7 +418,7 @@ class WorkerSlots {
       stopListening = onAbort(signal, () => {
         const i = this.waiting.indexOf(grant);
         if (i >= 0) this.waiting.splice(i, 1);
-        reject(abortError());
+        reject(abortError(signal));
       });
     });
   }
@@ -475,7 +475,7 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
     throw new FfmergeError('INVALID_ARGUMENT', `tokenizeFile: field must be a non-empty string (got ${showValue(opts.field)})`);
   }
   const { signal, onProgress } = opts;
-  if (signal?.aborted) throw abortError();
+  if (signal?.aborted) throw abortError(signal);
   const tokenizerJson = path.join(tokenizerDir, 'tokenizer.json');
   if (!fs.existsSync(tokenizerJson)) throw new FfmergeError('INVALID_CONFIG', `${tokenizerDir} has no tokenizer.json; the tokenizer needs it`);
   // Both must be regular files: a FIFO would block the worker's reads forever (checked here, asynchronously).
@@ -485,7 +485,7 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
   // the worker and the streaming readers refuse the same files.
   await checkTextFile(file);
   // an abort during the checks above fired no listener yet: it is honoured here, before a worker starts
-  if (signal?.aborted) throw abortError();
+  if (signal?.aborted) throw abortError(signal);
   const maxTokens = opts.maxTokens !== undefined && opts.maxTokens !== Infinity ? opts.maxTokens : null;
   let tokenizerConfig: Record<string, unknown>;
   try {
@@ -513,9 +513,9 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
   };
   let worker: Worker;
   try {
-    if (signal?.aborted) throw abortError(); // aborted while the slot was being handed over
+    if (signal?.aborted) throw abortError(signal); // aborted while the slot was being handed over
     fh = await openDataFile(input.file);
-    if (signal?.aborted) throw abortError();
+    if (signal?.aborted) throw abortError(signal);
     worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ...input, fd: fh.fd } });
   } catch (e) {
     release();
@@ -533,7 +533,7 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
       if (err) reject(err);
       else resolve(ids!);
     };
-    stopListening = onAbort(signal, () => finish(abortError()));
+    stopListening = onAbort(signal, () => finish(abortError(signal)));
     const report = onProgress && guardProgress(onProgress, (e) => finish(e instanceof Error ? e : new Error(String(e))));
     worker.on('message', (m: WorkerMessage) => {
       if (m.kind === 'progress') report?.({ phase: 'tokenize', done: m.done, total: m.total, ...(m.detail ? { detail: m.detail } : {}) });

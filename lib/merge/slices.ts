@@ -15,7 +15,7 @@ const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 export async function forSlices(n: number, per: number, body: (i0: number, i1: number) => void, signal?: AbortSignal): Promise<void> {
   const step = Math.max(1, Math.floor(per));
   for (let i0 = 0; i0 < n; i0 += step) {
-    if (signal?.aborted) throw abortError();
+    if (signal?.aborted) throw abortError(signal);
     body(i0, Math.min(n, i0 + step));
     if (i0 + step < n) await yieldToLoop();
   }

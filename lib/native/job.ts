@@ -171,7 +171,8 @@ export async function withJobScope<O extends JobOptions, T>(opts: O, run: (o: O,
     failure = { error };
     ac.abort();
   };
-  const stopListening = signal?.aborted ? (ac.abort(), () => {}) : onAbort(signal, () => ac.abort());
+  // the caller's reason goes on, so that ABORTED's cause is theirs (abortError)
+  const stopListening = signal?.aborted ? (ac.abort(signal.reason), () => {}) : onAbort(signal, () => ac.abort(signal!.reason));
   const report: ProgressFn = (p) => {
     if (failure) throw failure.error; // the job is stopping: the caller hears nothing more
     let returned: unknown;
@@ -206,7 +207,7 @@ export async function runNativeJob<T>(
 ): Promise<T> {
   checkJobOptions(opts);
   const { signal, onProgress } = opts;
-  if (signal?.aborted) throw abortError();
+  if (signal?.aborted) throw abortError(signal);
   let handle: NativeJobHandle<T>;
   let failure: { error: unknown } | undefined;
   const report = onProgress
@@ -227,12 +228,14 @@ export async function runNativeJob<T>(
     return result;
   } catch (e) {
     if (failure) throw failure.error;
-    throw fromNativeError(e);
+    const error = fromNativeError(e);
+    // the native side knows only that it was cancelled: the caller's reason is the cause (abortError)
+    throw error.code === 'ABORTED' && signal?.aborted ? new FfmergeError('ABORTED', error.message, { cause: signal.reason }) : error;
   } finally {
     stopListening();
   }
 }
 
 export function throwIfAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw abortError();
+  if (signal?.aborted) throw abortError(signal);
 }

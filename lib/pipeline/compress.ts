@@ -141,7 +141,7 @@ class PhaseClock {
     const now = performance.now();
     this.timings[phase] = (this.timings[phase] ?? 0) + (now - this.t0) / 1000;
     this.t0 = now;
-    if (!last && this.signal?.aborted) throw abortError();
+    if (!last && this.signal?.aborted) throw abortError(this.signal);
   }
 }
 

@@ -18,9 +18,9 @@ import type { Baseline, BaselineCandidate, BaselineContext, Edit, MergeContext, 
 
 /** `p`, or ABORTED as soon as `signal` fires, whether or not `p` ever settles. */
 export function raceAbort<T>(p: T | Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal?.aborted) return Promise.reject(abortError());
+  if (signal?.aborted) return Promise.reject(abortError(signal));
   return new Promise<T>((resolve, reject) => {
-    const stop = onAbort(signal, () => reject(abortError()));
+    const stop = onAbort(signal, () => reject(abortError(signal)));
     Promise.resolve(p).then(resolve, reject).finally(stop);
   });
 }

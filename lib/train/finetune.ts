@@ -210,7 +210,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   }
   checkOneOf(opts.schedule, 'finetune: schedule', ['constant', 'cosine'] as const);
   checkOneOf(opts.trainable, 'finetune: trainable', ['all', 'ff'] as const);
-  if (opts.signal?.aborted) throw abortError();
+  if (opts.signal?.aborted) throw abortError(opts.signal);
   const steps = positiveInt(opts.steps, 'steps', 0);
   const batch = positiveInt(opts.batch, 'batch', 8);
   const lr = opts.lr === undefined ? 2e-4 : opts.lr;

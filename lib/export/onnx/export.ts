@@ -156,7 +156,7 @@ async function outputMerges(modelDir: string, config: Config, signal: AbortSigna
       const mine = ffTies(config, w.stack, w.layers);
       let differs: [string, string] | undefined;
       for (const [tied, stored] of Object.entries(mine)) {
-        if (signal?.aborted) throw abortError();
+        if (signal?.aborted) throw abortError(signal);
         const [a, b] = await Promise.all([reader.readRaw(tied), reader.readRaw(stored)]);
         if (!Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) {
           differs = [tied, stored];
@@ -201,7 +201,7 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   checkOneOf(opts.dtype, 'exportOnnx: dtype', ['fp32', 'fp16'] as const);
   // ('always', the CLI's word, was passed on as a truthy string and written inline)
   checkOneOf(opts.externalData, 'exportOnnx: externalData', [true, false, 'auto'] as const);
-  if (opts.signal?.aborted) throw abortError();
+  if (opts.signal?.aborted) throw abortError(opts.signal);
   checkOutputDir(modelDir, opts.out, opts.overwrite);
   return withJobScope(opts, (o, scope) => exportChecked(modelDir, o, scope));
 }
@@ -306,7 +306,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
     const card = Object.hasOwn(extra, 'README.md') ? undefined : outputCard(outConfig, 'onnx', target, report);
     if (card !== undefined) extra['README.md'] = card;
     for (const [name, text] of Object.entries(extra)) fs.writeFileSync(path.join(tmp, name), typeof text === 'function' ? text({ bytes: sum('onnxBytes') + sum('dataBytes') }) : text);
-    if (opts.signal?.aborted) throw abortError();
+    if (opts.signal?.aborted) throw abortError(opts.signal);
     checkSourceUnchanged(modelDir, stamp, 'it was exported');
     moveIntoPlace(tmp, target, opts.out, opts.overwrite === true);
     scope.commit();

@@ -240,7 +240,7 @@ export async function writeOnnx(g: Graph, file: string, opts: SerializeOptions =
     await put(modelHead, MODEL_GRAPH, varint(graphLength), graphHead);
     let done = 0;
     for (const p of planned) {
-      if (opts.signal?.aborted) throw abortError();
+      if (opts.signal?.aborted) throw abortError(opts.signal);
       const raw = await bytesOf(p.init, opts.signal);
       if (raw.byteLength !== p.bytes) throw new Error(`internal: initializer "${p.init.name}" holds ${raw.byteLength} bytes, ${p.bytes} were planned`);
       await put(GRAPH_INITIALIZER, varint(p.length), p.head);
@@ -252,6 +252,6 @@ export async function writeOnnx(g: Graph, file: string, opts: SerializeOptions =
     await data?.close();
     await fh.close();
   }
-  if (opts.signal?.aborted) throw abortError();
+  if (opts.signal?.aborted) throw abortError(opts.signal);
   return { onnxBytes, dataBytes, external, weightBytes, ...(external ? { dataFile } : {}) };
 }
