@@ -87,7 +87,7 @@ export type { ModelSpec } from './model/spec';
 export { MODEL_TYPES, MODEL_TYPES as FORWARD_MODEL_TYPES, architectureOf, stackOf, ffStacks, ffTensorNames, mainStackOf } from './model/architectures';
 export type { Architecture, StackDescription, FFStack, FFTensorNames, WeightLayout } from './model/architectures';
 export { validateSpec } from './model/validate-spec';
-export { finetune } from './train/finetune';
+export { checkFinetunable, finetune } from './train/finetune';
 export type { FinetuneOptions, FinetuneResult, FinetuneProgress, FinetuneLogEntry, LabelledImages } from './train/finetune';
 export { saveTrained } from './train/save';
 export type { SaveTrainedOptions } from './train/save';

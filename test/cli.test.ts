@@ -137,6 +137,8 @@ describe('ffmerge CLI', () => {
     // not named, a warm-up longer than the run accepted (the card claimed a learning rate never reached)
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '32', '--tokens', '32'], 2, /--tokens 32 keeps 32 tokens \(whole --seq 32 blocks\), fewer than one training window of seq \+ 1 = 33: give --tokens 64 or more.*INVALID_ARGUMENT/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '1'], 2, /--seq 1 is too short.*INVALID_ARGUMENT/],
+    // with the other training flags, before "fine-tuning … → …" is said (tester DB)
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '0'], 2, /^ffmerge: --seq must be a positive integer, got "0".*INVALID_ARGUMENT/],
     [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '1'], 2, /--block-size 1 is too short.*INVALID_ARGUMENT/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--steps', '2', '--seq', '32', '--warmup', '10'], 2, /warmup \(--warmup\) 10 is more than the 2 steps.*INVALID_ARGUMENT/],
     // an option given twice was read as its last value: --data a --data b scored b alone (tester AX)
@@ -238,6 +240,22 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'ffmerge eval on token-
       expect(c.code).toBe(2);
       expect(JSON.parse(c.stdout).error).toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringMatching(/^blockSize \(--block-size\) cuts text into blocks; calibration file .* holds token-id rows/) });
       expect(fs.readdirSync(cwd)).toEqual([]);
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
+
+describeShared('fixtures/marian-multi30k-en-de', 'ffmerge finetune on a model the trainer does not take', () => {
+  it('is refused before the data is read (it tokenized all of --data first: 92 s for a 6 MB file, tester DB)', () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-cli-ft-'));
+    try {
+      // rows no reader takes: read first, they were the refusal (INVALID_DATA)
+      fs.writeFileSync(path.join(cwd, 'bad.jsonl'), '{"input_ids": "not ids"}\n');
+      const r = ffmerge(cwd, 'finetune', sharedPath('fixtures', 'marian-multi30k-en-de'), '--data', 'bad.jsonl', '--steps', '2', '--out', 'ft');
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(/fine-tuning covers decoder-only .* this marian model is not one: it normalises after each sublayer \(post-norm\) \[UNSUPPORTED_ARCHITECTURE\]/);
+      expect(fs.readdirSync(cwd)).toEqual(['bad.jsonl']);
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true });
     }

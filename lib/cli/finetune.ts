@@ -13,7 +13,7 @@ import { checkSourceUnchanged, sourceStamp } from '../checkpoint/source-stamp';
 import { blocksFrom, fitBlockSize, takeTokens, tokenCount } from '../pipeline/data';
 import { cutBlocks } from '../data/blocks';
 import { sameData, sameDataPhrase } from '../data/same-data';
-import { checkEvalEvery, checkMicro, checkSchedule, finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
+import { checkEvalEvery, checkFinetunable, checkMicro, checkSchedule, finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
 import { trainingImages, type ImageFlags } from './finetune-images';
 import { saveTrained } from '../train/save';
 import { expandedError } from '../train/ties';
@@ -93,6 +93,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   const micro = int(o.micro, 'micro');
   checkMicro(micro, batch);
   checkSchedule(steps, lr, warmup, weightDecay);
+  const seqAsked = int(o.seq, 'seq'); // its bound, the model's positions, once the model is loaded
   const bar = new ProgressBar(!o.json);
   if (!o.json) process.stderr.write(`ffmerge: fine-tuning ${model} → ${out}\n`);
   const t0 = performance.now();
@@ -103,6 +104,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   const m = await loadModel(model, { signal, stream: false });
   let r: FinetuneResult | undefined;
   try {
+    checkFinetunable(m); // before the data is read: tokenizing it can take minutes
     const images = m.spec.input === 'patches';
     let input: Pick<FinetuneOptions, 'data' | 'validation' | 'seq'>;
     let dataInfo: Record<string, unknown>;
@@ -121,7 +123,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     } else {
       if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'finetune needs --data <text or .jsonl file> (training data)');
       if (o.valid === undefined && o.validTokens !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--valid-tokens needs --valid <file> (validation text)');
-      const seq = fitBlockSize(int(o.seq, 'seq'), 256, m.spec.maxPositions, '--seq');
+      const seq = fitBlockSize(seqAsked, 256, m.spec.maxPositions, '--seq');
       const budget = int(o.tokens, 'tokens') ?? Infinity;
       // Text is cut into blocks of seq tokens and joined back into one stream; windows are drawn from it.
       // (token-id rows are joined into that stream too, so a row may be a single token)

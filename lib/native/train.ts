@@ -66,6 +66,7 @@ export interface NativeLossAndGrad {
 }
 
 interface TrainAddon {
+  modelCheckTrainable(m: NativeModelHandle): void;
   modelFinetune(
     m: NativeModelHandle,
     args: NativeFinetuneArgs | NativeImageFinetuneArgs,

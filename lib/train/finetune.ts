@@ -185,6 +185,19 @@ function checkNotExpanded(model: Model): void {
   if (windows.some((w) => w.stack === model.mainStack && !sharesOneFF(model, w.layers))) throw expandedError('finetune: the model was loaded from');
 }
 
+/**
+ * Refuses a model the trainer cannot fine-tune (UNSUPPORTED_ARCHITECTURE, naming why): what finetune() does
+ * first, for a caller to ask before it reads training data (the CLI tokenized all of --data, then was refused).
+ */
+export function checkFinetunable(model: Model): void {
+  checkModel(model, 'checkFinetunable(model): model');
+  try {
+    trainAddon().modelCheckTrainable(model.nativeHandle());
+  } catch (e) {
+    throw fromNativeError(e);
+  }
+}
+
 /** Token data: one Int32Array or a list of them (a string, a plain number list or a bare object is refused). */
 const isTokenData = (v: unknown): boolean => isInt32Array(v) || (Array.isArray(v) && v.every(isInt32Array));
 

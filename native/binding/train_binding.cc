@@ -272,7 +272,21 @@ Napi::Value SlotTensors(const Napi::CallbackInfo& info) {
       });
 }
 
+// The trainer's own refusal (train::check_trainable), asked before a caller reads training data: a model it
+// refuses (Marian) was refused only once minutes of --data had been tokenized (tester DB).
+Napi::Value CheckTrainable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto m = UnwrapModel(info[0]);
+  try {
+    train::check_trainable(m->spec);
+  } catch (const Error& e) {
+    ThrowCode(env, e.code(), e.what());
+  }
+  return env.Undefined();
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("modelCheckTrainable", Napi::Function::New(env, CheckTrainable, "modelCheckTrainable"));
   exports.Set("modelFinetune", Napi::Function::New(env, Finetune, "modelFinetune"));
   exports.Set("modelLossAndGrad", Napi::Function::New(env, LossAndGrad, "modelLossAndGrad"));
   exports.Set("modelSlotTensors", Napi::Function::New(env, SlotTensors, "modelSlotTensors"));
