@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { FfmergeError } from '../errors';
+import { FfmergeError, isFfmergeError } from '../errors';
 import { EXIT_ABORTED, reportError } from './errors';
 import { runInspect } from './inspect';
 import { runCompress, type CompressCliOptions } from './compress';
@@ -243,6 +243,7 @@ export function buildProgram(
 
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 type StopSignal = (typeof STOP_SIGNALS)[number];
+const STOPPED_BY: Record<StopSignal, string> = { SIGINT: 'Ctrl-C (SIGINT)', SIGTERM: 'SIGTERM', SIGHUP: 'SIGHUP (its terminal closed)' };
 
 /**
  * A reader that went away (`ffmerge inspect m | head -1`), or a terminal that was closed (EIO): what is left to
@@ -322,7 +323,9 @@ export async function main(argv: string[]): Promise<number> {
       const hint = e.code === 'commander.unknownCommand' ? '' : ' (see --help)';
       return reportError(new FfmergeError('INVALID_ARGUMENT', `${message}${hint}`), state.json);
     }
-    return exitCode(reportError(e, state.json));
+    // the line says what stopped the run, and that the output, written under a temporary name, is not there
+    const stopped = caught !== undefined && isFfmergeError(e, 'ABORTED') ? new FfmergeError('ABORTED', `stopped by ${STOPPED_BY[caught]} before it finished; nothing was written`, { cause: e }) : e;
+    return exitCode(reportError(stopped, state.json));
   } finally {
     for (const s of STOP_SIGNALS) process.off(s, onSignal);
     process.off('exit', onEarlyExit);
