@@ -113,6 +113,8 @@ describe('ffmerge CLI', () => {
     [['inspect', path.join(BUNDLED, 'calibration.txt')], 3, /calibration\.txt is a file, not a model directory.*DATA_NOT_FOUND/],
     [['inspect', '~/no-such-model'], 3, /the shell did not expand "~".*DATA_NOT_FOUND/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--method', 'magic'], 2, /--method must be one of permute, vanilla/],
+    // an empty list ran none without a word (tester DB); none is said as 'none'
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ' '], 2, /--baselines is empty: name baselines \(a comma list\), or give --baselines none to run none \[INVALID_ARGUMENT\]/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--select-memory', '1.5GB'], 2, /--select-memory must be a positive integer.*INVALID_ARGUMENT/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--out', BUNDLED], 2, /would overwrite the input.*OUTPUT_EXISTS/],
     [['frobnicate'], 2, /unknown command/],
@@ -204,6 +206,22 @@ describe('ffmerge CLI', () => {
     }
   });
 
+  it("--baselines none runs no baseline, the demo's own included", () => {
+    // the demo (no model given) runs drop-ff beside a merge unless told otherwise
+    const demo = (...more: string[]) => JSON.parse(ffmerge(cwd, 'compress', '--method', 'permute', '--out', 'o', '--overwrite', '--json', ...more).stdout);
+    expect(Object.keys(demo().baselines)).toEqual(['drop-ff']);
+    expect(demo('--baselines', 'none').baselines).toEqual({});
+    fs.rmSync(path.join(cwd, 'o'), { recursive: true });
+  });
+
+  it('calibration data with nothing left to validate on names the budget as a way out', () => {
+    // tester DB: the hint said only "give a validation file, or more calibration text"
+    const r = ffmerge(cwd, 'compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--calibration-tokens', '1000000');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/all taken by the calibration budget; .*or a smaller budget \(calibrationTokens, --calibration-tokens: 1000000 now\) \[INVALID_DATA\]/);
+    expect(fs.readdirSync(cwd)).toEqual([]);
+  });
+
   it('an existing non-empty --out is refused before any work', () => {
     fs.mkdirSync(path.join(cwd, 'taken'));
     fs.writeFileSync(path.join(cwd, 'taken', 'keep.txt'), 'x');
@@ -292,6 +310,9 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
       for (const line of help.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
       // commander's own rendering, `(default: "300")`, beside the hand-written "(default 256)"
       expect(help).not.toMatch(/default: "/);
+      // a required option says so (tester DB: export's --out read as optional)
+      const required = { export: ['--out'], convert: ['--format', '--out'] }[command] ?? [];
+      expect(help.split('\n').filter((l) => /^\s+--\S+ .*\(required\)/.test(l)).map((l) => l.trim().split(' ')[0])).toEqual(required);
     },
   );
 

@@ -126,7 +126,9 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   // the bundled demo shows the merge next to dropping FF sublayers and the paper's plain merge, unless the merge
   // asked for is that very one (tester CD: two rows of one model, and its search run twice)
   const papers = o.method === 'permute' && (o.recover ?? 'none') === 'none' && (o.anchor ?? 'first') === 'first' && (o.window ?? 'auto') === 'auto';
-  const baselines = (o.baselines ?? (bundled ? (papers ? 'drop-ff' : 'drop-ff,paper') : ''))
+  // 'none' runs none (the demo's own included); an empty value was taken as that without a word (tester DB)
+  if (o.baselines !== undefined && o.baselines.trim() === '') throw new FfmergeError('INVALID_ARGUMENT', '--baselines is empty: name baselines (a comma list), or give --baselines none to run none');
+  const baselines = (o.baselines === 'none' ? '' : o.baselines ?? (bundled ? (papers ? 'drop-ff' : 'drop-ff,paper') : ''))
     .split(',')
     .map((b) => b.trim())
     .filter(Boolean)

@@ -89,8 +89,9 @@ export function buildProgram(
     // Usage errors are reported by main() as one line with a code, never with the whole help after them.
     .configureOutput({ outputError: () => {} })
     // A commander default reads as the hand-written ones do, "(default 300)", not `(default: "300")` (tester CC).
+    // A required option says so (tester DB: export's and convert's --out read as optional).
     .configureHelp({
-      optionDescription: (o) => (o.defaultValue === undefined ? o.description : `${o.description} (default ${String(o.defaultValue)})`),
+      optionDescription: (o) => `${o.mandatory ? '(required) ' : ''}${o.description}${o.defaultValue === undefined ? '' : ` (default ${String(o.defaultValue)})`}`,
     })
     .exitOverride()
     // every command: its --json read, and its model folder checked, before it runs
@@ -143,7 +144,7 @@ export function buildProgram(
     .option('--out <dir>', 'output directory (default ./<model>-ffmerge); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
     .option('--max-shard-size <bytes>', 'tied/expanded: largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded as model-0000N-of-0000M.safetensors + model.safetensors.index.json')
-    .option('--baselines <list>', `comma list, each searched over its own placements (paper: over the merge's candidate windows, so only the given one with --window); drop-ff and paper remove what the merge removes, drop-layers whole layers, per merged stack the number nearest to the FF parameters the merge removes there but at least one (so it can remove more than the merge: a layer holds more than its FF), its parameter count in the report: ${baselines.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
+    .option('--baselines <list>', `comma list (none: no baseline, the demo's too), each searched over its own placements (paper: over the merge's candidate windows, so only the given one with --window); drop-ff and paper remove what the merge removes, drop-layers whole layers, per merged stack the number nearest to the FF parameters the merge removes there but at least one (so it can remove more than the merge: a layer holds more than its FF), its parameter count in the report: ${baselines.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
     .option('--plugins <module>', 'a JavaScript module (CommonJS or ES) exporting mergeMethods, recoverMethods and/or baselines: lists of your own plug-ins (README, Extending the pipeline), picked by name with --method, --recover and --baselines for this run')
     .option('--calibration-tokens <n>', 'calibration token budget, in whole blocks: at least one (default 10240)')
     .option('--validation-tokens <n>', 'validation token budget, in whole blocks: at least one (default 10240)')
