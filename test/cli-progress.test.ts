@@ -154,6 +154,17 @@ describe('CLI progress bars', () => {
     }
   });
 
+  it('a count that goes back starts the next piece of a phase: each piece keeps its own closing line', () => {
+    // tester DB: finetune read --data (5.9 MB) then --valid, and "Reading data 66 kB/600 kB" was all it showed
+    const term = new FakeTerminal();
+    const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
+    bar.update({ phase: 'tokenize', done: 3e6, total: 5.9e6 });
+    bar.update({ phase: 'tokenize', done: 5.9e6, total: 5.9e6 });
+    bar.update({ phase: 'tokenize', done: 66e3, total: 600e3 });
+    bar.done();
+    expect(term.screen().filter((l) => l !== '').map((l) => l.replace(/ +\d+\.\d s$/, ''))).toEqual(['✔ Reading data                   5.9 MB', '✔ Reading data                   66 kB/600 kB']);
+  });
+
   it('a count of one reads in the singular in a phase\'s closing line', () => {
     const term = new FakeTerminal();
     const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);

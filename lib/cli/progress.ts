@@ -32,8 +32,9 @@ const PHASES: Readonly<Record<PipelinePhase, PhaseLabel>> = {
   search: { title: 'Searching windows', unit: 'candidates' },
   baselines: { title: 'Scoring baselines', unit: 'candidates' },
   test: { title: 'Test set', unit: 'batches' },
-  // counted in bytes of tensor data: the files' size, headers included, is the summary's
-  save: { title: 'Saving the weights', unit: '', scale: bytes },
+  // counted in bytes of tensor data, and said so: the files' size, headers included, is the summary's (tester
+  // DB: "908 kB" here, "912.84 kB" there, unlabelled)
+  save: { title: 'Saving the weights', unit: 'of tensor data', scale: bytes },
   onnx: { title: 'Writing ONNX', unit: 'tensors' },
   evaluate: { title: 'Evaluating', unit: 'batches' },
   perplexity: { title: 'Evaluating', unit: 'tokens' },
@@ -102,7 +103,10 @@ export class ProgressBar {
     if (!Object.hasOwn(PHASES, p.phase)) return; // a step inside the current phase
     const phase = p.phase as PipelinePhase;
     const label = PHASES[phase];
-    if (phase !== this.phase) {
+    // A count that goes back is the phase's next piece of work (finetune reads --data, then --valid): the piece
+    // before it gets its own summary line, not overwritten by the next (tester DB: "66 kB/600 kB" was all a
+    // 5.9 MB read showed)
+    if (phase !== this.phase || p.done < (this.last?.done ?? 0)) {
       this.finishPhase();
       this.phase = phase;
       // One phase name can count different things ('evaluate': batches of text or images; compress's 'test' and

@@ -66,6 +66,6 @@ export function formatReport(r: CompressResult): string {
   }
   lines.push('', 'time per phase:');
   lines.push(table(['phase', 'time'], Object.entries(r.timings).map(([p, s]) => [p, fmtSeconds(s)])));
-  if (r.out) lines.push('', `wrote ${r.out.format} checkpoint ${r.out.dir} (${fmtBytes(r.out.bytes)}), report.json inside`);
+  if (r.out) lines.push('', `wrote ${r.out.format} checkpoint ${r.out.dir} (${fmtBytes(r.out.bytes)} of files), report.json inside`);
   return lines.join('\n');
 }
