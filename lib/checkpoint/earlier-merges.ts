@@ -6,7 +6,7 @@
  */
 import { FfmergeError, abortError, showValue } from '../errors';
 import { ffStacks, type Config, type StackName } from '../model/architectures';
-import { CheckpointReader, type TieMap } from './ties';
+import { CheckpointReader, storedName, type TieMap } from './ties';
 import { ffmergeRecord } from './record';
 import { FF_KEYS, ffTies } from './write';
 import { checkCheckpoint } from '../model/plan';
@@ -262,6 +262,31 @@ export function recordedLabel(recorded: readonly RecordedWindow[]): string {
 }
 
 /**
+ * Whether two tensors hold the same bytes as stored (names as the architecture gives them, or as a bare
+ * checkpoint stores them). The one test of "still identical" for an expanded output's copies: convert and
+ * compress (`recordedTies`), export and inspect (`windowDifference`) all decide with it. Reads the pair only,
+ * asynchronously (the file reads run off the main thread).
+ */
+export async function sameBytes(src: CheckpointReader, a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([src.readRaw(storedName(src, a) ?? a), src.readRaw(storedName(src, b) ?? b)]);
+  return Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
+}
+
+/**
+ * The first of a window's FF copies that differs from the copy it would share ([tied, stored]), or undefined
+ * when every copy still agrees (a pair the checkpoint already ties agrees). Tensor by tensor, one pair read at a
+ * time: how export decides which windows of an expanded output it can share, and inspect which it counts.
+ */
+export async function windowDifference(config: Config, w: RecordedWindow, src: CheckpointReader, signal?: AbortSignal): Promise<[string, string] | undefined> {
+  for (const [tied, stored] of Object.entries(ffTies(config, w.stack, w.layers))) {
+    if (signal?.aborted) throw abortError(signal);
+    if (src.resolve(tied) === src.resolve(stored)) continue;
+    if (!(await sameBytes(src, tied, stored))) return [tied, stored];
+  }
+  return undefined;
+}
+
+/**
  * The ties that store each recorded window's FF once, less those the checkpoint already has (an expanded
  * output has none). Each tied copy must still equal the copy it would share: an expanded model changed after
  * compressing (fine-tuned without its ties, edited) is refused, INVALID_DATA, since tying would silently
@@ -277,8 +302,7 @@ export async function recordedTies(config: Config, recorded: readonly RecordedWi
   for (const [tied, stored] of Object.entries(all)) {
     if (signal?.aborted) throw abortError(signal);
     if (src.resolve(tied) === src.resolve(stored)) continue; // already tied in the source
-    const [a, b] = await Promise.all([src.readRaw(tied), src.readRaw(stored)]);
-    if (!Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) {
+    if (!(await sameBytes(src, tied, stored))) {
       if (tiedSource) {
         const w = recorded.find((x) => Object.hasOwn(ffTies(config, x.stack, x.layers), tied))!;
         throw new FfmergeError(

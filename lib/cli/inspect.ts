@@ -27,6 +27,8 @@ function compressedText(info: Record<string, unknown>, s: ModelSummary): string 
   }, 0);
   const ties = typeof info.ties === 'object' && info.ties !== null ? Object.keys(info.ties).length : 0;
   const label = (w: { stack: string; window: string }) => `${w.stack} ${w.window}`;
+  const untied = merges.inconsistent.filter((w) => w.found === 'not tied');
+  const differ = merges.inconsistent.filter((w) => w.found === 'copies differ');
   const tuned = Object.hasOwn(info, 'finetune') ? 'fine-tuned by ffmerge' : undefined;
   // a model ffmerge only fine-tuned (saveTrained of a plain model) carries a record, but no merge
   if (!merges.windows.length && !merges.inconsistent.length && merges.problem === undefined && !Object.hasOwn(info, 'windows')) {
@@ -39,9 +41,13 @@ function compressedText(info: Record<string, unknown>, s: ModelSummary): string 
     merges.windows.length ? `windows ${merges.windows.map((w) => label(w) + (w.unrecorded ? ' (tied in the checkpoint, not in its record)' : '')).join(', ')}` : undefined,
     ties ? `${ties} tensors tied (stored once, counted once above)` : undefined,
     removed ? `the merges remove ${fmtInt(removed)} FF params in the tied format` : undefined,
-    merges.inconsistent.length
-      ? `the record also lists ${merges.inconsistent.map(label).join(', ')}, which the tied checkpoint does not tie (the record and the tie map disagree; not counted)`
+    untied.length
+      ? `the record also lists ${untied.map(label).join(', ')}, which the tied checkpoint does not tie (the record and the tie map disagree; not counted)`
       : undefined,
+    // an expanded output edited after compressing: convert --format tied refuses it, export writes such a window unshared
+    ...differ.map(
+      (w) => `the record also lists ${label(w)}, whose copies differ: ${w.reason}; not counted (convert --format tied refuses the model, export writes that window unshared)`,
+    ),
     merges.problem !== undefined ? `cannot read its merges: ${merges.problem}` : undefined,
   ];
   return parts.filter(Boolean).join(', ');
@@ -62,6 +68,13 @@ function ffBytesText(st: StackSummary): string {
   return `layers ${runs.join(', ')}; a window merges layers stored alike`;
 }
 
+/** "dtype        F32", or for a checkpoint stored in several dtypes each with its parameters: "dtypes       F32 1,200 params, F16 800 params". */
+function dtypesText(dtypes: Record<string, number>): string {
+  const all = Object.entries(dtypes);
+  if (all.length <= 1) return `dtype        ${all[0]?.[0] ?? 'none (no tensors)'}`;
+  return `dtypes       ${all.map(([d, n]) => `${d} ${fmtInt(n)} params`).join(', ')}`;
+}
+
 export function formatSummary(s: ModelSummary): string {
   const lines = [
     `model        ${s.dir}`,
@@ -70,6 +83,7 @@ export function formatSummary(s: ModelSummary): string {
       (st) => `${st.name.padEnd(12)} ${st.layers} layers, FF sublayer ${fmtInt(st.ffParamsPerLayer)} params (${ffBytesText(st)})`,
     ),
     `parameters   ${fmtInt(s.totalParams)} stored (${fmtBytes(s.totalBytes)}); FF sublayers ${fmtInt(s.ffParams)} = ${fmtPct(s.ffShare)}`,
+    dtypesText(s.dtypes),
   ];
   if (s.ffmerge || s.merges?.windows.length) lines.push(`ffmerge      ${compressedText(s.ffmerge ?? {}, s)}`);
   const merged = s.stacks.filter((st) => st.mergedLayers !== undefined);

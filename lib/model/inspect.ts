@@ -1,14 +1,16 @@
 /**
  * What a checkpoint holds and what merging would save: architecture, layers, parameters, the FF share, and
  * for each k the parameters and bytes a merge of k FF sublayers removes (k−1 FF parameter sets per stack).
- * Reads only config.json and the safetensors header, so it is instant on any model size.
+ * Reads only config.json and the safetensors header, so it is instant on any model size; only an expanded
+ * ffmerge output's merged copies are read, pair by pair, to tell whether they still agree (as convert and
+ * export decide).
  */
 import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../files';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { checkPath } from '../arguments';
 import { CheckpointReader, storedName } from '../checkpoint/ties';
-import { mergedLayers, recordedWindows, tiedWindows, RECOVERED_KEY, type RecordedWindow } from '../checkpoint/earlier-merges';
+import { mergedLayers, recordedWindows, tiedWindows, windowDifference, RECOVERED_KEY, type RecordedWindow } from '../checkpoint/earlier-merges';
 import { FF_KEYS, ffTies } from '../checkpoint/write';
 import { DTYPE_SIZE } from '../safetensors';
 import { ffStacks } from './architectures';
@@ -43,12 +45,29 @@ export interface MergeWindow {
   unrecorded?: true;
 }
 
+/** A window the record lists that the checkpoint does not back (`MergeSummary.inconsistent`), and why. */
+export interface InconsistentWindow extends MergeWindow {
+  /**
+   * `not tied`: a tied checkpoint that does not tie `tensor` to `differsFrom` (the record and the tie map
+   * disagree). `copies differ`: an expanded output whose copy `tensor` no longer equals `differsFrom`, the copy
+   * it would share (changed after compressing); `convert --format tied` refuses such a model and `export`
+   * writes the window unshared.
+   */
+  found: 'not tied' | 'copies differ';
+  tensor: string;
+  differsFrom: string;
+  reason: string;
+}
+
 /** What an ffmerge output carries (absent for a model with neither an ffmerge record nor ties). */
 export interface MergeSummary {
   /** The merges counted: the record's windows the checkpoint agrees with, and those only the tie map holds. */
   windows: MergeWindow[];
-  /** Windows the record lists that the tied checkpoint does not tie: the record and the tie map disagree; not counted. */
-  inconsistent: MergeWindow[];
+  /**
+   * Windows the record lists that the checkpoint does not back, not counted: a tied checkpoint that does not tie
+   * them, or an expanded output whose copies of them differ (read and compared as convert and export do).
+   */
+  inconsistent: InconsistentWindow[];
   /** Why the record or the tie map could not be read as merges (compress and convert refuse such a source). */
   problem?: string;
 }
@@ -76,6 +95,8 @@ export interface ModelSummary {
   /** Parameters stored in the checkpoint (tied tensors counted once). */
   totalParams: number;
   totalBytes: number;
+  /** Parameters stored per dtype ({"F32": 262144}; a mixed checkpoint lists each), largest first; they sum to totalParams. */
+  dtypes: Record<string, number>;
   ffParams: number;
   ffShare: number;
   /** Already merged by ffmerge (a tied output): the recorded info. */
@@ -153,7 +174,7 @@ export async function inspectModel(dir: string): Promise<ModelSummary> {
   const stacks = ffStacks(config);
   const ckpt = await CheckpointReader.open(dir);
   try {
-    return summarize(dir, config, stacks, ckpt);
+    return await summarize(dir, config, stacks, ckpt);
   } finally {
     await ckpt.close();
   }
@@ -177,18 +198,21 @@ function checkLayerCounts(stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointR
   }
 }
 
-function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointReader): ModelSummary {
+async function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointReader): Promise<ModelSummary> {
   checkLayerCounts(stacks, ckpt);
   // then the loader's own check (headers only), so what inspect accepts, eval, compress and export accept too
   checkCheckpoint(config, ckpt, dir);
   let totalParams = 0;
   let totalBytes = 0;
+  const byDtype = new Map<string, number>();
   for (const name of ckpt.storedNames()) {
     const info = ckpt.info(name);
     const n = info.shape.reduce((a, b) => a * b, 1);
     totalParams += n;
     totalBytes += n * DTYPE_SIZE[info.dtype];
+    byDtype.set(info.dtype, (byDtype.get(info.dtype) ?? 0) + n);
   }
+  const dtypes = Object.fromEntries([...byDtype].sort((a, b) => b[1] - a[1]));
   /** One layer's FF as stored: parameters, bytes, and the dtypes of its tensors ("F32", "F32/F16"). */
   const layerFF = (s: (typeof stacks)[number], l: number) => {
     const names = s.ff(l);
@@ -235,7 +259,7 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
       }
     }
   }
-  const merges = mergeSummary(dir, config, ckpt);
+  const merges = await mergeSummary(dir, config, ckpt);
   // the layers compress refuses to merge again (record and tie map, as compress reads them)
   const done = mergedLayers(config, merges?.recorded ?? [], ckpt.ties);
   const anyMerged = [...done.values()].some((set) => set.size > 0);
@@ -296,6 +320,7 @@ function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnT
     stacks: summaries,
     totalParams,
     totalBytes,
+    dtypes,
     ffParams,
     ffShare: ffParams / totalParams,
     ...(copies > 0 ? { tiedParams } : {}),
@@ -313,12 +338,14 @@ const asMerge = (w: RecordedWindow): MergeWindow => ({
 });
 
 /**
- * The merges an ffmerge output (or any tied checkpoint) carries, headers and config only: the record's windows,
- * less those a tied checkpoint does not tie (the record and the tie map disagree: not counted), plus the
- * windows only the tie map holds. A record or tie map compress would refuse is not an error here (inspect is
- * where one looks at it): it is reported as `problem`, and only what could be read is counted.
+ * The merges an ffmerge output (or any tied checkpoint) carries: the record's windows, less those the checkpoint
+ * does not back (not counted), plus the windows only the tie map holds. A tied checkpoint is checked from its
+ * headers (each window's copies tied); an expanded output stores each copy, so its windows' copies are read and
+ * compared (`windowDifference`, export's and convert's test), tensor by tensor. A record or tie map compress
+ * would refuse is not an error here (inspect is where one looks at it): it is reported as `problem`, and only
+ * what could be read is counted.
  */
-function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: CheckpointReader): (MergeSummary & { recorded: RecordedWindow[] }) | undefined {
+async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: CheckpointReader): Promise<(MergeSummary & { recorded: RecordedWindow[] }) | undefined> {
   const tiedCheckpoint = Object.keys(ckpt.ties).length > 0;
   if (!tiedCheckpoint && !(typeof config.ffmerge === 'object' && config.ffmerge !== null)) return undefined;
   let recorded: RecordedWindow[] = [];
@@ -332,12 +359,22 @@ function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: Checkp
   const info = config.ffmerge as Record<string, unknown> | undefined;
   const tiedSource = tiedCheckpoint || info?.format === 'tied';
   // a tied checkpoint stores each merge once: a recorded window whose copies it does not tie is not a merge of it
-  const holds = (w: RecordedWindow) =>
-    Object.entries(ffTies(config, w.stack, w.layers)).every(([a, b]) => {
+  const untied = (w: RecordedWindow) =>
+    Object.entries(ffTies(config, w.stack, w.layers)).find(([a, b]) => {
       const [x, y] = [storedName(ckpt, a), storedName(ckpt, b)];
-      return x !== undefined && y !== undefined && ckpt.resolve(x) === ckpt.resolve(y);
+      return x === undefined || y === undefined || ckpt.resolve(x) !== ckpt.resolve(y);
     });
-  const inconsistent = tiedSource ? recorded.filter((w) => !holds(w)) : [];
+  const inconsistent: { w: RecordedWindow; found: InconsistentWindow['found']; pair: [string, string] }[] = [];
+  for (const w of recorded) {
+    if (tiedSource) {
+      const pair = untied(w);
+      if (pair) inconsistent.push({ w, found: 'not tied', pair });
+    } else {
+      // an expanded output: each copy read and compared with the one it would share, as convert and export do
+      const pair = await windowDifference(config, w, ckpt);
+      if (pair) inconsistent.push({ w, found: 'copies differ', pair });
+    }
+  }
   let unrecorded: RecordedWindow[] = [];
   try {
     unrecorded = tiedWindows(config, recorded, ckpt.ties, dir);
@@ -347,8 +384,17 @@ function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: Checkp
   }
   return {
     recorded,
-    windows: [...recorded.filter((w) => !inconsistent.includes(w)), ...unrecorded].map(asMerge),
-    inconsistent: inconsistent.map(asMerge),
+    windows: [...recorded.filter((w) => !inconsistent.some((x) => x.w === w)), ...unrecorded].map(asMerge),
+    inconsistent: inconsistent.map(({ w, found, pair: [tensor, differsFrom] }) => ({
+      ...asMerge(w),
+      found,
+      tensor,
+      differsFrom,
+      reason:
+        found === 'not tied'
+          ? `the tied checkpoint does not tie ${tensor} to ${differsFrom} (the record and the tie map disagree)`
+          : `${tensor} differs from ${differsFrom}, the copy it would share (was the expanded output changed after compressing, e.g. fine-tuned without its ties?)`,
+    })),
     ...(problem !== undefined ? { problem } : {}),
   };
 }

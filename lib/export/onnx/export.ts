@@ -12,7 +12,7 @@ import { FfmergeError, abortError } from '../../errors';
 import { checkSourceUnchanged, sourceStamp } from '../../checkpoint/source-stamp';
 import { checkEdits, checkExtraFiles, checkOutputDir, checkRecordInfo, copyWritable, failedOutput, isWeightOrReferenceFile, moveIntoPlace, regularFileNames, RUN_KEYS, tempName, type ExtraFile } from '../../checkpoint/write';
 import { CheckpointReader, type TieMap } from '../../checkpoint/ties';
-import { asRecorded, checkGivenTies, earlierWindows, recordedTies, type RecordedWindow } from '../../checkpoint/earlier-merges';
+import { asRecorded, checkGivenTies, earlierWindows, recordedTies, windowDifference, type RecordedWindow } from '../../checkpoint/earlier-merges';
 import { ffTies } from '../../checkpoint/write';
 import { readConfig } from '../../model/load';
 import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../../files';
@@ -154,15 +154,7 @@ async function outputMerges(modelDir: string, config: Config, signal: AbortSigna
     const unshared: UnsharedWindow[] = [];
     for (const w of windows) {
       const mine = ffTies(config, w.stack, w.layers);
-      let differs: [string, string] | undefined;
-      for (const [tied, stored] of Object.entries(mine)) {
-        if (signal?.aborted) throw abortError(signal);
-        const [a, b] = await Promise.all([reader.readRaw(tied), reader.readRaw(stored)]);
-        if (!Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) {
-          differs = [tied, stored];
-          break;
-        }
-      }
+      const differs = await windowDifference(config, w, reader, signal);
       if (differs === undefined) {
         Object.assign(ties, mine);
         shared.push(w);
