@@ -38,14 +38,18 @@ export function parseTies(json: string | undefined, stored: (name: string) => bo
   return ties as TieMap;
 }
 
-/** What a folder without safetensors holds instead, said in the refusal: the likely mistakes. */
-function otherFormat(dir: string): string {
+/**
+ * What a folder without safetensors holds instead, said in the refusal: the likely mistakes. Weights in a format
+ * ffmerge does not read (its own ONNX export, PyTorch .bin) are the wrong folder given, INVALID_ARGUMENT; a
+ * folder with no weights at all lacks its tensors, TENSOR_NOT_FOUND.
+ */
+function otherFormat(dir: string): { code: 'INVALID_ARGUMENT' | 'TENSOR_NOT_FOUND'; why: string } {
   const has = (f: string) => fs.existsSync(path.join(dir, f));
-  if (has('onnx')) return ': it holds an ONNX export, which ffmerge writes but does not read; give the safetensors folder it was exported from';
+  if (has('onnx')) return { code: 'INVALID_ARGUMENT', why: ': it holds an ONNX export, which ffmerge writes but does not read; give the safetensors folder it was exported from' };
   if (has('pytorch_model.bin') || has('pytorch_model.bin.index.json')) {
-    return ': it holds PyTorch .bin weights; save them as safetensors first (transformers: model.save_pretrained(dir, safe_serialization=True))';
+    return { code: 'INVALID_ARGUMENT', why: ': it holds PyTorch .bin weights; save them as safetensors first (transformers: model.save_pretrained(dir, safe_serialization=True))' };
   }
-  return '';
+  return { code: 'TENSOR_NOT_FOUND', why: '' };
 }
 
 /** A checkpoint (tied or not) seen as its full set of logical tensor names. */
@@ -60,7 +64,8 @@ export class CheckpointReader {
     checkPath(dir, 'CheckpointReader.open(dir): dir');
     const file = path.join(dir, 'model.safetensors');
     if (!fs.existsSync(file) && !fs.existsSync(path.join(dir, 'model.safetensors.index.json'))) {
-      throw new FfmergeError('TENSOR_NOT_FOUND', `${dir} has no model.safetensors (ffmerge reads safetensors checkpoints)${otherFormat(dir)}`);
+      const { code, why } = otherFormat(dir);
+      throw new FfmergeError(code, `${dir} has no model.safetensors (ffmerge reads safetensors checkpoints)${why}`);
     }
     // a directory: single file or sharded (the reader picks; a sharded tied output has its tie map in every shard)
     const reader = await SafetensorsReader.open(dir);
