@@ -80,7 +80,7 @@ describe('ffmerge CLI', () => {
     const planted = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-cli-planted-'));
     try {
       fs.writeFileSync(path.join(planted, `ffmerge-demo-${process.getuid?.() ?? os.userInfo().username}`), 'not a folder');
-      const fresh = ffmergeEnv({ TMPDIR: planted }, cwd, 'compress', '--method', 'permute', '--baselines', '', '--json');
+      const fresh = ffmergeEnv({ TMPDIR: planted }, cwd, 'compress', '--method', 'permute', '--baselines', 'none', '--json');
       expect(fresh.code).toBe(0);
       expect(path.relative(planted, JSON.parse(fresh.stdout).out.dir)).toMatch(/^ffmerge-demo-\w{6}\/llama-stories260k-ffmerge$/);
     } finally {
