@@ -65,13 +65,17 @@ export function isFfmergeError(e: unknown, code?: ErrorCode): e is FfmergeError 
   return e instanceof FfmergeError && (code === undefined || e.code === code);
 }
 
-/** Re-types an error thrown by the native addon (a plain Error with a `code` string) as FfmergeError. */
-export function fromNativeError(e: unknown): FfmergeError {
+/**
+ * Re-types an error thrown by the native addon (a plain Error with a `code` string) as FfmergeError. A job
+ * cancelled because `signal` fired knows only that it was cancelled: its ABORTED gets the caller's reason as
+ * its cause, as abortError gives it.
+ */
+export function fromNativeError(e: unknown, signal?: AbortSignal): FfmergeError {
   if (e instanceof FfmergeError) return e;
   const err = e as { code?: unknown; message?: unknown };
   const code = typeof err?.code === 'string' ? (err.code as ErrorCode) : 'NATIVE_ERROR';
   const message = typeof err?.message === 'string' ? err.message : String(e);
-  return new FfmergeError(code, message, { cause: e });
+  return new FfmergeError(code, message, { cause: code === 'ABORTED' && signal?.aborted ? signal.reason : e });
 }
 
 /**

@@ -6,6 +6,8 @@
 import * as path from 'node:path';
 import { compress } from '../lib/pipeline/compress';
 import { matmul } from '../lib/native/gemm';
+import { loadModel } from '../lib/model/load';
+import { finetune } from '../lib/train/finetune';
 import type { FfmergeError } from '../lib/errors';
 
 const model = path.join(__dirname, '..', 'models', 'llama-stories260k');
@@ -39,4 +41,17 @@ test("compress aborted mid-run by AbortSignal.timeout: ABORTED, its cause the si
   expect(e.code).toBe('ABORTED');
   expect((e.cause as Error).name).toBe('TimeoutError');
   expect(e.cause).toBe(signal.reason);
+});
+
+test('finetune aborted while it trains: ABORTED caused by the reason (tester DC: the addon\'s own error was the cause)', async () => {
+  const m = await loadModel(model);
+  try {
+    const gone = new Error('client gone');
+    const ac = new AbortController();
+    const data = Int32Array.from({ length: 4096 }, (_, i) => (i * 7919) % m.spec.vocab);
+    const e = await rejection(finetune(m, { data, steps: 200, batch: 4, seq: 64, signal: ac.signal, onProgress: () => ac.abort(gone) }));
+    expect(e).toMatchObject({ code: 'ABORTED', cause: gone });
+  } finally {
+    m.dispose();
+  }
 });

@@ -228,9 +228,7 @@ export async function runNativeJob<T>(
     return result;
   } catch (e) {
     if (failure) throw failure.error;
-    const error = fromNativeError(e);
-    // the native side knows only that it was cancelled: the caller's reason is the cause (abortError)
-    throw error.code === 'ABORTED' && signal?.aborted ? new FfmergeError('ABORTED', error.message, { cause: signal.reason }) : error;
+    throw fromNativeError(e, signal);
   } finally {
     stopListening();
   }

@@ -312,7 +312,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     r = await handle.promise;
   } catch (e) {
     if (failure) throw failure.error;
-    throw fromNativeError(e);
+    throw fromNativeError(e, opts.signal);
   } finally {
     stopListening();
   }
