@@ -61,3 +61,57 @@ test('a finished write keeps its output; only what was held is removed at exit',
   expect(fs.readdirSync(work)).toEqual(['out']);
   expect(fs.readdirSync(out)).toContain('model.safetensors');
 });
+
+// An --overwrite run stopped just after the old output was moved aside, before the new one took its place: the
+// old output goes back (before: the new temp was removed, and the old output sat in a hidden `-old` folder that
+// a live process's sweep never restores; tester DC).
+const overwriter = (out: string, stop: string) => `
+  const fs = require('node:fs');
+  const { writeCheckpoint } = require('./lib/checkpoint/write');
+  const rename = fs.renameSync;
+  fs.renameSync = (from, to) => {
+    rename(from, to);
+    if (from === ${JSON.stringify(out)} && to.endsWith('-old')) { ${stop} }
+  };
+  writeCheckpoint({ source: ${JSON.stringify(model)}, out: ${JSON.stringify(out)}, format: 'tied', overwrite: true });`;
+
+test.each([
+  ['a worker terminated', 'worker'],
+  ['process.exit()', 'exit'],
+])('%s between the two renames of an overwrite puts the old output back, and leaves no temp', (_, how) => {
+  const out = path.join(work, 'out');
+  fs.mkdirSync(out);
+  for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(model, f), path.join(out, f));
+  fs.writeFileSync(path.join(out, 'old-marker.txt'), 'the earlier output');
+  const r =
+    how === 'worker'
+      ? child(`
+          const { Worker } = require('node:worker_threads');
+          const w = new Worker(\`require('ts-node/register/transpile-only'); ${overwriter(out, "require('node:worker_threads').parentPort.postMessage('aside'); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);").replace(/[`\\$]/g, '\\$&')}\`, { eval: true });
+          w.on('message', async () => { await w.terminate(); console.log('terminated'); });`)
+      : child(overwriter(out, 'console.log("exiting"); process.exit(0);'));
+  expect({ status: r.status, stderr: r.stderr, lines: r.lines }).toEqual({ status: 0, stderr: '', lines: [how === 'worker' ? 'terminated' : 'exiting'] });
+  expect(fs.readdirSync(work)).toEqual(['out']);
+  expect(fs.readFileSync(path.join(out, 'old-marker.txt'), 'utf8')).toBe('the earlier output');
+});
+
+test('an overwrite whose new output cannot be moved into place (EIO) puts the old output back and says why', () => {
+  // before: the old output was removed with the failed one, and the path was left empty
+  const out = path.join(work, 'out');
+  fs.mkdirSync(out);
+  for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(model, f), path.join(out, f));
+  fs.writeFileSync(path.join(out, 'old-marker.txt'), 'the earlier output');
+  const r = child(`
+    const fs = require('node:fs');
+    const { writeCheckpoint } = require('./lib/checkpoint/write');
+    const rename = fs.renameSync;
+    fs.renameSync = (from, to) => {
+      if (to === ${JSON.stringify(out)} && from.includes('.ffmerge-tmp-') && !from.endsWith('-old')) throw Object.assign(new Error('EIO: i/o error, rename'), { code: 'EIO' });
+      rename(from, to);
+    };
+    writeCheckpoint({ source: ${JSON.stringify(model)}, out: ${JSON.stringify(out)}, format: 'tied', overwrite: true }).then(
+      () => console.log('written'), (e) => console.log(e.code));`);
+  expect({ status: r.status, lines: r.lines }).toEqual({ status: 0, lines: ['IO_ERROR'] });
+  expect(fs.readdirSync(work)).toEqual(['out']);
+  expect(fs.readFileSync(path.join(out, 'old-marker.txt'), 'utf8')).toBe('the earlier output');
+});

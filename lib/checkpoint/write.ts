@@ -355,21 +355,32 @@ export function moveIntoPlace(tmp: string, target: string, out: string, overwrit
         }
       }
       const old = `${tmp}-old`;
+      // Held from before it exists: a worker stopped (or process.exit()) from here on puts the old output back
+      // if nothing took its place, where the sweep of a live process never would (tester DC).
+      const releaseOld = holdTempOutput(old, target);
       try {
-        fs.renameSync(target, old);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // moved away by another run: try again
-        throw e;
-      }
-      try {
-        fs.renameSync(tmp, target);
-      } catch (e) {
+        try {
+          fs.renameSync(target, old);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // moved away by another run: try again
+          throw e;
+        }
+        try {
+          fs.renameSync(tmp, target);
+        } catch (e) {
+          if (targetTaken(e)) {
+            discard(old, target); // another run's output took the place
+            continue;
+          }
+          // the place is still empty: the old output goes back (it was removed here, and the output lost)
+          putBack(old, target);
+          throw e;
+        }
         discard(old, target);
-        if (targetTaken(e)) continue;
-        throw e;
+        return;
+      } finally {
+        releaseOld();
       }
-      discard(old, target);
-      return;
     }
     throw new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} kept being replaced by other runs writing it at the same time; nothing of this run was kept`);
   }
@@ -388,8 +399,23 @@ export function moveIntoPlace(tmp: string, target: string, out: string, overwrit
  */
 function discard(old: string, target: string): void {
   const dead = tempName(target);
-  fs.renameSync(old, dead);
-  fs.rmSync(dead, { recursive: true, force: true });
+  // held while it is removed (file by file): a stop halfway leaves nothing for a live process's sweep to miss
+  const release = holdTempOutput(dead);
+  try {
+    fs.renameSync(old, dead);
+    fs.rmSync(dead, { recursive: true, force: true });
+  } finally {
+    release();
+  }
+}
+
+/** Puts a moved-aside old output back in its empty place; one that cannot go back is left for the sweep to restore. */
+function putBack(old: string, target: string): void {
+  try {
+    fs.renameSync(old, target);
+  } catch {
+    // sweepStaleTemps puts a `-old` folder back once this process is gone
+  }
 }
 
 interface PlannedTensor {
@@ -544,9 +570,9 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
   const target = path.resolve(out);
   const tmp = tempName(target);
   const madeParent = fs.mkdirSync(path.dirname(target), { recursive: true });
-  fs.mkdirSync(tmp);
-  const release = holdTempOutput(tmp);
+  const release = holdTempOutput(tmp); // before it exists: a stop between the two would leave it
   try {
+    fs.mkdirSync(tmp);
     // Bytes of tensor data in hand: the replacements from the start, each source tensor once it is read.
     const total = plan.reduce((n, t) => n + t.byteLength, 0);
     let done = plan.reduce((n, t) => n + (ArrayBuffer.isView(t.data) ? t.byteLength : 0), 0);

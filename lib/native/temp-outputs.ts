@@ -9,13 +9,18 @@
 import { loadAddon } from './loader';
 
 interface TempOutputsAddon {
-  holdTempOutput(path: string): number;
+  holdTempOutput(path: string, restoreTo?: string): number;
   releaseTempOutput(id: number): void;
 }
 
-/** Holds `path` (absolute) until the returned function is called; calling it again does nothing. */
-export function holdTempOutput(path: string): () => void {
+/**
+ * Holds `path` (absolute) until the returned function is called; calling it again does nothing. Hold it before
+ * it is made: a stop between the two would leave it. With `restoreTo`, `path` is an earlier output moved aside
+ * for its replacement (overwrite): put back at `restoreTo` if that is empty when the environment ends, removed
+ * only if the replacement is in place.
+ */
+export function holdTempOutput(path: string, restoreTo?: string): () => void {
   const addon = loadAddon().module as unknown as TempOutputsAddon;
-  const id = addon.holdTempOutput(path);
+  const id = restoreTo === undefined ? addon.holdTempOutput(path) : addon.holdTempOutput(path, restoreTo);
   return () => addon.releaseTempOutput(id);
 }

@@ -17,16 +17,23 @@ namespace ffm::binding {
 
 class TempOutputs {
  public:
-  // Holds path (a file or a folder) until release(id); returns id.
-  uint32_t hold(std::string path);
+  // Holds path (a file or a folder) until release(id); returns id. With restore_to, path is an earlier output
+  // moved aside while its replacement goes into place (--overwrite): it is put back there if nothing took its
+  // place, and removed only if something did, so that a stop between the two renames never loses it.
+  uint32_t hold(std::string path, std::string restore_to = {});
   void release(uint32_t id);
-  // Removes every path still held, a folder with what is inside it (links are removed, never followed), and
-  // forgets them. Errors are ignored: what stays is swept by the next run to that output, as before.
+  // Removes every path still held, a folder with what is inside it (links are removed, never followed), or puts
+  // it back (restore_to), and forgets them. Errors are ignored: what stays is swept by the next run to that
+  // output, as before.
   void remove_held() noexcept;
 
  private:
+  struct Held {
+    std::string path;
+    std::string restore_to;
+  };
   std::mutex mutex_;
-  std::map<uint32_t, std::string> held_;
+  std::map<uint32_t, Held> held_;
   uint32_t next_ = 1;
 };
 

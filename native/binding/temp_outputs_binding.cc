@@ -12,10 +12,10 @@
 
 namespace ffm::binding {
 
-uint32_t TempOutputs::hold(std::string path) {
+uint32_t TempOutputs::hold(std::string path, std::string restore_to) {
   std::lock_guard<std::mutex> lock(mutex_);
   const uint32_t id = next_++;
-  held_.emplace(id, std::move(path));
+  held_.emplace(id, Held{std::move(path), std::move(restore_to)});
   return id;
 }
 
@@ -25,14 +25,21 @@ void TempOutputs::release(uint32_t id) {
 }
 
 void TempOutputs::remove_held() noexcept {
-  std::map<uint32_t, std::string> paths;
+  std::map<uint32_t, Held> held;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    paths.swap(held_);
+    held.swap(held_);
   }
-  for (const auto& [id, p] : paths) {
+  namespace fs = std::filesystem;
+  // the earlier outputs first: one whose place is empty goes back before anything else is removed
+  for (const auto& [id, h] : held) {
     std::error_code ec;
-    std::filesystem::remove_all(std::filesystem::path(p), ec);  // symlinks inside are unlinked, not followed
+    if (h.restore_to.empty() || !fs::exists(fs::symlink_status(h.path, ec))) continue;
+    if (!fs::exists(fs::symlink_status(h.restore_to, ec))) fs::rename(h.path, h.restore_to, ec);
+  }
+  for (const auto& [id, h] : held) {
+    std::error_code ec;
+    fs::remove_all(fs::path(h.path), ec);  // symlinks inside are unlinked, not followed; a restored path is gone
   }
 }
 
@@ -42,7 +49,9 @@ Napi::Value Hold(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
     ThrowCode(env, "INVALID_ARGUMENT", "holdTempOutput expects a path");
-  return Napi::Number::New(env, GetAddonData(env).temps->hold(info[0].As<Napi::String>().Utf8Value()));
+  if (!info[1].IsUndefined() && !info[1].IsString()) ThrowCode(env, "INVALID_ARGUMENT", "holdTempOutput: restoreTo must be a path");
+  const std::string restore_to = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : std::string();
+  return Napi::Number::New(env, GetAddonData(env).temps->hold(info[0].As<Napi::String>().Utf8Value(), restore_to));
 }
 
 Napi::Value Release(const Napi::CallbackInfo& info) {
