@@ -114,7 +114,9 @@ describe('ffmerge CLI', () => {
     [['inspect', '~/no-such-model'], 3, /the shell did not expand "~".*DATA_NOT_FOUND/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--method', 'magic'], 2, /--method must be one of permute, vanilla/],
     // an empty list ran none without a word (tester DB); none is said as 'none'
-    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ' '], 2, /--baselines is empty: name baselines \(a comma list\), or give --baselines none to run none \[INVALID_ARGUMENT\]/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ' '], 2, /--baselines " " names none: name baselines \(a comma list\), or give --baselines none to run none \[INVALID_ARGUMENT\]/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ','], 2, /--baselines "," names none: .*INVALID_ARGUMENT/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', 'none,drop-ff'], 2, /--baselines none,drop-ff: none runs no baseline, so it stands alone \[INVALID_ARGUMENT\]/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--select-memory', '1.5GB'], 2, /--select-memory must be a positive integer.*INVALID_ARGUMENT/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--out', BUNDLED], 2, /would overwrite the input.*OUTPUT_EXISTS/],
     [['frobnicate'], 2, /unknown command/],

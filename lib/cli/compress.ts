@@ -126,13 +126,11 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   // the bundled demo shows the merge next to dropping FF sublayers and the paper's plain merge, unless the merge
   // asked for is that very one (tester CD: two rows of one model, and its search run twice)
   const papers = o.method === 'permute' && (o.recover ?? 'none') === 'none' && (o.anchor ?? 'first') === 'first' && (o.window ?? 'auto') === 'auto';
-  // 'none' runs none (the demo's own included); an empty value was taken as that without a word (tester DB)
-  if (o.baselines !== undefined && o.baselines.trim() === '') throw new FfmergeError('INVALID_ARGUMENT', '--baselines is empty: name baselines (a comma list), or give --baselines none to run none');
-  const baselines = (o.baselines === 'none' ? '' : o.baselines ?? (bundled ? (papers ? 'drop-ff' : 'drop-ff,paper') : ''))
-    .split(',')
-    .map((b) => b.trim())
-    .filter(Boolean)
-    .map((b) => oneOf(b, BASELINES.with(plugins?.baselines).names(), 'baselines'));
+  // 'none' runs none (the demo's own included); an empty list ('', ',') was taken as that without a word (testers DB, DC)
+  const named = (o.baselines ?? (bundled ? (papers ? 'drop-ff' : 'drop-ff,paper') : '')).split(',').map((b) => b.trim()).filter(Boolean);
+  if (o.baselines !== undefined && named.length === 0) throw new FfmergeError('INVALID_ARGUMENT', `--baselines "${o.baselines}" names none: name baselines (a comma list), or give --baselines none to run none`);
+  if (named.includes('none') && named.length > 1) throw new FfmergeError('INVALID_ARGUMENT', `--baselines ${o.baselines}: none runs no baseline, so it stands alone`);
+  const baselines = named.filter((b) => b !== 'none').map((b) => oneOf(b, BASELINES.with(plugins?.baselines).names(), 'baselines'));
   const format = oneOf<CompressFormat>(o.format, ['tied', 'expanded', 'onnx'], 'format');
   const maxShardSize = byteSize(o.maxShardSize, 'max-shard-size');
   const opts: CompressOptions = {
