@@ -77,7 +77,7 @@ export type { Window, Anchor } from './merge/windows';
 // what model.ffWeights() returns and averageFF/permuteFF take (CanonicalFFWeights: its earlier name)
 export type { FFWeights, FFWeights as CanonicalFFWeights } from './model/ff-weights';
 export { inspectModel } from './model/inspect';
-export type { ModelSummary } from './model/inspect';
+export type { InspectOptions, ModelSummary } from './model/inspect';
 export { RidgeAccumulator } from './native/ridge';
 export { loadModel, buildModel } from './model/load';
 export type { LoadModelOptions } from './model/load';

@@ -113,7 +113,7 @@ function demoFolder(): string {
 export async function runCompress(modelArg: string | undefined, o: CompressCliOptions, signal: AbortSignal): Promise<void> {
   const bundled = modelArg === undefined;
   const model = modelArg ?? path.join(packageRoot, 'models', 'llama-stories260k');
-  const summary = await inspectModel(model);
+  const summary = await inspectModel(model, { compareCopies: false }); // the task only
   const task = taskFor(summary).name;
   refuseFlags(o, TASK_FLAGS, task, summary.modelType);
   const fraction = o.fraction !== undefined ? Number(o.fraction) : undefined;

@@ -68,7 +68,7 @@ export async function runEval(model: string, o: EvalCliOptions, signal: AbortSig
 }
 
 async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, bar: ProgressBar): Promise<void> {
-  const summary = await inspectModel(model);
+  const summary = await inspectModel(model, { compareCopies: false }); // the task only
   const task = taskFor(summary).name;
   refuseFlags(o, TASK_FLAGS, task, summary.modelType);
   const t0 = performance.now();

@@ -8,7 +8,7 @@
 import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../files';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
-import { checkPath } from '../arguments';
+import { checkBoolean, checkOptions, checkPath } from '../arguments';
 import { CheckpointReader, storedName } from '../checkpoint/ties';
 import { mergedLayers, recordedWindows, tiedWindows, windowDifference, RECOVERED_KEY, type RecordedWindow } from '../checkpoint/earlier-merges';
 import { FF_KEYS, ffTies } from '../checkpoint/write';
@@ -164,17 +164,30 @@ export function configOf(dir: string, read: (file: string) => string | Promise<s
 
 export const readConfig = (dir: string): Record<string, unknown> => configOf(dir, (f) => readRegularFileSync(f, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES));
 
+export interface InspectOptions {
+  /**
+   * Whether an expanded ffmerge output's merged copies are read and compared (default true), so that a window
+   * whose copies differ is listed under `merges.inconsistent`, not counted. Compress and eval read the summary
+   * for the model's shape only, and compress checks the copies itself (recordedTies): they pass false, so the
+   * copies are not read twice.
+   */
+  compareCopies?: boolean;
+}
+
 /**
- * What a model folder holds, from its config and safetensors headers only (no weights read): architecture,
- * stacks and layers, FF share of the parameters, earlier merges, and what each k would save.
+ * What a model folder holds, from its config and safetensors headers (and, for an expanded ffmerge output, its
+ * merged copies: `compareCopies`): architecture, stacks and layers, FF share of the parameters, earlier merges,
+ * and what each k would save.
  */
-export async function inspectModel(dir: string): Promise<ModelSummary> {
+export async function inspectModel(dir: string, opts: InspectOptions = {}): Promise<ModelSummary> {
   checkPath(dir, 'inspectModel(dir): dir');
+  checkOptions(opts, 'inspectModel(dir, options): options', ['compareCopies']);
+  checkBoolean(opts.compareCopies, 'inspectModel: compareCopies');
   const config = readConfig(dir);
   const stacks = ffStacks(config);
   const ckpt = await CheckpointReader.open(dir);
   try {
-    return await summarize(dir, config, stacks, ckpt);
+    return await summarize(dir, config, stacks, ckpt, opts.compareCopies ?? true);
   } finally {
     await ckpt.close();
   }
@@ -198,7 +211,7 @@ function checkLayerCounts(stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointR
   }
 }
 
-async function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointReader): Promise<ModelSummary> {
+async function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointReader, compareCopies: boolean): Promise<ModelSummary> {
   checkLayerCounts(stacks, ckpt);
   // then the loader's own check (headers only), so what inspect accepts, eval, compress and export accept too
   checkCheckpoint(config, ckpt, dir);
@@ -259,7 +272,7 @@ async function summarize(dir: string, config: Record<string, unknown>, stacks: R
       }
     }
   }
-  const merges = await mergeSummary(dir, config, ckpt);
+  const merges = await mergeSummary(dir, config, ckpt, compareCopies);
   // the layers compress refuses to merge again (record and tie map, as compress reads them)
   const done = mergedLayers(config, merges?.recorded ?? [], ckpt.ties);
   const anyMerged = [...done.values()].some((set) => set.size > 0);
@@ -345,7 +358,7 @@ const asMerge = (w: RecordedWindow): MergeWindow => ({
  * would refuse is not an error here (inspect is where one looks at it): it is reported as `problem`, and only
  * what could be read is counted.
  */
-async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: CheckpointReader): Promise<(MergeSummary & { recorded: RecordedWindow[] }) | undefined> {
+async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: CheckpointReader, compareCopies: boolean): Promise<(MergeSummary & { recorded: RecordedWindow[] }) | undefined> {
   const tiedCheckpoint = Object.keys(ckpt.ties).length > 0;
   if (!tiedCheckpoint && !(typeof config.ffmerge === 'object' && config.ffmerge !== null)) return undefined;
   let recorded: RecordedWindow[] = [];
@@ -369,7 +382,7 @@ async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: 
     if (tiedSource) {
       const pair = untied(w);
       if (pair) inconsistent.push({ w, found: 'not tied', pair });
-    } else {
+    } else if (compareCopies) {
       // an expanded output: each copy read and compared with the one it would share, as convert and export do
       const pair = await windowDifference(config, w, ckpt);
       if (pair) inconsistent.push({ w, found: 'copies differ', pair });

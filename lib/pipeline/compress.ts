@@ -300,7 +300,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   const clock = new PhaseClock(signal);
 
   // ---- everything that can be refused is refused before any long work ----
-  const summary = await inspectModel(modelDir);
+  const summary = await inspectModel(modelDir, { compareCopies: false }); // checked below, by recordedTies
   // the source's files as the model is loaded from them: the output is written from the same files or not at all
   const stamp = sourceStamp(modelDir);
   const kind = taskFor(summary);
