@@ -242,6 +242,33 @@ describe('CLI progress bars', () => {
       spy.mockRestore();
     }
   });
+  it("a phase's closing line times the phase up to its last count, not up to the next phase's first report", () => {
+    // tester DB: the time in "✔ Validating the base model … 4.1 s" ran on through whatever came before the next
+    // phase reported (a model disposed, the next phase's setup)
+    const term = new FakeTerminal();
+    term.isTTY = false;
+    let now = 1000;
+    const spy = jest.spyOn(performance, 'now').mockImplementation(() => now);
+    try {
+      const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
+      bar.update({ phase: 'validate', done: 0, total: 2 });
+      now += 1_000;
+      bar.update({ phase: 'validate', done: 2, total: 2 });
+      now += 1_000;
+      bar.update({ phase: 'validate', done: 2, total: 2 }); // a repeated last count does not move the end
+      now += 7_000;
+      bar.update({ phase: 'search', done: 0, total: 3 });
+      now += 2_000;
+      bar.update({ phase: 'search', done: 1, total: 3 }); // never completed: timed to the summary
+      bar.done();
+      expect(term.raw.split('\n').filter(Boolean)).toEqual([
+        expect.stringMatching(/^✔ Validating the base model\s+2 batches  1\.0 s$/),
+        expect.stringMatching(/^✔ Searching windows\s+1\/3 candidates  2\.0 s$/),
+      ]);
+    } finally {
+      spy.mockRestore();
+    }
+  });
 });
 
 describe('runningCount (a task reading several files under one phase)', () => {

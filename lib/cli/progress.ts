@@ -81,6 +81,11 @@ export class ProgressBar {
   private bar: SingleBar | undefined;
   private phase: PipelinePhase | '' = '';
   private started = 0;
+  /**
+   * When the phase's count reached its total: its summary's time ends there, not at the next phase's first
+   * report (what came between, a model's disposal or the next phase's setup, is not this phase's; tester DB).
+   */
+  private completedAt: number | undefined;
   private last: Progress | undefined;
   /** The running phase's unit: the one its reports name (`unit`), else the phase's usual one. */
   private unit = '';
@@ -106,13 +111,15 @@ export class ProgressBar {
     // A count that goes back is the phase's next piece of work (finetune reads --data, then --valid): the piece
     // before it gets its own summary line, not overwritten by the next (tester DB: "66 kB/600 kB" was all a
     // 5.9 MB read showed)
-    if (phase !== this.phase || p.done < (this.last?.done ?? 0)) {
+    const first = phase !== this.phase || p.done < (this.last?.done ?? 0);
+    if (first) {
       this.finishPhase();
       this.phase = phase;
       // One phase name can count different things ('evaluate': batches of text or images; compress's 'test' and
       // 'validate' count what their task's evaluation counts): a unit the report names is believed over the usual
       this.unit = typeof p.unit === 'string' ? p.unit : label.unit;
       this.started = performance.now();
+      this.completedAt = undefined;
       this.lastLine = this.started;
       this.last = p;
       if (!this.live) return; // plain lines: the first after `every`, then the phase's summary
@@ -137,6 +144,8 @@ export class ProgressBar {
       this.bar.start(Math.max(1, p.total), 0, this.payload(p, label));
     }
     this.last = p;
+    // (a phase whose first report is already its last has no measured end: its time runs to the next phase's)
+    if (!first) this.completedAt = p.total > 0 && p.done >= p.total ? (this.completedAt ?? performance.now()) : undefined;
     if (!this.live) {
       const now = performance.now();
       if (now - this.lastLine >= this.every) {
@@ -176,7 +185,7 @@ export class ProgressBar {
     const { done, total } = this.last;
     const count = total > 0 && done !== total ? `${show(done)}/${show(total)}` : show(done);
     const unit = done === 1 && total <= 1 ? (SINGULAR[this.unit] ?? this.unit) : this.unit;
-    this.stream.write(`✔ ${label.title.padEnd(TITLE_WIDTH)} ${count}${unit ? ` ${unit}` : ''}  ${fmtSeconds((performance.now() - this.started) / 1000)}\n`);
+    this.stream.write(`✔ ${label.title.padEnd(TITLE_WIDTH)} ${count}${unit ? ` ${unit}` : ''}  ${fmtSeconds(((this.completedAt ?? performance.now()) - this.started) / 1000)}\n`);
     this.bar = undefined;
     this.phase = '';
   }
