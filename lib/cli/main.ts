@@ -255,7 +255,6 @@ function ignoreClosedPipe(e: NodeJS.ErrnoException): void {
   if (e.code !== 'EPIPE' && e.code !== 'EIO') throw e;
 }
 
-/** Runs the CLI; resolves to the process exit code. */
 /**
  * Called by bin/ffmerge.js as a run that started on a terminal ends: each standard stream whose terminal hung
  * up while the run went on (its shell ignored SIGHUP) is pointed at /dev/null, so that Node 20 does not abort
@@ -270,6 +269,7 @@ export function releaseLostTerminal(): number {
   }
 }
 
+/** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   for (const stream of [process.stdout, process.stderr]) {
     if (!stream.listeners('error').includes(ignoreClosedPipe)) stream.on('error', ignoreClosedPipe);
