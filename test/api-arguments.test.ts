@@ -13,6 +13,8 @@ import { removeSyntheticDirs, tempDir } from './helpers/synthetic-model';
 
 const MODEL = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 const CAL = path.join(MODEL, 'calibration.txt');
+/** The llama fixture's eval rows (the test only reaches the option checks, which come before the file is read). */
+const ROWS = path.resolve(__dirname, '..', '..', 'shared', 'data', 'lm', 'stories260k-samples-valid.jsonl');
 const COMPRESS = { k: 2, calibration: CAL, calibrationTokens: 2048, validationTokens: 1024, method: 'permute', recover: 'none' };
 
 let m: Model;
@@ -54,6 +56,12 @@ const asyncCases: Case[] = [
   ['writeSafetensors(file, null)', () => lib.writeSafetensors(path.join(out, 'x.safetensors'), bad(null)), 'tensors'],
   ['readText(5)', () => lib.readText(bad(5)), 'file'],
   ['readTokenRows(5)', () => lib.readTokenRows(bad(5)), 'file'],
+  // tester DE: a budget of 0 read a row, a NaN vocabulary checked no id, minLength 0 let empty rows through
+  ['readTokenRows(f, {maxTokens: 0})', () => lib.readTokenRows(ROWS, { maxTokens: 0 }), 'maxTokens'],
+  ['readTokenRows(f, {vocab: NaN})', () => lib.readTokenRows(ROWS, { vocab: NaN }), 'vocab'],
+  ['readTokenRows(f, {minLength: 0})', () => lib.readTokenRows(ROWS, { minLength: 0 }), 'minLength'],
+  ['readTokenRows(f, {maxLength: 1.5})', () => lib.readTokenRows(ROWS, { maxLength: 1.5 }), 'maxLength'],
+  ['readTokenRows(f, {maxToken: 5})', () => lib.readTokenRows(ROWS, bad({ maxToken: 5 })), 'maxToken'],
   ['readParallel(5, 5)', () => lib.readParallel(bad(5), bad(5)), 'sourceFile'],
   ['readParallelTsv(5)', () => lib.readParallelTsv(bad(5)), 'TSV'],
   ['loadIdxImages(5)', () => lib.loadIdxImages(bad(5)), 'imagesFile'],

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { countPredictions, cutBlocks, loadSplitBlocks, tokenizeToBlocks } from '../lib/data/blocks';
 import { readParallel, readParallelTsv, streamParallel } from '../lib/data/parallel';
-import { newlines, readDocuments, readLines, readText, TEXT_HEAD_BYTES } from '../lib/data/text';
+import { lineSplitter, newlines, readDocuments, readLines, readText, TEXT_HEAD_BYTES } from '../lib/data/text';
 import { loadTokenizer } from '../lib/tokenizer';
 import { MAX_TOKENIZER_WORKERS, TOKENIZE_LIMITS, tokenizeFile, tokenizeFileWith, type TokenizeLimits } from '../lib/data/tokenize-file';
 import { blocksFrom, fitBlockSize, takeTokens } from '../lib/pipeline/data';
@@ -223,6 +223,66 @@ describe('what is not text is INVALID_DATA', () => {
       expect(await collect(readDocuments(f, { format: 'jsonl' }))).toEqual(['Once upon a time', 'It sat.']);
     }
     expect(await collect(readDocuments(write('rows.jsonl', rows)))).toEqual(['Once upon a time', 'It sat.']);
+  });
+
+  test('JSON Lines rows in a file not named .jsonl are refused where it would be tokenized as prose; with format txt given, or prose that starts with a brace, it is read', async () => {
+    // tester DE: token ids in ids.txt were scored as text, braces and all (perplexity 103.6; 3.6 named .jsonl)
+    const tokenizer = path.join(__dirname, '..', 'models', 'llama-stories260k');
+    const files = [
+      write('ids.txt', '\n{"input_ids": [1, 2, 3]}\n{"input_ids": [4, 5]}\n'),
+      write('ids', '\uFEFF{"input_ids": [1, 2, 3]}\r\n'),
+      write('ids.gz', '{"input_ids": [1, 2, 3]}\n', true),
+      write('docs.txt', '{"text": "Once upon a time", "id": 3}\n{"text": "It sat."}\n'),
+    ];
+    for (const f of files) {
+      await expect(tokenizeFile(tokenizer, f)).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(/holds JSON Lines \(\{"(input_ids|text)": …\} rows\) but is not named \.jsonl/) });
+      await expect(blocksFrom(f, { blockSize: 4, what: 'validation', tokenizerDir: tokenizer })).rejects.toMatchObject({ code: 'INVALID_DATA' });
+      expect((await tokenizeFile(tokenizer, f, { format: 'txt' })).length).toBeGreaterThan(3);
+    }
+    // still prose: a brace that is not a JSON row, a JSON row of other fields, an array
+    for (const text of ['{a story in braces}\nOnce upon a time.\n', '{"title": "A story"}\nOnce upon a time.\n', '[1, 2, 3]\nOnce upon a time.\n']) {
+      expect((await tokenizeFile(tokenizer, write('prose.txt', text))).length).toBeGreaterThan(3);
+    }
+  });
+
+  test('lines are split in linear time: an unfinished line is held as pieces, joined once it ends, whatever the chunking', async () => {
+    // tester DE: each 64 KiB chunk re-split the unfinished line whole, so a 40 MB line took 2 minutes to read
+    const rnd = prng(11);
+    for (let trial = 0; trial < 50; trial++) {
+      const text = Array.from({ length: Math.floor(rnd() * 200) }, () => (rnd() < 0.1 ? '\n' : String.fromCharCode(97 + Math.floor(rnd() * 26)))).join('');
+      const split = lineSplitter();
+      const got: string[] = [];
+      for (let i = 0; i < text.length; ) {
+        const n = Math.floor(rnd() * 12);
+        got.push(...split(text.slice(i, i + n)));
+        i += n;
+      }
+      got.push(...split('', true));
+      expect(got).toEqual(text.split('\n'));
+    }
+    const split = lineSplitter();
+    const joins = jest.spyOn(Array.prototype, 'join');
+    try {
+      for (let i = 0; i < 1000; i++) expect(split('x'.repeat(100))).toEqual([]);
+      expect(joins).not.toHaveBeenCalled(); // nothing joined, nor scanned again, until the line ends
+      expect(split('y\nz')).toEqual(['x'.repeat(100_000) + 'y']);
+      expect(split('', true)).toEqual(['z']);
+    } finally {
+      joins.mockRestore();
+    }
+    // the readers: one line of 8 MB (128 chunks) arrives whole, in JSON Lines rows too
+    const big = `{"input_ids": [${'7, '.repeat(2_000_000)}7]}`;
+    const f = write('one-long-row.jsonl', `${big}\n{"input_ids": [1, 2]}\n`);
+    expect(await collect(readLines(f))).toEqual([big, '{"input_ids": [1, 2]}']);
+    expect((await readTokenRows(f)).map((r) => r.length)).toEqual([2_000_001, 2]);
+  });
+
+  test('without a vocabulary, a token id must still fit an Int32Array: 2^31 and 2^40 are refused, not stored wrapped', async () => {
+    // tester DE: 1099511627776 (2^40) was read as id 0
+    for (const id of ['1099511627776', '2147483648']) {
+      await expect(readTokenRows(write('wide-id.jsonl', `{"input_ids": [5, ${id}]}\n`))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining(`input_ids[1] = ${id} is not a token id (0..2147483647)`) });
+    }
+    expect(Array.from((await readTokenRows(write('max-id.jsonl', '{"input_ids": [5, 2147483647]}\n')))[0]!)).toEqual([5, 2147483647]);
   });
 
   test('a file named .gz that is not gzip (random bytes, or plain text) is refused, not read as text', async () => {

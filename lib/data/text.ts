@@ -91,13 +91,37 @@ function binaryReason(head: Buffer): string | undefined {
 }
 
 /**
+ * The kind of JSON Lines row the head's first non-blank line is ("input_ids" or "text"), or undefined when it
+ * is not such a row (prose, or a line longer than the head). Checked where a file is about to be tokenized as
+ * plain text because of its name: token ids in ids.txt were scored as prose, braces and all (perplexity 103.6
+ * where the same rows named .jsonl give 3.6; tester DE).
+ */
+function jsonLinesRow(head: Buffer): 'input_ids' | 'text' | undefined {
+  const text = dropBom(head.toString('utf8'));
+  const start = text.search(/\S/);
+  if (start < 0 || text[start] !== '{') return undefined;
+  const end = text.indexOf('\n', start);
+  if (end < 0) return undefined;
+  let row: unknown;
+  try {
+    row = JSON.parse(text.slice(start, end));
+  } catch {
+    return undefined; // prose that starts with a brace
+  }
+  if (typeof row !== 'object' || row === null || Array.isArray(row)) return undefined;
+  if (Object.hasOwn(row, 'input_ids')) return 'input_ids';
+  return typeof (row as Record<string, unknown>).text === 'string' ? 'text' : undefined;
+}
+
+/**
  * Checks that `file` can be a text dataset before it is read, and says whether it is gzip: it must be a
  * regular file (a FIFO or /dev/zero would block or never end; lib/files.ts), a file named .gz must start with
  * the gzip magic bytes 1f 8b (else random bytes named .gz were read as plain text), and the first
- * TEXT_HEAD_BYTES of its (inflated) contents must not be binary (binaryReason). Missing or unreadable:
- * DATA_NOT_FOUND; anything else: INVALID_DATA.
+ * TEXT_HEAD_BYTES of its (inflated) contents must not be binary (binaryReason). With `prose` (the file is read as
+ * plain text because of its name), its first line must not be a JSON Lines row of {"input_ids"} or {"text"}.
+ * Missing or unreadable: DATA_NOT_FOUND; anything else: INVALID_DATA.
  */
-export async function checkTextFile(file: string): Promise<{ gzip: boolean }> {
+export async function checkTextFile(file: string, { prose = false }: { prose?: boolean } = {}): Promise<{ gzip: boolean }> {
   let fh: fs.promises.FileHandle;
   try {
     fh = await openRegularFile(file, 'INVALID_DATA');
@@ -126,6 +150,13 @@ export async function checkTextFile(file: string): Promise<{ gzip: boolean }> {
     if (why !== undefined) {
       throw new FfmergeError('INVALID_DATA', `${file} is not text (${why}); ffmerge reads UTF-8 text, optionally gzip-compressed`);
     }
+    const row = prose ? jsonLinesRow(head) : undefined;
+    if (row !== undefined) {
+      throw new FfmergeError(
+        'INVALID_DATA',
+        `${file} holds JSON Lines ({"${row}": …} rows) but is not named .jsonl, so it would be read as plain text, braces and all: rename it .jsonl (or .jsonl.gz when gzip-compressed)`,
+      );
+    }
     return { gzip };
   } finally {
     await fh.close();
@@ -153,6 +184,27 @@ export function newlines(): (chunk: string, last?: boolean) => string {
     cr = !last && s.endsWith('\r');
     if (cr) s = s.slice(0, -1);
     return s.replace(/\r\n?/g, '\n');
+  };
+}
+
+/**
+ * Complete lines from chunks of text: each call returns the lines its chunk ends, the unfinished one held until
+ * a later chunk ends it (or `last`, when the unfinished one is returned too, "" included). Only the new chunk is
+ * searched for "\n" and an unfinished line's pieces are joined once: joining them on every chunk re-scanned the
+ * whole line each time, so a 40 MB line took 2 min (tester DE). (tokenize-file.ts's worker does the same.)
+ */
+export function lineSplitter(): (chunk: string, last?: boolean) => string[] {
+  let held: string[] = [];
+  return (chunk, last = false) => {
+    const at = chunk.indexOf('\n');
+    if (at < 0 && !last) {
+      if (chunk) held.push(chunk);
+      return [];
+    }
+    const lines = (held.join('') + chunk).split('\n');
+    held = [];
+    if (!last) held.push(lines.pop()!);
+    return lines;
   };
 }
 
@@ -192,16 +244,14 @@ export async function* readLines(file: string): AsyncGenerator<string> {
   checkPath(file, 'readLines(file): file');
   const stream = await openText(file);
   const lf = newlines();
-  let rest = '';
+  const line = lineSplitter();
   let text = false; // a line with something besides whitespace was seen
   let first = true;
   try {
     for await (const chunk0 of stream) {
       const chunk = lf(first ? dropBom(chunk0) : chunk0);
       first = false;
-      const parts = (rest + chunk).split('\n');
-      rest = parts.pop()!;
-      for (const p of parts) {
+      for (const p of line(chunk)) {
         text ||= /\S/.test(p);
         yield p;
       }
@@ -212,7 +262,7 @@ export async function* readLines(file: string): AsyncGenerator<string> {
     (stream as unknown as { destroy?: () => void }).destroy?.();
   }
   // a last lone "\r" held back by newlines() ends the last line
-  const parts = (rest + lf('', true)).split('\n');
+  const parts = line(lf('', true), true);
   if (parts[parts.length - 1] === '') parts.pop();
   for (const p of parts) {
     text ||= /\S/.test(p);

@@ -7,7 +7,7 @@
  */
 import { FfmergeError, showValue } from '../errors';
 import { formatOf, readLines } from './text';
-import { checkOptions, checkPath } from '../arguments';
+import { checkInt, checkOptions, checkPath } from '../arguments';
 
 export interface TokenRowOptions {
   /** Stop after the row that reaches this many tokens (default: read all). */
@@ -38,7 +38,12 @@ export async function isTokenRowFile(file: string): Promise<boolean> {
 /** The rows of a token-id JSON Lines file as Int32Arrays, in order. */
 export async function readTokenRows(file: string, opts: TokenRowOptions = {}): Promise<Int32Array[]> {
   checkPath(file, 'readTokenRows(file, options): file');
-  checkOptions(opts, 'readTokenRows(file, options): options');
+  checkOptions(opts, 'readTokenRows(file, options): options', ['maxTokens', 'vocab', 'maxLength', 'minLength']);
+  // a budget of 0 read one row, a NaN vocabulary checked no id, a minLength of 0 let empty rows through (tester DE)
+  if (opts.maxTokens !== Infinity) checkInt(opts.maxTokens, 'readTokenRows: maxTokens', 1);
+  checkInt(opts.vocab, 'readTokenRows: vocab', 1);
+  checkInt(opts.maxLength, 'readTokenRows: maxLength', 1);
+  checkInt(opts.minLength, 'readTokenRows: minLength', 1);
   const rows: Int32Array[] = [];
   let tokens = 0;
   let lineNo = 0;
@@ -67,10 +72,11 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
     const out = new Int32Array(to - from);
     for (let i = from; i < to; i++) {
       const t = ids[i] as unknown;
-      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || (opts.vocab !== undefined && t >= opts.vocab)) {
+      // without a vocabulary, at most the largest id an Int32Array holds (2^40 was stored as 0)
+      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= (opts.vocab ?? 2 ** 31)) {
         throw new FfmergeError(
           'INVALID_DATA',
-          `${file} line ${lineNo}: input_ids[${i}] = ${showValue(t)} is not a token id${opts.vocab !== undefined ? ` of this model (0..${opts.vocab - 1})` : ''}`,
+          `${file} line ${lineNo}: input_ids[${i}] = ${showValue(t)} is not a token id${opts.vocab !== undefined ? ` of this model (0..${opts.vocab - 1})` : ' (0..2147483647)'}`,
         );
       }
       out[i - from] = t;
