@@ -64,6 +64,26 @@ describe('idx files', () => {
     await expectCode(loadIdxImages(path.join(tmp, 'broken.gz')), 'INVALID_DATA');
   });
 
+  test('an empty image file, a label file that is an image file, and huge sizes are named as such (tester DE)', async () => {
+    // 0 images was blamed on "--start 0", an option not given; an image file given as labels was "3044585724772865000
+    // bytes of data" (a double's rounding of the true product)
+    fs.writeFileSync(path.join(tmp, 'img0.idx'), idxBytes([0, 28, 28], new Uint8Array(0)));
+    fs.writeFileSync(path.join(tmp, 'lab0.idx'), idxBytes([0], new Uint8Array(0)));
+    await expect(loadIdxImages(path.join(tmp, 'img0.idx'), path.join(tmp, 'lab0.idx'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('img0.idx holds no images') });
+    fs.writeFileSync(path.join(tmp, 'img1.idx'), idxBytes([1, 2, 2], new Uint8Array(4)));
+    await expect(loadIdxImages(path.join(tmp, 'img1.idx'), path.join(tmp, 'img1.idx'))).rejects.toMatchObject({
+      code: 'INVALID_DATA',
+      message: expect.stringMatching(/img1\.idx: expected idx labels \[count\], but its header has 3 dimensions \(an image file\?\)$/),
+    });
+    fs.writeFileSync(path.join(tmp, 'lab1.idx'), idxBytes([1], new Uint8Array(1)));
+    await expect(loadIdxImages(path.join(tmp, 'lab1.idx'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('expected idx images [count, height, width(, channels)], but its header has 1 dimension (a label file?)') });
+    const huge = idxBytes([1], new Uint8Array(1));
+    const header = Buffer.alloc(4 + 12);
+    header.set([0, 0, 8, 3]);
+    [200, 151126273, 100729862].forEach((d, i) => header.writeUInt32BE(d, 4 + 4 * i));
+    expect(() => parseIdx(Buffer.concat([header, huge]))).toThrow(/says 200x151126273x100729862 = 3044585724772865200 bytes of data but the file holds 9$/);
+  });
+
   test('a gzip idx is inflated only as far as its header declares; a .gz that is not gzip is refused (tester CE)', async () => {
     // 2 images of 4×4 declared, 256 MiB of zeros after them: 256 KB on disk. Inflated whole before its size was
     // compared (a 1 MB file took 2 GB of memory); now refused once it passes the 32 bytes declared.

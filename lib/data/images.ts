@@ -317,8 +317,20 @@ export interface IdxArray {
   data: Uint8Array;
 }
 
-/** Parses idx bytes: magic 0x00 0x00 <type> <ndims>, ndims big-endian uint32 sizes, then the data. */
-export function parseIdx(buf: Uint8Array, name = 'idx data'): IdxArray {
+/** What an idx file is expected to hold: its name in words and its numbers of dimensions. */
+interface IdxKind {
+  what: string;
+  ndims: readonly number[];
+}
+const IDX_IMAGES: IdxKind = { what: 'images [count, height, width(, channels)]', ndims: [3, 4] };
+const IDX_LABELS: IdxKind = { what: 'labels [count]', ndims: [1] };
+
+/**
+ * Parses idx bytes: magic 0x00 0x00 <type> <ndims>, ndims big-endian uint32 sizes, then the data. With `kind`, a
+ * header of another number of dimensions is refused before its sizes are read: an image file given as labels
+ * was reported as a data size of 3044585724772865000 bytes (tester DE).
+ */
+export function parseIdx(buf: Uint8Array, name = 'idx data', kind?: IdxKind): IdxArray {
   if (buf.length < 4 || buf[0] !== 0 || buf[1] !== 0) {
     throw new FfmergeError('INVALID_DATA', `${name} is not an idx file (bad magic number)`);
   }
@@ -330,26 +342,24 @@ export function parseIdx(buf: Uint8Array, name = 'idx data'): IdxArray {
   if (ndims === 0 || buf.length < 4 + 4 * ndims) {
     throw new FfmergeError('INVALID_DATA', `${name}: idx header is truncated or has no dimensions`);
   }
+  if (kind && !kind.ndims.includes(ndims)) {
+    const other = kind === IDX_LABELS ? ` (${ndims === 3 || ndims === 4 ? 'an image file?' : 'not labels'})` : ndims === 1 ? ' (a label file?)' : '';
+    throw new FfmergeError('INVALID_DATA', `${name}: expected idx ${kind.what}, but its header has ${ndims} dimension${ndims === 1 ? '' : 's'}${other}`);
+  }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const dims: number[] = [];
-  let total = 1;
-  for (let i = 0; i < ndims; i++) {
-    const d = view.getUint32(4 + 4 * i, false);
-    dims.push(d);
-    total *= d;
-  }
+  for (let i = 0; i < ndims; i++) dims.push(view.getUint32(4 + 4 * i, false));
+  // exact: a product of four 32-bit sizes is past what a double holds exactly
+  const total = dims.reduce((n, d) => n * BigInt(d), 1n);
   const start = 4 + 4 * ndims;
-  if (buf.length - start !== total) {
-    throw new FfmergeError(
-      'INVALID_DATA',
-      `${name}: idx header says ${dims.join('x')} = ${total} bytes of data but the file holds ${buf.length - start}`,
-    );
+  if (BigInt(buf.length - start) !== total) {
+    throw new FfmergeError('INVALID_DATA', `${name}: idx header says ${dims.join('x')} = ${total} bytes of data but the file holds ${buf.length - start}`);
   }
-  return { dims, data: buf.subarray(start, start + total) };
+  return { dims, data: buf.subarray(start, start + Number(total)) };
 }
 
-export async function readIdx(file: string): Promise<IdxArray> {
-  return parseIdx(await readMaybeGzip(file), file);
+export async function readIdx(file: string, kind?: IdxKind): Promise<IdxArray> {
+  return parseIdx(await readMaybeGzip(file), file, kind);
 }
 
 /**
@@ -364,15 +374,14 @@ export async function loadIdxImages(imagesFile: string, labelsFile?: string, opt
   checkJobOptions(opts, `${what}: options`, []);
   const { signal } = opts;
   if (signal?.aborted) throw abortError(signal);
-  const img = await readIdx(imagesFile);
+  const img = await readIdx(imagesFile, IDX_IMAGES);
   if (signal?.aborted) throw abortError(signal);
-  if (img.dims.length !== 3 && img.dims.length !== 4) {
-    throw new FfmergeError('INVALID_DATA', `${imagesFile}: expected idx images [count, height, width(, channels)], got [${img.dims.join(', ')}]`);
-  }
   const [count, height, width] = img.dims as [number, number, number];
+  // an empty file was blamed on --start, an option not given (tester DE)
+  if (count === 0) throw new FfmergeError('INVALID_DATA', `${imagesFile} holds no images (its idx header says 0)`);
   const set: ImageSet = { count, height, width, channels: img.dims[3] ?? 1, pixels: img.data };
   if (labelsFile !== undefined) {
-    const lab = await readIdx(labelsFile);
+    const lab = await readIdx(labelsFile, IDX_LABELS);
     if (lab.dims.length !== 1 || lab.dims[0] !== count) {
       throw new FfmergeError('INVALID_DATA', `${labelsFile}: ${lab.dims.join('x')} labels for ${count} images`);
     }
