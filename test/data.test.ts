@@ -277,6 +277,16 @@ describe('what is not text is INVALID_DATA', () => {
     expect((await readTokenRows(f)).map((r) => r.length)).toEqual([2_000_001, 2]);
   });
 
+  test('a byte-order mark inside a JSON Lines file is named in the error, in every reader (tester DE)', async () => {
+    const model = path.join(__dirname, '..', 'models', 'llama-stories260k');
+    const docs = write('mid-bom.jsonl', '{"text": "a"}\n\uFEFF{"text": "b"}\n');
+    const rows = write('mid-bom-ids.jsonl', '{"input_ids": [1, 2]}\n\uFEFF{"input_ids": [3, 4]}\n');
+    const named = { code: 'INVALID_DATA', message: expect.stringContaining('line 2 is not valid JSON (it starts with a byte-order mark (U+FEFF)') };
+    await expect(collect(readDocuments(docs))).rejects.toMatchObject(named);
+    await expect(tokenizeFile(model, docs)).rejects.toMatchObject(named);
+    await expect(readTokenRows(rows)).rejects.toMatchObject(named);
+  });
+
   test('without a vocabulary, a token id must still fit an Int32Array: 2^31 and 2^40 are refused, not stored wrapped', async () => {
     // tester DE: 1099511627776 (2^40) was read as id 0
     for (const id of ['1099511627776', '2147483648']) {

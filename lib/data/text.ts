@@ -168,6 +168,15 @@ export function noTextError(file: string): FfmergeError {
   return new FfmergeError('INVALID_DATA', `${file} holds no text (it is empty or has only blank lines)`);
 }
 
+/**
+ * A JSON Lines row that does not parse. A byte-order mark inside the file (files joined with `cat`) is named:
+ * JSON.parse's "Unexpected token" quotes the invisible character (tester DE).
+ */
+export function badJsonLine(file: string, lineNo: number, line: string, e: unknown): FfmergeError {
+  const why = line.charCodeAt(0) === 0xfeff ? 'it starts with a byte-order mark (U+FEFF), as where files were joined with cat: remove it' : (e as Error).message;
+  return new FfmergeError('INVALID_DATA', `${file} line ${lineNo} is not valid JSON (${why})`);
+}
+
 /** A leading byte-order mark is not text: it would be tokenized, and break the first line's JSON. */
 const dropBom = (s: string): string => (s.charCodeAt(0) === 0xfeff ? s.slice(1) : s);
 
@@ -293,7 +302,7 @@ export async function* readDocuments(file: string, opts: TextSourceOptions = {})
     try {
       obj = JSON.parse(line);
     } catch (e) {
-      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} is not valid JSON (${(e as Error).message})`);
+      throw badJsonLine(file, lineNo, line, e);
     }
     const v = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[field] : undefined;
     if (typeof v !== 'string') {

@@ -6,7 +6,7 @@
  * (`text`) are not read. Rows are streamed and reading stops at the token budget.
  */
 import { FfmergeError, showValue } from '../errors';
-import { formatOf, readLines } from './text';
+import { badJsonLine, formatOf, readLines } from './text';
 import { checkInt, checkOptions, checkPath } from '../arguments';
 
 export interface TokenRowOptions {
@@ -55,7 +55,7 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
     try {
       row = JSON.parse(line);
     } catch (e) {
-      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} is not valid JSON (${(e as Error).message})`);
+      throw badJsonLine(file, lineNo, line, e);
     }
     const ids = typeof row === 'object' && row !== null && Object.hasOwn(row, 'input_ids') ? (row as { input_ids: unknown }).input_ids : undefined;
     const min = opts.minLength ?? 2;

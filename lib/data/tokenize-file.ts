@@ -211,7 +211,9 @@ function workerMain(problemOf: typeof tokenizerJsonProblem): void {
         try {
           obj = JSON.parse(line);
         } catch (e) {
-          throw typed('INVALID_DATA', `${input.file} line ${lineNo} is not valid JSON (${(e as Error).message})`);
+          // as text.ts's badJsonLine, which this worker cannot import
+          const why = line.charCodeAt(0) === 0xfeff ? 'it starts with a byte-order mark (U+FEFF), as where files were joined with cat: remove it' : (e as Error).message;
+          throw typed('INVALID_DATA', `${input.file} line ${lineNo} is not valid JSON (${why})`);
         }
         const v = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[input.field] : undefined;
         if (typeof v !== 'string') throw typed('INVALID_DATA', `${input.file} line ${lineNo} has no string field "${input.field}"`);
