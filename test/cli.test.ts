@@ -105,6 +105,9 @@ describe('ffmerge CLI', () => {
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--window', '0-1,2-4'], 2, /windows 0-1, 2-4 span different numbers of layers \(2, 3\).*INVALID_WINDOW/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--fraction', '0.6', '--window', '0-1'], 2, /window "0-1" spans 2 layers but k = 4.*INVALID_WINDOW/],
     [['compress', BUNDLED, '--data', 'no-such-file.txt'], 3, /no-such-file.txt does not exist.*DATA_NOT_FOUND/],
+    // an empty value read as a file "" that does not exist (tester DE: --data "$UNSET")
+    [['eval', BUNDLED, '--data', ''], 2, /--data is given an empty value \(an unset shell variable\?\): give a value \(see --help\) \[INVALID_ARGUMENT\]/],
+    [['eval', '', '--data', path.join(BUNDLED, 'calibration.txt')], 2, /the model directory is an empty string.*INVALID_ARGUMENT/],
     [['compress', 'no-such-model'], 3, /DATA_NOT_FOUND/],
     // no command at all (it printed the help and exited 0), and export without its --out (now marked required)
     [[], 2, /no command given.*INVALID_ARGUMENT/],
@@ -133,7 +136,7 @@ describe('ffmerge CLI', () => {
     [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '600'], 2, /--block-size 600 is longer than the model's 512 positions.*INVALID_ARGUMENT/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '600'], 2, /--seq 600 is longer than the model's 512 positions.*INVALID_ARGUMENT/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--valid-tokens', '512'], 2, /--valid-tokens needs --valid.*OPTION_NOT_APPLICABLE/],
-    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--eval-every', '1', '--steps', '2'], 2, /evalEvery \(--eval-every\) scores the validation data.*OPTION_NOT_APPLICABLE/],
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--eval-every', '1', '--steps', '2'], 2, /--eval-every scores the validation data, and none is given: give --valid <file> with it.*OPTION_NOT_APPLICABLE/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--lr', '-1'], 2, /--lr must be a positive number, got "-1".*INVALID_ARGUMENT/],
     // before the data is read (a file that is not there is not named): it was refused only after tokenizing all of it
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'no-such-file.txt'), '--micro', '16', '--batch', '8'], 2, /micro 16 \(--micro\) is larger than batch 8 \(--batch\).*INVALID_ARGUMENT/],
@@ -155,6 +158,26 @@ describe('ffmerge CLI', () => {
     // a refusal is the only line: "compressing … → out" is said once the work starts (tester AT)
     expect(r.stderr).not.toMatch(/ffmerge: compressing/);
     expect(fs.readdirSync(cwd)).toEqual([]);
+  });
+
+  it('finetune refuses flags that need the model (its positions, its kind, its data flags) before it says the run starts: the error is the one line', () => {
+    // tester DD: "ffmerge: fine-tuning … → X" came first, so a usage error read as a run that had started
+    const cal = path.join(BUNDLED, 'calibration.txt');
+    const vit = sharedPath('fixtures', 'vit-fmnist');
+    const marian = sharedPath('fixtures', 'marian-multi30k-en-de');
+    const cases: [string[], number, RegExp][] = [
+      [['finetune', BUNDLED, '--data', cal, '--seq', '5000'], 2, /--seq 5000 is longer than the model's 512 positions/],
+      [['finetune', BUNDLED], 2, /finetune needs --data/],
+      [['finetune', BUNDLED, '--data', cal, '--eval-every', '5'], 2, /--eval-every scores the validation data/],
+      ...(fs.existsSync(vit) ? [[['finetune', vit], 2, /finetune on an image model needs --images/] as [string[], number, RegExp]] : []),
+      ...(fs.existsSync(marian) ? [[['finetune', marian, '--data', cal], 3, /this marian model is not one/] as [string[], number, RegExp]] : []),
+    ];
+    for (const [args, code, message] of cases) {
+      const r = ffmerge(cwd, ...args, '--out', path.join(cwd, 'out'));
+      expect(r.code).toBe(code);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    }
   });
 
   it("a message quoting a file's control characters prints them escaped, on one line (tester AX: an index's shard name cleared the terminal)", () => {

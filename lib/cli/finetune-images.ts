@@ -33,10 +33,15 @@ export interface TrainingImages {
   note: string;
 }
 
-export async function trainingImages(model: string, o: ImageFlags, job: JobOptions = {}): Promise<TrainingImages> {
+/** The training and validation sources the flags name, checked (a missing or half-given one is refused) before any is read. */
+export function imageSources(o: ImageFlags) {
   const src = imageSourceFrom({ data: o.data, images: o.images, labels: o.labels }, '');
   if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'finetune on an image model needs --images <idx images> --labels <idx labels>, or --data <image folder>');
-  const validSrc = imageSourceFrom({ data: o.valid, images: o.validImages, labels: o.validLabels }, 'valid');
+  return { src, validSrc: imageSourceFrom({ data: o.valid, images: o.validImages, labels: o.validLabels }, 'valid') };
+}
+
+export async function trainingImages(model: string, o: ImageFlags, job: JobOptions = {}): Promise<TrainingImages> {
+  const { src, validSrc } = imageSources(o);
   const pre = await loadPreprocessor(model);
   const config = await readConfig(model);
   const read = imageReader(pre, config, job);

@@ -14,7 +14,7 @@ import { blocksFrom, fitBlockSize, takeTokens, tokenCount } from '../pipeline/da
 import { cutBlocks } from '../data/blocks';
 import { sameData, sameDataPhrase } from '../data/same-data';
 import { checkEvalEvery, checkFinetunable, checkMicro, checkSchedule, finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
-import { trainingImages, type ImageFlags } from './finetune-images';
+import { imageSources, trainingImages, type ImageFlags } from './finetune-images';
 import { saveTrained } from '../train/save';
 import { expandedError } from '../train/ties';
 import { SafetensorsReader } from '../safetensors';
@@ -95,7 +95,6 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   checkSchedule(steps, lr, warmup, weightDecay);
   const seqAsked = int(o.seq, 'seq'); // its bound, the model's positions, once the model is loaded
   const bar = new ProgressBar(!o.json);
-  if (!o.json) process.stderr.write(`ffmerge: fine-tuning ${model} → ${out}\n`);
   const t0 = performance.now();
   // Training copies every weight to fp32, so nothing is gained by streaming layers; a resident load also
   // makes a tied checkpoint's window one native FF (the loader shares FFs whose tensors are one buffer).
@@ -106,6 +105,16 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   try {
     checkFinetunable(m); // before the data is read: tokenizing it can take minutes
     const images = m.spec.input === 'patches';
+    // The flags that need the model, checked before the run says it starts: a usage error is then the run's one
+    // line, not a second line after "fine-tuning … →" (tester DD)
+    if (images) imageSources(o);
+    else {
+      if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'finetune needs --data <text or .jsonl file> (training data)');
+      if (o.valid === undefined && o.validTokens !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--valid-tokens needs --valid <file> (validation text)');
+      if (o.valid === undefined && evalEvery !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--eval-every scores the validation data, and none is given: give --valid <file> with it');
+    }
+    const seq = images ? 0 : fitBlockSize(seqAsked, 256, m.spec.maxPositions, '--seq');
+    if (!o.json) process.stderr.write(`ffmerge: fine-tuning ${model} → ${out}\n`);
     let input: Pick<FinetuneOptions, 'data' | 'validation' | 'seq'>;
     let dataInfo: Record<string, unknown>;
     /** For the summary line: validation tokens left out of the scored blocks. */
@@ -127,13 +136,11 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
         split: d.note,
       };
     } else {
-      if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'finetune needs --data <text or .jsonl file> (training data)');
-      if (o.valid === undefined && o.validTokens !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--valid-tokens needs --valid <file> (validation text)');
-      const seq = fitBlockSize(seqAsked, 256, m.spec.maxPositions, '--seq');
+      const trainFile = o.data!; // checked above
       const budget = int(o.tokens, 'tokens') ?? Infinity;
       // Text is cut into blocks of seq tokens and joined back into one stream; windows are drawn from it.
       // (token-id rows are joined into that stream too, so a row may be a single token)
-      const read = await blocksFrom(o.data, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, minLength: 1, signal, onProgress: bar.update });
+      const read = await blocksFrom(trainFile, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, minLength: 1, signal, onProgress: bar.update });
       // A budget counts whole --seq blocks of that one stream, token-id rows' as text's (the first row was kept
       // whole, whatever its length: --tokens 1 trained on 130 tokens)
       const data = Number.isFinite(budget) ? takeTokens(cutBlocks(joinTokens(read), seq), budget) : read;
@@ -146,7 +153,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       let validation: Int32Array[] | undefined;
       let validationLeftOut = 0;
       // read from its start as training is: the training file again would validate on text just trained on
-      const same = o.valid !== undefined ? await sameData(o.data, o.valid) : undefined;
+      const same = o.valid !== undefined ? await sameData(trainFile, o.valid) : undefined;
       if (same) throw new FfmergeError('INVALID_ARGUMENT', `--valid ${o.valid} ${sameDataPhrase(same, 'training (--data)')}, so validation would score text the model was just trained on: give a different --valid file, or none`);
       if (o.valid !== undefined) {
         const vb = int(o.validTokens ?? '32768', 'valid-tokens')!;
@@ -165,7 +172,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       // file names (not paths: the record and card travel with the folder) for the model card's fine-tuning section
       dataInfo = {
         seq,
-        data: path.basename(o.data),
+        data: path.basename(trainFile),
         trainingTokens: tokenCount(data), // the stream windows were drawn from, after any --tokens budget
         ...(o.valid !== undefined && validation ? { valid: path.basename(o.valid), validationTokens: tokenCount(validation), validationTokensLeftOut: validationLeftOut } : {}),
       };

@@ -23,6 +23,7 @@ import { DEFAULT_COMBOS } from '../pipeline/compress';
 import { loadPlugins } from './plugins';
 
 function checkModelDir(p: string): void {
+  if (p === '') throw new FfmergeError('INVALID_ARGUMENT', 'the model directory is an empty string (an unset shell variable?): give the folder that holds config.json and the weights');
   const st = fs.statSync(p, { throwIfNoEntry: false });
   // a leading ~ reaches ffmerge unexpanded when the shell does not expand it (--out=~/x, or quoted): said so
   const tilde = p.startsWith('~') ? ' (the shell did not expand "~": write the path out, or use $HOME)' : '';
@@ -233,6 +234,8 @@ export function buildProgram(
     if (!opt.required) continue;
     opt.argParser((v: string) => {
       if (v.startsWith('--')) throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} needs a value, got the option ${v} (see --help)`);
+      // an empty value (an unset shell variable: --data "$FILE") read as a file "" that "does not exist" (tester DE)
+      if (v === '') throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} is given an empty value (an unset shell variable?): give a value (see --help)`);
       const before = given.get(opt.long!);
       if (before !== undefined) throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} is given twice (${JSON.stringify(before)}, then ${JSON.stringify(v)}): give it once`);
       given.set(opt.long!, v);
