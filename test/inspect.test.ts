@@ -137,4 +137,12 @@ describe('an ONNX output folder', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/holds an ONNX export.*\[INVALID_ARGUMENT\]/);
   });
+
+  it('so is a folder with a .onnx file at its top, as torch.onnx.export writes one (tester DD: TENSOR_NOT_FOUND, exit 3)', async () => {
+    const top = dir('onnx-top');
+    fs.mkdirSync(top, { recursive: true });
+    fs.copyFileSync(path.join(BUNDLED, 'config.json'), path.join(top, 'config.json'));
+    fs.copyFileSync(path.join(dir('onnx'), 'onnx', 'model.onnx'), path.join(top, 'Model.ONNX'));
+    await expect(inspectModel(top)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/holds an ONNX export/) });
+  });
 });

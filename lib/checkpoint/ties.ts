@@ -45,7 +45,15 @@ export function parseTies(json: string | undefined, stored: (name: string) => bo
  */
 function otherFormat(dir: string): { code: 'INVALID_ARGUMENT' | 'TENSOR_NOT_FOUND'; why: string } {
   const has = (f: string) => fs.existsSync(path.join(dir, f));
-  if (has('onnx')) return { code: 'INVALID_ARGUMENT', why: ': it holds an ONNX export, which ffmerge writes but does not read; give the safetensors folder it was exported from' };
+  // Optimum's layout (onnx/), or a .onnx file at the top, as torch.onnx.export writes it (tester DD)
+  const topOnnx = () => {
+    try {
+      return fs.readdirSync(dir).some((f) => /\.onnx$/i.test(f));
+    } catch {
+      return false; // unlisted: the refusal says only what is missing
+    }
+  };
+  if (has('onnx') || topOnnx()) return { code: 'INVALID_ARGUMENT', why: ': it holds an ONNX export, which ffmerge writes but does not read; give the safetensors folder it was exported from' };
   if (has('pytorch_model.bin') || has('pytorch_model.bin.index.json')) {
     return { code: 'INVALID_ARGUMENT', why: ': it holds PyTorch .bin weights; save them as safetensors first (transformers: model.save_pretrained(dir, safe_serialization=True))' };
   }
