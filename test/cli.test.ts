@@ -70,6 +70,9 @@ describe('ffmerge CLI', () => {
     const paper = ffmerge(cwd, 'compress', '--method', 'permute', '--json');
     expect(paper.code).toBe(0);
     expect(Object.keys(JSON.parse(paper.stdout).baselines)).toEqual(['drop-ff']);
+    const paperAt = ffmerge(cwd, 'compress', '--method', 'permute', '--window', '3-4', '--json'); // tester DD
+    expect(paperAt.code).toBe(0);
+    expect(Object.keys(JSON.parse(paperAt.stdout).baselines)).toEqual(['drop-ff']);
     expect(ffmerge(cwd, 'compress', '--json').code).toBe(0);
     const again = ffmerge(cwd, 'compress', '--out', dir);
     expect(again.code).toBe(2);

@@ -124,8 +124,9 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   const out = o.out ?? demoOut ?? `${path.basename(path.resolve(model))}-ffmerge`;
   const plugins = await loadPlugins(o.plugins);
   // the bundled demo shows the merge next to dropping FF sublayers and the paper's plain merge, unless the merge
-  // asked for is that very one (tester CD: two rows of one model, and its search run twice)
-  const papers = o.method === 'permute' && (o.recover ?? 'none') === 'none' && (o.anchor ?? 'first') === 'first' && (o.window ?? 'auto') === 'auto';
+  // asked for is that very one (tester CD: two rows of one model, and its search run twice), at a given window too,
+  // where the paper baseline scores only that window (tester DD: a row identical to the merge's)
+  const papers = o.method === 'permute' && (o.recover ?? 'none') === 'none' && (o.anchor ?? 'first') === 'first';
   // 'none' runs none (the demo's own included); an empty list ('', ',') was taken as that without a word (testers DB, DC)
   const named = (o.baselines ?? (bundled ? (papers ? 'drop-ff' : 'drop-ff,paper') : '')).split(',').map((b) => b.trim()).filter(Boolean);
   if (o.baselines !== undefined && named.length === 0) throw new FfmergeError('INVALID_ARGUMENT', `--baselines "${o.baselines}" names none: name baselines (a comma list), or give --baselines none to run none`);
