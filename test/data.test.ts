@@ -751,6 +751,22 @@ describe('parallel text', () => {
     expect(await readParallelTsv(write('p.tsv.gz', 'a cat\teine Katze\nthe dog\tder Hund', true))).toEqual(want);
   });
 
+  test('blank lines that end one file where the other has ended are no pairs; a line of text past the other\'s end is (tester DE)', async () => {
+    const want = [{ source: 'a cat', target: 'eine Katze' }];
+    expect(await readParallel(write('t.en', 'a cat\n\n\n'), write('t.de', 'eine Katze'))).toEqual(want);
+    expect(await readParallel(write('t2.en', 'a cat\n'), write('t2.de', 'eine Katze\n \r\n\n'))).toEqual(want);
+    await expect(readParallel(write('t3.en', 'a cat\n\nthe dog\n'), write('t3.de', 'eine Katze\n'))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('are not aligned') });
+  });
+
+  test('the same file as source and target is refused, under any of its names (tester DE: BLEU 0.55, exit 0)', async () => {
+    const f = write('same.en', 'a cat\n');
+    const link = path.join(dir, 'same-link.de');
+    fs.symlinkSync(f, link);
+    for (const t of [f, link, path.join(dir, '.', 'same.en')]) {
+      await expect(readParallel(f, t)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('the source and target files are one file') });
+    }
+  });
+
   test('mismatched line counts and bad TSV rows are INVALID_DATA; missing files DATA_NOT_FOUND', async () => {
     const en = write('q.en', 'a\nb\nc\n');
     const de = write('q.de', 'x\ny\n');

@@ -3,6 +3,7 @@
  * one TSV file with source and target columns. Line counts must agree (INVALID_DATA otherwise); a missing
  * file is DATA_NOT_FOUND.
  */
+import * as fs from 'node:fs';
 import { FfmergeError, abortError } from '../errors';
 import { readLines } from './text';
 import { checkPath } from '../arguments';
@@ -26,10 +27,26 @@ function pairOf(source: string, target: string, where: string, sides = ['the sou
   return { source, target };
 }
 
-/** Streams aligned pairs from two files read in lockstep (a line blank in both is skipped). */
+/** Whether two paths name one file (a link or another spelling of it); false where either cannot be resolved. */
+function sameFile(a: string, b: string): boolean {
+  try {
+    return fs.realpathSync(a) === fs.realpathSync(b);
+  } catch {
+    return false; // the readers say what is missing
+  }
+}
+
+/**
+ * Streams aligned pairs from two files read in lockstep (a line blank in both is skipped, and blank lines that end
+ * one file where the other has ended: many files end with an extra blank line).
+ */
 export async function* streamParallel(sourceFile: string, targetFile: string): AsyncGenerator<SentencePair> {
   checkPath(sourceFile, 'sourceFile');
   checkPath(targetFile, 'targetFile');
+  // every pair would be a sentence and itself: a BLEU of the model against its input (tester DE: 0.55, exit 0)
+  if (sameFile(sourceFile, targetFile)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `the source and target files are one file (${sourceFile}): give the reference translations in a file of their own`);
+  }
   const src = readLines(sourceFile);
   const tgt = readLines(targetFile);
   let n = 0;
@@ -39,6 +56,12 @@ export async function* streamParallel(sourceFile: string, targetFile: string): A
       if (a.done && b.done) return;
       if (a.done || b.done) {
         const [shortFile, longFile] = a.done ? [sourceFile, targetFile] : [targetFile, sourceFile];
+        // the longer file's rest: blank lines only, and it ends as the other does (tester DE: an extra blank line
+        // at the end of one file was "not aligned")
+        const rest = a.done ? tgt : src;
+        let more = b.done ? a : b;
+        while (!more.done && more.value.trim() === '') more = await rest.next();
+        if (more.done) return;
         throw new FfmergeError(
           'INVALID_DATA',
           `parallel files are not aligned: ${shortFile} has ${n} lines but ${longFile} has more`,
