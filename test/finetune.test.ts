@@ -649,3 +649,15 @@ test("the 'finetune' recover method trains the merged FF (tie kept) and the othe
     model.dispose();
   }
 });
+
+test('training data shorter than one window says how many tokens it has, one in the singular (tester DE: "has 1 tokens")', async () => {
+  const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 37 });
+  const m = await loadModel(s.dir);
+  try {
+    for (const [n, words] of [[1, '1 token,'], [5, '5 tokens,']] as const) {
+      await expect(finetune(m, { data: pattern(n, 23), steps: 1, batch: 2, seq: 8 })).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining(`the training data has ${words} fewer than one window of seq + 1 = 9`) });
+    }
+  } finally {
+    m.dispose();
+  }
+});

@@ -32,7 +32,8 @@ void check_options(const model::ModelSpec& s, const std::vector<int32_t>& tokens
                                          std::to_string(s.max_positions) + " positions");
   if (tokens.size() < o.seq + 1)
     throw Error("INVALID_DATA", "finetune: the training data has " + std::to_string(tokens.size()) +
-                                    " tokens, fewer than one window of seq + 1 = " + std::to_string(o.seq + 1));
+                                    (tokens.size() == 1 ? " token" : " tokens") + ", fewer than one window of seq + 1 = " +
+                                    std::to_string(o.seq + 1));
   for (int32_t t : tokens)
     if (t < 0 || size_t(t) >= s.vocab)
       throw Error("INVALID_DATA", "finetune: token id " + std::to_string(t) + " is outside the vocabulary (size " +
