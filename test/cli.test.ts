@@ -122,6 +122,7 @@ describe('ffmerge CLI', () => {
     // an empty list ran none without a word (tester DB); none is said as 'none'
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ' '], 2, /--baselines " " names none: name baselines \(a comma list\), or give --baselines none to run none \[INVALID_ARGUMENT\]/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ','], 2, /--baselines "," names none: .*INVALID_ARGUMENT/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ''], 2, /--baselines "" names none: .*give --baselines none to run none \[INVALID_ARGUMENT\]/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', 'none,drop-ff'], 2, /--baselines none,drop-ff: none runs no baseline, so it stands alone \[INVALID_ARGUMENT\]/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--select-memory', '1.5GB'], 2, /--select-memory must be a positive integer.*INVALID_ARGUMENT/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--out', BUNDLED], 2, /would overwrite the input.*OUTPUT_EXISTS/],
@@ -172,6 +173,9 @@ describe('ffmerge CLI', () => {
       [['finetune', BUNDLED, '--data', cal, '--seq', '5000'], 2, /--seq 5000 is longer than the model's 512 positions/],
       [['finetune', BUNDLED], 2, /finetune needs --data/],
       [['finetune', BUNDLED, '--data', cal, '--eval-every', '5'], 2, /--eval-every scores the validation data/],
+      // tester DG: validation that is the training file, and a --valid-tokens of 0, still came after it
+      [['finetune', BUNDLED, '--data', cal, '--valid', cal], 2, /is the training \(--data\) file again/],
+      [['finetune', BUNDLED, '--data', cal, '--valid', path.join(BUNDLED, 'tokenizer.json'), '--valid-tokens', '0'], 2, /--valid-tokens must be a positive integer, got "0"/],
       ...(fs.existsSync(vit) ? [[['finetune', vit], 2, /finetune on an image model needs --images/] as [string[], number, RegExp]] : []),
       ...(fs.existsSync(marian) ? [[['finetune', marian, '--data', cal], 3, /this marian model is not one/] as [string[], number, RegExp]] : []),
     ];

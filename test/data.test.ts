@@ -239,9 +239,25 @@ describe('what is not text is INVALID_DATA', () => {
       await expect(blocksFrom(f, { blockSize: 4, what: 'validation', tokenizerDir: tokenizer })).rejects.toMatchObject({ code: 'INVALID_DATA' });
       expect((await tokenizeFile(tokenizer, f, { format: 'txt' })).length).toBeGreaterThan(3);
     }
-    // still prose: a brace that is not a JSON row, a JSON row of other fields, an array
-    for (const text of ['{a story in braces}\nOnce upon a time.\n', '{"title": "A story"}\nOnce upon a time.\n', '[1, 2, 3]\nOnce upon a time.\n']) {
+    // the same with lone "\r" line ends, as every reader reads them, and a one-row file with no line end (tester DG)
+    for (const f of [write('ids-cr.txt', '{"input_ids": [1, 2]}\r{"input_ids": [3, 4]}\r'), write('one-row.txt', '{"input_ids": [1, 2, 3]}')]) {
+      await expect(tokenizeFile(tokenizer, f)).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('but is not named .jsonl') });
+    }
+    // still prose: a brace that is not a JSON row, a JSON row of other fields, an array, and a corpus whose first
+    // line only is a row (tester DG: renamed .jsonl as the refusal said, it failed at line 2)
+    for (const text of ['{a story in braces}\nOnce upon a time.\n', '{"title": "A story"}\nOnce upon a time.\n', '[1, 2, 3]\nOnce upon a time.\n', '{"text": "a", "label": 1}\nOnce upon a time.\n']) {
       expect((await tokenizeFile(tokenizer, write('prose.txt', text))).length).toBeGreaterThan(3);
+    }
+    // a tokenizer used on the calling thread (its folder changed since it was loaded) refuses them too
+    const dir2 = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tokdir-rows-'));
+    try {
+      for (const f of ['tokenizer.json', 'tokenizer_config.json', 'config.json']) fs.copyFileSync(path.join(tokenizer, f), path.join(dir2, f));
+      const tok = await loadTokenizer(dir2);
+      fs.appendFileSync(path.join(dir2, 'tokenizer_config.json'), ' ');
+      await expect(loadSplitBlocks(tok, files[0]!, 4)).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('but is not named .jsonl') });
+      expect((await loadSplitBlocks(tok, write('prose2.txt', 'Once upon a time.\n'), 4)).tokens.length).toBeGreaterThan(3);
+    } finally {
+      fs.rmSync(dir2, { recursive: true, force: true });
     }
   });
 
@@ -293,6 +309,8 @@ describe('what is not text is INVALID_DATA', () => {
       await expect(readTokenRows(write('wide-id.jsonl', `{"input_ids": [5, ${id}]}\n`))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining(`input_ids[1] = ${id} is not a token id (0..2147483647)`) });
     }
     expect(Array.from((await readTokenRows(write('max-id.jsonl', '{"input_ids": [5, 2147483647]}\n')))[0]!)).toEqual([5, 2147483647]);
+    // nor with a vocabulary larger than that (tester DG: vocab 2^32 stored 3e9 as -1294967296)
+    await expect(readTokenRows(write('wide-vocab.jsonl', '{"input_ids": [1, 3000000000]}\n'), { vocab: 2 ** 32 })).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('input_ids[1] = 3000000000 is not a token id (0..2147483647)') });
   });
 
   test('a file named .gz that is not gzip (random bytes, or plain text) is refused, not read as text', async () => {

@@ -144,5 +144,8 @@ describe('an ONNX output folder', () => {
     fs.copyFileSync(path.join(BUNDLED, 'config.json'), path.join(top, 'config.json'));
     fs.copyFileSync(path.join(dir('onnx'), 'onnx', 'model.onnx'), path.join(top, 'Model.ONNX'));
     await expect(inspectModel(top)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/holds an ONNX export/) });
+    // beside PyTorch .bin weights, the .onnx was exported from them: the advice is theirs (tester DG)
+    fs.writeFileSync(path.join(top, 'pytorch_model.bin'), '');
+    await expect(inspectModel(top)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/holds PyTorch \.bin weights; save them as safetensors first/) });
   });
 });

@@ -53,10 +53,13 @@ function otherFormat(dir: string): { code: 'INVALID_ARGUMENT' | 'TENSOR_NOT_FOUN
       return false; // unlisted: the refusal says only what is missing
     }
   };
-  if (has('onnx') || topOnnx()) return { code: 'INVALID_ARGUMENT', why: ': it holds an ONNX export, which ffmerge writes but does not read; give the safetensors folder it was exported from' };
+  const onnx = { code: 'INVALID_ARGUMENT', why: ': it holds an ONNX export, which ffmerge writes but does not read; give the safetensors folder it was exported from' } as const;
+  if (has('onnx')) return onnx;
   if (has('pytorch_model.bin') || has('pytorch_model.bin.index.json')) {
     return { code: 'INVALID_ARGUMENT', why: ': it holds PyTorch .bin weights; save them as safetensors first (transformers: model.save_pretrained(dir, safe_serialization=True))' };
   }
+  // after .bin weights: beside them, a .onnx file was exported from them, and they are what can be converted (tester DG)
+  if (topOnnx()) return onnx;
   return { code: 'TENSOR_NOT_FOUND', why: '' };
 }
 

@@ -112,6 +112,10 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'finetune needs --data <text or .jsonl file> (training data)');
       if (o.valid === undefined && o.validTokens !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--valid-tokens needs --valid <file> (validation text)');
       if (o.valid === undefined && evalEvery !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--eval-every scores the validation data, and none is given: give --valid <file> with it');
+      if (o.valid !== undefined) int(o.validTokens, 'valid-tokens');
+      // read from its start as training is: the training file again would validate on text just trained on
+      const same = o.valid !== undefined ? await sameData(o.data, o.valid) : undefined;
+      if (same) throw new FfmergeError('INVALID_ARGUMENT', `--valid ${o.valid} ${sameDataPhrase(same, 'training (--data)')}, so validation would score text the model was just trained on: give a different --valid file, or none`);
     }
     const seq = images ? 0 : fitBlockSize(seqAsked, 256, m.spec.maxPositions, '--seq');
     if (!o.json) process.stderr.write(`ffmerge: fine-tuning ${model} → ${out}\n`);
@@ -152,9 +156,6 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       }
       let validation: Int32Array[] | undefined;
       let validationLeftOut = 0;
-      // read from its start as training is: the training file again would validate on text just trained on
-      const same = o.valid !== undefined ? await sameData(trainFile, o.valid) : undefined;
-      if (same) throw new FfmergeError('INVALID_ARGUMENT', `--valid ${o.valid} ${sameDataPhrase(same, 'training (--data)')}, so validation would score text the model was just trained on: give a different --valid file, or none`);
       if (o.valid !== undefined) {
         const vb = int(o.validTokens ?? '32768', 'valid-tokens')!;
         const rows = await blocksFrom(o.valid, { blockSize: seq, what: 'validation', tokenizerDir: model, maxTokens: vb, vocab: m.spec.vocab, minLength: 1, signal, onProgress: bar.update });

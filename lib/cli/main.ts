@@ -235,7 +235,8 @@ export function buildProgram(
     opt.argParser((v: string) => {
       if (v.startsWith('--')) throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} needs a value, got the option ${v} (see --help)`);
       // an empty value (an unset shell variable: --data "$FILE") read as a file "" that "does not exist" (tester DE)
-      if (v === '') throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} is given an empty value (an unset shell variable?): give a value (see --help)`);
+      // (--baselines says what an empty list means itself)
+      if (v === '' && opt.long !== '--baselines') throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} is given an empty value (an unset shell variable?): give a value (see --help)`);
       const before = given.get(opt.long!);
       if (before !== undefined) throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} is given twice (${JSON.stringify(before)}, then ${JSON.stringify(v)}): give it once`);
       given.set(opt.long!, v);

@@ -9,7 +9,7 @@ import { checkTokenizer, tokenizerDirOf, type Tokenizer } from '../tokenizer';
 import { checkJobOptions, type JobOptions } from '../native/job';
 import { tokenizeFile } from './tokenize-file';
 import { isInt32Array } from '../typed-arrays';
-import { readText, TextSourceOptions } from './text';
+import { checkTextFile, formatOf, readText, TextSourceOptions } from './text';
 
 /** Shortest block worth keeping: a block of n tokens scores n-1 predictions. */
 export const MIN_BLOCK_TOKENS = 2;
@@ -71,6 +71,8 @@ export async function loadSplitBlocks(
     const tokens = await tokenizeFile(dir, file, { ...source, ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) });
     return { tokens, blocks: cutBlocks(tokens, blockSize) };
   }
+  // about to be tokenized as prose: not JSON Lines rows named otherwise (tokenizeFile's check; tester DG)
+  await checkTextFile(file, { prose: format === undefined && formatOf(file, source) === 'txt' });
   if (signal?.aborted) throw abortError(signal);
   const text = await readText(file, source);
   if (signal?.aborted) throw abortError(signal);

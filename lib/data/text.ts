@@ -90,27 +90,40 @@ function binaryReason(head: Buffer): string | undefined {
   return undefined;
 }
 
-/**
- * The kind of JSON Lines row the head's first non-blank line is ("input_ids" or "text"), or undefined when it
- * is not such a row (prose, or a line longer than the head). Checked where a file is about to be tokenized as
- * plain text because of its name: token ids in ids.txt were scored as prose, braces and all (perplexity 103.6
- * where the same rows named .jsonl give 3.6; tester DE).
- */
-function jsonLinesRow(head: Buffer): 'input_ids' | 'text' | undefined {
-  const text = dropBom(head.toString('utf8'));
-  const start = text.search(/\S/);
-  if (start < 0 || text[start] !== '{') return undefined;
-  const end = text.indexOf('\n', start);
-  if (end < 0) return undefined;
+/** The kind of JSON Lines row a line is ("input_ids" or "text"), or undefined when it is not such a row. */
+function rowKind(line: string): 'input_ids' | 'text' | undefined {
+  if (!line.trimStart().startsWith('{')) return undefined;
   let row: unknown;
   try {
-    row = JSON.parse(text.slice(start, end));
+    row = JSON.parse(line);
   } catch {
     return undefined; // prose that starts with a brace
   }
   if (typeof row !== 'object' || row === null || Array.isArray(row)) return undefined;
   if (Object.hasOwn(row, 'input_ids')) return 'input_ids';
   return typeof (row as Record<string, unknown>).text === 'string' ? 'text' : undefined;
+}
+
+/**
+ * The kind of JSON Lines rows a file's head holds, when its first non-blank lines (up to five, line ends as
+ * `newlines()` reads them) all are rows of {"input_ids"} or {"text"}; undefined when any is not (prose, or a row
+ * longer than the head). Checked where a file is about to be tokenized as plain text because of its name: token
+ * ids in ids.txt were scored as prose, braces and all (perplexity 103.6 where the same rows named .jsonl give 3.6;
+ * tester DE). Several lines, not one: a corpus whose first line only is JSON is prose (tester DG).
+ */
+function jsonLinesRows(head: Buffer, whole: boolean): 'input_ids' | 'text' | undefined {
+  const lines = dropBom(head.toString('utf8')).replace(/\r\n?/g, '\n').split('\n');
+  if (!whole) lines.pop(); // cut by the head's end
+  let kind: 'input_ids' | 'text' | undefined;
+  let seen = 0;
+  for (const line of lines) {
+    if (line.trim() === '') continue;
+    const k = rowKind(line);
+    if (k === undefined) return undefined;
+    kind ??= k;
+    if (++seen === 5) break;
+  }
+  return kind;
 }
 
 /**
@@ -150,11 +163,11 @@ export async function checkTextFile(file: string, { prose = false }: { prose?: b
     if (why !== undefined) {
       throw new FfmergeError('INVALID_DATA', `${file} is not text (${why}); ffmerge reads UTF-8 text, optionally gzip-compressed`);
     }
-    const row = prose ? jsonLinesRow(head) : undefined;
+    const row = prose ? jsonLinesRows(head, whole) : undefined;
     if (row !== undefined) {
       throw new FfmergeError(
         'INVALID_DATA',
-        `${file} holds JSON Lines ({"${row}": …} rows) but is not named .jsonl, so it would be read as plain text, braces and all: rename it .jsonl (or .jsonl.gz when gzip-compressed)`,
+        `${file} holds JSON Lines ({"${row}": …} rows) but is not named .jsonl, so it would be read as plain text, braces and all: rename it .jsonl (or .jsonl.gz when gzip-compressed); JSON meant to be read as text goes in a .jsonl of {"text": …} rows`,
       );
     }
     return { gzip };

@@ -72,11 +72,11 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
     const out = new Int32Array(to - from);
     for (let i = from; i < to; i++) {
       const t = ids[i] as unknown;
-      // without a vocabulary, at most the largest id an Int32Array holds (2^40 was stored as 0)
-      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= (opts.vocab ?? 2 ** 31)) {
+      // at most the largest id an Int32Array holds, whatever the vocabulary (2^40 was stored as 0; testers DE, DG)
+      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= Math.min(opts.vocab ?? Infinity, 2 ** 31)) {
         throw new FfmergeError(
           'INVALID_DATA',
-          `${file} line ${lineNo}: input_ids[${i}] = ${showValue(t)} is not a token id${opts.vocab !== undefined ? ` of this model (0..${opts.vocab - 1})` : ' (0..2147483647)'}`,
+          `${file} line ${lineNo}: input_ids[${i}] = ${showValue(t)} is not a token id${opts.vocab !== undefined && opts.vocab <= 2 ** 31 ? ` of this model (0..${opts.vocab - 1})` : ' (0..2147483647)'}`,
         );
       }
       out[i - from] = t;
