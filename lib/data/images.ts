@@ -382,7 +382,7 @@ export async function loadIdxImages(imagesFile: string, labelsFile?: string, opt
   const set: ImageSet = { count, height, width, channels: img.dims[3] ?? 1, pixels: img.data };
   if (labelsFile !== undefined) {
     const lab = await readIdx(labelsFile, IDX_LABELS);
-    if (lab.dims.length !== 1 || lab.dims[0] !== count) {
+    if (lab.dims[0] !== count) {
       throw new FfmergeError('INVALID_DATA', `${labelsFile}: ${lab.dims.join('x')} labels for ${count} images`);
     }
     set.labels = Int32Array.from(lab.data);

@@ -131,7 +131,7 @@ function jsonLinesRows(head: Buffer, whole: boolean): 'input_ids' | 'text' | und
  * regular file (a FIFO or /dev/zero would block or never end; lib/files.ts), a file named .gz must start with
  * the gzip magic bytes 1f 8b (else random bytes named .gz were read as plain text), and the first
  * TEXT_HEAD_BYTES of its (inflated) contents must not be binary (binaryReason). With `prose` (the file is read as
- * plain text because of its name), its first line must not be a JSON Lines row of {"input_ids"} or {"text"}.
+ * plain text because of its name), its first lines must not all be JSON Lines rows of {"input_ids"} or {"text"}.
  * Missing or unreadable: DATA_NOT_FOUND; anything else: INVALID_DATA.
  */
 export async function checkTextFile(file: string, { prose = false }: { prose?: boolean } = {}): Promise<{ gzip: boolean }> {
