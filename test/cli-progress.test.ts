@@ -224,50 +224,50 @@ describe('CLI progress bars', () => {
     }
   });
 
-  it('off a terminal, a long phase writes a line with its count and time left once 10 s have passed', () => {
+  /** A bar off a terminal whose clock is `tick(ms)`: the test moves time itself. */
+  function plainBarWithClock(run: (bar: ProgressBar, tick: (ms: number) => void, term: FakeTerminal) => void): void {
     const term = new FakeTerminal();
     term.isTTY = false;
     let now = 1000;
     const spy = jest.spyOn(performance, 'now').mockImplementation(() => now);
     try {
-      const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
-      bar.update({ phase: 'features', done: 0, total: 40 });
-      now += 5_000;
-      bar.update({ phase: 'features', done: 5, total: 40 });
-      expect(term.raw).toBe('');
-      now += 10_000;
-      bar.update({ phase: 'features', done: 12, total: 40 });
-      expect(term.raw).toBe('  Calibrating (FF activations)   12/40 batches  15.0 s, about 35.0 s left\n');
+      run(new ProgressBar(true, term as unknown as NodeJS.WriteStream), (ms) => void (now += ms), term);
     } finally {
       spy.mockRestore();
     }
+  }
+
+  it('off a terminal, a long phase writes a line with its count and time left once 10 s have passed', () => {
+    plainBarWithClock((bar, tick, term) => {
+      bar.update({ phase: 'features', done: 0, total: 40 });
+      tick(5_000);
+      bar.update({ phase: 'features', done: 5, total: 40 });
+      expect(term.raw).toBe('');
+      tick(10_000);
+      bar.update({ phase: 'features', done: 12, total: 40 });
+      expect(term.raw).toBe('  Calibrating (FF activations)   12/40 batches  15.0 s, about 35.0 s left\n');
+    });
   });
+
   it("a phase's closing line times the phase up to its last count, not up to the next phase's first report", () => {
     // tester DB: the time in "✔ Validating the base model … 4.1 s" ran on through whatever came before the next
     // phase reported (a model disposed, the next phase's setup)
-    const term = new FakeTerminal();
-    term.isTTY = false;
-    let now = 1000;
-    const spy = jest.spyOn(performance, 'now').mockImplementation(() => now);
-    try {
-      const bar = new ProgressBar(true, term as unknown as NodeJS.WriteStream);
+    plainBarWithClock((bar, tick, term) => {
       bar.update({ phase: 'validate', done: 0, total: 2 });
-      now += 1_000;
+      tick(1_000);
       bar.update({ phase: 'validate', done: 2, total: 2 });
-      now += 1_000;
+      tick(1_000);
       bar.update({ phase: 'validate', done: 2, total: 2 }); // a repeated last count does not move the end
-      now += 7_000;
+      tick(7_000);
       bar.update({ phase: 'search', done: 0, total: 3 });
-      now += 2_000;
+      tick(2_000);
       bar.update({ phase: 'search', done: 1, total: 3 }); // never completed: timed to the summary
       bar.done();
       expect(term.raw.split('\n').filter(Boolean)).toEqual([
         expect.stringMatching(/^✔ Validating the base model\s+2 batches  1\.0 s$/),
         expect.stringMatching(/^✔ Searching windows\s+1\/3 candidates  2\.0 s$/),
       ]);
-    } finally {
-      spy.mockRestore();
-    }
+    });
   });
 });
 

@@ -28,9 +28,9 @@ function pairOf(source: string, target: string, where: string, sides = ['the sou
 }
 
 /** Whether two paths name one file (a link or another spelling of it); false where either cannot be resolved. */
-function sameFile(a: string, b: string): boolean {
+async function sameFile(a: string, b: string): Promise<boolean> {
   try {
-    return fs.realpathSync(a) === fs.realpathSync(b);
+    return (await fs.promises.realpath(a)) === (await fs.promises.realpath(b));
   } catch {
     return false; // the readers say what is missing
   }
@@ -44,7 +44,7 @@ export async function* streamParallel(sourceFile: string, targetFile: string): A
   checkPath(sourceFile, 'sourceFile');
   checkPath(targetFile, 'targetFile');
   // every pair would be a sentence and itself: a BLEU of the model against its input (tester DE: 0.55, exit 0)
-  if (sameFile(sourceFile, targetFile)) {
+  if (await sameFile(sourceFile, targetFile)) {
     throw new FfmergeError('INVALID_ARGUMENT', `the source and target files are one file (${sourceFile}): give the reference translations in a file of their own`);
   }
   const src = readLines(sourceFile);

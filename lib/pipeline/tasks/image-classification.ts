@@ -4,7 +4,7 @@
  * model's states entering each candidate's first changed layer kept once.
  */
 import { FfmergeError, showValue } from '../../errors';
-import { checkLabels, loadPreprocessor, type ImageSet } from '../../data/images';
+import { checkLabels, loadPreprocessor } from '../../data/images';
 import { imageBatches } from '../../data/feature-batches';
 import { crossEntropy, evaluateImageClassifier } from '../../eval/accuracy';
 import { argmaxRows } from '../../metrics/accuracy';
@@ -37,13 +37,8 @@ export const imageClassification: TaskKind = {
   async create({ model, dir, options: o }, job) {
     const pre = await loadPreprocessor(dir);
     const config = model.config as Record<string, unknown>;
-    const read = imageReader(pre, config, job);
-    const load = async (src: ImageSource): Promise<ImageSet> => {
-      const loaded = await read(src);
-      // refused here, before any model work, and by name: an empty test set used to fail after calibration
-      if (loaded.count === 0) throw new FfmergeError('INVALID_DATA', `${describe(src)} holds no images`);
-      return loaded;
-    };
+    // an empty set is refused by its reader, before any model work, naming its file (loadIdxImages, loadImageFolder)
+    const load = imageReader(pre, config, job);
     const set = await load(o.images!);
     const classes = model.spec.numLabels ?? 0;
     checkSize(o.calibrationImages, 'calibrationImages', set.count, `images of ${describe(o.images!)}`);
