@@ -182,6 +182,9 @@ test('ffmerge finetune on a tied ViT checkpoint keeps the tie, the format and th
   expect(Object.keys(config.ffmerge.ties).length).toBeGreaterThan(0);
   expect(config.ffmerge.windows).toEqual(windows);
   expect(config.ffmerge.finetune.steps).toBe(5);
+  // stdout names the data as a path that works where the command ran; the record, which travels, by file name
+  expect(res).toMatchObject({ data: path.join(data, 'images.idx') });
+  expect(config.ffmerge.finetune).toMatchObject({ data: 'images.idx' });
   // a language-model flag is refused for a ViT (exit 2 with its code), not silently ignored
   const bad = spawnSync(process.execPath, [BIN, 'finetune', merged, '--images', path.join(data, 'images.idx'), '--labels', path.join(data, 'labels.idx'), '--seq', '64', '--out', path.join(tempDir('vit-ft-bad'), 'o')], {
     encoding: 'utf8',

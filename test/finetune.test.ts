@@ -408,6 +408,9 @@ test('ffmerge finetune on a merged tied checkpoint keeps the tie and the file si
   const log = JSON.parse(fs.readFileSync(path.join(out, 'finetune.json'), 'utf8')) as { tokensPerSecond: number; seconds: number; steps: number };
   expect(log).toMatchObject({ steps: 4, tokensPerSecond: expect.any(Number), seconds: expect.any(Number) });
   expect(res).toMatchObject({ tokensPerSecond: expect.any(Number) });
+  // stdout names the data as paths that work where the command ran; the record, which travels, by file name
+  expect(res).toMatchObject({ data: path.resolve(data), valid: path.resolve(valid) });
+  expect(config.ffmerge.finetune).toMatchObject({ data: 'train.jsonl', valid: 'valid.jsonl' });
   // the expanded form of the same output is refused: its merged FFs are copies that would train apart
   const expanded = path.join(tempDir('expanded'), 'e');
   await convertCheckpoint(merged, expanded, 'expanded');

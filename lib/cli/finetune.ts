@@ -123,6 +123,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     let dataInfo: Record<string, unknown>;
     /** For the summary line: validation tokens left out of the scored blocks. */
     let validationNote = '';
+    const [from, valid] = images ? [o.data ?? o.images, o.valid ?? o.validImages] : [o.data, o.valid];
     if (images) {
       const d = await trainingImages(model, o, { signal, onProgress: bar.update });
       input = { data: d.train, ...(d.validation ? { validation: d.validation } : {}) };
@@ -132,7 +133,6 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
         bar.done();
         process.stderr.write(`ffmerge: note: --batch ${batch} is more than the ${count} training images, so each step draws every image about ${Math.round(batch / count)} times; a smaller --batch trains as much per image for less time\n`);
       }
-      const [from, valid] = [o.data ?? o.images, o.valid ?? o.validImages];
       dataInfo = {
         ...dropUndefined({ data: from && path.basename(from), valid: valid && path.basename(valid) }),
         images: d.train.labels.length,
@@ -222,7 +222,10 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     await reader.close();
     // the --eval-every scores, in the result and its line (before, only finetune.json held them)
     const evaluations = evalEvery === undefined ? [] : r.log.flatMap((e) => (e.valLoss === undefined ? [] : [{ step: e.step, valLoss: e.valLoss, ...dropUndefined({ valAccuracy: e.valAccuracy }) }]));
-    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, ...(evaluations.length ? { evaluations } : {}), ...timing, totalSeconds: (performance.now() - t0) / 1000 };
+    // the data as paths that work from where the command ran, as eval's do (the record keeps file names: it
+    // travels with the folder)
+    const paths = dropUndefined({ data: from && path.resolve(from), valid: valid && 'valid' in summary ? path.resolve(valid) : undefined });
+    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, ...paths, ...(evaluations.length ? { evaluations } : {}), ...timing, totalSeconds: (performance.now() - t0) / 1000 };
     const line =
       `fine-tuned ${steps} step${steps === 1 ? "" : "s"}: loss ${summary.firstLoss.toFixed(3)} → ${summary.lastLoss.toFixed(3)}` +
       (r.valBefore !== undefined ? `, validation ${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}` : '') +
