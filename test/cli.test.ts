@@ -176,7 +176,11 @@ describe('ffmerge CLI', () => {
       // tester DG: validation that is the training file, and a --valid-tokens of 0, still came after it
       [['finetune', BUNDLED, '--data', cal, '--valid', cal], 2, /is the training \(--data\) file again/],
       [['finetune', BUNDLED, '--data', cal, '--valid', path.join(BUNDLED, 'tokenizer.json'), '--valid-tokens', '0'], 2, /--valid-tokens must be a positive integer, got "0"/],
+      // a data file that is not there (it was named after the banner, as the data was read)
+      [['finetune', BUNDLED, '--data', path.join(cwd, 'no-such.txt')], 3, /training file .*no-such\.txt does not exist.*DATA_NOT_FOUND/],
+      [['finetune', BUNDLED, '--data', cal, '--valid', path.join(cwd, 'no-such.txt')], 3, /validation file .*no-such\.txt does not exist.*DATA_NOT_FOUND/],
       ...(fs.existsSync(vit) ? [[['finetune', vit], 2, /finetune on an image model needs --images/] as [string[], number, RegExp]] : []),
+      ...(fs.existsSync(vit) ? [[['finetune', vit, '--images', path.join(cwd, 'no.idx'), '--labels', path.join(cwd, 'no.idx')], 3, /data file .*no\.idx does not exist.*DATA_NOT_FOUND/] as [string[], number, RegExp]] : []),
       ...(fs.existsSync(marian) ? [[['finetune', marian, '--data', cal], 3, /this marian model is not one/] as [string[], number, RegExp]] : []),
     ];
     for (const [args, code, message] of cases) {

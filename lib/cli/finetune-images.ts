@@ -8,7 +8,7 @@
 import { FfmergeError } from '../errors';
 import { imagesToTensor, loadPreprocessor, type ImageSet } from '../data/images';
 import { readConfig } from '../model/load';
-import { imageReader, sameSource } from '../pipeline/tasks/sources';
+import { checkSourceFiles, imageReader, sameSource } from '../pipeline/tasks/sources';
 import { copyWords } from '../data/same-data';
 import type { LabelledImages } from '../train/finetune';
 import type { JobOptions } from '../native/job';
@@ -33,11 +33,13 @@ export interface TrainingImages {
   note: string;
 }
 
-/** The training and validation sources the flags name, checked (a missing or half-given one is refused) before any is read. */
+/** The training and validation sources the flags name, checked (a missing or half-given one, or a file that is not there, is refused) before any is read. */
 export function imageSources(o: ImageFlags) {
   const src = imageSourceFrom({ data: o.data, images: o.images, labels: o.labels }, '');
   if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'finetune on an image model needs --images <idx images> --labels <idx labels>, or --data <image folder>');
-  return { src, validSrc: imageSourceFrom({ data: o.valid, images: o.validImages, labels: o.validLabels }, 'valid') };
+  const validSrc = imageSourceFrom({ data: o.valid, images: o.validImages, labels: o.validLabels }, 'valid');
+  for (const s of [src, validSrc]) if (s) checkSourceFiles(s);
+  return { src, validSrc };
 }
 
 export async function trainingImages(model: string, o: ImageFlags, job: JobOptions = {}): Promise<TrainingImages> {

@@ -10,7 +10,7 @@ import { loadModel, readConfig } from '../model/load';
 import { checkOutputDir } from '../checkpoint/write';
 import { folderMerges } from '../checkpoint/earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from '../checkpoint/source-stamp';
-import { blocksFrom, fitBlockSize, takeTokens, tokenCount } from '../pipeline/data';
+import { blocksFrom, checkDataFile, fitBlockSize, takeTokens, tokenCount } from '../pipeline/data';
 import { cutBlocks } from '../data/blocks';
 import { sameData, sameDataPhrase } from '../data/same-data';
 import { checkEvalEvery, checkFinetunable, checkMicro, checkSchedule, finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
@@ -113,6 +113,9 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       if (o.valid === undefined && o.validTokens !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--valid-tokens needs --valid <file> (validation text)');
       if (o.valid === undefined && evalEvery !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--eval-every scores the validation data, and none is given: give --valid <file> with it');
       if (o.valid !== undefined) int(o.validTokens, 'valid-tokens');
+      // a missing file too: it was said after the banner, as the data was read
+      checkDataFile(o.data, 'training');
+      if (o.valid !== undefined) checkDataFile(o.valid, 'validation');
       // read from its start as training is: the training file again would validate on text just trained on
       const same = o.valid !== undefined ? await sameData(o.data, o.valid) : undefined;
       if (same) throw new FfmergeError('INVALID_ARGUMENT', `--valid ${o.valid} ${sameDataPhrase(same, 'training (--data)')}, so validation would score text the model was just trained on: give a different --valid file, or none`);

@@ -37,13 +37,18 @@ export interface BlockOptions {
   minLength?: number;
 }
 
+/** A data file given by name exists ("training file x.txt does not exist"), checked before any work needs it. */
+export function checkDataFile(file: string, what: string): void {
+  if (!fs.existsSync(file)) throw new FfmergeError('DATA_NOT_FOUND', `${what} file ${file} ${whyMissing(file)}`);
+}
+
 /**
  * Token blocks from a source: blocks the caller cut, a JSON Lines file of {"input_ids"} rows (each row one
  * block, as it is), or text (.txt/.gz, .jsonl of {"text"}) tokenized and cut into blocks of blockSize.
  */
 export async function blocksFrom(source: TokenSource, o: BlockOptions): Promise<Int32Array[]> {
   if (typeof source !== 'string') return source;
-  if (!fs.existsSync(source)) throw new FfmergeError('DATA_NOT_FOUND', `${o.what} file ${source} ${whyMissing(source)}`);
+  checkDataFile(source, o.what);
   if (await isTokenRowFile(source)) {
     return readTokenRows(source, {
       ...(o.maxTokens !== undefined && Number.isFinite(o.maxTokens) ? { maxTokens: o.maxTokens } : {}),
