@@ -510,8 +510,8 @@ test('a fine-tuned output, its expanded conversion and its ONNX export each get 
   expect(rec2.earlierFinetunes).toEqual([record]);
   expect(rec2.windows).toEqual(windows);
   const card2 = fs.readFileSync(path.join(again, 'README.md'), 'utf8');
-  expect(card2).toContain('- 2 steps in the last of 2 fine-tuning runs (5 steps in all of them) after the merge');
-  expect(card2).toContain('the summaries of the earlier run are in `config.json` under `ffmerge.earlierFinetunes`');
+  expect(card2).toContain('- 2 steps in the last of 2 fine-tuning runs (5 steps in all of them), this one after the merge');
+  expect(card2).toContain('- the earlier run: 3 steps after the merge of decoder 1-2; its summary is in `config.json` under `ffmerge.earlierFinetunes`');
 
   // converted: no report.json, still rebuilt, for the format written (before: the tied card came along)
   const expanded = path.join(tempDir('card-x'), 'tuned-x');

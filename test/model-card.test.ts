@@ -121,8 +121,14 @@ describe('the tied-format snippet', () => {
 
   test('a source fine-tuned by ffmerge: the card says whether it had been merged before', () => {
     const earlierWindows = [{ stack: 'decoder' as const, layers: [0, 1] }];
-    const merged = modelCard({ ...report('llama'), earlierWindows }, 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { windows: earlierWindows, finetune: { steps: 3 } } } });
-    expect(merged).toContain('its source had been fine-tuned with ffmerge after an earlier merge');
+    const merged = modelCard({ ...report('llama'), earlierWindows }, 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { windows: earlierWindows, finetune: { steps: 3, mergedBefore: ['decoder 0-1'] } } } });
+    expect(merged).toContain('its source had been fine-tuned with ffmerge after the merge of decoder 0-1 (');
+    // fine-tuned before the earlier merge (tester DJ: "after an earlier merge", as there was one)
+    const before = modelCard({ ...report('llama'), earlierWindows }, 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { windows: earlierWindows, sourceFinetune: { steps: 3, mergedBefore: [] } } } });
+    expect(before).toContain('its source had been fine-tuned with ffmerge before any merge (');
+    // a record that does not say when: no claim either way
+    const unsaid = modelCard({ ...report('llama'), earlierWindows }, 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { windows: earlierWindows, finetune: { steps: 3 } } } });
+    expect(unsaid).toContain('its source had been fine-tuned with ffmerge (`ffmerge.sourceFinetune`');
     // before: a plain model fine-tuned, then compressed, was said to have been merged before
     const plain = modelCard(report('llama'), 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { finetune: { steps: 3 } } } });
     expect(plain).toContain('its source had been fine-tuned with ffmerge (`ffmerge.sourceFinetune` in config.json)');
@@ -156,8 +162,10 @@ describe('outputCard: from the folder record', () => {
     const config = { model_type: 'llama', dtype: 'bfloat16', ffmerge: { format: 'tied', windows, finetune, earlierFinetunes: [{ ...finetune, steps: 30 }] } };
     const card = outputCard(config, 'tied', 'x')!;
     // before: "20 steps after the merge" for a model 50 steps past it
-    expect(card).toContain('- 20 steps in the last of 2 fine-tuning runs (50 steps in all of them) after the merge');
-    expect(card).toContain('- the summaries of the earlier run are in `config.json` under `ffmerge.earlierFinetunes`');
+    expect(card).toContain('- 20 steps in the last of 2 fine-tuning runs (50 steps in all of them), this one after the merge');
+    expect(card).toContain('- the earlier run: 30 steps; its summary is in `config.json` under `ffmerge.earlierFinetunes`');
+    const two = outputCard({ ...config, ffmerge: { ...config.ffmerge, earlierFinetunes: [{ steps: 30, mergedBefore: [] }, { steps: 7, mergedBefore: ['decoder 3-4'] }] } }, 'tied', 'x')!;
+    expect(two).toContain('- the 2 earlier runs, oldest first: 30 steps before any merge; 7 steps after the merge of decoder 3-4; their summaries are in');
     expect(card).toContain('- weights stored in BF16: the losses above were measured in float32');
     expect(outputCard({ ...config, dtype: 'float32' }, 'tied', 'x')).not.toContain('weights stored in');
     expect(outputCard(config, 'onnx', 'x')).not.toContain('weights stored in');

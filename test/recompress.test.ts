@@ -156,6 +156,44 @@ describe('compressing an ffmerge output again (disjoint windows)', () => {
     // before: the earlier run was dropped here
     expect(rec('run2-c')).toMatchObject({ sourceFinetune: { run: 2 }, sourceEarlierFinetunes: [{ run: 1 }] });
   });
+
+  it('merges and fine-tunes read in the order they were done: each run records the merges before it (tester DJ)', async () => {
+    const save = async (from: string, to: string, run: number) => {
+      const m = await loadModel(from);
+      try {
+        await saveTrained(m, { source: from, out: dir(to), info: { finetune: { steps: run } } });
+      } finally {
+        m.dispose();
+      }
+    };
+    const rec = (d: string) => (JSON.parse(fs.readFileSync(path.join(dir(d), 'config.json'), 'utf8')) as { ffmerge: Record<string, unknown> }).ffmerge;
+    const card = (d: string) => fs.readFileSync(path.join(dir(d), 'README.md'), 'utf8');
+    // fine-tuned with nothing merged, then merged at 0-1, then fine-tuned again
+    await save(BUNDLED, 'o1', 10);
+    await compress(dir('o1'), { ...BASE, window: '0-1', out: dir('o1-c') });
+    expect(card('o1-c')).toContain('its source had been fine-tuned with ffmerge before any merge');
+    await save(dir('o1-c'), 'o2', 5);
+    expect(rec('o2')).toMatchObject({ finetune: { steps: 5, mergedBefore: ['decoder 0-1'] }, earlierFinetunes: [{ steps: 10, mergedBefore: [] }] });
+    // before: "5 steps in the last of 2 fine-tuning runs (15 steps in all of them) after the merge", the first included
+    expect(card('o2')).toContain('- 5 steps in the last of 2 fine-tuning runs (15 steps in all of them), this one after the merge, the ties kept');
+    expect(card('o2')).toContain('- the earlier run: 10 steps before any merge; its summary is in `config.json` under `ffmerge.earlierFinetunes`');
+    // merged again: the card and inspect tell both runs, and when
+    await compress(dir('o2'), { ...BASE, window: '2-3', out: dir('o2-c') });
+    expect(card('o2-c')).toContain('its source had been fine-tuned with ffmerge in 2 runs (before any merge; after the merge of decoder 0-1)');
+    expect(formatSummary(await inspectModel(dir('o2-c')))).toContain('fine-tuned by ffmerge (2 runs) before its last merge');
+    // as ONNX: the source's runs once, as the source's (before: its `finetune` too, a run after this merge)
+    await compress(dir('o2'), { ...BASE, window: '2-3', format: 'onnx', out: dir('o2-onnx') });
+    const onnx = rec('o2-onnx');
+    for (const k of ['finetune', 'earlierFinetunes']) expect(Object.hasOwn(onnx, k)).toBe(false);
+    expect(onnx).toMatchObject({ sourceFinetune: { steps: 5 }, sourceEarlierFinetunes: [{ steps: 10 }] });
+    // a caller cannot set when its run trained: the writer does
+    const m = await loadModel(dir('o1'));
+    try {
+      await expect(saveTrained(m, { source: dir('o1'), out: dir('o3'), info: { finetune: { mergedBefore: [] } } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('mergedBefore is set by the writer') });
+    } finally {
+      m.dispose();
+    }
+  });
 });
 
 describe('a recover method that rewrites later layers (refit-res) next to an earlier merge', () => {

@@ -2,6 +2,7 @@
 import { inspectModel, type ModelSummary, type StackSummary } from '../model/inspect';
 import { kLabel } from '../merge/windows';
 import { fmtBytes, fmtInt, fmtPct, printResult, table } from './format';
+import { trainingRuns } from '../checkpoint/training-record';
 
 /**
  * "k = 3", "method permute": the record's top-level k and method are its last compress's, so they are shown as
@@ -29,7 +30,9 @@ function compressedText(info: Record<string, unknown>, s: ModelSummary): string 
   const label = (w: { stack: string; window: string }) => `${w.stack} ${w.window}`;
   const untied = merges.inconsistent.filter((w) => w.found === 'not tied');
   const differ = merges.inconsistent.filter((w) => w.found === 'copies differ');
-  const tuned = Object.hasOwn(info, 'finetune') ? 'fine-tuned by ffmerge' : undefined;
+  // every run the weights went through, its source's before a later merge included (trainingRuns)
+  const runs = trainingRuns(info).length;
+  const tuned = runs ? `fine-tuned by ffmerge${runs > 1 ? ` (${runs} runs)` : ''}${Object.hasOwn(info, 'finetune') ? '' : ' before its last merge'}` : undefined;
   // a model ffmerge only fine-tuned (saveTrained of a plain model) carries a record, but no merge
   if (!merges.windows.length && !merges.inconsistent.length && merges.problem === undefined && !Object.hasOwn(info, 'windows')) {
     return [tuned ?? 'written by ffmerge', 'nothing merged'].join(', ');

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readRegularFileSync, MAX_JSON_FILE_BYTES } from '../files';
 import { kLabel } from '../merge/windows';
+import { trainingRuns, whenTrained } from '../checkpoint/training-record';
 import type { CompressFormat } from './options';
 import type { CompressResult } from './result';
 import type { MetricInfo } from './task';
@@ -136,6 +137,13 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
   // every run's steps together: the line counted the last run's alone (tester CH: "20 steps", 50 in all)
   const counted = runs.map((x) => (isObject(x) ? finite(x, 'steps') : undefined));
   const total = steps !== undefined && counted.every((n) => n !== undefined) ? counted.reduce((a: number, n) => a + n!, steps) : undefined;
+  // the earlier runs one by one, with when each trained where the record says: the last run's "after the merge"
+  // was read as every run's, one before any merge included (tester DJ)
+  const earlierRun = (x: unknown) => {
+    const n = isObject(x) ? finite(x, 'steps') : undefined;
+    const when = whenTrained(x);
+    return `${n !== undefined ? `${n} steps` : 'steps not recorded'}${when ? ` ${when}` : ''}`;
+  };
   const ofRuns = earlier > 0 ? ` in the last of ${earlier + 1} fine-tuning runs (${total !== undefined ? `${total} steps in all of them` : 'not every run recorded its steps'})` : '';
   const settings = [
     field(f, 'batch') && `batch ${field(f, 'batch')}`,
@@ -161,7 +169,7 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
   return [
     '## Fine-tuning',
     // a model fine-tuned without a merge has no merged FF: "after the merge, the ties kept" would invent one
-    `- ${steps !== undefined ? `${steps} steps` : 'trained'}${ofRuns} ${merged ? 'after the merge, the ties kept (each merged FF trained as one)' : 'with nothing merged (every layer keeps its own FF)'}${settings.length ? `: ${settings.join(', ')}` : ''}`,
+    `- ${steps !== undefined ? `${steps} steps` : 'trained'}${ofRuns}${ofRuns ? ', this one' : ''} ${merged ? 'after the merge, the ties kept (each merged FF trained as one)' : 'with nothing merged (every layer keeps its own FF)'}${settings.length ? `: ${settings.join(', ')}` : ''}`,
     ...(data.length ? [`- ${data.join('; ')}`] : []),
     ...(finite(f, 'firstLoss') !== undefined ? [`- training loss, first step → last: ${loss(finite(f, 'firstLoss'), finite(f, 'lastLoss'))}`] : []),
     ...(valBefore !== undefined || valAfter !== undefined
@@ -172,7 +180,7 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
       : []),
     ...(accBefore !== undefined || accAfter !== undefined ? [`- validation top-1 accuracy before → after: ${num(accBefore, 'accuracy')} → ${num(accAfter, 'accuracy')}`] : []),
     ...(steps === undefined ? ['- no summary of the training was recorded'] : []),
-    ...(earlier > 0 ? [`- the summaries of the ${earlier === 1 ? 'earlier run' : `${earlier} earlier runs`} are in \`config.json\` under \`ffmerge.earlierFinetunes\`, oldest first`] : []),
+    ...(earlier > 0 ? [`- ${earlier === 1 ? 'the earlier run' : `the ${earlier} earlier runs, oldest first`}: ${runs.map(earlierRun).join('; ')}; ${earlier === 1 ? 'its summary is' : 'their summaries are'} in \`config.json\` under \`ffmerge.earlierFinetunes\``] : []),
     // as compress's card says of its 16-bit outputs (tester CH: this card did not)
     ...(stored16 ? [`- weights stored in ${stored16}: the losses above were measured in float32 before the trained weights were rounded to it, so \`eval\` of this folder can differ in the fourth or fifth digit`] : []),
     '- the summary is in `config.json` under `ffmerge.finetune`; `ffmerge finetune` writes its loss log to `finetune.json`.',
@@ -196,13 +204,16 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
   ];
   // compress of a folder ffmerge had fine-tuned: its config (the source's) holds that record, or carries it on
   const rec = ctx.config.ffmerge;
-  const sourceTuned = !tuned && isObject(rec) && (Object.hasOwn(rec, 'finetune') || Object.hasOwn(rec, 'sourceFinetune'));
+  const sourceRuns = tuned ? [] : trainingRuns(rec);
+  // when the source's runs trained, where their record says (one before any merge was said to be after one)
+  const sourceWhen = sourceRuns.map(whenTrained);
+  const sourceOrder = sourceWhen.every((w) => w !== undefined) && sourceRuns.length ? ` ${sourceRuns.length === 1 ? sourceWhen[0] : `in ${sourceRuns.length} runs (${sourceWhen.join('; ')})`}` : '';
   const training = tuned
     ? 'The merged model was then fine-tuned with the ties kept (below); the numbers under "What it costs" are from before that.'
     : r.recover === 'finetune'
       ? 'The merged model was then fine-tuned with the ties kept.'
-      : sourceTuned
-        ? `This merge did no gradient training, but its source had been fine-tuned with ffmerge${r.earlierWindows?.length ? ' after an earlier merge' : ''} (\`ffmerge.sourceFinetune\` in config.json).`
+      : sourceRuns.length
+        ? `This merge did no gradient training, but its source had been fine-tuned with ffmerge${sourceOrder} (\`ffmerge.sourceFinetune\` in config.json).`
         : r.earlierWindows?.some((w) => w.recover === 'finetune')
           ? 'This merge did no gradient training, but an earlier merge the source carries was recovered by fine-tuning (`recover` of `ffmerge.windows` in config.json).'
           : 'No gradient training was done.';

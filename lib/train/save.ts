@@ -9,7 +9,7 @@ import { readConfig } from '../model/load';
 import { checkModel, type Model } from '../model/model';
 import { FfmergeError, showValue } from '../errors';
 import { CheckpointReader } from '../checkpoint/ties';
-import { asRecorded, folderMerges } from '../checkpoint/earlier-merges';
+import { asRecorded, folderMerges, recordedLabel } from '../checkpoint/earlier-merges';
 import { checkExtraFiles, checkMaxShardSize, checkOutputDir, checkpointFile, RUN_KEYS, writeCheckpoint, type ExtraFile, type WriteCheckpointResult } from '../checkpoint/write';
 import { checkJobOptions, runNativeJob, type JobOptions, type ProgressFn } from '../native/job';
 import { trainAddon } from '../native/train';
@@ -123,6 +123,7 @@ function checkSummary(f: unknown): void {
   const bad = (why: string) => new FfmergeError('INVALID_ARGUMENT', `saveTrained: info.finetune ${why} (the run's summary, as \`ffmerge finetune\` writes it: { steps, lr, batch, firstLoss, lastLoss, … })`);
   if (typeof f !== 'object' || f === null || Array.isArray(f)) throw bad(`must be an object (got ${showValue(f)})`);
   const s = f as Record<string, unknown>;
+  if (Object.hasOwn(s, 'mergedBefore')) throw bad('mergedBefore is set by the writer, from the merges the source records');
   for (const [k, v] of Object.entries(s)) {
     if (v === undefined) continue; // left out of the JSON, as a key never given
     if (SUMMARY_COUNTS.includes(k) && !(Number.isSafeInteger(v) && (v as number) >= 0)) throw bad(`${k} must be a whole number ≥ 0 (got ${showValue(v)})`);
@@ -177,7 +178,8 @@ async function saveSession(model: Model, o: SaveTrainedOptions, job: JobOptions)
   const info = {
     ...kept,
     ...o.info,
-    finetune: o.info && Object.hasOwn(o.info, 'finetune') ? o.info.finetune : {},
+    // when this run trained: after the merges the record lists (trainingRuns)
+    finetune: { ...(o.info && Object.hasOwn(o.info, 'finetune') ? (o.info.finetune as object) : {}), mergedBefore: asRecorded(windows).map((w) => recordedLabel([w])) },
     ...(earlier.length > 0 ? { earlierFinetunes: earlier } : {}),
   };
   // The card is rebuilt, never copied: the source's describes the weights before training.

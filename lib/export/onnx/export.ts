@@ -29,6 +29,7 @@ import { ExportWeights, type WeightDType } from './weights';
 import { buildVitClassifier } from './vit';
 import { checkOneOf, checkPath } from '../../arguments';
 import { outputCard, readReport } from '../../pipeline/model-card';
+import { TRAINING_KEYS } from '../../checkpoint/training-record';
 
 export interface ExportOnnxOptions extends JobOptions {
   out: string;
@@ -330,5 +331,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
  */
 const recordsRun = (info: Record<string, unknown> | undefined): boolean => info !== undefined && Object.keys(info).some((k) => RUN_KEYS.includes(k));
 function withoutRunKeys(record: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(record).filter(([k]) => !RUN_KEYS.includes(k)));
+  // the training runs too: compress's info carries the source's runs as sourceFinetune (…), and the source's own
+  // `finetune` kept beside them read as a run after this merge, each run listed twice (tester DJ)
+  return Object.fromEntries(Object.entries(record).filter(([k]) => !RUN_KEYS.includes(k) && !(TRAINING_KEYS as readonly string[]).includes(k)));
 }
