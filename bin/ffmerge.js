@@ -52,5 +52,5 @@ cli.main(process.argv).then(async (code) => {
   if (onTerminal) cli.releaseLostTerminal();
   const drained = (s) => (s.writableLength > 0 ? new Promise((resolve) => s.once('drain', resolve)) : undefined);
   await Promise.all([drained(process.stdout), drained(process.stderr)]);
-  setTimeout(() => process.exit(code), 2000).unref();
+  setTimeout(() => process.exit(), 2000).unref(); // process.exitCode: a failed write to stdout set it after the run (IO_ERROR)
 });

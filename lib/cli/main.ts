@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { FfmergeError, isFfmergeError } from '../errors';
-import { EXIT_ABORTED, reportError } from './errors';
+import { EXIT_ABORTED, exitCodeFor, reportError } from './errors';
 import { runInspect } from './inspect';
 import { runCompress, type CompressCliOptions } from './compress';
 import { runEval, type EvalCliOptions } from './eval';
@@ -254,9 +254,14 @@ const STOPPED_BY: Record<StopSignal, string> = { SIGINT: 'Ctrl-C (SIGINT)', SIGT
  * A reader that went away (`ffmerge inspect m | head -1`), or a terminal that was closed (EIO): what is left to
  * print is dropped and the run ends with its own exit code. An 'error' event with no listener on stdout was an
  * EPIPE stack trace and exit 1; a closed terminal's EIO ended the run as an uncaught exception (tester CC).
+ * Any other failure (stdout a file on a full disk: ENOSPC) loses the result: said in one line on stderr, exit
+ * 1, where it was a stack trace (tester DL).
  */
-function ignoreClosedPipe(e: NodeJS.ErrnoException): void {
-  if (e.code !== 'EPIPE' && e.code !== 'EIO') throw e;
+function onOutputError(this: NodeJS.WriteStream, e: NodeJS.ErrnoException): void {
+  if (e.code === 'EPIPE' || e.code === 'EIO') return;
+  const failure = new FfmergeError('IO_ERROR', `the result could not be written to standard output: ${e.message}`);
+  process.exitCode = exitCodeFor(failure);
+  if (this !== process.stderr) reportError(failure, false);
 }
 
 /**
@@ -276,7 +281,7 @@ export function releaseLostTerminal(): number {
 /** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   for (const stream of [process.stdout, process.stderr]) {
-    if (!stream.listeners('error').includes(ignoreClosedPipe)) stream.on('error', ignoreClosedPipe);
+    if (!stream.listeners('error').includes(onOutputError)) stream.on('error', onOutputError);
   }
   const state = { json: argv.includes('--json') };
   // Ctrl-C, and the SIGTERM of a timeout or a stopping container, or SIGHUP of a closed terminal, abort the
