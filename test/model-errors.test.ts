@@ -117,6 +117,28 @@ describe('model loading errors', () => {
     await expectCode(inspectModel(dir), 'UNSUPPORTED_ARCHITECTURE');
   });
 
+  test('every layer is looked at, biases included, and a layer past the config count anywhere (tester DK)', async () => {
+    // before: only layer 0's names ending in ".weight" were compared, so these ran silently without the tensor
+    const extra = async (name: string, shape: number[]) => {
+      const s = await syntheticLlama({ layers: 3, bias: false });
+      s.hf.set(name, { shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.5) });
+      await writeSynthetic(s);
+      return s.dir;
+    };
+    const d = (await syntheticLlama({ layers: 3 })).config.hidden_size as number;
+    await expectCode(loadModel(await extra('model.layers.2.self_attn.q_proj.lora_A.weight', [4, d])), 'UNSUPPORTED_ARCHITECTURE', '"model.layers.2.self_attn.q_proj.lora_A.weight", a weight llama layers do not have');
+    // a Qwen2 checkpoint's q/k/v biases under model_type llama without attention_bias
+    await expectCode(loadModel(await extra('model.layers.1.self_attn.q_proj.bias', [d])), 'UNSUPPORTED_ARCHITECTURE', '"model.layers.1.self_attn.q_proj.bias", a bias llama layers do not have');
+    // a layer the config does not count, with a gap before it
+    await expectCode(inspectModel(await extra('model.layers.7.mlp.up_proj.weight', [4, d])), 'INVALID_CONFIG', 'holds tensors of layer 7', 'config.json says 3 layers (num_hidden_layers)');
+    // GPT-2's causal-mask buffers are no weights: still loaded
+    const g = await syntheticGpt2({ layers: 2 });
+    g.hf.set('transformer.h.1.attn.bias', { shape: [1, 1, 4, 4], data: new Float32Array(16).fill(1) });
+    g.hf.set('h.0.attn.masked_bias', { shape: [1], data: new Float32Array([-1e4]) });
+    await writeSynthetic(g);
+    (await loadModel(g.dir)).dispose();
+  });
+
   test('num_key_value_heads left out says its default came from the config class', () => {
     const c = { model_type: 'qwen3', num_hidden_layers: 2, hidden_size: 32, num_attention_heads: 4, intermediate_size: 40, vocab_size: 50 };
     expect(() => architectureOf(c).stacks[0]!.spec(c)).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringContaining("(32, the config class's default: config.json does not give it) must divide") }));

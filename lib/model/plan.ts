@@ -202,53 +202,52 @@ function layerTensorNames(L: LayerNames): string[] {
   return out;
 }
 
-/**
- * A config that gives a stack fewer layers than the checkpoint holds would run (and write, and export) a
- * truncated model without a word. The test looks only at the first layer past the config's count, and only
- * at names the description itself gives a layer, so the buffers real checkpoints carry beside their weights
- * (GPT-2's attn.bias / masked_bias, LLaMA's rotary_emb.inv_freq) never trip it.
- */
-function checkNoLayerPast(reader: CheckpointReader, t: StackTensors, layers: number, layersKey: string, where: string): void {
-  const p = t.optionalPrefix;
-  for (const name of layerTensorNames(t.layer(layers))) {
-    const found = reader.has(name) || (p !== undefined && name.startsWith(p) && reader.has(name.slice(p.length)));
-    if (found) {
-      throw new FfmergeError(
-        'INVALID_CONFIG',
-        `the checkpoint in ${where} holds tensors of layer ${layers} ("${name}"), but config.json says ${layers} layers (${layersKey}); fix ${layersKey} to the checkpoint's layer count`,
-      );
-    }
-  }
-}
-
 /** Layer weights of other families, and which model_type reads them (said in the refusal below). */
 const OTHER_FAMILY: readonly [RegExp, string][] = [[/\.(q|k)_norm\.weight$/, 'qwen3']];
 
 /**
- * A weight inside a layer that the description does not read (Qwen3's q_norm under model_type "llama", a relative
- * position table, unmerged adapter weights) is part of the computation the checkpoint was trained with: run
- * without it, every number would be wrong without a word (transformers warns and runs). Refused, naming it. The
- * test looks at layer 0's names ending in ".weight": buffers (attn.bias, rotary_emb.inv_freq) are not weights.
+ * Tensors real checkpoints carry inside a layer that are not weights: GPT-2's causal mask (attn.bias,
+ * attn.masked_bias) and a stored rotary table (rotary_emb.inv_freq). Anything else there is read, or refused.
  */
-function checkNoUnreadLayerWeights(reader: CheckpointReader, t: StackTensors, family: string, where: string): void {
-  const read = layerTensorNames(t.layer(0));
-  // the layer's namespace: what its names share, cut after the last "." ("model.layers.0.")
-  let prefix = read.reduce((a, b) => {
+const LAYER_BUFFERS = /(^|\.)attn\.(masked_)?bias$|(^|\.)rotary_emb\.inv_freq$/;
+
+/**
+ * Every tensor inside a stack's layers is one the description reads, at a layer the config counts.
+ * - A weight or bias it does not read (Qwen3's q_norm under model_type "llama", q/k/v biases of a Qwen2
+ *   checkpoint labelled llama, a relative position table, unmerged adapter weights) is part of the computation
+ *   the checkpoint was trained with: run without it, every number would be wrong without a word (transformers
+ *   warns and runs). Refused, naming it. Every layer is looked at, biases included: layer 0's weights alone let a
+ *   bias or a later layer's extra tensor through (tester DK).
+ * - A layer past the config's count (config.json gives fewer layers than the checkpoint holds) would run, write
+ *   and export a truncated model without a word.
+ * A layer's namespace is what its names share, cut after the layer index ("model.layers.0." → "model.layers.<n>.").
+ */
+function checkLayerTensors(reader: CheckpointReader, t: StackTensors, layers: number, layersKey: string, family: string, where: string): void {
+  const p = t.optionalPrefix ?? '';
+  const read = Array.from({ length: layers }, (_, l) => layerTensorNames(t.layer(l)));
+  const common = read[0]!.reduce((a, b) => {
     let i = 0;
     while (i < a.length && a[i] === b[i]) i++;
     return a.slice(0, i);
   });
-  prefix = prefix.slice(0, prefix.lastIndexOf('.') + 1);
-  if (!/\d\.$/.test(prefix)) return; // no layer index in common: nothing to compare against
-  const p = t.optionalPrefix ?? '';
-  const known = new Set(read.flatMap((n) => (p && n.startsWith(p) ? [n, n.slice(p.length)] : [n])));
+  const namespace = /^(.*\.)0\.$/.exec(common.slice(0, common.lastIndexOf('.') + 1));
+  if (!namespace) return; // no layer index in common: nothing to compare against
+  const inLayer = new RegExp(`^${namespace[1]!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(\\d+)\\.`);
+  const known = new Set(read.flat().flatMap((n) => (p && n.startsWith(p) ? [n, n.slice(p.length)] : [n])));
   for (const name of reader.names()) {
     const full = p && !name.startsWith(p) ? p + name : name; // stored without the optional prefix
-    if (!full.startsWith(prefix) || !name.endsWith('.weight') || known.has(name)) continue;
+    const layer = inLayer.exec(full)?.[1];
+    if (layer === undefined || known.has(name) || LAYER_BUFFERS.test(name)) continue;
+    if (Number(layer) >= layers) {
+      throw new FfmergeError(
+        'INVALID_CONFIG',
+        `the checkpoint in ${where} holds tensors of layer ${layer} ("${name}"), but config.json says ${layers} layers (${layersKey}); fix ${layersKey} to the checkpoint's layer count`,
+      );
+    }
     const other = OTHER_FAMILY.find(([re]) => re.test(name))?.[1];
     throw new FfmergeError(
       'UNSUPPORTED_ARCHITECTURE',
-      `the checkpoint in ${where} holds "${name}", a weight ${family} layers do not have (config.json model_type "${family}"): run without it, the model would compute something else${other ? `; it is a ${other} weight: is model_type "${other}"?` : ''}`,
+      `the checkpoint in ${where} holds "${name}", a ${/\.bias$/.test(name) ? 'bias' : 'weight'} ${family} layers do not have (config.json model_type "${family}"): run without it, the model would compute something else${other ? `; it is a ${other} weight: is model_type "${other}"?` : ''}`,
     );
   }
 }
@@ -285,8 +284,7 @@ export function checkCheckpoint(config: Config, reader: CheckpointReader, where:
     const builder = new PlanBuilder(reader, st.names, where);
     const plan = planTensors(builder, st.spec, st.names);
     for (const n of builder.used) used.add(n);
-    checkNoLayerPast(reader, st.names, st.spec.layers, st.layersKey, where);
-    checkNoUnreadLayerWeights(reader, st.names, st.spec.family, where);
+    checkLayerTensors(reader, st.names, st.spec.layers, st.layersKey, st.spec.family, where);
     return { name: st.name, spec: st.spec, names: st.names, plan };
   });
   checkTiedNamesUsed(reader, used, where);
