@@ -108,4 +108,23 @@ describe('scaled checkpoints', () => {
     expect(m.spec.ropeScaling).toEqual(NO_ROPE_SCALING);
     m.dispose();
   });
+
+  test('given both, rope_scaling wins over rope_parameters, as in transformers; RoPE over part of a head is refused (tester DK)', async () => {
+    // before: rope_parameters won, and a linear x2 config ran unscaled
+    const both = await syntheticLlama({ ...shape, seed: 56, config: { rope_theta: 700, rope_parameters: { rope_type: 'default', rope_theta: 500 }, rope_scaling: { rope_type: 'linear', factor: 2 } } });
+    const m = await loadModel(both.dir);
+    expect(m.spec.ropeScaling).toMatchObject({ type: 'linear', factor: 2 });
+    expect(m.spec.ropeTheta).toBe(700); // the winning dict has none: the top-level key, as transformers 5 takes it
+    m.dispose();
+    // an empty rope_scaling does not win (Python's `rope_scaling or rope_parameters`)
+    const empty = await syntheticLlama({ ...shape, seed: 57, config: { rope_scaling: {}, rope_parameters: { rope_type: 'linear', factor: 3, rope_theta: 500 } } });
+    const e = await loadModel(empty.dir);
+    expect(e.spec.ropeScaling).toMatchObject({ type: 'linear', factor: 3 });
+    expect(e.spec.ropeTheta).toBe(500);
+    e.dispose();
+    for (const config of [{ partial_rotary_factor: 0.5 }, { rope_parameters: { rope_type: 'default', partial_rotary_factor: 0.25 } }]) {
+      const s = await syntheticLlama({ ...shape, seed: 58, config });
+      await expect(loadModel(s.dir)).rejects.toMatchObject({ code: 'UNSUPPORTED_ARCHITECTURE', message: expect.stringContaining('partial_rotary_factor') });
+    }
+  });
 });

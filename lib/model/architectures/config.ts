@@ -103,12 +103,23 @@ export function flag(c: Config, key: string, dflt = false): boolean {
 export const LM_CLASSES = /(ForCausalLM|LMHeadModel|^[A-Za-z0-9]+Model)$/;
 
 /**
+ * Where a config keeps its RoPE settings. Given both, rope_scaling wins, as in transformers (4.x reads only it;
+ * 5.x's config takes `rope_scaling or rope_parameters`, so an empty one does not): rope_parameters won here, and
+ * ran unscaled RoPE where transformers scaled it (tester DK).
+ */
+function ropeKey(c: Config): 'rope_scaling' | 'rope_parameters' {
+  const s = c.rope_scaling;
+  const empty = s == null || s === false || (typeof s === 'object' && !Array.isArray(s) && Object.keys(s).length === 0);
+  return !empty || c.rope_parameters == null ? 'rope_scaling' : 'rope_parameters';
+}
+
+/**
  * RoPE scaling from rope_scaling (rope_parameters in transformers ≥ 5), with the keys and checks of transformers'
  * rope validation: 'linear' and 'llama3' are computed (their attention factor is 1); any other type (dynamic,
  * yarn, longrope…) changes more than the frequencies and is refused, never run as unscaled RoPE.
  */
 export function ropeScaling(c: Config): RopeScaling {
-  const key = c.rope_parameters != null ? 'rope_parameters' : 'rope_scaling';
+  const key = ropeKey(c);
   const params = c[key] as unknown;
   if (params == null) return NO_ROPE_SCALING;
   if (typeof params !== 'object' || Array.isArray(params)) throw bad(key, 'must be an object', params);
@@ -132,7 +143,7 @@ export function ropeScaling(c: Config): RopeScaling {
 
 export function ropeTheta(c: Config): number {
   // transformers ≥ 5 nests RoPE settings in rope_parameters; older configs have rope_theta / rope_scaling.
-  const params = (c.rope_parameters ?? c.rope_scaling) as Record<string, unknown> | null | undefined;
+  const params = c[ropeKey(c)] as Record<string, unknown> | null | undefined;
   const theta = params?.rope_theta ?? c.rope_theta ?? 10000;
   // JSON's 1e999 reads as Infinity, which "> 0" lets through to the native spec check (a usage error, unnamed)
   if (typeof theta !== 'number' || !(theta > 0) || !Number.isFinite(theta)) throw bad('rope_theta', 'must be a finite positive number', theta);
