@@ -358,6 +358,13 @@ describe('what is not text is INVALID_DATA', () => {
       }
     });
 
+    test("a progress callback's thrown value fails the call as it is, whatever it is (tester DI: a new Error, its code lost)", async () => {
+      const cal = path.join(model, 'calibration.txt');
+      for (const thrown of [{ code: 'MINE' }, 'a string', 42, new RangeError('r')]) {
+        await expect(tokenizeFile(model, cal, { onProgress: () => { throw thrown; } })).rejects.toBe(thrown);
+      }
+    });
+
     test('progress counts the bytes tokenized, never backwards, and says when it waits on one call (tester CC)', async () => {
       const cal = path.join(model, 'calibration.txt');
       const size = fs.statSync(cal).size;

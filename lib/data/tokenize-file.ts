@@ -533,29 +533,31 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
   return new Promise<Int32Array>((resolve, reject) => {
     let settled = false;
     let stopListening = () => {};
-    const finish = (err: Error | undefined, ids?: Int32Array) => {
+    const settle = (then: () => void) => {
       if (settled) return;
       settled = true;
       stopListening();
       // the slot is free once the thread is gone, not when the promise settles
       void worker.terminate().finally(release);
-      if (err) reject(err);
-      else resolve(ids!);
+      then();
     };
-    stopListening = onAbort(signal, () => finish(abortError(signal)));
-    const report = onProgress && guardProgress(onProgress, (e) => finish(e instanceof Error ? e : new Error(String(e))));
+    // any value: a progress callback's own thrown value fails the call as it is, as in every other call (it was
+    // wrapped in a new Error, its code lost: tester DI)
+    const fail = (e: unknown) => settle(() => reject(e));
+    stopListening = onAbort(signal, () => fail(abortError(signal)));
+    const report = onProgress && guardProgress(onProgress, fail);
     worker.on('message', (m: WorkerMessage) => {
       if (m.kind === 'progress') report?.({ phase: 'tokenize', done: m.done, total: m.total, ...(m.detail ? { detail: m.detail } : {}) });
-      else if (m.kind === 'done') finish(undefined, m.ids);
-      else finish(new FfmergeError(m.code, m.message));
+      else if (m.kind === 'done') settle(() => resolve(m.ids));
+      else fail(new FfmergeError(m.code, m.message));
     });
     worker.on('error', (e: Error & { code?: string }) =>
-      finish(
+      fail(
         e.code === 'ERR_WORKER_OUT_OF_MEMORY'
           ? new FfmergeError('OUT_OF_MEMORY', `the tokenizer thread ran out of memory on ${file} (it tokenizes up to ${limits.oneCallChars} characters in one call): give a smaller token budget or a smaller file`, { cause: e })
           : new FfmergeError('INVALID_DATA', `tokenizing ${file} failed: ${e.message}`, { cause: e }),
       ),
     );
-    worker.on('exit', (code) => finish(new FfmergeError('INVALID_DATA', `tokenizing ${file} stopped (worker exit code ${code})`)));
+    worker.on('exit', (code) => fail(new FfmergeError('INVALID_DATA', `tokenizing ${file} stopped (worker exit code ${code})`)));
   });
 }
