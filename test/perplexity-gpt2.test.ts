@@ -25,7 +25,11 @@ describeShared(FIX, 'gpt2-sotu perplexity (eval.json protocol)', () => {
     try {
       const t0 = Date.now();
       let lastProgress = 0;
-      const r = await perplexity(model, blocks, { batchSize: 8, onProgress: (p) => (lastProgress = p.done / p.total) });
+      const dones: number[] = [];
+      const r = await perplexity(model, blocks, { batchSize: 8, onProgress: (p) => ((lastProgress = p.done / p.total), dones.push(p.done)) });
+      // whole tokens, forwards only (tester DI: 313.84615384615387/39856)
+      expect(dones.filter((d) => !Number.isInteger(d))).toEqual([]);
+      expect(dones.every((d, i) => i === 0 || d >= dones[i - 1]!)).toBe(true);
       // eslint-disable-next-line no-console
       console.log(`gpt2-sotu ${split}: ppl ${r.ppl.toFixed(4)} (eval.json ${evalJson.ppl[split]!.toFixed(4)}), ${r.tokens} tokens in ${Date.now() - t0} ms`);
       expect(r.tokens).toBe(countPredictions(blocks));
