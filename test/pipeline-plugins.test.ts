@@ -47,7 +47,7 @@ describe('registries', () => {
   it("an option of another task, or of another stack layout, is refused before any work", async () => {
     await expect(compress(BUNDLED, { calibration: TEXT, calibrationImages: 10 })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringMatching(/image-classification/) });
     await expect(compress(BUNDLED, { calibration: TEXT, stacks: 'encoder' })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE' });
-    await expect(compress(BUNDLED, { calibration: TEXT, bogus: 1 } as never)).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringMatching(/unknown option "bogus"/) });
+    await expect(compress(BUNDLED, { calibration: TEXT, bogus: 1 } as never)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/unknown option "bogus"/) });
     await expect(compress(BUNDLED, { calibration: TEXT, format: 'bogus' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });

@@ -3,6 +3,8 @@
  * closest reference length for the brevity penalty, mixed case). Behaviour reproduced from
  * sacrebleu/metrics/bleu.py; the test suite checks sacreBLEU's own published test cases.
  */
+import { FfmergeError, showValue } from '../errors';
+import { checkOptions, isArrayOf } from '../arguments';
 import { checkCorpus, checkSentence, pyRstrip, pySplit } from './text-utils';
 import { tokenize13a } from './tokenizer-13a';
 
@@ -53,7 +55,27 @@ function ngramCounts(tokens: string[], maxOrder: number): Map<string, number>[] 
   return perOrder;
 }
 
-/** BLEU from sufficient statistics (sacreBLEU's BLEU.compute_bleu). */
+const BLEU_KEYS: readonly (keyof BleuOptions)[] = ['tokenize', 'lowercase', 'smoothMethod', 'smoothValue', 'maxNgramOrder', 'effectiveOrder'];
+
+/** The options every BLEU call takes, checked: a smoothing or tokenizer name it does not know was read as another. */
+function checkBleuOptions(what: string, opts: unknown, keys: readonly string[] = BLEU_KEYS): asserts opts is BleuOptions {
+  checkOptions(opts, `${what}: opts`, keys);
+  const o = (opts ?? {}) as Record<string, unknown>;
+  const bad = (key: string, want: string) => new FfmergeError('INVALID_ARGUMENT', `${what}: ${key} must be ${want} (got ${showValue(o[key])})`);
+  const oneOf = (key: string, names: readonly string[]) => {
+    if (o[key] !== undefined && !names.includes(o[key] as string)) throw bad(key, names.map((n) => `"${n}"`).join(', '));
+  };
+  oneOf('smoothMethod', Object.keys(SMOOTH_DEFAULTS));
+  oneOf('tokenize', ['13a', 'none']);
+  for (const key of ['lowercase', 'effectiveOrder']) if (o[key] !== undefined && typeof o[key] !== 'boolean') throw bad(key, 'true or false');
+  if (o.smoothValue !== undefined && !(typeof o.smoothValue === 'number' && Number.isFinite(o.smoothValue) && o.smoothValue >= 0)) throw bad('smoothValue', 'a finite number ≥ 0');
+  if (o.maxNgramOrder !== undefined && !(Number.isInteger(o.maxNgramOrder) && (o.maxNgramOrder as number) >= 1)) throw bad('maxNgramOrder', 'an integer ≥ 1');
+}
+
+/**
+ * BLEU from sufficient statistics (sacreBLEU's BLEU.compute_bleu): per order n, `correct[n-1]` matched n-grams of
+ * `total[n-1]` in the hypotheses, one count per order up to maxNgramOrder (default 4).
+ */
 export function computeBleu(
   correctIn: number[],
   totalIn: number[],
@@ -61,9 +83,18 @@ export function computeBleu(
   refLen: number,
   opts: Pick<BleuOptions, 'smoothMethod' | 'smoothValue' | 'effectiveOrder' | 'maxNgramOrder'> = {},
 ): BleuResult {
+  // a public function: wrong arguments are named, not a TypeError from inside (tester DI: computeBleu(null))
+  checkBleuOptions('computeBleu', opts, ['smoothMethod', 'smoothValue', 'effectiveOrder', 'maxNgramOrder']);
+  const maxOrder = opts.maxNgramOrder ?? 4;
+  const counts = (v: unknown) => isArrayOf<number>(v, (n) => typeof n === 'number' && Number.isFinite(n) && n >= 0) && v.length === maxOrder;
+  for (const [name, v] of [['correct', correctIn], ['total', totalIn]] as const) {
+    if (!counts(v)) throw new FfmergeError('INVALID_ARGUMENT', `computeBleu: ${name} must be ${maxOrder} counts ≥ 0, one per n-gram order (got ${showValue(v)})`);
+  }
+  for (const [name, v] of [['sysLen', sysLen], ['refLen', refLen]] as const) {
+    if (!(typeof v === 'number' && Number.isFinite(v) && v >= 0)) throw new FfmergeError('INVALID_ARGUMENT', `computeBleu: ${name} must be a length ≥ 0 (got ${showValue(v)})`);
+  }
   const method = opts.smoothMethod ?? 'none';
   const smoothValue = opts.smoothValue ?? SMOOTH_DEFAULTS[method];
-  const maxOrder = opts.maxNgramOrder ?? 4;
   const correct = correctIn.slice();
   const total = totalIn.slice();
   let bp = 1;
@@ -105,6 +136,7 @@ export function computeBleu(
  */
 export function corpusBleu(hypotheses: readonly string[], references: readonly (readonly string[])[], opts: BleuOptions = {}): BleuResult {
   checkCorpus('corpusBleu', hypotheses, references);
+  checkBleuOptions('corpusBleu', opts);
   const maxOrder = opts.maxNgramOrder ?? 4;
   const prep = (s: string): string[] => {
     const t = opts.lowercase ? s.toLowerCase() : s;
@@ -157,5 +189,6 @@ export function corpusBleu(hypotheses: readonly string[], references: readonly (
 /** Sentence BLEU as sacrebleu.sentence_bleu (effective order on, exp smoothing). */
 export function sentenceBleu(hypothesis: string, references: readonly string[], opts: BleuOptions = {}): BleuResult {
   checkSentence('sentenceBleu', hypothesis, references);
+  checkBleuOptions('sentenceBleu', opts);
   return corpusBleu([hypothesis], references.map((r) => [r]), { effectiveOrder: true, ...opts });
 }

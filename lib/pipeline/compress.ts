@@ -44,12 +44,9 @@ function checkApplicable(o: CompressOptions, kind: TaskKind, modelType: string):
   for (const [key, v] of Object.entries(o)) {
     if (v === undefined || own.has(key)) continue;
     const owner = TASKS.all().find((t) => (t.optionKeys as readonly string[]).includes(key));
-    throw new FfmergeError(
-      'OPTION_NOT_APPLICABLE',
-      owner
-        ? `${key} applies to ${owner.name} models; ${modelType} is compressed as ${kind.name} (its options: ${kind.optionKeys.join(', ')})`
-        : `unknown option ${showValue(key)}`,
-    );
+    // a key no task reads is a bad argument, as every other call says it (it was OPTION_NOT_APPLICABLE: tester DI)
+    if (!owner) throw new FfmergeError('INVALID_ARGUMENT', `compress: unknown option ${showValue(key)} (the options are ${[...own].join(', ')})`);
+    throw new FfmergeError('OPTION_NOT_APPLICABLE', `${key} applies to ${owner.name} models; ${modelType} is compressed as ${kind.name} (its options: ${kind.optionKeys.join(', ')})`);
   }
 }
 
