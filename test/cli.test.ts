@@ -152,6 +152,8 @@ describe('ffmerge CLI', () => {
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '0'], 2, /^ffmerge: --seq must be a positive integer, got "0".*INVALID_ARGUMENT/],
     [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '1'], 2, /--block-size 1 is too short.*INVALID_ARGUMENT/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--steps', '2', '--seq', '32', '--warmup', '10'], 2, /warmup \(--warmup\) 10 is more than the 2 steps.*INVALID_ARGUMENT/],
+    // help of no command exited 0 (tester DL)
+    [['help', 'bogus'], 2, /unknown command "bogus" \(see the commands above\) \[INVALID_ARGUMENT\]/],
     // an option given twice was read as its last value: --data a --data b scored b alone (tester AX)
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '2', '--k', '3'], 2, /--k is given twice \("2", then "3"\): give it once.*INVALID_ARGUMENT/],
     [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--data', 'b.txt'], 2, /--data is given twice \(".*calibration\.txt", then "b\.txt"\): give it once.*INVALID_ARGUMENT/],

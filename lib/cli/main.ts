@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { FfmergeError, isFfmergeError } from '../errors';
+import { FfmergeError, isFfmergeError, showValue } from '../errors';
 import { EXIT_ABORTED, exitCodeFor, reportError } from './errors';
 import { runInspect } from './inspect';
 import { runCompress, type CompressCliOptions } from './compress';
@@ -280,6 +280,19 @@ export function releaseLostTerminal(): number {
 
 /** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
+  if (!argv.includes('--json')) return run(argv);
+  // --json: stdout holds one JSON document, so what a --plugins module logs (console.log) goes to stderr, where
+  // it broke the document (tester DL)
+  const saved = { log: console.log, info: console.info, debug: console.debug };
+  console.log = console.info = console.debug = console.error;
+  try {
+    return await run(argv);
+  } finally {
+    Object.assign(console, saved);
+  }
+}
+
+async function run(argv: string[]): Promise<number> {
   for (const stream of [process.stdout, process.stderr]) {
     if (!stream.listeners('error').includes(onOutputError)) stream.on('error', onOutputError);
   }
@@ -325,7 +338,9 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       // help and version are not failures
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help') return 0;
+      if (e.code === 'commander.helpDisplayed' || (e.code === 'commander.help' && e.exitCode === 0)) return 0;
+      // `ffmerge help <name>` of no command: commander shows the general help as a failure, which ended as 0 (tester DL)
+      if (e.code === 'commander.help') return reportError(new FfmergeError('INVALID_ARGUMENT', `unknown command ${showValue(argv[argv.indexOf('help') + 1])} (see the commands above)`), state.json);
       // --version says whether the addon loads; a script that checks an install by it sees a failure as one (tester CG)
       if (e.code === 'commander.version') return addonLoads() ? 0 : 1; // 1: as a command that needs the addon ends
       // a usage error: one line with its code (commander's "(Did you mean …?)" hint kept on that line)
