@@ -106,7 +106,7 @@ describe('ffmerge CLI', () => {
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--window', '0-2,1-3'], 2, /windows 0-2, 1-3 overlap at layer 1.*INVALID_WINDOW/],
     // one run, one k (before: merged, and config.json and report.json recorded k: 2)
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--window', '0-1,2-4'], 2, /windows 0-1, 2-4 span different numbers of layers \(2, 3\).*INVALID_WINDOW/],
-    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--fraction', '0.6', '--window', '0-1'], 2, /window "0-1" spans 2 layers but k = 4.*INVALID_WINDOW/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--fraction', '0.6', '--window', '0-1'], 2, /window "0-1" spans 2 layers but k = 4 \(from fraction 0.6 of 5 layers\).*INVALID_WINDOW/],
     [['compress', BUNDLED, '--data', 'no-such-file.txt'], 3, /no-such-file.txt does not exist.*DATA_NOT_FOUND/],
     // an empty value read as a file "" that does not exist (tester DE: --data "$UNSET")
     [['eval', BUNDLED, '--data', ''], 2, /--data is given an empty value \(an unset shell variable\?\): give a value \(see --help\) \[INVALID_ARGUMENT\]/],

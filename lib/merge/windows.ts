@@ -76,7 +76,7 @@ export function enumerateWindows(layers: number, k: number): Window[] {
 }
 
 /** Parses "a-b" (inclusive, 0-based) and checks it against the model and k. */
-export function parseWindow(spec: string, layers: number, k?: number): Window {
+export function parseWindow(spec: string, layers: number, k?: number, kSaid = String(k)): Window {
   const m = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(spec);
   if (!m) {
     throw new FfmergeError('INVALID_WINDOW', `window "${spec}" is not of the form a-b (first and last layer, 0-based), e.g. 4-7`);
@@ -89,7 +89,7 @@ export function parseWindow(spec: string, layers: number, k?: number): Window {
   }
   const w = { start, k: end - start + 1 };
   if (k !== undefined && w.k !== k) {
-    throw new FfmergeError('INVALID_WINDOW', `window "${spec}" spans ${w.k} layers but k = ${k}`);
+    throw new FfmergeError('INVALID_WINDOW', `window "${spec}" spans ${w.k} layers but k = ${kSaid}`);
   }
   return w;
 }

@@ -68,13 +68,13 @@ function resolveStacks(summary: ModelSummary, mode: StackMode | undefined): { mo
 }
 
 /** The windows to merge, or 'auto' (search): given windows are checked, refused where they overlap, and sorted. */
-function resolveWindows(spec: CompressOptions['window'], layers: number, k: number | undefined): Window[] | 'auto' {
+function resolveWindows(spec: CompressOptions['window'], layers: number, k: number | undefined, kSaid = String(k)): Window[] | 'auto' {
   if (spec === undefined || spec === 'auto') return 'auto';
-  const list = typeof spec === 'string' ? spec.split(',').map((s) => parseWindow(s, layers, k)) : Array.isArray(spec) ? [...spec] : [spec];
+  const list = typeof spec === 'string' ? spec.split(',').map((s) => parseWindow(s, layers, k, kSaid)) : Array.isArray(spec) ? [...spec] : [spec];
   if (list.length === 0) throw new FfmergeError('INVALID_WINDOW', "window is 'auto', \"a-b\" or a list of windows: an empty list merges nothing");
   for (const w of list) {
     checkWindow(w, layers);
-    if (k !== undefined && w.k !== k) throw new FfmergeError('INVALID_WINDOW', `window ${windowLabel(w)} spans ${w.k} layers but k = ${k}`);
+    if (k !== undefined && w.k !== k) throw new FfmergeError('INVALID_WINDOW', `window ${windowLabel(w)} spans ${w.k} layers but k = ${kSaid}`);
   }
   // One run merges windows of one size k: the record, the report and the baselines (k − 1 FF sublayers removed
   // per window) all describe a k. Windows of other sizes are a second run on this one's output, which keeps
@@ -361,7 +361,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   if (options.k !== undefined && options.fraction !== undefined) throw new FfmergeError('INVALID_ARGUMENT', 'give k or fraction, not both');
   // k or fraction, when given, is the size every given window must have
   const asked = options.k ?? (options.fraction !== undefined ? kFromFraction(options.fraction, L) : undefined);
-  const spec = resolveWindows(options.window, L, asked);
+  // a k from fraction says so: "k = 4" alone named a k the user never gave (tester DL)
+  const spec = resolveWindows(options.window, L, asked, options.k === undefined && asked !== undefined ? `${asked} (from fraction ${options.fraction} of ${L} layers)` : String(asked));
   // independent means a window searched per stack; given windows are merged in both stacks alike, which is
   // both-same: the run would be both-same reported as independent
   if (mode === 'independent' && spec !== 'auto') {
