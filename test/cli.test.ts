@@ -193,6 +193,18 @@ describe('ffmerge CLI', () => {
     }
   });
 
+  it('run from inside the model folder, the default output is a usage error saying so (tester DL: OUTPUT_EXISTS, "inside the input")', () => {
+    const dir = path.join(cwd, 'm');
+    fs.cpSync(BUNDLED, dir, { recursive: true });
+    const before = fs.readdirSync(dir).sort();
+    for (const cmd of [['compress', '.', '--data', 'calibration.txt', '--k', '2'], ['finetune', '.', '--data', 'calibration.txt', '--steps', '1']]) {
+      const r = ffmerge(dir, ...cmd);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/the default output \.\/m-(ffmerge|finetuned) would be inside the model folder \., the current folder: give --out <a folder outside it>.*\[INVALID_ARGUMENT\]/);
+      expect(fs.readdirSync(dir).sort()).toEqual(before);
+    }
+  });
+
   it("a message quoting a file's control characters prints them escaped, on one line (tester AX: an index's shard name cleared the terminal)", () => {
     const dir = path.join(cwd, 'm');
     fs.mkdirSync(dir);

@@ -11,7 +11,7 @@ import { taskFor } from '../pipeline/tasks';
 import { inspectModel } from '../model/inspect';
 import type { Anchor } from '../merge/windows';
 import type { CompressFormat } from '../pipeline/options';
-import { byteSize, dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
+import { byteSize, defaultOut, dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
 import { formatReport } from './report';
 import { ProgressBar } from './progress';
 import { printResult } from './format';
@@ -121,7 +121,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   // The bundled demo writes to a scratch folder it owns and replaces on each run: running the demo inside a
   // clone (or in any project) must not leave a folder there. A user's own model goes to ./<model>-ffmerge.
   const demoOut = bundled && o.out === undefined ? path.join(demoFolder(), 'llama-stories260k-ffmerge') : undefined;
-  const out = o.out ?? demoOut ?? `${path.basename(path.resolve(model))}-ffmerge`;
+  const out = o.out ?? demoOut ?? defaultOut(model, '-ffmerge');
   const plugins = await loadPlugins(o.plugins);
   // the bundled demo shows the merge next to dropping FF sublayers and the paper's plain merge, unless the merge
   // asked for is that very one (tester CD: two rows of one model, and its search run twice), at a given window too,

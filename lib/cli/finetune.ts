@@ -18,7 +18,7 @@ import { imageSources, trainingImages, type ImageFlags } from './finetune-images
 import { saveTrained } from '../train/save';
 import { expandedError } from '../train/ties';
 import { SafetensorsReader } from '../safetensors';
-import { byteSize, dropUndefined, int, oneOf, refuseFlags } from './flags';
+import { byteSize, defaultOut, dropUndefined, int, oneOf, refuseFlags } from './flags';
 import { ProgressBar } from './progress';
 import { fmtBytes, printResult } from './format';
 
@@ -63,7 +63,7 @@ function num(v: string, what: string): number {
 }
 
 export async function runFinetune(model: string, o: FinetuneCliOptions, signal: AbortSignal): Promise<void> {
-  const out = o.out ?? `${path.basename(path.resolve(model))}-finetuned`;
+  const out = o.out ?? defaultOut(model, '-finetuned');
   checkOutputDir(model, out, o.overwrite, [o.data, o.valid, o.images, o.labels, o.validImages, o.validLabels]); // before any long work
   const maxShardSize = byteSize(o.maxShardSize, 'max-shard-size'); // a bad size is refused before training
   // a flag of the other kind of model is refused (exit 2), not silently ignored

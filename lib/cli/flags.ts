@@ -3,6 +3,7 @@
  * flags of each task (a data flag that the model's task does not read is refused with its flag name).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import type { ImageSource, ParallelSource } from '../pipeline/options';
 
@@ -89,4 +90,19 @@ export function parallelSourceFrom(f: SplitFlags, prefix: string): ParallelSourc
 
 export function dropUndefined<T extends object>(x: T): T {
   return Object.fromEntries(Object.entries(x).filter(([, v]) => v !== undefined)) as T;
+}
+
+/**
+ * The output folder a command writes when --out is not given: ./<model folder name><suffix>, in the current
+ * folder. Run from inside the model folder (`ffmerge compress .`) that is inside the input, which the writer
+ * refuses as OUTPUT_EXISTS, a code that named nothing there (tester DL): said here as the usage error it is.
+ */
+export function defaultOut(model: string, suffix: string): string {
+  const modelDir = path.resolve(model);
+  const out = `${path.basename(modelDir)}${suffix}`;
+  const rel = path.relative(modelDir, path.resolve(out));
+  if (!rel.startsWith('..') && !path.isAbsolute(rel)) {
+    throw new FfmergeError('INVALID_ARGUMENT', `the default output ./${out} would be inside the model folder ${model}, the current folder: give --out <a folder outside it>, or run from outside the model folder`);
+  }
+  return out;
 }
