@@ -193,6 +193,21 @@ describe('ffmerge CLI', () => {
     }
   });
 
+  it("under a locale that is not UTF-8, the CLI's symbols are ASCII; JSON is left as it is (tester DL: mojibake under LANG=C)", () => {
+    const run = (env: NodeJS.ProcessEnv, ...args: string[]) =>
+      spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', env: { ...process.env, FFMERGE_FROM_SOURCE: '1', LC_ALL: '', LC_CTYPE: '', ...env } });
+    const kOne = ['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '1'];
+    for (const env of [{ LANG: 'C' }, { LC_ALL: 'POSIX' }, { LANG: 'en_US.UTF-8', LC_CTYPE: 'en_US.ISO-8859-1' }]) {
+      expect(run(env, 'compress', '--help').stdout).toContain('encoder-decoder models');
+      expect(run(env, ...kOne).stderr).toContain('k must be an integer >= 2');
+      expect(JSON.parse(run(env, ...kOne, '--json').stdout).error.message).toContain('≥ 2');
+    }
+    for (const env of [{ LANG: 'C.UTF-8' }, { LANG: 'en_US.utf8' }, { LANG: '' }]) {
+      expect(run(env, 'compress', '--help').stdout).toContain('encoder–decoder models');
+      expect(run(env, ...kOne).stderr).toContain('≥ 2');
+    }
+  });
+
   it('run from inside the model folder, the default output is a usage error saying so (tester DL: OUTPUT_EXISTS, "inside the input")', () => {
     const dir = path.join(cwd, 'm');
     fs.cpSync(BUNDLED, dir, { recursive: true });

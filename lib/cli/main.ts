@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { FfmergeError, isFfmergeError, showValue } from '../errors';
 import { EXIT_ABORTED, exitCodeFor, reportError } from './errors';
+import { asciiOnly, writeAscii } from './ascii';
 import { runInspect } from './inspect';
 import { runCompress, type CompressCliOptions } from './compress';
 import { runEval, type EvalCliOptions } from './eval';
@@ -280,15 +281,21 @@ export function releaseLostTerminal(): number {
 
 /** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
-  if (!argv.includes('--json')) return run(argv);
-  // --json: stdout holds one JSON document, so what a --plugins module logs (console.log) goes to stderr, where
-  // it broke the document (tester DL)
-  const saved = { log: console.log, info: console.info, debug: console.debug };
-  console.log = console.info = console.debug = console.error;
+  const json = argv.includes('--json');
+  const restore: (() => void)[] = [];
+  if (json) {
+    // stdout holds one JSON document, so what a --plugins module logs (console.log) goes to stderr, where it
+    // broke the document (tester DL)
+    const saved = { log: console.log, info: console.info, debug: console.debug };
+    console.log = console.info = console.debug = console.error;
+    restore.push(() => Object.assign(console, saved));
+  }
+  // a locale that is not UTF-8: the CLI's symbols in ASCII, on stderr and in text output (JSON is data: as it is)
+  if (asciiOnly(process.env)) restore.push(...(json ? [process.stderr] : [process.stderr, process.stdout]).map(writeAscii));
   try {
     return await run(argv);
   } finally {
-    Object.assign(console, saved);
+    for (const r of restore.reverse()) r();
   }
 }
 
