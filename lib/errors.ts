@@ -78,6 +78,11 @@ export function fromNativeError(e: unknown, signal?: AbortSignal): FfmergeError 
   return new FfmergeError(code, message, { cause: code === 'ABORTED' && signal?.aborted ? signal.reason : e });
 }
 
+/** A whole number with thousands separators, "12,288", for messages and reports (no Intl: ICU loads slowly). */
+export function groupDigits(n: number): string {
+  return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+}
+
 /**
  * A value from a file or a caller, shown in an error message: JSON, cut to `max` characters. Never throws:
  * a deeply nested value (JSON.stringify overflows the stack), a cycle or a BigInt reads as a placeholder, so

@@ -309,7 +309,7 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'ffmerge eval on token-
     }
     // the line for people says how many of those tokens were predicted (each row's first is not; tester AV)
     const r = ffmerge(os.tmpdir(), 'eval', BUNDLED, '--data', sharedPath('data', 'lm', 'stories260k-samples-test.jsonl'));
-    expect(r.stdout).toMatch(/^perplexity 3\.60\d on 12288 tokens of .*, 12240 of them predicted \(/);
+    expect(r.stdout).toMatch(/^perplexity 3\.60\d on 12,288 tokens of .*, 12,240 of them predicted \(/);
   });
 
   it('--block-size with rows, which are never cut, is refused (exit 2) by eval and compress, before any work', () => {

@@ -264,7 +264,7 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'token-id rows ({"input
       // a budget past the data takes all of it, and the notes say so (before: only the count told)
       const all = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: TEXT, validation: VALID, calibrationTokens: 1024, validationTokens: 1e6 } }, {});
       expect(all.data.validation).toBe(48 * 256);
-      expect(all.data.notes).toContain('validation: all 12288 tokens the data holds, fewer than the 1000000 its budget asks');
+      expect(all.data.notes).toContain('validation: all 12,288 tokens the data holds, fewer than the 1,000,000 its budget asks');
       expect(all.data.notes.join()).not.toMatch(/^calibration: all/);
     } finally {
       model.dispose();

@@ -1,13 +1,12 @@
 /** Small formatting helpers for the CLI's human output. */
+import { groupDigits } from '../errors';
 
 /** A command's result on stdout: `{ ok: true, …result }` with --json, else its text for people. */
 export function printResult(json: boolean | undefined, result: object, text: () => string): void {
   process.stdout.write((json ? JSON.stringify({ ok: true, ...result }, null, 2) : text()) + '\n');
 }
 
-export function fmtInt(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
-}
+export const fmtInt = groupDigits;
 
 export function fmtBytes(n: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB'];

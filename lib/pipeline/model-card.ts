@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readRegularFileSync, MAX_JSON_FILE_BYTES } from '../files';
 import { kLabel } from '../merge/windows';
+import { groupDigits } from '../errors';
 import { trainingRuns, whenTrained } from '../checkpoint/training-record';
 import type { CompressFormat } from './options';
 import type { CompressResult } from './result';
@@ -37,7 +38,7 @@ function num(v: number | undefined, metric: string): string {
 }
 
 // Not toLocaleString: its first call loads ICU data, ~40 ms on the host's JS thread.
-const int = (n: number) => String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+const int = groupDigits;
 
 /** Where a card is written and what it loads: the snippet's Auto class and folder name, any fine-tuning. */
 export interface CardContext {

@@ -4,7 +4,7 @@
  * first changed layer are kept once (PrefixCache), so a candidate starting at layer s runs layers s.. only.
  */
 import * as fs from 'node:fs';
-import { FfmergeError, showValue } from '../../errors';
+import { FfmergeError, groupDigits, showValue } from '../../errors';
 import type { FeatureBatch } from '../../data/feature-batches';
 import { blocksFrom, fitBlockSize, makeBatches, takeTokens, tokenCount, type Batch } from '../data';
 import { nllOf, ppl, PrefixCache } from '../prefix';
@@ -216,7 +216,7 @@ export const languageModeling: TaskKind = {
       tokenized.next();
       // a budget past the data takes all of it: the report says so, not only how many tokens were used
       const held = tokenCount(blocks);
-      if ((!spread || !drawn) && held < maxTokens && Number.isFinite(maxTokens)) notes.push(`${noted}: all ${held} tokens the data holds, fewer than the ${maxTokens} its budget asks`);
+      if ((!spread || !drawn) && held < maxTokens && Number.isFinite(maxTokens)) notes.push(`${noted}: all ${groupDigits(held)} tokens the data holds, fewer than the ${groupDigits(maxTokens)} its budget asks`);
       if (!spread || !drawn) return blocks;
       const across = typeof src !== 'string' ? 'all the blocks given' : tokenCount(blocks) >= SPREAD_MAX_TOKENS ? `the first ${SPREAD_MAX_TOKENS} tokens of the file` : 'the whole file';
       notes.push(`${noted}: blocks drawn across ${across} (fixed seeded order)`);
