@@ -201,6 +201,16 @@ describe('outputCard: from the folder record', () => {
     expect(card).not.toContain('```python');
   });
 
+  test('a layer an earlier merge rewrote and a later one took in is said to be merged since (tester DJ)', () => {
+    const two = [
+      { stack: 'decoder', window: '0-1', layers: [0, 1], method: 'select', recover: 'refit-res', adjusted: [2, 3] },
+      { stack: 'decoder', window: '2-3', layers: [2, 3], method: 'permute', recover: 'none' },
+    ];
+    const card = outputCard({ model_type: 'llama', ffmerge: { format: 'tied', windows: two, finetune: { steps: 1 } } }, 'tied', 'x')!;
+    expect(card).toContain('the recover method also rewrote layers 2, 3, at the same size, none newly shared (layers 2, 3 since merged by a later window)');
+    expect(card).toContain('- layers 2, 3 share one FF (method `permute`, recover `none`)\n');
+  });
+
   test('a model fine-tuned with nothing merged: the section says so, not "after the merge, the ties kept"', () => {
     const card = outputCard({ model_type: 'llama', ffmerge: { format: 'tied', finetune: { steps: 2, batch: 4 } } }, 'tied', 'x')!;
     expect(card).toContain('- 2 steps with nothing merged (every layer keeps its own FF): batch 4');

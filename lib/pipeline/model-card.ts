@@ -268,11 +268,17 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
 }
 
 /** One merge of a record's `windows`, for people; undefined for an entry that is not { stack, layers }. */
-function recordWindow(w: unknown, multi: boolean): string | undefined {
+function recordWindow(w: unknown, multi: boolean, later: readonly unknown[] = []): string | undefined {
   if (!isObject(w) || !Array.isArray(w.layers) || !w.layers.every((l) => typeof l === 'number' && Number.isInteger(l))) return undefined;
   const stack = field(w, 'stack');
   const how = [field(w, 'anchor') !== undefined && `anchor ${field(w, 'anchor')}`, field(w, 'method') && `method \`${field(w, 'method')}\``, field(w, 'recover') && `recover \`${field(w, 'recover')}\``].filter(Boolean);
-  const adjusted = Array.isArray(w.adjusted) && w.adjusted.length && w.adjusted.every((l) => typeof l === 'number') ? `; the recover method also rewrote layer${w.adjusted.length > 1 ? 's' : ''} ${w.adjusted.join(', ')}, at the same size, none newly shared` : '';
+  // a rewritten layer a later merge of the same stack took in holds that merge's FF now (tester DJ: "layer 2 …
+  // none newly shared", then "layers 2, 3 share one FF")
+  const since = new Set(later.flatMap((x) => (isObject(x) && field(x, 'stack') === stack && Array.isArray(x.layers) ? x.layers : [])));
+  const retaken = Array.isArray(w.adjusted) ? w.adjusted.filter((l) => since.has(l)) : [];
+  const adjusted = Array.isArray(w.adjusted) && w.adjusted.length && w.adjusted.every((l) => typeof l === 'number')
+    ? `; the recover method also rewrote layer${w.adjusted.length > 1 ? 's' : ''} ${w.adjusted.join(', ')}, at the same size, none newly shared${retaken.length ? ` (${retaken.length > 1 ? 'layers' : 'layer'} ${retaken.join(', ')} since merged by a later window)` : ''}`
+    : '';
   return `${multi && stack ? `${stack} ` : ''}layers ${(w.layers as number[]).join(', ')} share one FF${how.length ? ` (${how.join(', ')})` : ''}${adjusted}`;
 }
 
@@ -287,7 +293,7 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
   const name = path.basename(path.resolve(ctx.dir));
   const list = Array.isArray(rec.windows) ? rec.windows : [];
   const stacks = new Set(list.map((w) => (isObject(w) ? field(w, 'stack') : undefined)));
-  const windows = list.map((w) => recordWindow(w, stacks.size > 1));
+  const windows = list.map((w, i) => recordWindow(w, stacks.size > 1, list.slice(i + 1)));
   const merged = windows.length > 0;
   // an export of an expanded output whose every merged window was edited apart: merged once, shared nowhere here
   const unshared = typeof rec.unshared === 'string';
