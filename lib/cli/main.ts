@@ -255,8 +255,8 @@ const STOPPED_BY: Record<StopSignal, string> = { SIGINT: 'Ctrl-C (SIGINT)', SIGT
  * A reader that went away (`ffmerge inspect m | head -1`), or a terminal that was closed (EIO): what is left to
  * print is dropped and the run ends with its own exit code. An 'error' event with no listener on stdout was an
  * EPIPE stack trace and exit 1; a closed terminal's EIO ended the run as an uncaught exception (tester CC).
- * Any other failure (stdout a file on a full disk: ENOSPC) loses the result: said in one line on stderr, exit
- * 1, where it was a stack trace (tester DL).
+ * Any other failure (stdout a file on a full disk: ENOSPC) loses the result: said in one line on stderr, as
+ * IO_ERROR with its exit code 3, where it was a stack trace and exit 1 (tester DL).
  */
 function onOutputError(this: NodeJS.WriteStream, e: NodeJS.ErrnoException): void {
   if (e.code === 'EPIPE' || e.code === 'EIO') return;
