@@ -17,6 +17,7 @@ import { formatSummary } from '../lib/cli/inspect';
 import { SafetensorsReader } from '../lib/safetensors';
 import { castCheckpoint } from './helpers/cast-checkpoint';
 import { describeShared, sharedPath } from './helpers/shared';
+import { syntheticGpt2, writeSynthetic } from './helpers/synthetic-model';
 
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 const TEXT = path.join(BUNDLED, 'calibration.txt');
@@ -98,6 +99,23 @@ describe('an expanded output whose copies differ', () => {
     const j = ffmerge('inspect', dir('e12'), '--json');
     expect(j.code).toBe(0);
     expect(JSON.parse(j.stdout).merges.inconsistent).toEqual([expect.objectContaining({ window: '1-2', found: 'copies differ', tensor: edited })]);
+  });
+});
+
+describe('buffers are stored, not parameters', () => {
+  it("GPT-2's causal masks count in bytes, not in the parameters a merge's share is taken of (tester DN: +786,432 params)", async () => {
+    const plain = await syntheticGpt2({ layers: 2 });
+    const base = await inspectModel(plain.dir);
+    const masked = await syntheticGpt2({ layers: 2 });
+    for (const l of [0, 1]) {
+      masked.hf.set(`transformer.h.${l}.attn.bias`, { shape: [1, 1, 8, 8], data: new Float32Array(64).fill(1) });
+      masked.hf.set(`transformer.h.${l}.attn.masked_bias`, { shape: [], data: new Float32Array([-1e4]) });
+    }
+    await writeSynthetic(masked);
+    const s = await inspectModel(masked.dir);
+    expect(s.totalParams).toBe(base.totalParams);
+    expect(s.dtypes).toEqual({ F32: base.totalParams });
+    expect(s.totalBytes).toBe(base.totalBytes + 4 * 2 * (64 + 1));
   });
 });
 

@@ -14,7 +14,7 @@ import { mergedLayers, recordedWindows, tiedWindows, windowDifference, RECOVERED
 import { FF_KEYS, ffTies } from '../checkpoint/write';
 import { DTYPE_SIZE } from '../safetensors';
 import { ffStacks } from './architectures';
-import { checkCheckpoint } from './plan';
+import { BUFFERS, checkCheckpoint } from './plan';
 
 
 export interface StackSummary {
@@ -221,8 +221,9 @@ async function summarize(dir: string, config: Record<string, unknown>, stacks: R
   for (const name of ckpt.storedNames()) {
     const info = ckpt.info(name);
     const n = info.shape.reduce((a, b) => a * b, 1);
-    totalParams += n;
     totalBytes += n * DTYPE_SIZE[info.dtype];
+    if (BUFFERS.test(name)) continue; // stored, but not a parameter
+    totalParams += n;
     byDtype.set(info.dtype, (byDtype.get(info.dtype) ?? 0) + n);
   }
   const dtypes = Object.fromEntries([...byDtype].sort((a, b) => b[1] - a[1]));
