@@ -42,4 +42,14 @@ test('a result that cannot be written (stdout a file on a full disk) is one erro
     expect(r.stderr).toMatch(/^ffmerge: the result could not be written to standard output: ENOSPC.*\[IO_ERROR\]\n$/);
     expect(r.code).toBe(3);
   }
+  // stderr that cannot be written loses messages, not the result: the run keeps its own exit code (tester DM: 3)
+  for (const [args, code] of [[['inspect', MODEL], 0], [['inspect', MODEL, '--bogus'], 2]] as const) {
+    const r = await new Promise<number | null>((resolve) => {
+      const full = fs.openSync('/dev/full', 'w');
+      const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, FFMERGE_FROM_SOURCE: '1' }, stdio: ['ignore', 'ignore', full] });
+      fs.closeSync(full);
+      child.on('close', resolve);
+    });
+    expect(r).toBe(code);
+  }
 }, 60_000);

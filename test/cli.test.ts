@@ -152,8 +152,9 @@ describe('ffmerge CLI', () => {
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '0'], 2, /^ffmerge: --seq must be a positive integer, got "0".*INVALID_ARGUMENT/],
     [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '1'], 2, /--block-size 1 is too short.*INVALID_ARGUMENT/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--steps', '2', '--seq', '32', '--warmup', '10'], 2, /warmup \(--warmup\) 10 is more than the 2 steps.*INVALID_ARGUMENT/],
-    // help of no command exited 0 (tester DL)
+    // help of no command exited 0 (tester DL); help of help is help's own (tester DM)
     [['help', 'bogus'], 2, /unknown command "bogus" \(see the commands above\) \[INVALID_ARGUMENT\]/],
+    [['help', 'help'], 0, /Usage: ffmerge/],
     // an option given twice was read as its last value: --data a --data b scored b alone (tester AX)
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '2', '--k', '3'], 2, /--k is given twice \("2", then "3"\): give it once.*INVALID_ARGUMENT/],
     [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--data', 'b.txt'], 2, /--data is given twice \(".*calibration\.txt", then "b\.txt"\): give it once.*INVALID_ARGUMENT/],
@@ -181,8 +182,9 @@ describe('ffmerge CLI', () => {
       // a data file that is not there (it was named after the banner, as the data was read)
       [['finetune', BUNDLED, '--data', path.join(cwd, 'no-such.txt')], 3, /training file .*no-such\.txt does not exist.*DATA_NOT_FOUND/],
       [['finetune', BUNDLED, '--data', cal, '--valid', path.join(cwd, 'no-such.txt')], 3, /validation file .*no-such\.txt does not exist.*DATA_NOT_FOUND/],
+      [['finetune', BUNDLED, '--data', cwd], 3, /is a directory; ffmerge reads only regular files here.*INVALID_DATA/],
       ...(fs.existsSync(vit) ? [[['finetune', vit], 2, /finetune on an image model needs --images/] as [string[], number, RegExp]] : []),
-      ...(fs.existsSync(vit) ? [[['finetune', vit, '--images', path.join(cwd, 'no.idx'), '--labels', path.join(cwd, 'no.idx')], 3, /data file .*no\.idx does not exist.*DATA_NOT_FOUND/] as [string[], number, RegExp]] : []),
+      ...(fs.existsSync(vit) ? [[['finetune', vit, '--images', path.join(cwd, 'no.idx'), '--labels', path.join(cwd, 'no.idx')], 3, /training data file .*no\.idx does not exist.*DATA_NOT_FOUND/] as [string[], number, RegExp]] : []),
       ...(fs.existsSync(marian) ? [[['finetune', marian, '--data', cal], 3, /this marian model is not one/] as [string[], number, RegExp]] : []),
     ];
     for (const [args, code, message] of cases) {
@@ -202,6 +204,8 @@ describe('ffmerge CLI', () => {
       expect(run(env, ...kOne).stderr).toContain('k must be an integer >= 2');
       expect(JSON.parse(run(env, ...kOne, '--json').stdout).error.message).toContain('≥ 2');
     }
+    // a symbol the command line holds (a file name's) is quoted back as given (tester DM)
+    expect(run({ LANG: 'C' }, 'eval', BUNDLED, '--data', 'nope–x×.jsonl').stderr).toContain('nope–x×.jsonl does not exist');
     for (const env of [{ LANG: 'C.UTF-8' }, { LANG: 'en_US.utf8' }, { LANG: '' }]) {
       expect(run(env, 'compress', '--help').stdout).toContain('encoder–decoder models');
       expect(run(env, ...kOne).stderr).toContain('≥ 2');
@@ -215,9 +219,13 @@ describe('ffmerge CLI', () => {
     for (const cmd of [['compress', '.', '--data', 'calibration.txt', '--k', '2'], ['finetune', '.', '--data', 'calibration.txt', '--steps', '1']]) {
       const r = ffmerge(dir, ...cmd);
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/the default output \.\/m-(ffmerge|finetuned) would be inside the model folder \., the current folder: give --out <a folder outside it>.*\[INVALID_ARGUMENT\]/);
+      expect(r.stderr).toMatch(/the default output \.\/m-(ffmerge|finetuned) would be inside the model folder \. \(the current folder is in it\): give --out <a folder outside it>.*\[INVALID_ARGUMENT\]/);
       expect(fs.readdirSync(dir).sort()).toEqual(before);
     }
+    // a folder that is no model is said to be none, whatever the default output (tester DM: finetune named the output)
+    const empty = path.join(cwd, 'empty');
+    fs.mkdirSync(empty);
+    for (const cmd of ['compress', 'finetune']) expect(ffmerge(empty, cmd, '.', '--data', 'x.txt').stderr).toMatch(/\. is not a model directory \(no config\.json\)/);
   });
 
   it("a message quoting a file's control characters prints them escaped, on one line (tester AX: an index's shard name cleared the terminal)", () => {

@@ -129,6 +129,12 @@ describe('the tied-format snippet', () => {
     // a record that does not say when: no claim either way
     const unsaid = modelCard({ ...report('llama'), earlierWindows }, 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { windows: earlierWindows, finetune: { steps: 3 } } } });
     expect(unsaid).toContain('its source had been fine-tuned with ffmerge (`ffmerge.sourceFinetune`');
+    // its runs counted all the same, and both keys named (tester DM)
+    const two = modelCard(report('llama'), 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { finetune: { steps: 3 }, earlierFinetunes: [{ steps: 2 }] } } });
+    expect(two).toContain('its source had been fine-tuned with ffmerge in 2 runs (`ffmerge.sourceFinetune` and `ffmerge.sourceEarlierFinetunes` in config.json)');
+    // a model never merged: its earlier run is not said to be "before any merge"
+    const plainTwice = outputCard({ model_type: 'llama', ffmerge: { format: 'tied', finetune: { steps: 4, mergedBefore: [] }, earlierFinetunes: [{ steps: 5, mergedBefore: [] }] } }, 'tied', 'x')!;
+    expect(plainTwice).toContain('- the earlier run: 5 steps; its summary is in');
     // before: a plain model fine-tuned, then compressed, was said to have been merged before
     const plain = modelCard(report('llama'), 'tied', { dir: 's1', config: { model_type: 'llama', ffmerge: { finetune: { steps: 3 } } } });
     expect(plain).toContain('its source had been fine-tuned with ffmerge (`ffmerge.sourceFinetune` in config.json)');

@@ -191,7 +191,7 @@ describe('search tokens on the bundled llama-stories260k', () => {
       // 8 starts from layer 0: 8 passes per token, so 4 passes = half of the 12 blocks = 6, rounded up to 2 batches of 4
       await task.prepare([0, 0, 0, 0, 0, 0, 0, 0], {});
       expect(task.data.search).toBe(8 * 128);
-      expect(task.data.notes).toContain('search: the first 1024 validation tokens (a large model: about 4 validation passes in all)');
+      expect(task.data.notes).toContain('search: the first 1,024 validation tokens (a large model: about 4 validation passes in all)');
       // and those 8 blocks are what a candidate is scored on: the base model's perplexity on the first 8, not 6
       const onFirst = async (blocks: number) => {
         const t = await languageModeling.create({ model, dir: BUNDLED, options: { ...options, validationTokens: blocks * 128 } }, {});

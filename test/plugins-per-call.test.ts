@@ -271,12 +271,12 @@ describe('compress --plugins', () => {
   });
 
   it('with --json, what a plug-in logs goes to stderr: stdout stays one JSON document (tester DL)', () => {
-    const noisy = baseline.replace("candidates: ({", "candidates: ({").replace("const L = model.layers(stacks[0]);", "console.log('hello from a plug-in'); console.info('info too'); const L = model.layers(stacks[0]);");
+    const noisy = baseline.replace("const L = model.layers(stacks[0]);", "console.log('hello from a plug-in'); console.info('info too'); console.dir({ dir: 1 }); const L = model.layers(stacks[0]);");
     fs.writeFileSync(path.join(dir, 'noisy.mjs'), `console.log('loaded');\nexport const baselines = [${noisy}];\n`);
     const r = run(...flags, '--plugins', 'noisy.mjs', '--baselines', 'zero-last');
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).baselines['zero-last']).toBeDefined();
-    expect(r.stderr).toBe('loaded\nhello from a plug-in\ninfo too\n');
+    expect(r.stderr).toBe('loaded\nhello from a plug-in\ninfo too\n{ dir: 1 }\n');
   });
 
   it('--help lists the module\'s plug-ins beside ffmerge\'s own, and refuses a module it cannot load', () => {

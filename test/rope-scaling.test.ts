@@ -126,5 +126,8 @@ describe('scaled checkpoints', () => {
       const s = await syntheticLlama({ ...shape, seed: 58, config });
       await expect(loadModel(s.dir)).rejects.toMatchObject({ code: 'UNSUPPORTED_ARCHITECTURE', message: expect.stringContaining('partial_rotary_factor') });
     }
+    // rope_parameters that rope_scaling overrides are not read, their partial factor neither (tester DM)
+    const over = await syntheticLlama({ ...shape, seed: 59, config: { rope_scaling: { type: 'linear', factor: 2 }, rope_parameters: { rope_type: 'default', partial_rotary_factor: 0.5 } } });
+    (await loadModel(over.dir)).dispose();
   });
 });

@@ -1,16 +1,18 @@
 /**
  * Plain ASCII for a terminal whose locale is not UTF-8 (LANG=C, POSIX, ISO-8859-1): the CLI's arrows, dashes,
  * signs and check marks showed as mojibake there ("M-bM-^\M-^T Reading data", tester DL). Only the CLI's own
- * symbols are spelt out; other characters (a file name's) pass as they are, since they are the user's.
+ * symbols are spelt out, and none the command line holds: a file name given with one ("stories–test.jsonl") is
+ * quoted back as given, where it can be copied from (tester DM); other characters pass as they are.
  */
 const SYMBOLS: Record<string, string> = {
   '→': '->', '←': '<-', '✔': 'ok', '…': '...', '–': '-', '—': '--', '−': '-', '×': 'x', '·': '.',
   '≥': '>=', '≤': '<=', '≠': '!=', '≈': '~', '±': '+/-', '²': '^2', '³': '^3', 'ᵀ': '^T', '√': 'sqrt',
 };
-const PATTERN = new RegExp(`[${Object.keys(SYMBOLS).join('')}]`, 'g');
 
-export function toAscii(text: string): string {
-  return text.replace(PATTERN, (c) => SYMBOLS[c]!);
+/** `text` with the CLI's symbols spelt out, but for those in `keep`. */
+export function toAscii(text: string, keep = ''): string {
+  const spelt = Object.keys(SYMBOLS).filter((c) => !keep.includes(c));
+  return spelt.length ? text.replace(new RegExp(`[${spelt.join('')}]`, 'g'), (c) => SYMBOLS[c]!) : text;
 }
 
 /** Whether the environment names a locale that is not UTF-8 (unset counts as UTF-8: most terminals are). */
@@ -19,11 +21,11 @@ export function asciiOnly(env: NodeJS.ProcessEnv): boolean {
   return locale !== undefined && locale !== '' && !/utf-?8/i.test(locale);
 }
 
-/** Writes to `stream` in plain ASCII until the returned function restores it. */
-export function writeAscii(stream: NodeJS.WriteStream): () => void {
+/** Writes to `stream` in plain ASCII (but for the symbols in `keep`) until the returned function restores it. */
+export function writeAscii(stream: NodeJS.WriteStream, keep = ''): () => void {
   const write = stream.write;
   stream.write = function (this: NodeJS.WriteStream, chunk: unknown, ...rest: unknown[]) {
-    return (write as (...a: unknown[]) => boolean).call(this, typeof chunk === 'string' ? toAscii(chunk) : chunk, ...rest);
+    return (write as (...a: unknown[]) => boolean).call(this, typeof chunk === 'string' ? toAscii(chunk, keep) : chunk, ...rest);
   } as typeof stream.write;
   return () => {
     stream.write = write;

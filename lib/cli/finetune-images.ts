@@ -38,7 +38,8 @@ export function imageSources(o: ImageFlags) {
   const src = imageSourceFrom({ data: o.data, images: o.images, labels: o.labels }, '');
   if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'finetune on an image model needs --images <idx images> --labels <idx labels>, or --data <image folder>');
   const validSrc = imageSourceFrom({ data: o.valid, images: o.validImages, labels: o.validLabels }, 'valid');
-  for (const s of [src, validSrc]) if (s) checkSourceFiles(s);
+  checkSourceFiles(src, 'training data');
+  if (validSrc) checkSourceFiles(validSrc, 'validation data');
   return { src, validSrc };
 }
 

@@ -20,7 +20,8 @@ import { expandedError } from '../train/ties';
 import { SafetensorsReader } from '../safetensors';
 import { byteSize, defaultOut, dropUndefined, int, oneOf, refuseFlags } from './flags';
 import { ProgressBar } from './progress';
-import { fmtBytes, printResult } from './format';
+import { fmtBytes, fmtInt, printResult } from './format';
+import { assertRegularFile } from '../files';
 
 /** Commander's parsed flags, all strings but the switches; the image flags are ImageFlags. */
 export interface FinetuneCliOptions extends ImageFlags {
@@ -63,11 +64,12 @@ function num(v: string, what: string): number {
 }
 
 export async function runFinetune(model: string, o: FinetuneCliOptions, signal: AbortSignal): Promise<void> {
+  // a folder that is no model says so first (the output's checks named it as an input folder; tester DM)
+  const config = await readConfig(model);
   const out = o.out ?? defaultOut(model, '-finetuned');
   checkOutputDir(model, out, o.overwrite, [o.data, o.valid, o.images, o.labels, o.validImages, o.validLabels]); // before any long work
   const maxShardSize = byteSize(o.maxShardSize, 'max-shard-size'); // a bad size is refused before training
   // a flag of the other kind of model is refused (exit 2), not silently ignored
-  const config = await readConfig(model);
   const modelType = typeof config.model_type === 'string' ? config.model_type : 'unknown';
   refuseFlags(o, TASK_FLAGS, modelType === 'vit' ? 'image classification' : 'language modeling', modelType);
   // The record is carried into the output: checked as compress, convert and export check it (its windows, its
@@ -113,9 +115,12 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       if (o.valid === undefined && o.validTokens !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--valid-tokens needs --valid <file> (validation text)');
       if (o.valid === undefined && evalEvery !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--eval-every scores the validation data, and none is given: give --valid <file> with it');
       if (o.valid !== undefined) int(o.validTokens, 'valid-tokens');
-      // a missing file too: it was said after the banner, as the data was read
-      checkDataFile(o.data, 'training');
-      if (o.valid !== undefined) checkDataFile(o.valid, 'validation');
+      // a missing file, or a folder, too: it was said after the banner, as the data was read
+      for (const [file, what] of [[o.data, 'training'], [o.valid, 'validation']] as const) {
+        if (file === undefined) continue;
+        checkDataFile(file, what);
+        await assertRegularFile(file, 'INVALID_DATA');
+      }
       // read from its start as training is: the training file again would validate on text just trained on
       const same = o.valid !== undefined ? await sameData(o.data, o.valid) : undefined;
       if (same) throw new FfmergeError('INVALID_ARGUMENT', `--valid ${o.valid} ${sameDataPhrase(same, 'training (--data)')}, so validation would score text the model was just trained on: give a different --valid file, or none`);
@@ -182,7 +187,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       };
     }
     let lastVal = '';
-    const rate = (x: { imagesPerSecond?: number; tokensPerSecond?: number }) => (images ? `${Math.round(x.imagesPerSecond ?? 0)} img/s` : `${Math.round(x.tokensPerSecond ?? 0)} tok/s`);
+    const rate = (x: { imagesPerSecond?: number; tokensPerSecond?: number }) => (images ? `${fmtInt(x.imagesPerSecond ?? 0)} img/s` : `${fmtInt(x.tokensPerSecond ?? 0)} tok/s`);
     r = await finetune(m, {
       ...input,
       steps, lr, batch, warmup, schedule, weightDecay, clip, seed, trainable,

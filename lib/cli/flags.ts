@@ -101,8 +101,9 @@ export function defaultOut(model: string, suffix: string): string {
   const modelDir = path.resolve(model);
   const out = `${path.basename(modelDir)}${suffix}`;
   const rel = path.relative(modelDir, path.resolve(out));
-  if (!rel.startsWith('..') && !path.isAbsolute(rel)) {
-    throw new FfmergeError('INVALID_ARGUMENT', `the default output ./${out} would be inside the model folder ${model}, the current folder: give --out <a folder outside it>, or run from outside the model folder`);
+  // (a folder that is no model is left to the command's own check, which says so)
+  if (!rel.startsWith('..') && !path.isAbsolute(rel) && fs.existsSync(path.join(modelDir, 'config.json'))) {
+    throw new FfmergeError('INVALID_ARGUMENT', `the default output ./${out} would be inside the model folder ${model} (the current folder is in it): give --out <a folder outside it>, or run from outside the model folder`);
   }
   return out;
 }

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { inspect } from 'node:util';
 import { Command, CommanderError } from 'commander';
 import { FfmergeError, isFfmergeError, showValue } from '../errors';
 import { EXIT_ABORTED, exitCodeFor, reportError } from './errors';
@@ -259,10 +260,11 @@ const STOPPED_BY: Record<StopSignal, string> = { SIGINT: 'Ctrl-C (SIGINT)', SIGT
  * IO_ERROR with its exit code 3, where it was a stack trace and exit 1 (tester DL).
  */
 function onOutputError(this: NodeJS.WriteStream, e: NodeJS.ErrnoException): void {
-  if (e.code === 'EPIPE' || e.code === 'EIO') return;
+  // stderr that cannot be written loses messages, not the result: the run keeps its own exit code (tester DM)
+  if (e.code === 'EPIPE' || e.code === 'EIO' || this === process.stderr) return;
   const failure = new FfmergeError('IO_ERROR', `the result could not be written to standard output: ${e.message}`);
   process.exitCode = exitCodeFor(failure);
-  if (this !== process.stderr) reportError(failure, false);
+  reportError(failure, false);
 }
 
 /**
@@ -286,12 +288,13 @@ export async function main(argv: string[]): Promise<number> {
   if (json) {
     // stdout holds one JSON document, so what a --plugins module logs (console.log) goes to stderr, where it
     // broke the document (tester DL)
-    const saved = { log: console.log, info: console.info, debug: console.debug };
+    const saved = { log: console.log, info: console.info, debug: console.debug, dir: console.dir };
     console.log = console.info = console.debug = console.error;
+    console.dir = (item, options) => process.stderr.write(`${inspect(item, options)}\n`); // its own writer (tester DM)
     restore.push(() => Object.assign(console, saved));
   }
   // a locale that is not UTF-8: the CLI's symbols in ASCII, on stderr and in text output (JSON is data: as it is)
-  if (asciiOnly(process.env)) restore.push(...(json ? [process.stderr] : [process.stderr, process.stdout]).map(writeAscii));
+  if (asciiOnly(process.env)) restore.push(...(json ? [process.stderr] : [process.stderr, process.stdout]).map((s) => writeAscii(s, argv.join(' '))));
   try {
     return await run(argv);
   } finally {
@@ -345,9 +348,13 @@ async function run(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       // help and version are not failures
-      if (e.code === 'commander.helpDisplayed' || (e.code === 'commander.help' && e.exitCode === 0)) return 0;
-      // `ffmerge help <name>` of no command: commander shows the general help as a failure, which ended as 0 (tester DL)
-      if (e.code === 'commander.help') return reportError(new FfmergeError('INVALID_ARGUMENT', `unknown command ${showValue(argv[argv.indexOf('help') + 1])} (see the commands above)`), state.json);
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help') {
+        // `ffmerge help <name>` of no command: commander shows the general help as a failure, which ended as 0
+        // (tester DL); `help help` is help's own
+        const asked = argv[argv.indexOf('help') + 1];
+        if (e.code === 'commander.help' && e.exitCode !== 0 && asked !== 'help') return reportError(new FfmergeError('INVALID_ARGUMENT', `unknown command ${showValue(asked)} (see the commands above)`), state.json);
+        return 0;
+      }
       // --version says whether the addon loads; a script that checks an install by it sees a failure as one (tester CG)
       if (e.code === 'commander.version') return addonLoads() ? 0 : 1; // 1: as a command that needs the addon ends
       // a usage error: one line with its code (commander's "(Did you mean …?)" hint kept on that line)

@@ -206,10 +206,13 @@ function layerTensorNames(L: LayerNames): string[] {
 const OTHER_FAMILY: readonly [RegExp, string][] = [[/\.(q|k)_norm\.weight$/, 'qwen3']];
 
 /**
- * Tensors real checkpoints carry inside a layer that are not weights: GPT-2's causal mask (attn.bias,
- * attn.masked_bias) and a stored rotary table (rotary_emb.inv_freq). Anything else there is read, or refused.
+ * Tensors real checkpoints store that transformers keeps as buffers, not parameters: GPT-2's causal mask
+ * (attn.bias, attn.masked_bias), a rotary table (rotary_emb.inv_freq), Marian's final_logits_bias, BERT's
+ * position_ids. Inside a layer they are passed over (anything else there is read, or refused); everywhere they
+ * count in bytes, never as parameters, as transformers' num_parameters() counts (a GPT-2 checkpoint with its
+ * masks counted 786,432 more parameters than its weights hold: tester DN).
  */
-const LAYER_BUFFERS = /(^|\.)attn\.(masked_)?bias$|(^|\.)rotary_emb\.inv_freq$/;
+export const BUFFERS = /(^|\.)attn\.(masked_)?bias$|(^|\.)rotary_emb\.inv_freq$|(^|\.)final_logits_bias$|(^|\.)position_ids$/;
 
 /**
  * Every tensor inside a stack's layers is one the description reads, at a layer the config counts.
@@ -237,7 +240,8 @@ function checkLayerTensors(reader: CheckpointReader, t: StackTensors, layers: nu
   for (const name of reader.names()) {
     const full = p && !name.startsWith(p) ? p + name : name; // stored without the optional prefix
     const layer = inLayer.exec(full)?.[1];
-    if (layer === undefined || known.has(name) || LAYER_BUFFERS.test(name)) continue;
+    // a tied name the tie map holds is the tie map's to check (checkRecordTies names the entry)
+    if (layer === undefined || known.has(name) || BUFFERS.test(name) || Object.hasOwn(reader.ties, name)) continue;
     if (Number(layer) >= layers) {
       throw new FfmergeError(
         'INVALID_CONFIG',
@@ -247,7 +251,7 @@ function checkLayerTensors(reader: CheckpointReader, t: StackTensors, layers: nu
     const other = OTHER_FAMILY.find(([re]) => re.test(name))?.[1];
     throw new FfmergeError(
       'UNSUPPORTED_ARCHITECTURE',
-      `the checkpoint in ${where} holds "${name}", a ${/\.bias$/.test(name) ? 'bias' : 'weight'} ${family} layers do not have (config.json model_type "${family}"): run without it, the model would compute something else${other ? `; it is a ${other} weight: is model_type "${other}"?` : ''}`,
+      `the checkpoint in ${where} holds "${name}", a ${/\.bias$/.test(name) ? 'bias' : /\.weight$/.test(name) ? 'weight' : 'tensor'} ${family} layers do not have (config.json model_type "${family}"): run without it, the model would compute something else${other ? `; it is a ${other} weight: is model_type "${other}"?` : ''}`,
     );
   }
 }

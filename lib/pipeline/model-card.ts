@@ -142,7 +142,7 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
   // was read as every run's, one before any merge included (tester DJ)
   const earlierRun = (x: unknown) => {
     const n = isObject(x) ? finite(x, 'steps') : undefined;
-    const when = whenTrained(x);
+    const when = merged ? whenTrained(x) : undefined; // with nothing merged at all, "before any merge" says nothing
     return `${n !== undefined ? `${n} steps` : 'steps not recorded'}${when ? ` ${when}` : ''}`;
   };
   const ofRuns = earlier > 0 ? ` in the last of ${earlier + 1} fine-tuning runs (${total !== undefined ? `${total} steps in all of them` : 'not every run recorded its steps'})` : '';
@@ -208,13 +208,15 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
   const sourceRuns = tuned ? [] : trainingRuns(rec);
   // when the source's runs trained, where their record says (one before any merge was said to be after one)
   const sourceWhen = sourceRuns.map(whenTrained);
-  const sourceOrder = sourceWhen.every((w) => w !== undefined) && sourceRuns.length ? ` ${sourceRuns.length === 1 ? sourceWhen[0] : `in ${sourceRuns.length} runs (${sourceWhen.join('; ')})`}` : '';
+  const ordered = sourceWhen.every((w) => w !== undefined);
+  const sourceOrder = sourceRuns.length === 1 ? (ordered ? ` ${sourceWhen[0]}` : '') : ` in ${sourceRuns.length} runs${ordered ? ` (${sourceWhen.join('; ')})` : ''}`;
+  const sourceKeys = `\`ffmerge.sourceFinetune\`${sourceRuns.length > 1 ? ' and `ffmerge.sourceEarlierFinetunes`' : ''}`;
   const training = tuned
     ? 'The merged model was then fine-tuned with the ties kept (below); the numbers under "What it costs" are from before that.'
     : r.recover === 'finetune'
       ? 'The merged model was then fine-tuned with the ties kept.'
       : sourceRuns.length
-        ? `This merge did no gradient training, but its source had been fine-tuned with ffmerge${sourceOrder} (\`ffmerge.sourceFinetune\` in config.json).`
+        ? `This merge did no gradient training, but its source had been fine-tuned with ffmerge${sourceOrder} (${sourceKeys} in config.json).`
         : r.earlierWindows?.some((w) => w.recover === 'finetune')
           ? 'This merge did no gradient training, but an earlier merge the source carries was recovered by fine-tuning (`recover` of `ffmerge.windows` in config.json).'
           : 'No gradient training was done.';

@@ -141,6 +141,17 @@ export function ropeScaling(c: Config): RopeScaling {
   return NO_ROPE_SCALING; // not reached
 }
 
+/**
+ * RoPE over part of each head (Phi's partial_rotary_factor, top level or in the RoPE settings that win): the
+ * LLaMA families rotate the whole head, and transformers fails on such a config; run here it was whole-head RoPE
+ * without a word (tester DK).
+ */
+export function checkWholeHeadRope(c: Config): void {
+  const params = c[ropeKey(c)];
+  const partial = c.partial_rotary_factor ?? (typeof params === 'object' && params !== null ? (params as Record<string, unknown>).partial_rotary_factor : undefined);
+  unsupportedIf(partial != null && partial !== 1, `partial_rotary_factor ${showValue(partial)} (RoPE over part of each head)`);
+}
+
 export function ropeTheta(c: Config): number {
   // transformers ≥ 5 nests RoPE settings in rope_parameters; older configs have rope_theta / rope_scaling.
   const params = c[ropeKey(c)] as Record<string, unknown> | null | undefined;

@@ -5,8 +5,7 @@
  * sliding-window rule and the transformers config defaults, which are the options here.
  */
 import { TOKEN_LM_IO } from '../spec';
-import { showValue } from '../../errors';
-import { LM_CLASSES, activation, unsupportedIf, headDim, kvHeads, layerCount, posInt, posNum, ropeScaling, ropeTheta, tiedEmbeddings } from './config';
+import { LM_CLASSES, activation, checkWholeHeadRope, headDim, kvHeads, layerCount, posInt, posNum, ropeScaling, ropeTheta, tiedEmbeddings } from './config';
 import type { Architecture, Config, FFTensorNames, SizeKeys } from './types';
 
 export interface LlamaLikeOptions {
@@ -64,11 +63,7 @@ export function llamaLike(o: LlamaLikeOptions): Architecture {
         ff,
         spec(c) {
           o.check?.(c);
-          // RoPE over part of each head (Phi's partial_rotary_factor): these families rotate the whole head, and
-          // transformers fails on such a config; run here it was whole-head RoPE without a word (tester DK)
-          const rp = c.rope_parameters;
-          const partial = c.partial_rotary_factor ?? (typeof rp === 'object' && rp !== null ? (rp as Record<string, unknown>).partial_rotary_factor : undefined);
-          unsupportedIf(partial != null && partial !== 1, `partial_rotary_factor ${showValue(partial)} (RoPE over part of each head)`);
+          checkWholeHeadRope(c);
           const layers = layerCount(c, sizes.layers);
           return {
             ...TOKEN_LM_IO,

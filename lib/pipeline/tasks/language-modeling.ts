@@ -218,7 +218,7 @@ export const languageModeling: TaskKind = {
       const held = tokenCount(blocks);
       if ((!spread || !drawn) && held < maxTokens && Number.isFinite(maxTokens)) notes.push(`${noted}: all ${groupDigits(held)} tokens the data holds, fewer than the ${groupDigits(maxTokens)} its budget asks`);
       if (!spread || !drawn) return blocks;
-      const across = typeof src !== 'string' ? 'all the blocks given' : tokenCount(blocks) >= SPREAD_MAX_TOKENS ? `the first ${SPREAD_MAX_TOKENS} tokens of the file` : 'the whole file';
+      const across = typeof src !== 'string' ? 'all the blocks given' : tokenCount(blocks) >= SPREAD_MAX_TOKENS ? `the first ${groupDigits(SPREAD_MAX_TOKENS)} tokens of the file` : 'the whole file';
       notes.push(`${noted}: blocks drawn across ${across} (fixed seeded order)`);
       return spreadOrder(blocks);
     };
@@ -295,7 +295,7 @@ export const languageModeling: TaskKind = {
           searchCount = makeBatches(takeTokens(valBlocks, n), batchBlocks).length;
           searchBlocks = valBlocks.slice(0, val.slice(0, searchCount).reduce((s, b) => s + b.batch, 0));
           task.data.search = tokenCount(searchBlocks);
-          if (searchBlocks.length < valBlocks.length) notes.push(`search: the first ${task.data.search} validation tokens (a large model: about ${LARGE_SEARCH.passes} validation passes in all)`);
+          if (searchBlocks.length < valBlocks.length) notes.push(`search: the first ${groupDigits(task.data.search!)} validation tokens (a large model: about ${LARGE_SEARCH.passes} validation passes in all)`);
         }
         cache = await PrefixCache.build(model, val, [0, ...starts], opts);
       },

@@ -52,9 +52,9 @@ export function checkSize(asked: number | undefined, key: string, n: number, ava
   }
 }
 
-/** Files of a source exist (checked before any model is loaded). */
-export function checkSourceFiles(src: ImageSource | ParallelSource): void {
-  for (const f of Object.values(src)) if (!fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `data file ${f} ${whyMissing(f)}`);
+/** Files of a source exist (checked before any model is loaded); `what` names the split ("validation data file …"). */
+export function checkSourceFiles(src: ImageSource | ParallelSource, what = 'data'): void {
+  for (const f of Object.values(src)) if (!fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `${what} file ${f} ${whyMissing(f)}`);
 }
 
 /**
