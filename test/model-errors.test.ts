@@ -13,7 +13,8 @@ import { NO_ROPE_SCALING, type ModelSpec } from '../lib/model/spec';
 import { modelAddon } from '../lib/native/model';
 import { describeShared, sharedPath } from './helpers/shared';
 import { expectCode } from './helpers/expect-code';
-import { removeSyntheticDirs, syntheticGpt2, syntheticLlama, tempDir, writeSynthetic } from './helpers/synthetic-model';
+import { removeSyntheticDirs, syntheticGpt2, syntheticLlama, syntheticVit, tempDir, writeSynthetic } from './helpers/synthetic-model';
+import { preprocessorFromConfig } from '../lib/data/images';
 
 afterAll(() => removeSyntheticDirs());
 
@@ -137,6 +138,24 @@ describe('model loading errors', () => {
     g.hf.set('h.0.attn.masked_bias', { shape: [1], data: new Float32Array([-1e4]) });
     await writeSynthetic(g);
     (await loadModel(g.dir)).dispose();
+  });
+
+  test("a ViT's image_size and patch_size as a [height, width] pair of one side are that side; a rectangle is refused (tester DK)", async () => {
+    const vit = await syntheticVit();
+    const side = vit.config.image_size as number;
+    const patch = vit.config.patch_size as number;
+    const dir = tempDir('vit-pairs');
+    for (const f of fs.readdirSync(vit.dir)) fs.copyFileSync(path.join(vit.dir, f), path.join(dir, f));
+    const write = (c: Record<string, unknown>) => fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...vit.config, ...c }));
+    write({ image_size: [side, side], patch_size: [patch, patch] });
+    const m = await loadModel(dir);
+    const plain = await loadModel(vit.dir);
+    expect(m.spec).toEqual(plain.spec);
+    m.dispose();
+    plain.dispose();
+    expect(preprocessorFromConfig({}, { image_size: [side, side] })).toMatchObject({ height: side, width: side });
+    write({ image_size: [side, side / 2] });
+    await expectCode(loadModel(dir), 'UNSUPPORTED_ARCHITECTURE', 'image_size [', 'a rectangle');
   });
 
   test('num_key_value_heads left out says its default came from the config class', () => {

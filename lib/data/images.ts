@@ -112,7 +112,9 @@ export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): Image
   }
   let height: number;
   let width: number;
-  const size = pre.size ?? modelConfig.image_size ?? VIT_DEFAULTS.size;
+  // config.json's image_size as one side: a [height, width] pair of one side is that side (squareSide)
+  const side = Array.isArray(modelConfig.image_size) && modelConfig.image_size.length === 2 && modelConfig.image_size[0] === modelConfig.image_size[1] ? (modelConfig.image_size[0] as unknown) : modelConfig.image_size;
+  const size = pre.size ?? side ?? VIT_DEFAULTS.size;
   const fromFile = pre.size !== undefined && pre.size !== null;
   if (typeof size === 'number') {
     height = width = positiveInt(size, fromFile ? 'size' : 'image_size (config.json)');
@@ -133,7 +135,7 @@ export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): Image
   }
   // The model takes image_size pixels: a preprocessor that resizes to another size is refused here, before any
   // image is decoded (it was refused only after every image had been resized to it: 2 GB for six at 12000²).
-  const modelSize = modelConfig.image_size;
+  const modelSize = side;
   if (fromFile && typeof modelSize === 'number' && (height !== modelSize || width !== modelSize)) {
     throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json resizes images to ${width}x${height}, but config.json's image_size is ${modelSize}: the model takes ${modelSize}x${modelSize} images`);
   }

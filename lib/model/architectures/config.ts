@@ -19,6 +19,19 @@ export function posInt(c: Config, key: string, dflt?: number): number {
   return v;
 }
 
+/**
+ * A square's side in pixels: transformers' ViTConfig takes image_size and patch_size as one number or a
+ * [height, width] pair (refused before as "not a positive integer"; tester DK). A pair of two sides is a
+ * non-square model, which ffmerge's ViT does not run.
+ */
+export function squareSide(c: Config, key: string, dflt: number): number {
+  const v = c[key];
+  if (!Array.isArray(v)) return posInt(c, key, dflt);
+  if (v.length !== 2) throw bad(key, 'must be a number or a [height, width] pair', v);
+  unsupportedIf(v[0] !== v[1], `${key} ${showValue(v)} (a rectangle: ffmerge's ViT takes square images and patches)`);
+  return posInt({ [key]: v[0] }, key);
+}
+
 export function posNum(c: Config, key: string, dflt: number): number {
   const v = c[key] ?? dflt;
   if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw bad(key, 'must be a finite positive number', c[key]);

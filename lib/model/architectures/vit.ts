@@ -3,7 +3,7 @@
  * LayerNorm, classifier on CLS. One stack, the encoder.
  */
 import { NO_ROPE_SCALING, fullAttention } from '../spec';
-import { activation, intermediateOutputFF, bad, flag, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
+import { activation, intermediateOutputFF, bad, flag, headDim, layerCount, numLabels, posInt, posNum, squareSide, unsupportedIf } from './config';
 import type { Architecture, SizeKeys } from './types';
 
 const sizes: SizeKeys = { layers: 'num_hidden_layers', dModel: 'hidden_size', nHeads: 'num_attention_heads', dFF: 'intermediate_size' };
@@ -22,8 +22,8 @@ export const vit: Architecture = {
       sizes,
       ff,
       spec(c) {
-        const imageSize = posInt(c, 'image_size', 224);
-        const patch = posInt(c, 'patch_size', 16);
+        const imageSize = squareSide(c, 'image_size', 224);
+        const patch = squareSide(c, 'patch_size', 16);
         if (imageSize % patch !== 0) throw bad('image_size', `must be a multiple of patch_size (${patch})`, c.image_size);
         unsupportedIf(c.num_labels === 0, 'a ViT without classifier (num_labels = 0)');
         const layers = layerCount(c, sizes.layers);
