@@ -9,10 +9,11 @@ const SYMBOLS: Record<string, string> = {
   '≥': '>=', '≤': '<=', '≠': '!=', '≈': '~', '±': '+/-', '²': '^2', '³': '^3', 'ᵀ': '^T', '√': 'sqrt',
 };
 
-/** `text` with the CLI's symbols spelt out, but for those in `keep`. */
-export function toAscii(text: string, keep = ''): string {
+/** A function giving text with the CLI's symbols spelt out, but for those in `keep`. */
+function asciiSpeller(keep: string): (text: string) => string {
   const spelt = Object.keys(SYMBOLS).filter((c) => !keep.includes(c));
-  return spelt.length ? text.replace(new RegExp(`[${spelt.join('')}]`, 'g'), (c) => SYMBOLS[c]!) : text;
+  const pattern = new RegExp(`[${spelt.join('')}]`, 'g');
+  return (text) => (spelt.length ? text.replace(pattern, (c) => SYMBOLS[c]!) : text);
 }
 
 /** Whether the environment names a locale that is not UTF-8 (unset counts as UTF-8: most terminals are). */
@@ -24,8 +25,9 @@ export function asciiOnly(env: NodeJS.ProcessEnv): boolean {
 /** Writes to `stream` in plain ASCII (but for the symbols in `keep`) until the returned function restores it. */
 export function writeAscii(stream: NodeJS.WriteStream, keep = ''): () => void {
   const write = stream.write;
+  const spell = asciiSpeller(keep);
   stream.write = function (this: NodeJS.WriteStream, chunk: unknown, ...rest: unknown[]) {
-    return (write as (...a: unknown[]) => boolean).call(this, typeof chunk === 'string' ? toAscii(chunk, keep) : chunk, ...rest);
+    return (write as (...a: unknown[]) => boolean).call(this, typeof chunk === 'string' ? spell(chunk) : chunk, ...rest);
   } as typeof stream.write;
   return () => {
     stream.write = write;

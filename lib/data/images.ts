@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { FfmergeError, abortError, showValue } from '../errors';
 import { checkJobOptions, type JobOptions } from '../native/job';
 import { checkArrayOf, checkInt, checkPath, isArrayOf } from '../arguments';
+import { oneSide } from '../model/architectures/config';
 
 /** Decoded 8-bit images, all the same size: pixels[((n*height + y)*width + x)*channels + c]. */
 export interface ImageSet {
@@ -112,8 +113,8 @@ export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): Image
   }
   let height: number;
   let width: number;
-  // config.json's image_size as one side: a [height, width] pair of one side is that side (squareSide)
-  const side = Array.isArray(modelConfig.image_size) && modelConfig.image_size.length === 2 && modelConfig.image_size[0] === modelConfig.image_size[1] ? (modelConfig.image_size[0] as unknown) : modelConfig.image_size;
+  // config.json's image_size as one side: a [height, width] pair of one side is that side
+  const side = oneSide(modelConfig.image_size);
   const size = pre.size ?? side ?? VIT_DEFAULTS.size;
   const fromFile = pre.size !== undefined && pre.size !== null;
   if (typeof size === 'number') {

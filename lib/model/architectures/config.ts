@@ -19,17 +19,22 @@ export function posInt(c: Config, key: string, dflt?: number): number {
   return v;
 }
 
+/** A [height, width] pair of one side as that side; any other value as it is (for its own check). */
+export function oneSide(v: unknown): unknown {
+  return Array.isArray(v) && v.length === 2 && v[0] === v[1] ? v[0] : v;
+}
+
 /**
  * A square's side in pixels: transformers' ViTConfig takes image_size and patch_size as one number or a
  * [height, width] pair (refused before as "not a positive integer"; tester DK). A pair of two sides is a
  * non-square model, which ffmerge's ViT does not run.
  */
 export function squareSide(c: Config, key: string, dflt: number): number {
-  const v = c[key];
-  if (!Array.isArray(v)) return posInt(c, key, dflt);
+  const v = oneSide(c[key]);
+  if (!Array.isArray(v)) return posInt({ [key]: v }, key, dflt);
   if (v.length !== 2) throw bad(key, 'must be a number or a [height, width] pair', v);
-  unsupportedIf(v[0] !== v[1], `${key} ${showValue(v)} (a rectangle: ffmerge's ViT takes square images and patches)`);
-  return posInt({ [key]: v[0] }, key);
+  unsupportedIf(true, `${key} ${showValue(v)} (a rectangle: ffmerge's ViT takes square images and patches)`);
+  return 0; // not reached
 }
 
 export function posNum(c: Config, key: string, dflt: number): number {

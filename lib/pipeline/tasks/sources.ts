@@ -4,10 +4,10 @@
  */
 import * as fs from 'node:fs';
 import { FfmergeError, showValue } from '../../errors';
-import { whyMissing } from '../../files';
 import { classNamesFromConfig, conformImages, loadIdxImages, loadImageFolder, type ImagePreprocessor, type ImageSet } from '../../data/images';
 import { readParallel, readParallelTsv, type SentencePair } from '../../data/parallel';
 import type { ImageSource, ParallelSource } from '../options';
+import { checkDataFile } from '../data';
 import { runningCount, type JobOptions } from '../../native/job';
 import { seededOrder } from '../../data/shuffle';
 import { numLabels } from '../../model/architectures/config';
@@ -54,7 +54,7 @@ export function checkSize(asked: number | undefined, key: string, n: number, ava
 
 /** Files of a source exist (checked before any model is loaded); `what` names the split ("validation data file …"). */
 export function checkSourceFiles(src: ImageSource | ParallelSource, what = 'data'): void {
-  for (const f of Object.values(src)) if (!fs.existsSync(f)) throw new FfmergeError('DATA_NOT_FOUND', `${what} file ${f} ${whyMissing(f)}`);
+  for (const f of Object.values(src)) checkDataFile(f, what);
 }
 
 /**
