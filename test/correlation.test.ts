@@ -122,6 +122,24 @@ describe('CorrelationAccumulator', () => {
     for (let a = 0; a < 9; a++) expect(tiny[a]! / 2 ** -160).toBeCloseTo(plain[a]!, 4);
   });
 
+  it('a first batch that does not vary (one row) scales by its values: 1e-30 and 1e30 units stream right (tester DO: a diagonal of −1, or finite data refused)', async () => {
+    const normal = rng(33);
+    const rows = 120;
+    const x0 = layer(normal, commonFactor(normal, rows), 6, 0.5);
+    for (const scale of [1e-30, 1e30, 1]) {
+      const x = x0.map((v) => v * scale);
+      const acc = new CorrelationAccumulator([6], [[0, 0]]);
+      await feed(acc, [x], [1, 1, rows - 2]);
+      expect(maxAbsDiff(await acc.finalize(0), pearsonReference(x, x, rows, 6, 6))).toBeLessThan(1e-6);
+    }
+  });
+
+  it('correlates finite values near float\'s limit, whose differences overflow float32 (tester DO: refused as spreading 2^2147483647 times wider)', async () => {
+    const x = Float32Array.from([3.4e38, -3.4e38, 3.4e38, -3.3e38, 1e38, 0]);
+    const y = Float32Array.from([1, -1, 1, -0.9, 0.3, 0]);
+    expect(maxAbsDiff(await correlate(x, y, 6, 1, 1), pearsonReference(x, y, 6, 1, 1))).toBeLessThan(1e-6);
+  });
+
   it('refuses a later batch far wider than the first, whose float32 products would overflow', async () => {
     const normal = rng(32);
     const x = layer(normal, commonFactor(normal, 40), 5, 0);

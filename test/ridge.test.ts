@@ -80,6 +80,39 @@ describe('RidgeAccumulator (native) vs float64 reference', () => {
     expect(Array.from((await acc.solve(1e-3, { columns: [1, 3] })).w)).toEqual(new Array(m * 2).fill(0));
   });
 
+  it('refuses a batch holding NaN or Inf whole, at the add, and the sums stay as they were (tester DO: refused only at the solve, for good)', async () => {
+    const [p, m, n] = [5, 2, 40];
+    const r = rng(11);
+    const H = Float32Array.from({ length: n * p }, r);
+    const Y = Float32Array.from({ length: n * m }, r);
+    const clean = new RidgeAccumulator(p, m);
+    await clean.add(H, Y, n);
+    const acc = new RidgeAccumulator(p, m);
+    const badH = H.slice();
+    badH[7 * p + 3] = NaN;
+    await expect(acc.add(badH, Y, n)).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining('NaN at row 7, unit 3') });
+    const badY = Y.slice();
+    badY[2 * m + 1] = -Infinity;
+    await expect(acc.add(H, badY, n)).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining('targets hold Inf at row 2, output 1') });
+    expect(acc.count).toBe(0);
+    await acc.add(H, Y, n);
+    expect(await acc.solve()).toEqual(await clean.solve());
+  });
+
+  it('an add stopped half-way leaves sums nothing may use: INVALID_STATE, where solves came out silently wrong (tester DO)', async () => {
+    // long enough that the abort lands between row blocks (256 rows each), as in correlation.test.ts
+    const [p, m, n] = [192, 2, 40_000];
+    const H = Float32Array.from({ length: n * p }, (_, k) => ((k * 7919) % 1009) / 1009);
+    const Y = Float32Array.from({ length: n * m }, (_, k) => ((k * 104729) % 1013) / 1013);
+    const acc = new RidgeAccumulator(p, m);
+    const ac = new AbortController();
+    // aborted at the first report: row blocks already summed, the rest not
+    await expect(acc.add(H, Y, n, { signal: ac.signal, onProgress: () => ac.abort() })).rejects.toMatchObject({ code: 'ABORTED' });
+    await expect(acc.add(H.subarray(0, 10 * p), Y.subarray(0, 10 * m), 10)).rejects.toMatchObject({ code: 'INVALID_STATE' });
+    expect(acc.count).toBe(0); // nothing to solve: refused as such (INVALID_ARGUMENT) before the sums are read
+    await expect(acc.solve()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
   it('rejects wrong shapes and empty solves', async () => {
     const acc = new RidgeAccumulator(3, 2);
     await expect(acc.add(new Float32Array(5), new Float32Array(4), 2)).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });

@@ -56,6 +56,10 @@ struct Sums {
   Doubles G, C;
   double rows = 0;
   std::atomic<bool> busy{false};
+  // An add that stopped between row blocks (aborted, or a later block of addFF refused) left part of its rows
+  // in G and C, which nothing can take out: every later call is refused, where it solved silently wrong
+  // (tester DO: an aborted add, then the same 1,000 good rows, gave W off by its own size).
+  bool broken = false;
   // G is 1–1.5 GB at 7B width: its pages go back before the free, wherever the last owner lets go
   // (core/large_buffer.h says why)
   ~Sums() {
@@ -107,6 +111,12 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
     bool expected = false;
     if (!s_->busy.compare_exchange_strong(expected, true))
       ThrowCode(env, "BUSY", "these least-squares sums are already running a job; await it before starting another");
+    if (s_->broken) {
+      s_->busy.store(false);
+      ThrowCode(env, "INVALID_STATE",
+                "these least-squares sums may hold part of a batch (an earlier add stopped before it finished); "
+                "create new ones");
+    }
     return std::make_shared<Claim>(s_);
   }
 
@@ -121,7 +131,13 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
         env, info[3],
         [=](JobControl& ctl) {
           Sums& s = *claim->sums;
-          ridge_accumulate(ctl, h->data(), n, p, y->data(), m, s.G.get(), s.C.get());
+          ridge_check_finite(ctl, h->data(), n, p, y->data(), m);  // the whole batch, before any sum changes
+          try {
+            ridge_accumulate(ctl, h->data(), n, p, y->data(), m, s.G.get(), s.C.get());
+          } catch (...) {
+            s.broken = true;
+            throw;
+          }
           s.rows += double(n);
         },
         [claim](Napi::Env e) { return e.Undefined(); });
@@ -142,13 +158,20 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
           // Row blocks bound the scratch (block × p floats) whatever the batch.
           const size_t block = std::max<size_t>(1, std::min<size_t>(n, (size_t(64) << 20) / (4 * p)));
           std::vector<float> h(std::min(block, n) * p), scratch;
-          for (size_t r = 0; r < n; r += block) {
-            ctl.check();
-            const size_t rows = std::min(block, n - r);
-            FFHidden(ctl.pool(), ff, x->data() + r * d, rows, h.data(), scratch);
-            ridge_accumulate(ctl, h.data(), rows, p, y->data() + r * m, m, s.G.get(), s.C.get());
-            s.rows += double(rows);
-            ctl.progress(double(r + rows), double(n));
+          size_t r = 0;
+          try {
+            for (; r < n; r += block) {
+              ctl.check();
+              const size_t rows = std::min(block, n - r);
+              FFHidden(ctl.pool(), ff, x->data() + r * d, rows, h.data(), scratch);
+              ridge_accumulate(ctl, h.data(), rows, p, y->data() + r * m, m, s.G.get(), s.C.get());
+              s.rows += double(rows);
+              ctl.progress(double(r + rows), double(n));
+            }
+          } catch (...) {
+            // the blocks before this one are in the sums; a stop inside ridge_accumulate may have left part of it
+            s.broken = s.broken || r > 0 || ctl.cancelled();
+            throw;
           }
         },
         [claim](Napi::Env e) { return e.Undefined(); });

@@ -186,11 +186,19 @@ void CorrelationAccumulator::init_shift(JobControl& ctl, const std::vector<const
       }
       for (size_t c = c0; c < c1; ++c) shift[c] = static_cast<float>(acc[c - c0] / static_cast<double>(rows));
     });
-    float spread = 0.0f;
+    // in double: x − shift of two finite floats near float's limit (±3.4e38) overflows in float
+    double spread = 0.0, size = 0.0;
     for (size_t r = 0; r < rows; ++r)
-      for (size_t c = 0; c < d; ++c) spread = std::max(spread, std::fabs(x[r * d + c] - shift[c]));
-    // within float's normal exponents both ways, so the scale and the scaled values stay finite and normal
-    if (spread > 0.0f) scale_[l] = std::ldexp(1.0f, std::clamp(-std::ilogb(spread), -100, 100));
+      for (size_t c = 0; c < d; ++c) {
+        spread = std::max(spread, std::fabs(double(x[r * d + c]) - double(shift[c])));
+        size = std::max(size, std::fabs(double(x[r * d + c])));
+      }
+    // A first batch that does not vary (one row, or every row alike) gives no spread: its values' own size
+    // stands in for it. Left at 1, values of 1e-30 that vary only later gave float products that underflow,
+    // and correlations of −1 on a unit's own diagonal (tester DO). Within float's normal exponents both ways,
+    // so the scale and the scaled values stay finite and normal.
+    const double gauge = spread > 0.0 ? spread : size;
+    if (gauge > 0.0) scale_[l] = std::ldexp(1.0f, std::clamp(-std::ilogb(gauge), -100, 100));
     shift_[l] = std::move(shift);
   }
 }
@@ -212,7 +220,8 @@ void CorrelationAccumulator::shift_block(JobControl& ctl, size_t l, const float*
       const float* in = src + r * d + c0;
       float* out = dst + r * d + c0;
       for (size_t c = 0; c < w; ++c) {
-        const float v = (in[c] - shift[c0 + c]) * scale;
+        // the difference in double: two finite floats of opposite sign near ±3.4e38 overflow in float
+        const float v = static_cast<float>((double(in[c]) - double(shift[c0 + c])) * double(scale));
         out[c] = v;
         largest = std::max(largest, std::fabs(v));
         s[c] += v;
@@ -224,9 +233,9 @@ void CorrelationAccumulator::shift_block(JobControl& ctl, size_t l, const float*
     // silent ±1.
     if (!(largest < 0x1p48f))
       throw Error("NON_FINITE_ACTIVATIONS",
-                  "the activations of layer " + std::to_string(l) + " spread about 2^" +
-                      std::to_string(std::ilogb(largest)) +
-                      " times wider than in the first batch, beyond what float32 products can sum; the batch was "
+                  "the activations of layer " + std::to_string(l) + " spread " +
+                      (std::isfinite(largest) ? "about 2^" + std::to_string(std::ilogb(largest)) + " times" : "far") +
+                      " wider than in the first batch, beyond what float32 products can sum; the batch was "
                       "not added");
     for (size_t c = 0; c < w; ++c) {
       sum[c0 + c] = s[c];

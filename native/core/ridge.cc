@@ -1,6 +1,8 @@
 #include "core/ridge.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -22,8 +24,40 @@ constexpr size_t kSmallFloats = size_t(1) << 20;
 
 }  // namespace
 
+namespace {
+// The first NaN or ±Inf of an n×w block, as "NaN at row r, column c", or "" when every value is finite.
+std::string first_non_finite(JobControl& ctl, const float* x, size_t n, size_t w, const char* column) {
+  std::atomic<size_t> at{SIZE_MAX};
+  ctl.pool().parallel_for(n, std::max<size_t>(1, 16384 / std::max<size_t>(w, 1)), [&](size_t r0, size_t r1) {
+    // x − x is 0 for finite x and NaN otherwise: one vectorisable pass, the exact spot only on failure
+    float poison = 0.0f;
+    for (size_t k = r0 * w; k < r1 * w; ++k) poison += x[k] - x[k];
+    if (poison == 0.0f) return;
+    for (size_t k = r0 * w; k < r1 * w; ++k)
+      if (!std::isfinite(x[k])) {
+        size_t seen = at.load();
+        while (k < seen && !at.compare_exchange_weak(seen, k)) {}
+        return;
+      }
+  });
+  const size_t k = at.load();
+  if (k == SIZE_MAX) return "";
+  return std::string(std::isnan(x[k]) ? "NaN" : "Inf") + " at row " + std::to_string(k / w) + ", " + column + " " +
+         std::to_string(k % w);
+}
+}  // namespace
+
+void ridge_check_finite(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m) {
+  // Summed in, a NaN poisons every later solve of the sums, and the error came only then, naming no batch.
+  std::string bad = first_non_finite(ctl, H, n, p, "unit");
+  if (!bad.empty()) throw Error("NON_FINITE_INPUT", "refit: the hidden activations hold " + bad + "; the rows were not added");
+  bad = first_non_finite(ctl, Y, n, m, "output");
+  if (!bad.empty()) throw Error("NON_FINITE_INPUT", "refit: the targets hold " + bad + "; the rows were not added");
+}
+
 void ridge_accumulate(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, double* G,
                       double* C) {
+  ridge_check_finite(ctl, H, n, p, Y, m);  // before any sum changes: the whole call is refused
   const size_t p1 = p + 1;
   ThreadPool& pool = ctl.pool();
   // Small systems: sgemm into block-sized fp32 buffers, then added into the fp64 sums. Large ones: each tile
@@ -69,9 +103,14 @@ void ridge_accumulate(JobControl& ctl, const float* H, size_t n, size_t p, const
 void ridge_solve(JobControl& ctl, const double* G, const double* C, size_t p, size_t m, double lambda_rel, double* X) {
   const size_t p1 = p + 1;
   for (size_t i = 0; i < p1 * p1; ++i)
-    if (!std::isfinite(G[i])) throw Error("NON_FINITE_INPUT", "refit: the accumulated Gram matrix holds NaN or Inf");
+    if (!std::isfinite(G[i]))
+      throw Error("NON_FINITE_INPUT",
+                  "refit: the accumulated Gram matrix overflowed (hidden activations beyond about 1e19 square past "
+                  "float32's range)");
   for (size_t i = 0; i < p1 * m; ++i)
-    if (!std::isfinite(C[i])) throw Error("NON_FINITE_INPUT", "refit: the accumulated targets hold NaN or Inf");
+    if (!std::isfinite(C[i]))
+      throw Error("NON_FINITE_INPUT",
+                  "refit: the accumulated products of activations and targets overflowed float32's range");
   if (!(lambda_rel >= 0)) throw Error("INVALID_ARGUMENT", "refit: the ridge factor must be ≥ 0");
   double mean_diag = 0;
   for (size_t i = 0; i < p; ++i) mean_diag += G[i * p1 + i];

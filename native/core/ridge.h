@@ -12,15 +12,20 @@
 
 namespace ffm {
 
+// Throws Error("NON_FINITE_INPUT") naming the first NaN/±Inf of H (n×p) or Y (n×m).
+void ridge_check_finite(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m);
+
 // G += [H 1]ᵀ[H 1], C += [H 1]ᵀ Y for H n×p and Y n×m (float). Products of blocks of rows run through
-// sgemm in float; blocks are summed in double so long token streams do not lose precision.
+// sgemm in float; blocks are summed in double so long token streams do not lose precision. Non-finite H or Y
+// is refused (ridge_check_finite) before any sum changes; an abort between row blocks leaves part of the
+// rows summed (the caller's sums are then unusable: binding/ridge_binding.cc marks them).
 void ridge_accumulate(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, double* G,
                       double* C);
 
 // Solves (G + λ·diag(1..1,0)) X = C with λ = lambda_rel × mean(G[i][i], i < p), or λ = 1 when that mean is 0
 // and lambda_rel > 0 (every unit dead: W = 0, the bias the targets' mean). Throws
 // Error("SINGULAR_MATRIX") if the regularised system is not positive definite (e.g. λ = 0 and dead units),
-// Error("NON_FINITE_INPUT") if G or C holds NaN/Inf.
+// Error("NON_FINITE_INPUT") if G or C holds NaN/Inf (sums that overflowed float32).
 void ridge_solve(JobControl& ctl, const double* G, const double* C, size_t p, size_t m, double lambda_rel, double* X);
 
 }  // namespace ffm
