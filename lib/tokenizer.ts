@@ -211,6 +211,8 @@ class ModelTokenizer implements Tokenizer {
         throw new FfmergeError('INVALID_ARGUMENT', `token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
       }
     }
+    // no ids are no text, as in Python; the library threw an untyped Error (tester DR)
+    if (list.length === 0) return '';
     return this.hf.decode(list, { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
 

@@ -190,6 +190,9 @@ describe('what is not text is INVALID_DATA', () => {
     ]) {
       for (const read of readers(f)) await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('is not text') });
     }
+    // the byte is named (tester DR: "its first 29715 bytes are not valid UTF-8" for a byte at 6)
+    const early = bytes('latin1-early.txt', Buffer.concat([Buffer.from('hello \xff\xfe world\n', 'latin1'), Buffer.from('more text\n'.repeat(3000))]));
+    for (const read of readers(early)) await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('(byte 6 is not valid UTF-8') });
   });
 
   test('a file cut inside a UTF-8 character at its end is not text (small, exactly one block, larger, gzip); whole characters at the end are', async () => {
@@ -223,6 +226,14 @@ describe('what is not text is INVALID_DATA', () => {
       expect(await collect(readDocuments(f, { format: 'jsonl' }))).toEqual(['Once upon a time', 'It sat.']);
     }
     expect(await collect(readDocuments(write('rows.jsonl', rows)))).toEqual(['Once upon a time', 'It sat.']);
+  });
+
+  test('a row of token ids among rows of text is said to be one (tester DR: "has no string field" alone)', async () => {
+    const f = write('mixed.jsonl', '{"text": "Once upon a time"}\n'.repeat(6) + '{"input_ids": [1, 2, 3]}\n');
+    const tokenizer = path.join(__dirname, '..', 'models', 'llama-stories260k');
+    for (const read of [() => readText(f), () => collect(readDocuments(f)), () => tokenizeFile(tokenizer, f)]) {
+      await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('line 7 has no string field "text", but "input_ids": rows of text and of token ids do not mix') });
+    }
   });
 
   test('JSON Lines rows in a file not named .jsonl are refused where it would be tokenized as prose; with format txt given, or prose that starts with a brace, it is read', async () => {

@@ -87,4 +87,26 @@ describeShared('fixtures/vit-fmnist', 'ONNX export of vit-fmnist', () => {
     const bytes = (d: string) => fs.statSync(path.join(tmp, d, 'onnx', 'model.onnx')).size;
     expect(Math.abs((bytes('base') - bytes('merged')) / (4 * removed) - 1)).toBeLessThan(0.01);
   });
+
+  test("transformers.js's image-classification pipeline reads the export: one channel, not converted to RGB (tester DP: refused, image_mean of 1 for 3 channels)", async () => {
+    expect(JSON.parse(fs.readFileSync(path.join(tmp, 'base', 'preprocessor_config.json'), 'utf8')).do_convert_rgb).toBe(false);
+    // required here, not imported at the top: a large module only this test needs
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const tjs = require('@huggingface/transformers') as typeof import('@huggingface/transformers');
+    tjs.env.allowRemoteModels = false;
+    tjs.env.localModelPath = tmp;
+    const classify = await tjs.pipeline('image-classification', 'base', { dtype: 'fp32' });
+    const ref = await SafetensorsReader.open(path.join(FIX, 'reference.safetensors'));
+    const hf = await ref.readF32('logits');
+    await ref.close();
+    const labels = JSON.parse(fs.readFileSync(path.join(FIX, 'config.json'), 'utf8')).id2label as Record<string, string>;
+    for (let i = 0; i < 4; i++) {
+      // the reference's pixels back to the 8-bit image they were made from ((x / 255 − 0.5) / 0.5)
+      const img = Uint8ClampedArray.from(pixels.subarray(i * 784, (i + 1) * 784), (v) => Math.round((v * 0.5 + 0.5) * 255));
+      const [top] = (await classify(new tjs.RawImage(img, 28, 28, 1))) as { label: string; score: number }[];
+      const row = Array.from(hf.subarray(i * 10, (i + 1) * 10));
+      expect(top!.label).toBe(labels[String(row.indexOf(Math.max(...row)))]);
+    }
+    await classify.dispose();
+  });
 });

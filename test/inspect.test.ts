@@ -167,3 +167,16 @@ describe('an ONNX output folder', () => {
     await expect(inspectModel(top)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/holds PyTorch \.bin weights; save them as safetensors first/) });
   });
 });
+
+describe('shards without their index', () => {
+  it('are named, with the index said to be missing (tester DS: "has no model.safetensors" alone)', async () => {
+    const shards = dir('no-index');
+    fs.mkdirSync(shards, { recursive: true });
+    fs.copyFileSync(path.join(BUNDLED, 'config.json'), path.join(shards, 'config.json'));
+    for (const f of ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']) fs.copyFileSync(path.join(BUNDLED, 'model.safetensors'), path.join(shards, f));
+    await expect(inspectModel(shards)).rejects.toMatchObject({
+      code: 'TENSOR_NOT_FOUND',
+      message: expect.stringContaining('and no model.safetensors.index.json for the safetensors files it holds (model-00001-of-00002.safetensors, model-00002-of-00002.safetensors)'),
+    });
+  });
+});

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import { loadModel } from '../lib/model/load';
 import type { ForwardInput } from '../lib/model/model';
+import type { Progress } from '../lib/native/job';
 import { nllOf, PrefixCache } from '../lib/pipeline/prefix';
 import { largeModelSearchTokens } from '../lib/pipeline/tasks/language-modeling';
 import { removeSyntheticDirs, syntheticLlama, tempDir } from './helpers/synthetic-model';
@@ -58,7 +59,13 @@ describe('PrefixCache', () => {
     for (const from of [0, 1, 2, 3]) expect(await nllOf(m, batches, { cache: carried, fromLayer: from })).toEqual(await nllOf(m, batches, { cache: ram, fromLayer: from }));
     await carried.dispose();
     // and both equal the uncached model
-    const plain = await nllOf(m, batches);
+    const seen: Progress[] = [];
+    const plain = await nllOf(m, batches, { onProgress: (p) => seen.push(p) });
+    // the phase starts when the work does, and each batch's layers show while it runs (tester DS: one batch of a
+    // large model was minutes with no report, shown as the phase before)
+    expect(seen[0]).toEqual({ phase: 'evaluate', done: 0, total: 3 });
+    expect(seen).toContainEqual({ phase: 'evaluate', done: 1, total: 3, detail: '100% of batch 2' });
+    expect(seen.at(-1)).toEqual({ phase: 'evaluate', done: 3, total: 3 });
     const cached = await nllOf(m, batches, { cache: disk, fromLayer: 2 });
     expect(cached.count).toBe(plain.count);
     expect(Math.abs(cached.sum - plain.sum) / plain.sum).toBeLessThan(1e-6);

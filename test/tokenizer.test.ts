@@ -62,6 +62,9 @@ describeShared('fixtures/gpt2-sotu/tokenizer.json', 'gpt2-sotu tokenizer', () =>
     expect(() => tok.decode([4096])).toThrow(FfmergeError);
     expect(() => tok.decode([-1])).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     expect(() => tok.decode([1.5])).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    // no ids are no text, as in Python (tester DR: an untyped Error from the library)
+    expect(tok.decode([])).toBe('');
+    expect(tok.decode(new Int32Array(0), { skipSpecialTokens: true })).toBe('');
   });
 });
 
@@ -182,6 +185,8 @@ describe('a tokenizer model the library cannot read as given is INVALID_CONFIG',
     ['an empty vocabulary', withModel({ vocab: {} }), /the model's vocabulary is empty, so every piece of text would be one unknown token/],
     ['merges null', withModel({ merges: null }), /a BPE model's merges must be a list \(got null\)/],
     ['a merge that is no pair', (j: Json) => withModel({ merges: [...j.model.merges.slice(0, 3), 'ab', 5] })(j), /merge 3 is "ab", not "a b" \(the form of merge 0\)/],
+    // tester DR: a vocabulary cut short under its merges loaded, dropped text and gave a perplexity, exit 0
+    ['merges over tokens not in the vocabulary', (j: Json) => withModel({ vocab: Object.fromEntries(Object.entries(j.model.vocab).slice(0, 100)) })(j), /merge 0 \(.*\) (takes|makes) ".*", which is not in the vocabulary/],
     ['added_tokens not a list', (j: Json) => ({ ...j, added_tokens: { a: 1 } }), /added_tokens must be a list \(got \{"a":1\}\)/],
     ['an added token without content', (j: Json) => ({ ...j, added_tokens: [...j.added_tokens, { id: 3 }] }), /added token 3 is \{"id":3\}, not an object with a "content" string/],
     ['no model', (j: Json) => ({ ...j, model: undefined }), /has no "model" object \(got undefined\)/],

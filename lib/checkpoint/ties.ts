@@ -60,6 +60,17 @@ function otherFormat(dir: string): { code: 'INVALID_ARGUMENT' | 'TENSOR_NOT_FOUN
   }
   // after .bin weights: beside them, a .onnx file was exported from them, and they are what can be converted (tester DG)
   if (topOnnx()) return onnx;
+  // shards without the index that says which tensor each holds (tester DS: "has no model.safetensors" alone)
+  let shards: string[] = [];
+  try {
+    shards = fs.readdirSync(dir).filter((f) => /\.safetensors$/i.test(f)).sort();
+  } catch {
+    // unlisted: the refusal says only what is missing
+  }
+  if (shards.length) {
+    const list = shards.length > 3 ? `${shards.slice(0, 3).join(', ')} and ${shards.length - 3} more` : shards.join(', ');
+    return { code: 'TENSOR_NOT_FOUND', why: `, and no model.safetensors.index.json for the safetensors files it holds (${list}): copy the index that came with the shards` };
+  }
   return { code: 'TENSOR_NOT_FOUND', why: '' };
 }
 

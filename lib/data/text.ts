@@ -82,12 +82,23 @@ function endsInsideCharacter(tail: Buffer): boolean {
 function binaryReason(head: Buffer): string | undefined {
   const nul = head.indexOf(0);
   if (nul >= 0) return `byte ${nul} is a NUL byte`;
-  try {
-    new TextDecoder('utf-8', { fatal: true }).decode(head, { stream: true });
-  } catch {
-    return `its first ${head.length} bytes are not valid UTF-8`;
+  const valid = (n: number) => {
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(head.subarray(0, n), { stream: true });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (valid(head.length)) return undefined;
+  // where: the shortest prefix that fails ends at the bad byte (tester DR: "its first 29715 bytes" for a byte at 6)
+  let [lo, hi] = [0, head.length];
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >>> 1;
+    if (valid(mid)) lo = mid;
+    else hi = mid;
   }
-  return undefined;
+  return `byte ${hi - 1} is not valid UTF-8; save the file as UTF-8`;
 }
 
 /** The kind of JSON Lines row a line is ("input_ids" or "text"), or undefined when it is not such a row. */
@@ -319,7 +330,9 @@ export async function* readDocuments(file: string, opts: TextSourceOptions = {})
     }
     const v = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[field] : undefined;
     if (typeof v !== 'string') {
-      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has no string field "${field}"`);
+      // a row of token ids among rows of text: said as such, as token-rows.ts says the other way round (tester DR)
+      const ids = typeof obj === 'object' && obj !== null && Object.hasOwn(obj, 'input_ids') ? ', but "input_ids": rows of text and of token ids do not mix' : '';
+      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has no string field "${field}"${ids}`);
     }
     text ||= /\S/.test(v);
     yield v;

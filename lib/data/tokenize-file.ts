@@ -216,7 +216,10 @@ function workerMain(problemOf: typeof tokenizerJsonProblem): void {
           throw typed('INVALID_DATA', `${input.file} line ${lineNo} is not valid JSON (${why})`);
         }
         const v = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[input.field] : undefined;
-        if (typeof v !== 'string') throw typed('INVALID_DATA', `${input.file} line ${lineNo} has no string field "${input.field}"`);
+        if (typeof v !== 'string') {
+          const ids = typeof obj === 'object' && obj !== null && Object.hasOwn(obj, 'input_ids') ? ', but "input_ids": rows of text and of token ids do not mix' : '';
+          throw typed('INVALID_DATA', `${input.file} line ${lineNo} has no string field "${input.field}"${ids}`);
+        }
         text = docs === 0 ? v : `${text}\n${v}`;
         docs++;
       }

@@ -211,12 +211,14 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
   const ordered = sourceWhen.every((w) => w !== undefined);
   const sourceOrder = sourceRuns.length === 1 ? (ordered ? ` ${sourceWhen[0]}` : '') : ` in ${sourceRuns.length} runs${ordered ? ` (${sourceWhen.join('; ')})` : ''}`;
   const sourceKeys = `\`ffmerge.sourceFinetune\`${sourceRuns.length > 1 ? ' and `ffmerge.sourceEarlierFinetunes`' : ''}`;
+  const sourceTuned = `fine-tuned with ffmerge${sourceOrder} (${sourceKeys} in config.json)`;
   const training = tuned
     ? 'The merged model was then fine-tuned with the ties kept (below); the numbers under "What it costs" are from before that.'
     : r.recover === 'finetune'
-      ? 'The merged model was then fine-tuned with the ties kept.'
+      ? // the source's runs too: the record keeps them, and the card left them out (tester DQ)
+        `The merged model was then fine-tuned with the ties kept.${sourceRuns.length ? ` Before this merge, its source had been ${sourceTuned}.` : ''}`
       : sourceRuns.length
-        ? `This merge did no gradient training, but its source had been fine-tuned with ffmerge${sourceOrder} (${sourceKeys} in config.json).`
+        ? `This merge did no gradient training, but its source had been ${sourceTuned}.`
         : r.earlierWindows?.some((w) => w.recover === 'finetune')
           ? 'This merge did no gradient training, but an earlier merge the source carries was recovered by fine-tuning (`recover` of `ffmerge.windows` in config.json).'
           : 'No gradient training was done.';

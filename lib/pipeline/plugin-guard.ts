@@ -100,6 +100,11 @@ function checkMerged(who: string, r: unknown, model: Model, stack: StackName, w:
       out.adjusted.set(l, snap);
     }
   }
+  // a note goes into the report's notes and the card, the caller's plug-in's too: a string or nothing
+  if (m.note !== undefined) {
+    if (typeof m.note !== 'string') throw wrong(who, 'gave a note that is not a string', m.note);
+    out.note = m.note;
+  }
   if (!own) {
     if (m.method !== undefined) out.method = m.method as string;
     if (m.recover !== undefined) out.recover = m.recover as string;

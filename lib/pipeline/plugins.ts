@@ -31,6 +31,8 @@ export interface MergedWindow {
   /** The merge and recover methods that made it (set by compress). */
   method?: string;
   recover?: string;
+  /** What the recover method found, in a sentence for the report's notes and the card. */
+  note?: string;
 }
 
 export interface MergeContext {

@@ -10,7 +10,7 @@
  * one batch at a time when a candidate needs them. A 7B search over 32 starts thus needs one budget of RAM,
  * not 32 × tokens × d.
  */
-import { throwIfAborted, type JobOptions } from '../native/job';
+import { throwIfAborted, type JobOptions, type Progress } from '../native/job';
 import type { ForwardInput, ForwardOptions, ForwardOutput, Model } from '../model/model';
 import { type BatchStore, openBatchStore } from './spill';
 import { STATE_MEMORY_BYTES } from './features';
@@ -136,8 +136,13 @@ export async function nllOf(model: Model, batches: ForwardInput[], opts: JobOpti
   const from = opts.fromLayer ?? 0;
   const cached = opts.cache?.has(from) && opts.cache.batches === batches;
   const signal = opts.signal ? { signal: opts.signal } : {};
+  const report = opts.onProgress;
+  // The phase starts when its work does, and a batch's layers show as it runs: one batch of a 7B model is
+  // minutes, which the bar showed as the phase before (reading the data), frozen, and this one as 0.0 s (tester DS).
+  if (limit > 0) report?.({ phase: 'evaluate', done: 0, total: limit });
   for (let i = 0; i < limit; i++) {
-    const r = cached ? await opts.cache!.forward(model, from, i, { output: 'nll', ...signal }) : await model.forward(batches[i]!, { output: 'nll', ...signal });
+    const layers = report ? { onProgress: (p: Progress) => report({ phase: 'evaluate', done: i, total: limit, detail: `${Math.round((100 * p.done) / Math.max(1, p.total))}% of batch ${i + 1}` }) } : {};
+    const r = cached ? await opts.cache!.forward(model, from, i, { output: 'nll', ...signal, ...layers }) : await model.forward(batches[i]!, { output: 'nll', ...signal, ...layers });
     sum += r.nllSum;
     count += r.nllCount;
     opts.onProgress?.({ phase: 'evaluate', done: i + 1, total: limit });

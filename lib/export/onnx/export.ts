@@ -284,6 +284,10 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
       if (isWeightOrReferenceFile(name) || name === 'generation_config.json') continue;
       // an ffmerge output's card names its checkpoint format and files: rebuilt below for this folder, or left out
       if (name === 'README.md' && config.ffmerge !== undefined) continue;
+      if (name === 'preprocessor_config.json' && config.num_channels === 1) {
+        fs.writeFileSync(path.join(tmp, name), oneChannelPreprocessor(path.join(modelDir, name)));
+        continue;
+      }
       copyWritable(path.join(modelDir, name), path.join(tmp, name));
     }
     const sum = (k: 'onnxBytes' | 'dataBytes' | 'weightBytes' | 'weightTensors' | 'tensorUses') => written.reduce((s, r) => s + r[k], 0);
@@ -334,4 +338,22 @@ function withoutRunKeys(record: Record<string, unknown>): Record<string, unknown
   // the training runs too: compress's info carries the source's runs as sourceFinetune (…), and the source's own
   // `finetune` kept beside them read as a run after this merge, each run listed twice (tester DJ)
   return Object.fromEntries(Object.entries(record).filter(([k]) => !RUN_KEYS.includes(k) && !(TRAINING_KEYS as readonly string[]).includes(k)));
+}
+
+/**
+ * A one-channel image model's preprocessor config, as transformers.js must read it: without `do_convert_rgb:
+ * false` it converts every image to RGB, and a mean and std of one value for three channels fail its check
+ * (tester DP: vit-fmnist's export refused by the image-classification pipeline). A config that says otherwise,
+ * or that is not JSON, is copied as it is.
+ */
+function oneChannelPreprocessor(file: string): string {
+  const text = fs.readFileSync(file, 'utf8');
+  let pre: unknown;
+  try {
+    pre = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  if (typeof pre !== 'object' || pre === null || Array.isArray(pre) || Object.hasOwn(pre, 'do_convert_rgb')) return text;
+  return JSON.stringify({ ...pre, do_convert_rgb: false }, null, 2) + '\n';
 }

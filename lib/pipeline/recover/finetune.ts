@@ -13,7 +13,7 @@ import { FfmergeError } from '../../errors';
 import { joinArrays } from '../../typed-arrays';
 import type { FeatureBatch } from '../../data/feature-batches';
 import type { FFWeights } from '../../model/ff-weights';
-import { windowLayers } from '../../merge/windows';
+import { windowLabel, windowLayers } from '../../merge/windows';
 import { finetune as train, joinTokens, type FinetuneOptions, type LabelledImages } from '../../train/finetune';
 import type { RecoverMethod } from '../plugins';
 import { withView } from './refit-seq';
@@ -32,10 +32,37 @@ function calibrationImages(batches: FeatureBatch[]): LabelledImages | undefined 
   return { pixels, labels: joinTokens(batches.map((b) => b.labels!)) };
 }
 
+/** Of the calibration data, the share held out to check the training, and the least that is worth checking. */
+const HELD_OUT = 1 / 8;
+
+/**
+ * Calibration sequences split into training ones and held-out ones (the last eighth, at least one), the
+ * held-out cut into windows of the `seq` + 1 tokens the trainer scores. Fewer than two sequences: all train.
+ */
+function heldOutRows(rows: Int32Array[], seq: number): Pick<FinetuneOptions, 'data' | 'validation'> {
+  if (rows.length < 2) return { data: rows };
+  const cut = rows.length - Math.ceil(rows.length * HELD_OUT);
+  const windows = rows.slice(cut).flatMap((r) => Array.from({ length: Math.floor(r.length / (seq + 1)) }, (_, i) => r.subarray(i * (seq + 1), (i + 1) * (seq + 1))));
+  return windows.length ? { data: rows.slice(0, cut), validation: windows } : { data: rows };
+}
+
+/** Labelled images split the same way (at least 16 images held out, so the check means something). */
+function heldOutImages(images: LabelledImages): Pick<FinetuneOptions, 'data' | 'validation'> {
+  const count = images.labels.length;
+  const n = Math.ceil(count * HELD_OUT);
+  if (n < 16 || count - n < 1) return { data: images };
+  const size = images.pixels.length / count;
+  const cut = count - n;
+  return {
+    data: { pixels: images.pixels.subarray(0, cut * size), labels: images.labels.subarray(0, cut) },
+    validation: { pixels: images.pixels.subarray(cut * size), labels: images.labels.subarray(cut) },
+  };
+}
+
 export const finetuneRecover: RecoverMethod = {
   name: 'finetune',
   rewritesEarlier: true,
-  description: `trains the FF sublayers ${STEPS} AdamW steps on the calibration data with the tie kept (decoder LMs: tokens; vit: labelled images; the full step 6 is \`ffmerge finetune\`)`,
+  description: `trains the FF sublayers ${STEPS} AdamW steps on the calibration data with the tie kept, an eighth held out: where their loss does not fall, the untrained merge is kept (decoder LMs: tokens; vit: labelled images; the full step 6 is \`ffmerge finetune\`)`,
   async recover(ctx, m, opts) {
     const { model } = ctx;
     const spec = model.spec;
@@ -44,14 +71,18 @@ export const finetuneRecover: RecoverMethod = {
     if (m.stack !== model.mainStack || !(lm || vit) || model.encoderSpec) {
       throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `recover method 'finetune' trains decoder-only language models and ViT image classifiers; ${spec.family} is not one`);
     }
-    let data: Pick<FinetuneOptions, 'data' | 'seq' | 'batch'>;
+    let data: Pick<FinetuneOptions, 'data' | 'seq' | 'batch' | 'validation'>;
     if (vit) {
       const images = calibrationImages(ctx.calibration);
       if (!images) throw new FfmergeError('INVALID_DATA', "recover method 'finetune' needs labelled calibration images (idx labels or an image folder)");
-      data = { data: images, batch: Math.min(IMAGE_BATCH, images.labels.length) };
+      data = { ...heldOutImages(images), batch: Math.min(IMAGE_BATCH, images.labels.length) };
     } else {
-      const blocks = ctx.calibration.map((b) => b.input.ids).filter((ids): ids is Int32Array => ids instanceof Int32Array);
-      data = { data: blocks, batch: BATCH, seq: Math.min(SEQ, ...ctx.calibration.map((b) => b.input.seq - 1)) };
+      const seq = Math.min(SEQ, ...ctx.calibration.map((b) => b.input.seq - 1));
+      // each batch's sequences (batch × seq ids), so that whole sequences are held out
+      const rows = ctx.calibration.flatMap(({ input: { ids, seq: len } }) =>
+        ids instanceof Int32Array ? Array.from({ length: ids.length / len }, (_, i) => ids.subarray(i * len, (i + 1) * len)) : [],
+      );
+      data = { ...heldOutRows(rows, seq), batch: BATCH, seq };
     }
     const layers = windowLayers(m.window);
     // An earlier merge's layers train tied, as one FF (an expanded source holds them as equal copies: tied here).
@@ -74,12 +105,20 @@ export const finetuneRecover: RecoverMethod = {
         ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       });
       try {
+        const held = r.valBefore !== undefined && r.valAfter !== undefined ? `${r.valBefore.toFixed(4)} → ${r.valAfter.toFixed(4)}` : undefined;
+        const where = `${m.stack} ${windowLabel(m.window)}`;
+        // Training that raised the held-out loss made the merge worse on data it did not see (gpt2-sotu:
+        // validation perplexity 86.78 → 89.64, tester DQ): the untrained merge is kept, and the report says so.
+        if (held && !(r.valAfter! < r.valBefore!)) {
+          return { ...m, recover: 'none', note: `recover finetune at ${where}: training did not lower the loss on held-out calibration data (${held}), so the untrained merge was kept` };
+        }
+        const note = held ? `recover finetune at ${where}: loss on held-out calibration data ${held}` : `recover finetune at ${where}: too little calibration data to hold some out, so the training was not checked`;
         const merged: FFWeights = await r.model.readFFWeights(layers[0]!, signal);
         const adjusted = new Map<number, FFWeights>();
         for (let l = 0; l < spec.layers; l++) if (!layers.includes(l)) adjusted.set(l, await r.model.readFFWeights(l, signal));
         // one object per earlier merge: compress writes such a window's rewrite only when its layers share one
         for (const ls of earlier) for (const l of ls) adjusted.set(l, adjusted.get(ls[0]!)!);
-        return { ...m, merged, adjusted };
+        return { ...m, merged, adjusted, note };
       } finally {
         r.model.dispose();
       }
