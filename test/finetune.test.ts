@@ -145,6 +145,24 @@ test('ffmerge finetune --max-shard-size writes a sharded output that loads to th
   expect(bad.stderr).toMatch(/max-shard-size/);
 });
 
+test('ffmerge finetune says so when the validation loss rose over the run (tester DQ: saved without a word)', () => {
+  const bundled = path.join(__dirname, '..', 'models', 'llama-stories260k');
+  const dir = tempDir('ft-rose');
+  // training on one token repeated moves the model away from the stories it is validated on
+  const data = path.join(dir, 'one-token.jsonl');
+  fs.writeFileSync(data, Array.from({ length: 8 }, () => JSON.stringify({ input_ids: Array(64).fill(100) })).join('\n') + '\n');
+  const args = ['finetune', bundled, '--data', data, '--valid', path.join(bundled, 'calibration.txt'), '--valid-tokens', '512', '--steps', '3', '--batch', '2', '--seq', '32', '--lr', '1e-3'];
+  const r = ffmerge([...args, '--out', path.join(dir, 'out')]);
+  expect(r.status).toBe(0);
+  expect(r.stdout).toMatch(/\nnote: the validation loss rose over this run \((\d+\.\d+) → (\d+\.\d+)\); the weights saved are the last step's/);
+  const [, before, after] = r.stdout.match(/rose over this run \((\d+\.\d+) → (\d+\.\d+)\)/)!;
+  expect(Number(after)).toBeGreaterThan(Number(before));
+  // --json carries the numbers, not the sentence
+  const j = ffmerge([...args, '--out', path.join(dir, 'out-json'), '--json']);
+  expect(j.stdout).not.toMatch(/note:/);
+  expect(JSON.parse(j.stdout).valAfter).toBeGreaterThan(JSON.parse(j.stdout).valBefore);
+});
+
 test('an empty validation list is refused, not read as no validation', async () => {
   const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 37 });
   const m = await loadModel(s.dir);

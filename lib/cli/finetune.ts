@@ -240,7 +240,11 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       validationNote +
       (evaluations.length ? ` (at steps ${evaluations.map((e) => `${e.step}: ${e.valLoss.toFixed(3)}`).join(', ')})` : '') +
       (r.accuracyBefore !== undefined ? ` (accuracy ${(100 * r.accuracyBefore).toFixed(2)}% → ${(100 * r.accuracyAfter!).toFixed(2)}%)` : '') +
-      `, ${rate(last)}, ${r.seconds.toFixed(1)} s → ${w.out} (${fmtBytes(w.bytes)})`;
+      `, ${rate(last)}, ${r.seconds.toFixed(1)} s → ${w.out} (${fmtBytes(w.bytes)})` +
+      // said, not only shown: a run that made the model worse on held-out data was saved without a word (tester DQ)
+      (r.valBefore !== undefined && r.valAfter! > r.valBefore
+        ? `\nnote: the validation loss rose over this run (${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}); the weights saved are the last step's: more steps, or a lower --lr, may lower it`
+        : '');
     printResult(o.json, result, () => line);
   } catch (e) {
     bar.interrupt();
