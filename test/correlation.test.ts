@@ -132,6 +132,12 @@ describe('CorrelationAccumulator', () => {
       await feed(acc, [x], [1, 1, rows - 2]);
       expect(maxAbsDiff(await acc.finalize(0), pearsonReference(x, x, rows, 6, 6))).toBeLessThan(1e-6);
     }
+    // near 1 the scale stays 1: a first row of 1e-6, then rows of 1e9, were refused as too wide (tester DT)
+    const y = x0.map((v, k) => (k < 6 ? v * 1e-6 : v * 1e9));
+    const acc = new CorrelationAccumulator([6], [[0, 0]]);
+    await feed(acc, [y], [1, rows - 1]);
+    // (the first row is the shift, far from the later rows' mean: float32 products keep 5 to 6 digits)
+    expect(maxAbsDiff(await acc.finalize(0), pearsonReference(y, y, rows, 6, 6))).toBeLessThan(2e-5);
   });
 
   it('correlates finite values near float\'s limit, whose differences overflow float32 (tester DO: refused as spreading 2^2147483647 times wider)', async () => {

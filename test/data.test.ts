@@ -193,6 +193,11 @@ describe('what is not text is INVALID_DATA', () => {
     // the byte is named (tester DR: "its first 29715 bytes are not valid UTF-8" for a byte at 6)
     const early = bytes('latin1-early.txt', Buffer.concat([Buffer.from('hello \xff\xfe world\n', 'latin1'), Buffer.from('more text\n'.repeat(3000))]));
     for (const read of readers(early)) await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('(byte 6 is not valid UTF-8') });
+    // a character left incomplete is named from its lead byte, not the byte after it (tester DT); in a .gz, in its text
+    const lead = Buffer.from('abc \xe2\x28\xa1 and more\n', 'latin1');
+    for (const read of readers(bytes('cut-char.txt', lead))) await expect(read()).rejects.toMatchObject({ message: expect.stringContaining('(byte 4 is not valid UTF-8') });
+    const cut4 = Buffer.concat([Buffer.from('abc \xf0\x9f\x98 ', 'latin1'), Buffer.from('more\n')]);
+    for (const read of readers(bytes('cut-four.txt.gz', zlib.gzipSync(cut4)))) await expect(read()).rejects.toMatchObject({ message: expect.stringContaining('(byte 4 of its inflated text is not valid UTF-8') });
   });
 
   test('a file cut inside a UTF-8 character at its end is not text (small, exactly one block, larger, gzip); whole characters at the end are', async () => {

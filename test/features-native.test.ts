@@ -18,6 +18,7 @@ import { readParallel } from '../lib/data/parallel';
 import { translationBatches } from '../lib/data/feature-batches';
 import { removeSyntheticDirs, syntheticGpt2 } from './helpers/synthetic-model';
 import { describeShared, sharedPath } from './helpers/shared';
+import type { Progress } from '../lib/native/job';
 
 afterAll(() => removeSyntheticDirs());
 
@@ -75,10 +76,13 @@ async function expectSame(model: Model, batches: CalibrationBatch[], pairs: Map<
   const { corr, rows } = await collectStackCorrelations(model, batches, pairs, { ...extra, onProgress: (p) => progress.push(p.done / p.total) });
   // the main stack runs layer-major: one step per (layer, batch), up to the last layer a pair needs
   const mainPairs = pairs.get(model.mainStack) ?? [];
+  // an encoder's pass, one step per batch, comes first in the same count (tester DU: it went unreported)
+  const encSteps = model.encoderSpec && (pairs.get('encoder') ?? []).length ? batches.length : 0;
   if (mainPairs.length) {
     const top = Math.max(...mainPairs.flat());
-    expect(progress.length).toBe((top + 1) * batches.length);
+    expect(progress.length).toBe(encSteps + (top + 1) * batches.length);
     expect(progress[progress.length - 1]).toBe(1);
+    for (let i = 1; i < progress.length; i++) expect(progress[i]).toBeGreaterThan(progress[i - 1]!);
   }
   const copy = await viaCopy(model, batches, pairs);
   for (const [stack, ps] of pairs) {
@@ -306,8 +310,10 @@ describeShared('fixtures/marian-multi30k-en-de', 'accumulate on marian-multi30k-
         fs.rmSync(spillDir, { recursive: true, force: true });
       }
       // one stack only: the decoder runs no layer, the encoder still feeds its accumulator
-      const enc = await collectStackCorrelations(model, batches.slice(0, 1), new Map([['encoder', [[3, 4]] as Pairs]]), {});
-      expect(enc.rows).toEqual({ encoder: batches[0]!.encoderFeatureRows });
+      const encProgress: Progress[] = [];
+      const enc = await collectStackCorrelations(model, batches.slice(0, 2), new Map([['encoder', [[3, 4]] as Pairs]]), { onProgress: (p) => encProgress.push(p) });
+      expect(enc.rows).toEqual({ encoder: batches[0]!.encoderFeatureRows! + batches[1]!.encoderFeatureRows! });
+      expect(encProgress).toEqual([1, 2].map((done) => ({ phase: 'features', done, total: 2, detail: 'encoder' })));
     } finally {
       model.dispose();
     }

@@ -334,6 +334,16 @@ describeShared('fixtures/vit-fmnist', 'on vit-fmnist: labels, sizes, validation 
     expect(last).toEqual(expect.objectContaining({ done: 60, total: 60, unit: 'images (2 models × 30)' }));
   });
 
+  test('the base model\'s validation reports its images as it goes (tester DU: silent, from the cached states)', async () => {
+    const seen: { done: number; total: number; unit?: string }[] = [];
+    await compress(FIXTURE, {
+      ...common, window: '10-11', images: { images: img, labels: lab }, calibrationImages: 100, validationImages: 50,
+      onProgress: (p) => { if (p.phase === 'validate') seen.push(p as (typeof seen)[number]); },
+    });
+    expect(seen[0]).toEqual(expect.objectContaining({ done: 0, total: 50, unit: 'images' }));
+    expect(seen.at(-1)).toEqual(expect.objectContaining({ done: 50, total: 50, unit: 'images' }));
+  });
+
   test('compress refuses labels outside the classes in validation and test data, before any model work', async () => {
     await expectCode(compress(FIXTURE, { ...common, images: { images: img, labels: badLab }, calibrationImages: 100 }), 'INVALID_DATA', /label 10 \(image 150 of .*labbad200\.idx\) is outside the model's 10 classes/);
     await expectCode(compress(FIXTURE, { ...common, images: { images: img, labels: badLab }, calibrationImages: 100, selectBy: 'loss' }), 'INVALID_DATA', /outside the model's 10 classes/);

@@ -178,5 +178,11 @@ describe('shards without their index', () => {
       code: 'TENSOR_NOT_FOUND',
       message: expect.stringContaining('and no model.safetensors.index.json for the safetensors files it holds (model-00001-of-00002.safetensors, model-00002-of-00002.safetensors)'),
     });
+    // a fixture's reference.safetensors beside no weights is no shard (tester DT)
+    const none = dir('reference-only');
+    fs.mkdirSync(none, { recursive: true });
+    fs.copyFileSync(path.join(BUNDLED, 'config.json'), path.join(none, 'config.json'));
+    fs.copyFileSync(path.join(BUNDLED, 'model.safetensors'), path.join(none, 'reference.safetensors'));
+    await expect(inspectModel(none)).rejects.toMatchObject({ code: 'TENSOR_NOT_FOUND', message: expect.not.stringContaining('index') });
   });
 });

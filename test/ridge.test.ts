@@ -99,6 +99,26 @@ describe('RidgeAccumulator (native) vs float64 reference', () => {
     expect(await acc.solve()).toEqual(await clean.solve());
   });
 
+  it('addFF refuses NaN or Inf in its inputs or targets whole, in any row block, naming the row of the batch (tester DT: a later block was half added; NaN inputs through relu passed)', async () => {
+    // p = 4096: a row block is 64 MiB / (4 p) = 4,096 rows, so row 5,000 lies in the second block
+    const [p, d, m, n] = [4096, 8, 8, 8192];
+    const r = rng(21);
+    const f = (k: number) => Float32Array.from({ length: k }, r);
+    const ff = { d, dFF: p, wIn: f(p * d), bIn: f(p), wOut: f(d * p), bOut: f(d) };
+    const X = f(n * d);
+    const Y = f(n * m);
+    const badY = Y.slice();
+    badY[5000 * m + 3] = NaN;
+    const badX = X.slice();
+    badX.fill(NaN, 7 * d, 8 * d); // through relu, max(0, NaN) is 0 in the hidden units
+    const acc = new RidgeAccumulator(p, m);
+    await expect(acc.addFF(X, n, ff, 'relu', badY)).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining('targets hold NaN at row 5000, output 3; the rows were not added') });
+    await expect(acc.addFF(badX, n, ff, 'relu', Y)).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining('inputs hold NaN at row 7, value 0') });
+    expect(acc.count).toBe(0);
+    await acc.addFF(X, n, ff, 'relu', Y); // still usable
+    expect(acc.count).toBe(n);
+  });
+
   it('an add stopped half-way leaves sums nothing may use: INVALID_STATE, where solves came out silently wrong (tester DO)', async () => {
     // long enough that the abort lands between row blocks (256 rows each), as in correlation.test.ts
     const [p, m, n] = [192, 2, 40_000];

@@ -102,14 +102,18 @@ describe('select + refit-res', () => {
     let r;
     try {
       r = await compress(MODEL, { ...common, method: 'auto' });
-      // select + refit-res and select + refit share one select merge per window
+      // select + refit-res and select alone share one select merge per window
       expect(selectMerge).toHaveBeenCalledTimes(4);
     } finally {
       selectMerge.mockRestore();
     }
     // ... and its candidates score what the combination run alone scores
-    const alone = await compress(MODEL, { ...common, window: '2-3', method: 'select', recover: 'refit' });
-    expect(r.candidates.find((c) => c.windows.decoder === '2-3' && c.method === 'select+refit')!.score).toBeCloseTo(alone.merged.validation, 6);
+    const alone = await compress(MODEL, { ...common, window: '2-3', method: 'select', recover: 'none' });
+    expect(r.candidates.find((c) => c.windows.decoder === '2-3' && c.method === 'select+none')!.score).toBeCloseTo(alone.merged.validation, 6);
+    // select fits W_out by the refit's own least squares: a refit after it changes nothing, so the default
+    // does not run one (tester DU: select + refit scored and wrote what select alone did)
+    const refitted = await compress(MODEL, { ...common, window: '2-3', method: 'select', recover: 'refit' });
+    expect(refitted.merged.validation).toBe(alone.merged.validation);
     const combos = DEFAULT_COMBOS.map(([m, rc]) => `${m}+${rc}`);
     expect(r.candidates).toHaveLength(4 * combos.length);
     for (const w of ['0-1', '1-2', '2-3', '3-4']) {

@@ -63,7 +63,8 @@ function otherFormat(dir: string): { code: 'INVALID_ARGUMENT' | 'TENSOR_NOT_FOUN
   // shards without the index that says which tensor each holds (tester DS: "has no model.safetensors" alone)
   let shards: string[] = [];
   try {
-    shards = fs.readdirSync(dir).filter((f) => /\.safetensors$/i.test(f)).sort();
+    // shard names as transformers writes them: a reference.safetensors or an adapter beside no weights is no shard (tester DT)
+    shards = fs.readdirSync(dir).filter((f) => /-\d+-of-\d+\.safetensors$/i.test(f)).sort();
   } catch {
     // unlisted: the refusal says only what is missing
   }

@@ -91,14 +91,29 @@ function binaryReason(head: Buffer): string | undefined {
     }
   };
   if (valid(head.length)) return undefined;
-  // where: the shortest prefix that fails ends at the bad byte (tester DR: "its first 29715 bytes" for a byte at 6)
+  // where: the shortest prefix that fails ends where decoding failed (tester DR: "its first 29715 bytes" for a
+  // byte at 6). A character left incomplete fails only at the byte after it: it is named from its lead byte
+  // (tester DT: "byte 5", a "(", for "\xe2" at 4 followed by it).
   let [lo, hi] = [0, head.length];
   while (hi - lo > 1) {
     const mid = (lo + hi) >>> 1;
     if (valid(mid)) lo = mid;
     else hi = mid;
   }
-  return `byte ${hi - 1} is not valid UTF-8; save the file as UTF-8`;
+  let at = hi - 1;
+  const complete = (n: number) => {
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(head.subarray(0, n));
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!complete(at)) {
+    at--;
+    while (at > 0 && (head[at]! & 0xc0) === 0x80) at--; // back over continuation bytes to the lead byte
+  }
+  return `byte ${at} is not valid UTF-8; save the file as UTF-8`;
 }
 
 /** The kind of JSON Lines row a line is ("input_ids" or "text"), or undefined when it is not such a row. */
@@ -170,7 +185,8 @@ export async function checkTextFile(file: string, { prose = false }: { prose?: b
       tail = Buffer.alloc(4);
       await fh.read(tail, 0, 4, size - 4);
     }
-    const why = binaryReason(head) ?? (tail && endsInsideCharacter(tail) ? 'it ends inside a UTF-8 character: the file was cut short, or is not UTF-8' : undefined);
+    // a byte's place in a .gz is in its inflated text: said so, where it is not the file's own offset
+    const why = binaryReason(head)?.replace(/^byte (\d+)/, gzip ? 'byte $1 of its inflated text' : 'byte $1') ?? (tail && endsInsideCharacter(tail) ? 'it ends inside a UTF-8 character: the file was cut short, or is not UTF-8' : undefined);
     if (why !== undefined) {
       throw new FfmergeError('INVALID_DATA', `${file} is not text (${why}); ffmerge reads UTF-8 text, optionally gzip-compressed`);
     }

@@ -177,11 +177,13 @@ interface Combo {
  * What compress tries when no method is named, each at every window, the best on validation kept. The better
  * one differs by model (benchmarks/RESULTS.md): unit selection with the residual refit on the LLaMA, the
  * paper's alignment with the plain refit on GPT-2, where the residual targets fit the calibration text too
- * closely.
+ * closely. Select alone, not select + refit: select already solves W_out by the refit's least squares on the
+ * same features, so the refit gave the same weights byte for byte, paid for once more and recorded as a
+ * recovery that changed nothing (tester DU).
  */
 export const DEFAULT_COMBOS: readonly (readonly [string, string])[] = [
   ['select', 'refit-res'],
-  ['select', 'refit'],
+  ['select', 'none'],
   ['permute', 'refit'],
 ];
 

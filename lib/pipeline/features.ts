@@ -17,7 +17,7 @@
  * once, streamed natively by the encoder run.
  */
 import { FfmergeError } from '../errors';
-import type { JobOptions } from '../native/job';
+import type { JobOptions, Progress } from '../native/job';
 import { permutationFromCorrelation } from '../native/assignment';
 import { CorrelationAccumulator } from '../native/correlation';
 import type { ForwardInput, Model, StackName } from '../model/model';
@@ -266,12 +266,19 @@ export async function collectStackCorrelations(
   const corr = new Map<StackName, PairCorrelations>();
   const rows: Partial<Record<StackName, number>> = {};
   const encPairs = model.encoderSpec ? pairs.get('encoder') ?? [] : [];
+  const mainPairs = pairs.get(model.mainStack) ?? [];
+  // the main stack's pass counts (layers it runs) × batches: its reports go on from the encoder's
+  const mainPasses = mainPairs.length > 0 ? Math.max(...mainPairs.flat()) + 1 : 0;
+  const encReports = encPairs.length > 0 ? batches.length : 0;
   if (encPairs.length > 0) {
     const { dFF, layers } = stackSpecOf(model, 'encoder');
     const acc = new CorrelationAccumulator(Array(layers).fill(dFF) as number[], encPairs);
-    for (const b of batches) {
+    for (const [i, b] of batches.entries()) {
       // toLayer 0: the decoder runs no layer, the encoder runs whole and feeds its accumulator
       await model.forward(b.input, { output: 'hidden', toLayer: 0, accumulate: { encoder: acc }, ...(opts.signal ? { signal: opts.signal } : {}) });
+      // counted with the decoder's pass, which follows: one count that never goes back (tester DU: the
+      // encoder's pass went unreported, silence on large runs)
+      opts.onProgress?.({ phase: 'features', done: i + 1, total: batches.length * (1 + mainPasses), detail: 'encoder' });
     }
     const pc = new PairCorrelations(acc.count, dFF);
     if (acc.count > 0) {
@@ -280,9 +287,10 @@ export async function collectStackCorrelations(
     corr.set('encoder', pc);
     rows.encoder = acc.count;
   }
-  const mainPairs = pairs.get(model.mainStack) ?? [];
   if (mainPairs.length > 0) {
-    const pc = await layerMajorCorrelations(model, batches, mainPairs, keep, opts);
+    const report = opts.onProgress;
+    const after = encReports && report ? { onProgress: (p: Progress) => report(p.phase === 'features' ? { ...p, done: p.done + encReports, total: p.total + encReports } : p) } : {};
+    const pc = await layerMajorCorrelations(model, batches, mainPairs, keep, { ...opts, ...after });
     corr.set(model.mainStack, pc);
     rows[model.mainStack] = pc.tokens;
   }

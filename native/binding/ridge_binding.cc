@@ -158,16 +158,28 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
           // Row blocks bound the scratch (block × p floats) whatever the batch.
           const size_t block = std::max<size_t>(1, std::min<size_t>(n, (size_t(64) << 20) / (4 * p)));
           std::vector<float> h(std::min(block, n) * p), scratch;
+          // the inputs and targets whole, before any block is summed: a bad row refuses the batch, sums unchanged
+          // (a NaN input through relu gave hidden units of 0, so the check of H alone let it in: tester DT)
+          std::string bad = first_non_finite(ctl, x->data(), n, d, "value");
+          if (!bad.empty()) throw Error("NON_FINITE_INPUT", "refit: the inputs hold " + bad + "; the rows were not added");
+          bad = first_non_finite(ctl, y->data(), n, m, "output");
+          if (!bad.empty()) throw Error("NON_FINITE_INPUT", "refit: the targets hold " + bad + "; the rows were not added");
           size_t r = 0;
           try {
             for (; r < n; r += block) {
               ctl.check();
               const size_t rows = std::min(block, n - r);
               FFHidden(ctl.pool(), ff, x->data() + r * d, rows, h.data(), scratch);
-              ridge_accumulate(ctl, h.data(), rows, p, y->data() + r * m, m, s.G.get(), s.C.get());
+              ridge_accumulate(ctl, h.data(), rows, p, y->data() + r * m, m, s.G.get(), s.C.get(), r);
               s.rows += double(rows);
               ctl.progress(double(r + rows), double(n));
             }
+          } catch (const Error& e) {
+            if (r == 0) throw;
+            // hidden units that overflowed in a later block: the blocks before it are in the sums for good
+            s.broken = true;
+            throw Error(e.code(), std::string(e.what()).substr(0, std::string(e.what()).rfind("; the rows")) + "; the " +
+                                      std::to_string(r) + " rows before its block were added, so these sums can no longer be used");
           } catch (...) {
             // the blocks before this one are in the sums; a stop inside ridge_accumulate may have left part of it
             s.broken = s.broken || r > 0 || ctl.cancelled();

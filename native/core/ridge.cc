@@ -24,9 +24,8 @@ constexpr size_t kSmallFloats = size_t(1) << 20;
 
 }  // namespace
 
-namespace {
-// The first NaN or ±Inf of an n×w block, as "NaN at row r, column c", or "" when every value is finite.
-std::string first_non_finite(JobControl& ctl, const float* x, size_t n, size_t w, const char* column) {
+// The first NaN or ±Inf of an n×w block, as "NaN at row r, column c" (rows counted from row0), or "".
+std::string first_non_finite(JobControl& ctl, const float* x, size_t n, size_t w, const char* column, size_t row0) {
   std::atomic<size_t> at{SIZE_MAX};
   ctl.pool().parallel_for(n, std::max<size_t>(1, 16384 / std::max<size_t>(w, 1)), [&](size_t r0, size_t r1) {
     // x − x is 0 for finite x and NaN otherwise: one vectorisable pass, the exact spot only on failure
@@ -42,22 +41,21 @@ std::string first_non_finite(JobControl& ctl, const float* x, size_t n, size_t w
   });
   const size_t k = at.load();
   if (k == SIZE_MAX) return "";
-  return std::string(std::isnan(x[k]) ? "NaN" : "Inf") + " at row " + std::to_string(k / w) + ", " + column + " " +
-         std::to_string(k % w);
+  return std::string(std::isnan(x[k]) ? "NaN" : "Inf") + " at row " + std::to_string(row0 + k / w) + ", " + column +
+         " " + std::to_string(k % w);
 }
-}  // namespace
 
-void ridge_check_finite(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m) {
+void ridge_check_finite(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, size_t row0) {
   // Summed in, a NaN poisons every later solve of the sums, and the error came only then, naming no batch.
-  std::string bad = first_non_finite(ctl, H, n, p, "unit");
+  std::string bad = first_non_finite(ctl, H, n, p, "unit", row0);
   if (!bad.empty()) throw Error("NON_FINITE_INPUT", "refit: the hidden activations hold " + bad + "; the rows were not added");
-  bad = first_non_finite(ctl, Y, n, m, "output");
+  bad = first_non_finite(ctl, Y, n, m, "output", row0);
   if (!bad.empty()) throw Error("NON_FINITE_INPUT", "refit: the targets hold " + bad + "; the rows were not added");
 }
 
 void ridge_accumulate(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, double* G,
-                      double* C) {
-  ridge_check_finite(ctl, H, n, p, Y, m);  // before any sum changes: the whole call is refused
+                      double* C, size_t row0) {
+  ridge_check_finite(ctl, H, n, p, Y, m, row0);  // before any sum changes: the whole call is refused
   const size_t p1 = p + 1;
   ThreadPool& pool = ctl.pool();
   // Small systems: sgemm into block-sized fp32 buffers, then added into the fp64 sums. Large ones: each tile

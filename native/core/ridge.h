@@ -7,20 +7,25 @@
 // column of ones. The bias is not penalised.
 #pragma once
 #include <cstddef>
+#include <string>
 
 #include "core/job.h"
 
 namespace ffm {
 
-// Throws Error("NON_FINITE_INPUT") naming the first NaN/±Inf of H (n×p) or Y (n×m).
-void ridge_check_finite(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m);
+// The first NaN or ±Inf of an n×w float block, as "NaN at row r, <column> c" with rows counted from row0; ""
+// when every value is finite.
+std::string first_non_finite(JobControl& ctl, const float* x, size_t n, size_t w, const char* column, size_t row0 = 0);
+
+// Throws Error("NON_FINITE_INPUT") naming the first NaN/±Inf of H (n×p) or Y (n×m), rows counted from row0.
+void ridge_check_finite(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, size_t row0 = 0);
 
 // G += [H 1]ᵀ[H 1], C += [H 1]ᵀ Y for H n×p and Y n×m (float). Products of blocks of rows run through
 // sgemm in float; blocks are summed in double so long token streams do not lose precision. Non-finite H or Y
 // is refused (ridge_check_finite) before any sum changes; an abort between row blocks leaves part of the
 // rows summed (the caller's sums are then unusable: binding/ridge_binding.cc marks them).
 void ridge_accumulate(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, double* G,
-                      double* C);
+                      double* C, size_t row0 = 0);
 
 // Solves (G + λ·diag(1..1,0)) X = C with λ = lambda_rel × mean(G[i][i], i < p), or λ = 1 when that mean is 0
 // and lambda_rel > 0 (every unit dead: W = 0, the bias the targets' mean). Throws

@@ -101,6 +101,8 @@ export const imageClassification: TaskKind = {
       let correct = 0;
       let nll = 0;
       let row = 0;
+      // counted as evaluateImageClassifier counts (tester DU: the base model's validation was 17 s of silence)
+      opts.onProgress?.({ phase: 'evaluate', done: 0, total: valN, unit: 'images' });
       for (const [i, b] of val.entries()) {
         const r = await cache.forward(m, start, i, { output: 'logits', ...(opts.signal ? { signal: opts.signal } : {}) });
         const pred = argmaxRows(r.logits, classes);
@@ -108,6 +110,7 @@ export const imageClassification: TaskKind = {
           if (pred[j] === labels[row]) correct++;
           nll += crossEntropy(r.logits.subarray(j * classes, (j + 1) * classes), labels[row]!);
         }
+        opts.onProgress?.({ phase: 'evaluate', done: row, total: valN, unit: 'images' });
       }
       return { accuracy: correct / valN, loss: nll / valN };
     };
