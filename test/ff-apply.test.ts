@@ -4,6 +4,7 @@
  * of odd sizes, with and without biases and a gate.
  */
 import { ffApply, RidgeAccumulator } from '../lib/native/ridge';
+import { CorrelationAccumulator } from '../lib/native/correlation';
 import { activate, type Activation } from '../lib/model/activation';
 import type { FFWeights } from '../lib/model/ff-weights';
 import { randomFF, rng } from './helpers/random-ff';
@@ -98,5 +99,26 @@ describe('RidgeAccumulator.addFF: the hidden units computed in the job', () => {
     expect(Array.from(await viaFF.select(4, { forced: [dFF] }))).toEqual(Array.from(await plain.select(4, { forced: [dFF] })));
     await expect(Promise.resolve().then(() => viaFF.addFF(X, n, { ...ff, dFF: 5 }, 'relu', Y))).rejects.toMatchObject({ code: 'SHAPE_MISMATCH' });
     await expect(viaFF.solve(1e-3, { columns: [dFF] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('CorrelationAccumulator.addFF refuses non-finite rows whole', () => {
+  it('NaN in the inputs (through relu too) or in a later block of the targets: the batch refused, the row named in it, the sums as they were (tester DW)', async () => {
+    // 4,096 units: a row block is 32 Mi / 4,096 = 8,192 rows, so row 12,000 lies in the second block
+    const r = rng(31);
+    const [d, dFF, m, n] = [8, 4096, 8, 16_384];
+    const ff = randomFF(r, d, dFF, false, true);
+    const X = Float32Array.from({ length: n * d }, r);
+    const Y = Float32Array.from({ length: n * m }, r);
+    const badY = Y.slice();
+    badY[12_000 * m + 3] = NaN;
+    const badX = X.slice();
+    badX.fill(NaN, 7 * d, 8 * d); // relu(NaN) is 0 in the hidden units: the check of H alone let it through
+    const acc = new CorrelationAccumulator([dFF, m], [[0, 1]]);
+    await expect(acc.addFF(X, n, ff, 'relu', badY)).rejects.toMatchObject({ code: 'NON_FINITE_ACTIVATIONS', message: expect.stringContaining('targets hold NaN at row 12000, unit 3; the batch was not added') });
+    await expect(acc.addFF(badX, n, ff, 'relu', Y)).rejects.toMatchObject({ code: 'NON_FINITE_ACTIVATIONS', message: expect.stringContaining('FF inputs hold NaN at row 7, value 0') });
+    expect(acc.count).toBe(0);
+    await acc.addFF(X.subarray(0, 100 * d), 100, ff, 'relu', Y.subarray(0, 100 * m)); // still usable
+    expect(acc.count).toBe(100);
   });
 });

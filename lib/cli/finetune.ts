@@ -233,7 +233,13 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     // the data as paths that work from where the command ran, as eval's do (the record keeps file names: it
     // travels with the folder)
     const paths = dropUndefined({ data: from && path.resolve(from), valid: valid && 'valid' in summary ? path.resolve(valid) : undefined });
-    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, ...paths, ...(evaluations.length ? { evaluations } : {}), ...timing, totalSeconds: (performance.now() - t0) / 1000 };
+    // said, not only shown: a run that made the model worse on held-out data was saved without a word (tester
+    // DQ); in digits enough to show the rise (tester DW: "6.031 → 6.031"), and in --json's notes too
+    const digits = r.valBefore !== undefined && r.valAfter!.toFixed(3) === r.valBefore.toFixed(3) ? 6 : 3;
+    const rose = r.valBefore !== undefined && r.valAfter! > r.valBefore
+      ? `the validation loss rose over this run (${r.valBefore.toFixed(digits)} → ${r.valAfter!.toFixed(digits)}); the weights saved are the last step's: more steps, or a lower --lr, may lower it`
+      : undefined;
+    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, ...paths, ...(evaluations.length ? { evaluations } : {}), ...(rose ? { notes: [rose] } : {}), ...timing, totalSeconds: (performance.now() - t0) / 1000 };
     const line =
       `fine-tuned ${steps} step${steps === 1 ? "" : "s"}: loss ${summary.firstLoss.toFixed(3)} → ${summary.lastLoss.toFixed(3)}` +
       (r.valBefore !== undefined ? `, validation ${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}` : '') +
@@ -241,10 +247,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       (evaluations.length ? ` (at steps ${evaluations.map((e) => `${e.step}: ${e.valLoss.toFixed(3)}`).join(', ')})` : '') +
       (r.accuracyBefore !== undefined ? ` (accuracy ${(100 * r.accuracyBefore).toFixed(2)}% → ${(100 * r.accuracyAfter!).toFixed(2)}%)` : '') +
       `, ${rate(last)}, ${r.seconds.toFixed(1)} s → ${w.out} (${fmtBytes(w.bytes)})` +
-      // said, not only shown: a run that made the model worse on held-out data was saved without a word (tester DQ)
-      (r.valBefore !== undefined && r.valAfter! > r.valBefore
-        ? `\nnote: the validation loss rose over this run (${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}); the weights saved are the last step's: more steps, or a lower --lr, may lower it`
-        : '');
+      (rose ? `\nnote: ${rose}` : '');
     printResult(o.json, result, () => line);
   } catch (e) {
     bar.interrupt();

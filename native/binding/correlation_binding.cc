@@ -45,6 +45,7 @@
 #include "core/assignment.h"
 #include "core/correlation.h"
 #include "core/error.h"
+#include "core/finite.h"
 
 namespace ffm::binding {
 namespace {
@@ -243,12 +244,33 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
           // Row blocks bound the scratch (2 × block × units floats with a gate): 128 MB for H at most.
           const size_t block = std::max<size_t>(1, std::min<size_t>(n, (size_t(32) << 20) / ff.units));
           std::vector<float> h(std::min(block, n) * ff.units), scratch;
-          for (size_t r = 0; r < n; r += block) {
-            ctl.check();
-            const size_t rows = std::min(block, n - r);
-            FFHidden(ctl.pool(), ff, x->data() + r * d, rows, h.data(), scratch);
-            guard->state->acc->add(ctl, {h.data(), y->data() + r * m}, rows);
-            ctl.progress(double(r + rows), double(n));
+          // The inputs and targets whole before any block, as the ridge sums' addFF: a bad row refuses the batch
+          // and the sums stay as they were (tester DW: a later block's NaN left the first block in, and NaN
+          // inputs through relu, hidden units of 0, were taken)
+          std::string bad = first_non_finite(ctl, x->data(), n, d, "value");
+          if (!bad.empty()) throw Error("NON_FINITE_ACTIVATIONS", "the FF inputs hold " + bad + "; the batch was not added");
+          bad = first_non_finite(ctl, y->data(), n, m, "unit");
+          if (!bad.empty()) throw Error("NON_FINITE_ACTIVATIONS", "the targets hold " + bad + "; the batch was not added");
+          CorrelationAccumulator& acc = *guard->state->acc;
+          size_t r = 0;
+          try {
+            for (; r < n; r += block) {
+              ctl.check();
+              const size_t rows = std::min(block, n - r);
+              FFHidden(ctl.pool(), ff, x->data() + r * d, rows, h.data(), scratch);
+              acc.add(ctl, {h.data(), y->data() + r * m}, rows);
+              ctl.progress(double(r + rows), double(n));
+            }
+          } catch (const Error& e) {
+            if (r == 0) throw;
+            // hidden units that overflowed in a later block: the blocks before it are in the sums for good
+            acc.mark_broken();
+            const std::string what = e.what();
+            throw Error(e.code(), what.substr(0, what.rfind("; the batch")) + " (in the block from row " + std::to_string(r) +
+                                      "); the " + std::to_string(r) + " rows before it were added, so this accumulator can no longer be used");
+          } catch (...) {
+            if (r > 0) acc.mark_broken();
+            throw;
           }
         },
         [guard](Napi::Env e) { return e.Undefined(); });

@@ -30,6 +30,7 @@
 #include "binding/reaper.h"
 #include "binding/registry.h"
 #include "core/error.h"
+#include "core/finite.h"
 #include "core/large_buffer.h"
 #include "core/ridge.h"
 #include "core/select.h"

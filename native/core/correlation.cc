@@ -237,7 +237,8 @@ void CorrelationAccumulator::shift_block(JobControl& ctl, size_t l, const float*
                   "the activations of layer " + std::to_string(l) + " spread " +
                       (std::isfinite(largest) ? "about 2^" + std::to_string(std::ilogb(largest)) + " times" : "far") +
                       " wider than in the first batch, beyond what float32 products can sum; the batch was "
-                      "not added");
+                      "not added (the first batch sets the layer's scale: begin with rows that vary as the data "
+                      "does, not one row)");
     for (size_t c = 0; c < w; ++c) {
       sum[c0 + c] = s[c];
       sumsq[c0 + c] = q[c];

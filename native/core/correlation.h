@@ -91,6 +91,9 @@ class CorrelationAccumulator {
   const char* backend() const;
   // Set after a cancel interrupted a batch half-way: the sums hold part of a batch.
   bool broken() const { return broken_; }
+  // For a caller that adds one batch in several calls (the bindings' addFF, by row blocks): a batch stopped
+  // after some of its calls is partly in the sums, which then refuse further use as an aborted add's do.
+  void mark_broken() { broken_ = true; }
 
  private:
   // One pair's running sums. Released pairs keep only (i, j) and the flag.

@@ -1,8 +1,6 @@
 #include "core/ridge.h"
 
 #include <algorithm>
-#include <atomic>
-#include <cstdint>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -12,6 +10,7 @@
 #include "core/gemm.h"
 #include "core/large_buffer.h"
 #include "core/error.h"
+#include "core/finite.h"
 
 namespace ffm {
 
@@ -23,27 +22,6 @@ constexpr size_t kBlock = 256;
 constexpr size_t kSmallFloats = size_t(1) << 20;
 
 }  // namespace
-
-// The first NaN or ±Inf of an n×w block, as "NaN at row r, column c" (rows counted from row0), or "".
-std::string first_non_finite(JobControl& ctl, const float* x, size_t n, size_t w, const char* column, size_t row0) {
-  std::atomic<size_t> at{SIZE_MAX};
-  ctl.pool().parallel_for(n, std::max<size_t>(1, 16384 / std::max<size_t>(w, 1)), [&](size_t r0, size_t r1) {
-    // x − x is 0 for finite x and NaN otherwise: one vectorisable pass, the exact spot only on failure
-    float poison = 0.0f;
-    for (size_t k = r0 * w; k < r1 * w; ++k) poison += x[k] - x[k];
-    if (poison == 0.0f) return;
-    for (size_t k = r0 * w; k < r1 * w; ++k)
-      if (!std::isfinite(x[k])) {
-        size_t seen = at.load();
-        while (k < seen && !at.compare_exchange_weak(seen, k)) {}
-        return;
-      }
-  });
-  const size_t k = at.load();
-  if (k == SIZE_MAX) return "";
-  return std::string(std::isnan(x[k]) ? "NaN" : "Inf") + " at row " + std::to_string(row0 + k / w) + ", " + column +
-         " " + std::to_string(k % w);
-}
 
 void ridge_check_finite(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, size_t row0) {
   // Summed in, a NaN poisons every later solve of the sums, and the error came only then, naming no batch.

@@ -7,15 +7,10 @@
 // column of ones. The bias is not penalised.
 #pragma once
 #include <cstddef>
-#include <string>
 
 #include "core/job.h"
 
 namespace ffm {
-
-// The first NaN or ±Inf of an n×w float block, as "NaN at row r, <column> c" with rows counted from row0; ""
-// when every value is finite.
-std::string first_non_finite(JobControl& ctl, const float* x, size_t n, size_t w, const char* column, size_t row0 = 0);
 
 // Throws Error("NON_FINITE_INPUT") naming the first NaN/±Inf of H (n×p) or Y (n×m), rows counted from row0.
 void ridge_check_finite(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, size_t row0 = 0);
