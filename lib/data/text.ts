@@ -82,34 +82,27 @@ function endsInsideCharacter(tail: Buffer): boolean {
 function binaryReason(head: Buffer): string | undefined {
   const nul = head.indexOf(0);
   if (nul >= 0) return `byte ${nul} is a NUL byte`;
-  const valid = (n: number) => {
+  // whether the first n bytes decode: as a prefix of more (`stream`: a character cut at n is fine), or whole
+  const decodes = (n: number, stream = true) => {
     try {
-      new TextDecoder('utf-8', { fatal: true }).decode(head.subarray(0, n), { stream: true });
+      new TextDecoder('utf-8', { fatal: true }).decode(head.subarray(0, n), { stream });
       return true;
     } catch {
       return false;
     }
   };
-  if (valid(head.length)) return undefined;
+  if (decodes(head.length)) return undefined;
   // where: the shortest prefix that fails ends where decoding failed (tester DR: "its first 29715 bytes" for a
   // byte at 6). A character left incomplete fails only at the byte after it: it is named from its lead byte
   // (tester DT: "byte 5", a "(", for "\xe2" at 4 followed by it).
   let [lo, hi] = [0, head.length];
   while (hi - lo > 1) {
     const mid = (lo + hi) >>> 1;
-    if (valid(mid)) lo = mid;
+    if (decodes(mid)) lo = mid;
     else hi = mid;
   }
   let at = hi - 1;
-  const complete = (n: number) => {
-    try {
-      new TextDecoder('utf-8', { fatal: true }).decode(head.subarray(0, n));
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (!complete(at)) {
+  if (!decodes(at, false)) {
     at--;
     while (at > 0 && (head[at]! & 0xc0) === 0x80) at--; // back over continuation bytes to the lead byte
   }

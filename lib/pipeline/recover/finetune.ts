@@ -32,7 +32,7 @@ function calibrationImages(batches: FeatureBatch[]): LabelledImages | undefined 
   return { pixels, labels: joinTokens(batches.map((b) => b.labels!)) };
 }
 
-/** Of the calibration data, the share held out to check the training, and the least that is worth checking. */
+/** Of the calibration data, the share held out to check the training (the last sequences, or images). */
 const HELD_OUT = 1 / 8;
 
 /**
