@@ -128,12 +128,18 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
     await refusedMerge((m) => ({ ...m, window: { start: 0, k: 5 } }), /^merge method h was asked for window 0-1 \(k = 2\) and answered another \(got/);
     await refusedMerge((m) => ({ ...m, stack: 'encoder' }), /^merge method h was asked for the decoder stack and answered another \(got "encoder"\)$/);
     await refusedMerge((m) => ({ ...m, anchor: 99 }), /^merge method h gave an anchor outside its window \(got 99\)$/);
+    await refusedMerge((m) => ({ ...m, note: 42 }), /^merge method h gave a note that is not a string \(got 42\)$/);
     await refusedMerge(() => undefined, /^merge method h must give a MergedWindow object \(got undefined\)$/);
     await refusedMerge((m) => ({ ...m, merged: { ...m.merged, d: m.merged.dFF, dFF: m.merged.d } }), /^merge method h gave an FF of d 172 × d_ff 64; the decoder stack's FF is 64 × 172/);
     await refusedMerge((m) => ({ ...m, adjusted: new Proxy(new Map(), {}) }), /^merge method h must give adjusted as a Map of layer → FF/);
     await refusedMerge((m) => ({ ...m, adjusted: new Map([[1, m.merged]]) }), /^merge method h adjusted a layer that is not one of the 5 layers outside the window \(got 1\)$/);
     const shrink: RecoverMethod = { name: 'shrink', description: 'd', recover: async (_c, m) => ({ ...m, window: { start: m.window.start, k: 1 } }) };
     await expect(compress(BUNDLED, { ...small, method: 'permute', recover: 'shrink', plugins: { recoverMethods: [shrink] } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^recover method shrink was asked for window 0-1/) });
+  });
+
+  it("a method's note joins the report's notes", async () => {
+    const r = await compress(BUNDLED, { ...small, method: 'h', window: '1-2', plugins: { mergeMethods: [merging((m) => ({ ...m, note: 'h merged it by hand' }))] } });
+    expect(r.data.notes).toContain('h merged it by hand');
   });
 
   it("a baseline's candidates and edits are checked: a list (not a Promise), starts and counts, edits of the model's own layers", async () => {
