@@ -247,10 +247,8 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
           // The inputs and targets whole before any block, as the ridge sums' addFF: a bad row refuses the batch
           // and the sums stay as they were (tester DW: a later block's NaN left the first block in, and NaN
           // inputs through relu, hidden units of 0, were taken)
-          std::string bad = first_non_finite(ctl, x->data(), n, d, "value");
-          if (!bad.empty()) throw Error("NON_FINITE_ACTIVATIONS", "the FF inputs hold " + bad + "; the batch was not added");
-          bad = first_non_finite(ctl, y->data(), n, m, "unit");
-          if (!bad.empty()) throw Error("NON_FINITE_ACTIVATIONS", "the targets hold " + bad + "; the batch was not added");
+          refuse_non_finite(ctl, x->data(), n, d, "NON_FINITE_ACTIVATIONS", "the FF inputs", "value", "; the batch was not added");
+          refuse_non_finite(ctl, y->data(), n, m, "NON_FINITE_ACTIVATIONS", "the targets", "unit", "; the batch was not added");
           CorrelationAccumulator& acc = *guard->state->acc;
           size_t r = 0;
           try {

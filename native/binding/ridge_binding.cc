@@ -161,10 +161,8 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
           std::vector<float> h(std::min(block, n) * p), scratch;
           // the inputs and targets whole, before any block is summed: a bad row refuses the batch, sums unchanged
           // (a NaN input through relu gave hidden units of 0, so the check of H alone let it in: tester DT)
-          std::string bad = first_non_finite(ctl, x->data(), n, d, "value");
-          if (!bad.empty()) throw Error("NON_FINITE_INPUT", "refit: the inputs hold " + bad + "; the rows were not added");
-          bad = first_non_finite(ctl, y->data(), n, m, "output");
-          if (!bad.empty()) throw Error("NON_FINITE_INPUT", "refit: the targets hold " + bad + "; the rows were not added");
+          refuse_non_finite(ctl, x->data(), n, d, "NON_FINITE_INPUT", "refit: the inputs", "value", "; the rows were not added");
+          refuse_non_finite(ctl, y->data(), n, m, "NON_FINITE_INPUT", "refit: the targets", "output", "; the rows were not added");
           size_t r = 0;
           try {
             for (; r < n; r += block) {

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/error.h"
+
 namespace ffm {
 
 std::string first_non_finite(JobControl& ctl, const float* x, size_t n, size_t w, const char* column, size_t row0) {
@@ -25,6 +27,12 @@ std::string first_non_finite(JobControl& ctl, const float* x, size_t n, size_t w
   if (k == SIZE_MAX) return "";
   return std::string(std::isnan(x[k]) ? "NaN" : "Inf") + " at row " + std::to_string(row0 + k / w) + ", " + column +
          " " + std::to_string(k % w);
+}
+
+void refuse_non_finite(JobControl& ctl, const float* x, size_t n, size_t w, const char* code, const std::string& what,
+                       const char* column, const char* tail, size_t row0) {
+  const std::string bad = first_non_finite(ctl, x, n, w, column, row0);
+  if (!bad.empty()) throw Error(code, what + " hold " + bad + tail);
 }
 
 }  // namespace ffm
