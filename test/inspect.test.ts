@@ -17,7 +17,7 @@ import { formatSummary } from '../lib/cli/inspect';
 import { SafetensorsReader } from '../lib/safetensors';
 import { castCheckpoint } from './helpers/cast-checkpoint';
 import { describeShared, sharedPath } from './helpers/shared';
-import { syntheticGpt2, writeSynthetic } from './helpers/synthetic-model';
+import { removeSyntheticDirs, syntheticGpt2, writeSynthetic } from './helpers/synthetic-model';
 
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 const TEXT = path.join(BUNDLED, 'calibration.txt');
@@ -45,7 +45,10 @@ const dir = (name: string) => path.join(tmp, name);
 beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-inspect-'));
 });
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+  removeSyntheticDirs();
+});
 
 describe('an expanded output whose copies differ', () => {
   const edited = 'model.layers.2.mlp.down_proj.weight';
