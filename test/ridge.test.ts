@@ -112,11 +112,30 @@ describe('RidgeAccumulator (native) vs float64 reference', () => {
     const badX = X.slice();
     badX.fill(NaN, 7 * d, 8 * d); // through relu, max(0, NaN) is 0 in the hidden units
     const acc = new RidgeAccumulator(p, m);
-    await expect(acc.addFF(X, n, ff, 'relu', badY)).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining('targets hold NaN at row 5000, output 3; the rows were not added') });
+    await expect(acc.addFF(X, n, ff, 'relu', badY)).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining('targets hold NaN at row 5000, output 3; the batch was not added') });
     await expect(acc.addFF(badX, n, ff, 'relu', Y)).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining('inputs hold NaN at row 7, value 0') });
     expect(acc.count).toBe(0);
     await acc.addFF(X, n, ff, 'relu', Y); // still usable
     expect(acc.count).toBe(n);
+  });
+
+  it('addFF whose hidden units overflow in its first block refuses the batch and leaves the sums usable; in a later block, unusable', async () => {
+    const [p, d, m, n] = [4096, 8, 2, 8192]; // row blocks of 4,096 rows, as above
+    const r = rng(22);
+    const f = (k: number) => Float32Array.from({ length: k }, r);
+    const ff = { d, dFF: p, wIn: f(p * d).map((v) => v * 1e36), bIn: f(p), wOut: f(d * p), bOut: f(d) };
+    const X = f(n * d).map((v) => v * 1e-36); // hidden units of about 1: finite
+    const Y = f(n * m);
+    const early = X.slice(), late = X.slice();
+    early.fill(1e6, 3 * d, 4 * d); // 1e42: Inf in row 3's hidden units, first block
+    late.fill(1e6, 5000 * d, 5001 * d); // in the second block
+    const acc = new RidgeAccumulator(p, m);
+    await expect(acc.addFF(early, n, ff, 'relu', Y)).rejects.toMatchObject({ code: 'NON_FINITE_INPUT' });
+    expect(acc.count).toBe(0);
+    await acc.addFF(X, n, ff, 'relu', Y); // nothing was added: still usable
+    expect(acc.count).toBe(n);
+    await expect(acc.addFF(late, n, ff, 'relu', Y)).rejects.toMatchObject({ code: 'NON_FINITE_INPUT', message: expect.stringContaining('the 4096 rows before it were added, so these sums can no longer be used') });
+    await expect(acc.addFF(X, n, ff, 'relu', Y)).rejects.toMatchObject({ code: 'INVALID_STATE' });
   });
 
   it('an add stopped half-way leaves sums nothing may use: INVALID_STATE, where solves came out silently wrong (tester DO)', async () => {

@@ -234,42 +234,15 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
     const std::vector<size_t>& dims = state_->acc->dims();
     if (dims.size() != 2) ThrowCode(env, "INVALID_ARGUMENT", "addFF feeds an accumulator of two layers: [FF units, targets]");
     const size_t m = dims[1];
-    FFRows in = ReadFFRows(info, dims[0], m);
-    const FFCopy ff = in.ff;
-    const model::Buffer x = in.x, y = in.y;
-    const size_t n = in.n, d = in.d;
+    const FFRows in = ReadFFRows(info, dims[0], m);
     return AsyncJob::Start(
         env, info[5],
-        [guard, ff, x, y, n, d, m](JobControl& ctl) {
-          // Row blocks bound the scratch (2 × block × units floats with a gate): 128 MB for H at most.
-          const size_t block = std::max<size_t>(1, std::min<size_t>(n, (size_t(32) << 20) / ff.units));
-          std::vector<float> h(std::min(block, n) * ff.units), scratch;
-          // The inputs and targets whole before any block, as the ridge sums' addFF: a bad row refuses the batch
-          // and the sums stay as they were (tester DW: a later block's NaN left the first block in, and NaN
-          // inputs through relu, hidden units of 0, were taken)
-          refuse_non_finite(ctl, x->data(), n, d, "NON_FINITE_ACTIVATIONS", "the FF inputs", "value", "; the batch was not added");
-          refuse_non_finite(ctl, y->data(), n, m, "NON_FINITE_ACTIVATIONS", "the targets", "unit", "; the batch was not added");
+        [guard, in](JobControl& ctl) {
           CorrelationAccumulator& acc = *guard->state->acc;
-          size_t r = 0;
-          try {
-            for (; r < n; r += block) {
-              ctl.check();
-              const size_t rows = std::min(block, n - r);
-              FFHidden(ctl.pool(), ff, x->data() + r * d, rows, h.data(), scratch);
-              acc.add(ctl, {h.data(), y->data() + r * m}, rows);
-              ctl.progress(double(r + rows), double(n));
-            }
-          } catch (const Error& e) {
-            if (r == 0) throw;
-            // hidden units that overflowed in a later block: the blocks before it are in the sums for good
-            acc.mark_broken();
-            const std::string what = e.what();
-            throw Error(e.code(), what.substr(0, what.rfind("; the batch")) + " (in the block from row " + std::to_string(r) +
-                                      "); the " + std::to_string(r) + " rows before it were added, so this accumulator can no longer be used");
-          } catch (...) {
-            if (r > 0) acc.mark_broken();
-            throw;
-          }
+          // blocks of 32M hidden units bound the scratch: 128 MB for H, as much again for a gate's product
+          SumFFRows(ctl, in, size_t(32) << 20, {"NON_FINITE_ACTIVATIONS", "the FF inputs", "the targets", "unit", "this accumulator"},
+                    [&](const float* h, const float* y, size_t rows, size_t) { acc.add(ctl, {h, y}, rows); },
+                    [&] { acc.mark_broken(); });
         },
         [guard](Napi::Env e) { return e.Undefined(); });
   }

@@ -25,6 +25,8 @@
 #include "binding/reaper.h"
 #include "binding/registry.h"
 #include "binding/staged_floats.h"
+#include "core/error.h"
+#include "core/finite.h"
 
 namespace ffm::binding {
 
@@ -299,6 +301,7 @@ FFCopy CopyFF(const Napi::Value& v, size_t d, size_t units, const Napi::Value& a
 FFRows ReadFFRows(const Napi::CallbackInfo& info, size_t units, size_t m) {
   Napi::Env env = info.Env();
   FFRows r;
+  r.m = m;
   r.n = GetCount(info[1], "n");
   size_t x_len = 0, y_len = 0;
   r.x = StagedOrLength(info[0], "X", &x_len);
@@ -322,6 +325,36 @@ void FFHidden(ThreadPool& pool, const FFCopy& ff, const float* x, size_t rows, f
   nn::linear(&pool, x, rows, ff.d, nn::Weight(ff.w_gate.get()), ff.b_gate.get(), ff.units,
              scratch.data());
   nn::gated_activate(&pool, ff.act, scratch.data(), h, rows * ff.units);
+}
+
+void SumFFRows(JobControl& ctl, const FFRows& in, size_t block_floats, const FFRowWords& words,
+               const std::function<void(const float*, const float*, size_t, size_t)>& sum, const std::function<void()>& broken) {
+  const size_t n = in.n, d = in.d, units = in.ff.units, m = in.m;
+  const char* tail = "; the batch was not added";
+  refuse_non_finite(ctl, in.x->data(), n, d, words.code, words.inputs, "value", tail);
+  refuse_non_finite(ctl, in.y->data(), n, m, words.code, words.targets, words.column, tail);
+  const size_t block = std::max<size_t>(1, std::min<size_t>(n, block_floats / units));
+  std::vector<float> h(std::min(block, n) * units), scratch;
+  size_t r = 0;
+  try {
+    for (; r < n; r += block) {
+      ctl.check();
+      const size_t rows = std::min(block, n - r);
+      FFHidden(ctl.pool(), in.ff, in.x->data() + r * d, rows, h.data(), scratch);
+      sum(h.data(), in.y->data() + r * m, rows, r);
+      ctl.progress(double(r + rows), double(n));
+    }
+  } catch (const Error& e) {
+    if (r == 0) throw;
+    // hidden units that overflowed in a later block
+    broken();
+    const std::string what = e.what();
+    throw Error(e.code(), what.substr(0, what.rfind(tail)) + " (in the block from row " + std::to_string(r) + "); the " +
+                              std::to_string(r) + " rows before it were added, so " + words.sums + " can no longer be used");
+  } catch (...) {
+    if (r > 0) broken();
+    throw;
+  }
 }
 
 namespace {

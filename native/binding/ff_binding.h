@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -36,13 +37,30 @@ FFCopy CopyFF(const Napi::Value& ff, size_t d, size_t units, const Napi::Value& 
 struct FFRows {
   FFCopy ff;
   model::Buffer x, y;
-  size_t n = 0, d = 0;
+  size_t n = 0, d = 0, m = 0;
 };
 FFRows ReadFFRows(const Napi::CallbackInfo& info, size_t units, size_t m);
 
 // h [rows, units] = act(x·W_inᵀ + b_in), or act(x·W_gateᵀ + b_gate) · (x·W_inᵀ + b_in); scratch holds the
 // gate product (rows × units floats) when there is a gate.
 void FFHidden(ThreadPool& pool, const FFCopy& ff, const float* x, size_t rows, float* h, std::vector<float>& scratch);
+
+// What an addFF job calls its rows when it refuses them.
+struct FFRowWords {
+  const char* code;     // the refusal's code
+  const char* inputs;   // "the FF inputs"
+  const char* targets;  // "the targets"
+  const char* column;   // a target's column: "unit", "output"
+  const char* sums;     // what can no longer be used after a partial add: "this accumulator"
+};
+
+// Feeds `in`'s rows to sum(h, y, rows, first row) block by block (at most block_floats hidden units, which bounds the
+// scratch whatever the batch). The inputs and targets are checked whole first: a bad row refuses the batch and
+// the sums stay as they were (a NaN input through relu gives hidden units of 0, so checking H alone lets it in).
+// A failure after the first block calls broken(): the blocks before it are in the sums for good, and the
+// message says so. A sum that can stop half-way through its own block marks itself broken.
+void SumFFRows(JobControl& ctl, const FFRows& in, size_t block_floats, const FFRowWords& words,
+               const std::function<void(const float* h, const float* y, size_t rows, size_t first)>& sum, const std::function<void()>& broken);
 
 // A Float32Array that takes the vector over (no copy); V8 is told its size so it collects in time, and the
 // reaper frees it (a finalizer's free of a 541 MB FF held the event loop ~40 ms; several land after one GC).

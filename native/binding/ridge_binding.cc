@@ -147,43 +147,26 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
   Napi::Value AddFF(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const size_t p = s_->p, m = s_->m;
-    FFRows in = ReadFFRows(info, p, m);
-    const FFCopy ff = in.ff;
-    const model::Buffer x = in.x, y = in.y;
-    const size_t n = in.n, d = in.d;
+    const FFRows in = ReadFFRows(info, p, m);
     auto claim = Take(env);
     return AsyncJob::Start(
         env, info[5],
-        [=](JobControl& ctl) {
+        [claim, in, p, m](JobControl& ctl) {
           Sums& s = *claim->sums;
-          // Row blocks bound the scratch (block × p floats) whatever the batch.
-          const size_t block = std::max<size_t>(1, std::min<size_t>(n, (size_t(64) << 20) / (4 * p)));
-          std::vector<float> h(std::min(block, n) * p), scratch;
-          // the inputs and targets whole, before any block is summed: a bad row refuses the batch, sums unchanged
-          // (a NaN input through relu gave hidden units of 0, so the check of H alone let it in: tester DT)
-          refuse_non_finite(ctl, x->data(), n, d, "NON_FINITE_INPUT", "refit: the inputs", "value", "; the rows were not added");
-          refuse_non_finite(ctl, y->data(), n, m, "NON_FINITE_INPUT", "refit: the targets", "output", "; the rows were not added");
-          size_t r = 0;
-          try {
-            for (; r < n; r += block) {
-              ctl.check();
-              const size_t rows = std::min(block, n - r);
-              FFHidden(ctl.pool(), ff, x->data() + r * d, rows, h.data(), scratch);
-              ridge_accumulate(ctl, h.data(), rows, p, y->data() + r * m, m, s.G.get(), s.C.get(), r);
-              s.rows += double(rows);
-              ctl.progress(double(r + rows), double(n));
-            }
-          } catch (const Error& e) {
-            if (r == 0) throw;
-            // hidden units that overflowed in a later block: the blocks before it are in the sums for good
-            s.broken = true;
-            throw Error(e.code(), std::string(e.what()).substr(0, std::string(e.what()).rfind("; the rows")) + "; the " +
-                                      std::to_string(r) + " rows before its block were added, so these sums can no longer be used");
-          } catch (...) {
-            // the blocks before this one are in the sums; a stop inside ridge_accumulate may have left part of it
-            s.broken = s.broken || r > 0 || ctl.cancelled();
-            throw;
-          }
+          // blocks of 16M hidden units bound the scratch: 64 MB whatever the batch
+          SumFFRows(ctl, in, size_t(16) << 20, {"NON_FINITE_INPUT", "refit: the inputs", "refit: the targets", "output", "these sums"},
+                    [&](const float* h, const float* y, size_t rows, size_t first) {
+                      try {
+                        ridge_accumulate(ctl, h, rows, p, y, m, s.G.get(), s.C.get(), first);
+                      } catch (const Error&) {
+                        throw;  // a refusal before the block's sums changed
+                      } catch (...) {
+                        s.broken = s.broken || ctl.cancelled();  // a stop inside may have left part of the block in
+                        throw;
+                      }
+                      s.rows += double(rows);
+                    },
+                    [&] { s.broken = true; });
         },
         [claim](Napi::Env e) { return e.Undefined(); });
   }
