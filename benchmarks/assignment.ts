@@ -19,7 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { assignmentKernels, linearSumAssignment } from '../lib/native/assignment';
 import { linearSumAssignmentReference } from '../lib/reference/assignment';
-import { mulberry32, normalFrom } from '../lib/reference/random';
+import { mulberry32, normalFrom } from '../test/reference/random';
 
 type Solver = (c: Float32Array, n: number) => Promise<number> | number;
 

@@ -2,7 +2,7 @@
  * Encoder / encoder–decoder throughput, with achieved GFLOP/s against the GEMM kernel's peak measured in the
  * same run:
  *   1. vit-fmnist: images/s of the native engine vs numpy (python3, float32, batched) and vs the pure-JS
- *      float64 reference (lib/reference/encoder.ts);
+ *      float64 reference (test/reference/encoder.ts);
  *   2. a ViT-B/16-shaped model with random weights (12 layers, d 768, FF 3072, 197 tokens): images/s;
  *   3. marian-multi30k-en-de: sentences/s of greedy translation (KV cache, batched).
  * Run: npx ts-node --transpile-only benchmarks/encoders.ts [--quick]
@@ -17,7 +17,7 @@ import { buildModel, loadModel, readConfig } from '../lib/model/load';
 import { architectureOf, stackOf } from '../lib/model/architectures';
 import { SafetensorsReader } from '../lib/safetensors';
 import { conformImages, imagesToTensor, loadIdxImages, loadPreprocessor } from '../lib/data/images';
-import { vitForwardReference } from '../lib/reference/encoder';
+import { vitForwardReference } from '../test/reference/encoder';
 import { loadTokenizer } from '../lib/tokenizer';
 import { readParallel } from '../lib/data/parallel';
 import { loadGenerationConfig, translate } from '../lib/eval/translate';

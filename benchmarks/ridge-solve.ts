@@ -7,7 +7,7 @@
  * Peers in the same run:
  *   scipy:   cho_factor + cho_solve in float64 on the same-sized system (LAPACK dpotrf/dpotrs through numpy's
  *            OpenBLAS, which uses fused multiply-adds); skipped when python3 lacks scipy
- *   pure TS: lib/reference/ridge.ts (float64 sums and Gaussian elimination; it accumulates and solves in
+ *   pure TS: test/reference/ridge.ts (float64 sums and Gaussian elimination; it accumulates and solves in
  *            one call), against the native accumulate + solve, at 320 × 768 only (it is O(n·p² + p³))
  * Each side builds its own random system of the size (G from `rows` random rows plus the ridge), so only the
  * times compare; correctness is native/tests/test_ridge.cc's.
@@ -15,8 +15,8 @@
 import { spawnSync } from 'node:child_process';
 import { loadAddon } from '../lib/native/loader';
 import { RidgeAccumulator } from '../lib/native/ridge';
-import { mulberry32 } from '../lib/reference/random';
-import { ridgeReference } from '../lib/reference/ridge';
+import { mulberry32 } from '../test/reference/random';
+import { ridgeReference } from '../test/reference/ridge';
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: string): string => {

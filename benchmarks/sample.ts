@@ -1,6 +1,6 @@
 /**
  * Self-sampled calibration (compress's `calibration: { sample }`): the native sampler, one job on a KV cache,
- * against its pure-JS oracle (lib/reference/sample.ts), which reruns every prefix through model.forward, in the
+ * against its pure-JS oracle (test/reference/sample.ts), which reruns every prefix through model.forward, in the
  * same run, on the bundled llama-stories260k (or a model folder given). Both give the same rows (checked here).
  *
  *   npx ts-node --transpile-only benchmarks/sample.ts [--model dir] [--rows 40] [--length 256] [--reps 2]
@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 import { loadModel } from '../lib/model/load';
 import { sampleRows } from '../lib/eval/sample';
-import { sampleRowsReference } from '../lib/reference/sample';
+import { sampleRowsReference } from '../test/reference/sample';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);

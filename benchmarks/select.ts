@@ -16,7 +16,7 @@
 import { spawnSync } from 'node:child_process';
 import { loadAddon } from '../lib/native/loader';
 import { RidgeAccumulator } from '../lib/native/ridge';
-import { mulberry32 } from '../lib/reference/random';
+import { mulberry32 } from '../test/reference/random';
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: string): string => {

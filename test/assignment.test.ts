@@ -1,10 +1,10 @@
 import { isFfmergeError } from '../lib/errors';
 import { assignmentKernels, linearSumAssignment, permutationFromCorrelation } from '../lib/native/assignment';
 import { linearSumAssignmentReference, type AssignmentResult } from '../lib/reference/assignment';
-import { pearsonCrossCorrelationSmall } from '../lib/reference/pearson-small';
+import { pearsonCrossCorrelationSmall } from './reference/pearson-small';
 import { SafetensorsReader } from '../lib/safetensors';
 import { describeShared, sharedPath } from './helpers/shared';
-import { mulberry32 as rng, normalFrom as normal } from '../lib/reference/random';
+import { mulberry32 as rng, normalFrom as normal } from './reference/random';
 
 // Small deterministic PRNG (mulberry32) and a Box–Muller normal, so failures reproduce.
 

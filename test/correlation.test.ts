@@ -5,7 +5,7 @@ import { pearsonReference } from '../lib/reference/correlation';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../lib/errors';
-import { mulberry32 as rng } from '../lib/reference/random';
+import { mulberry32 as rng } from './reference/random';
 
 // Seeded normal samples (mulberry32 + Box–Muller): failures reproduce.
 

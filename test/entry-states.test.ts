@@ -10,7 +10,7 @@ import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
 import { modelFFs } from '../lib/pipeline/align';
 import { EntryStates, forEachFFInput } from '../lib/pipeline/ff-inputs';
-import { mulberry32 } from '../lib/reference/random';
+import { mulberry32 } from './reference/random';
 
 const MODEL = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 

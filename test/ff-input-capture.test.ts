@@ -2,7 +2,7 @@
  * Model.forward's captureFFInput / captureEncoderFFInput and captureFFOutput / captureEncoderFFOutput: the FF
  * input X and the FF output Y the training-free fits read (lib/pipeline/ff-inputs.ts). X must be exactly what
  * the first FF matrix reads, so X·W_inᵀ + b_in (float64 here) gives the pre-activation the same pass captures,
- * and Y what the FF makes of X (the float64 reference FF, lib/reference/ff.ts) — on a pre-norm model with a
+ * and Y what the FF makes of X (the float64 reference FF, test/reference/ff.ts) — on a pre-norm model with a
  * gated FF (the bundled llama), one with biases (synthetic GPT-2), and a post-norm encoder–decoder (marian
  * fixture, both stacks); feature rows only, in the same order as captureFF.
  */
@@ -12,7 +12,7 @@ import type { FFWeights } from '../lib/model/ff-weights';
 import { loadModel } from '../lib/model/load';
 import type { Model, StackName } from '../lib/model/model';
 import { modelFF, stackSpecOf } from '../lib/pipeline/align';
-import { ffForwardReference, type Activation } from '../lib/reference/ff';
+import { ffForwardReference, type Activation } from './reference/ff';
 import { readParallel } from '../lib/data/parallel';
 import { translationBatches } from '../lib/data/feature-batches';
 import { loadTokenizer } from '../lib/tokenizer';

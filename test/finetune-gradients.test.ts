@@ -1,6 +1,6 @@
 /**
  * The native training gradient (native/core/train, through modelLossAndGrad) against central finite
- * differences of the float64 reference loss (lib/reference/loss.ts), on a few hundred random parameters of
+ * differences of the float64 reference loss (test/reference/loss.ts), on a few hundred random parameters of
  * synthetic gpt2 / llama models (biases, untied head, GQA) and of the shared fixtures; plus the tie rule: a
  * tensor shared by several layers gets the sum of the gradients its positions would get untied.
  */
@@ -10,7 +10,7 @@ import { cloneFF } from '../lib/model/ff-weights';
 import { runNativeJob } from '../lib/native/job';
 import { trainAddon, type NativeLossAndGrad } from '../lib/native/train';
 import { slotTensors } from '../lib/train/save';
-import { referenceLoss, toFloat64 } from '../lib/reference/loss';
+import { referenceLoss, toFloat64 } from './reference/loss';
 import { describeShared, sharedPath } from './helpers/shared';
 import { removeSyntheticDirs, syntheticGpt2, syntheticLlama } from './helpers/synthetic-model';
 import { finiteDifferenceError, rng } from './helpers/grad-check';

@@ -14,7 +14,7 @@ import type { Model } from '../lib/model/model';
 import { runNativeJob } from '../lib/native/job';
 import { trainAddon, type NativeLossAndGrad } from '../lib/native/train';
 import { slotTensors } from '../lib/train/save';
-import { referenceImageLoss, toFloat64 } from '../lib/reference/loss';
+import { referenceImageLoss, toFloat64 } from './reference/loss';
 import { SafetensorsReader } from '../lib/safetensors';
 import { finetune, type FinetuneProgress } from '../lib/train/finetune';
 import { finetuneRecover } from '../lib/pipeline/recover/finetune';

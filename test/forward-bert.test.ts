@@ -1,14 +1,14 @@
 /**
  * Encoder families without a shared fixture: random BERT (with and without classifier / "bert." prefix) and
  * random multi-channel ViT checkpoints in Hugging Face layout, run by the native engine and compared with the
- * float64 reference in lib/reference/encoder.ts (which is itself checked against the vit-fmnist fixture).
+ * float64 reference in test/reference/encoder.ts (which is itself checked against the vit-fmnist fixture).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadModel } from '../lib/model/load';
 import { SafetensorsReader, writeSafetensors, type TensorToWrite } from '../lib/safetensors';
-import { bertForwardReference, vitForwardReference } from '../lib/reference/encoder';
+import { bertForwardReference, vitForwardReference } from './reference/encoder';
 import { isFfmergeError } from '../lib/errors';
 import { describeShared, sharedPath } from './helpers/shared';
 import { maxRelErr } from './helpers/compare';

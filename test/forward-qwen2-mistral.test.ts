@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { architectureOf } from '../lib/model/architectures';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
-import { referenceForward } from '../lib/reference/forward';
+import { referenceForward } from './reference/forward';
 import { SafetensorsReader, writeSafetensors, type TensorToWrite } from '../lib/safetensors';
 import { describeShared, sharedPath } from './helpers/shared';
 import { relErr, removeSyntheticDirs, syntheticGpt2, syntheticLlama, tempDir } from './helpers/synthetic-model';

@@ -1,12 +1,12 @@
 /**
- * The native forward pass against the float64 TS reference (lib/reference/forward.ts) on small random
+ * The native forward pass against the float64 TS reference (test/reference/forward.ts) on small random
  * models, covering what the fixtures do not: LLaMA attention_bias/mlp_bias, untied heads, other GQA ratios,
  * odd sizes, post-norm blocks and the other activations.
  */
 import * as path from 'node:path';
 import { buildModel, loadModel } from '../lib/model/load';
 import type { ModelSpec } from '../lib/model/spec';
-import { referenceForward } from '../lib/reference/forward';
+import { referenceForward } from './reference/forward';
 import { relErr, removeSyntheticDirs, syntheticGpt2, syntheticLlama } from './helpers/synthetic-model';
 
 afterAll(() => removeSyntheticDirs());

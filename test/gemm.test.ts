@@ -4,7 +4,7 @@ import { isFfmergeError } from '../lib/errors';
 import { gemmKernels, matmul } from '../lib/native/gemm';
 import { loadAddon } from '../lib/native/loader';
 import { matmulAbsReference, matmulReference, type MatmulShape } from '../lib/reference/matmul';
-import { mulberry32 as rng } from '../lib/reference/random';
+import { mulberry32 as rng } from './reference/random';
 
 // Small deterministic generator (mulberry32) so failures reproduce.
 

@@ -4,7 +4,7 @@ import { STAGE_MIN } from '../lib/native/staged';
 import { shuffled } from './helpers/permutation';
 import { anchorOffset, checkWindow, enumerateWindows, kFromFraction, kLabel, parseWindow } from '../lib/merge/windows';
 import { transpose, type FFWeights } from '../lib/model/ff-weights';
-import { ffForwardReference } from '../lib/reference/ff';
+import { ffForwardReference } from './reference/ff';
 import { SafetensorsReader } from '../lib/safetensors';
 import { FfmergeError } from '../lib/errors';
 import { describeShared, sharedPath } from './helpers/shared';

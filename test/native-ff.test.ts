@@ -6,7 +6,7 @@
 import { CorrelationAccumulator } from '../lib/native/correlation';
 import { NativeFF } from '../lib/native/native-ff';
 import { ffApply, RidgeAccumulator } from '../lib/native/ridge';
-import { ffForwardReference, type Activation } from '../lib/reference/ff';
+import { ffForwardReference, type Activation } from './reference/ff';
 import type { FFWeights } from '../lib/model/ff-weights';
 import { randomFF, rng } from './helpers/random-ff';
 

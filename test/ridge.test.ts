@@ -1,5 +1,5 @@
 import { RidgeAccumulator } from '../lib/native/ridge';
-import { ridgeReference, splitSolution } from '../lib/reference/ridge';
+import { ridgeReference, splitSolution } from './reference/ridge';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;

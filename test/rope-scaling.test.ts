@@ -12,7 +12,7 @@ import * as ort from 'onnxruntime-node';
 import { loadModel } from '../lib/model/load';
 import { ropeInvFreq } from '../lib/model/rope';
 import { NO_ROPE_SCALING, type RopeScaling } from '../lib/model/spec';
-import { referenceForward } from '../lib/reference/forward';
+import { referenceForward } from './reference/forward';
 import { perplexity } from '../lib/eval/perplexity';
 import { finetune } from '../lib/train/finetune';
 import { exportOnnx } from '../lib/export/onnx/export';

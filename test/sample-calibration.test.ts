@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { sampleRows, samplingGroup, type SampleOptions } from '../lib/eval/sample';
-import { sampleRowsReference } from '../lib/reference/sample';
+import { sampleRowsReference } from './reference/sample';
 import { removeSyntheticDirs, syntheticGpt2, syntheticLlama } from './helpers/synthetic-model';
 import { greedy } from '../lib/eval/generate';
 import { loadModel } from '../lib/model/load';
@@ -42,7 +42,7 @@ test('rows start with the start token, have the asked length and stay in the voc
   expect(a.map((r) => Array.from(r))).not.toEqual(c.map((r) => Array.from(r)));
 });
 
-describe('the native sampler (one job on a KV cache) against its oracle (every prefix rerun, lib/reference/sample.ts)', () => {
+describe('the native sampler (one job on a KV cache) against its oracle (every prefix rerun, test/reference/sample.ts)', () => {
   afterAll(removeSyntheticDirs);
   const same = async (m: Model, o: Omit<SampleOptions, 'startToken'> & { startToken?: number }) => {
     const opts = { startToken: 1, ...o };

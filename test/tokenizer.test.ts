@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FfmergeError } from '../lib/errors';
-import { llama2cEncode, Llama2cVocab } from '../lib/reference/llama2c-tokenizer';
+import { llama2cEncode, Llama2cVocab } from './reference/llama2c-tokenizer';
 import { SafetensorsReader } from '../lib/safetensors';
 import { loadTokenizer } from '../lib/tokenizer';
 import { describeShared, sharedPath } from './helpers/shared';

@@ -2,7 +2,7 @@
  * Sequences sampled from a decoder LM itself (ancestral sampling at a temperature, seeded): calibration data
  * that follows the model's own distribution when no text of it is at hand, or more of it than the text gives
  * (self-generated calibration, as in LLM-QAT's data-free distillation). One native job on a KV cache
- * (native/core/model/sample.h): each step runs only the new position. lib/reference/sample.ts is the oracle,
+ * (native/core/model/sample.h): each step runs only the new position. test/reference/sample.ts is the oracle,
  * which reruns every prefix with the same draws.
  */
 import { FfmergeError, showValue } from '../errors';

@@ -22,7 +22,7 @@ export function buildSafetensors(
 }
 
 /** Mulberry32: a small deterministic PRNG. */
-export { mulberry32 as prng } from '../../lib/reference/random';
+export { mulberry32 as prng } from '../reference/random';
 
 export function randomBytes(n: number, rnd: () => number): Uint8Array {
   const b = new Uint8Array(n);

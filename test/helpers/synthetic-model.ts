@@ -1,6 +1,6 @@
 /**
  * Small random checkpoints in Hugging Face layout (config.json + model.safetensors in a temp folder), plus
- * the same weights as canonical slot tensors for lib/reference/forward.ts. Lets tests cover options the
+ * the same weights as canonical slot tensors for test/reference/forward.ts. Lets tests cover options the
  * fixtures lack (biases, untied heads, GQA) and craft broken checkpoints.
  */
 import * as fs from 'node:fs';

@@ -11,7 +11,7 @@ namespace ffm::model {
 
 namespace {
 
-// mulberry32, bit for bit as lib/reference/sample.ts (Math.imul is a 32-bit product; >>> 0 an unsigned view).
+// mulberry32, bit for bit as test/reference/sample.ts (Math.imul is a 32-bit product; >>> 0 an unsigned view).
 class Mulberry32 {
  public:
   explicit Mulberry32(uint32_t seed) : a_(seed) {}

@@ -1,7 +1,7 @@
 // Ancestral sampling from a decoder-only language model on a KV cache: sequences that start with one token, each
 // next token drawn from softmax(logits / temperature). Calibration data in the model's own distribution
 // (compress's `calibration: { sample }`); each step runs only the new position, so a row of L tokens costs
-// L positions, not the L²/2 of rerunning every prefix (lib/reference/sample.ts, the oracle, does that).
+// L positions, not the L²/2 of rerunning every prefix (test/reference/sample.ts, the oracle, does that).
 #pragma once
 #include <cstdint>
 #include <vector>

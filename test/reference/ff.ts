@@ -3,12 +3,12 @@
  * of FF inputs x [n, d], returns the hidden activations after the nonlinearity H [n, dFF] and the FF output
  * Y [n, d]. Slow on purpose: one loop nest, nothing clever.
  */
-import { FfmergeError } from '../errors';
-import type { FFWeights } from '../model/ff-weights';
+import { FfmergeError } from '../../lib/errors';
+import type { FFWeights } from '../../lib/model/ff-weights';
 
-import { activate, type Activation } from '../model/activation';
+import { activate, type Activation } from '../../lib/model/activation';
 
-export { activate, erf, type Activation } from '../model/activation';
+export { activate, erf, type Activation } from '../../lib/model/activation';
 
 export interface FFOutputs {
   /** Hidden activations after the nonlinearity (times the up projection for SwiGLU), [n, dFF]. */

@@ -3,10 +3,10 @@
  * of native/core/model/weights.h), in float64. Slow and simple on purpose: the oracle for native forward
  * tests on synthetic models (biases, untied heads, GQA, post-norm) that the fixtures do not cover.
  */
-import type { ModelSpec } from '../model/spec';
-import { ropeInvFreq } from '../model/rope';
+import type { ModelSpec } from '../../lib/model/spec';
+import { ropeInvFreq } from '../../lib/model/rope';
 
-/** Float64Array tensors are read as they are (finite differences of the loss in float64: lib/reference/loss.ts). */
+/** Float64Array tensors are read as they are (finite differences of the loss in float64: test/reference/loss.ts). */
 type Vec = Float32Array | Float64Array;
 type Tensors = Record<string, Vec>;
 

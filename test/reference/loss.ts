@@ -1,9 +1,9 @@
 /**
  * The training loss in float64: mean next-token NLL of ids over the scored targets (targets[r] = −1: not
- * scored), from lib/reference/forward.ts. The oracle the native gradients (native/core/train) are checked
+ * scored), from test/reference/forward.ts. The oracle the native gradients (native/core/train) are checked
  * against by central finite differences: pass Float64Array tensors and perturb them in place.
  */
-import type { ModelSpec } from '../model/spec';
+import type { ModelSpec } from '../../lib/model/spec';
 import { referenceForward, referenceImageLogits } from './forward';
 
 export function referenceLoss(
@@ -32,7 +32,7 @@ export function referenceLoss(
   return sum / n;
 }
 
-/** Mean softmax cross-entropy of an image classifier's logits on labels (lib/reference/forward.ts). */
+/** Mean softmax cross-entropy of an image classifier's logits on labels (test/reference/forward.ts). */
 export function referenceImageLoss(
   spec: ModelSpec,
   tensors: Record<string, Float32Array | Float64Array>,

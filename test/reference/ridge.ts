@@ -3,7 +3,7 @@
  * row, adds λ = lambdaRel × mean diag (not on the bias; 1 when that mean is 0), and solves by Gaussian elimination with partial
  * pivoting (a different algorithm from the native Cholesky, on purpose). Returns X (p+1)×m, row p = bias.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError } from '../../lib/errors';
 
 export function ridgeReference(H: ArrayLike<number>, Y: ArrayLike<number>, n: number, p: number, m: number, lambdaRel: number): Float64Array {
   const p1 = p + 1;

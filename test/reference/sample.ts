@@ -4,9 +4,9 @@
  * a seeded mulberry32. Groups of rows, steps and rows within a step come in the native order, so with equal
  * logits both give the same rows.
  */
-import { throwIfAborted } from '../native/job';
-import type { Model } from '../model/model';
-import { samplingGroup, type SampleOptions } from '../eval/sample';
+import { throwIfAborted } from '../../lib/native/job';
+import type { Model } from '../../lib/model/model';
+import { samplingGroup, type SampleOptions } from '../../lib/eval/sample';
 import { mulberry32 } from './random';
 
 /** One token drawn from softmax(logits / temperature) for the uniform u (p: scratch of the vocabulary's size). */

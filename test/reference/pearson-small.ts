@@ -3,7 +3,7 @@
  * means, then centred products). O(tokens·dx·dy): for tests and small examples only.
  * corr[a*dy + b] = corr(X[:, a], Y[:, b]); a column with zero standard deviation correlates 0 with everything.
  */
-import { FfmergeError } from '../errors';
+import { FfmergeError } from '../../lib/errors';
 
 export function pearsonCrossCorrelationSmall(
   x: ArrayLike<number>,
