@@ -101,6 +101,7 @@ export function whyMissing(file: string): string {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ELOOP') return 'is a symbolic link that loops';
+    if (code === 'ENOTDIR') return 'is not reachable: part of its path is a file, not a folder';
     if (code === 'EACCES') return 'cannot be read (permission denied)';
     try {
       if (fs.lstatSync(file).isSymbolicLink()) return 'is a symbolic link that points nowhere';
@@ -109,4 +110,19 @@ export function whyMissing(file: string): string {
     }
     return 'does not exist';
   }
+}
+
+/**
+ * A folder the user named (a model's), checked before anything is read from it: DATA_NOT_FOUND saying why it
+ * cannot be reached (missing, a looping link, a file in its path) or that it is a file. Node's own ELOOP and
+ * ENOTDIR messages came out as INTERNAL_ERROR (tester ED).
+ */
+export function checkFolder(dir: string, what: string, holds: string, hint = ''): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    throw new FfmergeError('DATA_NOT_FOUND', `${what} ${dir} ${whyMissing(dir)}${hint}`);
+  }
+  if (!st.isDirectory()) throw new FfmergeError('DATA_NOT_FOUND', `${dir} is a file, not a ${what} (give the folder that holds ${holds})`);
 }

@@ -14,7 +14,7 @@
  * Special token ids come from tokenizer_config.json, then special_tokens_map.json (token strings), then
  * config.json (`*_token_id`).
  */
-import { MAX_JSON_FILE_BYTES, readRegularFileSync, whyMissing } from './files';
+import { checkFolder, MAX_JSON_FILE_BYTES, readRegularFileSync } from './files';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
@@ -321,9 +321,7 @@ export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
   checkPath(modelDir, 'loadTokenizer(modelDir): modelDir');
   // a folder that is not there is DATA_NOT_FOUND, as loadModel and inspectModel say (tester AZ: INVALID_CONFIG,
   // "has no tokenizer.json"); a folder without the file is the model's fault, INVALID_CONFIG below
-  const st = fs.statSync(modelDir, { throwIfNoEntry: false });
-  if (!st) throw new FfmergeError('DATA_NOT_FOUND', `model directory ${modelDir} ${whyMissing(modelDir)}`);
-  if (!st.isDirectory()) throw new FfmergeError('DATA_NOT_FOUND', `${modelDir} is a file, not a model directory (give the folder that holds tokenizer.json)`);
+  checkFolder(modelDir, 'model directory', 'tokenizer.json');
   // taken before the files are read: a file changed while they are read differs from it too
   const stamp = tokenizerStamp(modelDir);
   const tokenizerJson = readJson(path.join(modelDir, 'tokenizer.json'), true)!;

@@ -5,6 +5,7 @@
  * read as token 0, maxTokens NaN read as "all", k: null read as the default). Async functions reject; sync
  * functions throw.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as lib from '../lib/index';
 import { FfmergeError } from '../lib/errors';
@@ -260,4 +261,24 @@ test('the sliced merge helpers and greedy report the progress they accept (an on
   expect(seen.average!.map((x) => x.done)).toEqual([1, 2, 3]);
   expect(last(seen.average!).total).toBe(3);
   expect(seen.generate!.map((x) => [x.done, x.total])).toEqual([[1, 3], [2, 3], [3, 3]]);
+});
+
+describe('a model path that cannot be reached', () => {
+  // Node's own ELOOP / ENOTDIR messages came out as INTERNAL_ERROR from the CLI, IO_ERROR from inspect (tester ED)
+  let loop: string;
+  beforeAll(() => {
+    loop = path.join(tempDir('api-loop'), 'loop');
+    fs.symlinkSync(loop, loop);
+  });
+  const underFile = path.join(MODEL, 'config.json') + path.sep;
+
+  it.each([
+    ['loadModel', (p: string) => lib.loadModel(p)],
+    ['inspectModel', (p: string) => lib.inspectModel(p)],
+    ['loadTokenizer', (p: string) => lib.loadTokenizer(p)],
+    ['compress', (p: string) => lib.compress(p, COMPRESS)],
+  ])('%s: a looping link or a file in the path is DATA_NOT_FOUND, saying which', async (_, call) => {
+    await expect(call(loop)).rejects.toMatchObject({ code: 'DATA_NOT_FOUND', message: expect.stringContaining('is a symbolic link that loops') });
+    await expect(call(underFile)).rejects.toMatchObject({ code: 'DATA_NOT_FOUND', message: expect.stringMatching(/part of its path is a file|is a file, not a model directory/) });
+  });
 });

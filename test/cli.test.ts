@@ -118,6 +118,9 @@ describe('ffmerge CLI', () => {
     // a file given as the model, and an unexpanded ~ (tester X: both said only "does not exist")
     [['inspect', path.join(BUNDLED, 'calibration.txt')], 3, /calibration\.txt is a file, not a model directory.*DATA_NOT_FOUND/],
     [['inspect', '~/no-such-model'], 3, /the shell did not expand "~".*DATA_NOT_FOUND/],
+    // a file in the path: Node's ENOTDIR came out as INTERNAL_ERROR, exit 1 (tester ED)
+    [['inspect', path.join(BUNDLED, 'config.json') + path.sep], 3, /part of its path is a file, not a folder \[DATA_NOT_FOUND\]/],
+    [['compress', BUNDLED, '--plugins', path.join(BUNDLED, 'calibration.txt', 'x.mjs')], 3, /--plugins: .*x\.mjs is not reachable: part of its path is a file.*DATA_NOT_FOUND/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--method', 'magic'], 2, /--method must be one of permute, vanilla/],
     // an empty list ran none without a word (tester DB); none is said as 'none'
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ' '], 2, /--baselines " " names none: name baselines \(a comma list\), or give --baselines none to run none \[INVALID_ARGUMENT\]/],

@@ -23,14 +23,13 @@ import { MERGE_METHODS } from '../pipeline/merge-methods';
 import { RECOVER_METHODS } from '../pipeline/recover';
 import { DEFAULT_COMBOS } from '../pipeline/compress';
 import { loadPlugins } from './plugins';
+import { checkFolder } from '../files';
 
 function checkModelDir(p: string): void {
   if (p === '') throw new FfmergeError('INVALID_ARGUMENT', 'the model directory is an empty string (an unset shell variable?): give the folder that holds config.json and the weights');
-  const st = fs.statSync(p, { throwIfNoEntry: false });
   // a leading ~ reaches ffmerge unexpanded when the shell does not expand it (--out=~/x, or quoted): said so
   const tilde = p.startsWith('~') ? ' (the shell did not expand "~": write the path out, or use $HOME)' : '';
-  if (!st) throw new FfmergeError('DATA_NOT_FOUND', `model directory ${p} does not exist${tilde}`);
-  if (!st.isDirectory()) throw new FfmergeError('DATA_NOT_FOUND', `${p} is a file, not a model directory (give the folder that holds config.json and the weights)`);
+  checkFolder(p, 'model directory', 'config.json and the weights', tilde);
 }
 
 function packageVersion(): string {

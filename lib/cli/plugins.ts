@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FfmergeError } from '../errors';
+import { whyMissing } from '../files';
 import type { Plugins } from '../pipeline/options';
 
 const KEYS = ['mergeMethods', 'recoverMethods', 'baselines'] as const;
@@ -18,7 +19,9 @@ const importModule = new Function('url', 'return import(url)') as (url: string) 
 export async function loadPlugins(file: string | undefined): Promise<Plugins | undefined> {
   if (file === undefined) return undefined;
   const resolved = path.resolve(file);
-  if (!fs.statSync(resolved, { throwIfNoEntry: false })?.isFile()) throw new FfmergeError('DATA_NOT_FOUND', `--plugins: ${file} is not a file (give a JavaScript module that exports ${KEYS.join(', ')})`);
+  const exports = `give a JavaScript module that exports ${KEYS.join(', ')}`;
+  if (!fs.existsSync(resolved)) throw new FfmergeError('DATA_NOT_FOUND', `--plugins: ${file} ${whyMissing(resolved)} (${exports})`);
+  if (!fs.statSync(resolved).isFile()) throw new FfmergeError('DATA_NOT_FOUND', `--plugins: ${file} is not a file (${exports})`);
   let mod: Record<string, unknown>;
   try {
     mod = await importModule(pathToFileURL(resolved).href);

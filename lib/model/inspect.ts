@@ -5,7 +5,7 @@
  * ffmerge output's merged copies are read, pair by pair, to tell whether they still agree (as convert and
  * export decide).
  */
-import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../files';
+import { checkFolder, MAX_JSON_FILE_BYTES, readRegularFileSync, whyMissing } from '../files';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { checkBoolean, checkOptions, checkPath } from '../arguments';
@@ -141,7 +141,8 @@ export function configOf(dir: string, read: (file: string) => string | Promise<s
     if (e instanceof FfmergeError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new FfmergeError('DATA_NOT_FOUND', `${dir} is not a model directory (no config.json)`);
-    if (code === 'ENOTDIR') throw new FfmergeError('DATA_NOT_FOUND', `${dir} is a file, not a model directory (give the folder that holds config.json and the weights)`);
+    if (code === 'ENOTDIR' || code === 'ELOOP') checkFolder(dir, 'model directory', 'config.json and the weights');
+    if (code === 'ELOOP') throw new FfmergeError('DATA_NOT_FOUND', `${file} ${whyMissing(file)}`);
     throw new FfmergeError('IO_ERROR', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
   };
   const parsed = (text: string) => {
