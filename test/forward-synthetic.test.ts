@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { buildModel, loadModel } from '../lib/model/load';
 import type { ModelSpec } from '../lib/model/spec';
 import { referenceForward } from './reference/forward';
-import { relErr, removeSyntheticDirs, syntheticGpt2, syntheticLlama } from './helpers/synthetic-model';
+import { relErr, removeSyntheticDirs, syntheticGpt2, syntheticLlama, writeSynthetic } from './helpers/synthetic-model';
+import { perplexity } from '../lib/eval/perplexity';
 
 afterAll(() => removeSyntheticDirs());
 
@@ -104,5 +105,24 @@ describe('native forward vs float64 reference on synthetic checkpoints', () => {
     expect(relErr(r.logits, referenceForward(spec, tensors, ids, 2, 12).logits)).toBeLessThan(1e-5);
     m.dispose();
     m0.dispose();
+  });
+});
+
+describe('the loss where the logits are huge', () => {
+  it('a model whose tokens all look alike, with logits near 1e31, has perplexity V, not 1 (log V was lost to rounding: tester ED)', async () => {
+    const s = await syntheticLlama({ tied: true, bias: false, vocab: 40, seed: 9 });
+    const embed = s.hf.get('model.embed_tokens.weight')!;
+    embed.data.fill(1e30);
+    await writeSynthetic(s);
+    const m = await loadModel(s.dir);
+    try {
+      const ids = randomIds(16, 40, 2);
+      const r = await m.forward({ ids, batch: 1, seq: 16 }, { output: 'logits' });
+      expect(Math.abs(r.logits![0]!)).toBeGreaterThan(1e30); // the case: huge, finite, all equal
+      const p = await perplexity(m, [ids]);
+      expect(p.ppl).toBeCloseTo(40, 9);
+    } finally {
+      m.dispose();
+    }
   });
 });

@@ -299,7 +299,8 @@ void next_token_nll(ThreadPool* pool, const Model& m, const float* h, const int3
         for (size_t j = 0; j < V; ++j) mx = std::max(mx, lr[j]);
         double sum = 0;
         for (size_t j = 0; j < V; ++j) sum += double(std::exp(lr[j] - mx));
-        row_nll[i] = (double(mx) + std::log(sum)) - double(lr[ids[r + 1]]);
+        // the difference first: log(sum) (at most log V) is lost to rounding beside logits of 1e31 (tester ED: 1)
+        row_nll[i] = (double(mx) - double(lr[ids[r + 1]])) + std::log(sum);
       }
     });
     for (size_t i = 0; i < n; ++i) {

@@ -175,9 +175,9 @@ GreedyResult beam_generate(JobControl& ctl, const Model& encoder, const Model& d
         float mx = *std::max_element(lg, lg + V);
         double sum = 0;
         for (size_t j = 0; j < V; ++j) sum += std::exp(double(lg[j]) - mx);
-        const double lse = double(mx) + std::log(sum);
+        const double log_sum = std::log(sum);  // kept apart from mx: lost to rounding beside logits of 1e31
         for (size_t j = 0; j < V; ++j)
-          if (std::isfinite(lg[j])) cand.emplace_back(score[r] + (double(lg[j]) - lse), k * V + j);
+          if (std::isfinite(lg[j])) cand.emplace_back(score[r] + ((double(lg[j]) - mx) - log_sum), k * V + j);
       }
       const size_t top = std::min(cand.size(), 2 * K);
       std::partial_sort(cand.begin(), cand.begin() + top, cand.end(),

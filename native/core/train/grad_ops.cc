@@ -272,7 +272,7 @@ double lm_head_loss(ThreadPool* pool, const float* h, size_t rows, size_t d, con
         for (size_t j = 0; j < V; ++j) mx = std::max(mx, lr[j]);
         double sum = 0;
         for (size_t j = 0; j < V; ++j) sum += double(std::exp(lr[j] - mx));
-        row_nll[i] = (double(mx) + std::log(sum)) - double(lr[tg]);
+        row_nll[i] = (double(mx) - double(lr[tg])) + std::log(sum);  // the difference first, as forward.cc
         if (!dh) continue;
         // d nll / d logit_j = softmax_j − [j = target]
         const float inv = float(1.0 / sum);
