@@ -136,8 +136,10 @@ describe('ffmerge CLI', () => {
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--stacks', 'decoder'], 2, /stacks \(--stacks\) applies to encoder–decoder models; llama has one stack \(decoder\).*OPTION_NOT_APPLICABLE/],
     [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--count', '3'], 2, /--count does not apply.*OPTION_NOT_APPLICABLE/],
     // numbers are decimal integers, and what was asked for is never cut or ignored silently
-    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '1e1'], 2, /--k must be a positive integer, got "1e1".*INVALID_ARGUMENT/],
-    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '0x2'], 2, /--k must be a positive integer, got "0x2".*INVALID_ARGUMENT/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '1e1'], 2, /--k must be an integer ≥ 2, got "1e1".*INVALID_ARGUMENT/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '0x2'], 2, /--k must be an integer ≥ 2, got "0x2".*INVALID_ARGUMENT/],
+    // one lower bound, said as it is (tester ED: 0 was "a positive integer", 1 "an integer ≥ 2")
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '0'], 2, /--k must be an integer ≥ 2, got "0".*INVALID_ARGUMENT/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '600'], 2, /blockSize \(--block-size\) 600 is longer than the model's 512 positions.*INVALID_ARGUMENT/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--test-tokens', '512'], 2, /testTokens \(--test-tokens\) budgets the test data.*OPTION_NOT_APPLICABLE/],
     [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '600'], 2, /--block-size 600 is longer than the model's 512 positions.*INVALID_ARGUMENT/],

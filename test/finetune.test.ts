@@ -596,7 +596,7 @@ test('saveTrained started before dispose() finishes, as perplexity and finetune 
   m.dispose(); // before: the save rejected with "this model was disposed"
   await expect(saving).resolves.toMatchObject({ out: path.resolve(out) });
   expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
-  await expect(saveTrained(m, { source: s.dir, out: `${out}2` })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: 'this model was disposed' });
+  await expect(saveTrained(m, { source: s.dir, out: `${out}2` })).rejects.toMatchObject({ code: 'INVALID_STATE', message: 'this model was disposed' });
 });
 
 test.each([

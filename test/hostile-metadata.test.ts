@@ -32,6 +32,16 @@ test.each([['1e308', 1e308], ['2^63', 9223372036854775807], ['2^53 + 2', 2 ** 53
   await expect(inspectModel(dir)).rejects.toMatchObject(want);
 });
 
+test('a key that is missing is said to be missing, not "(got undefined)" (tester ED)', async () => {
+  const dir = copyModel('no-layers');
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  delete config.num_hidden_layers;
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+  const want = { code: 'INVALID_CONFIG', message: 'config.json: "num_hidden_layers" is missing; it must be a positive integer below 2^53' };
+  await expect(loadModel(dir)).rejects.toMatchObject(want);
+  await expect(inspectModel(dir)).rejects.toMatchObject(want);
+});
+
 test('a shard named "..x.safetensors" is a file of its folder; "../x.safetensors" is not', async () => {
   const dir = copyModel('dotdot');
   fs.renameSync(path.join(dir, 'model.safetensors'), path.join(dir, '..x.safetensors'));

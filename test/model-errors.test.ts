@@ -207,7 +207,7 @@ describe('forward input errors', () => {
     await expectCode(() => m.ffWeights(2), 'INVALID_ARGUMENT', 'layer 2');
     await expectCode(() => m.ffWeights(0, 'encoder'), 'INVALID_ARGUMENT', 'encoder');
     m.dispose();
-    await expectCode(m.forward({ ids: new Int32Array(3), batch: 1, seq: 3 }, { output: 'logits' }), 'INVALID_ARGUMENT', 'disposed');
+    await expectCode(m.forward({ ids: new Int32Array(3), batch: 1, seq: 3 }, { output: 'logits' }), 'INVALID_STATE', 'disposed');
   });
 });
 

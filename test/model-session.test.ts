@@ -35,8 +35,8 @@ test('perplexity: dispose() while it runs lets the job finish with the same resu
   const got = await job;
   const refusedMeanwhile = meanwhile;
   expect(got).toEqual(want);
-  expect(await refusedMeanwhile).toBe('INVALID_ARGUMENT: this model was disposed');
-  await expect(perplexity(m, blocks(2, 5))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: 'this model was disposed' });
+  expect(await refusedMeanwhile).toBe('INVALID_STATE: this model was disposed');
+  await expect(perplexity(m, blocks(2, 5))).rejects.toMatchObject({ code: 'INVALID_STATE', message: 'this model was disposed' });
 });
 
 test('greedy and image evaluation: dispose() right after the call starts; the output is what it would have been', async () => {

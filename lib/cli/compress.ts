@@ -74,7 +74,7 @@ function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, mode
       test: imageSourceFrom(split(o, 'test'), 'test'),
       calibrationImages: int(o.calibrationSize, 'calibration-size'),
       validationImages: int(o.validationSize, 'validation-size'),
-      validationStart: int(o.validationStart, 'validation-start', true),
+      validationStart: int(o.validationStart, 'validation-start', 0),
       testImages: int(o.testSize, 'test-size'),
       selectBy: oneOf(o.selectBy, ['metric', 'loss'] as const, 'select-by'),
     });
@@ -137,7 +137,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   const opts: CompressOptions = {
     ...dataOptions(task, o, bundled, model),
     ...dropUndefined({
-      k: int(o.k, 'k'),
+      k: int(o.k, 'k', 2),
       fraction,
       selectMemory: o.selectMemory === undefined ? undefined : int(o.selectMemory, 'select-memory')! * 2 ** 20,
       anchor: oneOf<Anchor>(o.anchor, ['first', 'middle', 'last'], 'anchor'),

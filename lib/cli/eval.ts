@@ -42,7 +42,7 @@ function finite(v: number, metric: string): number {
  * without a word. → the first item and how many.
  */
 function withinData(o: EvalCliOptions, available: number, what: string): { start: number; count: number } {
-  const start = int(o.start, 'start', true) ?? 0;
+  const start = int(o.start, 'start', 0) ?? 0;
   const count = int(o.count, 'count');
   if (start >= available) {
     throw new FfmergeError('INVALID_ARGUMENT', `--start ${start} is past the ${available} ${what} of the data (the first is 0): give at most ${available - 1}`);

@@ -86,11 +86,11 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   if (!(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be a positive number, got "${o.lr}"`);
   const batch = int(o.batch, 'batch')!;
   if (batch > MAX_BATCH) throw new FfmergeError('INVALID_ARGUMENT', `--batch must be at most ${MAX_BATCH} (sequences or images per step), got ${batch}`);
-  const warmup = int(o.warmup, 'warmup', true) ?? 0;
+  const warmup = int(o.warmup, 'warmup', 0) ?? 0;
   const schedule = oneOf(o.schedule, ['constant', 'cosine'] as const, 'schedule');
   const weightDecay = num(o.weightDecay, 'weight-decay');
   const clip = num(o.clip, 'clip');
-  const seed = int(o.seed, 'seed', true)!;
+  const seed = int(o.seed, 'seed', 0)!;
   const trainable = oneOf(o.trainable, ['all', 'ff'] as const, 'trainable');
   const micro = int(o.micro, 'micro');
   checkMicro(micro, batch);

@@ -7,11 +7,13 @@ import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import type { ImageSource, ParallelSource } from '../pipeline/options';
 
-export function int(v: string | undefined, what: string, zeroOk = false): number | undefined {
+/** A decimal integer flag of at least `min` (1: positive; 0: non-negative; --k's 2 said as such). */
+export function int(v: string | undefined, what: string, min = 1): number | undefined {
   if (v === undefined) return undefined;
   // decimal digits only: Number() would also read "0x2", "1e1" and " 2 " as integers
   const n = /^[0-9]+$/.test(v) ? Number(v) : NaN;
-  if (!Number.isSafeInteger(n) || n < (zeroOk ? 0 : 1)) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be a ${zeroOk ? 'non-negative' : 'positive'} integer, got "${v}"`);
+  const kind = min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer ≥ ${min}`;
+  if (!Number.isSafeInteger(n) || n < min) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be ${kind}, got "${v}"`);
   return n;
 }
 

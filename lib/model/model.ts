@@ -327,7 +327,7 @@ export class Model {
   private live(stack: StackName = this.mainStack): NativeModelHandle {
     this.stackSpec(stack); // a stack this model lacks is named as such, not reported as disposed
     const h = stack === this.mainStack ? this.handle : this.encoderHandle;
-    if (!h || (this.disposed && !sessionModels.getStore()?.has(this))) throw new FfmergeError('INVALID_ARGUMENT', 'this model was disposed');
+    if (!h || (this.disposed && !sessionModels.getStore()?.has(this))) throw new FfmergeError('INVALID_STATE', 'this model was disposed');
     return h;
   }
 

@@ -7,7 +7,8 @@ import { NO_ROPE_SCALING, type ActivationKind, type RopeScaling } from '../spec'
 import type { Config, FFTensorNames } from './types';
 
 export function bad(key: string, why: string, v: unknown): FfmergeError {
-  return new FfmergeError('INVALID_CONFIG', `config.json: "${key}" ${why} (got ${showValue(v)})`);
+  // a key that is not there said so, not "(got undefined)" (tester ED)
+  return new FfmergeError('INVALID_CONFIG', v === undefined ? `config.json: "${key}" is missing; it ${why}` : `config.json: "${key}" ${why} (got ${showValue(v)})`);
 }
 
 /** A positive integer; `dflt` is the transformers config class default used when the key is absent or null. */
