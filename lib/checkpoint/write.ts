@@ -242,7 +242,7 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
     throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} would overwrite the input model ${source}; choose another --out`);
   }
   if (real.startsWith(src + path.sep)) {
-    throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} is inside the input model folder ${source}; choose a folder outside it`);
+    throw new FfmergeError('INVALID_ARGUMENT', `the output ${out} is inside the input model folder ${source}; choose a folder outside it`);
   }
   // the run's data files: replacing a folder that holds one would delete it (--overwrite replaces the folder whole)
   for (const file of inputPaths(inputs)) {

@@ -97,7 +97,7 @@ export function dropUndefined<T extends object>(x: T): T {
 /**
  * The output folder a command writes when --out is not given: ./<model folder name><suffix>, in the current
  * folder. Run from inside the model folder (`ffmerge compress .`) that is inside the input, which the writer
- * refuses as OUTPUT_EXISTS, a code that named nothing there (tester DL): said here as the usage error it is.
+ * refuses (INVALID_ARGUMENT, naming only --out) without the word "default" (tester DL): said here as such.
  */
 export function defaultOut(model: string, suffix: string): string {
   const modelDir = path.resolve(model);
