@@ -307,4 +307,12 @@ describeShared('fixtures/marian-multi30k-en-de', 'refit and baselines on marian,
     await expect(compress(sharedPath('fixtures', 'marian-multi30k-en-de'), { parallel: { source: m30k('val.en.gz'), target: m30k('val.de.gz') }, testSentences: 10 })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining('testSentences') });
     await expect(compress(sharedPath('fixtures', 'vit-fmnist'), { images: { images: sharedPath('data', 'fmnist', 'train-images-idx3-ubyte.gz'), labels: sharedPath('data', 'fmnist', 'train-labels-idx1-ubyte.gz') }, testImages: 10 })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining('testImages') });
   });
+
+  it("recover 'finetune', which trains no translation model, is refused before any work (tester ED: after 40 s of calibration)", async () => {
+    const phases: string[] = [];
+    await expect(
+      compress(sharedPath('fixtures', 'marian-multi30k-en-de'), { parallel: { source: m30k('val.en.gz'), target: m30k('val.de.gz') }, recover: 'finetune', onProgress: (p) => void phases.push(p.phase) }),
+    ).rejects.toMatchObject({ code: 'UNSUPPORTED_ARCHITECTURE', message: "recover method 'finetune' recovers language-modeling and image-classification models; marian is compressed as translation" });
+    expect(phases).toEqual([]);
+  });
 });

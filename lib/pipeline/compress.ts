@@ -333,6 +333,12 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     ...recovers.names().filter((n) => own.recover(n) && !combos.some((c) => c.recover.name === n)).map((n) => `recover method ${n}`),
     ...baselineKinds.names().filter((n) => own.baseline(n) && !baselines.some((b) => b.name === n)).map((n) => `baseline ${n}`),
   ];
+  // a recover method for other tasks is refused here, not after calibration (tester ED: Marian's finetune, 40 s in)
+  for (const { recover: r } of combos) {
+    if (r.tasks && !r.tasks.includes(kind.name)) {
+      throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `recover method '${r.name}' recovers ${r.tasks.join(' and ')} models; ${summary.modelType} is compressed as ${kind.name}`);
+    }
+  }
   const unpickedNote = unpicked.length ? [`plug-ins given but not picked by name, so not run: ${unpicked.join(', ')} (pick them with method, recover or baselines; method 'auto' tries ffmerge's own combinations only)`] : [];
   const anchor: Anchor = options.anchor ?? 'first';
   anchorOffset(anchor, 2);

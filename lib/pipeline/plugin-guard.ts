@@ -132,10 +132,13 @@ export function guardMerge(method: MergeMethod, name: string, own: boolean, sign
 
 export function guardRecover(method: RecoverMethod, name: string, own: boolean, signal: AbortSignal | undefined): RecoverMethod {
   const who = `recover method ${name}`;
+  const { tasks } = method;
+  if (tasks !== undefined && !(Array.isArray(tasks) && tasks.every((t) => typeof t === 'string'))) throw wrong(who, 'has tasks that are not a list of task names', tasks);
   return Object.freeze({
     name,
     description: String(method.description),
     rewritesEarlier: Boolean(method.rewritesEarlier),
+    ...(tasks === undefined ? {} : { tasks: Object.freeze([...tasks]) }),
     recover: async (ctx: MergeContext, m: MergedWindow, opts: JobOptions) => checkMerged(who, await settle(method.recover(own ? ownView(ctx) : ctx, m, opts), own, signal), ctx.model, m.stack, m.window, own),
   });
 }

@@ -67,6 +67,8 @@ export interface RecoverMethod extends Named {
    * layer 0, so they are scored from there, and a large model's search budget counts them so.
    */
   readonly rewritesEarlier?: boolean;
+  /** The tasks (TaskKind names) it can recover; absent: every task. compress refuses any other before any work. */
+  readonly tasks?: readonly string[];
   /** Returns new arrays: `merged` may be handed to another recover method too, so it is never written into. */
   recover(ctx: MergeContext, merged: MergedWindow, opts: JobOptions): Promise<MergedWindow>;
 }
