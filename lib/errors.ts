@@ -44,6 +44,8 @@ export type ErrorCode =
   | 'DATA_NOT_FOUND'
   | 'INVALID_DATA'
   | 'SINGULAR_MATRIX'
+  /** A caller's own plug-in (merge method, recover method, baseline) threw something other than an FfmergeError. */
+  | 'PLUGIN_FAILED'
   // native jobs on stateful objects
   | 'BUSY'
   | 'INVALID_STATE'
@@ -60,8 +62,8 @@ export class FfmergeError extends Error {
   }
 }
 
-/** Whether `e` is an FfmergeError, with `code` when one is given. */
-export function isFfmergeError(e: unknown, code?: ErrorCode): e is FfmergeError {
+/** Whether `e` is an FfmergeError, with `code` when one is given (and then typed as having that code). */
+export function isFfmergeError<C extends ErrorCode = ErrorCode>(e: unknown, code?: C): e is FfmergeError & { readonly code: C } {
   return e instanceof FfmergeError && (code === undefined || e.code === code);
 }
 

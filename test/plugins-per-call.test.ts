@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { FfmergeError } from '../lib/errors';
 import { compress } from '../lib/pipeline/compress';
 import { BASELINES } from '../lib/pipeline/baselines';
 import { MERGE_METHODS } from '../lib/pipeline/merge-methods';
@@ -235,6 +236,19 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
     ac.abort();
     // before: still pending long after the abort
     await expect(call).rejects.toMatchObject({ code: 'ABORTED' });
+  });
+
+  it("a plug-in's own failure names it (PLUGIN_FAILED); its FfmergeErrors pass as they are (tester ED: INTERNAL_ERROR, \"[object Object]\")", async () => {
+    const failing = (thrown: () => never): RecoverMethod => ({ name: 'boom', description: 'd', recover: async () => thrown() });
+    const run = (r: RecoverMethod) => compress(BUNDLED, { ...small, window: '1-2', method: 'permute', recover: 'boom', plugins: { recoverMethods: [r] } });
+    await expect(run(failing(() => (undefined as unknown as { foo: { bar: number } }).foo.bar as never))).rejects.toMatchObject({
+      code: 'PLUGIN_FAILED',
+      message: expect.stringMatching(/^recover method boom \(a plug-in given to this call\) failed: Cannot read properties of undefined/),
+    });
+    await expect(run(failing(() => { throw { code: 'X' }; }))).rejects.toMatchObject({ code: 'PLUGIN_FAILED', message: 'recover method boom (a plug-in given to this call) failed: threw {"code":"X"}, not an Error' });
+    await expect(run(failing(() => { throw new FfmergeError('INVALID_DATA', 'mine'); }))).rejects.toMatchObject({ code: 'INVALID_DATA', message: 'mine' });
+    // thrown by candidates() itself, before any promise
+    await expect(compress(BUNDLED, baselineWith(() => { throw new RangeError('no room'); }))).rejects.toMatchObject({ code: 'PLUGIN_FAILED', message: 'baseline b (a plug-in given to this call) failed: no room' });
   });
 });
 

@@ -6,7 +6,7 @@
  *      it, SHAPE_MISMATCH: a tensor the config does not describe, SEQUENCE_TOO_LONG: a data row too long for the model)
  *   4  numerical failure (NUMERIC below: non-finite values or metrics, singular refit)
  *   130 aborted (Ctrl-C; 143 for SIGTERM, 129 for SIGHUP: 128 + the signal's number)
- *   1  anything else
+ *   1  anything else (PLUGIN_FAILED; INTERNAL_ERROR, the code printed for a failure that carries none)
  */
 import { FfmergeError, type ErrorCode } from '../errors';
 import { envFlag } from '../native/env';

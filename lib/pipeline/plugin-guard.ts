@@ -112,8 +112,28 @@ function checkMerged(who: string, r: unknown, model: Model, stack: StackName, w:
   return out;
 }
 
-/** The caller's plug-ins' calls race the signal; ffmerge's own end on it themselves (and are waited for). */
-const settle = <T>(p: T | Promise<T>, own: boolean, signal: AbortSignal | undefined): Promise<T> => (own ? raceAbort(p, signal) : Promise.resolve(p));
+/**
+ * A caller's plug-in's failure, named as its own: a TypeError from inside it, or a thrown non-Error ("[object
+ * Object]"), read as ffmerge's own INTERNAL_ERROR (tester ED). Its FfmergeErrors (and ABORTED) pass as they are.
+ */
+function pluginFailure(who: string, e: unknown): unknown {
+  if (e instanceof FfmergeError) return e;
+  const what = e instanceof Error ? e.message : `threw ${showValue(e)}, not an Error`;
+  return new FfmergeError('PLUGIN_FAILED', `${who} (a plug-in given to this call) failed: ${what}`, { cause: e });
+}
+
+/**
+ * The call `f` makes. The caller's plug-ins' calls race the signal and their failures name them; ffmerge's own
+ * end on the signal themselves (and are waited for).
+ */
+async function settle<T>(f: () => T | Promise<T>, own: boolean, signal: AbortSignal | undefined, who: string): Promise<T> {
+  if (!own) return f();
+  try {
+    return await raceAbort(f(), signal);
+  } catch (e) {
+    throw pluginFailure(who, e);
+  }
+}
 
 /**
  * `name`: the one the registry holds it under (read once: a getter could answer another later); `own`: the
@@ -126,7 +146,7 @@ export function guardMerge(method: MergeMethod, name: string, own: boolean, sign
     name,
     description: String(method.description),
     needsCorrelations: Boolean(method.needsCorrelations),
-    merge: async (ctx: MergeContext, stack: StackName, w: Window, opts: JobOptions) => checkMerged(who, await settle(method.merge(own ? ownView(ctx) : ctx, stack, w, opts), own, signal), ctx.model, stack, w, own),
+    merge: async (ctx: MergeContext, stack: StackName, w: Window, opts: JobOptions) => checkMerged(who, await settle(() => method.merge(own ? ownView(ctx) : ctx, stack, w, opts), own, signal, who), ctx.model, stack, w, own),
   });
 }
 
@@ -139,7 +159,7 @@ export function guardRecover(method: RecoverMethod, name: string, own: boolean, 
     description: String(method.description),
     rewritesEarlier: Boolean(method.rewritesEarlier),
     ...(tasks === undefined ? {} : { tasks: Object.freeze([...tasks]) }),
-    recover: async (ctx: MergeContext, m: MergedWindow, opts: JobOptions) => checkMerged(who, await settle(method.recover(own ? ownView(ctx) : ctx, m, opts), own, signal), ctx.model, m.stack, m.window, own),
+    recover: async (ctx: MergeContext, m: MergedWindow, opts: JobOptions) => checkMerged(who, await settle(() => method.recover(own ? ownView(ctx) : ctx, m, opts), own, signal, who), ctx.model, m.stack, m.window, own),
   });
 }
 
@@ -179,7 +199,12 @@ export function guardBaseline(baseline: Baseline, name: string, own: boolean, si
     description: String(baseline.description),
     needsCorrelations: Boolean(baseline.needsCorrelations),
     candidates: (ctx: BaselineContext) => {
-      const list: unknown = baseline.candidates(own ? { ...ctx, merge: ownView(ctx.merge) } : ctx);
+      let list: unknown;
+      try {
+        list = baseline.candidates(own ? { ...ctx, merge: ownView(ctx.merge) } : ctx);
+      } catch (e) {
+        throw own ? pluginFailure(who, e) : e;
+      }
       // an async candidates() is an easy slip: the list is needed before any is built
       if (!Array.isArray(list)) throw wrong(who, `candidates() must return a list${list instanceof Promise ? ', not a Promise' : ''}`, list);
       // a start is a layer of the stacks searched (an encoder may be deeper than the decoder)
@@ -197,7 +222,7 @@ export function guardBaseline(baseline: Baseline, name: string, own: boolean, si
           windows: Object.fromEntries(labels) as BaselineCandidate['windows'],
           start,
           paramsRemoved,
-          edits: async (opts?: JobOptions) => checkEdits(who, await settle(build.call(c, opts), own, signal), ctx.model, own),
+          edits: async (opts?: JobOptions) => checkEdits(who, await settle(() => build.call(c, opts), own, signal, who), ctx.model, own),
         };
       });
     },
