@@ -24,17 +24,17 @@ import { tokenizerJsonProblem } from './tokenizer-check';
 
 export interface EncodeOptions {
   /** Add the model's special tokens (BOS/EOS per its post-processor or add_bos/eos flags). Default true. */
-  addSpecialTokens?: boolean;
+  addSpecialTokens?: boolean | undefined;
   /**
    * Keep at most this many ids, special tokens included: the text's tokens are cut from the right and the
    * special tokens kept (transformers' `truncation=True, max_length=...` for one sequence).
    */
-  maxLength?: number;
+  maxLength?: number | undefined;
 }
 
 export interface DecodeOptions {
   /** Drop special tokens (BOS, EOS, pad, ...) from the text. Default false. */
-  skipSpecialTokens?: boolean;
+  skipSpecialTokens?: boolean | undefined;
 }
 
 export interface SpecialTokenIds {

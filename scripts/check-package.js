@@ -74,10 +74,15 @@ const installed = path.join(consumer, 'node_modules', 'ffmerge');
 const declarations = (dir) => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? declarations(path.join(dir, e.name)) : e.name.endsWith('.d.ts') ? [path.join(dir, e.name)] : []));
 const leaked = declarations(path.join(installed, 'dist')).filter((f) => fs.readFileSync(f, 'utf8').includes('@internal'));
 if (leaked.length) fail(`declarations that expose @internal members:\n${leaked.join('\n')}`);
-fs.writeFileSync(path.join(consumer, 'use.ts'), "import { compress, loadModel, Model } from 'ffmerge';\nimport { pearsonReference } from 'ffmerge/reference';\nexport const used: unknown[] = [compress, loadModel, pearsonReference, (m: Model) => m.layers()];\n");
+// with exactOptionalPropertyTypes, a caller passes its own optional signal on as it is (tester DZ: TS2379)
+fs.writeFileSync(
+  path.join(consumer, 'use.ts'),
+  "import { compress, loadModel, Model } from 'ffmerge';\nimport { pearsonReference } from 'ffmerge/reference';\nexport const used: unknown[] = [compress, loadModel, pearsonReference, (m: Model) => m.layers()];\n" +
+    "export async function forwarded(dir: string, signal?: AbortSignal): Promise<void> {\n  (await loadModel(dir, { signal, stream: undefined })).dispose();\n  await compress(dir, { k: 2, signal, onProgress: undefined, out: undefined });\n}\n",
+);
 for (const resolution of ['node16', 'node10']) {
   const module = resolution === 'node16' ? 'node16' : 'commonjs';
-  run(process.execPath, [require.resolve('typescript/bin/tsc'), '--noEmit', '--strict', '--skipLibCheck', 'false', '--module', module, '--moduleResolution', resolution, '--types', 'node', '--typeRoots', path.join(root, 'node_modules', '@types'), 'use.ts'], { cwd: consumer, env });
+  run(process.execPath, [require.resolve('typescript/bin/tsc'), '--noEmit', '--strict', '--exactOptionalPropertyTypes', '--skipLibCheck', 'false', '--module', module, '--moduleResolution', resolution, '--types', 'node', '--typeRoots', path.join(root, 'node_modules', '@types'), 'use.ts'], { cwd: consumer, env });
 }
 const version = run(process.execPath, [path.join('node_modules', 'ffmerge', 'bin', 'ffmerge.js'), '--version'], { cwd: consumer, env }).stdout;
 if (!/native addon prebuilt/.test(version)) fail(`ffmerge --version does not report the prebuilt addon:\n${version}`);

@@ -18,12 +18,12 @@ import { checkPath } from '../arguments';
 import { readConfig } from '../model/load';
 
 export interface ConvertOptions {
-  overwrite?: boolean;
-  signal?: AbortSignal;
+  overwrite?: boolean | undefined;
+  signal?: AbortSignal | undefined;
   /** Progress of the write, phase 'save' in bytes (writeCheckpoint). */
-  onProgress?: ProgressFn;
+  onProgress?: ProgressFn | undefined;
   /** Largest bytes per safetensors file (writeCheckpoint's maxShardSize: default 5 GB; above it, sharded). */
-  maxShardSize?: number;
+  maxShardSize?: number | undefined;
 }
 
 interface FfmergeInfo {

@@ -46,26 +46,26 @@ export interface WriteCheckpointOptions {
   out: string;
   format: OutputFormat;
   /** Replacement tensors by name, float32, in the stored layout and shape of the tensor they replace. */
-  replace?: Map<string, Float32Array>;
+  replace?: Map<string, Float32Array> | undefined;
   /** Names that share one stored tensor: tied name → stored name. In `expanded` output each gets a copy. */
-  ties?: TieMap;
+  ties?: TieMap | undefined;
   /** Recorded under config.json's `ffmerge` key (method, windows, …); ties are added for `tied`. */
-  info?: Record<string, unknown>;
+  info?: Record<string, unknown> | undefined;
   /** Extra files written into the output directory (e.g. report.json), name → contents (or a function of the bytes written, see ExtraFile). */
-  extraFiles?: Record<string, ExtraFile>;
-  overwrite?: boolean;
-  signal?: AbortSignal;
+  extraFiles?: Record<string, ExtraFile> | undefined;
+  overwrite?: boolean | undefined;
+  signal?: AbortSignal | undefined;
   /**
    * Progress as phase 'save', in bytes of tensor data read for the output. The last report comes before the
    * output is renamed into place, so a callback that throws there leaves no output.
    */
-  onProgress?: ProgressFn;
+  onProgress?: ProgressFn | undefined;
   /**
    * Largest tensor bytes per safetensors file (default 5 GB, Hugging Face's `max_shard_size`). A checkpoint
    * that fits is one model.safetensors; a larger one is sharded in tensor order (a tensor larger than this
    * gets a shard of its own).
    */
-  maxShardSize?: number;
+  maxShardSize?: number | undefined;
 }
 
 /** Throws INVALID_ARGUMENT unless maxShardSize, when given, is a positive number of bytes (Infinity: never shard). */

@@ -7,9 +7,9 @@ import { fmtBytes, printResult } from './format';
 export interface ConvertCliOptions {
   format: string;
   out: string;
-  overwrite?: boolean;
-  maxShardSize?: string;
-  json?: boolean;
+  overwrite?: boolean | undefined;
+  maxShardSize?: string | undefined;
+  json?: boolean | undefined;
 }
 
 export async function runConvert(model: string, o: ConvertCliOptions, signal: AbortSignal): Promise<void> {

@@ -18,11 +18,11 @@ import { ProgressBar } from './progress';
 import { fmtInt, printResult } from './format';
 
 export interface EvalCliOptions extends SplitFlags {
-  start?: string;
-  count?: string;
-  tokens?: string;
-  blockSize?: string;
-  json?: boolean;
+  start?: string | undefined;
+  count?: string | undefined;
+  tokens?: string | undefined;
+  blockSize?: string | undefined;
+  json?: boolean | undefined;
 }
 
 const TASK_FLAGS: Record<string, readonly (keyof EvalCliOptions)[]> = {

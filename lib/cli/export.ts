@@ -11,8 +11,8 @@ export interface ExportCliOptions {
   out: string;
   dtype: string;
   externalData: string;
-  overwrite?: boolean;
-  json?: boolean;
+  overwrite?: boolean | undefined;
+  json?: boolean | undefined;
 }
 
 export async function runExport(model: string, o: ExportCliOptions, signal: AbortSignal): Promise<void> {

@@ -28,21 +28,21 @@ export interface FinetuneCliOptions extends ImageFlags {
   steps: string;
   lr: string;
   batch: string;
-  seq?: string;
-  warmup?: string;
+  seq?: string | undefined;
+  warmup?: string | undefined;
   schedule: string;
   weightDecay: string;
   clip: string;
   seed: string;
-  evalEvery?: string;
-  tokens?: string;
-  validTokens?: string;
+  evalEvery?: string | undefined;
+  tokens?: string | undefined;
+  validTokens?: string | undefined;
   trainable: string;
-  micro?: string;
-  out?: string;
-  maxShardSize?: string;
-  overwrite?: boolean;
-  json?: boolean;
+  micro?: string | undefined;
+  out?: string | undefined;
+  maxShardSize?: string | undefined;
+  overwrite?: boolean | undefined;
+  json?: boolean | undefined;
 }
 
 /** The data flags of each kind of model (the other kind's are refused). */

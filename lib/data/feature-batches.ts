@@ -64,9 +64,9 @@ export interface TranslationBatchOptions {
    * cut, so a side longer than the model's positions fails in the forward pass (SEQUENCE_TOO_LONG). Pass the
    * model's positions to cut such sentences instead.
    */
-  maxSourceTokens?: number;
-  maxTargetTokens?: number;
-  batchSize?: number;
+  maxSourceTokens?: number | undefined;
+  maxTargetTokens?: number | undefined;
+  batchSize?: number | undefined;
 }
 
 /** Teacher-forcing batches of sentence pairs for an encoder–decoder model (input order kept). */

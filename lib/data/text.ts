@@ -16,9 +16,9 @@ import { checkOptions, checkPath } from '../arguments';
 
 export interface TextSourceOptions {
   /** JSON Lines field holding the document text. Default "text". */
-  field?: string;
+  field?: string | undefined;
   /** Force the format instead of guessing it from the name (.jsonl / .jsonl.gz → jsonl, otherwise txt). */
-  format?: 'txt' | 'jsonl';
+  format?: 'txt' | 'jsonl' | undefined;
 }
 
 function notFound(file: string, e: unknown): FfmergeError {

@@ -11,13 +11,13 @@ import { checkInt, checkOptions, checkPath } from '../arguments';
 
 export interface TokenRowOptions {
   /** Stop after the row that reaches this many tokens (default: read all). */
-  maxTokens?: number;
+  maxTokens?: number | undefined;
   /** Ids must be below this (the model's vocabulary). */
-  vocab?: number;
+  vocab?: number | undefined;
   /** Rows longer than this are refused (the model's positions). */
-  maxLength?: number;
+  maxLength?: number | undefined;
   /** Rows shorter than this are refused. Default 2: a row scored alone needs a token to predict; rows joined into one stream (fine-tuning) may be 1. */
-  minLength?: number;
+  minLength?: number | undefined;
 }
 
 /** Whether a .jsonl file holds token-id rows (its first non-blank row has "input_ids"), not text rows. */

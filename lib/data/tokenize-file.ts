@@ -49,14 +49,14 @@ import { checkInt, checkOneOf, checkPath } from '../arguments';
 
 export interface TokenizeFileOptions {
   /** Return only the first maxTokens ids (the file is read only as far as they need). Default: all. */
-  maxTokens?: number;
+  maxTokens?: number | undefined;
   /** JSON Lines field holding each document (documents are joined with "\n"). Default "text". */
-  field?: string;
+  field?: string | undefined;
   /** Force the format instead of guessing it from the name (.jsonl / .jsonl.gz → jsonl, otherwise txt). */
-  format?: 'txt' | 'jsonl';
-  signal?: AbortSignal;
+  format?: 'txt' | 'jsonl' | undefined;
+  signal?: AbortSignal | undefined;
   /** {phase: 'tokenize', done: bytes read, total: file size (0 when unknown, e.g. a device)}. */
-  onProgress?: (p: Progress) => void;
+  onProgress?: ((p: Progress) => void) | undefined;
 }
 
 /** Ids kept back from the end of a prefix, whose tokenization may differ from the whole text's. */

@@ -9,10 +9,10 @@ import { checkModel, type Model } from '../model/model';
 
 export interface ClassifierEvalOptions extends JobOptions {
   /** Images per forward pass (default 256). */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /** Evaluate images [start, start + count) only (default: all). */
-  start?: number;
-  count?: number;
+  start?: number | undefined;
+  count?: number | undefined;
 }
 
 export interface ClassifierEvalResult {

@@ -9,7 +9,7 @@ import { checkLanguageModel, type Model } from '../model/model';
 /** `onProgress` counts the new tokens (phase 'generate'; done < total when eosId stopped it early). */
 export interface GreedyOptions extends JobOptions {
   /** Stop after emitting this token. */
-  eosId?: number;
+  eosId?: number | undefined;
 }
 
 /** The prompt followed by up to maxNew greedily chosen tokens. */

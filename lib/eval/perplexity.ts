@@ -11,7 +11,7 @@ import { isInt32Array } from '../typed-arrays';
 
 export interface PerplexityOptions extends JobOptions {
   /** Sequences per forward call (default 8). Shorter blocks in a batch are right-padded and masked. */
-  batchSize?: number;
+  batchSize?: number | undefined;
 }
 
 export interface PerplexityResult {

@@ -16,9 +16,9 @@ export interface SampleOptions extends JobOptions {
   /** Tokens per sequence, the start token included. */
   length: number;
   /** Softmax temperature (default 1: the model's own distribution). */
-  temperature?: number;
+  temperature?: number | undefined;
   /** Seed of the sampler (default 1): the same seed gives the same rows. */
-  seed?: number;
+  seed?: number | undefined;
   /** First token of every row (default: config bos_token_id). */
   startToken: number;
 }

@@ -26,17 +26,17 @@ export function decodingLabel(g: GenerationConfig): string {
 
 export interface TranslateOptions extends JobOptions {
   /** Sentences per native job (default 64). Sentences are batched by length; output order is the input order. */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /**
    * Source ids kept per sentence, special tokens included. Default: the encoder's positions (config.json
    * max_position_embeddings), the most it can read. A longer source is cut and its translation says so.
    */
-  maxSourceTokens?: number;
+  maxSourceTokens?: number | undefined;
   /**
    * Decoding settings (greedy, or beam search when numBeams > 1). Default: the generation_config.json of the folder the model was loaded from (loadModel reads
    * it), else config.json's ids with transformers' defaults.
    */
-  generation?: GenerationConfig;
+  generation?: GenerationConfig | undefined;
 }
 
 export interface Translation {

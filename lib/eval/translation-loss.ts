@@ -11,10 +11,10 @@ import { encodeSentences } from '../data/encode-sentences';
 export interface ReferenceBatchOptions {
   decoderStartTokenId: number;
   padTokenId: number;
-  batchSize?: number;
+  batchSize?: number | undefined;
   /** Ids kept per source / reference, special tokens included (default: no cut). The decoder reads one more. */
-  maxSourceTokens?: number;
-  maxTargetTokens?: number;
+  maxSourceTokens?: number | undefined;
+  maxTargetTokens?: number | undefined;
 }
 
 /** Forward batches of source → reference pairs for teacher-forced scoring, and how many pairs were cut. */

@@ -12,14 +12,14 @@ export type BleuSmoothing = 'exp' | 'none' | 'floor' | 'add-k';
 export type BleuTokenizer = '13a' | 'none';
 
 export interface BleuOptions {
-  tokenize?: BleuTokenizer;
-  lowercase?: boolean;
-  smoothMethod?: BleuSmoothing;
+  tokenize?: BleuTokenizer | undefined;
+  lowercase?: boolean | undefined;
+  smoothMethod?: BleuSmoothing | undefined;
   /** For 'floor' (default 0.1) and 'add-k' (default 1). */
-  smoothValue?: number;
-  maxNgramOrder?: number;
+  smoothValue?: number | undefined;
+  maxNgramOrder?: number | undefined;
   /** Drop n-gram orders with no hypothesis n-grams (sentence-level BLEU). */
-  effectiveOrder?: boolean;
+  effectiveOrder?: boolean | undefined;
 }
 
 export interface BleuResult {

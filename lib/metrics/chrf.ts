@@ -7,15 +7,15 @@
 import { checkCorpus, checkSentence, codePoints, pySplit } from './text-utils';
 
 export interface ChrfOptions {
-  charOrder?: number;
+  charOrder?: number | undefined;
   /** 2 gives chrF++. */
-  wordOrder?: number;
-  beta?: number;
-  lowercase?: boolean;
+  wordOrder?: number | undefined;
+  beta?: number | undefined;
+  lowercase?: boolean | undefined;
   /** Keep whitespace inside character n-grams. */
-  whitespace?: boolean;
+  whitespace?: boolean | undefined;
   /** chrF++.py/NLTK-style epsilon smoothing instead of the effective-order averaging. */
-  epsSmoothing?: boolean;
+  epsSmoothing?: boolean | undefined;
 }
 
 export interface ChrfResult {

@@ -172,7 +172,7 @@ export interface InspectOptions {
    * for the model's shape only, and compress checks the copies itself (recordedTies): they pass false, so the
    * copies are not read twice.
    */
-  compareCopies?: boolean;
+  compareCopies?: boolean | undefined;
 }
 
 /**

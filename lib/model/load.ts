@@ -28,7 +28,7 @@ export interface LoadModelOptions extends JobOptions {
    * the layer (from the page cache, usually) on every pass. 'auto' (default) streams checkpoints of at least
    * STREAM_AUTO_BYTES.
    */
-  stream?: boolean | 'auto';
+  stream?: boolean | 'auto' | undefined;
   /**
    * Map 16-bit (BF16/F16) weight matrices from the checkpoint files instead of reading them into fresh
    * memory (default true; env FFMERGE_NO_MMAP=1 turns it off). Loads then take about a plain read of the
@@ -36,7 +36,7 @@ export interface LoadModelOptions extends JobOptions {
    * checkpoint file truncated while its model is in use crashes the process (SIGBUS): turn this off if the
    * files may change under a running job. float32 weights are always read.
    */
-  mmap?: boolean;
+  mmap?: boolean | undefined;
 }
 
 /** Checkpoints this large or larger are streamed by layer unless `stream: false`. */

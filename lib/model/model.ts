@@ -140,33 +140,33 @@ export interface ForwardOptions extends JobOptions {
   /** 'logits' [batch, seq, vocab]; 'nll' [batch, seq-1] next-token NLL (no full logits kept); 'hidden' [batch, seq, d]. */
   output: 'logits' | 'nll' | 'hidden';
   /** First layer to run (default 0); > 0 needs `hidden`. */
-  fromLayer?: number;
+  fromLayer?: number | undefined;
   /** Layer after the last one to run (exclusive, default all). 'logits'/'nll' apply the final norm and head after it. */
-  toLayer?: number;
+  toLayer?: number | undefined;
   /** The state entering fromLayer, [batch, seq, d] (as returned by output 'hidden'). */
-  hidden?: Float32Array;
+  hidden?: Float32Array | undefined;
   /**
    * Copy a large `hidden` a slice at a time before the pass (native/staged.ts: 33 MB a batch at 7B width)
    * instead of in the call; it must then not change until the promise settles.
    */
-  stage?: boolean;
+  stage?: boolean | undefined;
   /** Capture FF pre-activations (output of the first FF matrix, before the nonlinearity): true = every layer run, or a list. */
-  captureFF?: boolean | number[];
+  captureFF?: boolean | number[] | undefined;
   /** Capture FF inputs (what the first FF matrix reads: after the norm in pre-norm stacks) of these layers. */
-  captureFFInput?: number[];
+  captureFFInput?: number[] | undefined;
   /** Capture FF outputs (what the FF sublayer adds to the residual stream, before any post-norm) of these layers. */
-  captureFFOutput?: number[];
+  captureFFOutput?: number[] | undefined;
   /** Which positions are features (default: attentionMask). */
-  featureMask?: Uint8Array;
+  featureMask?: Uint8Array | undefined;
   /** Encoder–decoder models: capture the encoder stack's FF pre-activations too (features = encoderMask). */
-  captureEncoderFF?: boolean | number[];
+  captureEncoderFF?: boolean | number[] | undefined;
   /** Encoder–decoder models: capture the encoder stack's FF inputs of these layers. */
-  captureEncoderFFInput?: number[];
+  captureEncoderFFInput?: number[] | undefined;
   /** Encoder–decoder models: capture the encoder stack's FF outputs of these layers. */
-  captureEncoderFFOutput?: number[];
+  captureEncoderFFOutput?: number[] | undefined;
   /** Stream FF pre-activations of the layers each accumulator uses straight into it, natively (no copy to JS).
    *  Keys are stacks: 'decoder'/'encoder' (encoder-only models use their main stack name, model.mainStack). */
-  accumulate?: Partial<Record<StackName, CorrelationAccumulator>>;
+  accumulate?: Partial<Record<StackName, CorrelationAccumulator>> | undefined;
 }
 
 export interface ForwardResult {

@@ -24,14 +24,14 @@ export type AssignmentKernel = 'auto' | 'scalar' | 'avx2' | 'avx512';
 
 export interface AssignmentOptions extends JobOptions {
   /** Maximise the sum instead of minimising it (as scipy's maximize=True). */
-  maximize?: boolean;
-  kernel?: AssignmentKernel;
+  maximize?: boolean | undefined;
+  kernel?: AssignmentKernel | undefined;
   /**
    * A Float32Array cost of 1 Mi values or more is copied into native memory a slice at a time over the next
    * turns of the event loop (lib/native/staged.ts), not at the call: it must then not change until the promise
    * settles. A Float64Array is copied at the call.
    */
-  stage?: boolean;
+  stage?: boolean | undefined;
 }
 
 interface AssignmentAddon {

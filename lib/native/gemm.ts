@@ -20,21 +20,21 @@ const GEMM_KERNELS = ['portable', 'avx2', 'avx512'] as const;
 
 export interface MatmulOptions extends JobOptions {
   /** Force a micro-kernel (default: FFMERGE_GEMM_KERNEL, else the best this CPU supports). */
-  kernel?: GemmKernel;
+  kernel?: GemmKernel | undefined;
   /** c = alpha·op(a)·op(b) + beta·c (defaults 1 and 0). */
-  alpha?: number;
-  beta?: number;
+  alpha?: number | undefined;
+  beta?: number | undefined;
   /**
    * Write into this m×n array instead of a new one (its values are the input C when beta ≠ 0). The new one is
    * made on the pool, in native memory: transferring it to a worker copies it (tester CJ), this one does not.
    */
-  out?: Float32Array;
+  out?: Float32Array | undefined;
   /**
    * Copy a and b into native memory a slice at a time over the next turns of the event loop (lib/native/staged.ts)
    * instead of at the call, which held the loop for a few hundred ms at 2048² (tester CF): they must then not
    * change until the promise settles.
    */
-  stage?: boolean;
+  stage?: boolean | undefined;
 }
 
 interface GemmAddon {

@@ -56,8 +56,8 @@ export function runningCount(phase: string, onProgress: ProgressFn | undefined):
 }
 
 export interface JobOptions {
-  signal?: AbortSignal;
-  onProgress?: ProgressFn;
+  signal?: AbortSignal | undefined;
+  onProgress?: ProgressFn | undefined;
 }
 
 export interface NativeJobHandle<T> {

@@ -18,39 +18,39 @@ export interface NativeFF {
 }
 
 export interface NativeForwardArgs {
-  ids?: Int32Array;
+  ids?: Int32Array | undefined;
   batch: number;
   seq: number;
-  attentionMask?: Uint8Array;
-  featureMask?: Uint8Array;
-  hidden?: Float32Array | StagedFloatsHandle;
+  attentionMask?: Uint8Array | undefined;
+  featureMask?: Uint8Array | undefined;
+  hidden?: Float32Array | StagedFloatsHandle | undefined;
   output: 'logits' | 'nll' | 'hidden';
-  fromLayer?: number;
-  toLayer?: number;
-  captureLayers?: number[];
+  fromLayer?: number | undefined;
+  toLayer?: number | undefined;
+  captureLayers?: number[] | undefined;
   /** Layers whose FF input (what the first FF matrix reads) is returned as ffInputs, feature rows only. */
-  inputLayers?: number[];
+  inputLayers?: number[] | undefined;
   /** Layers whose FF output (what the FF sublayer adds to the stream) is returned as ffOutputs, feature rows only. */
-  outputLayers?: number[];
+  outputLayers?: number[] | undefined;
   /**
    * A native CorrelationAccumulator (CorrelationAccumulator.nativeAccumulator) to add the pre-activations of
    * the layers it uses to, inside the job (no copy to JS); claimed for the job, so other jobs on it get BUSY.
    */
-  accumulator?: unknown;
+  accumulator?: unknown | undefined;
   /** Patch input: [batch, channels, imageH, imageW]. */
-  pixels?: Float32Array;
-  tokenTypeIds?: Int32Array;
+  pixels?: Float32Array | undefined;
+  tokenTypeIds?: Int32Array | undefined;
   /** Cross-attention: encoder states [batch, encoderSeq, d] and their padding mask. */
-  encoderHidden?: Float32Array;
-  encoderSeq?: number;
-  encoderMask?: Uint8Array;
+  encoderHidden?: Float32Array | undefined;
+  encoderSeq?: number | undefined;
+  encoderMask?: Uint8Array | undefined;
 }
 
 export interface NativeGenerateArgs {
   ids: Int32Array;
   batch: number;
   seq: number;
-  attentionMask?: Uint8Array;
+  attentionMask?: Uint8Array | undefined;
   decoderStart: number;
   eos: number;
   pad: number;

@@ -21,8 +21,8 @@ interface NativeTrainOptions {
 /** Language models: windows of seq + 1 tokens drawn from one stream. */
 export interface NativeFinetuneArgs extends NativeTrainOptions {
   tokens: Int32Array;
-  validation?: Int32Array;
-  validationSeq?: number;
+  validation?: Int32Array | undefined;
+  validationSeq?: number | undefined;
   seq: number;
 }
 
@@ -30,8 +30,8 @@ export interface NativeFinetuneArgs extends NativeTrainOptions {
 export interface NativeImageFinetuneArgs extends NativeTrainOptions {
   images: Float32Array;
   labels: Int32Array;
-  validationImages?: Float32Array;
-  validationLabels?: Int32Array;
+  validationImages?: Float32Array | undefined;
+  validationLabels?: Int32Array | undefined;
 }
 
 export interface NativeStepLog {

@@ -27,14 +27,14 @@ export interface BlockOptions {
   /** The model folder whose tokenizer.json tokenizes text (in a worker thread). */
   tokenizerDir: string;
   /** Read no further than this many tokens (rounded up to whole blocks, so the blocks are those of the whole file). */
-  maxTokens?: number;
-  signal?: AbortSignal;
-  onProgress?: (p: Progress) => void;
-  vocab?: number;
+  maxTokens?: number | undefined;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((p: Progress) => void) | undefined;
+  vocab?: number | undefined;
   /** Longest row the model takes (token-id rows). */
-  maxLength?: number;
+  maxLength?: number | undefined;
   /** Shortest token-id row (default 2, see TokenRowOptions.minLength). */
-  minLength?: number;
+  minLength?: number | undefined;
 }
 
 /** A data file given by name exists ("training file x.txt does not exist"), checked before any work needs it. */

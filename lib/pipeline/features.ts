@@ -97,13 +97,13 @@ export interface CalibrationBatch {
 
 export interface CollectOptions extends JobOptions {
   /** What to keep of each pair (default 'matrix'). */
-  keep?: KeepCorrelations;
+  keep?: KeepCorrelations | undefined;
   /** RAM for kept anchor pre-activations (default FEATURE_MEMORY_BYTES); the rest spill to disk. */
-  memoryBytes?: number;
+  memoryBytes?: number | undefined;
   /** RAM for the hidden states carried between layers (default STATE_MEMORY_BYTES); past it, on disk. */
-  stateMemoryBytes?: number;
+  stateMemoryBytes?: number | undefined;
   /** Folder for spill files (default os.tmpdir()). */
-  spillDir?: string;
+  spillDir?: string | undefined;
 }
 
 /** A plain view in this realm (the addon's arrays may come from another realm, e.g. under jest), no copy. */

@@ -53,12 +53,12 @@ export interface Plugins {
 export interface CompressOptions {
   // ---- what, where, how (every task) ----
   /** FF sublayers merged into one per window (≥ 2). Give k or fraction; default: fraction 0.25. */
-  k?: number;
+  k?: number | undefined;
   /** Share of FF sublayers to remove (k = 1 + round(fraction × layers)). */
-  fraction?: number;
+  fraction?: number | undefined;
   /** 'auto' (search every start), "a-b", "a-b,c-d", or Window objects. Default 'auto'. */
-  window?: 'auto' | string | Window | Window[];
-  anchor?: Anchor;
+  window?: 'auto' | string | Window | Window[] | undefined;
+  anchor?: Anchor | undefined;
   /**
    * A merge method by name (see MERGE_METHODS): 'permute' (the paper), 'vanilla', 'select'; or 'auto', the
    * default when neither method nor recover is given: compress compares DEFAULT_COMBOS (method + recover) at
@@ -66,62 +66,62 @@ export interface CompressOptions {
    * 'none'; with only a recover method named, the method is 'permute'. The paper's plain merge: method
    * 'permute', recover 'none'.
    */
-  method?: MergeMethodName;
+  method?: MergeMethodName | undefined;
   /** A recover method by name (see RECOVER_METHODS): 'none', 'refit', 'refit-seq', 'refit-res', 'finetune'. */
-  recover?: RecoverMethodName;
+  recover?: RecoverMethodName | undefined;
   /** Baselines by name (see BASELINES), each searched over its own windows at the merge's size. */
-  baselines?: BaselineName[];
+  baselines?: BaselineName[] | undefined;
   /** Merge methods, recover methods and baselines of the caller's own, for this call only. */
-  plugins?: Plugins;
+  plugins?: Plugins | undefined;
   /** Encoder–decoder models: which stacks are merged (default 'both-same'). */
-  stacks?: StackMode;
+  stacks?: StackMode | undefined;
   /**
    * Bytes the `select` merge's normal equations may take per window (default 128 MiB). A wider pool (k × d_ff
    * units; GPT-2-small with k = 4 needs 1.2 GB) is first cut, per source layer, to the units that explain the
    * most alone, down to what fits but never below 1.25 × d_ff.
    */
-  selectMemory?: number;
+  selectMemory?: number | undefined;
   // ---- output ----
   /** Where to write the compressed checkpoint (omit to only evaluate). */
-  out?: string;
+  out?: string | undefined;
   /** A checkpoint format, or 'onnx': the ONNX export (lib/export/onnx) of the merged model. */
-  format?: CompressFormat;
-  overwrite?: boolean;
+  format?: CompressFormat | undefined;
+  overwrite?: boolean | undefined;
   /** Largest bytes per safetensors file of the output (default 5 GB, as Hugging Face); above it, sharded. */
-  maxShardSize?: number;
-  signal?: AbortSignal;
-  onProgress?: ProgressFn;
+  maxShardSize?: number | undefined;
+  signal?: AbortSignal | undefined;
+  onProgress?: ProgressFn | undefined;
 
   // ---- language modelling ----
   /**
    * Calibration tokens: read from a file or blocks, or sampled from the model itself ({ sample: {} }, which
    * then needs validation data). Validation defaults to the blocks after the calibration budget.
    */
-  calibration?: TokenSource | SampledSource;
+  calibration?: TokenSource | SampledSource | undefined;
   /** Validation data: tokens (LM), images (vit), sentence pairs (marian). */
-  validation?: TokenSource | ImageSource | ParallelSource;
+  validation?: TokenSource | ImageSource | ParallelSource | undefined;
   /** Held-out test data of the same kind, evaluated on the base, merged and baseline models. */
-  test?: TokenSource | ImageSource | ParallelSource;
-  calibrationTokens?: number;
-  validationTokens?: number;
+  test?: TokenSource | ImageSource | ParallelSource | undefined;
+  calibrationTokens?: number | undefined;
+  validationTokens?: number | undefined;
   /** Tokens each search candidate is scored on (the first validation blocks); default all validation tokens (a model with ≥ 1B
    *  parameters in its layers: as many as keep the search to about LARGE_SEARCH.passes validation passes). */
-  searchTokens?: number;
-  testTokens?: number;
+  searchTokens?: number | undefined;
+  testTokens?: number | undefined;
   /**
    * Which blocks of a calibration or validation file the budgets take: 'head', the first ones (default), or
    * 'spread', blocks drawn across the whole file (a fixed seeded order; validation taken from the calibration
    * file is the blocks after calibration's, so the two are disjoint), so that both represent a file that is not
    * uniform from start to end. Test data is always read whole.
    */
-  draw?: 'head' | 'spread';
+  draw?: 'head' | 'spread' | undefined;
   /**
    * Tokens per block when text is cut (and per sampled calibration row). Token-id rows and blocks given already
    * cut are used as they are: a blockSize with no text (or sampled calibration) to apply to is OPTION_NOT_APPLICABLE.
    */
-  blockSize?: number;
+  blockSize?: number | undefined;
   /** Blocks per forward batch. */
-  batchBlocks?: number;
+  batchBlocks?: number | undefined;
 
   /**
    * Image classification and translation: what the search ranks candidates by, the task's validation
@@ -129,30 +129,30 @@ export interface CompressOptions {
    * references; lower is better). Accuracy on a few thousand images moves in steps of one image and BLEU on a
    * thousand sentences jumps with a few words, the loss does not. The reported metric is the task's either way.
    */
-  selectBy?: 'metric' | 'loss';
+  selectBy?: 'metric' | 'loss' | undefined;
 
   // ---- image classification ----
   /** Calibration and validation images (validation: a later range of the same set unless `validation` is given). */
-  images?: ImageSource;
+  images?: ImageSource | undefined;
   /** Images whose every position (CLS + patches) is a feature (default 600 ≈ 10k tokens on 17-token images). */
-  calibrationImages?: number;
+  calibrationImages?: number | undefined;
   /**
    * First validation image (default: 55000 when the set has 60000 images, as Fashion-MNIST's split; else right
    * after calibration; 0 in a separate `validation` set). Inside the calibration images of the same file it is
    * INVALID_ARGUMENT.
    */
-  validationStart?: number;
+  validationStart?: number | undefined;
   /** Validation images (default: the whole validation range, at most 5,000). */
-  validationImages?: number;
-  testImages?: number;
+  validationImages?: number | undefined;
+  testImages?: number | undefined;
 
   // ---- translation ----
   /** Calibration pairs (teacher forcing on the reference; padding masked). */
-  parallel?: ParallelSource;
-  calibrationPairs?: number;
+  parallel?: ParallelSource | undefined;
+  calibrationPairs?: number | undefined;
   /** Validation sentences translated per candidate (default: the whole validation split, at most 1,024). */
-  validationSentences?: number;
-  testSentences?: number;
+  validationSentences?: number | undefined;
+  testSentences?: number | undefined;
 }
 
 /** Without k or fraction: remove about a quarter of the FF sublayers (k = 4 on 12 layers, 2 on 5). */

@@ -29,14 +29,14 @@ export const PREFIX_MEMORY_BYTES = 256 * 2 ** 20;
 
 export interface PrefixCacheOptions extends JobOptions {
   /** States kept in RAM, in bytes (default PREFIX_MEMORY_BYTES); layers beyond it are spilled to disk. */
-  memoryBytes?: number;
+  memoryBytes?: number | undefined;
   /**
    * RAM for the states carried from one layer to the next while the cache is built (default
    * STATE_MEMORY_BYTES, as the feature pass); past it they go through disk too.
    */
-  stateMemoryBytes?: number;
+  stateMemoryBytes?: number | undefined;
   /** Folder for spill files (default os.tmpdir()). */
-  spillDir?: string;
+  spillDir?: string | undefined;
 }
 
 export class PrefixCache {

@@ -29,12 +29,12 @@ export interface TensorInfo {
 
 export interface ReadRawOptions {
   /** Read into this buffer (its first byteLength bytes) instead of allocating one. */
-  into?: Uint8Array;
+  into?: Uint8Array | undefined;
 }
 
 export interface ReadF32Options {
   /** Write the float32 values here (length must equal the element count) instead of allocating. */
-  into?: Float32Array;
+  into?: Float32Array | undefined;
 }
 
 export type TypedTensorData = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint16Array | Uint8Array;

@@ -48,33 +48,33 @@ export interface FinetuneOptions {
   data: Int32Array | Int32Array[] | LabelledImages;
   steps: number;
   /** Peak learning rate (default 2e-4). */
-  lr?: number;
+  lr?: number | undefined;
   /** Sequences (or images) per step (default 8). */
-  batch?: number;
+  batch?: number | undefined;
   /** Positions per sequence (default 128, at most the model's positions; not used for images). */
-  seq?: number;
+  seq?: number | undefined;
   /**
    * Sequences (or images) per forward/backward inside a step (default, or 0: as many as ~1 GiB of activations
    * allow). Another value sums gradients in another order, so the weights differ at float rounding.
    */
-  micro?: number;
+  micro?: number | undefined;
   /** Linear warm-up steps (default 0). */
-  warmup?: number;
+  warmup?: number | undefined;
   /** 'constant' (default) or 'cosine' to 10% of lr after the warm-up. */
-  schedule?: 'constant' | 'cosine';
+  schedule?: 'constant' | 'cosine' | undefined;
   /** Decoupled weight decay on 2-D weights (default 0). */
-  weightDecay?: number;
+  weightDecay?: number | undefined;
   /** Max global gradient norm (default 1; 0 = none). */
-  clip?: number;
-  seed?: number;
+  clip?: number | undefined;
+  seed?: number | undefined;
   /** 'all' (default) or 'ff': only the FF sublayers train (attention, norms and embeddings frozen). */
-  trainable?: 'all' | 'ff';
+  trainable?: 'all' | 'ff' | undefined;
   /** Validation blocks (each scored on its own next tokens; all of one length, at most the model's positions), or labelled images (loss and top-1 accuracy). */
-  validation?: Int32Array[] | LabelledImages;
+  validation?: Int32Array[] | LabelledImages | undefined;
   /** Validation loss (and accuracy) every this many steps (default: only after the last). */
-  evalEvery?: number;
-  signal?: AbortSignal;
-  onProgress?: (p: FinetuneProgress) => void;
+  evalEvery?: number | undefined;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((p: FinetuneProgress) => void) | undefined;
 }
 
 /** One step of the training log (the native trainer's record, as it reports it). */

@@ -26,21 +26,21 @@ export interface SaveTrainedOptions {
   source: string;
   /** Output directory; must not exist or be empty unless `overwrite`. */
   out: string;
-  overwrite?: boolean;
+  overwrite?: boolean | undefined;
   /**
    * Added to config.json's `ffmerge` record (the source's record is kept). Its `finetune` (a summary of the run:
    * steps, data, losses…, as `ffmerge finetune` gives) goes into the record and the README.md written beside it.
    * The record's own keys (format, ties, windows, k, method…) are refused: the writer and the source set them.
    */
-  info?: Record<string, unknown>;
+  info?: Record<string, unknown> | undefined;
   /** Extra files written into the output directory, plain file name → contents (not the weights or config.json):
    *  a string, or a function of what was written (writeCheckpoint's). */
-  extraFiles?: Record<string, ExtraFile>;
+  extraFiles?: Record<string, ExtraFile> | undefined;
   /** Largest bytes of tensor data per safetensors file (writeCheckpoint's: default 5 GB; above it, sharded). */
-  maxShardSize?: number;
-  signal?: AbortSignal;
+  maxShardSize?: number | undefined;
+  signal?: AbortSignal | undefined;
   /** Progress: reading the weights ('slots'), then the write ('save', in bytes). */
-  onProgress?: ProgressFn;
+  onProgress?: ProgressFn | undefined;
 }
 
 /**

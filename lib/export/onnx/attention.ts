@@ -65,13 +65,13 @@ export interface AttentionArgs {
   k: string;
   v: string;
   /** Cached keys/values of earlier positions, [batch, nKvHeads, past, headDim]. */
-  past?: { key: string; value: string };
+  past?: { key: string; value: string } | undefined;
   /** Omitted: every position attends to every position. */
-  mask?: AttentionMask;
+  mask?: AttentionMask | undefined;
   /** Rotary tables [batch, 1, seq, headDim] (cos and sin, halves repeated). */
-  rope?: { cos: string; sin: string };
+  rope?: { cos: string; sin: string } | undefined;
   /** Qwen3: each head of q and of k RMS-normalised before the rotation (q, k: the [headDim] weights' values). */
-  qkNorm?: { q: string; k: string; eps: number };
+  qkNorm?: { q: string; k: string; eps: number } | undefined;
 }
 
 /** [batch, heads, seq, headDim] rotated: x·cos + rotate_half(x)·sin, rotate_half(x) = [−x₂, x₁]. */

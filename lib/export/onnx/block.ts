@@ -10,11 +10,11 @@ import { feedForward, linear, norm, weight, type StackContext } from './ops';
 
 export interface BlockArgs {
   shape: SeqShape;
-  mask?: AttentionMask;
-  rope?: { cos: string; sin: string };
-  past?: { key: string; value: string };
+  mask?: AttentionMask | undefined;
+  rope?: { cos: string; sin: string } | undefined;
+  past?: { key: string; value: string } | undefined;
   /** Cross-attention (decoder blocks with `xattn` names): the encoder's keys/values for this layer, [batch, heads, enc_seq, Dh]. */
-  cross?: { key: string; value: string; mask?: AttentionMask };
+  cross?: { key: string; value: string; mask?: AttentionMask } | undefined;
 }
 
 /** One decoder layer's cross-attention keys/values from the encoder states [N_enc, d]: → [batch, heads, enc_seq, Dh] each. */

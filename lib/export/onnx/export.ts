@@ -34,17 +34,17 @@ import { TRAINING_KEYS } from '../../checkpoint/training-record';
 export interface ExportOnnxOptions extends JobOptions {
   out: string;
   /** Weight precision in the file (computation stays float32): fp32 (default) or fp16. */
-  dtype?: WeightDType;
+  dtype?: WeightDType | undefined;
   /** External data file: 'auto' (default) = only when the weights pass 2 GB. */
-  externalData?: boolean | 'auto';
+  externalData?: boolean | 'auto' | undefined;
   /** Replacement tensors (stored layout) and extra ties, as compress gives writeCheckpoint. */
-  replace?: Map<string, Float32Array>;
-  ties?: TieMap;
+  replace?: Map<string, Float32Array> | undefined;
+  ties?: TieMap | undefined;
   /** Recorded under config.json's `ffmerge` key. */
-  info?: Record<string, unknown>;
+  info?: Record<string, unknown> | undefined;
   /** Extra files written into the output folder (e.g. report.json), name → contents (or a function of the .onnx and .onnx_data bytes written). */
-  extraFiles?: Record<string, ExtraFile>;
-  overwrite?: boolean;
+  extraFiles?: Record<string, ExtraFile> | undefined;
+  overwrite?: boolean | undefined;
 }
 
 export interface ExportOnnxResult {

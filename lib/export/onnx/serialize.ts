@@ -24,10 +24,10 @@ const ALIGNMENT = 65536;
 
 export interface SerializeOptions extends JobOptions {
   /** Weights in an external data file: 'auto' (default) only above 2 GB. */
-  externalData?: boolean | 'auto';
-  producerVersion?: string;
+  externalData?: boolean | 'auto' | undefined;
+  producerVersion?: string | undefined;
   /** Recorded in the model's metadata_props. */
-  metadata?: Record<string, string>;
+  metadata?: Record<string, string> | undefined;
 }
 
 export interface SerializeResult {

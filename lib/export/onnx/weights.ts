@@ -12,10 +12,10 @@ export type WeightDType = 'fp32' | 'fp16';
 
 export interface WeightSourceOptions {
   /** Replacement tensors by name, float32, in the stored layout and shape of the tensor they replace. */
-  replace?: Map<string, Float32Array>;
+  replace?: Map<string, Float32Array> | undefined;
   /** Extra ties, tied name → stored name (the merge's), on top of those the checkpoint already has. */
-  ties?: TieMap;
-  dtype?: WeightDType;
+  ties?: TieMap | undefined;
+  dtype?: WeightDType | undefined;
 }
 
 function fmt(shape: readonly number[]): string {

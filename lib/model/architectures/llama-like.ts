@@ -16,7 +16,7 @@ export interface LlamaLikeOptions {
   oBias(c: Config): boolean;
   mlpBias(c: Config): boolean;
   /** Qwen3: an RMSNorm over each head of q and k (self_attn.q_norm / k_norm), ModelSpec.qkNorm. */
-  qkNorm?: boolean;
+  qkNorm?: boolean | undefined;
   /** Per-layer attention windows (0 = full), see ModelSpec.slidingWindow. */
   windows(c: Config, layers: number): number[];
   /** The transformers config class defaults for keys a config.json may omit. */
