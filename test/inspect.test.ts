@@ -70,6 +70,11 @@ describe('an expanded output whose copies differ', () => {
       expect(before.merges).toEqual({ windows: [expect.objectContaining({ stack: 'decoder', window: '1-2', layers: [1, 2] })], inconsistent: [] });
       expect(before.tiedParams).toBe(tied.totalParams);
       expect(formatSummary(before)).toMatch(/already compressed \(expanded format\).*the merges remove 33,024 FF params in the tied format/);
+      // the comparison reports its windows and stops on a signal (tester DZ: neither option was taken)
+      const events: string[] = [];
+      await inspectModel(dir('e12'), { onProgress: (p) => void events.push(`${p.phase} ${p.done}/${p.total} ${p.unit}`) });
+      expect(events).toEqual(['inspect 0/1 windows', 'inspect 1/1 windows']);
+      await expect(inspectModel(dir('e12'), { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ABORTED' });
       // compress and eval, which check the copies themselves or not at all, read headers only
       reads.mockClear();
       await inspectModel(dir('e12'), { compareCopies: false });

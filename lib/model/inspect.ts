@@ -8,7 +8,8 @@
 import { checkFolder, MAX_JSON_FILE_BYTES, readRegularFileSync, whyMissing } from '../files';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
-import { checkBoolean, checkOptions, checkPath } from '../arguments';
+import { checkBoolean, checkPath } from '../arguments';
+import { checkJobOptions, throwIfAborted, type JobOptions, type ProgressFn } from '../native/job';
 import { CheckpointReader, storedName } from '../checkpoint/ties';
 import { mergedLayers, recordedWindows, tiedWindows, windowDifference, RECOVERED_KEY, type RecordedWindow } from '../checkpoint/earlier-merges';
 import { FF_KEYS, ffTies } from '../checkpoint/write';
@@ -173,6 +174,10 @@ export interface InspectOptions {
    * copies are not read twice.
    */
   compareCopies?: boolean | undefined;
+  /** Stops the comparison of copies (gigabytes at 7B width) between tensors: ABORTED. */
+  signal?: AbortSignal | undefined;
+  /** Phase 'inspect': merged windows whose copies were compared, of those to compare. */
+  onProgress?: ProgressFn | undefined;
 }
 
 /**
@@ -182,13 +187,14 @@ export interface InspectOptions {
  */
 export async function inspectModel(dir: string, opts: InspectOptions = {}): Promise<ModelSummary> {
   checkPath(dir, 'inspectModel(dir): dir');
-  checkOptions(opts, 'inspectModel(dir, options): options', ['compareCopies']);
+  checkJobOptions(opts, 'inspectModel(dir, options): options', ['compareCopies']);
   checkBoolean(opts.compareCopies, 'inspectModel: compareCopies');
+  throwIfAborted(opts.signal);
   const config = readConfig(dir);
   const stacks = ffStacks(config);
   const ckpt = await CheckpointReader.open(dir);
   try {
-    return await summarize(dir, config, stacks, ckpt, opts.compareCopies ?? true);
+    return await summarize(dir, config, stacks, ckpt, opts.compareCopies ?? true, opts);
   } finally {
     await ckpt.close();
   }
@@ -212,7 +218,7 @@ function checkLayerCounts(stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointR
   }
 }
 
-async function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointReader, compareCopies: boolean): Promise<ModelSummary> {
+async function summarize(dir: string, config: Record<string, unknown>, stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointReader, compareCopies: boolean, job: JobOptions): Promise<ModelSummary> {
   checkLayerCounts(stacks, ckpt);
   // then the loader's own check (headers only), so what inspect accepts, eval, compress and export accept too
   checkCheckpoint(config, ckpt, dir);
@@ -274,7 +280,7 @@ async function summarize(dir: string, config: Record<string, unknown>, stacks: R
       }
     }
   }
-  const merges = await mergeSummary(dir, config, ckpt, compareCopies);
+  const merges = await mergeSummary(dir, config, ckpt, compareCopies, job);
   // the layers compress refuses to merge again (record and tie map, as compress reads them)
   const done = mergedLayers(config, merges?.recorded ?? [], ckpt.ties);
   const anyMerged = [...done.values()].some((set) => set.size > 0);
@@ -360,7 +366,7 @@ const asMerge = (w: RecordedWindow): MergeWindow => ({
  * would refuse is not an error here (inspect is where one looks at it): it is reported as `problem`, and only
  * what could be read is counted.
  */
-async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: CheckpointReader, compareCopies: boolean): Promise<(MergeSummary & { recorded: RecordedWindow[] }) | undefined> {
+async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: CheckpointReader, compareCopies: boolean, job: JobOptions): Promise<(MergeSummary & { recorded: RecordedWindow[] }) | undefined> {
   const tiedCheckpoint = Object.keys(ckpt.ties).length > 0;
   if (!tiedCheckpoint && !(typeof config.ffmerge === 'object' && config.ffmerge !== null)) return undefined;
   let recorded: RecordedWindow[] = [];
@@ -380,14 +386,17 @@ async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: 
       return x === undefined || y === undefined || ckpt.resolve(x) !== ckpt.resolve(y);
     });
   const inconsistent: { w: RecordedWindow; found: InconsistentWindow['found']; pair: [string, string] }[] = [];
-  for (const w of recorded) {
+  const compared = !tiedSource && compareCopies ? recorded.length : 0;
+  if (compared) job.onProgress?.({ phase: 'inspect', done: 0, total: compared, unit: 'windows' });
+  for (const [i, w] of recorded.entries()) {
     if (tiedSource) {
       const pair = untied(w);
       if (pair) inconsistent.push({ w, found: 'not tied', pair });
     } else if (compareCopies) {
       // an expanded output: each copy read and compared with the one it would share, as convert and export do
-      const pair = await windowDifference(config, w, ckpt);
+      const pair = await windowDifference(config, w, ckpt, job.signal);
       if (pair) inconsistent.push({ w, found: 'copies differ', pair });
+      job.onProgress?.({ phase: 'inspect', done: i + 1, total: compared, unit: 'windows' });
     }
   }
   let unrecorded: RecordedWindow[] = [];

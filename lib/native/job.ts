@@ -11,8 +11,8 @@ import { checkOptions } from '../arguments';
  * Native steps inside them (`correlation.finalize`, `assignment`, `permute`, …) report under their own names.
  */
 export type PipelinePhase =
-  | 'tokenize' | 'images' | 'sample' | 'features' | 'prefix' | 'validate' | 'validate-merged' | 'search' | 'baselines'
-  | 'test' | 'save' | 'onnx' | 'evaluate' | 'perplexity' | 'translate' | 'finetune';
+  | 'load' | 'inspect' | 'tokenize' | 'images' | 'sample' | 'features' | 'prefix' | 'validate' | 'validate-merged' | 'search'
+  | 'baselines' | 'test' | 'save' | 'onnx' | 'evaluate' | 'perplexity' | 'translate' | 'finetune';
 
 export interface Progress {
   /** A PipelinePhase, or the name of a native step inside one. (`string & {}` keeps the names offered by an editor.) */
