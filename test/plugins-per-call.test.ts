@@ -308,7 +308,7 @@ describe('compress --plugins', () => {
     }
     expect(help('--help')).not.toMatch(/mine|zero-last/);
     const r = run('--plugins', 'missing.mjs', '--help');
-    expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ code: 3, stdout: '', stderr: expect.stringMatching(/--plugins: missing\.mjs is not a file .*\[DATA_NOT_FOUND\]/) });
+    expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ code: 3, stdout: '', stderr: expect.stringMatching(/--plugins: missing\.mjs does not exist .*\[DATA_NOT_FOUND\]/) });
   });
 
   it('refuses a missing file, a module that exports no plug-ins, one that fails to load, and an unknown name', () => {
@@ -316,7 +316,7 @@ describe('compress --plugins', () => {
     fs.writeFileSync(path.join(dir, 'broken.js'), "throw new Error('boom');\n");
     fs.writeFileSync(path.join(dir, 'ok.js'), `exports.baselines = [${baseline}];\n`);
     const cases: [string[], number, RegExp][] = [
-      [['--plugins', 'missing.js'], 3, /--plugins: missing\.js is not a file .*\[DATA_NOT_FOUND\]/],
+      [['--plugins', 'missing.js'], 3, /--plugins: missing\.js does not exist .*\[DATA_NOT_FOUND\]/],
       [['--plugins', 'empty.js'], 2, /--plugins: empty\.js exports none of mergeMethods, recoverMethods, baselines .*\[INVALID_ARGUMENT\]/],
       [['--plugins', 'broken.js'], 2, /--plugins: broken\.js could not be loaded: boom \[INVALID_ARGUMENT\]/],
       [['--plugins', 'ok.js', '--baselines', 'zero-first'], 2, /--baselines must be one of drop-ff, drop-layers, paper, zero-last, got "zero-first" \[INVALID_ARGUMENT\]/],
