@@ -107,7 +107,7 @@ describe('the progress compress reports (tester AZ)', () => {
   it("a phase's count never goes back: baselines report candidates, not their merges' own steps; a lone window's fine-tune reports its steps", async () => {
     const base = { calibration: TEXT, validation: validationText(TEXT), calibrationTokens: 1024, validationTokens: 1024, k: 2 } as const;
     const runs: Progress[][] = [];
-    const variants: Partial<CompressOptions>[] = [{ method: 'permute', baselines: ['paper', 'drop-ff'] }, { window: '3-4', recover: 'finetune' }];
+    const variants: Partial<CompressOptions>[] = [{ method: 'permute', baselines: ['paper', 'drop-ff'] }, { window: '3-4', recover: 'finetune' }, { window: '1-2', baselines: ['paper', 'drop-ff'] }];
     for (const o of variants) {
       const seen: Progress[] = [];
       await compress(BUNDLED, { ...base, ...o, onProgress: (p) => seen.push(p) });
@@ -121,6 +121,14 @@ describe('the progress compress reports (tester AZ)', () => {
     const steps = runs[1]!.filter((p) => p.phase === 'finetune');
     expect(steps.length).toBeGreaterThan(0);
     expect(steps.at(-1)).toMatchObject({ done: steps.at(-1)!.total });
+    // every count ends at its total: a placement built, not scored (the paper's at a given window), is not in it
+    // (tester EC: "Scoring baselines 10/11")
+    for (const seen of runs) {
+      for (const phase of ['search', 'baselines']) {
+        const last = seen.filter((p) => p.phase === phase).at(-1);
+        if (last) expect(last.done).toBe(last.total);
+      }
+    }
   });
 });
 

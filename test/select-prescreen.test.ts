@@ -60,6 +60,9 @@ describe('select under a memory budget (bundled llama, window 1-2)', () => {
       expect(counts[2]!).toBeLessThanOrEqual(107);
       base.dispose();
       merged.dispose();
+      // the floor's 216² doubles pass the 1-byte budget, and the notes say so (tester EC: silently)
+      expect(capped.data.notes).toContain('select at decoder 1-2 kept 215 pooled units resident, whose sums take 364.5 KiB, more than the select memory budget of 1 B (--select-memory): the selection needs at least 1.25 × d_ff (172) units to choose from');
+      expect(full.data.notes.filter((n) => n.startsWith('select at'))).toEqual([]);
       // the cut pool costs little here: within 10 % of the full pool's validation perplexity
       expect(capped.merged.validation).toBeLessThan(full.merged.validation * 1.1);
       expect(capped.merged.validation).toBeLessThan(capped.base.validation * 3);

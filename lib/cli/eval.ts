@@ -93,7 +93,9 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
       bar.done();
       finite(ppl(total), 'perplexity');
       result = { model: path.resolve(model), data: path.resolve(o.data), metric: 'perplexity', tokens: tokenCount(blocks), predictions: total.count, perplexity: ppl(total), seconds: seconds() };
-      line = `perplexity ${ppl(total).toFixed(3)} on ${fmtInt(tokenCount(blocks))} tokens of ${o.data}, ${fmtInt(total.count)} of them predicted (${seconds().toFixed(1)} s)`;
+      // the default cut to a short model's positions, said (tester EC); token-id rows are never cut
+      const short = o.blockSize === undefined && blockSize < 256 && !(await isTokenRowFile(o.data)) ? `, in blocks of ${blockSize} (the model's positions)` : '';
+      line = `perplexity ${ppl(total).toFixed(3)} on ${fmtInt(tokenCount(blocks))} tokens of ${o.data}${short}, ${fmtInt(total.count)} of them predicted (${seconds().toFixed(1)} s)`;
     } finally {
       m.dispose();
     }

@@ -552,7 +552,9 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const isBetter = (a: number, b: number) => (higher ? a > b : a < b);
     // the pair scan, when it runs, scores every pair and then the chosen pairs together, per group
     const pairScan = pairing ? groups.reduce((n, stacks) => n + pairsOf(stacks).length + 1, 0) : 0;
-    const total = (phase: string) => (phase === 'search' ? mergePlans.flat().length + pairScan : baselinePlans.reduce((n, p) => n + p.groups.flat().length, 0));
+    // a group of one candidate is built, not scored (search below): not counted (tester EC: "4/5 candidates" at the end)
+    const scoredIn = (perGroup: unknown[][]) => perGroup.reduce((n, g) => n + (g.length > 1 ? g.length : 0), 0);
+    const total = (phase: string) => (phase === 'search' ? scoredIn(mergePlans) + pairScan : baselinePlans.reduce((n, p) => n + scoredIn(p.groups), 0));
     // Candidates scored per phase (every baseline's count towards one 'baselines' bar). Each candidate is
     // announced as it starts, with its label: one candidate of a large model takes minutes.
     const scored: Record<string, number> = {};

@@ -20,7 +20,7 @@ import { DEFAULT_RIDGE, RidgeAccumulator } from '../../native/ridge';
 import type { JobOptions } from '../../native/job';
 import type { FFWeights } from '../../model/ff-weights';
 import type { Model, StackName } from '../../model/model';
-import { windowLayers } from '../../merge/windows';
+import { windowLabel, windowLayers } from '../../merge/windows';
 import { modelFF, stackSpecOf } from '../align';
 import { NativeFF } from '../../native/native-ff';
 import { addFFSums } from '../ff-inputs';
@@ -81,6 +81,9 @@ export async function selectUnits(acc: RidgeAccumulator, pooled: NativeFF, dFF: 
  */
 export const DEFAULT_SELECT_GRAM_BYTES = 128 * 2 ** 20;
 
+/** A byte count as people read it: 1 B, 364.5 KiB, 128 MiB. */
+const mb = (b: number) => (b < 1024 ? `${b} B` : b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 2 ** 20).toFixed(b < 10 * 2 ** 20 ? 1 : 0)} MiB`);
+
 /**
  * How many of `pooled` units select may keep resident: those whose (P+1)² doubles fit `bytes`, but never
  * fewer than 1.25 × d_ff (the selection needs a choice beyond d_ff; at 7B width with k = 2 this floor, 13,760
@@ -131,7 +134,11 @@ export const select: MergeMethod = {
     const layers = windowLayers(window);
     let { pool, withBias } = await poolWindow(model, layers, stack, opts);
     try {
-      const cap = poolCap(pool.dFF, spec.dFF, ctx.selectMemory ?? DEFAULT_SELECT_GRAM_BYTES);
+      const budget = ctx.selectMemory ?? DEFAULT_SELECT_GRAM_BYTES;
+      const cap = poolCap(pool.dFF, spec.dFF, budget);
+      // the floor of 1.25 × d_ff units can need more than the budget: said, not done silently (tester EC)
+      const gram = 8 * (cap + 1) ** 2;
+      const note = gram > budget ? `select at ${stack} ${windowLabel(window)} kept ${cap} pooled units resident, whose sums take ${mb(gram)}, more than the select memory budget of ${mb(budget)} (--select-memory): the selection needs at least 1.25 × d_ff (${spec.dFF}) units to choose from` : undefined;
       if (cap < pool.dFF) {
         const gains = await unitGains(ctx, stack, layers, pool, opts);
         const cut = await NativeFF.of(await pool.rows(prescreen(gains, layers.length, cap), opts), opts);
@@ -143,7 +150,7 @@ export const select: MergeMethod = {
       const acc = new RidgeAccumulator(pool.dFF, spec.dModel);
       await addFFSums(ctx, model, stack, layers, acc, pool, undefined, opts);
       const merged = await selectUnits(acc, pool, spec.dFF, withBias, opts);
-      return { stack, window, merged, perms: new Map() };
+      return { stack, window, merged, perms: new Map(), ...(note ? { note } : {}) };
     } finally {
       pool.dispose();
     }

@@ -185,6 +185,8 @@ export const languageModeling: TaskKind = {
     const notes: string[] = [];
     // the report's blockSize is that of the splits cut at it; a split that was not is named
     if (cut) for (const [what, why] of asIs) notes.push(`${what}: used as it is, not cut into blocks of ${blockSize} (${why})`);
+    // the default cut to a short model's positions, said (tester EC: blocks of 8 with no word)
+    if (cut && o.blockSize === undefined && blockSize < LM_DEFAULTS.blockSize) notes.push(`text is cut into blocks of ${blockSize} tokens, the model's positions (the default block size, ${LM_DEFAULTS.blockSize}, is longer)`);
     // whether a scored split (validation, or calibration's rest; test) was text cut at blockSize, which `eval
     // --block-size` reproduces (sampled calibration takes blockSize too, but is not scored)
     const asIsSplits = new Set(asIs.map(([w]) => w));
