@@ -269,6 +269,9 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'token-id rows ({"input
       const val = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: VALID, validation: TEXT, calibrationTokens: 1024, validationTokens: 1024 } }, {});
       expect(val.data.blockSize).toBe(256); // the default, cutting the validation text
       expect(val.data.notes).toEqual([`calibration: used as it is, not cut into blocks of 256 (file ${VALID} holds token-id rows)`]);
+      // beside sampled calibration, with no block size given, rows are not said to be "not cut" (tester EC)
+      const sampled = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: { sample: {} }, validation: VALID, calibrationTokens: 512, validationTokens: 1024 } }, {});
+      expect(sampled.data.notes.filter((n) => n.includes('used as it is'))).toEqual([]);
       // a budget past the data takes all of it, and the notes say so (before: only the count told)
       const all = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: TEXT, validation: VALID, calibrationTokens: 1024, validationTokens: 1e6 } }, {});
       expect(all.data.validation).toBe(48 * 256);
