@@ -85,6 +85,11 @@ export function groupDigits(n: number): string {
   return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 
+/** "1 layer", "5 layers": a count with its noun (tester EC: "the model's 1 layers"). */
+export function counted(n: number, noun: string): string {
+  return `${groupDigits(n)} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 /**
  * A value from a file or a caller, shown in an error message: JSON, cut to `max` characters. Never throws:
  * a deeply nested value (JSON.stringify overflows the stack), a cycle or a BigInt reads as a placeholder, so

@@ -8,6 +8,7 @@ import { fromNativeError } from '../lib/errors';
 import { exportOnnx } from '../lib/export/onnx/export';
 import { architectureOf, ffStacks } from '../lib/model/architectures';
 import { inspectModel } from '../lib/model/inspect';
+import { compress } from '../lib/pipeline/compress';
 import { buildModel, loadModel } from '../lib/model/load';
 import { NO_ROPE_SCALING, type ModelSpec } from '../lib/model/spec';
 import { modelAddon } from '../lib/native/model';
@@ -50,6 +51,20 @@ describe('model loading errors', () => {
     l.config.num_key_value_heads = 3;
     await writeSynthetic(l);
     await expectCode(loadModel(l.dir), 'INVALID_CONFIG', '"num_key_value_heads"');
+  });
+
+  test('an odd head width of a rotary model names where it came from (tester EC: "the rotary dimension (3) … headDim")', async () => {
+    const l = await syntheticLlama({ d: 12, heads: 4, kvHeads: 2 });
+    await expectCode(loadModel(l.dir), 'INVALID_CONFIG', 'the head width "hidden_size" / "num_attention_heads" is 3; rotary position embeddings need an even head width');
+    await expectCode(inspectModel(l.dir), 'INVALID_CONFIG', 'need an even head width');
+    l.config.head_dim = 5;
+    await writeSynthetic(l);
+    await expectCode(loadModel(l.dir), 'INVALID_CONFIG', 'the head width "head_dim" is 5');
+  });
+
+  test('k larger than a one-layer model says "1 layer" (tester EC: "1 layers")', async () => {
+    const s = await syntheticGpt2({ layers: 1 });
+    await expectCode(compress(s.dir, { calibration: [new Int32Array(16)], k: 2 }), 'K_TOO_LARGE', "k = 2 is larger than the model's 1 layer");
   });
 
   test('a missing or non-numeric config field is named', async () => {

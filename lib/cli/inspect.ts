@@ -2,6 +2,7 @@
 import { inspectModel, type ModelSummary, type StackSummary } from '../model/inspect';
 import { kLabel } from '../merge/windows';
 import { fmtBytes, fmtInt, fmtPct, printResult, table } from './format';
+import { counted } from '../errors';
 import { trainingRuns } from '../checkpoint/training-record';
 
 /**
@@ -83,7 +84,7 @@ export function formatSummary(s: ModelSummary): string {
     `model        ${s.dir}`,
     `architecture ${s.architectures.join(', ') || s.modelType} (model_type ${s.modelType})`,
     ...s.stacks.map(
-      (st) => `${st.name.padEnd(12)} ${st.layers} layers, FF sublayer ${fmtInt(st.ffParamsPerLayer)} params (${ffBytesText(st)})`,
+      (st) => `${st.name.padEnd(12)} ${counted(st.layers, 'layer')}, FF sublayer ${fmtInt(st.ffParamsPerLayer)} params (${ffBytesText(st)})`,
     ),
     `parameters   ${fmtInt(s.totalParams)} stored (${fmtBytes(s.totalBytes)}); FF sublayers ${fmtInt(s.ffParams)} = ${fmtPct(s.ffShare)}`,
     dtypesText(s.dtypes),

@@ -22,8 +22,9 @@ export function formatReport(r: CompressResult): string {
   const d = r.data;
   const multi = Object.keys(r.layers).length > 1;
   const lines: string[] = [];
-  const layers = Object.entries(r.layers).map(([s, n]) => `${n} ${s}`).join(' + ');
-  lines.push(`model     ${r.model} (${r.modelType}, ${layers} layers, ${r.task})`);
+  const layers = Object.values(r.layers).reduce((a, b) => a + b, 0);
+  const stacks = Object.entries(r.layers).map(([s, n]) => `${n} ${s}`).join(' + ');
+  lines.push(`model     ${r.model} (${r.modelType}, ${stacks} ${layers === 1 ? 'layer' : 'layers'}, ${r.task})`);
   lines.push(
     `merged    ${kLabel(r.k, r.windows.filter((w) => w.stack === r.windows[0]?.stack).map((w) => w.layers.length))}, method ${r.method}, recover ${r.recover}${multi ? `, stacks ${r.stacks}` : ''}, window ` +
       r.windows.map((x) => `${multi ? `${x.stack} ` : ''}${x.window}${x.anchor !== undefined ? ` (anchor ${x.anchor})` : ''}`).join(', '),

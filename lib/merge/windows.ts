@@ -2,7 +2,7 @@
  * Windows of adjacent layers to merge: how many (k, or k from a fraction), which ones (every start for the
  * search, or one the user names as "a-b"), and which layer of a window is the anchor the others align to.
  */
-import { FfmergeError, showValue } from '../errors';
+import { FfmergeError, counted, showValue } from '../errors';
 
 /** Layers first..first+k-1 (0-based, inclusive) of one stack. */
 export interface Window {
@@ -37,7 +37,7 @@ export function checkK(k: number, layers: number): void {
     throw new FfmergeError('INVALID_ARGUMENT', `k must be an integer ≥ 2 (the number of FF sublayers merged into one), got ${showValue(k)}`);
   }
   if (k > layers) {
-    throw new FfmergeError('K_TOO_LARGE', `k = ${k} is larger than the model's ${layers} layers`);
+    throw new FfmergeError('K_TOO_LARGE', `k = ${k} is larger than the model's ${counted(layers, 'layer')}`);
   }
 }
 

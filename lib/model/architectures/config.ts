@@ -62,6 +62,12 @@ export function headDim(c: Config, widthKey: string, headsKey: string, explicitK
   return d / h;
 }
 
+/** A head width RoPE turns in pairs of dimensions: an odd one is refused naming where it came from (tester EC: "rotary dimension"). */
+export function rotaryHeadDim(hd: number, from: string): number {
+  if (hd % 2 !== 0) throw new FfmergeError('INVALID_CONFIG', `config.json: the head width ${from} is ${hd}; rotary position embeddings need an even head width`);
+  return hd;
+}
+
 /**
  * Grouped-query attention: the kv head count must divide the head count. A key left out takes the config
  * class's default (`absent`: Mistral 8, Qwen2/Qwen3 32), else the head count; null is the head count, as

@@ -5,7 +5,7 @@
  * sliding-window rule and the transformers config defaults, which are the options here.
  */
 import { TOKEN_LM_IO } from '../spec';
-import { LM_CLASSES, activation, checkWholeHeadRope, headDim, kvHeads, layerCount, posInt, posNum, ropeScaling, ropeTheta, tiedEmbeddings } from './config';
+import { LM_CLASSES, activation, checkWholeHeadRope, headDim, kvHeads, layerCount, posInt, posNum, ropeScaling, ropeTheta, rotaryHeadDim, tiedEmbeddings } from './config';
 import type { Architecture, Config, FFTensorNames, SizeKeys } from './types';
 
 export interface LlamaLikeOptions {
@@ -72,7 +72,7 @@ export function llamaLike(o: LlamaLikeOptions): Architecture {
             dModel: posInt(c, sizes.dModel),
             nHeads: posInt(c, sizes.nHeads),
             nKvHeads: kvHeads(c, sizes.nKvHeads!, sizes.nHeads, o.defaults.kvHeads),
-            headDim: headDim(c, sizes.dModel, sizes.nHeads, sizes.headDim, o.defaults.headDim),
+            headDim: rotaryHeadDim(headDim(c, sizes.dModel, sizes.nHeads, sizes.headDim, o.defaults.headDim), c[sizes.headDim!] != null ? `"${sizes.headDim}"` : `"${sizes.dModel}" / "${sizes.nHeads}"`),
             dFF: posInt(c, sizes.dFF),
             vocab: posInt(c, sizes.vocab!),
             maxPositions: posInt(c, sizes.maxPositions!, o.defaults.maxPositions),
