@@ -148,7 +148,12 @@ describe('baselines on the bundled llama-stories260k', () => {
       const layers = r.baselines['drop-layers']!;
       expect(layers.validation).toBeCloseTo(Math.min(...layers.candidates.map((c) => c.score)), 8);
       expect(layers.paramsRemoved).toBeGreaterThan(0);
+      // each baseline that beats the merge kept on validation is said to in the notes, and only those (tester EC)
+      const beating = Object.entries(r.baselines).filter(([, x]) => x.validation < r.merged.validation).map(([n]) => n);
+      expect(r.data.notes.filter((n) => / scores better on validation than the merge kept: perplexity /.test(n)).map((n) => n.split(' ')[1])).toEqual(beating);
     }
+    // drop-ff beats the paper's merge on the bundled model: the case is met
+    expect(a.data.notes).toContainEqual(expect.stringMatching(/^baseline drop-ff \(33,024 params removed\) scores better on validation than the merge kept: perplexity \d/));
     expect(b.baselines['drop-ff']).toEqual(a.baselines['drop-ff']);
     expect(b.baselines['drop-layers']).toEqual(a.baselines['drop-layers']);
     expect(c.baselines['drop-ff']).toEqual(a.baselines['drop-ff']);

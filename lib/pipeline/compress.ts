@@ -6,7 +6,7 @@
  * and translation is the Task (tasks/); merge methods, recover methods and baselines come from registries.
  */
 import * as path from 'node:path';
-import { FfmergeError, abortError, showValue } from '../errors';
+import { FfmergeError, abortError, groupDigits, showValue } from '../errors';
 import { checkJobOptions, withJobScope, type JobOptions, type JobScope } from '../native/job';
 import { checkMaxShardSize, checkOutputDir, ffReplacementsSliced, ffTies, writeCheckpoint } from '../checkpoint/write';
 import { checkBoolean, checkOptions, checkPath } from '../arguments';
@@ -664,6 +664,12 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       clock.lap('test');
     }
 
+    // a baseline that scores better on validation than the merge kept, said: the merge has to earn its place
+    // (tester EC: auto's merge behind the paper's on six small models, shown only as two numbers in a table)
+    const show = (v: number) => String(Number(v.toPrecision(5)));
+    const beaten = Object.entries(baselineResults)
+      .filter(([, b]) => (task.metric.higherIsBetter ? b.validation > mergedVal : b.validation < mergedVal))
+      .map(([name, b]) => `baseline ${name} (${groupDigits(b.paramsRemoved)} params removed) scores better on validation than the merge kept: ${task.metric.name} ${show(b.validation)} against ${show(mergedVal)}`);
     const paramsBefore = summary.totalParams - copies.params;
     const bytesBefore = summary.totalBytes - copies.bytes;
     const removedParams = chosen.reduce((n, m) => n + (m.window.k - 1) * stackInfo(m.stack).ffParamsPerLayer, 0);
@@ -698,7 +704,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, notes: [...task.data.notes, ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...unpickedNote, ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
+      data: { ...task.data, notes: [...task.data.notes, ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;
