@@ -66,7 +66,7 @@ export { writeCheckpoint, checkOutputDir, ffReplacements, ffTies } from './check
 export type { OutputFormat, WriteCheckpointOptions, WriteCheckpointResult } from './checkpoint/write';
 export { CheckpointReader, readTies } from './checkpoint/ties';
 export type { TieMap } from './checkpoint/ties';
-export { permuteFF, permuteFFAsync, permuteFFConv1D } from './merge/permute';
+export { permuteFF, permuteFFAsync } from './merge/permute';
 export { averageFF, averageFFAsync } from './merge/average';
 export { convertCheckpoint } from './checkpoint/convert';
 export type { ConvertOptions } from './checkpoint/convert';
@@ -74,8 +74,8 @@ export { tokenizeFile } from './data/tokenize-file';
 export type { TokenizeFileOptions } from './data/tokenize-file';
 export { enumerateWindows, parseWindow, kFromFraction, anchorOffset } from './merge/windows';
 export type { Window, Anchor } from './merge/windows';
-// what model.ffWeights() returns and averageFF/permuteFF take (CanonicalFFWeights: its earlier name)
-export type { FFWeights, FFWeights as CanonicalFFWeights } from './model/ff-weights';
+// what model.ffWeights() returns and averageFF/permuteFF take
+export type { FFWeights } from './model/ff-weights';
 export { inspectModel } from './model/inspect';
 export type { InspectOptions, ModelSummary } from './model/inspect';
 export { RidgeAccumulator } from './native/ridge';
@@ -84,7 +84,7 @@ export type { LoadModelOptions } from './model/load';
 export { Model } from './model/model';
 export type { FFOverrides, ForwardInput, ForwardOptions, ForwardOutput, ForwardResult, StackName } from './model/model';
 export type { ModelSpec } from './model/spec';
-export { MODEL_TYPES, MODEL_TYPES as FORWARD_MODEL_TYPES, architectureOf, stackOf, ffStacks, ffTensorNames, mainStackOf } from './model/architectures';
+export { MODEL_TYPES, architectureOf, stackOf, ffStacks, ffTensorNames } from './model/architectures';
 export type { Architecture, StackDescription, FFStack, FFTensorNames, WeightLayout } from './model/architectures';
 export { validateSpec } from './model/validate-spec';
 export { checkFinetunable, finetune } from './train/finetune';

@@ -4,9 +4,9 @@
  * synthetic gpt2 / llama models (biases, untied head, GQA) and of the shared fixtures; plus the tie rule: a
  * tensor shared by several layers gets the sum of the gradients its positions would get untied.
  */
+import type { FFWeights } from '../lib/model/ff-weights';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
-import { cloneFF } from '../lib/model/ff-weights';
 import { runNativeJob } from '../lib/native/job';
 import { trainAddon, type NativeLossAndGrad } from '../lib/native/train';
 import { slotTensors } from '../lib/train/save';
@@ -14,6 +14,18 @@ import { referenceLoss, toFloat64 } from './reference/loss';
 import { describeShared, sharedPath } from './helpers/shared';
 import { removeSyntheticDirs, syntheticGpt2, syntheticLlama } from './helpers/synthetic-model';
 import { finiteDifferenceError, rng } from './helpers/grad-check';
+
+/** An FF of its own with the same values: untied. */
+const copyOf = (ff: FFWeights): FFWeights => ({
+  d: ff.d,
+  dFF: ff.dFF,
+  wIn: ff.wIn.slice(),
+  wOut: ff.wOut.slice(),
+  ...(ff.bIn ? { bIn: ff.bIn.slice() } : {}),
+  ...(ff.wGate ? { wGate: ff.wGate.slice() } : {}),
+  ...(ff.bGate ? { bGate: ff.bGate.slice() } : {}),
+  ...(ff.bOut ? { bOut: ff.bOut.slice() } : {}),
+});
 
 afterAll(removeSyntheticDirs);
 
@@ -75,7 +87,7 @@ describe('native training gradient vs float64 finite differences', () => {
     const base = await loadModel(s.dir);
     const ff = base.ffWeights(1);
     const tied = await base.withFF(new Map([[1, ff], [2, ff], [3, ff]]));
-    const untied = await base.withFF(new Map([[1, ff], [2, cloneFF(ff)], [3, cloneFF(ff)]]));
+    const untied = await base.withFF(new Map([[1, ff], [2, copyOf(ff)], [3, copyOf(ff)]]));
     try {
       const b = batchOf(23, 3, 9, 9);
       const gt = await lossAndGrad(tied, b);

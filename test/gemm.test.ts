@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import { isFfmergeError } from '../lib/errors';
 import { gemmKernels, matmul } from '../lib/native/gemm';
 import { loadAddon } from '../lib/native/loader';
-import { matmulAbsReference, matmulReference, type MatmulShape } from '../lib/reference/matmul';
+import { matmulAbsReference, matmulReference } from '../lib/reference/matmul';
+import type { MatmulShape } from '../lib/native/matmul-shape';
 import { mulberry32 as rng } from './reference/random';
 
 // Small deterministic generator (mulberry32) so failures reproduce.

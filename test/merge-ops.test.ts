@@ -1,5 +1,5 @@
 import { averageFF, averageFFAsync, FFMean } from '../lib/merge/average';
-import { permuteFF, permuteFFAsync, permuteFFConv1D } from '../lib/merge/permute';
+import { permuteFF, permuteFFAsync } from '../lib/merge/permute';
 import { STAGE_MIN } from '../lib/native/staged';
 import { shuffled } from './helpers/permutation';
 import { anchorOffset, checkWindow, enumerateWindows, kFromFraction, kLabel, parseWindow } from '../lib/merge/windows';
@@ -62,19 +62,6 @@ describe('permuteFF', () => {
     expect(maxRelDiff(after.out, before.out)).toBeLessThan(1e-6);
     // the hidden units moved: unit j of the result is unit perm[j] of the input
     for (let j = 0; j < dFF; j++) expect(after.hidden[j]).toBeCloseTo(before.hidden[perm[j]!]!, 10);
-  });
-
-  it('conv1d variant equals transpose ∘ permuteFF ∘ transpose', () => {
-    const d = 6;
-    const dFF = 10;
-    const ff = randomFF(d, dFF, false, 5);
-    const conv: FFWeights = { ...ff, wIn: transpose(ff.wIn, dFF, d), wOut: transpose(ff.wOut, d, dFF) };
-    const perm = randomPerm(dFF, 6);
-    const a = permuteFFConv1D(conv, perm);
-    const b = permuteFF(ff, perm);
-    expect(Array.from(transpose(a.wIn, d, dFF))).toEqual(Array.from(b.wIn));
-    expect(Array.from(transpose(a.wOut, dFF, d))).toEqual(Array.from(b.wOut));
-    expect(Array.from(a.bIn!)).toEqual(Array.from(b.bIn!));
   });
 
   it('rejects a non-permutation with INVALID_ARGUMENT', () => {
@@ -214,15 +201,11 @@ describeShared('fixtures/gpt2-sotu', 'permuting a real GPT-2 FF (Conv1D layout)'
     };
     await r.close();
     const perm = randomPerm(dFF, 42);
-    const permuted = permuteFFConv1D(conv, perm);
-    const canon = (ff: FFWeights): FFWeights => ({
-      ...ff,
-      wIn: transpose(ff.wIn, d, dFF),
-      wOut: transpose(ff.wOut, dFF, d),
-    });
+    // stored [in, out] (Conv1D), read in the canonical layout as the loader reads it
+    const canon: FFWeights = { ...conv, wIn: transpose(conv.wIn, d, dFF), wOut: transpose(conv.wOut, dFF, d) };
     const x = Float32Array.from({ length: 7 * d }, rng(11));
-    const before = ffForwardReference(canon(conv), x, 7, 'gelu_new');
-    const after = ffForwardReference(canon(permuted), x, 7, 'gelu_new');
+    const before = ffForwardReference(canon, x, 7, 'gelu_new');
+    const after = ffForwardReference(permuteFF(canon, perm), x, 7, 'gelu_new');
     expect(maxRelDiff(after.out, before.out)).toBeLessThan(1e-9);
   });
 });

@@ -71,26 +71,6 @@ export function permuteFF(ff: FFWeights, perm: ArrayLike<number>): FFWeights {
 }
 
 /**
- * GPT-2's Conv1D layout, where c_fc.weight is [d, dFF] and c_proj.weight is [dFF, d]: the same permutation
- * moves columns of the first matrix and rows of the second. Takes and returns stored-layout tensors.
- */
-export function permuteFFConv1D(ff: FFWeights, perm: ArrayLike<number>): FFWeights {
-  checkFFWeights(ff, 'permuteFFConv1D(ff, perm): ff');
-  checkPermutation(perm, ff.dFF);
-  const out: FFWeights = {
-    d: ff.d,
-    dFF: ff.dFF,
-    wIn: permuteCols(ff.wIn, perm, ff.d),
-    wOut: permuteRows(ff.wOut, perm, ff.d),
-  };
-  if (ff.bIn) out.bIn = permuteVec(ff.bIn, perm);
-  if (ff.wGate) out.wGate = permuteCols(ff.wGate, perm, ff.d);
-  if (ff.bGate) out.bGate = permuteVec(ff.bGate, perm);
-  if (ff.bOut) out.bOut = ff.bOut.slice();
-  return out;
-}
-
-/**
  * permuteFF without blocking the event loop (identical values): rows are moved a slice at a time, into
  * native memory when large (native/external.ts). Progress counts the matrices permuted.
  */

@@ -1,7 +1,7 @@
 /**
  * One FF sublayer's weights in ffmerge's canonical ("Linear") layout — see architectures/types.ts for the shapes.
- * Every merge op works on this layout; GPT-2's transposed Conv1D tensors are converted at the boundary
- * (toCanonical / fromCanonical below) or handled by the *Conv1D variants of the ops.
+ * Every merge op works on this layout; GPT-2's transposed Conv1D tensors are converted where the model is read
+ * (model/plan.ts) and written (checkpoint/write.ts).
  */
 import { FfmergeError, showValue } from '../errors';
 import { isFloat32Array } from '../typed-arrays';
@@ -81,11 +81,3 @@ export async function transposeSliced(m: Float32Array, rows: number, cols: numbe
   return out;
 }
 
-export function cloneFF(ff: FFWeights): FFWeights {
-  const out: FFWeights = { d: ff.d, dFF: ff.dFF, wIn: ff.wIn.slice(), wOut: ff.wOut.slice() };
-  if (ff.bIn) out.bIn = ff.bIn.slice();
-  if (ff.wGate) out.wGate = ff.wGate.slice();
-  if (ff.bGate) out.bGate = ff.bGate.slice();
-  if (ff.bOut) out.bOut = ff.bOut.slice();
-  return out;
-}

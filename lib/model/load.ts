@@ -19,7 +19,7 @@ import { checkCheckpoint, describeStacks, type CheckedStack } from './plan';
 import type { ModelSpec } from './spec';
 import { validateSpec } from './validate-spec';
 
-export type { LoadPiece, LoadPlan } from './plan';
+export type { LoadPlan } from './plan';
 
 export interface LoadModelOptions extends JobOptions {
   /**

@@ -107,7 +107,7 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
   }
   const arrays = [...unique.values()].flatMap((m) => [...m.values()]);
   const lengths = arrays.map((v) => v.length);
-  const settled = await Promise.allSettled(arrays.map((v, i) => allocated(lengths[i]!, opts)));
+  const settled = await Promise.allSettled(lengths.map((n) => allocated(n, opts)));
   const handles = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const release = () => {
     for (const h of handles) h.dispose();

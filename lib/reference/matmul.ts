@@ -4,9 +4,7 @@
  * op(A) is m×k (A stored k×m when transA), op(B) is k×n (B stored n×k when transB).
  */
 
-export { checkMatmulShape, type MatmulShape } from '../native/matmul-shape';
 import { checkMatmulShape, type MatmulShape } from '../native/matmul-shape';
-
 
 /** C = op(A)·op(B) as float64 sums, rounded once to float32 at the end. */
 export function matmulReference(a: Float32Array, b: Float32Array, shape: MatmulShape): Float32Array {

@@ -6,7 +6,7 @@
  * same tie structure, so it writes back in the same `tied` format at the same size.
  */
 import { FfmergeError, fromNativeError, abortError, showValue } from '../errors';
-import { checkOneOf } from '../arguments';
+import { checkCount, checkInt, checkOneOf } from '../arguments';
 import { isInt32Array, joinArrays } from '../typed-arrays';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { trainAddon, type NativeFinetuneArgs, type NativeImageFinetuneArgs, type NativeStepLog } from '../native/train';
@@ -128,10 +128,10 @@ export function joinTokens(parts: Int32Array[]): Int32Array {
   return joinArrays(parts, (n) => new Int32Array(n));
 }
 
-function positiveInt(v: number | undefined, what: string, dflt: number, zeroOk = false): number {
-  const n = v === undefined ? dflt : v;
-  if (!Number.isInteger(n) || n < (zeroOk ? 0 : 1)) throw new FfmergeError('INVALID_ARGUMENT', `finetune: ${what} must be a ${zeroOk ? 'non-negative' : 'positive'} integer (got ${showValue(v)})`);
-  return n;
+/** An integer option of at least `min`, or its default (arguments.ts's checkInt: safe integers only). */
+function intOption(v: number | undefined, what: string, dflt: number, min = 1): number {
+  checkInt(v, `finetune: ${what}`, min);
+  return v ?? dflt;
 }
 
 function nonNegative(v: number | undefined, what: string, dflt: number): number {
@@ -224,8 +224,9 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   checkOneOf(opts.schedule, 'finetune: schedule', ['constant', 'cosine'] as const);
   checkOneOf(opts.trainable, 'finetune: trainable', ['all', 'ff'] as const);
   if (opts.signal?.aborted) throw abortError(opts.signal);
-  const steps = positiveInt(opts.steps, 'steps', 0);
-  const batch = positiveInt(opts.batch, 'batch', 8);
+  checkCount(opts.steps, 'finetune: steps', 1);
+  const steps = opts.steps;
+  const batch = intOption(opts.batch, 'batch', 8);
   const lr = opts.lr === undefined ? 2e-4 : opts.lr;
   if (typeof lr !== 'number' || !(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `finetune: lr must be a positive number (got ${showValue(opts.lr)})`);
   // the trainer computes in float32: a larger lr became Infinity there, refused as "not a positive number"
@@ -234,12 +235,12 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     steps,
     batch,
     lr,
-    micro: positiveInt(opts.micro, 'micro', 0, true),
-    warmup: positiveInt(opts.warmup, 'warmup', 0, true),
+    micro: intOption(opts.micro, 'micro', 0, 0),
+    warmup: intOption(opts.warmup, 'warmup', 0, 0),
     weightDecay: nonNegative(opts.weightDecay, 'weightDecay', 0),
     clip: nonNegative(opts.clip, 'clip', 1),
-    seed: positiveInt(opts.seed, 'seed', 0, true),
-    evalEvery: positiveInt(opts.evalEvery, 'evalEvery', 0, true),
+    seed: intOption(opts.seed, 'seed', 0, 0),
+    evalEvery: intOption(opts.evalEvery, 'evalEvery', 0, 0),
     schedule: opts.schedule ?? 'constant',
     trainable: opts.trainable ?? 'all',
   } as const;
@@ -256,7 +257,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     if (model.spec.input === 'patches') throw new FfmergeError('INVALID_ARGUMENT', `finetune: this ${model.spec.family} model takes images: give labelled images ({ pixels, labels })`);
     if (isImages(opts.validation)) throw new FfmergeError('INVALID_ARGUMENT', 'finetune: the validation data of a language model is token blocks');
     const { maxPositions, maxPositionsField, vocab } = model.spec;
-    const seq = positiveInt(opts.seq, 'seq', maxPositions > 0 ? Math.min(128, maxPositions) : 128);
+    const seq = intOption(opts.seq, 'seq', maxPositions > 0 ? Math.min(128, maxPositions) : 128);
     // Checked for every kind of position, as Model.forward does: the trainer checks only a learned table, and a
     // rotary model trained past its context is not the model it was trained to be
     const tooLong = (what: string) =>

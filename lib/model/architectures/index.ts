@@ -99,8 +99,3 @@ export function ffPieceMismatch(config: Config, stack: StackName, layer: number,
   }
   return undefined;
 }
-
-/** The main stack (whose output is the model's): 'decoder' for GPT-2/LLaMA/Marian, 'encoder' for ViT/BERT. */
-export function mainStackOf(config: Config): StackName {
-  return architectureOf(config).mainStack;
-}
