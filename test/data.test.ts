@@ -397,6 +397,11 @@ describe('what is not text is INVALID_DATA', () => {
       expect(steps.at(-1)).toBe(total);
       expect(steps.every((d, i) => i === 0 || d >= steps[i - 1]!)).toBe(true);
       expect(steps.filter((d) => d > 0 && d < total).length).toBeGreaterThan(3);
+      // a token budget that stops reading early ends the count at its total too (tester EA: it ended at 11 %)
+      const cut: Progress[] = [];
+      await tokenizeFileWith(model, big, { maxTokens: 500, onProgress: (p) => cut.push(p) }, tiny({ oneCallChars: 64 * 1024 }));
+      expect(cut.filter((p) => p.done < total).length).toBeGreaterThan(0);
+      expect(cut.at(-1)).toEqual({ phase: 'tokenize', done: total, total, detail: 'the token budget is reached' });
     });
 
     test('a text longer than one call is tokenized in pieces cut at line breaks: the same ids as one call (real text, txt, gz and jsonl)', async () => {

@@ -55,7 +55,10 @@ export interface TokenizeFileOptions {
   /** Force the format instead of guessing it from the name (.jsonl / .jsonl.gz → jsonl, otherwise txt). */
   format?: 'txt' | 'jsonl' | undefined;
   signal?: AbortSignal | undefined;
-  /** {phase: 'tokenize', done: bytes read, total: file size (0 when unknown, e.g. a device)}. */
+  /**
+   * {phase: 'tokenize', done: bytes read, total: file size (0 when unknown, e.g. a device)}; where the token
+   * budget ends reading early, a last report of done = total says the phase is over.
+   */
   onProgress?: ((p: Progress) => void) | undefined;
 }
 
@@ -549,9 +552,16 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
     const fail = (e: unknown) => settle(() => reject(e));
     stopListening = onAbort(signal, () => fail(abortError(signal)));
     const report = onProgress && guardProgress(onProgress, fail);
+    let last = { done: 0, total: 0 };
     worker.on('message', (m: WorkerMessage) => {
-      if (m.kind === 'progress') report?.({ phase: 'tokenize', done: m.done, total: m.total, ...(m.detail ? { detail: m.detail } : {}) });
-      else if (m.kind === 'done') settle(() => resolve(m.ids));
+      if (m.kind === 'progress') {
+        last = m;
+        report?.({ phase: 'tokenize', done: m.done, total: m.total, ...(m.detail ? { detail: m.detail } : {}) });
+      } else if (m.kind === 'done') {
+        // a token budget that ends reading early ends the count too: it stopped at 11 % of the file (tester EA)
+        if (last.done < last.total) report?.({ phase: 'tokenize', done: last.total, total: last.total, detail: 'the token budget is reached' });
+        settle(() => resolve(m.ids));
+      }
       else fail(new FfmergeError(m.code, m.message));
     });
     worker.on('error', (e: Error & { code?: string }) =>
