@@ -30,7 +30,9 @@ async function main() {
     const { logits } = await merged.forward({ ids, batch: 1, seq: ids.length }, { output: 'logits', signal: ac.signal });
     const vocab = logits.length / ids.length;
     const last = logits.subarray(logits.length - vocab);
-    console.log(`next token after "Once upon a time": ${JSON.stringify(tok.decode([last.indexOf(Math.max(...last))]))}`);
+    // the arg max by a reduce: Math.max(...last) spreads the vocabulary as arguments, past V8's limit at 128k+
+    const best = last.reduce((b, v, i) => (v > last[b] ? i : b), 0);
+    console.log(`next token after "Once upon a time": ${JSON.stringify(tok.decode([best]))}`);
     merged.dispose();
   } finally {
     fs.rmSync(work, { recursive: true, force: true });

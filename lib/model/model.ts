@@ -150,7 +150,11 @@ export interface ForwardOptions extends JobOptions {
    * instead of in the call; it must then not change until the promise settles.
    */
   stage?: boolean | undefined;
-  /** Capture FF pre-activations (output of the first FF matrix, before the nonlinearity): true = every layer run, or a list. */
+  /**
+   * Capture FF pre-activations, the paper's features: the output of the first FF matrix before the nonlinearity
+   * (c_fc, fc1, intermediate.dense; in a gated FF, up_proj's output, not the gate's that SiLU is applied to).
+   * true = every layer run, or a list.
+   */
   captureFF?: boolean | number[] | undefined;
   /** Capture FF inputs (what the first FF matrix reads: after the norm in pre-norm stacks) of these layers. */
   captureFFInput?: number[] | undefined;
