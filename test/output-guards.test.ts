@@ -48,6 +48,11 @@ test('--overwrite refuses an output that holds an input of the run (the data fil
   expect(() => checkOutputDir(BUNDLED, out, true, [{ images: calib, labels: TEXT }])).toThrow(/an input of this run/);
 });
 
+test('a parent that takes no new folders is said so in words, not only as ENOENT (tester ED)', () => {
+  if (!fs.existsSync('/proc/self')) return console.warn('skipped: no /proc on this system');
+  expect(() => checkOutputDir(BUNDLED, '/proc/x/y', false)).toThrow(expect.objectContaining({ code: 'OUTPUT_NOT_WRITABLE', message: 'cannot write the output /proc/x/y: /proc is not writable (it takes no new folders, ENOENT)' }));
+});
+
 test('a mount point as the output is OUTPUT_NOT_WRITABLE before any work', () => {
   const mnt = path.join(tmp, 'mnt');
   fs.mkdirSync(mnt);

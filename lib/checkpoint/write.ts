@@ -322,7 +322,10 @@ function checkWritableParent(target: string, out: string): void {
   try {
     fs.rmdirSync(fs.mkdtempSync(path.join(dir, '.ffmerge-probe-')));
   } catch (e) {
-    throw bad(`${dir} is not writable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    // the code said in words (tester ED: "/proc is not writable (ENOENT)" for a folder that takes no new folders)
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = { EACCES: 'permission denied', EPERM: 'not permitted', EROFS: 'a read-only file system', ENOSPC: 'no space left', ENOENT: 'it takes no new folders' }[code ?? ''];
+    throw bad(`${dir} is not writable (${why ? `${why}, ${code}` : (code ?? (e as Error).message)})`);
   }
 }
 
