@@ -3,6 +3,8 @@
  * tensor names: the test oracle for the native engine on models without a fixture (BERT, random ViT shapes)
  * and the "pure JS" side of benchmarks/encoders.ts. Readable loops, no speed tricks.
  */
+import { linearRef } from './forward';
+
 type Tensors = ReadonlyMap<string, Float32Array>;
 type Config = Record<string, unknown>;
 
@@ -10,19 +12,6 @@ function get(t: Tensors, name: string): Float32Array {
   const v = t.get(name);
   if (!v) throw new Error(`reference: missing tensor ${name}`);
   return v;
-}
-
-/** y[r, o] = x[r, :] · w[o, :] + b[o] (w in Linear layout [out, in]). */
-export function linearRef(x: Float64Array, rows: number, inDim: number, w: Float32Array, b: Float32Array | undefined, out: number): Float64Array {
-  const y = new Float64Array(rows * out);
-  for (let r = 0; r < rows; r++) {
-    for (let o = 0; o < out; o++) {
-      let s = b ? b[o]! : 0;
-      for (let i = 0; i < inDim; i++) s += x[r * inDim + i]! * w[o * inDim + i]!;
-      y[r * out + o] = s;
-    }
-  }
-  return y;
 }
 
 export function layerNormRef(x: Float64Array, rows: number, d: number, g: Float32Array, b: Float32Array, eps: number): Float64Array {

@@ -10,7 +10,8 @@ import { ropeInvFreq } from '../../lib/model/rope';
 type Vec = Float32Array | Float64Array;
 type Tensors = Record<string, Vec>;
 
-function linear(x: Float64Array, rows: number, inDim: number, w: Vec, b: Vec | undefined, out: number): Float64Array {
+/** y[r, o] = x[r, :] · w[o, :] + b[o] (w in Linear layout [out, in]). */
+export function linearRef(x: Float64Array, rows: number, inDim: number, w: Vec, b: Vec | undefined, out: number): Float64Array {
   const y = new Float64Array(rows * out);
   for (let r = 0; r < rows; r++) {
     for (let j = 0; j < out; j++) {
@@ -86,7 +87,7 @@ export function referenceForward(
     }
   }
   const { hidden, preact } = referenceStack(spec, t, x, batch, seq, attentionMask);
-  const logits = linear(hidden, R, d, t.lm_head_w ?? t.tok_emb!, t.lm_head_b, spec.vocab);
+  const logits = linearRef(hidden, R, d, t.lm_head_w ?? t.tok_emb!, t.lm_head_b, spec.vocab);
   return { logits, preact };
 }
 
@@ -122,7 +123,7 @@ export function referenceImageLogits(spec: ModelSpec, t: Tensors, pixels: Float3
   const { hidden } = referenceStack(spec, t, x, batch, seq);
   const cls = new Float64Array(batch * d);
   for (let b = 0; b < batch; b++) cls.set(hidden.subarray(b * seq * d, b * seq * d + d), b * d);
-  return linear(cls, batch, d, t.classifier_w!, t.classifier_b, spec.numLabels);
+  return linearRef(cls, batch, d, t.classifier_w!, t.classifier_b, spec.numLabels);
 }
 
 /** The blocks and the final norm over embedded input x [batch·seq, d] (attention causal iff spec.causal). */
@@ -146,7 +147,7 @@ export function referenceStack(
     const p = `layers.${l}.`;
     const window = spec.slidingWindow?.[l] ?? 0; // sliding-window attention: key j visible iff i − j < window
     const attn = (h: Float64Array) => {
-      const qkv = linear(h, R, d, t[`${p}qkv_w`]!, t[`${p}qkv_b`], W);
+      const qkv = linearRef(h, R, d, t[`${p}qkv_w`]!, t[`${p}qkv_b`], W);
       if (spec.qkNorm) {
         // Qwen3: each head of q (heads 0…nHeads−1 of a row) and of k (the nKvHeads after them) RMS-normalised
         for (let r = 0; r < R; r++) {
@@ -205,18 +206,18 @@ export function referenceStack(
           }
         }
       }
-      return linear(out, R, qw, t[`${p}o_w`]!, t[`${p}o_b`], d);
+      return linearRef(out, R, qw, t[`${p}o_w`]!, t[`${p}o_b`], d);
     };
     const ff = (h: Float64Array) => {
-      const up = linear(h, R, d, t[`${p}ff.w_in`]!, t[`${p}ff.b_in`], spec.dFF);
+      const up = linearRef(h, R, d, t[`${p}ff.w_in`]!, t[`${p}ff.b_in`], spec.dFF);
       preact.push(Float64Array.from(up));
       if (spec.gatedFF) {
-        const gate = linear(h, R, d, t[`${p}ff.w_gate`]!, t[`${p}ff.b_gate`], spec.dFF);
+        const gate = linearRef(h, R, d, t[`${p}ff.w_gate`]!, t[`${p}ff.b_gate`], spec.dFF);
         for (let i = 0; i < up.length; i++) up[i] = activationRef(spec.activation, gate[i]!) * up[i]!;
       } else {
         for (let i = 0; i < up.length; i++) up[i] = activationRef(spec.activation, up[i]!);
       }
-      return linear(up, R, spec.dFF, t[`${p}ff.w_out`]!, t[`${p}ff.b_out`], d);
+      return linearRef(up, R, spec.dFF, t[`${p}ff.w_out`]!, t[`${p}ff.b_out`], d);
     };
     const add = (a: Float64Array, b: Float64Array) => a.map((v, i) => v + b[i]!);
     if (spec.normPlacement === 'pre') {
