@@ -89,6 +89,11 @@ describe('ffmerge CLI', () => {
     } finally {
       fs.rmSync(planted, { recursive: true, force: true });
     }
+    // a temp folder that cannot be one (here a file) is said so, exit 3 (tester EH: INTERNAL_ERROR, exit 1)
+    const notFolder = path.join(scratch, 'a-file');
+    fs.writeFileSync(notFolder, 'x');
+    const missing = ffmergeEnv({ TMPDIR: notFolder }, cwd, 'compress', '--method', 'permute', '--baselines', 'none');
+    expect({ code: missing.code, stderr: missing.stderr }).toEqual({ code: 3, stderr: expect.stringMatching(/the demo writes into the temp folder .*a-file, which cannot be used \(ENOTDIR\): set TMPDIR to a folder that exists, or give --out \[IO_ERROR\]/) });
 
     // eval reads the tied output (ties restored)
     const ev = ffmerge(cwd, 'eval', dir, '--data', path.join(BUNDLED, 'calibration.txt'), '--tokens', '1024', '--json');

@@ -75,6 +75,10 @@ describe('an expanded output whose copies differ', () => {
       await inspectModel(dir('e12'), { onProgress: (p) => void events.push(`${p.phase} ${p.done}/${p.total} ${p.unit}`) });
       expect(events).toEqual(['inspect 0/1 windows', 'inspect 1/1 windows']);
       await expect(inspectModel(dir('e12'), { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ABORTED' });
+      // a callback's error fails the call, an async one's rejection too (tester EG: it ended the process)
+      const thrown = new Error('from the callback');
+      await expect(inspectModel(dir('e12'), { onProgress: () => { throw thrown; } })).rejects.toBe(thrown);
+      await expect(inspectModel(dir('e12'), { onProgress: async () => { throw thrown; } })).rejects.toBe(thrown);
       // compress and eval, which check the copies themselves or not at all, read headers only
       reads.mockClear();
       await inspectModel(dir('e12'), { compareCopies: false });

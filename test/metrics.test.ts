@@ -105,6 +105,9 @@ describe('corpus BLEU (sacreBLEU test_bleu.py)', () => {
   });
   test('sentence BLEU uses effective order', () => {
     expect(sentenceBleu('a test', ['a test']).score).toBeCloseTo(100, 10);
+    // an explicit undefined is the default, not "off" (tester EG: 0 for 13.53)
+    expect(sentenceBleu('the cat', ['the cat sat on the mat'], { effectiveOrder: undefined }).score).toBe(sentenceBleu('the cat', ['the cat sat on the mat']).score);
+    expect(sentenceBleu('the cat', ['the cat sat on the mat']).score).toBeGreaterThan(0);
   });
   test('misaligned streams are a typed error', () => {
     expect(() => corpusBleu(['a'], [['a', 'b']])).toThrow(expect.objectContaining({ code: 'INVALID_DATA' }));

@@ -53,6 +53,18 @@ test('a parent that takes no new folders is said so in words, not only as ENOENT
   expect(() => checkOutputDir(BUNDLED, '/proc/x/y', false)).toThrow(expect.objectContaining({ code: 'OUTPUT_NOT_WRITABLE', message: 'cannot write the output /proc/x/y: /proc is not writable (it takes no new folders, ENOENT)' }));
 });
 
+test('an output under a link that leads nowhere is OUTPUT_NOT_WRITABLE before any work (tester EG: ENOENT after it)', () => {
+  const link = path.join(tmp, 'dangling');
+  fs.symlinkSync(path.join(tmp, 'no-such-target'), link);
+  expect(() => checkOutputDir(BUNDLED, path.join(link, 'x'), false)).toThrow(expect.objectContaining({ code: 'OUTPUT_NOT_WRITABLE', message: expect.stringContaining(`${link} is a symbolic link that points nowhere`) }));
+});
+
+test('an output name whose temp name would be too long is refused before any work (tester EH: ENAMETOOLONG after it)', () => {
+  const long = path.join(tmp, 'a'.repeat(250));
+  expect(() => checkOutputDir(BUNDLED, long, false)).toThrow(expect.objectContaining({ code: 'OUTPUT_NOT_WRITABLE', message: expect.stringMatching(/is too long: .* give a name of at most 2\d\d bytes$/) }));
+  expect(() => checkOutputDir(BUNDLED, path.join(tmp, 'a'.repeat(200)), false)).not.toThrow();
+});
+
 test('a mount point as the output is OUTPUT_NOT_WRITABLE before any work', () => {
   const mnt = path.join(tmp, 'mnt');
   fs.mkdirSync(mnt);

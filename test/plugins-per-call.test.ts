@@ -247,6 +247,20 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
     });
     await expect(run(failing(() => { throw { code: 'X' }; }))).rejects.toMatchObject({ code: 'PLUGIN_FAILED', message: 'recover method boom (a plug-in given to this call) failed: threw {"code":"X"}, not an Error' });
     await expect(run(failing(() => { throw new FfmergeError('INVALID_DATA', 'mine'); }))).rejects.toMatchObject({ code: 'INVALID_DATA', message: 'mine' });
+    // stopped by the call's own abort inside the plug-in: ABORTED, and its own rejection after that is handled
+    // (tester EG: PLUGIN_FAILED, and an unhandled rejection that ended the process)
+    for (const sync of [false, true]) {
+      const ac = new AbortController();
+      const stop = () => {
+        ac.abort();
+        ac.signal.throwIfAborted();
+      };
+      const r: RecoverMethod = { name: 'boom', description: 'd', recover: (sync ? (_c: unknown, m: MergedWindow) => (stop(), m) : async (_c: unknown, m: MergedWindow) => (stop(), m)) as RecoverMethod['recover'] };
+      await expect(compress(BUNDLED, { ...small, window: '1-2', method: 'permute', recover: 'boom', plugins: { recoverMethods: [r] }, signal: ac.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+    }
+    // tasks: at least one, each a task there is
+    await expect(run({ ...failing(() => undefined as never), tasks: [] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('has tasks that are not a list of task names') });
+    await expect(run({ ...failing(() => undefined as never), tasks: ['lm'] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: "recover method 'boom' names tasks there are none of: lm (the tasks: language-modeling, image-classification, translation)" });
     // thrown by candidates() itself, before any promise
     await expect(compress(BUNDLED, baselineWith(() => { throw new RangeError('no room'); }))).rejects.toMatchObject({ code: 'PLUGIN_FAILED', message: 'baseline b (a plug-in given to this call) failed: no room' });
   });

@@ -251,6 +251,12 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
       throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} holds ${file}, an input of this run, which writing the output would delete; choose another --out`);
     }
   }
+  // The output is built under a longer temp name (with -old for the folder it replaces): a name that fits but
+  // whose temp name does not failed ENAMETOOLONG after all the work (tester EH). 255 bytes: NAME_MAX almost everywhere.
+  const longest = Buffer.byteLength(`${path.basename(tempName(target))}-old`);
+  if (longest > 255) {
+    throw new FfmergeError('OUTPUT_NOT_WRITABLE', `the output's folder name ${path.basename(target)} is too long: it is written under a temporary name ${longest - 255} bytes longer than a folder name may be (255); give a name of at most ${Buffer.byteLength(path.basename(target)) - (longest - 255)} bytes`);
+  }
   checkWritableParent(target, out);
   // A link in place of the output: the output is written beside it and renamed into place, and a rename onto
   // a link fails (after all the work, as "written by another run") or, with overwrite, replaces the link.
@@ -310,8 +316,13 @@ function isMountPoint(dir: string, st: fs.Stats): boolean {
  */
 function checkWritableParent(target: string, out: string): void {
   let dir = path.dirname(target);
-  while (!fs.existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
   const bad = (why: string) => new FfmergeError('OUTPUT_NOT_WRITABLE', `cannot write the output ${out}: ${why}`);
+  while (!fs.existsSync(dir) && path.dirname(dir) !== dir) {
+    // a name that is there but leads nowhere (a dangling link) is where the folders would be made: not past it
+    // (tester EG: the walk went up past it, and the write failed ENOENT after all the work)
+    if (fs.lstatSync(dir, { throwIfNoEntry: false })) throw bad(`${dir} ${whyMissing(dir)}`);
+    dir = path.dirname(dir);
+  }
   let st: fs.Stats;
   try {
     st = fs.statSync(dir);

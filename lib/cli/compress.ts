@@ -103,7 +103,9 @@ function demoFolder(): string {
   try {
     fs.mkdirSync(dir, { mode: 0o700 });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    // a temp folder that is not there (TMPDIR unset to a missing path) said so, not INTERNAL_ERROR (tester EH)
+    if (code !== 'EEXIST') throw new FfmergeError('IO_ERROR', `the demo writes into the temp folder ${os.tmpdir()}, which cannot be used (${code}): set TMPDIR to a folder that exists, or give --out`, { cause: e });
   }
   const st = fs.lstatSync(dir);
   const ours = st.isDirectory() && (uid === undefined || (st.uid === uid && (st.mode & 0o022) === 0));

@@ -3,6 +3,7 @@ import { inspectModel, type ModelSummary, type StackSummary } from '../model/ins
 import { kLabel } from '../merge/windows';
 import { fmtBytes, fmtInt, fmtPct, printResult, table } from './format';
 import { counted } from '../errors';
+import { ProgressBar } from './progress';
 import { trainingRuns } from '../checkpoint/training-record';
 
 /**
@@ -125,7 +126,13 @@ export function formatSummary(s: ModelSummary): string {
   return lines.join('\n');
 }
 
-export async function runInspect(model: string, o: { json?: boolean }): Promise<void> {
-  const s = await inspectModel(model);
+export async function runInspect(model: string, o: { json?: boolean }, signal: AbortSignal): Promise<void> {
+  // comparing an expanded output's copies reads every merged tensor: shown, and stopped by Ctrl-C (tester EG)
+  const bar = new ProgressBar(!o.json);
+  const s = await inspectModel(model, { signal, onProgress: bar.update }).catch((e: unknown) => {
+    bar.interrupt();
+    throw e;
+  });
+  bar.done();
   printResult(o.json, s, () => formatSummary(s));
 }

@@ -107,7 +107,7 @@ export function buildProgram(
     .command('inspect')
     .description('architecture, layers, FF share of parameters, and what each k would save')
     .argument('<model>', 'model directory (config.json + model.safetensors)')
-    .action((model: string, o: { json?: boolean }) => runInspect(model, o));
+    .action((model: string, o: { json?: boolean }) => runInspect(model, o, signal));
 
   program
     .command('compress')

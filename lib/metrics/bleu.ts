@@ -190,5 +190,6 @@ export function corpusBleu(hypotheses: readonly string[], references: readonly (
 export function sentenceBleu(hypothesis: string, references: readonly string[], opts: BleuOptions = {}): BleuResult {
   checkSentence('sentenceBleu', hypothesis, references);
   checkBleuOptions('sentenceBleu', opts);
-  return corpusBleu([hypothesis], references.map((r) => [r]), { effectiveOrder: true, ...opts });
+  // (an explicit undefined is the default too: a spread would let it overwrite true, tester EG)
+  return corpusBleu([hypothesis], references.map((r) => [r]), { ...opts, effectiveOrder: opts.effectiveOrder ?? true });
 }

@@ -9,7 +9,7 @@ import { checkFolder, MAX_JSON_FILE_BYTES, readRegularFileSync, whyMissing } fro
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { checkBoolean, checkPath } from '../arguments';
-import { checkJobOptions, throwIfAborted, type JobOptions, type ProgressFn } from '../native/job';
+import { checkJobOptions, guardProgress, throwIfAborted, type JobOptions, type ProgressFn } from '../native/job';
 import { CheckpointReader, storedName } from '../checkpoint/ties';
 import { mergedLayers, recordedWindows, tiedWindows, windowDifference, RECOVERED_KEY, type RecordedWindow } from '../checkpoint/earlier-merges';
 import { FF_KEYS, ffTies } from '../checkpoint/write';
@@ -387,16 +387,25 @@ async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: 
     });
   const inconsistent: { w: RecordedWindow; found: InconsistentWindow['found']; pair: [string, string] }[] = [];
   const compared = !tiedSource && compareCopies ? recorded.length : 0;
-  if (compared) job.onProgress?.({ phase: 'inspect', done: 0, total: compared, unit: 'windows' });
+  // the caller's callback guarded: what it throws, or an async one's rejection, fails this call (tester EG: it
+  // ended the host), and is thrown at the next window
+  let failure: { e: unknown } | undefined;
+  const report = job.onProgress && guardProgress(job.onProgress, (e) => (failure = { e }));
+  const progress = (done: number) => {
+    report?.({ phase: 'inspect', done, total: compared, unit: 'windows' });
+    if (failure) throw failure.e;
+  };
+  if (compared) progress(0);
   for (const [i, w] of recorded.entries()) {
     if (tiedSource) {
       const pair = untied(w);
       if (pair) inconsistent.push({ w, found: 'not tied', pair });
     } else if (compareCopies) {
       // an expanded output: each copy read and compared with the one it would share, as convert and export do
+      if (failure) throw failure.e; // an async callback's rejection, heard since
       const pair = await windowDifference(config, w, ckpt, job.signal);
       if (pair) inconsistent.push({ w, found: 'copies differ', pair });
-      job.onProgress?.({ phase: 'inspect', done: i + 1, total: compared, unit: 'windows' });
+      progress(i + 1);
     }
   }
   let unrecorded: RecordedWindow[] = [];

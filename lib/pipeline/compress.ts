@@ -335,6 +335,9 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   ];
   // a recover method for other tasks is refused here, not after calibration (tester ED: Marian's finetune, 40 s in)
   for (const { recover: r } of combos) {
+    // a name no task has is the plug-in's mistake, not this model's (tester EG: 'lm' was "recovers lm models")
+    const unknown = r.tasks?.filter((t) => !TASKS.names().includes(t)) ?? [];
+    if (unknown.length) throw new FfmergeError('INVALID_ARGUMENT', `recover method '${r.name}' names tasks there are none of: ${unknown.join(', ')} (the tasks: ${TASKS.names().join(', ')})`);
     if (r.tasks && !r.tasks.includes(kind.name)) {
       throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `recover method '${r.name}' recovers ${r.tasks.join(' and ')} models; ${summary.modelType} is compressed as ${kind.name}`);
     }

@@ -18,7 +18,11 @@ import type { Baseline, BaselineCandidate, BaselineContext, Edit, MergeContext, 
 
 /** `p`, or ABORTED as soon as `signal` fires, whether or not `p` ever settles. */
 export function raceAbort<T>(p: T | Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal?.aborted) return Promise.reject(abortError(signal));
+  if (signal?.aborted) {
+    // `p` is still handled: its rejection, left alone, would end the host (tester EG)
+    Promise.resolve(p).catch(() => {});
+    return Promise.reject(abortError(signal));
+  }
   return new Promise<T>((resolve, reject) => {
     const stop = onAbort(signal, () => reject(abortError(signal)));
     Promise.resolve(p).then(resolve, reject).finally(stop);
@@ -116,8 +120,10 @@ function checkMerged(who: string, r: unknown, model: Model, stack: StackName, w:
  * A caller's plug-in's failure, named as its own: a TypeError from inside it, or a thrown non-Error ("[object
  * Object]"), read as ffmerge's own INTERNAL_ERROR (tester ED). Its FfmergeErrors (and ABORTED) pass as they are.
  */
-function pluginFailure(who: string, e: unknown): unknown {
+function pluginFailure(who: string, e: unknown, signal: AbortSignal | undefined): unknown {
   if (e instanceof FfmergeError) return e;
+  // stopped by the call's own abort (signal.throwIfAborted() inside it): an abort, not a failure (tester EG)
+  if (signal?.aborted) return abortError(signal);
   const what = e instanceof Error ? e.message : `threw ${showValue(e)}, not an Error`;
   return new FfmergeError('PLUGIN_FAILED', `${who} (a plug-in given to this call) failed: ${what}`, { cause: e });
 }
@@ -131,7 +137,7 @@ async function settle<T>(f: () => T | Promise<T>, own: boolean, signal: AbortSig
   try {
     return await raceAbort(f(), signal);
   } catch (e) {
-    throw pluginFailure(who, e);
+    throw pluginFailure(who, e, signal);
   }
 }
 
@@ -153,7 +159,8 @@ export function guardMerge(method: MergeMethod, name: string, own: boolean, sign
 export function guardRecover(method: RecoverMethod, name: string, own: boolean, signal: AbortSignal | undefined): RecoverMethod {
   const who = `recover method ${name}`;
   const { tasks } = method;
-  if (tasks !== undefined && !(Array.isArray(tasks) && tasks.every((t) => typeof t === 'string'))) throw wrong(who, 'has tasks that are not a list of task names', tasks);
+  // at least one (tester EG: [] read "recovers  models"); compress checks the names against its tasks
+  if (tasks !== undefined && !(Array.isArray(tasks) && tasks.length > 0 && tasks.every((t) => typeof t === 'string'))) throw wrong(who, 'has tasks that are not a list of task names', tasks);
   return Object.freeze({
     name,
     description: String(method.description),
@@ -203,7 +210,7 @@ export function guardBaseline(baseline: Baseline, name: string, own: boolean, si
       try {
         list = baseline.candidates(own ? { ...ctx, merge: ownView(ctx.merge) } : ctx);
       } catch (e) {
-        throw own ? pluginFailure(who, e) : e;
+        throw own ? pluginFailure(who, e, signal) : e;
       }
       // an async candidates() is an easy slip: the list is needed before any is built
       if (!Array.isArray(list)) throw wrong(who, `candidates() must return a list${list instanceof Promise ? ', not a Promise' : ''}`, list);

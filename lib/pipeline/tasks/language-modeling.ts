@@ -188,7 +188,7 @@ export const languageModeling: TaskKind = {
     const textCut = (['calibration', 'validation', 'test'] as const).some((w) => typeof o[w] === 'string' && !asIs.some(([x]) => x === w));
     if (cut && (textCut || o.blockSize !== undefined)) for (const [what, why] of asIs) notes.push(`${what}: used as it is, not cut into blocks of ${blockSize} (${why})`);
     // the default cut to a short model's positions, said (tester EC: blocks of 8 with no word)
-    if (cut && o.blockSize === undefined && blockSize < LM_DEFAULTS.blockSize) notes.push(`text is cut into blocks of ${blockSize} tokens, the model's positions (the default block size, ${LM_DEFAULTS.blockSize}, is longer)`);
+    if (textCut && o.blockSize === undefined && blockSize < LM_DEFAULTS.blockSize) notes.push(`text is cut into blocks of ${blockSize} tokens, the model's positions (the default block size, ${LM_DEFAULTS.blockSize}, is longer)`);
     // whether a scored split (validation, or calibration's rest; test) was text cut at blockSize, which `eval
     // --block-size` reproduces (sampled calibration takes blockSize too, but is not scored)
     const asIsSplits = new Set(asIs.map(([w]) => w));
