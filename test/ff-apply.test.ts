@@ -121,4 +121,44 @@ describe('CorrelationAccumulator.addFF refuses non-finite rows whole', () => {
     await acc.addFF(X.subarray(0, 100 * d), 100, ff, 'relu', Y.subarray(0, 100 * m)); // still usable
     expect(acc.count).toBe(100);
   });
+
+  it("hidden units that overflow in a later block are named by the batch's row, once; the sums are then unusable (tester EJ)", async () => {
+    const r = rng(32);
+    const [d, dFF, m, n] = [8, 4096, 2, 16_384]; // blocks of 8,192 rows
+    const ff = randomFF(r, d, dFF, false, true);
+    ff.wIn = ff.wIn.map((v) => v * 1e36);
+    const X = Float32Array.from({ length: n * d }, () => r() * 1e-36);
+    X.fill(1e6, 12_000 * d, 12_001 * d); // 1e42 × … : Inf in row 12,000's hidden units
+    const Y = Float32Array.from({ length: n * m }, r);
+    const acc = new CorrelationAccumulator([dFF, m], [[0, 1]]);
+    const e = await acc.addFF(X, n, ff, 'relu', Y).catch((x: unknown) => x as Error);
+    expect(e).toMatchObject({ code: 'NON_FINITE_ACTIVATIONS', message: expect.stringMatching(/\(batch row 12000, unit \d+\) \(in the block from row 8192\); the 8192 rows before it were added, so this accumulator can no longer be used$/) });
+    expect((e as Error).message).not.toMatch(/was not added/);
+    await expect(acc.addFF(X.subarray(0, d), 1, ff, 'relu', Y.subarray(0, m))).rejects.toMatchObject({ code: 'INVALID_STATE' });
+  });
+
+  it('no rows: nothing added, for both accumulators (tester EJ: SHAPE_MISMATCH naming the FF)', async () => {
+    const ff = randomFF(rng(33), 4, 8, false, true);
+    const corr = new CorrelationAccumulator([8, 3], [[0, 1]]);
+    await corr.addFF(new Float32Array(0), 0, ff, 'relu', new Float32Array(0));
+    expect(corr.count).toBe(0);
+    const ridge = new RidgeAccumulator(8, 3);
+    await ridge.addFF(new Float32Array(0), 0, ff, 'relu', new Float32Array(0));
+    expect(ridge.count).toBe(0);
+  });
+
+  it("progress counts the batch's rows forwards only, however many row blocks (tester EJ: each block's own count restarted it)", async () => {
+    const r = rng(34);
+    const [d, dFF, m, n] = [8, 512, 2, 80_000]; // correlation: blocks of 65,536 rows; ridge: 32,768
+    const ff = randomFF(r, d, dFF, false, true);
+    const X = Float32Array.from({ length: n * d }, r);
+    const Y = Float32Array.from({ length: n * m }, r);
+    for (const acc of [new CorrelationAccumulator([dFF, m], [[0, 1]]), new RidgeAccumulator(dFF, m)]) {
+      const seen: [number, number][] = [];
+      await acc.addFF(X, n, ff, 'relu', Y, { onProgress: (p) => void seen.push([p.done, p.total]) });
+      expect(seen.every(([, t]) => t === n)).toBe(true);
+      expect(seen.every(([x], i) => i === 0 || x >= seen[i - 1]![0])).toBe(true);
+      expect(seen.at(-1)).toEqual([n, n]);
+    }
+  });
 });

@@ -9,6 +9,7 @@ import type { ModelSpec } from '../lib/model/spec';
 import { referenceForward } from './reference/forward';
 import { relErr, removeSyntheticDirs, syntheticGpt2, syntheticLlama, writeSynthetic } from './helpers/synthetic-model';
 import { perplexity } from '../lib/eval/perplexity';
+import { crossEntropy } from '../lib/eval/accuracy';
 
 afterAll(() => removeSyntheticDirs());
 
@@ -125,4 +126,9 @@ describe('the loss where the logits are huge', () => {
       m.dispose();
     }
   });
+});
+
+test("the image classifier's cross-entropy takes the difference first too: ln 10 for ten equal logits of 1e31 (tester EJ: 0)", () => {
+  expect(crossEntropy(new Float32Array(10).fill(1e31), 3)).toBeCloseTo(Math.log(10), 12);
+  expect(crossEntropy(Float32Array.of(1, 2, 3), 2)).toBeCloseTo(Math.log(Math.exp(-2) + Math.exp(-1) + 1), 12);
 });

@@ -256,6 +256,7 @@ export class CorrelationAccumulator {
     if (this.dims.length !== 2 || ff.dFF !== this.dims[0] || X.length !== n * ff.d || Y.length !== n * this.dims[1]!) {
       throw new FfmergeError('SHAPE_MISMATCH', `addFF needs dims [units, m] = [${ff.dFF}, m], X ${n}×${ff.d} and Y ${n}×m (dims are [${this.dims.join(', ')}])`);
     }
+    if (n === 0) return; // no rows: nothing to add (the addon read d from X's rows and refused the FF: tester EJ)
     await withStaged([{ X, Y }], opts, ([s]) => runNativeJob('correlation.addFF', (onProgress) => this.native.addFF(s!.X, n, parts(ff), act, s!.Y, onProgress), opts));
   }
 

@@ -9,7 +9,7 @@ import { checkArrayOf, checkBoolean, checkCount, checkFloat32Array } from '../ar
 import type { Activation } from '../model/activation';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { loadAddon } from './loader';
-import { checkJobOptions, runNativeJob, type JobOptions, type NativeJobHandle } from './job';
+import { checkJobOptions, runNativeJob, throwIfAborted, type JobOptions, type NativeJobHandle } from './job';
 import { NativeFF } from './native-ff';
 import { type StagedFloatsHandle, withStaged } from './staged';
 
@@ -115,6 +115,8 @@ export class RidgeAccumulator {
     if (ff.dFF !== this.p || X.length !== n * ff.d || Y.length !== n * this.m) {
       throw new FfmergeError('SHAPE_MISMATCH', `ridge rows: the FF must have ${this.p} units, X ${n}×${ff.d} and Y ${n}×${this.m}`);
     }
+    // no rows: nothing to add (the addon reads d from X's rows, and refused the FF as the wrong shape: tester EJ)
+    if (n === 0) return throwIfAborted(opts.signal);
     await withStaged([{ X, Y }], opts, ([s]) => this.queue((cb) => this.native.addFF(s!.X, n, parts(ff), act, s!.Y, cb), opts));
   }
 

@@ -241,7 +241,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
           CorrelationAccumulator& acc = *guard->state->acc;
           // blocks of 32M hidden units bound the scratch: 128 MB for H, as much again for a gate's product
           SumFFRows(ctl, in, size_t(32) << 20, {"NON_FINITE_ACTIVATIONS", "the FF inputs", "the targets", "unit", "this accumulator"},
-                    [&](const float* h, const float* y, size_t rows, size_t) { acc.add(ctl, {h, y}, rows); },
+                    [&](JobControl& step, const float* h, const float* y, size_t rows, size_t first) { acc.add(step, {h, y}, rows, first); },
                     [&] { acc.mark_broken(); });
         },
         [guard](Napi::Env e) { return e.Undefined(); });

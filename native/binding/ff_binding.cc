@@ -328,20 +328,22 @@ void FFHidden(ThreadPool& pool, const FFCopy& ff, const float* x, size_t rows, f
 }
 
 void SumFFRows(JobControl& ctl, const FFRows& in, size_t block_floats, const FFRowWords& words,
-               const std::function<void(const float*, const float*, size_t, size_t)>& sum, const std::function<void()>& broken) {
+               const std::function<void(JobControl&, const float*, const float*, size_t, size_t)>& sum, const std::function<void()>& broken) {
   const size_t n = in.n, d = in.d, units = in.ff.units, m = in.m;
   const char* tail = "; the batch was not added";
   refuse_non_finite(ctl, in.x->data(), n, d, words.code, words.inputs, "value", tail);
   refuse_non_finite(ctl, in.y->data(), n, m, words.code, words.targets, words.column, tail);
   const size_t block = std::max<size_t>(1, std::min<size_t>(n, block_floats / units));
   std::vector<float> h(std::min(block, n) * units), scratch;
+  // each block's own step reports nothing: its counts restarted the batch's, which went backwards (tester EJ)
+  JobControl inner = ctl.nested();
   size_t r = 0;
   try {
     for (; r < n; r += block) {
       ctl.check();
       const size_t rows = std::min(block, n - r);
       FFHidden(ctl.pool(), in.ff, in.x->data() + r * d, rows, h.data(), scratch);
-      sum(h.data(), in.y->data() + r * m, rows, r);
+      sum(inner, h.data(), in.y->data() + r * m, rows, r);
       ctl.progress(double(r + rows), double(n));
     }
   } catch (const Error& e) {

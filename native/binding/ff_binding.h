@@ -54,13 +54,14 @@ struct FFRowWords {
   const char* sums;     // what can no longer be used after a partial add: "this accumulator"
 };
 
-// Feeds `in`'s rows to sum(h, y, rows, first row) block by block (at most block_floats hidden units, which bounds the
-// scratch whatever the batch). The inputs and targets are checked whole first: a bad row refuses the batch and
+// Feeds `in`'s rows to sum(step, h, y, rows, first row) block by block (at most block_floats hidden units, which
+// bounds the scratch whatever the batch); `step` is the job's control without its progress, which counts the
+// batch's rows. The inputs and targets are checked whole first: a bad row refuses the batch and
 // the sums stay as they were (a NaN input through relu gives hidden units of 0, so checking H alone lets it in).
 // A failure after the first block calls broken(): the blocks before it are in the sums for good, and the
 // message says so. A sum that can stop half-way through its own block marks itself broken.
 void SumFFRows(JobControl& ctl, const FFRows& in, size_t block_floats, const FFRowWords& words,
-               const std::function<void(const float* h, const float* y, size_t rows, size_t first)>& sum, const std::function<void()>& broken);
+               const std::function<void(JobControl& step, const float* h, const float* y, size_t rows, size_t first)>& sum, const std::function<void()>& broken);
 
 // A Float32Array that takes the vector over (no copy); V8 is told its size so it collects in time, and the
 // reaper frees it (a finalizer's free of a 541 MB FF held the event loop ~40 ms; several land after one GC).

@@ -155,9 +155,9 @@ class RidgeSums : public Napi::ObjectWrap<RidgeSums> {
           Sums& s = *claim->sums;
           // blocks of 16M hidden units bound the scratch: 64 MB whatever the batch
           SumFFRows(ctl, in, size_t(16) << 20, {"NON_FINITE_INPUT", "refit: the inputs", "refit: the targets", "output", "these sums"},
-                    [&](const float* h, const float* y, size_t rows, size_t first) {
+                    [&](JobControl& step, const float* h, const float* y, size_t rows, size_t first) {
                       try {
-                        ridge_accumulate(ctl, h, rows, p, y, m, s.G.get(), s.C.get(), first);
+                        ridge_accumulate(step, h, rows, p, y, m, s.G.get(), s.C.get(), first);
                       } catch (const Error&) {
                         throw;  // a refusal before the block's sums changed
                       } catch (...) {

@@ -151,7 +151,7 @@ void CorrelationAccumulator::set_block_rows(size_t rows) {
 }
 
 void CorrelationAccumulator::check_finite(JobControl& ctl, const std::vector<const float*>& layers,
-                                          const std::vector<bool>& active, size_t rows) const {
+                                          const std::vector<bool>& active, size_t rows, size_t row0) const {
   for (size_t l = 0; l < dims_.size(); ++l) {
     if (!active[l]) continue;
     const size_t d = dims_[l];
@@ -165,7 +165,7 @@ void CorrelationAccumulator::check_finite(JobControl& ctl, const std::vector<con
         if (!std::isfinite(x[k]))
           throw Error("NON_FINITE_ACTIVATIONS", "the activations of layer " + std::to_string(l) + " contain " +
                                                     (std::isnan(x[k]) ? "NaN" : "Inf") + " (batch row " +
-                                                    std::to_string(k / d) + ", unit " + std::to_string(k % d) +
+                                                    std::to_string(row0 + k / d) + ", unit " + std::to_string(k % d) +
                                                     "); the batch was not added");
     });
   }
@@ -257,7 +257,7 @@ void CorrelationAccumulator::add_products(JobControl& ctl, size_t p, const float
   accumulate_cross_tiled(ctl, x, di, di, y, dj, dj, rows, state_[p].cross.data(), dj);
 }
 
-void CorrelationAccumulator::add(JobControl& ctl, const std::vector<const float*>& layers, size_t rows) {
+void CorrelationAccumulator::add(JobControl& ctl, const std::vector<const float*>& layers, size_t rows, size_t row0) {
   check_usable();
   if (layers.size() != dims_.size())
     throw Error("INVALID_ARGUMENT", "expected activations for " + std::to_string(dims_.size()) + " layers, got " +
@@ -269,7 +269,7 @@ void CorrelationAccumulator::add(JobControl& ctl, const std::vector<const float*
   if (rows == 0) return;
   if (open_pairs() == 0) throw Error("INVALID_STATE", "no layer pair is open in this correlation accumulator");
   ctl.check();
-  check_finite(ctl, layers, active, rows);
+  check_finite(ctl, layers, active, rows, row0);
   std::vector<size_t> open;
   for (size_t p = 0; p < state_.size(); ++p)
     if (!state_[p].released) open.push_back(p);

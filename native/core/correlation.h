@@ -69,7 +69,8 @@ class CorrelationAccumulator {
   // A batch containing NaN/Inf is rejected whole (NON_FINITE_ACTIVATIONS, naming the layer) and leaves the
   // accumulator unchanged. A cancel that lands after part of the batch was added leaves the accumulator
   // unusable: later calls throw INVALID_STATE.
-  void add(JobControl& ctl, const std::vector<const float*>& layers, size_t rows);
+  // row0: the first row's number in the caller's batch, for messages (a block of a larger batch)
+  void add(JobControl& ctl, const std::vector<const float*>& layers, size_t rows, size_t row0 = 0);
   size_t count() const { return count_.load(std::memory_order_relaxed); }  // rows added so far (all pairs)
   size_t pair_count(size_t pair_index) const;  // rows pair p has seen
   // Pearson correlation, dims[i] × dims[j] row-major (unit a of layer i vs unit b of layer j); 0 where either
@@ -113,7 +114,7 @@ class CorrelationAccumulator {
   void init_shift(JobControl& ctl, const std::vector<const float*>& layers, const std::vector<bool>& active,
                   size_t rows);
   void check_finite(JobControl& ctl, const std::vector<const float*>& layers, const std::vector<bool>& active,
-                    size_t rows) const;
+                    size_t rows, size_t row0) const;
   void shift_block(JobControl& ctl, size_t layer, const float* src, size_t rows, float* dst);
   void add_products(JobControl& ctl, size_t pair, const float* x, const float* y, size_t rows);
 

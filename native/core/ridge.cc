@@ -25,8 +25,8 @@ constexpr size_t kSmallFloats = size_t(1) << 20;
 
 void ridge_check_finite(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, size_t row0) {
   // Summed in, a NaN poisons every later solve of the sums, and the error came only then, naming no batch.
-  refuse_non_finite(ctl, H, n, p, "NON_FINITE_INPUT", "refit: the hidden activations", "unit", "; the rows were not added", row0);
-  refuse_non_finite(ctl, Y, n, m, "NON_FINITE_INPUT", "refit: the targets", "output", "; the rows were not added", row0);
+  refuse_non_finite(ctl, H, n, p, "NON_FINITE_INPUT", "refit: the hidden activations", "unit", "; the batch was not added", row0);
+  refuse_non_finite(ctl, Y, n, m, "NON_FINITE_INPUT", "refit: the targets", "output", "; the batch was not added", row0);
 }
 
 void ridge_accumulate(JobControl& ctl, const float* H, size_t n, size_t p, const float* Y, size_t m, double* G,
