@@ -476,7 +476,7 @@ function looseClassName(name: string): string {
  * would be scored against a label that is not theirs. Every image is decoded to the preprocessor's size and
  * channel count.
  */
-export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts: { classNames?: string[]; classCount?: number } & JobOptions = {}): Promise<ImageSet> {
+export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts: { classNames?: string[] | undefined; classCount?: number | undefined } & JobOptions = {}): Promise<ImageSet> {
   const what = 'loadImageFolder(dir, pre, options)';
   checkPath(dir, `${what}: dir`);
   checkPreprocessor(pre, `${what}: pre`);

@@ -375,7 +375,7 @@ export class Model {
    * ffWeights, read off the main thread: a streamed layer is read from disk and a 16-bit one widened to
    * float32 on the addon's pool (hundreds of ms a layer at 7B widths, which ffWeights spends on the JS thread).
    */
-  async readFFWeights(layer: number, opts: JobOptions & { stack?: StackName } = {}): Promise<CanonicalFFWeights> {
+  async readFFWeights(layer: number, opts: JobOptions & { stack?: StackName | undefined } = {}): Promise<CanonicalFFWeights> {
     checkJobOptions(opts, 'readFFWeights(layer, options): options', ['stack']);
     const stack = opts.stack ?? this.mainStack;
     this.checkStackLayer(stack, layer);

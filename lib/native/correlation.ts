@@ -49,7 +49,7 @@ function checkPair(dims: readonly number[], i: unknown, j: unknown, p: number): 
 }
 
 /** finalize's, alignment's and explained's options, checked; whether the pair is released with the result. */
-function checkRelease(opts: JobOptions & { release?: boolean }, method: string): boolean {
+function checkRelease(opts: JobOptions & { release?: boolean | undefined }, method: string): boolean {
   checkJobOptions(opts, `CorrelationAccumulator#${method}(pairIndex, options): options`, ['release']);
   checkBoolean(opts?.release, `CorrelationAccumulator#${method}: release`);
   return opts?.release === true;
@@ -200,7 +200,7 @@ export class CorrelationAccumulator {
    * loop instead (native/staged.ts), so they must not change until the promise settles (a detached one
    * rejects with BUFFER_DETACHED).
    */
-  async add(layers: (Float32Array | null | undefined)[], rows: number, opts: JobOptions & { stage?: boolean } = {}): Promise<void> {
+  async add(layers: (Float32Array | null | undefined)[], rows: number, opts: JobOptions & { stage?: boolean | undefined } = {}): Promise<void> {
     checkStageOptions(opts, 'CorrelationAccumulator#add(layers, rows, options): options');
     throwIfAborted(opts.signal);
     if (!isCount(rows)) throw new FfmergeError('INVALID_ARGUMENT', `rows must be a non-negative integer, got ${rows}`);
@@ -235,7 +235,7 @@ export class CorrelationAccumulator {
    * [a * dims[j] + b] correlates unit a of layer i with unit b of layer j; 0 where either unit is constant.
    * With release, the pair's sums are freed in the same job (once it succeeded).
    */
-  async finalize(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Float32Array> {
+  async finalize(pairIndex: number, opts: JobOptions & { release?: boolean | undefined } = {}): Promise<Float32Array> {
     this.checkIndex(pairIndex);
     const release = checkRelease(opts, 'finalize');
     const out = await runNativeJob('correlation.finalize', (onProgress) => this.native.finalize(pairIndex, onProgress, release), opts);
@@ -249,7 +249,7 @@ export class CorrelationAccumulator {
    * job and never pass through JS; a NativeFF is read without a copy. X and Y are copied, or staged with
    * `stage`, as in RidgeAccumulator.addFF.
    */
-  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions & { stage?: boolean } = {}): Promise<void> {
+  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions & { stage?: boolean | undefined } = {}): Promise<void> {
     checkStageOptions(opts, 'CorrelationAccumulator#addFF(X, n, ff, act, Y, options): options');
     checkFFRows('CorrelationAccumulator#addFF', X, n, ff, Y);
     throwIfAborted(opts.signal);
@@ -265,7 +265,7 @@ export class CorrelationAccumulator {
    * correlation to layer i's (perm[a] = j's unit matched to unit a), what permutationFromCorrelation gives
    * on finalize's matrix, without the d × d matrix ever reaching JS. With release as in finalize.
    */
-  async alignment(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Int32Array> {
+  async alignment(pairIndex: number, opts: JobOptions & { release?: boolean | undefined } = {}): Promise<Int32Array> {
     this.checkIndex(pairIndex);
     const release = checkRelease(opts, 'alignment');
     const out = await runNativeJob('correlation.alignment', (onProgress) => this.native.alignment(pairIndex, onProgress, release), opts);
@@ -277,7 +277,7 @@ export class CorrelationAccumulator {
    * Per unit a of pair (i, j)'s layer i: Σ_b corr(a, b)² · var(b) over layer j's units, the variance of
    * layer j it explains alone (fp64), without the dims[i] × dims[j] matrix. With release as in finalize.
    */
-  async explained(pairIndex: number, opts: JobOptions & { release?: boolean } = {}): Promise<Float64Array> {
+  async explained(pairIndex: number, opts: JobOptions & { release?: boolean | undefined } = {}): Promise<Float64Array> {
     this.checkIndex(pairIndex);
     const release = checkRelease(opts, 'explained');
     const out = await runNativeJob('correlation.explained', (onProgress) => this.native.explained(pairIndex, onProgress, release), opts);
@@ -309,7 +309,7 @@ export async function correlate(
   rows: number,
   dx: number,
   dy: number,
-  opts: JobOptions & { stage?: boolean } = {},
+  opts: JobOptions & { stage?: boolean | undefined } = {},
 ): Promise<Float32Array> {
   checkStageOptions(opts, 'correlate(x, y, rows, dx, dy, options): options');
   if (!isCount(rows) || rows === 0) throw new FfmergeError('INVALID_ARGUMENT', 'rows must be a positive integer');

@@ -109,7 +109,7 @@ export class RidgeAccumulator {
    * `stage`, a slice at a time first (native/staged.ts: 67 MB a batch at 7B width), and they must then not
    * change until the promise settles.
    */
-  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions & { stage?: boolean } = {}): Promise<void> {
+  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions & { stage?: boolean | undefined } = {}): Promise<void> {
     checkStageOptions(opts, 'RidgeAccumulator#addFF(X, n, ff, act, Y, options): options');
     checkFFRows('RidgeAccumulator#addFF', X, n, ff, Y);
     if (ff.dFF !== this.p || X.length !== n * ff.d || Y.length !== n * this.m) {
@@ -125,7 +125,7 @@ export class RidgeAccumulator {
    * and W solves the leading system alone. With `columns`, only those columns of H take part (in that
    * order; W is [m, columns.length]): the fit on a subset, without a second accumulation.
    */
-  async solve(lambdaRel = DEFAULT_RIDGE, opts: JobOptions & { bias?: boolean; columns?: ArrayLike<number> } = {}): Promise<RidgeSolution> {
+  async solve(lambdaRel = DEFAULT_RIDGE, opts: JobOptions & { bias?: boolean | undefined; columns?: ArrayLike<number> | undefined } = {}): Promise<RidgeSolution> {
     checkJobOptions(opts, 'RidgeAccumulator#solve(lambdaRel, options): options', ['bias', 'columns']);
     checkBoolean(opts.bias, 'RidgeAccumulator#solve: bias');
     // Int32Array.from wrapped 2³² to column 0, and read NaN and 1.7 as 0 and 1
@@ -142,7 +142,7 @@ export class RidgeAccumulator {
    * the constant column) that best reproduce Y by least squares, picked one at a time by the largest drop in
    * residual sum of squares, `forced` ones first. Returned in the order taken.
    */
-  async select(count: number, opts: JobOptions & { forced?: number[]; lambdaRel?: number } = {}): Promise<Int32Array> {
+  async select(count: number, opts: JobOptions & { forced?: number[] | undefined; lambdaRel?: number | undefined } = {}): Promise<Int32Array> {
     checkJobOptions(opts, 'RidgeAccumulator#select(count, options): options', ['forced', 'lambdaRel']);
     checkCount(count, 'RidgeAccumulator#select: count');
     if (opts.forced !== undefined) this.checkColumns(opts.forced, 'RidgeAccumulator#select: forced', this.p);

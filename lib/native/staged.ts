@@ -137,7 +137,7 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
  */
 export async function withStaged<T extends object, R>(
   objects: T[],
-  opts: JobOptions & { stage?: boolean },
+  opts: JobOptions & { stage?: boolean | undefined },
   run: (staged: T[]) => Promise<R>,
   /** Arrays the call reads besides `objects` (an `out`), checked as those are. */
   others: (Float32Array | undefined)[] = [],

@@ -69,7 +69,7 @@ export async function forEachFFInput(
   layers: number[],
   calibration: FeatureBatch[],
   each: (layer: number, X: Float32Array, n: number, Y: Float32Array | undefined) => Promise<void>,
-  opts: JobOptions & { outputs?: boolean },
+  opts: JobOptions & { outputs?: boolean | undefined },
   entryStates?: EntryStates,
 ): Promise<void> {
   const main = stack === model.mainStack;

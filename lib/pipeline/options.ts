@@ -19,7 +19,7 @@ export type TokenSource = string | Int32Array[];
  * seeded) instead of read from a file: as many tokens as the budget asks, in the model's own distribution.
  */
 export interface SampledSource {
-  sample: { temperature?: number; seed?: number };
+  sample: { temperature?: number | undefined; seed?: number | undefined };
 }
 /** Images: an idx pair (Fashion-MNIST style) or a folder with one sub-folder per class. */
 export type ImageSource = { images: string; labels: string } | { folder: string };

@@ -129,7 +129,7 @@ export class PrefixCache {
 }
 
 /** NLL of `model` on batches [0, limit): from the cache when it holds `fromLayer`, else from the embeddings. */
-export async function nllOf(model: Model, batches: ForwardInput[], opts: JobOptions & { cache?: PrefixCache; fromLayer?: number; limit?: number } = {}): Promise<NllTotal> {
+export async function nllOf(model: Model, batches: ForwardInput[], opts: JobOptions & { cache?: PrefixCache | undefined; fromLayer?: number | undefined; limit?: number | undefined } = {}): Promise<NllTotal> {
   let sum = 0;
   let count = 0;
   const limit = Math.min(opts.limit ?? batches.length, batches.length);
