@@ -704,11 +704,17 @@ describeShared('fixtures/gpt2-sotu', 'tokenizing files in a worker, read only as
     for (let i = 0; i < 100; i++) fs.writeSync(fd, mb);
     fs.closeSync(fd);
     let read = 0;
-    const ids = await tokenizeFile(model, big, { maxTokens: 1024, onProgress: (p) => (read = Math.max(read, p.done)) });
+    let last: Progress | undefined;
+    const ids = await tokenizeFile(model, big, {
+      maxTokens: 1024,
+      // the bytes read, from the reports before the last (which ends the count at its total: the budget is reached)
+      onProgress: (p) => void ((last = p), p.detail === undefined && (read = Math.max(read, p.done))),
+    });
     fs.rmSync(big);
     expect(ids.length).toBe(1024);
     expect(read).toBeGreaterThan(0);
     expect(read).toBeLessThan(2 << 20);
+    expect(last).toEqual({ phase: 'tokenize', done: 100 << 20, total: 100 << 20, detail: 'the token budget is reached' });
   });
 
   (fs.existsSync('/dev/zero') ? test : test.skip)('/dev/zero is refused at once (inputs are regular files); an AbortSignal ends a read with no budget', async () => {
