@@ -4,7 +4,7 @@
  * says what the record says (fine-tuned or not, format on disk) for records of any shape. The writers that
  * use it are tested end to end in finetune.test.ts, cli-export.test.ts and checkpoint-write.test.ts.
  */
-import { modelCard, outputCard } from '../lib/pipeline/model-card';
+import { inlineCode, modelCard, modelName, outputCard } from '../lib/pipeline/model-card';
 import type { CompressResult } from '../lib/pipeline/result';
 import { formatReport } from '../lib/cli/report';
 
@@ -251,4 +251,24 @@ test('compress of a folder ffmerge had fine-tuned says its source was trained, n
   // a conversion of that output: its own record carries the source's training on
   const output = { model_type: 'llama', ffmerge: { format: 'tied', windows: report('llama').windows, sourceFinetune: { steps: 30 } } };
   expect(outputCard(output, 'expanded', '/o/x-expanded', report('llama'))).toContain('its source had been fine-tuned with ffmerge');
+});
+
+describe('the source name on the card', () => {
+  it('a folder in Hugging Face\'s cache is named org/name, not by its snapshot hash', () => {
+    const snapshot = '/root/.cache/huggingface/hub/models--openai-community--gpt2/snapshots/607a30d783dfa663caf39e06633721c8d4cfcd7e';
+    expect(modelName(snapshot)).toBe('openai-community/gpt2');
+    expect(modelName('/root/.cache/huggingface/hub/models--gpt2/snapshots/abc/')).toBe('gpt2');
+    expect(modelName('/models/llama-stories260k')).toBe('llama-stories260k');
+    const card = modelCard({ ...report('gpt2'), model: snapshot }, 'tied', { dir: '/out/merged', config: { model_type: 'gpt2' } });
+    expect(card.split('\n')[0]).toBe('# openai-community/gpt2 with merged feed-forward sublayers (ffmerge)');
+    expect(card).toContain('This model is `openai-community/gpt2` (gpt2');
+    expect(card).not.toContain('607a30d7');
+  });
+
+  it('a name holding backticks stays one piece of inline code', () => {
+    expect(inlineCode('plain')).toBe('`plain`');
+    expect(inlineCode('a`b')).toBe('`` a`b ``');
+    expect(inlineCode('x``y`')).toBe('``` x``y` ```');
+    expect(modelCard({ ...report('gpt2'), model: '/m/my`model' }, 'tied', { dir: '/out/m', config: { model_type: 'gpt2' } })).toContain('This model is `` my`model `` (gpt2');
+  });
 });

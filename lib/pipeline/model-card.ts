@@ -223,9 +223,9 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
           ? 'This merge did no gradient training, but an earlier merge the source carries was recovered by fine-tuning (`recover` of `ffmerge.windows` in config.json).'
           : 'No gradient training was done.';
   return [
-    `# ${path.basename(r.model)} with merged feed-forward sublayers (ffmerge)`,
+    `# ${modelName(r.model)} with merged feed-forward sublayers (ffmerge)`,
     '',
-    `This model is \`${path.basename(r.model)}\` (${r.modelType}, ${Object.entries(r.layers).map(([s, n]) => `${n} ${s}`).join(' + ')} layers)`,
+    `This model is ${inlineCode(modelName(r.model))} (${r.modelType}, ${Object.entries(r.layers).map(([s, n]) => `${n} ${s}`).join(' + ')} layers)`,
     'compressed by [ffmerge](https://www.npmjs.com/package/ffmerge), which reproduces "Merging Feed-Forward Sublayers',
     'for Compressed Transformers" (Verma, Murray, Duh 2025) and goes beyond it: the feed-forward (FF) sublayers of k',
     `adjacent layers are merged into one FF that all k positions share. ${training}`,
@@ -284,6 +284,23 @@ function recordWindow(w: unknown, multi: boolean, later: readonly unknown[] = []
     ? `; the recover method also rewrote layer${w.adjusted.length > 1 ? 's' : ''} ${w.adjusted.join(', ')}, at the same size, none newly shared${retaken.length ? ` (${retaken.length > 1 ? 'layers' : 'layer'} ${retaken.join(', ')} since merged by a later window)` : ''}`
     : '';
   return `${multi && stack ? `${stack} ` : ''}layers ${(w.layers as number[]).join(', ')} share one FF${how.length ? ` (${how.join(', ')})` : ''}${adjusted}`;
+}
+
+/**
+ * The name a user knows the source by. A folder in Hugging Face's cache (…/models--org--name/snapshots/<commit>)
+ * is org/name: its own name is a commit hash.
+ */
+export function modelName(dir: string): string {
+  const parts = path.resolve(dir).split(path.sep);
+  const [repo, snapshots, last] = parts.slice(-3);
+  return snapshots === 'snapshots' && repo?.startsWith('models--') && repo.length > 8 ? repo.slice(8).split('--').join('/') : (last ?? dir);
+}
+
+/** Markdown inline code that stays code whatever backticks the text holds (a fence one longer than its longest run). */
+export function inlineCode(s: string): string {
+  const longest = Math.max(0, ...(s.match(/`+/g) ?? []).map((run) => run.length));
+  const fence = '`'.repeat(longest + 1);
+  return longest ? `${fence} ${s} ${fence}` : `${fence}${s}${fence}`;
 }
 
 /**
