@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ProgressBar } from '../lib/cli/progress';
+import { fmtSeconds, minutesAndSeconds } from '../lib/cli/format';
 import { runEval } from '../lib/cli/eval';
 import { runExport } from '../lib/cli/export';
 import { runningCount, type Progress } from '../lib/native/job';
@@ -246,6 +247,47 @@ describe('CLI progress bars', () => {
       tick(10_000);
       bar.update({ phase: 'features', done: 12, total: 40 });
       expect(term.raw).toBe('  Calibrating (FF activations)   12/40 batches  15.0 s, about 35.0 s left\n');
+    });
+  });
+
+  it('off a terminal, a phase that reports nothing for 10 s still writes its line (a timer), and stops when it ends', () => {
+    // tester EL: a search candidate of 74 s left a CI log without a line, as if hung
+    jest.useFakeTimers({ doNotFake: ['performance'] });
+    try {
+      plainBarWithClock((bar, tick, term) => {
+        const wait = (ms: number) => {
+          for (let t = 0; t < ms; t += 500) {
+            tick(500);
+            jest.advanceTimersByTime(500);
+          }
+        };
+        bar.update({ phase: 'search', done: 1, total: 39 });
+        wait(9_000);
+        expect(term.raw).toBe('');
+        wait(1_500);
+        expect(term.raw).toBe('  Searching windows              1/39 candidates  10.0 s, about 6 min 20 s left\n');
+        wait(10_000);
+        expect(term.raw.split('\n').filter(Boolean)).toHaveLength(2);
+        bar.update({ phase: 'search', done: 39, total: 39 }); // finished: no more periodic lines
+        wait(30_000);
+        expect(term.raw.split('\n').filter(Boolean)).toHaveLength(2);
+        bar.done();
+        expect(jest.getTimerCount()).toBe(0);
+      });
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  it('minutes and seconds are rounded together: 179.6 s is 3 min 0 s, not 2 min 60 s', () => {
+    expect(minutesAndSeconds(179.6)).toBe('3 min 0 s');
+    expect(minutesAndSeconds(125.4)).toBe('2 min 5 s');
+    expect(fmtSeconds(179.6)).toBe('3 min 0 s');
+    plainBarWithClock((bar, tick, term) => {
+      bar.update({ phase: 'features', done: 0, total: 10 });
+      tick(59_970);
+      bar.update({ phase: 'features', done: 1, total: 10 }); // 59.97 s elapsed, 539.7 s left
+      expect(term.raw).toBe('  Calibrating (FF activations)   1/10 batches  1 min 0 s, about 9 min 0 s left\n');
     });
   });
 

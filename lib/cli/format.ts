@@ -24,7 +24,13 @@ export function fmtPct(x: number, digits = 1): string {
 }
 
 export function fmtSeconds(s: number): string {
-  return s < 10 ? `${s.toFixed(2)} s` : s < 120 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return s < 10 ? `${s.toFixed(2)} s` : s < 120 ? `${s.toFixed(1)} s` : minutesAndSeconds(s);
+}
+
+/** "2 min 5 s": rounded to the second first, so 179.6 s is "3 min 0 s", never "2 min 60 s" (tester EL). */
+export function minutesAndSeconds(s: number): string {
+  const whole = Math.round(s);
+  return `${Math.floor(whole / 60)} min ${whole % 60} s`;
 }
 
 /** A plain text table: columns padded to their widest cell, numbers right-aligned. */

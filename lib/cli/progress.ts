@@ -10,6 +10,7 @@
  */
 import { Format, SingleBar } from 'cli-progress';
 import type { PipelinePhase, Progress } from '../native/job';
+import { minutesAndSeconds } from './format';
 
 interface PhaseLabel {
   title: string;
@@ -76,7 +77,7 @@ function fitLine(width: number, bar: (size: number) => string, p: LinePayload, e
 /** A count of one reads in the singular ("1 batch", not "1 batches"; tester CC). */
 const SINGULAR: Readonly<Record<string, string>> = { batches: 'batch', candidates: 'candidate', images: 'image', tokens: 'token', sentences: 'sentence', steps: 'step', tensors: 'tensor' };
 
-const fmtSeconds = (s: number) => (s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`);
+const fmtSeconds = (s: number) => (s < 59.95 ? `${s.toFixed(1)} s` : minutesAndSeconds(s));
 
 export class ProgressBar {
   private readonly enabled: boolean;
@@ -97,6 +98,12 @@ export class ProgressBar {
   /** Milliseconds between plain lines (off a TTY). */
   private readonly every: number;
   private lastLine = 0;
+  /**
+   * Off a TTY, a timer that writes the line when no report came for `every` ms: a candidate that takes minutes
+   * left a CI log silent that long, as if hung (tester EL: 74 s without a line). Unref'd: it never holds the
+   * process open.
+   */
+  private heartbeat: NodeJS.Timeout | undefined;
 
   constructor(enabled: boolean, private readonly stream: NodeJS.WriteStream = process.stderr) {
     const env = process.env.FFMERGE_PROGRESS;
@@ -124,7 +131,13 @@ export class ProgressBar {
       this.completedAt = undefined;
       this.lastLine = this.started;
       this.last = p;
-      if (!this.live) return; // plain lines: the first after `every`, then the phase's summary
+      if (!this.live) {
+        // plain lines: the first after `every`, then every `every` while the phase runs, then its summary
+        this.stopHeartbeat();
+        this.heartbeat = setInterval(() => this.plainDue(performance.now()), Math.min(this.every, 1000));
+        this.heartbeat.unref();
+        return;
+      }
       const held = { tail: 0 };
       this.bar = new SingleBar({
         stream: this.stream,
@@ -149,16 +162,24 @@ export class ProgressBar {
     // (a phase whose first report is already its last has no measured end: its time runs to the next phase's)
     if (!first) this.completedAt = p.total > 0 && p.done >= p.total ? (this.completedAt ?? performance.now()) : undefined;
     if (!this.live) {
-      const now = performance.now();
-      if (now - this.lastLine >= this.every) {
-        this.lastLine = now;
-        this.stream.write(`  ${this.plainLine(p, label, now)}\n`);
-      }
+      this.plainDue(performance.now());
       return;
     }
     this.bar!.setTotal(Math.max(1, p.total));
     this.bar!.update(Math.min(p.done, Math.max(1, p.total)), this.payload(p, label));
   };
+
+  /** Off a TTY: the running phase's line, if `every` ms have passed since the last one and it has not finished. */
+  private plainDue(now: number): void {
+    if (!this.phase || !this.last || this.completedAt !== undefined || now - this.lastLine < this.every) return;
+    this.lastLine = now;
+    this.stream.write(`  ${this.plainLine(this.last, PHASES[this.phase], now)}\n`);
+  }
+
+  private stopHeartbeat(): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+  }
 
   /** "Calibrating (FF activations)  12/40 batches  1 min 3 s, about 2 min 27 s left" (no cursor control). */
   private plainLine(p: Progress, label: PhaseLabel, now: number): string {
@@ -180,6 +201,7 @@ export class ProgressBar {
 
   /** Replaces the running bar with its phase's one-line summary. */
   private finishPhase(): void {
+    this.stopHeartbeat();
     if (!this.phase || !this.last) return;
     this.bar?.stop();
     const label = PHASES[this.phase];
@@ -202,6 +224,7 @@ export class ProgressBar {
    */
   interrupt(): void {
     if (!this.enabled) return;
+    this.stopHeartbeat();
     this.bar?.stop(); // clearOnComplete: the bar line is erased and the cursor is at column 0
     this.bar = undefined;
     this.phase = '';
