@@ -152,6 +152,8 @@ describe('ffmerge CLI', () => {
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--valid-tokens', '512'], 2, /--valid-tokens needs --valid.*OPTION_NOT_APPLICABLE/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--eval-every', '1', '--steps', '2'], 2, /--eval-every scores the validation data, and none is given: give --valid <file> with it.*OPTION_NOT_APPLICABLE/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--lr', '-1'], 2, /--lr must be a positive number, got "-1".*INVALID_ARGUMENT/],
+    // refused before the model loads (the data named is not there), saying why: it was "must be a positive number" after the load (tester EM)
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'no-such-file.txt'), '--lr', '1e-50'], 2, /--lr 1e-50 is smaller than float32.*INVALID_ARGUMENT/],
     // before the data is read (a file that is not there is not named): it was refused only after tokenizing all of it
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'no-such-file.txt'), '--micro', '16', '--batch', '8'], 2, /micro 16 \(--micro\) is larger than batch 8 \(--batch\).*INVALID_ARGUMENT/],
     // a tester's finds: a one-block budget is no training window (was INVALID_DATA blaming the file), --seq 1

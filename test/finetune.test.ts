@@ -369,6 +369,8 @@ test('a last update that leaves finite weights no pass survives fails as diverge
     });
     // past float32: it was "lr must be a positive number"
     await expect(finetune(m, { ...run, lr: 1e39 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('lr 1e+39 is larger than float32') });
+    // below float32: it was refused by the trainer after loading, as "must be a positive number" (tester EM)
+    await expect(finetune(m, { ...run, lr: 1e-50 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('lr 1e-50 is smaller than float32') });
     // before: accepted and run as micro = batch, while ffmerge finetune recorded micro 3 (tester AN)
     await expect(finetune(m, { ...run, micro: 3 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('micro 3 (--micro) is larger than batch 2') });
     // the extra pass changes nothing: a sane run gives the same weights with validation as without

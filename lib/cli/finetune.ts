@@ -13,7 +13,7 @@ import { checkSourceUnchanged, sourceStamp } from '../checkpoint/source-stamp';
 import { blocksFrom, checkDataFile, fitBlockSize, takeTokens, tokenCount } from '../pipeline/data';
 import { cutBlocks } from '../data/blocks';
 import { sameData, sameDataPhrase } from '../data/same-data';
-import { checkEvalEvery, checkFinetunable, checkMicro, checkSchedule, finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
+import { checkEvalEvery, checkFinetunable, checkLearningRate, checkMicro, checkSchedule, finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
 import { imageSources, trainingImages, type ImageFlags } from './finetune-images';
 import { saveTrained } from '../train/save';
 import { expandedError } from '../train/ties';
@@ -84,6 +84,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   if (evalEvery !== undefined) checkEvalEvery(evalEvery, steps);
   const lr = Number(o.lr);
   if (!(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be a positive number, got "${o.lr}"`);
+  checkLearningRate(lr, '--lr');
   const batch = int(o.batch, 'batch')!;
   if (batch > MAX_BATCH) throw new FfmergeError('INVALID_ARGUMENT', `--batch must be at most ${MAX_BATCH} (sequences or images per step), got ${batch}`);
   const warmup = int(o.warmup, 'warmup', 0) ?? 0;

@@ -201,6 +201,19 @@ export function checkFinetunable(model: Model): void {
 /** Token data: one Int32Array or a list of them (a string, a plain number list or a bare object is refused). */
 const isTokenData = (v: unknown): boolean => isInt32Array(v) || (Array.isArray(v) && v.every(isInt32Array));
 
+/**
+ * A learning rate the trainer can use: positive and finite in float32, which it computes in. Past float32's
+ * range it became Infinity, and below it 0: both were refused only after the model had loaded, the second as
+ * "must be a positive number" for 1e-50 (tester EM). `what` names it as the caller gave it (`--lr`).
+ */
+export function checkLearningRate(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what} must be a positive number (got ${showValue(v)})`);
+  const f = Math.fround(v);
+  if (f === Infinity) throw new FfmergeError('INVALID_ARGUMENT', `${what} ${v} is larger than float32, which the trainer computes in, holds (about 3.4e38)`);
+  if (f === 0) throw new FfmergeError('INVALID_ARGUMENT', `${what} ${v} is smaller than float32, which the trainer computes in, holds (it would be 0; the smallest is about 1.4e-45)`);
+  return v;
+}
+
 /** With `validation`, the result holds its loss before and after training (`valBefore`, `valAfter` are present). */
 export async function finetune(
   model: Model,
@@ -227,10 +240,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   checkCount(opts.steps, 'finetune: steps', 1);
   const steps = opts.steps;
   const batch = intOption(opts.batch, 'batch', 8);
-  const lr = opts.lr === undefined ? 2e-4 : opts.lr;
-  if (typeof lr !== 'number' || !(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `finetune: lr must be a positive number (got ${showValue(opts.lr)})`);
-  // the trainer computes in float32: a larger lr became Infinity there, refused as "not a positive number"
-  if (Math.fround(lr) === Infinity) throw new FfmergeError('INVALID_ARGUMENT', `finetune: lr ${lr} is larger than float32, which the trainer computes in, holds (about 3.4e38)`);
+  const lr = opts.lr === undefined ? 2e-4 : checkLearningRate(opts.lr, 'finetune: lr');
   const common = {
     steps,
     batch,
