@@ -367,6 +367,18 @@ describe('malformed files are rejected with their code', () => {
     bad[10] = 0xff; // breaks the UTF-8 of the key
     await expectBytesRejected(bad, 'SAFETENSORS_INVALID_HEADER');
   });
+  test('a header that does not begin with "{" (a byte-order mark, a space) is refused, as the format and HF refuse it', async () => {
+    // tester EO: the UTF-8 decoder dropped a BOM, and the file was accepted
+    const okText = JSON.stringify(ok);
+    for (const lead of ['\ufeff', ' ', '\n']) {
+      const bytes = buildSafetensors({}, data, { headerText: lead + okText });
+      await expect(SafetensorsReader.fromBytes(bytes)).rejects.toMatchObject({ code: 'SAFETENSORS_INVALID_HEADER', message: expect.stringContaining('header does not begin with "{"') });
+      await expectBytesRejected(bytes, 'SAFETENSORS_INVALID_HEADER');
+    }
+    // trailing spaces are the format's padding, and still read
+    const padded = await SafetensorsReader.fromBytes(buildSafetensors({}, data, { headerText: okText + '   ' }));
+    expect(padded.names().length).toBeGreaterThan(0);
+  });
   test('unknown dtype', async () => {
     await expectBytesRejected(buildSafetensors({ ...ok, a: { dtype: 'F8_E4M3', shape: [8], data_offsets: [0, 8] } }, data), 'SAFETENSORS_UNKNOWN_DTYPE');
   });
