@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadModel } from '../lib/model/load';
-import type { Model } from '../lib/model/model';
+import * as modelModule from '../lib/model/model';
+import { generateBytes, type Model } from '../lib/model/model';
 import { SafetensorsReader } from '../lib/safetensors';
 import { loadTokenizer, type Tokenizer } from '../lib/tokenizer';
 import { readParallel } from '../lib/data/parallel';
@@ -254,6 +255,39 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
       const ids = refJson.greedy_test_first20[i]!.ids;
       expect(t.ids).toEqual(ids.slice(1, ids.indexOf(0, 1) + 1));
     });
+  });
+
+  test('many beams: a batch is split to fit memory (same translations), and a sentence that alone cannot fit is refused before any allocation', async () => {
+    // tester EO: num_beams 100000 in generation_config.json took 23 GB and outlived SIGTERM by minutes
+    const refJson = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as { greedy_test_first20: { src: string }[] };
+    const sources = refJson.greedy_test_first20.slice(0, 8).map((c) => c.src);
+    const generation = { ...(await loadGenerationConfig(dir)), numBeams: 3 };
+    const whole = await translate(model, tokenizer, sources, { generation, batchSize: 8 });
+    const spec = model.encoderSpec!;
+    const longest = 40; // no source of these 8 is longer: a quarter of the "machine" then holds at most 2-3 sentences
+    const per = generateBytes(spec, model.spec, 1, longest, generation.maxLength, 3);
+    const totalmem = jest.spyOn(modelModule, 'machineBytes').mockReturnValue(4 * 2.5 * per);
+    const batches: number[] = [];
+    try {
+      const split = await translate(model, tokenizer, sources, {
+        generation,
+        batchSize: 8,
+        onProgress: (p) => void (p.detail === undefined && batches.push(p.done)),
+      });
+      expect(split.map((t) => t.ids)).toEqual(whole.map((t) => t.ids));
+      expect(batches.length).toBeGreaterThanOrEqual(3); // 8 sentences in batches of at most 2 or 3, not one of 8
+      expect(batches[batches.length - 1]).toBe(8);
+    } finally {
+      totalmem.mockRestore();
+    }
+    const t0 = Date.now();
+    const rss0 = process.memoryUsage().rss;
+    await expect(translate(model, tokenizer, sources.slice(0, 1), { generation: { ...generation, numBeams: 1_000_000 } })).rejects.toMatchObject({
+      code: 'INVALID_CONFIG',
+      message: expect.stringMatching(/^decoding a sentence with num_beams 1,000,000 up to max_length 64 needs about [\d.]+ GiB, more than half of this machine's .*lower num_beams or max_length \(generation_config.json\)$/),
+    });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(process.memoryUsage().rss - rss0).toBeLessThan(256 * 2 ** 20);
   });
 
   test('greedy BLEU on test_2016_flickr equals eval.json (±0.05)', async () => {

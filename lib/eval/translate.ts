@@ -10,7 +10,7 @@ import { FfmergeError, showValue } from '../errors';
 import { corpusBleu, type BleuResult } from '../metrics/bleu';
 import { corpusChrf, type ChrfResult } from '../metrics/chrf';
 import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions } from '../native/job';
-import { checkModel, generationConfigFrom, type GenerationConfig, type Model } from '../model/model';
+import { checkModel, generateBytes, generationConfigFrom, machineBytes, type GenerationConfig, type Model } from '../model/model';
 import { checkTokenizer, textForTokens, type Tokenizer } from '../tokenizer';
 import { checkArrayOf } from '../arguments';
 import { encodeSentences } from '../data/encode-sentences';
@@ -72,9 +72,14 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
   const out: Translation[] = new Array<Translation>(sources.length);
   await withJobScope(opts, (opts) => model.session(async () => {
     let done = 0;
-    for (let b0 = 0; b0 < order.length; b0 += batchSize) {
+    for (let b0 = 0; b0 < order.length; ) {
       throwIfAborted(opts.signal);
-      const idx = order.slice(b0, b0 + batchSize);
+      // fewer sentences at once where many beams would make a batch's caches large (a quarter of the machine's
+      // memory at most; one sentence that alone needs more than half is refused by generate)
+      const longest = Math.max(1, encoded[order[Math.min(order.length, b0 + batchSize) - 1]!]!.length);
+      const perSentence = generateBytes(model.encoderSpec ?? model.spec, model.spec, 1, longest, Math.min(generation.maxLength, model.spec.maxPositions), generation.numBeams ?? 1);
+      const idx = order.slice(b0, b0 + Math.max(1, Math.min(batchSize, Math.floor(machineBytes() / 4 / perSentence))));
+      b0 += idx.length;
       const seq = Math.max(1, ...idx.map((i) => encoded[i]!.length));
       const ids = new Int32Array(idx.length * seq).fill(pad);
       const mask = new Uint8Array(idx.length * seq);

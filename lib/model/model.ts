@@ -3,7 +3,8 @@
  * the merge search needs. Build one with loadModel() (load.ts).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { FfmergeError, fromNativeError, showValue } from '../errors';
+import * as os from 'node:os';
+import { FfmergeError, fromNativeError, groupDigits, showValue } from '../errors';
 import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
 import { isFloat32Array } from '../typed-arrays';
 import { checkOptions, isArrayOf } from '../arguments';
@@ -37,6 +38,22 @@ export interface ForwardInput {
   /** Encoder–decoder models: the encoder's output states [batch, encoderSeq, d] from an earlier call
    *  (ForwardResult.encoderHidden), so a pass that runs the decoder a few layers at a time runs the encoder once. */
   encoderHidden?: Float32Array;
+}
+
+/**
+ * About the most bytes a generate job holds (native/core/model/generate.cc): for each row (sentence × beam) the
+ * decoder's self-attention KV cache up to maxLength and its cross-attention cache, the encoder states, two rows
+ * of logits and one step's activations; for beam search, one sentence's candidates (beams × vocab, 16 bytes each).
+ */
+export function generateBytes(enc: Readonly<ModelSpec>, dec: Readonly<ModelSpec>, batch: number, seq: number, maxLength: number, beams: number): number {
+  const rows = batch * beams;
+  const kv = dec.nKvHeads * dec.headDim;
+  return 4 * rows * (2 * dec.layers * (maxLength + seq) * kv + seq * enc.dModel + 2 * dec.vocab + 4 * dec.dModel + dec.dFF) + (beams > 1 ? 16 * beams * dec.vocab : 0);
+}
+
+/** The machine's memory, which decoding's batches are sized against (a function, so that tests can pretend). */
+export function machineBytes(): number {
+  return os.totalmem();
 }
 
 /** Decoding settings, as in generation_config.json (greedy when numBeams is 1). */
@@ -684,6 +701,16 @@ export class Model {
       throw new FfmergeError('SEQUENCE_TOO_LONG', `source length ${seq} is longer than the model's ${this.encoderSpec.maxPositions} positions`);
     }
     const maxLength = Math.min(config.maxLength, this.spec.maxPositions);
+    // refused before the native side allocates it: num_beams 100000 in generation_config.json took 23 GB,
+    // swapped, and outlived SIGTERM by minutes (tester EO)
+    const beams = config.numBeams ?? 1;
+    const need = generateBytes(this.encoderSpec, this.spec, batch, seq, maxLength, beams);
+    if (need > os.totalmem() / 2) {
+      throw new FfmergeError(
+        'INVALID_CONFIG',
+        `decoding ${batch === 1 ? 'a sentence' : `${groupDigits(batch)} sentences`} with num_beams ${groupDigits(beams)} up to max_length ${maxLength} needs about ${(need / 2 ** 30).toFixed(1)} GiB, more than half of this machine's ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB: lower num_beams or max_length (generation_config.json)${batch > 1 ? ', or decode fewer sentences at once' : ''}`,
+      );
+    }
     const enc = this.live('encoder');
     const dec = this.live();
     return runNativeJob(
