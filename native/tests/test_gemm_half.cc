@@ -56,6 +56,7 @@ std::vector<float> random_floats(size_t n, std::mt19937& rng) {
 
 bool check_case(ffm::ThreadPool* pool, const char* kernel, Half type, bool ta, size_t M, size_t N, size_t K,
                 float alpha, float beta, size_t pad, std::mt19937& rng) {
+  const char* kernel_name = kernel ? kernel : "auto";  // printf's %s of a null pointer is undefined (tester EK)
   const size_t lda = (ta ? M : K) + pad, ldb = K + pad, ldc = N + pad;
   std::vector<float> A = random_floats((ta ? K : M) * lda, rng);
   std::vector<uint16_t> B = random_half(N * ldb, type, rng);
@@ -86,7 +87,7 @@ bool check_case(ffm::ThreadPool* pool, const char* kernel, Half type, bool ta, s
       ref = alpha * ref + (beta == 0.0f ? 0.0 : beta * double(C0[i * ldc + j]));
       const double tol = 1e-5 * (std::fabs(alpha) * mag + (beta == 0.0f ? 0.0 : std::fabs(beta * C0[i * ldc + j]))) + 1e-6;
       if (!(std::fabs(got - ref) <= tol)) {
-        std::printf("    %s %s ta=%d %zux%zux%zu: C(%zu,%zu)=%g ref %g (tol %g)\n", kernel,
+        std::printf("    %s %s ta=%d %zux%zux%zu: C(%zu,%zu)=%g ref %g (tol %g)\n", kernel_name,
                     type == Half::BF16 ? "bf16" : "f16", int(ta), M, N, K, i, j, got, ref, tol);
         return false;
       }
@@ -94,7 +95,7 @@ bool check_case(ffm::ThreadPool* pool, const char* kernel, Half type, bool ta, s
       std::memcpy(&g, &got, 4);
       std::memcpy(&w, &Cw[i * ldc + j], 4);
       if (g != w) {
-        std::printf("    %s: C(%zu,%zu)=%a differs from sgemm on the widened B (%a)\n", kernel, i, j, got, Cw[i * ldc + j]);
+        std::printf("    %s: C(%zu,%zu)=%a differs from sgemm on the widened B (%a)\n", kernel_name, i, j, got, Cw[i * ldc + j]);
         return false;
       }
     }
