@@ -495,6 +495,14 @@ describe('item 14: what a fourth tester found a server could meet', () => {
     expect(rr.data).toMatchObject({ calibration: 400, validation: 400 });
   }, 60_000);
 
+  it("a calibration budget the caller gave that leaves no validation data is INVALID_ARGUMENT; a file too small for the default is INVALID_DATA", async () => {
+    // tester EM: both were INVALID_DATA (exit 3), while ViT's calibration size past its data was INVALID_ARGUMENT (exit 2)
+    const rows = path.join(tempDir('cal-all'), 'rows.jsonl');
+    fs.writeFileSync(rows, Array.from({ length: 3 }, (_, i) => JSON.stringify({ input_ids: Array.from({ length: 100 }, (_, j) => 1 + ((i * 31 + j * 7) % 500)) })).join('\n') + '\n');
+    await expect(compress(BUNDLED, { ...quick, calibration: rows, calibrationTokens: 100_000 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('no validation data') });
+    await expect(compress(BUNDLED, { ...quick, calibration: rows, calibrationTokens: undefined })).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('no validation data') });
+  }, 60_000);
+
   it('convertCheckpoint reports its write', async () => {
     // Before: onProgress was accepted and never called.
     const first = path.join(tempDir('conv'), 'tied');

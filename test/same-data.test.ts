@@ -122,6 +122,15 @@ describeShared('data/fmnist', 'images: a copy of the training file as validation
       'INVALID_ARGUMENT',
       /inside the calibration images 0-49 of the same data \(the validation file is a byte-identical copy/,
     );
+    // calibration takes every image: no "start it at 10000" in a file of 10,000 (tester EM)
+    const all = compress(sharedPath('fixtures', 'vit-fmnist'), { images: { images, labels }, validation: { images: copy, labels }, calibrationImages: 10000, k: 2, method: 'permute', recover: 'none' });
+    await expectCode(all, 'INVALID_ARGUMENT', /inside the calibration images 0-9999 of the same data .*: calibrate on fewer images, or give a separate validation set$/);
+    // validation from image 0 already: no "start validation earlier" (tester EM)
+    await expectCode(
+      trainingImages(sharedPath('fixtures', 'vit-fmnist'), { images: copy, labels, validImages: images, validLabels: labels, trainSize: '100', validationSize: '10001' }),
+      'INVALID_ARGUMENT',
+      /--validation-size 10001 is more than the 10000 validation images from --validation-start 0: ask for at most 10000$/,
+    );
   });
 });
 

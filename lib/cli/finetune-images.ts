@@ -70,7 +70,7 @@ export async function trainingImages(model: string, o: ImageFlags, job: JobOptio
   const vLeft = vset.count - vStart;
   const vAsked = int(o.validationSize, 'validation-size');
   if (vAsked !== undefined && vAsked > vLeft) {
-    throw new FfmergeError('INVALID_ARGUMENT', `--validation-size ${vAsked} is more than the ${vLeft} ${validSrc ? 'validation images' : 'images'} from --validation-start ${vStart}: ask for at most ${vLeft}, or start validation earlier`);
+    throw new FfmergeError('INVALID_ARGUMENT', `--validation-size ${vAsked} is more than the ${vLeft} ${validSrc ? 'validation images' : 'images'} from --validation-start ${vStart}: ask for at most ${vLeft}${vStart > 0 ? ', or start validation earlier' : ''}`);
   }
   const vCount = vAsked ?? vLeft;
   // training never reaches into the validation range of its own set

@@ -262,7 +262,8 @@ export const languageModeling: TaskKind = {
         rest = (await read(o.calibration, 'calibration', tokenCount(calBlocks) + 1, true, 'calibration and validation')).slice(calBlocks.length);
       }
       if (rest.length === 0) {
-        throw new FfmergeError('INVALID_DATA', `no validation data: the calibration file holds ${calBlocks.length} block(s), all taken by the calibration budget; give a validation file (--valid), more calibration text than the calibration budget, or a smaller budget (calibrationTokens, --calibration-tokens: ${calTokens} now)`);
+        // a budget the caller gave that leaves nothing is a usage error (as ViT's and Marian's); the default's, the data's
+        throw new FfmergeError(o.calibrationTokens === undefined ? 'INVALID_DATA' : 'INVALID_ARGUMENT', `no validation data: the calibration file holds ${calBlocks.length} block(s), all taken by the calibration budget; give a validation file (--valid), more calibration text than the calibration budget, or a smaller budget (calibrationTokens, --calibration-tokens: ${calTokens} now)`);
       }
       valBlocks = takeTokens(rest, valTokens);
       notes.push(spread ? 'validation: the blocks after the calibration blocks in that order (disjoint from them)' : 'validation: the calibration data after the calibration budget');

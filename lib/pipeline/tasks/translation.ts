@@ -53,8 +53,9 @@ export const translation: TaskKind = {
     const calN = o.calibrationPairs ?? Math.min(600, pairs.length);
     const valAll = o.validation ? await loadParallelSource(o.validation as ParallelSource, job) : pairs.slice(calN);
     if (valAll.length === 0) {
+      // the caller's own size that leaves nothing is a usage error, as ViT's is; a corpus too small for the default is the data's (tester EM)
       throw new FfmergeError(
-        'INVALID_DATA',
+        o.validation || o.calibrationPairs === undefined ? 'INVALID_DATA' : 'INVALID_ARGUMENT',
         o.validation
           ? `no validation pairs: ${describe(o.validation as ParallelSource)} holds none`
           : `no validation pairs: the calibration size (${o.calibrationPairs !== undefined ? `--calibration-size ${calN}` : `by default 600, or all the pairs there are`}) takes all ${pairs.length === 1 ? 'the 1 pair' : `${pairs.length} pairs`} of ${describe(o.parallel!)}; give a smaller calibration size, or a validation corpus`,
