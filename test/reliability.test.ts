@@ -503,6 +503,16 @@ describe('item 14: what a fourth tester found a server could meet', () => {
     await expect(compress(BUNDLED, { ...quick, calibration: rows, calibrationTokens: undefined })).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('no validation data') });
   }, 60_000);
 
+  it('an anchor given to a search whose chosen window aligns none is still named, in the notes', async () => {
+    // tester EM: --anchor changed the permute candidates' scores, and the report had no trace of it
+    const r = await compress(BUNDLED, { ...quick, window: '1-3', k: 3, method: 'select', anchor: 'middle', baselines: ['paper'] });
+    expect(r.anchor).toBeUndefined(); // select aligns no window
+    expect(r.data.notes).toContain("anchor 'middle': the aligned candidates and baselines used it; the chosen windows align none");
+    const p = await compress(BUNDLED, { ...quick, anchor: 'last' });
+    expect(p.anchor).toBe('last');
+    expect(p.data.notes.join(' ')).not.toContain("anchor 'last'");
+  }, 120_000);
+
   it('convertCheckpoint reports its write', async () => {
     // Before: onProgress was accepted and never called.
     const first = path.join(tempDir('conv'), 'tied');

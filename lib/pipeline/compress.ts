@@ -707,7 +707,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, notes: [...task.data.notes, ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
+      data: { ...task.data, notes: [...task.data.notes, ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;
@@ -796,4 +796,13 @@ function halfNote(dtypeOf: ReadonlyMap<string, string>): string[] {
   const half = [...new Set(dtypeOf.values())].filter((d) => d === 'BF16' || d === 'F16');
   if (half.length === 0) return [];
   return [`weights stored in ${half.join(' and ')}: the numbers were measured in float32 before the merged weights were rounded to it, so \`ffmerge eval\` of the written model can differ in the fourth or fifth digit`];
+}
+
+/**
+ * An anchor the caller named, where no chosen window was aligned (the search chose select or vanilla): the
+ * aligned candidates and baselines used it, and without this note nothing in the report said it was given
+ * (tester EM).
+ */
+function anchorNote(given: Anchor | undefined, chosen: readonly { anchor?: number | undefined }[]): string[] {
+  return given !== undefined && !chosen.some((m) => m.anchor !== undefined) ? [`anchor '${given}': the aligned candidates and baselines used it; the chosen windows align none`] : [];
 }
