@@ -131,6 +131,9 @@ describe('ffmerge CLI', () => {
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ' '], 2, /--baselines " " names none: name baselines \(a comma list\), or give --baselines none to run none \[INVALID_ARGUMENT\]/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ','], 2, /--baselines "," names none: .*INVALID_ARGUMENT/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ''], 2, /--baselines "" names none: .*give --baselines none to run none \[INVALID_ARGUMENT\]/],
+    // accepted silently, the repeat dropped (tester EM)
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', 'drop-ff,drop-ff'], 2, /--baselines drop-ff,drop-ff: drop-ff is named twice \[INVALID_ARGUMENT\]/],
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', 'drop-ff,'], 2, /--baselines "drop-ff," has an empty entry: .*INVALID_ARGUMENT/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', 'none,drop-ff'], 2, /--baselines none,drop-ff: none runs no baseline, so it stands alone \[INVALID_ARGUMENT\]/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--select-memory', '1.5GB'], 2, /--select-memory must be a positive integer.*INVALID_ARGUMENT/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--out', BUNDLED], 2, /would overwrite the input.*OUTPUT_EXISTS/],

@@ -130,7 +130,12 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   // where the paper baseline scores only that window (tester DD: a row identical to the merge's)
   const papers = o.method === 'permute' && (o.recover ?? 'none') === 'none' && (o.anchor ?? 'first') === 'first';
   // 'none' runs none (the demo's own included); an empty list ('', ',') was taken as that without a word (testers DB, DC)
-  const named = (o.baselines ?? (bundled ? (papers ? 'drop-ff' : 'drop-ff,paper') : '')).split(',').map((b) => b.trim()).filter(Boolean);
+  const listed = (o.baselines ?? (bundled ? (papers ? 'drop-ff' : 'drop-ff,paper') : '')).split(',').map((b) => b.trim());
+  const named = listed.filter(Boolean);
+  // a name twice, or an empty entry ("drop-ff,", "a,,b"), is a typo to point out, as an option given twice is (tester EM)
+  const twice = named.find((b, i) => named.indexOf(b) !== i);
+  if (twice !== undefined) throw new FfmergeError('INVALID_ARGUMENT', `--baselines ${o.baselines}: ${twice} is named twice`);
+  if (named.length > 0 && named.length < listed.length) throw new FfmergeError('INVALID_ARGUMENT', `--baselines "${o.baselines}" has an empty entry: name each baseline once, separated by commas`);
   if (o.baselines !== undefined && named.length === 0) throw new FfmergeError('INVALID_ARGUMENT', `--baselines "${o.baselines}" names none: name baselines (a comma list), or give --baselines none to run none`);
   if (named.includes('none') && named.length > 1) throw new FfmergeError('INVALID_ARGUMENT', `--baselines ${o.baselines}: none runs no baseline, so it stands alone`);
   const baselines = named.filter((b) => b !== 'none').map((b) => oneOf(b, BASELINES.with(plugins?.baselines).names(), 'baselines'));
