@@ -131,6 +131,9 @@ describe('ffmerge CLI', () => {
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ' '], 2, /--baselines " " names none: name baselines \(a comma list\), or give --baselines none to run none \[INVALID_ARGUMENT\]/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ','], 2, /--baselines "," names none: .*INVALID_ARGUMENT/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', ''], 2, /--baselines "" names none: .*give --baselines none to run none \[INVALID_ARGUMENT\]/],
+    // 0 said "a positive integer", 1 "an integer ≥ 2": one rule, one message (tester EM)
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '0'], 2, /--block-size must be an integer ≥ 2, got "0" \[INVALID_ARGUMENT\]/],
+    [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '0'], 2, /--block-size must be an integer ≥ 2, got "0" \[INVALID_ARGUMENT\]/],
     // accepted silently, the repeat dropped (tester EM)
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', 'drop-ff,drop-ff'], 2, /--baselines drop-ff,drop-ff: drop-ff is named twice \[INVALID_ARGUMENT\]/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--baselines', 'drop-ff,'], 2, /--baselines "drop-ff," has an empty entry: .*INVALID_ARGUMENT/],
@@ -165,7 +168,7 @@ describe('ffmerge CLI', () => {
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '1'], 2, /--seq 1 is too short.*INVALID_ARGUMENT/],
     // with the other training flags, before "fine-tuning … → …" is said (tester DB)
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--seq', '0'], 2, /^ffmerge: --seq must be a positive integer, got "0".*INVALID_ARGUMENT/],
-    [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '1'], 2, /--block-size 1 is too short.*INVALID_ARGUMENT/],
+    [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--block-size', '1'], 2, /--block-size must be an integer ≥ 2, got "1" \[INVALID_ARGUMENT\]/],
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--steps', '2', '--seq', '32', '--warmup', '10'], 2, /warmup \(--warmup\) 10 is more than the 2 steps.*INVALID_ARGUMENT/],
     // help of no command exited 0 (tester DL); help of help is help's own (tester DM)
     [['help', 'bogus'], 2, /unknown command "bogus" \(see the commands above\) \[INVALID_ARGUMENT\]/],

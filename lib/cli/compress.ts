@@ -62,7 +62,7 @@ function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, mode
       searchTokens: int(o.searchTokens, 'search-tokens'),
       testTokens: int(o.testTokens, 'test-tokens'),
       draw: oneOf(o.draw, ['head', 'spread'] as const, 'draw'),
-      blockSize: int(o.blockSize, 'block-size'),
+      blockSize: int(o.blockSize, 'block-size', 2),
     });
   }
   if (task === 'image-classification') {

@@ -83,7 +83,7 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
     }
     const m = await loadModel(model, { signal });
     try {
-      const blockSize = fitBlockSize(int(o.blockSize, 'block-size'), 256, m.spec.maxPositions, '--block-size');
+      const blockSize = fitBlockSize(int(o.blockSize, 'block-size', 2), 256, m.spec.maxPositions, '--block-size');
       const budget = int(o.tokens, 'tokens') ?? Infinity;
       const blocks = takeTokens(
         await blocksFrom(o.data, { blockSize, what: 'data', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, maxLength: m.spec.maxPositions, signal, onProgress: bar.update }),
