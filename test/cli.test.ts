@@ -479,6 +479,15 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     expect(JSON.parse(r.stdout).tokens).toBe(512);
   });
 
+  it('eval --tokens past what the data holds says so, as compress does; a budget the data fills says nothing', () => {
+    // tester EM: --tokens 100000 on a file of 12,288 tokens gave "tokens": 12288 and no word
+    const r = ffmerge(cwd, 'eval', BUNDLED, '--data', cal, '--tokens', '100000', '--json');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { tokens: number; notes?: string[] };
+    expect(out.notes).toEqual([`all ${out.tokens.toLocaleString('en-US')} tokens the data holds, fewer than the 100,000 --tokens asks`]);
+    expect(JSON.parse(ffmerge(cwd, 'eval', BUNDLED, '--data', cal, '--tokens', '1000', '--json').stdout)).not.toHaveProperty('notes');
+  });
+
   it('SIGTERM (a timeout, a stopping container) and SIGHUP stop a run as Ctrl-C does: the ABORTED line, exit 128 + the signal, no temporary folder left', async () => {
     // before: only SIGINT was handled; SIGTERM killed the process silently and left the temp output behind
     for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {

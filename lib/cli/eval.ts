@@ -85,17 +85,18 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
     try {
       const blockSize = fitBlockSize(int(o.blockSize, 'block-size', 2), 256, m.spec.maxPositions, '--block-size');
       const budget = int(o.tokens, 'tokens') ?? Infinity;
-      const blocks = takeTokens(
-        await blocksFrom(o.data, { blockSize, what: 'data', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, maxLength: m.spec.maxPositions, signal, onProgress: bar.update }),
-        budget,
-      );
+      // the read stops past the budget where the data holds more: what it holds, if fewer, is all of it
+      const read = await blocksFrom(o.data, { blockSize, what: 'data', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, maxLength: m.spec.maxPositions, signal, onProgress: bar.update });
+      const blocks = takeTokens(read, budget);
       const total = await nllOf(m, makeBatches(blocks, 8), { signal, onProgress: bar.update });
       bar.done();
       finite(ppl(total), 'perplexity');
-      result = { model: path.resolve(model), data: path.resolve(o.data), metric: 'perplexity', tokens: tokenCount(blocks), predictions: total.count, perplexity: ppl(total), seconds: seconds() };
+      // a budget larger than the file, said as compress says it (tester EM: --tokens 100000 on 12,288 tokens, no word)
+      const notes = Number.isFinite(budget) && tokenCount(read) < budget ? [`all ${fmtInt(tokenCount(blocks))} tokens the data holds, fewer than the ${fmtInt(budget)} --tokens asks`] : [];
+      result = { model: path.resolve(model), data: path.resolve(o.data), metric: 'perplexity', tokens: tokenCount(blocks), predictions: total.count, perplexity: ppl(total), seconds: seconds(), ...(notes.length ? { notes } : {}) };
       // the default cut to a short model's positions, said (tester EC); token-id rows are never cut
       const short = o.blockSize === undefined && blockSize < 256 && !(await isTokenRowFile(o.data)) ? `, in blocks of ${blockSize} (the model's positions)` : '';
-      line = `perplexity ${ppl(total).toFixed(3)} on ${fmtInt(tokenCount(blocks))} tokens of ${o.data}${short}, ${fmtInt(total.count)} of them predicted (${seconds().toFixed(1)} s)`;
+      line = `perplexity ${ppl(total).toFixed(3)} on ${fmtInt(tokenCount(blocks))} tokens of ${o.data}${short}, ${fmtInt(total.count)} of them predicted (${seconds().toFixed(1)} s)${notes.map((n) => `\nnote: ${n}`).join('')}`;
     } finally {
       m.dispose();
     }
