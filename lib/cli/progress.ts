@@ -75,7 +75,7 @@ function fitLine(width: number, bar: (size: number) => string, p: LinePayload, e
 }
 
 /** A count of one reads in the singular ("1 batch", not "1 batches"; tester CC). */
-const SINGULAR: Readonly<Record<string, string>> = { batches: 'batch', candidates: 'candidate', images: 'image', tokens: 'token', sentences: 'sentence', steps: 'step', tensors: 'tensor' };
+const SINGULAR: Readonly<Record<string, string>> = { batches: 'batch', candidates: 'candidate', images: 'image', tokens: 'token', sentences: 'sentence', steps: 'step', tensors: 'tensor', windows: 'window' };
 
 const fmtSeconds = (s: number) => (s < 59.95 ? `${s.toFixed(1)} s` : minutesAndSeconds(s));
 
