@@ -326,12 +326,13 @@ describeShared('fixtures/vit-fmnist', 'on vit-fmnist: labels, sizes, validation 
     const tLab = path.join(tmp, 'test30-labels.idx');
     fs.writeFileSync(tImg, idxBytes([30, 28, 28], imgs.subarray(170 * 784)));
     fs.writeFileSync(tLab, idxBytes([30], labs.subarray(170)));
-    let last: { done: number; total: number; unit?: string } | undefined;
+    let last: { done: number; total: number; unit?: string; detail?: string } | undefined;
     await compress(FIXTURE, {
       ...common, window: '10-11', images: { images: img, labels: lab }, calibrationImages: 100, validationImages: 50, test: { images: tImg, labels: tLab },
       onProgress: (p) => { if (p.phase === 'test') last = p as typeof last; },
     });
-    expect(last).toEqual(expect.objectContaining({ done: 60, total: 60, unit: 'images (2 models × 30)' }));
+    // and its detail names the model the count is in (tester EL: "38% of batch 2", of which model?)
+    expect(last).toEqual(expect.objectContaining({ done: 60, total: 60, unit: 'images (2 models × 30)', detail: expect.stringMatching(/^merged model/) }));
   });
 
   test('the base model\'s validation reports its images as it goes (tester DU: silent, from the cached states)', async () => {

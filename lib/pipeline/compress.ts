@@ -656,10 +656,14 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     if (task.test) {
       // one 'test' phase over every model tested (base, merged, each baseline): its count never goes back
       const tested = 2 + baselineModels.size;
+      const names = ['base model', 'merged model', ...baselineModels.keys()];
       const testJob = (i: number): JobOptions => ({
         ...quiet,
-        // the count is over every model: its unit says so (a bare "10000 images" read as the test set's size)
-        ...(onProgress ? { onProgress: (p) => onProgress({ ...p, phase: 'test', done: i * p.total + p.done, total: tested * p.total, ...(p.unit ? { unit: `${p.unit} (${tested} models × ${p.total})` } : {}) }) } : {}),
+        // the count is over every model: its unit says so (a bare "10000 images" read as the test set's size), and
+        // the detail names the model its batch belongs to (tester EL: "83/164 batches  38% of batch 2")
+        ...(onProgress
+          ? { onProgress: (p) => onProgress({ ...p, phase: 'test', done: i * p.total + p.done, total: tested * p.total, unit: `${p.unit ?? 'batches'} (${tested} models × ${p.total})`, detail: `${names[i]}${p.detail ? `: ${p.detail}` : ''}` }) }
+          : {}),
       });
       base.test = await task.test(model, testJob(0));
       mergedMetric.test = await task.test(mergedModel, testJob(1));
