@@ -63,14 +63,23 @@ export class FfmergeError extends Error {
     // server that kept its aborted jobs' errors kept their models' native memory, 0.3-1 MB each (tester EN).
     // Reading the traces now, this one's and its cause's, lets those objects go.
     void this.stack;
-    const cause = options?.cause;
-    if (cause instanceof Error || (typeof cause === 'object' && cause !== null && 'stack' in cause)) {
-      try {
-        void (cause as { stack?: unknown }).stack;
-      } catch {
-        // a cause whose stack getter throws keeps what it keeps
-      }
-    }
+    formatTraces(options?.cause, 8);
+  }
+}
+
+/**
+ * Reads the stack of `e`, its causes and an AggregateError's errors, `depth` levels down (tester EP: a cause's
+ * own cause kept its frames), so that V8 lets go of what their frames held.
+ */
+function formatTraces(e: unknown, depth: number): void {
+  if (depth <= 0 || typeof e !== 'object' || e === null) return;
+  try {
+    void (e as { stack?: unknown }).stack;
+    formatTraces((e as { cause?: unknown }).cause, depth - 1);
+    const inner = (e as { errors?: unknown }).errors;
+    if (Array.isArray(inner)) for (const x of inner.slice(0, 16)) formatTraces(x, depth - 1);
+  } catch {
+    // a getter that throws keeps what it keeps
   }
 }
 

@@ -8,6 +8,7 @@
  * that is not a regular file is an FfmergeError with the caller's code.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { FfmergeError, type ErrorCode } from './errors';
 
 const FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
@@ -125,4 +126,14 @@ export function checkFolder(dir: string, what: string, holds: string, hint = '')
     throw new FfmergeError('DATA_NOT_FOUND', `${what} ${dir} ${whyMissing(dir)}${hint}`);
   }
   if (!st.isDirectory()) throw new FfmergeError('DATA_NOT_FOUND', `${dir} is a file, not a ${what} (give the folder that holds ${holds})`);
+}
+
+/**
+ * The name a user knows the source by. A folder in Hugging Face's cache (…/models--org--name/snapshots/<commit>)
+ * is org/name: its own name is a commit hash.
+ */
+export function modelName(dir: string): string {
+  const parts = path.resolve(dir).split(path.sep);
+  const [repo, snapshots, last] = parts.slice(-3);
+  return snapshots === 'snapshots' && repo?.startsWith('models--') && repo.length > 8 ? repo.slice(8).split('--').join('/') : (last ?? dir);
 }

@@ -272,6 +272,10 @@ describe('CLI progress bars', () => {
         bar.update({ phase: 'search', done: 39, total: 39 }); // finished: no more periodic lines
         wait(30_000);
         expect(term.raw.split('\n').filter(Boolean)).toHaveLength(2);
+        // a phase whose first report is already its total is not repeated as running (tester EP)
+        bar.update({ phase: 'tokenize', done: 100, total: 100 });
+        wait(30_000);
+        expect(term.raw.split('\n').filter(Boolean)).toHaveLength(3); // the search's closing line only
         bar.done();
         expect(jest.getTimerCount()).toBe(0);
       });

@@ -14,5 +14,5 @@ test('a kept error, and its cause, let go of the objects on the stack when they 
     timeout: 60_000,
   });
   expect({ status: r.status, stderr: r.stderr.slice(-500) }).toEqual({ status: 0, stderr: '' });
-  expect(JSON.parse(r.stdout.trim())).toEqual({ own: false, cause: false, kept: 2 });
+  expect(JSON.parse(r.stdout.trim())).toEqual({ own: false, cause: false, deeper: false, aggregate: false, kept: 4 });
 });

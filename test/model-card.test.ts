@@ -4,7 +4,9 @@
  * says what the record says (fine-tuned or not, format on disk) for records of any shape. The writers that
  * use it are tested end to end in finetune.test.ts, cli-export.test.ts and checkpoint-write.test.ts.
  */
-import { inlineCode, modelCard, modelName, outputCard } from '../lib/pipeline/model-card';
+import { inlineCode, modelCard, outputCard } from '../lib/pipeline/model-card';
+import { modelName } from '../lib/files';
+import { defaultOut } from '../lib/cli/flags';
 import type { CompressResult } from '../lib/pipeline/result';
 import { formatReport } from '../lib/cli/report';
 
@@ -263,6 +265,9 @@ describe('the source name on the card', () => {
     expect(card.split('\n')[0]).toBe('# openai-community/gpt2 with merged feed-forward sublayers (ffmerge)');
     expect(card).toContain('This model is `openai-community/gpt2` (gpt2');
     expect(card).not.toContain('607a30d7');
+    // and the default output folder is named for it too (tester EP: ./607a30d7…-ffmerge)
+    expect(defaultOut(snapshot, '-ffmerge')).toBe('gpt2-ffmerge');
+    expect(defaultOut('/models/llama-stories260k', '-ffmerge')).toBe('llama-stories260k-ffmerge');
   });
 
   it('a name holding backticks stays one piece of inline code', () => {

@@ -507,7 +507,7 @@ describe('item 14: what a fourth tester found a server could meet', () => {
     // tester EM: --anchor changed the permute candidates' scores, and the report had no trace of it
     const r = await compress(BUNDLED, { ...quick, window: '1-3', k: 3, method: 'select', anchor: 'middle', baselines: ['paper'] });
     expect(r.anchor).toBeUndefined(); // select aligns no window
-    expect(r.data.notes).toContain("anchor 'middle': the aligned candidates and baselines used it; the chosen windows align none");
+    expect(r.data.notes).toContain("anchor 'middle': baseline paper used it; the chosen windows align none");
     const p = await compress(BUNDLED, { ...quick, anchor: 'last' });
     expect(p.anchor).toBe('last');
     expect(p.data.notes.join(' ')).not.toContain("anchor 'last'");

@@ -375,6 +375,7 @@ describe('malformed files are rejected with their code', () => {
       await expect(SafetensorsReader.fromBytes(bytes)).rejects.toMatchObject({ code: 'SAFETENSORS_INVALID_HEADER', message: expect.stringContaining('header does not begin with "{"') });
       await expectBytesRejected(bytes, 'SAFETENSORS_INVALID_HEADER');
     }
+    await expect(SafetensorsReader.fromBytes(buildSafetensors({}, data, { headerText: '' }))).rejects.toMatchObject({ code: 'SAFETENSORS_INVALID_HEADER', message: expect.stringContaining('header is empty') });
     // trailing spaces are the format's padding, and still read
     const padded = await SafetensorsReader.fromBytes(buildSafetensors({}, data, { headerText: okText + '   ' }));
     expect(padded.names().length).toBeGreaterThan(0);

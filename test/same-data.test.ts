@@ -92,6 +92,15 @@ describe('validation that is the calibration or training text again', () => {
 });
 
 describeShared('fixtures/marian-multi30k-en-de', 'translation: a copy of the calibration corpus as validation', () => {
+  test('a calibration size that takes every pair is the caller\'s INVALID_ARGUMENT; a corpus too small for the default is INVALID_DATA', async () => {
+    // tester EM: both were INVALID_DATA (exit 3), while ViT's was INVALID_ARGUMENT (exit 2)
+    const tsv = path.join(tmp, 'three.tsv');
+    fs.writeFileSync(tsv, 'A dog runs.\tEin Hund rennt.\nTwo men talk.\tZwei Männer reden.\nA cat sleeps.\tEine Katze schläft.\n');
+    const fixture = sharedPath('fixtures', 'marian-multi30k-en-de');
+    await expectCode(compress(fixture, { parallel: { tsv }, calibrationPairs: 3, window: '2-3', method: 'permute', recover: 'none' }), 'INVALID_ARGUMENT', /no validation pairs: the calibration size \(--calibration-size 3\) takes all 3 pairs/);
+    await expectCode(compress(fixture, { parallel: { tsv }, window: '2-3', method: 'permute', recover: 'none' }), 'INVALID_DATA', /no validation pairs: the calibration size \(by default 600/);
+  });
+
   test('compress refuses it before loading the model', async () => {
     const tsv = path.join(tmp, 'pairs.tsv');
     fs.writeFileSync(tsv, 'A dog runs.\tEin Hund rennt.\nTwo men talk.\tZwei Männer reden.\n');
@@ -125,6 +134,12 @@ describeShared('data/fmnist', 'images: a copy of the training file as validation
     // calibration takes every image: no "start it at 10000" in a file of 10,000 (tester EM)
     const all = compress(sharedPath('fixtures', 'vit-fmnist'), { images: { images, labels }, validation: { images: copy, labels }, calibrationImages: 10000, k: 2, method: 'permute', recover: 'none' });
     await expectCode(all, 'INVALID_ARGUMENT', /inside the calibration images 0-9999 of the same data .*: calibrate on fewer images, or give a separate validation set$/);
+    // the caller's calibration size takes every image of the one file: INVALID_ARGUMENT, as in the other tasks (tester EP)
+    await expectCode(
+      compress(sharedPath('fixtures', 'vit-fmnist'), { images: { images, labels }, calibrationImages: 10000, window: '4-5', method: 'permute', recover: 'none' }),
+      'INVALID_ARGUMENT',
+      /no validation images: the set has 10000 images and validation starts at 10000, after the 10000 calibration images/,
+    );
     // validation from image 0 already: no "start validation earlier" (tester EM)
     await expectCode(
       trainingImages(sharedPath('fixtures', 'vit-fmnist'), { images: copy, labels, validImages: images, validLabels: labels, trainSize: '100', validationSize: '10001' }),

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError } from '../errors';
+import { modelName } from '../files';
 import type { ImageSource, ParallelSource } from '../pipeline/options';
 
 /** A decimal integer flag of at least `min` (1: positive; 0: non-negative; --k's 2 said as such). */
@@ -101,7 +102,8 @@ export function dropUndefined<T extends object>(x: T): T {
  */
 export function defaultOut(model: string, suffix: string): string {
   const modelDir = path.resolve(model);
-  const out = `${path.basename(modelDir)}${suffix}`;
+  // a folder in Hugging Face's cache is named by its repository, not its snapshot's hash (tester EP): gpt2-ffmerge
+  const out = `${path.basename(modelName(modelDir))}${suffix}`;
   const rel = path.relative(modelDir, path.resolve(out));
   // (a folder that is no model is left to the command's own check, which says so)
   if (!rel.startsWith('..') && !path.isAbsolute(rel) && fs.existsSync(path.join(modelDir, 'config.json'))) {

@@ -171,9 +171,11 @@ export class ProgressBar {
 
   /** Off a TTY: the running phase's line, if `every` ms have passed since the last one and it has not finished. */
   private plainDue(now: number): void {
-    if (!this.phase || !this.last || this.completedAt !== undefined || now - this.lastLine < this.every) return;
+    const { phase, last } = this;
+    // a finished count is not repeated as if running (tester EP: a first report already at its total)
+    if (!phase || !last || this.completedAt !== undefined || (last.total > 0 && last.done >= last.total) || now - this.lastLine < this.every) return;
     this.lastLine = now;
-    this.stream.write(`  ${this.plainLine(this.last, PHASES[this.phase], now)}\n`);
+    this.stream.write(`  ${this.plainLine(last, PHASES[phase], now)}\n`);
   }
 
   private stopHeartbeat(): void {

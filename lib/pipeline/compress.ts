@@ -711,7 +711,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, notes: [...task.data.notes, ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
+      data: { ...task.data, notes: [...task.data.notes, ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen, combos.some((c) => c.method.needsCorrelations), baselines.filter((b) => b.needsCorrelations).map((b) => b.name)), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;
@@ -807,6 +807,9 @@ function halfNote(dtypeOf: ReadonlyMap<string, string>): string[] {
  * aligned candidates and baselines used it, and without this note nothing in the report said it was given
  * (tester EM).
  */
-function anchorNote(given: Anchor | undefined, chosen: readonly { anchor?: number | undefined }[]): string[] {
-  return given !== undefined && !chosen.some((m) => m.anchor !== undefined) ? [`anchor '${given}': the aligned candidates and baselines used it; the chosen windows align none`] : [];
+function anchorNote(given: Anchor | undefined, chosen: readonly { anchor?: number | undefined }[], candidates: boolean, baselines: readonly string[]): string[] {
+  if (given === undefined || chosen.some((m) => m.anchor !== undefined)) return [];
+  // what used it, said as it ran (tester EP: "and baselines" with none run)
+  const users = [candidates ? 'the aligned candidates' : '', baselines.length ? `baseline ${baselines.join(', ')}` : ''].filter(Boolean).join(' and ');
+  return [`anchor '${given}': ${users} used it; the chosen windows align none`];
 }

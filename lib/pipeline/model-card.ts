@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readRegularFileSync, MAX_JSON_FILE_BYTES } from '../files';
+import { modelName, readRegularFileSync, MAX_JSON_FILE_BYTES } from '../files';
 import { kLabel } from '../merge/windows';
 import { groupDigits } from '../errors';
 import { trainingRuns, whenTrained } from '../checkpoint/training-record';
@@ -284,16 +284,6 @@ function recordWindow(w: unknown, multi: boolean, later: readonly unknown[] = []
     ? `; the recover method also rewrote layer${w.adjusted.length > 1 ? 's' : ''} ${w.adjusted.join(', ')}, at the same size, none newly shared${retaken.length ? ` (${retaken.length > 1 ? 'layers' : 'layer'} ${retaken.join(', ')} since merged by a later window)` : ''}`
     : '';
   return `${multi && stack ? `${stack} ` : ''}layers ${(w.layers as number[]).join(', ')} share one FF${how.length ? ` (${how.join(', ')})` : ''}${adjusted}`;
-}
-
-/**
- * The name a user knows the source by. A folder in Hugging Face's cache (…/models--org--name/snapshots/<commit>)
- * is org/name: its own name is a commit hash.
- */
-export function modelName(dir: string): string {
-  const parts = path.resolve(dir).split(path.sep);
-  const [repo, snapshots, last] = parts.slice(-3);
-  return snapshots === 'snapshots' && repo?.startsWith('models--') && repo.length > 8 ? repo.slice(8).split('--').join('/') : (last ?? dir);
 }
 
 /** Markdown inline code that stays code whatever backticks the text holds (a fence one longer than its longest run). */

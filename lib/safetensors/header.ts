@@ -80,7 +80,8 @@ export function elementCount(shape: readonly number[], where: string): number {
 export function parseHeaderJson(json: Uint8Array, headerLength: number, dataLength: number, where: string): ParsedHeader {
   // The format's rule (and Hugging Face's safetensors refuses it, InvalidHeaderStart): the header begins with
   // "{". A byte-order mark was dropped silently by the decoder and the file accepted (tester EO).
-  if (json[0] !== 0x7b) throw invalid(where, `header does not begin with "{" (it begins with byte 0x${(json[0] ?? 0).toString(16).padStart(2, '0')}; the format allows no byte-order mark or space before it)`);
+  if (json.length === 0) throw invalid(where, 'header is empty (its length is 0)');
+  if (json[0] !== 0x7b) throw invalid(where, `header does not begin with "{" (it begins with byte 0x${json[0]!.toString(16).padStart(2, '0')}; the format allows no byte-order mark or space before it)`);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(json);

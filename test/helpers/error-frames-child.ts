@@ -18,6 +18,8 @@ class Holder {
 const kept: unknown[] = [];
 let own: WeakRef<Holder> | undefined;
 let cause: WeakRef<Holder> | undefined;
+let deeper: WeakRef<Holder> | undefined;
+let aggregate: WeakRef<Holder> | undefined;
 (() => {
   const h = new Holder();
   own = new WeakRef(h);
@@ -29,6 +31,13 @@ let cause: WeakRef<Holder> | undefined;
   const c = new Holder();
   cause = new WeakRef(c);
   kept.push(new FfmergeError('ABORTED', 'the operation was aborted', { cause: c.reason() }));
+  // a cause's own cause, and an AggregateError's errors (tester EP)
+  const d = new Holder();
+  deeper = new WeakRef(d);
+  kept.push(new FfmergeError('NATIVE_ERROR', 'x', { cause: new Error('outer', { cause: d.reason() }) }));
+  const a = new Holder();
+  aggregate = new WeakRef(a);
+  kept.push(new FfmergeError('NATIVE_ERROR', 'y', { cause: new AggregateError([a.reason()], 'several') }));
 })();
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -37,6 +46,6 @@ setTimeout(() => {
   gc();
   setTimeout(() => {
     gc();
-    process.stdout.write(JSON.stringify({ own: own?.deref() !== undefined, cause: cause?.deref() !== undefined, kept: kept.length }) + '\n');
+    process.stdout.write(JSON.stringify({ own: own?.deref() !== undefined, cause: cause?.deref() !== undefined, deeper: deeper?.deref() !== undefined, aggregate: aggregate?.deref() !== undefined, kept: kept.length }) + '\n');
   }, 20);
 }, 20);

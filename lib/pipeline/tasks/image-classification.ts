@@ -68,7 +68,11 @@ export const imageClassification: TaskKind = {
     const valLeft = valSet.count - valStart;
     checkSize(o.validationImages, 'validationImages', valLeft, `validation images from image ${valStart} on`);
     const valN = o.validationImages ?? Math.min(MAX_VALIDATION_IMAGES, valLeft);
-    if (valN <= 0) throw new FfmergeError('INVALID_DATA', `no validation images: the set has ${valSet.count} images and validation starts at ${valStart}`);
+    if (valN <= 0) {
+      // the caller's own size or start that leaves nothing is a usage error, as in the other tasks (tester EP)
+      const own = o.calibrationImages !== undefined || o.validationStart !== undefined;
+      throw new FfmergeError(own ? 'INVALID_ARGUMENT' : 'INVALID_DATA', `no validation images: the set has ${valSet.count} images and validation starts at ${valStart}${o.calibrationImages !== undefined && o.validationStart === undefined ? `, after the ${calN} calibration images (calibrationImages, --calibration-size): calibrate on fewer, or give a validation set` : ''}`);
+    }
     const testSet = o.test ? await load(o.test as ImageSource) : undefined;
     if (testSet) {
       checkLabels(testSet, classes, describe(o.test as ImageSource));
