@@ -288,6 +288,7 @@ describe('CLI progress bars', () => {
     expect(minutesAndSeconds(179.6)).toBe('3 min 0 s');
     expect(minutesAndSeconds(125.4)).toBe('2 min 5 s');
     expect(fmtSeconds(179.6)).toBe('3 min 0 s');
+    expect([fmtSeconds(9.996), fmtSeconds(119.96), fmtSeconds(9.99)]).toEqual(['10.0 s', '2 min 0 s', '9.99 s']); // tester EP
     plainBarWithClock((bar, tick, term) => {
       bar.update({ phase: 'features', done: 0, total: 10 });
       tick(59_970);

@@ -134,7 +134,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   const named = listed.filter(Boolean);
   // a name twice, or an empty entry ("drop-ff,", "a,,b"), is a typo to point out, as an option given twice is (tester EM)
   const twice = named.find((b, i) => named.indexOf(b) !== i);
-  if (twice !== undefined) throw new FfmergeError('INVALID_ARGUMENT', `--baselines ${o.baselines}: ${twice} is named twice`);
+  if (twice !== undefined) throw new FfmergeError('INVALID_ARGUMENT', `--baselines "${o.baselines}" names ${twice} twice`);
   if (named.length > 0 && named.length < listed.length) throw new FfmergeError('INVALID_ARGUMENT', `--baselines "${o.baselines}" has an empty entry: name each baseline once, separated by commas`);
   if (o.baselines !== undefined && named.length === 0) throw new FfmergeError('INVALID_ARGUMENT', `--baselines "${o.baselines}" names none: name baselines (a comma list), or give --baselines none to run none`);
   if (named.includes('none') && named.length > 1) throw new FfmergeError('INVALID_ARGUMENT', `--baselines ${o.baselines}: none runs no baseline, so it stands alone`);

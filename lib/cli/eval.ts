@@ -15,7 +15,7 @@ import { loadImageSource, loadParallelSource } from '../pipeline/tasks/sources';
 import { taskFor } from '../pipeline/tasks';
 import { imageSourceFrom, int, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
 import { ProgressBar } from './progress';
-import { fmtInt, printResult } from './format';
+import { fmtInt, fmtSeconds, printResult } from './format';
 
 export interface EvalCliOptions extends SplitFlags {
   start?: string | undefined;
@@ -96,7 +96,7 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
       result = { model: path.resolve(model), data: path.resolve(o.data), metric: 'perplexity', tokens: tokenCount(blocks), predictions: total.count, perplexity: ppl(total), seconds: seconds(), ...(notes.length ? { notes } : {}) };
       // the default cut to a short model's positions, said (tester EC); token-id rows are never cut
       const short = o.blockSize === undefined && blockSize < 256 && !(await isTokenRowFile(o.data)) ? `, in blocks of ${blockSize} (the model's positions)` : '';
-      line = `perplexity ${ppl(total).toFixed(3)} on ${fmtInt(tokenCount(blocks))} tokens of ${o.data}${short}, ${fmtInt(total.count)} of them predicted (${seconds().toFixed(1)} s)${notes.map((n) => `\nnote: ${n}`).join('')}`;
+      line = `perplexity ${ppl(total).toFixed(3)} on ${fmtInt(tokenCount(blocks))} tokens of ${o.data}${short}, ${fmtInt(total.count)} of them predicted (${fmtSeconds(seconds())})${notes.map((n) => `\nnote: ${n}`).join('')}`;
     } finally {
       m.dispose();
     }
@@ -112,7 +112,7 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
       bar.done();
       finite(r.accuracy, 'accuracy');
       result = { model: path.resolve(model), metric: 'accuracy', accuracy: r.accuracy, correct: r.correct, start: range.start, images: r.total, seconds: seconds() };
-      line = `top-1 accuracy ${(100 * r.accuracy).toFixed(2)}% (${fmtInt(r.correct)}/${fmtInt(r.total)} images${fromItem(range.start, 'image')}, ${seconds().toFixed(1)} s)`;
+      line = `top-1 accuracy ${(100 * r.accuracy).toFixed(2)}% (${fmtInt(r.correct)}/${fmtInt(r.total)} images${fromItem(range.start, 'image')}, ${fmtSeconds(seconds())})`;
     } finally {
       m.dispose();
     }
@@ -134,7 +134,7 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
       finite(r.chrf.score, 'chrF');
       result = { model: path.resolve(model), metric: 'bleu', decoding, bleu: r.bleu.score, chrf: r.chrf.score, start, sentences: pairs.length, truncated: r.truncated, seconds: seconds() };
       const cut = r.truncated > 0 ? `; ${r.truncated === 1 ? '1 source' : `${r.truncated} sources`} longer than the model's ${m.encoderSpec!.maxPositions} positions ${r.truncated === 1 ? 'was' : 'were'} cut to them` : '';
-      line = `BLEU ${r.bleu.score.toFixed(2)}, chrF ${r.chrf.score.toFixed(2)} (${decoding}, ${fmtInt(pairs.length)} sentences${fromItem(start, 'sentence')}${cut}, ${seconds().toFixed(1)} s)`;
+      line = `BLEU ${r.bleu.score.toFixed(2)}, chrF ${r.chrf.score.toFixed(2)} (${decoding}, ${fmtInt(pairs.length)} sentences${fromItem(start, 'sentence')}${cut}, ${fmtSeconds(seconds())})`;
     } finally {
       m.dispose();
     }

@@ -51,9 +51,14 @@ export function generateBytes(enc: Readonly<ModelSpec>, dec: Readonly<ModelSpec>
   return 4 * rows * (2 * dec.layers * (maxLength + seq) * kv + seq * enc.dModel + 2 * dec.vocab + 4 * dec.dModel + dec.dFF) + (beams > 1 ? 16 * beams * dec.vocab : 0);
 }
 
-/** The machine's memory, which decoding's batches are sized against (a function, so that tests can pretend). */
+/**
+ * The memory decoding's batches are sized against: the machine's, or a container's limit where that is less
+ * (tester EP: os.totalmem() is the host's). A function, so that tests can pretend.
+ */
 export function machineBytes(): number {
-  return os.totalmem();
+  const total = os.totalmem();
+  const limit = typeof process.constrainedMemory === 'function' ? process.constrainedMemory() : undefined;
+  return typeof limit === 'number' && limit > 0 && limit < total ? limit : total;
 }
 
 /** Decoding settings, as in generation_config.json (greedy when numBeams is 1). */
@@ -705,10 +710,11 @@ export class Model {
     // swapped, and outlived SIGTERM by minutes (tester EO)
     const beams = config.numBeams ?? 1;
     const need = generateBytes(this.encoderSpec, this.spec, batch, seq, maxLength, beams);
-    if (need > os.totalmem() / 2) {
+    const memory = machineBytes();
+    if (need > memory / 2) {
       throw new FfmergeError(
         'INVALID_CONFIG',
-        `decoding ${batch === 1 ? 'a sentence' : `${groupDigits(batch)} sentences`} with num_beams ${groupDigits(beams)} up to max_length ${maxLength} needs about ${(need / 2 ** 30).toFixed(1)} GiB, more than half of this machine's ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB: lower num_beams or max_length (generation_config.json)${batch > 1 ? ', or decode fewer sentences at once' : ''}`,
+        `decoding ${batch === 1 ? 'a sentence' : `${groupDigits(batch)} sentences`} with num_beams ${groupDigits(beams)} up to max_length ${maxLength} needs about ${(need / 2 ** 30).toFixed(1)} GiB, more than half of this machine's ${(memory / 2 ** 30).toFixed(1)} GiB: lower num_beams or max_length (generation_config.json)${batch > 1 ? ', or decode fewer sentences at once' : ''}`,
       );
     }
     const enc = this.live('encoder');

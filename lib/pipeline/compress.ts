@@ -326,7 +326,10 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     recover: guardRecover(recovers.get(r), r, own.recover(r), options.signal),
   }));
   if (options.baselines !== undefined && !Array.isArray(options.baselines)) throw new FfmergeError('INVALID_ARGUMENT', 'baselines must be a list of names');
-  const baselines = [...new Set(options.baselines ?? [])].map((b) => guardBaseline(baselineKinds.get(b), b, own.baseline(b), options.signal));
+  // a name twice is a caller's typo, refused as the CLI refuses it (tester EP: the library dropped the repeat)
+  const twice = (options.baselines ?? []).find((b, i, all) => all.indexOf(b) !== i);
+  if (twice !== undefined) throw new FfmergeError('INVALID_ARGUMENT', `baselines names ${showValue(twice)} twice`);
+  const baselines = (options.baselines ?? []).map((b) => guardBaseline(baselineKinds.get(b), b, own.baseline(b), options.signal));
   // a caller's plug-in that no name picks runs nowhere: the report says so ('auto' tries ffmerge's own combinations)
   const unpicked = [
     ...methods.names().filter((n) => own.merge(n) && !combos.some((c) => c.method.name === n)).map((n) => `merge method ${n}`),
