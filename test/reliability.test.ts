@@ -503,6 +503,14 @@ describe('item 14: what a fourth tester found a server could meet', () => {
     await expect(compress(BUNDLED, { ...quick, calibration: rows, calibrationTokens: undefined })).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('no validation data') });
   }, 60_000);
 
+  it('a budget past the data is noted under a spread draw as under the first blocks', async () => {
+    // tester ER: --draw spread used all 12,288 tokens of a 20,480-token budget without a word
+    for (const draw of ['head', 'spread'] as const) {
+      const r = await compress(BUNDLED, { ...quick, draw, calibrationTokens: 8192, validationTokens: 8192 });
+      expect(r.data.notes.filter((n) => n.includes('fewer than the'))).toEqual([expect.stringMatching(/^calibration and validation: all [\d,]+ tokens the data holds, fewer than the 16,384 its budget asks$/)]);
+    }
+  }, 120_000);
+
   it('an anchor given to a search whose chosen window aligns none is still named, in the notes', async () => {
     // tester EM: --anchor changed the permute candidates' scores, and the report had no trace of it
     const r = await compress(BUNDLED, { ...quick, window: '1-3', k: 3, method: 'select', anchor: 'middle', baselines: ['paper'] });

@@ -220,7 +220,12 @@ export const languageModeling: TaskKind = {
       tokenized.next();
       // a budget past the data takes all of it: the report says so, not only how many tokens were used
       const held = tokenCount(blocks);
-      if ((!spread || !drawn) && held < maxTokens && Number.isFinite(maxTokens)) notes.push(`${noted}: all ${groupDigits(held)} tokens the data holds, fewer than the ${groupDigits(maxTokens)} its budget asks`);
+      // (a spread draw reads the whole file, up to its cap, whatever the budget: the budget is compared all the same;
+      // tester ER: a budget past the data was cut without a word under --draw spread)
+      const capped = spread && drawn && held >= SPREAD_MAX_TOKENS;
+      if (held < maxTokens && Number.isFinite(maxTokens)) {
+        notes.push(`${noted}: ${capped ? `the first ${groupDigits(held)} tokens of the file, as far as a spread draw reads` : `all ${groupDigits(held)} tokens the data holds`}, fewer than the ${groupDigits(maxTokens)} its budget asks`);
+      }
       if (!spread || !drawn) return blocks;
       const across = typeof src !== 'string' ? 'all the blocks given' : tokenCount(blocks) >= SPREAD_MAX_TOKENS ? `the first ${groupDigits(SPREAD_MAX_TOKENS)} tokens of the file` : 'the whole file';
       notes.push(`${noted}: blocks drawn across ${across} (fixed seeded order)`);
