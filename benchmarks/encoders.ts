@@ -182,8 +182,10 @@ async function main(): Promise<void> {
   const peakStart = await gemmPeak();
   const rates: [string, number][] = [];
 
-  // 1. vit-fmnist
+  // 1. vit-fmnist (the fixtures are in ../shared: without it, skipped, saying so; tester EQ)
   const vitDir = path.join(SHARED, 'fixtures', 'vit-fmnist');
+  const missing = [vitDir, path.join(SHARED, 'fixtures', 'marian-multi30k-en-de'), path.join(SHARED, 'data', 'fmnist')].filter((d) => !fs.existsSync(d));
+  if (missing.length) return void say(`skipped: ${missing.join(', ')} not found (needs ../shared)`);
   const vit = await loadModel(vitDir);
   const pre = await loadPreprocessor(vitDir);
   const set = await conformImages(
