@@ -165,6 +165,22 @@ test('ffmerge finetune says so when the validation loss rose over the run (teste
   expect(j.notes).toEqual([expect.stringMatching(/^the validation loss rose over this run/)]);
 });
 
+test('ffmerge finetune says when --tokens or --valid-tokens asks for more than the data holds (tester EP)', () => {
+  const bundled = path.join(__dirname, '..', 'models', 'llama-stories260k');
+  const dir = tempDir('ft-budget');
+  const data = path.join(dir, 'rows.jsonl');
+  fs.writeFileSync(data, Array.from({ length: 4 }, (_, i) => JSON.stringify({ input_ids: Array.from({ length: 64 }, (_, j) => 1 + ((i * 7 + j) % 400)) })).join('\n') + '\n');
+  const args = ['finetune', bundled, '--data', data, '--tokens', '100000', '--valid', path.join(bundled, 'calibration.txt'), '--valid-tokens', '100000', '--steps', '1', '--batch', '2', '--seq', '32', '--json'];
+  const j = JSON.parse(ffmerge([...args, '--out', path.join(dir, 'out')]).stdout) as { notes?: string[] };
+  expect(j.notes).toEqual(expect.arrayContaining([
+    'training: all 256 tokens the data holds, fewer than the 100,000 --tokens asks',
+    expect.stringMatching(/^validation: all [\d,]+ tokens the data holds, fewer than the 100,000 --valid-tokens asks$/),
+  ]));
+  const fits = JSON.parse(ffmerge([...args.slice(0, 4), '--tokens', '128', '--steps', '1', '--batch', '2', '--seq', '32', '--json', '--out', path.join(dir, 'out2')]).stdout);
+  expect(fits).toMatchObject({ ok: true });
+  expect(fits).not.toHaveProperty('notes');
+});
+
 test('an empty validation list is refused, not read as no validation', async () => {
   const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 37 });
   const m = await loadModel(s.dir);

@@ -132,6 +132,8 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     let dataInfo: Record<string, unknown>;
     /** For the summary line: validation tokens left out of the scored blocks. */
     let validationNote = '';
+    // budgets past what the data holds, said as eval and compress say them (tester EP)
+    const budgetNotes: string[] = [];
     const [from, valid] = images ? [o.data ?? o.images, o.valid ?? o.validImages] : [o.data, o.valid];
     if (images) {
       const d = await trainingImages(model, o, { signal, onProgress: bar.update });
@@ -159,6 +161,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       const data = Number.isFinite(budget) ? takeTokens(cutBlocks(joinTokens(read), seq), budget) : read;
       // a training window is seq + 1 tokens (inputs and their next tokens): one block of budget is not one window
       // (full blocks only: the budget cut them; a shorter last block means the file itself ran out)
+      if (Number.isFinite(budget) && tokenCount(read) < budget) budgetNotes.push(`training: all ${fmtInt(tokenCount(read))} tokens the data holds, fewer than the ${fmtInt(budget)} --tokens asks`);
       const kept = tokenCount(data);
       if (Number.isFinite(budget) && kept < seq + 1 && kept === data.length * seq) {
         throw new FfmergeError('INVALID_ARGUMENT', `--tokens ${budget} keeps ${kept} tokens (whole --seq ${seq} blocks), fewer than one training window of seq + 1 = ${seq + 1}: give --tokens ${2 * seq} or more`);
@@ -172,6 +175,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
         // any length are joined and cut like text (keeping only rows of the first one's length dropped the
         // others silently, and a row longer than the model's positions could not be scored).
         const joined = joinTokens(rows);
+        if (o.validTokens !== undefined && joined.length < vb) budgetNotes.push(`validation: all ${fmtInt(joined.length)} tokens the data holds, fewer than the ${fmtInt(vb)} --valid-tokens asks`);
         validation = takeTokens(cutBlocks(joined, seq), vb).filter((b) => b.length === seq);
         if (validation.length === 0) throw new FfmergeError('INVALID_DATA', `${o.valid} holds fewer than --seq ${seq} tokens of validation data`);
         // the tokens after the last whole block, when the file ran out before --valid-tokens: said, not dropped silently
@@ -240,7 +244,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     const rose = r.valBefore !== undefined && r.valAfter! > r.valBefore
       ? `the validation loss rose over this run (${r.valBefore.toFixed(digits)} → ${r.valAfter!.toFixed(digits)}); the weights saved are the last step's: more steps, or a lower --lr, may lower it`
       : undefined;
-    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, ...paths, ...(evaluations.length ? { evaluations } : {}), ...(rose ? { notes: [rose] } : {}), ...timing, totalSeconds: (performance.now() - t0) / 1000 };
+    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, ...paths, ...(evaluations.length ? { evaluations } : {}), ...(rose || budgetNotes.length ? { notes: [...budgetNotes, ...(rose ? [rose] : [])] } : {}), ...timing, totalSeconds: (performance.now() - t0) / 1000 };
     const line =
       `fine-tuned ${steps} step${steps === 1 ? "" : "s"}: loss ${summary.firstLoss.toFixed(3)} → ${summary.lastLoss.toFixed(3)}` +
       (r.valBefore !== undefined ? `, validation ${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}` : '') +
@@ -248,7 +252,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       (evaluations.length ? ` (at steps ${evaluations.map((e) => `${e.step}: ${e.valLoss.toFixed(3)}`).join(', ')})` : '') +
       (r.accuracyBefore !== undefined ? ` (accuracy ${(100 * r.accuracyBefore).toFixed(2)}% → ${(100 * r.accuracyAfter!).toFixed(2)}%)` : '') +
       `, ${rate(last)}, ${r.seconds.toFixed(1)} s → ${w.out} (${fmtBytes(w.bytes)})` +
-      (rose ? `\nnote: ${rose}` : '');
+      [...budgetNotes, ...(rose ? [rose] : [])].map((n) => `\nnote: ${n}`).join('');
     printResult(o.json, result, () => line);
   } catch (e) {
     bar.interrupt();
