@@ -160,6 +160,9 @@ describe('ffmerge CLI', () => {
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--lr', '-1'], 2, /--lr must be a positive number, got "-1".*INVALID_ARGUMENT/],
     // refused before the model loads (the data named is not there), saying why: it was "must be a positive number" after the load (tester EM)
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'no-such-file.txt'), '--lr', '1e-50'], 2, /--lr 1e-50 is smaller than float32.*INVALID_ARGUMENT/],
+    // accepted: a clip past float32 was silently no clip, and "0x10" read as 16 (tester EP)
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'no-such-file.txt'), '--clip', '1e39'], 2, /--clip 1e39 is larger than float32.*INVALID_ARGUMENT/],
+    [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'no-such-file.txt'), '--lr', '0x10'], 2, /--lr must be a positive number, got "0x10".*INVALID_ARGUMENT/],
     // before the data is read (a file that is not there is not named): it was refused only after tokenizing all of it
     [['finetune', BUNDLED, '--data', path.join(BUNDLED, 'no-such-file.txt'), '--micro', '16', '--batch', '8'], 2, /micro 16 \(--micro\) is larger than batch 8 \(--batch\).*INVALID_ARGUMENT/],
     // a tester's finds: a one-block budget is no training window (was INVALID_DATA blaming the file), --seq 1

@@ -57,9 +57,15 @@ const TASK_FLAGS = {
  */
 export const MAX_BATCH = 65536;
 
+/** A decimal number as written ("1e-4", ".5"): Number() also read "0x10" as 16 and " 2 " as 2 (tester EP). */
+function decimal(v: string): number {
+  return /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v) ? Number(v) : NaN;
+}
+
 function num(v: string, what: string): number {
-  const n = Number(v);
+  const n = decimal(v);
   if (!Number.isFinite(n) || n < 0) throw new FfmergeError('INVALID_ARGUMENT', `--${what} must be a non-negative number, got "${v}"`);
+  if (Math.fround(n) === Infinity) throw new FfmergeError('INVALID_ARGUMENT', `--${what} ${v} is larger than float32, which the trainer computes in, holds (about 3.4e38)`);
   return n;
 }
 
@@ -82,7 +88,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   const steps = int(o.steps, 'steps')!;
   const evalEvery = int(o.evalEvery, 'eval-every');
   if (evalEvery !== undefined) checkEvalEvery(evalEvery, steps);
-  const lr = Number(o.lr);
+  const lr = decimal(o.lr);
   if (!(lr > 0) || !Number.isFinite(lr)) throw new FfmergeError('INVALID_ARGUMENT', `--lr must be a positive number, got "${o.lr}"`);
   checkLearningRate(lr, '--lr');
   const batch = int(o.batch, 'batch')!;

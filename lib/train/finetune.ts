@@ -137,6 +137,8 @@ function intOption(v: number | undefined, what: string, dflt: number, min = 1): 
 function nonNegative(v: number | undefined, what: string, dflt: number): number {
   const n = v === undefined ? dflt : v;
   if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw new FfmergeError('INVALID_ARGUMENT', `finetune: ${what} must be a non-negative number (got ${showValue(v)})`);
+  // the trainer computes in float32: past its range a clip of 1e39 became Infinity, silently no clip (tester EP)
+  if (Math.fround(n) === Infinity) throw new FfmergeError('INVALID_ARGUMENT', `finetune: ${what} ${n} is larger than float32, which the trainer computes in, holds (about 3.4e38)`);
   return n;
 }
 
