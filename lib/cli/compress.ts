@@ -11,7 +11,7 @@ import { taskFor } from '../pipeline/tasks';
 import { inspectModel } from '../model/inspect';
 import type { Anchor } from '../merge/windows';
 import type { CompressFormat } from '../pipeline/options';
-import { byteSize, defaultOut, dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
+import { byteSize, decimal, defaultOut, dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
 import { formatReport } from './report';
 import { ProgressBar } from './progress';
 import { printResult } from './format';
@@ -118,7 +118,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   const summary = await inspectModel(model, { compareCopies: false }); // the task only
   const task = taskFor(summary).name;
   refuseFlags(o, TASK_FLAGS, task, summary.modelType);
-  const fraction = o.fraction !== undefined ? Number(o.fraction) : undefined;
+  const fraction = o.fraction !== undefined ? decimal(o.fraction) : undefined;
   if (fraction !== undefined && !Number.isFinite(fraction)) throw new FfmergeError('INVALID_ARGUMENT', `--fraction must be a number, got "${o.fraction}"`);
   // The bundled demo writes to a scratch folder it owns and replaces on each run: running the demo inside a
   // clone (or in any project) must not leave a folder there. A user's own model goes to ./<model>-ffmerge.

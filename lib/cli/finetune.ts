@@ -18,7 +18,7 @@ import { imageSources, trainingImages, type ImageFlags } from './finetune-images
 import { saveTrained } from '../train/save';
 import { expandedError } from '../train/ties';
 import { SafetensorsReader } from '../safetensors';
-import { byteSize, defaultOut, dropUndefined, int, oneOf, refuseFlags } from './flags';
+import { byteSize, decimal, defaultOut, dropUndefined, int, oneOf, refuseFlags } from './flags';
 import { ProgressBar } from './progress';
 import { fmtBytes, fmtInt, printResult } from './format';
 import { assertRegularFile } from '../files';
@@ -56,11 +56,6 @@ const TASK_FLAGS = {
  * batch forward/backward passes: past 2^16 (more than a 55,000-image epoch) it is a typo or a step that never ends.
  */
 export const MAX_BATCH = 65536;
-
-/** A decimal number as written ("1e-4", ".5"): Number() also read "0x10" as 16 and " 2 " as 2 (tester EP). */
-function decimal(v: string): number {
-  return /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v) ? Number(v) : NaN;
-}
 
 function num(v: string, what: string): number {
   const n = decimal(v);

@@ -18,6 +18,11 @@ export function int(v: string | undefined, what: string, min = 1): number | unde
   return n;
 }
 
+/** A decimal number as written ("1e-4", ".5"), else NaN: Number() also read "0x10" as 16 and " 2 " as 2 (tester EP). */
+export function decimal(v: string): number {
+  return /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v) ? Number(v) : NaN;
+}
+
 const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
 
 /**
