@@ -12,12 +12,17 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
 const force = process.argv.includes('--force');
+// A git checkout always builds from its own sources (incrementally once configured): a prebuild left there by
+// `npm pack` (prepack), or an addon built before the C++ changed, was used without a word (tester ES).
+const checkout = fs.existsSync(path.join(root, '.git'));
 
 function log(msg) {
   process.stderr.write(`ffmerge: ${msg}\n`);
 }
 
-if (!force) {
+if (checkout && !force) {
+  log('a git checkout: building the addon from its sources (node-gyp, incremental when already configured)');
+} else if (!force) {
   // A prebuilt binary for this platform (shipped in the package tarball, see scripts/prebuild.js) makes
   // compiling unnecessary. It is used only if it actually loads here (e.g. a glibc older than the one it was
   // built against makes it fail), and either way the install says which happened.
@@ -68,7 +73,8 @@ function nodeGypScript() {
   }
 }
 const nodeGyp = nodeGypScript();
-const args = [nodeGyp, 'rebuild', `--jobs=${Math.max(1, require('node:os').availableParallelism())}`];
+const incremental = checkout && !force && fs.existsSync(path.join(root, 'build', 'Makefile'));
+const args = [nodeGyp, incremental ? 'build' : 'rebuild', `--jobs=${Math.max(1, require('node:os').availableParallelism())}`];
 const nodedir = localNodeDir();
 if (nodedir) {
   args.push(`--nodedir=${nodedir}`);
