@@ -11,6 +11,7 @@
  * numpy:  float32 (X−mean)ᵀ(Y−mean) / outer(std) through python3, OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset
  *         in that subprocess only.
  */
+import * as os from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { CorrelationAccumulator } from '../lib/native/correlation';
 import { loadAddon } from '../lib/native/loader';
@@ -84,6 +85,8 @@ print(json.dumps({'seconds': best, 'blas': blas}))
 async function main(): Promise<void> {
   const info = loadAddon().info;
   console.log(`correlation benchmark: N=${N} tokens, d=${D}, one pair XᵀY, best of ${REPS}`);
+  // the machine and the hour, as the other benchmarks record them (tester EQ)
+  console.log(`machine: ${os.cpus()[0]?.model ?? '?'}, ${os.cpus().length} logical CPUs, load ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}, ${new Date().toISOString()}`);
   console.log(`native build: ${info.variant}, ${info.threads} threads, sgemm kernel ${info.gemmKernel}`);
   const x = randomMatrix(N, D, 1);
   const y = randomMatrix(N, D, 2);

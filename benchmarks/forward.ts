@@ -8,6 +8,7 @@
  * FLOPs counted: every matmul the pass executes (QKV, attention scores and mix over the full T×T
  * square, output projection, FF, LM head for the NLL), 2 per multiply-add.
  */
+import * as os from 'node:os';
 import { buildModel, loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
 import { NO_ROPE_SCALING, TOKEN_LM_IO, fullAttention, type ModelSpec } from '../lib/model/spec';
@@ -77,6 +78,8 @@ async function timeForward(m: Model): Promise<number> {
 async function main(): Promise<void> {
   const { info } = loadAddon();
   console.log(`ffmerge forward benchmark — sgemm kernel "${info.gemmKernel}", ${info.threads} threads, batch ${batch} × ${seq} tokens, best of ${reps}`);
+  // the machine and the hour, as the other benchmarks record them (tester EQ)
+  console.log(`machine: ${os.cpus()[0]?.model ?? '?'}, ${os.cpus().length} logical CPUs, load ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}, ${new Date().toISOString()}`);
   // The kernel's peak on the shape that dominates GPT-2-small's pass (rows × FF × d), both B layouts.
   const M = batch * seq;
   const peaks = [false, true].map((transB) => {
