@@ -27,6 +27,15 @@ async function threeJobs(tokenizeOnMainThread: boolean): Promise<{ maxMs: number
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-eld-bench-'));
   const h = monitorEventLoopDelay({ resolution: 5 });
   h.enable();
+  // a 5 ms interval beside the histogram: monitorEventLoopDelay recorded 5 ms for three 0.7 s encodes run back to
+  // back from promise continuations (stop 53), while the interval's gap sees any stall of the thread
+  let last = performance.now();
+  let maxGap = 0;
+  const probe = setInterval(() => {
+    const now = performance.now();
+    maxGap = Math.max(maxGap, now - last - 5);
+    last = now;
+  }, 5);
   const t0 = performance.now();
   try {
     await Promise.all(
@@ -41,10 +50,11 @@ async function threeJobs(tokenizeOnMainThread: boolean): Promise<{ maxMs: number
       }),
     );
   } finally {
+    clearInterval(probe);
     h.disable();
     fs.rmSync(tmp, { recursive: true, force: true });
   }
-  return { maxMs: h.max / 1e6, p99Ms: h.percentile(99) / 1e6, seconds: (performance.now() - t0) / 1000 };
+  return { maxMs: Math.max(h.max / 1e6, maxGap), p99Ms: h.percentile(99) / 1e6, seconds: (performance.now() - t0) / 1000 };
 }
 
 async function main(): Promise<void> {
