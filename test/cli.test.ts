@@ -310,9 +310,10 @@ describe('ffmerge CLI', () => {
 
   it('calibration data with nothing left to validate on names the budget as a way out', () => {
     // tester DB: the hint said only "give a validation file, or more calibration text"
+    // the budget is the caller's own: a usage error, exit 2, as for every task (tester EM; it was INVALID_DATA, exit 3)
     const r = ffmerge(cwd, 'compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--calibration-tokens', '1000000');
-    expect(r.code).toBe(3);
-    expect(r.stderr).toMatch(/all taken by the calibration budget; .*or a smaller budget \(calibrationTokens, --calibration-tokens: 1000000 now\) \[INVALID_DATA\]/);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/all taken by the calibration budget; .*or a smaller budget \(calibrationTokens, --calibration-tokens: 1000000 now\) \[INVALID_ARGUMENT\]/);
     expect(fs.readdirSync(cwd)).toEqual([]);
   });
 
