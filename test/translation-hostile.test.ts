@@ -166,7 +166,8 @@ describeShared('fixtures/marian-multi30k-en-de', 'translation on hostile data an
     await refused({ calibrationPairs: 50, validationSentences: 80 }, 'INVALID_ARGUMENT', /^validationSentences \(--validation-size\) 80 is more than the 50 pairs of .* after the 50 calibration ones/);
     await refused({ calibrationPairs: 20, validation: { tsv: other100 }, validationSentences: 2000 }, 'INVALID_ARGUMENT', /^validationSentences \(--validation-size\) 2000 is more than the 100 validation pairs of /);
     await refused({ calibrationPairs: 20, test: { tsv: other100 }, testSentences: 500 }, 'INVALID_ARGUMENT', /^testSentences \(--test-size\) 500 is more than the 100 test pairs of /);
-    await refused({ calibrationPairs: 100 }, 'INVALID_DATA', /the calibration size \(--calibration-size 100\) takes all 100 pairs/);
+    // the caller's own size: INVALID_ARGUMENT, as for every task (498c820)
+    await refused({ calibrationPairs: 100 }, 'INVALID_ARGUMENT', /the calibration size \(--calibration-size 100\) takes all 100 pairs/);
     // a key of the other form, undefined (a TypeError from Node before) or given (used silently before)
     await refused({ validation: { source: tsv100, target: tsv100, tsv: undefined } as never }, 'INVALID_ARGUMENT', /^validation for a translation model is .* with no other key \(got keys source, target, tsv\)$/);
     await refused({ parallel: { tsv: tsv100, source: other100 } as never }, 'INVALID_ARGUMENT', /^parallel for a translation model is/);
