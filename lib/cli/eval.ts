@@ -9,7 +9,7 @@ import { loadPreprocessor } from '../data/images';
 import { isTokenRowFile } from '../data/token-rows';
 import { evaluateImageClassifier } from '../eval/accuracy';
 import { decodingLabel, evaluateTranslation } from '../eval/translate';
-import { blocksFrom, fitBlockSize, makeBatches, takeTokens, tokenCount } from '../pipeline/data';
+import { blocksFrom, fitBlockSize, makeBatches, shortBudgetNote, takeTokens, tokenCount } from '../pipeline/data';
 import { nllOf, ppl } from '../pipeline/prefix';
 import { loadImageSource, loadParallelSource } from '../pipeline/tasks/sources';
 import { taskFor } from '../pipeline/tasks';
@@ -92,7 +92,8 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
       bar.done();
       finite(ppl(total), 'perplexity');
       // a budget larger than the file, said as compress says it (tester EM: --tokens 100000 on 12,288 tokens, no word)
-      const notes = Number.isFinite(budget) && tokenCount(read) < budget ? [`all ${fmtInt(tokenCount(blocks))} tokens the data holds, fewer than the ${fmtInt(budget)} --tokens asks`] : [];
+      const pastData = shortBudgetNote(tokenCount(read), budget, '--tokens');
+      const notes = pastData ? [pastData] : [];
       result = { model: path.resolve(model), data: path.resolve(o.data), metric: 'perplexity', tokens: tokenCount(blocks), predictions: total.count, perplexity: ppl(total), seconds: seconds(), ...(notes.length ? { notes } : {}) };
       // the default cut to a short model's positions, said (tester EC); token-id rows are never cut
       const short = o.blockSize === undefined && blockSize < 256 && !(await isTokenRowFile(o.data)) ? `, in blocks of ${blockSize} (the model's positions)` : '';

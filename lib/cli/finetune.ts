@@ -10,7 +10,7 @@ import { loadModel, readConfig } from '../model/load';
 import { checkOutputDir } from '../checkpoint/write';
 import { folderMerges } from '../checkpoint/earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from '../checkpoint/source-stamp';
-import { blocksFrom, checkDataFile, fitBlockSize, takeTokens, tokenCount } from '../pipeline/data';
+import { blocksFrom, checkDataFile, fitBlockSize, shortBudgetNote, takeTokens, tokenCount } from '../pipeline/data';
 import { cutBlocks } from '../data/blocks';
 import { sameData, sameDataPhrase } from '../data/same-data';
 import { checkEvalEvery, checkFinetunable, checkLearningRate, checkMicro, checkSchedule, finetune, joinTokens, type FinetuneOptions, type FinetuneResult } from '../train/finetune';
@@ -162,7 +162,8 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       const data = Number.isFinite(budget) ? takeTokens(cutBlocks(joinTokens(read), seq), budget) : read;
       // a training window is seq + 1 tokens (inputs and their next tokens): one block of budget is not one window
       // (full blocks only: the budget cut them; a shorter last block means the file itself ran out)
-      if (Number.isFinite(budget) && tokenCount(read) < budget) budgetNotes.push(`training: all ${fmtInt(tokenCount(read))} tokens the data holds, fewer than the ${fmtInt(budget)} --tokens asks`);
+      const shortTraining = shortBudgetNote(tokenCount(read), budget, '--tokens');
+      if (shortTraining) budgetNotes.push(`training: ${shortTraining}`);
       const kept = tokenCount(data);
       if (Number.isFinite(budget) && kept < seq + 1 && kept === data.length * seq) {
         throw new FfmergeError('INVALID_ARGUMENT', `--tokens ${budget} keeps ${kept} tokens (whole --seq ${seq} blocks), fewer than one training window of seq + 1 = ${seq + 1}: give --tokens ${2 * seq} or more`);
@@ -176,7 +177,8 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
         // any length are joined and cut like text (keeping only rows of the first one's length dropped the
         // others silently, and a row longer than the model's positions could not be scored).
         const joined = joinTokens(rows);
-        if (o.validTokens !== undefined && joined.length < vb) budgetNotes.push(`validation: all ${fmtInt(joined.length)} tokens the data holds, fewer than the ${fmtInt(vb)} --valid-tokens asks`);
+        const shortValidation = o.validTokens !== undefined ? shortBudgetNote(joined.length, vb, '--valid-tokens') : undefined;
+        if (shortValidation) budgetNotes.push(`validation: ${shortValidation}`);
         validation = takeTokens(cutBlocks(joined, seq), vb).filter((b) => b.length === seq);
         if (validation.length === 0) throw new FfmergeError('INVALID_DATA', `${o.valid} holds fewer than --seq ${seq} tokens of validation data`);
         // the tokens after the last whole block, when the file ran out before --valid-tokens: said, not dropped silently

@@ -4,7 +4,7 @@
  * limited to a token budget, and grouped into forward batches of equal-length blocks.
  */
 import * as fs from 'node:fs';
-import { FfmergeError, showValue } from '../errors';
+import { FfmergeError, groupDigits, showValue } from '../errors';
 import { loadTokenizer } from '../tokenizer';
 import { whyMissing } from '../files';
 import { cutBlocks } from '../data/blocks';
@@ -111,6 +111,14 @@ export function fitBlockSize(asked: number | undefined, dflt: number, maxPositio
     throw new FfmergeError('INVALID_ARGUMENT', `${what} ${asked} is longer than the model's ${maxPositions} positions`);
   }
   return Math.min(asked ?? dflt, maxPositions);
+}
+
+/**
+ * The note for a token budget past what its data holds ("all 12,288 tokens the data holds, fewer than the 100,000
+ * --tokens asks"), or undefined where the data fills it: one wording for eval, finetune and compress.
+ */
+export function shortBudgetNote(held: number, asked: number, asker: string): string | undefined {
+  return Number.isFinite(asked) && held < asked ? `all ${groupDigits(held)} tokens the data holds, fewer than the ${groupDigits(asked)} ${asker} asks` : undefined;
 }
 
 /** The leading blocks holding at most `tokens` tokens (at least one block). */

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { FfmergeError, groupDigits, showValue } from '../../errors';
 import type { FeatureBatch } from '../../data/feature-batches';
-import { blocksFrom, fitBlockSize, makeBatches, takeTokens, tokenCount, type Batch } from '../data';
+import { blocksFrom, fitBlockSize, makeBatches, shortBudgetNote, takeTokens, tokenCount, type Batch } from '../data';
 import { nllOf, ppl, PrefixCache } from '../prefix';
 import { checkPositiveInts, checkTestBudget, type CompressOptions, type SampledSource, type TokenSource } from '../options';
 import { sampleRows } from '../../eval/sample';
@@ -223,9 +223,8 @@ export const languageModeling: TaskKind = {
       // (a spread draw reads the whole file, up to its cap, whatever the budget: the budget is compared all the same;
       // tester ER: a budget past the data was cut without a word under --draw spread)
       const capped = spread && drawn && held >= SPREAD_MAX_TOKENS;
-      if (held < maxTokens && Number.isFinite(maxTokens)) {
-        notes.push(`${noted}: ${capped ? `the first ${groupDigits(held)} tokens of the file, as far as a spread draw reads` : `all ${groupDigits(held)} tokens the data holds`}, fewer than the ${groupDigits(maxTokens)} its budget asks`);
-      }
+      const short = shortBudgetNote(held, maxTokens, 'its budget');
+      if (short) notes.push(`${noted}: ${capped ? `the first ${groupDigits(held)} tokens of the file, as far as a spread draw reads, fewer than the ${groupDigits(maxTokens)} its budget asks` : short}`);
       if (!spread || !drawn) return blocks;
       const across = typeof src !== 'string' ? 'all the blocks given' : tokenCount(blocks) >= SPREAD_MAX_TOKENS ? `the first ${groupDigits(SPREAD_MAX_TOKENS)} tokens of the file` : 'the whole file';
       notes.push(`${noted}: blocks drawn across ${across} (fixed seeded order)`);
