@@ -54,6 +54,29 @@ describe('qwen2 and mistral vs float64 reference on synthetic checkpoints', () =
     m.dispose();
   });
 
+  test('a drop-layers view keeps each kept layer\'s own window (tester EY: the base\'s list by the new index)', async () => {
+    const config = { use_sliding_window: true, sliding_window: 4, max_window_layers: 2 };
+    const s = await syntheticLlama({ family: 'qwen2', d: 30, heads: 3, kvHeads: 1, ff: 23, vocab: 37, layers: 4, seed: 35, config });
+    const m = await loadModel(s.dir);
+    expect(m.spec.slidingWindow).toEqual([0, 0, 4, 4]);
+    const view = m.withoutLayers({ decoder: [1] });
+    expect(view.spec.slidingWindow).toEqual([0, 4, 4]);
+    // the reference on the kept layers, renumbered: what a checkpoint of those three layers computes
+    const kept = [0, 2, 3];
+    const canonical = Object.fromEntries(
+      Object.entries(s.canonical).flatMap(([n, t]) => {
+        const l = /^layers\.(\d+)\./.exec(n);
+        if (!l) return [[n, t]];
+        const at = kept.indexOf(Number(l[1]));
+        return at < 0 ? [] : [[n.replace(/^layers\.\d+\./, `layers.${at}.`), t]];
+      }),
+    );
+    const { got, want } = await compare(view, canonical, 13, 3);
+    expect(relErr(got, want)).toBeLessThan(1e-5);
+    view.dispose();
+    m.dispose();
+  });
+
   test('qwen2: sliding_window is ignored without use_sliding_window; layer_types picks the layers', async () => {
     const off = await syntheticLlama({ family: 'qwen2', layers: 2, seed: 33, config: { use_sliding_window: false, sliding_window: 3 } });
     const m0 = await loadModel(off.dir);

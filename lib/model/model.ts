@@ -478,7 +478,9 @@ export class Model {
       for (const l of layers) this.checkStackLayer(stack, l);
       if (new Set(layers).size !== layers.length) throw new FfmergeError('INVALID_ARGUMENT', `a layer of the ${stack} is listed twice`);
       if (layers.length >= spec.layers) throw new FfmergeError('INVALID_ARGUMENT', `removing all ${spec.layers} layers of the ${stack} leaves no model`);
-      return { spec: { ...spec, layers: spec.layers - layers.length }, handle: modelAddon().modelWithoutLayers(this.live(stack), layers) };
+      // each kept layer keeps its own attention window (native drop_layers.cc does the same)
+      const slidingWindow = spec.slidingWindow.filter((_, l) => !layers.includes(l));
+      return { spec: { ...spec, layers: spec.layers - layers.length, slidingWindow }, handle: modelAddon().modelWithoutLayers(this.live(stack), layers) };
     };
     for (const s of Object.keys(drop)) this.stackSpec(s as StackName);
     try {

@@ -23,8 +23,14 @@ std::shared_ptr<const Model> without_layers(const std::shared_ptr<const Model>& 
   view->w = base->w;  // copies pointers only
   view->stream = base->stream;
   view->w.layers.clear();
+  // the per-layer attention windows move down with their layers (Qwen2's max_window_layers gives layers
+  // different windows): indexed by the view's own layer numbers, as a checkpoint of the kept layers would be
+  view->spec.sliding_window.clear();
   for (size_t l = 0; l < L; ++l)
-    if (!gone.count(l)) view->w.layers.push_back(base->w.layers[l]);
+    if (!gone.count(l)) {
+      view->w.layers.push_back(base->w.layers[l]);
+      if (l < base->spec.sliding_window.size()) view->spec.sliding_window.push_back(base->spec.sliding_window[l]);
+    }
   view->spec.layers = view->w.layers.size();
   return view;
 }
