@@ -36,6 +36,11 @@ if (i > 0) {
 const listing = run('tar', ['-tzf', tarball]).stdout.split('\n');
 const prebuild = listing.find((f) => /^package\/prebuilds\/linux-x64\/.*\.node$/.test(f));
 if (process.platform === 'linux' && process.arch === 'x64' && !prebuild) fail(`the tarball has no linux-x64 prebuild:\n${listing.filter((f) => f.includes('prebuild')).join('\n')}`);
+// every file of the package the packaged README sends a user to (examples/, DEVELOPERS.md) is in the tarball
+// (tester ES: the README cited both, and neither was shipped)
+const cited = [...new Set(fs.readFileSync(path.join(root, 'README.md'), 'utf8').match(/\bexamples\/[\w.-]+\.(?:c?js|mjs)\b|\bDEVELOPERS\.md\b/g))];
+const unshipped = cited.filter((f) => !listing.includes(`package/${f}`));
+if (unshipped.length) fail(`the README names ${unshipped.join(', ')}, which the tarball lacks (package.json "files")`);
 
 // Compiler stubs: any compile attempt is recorded and fails.
 const stubs = path.join(tmp, 'stubs');

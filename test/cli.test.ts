@@ -411,6 +411,14 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     },
   );
 
+  it('inspect with no model inspects the bundled one, as compress does', () => {
+    const r = ffmerge(cwd, 'inspect', '--json');
+    expect(r.code).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.modelType).toBe('llama');
+    expect(fs.realpathSync(s.dir)).toBe(fs.realpathSync(BUNDLED));
+  });
+
   it('--version prints the version and which native build runs', () => {
     const r = ffmerge(cwd, '--version');
     expect(r.code).toBe(0);
@@ -428,7 +436,7 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
   it.each([
     [['compress', '--frobnicate']],
     [['eval', BUNDLED, '--data']],
-    [['inspect']],
+    [['eval']],
     [['compress', BUNDLED, 'extra-arg', 'another']],
   ])('usage error %j: one line with a code, no help dump, exit 2', (args) => {
     const r = ffmerge(cwd, ...args);

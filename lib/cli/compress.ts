@@ -11,12 +11,11 @@ import { taskFor } from '../pipeline/tasks';
 import { inspectModel } from '../model/inspect';
 import type { Anchor } from '../merge/windows';
 import type { CompressFormat } from '../pipeline/options';
-import { byteSize, decimal, defaultOut, dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFrom, refuseFlags, type SplitFlags } from './flags';
+import { byteSize, decimal, defaultOut, dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFrom, modelOrBundled, refuseFlags, type SplitFlags } from './flags';
 import { formatReport } from './report';
 import { ProgressBar } from './progress';
 import { printResult } from './format';
 import { loadPlugins } from './plugins';
-import { packageRoot } from '../native/loader';
 import type { Progress } from '../native/job';
 
 /** The data flags each task reads (the others are refused for it). */
@@ -114,7 +113,7 @@ function demoFolder(): string {
 
 export async function runCompress(modelArg: string | undefined, o: CompressCliOptions, signal: AbortSignal): Promise<void> {
   const bundled = modelArg === undefined;
-  const model = modelArg ?? path.join(packageRoot, 'models', 'llama-stories260k');
+  const model = modelOrBundled(modelArg);
   const summary = await inspectModel(model, { compareCopies: false }); // the task only
   const task = taskFor(summary).name;
   refuseFlags(o, TASK_FLAGS, task, summary.modelType);

@@ -7,6 +7,12 @@ import * as path from 'node:path';
 import { FfmergeError } from '../errors';
 import { modelName } from '../files';
 import type { ImageSource, ParallelSource } from '../pipeline/options';
+import { packageRoot } from '../native/loader';
+
+/** The model a command runs on when none is named (compress, inspect): the bundled llama-stories260k. */
+export function modelOrBundled(model: string | undefined): string {
+  return model ?? path.join(packageRoot, 'models', 'llama-stories260k');
+}
 
 /** A decimal integer flag of at least `min` (1: positive; 0: non-negative; --k's 2 said as such). */
 export function int(v: string | undefined, what: string, min = 1): number | undefined {

@@ -5,6 +5,7 @@ import { fmtBytes, fmtInt, fmtPct, printResult, table } from './format';
 import { counted } from '../errors';
 import { ProgressBar } from './progress';
 import { trainingRuns } from '../checkpoint/training-record';
+import { modelOrBundled } from './flags';
 
 /**
  * "k = 3", "method permute": the record's top-level k and method are its last compress's, so they are shown as
@@ -126,7 +127,9 @@ export function formatSummary(s: ModelSummary): string {
   return lines.join('\n');
 }
 
-export async function runInspect(model: string, o: { json?: boolean }, signal: AbortSignal): Promise<void> {
+export async function runInspect(modelArg: string | undefined, o: { json?: boolean }, signal: AbortSignal): Promise<void> {
+  // as compress: no model is the bundled one, so the README's first look works before any download
+  const model = modelOrBundled(modelArg);
   // comparing an expanded output's copies reads every merged tensor: shown, and stopped by Ctrl-C (tester EG)
   const bar = new ProgressBar(!o.json);
   const s = await inspectModel(model, { signal, onProgress: bar.update }).catch((e: unknown) => {

@@ -106,8 +106,8 @@ export function buildProgram(
   program
     .command('inspect')
     .description('architecture, layers, FF share of parameters, and what each k would save')
-    .argument('<model>', 'model directory (config.json + model.safetensors)')
-    .action((model: string, o: { json?: boolean }) => runInspect(model, o, signal));
+    .argument('[model]', 'model directory (config.json + model.safetensors); omitted: the bundled llama-stories260k')
+    .action((model: string | undefined, o: { json?: boolean }) => runInspect(model, o, signal));
 
   program
     .command('compress')
