@@ -240,4 +240,18 @@ describe('decoding settings: generation_config.json when there is one, config.js
     // max_new_tokens decides the length, as in transformers (the start token before them)
     expect(generationConfigFrom({ ...gen, max_new_tokens: 30 }).maxLength).toBe(31);
   });
+
+  test('renormalize_logits and early_stopping are read (they were ignored: tester EY), "never" with beams refused', async () => {
+    const { generationConfigFrom } = require('../lib/model/model') as typeof import('../lib/model/model');
+    const gen = { decoder_start_token_id: 2, pad_token_id: 2, eos_token_id: 0, max_length: 64, num_beams: 4 };
+    expect(generationConfigFrom(gen)).not.toHaveProperty('renormalizeLogits');
+    expect(generationConfigFrom({ ...gen, renormalize_logits: true, early_stopping: true })).toMatchObject({ renormalizeLogits: true, earlyStopping: true });
+    expect(generationConfigFrom({ ...gen, renormalize_logits: false, early_stopping: false })).not.toHaveProperty('earlyStopping');
+    await expectCode(() => generationConfigFrom({ ...gen, early_stopping: 'never' }), 'UNSUPPORTED_ARCHITECTURE', '"early_stopping": "never"');
+    // greedy decoding never reads it
+    expect(generationConfigFrom({ ...gen, num_beams: 1, early_stopping: 'never' }).numBeams).toBe(1);
+    for (const [k, v] of [['renormalize_logits', 1], ['early_stopping', 'yes']] as const) {
+      await expectCode(() => generationConfigFrom({ ...gen, [k]: v }), 'INVALID_CONFIG', `"${k}" must be true or false`);
+    }
+  });
 });

@@ -78,6 +78,10 @@ export interface GenerationConfig {
   numBeams?: number;
   /** Beam hypotheses are ranked by sum log-prob / generated length ^ lengthPenalty (default 1). */
   lengthPenalty?: number;
+  /** Beam search: log-softmax again after banning tokens (transformers' renormalize_logits; default false). */
+  renormalizeLogits?: boolean;
+  /** Beam search: a sentence ends once it has numBeams finished hypotheses (transformers' early_stopping true; default false). */
+  earlyStopping?: boolean;
 }
 
 /** GenerationConfig from a parsed generation_config.json ({} where there is none), with config.json's special ids as fallback. */
@@ -129,7 +133,7 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
   for (const k of ['do_sample', 'num_beam_groups', 'diversity_penalty', 'penalty_alpha', 'no_repeat_ngram_size', 'encoder_no_repeat_ngram_size', 'repetition_penalty', 'min_length', 'min_new_tokens', 'forced_bos_token_id', 'suppress_tokens', 'begin_suppress_tokens']) {
     const v = pick(k);
     if (!applied(k, v)) {
-      throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `generation_config.json sets "${k}": ${showValue(v)}, which ffmerge's decoding does not apply (greedy or beam search, with bad_words_ids, forced_eos_token_id and length_penalty); remove it to score the plain decoding`);
+      throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `generation_config.json sets "${k}": ${showValue(v)}, which ffmerge's decoding does not apply (greedy or beam search, with bad_words_ids, forced_eos_token_id, length_penalty, renormalize_logits and early_stopping); remove it to score the plain decoding`);
     }
   }
   const bad = pick('bad_words_ids');
@@ -142,6 +146,18 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
   // transformers: max_new_tokens, when set, decides the length (the start token comes before them)
   const newTokens = count('max_new_tokens', 1, '');
   const maxLength = newTokens !== undefined ? newTokens + 1 : (count('max_length', 2, ' (the start token and one more)') ?? 20);
+  // beam search's switches, as transformers reads them; early_stopping "never" (search on while a running beam
+  // could still win, by the longest length) is not what this decoder does, so it is refused by name
+  const flag = (k: string): boolean => {
+    const v = pick(k) ?? false;
+    if (typeof v !== 'boolean') {
+      if (k === 'early_stopping' && v === 'never' && beams > 1) {
+        throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', 'generation_config.json sets "early_stopping": "never", which ffmerge\'s beam search does not apply (false or true); remove it or set it to false to score the default search');
+      }
+      if (!(k === 'early_stopping' && v === 'never')) throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "${k}" must be true or false (got ${showValue(v)})`);
+    }
+    return v === true;
+  };
   const lp = pick('length_penalty') ?? 1;
   if (typeof lp !== 'number' || !Number.isFinite(lp)) {
     throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "length_penalty" must be a number (got ${showValue(lp)})`);
@@ -155,6 +171,8 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
     ...(bad ? { badWordsIds: bad as number[][] } : {}),
     numBeams: beams,
     lengthPenalty: lp,
+    ...(flag('renormalize_logits') ? { renormalizeLogits: true } : {}),
+    ...(flag('early_stopping') ? { earlyStopping: true } : {}),
   };
 }
 
@@ -740,6 +758,8 @@ export class Model {
             badWords: config.badWordsIds ?? [],
             numBeams: config.numBeams ?? 1,
             lengthPenalty: config.lengthPenalty ?? 1,
+            renormalize: config.renormalizeLogits === true,
+            earlyStopping: config.earlyStopping === true,
           },
           onProgress,
         ),

@@ -59,6 +59,8 @@ export interface NativeGenerateArgs {
   badWords: number[][];
   numBeams: number;
   lengthPenalty: number;
+  renormalize: boolean;
+  earlyStopping: boolean;
 }
 
 export interface NativeForwardResult {

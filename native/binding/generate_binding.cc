@@ -3,7 +3,8 @@
 //
 // modelGenerate(encoder, decoder, args, onProgress) → {promise, cancel}, promise → {ids: Int32Array
 // [batch, length], length}. args: {ids: Int32Array [batch, seq], batch, seq, attentionMask?: Uint8Array,
-// decoderStart, eos, pad, forcedEos, maxLength, badWords: number[][], numBeams?, lengthPenalty?};
+// decoderStart, eos, pad, forcedEos, maxLength, badWords: number[][], numBeams?, lengthPenalty?, renormalize?,
+// earlyStopping?};
 // eos/forcedEos −1 = none.
 //
 // modelSample(model, args, onProgress) → {promise, cancel}, promise → Int32Array [rows, length]: ancestral
@@ -75,6 +76,8 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
   opt.num_beams = size_t(beams);
   Napi::Value lp = a.Get("lengthPenalty");
   if (lp.IsNumber()) opt.length_penalty = lp.As<Napi::Number>().FloatValue();
+  opt.renormalize = a.Get("renormalize").ToBoolean().Value();
+  opt.early_stopping = a.Get("earlyStopping").ToBoolean().Value();
   auto result = std::make_shared<model::GreedyResult>();
   const size_t B = size_t(batch), S = size_t(seq);
   return AsyncJob::Start(

@@ -276,7 +276,12 @@ TEST(beam_search_with_enough_beams_finds_the_best_normalised_hypothesis) {
   auto emb = randb(5 * es.d_model, seed++, 1.0f);
   et["tok_emb"] = emb;
   dt["tok_emb"] = emb;
-  dt["lm_head_b"] = randb(5, seed++, 1.0f);
+  {
+    // the banned pad token likely (and how likely varying by step) is what the two scorings below disagree on
+    auto b = std::make_shared<std::vector<float>>(*randb(5, seed++, 1.0f));
+    (*b)[2] = 2.0f;
+    dt["lm_head_b"] = b;
+  }
   add_layers(et, es, seed);
   add_layers(dt, ds, seed);
   Model enc = build_model(es, et), dec = build_model(ds, dt);
@@ -290,7 +295,8 @@ TEST(beam_search_with_enough_beams_finds_the_best_normalised_hypothesis) {
   g.forced_eos = 0;
   g.max_length = 5;
   g.bad_words = {{2}};
-  g.length_penalty = 1.0f;
+  // below 1, a longer output's per-step ban costs count against it more: the scorings then differ
+  g.length_penalty = 0.8f;
   ForwardInput ein;
   ein.ids = src.data();
   ein.batch = 1;
@@ -298,8 +304,15 @@ TEST(beam_search_with_enough_beams_finds_the_best_normalised_hypothesis) {
   ForwardOptions eo;
   eo.output = Output::Hidden;
   auto eh = forward(ctl, enc, ein, eo);
-  // log-prob of a whole output (after the start token), with the same logit processing
-  auto seq_score = [&](const std::vector<int32_t>& out) {
+  // log-prob of a whole output (after the start token), as transformers' beam search scores it: the
+  // log-softmax of the raw logits, then the bans (pad) and the forced eos at the last step (score 0); with
+  // renormalize (renormalize_logits) a log-softmax again after them
+  auto log_softmax = [](std::vector<double>& v) {
+    double mx = *std::max_element(v.begin(), v.end()), sum = 0;
+    for (double x : v) sum += std::exp(x - mx);
+    for (double& x : v) x -= mx + std::log(sum);
+  };
+  auto seq_score = [&](const std::vector<int32_t>& out, bool renormalize) {
     double total = 0;
     std::vector<int32_t> prefix = {2};
     for (size_t i = 0; i < out.size(); ++i) {
@@ -310,19 +323,19 @@ TEST(beam_search_with_enough_beams_finds_the_best_normalised_hypothesis) {
       fi.encoder_hidden = eh.hidden.data();
       fi.encoder_seq = S;
       auto r = forward(ctl, dec, fi, ForwardOptions{});
-      std::vector<double> lg(r.logits.end() - 5, r.logits.end());
-      lg[2] = -INFINITY;
-      if (prefix.size() == g.max_length - 1)
-        for (size_t j = 1; j < 5; ++j) lg[j] = -INFINITY;
-      double mx = *std::max_element(lg.begin(), lg.end()), sum = 0;
-      for (double v : lg) sum += std::exp(v - mx);
-      total += lg[out[i]] - (mx + std::log(sum));
+      std::vector<double> lp(r.logits.end() - 5, r.logits.end());
+      log_softmax(lp);
+      lp[2] = -INFINITY;
+      if (prefix.size() == g.max_length - 1) {
+        for (size_t j = 1; j < 5; ++j) lp[j] = -INFINITY;
+        lp[0] = 0;
+      }
+      if (renormalize) log_softmax(lp);
+      total += lp[out[i]];
       prefix.push_back(out[i]);
     }
-    return total / double(out.size());
+    return total / std::pow(double(out.size()), double(g.length_penalty));
   };
-  double best = -INFINITY;
-  std::vector<int32_t> best_seq;
   const int32_t toks[] = {1, 3, 4};
   std::vector<std::vector<int32_t>> all = {{0}};
   for (int32_t a : toks) {
@@ -332,22 +345,32 @@ TEST(beam_search_with_enough_beams_finds_the_best_normalised_hypothesis) {
       for (int32_t c : toks) all.push_back({a, b2, c, 0});
     }
   }
-  for (auto& o : all) {
-    double sc = seq_score(o);
-    if (sc > best) best = sc, best_seq = o;
-  }
   g.num_beams = 40;
-  auto r = beam_generate(ctl, enc, dec, src.data(), nullptr, 1, S, g);
-  std::vector<int32_t> got(r.ids.begin() + 1, r.ids.end());
-  while (!got.empty() && got.back() == 2) got.pop_back();
-  if (got != best_seq) {
-    std::printf("    beam:");
-    for (int32_t t : got) std::printf(" %d", t);
-    std::printf(" (%.6f)  exhaustive:", seq_score(got));
-    for (int32_t t : best_seq) std::printf(" %d", t);
-    std::printf(" (%.6f)\n", best);
+  // the two scorings must pick different outputs here, or the test could not tell them apart
+  std::vector<int32_t> picked[2];
+  for (bool renormalize : {false, true}) {
+    double best = -INFINITY;
+    std::vector<int32_t> best_seq;
+    for (auto& o : all) {
+      double sc = seq_score(o, renormalize);
+      if (sc > best) best = sc, best_seq = o;
+    }
+    g.renormalize = renormalize;
+    auto r = beam_generate(ctl, enc, dec, src.data(), nullptr, 1, S, g);
+    std::vector<int32_t> got(r.ids.begin() + 1, r.ids.end());
+    while (!got.empty() && got.back() == 2) got.pop_back();
+    if (got != best_seq) {
+      std::printf("    renormalize %d beam:", int(renormalize));
+      for (int32_t t : got) std::printf(" %d", t);
+      std::printf(" (%.6f)  exhaustive:", seq_score(got, renormalize));
+      for (int32_t t : best_seq) std::printf(" %d", t);
+      std::printf(" (%.6f)\n", best);
+    }
+    CHECK(got == best_seq);
+    picked[renormalize] = best_seq;
   }
-  CHECK(got == best_seq);
+  CHECK(picked[0] != picked[1]);
+  g.renormalize = false;
   // one beam = greedy
   g.num_beams = 1;
   auto b1 = beam_generate(ctl, enc, dec, src.data(), nullptr, 1, S, g);

@@ -13,9 +13,12 @@ namespace ffm::model {
 
 namespace {
 
-// Bans the last token of every bad word whose prefix ends `sq`; forces eos at the last position.
-void process_logits(float* lg, size_t V, const std::vector<int32_t>& sq, size_t cur_len, const GreedyOptions& opt) {
-  const float neg_inf = -std::numeric_limits<float>::infinity();
+// Bans the last token of every bad word whose prefix ends `sq`; forces eos at the last position (its score 0,
+// as transformers' ForcedEOSTokenLogitsProcessor sets it). Greedy applies it to logits, beam search to
+// log-probabilities, as transformers does.
+template <typename T>
+void process_logits(T* lg, size_t V, const std::vector<int32_t>& sq, size_t cur_len, const GreedyOptions& opt) {
+  const T neg_inf = -std::numeric_limits<T>::infinity();
   for (const auto& bw : opt.bad_words) {
     if (bw.empty() || bw.back() < 0 || size_t(bw.back()) >= V) continue;
     const size_t pre = bw.size() - 1;
@@ -25,7 +28,18 @@ void process_logits(float* lg, size_t V, const std::vector<int32_t>& sq, size_t 
   if (opt.forced_eos >= 0 && cur_len == opt.max_length - 1) {
     for (size_t j = 0; j < V; ++j)
       if (int32_t(j) != opt.forced_eos) lg[j] = neg_inf;
+    lg[opt.forced_eos] = 0;
   }
+}
+
+// log-softmax in place, in double: the max kept apart from the log of the sum (lost to rounding beside
+// logits of 1e31). Entries of -inf stay -inf.
+void log_softmax(double* v, size_t V) {
+  const double mx = *std::max_element(v, v + V);
+  double sum = 0;
+  for (size_t j = 0; j < V; ++j) sum += std::exp(v[j] - mx);
+  const double log_sum = std::log(sum);
+  for (size_t j = 0; j < V; ++j) v[j] = (v[j] - mx) - log_sum;
 }
 
 }  // namespace
@@ -145,6 +159,7 @@ GreedyResult beam_generate(JobControl& ctl, const Model& encoder, const Model& d
     std::sort(f.begin(), f.end(), [](const Hyp& x, const Hyp& y) { return x.score > y.score; });
     if (f.size() > K) f.pop_back();
   };
+  std::vector<double> lp(V);  // one row's scores
   std::vector<int32_t> step_ids(R, opt.decoder_start);
   for (size_t cur_len = 1; cur_len < L; ++cur_len) {
     ctl.check();
@@ -170,14 +185,15 @@ GreedyResult beam_generate(JobControl& ctl, const Model& encoder, const Model& d
       cand.reserve(K * V);
       for (size_t k = 0; k < K; ++k) {
         const size_t r = b * K + k;
-        float* lg = res.logits.data() + r * V;
-        process_logits(lg, V, beams[r], cur_len, opt);
-        float mx = *std::max_element(lg, lg + V);
-        double sum = 0;
-        for (size_t j = 0; j < V; ++j) sum += std::exp(double(lg[j]) - mx);
-        const double log_sum = std::log(sum);  // kept apart from mx: lost to rounding beside logits of 1e31
+        const float* lg = res.logits.data() + r * V;
+        // transformers' beam search: the log-softmax of the raw logits, then the processors (a banned token's
+        // probability is not spread over the others unless renormalize_logits asks for it)
+        std::copy(lg, lg + V, lp.begin());
+        log_softmax(lp.data(), V);
+        process_logits(lp.data(), V, beams[r], cur_len, opt);
+        if (opt.renormalize) log_softmax(lp.data(), V);
         for (size_t j = 0; j < V; ++j)
-          if (std::isfinite(lg[j])) cand.emplace_back(score[r] + ((double(lg[j]) - mx) - log_sum), k * V + j);
+          if (std::isfinite(lp[j])) cand.emplace_back(score[r] + lp[j], k * V + j);
       }
       const size_t top = std::min(cand.size(), 2 * K);
       std::partial_sort(cand.begin(), cand.begin() + top, cand.end(),
@@ -201,9 +217,9 @@ GreedyResult beam_generate(JobControl& ctl, const Model& encoder, const Model& d
         ++kept;
       }
       for (; kept < K; ++kept) src_row[b * K + kept] = b * K;  // fewer live candidates than beams (tiny vocab)
-      // done: K finished and no running beam can still beat the worst of them
+      // done: K finished and (early_stopping) at once, or no running beam can still beat the worst of them
       const double best_running = next_score[b * K];
-      if (finished[b].size() == K && finished[b].back().score >= norm(best_running, cur_len)) done[b] = 1;
+      if (finished[b].size() == K && (opt.early_stopping || finished[b].back().score >= norm(best_running, cur_len))) done[b] = 1;
     }
     // reselect beams: token histories and KV cache rows
     std::vector<std::vector<int32_t>> nb(R);

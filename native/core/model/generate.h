@@ -22,6 +22,10 @@ struct GreedyOptions {
   int32_t forced_eos = -1;  // -1: none
   size_t max_length = 64;   // including the start token
   std::vector<std::vector<int32_t>> bad_words;  // each: banned when its prefix ends the sequence so far
+  // Beam search only (transformers' renormalize_logits, early_stopping true): log-softmax again after the
+  // bans; a sentence ends as soon as it has num_beams finished hypotheses.
+  bool renormalize = false;
+  bool early_stopping = false;
 };
 
 struct GreedyResult {
@@ -33,8 +37,9 @@ struct GreedyResult {
 GreedyResult greedy_generate(JobControl& ctl, const Model& encoder, const Model& decoder, const int32_t* src,
                              const uint8_t* src_mask, size_t batch, size_t src_seq, const GreedyOptions& opt);
 
-// Beam search with num_beams beams per sentence, after transformers' BeamSearchScorer (early_stopping =
-// False): each step ranks beam score + log-softmax (bad words banned, eos forced at max_length − 1) over all
+// Beam search with num_beams beams per sentence, after transformers' BeamSearchScorer (early_stopping False
+// or true): each step ranks beam score + log-softmax (then bad words banned, eos forced at max_length − 1
+// with score 0, and with renormalize a log-softmax again) over all
 // beams × vocabulary, keeps the 2·num_beams best candidates; an eos candidate among the first num_beams
 // becomes a finished hypothesis scored sum_logprobs / generated_length^length_penalty (generated length =
 // tokens after the start token, eos included), the others continue as the next beams. A sentence is done when
