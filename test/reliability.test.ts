@@ -552,6 +552,17 @@ describe('item 15: hostile inputs a sixth tester found', () => {
     expect(r.out).toContain('non-finite (NaN or Inf) in layer 1:');
   }, 20_000);
 
+  it('a NaN in an FF weight of a relu model is NON_FINITE_ACTIVATIONS too (tester EV: relu turned NaN into 0)', async () => {
+    const s: Synthetic = { ...model, dir: tempDir('nan-relu'), config: { ...model.config, hidden_act: 'relu' }, hf: new Map(model.hf) };
+    const name = 'model.layers.0.mlp.gate_proj.weight';
+    const g = s.hf.get(name)!;
+    s.hf.set(name, { shape: g.shape, data: g.data.map((v, i) => (i === 5 ? NaN : v)) });
+    await writeSynthetic(s);
+    const r = await cli(['eval', s.dir, '--data', ids, '--json']);
+    expect({ exit: r.exit, code: codeOf(r.out) }).toEqual({ exit: 4, code: 'NON_FINITE_ACTIVATIONS' });
+    expect(r.out).toContain('non-finite (NaN or Inf) in layer 0:');
+  }, 20_000);
+
   it('convert with a FIFO or null as config.json, export with a FIFO as generation_config.json: exit 3, no wait', async () => {
     // Before: convert and export blocked forever on the FIFO (SIGTERM could not stop them); null was INTERNAL_ERROR.
     const out = () => path.join(tempDir('hostile-out'), 'out');

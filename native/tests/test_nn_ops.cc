@@ -92,6 +92,9 @@ TEST(activations_match_double_formulas) {
     CHECK_NEAR(nn::activation_value(nn::Activation::Silu, v), silu, 1e-5);
     CHECK_NEAR(nn::activation_value(nn::Activation::Relu, v), d > 0 ? d : 0, 0);
   }
+  // NaN in, NaN out, for every activation (tester EV: relu made it 0, so a NaN weight gave finite logits)
+  for (auto act : {nn::Activation::GeluNew, nn::Activation::GeluErf, nn::Activation::Silu, nn::Activation::Relu})
+    CHECK(std::isnan(nn::activation_value(act, NAN)));
   auto up = randv(1001, 7), gate = randv(1001, 8), a = up;
   nn::gated_activate(&pool(), nn::Activation::Silu, gate.data(), a.data(), a.size());
   for (size_t i = 0; i < a.size(); ++i) CHECK_NEAR(a[i], gate[i] / (1 + std::exp(-double(gate[i]))) * up[i], 1e-5);

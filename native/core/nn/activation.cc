@@ -18,7 +18,7 @@ float activation_value(Activation a, float x) {
     case Activation::Silu:
       return x / (1.0f + std::exp(-x));
     case Activation::Relu:
-      return x > 0.0f ? x : 0.0f;
+      return x < 0.0f ? 0.0f : x;  // NaN stays NaN (torch's relu), so a NaN weight is caught, not zeroed
   }
   return x;
 }
