@@ -110,6 +110,25 @@ describeShared('fixtures/gpt2-sotu', 'checkpoint writer (gpt2-sotu, window 1-3 m
   });
 });
 
+describe('what an output copies from its source folder', () => {
+  afterAll(() => removeSyntheticDirs());
+  it('tokenizer and config files, never weights of another format or their indexes (tester EW)', async () => {
+    const s = await syntheticLlama({ layers: 2, seed: 41 });
+    const weights = ['flax_model.msgpack', 'rust_model.ot', '64-8bits.tflite', 'model.gguf', 'model.onnx', 'tf_model.h5', 'pytorch_model.bin', 'pytorch_model.bin.index.json', 'model.ckpt', 'training_args.bin'];
+    const kept = ['tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt', 'source.spm', 'generation_config.json', 'special_tokens_map.json'];
+    for (const f of [...weights, ...kept]) fs.writeFileSync(path.join(s.dir, f), f === 'generation_config.json' ? '{}' : 'x');
+    const out = path.join(tempDir('side-files'), 'out');
+    await writeCheckpoint({ source: s.dir, out, format: 'tied' });
+    const onnx = path.join(tempDir('side-files-onnx'), 'out');
+    await exportOnnx(s.dir, { out: onnx });
+    for (const dir of [out, onnx]) {
+      const names = fs.readdirSync(dir);
+      expect(weights.filter((f) => names.includes(f))).toEqual([]);
+      expect(kept.filter((f) => !names.includes(f))).toEqual([]);
+    }
+  });
+});
+
 describe('checkpoints whose tie map the loader would refuse are never written', () => {
   const UP1 = 'model.layers.1.mlp.up_proj.weight';
   let s: Synthetic;

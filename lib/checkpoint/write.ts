@@ -117,15 +117,17 @@ export function regularFileNames(dir: string): string[] {
   return names;
 }
 
+/**
+ * Weights in any format a Hub snapshot carries beside safetensors (PyTorch, TensorFlow, Flax, Rust, TFLite, GGUF,
+ * ONNX, Keras, Core ML, checkpoints) and their shard indexes: the source's, unmerged, so never copied into an
+ * output (tester EW: gpt2's flax_model.msgpack and rust_model.ot came along, full size, beside the merge).
+ */
+const WEIGHT_FILE = /\.(safetensors|bin|pt|pth|ckpt|h5|keras|msgpack|ot|tflite|gguf|ggml|onnx|onnx_data|pb|npz|mlmodel)$|\.index\.json$|\.onnx\.data$/;
+
 /** Files that describe the weights or the fixture's own reference outputs: never copied. */
 export function isWeightOrReferenceFile(name: string): boolean {
   return (
-    name.endsWith('.safetensors') ||
-    name.endsWith('.safetensors.index.json') ||
-    name.endsWith('.bin') ||
-    name.endsWith('.pt') ||
-    name.endsWith('.pth') ||
-    name.endsWith('.h5') ||
+    WEIGHT_FILE.test(name) ||
     name === 'config.json' ||
     name === 'report.json' ||
     /^reference\./.test(name) ||
