@@ -223,6 +223,27 @@ describe('image folders (PNG and JPEG made with sharp)', () => {
     expect(t[40]).toBeCloseTo(1, 6); // zebra/a.png: 255
   });
 
+  test('WebP and TIFF are read; BMP/PPM/PGM, which sharp cannot decode, are refused by name, not passed over (tester EX)', async () => {
+    const dir = path.join(tmp, 'folder-formats');
+    fs.mkdirSync(path.join(dir, 'ant'), { recursive: true });
+    const rgb = sharp(Buffer.alloc(4 * 5 * 3, 128), { raw: { width: 4, height: 5, channels: 3 } });
+    await rgb.clone().webp({ lossless: true }).toFile(path.join(dir, 'ant', 'a.webp'));
+    await rgb.clone().tiff().toFile(path.join(dir, 'ant', 'b.TIF'));
+    const rgbPre = { ...grey5, channels: 3, convertChannels: false, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+    const set = await loadImageFolder(dir, rgbPre);
+    expect(set.count).toBe(2);
+    expect(Math.abs(imagesToTensor(set, rgbPre)[0]! - (128 / 255 - 0.5) / 0.5)).toBeLessThan(1e-6);
+    fs.writeFileSync(path.join(dir, 'ant', 'c.pgm'), Buffer.concat([Buffer.from('P5\n4 5\n255\n'), Buffer.alloc(20, 1)]));
+    await expectCode(loadImageFolder(dir, rgbPre), 'INVALID_DATA', /c\.pgm is a PGM image, which ffmerge cannot decode: convert/);
+  });
+
+  test('a class folder named in NFD (as macOS names it) matches the class in NFC (tester EX)', async () => {
+    const dir = path.join(tmp, 'folder-nfd');
+    await make(dir, 'Café coat'.normalize('NFD'), 'a.png', 4, 5, 1, 10, 'png');
+    const set = await loadImageFolder(dir, grey5, { classNames: ['Trouser', 'Café coat'.normalize('NFC')] });
+    expect(Array.from(set.labels!)).toEqual([1]);
+  });
+
   test('a cut-off or empty image file → INVALID_DATA naming it (before: a plain Error from sharp, no code, no name)', async () => {
     // PNG cut at 40 bytes: its header and size read (metadata passes), its pixels do not
     for (const [fmt, bytes] of [['png', 40], ['jpeg', -40], ['png', 0]] as const) {

@@ -396,7 +396,12 @@ export async function loadIdxImages(imagesFile: string, labelsFile?: string, opt
 
 // ------------------------------------------------------------------------------------------------ image folders
 
-const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
+const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff']);
+/**
+ * Images torchvision's ImageFolder reads and sharp cannot decode: refused by name, never passed over, or a
+ * class would silently lose them (tester EX: half a folder of .webp was dropped without a word).
+ */
+const UNREADABLE_IMAGE_EXTENSIONS = new Set(['.bmp', '.ppm', '.pgm']);
 
 // sharp's package "types" points at its ESM typings (default export); at run time require() returns the function.
 type Sharp = typeof import('sharp').default;
@@ -464,11 +469,12 @@ async function decodeToTarget(
 
 /** A class or folder name compared case-blind, with every run of other than letters and digits as one "_". */
 function looseClassName(name: string): string {
-  return name.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, '_').replace(/^_|_$/g, '');
+  // NFC first: a folder named on macOS spells "é" as e + a combining accent (tester EX: "neither one of the classes")
+  return name.normalize('NFC').toLowerCase().replace(/[^\p{L}\p{N}]+/gu, '_').replace(/^_|_$/g, '');
 }
 
 /**
- * An image folder: <dir>/<class>/<image>.{png,jpg,jpeg}. Without model classes, classes are the sub-folder
+ * An image folder: <dir>/<class>/<image>.{png,jpg,jpeg,webp,tif,tiff}. Without model classes, classes are the sub-folder
  * names in sorted order (torchvision ImageFolder's convention). With them (`classNames`, e.g. the model's
  * id2label, and/or `classCount`), each sub-folder must name a class or be a class index ("0".."n-1", as
  * MNIST-style folders are named), and maps to that label. A name matches exactly, or else case-blind with
@@ -652,7 +658,8 @@ async function imagesUnder(classDir: string, imageFolder: string): Promise<strin
     }
     for (const e of entries) {
       const p = path.join(d, e.name);
-      const image = IMAGE_EXTENSIONS.has(path.extname(e.name).toLowerCase());
+      const ext = path.extname(e.name).toLowerCase();
+      const image = IMAGE_EXTENSIONS.has(ext);
       let isDir = e.isDirectory();
       if (e.isSymbolicLink()) {
         // a file link is read as its image, a folder link walked. One that loops or points nowhere is named when
@@ -667,6 +674,9 @@ async function imagesUnder(classDir: string, imageFolder: string): Promise<strin
       }
       if (isDir) await walk(p);
       else if (image) here.push(e.name);
+      else if (UNREADABLE_IMAGE_EXTENSIONS.has(ext)) {
+        throw new FfmergeError('INVALID_DATA', `image folder ${imageFolder}: ${p} is a ${ext.slice(1).toUpperCase()} image, which ffmerge cannot decode: convert the folder's images to PNG (or JPEG, WebP, TIFF)`);
+      }
     }
     seen.delete(real); // two links to one folder are no loop (only a folder inside itself is)
     byFolder.push([d, here.sort(byCodePoint)]);
