@@ -255,3 +255,28 @@ describe('decoding settings: generation_config.json when there is one, config.js
     }
   });
 });
+
+describe('a corpus is read to its end but only the pairs used are kept', () => {
+  test('keep: the first pairs and the count of all; a fault past them is still found (tester EX: 1.1 GB for 600 pairs)', async () => {
+    const { loadParallelSource } = require('../lib/pipeline/tasks/sources') as typeof import('../lib/pipeline/tasks/sources');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-keep-'));
+    try {
+      const tsv = path.join(dir, 'pairs.tsv');
+      fs.writeFileSync(tsv, Array.from({ length: 5000 }, (_, i) => `source ${i}\ttarget ${i}`).join('\n') + '\n');
+      const r = await loadParallelSource({ tsv }, { keep: 10 });
+      expect({ kept: r.pairs.length, total: r.total, last: r.pairs[9] }).toEqual({ kept: 10, total: 5000, last: { source: 'source 9', target: 'target 9' } });
+      expect((await loadParallelSource({ tsv })).pairs).toHaveLength(5000);
+      fs.appendFileSync(tsv, 'one column only\n');
+      await expectCode(() => loadParallelSource({ tsv }, { keep: 10 }), 'INVALID_DATA', 'line 5001 has 1 tab-separated column');
+      const [source, target] = [path.join(dir, 's.txt'), path.join(dir, 't.txt')];
+      fs.writeFileSync(source, 'a\nb\nc\n');
+      fs.writeFileSync(target, 'x\ny\n');
+      await expectCode(() => loadParallelSource({ source, target }, { keep: 1 }), 'INVALID_DATA', 'not aligned');
+      const ac = new AbortController();
+      ac.abort();
+      await expectCode(() => loadParallelSource({ tsv }, { keep: 10, signal: ac.signal }), 'ABORTED');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -120,9 +120,11 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
   } else {
     const src = parallelSourceFrom(o, '');
     if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'eval on a translation model needs --source <file> --target <file> (line-aligned), or --data <file.tsv>');
-    const all = await loadParallelSource(src, { signal });
-    const { start, count } = withinData(o, all.length, 'sentence pairs');
-    const pairs = all.slice(start, start + count);
+    // the pairs up to the last one scored are kept, the rest counted (withinData checks --start and --count against it)
+    const wanted = int(o.start, 'start', 0) ?? 0;
+    const all = await loadParallelSource(src, { signal, keep: wanted + (int(o.count, 'count') ?? Infinity) });
+    const { start, count } = withinData(o, all.total, 'sentence pairs');
+    const pairs = all.pairs.slice(start, start + count);
     const m = await loadModel(model, { signal });
     try {
       const tok = await loadTokenizer(model);

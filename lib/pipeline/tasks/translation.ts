@@ -48,25 +48,29 @@ export const translation: TaskKind = {
   async create({ model, dir, options: o }, job) {
     const tokenizer = await loadTokenizer(dir);
     const generation = await loadGenerationConfig(dir, model.config as Record<string, unknown>);
-    const pairs = await loadParallelSource(o.parallel!, job);
-    checkSize(o.calibrationPairs, 'calibrationPairs', pairs.length, `sentence pairs of ${describe(o.parallel!)}`);
-    const calN = o.calibrationPairs ?? Math.min(600, pairs.length);
-    const valAll = o.validation ? await loadParallelSource(o.validation as ParallelSource, job) : pairs.slice(calN);
-    if (valAll.length === 0) {
+    // only the pairs used are kept (calibration, then validation unless a corpus of its own gives it); the
+    // corpora are counted whole, for the checks and notes below
+    const read = (src: ParallelSource, keep: number) => loadParallelSource(src, { ...(job.signal ? { signal: job.signal } : {}), keep });
+    const valKeep = o.validationSentences ?? MAX_VALIDATION_SENTENCES;
+    const { pairs, total } = await read(o.parallel!, (o.calibrationPairs ?? 600) + (o.validation ? 0 : valKeep));
+    checkSize(o.calibrationPairs, 'calibrationPairs', total, `sentence pairs of ${describe(o.parallel!)}`);
+    const calN = o.calibrationPairs ?? Math.min(600, total);
+    const valAll = o.validation ? await read(o.validation as ParallelSource, valKeep) : { pairs: pairs.slice(calN), total: total - calN };
+    if (valAll.total === 0) {
       // the caller's own size that leaves nothing is a usage error, as ViT's is; a corpus too small for the default is the data's (tester EM)
       throw new FfmergeError(
         o.validation || o.calibrationPairs === undefined ? 'INVALID_DATA' : 'INVALID_ARGUMENT',
         o.validation
           ? `no validation pairs: ${describe(o.validation as ParallelSource)} holds none`
-          : `no validation pairs: the calibration size (${o.calibrationPairs !== undefined ? `--calibration-size ${calN}` : `by default 600, or all the pairs there are`}) takes all ${pairs.length === 1 ? 'the 1 pair' : `${pairs.length} pairs`} of ${describe(o.parallel!)}; give a smaller calibration size, or a validation corpus`,
+          : `no validation pairs: the calibration size (${o.calibrationPairs !== undefined ? `--calibration-size ${calN}` : `by default 600, or all the pairs there are`}) takes all ${total === 1 ? 'the 1 pair' : `${total} pairs`} of ${describe(o.parallel!)}; give a smaller calibration size, or a validation corpus`,
       );
     }
     const valWhat = o.validation ? `validation pairs of ${describe(o.validation as ParallelSource)}` : `pairs of ${describe(o.parallel!)} after the ${calN} calibration ones`;
-    checkSize(o.validationSentences, 'validationSentences', valAll.length, valWhat);
-    const val = valAll.slice(0, o.validationSentences ?? MAX_VALIDATION_SENTENCES);
-    const testAll = o.test ? await loadParallelSource(o.test as ParallelSource, job) : undefined;
-    if (testAll) checkSize(o.testSentences, 'testSentences', testAll.length, `test pairs of ${describe(o.test as ParallelSource)}`);
-    const test = testAll?.slice(0, o.testSentences ?? testAll.length);
+    checkSize(o.validationSentences, 'validationSentences', valAll.total, valWhat);
+    const val = valAll.pairs.slice(0, valKeep);
+    const testAll = o.test ? await read(o.test as ParallelSource, o.testSentences ?? Infinity) : undefined;
+    if (testAll) checkSize(o.testSentences, 'testSentences', testAll.total, `test pairs of ${describe(o.test as ParallelSource)}`);
+    const test = testAll?.pairs;
     // Sentences longer than the model's positions are cut to them (as translate() does), and the notes say how many.
     const srcMax = model.encoderSpec!.maxPositions;
     const tgtMax = model.spec.maxPositions;
@@ -105,9 +109,9 @@ export const translation: TaskKind = {
         search: val.length,
         ...(test ? { test: test.length } : {}),
         notes: [
-          `validation: ${val.length} of ${valAll.length} ${o.validation ? 'validation pairs' : 'pairs after the calibration ones'}`,
+          `validation: ${val.length} of ${valAll.total} ${o.validation ? 'validation pairs' : 'pairs after the calibration ones'}`,
           // the test split's size alone did not say that it was the first of more (tester CH)
-          ...(test && testAll && test.length < testAll.length ? [`test: the first ${test.length} of ${testAll.length} test pairs`] : []),
+          ...(test && testAll && test.length < testAll.total ? [`test: the first ${test.length} of ${testAll.total} test pairs`] : []),
           ...cutNote(calCut, calN, 'calibration pairs'),
           ...cutNote(Math.max(valCut, valRefs?.truncated ?? 0), val.length, 'validation pairs'),
           ...cutNote(testCut, test?.length ?? 0, 'test sources'),
