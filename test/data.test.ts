@@ -190,6 +190,14 @@ describe('what is not text is INVALID_DATA', () => {
     ]) {
       for (const read of readers(f)) await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('is not text') });
     }
+    // UTF-16, with a byte-order mark or without, is named as such (tester EX: "byte 3 is a NUL byte")
+    for (const [name, data] of [
+      ['u16le-bom.txt', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('hello world\n', 'utf16le')])],
+      ['u16be-bom.txt', Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from('hello world\n', 'utf16le').swap16()])],
+      ['u16le.txt', Buffer.from('hello world\n', 'utf16le')],
+    ] as const) {
+      for (const read of readers(bytes(name, data))) await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('is not text (it is UTF-16: save it as UTF-8)') });
+    }
     // the byte is named (tester DR: "its first 29715 bytes are not valid UTF-8" for a byte at 6)
     const early = bytes('latin1-early.txt', Buffer.concat([Buffer.from('hello \xff\xfe world\n', 'latin1'), Buffer.from('more text\n'.repeat(3000))]));
     for (const read of readers(early)) await expect(read()).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringContaining('(byte 6 is not valid UTF-8') });

@@ -80,6 +80,12 @@ function endsInsideCharacter(tail: Buffer): boolean {
  * replaces a stray invalid byte deep in a large corpus instead of refusing the corpus for it.
  */
 function binaryReason(head: Buffer): string | undefined {
+  // UTF-16 (Windows PowerShell 5's `>` writes it, with a byte-order mark): said as such, not as a NUL at byte 1
+  // or 3 (tester EX); without a mark, a NUL at every other byte of its first characters
+  const bom16 = head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff));
+  const pairs = Math.min(16, head.length >> 1);
+  const nulEvery = (at: 0 | 1) => pairs >= 2 && Array.from({ length: pairs }, (_, i) => head[2 * i + at] === 0).every(Boolean);
+  if (bom16 || nulEvery(0) || nulEvery(1)) return 'it is UTF-16: save it as UTF-8';
   const nul = head.indexOf(0);
   if (nul >= 0) return `byte ${nul} is a NUL byte`;
   // whether the first n bytes decode: as a prefix of more (`stream`: a character cut at n is fine), or whole
