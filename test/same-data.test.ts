@@ -9,7 +9,7 @@ import * as zlib from 'node:zlib';
 import { sameData } from '../lib/data/same-data';
 import { compress } from '../lib/pipeline/compress';
 import { runFinetune, type FinetuneCliOptions } from '../lib/cli/finetune';
-import { expectCode } from './helpers/expect-code';
+import { expectCode, idxBytes } from './helpers/expect-code';
 import { describeShared, sharedPath } from './helpers/shared';
 
 const MODEL = path.join(__dirname, '..', 'models', 'llama-stories260k');
@@ -139,6 +139,16 @@ describeShared('data/fmnist', 'images: a copy of the training file as validation
       compress(sharedPath('fixtures', 'vit-fmnist'), { images: { images, labels }, calibrationImages: 10000, window: '4-5', method: 'permute', recover: 'none' }),
       'INVALID_ARGUMENT',
       /no validation images: the set has 10000 images and validation starts at 10000, after the 10000 calibration images/,
+    );
+    // a set smaller than the default calibration size: the default is named, with what to change (tester EX)
+    const few = path.join(tmp, 'few-images.idx');
+    const fewLabels = path.join(tmp, 'few-labels.idx');
+    fs.writeFileSync(few, idxBytes([500, 28, 28], new Uint8Array(500 * 784).map((_, i) => (i * 37) % 256)));
+    fs.writeFileSync(fewLabels, idxBytes([500], new Uint8Array(500).map((_, i) => i % 10)));
+    await expectCode(
+      compress(sharedPath('fixtures', 'vit-fmnist'), { images: { images: few, labels: fewLabels }, window: '4-5', method: 'permute', recover: 'none' }),
+      'INVALID_DATA',
+      /no validation images: the set has 500 images and validation starts at 500, after the 500 calibration images \(calibrationImages, --calibration-size: by default 600, or all the images there are\): calibrate on fewer, or give a validation set/,
     );
     // validation from image 0 already: no "start validation earlier" (tester EM)
     await expectCode(
