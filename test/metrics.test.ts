@@ -3,8 +3,8 @@
  * github.com/mjpost/sacrebleu: test/test_bleu.py (commit 785d26b, sacreBLEU 2.x) and test/test_chrf.py.
  * The 13a tokenizer cases are worked out by hand from mteval-v13a's rules.
  */
-import { computeBleu, corpusBleu, sentenceBleu } from '../lib/metrics/bleu';
-import { corpusChrf, sentenceChrf } from '../lib/metrics/chrf';
+import { computeBleu, corpusBleu, corpusBleuSliced, sentenceBleu } from '../lib/metrics/bleu';
+import { corpusChrf, corpusChrfSliced, sentenceChrf } from '../lib/metrics/chrf';
 import { tokenize13a } from '../lib/metrics/tokenizer-13a';
 import { argmaxRows, top1Accuracy } from '../lib/metrics/accuracy';
 import { isFfmergeError } from '../lib/errors';
@@ -212,5 +212,39 @@ describe('top-1 accuracy', () => {
   test('shape errors are typed', () => {
     expect(() => argmaxRows([1, 2, 3], 2)).toThrow(expect.objectContaining({ code: 'SHAPE_MISMATCH' }));
     expect(() => top1Accuracy([1, 2], 2, [0, 1])).toThrow(expect.objectContaining({ code: 'SHAPE_MISMATCH' }));
+  });
+});
+
+describe('corpus metrics in slices (the event loop free between them)', () => {
+  test('give the very numbers of the one-go functions, yield between slices, and stop on the signal (tester EX)', async () => {
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const words = ['ein', 'Hund', 'rennt', 'über', 'die', 'Wiese', '.', 'Mann', ',', 'sitzt', 'auf', 'einer', 'Bank', '!'];
+    const sentence = () => Array.from({ length: 1 + Math.floor(rnd() * 15) }, () => words[Math.floor(rnd() * words.length)]).join(' ');
+    const hyps = Array.from({ length: 300 }, sentence);
+    const refs = [Array.from({ length: 300 }, sentence), Array.from({ length: 300 }, sentence)];
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    try {
+      expect(await corpusBleuSliced(hyps, refs)).toEqual(corpusBleu(hyps, refs));
+      expect(await corpusChrfSliced(hyps, refs, { wordOrder: 2 })).toEqual(corpusChrf(hyps, refs, { wordOrder: 2 }));
+    } finally {
+      clearInterval(timer);
+    }
+    expect(ticks).toBeGreaterThan(0); // timers ran while they scored: no one stretch held the thread
+    const ac = new AbortController();
+    ac.abort();
+    await expect(corpusBleuSliced(hyps, refs, {}, ac.signal)).rejects.toMatchObject({ code: 'ABORTED' });
+    // the same argument checks as the one-go functions
+    const short = [refs[0]!.slice(1)];
+    const code = (() => {
+      try {
+        corpusBleu(hyps, short);
+      } catch (e) {
+        return (e as { code?: string }).code;
+      }
+    })();
+    expect(code).toBe('INVALID_DATA');
+    await expect(corpusBleuSliced(hyps, short)).rejects.toMatchObject({ code });
   });
 });

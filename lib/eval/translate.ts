@@ -7,8 +7,9 @@
  * (13a) against the raw references.
  */
 import { FfmergeError, showValue } from '../errors';
-import { corpusBleu, type BleuResult } from '../metrics/bleu';
-import { corpusChrf, type ChrfResult } from '../metrics/chrf';
+import { corpusBleuSliced, METRIC_SLICE_SENTENCES, type BleuResult } from '../metrics/bleu';
+import { corpusChrfSliced, type ChrfResult } from '../metrics/chrf';
+import { forSlices } from '../merge/slices';
 import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions } from '../native/job';
 import { checkModel, generateBytes, generationConfigFrom, machineBytes, type GenerationConfig, type Model } from '../model/model';
 import { checkTokenizer, textForTokens, type Tokenizer } from '../tokenizer';
@@ -62,46 +63,54 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
     throw new FfmergeError('INVALID_ARGUMENT', `maxSourceTokens must be a positive integer (got ${showValue(maxSource)})`);
   }
   const pad = generation.padTokenId;
-  // a source is cut to the words its kept ids come from before encoding (the same ids): a line of half a
-  // million characters would overflow the tokenizer library; one it still cannot encode is named
-  const texts = maxSource === undefined ? sources : sources.map((s, i) => textForTokens(tokenizer, s, maxSource, `source sentence ${i + 1}`));
-  const { ids: encoded, cut } = encodeSentences(tokenizer, texts, maxSource);
-  const wasCut = new Set(cut);
-  // Similar lengths together: less padding per batch. Results go back to input order.
-  const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length || a - b);
   const out: Translation[] = new Array<Translation>(sources.length);
-  await withJobScope(opts, (opts) => model.session(async () => {
-    let done = 0;
-    for (let b0 = 0; b0 < order.length; ) {
-      throwIfAborted(opts.signal);
-      // fewer sentences at once where many beams would make a batch's caches large (a quarter of the machine's
-      // memory at most; one sentence that alone needs more than half is refused by generate)
-      const longest = Math.max(1, encoded[order[Math.min(order.length, b0 + batchSize) - 1]!]!.length);
-      const perSentence = generateBytes(model.encoderSpec ?? model.spec, model.spec, 1, longest, Math.min(generation.maxLength, model.spec.maxPositions), generation.numBeams ?? 1);
-      const idx = order.slice(b0, b0 + Math.max(1, Math.min(batchSize, Math.floor(machineBytes() / 4 / perSentence))));
-      b0 += idx.length;
-      const seq = Math.max(1, ...idx.map((i) => encoded[i]!.length));
-      const ids = new Int32Array(idx.length * seq).fill(pad);
-      const mask = new Uint8Array(idx.length * seq);
-      idx.forEach((i, r) => {
-        const e = encoded[i]!;
-        ids.set(e, r * seq);
-        mask.fill(1, r * seq, r * seq + e.length);
-      });
-      // the decoding steps of a batch as the detail: with many beams one batch ran past a minute with no line (tester CE)
-      const report = opts.onProgress;
-      const step = report && ((p: { done: number; total: number }) => report({ phase: 'translate', done, total: sources.length, unit: 'sentences', detail: `decoding ${idx.length} sentence${idx.length > 1 ? 's' : ''}, step ${p.done} of at most ${p.total}` }));
-      const g = await model.generate({ ids, batch: idx.length, seq, attentionMask: mask }, generation, { ...(opts.signal ? { signal: opts.signal } : {}), ...(step ? { onProgress: step } : {}) });
-      idx.forEach((i, r) => {
-        const row = Array.from(g.ids.subarray(r * g.length + 1, (r + 1) * g.length));
-        const end = generation.eosTokenId === undefined ? -1 : row.indexOf(generation.eosTokenId);
-        const gen = end >= 0 ? row.slice(0, end + 1) : row.filter((t) => t !== pad);
-        out[i] = { ids: gen, text: tokenizer.decode(gen, { skipSpecialTokens: true }), truncated: wasCut.has(i) };
-      });
-      done += idx.length;
-      opts.onProgress?.({ phase: 'translate', done, total: sources.length, unit: 'sentences' });
-    }
-  }));
+  await withJobScope(opts, async (opts) => {
+    // a source is cut to the words its kept ids come from before encoding (the same ids): a line of half a
+    // million characters would overflow the tokenizer library; one it still cannot encode is named. A few
+    // sentences at a time, the event loop free between them: a thousand took 230 ms of the host's thread (tester EX).
+    const encoded: number[][] = [];
+    const wasCut = new Set<number>();
+    await forSlices(sources.length, METRIC_SLICE_SENTENCES, (i0, i1) => {
+      const texts = sources.slice(i0, i1).map((s, j) => (maxSource === undefined ? s : textForTokens(tokenizer, s, maxSource, `source sentence ${i0 + j + 1}`)));
+      const part = encodeSentences(tokenizer, texts, maxSource);
+      encoded.push(...part.ids);
+      for (const j of part.cut) wasCut.add(i0 + j);
+    }, opts.signal);
+    // Similar lengths together: less padding per batch. Results go back to input order.
+    const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length || a - b);
+    await model.session(async () => {
+      let done = 0;
+      for (let b0 = 0; b0 < order.length; ) {
+        throwIfAborted(opts.signal);
+        // fewer sentences at once where many beams would make a batch's caches large (a quarter of the machine's
+        // memory at most; one sentence that alone needs more than half is refused by generate)
+        const longest = Math.max(1, encoded[order[Math.min(order.length, b0 + batchSize) - 1]!]!.length);
+        const perSentence = generateBytes(model.encoderSpec ?? model.spec, model.spec, 1, longest, Math.min(generation.maxLength, model.spec.maxPositions), generation.numBeams ?? 1);
+        const idx = order.slice(b0, b0 + Math.max(1, Math.min(batchSize, Math.floor(machineBytes() / 4 / perSentence))));
+        b0 += idx.length;
+        const seq = Math.max(1, ...idx.map((i) => encoded[i]!.length));
+        const ids = new Int32Array(idx.length * seq).fill(pad);
+        const mask = new Uint8Array(idx.length * seq);
+        idx.forEach((i, r) => {
+          const e = encoded[i]!;
+          ids.set(e, r * seq);
+          mask.fill(1, r * seq, r * seq + e.length);
+        });
+        // the decoding steps of a batch as the detail: with many beams one batch ran past a minute with no line (tester CE)
+        const report = opts.onProgress;
+        const step = report && ((p: { done: number; total: number }) => report({ phase: 'translate', done, total: sources.length, unit: 'sentences', detail: `decoding ${idx.length} sentence${idx.length > 1 ? 's' : ''}, step ${p.done} of at most ${p.total}` }));
+        const g = await model.generate({ ids, batch: idx.length, seq, attentionMask: mask }, generation, { ...(opts.signal ? { signal: opts.signal } : {}), ...(step ? { onProgress: step } : {}) });
+        idx.forEach((i, r) => {
+          const row = Array.from(g.ids.subarray(r * g.length + 1, (r + 1) * g.length));
+          const end = generation.eosTokenId === undefined ? -1 : row.indexOf(generation.eosTokenId);
+          const gen = end >= 0 ? row.slice(0, end + 1) : row.filter((t) => t !== pad);
+          out[i] = { ids: gen, text: tokenizer.decode(gen, { skipSpecialTokens: true }), truncated: wasCut.has(i) };
+        });
+        done += idx.length;
+        opts.onProgress?.({ phase: 'translate', done, total: sources.length, unit: 'sentences' });
+      }
+    });
+  });
   return out;
 }
 
@@ -126,5 +135,16 @@ export async function evaluateTranslation(
   const out = await translate(model, tokenizer, pairs.map((p) => p.source), opts);
   const hyps = out.map((t) => t.text);
   const refs = [pairs.map((p) => p.target)];
-  return { bleu: corpusBleu(hyps, refs), chrf: corpusChrf(hyps, refs), hypotheses: hyps, truncated: out.filter((t) => t.truncated).length };
+  // scored a few sentences at a time, as translate encodes them
+  const bleu = await corpusBleuSliced(hyps, refs, {}, opts.signal);
+  return { bleu, chrf: await corpusChrfSliced(hyps, refs, {}, opts.signal), hypotheses: hyps, truncated: out.filter((t) => t.truncated).length };
+}
+
+/**
+ * The corpus BLEU of the translations of `pairs` alone (no chrF): what a search ranks candidates by, scored as
+ * evaluateTranslation scores it.
+ */
+export async function translationBleu(model: Model, tokenizer: Tokenizer, pairs: readonly { source: string; target: string }[], opts: TranslateOptions = {}): Promise<number> {
+  const out = await translate(model, tokenizer, pairs.map((p) => p.source), opts);
+  return (await corpusBleuSliced(out.map((t) => t.text), [pairs.map((p) => p.target)], {}, opts.signal)).score;
 }

@@ -5,6 +5,8 @@
  * uses the reference with the best sentence-level F score. Behaviour reproduced from sacrebleu/metrics/chrf.py.
  */
 import { checkCorpus, checkSentence, codePoints, pySplit } from './text-utils';
+import { forSlices } from '../merge/slices';
+import { METRIC_SLICE_SENTENCES } from './bleu';
 
 export interface ChrfOptions {
   charOrder?: number | undefined;
@@ -110,8 +112,8 @@ function fScore(stats: number[], order: number, beta: number, epsSmoothing: bool
   return (100 * ((1 + factor) * avgPrec * avgRec)) / (factor * avgPrec + avgRec);
 }
 
-/** Corpus chrF. `references` is a list of reference streams aligned with `hypotheses`. */
-export function corpusChrf(hypotheses: readonly string[], references: readonly (readonly string[])[], opts: ChrfOptions = {}): ChrfResult {
+/** The corpus statistics one sentence at a time (`add(s)`), as for BLEU (bleuCorpus). */
+function chrfCorpus(hypotheses: readonly string[], references: readonly (readonly string[])[], opts: ChrfOptions) {
   const charOrder = opts.charOrder ?? 6;
   const wordOrder = opts.wordOrder ?? 0;
   const beta = opts.beta ?? 2;
@@ -126,7 +128,7 @@ export function corpusChrf(hypotheses: readonly string[], references: readonly (
     return grams;
   };
   const totals = new Array<number>(3 * order).fill(0);
-  for (let s = 0; s < hypotheses.length; s++) {
+  const add = (s: number): void => {
     const hyp = ngrams(prep(hypotheses[s]!));
     let best: number[] = [];
     let bestF = -1;
@@ -141,8 +143,24 @@ export function corpusChrf(hypotheses: readonly string[], references: readonly (
       }
     }
     for (let i = 0; i < totals.length; i++) totals[i] = totals[i]! + best[i]!;
-  }
-  return { score: fScore(totals, order, beta, eps), statistics: totals };
+  };
+  return { add, result: (): ChrfResult => ({ score: fScore(totals, order, beta, eps), statistics: totals }) };
+}
+
+/** Corpus chrF. `references` is a list of reference streams aligned with `hypotheses`. */
+export function corpusChrf(hypotheses: readonly string[], references: readonly (readonly string[])[], opts: ChrfOptions = {}): ChrfResult {
+  const c = chrfCorpus(hypotheses, references, opts);
+  for (let s = 0; s < hypotheses.length; s++) c.add(s);
+  return c.result();
+}
+
+/** corpusChrf, the same number, computed a few sentences at a time with the event loop free between them. */
+export async function corpusChrfSliced(hypotheses: readonly string[], references: readonly (readonly string[])[], opts: ChrfOptions = {}, signal?: AbortSignal): Promise<ChrfResult> {
+  const c = chrfCorpus(hypotheses, references, opts);
+  await forSlices(hypotheses.length, METRIC_SLICE_SENTENCES, (s0, s1) => {
+    for (let s = s0; s < s1; s++) c.add(s);
+  }, signal);
+  return c.result();
 }
 
 /** Sentence chrF (sacrebleu.sentence_chrf). */

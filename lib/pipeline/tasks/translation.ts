@@ -9,7 +9,7 @@ import { FfmergeError } from '../../errors';
 import { translationBatches } from '../../data/feature-batches';
 import { encodeSentences } from '../../data/encode-sentences';
 import type { SentencePair } from '../../data/parallel';
-import { decodingLabel, evaluateTranslation, loadGenerationConfig } from '../../eval/translate';
+import { decodingLabel, loadGenerationConfig, translationBleu } from '../../eval/translate';
 import type { JobOptions } from '../../native/job';
 import type { Model } from '../../model/model';
 import { loadTokenizer, textForTokens } from '../../tokenizer';
@@ -88,7 +88,7 @@ export const translation: TaskKind = {
     const calPairs = forTokens(pairs.slice(0, calN), o.parallel!, 1, tgtMax);
     const valPairs = forTokens(val, valSrc, valFirst, undefined);
     const testPairs = test ? forTokens(test, o.test as ParallelSource, 1, undefined) : undefined;
-    const bleu = async (m: Model, ps: SentencePair[], opts: JobOptions) => (await evaluateTranslation(m, tokenizer, ps, { ...opts, generation })).bleu.score;
+    const bleu = (m: Model, ps: SentencePair[], opts: JobOptions) => translationBleu(m, tokenizer, ps, { ...opts, generation });
     const ids = { decoderStartTokenId: generation.decoderStartTokenId, padTokenId: generation.padTokenId };
     const calibration = translationBatches(calPairs, tokenizer, { ...ids, maxSourceTokens: srcMax, maxTargetTokens: tgtMax });
     const calCut = calibration.reduce((n, b) => n + (b.truncated ?? 0), 0);
