@@ -173,7 +173,7 @@ describe('checkpoints whose tie map the loader would refuse are never written', 
     const out = path.join(tempDir('card'), 'expanded');
     await convertCheckpoint(src, out, 'expanded');
     const card = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
-    expect(card).toMatch(/^# expanded: a llama model with merged feed-forward sublayers \(ffmerge\)/);
+    expect(card).toMatch(/^---\n[\s\S]*?\n---\n\n# expanded: a llama model with merged feed-forward sublayers \(ffmerge\)/);
     expect(card).toContain('- layers 0, 1 share one FF');
     expect(card).toContain('**expanded** format');
     expect(card).not.toMatch(/\*\*tied\*\* format|## Fine-tuning/);

@@ -589,7 +589,7 @@ describe('ffmerge CLI: what users notice (issue 12)', () => {
     const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
     // every phase the run printed, save too (written while saving: the time up to report.json)
     expect(Object.keys(report.timings).sort()).toEqual([...timing].sort());
-    expect(card).toMatch(/^# ro-model with merged feed-forward sublayers/);
+    expect(card).toMatch(/^---\n[\s\S]*?\n---\n\n# ro-model with merged feed-forward sublayers/);
     // an anchor only where a window was aligned to one (the search here keeps select, which aligns none)
     expect(card).toContain(report.windows[0].anchor === undefined ? 'k = 2: layers 1, 2\n' : `k = 2: layers 1, 2 (anchor ${report.windows[0].anchor})`);
     expect(card).toContain(`| base | ${report.base.validation.toFixed(3)} |`);

@@ -526,7 +526,7 @@ test('a fine-tuned output, its expanded conversion and its ONNX export each get 
   // before: the source's card, copied as a side file ("No gradient training was done.")
   const card = fs.readFileSync(path.join(out, 'README.md'), 'utf8');
   expect(card).not.toMatch(/no gradient training/i);
-  expect(card).toMatch(/^# tuned: a gpt2 model with merged feed-forward sublayers, fine-tuned/);
+  expect(card).toMatch(/^---\n[\s\S]*?\n---\n\n# tuned: a gpt2 model with merged feed-forward sublayers, fine-tuned/);
   expect(card).toContain('- layers 1, 2 share one FF (anchor 1, method `permute`, recover `none`)');
   expect(card).toContain('## Fine-tuning');
   expect(card).toContain('- 3 steps after the merge');
@@ -576,7 +576,7 @@ test('a fine-tuned output, its expanded conversion and its ONNX export each get 
     const plain = path.join(tempDir('card-plain'), 'p');
     await saveTrained(t.model, { source: s.dir, out: plain });
     const pcard = fs.readFileSync(path.join(plain, 'README.md'), 'utf8');
-    expect(pcard).toMatch(/^# p: a gpt2 model fine-tuned \(ffmerge\)/);
+    expect(pcard).toMatch(/^---\n[\s\S]*?\n---\n\n# p: a gpt2 model fine-tuned \(ffmerge\)/);
     expect(pcard).toContain('no summary of the training was recorded');
     expect(pcard).toContain('loads anywhere the original model loads, as-is');
     // before: inspect called it "already compressed (tied format)"

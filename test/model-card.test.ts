@@ -4,7 +4,11 @@
  * says what the record says (fine-tuned or not, format on disk) for records of any shape. The writers that
  * use it are tested end to end in finetune.test.ts, cli-export.test.ts and checkpoint-write.test.ts.
  */
-import { inlineCode, modelCard, outputCard } from '../lib/pipeline/model-card';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { frontMatter, inlineCode, modelCard, outputCard } from '../lib/pipeline/model-card';
+import { removeSyntheticDirs, tempDir } from './helpers/synthetic-model';
 import { modelName } from '../lib/files';
 import { defaultOut } from '../lib/cli/flags';
 import type { CompressResult } from '../lib/pipeline/result';
@@ -156,7 +160,7 @@ describe('outputCard: from the folder record', () => {
 
   test('a fine-tuned model: the fine-tuning section, no "no gradient training" claim, no pre-training numbers', () => {
     const card = outputCard({ model_type: 'llama', ffmerge: { format: 'tied', k: 2, windows, finetune } }, 'tied', '/x/s1ft')!;
-    expect(card).toMatch(/^# s1ft: a llama model with merged feed-forward sublayers, fine-tuned/);
+    expect(card).toMatch(/^---\ntags:\n  - ffmerge\n---\n\n# s1ft: a llama model with merged feed-forward sublayers, fine-tuned/);
     expect(card).not.toMatch(/no gradient training/i);
     expect(card).toContain('- layers 3, 4 share one FF (anchor 3, method `permute`, recover `none`)');
     expect(card).toContain('## Fine-tuning');
@@ -202,11 +206,30 @@ describe('outputCard: from the folder record', () => {
     }
   });
 
+  test('the source card\'s license and Hub metadata are carried, its results not; base_model where the Hub id is known (tester EW)', () => {
+    const src = tempDir('card-src');
+    fs.writeFileSync(path.join(src, 'README.md'), '---\nlicense: llama3.2\nlanguage:\n- en\n- de\npipeline_tag: text-generation\nbase_model: meta-llama/Llama-3.2-1B-Base\ntags:\n- facebook\nmodel-index:\n- name: x\n  results: []\n---\n# Llama\n');
+    const config = { model_type: 'llama', ffmerge: { format: 'tied', k: 2, windows, finetune } };
+    const meta = (card: string) => parseYaml(/^---\n([\s\S]*?)\n---\n\n# /.exec(card)![1]!) as Record<string, unknown>;
+    // convert / export: the same weights, so the source's base model too
+    expect(meta(outputCard(config, 'expanded', 'x', undefined, src)!)).toEqual({ license: 'llama3.2', language: ['en', 'de'], pipeline_tag: 'text-generation', base_model: 'meta-llama/Llama-3.2-1B-Base', tags: ['facebook', 'ffmerge'] });
+    // compress or finetune of a plain folder: its base model would be the grandparent, and its id is unknown
+    expect(meta(frontMatter(src, true) + '# t')).toEqual({ license: 'llama3.2', language: ['en', 'de'], pipeline_tag: 'text-generation', tags: ['facebook', 'ffmerge'] });
+    // in the Hugging Face cache the source's id is known: it is the base model
+    const snap = path.join(tempDir('card-hub'), 'models--meta-llama--Llama-3.2-1B', 'snapshots', 'abc123');
+    fs.mkdirSync(snap, { recursive: true });
+    fs.copyFileSync(path.join(src, 'README.md'), path.join(snap, 'README.md'));
+    expect(meta(frontMatter(snap, true) + '# t').base_model).toBe('meta-llama/Llama-3.2-1B');
+    // a card without front matter, or with front matter that does not parse: ffmerge's tag alone
+    fs.writeFileSync(path.join(src, 'README.md'), '---\nlicense: [unclosed\n---\n# x\n');
+    expect(meta(frontMatter(src, true) + '# t')).toEqual({ tags: ['ffmerge'] });
+  });
+
   test('a plain model: no card (its own, if any, is kept); fine-tuned with no summary: said so', () => {
     expect(outputCard({ model_type: 'llama' }, 'tied', 'x')).toBeUndefined();
     expect(outputCard({ model_type: 'llama', ffmerge: { format: 'tied', onnx: {} } }, 'onnx', 'x')).toBeUndefined();
     const card = outputCard({ model_type: 'gpt2', ffmerge: { format: 'tied', finetune: {} } }, 'tied', 'x')!;
-    expect(card).toMatch(/^# x: a gpt2 model fine-tuned \(ffmerge\)/);
+    expect(card).toMatch(/^---\ntags:\n  - ffmerge\n---\n\n# x: a gpt2 model fine-tuned \(ffmerge\)/);
     expect(card).toContain('no summary of the training was recorded');
     expect(card).toContain('loads anywhere the original model loads, as-is');
     expect(card).not.toContain('```python');
@@ -277,3 +300,4 @@ describe('the source name on the card', () => {
     expect(modelCard({ ...report('gpt2'), model: '/m/my`model' }, 'tied', { dir: '/out/m', config: { model_type: 'gpt2' } })).toContain('This model is `` my`model `` (gpt2');
   });
 });
+afterAll(() => removeSyntheticDirs());

@@ -289,7 +289,7 @@ describe('ONNX export of an output', () => {
     expect(fs.existsSync(path.join(dir('e01-drift-onnx'), 'report.json'))).toBe(false);
     // not the source's card, which says shared; before: no card at all, as if ffmerge had not written the folder
     const card = fs.readFileSync(path.join(dir('e01-drift-onnx'), 'README.md'), 'utf8');
-    expect(card).toMatch(/^# e01-drift-onnx: a llama model from an ffmerge merge, its FF sublayers unshared \(ffmerge\)/);
+    expect(card).toMatch(/^---\n[\s\S]*?\n---\n\n# e01-drift-onnx: a llama model from an ffmerge merge, its FF sublayers unshared \(ffmerge\)/);
     expect(card).toContain('- not shared in this folder (each layer keeps its own FF): decoder window 0-1 is not shared');
     expect(card).toContain('No FF sublayer is shared in this one');
     expect(card).not.toMatch(/share one FF|holds one copy|parameters the merges remove/);

@@ -97,7 +97,7 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   }
   // The card is rebuilt for the format written, report.json or not (a fine-tuned output has none): the source's
   // names the other format. Ties do not change what it says, so the record before the writer adds them will do.
-  const card = outputCard({ ...config, ffmerge: { format, ...rest } }, format, out, report);
+  const card = outputCard({ ...config, ffmerge: { format, ...rest } }, format, out, report, dir);
   if (card !== undefined) extraFiles['README.md'] = card;
   return writeCheckpointOf({
     source: dir,

@@ -32,7 +32,7 @@ import { applyEdits, type BaselineCandidate, type Edit, type MergeContext, type 
 import type { BaselineResult, CandidateScore, CompressResult } from './result';
 import type { Task, TaskKind } from './task';
 import { TASKS, taskFor } from './tasks';
-import { modelCard } from './model-card';
+import { frontMatter, modelCard } from './model-card';
 import { guardBaseline, guardMerge, guardRecover } from './plugin-guard';
 
 export type { CompressOptions } from './options';
@@ -780,7 +780,7 @@ async function writeOutput(
     replace,
     ties,
     info,
-    extraFiles: { 'report.json': report, 'README.md': modelCard(result, format, { dir: out, config }) },
+    extraFiles: { 'report.json': report, 'README.md': frontMatter(source, true) + modelCard(result, format, { dir: out, config }) },
     ...(overwrite ? { overwrite } : {}),
     ...job,
   };

@@ -9,6 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { modelName, readRegularFileSync, MAX_JSON_FILE_BYTES } from '../files';
 import { kLabel } from '../merge/windows';
 import { groupDigits } from '../errors';
@@ -294,6 +295,45 @@ export function inlineCode(s: string): string {
 }
 
 /**
+ * The Hub metadata a card carries from its source's README.md front matter: what the weights may be used for
+ * and what they are (tester EW: the license was lost, so an upload declared none). Not the source's results
+ * (model-index): they describe the source.
+ */
+const CARRIED_METADATA = ['license', 'license_name', 'license_link', 'language', 'datasets', 'pipeline_tag', 'library_name', 'base_model', 'tags'];
+
+/** The source README.md's YAML front matter as an object; {} where there is none, or none that parses. */
+function sourceMetadata(source: string): Record<string, unknown> {
+  try {
+    const text = readRegularFileSync(path.join(source, 'README.md'), 'INVALID_DATA', 4_000_000);
+    const m = /^\uFEFF?---\r?\n([\s\S]*?)\r?\n---[ \t]*(\r?\n|$)/.exec(text);
+    const v: unknown = m ? parseYaml(m[1]!) : undefined;
+    return isObject(v) ? v : {};
+  } catch {
+    return {}; // no card, or one whose metadata does not parse: the output's card has ffmerge's alone
+  }
+}
+
+/**
+ * The front matter of an output's card: the source's carried metadata, tagged ffmerge. `derived`: the weights
+ * changed (compress, finetune), so the source is the base model, named where its Hub id is known (a Hugging Face
+ * cache snapshot); the source's own base_model, its parent, is kept only where ffmerge wrote the source (same
+ * lineage). Otherwise (convert, export) the weights are the source's, and so is its base_model.
+ */
+export function frontMatter(source: string | undefined, derived: boolean): string {
+  const meta = source === undefined ? {} : sourceMetadata(source);
+  const out: Record<string, unknown> = {};
+  for (const k of CARRIED_METADATA) if (meta[k] !== undefined && meta[k] !== null) out[k] = meta[k];
+  const tags = (Array.isArray(out.tags) ? out.tags : typeof out.tags === 'string' ? [out.tags] : []).filter((t): t is string => typeof t === 'string');
+  if (derived && source !== undefined) {
+    const id = modelName(source);
+    if (id.includes('/')) out.base_model = id;
+    else if (!tags.includes('ffmerge')) delete out.base_model;
+  }
+  out.tags = tags.includes('ffmerge') ? tags : [...tags, 'ffmerge'];
+  return `---\n${stringifyYaml(out)}---\n\n`;
+}
+
+/**
  * The card of a folder with no compress result at hand (a fine-tuned model, its conversions and exports):
  * what its record says was merged and trained, and how to load the format on disk. Its compression numbers
  * are not repeated: measured before the training, they describe another model.
@@ -340,20 +380,22 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
  * The card for a folder a writer other than compress makes from an ffmerge model, from what the folder will
  * hold: `config` is its config.json (the `ffmerge` record: windows, finetune), `format` what is on disk, `report`
  * its report.json if it has one. Undefined when the record shows no ffmerge model (no windows, unshared ones or fine-tuning):
- * the source's own card, if any, describes the same weights and is kept.
+ * the source's own card, if any, describes the same weights and is kept. `source`: the folder written from, whose
+ * card's metadata is carried (frontMatter; `derived` where the weights were trained).
  */
-export function outputCard(config: Record<string, unknown>, format: CompressFormat, dir: string, report?: unknown): string | undefined {
+export function outputCard(config: Record<string, unknown>, format: CompressFormat, dir: string, report?: unknown, source?: string, derived = false): string | undefined {
   const rec = isObject(config.ffmerge) ? config.ffmerge : {};
   if (!['windows', 'finetune', 'unshared'].some((k) => Object.hasOwn(rec, k))) return undefined;
   const ctx: CardContext = { dir, config, ...(Object.hasOwn(rec, 'finetune') ? { finetune: rec.finetune } : {}) };
+  const head = frontMatter(source, derived);
   if (isObject(report)) {
     try {
-      return modelCard(report as unknown as CompressResult, format, ctx);
+      return head + modelCard(report as unknown as CompressResult, format, ctx);
     } catch {
       // a report.json edited into another shape: the card is the record's
     }
   }
-  return recordCard(config, format, ctx);
+  return head + recordCard(config, format, ctx);
 }
 
 /**

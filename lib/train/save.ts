@@ -183,7 +183,7 @@ async function saveSession(model: Model, o: SaveTrainedOptions, job: JobOptions)
     ...(earlier.length > 0 ? { earlierFinetunes: earlier } : {}),
   };
   // The card is rebuilt, never copied: the source's describes the weights before training.
-  const card = outputCard({ ...config, ffmerge: { format, ...info } }, format, o.out);
+  const card = outputCard({ ...config, ffmerge: { format, ...info } }, format, o.out, undefined, o.source, true);
   return writeCheckpoint({
     source: o.source,
     out: o.out,

@@ -300,7 +300,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
       report.out = { dir: target, format: 'onnx', bytes: sum('onnxBytes') + sum('dataBytes') };
       extra['report.json'] = JSON.stringify(report, null, 2) + '\n';
     }
-    const card = Object.hasOwn(extra, 'README.md') ? undefined : outputCard(outConfig, 'onnx', target, report);
+    const card = Object.hasOwn(extra, 'README.md') ? undefined : outputCard(outConfig, 'onnx', target, report, modelDir);
     if (card !== undefined) extra['README.md'] = card;
     for (const [name, text] of Object.entries(extra)) fs.writeFileSync(path.join(tmp, name), typeof text === 'function' ? text({ bytes: sum('onnxBytes') + sum('dataBytes') }) : text);
     if (opts.signal?.aborted) throw abortError(opts.signal);
