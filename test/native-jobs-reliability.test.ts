@@ -122,3 +122,22 @@ describe('one AbortSignal shared by many jobs at once (a server\'s shutdown sign
     }).toEqual({ listening: 45, aborted: true, left: 0, ownMax: 20, warned: false });
   });
 });
+
+describe('a job scope after it settled', () => {
+  it('passes on no more progress: a step that ignores the signal is not heard after the call settles (tester ET)', async () => {
+    const { withJobScope } = require('../lib/native/job') as typeof import('../lib/native/job');
+    const heard: number[] = [];
+    const ac = new AbortController();
+    let late: (() => void) | undefined;
+    const call = withJobScope({ signal: ac.signal, onProgress: (p) => void heard.push(p.done) }, async (o) => {
+      o.onProgress!({ phase: 'finetune', done: 1, total: 3 });
+      // a caller's plug-in: keeps a handle to report through, and stops only when the scope's signal says so
+      late = () => o.onProgress!({ phase: 'finetune', done: 2, total: 3 });
+      await new Promise((_, reject) => o.signal!.addEventListener('abort', () => reject(new Error('stopped'))));
+    });
+    ac.abort();
+    await expect(call).rejects.toThrow('stopped');
+    late!();
+    expect(heard).toEqual([1]);
+  });
+});

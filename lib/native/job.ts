@@ -174,6 +174,9 @@ export async function withJobScope<O extends JobOptions, T>(opts: O, run: (o: O,
   // the caller's reason goes on, so that ABORTED's cause is theirs (abortError)
   const stopListening = signal?.aborted ? (ac.abort(signal.reason), () => {}) : onAbort(signal, () => ac.abort(signal!.reason));
   const report: ProgressFn = (p) => {
+    // settled: the caller has its answer, so a step still running (a plug-in that ignores the signal) is not
+    // heard after it (tester ET: 27 calls after the rejection)
+    if (settled) return;
     if (failure) throw failure.error; // the job is stopping: the caller hears nothing more
     let returned: unknown;
     try {
