@@ -413,4 +413,18 @@ describeShared('fixtures/vit-fmnist', 'Fashion-MNIST with the vit-fmnist preproc
     expect(Math.min(...t)).toBeGreaterThanOrEqual(-1);
     expect(Math.max(...t)).toBeLessThanOrEqual(1);
   });
+
+  test('an abort during the read and inflate rejects then, not after the whole file (tester ET: 1.1 s)', async () => {
+    const [images, labels] = [sharedPath('data', 'fmnist', 'train-images-idx3-ubyte.gz'), sharedPath('data', 'fmnist', 'train-labels-idx1-ubyte.gz')];
+    const t0 = performance.now();
+    await loadIdxImages(images, labels);
+    const whole = performance.now() - t0;
+    const ac = new AbortController();
+    const t1 = performance.now();
+    const call = loadIdxImages(images, labels, { signal: ac.signal });
+    setTimeout(() => ac.abort(), 1);
+    await expectCode(call, 'ABORTED');
+    // not a speed bound: before, the rejection waited for the whole read (as long as the load itself)
+    expect(performance.now() - t1).toBeLessThan(whole / 2);
+  });
 });

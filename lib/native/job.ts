@@ -150,6 +150,19 @@ export interface JobScope {
   commit(): void;
 }
 
+/** `p`, or ABORTED as soon as `signal` fires, whether or not `p` ever settles. */
+export function raceAbort<T>(p: T | Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal?.aborted) {
+    // `p` is still handled: its rejection, left alone, would end the host (tester EG)
+    Promise.resolve(p).catch(() => {});
+    return Promise.reject(abortError(signal));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const stop = onAbort(signal, () => reject(abortError(signal)));
+    Promise.resolve(p).then(resolve, reject).finally(stop);
+  });
+}
+
 /**
  * Runs a multi-step job (one that calls the caller's progress callback itself, not only through native jobs)
  * with its own signal and a callback safe for async callbacks. An `async (p) => db.update(p)` that rejects

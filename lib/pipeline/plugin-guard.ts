@@ -8,26 +8,13 @@
  * checked too, not copied, and end on the signal themselves: compress waits for them to wind down.)
  */
 import { FfmergeError, abortError, showValue } from '../errors';
-import { onAbort, type JobOptions } from '../native/job';
+import { raceAbort, type JobOptions } from '../native/job';
 import { architectureOf, ffPieceMismatch, stackOf } from '../model/architectures';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { isFloat32Array } from '../typed-arrays';
 import type { Model, StackName } from '../model/model';
 import { windowLabel, type Window } from '../merge/windows';
 import type { Baseline, BaselineCandidate, BaselineContext, Edit, MergeContext, MergedWindow, MergeMethod, RecoverMethod } from './plugins';
-
-/** `p`, or ABORTED as soon as `signal` fires, whether or not `p` ever settles. */
-export function raceAbort<T>(p: T | Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal?.aborted) {
-    // `p` is still handled: its rejection, left alone, would end the host (tester EG)
-    Promise.resolve(p).catch(() => {});
-    return Promise.reject(abortError(signal));
-  }
-  return new Promise<T>((resolve, reject) => {
-    const stop = onAbort(signal, () => reject(abortError(signal)));
-    Promise.resolve(p).then(resolve, reject).finally(stop);
-  });
-}
 
 const wrong = (who: string, what: string, got: unknown) => new FfmergeError('INVALID_ARGUMENT', `${who} ${what} (got ${showValue(got)})`);
 const isInt = (v: unknown, below: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < below;
