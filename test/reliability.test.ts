@@ -521,14 +521,23 @@ describe('item 14: what a fourth tester found a server could meet', () => {
     expect(p.data.notes.join(' ')).not.toContain("anchor 'last'");
   }, 120_000);
 
-  it('convertCheckpoint reports its write', async () => {
-    // Before: onProgress was accepted and never called.
+  it('convertCheckpoint reports its comparison of the copies and its write, and exportOnnx its comparison', async () => {
+    // Before: onProgress was accepted and never called; then the comparison of the copies was silent (tester ET)
     const first = path.join(tempDir('conv'), 'tied');
     await compress(BUNDLED, { ...quick, out: first });
-    const phases = new Set<string>();
     const { convertCheckpoint } = await import('../lib/checkpoint/convert');
-    await convertCheckpoint(first, path.join(path.dirname(first), 'expanded'), 'expanded', { onProgress: (p) => phases.add(p.phase) });
-    expect([...phases]).toEqual(['save']);
+    const { exportOnnx } = await import('../lib/export/onnx/export');
+    const last = new Map<string, { done: number; total: number; unit?: string | undefined }>();
+    const expanded = path.join(path.dirname(first), 'expanded');
+    await convertCheckpoint(first, expanded, 'expanded', { onProgress: (p) => void last.set(p.phase, p) });
+    expect([...last.keys()]).toEqual(['inspect', 'save']);
+    expect(last.get('inspect')).toMatchObject({ unit: 'tensors', done: last.get('inspect')!.total });
+    last.clear();
+    await convertCheckpoint(expanded, path.join(path.dirname(first), 'tied-again'), 'tied', { onProgress: (p) => void last.set(p.phase, p) });
+    expect([...last.keys()]).toEqual(['inspect', 'save']);
+    last.clear();
+    await exportOnnx(expanded, { out: path.join(path.dirname(first), 'onnx'), onProgress: (p) => void last.set(p.phase, p) });
+    expect(last.get('inspect')).toMatchObject({ unit: 'windows', done: 1, total: 1 });
   }, 60_000);
 });
 

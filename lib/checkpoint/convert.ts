@@ -13,7 +13,7 @@ import { ffmergeRecord } from './record';
 import { asRecorded, earlierWindows, recordedTies, type RecordedWindow } from './earlier-merges';
 import { checkMaxShardSize, checkOutputDir, writeCheckpointOf, type ExtraFile, type OutputFormat, type WriteCheckpointResult } from './write';
 import { sourceStamp } from './source-stamp';
-import { checkJobOptions, type ProgressFn } from '../native/job';
+import { checkJobOptions, withJobScope, type ProgressFn } from '../native/job';
 import { checkPath } from '../arguments';
 import { readConfig } from '../model/load';
 
@@ -64,48 +64,51 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
     }
     throw notOutput();
   }
-  let ties: TieMap = {};
-  // every merge the source carries: those the record lists (a model compressed twice lists both) and those only
-  // its tie map holds (an older tied output's); all go into the output's record, so the next convert keeps them
-  let windows: RecordedWindow[];
-  const src = await CheckpointReader.open(dir);
-  try {
-    windows = earlierWindows(config, src, dir);
-    if (windows.length === 0) throw notOutput();
-    // to tied: each copy checked against the one it joins. From a tied source to either format: a recorded
-    // window its tie map does not hold (copies that differ) is refused, as export refuses it, rather than
-    // copied into a record that claims a saving the output does not have. (An expanded source has no tie map
-    // to disagree with, and to expanded its copies are not read.)
-    if (format === 'tied' || Object.keys(src.ties).length > 0) {
-      const needed = await recordedTies(config, windows, src, opts.signal);
-      if (format === 'tied') ties = needed;
+  // one job scope for the comparison and the write: an async onProgress that rejects stops either
+  return withJobScope(opts, async (o) => {
+    let ties: TieMap = {};
+    // every merge the source carries: those the record lists (a model compressed twice lists both) and those only
+    // its tie map holds (an older tied output's); all go into the output's record, so the next convert keeps them
+    let windows: RecordedWindow[];
+    const src = await CheckpointReader.open(dir);
+    try {
+      windows = earlierWindows(config, src, dir);
+      if (windows.length === 0) throw notOutput();
+      // to tied: each copy checked against the one it joins. From a tied source to either format: a recorded
+      // window its tie map does not hold (copies that differ) is refused, as export refuses it, rather than
+      // copied into a record that claims a saving the output does not have. (An expanded source has no tie map
+      // to disagree with, and to expanded its copies are not read.)
+      if (format === 'tied' || Object.keys(src.ties).length > 0) {
+        const needed = await recordedTies(config, windows, src, o);
+        if (format === 'tied') ties = needed;
+      }
+    } finally {
+      await src.close();
     }
-  } finally {
-    await src.close();
-  }
-  const { format: _old, ties: _ties, ...kept } = info;
-  const rest = { ...kept, windows: asRecorded(windows) };
-  const extraFiles: Record<string, ExtraFile> = {};
-  const report = readReport(dir);
-  if (report) {
-    // where the model now is, in which format and how many bytes its weight files take (the params and bytes
-    // of the compression count the tied form either way)
-    const was = typeof report.out === 'object' && report.out !== null ? report.out : {};
-    const where = { ...was, dir: path.resolve(out), format };
-    report.out = where;
-    extraFiles['report.json'] = ({ bytes }) => JSON.stringify({ ...report, out: { ...where, bytes } }, null, 2) + '\n';
-  }
-  // The card is rebuilt for the format written, report.json or not (a fine-tuned output has none): the source's
-  // names the other format. Ties do not change what it says, so the record before the writer adds them will do.
-  const card = outputCard({ ...config, ffmerge: { format, ...rest } }, format, out, report, dir);
-  if (card !== undefined) extraFiles['README.md'] = card;
-  return writeCheckpointOf({
-    source: dir,
-    out,
-    format,
-    ties,
-    info: rest,
-    extraFiles,
-    ...opts,
-  }, stamp);
+    const { format: _old, ties: _ties, ...kept } = info;
+    const rest = { ...kept, windows: asRecorded(windows) };
+    const extraFiles: Record<string, ExtraFile> = {};
+    const report = readReport(dir);
+    if (report) {
+      // where the model now is, in which format and how many bytes its weight files take (the params and bytes
+      // of the compression count the tied form either way)
+      const was = typeof report.out === 'object' && report.out !== null ? report.out : {};
+      const where = { ...was, dir: path.resolve(out), format };
+      report.out = where;
+      extraFiles['report.json'] = ({ bytes }) => JSON.stringify({ ...report, out: { ...where, bytes } }, null, 2) + '\n';
+    }
+    // The card is rebuilt for the format written, report.json or not (a fine-tuned output has none): the source's
+    // names the other format. Ties do not change what it says, so the record before the writer adds them will do.
+    const card = outputCard({ ...config, ffmerge: { format, ...rest } }, format, out, report, dir);
+    if (card !== undefined) extraFiles['README.md'] = card;
+    return writeCheckpointOf({
+      source: dir,
+      out,
+      format,
+      ties,
+      info: rest,
+      extraFiles,
+      ...o,
+    }, stamp);
+  });
 }

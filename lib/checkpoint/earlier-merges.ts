@@ -10,6 +10,7 @@ import { CheckpointReader, storedName, type TieMap } from './ties';
 import { ffmergeRecord } from './record';
 import { FF_KEYS, ffTies } from './write';
 import { checkCheckpoint } from '../model/plan';
+import type { JobOptions } from '../native/job';
 
 /** One entry of config.json's `ffmerge.windows`: the stack and its layers that share one FF (other keys kept as written). */
 export interface RecordedWindow {
@@ -292,16 +293,26 @@ export async function windowDifference(config: Config, w: RecordedWindow, src: C
  * compressing (fine-tuned without its ties, edited) is refused, INVALID_DATA, since tying would silently
  * discard the change.
  */
-export async function recordedTies(config: Config, recorded: readonly RecordedWindow[], src: CheckpointReader, signal?: AbortSignal): Promise<TieMap> {
+export async function recordedTies(config: Config, recorded: readonly RecordedWindow[], src: CheckpointReader, job: JobOptions = {}): Promise<TieMap> {
+  const { signal, onProgress } = job;
   let all: TieMap = {};
   for (const w of recorded) all = { ...all, ...ffTies(config, w.stack, w.layers) };
   const added: TieMap = {};
   // a tied source stores its merges once: a recorded window it does not tie is the record's error, not an edit
   const info = (config as Record<string, unknown>).ffmerge as Record<string, unknown> | undefined;
   const tiedSource = Object.keys(src.ties).length > 0 || info?.format === 'tied';
-  for (const [tied, stored] of Object.entries(all)) {
+  // the copies compared, counted: an expanded output of a large model reads gigabytes here (tester ET: convert
+  // and export sat silent through it), under the phase inspect's comparison reports
+  const pairs = Object.entries(all);
+  let done = 0;
+  const report = () => onProgress?.({ phase: 'inspect', done: done++, total: pairs.length, unit: 'tensors' });
+  report();
+  for (const [tied, stored] of pairs) {
     if (signal?.aborted) throw abortError(signal);
-    if (src.resolve(tied) === src.resolve(stored)) continue; // already tied in the source
+    if (src.resolve(tied) === src.resolve(stored)) {
+      report();
+      continue; // already tied in the source
+    }
     if (!(await sameBytes(src, tied, stored))) {
       if (tiedSource) {
         const w = recorded.find((x) => Object.hasOwn(ffTies(config, x.stack, x.layers), tied))!;
@@ -313,6 +324,7 @@ export async function recordedTies(config: Config, recorded: readonly RecordedWi
       throw new FfmergeError('INVALID_DATA', `${tied} differs from ${stored}, the copy it would be tied to (was the expanded model changed after compressing?); refusing to discard that difference`);
     }
     added[tied] = stored;
+    report();
   }
   return added;
 }

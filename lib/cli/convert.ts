@@ -3,6 +3,7 @@ import { convertCheckpoint } from '../checkpoint/convert';
 import type { OutputFormat } from '../checkpoint/write';
 import { byteSize, oneOf } from './flags';
 import { fmtBytes, printResult } from './format';
+import { ProgressBar } from './progress';
 
 export interface ConvertCliOptions {
   format: string;
@@ -15,7 +16,13 @@ export interface ConvertCliOptions {
 export async function runConvert(model: string, o: ConvertCliOptions, signal: AbortSignal): Promise<void> {
   const format = oneOf<OutputFormat>(o.format, ['tied', 'expanded'], 'format');
   const maxShardSize = byteSize(o.maxShardSize, 'max-shard-size');
-  const r = await convertCheckpoint(model, o.out, format, { ...(o.overwrite ? { overwrite: true } : {}), ...(maxShardSize !== undefined ? { maxShardSize } : {}), signal });
+  // the copies compared (to tied) and the bytes written, shown as export and compress show them (tester ET: silent)
+  const bar = new ProgressBar(!o.json);
+  const r = await convertCheckpoint(model, o.out, format, { ...(o.overwrite ? { overwrite: true } : {}), ...(maxShardSize !== undefined ? { maxShardSize } : {}), signal, onProgress: bar.update }).catch((e: unknown) => {
+    bar.interrupt();
+    throw e;
+  });
+  bar.done();
   printResult(o.json, { out: r.out, format, bytes: r.bytes, files: r.files, storedParams: r.storedParams }, () =>
     `wrote the ${format} checkpoint ${r.out} (${fmtBytes(r.bytes)}${r.files.length > 1 ? ` in ${r.files.length} shards` : ''})`,
   );

@@ -412,7 +412,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     earlier = earlierWindows(sourceConfig, reader, modelDir);
     done = mergedLayers(sourceConfig, earlier, reader.ties);
     // an expanded source holds its earlier merges as equal copies: a tied output stores each once again
-    earlierTies = await recordedTies(sourceConfig, earlier, reader, signal);
+    earlierTies = await recordedTies(sourceConfig, earlier, reader, signal ? { signal } : {});
     dtypeOf = new Map(reader.names().map((n) => [n, reader.info(n).dtype] as const));
     for (const name of Object.keys(earlierTies)) {
       if (Object.hasOwn(reader.ties, name)) continue; // tied in the source already: stored once

@@ -145,15 +145,18 @@ function generationConfig(source: string, config: Config): string | undefined {
  * differs, while every window whose copies still agree is shared. A tied one that disagrees with its record is
  * refused (recordedTies).
  */
-async function outputMerges(modelDir: string, config: Config, signal: AbortSignal | undefined): Promise<{ ties: TieMap; windows: RecordedWindow[]; unshared: UnsharedWindow[] }> {
+async function outputMerges(modelDir: string, config: Config, job: JobOptions): Promise<{ ties: TieMap; windows: RecordedWindow[]; unshared: UnsharedWindow[] }> {
+  const { signal } = job;
   const reader = await CheckpointReader.open(modelDir);
   try {
     const windows = earlierWindows(config, reader, modelDir);
-    if (Object.keys(reader.ties).length > 0) return { ties: await recordedTies(config, windows, reader, signal), windows, unshared: [] };
+    if (Object.keys(reader.ties).length > 0) return { ties: await recordedTies(config, windows, reader, job), windows, unshared: [] };
     const ties: TieMap = {};
     const shared: RecordedWindow[] = [];
     const unshared: UnsharedWindow[] = [];
-    for (const w of windows) {
+    // each window's copies compared, counted (an expanded output of a large model reads gigabytes; tester ET)
+    for (const [i, w] of windows.entries()) {
+      job.onProgress?.({ phase: 'inspect', done: i, total: windows.length, unit: 'windows' });
       const mine = ffTies(config, w.stack, w.layers);
       const differs = await windowDifference(config, w, reader, signal);
       if (differs === undefined) {
@@ -171,6 +174,7 @@ async function outputMerges(modelDir: string, config: Config, signal: AbortSigna
         reason: `${differs[0]} differs from ${differs[1]}, the copy it would share (was the expanded output changed after compressing, e.g. fine-tuned without its ties?); sharing one copy would discard that difference`,
       });
     }
+    job.onProgress?.({ phase: 'inspect', done: windows.length, total: windows.length, unit: 'windows' });
     return { ties, windows: shared, unshared };
   } finally {
     await reader.close();
@@ -209,7 +213,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
   // one (equal copies, checked) gets one initializer per merge too, as its record and card say. compress hands
   // its ties over instead.
   checkGivenTies(config, opts.ties, 'exportOnnx');
-  const merges = opts.ties ? undefined : await outputMerges(modelDir, config, opts.signal);
+  const merges = opts.ties ? undefined : await outputMerges(modelDir, config, opts);
   const ties = opts.ties ?? merges!.ties;
   const weights = await ExportWeights.open(modelDir, { dtype, ...(opts.replace ? { replace: opts.replace } : {}), ...(Object.keys(ties).length ? { ties } : {}) });
   const target = path.resolve(opts.out);
