@@ -121,6 +121,13 @@ describe('the progress compress reports (tester AZ)', () => {
     const steps = runs[1]!.filter((p) => p.phase === 'finetune');
     expect(steps.length).toBeGreaterThan(0);
     expect(steps.at(-1)).toMatchObject({ done: steps.at(-1)!.total });
+    // a given window's merge is shown while it is built, naming it (tester ET: no line for 87 s of a select merge)
+    for (const run of [runs[1]!, runs[2]!]) {
+      const merge = run.filter((p) => p.phase === 'merge');
+      expect(merge[0]).toMatchObject({ done: 0, total: 1, detail: expect.stringMatching(/\d-\d/) });
+      expect(merge.at(-1)).toMatchObject({ done: 1, total: 1 });
+    }
+    expect(runs[0]!.some((p) => p.phase === 'merge')).toBe(false);
     // every count ends at its total: a placement built, not scored (the paper's at a given window), is not in it
     // (tester EC: "Scoring baselines 10/11")
     for (const seen of runs) {

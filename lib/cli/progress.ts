@@ -33,6 +33,7 @@ const PHASES: Readonly<Record<PipelinePhase, PhaseLabel>> = {
   validate: { title: 'Validating the base model', unit: 'batches' },
   'validate-merged': { title: 'Validating the merged model', unit: 'batches' },
   search: { title: 'Searching windows', unit: 'candidates' },
+  merge: { title: 'Merging (windows given)', unit: 'candidates' },
   baselines: { title: 'Scoring baselines', unit: 'candidates' },
   test: { title: 'Test set', unit: 'batches' },
   // counted in bytes of tensor data, and said so: the files' size, headers included, is the summary's (tester

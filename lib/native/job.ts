@@ -12,7 +12,7 @@ import { checkOptions } from '../arguments';
  */
 export type PipelinePhase =
   | 'load' | 'inspect' | 'tokenize' | 'images' | 'sample' | 'features' | 'prefix' | 'validate' | 'validate-merged' | 'search'
-  | 'baselines' | 'test' | 'save' | 'onnx' | 'evaluate' | 'perplexity' | 'translate' | 'finetune';
+  | 'merge' | 'baselines' | 'test' | 'save' | 'onnx' | 'evaluate' | 'perplexity' | 'translate' | 'finetune';
 
 export interface Progress {
   /** A PipelinePhase, or the name of a native step inside one. (`string & {}` keeps the names offered by an editor.) */

@@ -580,13 +580,20 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     };
     // A lone candidate's recover may train for minutes: its steps are shown ('finetune'), nothing else of it.
     const training: JobOptions = { ...quiet, ...(onProgress ? { onProgress: (p) => (p.phase === 'finetune' ? onProgress(p) : undefined) } : {}) };
+    /** A group's only candidate (windows given): built, not scored, and shown while it is (tester ET: a select merge at 7B width ran 87 s with no line). */
+    const buildOne = async (c: Candidate): Promise<{ edits: Edit[]; score: number }> => {
+      onProgress?.({ phase: 'merge', done: 0, total: 1, detail: candidateLabel(c) });
+      const edits = await c.edits(training);
+      onProgress?.({ phase: 'merge', done: 1, total: 1 });
+      return { edits, score: NaN };
+    };
     /** Each group's best candidate; a group with one candidate (windows given) is built, not scored. */
     const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[]): Promise<{ c: C; edits: Edit[]; score: number }[]> => {
       const bests: { c: C; edits: Edit[]; score: number }[] = [];
       for (const cands of perGroup) {
         let best: { c: C; edits: Edit[]; score: number } | undefined;
         for (const c of cands) {
-          const r = cands.length > 1 ? await scoreOne(phase, c, scores) : { edits: await c.edits(training), score: NaN };
+          const r = cands.length > 1 ? await scoreOne(phase, c, scores) : await buildOne(c);
           if (!best || isBetter(r.score, best.score)) best = { c, ...r };
         }
         if (best) bests.push(best);
