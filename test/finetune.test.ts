@@ -256,6 +256,10 @@ test('the last progress event names the last step with no time left', async () =
     expect(seen.filter((p) => p.done === p.total)).toHaveLength(1);
     // every event's count is the step it describes (before: done 1 came with no step, its log not read yet)
     for (const p of seen) expect(p.done).toBe(p.step ?? 0);
+    // the validation pass before training is said as it starts (tester ET: a minute with no event); the one after
+    // the last step is said while it runs, which a pass this short may finish before the event is read
+    expect(seen[0]).toMatchObject({ done: 0, detail: 'validation loss before training' });
+    for (const p of seen.filter((x) => x.detail?.startsWith('validation loss after'))) expect(p.detail).toBe('validation loss after step 5');
   } finally {
     m.dispose();
   }

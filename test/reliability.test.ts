@@ -521,6 +521,15 @@ describe('item 14: what a fourth tester found a server could meet', () => {
     expect(p.data.notes.join(' ')).not.toContain("anchor 'last'");
   }, 120_000);
 
+  it('save counts the bytes written: from 0, never back, to its total (tester ET: the merged FFs counted as written before any was)', async () => {
+    const saves: { done: number; total: number }[] = [];
+    await compress(BUNDLED, { ...quick, out: path.join(tempDir('save-progress'), 'out'), onProgress: (p) => void (p.phase === 'save' && saves.push(p)) });
+    expect(saves[0]).toMatchObject({ done: 0 });
+    for (let i = 1; i < saves.length; i++) expect(saves[i]!.done).toBeGreaterThanOrEqual(saves[i - 1]!.done);
+    expect(saves.at(-1)!.done).toBe(saves.at(-1)!.total);
+    for (const p of saves) expect(p.total).toBe(saves[0]!.total);
+  }, 60_000);
+
   it('convertCheckpoint reports its comparison of the copies and its write, and exportOnnx its comparison', async () => {
     // Before: onProgress was accepted and never called; then the comparison of the copies was silent (tester ET)
     const first = path.join(tempDir('conv'), 'tied');

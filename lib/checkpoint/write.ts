@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { FfmergeError, abortError, showValue } from '../errors';
 import { checkArrayOf, checkBoolean, checkPath } from '../arguments';
 import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
-import { checkJobOptions, withJobScope, type JobScope, type ProgressFn } from '../native/job';
+import { checkJobOptions, withJobScope, type JobOptions, type JobScope, type ProgressFn } from '../native/job';
 import { architectureOf, ffPieceMismatch, ffStacks, stackOf } from '../model/architectures';
 import { checkFFWeights, transpose, transposeSliced, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, asStored, checkAddedTies, type TieMap } from './ties';
@@ -589,10 +589,16 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
   const release = holdTempOutput(tmp); // before it exists: a stop between the two would leave it
   try {
     fs.mkdirSync(tmp);
-    // Bytes of tensor data in hand: the replacements from the start, each source tensor once it is read.
+    // Bytes of tensor data written (tester ET: counting the replacements in hand as done read 100% before a
+    // byte was written, and the time left with it)
     const total = plan.reduce((n, t) => n + t.byteLength, 0);
-    let done = plan.reduce((n, t) => n + (ArrayBuffer.isView(t.data) ? t.byteLength : 0), 0);
-    opts.onProgress?.({ phase: 'save', done, total });
+    let written = 0;
+    opts.onProgress?.({ phase: 'save', done: 0, total });
+    const writeJob = (): JobOptions => {
+      const base = written;
+      const report = opts.onProgress;
+      return { ...(opts.signal ? { signal: opts.signal } : {}), ...(report ? { onProgress: (p) => report({ phase: 'save', done: base + p.done, total }) } : {}) };
+    };
     // Streamed: each source tensor is read just before it is written, so memory holds one tensor at a time.
     const tensors: TensorToWrite[] = plan.map((t) => ({
       name: t.name,
@@ -603,16 +609,14 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
           ? t.data
         : async () => {
               if (opts.signal?.aborted) throw abortError(opts.signal);
-              const bytes = await src.readRaw((t.data as { from: string }).from);
-              opts.onProgress?.({ phase: 'save', done: (done += t.byteLength), total });
-              return bytes;
+              return src.readRaw((t.data as { from: string }).from);
             },
     }));
     const shards = shardTensors(plan, opts.maxShardSize ?? DEFAULT_MAX_SHARD_SIZE);
     const files: string[] = [];
     if (shards.length === 1) {
       files.push('model.safetensors');
-      await writeSafetensors(path.join(tmp, files[0]!), tensors, metadata, opts.signal ? { signal: opts.signal } : {});
+      await writeSafetensors(path.join(tmp, files[0]!), tensors, metadata, writeJob());
     } else {
       const weightMap: Record<string, string> = Object.create(null) as Record<string, string>;
       for (const [i, idx] of shards.entries()) {
@@ -620,7 +624,8 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
         files.push(name);
         if (opts.signal?.aborted) throw abortError(opts.signal);
         // every shard carries the metadata (ties included): readers merge it, and each shard stands alone
-        await writeSafetensors(path.join(tmp, name), idx.map((j) => tensors[j]!), metadata, opts.signal ? { signal: opts.signal } : {});
+        await writeSafetensors(path.join(tmp, name), idx.map((j) => tensors[j]!), metadata, writeJob());
+        written += idx.reduce((n, j) => n + plan[j]!.byteLength, 0);
         for (const j of idx) weightMap[plan[j]!.name] = name;
       }
       fs.writeFileSync(path.join(tmp, INDEX_FILE_NAME), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n');

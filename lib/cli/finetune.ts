@@ -204,7 +204,8 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       onProgress: (p) => {
         // the last --eval-every score stays on the line until the next (before, it was only in finetune.json)
         if (p.valLoss !== undefined) lastVal = `  validation ${p.valLoss.toFixed(3)} at step ${p.step}`;
-        bar.update({ ...p, detail: p.step === undefined ? '' : `loss ${p.loss!.toFixed(3)}${lastVal}  ${rate(p)}` });
+        // a validation pass running is said (the library names it in `detail`), else the step's loss and rate
+        bar.update({ ...p, detail: p.detail ?? (p.step === undefined ? '' : `loss ${p.loss!.toFixed(3)}${lastVal}  ${rate(p)}`) });
       },
     });
     bar.done();

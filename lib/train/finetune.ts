@@ -306,14 +306,20 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     ...(e?.valLoss !== undefined ? { valLoss: e.valLoss } : {}),
     ...(e?.valAccuracy !== undefined ? { valAccuracy: e.valAccuracy } : {}),
   });
+  // the validation passes: before the first step (announced below), and after a step's last micro-batch at an
+  // --eval-every step and the last one, before that step's log is written (tester ET: a minute with no event)
+  const scoredAfter = (step: number) => hasValidation && (step === steps || (common.evalEvery > 0 && step % common.evalEvery === 0));
   const report = (done: number, total: number) => {
-    // the trainer reports its last step before that step's log can be read: the final event is sent from the
-    // finished log below, so that it names the last step and no time left
-    if (done >= total) return;
     const last: NativeStepLog | undefined = handle?.latest();
+    const logged = last?.step ?? 0;
+    const validating = Number.isInteger(done) && done > logged && scoredAfter(done);
+    // the final event is sent from the finished log below, so that it names the last step and no time left
+    if (done >= total && !validating) return;
     // done is the last step the event describes: the count can run ahead of the log (done 1, no step 1 yet)
-    onProgress!(event(Math.min(done, last?.step ?? 0), total, last, last && (last.seconds / last.step) * (total - last.step)));
+    const e = event(Math.min(done, logged), total, last, last && (last.seconds / last.step) * (total - last.step));
+    onProgress!(validating ? { ...e, detail: `validation loss after step ${done}` } : e);
   };
+  if (onProgress && hasValidation) onProgress({ ...event(0, steps), detail: 'validation loss before training' });
   try {
     handle = trainAddon().modelFinetune(model.nativeHandle(), args, onProgress ? report : undefined);
   } catch (e) {

@@ -75,7 +75,7 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
     throw Error("INVALID_ARGUMENT", "finetune: this " + s.family + " model takes token ids, not images");
   check_options(s, train, validation, o);
   ThreadPool* pool = &ctl.pool();
-  ParamSet ps = params_from_model(m, o.trainable);
+  ParamSet ps = params_from_model(m, o.trainable, &ctl);
   const size_t micro = choose_micro(s, o), px = s.channels * s.image_h * s.image_w;
   TrainResult res;
   if (validation.n) {
@@ -137,6 +137,9 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
       throw Error("NON_FINITE_ACTIVATIONS", "training diverged at step " + std::to_string(step + 1) + " (loss is not finite)");
     res.log.push_back(lg);
     if (on_step) on_step(lg);
+    // the step counted once its log can be read: before, a step was counted only by the next one's micro-batches,
+    // so a run of one micro-batch a step never showed its last-but-one step
+    ctl.progress(double(step + 1), double(o.steps));
   }
   if (validation.n) res.val_after = res.log.back().val_loss, res.acc_after = res.log.back().val_accuracy;
   check_finite(ps, o.steps);

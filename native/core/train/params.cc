@@ -72,7 +72,7 @@ void for_each_slot(const model::ModelWeights* w, ParamSet& ps, Fn&& fn) {
 
 }  // namespace
 
-ParamSet params_from_model(const model::Model& m, Trainable which) {
+ParamSet params_from_model(const model::Model& m, Trainable which, const JobControl* ctl) {
   ParamSet ps;
   ps.layers.resize(m.w.layers.size());
   std::map<const void*, int> seen;  // buffer → param index: one buffer in two slots is a tie
@@ -84,6 +84,7 @@ ParamSet params_from_model(const model::Model& m, Trainable which) {
       ps.params[size_t(slot)].uses += 1;
       return;
     }
+    if (ctl) ctl->check();
     Param p;
     p.name = name;
     p.w = copy_f32(t);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/job.h"
 #include "core/model/weights.h"
 
 namespace ffm::train {
@@ -80,7 +81,9 @@ std::vector<float> copy_f32(const model::Tensor& t);
 enum class Trainable { All, FeedForward };
 
 // The unique tensors of a model (ties found by buffer identity), weights copied to fp32.
-ParamSet params_from_model(const model::Model& m, Trainable which = Trainable::All);
+// `ctl`, when given, is checked before each tensor is copied: a model's weights widened to fp32 take seconds at
+// 7B width, and an abort waited them out (tester ET).
+ParamSet params_from_model(const model::Model& m, Trainable which = Trainable::All, const JobControl* ctl = nullptr);
 
 // A new Model with `base`'s spec whose slots hold the trained weights; slots that shared a tensor share the
 // new one (and layers that shared an FF share one FFWeights), so the result has base's tie structure.

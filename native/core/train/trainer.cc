@@ -78,7 +78,7 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
   check_trainable(s);
   check_options(s, tokens, o);
   ThreadPool* pool = &ctl.pool();
-  ParamSet ps = params_from_model(m, o.trainable);
+  ParamSet ps = params_from_model(m, o.trainable, &ctl);
   const size_t micro = choose_micro(s, o), T = o.seq;
   TrainResult res;
   if (!validation.empty()) res.val_before = mean_block_loss(pool, s, ps, validation, val_seq, micro, &ctl);
@@ -127,6 +127,9 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
       throw Error("NON_FINITE_ACTIVATIONS", "training diverged at step " + std::to_string(step + 1) + " (loss is not finite)");
     res.log.push_back(lg);
     if (on_step) on_step(lg);
+    // the step counted once its log can be read: before, a step was counted only by the next one's micro-batches,
+    // so a run of one micro-batch a step never showed its last-but-one step
+    ctl.progress(double(step + 1), double(o.steps));
   }
   if (!validation.empty()) res.val_after = res.log.back().val_loss;
   check_finite(ps, o.steps);
