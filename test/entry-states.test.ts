@@ -10,6 +10,10 @@ import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
 import { modelFFs } from '../lib/pipeline/align';
 import { EntryStates, forEachFFInput } from '../lib/pipeline/ff-inputs';
+import { FIT_STATE_MEMORY_BYTES } from '../lib/pipeline/spill';
+import { averageFF } from '../lib/merge/average';
+import { RECOVER_METHODS } from '../lib/pipeline/recover';
+import type { MergeContext, MergedWindow } from '../lib/pipeline/plugins';
 import { mulberry32 } from './reference/random';
 
 const MODEL = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
@@ -44,24 +48,45 @@ describe('EntryStates', () => {
   });
   afterAll(() => model.dispose());
 
-  it('a pass from the kept states sees the same FF inputs as one from the embeddings, bit for bit', async () => {
+  it('a pass from the kept states sees the same FF inputs as one from the embeddings, bit for bit, in RAM or on disk', async () => {
     const layers = [2, 3];
-    const entry = new EntryStates(model, cal);
     const plain = await inputs(model, layers, cal);
-    const reused = await inputs(model, layers, cal, entry);
-    expect(reused).toHaveLength(plain.length);
-    reused.forEach((x, i) => expect(Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(plain[i]!.buffer, plain[i]!.byteOffset, plain[i]!.byteLength))).toBe(true));
+    // budget 0: the states go to an unlinked file (tester EU: they grew with the calibration, in RAM)
+    for (const entry of [new EntryStates(model, cal), new EntryStates(model, cal, 0)]) {
+      const reused = await inputs(model, layers, cal, entry);
+      expect((await entry.get(2, {}))!.kind).toBe(entry.budget === 0 ? 'disk' : 'ram');
+      expect(reused).toHaveLength(plain.length);
+      reused.forEach((x, i) => expect(Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(plain[i]!.buffer, plain[i]!.byteOffset, plain[i]!.byteLength))).toBe(true));
+      await entry.close();
+    }
+  });
+
+  it('refit-res gives the same fit with its states on disk as in RAM', async () => {
+    const ffs = await modelFFs(model, [1, 2]);
+    const merged = averageFF([ffs.get(1)!, ffs.get(2)!]);
+    const fitted = [];
+    for (const budget of [FIT_STATE_MEMORY_BYTES, 0]) {
+      const entry = new EntryStates(model, cal, budget);
+      const ctx = { model, anchor: 'first', correlations: new Map(), calibration: cal, entry } as unknown as MergeContext;
+      const m: MergedWindow = { stack: model.mainStack, window: { start: 1, k: 2 }, merged, method: 'vanilla', recover: 'none' } as unknown as MergedWindow;
+      fitted.push(await RECOVER_METHODS.get('refit-res').recover(ctx, m, {}));
+      await entry.close();
+    }
+    const [ram, disk] = fitted as [MergedWindow, MergedWindow];
+    expect(Buffer.from(disk.merged.wOut.buffer).equals(Buffer.from(ram.merged.wOut.buffer))).toBe(true);
+    expect([...disk.adjusted!.keys()]).toEqual([3]);
+    expect(Buffer.from(disk.adjusted!.get(3)!.wOut.buffer).equals(Buffer.from(ram.adjusted!.get(3)!.wOut.buffer))).toBe(true);
   });
 
   it('keeps the latest layer asked, and serves only its own model and main stack', async () => {
     const entry = new EntryStates(model, cal);
     const a = entry.get(2, {});
     expect(entry.get(2, {})).toBe(a);
-    const states = await a;
-    expect(states).toHaveLength(cal.length);
-    expect(states[1]!.length).toBe(3 * 17 * model.spec.dModel);
+    const states = (await a)!;
+    expect((await states.get(0)).length).toBe(2 * 13 * model.spec.dModel);
+    expect((await states.get(1)).length).toBe(3 * 17 * model.spec.dModel);
     expect(entry.get(3, {})).not.toBe(a);
-    expect(await entry.get(0, {})).toEqual([undefined, undefined]);
+    expect(await entry.get(0, {})).toBeUndefined();
     expect(entry.serves(model, model.mainStack)).toBe(true);
     const ffs = await modelFFs(model, [1]);
     const view = await model.withFF([{ layer: 1, ff: ffs.get(1)! }]);
@@ -81,6 +106,8 @@ describe('EntryStates', () => {
     const again = entry.get(2, {});
     expect(again).not.toBe(aborted);
     // (no instanceof: arrays made by the addon come from another realm under jest)
-    expect((await again).map((s) => s?.length)).toEqual([2 * 13 * model.spec.dModel, 3 * 17 * model.spec.dModel]);
+    const states = (await again)!;
+    expect([(await states.get(0)).length, (await states.get(1)).length]).toEqual([2 * 13 * model.spec.dModel, 3 * 17 * model.spec.dModel]);
+    await entry.close();
   });
 });

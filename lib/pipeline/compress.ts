@@ -464,6 +464,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   const model = await loadModel(modelDir, quiet);
   const views: Model[] = [];
   let disposeTask: (() => Promise<void>) | undefined;
+  // the fits' shared entry states (on disk past their budget: the file is closed with them)
+  let entry: EntryStates | undefined;
   try {
     const task = finiteMetrics(await kind.create({ model, dir: modelDir, options }, job), kind);
     disposeTask = async () => task.dispose?.();
@@ -485,7 +487,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       anchor,
       correlations: new Map(),
       calibration: task.calibration,
-      entry: new EntryStates(model, task.calibration),
+      entry: (entry = new EntryStates(model, task.calibration)),
       ...(selectMemory !== undefined ? { selectMemory } : {}),
       ...(earlier.length ? { earlier: earlierByStack } : {}),
     };
@@ -737,6 +739,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     }
     return result;
   } finally {
+    await entry?.close();
     await disposeTask?.();
     for (const v of views) v.dispose();
     model.dispose();

@@ -11,21 +11,33 @@ import type { FFWeights } from '../model/ff-weights';
 import type { Model, StackName } from '../model/model';
 import type { FeatureBatch } from '../data/feature-batches';
 import { stackSpecOf } from './align';
+import { FIT_STATE_MEMORY_BYTES, openStatesStore, type BatchStore } from './spill';
 import type { MergeContext } from './plugins';
+
+/** Bytes of one copy of the hidden states of every calibration batch ([batch, seq, d] floats each). */
+export function statesBytes(calibration: FeatureBatch[], d: number): number {
+  return calibration.reduce((n, b) => n + b.input.batch * b.input.seq * d * 4, 0);
+}
 
 /**
  * The base model's states entering one layer of its main stack on every calibration batch, kept for the
  * latest layer asked: the search builds every method combination of a window in a row, and each of them
  * (select's passes, refit, refit-res) starts at the window's first layer. Held: one layer's states of the
- * calibration (tokens × d floats), as refit-res holds anyway. Encoder–decoder models are left out (their
- * decoder passes rerun the encoder whatever the start).
+ * calibration (tokens × d floats), in RAM within FIT_STATE_MEMORY_BYTES, else on disk (openStatesStore).
+ * Undefined at layer 0: the embeddings are the start. Encoder–decoder models are left out (their decoder
+ * passes rerun the encoder whatever the start). `close()` frees them (compress, once its search is done).
  */
 export class EntryStates {
-  private slot: { layer: number; states: Promise<(Float32Array | undefined)[]> } | undefined;
+  private slot: { layer: number; states: Promise<BatchStore | undefined> } | undefined;
 
+  /**
+   * @param budget RAM for one copy of the calibration's states (default FIT_STATE_MEMORY_BYTES); past it they
+   *   go to disk. The fits that start from these states keep their own copies under the same budget.
+   */
   constructor(
     readonly model: Model,
     private readonly calibration: FeatureBatch[],
+    readonly budget = FIT_STATE_MEMORY_BYTES,
   ) {}
 
   /** Whether the states serve passes of `model` over `stack` (the same base model, its main stack). */
@@ -33,11 +45,13 @@ export class EntryStates {
     return model === this.model && stack === model.mainStack && !model.encoderSpec;
   }
 
-  /** States entering `layer`, per calibration batch (undefined at layer 0: the embeddings are the start). */
-  get(layer: number, opts: JobOptions): Promise<(Float32Array | undefined)[]> {
+  /** States entering `layer`, one per calibration batch in order (undefined at layer 0). Valid until the next get of another layer, or close. */
+  get(layer: number, opts: JobOptions): Promise<BatchStore | undefined> {
     if (this.slot?.layer !== layer) {
+      const old = this.slot?.states;
       const states = this.compute(layer, opts);
       this.slot = { layer, states };
+      void old?.then((s) => s?.close(), () => undefined);
       // a failed or aborted computation is not kept
       states.catch(() => {
         if (this.slot?.states === states) this.slot = undefined;
@@ -46,13 +60,24 @@ export class EntryStates {
     return this.slot.states;
   }
 
-  private async compute(layer: number, opts: JobOptions): Promise<(Float32Array | undefined)[]> {
+  /** Frees the states held (a store on disk closes its file). */
+  async close(): Promise<void> {
+    const old = this.slot?.states;
+    this.slot = undefined;
+    await old?.then((s) => s?.close(), () => undefined);
+  }
+
+  private async compute(layer: number, opts: JobOptions): Promise<BatchStore | undefined> {
+    if (layer === 0) return undefined;
     const signal = opts.signal ? { signal: opts.signal } : {};
-    const out: (Float32Array | undefined)[] = [];
-    for (const b of this.calibration) {
-      out.push(layer > 0 ? (await this.model.forward(b.input, { output: 'hidden', toLayer: layer, ...signal })).hidden : undefined);
+    const store = await openStatesStore(`entry-${layer}`, statesBytes(this.calibration, this.model.spec.dModel), this.budget);
+    try {
+      for (const b of this.calibration) await store.put((await this.model.forward(b.input, { output: 'hidden', toLayer: layer, ...signal })).hidden!);
+    } catch (e) {
+      await store.close();
+      throw e;
     }
-    return out;
+    return store;
   }
 }
 
@@ -79,10 +104,11 @@ export async function forEachFFInput(
   const entry = from > 0 ? await entryStates!.get(from, opts) : undefined;
   for (const [i, b] of calibration.entries()) {
     throwIfAborted(opts.signal);
+    const hidden = entry ? await entry.get(i) : undefined;
     // the encoder of an encoder–decoder model runs before the decoder: toLayer 0 skips the decoder's layers
     const r = await model.forward(b.input, {
       output: 'hidden',
-      ...(entry ? { fromLayer: from, hidden: entry[i], stage: true } : {}),
+      ...(hidden ? { fromLayer: from, hidden, stage: true } : {}),
       toLayer: main ? Math.max(...layers) + 1 : 0,
       ...(main ? { captureFFInput: layers } : { captureEncoderFFInput: layers }),
       ...(opts.outputs ? (main ? { captureFFOutput: layers } : { captureEncoderFFOutput: layers }) : {}),

@@ -86,6 +86,19 @@ class DiskStore implements BatchStore {
   }
 }
 
+/**
+ * RAM for one copy of the states a training-free fit keeps per calibration batch (tokens × d × 4 bytes): the
+ * shared entry states (ff-inputs EntryStates) and each of refit-res's streams (up to five live at once). Past
+ * it a copy goes to disk: they grew with the calibration size (tester EU: 2.56 GB of refit-res at 655k tokens
+ * of gpt2-sotu, ~15 GB at 7B width for 131k tokens).
+ */
+export const FIT_STATE_MEMORY_BYTES = 2 ** 27;
+
+/** A store for `bytes` of states: in RAM within FIT_STATE_MEMORY_BYTES (or `budget`), else on disk. */
+export function openStatesStore(label: string, bytes: number, budget = FIT_STATE_MEMORY_BYTES): Promise<BatchStore> {
+  return openBatchStore(bytes <= budget ? 'ram' : 'disk', label);
+}
+
 /** A store in RAM, or on disk in `dir` (default os.tmpdir()); `label` names it in file names and errors. */
 export async function openBatchStore(where: 'ram' | 'disk', label: string, dir: string = os.tmpdir()): Promise<BatchStore> {
   if (where === 'ram') return new RamStore();

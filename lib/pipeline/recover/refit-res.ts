@@ -23,7 +23,8 @@ import type { FFWeights } from '../../model/ff-weights';
 import type { Model, StackName } from '../../model/model';
 import { windowLayers } from '../../merge/windows';
 import { modelFF, stackSpecOf } from '../align';
-import { EntryStates, solveOut } from '../ff-inputs';
+import { EntryStates, solveOut, statesBytes } from '../ff-inputs';
+import { FIT_STATE_MEMORY_BYTES, openStatesStore, type BatchStore } from '../spill';
 import type { MergeContext, MergedWindow, RecoverMethod } from '../plugins';
 import { refitSeq, withView } from './refit-seq';
 
@@ -51,10 +52,18 @@ function addResidual(cur: Float32Array, hb: Float32Array, hv: Float32Array, d: n
   return cur;
 }
 
-/** The states entering one layer, per calibration batch, in the original model and in the merged one. */
+/**
+ * The states entering one layer, per calibration batch, in the original model and in the merged one: in RAM
+ * within FIT_STATE_MEMORY_BYTES each, else on disk (undefined: layer 0, the embeddings are the start).
+ */
 export interface Streams {
-  base: (Float32Array | undefined)[];
-  view: (Float32Array | undefined)[];
+  base: BatchStore | undefined;
+  view: BatchStore | undefined;
+}
+
+/** Closes a stream's stores, except those of `keep` (the entry states, which their owner closes). */
+async function closeStreams(s: Streams, keep: Streams): Promise<void> {
+  for (const x of new Set([s.base, s.view])) if (x && x !== keep.base && x !== keep.view) await x.close();
 }
 
 /** What a fitting step gets: the view's FF input and residual target per batch. */
@@ -69,21 +78,29 @@ async function stepLayer(ctx: MergeContext, view: Model, l: number, entry: Strea
   const { model } = ctx;
   const d = model.spec.dModel;
   const signal = opts.signal ? { signal: opts.signal } : {};
-  const out: Streams = { base: [], view: [] };
-  for (const [i, b] of ctx.calibration.entries()) {
-    throwIfAborted(opts.signal);
-    const mask = b.featureMask ?? b.input.attentionMask;
-    const step = (h: Float32Array | undefined) => ({ output: 'hidden' as const, fromLayer: l, toLayer: l + 1, ...(h ? { hidden: h, stage: true } : {}), ...signal });
-    const hb = (await model.forward(b.input, step(entry.base[i]))).hidden;
-    const rv = await view.forward(b.input, { ...step(entry.view[i]), ...(fit ? { captureFFInput: [l], captureFFOutput: [l] } : {}), ...(mask ? { featureMask: mask } : {}) });
-    out.base.push(hb);
-    out.view.push(rv.hidden);
-    if (!fit) continue;
-    const X = rv.ffInput!.get(l)!;
-    const n = X.length / d;
-    if (n === 0) continue;
-    const T = addResidual(rv.ffOutput!.get(l)!, hb, rv.hidden, d, mask);
-    await fit(X, T, n);
+  const bytes = statesBytes(ctx.calibration, d);
+  const budget = ctx.entry?.budget ?? FIT_STATE_MEMORY_BYTES;
+  const out: Streams = { base: await openStatesStore(`refit-res-base-${l}`, bytes, budget), view: undefined };
+  try {
+    out.view = await openStatesStore(`refit-res-view-${l}`, bytes, budget);
+    for (const [i, b] of ctx.calibration.entries()) {
+      throwIfAborted(opts.signal);
+      const mask = b.featureMask ?? b.input.attentionMask;
+      const step = (h: Float32Array | undefined) => ({ output: 'hidden' as const, fromLayer: l, toLayer: l + 1, ...(h ? { hidden: h, stage: true } : {}), ...signal });
+      const hb = (await model.forward(b.input, step(await entry.base?.get(i)))).hidden!;
+      const rv = await view.forward(b.input, { ...step(await entry.view?.get(i)), ...(fit ? { captureFFInput: [l], captureFFOutput: [l] } : {}), ...(mask ? { featureMask: mask } : {}) });
+      await out.base!.put(hb);
+      await out.view.put(rv.hidden!);
+      if (!fit) continue;
+      const X = rv.ffInput!.get(l)!;
+      const n = X.length / d;
+      if (n === 0) continue;
+      const T = addResidual(rv.ffOutput!.get(l)!, hb, rv.hidden!, d, mask);
+      await fit(X, T, n);
+    }
+  } catch (e) {
+    await closeStreams(out, entry);
+    throw e;
   }
   return out;
 }
@@ -102,35 +119,56 @@ async function compensate(ctx: MergeContext, stack: StackName, layers: number[],
   const first = layers[layers.length - 1]! + 1;
   if (last < first) return adjusted;
   let after = entry;
-  await withView(model, layers.map((layer) => ({ stack, layer, ff: merged })), opts, async (view) => {
-    for (const l of layers) after = await stepLayer(ctx, view, l, after, undefined, opts);
-  });
-  for (let l = first; l <= last; l++) {
-    const own = await modelFF(model, l, stack, opts);
-    const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
-    const input = await NativeFF.of(own, opts);
-    try {
-      // only layer l runs here, so the base model (its own FF at l) stands for the view
-      await stepLayer(ctx, model, l, after, (X, T, n) => acc.addFF(X, n, input, act, T, { ...signal, stage: true }), opts);
-    } finally {
-      input.dispose();
+  // each step's streams replace the last's, which are closed (the entry's stay: their owner closes them)
+  const advance = async (next: Promise<Streams>) => {
+    const was = after;
+    after = await next;
+    await closeStreams(was, entry);
+  };
+  try {
+    await withView(model, layers.map((layer) => ({ stack, layer, ff: merged })), opts, async (view) => {
+      for (const l of layers) await advance(stepLayer(ctx, view, l, after, undefined, opts));
+    });
+    for (let l = first; l <= last; l++) {
+      const own = await modelFF(model, l, stack, opts);
+      const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
+      const input = await NativeFF.of(own, opts);
+      try {
+        // only layer l runs here, so the base model (its own FF at l) stands for the view
+        await closeStreams(await stepLayer(ctx, model, l, after, (X, T, n) => acc.addFF(X, n, input, act, T, { ...signal, stage: true }), opts), entry);
+      } finally {
+        input.dispose();
+      }
+      const ff = await solveOut(own, acc, opts);
+      adjusted.set(l, ff);
+      if (l < last) await advance(withView(model, [{ stack, layer: l, ff }], opts, (view) => stepLayer(ctx, view, l, after, undefined, opts)));
     }
-    const ff = await solveOut(own, acc, opts);
-    adjusted.set(l, ff);
-    after = await withView(model, [{ stack, layer: l, ff }], opts, (view) => stepLayer(ctx, view, l, after, undefined, opts));
+  } finally {
+    await closeStreams(after, entry);
   }
   return adjusted;
 }
 
 async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: JobOptions): Promise<MergedWindow> {
   const { model } = ctx;
+  const layers = windowLayers(m.window);
+  // both models enter the window alike (nothing before it is edited): the context's shared states where there are some
+  // (entry states of its own, where the context shares none, are closed when the fit is done)
+  const own = ctx.entry ? undefined : new EntryStates(model, ctx.calibration);
+  try {
+    return await refitFrom(ctx, m, (await (ctx.entry ?? own!).get(layers[0]!, opts)), opts);
+  } finally {
+    await own?.close();
+  }
+}
+
+async function refitFrom(ctx: MergeContext, m: MergedWindow, states: BatchStore | undefined, opts: JobOptions): Promise<MergedWindow> {
+  const { model } = ctx;
   const spec = model.spec;
   const act = spec.activation as Activation;
   const layers = windowLayers(m.window);
   const signal = opts.signal ? { signal: opts.signal } : {};
-  // both models enter the window alike (nothing before it is edited): the context's shared states where there are some
-  const states = await (ctx.entry ?? new EntryStates(model, ctx.calibration)).get(layers[0]!, opts);
-  const entry: Streams = { base: [...states], view: [...states] };
+  const entry: Streams = { base: states, view: states };
   let merged: FFWeights = m.merged;
   for (let pass = 0; pass < PASSES; pass++) {
     const ff = merged;
@@ -141,7 +179,15 @@ async function residualRefit(ctx: MergeContext, m: MergedWindow, opts: JobOption
     try {
       const fit: Fit = (X, T, n) => acc.addFF(X, n, input, act, T, { ...signal, stage: true });
       let s = entry;
-      for (const l of layers) s = await stepLayer(ctx, view, l, s, fit, opts);
+      try {
+        for (const l of layers) {
+          const next = await stepLayer(ctx, view, l, s, fit, opts);
+          await closeStreams(s, entry);
+          s = next;
+        }
+      } finally {
+        await closeStreams(s, entry);
+      }
     } finally {
       view.dispose();
       input.dispose();
