@@ -348,8 +348,11 @@ TEST(adamw_lowers_the_loss_on_a_fixed_batch_and_keeps_ties) {
     prev = loss;
     adamw_step(&test::pool(), ps, o, o.lr, t);
   }
-  auto trained = model_from_params(*tied, ps);
+  const float trained_w0 = ps.params[size_t(ps.layers[0].w_in)].w[0];
+  auto trained = model_from_params(*tied, std::move(ps));
   CHECK(trained->w.layers[0].ff == trained->w.layers[1].ff && trained->w.layers[1].ff == trained->w.layers[2].ff);
+  // the trained weights are moved in, not copied: the model holds exactly what training left
+  CHECK(trained->w.layers[0].ff->w_in.data()[0] == trained_w0);
   CHECK(trained->w.layers[0].ff->w_in.buf != tied->w.layers[0].ff->w_in.buf);
   CHECK(trained->w.layers[0].ff->w_in.data()[0] != tied->w.layers[0].ff->w_in.data()[0]);
 }

@@ -150,7 +150,7 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
       return image_loss_and_grad(pool, s, ps, ImageBatch{pixels.data(), labels.data(), last_b}, 0.0f, false, act);
     });
   }
-  res.model = model_from_params(m, ps);
+  res.model = model_from_params(m, std::move(ps));
   return res;
 }
 

@@ -87,6 +87,6 @@ ParamSet params_from_model(const model::Model& m, Trainable which = Trainable::A
 
 // A new Model with `base`'s spec whose slots hold the trained weights; slots that shared a tensor share the
 // new one (and layers that shared an FF share one FFWeights), so the result has base's tie structure.
-std::shared_ptr<const model::Model> model_from_params(const model::Model& base, const ParamSet& ps);
+std::shared_ptr<const model::Model> model_from_params(const model::Model& base, ParamSet&& ps);
 
 }  // namespace ffm::train

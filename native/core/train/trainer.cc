@@ -141,7 +141,7 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
       return loss_and_grad(pool, s, ps, TokenBatch{ids.data(), targets.data(), last_b, T}, 0.0f, false, act);
     });
   }
-  res.model = model_from_params(m, ps);
+  res.model = model_from_params(m, std::move(ps));
   return res;
 }
 
