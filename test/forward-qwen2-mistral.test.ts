@@ -219,6 +219,22 @@ describe('an untied head where the config unties it', () => {
     m.dispose();
   });
 
+  test('activations: gelu_fast and gelu_python are the formulas ffmerge computes; one transformers has and ffmerge lacks is UNSUPPORTED_ARCHITECTURE (tester EY)', async () => {
+    const s = await syntheticGpt2({ layers: 1, seed: 14 });
+    const file = path.join(s.dir, 'config.json');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    for (const [act, kind] of [['gelu_fast', 'gelu_new'], ['gelu_python', 'gelu']] as const) {
+      fs.writeFileSync(file, JSON.stringify({ ...config, activation_function: act }));
+      const m = await loadModel(s.dir);
+      expect(m.spec.activation).toBe(kind);
+      m.dispose();
+    }
+    fs.writeFileSync(file, JSON.stringify({ ...config, activation_function: 'quick_gelu' }));
+    await expect(loadModel(s.dir)).rejects.toMatchObject({ code: 'UNSUPPORTED_ARCHITECTURE', message: expect.stringContaining('"quick_gelu", an activation transformers has') });
+    fs.writeFileSync(file, JSON.stringify({ ...config, activation_function: 'gelu_fastest' }));
+    await expect(loadModel(s.dir)).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('must be one of') });
+  });
+
   describeShared('fixtures/marian-multi30k-en-de', 'marian', () => {
     test('tie_word_embeddings false: logits − final_logits_bias scale with lm_head.weight = 2 × the shared embedding', async () => {
       const src = sharedPath('fixtures/marian-multi30k-en-de');

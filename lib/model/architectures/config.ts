@@ -87,15 +87,25 @@ export function kvHeads(c: Config, key: string, headsKey: string, absent?: numbe
 const ACTIVATIONS = new Map<string, ActivationKind>([
   ['gelu_new', 'gelu_new'],
   ['gelu_pytorch_tanh', 'gelu_new'],
+  // transformers' FastGELUActivation: 0.5x(1 + tanh(0.7978845608·x(1 + 0.044715x²))), gelu_new's formula
+  ['gelu_fast', 'gelu_new'],
   ['gelu', 'gelu'],
+  ['gelu_python', 'gelu'], // the same erf formula, computed in Python
   ['silu', 'silu'],
   ['swish', 'silu'],
   ['relu', 'relu'],
 ]);
 
+/** transformers' ACT2FN names ffmerge's forward pass does not compute: a model that is valid, not an invalid config. */
+const OTHER_HF_ACTIVATIONS = new Set(['quick_gelu', 'tanh', 'sigmoid', 'relu6', 'relu2', 'leaky_relu', 'mish', 'linear', 'gelu_10', 'gelu_accurate', 'laplace', 'prelu', 'xielu']);
+
 export function activation(c: Config, key: string, dflt?: string): ActivationKind {
   const v = c[key] ?? dflt;
   const a = typeof v === 'string' ? ACTIVATIONS.get(v) : undefined;
+  if (!a && typeof v === 'string' && OTHER_HF_ACTIVATIONS.has(v)) {
+    // (tester EY: "must be one of" read as a broken config.json)
+    throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `config.json: "${key}" is ${showValue(v)}, an activation transformers has and ffmerge's forward pass does not compute (it computes ${[...ACTIVATIONS.keys()].join(', ')})`);
+  }
   if (!a) throw bad(key, `must be one of ${[...ACTIVATIONS.keys()].join(', ')}`, v);
   return a;
 }
