@@ -117,10 +117,19 @@ describe('what an output copies from its source folder', () => {
     const weights = ['flax_model.msgpack', 'rust_model.ot', '64-8bits.tflite', 'model.gguf', 'model.onnx', 'tf_model.h5', 'pytorch_model.bin', 'pytorch_model.bin.index.json', 'model.ckpt', 'training_args.bin'];
     const kept = ['tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt', 'source.spm', 'generation_config.json', 'special_tokens_map.json'];
     for (const f of [...weights, ...kept]) fs.writeFileSync(path.join(s.dir, f), f === 'generation_config.json' ? '{}' : 'x');
+    // config.json as Python writes it: floats with a decimal point, kept so (tester EW: 10000.0 came out 10000)
+    const configFile = path.join(s.dir, 'config.json');
+    const text = fs.readFileSync(configFile, 'utf8').replace(/\n}\s*$/, ',\n "rope_theta": 10000.0,\n "attention_dropout": 0.0\n}\n');
+    fs.writeFileSync(configFile, text);
     const out = path.join(tempDir('side-files'), 'out');
     await writeCheckpoint({ source: s.dir, out, format: 'tied' });
+    const written = fs.readFileSync(path.join(out, 'config.json'), 'utf8');
+    expect(written.startsWith(text.replace(/\n}\n$/, ''))).toBe(true);
+    expect(written).toMatch(/"rope_theta": 10000\.0,\n "attention_dropout": 0\.0,\n "ffmerge": \{\n  "format": "tied"/);
+    expect(JSON.parse(written)).toMatchObject({ rope_theta: 10000, ffmerge: { format: 'tied' } });
     const onnx = path.join(tempDir('side-files-onnx'), 'out');
     await exportOnnx(s.dir, { out: onnx });
+    expect(fs.readFileSync(path.join(onnx, 'config.json'), 'utf8')).toContain('"rope_theta": 10000.0,\n "attention_dropout": 0.0,\n "ffmerge": {');
     for (const dir of [out, onnx]) {
       const names = fs.readdirSync(dir);
       expect(weights.filter((f) => names.includes(f))).toEqual([]);

@@ -20,6 +20,7 @@ import * as path from 'node:path';
 import { FfmergeError, abortError, showValue } from '../errors';
 import { checkArrayOf, checkBoolean, checkPath } from '../arguments';
 import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
+import { configText } from './config-text';
 import { checkJobOptions, withJobScope, type JobOptions, type JobScope, type ProgressFn } from '../native/job';
 import { architectureOf, ffPieceMismatch, ffStacks, stackOf } from '../model/architectures';
 import { checkFFWeights, transpose, transposeSliced, type FFWeights } from '../model/ff-weights';
@@ -632,7 +633,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     }
     if (opts.signal?.aborted) throw abortError(opts.signal);
     const bytes = files.reduce((n, f) => n + fs.statSync(path.join(tmp, f)).size, 0);
-    fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(outConfig, null, 2) + '\n');
+    fs.writeFileSync(path.join(tmp, 'config.json'), configText(path.join(source, 'config.json'), outConfig));
     for (const name of regularFileNames(source)) {
       if (isWeightOrReferenceFile(name)) continue;
       copyWritable(path.join(source, name), path.join(tmp, name));

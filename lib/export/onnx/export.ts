@@ -19,6 +19,7 @@ import { MAX_JSON_FILE_BYTES, readRegularFileSync } from '../../files';
 import { checkCheckpoint } from '../../model/plan';
 import { architectureOf, type Architecture, type Config, type StackName } from '../../model/architectures';
 import { validateSpec } from '../../model/validate-spec';
+import { configText } from '../../checkpoint/config-text';
 import { checkJobOptions, withJobScope, type JobOptions, type JobScope, type Progress } from '../../native/job';
 import { holdTempOutput } from '../../native/temp-outputs';
 import { buildDecoderLm } from './decoder-lm';
@@ -281,7 +282,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
       // transformers.js reads this to fetch model.onnx_data beside model.onnx
       ...(external ? { 'transformers.js_config': { ...((config['transformers.js_config'] as object) ?? {}), use_external_data_format: true } } : {}),
     };
-    fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(outConfig, null, 2) + '\n');
+    fs.writeFileSync(path.join(tmp, 'config.json'), configText(path.join(modelDir, 'config.json'), outConfig));
     const generation = generationConfig(modelDir, config);
     if (generation !== undefined) fs.writeFileSync(path.join(tmp, 'generation_config.json'), generation);
     for (const name of regularFileNames(modelDir)) {
