@@ -280,3 +280,22 @@ describe('a corpus is read to its end but only the pairs used are kept', () => {
     }
   });
 });
+
+describe('a TSV with a header row', () => {
+  test('is refused naming the line, not translated as a pair (tester EX); a short first pair is not a header', async () => {
+    const { readParallelTsv } = require('../lib/data/parallel') as typeof import('../lib/data/parallel');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-header-'));
+    try {
+      for (const head of ['en\tde', 'source\ttarget', 'src\ttgt', 'EN\tde_DE']) {
+        const f = path.join(dir, 'h.tsv');
+        fs.writeFileSync(f, `${head}\nA dog runs.\tEin Hund rennt.\n`);
+        await expectCode(() => readParallelTsv(f), 'INVALID_DATA', 'is a header row, not a sentence pair');
+      }
+      const f = path.join(dir, 'short.tsv');
+      fs.writeFileSync(f, 'Yes\tJa\nNo\tNein\n');
+      expect(await readParallelTsv(f)).toEqual([{ source: 'Yes', target: 'Ja' }, { source: 'No', target: 'Nein' }]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -93,7 +93,14 @@ async function collect(pairs: AsyncGenerator<SentencePair>, signal: AbortSignal 
   return out;
 }
 
-/** Streams pairs from a TSV file: each line "source<TAB>target" (exactly two columns). */
+/**
+ * Column names a header row gives a TSV (pandas' to_csv and csv.writer write one): a first line of two such
+ * names is refused, not translated and scored as a pair (tester EX). Language codes (en, de, pt_BR) included.
+ */
+const HEADER_NAME =
+  /^(source|target|src|tgt|trg|input|output|text|sentence|translation|reference|(en|de|fr|es|it|pt|nl|ru|zh|ja|ko|ar|cs|pl|tr|sv|da|fi|nb|ro|hu|el|he|hi|uk|vi|th|id|bg|hr|sk|sl|et|lv|lt|fa|ca)([_-][a-z]{2,4})?)$/i;
+
+/** Streams pairs from a TSV file: each line "source<TAB>target" (exactly two columns), no header row. */
 export async function* streamParallelTsv(file: string): AsyncGenerator<SentencePair> {
   checkPath(file, 'the TSV file');
   let lineNo = 0;
@@ -103,6 +110,9 @@ export async function* streamParallelTsv(file: string): AsyncGenerator<SentenceP
     const cols = line.split('\t');
     if (cols.length !== 2) {
       throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has ${cols.length} tab-separated column${cols.length === 1 ? '' : 's'}; expected 2 (source, target)`);
+    }
+    if (lineNo === 1 && cols.every((c) => HEADER_NAME.test(c.trim()))) {
+      throw new FfmergeError('INVALID_DATA', `${file} line 1 ("${cols.join('\\t')}") is a header row, not a sentence pair: remove it (a .tsv here is source<TAB>target lines only)`);
     }
     const pair = pairOf(cols[0]!, cols[1]!, `${file} line ${lineNo}`);
     if (pair) yield pair;
