@@ -65,6 +65,30 @@ describe('sameData', () => {
     fs.writeFileSync(corrupt, fs.readFileSync(same).subarray(0, 200));
     expect(await sameData(a, corrupt)).toBeUndefined();
   });
+
+  test('as text: the same lines with CRLF or CR line ends or a byte-order mark, also gzip-compressed; bytes alone do not (tester EX)', async () => {
+    const lines = Array.from({ length: 60000 }, (_, i) => `line ${i} é`); // several chunks: a CRLF split across two
+    const file = (name: string, bytes: Buffer, gzip = false) => {
+      const f = path.join(tmp, name);
+      fs.writeFileSync(f, gzip ? zlib.gzipSync(bytes) : bytes);
+      return f;
+    };
+    const lf = file('t-lf.txt', Buffer.from(lines.join('\n') + '\n'));
+    for (const [name, bytes, gzip] of [
+      ['t-crlf.txt', Buffer.from(lines.join('\r\n') + '\r\n'), false],
+      ['t-cr.txt', Buffer.from(lines.join('\r') + '\r'), false],
+      ['t-bom.txt', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(lines.join('\n') + '\n')]), false],
+      ['t-crlf.txt.gz', Buffer.from(lines.join('\r\n') + '\r\n'), true],
+    ] as const) {
+      const other = file(name, bytes, gzip);
+      expect(await sameData(lf, other, { text: true })).toBe('text');
+      expect(await sameData(other, lf, { text: true })).toBe('text');
+      expect(await sameData(lf, other)).toBeUndefined();
+    }
+    // one line more, or a line that differs, is other text
+    expect(await sameData(lf, file('t-more.txt', Buffer.from(lines.join('\r\n') + '\r\nx\r\n')), { text: true })).toBeUndefined();
+    expect(await sameData(lf, file('t-diff.txt', Buffer.from(lines.join('\r\n').replace('line 7 ', 'line 8 ') + '\r\n')), { text: true })).toBeUndefined();
+  });
 });
 
 describe('validation that is the calibration or training text again', () => {
@@ -82,6 +106,9 @@ describe('validation that is the calibration or training text again', () => {
     const gz = path.join(tmp, 'valid.txt.gz');
     fs.writeFileSync(gz, zlib.gzipSync(fs.readFileSync(TEXT)));
     await expectCode(compress(MODEL, { ...base, validation: gz }), 'INVALID_ARGUMENT', /the validation file holds the same data as the calibration file \(one of the two gzip-compressed\)/);
+    const crlf = path.join(tmp, 'valid-crlf.txt');
+    fs.writeFileSync(crlf, fs.readFileSync(TEXT, 'utf8').replace(/\n/g, '\r\n'));
+    await expectCode(compress(MODEL, { ...base, validation: crlf }), 'INVALID_ARGUMENT', /the validation file holds the same text as the calibration file \(only its line ends or byte-order mark differ\)/);
   });
 
   test('finetune (language model) refuses a copy of its training file as --valid', async () => {

@@ -124,7 +124,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
         await assertRegularFile(file, 'INVALID_DATA');
       }
       // read from its start as training is: the training file again would validate on text just trained on
-      const same = o.valid !== undefined ? await sameData(o.data, o.valid) : undefined;
+      const same = o.valid !== undefined ? await sameData(o.data, o.valid, { text: true }) : undefined;
       if (same) throw new FfmergeError('INVALID_ARGUMENT', `--valid ${o.valid} ${sameDataPhrase(same, 'training (--data)')}, so validation would score text the model was just trained on: give a different --valid file, or none`);
     }
     const seq = images ? 0 : fitBlockSize(seqAsked, 256, m.spec.maxPositions, '--seq');

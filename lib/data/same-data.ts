@@ -6,19 +6,24 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 
 /**
  * How two paths hold the same data, for a message: 'file' (one file), 'copy' (equal bytes), 'gzip' (equal
  * bytes once the gzip-compressed one, or both, are inflated: train.txt beside train.txt.gz), or none.
  */
-export type SameData = 'file' | 'copy' | 'gzip' | undefined;
+export type SameData = 'file' | 'copy' | 'gzip' | 'text' | undefined;
 
 /** Bytes compared per read: reads are async, so a large file never holds the event loop. */
 const CHUNK = 1 << 20;
 
-export async function sameData(a: string, b: string): Promise<SameData> {
+/**
+ * `text`: the files are read as text, so two that differ only in line ends (CRLF, CR, LF) or a UTF-8
+ * byte-order mark are the same data too ('text'): the readers give them the same lines (tester EX: a CRLF copy
+ * of the calibration file passed as validation).
+ */
+export async function sameData(a: string, b: string, opts: { text?: boolean } = {}): Promise<SameData> {
   let sa: fs.Stats;
   let sb: fs.Stats;
   try {
@@ -31,8 +36,42 @@ export async function sameData(a: string, b: string): Promise<SameData> {
   if (!sa.isFile() || !sb.isFile() || sa.size === 0 || sb.size === 0) return undefined;
   if (sa.size === sb.size && (await equalStreams(open(a, false), open(b, false)))) return 'copy';
   const [ga, gb] = await Promise.all([isGzip(a), isGzip(b)]);
-  if (ga || gb) return (await equalStreams(open(a, ga), open(b, gb))) ? 'gzip' : undefined;
+  if ((ga || gb) && (await equalStreams(open(a, ga), open(b, gb)))) return 'gzip';
+  if (opts.text && (await equalStreams(asText(open(a, ga)), asText(open(b, gb))))) return 'text';
   return undefined;
+}
+
+const LF = Buffer.from([0x0a]);
+
+/** The stream as the text readers see it: a leading UTF-8 byte-order mark dropped, CRLF and CR read as LF. */
+function asText(raw: Readable): Readable {
+  let first = true;
+  let pendingCR = false; // a chunk that ended in CR: its LF, if any, starts the next chunk
+  const out = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      let bytes = chunk;
+      if (first && bytes.length > 0) {
+        first = false;
+        if (bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) bytes = bytes.subarray(3);
+      }
+      if (pendingCR && bytes[0] === 0x0a) bytes = bytes.subarray(1); // the LF of a CRLF split across chunks: already written
+      pendingCR = false;
+      if (!bytes.includes(0x0d)) return done(null, bytes); // LF text: as it is
+      // each CR becomes LF, and the LF after it (this chunk's, or the next one's first byte) is dropped
+      const parts: Buffer[] = [];
+      let from = 0;
+      for (let cr = bytes.indexOf(0x0d); cr >= 0; cr = bytes.indexOf(0x0d, from)) {
+        parts.push(bytes.subarray(from, cr), LF);
+        from = cr + 1;
+        if (from === bytes.length) pendingCR = true;
+        else if (bytes[from] === 0x0a) from++;
+      }
+      parts.push(bytes.subarray(from));
+      done(null, Buffer.concat(parts));
+    },
+  });
+  raw.on('error', (e) => out.destroy(e));
+  return raw.pipe(out);
 }
 
 /** gzip by its magic bytes, as the readers tell it (text.ts): a name says nothing. */
@@ -93,12 +132,13 @@ async function equalStreams(a: Readable, b: Readable): Promise<boolean> {
 }
 
 /** "a byte-identical copy", "a gzip-compressed copy": how one file holds another's data (not 'file'). */
-export function copyWords(how: 'copy' | 'gzip'): string {
-  return how === 'copy' ? 'a byte-identical copy' : 'a copy (one of the two gzip-compressed)';
+export function copyWords(how: 'copy' | 'gzip' | 'text'): string {
+  return how === 'copy' ? 'a byte-identical copy' : how === 'gzip' ? 'a copy (one of the two gzip-compressed)' : 'a copy (its line ends or byte-order mark aside)';
 }
 
 /** "is the calibration file again" or "is a byte-identical copy of the calibration file" (what: 'calibration'). */
-export function sameDataPhrase(how: 'file' | 'copy' | 'gzip', what: string): string {
+export function sameDataPhrase(how: 'file' | 'copy' | 'gzip' | 'text', what: string): string {
   if (how === 'file') return `is the ${what} file again`;
+  if (how === 'text') return `holds the same text as the ${what} file (only its line ends or byte-order mark differ)`;
   return how === 'copy' ? `is a byte-identical copy of the ${what} file` : `holds the same data as the ${what} file (one of the two gzip-compressed)`;
 }

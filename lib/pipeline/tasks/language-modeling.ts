@@ -162,7 +162,7 @@ export const languageModeling: TaskKind = {
     if (Array.isArray(o.calibration) && o.calibration === o.validation) {
       throw new FfmergeError('INVALID_ARGUMENT', 'validation is the very token blocks given as calibration, so candidates would be scored on the blocks that shaped them: give other blocks, or none to validate on the calibration blocks after the calibration budget');
     }
-    const same = typeof o.calibration === 'string' && typeof o.validation === 'string' ? await sameData(o.calibration, o.validation) : undefined;
+    const same = typeof o.calibration === 'string' && typeof o.validation === 'string' ? await sameData(o.calibration, o.validation, { text: true }) : undefined;
     if (same) {
       throw new FfmergeError(
         'INVALID_ARGUMENT',
@@ -171,7 +171,7 @@ export const languageModeling: TaskKind = {
     }
     const test = o.test;
     if (typeof test === 'string') {
-      await checkHeldOut([['calibration', o.calibration], ['validation', o.validation]], async (src) => (typeof src === 'string' ? sameData(src, test) : undefined), { test: 'file', give: 'text' });
+      await checkHeldOut([['calibration', o.calibration], ['validation', o.validation]], async (src) => (typeof src === 'string' ? sameData(src, test, { text: true }) : undefined), { test: 'file', give: 'text' });
     }
   },
   async create({ model, dir, options: o }, job) {
