@@ -3,6 +3,7 @@
  * after, so results must equal the resident model's bit for bit — forward, FF access, merged views, dropped
  * layers, parameter counts, ties, and encoder–decoder generation — for F32 and BF16 checkpoints.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -108,4 +109,32 @@ describeShared('fixtures/marian-multi30k-en-de', 'streamed layers: marian', () =
     r.dispose();
     s.dispose();
   });
+});
+
+describe('stream from compress and the CLI (tester EU: no way to ask for it under 2 GiB)', () => {
+  const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
+  const text = path.join(BUNDLED, 'calibration.txt');
+  test('compress({ stream: true }) loads the model streamed and gives the numbers of a resident run; eval --stream too', async () => {
+    const { compress } = require('../lib/pipeline/compress') as typeof import('../lib/pipeline/compress');
+    const loaded: unknown[] = [];
+    const load = require('../lib/model/load') as typeof import('../lib/model/load');
+    const real = load.loadModel;
+    const spy = jest.spyOn(load, 'loadModel').mockImplementation(async (dir, o) => {
+      loaded.push(o?.stream);
+      return real(dir, o);
+    });
+    try {
+      const o = { calibration: text, calibrationTokens: 1024, validationTokens: 1024, k: 2, window: '3-4', method: 'permute', recover: 'none' } as const;
+      const streamed = await compress(BUNDLED, { ...o, stream: true });
+      expect(loaded).toEqual([true]);
+      const resident = await compress(BUNDLED, o);
+      expect(streamed.merged.validation).toBe(resident.merged.validation);
+      expect(streamed.base.validation).toBe(resident.base.validation);
+    } finally {
+      spy.mockRestore();
+    }
+    const bin = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
+    const run = (...args: string[]) => JSON.parse(execFileSync(process.execPath, [bin, 'eval', BUNDLED, '--data', text, '--tokens', '1024', '--json', ...args], { encoding: 'utf8' }));
+    expect(run('--stream').perplexity).toBe(run().perplexity);
+  }, 120_000);
 });

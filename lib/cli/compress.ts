@@ -35,6 +35,7 @@ export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibra
   recover?: string;
   format: string;
   overwrite?: boolean;
+  stream?: boolean;
   json?: boolean;
 };
 
@@ -158,6 +159,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     format,
     out,
     overwrite: Boolean(o.overwrite) || demoOut !== undefined,
+    ...(o.stream ? { stream: true } : {}),
     baselines,
     signal,
   };

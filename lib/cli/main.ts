@@ -145,6 +145,7 @@ export function buildProgram(
     .option('--format <f>', 'tied (shared tensors stored once, smaller file) | expanded (loads anywhere the original loads) | onnx (onnx/model.onnx, or encoder_model.onnx + decoder_model_merged.onnx for Marian, with each shared tensor one initializer, for onnxruntime / transformers.js)', 'tied')
     .option('--out <dir>', 'output directory (default ./<model>-ffmerge); must not exist or be empty')
     .option('--overwrite', 'replace a non-empty output directory')
+    .option('--stream', 'keep each layer on disk and read it when a pass reaches it: a lower peak for a model under 2 GiB (larger ones stream anyway), each pass re-reading the layers')
     .option('--max-shard-size <bytes>', 'tied/expanded: largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded as model-0000N-of-0000M.safetensors + model.safetensors.index.json')
     .option('--baselines <list>', `comma list (none: no baseline, the demo's too), each searched over its own placements (paper: over the merge's candidate windows, so only the given one with --window); drop-ff and paper remove what the merge removes, drop-layers whole layers, per merged stack the number nearest to the FF parameters the merge removes there but at least one (so it can remove more than the merge: a layer holds more than its FF), its parameter count in the report: ${baselines.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
     .option('--plugins <module>', 'a JavaScript module (CommonJS or ES) exporting mergeMethods, recoverMethods and/or baselines: lists of your own plug-ins (README, Extending the pipeline), picked by name with --method, --recover and --baselines for this run')
@@ -170,6 +171,7 @@ export function buildProgram(
     .option('--count <n>', 'vit/marian: evaluate n images or sentences from --start (default all the rest)')
     .option('--tokens <n>', 'token budget, in whole blocks: at least one (default: the whole file)')
     .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
+    .option('--stream', 'keep each layer on disk and read it when a pass reaches it: a lower peak for a model under 2 GiB (larger ones stream anyway)')
     .action((model: string, o: EvalCliOptions) => runEval(model, o, signal));
 
   program

@@ -81,6 +81,12 @@ export interface CompressOptions {
    * most alone, down to what fits but never below 1.25 × d_ff.
    */
   selectMemory?: number | undefined;
+  /**
+   * Keep each layer's weights on disk and read them when a pass reaches the layer (loadModel's `stream`):
+   * 'auto' (default) streams checkpoints of at least 2 GiB; true streams any, for a lower peak at the cost of
+   * re-reading the layers on every pass (tester EU: a 1.68 GB model peaked at 2.42 GB held whole).
+   */
+  stream?: boolean | 'auto' | undefined;
   // ---- output ----
   /** Where to write the compressed checkpoint (omit to only evaluate). */
   out?: string | undefined;
@@ -160,7 +166,7 @@ export const DEFAULT_FRACTION = 0.25;
 
 /** Options every task reads. */
 export const COMMON_KEYS: readonly (keyof CompressOptions)[] = [
-  'k', 'fraction', 'window', 'anchor', 'method', 'recover', 'baselines', 'plugins', 'stacks', 'selectMemory', 'out', 'format', 'overwrite', 'maxShardSize', 'signal', 'onProgress',
+  'k', 'fraction', 'window', 'anchor', 'method', 'recover', 'baselines', 'plugins', 'stacks', 'selectMemory', 'stream', 'out', 'format', 'overwrite', 'maxShardSize', 'signal', 'onProgress',
 ];
 
 /** Each of these options, where given, is a positive integer. */
