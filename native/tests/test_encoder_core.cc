@@ -371,6 +371,18 @@ TEST(beam_search_with_enough_beams_finds_the_best_normalised_hypothesis) {
   }
   CHECK(picked[0] != picked[1]);
   g.renormalize = false;
+  // an eos or forced eos past the vocabulary is refused by the search too, never written at (tester EZ: a segfault)
+  for (int which = 0; which < 2; ++which) {
+    GreedyOptions bad = g;
+    (which ? bad.forced_eos : bad.eos) = 100000000;
+    std::string code;
+    try {
+      beam_generate(ctl, enc, dec, src.data(), nullptr, 1, S, bad);
+    } catch (const Error& e) {
+      code = e.code();
+    }
+    CHECK(code == "INVALID_CONFIG");
+  }
   // one beam = greedy
   g.num_beams = 1;
   auto b1 = beam_generate(ctl, enc, dec, src.data(), nullptr, 1, S, g);

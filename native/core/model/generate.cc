@@ -119,7 +119,11 @@ GreedyResult beam_generate(JobControl& ctl, const Model& encoder, const Model& d
   if (!ds.cross_attention || ds.head != HeadKind::LMHead)
     throw Error("INVALID_ARGUMENT", "beam search needs a decoder with cross-attention and an LM head");
   if (L < 2) throw Error("INVALID_ARGUMENT", "beam search: max_length must be at least 2");
-  if (opt.decoder_start < 0 || size_t(opt.decoder_start) >= V || opt.pad < 0 || size_t(opt.pad) >= V)
+  // every id the search writes at or compares with, eos and forced eos too (tester EZ: a forced eos past the
+  // vocabulary was written out of bounds, a segfault)
+  const auto in_vocab = [&](int32_t t) { return t >= 0 && size_t(t) < V; };
+  if (!in_vocab(opt.decoder_start) || !in_vocab(opt.pad) || (opt.eos >= 0 && !in_vocab(opt.eos)) ||
+      (opt.forced_eos >= 0 && !in_vocab(opt.forced_eos)))
     throw Error("INVALID_CONFIG", "generation config: a special token id is outside the vocabulary");
 
   ForwardInput ein;
