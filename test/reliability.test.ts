@@ -530,6 +530,24 @@ describe('item 14: what a fourth tester found a server could meet', () => {
     for (const p of saves) expect(p.total).toBe(saves[0]!.total);
   }, 60_000);
 
+  it('convertCheckpoint stands once its output is renamed into place, whatever its async callback does after (tester EZ)', async () => {
+    const first = path.join(tempDir('conv-commit'), 'tied');
+    await compress(BUNDLED, { ...quick, out: first });
+    const { convertCheckpoint } = await import('../lib/checkpoint/convert');
+    const out = path.join(path.dirname(first), 'expanded');
+    // a callback whose promise (a database write, say) rejects once the output is there
+    let polling = false;
+    const onProgress = () => {
+      if (polling) return Promise.resolve();
+      polling = true;
+      return new Promise<void>((_, reject) => {
+        const tick = () => (fs.existsSync(out) ? reject(new Error('db write failed')) : setImmediate(tick));
+        tick();
+      });
+    };
+    await expect(convertCheckpoint(first, out, 'expanded', { onProgress })).resolves.toMatchObject({ out });
+  }, 60_000);
+
   it('convertCheckpoint reports its comparison of the copies and its write, and exportOnnx its comparison', async () => {
     // Before: onProgress was accepted and never called; then the comparison of the copies was silent (tester ET)
     const first = path.join(tempDir('conv'), 'tied');

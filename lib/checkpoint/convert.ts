@@ -65,7 +65,7 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
     throw notOutput();
   }
   // one job scope for the comparison and the write: an async onProgress that rejects stops either
-  return withJobScope(opts, async (o) => {
+  return withJobScope(opts, async (o, scope) => {
     let ties: TieMap = {};
     // every merge the source carries: those the record lists (a model compressed twice lists both) and those only
     // its tie map holds (an older tied output's); all go into the output's record, so the next convert keeps them
@@ -109,6 +109,6 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
       info: rest,
       extraFiles,
       ...o,
-    }, stamp);
+    }, stamp, scope);
   });
 }

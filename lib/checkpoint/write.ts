@@ -509,7 +509,8 @@ export function checkEdits(opts: { replace?: unknown; ties?: unknown; info?: unk
  * copies first): `stamp` is the source's state when that reading began, so a source replaced meanwhile is
  * SOURCE_CHANGED, not an output mixing the two. Internal (not exported by the package).
  */
-export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierStamp: string | undefined): Promise<WriteCheckpointResult> {
+/** `outer`: the scope of a caller that runs this write inside its own job (convert); committed with this one. */
+export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierStamp: string | undefined, outer?: JobScope): Promise<WriteCheckpointResult> {
   if (typeof opts !== 'object' || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint(options): options must be an object { source, out, format, … } (got ${showValue(opts)})`);
   checkJobOptions(opts, 'writeCheckpoint(options): options', ['source', 'out', 'format', 'replace', 'ties', 'info', 'extraFiles', 'overwrite', 'maxShardSize']);
   checkRecordInfo(opts.info, 'writeCheckpoint', ['format', 'ties']);
@@ -525,7 +526,8 @@ export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierSta
     const src = await CheckpointReader.open(source);
     // Every exit from here on closes the reader (an error before the write once leaked its file handle).
     try {
-      return await writePlanned(o, src, scope, stamp);
+      // renamed into place, the caller's call stands too, whatever its callback does after (tester EZ)
+      return await writePlanned(o, src, outer ? { commit: () => (scope.commit(), outer.commit()) } : scope, stamp);
     } finally {
       await src.close();
     }
