@@ -244,6 +244,19 @@ test('a rotary model is held to its positions in TS; bad validation data and an 
   }
 });
 
+test('an onProgress that throws at the first event fails the call with its own error, validation or not (tester EZ: a TypeError)', async () => {
+  const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 42 });
+  const m = await loadModel(s.dir);
+  try {
+    const bug = new Error('my db is down');
+    for (const validation of [[pattern(12, 23)], undefined]) {
+      await expect(finetune(m, { data: pattern(200, 23), steps: 2, batch: 2, seq: 12, ...(validation ? { validation } : {}), onProgress: () => { throw bug; } })).rejects.toBe(bug);
+    }
+  } finally {
+    m.dispose();
+  }
+});
+
 test('the last progress event names the last step with no time left', async () => {
   const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 41 });
   const m = await loadModel(s.dir);

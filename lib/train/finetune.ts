@@ -297,7 +297,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     opts.onProgress &&
     guardProgress(opts.onProgress, (error) => {
       failure = { error };
-      handle.cancel();
+      handle?.cancel(); // (none yet for the event sent before the job starts)
     });
   /** A progress event; with `e`, the step it describes (and the time left after it). */
   const event = (done: number, total: number, e?: Omit<FinetuneLogEntry, 'lr' | 'gradNorm'>, etaSeconds = 0): FinetuneProgress => ({
@@ -319,7 +319,14 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     const e = event(Math.min(done, logged), total, last, last && (last.seconds / last.step) * (total - last.step));
     onProgress!(validating ? { ...e, detail: `validation loss after step ${done}` } : e);
   };
-  if (onProgress && hasValidation) onProgress({ ...event(0, steps), detail: 'validation loss before training' });
+  if (onProgress && hasValidation) {
+    try {
+      onProgress({ ...event(0, steps), detail: 'validation loss before training' });
+    } catch {
+      // the callback's own error, kept in `failure`, is what the call rejects with (tester EZ: a TypeError)
+    }
+    if (failure) throw failure.error;
+  }
   try {
     handle = trainAddon().modelFinetune(model.nativeHandle(), args, onProgress ? report : undefined);
   } catch (e) {
