@@ -582,11 +582,16 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     };
     // A lone candidate's recover may train for minutes: its steps are shown ('finetune'), nothing else of it.
     const training: JobOptions = { ...quiet, ...(onProgress ? { onProgress: (p) => (p.phase === 'finetune' ? onProgress(p) : undefined) } : {}) };
-    /** A group's only candidate (windows given): built, not scored, and shown while it is (tester ET: a select merge at 7B width ran 87 s with no line). */
-    const buildOne = async (c: Candidate): Promise<{ edits: Edit[]; score: number }> => {
-      onProgress?.({ phase: 'merge', done: 0, total: 1, detail: candidateLabel(c) });
+    /**
+     * A group's only candidate (windows given): built, not scored. The merge's is shown while it is built
+     * (tester ET: a select merge at 7B width ran 87 s with no line), except where its recover trains, whose
+     * steps are the phase shown; a baseline's lone placement is part of the baselines phase (tester EZ).
+     */
+    const buildOne = async (phase: string, c: Candidate): Promise<{ edits: Edit[]; score: number }> => {
+      const shown = phase === 'search' && c.combo?.recover.name !== 'finetune' ? onProgress : undefined;
+      shown?.({ phase: 'merge', done: 0, total: 1, detail: candidateLabel(c) });
       const edits = await c.edits(training);
-      onProgress?.({ phase: 'merge', done: 1, total: 1 });
+      shown?.({ phase: 'merge', done: 1, total: 1 });
       return { edits, score: NaN };
     };
     /** Each group's best candidate; a group with one candidate (windows given) is built, not scored. */
@@ -595,7 +600,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       for (const cands of perGroup) {
         let best: { c: C; edits: Edit[]; score: number } | undefined;
         for (const c of cands) {
-          const r = cands.length > 1 ? await scoreOne(phase, c, scores) : await buildOne(c);
+          const r = cands.length > 1 ? await scoreOne(phase, c, scores) : await buildOne(phase, c);
           if (!best || isBetter(r.score, best.score)) best = { c, ...r };
         }
         if (best) bests.push(best);
