@@ -220,6 +220,10 @@ describe('outputCard: from the folder record', () => {
     fs.mkdirSync(snap, { recursive: true });
     fs.copyFileSync(path.join(src, 'README.md'), path.join(snap, 'README.md'));
     expect(meta(frontMatter(snap, true) + '# t').base_model).toBe('meta-llama/Llama-3.2-1B');
+    // an ONNX folder holds no weights transformers loads: the Hub's library is transformers.js (tester EZ)
+    fs.writeFileSync(path.join(src, 'README.md'), '---\nlicense: mit\nlibrary_name: transformers\n---\n# x\n');
+    expect(meta(outputCard(config, 'onnx', 'x', undefined, src)!)).toMatchObject({ license: 'mit', library_name: 'transformers.js' });
+    expect(meta(outputCard(config, 'tied', 'x', undefined, src)!)).toMatchObject({ library_name: 'transformers' });
     // a card without front matter, or with front matter that does not parse: ffmerge's tag alone
     fs.writeFileSync(path.join(src, 'README.md'), '---\nlicense: [unclosed\n---\n# x\n');
     expect(meta(frontMatter(src, true) + '# t')).toEqual({ tags: ['ffmerge'] });

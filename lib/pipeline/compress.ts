@@ -795,7 +795,7 @@ async function writeOutput(
     replace,
     ties,
     info,
-    extraFiles: { 'report.json': report, 'README.md': frontMatter(source, true) + modelCard(result, format, { dir: out, config }) },
+    extraFiles: { 'report.json': report, 'README.md': frontMatter(source, true, format) + modelCard(result, format, { dir: out, config }) },
     ...(overwrite ? { overwrite } : {}),
     ...job,
   };

@@ -319,7 +319,7 @@ function sourceMetadata(source: string): Record<string, unknown> {
  * cache snapshot); the source's own base_model, its parent, is kept only where ffmerge wrote the source (same
  * lineage). Otherwise (convert, export) the weights are the source's, and so is its base_model.
  */
-export function frontMatter(source: string | undefined, derived: boolean): string {
+export function frontMatter(source: string | undefined, derived: boolean, format?: CompressFormat): string {
   const meta = source === undefined ? {} : sourceMetadata(source);
   const out: Record<string, unknown> = {};
   for (const k of CARRIED_METADATA) if (meta[k] !== undefined && meta[k] !== null) out[k] = meta[k];
@@ -330,6 +330,8 @@ export function frontMatter(source: string | undefined, derived: boolean): strin
     else if (!tags.includes('ffmerge')) delete out.base_model;
   }
   out.tags = tags.includes('ffmerge') ? tags : [...tags, 'ffmerge'];
+  // an ONNX folder holds no weights transformers loads: the Hub's snippet is transformers.js's (tester EZ)
+  if (format === 'onnx') out.library_name = 'transformers.js';
   return `---\n${stringifyYaml(out)}---\n\n`;
 }
 
@@ -387,7 +389,7 @@ export function outputCard(config: Record<string, unknown>, format: CompressForm
   const rec = isObject(config.ffmerge) ? config.ffmerge : {};
   if (!['windows', 'finetune', 'unshared'].some((k) => Object.hasOwn(rec, k))) return undefined;
   const ctx: CardContext = { dir, config, ...(Object.hasOwn(rec, 'finetune') ? { finetune: rec.finetune } : {}) };
-  const head = frontMatter(source, derived);
+  const head = frontMatter(source, derived, format);
   if (isObject(report)) {
     try {
       return head + modelCard(report as unknown as CompressResult, format, ctx);
