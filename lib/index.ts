@@ -55,6 +55,7 @@ export type { Task, TaskKind, MetricInfo, DataCounts, SelectionInfo } from './pi
 export type { MergeMethod, RecoverMethod, Baseline, BaselineCandidate, BaselineContext, MergeContext, MergedWindow, Edit } from './pipeline/plugins';
 export type { PairCorrelations } from './pipeline/features';
 export type { EntryStates } from './pipeline/ff-inputs';
+export type { BatchStore } from './pipeline/spill';
 export { Registry } from './pipeline/registry';
 export type { Named, RegistryKind } from './pipeline/registry';
 export { MERGE_METHODS } from './pipeline/merge-methods';

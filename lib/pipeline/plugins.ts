@@ -45,7 +45,11 @@ export interface MergeContext {
   calibration: FeatureBatch[];
   /** Bytes select's normal equations may take (CompressOptions.selectMemory); its default when absent. */
   selectMemory?: number;
-  /** The base model's calibration states entering a window, shared by the methods fitted there. */
+  /**
+   * The base model's calibration states entering a window, shared by the methods fitted there: `get(layer)` gives
+   * a BatchStore (one state per calibration batch, `await store.get(i)`; in RAM or on disk), valid until another
+   * layer is asked.
+   */
   entry?: EntryStates;
   /**
    * Per stack, the layers of each earlier merge (a source that is itself an ffmerge output): they share one FF.
