@@ -220,6 +220,11 @@ describe('outputCard: from the folder record', () => {
     fs.mkdirSync(snap, { recursive: true });
     fs.copyFileSync(path.join(src, 'README.md'), path.join(snap, 'README.md'));
     expect(meta(frontMatter(snap, true) + '# t').base_model).toBe('meta-llama/Llama-3.2-1B');
+    // quoted as YAML 1.1 reads it (the Hub's PyYAML): "no" (Norwegian) and "on" stay strings (tester FA)
+    fs.writeFileSync(path.join(src, 'README.md'), '---\nlanguage:\n- en\n- "no"\ntags:\n- "on"\n---\n# x\n');
+    const head = outputCard(config, 'tied', 'x', undefined, src)!;
+    expect(head).toContain('  - "no"\n');
+    expect(head).toContain('  - "on"\n');
     // an ONNX folder holds no weights transformers loads: the Hub's library is transformers.js (tester EZ)
     fs.writeFileSync(path.join(src, 'README.md'), '---\nlicense: mit\nlibrary_name: transformers\n---\n# x\n');
     expect(meta(outputCard(config, 'onnx', 'x', undefined, src)!)).toMatchObject({ license: 'mit', library_name: 'transformers.js' });

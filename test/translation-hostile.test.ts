@@ -266,6 +266,9 @@ describe('a corpus is read to its end but only the pairs used are kept', () => {
       const r = await loadParallelSource({ tsv }, { keep: 10 });
       expect({ kept: r.pairs.length, total: r.total, last: r.pairs[9] }).toEqual({ kept: 10, total: 5000, last: { source: 'source 9', target: 'target 9' } });
       expect((await loadParallelSource({ tsv })).pairs).toHaveLength(5000);
+      // skip: the pairs before it counted, not kept (eval --start; tester FA)
+      const late = await loadParallelSource({ tsv }, { skip: 4990, keep: 3 });
+      expect({ kept: late.pairs.map((p) => p.source), total: late.total }).toEqual({ kept: ['source 4990', 'source 4991', 'source 4992'], total: 5000 });
       fs.appendFileSync(tsv, 'one column only\n');
       await expectCode(() => loadParallelSource({ tsv }, { keep: 10 }), 'INVALID_DATA', 'line 5001 has 1 tab-separated column');
       const [source, target] = [path.join(dir, 's.txt'), path.join(dir, 't.txt')];

@@ -123,9 +123,9 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
     if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'eval on a translation model needs --source <file> --target <file> (line-aligned), or --data <file.tsv>');
     // the pairs up to the last one scored are kept, the rest counted (withinData checks --start and --count against it)
     const wanted = int(o.start, 'start', 0) ?? 0;
-    const all = await loadParallelSource(src, { signal, keep: wanted + (int(o.count, 'count') ?? Infinity) });
+    const all = await loadParallelSource(src, { signal, skip: wanted, keep: int(o.count, 'count') ?? Infinity });
     const { start, count } = withinData(o, all.total, 'sentence pairs');
-    const pairs = all.pairs.slice(start, start + count);
+    const pairs = all.pairs.slice(0, count);
     const m = await loadModel(model, { signal, ...(o.stream ? { stream: true } : {}) });
     try {
       const tok = await loadTokenizer(model);

@@ -332,7 +332,8 @@ export function frontMatter(source: string | undefined, derived: boolean, format
   out.tags = tags.includes('ffmerge') ? tags : [...tags, 'ffmerge'];
   // an ONNX folder holds no weights transformers loads: the Hub's snippet is transformers.js's (tester EZ)
   if (format === 'onnx') out.library_name = 'transformers.js';
-  return `---\n${stringifyYaml(out)}---\n\n`;
+  // YAML 1.1, as the Hub reads it (PyYAML): "no" and "on" stay quoted strings, not booleans (tester FA)
+  return `---\n${stringifyYaml(out, { version: '1.1' })}---\n\n`;
 }
 
 /**

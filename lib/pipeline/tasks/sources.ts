@@ -129,20 +129,22 @@ function shuffledImages(set: ImageSet): ImageSet {
 }
 
 /**
- * The first `keep` pairs of a parallel source (default all), and how many pairs it holds: the rest is read to
+ * The first `keep` pairs of a parallel source after `skip` (default all), and how many pairs it holds: the rest is read to
  * its end, checked (aligned, no side blank alone) and counted, never kept, so memory is bounded by the pairs
  * used, not by the corpus (tester EX: a 2.9M-pair corpus held 1.1 GB for the 600 pairs a compress used).
  */
-export async function loadParallelSource(src: ParallelSource, opts: Pick<JobOptions, 'signal'> & { keep?: number } = {}): Promise<{ pairs: SentencePair[]; total: number }> {
+export async function loadParallelSource(src: ParallelSource, opts: Pick<JobOptions, 'signal'> & { keep?: number; skip?: number } = {}): Promise<{ pairs: SentencePair[]; total: number }> {
   checkSourceFiles(src);
-  const { signal, keep = Infinity } = opts;
+  // `skip`: the pairs before it are counted, not kept (eval --start; tester FA: 1.1 GB to score the last 10)
+  const { signal, keep = Infinity, skip = 0 } = opts;
   const pairs: SentencePair[] = [];
   let total = 0;
   if (signal?.aborted) throw abortError(signal);
   // the stream's finally closes the files when the loop leaves early (abort)
   for await (const p of 'tsv' in src ? streamParallelTsv(src.tsv) : streamParallel(src.source, src.target)) {
     if (signal?.aborted) throw abortError(signal);
-    if (total++ < keep) pairs.push(p);
+    if (total >= skip && total - skip < keep) pairs.push(p);
+    total++;
   }
   return { pairs, total };
 }
