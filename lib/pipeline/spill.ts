@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { FfmergeError } from '../errors';
 
 export interface BatchStore {
   readonly kind: 'ram' | 'disk';
@@ -40,6 +41,20 @@ class RamStore implements BatchStore {
   }
 }
 
+/**
+ * A spill file that cannot be made or written (the temp folder full, read-only, gone): IO_ERROR naming the
+ * folder and what to do, not an errno as INTERNAL_ERROR (tester FA). The file is unlinked, so `du` never shows it.
+ */
+function spillError(dir: string, e: unknown): FfmergeError {
+  const code = (e as NodeJS.ErrnoException).code;
+  const full = code === 'ENOSPC' || code === 'EDQUOT';
+  return new FfmergeError(
+    'IO_ERROR',
+    `the states this run keeps past its memory budgets go to an unlinked temporary file in ${dir}, which ${full ? 'is full' : `could not be written (${(e as Error).message})`}: point TMPDIR at a folder with room (about the calibration's tokens × d_model × 4 bytes a copy), or give fewer calibration tokens`,
+    { cause: e },
+  );
+}
+
 class DiskStore implements BatchStore {
   readonly kind = 'disk';
   private readonly offsets: number[] = [];
@@ -50,14 +65,19 @@ class DiskStore implements BatchStore {
   constructor(
     private readonly file: fs.promises.FileHandle,
     private readonly label: string,
+    private readonly dir: string,
   ) {}
 
   async put(x: Float32Array): Promise<void> {
     const bytes = new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
     let written = 0;
-    while (written < bytes.length) {
-      const { bytesWritten } = await this.file.write(bytes, written, bytes.length - written, this.end + written);
-      written += bytesWritten;
+    try {
+      while (written < bytes.length) {
+        const { bytesWritten } = await this.file.write(bytes, written, bytes.length - written, this.end + written);
+        written += bytesWritten;
+      }
+    } catch (e) {
+      throw spillError(this.dir, e);
     }
     this.offsets.push(this.end);
     this.lengths.push(x.length);
@@ -103,7 +123,9 @@ export function openStatesStore(label: string, bytes: number, budget = FIT_STATE
 export async function openBatchStore(where: 'ram' | 'disk', label: string, dir: string = os.tmpdir()): Promise<BatchStore> {
   if (where === 'ram') return new RamStore();
   const name = path.join(dir, `ffmerge-${label}-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  const file = await fs.promises.open(name, 'wx+', 0o600);
+  const file = await fs.promises.open(name, 'wx+', 0o600).catch((e: unknown) => {
+    throw spillError(dir, e);
+  });
   try {
     // unlinked at once: the data lives as long as the handle, and a crash leaves no file behind
     await fs.promises.unlink(name);
@@ -111,5 +133,5 @@ export async function openBatchStore(where: 'ram' | 'disk', label: string, dir: 
     await file.close().catch(() => undefined);
     throw e;
   }
-  return new DiskStore(file, `${label} spill file`);
+  return new DiskStore(file, `${label} spill file`, dir);
 }
