@@ -114,7 +114,7 @@ describe('what an output copies from its source folder', () => {
   afterAll(() => removeSyntheticDirs());
   it('tokenizer and config files, never weights of another format or their indexes (tester EW)', async () => {
     const s = await syntheticLlama({ layers: 2, seed: 41 });
-    const weights = ['flax_model.msgpack', 'rust_model.ot', '64-8bits.tflite', 'model.gguf', 'model.onnx', 'tf_model.h5', 'pytorch_model.bin', 'pytorch_model.bin.index.json', 'model.ckpt', 'training_args.bin'];
+    const weights = ['flax_model.msgpack', 'rust_model.ot', '64-8bits.tflite', 'model.gguf', 'model.onnx', 'tf_model.h5', 'pytorch_model.bin', 'pytorch_model.bin.index.json', 'model.ckpt', 'training_args.bin', 'openvino_model.xml', 'model.pdparams', 'model.npy'];
     const kept = ['tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt', 'source.spm', 'generation_config.json', 'special_tokens_map.json'];
     for (const f of [...weights, ...kept]) fs.writeFileSync(path.join(s.dir, f), f === 'generation_config.json' ? '{}' : 'x');
     // config.json as Python writes it: floats with a decimal point, kept so (tester EW: 10000.0 came out 10000)

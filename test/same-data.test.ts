@@ -175,7 +175,7 @@ describeShared('data/fmnist', 'images: a copy of the training file as validation
     await expectCode(
       compress(sharedPath('fixtures', 'vit-fmnist'), { images: { images: few, labels: fewLabels }, window: '4-5', method: 'permute', recover: 'none' }),
       'INVALID_DATA',
-      /no validation images: the set has 500 images and validation starts at 500, after the 500 calibration images \(calibrationImages, --calibration-size: by default 600, or all the images there are\): calibrate on fewer, or give a validation set/,
+      /no validation images: the set has 500 images and validation starts at 500, after the 500 calibration images \(calibrationImages, --calibration-size: by default 600, or all the images there are\): calibrate on fewer, or give a validation set \(validation: --valid <folder>, or --valid-images with --valid-labels\)/,
     );
     // validation from image 0 already: no "start validation earlier" (tester EM)
     await expectCode(

@@ -123,7 +123,7 @@ export function regularFileNames(dir: string): string[] {
  * ONNX, Keras, Core ML, checkpoints) and their shard indexes: the source's, unmerged, so never copied into an
  * output (tester EW: gpt2's flax_model.msgpack and rust_model.ot came along, full size, beside the merge).
  */
-const WEIGHT_FILE = /\.(safetensors|bin|pt|pth|ckpt|h5|keras|msgpack|ot|tflite|gguf|ggml|onnx|onnx_data|pb|npz|mlmodel)$|\.index\.json$|\.onnx\.data$/;
+const WEIGHT_FILE = /\.(safetensors|bin|pt|pth|ckpt|h5|keras|msgpack|ot|tflite|gguf|ggml|onnx|onnx_data|pb|npz|npy|pdparams|mlmodel)$|\.index\.json$|\.onnx\.data$|^openvino_.*\.xml$/;
 
 /** Files that describe the weights or the fixture's own reference outputs: never copied. */
 export function isWeightOrReferenceFile(name: string): boolean {

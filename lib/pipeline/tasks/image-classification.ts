@@ -72,7 +72,7 @@ export const imageClassification: TaskKind = {
       // the caller's own size or start that leaves nothing is a usage error, as in the other tasks (tester EP)
       const own = o.calibrationImages !== undefined || o.validationStart !== undefined;
       // where the calibration size took them all, said with what to change (tester EX: the default's 600 was not named)
-      const after = o.validationStart !== undefined || o.validation ? '' : `, after the ${calN} calibration images (calibrationImages, --calibration-size: ${o.calibrationImages !== undefined ? calN : 'by default 600, or all the images there are'}): calibrate on fewer, or give a validation set (validation, --valid-images with --valid-labels)`;
+      const after = o.validationStart !== undefined || o.validation ? '' : `, after the ${calN} calibration images (calibrationImages, --calibration-size: ${o.calibrationImages !== undefined ? calN : 'by default 600, or all the images there are'}): calibrate on fewer, or give a validation set (validation: --valid <folder>, or --valid-images with --valid-labels)`;
       throw new FfmergeError(own ? 'INVALID_ARGUMENT' : 'INVALID_DATA', `no validation images: the set has ${valSet.count} images and validation starts at ${valStart}${after}`);
     }
     const testSet = o.test ? await load(o.test as ImageSource) : undefined;
