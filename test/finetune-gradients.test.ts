@@ -57,6 +57,21 @@ async function checkAgainstReference(m: Model, count: number, seed: number, batc
   return { gradErr, lossDiff, params: Object.keys(g.grads).length };
 }
 
+test('slotTensors reports the slots it reads, phase slots, to their count (tester FA: the documented phase was never sent)', async () => {
+  const s = await syntheticGpt2({ layers: 3, seed: 17 });
+  const m = await loadModel(s.dir);
+  try {
+    const seen: { phase: string; done: number; total: number }[] = [];
+    const slots = await slotTensors(m, { onProgress: (p) => void seen.push(p) });
+    expect(seen.length).toBeGreaterThan(0);
+    expect(new Set(seen.map((p) => p.phase))).toEqual(new Set(['slots']));
+    // every slot counted
+    expect(seen.at(-1)).toEqual({ phase: 'slots', done: Object.keys(slots).length, total: Object.keys(slots).length });
+  } finally {
+    m.dispose();
+  }
+});
+
 describe('native training gradient vs float64 finite differences', () => {
   test('synthetic gpt2 (layernorm, learned positions, gelu_new, biases, tied head)', async () => {
     const s = await syntheticGpt2({ layers: 3, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 3 });

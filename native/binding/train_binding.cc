@@ -258,7 +258,7 @@ Napi::Value SlotTensors(const Napi::CallbackInfo& info) {
       env, info[1],
       [m, ps](JobControl& ctl) {
         // Frozen params need no gradient buffer: only the weights are read here.
-        *ps = train::params_from_model(model::resident_copy(ctl, *m), train::Trainable::FeedForward, &ctl);
+        *ps = train::params_from_model(model::resident_copy(ctl, *m), train::Trainable::FeedForward, &ctl, /*progress=*/true);
       },
       [ps](Napi::Env e) -> Napi::Value {
         Napi::Object r = Napi::Object::New(e);

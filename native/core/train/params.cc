@@ -72,12 +72,19 @@ void for_each_slot(const model::ModelWeights* w, ParamSet& ps, Fn&& fn) {
 
 }  // namespace
 
-ParamSet params_from_model(const model::Model& m, Trainable which, const JobControl* ctl) {
+ParamSet params_from_model(const model::Model& m, Trainable which, JobControl* ctl, bool progress) {
   ParamSet ps;
   ps.layers.resize(m.w.layers.size());
+  size_t total = 0, done = 0;
+  if (ctl && progress) {
+    ParamSet scratch;  // the walk's slot indices land here: only the count is wanted
+    scratch.layers.resize(m.w.layers.size());
+    for_each_slot(&m.w, scratch, [&](const std::string&, const model::Tensor& t, int&, bool, bool) { total += t ? 1 : 0; });
+  }
   std::map<const void*, int> seen;  // buffer → param index: one buffer in two slots is a tie
   for_each_slot(&m.w, ps, [&](const std::string& name, const model::Tensor& t, int& slot, bool matrix, bool ff) {
     if (!t) return;
+    if (ctl && progress) ctl->progress(double(done++), double(total));
     auto it = seen.find(t.id());
     if (it != seen.end()) {
       slot = it->second;
@@ -96,6 +103,7 @@ ParamSet params_from_model(const model::Model& m, Trainable which, const JobCont
     seen[t.id()] = slot;
     ps.params.push_back(std::move(p));
   });
+  if (ctl && progress) ctl->progress(double(total), double(total));
   return ps;
 }
 
