@@ -71,7 +71,10 @@ describe('ffmerge export / compress --format onnx', () => {
     expect(card).toContain('**ONNX** export');
     expect(card).not.toMatch(/\*\*tied\*\* format|model\.safetensors|```python/);
     // the compression's numbers describe these weights as well: the card keeps them, report.json comes along
-    expect(card.slice(0, card.indexOf('## How to load'))).toBe(tiedCard.slice(0, tiedCard.indexOf('## How to load')));
+    // (its front matter names the ONNX folder's library: transformers.js)
+    const body = (c: string) => c.slice(c.indexOf('\n---\n') + 5, c.indexOf('## How to load'));
+    expect(body(card)).toBe(body(tiedCard));
+    expect(card).toMatch(/^---\ntags:\n  - ffmerge\nlibrary_name: transformers.js\n---\n/);
     const report = JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8'));
     expect(report.out).toEqual({ dir, format: 'onnx', bytes: JSON.parse(r.stdout).onnxBytes });
     // the record names the format on disk; the merges and ties stay in it (which checkpoint tensors one initializer serves)

@@ -556,12 +556,13 @@ describe('item 14: what a fourth tester found a server could meet', () => {
     const { exportOnnx } = await import('../lib/export/onnx/export');
     const last = new Map<string, { done: number; total: number; unit?: string | undefined }>();
     const expanded = path.join(path.dirname(first), 'expanded');
+    // from a tied source nothing is compared (its merges are stored once), so nothing is said of it
     await convertCheckpoint(first, expanded, 'expanded', { onProgress: (p) => void last.set(p.phase, p) });
-    expect([...last.keys()]).toEqual(['inspect', 'save']);
-    expect(last.get('inspect')).toMatchObject({ unit: 'tensors', done: last.get('inspect')!.total });
+    expect([...last.keys()]).toEqual(['save']);
     last.clear();
     await convertCheckpoint(expanded, path.join(path.dirname(first), 'tied-again'), 'tied', { onProgress: (p) => void last.set(p.phase, p) });
     expect([...last.keys()]).toEqual(['inspect', 'save']);
+    expect(last.get('inspect')).toMatchObject({ unit: 'tensors', done: last.get('inspect')!.total });
     last.clear();
     await exportOnnx(expanded, { out: path.join(path.dirname(first), 'onnx'), onProgress: (p) => void last.set(p.phase, p) });
     expect(last.get('inspect')).toMatchObject({ unit: 'windows', done: 1, total: 1 });

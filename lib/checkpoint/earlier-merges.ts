@@ -302,17 +302,14 @@ export async function recordedTies(config: Config, recorded: readonly RecordedWi
   const info = (config as Record<string, unknown>).ffmerge as Record<string, unknown> | undefined;
   const tiedSource = Object.keys(src.ties).length > 0 || info?.format === 'tied';
   // the copies compared, counted: an expanded output of a large model reads gigabytes here (tester ET: convert
-  // and export sat silent through it), under the phase inspect's comparison reports
-  const pairs = Object.entries(all);
+  // and export sat silent through it), under the phase inspect's comparison reports. Those already tied in the
+  // source are not read, and a source with nothing to compare reports nothing.
+  const pairs = Object.entries(all).filter(([tied, stored]) => src.resolve(tied) !== src.resolve(stored));
   let done = 0;
   const report = () => onProgress?.({ phase: 'inspect', done: done++, total: pairs.length, unit: 'tensors' });
-  report();
+  if (pairs.length) report();
   for (const [tied, stored] of pairs) {
     if (signal?.aborted) throw abortError(signal);
-    if (src.resolve(tied) === src.resolve(stored)) {
-      report();
-      continue; // already tied in the source
-    }
     if (!(await sameBytes(src, tied, stored))) {
       if (tiedSource) {
         const w = recorded.find((x) => Object.hasOwn(ffTies(config, x.stack, x.layers), tied))!;
