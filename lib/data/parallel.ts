@@ -79,18 +79,25 @@ export async function* streamParallel(sourceFile: string, targetFile: string): A
 /** All aligned pairs of two files; `signal` stops the read between lines (the files are closed). */
 export async function readParallel(sourceFile: string, targetFile: string, opts: Pick<JobOptions, 'signal'> = {}): Promise<SentencePair[]> {
   checkJobOptions(opts, 'readParallel(sourceFile, targetFile, options): options', []);
-  return collect(streamParallel(sourceFile, targetFile), opts.signal);
+  return (await collectPairs(streamParallel(sourceFile, targetFile), opts)).pairs;
 }
 
-/** The pairs of a stream, stopping it (its finally closes the files) when the signal fires. */
-async function collect(pairs: AsyncGenerator<SentencePair>, signal: AbortSignal | undefined): Promise<SentencePair[]> {
-  const out: SentencePair[] = [];
+/**
+ * The pairs of a stream from `skip` on, at most `keep` of them (default all), and how many it holds: the rest is
+ * read to its end (checked: aligned, no side blank alone) and counted, not kept. The signal stops the stream
+ * (its finally closes the files).
+ */
+export async function collectPairs(stream: AsyncGenerator<SentencePair>, opts: { signal?: AbortSignal | undefined; keep?: number; skip?: number } = {}): Promise<{ pairs: SentencePair[]; total: number }> {
+  const { signal, keep = Infinity, skip = 0 } = opts;
+  const pairs: SentencePair[] = [];
+  let total = 0;
   if (signal?.aborted) throw abortError(signal);
-  for await (const p of pairs) {
+  for await (const p of stream) {
     if (signal?.aborted) throw abortError(signal);
-    out.push(p);
+    if (total >= skip && total - skip < keep) pairs.push(p);
+    total++;
   }
-  return out;
+  return { pairs, total };
 }
 
 /**
@@ -122,5 +129,5 @@ export async function* streamParallelTsv(file: string): AsyncGenerator<SentenceP
 /** All pairs of a TSV file; `signal` as for readParallel. */
 export async function readParallelTsv(file: string, opts: Pick<JobOptions, 'signal'> = {}): Promise<SentencePair[]> {
   checkJobOptions(opts, 'readParallelTsv(file, options): options', []);
-  return collect(streamParallelTsv(file), opts.signal);
+  return (await collectPairs(streamParallelTsv(file), opts)).pairs;
 }

@@ -3,9 +3,9 @@
  * used by `ffmerge eval`).
  */
 import * as fs from 'node:fs';
-import { FfmergeError, abortError, showValue } from '../../errors';
+import { FfmergeError, showValue } from '../../errors';
 import { classNamesFromConfig, conformImages, loadIdxImages, loadImageFolder, type ImagePreprocessor, type ImageSet } from '../../data/images';
-import { streamParallel, streamParallelTsv, type SentencePair } from '../../data/parallel';
+import { collectPairs, streamParallel, streamParallelTsv, type SentencePair } from '../../data/parallel';
 import type { ImageSource, ParallelSource } from '../options';
 import { checkDataFile } from '../data';
 import { runningCount, type JobOptions } from '../../native/job';
@@ -136,15 +136,5 @@ function shuffledImages(set: ImageSet): ImageSet {
 export async function loadParallelSource(src: ParallelSource, opts: Pick<JobOptions, 'signal'> & { keep?: number; skip?: number } = {}): Promise<{ pairs: SentencePair[]; total: number }> {
   checkSourceFiles(src);
   // `skip`: the pairs before it are counted, not kept (eval --start; tester FA: 1.1 GB to score the last 10)
-  const { signal, keep = Infinity, skip = 0 } = opts;
-  const pairs: SentencePair[] = [];
-  let total = 0;
-  if (signal?.aborted) throw abortError(signal);
-  // the stream's finally closes the files when the loop leaves early (abort)
-  for await (const p of 'tsv' in src ? streamParallelTsv(src.tsv) : streamParallel(src.source, src.target)) {
-    if (signal?.aborted) throw abortError(signal);
-    if (total >= skip && total - skip < keep) pairs.push(p);
-    total++;
-  }
-  return { pairs, total };
+  return collectPairs('tsv' in src ? streamParallelTsv(src.tsv) : streamParallel(src.source, src.target), opts);
 }
