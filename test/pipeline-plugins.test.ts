@@ -107,7 +107,7 @@ describe('the progress compress reports (tester AZ)', () => {
   it("a phase's count never goes back: baselines report candidates, not their merges' own steps; a lone window's fine-tune reports its steps", async () => {
     const base = { calibration: TEXT, validation: validationText(TEXT), calibrationTokens: 1024, validationTokens: 1024, k: 2 } as const;
     const runs: Progress[][] = [];
-    const variants: Partial<CompressOptions>[] = [{ method: 'permute', baselines: ['paper', 'drop-ff'] }, { window: '3-4', recover: 'finetune' }, { window: '1-2', baselines: ['paper', 'drop-ff'] }, { window: '1-2', method: 'permute', recover: 'none', baselines: ['paper'] }];
+    const variants: Partial<CompressOptions>[] = [{ method: 'permute', baselines: ['paper', 'drop-ff'] }, { window: '3-4', recover: 'finetune' }, { window: '1-2', baselines: ['paper', 'drop-ff'] }, { window: '1-2', method: 'permute', recover: 'none', baselines: ['paper'] }, { window: '3-4', method: 'permute', recover: 'finetune' }];
     for (const o of variants) {
       const seen: Progress[] = [];
       await compress(BUNDLED, { ...base, ...o, onProgress: (p) => seen.push(p) });
@@ -127,6 +127,10 @@ describe('the progress compress reports (tester AZ)', () => {
     expect(merge).toEqual([{ phase: 'merge', done: 0, total: 1, detail: expect.stringMatching(/1-2/) }, { phase: 'merge', done: 1, total: 1 }]);
     // (a search of several combinations at a given window scores them: 'search', not 'merge')
     for (const run of runs.slice(0, 3)) expect(run.some((p) => p.phase === 'merge')).toBe(false);
+    // a lone window whose recover trains (RecoverMethod.trains, kept by the guard compress wraps it in) shows its
+    // steps, no 'merge' line before them
+    expect(runs[4]!.some((p) => p.phase === 'merge')).toBe(false);
+    expect(runs[4]!.some((p) => p.phase === 'finetune')).toBe(true);
     // every count ends at its total: a placement built, not scored (the paper's at a given window), is not in it
     // (tester EC: "Scoring baselines 10/11")
     for (const seen of runs) {

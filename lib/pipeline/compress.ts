@@ -588,7 +588,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
      * steps are the phase shown; a baseline's lone placement is part of the baselines phase (tester EZ).
      */
     const buildOne = async (phase: string, c: Candidate): Promise<{ edits: Edit[]; score: number }> => {
-      const shown = phase === 'search' && c.combo?.recover.name !== 'finetune' ? onProgress : undefined;
+      const shown = phase === 'search' && !c.combo?.recover.trains ? onProgress : undefined;
       shown?.({ phase: 'merge', done: 0, total: 1, detail: candidateLabel(c) });
       const edits = await c.edits(training);
       shown?.({ phase: 'merge', done: 1, total: 1 });

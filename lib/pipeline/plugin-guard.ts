@@ -152,6 +152,7 @@ export function guardRecover(method: RecoverMethod, name: string, own: boolean, 
     name,
     description: String(method.description),
     rewritesEarlier: Boolean(method.rewritesEarlier),
+    trains: Boolean(method.trains),
     ...(tasks === undefined ? {} : { tasks: Object.freeze([...tasks]) }),
     recover: async (ctx: MergeContext, m: MergedWindow, opts: JobOptions) => checkMerged(who, await settle(() => method.recover(own ? ownView(ctx) : ctx, m, opts), own, signal, who), ctx.model, m.stack, m.window, own),
   });

@@ -71,6 +71,11 @@ export interface RecoverMethod extends Named {
    * layer 0, so they are scored from there, and a large model's search budget counts them so.
    */
   readonly rewritesEarlier?: boolean;
+  /**
+   * Trains for minutes and reports its steps as phase 'finetune': a lone candidate (window given) then shows
+   * those steps, not a 'merge' line of its own.
+   */
+  readonly trains?: boolean;
   /** The tasks (TaskKind names) it can recover; absent: every task. compress refuses any other before any work. */
   readonly tasks?: readonly string[];
   /** Returns new arrays: `merged` may be handed to another recover method too, so it is never written into. */

@@ -62,6 +62,7 @@ function heldOutImages(images: LabelledImages): Pick<FinetuneOptions, 'data' | '
 export const finetuneRecover: RecoverMethod = {
   name: 'finetune',
   rewritesEarlier: true,
+  trains: true,
   tasks: ['language-modeling', 'image-classification'],
   description: `trains the FF sublayers ${STEPS} AdamW steps on the calibration data with the tie kept, an eighth held out: where their loss does not fall, the untrained merge is kept (decoder LMs: tokens; vit: labelled images; the full step 6 is \`ffmerge finetune\`)`,
   async recover(ctx, m, opts) {
