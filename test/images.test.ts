@@ -382,7 +382,13 @@ describe('image folders (PNG and JPEG made with sharp)', () => {
 
     const rgb = path.join(tmp, 'folder-rgb');
     await make(rgb, 'x', 'a.png', 4, 5, 3, 90, 'png');
-    await expectCode(loadImageFolder(rgb, grey5), 'SHAPE_MISMATCH');
+    // the message names the key that converts for this model (tester FA: it named do_convert_rgb for a grey model)
+    await expectCode(loadImageFolder(rgb, grey5), 'SHAPE_MISMATCH', /has 3 colour channel\(s\) but the model takes 1.*"do_convert_grayscale": true/);
+    // a grey picture saved as WebP is stored as RGB: the message says so
+    const webp = path.join(tmp, 'folder-webp-grey');
+    fs.mkdirSync(path.join(webp, 'x'), { recursive: true });
+    await sharp(Buffer.alloc(20, 90), { raw: { width: 4, height: 5, channels: 1 } }).toColourspace('b-w').webp({ lossless: true }).toFile(path.join(webp, 'x', 'a.webp'));
+    await expectCode(loadImageFolder(webp, grey5), 'SHAPE_MISMATCH', /save the pictures as PNG \(WebP stores even a grey picture as RGB\)/);
     const converted = await loadImageFolder(rgb, { ...grey5, convertChannels: true });
     expect(converted.channels).toBe(1);
     expect(Math.abs(converted.pixels[0]! - 90)).toBeLessThanOrEqual(1);

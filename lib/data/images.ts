@@ -432,7 +432,7 @@ async function decodeToTarget(
   // sharp throws at once on an empty buffer, and only when decoding pixels on a file cut after its header
   const unreadable = (e: unknown) => new FfmergeError('INVALID_DATA', `${name} is not a readable image: ${(e as Error).message}`, { cause: e });
   let img: ReturnType<Sharp>;
-  let meta: { width?: number; height?: number; channels?: number; hasAlpha?: boolean };
+  let meta: { width?: number; height?: number; channels?: number; hasAlpha?: boolean; format?: string };
   try {
     img = raw
       ? sharp(raw.data, { raw: { width: raw.width, height: raw.height, channels: raw.channels as 1 | 2 | 3 | 4 } })
@@ -445,7 +445,10 @@ async function decodeToTarget(
   if (colour !== pre.channels && !pre.convertChannels) {
     throw new FfmergeError(
       'SHAPE_MISMATCH',
-      `${name} has ${colour} colour channel(s) but the model takes ${pre.channels}, and preprocessor_config.json has no conversion rule (do_convert_rgb)`,
+      `${name} has ${colour} colour channel(s) but the model takes ${pre.channels}, and preprocessor_config.json has no conversion rule: ` +
+        `set "${pre.channels === 1 ? 'do_convert_grayscale' : 'do_convert_rgb'}": true there to convert` +
+        // libwebp has no one-channel mode: a grey picture saved as WebP is RGB (tester FA)
+        (meta.format === 'webp' && pre.channels === 1 ? ', or save the pictures as PNG (WebP stores even a grey picture as RGB)' : ''),
     );
   }
   if (meta.width !== pre.width || meta.height !== pre.height) {
