@@ -173,7 +173,7 @@ describe('CLI progress bars', () => {
     bar.update({ phase: 'test', done: 2, total: 2 });
     bar.update({ phase: 'inspect', done: 1, total: 1 }); // tester EL: "1 windows"
     bar.done();
-    expect(term.screen().filter((l) => l !== '').map((l) => l.replace(/ +\d+\.\d s$/, ''))).toEqual(['✔ Validating the base model      1 batch', '✔ Test set                       2 batches', '✔ Comparing merged copies        1 window']);
+    expect(term.screen().filter((l) => l !== '').map((l) => l.replace(/ +\d+\.\d s$/, ''))).toEqual(['✔ Validating the base model      1 batch', '✔ Test set                       2 batches', '✔ Comparing merged copies        1 tensor']);
   });
 
   it('eval and export clear the bar before an error or abort line, as compress and finetune do', async () => {

@@ -278,13 +278,18 @@ export async function sameBytes(src: CheckpointReader, a: string, b: string): Pr
  * when every copy still agrees (a pair the checkpoint already ties agrees). Tensor by tensor, one pair read at a
  * time: how export decides which windows of an expanded output it can share, and inspect which it counts.
  */
-export async function windowDifference(config: Config, w: RecordedWindow, src: CheckpointReader, signal?: AbortSignal): Promise<[string, string] | undefined> {
-  for (const [tied, stored] of Object.entries(ffTies(config, w.stack, w.layers))) {
+export async function windowDifference(config: Config, w: RecordedWindow, src: CheckpointReader, signal?: AbortSignal, onPair?: () => void): Promise<[string, string] | undefined> {
+  for (const [tied, stored] of comparedPairs(config, w, src)) {
     if (signal?.aborted) throw abortError(signal);
-    if (src.resolve(tied) === src.resolve(stored)) continue;
     if (!(await sameBytes(src, tied, stored))) return [tied, stored];
+    onPair?.(); // one pair read (a window of a large model reads gigabytes: its callers count pairs, not windows)
   }
   return undefined;
+}
+
+/** The copy pairs ([tied, stored]) of a window a comparison reads: those the checkpoint does not tie already. */
+export function comparedPairs(config: Config, w: RecordedWindow, src: CheckpointReader): [string, string][] {
+  return Object.entries(ffTies(config, w.stack, w.layers)).filter(([tied, stored]) => src.resolve(tied) !== src.resolve(stored));
 }
 
 /**

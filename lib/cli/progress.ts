@@ -24,7 +24,7 @@ const bytes = (n: number) => (n < 1e6 ? `${n < 1e4 ? (n / 1e3).toFixed(1) : Math
 /** The phases compress, eval, export and finetune report (lib/pipeline/compress.ts, tasks, eval), in words a user knows. */
 const PHASES: Readonly<Record<PipelinePhase, PhaseLabel>> = {
   load: { title: 'Loading the weights', unit: 'of tensor data', scale: bytes },
-  inspect: { title: 'Comparing merged copies', unit: 'windows' },
+  inspect: { title: 'Comparing merged copies', unit: 'tensors' },
   tokenize: { title: 'Reading data', unit: '', scale: bytes },
   images: { title: 'Reading images', unit: 'images' },
   sample: { title: 'Sampling calibration text from the model', unit: 'tokens' },

@@ -11,7 +11,7 @@ import { FfmergeError, showValue } from '../errors';
 import { checkBoolean, checkPath } from '../arguments';
 import { checkJobOptions, guardProgress, throwIfAborted, type JobOptions, type ProgressFn } from '../native/job';
 import { CheckpointReader, storedName } from '../checkpoint/ties';
-import { mergedLayers, recordedWindows, tiedWindows, windowDifference, RECOVERED_KEY, type RecordedWindow } from '../checkpoint/earlier-merges';
+import { comparedPairs, mergedLayers, recordedWindows, tiedWindows, windowDifference, RECOVERED_KEY, type RecordedWindow } from '../checkpoint/earlier-merges';
 import { FF_KEYS, ffTies } from '../checkpoint/write';
 import { DTYPE_SIZE } from '../safetensors';
 import { ffStacks } from './architectures';
@@ -386,13 +386,16 @@ async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: 
       return x === undefined || y === undefined || ckpt.resolve(x) !== ckpt.resolve(y);
     });
   const inconsistent: { w: RecordedWindow; found: InconsistentWindow['found']; pair: [string, string] }[] = [];
-  const compared = !tiedSource && compareCopies ? recorded.length : 0;
+  // counted by the pair of copies read (one window of a large model is gigabytes: tester FA)
+  const pairs = !tiedSource && compareCopies ? recorded.map((w) => comparedPairs(config, w, ckpt).length) : [];
+  const compared = pairs.reduce((a, b) => a + b, 0);
+  let done = 0;
   // the caller's callback guarded: what it throws, or an async one's rejection, fails this call (tester EG: it
-  // ended the host), and is thrown at the next window
+  // ended the host), and is thrown at the next pair
   let failure: { e: unknown } | undefined;
   const report = job.onProgress && guardProgress(job.onProgress, (e) => (failure = { e }));
-  const progress = (done: number) => {
-    report?.({ phase: 'inspect', done, total: compared, unit: 'windows' });
+  const progress = (n: number) => {
+    report?.({ phase: 'inspect', done: n, total: compared, unit: 'tensors' });
     if (failure) throw failure.e;
   };
   if (compared) progress(0);
@@ -403,9 +406,11 @@ async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: 
     } else if (compareCopies) {
       // an expanded output: each copy read and compared with the one it would share, as convert and export do
       if (failure) throw failure.e; // an async callback's rejection, heard since
-      const pair = await windowDifference(config, w, ckpt, job.signal);
+      const before = done;
+      const pair = await windowDifference(config, w, ckpt, job.signal, () => progress(++done));
       if (pair) inconsistent.push({ w, found: 'copies differ', pair });
-      progress(i + 1);
+      // one that differs is left at its first difference: its other pairs are not read
+      if (done !== before + pairs[i]!) progress((done = before + pairs[i]!));
     }
   }
   let unrecorded: RecordedWindow[] = [];
