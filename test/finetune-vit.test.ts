@@ -111,6 +111,22 @@ describe('ViT training gradient', () => {
     }
   });
 
+  test('a validation pass counts the images it has scored (tester FA: no count while it ran)', async () => {
+    const s = await syntheticVit({ layers: 2, d: 32, heads: 4, ff: 64, seed: 10 });
+    const m = await loadModel(s.dir);
+    try {
+      const seen: FinetuneProgress[] = [];
+      // one-image micro-batches, enough that a pass outlasts the 50 ms between two reports
+      const r = await finetune(m, { data: randomImages(m, 8, 11), validation: randomImages(m, 8000, 12), steps: 1, batch: 8, micro: 1, onProgress: (p) => seen.push(p) });
+      r.model.dispose();
+      const details = seen.map((p) => p.detail ?? '').filter((d) => /: \d+\/8000 images$/.test(d));
+      expect(details.some((d) => d.startsWith('validation loss before training: '))).toBe(true);
+      expect(details.some((d) => d.startsWith('validation loss after step 1: '))).toBe(true);
+    } finally {
+      m.dispose();
+    }
+  });
+
   test('wrong data is a typed error; an AbortSignal stops between steps', async () => {
     const s = await syntheticVit({ seed: 8 });
     const m = await loadModel(s.dir);

@@ -272,7 +272,31 @@ test('the last progress event names the last step with no time left', async () =
     // the validation pass before training is said as it starts (tester ET: a minute with no event); the one after
     // the last step is said while it runs, which a pass this short may finish before the event is read
     expect(seen[0]).toMatchObject({ done: 0, detail: 'validation loss before training' });
-    for (const p of seen.filter((x) => x.detail?.startsWith('validation loss after'))) expect(p.detail).toBe('validation loss after step 5');
+    for (const p of seen.filter((x) => x.detail?.startsWith('validation loss after'))) expect(p.detail).toMatch(/^validation loss after step 5(: \d+\/1 sequences)?$/);
+  } finally {
+    m.dispose();
+  }
+});
+
+test('a validation pass counts the sequences (or images) it has scored, before training and after a step (tester FA)', async () => {
+  // enough one-sequence micro-batches that a pass outlasts the 50 ms between two reports
+  const s = await syntheticGpt2({ layers: 2, d: 64, heads: 4, ff: 256, vocab: 23, positions: 32, seed: 43 });
+  const m = await loadModel(s.dir);
+  try {
+    const seen: FinetuneProgress[] = [];
+    const validation = Array.from({ length: 1500 }, (_, i) => pattern(32, 23).map((x) => (x + i) % 23));
+    const r = await finetune(m, { data: pattern(400, 23), steps: 2, batch: 2, seq: 16, micro: 1, validation, evalEvery: 1, onProgress: (p) => seen.push(p) });
+    r.model.dispose();
+    const counted = seen.filter((p) => /: \d+\/1500 sequences$/.test(p.detail ?? ''));
+    const passes = new Set(counted.map((p) => p.detail!.replace(/: .*/, '')));
+    // before: the detail named the pass, with no count, for as long as it ran
+    expect(passes).toEqual(new Set(['validation loss before training', 'validation loss after step 1', 'validation loss after step 2']));
+    for (const p of counted) expect(p).toMatchObject({ phase: 'finetune', total: 2, done: p.step ?? 0 });
+    // each pass's count rises
+    for (const pass of passes) {
+      const n = counted.filter((p) => p.detail!.startsWith(pass)).map((p) => Number(/(\d+)\/1500/.exec(p.detail!)![1]));
+      expect(n).toEqual([...n].sort((a, b) => a - b));
+    }
   } finally {
     m.dispose();
   }

@@ -70,7 +70,8 @@ interface TrainAddon {
   modelFinetune(
     m: NativeModelHandle,
     args: NativeFinetuneArgs | NativeImageFinetuneArgs,
-    onProgress: ((done: number, total: number) => void) | undefined,
+    /** partDone/partTotal: during a validation pass, the sequences (or images) it has scored. */
+    onProgress: ((done: number, total: number, partDone?: number, partTotal?: number) => void) | undefined,
   ): NativeJobHandle<NativeFinetuneResult> & { latest(): NativeStepLog | undefined };
   modelLossAndGrad(
     m: NativeModelHandle,

@@ -309,9 +309,18 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   // the validation passes: before the first step (announced below), and after a step's last micro-batch at an
   // --eval-every step and the last one, before that step's log is written (tester ET: a minute with no event)
   const scoredAfter = (step: number) => hasValidation && (step === steps || (common.evalEvery > 0 && step % common.evalEvery === 0));
-  const report = (done: number, total: number) => {
+  const scored = isImages(opts.validation) ? 'images' : 'sequences';
+  const report = (done: number, total: number, partDone?: number, partTotal?: number) => {
     const last: NativeStepLog | undefined = handle?.latest();
     const logged = last?.step ?? 0;
+    const eta = last && (last.seconds / last.step) * (steps - last.step);
+    if (partTotal !== undefined && partDone !== undefined) {
+      // a validation pass under way, counted (tester FA: minutes on a large set with the count standing still).
+      // done is read with it: 0, the pass before training; else the one after step s, run before s is logged
+      const pass = done > 0 ? `validation loss after step ${logged + 1}` : 'validation loss before training';
+      onProgress!({ ...event(logged, steps, last, eta), detail: `${pass}: ${partDone}/${partTotal} ${scored}` });
+      return;
+    }
     const validating = Number.isInteger(done) && done > logged && scoredAfter(done);
     // the final event is sent from the finished log below, so that it names the last step and no time left
     if (done >= total && !validating) return;

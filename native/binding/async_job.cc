@@ -20,6 +20,7 @@ struct Shared {
   bool wants_progress = false;
   bool progress_queued = false;  // one progress message in flight at most: the latest values are read on arrival
   double done = 0, total = 0;
+  double part_done = 0, part_total = 0;  // JobControl::part: a count within the step (0, 0: none)
 };
 
 // A message from the job's thread to the main thread.
@@ -56,10 +57,10 @@ void Post(Shared& s, Message* m) {
   if (st == napi_closing) s.tsfn = nullptr;
 }
 
-void PostProgress(Shared& s, double done, double total) {
+void PostProgress(Shared& s, double done, double total, bool part = false) {
   std::lock_guard<std::mutex> lock(s.mu);
-  s.done = done;
-  s.total = total;
+  (part ? s.part_done : s.done) = done;
+  (part ? s.part_total : s.total) = total;
   if (!s.wants_progress || s.progress_queued || !s.tsfn) return;
   s.progress_queued = true;
   Post(s, new Message{});
@@ -82,14 +83,22 @@ void CallJs(napi_env env, napi_value, void* context, void* data) {
   try {
     Napi::HandleScope scope(e);
     if (!m->end) {
-      double done, total;
+      double done, total, part_done, part_total;
       {
         std::lock_guard<std::mutex> lock(js->shared->mu);
         js->shared->progress_queued = false;
         done = js->shared->done;
         total = js->shared->total;
+        part_done = js->shared->part_done;
+        part_total = js->shared->part_total;
       }
-      if (!js->on_progress.IsEmpty()) js->on_progress.Call({Napi::Number::New(e, done), Napi::Number::New(e, total)});
+      // (done, total), and with a part under way (a validation pass) its count too
+      if (!js->on_progress.IsEmpty()) {
+        if (part_total > 0)
+          js->on_progress.Call({Napi::Number::New(e, done), Napi::Number::New(e, total), Napi::Number::New(e, part_done), Napi::Number::New(e, part_total)});
+        else
+          js->on_progress.Call({Napi::Number::New(e, done), Napi::Number::New(e, total)});
+      }
       return;
     }
     js->settled = true;
@@ -183,6 +192,7 @@ Napi::Object AsyncJob::Start(Napi::Env env, Napi::Value on_progress, Work work, 
     Message* end;
     {
       JobControl ctl(*pool, [shared](double done, double total) { PostProgress(*shared, done, total); }, cancel);
+      ctl.set_part_sink([shared](double done, double total) { PostProgress(*shared, done, total, true); });
       end = RunWork(work, ctl);
     }
     end->work = std::move(work);  // goes with the end (Message::work says why)

@@ -46,11 +46,26 @@ class JobControl {
     progress_(done, total);
   }
 
+  // A count inside the current step that is not a fraction of it, reported beside progress (done, total),
+  // which stays where it was: a fine-tune's validation pass between two steps (its batches), which took minutes
+  // with the step count standing still. part(0, 0) when it is over. Rate-limited as progress is; const, so
+  // that a routine handed a const control (a validation pass) can report.
+  void set_part_sink(ProgressFn sink) { part_ = std::move(sink); }
+  void part(double done, double total) const {
+    if (!part_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (done < total && now - part_last_ < std::chrono::milliseconds(50)) return;
+    part_last_ = now;
+    part_(done, total);
+  }
+
  private:
   ThreadPool& pool_;
   ProgressFn progress_;
+  ProgressFn part_;
   std::shared_ptr<std::atomic<bool>> cancel_;
   std::chrono::steady_clock::time_point last_{};
+  mutable std::chrono::steady_clock::time_point part_last_{};
 };
 
 // The job whose cancel flag sgemm polls when its caller passes none, for as long as a CancelScope lives on the

@@ -57,7 +57,9 @@ ImageEval evaluate_images(ThreadPool* pool, const model::ModelSpec& s, ParamSet&
     const size_t B = std::min(micro, set.n - b0);
     sum += image_loss_and_grad(pool, s, ps, ImageBatch{set.pixels + b0 * px, set.labels + b0, B}, 0.0f, false, act,
                                &correct);
+    if (ctl) ctl->part(double(b0 + B), double(set.n));  // images scored (trainer.cc's validation pass says why)
   }
+  if (ctl) ctl->part(0, 0);
   r.loss = sum / double(set.n);
   r.accuracy = double(correct) / double(set.n);
   return r;

@@ -61,7 +61,9 @@ double mean_block_loss(ThreadPool* pool, const model::ModelSpec& s, ParamSet& ps
     TokenBatch tb{ids, targets.data(), B, T};
     sum += loss_and_grad(pool, s, ps, tb, 0.0f, false, act);
     count += scored_targets(tb);
+    if (ctl) ctl->part(double(b0 + B), double(n));  // a large validation set is minutes between two steps
   }
+  if (ctl) ctl->part(0, 0);
   return sum / double(count);
 }
 
