@@ -99,6 +99,9 @@ describe('ffmerge CLI', () => {
     const ev = ffmerge(cwd, 'eval', dir, '--data', path.join(BUNDLED, 'calibration.txt'), '--tokens', '1024', '--json');
     expect(ev.code).toBe(0);
     expect(JSON.parse(ev.stdout).perplexity).toBeGreaterThan(1);
+    // the weights' read is shown (tester FC: 31 s with no line for a 1.3 GB model)
+    const shown = ffmerge(cwd, 'eval', dir, '--data', path.join(BUNDLED, 'calibration.txt'), '--tokens', '1024');
+    expect(shown.stderr).toMatch(/Loading the weights .* of tensor data/);
     } finally {
       fs.rmSync(scratch, { recursive: true, force: true });
     }

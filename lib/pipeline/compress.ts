@@ -461,7 +461,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   });
   if (options.out && format === 'onnx') await checkOnnxExportable(modelDir);
 
-  const model = await loadModel(modelDir, { ...quiet, ...(options.stream !== undefined ? { stream: options.stream } : {}) });
+  const model = await loadModel(modelDir, { ...as('load'), ...(options.stream !== undefined ? { stream: options.stream } : {}) });
   const views: Model[] = [];
   let disposeTask: (() => Promise<void>) | undefined;
   // the fits' shared entry states (on disk past their budget: the file is closed with them)

@@ -165,7 +165,9 @@ async function layerMajorCorrelations(
   let tokens = 0;
   let counted = false; // feature rows are the same at every layer: counted at the first captured one
   let done = 0;
-  const total = (top + 1) * batches.length;
+  // a (layer, batch) step each, and one per pair finalized: its correlation matrix or linear assignment, d_ff²
+  // work after the layer's last batch (tester FC: 16-20 s at TinyLlama width after "12/12", minutes at 7B)
+  const total = (top + 1) * batches.length + pairs.length;
   const open: number[] = [];
   try {
     for (let l = 0; l <= top; l++) {
@@ -217,12 +219,11 @@ async function layerMajorCorrelations(
       encoderOut = undefined;
       for (const [k, p] of open.entries()) {
         const [a, b] = closes[k]!;
+        opts.onProgress?.({ phase: 'features', done, total, detail: `layers ${a} and ${b}: ${keep === 'matrix' ? 'correlations' : 'alignment'}` });
         // an empty calibration (all padding) leaves nothing to finalize: the pair is absent, as before
-        if (acc.pairCount(p) === 0) {
-          acc.release(p);
-          continue;
-        }
-        results.push([a, b, await keepOf(acc, p, keep, opts)]);
+        if (acc.pairCount(p) === 0) acc.release(p);
+        else results.push([a, b, await keepOf(acc, p, keep, opts)]);
+        opts.onProgress?.({ phase: 'features', done: ++done, total });
       }
       open.length = 0;
       for (const [m, st] of [...kept]) {
@@ -268,8 +269,9 @@ export async function collectStackCorrelations(
   const encPairs = model.encoderSpec ? pairs.get('encoder') ?? [] : [];
   const mainPairs = pairs.get(model.mainStack) ?? [];
   // the main stack's pass counts (layers it runs) × batches: its reports go on from the encoder's
-  const mainPasses = mainPairs.length > 0 ? Math.max(...mainPairs.flat()) + 1 : 0;
-  const encReports = encPairs.length > 0 ? batches.length : 0;
+  const mainSteps = mainPairs.length > 0 ? (Math.max(...mainPairs.flat()) + 1) * batches.length + mainPairs.length : 0;
+  // the encoder's steps: a pass per batch, then a finalization per pair (layerMajorCorrelations says why)
+  const encReports = encPairs.length > 0 ? batches.length + encPairs.length : 0;
   if (encPairs.length > 0) {
     const { dFF, layers } = stackSpecOf(model, 'encoder');
     const acc = new CorrelationAccumulator(Array(layers).fill(dFF) as number[], encPairs);
@@ -278,11 +280,13 @@ export async function collectStackCorrelations(
       await model.forward(b.input, { output: 'hidden', toLayer: 0, accumulate: { encoder: acc }, ...(opts.signal ? { signal: opts.signal } : {}) });
       // counted with the decoder's pass, which follows: one count that never goes back (tester DU: the
       // encoder's pass went unreported, silence on large runs)
-      opts.onProgress?.({ phase: 'features', done: i + 1, total: batches.length * (1 + mainPasses), detail: 'encoder' });
+      opts.onProgress?.({ phase: 'features', done: i + 1, total: encReports + mainSteps, detail: 'encoder' });
     }
     const pc = new PairCorrelations(acc.count, dFF);
-    if (acc.count > 0) {
-      for (const [p, [a, l]] of encPairs.entries()) pc.set(a, l, await keepOf(acc, p, keep, opts));
+    for (const [p, [a, l]] of encPairs.entries()) {
+      opts.onProgress?.({ phase: 'features', done: batches.length + p, total: encReports + mainSteps, detail: `encoder layers ${a} and ${l}: ${keep === 'matrix' ? 'correlations' : 'alignment'}` });
+      if (acc.count > 0) pc.set(a, l, await keepOf(acc, p, keep, opts));
+      opts.onProgress?.({ phase: 'features', done: batches.length + p + 1, total: encReports + mainSteps });
     }
     corr.set('encoder', pc);
     rows.encoder = acc.count;
