@@ -166,6 +166,8 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
     const out = await translate(model, tokenizer, cases.map((c) => c.src), { generation, batchSize: 7, onProgress: (p) => progress.push(p) });
     // each batch's decoding steps are reported as they run, not only the batch's end (tester CE)
     expect(progress.some((p) => /^decoding [67] sentences, step \d+ of at most \d+$/.test(p.detail ?? ''))).toBe(true);
+    // the decoding steps, max_length − 1 at most: not the passes' layers (tester FD: "step 7 of at most 7")
+    for (const p of progress) if (p.detail) expect(p.detail).toMatch(/ of at most 63$/);
     expect(progress.filter((p) => p.detail === undefined).map((p) => p.done)).toEqual([7, 14, 20]);
     cases.forEach((c, i) => {
       // reference ids: start token, tokens, eos, then pad to the batch length

@@ -47,6 +47,9 @@ void log_softmax(double* v, size_t V) {
 GreedyResult greedy_generate(JobControl& ctl, const Model& encoder, const Model& decoder, const int32_t* src,
                              const uint8_t* src_mask, size_t B, size_t S, const GreedyOptions& opt) {
   if (opt.num_beams > 1) return beam_generate(ctl, encoder, decoder, src, src_mask, B, S, opt);
+  // the passes' own per-layer progress would overwrite the decoding steps this reports (tester FD: "step 7
+  // of at most 7", a decoder's layer count): they share the cancel flag, not the progress sink
+  JobControl passes = ctl.nested();
   const ModelSpec& ds = decoder.spec;
   if (!ds.cross_attention || ds.head != HeadKind::LMHead)
     throw Error("INVALID_ARGUMENT", "greedy decoding needs a decoder with cross-attention and an LM head");
@@ -67,7 +70,7 @@ GreedyResult greedy_generate(JobControl& ctl, const Model& encoder, const Model&
   ein.attention_mask = src_mask;
   ForwardOptions eo;
   eo.output = Output::Hidden;
-  ForwardResult enc = forward(ctl, encoder, ein, eo);
+  ForwardResult enc = forward(passes, encoder, ein, eo);
   if (encoder.spec.final_norm) throw Error("INVALID_CONFIG", "greedy decoding: encoder final norm is not supported");
 
   // 2. Decoder, one position per step.
@@ -88,7 +91,7 @@ GreedyResult greedy_generate(JobControl& ctl, const Model& encoder, const Model&
     din.encoder_seq = S;
     din.encoder_mask = src_mask;
     din.cache = &cache;
-    ForwardResult r = forward(ctl, decoder, din, dop);
+    ForwardResult r = forward(passes, decoder, din, dop);
     const size_t cur_len = seqs[0].size();
     bool all_done = true;
     for (size_t b = 0; b < B; ++b) {
@@ -125,6 +128,7 @@ GreedyResult beam_generate(JobControl& ctl, const Model& encoder, const Model& d
   if (!in_vocab(opt.decoder_start) || !in_vocab(opt.pad) || (opt.eos >= 0 && !in_vocab(opt.eos)) ||
       (opt.forced_eos >= 0 && !in_vocab(opt.forced_eos)))
     throw Error("INVALID_CONFIG", "generation config: a special token id is outside the vocabulary");
+  JobControl passes = ctl.nested();  // (greedy_generate says why)
 
   ForwardInput ein;
   ein.ids = src;
@@ -133,7 +137,7 @@ GreedyResult beam_generate(JobControl& ctl, const Model& encoder, const Model& d
   ein.attention_mask = src_mask;
   ForwardOptions eo;
   eo.output = Output::Hidden;
-  ForwardResult enc = forward(ctl, encoder, ein, eo);
+  ForwardResult enc = forward(passes, encoder, ein, eo);
   // Every beam of sentence b reads encoder states b: expand to B·K rows.
   std::vector<float> ench(B * K * S * d);
   std::vector<uint8_t> encm(src_mask ? B * K * S : 0);
@@ -175,7 +179,7 @@ GreedyResult beam_generate(JobControl& ctl, const Model& encoder, const Model& d
     din.encoder_seq = S;
     din.encoder_mask = src_mask ? encm.data() : nullptr;
     din.cache = &cache;
-    ForwardResult res = forward(ctl, decoder, din, ForwardOptions{});
+    ForwardResult res = forward(passes, decoder, din, ForwardOptions{});
     std::vector<size_t> src_row(R);
     std::vector<int32_t> next_tok(R, opt.pad);
     std::vector<double> next_score(R, -1e9);
