@@ -20,6 +20,13 @@ function log(msg) {
   process.stderr.write(`ffmerge: ${msg}\n`);
 }
 
+// The native core reads files with POSIX calls (mmap, pread, nftw): a Windows compile fails deep in the build
+// with a missing header, so it is refused here with the reason (tester FE).
+if (process.platform === 'win32') {
+  log('Windows is not supported: the native core uses POSIX file calls (mmap, pread). Use WSL2 (Linux), where the prebuilt linux-x64 addon installs.');
+  process.exit(1);
+}
+
 if (checkout && !force) {
   log('a git checkout: building the addon from its sources (node-gyp, incremental when already configured)');
 } else if (!force) {
@@ -85,4 +92,13 @@ const res = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 if (res.status !== 0) {
   log('building the native addon failed: a C++17 compiler (g++ or clang++) and python3 are required.');
   process.exit(res.status || 1);
+}
+// A shared object links with symbols left to resolve at load: a build missing a library (GCC 8's
+// std::filesystem was one, tester FE) installed "fine" and failed at the first require. Loaded here, it fails
+// the install instead, with the loader's own message.
+try {
+  require(path.join(root, 'build', 'Release', 'ffmerge.node')).buildInfo();
+} catch (e) {
+  log(`the addon just built does not load: ${String(e.message).split('\n')[0]}`);
+  process.exit(1);
 }

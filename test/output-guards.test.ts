@@ -147,3 +147,34 @@ test('an output path starting with an unexpanded "~" is refused, not made into a
   }
   expect(() => checkOutputDir(BUNDLED, path.join(tmp, '~model'), false)).not.toThrow(); // only a leading ~ alone or ~/
 });
+
+test('on a case-insensitive disk, an --out that names the source in other case is the source: refused (tester FE)', () => {
+  // Linux disks here are case-sensitive: one is simulated by stat answering "GPT2" with what "gpt2" is, as APFS
+  // and NTFS do while realpath keeps the case typed. Before, the path comparison alone passed it, and
+  // --overwrite then moved the source model aside and deleted it.
+  const dir = path.join(tmp, 'case');
+  const src = path.join(dir, 'gpt2');
+  fs.mkdirSync(src, { recursive: true });
+  fs.writeFileSync(path.join(src, 'config.json'), '{}');
+  const data = path.join(src, 'valid.txt');
+  fs.writeFileSync(data, 'text');
+  // the module object itself (the namespace import's bindings read from it)
+  const nodeFs = require('node:fs') as typeof fs;
+  const statSync = nodeFs.statSync;
+  const folded = (p: fs.PathLike) => (typeof p === 'string' ? p.replace(`${path.sep}GPT2`, `${path.sep}gpt2`) : p);
+  const spy = jest.spyOn(nodeFs, 'statSync').mockImplementation(((p: fs.PathLike, o?: fs.StatSyncOptions) => statSync(folded(p), o)) as typeof fs.statSync);
+  try {
+    expect(() => checkOutputDir(src, path.join(dir, 'GPT2'), true)).toThrow(expect.objectContaining({ code: 'OUTPUT_EXISTS', message: expect.stringContaining('would overwrite the input model') }));
+    expect(() => checkOutputDir(src, path.join(dir, 'GPT2', 'sub'), true)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('is inside the input model folder') }));
+    // a data file inside an --out that is another folder in another case
+    const other = path.join(tmp, 'case-other');
+    fs.mkdirSync(path.join(other, 'gpt2'), { recursive: true });
+    fs.writeFileSync(path.join(other, 'gpt2', 'config.json'), '{}');
+    const held = path.join(other, 'gpt2', 'calib.txt');
+    fs.writeFileSync(held, 'x');
+    expect(() => checkOutputDir(src, path.join(other, 'GPT2'), true, [held])).toThrow(expect.objectContaining({ code: 'OUTPUT_EXISTS', message: expect.stringContaining('an input of this run') }));
+  } finally {
+    spy.mockRestore();
+  }
+  expect(fs.existsSync(data)).toBe(true);
+});

@@ -156,6 +156,33 @@ export function checkExtraFiles(files: unknown, what: string, own: (name: string
   }
 }
 
+/**
+ * Whether `inner` is `outer` or inside it: by real path, and by the identity (device, inode) of what exists of
+ * both. The second is what holds on a case-insensitive disk (macOS, Windows), where realpath keeps the case
+ * typed: "--out ./GPT2 --overwrite" is the source "./gpt2", which the path comparison alone let be replaced
+ * (tester FE).
+ */
+export function isWithin(inner: string, outer: string): boolean {
+  const a = realpathLoose(inner);
+  const b = realpathLoose(outer);
+  if (a === b || a.startsWith(b + path.sep)) return true;
+  let o: fs.Stats;
+  try {
+    o = fs.statSync(b);
+  } catch {
+    return false; // an outer folder not there yet holds nothing
+  }
+  for (let cur = a; ; cur = path.dirname(cur)) {
+    try {
+      const st = fs.statSync(cur);
+      if (st.dev === o.dev && st.ino === o.ino) return true;
+    } catch {
+      // not there yet: its parent may be
+    }
+    if (path.dirname(cur) === cur) return false;
+  }
+}
+
 /** The real path of `p`, resolving symlinks of the part that exists (the rest may not exist yet). */
 function realpathLoose(p: string): string {
   const abs = path.resolve(p);
@@ -240,17 +267,15 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
   if (!fs.statSync(src).isDirectory()) throw new FfmergeError('DATA_NOT_FOUND', `the source model ${source} is not a folder (a model folder holds config.json and the weights)`);
   sweepStaleTemps(out);
   const target = path.resolve(out);
-  const real = realpathLoose(target);
-  if (real === src || src.startsWith(real + path.sep)) {
+  if (isWithin(src, target)) {
     throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} would overwrite the input model ${source}; choose another --out`);
   }
-  if (real.startsWith(src + path.sep)) {
+  if (isWithin(target, src)) {
     throw new FfmergeError('INVALID_ARGUMENT', `the output ${out} is inside the input model folder ${source}; choose a folder outside it`);
   }
   // the run's data files: replacing a folder that holds one would delete it (--overwrite replaces the folder whole)
   for (const file of inputPaths(inputs)) {
-    const f = realpathLoose(path.resolve(file));
-    if (f === real || f.startsWith(real + path.sep)) {
+    if (isWithin(file, target)) {
       throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} holds ${file}, an input of this run, which writing the output would delete; choose another --out`);
     }
   }
@@ -271,7 +296,7 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
   if (!st.isDirectory()) throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} exists and is not a directory`);
   // The output is written beside its place and renamed into it: a mount point (a container's `-v host:/out`)
   // cannot be renamed onto or away, which failed EBUSY after all the work.
-  if (isMountPoint(real, st)) {
+  if (isMountPoint(realpathLoose(target), st)) {
     throw new FfmergeError('OUTPUT_NOT_WRITABLE', `the output ${out} is a mount point, which cannot be replaced by renaming a finished folder onto it: give a folder inside it (${path.join(out, 'model')})`);
   }
   const entries = fs.readdirSync(target);

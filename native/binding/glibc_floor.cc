@@ -10,6 +10,9 @@
 // dynamically: libgcc_s.so.1 is already loaded by every Node binary.)
 //
 // <stdlib.h> is not included: glibc ≥ 2.36 declares arc4random there with default visibility.
+//
+// glibc only: macOS's and the BSDs' libc have their own arc4random, and no <sys/random.h> getrandom (tester FE).
+#if defined(__linux__) && defined(__GLIBC__)
 #include <cstdint>
 
 #include <errno.h>
@@ -26,3 +29,4 @@ extern "C" __attribute__((visibility("hidden"))) uint32_t arc4random(void) noexc
     if (n < 0 && errno != EINTR) abort();  // no entropy source at all: arc4random cannot fail either
   }
 }
+#endif  // __linux__ && __GLIBC__

@@ -3,8 +3,11 @@
 
 #include <napi.h>
 
-#include <filesystem>
-#include <system_error>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include "binding/addon_data.h"
 #include "binding/async_job.h"
@@ -24,23 +27,44 @@ void TempOutputs::release(uint32_t id) {
   held_.erase(id);
 }
 
+namespace {
+
+// POSIX calls, not std::filesystem: with GCC 8 (RHEL 8's compiler) std::filesystem lives in libstdc++fs, which
+// the addon does not link, so a build there loaded with an undefined symbol (tester FE).
+bool exists_nofollow(const std::string& p) {
+  struct stat st;
+  return ::lstat(p.c_str(), &st) == 0;
+}
+
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) {
+  std::remove(path);  // unlink for a file or a link (never followed), rmdir for a folder emptied before it
+  return 0;           // go on whatever fails: what stays is swept by the next run to that output
+}
+
+// A file, a link, or a folder with everything inside it, children first; links are removed, never followed.
+void remove_all(const std::string& p) {
+  struct stat st;
+  if (::lstat(p.c_str(), &st) != 0) return;
+  if (S_ISDIR(st.st_mode))
+    ::nftw(p.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  else
+    ::unlink(p.c_str());
+}
+
+}  // namespace
+
 void TempOutputs::remove_held() noexcept {
   std::map<uint32_t, Held> held;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     held.swap(held_);
   }
-  namespace fs = std::filesystem;
   // the earlier outputs first: one whose place is empty goes back before anything else is removed
   for (const auto& [id, h] : held) {
-    std::error_code ec;
-    if (h.restore_to.empty() || !fs::exists(fs::symlink_status(h.path, ec))) continue;
-    if (!fs::exists(fs::symlink_status(h.restore_to, ec))) fs::rename(h.path, h.restore_to, ec);
+    if (h.restore_to.empty() || !exists_nofollow(h.path)) continue;
+    if (!exists_nofollow(h.restore_to)) std::rename(h.path.c_str(), h.restore_to.c_str());
   }
-  for (const auto& [id, h] : held) {
-    std::error_code ec;
-    fs::remove_all(fs::path(h.path), ec);  // symlinks inside are unlinked, not followed; a restored path is gone
-  }
+  for (const auto& [id, h] : held) remove_all(h.path);  // a restored path is gone already
 }
 
 namespace {

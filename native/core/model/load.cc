@@ -173,7 +173,12 @@ HalfBuffer map_half(const File& f, uint64_t offset, uint64_t length) {
   static const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
   const uint64_t start = offset / page * page;
   const size_t len = size_t(offset + length - start);
-  void* base = ::mmap(nullptr, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f.fd, off_t(start));
+#ifdef MAP_POPULATE
+  const int flags = MAP_PRIVATE | MAP_POPULATE;
+#else
+  const int flags = MAP_PRIVATE;  // Linux only: elsewhere (macOS) the pages fault in as the load reads them
+#endif
+  void* base = ::mmap(nullptr, len, PROT_READ, flags, f.fd, off_t(start));
   if (base == MAP_FAILED) return {};
   std::shared_ptr<void> owner(base, [len](void* p) { ::munmap(p, len); });
   return HalfBuffer(owner, reinterpret_cast<const uint16_t*>(static_cast<const char*>(base) + (offset - start)));

@@ -9,12 +9,16 @@
 
 namespace ffm::train {
 
+namespace {
+constexpr double kPi = 3.14159265358979323846;  // M_PI is POSIX, not C++: MSVC and strict MinGW lack it
+}  // namespace
+
 double learning_rate(const AdamWOptions& o, size_t step, size_t steps) {
   if (o.warmup > 0 && step < o.warmup) return double(o.lr) * double(step + 1) / double(o.warmup);
   if (o.schedule == Schedule::Constant || steps <= o.warmup + 1) return o.lr;
   const double progress = double(step - o.warmup) / double(steps - o.warmup - 1);
   const double lo = double(o.lr) * o.min_lr_ratio;
-  return lo + 0.5 * (double(o.lr) - lo) * (1.0 + std::cos(M_PI * progress));
+  return lo + 0.5 * (double(o.lr) - lo) * (1.0 + std::cos(kPi * progress));
 }
 
 double grad_norm(ThreadPool* pool, const ParamSet& ps) {
