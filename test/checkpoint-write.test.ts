@@ -279,3 +279,16 @@ describe('checkpoints whose tie map the loader would refuse are never written', 
     expect(fs.existsSync(out)).toBe(false);
   });
 });
+
+test('convert --format expanded of a tied output writes the bytes compress --format expanded writes (tester FB)', async () => {
+  // before: the tied copies went last, in reverse, and the hashes of the two routes differed
+  const { compress } = await import('../lib/pipeline/compress');
+  const bundled = path.join(__dirname, '..', 'models', 'llama-stories260k');
+  const base = { calibration: path.join(bundled, 'calibration.txt'), calibrationTokens: 512, validationTokens: 512, window: '1-2', method: 'permute', recover: 'none' } as const;
+  const dir = tempDir('routes');
+  await compress(bundled, { ...base, format: 'expanded', out: path.join(dir, 'expanded') });
+  await compress(bundled, { ...base, out: path.join(dir, 'tied') });
+  await convertCheckpoint(path.join(dir, 'tied'), path.join(dir, 'converted'), 'expanded');
+  const bytes = (d: string) => fs.readFileSync(path.join(dir, d, 'model.safetensors'));
+  expect(bytes('converted').equals(bytes('expanded'))).toBe(true);
+}, 60_000);

@@ -602,6 +602,11 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     }
   }
 
+  // One order whatever the route: a tied source lists its stored tensors first and its tied names after, so
+  // convert --format expanded wrote the same tensors as compress --format expanded in another order, and the
+  // files' hashes differed (tester FB). By name, in code points.
+  plan.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+
   const metadata: Record<string, string> = { format: 'pt' };
   checkInfoWindows(config, opts.info, ties, format === 'tied', 'writeCheckpoint');
   const ffmergeInfo: Record<string, unknown> = { format, ...(opts.info ?? {}) };
