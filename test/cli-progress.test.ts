@@ -297,6 +297,16 @@ describe('CLI progress bars', () => {
     });
   });
 
+  it('the time left counts the share of the running unit done (Progress.within; tester FC: 40 s left, 2.5 s before the end)', () => {
+    plainBarWithClock((bar, tick, term) => {
+      bar.update({ phase: 'test', done: 0, total: 2 });
+      tick(40_000);
+      // 40 s for 0.96 of the first of two batches: 1.04 batches left, about 43 s (before: done 0, no estimate)
+      bar.update({ phase: 'test', done: 0, total: 2, within: 0.96, detail: '96% of batch 1' });
+      expect(term.raw).toMatch(/0\/2 batches {2}96% of batch 1 {2}40\.0 s, about 43\.3 s left\n$/);
+    });
+  });
+
   it("a phase's closing line times the phase up to its last count, not up to the next phase's first report", () => {
     // tester DB: the time in "✔ Validating the base model … 4.1 s" ran on through whatever came before the next
     // phase reported (a model disposed, the next phase's setup)

@@ -78,6 +78,9 @@ function fitLine(width: number, bar: (size: number) => string, p: LinePayload, e
 /** A count of one reads in the singular ("1 batch", not "1 batches"; tester CC). */
 const SINGULAR: Readonly<Record<string, string>> = { batches: 'batch', candidates: 'candidate', images: 'image', tokens: 'token', sentences: 'sentence', steps: 'step', tensors: 'tensor', windows: 'window' };
 
+/** The count with the share of the next unit done (Progress.within), for the time left. */
+const progressOf = (p: Progress) => p.done + (typeof p.within === 'number' && p.within > 0 && p.within < 1 ? p.within : 0);
+
 const fmtSeconds = (s: number) => (s < 59.95 ? `${s.toFixed(1)} s` : minutesAndSeconds(s));
 
 export class ProgressBar {
@@ -167,7 +170,7 @@ export class ProgressBar {
       return;
     }
     this.bar!.setTotal(Math.max(1, p.total));
-    this.bar!.update(Math.min(p.done, Math.max(1, p.total)), this.payload(p, label));
+    this.bar!.update(Math.min(progressOf(p), Math.max(1, p.total)), this.payload(p, label));
   };
 
   /** Off a TTY: the running phase's line, if `every` ms have passed since the last one and it has not finished. */
@@ -188,7 +191,8 @@ export class ProgressBar {
   private plainLine(p: Progress, label: PhaseLabel, now: number): string {
     const { title, unit, shown, shownTotal, detail } = this.payload(p, label);
     const elapsed = (now - this.started) / 1000;
-    const left = p.total > 0 && p.done > 0 && p.done < p.total ? `, about ${fmtSeconds((elapsed * (p.total - p.done)) / p.done)} left` : '';
+    const done = progressOf(p);
+    const left = p.total > 0 && done > 0 && done < p.total ? `, about ${fmtSeconds((elapsed * (p.total - done)) / done)} left` : '';
     return `${title.padEnd(TITLE_WIDTH)} ${shown}/${shownTotal}${unit ? ` ${unit}` : ''}  ${detail ? `${detail}  ` : ''}${fmtSeconds(elapsed)}${left}`;
   }
 

@@ -141,7 +141,7 @@ export async function nllOf(model: Model, batches: ForwardInput[], opts: JobOpti
   // minutes, which the bar showed as the phase before (reading the data), frozen, and this one as 0.0 s (tester DS).
   if (limit > 0) report?.({ phase: 'evaluate', done: 0, total: limit });
   for (let i = 0; i < limit; i++) {
-    const layers = report ? { onProgress: (p: Progress) => report({ phase: 'evaluate', done: i, total: limit, detail: `${Math.round((100 * p.done) / Math.max(1, p.total))}% of batch ${i + 1}` }) } : {};
+    const layers = report ? { onProgress: (p: Progress) => report({ phase: 'evaluate', done: i, total: limit, within: p.done / Math.max(1, p.total), detail: `${Math.round((100 * p.done) / Math.max(1, p.total))}% of batch ${i + 1}` }) } : {};
     const r = cached ? await opts.cache!.forward(model, from, i, { output: 'nll', ...signal, ...layers }) : await model.forward(batches[i]!, { output: 'nll', ...signal, ...layers });
     sum += r.nllSum;
     count += r.nllCount;
