@@ -343,3 +343,14 @@ describeShared('fixtures/marian-multi30k-en-de', 'refit and baselines on marian,
     expect(phases).toEqual([]);
   });
 });
+
+describe('a fraction that rounds', () => {
+  jest.setTimeout(120_000);
+  it('is said in the notes with what it became (tester FD: 0.1 of 5 layers removed 20 %, unsaid); an exact one is not', async () => {
+    const base = { calibration: TEXT, validation: validationText(TEXT), calibrationTokens: 512, validationTokens: 512, window: '1-2', method: 'permute', recover: 'none', baselines: [] } as const;
+    const rounded = await compress(BUNDLED, { ...base, fraction: 0.1 });
+    expect(rounded.data.notes).toContain('fraction 0.1 of 5 layers is 0.5 FF sublayers, rounded to 1 (k = 2): 20% of the FF sublayers go');
+    const exact = await compress(BUNDLED, { ...base, fraction: 0.2 });
+    expect(exact.data.notes.some((n) => n.startsWith('fraction'))).toBe(false);
+  });
+});

@@ -377,6 +377,11 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   const asked = options.k ?? (options.fraction !== undefined ? kFromFraction(options.fraction, L) : undefined);
   // a k from fraction says so: "k = 4" alone named a k the user never gave (tester DL)
   const spec = resolveWindows(options.window, L, asked, options.k === undefined && asked !== undefined ? `${asked} (from fraction ${options.fraction} of ${L} layers)` : String(asked));
+  // a fraction that rounds says what it became (tester FD: 0.1 of 5 layers removed 20 % of them, unsaid)
+  const fractionNote =
+    options.k === undefined && options.fraction !== undefined && asked !== undefined && asked - 1 !== options.fraction * L
+      ? [`fraction ${options.fraction} of ${L} layers is ${+(options.fraction * L).toFixed(2)} FF sublayers, rounded to ${asked - 1} (k = ${asked}): ${+((100 * (asked - 1)) / L).toFixed(1)}% of the FF sublayers go`]
+      : [];
   // independent means a window searched per stack; given windows are merged in both stacks alike, which is
   // both-same: the run would be both-same reported as independent
   if (mode === 'independent' && spec !== 'auto') {
@@ -728,7 +733,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, notes: [...task.data.notes, ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen, combos.some((c) => c.method.needsCorrelations), baselines.filter((b) => b.needsCorrelations).map((b) => b.name)), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
+      data: { ...task.data, notes: [...task.data.notes, ...fractionNote, ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen, combos.some((c) => c.method.needsCorrelations), baselines.filter((b) => b.needsCorrelations).map((b) => b.name)), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;
