@@ -20,6 +20,7 @@ import type { Progress } from '../lib/native/job';
 import type { CompressOptions } from '../lib/pipeline/options';
 import { describeShared, sharedPath } from './helpers/shared';
 import { validationText } from './helpers/validation-text';
+import { formatReport } from '../lib/cli/report';
 
 const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
 const TEXT = path.join(BUNDLED, 'calibration.txt');
@@ -347,10 +348,29 @@ describeShared('fixtures/marian-multi30k-en-de', 'refit and baselines on marian,
 describe('a fraction that rounds', () => {
   jest.setTimeout(120_000);
   it('is said in the notes with what it became (tester FD: 0.1 of 5 layers removed 20 %, unsaid); an exact one is not', async () => {
-    const base = { calibration: TEXT, validation: validationText(TEXT), calibrationTokens: 512, validationTokens: 512, window: '1-2', method: 'permute', recover: 'none', baselines: [] } as const;
-    const rounded = await compress(BUNDLED, { ...base, fraction: 0.1 });
+    const base = { calibration: TEXT, validation: validationText(TEXT), calibrationTokens: 512, validationTokens: 512, window: '1-2', method: 'permute', recover: 'none' } as const;
+    const rounded = await compress(BUNDLED, { ...base, baselines: [], fraction: 0.1 });
     expect(rounded.data.notes).toContain('fraction 0.1 of 5 layers is 0.5 FF sublayers, rounded to 1 (k = 2): 20% of the FF sublayers go');
-    const exact = await compress(BUNDLED, { ...base, fraction: 0.2 });
+    const exact = await compress(BUNDLED, { ...base, baselines: [], fraction: 0.2 });
     expect(exact.data.notes.some((n) => n.startsWith('fraction'))).toBe(false);
+  });
+});
+
+describe('calibration a run did not read', () => {
+  jest.setTimeout(120_000);
+  it('is said as not used in the summary and the card (tester FD: "calibration: 2,048 tokens" for a vanilla merge at a given window)', async () => {
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-calib-unused-')), 'out');
+    try {
+      const base = { calibration: TEXT, validation: validationText(TEXT), calibrationTokens: 512, validationTokens: 512, window: '1-2', recover: 'none' } as const;
+      const vanilla = await compress(BUNDLED, { ...base, method: 'vanilla', baselines: [], out });
+      expect(vanilla.data.calibrationFeatures).toEqual({});
+      expect(formatReport(vanilla)).toMatch(/data {6}calibration not used, validation 512/);
+      expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).toContain('- calibration: none used (`vanilla` with recover `none` reads no features); validation: 512 tokens');
+      // a permute merge reads it, and says so as before
+      const permute = await compress(BUNDLED, { ...base, method: 'permute', baselines: [] });
+      expect(formatReport(permute)).toMatch(/data {6}calibration 512 tokens, validation 512/);
+    } finally {
+      fs.rmSync(path.dirname(out), { recursive: true, force: true });
+    }
   });
 });

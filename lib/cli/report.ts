@@ -1,5 +1,5 @@
 /** The human summary of a compress run (report.json holds the same numbers). */
-import type { CompressResult } from '../pipeline/result';
+import { calibrationUsed, type CompressResult } from '../pipeline/result';
 import { kLabel } from '../merge/windows';
 import { fmtBytes, fmtInt, fmtPct, fmtSeconds, table } from './format';
 import { metricLabel } from '../pipeline/model-card';
@@ -34,7 +34,7 @@ export function formatReport(r: CompressResult): string {
       // bytes are counted in the tied form whatever was written: an expanded or ONNX output is another size
       `${fmtBytes(r.bytes.removed)} of ${fmtBytes(r.bytes.before)} (${fmtPct(r.bytes.fraction)}) in the tied ${r.out && r.out.format !== 'tied' ? 'form' : 'checkpoint'}`,
   );
-  lines.push(`data      calibration ${fmtInt(d.calibration)} ${d.unit}, validation ${fmtInt(d.validation)}${d.search !== d.validation ? ` (search ${fmtInt(d.search)})` : ''}${d.test !== undefined ? `, test ${fmtInt(d.test)}` : ''}`);
+  lines.push(`data      calibration ${calibrationUsed(r) ? `${fmtInt(d.calibration)} ${d.unit}` : 'not used'}, validation ${fmtInt(d.validation)}${d.search !== d.validation ? ` (search ${fmtInt(d.search)})` : ''}${d.test !== undefined ? `, test ${fmtInt(d.test)}` : ''}`);
   for (const n of d.notes) lines.push(`          ${n}`);
   const rows: string[][] = [['base', fmt(r.base.validation), fmt(r.base.test), '']];
   rows.push([`merged (${r.method}${r.recover !== 'none' ? ` + ${r.recover}` : ''})`, fmt(r.merged.validation), fmt(r.merged.test), mergedLayers(r, multi)]);

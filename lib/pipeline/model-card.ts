@@ -15,7 +15,7 @@ import { kLabel } from '../merge/windows';
 import { groupDigits } from '../errors';
 import { trainingRuns, whenTrained } from '../checkpoint/training-record';
 import type { CompressFormat } from './options';
-import type { CompressResult } from './result';
+import { calibrationUsed, type CompressResult } from './result';
 import type { MetricInfo } from './task';
 
 /**
@@ -244,7 +244,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
           ? `no search: the only window of k = ${r.k} adjacent layers${r.earlierWindows?.length ? ' not merged yet' : ''}`
           : 'given by the user'
     }`,
-    `- calibration: ${int(r.data.calibration)} ${r.data.unit}; validation: ${int(r.data.validation)} ${r.data.unit}${r.data.search !== undefined && r.data.search !== r.data.validation ? ` (${int(r.data.search)} per search candidate)` : ''}${r.data.test !== undefined ? `; test: ${int(r.data.test)} ${r.data.unit}` : ''}` +
+    `- calibration: ${calibrationUsed(r) ? `${int(r.data.calibration)} ${r.data.unit}` : `none used (\`${r.method}\` with recover \`${r.recover}\` reads no features)`}; validation: ${int(r.data.validation)} ${r.data.unit}${r.data.search !== undefined && r.data.search !== r.data.validation ? ` (${int(r.data.search)} per search candidate)` : ''}${r.data.test !== undefined ? `; test: ${int(r.data.test)} ${r.data.unit}` : ''}` +
       // the numbers depend on it: eval reproduces them on the same text only with the same --block-size
       // (not where no scored split was text: eval refuses --block-size on token-id rows; tester CH)
       (r.data.blockSize !== undefined && r.data.textScored !== false ? `; text scored in blocks of ${r.data.blockSize} tokens (\`ffmerge eval --block-size ${r.data.blockSize}\`${drawn ? ' reproduces the test numbers; eval reads text from its start, not drawn across the file' : ''})` : ''),

@@ -68,3 +68,12 @@ export interface CompressResult {
   timings: Record<string, number>;
   out?: { dir: string; format: CompressFormat; bytes: number };
 }
+
+/**
+ * Whether the run read its calibration data: features collected, or a recover method that fits on it. A vanilla
+ * merge (or a drop) at a given window with recover none reads none, and the card and summary said "calibration:
+ * 2,048 tokens" for it (tester FD).
+ */
+export function calibrationUsed(r: Pick<CompressResult, 'data' | 'windows'>): boolean {
+  return Object.keys(r.data.calibrationFeatures).length > 0 || r.windows.some((w) => w.recover !== 'none');
+}
