@@ -149,6 +149,8 @@ describe('ffmerge CLI', () => {
     // naming the model's one stack was taken silently (a tester's find): refused as any option it does not read
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--stacks', 'decoder'], 2, /stacks \(--stacks\) applies to encoder–decoder models; llama has one stack \(decoder\).*OPTION_NOT_APPLICABLE/],
     [['eval', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--count', '3'], 2, /--count does not apply.*OPTION_NOT_APPLICABLE/],
+    // a seed for a run that draws nothing at random would change nothing (tester FB asked for --seed)
+    [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--method', 'permute', '--seed', '7'], 2, /seed \(--seed\) seeds the random draws.*this run makes none of them \[OPTION_NOT_APPLICABLE\]/],
     // numbers are decimal integers, and what was asked for is never cut or ignored silently
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '1e1'], 2, /--k must be an integer ≥ 2, got "1e1".*INVALID_ARGUMENT/],
     [['compress', BUNDLED, '--data', path.join(BUNDLED, 'calibration.txt'), '--k', '0x2'], 2, /--k must be an integer ≥ 2, got "0x2".*INVALID_ARGUMENT/],

@@ -374,3 +374,18 @@ describe('calibration a run did not read', () => {
     }
   });
 });
+
+describe("seed (tester FB: the CLI could not change any of compress's random draws)", () => {
+  jest.setTimeout(120_000);
+  it("seeds draw spread's order (1, the default's, gives the default's run), and is refused where nothing is drawn", async () => {
+    const base = { calibration: TEXT, calibrationTokens: 1024, validationTokens: 1024, blockSize: 64, window: '1-2', method: 'permute', recover: 'none', draw: 'spread' } as const;
+    const plain = await compress(BUNDLED, { ...base, baselines: [] });
+    const one = await compress(BUNDLED, { ...base, baselines: [], seed: 1 });
+    const seven = await compress(BUNDLED, { ...base, baselines: [], seed: 7 });
+    expect(one.merged.validation).toBe(plain.merged.validation);
+    expect(seven.merged.validation).not.toBe(plain.merged.validation);
+    expect(seven.data.notes.join('\n')).toContain('seeded order, seed 7');
+    await expect(compress(BUNDLED, { ...base, baselines: [], draw: 'head', seed: 7 })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining('this run makes none of them') });
+    await expect(compress(BUNDLED, { ...base, baselines: [], seed: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('seed must be an integer in [0, 2^32)') });
+  });
+});

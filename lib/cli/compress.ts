@@ -27,7 +27,7 @@ const TASK_FLAGS = {
 type DataFlag = (typeof TASK_FLAGS)[keyof typeof TASK_FLAGS][number];
 
 /** Commander's parsed flags (camelCase), all strings but the switches. */
-export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibration'> | 'k' | 'fraction' | 'out' | 'baselines' | 'plugins' | 'stacks' | 'selectMemory' | 'maxShardSize', string>> & {
+export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibration'> | 'k' | 'fraction' | 'out' | 'baselines' | 'plugins' | 'stacks' | 'selectMemory' | 'maxShardSize' | 'seed', string>> & {
   sampleCalibration?: boolean;
   window: string;
   anchor?: string;
@@ -154,6 +154,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
       plugins,
       maxShardSize,
       stacks: oneOf(o.stacks, ['both-same', 'independent', 'encoder', 'decoder'] as const, 'stacks'),
+      seed: int(o.seed, 'seed', 0),
     }),
     window: o.window,
     format,

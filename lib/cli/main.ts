@@ -155,6 +155,7 @@ export function buildProgram(
     .option('--test-tokens <n>', 'test token budget, in whole blocks (default: the whole file)')
     .option('--draw <how>', 'which blocks of the --data/--valid text the budgets take: head (the first ones, default) | spread (drawn across the whole file; validation from the --data file disjoint from calibration)')
     .option('--block-size <n>', 'tokens per block text is cut into (default 256; not for .jsonl {"input_ids"} rows, used as they are)')
+    .option('--seed <n>', 'seed of the random draws: --draw spread, --sample-calibration, --recover finetune (default: their fixed seeds, 1, 1 and 0); refused for a run that draws none')
     .addHelpText('after', '\nWith no model: the bundled llama-stories260k demo, written to\n<tmp>/ffmerge-demo-<user id>/llama-stories260k-ffmerge unless --out is given.')
     .action((model: string | undefined, o: CompressCliOptions) => runCompress(model, o, signal));
 

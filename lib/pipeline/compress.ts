@@ -336,6 +336,16 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     ...recovers.names().filter((n) => own.recover(n) && !combos.some((c) => c.recover.name === n)).map((n) => `recover method ${n}`),
     ...baselineKinds.names().filter((n) => own.baseline(n) && !baselines.some((b) => b.name === n)).map((n) => `baseline ${n}`),
   ];
+  // a seed seeds the random draws: a run that makes none would ignore it (a recover that trains draws its batches)
+  if (options.seed !== undefined) {
+    if (!(typeof options.seed === 'number' && Number.isInteger(options.seed) && options.seed >= 0 && options.seed < 2 ** 32)) {
+      throw new FfmergeError('INVALID_ARGUMENT', `seed must be an integer in [0, 2^32) (got ${showValue(options.seed)})`);
+    }
+    const sampled = typeof options.calibration === 'object' && options.calibration !== null && !Array.isArray(options.calibration) && 'sample' in options.calibration;
+    if (options.draw !== 'spread' && !sampled && !combos.some((c) => c.recover.trains)) {
+      throw new FfmergeError('OPTION_NOT_APPLICABLE', 'seed (--seed) seeds the random draws of draw spread (--draw spread), sampled calibration (--sample-calibration) and recover finetune; this run makes none of them');
+    }
+  }
   // a recover method for other tasks is refused here, not after calibration (tester ED: Marian's finetune, 40 s in)
   for (const { recover: r } of combos) {
     // a name no task has is the plug-in's mistake, not this model's (tester EG: 'lm' was "recovers lm models")
@@ -494,6 +504,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       calibration: task.calibration,
       entry: (entry = new EntryStates(model, task.calibration)),
       ...(selectMemory !== undefined ? { selectMemory } : {}),
+      ...(options.seed !== undefined ? { seed: options.seed } : {}),
       ...(earlier.length ? { earlier: earlierByStack } : {}),
     };
     let calibrationFeatures: Partial<Record<StackName, number>> = {};

@@ -122,6 +122,13 @@ export interface CompressOptions {
    */
   draw?: 'head' | 'spread' | undefined;
   /**
+   * Seed of the run's random draws, an integer in [0, 2^32): `draw: 'spread'`'s block order, sampled calibration
+   * (unless `calibration.sample.seed` is given) and recover 'finetune's batches. Absent: the fixed seeds of
+   * before (spread and sampling 1, finetune 0). A run that draws nothing at random refuses it
+   * (OPTION_NOT_APPLICABLE): it would change nothing.
+   */
+  seed?: number | undefined;
+  /**
    * Tokens per block when text is cut (and per sampled calibration row). Token-id rows and blocks given already
    * cut are used as they are: a blockSize with no text (or sampled calibration) to apply to is OPTION_NOT_APPLICABLE.
    */
@@ -166,7 +173,7 @@ export const DEFAULT_FRACTION = 0.25;
 
 /** Options every task reads. */
 export const COMMON_KEYS: readonly (keyof CompressOptions)[] = [
-  'k', 'fraction', 'window', 'anchor', 'method', 'recover', 'baselines', 'plugins', 'stacks', 'selectMemory', 'stream', 'out', 'format', 'overwrite', 'maxShardSize', 'signal', 'onProgress',
+  'k', 'fraction', 'window', 'anchor', 'method', 'recover', 'baselines', 'plugins', 'stacks', 'selectMemory', 'stream', 'out', 'format', 'overwrite', 'maxShardSize', 'seed', 'signal', 'onProgress',
 ];
 
 /** Each of these options, where given, is a positive integer. */

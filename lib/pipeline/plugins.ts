@@ -43,6 +43,8 @@ export interface MergeContext {
    *  matrices of every pair would not fit at LLM widths, so get() refuses with INVALID_STATE, at every width. */
   correlations: Map<StackName, PairCorrelations>;
   calibration: FeatureBatch[];
+  /** CompressOptions.seed, for a method that draws at random (finetune's batches); absent: its own fixed seed. */
+  seed?: number;
   /** Bytes select's normal equations may take (CompressOptions.selectMemory); its default when absent. */
   selectMemory?: number;
   /**

@@ -102,7 +102,7 @@ export const finetuneRecover: RecoverMethod = {
         steps: STEPS,
         lr: LR,
         trainable: 'ff',
-        seed: 0,
+        seed: ctx.seed ?? 0,
         ...signal,
         ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       });

@@ -50,12 +50,12 @@ function isTokenSource(v: unknown): v is TokenSource {
 const SPREAD_MAX_TOKENS = 16 * 1024 * 1024;
 
 /**
- * The blocks of a file in a fixed pseudo-random order (seed 1), without a shorter last block, so that taking
- * the leading blocks of the result draws them evenly from the whole file.
+ * The blocks of a file in a fixed pseudo-random order (seed 1 unless CompressOptions.seed), without a shorter
+ * last block, so that taking the leading blocks of the result draws them evenly from the whole file.
  */
-function spreadOrder(blocks: Int32Array[]): Int32Array[] {
+function spreadOrder(blocks: Int32Array[], seed = 1): Int32Array[] {
   const pool = blocks.length > 1 && blocks[blocks.length - 1]!.length < blocks[0]!.length ? blocks.slice(0, -1) : blocks;
-  return Array.from(seededOrder(pool.length, 1), (i) => pool[i]!);
+  return Array.from(seededOrder(pool.length, seed), (i) => pool[i]!);
 }
 
 function isSampledSource(v: unknown): v is SampledSource {
@@ -227,11 +227,11 @@ export const languageModeling: TaskKind = {
       if (short) notes.push(`${noted}: ${capped ? `the first ${groupDigits(held)} tokens of the file, as far as a spread draw reads, fewer than the ${groupDigits(maxTokens)} its budget asks` : short}`);
       if (!spread || !drawn) return blocks;
       const across = typeof src !== 'string' ? 'all the blocks given' : tokenCount(blocks) >= SPREAD_MAX_TOKENS ? `the first ${groupDigits(SPREAD_MAX_TOKENS)} tokens of the file` : 'the whole file';
-      notes.push(`${noted}: blocks drawn across ${across} (fixed seeded order)`);
-      return spreadOrder(blocks);
+      notes.push(`${noted}: blocks drawn across ${across} (${o.seed === undefined ? 'fixed seeded order' : `seeded order, seed ${o.seed}`})`);
+      return spreadOrder(blocks, o.seed);
     };
     if (isSampledSource(o.calibration)) {
-      const { temperature = 1, seed = 1 } = o.calibration.sample;
+      const { temperature = 1, seed = o.seed ?? 1 } = o.calibration.sample;
       notes.push(`calibration: sampled from the model (temperature ${temperature}, seed ${seed})`);
     }
     // validation without a file of its own is the calibration data after the calibration budget: with 'spread',
@@ -243,6 +243,7 @@ export const languageModeling: TaskKind = {
           length: blockSize,
           startToken: startToken(model.config, model.spec.vocab),
           ...o.calibration.sample,
+          seed: o.calibration.sample.seed ?? o.seed ?? 1,
           ...(job.signal ? { signal: job.signal } : {}),
           ...(job.onProgress ? { onProgress: job.onProgress } : {}),
         })
