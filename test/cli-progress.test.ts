@@ -96,7 +96,7 @@ describe('CLI progress bars', () => {
 
     const screen = term.screen().filter((l) => l !== '');
     expect(screen).toHaveLength(3);
-    expect(screen[0]).toMatch(/^✔ Calibrating \(FF activations\) +3 batches +\d+\.\d s$/);
+    expect(screen[0]).toMatch(/^✔ Calibrating \(FF activations\) +3 steps +\d+\.\d s$/);
     expect(screen[1]).toMatch(/^✔ Searching windows +9 candidates +\d+\.\d s$/);
     expect(screen[2]).toMatch(/^✔ Test set +4 batches +\d+\.\d s$/);
     // redrawn in place: the only line feeds are the finished phases' lines
@@ -207,7 +207,7 @@ describe('CLI progress bars', () => {
     bar.done();
     expect(term.raw).not.toMatch(/\r|\x1b/); // eslint-disable-line no-control-regex
     // 51 reports within 10 s: no periodic line yet, only the two phases' closing lines
-    expect(term.raw.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^✔ Calibrating \(FF activations\)\s+50 batches/), expect.stringMatching(/^✔ Searching windows\s+1\/9 candidates/)]);
+    expect(term.raw.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^✔ Calibrating \(FF activations\)\s+50 steps/), expect.stringMatching(/^✔ Searching windows\s+1\/9 candidates/)]);
     for (const [enabled, env] of [[false, undefined], [true, '0']] as const) {
       const quiet = new FakeTerminal();
       quiet.isTTY = false;
@@ -247,7 +247,7 @@ describe('CLI progress bars', () => {
       expect(term.raw).toBe('');
       tick(10_000);
       bar.update({ phase: 'features', done: 12, total: 40 });
-      expect(term.raw).toBe('  Calibrating (FF activations)   12/40 batches  15.0 s, about 35.0 s left\n');
+      expect(term.raw).toBe('  Calibrating (FF activations)   12/40 steps  15.0 s, about 35.0 s left\n');
     });
   });
 
@@ -293,7 +293,7 @@ describe('CLI progress bars', () => {
       bar.update({ phase: 'features', done: 0, total: 10 });
       tick(59_970);
       bar.update({ phase: 'features', done: 1, total: 10 }); // 59.97 s elapsed, 539.7 s left
-      expect(term.raw).toBe('  Calibrating (FF activations)   1/10 batches  1 min 0 s, about 9 min 0 s left\n');
+      expect(term.raw).toBe('  Calibrating (FF activations)   1/10 steps  1 min 0 s, about 9 min 0 s left\n');
     });
   });
 

@@ -28,7 +28,8 @@ const PHASES: Readonly<Record<PipelinePhase, PhaseLabel>> = {
   tokenize: { title: 'Reading data', unit: '', scale: bytes },
   images: { title: 'Reading images', unit: 'images' },
   sample: { title: 'Sampling calibration text from the model', unit: 'tokens' },
-  features: { title: 'Calibrating (FF activations)', unit: 'batches' },
+  // steps: a layer's pass over one batch, and each layer pair's correlations (or alignment) once its last batch is in
+  features: { title: 'Calibrating (FF activations)', unit: 'steps' },
   prefix: { title: 'Caching base model states', unit: 'batches' },
   validate: { title: 'Validating the base model', unit: 'batches' },
   'validate-merged': { title: 'Validating the merged model', unit: 'batches' },
@@ -187,7 +188,7 @@ export class ProgressBar {
     this.heartbeat = undefined;
   }
 
-  /** "Calibrating (FF activations)  12/40 batches  1 min 3 s, about 2 min 27 s left" (no cursor control). */
+  /** "Calibrating (FF activations)  12/40 steps  1 min 3 s, about 2 min 27 s left" (no cursor control). */
   private plainLine(p: Progress, label: PhaseLabel, now: number): string {
     const { title, unit, shown, shownTotal, detail } = this.payload(p, label);
     const elapsed = (now - this.started) / 1000;
