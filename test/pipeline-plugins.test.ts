@@ -366,9 +366,13 @@ describe('calibration a run did not read', () => {
       expect(vanilla.data.calibrationFeatures).toEqual({});
       expect(formatReport(vanilla)).toMatch(/data {6}calibration not used, validation 512/);
       expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).toContain('- calibration: none used (`vanilla` with recover `none` reads no features); validation: 512 tokens');
-      // a permute merge reads it, and says so as before
-      const permute = await compress(BUNDLED, { ...base, method: 'permute', baselines: [] });
-      expect(formatReport(permute)).toMatch(/data {6}calibration 512 tokens, validation 512/);
+      expect(vanilla.data.calibrationRead).toBe(false);
+      // a permute merge reads it, and so does select, which fits on it with no features (tester FF: "not used")
+      for (const method of ['permute', 'select'] as const) {
+        const r = await compress(BUNDLED, { ...base, method, baselines: [] });
+        expect(r.data.calibrationRead).toBe(true);
+        expect(formatReport(r)).toMatch(/data {6}calibration 512 tokens, validation 512/);
+      }
     } finally {
       fs.rmSync(path.dirname(out), { recursive: true, force: true });
     }

@@ -744,7 +744,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, notes: [...task.data.notes, ...fractionNote, ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen, combos.some((c) => c.method.needsCorrelations), baselines.filter((b) => b.needsCorrelations).map((b) => b.name)), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures },
+      data: { ...task.data, notes: [...task.data.notes, ...fractionNote, ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen, combos.some((c) => c.method.needsCorrelations), baselines.filter((b) => b.needsCorrelations).map((b) => b.name)), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures, calibrationRead: Object.keys(calibrationFeatures).length > 0 || !combos.every((c) => c.method.name === 'vanilla' && c.recover.name === 'none') },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;

@@ -63,17 +63,21 @@ export interface CompressResult {
   /** In the tied form: what `after` stores (the expanded format stores each shared tensor k times). */
   params: { before: number; after: number; removed: number; fraction: number };
   bytes: { before: number; after: number; removed: number; fraction: number };
-  data: DataCounts & { calibrationFeatures: Partial<Record<StackName, number>> };
+  /**
+   * calibrationRead: whether the run read its calibration data (false only where every combination tried was a
+   * vanilla merge with recover none, which need no features and fit nothing: tester FD); absent in a report.json
+   * written before it, read as true.
+   */
+  data: DataCounts & { calibrationFeatures: Partial<Record<StackName, number>>; calibrationRead?: boolean };
   /** Seconds per phase that ran. report.json's save is the time up to its own writing (weights written). */
   timings: Record<string, number>;
   out?: { dir: string; format: CompressFormat; bytes: number };
 }
 
 /**
- * Whether the run read its calibration data: features collected, or a recover method that fits on it. A vanilla
- * merge (or a drop) at a given window with recover none reads none, and the card and summary said "calibration:
- * 2,048 tokens" for it (tester FD).
+ * Whether the run read its calibration data (CompressResult.data.calibrationRead). A vanilla merge with recover
+ * none reads none, and the card and summary said "calibration: 2,048 tokens" for it (tester FD).
  */
-export function calibrationUsed(r: Pick<CompressResult, 'data' | 'windows'>): boolean {
-  return Object.keys(r.data.calibrationFeatures).length > 0 || r.windows.some((w) => w.recover !== 'none');
+export function calibrationUsed(r: Pick<CompressResult, 'data'>): boolean {
+  return r.data.calibrationRead !== false;
 }
