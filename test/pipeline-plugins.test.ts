@@ -133,6 +133,8 @@ describe('the progress compress reports (tester AZ)', () => {
     // steps, no 'merge' line before them
     expect(runs[4]!.some((p) => p.phase === 'merge')).toBe(false);
     expect(runs[4]!.some((p) => p.phase === 'finetune')).toBe(true);
+    // each training names its window (tester FF: two given windows showed two alike lines)
+    for (const p of runs[4]!.filter((x) => x.phase === 'finetune')) expect(p.detail).toMatch(/^decoder 3-4/);
     // every count ends at its total: a placement built, not scored (the paper's at a given window), is not in it
     // (tester EC: "Scoring baselines 10/11")
     for (const seen of runs) {
@@ -389,6 +391,10 @@ describe("seed (tester FB: the CLI could not change any of compress's random dra
     expect(one.merged.validation).toBe(plain.merged.validation);
     expect(seven.merged.validation).not.toBe(plain.merged.validation);
     expect(seven.data.notes.join('\n')).toContain('seeded order, seed 7');
+    expect(seven.data.notes).toContain("seed 7 (--seed): draw spread's order");
+    // recover finetune draws its batches: the seed is accepted and recorded (tester FF: recorded nowhere)
+    const tuned = await compress(BUNDLED, { ...base, draw: 'head', recover: 'finetune', baselines: [], seed: 7 });
+    expect(tuned.data.notes).toContain("seed 7 (--seed): finetune's draws");
     await expect(compress(BUNDLED, { ...base, baselines: [], draw: 'head', seed: 7 })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining('this run makes none of them') });
     await expect(compress(BUNDLED, { ...base, baselines: [], seed: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('seed must be an integer in [0, 2^32)') });
   });

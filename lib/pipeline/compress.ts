@@ -336,14 +336,18 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     ...recovers.names().filter((n) => own.recover(n) && !combos.some((c) => c.recover.name === n)).map((n) => `recover method ${n}`),
     ...baselineKinds.names().filter((n) => own.baseline(n) && !baselines.some((b) => b.name === n)).map((n) => `baseline ${n}`),
   ];
-  // a seed seeds the random draws: a run that makes none would ignore it (a recover that trains draws its batches)
+  // a seed seeds the random draws: a run that makes none would ignore it; those it seeds are noted (tester FF: a
+  // finetune's seed was recorded nowhere)
+  const seedDraws: string[] = [];
   if (options.seed !== undefined) {
     if (!(typeof options.seed === 'number' && Number.isInteger(options.seed) && options.seed >= 0 && options.seed < 2 ** 32)) {
       throw new FfmergeError('INVALID_ARGUMENT', `seed must be an integer in [0, 2^32) (got ${showValue(options.seed)})`);
     }
     const sampled = typeof options.calibration === 'object' && options.calibration !== null && !Array.isArray(options.calibration) && 'sample' in options.calibration;
-    if (options.draw !== 'spread' && !sampled && !combos.some((c) => c.recover.trains)) {
-      throw new FfmergeError('OPTION_NOT_APPLICABLE', 'seed (--seed) seeds the random draws of draw spread (--draw spread), sampled calibration (--sample-calibration) and recover finetune; this run makes none of them');
+    const seededBy = [...new Set(combos.flatMap((c) => [c.method, c.recover]).filter((m) => m.seeded).map((m) => m.name))];
+    seedDraws.push(...(options.draw === 'spread' ? ["draw spread's order"] : []), ...(sampled ? ['sampled calibration'] : []), ...seededBy.map((n) => `${n}'s draws`));
+    if (seedDraws.length === 0) {
+      throw new FfmergeError('OPTION_NOT_APPLICABLE', 'seed (--seed) seeds the random draws of draw spread (--draw spread), sampled calibration (--sample-calibration) and recover finetune (or a plug-in that draws); this run makes none of them');
     }
   }
   // a recover method for other tasks is refused here, not after calibration (tester ED: Marian's finetune, 40 s in)
@@ -744,7 +748,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, notes: [...task.data.notes, ...fractionNote, ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen, combos.some((c) => c.method.needsCorrelations), baselines.filter((b) => b.needsCorrelations).map((b) => b.name)), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures, calibrationRead: Object.keys(calibrationFeatures).length > 0 || !combos.every((c) => c.method.name === 'vanilla' && c.recover.name === 'none') },
+      data: { ...task.data, notes: [...task.data.notes, ...fractionNote, ...(seedDraws.length ? [`seed ${options.seed} (--seed): ${seedDraws.join(', ')}`] : []), ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen, combos.some((c) => c.method.needsCorrelations), baselines.filter((b) => b.needsCorrelations).map((b) => b.name)), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures, calibrationRead: Object.keys(calibrationFeatures).length > 0 || !combos.every((c) => c.method.name === 'vanilla' && c.recover.name === 'none') },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;

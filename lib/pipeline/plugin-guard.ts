@@ -139,6 +139,7 @@ export function guardMerge(method: MergeMethod, name: string, own: boolean, sign
     name,
     description: String(method.description),
     needsCorrelations: Boolean(method.needsCorrelations),
+    seeded: Boolean(method.seeded),
     merge: async (ctx: MergeContext, stack: StackName, w: Window, opts: JobOptions) => checkMerged(who, await settle(() => method.merge(own ? ownView(ctx) : ctx, stack, w, opts), own, signal, who), ctx.model, stack, w, own),
   });
 }
@@ -153,6 +154,7 @@ export function guardRecover(method: RecoverMethod, name: string, own: boolean, 
     description: String(method.description),
     rewritesEarlier: Boolean(method.rewritesEarlier),
     trains: Boolean(method.trains),
+    seeded: Boolean(method.seeded),
     ...(tasks === undefined ? {} : { tasks: Object.freeze([...tasks]) }),
     recover: async (ctx: MergeContext, m: MergedWindow, opts: JobOptions) => checkMerged(who, await settle(() => method.recover(own ? ownView(ctx) : ctx, m, opts), own, signal, who), ctx.model, m.stack, m.window, own),
   });

@@ -64,6 +64,8 @@ export interface MergeContext {
 export interface MergeMethod extends Named {
   /** Whether merge() reads ctx.correlations (then compress collects them first). */
   readonly needsCorrelations: boolean;
+  /** Draws at random with ctx.seed: compress accepts a `seed` for a run that uses it. */
+  readonly seeded?: boolean;
   merge(ctx: MergeContext, stack: StackName, window: Window, opts: JobOptions): Promise<MergedWindow>;
 }
 
@@ -78,6 +80,8 @@ export interface RecoverMethod extends Named {
    * those steps, not a 'merge' line of its own.
    */
   readonly trains?: boolean;
+  /** Draws at random with ctx.seed (finetune: its batches): compress accepts a `seed` for a run that uses it. */
+  readonly seeded?: boolean;
   /** The tasks (TaskKind names) it can recover; absent: every task. compress refuses any other before any work. */
   readonly tasks?: readonly string[];
   /** Returns new arrays: `merged` may be handed to another recover method too, so it is never written into. */

@@ -63,6 +63,7 @@ export const finetuneRecover: RecoverMethod = {
   name: 'finetune',
   rewritesEarlier: true,
   trains: true,
+  seeded: true,
   tasks: ['language-modeling', 'image-classification'],
   description: `trains the FF sublayers ${STEPS} AdamW steps on the calibration data with the tie kept, an eighth held out: where their loss does not fall, the untrained merge is kept (decoder LMs: tokens; vit: labelled images; the full step 6 is \`ffmerge finetune\`)`,
   async recover(ctx, m, opts) {
@@ -104,7 +105,8 @@ export const finetuneRecover: RecoverMethod = {
         trainable: 'ff',
         seed: ctx.seed ?? 0,
         ...signal,
-        ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+        // named by its window: two windows train one after another (tester FF: two alike "Fine-tuning 40 steps")
+        ...(opts.onProgress ? { onProgress: (p) => opts.onProgress!({ ...p, detail: `${m.stack} ${windowLabel(m.window)}${p.detail ? `: ${p.detail}` : ''}` }) } : {}),
       });
       try {
         const held = r.valBefore !== undefined && r.valAfter !== undefined ? `${r.valBefore.toFixed(4)} → ${r.valAfter.toFixed(4)}` : undefined;
