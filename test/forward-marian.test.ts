@@ -29,6 +29,15 @@ describeShared('fixtures/marian-multi30k-en-de', 'Marian (marian-multi30k-en-de)
   });
   afterAll(() => model?.dispose());
 
+  test("the two stacks' loads are one count that never goes back and ends at its total (tester FG: two load lines)", async () => {
+    const seen: { done: number; total: number }[] = [];
+    const m = await loadModel(dir, { onProgress: (p) => void (p.phase === 'load' && seen.push({ done: p.done, total: p.total })) });
+    m.dispose();
+    for (let i = 1; i < seen.length; i++) expect(seen[i]!.done).toBeGreaterThanOrEqual(seen[i - 1]!.done);
+    expect(seen.at(-1)!.done).toBe(seen.at(-1)!.total);
+    expect(seen.filter((p) => p.done === p.total)).toHaveLength(1);
+  });
+
   test('two stacks from config.json', () => {
     expect(model.stacks()).toEqual(['encoder', 'decoder']);
     expect(model.spec).toMatchObject({ family: 'marian', positions: 'sinusoidal', normPlacement: 'post', activation: 'silu', crossAttention: true });

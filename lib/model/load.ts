@@ -9,7 +9,7 @@ import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
 import * as path from 'node:path';
 import { FfmergeError, fromNativeError } from '../errors';
 import { checkBoolean, checkOneOf, checkPath } from '../arguments';
-import { checkJobOptions, runNativeJob, throwIfAborted, type JobOptions } from '../native/job';
+import { checkJobOptions, runNativeJob, throwIfAborted, type JobOptions, type Progress } from '../native/job';
 import { modelAddon, type NativeModelHandle } from '../native/model';
 import { CheckpointReader } from '../checkpoint/ties';
 import { architectureOf } from './architectures';
@@ -93,14 +93,28 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   } finally {
     await reader.close(); // the native job opens the files itself; the reader's handles are not needed
   }
-  const bytes = plans.reduce((n, st) => n + st.plan.slots.reduce((m, sl) => m + sl.pieces.reduce((k, p) => k + p.length, 0), 0), 0);
+  const planBytes = (st: CheckedStack) => st.plan.slots.reduce((m, sl) => m + sl.pieces.reduce((k, p) => k + p.length, 0), 0);
+  const bytes = plans.reduce((n, st) => n + planBytes(st), 0);
   const stream = opts.stream === 'auto' || opts.stream === undefined ? bytes >= STREAM_AUTO_BYTES : opts.stream;
   const map = opts.mmap ?? process.env.FFMERGE_NO_MMAP !== '1';
   const loaded: { name: string; spec: ModelSpec; handle: NativeModelHandle }[] = [];
   try {
-    for (const st of plans) {
-      const handle = await runNativeJob('load', (onProgress) => modelAddon().modelLoad(st.spec, { ...st.plan, stream, map }, onProgress), opts);
+    // One count over the stacks (an encoder–decoder model loads two): each stack's bytes go on from those before
+    // it, the total counting the stacks still to load (tester FG: two "Loading the weights" lines for Marian).
+    let before = 0;
+    for (const [i, st] of plans.entries()) {
+      const rest = plans.slice(i + 1).reduce((n, x) => n + planBytes(x), 0);
+      let own = 0;
+      const report = opts.onProgress;
+      const relay = (p: Progress) => {
+        if (p.phase !== 'load') return report!(p);
+        own = p.total;
+        report!({ ...p, done: before + p.done, total: before + p.total + rest });
+      };
+      const job: LoadModelOptions = report ? { ...opts, onProgress: relay } : opts;
+      const handle = await runNativeJob('load', (onProgress) => modelAddon().modelLoad(st.spec, { ...st.plan, stream, map }, onProgress), job);
       loaded.push({ name: st.name, spec: st.spec, handle });
+      before += own;
     }
   } catch (e) {
     for (const st of loaded) modelAddon().modelDispose(st.handle);
