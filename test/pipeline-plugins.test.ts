@@ -369,6 +369,9 @@ describe('calibration a run did not read', () => {
       expect(formatReport(vanilla)).toMatch(/data {6}calibration not used, validation 512/);
       expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).toContain('- calibration: none used (`vanilla` with recover `none` reads no features); validation: 512 tokens');
       expect(vanilla.data.calibrationRead).toBe(false);
+      // sampled calibration such a run would not read is refused before it is made (tester FG: 10,200 tokens
+      // sampled, then "not used")
+      await expect(compress(BUNDLED, { ...base, calibration: { sample: {} }, validation: TEXT, method: 'vanilla', baselines: [] })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringContaining('is read by no part of this run') });
       // a permute merge reads it, and so does select, which fits on it with no features (tester FF: "not used")
       for (const method of ['permute', 'select'] as const) {
         const r = await compress(BUNDLED, { ...base, method, baselines: [] });

@@ -336,6 +336,14 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     ...recovers.names().filter((n) => own.recover(n) && !combos.some((c) => c.recover.name === n)).map((n) => `recover method ${n}`),
     ...baselineKinds.names().filter((n) => own.baseline(n) && !baselines.some((b) => b.name === n)).map((n) => `baseline ${n}`),
   ];
+  // Whether the run reads its calibration data: every combination but vanilla + none does (features, or a fit),
+  // and so does a baseline that aligns. One that does not: sampled calibration would be made for nothing (tester
+  // FG: 10,200 tokens sampled, then "calibration not used"), so it is refused, as any option that does not apply.
+  const readsCalibration = !combos.every((c) => c.method.name === 'vanilla' && c.recover.name === 'none') || baselines.some((b) => b.needsCorrelations);
+  const sampled = typeof options.calibration === 'object' && options.calibration !== null && !Array.isArray(options.calibration) && 'sample' in options.calibration;
+  if (sampled && !readsCalibration) {
+    throw new FfmergeError('OPTION_NOT_APPLICABLE', 'sampled calibration (--sample-calibration) is read by no part of this run (a vanilla merge with recover none, and no baseline that aligns): leave it out, and give the validation text as --data');
+  }
   // a seed seeds the random draws: a run that makes none would ignore it; those it seeds are noted (tester FF: a
   // finetune's seed was recorded nowhere)
   const seedDraws: string[] = [];
@@ -343,7 +351,6 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     if (!(typeof options.seed === 'number' && Number.isInteger(options.seed) && options.seed >= 0 && options.seed < 2 ** 32)) {
       throw new FfmergeError('INVALID_ARGUMENT', `seed must be an integer in [0, 2^32) (got ${showValue(options.seed)})`);
     }
-    const sampled = typeof options.calibration === 'object' && options.calibration !== null && !Array.isArray(options.calibration) && 'sample' in options.calibration;
     const seededBy = [...new Set(combos.flatMap((c) => [c.method, c.recover]).filter((m) => m.seeded).map((m) => m.name))];
     seedDraws.push(...(options.draw === 'spread' ? ["draw spread's order"] : []), ...(sampled ? ['sampled calibration'] : []), ...seededBy.map((n) => `${n}'s draws`));
     if (seedDraws.length === 0) {
@@ -748,7 +755,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, notes: [...task.data.notes, ...fractionNote, ...(seedDraws.length ? [`seed ${options.seed} (--seed): ${seedDraws.join(', ')}`] : []), ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen, combos.some((c) => c.method.needsCorrelations), baselines.filter((b) => b.needsCorrelations).map((b) => b.name)), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures, calibrationRead: Object.keys(calibrationFeatures).length > 0 || !combos.every((c) => c.method.name === 'vanilla' && c.recover.name === 'none') },
+      data: { ...task.data, notes: [...task.data.notes, ...fractionNote, ...(seedDraws.length ? [`seed ${options.seed} (--seed): ${seedDraws.join(', ')}`] : []), ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen, combos.some((c) => c.method.needsCorrelations), baselines.filter((b) => b.needsCorrelations).map((b) => b.name)), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures, calibrationRead: readsCalibration },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;
