@@ -81,22 +81,26 @@ test('a batch far beyond memory costs one micro-batch of it, and an abort stops 
   const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 35 });
   const m = await loadModel(s.dir);
   try {
-    const ac = new AbortController();
-    let reports = 0;
-    const run = finetune(m, {
-      data: pattern(500, 23),
-      steps: 1,
-      batch: 1e13,
-      micro: 4,
-      seq: 16,
-      signal: ac.signal,
-      onProgress: () => {
-        reports++;
-        ac.abort();
-      },
-    });
-    await expect(run).rejects.toMatchObject({ code: 'ABORTED' });
-    expect(reports).toBeGreaterThan(0);
+    // with validation or not, the first event comes before the job starts: an abort there stops it too
+    for (const validation of [undefined, [pattern(16, 23)]]) {
+      const ac = new AbortController();
+      let reports = 0;
+      const run = finetune(m, {
+        data: pattern(500, 23),
+        steps: 1,
+        batch: 1e13,
+        micro: 4,
+        seq: 16,
+        ...(validation ? { validation } : {}),
+        signal: ac.signal,
+        onProgress: () => {
+          reports++;
+          ac.abort();
+        },
+      });
+      await expect(run).rejects.toMatchObject({ code: 'ABORTED' });
+      expect(reports).toBeGreaterThan(0);
+    }
   } finally {
     m.dispose();
   }
@@ -252,6 +256,19 @@ test('an onProgress that throws at the first event fails the call with its own e
     for (const validation of [[pattern(12, 23)], undefined]) {
       await expect(finetune(m, { data: pattern(200, 23), steps: 2, batch: 2, seq: 12, ...(validation ? { validation } : {}), onProgress: () => { throw bug; } })).rejects.toBe(bug);
     }
+  } finally {
+    m.dispose();
+  }
+});
+
+test('without validation the first event is sent as the job starts, at step 0 (tester FG: none until the first step ended)', async () => {
+  const s = await syntheticGpt2({ layers: 2, d: 12, heads: 3, ff: 19, vocab: 23, positions: 16, seed: 44 });
+  const m = await loadModel(s.dir);
+  try {
+    const seen: FinetuneProgress[] = [];
+    const r = await finetune(m, { data: pattern(200, 23), steps: 3, batch: 2, seq: 12, onProgress: (p) => seen.push(p) });
+    r.model.dispose();
+    expect(seen[0]).toEqual({ phase: 'finetune', done: 0, total: 3 });
   } finally {
     m.dispose();
   }

@@ -18,6 +18,9 @@ import { printResult } from './format';
 import { loadPlugins } from './plugins';
 import type { Progress } from '../native/job';
 
+/** How long the weights' read goes unshown (compress's onProgress says why). */
+const LOAD_QUIET_MS = 1000;
+
 /** The data flags each task reads (the others are refused for it). */
 const TASK_FLAGS = {
   'language-modeling': ['data', 'sampleCalibration', 'draw', 'valid', 'test', 'calibrationTokens', 'validationTokens', 'searchTokens', 'testTokens', 'blockSize'],
@@ -167,10 +170,27 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   const bar = new ProgressBar(!o.json);
   // said when the work starts, after compress has refused what it refuses: a refusal is the only line then
   let announced = Boolean(o.json);
-  const onProgress = (p: Progress) => {
+  const show = (p: Progress) => {
     if (!announced) process.stderr.write(`ffmerge: compressing ${model}${bundled ? ' (bundled model)' : ''} → ${out}\n`);
     announced = true;
     bar.update(p);
+  };
+  // The weights' read comes before the data is checked: shown at once, a refusal of a missing data file would
+  // follow "compressing … → out" and a load line. It is held back for LOAD_QUIET_MS (a small model's whole read),
+  // then shown as it goes (tester FC: a 1.4 GB model read for 25 s with no line).
+  let heldLoad: Progress | undefined;
+  let loadFrom: number | undefined;
+  const onProgress = (p: Progress) => {
+    if (p.phase === 'load' && !announced) {
+      loadFrom ??= performance.now();
+      if (performance.now() - loadFrom < LOAD_QUIET_MS) {
+        heldLoad = p;
+        return;
+      }
+    }
+    if (heldLoad && p.phase !== 'load') show(heldLoad);
+    heldLoad = undefined;
+    show(p);
   };
   const onAbort = () => bar.interrupt();
   signal.addEventListener('abort', onAbort, { once: true });

@@ -328,14 +328,19 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     const e = event(Math.min(done, logged), total, last, last && (last.seconds / last.step) * (total - last.step));
     onProgress!(validating ? { ...e, detail: `validation loss after step ${done}` } : e);
   };
-  if (onProgress && hasValidation) {
+  // said as the job starts, validation or not: the count then stands at 0 through the first step (tester FG: a
+  // first step of seconds with no event at all)
+  if (onProgress) {
     try {
-      onProgress({ ...event(0, steps), detail: 'validation loss before training' });
+      onProgress(hasValidation ? { ...event(0, steps), detail: 'validation loss before training' } : event(0, steps));
     } catch {
       // the callback's own error, kept in `failure`, is what the call rejects with (tester EZ: a TypeError)
     }
     if (failure) throw failure.error;
   }
+  // an abort from that first event (a listener added after it would never hear it: the job ran on, tester FG's
+  // batch of 1e13 for ever)
+  if (opts.signal?.aborted) throw abortError(opts.signal);
   try {
     handle = trainAddon().modelFinetune(model.nativeHandle(), args, onProgress ? report : undefined);
   } catch (e) {
