@@ -64,7 +64,7 @@ describe('PrefixCache', () => {
     // the phase starts when the work does, and each batch's layers show while it runs (tester DS: one batch of a
     // large model was minutes with no report, shown as the phase before)
     expect(seen[0]).toEqual({ phase: 'evaluate', done: 0, total: 3 });
-    expect(seen).toContainEqual({ phase: 'evaluate', done: 1, total: 3, detail: '100% of batch 2' });
+    expect(seen).toContainEqual({ phase: 'evaluate', done: 1, total: 3, detail: '100% of batch 2', within: 1 });
     expect(seen.at(-1)).toEqual({ phase: 'evaluate', done: 3, total: 3 });
     const cached = await nllOf(m, batches, { cache: disk, fromLayer: 2 });
     expect(cached.count).toBe(plain.count);
