@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ProgressBar } from '../lib/cli/progress';
+import { holdingLoad, ProgressBar } from '../lib/cli/progress';
 import { fmtSeconds, minutesAndSeconds } from '../lib/cli/format';
 import { runEval } from '../lib/cli/eval';
 import { runExport } from '../lib/cli/export';
@@ -351,5 +351,37 @@ describe('runningCount (a task reading several files under one phase)', () => {
       ['images', 105, 110],
     ]);
     expect(runningCount('images', undefined).onProgress).toBeUndefined();
+  });
+});
+
+describe('holdingLoad (compress and finetune: the weights are read before the data is checked)', () => {
+  it('holds a short load back until the next phase, and shows a long one once its first second has passed (tester FC, FG)', () => {
+    let t = 0;
+    const shown: string[] = [];
+    const on = holdingLoad((p) => shown.push(`${p.phase} ${p.done}/${p.total}`), 1000, () => t);
+    // short: held, then its last event shown just before the next phase's first
+    on({ phase: 'load', done: 0, total: 10 });
+    t = 300;
+    on({ phase: 'load', done: 10, total: 10 });
+    expect(shown).toEqual([]);
+    on({ phase: 'tokenize', done: 1, total: 5 });
+    expect(shown).toEqual(['load 10/10', 'tokenize 1/5']);
+    // long: nothing for the first second, then every event as it comes
+    const long: string[] = [];
+    t = 0;
+    const on2 = holdingLoad((p) => long.push(`${p.phase} ${p.done}/${p.total}`), 1000, () => t);
+    on2({ phase: 'load', done: 0, total: 100 });
+    t = 1200;
+    on2({ phase: 'load', done: 40, total: 100 });
+    t = 1500;
+    on2({ phase: 'load', done: 100, total: 100 });
+    on2({ phase: 'tokenize', done: 1, total: 5 });
+    expect(long).toEqual(['load 40/100', 'load 100/100', 'tokenize 1/5']);
+    // a refusal right after a short load: nothing was shown (the caller's error is the one line)
+    const refused: string[] = [];
+    t = 0;
+    const on3 = holdingLoad((p) => refused.push(p.phase), 1000, () => t);
+    on3({ phase: 'load', done: 10, total: 10 });
+    expect(refused).toEqual([]);
   });
 });

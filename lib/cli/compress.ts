@@ -13,13 +13,10 @@ import type { Anchor } from '../merge/windows';
 import type { CompressFormat } from '../pipeline/options';
 import { byteSize, decimal, defaultOut, dropUndefined, imageSourceFrom, int, oneOf, parallelSourceFrom, modelOrBundled, refuseFlags, type SplitFlags } from './flags';
 import { formatReport } from './report';
-import { ProgressBar } from './progress';
+import { holdingLoad, ProgressBar } from './progress';
 import { printResult } from './format';
 import { loadPlugins } from './plugins';
 import type { Progress } from '../native/job';
-
-/** How long the weights' read goes unshown (compress's onProgress says why). */
-const LOAD_QUIET_MS = 1000;
 
 /** The data flags each task reads (the others are refused for it). */
 const TASK_FLAGS = {
@@ -175,23 +172,9 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     announced = true;
     bar.update(p);
   };
-  // The weights' read comes before the data is checked: shown at once, a refusal of a missing data file would
-  // follow "compressing … → out" and a load line. It is held back for LOAD_QUIET_MS (a small model's whole read),
-  // then shown as it goes (tester FC: a 1.4 GB model read for 25 s with no line).
-  let heldLoad: Progress | undefined;
-  let loadFrom: number | undefined;
-  const onProgress = (p: Progress) => {
-    if (p.phase === 'load' && !announced) {
-      loadFrom ??= performance.now();
-      if (performance.now() - loadFrom < LOAD_QUIET_MS) {
-        heldLoad = p;
-        return;
-      }
-    }
-    if (heldLoad && p.phase !== 'load') show(heldLoad);
-    heldLoad = undefined;
-    show(p);
-  };
+  // the weights' read comes before the data is checked: held back (holdingLoad says why), so that a refused data
+  // file is not announced as "compressing … → out"
+  const onProgress = holdingLoad(show);
   const onAbort = () => bar.interrupt();
   signal.addEventListener('abort', onAbort, { once: true });
   try {

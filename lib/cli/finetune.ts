@@ -19,7 +19,7 @@ import { saveTrained } from '../train/save';
 import { expandedError } from '../train/ties';
 import { SafetensorsReader } from '../safetensors';
 import { byteSize, decimal, defaultOut, dropUndefined, int, oneOf, refuseFlags } from './flags';
-import { ProgressBar } from './progress';
+import { holdingLoad, ProgressBar } from './progress';
 import { fmtBytes, fmtInt, printResult } from './format';
 import { assertRegularFile } from '../files';
 
@@ -104,7 +104,9 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   // makes a tied checkpoint's window one native FF (the loader shares FFs whose tensors are one buffer).
   // the output is written from the source folder again (config, tokenizer, what did not train): the same files
   const stamp = sourceStamp(model);
-  const m = await loadModel(model, { signal, stream: false });
+  // the weights' read shown where it takes more than a moment (tester FG: 9-13 s with no line), held back
+  // otherwise, so that a refusal of the flags checked below stays the one line
+  const m = await loadModel(model, { signal, stream: false, onProgress: holdingLoad(bar.update) });
   let r: FinetuneResult | undefined;
   try {
     checkFinetunable(m); // before the data is read: tokenizing it can take minutes

@@ -84,6 +84,34 @@ const progressOf = (p: Progress) => p.done + (typeof p.within === 'number' && p.
 
 const fmtSeconds = (s: number) => (s < 59.95 ? `${s.toFixed(1)} s` : minutesAndSeconds(s));
 
+/** How long a model's load goes unshown (holdingLoad). */
+export const LOAD_QUIET_MS = 1000;
+
+/**
+ * A progress callback that holds the weights' read (phase 'load') back for its first `quietMs`: a command
+ * checks its data after loading the model, and a refusal there is meant to be its only line, not one after a load
+ * line. A small model's load is over by then and shown, if at all, just before the next phase; a large one's (tester
+ * FC: 25 s for 1.4 GB) is shown as it goes once the second has passed. Its state is its own, per call.
+ */
+export function holdingLoad(show: (p: Progress) => void, quietMs = LOAD_QUIET_MS, now: () => number = () => performance.now()): (p: Progress) => void {
+  let held: Progress | undefined;
+  let from: number | undefined;
+  let shown = false;
+  return (p) => {
+    if (p.phase === 'load' && !shown) {
+      from ??= now();
+      if (now() - from < quietMs) {
+        held = p;
+        return;
+      }
+    }
+    if (held && p.phase !== 'load') show(held);
+    held = undefined;
+    shown = true;
+    show(p);
+  };
+}
+
 export class ProgressBar {
   private readonly enabled: boolean;
   private bar: SingleBar | undefined;
