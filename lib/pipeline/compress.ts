@@ -32,6 +32,7 @@ import { applyEdits, type BaselineCandidate, type Edit, type MergeContext, type 
 import type { BaselineResult, CandidateScore, CompressResult } from './result';
 import type { Task, TaskKind } from './task';
 import { TASKS, taskFor } from './tasks';
+import { isSampledSource } from './tasks/language-modeling';
 import { frontMatter, modelCard } from './model-card';
 import { guardBaseline, guardMerge, guardRecover } from './plugin-guard';
 
@@ -340,7 +341,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   // and so does a baseline that aligns. One that does not: sampled calibration would be made for nothing (tester
   // FG: 10,200 tokens sampled, then "calibration not used"), so it is refused, as any option that does not apply.
   const readsCalibration = !combos.every((c) => c.method.name === 'vanilla' && c.recover.name === 'none') || baselines.some((b) => b.needsCorrelations);
-  const sampled = typeof options.calibration === 'object' && options.calibration !== null && !Array.isArray(options.calibration) && 'sample' in options.calibration;
+  const sampled = isSampledSource(options.calibration);
   if (sampled && !readsCalibration) {
     throw new FfmergeError('OPTION_NOT_APPLICABLE', 'sampled calibration (--sample-calibration) is read by no part of this run (a vanilla merge with recover none, and no baseline that aligns): leave it out, and give the validation text as --data');
   }

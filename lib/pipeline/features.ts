@@ -120,6 +120,9 @@ async function keepOf(acc: CorrelationAccumulator, p: number, keep: KeepCorrelat
   return keep === 'matrix' ? { matrix: await acc.finalize(p, job) } : { perm: await acc.alignment(p, job) };
 }
 
+/** What a pair's finalization makes, as its progress detail says it. */
+const keptLabel = (keep: KeepCorrelations) => (keep === 'matrix' ? 'correlations' : 'alignment');
+
 /**
  * The main stack's pairs, layer-major (see the file comment). Progress counts (layer, batch) steps.
  * An abort stops it between (or inside) steps with ABORTED; the pairs in flight are released.
@@ -219,7 +222,7 @@ async function layerMajorCorrelations(
       encoderOut = undefined;
       for (const [k, p] of open.entries()) {
         const [a, b] = closes[k]!;
-        opts.onProgress?.({ phase: 'features', done, total, detail: `layers ${a} and ${b}: ${keep === 'matrix' ? 'correlations' : 'alignment'}` });
+        opts.onProgress?.({ phase: 'features', done, total, detail: `layers ${a} and ${b}: ${keptLabel(keep)}` });
         // an empty calibration (all padding) leaves nothing to finalize: the pair is absent, as before
         if (acc.pairCount(p) === 0) acc.release(p);
         else results.push([a, b, await keepOf(acc, p, keep, opts)]);
@@ -284,7 +287,7 @@ export async function collectStackCorrelations(
     }
     const pc = new PairCorrelations(acc.count, dFF);
     for (const [p, [a, l]] of encPairs.entries()) {
-      opts.onProgress?.({ phase: 'features', done: batches.length + p, total: encReports + mainSteps, detail: `encoder layers ${a} and ${l}: ${keep === 'matrix' ? 'correlations' : 'alignment'}` });
+      opts.onProgress?.({ phase: 'features', done: batches.length + p, total: encReports + mainSteps, detail: `encoder layers ${a} and ${l}: ${keptLabel(keep)}` });
       if (acc.count > 0) pc.set(a, l, await keepOf(acc, p, keep, opts));
       opts.onProgress?.({ phase: 'features', done: batches.length + p + 1, total: encReports + mainSteps });
     }

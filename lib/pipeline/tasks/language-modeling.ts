@@ -58,7 +58,7 @@ function spreadOrder(blocks: Int32Array[], seed = 1): Int32Array[] {
   return Array.from(seededOrder(pool.length, seed), (i) => pool[i]!);
 }
 
-function isSampledSource(v: unknown): v is SampledSource {
+export function isSampledSource(v: unknown): v is SampledSource {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as SampledSource).sample === 'object' && (v as SampledSource).sample !== null;
 }
 
