@@ -82,6 +82,16 @@ describe('the tied-format snippet', () => {
     expect(card).toContain('an earlier merge the source carries was recovered by fine-tuning');
   });
 
+  test("a plug-in recover method that trains is said to have trained, whatever its name (the card keyed on 'finetune')", () => {
+    const trainedBy = (recover: string, trained?: boolean) =>
+      modelCard({ ...report('llama'), recover, windows: [{ ...report('llama').windows[0]!, recover }], ...(trained === undefined ? {} : { trained }) }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
+    expect(trainedBy('my-sgd', true)).toContain('The merged model was then fine-tuned with the ties kept.');
+    expect(trainedBy('my-sgd', true)).not.toMatch(/no gradient training/i);
+    expect(trainedBy('my-fit', false)).toContain('No gradient training was done.');
+    // a report.json from before the field: 'finetune' by its name
+    expect(trainedBy('finetune')).toContain('The merged model was then fine-tuned with the ties kept.');
+  });
+
   test('the window table marks the pairs kept together, not each pair alone (tester Z)', () => {
     const r = {
       ...report('llama'),

@@ -60,6 +60,8 @@ describe('every recover method on the bundled llama-stories260k', () => {
       for (const recover of RECOVER_METHODS.names()) {
         const out = path.join(tmp, recover);
         const r = await compress(BUNDLED, { calibration: TEXT, validation: validationText(TEXT), k: 2, window: '1-2', method: 'permute', recover, out });
+        // trained: the method's word (RecoverMethod.trains), false where finetune kept the untrained merge
+        expect({ recover, trained: r.trained }).toEqual({ recover, trained: r.recover === 'finetune' });
         // the written model scored from its embeddings on the same blocks (compress validates on the first 10240 tokens)
         const m = await loadModel(out);
         try {

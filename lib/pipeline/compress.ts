@@ -739,6 +739,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       // recorded only where a chosen window was aligned: vanilla and select align none, and the record said otherwise
       ...(chosen.some((m) => m.anchor !== undefined) ? { anchor } : {}),
       recover: [...new Set(chosen.map((m) => m.recover!))].join(','),
+      // by the method's own word, not its name: a plug-in that trains is said to (the card keyed on 'finetune')
+      trained: chosen.some((m) => combos.some((c) => c.recover.name === m.recover && c.recover.trains)),
       stacks: mode,
       windows: chosen.map((m) => ({
         stack: m.stack,

@@ -215,7 +215,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
   const sourceTuned = `fine-tuned with ffmerge${sourceOrder} (${sourceKeys} in config.json)`;
   const training = tuned
     ? 'The merged model was then fine-tuned with the ties kept (below); the numbers under "What it costs" are from before that.'
-    : r.recover === 'finetune'
+    : (r.trained ?? r.recover === 'finetune')
       ? // the source's runs too: the record keeps them, and the card left them out (tester DQ)
         `The merged model was then fine-tuned with the ties kept.${sourceRuns.length ? ` Before this merge, its source had been ${sourceTuned}.` : ''}`
       : sourceRuns.length

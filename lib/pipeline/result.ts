@@ -42,6 +42,11 @@ export interface CompressResult {
   /** Which layer of a window the others were aligned to; absent when no chosen window was aligned (vanilla, select). */
   anchor?: Anchor;
   recover: string;
+  /**
+   * Whether a chosen window's recover method trained it (RecoverMethod.trains, e.g. 'finetune'): the card says
+   * gradient training was done. Absent in a report.json written before it.
+   */
+  trained?: boolean;
   stacks: StackMode;
   /** adjusted: layers outside the window whose FF the recover method rewrote (refit-res: after it; finetune: every other layer). */
   windows: { stack: StackName; window: string; layers: number[]; anchor?: number; method: string; recover: string; adjusted?: number[] }[];
