@@ -42,6 +42,14 @@ describeShared(FIX, 'gpt2-sotu forward', () => {
       expect(relErr(r.ff!.get(l)!, fc1.subarray(l * per, (l + 1) * per))).toBeLessThan(1e-4);
     }
     expect(progress.at(-1)).toBe(1);
+    // counted in multiply-adds per token: after the 12 layers the LM head (d·vocab, 2.7 layers here) is still to
+    // run (before: 12/13 of the count, the head weighed as one layer)
+    const { dModel: d, dFF, vocab } = model.spec;
+    const layer = d * 4 * d + 2 * d * dFF;
+    const total = 12 * layer + d * vocab;
+    // (the addon sends the latest count when the event loop reads it: which layers show varies, never their share)
+    for (const p of progress.slice(0, -1)) expect((p * total) / layer).toBeCloseTo(Math.round((p * total) / layer), 6);
+    expect(Math.max(...progress.slice(0, -1))).toBeLessThanOrEqual((12 * layer) / total + 1e-12);
   });
 
   test('the feature mask drops positions from the capture, compacted in order', async () => {

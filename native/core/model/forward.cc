@@ -360,7 +360,13 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
     }
   };
 
-  const size_t steps = to - o.from_layer + (o.output == Output::Hidden ? 0 : 1);
+  // Progress in multiply-adds per token, not in layers: the LM head is d·vocab, five layers' worth in GPT-2
+  // small, and a count of layers stood at 12/13 while it ran (evaluate's time left read it as one layer).
+  // Attention's T² term and a classifier's few rows are left out: a share for the time left, not a cost model.
+  const double layer_work = double(d) * double(s.qkv_width() + s.n_heads * s.head_dim) * (s.cross_attention ? 2.0 : 1.0) +
+                            double(d) * double(s.d_ff) * (s.gated_ff ? 3.0 : 2.0);
+  const bool lm_head = o.output != Output::Hidden && !(o.output == Output::Logits && s.head == HeadKind::Classifier);
+  const double steps = layer_work * double(to - o.from_layer) + (lm_head ? double(d) * double(s.vocab) : 0.0);
   for (size_t l = o.from_layer; l < to; ++l) {
     ctl.check();
     // held for this layer's work only: a streamed layer is read here and freed after it (unless others hold it)
@@ -416,7 +422,7 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
                                                 std::to_string(l) + (s.causal ? "" : " of the encoder") +
                                                 ": that layer's weights hold non-finite values, or its activations "
                                                 "overflow float32");
-    ctl.progress(double(l - o.from_layer + 1), double(steps));
+    ctl.progress(layer_work * double(l - o.from_layer + 1), steps);
   }
   if (in.cache && to == s.layers) {
     in.cache->length += T;
@@ -465,7 +471,7 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
     if (T < 2) throw Error("INVALID_ARGUMENT", "forward: NLL needs sequences of at least 2 tokens");
     next_token_nll(pool, m, h, in.ids, in.attention_mask, B, T, res);
   }
-  ctl.progress(double(steps), double(steps));
+  ctl.progress(steps, steps);
   return res;
 }
 
