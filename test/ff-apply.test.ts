@@ -5,7 +5,7 @@
  */
 import { ffApply, RidgeAccumulator } from '../lib/native/ridge';
 import { CorrelationAccumulator } from '../lib/native/correlation';
-import { activate, type Activation } from '../lib/model/activation';
+import { activate, type Activation } from './reference/ff';
 import type { FFWeights } from '../lib/model/ff-weights';
 import { randomFF, rng } from './helpers/random-ff';
 

@@ -12,6 +12,8 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import * as buffer from 'node:buffer';
 import { promisify } from 'node:util';
+import { Readable } from 'node:stream';
+import { inflatedHead } from './text';
 import { FfmergeError, abortError, showValue } from '../errors';
 import { checkJobOptions, raceAbort, type JobOptions } from '../native/job';
 import { checkArrayOf, checkInt, checkPath, isArrayOf } from '../arguments';
@@ -267,7 +269,7 @@ async function readMaybeGzip(file: string): Promise<Buffer> {
   const fail = (e: unknown) => new FfmergeError('INVALID_DATA', `${file} looks gzip-compressed but does not decompress: ${(e as Error).message}`, { cause: e });
   let head: Buffer;
   try {
-    head = await gunzipHead(buf, 4 + 4 * 255); // the longest idx header: 255 dimensions
+    head = (await inflatedHead(Readable.from([buf]), 4 + 4 * 255)).head; // the longest idx header: 255 dimensions
   } catch (e) {
     throw fail(e);
   }
@@ -283,26 +285,6 @@ async function readMaybeGzip(file: string): Promise<Buffer> {
     }
     throw fail(e);
   }
-}
-
-/** The first n bytes that gzip data inflates to (fewer when it holds fewer); no more of it is inflated. */
-function gunzipHead(buf: Buffer, n: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const z = zlib.createGunzip();
-    const chunks: Buffer[] = [];
-    let got = 0;
-    const done = () => {
-      z.destroy();
-      resolve(Buffer.concat(chunks).subarray(0, n));
-    };
-    z.on('data', (c: Buffer) => {
-      chunks.push(c);
-      if ((got += c.length) >= n) done();
-    });
-    z.on('end', done);
-    z.on('error', reject);
-    z.end(buf);
-  });
 }
 
 /** The bytes an idx file of this header holds, header included; undefined when the header is not one. */

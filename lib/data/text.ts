@@ -29,29 +29,24 @@ function notFound(file: string, e: unknown): FfmergeError {
 export const TEXT_HEAD_BYTES = 64 * 1024;
 
 /**
- * Up to TEXT_HEAD_BYTES inflated bytes of an open gzip file. Streamed and stopped early, so a small file that
- * inflates to gigabytes costs only the head.
+ * Up to `n` inflated bytes of gzip data (`whole`: it inflates to fewer). Streamed and stopped early, so a small
+ * file that inflates to gigabytes costs only the head. A corrupt stream rejects with zlib's error.
  */
-async function inflatedHead(fh: fs.promises.FileHandle, file: string): Promise<{ head: Buffer; whole: boolean }> {
-  const raw = fh.createReadStream({ start: 0, autoClose: false, highWaterMark: 1 << 14 });
+export async function inflatedHead(raw: NodeJS.ReadableStream & { destroy(): void }, n: number): Promise<{ head: Buffer; whole: boolean }> {
   const gunzip = zlib.createGunzip();
   pipeline(raw, gunzip, () => {}); // errors surface on gunzip; an early stop below is not one
   const parts: Buffer[] = [];
-  let n = 0;
+  let got = 0;
   try {
     for await (const chunk of gunzip as AsyncIterable<Buffer>) {
       parts.push(chunk);
-      n += chunk.length;
-      if (n >= TEXT_HEAD_BYTES) break;
+      if ((got += chunk.length) >= n) break;
     }
-  } catch (e) {
-    throw new FfmergeError('INVALID_DATA', `${file} is gzip-compressed but does not decompress: ${(e as Error).message}`, { cause: e });
   } finally {
     gunzip.destroy();
     raw.destroy();
   }
-  // whole: the stream ended inside the head, whose end is then the text's end
-  return { head: Buffer.concat(parts).subarray(0, TEXT_HEAD_BYTES), whole: n < TEXT_HEAD_BYTES };
+  return { head: Buffer.concat(parts).subarray(0, n), whole: got < n };
 }
 
 /**
@@ -174,7 +169,11 @@ export async function checkTextFile(file: string, { prose = false }: { prose?: b
     if (!gzip && /\.gz$/i.test(file)) {
       throw new FfmergeError('INVALID_DATA', `${file} is named .gz but is not gzip-compressed (it does not start with the gzip bytes 1f 8b)`);
     }
-    const inflated = gzip ? await inflatedHead(fh, file) : undefined;
+    const inflated = gzip
+      ? await inflatedHead(fh.createReadStream({ start: 0, autoClose: false, highWaterMark: 1 << 14 }), TEXT_HEAD_BYTES).catch((e: unknown) => {
+          throw new FfmergeError('INVALID_DATA', `${file} is gzip-compressed but does not decompress: ${(e as Error).message}`, { cause: e });
+        })
+      : undefined;
     const head = inflated ? inflated.head : first.subarray(0, bytesRead);
     // the text's last bytes: the head's when it holds the whole text, else (plain files only) read from the end
     const size = gzip ? 0 : (await fh.stat()).size;
@@ -223,7 +222,7 @@ const dropBom = (s: string): string => (s.charCodeAt(0) === 0xfeff ? s.slice(1) 
  * Line ends as Python's text mode reads them (universal newlines): "\r\n" and a lone "\r" become "\n", so a
  * file saved with Windows line ends tokenizes as the same text saved with "\n" (readLines below splits lines
  * by it). Fed chunk by chunk: a chunk's last "\r" waits for the next, which may start with its "\n".
- * (tokenize-file.ts's worker, which cannot import this, does the same.)
+ * (tokenize-file.ts's worker is handed this function's source text.)
  */
 export function newlines(): (chunk: string, last?: boolean) => string {
   let cr = false;
@@ -239,7 +238,7 @@ export function newlines(): (chunk: string, last?: boolean) => string {
  * Complete lines from chunks of text: each call returns the lines its chunk ends, the unfinished one held until
  * a later chunk ends it (or `last`, when the unfinished one is returned too, "" included). Only the new chunk is
  * searched for "\n" and an unfinished line's pieces are joined once: joining them on every chunk re-scanned the
- * whole line each time, so a 40 MB line took 2 min (tester DE). (tokenize-file.ts's worker does the same.)
+ * whole line each time, so a 40 MB line took 2 min (tester DE). (tokenize-file.ts's worker is handed this one too.)
  */
 export function lineSplitter(): (chunk: string, last?: boolean) => string[] {
   let held: string[] = [];

@@ -43,7 +43,7 @@ import { FfmergeError, abortError, showValue, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
 import { tokenizerJsonProblem } from '../tokenizer-check';
 import { MAX_JSON_FILE_BYTES, assertRegularFile, openRegularFile } from '../files';
-import { checkTextFile, formatOf } from './text';
+import { checkTextFile, formatOf, lineSplitter, newlines } from './text';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { checkInt, checkOneOf, checkPath } from '../arguments';
 
@@ -111,7 +111,7 @@ type WorkerMessage =
  * scope, only `require` of Node built-ins, the tokenizers module path it is given, and `problemOf`
  * (tokenizerJsonProblem, self-contained, passed in as its source text).
  */
-function workerMain(problemOf: typeof tokenizerJsonProblem): void {
+function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof newlines, lineSplitterOf: typeof lineSplitter): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
   const fsW = require('node:fs') as typeof import('node:fs');
@@ -183,31 +183,16 @@ function workerMain(problemOf: typeof tokenizerJsonProblem): void {
       reported = Math.max(reported, produced > 0 ? Math.round((bytes * (produced - text.length)) / produced) : 0);
       post({ kind: 'progress', done: reported, total, ...(detail ? { detail } : {}) });
     };
-    let partialLine: string[] = [];
     let lineNo = 0;
     let eof = false;
     let docs = 0;
     let firstChunk = true;
-    // Line ends as Python's text mode reads them, as text.ts's newlines(): "\r\n" and a lone "\r" are "\n"
-    // (a chunk's last "\r" waits for the next chunk, which may start with its "\n")
-    let cr = false;
-    const lf = (chunk: string, last: boolean): string => {
-      let t = cr ? `\r${chunk}` : chunk;
-      cr = !last && t.endsWith('\r');
-      if (cr) t = t.slice(0, -1);
-      return t.replace(/\r\n?/g, '\n');
-    };
+    // line ends as Python's text mode reads them, and lines split, by text.ts's own newlines() and lineSplitter()
+    const lf = newlinesOf();
+    const splitLines = lineSplitterOf();
     const addLines = (s: string) => {
-      // JSON Lines: the text is the documents' field joined with "\n" (blank lines skipped). Only the new chunk is
-      // searched for "\n", and an unfinished line's pieces are joined once it ends, as text.ts's lineSplitter
-      // (joined on every chunk, a 20 MB line took 29 s; tester DE)
-      if (!eof && !s.includes('\n')) {
-        if (s) partialLine.push(s);
-        return;
-      }
-      const parts = (partialLine.join('') + s).split('\n');
-      partialLine = eof ? [] : [parts.pop()!];
-      for (const line of parts) {
+      // JSON Lines: the text is the documents' field joined with "\n" (blank lines skipped)
+      for (const line of splitLines(s, eof)) {
         lineNo++;
         if (line.trim() === '') continue;
         let obj: unknown;
@@ -398,7 +383,7 @@ function workerMain(problemOf: typeof tokenizerJsonProblem): void {
   });
 }
 
-const WORKER_SOURCE = `(${workerMain.toString()})(${tokenizerJsonProblem.toString()})`;
+const WORKER_SOURCE = `(${workerMain.toString()})(${tokenizerJsonProblem.toString()}, ${newlines.toString()}, ${lineSplitter.toString()})`;
 
 /**
  * A bound on threads: tokenizer workers running at once in this process, each a thread with its own V8
