@@ -49,7 +49,7 @@ export { compress } from './pipeline/compress';
 export { exportOnnx, checkOnnxExportable } from './export/onnx/export';
 export type { ExportOnnxOptions, ExportOnnxResult } from './export/onnx/export';
 export { DEFAULT_FRACTION } from './pipeline/options';
-export type { CompressOptions, CompressFormat, TokenSource, SampledSource, ImageSource, ParallelSource, StackMode, MergeMethodName, RecoverMethodName, BaselineName, Plugins } from './pipeline/options';
+export type { CompressOptions, CompressFormat, TokenSource, SampledSource, ImageSource, ParallelSource, StackMode, MergeMethodName, RecoverMethodName, BaselineName, TaskName, Plugins } from './pipeline/options';
 export type { CompressResult, CandidateScore, BaselineResult, Metric } from './pipeline/result';
 export type { Task, TaskKind, MetricInfo, DataCounts, SelectionInfo } from './pipeline/task';
 export type { MergeMethod, RecoverMethod, Baseline, BaselineCandidate, BaselineContext, MergeContext, MergedWindow, Edit } from './pipeline/plugins';

@@ -92,6 +92,14 @@ describe('the tied-format snippet', () => {
     expect(trainedBy('finetune')).toContain('The merged model was then fine-tuned with the ties kept.');
   });
 
+  test("the plug-ins no option picked are the report's note, not the card's (tester FH: every card named them)", () => {
+    const unpicked = "plug-ins given but not picked by name, so not run: recover method x (pick them with method, recover or baselines; method 'auto' tries ffmerge's own combinations only)";
+    const r = { ...report('llama'), data: { ...report('llama').data, notes: ['a note', unpicked] } };
+    const card = modelCard(r, 'tied', { dir: 's1', config: { model_type: 'llama' } });
+    expect(card).toContain('  - a note');
+    expect(card).not.toContain('not picked');
+  });
+
   test('the window table marks the pairs kept together, not each pair alone (tester Z)', () => {
     const r = {
       ...report('llama'),

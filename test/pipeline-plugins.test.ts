@@ -10,6 +10,7 @@ import { compress } from '../lib/pipeline/compress';
 import { BASELINES } from '../lib/pipeline/baselines';
 import { MERGE_METHODS } from '../lib/pipeline/merge-methods';
 import { RECOVER_METHODS } from '../lib/pipeline/recover';
+import { TASKS } from '../lib/pipeline/tasks';
 import { readTokenRows } from '../lib/data/token-rows';
 import { loadModel } from '../lib/model/load';
 import type { Model } from '../lib/model/model';
@@ -43,6 +44,7 @@ describe('registries', () => {
     expect(literals('MergeMethodName')).toEqual(['auto', ...MERGE_METHODS.names()]);
     expect(literals('RecoverMethodName')).toEqual(RECOVER_METHODS.names());
     expect(literals('BaselineName')).toEqual(BASELINES.names());
+    expect(literals('TaskName')).toEqual(TASKS.names());
   });
 
   it("an option of another task, or of another stack layout, is refused before any work", async () => {

@@ -167,6 +167,28 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
     await refusedMerge((m) => ({ ...m, merged: { ...m.merged, wGate: undefined } }), /^merge method h gave an FF without wGate, which the decoder stack's FF of llama has \(layer 0\)$/);
   });
 
+  it("a baseline's FF is held to the architecture too, and a plug-in's non-finite value is refused naming it (tester FH)", async () => {
+    // before: an llama FF with bOut was scored as a same-size baseline; a NaN was "non-finite hidden states in layer 1"
+    const ffEdit = (edit: (ff: ReturnType<Model['ffWeights']>) => object) => (ctx: BaselineContext) =>
+      one({ windows: { decoder: '3' }, start: 3, edits: async () => [{ kind: 'ff' as const, stack: 'decoder' as const, layers: [3], ff: edit(ctx.model.ffWeights(3)) as never }] });
+    await refusedBaseline(ffEdit((ff) => ({ ...ff, bOut: new Float32Array(ff.d) })), /^baseline b gave an FF with bOut, which the decoder stack's FF of llama lacks \(layer 3\)$/);
+    await refusedBaseline(ffEdit((ff) => ({ ...ff, d: ff.dFF, dFF: ff.d })), /^baseline b gave an FF of d 172 × d_ff 64; the decoder stack's FF is 64 × 172/);
+    await refusedBaseline(ffEdit((ff) => ({ ...ff, wGate: ff.wGate!.map((v, i) => (i === 7 ? Infinity : v)) })), /^baseline b gave an FF whose wGate holds Infinity \(entry 7\): its values must be finite$/);
+    await refusedMerge((m) => ({ ...m, merged: { ...m.merged, wOut: m.merged.wOut.map(() => NaN) } }), /^merge method h gave an FF whose wOut holds NaN \(entry 0\): its values must be finite$/);
+  });
+
+  it("a baseline that draws is seeded (its `seeded`), and the notes of several windows name theirs (tester FH)", async () => {
+    const seeds: unknown[] = [];
+    const drawing: Baseline = { name: 'b', description: 'd', seeded: true, candidates: (ctx) => (seeds.push(ctx.merge.seed), one({})) };
+    const r = await compress(BUNDLED, { ...small, method: 'permute', window: '1-2', baselines: ['b'], seed: 5, plugins: { baselines: [drawing] } });
+    expect(seeds).toEqual([5]);
+    expect(r.data.notes).toContain("seed 5 (--seed): b's draws");
+    // before: a plug-in's note came once per window, alike, none saying which
+    const noting: RecoverMethod = { name: 'noting', description: 'd', recover: async (_c, m) => ({ ...m, note: 'kept as merged' }) };
+    const two = await compress(BUNDLED, { ...small, method: 'permute', window: '0-1,3-4', recover: 'noting', plugins: { recoverMethods: [noting] } });
+    expect(two.data.notes.filter((n) => n.includes('kept as merged'))).toEqual(['decoder 0-1: kept as merged', 'decoder 3-4: kept as merged']);
+  });
+
   it("what a caller's plug-in changes after giving it reaches neither the score nor the output", async () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-late-'));
     try {

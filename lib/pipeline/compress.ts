@@ -29,7 +29,7 @@ import { MERGE_METHODS } from './merge-methods';
 import { RECOVER_METHODS } from './recover';
 import { COMMON_KEYS, DEFAULT_FRACTION, type CompressFormat, type CompressOptions, type StackMode } from './options';
 import { applyEdits, type BaselineCandidate, type Edit, type MergeContext, type MergedWindow, type MergeMethod, type RecoverMethod } from './plugins';
-import type { BaselineResult, CandidateScore, CompressResult } from './result';
+import { UNPICKED_NOTE, type BaselineResult, type CandidateScore, type CompressResult } from './result';
 import type { Task, TaskKind } from './task';
 import { TASKS, taskFor } from './tasks';
 import { isSampledSource } from './tasks/language-modeling';
@@ -352,10 +352,10 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     if (!(typeof options.seed === 'number' && Number.isInteger(options.seed) && options.seed >= 0 && options.seed < 2 ** 32)) {
       throw new FfmergeError('INVALID_ARGUMENT', `seed must be an integer in [0, 2^32) (got ${showValue(options.seed)})`);
     }
-    const seededBy = [...new Set(combos.flatMap((c) => [c.method, c.recover]).filter((m) => m.seeded).map((m) => m.name))];
+    const seededBy = [...new Set([...combos.flatMap((c) => [c.method, c.recover]), ...baselines].filter((m) => m.seeded).map((m) => m.name))];
     seedDraws.push(...(options.draw === 'spread' ? ["draw spread's order"] : []), ...(sampled ? ['sampled calibration'] : []), ...seededBy.map((n) => `${n}'s draws`));
     if (seedDraws.length === 0) {
-      throw new FfmergeError('OPTION_NOT_APPLICABLE', 'seed (--seed) seeds the random draws of draw spread (--draw spread), sampled calibration (--sample-calibration) and recover finetune (or a plug-in that draws); this run makes none of them');
+      throw new FfmergeError('OPTION_NOT_APPLICABLE', 'seed (--seed) seeds the random draws of draw spread (--draw spread), sampled calibration (--sample-calibration) and recover finetune (or a plug-in that draws: its `seeded`); this run makes none of them');
     }
   }
   // a recover method for other tasks is refused here, not after calibration (tester ED: Marian's finetune, 40 s in)
@@ -367,7 +367,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `recover method '${r.name}' recovers ${r.tasks.join(' and ')} models; ${summary.modelType} is compressed as ${kind.name}`);
     }
   }
-  const unpickedNote = unpicked.length ? [`plug-ins given but not picked by name, so not run: ${unpicked.join(', ')} (pick them with method, recover or baselines; method 'auto' tries ffmerge's own combinations only)`] : [];
+  const unpickedNote = unpicked.length ? [`${UNPICKED_NOTE}, so not run: ${unpicked.join(', ')} (pick them with method, recover or baselines; method 'auto' tries ffmerge's own combinations only)`] : [];
   const anchor: Anchor = options.anchor ?? 'first';
   anchorOffset(anchor, 2);
   const { selectMemory } = options;
@@ -758,7 +758,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       baselines: baselineResults,
       params: { before: paramsBefore, after: paramsBefore - removedParams, removed: removedParams, fraction: removedParams / paramsBefore },
       bytes: { before: bytesBefore, after: bytesBefore - removedBytes, removed: removedBytes, fraction: removedBytes / bytesBefore },
-      data: { ...task.data, notes: [...task.data.notes, ...fractionNote, ...(seedDraws.length ? [`seed ${options.seed} (--seed): ${seedDraws.join(', ')}`] : []), ...chosen.flatMap((m) => (m.note ? [m.note] : [])), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen, combos.some((c) => c.method.needsCorrelations), baselines.filter((b) => b.needsCorrelations).map((b) => b.name)), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures, calibrationRead: readsCalibration },
+      data: { ...task.data, notes: [...task.data.notes, ...fractionNote, ...(seedDraws.length ? [`seed ${options.seed} (--seed): ${seedDraws.join(', ')}`] : []), ...windowNotes(chosen), ...mixedNotes, ...baselineNotes, ...beaten, ...unpickedNote, ...anchorNote(options.anchor, chosen, combos.some((c) => c.method.needsCorrelations), baselines.filter((b) => b.needsCorrelations).map((b) => b.name)), ...(format === 'onnx' ? [] : halfNote(dtypeOf))], calibrationFeatures, calibrationRead: readsCalibration },
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;
@@ -848,6 +848,19 @@ function halfNote(dtypeOf: ReadonlyMap<string, string>): string[] {
   const half = [...new Set(dtypeOf.values())].filter((d) => d === 'BF16' || d === 'F16');
   if (half.length === 0) return [];
   return [`weights stored in ${half.join(' and ')}: the numbers were measured in float32 before the merged weights were rounded to it, so \`ffmerge eval\` of the written model can differ in the fourth or fifth digit`];
+}
+
+/**
+ * The chosen windows' notes, each once, named by its window where there are several and it does not name it
+ * (tester FH: a plug-in's note on Marian came twice, once per stack, neither saying which).
+ */
+function windowNotes(chosen: readonly MergedWindow[]): string[] {
+  const notes = chosen.flatMap((m) => {
+    if (!m.note) return [];
+    const where = `${m.stack} ${windowLabel(m.window)}`;
+    return [chosen.length > 1 && !m.note.includes(where) ? `${where}: ${m.note}` : m.note];
+  });
+  return [...new Set(notes)];
 }
 
 /**

@@ -15,7 +15,7 @@ import { kLabel } from '../merge/windows';
 import { groupDigits } from '../errors';
 import { trainingRuns, whenTrained } from '../checkpoint/training-record';
 import type { CompressFormat } from './options';
-import { calibrationUsed, type CompressResult } from './result';
+import { UNPICKED_NOTE, calibrationUsed, type CompressResult } from './result';
 import type { MetricInfo } from './task';
 
 /**
@@ -196,7 +196,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
   const multi = Object.keys(r.layers).length > 1;
   const adjusted = r.windows.filter((w) => w.adjusted?.length).map((w) => `${multi ? `${w.stack} ` : ''}layer${w.adjusted!.length > 1 ? 's' : ''} ${w.adjusted!.join(', ')}`).join('; ');
   // blocks drawn across a file (--draw spread): eval, which reads text from its start, reproduces only the test split
-  const notes: string[] = Array.isArray(r.data.notes) ? r.data.notes.filter((n) => typeof n === 'string') : []; // an older report.json may lack them
+  const notes: string[] = Array.isArray(r.data.notes) ? r.data.notes.filter((n) => typeof n === 'string' && !n.startsWith(UNPICKED_NOTE)) : []; // an older report.json may lack them
   const drawn = notes.some((n) => n.includes('blocks drawn across'));
   const windows = r.windows.map((w) => `${multi ? `${w.stack} ` : ''}layers ${w.layers.join(', ')}${w.anchor !== undefined ? ` (anchor ${w.anchor})` : ''}`).join('; ');
   const rows = [

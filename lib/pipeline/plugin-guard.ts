@@ -32,6 +32,15 @@ function ffSnapshot(who: string, ff: unknown, copy: boolean): FFWeights {
     if (v !== undefined) out[p] = take(v);
   }
   checkFFWeights(out as unknown as FFWeights, `${who}'s FF`);
+  // the caller's values checked as they are copied: a NaN was scored as "non-finite hidden states in layer 1",
+  // blaming the checkpoint (tester FH)
+  if (copy) {
+    for (const p of ['wIn', 'wOut', ...PIECES] as const) {
+      const v = out[p] as Float32Array | undefined;
+      const at = v ? v.findIndex((x) => !Number.isFinite(x)) : -1;
+      if (at >= 0) throw new FfmergeError('INVALID_ARGUMENT', `${who} gave an FF whose ${p} holds ${v![at]} (entry ${at}): its values must be finite`);
+    }
+  }
   return out as unknown as FFWeights;
 }
 
@@ -185,7 +194,10 @@ function checkEdits(who: string, r: unknown, model: Model, own: boolean): Edit[]
     }
     if (kind === 'drop-layers') return { kind, stack: s, layers: list as number[] };
     if (typeof ff !== 'object' || ff === null) throw wrong(who, "gave an 'ff' edit without its FF", ff);
-    return { kind, stack: s, layers: list as number[], ff: own ? (copies.get(ff) ?? copies.set(ff, ffSnapshot(who, ff, true)).get(ff)!) : (ff as FFWeights), ...(!own && x.merged ? { merged: x.merged as MergedWindow } : {}) };
+    const snap = own ? (copies.get(ff) ?? copies.set(ff, ffSnapshot(who, ff, true)).get(ff)!) : (ff as FFWeights);
+    // held to the architecture as a merge's FF is (tester FH: an llama FF with bOut was scored, then unwritable)
+    for (const l of list as number[]) checkPieces(who, snap, model, s, l);
+    return { kind, stack: s, layers: list as number[], ff: snap, ...(!own && x.merged ? { merged: x.merged as MergedWindow } : {}) };
   });
 }
 
@@ -195,6 +207,7 @@ export function guardBaseline(baseline: Baseline, name: string, own: boolean, si
     name,
     description: String(baseline.description),
     needsCorrelations: Boolean(baseline.needsCorrelations),
+    seeded: Boolean(baseline.seeded),
     candidates: (ctx: BaselineContext) => {
       let list: unknown;
       try {

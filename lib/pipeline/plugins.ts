@@ -13,6 +13,7 @@ import type { Anchor, Window } from '../merge/windows';
 import type { PairCorrelations } from './features';
 import type { Named } from './registry';
 import type { EntryStates } from './ff-inputs';
+import type { TaskName } from './options';
 
 export interface MergedWindow {
   stack: StackName;
@@ -83,7 +84,7 @@ export interface RecoverMethod extends Named {
   /** Draws at random with ctx.seed (finetune: its batches): compress accepts a `seed` for a run that uses it. */
   readonly seeded?: boolean;
   /** The tasks (TaskKind names) it can recover; absent: every task. compress refuses any other before any work. */
-  readonly tasks?: readonly string[];
+  readonly tasks?: readonly TaskName[];
   /** Returns new arrays: `merged` may be handed to another recover method too, so it is never written into. */
   recover(ctx: MergeContext, merged: MergedWindow, opts: JobOptions): Promise<MergedWindow>;
 }
@@ -135,6 +136,8 @@ export interface BaselineContext {
 export interface Baseline extends Named {
   /** Whether its candidates read the merge context's correlations (then compress collects them). */
   readonly needsCorrelations?: boolean;
+  /** Draws at random with ctx.merge.seed: compress accepts a `seed` for a run that uses it. */
+  readonly seeded?: boolean;
   /** Every placement this baseline tries for these stacks, at (as near as it can) the merge's parameter count. */
   candidates(ctx: BaselineContext): BaselineCandidate[];
 }

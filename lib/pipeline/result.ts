@@ -86,3 +86,9 @@ export interface CompressResult {
 export function calibrationUsed(r: Pick<CompressResult, 'data'>): boolean {
   return r.data.calibrationRead !== false;
 }
+
+/**
+ * How the note naming a caller's plug-ins that no option picked begins: the report and the summary say it, the
+ * card leaves it out (it names what did not run; tester FH: every card of a plug-in module's run named them).
+ */
+export const UNPICKED_NOTE = 'plug-ins given but not picked by name';

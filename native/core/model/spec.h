@@ -1,7 +1,8 @@
 // What kind of transformer a checkpoint holds, as plain data. The forward pass (model/forward.cc) reads only
 // this and the weights; the TS architecture descriptions (lib/model/architectures/) fill it from config.json,
 // lib/model/validate-spec.ts checks it and native/binding/spec_binding.cc is its only parser. A new decoder
-// family that reuses these options (OLMo, …) needs a description file, not code here.
+// family that reuses these options (Qwen2, Mistral, Helium, StarCoder2) needs a description file, not code here;
+// one with a norm these options lack (OLMo's weightless LayerNorm, Gemma's 1 + w) needs code.
 #pragma once
 #include <cstddef>
 #include <string>
