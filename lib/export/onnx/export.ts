@@ -114,7 +114,7 @@ function filesFor(arch: Architecture, config: Config): OnnxFile[] {
   }
   throw new FfmergeError(
     'UNSUPPORTED_ARCHITECTURE',
-    `ONNX export supports decoder-only language models (gpt2, llama, qwen2, qwen3, mistral), ViT classifiers and Marian translation models; ${arch.modelType} is not one yet`,
+    `ONNX export supports decoder-only language models (such as gpt2, llama, qwen2, qwen3, mistral), ViT classifiers and Marian translation models; ${arch.modelType} is not one yet`,
   );
 }
 

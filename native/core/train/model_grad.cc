@@ -26,7 +26,7 @@ void check_trainable(const ModelSpec& s) {
   else if (s.positions == PositionKind::Sinusoidal) why = "it uses sinusoidal positions";
   else if (image && s.positions != PositionKind::Learned) why = "its image positions are not a learned table";
   if (!why.empty())
-    throw Error("UNSUPPORTED_ARCHITECTURE", "fine-tuning covers decoder-only pre-norm language models (gpt2, llama, "
+    throw Error("UNSUPPORTED_ARCHITECTURE", "fine-tuning covers decoder-only pre-norm language models (such as gpt2, llama, "
                                             "qwen2, qwen3, mistral) and pre-norm image classifiers (vit); this " + s.family +
                                             " model is not one: " + why);
 }
