@@ -70,33 +70,42 @@ async function viaCopy(model: Model, batches: CalibrationBatch[], pairs: Map<Sta
   return accs;
 }
 
-/** Every pair of the native path equals the copy path's to ~1e-6; rows agree. */
+/**
+ * Every pair equals the copy path's bit for bit, rows agree, on both passes: all pairs at once, streamed natively
+ * (what these small models get by default), and layer-major (memoryBytes 0, what a model whose pairs do not
+ * fit gets); `extra.memoryBytes` given: that pass only.
+ */
 async function expectSame(model: Model, batches: CalibrationBatch[], pairs: Map<StackName, Pairs>, extra: CollectOptions = {}): Promise<Partial<Record<StackName, number>>> {
-  const progress: number[] = [];
-  const { corr, rows } = await collectStackCorrelations(model, batches, pairs, { ...extra, onProgress: (p) => progress.push(p.done / p.total) });
-  // the main stack runs layer-major: one step per (layer, batch), up to the last layer a pair needs
-  const mainPairs = pairs.get(model.mainStack) ?? [];
-  // an encoder's pass, one step per batch, comes first in the same count (tester DU: it went unreported); each
-  // pair's finalization is a step too, announced as it starts (tester FC: 16-20 s after the count was full)
-  const encPairs = model.encoderSpec ? (pairs.get('encoder') ?? []).length : 0;
-  const encSteps = encPairs ? batches.length + encPairs : 0;
-  if (mainPairs.length) {
-    const top = Math.max(...mainPairs.flat());
-    expect(new Set(progress).size).toBe(encSteps + (top + 1) * batches.length + mainPairs.length);
+  const copy = await viaCopy(model, batches, pairs);
+  let rows: Partial<Record<StackName, number>> = {};
+  for (const memoryBytes of extra.memoryBytes !== undefined ? [extra.memoryBytes] : [undefined, 0]) {
+    const progress: number[] = [];
+    const r = await collectStackCorrelations(model, batches, pairs, { ...extra, ...(memoryBytes !== undefined ? { memoryBytes } : {}), onProgress: (p) => progress.push(p.done / p.total) });
+    rows = r.rows;
+    const mainPairs = pairs.get(model.mainStack) ?? [];
+    const encPairs = model.encoderSpec ? (pairs.get('encoder') ?? []).length : 0;
+    // each pair's finalization is a step, announced as it starts (tester FC: 16-20 s after the count was full)
+    const steps =
+      memoryBytes === 0
+        ? // an encoder's pass, one step per batch, comes first (tester DU: it went unreported); then the main
+          // stack layer-major, one step per (layer, batch) up to the last layer a pair needs
+          (encPairs ? batches.length + encPairs : 0) + (mainPairs.length ? (Math.max(...mainPairs.flat()) + 1) * batches.length + mainPairs.length : 0)
+        : // one pass per batch for every stack
+          batches.length + encPairs + mainPairs.length;
+    expect({ memoryBytes, steps: new Set(progress).size }).toEqual({ memoryBytes, steps });
     expect(progress[progress.length - 1]).toBe(1);
     expect(progress.filter((x) => x === 1)).toHaveLength(1);
     for (let i = 1; i < progress.length; i++) expect(progress[i]).toBeGreaterThanOrEqual(progress[i - 1]!);
-  }
-  const copy = await viaCopy(model, batches, pairs);
-  for (const [stack, ps] of pairs) {
-    const want = copy.get(stack)!;
-    expect(rows[stack]).toBe(want.count);
-    expect(corr.get(stack)!.tokens).toBe(want.count);
-    for (let p = 0; p < ps.length; p++) {
-      const [a, l] = ps[p]!;
-      const got = await corr.get(stack)!.get(a, l);
-      // same batches, blocks and shifts as the batch-major pass: equal bit for bit
-      expect(maxAbsDiff(got, await want.finalize(p))).toBe(0);
+    for (const [stack, ps] of pairs) {
+      const want = copy.get(stack)!;
+      expect(r.rows[stack]).toBe(want.count);
+      expect(r.corr.get(stack)!.tokens).toBe(want.count);
+      for (let p = 0; p < ps.length; p++) {
+        const [a, l] = ps[p]!;
+        const got = await r.corr.get(stack)!.get(a, l);
+        // same batches, blocks and shifts on either pass: equal bit for bit
+        expect(maxAbsDiff(got, await want.finalize(p))).toBe(0);
+      }
     }
   }
   return rows;
@@ -249,6 +258,7 @@ describeShared('fixtures/gpt2-sotu', 'accumulate on gpt2-sotu', () => {
     const ctl = new AbortController();
     let steps = 0;
     const run = collectStackCorrelations(model, [{ input: batchOf(0, 4, 128) }, { input: batchOf(1024, 4, 128) }], new Map([['decoder', [[0, 1], [0, 2], [0, 3]] as Pairs]]), {
+      memoryBytes: 0,
       signal: ctl.signal,
       onProgress: () => {
         if (++steps === 3) ctl.abort(); // layer 1, first batch: pair (0, 1) is in flight
@@ -307,7 +317,7 @@ describeShared('fixtures/marian-multi30k-en-de', 'accumulate on marian-multi30k-
       // the decoder's carried states and the encoder's output spilled to disk: the same numbers
       const spillDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-features-spill-'));
       try {
-        await expectSame(model, batches, new Map<StackName, Pairs>([['decoder', [[1, 1], [1, 3]]]]), { stateMemoryBytes: 0, spillDir });
+        await expectSame(model, batches, new Map<StackName, Pairs>([['decoder', [[1, 1], [1, 3]]]]), { memoryBytes: 0, stateMemoryBytes: 0, spillDir });
         expect(fs.readdirSync(spillDir)).toEqual([]);
       } finally {
         fs.rmSync(spillDir, { recursive: true, force: true });

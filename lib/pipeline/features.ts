@@ -254,11 +254,73 @@ async function layerMajorCorrelations(
 }
 
 /**
+ * Whether every stack's pairs can be open at once within `budget` bytes: their fp64 sums (d_ff² doubles a
+ * pair) and a batch's captured pre-activations of the layers they use (rows × d_ff floats a layer). Then one
+ * pass per batch streams them natively; past it (LLM widths: 0.5–1.6 GB a pair), layer-major.
+ */
+function allPairsFit(model: Model, batches: CalibrationBatch[], pairs: Map<StackName, [number, number][]>, budget: number): boolean {
+  const rows = Math.max(...batches.map((b) => b.input.batch * Math.max(b.input.seq, b.input.encoderSeq ?? 0)));
+  let bytes = 0;
+  for (const [stack, list] of pairs) {
+    const { dFF } = stackSpecOf(model, stack);
+    bytes += list.length * dFF * dFF * 8 + new Set(list.flat()).size * rows * dFF * 4;
+  }
+  return bytes <= budget;
+}
+
+/**
+ * Every stack's pairs at once, one forward pass per batch up to the last layer a pair uses: the forward job
+ * streams the pre-activations into the accumulators (Model.forward's `accumulate`), so no activation reaches
+ * JS. The same batches in the same order as the layer-major pass: the same sums.
+ */
+async function batchMajorCorrelations(
+  model: Model,
+  batches: CalibrationBatch[],
+  pairs: Map<StackName, [number, number][]>,
+  keep: KeepCorrelations,
+  opts: CollectOptions,
+): Promise<{ corr: Map<StackName, PairCorrelations>; rows: Partial<Record<StackName, number>> }> {
+  const accs = new Map<StackName, CorrelationAccumulator>();
+  for (const [stack, list] of pairs) {
+    const { dFF, layers } = stackSpecOf(model, stack);
+    accs.set(stack, new CorrelationAccumulator(Array(layers).fill(dFF) as number[], list));
+  }
+  const mainPairs = pairs.get(model.mainStack) ?? [];
+  // the decoder runs no layer when only the encoder's pairs are wanted (the encoder always runs whole)
+  const toLayer = mainPairs.length > 0 ? Math.max(...mainPairs.flat()) + 1 : 0;
+  const signal = opts.signal ? { signal: opts.signal } : {};
+  const total = batches.length + [...pairs.values()].reduce((n, l) => n + l.length, 0);
+  let done = 0;
+  // an encoder–decoder model's steps name the stacks the pass feeds
+  const fed = model.encoderSpec ? { detail: [...accs.keys()].join(' and ') } : {};
+  for (const b of batches) {
+    await model.forward(b.input, { output: 'hidden', toLayer, accumulate: Object.fromEntries(accs), ...(b.featureMask ? { featureMask: b.featureMask } : {}), ...signal });
+    opts.onProgress?.({ phase: 'features', done: ++done, total, ...fed });
+  }
+  const corr = new Map<StackName, PairCorrelations>();
+  const rows: Partial<Record<StackName, number>> = {};
+  for (const [stack, acc] of accs) {
+    const pc = new PairCorrelations(acc.count, acc.dims[0]!);
+    const named = model.encoderSpec ? `${stack} ` : '';
+    for (const [p, [a, l]] of pairs.get(stack)!.entries()) {
+      opts.onProgress?.({ phase: 'features', done, total, detail: `${named}layers ${a} and ${l}: ${keptLabel(keep)}` });
+      // an empty calibration (all padding) leaves nothing to finalize: the pair is absent
+      if (acc.count > 0) pc.set(a, l, await keepOf(acc, p, keep, opts));
+      opts.onProgress?.({ phase: 'features', done: ++done, total });
+    }
+    corr.set(stack, pc);
+    rows[stack] = acc.count;
+  }
+  return { corr, rows };
+}
+
+/**
  * Features of several stacks: for each stack with pairs, the correlations of exactly those (anchor, layer)
- * pairs. The main stack runs layer-major with a few pairs in flight; an encoder stack (encoder–decoder
- * models) is streamed natively by one encoder pass per batch with all its pairs (Model.forward's
- * `accumulate`). Stacks whose pair list is empty get nothing. rows = feature rows seen per stack (padding
- * excluded).
+ * pairs. Where all of them fit the memory budget at once, one native pass per batch feeds them all
+ * (batchMajorCorrelations: no activation through JS). Past it, the main stack runs layer-major with a few
+ * pairs in flight, and an encoder stack (encoder–decoder models, small) is streamed natively by one encoder
+ * pass per batch with all its pairs. Stacks whose pair list is empty get nothing. rows = feature rows seen per
+ * stack (padding excluded).
  */
 export async function collectStackCorrelations(
   model: Model,
@@ -267,6 +329,9 @@ export async function collectStackCorrelations(
   opts: CollectOptions,
 ): Promise<{ corr: Map<StackName, PairCorrelations>; rows: Partial<Record<StackName, number>> }> {
   const keep = opts.keep ?? 'matrix';
+  // the stacks this model has, with pairs: no pass at all where there are none
+  const wanted = new Map([...pairs].filter(([stack, list]) => list.length > 0 && model.stacks().includes(stack)));
+  if (wanted.size > 0 && batches.length > 0 && allPairsFit(model, batches, wanted, opts.memoryBytes ?? FEATURE_MEMORY_BYTES)) return batchMajorCorrelations(model, batches, wanted, keep, opts);
   const corr = new Map<StackName, PairCorrelations>();
   const rows: Partial<Record<StackName, number>> = {};
   const encPairs = model.encoderSpec ? pairs.get('encoder') ?? [] : [];
