@@ -121,6 +121,18 @@ describe('the tied-format snippet', () => {
     expect(rows.filter((l) => l.includes('← chosen'))).toEqual([expect.stringMatching(/^0-1,2-3 +9\.997/)]);
   });
 
+  test("the summary lists each baseline's own search, its chosen placement marked (tester FK: only report.json had them)", () => {
+    const baselines = {
+      'drop-ff': { windows: { decoder: '2' }, paramsRemoved: 33024, validation: 7.962, candidates: [{ windows: { decoder: '1' }, start: 1, score: 10.049 }, { windows: { decoder: '2' }, start: 2, score: 7.962 }] },
+      // one placement only: built, not scored, so no rows
+      'drop-layers': { windows: { decoder: '4' }, paramsRemoved: 40000, validation: 9.5, candidates: [] },
+    };
+    const text = formatReport({ ...report('llama'), baselines, data: { ...report('llama').data, search: 2048, notes: [] } } as CompressResult);
+    const rows = text.slice(text.indexOf('baseline search (2,048 validation tokens per candidate):')).split('\n\n')[0]!.split('\n');
+    expect(rows.slice(2)).toEqual([expect.stringMatching(/^drop-ff +1 +10\.049 *$/), expect.stringMatching(/^drop-ff +2 +7\.962 +← chosen$/)]);
+    expect(formatReport({ ...report('llama'), data: { ...report('llama').data, notes: [] } } as CompressResult)).not.toContain('baseline search');
+  });
+
   test('the card names the block size the LM numbers were scored in, and the search budget (tester Z)', () => {
     const card = modelCard({ ...report('llama'), data: { ...report('llama').data, search: 1024, blockSize: 128, test: 4096 } }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
     expect(card).toContain('- calibration: 2,048 tokens; validation: 2,048 tokens (1,024 per search candidate); test: 4,096 tokens; text scored in blocks of 128 tokens (`ffmerge eval --block-size 128`)');

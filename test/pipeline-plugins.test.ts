@@ -49,6 +49,8 @@ describe('registries', () => {
 
   it("an option of another task, or of another stack layout, is refused before any work", async () => {
     await expect(compress(BUNDLED, { calibration: TEXT, calibrationImages: 10 })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringMatching(/image-classification/) });
+    // every task that reads it (tester FK: one named)
+    await expect(compress(BUNDLED, { calibration: TEXT, selectBy: 'loss' })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringMatching(/^selectBy applies to image-classification and translation models; /) });
     await expect(compress(BUNDLED, { calibration: TEXT, stacks: 'encoder' })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE' });
     await expect(compress(BUNDLED, { calibration: TEXT, bogus: 1 } as never)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/unknown option "bogus"/) });
     await expect(compress(BUNDLED, { calibration: TEXT, format: 'bogus' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });

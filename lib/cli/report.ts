@@ -43,6 +43,9 @@ export function formatReport(r: CompressResult): string {
   }
   lines.push('', `${metricLabel(r.metric)}, ${r.metric.higherIsBetter ? 'higher' : 'lower'} is better:`);
   lines.push(table(['model', 'validation', 'test', 'layers'], rows));
+  // candidates ranked by the selection score (e.g. validation loss) when there is one, else by the metric
+  const scoreName = r.selection ? `validation ${r.selection.name} (lower is better)` : metricLabel(r.metric);
+  const fmtScore = r.selection ? (v: number) => v.toFixed(5) : fmt;
   if (r.candidates.length > 0) {
     const chosen = new Set(r.windows.map((x) => `${x.stack}:${x.window}:${x.method}+${x.recover}`));
     // a candidate's windows per stack are "a-b" or, for pairs merged together, "a-b,c-d": chosen when every
@@ -54,14 +57,22 @@ export function formatReport(r: CompressResult): string {
         return ws.length === r.windows.filter((w) => w.stack === s).length && ws.every((w) => [...chosen].some((k) => k.startsWith(`${s}:${w}:`) && (c.method === undefined || k.endsWith(`:${c.method}`))));
       });
     const methods = r.candidates.some((c) => c.method !== undefined);
-    // ranked by the selection score (e.g. validation loss) when there is one, else by the metric
-    const scoreName = r.selection ? `validation ${r.selection.name} (lower is better)` : metricLabel(r.metric);
-    const fmtScore = r.selection ? (v: number) => v.toFixed(5) : fmt;
     lines.push('', `window search (${fmtInt(d.search)} validation ${d.unit} per candidate):`);
     lines.push(
       table(
         ['window', ...(methods ? ['method'] : []), scoreName, ''],
         r.candidates.map((c) => [windowsText(c.windows, multi), ...(methods ? [c.method ?? ''] : []), fmtScore(c.score), isChosen(c) ? '← chosen' : '']),
+      ),
+    );
+  }
+  // each baseline's own search, on the same validation data (issue 8: every candidate's score, as report.json has it)
+  const searched = Object.entries(r.baselines).filter(([, b]) => b.candidates.length > 0);
+  if (searched.length > 0) {
+    lines.push('', `baseline search (${fmtInt(d.search)} validation ${d.unit} per candidate):`);
+    lines.push(
+      table(
+        ['baseline', 'layers', scoreName, ''],
+        searched.flatMap(([name, b]) => b.candidates.map((c) => [name, windowsText(c.windows, multi), fmtScore(c.score), windowsText(c.windows, multi) === windowsText(b.windows, multi) ? '← chosen' : ''])),
       ),
     );
   }

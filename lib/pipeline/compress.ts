@@ -44,10 +44,11 @@ function checkApplicable(o: CompressOptions, kind: TaskKind, modelType: string):
   const own = new Set<string>([...COMMON_KEYS, ...kind.optionKeys]);
   for (const [key, v] of Object.entries(o)) {
     if (v === undefined || own.has(key)) continue;
-    const owner = TASKS.all().find((t) => (t.optionKeys as readonly string[]).includes(key));
+    // every task that reads it (tester FK: selectBy named image-classification, translation reads it too)
+    const owners = TASKS.all().filter((t) => (t.optionKeys as readonly string[]).includes(key));
     // a key no task reads is a bad argument, as every other call says it (it was OPTION_NOT_APPLICABLE: tester DI)
-    if (!owner) throw new FfmergeError('INVALID_ARGUMENT', `compress: unknown option ${showValue(key)} (the options are ${[...own].join(', ')})`);
-    throw new FfmergeError('OPTION_NOT_APPLICABLE', `${key} applies to ${owner.name} models; ${modelType} is compressed as ${kind.name} (its options: ${kind.optionKeys.join(', ')})`);
+    if (!owners.length) throw new FfmergeError('INVALID_ARGUMENT', `compress: unknown option ${showValue(key)} (the options are ${[...own].join(', ')})`);
+    throw new FfmergeError('OPTION_NOT_APPLICABLE', `${key} applies to ${owners.map((t) => t.name).join(' and ')} models; ${modelType} is compressed as ${kind.name} (its options: ${kind.optionKeys.join(', ')})`);
   }
 }
 
