@@ -79,7 +79,7 @@ describe('native training gradient vs float64 finite differences', () => {
     try {
       const r = await checkAgainstReference(m, 300, 5);
       expect(r.lossDiff).toBeLessThan(1e-5);
-      expect(r.gradErr).toBeLessThan(1e-3);
+      expect(r.gradErr).toBeLessThan(1e-4);
     } finally {
       m.dispose();
     }
@@ -91,7 +91,7 @@ describe('native training gradient vs float64 finite differences', () => {
     try {
       const r = await checkAgainstReference(m, 300, 6);
       expect(r.lossDiff).toBeLessThan(1e-5);
-      expect(r.gradErr).toBeLessThan(1e-3);
+      expect(r.gradErr).toBeLessThan(1e-4);
     } finally {
       m.dispose();
     }
@@ -132,16 +132,16 @@ describe('native training gradient vs float64 finite differences', () => {
 });
 
 describeShared('fixtures/gpt2-sotu', 'gpt2-sotu training gradient', () => {
-  test('loss and 120 random parameters match float64 finite differences', async () => {
+  test('loss and 300 random parameters match float64 finite differences (issue 10: a few hundred, relative error ≤ 1e-4)', async () => {
     const m = await loadModel(sharedPath('fixtures/gpt2-sotu'));
     try {
-      const r = await checkAgainstReference(m, 120, 11, 1, 8);
+      const r = await checkAgainstReference(m, 300, 11, 1, 8);
       expect(r.lossDiff).toBeLessThan(1e-5);
-      expect(r.gradErr).toBeLessThan(2e-3);
+      expect(r.gradErr).toBeLessThan(1e-4);
     } finally {
       m.dispose();
     }
-  }, 120_000);
+  }, 300_000);
 });
 
 describeShared('fixtures/llama-stories260k', 'llama-stories260k training gradient', () => {
@@ -150,9 +150,9 @@ describeShared('fixtures/llama-stories260k', 'llama-stories260k training gradien
     try {
       const r = await checkAgainstReference(m, 300, 12, 2, 9);
       expect(r.lossDiff).toBeLessThan(1e-5);
-      expect(r.gradErr).toBeLessThan(2e-3);
+      expect(r.gradErr).toBeLessThan(1e-4);
     } finally {
       m.dispose();
     }
-  }, 120_000);
+  }, 300_000);
 });

@@ -75,7 +75,7 @@ describe('ViT training gradient', () => {
       // every ViT tensor trains: patch embedding, CLS, positions, blocks, final norm, classifier
       for (const n of ['patch_w', 'patch_b', 'cls_token', 'pos_emb', 'classifier_w', 'classifier_b', 'final_norm_w', 'layers.1.qkv_b']) expect(r.names).toContain(n);
       expect(r.lossDiff).toBeLessThan(1e-5);
-      expect(r.gradErr).toBeLessThan(1e-3);
+      expect(r.gradErr).toBeLessThan(1e-4);
       expect(Math.abs(r.loss - (await forwardCrossEntropy(m, im))) / r.loss).toBeLessThan(1e-5);
     } finally {
       m.dispose();
@@ -286,7 +286,7 @@ describeShared('fixtures/vit-fmnist', 'vit-fmnist training gradient', () => {
       const im = { pixels, labels: Int32Array.from([3, 7]) };
       const r = await checkAgainstReference(m, im, 150, 13);
       expect(r.lossDiff).toBeLessThan(1e-5);
-      expect(r.gradErr).toBeLessThan(1e-3);
+      expect(r.gradErr).toBeLessThan(1e-4);
       expect(Math.abs(r.loss - (await forwardCrossEntropy(m, im))) / r.loss).toBeLessThan(1e-5);
     } finally {
       await ref.close();

@@ -353,6 +353,15 @@ describeShared('fixtures/marian-multi30k-en-de', 'refit and baselines on marian,
   });
 });
 
+describe('the phases timed', () => {
+  jest.setTimeout(120_000);
+  it("name 'prefix' only where states were kept (tester FI: \"prefix 0.00 s\" for candidates all starting at layer 0)", async () => {
+    const base = { calibration: TEXT, validation: validationText(TEXT), calibrationTokens: 512, validationTokens: 512, method: 'permute', recover: 'none' } as const;
+    expect(Object.keys((await compress(BUNDLED, { ...base, baselines: [], window: '0-1' })).timings)).not.toContain('prefix');
+    expect(Object.keys((await compress(BUNDLED, { ...base, baselines: [], window: '2-3' })).timings)).toContain('prefix');
+  });
+});
+
 describe('a fraction that rounds', () => {
   jest.setTimeout(120_000);
   it('is said in the notes with what it became (tester FD: 0.1 of 5 layers removed 20 %, unsaid); an exact one is not', async () => {
