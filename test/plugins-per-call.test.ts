@@ -280,9 +280,13 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
       const r: RecoverMethod = { name: 'boom', description: 'd', recover: (sync ? (_c: unknown, m: MergedWindow) => (stop(), m) : async (_c: unknown, m: MergedWindow) => (stop(), m)) as RecoverMethod['recover'] };
       await expect(compress(BUNDLED, { ...small, window: '1-2', method: 'permute', recover: 'boom', plugins: { recoverMethods: [r] }, signal: ac.signal })).rejects.toMatchObject({ code: 'ABORTED' });
     }
-    // tasks: at least one, each a task there is
+    // tasks: at least one, each a task there is; in TypeScript a misspelt one fails to compile (tester FH: it
+    // compiled, and failed at run time only)
+    // @ts-expect-error 'language-modelling' is not a TaskName
+    const misspelt: RecoverMethod['tasks'] = ['language-modelling'];
+    await expect(run({ ...failing(() => undefined as never), tasks: misspelt })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(run({ ...failing(() => undefined as never), tasks: [] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('has tasks that are not a list of task names') });
-    await expect(run({ ...failing(() => undefined as never), tasks: ['lm'] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: "recover method 'boom' names tasks there are none of: lm (the tasks: language-modeling, image-classification, translation)" });
+    await expect(run({ ...failing(() => undefined as never), tasks: ['lm'] as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: "recover method 'boom' names tasks there are none of: lm (the tasks: language-modeling, image-classification, translation)" });
     // thrown by candidates() itself, before any promise
     await expect(compress(BUNDLED, baselineWith(() => { throw new RangeError('no room'); }))).rejects.toMatchObject({ code: 'PLUGIN_FAILED', message: 'baseline b (a plug-in given to this call) failed: no room' });
   });

@@ -39,8 +39,8 @@ export type MergeMethodName = 'auto' | 'permute' | 'vanilla' | 'select' | (strin
 export type RecoverMethodName = 'none' | 'refit' | 'refit-seq' | 'refit-res' | 'finetune' | (string & {});
 /** A baseline of BASELINES. */
 export type BaselineName = 'drop-ff' | 'drop-layers' | 'paper' | (string & {});
-/** A task of TASKS (a recover method's `tasks`). */
-export type TaskName = 'language-modeling' | 'image-classification' | 'translation' | (string & {});
+/** A task of TASKS (a recover method's `tasks`): no call adds one, so a misspelt name fails to compile. */
+export type TaskName = 'language-modeling' | 'image-classification' | 'translation';
 
 /**
  * A caller's own plug-ins, for one compress call: picked by name (method, recover, baselines) beside

@@ -14,6 +14,7 @@ import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { isFloat32Array } from '../typed-arrays';
 import type { Model, StackName } from '../model/model';
 import { windowLabel, type Window } from '../merge/windows';
+import type { TaskName } from './options';
 import type { Baseline, BaselineCandidate, BaselineContext, Edit, MergeContext, MergedWindow, MergeMethod, RecoverMethod } from './plugins';
 
 const wrong = (who: string, what: string, got: unknown) => new FfmergeError('INVALID_ARGUMENT', `${who} ${what} (got ${showValue(got)})`);
@@ -164,7 +165,7 @@ export function guardRecover(method: RecoverMethod, name: string, own: boolean, 
     rewritesEarlier: Boolean(method.rewritesEarlier),
     trains: Boolean(method.trains),
     seeded: Boolean(method.seeded),
-    ...(tasks === undefined ? {} : { tasks: Object.freeze([...tasks]) }),
+    ...(tasks === undefined ? {} : { tasks: Object.freeze([...tasks]) as readonly TaskName[] }),
     recover: async (ctx: MergeContext, m: MergedWindow, opts: JobOptions) => checkMerged(who, await settle(() => method.recover(own ? ownView(ctx) : ctx, m, opts), own, signal, who), ctx.model, m.stack, m.window, own),
   });
 }
