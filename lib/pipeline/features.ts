@@ -2,8 +2,11 @@
  * Step 1–2 of the method: the calibration data through the base model, and the Pearson correlation of the
  * FF hidden units of exactly the (anchor, layer) pairs the candidate windows need.
  *
+ * Where every pair's fp64 sums fit the features budget (small widths: the fixtures), one forward pass per batch
+ * feeds them all inside the native job, and no activation reaches JS (batchMajorCorrelations).
+ *
  * Memory is what bounds this at LLM widths: one fp64 d_ff × d_ff accumulator per pair (0.5–1.6 GB at
- * d_ff 8192–14336) times every pair of every candidate window does not fit. So the main stack runs
+ * d_ff 8192–14336) times every pair of every candidate window does not fit. So there the main stack runs
  * layer-major (layerMajorCorrelations): all calibration rows go through layer 0, then layer 1, ..., keeping
  * the hidden states of every row (tokens × d) and the FF pre-activations of only the layers a later pair
  * still needs (the anchors: k − 1 layers for windows of k), each in RAM up to its budget and on disk past it. Pair (a, l) is accumulated while layer l runs
