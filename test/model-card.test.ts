@@ -100,6 +100,14 @@ describe('the tied-format snippet', () => {
     expect(card).not.toContain('not picked');
   });
 
+  test("a re-compress of an output a training plug-in recovered says so, by the record's trained flag (tester FL)", () => {
+    const earlierWindows = [{ stack: 'decoder' as const, window: '0-1', layers: [0, 1], anchor: 0, method: 'permute', recover: 'my-train', trained: true }];
+    const card = modelCard({ ...report('llama'), earlierWindows }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
+    expect(card).toContain('an earlier merge the source carries was recovered by fine-tuning');
+    const untrained = modelCard({ ...report('llama'), earlierWindows: [{ ...earlierWindows[0]!, trained: undefined, recover: 'my-fit' }] }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
+    expect(untrained).toContain('No gradient training was done.');
+  });
+
   test('the window table marks the pairs kept together, not each pair alone (tester Z)', () => {
     const r = {
       ...report('llama'),
@@ -131,6 +139,14 @@ describe('the tied-format snippet', () => {
     const rows = text.slice(text.indexOf('baseline search (2,048 validation tokens per candidate):')).split('\n\n')[0]!.split('\n');
     expect(rows.slice(2)).toEqual([expect.stringMatching(/^drop-ff +1 +10\.049 *$/), expect.stringMatching(/^drop-ff +2 +7\.962 +← chosen$/)]);
     expect(formatReport({ ...report('llama'), data: { ...report('llama').data, notes: [] } } as CompressResult)).not.toContain('baseline search');
+    // --stacks independent: each candidate names one stack, the kept placement both (tester FL: none marked)
+    const independent = {
+      ...report('marian', { encoder: 6, decoder: 6 }),
+      baselines: { 'drop-ff': { windows: { encoder: '0', decoder: '5' }, paramsRemoved: 1, validation: 30, candidates: [{ windows: { encoder: '0' }, start: 0, score: 30 }, { windows: { encoder: '1' }, start: 1, score: 29 }, { windows: { decoder: '5' }, start: 5, score: 31 }] } },
+      data: { ...report('marian').data, search: 64, notes: [] },
+    };
+    const marked = formatReport(independent as CompressResult).split('\n').filter((l) => l.includes('← chosen'));
+    expect(marked).toEqual([expect.stringMatching(/^drop-ff +encoder 0 /), expect.stringMatching(/^drop-ff +decoder 5 /)]);
   });
 
   test('the card names the block size the LM numbers were scored in, and the search budget (tester Z)', () => {

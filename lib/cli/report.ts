@@ -72,7 +72,9 @@ export function formatReport(r: CompressResult): string {
     lines.push(
       table(
         ['baseline', 'layers', scoreName, ''],
-        searched.flatMap(([name, b]) => b.candidates.map((c) => [name, windowsText(c.windows, multi), fmtScore(c.score), windowsText(c.windows, multi) === windowsText(b.windows, multi) ? '← chosen' : ''])),
+        // chosen where each stack it names holds the placement kept there (--stacks independent searches the stacks
+        // one by one: a candidate names one, the kept placement both; tester FL)
+        searched.flatMap(([name, b]) => b.candidates.map((c) => [name, windowsText(c.windows, multi), fmtScore(c.score), Object.entries(c.windows).every(([st, x]) => b.windows[st as keyof typeof b.windows] === x) ? '← chosen' : ''])),
       ),
     );
   }

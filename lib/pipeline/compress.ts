@@ -730,6 +730,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const removedParams = chosen.reduce((n, m) => n + (m.window.k - 1) * stackInfo(m.stack).ffParamsPerLayer, 0);
     // a window's layers are stored alike (mixedDtype), in bytes that may differ from another window's
     const removedBytes = chosen.reduce((n, m) => n + (m.window.k - 1) * (stackInfo(m.stack).ffBytesByLayer?.[m.window.start] ?? stackInfo(m.stack).ffBytesPerLayer), 0);
+    const trainedBy = (m: MergedWindow) => combos.some((c) => c.recover.name === m.recover && c.recover.trains);
     const result: CompressResult = {
       model: summary.dir,
       modelType: summary.modelType,
@@ -743,7 +744,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       ...(chosen.some((m) => m.anchor !== undefined) ? { anchor } : {}),
       recover: [...new Set(chosen.map((m) => m.recover!))].join(','),
       // by the method's own word, not its name: a plug-in that trains is said to (the card keyed on 'finetune')
-      trained: chosen.some((m) => combos.some((c) => c.recover.name === m.recover && c.recover.trains)),
+      trained: chosen.some(trainedBy),
       stacks: mode,
       windows: chosen.map((m) => ({
         stack: m.stack,
@@ -752,6 +753,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
         ...(m.anchor !== undefined ? { anchor: m.anchor } : {}),
         method: m.method!,
         recover: m.recover!,
+        // in config.json's record too: a later merge of this output says it was trained (tester FL)
+        ...(trainedBy(m) ? { trained: true } : {}),
         ...(m.adjusted?.size ? { adjusted: [...m.adjusted.keys()] } : {}),
       })),
       candidates,

@@ -296,25 +296,43 @@ async function batchMajorCorrelations(
   let done = 0;
   // an encoder–decoder model's steps name the stacks the pass feeds
   const fed = model.encoderSpec ? { detail: [...accs.keys()].join(' and ') } : {};
-  for (const b of batches) {
-    await model.forward(b.input, { output: 'hidden', toLayer, accumulate: Object.fromEntries(accs), ...(b.featureMask ? { featureMask: b.featureMask } : {}), ...signal });
-    opts.onProgress?.({ phase: 'features', done: ++done, total, ...fed });
-  }
-  const corr = new Map<StackName, PairCorrelations>();
-  const rows: Partial<Record<StackName, number>> = {};
-  for (const [stack, acc] of accs) {
-    const pc = new PairCorrelations(acc.count, acc.dims[0]!);
-    const named = model.encoderSpec ? `${stack} ` : '';
-    for (const [p, [a, l]] of pairs.get(stack)!.entries()) {
-      opts.onProgress?.({ phase: 'features', done, total, detail: `${named}layers ${a} and ${l}: ${keptLabel(keep)}` });
-      // an empty calibration (all padding) leaves nothing to finalize: the pair is absent
-      if (acc.count > 0) pc.set(a, l, await keepOf(acc, p, keep, opts));
-      opts.onProgress?.({ phase: 'features', done: ++done, total });
+  const finalized = new Map<StackName, Set<number>>([...accs.keys()].map((s) => [s, new Set<number>()]));
+  try {
+    for (const b of batches) {
+      await model.forward(b.input, { output: 'hidden', toLayer, accumulate: Object.fromEntries(accs), ...(b.featureMask ? { featureMask: b.featureMask } : {}), ...signal });
+      opts.onProgress?.({ phase: 'features', done: ++done, total, ...fed });
     }
-    corr.set(stack, pc);
-    rows[stack] = acc.count;
+    const corr = new Map<StackName, PairCorrelations>();
+    const rows: Partial<Record<StackName, number>> = {};
+    for (const [stack, acc] of accs) {
+      const pc = new PairCorrelations(acc.count, acc.dims[0]!);
+      const named = model.encoderSpec ? `${stack} ` : '';
+      for (const [p, [a, l]] of pairs.get(stack)!.entries()) {
+        opts.onProgress?.({ phase: 'features', done, total, detail: `${named}layers ${a} and ${l}: ${keptLabel(keep)}` });
+        // an empty calibration (all padding) leaves nothing to finalize: the pair is absent
+        if (acc.count > 0) pc.set(a, l, await keepOf(acc, p, keep, opts));
+        finalized.get(stack)!.add(p);
+        opts.onProgress?.({ phase: 'features', done: ++done, total });
+      }
+      corr.set(stack, pc);
+      rows[stack] = acc.count;
+    }
+    return { corr, rows };
+  } finally {
+    // An abort or error leaves pairs unfinalized: their sums (up to the whole budget) are freed now, not when V8
+    // collects the accumulator, which it has no reason to do soon (tester FL: +123 MB per aborted run). One
+    // still held by an aborted job winding down is BUSY: the collector frees those.
+    for (const [stack, acc] of accs) {
+      for (let p = 0; p < acc.pairs.length; p++) {
+        if (finalized.get(stack)!.has(p)) continue;
+        try {
+          acc.release(p);
+        } catch {
+          // BUSY: see above
+        }
+      }
+    }
   }
-  return { corr, rows };
 }
 
 /**

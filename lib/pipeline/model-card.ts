@@ -220,7 +220,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
         `The merged model was then fine-tuned with the ties kept.${sourceRuns.length ? ` Before this merge, its source had been ${sourceTuned}.` : ''}`
       : sourceRuns.length
         ? `This merge did no gradient training, but its source had been ${sourceTuned}.`
-        : r.earlierWindows?.some((w) => w.recover === 'finetune')
+        : r.earlierWindows?.some((w) => w.trained === true || w.recover === 'finetune')
           ? 'This merge did no gradient training, but an earlier merge the source carries was recovered by fine-tuning (`recover` of `ffmerge.windows` in config.json).'
           : 'No gradient training was done.';
   return [

@@ -48,8 +48,11 @@ export interface CompressResult {
    */
   trained?: boolean;
   stacks: StackMode;
-  /** adjusted: layers outside the window whose FF the recover method rewrote (refit-res: after it; finetune: every other layer). */
-  windows: { stack: StackName; window: string; layers: number[]; anchor?: number; method: string; recover: string; adjusted?: number[] }[];
+  /**
+   * adjusted: layers outside the window whose FF the recover method rewrote (refit-res: after it; finetune: every
+   * other layer). trained: its recover method trained it (RecoverMethod.trains).
+   */
+  windows: { stack: StackName; window: string; layers: number[]; anchor?: number; method: string; recover: string; trained?: boolean; adjusted?: number[] }[];
   /**
    * Present when the source was itself an ffmerge output: the merges it already carried (its config.json's
    * `ffmerge.windows`), kept in the output, whose record lists them before `windows`. `removed` counts this
