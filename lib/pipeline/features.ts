@@ -2,7 +2,7 @@
  * Step 1–2 of the method: the calibration data through the base model, and the Pearson correlation of the
  * FF hidden units of exactly the (anchor, layer) pairs the candidate windows need.
  *
- * Where every pair's fp64 sums fit the features budget (small widths: the fixtures), one forward pass per batch
+ * Where every pair's fp64 sums fit PAIRS_MEMORY_BYTES (small widths: the fixtures), one forward pass per batch
  * feeds them all inside the native job, and no activation reaches JS (batchMajorCorrelations).
  *
  * Memory is what bounds this at LLM widths: one fp64 d_ff × d_ff accumulator per pair (0.5–1.6 GB at
@@ -42,6 +42,13 @@ export const FEATURE_MEMORY_BYTES = 128 * 2 ** 20;
  * tokens) stays in RAM up to d = 6,500 and so runs as before.
  */
 export const STATE_MEMORY_BYTES = 2 ** 29;
+
+/**
+ * RAM for the all-pairs pass (batchMajorCorrelations): every pair's fp64 sums, and a batch's pre-activations
+ * of the layers they use with the accumulator's copy of a block of them. Past it, the layer-major pass, whose
+ * stores may hold FEATURE_MEMORY_BYTES + STATE_MEMORY_BYTES. gpt2-sotu's 27 pairs of k = 4 take 157 MB.
+ */
+export const PAIRS_MEMORY_BYTES = 256 * 2 ** 20;
 
 /** What is kept of each finalized pair: the correlation matrix, or the alignment permutation only. */
 export type KeepCorrelations = 'matrix' | 'permutation';
@@ -101,7 +108,11 @@ export interface CalibrationBatch {
 export interface CollectOptions extends JobOptions {
   /** What to keep of each pair (default 'matrix'). */
   keep?: KeepCorrelations | undefined;
-  /** RAM for kept anchor pre-activations (default FEATURE_MEMORY_BYTES); the rest spill to disk. */
+  /**
+   * RAM for the features: the all-pairs pass runs where it fits (default PAIRS_MEMORY_BYTES); past it, the
+   * layer-major pass keeps anchor pre-activations in it (default FEATURE_MEMORY_BYTES) and spills the rest to
+   * disk. 0: layer-major, everything spilled.
+   */
   memoryBytes?: number | undefined;
   /** RAM for the hidden states carried between layers (default STATE_MEMORY_BYTES); past it, on disk. */
   stateMemoryBytes?: number | undefined;
@@ -258,15 +269,16 @@ async function layerMajorCorrelations(
 
 /**
  * Whether every stack's pairs can be open at once within `budget` bytes: their fp64 sums (d_ff² doubles a
- * pair) and a batch's captured pre-activations of the layers they use (rows × d_ff floats a layer). Then one
- * pass per batch streams them natively; past it (LLM widths: 0.5–1.6 GB a pair), layer-major.
+ * pair), a batch's captured pre-activations of the layers they use (rows × d_ff floats a layer) and the
+ * accumulator's shifted copy of a block of them (≤ 2,048 rows a layer). Then one pass per batch streams them
+ * natively; past it (LLM widths: 0.5–1.6 GB a pair), layer-major.
  */
 function allPairsFit(model: Model, batches: CalibrationBatch[], pairs: Map<StackName, [number, number][]>, budget: number): boolean {
   const rows = Math.max(...batches.map((b) => b.input.batch * Math.max(b.input.seq, b.input.encoderSeq ?? 0)));
   let bytes = 0;
   for (const [stack, list] of pairs) {
     const { dFF } = stackSpecOf(model, stack);
-    bytes += list.length * dFF * dFF * 8 + new Set(list.flat()).size * rows * dFF * 4;
+    bytes += list.length * dFF * dFF * 8 + new Set(list.flat()).size * (rows + Math.min(rows, 2048)) * dFF * 4;
   }
   return bytes <= budget;
 }
@@ -352,7 +364,7 @@ export async function collectStackCorrelations(
   const keep = opts.keep ?? 'matrix';
   // the stacks this model has, with pairs: no pass at all where there are none
   const wanted = new Map([...pairs].filter(([stack, list]) => list.length > 0 && model.stacks().includes(stack)));
-  if (wanted.size > 0 && batches.length > 0 && allPairsFit(model, batches, wanted, opts.memoryBytes ?? FEATURE_MEMORY_BYTES)) return batchMajorCorrelations(model, batches, wanted, keep, opts);
+  if (wanted.size > 0 && batches.length > 0 && allPairsFit(model, batches, wanted, opts.memoryBytes ?? PAIRS_MEMORY_BYTES)) return batchMajorCorrelations(model, batches, wanted, keep, opts);
   const corr = new Map<StackName, PairCorrelations>();
   const rows: Partial<Record<StackName, number>> = {};
   const encPairs = model.encoderSpec ? pairs.get('encoder') ?? [] : [];
