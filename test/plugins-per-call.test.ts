@@ -175,6 +175,15 @@ describe('what a plug-in gives is checked before it is used (tester BD)', () => 
     await refusedBaseline(ffEdit((ff) => ({ ...ff, d: ff.dFF, dFF: ff.d })), /^baseline b gave an FF of d 172 × d_ff 64; the decoder stack's FF is 64 × 172/);
     await refusedBaseline(ffEdit((ff) => ({ ...ff, wGate: ff.wGate!.map((v, i) => (i === 7 ? Infinity : v)) })), /^baseline b gave an FF whose wGate holds Infinity \(entry 7\): its values must be finite$/);
     await refusedMerge((m) => ({ ...m, merged: { ...m.merged, wOut: m.merged.wOut.map(() => NaN) } }), /^merge method h gave an FF whose wOut holds NaN \(entry 0\): its values must be finite$/);
+    // finite values that overflow: the forward's error, its code kept, names the plug-in too (tester FM: it
+    // blamed "that layer's weights" alone); a window given (validated, not searched) and a search alike
+    const huge: RecoverMethod = { name: 'huge', description: 'd', recover: async (_c, m) => ({ ...m, merged: { ...m.merged, wIn: m.merged.wIn.map(() => 3e38) } }) };
+    for (const window of ['1-2', undefined]) {
+      await expect(compress(BUNDLED, { ...small, method: 'permute', recover: 'huge', ...(window ? { window } : {}), baselines: [], plugins: { recoverMethods: [huge] } })).rejects.toMatchObject({
+        code: 'NON_FINITE_ACTIVATIONS',
+        message: expect.stringMatching(/ \(the model scored holds FFs of recover method huge, a plug-in given to this call\)$/),
+      });
+    }
   });
 
   it("a baseline that draws is seeded (its `seeded`), and the notes of several windows name theirs (tester FH)", async () => {

@@ -597,13 +597,32 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     // Candidates scored per phase (every baseline's count towards one 'baselines' bar). Each candidate is
     // announced as it starts, with its label: one candidate of a large model takes minutes.
     const scored: Record<string, number> = {};
+    /**
+     * A score of a model holding a caller's plug-in's FF: a non-finite one names the plug-in, its code kept
+     * (tester FM: finite weights of 3e38 overflowed as "the weights of layer 1", blaming the checkpoint).
+     */
+    const blaming = async <T>(edits: Edit[], baseline: string | undefined, p: Promise<T>): Promise<T> => {
+      try {
+        return await p;
+      } catch (e) {
+        if (!(e instanceof FfmergeError && e.code.startsWith('NON_FINITE'))) throw e;
+        const who = new Set<string>(baseline !== undefined && own.baseline(baseline) ? [`baseline ${baseline}`] : []);
+        for (const ed of edits) {
+          if (ed.kind !== 'ff' || !ed.merged) continue;
+          if (ed.merged.method && own.merge(ed.merged.method)) who.add(`merge method ${ed.merged.method}`);
+          if (ed.merged.recover && own.recover(ed.merged.recover)) who.add(`recover method ${ed.merged.recover}`);
+        }
+        if (who.size === 0) throw e;
+        throw new FfmergeError(e.code, `${e.message} (the model scored holds FFs of ${[...who].join(' and ')}, a plug-in given to this call)`, { cause: e });
+      }
+    };
     /** Builds a candidate, scores it on the search split and records its score. */
-    const scoreOne = async (phase: string, c: Candidate, scores: CandidateScore[]): Promise<{ edits: Edit[]; score: number }> => {
+    const scoreOne = async (phase: string, c: Candidate, scores: CandidateScore[], baseline?: string): Promise<{ edits: Edit[]; score: number }> => {
       onProgress?.({ phase, done: scored[phase] ?? 0, total: total(phase), detail: candidateLabel(c) });
       const edits = await c.edits();
       const start = firstChanged(model, edits, c.start);
       const view = await applyEdits(model, edits, quiet);
-      const score = await task.search(view, start, quiet).finally(() => view.dispose());
+      const score = await blaming(edits, baseline, task.search(view, start, quiet)).finally(() => view.dispose());
       // the combination that ran, as the chosen windows record it (refit-res asked, refit-seq run on Marian)
       const ran = edits.flatMap((e) => (e.kind === 'ff' && e.merged ? [e.merged] : []))[0];
       const method = c.method && ran ? `${ran.method}+${ran.recover}` : c.method;
@@ -626,12 +645,12 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       return { edits, score: NaN };
     };
     /** Each group's best candidate; a group with one candidate (windows given) is built, not scored. */
-    const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[]): Promise<{ c: C; edits: Edit[]; score: number }[]> => {
+    const search = async <C extends Candidate>(phase: string, perGroup: C[][], scores: CandidateScore[], baseline?: string): Promise<{ c: C; edits: Edit[]; score: number }[]> => {
       const bests: { c: C; edits: Edit[]; score: number }[] = [];
       for (const cands of perGroup) {
         let best: { c: C; edits: Edit[]; score: number } | undefined;
         for (const c of cands) {
-          const r = cands.length > 1 ? await scoreOne(phase, c, scores) : await buildOne(phase, c);
+          const r = cands.length > 1 ? await scoreOne(phase, c, scores, baseline) : await buildOne(phase, c);
           if (!best || isBetter(r.score, best.score)) best = { c, ...r };
         }
         if (best) bests.push(best);
@@ -670,7 +689,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const chosen = mergeEdits.map((e) => (e.kind === 'ff' ? e.merged! : undefined)).filter((m): m is MergedWindow => m !== undefined);
     const mergedModel = await applyEdits(model, mergeEdits, quiet);
     views.push(mergedModel);
-    const mergedVal = await task.validate(mergedModel, firstChanged(model, mergeEdits, Math.min(...chosen.map((m) => m.window.start))), as('validate-merged'));
+    const mergedVal = await blaming(mergeEdits, undefined, task.validate(mergedModel, firstChanged(model, mergeEdits, Math.min(...chosen.map((m) => m.window.start))), as('validate-merged')));
     clock.lap('validate');
 
     const baselineResults: Record<string, BaselineResult> = {};
@@ -684,14 +703,14 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
         continue;
       }
       const scores: CandidateScore[] = [];
-      const found = await search('baselines', perGroup, scores);
+      const found = await search('baselines', perGroup, scores, baseline.name);
       const picks = found.map((b) => b.c);
       const edits = found.flatMap((b) => b.edits);
       const view = await applyEdits(model, edits, quiet);
       views.push(view);
       baselineModels.set(baseline.name, view);
       baselineResults[baseline.name] = {
-        validation: await task.validate(view, firstChanged(model, edits, Math.min(...picks.map((c) => c.start))), quiet),
+        validation: await blaming(edits, baseline.name, task.validate(view, firstChanged(model, edits, Math.min(...picks.map((c) => c.start))), quiet)),
         windows: Object.assign({}, ...picks.map((c) => c.windows)) as Partial<Record<StackName, string>>,
         paramsRemoved: picks.reduce((n, c) => n + c.paramsRemoved, 0),
         candidates: scores,
@@ -714,7 +733,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
           : {}),
       });
       base.test = await task.test(model, testJob(0));
-      mergedMetric.test = await task.test(mergedModel, testJob(1));
+      mergedMetric.test = await blaming(mergeEdits, undefined, task.test(mergedModel, testJob(1)));
       for (const [i, [name, v]] of [...baselineModels].entries()) baselineResults[name]!.test = await task.test(v, testJob(2 + i));
       clock.lap('test');
     }
