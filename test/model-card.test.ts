@@ -84,7 +84,7 @@ describe('the tied-format snippet', () => {
 
   test("a plug-in recover method that trains is said to have trained, whatever its name (the card keyed on 'finetune')", () => {
     const trainedBy = (recover: string, trained?: boolean) =>
-      modelCard({ ...report('llama'), recover, windows: [{ ...report('llama').windows[0]!, recover }], ...(trained === undefined ? {} : { trained }) }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
+      modelCard({ ...report('llama'), recover, windows: [{ ...report('llama').windows[0]!, recover, ...(trained === undefined ? {} : { trained }) }] }, 'tied', { dir: 's1', config: { model_type: 'llama' } });
     expect(trainedBy('my-sgd', true)).toContain('The merged model was then fine-tuned with the ties kept.');
     expect(trainedBy('my-sgd', true)).not.toMatch(/no gradient training/i);
     expect(trainedBy('my-fit', false)).toContain('No gradient training was done.');

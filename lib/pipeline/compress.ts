@@ -762,8 +762,6 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       // recorded only where a chosen window was aligned: vanilla and select align none, and the record said otherwise
       ...(chosen.some((m) => m.anchor !== undefined) ? { anchor } : {}),
       recover: [...new Set(chosen.map((m) => m.recover!))].join(','),
-      // by the method's own word, not its name: a plug-in that trains is said to (the card keyed on 'finetune')
-      trained: chosen.some(trainedBy),
       stacks: mode,
       windows: chosen.map((m) => ({
         stack: m.stack,
@@ -772,7 +770,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
         ...(m.anchor !== undefined ? { anchor: m.anchor } : {}),
         method: m.method!,
         recover: m.recover!,
-        // in config.json's record too: a later merge of this output says it was trained (tester FL)
+        // by the method's own word, not its name (the card keyed on 'finetune'), and in config.json's record too:
+        // a later merge of this output says it was trained (tester FL)
         ...(trainedBy(m) ? { trained: true } : {}),
         ...(m.adjusted?.size ? { adjusted: [...m.adjusted.keys()] } : {}),
       })),

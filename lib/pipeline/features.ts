@@ -374,23 +374,13 @@ export async function collectStackCorrelations(
   // the encoder's steps: a pass per batch, then a finalization per pair (layerMajorCorrelations says why)
   const encReports = encPairs.length > 0 ? batches.length + encPairs.length : 0;
   if (encPairs.length > 0) {
-    const { dFF, layers } = stackSpecOf(model, 'encoder');
-    const acc = new CorrelationAccumulator(Array(layers).fill(dFF) as number[], encPairs);
-    for (const [i, b] of batches.entries()) {
-      // toLayer 0: the decoder runs no layer, the encoder runs whole and feeds its accumulator
-      await model.forward(b.input, { output: 'hidden', toLayer: 0, accumulate: { encoder: acc }, ...(opts.signal ? { signal: opts.signal } : {}) });
-      // counted with the decoder's pass, which follows: one count that never goes back (tester DU: the
-      // encoder's pass went unreported, silence on large runs)
-      opts.onProgress?.({ phase: 'features', done: i + 1, total: encReports + mainSteps, detail: 'encoder' });
-    }
-    const pc = new PairCorrelations(acc.count, dFF);
-    for (const [p, [a, l]] of encPairs.entries()) {
-      opts.onProgress?.({ phase: 'features', done: batches.length + p, total: encReports + mainSteps, detail: `encoder layers ${a} and ${l}: ${keptLabel(keep)}` });
-      if (acc.count > 0) pc.set(a, l, await keepOf(acc, p, keep, opts));
-      opts.onProgress?.({ phase: 'features', done: batches.length + p + 1, total: encReports + mainSteps });
-    }
-    corr.set('encoder', pc);
-    rows.encoder = acc.count;
+    // the encoder (small) streams all its pairs at once, counted with the decoder's pass, which follows: one
+    // count that never goes back (tester DU: the encoder's pass went unreported, silence on large runs)
+    const report = opts.onProgress;
+    const before = report && mainSteps ? { onProgress: (p: Progress) => report({ ...p, total: p.total + mainSteps }) } : {};
+    const enc = await batchMajorCorrelations(model, batches, new Map([['encoder', encPairs]]), keep, { ...opts, ...before });
+    corr.set('encoder', enc.corr.get('encoder')!);
+    rows.encoder = enc.rows.encoder!;
   }
   if (mainPairs.length > 0) {
     const report = opts.onProgress;

@@ -215,7 +215,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
   const sourceTuned = `fine-tuned with ffmerge${sourceOrder} (${sourceKeys} in config.json)`;
   const training = tuned
     ? 'The merged model was then fine-tuned with the ties kept (below); the numbers under "What it costs" are from before that.'
-    : (r.trained ?? r.recover === 'finetune')
+    : r.windows.some((w) => w.trained === true) || r.recover === 'finetune' // (a report.json from before the flag: by name)
       ? // the source's runs too: the record keeps them, and the card left them out (tester DQ)
         `The merged model was then fine-tuned with the ties kept.${sourceRuns.length ? ` Before this merge, its source had been ${sourceTuned}.` : ''}`
       : sourceRuns.length

@@ -42,11 +42,6 @@ export interface CompressResult {
   /** Which layer of a window the others were aligned to; absent when no chosen window was aligned (vanilla, select). */
   anchor?: Anchor;
   recover: string;
-  /**
-   * Whether a chosen window's recover method trained it (RecoverMethod.trains, e.g. 'finetune'): the card says
-   * gradient training was done. Absent in a report.json written before it.
-   */
-  trained?: boolean;
   stacks: StackMode;
   /**
    * adjusted: layers outside the window whose FF the recover method rewrote (refit-res: after it; finetune: every
