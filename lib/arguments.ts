@@ -46,16 +46,16 @@ export function checkOneOf<T>(v: unknown, what: string, allowed: readonly T[]): 
   if (v !== undefined && !allowed.includes(v as T)) throw invalid(what, allowed.map((a) => showValue(a)).join(' or '), v);
 }
 
+const integerFrom = (min: number) => (min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer ≥ ${min}`);
+
 /** An optional integer ≥ min (a string '5', NaN or 2.5 is refused). */
 export function checkInt(v: unknown, what: string, min = 0): asserts v is number | undefined {
-  if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min)) {
-    throw invalid(what, min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer ≥ ${min}`, v);
-  }
+  if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min)) throw invalid(what, integerFrom(min), v);
 }
 
 /** A required integer ≥ min (undefined is refused too, unlike checkInt's optional one). */
 export function checkCount(v: unknown, what: string, min = 0): asserts v is number {
-  if (v === undefined) throw invalid(what, min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer ≥ ${min}`, v);
+  if (v === undefined) throw invalid(what, integerFrom(min), v);
   checkInt(v, what, min);
 }
 

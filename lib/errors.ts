@@ -59,17 +59,16 @@ export class FfmergeError extends Error {
     super(message, options);
     this.name = 'FfmergeError';
     this.code = code;
-    // V8 formats a stack trace when it is first read, and until then keeps every frame's receiver alive: a
-    // server that kept its aborted jobs' errors kept their models' native memory, 0.3-1 MB each (tester EN).
-    // Reading the traces now, this one's and its cause's, lets those objects go.
+    // V8 formats a stack trace when it is first read, and until then keeps every frame's receiver alive (a
+    // model's native memory, for a kept error). Reading the traces now, this one's and its cause's, lets them go.
     void this.stack;
     formatTraces(options?.cause, 8);
   }
 }
 
 /**
- * Reads the stack of `e`, its causes and an AggregateError's errors, `depth` levels down (tester EP: a cause's
- * own cause kept its frames), so that V8 lets go of what their frames held.
+ * Reads the stack of `e`, its causes and an AggregateError's errors, `depth` levels down, so that V8 lets go
+ * of what their frames held.
  */
 function formatTraces(e: unknown, depth: number): void {
   if (depth <= 0 || typeof e !== 'object' || e === null) return;
@@ -106,7 +105,8 @@ export function groupDigits(n: number): string {
   return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 
-/** "1 layer", "5 layers": a count with its noun (tester EC: "the model's 1 layers"). */
+/** "1 layer", "5 layers": a count with its noun. */
+
 export function counted(n: number, noun: string): string {
   return `${groupDigits(n)} ${noun}${n === 1 ? '' : 's'}`;
 }

@@ -45,13 +45,13 @@ export async function assertRegularFile(file: string, code: ErrorCode, maxBytes 
   }
 }
 
-/** The whole contents of a regular file as UTF-8, refusing files over `maxBytes` (code `tooLarge`). */
-export function readRegularFileSync(file: string, code: ErrorCode, maxBytes = Infinity, tooLarge: ErrorCode = code): string {
+/** The whole contents of a regular file as UTF-8, refusing files over `maxBytes`. */
+export function readRegularFileSync(file: string, code: ErrorCode, maxBytes = Infinity): string {
   const fd = fs.openSync(file, FLAGS);
   try {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw notRegular(file, st, code);
-    if (st.size > maxBytes) throw new FfmergeError(tooLarge, `${file} is ${st.size} bytes, over the ${maxBytes}-byte limit`);
+    if (st.size > maxBytes) throw new FfmergeError(code, `${file} is ${st.size} bytes, over the ${maxBytes}-byte limit`);
     return fs.readFileSync(fd, 'utf8');
   } finally {
     fs.closeSync(fd);
@@ -70,7 +70,8 @@ export async function readRegularBytes(file: string, code: ErrorCode, maxBytes =
   }
 }
 
-/** Async readRegularFileSync. */
+/** Async readRegularFileSync, with its own code for a file over `maxBytes`. */
+
 export async function readRegularFile(file: string, code: ErrorCode, maxBytes = Infinity, tooLarge: ErrorCode = code): Promise<string> {
   return (await readRegularBytes(file, code, maxBytes, tooLarge)).toString('utf8');
 }
@@ -115,8 +116,7 @@ export function whyMissing(file: string): string {
 
 /**
  * A folder the user named (a model's), checked before anything is read from it: DATA_NOT_FOUND saying why it
- * cannot be reached (missing, a looping link, a file in its path) or that it is a file. Node's own ELOOP and
- * ENOTDIR messages came out as INTERNAL_ERROR (tester ED).
+ * cannot be reached (missing, a looping link, a file in its path) or that it is a file.
  */
 export function checkFolder(dir: string, what: string, holds: string, hint = ''): void {
   let st: fs.Stats;

@@ -1,7 +1,7 @@
 /**
  * What ffmerge refuses in a tokenizer.json before the tokenizers library reads it: the library takes any JSON,
  * then fails with its own internals ("x.split is not a function") or, worse, encodes every token as id 0
- * (an empty vocabulary, a BPE vocabulary given as a list) and a perplexity of 1.8e11 is printed (tester AX).
+ * (an empty vocabulary, a BPE vocabulary given as a list) and a meaningless perplexity is printed.
  *
  * One function for both places that load a tokenizer: loadTokenizer (lib/tokenizer.ts) and the tokenizer
  * worker (lib/data/tokenize-file.ts), which runs from source text. So it must stay self-contained: no imports,
@@ -18,8 +18,8 @@ export function tokenizerJsonProblem(json: unknown, file: string): string | unde
   if (!isObject(json)) return `${file} is not a JSON object (got ${show(json)})`;
   const model = json.model;
   if (!isObject(model)) return `${file} has no "model" object (got ${show(model)})`;
-  // The form of vocabulary each model type the library implements reads: a BPE vocabulary given as a list was
-  // read without a word and encoded every token as id 0; an unknown type fell back to a lookup of whole words.
+  // The form of vocabulary each model type the library implements reads: a BPE vocabulary given as a list is
+  // read without a word and encodes every token as id 0; an unknown type falls back to a lookup of whole words.
   const forms: Record<string, 'object' | 'array'> = { BPE: 'object', WordPiece: 'object', Unigram: 'array' };
   const type = model.type;
   const vocab = model.vocab;
@@ -45,8 +45,7 @@ export function tokenizerJsonProblem(json: unknown, file: string): string | unde
     const bad = merges.findIndex((m) => !isMerge(m));
     if (bad >= 0) return `${file}: merge ${bad} is ${show(merges[bad])}, not ${pairs ? '["a", "b"]' : '"a b"'}${bad > 0 ? ' (the form of merge 0)' : ''}`;
     // Both parts of a merge, and what it makes, are tokens of the vocabulary, as Hugging Face's tokenizers
-    // requires when it builds the model (MergeTokenOutOfVocabulary). The library here took a vocabulary cut to
-    // 100 entries under 3,839 merges, dropped what it could not encode, and a perplexity was printed (tester DR).
+    // requires when it builds the model (MergeTokenOutOfVocabulary); the library here drops what it cannot encode.
     if (isObject(vocab)) {
       const prefix = typeof model.continuing_subword_prefix === 'string' ? model.continuing_subword_prefix : '';
       for (let i = 0; i < merges.length; i++) {
@@ -63,9 +62,8 @@ export function tokenizerJsonProblem(json: unknown, file: string): string | unde
   const addedList = Array.isArray(added) ? added : [];
   const badAdded = addedList.findIndex((a) => !isObject(a) || typeof a.content !== 'string');
   if (badAdded >= 0) return `${file}: added token ${badAdded} is ${show(addedList[badAdded])}, not an object with a "content" string`;
-  // Ids must be small non-negative integers, or the library's tables grow with the largest id (one id of 2^31
-  // made a short text take minutes). Real vocabularies are dense; the bound (4× the entries, plus slack for
-  // added tokens) only refuses damage.
+  // Ids must be small non-negative integers, or the library's tables grow with the largest id. Real
+  // vocabularies are dense; the bound (4× the entries, plus slack for added tokens) only refuses damage.
   const limit = 4 * (entries + addedList.length) + 1024;
   const badId = (id: unknown) => typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= limit;
   const where = `not an integer in 0..${limit - 1} for a vocabulary of ${entries + addedList.length} entries`;
@@ -73,16 +71,16 @@ export function tokenizerJsonProblem(json: unknown, file: string): string | unde
     for (const [token, id] of Object.entries(vocab)) if (badId(id)) return `${file}: token ${show(token)} has id ${show(id)}, ${where}`;
   }
   for (const a of addedList as Record<string, unknown>[]) if (badId(a.id)) return `${file}: added token ${show(a.content)} has id ${show(a.id)}, ${where}`;
-  // A normalizer runs before any length check, on all of a call's text: a Replace that put 10,000 characters
-  // where it found a space grew a 20 kB file past 4 GB in the tokenizer thread (tester CE). Real ones grow text
-  // at most 2-fold (Llama 2: Prepend "▁", Replace " " by "▁"); the growth of the whole tree, each Replace by
-  // characters put per character found, a Prepend by 1 + its length (it is added to every piece), a Sequence
-  // the product of its parts, may be at most 4-fold (tester CJ: six Replaces of 4-fold each made 4096-fold).
+  // A normalizer runs before any length check, on all of a call's text, so one that grows text is a memory
+  // bomb. Real ones grow text at most 2-fold (Llama 2: Prepend "▁", Replace " " by "▁"); the growth of the
+  // whole tree, each Replace by characters put per character found, a Prepend by 1 + its length (it is added
+  // to every piece), a Sequence the product of its parts, may be at most 4-fold.
   const MAX_GROWTH = 4;
   const MAX_DEPTH = 16;
   const growth = (n: unknown, depth: number): number => {
     if (!isObject(n)) return 1;
-    if (depth > MAX_DEPTH) return Infinity; // refused below, not skipped: a deep tree was a way past this check
+    if (depth > MAX_DEPTH) return Infinity; // refused below, not skipped: a deep tree would pass this check
+
     if (n.type === 'Sequence' && Array.isArray(n.normalizers)) return n.normalizers.reduce((g: number, m: unknown) => g * growth(m, depth + 1), 1);
     if (n.type === 'Prepend' && typeof n.prepend === 'string') return 1 + n.prepend.length;
     if (n.type !== 'Replace' || typeof n.content !== 'string' || !isObject(n.pattern)) return 1;

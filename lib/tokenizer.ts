@@ -66,8 +66,8 @@ function readJson(file: string, required: boolean): Json | undefined {
     text = readRegularFileSync(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
   } catch (e) {
     if (e instanceof FfmergeError) throw e;
-    if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (!required) return undefined;
       throw new FfmergeError('INVALID_CONFIG', `${path.dirname(file)} has no ${path.basename(file)}; the tokenizer needs it`);
     }
     throw new FfmergeError('IO_ERROR', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
@@ -97,11 +97,11 @@ class ModelTokenizer implements Tokenizer {
     /** Explicit add_bos/add_eos flags; undefined leaves special tokens to tokenizer.json's post-processor. */
     private readonly addFlags: { bos: boolean; eos: boolean } | undefined,
     /** Set when a text may be cut at a space before encoding without changing its first ids (spaceCutSafe). */
-    private readonly cutAtSpaces = false,
+    private readonly cutAtSpaces: boolean,
     /** The folder it was loaded from: a worker thread loads the same tokenizer from it (tokenizerDirOf). */
-    readonly dir?: string,
+    readonly dir: string,
     /** Its files as they were when read (tokenizerStamp): the folder is the same tokenizer only while they match. */
-    readonly stamp?: string,
+    readonly stamp: string,
   ) {
     this.vocabSize = hf.get_vocab(true).size;
   }
@@ -161,10 +161,9 @@ class ModelTokenizer implements Tokenizer {
    * when the tokenizer allows it (spaceCutSafe), else the text itself. Why the ids are the same: every space
    * becomes the Metaspace mark "▁", no vocabulary piece holds "▁" after its first character and "▁" alone is
    * a piece, so a token starts at every mark and none spans one; the Unigram lattice's best path to a mark
-   * therefore depends only on the text before it (ties broken the same way; the one gap is a floating-point
-   * tie: two segmentations of the words before a mark whose scores differ by less than a rounding step could
-   * compare equal once the next word's score is added, and the whole text keep the other one). The prefix keeps maxLength + 1 marks, each starting a token, so it still yields more than
-   * maxLength ids and reads as cut.
+   * therefore depends only on the text before it (ties broken the same way, bar a floating-point tie between
+   * two segmentations whose scores differ by less than a rounding step). The prefix keeps maxLength + 1 marks,
+   * each starting a token, so it still yields more than maxLength ids and reads as cut.
    */
   cutText(text: string, maxLength: number): string {
     if (!this.cutAtSpaces) return text;
@@ -211,7 +210,7 @@ class ModelTokenizer implements Tokenizer {
         throw new FfmergeError('INVALID_ARGUMENT', `token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
       }
     }
-    // no ids are no text, as in Python; the library threw an untyped Error (tester DR)
+    // no ids are no text, as in Python (the library throws an untyped Error)
     if (list.length === 0) return '';
     return this.hf.decode(list, { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
@@ -286,8 +285,7 @@ export function textForTokens(tokenizer: Tokenizer, text: string, maxLength: num
 
 /**
  * The longest sentence textForTokens encodes, after its cut at spaces: only its first maxLength ids are kept, so
- * a longer one is no sentence, and the library spent seconds on it before failing (a 5 MB word: 25 s, then a
- * stack overflow; its limit is in ids and depends on the tokenizer: ~150,000 for Marian's, 445,000 for GPT-2's).
+ * a longer one is no sentence, and the library spends seconds on it before a stack overflow.
  */
 const MAX_SENTENCE_CHARS = 1_000_000;
 
@@ -319,8 +317,8 @@ function tokenizerStamp(dir: string): string {
 /** Loads `modelDir/tokenizer.json` with its tokenizer_config.json / special_tokens_map.json / config.json. */
 export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
   checkPath(modelDir, 'loadTokenizer(modelDir): modelDir');
-  // a folder that is not there is DATA_NOT_FOUND, as loadModel and inspectModel say (tester AZ: INVALID_CONFIG,
-  // "has no tokenizer.json"); a folder without the file is the model's fault, INVALID_CONFIG below
+  // a folder that is not there is DATA_NOT_FOUND, as loadModel and inspectModel say; a folder without the file
+  // is the model's fault, INVALID_CONFIG below
   checkFolder(modelDir, 'model directory', 'tokenizer.json');
   // taken before the files are read: a file changed while they are read differs from it too
   const stamp = tokenizerStamp(modelDir);
@@ -368,5 +366,6 @@ export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
  * loading from it gets the same tokenizer); undefined for any other Tokenizer, or once the folder has changed.
  */
 export function tokenizerDirOf(t: Tokenizer): string | undefined {
-  return t instanceof ModelTokenizer && t.dir !== undefined && tokenizerStamp(t.dir) === t.stamp ? t.dir : undefined;
+  return t instanceof ModelTokenizer && tokenizerStamp(t.dir) === t.stamp ? t.dir : undefined;
+
 }

@@ -1,7 +1,7 @@
 /**
  * An output's config.json written as the source's own text with ffmerge's keys set, not re-serialised: every
- * other byte stays as it was. JSON.stringify wrote `10000.0` as `10000`, which Python reads as an int, and
- * transformers' typed configs may refuse an int where a float is declared (tester EW: rope_theta, dropout).
+ * other byte stays as it was. JSON.stringify writes `10000.0` as `10000`, which Python reads as an int, and
+ * transformers' typed configs may refuse an int where a float is declared (rope_theta, dropout).
  */
 import { applyEdits, modify } from 'jsonc-parser';
 import { isDeepStrictEqual } from 'node:util';

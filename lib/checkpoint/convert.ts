@@ -43,7 +43,6 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
   checkMaxShardSize(opts.maxShardSize);
   if (format !== 'tied' && format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied or expanded (got ${showValue(format)})`);
   // the source as it is before anything is read: one replaced while it is read or written is SOURCE_CHANGED
-  // (a folder that cannot be listed is reported by readConfig just below)
   let stamp = '';
   try {
     stamp = sourceStamp(dir);
@@ -101,14 +100,6 @@ export async function convertCheckpoint(dir: string, out: string, format: Output
     // names the other format. Ties do not change what it says, so the record before the writer adds them will do.
     const card = outputCard({ ...config, ffmerge: { format, ...rest } }, format, out, report, dir);
     if (card !== undefined) extraFiles['README.md'] = card;
-    return writeCheckpointOf({
-      source: dir,
-      out,
-      format,
-      ties,
-      info: rest,
-      extraFiles,
-      ...o,
-    }, stamp, scope);
+    return writeCheckpointOf({ source: dir, out, format, ties, info: rest, extraFiles, ...o }, stamp, scope);
   });
 }

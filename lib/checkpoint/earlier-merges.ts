@@ -4,13 +4,13 @@
  * an expanded output that forgot them would lose their saving on the way back to tied), and a new window may
  * not take in a layer that already shares its FF with others (see `mergedLayers`).
  */
-import { FfmergeError, abortError, showValue } from '../errors';
-import { ffStacks, type Config, type StackName } from '../model/architectures';
+import { FfmergeError, showValue } from '../errors';
+import { ffStacks, type Config, type FFTensorNames, type StackName } from '../model/architectures';
 import { CheckpointReader, storedName, type TieMap } from './ties';
 import { ffmergeRecord } from './record';
 import { FF_KEYS, ffTies } from './write';
 import { checkCheckpoint } from '../model/plan';
-import type { JobOptions } from '../native/job';
+import { throwIfAborted, type JobOptions } from '../native/job';
 
 /** One entry of config.json's `ffmerge.windows`: the stack and its layers that share one FF (other keys kept as written). */
 export interface RecordedWindow {
@@ -32,7 +32,7 @@ export function recordedWindows(config: Config, where: string): RecordedWindow[]
   if (!Array.isArray(windows)) throw new FfmergeError('INVALID_CONFIG', `${where}: ffmerge.windows must be a list (got ${showValue(windows)})`);
   const stacks = new Map(ffStacks(config).map((s) => [s.name as string, s.layers]));
   // each layer belongs to one merge at most (compress never merges a merged layer again): a window listed twice,
-  // or two that overlap, is no record ffmerge writes, and a list of thousands of them made compress quadratic
+  // or two that overlap, is no record ffmerge writes
   const owner = new Map<string, number>();
   return windows.map((w: unknown, i) => {
     const bad = (why: string) => new FfmergeError('INVALID_CONFIG', `${where}: ffmerge.windows[${i}] ${why} (got ${showValue(w)})`);
@@ -56,7 +56,7 @@ export function recordedWindows(config: Config, where: string): RecordedWindow[]
  * Per stack, the layers whose FF already belongs to a merge: those the record lists, and those whose FF
  * tensors the checkpoint's tie map ties or is tied to (an output written before its record listed every
  * merge). Merging such a layer again would give it an FF of its own and so break the old tie: the model would
- * be no smaller than its source, only worse, and merging the very window again saves nothing at all.
+ * be no smaller than its source, only worse.
  */
 export function mergedLayers(config: Config, recorded: readonly RecordedWindow[], ties: TieMap): Map<StackName, Set<number>> {
   const stored = new Set(Object.values(ties));
@@ -65,13 +65,16 @@ export function mergedLayers(config: Config, recorded: readonly RecordedWindow[]
     const set = new Set<number>();
     for (const w of recorded) if (w.stack === s.name) for (const l of w.layers) set.add(l);
     for (let l = 0; l < s.layers; l++) {
-      const names = s.ff(l);
-      const tensors = FF_KEYS.map((k) => names[k]).filter((t): t is string => t !== undefined);
-      if (tensors.some((t) => Object.hasOwn(ties, t) || stored.has(t))) set.add(l);
+      if (ffTensors(s.ff(l)).some((t) => Object.hasOwn(ties, t) || stored.has(t))) set.add(l);
     }
     out.set(s.name, set);
   }
   return out;
+}
+
+/** A layer's FF tensor names, in FF_KEYS order. */
+function ffTensors(names: FFTensorNames): string[] {
+  return FF_KEYS.map((k) => names[k]).filter((t): t is string => t !== undefined);
 }
 
 /** The key a window recovered from the tie map carries in the record (its value says where it came from). */
@@ -90,17 +93,13 @@ function layersLabel(layers: readonly number[]): string {
 
 /**
  * The windows the checkpoint's tie map implies, per stack: groups of two or more layers whose FF tensors all
- * resolve, key by key, to the same stored tensors. An output written before its record listed every merge holds
- * some merges only there; they are merges all the same (the file stores their FF once), and left out of a new
- * record they are lost on the first convert to expanded and back.
+ * resolve, key by key, to the same stored tensors (an output written before its record listed every merge holds
+ * some merges only there; left out of a new record they would be lost on a convert to expanded and back).
  *
  * A tie map that ties only some of a layer's FF tensors, or ties them to tensors no other layer of the stack
- * shares as a whole, is refused (INVALID_CONFIG): ffmerge merges whole FF sublayers, and a record can only say
- * "these layers share one FF". Such a tie cannot be recorded as a window (convert would then tie tensors that
- * differ), and leaving it out of the record would drop its saving silently on the next round trip; ignoring it
- * in the merged-layer check would let a new window break it. So neither ffmerge's writers nor inspect guess.
- * A tie group that overlaps a recorded window without being that window is refused the same way: the record
- * and the tie map disagree about which layers share an FF.
+ * shares as a whole, is refused (INVALID_CONFIG): a record can only say "these layers share one FF", so such a
+ * tie can neither be recorded nor dropped safely. A tie group that overlaps a recorded window without being that
+ * window is refused the same way: the record and the tie map disagree about which layers share an FF.
  */
 export function tiedWindows(config: Config, recorded: readonly RecordedWindow[], ties: TieMap, where: string, given = false): RecordedWindow[] {
   if (Object.keys(ties).length === 0) return [];
@@ -125,8 +124,7 @@ export function tiedWindows(config: Config, recorded: readonly RecordedWindow[],
   for (const s of ffStacks(config)) {
     const groups = new Map<string, number[]>();
     for (let l = 0; l < s.layers; l++) {
-      const names = s.ff(l);
-      const tensors = FF_KEYS.map((k) => names[k]).filter((t): t is string => t !== undefined);
+      const tensors = ffTensors(s.ff(l));
       const tied = tensors.filter(touched);
       if (tied.length === 0) continue;
       if (tied.length < tensors.length) {
@@ -141,8 +139,7 @@ export function tiedWindows(config: Config, recorded: readonly RecordedWindow[],
       if (layers.length < 2) {
         throw bad(`ties ${s.name} layer ${layers[0]}'s FF tensors to ${(JSON.parse(key) as string[]).map((t) => showValue(t)).join(', ')}, which no other layer of the ${s.name} stack shares as a whole FF`);
       }
-      const same = recorded.find((w) => w.stack === s.name && sameLayers(w.layers, layers));
-      if (same) continue;
+      if (recorded.some((w) => w.stack === s.name && sameLayers(w.layers, layers))) continue;
       const clash = recorded.find((w) => w.stack === s.name && w.layers.some((l) => layers.includes(l)));
       if (clash) {
         throw new FfmergeError(
@@ -212,11 +209,10 @@ export function earlierWindows(config: Config, src: CheckpointReader, where: str
 
 /**
  * The record's `format` against the file: an `expanded` record over a checkpoint that ties tensors is a record
- * edited or copied from another output. Each command would otherwise act
- * on the half it reads (finetune refusing an "expanded" model that is tied, convert writing "expanded" over
- * it), so the disagreement itself is the error.
+ * edited or copied from another output. Each command would otherwise act on the half it reads, so the
+ * disagreement itself is the error.
  */
-export function checkRecordFormat(config: Config, src: CheckpointReader, where: string): void {
+function checkRecordFormat(config: Config, src: CheckpointReader, where: string): void {
   const info = ffmergeRecord(config as Record<string, unknown>, where);
   if (info === undefined || !Object.hasOwn(info, 'format')) return;
   // ffmerge writes "tied" or "expanded" (an ONNX output is no checkpoint); anything else was written by hand
@@ -268,7 +264,7 @@ export function recordedLabel(recorded: readonly RecordedWindow[]): string {
  * compress (`recordedTies`), export and inspect (`windowDifference`) all decide with it. Reads the pair only,
  * asynchronously (the file reads run off the main thread).
  */
-export async function sameBytes(src: CheckpointReader, a: string, b: string): Promise<boolean> {
+async function sameBytes(src: CheckpointReader, a: string, b: string): Promise<boolean> {
   const [x, y] = await Promise.all([src.readRaw(storedName(src, a) ?? a), src.readRaw(storedName(src, b) ?? b)]);
   return Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
 }
@@ -280,7 +276,7 @@ export async function sameBytes(src: CheckpointReader, a: string, b: string): Pr
  */
 export async function windowDifference(config: Config, w: RecordedWindow, src: CheckpointReader, signal?: AbortSignal, onPair?: () => void): Promise<[string, string] | undefined> {
   for (const [tied, stored] of comparedPairs(config, w, src)) {
-    if (signal?.aborted) throw abortError(signal);
+    throwIfAborted(signal);
     if (!(await sameBytes(src, tied, stored))) return [tied, stored];
     onPair?.(); // one pair read (a window of a large model reads gigabytes: its callers count pairs, not windows)
   }
@@ -306,15 +302,14 @@ export async function recordedTies(config: Config, recorded: readonly RecordedWi
   // a tied source stores its merges once: a recorded window it does not tie is the record's error, not an edit
   const info = (config as Record<string, unknown>).ffmerge as Record<string, unknown> | undefined;
   const tiedSource = Object.keys(src.ties).length > 0 || info?.format === 'tied';
-  // the copies compared, counted: an expanded output of a large model reads gigabytes here (tester ET: convert
-  // and export sat silent through it), under the phase inspect's comparison reports. Those already tied in the
-  // source are not read, and a source with nothing to compare reports nothing.
+  // the copies compared, counted (an expanded output of a large model reads gigabytes here), under the phase
+  // inspect's comparison reports. Those already tied in the source are not read; nothing to compare reports nothing.
   const pairs = Object.entries(all).filter(([tied, stored]) => src.resolve(tied) !== src.resolve(stored));
   let done = 0;
   const report = () => onProgress?.({ phase: 'inspect', done: done++, total: pairs.length, unit: 'tensors' });
   if (pairs.length) report();
   for (const [tied, stored] of pairs) {
-    if (signal?.aborted) throw abortError(signal);
+    throwIfAborted(signal);
     if (!(await sameBytes(src, tied, stored))) {
       if (tiedSource) {
         const w = recorded.find((x) => Object.hasOwn(ffTies(config, x.stack, x.layers), tied))!;

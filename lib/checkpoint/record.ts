@@ -49,9 +49,8 @@ export function checkRecordTies(config: Record<string, unknown>, reader: Checkpo
   const recorded = recordTies(ffmergeRecord(config, where), where);
   if (recorded === undefined) return;
   const meta = reader.ties;
-  const metaCount = Object.keys(meta).length;
   const entries = Object.entries(recorded);
-  if (metaCount === 0 && entries.length > 0) {
+  if (Object.keys(meta).length === 0) {
     // the map is gone from the file but the config still ties names the file does not store: a tool rewrote
     // model.safetensors without its __metadata__ (as convert says of a config that lost its record)
     const unstored = entries.filter(([name]) => !reader.has(name));
@@ -63,27 +62,16 @@ export function checkRecordTies(config: Record<string, unknown>, reader: Checkpo
       );
     }
   }
+  const disagree = (how: string) =>
+    new FfmergeError('INVALID_CONFIG', `${where}: config.json's ffmerge.ties and the checkpoint's tie map (safetensors metadata ${TIES_METADATA_KEY}) disagree: ${how}`);
   for (const [name, target] of entries) {
     if (!Object.hasOwn(meta, name)) {
-      throw new FfmergeError(
-        'INVALID_CONFIG',
-        `${where}: config.json's ffmerge.ties and the checkpoint's tie map (safetensors metadata ${TIES_METADATA_KEY}) disagree: the config ties "${name}" to "${target}", the checkpoint does not tie "${name}"${reader.has(name) ? ' (it stores it)' : ''}`,
-      );
+      throw disagree(`the config ties "${name}" to "${target}", the checkpoint does not tie "${name}"${reader.has(name) ? ' (it stores it)' : ''}`);
     }
-    if (meta[name] !== target) {
-      throw new FfmergeError(
-        'INVALID_CONFIG',
-        `${where}: config.json's ffmerge.ties and the checkpoint's tie map (safetensors metadata ${TIES_METADATA_KEY}) disagree: the config ties "${name}" to "${target}", the checkpoint to "${meta[name]}"`,
-      );
-    }
+    if (meta[name] !== target) throw disagree(`the config ties "${name}" to "${target}", the checkpoint to "${meta[name]}"`);
   }
   for (const [name, target] of Object.entries(meta)) {
-    if (!Object.hasOwn(recorded, name)) {
-      throw new FfmergeError(
-        'INVALID_CONFIG',
-        `${where}: config.json's ffmerge.ties and the checkpoint's tie map (safetensors metadata ${TIES_METADATA_KEY}) disagree: the checkpoint ties "${name}" to "${target}", config.json's ffmerge.ties does not list "${name}"`,
-      );
-    }
+    if (!Object.hasOwn(recorded, name)) throw disagree(`the checkpoint ties "${name}" to "${target}", config.json's ffmerge.ties does not list "${name}"`);
   }
 }
 

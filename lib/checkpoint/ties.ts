@@ -16,7 +16,7 @@ export type TieMap = Record<string, string>;
 export const TIES_METADATA_KEY = 'ffmerge_ties';
 
 /** Parses and checks a tie map against the stored tensor names. */
-export function parseTies(json: string | undefined, stored: (name: string) => boolean, where: string): TieMap {
+function parseTies(json: string | undefined, stored: (name: string) => boolean, where: string): TieMap {
   if (json === undefined) return {};
   let ties: unknown;
   try {
@@ -45,29 +45,23 @@ export function parseTies(json: string | undefined, stored: (name: string) => bo
  */
 function otherFormat(dir: string): { code: 'INVALID_ARGUMENT' | 'TENSOR_NOT_FOUND'; why: string } {
   const has = (f: string) => fs.existsSync(path.join(dir, f));
-  // Optimum's layout (onnx/), or a .onnx file at the top, as torch.onnx.export writes it (tester DD)
-  const topOnnx = () => {
-    try {
-      return fs.readdirSync(dir).some((f) => /\.onnx$/i.test(f));
-    } catch {
-      return false; // unlisted: the refusal says only what is missing
-    }
-  };
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    // unlisted: the refusal says only what is missing
+  }
   const onnx = { code: 'INVALID_ARGUMENT', why: ': it holds an ONNX export, which ffmerge writes but does not read; give the safetensors folder it was exported from' } as const;
+  // Optimum's layout (onnx/), or a .onnx file at the top, as torch.onnx.export writes it
   if (has('onnx')) return onnx;
   if (has('pytorch_model.bin') || has('pytorch_model.bin.index.json')) {
     return { code: 'INVALID_ARGUMENT', why: ': it holds PyTorch .bin weights; save them as safetensors first (transformers: model.save_pretrained(dir, safe_serialization=True))' };
   }
-  // after .bin weights: beside them, a .onnx file was exported from them, and they are what can be converted (tester DG)
-  if (topOnnx()) return onnx;
-  // shards without the index that says which tensor each holds (tester DS: "has no model.safetensors" alone)
-  let shards: string[] = [];
-  try {
-    // shard names as transformers writes them: a reference.safetensors or an adapter beside no weights is no shard (tester DT)
-    shards = fs.readdirSync(dir).filter((f) => /-\d+-of-\d+\.safetensors$/i.test(f)).sort();
-  } catch {
-    // unlisted: the refusal says only what is missing
-  }
+  // after .bin weights: beside them, a .onnx file was exported from them, and they are what can be converted
+  if (names.some((f) => /\.onnx$/i.test(f))) return onnx;
+  // shards without the index that says which tensor each holds (named as transformers names them: a
+  // reference.safetensors or an adapter beside no weights is no shard)
+  const shards = names.filter((f) => /-\d+-of-\d+\.safetensors$/i.test(f)).sort();
   if (shards.length) {
     const list = shards.length > 3 ? `${shards.slice(0, 3).join(', ')} and ${shards.length - 3} more` : shards.join(', ');
     return { code: 'TENSOR_NOT_FOUND', why: `, and no model.safetensors.index.json for the safetensors files it holds (${list}): copy the index that came with the shards` };
@@ -94,7 +88,7 @@ export class CheckpointReader {
     const reader = await SafetensorsReader.open(dir);
     try {
       // a sharded output carries its tie map in every shard: one that says otherwise (or lacks it beside shards
-      // that have it) was edited or came from elsewhere, and only the first shard's map used to be checked
+      // that have it) was edited or came from elsewhere
       const maps = [...reader.fileMetadata].map(([shard, m]) => [shard, m[TIES_METADATA_KEY]] as const);
       const odd = maps.find(([, m]) => m !== maps[0]![1]);
       if (odd) {

@@ -5,8 +5,8 @@
  * or compressing again must keep every run, whichever keys they came under.
  *
  * Each run also records the merges its weights already had (`mergedBefore`: "decoder 0-1", …, oldest first,
- * as `windows` lists them), so that merges and fine-tunes read in the order they were done: a run before any
- * merge was described as one after it (tester DJ). A run written before ffmerge recorded it says nothing.
+ * as `windows` lists them), so that merges and fine-tunes read in the order they were done. A run written
+ * before ffmerge recorded it says nothing.
  */
 const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 

@@ -17,11 +17,11 @@ import { readConfig } from '../model/load';
 import { checkCheckpoint } from '../model/plan';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FfmergeError, abortError, showValue } from '../errors';
+import { FfmergeError, showValue } from '../errors';
 import { checkArrayOf, checkBoolean, checkPath } from '../arguments';
 import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
 import { configText } from './config-text';
-import { checkJobOptions, withJobScope, type JobOptions, type JobScope, type ProgressFn } from '../native/job';
+import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions, type JobScope, type ProgressFn } from '../native/job';
 import { architectureOf, ffPieceMismatch, ffStacks, stackOf } from '../model/architectures';
 import { checkFFWeights, transpose, transposeSliced, type FFWeights } from '../model/ff-weights';
 import { CheckpointReader, TIES_METADATA_KEY, asStored, checkAddedTies, type TieMap } from './ties';
@@ -34,9 +34,8 @@ import { holdTempOutput } from '../native/temp-outputs';
 export type OutputFormat = 'expanded' | 'tied';
 
 /**
- * An extra file of an output: its contents, or a function of what was written that gives them. A report that
- * states the output's size (report.json's `out.bytes`) can only be made once the weights are written, and
- * must still be inside the folder before it is renamed into place.
+ * An extra file of an output: its contents, or a function of the bytes written (report.json's `out.bytes`
+ * is known only once the weights are written, yet must be in the folder before it is renamed into place).
  */
 export type ExtraFile = string | ((written: { bytes: number }) => string);
 
@@ -52,7 +51,7 @@ export interface WriteCheckpointOptions {
   ties?: TieMap | undefined;
   /** Recorded under config.json's `ffmerge` key (method, windows, …); ties are added for `tied`. */
   info?: Record<string, unknown> | undefined;
-  /** Extra files written into the output directory (e.g. report.json), name → contents (or a function of the bytes written, see ExtraFile). */
+  /** Extra files written into the output directory (e.g. report.json), name → contents (see ExtraFile). */
   extraFiles?: Record<string, ExtraFile> | undefined;
   overwrite?: boolean | undefined;
   signal?: AbortSignal | undefined;
@@ -77,7 +76,7 @@ export function checkMaxShardSize(v: unknown): void {
 }
 
 /** Hugging Face's default `max_shard_size` ("5GB"). */
-export const DEFAULT_MAX_SHARD_SIZE = 5_000_000_000;
+const DEFAULT_MAX_SHARD_SIZE = 5_000_000_000;
 
 export interface WriteCheckpointResult {
   out: string;
@@ -99,41 +98,29 @@ export function copyWritable(from: string, to: string): void {
 }
 
 /**
- * The names of a model folder's regular files, a symbolic link to one included: the Hugging Face cache's
- * `snapshots/<rev>/` holds nothing but links into `blobs/`, and its tokenizer and side files were left out of
- * outputs silently. A link to anything else (a folder, a FIFO, nothing) is not a file to copy.
+ * The names of a model folder's regular files, a symbolic link to one included (the Hugging Face cache's
+ * `snapshots/<rev>/` holds nothing but links into `blobs/`).
  */
 export function regularFileNames(dir: string): string[] {
-  const names: string[] = [];
-  for (const ent of fs.readdirSync(dir, { withFileTypes: true })) {
-    if (ent.isFile()) names.push(ent.name);
-    else if (ent.isSymbolicLink()) {
-      try {
-        if (fs.statSync(path.join(dir, ent.name)).isFile()) names.push(ent.name);
-      } catch {
-        // a dangling link or a loop: nothing to copy
-      }
+  const linkToFile = (name: string): boolean => {
+    try {
+      return fs.statSync(path.join(dir, name)).isFile();
+    } catch {
+      return false; // a dangling link or a loop: nothing to copy
     }
-  }
-  return names;
+  };
+  return fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile() || (e.isSymbolicLink() && linkToFile(e.name))).map((e) => e.name);
 }
 
 /**
  * Weights in any format a Hub snapshot carries beside safetensors (PyTorch, TensorFlow, Flax, Rust, TFLite, GGUF,
- * ONNX, Keras, Core ML, checkpoints) and their shard indexes: the source's, unmerged, so never copied into an
- * output (tester EW: gpt2's flax_model.msgpack and rust_model.ot came along, full size, beside the merge).
+ * ONNX, Keras, Core ML, checkpoints) and their shard indexes: the source's, unmerged, so never copied.
  */
 const WEIGHT_FILE = /\.(safetensors|bin|pt|pth|ckpt|h5|keras|msgpack|ot|tflite|gguf|ggml|onnx|onnx_data|pb|npz|npy|pdparams|mlmodel)$|\.index\.json$|\.onnx\.data$|^openvino_.*\.xml$/;
 
 /** Files that describe the weights or the fixture's own reference outputs: never copied. */
 export function isWeightOrReferenceFile(name: string): boolean {
-  return (
-    WEIGHT_FILE.test(name) ||
-    name === 'config.json' ||
-    name === 'report.json' ||
-    /^reference\./.test(name) ||
-    name === 'eval.json'
-  );
+  return WEIGHT_FILE.test(name) || ['config.json', 'report.json', 'eval.json'].includes(name) || name.startsWith('reference.');
 }
 
 /** A file a checkpoint writer makes itself: config.json and the weights (shards and their index). */
@@ -158,11 +145,9 @@ export function checkExtraFiles(files: unknown, what: string, own: (name: string
 
 /**
  * Whether `inner` is `outer` or inside it: by real path, and by the identity (device, inode) of what exists of
- * both. The second is what holds on a case-insensitive disk (macOS, Windows), where realpath keeps the case
- * typed: "--out ./GPT2 --overwrite" is the source "./gpt2", which the path comparison alone let be replaced
- * (tester FE).
+ * both. The second holds on a case-insensitive disk, where realpath keeps the case typed ("./GPT2" is "./gpt2").
  */
-export function isWithin(inner: string, outer: string): boolean {
+function isWithin(inner: string, outer: string): boolean {
   const a = realpathLoose(inner);
   const b = realpathLoose(outer);
   if (a === b || a.startsWith(b + path.sep)) return true;
@@ -206,27 +191,22 @@ export function tempName(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.ffmerge-tmp-${process.pid}-${Date.now()}-${rand}`);
 }
 
-function tempPattern(base: string): RegExp {
-  const esc = base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`^\\.${esc}\\.ffmerge-tmp-(\\d+)-\\d+(?:-[a-z0-9]+)?(-old)?$`);
-}
-
 /**
  * Removes the temp folders a killed run left beside `out` (its process is gone). A `-old` folder is the
  * previous output a run with overwrite had moved aside when it died: when nothing took its place it is put
  * back, so a kill during the swap never loses the old output. Folders of live processes are left alone.
  */
-export function sweepStaleTemps(out: string): string[] {
+function sweepStaleTemps(out: string): void {
   const target = path.resolve(out);
   const dir = path.dirname(target);
-  const re = tempPattern(path.basename(target));
+  const esc = path.basename(target).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const re = new RegExp(`^\\.${esc}\\.ffmerge-tmp-(\\d+)-\\d+(?:-[a-z0-9]+)?(-old)?$`);
   let names: string[];
   try {
     names = fs.readdirSync(dir);
   } catch {
-    return [];
+    return;
   }
-  const swept: string[] = [];
   for (const name of names.sort((a, b) => Number(b.endsWith('-old')) - Number(a.endsWith('-old')))) {
     const m = re.exec(name);
     if (!m || processAlive(Number(m[1]))) continue;
@@ -234,12 +214,10 @@ export function sweepStaleTemps(out: string): string[] {
     try {
       if (m[2] && !fs.existsSync(target)) fs.renameSync(full, target);
       else fs.rmSync(full, { recursive: true, force: true });
-      swept.push(name);
     } catch {
       /* another run sweeping the same folder got there first */
     }
   }
-  return swept;
 }
 
 /**
@@ -257,7 +235,6 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
     throw new FfmergeError('INVALID_ARGUMENT', `the output ${out} starts with "~", which nothing expanded (the shell does not after "=" or in quotes): write the path out, or use $HOME`);
   }
   if (!Array.isArray(inputs)) throw new FfmergeError('INVALID_ARGUMENT', `checkOutputDir: inputs must be a list of the run's data paths (got ${showValue(inputs)})`);
-  // the source first, as a model folder: a missing one was a raw ENOENT from realpath, a file ENOTDIR
   let src: string;
   try {
     src = fs.realpathSync(source);
@@ -279,23 +256,21 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
       throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} holds ${file}, an input of this run, which writing the output would delete; choose another --out`);
     }
   }
-  // The output is built under a longer temp name (with -old for the folder it replaces): a name that fits but
-  // whose temp name does not failed ENAMETOOLONG after all the work (tester EH). 255 bytes: NAME_MAX almost everywhere.
+  // The output is built under a longer temp name (with -old for the folder it replaces), which must fit too.
+  // 255 bytes: NAME_MAX almost everywhere.
   const longest = Buffer.byteLength(`${path.basename(tempName(target))}-old`);
   if (longest > 255) {
     throw new FfmergeError('OUTPUT_NOT_WRITABLE', `the output's folder name ${path.basename(target)} is too long: it is written under a temporary name ${longest - 255} bytes longer than a folder name may be (255); give a name of at most ${Buffer.byteLength(path.basename(target)) - (longest - 255)} bytes`);
   }
   checkWritableParent(target, out);
-  // A link in place of the output: the output is written beside it and renamed into place, and a rename onto
-  // a link fails (after all the work, as "written by another run") or, with overwrite, replaces the link.
+  // A rename onto a link in place of the output fails (after all the work) or, with overwrite, replaces the link.
   if (fs.lstatSync(target, { throwIfNoEntry: false })?.isSymbolicLink()) {
     throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} is a symbolic link (to ${fs.readlinkSync(target)}); give the folder it points to, or another path`);
   }
   if (!fs.existsSync(target)) return;
   const st = fs.statSync(target);
   if (!st.isDirectory()) throw new FfmergeError('OUTPUT_EXISTS', `the output ${out} exists and is not a directory`);
-  // The output is written beside its place and renamed into it: a mount point (a container's `-v host:/out`)
-  // cannot be renamed onto or away, which failed EBUSY after all the work.
+  // a mount point (a container's `-v host:/out`) cannot be renamed onto or away (EBUSY after all the work)
   if (isMountPoint(realpathLoose(target), st)) {
     throw new FfmergeError('OUTPUT_NOT_WRITABLE', `the output ${out} is a mount point, which cannot be replaced by renaming a finished folder onto it: give a folder inside it (${path.join(out, 'model')})`);
   }
@@ -304,7 +279,6 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
     throw new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} exists and is not empty (to replace it: --overwrite, or overwrite: true in the library)`);
   }
   // --overwrite replaces the folder whole: only a model folder (an earlier output), never one of other files
-  // (`--out . --overwrite` in a source tree deleted the tree)
   if (entries.length > 0 && !entries.includes('config.json')) {
     throw new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} is not a model folder (it has no config.json), and --overwrite replaces only a model folder whole: choose another --out, or empty it first`);
   }
@@ -312,14 +286,10 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
 
 /** The file paths among compress's and finetune's data options: strings, or the strings of a source object. */
 function inputPaths(inputs: readonly unknown[]): string[] {
-  const paths: string[] = [];
-  for (const x of inputs) {
-    if (typeof x === 'string') paths.push(x);
-    else if (typeof x === 'object' && x !== null && !ArrayBuffer.isView(x) && !Array.isArray(x)) {
-      for (const v of Object.values(x)) if (typeof v === 'string') paths.push(v);
-    }
-  }
-  return paths.filter((p) => p !== '');
+  const isSource = (x: unknown): x is object => typeof x === 'object' && x !== null && !ArrayBuffer.isView(x) && !Array.isArray(x);
+  return inputs
+    .flatMap((x) => (typeof x === 'string' ? [x] : isSource(x) ? Object.values(x) : []))
+    .filter((p): p is string => typeof p === 'string' && p !== '');
 }
 
 /** A directory on another device than its parent, or listed as a mount point by the kernel (a bind mount). */
@@ -347,7 +317,6 @@ function checkWritableParent(target: string, out: string): void {
   const bad = (why: string) => new FfmergeError('OUTPUT_NOT_WRITABLE', `cannot write the output ${out}: ${why}`);
   while (!fs.existsSync(dir) && path.dirname(dir) !== dir) {
     // a name that is there but leads nowhere (a dangling link) is where the folders would be made: not past it
-    // (tester EG: the walk went up past it, and the write failed ENOENT after all the work)
     if (fs.lstatSync(dir, { throwIfNoEntry: false })) throw bad(`${dir} ${whyMissing(dir)}`);
     dir = path.dirname(dir);
   }
@@ -361,7 +330,6 @@ function checkWritableParent(target: string, out: string): void {
   try {
     fs.rmdirSync(fs.mkdtempSync(path.join(dir, '.ffmerge-probe-')));
   } catch (e) {
-    // the code said in words (tester ED: "/proc is not writable (ENOENT)" for a folder that takes no new folders)
     const code = (e as NodeJS.ErrnoException).code;
     const why = { EACCES: 'permission denied', EPERM: 'not permitted', EROFS: 'a read-only file system', ENOSPC: 'no space left', ENOENT: 'it takes no new folders' }[code ?? ''];
     throw bad(`${dir} is not writable (${why ? `${why}, ${code}` : (code ?? (e as Error).message)})`);
@@ -381,11 +349,9 @@ function targetTaken(e: unknown): boolean {
  * With overwrite, the old output is moved aside first and removed once the new one is in place.
  */
 export function moveIntoPlace(tmp: string, target: string, out: string, overwrite: boolean): void {
-  const taken = () => new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} was written by another run meanwhile (to replace it: --overwrite, or overwrite: true in the library)`);
   if (overwrite) {
     // Runs that overwrite one output at once: the last to rename wins. Another run may move the old output
-    // away, or put its own in place, between any two of these steps: each such step is tried again (a few
-    // times), rather than failing untyped (ENOENT) or telling a run given --overwrite to pass it.
+    // away, or put its own in place, between any two of these steps: each such step is tried again.
     for (let attempt = 0; attempt < 8; attempt++) {
       if (!fs.existsSync(target)) {
         try {
@@ -398,7 +364,7 @@ export function moveIntoPlace(tmp: string, target: string, out: string, overwrit
       }
       const old = `${tmp}-old`;
       // Held from before it exists: a worker stopped (or process.exit()) from here on puts the old output back
-      // if nothing took its place, where the sweep of a live process never would (tester DC).
+      // if nothing took its place, where the sweep of a live process never would.
       const releaseOld = holdTempOutput(old, target);
       try {
         try {
@@ -414,8 +380,11 @@ export function moveIntoPlace(tmp: string, target: string, out: string, overwrit
             discard(old, target); // another run's output took the place
             continue;
           }
-          // the place is still empty: the old output goes back (it was removed here, and the output lost)
-          putBack(old, target);
+          try {
+            fs.renameSync(old, target); // the place is still empty: the old output goes back
+          } catch {
+            // sweepStaleTemps restores it once this process is gone
+          }
           throw e;
         }
         discard(old, target);
@@ -429,8 +398,8 @@ export function moveIntoPlace(tmp: string, target: string, out: string, overwrit
   try {
     fs.renameSync(tmp, target);
   } catch (e) {
-    if (targetTaken(e)) throw taken();
-    throw e;
+    if (!targetTaken(e)) throw e;
+    throw new FfmergeError('OUTPUT_EXISTS', `the output directory ${out} was written by another run meanwhile (to replace it: --overwrite, or overwrite: true in the library)`);
   }
 }
 
@@ -448,15 +417,6 @@ function discard(old: string, target: string): void {
     fs.rmSync(dead, { recursive: true, force: true });
   } finally {
     release();
-  }
-}
-
-/** Puts a moved-aside old output back in its empty place; one that cannot go back is left for the sweep to restore. */
-function putBack(old: string, target: string): void {
-  try {
-    fs.renameSync(old, target);
-  } catch {
-    // sweepStaleTemps puts a `-old` folder back once this process is gone
   }
 }
 
@@ -478,14 +438,13 @@ export function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteChec
   return writeCheckpointOf(opts, undefined);
 }
 
-/**
- * `info` (what a writer records under config.json's `ffmerge`) is an object without the keys the writer sets from
- * what it writes: given, they would contradict the file (a tie map its weights do not hold, the other format),
- * and ffmerge's readers would refuse the output or misread it.
- */
 /** The `ffmerge` record's keys that describe one run, the latest (README): compress sets them. */
 export const RUN_KEYS: readonly string[] = ['method', 'anchor', 'recover', 'k', 'stacks'];
 
+/**
+ * `info` (what a writer records under config.json's `ffmerge`) is an object without the keys the writer sets from
+ * what it writes (`own`): given, they would contradict the files written.
+ */
 export function checkRecordInfo(info: unknown, what: string, own: readonly string[]): void {
   if (info === undefined) return;
   if (typeof info !== 'object' || info === null || Array.isArray(info)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: info must be an object (got ${showValue(info)})`);
@@ -497,8 +456,7 @@ export function checkRecordInfo(info: unknown, what: string, own: readonly strin
 
 /**
  * The edits a writer is handed, by type: `replace` a Map of tensor name → Float32Array, `ties` an object of
- * name → name, `info` something JSON can write. A plain object as replace, a number as a tie target or a BigInt
- * in info failed deep inside as a TypeError; a plain array as a replacement as "tensor undefined".
+ * name → name, `info` something JSON can write.
  */
 export function checkEdits(opts: { replace?: unknown; ties?: unknown; info?: unknown }, what: string): void {
   const { replace, ties, info } = opts;
@@ -530,11 +488,10 @@ export function checkEdits(opts: { replace?: unknown; ties?: unknown; info?: unk
 }
 
 /**
- * writeCheckpoint, for a caller that read the source before it (convert reads the record, report and tie
- * copies first): `stamp` is the source's state when that reading began, so a source replaced meanwhile is
- * SOURCE_CHANGED, not an output mixing the two. Internal (not exported by the package).
+ * writeCheckpoint, for a caller that read the source before it (convert): `earlierStamp` is the source's state
+ * when that reading began, so a source replaced meanwhile is SOURCE_CHANGED, not an output mixing the two.
+ * `outer`: the scope of a caller that runs this write inside its own job; committed with this one.
  */
-/** `outer`: the scope of a caller that runs this write inside its own job (convert); committed with this one. */
 export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierStamp: string | undefined, outer?: JobScope): Promise<WriteCheckpointResult> {
   if (typeof opts !== 'object' || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint(options): options must be an object { source, out, format, … } (got ${showValue(opts)})`);
   checkJobOptions(opts, 'writeCheckpoint(options): options', ['source', 'out', 'format', 'replace', 'ties', 'info', 'extraFiles', 'overwrite', 'maxShardSize']);
@@ -549,9 +506,8 @@ export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierSta
     // the source as it is now: one replaced while the output is written is refused before the rename
     const stamp = earlierStamp ?? sourceStamp(source);
     const src = await CheckpointReader.open(source);
-    // Every exit from here on closes the reader (an error before the write once leaked its file handle).
     try {
-      // renamed into place, the caller's call stands too, whatever its callback does after (tester EZ)
+      // renamed into place, the caller's call stands too, whatever its callback does after
       return await writePlanned(o, src, outer ? { commit: () => (scope.commit(), outer.commit()) } : scope, stamp);
     } finally {
       await src.close();
@@ -568,13 +524,12 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
   const given = asStored(src, opts.replace, opts.ties);
   const replace = given.replace;
   for (const [name, data] of replace) {
-    const info = src.info(name);
-    const n = info.shape.reduce((a, b) => a * b, 1);
+    const { shape } = src.info(name);
+    const n = shape.reduce((a, b) => a * b, 1);
     if (data.length !== n) {
-      throw new FfmergeError('SHAPE_MISMATCH', `replacement for "${name}" has ${data.length} values, the tensor has ${n} (${info.shape.join('×')})`);
+      throw new FfmergeError('SHAPE_MISMATCH', `replacement for "${name}" has ${data.length} values, the tensor has ${n} (${shape.join('×')})`);
     }
   }
-  // The ties the output keeps: those the source already had plus the new ones.
   checkAddedTies(src, given.ties);
   checkGivenTies(config, given.ties, 'writeCheckpoint');
   const ties: TieMap = { ...src.ties, ...given.ties };
@@ -587,24 +542,18 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     // Object.hasOwn: tensor names come from files, and "constructor" or "__proto__" is a name like any other.
     const tiedTo = Object.hasOwn(ties, name) ? ties[name] : undefined;
     if (format === 'tied' && tiedTo !== undefined) continue;
-    const info = src.info(name);
+    const { dtype, shape, byteLength } = src.info(name);
     const rep = replace.get(tiedTo ?? name) ?? replace.get(name);
-    if (rep) {
-      // F16/BF16 checkpoints keep their dtype: the writer rounds the float32 replacement to nearest even (and
-      // widens it for F64, which the loader reads as float32 too).
-      const bytes = (rep.length * DTYPE_SIZE[info.dtype]) as number;
-      if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16' && info.dtype !== 'F64') {
-        throw new FfmergeError('INVALID_ARGUMENT', `"${name}" is stored as ${info.dtype}; FF weights must be floating point`);
-      }
-      plan.push({ name, dtype: info.dtype, shape: info.shape, byteLength: bytes, data: rep });
-    } else {
-      plan.push({ name, dtype: info.dtype, shape: info.shape, byteLength: info.byteLength, data: { from: name } });
+    // F16/BF16 checkpoints keep their dtype: the writer rounds the float32 replacement to nearest even (and
+    // widens it for F64, which the loader reads as float32 too).
+    if (rep && !['F32', 'F16', 'BF16', 'F64'].includes(dtype)) {
+      throw new FfmergeError('INVALID_ARGUMENT', `"${name}" is stored as ${dtype}; FF weights must be floating point`);
     }
+    plan.push({ name, dtype, shape, byteLength: rep ? rep.length * DTYPE_SIZE[dtype] : byteLength, data: rep ?? { from: name } });
   }
 
-  // One order whatever the route: a tied source lists its stored tensors first and its tied names after, so
-  // convert --format expanded wrote the same tensors as compress --format expanded in another order, and the
-  // files' hashes differed (tester FB). By name, in code points.
+  // One order whatever the route (a tied source lists its tied names last), so convert and compress write
+  // identical files: by name, in code points.
   plan.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
   const metadata: Record<string, string> = { format: 'pt' };
@@ -622,8 +571,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
   const release = holdTempOutput(tmp); // before it exists: a stop between the two would leave it
   try {
     fs.mkdirSync(tmp);
-    // Bytes of tensor data written (tester ET: counting the replacements in hand as done read 100% before a
-    // byte was written, and the time left with it)
+    // progress counts bytes of tensor data written
     const total = plan.reduce((n, t) => n + t.byteLength, 0);
     let written = 0;
     opts.onProgress?.({ phase: 'save', done: 0, total });
@@ -639,11 +587,11 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
       shape: t.shape,
       // isView, not instanceof: arrays made by the native addon may come from another JS realm (jest)
       data: ArrayBuffer.isView(t.data)
-          ? t.data
+        ? t.data
         : async () => {
-              if (opts.signal?.aborted) throw abortError(opts.signal);
-              return src.readRaw((t.data as { from: string }).from);
-            },
+            throwIfAborted(opts.signal);
+            return src.readRaw((t.data as { from: string }).from);
+          },
     }));
     const shards = shardTensors(plan, opts.maxShardSize ?? DEFAULT_MAX_SHARD_SIZE);
     const files: string[] = [];
@@ -655,7 +603,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
       for (const [i, idx] of shards.entries()) {
         const name = shardName(i, shards.length);
         files.push(name);
-        if (opts.signal?.aborted) throw abortError(opts.signal);
+        throwIfAborted(opts.signal);
         // every shard carries the metadata (ties included): readers merge it, and each shard stands alone
         await writeSafetensors(path.join(tmp, name), idx.map((j) => tensors[j]!), metadata, writeJob());
         written += idx.reduce((n, j) => n + plan[j]!.byteLength, 0);
@@ -663,15 +611,14 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
       }
       fs.writeFileSync(path.join(tmp, INDEX_FILE_NAME), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n');
     }
-    if (opts.signal?.aborted) throw abortError(opts.signal);
+    throwIfAborted(opts.signal);
     const bytes = files.reduce((n, f) => n + fs.statSync(path.join(tmp, f)).size, 0);
     fs.writeFileSync(path.join(tmp, 'config.json'), configText(path.join(source, 'config.json'), outConfig));
     for (const name of regularFileNames(source)) {
-      if (isWeightOrReferenceFile(name)) continue;
-      copyWritable(path.join(source, name), path.join(tmp, name));
+      if (!isWeightOrReferenceFile(name)) copyWritable(path.join(source, name), path.join(tmp, name));
     }
     for (const [name, text] of Object.entries(opts.extraFiles ?? {})) fs.writeFileSync(path.join(tmp, name), typeof text === 'function' ? text({ bytes }) : text);
-    if (opts.signal?.aborted) throw abortError(opts.signal);
+    throwIfAborted(opts.signal);
     checkSourceUnchanged(source, stamp, 'its output was written');
     moveIntoPlace(tmp, target, out, opts.overwrite === true);
     scope.commit();
@@ -685,10 +632,9 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
 }
 
 /**
- * Undoes a failed output write and says why: the temp folder and the folders mkdir -p made are removed (a
- * failure to remove them, on a file system gone read-only, no longer hides the cause: the next run to this
- * output sweeps what stays), and an OS error (disk full, file too large, read-only, no permission) becomes
- * IO_ERROR naming the output instead of an untyped INTERNAL_ERROR.
+ * Undoes a failed output write and says why: the temp folder and the folders mkdir -p made are removed (what
+ * cannot be, on a file system gone read-only, is left for the next run's sweep, not hiding the cause), and an
+ * OS error (disk full, file too large, read-only, no permission) becomes IO_ERROR naming the output.
  */
 export function failedOutput(e: unknown, tmp: string, target: string, madeParent: string | undefined, out: string): unknown {
   try {
@@ -704,10 +650,9 @@ export function failedOutput(e: unknown, tmp: string, target: string, madeParent
 
 /**
  * Removes the folders an output's mkdir -p made (`first`, the top one it made, down to `dir`) when the output
- * was not written: an aborted run to a/b/out leaves no empty a/b. Only empty ones: a folder another run or
- * the user wrote into meanwhile stays.
+ * was not written. Only empty ones: a folder another run or the user wrote into meanwhile stays.
  */
-export function removeMadeParents(dir: string, first: string | undefined): void {
+function removeMadeParents(dir: string, first: string | undefined): void {
   if (first === undefined) return;
   for (let d = dir; ; d = path.dirname(d)) {
     try {
@@ -720,8 +665,7 @@ export function removeMadeParents(dir: string, first: string | undefined): void 
 }
 
 /** Groups tensors (indices, in order) into shards of at most maxBytes of data each; a larger tensor stands alone. */
-export function shardTensors(plan: { byteLength: number }[], maxBytes: number): number[][] {
-  if (typeof maxBytes !== 'number' || !(maxBytes > 0)) throw new FfmergeError('INVALID_ARGUMENT', `the shard size must be a positive number of bytes (got ${showValue(maxBytes)})`);
+function shardTensors(plan: { byteLength: number }[], maxBytes: number): number[][] {
   const shards: number[][] = [[]];
   let size = 0;
   plan.forEach((t, i) => {
@@ -738,7 +682,7 @@ export function shardTensors(plan: { byteLength: number }[], maxBytes: number): 
 }
 
 /** Hugging Face's shard file name: model-00001-of-00003.safetensors. */
-export function shardName(i: number, n: number): string {
+function shardName(i: number, n: number): string {
   const pad = (v: number) => String(v).padStart(5, '0');
   return `model-${pad(i + 1)}-of-${pad(n)}.safetensors`;
 }
@@ -771,7 +715,7 @@ function ffPieces(config: Record<string, unknown>, stack: 'decoder' | 'encoder',
   const st = stackOf(architectureOf(config), stack);
   checkStackLayers(config, stack, [layer], 'ffReplacements(config, stack, layer, ff)');
   checkFFWeights(ff, 'ffReplacements(config, stack, layer, ff): ff');
-  // sizes from the config: another d × d_ff of the same product passed the writer's length check, scrambled
+  // sizes from the config: another d × d_ff of the same product would pass the writer's length check, scrambled
   const spec = st.spec(config);
   if (ff.d !== spec.dModel || ff.dFF !== spec.dFF) {
     throw new FfmergeError('SHAPE_MISMATCH', `ffReplacements: ff is d ${ff.d} × d_ff ${ff.dFF}, the ${stack} stack's FF is ${spec.dModel} × ${spec.dFF}`);
@@ -791,11 +735,7 @@ function ffPieces(config: Record<string, unknown>, stack: 'decoder' | 'encoder',
   return out;
 }
 
-/**
- * Layer indices of a stack given to ffReplacements/ffTies: distinct integers in range. Names were built from
- * anything (layer 0.5, "ab", 99), and [0, 0] tied a layer to itself; the writer refused most of them later,
- * under another name.
- */
+/** Layer indices of a stack given to ffReplacements/ffTies: distinct integers in range. */
 function checkStackLayers(config: Record<string, unknown>, stack: string, layers: unknown, what: string): void {
   const s = ffStacks(config).find((x) => x.name === stack);
   if (!s) throw new FfmergeError('INVALID_ARGUMENT', `${what}: this model has no ${showValue(stack)} stack (it has ${ffStacks(config).map((x) => x.name).join(', ')})`);

@@ -1,8 +1,7 @@
 /**
- * Plain ASCII for a terminal whose locale is not UTF-8 (LANG=C, POSIX, ISO-8859-1): the CLI's arrows, dashes,
- * signs and check marks showed as mojibake there ("M-bM-^\M-^T Reading data", tester DL). Only the CLI's own
- * symbols are spelt out, and none the command line holds: a file name given with one ("stories–test.jsonl") is
- * quoted back as given, where it can be copied from (tester DM); other characters pass as they are.
+ * Plain ASCII for a terminal whose locale is not UTF-8 (LANG=C, POSIX, ISO-8859-1), where the CLI's arrows,
+ * dashes and check marks show as mojibake. Only the CLI's own symbols are spelt out, and none the command line
+ * holds: a file name given with one ("stories–test.jsonl") is quoted back as given; other characters pass.
  */
 const SYMBOLS: Record<string, string> = {
   '→': '->', '←': '<-', '✔': 'ok', '…': '...', '–': '-', '—': '--', '−': '-', '×': 'x', '·': '.',

@@ -93,9 +93,8 @@ function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, mode
 }
 
 /**
- * The bundled demo's scratch folder: one per user (on a shared machine the first user's /tmp/ffmerge-demo
- * refused every other: tester CG), made private; a name someone else holds (a folder of theirs, a link, a
- * file: tester CJ) is not used, and a fresh folder is made instead.
+ * The bundled demo's scratch folder: one per user, made private; a name someone else holds (a folder of theirs,
+ * a link, a file) is not used, and a fresh folder is made instead.
  */
 function demoFolder(): string {
   const uid = process.getuid?.();
@@ -104,7 +103,6 @@ function demoFolder(): string {
     fs.mkdirSync(dir, { mode: 0o700 });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    // a temp folder that is not there (TMPDIR unset to a missing path) said so, not INTERNAL_ERROR (tester EH)
     if (code !== 'EEXIST') throw new FfmergeError('IO_ERROR', `the demo writes into the temp folder ${os.tmpdir()}, which cannot be used (${code}): set TMPDIR to a folder that exists, or give --out`, { cause: e });
   }
   const st = fs.lstatSync(dir);
@@ -126,13 +124,12 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   const out = o.out ?? demoOut ?? defaultOut(model, '-ffmerge');
   const plugins = await loadPlugins(o.plugins);
   // the bundled demo shows the merge next to dropping FF sublayers and the paper's plain merge, unless the merge
-  // asked for is that very one (tester CD: two rows of one model, and its search run twice), at a given window too,
-  // where the paper baseline scores only that window (tester DD: a row identical to the merge's)
+  // asked for is that very one
   const papers = o.method === 'permute' && (o.recover ?? 'none') === 'none' && (o.anchor ?? 'first') === 'first';
-  // 'none' runs none (the demo's own included); an empty list ('', ',') was taken as that without a word (testers DB, DC)
+  // 'none' runs none (the demo's own included); an empty list ('', ',') is refused
   const listed = (o.baselines ?? (bundled ? (papers ? 'drop-ff' : 'drop-ff,paper') : '')).split(',').map((b) => b.trim());
   const named = listed.filter(Boolean);
-  // a name twice, or an empty entry ("drop-ff,", "a,,b"), is a typo to point out, as an option given twice is (tester EM)
+  // a name twice, or an empty entry ("drop-ff,", "a,,b"), is a typo to point out
   const twice = named.find((b, i) => named.indexOf(b) !== i);
   if (twice !== undefined) throw new FfmergeError('INVALID_ARGUMENT', `--baselines "${o.baselines}" names ${twice} twice`);
   if (named.length > 0 && named.length < listed.length) throw new FfmergeError('INVALID_ARGUMENT', `--baselines "${o.baselines}" has an empty entry: name each baseline once, separated by commas`);
@@ -172,8 +169,7 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
     announced = true;
     bar.update(p);
   };
-  // the weights' read comes before the data is checked: held back (holdingLoad says why), so that a refused data
-  // file is not announced as "compressing … → out"
+  // the weights' read comes before the data is checked: held back, so a refused data file is not announced
   const onProgress = holdingLoad(show);
   const onAbort = () => bar.interrupt();
   signal.addEventListener('abort', onAbort, { once: true });

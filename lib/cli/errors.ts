@@ -30,9 +30,9 @@ export function exitCodeFor(e: unknown): number {
 /**
  * The message as one line a terminal shows as written: control characters (C0, DEL, C1) become \uXXXX. A
  * message may quote a file's own bytes (a shard name from an index, a token), and ESC sequences in it would
- * clear or recolour the user's terminal, a NUL or newline cut the line (tester AX). --json needs none of this.
+ * clear or recolour the user's terminal, a NUL or newline cut the line. --json needs none of this.
  */
-export function printable(message: string): string {
+function printable(message: string): string {
   return message.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 

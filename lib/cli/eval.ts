@@ -61,11 +61,7 @@ const fromItem = (start: number, what: string) => (start ? ` from ${what} ${star
 
 export async function runEval(model: string, o: EvalCliOptions, signal: AbortSignal): Promise<void> {
   const bar = new ProgressBar(!o.json);
-  // an error or an abort clears the bar first, so its line does not end the bar's (as compress and finetune do)
-  await evaluate(model, o, signal, bar).catch((e: unknown) => {
-    bar.interrupt();
-    throw e;
-  });
+  await bar.watch(evaluate(model, o, signal, bar));
 }
 
 async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, bar: ProgressBar): Promise<void> {
@@ -92,11 +88,11 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
       const total = await nllOf(m, makeBatches(blocks, 8), { signal, onProgress: bar.update });
       bar.done();
       finite(ppl(total), 'perplexity');
-      // a budget larger than the file, said as compress says it (tester EM: --tokens 100000 on 12,288 tokens, no word)
+      // a budget larger than the file, said as compress says it
       const pastData = shortBudgetNote(tokenCount(read), budget, '--tokens');
       const notes = pastData ? [pastData] : [];
       result = { model: path.resolve(model), data: path.resolve(o.data), metric: 'perplexity', tokens: tokenCount(blocks), predictions: total.count, perplexity: ppl(total), seconds: seconds(), ...(notes.length ? { notes } : {}) };
-      // the default cut to a short model's positions, said (tester EC); token-id rows are never cut
+      // the default cut to a short model's positions, said; token-id rows are never cut
       const short = o.blockSize === undefined && blockSize < 256 && !(await isTokenRowFile(o.data)) ? `, in blocks of ${blockSize} (the model's positions)` : '';
       line = `perplexity ${ppl(total).toFixed(3)} on ${fmtInt(tokenCount(blocks))} tokens of ${o.data}${short}, ${fmtInt(total.count)} of them predicted (${fmtSeconds(seconds())})${notes.map((n) => `\nnote: ${n}`).join('')}`;
     } finally {

@@ -61,8 +61,7 @@ export async function trainingImages(model: string, o: ImageFlags, job: JobOptio
   const vset = validSrc ? await load(validSrc) : set;
   const vStart = int(o.validationStart, 'validation-start', 0) ?? (validSrc ? 0 : set.count === 60000 ? 55000 : set.count - Math.floor(set.count / 10));
   if (vStart > vset.count) throw new FfmergeError('INVALID_ARGUMENT', `--validation-start ${vStart} is past the ${vset.count} validation images`);
-  // validation asked for (a set of its own, or a start) and none left: refused, not run without a word (tester AY:
-  // --validation-start 60000 on a 60000-image --valid-images trained with no validation, exit 0)
+  // validation asked for (a set of its own, or a start) and none left: refused, not run without a word
   if (vStart === vset.count && (validSrc || o.validationStart !== undefined)) {
     throw new FfmergeError('INVALID_ARGUMENT', `--validation-start ${vStart} leaves no validation images (${validSrc ? 'the validation set holds' : 'the images are'} ${vset.count}): start validation earlier${validSrc ? '' : ', or leave out --validation-start'}`);
   }

@@ -65,7 +65,7 @@ function num(v: string, what: string): number {
 }
 
 export async function runFinetune(model: string, o: FinetuneCliOptions, signal: AbortSignal): Promise<void> {
-  // a folder that is no model says so first (the output's checks named it as an input folder; tester DM)
+  // a folder that is no model says so first
   const config = await readConfig(model);
   const out = o.out ?? defaultOut(model, '-finetuned');
   checkOutputDir(model, out, o.overwrite, [o.data, o.valid, o.images, o.labels, o.validImages, o.validLabels]); // before any long work
@@ -73,8 +73,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   // a flag of the other kind of model is refused (exit 2), not silently ignored
   const modelType = typeof config.model_type === 'string' ? config.model_type : 'unknown';
   refuseFlags(o, TASK_FLAGS, modelType === 'vit' ? 'image classification' : 'language modeling', modelType);
-  // The record is carried into the output: checked as compress, convert and export check it (its windows, its
-  // tie map against the file's, its format against the file), before any long work.
+  // the record is carried into the output: checked as compress, convert and export check it
   await folderMerges(model, config);
   // An expanded output's merged FFs are separate copies: trained, they would drift apart (expandedError)
   const prev = config.ffmerge as { format?: unknown } | undefined;
@@ -100,26 +99,22 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
   const seqAsked = int(o.seq, 'seq'); // its bound, the model's positions, once the model is loaded
   const bar = new ProgressBar(!o.json);
   const t0 = performance.now();
-  // Training copies every weight to fp32, so nothing is gained by streaming layers; a resident load also
-  // makes a tied checkpoint's window one native FF (the loader shares FFs whose tensors are one buffer).
   // the output is written from the source folder again (config, tokenizer, what did not train): the same files
   const stamp = sourceStamp(model);
-  // the weights' read shown where it takes more than a moment (tester FG: 9-13 s with no line), held back
-  // otherwise, so that a refusal of the flags checked below stays the one line
+  // Training copies every weight to fp32, so nothing is gained by streaming layers; a resident load also
+  // makes a tied checkpoint's window one native FF (the loader shares FFs whose tensors are one buffer).
   const m = await loadModel(model, { signal, stream: false, onProgress: holdingLoad(bar.update) });
   let r: FinetuneResult | undefined;
   try {
     checkFinetunable(m); // before the data is read: tokenizing it can take minutes
     const images = m.spec.input === 'patches';
-    // The flags that need the model, checked before the run says it starts: a usage error is then the run's one
-    // line, not a second line after "fine-tuning … →" (tester DD)
+    // the flags that need the model, checked before the run says it starts: a usage error is its one line
     if (images) imageSources(o);
     else {
       if (o.data === undefined) throw new FfmergeError('INVALID_ARGUMENT', 'finetune needs --data <text or .jsonl file> (training data)');
       if (o.valid === undefined && o.validTokens !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--valid-tokens needs --valid <file> (validation text)');
       if (o.valid === undefined && evalEvery !== undefined) throw new FfmergeError('OPTION_NOT_APPLICABLE', '--eval-every scores the validation data, and none is given: give --valid <file> with it');
       if (o.valid !== undefined) int(o.validTokens, 'valid-tokens');
-      // a missing file, or a folder, too: it was said after the banner, as the data was read
       for (const [file, what] of [[o.data, 'training'], [o.valid, 'validation']] as const) {
         if (file === undefined) continue;
         checkDataFile(file, what);
@@ -135,13 +130,13 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     let dataInfo: Record<string, unknown>;
     /** For the summary line: validation tokens left out of the scored blocks. */
     let validationNote = '';
-    // budgets past what the data holds, said as eval and compress say them (tester EP)
+    // budgets past what the data holds, said as eval and compress say them
     const budgetNotes: string[] = [];
     const [from, valid] = images ? [o.data ?? o.images, o.valid ?? o.validImages] : [o.data, o.valid];
     if (images) {
       const d = await trainingImages(model, o, { signal, onProgress: bar.update });
       input = { data: d.train, ...(d.validation ? { validation: d.validation } : {}) };
-      // allowed (steps draw images at random), but rarely meant: a step of 65,536 drawn from 100 images took 77 s (tester DB)
+      // allowed (steps draw images at random), but rarely meant
       const count = d.train.labels.length;
       if (batch > count && !o.json) {
         bar.done();
@@ -159,8 +154,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       // Text is cut into blocks of seq tokens and joined back into one stream; windows are drawn from it.
       // (token-id rows are joined into that stream too, so a row may be a single token)
       const read = await blocksFrom(trainFile, { blockSize: seq, what: 'training', tokenizerDir: model, maxTokens: budget, vocab: m.spec.vocab, minLength: 1, signal, onProgress: bar.update });
-      // A budget counts whole --seq blocks of that one stream, token-id rows' as text's (the first row was kept
-      // whole, whatever its length: --tokens 1 trained on 130 tokens)
+      // a budget counts whole --seq blocks of that one stream, token-id rows' as text's
       const data = Number.isFinite(budget) ? takeTokens(cutBlocks(joinTokens(read), seq), budget) : read;
       // a training window is seq + 1 tokens (inputs and their next tokens): one block of budget is not one window
       // (full blocks only: the budget cut them; a shorter last block means the file itself ran out)
@@ -175,9 +169,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       if (o.valid !== undefined) {
         const vb = int(o.validTokens ?? '32768', 'valid-tokens')!;
         const rows = await blocksFrom(o.valid, { blockSize: seq, what: 'validation', tokenizerDir: model, maxTokens: vb, vocab: m.spec.vocab, minLength: 1, signal, onProgress: bar.update });
-        // Scored in whole blocks of seq tokens, as training draws its windows from one stream: token-id rows of
-        // any length are joined and cut like text (keeping only rows of the first one's length dropped the
-        // others silently, and a row longer than the model's positions could not be scored).
+        // scored in whole blocks of seq tokens: token-id rows of any length are joined and cut like text
         const joined = joinTokens(rows);
         const shortValidation = o.validTokens !== undefined ? shortBudgetNote(joined.length, vb, '--valid-tokens') : undefined;
         if (shortValidation) budgetNotes.push(`validation: ${shortValidation}`);
@@ -204,7 +196,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       ...dropUndefined({ micro, evalEvery }),
       signal,
       onProgress: (p) => {
-        // the last --eval-every score stays on the line until the next (before, it was only in finetune.json)
+        // the last --eval-every score stays on the line until the next
         if (p.valLoss !== undefined) lastVal = `  validation ${p.valLoss.toFixed(3)} at step ${p.step}`;
         // a validation pass running is said (the library names it in `detail`), else the step's loss and rate
         bar.update({ ...p, detail: p.detail ?? (p.step === undefined ? '' : `loss ${p.loss!.toFixed(3)}${lastVal}  ${rate(p)}`) });
@@ -239,18 +231,19 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
     const reader = await SafetensorsReader.open(model);
     const sourceBytes = reader.fileBytes;
     await reader.close();
-    // the --eval-every scores, in the result and its line (before, only finetune.json held them)
     const evaluations = evalEvery === undefined ? [] : r.log.flatMap((e) => (e.valLoss === undefined ? [] : [{ step: e.step, valLoss: e.valLoss, ...dropUndefined({ valAccuracy: e.valAccuracy }) }]));
-    // the data as paths that work from where the command ran, as eval's do (the record keeps file names: it
-    // travels with the folder)
+    // the data as paths that work from where the command ran (the record keeps file names: it travels)
     const paths = dropUndefined({ data: from && path.resolve(from), valid: valid && 'valid' in summary ? path.resolve(valid) : undefined });
-    // said, not only shown: a run that made the model worse on held-out data was saved without a word (tester
-    // DQ); in digits enough to show the rise (tester DW: "6.031 → 6.031"), and in --json's notes too
+    // a run that made the model worse on held-out data says so, in digits enough to show the rise
     const digits = r.valBefore !== undefined && r.valAfter!.toFixed(3) === r.valBefore.toFixed(3) ? 6 : 3;
     const rose = r.valBefore !== undefined && r.valAfter! > r.valBefore
       ? `the validation loss rose over this run (${r.valBefore.toFixed(digits)} → ${r.valAfter!.toFixed(digits)}); the weights saved are the last step's: more steps, or a lower --lr, may lower it`
       : undefined;
-    const result = { model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, ...paths, ...(evaluations.length ? { evaluations } : {}), ...(rose || budgetNotes.length ? { notes: [...budgetNotes, ...(rose ? [rose] : [])] } : {}), ...timing, totalSeconds: (performance.now() - t0) / 1000 };
+    const notes = rose ? [...budgetNotes, rose] : budgetNotes;
+    const result = {
+      model: path.resolve(model), out: w.out, bytes: w.bytes, sourceBytes, ...summary, ...paths, ...(evaluations.length ? { evaluations } : {}),
+      ...(notes.length ? { notes } : {}), ...timing, totalSeconds: (performance.now() - t0) / 1000,
+    };
     const line =
       `fine-tuned ${steps} step${steps === 1 ? "" : "s"}: loss ${summary.firstLoss.toFixed(3)} → ${summary.lastLoss.toFixed(3)}` +
       (r.valBefore !== undefined ? `, validation ${r.valBefore.toFixed(3)} → ${r.valAfter!.toFixed(3)}` : '') +
@@ -258,7 +251,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       (evaluations.length ? ` (at steps ${evaluations.map((e) => `${e.step}: ${e.valLoss.toFixed(3)}`).join(', ')})` : '') +
       (r.accuracyBefore !== undefined ? ` (accuracy ${(100 * r.accuracyBefore).toFixed(2)}% → ${(100 * r.accuracyAfter!).toFixed(2)}%)` : '') +
       `, ${rate(last)}, ${r.seconds.toFixed(1)} s → ${w.out} (${fmtBytes(w.bytes)})` +
-      [...budgetNotes, ...(rose ? [rose] : [])].map((n) => `\nnote: ${n}`).join('');
+      notes.map((n) => `\nnote: ${n}`).join('');
     printResult(o.json, result, () => line);
   } catch (e) {
     bar.interrupt();

@@ -24,7 +24,7 @@ export function int(v: string | undefined, what: string, min = 1): number | unde
   return n;
 }
 
-/** A decimal number as written ("1e-4", ".5"), else NaN: Number() also read "0x10" as 16 and " 2 " as 2 (tester EP). */
+/** A decimal number as written ("1e-4", ".5"), else NaN: Number() would also read "0x10" and " 2 ". */
 export function decimal(v: string): number {
   return /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v) ? Number(v) : NaN;
 }
@@ -108,12 +108,12 @@ export function dropUndefined<T extends object>(x: T): T {
 
 /**
  * The output folder a command writes when --out is not given: ./<model folder name><suffix>, in the current
- * folder. Run from inside the model folder (`ffmerge compress .`) that is inside the input, which the writer
- * refuses (INVALID_ARGUMENT, naming only --out) without the word "default" (tester DL): said here as such.
+ * folder. Run from inside the model folder (`ffmerge compress .`) that is inside the input: refused here,
+ * naming the default, rather than by the writer's check of --out.
  */
 export function defaultOut(model: string, suffix: string): string {
   const modelDir = path.resolve(model);
-  // a folder in Hugging Face's cache is named by its repository, not its snapshot's hash (tester EP): gpt2-ffmerge
+  // a folder in Hugging Face's cache is named by its repository, not its snapshot's hash: gpt2-ffmerge
   const out = `${path.basename(modelName(modelDir))}${suffix}`;
   const rel = path.relative(modelDir, path.resolve(out));
   // (a folder that is no model is left to the command's own check, which says so)

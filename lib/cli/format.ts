@@ -24,11 +24,11 @@ export function fmtPct(x: number, digits = 1): string {
 }
 
 export function fmtSeconds(s: number): string {
-  // the bounds where rounding reaches the next form: 9.996 s is "10.0 s", not "10.00 s" (tester EP)
+  // the bounds where rounding reaches the next form: 9.996 s is "10.0 s", not "10.00 s"
   return s < 9.995 ? `${s.toFixed(2)} s` : s < 119.95 ? `${s.toFixed(1)} s` : minutesAndSeconds(s);
 }
 
-/** "2 min 5 s": rounded to the second first, so 179.6 s is "3 min 0 s", never "2 min 60 s" (tester EL). */
+/** "2 min 5 s": rounded to the second first, so 179.6 s is "3 min 0 s", never "2 min 60 s". */
 export function minutesAndSeconds(s: number): string {
   const whole = Math.round(s);
   return `${Math.floor(whole / 60)} min ${whole % 60} s`;

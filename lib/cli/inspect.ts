@@ -50,7 +50,6 @@ function compressedText(info: Record<string, unknown>, s: ModelSummary): string 
     untied.length
       ? `the record also lists ${untied.map(label).join(', ')}, which the tied checkpoint does not tie (the record and the tie map disagree; not counted)`
       : undefined,
-    // an expanded output edited after compressing: convert --format tied refuses it, export writes such a window unshared
     ...differ.map(
       (w) => `the record also lists ${label(w)}, whose copies differ: ${w.reason}; not counted (convert --format tied refuses the model, export writes that window unshared)`,
     ),
@@ -130,12 +129,9 @@ export function formatSummary(s: ModelSummary): string {
 export async function runInspect(modelArg: string | undefined, o: { json?: boolean }, signal: AbortSignal): Promise<void> {
   // as compress: no model is the bundled one, so the README's first look works before any download
   const model = modelOrBundled(modelArg);
-  // comparing an expanded output's copies reads every merged tensor: shown, and stopped by Ctrl-C (tester EG)
+  // comparing an expanded output's copies reads every merged tensor: shown, and stopped by Ctrl-C
   const bar = new ProgressBar(!o.json);
-  const s = await inspectModel(model, { signal, onProgress: bar.update }).catch((e: unknown) => {
-    bar.interrupt();
-    throw e;
-  });
+  const s = await bar.watch(inspectModel(model, { signal, onProgress: bar.update }));
   bar.done();
   printResult(o.json, s, () => formatSummary(s));
 }

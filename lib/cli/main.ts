@@ -27,7 +27,7 @@ import { checkFolder } from '../files';
 
 function checkModelDir(p: string): void {
   if (p === '') throw new FfmergeError('INVALID_ARGUMENT', 'the model directory is an empty string (an unset shell variable?): give the folder that holds config.json and the weights');
-  // a leading ~ reaches ffmerge unexpanded when the shell does not expand it (--out=~/x, or quoted): said so
+  // the shell leaves a leading ~ unexpanded in --out=~/x or when quoted
   const tilde = p.startsWith('~') ? ' (the shell did not expand "~": write the path out, or use $HOME)' : '';
   checkFolder(p, 'model directory', 'config.json and the weights', tilde);
 }
@@ -61,7 +61,6 @@ function versionText(): string {
   return `ffmerge ${packageVersion()}\n${native}\nnode ${process.version}`;
 }
 
-/** The merge methods, recover methods and baselines --help lists. */
 interface HelpRegistries {
   methods: typeof MERGE_METHODS;
   recovers: typeof RECOVER_METHODS;
@@ -90,13 +89,11 @@ export function buildProgram(
     .version(wantsVersion ? versionText() : packageVersion(), '-V, --version', 'the version and which native build runs')
     // Usage errors are reported by main() as one line with a code, never with the whole help after them.
     .configureOutput({ outputError: () => {} })
-    // A commander default reads as the hand-written ones do, "(default 300)", not `(default: "300")` (tester CC).
-    // A required option says so (tester DB: export's and convert's --out read as optional).
+    // defaults read "(default 300)" as the hand-written ones, not `(default: "300")`; required options say so
     .configureHelp({
       optionDescription: (o) => `${o.mandatory ? '(required) ' : ''}${o.description}${o.defaultValue === undefined ? '' : ` (default ${String(o.defaultValue)})`}`,
     })
     .exitOverride()
-    // every command: its --json read, and its model folder checked, before it runs
     .hook('preAction', (_, cmd) => {
       state.json = Boolean(cmd.opts().json);
       const model = cmd.processedArgs[0] as string | undefined;
@@ -229,16 +226,13 @@ export function buildProgram(
     .action((model: string, o: ConvertCliOptions) => runConvert(model, o, signal));
 
   for (const command of program.commands) command.option('--json', 'print the result as JSON on stdout (no progress bar)');
-  // An option's value is never the next option: `--k --out x` read "--out" as k (and `--out --overwrite` wrote
-  // a folder named --overwrite). Checked as each value is read, before commander's count of the arguments.
-  // An option given twice is refused, not read as its last value: `--data a.txt --data b.txt` scored b.txt only,
-  // while its user believed both were used (tester AX). Flags (--overwrite, --json) may repeat: they only say yes.
+  // An option's value is never the next option (`--out --overwrite`), nor empty (an unset shell variable), and a
+  // valued option given twice is refused, not read as its last value. Flags (--overwrite, --json) may repeat.
   const given = new Map<string, string>();
   for (const opt of program.commands.flatMap((c) => c.options)) {
     if (!opt.required) continue;
     opt.argParser((v: string) => {
       if (v.startsWith('--')) throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} needs a value, got the option ${v} (see --help)`);
-      // an empty value (an unset shell variable: --data "$FILE") read as a file "" that "does not exist" (tester DE)
       // (--baselines says what an empty list means itself)
       if (v === '' && opt.long !== '--baselines') throw new FfmergeError('INVALID_ARGUMENT', `${opt.long} is given an empty value (an unset shell variable?): give a value (see --help)`);
       const before = given.get(opt.long!);
@@ -255,14 +249,11 @@ type StopSignal = (typeof STOP_SIGNALS)[number];
 const STOPPED_BY: Record<StopSignal, string> = { SIGINT: 'Ctrl-C (SIGINT)', SIGTERM: 'SIGTERM', SIGHUP: 'SIGHUP (its terminal closed)' };
 
 /**
- * A reader that went away (`ffmerge inspect m | head -1`), or a terminal that was closed (EIO): what is left to
- * print is dropped and the run ends with its own exit code. An 'error' event with no listener on stdout was an
- * EPIPE stack trace and exit 1; a closed terminal's EIO ended the run as an uncaught exception (tester CC).
- * Any other failure (stdout a file on a full disk: ENOSPC) loses the result: said in one line on stderr, as
- * IO_ERROR with its exit code 3, where it was a stack trace and exit 1 (tester DL).
+ * A reader that went away (`ffmerge inspect m | head -1`) or a closed terminal (EIO): the rest of the output is
+ * dropped and the run keeps its own exit code, as it does when stderr fails. Any other stdout failure (ENOSPC)
+ * loses the result: reported as IO_ERROR.
  */
 function onOutputError(this: NodeJS.WriteStream, e: NodeJS.ErrnoException): void {
-  // stderr that cannot be written loses messages, not the result: the run keeps its own exit code (tester DM)
   if (e.code === 'EPIPE' || e.code === 'EIO' || this === process.stderr) return;
   const failure = new FfmergeError('IO_ERROR', `the result could not be written to standard output: ${e.message}`);
   process.exitCode = exitCodeFor(failure);
@@ -288,11 +279,10 @@ export async function main(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
   const restore: (() => void)[] = [];
   if (json) {
-    // stdout holds one JSON document, so what a --plugins module logs (console.log) goes to stderr, where it
-    // broke the document (tester DL)
+    // stdout holds one JSON document: what a --plugins module logs goes to stderr
     const saved = { log: console.log, info: console.info, debug: console.debug, dir: console.dir };
     console.log = console.info = console.debug = console.error;
-    console.dir = (item, options) => process.stderr.write(`${inspect(item, options)}\n`); // its own writer (tester DM)
+    console.dir = (item, options) => process.stderr.write(`${inspect(item, options)}\n`);
     restore.push(() => Object.assign(console, saved));
   }
   // a locale that is not UTF-8: the CLI's symbols in ASCII, on stderr and in text output (JSON is data: as it is)
@@ -309,10 +299,8 @@ async function run(argv: string[]): Promise<number> {
     if (!stream.listeners('error').includes(onOutputError)) stream.on('error', onOutputError);
   }
   const state = { json: argv.includes('--json') };
-  // Ctrl-C, and the SIGTERM of a timeout or a stopping container, or SIGHUP of a closed terminal, abort the
-  // running job cleanly (temp output removed, the ABORTED line); the exit code is 128 + the signal's number, as
-  // the shell reports a process that signal killed (after SIGHUP on a terminal, bin/ffmerge.js ends the process by
-  // the signal itself: Node 20 crashes exiting with its terminal gone). A second signal kills the process.
+  // SIGINT, SIGTERM and SIGHUP abort the running job cleanly (temp output removed, the ABORTED line) with exit
+  // code 128 + the signal's number, as the shell reports a process that signal killed. A second signal kills.
   const ac = new AbortController();
   let caught: StopSignal | undefined;
   const onSignal = (sig: StopSignal) => {
@@ -334,16 +322,14 @@ async function run(argv: string[]): Promise<number> {
     process.stderr.write(program.helpInformation());
     return reportError(new FfmergeError('INVALID_ARGUMENT', 'no command given (see the commands above)'), state.json);
   }
-  // Node ends a process whose event loop is empty even while a promise is pending, with exit code 0: a
-  // --plugins module's promise that can never settle ended the run as a success with no output (tester BD).
+  // Node exits 0 with an empty event loop even while a promise is pending (a --plugins promise that never settles)
   const onEarlyExit = (code: number) => {
     if (code !== 0) return;
     process.exitCode = reportError(new Error('the run stopped before its work was done: a promise it waited on can never settle (a --plugins module\'s?); nothing was finished'), state.json);
   };
   process.on('exit', onEarlyExit);
   try {
-    // every command (inspect and convert load no addon, --version reports it) refuses a variable it cannot read,
-    // as the README promises; help is still shown
+    // every command refuses an environment variable it cannot read; help is still shown
     if (!argv.includes('--help') && !argv.includes('-h')) checkEnvironment();
     await program.parseAsync(argv);
     return 0;
@@ -351,14 +337,13 @@ async function run(argv: string[]): Promise<number> {
     if (e instanceof CommanderError) {
       // help and version are not failures
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help') {
-        // `ffmerge help <name>` of no command: commander shows the general help as a failure, which ended as 0
-        // (tester DL); `help help` is help's own
+        // `ffmerge help <unknown>`: commander shows the general help as a failure; `help help` is help's own
         const asked = argv[argv.indexOf('help') + 1];
         if (e.code === 'commander.help' && e.exitCode !== 0 && asked !== 'help') return reportError(new FfmergeError('INVALID_ARGUMENT', `unknown command ${showValue(asked)} (see the commands above)`), state.json);
         return 0;
       }
-      // --version says whether the addon loads; a script that checks an install by it sees a failure as one (tester CG)
-      if (e.code === 'commander.version') return addonLoads() ? 0 : 1; // 1: as a command that needs the addon ends
+      // --version fails (1, as a command that needs the addon) when the addon does not load
+      if (e.code === 'commander.version') return addonLoads() ? 0 : 1;
       // a usage error: one line with its code (commander's "(Did you mean …?)" hint kept on that line)
       const message = e.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
       const hint = e.code === 'commander.unknownCommand' ? '' : ' (see --help)';

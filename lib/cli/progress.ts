@@ -37,8 +37,7 @@ const PHASES: Readonly<Record<PipelinePhase, PhaseLabel>> = {
   merge: { title: 'Merging (windows given)', unit: 'candidates' },
   baselines: { title: 'Scoring baselines', unit: 'candidates' },
   test: { title: 'Test set', unit: 'batches' },
-  // counted in bytes of tensor data, and said so: the files' size, headers included, is the summary's (tester
-  // DB: "908 kB" here, "912.84 kB" there, unlabelled)
+  // tensor data only, and said so: the files' size, headers included, is the summary's
   save: { title: 'Saving the weights', unit: 'of tensor data', scale: bytes },
   onnx: { title: 'Writing ONNX', unit: 'tensors' },
   evaluate: { title: 'Evaluating', unit: 'batches' },
@@ -47,7 +46,6 @@ const PHASES: Readonly<Record<PipelinePhase, PhaseLabel>> = {
   finetune: { title: 'Fine-tuning', unit: 'steps' },
 };
 
-/** Live-line payload: what fitLine lays out. */
 interface LinePayload {
   title: string;
   unit: string;
@@ -61,10 +59,8 @@ const BAR_WIDTH = 24;
 
 /**
  * The live line fitted to the terminal: the count, the ETA and the detail (finetune's loss) are kept, and the
- * bar (24 columns, down to 8, then none) and the titles' alignment give way. A fixed layout was about 105
- * columns, so an 80-column terminal cut off the ETA and the loss (tester CC). The last column stays free.
- * `held.tail` is the longest tail of the phase so far: the layout gives way only as it grows, so the bar does
- * not come and go from one update to the next as details of different lengths pass.
+ * bar (24 columns, down to 8, then none) and the titles' alignment give way; the last column stays free.
+ * `held.tail` is the longest tail of the phase so far, so the bar does not come and go as details vary in length.
  */
 function fitLine(width: number, bar: (size: number) => string, p: LinePayload, eta: string, held: { tail: number }): string {
   const tail = ` ${p.shown}/${p.shownTotal}${p.unit ? ` ${p.unit}` : ''}  ETA ${eta}${p.detail ? `  ${p.detail}` : ''}`;
@@ -76,7 +72,7 @@ function fitLine(width: number, bar: (size: number) => string, p: LinePayload, e
   return `  ${p.title}${' '.repeat(pad)}${drawn}${tail}`;
 }
 
-/** A count of one reads in the singular ("1 batch", not "1 batches"; tester CC). */
+/** A count of one reads in the singular ("1 batch"). */
 const SINGULAR: Readonly<Record<string, string>> = { batches: 'batch', candidates: 'candidate', images: 'image', tokens: 'token', sentences: 'sentence', steps: 'step', tensors: 'tensor', windows: 'window' };
 
 /** The count with the share of the next unit done (Progress.within), for the time left. */
@@ -84,16 +80,12 @@ const progressOf = (p: Progress) => p.done + (typeof p.within === 'number' && p.
 
 const fmtSeconds = (s: number) => (s < 59.95 ? `${s.toFixed(1)} s` : minutesAndSeconds(s));
 
-/** How long a model's load goes unshown (holdingLoad). */
-export const LOAD_QUIET_MS = 1000;
-
 /**
  * A progress callback that holds the weights' read (phase 'load') back for its first `quietMs`: a command
- * checks its data after loading the model, and a refusal there is meant to be its only line, not one after a load
- * line. A small model's load is over by then and shown, if at all, just before the next phase; a large one's (tester
- * FC: 25 s for 1.4 GB) is shown as it goes once the second has passed. Its state is its own, per call.
+ * checks its data after loading the model, and a refusal there is meant to be its only line. A small model's
+ * load is shown, if at all, just before the next phase; a large one's as it goes once `quietMs` has passed.
  */
-export function holdingLoad(show: (p: Progress) => void, quietMs = LOAD_QUIET_MS, now: () => number = () => performance.now()): (p: Progress) => void {
+export function holdingLoad(show: (p: Progress) => void, quietMs = 1000, now: () => number = () => performance.now()): (p: Progress) => void {
   let held: Progress | undefined;
   let from: number | undefined;
   let shown = false;
@@ -117,10 +109,7 @@ export class ProgressBar {
   private bar: SingleBar | undefined;
   private phase: PipelinePhase | '' = '';
   private started = 0;
-  /**
-   * When the phase's count reached its total: its summary's time ends there, not at the next phase's first
-   * report (what came between, a model's disposal or the next phase's setup, is not this phase's; tester DB).
-   */
+  /** When the phase's count reached its total: its summary's time ends there, not at the next phase's start. */
   private completedAt: number | undefined;
   private last: Progress | undefined;
   /** The running phase's unit: the one its reports name (`unit`), else the phase's usual one. */
@@ -131,11 +120,7 @@ export class ProgressBar {
   /** Milliseconds between plain lines (off a TTY). */
   private readonly every: number;
   private lastLine = 0;
-  /**
-   * Off a TTY, a timer that writes the line when no report came for `every` ms: a candidate that takes minutes
-   * left a CI log silent that long, as if hung (tester EL: 74 s without a line). Unref'd: it never holds the
-   * process open.
-   */
+  /** Off a TTY, a timer that writes the line when no report came for `every` ms (a slow candidate); unref'd. */
   private heartbeat: NodeJS.Timeout | undefined;
 
   constructor(enabled: boolean, private readonly stream: NodeJS.WriteStream = process.stderr) {
@@ -151,8 +136,7 @@ export class ProgressBar {
     const phase = p.phase as PipelinePhase;
     const label = PHASES[phase];
     // A count that goes back is the phase's next piece of work (finetune reads --data, then --valid): the piece
-    // before it gets its own summary line, not overwritten by the next (tester DB: "66 kB/600 kB" was all a
-    // 5.9 MB read showed)
+    // before it gets its own summary line
     const first = phase !== this.phase || p.done < (this.last?.done ?? 0);
     if (first) {
       this.finishPhase();
@@ -205,7 +189,7 @@ export class ProgressBar {
   /** Off a TTY: the running phase's line, if `every` ms have passed since the last one and it has not finished. */
   private plainDue(now: number): void {
     const { phase, last } = this;
-    // a finished count is not repeated as if running (tester EP: a first report already at its total)
+    // a finished count is not repeated as if running
     if (!phase || !last || this.completedAt !== undefined || (last.total > 0 && last.done >= last.total) || now - this.lastLine < this.every) return;
     this.lastLine = now;
     this.stream.write(`  ${this.plainLine(last, PHASES[phase], now)}\n`);
@@ -255,9 +239,15 @@ export class ProgressBar {
     if (this.enabled) this.finishPhase();
   }
 
-  /**
-   * Ctrl-C or an error: the bar is cleared (not summarised) so the message that follows starts on its own line.
-   */
+  /** `p`, with the bar interrupted if it rejects. */
+  watch<T>(p: Promise<T>): Promise<T> {
+    return p.catch((e: unknown) => {
+      this.interrupt();
+      throw e;
+    });
+  }
+
+  /** Ctrl-C or an error: the bar is cleared (not summarised) so the message that follows starts on its own line. */
   interrupt(): void {
     if (!this.enabled) return;
     this.stopHeartbeat();

@@ -65,15 +65,15 @@ export function formatReport(r: CompressResult): string {
       ),
     );
   }
-  // each baseline's own search, on the same validation data (issue 8: every candidate's score, as report.json has it)
+  // each baseline's own search, on the same validation data: every candidate's score, as report.json has it
   const searched = Object.entries(r.baselines).filter(([, b]) => b.candidates.length > 0);
   if (searched.length > 0) {
     lines.push('', `baseline search (${fmtInt(d.search)} validation ${d.unit} per candidate):`);
     lines.push(
       table(
         ['baseline', 'layers', scoreName, ''],
-        // chosen where each stack it names holds the placement kept there (--stacks independent searches the stacks
-        // one by one: a candidate names one, the kept placement both; tester FL)
+        // chosen where each stack it names holds the placement kept there (--stacks independent searches the
+        // stacks one by one: a candidate names one, the kept placement both)
         searched.flatMap(([name, b]) => b.candidates.map((c) => [name, windowsText(c.windows, multi), fmtScore(c.score), Object.entries(c.windows).every(([st, x]) => b.windows[st as keyof typeof b.windows] === x) ? '← chosen' : ''])),
       ),
     );

@@ -71,7 +71,7 @@ export async function loadSplitBlocks(
     const tokens = await tokenizeFile(dir, file, { ...source, ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) });
     return { tokens, blocks: cutBlocks(tokens, blockSize) };
   }
-  // about to be tokenized as prose: not JSON Lines rows named otherwise (tokenizeFile's check; tester DG)
+  // about to be tokenized as prose: not JSON Lines rows named otherwise (tokenizeFile's check)
   await checkTextFile(file, { prose: format === undefined && formatOf(file, source) === 'txt' });
   if (signal?.aborted) throw abortError(signal);
   const text = await readText(file, source);

@@ -22,3 +22,26 @@ export function encodeSentences(tokenizer: Tokenizer, texts: readonly string[], 
   });
   return { ids, cut };
 }
+
+/**
+ * A group of sentence pairs encoded for an encoder–decoder model: the sources padded with `pad` into the
+ * encoder's input, the targets' ids, and how many pairs had a side cut.
+ */
+export function encodePairs(
+  tokenizer: Tokenizer,
+  group: readonly { source: string; target: string }[],
+  pad: number,
+  maxSource: number | undefined,
+  maxTarget: number | undefined,
+) {
+  const { ids: src, cut: srcCut } = encodeSentences(tokenizer, group.map((p) => p.source), maxSource);
+  const { ids: tgt, cut: tgtCut } = encodeSentences(tokenizer, group.map((p) => p.target), maxTarget);
+  const S = Math.max(1, ...src.map((s) => s.length));
+  const encoderIds = new Int32Array(group.length * S).fill(pad);
+  const encoderMask = new Uint8Array(group.length * S);
+  src.forEach((s, b) => {
+    encoderIds.set(s, b * S);
+    encoderMask.fill(1, b * S, b * S + s.length);
+  });
+  return { src, tgt, encoder: { encoderIds, encoderSeq: S, encoderMask }, truncated: new Set([...srcCut, ...tgtCut]).size };
+}

@@ -8,7 +8,7 @@
 import { FfmergeError, showValue } from '../errors';
 import type { ForwardInput } from '../model/model';
 import type { Tokenizer } from '../tokenizer';
-import { encodeSentences } from './encode-sentences';
+import { encodePairs } from './encode-sentences';
 import { imagesToTensor, type ImagePreprocessor, type ImageSet } from './images';
 
 export interface FeatureBatch {
@@ -82,36 +82,28 @@ export function translationBatches(
   const out: FeatureBatch[] = [];
   for (let i = 0; i < pairs.length; i += batchSize) {
     const group = pairs.slice(i, i + batchSize);
-    const { ids: src, cut: srcCut } = encodeSentences(tokenizer, group.map((p) => p.source), opts.maxSourceTokens);
-    const { ids: tgt, cut: tgtCut } = encodeSentences(tokenizer, group.map((p) => p.target), opts.maxTargetTokens);
-    const B = group.length;
-    const S = Math.max(1, ...src.map((s) => s.length));
+    const { src, tgt, encoder, truncated } = encodePairs(tokenizer, group, pad, opts.maxSourceTokens, opts.maxTargetTokens);
+    const B = tgt.length;
     const T = Math.max(1, ...tgt.map((t) => t.length));
-    const encoderIds = new Int32Array(B * S).fill(pad);
-    const encoderMask = new Uint8Array(B * S);
     const ids = new Int32Array(B * T).fill(pad);
     const featureMask = new Uint8Array(B * T);
-    let encRows = 0;
     let decRows = 0;
     for (let b = 0; b < B; b++) {
-      const s = src[b]!;
       const t = tgt[b]!;
-      encoderIds.set(s, b * S);
-      encoderMask.fill(1, b * S, b * S + s.length);
       ids[b * T] = opts.decoderStartTokenId;
       // as shift_tokens_right: the target shifted one right (a shorter target's eos lands on a padding position)
       ids.set(t.slice(0, T - 1), b * T + 1);
       featureMask.fill(1, b * T, b * T + t.length);
-      encRows += s.length;
       decRows += t.length;
     }
     out.push({
-      input: { ids, batch: B, seq: T, encoderIds, encoderSeq: S, encoderMask },
+      input: { ids, batch: B, seq: T, ...encoder },
       featureMask,
       featureRows: decRows,
-      encoderFeatureRows: encRows,
-      truncated: new Set([...srcCut, ...tgtCut]).size,
+      encoderFeatureRows: src.reduce((n, s) => n + s.length, 0),
+      truncated,
     });
+
   }
   return out;
 }

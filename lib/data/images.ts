@@ -51,6 +51,8 @@ export interface ImagePreprocessor {
 
 type Json = Record<string, unknown>;
 
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 function positiveInt(v: unknown, what: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
     throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json: ${what} must be a positive integer (got ${showValue(v)})`);
@@ -79,16 +81,14 @@ function flag(pre: Json, key: string, fallback: boolean): boolean {
 }
 
 /**
- * transformers' ViTImageProcessor defaults, used for every key the file leaves out (its constructor's
- * defaults, IMAGENET_STANDARD_MEAN/STD = 0.5): a file that omits image_mean still normalises in Python, so
- * skipping it here would feed the model other pixels than it was trained on.
+ * transformers' ViTImageProcessor constructor defaults (IMAGENET_STANDARD_MEAN/STD = 0.5), for every key the
+ * file leaves out: a file that omits image_mean still normalises in Python.
  */
 const VIT_DEFAULTS = { doResize: true, size: 224, doRescale: true, rescaleFactor: 1 / 255, doNormalize: true, mean: [0.5], std: [0.5] } as const;
 
 /** Processor classes whose constructor defaults are ViTImageProcessor's (the legacy feature extractor included). */
 const VIT_PROCESSORS = new Set(['ViTImageProcessor', 'ViTImageProcessorFast', 'ViTFeatureExtractor']);
 
-/** The keys whose defaults come from VIT_DEFAULTS when the file leaves them out. */
 const DEFAULTED_KEYS = ['do_resize', 'size', 'do_rescale', 'rescale_factor', 'do_normalize', 'image_mean', 'image_std'] as const;
 
 /**
@@ -99,7 +99,6 @@ const DEFAULTED_KEYS = ['do_resize', 'size', 'do_rescale', 'rescale_factor', 'do
  * 0.5), must then give every such key itself, else INVALID_CONFIG. A key of the wrong type is INVALID_CONFIG.
  */
 export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): ImagePreprocessor {
-  const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (!isObject(pre)) throw new FfmergeError('INVALID_ARGUMENT', `preprocessorFromConfig(pre, modelConfig): pre must be the parsed preprocessor_config.json, an object (got ${showValue(pre)})`);
   if (!isObject(modelConfig)) throw new FfmergeError('INVALID_ARGUMENT', `preprocessorFromConfig(pre, modelConfig): modelConfig must be the parsed config.json, an object (got ${showValue(modelConfig)})`);
   const type = pre.image_processor_type ?? pre.feature_extractor_type;
@@ -122,25 +121,22 @@ export function preprocessorFromConfig(pre: Json, modelConfig: Json = {}): Image
   if (typeof size === 'number') {
     height = width = positiveInt(size, fromFile ? 'size' : 'image_size (config.json)');
   } else if (isObject(size)) {
-    const s = size;
-    if (s.height === undefined && s.width === undefined) {
+    if (size.height === undefined && size.width === undefined) {
       // {shortest_edge} means aspect-preserving resize + center crop (other processors); ViT's is {height, width}
       throw new FfmergeError(
         'INVALID_CONFIG',
         `preprocessor_config.json: size ${showValue(size)} is not supported; ffmerge resizes to {"height", "width"}`,
       );
     }
-    height = positiveInt(s.height, 'size.height');
-    width = positiveInt(s.width, 'size.width');
+    height = positiveInt(size.height, 'size.height');
+    width = positiveInt(size.width, 'size.width');
   } else {
     const from = fromFile ? 'preprocessor_config.json: size' : 'config.json: image_size';
     throw new FfmergeError('INVALID_CONFIG', `${from} must be a number of pixels or {"height": …, "width": …} (got ${showValue(size)})`);
   }
-  // The model takes image_size pixels: a preprocessor that resizes to another size is refused here, before any
-  // image is decoded (it was refused only after every image had been resized to it: 2 GB for six at 12000²).
-  const modelSize = side;
-  if (fromFile && typeof modelSize === 'number' && (height !== modelSize || width !== modelSize)) {
-    throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json resizes images to ${width}x${height}, but config.json's image_size is ${modelSize}: the model takes ${modelSize}x${modelSize} images`);
+  // The model takes image_size pixels: a preprocessor that resizes to another size is refused before any decoding
+  if (fromFile && typeof side === 'number' && (height !== side || width !== side)) {
+    throw new FfmergeError('INVALID_CONFIG', `preprocessor_config.json resizes images to ${width}x${height}, but config.json's image_size is ${side}: the model takes ${side}x${side} images`);
   }
   const meanRaw = numberList(pre.image_mean, [...VIT_DEFAULTS.mean], 'image_mean');
   const stdRaw = numberList(pre.image_std, [...VIT_DEFAULTS.std], 'image_std');
@@ -234,8 +230,9 @@ export async function loadPreprocessor(dir: string): Promise<ImagePreprocessor> 
     } catch (e) {
       throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON`, { cause: e });
     }
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object`);
-    return v as Json;
+    if (!isObject(v)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object`);
+    return v;
+
   };
   return preprocessorFromConfig(await read('preprocessor_config.json', true), await read('config.json', false));
 }
@@ -243,9 +240,8 @@ export async function loadPreprocessor(dir: string): Promise<ImagePreprocessor> 
 // ---------------------------------------------------------------------------------------------------- idx files
 
 /**
- * The bytes of a regular file. An idx file or an image in a folder is read whole, so /dev/zero (or a FIFO,
- * which blocks with no writer) would never end and grow memory without limit: they are refused as the text
- * loaders refuse them (lib/files.ts), INVALID_DATA; a missing or unreadable file is DATA_NOT_FOUND.
+ * The bytes of a regular file, read whole: /dev/zero or a FIFO is refused (INVALID_DATA, as lib/files.ts
+ * refuses them); a missing or unreadable file is DATA_NOT_FOUND.
  */
 async function readImageBytes(file: string): Promise<Buffer> {
   try {
@@ -257,9 +253,8 @@ async function readImageBytes(file: string): Promise<Buffer> {
 }
 
 /**
- * An idx file's bytes, inflated when it is gzip-compressed. Only as much is inflated as its header declares:
- * a 1 MB file that inflates to 1 GiB took 2 GB of memory before its size was compared (tester CE). A file
- * named .gz that is not gzip is refused, as the text loaders refuse it.
+ * An idx file's bytes, inflated when it is gzip-compressed, but only as much as its header declares (a small
+ * gzip bomb must not take gigabytes). A file named .gz that is not gzip is refused, as the text loaders do.
  */
 async function readMaybeGzip(file: string): Promise<Buffer> {
   const buf = await readImageBytes(file);
@@ -277,7 +272,7 @@ async function readMaybeGzip(file: string): Promise<Buffer> {
   const declared = idxDeclaredBytes(head);
   const limit = Math.min(declared === undefined ? Infinity : declared + 1, buffer.constants.MAX_LENGTH);
   try {
-    // on the thread pool: 47 MB of Fashion-MNIST inflated in place blocked the event loop for ~250 ms
+    // on the thread pool: inflating Fashion-MNIST in place blocks the event loop for ~250 ms
     return await promisify(zlib.gunzip)(buf, Number.isFinite(limit) ? { maxOutputLength: limit } : {});
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' && declared !== undefined) {
@@ -312,8 +307,7 @@ const IDX_LABELS: IdxKind = { what: 'labels [count]', ndims: [1] };
 
 /**
  * Parses idx bytes: magic 0x00 0x00 <type> <ndims>, ndims big-endian uint32 sizes, then the data. With `kind`, a
- * header of another number of dimensions is refused before its sizes are read: an image file given as labels
- * was reported as a data size of 3044585724772865000 bytes (tester DE).
+ * header of another number of dimensions is refused before its sizes are read (an image file given as labels).
  */
 export function parseIdx(buf: Uint8Array, name = 'idx data', kind?: IdxKind): IdxArray {
   if (buf.length < 4 || buf[0] !== 0 || buf[1] !== 0) {
@@ -343,7 +337,7 @@ export function parseIdx(buf: Uint8Array, name = 'idx data', kind?: IdxKind): Id
   return { dims, data: buf.subarray(start, start + Number(total)) };
 }
 
-export async function readIdx(file: string, kind?: IdxKind): Promise<IdxArray> {
+async function readIdx(file: string, kind?: IdxKind): Promise<IdxArray> {
   return parseIdx(await readMaybeGzip(file), file, kind);
 }
 
@@ -359,11 +353,9 @@ export async function loadIdxImages(imagesFile: string, labelsFile?: string, opt
   checkJobOptions(opts, `${what}: options`, []);
   const { signal } = opts;
   if (signal?.aborted) throw abortError(signal);
-  // each read races the signal: reading and inflating Fashion-MNIST is one step of ~0.6 s that an abort waited
-  // out (tester ET: 1.1 s to reject); what is left of it finishes off the JS thread and is dropped
+  // each read races the signal (a read is one step of ~0.6 s); what is left of it finishes off the JS thread
   const img = await raceAbort(readIdx(imagesFile, IDX_IMAGES), signal);
   const [count, height, width] = img.dims as [number, number, number];
-  // an empty file was blamed on --start, an option not given (tester DE)
   if (count === 0) throw new FfmergeError('INVALID_DATA', `${imagesFile} holds no images (its idx header says 0)`);
   const set: ImageSet = { count, height, width, channels: img.dims[3] ?? 1, pixels: img.data };
   if (labelsFile !== undefined) {
@@ -380,10 +372,7 @@ export async function loadIdxImages(imagesFile: string, labelsFile?: string, opt
 // ------------------------------------------------------------------------------------------------ image folders
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff']);
-/**
- * Images torchvision's ImageFolder reads and sharp cannot decode: refused by name, never passed over, or a
- * class would silently lose them (tester EX: half a folder of .webp was dropped without a word).
- */
+/** Images torchvision's ImageFolder reads and sharp cannot decode: refused by name, or a class would silently lose them. */
 const UNREADABLE_IMAGE_EXTENSIONS = new Set(['.bmp', '.ppm', '.pgm']);
 
 // sharp's package "types" points at its ESM typings (default export); at run time require() returns the function.
@@ -429,7 +418,7 @@ async function decodeToTarget(
       'SHAPE_MISMATCH',
       `${name} has ${colour} colour channel(s) but the model takes ${pre.channels}, and preprocessor_config.json has no conversion rule: ` +
         `set "${pre.channels === 1 ? 'do_convert_grayscale' : 'do_convert_rgb'}": true there to convert` +
-        // libwebp has no one-channel mode: a grey picture saved as WebP is RGB (tester FA)
+        // libwebp has no one-channel mode: a grey picture saved as WebP is RGB
         (meta.format === 'webp' && pre.channels === 1 ? ', or save the pictures as PNG (WebP stores even a grey picture as RGB)' : ''),
     );
   }
@@ -455,7 +444,7 @@ async function decodeToTarget(
 
 /** A class or folder name compared case-blind, with every run of other than letters and digits as one "_". */
 function looseClassName(name: string): string {
-  // NFC first: a folder named on macOS spells "é" as e + a combining accent (tester EX: "neither one of the classes")
+  // NFC first: a folder named on macOS spells "é" as e + a combining accent
   return name.normalize('NFC').toLowerCase().replace(/[^\p{L}\p{N}]+/gu, '_').replace(/^_|_$/g, '');
 }
 
@@ -464,9 +453,9 @@ function looseClassName(name: string): string {
  * names in sorted order (torchvision ImageFolder's convention). With them (`classNames`, e.g. the model's
  * id2label, and/or `classCount`), each sub-folder must name a class or be a class index ("0".."n-1", as
  * MNIST-style folders are named), and maps to that label. A name matches exactly, or else case-blind with
- * punctuation and spaces alike ("t_shirt_top" for "T-shirt/top", "ankle-boot" for "Ankle boot"); any other folder is INVALID_DATA, since its images
- * would be scored against a label that is not theirs. Every image is decoded to the preprocessor's size and
- * channel count.
+ * punctuation and spaces alike ("t_shirt_top" for "T-shirt/top"); any other folder is INVALID_DATA, since its
+ * images would be scored against a label that is not theirs. Every image is decoded to the preprocessor's size
+ * and channel count.
  */
 export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts: { classNames?: string[] | undefined; classCount?: number | undefined } & JobOptions = {}): Promise<ImageSet> {
   const what = 'loadImageFolder(dir, pre, options)';
@@ -486,8 +475,8 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   } catch (e) {
     throw new FfmergeError('DATA_NOT_FOUND', `image folder ${dir} cannot be read: ${(e as Error).message}`, { cause: e });
   }
-  // A class folder may be a symlink to a folder (classes gathered from elsewhere): followed, not skipped, since
-  // skipping drops a whole class without a word. A link that loops or points nowhere is refused for the same reason.
+  // A class folder may be a symlink to a folder: followed, since skipping would drop a whole class without a word.
+  // A link that loops or points nowhere is refused for the same reason.
   const found: string[] = [];
   for (const e of entries) {
     if (e.isDirectory()) found.push(e.name);
@@ -521,8 +510,7 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
     // a canonical decimal index only ("07" or "1e1" is a name, not an index)
     const byIndex = /^(0|[1-9][0-9]{0,8})$/.test(c) && Number(c) < count ? Number(c) : -1;
     const label = byName >= 0 ? byName : byIndex;
-    // id2label may give two classes one name: a folder of that name is theirs both, so neither (tester CE: the
-    // error said it was none of the classes, with the name right there in the list)
+    // id2label may give two classes one name: a folder of that name is theirs both, so neither
     // (a name written exactly as one class's alone is that class's)
     const sharing = classNames.flatMap((n, i) => (n === c || (exact < 0 && loose !== '' && looseClassName(n) === loose) ? [i] : []));
     if (byIndex < 0 && sharing.length > 1) {
@@ -549,8 +537,8 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   const root = await fs.promises.realpath(dir);
   const empty: string[] = [];
   for (const c of found) {
-    // A class folder linked to the image folder or above it holds the class folders, not images: its class
-    // was dropped unsaid. So is any class folder without images in it or below it (torchvision's ImageFolder refuses it).
+    // A class folder linked to the image folder or above it holds the class folders, not images: refused, as is
+    // any class folder without images in it or below it (torchvision's ImageFolder refuses it).
     const real = await fs.promises.realpath(path.join(dir, c));
     const rel = path.relative(real, root); // '' for the folder itself, no '..' for a folder above it ('/' too)
     if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) {
@@ -570,10 +558,9 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
   const per = pre.height * pre.width * pre.channels;
   const pixels = new Uint8Array(files.length * per);
   const labels = Int32Array.from(files, (f) => f.label);
-  // A few images in flight, so that their reads and decodes overlap on libuv's pool (4 threads by default)
-  // where one at a time used one thread. Each lands at its own index, so the order is the files' order.
-  // On an error the others stop taking images; every image before the failed one was taken and is finished
-  // by then, so the error reported is the first file's in order, as when they were decoded one by one.
+  // A few images in flight, so that reads and decodes overlap on libuv's pool. Each lands at its own index. On an
+  // error the others stop taking images; every earlier image is finished by then, so the error reported is the
+  // first failing file's in order.
   let next = 0;
   let done = 0;
   let failure: { at: number; error: unknown } | undefined;

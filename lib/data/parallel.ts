@@ -43,7 +43,7 @@ async function sameFile(a: string, b: string): Promise<boolean> {
 export async function* streamParallel(sourceFile: string, targetFile: string): AsyncGenerator<SentencePair> {
   checkPath(sourceFile, 'sourceFile');
   checkPath(targetFile, 'targetFile');
-  // every pair would be a sentence and itself: a BLEU of the model against its input (tester DE: 0.55, exit 0)
+  // every pair would be a sentence and itself: a BLEU of the model against its input
   if (await sameFile(sourceFile, targetFile)) {
     throw new FfmergeError('INVALID_ARGUMENT', `the source and target files are one file (${sourceFile}): give the reference translations in a file of their own`);
   }
@@ -56,8 +56,7 @@ export async function* streamParallel(sourceFile: string, targetFile: string): A
       if (a.done && b.done) return;
       if (a.done || b.done) {
         const [shortFile, longFile] = a.done ? [sourceFile, targetFile] : [targetFile, sourceFile];
-        // the longer file's rest: blank lines only, and it ends as the other does (tester DE: an extra blank line
-        // at the end of one file was "not aligned")
+        // the longer file's rest: blank lines only (an extra blank line at the end), and it ends as the other does
         const rest = a.done ? tgt : src;
         let more = b.done ? a : b;
         while (!more.done && more.value.trim() === '') more = await rest.next();
@@ -102,7 +101,7 @@ export async function collectPairs(stream: AsyncGenerator<SentencePair>, opts: {
 
 /**
  * Column names a header row gives a TSV (pandas' to_csv and csv.writer write one): a first line of two such
- * names is refused, not translated and scored as a pair (tester EX). Language codes (en, de, pt_BR) included.
+ * names is refused, not translated and scored as a pair. Language codes (en, de, pt_BR) included.
  */
 const HEADER_NAME =
   /^(source|target|src|tgt|trg|input|output|text|sentence|translation|reference|(en|de|fr|es|it|pt|nl|ru|zh|ja|ko|ar|cs|pl|tr|sv|da|fi|nb|ro|hu|el|he|hi|uk|vi|th|id|bg|hr|sk|sl|et|lv|lt|fa|ca)([_-][a-z]{2,4})?)$/i;

@@ -20,8 +20,7 @@ const CHUNK = 1 << 20;
 
 /**
  * `text`: the files are read as text, so two that differ only in line ends (CRLF, CR, LF) or a UTF-8
- * byte-order mark are the same data too ('text'): the readers give them the same lines (tester EX: a CRLF copy
- * of the calibration file passed as validation).
+ * byte-order mark are the same data too ('text'): the readers give them the same lines.
  */
 export async function sameData(a: string, b: string, opts: { text?: boolean } = {}): Promise<SameData> {
   let sa: fs.Stats;

@@ -75,8 +75,8 @@ function endsInsideCharacter(tail: Buffer): boolean {
  * replaces a stray invalid byte deep in a large corpus instead of refusing the corpus for it.
  */
 function binaryReason(head: Buffer): string | undefined {
-  // UTF-16 (Windows PowerShell 5's `>` writes it, with a byte-order mark): said as such, not as a NUL at byte 1
-  // or 3 (tester EX); without a mark, a NUL at every other byte of its first characters
+  // UTF-16 (Windows PowerShell 5's `>` writes it, with a byte-order mark): said as such, not as a NUL byte;
+  // without a mark, a NUL at every other byte of its first characters
   const bom16 = head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff));
   const pairs = Math.min(16, head.length >> 1);
   const nulEvery = (at: 0 | 1) => pairs >= 2 && Array.from({ length: pairs }, (_, i) => head[2 * i + at] === 0).every(Boolean);
@@ -93,9 +93,8 @@ function binaryReason(head: Buffer): string | undefined {
     }
   };
   if (decodes(head.length)) return undefined;
-  // where: the shortest prefix that fails ends where decoding failed (tester DR: "its first 29715 bytes" for a
-  // byte at 6). A character left incomplete fails only at the byte after it: it is named from its lead byte
-  // (tester DT: "byte 5", a "(", for "\xe2" at 4 followed by it).
+  // where: the shortest prefix that fails ends where decoding failed. A character left incomplete fails only at
+  // the byte after it: it is named from its lead byte.
   let [lo, hi] = [0, head.length];
   while (hi - lo > 1) {
     const mid = (lo + hi) >>> 1;
@@ -127,9 +126,9 @@ function rowKind(line: string): 'input_ids' | 'text' | undefined {
 /**
  * The kind of JSON Lines rows a file's head holds, when its first non-blank lines (up to five, line ends as
  * `newlines()` reads them) all are rows of {"input_ids"} or {"text"}; undefined when any is not (prose, or a row
- * longer than the head). Checked where a file is about to be tokenized as plain text because of its name: token
- * ids in ids.txt were scored as prose, braces and all (perplexity 103.6 where the same rows named .jsonl give 3.6;
- * tester DE). Several lines, not one: a corpus whose first line only is JSON is prose (tester DG).
+ * longer than the head). Checked where a file is about to be tokenized as plain text because of its name, so
+ * that token ids in ids.txt are not scored as prose. Several lines, not one: a corpus whose first line only is
+ * JSON is prose.
  */
 function jsonLinesRows(head: Buffer, whole: boolean): 'input_ids' | 'text' | undefined {
   const lines = dropBom(head.toString('utf8')).replace(/\r\n?/g, '\n').split('\n');
@@ -149,19 +148,13 @@ function jsonLinesRows(head: Buffer, whole: boolean): 'input_ids' | 'text' | und
 /**
  * Checks that `file` can be a text dataset before it is read, and says whether it is gzip: it must be a
  * regular file (a FIFO or /dev/zero would block or never end; lib/files.ts), a file named .gz must start with
- * the gzip magic bytes 1f 8b (else random bytes named .gz were read as plain text), and the first
+ * the gzip magic bytes 1f 8b, and the first
  * TEXT_HEAD_BYTES of its (inflated) contents must not be binary (binaryReason). With `prose` (the file is read as
  * plain text because of its name), its first lines must not all be JSON Lines rows of {"input_ids"} or {"text"}.
  * Missing or unreadable: DATA_NOT_FOUND; anything else: INVALID_DATA.
  */
 export async function checkTextFile(file: string, { prose = false }: { prose?: boolean } = {}): Promise<{ gzip: boolean }> {
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await openRegularFile(file, 'INVALID_DATA');
-  } catch (e) {
-    if (e instanceof FfmergeError) throw e;
-    throw notFound(file, e);
-  }
+  const fh = await openDataFile(file);
   try {
     const first = Buffer.alloc(TEXT_HEAD_BYTES);
     const { bytesRead } = await fh.read(first, 0, TEXT_HEAD_BYTES, 0);
@@ -201,14 +194,25 @@ export async function checkTextFile(file: string, { prose = false }: { prose?: b
   }
 }
 
-/** The error for a file that holds no text, only whitespace: it would be scored on a handful of tokens. */
-export function noTextError(file: string): FfmergeError {
+/** A data file as a regular file (opened without blocking on a FIFO); missing or unreadable: DATA_NOT_FOUND. */
+export async function openDataFile(file: string): Promise<fs.promises.FileHandle> {
+  try {
+    return await openRegularFile(file, 'INVALID_DATA');
+  } catch (e) {
+    if (e instanceof FfmergeError) throw e;
+    throw notFound(file, e);
+  }
+}
+
+/** The error for a file that holds no text
+, only whitespace: it would be scored on a handful of tokens. */
+function noTextError(file: string): FfmergeError {
   return new FfmergeError('INVALID_DATA', `${file} holds no text (it is empty or has only blank lines)`);
 }
 
 /**
  * A JSON Lines row that does not parse. A byte-order mark inside the file (files joined with `cat`) is named:
- * JSON.parse's "Unexpected token" quotes the invisible character (tester DE).
+ * JSON.parse's "Unexpected token" quotes the invisible character.
  */
 export function badJsonLine(file: string, lineNo: number, line: string, e: unknown): FfmergeError {
   const why = line.charCodeAt(0) === 0xfeff ? 'it starts with a byte-order mark (U+FEFF), as where files were joined with cat: remove it' : (e as Error).message;
@@ -237,8 +241,8 @@ export function newlines(): (chunk: string, last?: boolean) => string {
 /**
  * Complete lines from chunks of text: each call returns the lines its chunk ends, the unfinished one held until
  * a later chunk ends it (or `last`, when the unfinished one is returned too, "" included). Only the new chunk is
- * searched for "\n" and an unfinished line's pieces are joined once: joining them on every chunk re-scanned the
- * whole line each time, so a 40 MB line took 2 min (tester DE). (tokenize-file.ts's worker is handed this one too.)
+ * searched for "\n" and an unfinished line's pieces are joined once (joining on every chunk is quadratic in a
+ * long line). (tokenize-file.ts's worker is handed this one too.)
  */
 export function lineSplitter(): (chunk: string, last?: boolean) => string[] {
   let held: string[] = [];
@@ -257,9 +261,9 @@ export function lineSplitter(): (chunk: string, last?: boolean) => string[] {
 
 /** A UTF-8 text stream of the file's contents, inflated when gzip-compressed. */
 async function openText(file: string): Promise<NodeJS.ReadableStream & AsyncIterable<string>> {
-  const { gzip: gz } = await checkTextFile(file);
+  const { gzip } = await checkTextFile(file);
   const raw = fs.createReadStream(file);
-  const out = gz ? pipeline(raw, zlib.createGunzip(), () => {}) : raw;
+  const out = gzip ? pipeline(raw, zlib.createGunzip(), () => {}) : raw;
   out.setEncoding('utf8');
   return out as NodeJS.ReadableStream & AsyncIterable<string>;
 }
@@ -344,7 +348,7 @@ export async function* readDocuments(file: string, opts: TextSourceOptions = {})
     }
     const v = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[field] : undefined;
     if (typeof v !== 'string') {
-      // a row of token ids among rows of text: said as such, as token-rows.ts says the other way round (tester DR)
+      // a row of token ids among rows of text: said as such, as token-rows.ts says the other way round
       const ids = typeof obj === 'object' && obj !== null && Object.hasOwn(obj, 'input_ids') ? ', but "input_ids": rows of text and of token ids do not mix' : '';
       throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has no string field "${field}"${ids}`);
     }

@@ -39,7 +39,6 @@ export async function isTokenRowFile(file: string): Promise<boolean> {
 export async function readTokenRows(file: string, opts: TokenRowOptions = {}): Promise<Int32Array[]> {
   checkPath(file, 'readTokenRows(file, options): file');
   checkOptions(opts, 'readTokenRows(file, options): options', ['maxTokens', 'vocab', 'maxLength', 'minLength']);
-  // a budget of 0 read one row, a NaN vocabulary checked no id, a minLength of 0 let empty rows through (tester DE)
   if (opts.maxTokens !== Infinity) checkInt(opts.maxTokens, 'readTokenRows: maxTokens', 1);
   checkInt(opts.vocab, 'readTokenRows: vocab', 1);
   checkInt(opts.maxLength, 'readTokenRows: maxLength', 1);
@@ -72,7 +71,7 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
     const out = new Int32Array(to - from);
     for (let i = from; i < to; i++) {
       const t = ids[i] as unknown;
-      // at most the largest id an Int32Array holds, whatever the vocabulary (2^40 was stored as 0; testers DE, DG)
+      // at most the largest id an Int32Array holds, whatever the vocabulary
       if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= Math.min(opts.vocab ?? Infinity, 2 ** 31)) {
         throw new FfmergeError(
           'INVALID_DATA',

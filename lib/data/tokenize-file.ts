@@ -12,23 +12,17 @@
  * at least SAFETY_TOKENS before the cut; with too few it doubles the prefix and tokenizes again (at most
  * twice the work of one pass). At the end of the file every id is kept, exactly as one whole-file call.
  *
- * Large texts, in pieces: one call holds many times its text in the tokenizer's heap (llama-stories260k's
- * tokenizer, which has no pre-tokenizer, ~340 bytes a character: 32 M characters ran the thread out of
- * memory), and that BPE slows down on long calls (5.4 M characters: 118 s in one call, 28 to 58 s in pieces
- * of 16 Ki on a busy 2-core machine). So text is tokenized in one call only up to oneCallChars
- * (TOKENIZE_LIMITS: 1.5 Mi; every fixture split, e.g. wikitext-2 test's 1.3 M characters, stays one call, its
- * ids unchanged). A longer text (no budget, or a budget that needs more) is cut into pieces of about
- * pieceChars, each tokenized alone, ids appended to a growing Int32Array, so memory is bounded by a piece and
- * the ids.
+ * Large texts, in pieces: one call holds many times its text in the tokenizer's heap (~340 bytes a character
+ * for llama-stories260k's), and that BPE slows down on long calls. So text is tokenized in one call only up to
+ * oneCallChars (every fixture split stays one call, its ids unchanged). A longer text is cut into pieces of
+ * about pieceChars, each tokenized alone, ids appended to a growing Int32Array, so memory is bounded by a
+ * piece and the ids.
  *
  * A cut lies at a line break, just before or just after a "\n", and is taken only once checked on the text
  * around it: the ids of verifyChars either side in one call must be those of the two sides in two calls, up
  * to ids the tokenizer puts at the start of every call, which are then dropped from the next piece (the "▁" a
- * sentencepiece-style Prepend normalizer adds: llama-stories260k passes before a "\n", which no merge
- * crosses, and loses that one id; GPT-2's byte-level regex passes after a "\n", or before the "\n" that ends
- * a run of whitespace, where its pre-tokenizer splits anyway). Measured against one call on 5.4 MB of real
- * text (wikitext-2 test, lm valid and test, 3 MB of lm train), cut every 16 Ki characters (a few hundred
- * cuts): 0 of 1,635,446 ids differ for gpt2-sotu, 0 of 3,234,218 for llama-stories260k.
+ * sentencepiece-style Prepend normalizer adds). Measured against one call on 5.4 MB of real text cut every
+ * 16 Ki characters: no id differs for gpt2-sotu or llama-stories260k.
  * What remains: the check is local, so a tokenizer whose merges reach across a line break further than
  * verifyChars could still differ near a cut; and when no line break up to maxCallChars passes the check
  * (MAX_CUT_TRIES of them are tried each way; none of the fixtures' tokenizers gets there), the piece is cut
@@ -42,8 +36,8 @@ import { Worker } from 'node:worker_threads';
 import { FfmergeError, abortError, showValue, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
 import { tokenizerJsonProblem } from '../tokenizer-check';
-import { MAX_JSON_FILE_BYTES, assertRegularFile, openRegularFile } from '../files';
-import { checkTextFile, formatOf, lineSplitter, newlines } from './text';
+import { MAX_JSON_FILE_BYTES, assertRegularFile } from '../files';
+import { checkTextFile, formatOf, lineSplitter, newlines, openDataFile } from './text';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { checkInt, checkOneOf, checkPath } from '../arguments';
 
@@ -62,9 +56,6 @@ export interface TokenizeFileOptions {
   onProgress?: ((p: Progress) => void) | undefined;
 }
 
-/** Ids kept back from the end of a prefix, whose tokenization may differ from the whole text's. */
-export const SAFETY_TOKENS = 256;
-
 interface WorkerInput {
   tokenizersModule: string;
   tokenizerJson: string;
@@ -72,14 +63,12 @@ interface WorkerInput {
   file: string;
   /**
    * The data file, opened by the calling thread, which also closes it once the worker has exited: a worker
-   * terminated mid-read (an abort, or right after it posted its result) cannot close a descriptor itself, and
-   * each such one stayed open (about one per ten compress jobs in a long-running server).
+   * terminated mid-read (an abort, or right after it posted its result) cannot close a descriptor itself.
    */
   fd: number;
   format: 'txt' | 'jsonl';
   field: string;
   maxTokens: number | null;
-  safety: number;
   limits: TokenizeLimits;
 }
 
@@ -142,8 +131,7 @@ function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof n
     const head0 = Buffer.alloc(2);
     const headBytes = fsW.readSync(fd, head0, 0, 2, null);
     const gz = headBytes === 2 && head0[0] === 0x1f && head0[1] === 0x8b;
-    // The bytes already read are fed back in front of the stream (a device cannot seek back): only those read,
-    // or an empty file became two NUL characters and was scored on their tokens.
+    // The bytes already read are fed back in front of the stream (a device cannot seek back): only those read
     const head = head0.subarray(0, headBytes);
     // destroy() closes a stream's fd whatever autoClose says: a close that does nothing leaves it to its owner
     const noClose = { open: fsW.open, read: fsW.read, close: (_fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => cb(null) };
@@ -170,9 +158,8 @@ function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof n
     const encode = (s: string): number[] => tokenizer.encode(s, { add_special_tokens: false }).ids;
 
     let text = '';
-    // Progress counts the bytes tokenized, not those read: the reader runs megabytes ahead of the tokenizer, and
-    // a bar of bytes read stood still while they were tokenized (tester CC). Estimated as the share of the text
-    // read so far that has been tokenized, of the bytes read so far (the file's bytes: gzip or UTF-8 alike).
+    // Progress counts the bytes tokenized, not those read (the reader runs megabytes ahead of the tokenizer).
+    // Estimated as the share of the text read so far that has been tokenized, of the bytes read so far.
     let produced = 0;
     let reported = 0;
     let lastReport = 0;
@@ -212,6 +199,13 @@ function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof n
         docs++;
       }
     };
+    const add = (s: string) => {
+      const before = text.length;
+      const t = lf(s, eof);
+      if (input.format === 'jsonl') addLines(t);
+      else text += t;
+      produced += text.length - before;
+    };
     /** Reads on until `text` (what is not tokenized yet) holds `want` characters or the file ends. */
     const fill = async (want: number): Promise<void> => {
       while (!eof && text.length < want) {
@@ -224,18 +218,11 @@ function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof n
         }
         if (r.done) {
           eof = true;
-          const before = text.length;
-          if (input.format === 'jsonl') addLines(lf('', true));
-          else text += lf('', true);
-          produced += text.length - before;
+          add('');
         } else {
           // a byte-order mark is not text (and would break line 1's JSON): dropped, as text.ts's readers drop it
-          const s = firstChunk ? r.value.replace(/^\uFEFF/, '') : r.value;
+          add(firstChunk ? r.value.replace(/^\uFEFF/, '') : r.value);
           firstChunk = false;
-          const before = text.length;
-          if (input.format === 'jsonl') addLines(lf(s, false));
-          else text += lf(s, false);
-          produced += text.length - before;
           progress();
         }
       }
@@ -251,16 +238,18 @@ function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof n
     };
 
     const keep = input.maxTokens;
+    // ids kept back from the end of a prefix, whose tokenization may differ from the whole text's
+    const safety = 256;
     // One call while the text (or the prefix the budget needs) fits in it: the fixtures' protocol, exactly.
     // ~4 characters a token is typical; a poor guess only costs a doubling
-    let target = keep === null ? Infinity : Math.max(1 << 14, (keep + input.safety) * 4);
+    let target = keep === null ? Infinity : Math.max(1 << 14, (keep + safety) * 4);
     for (;;) {
       await fill(Math.min(target, oneCallChars + 1));
       if (text.length > oneCallChars) break; // more than one call takes: in pieces, below
       // one call, with no report until it returns: the bar says what it waits for
       progress(`tokenizing ${text.length.toLocaleString('en-US')} characters in one call`);
       const ids = encode(text);
-      if (eof || (keep !== null && ids.length >= keep + input.safety)) {
+      if (eof || (keep !== null && ids.length >= keep + safety)) {
         if (!/\S/.test(text)) throw noText();
         finish(Int32Array.from(keep === null ? ids : ids.slice(0, keep)));
         return;
@@ -424,12 +413,10 @@ class WorkerSlots {
 }
 
 /**
- * How texts are cut (the header says why). One call up to 1.5 Mi characters: llama-stories260k's tokenizer
- * holds ~340 bytes a character, so the process peaked at 538 MB for a 360,000-token budget (1.4 M characters),
- * where a limit of 4 Mi let a 409,600-token budget take 640 MB in one call, now 199 MB in pieces (tester CF;
- * 32 M characters ran the thread's heap out). Pieces of 128 Ki characters (its BPE is faster
- * on short calls: 6.6 s a MB in pieces of 64 Ki, 8.6 at 256 Ki, 10.4 at 1 Mi); a piece runs past that only to
- * reach a line break, never past 4 Mi characters. 2^28 ids (1 GiB) is more than any evaluation here reads.
+ * How texts are cut (the header says why). One call up to 1.5 Mi characters (llama-stories260k's tokenizer
+ * holds ~340 bytes a character). Pieces of 128 Ki characters (its BPE is faster on short calls); a piece runs
+ * past that only to reach a line break, never past 4 Mi characters. 2^28 ids (1 GiB) is more than any
+ * evaluation here reads.
  */
 export const TOKENIZE_LIMITS: Readonly<TokenizeLimits> = Object.freeze({
   oneCallChars: 1.5 * 2 ** 20,
@@ -450,16 +437,6 @@ const WORKER_SLOTS = new WorkerSlots(MAX_TOKENIZER_WORKERS);
  */
 export function tokenizeFile(tokenizerDir: string, file: string, opts: TokenizeFileOptions = {}): Promise<Int32Array> {
   return tokenizeFileWith(tokenizerDir, file, opts, TOKENIZE_LIMITS);
-}
-
-/** The data file as a regular file (checkTextFile's errors), opened without blocking on a FIFO swapped in since. */
-async function openDataFile(file: string): Promise<fs.promises.FileHandle> {
-  try {
-    return await openRegularFile(file, 'INVALID_DATA');
-  } catch (e) {
-    if (e instanceof FfmergeError) throw e;
-    throw new FfmergeError('DATA_NOT_FOUND', `data file ${file} cannot be read: ${(e as Error).message}`, { cause: e });
-  }
 }
 
 /** tokenizeFile with the cutting limits given (tests cut small files into many pieces with it); not exported from the package. */
@@ -486,13 +463,7 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
   await checkTextFile(file, { prose: opts.format === undefined && format === 'txt' });
   // an abort during the checks above fired no listener yet: it is honoured here, before a worker starts
   if (signal?.aborted) throw abortError(signal);
-  const maxTokens = opts.maxTokens !== undefined && opts.maxTokens !== Infinity ? opts.maxTokens : null;
-  let tokenizerConfig: Record<string, unknown>;
-  try {
-    tokenizerConfig = hfTokenizerConfig(tokenizerDir);
-  } catch (e) {
-    return Promise.reject(e);
-  }
+  const tokenizerConfig = hfTokenizerConfig(tokenizerDir);
   const input: Omit<WorkerInput, 'fd'> = {
     tokenizersModule: require.resolve('@huggingface/tokenizers'),
     tokenizerJson,
@@ -500,8 +471,7 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
     file: path.resolve(file),
     format,
     field: opts.field ?? 'text',
-    maxTokens,
-    safety: SAFETY_TOKENS,
+    maxTokens: opts.maxTokens !== undefined && opts.maxTokens !== Infinity ? opts.maxTokens : null,
     limits: { ...limits },
   };
   const releaseSlot = await WORKER_SLOTS.acquire(signal);
@@ -532,8 +502,7 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
       void worker.terminate().finally(release);
       then();
     };
-    // any value: a progress callback's own thrown value fails the call as it is, as in every other call (it was
-    // wrapped in a new Error, its code lost: tester DI)
+    // any value: a progress callback's own thrown value fails the call as it is, as in every other call
     const fail = (e: unknown) => settle(() => reject(e));
     stopListening = onAbort(signal, () => fail(abortError(signal)));
     const report = onProgress && guardProgress(onProgress, fail);
@@ -543,7 +512,7 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
         last = m;
         report?.({ phase: 'tokenize', done: m.done, total: m.total, ...(m.detail ? { detail: m.detail } : {}) });
       } else if (m.kind === 'done') {
-        // a token budget that ends reading early ends the count too: it stopped at 11 % of the file (tester EA)
+        // a token budget that ends reading early ends the count too
         if (last.done < last.total) report?.({ phase: 'tokenize', done: last.total, total: last.total, detail: 'the token budget is reached' });
         settle(() => resolve(m.ids));
       }

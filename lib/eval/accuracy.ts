@@ -105,6 +105,6 @@ export function crossEntropy(logits: Float32Array, label: number): number {
   for (const v of logits) if (v > max) max = v;
   let z = 0;
   for (const v of logits) z += Math.exp(v - max);
-  // the difference first: log(z) (at most log V) is lost to rounding beside logits of 1e31 (tester EJ: 0)
+  // the difference first: log(z) (at most log V) is lost to rounding beside logits of 1e31
   return max - logits[label]! + Math.log(z);
 }

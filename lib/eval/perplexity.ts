@@ -54,6 +54,7 @@ export async function perplexity(model: Model, blocks: Int32Array[], opts: Perpl
         mask?.fill(1, r * seq, r * seq + b.length);
       });
       const done = count;
+      const batchTokens = group.reduce((n, b) => n + b.length - 1, 0);
       const r = await model.forward(
         { ids, batch: group.length, seq, ...(mask ? { attentionMask: mask } : {}) },
         {
@@ -62,8 +63,8 @@ export async function perplexity(model: Model, blocks: Int32Array[], opts: Perpl
           ...(opts.onProgress
             ? {
                 onProgress: (p) =>
-                  // whole tokens: a share of the batch's made 313.84615384615387/39856 (tester DI)
-                  opts.onProgress!({ phase: 'perplexity', done: done + Math.floor((p.done / p.total) * batchTokens(group)), total }),
+                  // whole tokens, not a share of the batch's
+                  opts.onProgress!({ phase: 'perplexity', done: done + Math.floor((p.done / p.total) * batchTokens), total }),
               }
             : {}),
         },
@@ -78,6 +79,3 @@ export async function perplexity(model: Model, blocks: Int32Array[], opts: Perpl
   return { ppl: Math.exp(nll), nll, tokens: count };
 }
 
-function batchTokens(group: Int32Array[]): number {
-  return group.reduce((n, b) => n + b.length - 1, 0);
-}

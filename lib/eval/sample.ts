@@ -27,7 +27,7 @@ export interface SampleOptions extends JobOptions {
  * Rows sampled together: the oracle's logits for a group stay under ~128 MB (and the same grouping gives the
  * same sequence of draws).
  */
-export const LOGITS_BUDGET = 32 * 1024 * 1024;
+const LOGITS_BUDGET = 32 * 1024 * 1024;
 
 /** Checks the options and says how many rows are sampled together (the oracle groups them the same way). */
 export function samplingGroup(model: Model, o: SampleOptions): number {

@@ -1,13 +1,14 @@
 /**
- * Greedy (or beam-search, when the generation config asks) translation of a corpus with an encoder–decoder model (Marian) and its corpus BLEU / chrF, the way
- * the fixture's eval.json describes: sources encoded with the model's tokenizer (its post-processor appends
+ * Translation of a corpus with an encoder–decoder model (Marian) and its corpus BLEU / chrF, the way the
+ * fixture's eval.json describes: sources encoded with the model's tokenizer (its post-processor appends
  * </s>), cut to `maxSourceTokens` (default: the model's positions, counted in the result; eval.json's protocol
  * cut at 64, which no Multi30k sentence reaches); decoding per generation_config.json (greedy unless it asks
  * for beams: decodingLabel says which); hypotheses decoded skipping special tokens; sacreBLEU-exact corpus BLEU
  * (13a) against the raw references.
  */
 import { FfmergeError, showValue } from '../errors';
-import { corpusBleuSliced, METRIC_SLICE_SENTENCES, type BleuResult } from '../metrics/bleu';
+import { corpusBleuSliced, type BleuResult } from '../metrics/bleu';
+import { METRIC_SLICE_SENTENCES } from '../metrics/text-utils';
 import { corpusChrfSliced, type ChrfResult } from '../metrics/chrf';
 import { forSlices } from '../merge/slices';
 import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions } from '../native/job';
@@ -34,8 +35,8 @@ export interface TranslateOptions extends JobOptions {
    */
   maxSourceTokens?: number | undefined;
   /**
-   * Decoding settings (greedy, or beam search when numBeams > 1). Default: the generation_config.json of the folder the model was loaded from (loadModel reads
-   * it), else config.json's ids with transformers' defaults.
+   * Decoding settings (greedy, or beam search when numBeams > 1). Default: the generation_config.json of the
+   * folder the model was loaded from (loadModel reads it), else config.json's ids with transformers' defaults.
    */
   generation?: GenerationConfig | undefined;
 }
@@ -67,7 +68,7 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
   await withJobScope(opts, async (opts) => {
     // a source is cut to the words its kept ids come from before encoding (the same ids): a line of half a
     // million characters would overflow the tokenizer library; one it still cannot encode is named. A few
-    // sentences at a time, the event loop free between them: a thousand took 230 ms of the host's thread (tester EX).
+    // sentences at a time, the event loop free between them.
     const encoded: number[][] = [];
     const wasCut = new Set<number>();
     await forSlices(sources.length, METRIC_SLICE_SENTENCES, (i0, i1) => {
@@ -96,7 +97,7 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
           ids.set(e, r * seq);
           mask.fill(1, r * seq, r * seq + e.length);
         });
-        // the decoding steps of a batch as the detail: with many beams one batch ran past a minute with no line (tester CE)
+        // the decoding steps of a batch as the detail: with many beams one batch can run for minutes
         const report = opts.onProgress;
         const step = report && ((p: { done: number; total: number }) => report({ phase: 'translate', done, total: sources.length, unit: 'sentences', detail: `decoding ${idx.length} sentence${idx.length > 1 ? 's' : ''}, step ${p.done} of at most ${p.total}` }));
         const g = await model.generate({ ids, batch: idx.length, seq, attentionMask: mask }, generation, { ...(opts.signal ? { signal: opts.signal } : {}), ...(step ? { onProgress: step } : {}) });

@@ -6,7 +6,7 @@
 import type { ForwardInput, Model } from '../model/model';
 import type { JobOptions } from '../native/job';
 import type { Tokenizer } from '../tokenizer';
-import { encodeSentences } from '../data/encode-sentences';
+import { encodePairs } from '../data/encode-sentences';
 
 export interface ReferenceBatchOptions {
   decoderStartTokenId: number;
@@ -27,26 +27,20 @@ export function referenceBatches(
   const out: ForwardInput[] = [];
   let truncated = 0;
   for (let i = 0; i < pairs.length; i += size) {
-    const group = pairs.slice(i, i + size);
-    const { ids: src, cut: srcCut } = encodeSentences(tokenizer, group.map((p) => p.source), o.maxSourceTokens);
-    const { ids: tgt, cut: tgtCut } = encodeSentences(tokenizer, group.map((p) => p.target), o.maxTargetTokens);
-    truncated += new Set([...srcCut, ...tgtCut]).size;
-    const B = group.length;
-    const S = Math.max(1, ...src.map((s) => s.length));
-    const T = 1 + Math.max(1, ...tgt.map((t) => t.length));
-    const encoderIds = new Int32Array(B * S).fill(o.padTokenId);
-    const encoderMask = new Uint8Array(B * S);
+    const p = encodePairs(tokenizer, pairs.slice(i, i + size), o.padTokenId, o.maxSourceTokens, o.maxTargetTokens);
+    truncated += p.truncated;
+    const B = p.tgt.length;
+    const T = 1 + Math.max(1, ...p.tgt.map((t) => t.length));
     const ids = new Int32Array(B * T).fill(o.padTokenId);
     const attentionMask = new Uint8Array(B * T);
-    for (let b = 0; b < B; b++) {
-      encoderIds.set(src[b]!, b * S);
-      encoderMask.fill(1, b * S, b * S + src[b]!.length);
+    p.tgt.forEach((t, b) => {
       ids[b * T] = o.decoderStartTokenId;
-      ids.set(tgt[b]!, b * T + 1);
-      attentionMask.fill(1, b * T, b * T + 1 + tgt[b]!.length);
-    }
-    out.push({ ids, batch: B, seq: T, attentionMask, encoderIds, encoderSeq: S, encoderMask });
+      ids.set(t, b * T + 1);
+      attentionMask.fill(1, b * T, b * T + 1 + t.length);
+    });
+    out.push({ ids, batch: B, seq: T, attentionMask, ...p.encoder });
   }
+
   return { batches: out, truncated };
 }
 

@@ -19,13 +19,15 @@ function mean(tensors: Float32Array[]): Float32Array {
   return out;
 }
 
+const OPTIONAL = ['bIn', 'wGate', 'bGate', 'bOut'] as const;
+
 /** Throws unless FF i can be averaged with FF 0 (`first`): one shape, the same optional tensors. */
 function checkAgainst(first: FFWeights, ff: FFWeights, i: number): void {
   checkFFWeights(ff, `FF ${i}`);
   if (ff.d !== first.d || ff.dFF !== first.dFF) {
     throw new FfmergeError('SHAPE_MISMATCH', `FF ${i} is ${ff.dFF}×${ff.d}, FF 0 is ${first.dFF}×${first.d}; merged FFs must have one shape`);
   }
-  for (const key of ['bIn', 'wGate', 'bGate', 'bOut'] as const) {
+  for (const key of OPTIONAL) {
     if (Boolean(ff[key]) !== Boolean(first[key])) {
       throw new FfmergeError('SHAPE_MISMATCH', `FF ${i} ${ff[key] ? 'has' : 'lacks'} ${key} but FF 0 does not agree`);
     }
@@ -35,14 +37,6 @@ function checkAgainst(first: FFWeights, ff: FFWeights, i: number): void {
 /** The FFs argument of averageFF / averageFFAsync: a list (a string or a single FF is refused, not iterated). */
 function checkList(ffs: unknown, what: string): asserts ffs is FFWeights[] {
   if (!Array.isArray(ffs)) throw new FfmergeError('INVALID_ARGUMENT', `${what}(ffs): ffs must be a list of FF weights (got ${showValue(ffs)})`);
-}
-
-function checkMergeable(ffs: FFWeights[]): FFWeights {
-  checkList(ffs, 'averageFF');
-  const first = ffs[0];
-  if (!first) throw new FfmergeError('INVALID_ARGUMENT', 'averageFF needs at least one FF sublayer');
-  for (const [i, ff] of ffs.entries()) checkAgainst(first, ff, i);
-  return first;
 }
 
 const KEYS = ['wIn', 'bIn', 'wGate', 'bGate', 'wOut', 'bOut'] as const;
@@ -67,7 +61,7 @@ export class FFMean {
       // the first FF's shape only, for the checks: holding the FF itself would hold one more FF throughout
       const none = new Float32Array(0);
       this.first = { d: ff.d, dFF: ff.dFF, wIn: none, wOut: none };
-      for (const key of ['bIn', 'wGate', 'bGate', 'bOut'] as const) if (ff[key]) this.first[key] = none;
+      for (const key of OPTIONAL) if (ff[key]) this.first[key] = none;
     }
     checkAgainst(this.first, ff, this.count);
     // the lengths checked, before the first await: an array detached later reads as empty
@@ -76,10 +70,9 @@ export class FFMean {
     for (const key of KEYS) {
       const t = ff[key];
       if (!t) continue;
-      let acc = this.sums.get(key);
-      if (!acc) this.sums.set(key, (acc = await zerosF64(lengths.get(key)!, signal ? { signal } : {})));
-      const sum = acc;
       const n = lengths.get(key)!;
+      const sum = this.sums.get(key) ?? (await zerosF64(n, signal ? { signal } : {}));
+      this.sums.set(key, sum);
       await forSlices(n, SLICE_ELEMENTS, (i0, i1) => {
         checkAttached(t, n); // a detached array reads as empty: its values would add as NaN
         for (let i = i0; i < i1; i++) sum[i]! += t[i]!;
@@ -111,16 +104,17 @@ export class FFMean {
 
 /** The uniform average of k FFs of one shape (the merge's step 4; align them first: permuteFF). */
 export function averageFF(ffs: FFWeights[]): FFWeights {
-  const first = checkMergeable(ffs);
+  checkList(ffs, 'averageFF');
+  const first = ffs[0];
+  if (!first) throw new FfmergeError('INVALID_ARGUMENT', 'averageFF needs at least one FF sublayer');
+  for (const [i, ff] of ffs.entries()) checkAgainst(first, ff, i);
   const out: FFWeights = {
     d: first.d,
     dFF: first.dFF,
     wIn: mean(ffs.map((f) => f.wIn)),
     wOut: mean(ffs.map((f) => f.wOut)),
   };
-  for (const key of ['bIn', 'wGate', 'bGate', 'bOut'] as const) {
-    if (first[key]) out[key] = mean(ffs.map((f) => f[key]!));
-  }
+  for (const key of OPTIONAL) if (first[key]) out[key] = mean(ffs.map((f) => f[key]!));
   return out;
 }
 

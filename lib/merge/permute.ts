@@ -12,7 +12,7 @@ import { zerosF32 } from '../native/external';
 import { checkAttached } from '../native/staged';
 
 /** Throws INVALID_ARGUMENT unless perm is a permutation of 0..n-1. */
-export function checkPermutation(perm: ArrayLike<number>, n: number): void {
+function checkPermutation(perm: ArrayLike<number>, n: number): void {
   if (typeof perm !== 'object' || perm === null || typeof perm.length !== 'number') {
     throw new FfmergeError('INVALID_ARGUMENT', `permutation must be a list of ${n} integers (got ${showValue(perm)})`);
   }
@@ -30,14 +30,14 @@ export function checkPermutation(perm: ArrayLike<number>, n: number): void {
 }
 
 /** Rows of a row-major [rows, cols] matrix, reordered: out row j = in row perm[j]. */
-export function permuteRows(m: Float32Array, perm: ArrayLike<number>, cols: number): Float32Array {
+function permuteRows(m: Float32Array, perm: ArrayLike<number>, cols: number): Float32Array {
   const out = new Float32Array(m.length);
   for (let j = 0; j < perm.length; j++) out.set(m.subarray(perm[j]! * cols, (perm[j]! + 1) * cols), j * cols);
   return out;
 }
 
 /** Columns of a row-major [rows, cols] matrix, reordered: out column j = in column perm[j]. */
-export function permuteCols(m: Float32Array, perm: ArrayLike<number>, rows: number): Float32Array {
+function permuteCols(m: Float32Array, perm: ArrayLike<number>, rows: number): Float32Array {
   const cols = perm.length;
   const out = new Float32Array(m.length);
   for (let r = 0; r < rows; r++) {
@@ -78,15 +78,15 @@ export async function permuteFFAsync(ff: FFWeights, perm0: ArrayLike<number>, op
   checkJobOptions(opts, 'permuteFFAsync(ff, perm, options): options', []);
   checkFFWeights(ff, 'permuteFFAsync(ff, perm): ff');
   checkPermutation(perm0, ff.dFF);
-  // The arrays are read over many turns of the event loop: the permutation is copied (checked once and changed
-  // later, it made an FF that is no permutation of the input), and an array detached meanwhile is refused.
+  // The arrays are read over many turns of the event loop: the permutation is copied (it may change after the
+  // check), and an array detached meanwhile is refused.
   const perm = Int32Array.from(perm0);
   const { d, dFF } = ff;
   const rowsPerSlice = SLICE_ELEMENTS / Math.max(d, dFF);
-  const zeros = (n: number) => zerosF32(n, opts.signal ? { signal: opts.signal } : {});
+  const n = d * dFF; // checked above: a matrix detached since reads as empty
+  const zeros = () => zerosF32(n, opts.signal ? { signal: opts.signal } : {});
   const rows = async (m: Float32Array): Promise<Float32Array> => {
-    const n = d * dFF; // checked above: a matrix detached since reads as empty
-    const out = await zeros(n);
+    const out = await zeros();
     await forSlices(dFF, rowsPerSlice, (j0, j1) => {
       checkAttached(m, n);
       for (let j = j0; j < j1; j++) out.set(m.subarray(perm[j]! * d, (perm[j]! + 1) * d), j * d);
@@ -94,8 +94,7 @@ export async function permuteFFAsync(ff: FFWeights, perm0: ArrayLike<number>, op
     return out;
   };
   const cols = async (m: Float32Array): Promise<Float32Array> => {
-    const n = d * dFF; // checked above: a matrix detached since reads as empty
-    const out = await zeros(n);
+    const out = await zeros();
     await forSlices(d, rowsPerSlice, (r0, r1) => {
       checkAttached(m, n);
       for (let r = r0; r < r1; r++) {

@@ -52,7 +52,7 @@ export function kFromFraction(fraction: number, layers: number): number {
   if (layers < 2) throw new FfmergeError('K_TOO_LARGE', `the model has ${layers} layer${layers === 1 ? '' : 's'}: a merge needs at least 2 FF sublayers`);
   const removed = Math.round(fraction * layers);
   // a share that rounds to no FF sublayer at all is refused, not raised to k = 2 (1 of 5 layers is 20 %, not 1 %)
-  if (removed < 1 && layers >= 2) {
+  if (removed < 1) {
     throw new FfmergeError(
       'INVALID_ARGUMENT',
       `fraction ${fraction} of ${layers} layers is ${+(fraction * layers).toFixed(2)} FF sublayers, which rounds to none; the least a merge removes is one (k = 2, fraction ${+(1 / layers).toFixed(3)})`,
@@ -103,21 +103,15 @@ export function checkWindow(w: Window, layers: number): void {
   const extra = Object.keys(w).filter((key) => key !== 'start' && key !== 'k');
   if (extra.length) throw new FfmergeError('INVALID_WINDOW', `a window is { start, k }; ${showValue(w)} also has ${extra.map((e) => showValue(e)).join(', ')}`);
   if (Number.isInteger(w.k) && w.k < 2) throw new FfmergeError('INVALID_WINDOW', `window start ${w.start}, k ${w.k}: a window merges at least 2 layers`);
-  if (!Number.isInteger(w.start) || !Number.isInteger(w.k) || w.start < 0 || w.k < 2 || w.start + w.k > layers) {
+  if (!Number.isInteger(w.start) || !Number.isInteger(w.k) || w.start < 0 || w.start + w.k > layers) {
     throw new FfmergeError('INVALID_WINDOW', `window start ${w.start}, k ${w.k} does not fit in the model's ${layers} layers`);
   }
 }
 
 /** Index within the window (0..k-1) of the anchor layer. */
 export function anchorOffset(anchor: Anchor, k: number): number {
-  switch (anchor) {
-    case 'first':
-      return 0;
-    case 'middle':
-      return Math.floor((k - 1) / 2);
-    case 'last':
-      return k - 1;
-    default:
-      throw new FfmergeError('INVALID_ARGUMENT', `anchor must be first, middle or last, got ${showValue(anchor)}`);
-  }
+  if (anchor === 'first') return 0;
+  if (anchor === 'middle') return Math.floor((k - 1) / 2);
+  if (anchor === 'last') return k - 1;
+  throw new FfmergeError('INVALID_ARGUMENT', `anchor must be first, middle or last, got ${showValue(anchor)}`);
 }

@@ -5,12 +5,8 @@
  */
 import { FfmergeError, showValue } from '../errors';
 import { checkOptions, isArrayOf } from '../arguments';
-import { checkCorpus, checkSentence, pyRstrip, pySplit } from './text-utils';
+import { addSliced, checkCorpus, checkSentence, ngramCounts, pyRstrip, pySplit } from './text-utils';
 import { tokenize13a } from './tokenizer-13a';
-import { forSlices } from '../merge/slices';
-
-/** Sentences scored between yields to the event loop: a few milliseconds of work. */
-export const METRIC_SLICE_SENTENCES = 32;
 
 export type BleuSmoothing = 'exp' | 'none' | 'floor' | 'add-k';
 export type BleuTokenizer = '13a' | 'none';
@@ -45,20 +41,6 @@ function safeLog(x: number): number {
   return x === 0 ? -9999999999 : Math.log(x);
 }
 
-/** n-gram counts per order (index n-1); tokens hold no whitespace, so joining them with ' ' is unambiguous. */
-function ngramCounts(tokens: string[], maxOrder: number): Map<string, number>[] {
-  const perOrder: Map<string, number>[] = [];
-  for (let n = 1; n <= maxOrder; n++) {
-    const counts = new Map<string, number>();
-    for (let i = 0; i + n <= tokens.length; i++) {
-      const key = tokens.slice(i, i + n).join(' ');
-      counts.set(key, (counts.get(key) ?? 0) + 1);
-    }
-    perOrder.push(counts);
-  }
-  return perOrder;
-}
-
 const BLEU_KEYS: readonly (keyof BleuOptions)[] = ['tokenize', 'lowercase', 'smoothMethod', 'smoothValue', 'maxNgramOrder', 'effectiveOrder'];
 
 /** The options every BLEU call takes, checked: a smoothing or tokenizer name it does not know was read as another. */
@@ -87,7 +69,7 @@ export function computeBleu(
   refLen: number,
   opts: Pick<BleuOptions, 'smoothMethod' | 'smoothValue' | 'effectiveOrder' | 'maxNgramOrder'> = {},
 ): BleuResult {
-  // a public function: wrong arguments are named, not a TypeError from inside (tester DI: computeBleu(null))
+  // a public function: wrong arguments are named, not a TypeError from inside
   checkBleuOptions('computeBleu', opts, ['smoothMethod', 'smoothValue', 'effectiveOrder', 'maxNgramOrder']);
   const maxOrder = opts.maxNgramOrder ?? 4;
   const counts = (v: unknown) => isArrayOf<number>(v, (n) => typeof n === 'number' && Number.isFinite(n) && n >= 0) && v.length === maxOrder;
@@ -137,8 +119,7 @@ export function computeBleu(
 /**
  * The corpus statistics, one sentence at a time: `add(s)` takes sentence s of the hypotheses and of every
  * reference stream, `result()` is the BLEU of those added. corpusBleu runs it in one go; corpusBleuSliced in
- * slices, yielding to the event loop between them (a search scores a thousand sentences per candidate: 60–120 ms
- * of the host's thread at once, tester EX).
+ * slices (addSliced).
  */
 function bleuCorpus(what: string, hypotheses: readonly string[], references: readonly (readonly string[])[], opts: BleuOptions) {
   checkCorpus(what, hypotheses, references);
@@ -168,14 +149,15 @@ function bleuCorpus(what: string, hypotheses: readonly string[], references: rea
       } else if (diff === closestDiff && ref.length < closestLen) {
         closestLen = ref.length;
       }
-      ngramCounts(ref, maxOrder).forEach((counts, o) => {
+      // tokens hold no whitespace, so joining them with ' ' is unambiguous
+      ngramCounts(ref, maxOrder, ' ').forEach((counts, o) => {
         const m = refMax[o]!;
         for (const [k, c] of counts) m.set(k, Math.max(m.get(k) ?? 0, c));
       });
     }
     sysLen += hyp.length;
     refLen += closestLen;
-    ngramCounts(hyp, maxOrder).forEach((counts, o) => {
+    ngramCounts(hyp, maxOrder, ' ').forEach((counts, o) => {
       const m = refMax[o]!;
       for (const [k, c] of counts) {
         total[o] = total[o]! + c;
@@ -206,17 +188,13 @@ export function corpusBleu(hypotheses: readonly string[], references: readonly (
 
 /** corpusBleu, the same number, computed a few sentences at a time with the event loop free between them. */
 export async function corpusBleuSliced(hypotheses: readonly string[], references: readonly (readonly string[])[], opts: BleuOptions = {}, signal?: AbortSignal): Promise<BleuResult> {
-  const c = bleuCorpus('corpusBleu', hypotheses, references, opts);
-  await forSlices(hypotheses.length, METRIC_SLICE_SENTENCES, (s0, s1) => {
-    for (let s = s0; s < s1; s++) c.add(s);
-  }, signal);
-  return c.result();
+  return addSliced(bleuCorpus('corpusBleu', hypotheses, references, opts), hypotheses.length, signal);
 }
 
 /** Sentence BLEU as sacrebleu.sentence_bleu (effective order on, exp smoothing). */
 export function sentenceBleu(hypothesis: string, references: readonly string[], opts: BleuOptions = {}): BleuResult {
   checkSentence('sentenceBleu', hypothesis, references);
   checkBleuOptions('sentenceBleu', opts);
-  // (an explicit undefined is the default too: a spread would let it overwrite true, tester EG)
+  // (an explicit undefined is the default too: a spread would let it overwrite true)
   return corpusBleu([hypothesis], references.map((r) => [r]), { ...opts, effectiveOrder: opts.effectiveOrder ?? true });
 }

@@ -4,9 +4,7 @@
  * Corpus chrF sums per-sentence n-gram statistics and scores the sums; with several references, each sentence
  * uses the reference with the best sentence-level F score. Behaviour reproduced from sacrebleu/metrics/chrf.py.
  */
-import { checkCorpus, checkSentence, codePoints, pySplit } from './text-utils';
-import { forSlices } from '../merge/slices';
-import { METRIC_SLICE_SENTENCES } from './bleu';
+import { addSliced, checkCorpus, checkSentence, codePoints, ngramCounts, pySplit } from './text-utils';
 
 export interface ChrfOptions {
   charOrder?: number | undefined;
@@ -29,23 +27,6 @@ export interface ChrfResult {
 
 const PUNCTS = new Set('!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~');
 
-function counter(items: string[]): Map<string, number> {
-  const m = new Map<string, number>();
-  for (const it of items) m.set(it, (m.get(it) ?? 0) + 1);
-  return m;
-}
-
-function charNgrams(line: string, maxOrder: number, whitespace: boolean): Map<string, number>[] {
-  const chars = codePoints(whitespace ? line : pySplit(line).join(''));
-  const out: Map<string, number>[] = [];
-  for (let n = 1; n <= maxOrder; n++) {
-    const grams: string[] = [];
-    for (let i = 0; i + n <= chars.length; i++) grams.push(chars.slice(i, i + n).join(''));
-    out.push(counter(grams));
-  }
-  return out;
-}
-
 /** chrF++'s word split: a punctuation mark at the end (else at the start) of a word becomes its own word. */
 function wordsWithPunctuationSplit(sent: string): string[] {
   const out: string[] = [];
@@ -55,16 +36,6 @@ function wordsWithPunctuationSplit(sent: string): string[] {
     else if (PUNCTS.has(cps[cps.length - 1]!)) out.push(cps.slice(0, -1).join(''), cps[cps.length - 1]!);
     else if (PUNCTS.has(cps[0]!)) out.push(cps[0]!, cps.slice(1).join(''));
     else out.push(w);
-  }
-  return out;
-}
-
-function wordNgrams(words: string[], maxOrder: number): Map<string, number>[] {
-  const out: Map<string, number>[] = [];
-  for (let n = 1; n <= maxOrder; n++) {
-    const grams: string[] = [];
-    for (let i = 0; i + n <= words.length; i++) grams.push(words.slice(i, i + n).join(' '));
-    out.push(counter(grams));
   }
   return out;
 }
@@ -123,8 +94,8 @@ function chrfCorpus(hypotheses: readonly string[], references: readonly (readonl
   checkCorpus('corpusChrf', hypotheses, references);
   const prep = (s: string) => (opts.lowercase ? s.toLowerCase() : s);
   const ngrams = (s: string) => {
-    const grams = charNgrams(s, charOrder, whitespace);
-    if (wordOrder > 0) grams.push(...wordNgrams(wordsWithPunctuationSplit(s), wordOrder));
+    const grams = ngramCounts(codePoints(whitespace ? s : pySplit(s).join('')), charOrder, '');
+    if (wordOrder > 0) grams.push(...ngramCounts(wordsWithPunctuationSplit(s), wordOrder, ' '));
     return grams;
   };
   const totals = new Array<number>(3 * order).fill(0);
@@ -156,11 +127,7 @@ export function corpusChrf(hypotheses: readonly string[], references: readonly (
 
 /** corpusChrf, the same number, computed a few sentences at a time with the event loop free between them. */
 export async function corpusChrfSliced(hypotheses: readonly string[], references: readonly (readonly string[])[], opts: ChrfOptions = {}, signal?: AbortSignal): Promise<ChrfResult> {
-  const c = chrfCorpus(hypotheses, references, opts);
-  await forSlices(hypotheses.length, METRIC_SLICE_SENTENCES, (s0, s1) => {
-    for (let s = s0; s < s1; s++) c.add(s);
-  }, signal);
-  return c.result();
+  return addSliced(chrfCorpus(hypotheses, references, opts), hypotheses.length, signal);
 }
 
 /** Sentence chrF (sacrebleu.sentence_chrf). */

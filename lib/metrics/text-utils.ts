@@ -4,6 +4,10 @@
  */
 import { FfmergeError, showValue } from '../errors';
 import { isArrayOf } from '../arguments';
+import { forSlices } from '../merge/slices';
+
+/** Sentences scored between yields to the event loop: a few milliseconds of work. */
+export const METRIC_SLICE_SENTENCES = 32;
 
 // Python's str.isspace() set (what str.split() with no argument splits on). Differs from JS \s: it has
 // \x1c-\x1f and \x85, and lacks \ufeff.
@@ -50,4 +54,29 @@ export function pyRstrip(s: string): string {
 /** The code points of a string (Python indexes strings by code point, JS by UTF-16 unit). */
 export function codePoints(s: string): string[] {
   return Array.from(s);
+}
+
+/** n-gram counts per order (index n-1), each n-gram its items joined with `sep`. */
+export function ngramCounts(items: string[], maxOrder: number, sep: string): Map<string, number>[] {
+  const perOrder: Map<string, number>[] = [];
+  for (let n = 1; n <= maxOrder; n++) {
+    const counts = new Map<string, number>();
+    for (let i = 0; i + n <= items.length; i++) {
+      const key = items.slice(i, i + n).join(sep);
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    perOrder.push(counts);
+  }
+  return perOrder;
+}
+
+/**
+ * A corpus metric's statistics (`add(s)` per sentence) over n sentences, added a few at a time with the event
+ * loop free between them (a search scores a thousand sentences per candidate), then its result.
+ */
+export async function addSliced<R>(corpus: { add(s: number): void; result(): R }, n: number, signal?: AbortSignal): Promise<R> {
+  await forSlices(n, METRIC_SLICE_SENTENCES, (s0, s1) => {
+    for (let s = s0; s < s1; s++) corpus.add(s);
+  }, signal);
+  return corpus.result();
 }

@@ -72,8 +72,7 @@ export function transpose(m: Float32Array, rows: number, cols: number): Float32A
 
 /**
  * transpose, in slices of rows of about a millisecond with the event loop run between them: for the writers,
- * which run beside a host's other work (a GPT-2-width model's Conv1D matrices, transposed in one go, held the
- * loop for about a second per save; tester CF). The same values as transpose.
+ * which run beside a host's other work. The same values as transpose.
  */
 export async function transposeSliced(m: Float32Array, rows: number, cols: number, signal?: AbortSignal): Promise<Float32Array> {
   const out = new Float32Array(m.length);

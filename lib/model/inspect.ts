@@ -17,7 +17,6 @@ import { DTYPE_SIZE } from '../safetensors';
 import { ffStacks } from './architectures';
 import { BUFFERS, checkCheckpoint } from './plan';
 
-
 export interface StackSummary {
   name: 'decoder' | 'encoder';
   layers: number;
@@ -115,10 +114,9 @@ export interface ModelSummary {
 
 /**
  * A parsed config.json must be an object that ffmerge can write back (the output's config.json, --json
- * reports): JSON nested so deeply that JSON.stringify overflows the stack is refused here, with a code, rather
- * than failing uncoded wherever it is first printed or written.
+ * reports): JSON nested so deeply that JSON.stringify overflows the stack is refused here, with a code.
  */
-export function checkConfigObject(c: unknown, file: string): Record<string, unknown> {
+function checkConfigObject(c: unknown, file: string): Record<string, unknown> {
   if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object (got ${showValue(c)})`);
   try {
     JSON.stringify(c);
@@ -131,8 +129,7 @@ export function checkConfigObject(c: unknown, file: string): Record<string, unkn
 /**
  * A model folder's config.json, read by `read` (sync for inspect, async for the loader): a regular file only
  * (a FIFO would block forever), and not one so large that parsing it is the problem. A folder without one, or a
- * path that is a file (the config.json itself), is DATA_NOT_FOUND saying so, not an error about
- * "config.json/config.json".
+ * path that is a file, is DATA_NOT_FOUND saying so.
  */
 export function configOf(dir: string, read: (file: string) => string): Record<string, unknown>;
 export function configOf(dir: string, read: (file: string) => Promise<string>): Promise<Record<string, unknown>>;
@@ -164,8 +161,6 @@ export function configOf(dir: string, read: (file: string) => string | Promise<s
   return typeof text === 'string' ? parsed(text) : text.then(parsed, failed);
 }
 
-export const readConfig = (dir: string): Record<string, unknown> => configOf(dir, (f) => readRegularFileSync(f, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES));
-
 export interface InspectOptions {
   /**
    * Whether an expanded ffmerge output's merged copies are read and compared (default true), so that a window
@@ -190,7 +185,7 @@ export async function inspectModel(dir: string, opts: InspectOptions = {}): Prom
   checkJobOptions(opts, 'inspectModel(dir, options): options', ['compareCopies']);
   checkBoolean(opts.compareCopies, 'inspectModel: compareCopies');
   throwIfAborted(opts.signal);
-  const config = readConfig(dir);
+  const config = configOf(dir, (f) => readRegularFileSync(f, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES));
   const stacks = ffStacks(config);
   const ckpt = await CheckpointReader.open(dir);
   try {
@@ -201,8 +196,8 @@ export async function inspectModel(dir: string, opts: InspectOptions = {}): Prom
 }
 
 /**
- * The config's layer counts against the tensors, before anything is sized by them: a count the checkpoint
- * cannot hold (1e9 layers in a config beside a 2-layer checkpoint once grew inspect past 3 GB) is an error.
+ * The config's layer counts against the tensors, before anything is sized by them (1e9 layers in a config
+ * beside a 2-layer checkpoint would size arrays by it).
  */
 function checkLayerCounts(stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointReader): void {
   const tensors = ckpt.names().length;
@@ -222,18 +217,23 @@ async function summarize(dir: string, config: Record<string, unknown>, stacks: R
   checkLayerCounts(stacks, ckpt);
   // then the loader's own check (headers only), so what inspect accepts, eval, compress and export accept too
   checkCheckpoint(config, ckpt, dir);
+  const numel = (name: string) => ckpt.info(name).shape.reduce((a, b) => a * b, 1);
   let totalParams = 0;
   let totalBytes = 0;
   const byDtype = new Map<string, number>();
   for (const name of ckpt.storedNames()) {
     const info = ckpt.info(name);
-    const n = info.shape.reduce((a, b) => a * b, 1);
+    const n = numel(name);
     totalBytes += n * DTYPE_SIZE[info.dtype];
     if (BUFFERS.test(name)) continue; // stored, but not a parameter
     totalParams += n;
     byDtype.set(info.dtype, (byDtype.get(info.dtype) ?? 0) + n);
   }
   const dtypes = Object.fromEntries([...byDtype].sort((a, b) => b[1] - a[1]));
+  // FF parameters as stored: in a tied (compressed) checkpoint the layers of a merged window share one copy,
+  // which counts once, as it does in totalParams.
+  const storedFF = new Set<string>();
+  let ffParams = 0;
   /** One layer's FF as stored: parameters, bytes, and the dtypes of its tensors ("F32", "F32/F16"). */
   const layerFF = (s: (typeof stacks)[number], l: number) => {
     const names = s.ff(l);
@@ -241,14 +241,17 @@ async function summarize(dir: string, config: Record<string, unknown>, stacks: R
     let bytes = 0;
     const dtypes = new Set<string>();
     for (const key of FF_KEYS) {
+      // by stored name (a bare GPT-2 stores "h.0.mlp.c_fc.weight" for "transformer.h.0…")
       const t = names[key];
       const stored = t === undefined ? undefined : storedName(ckpt, t);
       if (stored === undefined) continue;
       const info = ckpt.info(stored);
-      const n = info.shape.reduce((a, b) => a * b, 1);
+      const n = numel(stored);
       params += n;
       bytes += n * DTYPE_SIZE[info.dtype];
       dtypes.add(info.dtype);
+      if (!storedFF.has(ckpt.resolve(stored))) ffParams += n;
+      storedFF.add(ckpt.resolve(stored));
     }
     return { params, bytes, dtype: [...dtypes].join('/') };
   };
@@ -264,22 +267,6 @@ async function summarize(dir: string, config: Record<string, unknown>, stacks: R
       ...(mixed ? { ffBytesByLayer: layers.map((x) => x.bytes), ffDtypeByLayer: layers.map((x) => x.dtype) } : {}),
     };
   });
-  // FF parameters as stored: in a tied (compressed) checkpoint the layers of a merged window share one copy,
-  // which counts once, as it does in totalParams.
-  const storedFF = new Set<string>();
-  let ffParams = 0;
-  for (const s of stacks) {
-    for (let l = 0; l < s.layers; l++) {
-      const names = s.ff(l);
-      for (const key of FF_KEYS) {
-        // (a bare GPT-2's "h.0.mlp.c_fc.weight" for "transformer.h.0…": its FF counted 0 parameters)
-        const t = names[key] === undefined ? undefined : storedName(ckpt, names[key]);
-        if (t === undefined || storedFF.has(ckpt.resolve(t))) continue;
-        storedFF.add(ckpt.resolve(t));
-        ffParams += ckpt.info(t).shape.reduce((a, b) => a * b, 1);
-      }
-    }
-  }
   const merges = await mergeSummary(dir, config, ckpt, compareCopies, job);
   // the layers compress refuses to merge again (record and tie map, as compress reads them)
   const done = mergedLayers(config, merges?.recorded ?? [], ckpt.ties);
@@ -305,7 +292,7 @@ async function summarize(dir: string, config: Record<string, unknown>, stacks: R
   let copies = 0;
   for (const w of merges?.windows ?? []) {
     for (const [t, st] of Object.entries(ffTies(config, w.stack, w.layers))) {
-      if (ckpt.has(t) && ckpt.has(st) && ckpt.resolve(t) !== ckpt.resolve(st)) copies += ckpt.info(t).shape.reduce((a, b) => a * b, 1);
+      if (ckpt.has(t) && ckpt.has(st) && ckpt.resolve(t) !== ckpt.resolve(st)) copies += numel(t);
     }
   }
   const tiedParams = totalParams - copies;
@@ -386,12 +373,11 @@ async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: 
       return x === undefined || y === undefined || ckpt.resolve(x) !== ckpt.resolve(y);
     });
   const inconsistent: { w: RecordedWindow; found: InconsistentWindow['found']; pair: [string, string] }[] = [];
-  // counted by the pair of copies read (one window of a large model is gigabytes: tester FA)
+  // counted by the pair of copies read (one window of a large model is gigabytes)
   const pairs = !tiedSource && compareCopies ? recorded.map((w) => comparedPairs(config, w, ckpt).length) : [];
   const compared = pairs.reduce((a, b) => a + b, 0);
   let done = 0;
-  // the caller's callback guarded: what it throws, or an async one's rejection, fails this call (tester EG: it
-  // ended the host), and is thrown at the next pair
+  // the caller's callback guarded: what it throws, or an async one's rejection, fails this call at the next pair
   let failure: { e: unknown } | undefined;
   const report = job.onProgress && guardProgress(job.onProgress, (e) => (failure = { e }));
   const progress = (n: number) => {

@@ -2,8 +2,8 @@
  * loadModel(dir): config.json + safetensors → a native Model. JS reads the config and the safetensors headers,
  * checks every tensor's shape against the config and plans where each canonical slot's bytes are (GPT-2's
  * Conv1D weights marked for transposing, q/k/v pieces for concatenating: plan.ts, the check the writer and
- * the exporter share); a native job then reads the bytes
- * straight into native memory (native/core/model/load.h). No tensor data passes through JS.
+ * the exporter share); a native job then reads the bytes straight into native memory
+ * (native/core/model/load.h). No tensor data passes through JS.
  */
 import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
 import * as path from 'node:path';
@@ -55,18 +55,16 @@ export async function loadGenerationConfig(dir: string, config: Record<string, u
 /** A folder's generation_config.json as an object ({} where there is none); malformed is INVALID_CONFIG. */
 async function readGenerationFile(dir: string): Promise<Record<string, unknown>> {
   const file = path.join(dir, 'generation_config.json');
-  let gen: Record<string, unknown> = {};
+  let g: unknown;
   try {
-    const g = JSON.parse(await readRegularFile(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES)) as unknown;
-    if (typeof g !== 'object' || g === null || Array.isArray(g)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object`);
-    gen = g as Record<string, unknown>;
+    g = JSON.parse(await readRegularFile(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES));
   } catch (e) {
     if (e instanceof FfmergeError) throw e;
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
-    }
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
   }
-  return gen;
+  if (typeof g !== 'object' || g === null || Array.isArray(g)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object`);
+  return g as Record<string, unknown>;
 }
 
 /**
@@ -100,7 +98,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const loaded: { name: string; spec: ModelSpec; handle: NativeModelHandle }[] = [];
   try {
     // One count over the stacks (an encoder–decoder model loads two): each stack's bytes go on from those before
-    // it, the total counting the stacks still to load (tester FG: two "Loading the weights" lines for Marian).
+    // it, the total counting the stacks still to load.
     let before = 0;
     for (const [i, st] of plans.entries()) {
       const rest = plans.slice(i + 1).reduce((n, x) => n + planBytes(x), 0);
@@ -116,29 +114,24 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
       loaded.push({ name: st.name, spec: st.spec, handle });
       before += own;
     }
-  } catch (e) {
-    for (const st of loaded) modelAddon().modelDispose(st.handle);
-    throw e;
-  }
-  const main = loaded.find((st) => st.name === arch.mainStack)!;
-  // Encoder–decoder: the encoder stack is a second native model; the two share nothing but the config.
-  const encoder = loaded.find((st) => st.name !== arch.mainStack);
-  // An encoder–decoder model generates with its folder's generation_config.json, as transformers'
-  // from_pretrained loads it: without it, translate() would fall back to max_length 20 and cut sentences off.
-  // One without the ids generation needs (decoder start, pad) still loads for everything else; translate()
-  // then says which is missing. Any other bad setting is refused here, as transformers refuses it.
-  let generation: GenerationConfig | undefined;
-  try {
+    const main = loaded.find((st) => st.name === arch.mainStack)!;
+    // Encoder–decoder: the encoder stack is a second native model; the two share nothing but the config.
+    const encoder = loaded.find((st) => st.name !== arch.mainStack);
+    // An encoder–decoder model generates with its folder's generation_config.json, as transformers'
+    // from_pretrained loads it (without it, translate() would fall back to max_length 20). One without the ids
+    // generation needs (decoder start, pad) still loads for everything else; translate() then says which is
+    // missing. Any other bad setting is refused here, as transformers refuses it.
+    let generation: GenerationConfig | undefined;
     if (encoder) {
       const gen = await readGenerationFile(dir);
       const has = (k: string) => (gen[k] ?? config[k]) != null;
       if (has('decoder_start_token_id') && has('pad_token_id')) generation = generationConfigFrom(gen, config);
     }
+    return new Model(config, main.spec, main.handle, encoder ? { spec: encoder.spec, handle: encoder.handle } : undefined, generation);
   } catch (e) {
     for (const st of loaded) modelAddon().modelDispose(st.handle);
     throw e;
   }
-  return new Model(config, main.spec, main.handle, encoder ? { spec: encoder.spec, handle: encoder.handle } : undefined, generation);
 }
 
 /**

@@ -53,7 +53,7 @@ export function generateBytes(enc: Readonly<ModelSpec>, dec: Readonly<ModelSpec>
 
 /**
  * The memory decoding's batches are sized against: the machine's, or a container's limit where that is less
- * (tester EP: os.totalmem() is the host's). A function, so that tests can pretend.
+ * (os.totalmem() is the host's). A function, so that tests can pretend.
  */
 export function machineBytes(): number {
   const total = os.totalmem();
@@ -99,9 +99,8 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
       if (required) throw new FfmergeError('INVALID_CONFIG', `generation_config.json has no "${k}"`);
       return undefined;
     }
-    // eos and forced eos may be lists (transformers takes any of their ids); one id, or the same one repeated,
-    // is what the decoder here takes: a list of several was decoded as its first alone (tester CE: BLEU
-    // 30.29 → 16.68)
+    // eos and forced eos may be lists (transformers takes any of their ids); the decoder here takes one id,
+    // or the same one repeated
     if (Array.isArray(v) && new Set(v).size > 1) {
       throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `generation_config.json: "${k}" lists several ids (${showValue(v)}); ffmerge's decoding takes one`);
     }
@@ -111,7 +110,6 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
     }
     return n;
   };
-  // counts, not ids: their own words (max_length 1 was refused by the decoder as a bad argument, exit 2)
   const count = (k: string, min: number, why: string): number | undefined => {
     const v = pick(k);
     if (v == null) return undefined;
@@ -121,9 +119,8 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
     return v;
   };
   // Settings that change what is decoded and that this decoder does not apply: refused by name, since the
-  // metric would otherwise be another decoding's under this one's label (tester CE).
-  // (what counts as off: null for a token id, 0 being one; min_length 1, which a decoder output has from its start
-  // token on; 1 for a penalty or group count; an empty list)
+  // metric would otherwise be another decoding's under this one's label. Off: null for a token id (0 is one);
+  // min_length 1, which a decoder output has from its start token on; 1 for a penalty or group count; [].
   const applied = (k: string, v: unknown) =>
     v == null ||
     (k === 'forced_bos_token_id' ? false : v === false || v === 0) ||
@@ -150,12 +147,11 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
   // could still win, by the longest length) is not what this decoder does, so it is refused by name
   const flag = (k: string): boolean => {
     const v = pick(k) ?? false;
-    if (typeof v !== 'boolean') {
-      if (k === 'early_stopping' && v === 'never' && beams > 1) {
-        throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', 'generation_config.json sets "early_stopping": "never", which ffmerge\'s beam search does not apply (false or true); remove it or set it to false to score the default search');
-      }
-      if (!(k === 'early_stopping' && v === 'never')) throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "${k}" must be true or false (got ${showValue(v)})`);
+    const never = k === 'early_stopping' && v === 'never';
+    if (never && beams > 1) {
+      throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', 'generation_config.json sets "early_stopping": "never", which ffmerge\'s beam search does not apply (false or true); remove it or set it to false to score the default search');
     }
+    if (typeof v !== 'boolean' && !never) throw new FfmergeError('INVALID_CONFIG', `generation_config.json: "${k}" must be true or false (got ${showValue(v)})`);
     return v === true;
   };
   const lp = pick('length_penalty') ?? 1;
@@ -241,6 +237,12 @@ export interface ForwardResult {
 export type ForwardOutput<O extends ForwardOptions['output']> = ForwardResult &
   (O extends 'logits' ? { logits: Float32Array } : O extends 'nll' ? { nll: Float32Array; nllSum: number; nllCount: number } : { hidden: Float32Array });
 
+/** The layers a capture option asks for: true is every layer from..to-1. */
+function captureList(capture: boolean | number[] | undefined, from: number, to: number): number[] | undefined {
+  if (capture === true) return Array.from({ length: to - from }, (_, i) => from + i);
+  return Array.isArray(capture) ? [...capture] : undefined;
+}
+
 /** layer → the native result's array for it (arrays come back in the order the layers were asked). */
 function byLayer(layers: number[] | undefined, arrays: Float32Array[] | undefined): Map<number, Float32Array> | undefined {
   return layers?.length && arrays ? new Map(layers.map((l, i) => [l, arrays[i]!])) : undefined;
@@ -263,14 +265,13 @@ function checkForwardOptions(input: ForwardInput, opts: ForwardOptions): void {
   if (typeof opts !== 'object' || opts === null) {
     throw new FfmergeError('INVALID_ARGUMENT', `forward(input, options): options must be an object such as { output: 'logits' } (got ${showValue(opts)})`);
   }
-  // a misspelt key (fromlayer, attentionmask) ran the whole model, or every position, unsaid
   checkOptions(input, 'forward(input, options): input', FORWARD_INPUT_KEYS);
   checkJobOptions(opts, 'forward(input, options): options', FORWARD_OPTION_KEYS);
   for (const key of ['captureFF', 'captureEncoderFF', 'captureFFInput', 'captureEncoderFFInput', 'captureFFOutput', 'captureEncoderFFOutput'] as const) {
     const v: unknown = opts[key];
     const flag = key === 'captureFF' || key === 'captureEncoderFF';
     if (v === undefined || (flag && typeof v === 'boolean')) continue;
-    // below 2³¹ here, each against the stack's layers natively (the binding read 2³² as layer 0)
+    // below 2³¹ here (the binding reads them as int32), each against the stack's layers natively
     if (!isArrayOf(v, (l) => Number.isInteger(l) && (l as number) >= 0 && (l as number) < 2 ** 31)) {
       throw new FfmergeError('INVALID_ARGUMENT', `${key} must be ${flag ? 'true or ' : ''}a list of layer indices (got ${showValue(v)})`);
     }
@@ -297,13 +298,15 @@ export function checkLanguageModel(m: unknown, what: string): asserts m is Model
   }
 }
 
+type Override = { stack?: StackName | undefined; layer: number; ff: FFWeights };
+
 /** withFF's overrides, as a list of entries: a Map layer → FF, or a list of { stack?, layer, ff }. */
-function overrideEntries(overrides: unknown): { stack?: StackName | undefined; layer: number; ff: FFWeights }[] {
+function overrideEntries(overrides: unknown): Override[] {
   const what = 'withFF(overrides): overrides';
-  const entries: unknown[] = overrides instanceof Map ? [...overrides].map(([layer, ff]) => ({ stack: undefined, layer, ff })) : Array.isArray(overrides) ? overrides : [];
   if (!(overrides instanceof Map) && !Array.isArray(overrides)) {
     throw new FfmergeError('INVALID_ARGUMENT', `${what} must be a Map layer → FF or a list of { stack?, layer, ff } (got ${showValue(overrides)})`);
   }
+  const entries: unknown[] = overrides instanceof Map ? [...overrides].map(([layer, ff]) => ({ stack: undefined, layer, ff })) : overrides;
   for (const [i, e] of entries.entries()) {
     const x = e as { ff?: unknown } | null;
     const ff = x?.ff as { wIn?: unknown; wOut?: unknown } | null | undefined;
@@ -313,7 +316,7 @@ function overrideEntries(overrides: unknown): { stack?: StackName | undefined; l
       throw new FfmergeError('INVALID_ARGUMENT', `${what}: entry ${i} must be { stack?, layer, ff } with ff holding Float32Arrays wIn and wOut (got ${showValue(e)})`);
     }
   }
-  return entries as { stack?: StackName | undefined; layer: number; ff: FFWeights }[];
+  return entries as Override[];
 }
 
 /**
@@ -402,8 +405,8 @@ export class Model {
   /** A copy of one layer's FF weights in canonical layout. */
   ffWeights(layer: number, stack: StackName = this.mainStack): CanonicalFFWeights {
     this.checkStackLayer(stack, layer);
-    // with d and dFF, so it is what averageFF / permuteFF take (the canonical FFWeights of lib/model/ff-weights)
-    const spec = stack === this.mainStack ? this.spec : this.encoderSpec!;
+    // with d and dFF, so it is what averageFF / permuteFF take
+    const spec = this.stackSpec(stack);
     try {
       return { d: spec.dModel, dFF: spec.dFF, ...modelAddon().modelFFWeights(this.live(stack), layer) };
     } catch (e) {
@@ -419,7 +422,7 @@ export class Model {
     checkJobOptions(opts, 'readFFWeights(layer, options): options', ['stack']);
     const stack = opts.stack ?? this.mainStack;
     this.checkStackLayer(stack, layer);
-    const spec = stack === this.mainStack ? this.spec : this.encoderSpec!;
+    const spec = this.stackSpec(stack);
     const handle = this.live(stack);
     const ff = await runNativeJob('ff', (onProgress) => modelAddon().modelFFWeightsAsync(handle, layer, onProgress), opts);
     return { d: spec.dModel, dFF: spec.dFF, ...ff };
@@ -437,7 +440,7 @@ export class Model {
     checkJobOptions(opts, 'withFF(overrides, options): options', []);
     for (const e of entries) this.checkStackLayer(e.stack ?? this.mainStack, e.layer);
     // one session from here (entered before the first await): a dispose() while the FFs are staged lets the
-    // view be made, as it lets every other call finish (it was refused as "disposed" though started before)
+    // view be made, as it lets every other call finish
     return this.session(async () => {
       const unique = [...new Set(entries.map((e) => e.ff))];
       const { staged, release } = await stageLarge(unique, opts);
@@ -451,24 +454,12 @@ export class Model {
   }
 
   /** The view, from entries withFF has checked and staged. */
-  private withStagedFF(entries: { stack?: StackName | undefined; layer: number; ff: FFWeights }[]): Model {
+  private withStagedFF(entries: Override[]): Model {
+    // per stack: each distinct FF once, and for each overridden layer the index of its FF
     const view = (stack: StackName): NativeModelHandle | undefined => {
-      const unique: FFWeights[] = [];
-      const index = new Map<FFWeights, number>();
-      const layers: number[] = [];
-      const which: number[] = [];
-      for (const e of entries) {
-        if ((e.stack ?? this.mainStack) !== stack) continue;
-        let i = index.get(e.ff);
-        if (i === undefined) {
-          i = unique.length;
-          unique.push(e.ff);
-          index.set(e.ff, i);
-        }
-        layers.push(e.layer);
-        which.push(i);
-      }
-      return modelAddon().modelWithFF(this.live(stack), unique, layers, which);
+      const mine = entries.filter((e) => (e.stack ?? this.mainStack) === stack);
+      const unique = [...new Set(mine.map((e) => e.ff))];
+      return modelAddon().modelWithFF(this.live(stack), unique, mine.map((e) => e.layer), mine.map((e) => unique.indexOf(e.ff)));
     };
     try {
       const main = view(this.mainStack)!;
@@ -588,8 +579,7 @@ export class Model {
       throw new FfmergeError('INVALID_ARGUMENT', `ids must be an Int32Array of batch·seq = ${batch * seq} entries`);
     }
     // Rotary positions have no table to run out of, but past the trained context the model is not what it was
-    // trained to be, and attention's memory grows with seq² (a million-token call took 12 GB): refused for
-    // every kind of position
+    // trained to be, and attention's memory grows with seq²: refused for every kind of position
     if (this.spec.maxPositions > 0 && seq > this.spec.maxPositions) {
       throw new FfmergeError(
         'SEQUENCE_TOO_LONG',
@@ -604,9 +594,7 @@ export class Model {
     this.checkAccumulate(opts.accumulate, from, to);
     const mainAcc = opts.accumulate?.[this.mainStack];
     const enc = this.encoderSpec ? (input.encoderHidden ? this.givenEncoder(input, opts) : await this.runEncoder(input, opts)) : undefined;
-    let captureLayers: number[] | undefined;
-    if (opts.captureFF === true) captureLayers = Array.from({ length: to - from }, (_, i) => from + i);
-    else if (Array.isArray(opts.captureFF)) captureLayers = [...opts.captureFF];
+    const captureLayers = captureList(opts.captureFF, from, to);
     const args: NativeForwardArgs = {
       ...(ids ? { ids } : {}),
       ...(input.pixels ? { pixels: input.pixels } : {}),
@@ -630,23 +618,19 @@ export class Model {
       runNativeJob('forward', (onProgress) => modelAddon().modelForward(handle, { ...args, ...(s!.hidden ? { hidden: s!.hidden } : {}) }, onProgress), opts),
     );
     const out: ForwardResult = {};
-    if (r.logits) out.logits = r.logits;
-    if (r.nll) {
-      out.nll = r.nll;
-      out.nllSum = r.nllSum ?? 0;
-      out.nllCount = r.nllCount ?? 0;
-    }
-    if (r.hidden) out.hidden = r.hidden;
-    const ff = byLayer(captureLayers, r.ff);
-    const ffInput = byLayer(opts.captureFFInput, r.ffInputs);
-    const ffOutput = byLayer(opts.captureFFOutput, r.ffOutputs);
-    if (ff) out.ff = ff;
-    if (ffInput) out.ffInput = ffInput;
-    if (ffOutput) out.ffOutput = ffOutput;
-    if (enc?.ff) out.encoderFF = enc.ff;
-    if (enc?.inputs) out.encoderFFInput = enc.inputs;
-    if (enc?.outputs) out.encoderFFOutput = enc.outputs;
-    if (enc) out.encoderHidden = enc.hidden;
+    const put = <K extends keyof ForwardResult>(key: K, v: ForwardResult[K] | undefined) => {
+      if (v) out[key] = v;
+    };
+    put('logits', r.logits);
+    if (r.nll) Object.assign(out, { nll: r.nll, nllSum: r.nllSum ?? 0, nllCount: r.nllCount ?? 0 });
+    put('hidden', r.hidden);
+    put('ff', byLayer(captureLayers, r.ff));
+    put('ffInput', byLayer(opts.captureFFInput, r.ffInputs));
+    put('ffOutput', byLayer(opts.captureFFOutput, r.ffOutputs));
+    put('encoderFF', enc?.ff);
+    put('encoderFFInput', enc?.inputs);
+    put('encoderFFOutput', enc?.outputs);
+    put('encoderHidden', enc?.hidden);
     return out as ForwardOutput<O>; // the native side returns the output asked for (model_binding.cc)
   }
 
@@ -674,12 +658,9 @@ export class Model {
     if (encoderMask && encoderMask.length !== batch * seq) {
       throw new FfmergeError('INVALID_ARGUMENT', `encoderMask must have batch·encoderSeq = ${batch * seq} entries`);
     }
-    const layers = this.encoderSpec!.layers;
     // the encoder runs every layer, so any layer its accumulator uses is covered
     const encAcc = opts.accumulate?.encoder;
-    let captureLayers: number[] | undefined;
-    if (opts.captureEncoderFF === true) captureLayers = Array.from({ length: layers }, (_, i) => i);
-    else if (Array.isArray(opts.captureEncoderFF)) captureLayers = [...opts.captureEncoderFF];
+    const captureLayers = captureList(opts.captureEncoderFF, 0, this.encoderSpec!.layers);
     const args: NativeForwardArgs = {
       ids: encoderIds,
       batch,
@@ -726,8 +707,7 @@ export class Model {
       throw new FfmergeError('SEQUENCE_TOO_LONG', `source length ${seq} is longer than the model's ${this.encoderSpec.maxPositions} positions`);
     }
     const maxLength = Math.min(config.maxLength, this.spec.maxPositions);
-    // refused before the native side allocates it: num_beams 100000 in generation_config.json took 23 GB,
-    // swapped, and outlived SIGTERM by minutes (tester EO)
+    // refused before the native side allocates it (num_beams 100000 would swap for minutes)
     const beams = config.numBeams ?? 1;
     const need = generateBytes(this.encoderSpec, this.spec, batch, seq, maxLength, beams);
     const memory = machineBytes();
@@ -739,32 +719,23 @@ export class Model {
     }
     const enc = this.live('encoder');
     const dec = this.live();
-    return runNativeJob(
-      'generate',
-      (onProgress) =>
-        modelAddon().modelGenerate(
-          enc,
-          dec,
-          {
-            ids,
-            batch,
-            seq,
-            ...(attentionMask ? { attentionMask } : {}),
-            decoderStart: config.decoderStartTokenId,
-            eos: config.eosTokenId ?? -1,
-            pad: config.padTokenId,
-            forcedEos: config.forcedEosTokenId ?? -1,
-            maxLength,
-            badWords: config.badWordsIds ?? [],
-            numBeams: config.numBeams ?? 1,
-            lengthPenalty: config.lengthPenalty ?? 1,
-            renormalize: config.renormalizeLogits === true,
-            earlyStopping: config.earlyStopping === true,
-          },
-          onProgress,
-        ),
-      opts,
-    );
+    const args = {
+      ids,
+      batch,
+      seq,
+      ...(attentionMask ? { attentionMask } : {}),
+      decoderStart: config.decoderStartTokenId,
+      eos: config.eosTokenId ?? -1,
+      pad: config.padTokenId,
+      forcedEos: config.forcedEosTokenId ?? -1,
+      maxLength,
+      badWords: config.badWordsIds ?? [],
+      numBeams: beams,
+      lengthPenalty: config.lengthPenalty ?? 1,
+      renormalize: config.renormalizeLogits === true,
+      earlyStopping: config.earlyStopping === true,
+    };
+    return runNativeJob('generate', (onProgress) => modelAddon().modelGenerate(enc, dec, args, onProgress), opts);
   }
 
   /**

@@ -71,9 +71,9 @@ class PlanBuilder {
     // `stored`: the tensor is kept in another shape with the same element order (ViT's [1, n, d] tables,
     // conv kernels [d, c, p, p] read as [d, c·p·p])
     const want = stored ?? (conv ? [shape[1]!, shape[0]!] : shape);
+    const target = this.reader.resolve(real);
     if (info.shape.length !== want.length || info.shape.some((v, i) => v !== want[i])) {
       // a tied name has no shape of its own: the tensor it is tied to is the one that does not fit
-      const target = this.reader.resolve(real);
       const tied = target !== real ? ` (it is tied to "${target}" by the checkpoint's ffmerge tie map)` : '';
       throw new FfmergeError(
         'SHAPE_MISMATCH',
@@ -82,7 +82,6 @@ class PlanBuilder {
     }
     // an integer dtype would be converted to float and computed with (the native loader converts as the JS
     // reader does): refused here, so every command refuses it before any work
-    const target = this.reader.resolve(real);
     checkWeightDType(info.dtype, name, this.where, target !== real ? ` (tied to "${target}")` : '');
     let file = this.fileIndex.get(info.file);
     if (file === undefined) {
@@ -209,8 +208,7 @@ const OTHER_FAMILY: readonly [RegExp, string][] = [[/\.(q|k)_norm\.weight$/, 'qw
  * Tensors real checkpoints store that transformers keeps as buffers, not parameters: GPT-2's causal mask
  * (attn.bias, attn.masked_bias), a rotary table (rotary_emb.inv_freq), Marian's final_logits_bias, BERT's
  * position_ids. Inside a layer they are passed over (anything else there is read, or refused); everywhere they
- * count in bytes, never as parameters, as transformers' num_parameters() counts (a GPT-2 checkpoint with its
- * masks counted 786,432 more parameters than its weights hold: tester DN).
+ * count in bytes, never as parameters, as transformers' num_parameters() counts.
  */
 export const BUFFERS = /(^|\.)attn\.(masked_)?bias$|(^|\.)rotary_emb\.inv_freq$|(^|\.)final_logits_bias$|(^|\.)position_ids$/;
 
@@ -219,8 +217,7 @@ export const BUFFERS = /(^|\.)attn\.(masked_)?bias$|(^|\.)rotary_emb\.inv_freq$|
  * - A weight or bias it does not read (Qwen3's q_norm under model_type "llama", q/k/v biases of a Qwen2
  *   checkpoint labelled llama, a relative position table, unmerged adapter weights) is part of the computation
  *   the checkpoint was trained with: run without it, every number would be wrong without a word (transformers
- *   warns and runs). Refused, naming it. Every layer is looked at, biases included: layer 0's weights alone let a
- *   bias or a later layer's extra tensor through (tester DK).
+ *   warns and runs). Refused, naming it. Every layer is looked at, biases included.
  * - A layer past the config's count (config.json gives fewer layers than the checkpoint holds) would run, write
  *   and export a truncated model without a word.
  * A layer's namespace is what its names share, cut after the layer index ("model.layers.0." → "model.layers.<n>.").

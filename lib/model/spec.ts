@@ -24,6 +24,9 @@ export interface RopeScaling {
 
 export const NO_ROPE_SCALING: Readonly<RopeScaling> = Object.freeze({ type: 'none', factor: 1, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 });
 
+/** The rotary fields of a stack without rotary positions. */
+export const NO_ROPE = { ropeTheta: 0, ropeDim: 0, ropeScaling: NO_ROPE_SCALING } as const satisfies Partial<ModelSpec>;
+
 export interface ModelSpec {
   /** config.json model_type. */
   family: string;

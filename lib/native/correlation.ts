@@ -3,8 +3,8 @@
  * (native/core/correlation.h): feed batches of activations with add(), read d_i × d_j correlation matrices
  * with finalize(). Memory is O(Σ pair dims²), independent of the number of tokens.
  */
-import { FfmergeError, fromNativeError, showValue } from '../errors';
-import { checkJobOptions, type JobOptions, type NativeJobHandle, runNativeJob, throwIfAborted } from './job';
+import { FfmergeError, showValue } from '../errors';
+import { checkJobOptions, type JobOptions, nativeCall, type NativeJobHandle, runNativeJob, throwIfAborted } from './job';
 import { loadAddon } from './loader';
 import { checkFFRows, checkStageOptions, type FFInput, parts } from './ridge';
 import { type StagedFloatsHandle, withStaged } from './staged';
@@ -32,10 +32,6 @@ interface CorrelationAddon {
   CorrelationAccumulator: new (dims: number[], pairs: Int32Array) => NativeCorrelationAccumulator;
 }
 
-function addon(): CorrelationAddon {
-  return loadAddon().module as unknown as CorrelationAddon;
-}
-
 function isCount(n: unknown): n is number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
 }
@@ -48,12 +44,7 @@ function checkPair(dims: readonly number[], i: unknown, j: unknown, p: number): 
   }
 }
 
-/** finalize's, alignment's and explained's options, checked; whether the pair is released with the result. */
-function checkRelease(opts: JobOptions & { release?: boolean | undefined }, method: string): boolean {
-  checkJobOptions(opts, `CorrelationAccumulator#${method}(pairIndex, options): options`, ['release']);
-  checkBoolean(opts?.release, `CorrelationAccumulator#${method}: release`);
-  return opts?.release === true;
-}
+type ReleaseOptions = JobOptions & { release?: boolean | undefined };
 
 /**
  * Streamed Pearson cross-correlation between the hidden units of two layers (step 2): add rows of both layers'
@@ -75,7 +66,6 @@ export class CorrelationAccumulator {
       throw new FfmergeError('INVALID_ARGUMENT', 'pairs must name at least one (i, j) layer pair');
     }
     this.dims = CorrelationAccumulator.checkDims(dims);
-    // a hole, or [0, 0, 5], was taken (as a pair of undefined, or without the 5)
     checkArrayOf<[number, number]>(pairs, 'CorrelationAccumulator(dims, pairs): pairs', 'pairs [i, j]', (p) => Array.isArray(p) && p.length === 2);
     const flat = new Int32Array(pairs.length * 2);
     pairs.forEach(([i, j], p) => {
@@ -107,11 +97,7 @@ export class CorrelationAccumulator {
   }
 
   private static create(dims: readonly number[], flat: Int32Array): NativeCorrelationAccumulator {
-    try {
-      return new (addon().CorrelationAccumulator)([...dims], flat);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
+    return nativeCall(() => new (loadAddon().module as unknown as CorrelationAddon).CorrelationAccumulator([...dims], flat));
   }
 
   /** Every pair ever opened, by index (released ones included: indices are never reused). */
@@ -122,12 +108,7 @@ export class CorrelationAccumulator {
   /** Opens pair (i, j) and returns its index; it sees the rows of later add() calls only. */
   addPair(i: number, j: number): number {
     checkPair(this.dims, i, j, this.pairList.length);
-    let p: number;
-    try {
-      p = this.native.addPair(i, j);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
+    const p = nativeCall(() => this.native.addPair(i, j));
     this.pairList.push([i, j] as const);
     return p;
   }
@@ -135,22 +116,14 @@ export class CorrelationAccumulator {
   /** Frees pair p's sums (finalize it first if its result is wanted). Releasing twice is a no-op. */
   release(pairIndex: number): void {
     this.checkIndex(pairIndex);
-    try {
-      this.native.release(pairIndex);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
+    nativeCall(() => this.native.release(pairIndex));
     this.released.add(pairIndex);
   }
 
   /** Rows pair p has seen. */
   pairCount(pairIndex: number): number {
     this.checkIndex(pairIndex);
-    try {
-      return this.native.pairCount(pairIndex);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
+    return nativeCall(() => this.native.pairCount(pairIndex));
   }
 
   private checkIndex(pairIndex: number): void {
@@ -235,10 +208,22 @@ export class CorrelationAccumulator {
    * [a * dims[j] + b] correlates unit a of layer i with unit b of layer j; 0 where either unit is constant.
    * With release, the pair's sums are freed in the same job (once it succeeded).
    */
-  async finalize(pairIndex: number, opts: JobOptions & { release?: boolean | undefined } = {}): Promise<Float32Array> {
+  finalize(pairIndex: number, opts: ReleaseOptions = {}): Promise<Float32Array> {
+    return this.pairJob('finalize', pairIndex, opts, (onProgress, release) => this.native.finalize(pairIndex, onProgress, release));
+  }
+
+  /** finalize, alignment or explained: with `release`, the pair's sums are freed in the same job. */
+  private async pairJob<T>(
+    method: string,
+    pairIndex: number,
+    opts: ReleaseOptions,
+    start: (p: NativeProgress, release: boolean) => NativeJobHandle<T>,
+  ): Promise<T> {
     this.checkIndex(pairIndex);
-    const release = checkRelease(opts, 'finalize');
-    const out = await runNativeJob('correlation.finalize', (onProgress) => this.native.finalize(pairIndex, onProgress, release), opts);
+    checkJobOptions(opts, `CorrelationAccumulator#${method}(pairIndex, options): options`, ['release']);
+    checkBoolean(opts?.release, `CorrelationAccumulator#${method}: release`);
+    const release = opts?.release === true;
+    const out = await runNativeJob(`correlation.${method}`, (onProgress) => start(onProgress, release), opts);
     if (release) this.released.add(pairIndex);
     return out;
   }
@@ -256,7 +241,7 @@ export class CorrelationAccumulator {
     if (this.dims.length !== 2 || ff.dFF !== this.dims[0] || X.length !== n * ff.d || Y.length !== n * this.dims[1]!) {
       throw new FfmergeError('SHAPE_MISMATCH', `addFF needs dims [units, m] = [${ff.dFF}, m], X ${n}×${ff.d} and Y ${n}×m (dims are [${this.dims.join(', ')}])`);
     }
-    if (n === 0) return; // no rows: nothing to add (the addon read d from X's rows and refused the FF: tester EJ)
+    if (n === 0) return; // no rows: nothing to add (the addon would read d from X's rows and refuse the FF)
     await withStaged([{ X, Y }], opts, ([s]) => runNativeJob('correlation.addFF', (onProgress) => this.native.addFF(s!.X, n, parts(ff), act, s!.Y, onProgress), opts));
   }
 
@@ -265,43 +250,30 @@ export class CorrelationAccumulator {
    * correlation to layer i's (perm[a] = j's unit matched to unit a), what permutationFromCorrelation gives
    * on finalize's matrix, without the d × d matrix ever reaching JS. With release as in finalize.
    */
-  async alignment(pairIndex: number, opts: JobOptions & { release?: boolean | undefined } = {}): Promise<Int32Array> {
-    this.checkIndex(pairIndex);
-    const release = checkRelease(opts, 'alignment');
-    const out = await runNativeJob('correlation.alignment', (onProgress) => this.native.alignment(pairIndex, onProgress, release), opts);
-    if (release) this.released.add(pairIndex);
-    return out;
+  alignment(pairIndex: number, opts: ReleaseOptions = {}): Promise<Int32Array> {
+    return this.pairJob('alignment', pairIndex, opts, (onProgress, release) => this.native.alignment(pairIndex, onProgress, release));
   }
 
   /**
    * Per unit a of pair (i, j)'s layer i: Σ_b corr(a, b)² · var(b) over layer j's units, the variance of
    * layer j it explains alone (fp64), without the dims[i] × dims[j] matrix. With release as in finalize.
    */
-  async explained(pairIndex: number, opts: JobOptions & { release?: boolean | undefined } = {}): Promise<Float64Array> {
-    this.checkIndex(pairIndex);
-    const release = checkRelease(opts, 'explained');
-    const out = await runNativeJob('correlation.explained', (onProgress) => this.native.explained(pairIndex, onProgress, release), opts);
-    if (release) this.released.add(pairIndex);
-    return out;
+  explained(pairIndex: number, opts: ReleaseOptions = {}): Promise<Float64Array> {
+    return this.pairJob('explained', pairIndex, opts, (onProgress, release) => this.native.explained(pairIndex, onProgress, release));
   }
 
   /** Rows per fp32 block product (default 2048); only before the first add. Smaller: more exact, slower. */
   setBlockRows(rows: number): void {
     if (!isCount(rows) || rows === 0) throw new FfmergeError('INVALID_ARGUMENT', 'blockRows must be a positive integer');
-    try {
-      this.native.setBlockRows(rows);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
+    nativeCall(() => this.native.setBlockRows(rows));
   }
 }
 
 /**
  * One-shot Pearson cross-correlation of the columns of x (rows × dx) against those of y (rows × dy), both
  * row-major float32: a dx × dy Float32Array. Pass the same array twice for a self-correlation. With `stage`,
- * x and y are copied into native memory a slice at a time, as CorrelationAccumulator.add stages them (copied
- * at the call, 80,000 × 512 held the event loop for over a second; tester CF): they must not change until the
- * promise settles.
+ * x and y are copied into native memory a slice at a time, as CorrelationAccumulator.add stages them: they must
+ * not change until the promise settles.
  */
 export async function correlate(
   x: Float32Array,

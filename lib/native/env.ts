@@ -16,7 +16,7 @@ export const ENVIRONMENT: Readonly<Record<string, Rule>> = {
   FFMERGE_THREADS: count(4095),
   FFMERGE_JOB_THREADS: count(4095),
   FFMERGE_BACKEND: { what: 'cpu, cuda or auto', ok: (v) => ['cpu', 'cuda', 'auto'].includes(v.toLowerCase()) },
-  // the native side reads it at each product and refused a bad name only there: inspect and --version ran (tester AY)
+  // the native side reads it only at each product: checked here so every command refuses a bad name
   FFMERGE_GEMM_KERNEL: { what: 'auto, portable, avx2 or avx512', ok: (v) => ['auto', 'portable', 'avx2', 'avx512'].includes(v) },
   FFMERGE_NO_MMAP: flag,
   FFMERGE_PROGRESS: flag,

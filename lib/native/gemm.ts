@@ -26,13 +26,12 @@ export interface MatmulOptions extends JobOptions {
   beta?: number | undefined;
   /**
    * Write into this m×n array instead of a new one (its values are the input C when beta ≠ 0). The new one is
-   * made on the pool, in native memory: transferring it to a worker copies it (tester CJ), this one does not.
+   * made on the pool, in native memory: transferring it to a worker copies it, this one does not.
    */
   out?: Float32Array | undefined;
   /**
    * Copy a and b into native memory a slice at a time over the next turns of the event loop (lib/native/staged.ts)
-   * instead of at the call, which held the loop for a few hundred ms at 2048² (tester CF): they must then not
-   * change until the promise settles.
+   * instead of at the call (a few hundred ms at 2048²): they must then not change until the promise settles.
    */
   stage?: boolean | undefined;
 }

@@ -26,10 +26,7 @@ export interface Progress {
    * or images); absent, the phase's usual unit.
    */
   unit?: string;
-  /**
-   * How much of the unit after `done` is done already (0 to 1), where one unit takes long (a batch of a large
-   * model): the CLI's time left counts it (tester FC: "96% of batch 1, about 40 s left", 2.5 s before the end).
-   */
+  /** How much of the unit after `done` is done already (0 to 1), where one unit takes long: the CLI's ETA counts it. */
   within?: number;
 }
 
@@ -93,11 +90,10 @@ const RAISED = Symbol('ffmerge.raisedMaxListeners');
 
 /**
  * Listens once for the signal's abort and returns the function that stops listening. Each running job holds one
- * listener and drops it when it ends, so a server that hands one AbortSignal (its shutdown signal) to more than
- * ten jobs at once holds more than ten: no leak, yet Node warns (MaxListenersExceededWarning). Where the signal
- * has Node's default limit, or the one this function gave it, and is at it, the limit is doubled (undici raises
- * it for fetch); a limit the caller set is left alone (one set to exactly Node's default, 10, reads as the
- * default). A signal from another realm (duck-typed) may refuse these calls: then it only warns.
+ * listener, so one AbortSignal handed to more than ten jobs at once makes Node warn (MaxListenersExceededWarning)
+ * without a leak. Where the signal has Node's default limit, or the one this function gave it, and is at it, the
+ * limit is doubled (as undici does); a limit the caller set is left alone. A signal from another realm
+ * (duck-typed) may refuse these calls: then it only warns.
  */
 export function onAbort(signal: AbortSignal | undefined, listener: () => void): () => void {
   if (!signal) return () => {};
@@ -158,7 +154,7 @@ export interface JobScope {
 /** `p`, or ABORTED as soon as `signal` fires, whether or not `p` ever settles. */
 export function raceAbort<T>(p: T | Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal?.aborted) {
-    // `p` is still handled: its rejection, left alone, would end the host (tester EG)
+    // `p` is still handled: its rejection, left alone, would end the host
     Promise.resolve(p).catch(() => {});
     return Promise.reject(abortError(signal));
   }
@@ -192,8 +188,7 @@ export async function withJobScope<O extends JobOptions, T>(opts: O, run: (o: O,
   // the caller's reason goes on, so that ABORTED's cause is theirs (abortError)
   const stopListening = signal?.aborted ? (ac.abort(signal.reason), () => {}) : onAbort(signal, () => ac.abort(signal!.reason));
   const report: ProgressFn = (p) => {
-    // settled: the caller has its answer, so a step still running (a plug-in that ignores the signal) is not
-    // heard after it (tester ET: 27 calls after the rejection)
+    // settled: the caller has its answer, so a step still running (a plug-in that ignores the signal) is not heard
     if (settled) return;
     if (failure) throw failure.error; // the job is stopping: the caller hears nothing more
     let returned: unknown;
@@ -237,11 +232,7 @@ export async function runNativeJob<T>(
         handle.cancel();
       })
     : undefined;
-  try {
-    handle = start(report ? (done, total) => report({ phase, done, total }) : undefined);
-  } catch (e) {
-    throw fromNativeError(e);
-  }
+  handle = nativeCall(() => start(report ? (done, total) => report({ phase, done, total }) : undefined));
   const stopListening = onAbort(signal, () => handle.cancel());
   try {
     const result = await handle.promise;
@@ -252,6 +243,15 @@ export async function runNativeJob<T>(
     throw fromNativeError(e, signal);
   } finally {
     stopListening();
+  }
+}
+
+/** `f()`, a native exception it throws made an FfmergeError. */
+export function nativeCall<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw fromNativeError(e);
   }
 }
 

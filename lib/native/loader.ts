@@ -57,8 +57,7 @@ function loadCpu(reason: string): LoadedAddon {
     // a consumer has (build:native exists only in a clone of ffmerge).
     throw new FfmergeError(
       'NATIVE_LOAD_FAILED',
-      // found nowhere, whether none was built for this platform or its file was removed (tester ES: "not built
-      // for linux-x64" beside a linux-x64 prebuild that had been renamed)
+      // found nowhere, whether none was built for this platform or its file was removed
       `no ffmerge native addon was found for ${process.platform}-${process.arch} in ${packageRoot} (${(e as Error).message.split('\n')[0]}); ` +
         'run "npm rebuild ffmerge" (in a clone of ffmerge: "npm run build:native"); it compiles from source with a C++17 compiler, python3 and make',
     );

@@ -7,9 +7,9 @@
  * stalled through each. A NativeFF is filled once, a layer at a time, and jobs share it without a copy; it
  * refuses set() while a job reads it, so what a job reads never changes under it.
  */
-import { FfmergeError, fromNativeError } from '../errors';
+import { FfmergeError } from '../errors';
 import type { FFWeights } from '../model/ff-weights';
-import { type JobOptions, type NativeJobHandle, runNativeJob } from './job';
+import { type JobOptions, nativeCall, type NativeJobHandle, runNativeJob } from './job';
 import { loadAddon } from './loader';
 import { forSlices } from '../merge/slices';
 import { checkAttached, STAGE_SLICE } from './staged';
@@ -37,11 +37,7 @@ export class NativeFF {
     readonly d: number,
     readonly parts: { bIn: boolean; gate: boolean; bGate: boolean },
   ) {
-    try {
-      this.handle = new (loadAddon().module as unknown as NativeFFAddon).NativeFF(dFF, d, parts);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
+    this.handle = nativeCall(() => new (loadAddon().module as unknown as NativeFFAddon).NativeFF(dFF, d, parts));
   }
 
   /** A NativeFF holding `ff`'s input side (copied once). */
@@ -87,11 +83,7 @@ export class NativeFF {
         if (inputs.bIn) part.bIn = inputs.bIn.subarray(u0, u1);
         if (inputs.wGate) part.wGate = inputs.wGate.subarray(u0 * this.d, u1 * this.d);
         if (inputs.bGate) part.bGate = inputs.bGate.subarray(u0, u1);
-        try {
-          this.handle.set(offset + u0, part);
-        } catch (e) {
-          throw fromNativeError(e);
-        }
+        nativeCall(() => this.handle.set(offset + u0, part));
       },
       opts.signal,
     );

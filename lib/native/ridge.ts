@@ -4,12 +4,12 @@
  * Y the original FF outputs the merged layer should reproduce. The sums ([H 1]ᵀ[H 1] and [H 1]ᵀY, fp64) live
  * in native memory (native/binding/ridge_binding.cc says why) and are only ever read by native jobs.
  */
-import { FfmergeError, fromNativeError } from '../errors';
+import { FfmergeError } from '../errors';
 import { checkArrayOf, checkBoolean, checkCount, checkFloat32Array } from '../arguments';
 import type { Activation } from '../model/activation';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { loadAddon } from './loader';
-import { checkJobOptions, runNativeJob, throwIfAborted, type JobOptions, type NativeJobHandle } from './job';
+import { checkJobOptions, nativeCall, runNativeJob, throwIfAborted, type JobOptions, type NativeJobHandle } from './job';
 import { NativeFF } from './native-ff';
 import { type StagedFloatsHandle, withStaged } from './staged';
 
@@ -62,11 +62,7 @@ export class RidgeAccumulator {
     if (!Number.isInteger(p) || !Number.isInteger(m) || p <= 0 || m <= 0) {
       throw new FfmergeError('INVALID_ARGUMENT', `RidgeAccumulator needs positive integer sizes, got p=${p}, m=${m}`);
     }
-    try {
-      this.native = new (addon().RidgeSums)(p, m);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
+    this.native = nativeCall(() => new (addon().RidgeSums)(p, m));
   }
 
   /** A list (or typed array) of column indices 0..max: a string, or 2³², NaN or 1.7 in it, is refused. */
@@ -115,7 +111,7 @@ export class RidgeAccumulator {
     if (ff.dFF !== this.p || X.length !== n * ff.d || Y.length !== n * this.m) {
       throw new FfmergeError('SHAPE_MISMATCH', `ridge rows: the FF must have ${this.p} units, X ${n}×${ff.d} and Y ${n}×${this.m}`);
     }
-    // no rows: nothing to add (the addon reads d from X's rows, and refused the FF as the wrong shape: tester EJ)
+    // no rows: nothing to add (the addon would read d from X's rows, and refuse the FF as the wrong shape)
     if (n === 0) return throwIfAborted(opts.signal);
     await withStaged([{ X, Y }], opts, ([s]) => this.queue((cb) => this.native.addFF(s!.X, n, parts(ff), act, s!.Y, cb), opts));
   }
@@ -128,7 +124,7 @@ export class RidgeAccumulator {
   async solve(lambdaRel = DEFAULT_RIDGE, opts: JobOptions & { bias?: boolean | undefined; columns?: ArrayLike<number> | undefined } = {}): Promise<RidgeSolution> {
     checkJobOptions(opts, 'RidgeAccumulator#solve(lambdaRel, options): options', ['bias', 'columns']);
     checkBoolean(opts.bias, 'RidgeAccumulator#solve: bias');
-    // Int32Array.from wrapped 2³² to column 0, and read NaN and 1.7 as 0 and 1
+    // Int32Array.from would wrap 2³² to column 0, and read NaN and 1.7 as 0 and 1
     if (opts.columns !== undefined) this.checkColumns(opts.columns, 'RidgeAccumulator#solve: columns', this.p - 1);
     await this.chain;
     if (this.count === 0) throw new FfmergeError('INVALID_ARGUMENT', 'refit: no calibration rows were accumulated');

@@ -4,10 +4,10 @@
  * in slices of STAGE_SLICE floats (a few ms each) with a yield between them. A model view takes the result in
  * place of the array and shares it (modelWithFF), so the copy is made once and not again in one long call.
  */
-import { FfmergeError, fromNativeError } from '../errors';
+import { FfmergeError } from '../errors';
 import { forSlices } from '../merge/slices';
 import { isFloat32Array } from '../typed-arrays';
-import { type JobOptions, type NativeJobHandle, runNativeJob } from './job';
+import { type JobOptions, nativeCall, type NativeJobHandle, runNativeJob } from './job';
 import { loadAddon } from './loader';
 
 /** Arrays shorter than this are copied by the model call itself: a plain copy of 4 MiB takes about 1 ms. */
@@ -33,12 +33,7 @@ export function isStagedFloats(v: unknown): v is StagedFloatsHandle {
 
 /** A handle of `length` floats, allocated (and its pages faulted) by a job on the pool. */
 async function allocated(length: number, opts: JobOptions): Promise<StagedFloatsHandle> {
-  let handle: StagedFloatsHandle;
-  try {
-    handle = new (loadAddon().module as unknown as StagedAddon).StagedFloats(length);
-  } catch (e) {
-    throw fromNativeError(e);
-  }
+  const handle = nativeCall(() => new (loadAddon().module as unknown as StagedAddon).StagedFloats(length));
   try {
     await runNativeJob('stage', (cb) => handle.alloc(cb), opts.signal ? { signal: opts.signal } : {});
   } catch (e) {
@@ -65,11 +60,7 @@ function fill(handle: StagedFloatsHandle, values: Float32Array, length: number, 
     STAGE_SLICE,
     (i0, i1) => {
       checkAttached(values, length);
-      try {
-        handle.write(i0, values.subarray(i0, i1));
-      } catch (e) {
-        throw fromNativeError(e);
-      }
+      nativeCall(() => handle.write(i0, values.subarray(i0, i1)));
     },
     opts.signal,
   );
@@ -144,7 +135,7 @@ export async function withStaged<T extends object, R>(
 ): Promise<R> {
   if (!opts.stage) return run(objects);
   // The arrays left unstaged are read only once staging is done: one detached meanwhile is BUFFER_DETACHED, as
-  // at the call, not a length the native call refuses as SHAPE_MISMATCH (tester CJ)
+  // at the call, not a SHAPE_MISMATCH from the native call
   const arrays = [...objects.flatMap((o) => Object.values(o as Record<string, unknown>)), ...others].filter((v): v is ArrayBufferView & { length: number } => ArrayBuffer.isView(v) && !(v instanceof DataView));
   const lengths = arrays.map((v) => v.length);
   const { staged, release } = await stageLarge(objects, opts);

@@ -1,10 +1,3 @@
-/**
- * compress(modelDir, options): the whole method in one call, for every task — load, calibrate (FF features
- * → correlation), align and merge each candidate window, score candidates on validation before any
- * fine-tuning and keep the best, recover, evaluate (base, merged, baselines searched at the same size) and
- * write the checkpoint with its report. What differs between language modelling, image classification
- * and translation is the Task (tasks/); merge methods, recover methods and baselines come from registries.
- */
 import * as path from 'node:path';
 import { FfmergeError, abortError, groupDigits, showValue } from '../errors';
 import { checkJobOptions, withJobScope, type JobOptions, type JobScope } from '../native/job';
@@ -44,9 +37,7 @@ function checkApplicable(o: CompressOptions, kind: TaskKind, modelType: string):
   const own = new Set<string>([...COMMON_KEYS, ...kind.optionKeys]);
   for (const [key, v] of Object.entries(o)) {
     if (v === undefined || own.has(key)) continue;
-    // every task that reads it (tester FK: selectBy named image-classification, translation reads it too)
     const owners = TASKS.all().filter((t) => (t.optionKeys as readonly string[]).includes(key));
-    // a key no task reads is a bad argument, as every other call says it (it was OPTION_NOT_APPLICABLE: tester DI)
     if (!owners.length) throw new FfmergeError('INVALID_ARGUMENT', `compress: unknown option ${showValue(key)} (the options are ${[...own].join(', ')})`);
     throw new FfmergeError('OPTION_NOT_APPLICABLE', `${key} applies to ${owners.map((t) => t.name).join(' and ')} models; ${modelType} is compressed as ${kind.name} (its options: ${kind.optionKeys.join(', ')})`);
   }
@@ -78,9 +69,7 @@ function resolveWindows(spec: CompressOptions['window'], layers: number, k: numb
     checkWindow(w, layers);
     if (k !== undefined && w.k !== k) throw new FfmergeError('INVALID_WINDOW', `window ${windowLabel(w)} spans ${w.k} layers but k = ${kSaid}`);
   }
-  // One run merges windows of one size k: the record, the report and the baselines (k − 1 FF sublayers removed
-  // per window) all describe a k. Windows of other sizes are a second run on this one's output, which keeps
-  // the first run's merges and records each window as it is.
+  // one run merges windows of one size k (the record, report and baselines describe one k)
   const sizes = [...new Set(list.map((w) => w.k))].sort((a, b) => a - b);
   if (sizes.length > 1) {
     throw new FfmergeError(
@@ -100,11 +89,8 @@ function resolveWindows(spec: CompressOptions['window'], layers: number, k: numb
 }
 
 /**
- * Whether a window takes in a layer that already shares its FF with others (an earlier merge of a source that
- * is itself an ffmerge output), in any stack of its group. Given windows that do are refused; the search
- * leaves them out. Such a merge gives the layer an FF of its own, so the earlier tie breaks: the output is no
- * smaller than its source, only less accurate (merging the very window again saves nothing at all, yet the
- * report would count it). Refusing says so before any work; a larger saving is a larger k on the original.
+ * A layer of the window, in any stack of its group, that already shares its FF from an earlier merge.
+ * Merging it again would break that tie: the output would be no smaller, only less accurate.
  */
 function takenBy(done: ReadonlyMap<StackName, ReadonlySet<number>>, stacks: readonly StackName[], w: Window): { stack: StackName; layer: number } | undefined {
   for (const stack of stacks) {
@@ -114,11 +100,7 @@ function takenBy(done: ReadonlyMap<StackName, ReadonlySet<number>>, stacks: read
   return undefined;
 }
 
-/**
- * Where a window's layers store their FF in different dtypes (a checkpoint cast layer by layer), in any stack
- * of its group: "decoder layer 3 stores F16 where layer 2 stores F32". The merged FF is one tensor, written once
- * in one dtype; a given window that mixes them is refused before any work, and the search leaves it out.
- */
+/** Where a window's layers store their FF in different dtypes: the merged FF is one tensor, in one dtype. */
 function mixedDtype(dtypeOf: ReadonlyMap<string, string>, config: Record<string, unknown>, stacks: readonly StackName[], w: Window): string | undefined {
   for (const stack of stacks) {
     for (const [name, stored] of Object.entries(ffTies(config, stack, windowLayers(w)))) {
@@ -176,12 +158,9 @@ interface Combo {
 }
 
 /**
- * What compress tries when no method is named, each at every window, the best on validation kept. The better
- * one differs by model (benchmarks/RESULTS.md): unit selection with the residual refit on the LLaMA, the
- * paper's alignment with the plain refit on GPT-2, where the residual targets fit the calibration text too
- * closely. Select alone, not select + refit: select already solves W_out by the refit's least squares on the
- * same features, so the refit gave the same weights byte for byte, paid for once more and recorded as a
- * recovery that changed nothing (tester DU).
+ * What compress tries when no method is named, each at every window, the best on validation kept: the better
+ * one differs by model (benchmarks/RESULTS.md). Not select + refit: select already solves W_out by the same
+ * least squares, so the refit would change nothing.
  */
 export const DEFAULT_COMBOS: readonly (readonly [string, string])[] = [
   ['select', 'refit-res'],
@@ -206,11 +185,9 @@ function dropAdjustedIn(edits: Edit[], ws: Window[]): Edit[] {
 }
 
 /**
- * A window's merge without the rewrites of other layers that cannot be written. A layer of an earlier merge
- * shares its FF with the rest of its window, so it can be rewritten only with them, all to one FF (the
- * finetune recover method trains them tied). Refit-res rewrites the layers after the window one by one, each
- * fitted on the states the ones before it give: at the first layer of an earlier merge it rewrote alone, the
- * rewrites stop, and the layers after it, fitted on states that assumed it, go too. What is scored is what is written.
+ * A window's merge without rewrites that cannot be written: a layer of an earlier merge shares its FF, so it
+ * can be rewritten only together with its window, to one FF. Refit-res fits each later layer on the states of
+ * the ones before, so its rewrites stop at the first earlier-merge layer it rewrote alone.
  */
 function keepEarlierMerges(m: MergedWindow, earlier: readonly (readonly number[])[] | undefined): MergedWindow {
   const adj = m.adjusted;
@@ -224,10 +201,8 @@ function keepEarlierMerges(m: MergedWindow, earlier: readonly (readonly number[]
 }
 
 /**
- * The first layer of the main stack that edits change, at most `start` (their windows' first): what a candidate
- * is scored from, on the base model's states entering it. A recover method may rewrite layers before the
- * window (finetune trains every FF): scored from the window, those rewrites were left out of the score, while
- * the output holds them (llama-stories260k 3-4: validation 11.55 reported, 8.62 written).
+ * The first layer of the main stack that edits change, at most `start`: what a candidate is scored from. A
+ * recover method may rewrite layers before the window (finetune trains every FF).
  */
 function firstChanged(model: Model, edits: readonly Edit[], start: number): number {
   return Math.min(start, ...edits.filter((e) => e.stack === model.mainStack).flatMap((e) => e.layers));
@@ -262,12 +237,10 @@ function sharedMerges(ctx: MergeContext, combos: readonly Combo[], opts: JobOpti
 
 /**
  * Compresses a Hugging Face checkpoint by merging k adjacent FF sublayers into one shared FF (Verma, Murray,
- * Duh 2025), the whole pipeline: load, calibrate (FF pre-activations through the model), correlate, align,
- * build every candidate window, score each on validation data, keep the best, optionally recover, evaluate
- * (and test, and baselines), and write `out` atomically. The model's task (language modelling, image
- * classification, translation) decides the data options and the metric. Off the main thread; `signal` aborts
- * (ABORTED), `onProgress` reports each phase. Bad input is an FfmergeError with a stable `code`. With `out`,
- * the result says where and what was written (`out` is present).
+ * Duh 2025): load, calibrate, align, score every candidate window on validation data, keep the best, optionally
+ * recover, evaluate (test, baselines) and write `out` atomically. The model's task decides the data options and
+ * the metric. `signal` aborts (ABORTED), `onProgress` reports each phase; bad input is an FfmergeError with a
+ * stable `code`. With `out`, the result's `out` says what was written.
  */
 export async function compress(modelDir: string, options: CompressOptions & { out: string }): Promise<CompressResult & { out: NonNullable<CompressResult['out']> }>;
 export async function compress(modelDir: string, options: CompressOptions): Promise<CompressResult>;
@@ -276,7 +249,7 @@ export async function compress(modelDir: string, options: CompressOptions): Prom
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new FfmergeError('INVALID_ARGUMENT', `compress(modelDir, options): options must be an object (got ${showValue(options)})`);
   }
-  // null is no option's value: read as "the default" it would hide a caller's bug (k: null merging 2 layers)
+  // null read as "the default" would hide a caller's bug
   for (const [key, v] of Object.entries(options)) {
     if (v === null) throw new FfmergeError('INVALID_ARGUMENT', `compress: option ${showValue(key)} is null; give a value, or leave it out for the default`);
   }
@@ -293,8 +266,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   }
   if (options.out !== undefined && (typeof options.out !== 'string' || options.out === '')) throw new FfmergeError('INVALID_ARGUMENT', `out must be a folder path (got ${showValue(options.out)})`);
   const { signal, onProgress } = options;
-  // Progress reads as the pipeline's phases: a step's own reports (each candidate's forward passes, the
-  // assignment, an evaluation pass) are renamed to the phase it serves, or left out inside search loops.
+  // progress reads as the pipeline's phases: a step's reports are renamed to the phase it serves
   const quiet: JobOptions = signal ? { signal } : {};
   const job: JobOptions = { ...quiet, ...(onProgress ? { onProgress } : {}) };
   const as = (phase: string): JobOptions => ({ ...quiet, ...(onProgress ? { onProgress: (p) => onProgress({ ...p, phase }) } : {}) });
@@ -302,52 +274,46 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
 
   // ---- everything that can be refused is refused before any long work ----
   const summary = await inspectModel(modelDir, { compareCopies: false }); // checked below, by recordedTies
-  // the source's files as the model is loaded from them: the output is written from the same files or not at all
+  // the output is written from the same files as were loaded, or not at all
   const stamp = sourceStamp(modelDir);
   const kind = taskFor(summary);
   checkApplicable(options, kind, summary.modelType);
   await kind.check(options);
-  // method 'auto', the default when neither a method nor a recover method is named: every DEFAULT_COMBOS
-  // combination is a candidate at every window and the best on validation is kept (the recover methods are
-  // part of each combination). Otherwise one combination, the recover method 'none' unless named; a recover
-  // method alone goes with the paper's permute. The paper's plain merge: method 'permute', recover 'none'.
+  // method 'auto' (the default when neither method nor recover is named) tries every DEFAULT_COMBOS; otherwise
+  // one combination, permute and none by default.
   if (options.method === 'auto' && options.recover !== undefined) {
     throw new FfmergeError('INVALID_ARGUMENT', "method 'auto' chooses the recover method itself: give no recover with it");
   }
   const auto = options.method === 'auto' || (options.method === undefined && options.recover === undefined);
-  // this call's registries: ffmerge's own and the caller's plug-ins, which no other call sees
+  // this call's registries: ffmerge's own and the caller's plug-ins
   checkOptions(options.plugins, 'compress: plugins', ['mergeMethods', 'recoverMethods', 'baselines']);
   const methods = MERGE_METHODS.with(options.plugins?.mergeMethods);
   const recovers = RECOVER_METHODS.with(options.plugins?.recoverMethods);
   const baselineKinds = BASELINES.with(options.plugins?.baselines);
-  // each held to its contract under the name it was picked by; the caller's own also raced against the signal
-  // (plugin-guard.ts)
+  // each held to its contract under the name it was picked by (plugin-guard.ts)
   const own = { merge: (n: string) => !MERGE_METHODS.names().includes(n), recover: (n: string) => !RECOVER_METHODS.names().includes(n), baseline: (n: string) => !BASELINES.names().includes(n) };
   const combos: Combo[] = (auto ? DEFAULT_COMBOS : [[options.method ?? 'permute', options.recover ?? 'none'] as const]).map(([m, r]) => ({
     method: guardMerge(methods.get(m), m, own.merge(m), options.signal),
     recover: guardRecover(recovers.get(r), r, own.recover(r), options.signal),
   }));
   if (options.baselines !== undefined && !Array.isArray(options.baselines)) throw new FfmergeError('INVALID_ARGUMENT', 'baselines must be a list of names');
-  // a name twice is a caller's typo, refused as the CLI refuses it (tester EP: the library dropped the repeat)
+  // a name twice is a caller's typo, refused as the CLI refuses it
   const twice = (options.baselines ?? []).find((b, i, all) => all.indexOf(b) !== i);
   if (twice !== undefined) throw new FfmergeError('INVALID_ARGUMENT', `baselines names ${showValue(twice)} twice`);
   const baselines = (options.baselines ?? []).map((b) => guardBaseline(baselineKinds.get(b), b, own.baseline(b), options.signal));
-  // a caller's plug-in that no name picks runs nowhere: the report says so ('auto' tries ffmerge's own combinations)
+  // a caller's plug-in that no name picks runs nowhere: the report says so
   const unpicked = [
     ...methods.names().filter((n) => own.merge(n) && !combos.some((c) => c.method.name === n)).map((n) => `merge method ${n}`),
     ...recovers.names().filter((n) => own.recover(n) && !combos.some((c) => c.recover.name === n)).map((n) => `recover method ${n}`),
     ...baselineKinds.names().filter((n) => own.baseline(n) && !baselines.some((b) => b.name === n)).map((n) => `baseline ${n}`),
   ];
-  // Whether the run reads its calibration data: every combination but vanilla + none does (features, or a fit),
-  // and so does a baseline that aligns. One that does not: sampled calibration would be made for nothing (tester
-  // FG: 10,200 tokens sampled, then "calibration not used"), so it is refused, as any option that does not apply.
+  // every combination but vanilla + none reads calibration, and so does a baseline that aligns
   const readsCalibration = !combos.every((c) => c.method.name === 'vanilla' && c.recover.name === 'none') || baselines.some((b) => b.needsCorrelations);
   const sampled = isSampledSource(options.calibration);
   if (sampled && !readsCalibration) {
     throw new FfmergeError('OPTION_NOT_APPLICABLE', 'sampled calibration (--sample-calibration) is read by no part of this run (a vanilla merge with recover none, and no baseline that aligns): leave it out, and give the validation text as --data');
   }
-  // a seed seeds the random draws: a run that makes none would ignore it; those it seeds are noted (tester FF: a
-  // finetune's seed was recorded nowhere)
+  // a run that makes no random draws would ignore a seed; those it seeds are noted
   const seedDraws: string[] = [];
   if (options.seed !== undefined) {
     if (!(typeof options.seed === 'number' && Number.isInteger(options.seed) && options.seed >= 0 && options.seed < 2 ** 32)) {
@@ -359,10 +325,10 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       throw new FfmergeError('OPTION_NOT_APPLICABLE', 'seed (--seed) seeds the random draws of draw spread (--draw spread), sampled calibration (--sample-calibration) and recover finetune (or a plug-in that draws: its `seeded`); this run makes none of them');
     }
   }
-  // a recover method for other tasks is refused here, not after calibration (tester ED: Marian's finetune, 40 s in)
+  // a recover method for other tasks is refused here, not after calibration
   for (const { recover: r } of combos) {
-    // a name no task has is the plug-in's mistake, not this model's (tester EG: 'lm' was "recovers lm models")
-    const unknown = r.tasks?.filter((t) => !TASKS.names().includes(t)) ?? []; // a JS caller's names are unchecked
+    // a name no task has is the plug-in's mistake, not this model's
+    const unknown = r.tasks?.filter((t) => !TASKS.names().includes(t)) ?? [];
     if (unknown.length) throw new FfmergeError('INVALID_ARGUMENT', `recover method '${r.name}' names tasks there are none of: ${unknown.join(', ')} (the tasks: ${TASKS.names().join(', ')})`);
     if (r.tasks && !r.tasks.includes(kind.name as TaskName)) {
       throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `recover method '${r.name}' recovers ${r.tasks.join(' and ')} models; ${summary.modelType} is compressed as ${kind.name}`);
@@ -375,8 +341,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   if (selectMemory !== undefined && !(typeof selectMemory === 'number' && Number.isFinite(selectMemory) && selectMemory > 0)) {
     throw new FfmergeError('INVALID_ARGUMENT', `selectMemory must be a positive number of bytes (got ${showValue(selectMemory)})`);
   }
-  // Options only some methods read are refused where none of this run's reads them, never ignored: the anchor
-  // is what units are aligned to (the methods and baselines that collect correlations), selectMemory select's.
+  // options only some methods read are refused where none of this run's reads them
   const ran = `method ${combos.map(comboLabel).join(', ')}${baselines.length ? `, baselines ${baselines.map((b) => b.name).join(', ')}` : ''}`;
   if (options.anchor !== undefined && !combos.some((c) => c.method.needsCorrelations) && !baselines.some((b) => b.needsCorrelations)) {
     throw new FfmergeError('OPTION_NOT_APPLICABLE', `anchor (--anchor) applies where units are aligned to an anchor layer (method permute, baseline paper); this run aligns none (${ran})`);
@@ -386,7 +351,6 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   }
   const format: CompressFormat = options.format ?? 'tied';
   if (format !== 'tied' && format !== 'expanded' && format !== 'onnx') throw new FfmergeError('INVALID_ARGUMENT', `format must be tied, expanded or onnx (got ${showValue(format)})`);
-  // sizes of safetensors files: refused where no such file is written, never ignored
   if (options.maxShardSize !== undefined && format === 'onnx') {
     throw new FfmergeError('OPTION_NOT_APPLICABLE', 'maxShardSize (--max-shard-size) sizes safetensors files and does not apply to format onnx (each .onnx file holds its weights, or one .onnx_data file beside it above 2 GB)');
   }
@@ -398,23 +362,21 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   if (options.k !== undefined && options.fraction !== undefined) throw new FfmergeError('INVALID_ARGUMENT', 'give k or fraction, not both');
   // k or fraction, when given, is the size every given window must have
   const asked = options.k ?? (options.fraction !== undefined ? kFromFraction(options.fraction, L) : undefined);
-  // a k from fraction says so: "k = 4" alone named a k the user never gave (tester DL)
+  // a k from fraction says so
   const spec = resolveWindows(options.window, L, asked, options.k === undefined && asked !== undefined ? `${asked} (from fraction ${options.fraction} of ${L} layers)` : String(asked));
-  // a fraction that rounds says what it became (tester FD: 0.1 of 5 layers removed 20 % of them, unsaid)
+  // a fraction that rounds says what it became
   const fractionNote =
     options.k === undefined && options.fraction !== undefined && asked !== undefined && asked - 1 !== options.fraction * L
       ? [`fraction ${options.fraction} of ${L} layers is ${+(options.fraction * L).toFixed(2)} FF sublayers, rounded to ${asked - 1} (k = ${asked}): ${+((100 * (asked - 1)) / L).toFixed(1)}% of the FF sublayers go`]
       : [];
-  // independent means a window searched per stack; given windows are merged in both stacks alike, which is
-  // both-same: the run would be both-same reported as independent
+  // given windows are merged in both stacks alike: that is both-same, not independent
   if (mode === 'independent' && spec !== 'auto') {
     throw new FfmergeError(
       'OPTION_NOT_APPLICABLE',
       'stacks (--stacks) independent searches each stack for its own window; with given windows (--window) both stacks merge the same windows: give stacks both-same, or leave --stacks out',
     );
   }
-  // what ranks candidates is refused where none is ranked: given windows are merged, not searched (a
-  // baseline still searches its placements)
+  // what ranks candidates is refused where none is ranked (a baseline still searches its placements)
   for (const [key, flag] of [['searchTokens', 'search-tokens'], ['selectBy', 'select-by']] as const) {
     if (spec !== 'auto' && baselines.length === 0 && options[key] !== undefined) {
       throw new FfmergeError('OPTION_NOT_APPLICABLE', `${key} (--${flag}) applies to a search of candidates; given windows (--window) are merged, not searched, and no baseline searches its placements: leave it out`);
@@ -424,26 +386,24 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   checkK(k, L);
   // refused before any reading: checking an expanded source's earlier merges below compares tensors
   if (options.out) checkOutputDir(modelDir, options.out, options.overwrite, [options.calibration, options.validation, options.test, options.images]);
-  // A source that is itself an ffmerge output: its merges are kept (and listed in the output's record), and no
-  // new window may take in their layers. Headers and config only; nothing changes for an ordinary model.
+  // A source that is itself an ffmerge output: its merges are kept and recorded, and no new window may take in
+  // their layers. Headers and config only.
   const sourceConfig = await readConfig(modelDir);
   const reader = await CheckpointReader.open(modelDir);
   let earlier: RecordedWindow[];
   let done: Map<StackName, Set<number>>;
   let earlierTies: TieMap;
   let dtypeOf: Map<string, string>; // every tensor's dtype, read while the headers are open
-  // The report counts parameters and bytes in the tied form. An expanded source stores its earlier merges as
-  // copies that the tied form does not: its tied form, not its files, is what the new merge starts from.
+  // The report counts parameters and bytes in the tied form: an expanded source's copies of its earlier merges
+  // are not counted.
   const copies = { params: 0, bytes: 0 };
   try {
-    // the record's windows and those only the tie map holds (an older output's), all kept in the output's record
     earlier = earlierWindows(sourceConfig, reader, modelDir);
     done = mergedLayers(sourceConfig, earlier, reader.ties);
-    // an expanded source holds its earlier merges as equal copies: a tied output stores each once again
     earlierTies = await recordedTies(sourceConfig, earlier, reader, signal ? { signal } : {});
     dtypeOf = new Map(reader.names().map((n) => [n, reader.info(n).dtype] as const));
     for (const name of Object.keys(earlierTies)) {
-      if (Object.hasOwn(reader.ties, name)) continue; // tied in the source already: stored once
+      if (Object.hasOwn(reader.ties, name)) continue; // stored once already
       const t = reader.info(name);
       const n = t.shape.reduce((a, b) => a * b, 1);
       copies.params += n;
@@ -499,13 +459,12 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     disposeTask = async () => task.dispose?.();
     clock.lap('load');
 
-    // every window some group may merge (one list for an ordinary source: no layer is merged yet)
+    // every window some group may merge
     const windows: Window[] = spec === 'auto' ? enumerateWindows(L, k).filter((w) => groupWindows.some((ws) => ws.some((x) => x.start === w.start))) : spec;
     const searching = spec === 'auto' && windows.length > 1;
-    // The default (no method named) with k > 2 also tries k − 1 pairs in place of one window of k.
+    // the default (no method named) with k > 2 also tries k − 1 pairs in place of one window of k
     const pairing = searching && k > 2 && combos.length > 1;
     const pairWindows = pairing ? enumerateWindows(L, 2) : [];
-    // the pairs a group may merge: none of an earlier merge's layers, one dtype per pair
     const pairsOf = (stacks: StackName[]) => pairWindows.filter((w) => !takenBy(done, stacks, w) && !dtypeMix(stacks, w));
     const pairsScored = groups.flatMap(pairsOf);
     const earlierByStack = new Map<StackName, number[][]>();
@@ -533,9 +492,11 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     // shared by every candidate and baseline: a plug-in that reassigned a field would break the others' merges
     Object.freeze(ctx);
 
-    // Every candidate — the merge's windows and each baseline's placements — is known before scoring, so the
-    // task can keep the base model's states entering each first changed layer once.
+    // Every candidate is known before scoring, so the task can keep the base model's states entering each first
+    // changed layer once.
     const ffRemoved = spec === 'auto' ? k - 1 : spec.reduce((n, w) => n + w.k - 1, 0);
+    // per group: every window alone (search), or the given windows together
+    const candidateWindows = (g: number) => (searching ? groupWindows[g]!.map((w) => [w]) : [groupWindows[g]!]);
     const baselinePlans = baselines.map((b) => ({
       baseline: b,
       // copies of what compress goes on using (the merge's windows, the merged layers, the scoring options)
@@ -545,14 +506,13 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
           summary: structuredClone(summary),
           stacks: [...stacks],
           ffRemoved,
-          windows: (searching ? groupWindows[g]!.map((w) => [w]) : [groupWindows[g]!]).map((ws) => ws.map((w) => ({ ...w }))),
+          windows: candidateWindows(g).map((ws) => ws.map((w) => ({ ...w }))),
           merged: new Map([...done].map(([s, set]) => [s, new Set(set)])),
           merge: ctx,
           job: Object.freeze({ ...quiet }),
         }),
       ),
     }));
-    // The merge's candidates per group: every window (search), or the given windows together.
     const planFor = (stacks: StackName[], ws: Window[], combo: Combo, merges = sharedMerges(ctx, [combo], quiet)): Candidate => ({
       windows: Object.fromEntries(stacks.map((s) => [s, ws.map(windowLabel).join(',')])),
       start: combo.recover.rewritesEarlier ? 0 : Math.min(...ws.map((w) => w.start)),
@@ -562,7 +522,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
         const edits: Edit[] = [];
         for (const w of ws) for (const stack of stacks) {
           const r = await combo.recover.recover(ctx, await merges(combo.method, stack, w), opts);
-          // a recover method may hand the window to another (refit-res to refit-seq on a post-norm stack): what ran is recorded
+          // a recover method may hand the window to another (refit-res to refit-seq): what ran is recorded
           const m = keepEarlierMerges({ ...r, method: combo.method.name, recover: r.recover ?? combo.recover.name }, ctx.earlier?.get(stack));
           edits.push({ kind: 'ff', stack, layers: windowLayers(w), ff: m.merged, merged: m });
           for (const [layer, ff] of m.adjusted ?? []) edits.push({ kind: 'ff', stack, layers: [layer], ff });
@@ -571,17 +531,15 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       },
     });
     const mergePlans: Candidate[][] = groups.map((stacks, g) =>
-      (searching ? groupWindows[g]!.map((w) => [w]) : [groupWindows[g]!]).flatMap((ws) => {
+      candidateWindows(g).flatMap((ws) => {
         const merges = sharedMerges(ctx, combos, quiet);
         return combos.map((combo) => planFor(stacks, ws, combo, merges));
       }),
     );
-    // one start per candidate scored (a large model's search budget counts each), 0 for a recover method
-    // that rewrites earlier layers; the pair scan runs with an auto combination, which does not
+    // one start per candidate scored (a large model's search budget counts each)
     const starts = [...mergePlans.flat(), ...pairsScored, ...baselinePlans.flatMap((p) => p.groups.flat())].map((c) => c.start);
     await task.prepare(starts, job);
-    // a phase only where states were kept: candidates that all start at layer 0 reuse none (tester FI: "prefix
-    // 0.00 s"); the little prepare did then is the validation's
+    // a phase only where states were kept: candidates that all start at layer 0 reuse none
     if (starts.some((s) => s > 0)) clock.lap('prefix');
     const baseVal = await task.validate(model, 0, as('validate'));
     clock.lap('validate');
@@ -591,16 +549,12 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const isBetter = (a: number, b: number) => (higher ? a > b : a < b);
     // the pair scan, when it runs, scores every pair and then the chosen pairs together, per group
     const pairScan = pairing ? groups.reduce((n, stacks) => n + pairsOf(stacks).length + 1, 0) : 0;
-    // a group of one candidate is built, not scored (search below): not counted (tester EC: "4/5 candidates" at the end)
+    // a group of one candidate is built, not scored: not counted
     const scoredIn = (perGroup: unknown[][]) => perGroup.reduce((n, g) => n + (g.length > 1 ? g.length : 0), 0);
     const total = (phase: string) => (phase === 'search' ? scoredIn(mergePlans) + pairScan : baselinePlans.reduce((n, p) => n + scoredIn(p.groups), 0));
-    // Candidates scored per phase (every baseline's count towards one 'baselines' bar). Each candidate is
-    // announced as it starts, with its label: one candidate of a large model takes minutes.
+    // candidates scored per phase (every baseline's count towards one 'baselines' bar)
     const scored: Record<string, number> = {};
-    /**
-     * A score of a model holding a caller's plug-in's FF: a non-finite one names the plug-in, its code kept
-     * (tester FM: finite weights of 3e38 overflowed as "the weights of layer 1", blaming the checkpoint).
-     */
+    /** A score of a model holding a caller's plug-in's FF: a non-finite one names the plug-in, its code kept. */
     const blaming = async <T>(edits: Edit[], baseline: string | undefined, p: Promise<T>): Promise<T> => {
       try {
         return await p;
@@ -623,7 +577,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       const start = firstChanged(model, edits, c.start);
       const view = await applyEdits(model, edits, quiet);
       const score = await blaming(edits, baseline, task.search(view, start, quiet)).finally(() => view.dispose());
-      // the combination that ran, as the chosen windows record it (refit-res asked, refit-seq run on Marian)
+      // the combination that ran, as the chosen windows record it
       const ran = edits.flatMap((e) => (e.kind === 'ff' && e.merged ? [e.merged] : []))[0];
       const method = c.method && ran ? `${ran.method}+${ran.recover}` : c.method;
       scores.push({ windows: c.windows, start, ...(method ? { method } : {}), score });
@@ -633,9 +587,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     // A lone candidate's recover may train for minutes: its steps are shown ('finetune'), nothing else of it.
     const training: JobOptions = { ...quiet, ...(onProgress ? { onProgress: (p) => (p.phase === 'finetune' ? onProgress(p) : undefined) } : {}) };
     /**
-     * A group's only candidate (windows given): built, not scored. The merge's is shown while it is built
-     * (tester ET: a select merge at 7B width ran 87 s with no line), except where its recover trains, whose
-     * steps are the phase shown; a baseline's lone placement is part of the baselines phase (tester EZ).
+     * A group's only candidate (windows given): built, not scored. The merge's is shown while it is built, except
+     * where its recover trains, whose steps are the phase shown.
      */
     const buildOne = async (phase: string, c: Candidate): Promise<{ edits: Edit[]; score: number }> => {
       const shown = phase === 'search' && !c.combo?.recover.trains ? onProgress : undefined;
@@ -662,11 +615,9 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const found = await search('search', mergePlans, candidates);
     let mergeEdits = found.flatMap((b) => b.edits);
     if (pairing) {
-      // Several pairs instead of one window of k: the k − 1 best disjoint adjacent pairs (each scored alone,
-      // with the combination the window search preferred) merged together remove as many FF sublayers as one
-      // window of k. Scored together on the same split; kept only if better than the best window. The scan
-      // keeps each pair's score, not its FFs: the chosen pairs are merged again (the merges are deterministic),
-      // so memory holds k − 1 pairs' FFs, not every pair's (31 pairs' at 7B width would not fit in 24 GB).
+      // The k − 1 best disjoint pairs (each scored with the combination the window search preferred), kept if
+      // better together than the best window. The scan keeps scores, not FFs: the chosen pairs are merged again
+      // (deterministically), so memory holds k − 1 pairs' FFs, not every pair's.
       mergeEdits = [];
       for (const [g, stacks] of groups.entries()) {
         const best = found[g]!;
@@ -696,7 +647,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const baselineModels = new Map<string, Model>();
     const baselineNotes: string[] = [];
     for (const { baseline, groups: perGroup } of baselinePlans) {
-      // one with no placement at this size somewhere is left out, and the report says so (not silently)
+      // one with no placement at this size somewhere is left out, and the report says so
       const none = groups.filter((_, g) => perGroup[g]!.length === 0);
       if (none.length) {
         baselineNotes.push(`baseline ${baseline.name} has no placement at this size in ${none.map((s) => s.join(' and ')).join(', ')}: not evaluated`);
@@ -726,8 +677,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       const names = ['base model', 'merged model', ...baselineModels.keys()];
       const testJob = (i: number): JobOptions => ({
         ...quiet,
-        // the count is over every model: its unit says so (a bare "10000 images" read as the test set's size), and
-        // the detail names the model its batch belongs to (tester EL: "83/164 batches  38% of batch 2")
+        // the count is over every model, and the detail names the model its batch belongs to
         ...(onProgress
           ? { onProgress: (p) => onProgress({ ...p, phase: 'test', done: i * p.total + p.done, total: tested * p.total, unit: `${p.unit ?? 'batches'} (${tested} models × ${p.total})`, detail: `${names[i]}${p.detail ? `: ${p.detail}` : ''}` }) }
           : {}),
@@ -738,8 +688,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       clock.lap('test');
     }
 
-    // a baseline that scores better on validation than the merge kept, said: the merge has to earn its place
-    // (tester EC: auto's merge behind the paper's on six small models, shown only as two numbers in a table)
+    // a baseline that scores better on validation than the merge kept is said
     const show = (v: number) => String(Number(v.toPrecision(5)));
     const beaten = Object.entries(baselineResults)
       .filter(([, b]) => (task.metric.higherIsBetter ? b.validation > mergedVal : b.validation < mergedVal))
@@ -759,7 +708,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       layers: Object.fromEntries(summary.stacks.map((s) => [s.name, s.layers])),
       k,
       method: [...new Set(chosen.map((m) => m.method!))].join(','),
-      // recorded only where a chosen window was aligned: vanilla and select align none, and the record said otherwise
+      // recorded only where a chosen window was aligned (vanilla and select align none)
       ...(chosen.some((m) => m.anchor !== undefined) ? { anchor } : {}),
       recover: [...new Set(chosen.map((m) => m.recover!))].join(','),
       stacks: mode,
@@ -770,8 +719,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
         ...(m.anchor !== undefined ? { anchor: m.anchor } : {}),
         method: m.method!,
         recover: m.recover!,
-        // by the method's own word, not its name (the card keyed on 'finetune'), and in config.json's record too:
-        // a later merge of this output says it was trained (tester FL)
+        // by the method's own word, not its name
         ...(trainedBy(m) ? { trained: true } : {}),
         ...(m.adjusted?.size ? { adjusted: [...m.adjusted.keys()] } : {}),
       })),
@@ -788,7 +736,6 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     if (earlier.length) result.earlierWindows = earlier;
     const named = [...new Set([...chosen.flatMap((m) => [m.method!, m.recover!].filter((n, i) => (i ? own.recover(n) : own.merge(n)))), ...Object.keys(baselineResults).filter(own.baseline)])];
     if (named.length) result.plugins = named;
-    // (without out nothing is saved, and no 'save' phase is reported or timed)
     if (options.out) {
       // the writer's last report comes before the rename: a callback that throws there leaves no output
       checkSourceUnchanged(modelDir, stamp, 'it was compressed');
@@ -830,18 +777,16 @@ async function writeOutput(
     for (const [l, ff] of m.adjusted ?? []) await add(m.stack, l, ff);
     ties = { ...ties, ...ffTies(config, m.stack, layers) };
   }
-  // windows: every merge the output carries, the source's first (the writer keeps the source's ties with them;
-  // convert re-ties from this list, so one that left them out would undo them on the way back to tied)
-  // a source ffmerge had fine-tuned: its training record goes on with the weights it made (the card says so)
-  // (every run, when it was fine-tuned more than once: the last as sourceFinetune, the rest before it)
+  // windows: every merge the output carries, the source's first (convert re-ties from this list). A source
+  // ffmerge had fine-tuned keeps its training record: the last run as sourceFinetune, the rest before it.
   const runs = trainingRuns(config.ffmerge);
   const info = {
     version: 1, method: result.method, ...(result.anchor ? { anchor: result.anchor } : {}), recover: result.recover, k: result.k, stacks: result.stacks, windows: [...asRecorded(result.earlierWindows ?? []), ...result.windows],
     ...(runs.length ? { sourceFinetune: runs[runs.length - 1] } : {}),
     ...(runs.length > 1 ? { sourceEarlierFinetunes: runs.slice(0, -1) } : {}),
   };
-  // report.json: the result as returned, out.bytes included (the writer knows it once the weights are written),
-  // and the save phase so far: the weights are written, only this file, the card and the rename are left
+  // report.json: the result as returned, with out.bytes (known once the weights are written) and the save
+  // phase so far
   const report = ({ bytes }: { bytes: number }) =>
     JSON.stringify({ ...result, timings: { ...result.timings, save: (performance.now() - t0) / 1000 }, out: { dir: path.resolve(out), format, bytes } }, null, 2) + '\n';
   const common = {
@@ -863,10 +808,8 @@ async function writeOutput(
 }
 
 /**
- * A checkpoint stored in 16 bits: the numbers are measured on the float32 weights the merge computes, which the
- * writer then rounds to the checkpoint's dtype, so `eval` of the written folder can differ in the fourth or
- * fifth digit (README, Large models). Said in the report and the card, where the numbers are read; not for an
- * ONNX output, whose float32 weights are the ones measured (tester AV).
+ * A checkpoint stored in 16 bits: the numbers are measured on float32 weights that the writer then rounds to
+ * the checkpoint's dtype (not for ONNX, whose float32 weights are the ones measured).
  */
 function halfNote(dtypeOf: ReadonlyMap<string, string>): string[] {
   const half = [...new Set(dtypeOf.values())].filter((d) => d === 'BF16' || d === 'F16');
@@ -874,10 +817,7 @@ function halfNote(dtypeOf: ReadonlyMap<string, string>): string[] {
   return [`weights stored in ${half.join(' and ')}: the numbers were measured in float32 before the merged weights were rounded to it, so \`ffmerge eval\` of the written model can differ in the fourth or fifth digit`];
 }
 
-/**
- * The chosen windows' notes, each once, named by its window where there are several and it does not name it
- * (tester FH: a plug-in's note on Marian came twice, once per stack, neither saying which).
- */
+/** The chosen windows' notes, each once, named by its window where there are several and it does not name it. */
 function windowNotes(chosen: readonly MergedWindow[]): string[] {
   const notes = chosen.flatMap((m) => {
     if (!m.note) return [];
@@ -887,14 +827,9 @@ function windowNotes(chosen: readonly MergedWindow[]): string[] {
   return [...new Set(notes)];
 }
 
-/**
- * An anchor the caller named, where no chosen window was aligned (the search chose select or vanilla): the
- * aligned candidates and baselines used it, and without this note nothing in the report said it was given
- * (tester EM).
- */
+/** An anchor the caller named, where no chosen window was aligned: what used it. */
 function anchorNote(given: Anchor | undefined, chosen: readonly { anchor?: number | undefined }[], candidates: boolean, baselines: readonly string[]): string[] {
   if (given === undefined || chosen.some((m) => m.anchor !== undefined)) return [];
-  // what used it, said as it ran (tester EP: "and baselines" with none run)
   const users = [candidates ? 'the aligned candidates' : '', baselines.length ? `baseline ${baselines.join(', ')}` : ''].filter(Boolean).join(' and ');
   return [`anchor '${given}': ${users} used it; the chosen windows align none`];
 }

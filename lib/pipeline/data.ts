@@ -1,7 +1,6 @@
 /**
  * Token data for language models: a text file (or blocks the caller already has) cut into fixed-length blocks,
- * or token-id rows kept as they are,
- * limited to a token budget, and grouped into forward batches of equal-length blocks.
+ * or token-id rows kept as they are, limited to a token budget, and grouped into forward batches.
  */
 import * as fs from 'node:fs';
 import { FfmergeError, groupDigits, showValue } from '../errors';
@@ -67,8 +66,8 @@ export async function blocksFrom(source: TokenSource, o: BlockOptions): Promise<
   if (o.vocab !== undefined) await checkTokenizerFitsModel(tokens, o.vocab, o.tokenizerDir, source);
   const blocks = cutBlocks(tokens, o.blockSize);
   if (blocks.length === 0) {
-    // A file of real length that encodes to one token or none is a tokenizer that cannot read text (a WordPiece
-    // model over a BPE vocabulary made 20 kB one unknown token): said, or the data alone was blamed (tester AX).
+    // A file of real length that encodes to one token or none is a tokenizer that cannot read text: said, or the
+    // data alone would be blamed.
     const { size } = await fs.promises.stat(source);
     const why = size >= 64 ? `: its ${size} bytes encode to ${tokens.length} token${tokens.length === 1 ? '' : 's'} (${tokens.length === 1 ? `id ${tokens[0]}` : 'none'}), so check ${o.tokenizerDir}'s tokenizer.json as well` : '';
     throw new FfmergeError('INVALID_DATA', `${o.what} file ${source} holds fewer than 2 tokens${why}`);
@@ -79,8 +78,7 @@ export async function blocksFrom(source: TokenSource, o: BlockOptions): Promise<
 /**
  * Ids the folder's own tokenizer gave are the model folder's fault when the model has no row for them (a
  * tokenizer.json from another model, a vocab_size cut short): INVALID_CONFIG naming the token, before any
- * forward pass refuses the id as if the data or the call were wrong (tester AX: INVALID_ARGUMENT, exit 2,
- * "sequence 0").
+ * forward pass refuses the id as if the data or the call were wrong.
  */
 async function checkTokenizerFitsModel(tokens: Int32Array, vocab: number, tokenizerDir: string, file: string): Promise<void> {
   const at = tokens.findIndex((t) => t >= vocab);

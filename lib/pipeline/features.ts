@@ -2,22 +2,18 @@
  * Step 1–2 of the method: the calibration data through the base model, and the Pearson correlation of the
  * FF hidden units of exactly the (anchor, layer) pairs the candidate windows need.
  *
- * Where every pair's fp64 sums fit PAIRS_MEMORY_BYTES (small widths: the fixtures), one forward pass per batch
- * feeds them all inside the native job, and no activation reaches JS (batchMajorCorrelations).
+ * Where every pair's fp64 sums fit PAIRS_MEMORY_BYTES, one forward pass per batch feeds them all inside the
+ * native job, and no activation reaches JS (batchMajorCorrelations).
  *
- * Memory is what bounds this at LLM widths: one fp64 d_ff × d_ff accumulator per pair (0.5–1.6 GB at
- * d_ff 8192–14336) times every pair of every candidate window does not fit. So there the main stack runs
- * layer-major (layerMajorCorrelations): all calibration rows go through layer 0, then layer 1, ..., keeping
- * the hidden states of every row (tokens × d) and the FF pre-activations of only the layers a later pair
- * still needs (the anchors: k − 1 layers for windows of k), each in RAM up to its budget and on disk past it. Pair (a, l) is accumulated while layer l runs
- * and finalized right after, so at most the pairs closing at one layer are in flight. What a finalized
- * correlation turns into is the caller's choice (`keep`): the matrix, or only the permutation that the
- * alignment derives from it (what compress keeps: d_ff ints instead of d_ff² floats per pair).
+ * At LLM widths one fp64 d_ff × d_ff accumulator per pair (0.5–1.6 GB) times every pair does not fit. There the
+ * main stack runs layer-major (layerMajorCorrelations): all calibration rows go through layer 0, then layer 1,
+ * ..., keeping the hidden states of every row and the FF pre-activations of only the layers a later pair still
+ * needs, each in RAM up to its budget and on disk past it. Pair (a, l) is accumulated while layer l runs and
+ * finalized right after, into the matrix or only the alignment permutation (`keep`).
  *
- * The numbers are those of the streamed batch-major pass (same batches, same blocks, same shifts): each pair
- * sees the batches in the same order, and the accumulator's sums do not depend on which other pairs are
- * open. Encoder stacks (encoder–decoder models) are small and keep the batch-major pass with every pair at
- * once, streamed natively by the encoder run.
+ * The numbers are those of the batch-major pass: each pair sees the batches in the same order, and the
+ * accumulator's sums do not depend on which other pairs are open. Encoder stacks are small and always run
+ * batch-major.
  */
 import { FfmergeError } from '../errors';
 import type { JobOptions, Progress } from '../native/job';
@@ -36,10 +32,7 @@ export const FEATURE_MEMORY_BYTES = 128 * 2 ** 20;
 
 /**
  * RAM for the hidden states the layer-major pass carries from one layer to the next (tokens × d × 4 bytes, held
- * twice while a layer runs: the states entering it and those leaving it; for an encoder–decoder model, the
- * encoder's output too). Past it they go to disk as well: they grew with the calibration size, 740 bytes a
- * token at gpt2-sotu's width and 16 KB at Llama-2-7B's (1M tokens: 16 GB). The default calibration (10,240
- * tokens) stays in RAM up to d = 6,500 and so runs as before.
+ * twice while a layer runs; for an encoder–decoder model, the encoder's output too). Past it they go to disk.
  */
 export const STATE_MEMORY_BYTES = 2 ** 29;
 
@@ -120,6 +113,15 @@ export interface CollectOptions extends JobOptions {
   spillDir?: string | undefined;
 }
 
+/** Frees a pair's sums after an abort or error; one still held by an aborted job winding down is BUSY. */
+function releaseIdle(acc: CorrelationAccumulator, p: number): void {
+  try {
+    acc.release(p);
+  } catch {
+    // BUSY: the collector frees it
+  }
+}
+
 /** A plain view in this realm (the addon's arrays may come from another realm, e.g. under jest), no copy. */
 function plain(x: Float32Array): Float32Array {
   return x instanceof Float32Array ? x : new Float32Array((x as Float32Array).buffer, (x as Float32Array).byteOffset, (x as Float32Array).length);
@@ -182,8 +184,7 @@ async function layerMajorCorrelations(
   let tokens = 0;
   let counted = false; // feature rows are the same at every layer: counted at the first captured one
   let done = 0;
-  // a (layer, batch) step each, and one per pair finalized: its correlation matrix or linear assignment, d_ff²
-  // work after the layer's last batch (tester FC: 16-20 s at TinyLlama width after "12/12", minutes at 7B)
+  // a (layer, batch) step each, and one per pair finalized (d_ff² work after the layer's last batch)
   const total = (top + 1) * batches.length + pairs.length;
   const open: number[] = [];
   try {
@@ -237,7 +238,7 @@ async function layerMajorCorrelations(
       for (const [k, p] of open.entries()) {
         const [a, b] = closes[k]!;
         opts.onProgress?.({ phase: 'features', done, total, detail: `layers ${a} and ${b}: ${keptLabel(keep)}` });
-        // an empty calibration (all padding) leaves nothing to finalize: the pair is absent, as before
+        // an empty calibration (all padding) leaves nothing to finalize: the pair is absent
         if (acc.pairCount(p) === 0) acc.release(p);
         else results.push([a, b, await keepOf(acc, p, keep, opts)]);
         opts.onProgress?.({ phase: 'features', done: ++done, total });
@@ -252,15 +253,7 @@ async function layerMajorCorrelations(
   } finally {
     for (const st of kept.values()) await st.close();
     for (const st of [hidden, encoderHidden, next, encoderOut]) await st?.close();
-    // An abort or error leaves pairs open: free their sums now rather than when the accumulator is collected
-    // (a release while the aborted job still winds down is refused as BUSY; the collector frees those).
-    for (const p of open) {
-      try {
-        acc.release(p);
-      } catch {
-        // BUSY: see above
-      }
-    }
+    for (const p of open) releaseIdle(acc, p);
   }
   const out = new PairCorrelations(tokens, dFF);
   for (const [a, b, r] of results) out.set(a, b, r);
@@ -331,18 +324,9 @@ async function batchMajorCorrelations(
     }
     return { corr, rows };
   } finally {
-    // An abort or error leaves pairs unfinalized: their sums (up to the whole budget) are freed now, not when V8
-    // collects the accumulator, which it has no reason to do soon (tester FL: +123 MB per aborted run). One
-    // still held by an aborted job winding down is BUSY: the collector frees those.
+    // unfinalized sums (up to the whole budget) are freed now, not whenever V8 collects the accumulator
     for (const [stack, acc] of accs) {
-      for (let p = 0; p < acc.pairs.length; p++) {
-        if (finalized.get(stack)!.has(p)) continue;
-        try {
-          acc.release(p);
-        } catch {
-          // BUSY: see above
-        }
-      }
+      for (let p = 0; p < acc.pairs.length; p++) if (!finalized.get(stack)!.has(p)) releaseIdle(acc, p);
     }
   }
 }
@@ -374,8 +358,7 @@ export async function collectStackCorrelations(
   // the encoder's steps: a pass per batch, then a finalization per pair (layerMajorCorrelations says why)
   const encReports = encPairs.length > 0 ? batches.length + encPairs.length : 0;
   if (encPairs.length > 0) {
-    // the encoder (small) streams all its pairs at once, counted with the decoder's pass, which follows: one
-    // count that never goes back (tester DU: the encoder's pass went unreported, silence on large runs)
+    // the encoder (small) streams all its pairs at once, counted with the decoder's pass, which follows
     const report = opts.onProgress;
     const before = report && mainSteps ? { onProgress: (p: Progress) => report({ ...p, total: p.total + mainSteps }) } : {};
     const enc = await batchMajorCorrelations(model, batches, new Map([['encoder', encPairs]]), keep, { ...opts, ...before });

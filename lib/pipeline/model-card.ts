@@ -1,18 +1,14 @@
 /**
- * The model card (README.md) of every folder ffmerge writes, as mergekit does for its merges: what was merged
- * and how, the metric before and after, what was removed, any fine-tuning, and how to load what is on disk.
- * compress writes it from its result (`modelCard`); every other writer of an ffmerge model (convert, finetune's
- * saveTrained, the ONNX export) rebuilds it with `outputCard` from the folder's own record (config.json's
- * `ffmerge`: format, windows, finetune) plus its report.json where the folder has one, so a card never
- * describes a format, a file or a training state the folder does not have. A copied card would: the source's
- * says "no gradient training" after a fine-tune, and "tied … model.safetensors" in an ONNX folder.
+ * The model card (README.md) of every folder ffmerge writes. compress writes it from its result (`modelCard`);
+ * every other writer rebuilds it with `outputCard` from the folder's own record (config.json's `ffmerge`) and
+ * report.json, so a card never describes a format, a file or a training state the folder does not have.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { modelName, readRegularFileSync, MAX_JSON_FILE_BYTES } from '../files';
 import { kLabel } from '../merge/windows';
-import { groupDigits } from '../errors';
+import { groupDigits as int } from '../errors'; // not toLocaleString: its first call loads ICU data (~40 ms)
 import { trainingRuns, whenTrained } from '../checkpoint/training-record';
 import type { CompressFormat } from './options';
 import { UNPICKED_NOTE, calibrationUsed, type CompressResult } from './result';
@@ -38,9 +34,6 @@ function num(v: number | undefined, metric: string): string {
   return metric === 'accuracy' ? `${(100 * v).toFixed(2)}%` : v.toFixed(metric === 'bleu' ? 2 : 3);
 }
 
-// Not toLocaleString: its first call loads ICU data, ~40 ms on the host's JS thread.
-const int = groupDigits;
-
 /** Where a card is written and what it loads: the snippet's Auto class and folder name, any fine-tuning. */
 export interface CardContext {
   /** The output folder; its name is what the Python snippet loads. */
@@ -61,10 +54,9 @@ const finite = (o: Record<string, unknown>, k: string): number | undefined => {
   const v = Object.hasOwn(o, k) ? o[k] : undefined;
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 };
-/** A record's value for the card: only a finite number or a string is shown (a record edited by hand may hold anything). */
+/** A record's value for the card, on one line: only a finite number or a string (a record edited by hand may hold anything). */
 const field = (o: Record<string, unknown>, k: string): string | undefined => {
   const v = Object.hasOwn(o, k) ? o[k] : undefined;
-  // one line of the card, whatever the string holds
   return typeof v === 'string' ? v.replace(/\s+/g, ' ').slice(0, 200) : finite(o, k)?.toString();
 };
 
@@ -136,31 +128,31 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
   const runs = Array.isArray(own.earlierFinetunes) ? (own.earlierFinetunes as unknown[]) : [];
   const earlier = runs.length;
   const steps = finite(f, 'steps');
-  // every run's steps together: the line counted the last run's alone (tester CH: "20 steps", 50 in all)
+  // every run's steps together
   const counted = runs.map((x) => (isObject(x) ? finite(x, 'steps') : undefined));
   const total = steps !== undefined && counted.every((n) => n !== undefined) ? counted.reduce((a: number, n) => a + n!, steps) : undefined;
-  // the earlier runs one by one, with when each trained where the record says: the last run's "after the merge"
-  // was read as every run's, one before any merge included (tester DJ)
+  // the earlier runs one by one, with when each trained where the record says
   const earlierRun = (x: unknown) => {
     const n = isObject(x) ? finite(x, 'steps') : undefined;
     const when = merged ? whenTrained(x) : undefined; // with nothing merged at all, "before any merge" says nothing
     return `${n !== undefined ? `${n} steps` : 'steps not recorded'}${when ? ` ${when}` : ''}`;
   };
   const ofRuns = earlier > 0 ? ` in the last of ${earlier + 1} fine-tuning runs (${total !== undefined ? `${total} steps in all of them` : 'not every run recorded its steps'})` : '';
+  const shown = (k: string, show: (v: string) => string | false) => field(f, k) && show(field(f, k)!);
   const settings = [
-    field(f, 'batch') && `batch ${field(f, 'batch')}`,
-    field(f, 'seq') && `sequence ${field(f, 'seq')} tokens`,
-    field(f, 'lr') && `learning rate ${field(f, 'lr')}`,
-    field(f, 'schedule') && `${field(f, 'schedule')} schedule`,
-    field(f, 'warmup') && field(f, 'warmup') !== '0' && `${field(f, 'warmup')} warm-up steps`,
-    field(f, 'trainable') && (field(f, 'trainable') === 'ff' ? 'FF sublayers trained, the rest frozen' : field(f, 'trainable') === 'all' ? 'every weight trained' : `trainable: ${field(f, 'trainable')}`),
+    shown('batch', (v) => `batch ${v}`),
+    shown('seq', (v) => `sequence ${v} tokens`),
+    shown('lr', (v) => `learning rate ${v}`),
+    shown('schedule', (v) => `${v} schedule`),
+    shown('warmup', (v) => v !== '0' && `${v} warm-up steps`),
+    shown('trainable', (v) => (v === 'ff' ? 'FF sublayers trained, the rest frozen' : v === 'all' ? 'every weight trained' : `trainable: ${v}`)),
   ].filter(Boolean);
   const data = [
-    field(f, 'data') && `data: \`${field(f, 'data')}\``,
-    field(f, 'images') && `${field(f, 'images')} training images`,
-    field(f, 'valid') && `validation: \`${field(f, 'valid')}\``,
-    field(f, 'validationImages') && `${field(f, 'validationImages')} validation images`,
-    field(f, 'split') && field(f, 'split'),
+    shown('data', (v) => `data: \`${v}\``),
+    shown('images', (v) => `${v} training images`),
+    shown('valid', (v) => `validation: \`${v}\``),
+    shown('validationImages', (v) => `${v} validation images`),
+    field(f, 'split'),
   ].filter(Boolean);
   const loss = (a: number | undefined, b: number | undefined) => `${num(a, 'loss')} → ${num(b, 'loss')}`;
   const ppl = (v: number | undefined) => (v === undefined ? '–' : Math.exp(v).toFixed(3));
@@ -183,7 +175,6 @@ function finetuneText(rec: unknown, lm: boolean, config: Record<string, unknown>
     ...(accBefore !== undefined || accAfter !== undefined ? [`- validation top-1 accuracy before → after: ${num(accBefore, 'accuracy')} → ${num(accAfter, 'accuracy')}`] : []),
     ...(steps === undefined ? ['- no summary of the training was recorded'] : []),
     ...(earlier > 0 ? [`- ${earlier === 1 ? 'the earlier run' : `the ${earlier} earlier runs, oldest first`}: ${runs.map(earlierRun).join('; ')}; ${earlier === 1 ? 'its summary is' : 'their summaries are'} in \`config.json\` under \`ffmerge.earlierFinetunes\``] : []),
-    // as compress's card says of its 16-bit outputs (tester CH: this card did not)
     ...(stored16 ? [`- weights stored in ${stored16}: the losses above were measured in float32 before the trained weights were rounded to it, so \`eval\` of this folder can differ in the fourth or fifth digit`] : []),
     '- the summary is in `config.json` under `ffmerge.finetune`; `ffmerge finetune` writes its loss log to `finetune.json`.',
     '',
@@ -204,10 +195,8 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     `| merged (${r.method}${r.recover !== 'none' ? ` + ${r.recover}` : ''})${tuned ? ', before fine-tuning' : ''} | ${num(r.merged.validation, m)} | ${num(r.merged.test, m)} |`,
     ...Object.entries(r.baselines).map(([name, b]) => `| ${name} baseline (${int(b.paramsRemoved)} params) | ${num(b.validation, m)} | ${num(b.test, m)} |`),
   ];
-  // compress of a folder ffmerge had fine-tuned: its config (the source's) holds that record, or carries it on
-  const rec = ctx.config.ffmerge;
-  const sourceRuns = tuned ? [] : trainingRuns(rec);
-  // when the source's runs trained, where their record says (one before any merge was said to be after one)
+  // compress of a folder ffmerge had fine-tuned: its config (the source's) holds that record
+  const sourceRuns = tuned ? [] : trainingRuns(ctx.config.ffmerge);
   const sourceWhen = sourceRuns.map(whenTrained);
   const ordered = sourceWhen.every((w) => w !== undefined);
   const sourceOrder = sourceRuns.length === 1 ? (ordered ? ` ${sourceWhen[0]}` : '') : ` in ${sourceRuns.length} runs${ordered ? ` (${sourceWhen.join('; ')})` : ''}`;
@@ -216,8 +205,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
   const training = tuned
     ? 'The merged model was then fine-tuned with the ties kept (below); the numbers under "What it costs" are from before that.'
     : r.windows.some((w) => w.trained === true) || r.recover === 'finetune' // (a report.json from before the flag: by name)
-      ? // the source's runs too: the record keeps them, and the card left them out (tester DQ)
-        `The merged model was then fine-tuned with the ties kept.${sourceRuns.length ? ` Before this merge, its source had been ${sourceTuned}.` : ''}`
+      ? `The merged model was then fine-tuned with the ties kept.${sourceRuns.length ? ` Before this merge, its source had been ${sourceTuned}.` : ''}`
       : sourceRuns.length
         ? `This merge did no gradient training, but its source had been ${sourceTuned}.`
         : r.earlierWindows?.some((w) => w.trained === true || w.recover === 'finetune')
@@ -245,8 +233,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
           : 'given by the user'
     }`,
     `- calibration: ${calibrationUsed(r) ? `${int(r.data.calibration)} ${r.data.unit}` : `none used (\`${r.method}\` with recover \`${r.recover}\` reads no features)`}; validation: ${int(r.data.validation)} ${r.data.unit}${r.data.search !== undefined && r.data.search !== r.data.validation ? ` (${int(r.data.search)} per search candidate)` : ''}${r.data.test !== undefined ? `; test: ${int(r.data.test)} ${r.data.unit}` : ''}` +
-      // the numbers depend on it: eval reproduces them on the same text only with the same --block-size
-      // (not where no scored split was text: eval refuses --block-size on token-id rows; tester CH)
+      // eval reproduces the numbers on the same text only with the same --block-size (none where no split was text)
       (r.data.blockSize !== undefined && r.data.textScored !== false ? `; text scored in blocks of ${r.data.blockSize} tokens (\`ffmerge eval --block-size ${r.data.blockSize}\`${drawn ? ' reproduces the test numbers; eval reads text from its start, not drawn across the file' : ''})` : ''),
     // where each split came from (drawn blocks, budgets past the data, 16-bit weights): what eval alone would not say
     ...notes.map((n) => `  - ${n}`),
@@ -277,8 +264,7 @@ function recordWindow(w: unknown, multi: boolean, later: readonly unknown[] = []
   if (!isObject(w) || !Array.isArray(w.layers) || !w.layers.every((l) => typeof l === 'number' && Number.isInteger(l))) return undefined;
   const stack = field(w, 'stack');
   const how = [field(w, 'anchor') !== undefined && `anchor ${field(w, 'anchor')}`, field(w, 'method') && `method \`${field(w, 'method')}\``, field(w, 'recover') && `recover \`${field(w, 'recover')}\``].filter(Boolean);
-  // a rewritten layer a later merge of the same stack took in holds that merge's FF now (tester DJ: "layer 2 …
-  // none newly shared", then "layers 2, 3 share one FF")
+  // a rewritten layer a later merge of the same stack took in holds that merge's FF now
   const since = new Set(later.flatMap((x) => (isObject(x) && field(x, 'stack') === stack && Array.isArray(x.layers) ? x.layers : [])));
   const retaken = Array.isArray(w.adjusted) ? w.adjusted.filter((l) => since.has(l)) : [];
   const adjusted = Array.isArray(w.adjusted) && w.adjusted.length && w.adjusted.every((l) => typeof l === 'number')
@@ -294,11 +280,7 @@ export function inlineCode(s: string): string {
   return longest ? `${fence} ${s} ${fence}` : `${fence}${s}${fence}`;
 }
 
-/**
- * The Hub metadata a card carries from its source's README.md front matter: what the weights may be used for
- * and what they are (tester EW: the license was lost, so an upload declared none). Not the source's results
- * (model-index): they describe the source.
- */
+/** The Hub metadata a card carries from its source's front matter; not model-index: it describes the source. */
 const CARRIED_METADATA = ['license', 'license_name', 'license_link', 'language', 'datasets', 'pipeline_tag', 'library_name', 'base_model', 'tags'];
 
 /** The source README.md's YAML front matter as an object; {} where there is none, or none that parses. */
@@ -330,9 +312,9 @@ export function frontMatter(source: string | undefined, derived: boolean, format
     else if (!tags.includes('ffmerge')) delete out.base_model;
   }
   out.tags = tags.includes('ffmerge') ? tags : [...tags, 'ffmerge'];
-  // an ONNX folder holds no weights transformers loads: the Hub's snippet is transformers.js's (tester EZ)
+  // an ONNX folder holds no weights transformers loads: the Hub's snippet is transformers.js's
   if (format === 'onnx') out.library_name = 'transformers.js';
-  // YAML 1.1, as the Hub reads it (PyYAML): "no" and "on" stay quoted strings, not booleans (tester FA)
+  // YAML 1.1, as the Hub reads it (PyYAML): "no" and "on" stay quoted strings, not booleans
   return `---\n${stringifyYaml(out, { version: '1.1' })}---\n\n`;
 }
 

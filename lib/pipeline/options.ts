@@ -86,7 +86,7 @@ export interface CompressOptions {
   /**
    * Keep each layer's weights on disk and read them when a pass reaches the layer (loadModel's `stream`):
    * 'auto' (default) streams checkpoints of at least 2 GiB; true streams any, for a lower peak at the cost of
-   * re-reading the layers on every pass (tester EU: a 1.68 GB model peaked at 2.42 GB held whole).
+   * re-reading the layers on every pass.
    */
   stream?: boolean | 'auto' | undefined;
   // ---- output ----
@@ -125,9 +125,8 @@ export interface CompressOptions {
   draw?: 'head' | 'spread' | undefined;
   /**
    * Seed of the run's random draws, an integer in [0, 2^32): `draw: 'spread'`'s block order, sampled calibration
-   * (unless `calibration.sample.seed` is given) and recover 'finetune's batches. Absent: the fixed seeds of
-   * before (spread and sampling 1, finetune 0). A run that draws nothing at random refuses it
-   * (OPTION_NOT_APPLICABLE): it would change nothing.
+   * (unless `calibration.sample.seed` is given) and recover 'finetune's batches. Absent: fixed seeds (spread
+   * and sampling 1, finetune 0). A run that draws nothing at random refuses it (OPTION_NOT_APPLICABLE).
    */
   seed?: number | undefined;
   /**

@@ -1,11 +1,9 @@
 /**
- * Plug-ins held to their contract (testers BD, BE). What a merge method, recover method or baseline returns is
- * checked before compress uses it: a wrong result is INVALID_ARGUMENT naming the plug-in, not a TypeError deep
- * inside, nor a checkpoint of another model than the one scored (a merge answering another window, an FF with a
- * bias the architecture cannot store). A caller's own plug-in's result is read once, into a copy that is checked
- * and used: what it changes afterwards (a timer, a getter, a Proxy) reaches neither the score nor the output;
- * its calls race the job's signal, so an abort ends compress even while one never settles. (ffmerge's own are
- * checked too, not copied, and end on the signal themselves: compress waits for them to wind down.)
+ * Plug-ins held to their contract: what a merge method, recover method or baseline returns is checked before
+ * compress uses it, and a wrong result is INVALID_ARGUMENT naming the plug-in. A caller's own plug-in's result is
+ * read once, into a copy that is checked and used, so what it changes afterwards (a timer, a getter, a Proxy)
+ * reaches neither the score nor the output; its calls race the job's signal. (ffmerge's own are checked, not
+ * copied, and end on the signal themselves.)
  */
 import { FfmergeError, abortError, showValue } from '../errors';
 import { raceAbort, type JobOptions } from '../native/job';
@@ -33,8 +31,7 @@ function ffSnapshot(who: string, ff: unknown, copy: boolean): FFWeights {
     if (v !== undefined) out[p] = take(v);
   }
   checkFFWeights(out as unknown as FFWeights, `${who}'s FF`);
-  // the caller's values checked as they are copied: a NaN was scored as "non-finite hidden states in layer 1",
-  // blaming the checkpoint (tester FH)
+  // the caller's values checked as they are copied: a NaN would otherwise be blamed on the checkpoint
   if (copy) {
     for (const p of ['wIn', 'wOut', ...PIECES] as const) {
       const v = out[p] as Float32Array | undefined;
@@ -43,6 +40,12 @@ function ffSnapshot(who: string, ff: unknown, copy: boolean): FFWeights {
     }
   }
   return out as unknown as FFWeights;
+}
+
+/** Snapshots memoized by object: one FF object given to several layers is one tied FF, and so is its copy. */
+function snapshots(who: string, copy: boolean): (ff: unknown) => FFWeights {
+  const copies = new Map<unknown, FFWeights>();
+  return (ff) => copies.get(ff) ?? copies.set(ff, ffSnapshot(who, ff, copy)).get(ff)!;
 }
 
 /** The pieces the model's FF has are the ones written: one it lacks would be scored, then dropped by the writer. */
@@ -56,10 +59,9 @@ function checkPieces(who: string, ff: FFWeights, model: Model, stack: StackName,
 
 /**
  * What a caller's plug-in sees of the merge context: its own frozen copy of the containers (correlations,
- * earlier merges; the calibration list frozen), so that clearing one breaks nothing of ffmerge's (tester BG).
+ * earlier merges), so that clearing one breaks nothing of ffmerge's; the calibration list itself is frozen.
  */
 function ownView(ctx: MergeContext): MergeContext {
-  // the calibration list itself frozen (nothing of ffmerge's changes it): its batches stay one object for the merges
   const calibration = Object.freeze(ctx.calibration) as MergeContext['calibration'];
   return Object.freeze({ ...ctx, correlations: new Map(ctx.correlations), calibration, ...(ctx.earlier ? { earlier: new Map(ctx.earlier) } : {}) }) as MergeContext;
 }
@@ -78,9 +80,7 @@ function checkMerged(who: string, r: unknown, model: Model, stack: StackName, w:
   const inWindow = (l: number) => l >= w.start && l < w.start + w.k;
   if (anchor !== undefined && !(isInt(anchor, Infinity) && inWindow(anchor))) throw wrong(who, 'gave an anchor outside its window', anchor);
   if (typeof merged !== 'object' || merged === null) throw wrong(who, 'must give the merged FF (merged)', merged);
-  // one FF object given to several layers is one tied FF (an earlier merge's layers rewritten together): so is its copy
-  const copies = new Map<unknown, FFWeights>();
-  const snapshot = (ff: unknown) => copies.get(ff) ?? copies.set(ff, ffSnapshot(who, ff, own)).get(ff)!;
+  const snapshot = snapshots(who, own);
   const out: MergedWindow = { stack, window: { start: w.start, k: w.k }, merged: snapshot(merged), perms: own ? new Map() : (m.perms as MergedWindow['perms']) };
   checkPieces(who, out.merged, model, stack, w.start);
   if (anchor !== undefined) out.anchor = anchor as number;
@@ -114,12 +114,12 @@ function checkMerged(who: string, r: unknown, model: Model, stack: StackName, w:
 }
 
 /**
- * A caller's plug-in's failure, named as its own: a TypeError from inside it, or a thrown non-Error ("[object
- * Object]"), read as ffmerge's own INTERNAL_ERROR (tester ED). Its FfmergeErrors (and ABORTED) pass as they are.
+ * A caller's plug-in's failure, named as its own (a TypeError from inside it, a thrown non-Error). Its
+ * FfmergeErrors (and ABORTED) pass as they are.
  */
 function pluginFailure(who: string, e: unknown, signal: AbortSignal | undefined): unknown {
   if (e instanceof FfmergeError) return e;
-  // stopped by the call's own abort (signal.throwIfAborted() inside it): an abort, not a failure (tester EG)
+  // stopped by the call's own abort (signal.throwIfAborted() inside it): an abort, not a failure
   if (signal?.aborted) return abortError(signal);
   const what = e instanceof Error ? e.message : `threw ${showValue(e)}, not an Error`;
   return new FfmergeError('PLUGIN_FAILED', `${who} (a plug-in given to this call) failed: ${what}`, { cause: e });
@@ -157,7 +157,7 @@ export function guardMerge(method: MergeMethod, name: string, own: boolean, sign
 export function guardRecover(method: RecoverMethod, name: string, own: boolean, signal: AbortSignal | undefined): RecoverMethod {
   const who = `recover method ${name}`;
   const { tasks } = method;
-  // at least one (tester EG: [] read "recovers  models"); compress checks the names against its tasks
+  // at least one; compress checks the names against its tasks
   if (tasks !== undefined && !(Array.isArray(tasks) && tasks.length > 0 && tasks.every((t) => typeof t === 'string'))) throw wrong(who, 'has tasks that are not a list of task names', tasks);
   return Object.freeze({
     name,
@@ -176,7 +176,7 @@ function checkEdits(who: string, r: unknown, model: Model, own: boolean): Edit[]
   // each layer is changed by one edit at most: longer lists are refused before they are read (2^32 − 1 entries)
   const total = model.stacks().reduce((n, s) => n + model.layers(s), 0);
   if (r.length === 0 || r.length > total) throw wrong(who, `gave a candidate whose edits() gives ${r.length === 0 ? 'no edit: that is the model as it is' : 'more edits than the model has layers'}`, r.length);
-  const copies = new Map<unknown, FFWeights>(); // one FF object in several edits stays one (tied)
+  const snapshot = snapshots(who, true);
   const edited = new Map<StackName, Set<number>>();
   return Array.from(r as unknown[], (e): Edit => {
     const x = (typeof e === 'object' && e !== null ? e : {}) as Record<string, unknown>;
@@ -195,8 +195,8 @@ function checkEdits(who: string, r: unknown, model: Model, own: boolean): Edit[]
     }
     if (kind === 'drop-layers') return { kind, stack: s, layers: list as number[] };
     if (typeof ff !== 'object' || ff === null) throw wrong(who, "gave an 'ff' edit without its FF", ff);
-    const snap = own ? (copies.get(ff) ?? copies.set(ff, ffSnapshot(who, ff, true)).get(ff)!) : (ff as FFWeights);
-    // held to the architecture as a merge's FF is (tester FH: an llama FF with bOut was scored, then unwritable)
+    const snap = own ? snapshot(ff) : (ff as FFWeights);
+    // held to the architecture as a merge's FF is
     for (const l of list as number[]) checkPieces(who, snap, model, s, l);
     return { kind, stack: s, layers: list as number[], ff: snap, ...(!own && x.merged ? { merged: x.merged as MergedWindow } : {}) };
   });

@@ -126,10 +126,7 @@ export interface BaselineContext {
    */
   merged: ReadonlyMap<StackName, ReadonlySet<number>>;
   merge: MergeContext;
-  /**
-   * The signal for a candidate's edits, no progress: they are built inside the 'baselines' phase, whose count
-   * is the candidates (a 'permute' count per candidate went 1/3, 3/3, back to 1/3; tester AZ).
-   */
+  /** The signal for a candidate's edits, no progress: they are built inside the 'baselines' phase, which counts candidates. */
   job: JobOptions;
 }
 

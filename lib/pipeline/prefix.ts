@@ -66,9 +66,7 @@ export class PrefixCache {
       let done = 0;
       const total = batches.length * Math.max(1, last);
       // Layer-major: every batch through layer l before layer l + 1, so a model streamed from disk reads
-      // each layer once (the states of one layer, tokens × d, are what it costs). The states carried to the
-      // next layer are in RAM up to their budget and on disk past it: held whole, they grew with the
-      // validation data whatever memoryBytes said (655,360 tokens of gpt2-sotu: 335 MB).
+      // each layer once. The states carried to the next layer are in RAM up to their budget, on disk past it.
       const carryInRam = 2 * layerBytes <= (opts.stateMemoryBytes ?? STATE_MEMORY_BYTES);
       const carry = (l: number) => openBatchStore(carryInRam ? 'ram' : 'disk', `prefix-carry-${l}`, opts.spillDir);
       cur = await carry(0);
@@ -137,8 +135,7 @@ export async function nllOf(model: Model, batches: ForwardInput[], opts: JobOpti
   const cached = opts.cache?.has(from) && opts.cache.batches === batches;
   const signal = opts.signal ? { signal: opts.signal } : {};
   const report = opts.onProgress;
-  // The phase starts when its work does, and a batch's layers show as it runs: one batch of a 7B model is
-  // minutes, which the bar showed as the phase before (reading the data), frozen, and this one as 0.0 s (tester DS).
+  // The phase starts when its work does, and a batch's layers show as it runs: one batch of a 7B model is minutes.
   if (limit > 0) report?.({ phase: 'evaluate', done: 0, total: limit });
   for (let i = 0; i < limit; i++) {
     const layers = report ? { onProgress: (p: Progress) => report({ phase: 'evaluate', done: i, total: limit, within: p.done / Math.max(1, p.total), detail: `${Math.round((100 * p.done) / Math.max(1, p.total))}% of batch ${i + 1}` }) } : {};

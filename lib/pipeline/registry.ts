@@ -33,7 +33,7 @@ export interface RegistryKind {
 /**
  * What a registry hands out: a frozen stand-in whose fields were read once and whose functions call the
  * item's own, so that no caller (nor another call's plug-in) can change ffmerge's methods for everyone
- * through `MERGE_METHODS.get('select').merge = …` (tester BG). Class instances keep their prototype's methods.
+ * through `MERGE_METHODS.get('select').merge = …`. Class instances keep their prototype's methods.
  */
 const STAND_IN = Symbol('ffmerge registry stand-in');
 

@@ -68,8 +68,7 @@ export interface CompressResult {
   bytes: { before: number; after: number; removed: number; fraction: number };
   /**
    * calibrationRead: whether the run read its calibration data (false only where every combination tried was a
-   * vanilla merge with recover none, which need no features and fit nothing: tester FD); absent in a report.json
-   * written before it, read as true.
+   * vanilla merge with recover none); absent in an older report.json, read as true.
    */
   data: DataCounts & { calibrationFeatures: Partial<Record<StackName, number>>; calibrationRead?: boolean };
   /** Seconds per phase that ran. report.json's save is the time up to its own writing (weights written). */
@@ -77,16 +76,13 @@ export interface CompressResult {
   out?: { dir: string; format: CompressFormat; bytes: number };
 }
 
-/**
- * Whether the run read its calibration data (CompressResult.data.calibrationRead). A vanilla merge with recover
- * none reads none, and the card and summary said "calibration: 2,048 tokens" for it (tester FD).
- */
+/** Whether the run read its calibration data (CompressResult.data.calibrationRead). */
 export function calibrationUsed(r: Pick<CompressResult, 'data'>): boolean {
   return r.data.calibrationRead !== false;
 }
 
 /**
  * How the note naming a caller's plug-ins that no option picked begins: the report and the summary say it, the
- * card leaves it out (it names what did not run; tester FH: every card of a plug-in module's run named them).
+ * card leaves it out (it names what did not run).
  */
 export const UNPICKED_NOTE = 'plug-ins given but not picked by name';

@@ -43,7 +43,7 @@ class RamStore implements BatchStore {
 
 /**
  * A spill file that cannot be made or written (the temp folder full, read-only, gone): IO_ERROR naming the
- * folder and what to do, not an errno as INTERNAL_ERROR (tester FA). The file is unlinked, so `du` never shows it.
+ * folder and what to do, not an errno as INTERNAL_ERROR. The file is unlinked, so `du` never shows it.
  */
 function spillError(dir: string, e: unknown): FfmergeError {
   const code = (e as NodeJS.ErrnoException).code;
@@ -109,8 +109,7 @@ class DiskStore implements BatchStore {
 /**
  * RAM for one copy of the states a training-free fit keeps per calibration batch (tokens × d × 4 bytes): the
  * shared entry states (ff-inputs EntryStates) and each of refit-res's streams (up to five live at once). Past
- * it a copy goes to disk: they grew with the calibration size (tester EU: 2.56 GB of refit-res at 655k tokens
- * of gpt2-sotu, ~15 GB at 7B width for 131k tokens).
+ * it a copy goes to disk: they grow with the calibration size.
  */
 export const FIT_STATE_MEMORY_BYTES = 2 ** 27;
 

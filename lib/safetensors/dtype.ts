@@ -62,7 +62,7 @@ export function assertLittleEndian(): void {
  */
 export function toF32(dtype: DType, raw: Uint8Array, out?: Float32Array): Float32Array {
   if (!isDType(dtype)) throw new FfmergeError('SAFETENSORS_UNKNOWN_DTYPE', `toF32: unknown dtype ${showValue(dtype)}`);
-  // raw is bytes: a Float32Array was read as its own element count of bytes (U8 of [1.5, 300] gave 8 values)
+  // raw is bytes: a Float32Array would be read as its own element count of bytes
   if (!isUint8Array(raw)) throw new FfmergeError('INVALID_ARGUMENT', `toF32(dtype, raw): raw must be the tensor's bytes, a Uint8Array (got ${showValue(raw)})`);
   if (out !== undefined) checkFloat32Array(out, 'toF32: out');
   const size = DTYPE_SIZE[dtype];

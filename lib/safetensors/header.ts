@@ -59,10 +59,6 @@ export function parseHeaderLength(prefix: Uint8Array, fileSize: number, where: s
   return len;
 }
 
-function isSafeNonNegInt(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-}
-
 /** Element count of a validated shape, or an error when it cannot be represented exactly. */
 export function elementCount(shape: readonly number[], where: string): number {
   let n = 1;
@@ -78,8 +74,8 @@ export function elementCount(shape: readonly number[], where: string): number {
  * `where` names the file in messages.
  */
 export function parseHeaderJson(json: Uint8Array, headerLength: number, dataLength: number, where: string): ParsedHeader {
-  // The format's rule (and Hugging Face's safetensors refuses it, InvalidHeaderStart): the header begins with
-  // "{". A byte-order mark was dropped silently by the decoder and the file accepted (tester EO).
+  // The format's rule (Hugging Face's safetensors: InvalidHeaderStart): the header begins with "{", so a
+  // byte-order mark, which the decoder would drop silently, is refused.
   if (json.length === 0) throw invalid(where, 'header is empty (its length is 0)');
   if (json[0] !== 0x7b) throw invalid(where, `header does not begin with "{" (it begins with byte 0x${json[0]!.toString(16).padStart(2, '0')}; the format allows no byte-order mark or space before it)`);
   let text: string;
@@ -134,7 +130,7 @@ function parseEntry(name: string, v: unknown, dataLength: number, where: string)
   }
   if (!Array.isArray(shape)) throw invalid(where, `tensor "${name}" has no "shape" array`);
   for (const d of shape) {
-    if (!isSafeNonNegInt(d)) throw invalid(where, `tensor "${name}" has shape entry ${showValue(d)}, not a non-negative integer`);
+    if (!Number.isSafeInteger(d) || d < 0) throw invalid(where, `tensor "${name}" has shape entry ${showValue(d)}, not a non-negative integer`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2) {
     throw invalid(where, `tensor "${name}" has no "data_offsets" pair`);

@@ -39,6 +39,18 @@ export interface ReadF32Options {
 
 export type TypedTensorData = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint16Array | Uint8Array;
 
+/** The typed array of each dtype's elements (F16/BF16 as their raw bits). */
+const TYPED_ARRAY: Record<DType, new (buffer: ArrayBufferLike, byteOffset: number, length: number) => TypedTensorData> = {
+  F32: Float32Array,
+  F64: Float64Array,
+  I32: Int32Array,
+  I64: BigInt64Array,
+  F16: Uint16Array,
+  BF16: Uint16Array,
+  U8: Uint8Array,
+  BOOL: Uint8Array,
+};
+
 interface Located {
   info: TensorInfo;
   source: ByteSource;
@@ -56,7 +68,7 @@ export class SafetensorsReader {
     private readonly sources: ByteSource[],
     readonly metadata: Record<string, string>,
     /**
-     * Each file's own metadata, by file name (one entry for a single file). `metadata` merges them, the first
+     * Each shard's own metadata, by file name (empty for a single file). `metadata` merges them, the first
      * shard's value winning; a reader that needs every shard to agree on a key compares these.
      */
     readonly fileMetadata: ReadonlyMap<string, Readonly<Record<string, string>>> = new Map(),
@@ -93,21 +105,20 @@ export class SafetensorsReader {
   /** A reader over a safetensors file already in memory (`name` appears in messages and TensorInfo.file). */
   static async fromBytes(bytes: Uint8Array, name = '<memory>'): Promise<SafetensorsReader> {
     if (!isUint8Array(bytes)) throw new FfmergeError('INVALID_ARGUMENT', `SafetensorsReader.fromBytes(bytes): bytes must be a Uint8Array (got ${showValue(bytes)})`);
-    const src = new MemorySource(name, bytes);
-    const entries = await readHeader(src);
+    return SafetensorsReader.fromSource(new MemorySource(name, bytes));
+  }
+
+  private static async fromSource(src: ByteSource): Promise<SafetensorsReader> {
+    const h = await readHeader(src);
     const map = new Map<string, Located>();
-    for (const e of entries.entries) map.set(e.name, { info: toInfo(e, name, entries.dataStart), source: src });
-    return new SafetensorsReader(map, [src], entries.metadata);
+    for (const e of h.entries) map.set(e.name, { info: toInfo(e, src.name, h.dataStart), source: src });
+    return new SafetensorsReader(map, [src], h.metadata);
   }
 
   private static async openSingle(file: string): Promise<SafetensorsReader> {
-    const abs = path.resolve(file);
-    const src = await FileSource.open(abs);
+    const src = await FileSource.open(path.resolve(file));
     try {
-      const h = await readHeader(src);
-      const map = new Map<string, Located>();
-      for (const e of h.entries) map.set(e.name, { info: toInfo(e, abs, h.dataStart), source: src });
-      return new SafetensorsReader(map, [src], h.metadata);
+      return await SafetensorsReader.fromSource(src);
     } catch (e) {
       await src.close().catch(() => {});
       throw e;
@@ -124,8 +135,8 @@ export class SafetensorsReader {
       // Every shard is checked to exist before any is opened.
       const files = shardNames.map((shard) => resolveShard(dir, shard, indexFile));
       for (const [i, shard] of shardNames.entries()) {
-        const file = files[i]!;
-        const src = await FileSource.open(file);
+        const src = await FileSource.open(files[i]!);
+
         sources.push(src);
         headers.set(shard, { ...(await readHeader(src)), src });
       }
@@ -208,23 +219,7 @@ export class SafetensorsReader {
     const { info } = this.locate(name);
     assertLittleEndian();
     const raw = await this.readRaw(name); // freshly allocated, so aligned for every element size
-    const n = info.byteLength / DTYPE_SIZE[info.dtype];
-    switch (info.dtype) {
-      case 'F32':
-        return new Float32Array(raw.buffer, raw.byteOffset, n);
-      case 'F64':
-        return new Float64Array(raw.buffer, raw.byteOffset, n);
-      case 'I32':
-        return new Int32Array(raw.buffer, raw.byteOffset, n);
-      case 'I64':
-        return new BigInt64Array(raw.buffer, raw.byteOffset, n);
-      case 'F16':
-      case 'BF16':
-        return new Uint16Array(raw.buffer, raw.byteOffset, n);
-      case 'U8':
-      case 'BOOL':
-        return raw;
-    }
+    return new TYPED_ARRAY[info.dtype](raw.buffer, raw.byteOffset, info.byteLength / DTYPE_SIZE[info.dtype]);
   }
 
   /** Releases the file handles; later reads fail. Safe to call twice. */

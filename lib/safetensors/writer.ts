@@ -48,9 +48,8 @@ export async function writeSafetensors(
   checkPath(file, 'writeSafetensors(file, tensors): file');
   if (!Array.isArray(tensors)) throw new FfmergeError('INVALID_ARGUMENT', `writeSafetensors(file, tensors): tensors must be a list of { name, dtype, shape, data } (got ${showValue(tensors)})`);
   checkOptions(metadata, 'writeSafetensors(file, tensors, metadata): metadata');
-  // a plain object: a Map has no own keys (its entries were dropped unsaid), and an inherited toJSON made
-  // JSON.stringify write something else than the keys checked below
-  // (by shape, not by this realm's Object.prototype: a plain object from a vm context is one too)
+  // a plain object (a Map's entries would be dropped, an inherited toJSON would change what is written), told
+  // by shape, not by this realm's Object.prototype: a plain object from a vm context is one too
   const proto = Object.getPrototypeOf(metadata) as object | null;
   const plain = Object.prototype.toString.call(metadata) === '[object Object]' && (proto === null || Object.getPrototypeOf(proto) === null) && typeof (metadata as { toJSON?: unknown }).toJSON !== 'function';
   if (!plain) {
@@ -63,7 +62,6 @@ export async function writeSafetensors(
   const names = new Set<string>();
   for (const t of tensors) {
     if (names.has(t.name)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" is listed twice`);
-    if (t.name === '__metadata__') throw new FfmergeError('INVALID_ARGUMENT', 'a tensor cannot be named "__metadata__" (the header key of the metadata)');
     names.add(t.name);
   }
   for (const [k, v] of Object.entries(metadata)) {
@@ -170,8 +168,9 @@ function validate(t: TensorToWrite, i: number): number {
   }
   const bytes = numel * DTYPE_SIZE[t.dtype];
   if (!Number.isSafeInteger(bytes)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" is too large`);
-  if (typeof t.data !== 'function') {
-    const have = byteCount(t, t.data);
+  const data = t.data;
+  if (typeof data !== 'function') {
+    const have = convertsF32(t, data) ? data.length * DTYPE_SIZE[t.dtype] : data.byteLength;
     if (have !== bytes) {
       throw new FfmergeError(
         'SAFETENSORS_SIZE_MISMATCH',
@@ -182,21 +181,18 @@ function validate(t: TensorToWrite, i: number): number {
   return bytes;
 }
 
-/** Bytes `data` will occupy once written as t.dtype (without converting it yet). */
-function byteCount(t: TensorToWrite, data: TensorData): number {
+/** Whether `data` (checked to be a typed array) is a Float32Array that is converted to t.dtype as it is written. */
+function convertsF32(t: TensorToWrite, data: TensorData): data is Float32Array {
   if (!ArrayBuffer.isView(data)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" data is not a typed array`);
-  if (isFloat32Array(data) && (t.dtype === 'F16' || t.dtype === 'BF16' || t.dtype === 'F64')) return data.length * DTYPE_SIZE[t.dtype];
-  return data.byteLength;
+  return isFloat32Array(data) && (t.dtype === 'F16' || t.dtype === 'BF16' || t.dtype === 'F64');
 }
 
 /**
  * The bytes of `data` as t.dtype. A Float32Array for an F16, BF16 or F64 tensor is converted in slices with the
- * event loop run between them (one FF matrix at 7B width is 45 M values: converted in one go, the host's loop
- * stood still for it).
+ * event loop run between them (one FF matrix at 7B width is 45 M values).
  */
 async function toBytes(t: TensorToWrite, data: TensorData, signal?: AbortSignal): Promise<Uint8Array> {
-  if (!ArrayBuffer.isView(data)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" data is not a typed array`);
-  if (isFloat32Array(data) && (t.dtype === 'F16' || t.dtype === 'BF16' || t.dtype === 'F64')) {
+  if (convertsF32(t, data)) {
     const src = data;
     const out = t.dtype === 'F64' ? new Float64Array(src.length) : new Uint16Array(src.length);
     const convert = t.dtype === 'F64' ? (x: Float32Array) => x : t.dtype === 'F16' ? f32ToF16 : f32ToBF16;
@@ -230,7 +226,8 @@ function sweepDeadTemps(dir: string, base: string): void {
     try {
       fs.rmSync(path.join(dir, name), { force: true });
     } catch {
-      // another writer removed it first, or it cannot be: it stays, as before
+      // another writer removed it first, or it cannot be: it stays
     }
+
   }
 }

@@ -8,7 +8,7 @@
 import { FfmergeError, fromNativeError, abortError, showValue } from '../errors';
 import { checkCount, checkInt, checkOneOf } from '../arguments';
 import { isInt32Array, joinArrays } from '../typed-arrays';
-import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
+import { checkJobOptions, guardProgress, nativeCall, onAbort, type Progress } from '../native/job';
 import { trainAddon, type NativeFinetuneArgs, type NativeImageFinetuneArgs, type NativeStepLog } from '../native/train';
 import { checkModel, Model } from '../model/model';
 import { recordedWindows } from '../checkpoint/earlier-merges';
@@ -137,7 +137,7 @@ function intOption(v: number | undefined, what: string, dflt: number, min = 1): 
 function nonNegative(v: number | undefined, what: string, dflt: number): number {
   const n = v === undefined ? dflt : v;
   if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw new FfmergeError('INVALID_ARGUMENT', `finetune: ${what} must be a non-negative number (got ${showValue(v)})`);
-  // the trainer computes in float32: past its range a clip of 1e39 became Infinity, silently no clip (tester EP)
+  // the trainer computes in float32: past its range a clip of 1e39 would become Infinity, silently no clip
   if (Math.fround(n) === Infinity) throw new FfmergeError('INVALID_ARGUMENT', `finetune: ${what} ${n} is larger than float32, which the trainer computes in, holds (about 3.4e38)`);
   return n;
 }
@@ -155,11 +155,10 @@ function imageArgs(model: Model, data: LabelledImages, validation: FinetuneOptio
     if (!(set.labels instanceof Int32Array) || set.pixels.length !== set.labels.length * px) {
       throw new FfmergeError('SHAPE_MISMATCH', `finetune: the ${what} images must be ${px} pixel values (channels·height·width) per label; got ${set.pixels.length} values for ${set.labels?.length} labels`);
     }
-    // as an empty list of validation blocks is: no data where data was given (the result would carry no scores)
     if (what === 'validation' && set.labels.length === 0) throw new FfmergeError('INVALID_ARGUMENT', 'finetune: validation holds no images: give some, or leave validation out');
     const bad = set.labels.find((l) => l < 0 || l >= spec.numLabels);
     if (bad !== undefined) throw new FfmergeError('INVALID_DATA', `finetune: ${what} label ${bad} is outside the model's ${spec.numLabels} classes`);
-    // checked here: in the trainer a non-finite validation pixel surfaced as "the training loss is not finite"
+    // checked here: the trainer would report a non-finite validation pixel as a non-finite training loss
     const i = set.pixels.findIndex((v) => !Number.isFinite(v));
     if (i >= 0) throw new FfmergeError('NON_FINITE_INPUT', `finetune: the ${what} images hold a non-finite pixel value (${set.pixels[i]} in image ${Math.floor(i / px)}): preprocessed pixels must be finite numbers`);
   }
@@ -187,27 +186,16 @@ function checkNotExpanded(model: Model): void {
   if (windows.some((w) => w.stack === model.mainStack && !sharesOneFF(model, w.layers))) throw expandedError('finetune: the model was loaded from');
 }
 
-/**
- * Refuses a model the trainer cannot fine-tune (UNSUPPORTED_ARCHITECTURE, naming why): what finetune() does
- * first, for a caller to ask before it reads training data (the CLI tokenized all of --data, then was refused).
- */
+/** Refuses a model the trainer cannot fine-tune (UNSUPPORTED_ARCHITECTURE, naming why), before data is read. */
 export function checkFinetunable(model: Model): void {
   checkModel(model, 'checkFinetunable(model): model');
-  try {
-    trainAddon().modelCheckTrainable(model.nativeHandle());
-  } catch (e) {
-    throw fromNativeError(e);
-  }
+  nativeCall(() => trainAddon().modelCheckTrainable(model.nativeHandle()));
 }
 
 /** Token data: one Int32Array or a list of them (a string, a plain number list or a bare object is refused). */
 const isTokenData = (v: unknown): boolean => isInt32Array(v) || (Array.isArray(v) && v.every(isInt32Array));
 
-/**
- * A learning rate the trainer can use: positive and finite in float32, which it computes in. Past float32's
- * range it became Infinity, and below it 0: both were refused only after the model had loaded, the second as
- * "must be a positive number" for 1e-50 (tester EM). `what` names it as the caller gave it (`--lr`).
- */
+/** A learning rate the trainer can use: positive, and neither Infinity nor 0 in float32, which it computes in. */
 export function checkLearningRate(v: unknown, what: string): number {
   if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new FfmergeError('INVALID_ARGUMENT', `${what} must be a positive number (got ${showValue(v)})`);
   const f = Math.fround(v);
@@ -232,7 +220,6 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   if (opts.validation !== undefined && !isImages(opts.validation) && !(Array.isArray(opts.validation) && opts.validation.every(isInt32Array))) {
     throw new FfmergeError('INVALID_ARGUMENT', `finetune: validation must be token blocks (a list of Int32Arrays) or labelled images { pixels, labels } (got ${showValue(opts.validation)})`);
   }
-  // an empty list read as "no validation" silently: a caller who meant to validate would never hear of it
   if (Array.isArray(opts.validation) && opts.validation.length === 0) {
     throw new FfmergeError('INVALID_ARGUMENT', 'finetune: validation is an empty list of token blocks: give at least one block, or leave validation out');
   }
@@ -282,7 +269,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
       throw new FfmergeError('INVALID_ARGUMENT', 'finetune: validation blocks must all have one length');
     }
     if (maxPositions > 0 && valSeq > maxPositions) throw tooLong(`the validation blocks are ${valSeq} tokens,`);
-    // data, as a training token outside the vocabulary is (the trainer's INVALID_DATA; its validation pass said INVALID_ARGUMENT)
+    // INVALID_DATA, as for a training token outside the vocabulary
     for (const b of val ?? []) {
       for (let i = 0; i < b.length; i++) {
         if (b[i]! < 0 || b[i]! >= vocab) throw new FfmergeError('INVALID_DATA', `finetune: validation token id ${b[i]} is outside the vocabulary (size ${vocab})`);
@@ -306,8 +293,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     ...(e?.valLoss !== undefined ? { valLoss: e.valLoss } : {}),
     ...(e?.valAccuracy !== undefined ? { valAccuracy: e.valAccuracy } : {}),
   });
-  // the validation passes: before the first step (announced below), and after a step's last micro-batch at an
-  // --eval-every step and the last one, before that step's log is written (tester ET: a minute with no event)
+  // the validation passes: before the first step (announced below), and after an --eval-every step and the
+  // last one, before that step's log is written
   const scoredAfter = (step: number) => hasValidation && (step === steps || (common.evalEvery > 0 && step % common.evalEvery === 0));
   const scored = isImages(opts.validation) ? 'images' : 'sequences';
   const report = (done: number, total: number, partDone?: number, partTotal?: number) => {
@@ -315,8 +302,8 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     const logged = last?.step ?? 0;
     const eta = last && (last.seconds / last.step) * (steps - last.step);
     if (partTotal !== undefined && partDone !== undefined) {
-      // a validation pass under way, counted (tester FA: minutes on a large set with the count standing still).
-      // done is read with it: 0, the pass before training; else the one after step s, run before s is logged
+      // a validation pass under way, counted. done 0: the pass before training; else the one after step
+      // logged + 1, run before that step is logged
       const pass = done > 0 ? `validation loss after step ${logged + 1}` : 'validation loss before training';
       onProgress!({ ...event(logged, steps, last, eta), detail: `${pass}: ${partDone}/${partTotal} ${scored}` });
       return;
@@ -328,24 +315,18 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     const e = event(Math.min(done, logged), total, last, last && (last.seconds / last.step) * (total - last.step));
     onProgress!(validating ? { ...e, detail: `validation loss after step ${done}` } : e);
   };
-  // said as the job starts, validation or not: the count then stands at 0 through the first step (tester FG: a
-  // first step of seconds with no event at all)
+  // said as the job starts, validation or not: the count then stands at 0 through the first step
   if (onProgress) {
     try {
       onProgress(hasValidation ? { ...event(0, steps), detail: 'validation loss before training' } : event(0, steps));
     } catch {
-      // the callback's own error, kept in `failure`, is what the call rejects with (tester EZ: a TypeError)
+      // the callback's own error, kept in `failure`, is what the call rejects with
     }
     if (failure) throw failure.error;
   }
-  // an abort from that first event (a listener added after it would never hear it: the job ran on, tester FG's
-  // batch of 1e13 for ever)
+  // an abort from that first event: a listener added after it would never hear it
   if (opts.signal?.aborted) throw abortError(opts.signal);
-  try {
-    handle = trainAddon().modelFinetune(model.nativeHandle(), args, onProgress ? report : undefined);
-  } catch (e) {
-    throw fromNativeError(e);
-  }
+  handle = nativeCall(() => trainAddon().modelFinetune(model.nativeHandle(), args, onProgress ? report : undefined));
   const stopListening = onAbort(opts.signal, () => handle.cancel());
   let r;
   try {

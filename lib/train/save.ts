@@ -57,8 +57,7 @@ const SHAPE_KEYS = ['family', 'layers', 'dModel', 'nHeads', 'nKvHeads', 'headDim
 /**
  * The source is the checkpoint the model was loaded from, or one of the same model and merges: the output takes
  * its config, record and every tensor the model does not replace, so another model's folder would fail on a
- * missing tensor or, worse, be written: a merged model over its unmerged base came out as untied copies with
- * no record of the merge, and a model loaded from an expanded output came out with merged copies that differ.
+ * missing tensor or, worse, be written with ties or a record that contradict the weights.
  */
 function checkSourceFits(model: Model, source: string, config: Record<string, unknown>, windows: readonly RecordedWindow[]): void {
   const stack = describeStacks(config).find((s) => s.name === model.mainStack);
@@ -115,10 +114,7 @@ const SUMMARY_COUNTS = ['steps', 'batch', 'seq', 'warmup', 'micro', 'seed', 'ima
 const SUMMARY_NUMBERS = ['lr', 'weightDecay', 'clip', 'firstLoss', 'lastLoss', 'valBefore', 'valAfter', 'accuracyBefore', 'accuracyAfter'];
 const SUMMARY_STRINGS = ['data', 'valid', 'schedule', 'trainable', 'split'];
 
-/**
- * The summary goes into the record and the model card: a summary of another shape was written as given and the
- * card then contradicted it ("steps: 'x'" recorded, "no summary of the training was recorded" on the card).
- */
+/** The summary goes into the record and the model card, which reads it by these types. */
 function checkSummary(f: unknown): void {
   const bad = (why: string) => new FfmergeError('INVALID_ARGUMENT', `saveTrained: info.finetune ${why} (the run's summary, as \`ffmerge finetune\` writes it: { steps, lr, batch, firstLoss, lastLoss, … })`);
   if (typeof f !== 'object' || f === null || Array.isArray(f)) throw bad(`must be an object (got ${showValue(f)})`);
@@ -153,8 +149,7 @@ export async function saveTrained(model: Model, o: SaveTrainedOptions): Promise<
 
 async function saveSession(model: Model, o: SaveTrainedOptions, job: JobOptions): Promise<WriteCheckpointResult> {
   const config = await readConfig(o.source);
-  // the source's record goes into the output: checked first, as convert and export check it (a string record
-  // spread into an object, or windows of layers the model lacks, would be copied on as they are)
+  // the source's record goes into the output: checked first, as convert and export check it
   const windows = await folderMerges(o.source, config);
   checkSourceFits(model, o.source, config, windows);
   const slots = await slotTensors(model, job);

@@ -54,11 +54,10 @@ unsigned JobThreadsFromEnv() {
 
 // glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), after which the
 // jobs' batch-sized buffers (tens of MB: activation copies, captured FF pre-activations, block scratch) are
-// carved from the heap and pool-thread arenas, and their free space is kept instead of returned: measured on a
-// GPT-2-small-shaped compress, +430 MB peak RSS in the feature pass and +500 MB held afterwards. A fixed
-// threshold keeps blocks of 4 MiB and more in their own mappings, unmapped on free. It is a process setting:
-// set once, and not when the host chose its own (MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES) or opted out with
-// FFMERGE_MALLOC_DEFAULTS=1.
+// carved from the heap and pool-thread arenas, and their free space is kept instead of returned (hundreds of
+// MB of RSS on a GPT-2-small compress). A fixed threshold keeps blocks of 4 MiB and more in their own
+// mappings, unmapped on free. It is a process setting: set once, and not when the host chose its own
+// (MALLOC_MMAP_THRESHOLD_, GLIBC_TUNABLES) or opted out with FFMERGE_MALLOC_DEFAULTS=1.
 void TuneAllocatorOnce() {
 #if defined(__GLIBC__)
   static std::once_flag once;

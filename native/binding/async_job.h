@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/job.h"
 
 namespace ffm::binding {
@@ -57,6 +58,15 @@ int32_t* GetI32(const Napi::Value& v, const char* what, size_t* length);
 size_t GetCount(const Napi::Value& v, const char* what);
 // Throws a JS Error with .code = code.
 [[noreturn]] void ThrowCode(Napi::Env env, const std::string& code, const std::string& message);
+// f() on the main thread, a core Error it throws rethrown as the JS error of its code.
+template <class F>
+auto CallCore(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    ThrowCode(env, e.code(), e.what());
+  }
+}
 
 template <class T>
 using Owned = std::shared_ptr<std::vector<T>>;

@@ -124,7 +124,6 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
     return std::make_shared<BusyGuard>(state_);
   }
 
-
  private:
   Napi::Value Add(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -247,43 +246,35 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
         [guard](Napi::Env e) { return e.Undefined(); });
   }
 
+  // A synchronous call on the accumulator: refused while a job runs, core errors thrown as JS errors.
+  template <class F>
+  auto Sync(Napi::Env env, F&& f) -> decltype(f()) {
+    if (state_->busy.load()) ThrowCode(env, "BUSY", "this correlation accumulator is running a job");
+    return CallCore(env, std::forward<F>(f));
+  }
+
   Napi::Value AddPair(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsNumber() || !info[1].IsNumber()) ThrowCode(env, "INVALID_ARGUMENT", "addPair(i, j) takes two layer indices");
     const int i = info[0].As<Napi::Number>().Int32Value(), j = info[1].As<Napi::Number>().Int32Value();
-    if (state_->busy.load()) ThrowCode(env, "BUSY", "this correlation accumulator is running a job");
-    try {
-      return Napi::Number::New(env, static_cast<double>(state_->acc->add_pair(i, j)));
-    } catch (const Error& e) {
-      ThrowCode(env, e.code(), e.what());
-    } catch (const std::bad_alloc&) {
-      ThrowCode(env, "OUT_OF_MEMORY", "not enough memory for another correlation pair");
-    }
-    return env.Undefined();
+    return Sync(env, [&] {
+      try {
+        return Napi::Number::New(env, static_cast<double>(state_->acc->add_pair(i, j)));
+      } catch (const std::bad_alloc&) {
+        ThrowCode(env, "OUT_OF_MEMORY", "not enough memory for another correlation pair");
+      }
+    });
   }
 
   Napi::Value Release(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
     const size_t pair = GetCount(info[0], "pairIndex");
-    if (state_->busy.load()) ThrowCode(env, "BUSY", "this correlation accumulator is running a job");
-    try {
-      state_->acc->release(pair);
-    } catch (const Error& e) {
-      ThrowCode(env, e.code(), e.what());
-    }
-    return env.Undefined();
+    Sync(info.Env(), [&] { state_->acc->release(pair); });
+    return info.Env().Undefined();
   }
 
   Napi::Value PairCount(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
     const size_t pair = GetCount(info[0], "pairIndex");
-    if (state_->busy.load()) ThrowCode(env, "BUSY", "this correlation accumulator is running a job");
-    try {
-      return Napi::Number::New(env, static_cast<double>(state_->acc->pair_count(pair)));
-    } catch (const Error& e) {
-      ThrowCode(env, e.code(), e.what());
-    }
-    return env.Undefined();
+    return Sync(info.Env(), [&] { return Napi::Number::New(info.Env(), static_cast<double>(state_->acc->pair_count(pair))); });
   }
 
   Napi::Value Count(const Napi::CallbackInfo& info) {
@@ -293,15 +284,9 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
   Napi::Value Backend(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), state_->acc->backend()); }
 
   Napi::Value SetBlockRows(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
     const size_t rows = GetCount(info[0], "blockRows");
-    if (state_->busy.load()) ThrowCode(env, "BUSY", "this correlation accumulator is running a job");
-    try {
-      state_->acc->set_block_rows(rows);
-    } catch (const Error& e) {
-      ThrowCode(env, e.code(), e.what());
-    }
-    return env.Undefined();
+    Sync(info.Env(), [&] { state_->acc->set_block_rows(rows); });
+    return info.Env().Undefined();
   }
 
   std::shared_ptr<State> state_;

@@ -10,10 +10,9 @@
 //     H [n, units] = act(X·W_gateᵀ + b_gate) · (X·W_inᵀ + b_in)   (with a gate: SwiGLU and friends)
 //   with output true, its output H·W_outᵀ + b_out [n, d]. ff = { wIn, bIn?, wGate?, bGate?, wOut?, bOut? }.
 //   activation: "gelu_new" | "gelu" | "silu" | "swish" | "relu".
-// Why one job: the TypeScript merge methods (select, refit) need hidden units of tens of millions of entries
-// per batch. Computed in JS, or moved between several jobs through JS arrays, that was the host's event loop
-// stalled for tens to hundreds of ms (the loop, the copies, the collections); here only X and the weights
-// are copied in, and the result is handed over without a copy.
+// Why one job: the merge methods (select, refit) need hidden units of tens of millions of entries per batch;
+// computed in JS they stall the event loop. Here only X and the weights are copied in, and the result is
+// handed over without a copy.
 #include "binding/ff_binding.h"
 
 #include <array>
@@ -103,15 +102,7 @@ class NativeFF : public Napi::ObjectWrap<NativeFF> {
     if (d != d_ || units != units_)
       ThrowCode(env, "SHAPE_MISMATCH", "the NativeFF holds " + std::to_string(units_) + " units of width " +
                                            std::to_string(d_) + ", not " + std::to_string(units) + " × " + std::to_string(d));
-    FFCopy c;
-    c.d = d_;
-    c.units = units_;
-    c.act = act;
-    c.w_in = buf_[kWIn];
-    c.b_in = buf_[kBIn];
-    c.w_gate = buf_[kWGate];
-    c.b_gate = buf_[kBGate];
-    return c;
+    return {d_, units_, act, buf_[kWIn], buf_[kBIn], buf_[kWGate], buf_[kBGate], nullptr, nullptr};
   }
 
  private:
@@ -174,8 +165,7 @@ class NativeFF : public Napi::ObjectWrap<NativeFF> {
     const size_t offset = GetCount(info[0], "offset"), n = GetCount(info[1], "units");
     if (offset > units_ || n > units_ - offset) ThrowCode(env, "SHAPE_MISMATCH", "set(): the rows do not fit in " + std::to_string(units_) + " units from offset " + std::to_string(offset));
     ThrowIfRead(env);
-    auto dst = std::make_shared<std::array<SharedFloats, kParts>>();
-    for (int k = 0; k < kParts; ++k) (*dst)[k] = buf_[k];
+    auto dst = std::make_shared<std::array<SharedFloats, kParts>>(buf_);
     const size_t d = d_;
     return AsyncJob::Start(
         env, info[2],
@@ -202,8 +192,7 @@ class NativeFF : public Napi::ObjectWrap<NativeFF> {
       if (idx[i] < 0 || size_t(idx[i]) >= units_) ThrowCode(env, "INVALID_ARGUMENT", "rows(): a unit index is out of range");
       units[i] = size_t(idx[i]);
     }
-    auto src = std::make_shared<std::array<SharedFloats, kParts>>();
-    for (int k = 0; k < kParts; ++k) (*src)[k] = buf_[k];
+    auto src = std::make_shared<std::array<SharedFloats, kParts>>(buf_);
     auto out = std::make_shared<std::array<std::vector<float>, kParts>>();
     const size_t d = d_;
     return AsyncJob::Start(
@@ -335,7 +324,7 @@ void SumFFRows(JobControl& ctl, const FFRows& in, size_t block_floats, const FFR
   refuse_non_finite(ctl, in.y->data(), n, m, words.code, words.targets, words.column, tail);
   const size_t block = std::max<size_t>(1, std::min<size_t>(n, block_floats / units));
   std::vector<float> h(std::min(block, n) * units), scratch;
-  // each block's own step reports nothing: its counts restarted the batch's, which went backwards (tester EJ)
+  // each block's own step reports nothing: its counts would restart the batch's
   JobControl inner = ctl.nested();
   size_t r = 0;
   try {

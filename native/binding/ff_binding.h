@@ -64,7 +64,7 @@ void SumFFRows(JobControl& ctl, const FFRows& in, size_t block_floats, const FFR
                const std::function<void(JobControl& step, const float* h, const float* y, size_t rows, size_t first)>& sum, const std::function<void()>& broken);
 
 // A Float32Array that takes the vector over (no copy); V8 is told its size so it collects in time, and the
-// reaper frees it (a finalizer's free of a 541 MB FF held the event loop ~40 ms; several land after one GC).
+// reaper frees it (not the finalizer, on the event loop).
 Napi::Value ExternalF32(Napi::Env env, std::vector<float>&& v);
 Napi::Value ExternalF64(Napi::Env env, std::vector<double>&& v);
 

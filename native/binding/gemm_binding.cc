@@ -1,8 +1,8 @@
 // sgemm(a, b, c, m, n, k, transA, transB, alpha, beta, kernel, onProgress) -> {promise, cancel}
 //   c = alpha·op(a)·op(b) + beta·c, written in place into the Float32Array c; the promise resolves to c.
 //   c null: the result is a new m×n Float32Array, made on the pool and handed over without a copy (beta is
-//   then ignored). a and b may be StagedFloats (lib/native/staged.ts), read in place: a large input copied
-//   here, on the main thread, held the host's event loop (tester CF: 2048² inputs, a few hundred ms).
+//   then ignored). a and b may be StagedFloats (lib/native/staged.ts), read in place rather than copied on
+//   the main thread.
 //   kernel: "portable" | "avx2" | "avx512" | undefined (FFMERGE_GEMM_KERNEL or the best this CPU runs).
 // gemmKernels() -> string[]: the kernels this CPU supports, "portable" first, the default last.
 // cancel takes effect between the core's cache blocks (the promise rejects with ABORTED, c is left as it was).

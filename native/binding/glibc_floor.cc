@@ -11,9 +11,8 @@
 //
 // <stdlib.h> is not included: glibc ≥ 2.36 declares arc4random there with default visibility.
 //
-// glibc only: macOS's and the BSDs' libc have their own arc4random, and no <sys/random.h> getrandom (tester FE).
-// <cstdint> first: the compiler does not define __GLIBC__, glibc's <features.h> does, which it pulls in (without
-// it the test below compiled the whole file out, and the addon needed GLIBC_2.36 again: tester FF).
+// glibc only: macOS's and the BSDs' libc have their own arc4random, and no <sys/random.h> getrandom.
+// <cstdint> first: it pulls in glibc's <features.h>, which defines __GLIBC__ (the compiler does not).
 #include <cstdint>
 #if defined(__linux__) && defined(__GLIBC__)
 

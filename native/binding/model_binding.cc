@@ -37,6 +37,11 @@ struct ModelHandle {
   std::shared_ptr<Reaper> reaper;  // a view's last reference frees its FF copies (1 GB at 7B width) there
 };
 
+// An FF's tensors under their JS names.
+const std::pair<const char*, model::Tensor model::FFWeights::*> kFFSlots[] = {
+    {"wIn", &model::FFWeights::w_in},     {"bIn", &model::FFWeights::b_in}, {"wGate", &model::FFWeights::w_gate},
+    {"bGate", &model::FFWeights::b_gate}, {"wOut", &model::FFWeights::w_out}, {"bOut", &model::FFWeights::b_out}};
+
 // release_pages for a model whose last reference the reaper holds (reaper.h says why): the buffers that model
 // alone owns. A tensor's buffer may be shared with other models (a view shares the base model's, a tie shares
 // one FF between layers), so only a buffer held once is released, and an FF only where every reference to it
@@ -53,7 +58,7 @@ std::function<void()> ModelPages(const Model* m) {
     for (const auto& l : m->w.layers) {
       if (!l.ff || l.ff.use_count() != refs[l.ff.get()]) continue;
       refs[l.ff.get()] = -1;  // once per FF
-      for (const model::Tensor* t : {&l.ff->w_in, &l.ff->b_in, &l.ff->w_gate, &l.ff->b_gate, &l.ff->w_out, &l.ff->b_out}) tensor(*t);
+      for (const auto& [key, slot] : kFFSlots) tensor((*l.ff).*slot);
     }
     for (const auto& l : m->w.layers)
       for (const model::Tensor* t : {&l.qkv_w, &l.o_w, &l.xq_w, &l.xkv_w, &l.xo_w}) tensor(*t);
@@ -61,13 +66,17 @@ std::function<void()> ModelPages(const Model* m) {
   };
 }
 
+void Drop(ModelHandle* h) {
+  const Model* raw = h->model.get();
+  h->reaper->Drop(std::move(h->model), ModelPages(raw));
+}
+
 }  // namespace
 
 Napi::Value WrapModel(Napi::Env env, std::shared_ptr<const Model> m) {
   auto* h = new ModelHandle{std::move(m), ReaperOf(env)};
   return Napi::External<ModelHandle>::New(env, h, [](Napi::Env, ModelHandle* p) {
-    const Model* raw = p->model.get();
-    p->reaper->Drop(std::move(p->model), ModelPages(raw));
+    Drop(p);
     delete p;
   });
 }
@@ -126,25 +135,15 @@ Napi::Value ModelCreate(const Napi::CallbackInfo& info) {
     std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
     tensors[k] = copier.copy(t.Get(k), "tensor " + k);
   }
-  try {
-    return WrapModel(env, std::make_shared<const Model>(model::build_model(spec, tensors)));
-  } catch (const Error& e) {
-    ThrowCode(env, e.code(), e.what());
-  }
+  return CallCore(env, [&] { return WrapModel(env, std::make_shared<const Model>(model::build_model(spec, tensors))); });
 }
 
 std::shared_ptr<const model::FFWeights> ParseFF(const Napi::Object& o, BufferCopier& copier, const std::string& where) {
   auto ff = std::make_shared<model::FFWeights>();
-  auto opt = [&](const char* key, model::Tensor& dst) {
+  for (const auto& [key, slot] : kFFSlots) {
     Napi::Value v = o.Get(key);
-    if (!v.IsUndefined() && !v.IsNull()) dst.buf = copier.copy(v, where + "." + key);
-  };
-  opt("wIn", ff->w_in);
-  opt("bIn", ff->b_in);
-  opt("wGate", ff->w_gate);
-  opt("bGate", ff->b_gate);
-  opt("wOut", ff->w_out);
-  opt("bOut", ff->b_out);
+    if (!v.IsUndefined() && !v.IsNull()) ((*ff).*slot).buf = copier.copy(v, where + "." + key);
+  }
   return ff;
 }
 
@@ -166,18 +165,7 @@ Napi::Value ModelWithFF(const Napi::CallbackInfo& info) {
     if (w >= unique.size()) ThrowCode(env, "INVALID_ARGUMENT", "modelWithFF: FF index out of range");
     overrides.emplace_back(layers.Get(i).ToNumber().Uint32Value(), unique[w]);
   }
-  try {
-    return WrapModel(env, model::with_ff(base, overrides));
-  } catch (const Error& e) {
-    ThrowCode(env, e.code(), e.what());
-  }
-}
-
-Napi::Value CopyOut(Napi::Env env, const model::Tensor& t) {
-  if (!t) return env.Undefined();
-  auto a = Napi::Float32Array::New(env, t.size());
-  t.read_f32(0, t.size(), a.Data());  // a 16-bit weight comes out widened: JS always sees float32
-  return a;
+  return CallCore(env, [&] { return WrapModel(env, model::with_ff(base, overrides)); });
 }
 
 // modelFFWeights(handle, layer) → {wIn, bIn?, wGate?, bGate?, wOut, bOut?} (copies)
@@ -189,23 +177,15 @@ Napi::Value ModelFFWeights(const Napi::CallbackInfo& info) {
   // A streamed layer's FF is read from disk here, synchronously (one layer's FF; the merge asks for a
   // window's worth), unless a view overrides it.
   JobControl ctl(*GetAddonData(env).pool);
-  std::shared_ptr<const model::LayerWeights> held;
-  try {
-    held = model::layer_weights(ctl, *m, l);
-  } catch (const Error& e) {
-    ThrowCode(env, e.code(), e.what());
-  }
-  const auto& ff = *held->ff;
+  const auto held = CallCore(env, [&] { return model::layer_weights(ctl, *m, l); });
   Napi::Object o = Napi::Object::New(env);
-  auto put = [&](const char* k, const model::Tensor& t) {
-    if (t) o.Set(k, CopyOut(env, t));
-  };
-  put("wIn", ff.w_in);
-  put("bIn", ff.b_in);
-  put("wGate", ff.w_gate);
-  put("bGate", ff.b_gate);
-  put("wOut", ff.w_out);
-  put("bOut", ff.b_out);
+  for (const auto& [key, slot] : kFFSlots) {
+    const model::Tensor& t = (*held->ff).*slot;
+    if (!t) continue;
+    auto a = Napi::Float32Array::New(env, t.size());
+    t.read_f32(0, t.size(), a.Data());  // a 16-bit weight comes out widened: JS always sees float32
+    o.Set(key, a);
+  }
   return o;
 }
 
@@ -218,20 +198,18 @@ Napi::Value ModelFFWeightsAsync(const Napi::CallbackInfo& info) {
   auto m = UnwrapModel(info[0]);
   uint32_t l = info[1].ToNumber().Uint32Value();
   if (l >= m->spec.layers) ThrowCode(env, "INVALID_ARGUMENT", "layer " + std::to_string(l) + " is out of range");
-  static const char* const kKeys[] = {"wIn", "bIn", "wGate", "bGate", "wOut", "bOut"};
   auto out = std::make_shared<std::vector<std::pair<const char*, std::vector<float>>>>();
   return AsyncJob::Start(
       env, info[2],
       [m, l, out](JobControl& ctl) {
         std::shared_ptr<const model::LayerWeights> held = model::layer_weights(ctl, *m, l);
-        const auto& ff = *held->ff;
-        const model::Tensor* ts[] = {&ff.w_in, &ff.b_in, &ff.w_gate, &ff.b_gate, &ff.w_out, &ff.b_out};
-        for (size_t i = 0; i < 6; ++i) {
+        for (const auto& [key, slot] : kFFSlots) {
           ctl.check();
-          if (!*ts[i]) continue;
-          std::vector<float> v(ts[i]->size());
-          ts[i]->read_f32(0, v.size(), v.data());  // 16-bit weights come out widened, as modelFFWeights
-          out->emplace_back(kKeys[i], std::move(v));
+          const model::Tensor& t = (*held->ff).*slot;
+          if (!t) continue;
+          std::vector<float> v(t.size());
+          t.read_f32(0, v.size(), v.data());  // 16-bit weights come out widened, as modelFFWeights
+          out->emplace_back(key, std::move(v));
         }
       },
       [out](Napi::Env env) -> Napi::Value {
@@ -256,11 +234,7 @@ Napi::Value ModelSharesFF(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelDispose(const Napi::CallbackInfo& info) {
-  if (info[0].IsExternal()) {
-    ModelHandle* h = info[0].As<Napi::External<ModelHandle>>().Data();
-    const Model* raw = h->model.get();
-    h->reaper->Drop(std::move(h->model), ModelPages(raw));
-  }
+  if (info[0].IsExternal()) Drop(info[0].As<Napi::External<ModelHandle>>().Data());
   return info.Env().Undefined();
 }
 
@@ -304,13 +278,15 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
   in.batch = GetSize(a, "batch", 0, true);
   in.seq = GetSize(a, "seq", 0, true);
   const size_t R = in.batch * in.seq;
-  if (!a.Get("ids").IsUndefined()) {
+  auto get_ids = [&](const char* key, Owned<int32_t>& dst, const std::string& expected) -> const int32_t* {
+    if (a.Get(key).IsUndefined()) return nullptr;
     size_t n = 0;
-    GetI32(a.Get("ids"), "ids", &n);
-    if (n != R) ThrowCode(env, "INVALID_ARGUMENT", "ids has " + std::to_string(n) + " entries, expected batch·seq = " + std::to_string(R));
-    owned->ids = CopyTyped<int32_t>(a.Get("ids"), "ids");
-    in.ids = owned->ids->data();
-  }
+    GetI32(a.Get(key), key, &n);
+    if (n != R) ThrowCode(env, "INVALID_ARGUMENT", key + (" has " + std::to_string(n) + " entries, expected ") + expected);
+    dst = CopyTyped<int32_t>(a.Get(key), key);
+    return dst->data();
+  };
+  in.ids = get_ids("ids", owned->ids, "batch·seq = " + std::to_string(R));
   auto get_mask = [&](const char* key, Owned<uint8_t>& dst) -> const uint8_t* {
     Napi::Value v = a.Get(key);
     if (v.IsUndefined() || v.IsNull()) return nullptr;
@@ -336,13 +312,7 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
     owned->pixels = CopyTyped<float>(a.Get("pixels"), "pixels");
     in.pixels = owned->pixels->data();
   }
-  if (!a.Get("tokenTypeIds").IsUndefined()) {
-    size_t n = 0;
-    GetI32(a.Get("tokenTypeIds"), "tokenTypeIds", &n);
-    if (n != R) ThrowCode(env, "INVALID_ARGUMENT", "tokenTypeIds has " + std::to_string(n) + " entries, expected " + std::to_string(R));
-    owned->token_type_ids = CopyTyped<int32_t>(a.Get("tokenTypeIds"), "tokenTypeIds");
-    in.token_type_ids = owned->token_type_ids->data();
-  }
+  in.token_type_ids = get_ids("tokenTypeIds", owned->token_type_ids, std::to_string(R));
   if (!a.Get("encoderHidden").IsUndefined()) {
     in.encoder_seq = GetSize(a, "encoderSeq", 0, true);
     F32View eh = GetF32(a.Get("encoderHidden"), "encoderHidden");
@@ -392,11 +362,7 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
     // Claimed last, after every argument check that can throw; a throw below still releases it (unwinding).
     capture->claim = ClaimCorrelationAccumulator(acc_v);
     CorrelationAccumulator& acc = capture->claim->accumulator();
-    try {
-      model::CorrelationCapture::check_shape(acc, m->spec);
-    } catch (const Error& e) {
-      ThrowCode(env, e.code(), e.what());
-    }
+    CallCore(env, [&] { model::CorrelationCapture::check_shape(acc, m->spec); });
     const size_t to = std::min(opts.to_layer, m->spec.layers);
     for (size_t l : model::CorrelationCapture::used_layers(acc)) {
       if (l < opts.from_layer || l >= to)
@@ -406,11 +372,8 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
       if (std::find(opts.capture_layers.begin(), opts.capture_layers.end(), l) == opts.capture_layers.end())
         opts.capture_layers.push_back(l);
     }
-    try {
-      capture->into = std::make_unique<model::CorrelationCapture>(acc, m->spec, opts.capture_layers);
-    } catch (const Error& e) {
-      ThrowCode(env, e.code(), e.what());
-    }
+    capture->into =
+        CallCore(env, [&] { return std::make_unique<model::CorrelationCapture>(acc, m->spec, opts.capture_layers); });
   }
   opts.capture = capture.get();
   auto result = std::make_shared<model::ForwardResult>();
@@ -426,21 +389,15 @@ Napi::Value ModelForward(const Napi::CallbackInfo& info) {
           o.Set("nllSum", result->nll_sum);
           o.Set("nllCount", double(result->nll_count));
         }
-        if (capture->for_js > 0) {
-          Napi::Array ff = Napi::Array::New(env, capture->layers.size());
-          for (uint32_t i = 0; i < capture->layers.size(); ++i) ff.Set(i, ExternalF32(env, std::move(capture->layers[i])));
-          o.Set("ff", ff);
-        }
-        if (!result->ff_inputs.empty()) {
-          Napi::Array xs = Napi::Array::New(env, result->ff_inputs.size());
-          for (uint32_t i = 0; i < result->ff_inputs.size(); ++i) xs.Set(i, ExternalF32(env, std::move(result->ff_inputs[i])));
-          o.Set("ffInputs", xs);
-        }
-        if (!result->ff_outputs.empty()) {
-          Napi::Array ys = Napi::Array::New(env, result->ff_outputs.size());
-          for (uint32_t i = 0; i < result->ff_outputs.size(); ++i) ys.Set(i, ExternalF32(env, std::move(result->ff_outputs[i])));
-          o.Set("ffOutputs", ys);
-        }
+        auto put_list = [&](const char* key, std::vector<std::vector<float>>& list) {
+          if (list.empty()) return;
+          Napi::Array arr = Napi::Array::New(env, list.size());
+          for (uint32_t i = 0; i < list.size(); ++i) arr.Set(i, ExternalF32(env, std::move(list[i])));
+          o.Set(key, arr);
+        };
+        put_list("ff", capture->layers);
+        put_list("ffInputs", result->ff_inputs);
+        put_list("ffOutputs", result->ff_outputs);
         return o;
       });
 }
@@ -454,10 +411,10 @@ Napi::Value BenchSgemmSeconds(const Napi::CallbackInfo& info) {
   const uint32_t reps = std::max<uint32_t>(1, info[4].ToNumber().Uint32Value());
   std::vector<float> A(M * K, 0.5f), B(K * N, 0.25f), C(M * N);
   ThreadPool* pool = GetAddonData(info.Env()).pool.get();
-  sgemm(pool, false, trans_b, M, N, K, 1.0f, A.data(), K, B.data(), trans_b ? K : N, 0.0f, C.data(), N);  // warm-up
+  auto run = [&] { sgemm(pool, false, trans_b, M, N, K, 1.0f, A.data(), K, B.data(), trans_b ? K : N, 0.0f, C.data(), N); };
+  run();  // warm-up
   auto t0 = std::chrono::steady_clock::now();
-  for (uint32_t r = 0; r < reps; ++r)
-    sgemm(pool, false, trans_b, M, N, K, 1.0f, A.data(), K, B.data(), trans_b ? K : N, 0.0f, C.data(), N);
+  for (uint32_t r = 0; r < reps; ++r) run();
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return Napi::Number::New(info.Env(), s / reps);
 }

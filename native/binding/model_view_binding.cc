@@ -26,11 +26,7 @@ Napi::Value ModelWithoutLayers(const Napi::CallbackInfo& info) {
     if (!(d >= 0) || d != double(size_t(d))) ThrowCode(env, "INVALID_ARGUMENT", "layers must be non-negative integers");
     drop.push_back(size_t(d));
   }
-  try {
-    return WrapModel(env, model::without_layers(base, drop));
-  } catch (const Error& e) {
-    ThrowCode(env, e.code(), e.what());
-  }
+  return CallCore(env, [&] { return WrapModel(env, model::without_layers(base, drop)); });
 }
 
 Napi::Value ModelLayerParams(const Napi::CallbackInfo& info) {
@@ -38,11 +34,7 @@ Napi::Value ModelLayerParams(const Napi::CallbackInfo& info) {
   auto m = UnwrapModel(info[0]);
   const double d = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
   if (!(d >= 0) || d != double(size_t(d))) ThrowCode(env, "INVALID_ARGUMENT", "layer must be a non-negative integer");
-  try {
-    return Napi::Number::New(env, double(model::layer_params(*m, size_t(d))));
-  } catch (const Error& e) {
-    ThrowCode(env, e.code(), e.what());
-  }
+  return CallCore(env, [&] { return Napi::Number::New(env, double(model::layer_params(*m, size_t(d)))); });
 }
 
 void Init(Napi::Env env, Napi::Object exports) {

@@ -1,10 +1,9 @@
 // Drops the last reference to large native memory on a thread of its own.
 //
-// Why: freeing is not free. Unmapping 1 GB of touched pages takes this VM about 110 ms, and the last
-// reference to a model view's FF copies, a NativeFF pool (3.2 GB at Llama-2-7B width, k = 9), least-squares
-// or correlation sums (1 GB each there) or a job's result array is usually dropped on the main thread: in
-// dispose(), or in a finalizer after a garbage collection. At 7B width those frees held the host's event
-// loop 100–200 ms at a time. The reaper takes the reference instead and lets go of it there.
+// Why: freeing is not free (about 100 ms per GB of touched pages), and the last reference to a model view's
+// FF copies, a NativeFF pool, least-squares or correlation sums (GBs at 7B width) or a job's result array is
+// usually dropped on the main thread: in dispose(), or in a finalizer after a garbage collection. The reaper
+// takes the reference instead and lets go of it there.
 //
 // Freeing off the main thread is not enough on its own: one large munmap stalls every mmap in the process
 // (core/large_buffer.h says how much). So Drop takes, with the reference, a way to release the pages that

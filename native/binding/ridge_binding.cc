@@ -8,13 +8,12 @@
 //   sums.solve(lambdaRel, bias, columns: Int32Array | null, onProgress?) → {promise<{w, b}>, cancel}
 //       X ((k+1)×m, fp64) solves the system of the listed columns (all p when null) plus the constant one;
 //       with bias false the constant column is dropped (b is 0). It comes back as float32 W [m, k] (X's
-//       first k rows transposed: W_out's layout) and b [m] (its last row), made in the job: at Llama-2-7B
-//       width X is 360 MB of doubles, and splitting it in JS held the host's event loop ~350 ms per solve.
+//       first k rows transposed: W_out's layout) and b [m] (its last row), made in the job (X is 360 MB of
+//       doubles at Llama-2-7B width, too much to split on the event loop).
 //   sums.select(forced: Int32Array, count, lambdaRel, onProgress?) → {promise<Int32Array>, cancel}
 //   sums.rows() → rows added
-// Why native-resident: G is (p+1)² doubles, 34 MB for select's pool at gpt2-sotu and 134 MB under its
-// default budget. Held in JS it was copied in and written back by every add on the main thread: a stall of
-// the host's event loop of ~90 ms at 34 MB. One job at a time per RidgeSums (BUSY otherwise).
+// Why native-resident: G is (p+1)² doubles (tens to hundreds of MB), which held in JS would be copied in and
+// written back by every add on the main thread. One job at a time per RidgeSums (BUSY otherwise).
 #include <napi.h>
 
 #include <algorithm>
@@ -58,8 +57,7 @@ struct Sums {
   double rows = 0;
   std::atomic<bool> busy{false};
   // An add that stopped between row blocks (aborted, or a later block of addFF refused) left part of its rows
-  // in G and C, which nothing can take out: every later call is refused, where it solved silently wrong
-  // (tester DO: an aborted add, then the same 1,000 good rows, gave W off by its own size).
+  // in G and C, which nothing can take out: every later call is refused rather than solving silently wrong.
   bool broken = false;
   // G is 1–1.5 GB at 7B width: its pages go back before the free, wherever the last owner lets go
   // (core/large_buffer.h says why)

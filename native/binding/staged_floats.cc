@@ -3,9 +3,8 @@
 //   .write(offset, Float32Array)                copies the array to floats offset…, on the main thread
 //   .dispose()                                  drops this object's reference (a model sharing it keeps it)
 // Why: a model view (modelWithFF) copies its FFs on the main thread, since a worker must not read JS memory
-// (async_job.h). At Llama-2-7B width one float32 FF is 541 MB, and a candidate's view holds two: fresh pages
-// cost this VM about 1 s per GB, which held the host's event loop 1.1–1.6 s per scored candidate. Staged,
-// the pages are faulted on the pool and the main thread only copies, in slices the caller yields between.
+// (async_job.h), and faulting in fresh pages for GBs of FFs (at 7B width) stalls the event loop for seconds.
+// Staged, the pages are faulted on the pool and the main thread only copies, in slices the caller yields between.
 #include "binding/staged_floats.h"
 
 #include <cstring>
@@ -88,9 +87,8 @@ class StagedFloats : public Napi::ObjectWrap<StagedFloats> {
         },
         [st, made](Napi::Env e) -> Napi::Value {
           st->allocating = false;
-          // Reported to V8 while this object holds it. Unreported, a 7B-width compress held the loop
-          // longer (310 and 849 ms against 187 ms, benchmarks/RESULTS.md): the collections the reports
-          // start come between candidates instead of with more garbage later.
+          // Reported to V8 while this object holds it: the collections the reports start then come
+          // between candidates instead of with more garbage later (shorter event-loop stalls).
           if (!st->disposed) {
             st->buf = std::move(*made);
             st->accounted = int64_t(st->length * sizeof(float));

@@ -3,10 +3,9 @@
 //
 // Why: an output is written under a temporary name and renamed into place; a failed or aborted write removes
 // its temp in JS. But worker.terminate() stops a worker's JavaScript wherever it is, and process.exit() ends
-// the process, so no JS cleanup runs: the half-written temp stayed, hidden beside the output. The sweep a
-// later run does removes only the temps of processes that are gone, so in a long-lived server whose workers
-// are terminated (the process lives on) they piled up (tester DA). Held here, they are removed when the
-// environment is torn down (~AddonData) and when its process emits 'exit' (addon.cc).
+// the process, so no JS cleanup runs. A later run's sweep removes only the temps of processes that are gone,
+// so a long-lived server whose workers are terminated would pile them up. Held here, they are removed when
+// the environment is torn down (~AddonData) and when its process emits 'exit' (addon.cc).
 #pragma once
 #include <cstdint>
 #include <map>

@@ -30,7 +30,7 @@ void TempOutputs::release(uint32_t id) {
 namespace {
 
 // POSIX calls, not std::filesystem: with GCC 8 (RHEL 8's compiler) std::filesystem lives in libstdc++fs, which
-// the addon does not link, so a build there loaded with an undefined symbol (tester FE).
+// the addon does not link.
 bool exists_nofollow(const std::string& p) {
   struct stat st;
   return ::lstat(p.c_str(), &st) == 0;

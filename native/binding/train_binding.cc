@@ -95,11 +95,7 @@ Napi::Value Finetune(const Napi::CallbackInfo& info) {
   const std::string which = a.Get("trainable").IsString() ? a.Get("trainable").As<Napi::String>().Utf8Value() : "all";
   if (which == "ff") o.trainable = train::Trainable::FeedForward;
   else if (which != "all") ThrowCode(env, "INVALID_ARGUMENT", "finetune: trainable must be 'all' or 'ff'");
-  try {
-    train::check_trainable(m->spec);
-  } catch (const Error& e) {
-    ThrowCode(env, e.code(), e.what());
-  }
+  CallCore(env, [&] { train::check_trainable(m->spec); });
   auto log = std::make_shared<SharedLog>();
   auto on_step = [log](const train::StepLog& s) {
     std::lock_guard<std::mutex> lock(log->mu);
@@ -186,11 +182,7 @@ Napi::Value LossAndGrad(const Napi::CallbackInfo& info) {
   auto m = UnwrapModel(info[0]);
   if (!info[1].IsObject()) ThrowCode(env, "INVALID_ARGUMENT", "modelLossAndGrad(handle, args, onProgress)");
   Napi::Object a = info[1].As<Napi::Object>();
-  try {
-    train::check_trainable(m->spec);
-  } catch (const Error& e) {
-    ThrowCode(env, e.code(), e.what());
-  }
+  CallCore(env, [&] { train::check_trainable(m->spec); });
   struct Out {
     train::ParamSet ps;
     double loss = 0;
@@ -272,16 +264,11 @@ Napi::Value SlotTensors(const Napi::CallbackInfo& info) {
       });
 }
 
-// The trainer's own refusal (train::check_trainable), asked before a caller reads training data: a model it
-// refuses (Marian) was refused only once minutes of --data had been tokenized (tester DB).
+// The trainer's own refusal (train::check_trainable), asked before a caller reads (and tokenizes) training data.
 Napi::Value CheckTrainable(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto m = UnwrapModel(info[0]);
-  try {
-    train::check_trainable(m->spec);
-  } catch (const Error& e) {
-    ThrowCode(env, e.code(), e.what());
-  }
+  CallCore(env, [&] { train::check_trainable(m->spec); });
   return env.Undefined();
 }
 

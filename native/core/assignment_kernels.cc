@@ -148,12 +148,6 @@ inline void colmin_body(const T* C, size_t rows, size_t stride, size_t j0, size_
   }
 }
 
-template <class T>
-void colmin_scalar(const T* C, size_t rows, size_t stride, size_t j0, size_t j1, double s, const double* row_off,
-                   double* vmin) {
-  colmin_body(C, rows, stride, j0, j1, s, row_off, vmin);
-}
-
 #ifdef FFM_LAP_X86
 // Rows of a large cost matrix come from DRAM, and a 12 KB row is too short for the hardware prefetcher to
 // reach full speed: asking for the line 1 KB ahead made the scans ~25% faster at n = 3072 (a prefetch past
@@ -372,7 +366,7 @@ Kernels<T> kernels_for(LapKernel k) {
       return {&scan_avx2<T>, &top2_avx2<T>, &colmin_avx2<T>};
 #endif
     default:
-      return {&scan_scalar<T>, &top2_scalar<T>, &colmin_scalar<T>};
+      return {&scan_scalar<T>, &top2_scalar<T>, &colmin_body<T>};
   }
 }
 

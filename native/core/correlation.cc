@@ -194,10 +194,9 @@ void CorrelationAccumulator::init_shift(JobControl& ctl, const std::vector<const
         size = std::max(size, std::fabs(double(x[r * d + c])));
       }
     // A first batch that does not vary (one row, or every row alike) gives no spread: where its values' size is
-    // far from 1, that size stands in for it. Left at 1, values of 1e-30 that vary only later gave float products
-    // that underflow, and correlations of −1 on a unit's own diagonal (tester DO). Near 1 the scale stays 1, as
-    // before: a first row of 1e-6 scaled up refused later rows of 1e9 as too wide (tester DT). Within float's
-    // normal exponents both ways, so the scale and the scaled values stay finite and normal.
+    // far from 1, that size stands in for it (values of 1e-30 left at scale 1 underflow the float products).
+    // Near 1 the scale stays 1, so a first row of 1e-6 does not refuse later rows of 1e9 as too wide. Within
+    // float's normal exponents both ways, so the scale and the scaled values stay finite and normal.
     const double gauge = spread > 0.0 ? spread : (size < 0x1p-40 || size > 0x1p40 ? size : 0.0);
     if (gauge > 0.0) scale_[l] = std::ldexp(1.0f, std::clamp(-std::ilogb(gauge), -100, 100));
     shift_[l] = std::move(shift);

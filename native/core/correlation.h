@@ -6,7 +6,7 @@
 // relative to the stds (FF pre-activations often are); subtracting a per-unit constant close to the mean
 // (the first batch's column means) first keeps every sum small, and Pearson does not depend on it.
 //
-// Each block of ≤ block_rows() rows is multiplied in fp32 tile by tile (core/cross_tiles.h: the heavy part,
+// Each block of ≤ block_rows rows is multiplied in fp32 tile by tile (core/cross_tiles.h: the heavy part,
 // multithreaded, on the sgemm micro-kernels) and each tile is added into the fp64 accumulator while still in
 // cache, so the fp32 rounding error is bounded by one block's length, not by the number of tokens. Memory is
 // O(Σ open pair dims² + block_rows · Σ used dims), never O(tokens).
@@ -85,8 +85,7 @@ class CorrelationAccumulator {
   const std::vector<std::pair<int, int>>& pairs() const { return pairs_; }
   bool used(size_t layer) const;  // whether an open pair uses the layer
   // Rows per fp32 block product (default 2048). Smaller is more accurate and slower; settable before the
-  // first add() (tests use it to exercise block boundaries).
-  size_t block_rows() const { return block_rows_; }
+  // first add().
   void set_block_rows(size_t rows);
   // "cpu" or "cuda": where the block products run.
   const char* backend() const;
@@ -127,13 +126,13 @@ class CorrelationAccumulator {
   double open_bytes_ = 0;
   std::atomic<size_t> count_{0};
   bool broken_ = false;
-  // Per layer: the shift s (empty until the first batch carrying the layer) and one block's Σ(x−s), Σ(x−s)²
-  // (fp64), added into every open pair that uses the layer.
+  // Per layer: the shift s (empty until the first batch carrying the layer).
   std::vector<std::vector<float>> shift_;
   // Per layer: a power of two that brings the first batch's largest |x − s| into [1, 2) (1 until then). The
   // cross sums are float32 products: activations near 1e19 overflow them and near 1e-23 underflow them, where
   // Pearson's r does not depend on the scale at all. Exact (a power of two), and the same for every batch.
   std::vector<float> scale_;
+  // Per layer: one block's Σ(x−s), Σ(x−s)² (fp64), added into every open pair that uses the layer.
   std::vector<std::vector<double>> block_sum_, block_sumsq_;
   // Scratch reused across batches: shifted block per active layer.
   std::vector<std::vector<float>> shifted_;

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <memory>
-#include <new>
 #include <string>
 
 #include "core/error.h"
@@ -14,6 +12,8 @@
 namespace ffm {
 namespace {
 
+using gemm_detail::aligned_floats;
+using gemm_detail::AlignedFloats;
 using gemm_detail::KernelSpec;
 
 // The micro-kernel sgemm would use (FFMERGE_GEMM_KERNEL or the best this CPU runs), so the two paths agree.
@@ -37,14 +37,6 @@ constexpr size_t kTileM = 240, kTileN = 256;
 
 size_t round_up(size_t a, size_t m) { return (a + m - 1) / m * m; }
 
-struct AlignedDelete {
-  void operator()(float* p) const { ::operator delete(p, std::align_val_t(64)); }
-};
-using AlignedFloats = std::unique_ptr<float[], AlignedDelete>;
-AlignedFloats aligned_floats(size_t n) {
-  return AlignedFloats(static_cast<float*>(::operator new(std::max<size_t>(n, 1) * sizeof(float), std::align_val_t(64))));
-}
-
 // Packs src[k·ld + c0 .. c0 + w] for k < kc into ceil(w/P)-panels of kc×P floats (zero past w): the layout
 // the micro-kernel reads both operands in (A with a_cs = MR, B with b_ks = NR). Both operands are row-major
 // rows × width here, so A (used transposed) and B pack the same way, only with a different panel width.
@@ -61,8 +53,6 @@ void pack_panels(const float* src, size_t ld, size_t kc, size_t c0, size_t w, si
 }
 
 }  // namespace
-
-const char* cross_tiles_kernel_name() { return kernel().name; }
 
 void accumulate_cross_tiled(JobControl& ctl, const float* x, size_t ldx, size_t dx, const float* y, size_t ldy,
                             size_t dy, size_t rows, double* acc, size_t ld_acc) {

@@ -7,10 +7,9 @@
 // into a cache-resident fp32 tile, then folds the tile into acc while it is still hot. No full-size fp32
 // buffer exists, and the scratch per worker is a few hundred kB.
 //
-// The arithmetic is the same as sgemm's with 256-row K slices and beta = 1 between slices (what the
-// accumulator did before): each element sums ≤ 256 products in fp32 per micro-kernel call, the slices of a
-// block chain in fp32, and the block's partial sum is added to acc in fp64. So the fp32 rounding error is
-// bounded by one block's length, and results match the former sgemm path bit for bit.
+// The arithmetic is sgemm's with 256-row K slices and beta = 1 between slices: each element sums ≤ 256
+// products in fp32 per micro-kernel call, the slices of a block chain in fp32, and the block's partial sum is
+// added to acc in fp64. So the fp32 rounding error is bounded by one block's length.
 #pragma once
 #include <cstddef>
 
@@ -24,8 +23,5 @@ namespace ffm {
 // the threads; scratch per thread ≈ 240 · rows floats); a cancel stops it between tiles and throws Cancelled with acc partly updated.
 void accumulate_cross_tiled(JobControl& ctl, const float* x, size_t ldx, size_t dx, const float* y, size_t ldy,
                             size_t dy, size_t rows, double* acc, size_t ld_acc);
-
-// Name of the micro-kernel the tiles run on (the one sgemm uses on this CPU).
-const char* cross_tiles_kernel_name();
 
 }  // namespace ffm

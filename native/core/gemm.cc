@@ -19,8 +19,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <new>
 #include <vector>
 
 #include "core/error.h"
@@ -32,6 +30,8 @@
 namespace ffm {
 namespace {
 
+using gemm_detail::aligned_floats;
+using gemm_detail::AlignedFloats;
 using gemm_detail::KernelSpec;
 
 // ---- kernel choice --------------------------------------------------------------------------------------
@@ -66,14 +66,11 @@ KernelChoice choose_kernel(const char* forced) {
     if (std::strcmp(env, s->name) == 0) return {s, {}};
   const std::string want(env);
   const std::string what = forced ? "GEMM kernel \"" + want + "\"" : "FFMERGE_GEMM_KERNEL=" + want;
-  if (want == "avx2" || want == "avx512" || want == "portable")
-    return {nullptr, what + " is not available with this CPU and build (available: " +
-                         [&] {
-                           std::string s;
-                           for (const KernelSpec* k : specs) s += (s.empty() ? "" : ", ") + std::string(k->name);
-                           return s;
-                         }() +
-                         ")"};
+  if (want == "avx2" || want == "avx512" || want == "portable") {
+    std::string names;
+    for (const KernelSpec* k : specs) names += (names.empty() ? "" : ", ") + std::string(k->name);
+    return {nullptr, what + " is not available with this CPU and build (available: " + names + ")"};
+  }
   return {nullptr, what + " is not a GEMM kernel name (use auto, portable, avx2 or avx512)"};
 }
 
@@ -95,14 +92,6 @@ struct BOperand {
 };
 
 // ---- packing ----------------------------------------------------------------------------------------------
-
-struct AlignedDelete {
-  void operator()(float* p) const { ::operator delete(p, std::align_val_t(64)); }
-};
-using AlignedFloats = std::unique_ptr<float[], AlignedDelete>;
-AlignedFloats aligned_floats(size_t n) {
-  return AlignedFloats(static_cast<float*>(::operator new(std::max<size_t>(n, 1) * sizeof(float), std::align_val_t(64))));
-}
 
 // Scalar TransposeCopy: reads each source row sequentially, writes with stride dst_stride.
 void transpose_copy_scalar(const float* src, size_t ld_src, size_t rows, size_t kc, float* dst, size_t dst_stride) {
@@ -214,7 +203,6 @@ void rows_dot_h16(const KernelSpec& ks, size_t K, const float* a, size_t lda, si
 }
 
 // ---- one thread's loop nest ------------------------------------------------------------------------------
-
 
 // Splits `total` into equal blocks of at most `max_block`, each a multiple of `unit` (except the last):
 // K = 300 with KC = 256 gives 2×150 rather than 256 + 44, so no pass runs on a sliver.
@@ -383,17 +371,13 @@ void gemm_dispatch(const char* kernel, ThreadPool* pool, bool trans_a, bool tran
 void sgemm_with_kernel(const char* kernel, ThreadPool* pool, bool trans_a, bool trans_b, size_t M, size_t N, size_t K,
                        float alpha, const float* A, size_t lda, const float* B, size_t ldb, float beta, float* C,
                        size_t ldc, const JobControl* ctl) {
-  BOperand b;
-  b.f32 = B;
-  gemm_dispatch(kernel, pool, trans_a, trans_b, M, N, K, alpha, A, lda, b, ldb, beta, C, ldc, ctl);
+  gemm_dispatch(kernel, pool, trans_a, trans_b, M, N, K, alpha, A, lda, BOperand{B}, ldb, beta, C, ldc, ctl);
 }
 
 void sgemm_bt16(ThreadPool* pool, bool trans_a, size_t M, size_t N, size_t K, float alpha, const float* A, size_t lda,
                 const uint16_t* B, Half type, size_t ldb, float beta, float* C, size_t ldc, const char* kernel) {
-  BOperand b;
-  b.h16 = B;
-  b.type = type;
-  gemm_dispatch(kernel, pool, trans_a, true, M, N, K, alpha, A, lda, b, ldb, beta, C, ldc, CancelScope::current());
+  gemm_dispatch(kernel, pool, trans_a, true, M, N, K, alpha, A, lda, BOperand{nullptr, B, type}, ldb, beta, C, ldc,
+                CancelScope::current());
 }
 
 std::string sgemm_kernel_name() {

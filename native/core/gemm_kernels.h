@@ -12,7 +12,10 @@
 // The blocking sizes say how big the packed blocks are: KC (depth of one pass), NC (columns of B packed at
 // once, kept in L2) and MC (rows of A packed at once, kept in L3); MC is a multiple of MR, NC of NR.
 #pragma once
+#include <algorithm>
 #include <cstddef>
+#include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -66,6 +69,15 @@ inline void update_edge(const float* tile, size_t nr_full, float* c, size_t ldc,
       for (size_t j = 0; j < nr; ++j) ci[j] = alpha * ti[j] + beta * ci[j];
     }
   }
+}
+
+// 64-byte aligned float scratch (packing buffers, tiles).
+struct AlignedDelete {
+  void operator()(float* p) const { ::operator delete(p, std::align_val_t(64)); }
+};
+using AlignedFloats = std::unique_ptr<float[], AlignedDelete>;
+inline AlignedFloats aligned_floats(size_t n) {
+  return AlignedFloats(static_cast<float*>(::operator new(std::max<size_t>(n, 1) * sizeof(float), std::align_val_t(64))));
 }
 
 }  // namespace ffm::gemm_detail

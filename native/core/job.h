@@ -46,10 +46,9 @@ class JobControl {
     progress_(done, total);
   }
 
-  // A count inside the current step that is not a fraction of it, reported beside progress (done, total),
-  // which stays where it was: a fine-tune's validation pass between two steps (its batches), which took minutes
-  // with the step count standing still. part(0, 0) when it is over. Rate-limited as progress is; const, so
-  // that a routine handed a const control (a validation pass) can report.
+  // A count inside the current step, reported beside progress (done, total), which stays where it was: a
+  // fine-tune's validation batches between two steps. part(0, 0) when it is over. Rate-limited as progress
+  // is; const, so that a routine handed a const control (a validation pass) can report.
   void set_part_sink(ProgressFn sink) { part_ = std::move(sink); }
   void part(double done, double total) const {
     if (!part_) return;

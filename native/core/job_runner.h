@@ -1,10 +1,9 @@
 // The threads that run native jobs' top-level work: a fixed number of them, jobs beyond that wait in order.
 //
-// Why not libuv's thread pool (napi_async_work), which ran them before: a job holds its thread for seconds to
-// minutes, and libuv's four threads also serve the host's fs, dns.lookup, crypto and zlib calls. Four running
-// jobs stalled every fs.readFile of the host until one of them ended (2.2 s measured behind six matmuls of
-// 3072²). And a worker thread's teardown waits for its pending libuv work, so worker.terminate() waited for
-// the whole job. A job here only parks its thread on its own work; the compute itself runs on the ThreadPool.
+// Why not libuv's thread pool (napi_async_work): a job holds its thread for seconds to minutes, and libuv's
+// four threads also serve the host's fs, dns.lookup, crypto and zlib calls, which four running jobs would
+// stall. And a worker thread's teardown waits for its pending libuv work, so worker.terminate() would wait
+// for the whole job. A job here only parks its thread on its own work; the compute itself runs on the ThreadPool.
 //
 // Plain C++ (no Node-API): the binding owns one per addon instance (AddonData), the standalone tests use it.
 #pragma once

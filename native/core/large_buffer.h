@@ -2,10 +2,8 @@
 //
 // Why: one munmap of a large mapping holds the process's memory-map lock for its whole length, and every mmap
 // meanwhile waits for it — V8 growing its heap on the host's main thread, a new ArrayBuffer, a large malloc.
-// A 2 GB free on another thread held an 8 MB mmap 189–228 ms; with its pages released first by madvise 32 MB
-// at a time, 4.5–5.5 ms (benchmarks/native/munmap-stall.cc). At Llama-2-7B width the fits' temporaries (the
-// ridge factor's copy of the Gram matrix, 1–1.5 GB; select's Gram and targets, 0.5–0.8 GB) were freed that
-// way on pool threads at the end of a job, and held the host's event loop up to 170 ms (strace, RESULTS.md).
+// Releasing the pages first by madvise, 32 MB at a time, cuts that wait from hundreds of ms to a few for a
+// 2 GB buffer (benchmarks/native/munmap-stall.cc); at 7B width the fits' temporaries are that large.
 #pragma once
 #include <cstddef>
 #include <memory>

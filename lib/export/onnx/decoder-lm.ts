@@ -13,7 +13,7 @@ import type { ModelSpec } from '../../model/spec';
 import { AttentionMask, SeqShape, causalMask } from './attention';
 import { block } from './block';
 import { DT, type Graph } from './graph';
-import { linear, norm, weight, type StackContext } from './ops';
+import { linear, norm, stackContext, weight } from './ops';
 import type { ExportWeights } from './weights';
 import { ropeInvFreq } from '../../model/rope';
 
@@ -23,7 +23,7 @@ const P = 'past_sequence_length';
 const T = 'total_sequence_length';
 
 /** Why a decoder-only spec cannot be exported (undefined = it can). */
-export function decoderLmUnsupported(spec: ModelSpec): string | undefined {
+function decoderLmUnsupported(spec: ModelSpec): string | undefined {
   if (spec.input !== 'tokens' || spec.head !== 'lm' || spec.crossAttention) return 'it is not a decoder-only language model';
   if (!spec.causal) return 'its attention is not causal';
   if (spec.positions !== 'learned' && spec.positions !== 'rotary' && spec.positions !== 'none') return `${spec.positions} positions are not supported`;
@@ -37,7 +37,7 @@ export function decoderLmUnsupported(spec: ModelSpec): string | undefined {
 export function buildDecoderLm(g: Graph, w: ExportWeights, spec: ModelSpec, t: StackTensors): void {
   const why = decoderLmUnsupported(spec);
   if (why) throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `ONNX export of ${spec.family}: ${why}`);
-  const c: StackContext = { g, w, spec, layout: t.layout, ...(t.optionalPrefix ? { optionalPrefix: t.optionalPrefix } : {}) };
+  const c = stackContext(g, w, spec, t);
   const { dModel: d, vocab: V, nKvHeads: Hkv, headDim: Dh } = spec;
 
   const ids = g.input('input_ids', DT.INT64, [B, S]);

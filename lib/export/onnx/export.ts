@@ -82,8 +82,8 @@ export interface UnsharedWindow {
   reason: string;
 }
 
-export const ONNX_DIR = 'onnx';
-export const ONNX_FILE = 'model.onnx';
+const ONNX_DIR = 'onnx';
+const ONNX_FILE = 'model.onnx';
 
 /** One file of the export: its name under onnx/ and the function that builds its graph. */
 interface OnnxFile {
@@ -155,8 +155,7 @@ async function outputMerges(modelDir: string, config: Config, job: JobOptions): 
     const ties: TieMap = {};
     const shared: RecordedWindow[] = [];
     const unshared: UnsharedWindow[] = [];
-    // each window's copies compared, counted by the pair (an expanded output of a large model reads gigabytes;
-    // tester ET; one window of nine layers at 7B width is 27 pairs: tester FA found it silent per window)
+    // each window's copies compared, counted by the pair (an expanded output of a large model reads gigabytes)
     const pairs = windows.map((w) => comparedPairs(config, w, reader).length);
     const total = pairs.reduce((a, b) => a + b, 0);
     let done = 0;
@@ -210,7 +209,6 @@ export async function exportOnnx(modelDir: string, opts: ExportOnnxOptions): Pro
   checkRecordInfo(opts.info, 'exportOnnx', ['format', 'ties', 'onnx']);
   checkEdits(opts, 'exportOnnx');
   checkOneOf(opts.dtype, 'exportOnnx: dtype', ['fp32', 'fp16'] as const);
-  // ('always', the CLI's word, was passed on as a truthy string and written inline)
   checkOneOf(opts.externalData, 'exportOnnx: externalData', [true, false, 'auto'] as const);
   if (opts.signal?.aborted) throw abortError(opts.signal);
   checkOutputDir(modelDir, opts.out, opts.overwrite);
@@ -257,12 +255,12 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
     }
     const externalData = mode === 'auto' ? needed : mode;
     const written: (SerializeResult & { file: string; weightTensors: number; tensorUses: number })[] = [];
-    // one 'onnx' count over every file's weights (Marian's two files counted 1..97, then 1..158 again)
+    // one 'onnx' count over every file's weights
     const weightsOf = (g: Graph) => g.initializers.filter((i) => i.kind === 'weight').length;
     const allWeights = graphs.reduce((n, x) => n + weightsOf(x.g), 0);
     let before = 0;
+    const onProgress = opts.onProgress;
     for (const { file, g, w } of graphs) {
-      const onProgress = opts.onProgress;
       const r = await writeOnnx(g, path.join(tmp, ONNX_DIR, file), {
         externalData,
         ...(opts.signal ? { signal: opts.signal } : {}),
@@ -309,18 +307,19 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
       copyWritable(path.join(modelDir, name), path.join(tmp, name));
     }
     const sum = (k: 'onnxBytes' | 'dataBytes' | 'weightBytes' | 'weightTensors' | 'tensorUses') => written.reduce((s, r) => s + r[k], 0);
+    const bytes = sum('onnxBytes') + sum('dataBytes');
     const extra = { ...opts.extraFiles };
     // An ffmerge model's report (the same weights: it still describes them) and card come along, rewritten for
     // this folder; the source's card is never copied through (it names the checkpoint's format and files).
     // (not when a merge was exported unshared: its savings are not this folder's)
     const report = Object.hasOwn(extra, 'report.json') || !Object.hasOwn(prev, 'windows') || unshared.length > 0 ? undefined : readReport(modelDir);
     if (report) {
-      report.out = { dir: target, format: 'onnx', bytes: sum('onnxBytes') + sum('dataBytes') };
+      report.out = { dir: target, format: 'onnx', bytes };
       extra['report.json'] = JSON.stringify(report, null, 2) + '\n';
     }
     const card = Object.hasOwn(extra, 'README.md') ? undefined : outputCard(outConfig, 'onnx', target, report, modelDir);
     if (card !== undefined) extra['README.md'] = card;
-    for (const [name, text] of Object.entries(extra)) fs.writeFileSync(path.join(tmp, name), typeof text === 'function' ? text({ bytes: sum('onnxBytes') + sum('dataBytes') }) : text);
+    for (const [name, text] of Object.entries(extra)) fs.writeFileSync(path.join(tmp, name), typeof text === 'function' ? text({ bytes }) : text);
     if (opts.signal?.aborted) throw abortError(opts.signal);
     checkSourceUnchanged(modelDir, stamp, 'it was exported');
     moveIntoPlace(tmp, target, opts.out, opts.overwrite === true);
@@ -347,22 +346,19 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
 
 /**
  * The record's keys that describe one run (README: the latest only). A caller's info that records a run
- * (compress: it has any of them) replaces them all: one it leaves out, as vanilla and select leave out the
- * anchor, must not survive from the source's run (writeCheckpoint's record is the caller's info alone, so it
- * never did there). Other info (a note of the caller's) leaves the source's run as it was.
+ * (compress: it has any of them) replaces them all: one it leaves out (vanilla and select leave out the
+ * anchor) must not survive from the source's run. Other info (a note of the caller's) leaves the run as it was.
  */
 const recordsRun = (info: Record<string, unknown> | undefined): boolean => info !== undefined && Object.keys(info).some((k) => RUN_KEYS.includes(k));
 function withoutRunKeys(record: Record<string, unknown>): Record<string, unknown> {
-  // the training runs too: compress's info carries the source's runs as sourceFinetune (…), and the source's own
-  // `finetune` kept beside them read as a run after this merge, each run listed twice (tester DJ)
+  // the training runs too: compress's info carries the source's runs as sourceFinetune (…)
   return Object.fromEntries(Object.entries(record).filter(([k]) => !RUN_KEYS.includes(k) && !(TRAINING_KEYS as readonly string[]).includes(k)));
 }
 
 /**
  * A one-channel image model's preprocessor config, as transformers.js must read it: without `do_convert_rgb:
- * false` it converts every image to RGB, and a mean and std of one value for three channels fail its check
- * (tester DP: vit-fmnist's export refused by the image-classification pipeline). A config that says otherwise,
- * or that is not JSON, is copied as it is.
+ * false` it converts every image to RGB, and a mean and std of one value for three channels fail its check.
+ * A config that says otherwise, or that is not JSON, is copied as it is.
  */
 function oneChannelPreprocessor(file: string): string {
   const text = fs.readFileSync(file, 'utf8');

@@ -6,7 +6,7 @@
  * copy is ever made, so a tensor used twice (tied embeddings, a merged FF) stays one initializer.
  */
 import { FfmergeError } from '../../errors';
-import type { FFTensorNames, NormNames, WeightLayout } from '../../model/architectures';
+import type { FFTensorNames, NormNames, StackTensors, WeightLayout } from '../../model/architectures';
 import type { ActivationKind, ModelSpec } from '../../model/spec';
 import type { Graph } from './graph';
 import type { ExportWeights } from './weights';
@@ -19,6 +19,10 @@ export interface StackContext {
   /** How the stack stores 2-D weights ('conv1d' = GPT-2's [in, out]). */
   layout: WeightLayout;
   optionalPrefix?: string;
+}
+
+export function stackContext(g: Graph, w: ExportWeights, spec: ModelSpec, t: StackTensors): StackContext {
+  return { g, w, spec, layout: t.layout, ...(t.optionalPrefix ? { optionalPrefix: t.optionalPrefix } : {}) };
 }
 
 /** A weight tensor's graph value (stored shape given). */

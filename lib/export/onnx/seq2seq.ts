@@ -21,7 +21,7 @@ import type { ModelSpec } from '../../model/spec';
 import { SeqShape, causalMask, paddingMask } from './attention';
 import { block, crossKeyValues } from './block';
 import { DT, type Graph } from './graph';
-import { linear, weight, type StackContext } from './ops';
+import { linear, stackContext, weight, type StackContext } from './ops';
 import { sinusoidalTable } from './positions';
 import type { ExportWeights } from './weights';
 
@@ -47,10 +47,6 @@ export function seq2seqUnsupported(enc: ModelSpec, dec: ModelSpec): string | und
   return undefined;
 }
 
-function context(g: Graph, w: ExportWeights, spec: ModelSpec, t: StackTensors): StackContext {
-  return { g, w, spec, layout: t.layout, ...(t.optionalPrefix ? { optionalPrefix: t.optionalPrefix } : {}) };
-}
-
 /** Token embeddings · embedScale + the sinusoidal rows of `positions` (int64 [seq]) → [N, d]. */
 function embed(c: StackContext, t: StackTensors, ids: string, positions: string): string {
   const { g, spec } = c;
@@ -64,7 +60,7 @@ function embed(c: StackContext, t: StackTensors, ids: string, positions: string)
 }
 
 export function buildSeq2SeqEncoder(g: Graph, w: ExportWeights, spec: ModelSpec, t: StackTensors): void {
-  const c = context(g, w, spec, t);
+  const c = stackContext(g, w, spec, t);
   const ids = g.input('input_ids', DT.INT64, [B, E]);
   const attentionMask = g.input('attention_mask', DT.INT64, [B, E]);
   const shape = new SeqShape(g, g.op('Shape', [ids], undefined, 'ids_shape'));
@@ -77,7 +73,7 @@ export function buildSeq2SeqEncoder(g: Graph, w: ExportWeights, spec: ModelSpec,
 }
 
 export function buildSeq2SeqDecoderMerged(g: Graph, w: ExportWeights, spec: ModelSpec, t: StackTensors): void {
-  const c = context(g, w, spec, t);
+  const c = stackContext(g, w, spec, t);
   const { dModel: d, vocab: V, nHeads: H, headDim: Dh } = spec;
   const encoderMask = g.input('encoder_attention_mask', DT.INT64, [B, E]);
   const ids = g.input('input_ids', DT.INT64, [B, S]);

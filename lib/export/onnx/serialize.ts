@@ -15,19 +15,16 @@ import { DT, type AttrValue, type Graph, type Initializer, type ValueInfo, type 
 
 export const OPSET = 17;
 /** IR version 8 goes with opset 17 (onnx 1.12). */
-export const IR_VERSION = 8;
+const IR_VERSION = 8;
 /** Protobuf refuses messages of 2 GiB; weights above this (leaving room for the graph) go external. */
 const INLINE_LIMIT = 2 ** 31 - 64 * 2 ** 20;
 const EXTERNAL_MIN_BYTES = 1024;
 const ALIGN_MIN_BYTES = 2 ** 20;
 const ALIGNMENT = 65536;
 
-export interface SerializeOptions extends JobOptions {
+interface SerializeOptions extends JobOptions {
   /** Weights in an external data file: 'auto' (default) only above 2 GB. */
   externalData?: boolean | 'auto' | undefined;
-  producerVersion?: string | undefined;
-  /** Recorded in the model's metadata_props. */
-  metadata?: Record<string, string> | undefined;
 }
 
 export interface SerializeResult {
@@ -100,24 +97,16 @@ const F16_EXP = 0x7c00;
  */
 async function checkedBytes(init: WeightInitializer, data: Float32Array, signal?: AbortSignal): Promise<Uint8Array> {
   const half = init.elemType === DT.FLOAT16 ? new Uint16Array(data.length) : undefined;
-  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const bits = half ?? new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const exp = half ? F16_EXP : F32_EXP;
   let i = -1;
   await forSlices(data.length, SLICE_ELEMENTS, (i0, i1) => {
     if (i >= 0) return;
-    if (half) {
-      half.set(f32ToF16(data.subarray(i0, i1)), i0);
-      for (let j = i0; j < i1; j++) {
-        if ((half[j]! & F16_EXP) === F16_EXP) {
-          i = j;
-          return;
-        }
-      }
-    } else {
-      for (let j = i0; j < i1; j++) {
-        if ((bits[j]! & F32_EXP) === F32_EXP) {
-          i = j;
-          return;
-        }
+    if (half) half.set(f32ToF16(data.subarray(i0, i1)), i0);
+    for (let j = i0; j < i1; j++) {
+      if ((bits[j]! & exp) === exp) {
+        i = j;
+        return;
       }
     }
   }, signal);
@@ -159,8 +148,8 @@ function varint(n: number): Uint8Array {
 }
 
 /**
- * All of `b` at `position`, in writes of at most 1 GiB: one write of a tensor past 2^31 − 1 bytes (a 70B model's
- * fp32 embedding) was refused by Node, and a write returns how much it wrote, which may be less (tester CJ).
+ * All of `b` at `position`, in writes of at most 1 GiB: Node refuses one write past 2^31 − 1 bytes, and a write
+ * may write less than asked.
  */
 async function writeAt(fh: fs.promises.FileHandle, b: Uint8Array, position: number): Promise<void> {
   let done = 0;
@@ -182,9 +171,9 @@ const TENSOR_RAW_DATA = lengthDelimited(9);
  * Writes `g` as `file` (+ `file`_data when external); the folder must exist.
  *
  * The file is one ModelProto, written a piece at a time: the model's and the graph's other fields encoded by
- * protobufjs, then each initializer as it is read, its raw bytes straight from the tensor. Encoded as one
- * message in memory, a 127 MB model held the event loop for 300–400 ms and needed a second copy of its weights
- * (tester CF). Lengths come first in protobuf, so every initializer's size is known before any is read
+ * protobufjs, then each initializer as it is read, its raw bytes straight from the tensor: encoded as one
+ * message in memory, it would hold the event loop and a second copy of the weights. Lengths come first in
+ * protobuf, so every initializer's size is known before any is read
  * (initializerBytes); a piece of another size is an internal error, never a file that misreads.
  */
 export async function writeOnnx(g: Graph, file: string, opts: SerializeOptions = {}): Promise<SerializeResult> {
@@ -218,8 +207,7 @@ export async function writeOnnx(g: Graph, file: string, opts: SerializeOptions =
     irVersion: IR_VERSION,
     opsetImport: [{ domain: '', version: OPSET }],
     producerName: 'ffmerge',
-    producerVersion: opts.producerVersion ?? '',
-    metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
+    producerVersion: '',
   };
   const modelHead = onnx.ModelProto.encode(model).finish();
   const graphHead = onnx.GraphProto.encode(graphProto(g)).finish();

@@ -9,14 +9,14 @@ import type { ModelSpec } from '../../model/spec';
 import { SeqShape } from './attention';
 import { block } from './block';
 import { DT, type Graph } from './graph';
-import { linear, norm, weight, type StackContext } from './ops';
+import { linear, norm, stackContext, weight } from './ops';
 import type { ExportWeights } from './weights';
 
 export function buildVitClassifier(g: Graph, w: ExportWeights, spec: ModelSpec, t: StackTensors): void {
   if (!t.patch || !t.posEmb || !t.classifier || spec.positions !== 'learned' || spec.causal || spec.typeVocab > 0 || spec.embedNorm) {
     throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `ONNX export of ${spec.family}: only ViT-style patch classifiers (conv patches, CLS, learned positions) are supported`);
   }
-  const c: StackContext = { g, w, spec, layout: t.layout, ...(t.optionalPrefix ? { optionalPrefix: t.optionalPrefix } : {}) };
+  const c = stackContext(g, w, spec, t);
   const { dModel: d, channels: C, patch: p, numLabels } = spec;
   const pixels = g.input('pixel_values', DT.FLOAT, ['batch_size', C, spec.imageH, spec.imageW]);
   const inputs = [pixels, weight(c, t.patch.w, [d, C, p, p])];

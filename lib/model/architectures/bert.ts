@@ -4,8 +4,8 @@
  * the encoder.
  */
 import { showValue } from '../../errors';
-import { NO_ROPE_SCALING, fullAttention } from '../spec';
-import { activation, flag, intermediateOutputFF, headDim, layerCount, numLabels, posInt, posNum, unsupportedIf } from './config';
+import { NO_ROPE, fullAttention } from '../spec';
+import { activation, flag, intermediateOutputFF, headDim, numLabels, posInt, posNum, unsupportedIf } from './config';
 import type { Architecture, SizeKeys } from './types';
 
 const sizes: SizeKeys = {
@@ -38,7 +38,7 @@ export const bert: Architecture = {
         unsupportedIf(flag(c, 'is_decoder'), 'BERT as a decoder (is_decoder = true)');
         const arch = Array.isArray(c.architectures) ? (c.architectures as unknown[]) : [];
         const classifier = arch.includes('BertForSequenceClassification');
-        const layers = layerCount(c, sizes.layers);
+        const layers = posInt(c, sizes.layers);
         return {
           family: 'bert',
           layers,
@@ -55,9 +55,7 @@ export const bert: Architecture = {
           normEps: posNum(c, 'layer_norm_eps', 1e-12),
           finalNorm: false,
           positions: 'learned',
-          ropeTheta: 0,
-          ropeDim: 0,
-          ropeScaling: NO_ROPE_SCALING,
+          ...NO_ROPE,
           activation: activation(c, 'hidden_act', 'gelu'),
           gatedFF: false,
           causal: false,

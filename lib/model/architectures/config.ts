@@ -7,7 +7,6 @@ import { NO_ROPE_SCALING, type ActivationKind, type RopeScaling } from '../spec'
 import type { Config, FFTensorNames } from './types';
 
 export function bad(key: string, why: string, v: unknown): FfmergeError {
-  // a key that is not there said so, not "(got undefined)" (tester ED)
   return new FfmergeError('INVALID_CONFIG', v === undefined ? `config.json: "${key}" is missing; it ${why}` : `config.json: "${key}" ${why} (got ${showValue(v)})`);
 }
 
@@ -27,8 +26,7 @@ export function oneSide(v: unknown): unknown {
 
 /**
  * A square's side in pixels: transformers' ViTConfig takes image_size and patch_size as one number or a
- * [height, width] pair (refused before as "not a positive integer"; tester DK). A pair of two sides is a
- * non-square model, which ffmerge's ViT does not run.
+ * [height, width] pair. A pair of two sides is a non-square model, which ffmerge's ViT does not run.
  */
 export function squareSide(c: Config, key: string, dflt: number): number {
   const v = oneSide(c[key]);
@@ -38,9 +36,11 @@ export function squareSide(c: Config, key: string, dflt: number): number {
   return 0; // not reached
 }
 
+const finitePositive = (v: unknown): v is number => typeof v === 'number' && v > 0 && Number.isFinite(v);
+
 export function posNum(c: Config, key: string, dflt: number): number {
   const v = c[key] ?? dflt;
-  if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw bad(key, 'must be a finite positive number', c[key]);
+  if (!finitePositive(v)) throw bad(key, 'must be a finite positive number', c[key]);
   return v;
 }
 
@@ -62,7 +62,7 @@ export function headDim(c: Config, widthKey: string, headsKey: string, explicitK
   return d / h;
 }
 
-/** A head width RoPE turns in pairs of dimensions: an odd one is refused naming where it came from (tester EC: "rotary dimension"). */
+/** A head width RoPE turns in pairs of dimensions: an odd one is refused naming where it came from. */
 export function rotaryHeadDim(hd: number, from: string): number {
   if (hd % 2 !== 0) throw new FfmergeError('INVALID_CONFIG', `config.json: the head width ${from} is ${hd}; rotary position embeddings need an even head width`);
   return hd;
@@ -103,7 +103,6 @@ export function activation(c: Config, key: string, dflt?: string): ActivationKin
   const v = c[key] ?? dflt;
   const a = typeof v === 'string' ? ACTIVATIONS.get(v) : undefined;
   if (!a && typeof v === 'string' && OTHER_HF_ACTIVATIONS.has(v)) {
-    // (tester EY: "must be one of" read as a broken config.json)
     throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `config.json: "${key}" is ${showValue(v)}, an activation transformers has and ffmerge's forward pass does not compute (it computes ${[...ACTIVATIONS.keys()].join(', ')})`);
   }
   if (!a) throw bad(key, `must be one of ${[...ACTIVATIONS.keys()].join(', ')}`, v);
@@ -139,8 +138,7 @@ export const LM_CLASSES = /(ForCausalLM|LMHeadModel|^[A-Za-z0-9]+Model)$/;
 
 /**
  * Where a config keeps its RoPE settings. Given both, rope_scaling wins, as in transformers (4.x reads only it;
- * 5.x's config takes `rope_scaling or rope_parameters`, so an empty one does not): rope_parameters won here, and
- * ran unscaled RoPE where transformers scaled it (tester DK).
+ * 5.x's config takes `rope_scaling or rope_parameters`, so an empty one does not).
  */
 function ropeKey(c: Config): 'rope_scaling' | 'rope_parameters' {
   const s = c.rope_scaling;
@@ -163,7 +161,7 @@ export function ropeScaling(c: Config): RopeScaling {
   if (type == null || type === 'default') return NO_ROPE_SCALING;
   const num = (k: string): number => {
     const v = p[k];
-    if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw bad(`${key}.${k}`, `must be a finite positive number for rope type ${showValue(type)}`, v);
+    if (!finitePositive(v)) throw bad(`${key}.${k}`, `must be a finite positive number for rope type ${showValue(type)}`, v);
     return v;
   };
   if (type === 'linear') return { ...NO_ROPE_SCALING, type: 'linear', factor: num('factor') };
@@ -178,8 +176,7 @@ export function ropeScaling(c: Config): RopeScaling {
 
 /**
  * RoPE over part of each head (Phi's partial_rotary_factor, top level or in the RoPE settings that win): the
- * LLaMA families rotate the whole head, and transformers fails on such a config; run here it was whole-head RoPE
- * without a word (tester DK).
+ * LLaMA families rotate the whole head, and transformers fails on such a config.
  */
 export function checkWholeHeadRope(c: Config): void {
   const params = c[ropeKey(c)];
@@ -192,7 +189,7 @@ export function ropeTheta(c: Config): number {
   const params = c[ropeKey(c)] as Record<string, unknown> | null | undefined;
   const theta = params?.rope_theta ?? c.rope_theta ?? 10000;
   // JSON's 1e999 reads as Infinity, which "> 0" lets through to the native spec check (a usage error, unnamed)
-  if (typeof theta !== 'number' || !(theta > 0) || !Number.isFinite(theta)) throw bad('rope_theta', 'must be a finite positive number', theta);
+  if (!finitePositive(theta)) throw bad('rope_theta', 'must be a finite positive number', theta);
   return theta;
 }
 
@@ -201,11 +198,6 @@ export function numLabels(c: Config): number {
   const id2label = c.id2label;
   if (id2label && typeof id2label === 'object' && Object.keys(id2label).length > 0) return Object.keys(id2label).length;
   return 2; // transformers' PretrainedConfig default
-}
-
-/** A layer count from the config (the FF view needs only this). */
-export function layerCount(c: Config, key: string): number {
-  return posInt(c, key);
 }
 
 /** The FF of a BERT-style layer (`<layer>.intermediate.dense` then `<layer>.output.dense`), as ViT and BERT name it. */

@@ -1,6 +1,6 @@
 /** GPT2LMHeadModel: Conv1D weights, fused q/k/v, learned positions, pre-LN, tanh GELU, head tied to wte unless the config unties it. */
-import { NO_ROPE_SCALING, TOKEN_LM_IO, fullAttention } from '../spec';
-import { LM_CLASSES, activation, flag, headDim, layerCount, posInt, posNum, tiedEmbeddings, unsupportedIf } from './config';
+import { NO_ROPE, TOKEN_LM_IO, fullAttention } from '../spec';
+import { LM_CLASSES, activation, flag, headDim, posInt, posNum, tiedEmbeddings, unsupportedIf } from './config';
 import type { Architecture, FFTensorNames, SizeKeys } from './types';
 
 const sizes: SizeKeys = { layers: 'n_layer', dModel: 'n_embd', nHeads: 'n_head', dFF: 'n_inner', vocab: 'vocab_size', maxPositions: 'n_positions' };
@@ -32,7 +32,7 @@ export const gpt2: Architecture = {
         unsupportedIf(flag(c, 'scale_attn_by_inverse_layer_idx'), 'scale_attn_by_inverse_layer_idx = true');
         unsupportedIf(!flag(c, 'scale_attn_weights', true), 'scale_attn_weights = false');
         unsupportedIf(flag(c, 'add_cross_attention'), 'add_cross_attention = true');
-        const layers = layerCount(c, sizes.layers);
+        const layers = posInt(c, sizes.layers);
         return {
           ...TOKEN_LM_IO,
           family: 'gpt2',
@@ -50,9 +50,7 @@ export const gpt2: Architecture = {
           normEps: posNum(c, 'layer_norm_epsilon', 1e-5),
           finalNorm: true,
           positions: 'learned',
-          ropeTheta: 0,
-          ropeDim: 0,
-          ropeScaling: NO_ROPE_SCALING,
+          ...NO_ROPE,
           activation: activation(c, 'activation_function', 'gelu_new'), // GPT2Config's default
           gatedFF: false,
           causal: true,

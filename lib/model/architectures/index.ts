@@ -4,7 +4,7 @@
  */
 import { FfmergeError, showValue } from '../../errors';
 import { bert } from './bert';
-import { layerCount } from './config';
+import { posInt } from './config';
 import { gpt2 } from './gpt2';
 import { llama } from './llama';
 import { marian } from './marian';
@@ -75,7 +75,7 @@ export interface FFStack {
 export function ffStacks(config: Config): FFStack[] {
   return architectureOf(config).stacks.map((s) => ({
     name: s.name,
-    layers: layerCount(config, s.sizes.layers),
+    layers: posInt(config, s.sizes.layers),
     ff: (l: number) => s.ff(config, l),
   }));
 }

@@ -5,7 +5,7 @@
  * sliding-window rule and the transformers config defaults, which are the options here.
  */
 import { TOKEN_LM_IO } from '../spec';
-import { LM_CLASSES, activation, checkWholeHeadRope, headDim, kvHeads, layerCount, posInt, posNum, ropeScaling, ropeTheta, rotaryHeadDim, tiedEmbeddings } from './config';
+import { LM_CLASSES, activation, checkWholeHeadRope, headDim, kvHeads, posInt, posNum, ropeScaling, ropeTheta, rotaryHeadDim, tiedEmbeddings } from './config';
 import type { Architecture, Config, FFTensorNames, SizeKeys } from './types';
 
 export interface LlamaLikeOptions {
@@ -19,10 +19,10 @@ export interface LlamaLikeOptions {
   qkNorm?: boolean | undefined;
   /** Per-layer attention windows (0 = full), see ModelSpec.slidingWindow. */
   windows(c: Config, layers: number): number[];
-  /** The transformers config class defaults for keys a config.json may omit. */
   /**
-   * headDim: the config class's head_dim default (Qwen3: 128), else hidden_size / num_attention_heads;
-   * kvHeads: its num_key_value_heads default (Mistral 8, Qwen 32), else num_attention_heads.
+   * The transformers config class defaults for keys a config.json may omit. headDim: the class's head_dim default
+   * (Qwen3: 128), else hidden_size / num_attention_heads; kvHeads: its num_key_value_heads default (Mistral 8,
+   * Qwen 32), else num_attention_heads.
    */
   defaults: { maxPositions: number; rmsNormEps: number; headDim?: number; kvHeads?: number };
   /** Family-specific refusals (typed UNSUPPORTED_ARCHITECTURE errors). */
@@ -64,7 +64,7 @@ export function llamaLike(o: LlamaLikeOptions): Architecture {
         spec(c) {
           o.check?.(c);
           checkWholeHeadRope(c);
-          const layers = layerCount(c, sizes.layers);
+          const layers = posInt(c, sizes.layers);
           return {
             ...TOKEN_LM_IO,
             family: o.modelType,

@@ -3,8 +3,8 @@
  * shared tied embeddings, final_logits_bias. Two stacks: the encoder runs first; the decoder (causal
  * self-attention + cross-attention + LM head) is the main one.
  */
-import { NO_ROPE_SCALING, type ModelSpec } from '../spec';
-import { activation, flag, headDim, layerCount, posInt, tiedEmbeddings, unsupportedIf } from './config';
+import { NO_ROPE, fullAttention, type ModelSpec } from '../spec';
+import { activation, flag, headDim, posInt, tiedEmbeddings, unsupportedIf } from './config';
 import type { Architecture, Config, FFTensorNames, SizeKeys, StackDescription, StackName, StackTensors } from './types';
 
 const L = (stack: StackName, l: number) => `model.${stack}.layers.${l}`;
@@ -38,7 +38,7 @@ function spec(c: Config, stack: StackName): ModelSpec {
   const S = sizes(stack);
   const dModel = posInt(c, S.dModel);
   const heads = posInt(c, S.nHeads);
-  const layers = layerCount(c, S.layers);
+  const layers = posInt(c, S.layers);
   const decoder = stack === 'decoder';
   return {
     family: 'marian',
@@ -56,13 +56,11 @@ function spec(c: Config, stack: StackName): ModelSpec {
     normEps: 1e-5,
     finalNorm: false,
     positions: 'sinusoidal',
-    ropeTheta: 0,
-    ropeDim: 0,
-    ropeScaling: NO_ROPE_SCALING,
+    ...NO_ROPE,
     activation: activation(c, 'activation_function', 'gelu'), // MarianConfig's default
     gatedFF: false,
     causal: decoder,
-    slidingWindow: new Array<number>(layers).fill(0),
+    slidingWindow: fullAttention(layers),
     embedScale: flag(c, 'scale_embedding') ? Math.sqrt(dModel) : 1,
     // the decoder's head is the shared embedding unless tie_word_embeddings is false (then lm_head.weight)
     tiedEmbeddings: tiedEmbeddings(c, true),

@@ -2,8 +2,8 @@
  * ViTForImageClassification: conv patch embedding, CLS first, learned positions, pre-LN, erf GELU, final
  * LayerNorm, classifier on CLS. One stack, the encoder.
  */
-import { NO_ROPE_SCALING, fullAttention } from '../spec';
-import { activation, intermediateOutputFF, bad, flag, headDim, layerCount, numLabels, posInt, posNum, squareSide, unsupportedIf } from './config';
+import { NO_ROPE, fullAttention } from '../spec';
+import { activation, intermediateOutputFF, bad, flag, headDim, numLabels, posInt, posNum, squareSide, unsupportedIf } from './config';
 import type { Architecture, SizeKeys } from './types';
 
 const sizes: SizeKeys = { layers: 'num_hidden_layers', dModel: 'hidden_size', nHeads: 'num_attention_heads', dFF: 'intermediate_size' };
@@ -26,7 +26,7 @@ export const vit: Architecture = {
         const patch = squareSide(c, 'patch_size', 16);
         if (imageSize % patch !== 0) throw bad('image_size', `must be a multiple of patch_size (${patch})`, c.image_size);
         unsupportedIf(c.num_labels === 0, 'a ViT without classifier (num_labels = 0)');
-        const layers = layerCount(c, sizes.layers);
+        const layers = posInt(c, sizes.layers);
         return {
           family: 'vit',
           layers,
@@ -43,9 +43,7 @@ export const vit: Architecture = {
           normEps: posNum(c, 'layer_norm_eps', 1e-12),
           finalNorm: true,
           positions: 'learned',
-          ropeTheta: 0,
-          ropeDim: 0,
-          ropeScaling: NO_ROPE_SCALING,
+          ...NO_ROPE,
           activation: activation(c, 'hidden_act', 'gelu'),
           gatedFF: false,
           causal: false,

@@ -55,7 +55,7 @@ async function poolWindow(model: Model, layers: number[], stack: StackName, opts
  * The d_ff units of a pooled FF whose activations (accumulated in `acc` against the targets) fit best, with
  * W_out (b_out when `withBias`) solved on them: the merged FF.
  */
-export async function selectUnits(acc: RidgeAccumulator, pooled: NativeFF, dFF: number, withBias: boolean, opts: JobOptions): Promise<FFWeights> {
+async function selectUnits(acc: RidgeAccumulator, pooled: NativeFF, dFF: number, withBias: boolean, opts: JobOptions): Promise<FFWeights> {
   const signal = opts.signal ? { signal: opts.signal } : {};
   const taken = await acc.select(dFF + (withBias ? 1 : 0), { ...signal, forced: withBias ? [pooled.dFF] : [] });
   // unit order does not matter to the model; sorted keeps each source layer's units together
@@ -75,9 +75,7 @@ export async function selectUnits(acc: RidgeAccumulator, pooled: NativeFF, dFF: 
 
 /**
  * The default memory budget of select's normal equations: 128 MiB, about 4,100 pooled units (half as much
- * again while the selection runs, for its working copy). No fixture comes
- * near it (the widest pool, gpt2-sotu's 4 × 512 units, takes 34 MB); GPT-2-small with k = 4 (12,288 units)
- * does, and stays within issue 9's 1.5 GB compress bound only with it.
+ * again while the selection runs, for its working copy). GPT-2-small with k = 4 (12,288 units) needs it.
  */
 export const DEFAULT_SELECT_GRAM_BYTES = 128 * 2 ** 20;
 
@@ -136,7 +134,7 @@ export const select: MergeMethod = {
     try {
       const budget = ctx.selectMemory ?? DEFAULT_SELECT_GRAM_BYTES;
       const cap = poolCap(pool.dFF, spec.dFF, budget);
-      // the floor of 1.25 × d_ff units can need more than the budget: said, not done silently (tester EC)
+      // the floor of 1.25 × d_ff units can need more than the budget: said, not done silently
       const gram = 8 * (cap + 1) ** 2;
       const note = gram > budget ? `select at ${stack} ${windowLabel(window)} kept ${cap} pooled units resident, whose sums take ${mb(gram)}, more than the select memory budget of ${mb(budget)} (--select-memory): the selection needs at least 1.25 × d_ff (${spec.dFF}) units to choose from` : undefined;
       if (cap < pool.dFF) {

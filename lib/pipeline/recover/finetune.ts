@@ -105,14 +105,14 @@ export const finetuneRecover: RecoverMethod = {
         trainable: 'ff',
         seed: ctx.seed ?? 0,
         ...signal,
-        // named by its window: two windows train one after another (tester FF: two alike "Fine-tuning 40 steps")
+        // named by its window: two windows train one after another
         ...(opts.onProgress ? { onProgress: (p) => opts.onProgress!({ ...p, detail: `${m.stack} ${windowLabel(m.window)}${p.detail ? `: ${p.detail}` : ''}` }) } : {}),
       });
       try {
         const held = r.valBefore !== undefined && r.valAfter !== undefined ? `${r.valBefore.toFixed(4)} → ${r.valAfter.toFixed(4)}` : undefined;
         const where = `${m.stack} ${windowLabel(m.window)}`;
-        // Training that raised the held-out loss made the merge worse on data it did not see (gpt2-sotu:
-        // validation perplexity 86.78 → 89.64, tester DQ): the untrained merge is kept, and the report says so.
+        // Training that raised the held-out loss made the merge worse on data it did not see: the untrained merge
+        // is kept, and the report says so.
         if (held && !(r.valAfter! < r.valBefore!)) {
           return { ...m, recover: 'none', note: `recover finetune at ${where}: training did not lower the loss on held-out calibration data (${held}), so the untrained merge was kept` };
         }

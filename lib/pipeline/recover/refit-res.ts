@@ -172,24 +172,24 @@ async function refitFrom(ctx: MergeContext, m: MergedWindow, states: BatchStore 
   let merged: FFWeights = m.merged;
   for (let pass = 0; pass < PASSES; pass++) {
     const ff = merged;
-    const view = await model.withFF(layers.map((layer) => ({ stack: m.stack, layer, ff })), signal);
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     // held natively once, not copied for every layer and batch (360 MB at 7B width)
     const input = await NativeFF.of(ff, opts);
+    const fit: Fit = (X, T, n) => acc.addFF(X, n, input, act, T, { ...signal, stage: true });
     try {
-      const fit: Fit = (X, T, n) => acc.addFF(X, n, input, act, T, { ...signal, stage: true });
-      let s = entry;
-      try {
-        for (const l of layers) {
-          const next = await stepLayer(ctx, view, l, s, fit, opts);
+      await withView(model, layers.map((layer) => ({ stack: m.stack, layer, ff })), opts, async (view) => {
+        let s = entry;
+        try {
+          for (const l of layers) {
+            const next = await stepLayer(ctx, view, l, s, fit, opts);
+            await closeStreams(s, entry);
+            s = next;
+          }
+        } finally {
           await closeStreams(s, entry);
-          s = next;
         }
-      } finally {
-        await closeStreams(s, entry);
-      }
+      });
     } finally {
-      view.dispose();
       input.dispose();
     }
     merged = await solveOut(ff, acc, opts);

@@ -58,7 +58,6 @@ export const imageClassification: TaskKind = {
       throw new FfmergeError(
         'INVALID_ARGUMENT',
         `validation would start at image ${valStart}, inside the calibration images 0-${calN - 1} of the same ${same !== 'file' ? `data (the validation file is ${copyWords(same)} of the calibration file)` : 'file'}: ` +
-          // no "start it at 60000" in a file of 60,000 images (tester EM)
           `${calN < valSet.count ? `start it at ${calN} or later (validationStart, --validation-start), ` : ''}calibrate on fewer images, or give a separate validation set`,
       );
     }
@@ -69,9 +68,9 @@ export const imageClassification: TaskKind = {
     checkSize(o.validationImages, 'validationImages', valLeft, `validation images from image ${valStart} on`);
     const valN = o.validationImages ?? Math.min(MAX_VALIDATION_IMAGES, valLeft);
     if (valN <= 0) {
-      // the caller's own size or start that leaves nothing is a usage error, as in the other tasks (tester EP)
+      // the caller's own size or start that leaves nothing is a usage error
       const own = o.calibrationImages !== undefined || o.validationStart !== undefined;
-      // where the calibration size took them all, said with what to change (tester EX: the default's 600 was not named)
+      // where the calibration size took them all, said with what to change
       const after = o.validationStart !== undefined || o.validation ? '' : `, after the ${calN} calibration images (calibrationImages, --calibration-size: ${o.calibrationImages !== undefined ? calN : 'by default 600, or all the images there are'}): calibrate on fewer, or give a validation set (validation: --valid <folder>, or --valid-images with --valid-labels)`;
       throw new FfmergeError(own ? 'INVALID_ARGUMENT' : 'INVALID_DATA', `no validation images: the set has ${valSet.count} images and validation starts at ${valStart}${after}`);
     }
@@ -108,7 +107,7 @@ export const imageClassification: TaskKind = {
       let correct = 0;
       let nll = 0;
       let row = 0;
-      // counted as evaluateImageClassifier counts (tester DU: the base model's validation was 17 s of silence)
+      // counted as evaluateImageClassifier counts
       opts.onProgress?.({ phase: 'evaluate', done: 0, total: valN, unit: 'images' });
       for (const [i, b] of val.entries()) {
         const r = await cache.forward(m, start, i, { output: 'logits', ...(opts.signal ? { signal: opts.signal } : {}) });

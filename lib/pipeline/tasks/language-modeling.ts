@@ -19,7 +19,7 @@ import { checkHeldOut } from './sources';
 import { runningCount } from '../../native/job';
 import { checkOptions, isArrayOf } from '../../arguments';
 
-export const LM_DEFAULTS = { calibrationTokens: 10240, validationTokens: 10240, blockSize: 256, batchBlocks: 8 };
+const LM_DEFAULTS = { calibrationTokens: 10240, validationTokens: 10240, blockSize: 256, batchBlocks: 8 };
 
 /**
  * The search split of a large model (≥ 1B parameters in its layers) when searchTokens is not given: as many
@@ -183,11 +183,11 @@ export const languageModeling: TaskKind = {
     const valTokens = o.validationTokens ?? LM_DEFAULTS.validationTokens;
     const spread = o.draw === 'spread';
     const notes: string[] = [];
-    // the report's blockSize is that of the splits cut at it; a split that was not is named
-    // (said where text is cut or a block size was given: beside sampled calibration alone it only puzzled, tester EC)
+    // the report's blockSize is that of the splits cut at it; a split that was not is named (where text is cut
+    // or a block size was given)
     const textCut = (['calibration', 'validation', 'test'] as const).some((w) => typeof o[w] === 'string' && !asIs.some(([x]) => x === w));
     if (cut && (textCut || o.blockSize !== undefined)) for (const [what, why] of asIs) notes.push(`${what}: used as it is, not cut into blocks of ${blockSize} (${why})`);
-    // the default cut to a short model's positions, said (tester EC: blocks of 8 with no word)
+    // the default cut to a short model's positions, said
     if (textCut && o.blockSize === undefined && blockSize < LM_DEFAULTS.blockSize) notes.push(`text is cut into blocks of ${blockSize} tokens, the model's positions (the default block size, ${LM_DEFAULTS.blockSize}, is longer)`);
     // whether a scored split (validation, or calibration's rest; test) was text cut at blockSize, which `eval
     // --block-size` reproduces (sampled calibration takes blockSize too, but is not scored)
@@ -198,13 +198,12 @@ export const languageModeling: TaskKind = {
         ['test', o.test],
       ] as const
     ).some(([w, src]) => typeof src === 'string' && !asIsSplits.has(w));
+    // one 'tokenize' count for every file read, one after the other, so the phase never counts back
+    const tokenized = runningCount('tokenize', job.onProgress);
     /**
      * Blocks of a source within a budget; `drawn` sources (calibration, validation) follow o.draw, test never.
      * With 'spread', a note for `noted` (what the blocks are drawn for) says what they were drawn from.
      */
-    // One 'tokenize' count for every file read (calibration, validation, test, one after the other): each file's
-    // count is added to the files' before it, so the phase never counts back when the next file starts.
-    const tokenized = runningCount('tokenize', job.onProgress);
     const read = async (src: TokenSource, what: string, maxTokens: number, drawn = true, noted = what) => {
       const blocks = await blocksFrom(src, {
         blockSize,
@@ -218,10 +217,8 @@ export const languageModeling: TaskKind = {
         ...(spec.maxPositions > 0 ? { maxLength: spec.maxPositions } : {}),
       });
       tokenized.next();
-      // a budget past the data takes all of it: the report says so, not only how many tokens were used
+      // a budget past the data takes all of it: the report says so (a spread draw reads up to its cap, whatever the budget)
       const held = tokenCount(blocks);
-      // (a spread draw reads the whole file, up to its cap, whatever the budget: the budget is compared all the same;
-      // tester ER: a budget past the data was cut without a word under --draw spread)
       const capped = spread && drawn && held >= SPREAD_MAX_TOKENS;
       const short = shortBudgetNote(held, maxTokens, 'its budget');
       if (short) notes.push(`${noted}: ${capped ? `the first ${groupDigits(held)} tokens of the file, as far as a spread draw reads, fewer than the ${groupDigits(maxTokens)} its budget asks` : short}`);
@@ -267,7 +264,7 @@ export const languageModeling: TaskKind = {
         rest = (await read(o.calibration, 'calibration', tokenCount(calBlocks) + 1, true, 'calibration and validation')).slice(calBlocks.length);
       }
       if (rest.length === 0) {
-        // a budget the caller gave that leaves nothing is a usage error (as ViT's and Marian's); the default's, the data's
+        // a budget the caller gave that leaves nothing is a usage error; the default's, the data's
         throw new FfmergeError(o.calibrationTokens === undefined ? 'INVALID_DATA' : 'INVALID_ARGUMENT', `no validation data: the calibration file holds ${calBlocks.length} block(s), all taken by the calibration budget; give a validation file (--valid), more calibration text than the calibration budget, or a smaller budget (calibrationTokens, --calibration-tokens: ${calTokens} now)`);
       }
       valBlocks = takeTokens(rest, valTokens);
@@ -299,8 +296,8 @@ export const languageModeling: TaskKind = {
       },
       async prepare(starts, opts) {
         if (o.searchTokens === undefined && layerParams(spec) >= LARGE_SEARCH.minParams) {
-          // A budget of its own choosing: rounded up to whole batches (full batches cost what part ones do),
-          // as it always was, and the report gives the tokens of those batches, the ones scored.
+          // A budget of its own choosing: rounded up to whole batches (full batches cost what part ones do), and
+          // the report gives the tokens of those batches, the ones scored.
           const n = Math.max(blockSize, largeModelSearchTokens(spec.layers, tokenCount(valBlocks), starts));
           searchCount = makeBatches(takeTokens(valBlocks, n), batchBlocks).length;
           searchBlocks = valBlocks.slice(0, val.slice(0, searchCount).reduce((s, b) => s + b.batch, 0));

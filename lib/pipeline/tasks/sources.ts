@@ -15,8 +15,7 @@ import { sameData, sameDataPhrase, type SameData } from '../../data/same-data';
 
 /**
  * Whether v holds the keys of exactly one of the forms, each a string, and nothing else. A key of another
- * form, even undefined ({ images, labels, folder: undefined }: a server's `folder: req.query.folder`), is
- * refused: read by which keys are there, it made a TypeError from Node, and two forms at once used one silently.
+ * form, even undefined ({ images, labels, folder: undefined }), is refused: two forms at once would use one silently.
  */
 function hasForm(v: unknown, forms: readonly (readonly string[])[]): boolean {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
@@ -131,10 +130,10 @@ function shuffledImages(set: ImageSet): ImageSet {
 /**
  * The first `keep` pairs of a parallel source after `skip` (default all), and how many pairs it holds: the rest is read to
  * its end, checked (aligned, no side blank alone) and counted, never kept, so memory is bounded by the pairs
- * used, not by the corpus (tester EX: a 2.9M-pair corpus held 1.1 GB for the 600 pairs a compress used).
+ * used, not by the corpus.
  */
 export async function loadParallelSource(src: ParallelSource, opts: Pick<JobOptions, 'signal'> & { keep?: number; skip?: number } = {}): Promise<{ pairs: SentencePair[]; total: number }> {
   checkSourceFiles(src);
-  // `skip`: the pairs before it are counted, not kept (eval --start; tester FA: 1.1 GB to score the last 10)
+  // `skip`: the pairs before it are counted, not kept (eval --start)
   return collectPairs('tsv' in src ? streamParallelTsv(src.tsv) : streamParallel(src.source, src.target), opts);
 }

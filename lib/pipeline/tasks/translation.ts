@@ -57,7 +57,7 @@ export const translation: TaskKind = {
     const calN = o.calibrationPairs ?? Math.min(600, total);
     const valAll = o.validation ? await read(o.validation as ParallelSource, valKeep) : { pairs: pairs.slice(calN), total: total - calN };
     if (valAll.total === 0) {
-      // the caller's own size that leaves nothing is a usage error, as ViT's is; a corpus too small for the default is the data's (tester EM)
+      // the caller's own size that leaves nothing is a usage error; a corpus too small for the default is the data's
       throw new FfmergeError(
         o.validation || o.calibrationPairs === undefined ? 'INVALID_DATA' : 'INVALID_ARGUMENT',
         o.validation
@@ -110,7 +110,6 @@ export const translation: TaskKind = {
         ...(test ? { test: test.length } : {}),
         notes: [
           `validation: ${val.length} of ${valAll.total} ${o.validation ? 'validation pairs' : 'pairs after the calibration ones'}`,
-          // the test split's size alone did not say that it was the first of more (tester CH)
           ...(test && testAll && test.length < testAll.total ? [`test: the first ${test.length} of ${testAll.total} test pairs`] : []),
           ...cutNote(calCut, calN, 'calibration pairs'),
           ...cutNote(Math.max(valCut, valRefs?.truncated ?? 0), val.length, 'validation pairs'),

@@ -299,7 +299,7 @@ void next_token_nll(ThreadPool* pool, const Model& m, const float* h, const int3
         for (size_t j = 0; j < V; ++j) mx = std::max(mx, lr[j]);
         double sum = 0;
         for (size_t j = 0; j < V; ++j) sum += double(std::exp(lr[j] - mx));
-        // the difference first: log(sum) (at most log V) is lost to rounding beside logits of 1e31 (tester ED: 1)
+        // the difference first: log(sum) (at most log V) is lost to rounding beside logits of 1e31
         row_nll[i] = (double(mx) - double(lr[ids[r + 1]])) + std::log(sum);
       }
     });
@@ -346,22 +346,24 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
   // Capture buffers: only the feature rows, so memory is rows·d_ff per captured layer for this batch.
   size_t feature_rows = R;
   if (fmask) feature_rows = size_t(std::count_if(fmask, fmask + R, [](uint8_t v) { return v != 0; }));
-  std::vector<std::vector<float>> captured(o.capture_layers.size());
-  for (auto& c : captured) c.resize(feature_rows * s.d_ff);
-  std::vector<std::vector<float>> inputs(o.input_layers.size()), outputs(o.output_layers.size());
-  for (auto& c : inputs) c.resize(feature_rows * d);
-  for (auto& c : outputs) c.resize(feature_rows * d);
-  // the feature rows of `src` [R, width] into `dst`
-  auto copy_features = [&](const float* src, size_t width, float* dst) {
-    for (size_t r = 0; r < R; ++r) {
-      if (fmask && !fmask[r]) continue;
-      std::copy(src + r * width, src + (r + 1) * width, dst);
-      dst += width;
+  std::vector<std::vector<float>> captured(o.capture_layers.size(), std::vector<float>(feature_rows * s.d_ff));
+  std::vector<std::vector<float>> inputs(o.input_layers.size(), std::vector<float>(feature_rows * d));
+  std::vector<std::vector<float>> outputs(o.output_layers.size(), std::vector<float>(feature_rows * d));
+  // the feature rows of `src` [R, width] into the buffer of each entry of `layers` that is layer l
+  auto copy_features = [&](const std::vector<size_t>& layers, std::vector<std::vector<float>>& bufs, size_t l,
+                           const float* src, size_t width) {
+    for (size_t ci = 0; ci < layers.size(); ++ci) {
+      if (layers[ci] != l) continue;
+      float* dst = bufs[ci].data();
+      for (size_t r = 0; r < R; ++r) {
+        if (fmask && !fmask[r]) continue;
+        std::copy(src + r * width, src + (r + 1) * width, dst);
+        dst += width;
+      }
     }
   };
 
-  // Progress in multiply-adds per token, not in layers: the LM head is d·vocab, five layers' worth in GPT-2
-  // small, and a count of layers stood at 12/13 while it ran (evaluate's time left read it as one layer).
+  // Progress in multiply-adds per token, not in layers: the LM head (d·vocab) can be several layers' worth.
   // Attention's T² term and a classifier's few rows are left out: a share for the time left, not a cost model.
   const double layer_work = double(d) * double(s.qkv_width() + s.n_heads * s.head_dim) * (s.cross_attention ? 2.0 : 1.0) +
                             double(d) * double(s.d_ff) * (s.gated_ff ? 3.0 : 2.0);
@@ -372,18 +374,7 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
     // held for this layer's work only: a streamed layer is read here and freed after it (unless others hold it)
     const auto held = layer_weights(ctl, m, l);
     const LayerWeights& L = *held;
-    auto capture = [&](const float* up) {
-      for (size_t ci = 0; ci < o.capture_layers.size(); ++ci)
-        if (o.capture_layers[ci] == l) copy_features(up, s.d_ff, captured[ci].data());
-    };
-    auto capture_input = [&](const float* ff_in) {
-      for (size_t ci = 0; ci < o.input_layers.size(); ++ci)
-        if (o.input_layers[ci] == l) copy_features(ff_in, d, inputs[ci].data());
-    };
-    auto capture_output = [&](const float* ff_out) {
-      for (size_t ci = 0; ci < o.output_layers.size(); ++ci)
-        if (o.output_layers[ci] == l) copy_features(ff_out, d, outputs[ci].data());
-    };
+    auto capture = [&](const float* up) { copy_features(o.capture_layers, captured, l, up, s.d_ff); };
     if (s.placement == NormPlacement::Pre) {
       norm(pool, s, x.data(), sc.a.data(), R, L.norm1_w, L.norm1_b);
       self_attention(pool, s, L, sc.a.data(), sc.tmp.data(), B, T, positions, in.attention_mask, sc, in.cache, l);
@@ -394,9 +385,9 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
         nn::add_inplace(pool, x.data(), sc.tmp.data(), R * d);
       }
       norm(pool, s, x.data(), sc.a.data(), R, L.norm2_w, L.norm2_b);
-      capture_input(sc.a.data());
+      copy_features(o.input_layers, inputs, l, sc.a.data(), d);
       feed_forward(pool, s, *L.ff, sc.a.data(), sc.tmp.data(), R, sc, capture);
-      capture_output(sc.tmp.data());
+      copy_features(o.output_layers, outputs, l, sc.tmp.data(), d);
       nn::add_inplace(pool, x.data(), sc.tmp.data(), R * d);
     } else {  // post-norm: x = norm(x + f(x))
       self_attention(pool, s, L, x.data(), sc.tmp.data(), B, T, positions, in.attention_mask, sc, in.cache, l);
@@ -407,9 +398,9 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
         nn::add_inplace(pool, x.data(), sc.tmp.data(), R * d);
         norm(pool, s, x.data(), x.data(), R, L.xnorm_w, L.xnorm_b);
       }
-      capture_input(x.data());
+      copy_features(o.input_layers, inputs, l, x.data(), d);
       feed_forward(pool, s, *L.ff, x.data(), sc.tmp.data(), R, sc, capture);
-      capture_output(sc.tmp.data());
+      copy_features(o.output_layers, outputs, l, sc.tmp.data(), d);
       nn::add_inplace(pool, x.data(), sc.tmp.data(), R * d);
       norm(pool, s, x.data(), x.data(), R, L.norm2_w, L.norm2_b);
     }

@@ -47,8 +47,8 @@ void log_softmax(double* v, size_t V) {
 GreedyResult greedy_generate(JobControl& ctl, const Model& encoder, const Model& decoder, const int32_t* src,
                              const uint8_t* src_mask, size_t B, size_t S, const GreedyOptions& opt) {
   if (opt.num_beams > 1) return beam_generate(ctl, encoder, decoder, src, src_mask, B, S, opt);
-  // the passes' own per-layer progress would overwrite the decoding steps this reports (tester FD: "step 7
-  // of at most 7", a decoder's layer count): they share the cancel flag, not the progress sink
+  // the passes' own per-layer progress would overwrite the decoding steps this reports: they share the
+  // cancel flag, not the progress sink
   JobControl passes = ctl.nested();
   const ModelSpec& ds = decoder.spec;
   if (!ds.cross_attention || ds.head != HeadKind::LMHead)
@@ -122,8 +122,7 @@ GreedyResult beam_generate(JobControl& ctl, const Model& encoder, const Model& d
   if (!ds.cross_attention || ds.head != HeadKind::LMHead)
     throw Error("INVALID_ARGUMENT", "beam search needs a decoder with cross-attention and an LM head");
   if (L < 2) throw Error("INVALID_ARGUMENT", "beam search: max_length must be at least 2");
-  // every id the search writes at or compares with, eos and forced eos too (tester EZ: a forced eos past the
-  // vocabulary was written out of bounds, a segfault)
+  // every id the search writes at or compares with, eos and forced eos too (else an out-of-bounds write)
   const auto in_vocab = [&](int32_t t) { return t >= 0 && size_t(t) < V; };
   if (!in_vocab(opt.decoder_start) || !in_vocab(opt.pad) || (opt.eos >= 0 && !in_vocab(opt.eos)) ||
       (opt.forced_eos >= 0 && !in_vocab(opt.forced_eos)))

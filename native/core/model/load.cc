@@ -87,6 +87,14 @@ void read_exact(const File& f, uint64_t offset, void* dst, uint64_t len) {
   }
 }
 
+// Element i of a stored array of T, through double as JS does (Number(bigint) for I64), then float32.
+template <class T>
+float element(const unsigned char* b, size_t i) {
+  T v;
+  std::memcpy(&v, b + sizeof(T) * i, sizeof(T));
+  return float(double(v));
+}
+
 // Stored elements → float32, as lib/safetensors/dtype.ts toF32 converts them. Little-endian host assumed
 // (every platform the addon builds for), as the JS reader asserts.
 void to_f32(StoredType t, const void* src, float* dst, size_t n) {
@@ -106,24 +114,15 @@ void to_f32(StoredType t, const void* src, float* dst, size_t n) {
   const auto* b = static_cast<const unsigned char*>(src);
   for (size_t i = 0; i < n; ++i) {
     switch (t) {
-      case StoredType::F64: {
-        double v;
-        std::memcpy(&v, b + 8 * i, 8);
-        dst[i] = float(v);
+      case StoredType::F64:
+        dst[i] = element<double>(b, i);
         break;
-      }
-      case StoredType::I32: {
-        int32_t v;
-        std::memcpy(&v, b + 4 * i, 4);
-        dst[i] = float(v);
+      case StoredType::I32:
+        dst[i] = element<int32_t>(b, i);
         break;
-      }
-      case StoredType::I64: {
-        int64_t v;
-        std::memcpy(&v, b + 8 * i, 8);
-        dst[i] = float(double(v));  // as JS: Number(bigint), then float32
+      case StoredType::I64:
+        dst[i] = element<int64_t>(b, i);
         break;
-      }
       case StoredType::U8:
         dst[i] = float(b[i]);
         break;
@@ -255,13 +254,8 @@ std::map<std::string, Tensor> load_tensors(JobControl& ctl, const LoadPlan& plan
     d.elems = elems;
     d.mappable = plan.map && all_half && slot.pieces.size() == 1 && !slot.pieces[0].rows && slot.pieces[0].offset % 2 == 0;
     try {
-      if (d.mappable) {
-        // storage comes from the mapping below (or, if that fails, is allocated there)
-      } else if (all_half) {
-        d.h16 = alloc_half(elems);
-      } else {
-        d.f32 = std::make_shared<std::vector<float>>(elems);
-      }
+      if (!all_half) d.f32 = std::make_shared<std::vector<float>>(elems);
+      else if (!d.mappable) d.h16 = alloc_half(elems);  // a mappable one's storage comes from the mapping below
     } catch (const std::bad_alloc&) {
       throw Error("OUT_OF_MEMORY", "not enough memory for tensor \"" + slot.name + "\" (" + std::to_string(elems) + " elements)");
     }
@@ -360,14 +354,12 @@ std::map<std::string, Tensor> load_tensors(JobControl& ctl, const LoadPlan& plan
   std::vector<Tensor> made(dests.size());
   for (size_t di = 0; di < dests.size(); ++di) {
     Dest& d = dests[di];
-    if (d.mapped)
-      made[di] = Tensor::f16(std::move(d.mapped), d.elems,
-                             dest_slot[di]->pieces[0].dtype == StoredType::BF16 ? Half::BF16 : Half::F16);
-    else if (d.half())
-      made[di] = Tensor::f16(HalfBuffer(std::move(d.h16)), d.elems,
-                             dest_slot[di]->pieces[0].dtype == StoredType::BF16 ? Half::BF16 : Half::F16);
-    else
+    if (!d.half()) {
       made[di] = Tensor::f32(std::move(d.f32));
+      continue;
+    }
+    const Half type = dest_slot[di]->pieces[0].dtype == StoredType::BF16 ? Half::BF16 : Half::F16;
+    made[di] = Tensor::f16(d.mapped ? std::move(d.mapped) : HalfBuffer(std::move(d.h16)), d.elems, type);
   }
   std::map<std::string, Tensor> out;
   for (size_t s = 0; s < plan.slots.size(); ++s) out[plan.slots[s].name] = made[slot_dest[s]];

@@ -49,11 +49,9 @@ struct Lookup {
     return Tensor::f32(t.as_f32());
   }
   Tensor required(const std::string& name, size_t want) const {
-    auto it = tensors.find(name);
-    if (it == tensors.end() || !it->second)
-      throw Error("TENSOR_NOT_FOUND", "model weights are missing tensor \"" + name + "\"");
-    check_size(it->second, want, name);
-    return usable(name, it->second);
+    Tensor t = optional(name, want);
+    if (!t) throw Error("TENSOR_NOT_FOUND", "model weights are missing tensor \"" + name + "\"");
+    return t;
   }
   Tensor optional(const std::string& name, size_t want) const {
     auto it = tensors.find(name);

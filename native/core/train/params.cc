@@ -127,8 +127,8 @@ void ParamSet::zero_grad() {
 
 std::shared_ptr<const model::Model> model_from_params(const model::Model& base, ParamSet&& ps) {
   auto out = std::make_shared<model::Model>(base);  // spec and slot layout; every present slot is replaced
-  // The trained weights move into the model, and the gradients and AdamW moments go first: a copy taken while
-  // they lived was a second fp32 model at the end of every run (tester EU: 8× the checkpoint's size at peak).
+  // The trained weights move into the model, and the gradients and AdamW moments go first, so the peak is not
+  // a second fp32 model on top of them.
   for (auto& p : ps.params) {
     std::vector<float>().swap(p.g);
     std::vector<float>().swap(p.m);

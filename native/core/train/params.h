@@ -81,9 +81,9 @@ std::vector<float> copy_f32(const model::Tensor& t);
 enum class Trainable { All, FeedForward };
 
 // The unique tensors of a model (ties found by buffer identity), weights copied to fp32.
-// `ctl`, when given, is checked before each tensor is copied: a model's weights widened to fp32 take seconds at
-// 7B width, and an abort waited them out (tester ET). With `progress`, the slots read are its progress too (the
-// job that only reads the weights out; a trainer's progress counts its steps).
+// `ctl`, when given, is checked before each tensor is copied (widening takes seconds at 7B width). With
+// `progress`, the slots read are its progress too (the job that only reads the weights out; a trainer's
+// progress counts its steps).
 ParamSet params_from_model(const model::Model& m, Trainable which = Trainable::All, JobControl* ctl = nullptr, bool progress = false);
 
 // A new Model with `base`'s spec whose slots hold the trained weights; slots that shared a tensor share the

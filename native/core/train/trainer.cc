@@ -129,8 +129,7 @@ TrainResult finetune(JobControl& ctl, const model::Model& streamed_or_not, const
       throw Error("NON_FINITE_ACTIVATIONS", "training diverged at step " + std::to_string(step + 1) + " (loss is not finite)");
     res.log.push_back(lg);
     if (on_step) on_step(lg);
-    // the step counted once its log can be read: before, a step was counted only by the next one's micro-batches,
-    // so a run of one micro-batch a step never showed its last-but-one step
+    // the step is counted once its log can be read
     ctl.progress(double(step + 1), double(o.steps));
   }
   if (!validation.empty()) res.val_after = res.log.back().val_loss;
