@@ -32,7 +32,8 @@ export function recordedWindows(config: Config, where: string): RecordedWindow[]
   if (!Array.isArray(windows)) throw new FfmergeError('INVALID_CONFIG', `${where}: ffmerge.windows must be a list (got ${showValue(windows)})`);
   const stacks = new Map(ffStacks(config).map((s) => [s.name as string, s.layers]));
   // each layer belongs to one merge at most (compress never merges a merged layer again): a window listed twice,
-  // or two that overlap, is no record ffmerge writes
+  // or two that overlap, is no record ffmerge writes (one owner map, not pairwise checks: a list of thousands
+  // of windows made compress quadratic)
   const owner = new Map<string, number>();
   return windows.map((w: unknown, i) => {
     const bad = (why: string) => new FfmergeError('INVALID_CONFIG', `${where}: ffmerge.windows[${i}] ${why} (got ${showValue(w)})`);

@@ -490,14 +490,16 @@ export function checkEdits(opts: { replace?: unknown; ties?: unknown; info?: unk
 /**
  * writeCheckpoint, for a caller that read the source before it (convert): `earlierStamp` is the source's state
  * when that reading began, so a source replaced meanwhile is SOURCE_CHANGED, not an output mixing the two.
- * `outer`: the scope of a caller that runs this write inside its own job; committed with this one.
+ * `outer`: the scope of a caller that runs this write inside its own job; committed with this one. Internal (not
+ * exported by the package).
  */
 export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierStamp: string | undefined, outer?: JobScope): Promise<WriteCheckpointResult> {
   if (typeof opts !== 'object' || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint(options): options must be an object { source, out, format, … } (got ${showValue(opts)})`);
   checkJobOptions(opts, 'writeCheckpoint(options): options', ['source', 'out', 'format', 'replace', 'ties', 'info', 'extraFiles', 'overwrite', 'maxShardSize']);
   checkRecordInfo(opts.info, 'writeCheckpoint', ['format', 'ties']);
   checkEdits(opts, 'writeCheckpoint');
-  checkMaxShardSize(opts.maxShardSize);
+  const maxShardSize = opts.maxShardSize; // read once: the value checked is the value used
+  checkMaxShardSize(maxShardSize);
   checkExtraFiles(opts.extraFiles, 'writeCheckpoint', checkpointFile);
   if (opts.format !== 'tied' && opts.format !== 'expanded') throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint: format must be tied or expanded (got ${showValue(opts.format)})`);
   const { source, out } = opts;
@@ -508,7 +510,7 @@ export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierSta
     const src = await CheckpointReader.open(source);
     try {
       // renamed into place, the caller's call stands too, whatever its callback does after
-      return await writePlanned(o, src, outer ? { commit: () => (scope.commit(), outer.commit()) } : scope, stamp);
+      return await writePlanned({ ...o, maxShardSize }, src, outer ? { commit: () => (scope.commit(), outer.commit()) } : scope, stamp);
     } finally {
       await src.close();
     }

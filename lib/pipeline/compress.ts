@@ -1,3 +1,8 @@
+/**
+ * compress(modelDir, options): load, calibrate, align and merge each candidate window, score the candidates on
+ * validation and keep the best, recover, evaluate (base, merged, baselines at the same size), write. What differs
+ * by task is the Task (tasks/); merge methods, recover methods and baselines come from registries.
+ */
 import * as path from 'node:path';
 import { FfmergeError, abortError, groupDigits, showValue } from '../errors';
 import { checkJobOptions, withJobScope, type JobOptions, type JobScope } from '../native/job';
@@ -328,7 +333,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   // a recover method for other tasks is refused here, not after calibration
   for (const { recover: r } of combos) {
     // a name no task has is the plug-in's mistake, not this model's
-    const unknown = r.tasks?.filter((t) => !TASKS.names().includes(t)) ?? [];
+    const unknown = r.tasks?.filter((t) => !TASKS.names().includes(t)) ?? []; // a JS caller's names are unchecked
     if (unknown.length) throw new FfmergeError('INVALID_ARGUMENT', `recover method '${r.name}' names tasks there are none of: ${unknown.join(', ')} (the tasks: ${TASKS.names().join(', ')})`);
     if (r.tasks && !r.tasks.includes(kind.name as TaskName)) {
       throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `recover method '${r.name}' recovers ${r.tasks.join(' and ')} models; ${summary.modelType} is compressed as ${kind.name}`);
@@ -400,6 +405,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   try {
     earlier = earlierWindows(sourceConfig, reader, modelDir);
     done = mergedLayers(sourceConfig, earlier, reader.ties);
+    // an expanded source holds its earlier merges as equal copies: a tied output stores each once again
     earlierTies = await recordedTies(sourceConfig, earlier, reader, signal ? { signal } : {});
     dtypeOf = new Map(reader.names().map((n) => [n, reader.info(n).dtype] as const));
     for (const name of Object.keys(earlierTies)) {
@@ -536,7 +542,8 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
         return combos.map((combo) => planFor(stacks, ws, combo, merges));
       }),
     );
-    // one start per candidate scored (a large model's search budget counts each)
+    // one start per candidate scored (a large model's search budget counts each); the pair scan starts at w.start
+    // since it runs with an auto combination, none of which rewrites earlier layers
     const starts = [...mergePlans.flat(), ...pairsScored, ...baselinePlans.flatMap((p) => p.groups.flat())].map((c) => c.start);
     await task.prepare(starts, job);
     // a phase only where states were kept: candidates that all start at layer 0 reuse none

@@ -33,6 +33,7 @@ export const FEATURE_MEMORY_BYTES = 128 * 2 ** 20;
 /**
  * RAM for the hidden states the layer-major pass carries from one layer to the next (tokens × d × 4 bytes, held
  * twice while a layer runs; for an encoder–decoder model, the encoder's output too). Past it they go to disk.
+ * The default calibration (10,240 tokens) stays in RAM up to d ≈ 6,500.
  */
 export const STATE_MEMORY_BYTES = 2 ** 29;
 

@@ -75,7 +75,8 @@ async function selectUnits(acc: RidgeAccumulator, pooled: NativeFF, dFF: number,
 
 /**
  * The default memory budget of select's normal equations: 128 MiB, about 4,100 pooled units (half as much
- * again while the selection runs, for its working copy). GPT-2-small with k = 4 (12,288 units) needs it.
+ * again while the selection runs, for its working copy). No fixture comes near it; GPT-2-small with k = 4
+ * (12,288 units) stays within issue 9's 1.5 GB compress bound only with it.
  */
 export const DEFAULT_SELECT_GRAM_BYTES = 128 * 2 ** 20;
 

@@ -346,9 +346,11 @@ ForwardResult forward(JobControl& ctl, const Model& m, const ForwardInput& in, c
   // Capture buffers: only the feature rows, so memory is rows·d_ff per captured layer for this batch.
   size_t feature_rows = R;
   if (fmask) feature_rows = size_t(std::count_if(fmask, fmask + R, [](uint8_t v) { return v != 0; }));
-  std::vector<std::vector<float>> captured(o.capture_layers.size(), std::vector<float>(feature_rows * s.d_ff));
-  std::vector<std::vector<float>> inputs(o.input_layers.size(), std::vector<float>(feature_rows * d));
-  std::vector<std::vector<float>> outputs(o.output_layers.size(), std::vector<float>(feature_rows * d));
+  // (sized one by one: a fill constructor would build its zeroed prototype even for an empty list)
+  std::vector<std::vector<float>> captured(o.capture_layers.size()), inputs(o.input_layers.size()), outputs(o.output_layers.size());
+  for (auto& c : captured) c.resize(feature_rows * s.d_ff);
+  for (auto& c : inputs) c.resize(feature_rows * d);
+  for (auto& c : outputs) c.resize(feature_rows * d);
   // the feature rows of `src` [R, width] into the buffer of each entry of `layers` that is layer l
   auto copy_features = [&](const std::vector<size_t>& layers, std::vector<std::vector<float>>& bufs, size_t l,
                            const float* src, size_t width) {

@@ -139,7 +139,8 @@ TrainResult finetune_images(JobControl& ctl, const model::Model& streamed_or_not
       throw Error("NON_FINITE_ACTIVATIONS", "training diverged at step " + std::to_string(step + 1) + " (loss is not finite)");
     res.log.push_back(lg);
     if (on_step) on_step(lg);
-    // the step is counted once its log can be read
+    // the step is counted once its log can be read (counted by the next step's micro-batches, a run of one
+    // micro-batch a step never showed its last-but-one step)
     ctl.progress(double(step + 1), double(o.steps));
   }
   if (validation.n) res.val_after = res.log.back().val_loss, res.acc_after = res.log.back().val_accuracy;
