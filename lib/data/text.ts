@@ -204,8 +204,7 @@ export async function openDataFile(file: string): Promise<fs.promises.FileHandle
   }
 }
 
-/** The error for a file that holds no text
-, only whitespace: it would be scored on a handful of tokens. */
+/** The error for a file that holds no text, only whitespace: it would be scored on a handful of tokens. */
 function noTextError(file: string): FfmergeError {
   return new FfmergeError('INVALID_DATA', `${file} holds no text (it is empty or has only blank lines)`);
 }

@@ -9,14 +9,14 @@
  * Exactness: the fixtures' protocol tokenizes a whole split in one call. Tokenizing a prefix of the text gives
  * the same ids as the whole text except near the cut (the last pre-token, or for tokenizers without
  * pre-tokenization a few merges back), so the worker reads a prefix, tokenizes it, and keeps only ids that lie
- * at least SAFETY_TOKENS before the cut; with too few it doubles the prefix and tokenizes again (at most
+ * at least 256 ids (`safety` in workerMain) before the cut; with too few it doubles the prefix and tokenizes again (at most
  * twice the work of one pass). At the end of the file every id is kept, exactly as one whole-file call.
  *
  * Large texts, in pieces: one call holds many times its text in the tokenizer's heap (~340 bytes a character
  * for llama-stories260k's), and that BPE slows down on long calls. So text is tokenized in one call only up to
- * oneCallChars (every fixture split stays one call, its ids unchanged). A longer text is cut into pieces of
- * about pieceChars, each tokenized alone, ids appended to a growing Int32Array, so memory is bounded by a
- * piece and the ids.
+ * oneCallChars (every fixture split, wikitext-2 test's 1.3 M characters the longest, stays one call, its ids
+ * unchanged). A longer text is cut into pieces of about pieceChars, each tokenized alone, ids appended to a
+ * growing Int32Array, so memory is bounded by a piece and the ids.
  *
  * A cut lies at a line break, just before or just after a "\n", and is taken only once checked on the text
  * around it: the ids of verifyChars either side in one call must be those of the two sides in two calls, up
@@ -131,7 +131,8 @@ function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof n
     const head0 = Buffer.alloc(2);
     const headBytes = fsW.readSync(fd, head0, 0, 2, null);
     const gz = headBytes === 2 && head0[0] === 0x1f && head0[1] === 0x8b;
-    // The bytes already read are fed back in front of the stream (a device cannot seek back): only those read
+    // The bytes already read are fed back in front of the stream (a device cannot seek back): only those read,
+    // else an empty or 1-byte file gains NUL characters that are scored as tokens
     const head = head0.subarray(0, headBytes);
     // destroy() closes a stream's fd whatever autoClose says: a close that does nothing leaves it to its owner
     const noClose = { open: fsW.open, read: fsW.read, close: (_fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => cb(null) };

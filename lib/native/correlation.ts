@@ -208,7 +208,7 @@ export class CorrelationAccumulator {
    * [a * dims[j] + b] correlates unit a of layer i with unit b of layer j; 0 where either unit is constant.
    * With release, the pair's sums are freed in the same job (once it succeeded).
    */
-  finalize(pairIndex: number, opts: ReleaseOptions = {}): Promise<Float32Array> {
+  async finalize(pairIndex: number, opts: ReleaseOptions = {}): Promise<Float32Array> {
     return this.pairJob('finalize', pairIndex, opts, (onProgress, release) => this.native.finalize(pairIndex, onProgress, release));
   }
 
@@ -250,7 +250,7 @@ export class CorrelationAccumulator {
    * correlation to layer i's (perm[a] = j's unit matched to unit a), what permutationFromCorrelation gives
    * on finalize's matrix, without the d × d matrix ever reaching JS. With release as in finalize.
    */
-  alignment(pairIndex: number, opts: ReleaseOptions = {}): Promise<Int32Array> {
+  async alignment(pairIndex: number, opts: ReleaseOptions = {}): Promise<Int32Array> {
     return this.pairJob('alignment', pairIndex, opts, (onProgress, release) => this.native.alignment(pairIndex, onProgress, release));
   }
 
@@ -258,7 +258,7 @@ export class CorrelationAccumulator {
    * Per unit a of pair (i, j)'s layer i: Σ_b corr(a, b)² · var(b) over layer j's units, the variance of
    * layer j it explains alone (fp64), without the dims[i] × dims[j] matrix. With release as in finalize.
    */
-  explained(pairIndex: number, opts: ReleaseOptions = {}): Promise<Float64Array> {
+  async explained(pairIndex: number, opts: ReleaseOptions = {}): Promise<Float64Array> {
     return this.pairJob('explained', pairIndex, opts, (onProgress, release) => this.native.explained(pairIndex, onProgress, release));
   }
 
