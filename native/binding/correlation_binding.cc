@@ -104,10 +104,10 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
     reaper_ = ReaperOf(env);
     state_ = std::make_shared<State>();
     try {
-      state_->acc = pairs.empty() ? std::make_unique<CorrelationAccumulator>(std::move(dims))
-                                  : std::make_unique<CorrelationAccumulator>(std::move(dims), std::move(pairs));
-    } catch (const Error& e) {
-      ThrowCode(env, e.code(), e.what());
+      state_->acc = CallCore(env, [&] {
+        return pairs.empty() ? std::make_unique<CorrelationAccumulator>(std::move(dims))
+                             : std::make_unique<CorrelationAccumulator>(std::move(dims), std::move(pairs));
+      });
     } catch (const std::bad_alloc&) {
       ThrowCode(env, "OUT_OF_MEMORY", "not enough memory for the correlation accumulators of these layer pairs");
     }
@@ -220,11 +220,7 @@ class JsCorrelationAccumulator : public Napi::ObjectWrap<JsCorrelationAccumulato
           *result = guard->state->acc->explained(ctl, pair);
           if (release) guard->state->acc->release(pair);
         },
-        [guard, result](Napi::Env e) -> Napi::Value {
-          auto out = Napi::Float64Array::New(e, result->size());
-          std::copy(result->begin(), result->end(), out.Data());
-          return out;
-        });
+        [guard, result](Napi::Env e) { return ExternalF64(e, std::move(*result)); });
   }
 
   Napi::Value AddFF(const Napi::CallbackInfo& info) {

@@ -38,10 +38,9 @@ namespace ffm::binding {
 namespace {
 
 std::vector<int32_t> GetIndices(const Napi::Value& v, const char* what) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    ThrowCode(v.Env(), "INVALID_ARGUMENT", std::string(what) + " must be an Int32Array");
-  auto a = v.As<Napi::Int32Array>();
-  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+  size_t n = 0;
+  const int32_t* a = GetI32(v, what, &n);
+  return {a, a + n};
 }
 
 // calloc'd: a large allocation is fresh zero pages from the kernel, so creating sums costs the main thread

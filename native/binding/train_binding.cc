@@ -54,22 +54,24 @@ size_t GetCount(const Napi::Object& o, const char* key, double dflt) {
   return size_t(d);
 }
 
+using train::StepLog;
+
 struct SharedLog {
   std::mutex mu;
-  std::optional<train::StepLog> latest;
+  std::optional<StepLog> latest;
 };
 
-Napi::Object LogEntry(Napi::Env env, const train::StepLog& s) {
+// StepLog's fields after step, as JS names them: the keys of latest()'s entry and the result's log columns.
+const std::pair<const char*, double StepLog::*> kLogFields[] = {
+    {"loss", &StepLog::loss}, {"lr", &StepLog::lr}, {"gradNorm", &StepLog::grad_norm}, {"seconds", &StepLog::seconds},
+    {"tokensPerSecond", &StepLog::tokens_per_s}, {"imagesPerSecond", &StepLog::images_per_s},
+    {"valLoss", &StepLog::val_loss}, {"valAccuracy", &StepLog::val_accuracy}};  // the last two NaN where not evaluated
+
+Napi::Object LogEntry(Napi::Env env, const StepLog& s) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("step", double(s.step));
-  o.Set("loss", s.loss);
-  o.Set("lr", s.lr);
-  o.Set("gradNorm", s.grad_norm);
-  o.Set("seconds", s.seconds);
-  o.Set("tokensPerSecond", s.tokens_per_s);
-  o.Set("imagesPerSecond", s.images_per_s);
-  if (std::isfinite(s.val_loss)) o.Set("valLoss", s.val_loss);
-  if (std::isfinite(s.val_accuracy)) o.Set("valAccuracy", s.val_accuracy);
+  for (const auto& [key, field] : kLogFields)
+    if (std::isfinite(s.*field) || (field != &StepLog::val_loss && field != &StepLog::val_accuracy)) o.Set(key, s.*field);
   return o;
 }
 
@@ -97,7 +99,7 @@ Napi::Value Finetune(const Napi::CallbackInfo& info) {
   else if (which != "all") ThrowCode(env, "INVALID_ARGUMENT", "finetune: trainable must be 'all' or 'ff'");
   CallCore(env, [&] { train::check_trainable(m->spec); });
   auto log = std::make_shared<SharedLog>();
-  auto on_step = [log](const train::StepLog& s) {
+  auto on_step = [log](const StepLog& s) {
     std::lock_guard<std::mutex> lock(log->mu);
     log->latest = s;
   };
@@ -145,20 +147,13 @@ Napi::Value Finetune(const Napi::CallbackInfo& info) {
         r.Set("model", WrapModel(env, result->model));
         Napi::Object lg = Napi::Object::New(env);
         const size_t n = result->log.size();
-        auto col = [&](const char* key, auto get) {
+        auto col = [&](const char* key, auto field) {
           auto arr = Napi::Float64Array::New(env, n);
-          for (size_t i = 0; i < n; ++i) arr[i] = get(result->log[i]);
+          for (size_t i = 0; i < n; ++i) arr[i] = double(result->log[i].*field);
           lg.Set(key, arr);
         };
-        col("step", [](const train::StepLog& s) { return double(s.step); });
-        col("loss", [](const train::StepLog& s) { return s.loss; });
-        col("lr", [](const train::StepLog& s) { return s.lr; });
-        col("gradNorm", [](const train::StepLog& s) { return s.grad_norm; });
-        col("seconds", [](const train::StepLog& s) { return s.seconds; });
-        col("tokensPerSecond", [](const train::StepLog& s) { return s.tokens_per_s; });
-        col("imagesPerSecond", [](const train::StepLog& s) { return s.images_per_s; });
-        col("valLoss", [](const train::StepLog& s) { return s.val_loss; });  // NaN where not evaluated
-        col("valAccuracy", [](const train::StepLog& s) { return s.val_accuracy; });
+        col("step", &StepLog::step);
+        for (const auto& [key, field] : kLogFields) col(key, field);
         r.Set("log", lg);
         if (std::isfinite(result->val_before)) r.Set("valBefore", result->val_before);
         if (std::isfinite(result->val_after)) r.Set("valAfter", result->val_after);

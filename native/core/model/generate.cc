@@ -42,6 +42,40 @@ void log_softmax(double* v, size_t V) {
   for (size_t j = 0; j < V; ++j) v[j] = (v[j] - mx) - log_sum;
 }
 
+// Every id the search writes at or compares with, eos and forced eos too (else an out-of-bounds write).
+void check_special_ids(const GreedyOptions& opt, size_t V) {
+  const auto in_vocab = [&](int32_t t) { return t >= 0 && size_t(t) < V; };
+  if (!in_vocab(opt.decoder_start) || !in_vocab(opt.pad) || (opt.eos >= 0 && !in_vocab(opt.eos)) ||
+      (opt.forced_eos >= 0 && !in_vocab(opt.forced_eos)))
+    throw Error("INVALID_CONFIG", "generation config: a special token id is outside the vocabulary");
+}
+
+ForwardResult encode(JobControl& passes, const Model& encoder, const int32_t* src, const uint8_t* src_mask, size_t B,
+                     size_t S) {
+  ForwardInput ein;
+  ein.ids = src;
+  ein.batch = B;
+  ein.seq = S;
+  ein.attention_mask = src_mask;
+  ForwardOptions eo;
+  eo.output = Output::Hidden;
+  return forward(passes, encoder, ein, eo);
+}
+
+// One position of every row's sequence (ids: the last token of each) through the decoder, on its KV cache.
+ForwardResult decode_step(JobControl& passes, const Model& decoder, const std::vector<int32_t>& ids, const float* enc,
+                          size_t S, const uint8_t* enc_mask, KVCache& cache) {
+  ForwardInput din;
+  din.ids = ids.data();
+  din.batch = ids.size();
+  din.seq = 1;
+  din.encoder_hidden = enc;
+  din.encoder_seq = S;
+  din.encoder_mask = enc_mask;
+  din.cache = &cache;
+  return forward(passes, decoder, din, ForwardOptions{});  // logits
+}
+
 }  // namespace
 
 GreedyResult greedy_generate(JobControl& ctl, const Model& encoder, const Model& decoder, const int32_t* src,
@@ -57,20 +91,10 @@ GreedyResult greedy_generate(JobControl& ctl, const Model& encoder, const Model&
     throw Error("INVALID_CONFIG", "encoder and decoder widths differ (" + std::to_string(encoder.spec.d_model) +
                                       " vs " + std::to_string(ds.d_model) + ")");
   if (opt.max_length < 2) throw Error("INVALID_ARGUMENT", "greedy decoding: max_length must be at least 2");
-  const auto in_vocab = [&](int32_t t) { return t >= 0 && size_t(t) < ds.vocab; };
-  if (!in_vocab(opt.decoder_start) || !in_vocab(opt.pad) || (opt.eos >= 0 && !in_vocab(opt.eos)) ||
-      (opt.forced_eos >= 0 && !in_vocab(opt.forced_eos)))
-    throw Error("INVALID_CONFIG", "generation config: a special token id is outside the vocabulary");
+  check_special_ids(opt, ds.vocab);
 
   // 1. Encoder, once.
-  ForwardInput ein;
-  ein.ids = src;
-  ein.batch = B;
-  ein.seq = S;
-  ein.attention_mask = src_mask;
-  ForwardOptions eo;
-  eo.output = Output::Hidden;
-  ForwardResult enc = forward(passes, encoder, ein, eo);
+  ForwardResult enc = encode(passes, encoder, src, src_mask, B, S);
   if (encoder.spec.final_norm) throw Error("INVALID_CONFIG", "greedy decoding: encoder final norm is not supported");
 
   // 2. Decoder, one position per step.
@@ -79,19 +103,9 @@ GreedyResult greedy_generate(JobControl& ctl, const Model& encoder, const Model&
   std::vector<std::vector<int32_t>> seqs(B, std::vector<int32_t>{opt.decoder_start});
   std::vector<uint8_t> done(B, 0);
   std::vector<int32_t> step_ids(B, opt.decoder_start);
-  ForwardOptions dop;
-  dop.output = Output::Logits;
   while (seqs[0].size() < L) {
     ctl.check();
-    ForwardInput din;
-    din.ids = step_ids.data();
-    din.batch = B;
-    din.seq = 1;
-    din.encoder_hidden = enc.hidden.data();
-    din.encoder_seq = S;
-    din.encoder_mask = src_mask;
-    din.cache = &cache;
-    ForwardResult r = forward(passes, decoder, din, dop);
+    ForwardResult r = decode_step(passes, decoder, step_ids, enc.hidden.data(), S, src_mask, cache);
     const size_t cur_len = seqs[0].size();
     bool all_done = true;
     for (size_t b = 0; b < B; ++b) {
@@ -122,21 +136,9 @@ GreedyResult beam_generate(JobControl& ctl, const Model& encoder, const Model& d
   if (!ds.cross_attention || ds.head != HeadKind::LMHead)
     throw Error("INVALID_ARGUMENT", "beam search needs a decoder with cross-attention and an LM head");
   if (L < 2) throw Error("INVALID_ARGUMENT", "beam search: max_length must be at least 2");
-  // every id the search writes at or compares with, eos and forced eos too (else an out-of-bounds write)
-  const auto in_vocab = [&](int32_t t) { return t >= 0 && size_t(t) < V; };
-  if (!in_vocab(opt.decoder_start) || !in_vocab(opt.pad) || (opt.eos >= 0 && !in_vocab(opt.eos)) ||
-      (opt.forced_eos >= 0 && !in_vocab(opt.forced_eos)))
-    throw Error("INVALID_CONFIG", "generation config: a special token id is outside the vocabulary");
+  check_special_ids(opt, V);
   JobControl passes = ctl.nested();  // (greedy_generate says why)
-
-  ForwardInput ein;
-  ein.ids = src;
-  ein.batch = B;
-  ein.seq = S;
-  ein.attention_mask = src_mask;
-  ForwardOptions eo;
-  eo.output = Output::Hidden;
-  ForwardResult enc = forward(passes, encoder, ein, eo);
+  ForwardResult enc = encode(passes, encoder, src, src_mask, B, S);
   // Every beam of sentence b reads encoder states b: expand to B·K rows.
   std::vector<float> ench(B * K * S * d);
   std::vector<uint8_t> encm(src_mask ? B * K * S : 0);
@@ -170,15 +172,7 @@ GreedyResult beam_generate(JobControl& ctl, const Model& encoder, const Model& d
   std::vector<int32_t> step_ids(R, opt.decoder_start);
   for (size_t cur_len = 1; cur_len < L; ++cur_len) {
     ctl.check();
-    ForwardInput din;
-    din.ids = step_ids.data();
-    din.batch = R;
-    din.seq = 1;
-    din.encoder_hidden = ench.data();
-    din.encoder_seq = S;
-    din.encoder_mask = src_mask ? encm.data() : nullptr;
-    din.cache = &cache;
-    ForwardResult res = forward(passes, decoder, din, ForwardOptions{});
+    ForwardResult res = decode_step(passes, decoder, step_ids, ench.data(), S, src_mask ? encm.data() : nullptr, cache);
     std::vector<size_t> src_row(R);
     std::vector<int32_t> next_tok(R, opt.pad);
     std::vector<double> next_score(R, -1e9);

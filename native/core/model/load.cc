@@ -103,10 +103,8 @@ void to_f32(StoredType t, const void* src, float* dst, size_t n) {
       std::memcpy(dst, src, n * 4);
       return;
     case StoredType::F16:
-      half_to_f32(Half::F16, static_cast<const uint16_t*>(src), dst, n);
-      return;
     case StoredType::BF16:
-      half_to_f32(Half::BF16, static_cast<const uint16_t*>(src), dst, n);
+      half_to_f32(t == StoredType::BF16 ? Half::BF16 : Half::F16, static_cast<const uint16_t*>(src), dst, n);
       return;
     default:
       break;

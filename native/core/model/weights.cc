@@ -43,11 +43,6 @@ void check_size(const Tensor& t, size_t want, const std::string& name) {
 
 struct Lookup {
   const std::map<std::string, Tensor>& tensors;
-  // A 16-bit tensor in a slot that is read as float32 is widened (norms, biases, position tables are small).
-  static Tensor usable(const std::string& name, const Tensor& t) {
-    if (!t.is_half() || may_stay_half(name)) return t;
-    return Tensor::f32(t.as_f32());
-  }
   Tensor required(const std::string& name, size_t want) const {
     Tensor t = optional(name, want);
     if (!t) throw Error("TENSOR_NOT_FOUND", "model weights are missing tensor \"" + name + "\"");
@@ -56,8 +51,10 @@ struct Lookup {
   Tensor optional(const std::string& name, size_t want) const {
     auto it = tensors.find(name);
     if (it == tensors.end() || !it->second) return {};
-    check_size(it->second, want, name);
-    return usable(name, it->second);
+    const Tensor& t = it->second;
+    check_size(t, want, name);
+    // A 16-bit tensor in a slot that is read as float32 is widened (norms, biases, position tables are small).
+    return !t.is_half() || may_stay_half(name) ? t : Tensor::f32(t.as_f32());
   }
 };
 
@@ -202,42 +199,40 @@ LayerWeights build_layer(const ModelSpec& spec, size_t l, const std::map<std::st
   const size_t d = spec.d_model, hd = spec.head_dim;
   Lookup get{tensors};
   LayerWeights L;
-  {
-    const std::string p = "layers." + std::to_string(l) + ".";
-    L.norm1_w = get.required(p + "norm1_w", d);
-    L.norm1_b = get.optional(p + "norm1_b", d);
-    L.qkv_w = get.required(p + "qkv_w", spec.qkv_width() * d);
-    L.qkv_b = get.optional(p + "qkv_b", spec.qkv_width());
-    if (spec.qk_norm) {
-      L.q_norm_w = get.required(p + "q_norm_w", hd);
-      L.k_norm_w = get.required(p + "k_norm_w", hd);
-    }
-    L.o_w = get.required(p + "o_w", d * spec.n_heads * hd);
-    L.o_b = get.optional(p + "o_b", d);
-    L.norm2_w = get.required(p + "norm2_w", d);
-    L.norm2_b = get.optional(p + "norm2_b", d);
-    if (spec.cross_attention) {
-      const size_t qw = spec.n_heads * hd, kw = spec.n_kv_heads * hd;
-      L.xnorm_w = get.required(p + "xnorm_w", d);
-      L.xnorm_b = get.optional(p + "xnorm_b", d);
-      L.xq_w = get.required(p + "xq_w", qw * d);
-      L.xq_b = get.optional(p + "xq_b", qw);
-      L.xkv_w = get.required(p + "xkv_w", 2 * kw * d);  // fused [k; v] over the encoder states
-      L.xkv_b = get.optional(p + "xkv_b", 2 * kw);
-      L.xo_w = get.required(p + "xo_w", d * qw);
-      L.xo_b = get.optional(p + "xo_b", d);
-    }
-    auto ff = std::make_shared<FFWeights>();
-    ff->w_in = get.required(p + "ff.w_in", spec.d_ff * d);
-    ff->b_in = get.optional(p + "ff.b_in", spec.d_ff);
-    if (spec.gated_ff) {
-      ff->w_gate = get.required(p + "ff.w_gate", spec.d_ff * d);
-      ff->b_gate = get.optional(p + "ff.b_gate", spec.d_ff);
-    }
-    ff->w_out = get.required(p + "ff.w_out", d * spec.d_ff);
-    ff->b_out = get.optional(p + "ff.b_out", d);
-    L.ff = std::move(ff);
+  const std::string p = "layers." + std::to_string(l) + ".";
+  L.norm1_w = get.required(p + "norm1_w", d);
+  L.norm1_b = get.optional(p + "norm1_b", d);
+  L.qkv_w = get.required(p + "qkv_w", spec.qkv_width() * d);
+  L.qkv_b = get.optional(p + "qkv_b", spec.qkv_width());
+  if (spec.qk_norm) {
+    L.q_norm_w = get.required(p + "q_norm_w", hd);
+    L.k_norm_w = get.required(p + "k_norm_w", hd);
   }
+  L.o_w = get.required(p + "o_w", d * spec.n_heads * hd);
+  L.o_b = get.optional(p + "o_b", d);
+  L.norm2_w = get.required(p + "norm2_w", d);
+  L.norm2_b = get.optional(p + "norm2_b", d);
+  if (spec.cross_attention) {
+    const size_t qw = spec.n_heads * hd, kw = spec.n_kv_heads * hd;
+    L.xnorm_w = get.required(p + "xnorm_w", d);
+    L.xnorm_b = get.optional(p + "xnorm_b", d);
+    L.xq_w = get.required(p + "xq_w", qw * d);
+    L.xq_b = get.optional(p + "xq_b", qw);
+    L.xkv_w = get.required(p + "xkv_w", 2 * kw * d);  // fused [k; v] over the encoder states
+    L.xkv_b = get.optional(p + "xkv_b", 2 * kw);
+    L.xo_w = get.required(p + "xo_w", d * qw);
+    L.xo_b = get.optional(p + "xo_b", d);
+  }
+  auto ff = std::make_shared<FFWeights>();
+  ff->w_in = get.required(p + "ff.w_in", spec.d_ff * d);
+  ff->b_in = get.optional(p + "ff.b_in", spec.d_ff);
+  if (spec.gated_ff) {
+    ff->w_gate = get.required(p + "ff.w_gate", spec.d_ff * d);
+    ff->b_gate = get.optional(p + "ff.b_gate", spec.d_ff);
+  }
+  ff->w_out = get.required(p + "ff.w_out", d * spec.d_ff);
+  ff->b_out = get.optional(p + "ff.b_out", d);
+  L.ff = std::move(ff);
   return L;
 }
 

@@ -121,7 +121,8 @@ void rmsnorm_backward(ThreadPool* pool, const float* x, const float* dy, size_t 
   });
 }
 
-float activation_derivative(nn::Activation a, float x) {
+// d act(x) / dx, matching nn::activation_value's formulas.
+static float activation_derivative(nn::Activation a, float x) {
   switch (a) {
     case nn::Activation::GeluNew: {
       // forward: x·σ(u2), u2 = 2·sqrt(2/π)·(x + 0.044715x³)

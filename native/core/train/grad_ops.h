@@ -29,8 +29,6 @@ void layernorm_backward(ThreadPool* pool, const float* x, const float* dy, size_
 void rmsnorm_backward(ThreadPool* pool, const float* x, const float* dy, size_t rows, size_t d, const float* gamma,
                       float eps, float* dx, float* dgamma);
 
-// d act(x) / dx, matching nn::activation_value's formulas.
-float activation_derivative(nn::Activation a, float x);
 // h = act(pre): dpre = dh · act'(pre), written (n elements).
 void activation_backward(ThreadPool* pool, nn::Activation a, const float* pre, const float* dh, float* dpre, size_t n);
 // h = act(gate) · up: dup = dh·act(gate), dgate = dh·up·act'(gate), written.

@@ -8,12 +8,6 @@
 
 namespace ffm::train {
 
-std::vector<float> copy_f32(const model::Tensor& t) {
-  std::vector<float> out(t.size());
-  t.read_f32(0, t.size(), out.data());  // widens a 16-bit tensor; training keeps fp32 master weights
-  return out;
-}
-
 void check_finite(const ParamSet& ps, size_t steps) {
   for (const Param& p : ps.params) {
     if (!p.trainable) continue;
@@ -94,7 +88,8 @@ ParamSet params_from_model(const model::Model& m, Trainable which, JobControl* c
     if (ctl) ctl->check();
     Param p;
     p.name = name;
-    p.w = copy_f32(t);
+    p.w.resize(t.size());
+    t.read_f32(0, t.size(), p.w.data());  // widens a 16-bit tensor; training keeps fp32 master weights
     p.matrix = matrix;
     p.trainable = which == Trainable::All || ff;
     p.uses = 1;

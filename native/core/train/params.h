@@ -73,10 +73,6 @@ double score_after_step(size_t step, const char* what, Score&& score) {
   }
 }
 
-// The one place training reads a model's stored weights: today a copy of the fp32 buffer. When tensors carry
-// a dtype (F32/BF16/F16), this is where they are widened to the fp32 master copy.
-std::vector<float> copy_f32(const model::Tensor& t);
-
 // Which tensors train: everything, or only the FF sublayers (attention, norms, embeddings frozen).
 enum class Trainable { All, FeedForward };
 
