@@ -11,6 +11,12 @@ function invalid(what: string, must: string, v: unknown): FfmergeError {
   return new FfmergeError('INVALID_ARGUMENT', `${what} must be ${must} (got ${showValue(v)})`);
 }
 
+/** A JSON object (parsed config, option bag): not null, not an array. */
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A finite number above 0 (sizes, rates and rope factors in configs and specs). */
+export const isFinitePositive = (v: unknown): v is number => typeof v === 'number' && v > 0 && Number.isFinite(v);
+
 /** A path argument: a non-empty string without NUL bytes (which Node refuses with a TypeError). */
 export function checkPath(v: unknown, what: string): asserts v is string {
   if (typeof v !== 'string' || v === '' || v.includes('\0')) throw invalid(what, 'a path (a non-empty string)', v);

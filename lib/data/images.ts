@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import { inflatedHead } from './text';
 import { FfmergeError, abortError, showValue } from '../errors';
 import { checkJobOptions, raceAbort, type JobOptions } from '../native/job';
-import { checkArrayOf, checkInt, checkPath, isArrayOf } from '../arguments';
+import { checkArrayOf, checkInt, checkPath, isArrayOf, isObject } from '../arguments';
 import { oneSide } from '../model/architectures/config';
 
 /** Decoded 8-bit images, all the same size: pixels[((n*height + y)*width + x)*channels + c]. */
@@ -51,7 +51,6 @@ export interface ImagePreprocessor {
 
 type Json = Record<string, unknown>;
 
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function positiveInt(v: unknown, what: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {

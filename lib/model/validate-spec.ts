@@ -4,6 +4,7 @@
  * (native/binding/spec_binding.cc) then only converts; native/core/model/weights.cc re-checks the numeric
  * invariants for C++ callers.
  */
+import { isFinitePositive } from '../arguments';
 import { FfmergeError, showValue } from '../errors';
 import { NO_ROPE_SCALING, type ModelSpec, type RopeScaling } from './spec';
 
@@ -26,7 +27,6 @@ function fail(why: string): never {
 }
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
-const isPositive = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
 
 /** Returns the spec unchanged when it is complete and consistent; else INVALID_CONFIG naming the field. */
 export function validateSpec(spec: ModelSpec): ModelSpec {
@@ -37,7 +37,7 @@ export function validateSpec(spec: ModelSpec): ModelSpec {
   for (const k of STRINGS) if (typeof s[k] !== 'string') fail(`"${k}" must be a string (got ${showValue(s[k])})`);
   for (const k of POSITIVE) if (!isCount(s[k]) || s[k] === 0) fail(`"${k}" must be a positive integer (got ${showValue(s[k])})`);
   for (const k of COUNTS) if (!isCount(s[k])) fail(`"${k}" must be a non-negative integer (got ${showValue(s[k])})`);
-  for (const k of NUMBERS) if (!isPositive(s[k])) fail(`"${k}" must be a positive number (got ${showValue(s[k])})`);
+  for (const k of NUMBERS) if (!isFinitePositive(s[k])) fail(`"${k}" must be a positive number (got ${showValue(s[k])})`);
   for (const k of FLAGS) if (typeof s[k] !== 'boolean') fail(`"${k}" must be a boolean (got ${showValue(s[k])})`);
   for (const [k, allowed] of Object.entries(ENUMS)) {
     if (typeof s[k] !== 'string' || !allowed!.includes(s[k] as string)) fail(`"${k}" must be one of ${allowed!.join(', ')} (got ${showValue(s[k])})`);
@@ -58,7 +58,7 @@ export function validateSpec(spec: ModelSpec): ModelSpec {
     fail(`"ropeScaling" must be { type: 'none' | 'linear' | 'llama3', factor, lowFreqFactor, highFreqFactor, originalMaxPositions } (got ${showValue(r)})`);
   }
   for (const k of ['factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxPositions'] as const) {
-    if (!isPositive(r[k])) fail(`"ropeScaling.${k}" must be a positive number (got ${showValue(r[k])})`);
+    if (!isFinitePositive(r[k])) fail(`"ropeScaling.${k}" must be a positive number (got ${showValue(r[k])})`);
   }
   if (r.type === 'llama3' && !((r.highFreqFactor as number) > (r.lowFreqFactor as number))) fail('"ropeScaling.highFreqFactor" must be larger than its lowFreqFactor');
   if (spec.qkNorm !== undefined && typeof spec.qkNorm !== 'boolean') fail(`"qkNorm" must be a boolean when given (got ${showValue(spec.qkNorm)})`);

@@ -25,7 +25,7 @@ import { collectStackCorrelations } from './features';
 import { BASELINES } from './baselines';
 import { MERGE_METHODS } from './merge-methods';
 import { RECOVER_METHODS } from './recover';
-import { COMMON_KEYS, DEFAULT_FRACTION, type CompressFormat, type CompressOptions, type StackMode, type TaskName } from './options';
+import { COMMON_KEYS, DEFAULT_FRACTION, type CompressFormat, type CompressOptions, type StackMode } from './options';
 import { applyEdits, type BaselineCandidate, type Edit, type MergeContext, type MergedWindow, type MergeMethod, type RecoverMethod } from './plugins';
 import { UNPICKED_NOTE, type BaselineResult, type CandidateScore, type CompressResult } from './result';
 import type { Task, TaskKind } from './task';
@@ -335,7 +335,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     // a name no task has is the plug-in's mistake, not this model's
     const unknown = r.tasks?.filter((t) => !TASKS.names().includes(t)) ?? []; // a JS caller's names are unchecked
     if (unknown.length) throw new FfmergeError('INVALID_ARGUMENT', `recover method '${r.name}' names tasks there are none of: ${unknown.join(', ')} (the tasks: ${TASKS.names().join(', ')})`);
-    if (r.tasks && !r.tasks.includes(kind.name as TaskName)) {
+    if (r.tasks && !r.tasks.includes(kind.name)) {
       throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `recover method '${r.name}' recovers ${r.tasks.join(' and ')} models; ${summary.modelType} is compressed as ${kind.name}`);
     }
   }

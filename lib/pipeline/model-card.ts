@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { isObject } from '../arguments';
 import { modelName, readRegularFileSync, MAX_JSON_FILE_BYTES } from '../files';
 import { kLabel } from '../merge/windows';
 import { groupDigits as int } from '../errors'; // not toLocaleString: its first call loads ICU data (~40 ms)
@@ -49,7 +50,6 @@ function halfDtype(config: Record<string, unknown>): string | undefined {
   const d = config.dtype ?? config.torch_dtype;
   return d === 'bfloat16' ? 'BF16' : d === 'float16' ? 'F16' : undefined;
 }
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const finite = (o: Record<string, unknown>, k: string): number | undefined => {
   const v = Object.hasOwn(o, k) ? o[k] : undefined;
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;

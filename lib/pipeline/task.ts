@@ -7,7 +7,7 @@ import type { FeatureBatch } from '../data/feature-batches';
 import type { JobOptions } from '../native/job';
 import type { Model } from '../model/model';
 import type { ModelSummary } from '../model/inspect';
-import type { CompressOptions } from './options';
+import type { CompressOptions, TaskName } from './options';
 import type { Named } from './registry';
 
 export interface MetricInfo {
@@ -66,6 +66,7 @@ export interface Task {
 }
 
 export interface TaskKind extends Named {
+  readonly name: TaskName;
   /** Whether this task fits the model (by its stacks and family). */
   accepts(summary: ModelSummary): boolean;
   /** Options only this task reads; setting one of another task's is OPTION_NOT_APPLICABLE. */

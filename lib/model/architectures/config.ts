@@ -2,6 +2,7 @@
  * Readers of config.json fields for the architecture descriptions: every problem is a typed error naming
  * the field, so a bad config never turns into a shape error three steps later.
  */
+import { isFinitePositive } from '../../arguments';
 import { FfmergeError, showValue } from '../../errors';
 import { NO_ROPE_SCALING, type ActivationKind, type RopeScaling } from '../spec';
 import type { Config, FFTensorNames } from './types';
@@ -36,11 +37,9 @@ export function squareSide(c: Config, key: string, dflt: number): number {
   return 0; // not reached
 }
 
-const finitePositive = (v: unknown): v is number => typeof v === 'number' && v > 0 && Number.isFinite(v);
-
 export function posNum(c: Config, key: string, dflt: number): number {
   const v = c[key] ?? dflt;
-  if (!finitePositive(v)) throw bad(key, 'must be a finite positive number', c[key]);
+  if (!isFinitePositive(v)) throw bad(key, 'must be a finite positive number', c[key]);
   return v;
 }
 
@@ -161,7 +160,7 @@ export function ropeScaling(c: Config): RopeScaling {
   if (type == null || type === 'default') return NO_ROPE_SCALING;
   const num = (k: string): number => {
     const v = p[k];
-    if (!finitePositive(v)) throw bad(`${key}.${k}`, `must be a finite positive number for rope type ${showValue(type)}`, v);
+    if (!isFinitePositive(v)) throw bad(`${key}.${k}`, `must be a finite positive number for rope type ${showValue(type)}`, v);
     return v;
   };
   if (type === 'linear') return { ...NO_ROPE_SCALING, type: 'linear', factor: num('factor') };
@@ -189,7 +188,7 @@ export function ropeTheta(c: Config): number {
   const params = c[ropeKey(c)] as Record<string, unknown> | null | undefined;
   const theta = params?.rope_theta ?? c.rope_theta ?? 10000;
   // JSON's 1e999 reads as Infinity, which "> 0" lets through to the native spec check (a usage error, unnamed)
-  if (!finitePositive(theta)) throw bad('rope_theta', 'must be a finite positive number', theta);
+  if (!isFinitePositive(theta)) throw bad('rope_theta', 'must be a finite positive number', theta);
   return theta;
 }
 
