@@ -88,7 +88,8 @@ describe('plug-ins of a call', () => {
     for (const name of ['', 'a,b', ' none', 'x y', 'x'.repeat(65)]) await refused({ baselines: [{ ...dropLast, name }] }, /a baseline's name is up to 64 letters, digits/);
     await refused({ baselines: [{ name: 'b', description: 'd' }] }, /^a baseline is an object with a name, a description and candidates\(\) \(got/);
     await refused({ recoverMethods: halveOut }, /^plugins: the recover methods must be a list/);
-    await refused({ tasks: [] }, /^compress: plugins: unknown option "tasks" \(the options are mergeMethods, recoverMethods, baselines\)$/);
+    await refused({ models: [] }, /^compress: plugins: unknown option "models" \(the options are mergeMethods, recoverMethods, baselines, tasks\)$/);
+    await refused({ tasks: [{ name: 't', description: 'd' }] }, /^a task is an object with a name, a description and create\(\) \(got/);
     // a name read once: a getter that answers 'permute' later neither replaces ffmerge's permute nor hides whose it is
     let reads = 0;
     const shifty = { ...merge, needsCorrelations: true, get name() { return reads++ < 1 ? 'shifty' : 'permute'; }, merge: (...a: Parameters<MergeMethod['merge']>) => MERGE_METHODS.get('permute').merge(...a) };
@@ -366,7 +367,7 @@ describe('compress --plugins', () => {
     fs.writeFileSync(path.join(dir, 'ok.js'), `exports.baselines = [${baseline}];\n`);
     const cases: [string[], number, RegExp][] = [
       [['--plugins', 'missing.js'], 3, /--plugins: missing\.js does not exist .*\[DATA_NOT_FOUND\]/],
-      [['--plugins', 'empty.js'], 2, /--plugins: empty\.js exports none of mergeMethods, recoverMethods, baselines .*\[INVALID_ARGUMENT\]/],
+      [['--plugins', 'empty.js'], 2, /--plugins: empty\.js exports none of mergeMethods, recoverMethods, baselines, tasks .*\[INVALID_ARGUMENT\]/],
       [['--plugins', 'broken.js'], 2, /--plugins: broken\.js could not be loaded: boom \[INVALID_ARGUMENT\]/],
       [['--plugins', 'ok.js', '--baselines', 'zero-first'], 2, /--baselines must be one of drop-ff, drop-layers, paper, zero-last, got "zero-first" \[INVALID_ARGUMENT\]/],
     ];

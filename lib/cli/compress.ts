@@ -7,7 +7,7 @@ import { compress, type CompressOptions } from '../pipeline/compress';
 import { BASELINES } from '../pipeline/baselines';
 import { MERGE_METHODS } from '../pipeline/merge-methods';
 import { RECOVER_METHODS } from '../pipeline/recover';
-import { taskFor } from '../pipeline/tasks';
+import { callTasks, taskFor } from '../pipeline/tasks';
 import { inspectModel } from '../model/inspect';
 import type { Anchor } from '../merge/windows';
 import type { CompressFormat } from '../pipeline/options';
@@ -46,6 +46,7 @@ const split = (o: CompressCliOptions, which: 'valid' | 'test'): SplitFlags =>
 
 /** The task's data options from its flags. */
 function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, model: string): Partial<CompressOptions> {
+  if (!Object.hasOwn(TASK_FLAGS, task)) return {}; // a --plugins task's data is its own
   if (task === 'language-modeling') {
     const data = o.data ?? (bundled ? path.join(model, 'calibration.txt') : undefined);
     if (o.sampleCalibration && !data && !o.valid) throw new FfmergeError('INVALID_ARGUMENT', '--sample-calibration needs --data or --valid: the text the window is chosen on');
@@ -114,7 +115,9 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   const bundled = modelArg === undefined;
   const model = modelOrBundled(modelArg);
   const summary = await inspectModel(model, { compareCopies: false }); // the task only
-  const task = taskFor(summary).name;
+  const plugins = await loadPlugins(o.plugins);
+  // a task of the module's own reads its own data: every data flag is refused for it
+  const task = taskFor(summary, callTasks(plugins, signal)).name;
   refuseFlags(o, TASK_FLAGS, task, summary.modelType);
   const fraction = o.fraction !== undefined ? decimal(o.fraction) : undefined;
   if (fraction !== undefined && !Number.isFinite(fraction)) throw new FfmergeError('INVALID_ARGUMENT', `--fraction must be a number, got "${o.fraction}"`);
@@ -122,7 +125,6 @@ export async function runCompress(modelArg: string | undefined, o: CompressCliOp
   // clone (or in any project) must not leave a folder there. A user's own model goes to ./<model>-ffmerge.
   const demoOut = bundled && o.out === undefined ? path.join(demoFolder(), 'llama-stories260k-ffmerge') : undefined;
   const out = o.out ?? demoOut ?? defaultOut(model, '-ffmerge');
-  const plugins = await loadPlugins(o.plugins);
   // the bundled demo shows the merge next to dropping FF sublayers and the paper's plain merge, unless the merge
   // asked for is that very one
   const papers = o.method === 'permute' && (o.recover ?? 'none') === 'none' && (o.anchor ?? 'first') === 'first';

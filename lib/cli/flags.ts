@@ -61,7 +61,8 @@ export function refuseFlags(given: object, flags: Readonly<Record<string, readon
   const allowed = Object.hasOwn(flags, task) ? flags[task]! : [];
   for (const key of new Set(Object.values(flags).flat())) {
     if ((given as Record<string, unknown>)[key] !== undefined && !allowed.includes(key)) {
-      throw new FfmergeError('OPTION_NOT_APPLICABLE', `--${kebab(key)} does not apply to ${modelType} models (${task})`);
+      const own = Object.hasOwn(flags, task) ? '' : ', a task of --plugins: it reads its own data';
+      throw new FfmergeError('OPTION_NOT_APPLICABLE', `--${kebab(key)} does not apply to ${modelType} models (${task}${own})`);
     }
   }
 }

@@ -1,4 +1,4 @@
-/** `compress --plugins <module>`: the user's own merge methods, recover methods and baselines, for this run. */
+/** `compress --plugins <module>`: the user's own merge methods, recover methods, baselines and tasks, for this run. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -6,7 +6,7 @@ import { FfmergeError } from '../errors';
 import { whyMissing } from '../files';
 import type { Plugins } from '../pipeline/options';
 
-const KEYS = ['mergeMethods', 'recoverMethods', 'baselines'] as const;
+const KEYS = ['mergeMethods', 'recoverMethods', 'baselines', 'tasks'] as const;
 
 // The package compiles to CommonJS, where TypeScript turns import() into require(), which cannot load an ES
 // module on Node 20. Built at run time, the import() stays Node's own and loads either kind.

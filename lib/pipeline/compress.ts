@@ -29,7 +29,7 @@ import { COMMON_KEYS, DEFAULT_FRACTION, type CompressFormat, type CompressOption
 import { applyEdits, type BaselineCandidate, type Edit, type MergeContext, type MergedWindow, type MergeMethod, type RecoverMethod } from './plugins';
 import { UNPICKED_NOTE, type BaselineResult, type CandidateScore, type CompressResult } from './result';
 import type { Task, TaskKind } from './task';
-import { TASKS, taskFor } from './tasks';
+import { TASKS, callTasks, taskFor } from './tasks';
 import { isSampledSource } from './tasks/language-modeling';
 import { frontMatter, modelCard } from './model-card';
 import { guardBaseline, guardMerge, guardRecover } from './plugin-guard';
@@ -38,11 +38,11 @@ export type { CompressOptions } from './options';
 export type { CompressResult } from './result';
 
 /** Refuses options that belong to another task: a flag that does not apply is an error, never ignored. */
-function checkApplicable(o: CompressOptions, kind: TaskKind, modelType: string): void {
+function checkApplicable(o: CompressOptions, kind: TaskKind, tasks: readonly TaskKind[], modelType: string): void {
   const own = new Set<string>([...COMMON_KEYS, ...kind.optionKeys]);
   for (const [key, v] of Object.entries(o)) {
     if (v === undefined || own.has(key)) continue;
-    const owners = TASKS.all().filter((t) => (t.optionKeys as readonly string[]).includes(key));
+    const owners = tasks.filter((t) => (t.optionKeys as readonly string[]).includes(key));
     if (!owners.length) throw new FfmergeError('INVALID_ARGUMENT', `compress: unknown option ${showValue(key)} (the options are ${[...own].join(', ')})`);
     throw new FfmergeError('OPTION_NOT_APPLICABLE', `${key} applies to ${owners.map((t) => t.name).join(' and ')} models; ${modelType} is compressed as ${kind.name} (its options: ${kind.optionKeys.join(', ')})`);
   }
@@ -143,11 +143,13 @@ function finiteMetrics(task: Task, kind: TaskKind): Task {
     return v;
   };
   const { test } = task;
-  return Object.assign(Object.create(task) as Task, {
-    search: (m: Model, start: number, o: JobOptions) => task.search(m, start, o).then(check('a search candidate\'s')),
-    validate: (m: Model, start: number, o: JobOptions) => task.validate(m, start, o).then(check('the validation')),
-    ...(test ? { test: (m: Model, o: JobOptions) => test.call(task, m, o).then(check('the test')) } : {}),
-  });
+  const own = (value: unknown) => ({ value });
+  // defined, not assigned: a caller's task is frozen (plugin-guard.ts), and its read-only fields would refuse an assignment
+  return Object.create(task, {
+    search: own((m: Model, start: number, o: JobOptions) => task.search(m, start, o).then(check('a search candidate\'s'))),
+    validate: own((m: Model, start: number, o: JobOptions) => task.validate(m, start, o).then(check('the validation'))),
+    ...(test ? { test: own((m: Model, o: JobOptions) => test.call(task, m, o).then(check('the test'))) } : {}),
+  }) as Task;
 }
 
 /** A candidate of the search: what it changes (built when scored) and where its first change is. */
@@ -281,8 +283,11 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   const summary = await inspectModel(modelDir, { compareCopies: false }); // checked below, by recordedTies
   // the output is written from the same files as were loaded, or not at all
   const stamp = sourceStamp(modelDir);
-  const kind = taskFor(summary);
-  checkApplicable(options, kind, summary.modelType);
+  // this call's registries: ffmerge's own and the caller's plug-ins
+  checkOptions(options.plugins, 'compress: plugins', ['mergeMethods', 'recoverMethods', 'baselines', 'tasks']);
+  const tasks = callTasks(options.plugins, options.signal);
+  const kind = taskFor(summary, tasks);
+  checkApplicable(options, kind, tasks, summary.modelType);
   await kind.check(options);
   // method 'auto' (the default when neither method nor recover is named) tries every DEFAULT_COMBOS; otherwise
   // one combination, permute and none by default.
@@ -290,8 +295,6 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     throw new FfmergeError('INVALID_ARGUMENT', "method 'auto' chooses the recover method itself: give no recover with it");
   }
   const auto = options.method === 'auto' || (options.method === undefined && options.recover === undefined);
-  // this call's registries: ffmerge's own and the caller's plug-ins
-  checkOptions(options.plugins, 'compress: plugins', ['mergeMethods', 'recoverMethods', 'baselines']);
   const methods = MERGE_METHODS.with(options.plugins?.mergeMethods);
   const recovers = RECOVER_METHODS.with(options.plugins?.recoverMethods);
   const baselineKinds = BASELINES.with(options.plugins?.baselines);
@@ -311,9 +314,10 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     ...methods.names().filter((n) => own.merge(n) && !combos.some((c) => c.method.name === n)).map((n) => `merge method ${n}`),
     ...recovers.names().filter((n) => own.recover(n) && !combos.some((c) => c.recover.name === n)).map((n) => `recover method ${n}`),
     ...baselineKinds.names().filter((n) => own.baseline(n) && !baselines.some((b) => b.name === n)).map((n) => `baseline ${n}`),
+    ...tasks.filter((t) => !TASKS.names().includes(t.name) && t !== kind).map((t) => `task ${t.name}`),
   ];
-  // every combination but vanilla + none reads calibration, and so does a baseline that aligns
-  const readsCalibration = !combos.every((c) => c.method.name === 'vanilla' && c.recover.name === 'none') || baselines.some((b) => b.needsCorrelations);
+  // every combination but vanilla + none reads calibration (a method's readsCalibration), and so does a baseline that aligns
+  const readsCalibration = combos.some((c) => c.method.readsCalibration || c.recover.readsCalibration) || baselines.some((b) => b.needsCorrelations);
   const sampled = isSampledSource(options.calibration);
   if (sampled && !readsCalibration) {
     throw new FfmergeError('OPTION_NOT_APPLICABLE', 'sampled calibration (--sample-calibration) is read by no part of this run (a vanilla merge with recover none, and no baseline that aligns): leave it out, and give the validation text as --data');
@@ -333,13 +337,17 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   // a recover method for other tasks is refused here, not after calibration
   for (const { recover: r } of combos) {
     // a name no task has is the plug-in's mistake, not this model's
-    const unknown = r.tasks?.filter((t) => !TASKS.names().includes(t)) ?? []; // a JS caller's names are unchecked
-    if (unknown.length) throw new FfmergeError('INVALID_ARGUMENT', `recover method '${r.name}' names tasks there are none of: ${unknown.join(', ')} (the tasks: ${TASKS.names().join(', ')})`);
-    if (r.tasks && !r.tasks.includes(kind.name)) {
+    const unknown = r.tasks?.filter((t) => !tasks.some((k) => k.name === t)) ?? [];
+    if (unknown.length) throw new FfmergeError('INVALID_ARGUMENT', `recover method '${r.name}' names tasks there are none of: ${unknown.join(', ')} (the tasks: ${tasks.map((k) => k.name).join(', ')})`);
+    if (r.tasks && !(r.tasks as readonly string[]).includes(kind.name)) {
       throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `recover method '${r.name}' recovers ${r.tasks.join(' and ')} models; ${summary.modelType} is compressed as ${kind.name}`);
     }
   }
-  const unpickedNote = unpicked.length ? [`${UNPICKED_NOTE}, so not run: ${unpicked.join(', ')} (pick them with method, recover or baselines; method 'auto' tries ffmerge's own combinations only)`] : [];
+  const how = [
+    ...(unpicked.some((u) => !u.startsWith('task ')) ? ["pick them with method, recover or baselines; method 'auto' tries ffmerge's own combinations only"] : []),
+    ...(unpicked.some((u) => u.startsWith('task ')) ? [`a task runs where its accepts() takes the model (${summary.modelType}), and the first that does is picked`] : []),
+  ];
+  const unpickedNote = unpicked.length ? [`${UNPICKED_NOTE}, so not run: ${unpicked.join(', ')} (${how.join('; ')})`] : [];
   const anchor: Anchor = options.anchor ?? 'first';
   anchorOffset(anchor, 2);
   const { selectMemory } = options;
@@ -463,6 +471,9 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   try {
     const task = finiteMetrics(await kind.create({ model, dir: modelDir, options }, job), kind);
     disposeTask = async () => task.dispose?.();
+    if (readsCalibration && task.calibration.length === 0) {
+      throw new FfmergeError('INVALID_DATA', `task ${kind.name} gave no calibration batches, and this run reads calibration features (${ran}): give calibration data, or merge with method vanilla and recover none`);
+    }
     clock.lap('load');
 
     // every window some group may merge

@@ -9,6 +9,7 @@ import type { StackName } from '../model/model';
 import type { Anchor, Window } from '../merge/windows';
 import type { ProgressFn } from '../native/job';
 import type { Baseline, MergeMethod, RecoverMethod } from './plugins';
+import type { TaskKind } from './task';
 
 export type CompressFormat = OutputFormat | 'onnx';
 
@@ -39,7 +40,10 @@ export type MergeMethodName = 'auto' | 'permute' | 'vanilla' | 'select' | (strin
 export type RecoverMethodName = 'none' | 'refit' | 'refit-seq' | 'refit-res' | 'finetune' | (string & {});
 /** A baseline of BASELINES. */
 export type BaselineName = 'drop-ff' | 'drop-layers' | 'paper' | (string & {});
-/** A task of TASKS (a recover method's `tasks`): no call adds one, so a misspelt name fails to compile. */
+/**
+ * A task of TASKS: a recover method's `tasks` is checked against them when it compiles (a caller's own task
+ * (Plugins.tasks) is named there with a cast, and checked when compress runs).
+ */
 export type TaskName = 'language-modeling' | 'image-classification' | 'translation';
 
 /**
@@ -50,6 +54,11 @@ export interface Plugins {
   mergeMethods?: MergeMethod[];
   recoverMethods?: RecoverMethod[];
   baselines?: Baseline[];
+  /**
+   * Tasks asked before ffmerge's own, in this order: the first whose accepts() takes the model is the run's
+   * (so a caller can score a model ffmerge has a task for on its own data and metric).
+   */
+  tasks?: TaskKind[];
 }
 
 export interface CompressOptions {

@@ -1,5 +1,5 @@
 /**
- * Plug-ins held to their contract: what a merge method, recover method or baseline returns is checked before
+ * Plug-ins held to their contract: what a merge method, recover method, baseline or task returns is checked before
  * compress uses it, and a wrong result is INVALID_ARGUMENT naming the plug-in. A caller's own plug-in's result is
  * read once, into a copy that is checked and used, so what it changes afterwards (a timer, a getter, a Proxy)
  * reaches neither the score nor the output; its calls race the job's signal. (ffmerge's own are checked, not
@@ -11,9 +11,12 @@ import { architectureOf, ffPieceMismatch, stackOf } from '../model/architectures
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { isFloat32Array } from '../typed-arrays';
 import type { Model, StackName } from '../model/model';
+import type { ModelSummary } from '../model/inspect';
+import type { FeatureBatch } from '../data/feature-batches';
 import { windowLabel, type Window } from '../merge/windows';
-import type { TaskName } from './options';
+import type { CompressOptions, TaskName } from './options';
 import type { Baseline, BaselineCandidate, BaselineContext, Edit, MergeContext, MergedWindow, MergeMethod, RecoverMethod } from './plugins';
+import type { DataCounts, Task, TaskKind } from './task';
 
 const wrong = (who: string, what: string, got: unknown) => new FfmergeError('INVALID_ARGUMENT', `${who} ${what} (got ${showValue(got)})`);
 const isInt = (v: unknown, below: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < below;
@@ -149,6 +152,7 @@ export function guardMerge(method: MergeMethod, name: string, own: boolean, sign
     name,
     description: String(method.description),
     needsCorrelations: Boolean(method.needsCorrelations),
+    readsCalibration: method.readsCalibration !== false,
     seeded: Boolean(method.seeded),
     merge: async (ctx: MergeContext, stack: StackName, w: Window, opts: JobOptions) => checkMerged(who, await settle(() => method.merge(own ? ownView(ctx) : ctx, stack, w, opts), own, signal, who), ctx.model, stack, w, own),
   });
@@ -163,6 +167,7 @@ export function guardRecover(method: RecoverMethod, name: string, own: boolean, 
     name,
     description: String(method.description),
     rewritesEarlier: Boolean(method.rewritesEarlier),
+    readsCalibration: method.readsCalibration !== false,
     trains: Boolean(method.trains),
     seeded: Boolean(method.seeded),
     ...(tasks === undefined ? {} : { tasks: Object.freeze([...tasks]) as readonly TaskName[] }),
@@ -237,5 +242,103 @@ export function guardBaseline(baseline: Baseline, name: string, own: boolean, si
         };
       });
     },
+  });
+}
+
+const isCount = (v: unknown): v is number => isInt(v, Infinity);
+
+/** A calibration batch of a caller's task, copied one level down (the forward pass checks the arrays' shapes). */
+function checkBatch(who: string, b: unknown, i: number): FeatureBatch {
+  const x = (typeof b === 'object' && b !== null ? b : {}) as Record<string, unknown>;
+  const input = x.input as Record<string, unknown> | null | undefined;
+  if (typeof input !== 'object' || input === null || !isInt(input.batch, Infinity) || !isInt(input.seq, Infinity) || input.batch === 0 || input.seq === 0) {
+    throw wrong(who, `gave calibration batch ${i} without an input { batch, seq, … } of at least one position`, b);
+  }
+  if (!isCount(x.featureRows)) throw wrong(who, `gave calibration batch ${i} whose featureRows is not a count of positions`, x.featureRows);
+  if (x.featureMask !== undefined && !(x.featureMask instanceof Uint8Array)) throw wrong(who, `gave calibration batch ${i} whose featureMask is not a Uint8Array`, x.featureMask);
+  if (x.labels !== undefined && !(x.labels instanceof Int32Array)) throw wrong(who, `gave calibration batch ${i} whose labels are not an Int32Array`, x.labels);
+  const out: FeatureBatch = { input: { ...input } as unknown as FeatureBatch['input'], featureRows: x.featureRows };
+  if (x.featureMask !== undefined) out.featureMask = x.featureMask;
+  if (x.labels !== undefined) out.labels = x.labels;
+  if (isCount(x.encoderFeatureRows)) out.encoderFeatureRows = x.encoderFeatureRows;
+  return out;
+}
+
+/** What a caller's task says of its data: a unit, counts and notes (blockSize and textScored are the LM task's). */
+function checkData(who: string, d: unknown): DataCounts {
+  const x = (typeof d === 'object' && d !== null ? d : {}) as Record<string, unknown>;
+  if (typeof x.unit !== 'string' || x.unit === '') throw wrong(who, 'gave data without its unit ("sentences", "images", …)', d);
+  for (const k of ['calibration', 'validation', 'search'] as const) if (!isCount(x[k])) throw wrong(who, `gave data whose ${k} is not a count of ${x.unit}`, x[k]);
+  if (x.test !== undefined && !isCount(x.test)) throw wrong(who, `gave data whose test is not a count of ${x.unit}`, x.test);
+  const notes = x.notes === undefined ? [] : x.notes;
+  if (!Array.isArray(notes) || !notes.every((n) => typeof n === 'string')) throw wrong(who, 'gave data whose notes are not a list of strings', x.notes);
+  return { unit: x.unit, calibration: x.calibration as number, validation: x.validation as number, search: x.search as number, ...(x.test !== undefined ? { test: x.test as number } : {}), notes: [...notes] };
+}
+
+/**
+ * The Task a caller's task created: fields read once into a frozen copy, functions checked and bound to it, each
+ * call racing the signal and naming the task when it fails; a score that is not a number is refused (one that is
+ * not finite, compress refuses as for every task).
+ */
+function checkTask(who: string, t: unknown, signal: AbortSignal | undefined): Task {
+  const x = t as Record<string, unknown> | null;
+  if (typeof x !== 'object' || x === null) throw wrong(who, 'create() must give a Task object', t);
+  const m = x.metric as Record<string, unknown> | null | undefined;
+  if (typeof m !== 'object' || m === null || typeof m.name !== 'string' || m.name === '' || typeof m.higherIsBetter !== 'boolean' || (m.decoding !== undefined && typeof m.decoding !== 'string')) {
+    throw wrong(who, 'gave a metric that is not { name, higherIsBetter }', x.metric);
+  }
+  const sel = x.selection as Record<string, unknown> | undefined;
+  if (sel !== undefined && !(typeof sel === 'object' && sel !== null && sel.name === 'loss' && sel.higherIsBetter === false)) {
+    throw wrong(who, "gave a selection that is not { name: 'loss', higherIsBetter: false }", sel);
+  }
+  if (!Array.isArray(x.calibration)) throw wrong(who, 'gave calibration that is not a list of feature batches', x.calibration);
+  const calibration = Object.freeze(Array.from(x.calibration as unknown[], (b, i) => checkBatch(who, b, i)));
+  const data = checkData(who, x.data);
+  const [prepare, search, validate, test, dispose] = [x.prepare, x.search, x.validate, x.test, x.dispose];
+  for (const [k, f] of Object.entries({ prepare, search, validate })) if (typeof f !== 'function') throw wrong(who, `gave a Task without ${k}()`, f);
+  for (const [k, f] of Object.entries({ test, dispose })) if (f !== undefined && typeof f !== 'function') throw wrong(who, `gave a Task whose ${k} is not a function`, f);
+  const call = <R>(f: unknown, ...a: unknown[]) => settle(() => (f as (...b: unknown[]) => R | Promise<R>).apply(t, a), true, signal, who);
+  const score = (what: string) => (v: unknown) => {
+    if (typeof v !== 'number') throw wrong(who, `${what} must give a number`, v);
+    return v;
+  };
+  return Object.freeze({
+    metric: Object.freeze({ name: m.name, higherIsBetter: m.higherIsBetter, ...(m.decoding !== undefined ? { decoding: m.decoding as string } : {}) }),
+    ...(sel ? { selection: Object.freeze({ name: 'loss', higherIsBetter: false } as const) } : {}),
+    calibration: calibration as FeatureBatch[],
+    data,
+    prepare: async (starts: number[], opts) => void (await call(prepare, [...starts], opts)),
+    search: async (model: Model, start: number, opts) => score('search()')(await call(search, model, start, opts)),
+    validate: async (model: Model, start: number, opts) => score('validate()')(await call(validate, model, start, opts)),
+    ...(test ? { test: async (model: Model, opts: JobOptions) => score('test()')(await call(test, model, opts)) } : {}),
+    ...(dispose ? { dispose: async () => void (await call(dispose)) } : {}),
+  } satisfies Task);
+}
+
+/**
+ * A task under the name it was registered by. `own`: the caller's, whose accepts(), check() and create() are
+ * guarded and whose Task is checked (checkTask); ffmerge's own are returned as they are.
+ */
+export function guardTask(kind: TaskKind, own: boolean, signal: AbortSignal | undefined, optionKeys: ReadonlySet<string>): TaskKind {
+  if (!own) return kind;
+  const who = `task ${kind.name}`;
+  const keys = kind.optionKeys as unknown;
+  // an option only the caller's task knew would pass compress's check of unknown options, with no type to say so
+  if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string' && optionKeys.has(k))) {
+    throw wrong(who, `has optionKeys that are not a list of options ffmerge's tasks read (${[...optionKeys].join(', ')}); data of its own it keeps itself`, keys);
+  }
+  return Object.freeze({
+    name: kind.name,
+    description: String(kind.description),
+    optionKeys: Object.freeze([...keys]) as readonly (keyof CompressOptions)[],
+    accepts: (summary: ModelSummary) => {
+      try {
+        return Boolean(kind.accepts(summary));
+      } catch (e) {
+        throw pluginFailure(who, e, signal);
+      }
+    },
+    check: (o: CompressOptions) => settle(() => kind.check(o), true, signal, who),
+    create: async (ctx: Parameters<TaskKind['create']>[0], opts: JobOptions) => checkTask(who, await settle(() => kind.create(ctx, opts), true, signal, who), signal),
   });
 }

@@ -65,12 +65,19 @@ export interface MergeContext {
 export interface MergeMethod extends Named {
   /** Whether merge() reads ctx.correlations (then compress collects them first). */
   readonly needsCorrelations: boolean;
+  /**
+   * false: merge() reads neither ctx.calibration nor ctx.entry (vanilla), so a run of only such methods reads no
+   * calibration data (sampled calibration is refused there). Absent: it may.
+   */
+  readonly readsCalibration?: boolean;
   /** Draws at random with ctx.seed: compress accepts a `seed` for a run that uses it. */
   readonly seeded?: boolean;
   merge(ctx: MergeContext, stack: StackName, window: Window, opts: JobOptions): Promise<MergedWindow>;
 }
 
 export interface RecoverMethod extends Named {
+  /** As MergeMethod's: false where recover() reads neither ctx.calibration nor ctx.entry (none). */
+  readonly readsCalibration?: boolean;
   /**
    * Rewrites layers before the window too (finetune trains every FF): its candidates change the model from
    * layer 0, so they are scored from there, and a large model's search budget counts them so.

@@ -2,6 +2,8 @@
  * A Task is what differs between language modelling, image classification and translation: the data, the
  * metric, how a candidate is scored, and how states are reused between candidates. Everything else — the
  * phases of compress(), the merge and recover methods, the baselines — is the same pipeline for all of them.
+ * A caller's own TaskKind (compress's `plugins.tasks`) is held to this contract as ffmerge's are
+ * (plugin-guard.ts): its data may live in its own closure, with no option of compress naming it.
  */
 import type { FeatureBatch } from '../data/feature-batches';
 import type { JobOptions } from '../native/job';
@@ -11,7 +13,8 @@ import type { CompressOptions, TaskName } from './options';
 import type { Named } from './registry';
 
 export interface MetricInfo {
-  name: 'perplexity' | 'accuracy' | 'bleu';
+  /** ffmerge's own, or a caller's task's (shown with 3 decimals). */
+  name: 'perplexity' | 'accuracy' | 'bleu' | (string & {});
   higherIsBetter: boolean;
   /** Translation: the decoding that produced the number ("greedy", "beam search, 4 beams"). */
   decoding?: string;
@@ -25,7 +28,7 @@ export interface SelectionInfo {
 
 /** What data a run used, in the task's unit. */
 export interface DataCounts {
-  unit: 'tokens' | 'images' | 'sentences';
+  unit: 'tokens' | 'images' | 'sentences' | (string & {});
   calibration: number;
   validation: number;
   /** Scored per search candidate (the first `search` validation units). */
@@ -66,10 +69,14 @@ export interface Task {
 }
 
 export interface TaskKind extends Named {
-  readonly name: TaskName;
+  /** One of ffmerge's (TaskName), or a caller's own. */
+  readonly name: TaskName | (string & {});
   /** Whether this task fits the model (by its stacks and family). */
   accepts(summary: ModelSummary): boolean;
-  /** Options only this task reads; setting one of another task's is OPTION_NOT_APPLICABLE. */
+  /**
+   * Options only this task reads; setting one of another task's is OPTION_NOT_APPLICABLE. A caller's task may
+   * list only options some task of ffmerge's reads (its data of its own it keeps itself).
+   */
   readonly optionKeys: readonly (keyof CompressOptions)[];
   /** Checks the options that need no model (files exist, sources have the right shape) before loading. */
   check(options: CompressOptions): void | Promise<void>;

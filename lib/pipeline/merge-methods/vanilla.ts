@@ -8,6 +8,7 @@ export const vanilla: MergeMethod = {
   name: 'vanilla',
   description: 'average the FFs unaligned',
   needsCorrelations: false,
+  readsCalibration: false,
   async merge(ctx, stack, window, opts) {
     const mean = new FFMean();
     for (const l of windowLayers(window)) await mean.add(await modelFF(ctx.model, l, stack, opts), opts.signal);

@@ -4,5 +4,6 @@ import type { RecoverMethod } from '../plugins';
 export const none: RecoverMethod = {
   name: 'none',
   description: 'keep the merged FF as merged',
+  readsCalibration: false,
   recover: async (_ctx, merged) => merged,
 };
