@@ -3,6 +3,7 @@
  * validation and keep the best, recover, evaluate (base, merged, baselines at the same size), write. What differs
  * by task is the Task (tasks/); merge methods, recover methods and baselines come from registries.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError, groupDigits, showValue } from '../errors';
 import { checkJobOptions, withJobScope, type JobOptions, type JobScope } from '../native/job';
@@ -770,6 +771,9 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   }
 }
 
+/** Written beside report.json where a chosen window was aligned (permutationsFile). */
+export const PERMUTATIONS_FILE = 'permutations.json';
+
 /** The compressed checkpoint, with report.json inside before the folder is renamed into place. */
 async function writeOutput(
   source: string,
@@ -812,7 +816,11 @@ async function writeOutput(
     replace,
     ties,
     info,
-    extraFiles: { 'report.json': report, 'README.md': frontMatter(source, true, format) + modelCard(result, format, { dir: out, config }) },
+    extraFiles: {
+      'report.json': report,
+      'README.md': frontMatter(source, true, format) + modelCard(result, format, { dir: out, config }),
+      ...permutationsFile(chosen, source),
+    },
     ...(overwrite ? { overwrite } : {}),
     ...job,
   };
@@ -823,6 +831,36 @@ async function writeOutput(
   }
   const written = await writeCheckpoint({ source, format, ...common, ...(maxShardSize !== undefined ? { maxShardSize } : {}) });
   return { dir: written.out, format, bytes: written.bytes };
+}
+
+/**
+ * permutations.json, where a chosen window was aligned: what the merge did to each layer's units, which the
+ * merged weights alone cannot tell (to audit the alignment, or to align an adapter trained on the base model).
+ */
+function permutationsFile(chosen: readonly MergedWindow[], source: string): Record<string, string> {
+  const fresh = chosen
+    .filter((m) => m.perms.size > 0)
+    .map((m) => ({
+      stack: m.stack,
+      window: windowLabel(m.window),
+      ...(m.anchor !== undefined ? { anchor: m.anchor } : {}),
+      permutations: Object.fromEntries([...m.perms].sort(([a], [b]) => a - b).map(([l, p]) => [String(l), Array.from(p)])),
+    }));
+  // none: the source's own file (an earlier merge's), if any, is copied as it is
+  if (fresh.length === 0) return {};
+  // a source that is itself an ffmerge output: its windows' permutations are kept before this run's
+  let earlier: unknown[] = [];
+  try {
+    const old = JSON.parse(fs.readFileSync(path.join(source, PERMUTATIONS_FILE), 'utf8')) as { windows?: unknown };
+    if (Array.isArray(old.windows)) earlier = old.windows;
+  } catch {
+    // none, or not one of ours: nothing to keep
+  }
+  const windows = [...earlier, ...fresh];
+  const about =
+    "Per merged window, each aligned layer's permutation of its FF hidden units: unit j of the window's merged FF averages unit j of the anchor with unit perm[j] of each other layer. " +
+    "Applied to a layer's own FF (rows of W_in, b_in and the gate, columns of W_out), it leaves that layer's output unchanged.";
+  return { [PERMUTATIONS_FILE]: JSON.stringify({ about, windows }) + '\n' };
 }
 
 /**

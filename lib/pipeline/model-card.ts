@@ -254,7 +254,9 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     '## How to load it',
     ...loadingText(format, ctx, true),
     '',
-    'The full numbers (every candidate window, timings) are in `report.json`.',
+    'The full numbers (every candidate window, timings) are in `report.json`.' +
+      // an aligned window's units were permuted: permutations.json tells how (compress writes it beside the card)
+      (r.windows.some((w) => w.anchor !== undefined) ? " How each aligned layer's FF units were permuted is in `permutations.json`." : ''),
     '',
   ].join('\n');
 }

@@ -1,0 +1,61 @@
+/**
+ * permutations.json: an aligned merge says how it permuted each layer's FF units, which the merged weights alone
+ * cannot tell. Checked by rebuilding the merged FF from the source's layers with it.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { compress } from '../lib/pipeline/compress';
+import { loadModel } from '../lib/model/load';
+import { validationText } from './helpers/validation-text';
+
+const BUNDLED = path.resolve(__dirname, '..', 'models', 'llama-stories260k');
+const TEXT = path.join(BUNDLED, 'calibration.txt');
+const small = { calibration: TEXT, validation: validationText(TEXT), calibrationTokens: 1024, validationTokens: 1024 } as const;
+
+describe('permutations.json', () => {
+  jest.setTimeout(120_000);
+  let tmp: string;
+  beforeAll(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-perms-'));
+  });
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  it("rebuilds the merged FF from the source's layers, and a later merge of the output keeps the earlier windows", async () => {
+    const out = path.join(tmp, 'a');
+    await compress(BUNDLED, { ...small, k: 3, window: '2-4', method: 'permute', recover: 'none', out });
+    const file = JSON.parse(fs.readFileSync(path.join(out, 'permutations.json'), 'utf8'));
+    expect(file.windows).toEqual([{ stack: 'decoder', window: '2-4', anchor: 2, permutations: { 3: expect.any(Array), 4: expect.any(Array) } }]);
+    expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).toContain('`permutations.json`');
+    const [src, merged] = await Promise.all([loadModel(BUNDLED), loadModel(out)]);
+    try {
+      const m = merged.ffWeights(2);
+      const { d, dFF } = m;
+      const layers = [2, 3, 4].map((l) => ({ ff: src.ffWeights(l), perm: l === 2 ? Array.from({ length: dFF }, (_, j) => j) : (file.windows[0].permutations[l] as number[]) }));
+      let worst = 0;
+      for (let j = 0; j < dFF; j++) {
+        for (let c = 0; c < d; c++) {
+          const mean = layers.reduce((s, { ff, perm }) => s + ff.wIn[perm[j]! * d + c]! / 3, 0);
+          worst = Math.max(worst, Math.abs(mean - m.wIn[j * d + c]!));
+        }
+      }
+      expect(worst).toBeLessThan(1e-6);
+      // not the identity: an unaligned average would not match
+      expect(layers.slice(1).some(({ perm }) => perm.some((p, j) => p !== j))).toBe(true);
+    } finally {
+      src.dispose();
+      merged.dispose();
+    }
+    const again = path.join(tmp, 'b');
+    await compress(out, { ...small, k: 2, window: '0-1', method: 'permute', recover: 'none', out: again });
+    const both = JSON.parse(fs.readFileSync(path.join(again, 'permutations.json'), 'utf8'));
+    expect(both.windows.map((w: { window: string }) => w.window)).toEqual(['2-4', '0-1']);
+  });
+
+  it('is not written where no window was aligned (select)', async () => {
+    const out = path.join(tmp, 'c');
+    await compress(BUNDLED, { ...small, k: 2, window: '1-2', method: 'select', recover: 'none', out });
+    expect(fs.existsSync(path.join(out, 'permutations.json'))).toBe(false);
+    expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).not.toContain('permutations.json');
+  });
+});
