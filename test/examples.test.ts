@@ -66,6 +66,16 @@ describe('examples/', () => {
     expect(JSON.parse(cli.stdout)).toMatchObject({ recover: 'halve-out', plugins: ['halve-out'] });
   });
 
+  it("task.mjs scores the merge by a task of its own, which the CLI's --plugins loads from the same file", () => {
+    const r = node('task.mjs');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^task next-token: window \d-\d, next-token accuracy \d+\.\d% -> \d+\.\d%\n$/);
+    const cli = spawnSync(process.execPath, [path.join('node_modules', 'ffmerge', 'bin', 'ffmerge.js'), 'compress', '--plugins', 'task.mjs', '--k', '2', '--window', '1-2', '--json', '--out', 'out-task'], { cwd: app, encoding: 'utf8', timeout: 240_000 });
+    expect(cli.status).toBe(0);
+    expect(JSON.parse(cli.stdout)).toMatchObject({ task: 'next-token', metric: { name: 'next-token accuracy' }, windows: [expect.objectContaining({ window: '1-2' })] });
+  });
+
   it('merge-by-hand.mjs (import) runs the method step by step', () => {
     const r = node('merge-by-hand.mjs');
     expect(r.stderr).toBe('');
