@@ -224,3 +224,28 @@ describeShared('data/fmnist', 'images: test images that are calibration images',
     );
   });
 });
+
+describe('the same text as token-id rows (not one file, so only the tokens tell)', () => {
+  jest.setTimeout(120_000);
+  const rows = async (from: number, to: number) => {
+    const { loadTokenizer } = await import('../lib/tokenizer');
+    const { tokenizeToBlocks } = await import('../lib/data/blocks');
+    const { tokens } = tokenizeToBlocks(await loadTokenizer(MODEL), fs.readFileSync(TEXT, 'utf8'), 128);
+    const file = path.join(tmp, `rows-${from}-${to}.jsonl`);
+    const lines: string[] = [];
+    for (let at = from; at + 128 <= to; at += 128) lines.push(JSON.stringify({ input_ids: Array.from(tokens.subarray(at, at + 128)) }));
+    fs.writeFileSync(file, lines.join('\n') + '\n');
+    return file;
+  };
+  const opts = { calibration: TEXT, calibrationTokens: 1024, k: 2, window: '1-2', method: 'permute', recover: 'none' } as const;
+
+  test('as validation or test, calibration text given again as ids is refused; ids of other text run', async () => {
+    const again = await rows(0, 1024);
+    await expectCode(compress(MODEL, { ...opts, validation: again }), 'INVALID_ARGUMENT', /^8 of the 8 validation blocks \(1,024 of 1,024 tokens\) repeat text of the calibration blocks: the same data given twice \(as text and as token-id rows, or as two copies\), so candidates would be scored on the text that shaped them/);
+    const other = await rows(4096, 5120);
+    await expectCode(compress(MODEL, { ...opts, validation: other, test: again }), 'INVALID_ARGUMENT', /^8 of the 8 test blocks .* repeat text of the calibration blocks: .*so the test number would not be held out/);
+    await expectCode(compress(MODEL, { ...opts, validation: other, test: await rows(4096, 4608) }), 'INVALID_ARGUMENT', /^4 of the 4 test blocks .* repeat text of the validation blocks/);
+    const r = await compress(MODEL, { ...opts, validation: other, test: await rows(8192, 9216) });
+    expect(r.data.notes.filter((n) => /repeat text/.test(n))).toEqual([]);
+  });
+});

@@ -106,11 +106,87 @@ describe("a caller's task", () => {
     };
     await bad({ metric: { name: 'x' } }, /^task next-token gave a metric that is not \{ name, higherIsBetter \}/);
     await bad({ calibration: [{ input: { batch: 0, seq: 4 }, featureRows: 0 }] }, /^task next-token gave calibration batch 0 without an input/);
-    await bad({ calibration: [] }, /^task next-token gave no calibration batches, and this run reads calibration features \(method permute\+none\)/, 'INVALID_DATA');
+    await bad({ calibration: [] }, /^task next-token gave no calibration batches, and this run reads calibration features \(permute\+none\)/, 'INVALID_DATA');
     await bad({ data: { unit: 'tokens', calibration: -1, validation: 1, search: 1 } }, /^task next-token gave data whose calibration is not a count of tokens/);
     await bad({ validate: async () => '0.5' }, /^task next-token validate\(\) must give a number \(got "0.5"\)/);
     await bad({ validate: async () => NaN }, /^the validation next-token accuracy is NaN/, 'NON_FINITE_METRIC');
     await bad({ prepare: async () => { throw new RangeError('full'); } }, /^task next-token \(a plug-in given to this call\) failed: full$/, 'PLUGIN_FAILED');
+  });
+
+  it("a failing dispose() neither hides the run's own error nor leaves the model unfreed, and a run it fails writes nothing (tester GA)", async () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-task-dispose-'));
+    try {
+      let model: Model | undefined;
+      const failing = async (over: Partial<Task>) => {
+        const { kind } = await nextTokenTask({ dispose: async () => { throw new Error('rm failed'); }, ...over });
+        const create = kind.create;
+        return { ...kind, create: async (ctx: Parameters<TaskKind['create']>[0], o: Parameters<TaskKind['create']>[1]) => ((model = ctx.model), create(ctx, o)) };
+      };
+      const opts = { k: 2, window: '1-2', method: 'vanilla', recover: 'none' } as const;
+      await expect(compress(BUNDLED, { ...opts, plugins: { tasks: [await failing({ validate: async () => { throw new Error('REAL'); } })] } })).rejects.toMatchObject({ code: 'PLUGIN_FAILED', message: expect.stringMatching(/failed: REAL$/) });
+      await expect(model!.forward({ ids: new Int32Array(4), batch: 1, seq: 4 }, { output: 'logits' })).rejects.toMatchObject({ code: 'INVALID_STATE' });
+      const out = path.join(tmp, 'out');
+      await expect(compress(BUNDLED, { ...opts, out, plugins: { tasks: [await failing({})] } })).rejects.toMatchObject({ code: 'PLUGIN_FAILED', message: expect.stringMatching(/failed: rm failed$/) });
+      expect(fs.existsSync(out)).toBe(false);
+      // aborted while it scores: the model is freed though the task has a dispose()
+      const ac = new AbortController();
+      const run = compress(BUNDLED, { ...opts, signal: ac.signal, plugins: { tasks: [await failing({ dispose: async () => undefined, search: () => new Promise(() => ac.abort()), validate: () => new Promise(() => ac.abort()) })] } });
+      await expect(run).rejects.toMatchObject({ code: 'ABORTED' });
+      await expect(model!.forward({ ids: new Int32Array(4), batch: 1, seq: 4 }, { output: 'logits' })).rejects.toMatchObject({ code: 'INVALID_STATE' });
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('calibration batches whose every position is masked out, or whose arrays do not fit, are refused naming the task and batch (tester GA)', async () => {
+    const { kind } = await nextTokenTask();
+    const withBatches = (edit: (b: { input: Record<string, unknown>; featureRows?: number; featureMask?: unknown }) => void): TaskKind => ({
+      ...kind,
+      create: async (ctx, o) => {
+        const t = await kind.create(ctx, o);
+        return { ...t, calibration: t.calibration.map((b) => { const c = { ...b, input: { ...b.input } } as never; edit(c); return c; }) };
+      },
+    });
+    const run = (k: TaskKind) => compress(BUNDLED, { k: 2, window: '1-2', method: 'permute', recover: 'none', plugins: { tasks: [k] } });
+    await expect(run(withBatches((b) => { b.featureMask = new Uint8Array(4 * 128); delete b.featureRows; }))).rejects.toMatchObject({ code: 'INVALID_DATA', message: expect.stringMatching(/^task next-token gave calibration batches with no feature position of the decoder stack \(every position masked out\), and this run reads calibration features \(permute\+none\)/) });
+    await expect(run(withBatches((b) => (b.input.ids = Array.from(b.input.ids as Int32Array))))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^task next-token gave calibration batch 0 whose ids is not an Int32Array/) });
+    await expect(run(withBatches((b) => (b.featureMask = new Uint8Array(3))))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^task next-token gave calibration batch 0 whose featureMask has 3 entries, not 512/) });
+    await expect(run(withBatches((b) => (b.featureRows = 1)))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^task next-token gave calibration batch 0 whose featureRows is not its 512 feature positions/) });
+  });
+
+  it("gets its own copies of the summary and options, must answer accepts() with a boolean, and what it gives is read once (tester GA)", async () => {
+    const { kind } = await nextTokenTask();
+    const sneaky: TaskKind = {
+      ...kind,
+      accepts: (s) => {
+        (s as { modelType: string }).modelType = 'gpt-99';
+        s.stacks[0]!.layers = 2;
+        return s.modelType === 'gpt-99';
+      },
+      create: async (ctx, o) => {
+        try {
+          (ctx.options as { out?: string }).out = path.join(os.tmpdir(), 'ffmerge-hijack');
+        } catch {
+          // frozen: refused in strict mode
+        }
+        const t = await kind.create(ctx, o);
+        let reads = 0;
+        // answers false to a check, then 'no' (truthy) to any later read: read once, it stays false
+        const metric = { name: 'next-token\n\n## heading', get higherIsBetter() { return (reads++ === 0 ? false : 'no') as never; } };
+        return { ...t, metric, data: { ...t.data, notes: ['a\n\n| fake | table |'] } };
+      },
+    };
+    const r = await compress(BUNDLED, { k: 2, method: 'vanilla', recover: 'none', plugins: { tasks: [sneaky] } });
+    expect({ modelType: r.modelType, layers: r.layers, candidates: r.candidates.length, out: r.out, plugins: r.plugins }).toEqual({ modelType: 'llama', layers: { decoder: 5 }, candidates: 4, out: undefined, plugins: ['next-token'] });
+    expect(r.metric).toEqual({ name: 'next-token ## heading', higherIsBetter: false });
+    expect(r.data.notes).toContain('a | fake | table |');
+    const best = r.candidates.reduce((a, c) => (c.score < a.score ? c : a));
+    expect(r.windows[0]!.window).toBe(best.windows.decoder);
+    expect(fs.existsSync(path.join(os.tmpdir(), 'ffmerge-hijack'))).toBe(false);
+    await expect(compress(BUNDLED, { k: 2, plugins: { tasks: [{ ...kind, accepts: (async () => true) as never }] } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^task next-token accepts\(\) must return true or false, not a Promise/) });
+    // a getter that throws while the Task is read is the task's failure
+    const throwing: TaskKind = { ...kind, create: async () => ({ get metric(): never { throw new RangeError('hb boom'); } }) as never };
+    await expect(compress(BUNDLED, { k: 2, plugins: { tasks: [throwing] } })).rejects.toMatchObject({ code: 'PLUGIN_FAILED', message: 'task next-token (a plug-in given to this call) failed: hb boom' });
   });
 
   it('with no calibration batches runs a vanilla merge with recover none, which reads none', async () => {
@@ -153,6 +229,9 @@ exports.tasks = [{
       expect({ code: r.status, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
       expect(JSON.parse(r.stdout)).toMatchObject({ task: 'mean-logit', metric: { name: 'mean logit' }, data: { calibration: 384 } });
       expect(fs.existsSync(path.join(dir, 'out', 'model.safetensors'))).toBe(true);
+      // --help names the module's tasks
+      const help = spawnSync(process.execPath, [BIN, 'compress', '--plugins', 'task.js', '--help'], { cwd: dir, encoding: 'utf8', env: { ...process.env, FFMERGE_FROM_SOURCE: '1' } });
+      expect({ code: help.status, stdout: help.stdout.replace(/\s+/g, ' ') }).toEqual({ code: 0, stdout: expect.stringContaining("This module's tasks: mean-logit") });
       // and the report a person reads names the metric
       const text = run('--out', 'out2');
       expect({ code: text.status, stdout: text.stdout }).toEqual({ code: 0, stdout: expect.stringContaining('mean logit') });

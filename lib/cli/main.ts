@@ -23,6 +23,7 @@ import { MERGE_METHODS } from '../pipeline/merge-methods';
 import { RECOVER_METHODS } from '../pipeline/recover';
 import { DEFAULT_COMBOS } from '../pipeline/compress';
 import { loadPlugins } from './plugins';
+import { callTasks, TASKS } from '../pipeline/tasks';
 import { checkFolder } from '../files';
 
 function checkModelDir(p: string): void {
@@ -65,6 +66,8 @@ interface HelpRegistries {
   methods: typeof MERGE_METHODS;
   recovers: typeof RECOVER_METHODS;
   baselines: typeof BASELINES;
+  /** The module's own tasks (checked as compress checks them), by name. */
+  tasks?: string[];
 }
 
 /** ffmerge's own; with `compress --plugins <module> --help`, the module's plug-ins besides (loaded, and checked). */
@@ -74,14 +77,16 @@ async function helpRegistries(argv: string[]): Promise<HelpRegistries> {
   const help = args.includes('--help') || args.includes('-h');
   const file = at < 0 ? undefined : args[at]!.startsWith('--plugins=') ? args[at]!.slice('--plugins='.length) : args[at + 1];
   const plugins = help && args.find((a) => !a.startsWith('-')) === 'compress' ? await loadPlugins(file) : undefined;
-  return { methods: MERGE_METHODS.with(plugins?.mergeMethods), recovers: RECOVER_METHODS.with(plugins?.recoverMethods), baselines: BASELINES.with(plugins?.baselines) };
+  const builtin = new Set(TASKS.names());
+  const tasks = callTasks(plugins).filter((t) => !builtin.has(t.name)).map((t) => t.name);
+  return { methods: MERGE_METHODS.with(plugins?.mergeMethods), recovers: RECOVER_METHODS.with(plugins?.recoverMethods), baselines: BASELINES.with(plugins?.baselines), ...(tasks.length ? { tasks } : {}) };
 }
 
 export function buildProgram(
   state: { json: boolean },
   signal: AbortSignal,
   argv: string[] = [],
-  { methods, recovers, baselines }: HelpRegistries = { methods: MERGE_METHODS, recovers: RECOVER_METHODS, baselines: BASELINES },
+  { methods, recovers, baselines, tasks }: HelpRegistries = { methods: MERGE_METHODS, recovers: RECOVER_METHODS, baselines: BASELINES },
 ): Command {
   const wantsVersion = argv.includes('--version') || argv.includes('-V');
   const program = new Command('ffmerge')
@@ -145,7 +150,7 @@ export function buildProgram(
     .option('--stream', 'keep each layer on disk and read it when a pass reaches it: a lower peak for a model under 2 GiB (larger ones stream anyway), each pass re-reading the layers')
     .option('--max-shard-size <bytes>', 'tied/expanded: largest bytes of tensor data per safetensors file (an integer or 5GB, 500MiB; default 5GB, as Hugging Face); above it the weights are sharded as model-0000N-of-0000M.safetensors + model.safetensors.index.json')
     .option('--baselines <list>', `comma list (none: no baseline, the demo's too), each searched over its own placements (paper: over the merge's candidate windows, so only the given one with --window); drop-ff and paper remove what the merge removes, drop-layers whole layers, per merged stack the number nearest to the FF parameters the merge removes there but at least one (so it can remove more than the merge: a layer holds more than its FF), its parameter count in the report: ${baselines.all().map((b) => `${b.name} (${b.description})`).join('; ')}`)
-    .option('--plugins <module>', 'a JavaScript module (CommonJS or ES) exporting mergeMethods, recoverMethods, baselines and/or tasks: lists of your own plug-ins (README, Extending the pipeline), picked by name with --method, --recover and --baselines for this run; a task of its own, by accepting the model (it reads its own data: give no data flags)')
+    .option('--plugins <module>', `a JavaScript module (CommonJS or ES) exporting mergeMethods, recoverMethods, baselines and/or tasks: lists of your own plug-ins (README, Extending the pipeline), picked by name with --method, --recover and --baselines for this run; a task of its own, by accepting the model (it reads its own data: give no data flags)${tasks ? `. This module's tasks: ${tasks.join(', ')}` : ''}`)
     .option('--calibration-tokens <n>', 'calibration token budget, in whole blocks: at least one (default 10240; the bundled demo 6144)')
     .option('--validation-tokens <n>', 'validation token budget, in whole blocks: at least one (default 10240)')
     .option('--search-tokens <n>', 'tokens each search candidate is scored on, in whole blocks (default: all validation tokens; a model with ≥ 1B layer parameters: about 4 validation passes in all)')

@@ -469,11 +469,21 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   let disposeTask: (() => Promise<void>) | undefined;
   // the fits' shared entry states (on disk past their budget: the file is closed with them)
   let entry: EntryStates | undefined;
+  let succeeded = false;
   try {
     const task = finiteMetrics(await kind.create({ model, dir: modelDir, options }, job), kind);
     disposeTask = async () => task.dispose?.();
-    if (readsCalibration && task.calibration.length === 0) {
-      throw new FfmergeError('INVALID_DATA', `task ${kind.name} gave no calibration batches, and this run reads calibration features (${ran}): give calibration data, or merge with method vanilla and recover none`);
+    // what reads calibration features, and how to run without them
+    const readers = [...combos.filter((c) => c.method.readsCalibration || c.recover.readsCalibration).map(comboLabel), ...baselines.filter((b) => b.needsCorrelations).map((b) => `baseline ${b.name}`)];
+    const noFeatures = (why: string) =>
+      new FfmergeError('INVALID_DATA', `task ${kind.name} ${why}, and this run reads calibration features (${readers.join(', ')}): give calibration data, or run only methods that read none (method vanilla with recover none) and no baseline that aligns`);
+    if (readsCalibration && task.calibration.length === 0) throw noFeatures('gave no calibration batches');
+    if (readsCalibration) {
+      // every position masked out (padding only): no stack merged has a feature to correlate or fit
+      for (const s of merged) {
+        const rows = task.calibration.reduce((n, b) => n + ((s === model.mainStack ? b.featureRows : b.encoderFeatureRows) ?? 0), 0);
+        if (rows === 0) throw noFeatures(`gave calibration batches with no feature position of the ${s} stack (every position masked out)`);
+      }
     }
     clock.lap('load');
 
@@ -753,7 +763,11 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       timings: clock.timings,
     };
     if (earlier.length) result.earlierWindows = earlier;
-    const named = [...new Set([...chosen.flatMap((m) => [m.method!, m.recover!].filter((n, i) => (i ? own.recover(n) : own.merge(n)))), ...Object.keys(baselineResults).filter(own.baseline)])];
+    // the task is done with: freed before the output is written, so a failure there writes nothing
+    const free = disposeTask;
+    disposeTask = undefined;
+    await free?.();
+    const named = [...new Set([...(TASKS.names().includes(kind.name) ? [] : [kind.name]), ...chosen.flatMap((m) => [m.method!, m.recover!].filter((n, i) => (i ? own.recover(n) : own.merge(n)))), ...Object.keys(baselineResults).filter(own.baseline)])];
     if (named.length) result.plugins = named;
     if (options.out) {
       // the writer's last report comes before the rename: a callback that throws there leaves no output
@@ -762,12 +776,20 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
       scope.commit();
       clock.lap('save', true); // written and renamed into place: the result stands
     }
+    succeeded = true;
     return result;
   } finally {
-    await entry?.close();
-    await disposeTask?.();
-    for (const v of views) v.dispose();
-    model.dispose();
+    // every step runs whatever another does: a task's failing dispose() never leaves the model unfreed, nor
+    // hides the error that ended the run (the first cleanup error is thrown only where the run itself succeeded)
+    let failed: { e: unknown } | undefined;
+    for (const step of [() => entry?.close(), () => disposeTask?.(), ...views.map((v) => () => v.dispose()), () => model.dispose()]) {
+      try {
+        await step();
+      } catch (e) {
+        failed ??= { e };
+      }
+    }
+    if (failed && succeeded) throw failed.e;
   }
 }
 

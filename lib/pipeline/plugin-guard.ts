@@ -247,54 +247,105 @@ export function guardBaseline(baseline: Baseline, name: string, own: boolean, si
 
 const isCount = (v: unknown): v is number => isInt(v, Infinity);
 
-/** A calibration batch of a caller's task, copied one level down (the forward pass checks the arrays' shapes). */
+/** A caller's text shown in the report and the card: on one line, at most 200 characters. */
+const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim().slice(0, 200);
+
+/** Each field of a caller's object, read once (a getter answers once; a Proxy's get trap runs once per field). */
+function fields(o: unknown, keys: readonly string[]): Record<string, unknown> {
+  const x = (typeof o === 'object' && o !== null ? o : {}) as Record<string, unknown>;
+  return Object.fromEntries(keys.map((k) => [k, x[k]]));
+}
+
+/** positions set in a 0/1 mask (absent: all `n`). */
+const ones = (mask: Uint8Array | undefined, n: number) => (mask ? mask.reduce((s, v) => s + (v ? 1 : 0), 0) : n);
+
+/**
+ * A calibration batch of a caller's task, read once and copied one level down: the arrays' kinds and lengths are
+ * checked here, naming the task and the batch (the forward pass checks them against the model). featureRows
+ * and encoderFeatureRows are counted from the masks; a featureRows given must agree.
+ */
 function checkBatch(who: string, b: unknown, i: number): FeatureBatch {
-  const x = (typeof b === 'object' && b !== null ? b : {}) as Record<string, unknown>;
-  const input = x.input as Record<string, unknown> | null | undefined;
-  if (typeof input !== 'object' || input === null || !isInt(input.batch, Infinity) || !isInt(input.seq, Infinity) || input.batch === 0 || input.seq === 0) {
+  const at = `${who} gave calibration batch ${i}`;
+  const x = fields(b, ['input', 'featureRows', 'featureMask', 'labels']);
+  const inp = fields(x.input, ['ids', 'batch', 'seq', 'attentionMask', 'pixels', 'tokenTypeIds', 'encoderIds', 'encoderSeq', 'encoderMask']);
+  const [batch, seq] = [inp.batch, inp.seq];
+  if (typeof x.input !== 'object' || x.input === null || !isInt(batch, Infinity) || !isInt(seq, Infinity) || batch === 0 || seq === 0) {
     throw wrong(who, `gave calibration batch ${i} without an input { batch, seq, … } of at least one position`, b);
   }
-  if (!isCount(x.featureRows)) throw wrong(who, `gave calibration batch ${i} whose featureRows is not a count of positions`, x.featureRows);
-  if (x.featureMask !== undefined && !(x.featureMask instanceof Uint8Array)) throw wrong(who, `gave calibration batch ${i} whose featureMask is not a Uint8Array`, x.featureMask);
-  if (x.labels !== undefined && !(x.labels instanceof Int32Array)) throw wrong(who, `gave calibration batch ${i} whose labels are not an Int32Array`, x.labels);
-  const out: FeatureBatch = { input: { ...input } as unknown as FeatureBatch['input'], featureRows: x.featureRows };
-  if (x.featureMask !== undefined) out.featureMask = x.featureMask;
-  if (x.labels !== undefined) out.labels = x.labels;
-  if (isCount(x.encoderFeatureRows)) out.encoderFeatureRows = x.encoderFeatureRows;
+  const input: Record<string, unknown> = { batch, seq };
+  const array = (key: string, kind: 'Int32Array' | 'Uint8Array' | 'Float32Array', length?: number) => {
+    const v = (key === 'featureMask' || key === 'labels' ? x[key] : inp[key]) as ArrayLike<number> | undefined;
+    if (v === undefined) return undefined;
+    const ok = kind === 'Int32Array' ? v instanceof Int32Array : kind === 'Uint8Array' ? v instanceof Uint8Array : isFloat32Array(v);
+    if (!ok) throw wrong(at, `whose ${key} is not an ${kind}`, v);
+    if (length !== undefined && v.length !== length) throw wrong(at, `whose ${key} has ${v.length} entries, not ${length}`, v.length);
+    return v;
+  };
+  const R = batch * seq;
+  for (const [key, kind] of [['ids', 'Int32Array'], ['attentionMask', 'Uint8Array'], ['tokenTypeIds', 'Int32Array'], ['pixels', 'Float32Array']] as const) {
+    const v = array(key, kind, key === 'pixels' ? undefined : R);
+    if (v !== undefined) input[key] = v;
+  }
+  if (inp.encoderIds !== undefined || inp.encoderSeq !== undefined || inp.encoderMask !== undefined) {
+    const es = inp.encoderSeq;
+    if (!isInt(es, Infinity) || es === 0) throw wrong(at, 'whose encoderSeq is not a positive count', es);
+    input.encoderSeq = es;
+    for (const [key, kind] of [['encoderIds', 'Int32Array'], ['encoderMask', 'Uint8Array']] as const) {
+      const v = array(key, kind, batch * es);
+      if (v !== undefined) input[key] = v;
+    }
+  }
+  const featureMask = array('featureMask', 'Uint8Array', R) as Uint8Array | undefined;
+  const labels = array('labels', 'Int32Array', batch) as Int32Array | undefined;
+  const rows = ones(featureMask ?? (input.attentionMask as Uint8Array | undefined), R);
+  if (x.featureRows !== undefined && x.featureRows !== rows) throw wrong(at, `whose featureRows is not its ${rows} feature positions (featureMask, else attentionMask, else every position)`, x.featureRows);
+  const out: FeatureBatch = { input: input as unknown as FeatureBatch['input'], featureRows: rows };
+  if (featureMask) out.featureMask = featureMask;
+  if (labels) out.labels = labels;
+  if (input.encoderIds !== undefined) out.encoderFeatureRows = ones(input.encoderMask as Uint8Array | undefined, batch * (input.encoderSeq as number));
   return out;
 }
 
 /** What a caller's task says of its data: a unit, counts and notes (blockSize and textScored are the LM task's). */
 function checkData(who: string, d: unknown): DataCounts {
-  const x = (typeof d === 'object' && d !== null ? d : {}) as Record<string, unknown>;
-  if (typeof x.unit !== 'string' || x.unit === '') throw wrong(who, 'gave data without its unit ("sentences", "images", …)', d);
-  for (const k of ['calibration', 'validation', 'search'] as const) if (!isCount(x[k])) throw wrong(who, `gave data whose ${k} is not a count of ${x.unit}`, x[k]);
-  if (x.test !== undefined && !isCount(x.test)) throw wrong(who, `gave data whose test is not a count of ${x.unit}`, x.test);
-  const notes = x.notes === undefined ? [] : x.notes;
-  if (!Array.isArray(notes) || !notes.every((n) => typeof n === 'string')) throw wrong(who, 'gave data whose notes are not a list of strings', x.notes);
-  return { unit: x.unit, calibration: x.calibration as number, validation: x.validation as number, search: x.search as number, ...(x.test !== undefined ? { test: x.test as number } : {}), notes: [...notes] };
+  const x = fields(d, ['unit', 'calibration', 'validation', 'search', 'test', 'notes']);
+  const unit = x.unit;
+  if (typeof unit !== 'string' || oneLine(unit) === '') throw wrong(who, 'gave data without its unit ("sentences", "images", …)', d);
+  for (const k of ['calibration', 'validation', 'search'] as const) if (!isCount(x[k])) throw wrong(who, `gave data whose ${k} is not a count of ${oneLine(unit)}`, x[k]);
+  if (x.test !== undefined && !isCount(x.test)) throw wrong(who, `gave data whose test is not a count of ${oneLine(unit)}`, x.test);
+  const notes = x.notes === undefined ? [] : Array.isArray(x.notes) ? Array.from(x.notes as unknown[]) : undefined;
+  if (!notes || !notes.every((n) => typeof n === 'string')) throw wrong(who, 'gave data whose notes are not a list of strings', x.notes);
+  return {
+    unit: oneLine(unit),
+    calibration: x.calibration as number,
+    validation: x.validation as number,
+    search: x.search as number,
+    ...(x.test !== undefined ? { test: x.test as number } : {}),
+    notes: (notes as string[]).map(oneLine),
+  };
 }
 
 /**
- * The Task a caller's task created: fields read once into a frozen copy, functions checked and bound to it, each
- * call racing the signal and naming the task when it fails; a score that is not a number is refused (one that is
- * not finite, compress refuses as for every task).
+ * The Task a caller's task created: each field read once into a frozen copy, functions checked and called on it,
+ * each call racing the signal and naming the task when it fails; a score that is not a number is refused (one
+ * that is not finite, compress refuses as for every task).
  */
 function checkTask(who: string, t: unknown, signal: AbortSignal | undefined): Task {
-  const x = t as Record<string, unknown> | null;
-  if (typeof x !== 'object' || x === null) throw wrong(who, 'create() must give a Task object', t);
-  const m = x.metric as Record<string, unknown> | null | undefined;
-  if (typeof m !== 'object' || m === null || typeof m.name !== 'string' || m.name === '' || typeof m.higherIsBetter !== 'boolean' || (m.decoding !== undefined && typeof m.decoding !== 'string')) {
+  if (typeof t !== 'object' || t === null) throw wrong(who, 'create() must give a Task object', t);
+  const x = fields(t, ['metric', 'selection', 'calibration', 'data', 'prepare', 'search', 'validate', 'test', 'dispose']);
+  const m = fields(x.metric, ['name', 'higherIsBetter', 'decoding']);
+  const [name, higherIsBetter, decoding] = [m.name, m.higherIsBetter, m.decoding];
+  if (typeof x.metric !== 'object' || x.metric === null || typeof name !== 'string' || oneLine(name) === '' || typeof higherIsBetter !== 'boolean' || (decoding !== undefined && typeof decoding !== 'string')) {
     throw wrong(who, 'gave a metric that is not { name, higherIsBetter }', x.metric);
   }
-  const sel = x.selection as Record<string, unknown> | undefined;
-  if (sel !== undefined && !(typeof sel === 'object' && sel !== null && sel.name === 'loss' && sel.higherIsBetter === false)) {
-    throw wrong(who, "gave a selection that is not { name: 'loss', higherIsBetter: false }", sel);
+  const sel = x.selection === undefined ? undefined : fields(x.selection, ['name', 'higherIsBetter']);
+  if (sel !== undefined && !(typeof x.selection === 'object' && x.selection !== null && sel.name === 'loss' && sel.higherIsBetter === false)) {
+    throw wrong(who, "gave a selection that is not { name: 'loss', higherIsBetter: false }", x.selection);
   }
   if (!Array.isArray(x.calibration)) throw wrong(who, 'gave calibration that is not a list of feature batches', x.calibration);
   const calibration = Object.freeze(Array.from(x.calibration as unknown[], (b, i) => checkBatch(who, b, i)));
   const data = checkData(who, x.data);
-  const [prepare, search, validate, test, dispose] = [x.prepare, x.search, x.validate, x.test, x.dispose];
+  const { prepare, search, validate, test, dispose } = x;
   for (const [k, f] of Object.entries({ prepare, search, validate })) if (typeof f !== 'function') throw wrong(who, `gave a Task without ${k}()`, f);
   for (const [k, f] of Object.entries({ test, dispose })) if (f !== undefined && typeof f !== 'function') throw wrong(who, `gave a Task whose ${k} is not a function`, f);
   const call = <R>(f: unknown, ...a: unknown[]) => settle(() => (f as (...b: unknown[]) => R | Promise<R>).apply(t, a), true, signal, who);
@@ -303,7 +354,7 @@ function checkTask(who: string, t: unknown, signal: AbortSignal | undefined): Ta
     return v;
   };
   return Object.freeze({
-    metric: Object.freeze({ name: m.name, higherIsBetter: m.higherIsBetter, ...(m.decoding !== undefined ? { decoding: m.decoding as string } : {}) }),
+    metric: Object.freeze({ name: oneLine(name), higherIsBetter, ...(decoding !== undefined ? { decoding: oneLine(decoding as string) } : {}) }),
     ...(sel ? { selection: Object.freeze({ name: 'loss', higherIsBetter: false } as const) } : {}),
     calibration: calibration as FeatureBatch[],
     data,
@@ -311,34 +362,55 @@ function checkTask(who: string, t: unknown, signal: AbortSignal | undefined): Ta
     search: async (model: Model, start: number, opts) => score('search()')(await call(search, model, start, opts)),
     validate: async (model: Model, start: number, opts) => score('validate()')(await call(validate, model, start, opts)),
     ...(test ? { test: async (model: Model, opts: JobOptions) => score('test()')(await call(test, model, opts)) } : {}),
+    // raced like every call: after an abort the call ends at once, while the task's own cleanup still runs
     ...(dispose ? { dispose: async () => void (await call(dispose)) } : {}),
   } satisfies Task);
 }
 
 /**
  * A task under the name it was registered by. `own`: the caller's, whose accepts(), check() and create() are
- * guarded and whose Task is checked (checkTask); ffmerge's own are returned as they are.
+ * guarded (each given its own copy of what it reads: a change there reaches neither the report nor the output)
+ * and whose Task is checked (checkTask); ffmerge's own are returned as they are.
  */
 export function guardTask(kind: TaskKind, own: boolean, signal: AbortSignal | undefined, optionKeys: ReadonlySet<string>): TaskKind {
   if (!own) return kind;
   const who = `task ${kind.name}`;
-  const keys = kind.optionKeys as unknown;
+  const guarded = <R>(f: () => R): R => {
+    try {
+      return f();
+    } catch (e) {
+      throw pluginFailure(who, e, signal);
+    }
+  };
+  const { description, optionKeys: keys, accepts, check, create } = guarded(() => fields(kind, ['description', 'optionKeys', 'accepts', 'check', 'create'])) as Record<string, unknown>;
   // an option only the caller's task knew would pass compress's check of unknown options, with no type to say so
-  if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string' && optionKeys.has(k))) {
+  const list = Array.isArray(keys) ? Array.from(keys as unknown[]) : undefined;
+  if (!list || !list.every((k) => typeof k === 'string' && optionKeys.has(k))) {
     throw wrong(who, `has optionKeys that are not a list of options ffmerge's tasks read (${[...optionKeys].join(', ')}); data of its own it keeps itself`, keys);
   }
+  if (typeof accepts !== 'function' || typeof check !== 'function') throw wrong(who, 'must have accepts() and check()', typeof accepts !== 'function' ? accepts : check);
+  const call = <R>(f: unknown, ...a: unknown[]) => (f as (...b: unknown[]) => R).apply(kind, a);
   return Object.freeze({
     name: kind.name,
-    description: String(kind.description),
-    optionKeys: Object.freeze([...keys]) as readonly (keyof CompressOptions)[],
+    description: String(description),
+    optionKeys: Object.freeze(list) as readonly (keyof CompressOptions)[],
     accepts: (summary: ModelSummary) => {
+      const yes = guarded(() => call<unknown>(accepts, structuredClone(summary)));
+      // an async accepts() is an easy slip: its Promise would take every model
+      if (typeof yes !== 'boolean') throw wrong(who, `accepts() must return true or false${yes instanceof Promise ? ', not a Promise' : ''}`, yes);
+      return yes;
+    },
+    check: (o: CompressOptions) => settle(() => call<void | Promise<void>>(check, Object.freeze({ ...o })), true, signal, who),
+    create: async (ctx: Parameters<TaskKind['create']>[0], opts: JobOptions) => {
+      const t = await settle(() => call<Task | Promise<Task>>(create, Object.freeze({ ...ctx, options: Object.freeze({ ...ctx.options }) }), opts), true, signal, who);
       try {
-        return Boolean(kind.accepts(summary));
+        return guarded(() => checkTask(who, t, signal));
       } catch (e) {
-        throw pluginFailure(who, e, signal);
+        // refused: compress never sees it, so its dispose() is called here (not awaited; a failure there is the task's own)
+        const d = typeof t === 'object' && t !== null ? (t as { dispose?: unknown }).dispose : undefined;
+        if (typeof d === 'function') Promise.resolve().then(() => d.call(t)).catch(() => {});
+        throw e;
       }
     },
-    check: (o: CompressOptions) => settle(() => kind.check(o), true, signal, who),
-    create: async (ctx: Parameters<TaskKind['create']>[0], opts: JobOptions) => checkTask(who, await settle(() => kind.create(ctx, opts), true, signal, who), signal),
   });
 }
