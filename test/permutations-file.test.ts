@@ -25,7 +25,7 @@ describe('permutations.json', () => {
     const out = path.join(tmp, 'a');
     await compress(BUNDLED, { ...small, k: 3, window: '2-4', method: 'permute', recover: 'none', out });
     const file = JSON.parse(fs.readFileSync(path.join(out, 'permutations.json'), 'utf8'));
-    expect(file.windows).toEqual([{ stack: 'decoder', window: '2-4', anchor: 2, permutations: { 3: expect.any(Array), 4: expect.any(Array) } }]);
+    expect(file.windows).toEqual([{ stack: 'decoder', window: '2-4', anchor: 2, method: 'permute', recover: 'none', permutations: { 3: expect.any(Array), 4: expect.any(Array) } }]);
     expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).toContain('`permutations.json`');
     const [src, merged] = await Promise.all([loadModel(BUNDLED), loadModel(out)]);
     try {
@@ -50,6 +50,25 @@ describe('permutations.json', () => {
     await compress(out, { ...small, k: 2, window: '0-1', method: 'permute', recover: 'none', out: again });
     const both = JSON.parse(fs.readFileSync(path.join(again, 'permutations.json'), 'utf8'));
     expect(both.windows.map((w: { window: string }) => w.window)).toEqual(['2-4', '0-1']);
+  });
+
+  it("a caller's merge method's perms are checked and written, and the card says so only where the file is there (reviewer RD)", async () => {
+    const { MERGE_METHODS } = await import('../lib/pipeline/merge-methods');
+    const permute = MERGE_METHODS.get('permute');
+    const mine = (edit: (p: Map<number, Int32Array>) => unknown) => ({ name: 'my-permute', description: 'd', needsCorrelations: true, merge: async (...a: Parameters<typeof permute.merge>) => { const m = await permute.merge(...a); return { ...m, perms: edit(m.perms) as never }; } });
+    const out = path.join(tmp, 'mine');
+    await compress(BUNDLED, { ...small, k: 2, window: '1-2', method: 'my-permute', recover: 'none', out, plugins: { mergeMethods: [mine((p) => p)] } });
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'permutations.json'), 'utf8')).windows).toEqual([{ stack: 'decoder', window: '1-2', anchor: 1, method: 'my-permute', recover: 'none', permutations: { 2: expect.any(Array) } }]);
+    const bad = (edit: (p: Map<number, Int32Array>) => unknown, message: RegExp) =>
+      expect(compress(BUNDLED, { ...small, k: 2, window: '1-2', method: 'my-permute', recover: 'none', plugins: { mergeMethods: [mine(edit)] } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(message) });
+    await bad((p) => new Map([[2, p.get(2)!.map(() => 0)]]), /^merge method my-permute gave layer 2 a permutation that is not an Int32Array of the 172 units, each once/);
+    await bad((p) => new Map([[1, p.get(2)!]]), /^merge method my-permute gave a permutation of a layer that is not one of its window's, other than the anchor/);
+    await bad(() => ({}), /^merge method my-permute must give perms as a Map/);
+    // no perms: no file, and the card does not point at one
+    const none = path.join(tmp, 'none');
+    await compress(BUNDLED, { ...small, k: 2, window: '1-2', method: 'my-permute', recover: 'none', out: none, plugins: { mergeMethods: [mine(() => undefined)] } });
+    expect(fs.existsSync(path.join(none, 'permutations.json'))).toBe(false);
+    expect(fs.readFileSync(path.join(none, 'README.md'), 'utf8')).not.toContain('permutations.json');
   });
 
   it('is not written where no window was aligned (select)', async () => {

@@ -248,4 +248,28 @@ describe('the same text as token-id rows (not one file, so only the tokens tell)
     const r = await compress(MODEL, { ...opts, validation: other, test: await rows(8192, 9216) });
     expect(r.data.notes.filter((n) => /repeat text/.test(n))).toEqual([]);
   });
+
+  test('validation after the calibration budget of one file is never refused: its repeats are duplicates within the data, noted', async () => {
+    const twice = path.join(tmp, 'twice.txt');
+    const text = fs.readFileSync(TEXT, 'utf8').slice(0, 3000);
+    fs.writeFileSync(twice, text + '\n' + text);
+    const r = await compress(MODEL, { ...opts, calibration: twice, calibrationTokens: 1024, validationTokens: 1024 });
+    expect(r.data.notes).toEqual(expect.arrayContaining([expect.stringMatching(/^\d+ of the \d+ validation blocks \(.*\) repeat text of the calibration blocks \(most of their 32-token runs; duplicates within the data\?\)$/)]));
+  });
+
+  test('rows that share only a template or padding are not repeats (reviewer RD: refused as "given twice")', async () => {
+    const { loadTokenizer } = await import('../lib/tokenizer');
+    const { tokenizeToBlocks } = await import('../lib/data/blocks');
+    const { tokens } = tokenizeToBlocks(await loadTokenizer(MODEL), fs.readFileSync(TEXT, 'utf8'), 128);
+    const template = Array.from(tokens.subarray(0, 150));
+    const write = (name: string, from: number, n: number) => {
+      const file = path.join(tmp, name);
+      // each row: the same 150-token preamble, its own 50 tokens, then padding with id 2 (most of its runs are shared)
+      const lines = Array.from({ length: n }, (_, i) => JSON.stringify({ input_ids: [...template, ...tokens.subarray(from + 50 * i, from + 50 * (i + 1)), ...Array(56).fill(2)] }));
+      fs.writeFileSync(file, lines.join('\n') + '\n');
+      return file;
+    };
+    const r = await compress(MODEL, { ...opts, calibration: write('tpl-cal.jsonl', 200, 24), validation: write('tpl-val.jsonl', 5000, 24), calibrationTokens: 6144 });
+    expect(r.data.notes.filter((n) => /repeat text/.test(n))).toEqual([]);
+  });
 });

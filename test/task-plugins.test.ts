@@ -85,7 +85,7 @@ describe("a caller's task", () => {
 
   it("refuses ffmerge's data options it does not list, and its own that ffmerge's tasks do not read", async () => {
     const { kind } = await nextTokenTask();
-    await expect(compress(BUNDLED, { calibration: TEXT, plugins: { tasks: [kind] } })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: expect.stringMatching(/^calibration applies to language-modeling models; llama is compressed as next-token/) });
+    await expect(compress(BUNDLED, { calibration: TEXT, plugins: { tasks: [kind] } })).rejects.toMatchObject({ code: 'OPTION_NOT_APPLICABLE', message: 'calibration applies to language-modeling models; llama is compressed as next-token (it takes no data options: it reads its own data)' });
     await expect(compress(BUNDLED, { plugins: { tasks: [{ ...kind, optionKeys: ['myData' as never] }] } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^task next-token has optionKeys that are not a list of options ffmerge's tasks read/) });
     // a name of ffmerge's is taken
     await expect(compress(BUNDLED, { plugins: { tasks: [{ ...kind, name: 'translation' }] } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^task "translation" is given twice/) });
@@ -187,6 +187,24 @@ describe("a caller's task", () => {
     // a getter that throws while the Task is read is the task's failure
     const throwing: TaskKind = { ...kind, create: async () => ({ get metric(): never { throw new RangeError('hb boom'); } }) as never };
     await expect(compress(BUNDLED, { k: 2, plugins: { tasks: [throwing] } })).rejects.toMatchObject({ code: 'PLUGIN_FAILED', message: 'task next-token (a plug-in given to this call) failed: hb boom' });
+  });
+
+  it('a Task created after the abort won is disposed, and none is created once the signal has fired (reviewer RD)', async () => {
+    const { kind } = await nextTokenTask();
+    const counts = { created: 0, disposed: 0 };
+    const slow: TaskKind = {
+      ...kind,
+      create: async (ctx, o) => {
+        counts.created++;
+        await new Promise((r) => setTimeout(r, 300));
+        return { ...(await kind.create(ctx, o)), dispose: async () => void counts.disposed++ };
+      },
+    };
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 50);
+    await expect(compress(BUNDLED, { k: 2, signal: ac.signal, plugins: { tasks: [slow] } })).rejects.toMatchObject({ code: 'ABORTED' });
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(counts).toEqual({ created: 1, disposed: 1 });
   });
 
   it('with no calibration batches runs a vanilla merge with recover none, which reads none', async () => {

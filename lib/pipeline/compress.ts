@@ -28,7 +28,7 @@ import { MERGE_METHODS } from './merge-methods';
 import { RECOVER_METHODS } from './recover';
 import { COMMON_KEYS, DEFAULT_FRACTION, type CompressFormat, type CompressOptions, type StackMode } from './options';
 import { applyEdits, type BaselineCandidate, type Edit, type MergeContext, type MergedWindow, type MergeMethod, type RecoverMethod } from './plugins';
-import { UNPICKED_NOTE, type BaselineResult, type CandidateScore, type CompressResult } from './result';
+import { PERMUTATIONS_FILE, UNPICKED_NOTE, type BaselineResult, type CandidateScore, type CompressResult } from './result';
 import type { Task, TaskKind } from './task';
 import { TASKS, callTasks, taskFor } from './tasks';
 import { isSampledSource } from './tasks/language-modeling';
@@ -45,7 +45,7 @@ function checkApplicable(o: CompressOptions, kind: TaskKind, tasks: readonly Tas
     if (v === undefined || own.has(key)) continue;
     const owners = tasks.filter((t) => (t.optionKeys as readonly string[]).includes(key));
     if (!owners.length) throw new FfmergeError('INVALID_ARGUMENT', `compress: unknown option ${showValue(key)} (the options are ${[...own].join(', ')})`);
-    throw new FfmergeError('OPTION_NOT_APPLICABLE', `${key} applies to ${owners.map((t) => t.name).join(' and ')} models; ${modelType} is compressed as ${kind.name} (its options: ${kind.optionKeys.join(', ')})`);
+    throw new FfmergeError('OPTION_NOT_APPLICABLE', `${key} applies to ${owners.map((t) => t.name).join(' and ')} models; ${modelType} is compressed as ${kind.name} (${kind.optionKeys.length ? `its options: ${kind.optionKeys.join(', ')}` : 'it takes no data options: it reads its own data'})`);
   }
 }
 
@@ -793,9 +793,6 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   }
 }
 
-/** Written beside report.json where a chosen window was aligned (permutationsFile). */
-export const PERMUTATIONS_FILE = 'permutations.json';
-
 /** The compressed checkpoint, with report.json inside before the folder is renamed into place. */
 async function writeOutput(
   source: string,
@@ -831,6 +828,7 @@ async function writeOutput(
   };
   // report.json: the result as returned, with out.bytes (known once the weights are written) and the save
   // phase so far
+  const perms = permutationsFile(chosen, source);
   const report = ({ bytes }: { bytes: number }) =>
     JSON.stringify({ ...result, timings: { ...result.timings, save: (performance.now() - t0) / 1000 }, out: { dir: path.resolve(out), format, bytes } }, null, 2) + '\n';
   const common = {
@@ -840,8 +838,8 @@ async function writeOutput(
     info,
     extraFiles: {
       'report.json': report,
-      'README.md': frontMatter(source, true, format) + modelCard(result, format, { dir: out, config }),
-      ...permutationsFile(chosen, source),
+      'README.md': frontMatter(source, true, format) + modelCard(result, format, { dir: out, config, permutations: Object.keys(perms).length > 0 || fs.existsSync(path.join(source, PERMUTATIONS_FILE)) }),
+      ...perms,
     },
     ...(overwrite ? { overwrite } : {}),
     ...job,
@@ -866,6 +864,8 @@ function permutationsFile(chosen: readonly MergedWindow[], source: string): Reco
       stack: m.stack,
       window: windowLabel(m.window),
       ...(m.anchor !== undefined ? { anchor: m.anchor } : {}),
+      method: m.method,
+      recover: m.recover,
       permutations: Object.fromEntries([...m.perms].sort(([a], [b]) => a - b).map(([l, p]) => [String(l), Array.from(p)])),
     }));
   // none: the source's own file (an earlier merge's), if any, is copied as it is
@@ -880,8 +880,8 @@ function permutationsFile(chosen: readonly MergedWindow[], source: string): Reco
   }
   const windows = [...earlier, ...fresh];
   const about =
-    "Per merged window, each aligned layer's permutation of its FF hidden units: unit j of the window's merged FF averages unit j of the anchor with unit perm[j] of each other layer. " +
-    "Applied to a layer's own FF (rows of W_in, b_in and the gate, columns of W_out), it leaves that layer's output unchanged.";
+    "Per merged window, each aligned layer's permutation of its FF hidden units: unit j of the window's merged FF was made from unit j of the anchor and unit perm[j] of each other layer " +
+    '(with recover none, their average; a recover method then refits or trains it). Applied to a layer\'s own FF (rows of W_in, b_in and the gate, columns of W_out), it leaves that layer\'s output unchanged.';
   return { [PERMUTATIONS_FILE]: JSON.stringify({ about, windows }) + '\n' };
 }
 

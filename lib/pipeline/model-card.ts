@@ -12,7 +12,7 @@ import { kLabel } from '../merge/windows';
 import { groupDigits as int } from '../errors'; // not toLocaleString: its first call loads ICU data (~40 ms)
 import { trainingRuns, whenTrained } from '../checkpoint/training-record';
 import type { CompressFormat } from './options';
-import { UNPICKED_NOTE, calibrationUsed, type CompressResult } from './result';
+import { PERMUTATIONS_FILE, UNPICKED_NOTE, calibrationUsed, type CompressResult } from './result';
 import type { MetricInfo } from './task';
 
 /**
@@ -43,6 +43,8 @@ export interface CardContext {
   config: Record<string, unknown>;
   /** The folder's `ffmerge.finetune` record, when its weights were trained after the merge. */
   finetune?: unknown;
+  /** Whether the folder holds permutations.json (written by this merge, or carried from its source). */
+  permutations?: boolean;
 }
 
 /** The 16-bit dtype config.json gives the weights (`dtype`, transformers 5; `torch_dtype` before), as the card names it. */
@@ -255,8 +257,7 @@ export function modelCard(r: Omit<CompressResult, 'out'>, format: CompressFormat
     ...loadingText(format, ctx, true),
     '',
     'The full numbers (every candidate window, timings) are in `report.json`.' +
-      // an aligned window's units were permuted: permutations.json tells how (compress writes it beside the card)
-      (r.windows.some((w) => w.anchor !== undefined) ? " How each aligned layer's FF units were permuted is in `permutations.json`." : ''),
+      (ctx.permutations ? ` How each aligned layer's FF units were permuted is in \`${PERMUTATIONS_FILE}\`.` : ''),
     '',
   ].join('\n');
 }
@@ -373,7 +374,7 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
 export function outputCard(config: Record<string, unknown>, format: CompressFormat, dir: string, report?: unknown, source?: string, derived = false): string | undefined {
   const rec = isObject(config.ffmerge) ? config.ffmerge : {};
   if (!['windows', 'finetune', 'unshared'].some((k) => Object.hasOwn(rec, k))) return undefined;
-  const ctx: CardContext = { dir, config, ...(Object.hasOwn(rec, 'finetune') ? { finetune: rec.finetune } : {}) };
+  const ctx: CardContext = { dir, config, ...(Object.hasOwn(rec, 'finetune') ? { finetune: rec.finetune } : {}), permutations: source !== undefined && fs.existsSync(path.join(source, PERMUTATIONS_FILE)) };
   const head = frontMatter(source, derived, format);
   if (isObject(report)) {
     try {

@@ -9,7 +9,7 @@ import { FfmergeError, abortError, showValue } from '../errors';
 import { raceAbort, type JobOptions } from '../native/job';
 import { architectureOf, ffPieceMismatch, stackOf } from '../model/architectures';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
-import { isFloat32Array } from '../typed-arrays';
+import { isFloat32Array, isInt32Array, isUint8Array } from '../typed-arrays';
 import type { Model, StackName } from '../model/model';
 import type { ModelSummary } from '../model/inspect';
 import type { FeatureBatch } from '../data/feature-batches';
@@ -70,6 +70,31 @@ function ownView(ctx: MergeContext): MergeContext {
 }
 
 /**
+ * A caller's permutations (layer → Int32Array), copied: each a layer of the window other than the anchor, each a
+ * permutation of the d_ff units. They go into permutations.json; nothing else reads them.
+ */
+function ownPerms(who: string, perms: unknown, inWindow: (l: number) => boolean, anchor: number | undefined, dFF: number): Map<number, Int32Array> {
+  const out = new Map<number, Int32Array>();
+  if (perms === undefined) return out;
+  let entries: [unknown, unknown][];
+  try {
+    entries = [...Map.prototype.entries.call(perms as Map<unknown, unknown>)];
+  } catch {
+    throw wrong(who, 'must give perms as a Map of layer → permutation', perms);
+  }
+  for (const [l, p] of entries) {
+    if (!isInt(l, Infinity) || !inWindow(l) || l === anchor) throw wrong(who, 'gave a permutation of a layer that is not one of its window\'s, other than the anchor', l);
+    const copy = isInt32Array(p) ? new Int32Array(p) : undefined;
+    const seen = new Uint8Array(dFF);
+    if (!copy || copy.length !== seen.length || !copy.every((u) => u >= 0 && u < seen.length && !seen[u] && (seen[u] = 1))) {
+      throw wrong(who, `gave layer ${l} a permutation that is not an Int32Array of the ${seen.length} units, each once`, p);
+    }
+    out.set(l, copy);
+  }
+  return out;
+}
+
+/**
  * A merge or recover result: for the stack and window asked, an anchor inside it, layers adjusted outside it,
  * FFs of the model's pieces. `own`: the caller's plug-in, whose result is copied, and whose method and recover
  * names are not taken (compress records the ones that ran).
@@ -84,7 +109,8 @@ function checkMerged(who: string, r: unknown, model: Model, stack: StackName, w:
   if (anchor !== undefined && !(isInt(anchor, Infinity) && inWindow(anchor))) throw wrong(who, 'gave an anchor outside its window', anchor);
   if (typeof merged !== 'object' || merged === null) throw wrong(who, 'must give the merged FF (merged)', merged);
   const snapshot = snapshots(who, own);
-  const out: MergedWindow = { stack, window: { start: w.start, k: w.k }, merged: snapshot(merged), perms: own ? new Map() : (m.perms as MergedWindow['perms']) };
+  const mergedFF = snapshot(merged);
+  const out: MergedWindow = { stack, window: { start: w.start, k: w.k }, merged: mergedFF, perms: own ? ownPerms(who, m.perms, inWindow, anchor as number | undefined, mergedFF.dFF) : (m.perms as MergedWindow['perms']) };
   checkPieces(who, out.merged, model, stack, w.start);
   if (anchor !== undefined) out.anchor = anchor as number;
   if (adjusted !== undefined) {
@@ -276,7 +302,7 @@ function checkBatch(who: string, b: unknown, i: number): FeatureBatch {
   const array = (key: string, kind: 'Int32Array' | 'Uint8Array' | 'Float32Array', length?: number) => {
     const v = (key === 'featureMask' || key === 'labels' ? x[key] : inp[key]) as ArrayLike<number> | undefined;
     if (v === undefined) return undefined;
-    const ok = kind === 'Int32Array' ? v instanceof Int32Array : kind === 'Uint8Array' ? v instanceof Uint8Array : isFloat32Array(v);
+    const ok = kind === 'Int32Array' ? isInt32Array(v) : kind === 'Uint8Array' ? isUint8Array(v) : isFloat32Array(v);
     if (!ok) throw wrong(at, `whose ${key} is not an ${kind}`, v);
     if (length !== undefined && v.length !== length) throw wrong(at, `whose ${key} has ${v.length} entries, not ${length}`, v.length);
     return v;
@@ -402,13 +428,25 @@ export function guardTask(kind: TaskKind, own: boolean, signal: AbortSignal | un
     },
     check: (o: CompressOptions) => settle(() => call<void | Promise<void>>(check, Object.freeze({ ...o })), true, signal, who),
     create: async (ctx: Parameters<TaskKind['create']>[0], opts: JobOptions) => {
-      const t = await settle(() => call<Task | Promise<Task>>(create, Object.freeze({ ...ctx, options: Object.freeze({ ...ctx.options }) }), opts), true, signal, who);
+      signal?.throwIfAborted();
+      // a Task compress never uses (refused, or created after the abort won the race) is disposed here: not
+      // awaited, and a failure there is the task's own
+      const drop = (t: unknown) => {
+        const d = typeof t === 'object' && t !== null ? (t as { dispose?: unknown }).dispose : undefined;
+        if (typeof d === 'function') Promise.resolve().then(() => d.call(t)).catch(() => {});
+      };
+      const made = Promise.resolve().then(() => call<Task | Promise<Task>>(create, Object.freeze({ ...ctx, options: Object.freeze({ ...ctx.options }) }), opts));
+      let t: unknown;
+      try {
+        t = await settle(() => made, true, signal, who);
+      } catch (e) {
+        made.then(drop, () => {});
+        throw e;
+      }
       try {
         return guarded(() => checkTask(who, t, signal));
       } catch (e) {
-        // refused: compress never sees it, so its dispose() is called here (not awaited; a failure there is the task's own)
-        const d = typeof t === 'object' && t !== null ? (t as { dispose?: unknown }).dispose : undefined;
-        if (typeof d === 'function') Promise.resolve().then(() => d.call(t)).catch(() => {});
+        drop(t);
         throw e;
       }
     },

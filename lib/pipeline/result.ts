@@ -86,3 +86,6 @@ export function calibrationUsed(r: Pick<CompressResult, 'data'>): boolean {
  * card leaves it out (it names what did not run).
  */
 export const UNPICKED_NOTE = 'plug-ins given but not picked by name';
+
+/** Written beside report.json where a chosen window was aligned (compress's permutationsFile), and carried along. */
+export const PERMUTATIONS_FILE = 'permutations.json';

@@ -14,7 +14,7 @@ import { seededOrder } from '../../data/shuffle';
 import { MIN_BLOCK_TOKENS } from '../../data/blocks';
 import { isTokenRowFile } from '../../data/token-rows';
 import { sameData, sameDataPhrase } from '../../data/same-data';
-import { RUN_TOKENS, repeatedTokens, tokenRuns } from '../../data/shared-tokens';
+import { RUN_TOKENS, repeatedTokens, tokenRuns, type TokenRuns } from '../../data/shared-tokens';
 import type { Task, TaskKind } from '../task';
 import { checkHeldOut } from './sources';
 import { runningCount } from '../../native/job';
@@ -139,13 +139,15 @@ async function blockSizeApplies(o: CompressOptions): Promise<{ applies: boolean;
  * Refuses a split most of whose tokens lie in blocks that repeat an earlier split's text (the same data given
  * twice), and notes a few such blocks (duplicates within the data).
  */
-function checkRepeats(what: 'validation' | 'test', blocks: readonly Int32Array[], earlier: readonly (readonly [string, ReadonlySet<number>])[], notes: string[]): void {
+function checkRepeats(what: 'validation' | 'test', blocks: readonly Int32Array[], earlier: readonly (readonly [string, TokenRuns, boolean])[], notes: string[]): void {
   const total = tokenCount(blocks as Int32Array[]);
-  for (const [other, runs] of earlier) {
+  for (const [other, runs, refuse] of earlier) {
     const rep = repeatedTokens(blocks, runs);
     if (rep.blocks === 0) continue;
     const share = `${rep.blocks} of the ${blocks.length} ${what} blocks (${groupDigits(rep.tokens)} of ${groupDigits(total)} tokens) repeat text of the ${other} blocks`;
-    if (2 * rep.tokens >= total) {
+    // `refuse` false: blocks of one file read apart (validation after the calibration budget), disjoint by
+    // construction; repeats there are duplicates within the data, noted whatever their share
+    if (refuse && 2 * rep.tokens >= total) {
       const why = what === 'test' ? 'the test number would not be held out' : 'candidates would be scored on the text that shaped them';
       const fix = what === 'test' ? 'give test data the run neither calibrates nor validates on' : 'give other validation data, or none to validate on the calibration data after the calibration budget';
       throw new FfmergeError('INVALID_ARGUMENT', `${share}: the same data given twice (as text and as token-id rows, or as two copies), so ${why}; ${fix}`);
@@ -294,8 +296,8 @@ export const languageModeling: TaskKind = {
     // The same data in two forms (text and token-id rows, two copies, blocks passed in) is not one file, so
     // check() cannot see it: its tokens can. Mostly repeated is refused; a few repeated blocks are noted.
     const calRuns = isSampledSource(o.calibration) ? undefined : tokenRuns(calBlocks);
-    if (calRuns) checkRepeats('validation', valBlocks, [['calibration', calRuns]], notes);
-    if (testBlocks) checkRepeats('test', testBlocks, [...(calRuns ? [['calibration', calRuns] as const] : []), ['validation', tokenRuns(valBlocks)]], notes);
+    if (calRuns) checkRepeats('validation', valBlocks, [['calibration', calRuns, ownValidation]], notes);
+    if (testBlocks) checkRepeats('test', testBlocks, [...(calRuns ? [['calibration', calRuns, true] as const] : []), ['validation', tokenRuns(valBlocks), true]], notes);
     const calibration: FeatureBatch[] = makeBatches(calBlocks, batchBlocks).map((b) => ({ input: b, featureRows: b.batch * b.seq }));
     // Candidates are scored on the first `searchCount` validation batches (the prefix cache holds the states of
     // these batches). A search budget's blocks get batches of their own, so those batches are exactly its blocks
