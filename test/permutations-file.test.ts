@@ -2,6 +2,7 @@
  * permutations.json: an aligned merge says how it permuted each layer's FF units, which the merged weights alone
  * cannot tell. Checked by rebuilding the merged FF from the source's layers with it.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -69,6 +70,23 @@ describe('permutations.json', () => {
     await compress(BUNDLED, { ...small, k: 2, window: '1-2', method: 'my-permute', recover: 'none', out: none, plugins: { mergeMethods: [mine(() => undefined)] } });
     expect(fs.existsSync(path.join(none, 'permutations.json'))).toBe(false);
     expect(fs.readFileSync(path.join(none, 'README.md'), 'utf8')).not.toContain('permutations.json');
+  });
+
+  it("a source's file of that name that is not ffmerge's is not pointed at; finetune's card points at one it carries (tester GB)", async () => {
+    const src = path.join(tmp, 'src');
+    fs.cpSync(BUNDLED, src, { recursive: true });
+    fs.writeFileSync(path.join(src, 'permutations.json'), '{"mine":"unrelated"}');
+    const out = path.join(tmp, 'vanilla');
+    await compress(src, { ...small, k: 2, window: '1-2', method: 'vanilla', recover: 'none', out });
+    expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).not.toContain('permutations.json');
+    const aligned = path.join(tmp, 'aligned');
+    await compress(BUNDLED, { ...small, k: 2, window: '1-2', method: 'permute', recover: 'none', out: aligned });
+    const tuned = path.join(tmp, 'tuned');
+    const bin = path.resolve(__dirname, '..', 'bin', 'ffmerge.js');
+    const run = spawnSync(process.execPath, [bin, 'finetune', aligned, '--data', TEXT, '--steps', '1', '--out', tuned], { encoding: 'utf8', env: { ...process.env, FFMERGE_FROM_SOURCE: '1', FFMERGE_PROGRESS: '0' } });
+    expect({ code: run.status, stderr: run.stderr }).toEqual({ code: 0, stderr: expect.any(String) });
+    expect(fs.existsSync(path.join(tuned, 'permutations.json'))).toBe(true);
+    expect(fs.readFileSync(path.join(tuned, 'README.md'), 'utf8')).toContain('`permutations.json`');
   });
 
   it('is not written where no window was aligned (select)', async () => {

@@ -267,13 +267,14 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'token-id rows ({"input
 
   it('compress takes them for every split; the base perplexity is eval.json\'s', async () => {
     const eval_ = JSON.parse(fs.readFileSync(sharedPath('fixtures', 'llama-stories260k', 'eval.json'), 'utf8')) as { ppl: { valid: number; test: number } };
-    // calibrated on rows of other text (the validation or test file again is refused): blocks of the bundled
-    // calibration text, used as they are, so nothing is cut at a block size
+    // calibrated on blocks of the bundled calibration text, used as they are, so nothing is cut at a block size
+    // (that text was cut from the validation rows: its first 2048 tokens are 8 of them, which the report notes)
     // (copied: the tokenizer's worker hands back arrays of Node's realm, which jest's Int32Array does not own)
     const calibration = (await blocksFrom(TEXT, { blockSize: 256, what: 'calibration', tokenizerDir: BUNDLED, maxTokens: 2048 })).map((b) => Int32Array.from(b));
     const r = await compress(BUNDLED, { method: 'permute', k: 2, window: '0-1', calibration, calibrationTokens: 2048, validation: VALID, validationTokens: 48 * 256, test: TEST });
     expect(r.data).toMatchObject({ unit: 'tokens', calibration: 2048, validation: 48 * 256, test: 48 * 256 });
     expect(r.data.blockSize).toBeUndefined(); // nothing was cut into blocks
+    expect(r.data.notes).toContainEqual(expect.stringMatching(/^8 of the 48 validation blocks \(2,048 of 12,288 tokens\) repeat text of the calibration blocks/));
     expect(Math.abs(r.base.validation / eval_.ppl.valid - 1)).toBeLessThan(1e-5);
     expect(Math.abs(r.base.test! / eval_.ppl.test - 1)).toBeLessThan(1e-5);
   });
@@ -291,18 +292,19 @@ describeShared('data/lm/stories260k-samples-test.jsonl', 'token-id rows ({"input
     // text calibration in blocks of 128, validation rows of 256 as they are
     const model = await loadModel(BUNDLED);
     try {
-      const task = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: TEXT, validation: VALID, calibrationTokens: 1024, validationTokens: 1024, blockSize: 128 } }, {});
+      // the test rows: the bundled calibration text was cut from the validation rows (refused beside them)
+      const task = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: TEXT, validation: TEST, calibrationTokens: 1024, validationTokens: 1024, blockSize: 128 } }, {});
       expect(task.calibration.every((b) => (b.input as { seq: number }).seq === 128)).toBe(true);
       expect(task.data.blockSize).toBe(128);
-      expect(task.data.notes).toEqual([`validation: used as it is, not cut into blocks of 128 (file ${VALID} holds token-id rows)`]);
-      const val = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: VALID, validation: TEXT, calibrationTokens: 1024, validationTokens: 1024 } }, {});
+      expect(task.data.notes).toEqual([`validation: used as it is, not cut into blocks of 128 (file ${TEST} holds token-id rows)`]);
+      const val = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: TEST, validation: TEXT, calibrationTokens: 1024, validationTokens: 1024 } }, {});
       expect(val.data.blockSize).toBe(256); // the default, cutting the validation text
-      expect(val.data.notes).toEqual([`calibration: used as it is, not cut into blocks of 256 (file ${VALID} holds token-id rows)`]);
+      expect(val.data.notes).toEqual([`calibration: used as it is, not cut into blocks of 256 (file ${TEST} holds token-id rows)`]);
       // beside sampled calibration, with no block size given, rows are not said to be "not cut" (tester EC)
       const sampled = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: { sample: {} }, validation: VALID, calibrationTokens: 512, validationTokens: 1024 } }, {});
       expect(sampled.data.notes.filter((n) => n.includes('used as it is'))).toEqual([]);
       // a budget past the data takes all of it, and the notes say so (before: only the count told)
-      const all = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: TEXT, validation: VALID, calibrationTokens: 1024, validationTokens: 1e6 } }, {});
+      const all = await languageModeling.create({ model, dir: BUNDLED, options: { calibration: TEXT, validation: TEST, calibrationTokens: 1024, validationTokens: 1e6 } }, {});
       expect(all.data.validation).toBe(48 * 256);
       expect(all.data.notes).toContain('validation: all 12,288 tokens the data holds, fewer than the 1,000,000 its budget asks');
       expect(all.data.notes.join()).not.toMatch(/^calibration: all/);

@@ -207,6 +207,35 @@ describe("a caller's task", () => {
     expect(counts).toEqual({ created: 1, disposed: 1 });
   });
 
+  it("an abort is always ABORTED, and a late Task's throwing dispose getter stays the task's own; a kind that cannot be read is PLUGIN_FAILED (tester GB)", async () => {
+    const { kind } = await nextTokenTask();
+    let unhandled: unknown;
+    const onUnhandled = (e: unknown) => (unhandled = e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const ac = new AbortController();
+      const late: TaskKind = {
+        ...kind,
+        create: async (ctx, o) => {
+          setTimeout(() => ac.abort(new Error('user cancelled')), 20);
+          await new Promise((r) => setTimeout(r, 200));
+          return Object.defineProperty({ ...(await kind.create(ctx, o)) }, 'dispose', { get() { throw new Error('dispose getter boom'); } });
+        },
+      };
+      await expect(compress(BUNDLED, { k: 2, signal: ac.signal, plugins: { tasks: [late] } })).rejects.toMatchObject({ code: 'ABORTED' });
+      await new Promise((r) => setTimeout(r, 500));
+      expect(unhandled).toBeUndefined();
+      // aborted before the task is created (here: as the model's load ends): ABORTED, not the signal's own reason
+      const early = new AbortController();
+      const r = compress(BUNDLED, { k: 2, signal: early.signal, plugins: { tasks: [kind] }, onProgress: (p) => { if (p.phase === 'load' && p.done === p.total) early.abort(new Error('user cancelled')); } });
+      await expect(r).rejects.toMatchObject({ code: 'ABORTED' });
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    const proxy = new Proxy({ ...kind }, { get: (t, k) => { if (k === 'optionKeys') throw new Error('optionKeys boom'); return (t as Record<string | symbol, unknown>)[k]; } });
+    await expect(compress(BUNDLED, { k: 2, plugins: { tasks: [proxy] } })).rejects.toMatchObject({ code: 'PLUGIN_FAILED', message: 'a task given to this call could not be read: optionKeys boom' });
+  });
+
   it('with no calibration batches runs a vanilla merge with recover none, which reads none', async () => {
     const { kind } = await nextTokenTask({ calibration: [] });
     const r = await compress(BUNDLED, { k: 2, window: '1-2', method: 'vanilla', recover: 'none', plugins: { tasks: [kind] } });

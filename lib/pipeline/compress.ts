@@ -3,7 +3,6 @@
  * validation and keep the best, recover, evaluate (base, merged, baselines at the same size), write. What differs
  * by task is the Task (tasks/); merge methods, recover methods and baselines come from registries.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, abortError, groupDigits, showValue } from '../errors';
 import { checkJobOptions, withJobScope, type JobOptions, type JobScope } from '../native/job';
@@ -28,7 +27,7 @@ import { MERGE_METHODS } from './merge-methods';
 import { RECOVER_METHODS } from './recover';
 import { COMMON_KEYS, DEFAULT_FRACTION, type CompressFormat, type CompressOptions, type StackMode } from './options';
 import { applyEdits, type BaselineCandidate, type Edit, type MergeContext, type MergedWindow, type MergeMethod, type RecoverMethod } from './plugins';
-import { PERMUTATIONS_FILE, UNPICKED_NOTE, type BaselineResult, type CandidateScore, type CompressResult } from './result';
+import { PERMUTATIONS_FILE, UNPICKED_NOTE, readPermutations, type BaselineResult, type CandidateScore, type CompressResult } from './result';
 import type { Task, TaskKind } from './task';
 import { TASKS, callTasks, taskFor } from './tasks';
 import { isSampledSource } from './tasks/language-modeling';
@@ -838,7 +837,7 @@ async function writeOutput(
     info,
     extraFiles: {
       'report.json': report,
-      'README.md': frontMatter(source, true, format) + modelCard(result, format, { dir: out, config, permutations: Object.keys(perms).length > 0 || fs.existsSync(path.join(source, PERMUTATIONS_FILE)) }),
+      'README.md': frontMatter(source, true, format) + modelCard(result, format, { dir: out, config, permutations: Object.keys(perms).length > 0 || readPermutations(source) !== undefined }),
       ...perms,
     },
     ...(overwrite ? { overwrite } : {}),
@@ -871,14 +870,7 @@ function permutationsFile(chosen: readonly MergedWindow[], source: string): Reco
   // none: the source's own file (an earlier merge's), if any, is copied as it is
   if (fresh.length === 0) return {};
   // a source that is itself an ffmerge output: its windows' permutations are kept before this run's
-  let earlier: unknown[] = [];
-  try {
-    const old = JSON.parse(fs.readFileSync(path.join(source, PERMUTATIONS_FILE), 'utf8')) as { windows?: unknown };
-    if (Array.isArray(old.windows)) earlier = old.windows;
-  } catch {
-    // none, or not one of ours: nothing to keep
-  }
-  const windows = [...earlier, ...fresh];
+  const windows = [...(readPermutations(source) ?? []), ...fresh];
   const about =
     "Per merged window, each aligned layer's permutation of its FF hidden units: unit j of the window's merged FF was made from unit j of the anchor and unit perm[j] of each other layer " +
     '(with recover none, their average; a recover method then refits or trains it). Applied to a layer\'s own FF (rows of W_in, b_in and the gate, columns of W_out), it leaves that layer\'s output unchanged.';

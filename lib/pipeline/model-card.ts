@@ -12,7 +12,7 @@ import { kLabel } from '../merge/windows';
 import { groupDigits as int } from '../errors'; // not toLocaleString: its first call loads ICU data (~40 ms)
 import { trainingRuns, whenTrained } from '../checkpoint/training-record';
 import type { CompressFormat } from './options';
-import { PERMUTATIONS_FILE, UNPICKED_NOTE, calibrationUsed, type CompressResult } from './result';
+import { PERMUTATIONS_FILE, UNPICKED_NOTE, calibrationUsed, readPermutations, type CompressResult } from './result';
 import type { MetricInfo } from './task';
 
 /**
@@ -361,6 +361,7 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
     '## How to load it',
     ...loadingText(format, ctx, merged),
     '',
+    ...(ctx.permutations ? [`How each aligned layer's FF units were permuted is in \`${PERMUTATIONS_FILE}\`.`, ''] : []),
   ].join('\n');
 }
 
@@ -374,7 +375,7 @@ function recordCard(config: Record<string, unknown>, format: CompressFormat, ctx
 export function outputCard(config: Record<string, unknown>, format: CompressFormat, dir: string, report?: unknown, source?: string, derived = false): string | undefined {
   const rec = isObject(config.ffmerge) ? config.ffmerge : {};
   if (!['windows', 'finetune', 'unshared'].some((k) => Object.hasOwn(rec, k))) return undefined;
-  const ctx: CardContext = { dir, config, ...(Object.hasOwn(rec, 'finetune') ? { finetune: rec.finetune } : {}), permutations: source !== undefined && fs.existsSync(path.join(source, PERMUTATIONS_FILE)) };
+  const ctx: CardContext = { dir, config, ...(Object.hasOwn(rec, 'finetune') ? { finetune: rec.finetune } : {}), permutations: source !== undefined && readPermutations(source) !== undefined };
   const head = frontMatter(source, derived, format);
   if (isObject(report)) {
     try {

@@ -110,8 +110,8 @@ function checkMerged(who: string, r: unknown, model: Model, stack: StackName, w:
   if (typeof merged !== 'object' || merged === null) throw wrong(who, 'must give the merged FF (merged)', merged);
   const snapshot = snapshots(who, own);
   const mergedFF = snapshot(merged);
+  checkPieces(who, mergedFF, model, stack, w.start);
   const out: MergedWindow = { stack, window: { start: w.start, k: w.k }, merged: mergedFF, perms: own ? ownPerms(who, m.perms, inWindow, anchor as number | undefined, mergedFF.dFF) : (m.perms as MergedWindow['perms']) };
-  checkPieces(who, out.merged, model, stack, w.start);
   if (anchor !== undefined) out.anchor = anchor as number;
   if (adjusted !== undefined) {
     let entries: [unknown, unknown][];
@@ -428,13 +428,16 @@ export function guardTask(kind: TaskKind, own: boolean, signal: AbortSignal | un
     },
     check: (o: CompressOptions) => settle(() => call<void | Promise<void>>(check, Object.freeze({ ...o })), true, signal, who),
     create: async (ctx: Parameters<TaskKind['create']>[0], opts: JobOptions) => {
-      signal?.throwIfAborted();
+      if (signal?.aborted) throw abortError(signal);
       // a Task compress never uses (refused, or created after the abort won the race) is disposed here: not
-      // awaited, and a failure there is the task's own
-      const drop = (t: unknown) => {
-        const d = typeof t === 'object' && t !== null ? (t as { dispose?: unknown }).dispose : undefined;
-        if (typeof d === 'function') Promise.resolve().then(() => d.call(t)).catch(() => {});
-      };
+      // awaited, and a failure there (its getter's too) is the task's own, never the host's
+      const drop = (t: unknown) =>
+        void Promise.resolve()
+          .then(() => {
+            const d = typeof t === 'object' && t !== null ? (t as { dispose?: unknown }).dispose : undefined;
+            return typeof d === 'function' ? d.call(t) : undefined;
+          })
+          .catch(() => {});
       const made = Promise.resolve().then(() => call<Task | Promise<Task>>(create, Object.freeze({ ...ctx, options: Object.freeze({ ...ctx.options }) }), opts));
       let t: unknown;
       try {

@@ -66,8 +66,14 @@ export class Registry<T extends Named> {
     }
     const map = new Map<string, T>();
     for (const item of items) {
-      const name = this.checkedName(item, map);
-      map.set(name, standIn(item, name));
+      try {
+        const name = this.checkedName(item, map);
+        map.set(name, standIn(item, name));
+      } catch (e) {
+        // a getter or Proxy of the plug-in's that throws while it is read: its failure, named as such
+        if (e instanceof FfmergeError) throw e;
+        throw new FfmergeError('PLUGIN_FAILED', `a ${kind.what} given to this call could not be read: ${e instanceof Error ? e.message : showValue(e)}`, { cause: e });
+      }
     }
     this.entries = Object.freeze([...map].map((e) => Object.freeze(e)));
     Object.freeze(this);

@@ -1,4 +1,6 @@
 /** What compress() returns (and writes as report.json beside the checkpoint): one shape for every task. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { StackName } from '../model/model';
 import type { Anchor } from '../merge/windows';
 import type { RecordedWindow } from '../checkpoint/earlier-merges';
@@ -89,3 +91,18 @@ export const UNPICKED_NOTE = 'plug-ins given but not picked by name';
 
 /** Written beside report.json where a chosen window was aligned (compress's permutationsFile), and carried along. */
 export const PERMUTATIONS_FILE = 'permutations.json';
+
+/**
+ * The windows of a folder's permutations.json, where it holds one of ffmerge's (a regular file, JSON with `about`
+ * and a `windows` list); undefined for none, or for a file of that name that is something else.
+ */
+export function readPermutations(dir: string): unknown[] | undefined {
+  const file = path.join(dir, PERMUTATIONS_FILE);
+  try {
+    if (!fs.statSync(file).isFile()) return undefined;
+    const o = JSON.parse(fs.readFileSync(file, 'utf8')) as { about?: unknown; windows?: unknown };
+    return typeof o === 'object' && o !== null && typeof o.about === 'string' && Array.isArray(o.windows) ? o.windows : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -136,23 +136,26 @@ async function blockSizeApplies(o: CompressOptions): Promise<{ applies: boolean;
 }
 
 /**
- * Refuses a split most of whose tokens lie in blocks that repeat an earlier split's text (the same data given
- * twice), and notes a few such blocks (duplicates within the data).
+ * Refuses a split nearly all of whose tokens (REPEATED_REFUSED) lie in blocks that repeat an earlier split's text:
+ * the same data given twice. Fewer such blocks (overlapping data, duplicates within it) are noted: the check is
+ * by content, so it refuses only what cannot be anything else.
  */
-function checkRepeats(what: 'validation' | 'test', blocks: readonly Int32Array[], earlier: readonly (readonly [string, TokenRuns, boolean])[], notes: string[]): void {
+const REPEATED_REFUSED = 0.9;
+
+async function checkRepeats(what: 'validation' | 'test', blocks: readonly Int32Array[], earlier: readonly (readonly [string, TokenRuns, boolean])[], notes: string[], signal?: AbortSignal): Promise<void> {
   const total = tokenCount(blocks as Int32Array[]);
   for (const [other, runs, refuse] of earlier) {
-    const rep = repeatedTokens(blocks, runs);
+    const rep = await repeatedTokens(blocks, runs, signal);
     if (rep.blocks === 0) continue;
     const share = `${rep.blocks} of the ${blocks.length} ${what} blocks (${groupDigits(rep.tokens)} of ${groupDigits(total)} tokens) repeat text of the ${other} blocks`;
     // `refuse` false: blocks of one file read apart (validation after the calibration budget), disjoint by
     // construction; repeats there are duplicates within the data, noted whatever their share
-    if (refuse && 2 * rep.tokens >= total) {
+    if (refuse && rep.tokens >= REPEATED_REFUSED * total) {
       const why = what === 'test' ? 'the test number would not be held out' : 'candidates would be scored on the text that shaped them';
       const fix = what === 'test' ? 'give test data the run neither calibrates nor validates on' : 'give other validation data, or none to validate on the calibration data after the calibration budget';
       throw new FfmergeError('INVALID_ARGUMENT', `${share}: the same data given twice (as text and as token-id rows, or as two copies), so ${why}; ${fix}`);
     }
-    notes.push(`${share} (most of their ${RUN_TOKENS}-token runs; duplicates within the data?)`);
+    notes.push(`${share} (most of their ${RUN_TOKENS}-token runs): ${what === 'test' ? 'that part of the test number is not held out' : 'those blocks score text that shaped the merge'}; overlapping files, or duplicates within the data?`);
   }
 }
 
@@ -295,9 +298,9 @@ export const languageModeling: TaskKind = {
     const testBlocks = o.test !== undefined ? takeTokens(await read(o.test as TokenSource, 'test', o.testTokens ?? Infinity, false), o.testTokens ?? Infinity) : undefined;
     // The same data in two forms (text and token-id rows, two copies, blocks passed in) is not one file, so
     // check() cannot see it: its tokens can. Mostly repeated is refused; a few repeated blocks are noted.
-    const calRuns = isSampledSource(o.calibration) ? undefined : tokenRuns(calBlocks);
-    if (calRuns) checkRepeats('validation', valBlocks, [['calibration', calRuns, ownValidation]], notes);
-    if (testBlocks) checkRepeats('test', testBlocks, [...(calRuns ? [['calibration', calRuns, true] as const] : []), ['validation', tokenRuns(valBlocks), true]], notes);
+    const calRuns = isSampledSource(o.calibration) ? undefined : await tokenRuns(calBlocks, job.signal);
+    if (calRuns) await checkRepeats('validation', valBlocks, [['calibration', calRuns, ownValidation]], notes, job.signal);
+    if (testBlocks) await checkRepeats('test', testBlocks, [...(calRuns ? [['calibration', calRuns, true] as const] : []), ['validation', await tokenRuns(valBlocks, job.signal), true]], notes, job.signal);
     const calibration: FeatureBatch[] = makeBatches(calBlocks, batchBlocks).map((b) => ({ input: b, featureRows: b.batch * b.seq }));
     // Candidates are scored on the first `searchCount` validation batches (the prefix cache holds the states of
     // these batches). A search budget's blocks get batches of their own, so those batches are exactly its blocks
