@@ -5,7 +5,7 @@
  * there. Runs that either side holds more than once (a template, a licence header, padding) tell nothing and are
  * left out. The loops yield to the event loop every few milliseconds: millions of tokens take seconds.
  */
-import { abortError } from '../errors';
+import { forSlices } from '../merge/slices';
 
 export const RUN_TOKENS = 32;
 const RUN = RUN_TOKENS;
@@ -40,18 +40,10 @@ function eachRun(b: Int32Array, fn: (h: number) => void): void {
   }
 }
 
-/** Runs `body` on each block, yielding between slices of about SLICE positions. */
-async function sliced(blocks: readonly Int32Array[], body: (b: Int32Array) => void, signal?: AbortSignal): Promise<void> {
-  let done = 0;
-  for (const b of blocks) {
-    body(b);
-    done += b.length;
-    if (done >= SLICE) {
-      done = 0;
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      if (signal?.aborted) throw abortError(signal);
-    }
-  }
+/** Runs `body` on each block, yielding between slices of about SLICE positions (blocks of a split are alike in length). */
+function sliced(blocks: readonly Int32Array[], body: (b: Int32Array) => void, signal?: AbortSignal): Promise<void> {
+  const mean = blocks.reduce((n, b) => n + b.length, 0) / Math.max(1, blocks.length);
+  return forSlices(blocks.length, SLICE / Math.max(1, mean), (i0, i1) => blocks.slice(i0, i1).forEach((b) => body(b)), signal);
 }
 
 /** The runs of some blocks, to compare other blocks against: those whose hash falls in a 1/`every` share. */

@@ -316,8 +316,9 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     ...baselineKinds.names().filter((n) => own.baseline(n) && !baselines.some((b) => b.name === n)).map((n) => `baseline ${n}`),
     ...tasks.filter((t) => !TASKS.names().includes(t.name) && t !== kind).map((t) => `task ${t.name}`),
   ];
-  // every combination but vanilla + none reads calibration (a method's readsCalibration), and so does a baseline that aligns
-  const readsCalibration = combos.some((c) => c.method.readsCalibration || c.recover.readsCalibration) || baselines.some((b) => b.needsCorrelations);
+  // what reads calibration: every combination but vanilla + none (a method's readsCalibration), and a baseline that aligns
+  const readers = [...combos.filter((c) => c.method.readsCalibration || c.recover.readsCalibration).map(comboLabel), ...baselines.filter((b) => b.needsCorrelations).map((b) => `baseline ${b.name}`)];
+  const readsCalibration = readers.length > 0;
   const sampled = isSampledSource(options.calibration);
   if (sampled && !readsCalibration) {
     throw new FfmergeError('OPTION_NOT_APPLICABLE', 'sampled calibration (--sample-calibration) is read by no part of this run (a vanilla merge with recover none, and no baseline that aligns): leave it out, and give the validation text as --data');
@@ -472,8 +473,6 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
   try {
     const task = finiteMetrics(await kind.create({ model, dir: modelDir, options }, job), kind);
     disposeTask = async () => task.dispose?.();
-    // what reads calibration features, and how to run without them
-    const readers = [...combos.filter((c) => c.method.readsCalibration || c.recover.readsCalibration).map(comboLabel), ...baselines.filter((b) => b.needsCorrelations).map((b) => `baseline ${b.name}`)];
     const noFeatures = (why: string) =>
       new FfmergeError('INVALID_DATA', `task ${kind.name} ${why}, and this run reads calibration features (${readers.join(', ')}): give calibration data, or run only methods that read none (method vanilla with recover none) and no baseline that aligns`);
     if (readsCalibration && task.calibration.length === 0) throw noFeatures('gave no calibration batches');
