@@ -23,7 +23,7 @@ import { MERGE_METHODS } from '../pipeline/merge-methods';
 import { RECOVER_METHODS } from '../pipeline/recover';
 import { DEFAULT_COMBOS } from '../pipeline/compress';
 import { loadPlugins } from './plugins';
-import { callTasks, TASKS } from '../pipeline/tasks';
+import { callTasks, isOwnTask } from '../pipeline/tasks';
 import { checkFolder } from '../files';
 
 function checkModelDir(p: string): void {
@@ -77,8 +77,7 @@ async function helpRegistries(argv: string[]): Promise<HelpRegistries> {
   const help = args.includes('--help') || args.includes('-h');
   const file = at < 0 ? undefined : args[at]!.startsWith('--plugins=') ? args[at]!.slice('--plugins='.length) : args[at + 1];
   const plugins = help && args.find((a) => !a.startsWith('-')) === 'compress' ? await loadPlugins(file) : undefined;
-  const builtin = new Set(TASKS.names());
-  const tasks = callTasks(plugins).filter((t) => !builtin.has(t.name)).map((t) => t.name);
+  const tasks = callTasks(plugins).filter(isOwnTask).map((t) => t.name);
   return { methods: MERGE_METHODS.with(plugins?.mergeMethods), recovers: RECOVER_METHODS.with(plugins?.recoverMethods), baselines: BASELINES.with(plugins?.baselines), ...(tasks.length ? { tasks } : {}) };
 }
 

@@ -29,7 +29,7 @@ import { COMMON_KEYS, DEFAULT_FRACTION, type CompressFormat, type CompressOption
 import { applyEdits, type BaselineCandidate, type Edit, type MergeContext, type MergedWindow, type MergeMethod, type RecoverMethod } from './plugins';
 import { PERMUTATIONS_FILE, UNPICKED_NOTE, readPermutations, type BaselineResult, type CandidateScore, type CompressResult } from './result';
 import type { Task, TaskKind } from './task';
-import { TASKS, callTasks, taskFor } from './tasks';
+import { callTasks, isOwnTask, taskFor } from './tasks';
 import { isSampledSource } from './tasks/language-modeling';
 import { frontMatter, modelCard } from './model-card';
 import { guardBaseline, guardMerge, guardRecover } from './plugin-guard';
@@ -314,7 +314,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     ...methods.names().filter((n) => own.merge(n) && !combos.some((c) => c.method.name === n)).map((n) => `merge method ${n}`),
     ...recovers.names().filter((n) => own.recover(n) && !combos.some((c) => c.recover.name === n)).map((n) => `recover method ${n}`),
     ...baselineKinds.names().filter((n) => own.baseline(n) && !baselines.some((b) => b.name === n)).map((n) => `baseline ${n}`),
-    ...tasks.filter((t) => !TASKS.names().includes(t.name) && t !== kind).map((t) => `task ${t.name}`),
+    ...tasks.filter((t) => isOwnTask(t) && t !== kind).map((t) => `task ${t.name}`),
   ];
   // what reads calibration: every combination but vanilla + none (a method's readsCalibration), and a baseline that aligns
   const readers = [...combos.filter((c) => c.method.readsCalibration || c.recover.readsCalibration).map(comboLabel), ...baselines.filter((b) => b.needsCorrelations).map((b) => `baseline ${b.name}`)];
@@ -765,7 +765,7 @@ async function compressChecked(modelDir: string, options: CompressOptions, scope
     const free = disposeTask;
     disposeTask = undefined;
     await free?.();
-    const named = [...new Set([...(TASKS.names().includes(kind.name) ? [] : [kind.name]), ...chosen.flatMap((m) => [m.method!, m.recover!].filter((n, i) => (i ? own.recover(n) : own.merge(n)))), ...Object.keys(baselineResults).filter(own.baseline)])];
+    const named = [...new Set([...(isOwnTask(kind) ? [kind.name] : []), ...chosen.flatMap((m) => [m.method!, m.recover!].filter((n, i) => (i ? own.recover(n) : own.merge(n)))), ...Object.keys(baselineResults).filter(own.baseline)])];
     if (named.length) result.plugins = named;
     if (options.out) {
       // the writer's last report comes before the rename: a callback that throws there leaves no output
