@@ -311,8 +311,11 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     const validating = Number.isInteger(done) && done > logged && scoredAfter(done);
     // the final event is sent from the finished log below, so that it names the last step and no time left
     if (done >= total && !validating) return;
-    // done is the last step the event describes: the count can run ahead of the log (done 1, no step 1 yet)
-    const e = event(Math.min(done, logged), total, last, last && (last.seconds / last.step) * (total - last.step));
+    // done is the last step the event describes, the one logged: the count can run ahead of the log (done 1, no
+    // step 1 yet) or behind it (a report queued at step 1 read after step 2 was logged); the last step logged is
+    // the final event's to say
+    if (logged >= total) return;
+    const e = event(logged, total, last, last && (last.seconds / last.step) * (total - last.step));
     onProgress!(validating ? { ...e, detail: `validation loss after step ${done}` } : e);
   };
   // said as the job starts, validation or not: the count then stands at 0 through the first step
