@@ -15,7 +15,7 @@ export function stackSpecOf(model: Model, stack: StackName = model.mainStack): R
 
 /** One layer's FF as float32, read off the main thread (a streamed or 16-bit layer costs real work). */
 export async function modelFF(model: Model, layer: number, stack: StackName = model.mainStack, opts: JobOptions = {}): Promise<FFWeights> {
-  return model.readFFWeights(layer, { stack, ...(opts.signal ? { signal: opts.signal } : {}) });
+  return model.readFFWeights(layer, { stack, signal: opts.signal });
 }
 
 /** modelFF of several layers, one after the other (a streamed model holds one layer's copy at a time in flight). */

@@ -60,8 +60,8 @@ export async function blocksFrom(source: TokenSource, o: BlockOptions): Promise<
   const budget = o.maxTokens !== undefined && Number.isFinite(o.maxTokens) ? Math.ceil(o.maxTokens / o.blockSize) * o.blockSize : undefined;
   const tokens = await tokenizeFile(o.tokenizerDir, source, {
     ...(budget !== undefined ? { maxTokens: budget } : {}),
-    ...(o.signal ? { signal: o.signal } : {}),
-    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    signal: o.signal,
+    onProgress: o.onProgress,
   });
   if (o.vocab !== undefined) await checkTokenizerFitsModel(tokens, o.vocab, o.tokenizerDir, source);
   const blocks = cutBlocks(tokens, o.blockSize);

@@ -87,7 +87,7 @@ export class PairCorrelations {
   /** The permutation aligning `layer` to the anchor (maximum total correlation), computed once per pair. */
   async permutation(anchor: number, layer: number, opts: JobOptions = {}): Promise<Int32Array> {
     const r = this.result(anchor, layer);
-    r.perm ??= await permutationFromCorrelation(r.matrix!, this.dFF, opts.signal ? { signal: opts.signal } : {});
+    r.perm ??= await permutationFromCorrelation(r.matrix!, this.dFF, { signal: opts.signal });
     return r.perm;
   }
 }
@@ -133,7 +133,7 @@ function plain(x: Float32Array): Float32Array {
  * permutation, computed in the job that finalizes it (the d_ff² matrix never reaches JS).
  */
 async function keepOf(acc: CorrelationAccumulator, p: number, keep: KeepCorrelations, opts: JobOptions): Promise<PairResult> {
-  const job = { ...(opts.signal ? { signal: opts.signal } : {}), release: true };
+  const job = { signal: opts.signal, release: true };
   return keep === 'matrix' ? { matrix: await acc.finalize(p, job) } : { perm: await acc.alignment(p, job) };
 }
 
@@ -163,7 +163,6 @@ async function layerMajorCorrelations(
   }
   const top = Math.max(...pairs.map(([a, b]) => Math.max(a, b)));
   const acc = CorrelationAccumulator.inFlight(Array(L).fill(dFF) as number[]);
-  const signal = opts.signal ? { signal: opts.signal } : {};
   // the states entering the running layer (`hidden`) and those leaving it (`next`); the encoder's output, once
   const rows = batches.reduce((n, b) => n + b.input.batch * b.input.seq, 0);
   const encoderRows = batches.reduce((n, b) => n + b.input.batch * (b.input.encoderSeq ?? 0), 0);
@@ -208,7 +207,7 @@ async function layerMajorCorrelations(
           ...(l > 0 ? { hidden: await hidden!.get(bi), stage: true } : {}),
           ...(capture ? { captureFF: [l] } : {}),
           ...(b.featureMask ? { featureMask: b.featureMask } : {}),
-          ...signal,
+          signal: opts.signal,
         });
         await next.put(plain(r.hidden));
         if (r.encoderHidden && !encoderHidden) {
@@ -222,7 +221,7 @@ async function layerMajorCorrelations(
             // only the layers of the pairs closing here, staged: nothing else holds these arrays meanwhile
             const layers: (Float32Array | null)[] = [];
             for (const m of acc.dims.keys()) layers.push(m === l ? ff : needed.has(m) ? await kept.get(m)!.get(bi) : null);
-            await acc.add(layers, rows, { ...signal, stage: true });
+            await acc.add(layers, rows, { signal: opts.signal, stage: true });
           }
           if (fresh) await fresh.put(ff);
           if (!counted) tokens += rows;
@@ -297,7 +296,6 @@ async function batchMajorCorrelations(
   const mainPairs = pairs.get(model.mainStack) ?? [];
   // the decoder runs no layer when only the encoder's pairs are wanted (the encoder always runs whole)
   const toLayer = mainPairs.length > 0 ? Math.max(...mainPairs.flat()) + 1 : 0;
-  const signal = opts.signal ? { signal: opts.signal } : {};
   const total = batches.length + [...pairs.values()].reduce((n, l) => n + l.length, 0);
   let done = 0;
   // an encoder–decoder model's steps name the stacks the pass feeds
@@ -305,7 +303,7 @@ async function batchMajorCorrelations(
   const finalized = new Map<StackName, Set<number>>([...accs.keys()].map((s) => [s, new Set<number>()]));
   try {
     for (const b of batches) {
-      await model.forward(b.input, { output: 'hidden', toLayer, accumulate: Object.fromEntries(accs), ...(b.featureMask ? { featureMask: b.featureMask } : {}), ...signal });
+      await model.forward(b.input, { output: 'hidden', toLayer, accumulate: Object.fromEntries(accs), ...(b.featureMask ? { featureMask: b.featureMask } : {}), signal: opts.signal });
       opts.onProgress?.({ phase: 'features', done: ++done, total, ...fed });
     }
     const corr = new Map<StackName, PairCorrelations>();

@@ -69,10 +69,9 @@ export class EntryStates {
 
   private async compute(layer: number, opts: JobOptions): Promise<BatchStore | undefined> {
     if (layer === 0) return undefined;
-    const signal = opts.signal ? { signal: opts.signal } : {};
     const store = await openStatesStore(`entry-${layer}`, statesBytes(this.calibration, this.model.spec.dModel), this.budget);
     try {
-      for (const b of this.calibration) await store.put((await this.model.forward(b.input, { output: 'hidden', toLayer: layer, ...signal })).hidden!);
+      for (const b of this.calibration) await store.put((await this.model.forward(b.input, { output: 'hidden', toLayer: layer, signal: opts.signal })).hidden!);
     } catch (e) {
       await store.close();
       throw e;
@@ -99,7 +98,6 @@ export async function forEachFFInput(
 ): Promise<void> {
   const main = stack === model.mainStack;
   const d = stackSpecOf(model, stack).dModel;
-  const signal = opts.signal ? { signal: opts.signal } : {};
   const from = entryStates?.serves(model, stack) ? Math.min(...layers) : 0;
   const entry = from > 0 ? await entryStates!.get(from, opts) : undefined;
   for (const [i, b] of calibration.entries()) {
@@ -113,7 +111,7 @@ export async function forEachFFInput(
       ...(main ? { captureFFInput: layers } : { captureEncoderFFInput: layers }),
       ...(opts.outputs ? (main ? { captureFFOutput: layers } : { captureEncoderFFOutput: layers }) : {}),
       ...(b.featureMask ? { featureMask: b.featureMask } : {}),
-      ...signal,
+      signal: opts.signal,
     });
     const captured = main ? r.ffInput : r.encoderFFInput;
     const outputs = main ? r.ffOutput : r.encoderFFOutput;
@@ -140,9 +138,8 @@ export async function addFFSums(
   opts: JobOptions,
 ): Promise<void> {
   const act = stackSpecOf(source, stack).activation as Activation;
-  const signal = opts.signal ? { signal: opts.signal } : {};
   await forEachFFInput(source, stack, layers, ctx.calibration, async (l, X, n, Y) => {
-    await sums.addFF(X, n, ff, act, Y ?? (await ffApply(originals!.get(l)!, X, n, act, true, opts)), { ...signal, stage: true });
+    await sums.addFF(X, n, ff, act, Y ?? (await ffApply(originals!.get(l)!, X, n, act, true, opts)), { signal: opts.signal, stage: true });
   }, { ...opts, outputs: originals === undefined }, ctx.entry);
 }
 
@@ -168,6 +165,6 @@ export async function refitOutput(ctx: MergeContext, source: Model, stack: Stack
 /** `ff` with W_out (and b_out) solved from the accumulated sums. */
 export async function solveOut(ff: FFWeights, acc: RidgeAccumulator, opts: JobOptions): Promise<FFWeights> {
   // A model without b_out (LLaMA) has no slot for one: the fit then has no intercept.
-  const sol = await acc.solve(DEFAULT_RIDGE, { ...(opts.signal ? { signal: opts.signal } : {}), bias: Boolean(ff.bOut) });
+  const sol = await acc.solve(DEFAULT_RIDGE, { signal: opts.signal, bias: Boolean(ff.bOut) });
   return { ...ff, wOut: sol.w, ...(ff.bOut ? { bOut: sol.b } : {}) };
 }

@@ -62,7 +62,6 @@ export class PrefixCache {
         stores.set(l, await openBatchStore(i < inRam ? 'ram' : 'disk', `prefix-${l}`, opts.spillDir));
       }
       const last = layers[layers.length - 1] ?? 0;
-      const signal = opts.signal ? { signal: opts.signal } : {};
       let done = 0;
       const total = batches.length * Math.max(1, last);
       // Layer-major: every batch through layer l before layer l + 1, so a model streamed from disk reads
@@ -70,7 +69,7 @@ export class PrefixCache {
       const carryInRam = 2 * layerBytes <= (opts.stateMemoryBytes ?? STATE_MEMORY_BYTES);
       const carry = (l: number) => openBatchStore(carryInRam ? 'ram' : 'disk', `prefix-carry-${l}`, opts.spillDir);
       cur = await carry(0);
-      for (const b of batches) await cur.put((await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, ...signal })).hidden);
+      for (const b of batches) await cur.put((await model.forward(b, { output: 'hidden', fromLayer: 0, toLayer: 0, signal: opts.signal })).hidden);
       for (let l = 0; l <= last; l++) {
         throwIfAborted(opts.signal);
         const s = stores.get(l);
@@ -78,7 +77,7 @@ export class PrefixCache {
         if (l === last) break;
         next = await carry(l + 1);
         for (const [i, b] of batches.entries()) {
-          await next.put((await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: await cur.get(i), stage: true, ...signal })).hidden);
+          await next.put((await model.forward(b, { output: 'hidden', fromLayer: l, toLayer: l + 1, hidden: await cur.get(i), stage: true, signal: opts.signal })).hidden);
           opts.onProgress?.({ phase: 'prefix', done: ++done, total });
         }
         await cur.close();
@@ -133,13 +132,12 @@ export async function nllOf(model: Model, batches: ForwardInput[], opts: JobOpti
   const limit = Math.min(opts.limit ?? batches.length, batches.length);
   const from = opts.fromLayer ?? 0;
   const cached = opts.cache?.has(from) && opts.cache.batches === batches;
-  const signal = opts.signal ? { signal: opts.signal } : {};
   const report = opts.onProgress;
   // The phase starts when its work does, and a batch's layers show as it runs: one batch of a 7B model is minutes.
   if (limit > 0) report?.({ phase: 'evaluate', done: 0, total: limit });
   for (let i = 0; i < limit; i++) {
     const layers = report ? { onProgress: (p: Progress) => report({ phase: 'evaluate', done: i, total: limit, within: p.done / Math.max(1, p.total), detail: `${Math.round((100 * p.done) / Math.max(1, p.total))}% of batch ${i + 1}` }) } : {};
-    const r = cached ? await opts.cache!.forward(model, from, i, { output: 'nll', ...signal, ...layers }) : await model.forward(batches[i]!, { output: 'nll', ...signal, ...layers });
+    const r = cached ? await opts.cache!.forward(model, from, i, { output: 'nll', signal: opts.signal, ...layers }) : await model.forward(batches[i]!, { output: 'nll', signal: opts.signal, ...layers });
     sum += r.nllSum;
     count += r.nllCount;
     opts.onProgress?.({ phase: 'evaluate', done: i + 1, total: limit });

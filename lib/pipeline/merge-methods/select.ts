@@ -56,8 +56,7 @@ async function poolWindow(model: Model, layers: number[], stack: StackName, opts
  * W_out (b_out when `withBias`) solved on them: the merged FF.
  */
 async function selectUnits(acc: RidgeAccumulator, pooled: NativeFF, dFF: number, withBias: boolean, opts: JobOptions): Promise<FFWeights> {
-  const signal = opts.signal ? { signal: opts.signal } : {};
-  const taken = await acc.select(dFF + (withBias ? 1 : 0), { ...signal, forced: withBias ? [pooled.dFF] : [] });
+  const taken = await acc.select(dFF + (withBias ? 1 : 0), { signal: opts.signal, forced: withBias ? [pooled.dFF] : [] });
   // unit order does not matter to the model; sorted keeps each source layer's units together
   const units = Array.from(taken).filter((u) => u < pooled.dFF).sort((a, b) => a - b);
   if (units.length < dFF) {
@@ -67,7 +66,7 @@ async function selectUnits(acc: RidgeAccumulator, pooled: NativeFF, dFF: number,
     for (let u = 0; u < pooled.dFF && units.length < dFF; u++) if (!used.has(u)) units.push(u);
   }
   const merged = await pooled.rows(units, opts);
-  const sol = await acc.solve(DEFAULT_RIDGE, { ...signal, bias: withBias, columns: units });
+  const sol = await acc.solve(DEFAULT_RIDGE, { signal: opts.signal, bias: withBias, columns: units });
   merged.wOut = sol.w;
   if (withBias) merged.bOut = sol.b;
   return merged;
@@ -120,7 +119,7 @@ export function prescreen(gains: Float64Array, layers: number, keep: number): nu
 async function unitGains(ctx: MergeContext, stack: StackName, layers: number[], pool: NativeFF, opts: JobOptions): Promise<Float64Array> {
   const corr = new CorrelationAccumulator([pool.dFF, pool.d], [[0, 1]]);
   await addFFSums(ctx, ctx.model, stack, layers, corr, pool, undefined, opts);
-  return corr.explained(0, { ...(opts.signal ? { signal: opts.signal } : {}), release: true });
+  return corr.explained(0, { signal: opts.signal, release: true });
 }
 
 export const select: MergeMethod = {

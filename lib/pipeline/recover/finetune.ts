@@ -91,10 +91,9 @@ export const finetuneRecover: RecoverMethod = {
     // An earlier merge's layers train tied, as one FF (an expanded source holds them as equal copies: tied here).
     const earlier = ctx.earlier?.get(m.stack) ?? [];
     // read off the main thread (ffWeights would widen a streamed 16-bit layer on the JS thread)
-    const signal = opts.signal ? { signal: opts.signal } : {};
     const tied = [];
     for (const ls of earlier) {
-      const ff = await model.readFFWeights(ls[0]!, { ...signal, stack: m.stack });
+      const ff = await model.readFFWeights(ls[0]!, { signal: opts.signal, stack: m.stack });
       tied.push(...ls.map((layer) => ({ stack: m.stack, layer, ff })));
     }
     return withView(model, [...tied, ...layers.map((layer) => ({ stack: m.stack, layer, ff: m.merged }))], opts, async (view) => {
@@ -104,7 +103,7 @@ export const finetuneRecover: RecoverMethod = {
         lr: LR,
         trainable: 'ff',
         seed: ctx.seed ?? 0,
-        ...signal,
+        signal: opts.signal,
         // named by its window: two windows train one after another
         ...(opts.onProgress ? { onProgress: (p) => opts.onProgress!({ ...p, detail: `${m.stack} ${windowLabel(m.window)}${p.detail ? `: ${p.detail}` : ''}` }) } : {}),
       });
@@ -117,9 +116,9 @@ export const finetuneRecover: RecoverMethod = {
           return { ...m, recover: 'none', note: `recover finetune at ${where}: training did not lower the loss on held-out calibration data (${held}), so the untrained merge was kept` };
         }
         const note = held ? `recover finetune at ${where}: loss on held-out calibration data ${held}` : `recover finetune at ${where}: too little calibration data to hold some out, so the training was not checked`;
-        const merged: FFWeights = await r.model.readFFWeights(layers[0]!, signal);
+        const merged: FFWeights = await r.model.readFFWeights(layers[0]!, { signal: opts.signal });
         const adjusted = new Map<number, FFWeights>();
-        for (let l = 0; l < spec.layers; l++) if (!layers.includes(l)) adjusted.set(l, await r.model.readFFWeights(l, signal));
+        for (let l = 0; l < spec.layers; l++) if (!layers.includes(l)) adjusted.set(l, await r.model.readFFWeights(l, { signal: opts.signal }));
         // one object per earlier merge: compress writes such a window's rewrite only when its layers share one
         for (const ls of earlier) for (const l of ls) adjusted.set(l, adjusted.get(ls[0]!)!);
         return { ...m, merged, adjusted, note };

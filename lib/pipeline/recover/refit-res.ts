@@ -77,7 +77,6 @@ type Fit = (X: Float32Array, T: Float32Array, n: number) => Promise<void>;
 async function stepLayer(ctx: MergeContext, view: Model, l: number, entry: Streams, fit: Fit | undefined, opts: JobOptions): Promise<Streams> {
   const { model } = ctx;
   const d = model.spec.dModel;
-  const signal = opts.signal ? { signal: opts.signal } : {};
   const bytes = statesBytes(ctx.calibration, d);
   const budget = ctx.entry?.budget ?? FIT_STATE_MEMORY_BYTES;
   const out: Streams = { base: await openStatesStore(`refit-res-base-${l}`, bytes, budget), view: undefined };
@@ -86,7 +85,7 @@ async function stepLayer(ctx: MergeContext, view: Model, l: number, entry: Strea
     for (const [i, b] of ctx.calibration.entries()) {
       throwIfAborted(opts.signal);
       const mask = b.featureMask ?? b.input.attentionMask;
-      const step = (h: Float32Array | undefined) => ({ output: 'hidden' as const, fromLayer: l, toLayer: l + 1, ...(h ? { hidden: h, stage: true } : {}), ...signal });
+      const step = (h: Float32Array | undefined) => ({ output: 'hidden' as const, fromLayer: l, toLayer: l + 1, ...(h ? { hidden: h, stage: true } : {}), signal: opts.signal });
       const hb = (await model.forward(b.input, step(await entry.base?.get(i)))).hidden!;
       const rv = await view.forward(b.input, { ...step(await entry.view?.get(i)), ...(fit ? { captureFFInput: [l], captureFFOutput: [l] } : {}), ...(mask ? { featureMask: mask } : {}) });
       await out.base!.put(hb);
@@ -114,7 +113,6 @@ async function compensate(ctx: MergeContext, stack: StackName, layers: number[],
   const { model } = ctx;
   const spec = model.spec;
   const act = spec.activation as Activation;
-  const signal = opts.signal ? { signal: opts.signal } : {};
   const adjusted = new Map<number, FFWeights>();
   const first = layers[layers.length - 1]! + 1;
   if (last < first) return adjusted;
@@ -135,7 +133,7 @@ async function compensate(ctx: MergeContext, stack: StackName, layers: number[],
       const input = await NativeFF.of(own, opts);
       try {
         // only layer l runs here, so the base model (its own FF at l) stands for the view
-        await closeStreams(await stepLayer(ctx, model, l, after, (X, T, n) => acc.addFF(X, n, input, act, T, { ...signal, stage: true }), opts), entry);
+        await closeStreams(await stepLayer(ctx, model, l, after, (X, T, n) => acc.addFF(X, n, input, act, T, { signal: opts.signal, stage: true }), opts), entry);
       } finally {
         input.dispose();
       }
@@ -167,7 +165,6 @@ async function refitFrom(ctx: MergeContext, m: MergedWindow, states: BatchStore 
   const spec = model.spec;
   const act = spec.activation as Activation;
   const layers = windowLayers(m.window);
-  const signal = opts.signal ? { signal: opts.signal } : {};
   const entry: Streams = { base: states, view: states };
   let merged: FFWeights = m.merged;
   for (let pass = 0; pass < PASSES; pass++) {
@@ -175,7 +172,7 @@ async function refitFrom(ctx: MergeContext, m: MergedWindow, states: BatchStore 
     const acc = new RidgeAccumulator(spec.dFF, spec.dModel);
     // held natively once, not copied for every layer and batch (360 MB at 7B width)
     const input = await NativeFF.of(ff, opts);
-    const fit: Fit = (X, T, n) => acc.addFF(X, n, input, act, T, { ...signal, stage: true });
+    const fit: Fit = (X, T, n) => acc.addFF(X, n, input, act, T, { signal: opts.signal, stage: true });
     try {
       await withView(model, layers.map((layer) => ({ stack: m.stack, layer, ff })), opts, async (view) => {
         let s = entry;

@@ -18,7 +18,7 @@ const PASSES = 2;
 
 /** `run` on a view of `model` with these FFs in place; the view is freed when it ends. */
 export async function withView<T>(model: Model, overrides: FFOverrides, opts: JobOptions, run: (view: Model) => Promise<T>): Promise<T> {
-  const view = await model.withFF(overrides, opts.signal ? { signal: opts.signal } : {});
+  const view = await model.withFF(overrides, { signal: opts.signal });
   try {
     return await run(view);
   } finally {

@@ -110,7 +110,7 @@ export const imageClassification: TaskKind = {
       // counted as evaluateImageClassifier counts
       opts.onProgress?.({ phase: 'evaluate', done: 0, total: valN, unit: 'images' });
       for (const [i, b] of val.entries()) {
-        const r = await cache.forward(m, start, i, { output: 'logits', ...(opts.signal ? { signal: opts.signal } : {}) });
+        const r = await cache.forward(m, start, i, { output: 'logits', signal: opts.signal });
         const pred = argmaxRows(r.logits, classes);
         for (let j = 0; j < b.input.batch; j++, row++) {
           if (pred[j] === labels[row]) correct++;

@@ -236,8 +236,8 @@ export const languageModeling: TaskKind = {
         tokenizerDir: dir,
         // spread: the whole file (up to a cap) is cut, then drawn from in a fixed order
         maxTokens: spread && drawn ? SPREAD_MAX_TOKENS : maxTokens,
-        ...(job.signal ? { signal: job.signal } : {}),
-        ...(tokenized.onProgress ? { onProgress: tokenized.onProgress } : {}),
+        signal: job.signal,
+        onProgress: tokenized.onProgress,
         vocab: spec.vocab,
         ...(spec.maxPositions > 0 ? { maxLength: spec.maxPositions } : {}),
       });
@@ -266,8 +266,8 @@ export const languageModeling: TaskKind = {
           startToken: startToken(model.config, model.spec.vocab),
           ...o.calibration.sample,
           seed: o.calibration.sample.seed ?? o.seed ?? 1,
-          ...(job.signal ? { signal: job.signal } : {}),
-          ...(job.onProgress ? { onProgress: job.onProgress } : {}),
+          signal: job.signal,
+          onProgress: job.onProgress,
         })
       : await read(
           o.calibration as TokenSource,

@@ -101,7 +101,7 @@ export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, 
     }
     return shuffledImages(await loadImageFolder(src.folder, pre, { ...(classNames ? { classNames } : {}), classCount, ...opts }));
   }
-  return loadIdxImages(src.images, src.labels, opts.signal ? { signal: opts.signal } : {});
+  return loadIdxImages(src.images, src.labels, { signal: opts.signal });
 }
 
 /**
@@ -110,7 +110,7 @@ export async function loadImageSource(src: ImageSource, pre: ImagePreprocessor, 
  */
 export function imageReader(pre: ImagePreprocessor, modelConfig: Record<string, unknown>, job: JobOptions): (src: ImageSource) => Promise<ImageSet> {
   const count = runningCount('images', job.onProgress);
-  const opts: JobOptions = { ...(job.signal ? { signal: job.signal } : {}), ...(count.onProgress ? { onProgress: count.onProgress } : {}) };
+  const opts: JobOptions = { signal: job.signal, onProgress: count.onProgress };
   return async (src) => {
     const set = await conformImages(await loadImageSource(src, pre, modelConfig, opts), pre);
     count.next();

@@ -50,7 +50,7 @@ export const translation: TaskKind = {
     const generation = await loadGenerationConfig(dir, model.config as Record<string, unknown>);
     // only the pairs used are kept (calibration, then validation unless a corpus of its own gives it); the
     // corpora are counted whole, for the checks and notes below
-    const read = (src: ParallelSource, keep: number) => loadParallelSource(src, { ...(job.signal ? { signal: job.signal } : {}), keep });
+    const read = (src: ParallelSource, keep: number) => loadParallelSource(src, { signal: job.signal, keep });
     const valKeep = o.validationSentences ?? MAX_VALIDATION_SENTENCES;
     const { pairs, total } = await read(o.parallel!, (o.calibrationPairs ?? 600) + (o.validation ? 0 : valKeep));
     checkSize(o.calibrationPairs, 'calibrationPairs', total, `sentence pairs of ${describe(o.parallel!)}`);
