@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { checkArrayOf, checkBoolean, checkPath } from '../arguments';
-import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
+import { DTYPE_SIZE, FLOAT_DTYPES, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
 import { configText } from './config-text';
 import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions, type JobScope, type ProgressFn } from '../native/job';
 import { architectureOf, ffPieceMismatch, ffStacks, stackOf } from '../model/architectures';
@@ -548,7 +548,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     const rep = replace.get(tiedTo ?? name) ?? replace.get(name);
     // F16/BF16 checkpoints keep their dtype: the writer rounds the float32 replacement to nearest even (and
     // widens it for F64, which the loader reads as float32 too).
-    if (rep && !['F32', 'F16', 'BF16', 'F64'].includes(dtype)) {
+    if (rep && !FLOAT_DTYPES.includes(dtype)) {
       throw new FfmergeError('INVALID_ARGUMENT', `"${name}" is stored as ${dtype}; FF weights must be floating point`);
     }
     plan.push({ name, dtype, shape, byteLength: rep ? rep.length * DTYPE_SIZE[dtype] : byteLength, data: rep ?? { from: name } });

@@ -33,17 +33,13 @@ export function isDType(s: unknown): s is DType {
  */
 export const FLOAT_DTYPES: readonly DType[] = ['F32', 'F16', 'BF16', 'F64'];
 
-export function isFloatDType(d: DType): boolean {
-  return FLOAT_DTYPES.includes(d);
-}
-
 /**
  * Throws SAFETENSORS_UNKNOWN_DTYPE unless `dtype` is a floating-point type: what every reader of a model weight
  * (the load plan, hence the loader, the checkpoint writer, the exporter and inspect) checks before using it.
  * `note` adds where the dtype comes from (a tied name's stored tensor).
  */
 export function checkWeightDType(dtype: DType, name: string, where: string, note = ''): void {
-  if (isFloatDType(dtype)) return;
+  if (FLOAT_DTYPES.includes(dtype)) return;
   throw new FfmergeError(
     'SAFETENSORS_UNKNOWN_DTYPE',
     `${where}: tensor "${name}"${note} is stored as ${dtype}, which is not a floating-point type; a model weight must be ${FLOAT_DTYPES.join(', ')} (was the header edited, or the tensor saved from the wrong variable?)`,

@@ -13,7 +13,7 @@ import { HeaderEntry, MAX_HEADER_BYTES, parseHeaderJson, parseHeaderLength } fro
 import { ByteSource, FileSource, MemorySource } from './source';
 import { checkFloat32Array, checkOptions, checkPath } from '../arguments';
 
-export const SINGLE_FILE_NAME = 'model.safetensors';
+const SINGLE_FILE_NAME = 'model.safetensors';
 export const INDEX_FILE_NAME = 'model.safetensors.index.json';
 
 export interface TensorInfo {
