@@ -59,12 +59,16 @@ export function parseHeaderLength(prefix: Uint8Array, fileSize: number, where: s
   return len;
 }
 
-/** Element count of a validated shape, or an error when it cannot be represented exactly. */
-export function elementCount(shape: readonly number[], where: string): number {
+/**
+ * Element count of a validated shape; `tooMany()` is thrown when it cannot be represented exactly. A partial
+ * product past 2^53 counts too ([2^52, 2^52, 0] is refused, though it has 0 elements): the writer counts the same
+ * way, so it never writes a file the reader refuses.
+ */
+export function elementCount(shape: readonly number[], tooMany: () => Error): number {
   let n = 1;
   for (const d of shape) {
     n *= d;
-    if (!Number.isSafeInteger(n)) throw invalid(where, `shape [${shape.join(', ')}] has more elements than can be addressed`);
+    if (!Number.isSafeInteger(n)) throw tooMany();
   }
   return n;
 }
@@ -155,8 +159,7 @@ function parseEntry(name: string, v: unknown, dataLength: number, where: string)
       `${where}: tensor "${name}" spans bytes [${begin}, ${end}) but the data block has only ${dataLength} bytes (a file cut short, by an interrupted download or copy, or a header that lies)`,
     );
   }
-  const numel = elementCount(shape as number[], where);
-  const expected = numel * DTYPE_SIZE[dtype];
+  const expected = elementCount(shape as number[], () => invalid(where, `shape [${shape.join(', ')}] has more elements than can be addressed`)) * DTYPE_SIZE[dtype];
   if (!Number.isSafeInteger(expected) || expected !== end - begin) {
     throw new FfmergeError(
       'SAFETENSORS_SIZE_MISMATCH',

@@ -14,7 +14,7 @@ import { checkOptions, checkPath, isArrayOf } from '../arguments';
 import { isFloat32Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, f32ToBF16, f32ToF16, isDType } from './dtype';
 import { processAlive } from '../files';
-import { MAX_HEADER_BYTES } from './header';
+import { MAX_HEADER_BYTES, elementCount } from './header';
 import { checkJobOptions, guardProgress, throwIfAborted, type JobOptions } from '../native/job';
 import { holdTempOutput } from '../native/temp-outputs';
 import { forSlices, SLICE_ELEMENTS } from '../merge/slices';
@@ -159,14 +159,8 @@ function validate(t: TensorToWrite, i: number): number {
   if (!isArrayOf(t.shape, (d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
     throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" has shape ${showValue(t.shape)}; entries must be non-negative integers`);
   }
-  // counted as the reader counts (header.ts elementCount): [2^52, 2^52, 0] is 0 elements, but its partial
-  // product is past 2^53, and a file the reader refuses must not be written
-  let numel = 1;
-  for (const d of t.shape) {
-    numel *= d;
-    if (!Number.isSafeInteger(numel)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" has shape [${t.shape.join(', ')}], more elements than can be addressed`);
-  }
-  const bytes = numel * DTYPE_SIZE[t.dtype];
+  // counted as the reader counts: [2^52, 2^52, 0] is 0 elements, but a file the reader refuses must not be written
+  const bytes = elementCount(t.shape, () => new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" has shape [${t.shape.join(', ')}], more elements than can be addressed`)) * DTYPE_SIZE[t.dtype];
   if (!Number.isSafeInteger(bytes)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" is too large`);
   const data = t.data;
   if (typeof data !== 'function') {
