@@ -75,13 +75,24 @@ export const MAX_JSON_FILE_BYTES = 100_000_000;
  * Whether a process id is running (EPERM: it is, another user's). A temp file or folder named with a dead
  * run's pid is that run's leftover (SIGKILL, power loss), which the next writer of the same output removes.
  */
-export function processAlive(pid: number): boolean {
+function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** The names in `dir` that `re` matches whose first group, a pid, is no running process: dead runs' temp names. */
+export function deadRunTemps(dir: string, re: RegExp): RegExpExecArray[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.map((name) => re.exec(name)).filter((m): m is RegExpExecArray => m !== null && !processAlive(Number(m[1])));
 }
 
 /**

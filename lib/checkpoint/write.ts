@@ -27,7 +27,7 @@ import { checkFFWeights, transpose, transposeSliced, type FFWeights } from '../m
 import { CheckpointReader, TIES_METADATA_KEY, asStored, checkAddedTies, type TieMap } from './ties';
 import { checkGivenTies, checkInfoWindows } from './earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from './source-stamp';
-import { processAlive, whyMissing } from '../files';
+import { deadRunTemps, whyMissing } from '../files';
 import { isFloat32Array } from '../typed-arrays';
 import { holdTempOutput } from '../native/temp-outputs';
 
@@ -201,16 +201,8 @@ function sweepStaleTemps(out: string): void {
   const dir = path.dirname(target);
   const esc = path.basename(target).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const re = new RegExp(`^\\.${esc}\\.ffmerge-tmp-(\\d+)-\\d+(?:-[a-z0-9]+)?(-old)?$`);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names.sort((a, b) => Number(b.endsWith('-old')) - Number(a.endsWith('-old')))) {
-    const m = re.exec(name);
-    if (!m || processAlive(Number(m[1]))) continue;
-    const full = path.join(dir, name);
+  for (const m of deadRunTemps(dir, re).sort((a, b) => Number(b[0].endsWith('-old')) - Number(a[0].endsWith('-old')))) {
+    const full = path.join(dir, m[0]);
     try {
       if (m[2] && !fs.existsSync(target)) fs.renameSync(full, target);
       else fs.rmSync(full, { recursive: true, force: true });

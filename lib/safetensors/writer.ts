@@ -13,7 +13,7 @@ import { FfmergeError, showValue } from '../errors';
 import { checkOptions, checkPath, isArrayOf } from '../arguments';
 import { isFloat32Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, f32ToBF16, f32ToF16, isDType } from './dtype';
-import { processAlive } from '../files';
+import { deadRunTemps } from '../files';
 import { MAX_HEADER_BYTES, elementCount } from './header';
 import { checkJobOptions, guardProgress, throwIfAborted, type JobOptions } from '../native/job';
 import { holdTempOutput } from '../native/temp-outputs';
@@ -208,20 +208,11 @@ async function writeAll(fh: fs.promises.FileHandle, bytes: Uint8Array): Promise<
 function sweepDeadTemps(dir: string, base: string): void {
   const esc = base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const re = new RegExp(`^\\.ffmerge-tmp-(\\d+)-\\d+-[a-z0-9]+-${esc}$`);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = re.exec(name);
-    if (!m || processAlive(Number(m[1]))) continue;
+  for (const [name] of deadRunTemps(dir, re)) {
     try {
       fs.rmSync(path.join(dir, name), { force: true });
     } catch {
       // another writer removed it first, or it cannot be: it stays
     }
-
   }
 }
