@@ -178,15 +178,10 @@ export class SafetensorsReader {
       throw new FfmergeError('INVALID_ARGUMENT', `readRaw: into must be a Uint8Array (got ${showValue(opts.into)})`);
     }
     const { info, source } = this.locate(name);
-    let out: Uint8Array;
-    if (opts.into) {
-      if (opts.into.byteLength < info.byteLength) {
-        throw new FfmergeError('INVALID_ARGUMENT', `buffer of ${opts.into.byteLength} bytes is too small for tensor "${name}" (${info.byteLength} bytes)`);
-      }
-      out = opts.into.subarray(0, info.byteLength);
-    } else {
-      out = new Uint8Array(info.byteLength);
+    if (opts.into && opts.into.byteLength < info.byteLength) {
+      throw new FfmergeError('INVALID_ARGUMENT', `buffer of ${opts.into.byteLength} bytes is too small for tensor "${name}" (${info.byteLength} bytes)`);
     }
+    const out = opts.into?.subarray(0, info.byteLength) ?? new Uint8Array(info.byteLength);
     await source.readExact(out, info.byteOffset);
     return out;
   }
@@ -255,8 +250,7 @@ async function readHeader(src: ByteSource) {
   const json = new Uint8Array(n);
   await src.readExact(json, 8);
   const parsed = parseHeaderJson(json, n, src.size - 8 - n, src.name);
-  const byName = new Map(parsed.entries.map((e) => [e.name, e]));
-  return { entries: parsed.entries, byName, metadata: parsed.metadata, dataStart: parsed.dataStart };
+  return { ...parsed, byName: new Map(parsed.entries.map((e) => [e.name, e])) };
 }
 
 /** Reads model.safetensors.index.json: {"metadata": {...}, "weight_map": {tensor: shard file}}. */
