@@ -297,15 +297,13 @@ export function comparedPairs(config: Config, w: RecordedWindow, src: Checkpoint
  */
 export async function recordedTies(config: Config, recorded: readonly RecordedWindow[], src: CheckpointReader, job: JobOptions = {}): Promise<TieMap> {
   const { signal, onProgress } = job;
-  let all: TieMap = {};
-  for (const w of recorded) all = { ...all, ...ffTies(config, w.stack, w.layers) };
   const added: TieMap = {};
   // a tied source stores its merges once: a recorded window it does not tie is the record's error, not an edit
   const info = (config as Record<string, unknown>).ffmerge as Record<string, unknown> | undefined;
   const tiedSource = Object.keys(src.ties).length > 0 || info?.format === 'tied';
   // the copies compared, counted (an expanded output of a large model reads gigabytes here), under the phase
   // inspect's comparison reports. Those already tied in the source are not read; nothing to compare reports nothing.
-  const pairs = Object.entries(all).filter(([tied, stored]) => src.resolve(tied) !== src.resolve(stored));
+  const pairs = recorded.flatMap((w) => comparedPairs(config, w, src));
   let done = 0;
   const report = () => onProgress?.({ phase: 'inspect', done: done++, total: pairs.length, unit: 'tensors' });
   if (pairs.length) report();
