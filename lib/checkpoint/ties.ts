@@ -166,6 +166,12 @@ export function asStored(reader: CheckpointReader, replace: Map<string, Float32A
   return { replace: new Map([...(replace ?? new Map<string, Float32Array>())].map(([k, v]) => [n(k), v])), ties: { ...out } };
 }
 
+/** SHAPE_MISMATCH unless a replacement holds as many values as the tensor of `shape` it replaces. */
+export function checkReplacement(name: string, data: Float32Array, shape: readonly number[]): void {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (data.length !== n) throw new FfmergeError('SHAPE_MISMATCH', `replacement for "${name}" has ${data.length} values, the tensor has ${n} (${shape.join('×')})`);
+}
+
 /**
  * Ties a caller adds on top of a checkpoint's own (the merge's, convert's): the tied name is served the stored
  * tensor's bytes from then on, so both must exist and agree in shape and dtype, or the output would hold a

@@ -24,7 +24,7 @@ import { configText } from './config-text';
 import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions, type JobScope, type ProgressFn } from '../native/job';
 import { architectureOf, ffPieceMismatch, ffStacks, stackOf } from '../model/architectures';
 import { checkFFWeights, transpose, transposeSliced, type FFWeights } from '../model/ff-weights';
-import { CheckpointReader, TIES_METADATA_KEY, asStored, checkAddedTies, type TieMap } from './ties';
+import { CheckpointReader, TIES_METADATA_KEY, asStored, checkAddedTies, checkReplacement, type TieMap } from './ties';
 import { checkGivenTies, checkInfoWindows } from './earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from './source-stamp';
 import { deadRunTemps, whyMissing } from '../files';
@@ -515,18 +515,11 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
   // The source as the loader would see it (headers only): a tie map that drops a tensor or ties one to a
   // tensor of another shape, or a config that leaves out stored layers, must fail here, not in the output.
   checkCheckpoint(config, src, source);
-  const given = asStored(src, opts.replace, opts.ties);
-  const replace = given.replace;
-  for (const [name, data] of replace) {
-    const { shape } = src.info(name);
-    const n = shape.reduce((a, b) => a * b, 1);
-    if (data.length !== n) {
-      throw new FfmergeError('SHAPE_MISMATCH', `replacement for "${name}" has ${data.length} values, the tensor has ${n} (${shape.join('×')})`);
-    }
-  }
-  checkAddedTies(src, given.ties);
-  checkGivenTies(config, given.ties, 'writeCheckpoint');
-  const ties: TieMap = { ...src.ties, ...given.ties };
+  const { replace, ties: given } = asStored(src, opts.replace, opts.ties);
+  for (const [name, data] of replace) checkReplacement(name, data, src.info(name).shape);
+  checkAddedTies(src, given);
+  checkGivenTies(config, given, 'writeCheckpoint');
+  const ties = { ...src.ties, ...given };
   for (const [name, target] of Object.entries(ties)) {
     if (Object.hasOwn(ties, target)) throw new FfmergeError('INVALID_ARGUMENT', `tie ${name} → ${target}: "${target}" is itself tied`);
   }
@@ -572,7 +565,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     const writeJob = (): JobOptions => {
       const base = written;
       const report = opts.onProgress;
-      return { ...(opts.signal ? { signal: opts.signal } : {}), ...(report ? { onProgress: (p) => report({ phase: 'save', done: base + p.done, total }) } : {}) };
+      return { signal: opts.signal, onProgress: report && ((p) => report({ phase: 'save', done: base + p.done, total })) };
     };
     // Streamed: each source tensor is read just before it is written, so memory holds one tensor at a time.
     const tensors: TensorToWrite[] = plan.map((t) => ({
