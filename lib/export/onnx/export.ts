@@ -227,7 +227,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
   checkGivenTies(config, opts.ties, 'exportOnnx');
   const merges = opts.ties ? undefined : await outputMerges(modelDir, config, opts);
   const ties = opts.ties ?? merges!.ties;
-  const weights = await ExportWeights.open(modelDir, { dtype, ...(opts.replace ? { replace: opts.replace } : {}), ...(Object.keys(ties).length ? { ties } : {}) });
+  const weights = await ExportWeights.open(modelDir, { dtype, replace: opts.replace, ties });
   const target = path.resolve(opts.out);
   const tmp = tempName(target);
   let madeParent: string | undefined;
@@ -263,8 +263,8 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
     for (const { file, g, w } of graphs) {
       const r = await writeOnnx(g, path.join(tmp, ONNX_DIR, file), {
         externalData,
-        ...(opts.signal ? { signal: opts.signal } : {}),
-        ...(onProgress ? { onProgress: (p: Progress) => onProgress({ ...p, done: before + p.done, total: allWeights }) } : {}),
+        signal: opts.signal,
+        onProgress: onProgress && ((p: Progress) => onProgress({ ...p, done: before + p.done, total: allWeights })),
       });
       before += weightsOf(g);
       written.push({ ...r, file, weightTensors: weightsOf(g), tensorUses: w.uses.size });
