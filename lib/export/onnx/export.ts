@@ -147,7 +147,6 @@ function generationConfig(source: string, config: Config): string | undefined {
  * refused (recordedTies).
  */
 async function outputMerges(modelDir: string, config: Config, job: JobOptions): Promise<{ ties: TieMap; windows: RecordedWindow[]; unshared: UnsharedWindow[] }> {
-  const { signal } = job;
   const reader = await CheckpointReader.open(modelDir);
   try {
     const windows = earlierWindows(config, reader, modelDir);
@@ -162,9 +161,8 @@ async function outputMerges(modelDir: string, config: Config, job: JobOptions): 
     const report = () => job.onProgress?.({ phase: 'inspect', done, total, unit: 'tensors' });
     if (total) report();
     for (const [i, w] of windows.entries()) {
-      const mine = ffTies(config, w.stack, w.layers);
       const before = done;
-      const differs = await windowDifference(config, w, reader, signal, () => {
+      const differs = await windowDifference(config, w, reader, job.signal, () => {
         done++;
         report();
       });
@@ -174,14 +172,13 @@ async function outputMerges(modelDir: string, config: Config, job: JobOptions): 
         report();
       }
       if (differs === undefined) {
-        Object.assign(ties, mine);
+        Object.assign(ties, ffTies(config, w.stack, w.layers));
         shared.push(w);
         continue;
       }
-      const label = typeof w.window === 'string' ? w.window : w.layers.join('+');
       unshared.push({
         stack: w.stack,
-        window: label,
+        window: typeof w.window === 'string' ? w.window : w.layers.join('+'),
         layers: [...w.layers],
         tensor: differs[0],
         differsFrom: differs[1],
