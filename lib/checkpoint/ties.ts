@@ -163,7 +163,7 @@ export function asStored(reader: CheckpointReader, replace: Map<string, Float32A
   const n = (name: string) => storedName(reader, name) ?? name;
   const out: TieMap = Object.create(null) as TieMap;
   for (const [a, b] of Object.entries(ties ?? {})) out[n(a)] = n(b);
-  return { replace: new Map([...(replace ?? new Map<string, Float32Array>())].map(([k, v]) => [n(k), v])), ties: { ...out } };
+  return { replace: new Map([...(replace ?? [])].map(([k, v]) => [n(k), v])), ties: { ...out } };
 }
 
 /** SHAPE_MISMATCH unless a replacement holds as many values as the tensor of `shape` it replaces. */

@@ -123,8 +123,7 @@ function parseMetadata(v: unknown, where: string): Record<string, string> {
 
 function parseEntry(name: string, v: unknown, dataLength: number, where: string): HeaderEntry {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(where, `entry "${name}" is not an object`);
-  const e = v as Record<string, unknown>;
-  const { dtype, shape, data_offsets: offsets } = e;
+  const { dtype, shape, data_offsets: offsets } = v as Record<string, unknown>;
   if (typeof dtype !== 'string') throw invalid(where, `tensor "${name}" has no string "dtype"`);
   if (!isDType(dtype)) {
     throw new FfmergeError(
