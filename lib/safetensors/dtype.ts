@@ -103,7 +103,7 @@ export function toF32(dtype: DType, raw: Uint8Array, out?: Float32Array): Float3
         break; // I64, BOOL: the general path below
     }
   }
-  // DataView reads are alignment-free, so `raw` may sit at any byte offset.
+  // DataView reads are alignment-free, so `raw` may sit at any byte offset. (U8 is always aligned: never here.)
   const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   switch (dtype) {
     case 'F32':
@@ -117,9 +117,6 @@ export function toF32(dtype: DType, raw: Uint8Array, out?: Float32Array): Float3
       break;
     case 'I64':
       for (let i = 0; i < n; i++) dst[i] = Number(dv.getBigInt64(i * 8, true));
-      break;
-    case 'U8':
-      for (let i = 0; i < n; i++) dst[i] = raw[i]!;
       break;
     case 'BOOL':
       for (let i = 0; i < n; i++) dst[i] = raw[i] ? 1 : 0;
