@@ -427,7 +427,7 @@ interface PlannedTensor {
  * `ffmerge` record, and the source's side files (tokenizer, generation config…) copied.
  */
 export function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteCheckpointResult> {
-  return writeCheckpointOf(opts, undefined);
+  return writeCheckpointOf(opts);
 }
 
 /** The `ffmerge` record's keys that describe one run, the latest (README): compress sets them. */
@@ -485,7 +485,7 @@ export function checkEdits(opts: { replace?: unknown; ties?: unknown; info?: unk
  * `outer`: the scope of a caller that runs this write inside its own job; committed with this one. Internal (not
  * exported by the package).
  */
-export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierStamp: string | undefined, outer?: JobScope): Promise<WriteCheckpointResult> {
+export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierStamp?: string, outer?: JobScope): Promise<WriteCheckpointResult> {
   if (typeof opts !== 'object' || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint(options): options must be an object { source, out, format, … } (got ${showValue(opts)})`);
   checkJobOptions(opts, 'writeCheckpoint(options): options', ['source', 'out', 'format', 'replace', 'ties', 'info', 'extraFiles', 'overwrite', 'maxShardSize']);
   checkRecordInfo(opts.info, 'writeCheckpoint', ['format', 'ties']);
