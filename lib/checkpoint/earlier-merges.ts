@@ -27,7 +27,7 @@ export interface RecordedWindow {
 export function recordedWindows(config: Config, where: string): RecordedWindow[] {
   const info = ffmergeRecord(config as Record<string, unknown>, where);
   if (info === undefined) return [];
-  const windows = Object.hasOwn(info, 'windows') ? (info as Record<string, unknown>).windows : undefined;
+  const windows = Object.hasOwn(info, 'windows') ? info.windows : undefined;
   if (windows === undefined) return [];
   if (!Array.isArray(windows)) throw new FfmergeError('INVALID_CONFIG', `${where}: ffmerge.windows must be a list (got ${showValue(windows)})`);
   const stacks = new Map(ffStacks(config).map((s) => [s.name as string, s.layers]));

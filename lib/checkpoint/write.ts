@@ -545,7 +545,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
 
   const metadata: Record<string, string> = { format: 'pt' };
   checkInfoWindows(config, opts.info, ties, format === 'tied', 'writeCheckpoint');
-  const ffmergeInfo: Record<string, unknown> = { format, ...(opts.info ?? {}) };
+  const ffmergeInfo: Record<string, unknown> = { format, ...opts.info };
   if (format === 'tied' && Object.keys(ties).length) {
     metadata[TIES_METADATA_KEY] = JSON.stringify(ties);
     ffmergeInfo.ties = ties;

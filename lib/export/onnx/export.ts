@@ -286,9 +286,9 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
       ...config,
       // format: what this folder holds. The source's "tied" would tell a reader of the record (and of its
       // ties) that model.safetensors lacks the tied tensors, and there is no model.safetensors here.
-      ffmerge: { ...(recordsRun(opts.info) ? withoutRunKeys(prev) : prev), ...(opts.info ?? {}), format: 'onnx', ...(Object.keys(ties).length ? { ties: { ...((prev.ties as TieMap) ?? {}), ...ties } } : {}), onnx: { opset: OPSET, dtype, external, files: files.map((f) => `${ONNX_DIR}/${f.file}`) } },
+      ffmerge: { ...(recordsRun(opts.info) ? withoutRunKeys(prev) : prev), ...opts.info, format: 'onnx', ...(Object.keys(ties).length ? { ties: { ...(prev.ties as TieMap), ...ties } } : {}), onnx: { opset: OPSET, dtype, external, files: files.map((f) => `${ONNX_DIR}/${f.file}`) } },
       // transformers.js reads this to fetch model.onnx_data beside model.onnx
-      ...(external ? { 'transformers.js_config': { ...((config['transformers.js_config'] as object) ?? {}), use_external_data_format: true } } : {}),
+      ...(external ? { 'transformers.js_config': { ...(config['transformers.js_config'] as object), use_external_data_format: true } } : {}),
     };
     fs.writeFileSync(path.join(tmp, 'config.json'), configText(path.join(modelDir, 'config.json'), outConfig));
     const generation = generationConfig(modelDir, config);
