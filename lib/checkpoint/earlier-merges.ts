@@ -5,6 +5,7 @@
  * not take in a layer that already shares its FF with others (see `mergedLayers`).
  */
 import { FfmergeError, showValue } from '../errors';
+import { isObject } from '../arguments';
 import { ffStacks, type Config, type FFTensorNames, type StackName } from '../model/architectures';
 import { CheckpointReader, storedName, type TieMap } from './ties';
 import { ffmergeRecord } from './record';
@@ -37,8 +38,8 @@ export function recordedWindows(config: Config, where: string): RecordedWindow[]
   const owner = new Map<string, number>();
   return windows.map((w: unknown, i) => {
     const bad = (why: string) => new FfmergeError('INVALID_CONFIG', `${where}: ffmerge.windows[${i}] ${why} (got ${showValue(w)})`);
-    if (typeof w !== 'object' || w === null || Array.isArray(w)) throw bad('must be an object { stack, layers, … }');
-    const { stack, layers } = w as Record<string, unknown>;
+    if (!isObject(w)) throw bad('must be an object { stack, layers, … }');
+    const { stack, layers } = w;
     const n = typeof stack === 'string' ? stacks.get(stack) : undefined;
     if (n === undefined) throw bad(`names no stack of this model (it has: ${[...stacks.keys()].join(', ')})`);
     if (!Array.isArray(layers) || layers.length < 2 || layers.some((l) => !Number.isInteger(l) || l < 0 || l >= n) || new Set(layers).size !== layers.length) {

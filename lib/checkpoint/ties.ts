@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { SafetensorsReader, type TensorInfo } from '../safetensors';
-import { checkPath } from '../arguments';
+import { checkPath, isObject } from '../arguments';
 
 export type TieMap = Record<string, string>;
 
@@ -24,7 +24,7 @@ function parseTies(json: string | undefined, stored: (name: string) => boolean, 
   } catch {
     throw new FfmergeError('INVALID_CONFIG', `${where}: the ffmerge tie map is not valid JSON`);
   }
-  if (typeof ties !== 'object' || ties === null || Array.isArray(ties)) {
+  if (!isObject(ties)) {
     throw new FfmergeError('INVALID_CONFIG', `${where}: the ffmerge tie map must be an object {tied name: stored name}`);
   }
   for (const [name, target] of Object.entries(ties)) {

@@ -18,7 +18,7 @@ import { checkCheckpoint } from '../model/plan';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
-import { checkArrayOf, checkBoolean, checkPath } from '../arguments';
+import { checkArrayOf, checkBoolean, checkPath, isObject } from '../arguments';
 import { DTYPE_SIZE, FLOAT_DTYPES, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
 import { configText } from './config-text';
 import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions, type JobScope, type ProgressFn } from '../native/job';
@@ -133,7 +133,7 @@ export const checkpointFile = (name: string): boolean => name === 'config.json' 
  */
 export function checkExtraFiles(files: unknown, what: string, own: (name: string) => boolean): void {
   if (files === undefined) return;
-  if (typeof files !== 'object' || files === null || Array.isArray(files)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: extraFiles must be an object of file name → contents (got ${showValue(files)})`);
+  if (!isObject(files)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: extraFiles must be an object of file name → contents (got ${showValue(files)})`);
   for (const [name, text] of Object.entries(files)) {
     if (name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
       throw new FfmergeError('INVALID_ARGUMENT', `${what}: extraFiles name ${showValue(name)} is not a plain file name: each file is written into the output folder itself`);
@@ -439,7 +439,7 @@ export const RUN_KEYS: readonly string[] = ['method', 'anchor', 'recover', 'k', 
  */
 export function checkRecordInfo(info: unknown, what: string, own: readonly string[]): void {
   if (info === undefined) return;
-  if (typeof info !== 'object' || info === null || Array.isArray(info)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: info must be an object (got ${showValue(info)})`);
+  if (!isObject(info)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: info must be an object (got ${showValue(info)})`);
   const taken = own.filter((k) => Object.hasOwn(info, k));
   if (taken.length > 0) {
     throw new FfmergeError('INVALID_ARGUMENT', `${what}: info ${taken.map((k) => showValue(k)).join(', ')} ${taken.length > 1 ? 'are' : 'is'} set by the writer from what it writes${taken.includes('ties') ? ' (give ties as the ties option)' : ''}`);
@@ -459,7 +459,7 @@ export function checkEdits(opts: { replace?: unknown; ties?: unknown; info?: unk
     }
   }
   if (ties !== undefined) {
-    if (typeof ties !== 'object' || ties === null || Array.isArray(ties)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: ties must be an object of tied name → stored name (got ${showValue(ties)})`);
+    if (!isObject(ties)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: ties must be an object of tied name → stored name (got ${showValue(ties)})`);
     for (const [k, v] of Object.entries(ties)) {
       if (typeof v !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `${what}: ties maps ${showValue(k)} to ${showValue(v)}, not a tensor name`);
     }

@@ -8,6 +8,7 @@
  * no trailing bytes (the same rule as the reference Rust implementation).
  */
 import { FfmergeError, showValue } from '../errors';
+import { isObject } from '../arguments';
 import { DTYPE_SIZE, DType, isDType } from './dtype';
 
 /** Largest header accepted (the reference implementation's limit). */
@@ -94,13 +95,13 @@ export function parseHeaderJson(json: Uint8Array, headerLength: number, dataLeng
   } catch (e) {
     throw invalid(where, `header is not valid JSON (${(e as Error).message})`);
   }
-  if (typeof root !== 'object' || root === null || Array.isArray(root)) {
+  if (!isObject(root)) {
     throw invalid(where, 'header JSON is not an object');
   }
 
   let metadata: Record<string, string> = {};
   const entries: HeaderEntry[] = [];
-  for (const [name, v] of Object.entries(root as Record<string, unknown>)) {
+  for (const [name, v] of Object.entries(root)) {
     if (name === '__metadata__') {
       metadata = parseMetadata(v, where);
       continue;
@@ -112,9 +113,9 @@ export function parseHeaderJson(json: Uint8Array, headerLength: number, dataLeng
 }
 
 function parseMetadata(v: unknown, where: string): Record<string, string> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(where, '"__metadata__" is not an object');
+  if (!isObject(v)) throw invalid(where, '"__metadata__" is not an object');
   const out: Record<string, string> = Object.create(null) as Record<string, string>;  // keys come from the file
-  for (const [k, s] of Object.entries(v as Record<string, unknown>)) {
+  for (const [k, s] of Object.entries(v)) {
     if (typeof s !== 'string') throw invalid(where, `"__metadata__"."${k}" is not a string`);
     out[k] = s;
   }
@@ -122,8 +123,8 @@ function parseMetadata(v: unknown, where: string): Record<string, string> {
 }
 
 function parseEntry(name: string, v: unknown, dataLength: number, where: string): HeaderEntry {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(where, `entry "${name}" is not an object`);
-  const { dtype, shape, data_offsets: offsets } = v as Record<string, unknown>;
+  if (!isObject(v)) throw invalid(where, `entry "${name}" is not an object`);
+  const { dtype, shape, data_offsets: offsets } = v;
   if (typeof dtype !== 'string') throw invalid(where, `tensor "${name}" has no string "dtype"`);
   if (!isDType(dtype)) {
     throw new FfmergeError(

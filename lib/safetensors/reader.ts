@@ -11,7 +11,7 @@ import { isUint8Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, toF32 } from './dtype';
 import { HeaderEntry, MAX_HEADER_BYTES, parseHeaderJson, parseHeaderLength } from './header';
 import { ByteSource, FileSource, MemorySource } from './source';
-import { checkFloat32Array, checkOptions, checkPath } from '../arguments';
+import { checkFloat32Array, checkOptions, checkPath, isObject } from '../arguments';
 
 const SINGLE_FILE_NAME = 'model.safetensors';
 export const INDEX_FILE_NAME = 'model.safetensors.index.json';
@@ -269,11 +269,11 @@ async function readIndex(indexFile: string): Promise<Map<string, string>> {
     throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile} is not valid JSON (${(e as Error).message})`);
   }
   const wm = (root as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) {
+  if (!isObject(wm)) {
     throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile} has no "weight_map" object`);
   }
   const map = new Map<string, string>();
-  for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
+  for (const [name, shard] of Object.entries(wm)) {
     if (typeof shard !== 'string' || shard === '') {
       throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile}: "weight_map"."${name}" is not a file name`);
     }

@@ -28,7 +28,7 @@ import { needsExternalData, writeOnnx, OPSET, type SerializeResult } from './ser
 import { DECODER_MERGED_FILE, ENCODER_FILE, buildSeq2SeqDecoderMerged, buildSeq2SeqEncoder, seq2seqUnsupported } from './seq2seq';
 import { ExportWeights, type WeightDType } from './weights';
 import { buildVitClassifier } from './vit';
-import { checkOneOf, checkPath } from '../../arguments';
+import { checkOneOf, checkPath, isObject } from '../../arguments';
 import { outputCard, readReport } from '../../pipeline/model-card';
 import { TRAINING_KEYS } from '../../checkpoint/training-record';
 
@@ -365,6 +365,6 @@ function oneChannelPreprocessor(file: string): string {
   } catch {
     return text;
   }
-  if (typeof pre !== 'object' || pre === null || Array.isArray(pre) || Object.hasOwn(pre, 'do_convert_rgb')) return text;
+  if (!isObject(pre) || Object.hasOwn(pre, 'do_convert_rgb')) return text;
   return JSON.stringify({ ...pre, do_convert_rgb: false }, null, 2) + '\n';
 }
