@@ -278,9 +278,8 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
 
 /** The file paths among compress's and finetune's data options: strings, or the strings of a source object. */
 function inputPaths(inputs: readonly unknown[]): string[] {
-  const isSource = (x: unknown): x is object => typeof x === 'object' && x !== null && !ArrayBuffer.isView(x) && !Array.isArray(x);
   return inputs
-    .flatMap((x) => (typeof x === 'string' ? [x] : isSource(x) ? Object.values(x) : []))
+    .flatMap((x) => (typeof x === 'string' ? [x] : isObject(x) && !ArrayBuffer.isView(x) ? Object.values(x) : []))
     .filter((p): p is string => typeof p === 'string' && p !== '');
 }
 
