@@ -98,8 +98,7 @@ export class SafetensorsReader {
       if (fs.existsSync(index)) return SafetensorsReader.openSharded(index);
       throw new FfmergeError('IO_ERROR', `${p} holds neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME}`);
     }
-    if (p.endsWith('.index.json')) return SafetensorsReader.openSharded(p);
-    return SafetensorsReader.openSingle(p);
+    return p.endsWith('.index.json') ? SafetensorsReader.openSharded(p) : SafetensorsReader.openSingle(p);
   }
 
   /** A reader over a safetensors file already in memory (`name` appears in messages and TensorInfo.file). */
