@@ -26,7 +26,7 @@ export interface RecordedWindow {
  * a tie to a tensor that does not exist.
  */
 export function recordedWindows(config: Config, where: string): RecordedWindow[] {
-  const info = ffmergeRecord(config as Record<string, unknown>, where);
+  const info = ffmergeRecord(config, where);
   if (info === undefined) return [];
   const windows = Object.hasOwn(info, 'windows') ? info.windows : undefined;
   if (windows === undefined) return [];
@@ -133,9 +133,7 @@ export function tiedWindows(config: Config, recorded: readonly RecordedWindow[],
         throw bad(`ties only some of ${s.name} layer ${l}'s FF tensors (${tied.map((t) => showValue(t)).join(', ')}, not ${tensors.filter((t) => !touched(t)).map((t) => showValue(t)).join(', ')})`);
       }
       const key = JSON.stringify(tensors.map(target));
-      const g = groups.get(key);
-      if (g) g.push(l);
-      else groups.set(key, [l]);
+      groups.set(key, [...(groups.get(key) ?? []), l]);
     }
     for (const [key, layers] of groups) {
       if (layers.length < 2) {
@@ -215,7 +213,7 @@ export function earlierWindows(config: Config, src: CheckpointReader, where: str
  * disagreement itself is the error.
  */
 function checkRecordFormat(config: Config, src: CheckpointReader, where: string): void {
-  const info = ffmergeRecord(config as Record<string, unknown>, where);
+  const info = ffmergeRecord(config, where);
   if (info === undefined || !Object.hasOwn(info, 'format')) return;
   // ffmerge writes "tied" or "expanded" (an ONNX output is no checkpoint); anything else was written by hand
   if (info.format !== 'tied' && info.format !== 'expanded') {
@@ -300,7 +298,7 @@ export async function recordedTies(config: Config, recorded: readonly RecordedWi
   const { signal, onProgress } = job;
   const added: TieMap = {};
   // a tied source stores its merges once: a recorded window it does not tie is the record's error, not an edit
-  const info = (config as Record<string, unknown>).ffmerge as Record<string, unknown> | undefined;
+  const info = config.ffmerge as Record<string, unknown> | undefined;
   const tiedSource = Object.keys(src.ties).length > 0 || info?.format === 'tied';
   // the copies compared, counted (an expanded output of a large model reads gigabytes here), under the phase
   // inspect's comparison reports. Those already tied in the source are not read; nothing to compare reports nothing.
