@@ -13,17 +13,20 @@ import { FfmergeError, type ErrorCode } from './errors';
 
 const FLAGS = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
 
-function notRegular(file: string, st: fs.Stats, code: ErrorCode): FfmergeError {
-  const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
-  return new FfmergeError(code, `${file} is ${kind}; ffmerge reads only regular files here`);
+/** Throws `code` unless `st` is a regular file, and `tooLarge` when it is one of more than `maxBytes`. */
+function checkRegular(file: string, st: fs.Stats, code: ErrorCode, maxBytes: number, tooLarge: ErrorCode): void {
+  if (!st.isFile()) {
+    const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
+    throw new FfmergeError(code, `${file} is ${kind}; ffmerge reads only regular files here`);
+  }
+  if (st.size > maxBytes) throw new FfmergeError(tooLarge, `${file} is ${st.size} bytes, over the ${maxBytes}-byte limit`);
 }
 
-/** An open handle on a regular file (caller closes it). */
-export async function openRegularFile(file: string, code: ErrorCode): Promise<fs.promises.FileHandle> {
+/** An open handle on a regular file of at most `maxBytes` (caller closes it). */
+export async function openRegularFile(file: string, code: ErrorCode, maxBytes = Infinity, tooLarge: ErrorCode = code): Promise<fs.promises.FileHandle> {
   const fh = await fs.promises.open(file, FLAGS);
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw notRegular(file, st, code);
+    checkRegular(file, await fh.stat(), code, maxBytes, tooLarge);
     return fh;
   } catch (e) {
     await fh.close().catch(() => {});
@@ -36,22 +39,14 @@ export async function openRegularFile(file: string, code: ErrorCode): Promise<fs
  * of at most `maxBytes` (what readRegularFileSync would refuse, refused the same way).
  */
 export async function assertRegularFile(file: string, code: ErrorCode, maxBytes = Infinity): Promise<void> {
-  const fh = await openRegularFile(file, code);
-  try {
-    const { size } = await fh.stat();
-    if (size > maxBytes) throw new FfmergeError(code, `${file} is ${size} bytes, over the ${maxBytes}-byte limit`);
-  } finally {
-    await fh.close();
-  }
+  await (await openRegularFile(file, code, maxBytes)).close();
 }
 
 /** The whole contents of a regular file as UTF-8, refusing files over `maxBytes`. */
 export function readRegularFileSync(file: string, code: ErrorCode, maxBytes = Infinity): string {
   const fd = fs.openSync(file, FLAGS);
   try {
-    const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw notRegular(file, st, code);
-    if (st.size > maxBytes) throw new FfmergeError(code, `${file} is ${st.size} bytes, over the ${maxBytes}-byte limit`);
+    checkRegular(file, fs.fstatSync(fd), code, maxBytes, code);
     return fs.readFileSync(fd, 'utf8');
   } finally {
     fs.closeSync(fd);
@@ -60,10 +55,8 @@ export function readRegularFileSync(file: string, code: ErrorCode, maxBytes = In
 
 /** The bytes of a regular file (async; a FIFO or device is refused with `code`, as openRegularFile does). */
 export async function readRegularBytes(file: string, code: ErrorCode, maxBytes = Infinity, tooLarge: ErrorCode = code): Promise<Buffer> {
-  const fh = await openRegularFile(file, code);
+  const fh = await openRegularFile(file, code, maxBytes, tooLarge);
   try {
-    const st = await fh.stat();
-    if (st.size > maxBytes) throw new FfmergeError(tooLarge, `${file} is ${st.size} bytes, over the ${maxBytes}-byte limit`);
     return await fh.readFile();
   } finally {
     await fh.close();
@@ -71,7 +64,6 @@ export async function readRegularBytes(file: string, code: ErrorCode, maxBytes =
 }
 
 /** Async readRegularFileSync, with its own code for a file over `maxBytes`. */
-
 export async function readRegularFile(file: string, code: ErrorCode, maxBytes = Infinity, tooLarge: ErrorCode = code): Promise<string> {
   return (await readRegularBytes(file, code, maxBytes, tooLarge)).toString('utf8');
 }
@@ -83,13 +75,24 @@ export const MAX_JSON_FILE_BYTES = 100_000_000;
  * Whether a process id is running (EPERM: it is, another user's). A temp file or folder named with a dead
  * run's pid is that run's leftover (SIGKILL, power loss), which the next writer of the same output removes.
  */
-export function processAlive(pid: number): boolean {
+function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** The names in `dir` that `re` matches whose first group, a pid, is no running process: dead runs' temp names. */
+export function deadRunTemps(dir: string, re: RegExp): RegExpExecArray[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.map((name) => re.exec(name)).filter((m): m is RegExpExecArray => m !== null && !processAlive(Number(m[1])));
 }
 
 /**

@@ -5,6 +5,7 @@
  * not take in a layer that already shares its FF with others (see `mergedLayers`).
  */
 import { FfmergeError, showValue } from '../errors';
+import { isObject } from '../arguments';
 import { ffStacks, type Config, type FFTensorNames, type StackName } from '../model/architectures';
 import { CheckpointReader, storedName, type TieMap } from './ties';
 import { ffmergeRecord } from './record';
@@ -25,9 +26,9 @@ export interface RecordedWindow {
  * a tie to a tensor that does not exist.
  */
 export function recordedWindows(config: Config, where: string): RecordedWindow[] {
-  const info = ffmergeRecord(config as Record<string, unknown>, where);
+  const info = ffmergeRecord(config, where);
   if (info === undefined) return [];
-  const windows = Object.hasOwn(info, 'windows') ? (info as Record<string, unknown>).windows : undefined;
+  const windows = Object.hasOwn(info, 'windows') ? info.windows : undefined;
   if (windows === undefined) return [];
   if (!Array.isArray(windows)) throw new FfmergeError('INVALID_CONFIG', `${where}: ffmerge.windows must be a list (got ${showValue(windows)})`);
   const stacks = new Map(ffStacks(config).map((s) => [s.name as string, s.layers]));
@@ -37,8 +38,8 @@ export function recordedWindows(config: Config, where: string): RecordedWindow[]
   const owner = new Map<string, number>();
   return windows.map((w: unknown, i) => {
     const bad = (why: string) => new FfmergeError('INVALID_CONFIG', `${where}: ffmerge.windows[${i}] ${why} (got ${showValue(w)})`);
-    if (typeof w !== 'object' || w === null || Array.isArray(w)) throw bad('must be an object { stack, layers, … }');
-    const { stack, layers } = w as Record<string, unknown>;
+    if (!isObject(w)) throw bad('must be an object { stack, layers, … }');
+    const { stack, layers } = w;
     const n = typeof stack === 'string' ? stacks.get(stack) : undefined;
     if (n === undefined) throw bad(`names no stack of this model (it has: ${[...stacks.keys()].join(', ')})`);
     if (!Array.isArray(layers) || layers.length < 2 || layers.some((l) => !Number.isInteger(l) || l < 0 || l >= n) || new Set(layers).size !== layers.length) {
@@ -132,9 +133,7 @@ export function tiedWindows(config: Config, recorded: readonly RecordedWindow[],
         throw bad(`ties only some of ${s.name} layer ${l}'s FF tensors (${tied.map((t) => showValue(t)).join(', ')}, not ${tensors.filter((t) => !touched(t)).map((t) => showValue(t)).join(', ')})`);
       }
       const key = JSON.stringify(tensors.map(target));
-      const g = groups.get(key);
-      if (g) g.push(l);
-      else groups.set(key, [l]);
+      groups.set(key, [...(groups.get(key) ?? []), l]);
     }
     for (const [key, layers] of groups) {
       if (layers.length < 2) {
@@ -214,7 +213,7 @@ export function earlierWindows(config: Config, src: CheckpointReader, where: str
  * disagreement itself is the error.
  */
 function checkRecordFormat(config: Config, src: CheckpointReader, where: string): void {
-  const info = ffmergeRecord(config as Record<string, unknown>, where);
+  const info = ffmergeRecord(config, where);
   if (info === undefined || !Object.hasOwn(info, 'format')) return;
   // ffmerge writes "tied" or "expanded" (an ONNX output is no checkpoint); anything else was written by hand
   if (info.format !== 'tied' && info.format !== 'expanded') {
@@ -297,15 +296,13 @@ export function comparedPairs(config: Config, w: RecordedWindow, src: Checkpoint
  */
 export async function recordedTies(config: Config, recorded: readonly RecordedWindow[], src: CheckpointReader, job: JobOptions = {}): Promise<TieMap> {
   const { signal, onProgress } = job;
-  let all: TieMap = {};
-  for (const w of recorded) all = { ...all, ...ffTies(config, w.stack, w.layers) };
   const added: TieMap = {};
   // a tied source stores its merges once: a recorded window it does not tie is the record's error, not an edit
-  const info = (config as Record<string, unknown>).ffmerge as Record<string, unknown> | undefined;
+  const info = config.ffmerge as Record<string, unknown> | undefined;
   const tiedSource = Object.keys(src.ties).length > 0 || info?.format === 'tied';
   // the copies compared, counted (an expanded output of a large model reads gigabytes here), under the phase
   // inspect's comparison reports. Those already tied in the source are not read; nothing to compare reports nothing.
-  const pairs = Object.entries(all).filter(([tied, stored]) => src.resolve(tied) !== src.resolve(stored));
+  const pairs = recorded.flatMap((w) => comparedPairs(config, w, src));
   let done = 0;
   const report = () => onProgress?.({ phase: 'inspect', done: done++, total: pairs.length, unit: 'tensors' });
   if (pairs.length) report();

@@ -6,6 +6,7 @@
  * The record's windows and format are checked where a record is carried into an output (earlier-merges.ts).
  */
 import { FfmergeError, showValue } from '../errors';
+import { isObject } from '../arguments';
 import { TIES_METADATA_KEY, type CheckpointReader, type TieMap } from './ties';
 
 /**
@@ -16,10 +17,10 @@ import { TIES_METADATA_KEY, type CheckpointReader, type TieMap } from './ties';
 export function ffmergeRecord(config: Record<string, unknown>, where: string): Record<string, unknown> | undefined {
   if (!Object.hasOwn(config, 'ffmerge')) return undefined;
   const info = config.ffmerge;
-  if (typeof info !== 'object' || info === null || Array.isArray(info)) {
+  if (!isObject(info)) {
     throw new FfmergeError('INVALID_CONFIG', `${where}: config.json's ffmerge record must be an object (got ${showValue(info)})`);
   }
-  return info as Record<string, unknown>;
+  return info;
 }
 
 /**
@@ -29,7 +30,7 @@ export function ffmergeRecord(config: Record<string, unknown>, where: string): R
 function recordTies(record: Record<string, unknown> | undefined, where: string): TieMap | undefined {
   if (record === undefined || !Object.hasOwn(record, 'ties')) return undefined;
   const ties = record.ties;
-  if (typeof ties !== 'object' || ties === null || Array.isArray(ties)) {
+  if (!isObject(ties)) {
     throw new FfmergeError('INVALID_CONFIG', `${where}: config.json's ffmerge.ties must be an object {tied name: stored name} (got ${showValue(ties)})`);
   }
   for (const [name, target] of Object.entries(ties)) {

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
 import { SafetensorsReader, type TensorInfo } from '../safetensors';
-import { checkPath } from '../arguments';
+import { checkPath, isObject } from '../arguments';
 
 export type TieMap = Record<string, string>;
 
@@ -24,7 +24,7 @@ function parseTies(json: string | undefined, stored: (name: string) => boolean, 
   } catch {
     throw new FfmergeError('INVALID_CONFIG', `${where}: the ffmerge tie map is not valid JSON`);
   }
-  if (typeof ties !== 'object' || ties === null || Array.isArray(ties)) {
+  if (!isObject(ties)) {
     throw new FfmergeError('INVALID_CONFIG', `${where}: the ffmerge tie map must be an object {tied name: stored name}`);
   }
   for (const [name, target] of Object.entries(ties)) {
@@ -163,7 +163,13 @@ export function asStored(reader: CheckpointReader, replace: Map<string, Float32A
   const n = (name: string) => storedName(reader, name) ?? name;
   const out: TieMap = Object.create(null) as TieMap;
   for (const [a, b] of Object.entries(ties ?? {})) out[n(a)] = n(b);
-  return { replace: new Map([...(replace ?? new Map<string, Float32Array>())].map(([k, v]) => [n(k), v])), ties: { ...out } };
+  return { replace: new Map([...(replace ?? [])].map(([k, v]) => [n(k), v])), ties: { ...out } };
+}
+
+/** SHAPE_MISMATCH unless a replacement holds as many values as the tensor of `shape` it replaces. */
+export function checkReplacement(name: string, data: Float32Array, shape: readonly number[]): void {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (data.length !== n) throw new FfmergeError('SHAPE_MISMATCH', `replacement for "${name}" has ${data.length} values, the tensor has ${n} (${shape.join('×')})`);
 }
 
 /**

@@ -18,16 +18,16 @@ import { checkCheckpoint } from '../model/plan';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
-import { checkArrayOf, checkBoolean, checkPath } from '../arguments';
-import { DTYPE_SIZE, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
+import { checkArrayOf, checkBoolean, checkPath, isObject } from '../arguments';
+import { DTYPE_SIZE, FLOAT_DTYPES, INDEX_FILE_NAME, writeSafetensors, type DType, type TensorToWrite } from '../safetensors';
 import { configText } from './config-text';
 import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions, type JobScope, type ProgressFn } from '../native/job';
 import { architectureOf, ffPieceMismatch, ffStacks, stackOf } from '../model/architectures';
 import { checkFFWeights, transpose, transposeSliced, type FFWeights } from '../model/ff-weights';
-import { CheckpointReader, TIES_METADATA_KEY, asStored, checkAddedTies, type TieMap } from './ties';
+import { CheckpointReader, TIES_METADATA_KEY, asStored, checkAddedTies, checkReplacement, type TieMap } from './ties';
 import { checkGivenTies, checkInfoWindows } from './earlier-merges';
 import { checkSourceUnchanged, sourceStamp } from './source-stamp';
-import { processAlive, whyMissing } from '../files';
+import { deadRunTemps, whyMissing } from '../files';
 import { isFloat32Array } from '../typed-arrays';
 import { holdTempOutput } from '../native/temp-outputs';
 
@@ -133,7 +133,7 @@ export const checkpointFile = (name: string): boolean => name === 'config.json' 
  */
 export function checkExtraFiles(files: unknown, what: string, own: (name: string) => boolean): void {
   if (files === undefined) return;
-  if (typeof files !== 'object' || files === null || Array.isArray(files)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: extraFiles must be an object of file name → contents (got ${showValue(files)})`);
+  if (!isObject(files)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: extraFiles must be an object of file name → contents (got ${showValue(files)})`);
   for (const [name, text] of Object.entries(files)) {
     if (name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
       throw new FfmergeError('INVALID_ARGUMENT', `${what}: extraFiles name ${showValue(name)} is not a plain file name: each file is written into the output folder itself`);
@@ -201,16 +201,8 @@ function sweepStaleTemps(out: string): void {
   const dir = path.dirname(target);
   const esc = path.basename(target).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const re = new RegExp(`^\\.${esc}\\.ffmerge-tmp-(\\d+)-\\d+(?:-[a-z0-9]+)?(-old)?$`);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names.sort((a, b) => Number(b.endsWith('-old')) - Number(a.endsWith('-old')))) {
-    const m = re.exec(name);
-    if (!m || processAlive(Number(m[1]))) continue;
-    const full = path.join(dir, name);
+  for (const m of deadRunTemps(dir, re).sort((a, b) => Number(b[0].endsWith('-old')) - Number(a[0].endsWith('-old')))) {
+    const full = path.join(dir, m[0]);
     try {
       if (m[2] && !fs.existsSync(target)) fs.renameSync(full, target);
       else fs.rmSync(full, { recursive: true, force: true });
@@ -286,9 +278,8 @@ export function checkOutputDir(source: string, out: string, overwrite = false, i
 
 /** The file paths among compress's and finetune's data options: strings, or the strings of a source object. */
 function inputPaths(inputs: readonly unknown[]): string[] {
-  const isSource = (x: unknown): x is object => typeof x === 'object' && x !== null && !ArrayBuffer.isView(x) && !Array.isArray(x);
   return inputs
-    .flatMap((x) => (typeof x === 'string' ? [x] : isSource(x) ? Object.values(x) : []))
+    .flatMap((x) => (typeof x === 'string' ? [x] : isObject(x) && !ArrayBuffer.isView(x) ? Object.values(x) : []))
     .filter((p): p is string => typeof p === 'string' && p !== '');
 }
 
@@ -435,7 +426,7 @@ interface PlannedTensor {
  * `ffmerge` record, and the source's side files (tokenizer, generation config…) copied.
  */
 export function writeCheckpoint(opts: WriteCheckpointOptions): Promise<WriteCheckpointResult> {
-  return writeCheckpointOf(opts, undefined);
+  return writeCheckpointOf(opts);
 }
 
 /** The `ffmerge` record's keys that describe one run, the latest (README): compress sets them. */
@@ -447,7 +438,7 @@ export const RUN_KEYS: readonly string[] = ['method', 'anchor', 'recover', 'k', 
  */
 export function checkRecordInfo(info: unknown, what: string, own: readonly string[]): void {
   if (info === undefined) return;
-  if (typeof info !== 'object' || info === null || Array.isArray(info)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: info must be an object (got ${showValue(info)})`);
+  if (!isObject(info)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: info must be an object (got ${showValue(info)})`);
   const taken = own.filter((k) => Object.hasOwn(info, k));
   if (taken.length > 0) {
     throw new FfmergeError('INVALID_ARGUMENT', `${what}: info ${taken.map((k) => showValue(k)).join(', ')} ${taken.length > 1 ? 'are' : 'is'} set by the writer from what it writes${taken.includes('ties') ? ' (give ties as the ties option)' : ''}`);
@@ -467,7 +458,7 @@ export function checkEdits(opts: { replace?: unknown; ties?: unknown; info?: unk
     }
   }
   if (ties !== undefined) {
-    if (typeof ties !== 'object' || ties === null || Array.isArray(ties)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: ties must be an object of tied name → stored name (got ${showValue(ties)})`);
+    if (!isObject(ties)) throw new FfmergeError('INVALID_ARGUMENT', `${what}: ties must be an object of tied name → stored name (got ${showValue(ties)})`);
     for (const [k, v] of Object.entries(ties)) {
       if (typeof v !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `${what}: ties maps ${showValue(k)} to ${showValue(v)}, not a tensor name`);
     }
@@ -493,7 +484,7 @@ export function checkEdits(opts: { replace?: unknown; ties?: unknown; info?: unk
  * `outer`: the scope of a caller that runs this write inside its own job; committed with this one. Internal (not
  * exported by the package).
  */
-export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierStamp: string | undefined, outer?: JobScope): Promise<WriteCheckpointResult> {
+export async function writeCheckpointOf(opts: WriteCheckpointOptions, earlierStamp?: string, outer?: JobScope): Promise<WriteCheckpointResult> {
   if (typeof opts !== 'object' || opts === null) throw new FfmergeError('INVALID_ARGUMENT', `writeCheckpoint(options): options must be an object { source, out, format, … } (got ${showValue(opts)})`);
   checkJobOptions(opts, 'writeCheckpoint(options): options', ['source', 'out', 'format', 'replace', 'ties', 'info', 'extraFiles', 'overwrite', 'maxShardSize']);
   checkRecordInfo(opts.info, 'writeCheckpoint', ['format', 'ties']);
@@ -523,18 +514,11 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
   // The source as the loader would see it (headers only): a tie map that drops a tensor or ties one to a
   // tensor of another shape, or a config that leaves out stored layers, must fail here, not in the output.
   checkCheckpoint(config, src, source);
-  const given = asStored(src, opts.replace, opts.ties);
-  const replace = given.replace;
-  for (const [name, data] of replace) {
-    const { shape } = src.info(name);
-    const n = shape.reduce((a, b) => a * b, 1);
-    if (data.length !== n) {
-      throw new FfmergeError('SHAPE_MISMATCH', `replacement for "${name}" has ${data.length} values, the tensor has ${n} (${shape.join('×')})`);
-    }
-  }
-  checkAddedTies(src, given.ties);
-  checkGivenTies(config, given.ties, 'writeCheckpoint');
-  const ties: TieMap = { ...src.ties, ...given.ties };
+  const { replace, ties: given } = asStored(src, opts.replace, opts.ties);
+  for (const [name, data] of replace) checkReplacement(name, data, src.info(name).shape);
+  checkAddedTies(src, given);
+  checkGivenTies(config, given, 'writeCheckpoint');
+  const ties = { ...src.ties, ...given };
   for (const [name, target] of Object.entries(ties)) {
     if (Object.hasOwn(ties, target)) throw new FfmergeError('INVALID_ARGUMENT', `tie ${name} → ${target}: "${target}" is itself tied`);
   }
@@ -548,7 +532,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     const rep = replace.get(tiedTo ?? name) ?? replace.get(name);
     // F16/BF16 checkpoints keep their dtype: the writer rounds the float32 replacement to nearest even (and
     // widens it for F64, which the loader reads as float32 too).
-    if (rep && !['F32', 'F16', 'BF16', 'F64'].includes(dtype)) {
+    if (rep && !FLOAT_DTYPES.includes(dtype)) {
       throw new FfmergeError('INVALID_ARGUMENT', `"${name}" is stored as ${dtype}; FF weights must be floating point`);
     }
     plan.push({ name, dtype, shape, byteLength: rep ? rep.length * DTYPE_SIZE[dtype] : byteLength, data: rep ?? { from: name } });
@@ -560,7 +544,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
 
   const metadata: Record<string, string> = { format: 'pt' };
   checkInfoWindows(config, opts.info, ties, format === 'tied', 'writeCheckpoint');
-  const ffmergeInfo: Record<string, unknown> = { format, ...(opts.info ?? {}) };
+  const ffmergeInfo: Record<string, unknown> = { format, ...opts.info };
   if (format === 'tied' && Object.keys(ties).length) {
     metadata[TIES_METADATA_KEY] = JSON.stringify(ties);
     ffmergeInfo.ties = ties;
@@ -580,7 +564,7 @@ async function writePlanned(opts: WriteCheckpointOptions, src: CheckpointReader,
     const writeJob = (): JobOptions => {
       const base = written;
       const report = opts.onProgress;
-      return { ...(opts.signal ? { signal: opts.signal } : {}), ...(report ? { onProgress: (p) => report({ phase: 'save', done: base + p.done, total }) } : {}) };
+      return { signal: opts.signal, onProgress: report && ((p) => report({ phase: 'save', done: base + p.done, total })) };
     };
     // Streamed: each source tensor is read just before it is written, so memory holds one tensor at a time.
     const tensors: TensorToWrite[] = plan.map((t) => ({

@@ -33,17 +33,13 @@ export function isDType(s: unknown): s is DType {
  */
 export const FLOAT_DTYPES: readonly DType[] = ['F32', 'F16', 'BF16', 'F64'];
 
-export function isFloatDType(d: DType): boolean {
-  return FLOAT_DTYPES.includes(d);
-}
-
 /**
  * Throws SAFETENSORS_UNKNOWN_DTYPE unless `dtype` is a floating-point type: what every reader of a model weight
  * (the load plan, hence the loader, the checkpoint writer, the exporter and inspect) checks before using it.
  * `note` adds where the dtype comes from (a tied name's stored tensor).
  */
 export function checkWeightDType(dtype: DType, name: string, where: string, note = ''): void {
-  if (isFloatDType(dtype)) return;
+  if (FLOAT_DTYPES.includes(dtype)) return;
   throw new FfmergeError(
     'SAFETENSORS_UNKNOWN_DTYPE',
     `${where}: tensor "${name}"${note} is stored as ${dtype}, which is not a floating-point type; a model weight must be ${FLOAT_DTYPES.join(', ')} (was the header edited, or the tensor saved from the wrong variable?)`,
@@ -107,7 +103,7 @@ export function toF32(dtype: DType, raw: Uint8Array, out?: Float32Array): Float3
         break; // I64, BOOL: the general path below
     }
   }
-  // DataView reads are alignment-free, so `raw` may sit at any byte offset.
+  // DataView reads are alignment-free, so `raw` may sit at any byte offset. (U8 is always aligned: never here.)
   const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   switch (dtype) {
     case 'F32':
@@ -121,9 +117,6 @@ export function toF32(dtype: DType, raw: Uint8Array, out?: Float32Array): Float3
       break;
     case 'I64':
       for (let i = 0; i < n; i++) dst[i] = Number(dv.getBigInt64(i * 8, true));
-      break;
-    case 'U8':
-      for (let i = 0; i < n; i++) dst[i] = raw[i]!;
       break;
     case 'BOOL':
       for (let i = 0; i < n; i++) dst[i] = raw[i] ? 1 : 0;

@@ -8,6 +8,7 @@
  * no trailing bytes (the same rule as the reference Rust implementation).
  */
 import { FfmergeError, showValue } from '../errors';
+import { isObject } from '../arguments';
 import { DTYPE_SIZE, DType, isDType } from './dtype';
 
 /** Largest header accepted (the reference implementation's limit). */
@@ -59,12 +60,16 @@ export function parseHeaderLength(prefix: Uint8Array, fileSize: number, where: s
   return len;
 }
 
-/** Element count of a validated shape, or an error when it cannot be represented exactly. */
-export function elementCount(shape: readonly number[], where: string): number {
+/**
+ * Element count of a validated shape; `tooMany()` is thrown when it cannot be represented exactly. A partial
+ * product past 2^53 counts too ([2^52, 2^52, 0] is refused, though it has 0 elements): the writer counts the same
+ * way, so it never writes a file the reader refuses.
+ */
+export function elementCount(shape: readonly number[], tooMany: () => Error): number {
   let n = 1;
   for (const d of shape) {
     n *= d;
-    if (!Number.isSafeInteger(n)) throw invalid(where, `shape [${shape.join(', ')}] has more elements than can be addressed`);
+    if (!Number.isSafeInteger(n)) throw tooMany();
   }
   return n;
 }
@@ -90,13 +95,13 @@ export function parseHeaderJson(json: Uint8Array, headerLength: number, dataLeng
   } catch (e) {
     throw invalid(where, `header is not valid JSON (${(e as Error).message})`);
   }
-  if (typeof root !== 'object' || root === null || Array.isArray(root)) {
+  if (!isObject(root)) {
     throw invalid(where, 'header JSON is not an object');
   }
 
   let metadata: Record<string, string> = {};
   const entries: HeaderEntry[] = [];
-  for (const [name, v] of Object.entries(root as Record<string, unknown>)) {
+  for (const [name, v] of Object.entries(root)) {
     if (name === '__metadata__') {
       metadata = parseMetadata(v, where);
       continue;
@@ -108,9 +113,9 @@ export function parseHeaderJson(json: Uint8Array, headerLength: number, dataLeng
 }
 
 function parseMetadata(v: unknown, where: string): Record<string, string> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(where, '"__metadata__" is not an object');
+  if (!isObject(v)) throw invalid(where, '"__metadata__" is not an object');
   const out: Record<string, string> = Object.create(null) as Record<string, string>;  // keys come from the file
-  for (const [k, s] of Object.entries(v as Record<string, unknown>)) {
+  for (const [k, s] of Object.entries(v)) {
     if (typeof s !== 'string') throw invalid(where, `"__metadata__"."${k}" is not a string`);
     out[k] = s;
   }
@@ -118,9 +123,8 @@ function parseMetadata(v: unknown, where: string): Record<string, string> {
 }
 
 function parseEntry(name: string, v: unknown, dataLength: number, where: string): HeaderEntry {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(where, `entry "${name}" is not an object`);
-  const e = v as Record<string, unknown>;
-  const { dtype, shape, data_offsets: offsets } = e;
+  if (!isObject(v)) throw invalid(where, `entry "${name}" is not an object`);
+  const { dtype, shape, data_offsets: offsets } = v;
   if (typeof dtype !== 'string') throw invalid(where, `tensor "${name}" has no string "dtype"`);
   if (!isDType(dtype)) {
     throw new FfmergeError(
@@ -155,8 +159,7 @@ function parseEntry(name: string, v: unknown, dataLength: number, where: string)
       `${where}: tensor "${name}" spans bytes [${begin}, ${end}) but the data block has only ${dataLength} bytes (a file cut short, by an interrupted download or copy, or a header that lies)`,
     );
   }
-  const numel = elementCount(shape as number[], where);
-  const expected = numel * DTYPE_SIZE[dtype];
+  const expected = elementCount(shape as number[], () => invalid(where, `shape [${shape.join(', ')}] has more elements than can be addressed`)) * DTYPE_SIZE[dtype];
   if (!Number.isSafeInteger(expected) || expected !== end - begin) {
     throw new FfmergeError(
       'SAFETENSORS_SIZE_MISMATCH',

@@ -8,9 +8,9 @@
  *   writer.ts — writeSafetensors
  */
 export type { DType } from './dtype';
-export { DTYPE_SIZE, FLOAT_DTYPES, isFloatDType, checkWeightDType, toF32, f32ToF16, f32ToBF16, f16BitsToF32, f32ToF16Bits, f32ToBF16Bits } from './dtype';
+export { DTYPE_SIZE, FLOAT_DTYPES, checkWeightDType, toF32, f32ToF16, f32ToBF16, f16BitsToF32, f32ToF16Bits, f32ToBF16Bits } from './dtype';
 export { MAX_HEADER_BYTES } from './header';
-export { SafetensorsReader, SINGLE_FILE_NAME, INDEX_FILE_NAME } from './reader';
+export { SafetensorsReader, INDEX_FILE_NAME } from './reader';
 export type { TensorInfo, ReadRawOptions, ReadF32Options, TypedTensorData } from './reader';
 export { writeSafetensors } from './writer';
 export type { TensorToWrite, TensorData } from './writer';

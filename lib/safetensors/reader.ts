@@ -11,9 +11,9 @@ import { isUint8Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, toF32 } from './dtype';
 import { HeaderEntry, MAX_HEADER_BYTES, parseHeaderJson, parseHeaderLength } from './header';
 import { ByteSource, FileSource, MemorySource } from './source';
-import { checkFloat32Array, checkOptions, checkPath } from '../arguments';
+import { checkFloat32Array, checkOptions, checkPath, isObject } from '../arguments';
 
-export const SINGLE_FILE_NAME = 'model.safetensors';
+const SINGLE_FILE_NAME = 'model.safetensors';
 export const INDEX_FILE_NAME = 'model.safetensors.index.json';
 
 export interface TensorInfo {
@@ -98,8 +98,7 @@ export class SafetensorsReader {
       if (fs.existsSync(index)) return SafetensorsReader.openSharded(index);
       throw new FfmergeError('IO_ERROR', `${p} holds neither ${SINGLE_FILE_NAME} nor ${INDEX_FILE_NAME}`);
     }
-    if (p.endsWith('.index.json')) return SafetensorsReader.openSharded(p);
-    return SafetensorsReader.openSingle(p);
+    return p.endsWith('.index.json') ? SafetensorsReader.openSharded(p) : SafetensorsReader.openSingle(p);
   }
 
   /** A reader over a safetensors file already in memory (`name` appears in messages and TensorInfo.file). */
@@ -178,15 +177,10 @@ export class SafetensorsReader {
       throw new FfmergeError('INVALID_ARGUMENT', `readRaw: into must be a Uint8Array (got ${showValue(opts.into)})`);
     }
     const { info, source } = this.locate(name);
-    let out: Uint8Array;
-    if (opts.into) {
-      if (opts.into.byteLength < info.byteLength) {
-        throw new FfmergeError('INVALID_ARGUMENT', `buffer of ${opts.into.byteLength} bytes is too small for tensor "${name}" (${info.byteLength} bytes)`);
-      }
-      out = opts.into.subarray(0, info.byteLength);
-    } else {
-      out = new Uint8Array(info.byteLength);
+    if (opts.into && opts.into.byteLength < info.byteLength) {
+      throw new FfmergeError('INVALID_ARGUMENT', `buffer of ${opts.into.byteLength} bytes is too small for tensor "${name}" (${info.byteLength} bytes)`);
     }
+    const out = opts.into?.subarray(0, info.byteLength) ?? new Uint8Array(info.byteLength);
     await source.readExact(out, info.byteOffset);
     return out;
   }
@@ -255,8 +249,7 @@ async function readHeader(src: ByteSource) {
   const json = new Uint8Array(n);
   await src.readExact(json, 8);
   const parsed = parseHeaderJson(json, n, src.size - 8 - n, src.name);
-  const byName = new Map(parsed.entries.map((e) => [e.name, e]));
-  return { entries: parsed.entries, byName, metadata: parsed.metadata, dataStart: parsed.dataStart };
+  return { ...parsed, byName: new Map(parsed.entries.map((e) => [e.name, e])) };
 }
 
 /** Reads model.safetensors.index.json: {"metadata": {...}, "weight_map": {tensor: shard file}}. */
@@ -275,11 +268,11 @@ async function readIndex(indexFile: string): Promise<Map<string, string>> {
     throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile} is not valid JSON (${(e as Error).message})`);
   }
   const wm = (root as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) {
+  if (!isObject(wm)) {
     throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile} has no "weight_map" object`);
   }
   const map = new Map<string, string>();
-  for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
+  for (const [name, shard] of Object.entries(wm)) {
     if (typeof shard !== 'string' || shard === '') {
       throw new FfmergeError('SAFETENSORS_INVALID_HEADER', `${indexFile}: "weight_map"."${name}" is not a file name`);
     }

@@ -34,8 +34,7 @@ export class FileSource implements ByteSource {
       throw new FfmergeError('IO_ERROR', `cannot open ${file}: ${(e as Error).message}`, { cause: e });
     }
     try {
-      const st = await fh.stat();
-      return new FileSource(file, st.size, fh);
+      return new FileSource(file, (await fh.stat()).size, fh);
     } catch (e) {
       await fh.close().catch(() => {});
       throw e;

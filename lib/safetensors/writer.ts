@@ -13,8 +13,8 @@ import { FfmergeError, showValue } from '../errors';
 import { checkOptions, checkPath, isArrayOf } from '../arguments';
 import { isFloat32Array } from '../typed-arrays';
 import { DTYPE_SIZE, DType, assertLittleEndian, f32ToBF16, f32ToF16, isDType } from './dtype';
-import { processAlive } from '../files';
-import { MAX_HEADER_BYTES } from './header';
+import { deadRunTemps } from '../files';
+import { MAX_HEADER_BYTES, elementCount } from './header';
 import { checkJobOptions, guardProgress, throwIfAborted, type JobOptions } from '../native/job';
 import { holdTempOutput } from '../native/temp-outputs';
 import { forSlices, SLICE_ELEMENTS } from '../merge/slices';
@@ -159,14 +159,8 @@ function validate(t: TensorToWrite, i: number): number {
   if (!isArrayOf(t.shape, (d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
     throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" has shape ${showValue(t.shape)}; entries must be non-negative integers`);
   }
-  // counted as the reader counts (header.ts elementCount): [2^52, 2^52, 0] is 0 elements, but its partial
-  // product is past 2^53, and a file the reader refuses must not be written
-  let numel = 1;
-  for (const d of t.shape) {
-    numel *= d;
-    if (!Number.isSafeInteger(numel)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" has shape [${t.shape.join(', ')}], more elements than can be addressed`);
-  }
-  const bytes = numel * DTYPE_SIZE[t.dtype];
+  // counted as the reader counts: [2^52, 2^52, 0] is 0 elements, but a file the reader refuses must not be written
+  const bytes = elementCount(t.shape, () => new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" has shape [${t.shape.join(', ')}], more elements than can be addressed`)) * DTYPE_SIZE[t.dtype];
   if (!Number.isSafeInteger(bytes)) throw new FfmergeError('INVALID_ARGUMENT', `tensor "${t.name}" is too large`);
   const data = t.data;
   if (typeof data !== 'function') {
@@ -214,20 +208,11 @@ async function writeAll(fh: fs.promises.FileHandle, bytes: Uint8Array): Promise<
 function sweepDeadTemps(dir: string, base: string): void {
   const esc = base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const re = new RegExp(`^\\.ffmerge-tmp-(\\d+)-\\d+-[a-z0-9]+-${esc}$`);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = re.exec(name);
-    if (!m || processAlive(Number(m[1]))) continue;
+  for (const [name] of deadRunTemps(dir, re)) {
     try {
       fs.rmSync(path.join(dir, name), { force: true });
     } catch {
       // another writer removed it first, or it cannot be: it stays
     }
-
   }
 }

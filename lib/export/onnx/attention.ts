@@ -9,37 +9,26 @@ import { rmsNorm } from './ops';
 
 /** Dynamic batch and sequence sizes, from Shape(token ids or patches), and the shapes built from them. */
 export class SeqShape {
-  /** int64 [2]: batch, sequence length. */
-  readonly bs: string;
   private readonly cache = new Map<string, string>();
 
   constructor(
     private readonly g: Graph,
-    bs: string,
-  ) {
-    this.bs = bs;
-  }
+    /** int64 [2]: batch, sequence length. */
+    readonly bs: string,
+  ) {}
 
   /** int64 [batch, seq, ...tail] for Reshape. */
   with(...tail: number[]): string {
     const key = tail.join(',');
-    let v = this.cache.get(key);
-    if (!v) {
-      v = this.g.op('Concat', [this.bs, this.g.i64(tail)], { axis: 0 }, 'shape');
-      this.cache.set(key, v);
-    }
-    return v;
+    if (!this.cache.has(key)) this.cache.set(key, this.g.op('Concat', [this.bs, this.g.i64(tail)], { axis: 0 }, 'shape'));
+    return this.cache.get(key)!;
   }
 
   /** int64 scalar: dimension i (0 = batch, 1 = seq). */
   dim(i: 0 | 1): string {
     const key = `dim${i}`;
-    let v = this.cache.get(key);
-    if (!v) {
-      v = this.g.op('Gather', [this.bs, this.g.i64([i], [])], { axis: 0 }, i === 0 ? 'batch' : 'seq');
-      this.cache.set(key, v);
-    }
-    return v;
+    if (!this.cache.has(key)) this.cache.set(key, this.g.op('Gather', [this.bs, this.g.i64([i], [])], { axis: 0 }, i === 0 ? 'batch' : 'seq'));
+    return this.cache.get(key)!;
   }
 }
 

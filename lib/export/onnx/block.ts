@@ -49,10 +49,10 @@ export function block(c: StackContext, x: string, L: LayerNames, a: BlockArgs): 
     q,
     k,
     v,
-    ...(a.past ? { past: a.past } : {}),
-    ...(a.mask ? { mask: a.mask } : {}),
-    ...(a.rope ? { rope: a.rope } : {}),
-    ...(spec.qkNorm && L.qkNorm ? { qkNorm: { q: weight(c, L.qkNorm.q, [spec.headDim]), k: weight(c, L.qkNorm.k, [spec.headDim]), eps: spec.normEps } } : {}),
+    past: a.past,
+    mask: a.mask,
+    rope: a.rope,
+    qkNorm: spec.qkNorm && L.qkNorm ? { q: weight(c, L.qkNorm.q, [spec.headDim]), k: weight(c, L.qkNorm.k, [spec.headDim]), eps: spec.normEps } : undefined,
   });
   const o = linear(c, att.out, L.o, qw, d, c.layout, L.oBias);
   let y = g.op('Add', [x, o], undefined, 'resid');

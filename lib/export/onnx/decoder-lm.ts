@@ -80,7 +80,7 @@ export function buildDecoderLm(g: Graph, w: ExportWeights, spec: ModelSpec, t: S
 
   const present: { key: string; value: string }[] = [];
   for (let l = 0; l < spec.layers; l++) {
-    const r = block(c, x, t.layer(l), { shape, mask: maskFor(spec.slidingWindow[l] ?? 0), past: past[l]!, ...(rope ? { rope } : {}) });
+    const r = block(c, x, t.layer(l), { shape, mask: maskFor(spec.slidingWindow[l] ?? 0), past: past[l]!, rope });
     x = r.x;
     present.push(r);
   }

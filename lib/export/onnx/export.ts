@@ -28,7 +28,7 @@ import { needsExternalData, writeOnnx, OPSET, type SerializeResult } from './ser
 import { DECODER_MERGED_FILE, ENCODER_FILE, buildSeq2SeqDecoderMerged, buildSeq2SeqEncoder, seq2seqUnsupported } from './seq2seq';
 import { ExportWeights, type WeightDType } from './weights';
 import { buildVitClassifier } from './vit';
-import { checkOneOf, checkPath } from '../../arguments';
+import { checkOneOf, checkPath, isObject } from '../../arguments';
 import { outputCard, readReport } from '../../pipeline/model-card';
 import { TRAINING_KEYS } from '../../checkpoint/training-record';
 
@@ -147,7 +147,6 @@ function generationConfig(source: string, config: Config): string | undefined {
  * refused (recordedTies).
  */
 async function outputMerges(modelDir: string, config: Config, job: JobOptions): Promise<{ ties: TieMap; windows: RecordedWindow[]; unshared: UnsharedWindow[] }> {
-  const { signal } = job;
   const reader = await CheckpointReader.open(modelDir);
   try {
     const windows = earlierWindows(config, reader, modelDir);
@@ -162,9 +161,8 @@ async function outputMerges(modelDir: string, config: Config, job: JobOptions): 
     const report = () => job.onProgress?.({ phase: 'inspect', done, total, unit: 'tensors' });
     if (total) report();
     for (const [i, w] of windows.entries()) {
-      const mine = ffTies(config, w.stack, w.layers);
       const before = done;
-      const differs = await windowDifference(config, w, reader, signal, () => {
+      const differs = await windowDifference(config, w, reader, job.signal, () => {
         done++;
         report();
       });
@@ -174,14 +172,13 @@ async function outputMerges(modelDir: string, config: Config, job: JobOptions): 
         report();
       }
       if (differs === undefined) {
-        Object.assign(ties, mine);
+        Object.assign(ties, ffTies(config, w.stack, w.layers));
         shared.push(w);
         continue;
       }
-      const label = typeof w.window === 'string' ? w.window : w.layers.join('+');
       unshared.push({
         stack: w.stack,
-        window: label,
+        window: typeof w.window === 'string' ? w.window : w.layers.join('+'),
         layers: [...w.layers],
         tensor: differs[0],
         differsFrom: differs[1],
@@ -227,7 +224,7 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
   checkGivenTies(config, opts.ties, 'exportOnnx');
   const merges = opts.ties ? undefined : await outputMerges(modelDir, config, opts);
   const ties = opts.ties ?? merges!.ties;
-  const weights = await ExportWeights.open(modelDir, { dtype, ...(opts.replace ? { replace: opts.replace } : {}), ...(Object.keys(ties).length ? { ties } : {}) });
+  const weights = await ExportWeights.open(modelDir, { dtype, replace: opts.replace, ties });
   const target = path.resolve(opts.out);
   const tmp = tempName(target);
   let madeParent: string | undefined;
@@ -263,8 +260,8 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
     for (const { file, g, w } of graphs) {
       const r = await writeOnnx(g, path.join(tmp, ONNX_DIR, file), {
         externalData,
-        ...(opts.signal ? { signal: opts.signal } : {}),
-        ...(onProgress ? { onProgress: (p: Progress) => onProgress({ ...p, done: before + p.done, total: allWeights }) } : {}),
+        signal: opts.signal,
+        onProgress: onProgress && ((p: Progress) => onProgress({ ...p, done: before + p.done, total: allWeights })),
       });
       before += weightsOf(g);
       written.push({ ...r, file, weightTensors: weightsOf(g), tensorUses: w.uses.size });
@@ -289,9 +286,9 @@ async function exportChecked(modelDir: string, opts: ExportOnnxOptions, scope: J
       ...config,
       // format: what this folder holds. The source's "tied" would tell a reader of the record (and of its
       // ties) that model.safetensors lacks the tied tensors, and there is no model.safetensors here.
-      ffmerge: { ...(recordsRun(opts.info) ? withoutRunKeys(prev) : prev), ...(opts.info ?? {}), format: 'onnx', ...(Object.keys(ties).length ? { ties: { ...((prev.ties as TieMap) ?? {}), ...ties } } : {}), onnx: { opset: OPSET, dtype, external, files: files.map((f) => `${ONNX_DIR}/${f.file}`) } },
+      ffmerge: { ...(recordsRun(opts.info) ? withoutRunKeys(prev) : prev), ...opts.info, format: 'onnx', ...(Object.keys(ties).length ? { ties: { ...(prev.ties as TieMap), ...ties } } : {}), onnx: { opset: OPSET, dtype, external, files: files.map((f) => `${ONNX_DIR}/${f.file}`) } },
       // transformers.js reads this to fetch model.onnx_data beside model.onnx
-      ...(external ? { 'transformers.js_config': { ...((config['transformers.js_config'] as object) ?? {}), use_external_data_format: true } } : {}),
+      ...(external ? { 'transformers.js_config': { ...(config['transformers.js_config'] as object), use_external_data_format: true } } : {}),
     };
     fs.writeFileSync(path.join(tmp, 'config.json'), configText(path.join(modelDir, 'config.json'), outConfig));
     const generation = generationConfig(modelDir, config);
@@ -368,6 +365,6 @@ function oneChannelPreprocessor(file: string): string {
   } catch {
     return text;
   }
-  if (typeof pre !== 'object' || pre === null || Array.isArray(pre) || Object.hasOwn(pre, 'do_convert_rgb')) return text;
+  if (!isObject(pre) || Object.hasOwn(pre, 'do_convert_rgb')) return text;
   return JSON.stringify({ ...pre, do_convert_rgb: false }, null, 2) + '\n';
 }

@@ -103,7 +103,7 @@ export class Graph {
   /** Makes `value` a graph output named `name` (through an Identity, so any value can be exposed). */
   output(name: string, value: string, elemType: ElemType, shape?: Dim[]): void {
     this.node('Identity', [value], { outputs: [this.claim(name)] });
-    this.outputs.push({ name, elemType, ...(shape ? { shape } : {}) });
+    this.outputs.push({ name, elemType, shape });
   }
 
   /** Adds a node; returns its output names (one unless `outputs` says otherwise). */
@@ -116,7 +116,7 @@ export class Graph {
 
   /** One-output node. */
   op(op: string, inputs: string[], attrs?: Record<string, AttrValue>, hint?: string): string {
-    return this.node(op, inputs, { ...(attrs ? { attrs } : {}), ...(hint ? { hint } : {}) })[0]!;
+    return this.node(op, inputs, { attrs, hint })[0]!;
   }
 
   /** An int64 constant (1-D unless dims say otherwise; dims [] = scalar), shared by every node asking for it. */

@@ -22,7 +22,7 @@ export interface StackContext {
 }
 
 export function stackContext(g: Graph, w: ExportWeights, spec: ModelSpec, t: StackTensors): StackContext {
-  return { g, w, spec, layout: t.layout, ...(t.optionalPrefix ? { optionalPrefix: t.optionalPrefix } : {}) };
+  return { g, w, spec, layout: t.layout, optionalPrefix: t.optionalPrefix };
 }
 
 /** A weight tensor's graph value (stored shape given). */

@@ -125,8 +125,8 @@ export function buildSeq2SeqDecoderMerged(g: Graph, w: ExportWeights, spec: Mode
     present.push({ key: r.key, value: r.value, crossKey: cross.key, crossValue: cross.value });
   }
   // tied head: the shared embedding table read by Gemm with transB (no transposed copy), then final_logits_bias
-  if (!t.tokEmb) throw new FfmergeError('TENSOR_NOT_FOUND', `${spec.family}: the description names no token embedding`);
-  let logits = t.lmHead ? linear(c, x, t.lmHead, d, V, 'linear') : g.op('Gemm', [x, weight(c, t.tokEmb, [V, d])], { transB: 1 }, 'lm_head');
+  // (embed, above, has refused a description without a token embedding)
+  let logits = t.lmHead ? linear(c, x, t.lmHead, d, V, 'linear') : g.op('Gemm', [x, weight(c, t.tokEmb!, [V, d])], { transB: 1 }, 'lm_head');
   if (t.lmHeadBias) logits = g.op('Add', [logits, weight(c, t.lmHeadBias, t.lmHeadBiasShape ?? [V])]);
   g.output('logits', g.op('Reshape', [logits, shape.with(V)]), DT.FLOAT, [B, S, V]);
   present.forEach((r, l) => {

@@ -5,7 +5,7 @@
  * however many nodes use it: that is how a merged window's shared FF reaches the runtime as one copy.
  */
 import { FfmergeError, showValue } from '../../errors';
-import { CheckpointReader, asStored, checkAddedTies, type TieMap } from '../../checkpoint/ties';
+import { CheckpointReader, asStored, checkAddedTies, checkReplacement, type TieMap } from '../../checkpoint/ties';
 import { DT, type Graph } from './graph';
 
 export type WeightDType = 'fp32' | 'fp16';
@@ -95,10 +95,7 @@ export class ExportWeights {
     const hit = this.values.get(id);
     if (hit) return hit;
     const data = this.replace.get(id);
-    const n = shape.reduce((a, b) => a * b, 1);
-    if (data && data.length !== n) {
-      throw new FfmergeError('SHAPE_MISMATCH', `replacement for "${id}" has ${data.length} values, the tensor has ${n} (${shape.join('×')})`);
-    }
+    if (data) checkReplacement(id, data, shape);
     const stored = g.weight({
       name: id,
       dims: shape,
