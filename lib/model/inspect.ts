@@ -8,7 +8,7 @@
 import { checkFolder, MAX_JSON_FILE_BYTES, readRegularFileSync, whyMissing } from '../files';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
-import { checkBoolean, checkPath } from '../arguments';
+import { checkBoolean, checkPath, isObject } from '../arguments';
 import { checkJobOptions, guardProgress, throwIfAborted, type JobOptions, type ProgressFn } from '../native/job';
 import { CheckpointReader, storedName } from '../checkpoint/ties';
 import { comparedPairs, mergedLayers, recordedWindows, tiedWindows, windowDifference, RECOVERED_KEY, type RecordedWindow } from '../checkpoint/earlier-merges';
@@ -117,13 +117,13 @@ export interface ModelSummary {
  * reports): JSON nested so deeply that JSON.stringify overflows the stack is refused here, with a code.
  */
 function checkConfigObject(c: unknown, file: string): Record<string, unknown> {
-  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object (got ${showValue(c)})`);
+  if (!isObject(c)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object (got ${showValue(c)})`);
   try {
     JSON.stringify(c);
   } catch {
     throw new FfmergeError('INVALID_CONFIG', `${file} nests values too deeply to be processed`);
   }
-  return c as Record<string, unknown>;
+  return c;
 }
 
 /**

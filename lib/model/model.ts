@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import { FfmergeError, fromNativeError, groupDigits, showValue } from '../errors';
 import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
 import { isFloat32Array } from '../typed-arrays';
-import { checkOptions, isArrayOf } from '../arguments';
+import { checkOptions, isArrayOf, isObject } from '../arguments';
 import { isStagedFloats, stageLarge, withStaged } from '../native/staged';
 import type { CorrelationAccumulator } from '../native/correlation';
 import { modelAddon, type NativeFF, type NativeForwardArgs, type NativeModelHandle } from '../native/model';
@@ -475,7 +475,7 @@ export class Model {
    * ones after them move down, so the view is an ordinary shallower model sharing every remaining tensor.
    */
   withoutLayers(drop: Partial<Record<StackName, number[]>>): Model {
-    if (typeof drop !== 'object' || drop === null || Array.isArray(drop)) {
+    if (!isObject(drop)) {
       throw new FfmergeError('INVALID_ARGUMENT', `withoutLayers(drop): drop must be an object { stack: [layers] }, e.g. { decoder: [3] } (got ${showValue(drop)})`);
     }
     for (const [s, layers] of Object.entries(drop)) {
