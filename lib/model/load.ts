@@ -127,7 +127,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
       const has = (k: string) => (gen[k] ?? config[k]) != null;
       if (has('decoder_start_token_id') && has('pad_token_id')) generation = generationConfigFrom(gen, config);
     }
-    return new Model(config, main.spec, main.handle, encoder ? { spec: encoder.spec, handle: encoder.handle } : undefined, generation);
+    return new Model(config, main.spec, main.handle, encoder, generation);
   } catch (e) {
     for (const st of loaded) modelAddon().modelDispose(st.handle);
     throw e;

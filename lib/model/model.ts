@@ -545,8 +545,7 @@ export class Model {
       }
       if (stack !== this.mainStack) continue;
       const used = acc.usedLayers();
-      const lo = used[0]!;
-      const hi = used[used.length - 1]!;
+      const [lo, hi] = [used[0]!, used.at(-1)!];
       if (lo < from || hi >= to) {
         throw new FfmergeError(
           'INVALID_ARGUMENT',
@@ -563,11 +562,11 @@ export class Model {
     if (!Number.isInteger(batch) || batch <= 0 || !Number.isInteger(seq) || seq <= 0) {
       throw new FfmergeError('INVALID_ARGUMENT', `batch and seq must be positive integers (got ${showValue(batch)}, ${showValue(seq)})`);
     }
-    const patches = this.spec.input === 'patches';
-    if (patches) {
+    const from = opts.fromLayer ?? 0;
+    if (this.spec.input === 'patches') {
       const { channels = 0, imageH = 0, imageW = 0, patch = 1 } = this.spec;
       const want = batch * channels * imageH * imageW;
-      if ((opts.fromLayer ?? 0) === 0 && !opts.hidden && (!(input.pixels instanceof Float32Array) || input.pixels.length !== want)) {
+      if (from === 0 && !opts.hidden && (!(input.pixels instanceof Float32Array) || input.pixels.length !== want)) {
         throw new FfmergeError(
           'SHAPE_MISMATCH',
           `pixels must be a Float32Array of batch·${channels}·${imageH}·${imageW} = ${want} values (preprocessed images, NCHW)`,
@@ -586,7 +585,6 @@ export class Model {
         `sequence length ${seq} is longer than the model's ${this.spec.maxPositions} positions (config.json "${this.spec.maxPositionsField ?? 'max positions'}")`,
       );
     }
-    const from = opts.fromLayer ?? 0;
     const to = opts.toLayer ?? this.spec.layers;
     if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > this.spec.layers || from > to) {
       throw new FfmergeError('INVALID_ARGUMENT', `layer range ${from}..${to} is not within 0..${this.spec.layers}`);
