@@ -86,7 +86,7 @@ export async function permuteFFAsync(ff: FFWeights, perm0: ArrayLike<number>, op
   const n = d * dFF; // checked above: a matrix detached since reads as empty
   const zeros = () => zerosF32(n, opts.signal ? { signal: opts.signal } : {});
   // a new matrix, its `count` output rows written by `row(out, i)` a slice at a time
-  const permuted = async (m: Float32Array, count: number, row: (out: Float32Array, i: number) => void): Promise<Float32Array> => {
+  const permuted = async (m: Float32Array, count: number, row: (out: Float32Array, i: number) => void) => {
     const out = await zeros();
     await forSlices(count, rowsPerSlice, (i0, i1) => {
       checkAttached(m, n);
@@ -102,7 +102,7 @@ export async function permuteFFAsync(ff: FFWeights, perm0: ArrayLike<number>, op
     });
   const total = ff.wGate ? 3 : 2;
   let done = 0;
-  const counted = async (t: Promise<Float32Array>): Promise<Float32Array> => {
+  const counted = async (t: Promise<Float32Array>) => {
     const m = await t;
     opts.onProgress?.({ phase: 'permute', done: ++done, total });
     return m;

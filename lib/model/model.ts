@@ -92,7 +92,7 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
   // beside a generation_config.json does not make it search with beams).
   const fromFile = Object.keys(gen).length > 0;
   const ids = new Set(['decoder_start_token_id', 'pad_token_id', 'eos_token_id', 'forced_eos_token_id']);
-  const pick = (k: string): unknown => (ids.has(k) || !fromFile ? (gen[k] ?? config[k]) : gen[k]);
+  const pick = (k: string) => (ids.has(k) || !fromFile ? (gen[k] ?? config[k]) : gen[k]);
   const int = (k: string, required: boolean): number | undefined => {
     const v = pick(k);
     if (v == null) {
@@ -110,7 +110,7 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
     }
     return n;
   };
-  const count = (k: string, min: number, why: string): number | undefined => {
+  const count = (k: string, min: number, why: string) => {
     const v = pick(k);
     if (v == null) return undefined;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
@@ -145,7 +145,7 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
   const maxLength = newTokens !== undefined ? newTokens + 1 : (count('max_length', 2, ' (the start token and one more)') ?? 20);
   // beam search's switches, as transformers reads them; early_stopping "never" (search on while a running beam
   // could still win, by the longest length) is not what this decoder does, so it is refused by name
-  const flag = (k: string): boolean => {
+  const flag = (k: string) => {
     const v = pick(k) ?? false;
     const never = k === 'early_stopping' && v === 'never';
     if (never && beams > 1) {
@@ -456,14 +456,14 @@ export class Model {
   /** The view, from entries withFF has checked and staged. */
   private withStagedFF(entries: Override[]): Model {
     // per stack: each distinct FF once, and for each overridden layer the index of its FF
-    const view = (stack: StackName): NativeModelHandle | undefined => {
+    const view = (stack: StackName) => {
       const mine = entries.filter((e) => (e.stack ?? this.mainStack) === stack);
       const unique = [...new Set(mine.map((e) => e.ff))];
       return modelAddon().modelWithFF(this.live(stack), unique, mine.map((e) => e.layer), mine.map((e) => unique.indexOf(e.ff)));
     };
     try {
-      const main = view(this.mainStack)!;
-      const enc = this.encoderSpec ? { spec: this.encoderSpec, handle: view('encoder')! } : undefined;
+      const main = view(this.mainStack);
+      const enc = this.encoderSpec ? { spec: this.encoderSpec, handle: view('encoder') } : undefined;
       return new Model(this.config, this.spec, main, enc, this.generation);
     } catch (e) {
       throw fromNativeError(e);
@@ -481,7 +481,7 @@ export class Model {
     for (const [s, layers] of Object.entries(drop)) {
       if (layers !== undefined && !Array.isArray(layers)) throw new FfmergeError('INVALID_ARGUMENT', `withoutLayers(drop): drop.${s} must be a list of layer indices (got ${showValue(layers)})`);
     }
-    const make = (stack: StackName): { spec: ModelSpec; handle: NativeModelHandle } => {
+    const make = (stack: StackName) => {
       const spec = this.stackSpec(stack);
       const layers = drop[stack] ?? [];
       for (const l of layers) this.checkStackLayer(stack, l);

@@ -26,7 +26,7 @@ export async function slotReplacements(
     named.set(!has(name) && p && name.startsWith(p) && has(name.slice(p.length)) ? name.slice(p.length) : name, data);
   };
   const d = spec.dModel;
-  const slot = (name: string): Float32Array => {
+  const slot = (name: string) => {
     const v = slots[name];
     if (!v) throw new FfmergeError('TENSOR_NOT_FOUND', `the trained model has no "${name}" tensor`);
     return v;
