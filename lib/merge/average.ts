@@ -108,13 +108,8 @@ export function averageFF(ffs: FFWeights[]): FFWeights {
   const first = ffs[0];
   if (!first) throw new FfmergeError('INVALID_ARGUMENT', 'averageFF needs at least one FF sublayer');
   for (const [i, ff] of ffs.entries()) checkAgainst(first, ff, i);
-  const out: FFWeights = {
-    d: first.d,
-    dFF: first.dFF,
-    wIn: mean(ffs.map((f) => f.wIn)),
-    wOut: mean(ffs.map((f) => f.wOut)),
-  };
-  for (const key of OPTIONAL) if (first[key]) out[key] = mean(ffs.map((f) => f[key]!));
+  const out: FFWeights = { d: first.d, dFF: first.dFF, wIn: new Float32Array(0), wOut: new Float32Array(0) };
+  for (const key of KEYS) if (first[key]) out[key] = mean(ffs.map((f) => f[key]!));
   return out;
 }
 

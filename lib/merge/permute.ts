@@ -85,28 +85,24 @@ export async function permuteFFAsync(ff: FFWeights, perm0: ArrayLike<number>, op
   const rowsPerSlice = SLICE_ELEMENTS / Math.max(d, dFF);
   const n = d * dFF; // checked above: a matrix detached since reads as empty
   const zeros = () => zerosF32(n, opts.signal ? { signal: opts.signal } : {});
-  const rows = async (m: Float32Array): Promise<Float32Array> => {
+  // a new matrix, its `count` output rows written by `row(out, i)` a slice at a time
+  const permuted = async (m: Float32Array, count: number, row: (out: Float32Array, i: number) => void) => {
     const out = await zeros();
-    await forSlices(dFF, rowsPerSlice, (j0, j1) => {
+    await forSlices(count, rowsPerSlice, (i0, i1) => {
       checkAttached(m, n);
-      for (let j = j0; j < j1; j++) out.set(m.subarray(perm[j]! * d, (perm[j]! + 1) * d), j * d);
+      for (let i = i0; i < i1; i++) row(out, i);
     }, opts.signal);
     return out;
   };
-  const cols = async (m: Float32Array): Promise<Float32Array> => {
-    const out = await zeros();
-    await forSlices(d, rowsPerSlice, (r0, r1) => {
-      checkAttached(m, n);
-      for (let r = r0; r < r1; r++) {
-        const base = r * dFF;
-        for (let j = 0; j < dFF; j++) out[base + j] = m[base + perm[j]!]!;
-      }
-    }, opts.signal);
-    return out;
-  };
+  const rows = (m: Float32Array) => permuted(m, dFF, (out, j) => out.set(m.subarray(perm[j]! * d, (perm[j]! + 1) * d), j * d));
+  const cols = (m: Float32Array) =>
+    permuted(m, d, (out, r) => {
+      const base = r * dFF;
+      for (let j = 0; j < dFF; j++) out[base + j] = m[base + perm[j]!]!;
+    });
   const total = ff.wGate ? 3 : 2;
   let done = 0;
-  const counted = async (t: Promise<Float32Array>): Promise<Float32Array> => {
+  const counted = async (t: Promise<Float32Array>) => {
     const m = await t;
     opts.onProgress?.({ phase: 'permute', done: ++done, total });
     return m;

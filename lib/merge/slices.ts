@@ -4,12 +4,11 @@
  * into slices with a yield between them, no single stretch exceeds a few milliseconds and the result is
  * bit-identical to the plain loop.
  */
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { abortError } from '../errors';
 
 /** Elements handled between yields: ~1 ms of the simple loops here. */
 export const SLICE_ELEMENTS = 1 << 17;
-
-const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Runs body(i0, i1) over [0, n) in slices of about `per` units, yielding to the event loop between slices. */
 export async function forSlices(n: number, per: number, body: (i0: number, i1: number) => void, signal?: AbortSignal): Promise<void> {

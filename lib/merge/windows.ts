@@ -51,18 +51,19 @@ export function kFromFraction(fraction: number, layers: number): number {
   }
   if (layers < 2) throw new FfmergeError('K_TOO_LARGE', `the model has ${layers} layer${layers === 1 ? '' : 's'}: a merge needs at least 2 FF sublayers`);
   const removed = Math.round(fraction * layers);
+  const rounds = `fraction ${fraction} of ${layers} layers is ${+(fraction * layers).toFixed(2)} FF sublayers, which rounds to`;
   // a share that rounds to no FF sublayer at all is refused, not raised to k = 2 (1 of 5 layers is 20 %, not 1 %)
   if (removed < 1) {
     throw new FfmergeError(
       'INVALID_ARGUMENT',
-      `fraction ${fraction} of ${layers} layers is ${+(fraction * layers).toFixed(2)} FF sublayers, which rounds to none; the least a merge removes is one (k = 2, fraction ${+(1 / layers).toFixed(3)})`,
+      `${rounds} none; the least a merge removes is one (k = 2, fraction ${+(1 / layers).toFixed(3)})`,
     );
   }
   // nor one that rounds past what one window of all the layers removes, cut to it silently
   if (removed > layers - 1) {
     throw new FfmergeError(
       'K_TOO_LARGE',
-      `fraction ${fraction} of ${layers} layers is ${+(fraction * layers).toFixed(2)} FF sublayers, which rounds to ${removed}; the most a merge of ${layers} layers removes is ${layers - 1} (k = ${layers}, fraction ${+((layers - 1) / layers).toFixed(3)})`,
+      `${rounds} ${removed}; the most a merge of ${layers} layers removes is ${layers - 1} (k = ${layers}, fraction ${+((layers - 1) / layers).toFixed(3)})`,
     );
   }
   return 1 + removed;

@@ -8,7 +8,7 @@
 import { checkFolder, MAX_JSON_FILE_BYTES, readRegularFileSync, whyMissing } from '../files';
 import * as path from 'node:path';
 import { FfmergeError, showValue } from '../errors';
-import { checkBoolean, checkPath } from '../arguments';
+import { checkBoolean, checkPath, isObject } from '../arguments';
 import { checkJobOptions, guardProgress, throwIfAborted, type JobOptions, type ProgressFn } from '../native/job';
 import { CheckpointReader, storedName } from '../checkpoint/ties';
 import { comparedPairs, mergedLayers, recordedWindows, tiedWindows, windowDifference, RECOVERED_KEY, type RecordedWindow } from '../checkpoint/earlier-merges';
@@ -117,13 +117,13 @@ export interface ModelSummary {
  * reports): JSON nested so deeply that JSON.stringify overflows the stack is refused here, with a code.
  */
 function checkConfigObject(c: unknown, file: string): Record<string, unknown> {
-  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object (got ${showValue(c)})`);
+  if (!isObject(c)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object (got ${showValue(c)})`);
   try {
     JSON.stringify(c);
   } catch {
     throw new FfmergeError('INVALID_CONFIG', `${file} nests values too deeply to be processed`);
   }
-  return c as Record<string, unknown>;
+  return c;
 }
 
 /**
@@ -205,9 +205,8 @@ function checkLayerCounts(stacks: ReturnType<typeof ffStacks>, ckpt: CheckpointR
     if (s.layers > tensors) {
       throw new FfmergeError('INVALID_CONFIG', `config.json gives the ${s.name} ${s.layers} layers, but the checkpoint holds only ${tensors} tensors`);
     }
-    const first = s.ff(0).wIn;
     const last = s.ff(s.layers - 1).wIn;
-    if (storedName(ckpt, first) !== undefined && storedName(ckpt, last) === undefined) {
+    if (storedName(ckpt, s.ff(0).wIn) !== undefined && storedName(ckpt, last) === undefined) {
       throw new FfmergeError('INVALID_CONFIG', `config.json gives the ${s.name} ${s.layers} layers, but the checkpoint has no tensor "${last}" (the FF of its last layer)`);
     }
   }
@@ -255,9 +254,8 @@ async function summarize(dir: string, config: Record<string, unknown>, stacks: R
     }
     return { params, bytes, dtype: [...dtypes].join('/') };
   };
-  const perLayer = stacks.map((s) => Array.from({ length: s.layers }, (_, l) => layerFF(s, l)));
-  const summaries: StackSummary[] = stacks.map((s, i) => {
-    const layers = perLayer[i]!;
+  const summaries: StackSummary[] = stacks.map((s) => {
+    const layers = Array.from({ length: s.layers }, (_, l) => layerFF(s, l));
     const mixed = layers.some((x) => x.dtype !== layers[0]!.dtype || x.bytes !== layers[0]!.bytes);
     return {
       name: s.name,
@@ -270,7 +268,6 @@ async function summarize(dir: string, config: Record<string, unknown>, stacks: R
   const merges = await mergeSummary(dir, config, ckpt, compareCopies, job);
   // the layers compress refuses to merge again (record and tie map, as compress reads them)
   const done = mergedLayers(config, merges?.recorded ?? [], ckpt.ties);
-  const anyMerged = [...done.values()].some((set) => set.size > 0);
   const minLayers = Math.min(...summaries.map((s) => s.layers));
   // windows as compress enumerates them: k adjacent layers from `start`, none merged yet in stack s
   // and, as compress requires, stored alike: one merged FF is written once, in one dtype
@@ -278,8 +275,7 @@ async function summarize(dir: string, config: Record<string, unknown>, stacks: R
     const set = done.get(s.name);
     const dtypes = s.ffDtypeByLayer;
     for (let l = start; l < start + k; l++) {
-      if (set?.has(l)) return false;
-      if (dtypes && dtypes[l] !== dtypes[start]) return false;
+      if (set?.has(l) || (dtypes && dtypes[l] !== dtypes[start])) return false;
     }
     return true;
   };
@@ -305,26 +301,23 @@ async function summarize(dir: string, config: Record<string, unknown>, stacks: R
     // bytes depend on where the window falls when layers differ in dtype: the least and the most
     const bytes = all
       ? starts(k).filter((st) => summaries.every((s) => freeAt(s, st, k))).map((st) => summaries.reduce((a, s) => a + (k - 1) * bytesAt(s, st), 0))
-      : [open.reduce((a, s) => a + Math.min(...starts(k).filter((st) => freeAt(s, st, k)).map((st) => (k - 1) * bytesAt(s, st))), 0),
-         open.reduce((a, s) => a + Math.max(...starts(k).filter((st) => freeAt(s, st, k)).map((st) => (k - 1) * bytesAt(s, st))), 0)];
+      : [Math.min, Math.max].map((pick) => open.reduce((a, s) => a + pick(...starts(k).filter((st) => freeAt(s, st, k)).map((st) => (k - 1) * bytesAt(s, st))), 0));
     const [bytesRemoved, most] = [Math.min(...bytes), Math.max(...bytes)];
     // compress merges the stacks it is given, each needing a free window: both (two stacks), or one named alone
     const only = all ? undefined : open.length === 1 ? open[0]!.name : 'independent';
     savings.push({ k, paramsRemoved, bytesRemoved, ...(most !== bytesRemoved ? { bytesRemovedMax: most } : {}), fraction: paramsRemoved / tiedParams, ...(only ? { stacks: only } : {}) });
   }
-  if (anyMerged) {
+  if ([...done.values()].some((set) => set.size > 0)) {
     for (const s of summaries) {
       s.mergedLayers = [...(done.get(s.name) ?? [])].sort((a, b) => a - b);
-      let maxK = 0;
-      for (let k = 2; k <= minLayers && free(s, k); k++) maxK = k;
-      s.maxK = maxK;
+      s.maxK = 0;
+      for (let k = 2; k <= minLayers && free(s, k); k++) s.maxK = k;
     }
   }
-  const archs = Array.isArray(config.architectures) ? config.architectures.filter((a): a is string => typeof a === 'string') : [];
   return {
     dir: path.resolve(dir),
     modelType: String(config.model_type),
-    architectures: archs,
+    architectures: Array.isArray(config.architectures) ? config.architectures.filter((a): a is string => typeof a === 'string') : [],
     stacks: summaries,
     totalParams,
     totalBytes,
@@ -356,16 +349,19 @@ const asMerge = (w: RecordedWindow): MergeWindow => ({
 async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: CheckpointReader, compareCopies: boolean, job: JobOptions): Promise<(MergeSummary & { recorded: RecordedWindow[] }) | undefined> {
   const tiedCheckpoint = Object.keys(ckpt.ties).length > 0;
   if (!tiedCheckpoint && !(typeof config.ffmerge === 'object' && config.ffmerge !== null)) return undefined;
-  let recorded: RecordedWindow[] = [];
   let problem: string | undefined;
-  try {
-    recorded = recordedWindows(config, dir);
-  } catch (e) {
-    if (!(e instanceof FfmergeError)) throw e;
-    problem = e.message;
-  }
-  const info = config.ffmerge as Record<string, unknown> | undefined;
-  const tiedSource = tiedCheckpoint || info?.format === 'tied';
+  // what could be read, the first refusal kept as `problem`
+  const readOr = (read: () => RecordedWindow[]): RecordedWindow[] => {
+    try {
+      return read();
+    } catch (e) {
+      if (!(e instanceof FfmergeError)) throw e;
+      problem ??= e.message;
+      return [];
+    }
+  };
+  const recorded = readOr(() => recordedWindows(config, dir));
+  const tiedSource = tiedCheckpoint || (config.ffmerge as Record<string, unknown> | undefined)?.format === 'tied';
   // a tied checkpoint stores each merge once: a recorded window whose copies it does not tie is not a merge of it
   const untied = (w: RecordedWindow) =>
     Object.entries(ffTies(config, w.stack, w.layers)).find(([a, b]) => {
@@ -399,13 +395,7 @@ async function mergeSummary(dir: string, config: Record<string, unknown>, ckpt: 
       if (done !== before + pairs[i]!) progress((done = before + pairs[i]!));
     }
   }
-  let unrecorded: RecordedWindow[] = [];
-  try {
-    unrecorded = tiedWindows(config, recorded, ckpt.ties, dir);
-  } catch (e) {
-    if (!(e instanceof FfmergeError)) throw e;
-    problem = problem ?? e.message;
-  }
+  const unrecorded = readOr(() => tiedWindows(config, recorded, ckpt.ties, dir));
   return {
     recorded,
     windows: [...recorded.filter((w) => !inconsistent.some((x) => x.w === w)), ...unrecorded].map(asMerge),

@@ -8,7 +8,7 @@
 import { MAX_JSON_FILE_BYTES, readRegularFile } from '../files';
 import * as path from 'node:path';
 import { FfmergeError, fromNativeError } from '../errors';
-import { checkBoolean, checkOneOf, checkPath } from '../arguments';
+import { checkBoolean, checkOneOf, checkPath, isObject } from '../arguments';
 import { checkJobOptions, runNativeJob, throwIfAborted, type JobOptions, type Progress } from '../native/job';
 import { modelAddon, type NativeModelHandle } from '../native/model';
 import { CheckpointReader } from '../checkpoint/ties';
@@ -63,8 +63,8 @@ async function readGenerationFile(dir: string): Promise<Record<string, unknown>>
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw new FfmergeError('INVALID_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`, { cause: e });
   }
-  if (typeof g !== 'object' || g === null || Array.isArray(g)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object`);
-  return g as Record<string, unknown>;
+  if (!isObject(g)) throw new FfmergeError('INVALID_CONFIG', `${file} is not a JSON object`);
+  return g;
 }
 
 /**
@@ -127,7 +127,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
       const has = (k: string) => (gen[k] ?? config[k]) != null;
       if (has('decoder_start_token_id') && has('pad_token_id')) generation = generationConfigFrom(gen, config);
     }
-    return new Model(config, main.spec, main.handle, encoder ? { spec: encoder.spec, handle: encoder.handle } : undefined, generation);
+    return new Model(config, main.spec, main.handle, encoder, generation);
   } catch (e) {
     for (const st of loaded) modelAddon().modelDispose(st.handle);
     throw e;

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import { FfmergeError, fromNativeError, groupDigits, showValue } from '../errors';
 import { checkJobOptions, runNativeJob, type JobOptions } from '../native/job';
 import { isFloat32Array } from '../typed-arrays';
-import { checkOptions, isArrayOf } from '../arguments';
+import { checkOptions, isArrayOf, isObject } from '../arguments';
 import { isStagedFloats, stageLarge, withStaged } from '../native/staged';
 import type { CorrelationAccumulator } from '../native/correlation';
 import { modelAddon, type NativeFF, type NativeForwardArgs, type NativeModelHandle } from '../native/model';
@@ -92,7 +92,7 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
   // beside a generation_config.json does not make it search with beams).
   const fromFile = Object.keys(gen).length > 0;
   const ids = new Set(['decoder_start_token_id', 'pad_token_id', 'eos_token_id', 'forced_eos_token_id']);
-  const pick = (k: string): unknown => (ids.has(k) || !fromFile ? (gen[k] ?? config[k]) : gen[k]);
+  const pick = (k: string) => (ids.has(k) || !fromFile ? (gen[k] ?? config[k]) : gen[k]);
   const int = (k: string, required: boolean): number | undefined => {
     const v = pick(k);
     if (v == null) {
@@ -110,7 +110,7 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
     }
     return n;
   };
-  const count = (k: string, min: number, why: string): number | undefined => {
+  const count = (k: string, min: number, why: string) => {
     const v = pick(k);
     if (v == null) return undefined;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
@@ -145,7 +145,7 @@ export function generationConfigFrom(gen: Record<string, unknown>, config: Recor
   const maxLength = newTokens !== undefined ? newTokens + 1 : (count('max_length', 2, ' (the start token and one more)') ?? 20);
   // beam search's switches, as transformers reads them; early_stopping "never" (search on while a running beam
   // could still win, by the longest length) is not what this decoder does, so it is refused by name
-  const flag = (k: string): boolean => {
+  const flag = (k: string) => {
     const v = pick(k) ?? false;
     const never = k === 'early_stopping' && v === 'never';
     if (never && beams > 1) {
@@ -456,14 +456,14 @@ export class Model {
   /** The view, from entries withFF has checked and staged. */
   private withStagedFF(entries: Override[]): Model {
     // per stack: each distinct FF once, and for each overridden layer the index of its FF
-    const view = (stack: StackName): NativeModelHandle | undefined => {
+    const view = (stack: StackName) => {
       const mine = entries.filter((e) => (e.stack ?? this.mainStack) === stack);
       const unique = [...new Set(mine.map((e) => e.ff))];
       return modelAddon().modelWithFF(this.live(stack), unique, mine.map((e) => e.layer), mine.map((e) => unique.indexOf(e.ff)));
     };
     try {
-      const main = view(this.mainStack)!;
-      const enc = this.encoderSpec ? { spec: this.encoderSpec, handle: view('encoder')! } : undefined;
+      const main = view(this.mainStack);
+      const enc = this.encoderSpec ? { spec: this.encoderSpec, handle: view('encoder') } : undefined;
       return new Model(this.config, this.spec, main, enc, this.generation);
     } catch (e) {
       throw fromNativeError(e);
@@ -475,13 +475,13 @@ export class Model {
    * ones after them move down, so the view is an ordinary shallower model sharing every remaining tensor.
    */
   withoutLayers(drop: Partial<Record<StackName, number[]>>): Model {
-    if (typeof drop !== 'object' || drop === null || Array.isArray(drop)) {
+    if (!isObject(drop)) {
       throw new FfmergeError('INVALID_ARGUMENT', `withoutLayers(drop): drop must be an object { stack: [layers] }, e.g. { decoder: [3] } (got ${showValue(drop)})`);
     }
     for (const [s, layers] of Object.entries(drop)) {
       if (layers !== undefined && !Array.isArray(layers)) throw new FfmergeError('INVALID_ARGUMENT', `withoutLayers(drop): drop.${s} must be a list of layer indices (got ${showValue(layers)})`);
     }
-    const make = (stack: StackName): { spec: ModelSpec; handle: NativeModelHandle } => {
+    const make = (stack: StackName) => {
       const spec = this.stackSpec(stack);
       const layers = drop[stack] ?? [];
       for (const l of layers) this.checkStackLayer(stack, l);
@@ -545,8 +545,7 @@ export class Model {
       }
       if (stack !== this.mainStack) continue;
       const used = acc.usedLayers();
-      const lo = used[0]!;
-      const hi = used[used.length - 1]!;
+      const [lo, hi] = [used[0]!, used.at(-1)!];
       if (lo < from || hi >= to) {
         throw new FfmergeError(
           'INVALID_ARGUMENT',
@@ -563,11 +562,11 @@ export class Model {
     if (!Number.isInteger(batch) || batch <= 0 || !Number.isInteger(seq) || seq <= 0) {
       throw new FfmergeError('INVALID_ARGUMENT', `batch and seq must be positive integers (got ${showValue(batch)}, ${showValue(seq)})`);
     }
-    const patches = this.spec.input === 'patches';
-    if (patches) {
+    const from = opts.fromLayer ?? 0;
+    if (this.spec.input === 'patches') {
       const { channels = 0, imageH = 0, imageW = 0, patch = 1 } = this.spec;
       const want = batch * channels * imageH * imageW;
-      if ((opts.fromLayer ?? 0) === 0 && !opts.hidden && (!(input.pixels instanceof Float32Array) || input.pixels.length !== want)) {
+      if (from === 0 && !opts.hidden && (!(input.pixels instanceof Float32Array) || input.pixels.length !== want)) {
         throw new FfmergeError(
           'SHAPE_MISMATCH',
           `pixels must be a Float32Array of batch·${channels}·${imageH}·${imageW} = ${want} values (preprocessed images, NCHW)`,
@@ -586,7 +585,6 @@ export class Model {
         `sequence length ${seq} is longer than the model's ${this.spec.maxPositions} positions (config.json "${this.spec.maxPositionsField ?? 'max positions'}")`,
       );
     }
-    const from = opts.fromLayer ?? 0;
     const to = opts.toLayer ?? this.spec.layers;
     if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > this.spec.layers || from > to) {
       throw new FfmergeError('INVALID_ARGUMENT', `layer range ${from}..${to} is not within 0..${this.spec.layers}`);

@@ -42,7 +42,6 @@ export interface LoadPlan {
 /** Finds tensors by name (resolving an optional prefix and ties), checks shapes, and records where they are. */
 class PlanBuilder {
   readonly plan: LoadPlan = { files: [], slots: [] };
-  private readonly fileIndex = new Map<string, number>();
   /** The stored-namespace names the plan reads (tied names included): what the tie map may tie. */
   readonly used = new Set<string>();
 
@@ -83,14 +82,9 @@ class PlanBuilder {
     // an integer dtype would be converted to float and computed with (the native loader converts as the JS
     // reader does): refused here, so every command refuses it before any work
     checkWeightDType(info.dtype, name, this.where, target !== real ? ` (tied to "${target}")` : '');
-    let file = this.fileIndex.get(info.file);
-    if (file === undefined) {
-      file = this.plan.files.length;
-      this.plan.files.push(info.file);
-      this.fileIndex.set(info.file, file);
-    }
+    if (!this.plan.files.includes(info.file)) this.plan.files.push(info.file);
     return {
-      file,
+      file: this.plan.files.indexOf(info.file),
       offset: info.byteOffset,
       length: info.byteLength,
       dtype: info.dtype,

@@ -95,7 +95,7 @@ export interface ModelSpec {
   crossAttention: boolean;
 }
 
-/** The input/output fields of a plain token-in, LM-head-out stack (decoder-only language models). */
+/** The input/output fields of a plain token-in, LM-head-out stack (decoder-only language models); other token-input stacks override what differs. */
 export const TOKEN_LM_IO = {
   input: 'tokens',
   channels: 0,

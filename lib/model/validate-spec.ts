@@ -4,7 +4,7 @@
  * (native/binding/spec_binding.cc) then only converts; native/core/model/weights.cc re-checks the numeric
  * invariants for C++ callers.
  */
-import { isFinitePositive } from '../arguments';
+import { isFinitePositive, isObject } from '../arguments';
 import { FfmergeError, showValue } from '../errors';
 import { NO_ROPE_SCALING, type ModelSpec, type RopeScaling } from './spec';
 
@@ -30,7 +30,7 @@ const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isI
 
 /** Returns the spec unchanged when it is complete and consistent; else INVALID_CONFIG naming the field. */
 export function validateSpec(spec: ModelSpec): ModelSpec {
-  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
+  if (!isObject(spec)) {
     throw new FfmergeError('INVALID_ARGUMENT', `a model spec must be an object (got ${showValue(spec)})`);
   }
   const s = spec as unknown as Record<string, unknown>;

@@ -5,10 +5,10 @@
  * tied LM head — one parameter whose gradient is the sum over its uses. The result is a new Model with the
  * same tie structure, so it writes back in the same `tied` format at the same size.
  */
-import { FfmergeError, fromNativeError, abortError, showValue } from '../errors';
+import { FfmergeError, fromNativeError, showValue } from '../errors';
 import { checkCount, checkInt, checkOneOf } from '../arguments';
 import { isInt32Array, joinArrays } from '../typed-arrays';
-import { checkJobOptions, guardProgress, nativeCall, onAbort, type Progress } from '../native/job';
+import { checkJobOptions, guardProgress, nativeCall, onAbort, throwIfAborted, type Progress } from '../native/job';
 import { trainAddon, type NativeFinetuneArgs, type NativeImageFinetuneArgs, type NativeStepLog } from '../native/train';
 import { checkModel, Model } from '../model/model';
 import { recordedWindows } from '../checkpoint/earlier-merges';
@@ -225,7 +225,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
   }
   checkOneOf(opts.schedule, 'finetune: schedule', ['constant', 'cosine'] as const);
   checkOneOf(opts.trainable, 'finetune: trainable', ['all', 'ff'] as const);
-  if (opts.signal?.aborted) throw abortError(opts.signal);
+  throwIfAborted(opts.signal);
   checkCount(opts.steps, 'finetune: steps', 1);
   const steps = opts.steps;
   const batch = intOption(opts.batch, 'batch', 8);
@@ -265,15 +265,14 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     const tokens = opts.data instanceof Int32Array ? opts.data : joinTokens(opts.data);
     const val = opts.validation?.length ? opts.validation : undefined;
     const valSeq = val?.[0]?.length ?? 0;
-    if (val && val.some((b) => b.length !== valSeq)) {
+    if (val?.some((b) => b.length !== valSeq)) {
       throw new FfmergeError('INVALID_ARGUMENT', 'finetune: validation blocks must all have one length');
     }
     if (maxPositions > 0 && valSeq > maxPositions) throw tooLong(`the validation blocks are ${valSeq} tokens,`);
     // INVALID_DATA, as for a training token outside the vocabulary
     for (const b of val ?? []) {
-      for (let i = 0; i < b.length; i++) {
-        if (b[i]! < 0 || b[i]! >= vocab) throw new FfmergeError('INVALID_DATA', `finetune: validation token id ${b[i]} is outside the vocabulary (size ${vocab})`);
-      }
+      const outside = b.find((t) => t < 0 || t >= vocab);
+      if (outside !== undefined) throw new FfmergeError('INVALID_DATA', `finetune: validation token id ${outside} is outside the vocabulary (size ${vocab})`);
     }
     args = { ...common, tokens, seq, ...(val ? { validation: joinTokens(val), validationSeq: valSeq } : {}) };
   }
@@ -328,7 +327,7 @@ export async function finetune(model: Model, opts: FinetuneOptions): Promise<Fin
     if (failure) throw failure.error;
   }
   // an abort from that first event: a listener added after it would never hear it
-  if (opts.signal?.aborted) throw abortError(opts.signal);
+  throwIfAborted(opts.signal);
   handle = nativeCall(() => trainAddon().modelFinetune(model.nativeHandle(), args, onProgress ? report : undefined));
   const stopListening = onAbort(opts.signal, () => handle.cancel());
   let r;

@@ -8,6 +8,7 @@
 import { readConfig } from '../model/load';
 import { checkModel, type Model } from '../model/model';
 import { FfmergeError, showValue } from '../errors';
+import { isObject } from '../arguments';
 import { CheckpointReader } from '../checkpoint/ties';
 import { asRecorded, folderMerges, recordedLabel } from '../checkpoint/earlier-merges';
 import { checkExtraFiles, checkMaxShardSize, checkOutputDir, checkpointFile, RUN_KEYS, writeCheckpoint, type ExtraFile, type WriteCheckpointResult } from '../checkpoint/write';
@@ -101,12 +102,12 @@ const RECORD_KEYS: readonly string[] = [
 
 function checkInfo(info: unknown): void {
   if (info === undefined) return;
-  if (typeof info !== 'object' || info === null || Array.isArray(info)) throw new FfmergeError('INVALID_ARGUMENT', `saveTrained: info must be an object (got ${showValue(info)})`);
+  if (!isObject(info)) throw new FfmergeError('INVALID_ARGUMENT', `saveTrained: info must be an object (got ${showValue(info)})`);
   const taken = Object.keys(info).filter((k) => RECORD_KEYS.includes(k));
   if (taken.length > 0) {
     throw new FfmergeError('INVALID_ARGUMENT', `saveTrained: info ${taken.map((k) => showValue(k)).join(', ')} ${taken.length > 1 ? 'are keys' : 'is a key'} of the ffmerge record that the writer and the source set: give the run's summary as finetune, and anything else under other names`);
   }
-  if (Object.hasOwn(info, 'finetune')) checkSummary((info as Record<string, unknown>).finetune);
+  if (Object.hasOwn(info, 'finetune')) checkSummary(info.finetune);
 }
 
 /** Keys of a run's summary (as `ffmerge finetune` writes it) that the model card reads, by the type they must have. */
@@ -117,10 +118,9 @@ const SUMMARY_STRINGS = ['data', 'valid', 'schedule', 'trainable', 'split'];
 /** The summary goes into the record and the model card, which reads it by these types. */
 function checkSummary(f: unknown): void {
   const bad = (why: string) => new FfmergeError('INVALID_ARGUMENT', `saveTrained: info.finetune ${why} (the run's summary, as \`ffmerge finetune\` writes it: { steps, lr, batch, firstLoss, lastLoss, … })`);
-  if (typeof f !== 'object' || f === null || Array.isArray(f)) throw bad(`must be an object (got ${showValue(f)})`);
-  const s = f as Record<string, unknown>;
-  if (Object.hasOwn(s, 'mergedBefore')) throw bad('mergedBefore is set by the writer, from the merges the source records');
-  for (const [k, v] of Object.entries(s)) {
+  if (!isObject(f)) throw bad(`must be an object (got ${showValue(f)})`);
+  if (Object.hasOwn(f, 'mergedBefore')) throw bad('mergedBefore is set by the writer, from the merges the source records');
+  for (const [k, v] of Object.entries(f)) {
     if (v === undefined) continue; // left out of the JSON, as a key never given
     if (SUMMARY_COUNTS.includes(k) && !(Number.isSafeInteger(v) && (v as number) >= 0)) throw bad(`${k} must be a whole number ≥ 0 (got ${showValue(v)})`);
     if (SUMMARY_NUMBERS.includes(k) && !(typeof v === 'number' && Number.isFinite(v))) throw bad(`${k} must be a finite number (got ${showValue(v)})`);

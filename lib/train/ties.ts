@@ -26,19 +26,13 @@ export function sharesOneFF(model: Model, layers: readonly number[]): boolean {
 
 /** The groups of two or more main-stack layers that use one FF in native memory (a merged window loaded tied). */
 export function sharedFFGroups(model: Model): number[][] {
-  const n = model.layers();
-  const grouped = new Set<number>();
-  const out: number[][] = [];
-  for (let a = 0; a < n; a++) {
-    if (grouped.has(a)) continue;
-    const g = [a];
-    for (let b = a + 1; b < n; b++) {
-      if (!grouped.has(b) && model.sharesFF(a, model, b)) {
-        g.push(b);
-        grouped.add(b);
-      }
-    }
-    if (g.length > 1) out.push(g);
+  // using one FF is an equivalence (one native FF, or one stored layer streamed): each layer joins the group of
+  // the first earlier layer it shares with
+  const groups: number[][] = [];
+  for (let l = 0; l < model.layers(); l++) {
+    const g = groups.find((x) => model.sharesFF(x[0]!, model, l));
+    if (g) g.push(l);
+    else groups.push([l]);
   }
-  return out;
+  return groups.filter((g) => g.length > 1);
 }

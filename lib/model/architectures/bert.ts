@@ -4,7 +4,7 @@
  * the encoder.
  */
 import { showValue } from '../../errors';
-import { NO_ROPE, fullAttention } from '../spec';
+import { NO_ROPE, TOKEN_LM_IO, fullAttention } from '../spec';
 import { activation, flag, intermediateOutputFF, headDim, numLabels, posInt, posNum, unsupportedIf } from './config';
 import type { Architecture, SizeKeys } from './types';
 
@@ -40,6 +40,7 @@ export const bert: Architecture = {
         const classifier = arch.includes('BertForSequenceClassification');
         const layers = posInt(c, sizes.layers);
         return {
+          ...TOKEN_LM_IO,
           family: 'bert',
           layers,
           dModel: posInt(c, sizes.dModel),
@@ -62,17 +63,11 @@ export const bert: Architecture = {
           slidingWindow: fullAttention(layers),
           embedScale: 1,
           tiedEmbeddings: false,
-          input: 'tokens',
-          channels: 0,
-          imageH: 0,
-          imageW: 0,
-          patch: 0,
           typeVocab: posInt(c, 'type_vocab_size', 2),
           embedNorm: true,
           head: classifier ? 'classifier' : 'none',
           numLabels: classifier ? numLabels(c) : 0,
           pooler: classifier,
-          crossAttention: false,
         };
       },
       tensors(c, spec) {

@@ -3,6 +3,7 @@
  * uses. Adding a family is one file in this folder plus one line in ARCHITECTURES.
  */
 import { FfmergeError, showValue } from '../../errors';
+import { isObject } from '../../arguments';
 import { bert } from './bert';
 import { posInt } from './config';
 import { gpt2 } from './gpt2';
@@ -27,7 +28,7 @@ export const MODEL_TYPES: readonly string[] = [...ARCHITECTURES.keys()];
 
 /** The description of a config.json's model_type; an unknown one is a typed error listing the supported ones. */
 export function architectureOf(config: Config): Architecture {
-  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+  if (!isObject(config)) {
     throw new FfmergeError('INVALID_ARGUMENT', `config must be an object, config.json's contents (got ${showValue(config)})`);
   }
   const type = config.model_type;

@@ -3,7 +3,7 @@
  * shared tied embeddings, final_logits_bias. Two stacks: the encoder runs first; the decoder (causal
  * self-attention + cross-attention + LM head) is the main one.
  */
-import { NO_ROPE, fullAttention, type ModelSpec } from '../spec';
+import { NO_ROPE, TOKEN_LM_IO, fullAttention, type ModelSpec } from '../spec';
 import { activation, flag, headDim, posInt, tiedEmbeddings, unsupportedIf } from './config';
 import type { Architecture, Config, FFTensorNames, SizeKeys, StackDescription, StackName, StackTensors } from './types';
 
@@ -41,6 +41,7 @@ function spec(c: Config, stack: StackName): ModelSpec {
   const layers = posInt(c, S.layers);
   const decoder = stack === 'decoder';
   return {
+    ...TOKEN_LM_IO,
     family: 'marian',
     layers,
     dModel,
@@ -64,16 +65,7 @@ function spec(c: Config, stack: StackName): ModelSpec {
     embedScale: flag(c, 'scale_embedding') ? Math.sqrt(dModel) : 1,
     // the decoder's head is the shared embedding unless tie_word_embeddings is false (then lm_head.weight)
     tiedEmbeddings: tiedEmbeddings(c, true),
-    input: 'tokens',
-    channels: 0,
-    imageH: 0,
-    imageW: 0,
-    patch: 0,
-    typeVocab: 0,
-    embedNorm: false,
     head: decoder ? 'lm' : 'none',
-    numLabels: 0,
-    pooler: false,
     crossAttention: decoder,
   };
 }

@@ -20,14 +20,9 @@ export function qwenWindows(c: Config, layers: number): number[] {
     }
     return types.map((t) => (t === 'sliding_attention' ? w : 0));
   }
-  const from = c.max_window_layers == null ? 28 : posIntOrZero(c, 'max_window_layers');
+  const from = c.max_window_layers ?? 28;
+  if (typeof from !== 'number' || !Number.isInteger(from) || from < 0) throw bad('max_window_layers', 'must be a non-negative integer', from);
   return Array.from({ length: layers }, (_, l) => (l >= from ? w : 0));
-}
-
-function posIntOrZero(c: Config, key: string): number {
-  const v = c[key];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw bad(key, 'must be a non-negative integer', v);
-  return v;
 }
 
 export const qwen2 = llamaLike({
