@@ -4,15 +4,13 @@
  * with finalize(). Memory is O(Σ pair dims²), independent of the number of tokens.
  */
 import { FfmergeError, showValue } from '../errors';
-import { checkJobOptions, type JobOptions, nativeCall, type NativeJobHandle, runNativeJob, throwIfAborted } from './job';
-import { loadAddon } from './loader';
+import { checkJobOptions, type JobOptions, nativeCall, type NativeJobHandle, type NativeProgress, runNativeJob, throwIfAborted } from './job';
+import { addonModule } from './loader';
 import { checkFFRows, checkStageOptions, type FFInput, parts } from './ridge';
 import { type StagedFloatsHandle, withStaged } from './staged';
 import { isFloat32Array } from '../typed-arrays';
 import { checkArrayOf, checkBoolean, checkFloat32Array, isArrayOf } from '../arguments';
 import type { Activation } from '../model/activation';
-
-type NativeProgress = ((done: number, total: number) => void) | undefined;
 
 interface NativeCorrelationAccumulator {
   add(layers: (Float32Array | StagedFloatsHandle | null)[], rows: number, onProgress: NativeProgress): NativeJobHandle<void>;
@@ -97,7 +95,7 @@ export class CorrelationAccumulator {
   }
 
   private static create(dims: readonly number[], flat: Int32Array): NativeCorrelationAccumulator {
-    return nativeCall(() => new (loadAddon().module as unknown as CorrelationAddon).CorrelationAccumulator([...dims], flat));
+    return nativeCall(() => new (addonModule<CorrelationAddon>().CorrelationAccumulator)([...dims], flat));
   }
 
   /** Every pair ever opened, by index (released ones included: indices are never reused). */
