@@ -47,7 +47,7 @@ interface AssignmentAddon {
 }
 
 /** Which assignment kernels this CPU runs, and the one 'auto' picks. */
-export function assignmentKernels(): { auto: AssignmentKernel; supported: AssignmentKernel[] } {
+export function assignmentKernels() {
   return addonModule<AssignmentAddon>().assignmentKernels();
 }
 

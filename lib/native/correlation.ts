@@ -7,7 +7,7 @@ import { FfmergeError, showValue } from '../errors';
 import { checkJobOptions, type JobOptions, nativeCall, type NativeJobHandle, type NativeProgress, runNativeJob, throwIfAborted } from './job';
 import { addonModule } from './loader';
 import { checkFFRows, checkStageOptions, type FFInput, parts } from './ridge';
-import { type StagedFloatsHandle, withStaged } from './staged';
+import { type StagedFloatsHandle, type StageOptions, withStaged } from './staged';
 import { isFloat32Array } from '../typed-arrays';
 import { checkArrayOf, checkBoolean, checkFloat32Array, isArrayOf } from '../arguments';
 import type { Activation } from '../model/activation';
@@ -171,7 +171,7 @@ export class CorrelationAccumulator {
    * loop instead (native/staged.ts), so they must not change until the promise settles (a detached one
    * rejects with BUFFER_DETACHED).
    */
-  async add(layers: (Float32Array | null | undefined)[], rows: number, opts: JobOptions & { stage?: boolean | undefined } = {}): Promise<void> {
+  async add(layers: (Float32Array | null | undefined)[], rows: number, opts: StageOptions = {}): Promise<void> {
     checkStageOptions(opts, 'CorrelationAccumulator#add(layers, rows, options): options');
     throwIfAborted(opts.signal);
     if (!isCount(rows)) throw new FfmergeError('INVALID_ARGUMENT', `rows must be a non-negative integer, got ${rows}`);
@@ -232,7 +232,7 @@ export class CorrelationAccumulator {
    * job and never pass through JS; a NativeFF is read without a copy. X and Y are copied, or staged with
    * `stage`, as in RidgeAccumulator.addFF.
    */
-  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions & { stage?: boolean | undefined } = {}): Promise<void> {
+  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: StageOptions = {}): Promise<void> {
     checkStageOptions(opts, 'CorrelationAccumulator#addFF(X, n, ff, act, Y, options): options');
     checkFFRows('CorrelationAccumulator#addFF', X, n, ff, Y);
     throwIfAborted(opts.signal);
@@ -279,7 +279,7 @@ export async function correlate(
   rows: number,
   dx: number,
   dy: number,
-  opts: JobOptions & { stage?: boolean | undefined } = {},
+  opts: StageOptions = {},
 ): Promise<Float32Array> {
   checkStageOptions(opts, 'correlate(x, y, rows, dx, dy, options): options');
   if (!isCount(rows) || rows === 0) throw new FfmergeError('INVALID_ARGUMENT', 'rows must be a positive integer');

@@ -100,13 +100,9 @@ export async function matmul(
   if (typeof alpha !== 'number' || typeof beta !== 'number' || !Number.isFinite(alpha) || !Number.isFinite(beta)) {
     throw new FfmergeError('INVALID_ARGUMENT', `matmul: alpha and beta must be finite numbers (got ${showValue(alpha)}, ${showValue(beta)})`);
   }
-  if (out !== undefined && out.length !== m * n) {
-    throw new FfmergeError('SHAPE_MISMATCH', `matmul: out holds ${out.length} values but m·n = ${m}·${n} = ${m * n}`);
-  }
-  if (out !== undefined && (overlaps(out, a) || overlaps(out, b))) {
-    throw new FfmergeError('INVALID_ARGUMENT', 'matmul: out must not share memory with a or b (it is written while they are read)');
-  }
   if (out === undefined) checkOutputFits(m, n);
+  else if (out.length !== m * n) throw new FfmergeError('SHAPE_MISMATCH', `matmul: out holds ${out.length} values but m·n = ${m}·${n} = ${m * n}`);
+  else if (overlaps(out, a) || overlaps(out, b)) throw new FfmergeError('INVALID_ARGUMENT', 'matmul: out must not share memory with a or b (it is written while they are read)');
   return withStaged([{ a, b }], opts, ([staged]) =>
     runNativeJob('matmul', (onProgress) => addonModule<GemmAddon>().sgemm(staged!.a, staged!.b, out ?? null, m, n, k, transA, transB, alpha, beta, kernel, onProgress), opts),
     [out],

@@ -115,6 +115,4 @@ interface ModelAddon {
   ): NativeJobHandle<NativeForwardResult>;
 }
 
-export function modelAddon(): ModelAddon {
-  return addonModule<ModelAddon>();
-}
+export const modelAddon = addonModule<ModelAddon>;

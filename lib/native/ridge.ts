@@ -11,7 +11,7 @@ import { checkFFWeights, type FFWeights } from '../model/ff-weights';
 import { addonModule } from './loader';
 import { checkJobOptions, nativeCall, runNativeJob, throwIfAborted, type JobOptions, type NativeJobHandle, type NativeProgress } from './job';
 import { NativeFF } from './native-ff';
-import { type StagedFloatsHandle, withStaged } from './staged';
+import { type StagedFloatsHandle, type StageOptions, withStaged } from './staged';
 
 /** The FF pieces a native job computes hidden units from. */
 type FFParts = Pick<FFWeights, 'wIn' | 'bIn' | 'wGate' | 'bGate' | 'wOut' | 'bOut'>;
@@ -100,7 +100,7 @@ export class RidgeAccumulator {
    * `stage`, a slice at a time first (native/staged.ts: 67 MB a batch at 7B width), and they must then not
    * change until the promise settles.
    */
-  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions & { stage?: boolean | undefined } = {}): Promise<void> {
+  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: StageOptions = {}): Promise<void> {
     checkStageOptions(opts, 'RidgeAccumulator#addFF(X, n, ff, act, Y, options): options');
     checkFFRows('RidgeAccumulator#addFF', X, n, ff, Y);
     if (ff.dFF !== this.p || X.length !== n * ff.d || Y.length !== n * this.m) {

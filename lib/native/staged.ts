@@ -15,6 +15,9 @@ export const STAGE_MIN = 1 << 20;
 /** Floats copied between yields: 16 MiB, 2–4 ms of memcpy on this machine. */
 export const STAGE_SLICE = 1 << 22;
 
+/** The options of a call that may stage its arrays (withStaged). */
+export type StageOptions = JobOptions & { stage?: boolean | undefined };
+
 /** The binding's object (opaque to everything but the native model calls that take it). */
 export interface StagedFloatsHandle {
   alloc(onProgress: NativeProgress): NativeJobHandle<void>;
@@ -126,7 +129,7 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
  */
 export async function withStaged<T extends object, R>(
   objects: T[],
-  opts: JobOptions & { stage?: boolean | undefined },
+  opts: StageOptions,
   run: (staged: T[]) => Promise<R>,
   /** Arrays the call reads besides `objects` (an `out`), checked as those are. */
   others: (Float32Array | undefined)[] = [],

@@ -81,6 +81,4 @@ interface TrainAddon {
   modelSlotTensors(m: NativeModelHandle, onProgress: NativeProgress): NativeJobHandle<Record<string, Float32Array>>;
 }
 
-export function trainAddon(): TrainAddon {
-  return addonModule<TrainAddon>();
-}
+export const trainAddon = addonModule<TrainAddon>;
