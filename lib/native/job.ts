@@ -226,7 +226,7 @@ export async function runNativeJob<T>(
 ): Promise<T> {
   checkJobOptions(opts);
   const { signal, onProgress } = opts;
-  if (signal?.aborted) throw abortError(signal);
+  throwIfAborted(signal);
   let handle: NativeJobHandle<T>;
   let failure: { error: unknown } | undefined;
   const report = onProgress
