@@ -39,10 +39,8 @@ export type CompressCliOptions = Partial<Record<Exclude<DataFlag, 'sampleCalibra
   json?: boolean;
 };
 
-const split = (o: CompressCliOptions, which: 'valid' | 'test'): SplitFlags =>
-  which === 'valid'
-    ? { data: o.valid, images: o.validImages, labels: o.validLabels, source: o.validSource, target: o.validTarget }
-    : { data: o.test, images: o.testImages, labels: o.testLabels, source: o.testSource, target: o.testTarget };
+const split = (o: CompressCliOptions, s: 'valid' | 'test'): SplitFlags =>
+  ({ data: o[s], images: o[`${s}Images`], labels: o[`${s}Labels`], source: o[`${s}Source`], target: o[`${s}Target`] });
 
 /** The task's data options from its flags. */
 function dataOptions(task: string, o: CompressCliOptions, bundled: boolean, model: string): Partial<CompressOptions> {

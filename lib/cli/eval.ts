@@ -70,6 +70,7 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
   refuseFlags(o, TASK_FLAGS, task, summary.modelType);
   const t0 = performance.now();
   const seconds = () => (performance.now() - t0) / 1000;
+  const loadOptions = { signal, onProgress: bar.update, ...(o.stream ? { stream: true } : {}) };
   let result: Record<string, unknown>;
   let line: string;
   if (task === 'language-modeling') {
@@ -78,7 +79,7 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
     if (o.blockSize !== undefined && fs.existsSync(o.data) && (await isTokenRowFile(o.data))) {
       throw new FfmergeError('OPTION_NOT_APPLICABLE', `--block-size cuts text into blocks; ${o.data} holds token-id rows, each used as it is: give no --block-size`);
     }
-    const m = await loadModel(model, { signal, onProgress: bar.update, ...(o.stream ? { stream: true } : {}) });
+    const m = await loadModel(model, loadOptions);
     try {
       const blockSize = fitBlockSize(int(o.blockSize, 'block-size', 2), 256, m.spec.maxPositions, '--block-size');
       const budget = int(o.tokens, 'tokens') ?? Infinity;
@@ -102,7 +103,7 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
     const src = imageSourceFrom(o, '');
     if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'eval on an image model needs --images <idx images> --labels <idx labels>, or --data <image folder>');
     const pre = await loadPreprocessor(model);
-    const m = await loadModel(model, { signal, onProgress: bar.update, ...(o.stream ? { stream: true } : {}) });
+    const m = await loadModel(model, loadOptions);
     try {
       const set = await loadImageSource(src, pre, m.config as Record<string, unknown>, { signal, onProgress: bar.update });
       const range = withinData(o, set.count, 'images');
@@ -122,7 +123,7 @@ async function evaluate(model: string, o: EvalCliOptions, signal: AbortSignal, b
     const all = await loadParallelSource(src, { signal, skip: wanted, keep: int(o.count, 'count') ?? Infinity });
     const { start, count } = withinData(o, all.total, 'sentence pairs');
     const pairs = all.pairs.slice(0, count);
-    const m = await loadModel(model, { signal, onProgress: bar.update, ...(o.stream ? { stream: true } : {}) });
+    const m = await loadModel(model, loadOptions);
     try {
       const tok = await loadTokenizer(model);
       // decoding settings: the folder's generation_config.json, which loadModel read (greedy unless it asks for beams)

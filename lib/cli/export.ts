@@ -20,9 +20,7 @@ export async function runExport(model: string, o: ExportCliOptions, signal: Abor
   const dtype = oneOf<WeightDType>(o.dtype, ['fp32', 'fp16'], 'dtype');
   const ext = oneOf(o.externalData, ['auto', 'always'], 'external-data');
   const bar = new ProgressBar(!o.json);
-  const externalData = ext === 'always' ? true : 'auto';
-  const overwrite = Boolean(o.overwrite);
-  const r = await bar.watch(exportOnnx(model, { out: o.out, dtype, externalData, overwrite, signal, onProgress: bar.update }));
+  const r = await bar.watch(exportOnnx(model, { out: o.out, dtype, externalData: ext === 'always' ? true : 'auto', overwrite: Boolean(o.overwrite), signal, onProgress: bar.update }));
   bar.done();
   // a merge exported unshared is a saving the user expected and does not get: said on stderr, --json or not
   for (const u of r.unshared) process.stderr.write(`ffmerge: warning: ${u.stack} window ${u.window} exported unshared (each layer its own FF): ${u.reason}\n`);

@@ -26,16 +26,9 @@ export interface ImageFlags {
   trainSize?: string;
 }
 
-export interface TrainingImages {
-  train: LabelledImages;
-  validation?: LabelledImages;
-  /** Which images train and which validate, for the log. */
-  note: string;
-}
-
 /** The training and validation sources the flags name, checked (a missing or half-given one, or a file that is not there, is refused) before any is read. */
 export function imageSources(o: ImageFlags) {
-  const src = imageSourceFrom({ data: o.data, images: o.images, labels: o.labels }, '');
+  const src = imageSourceFrom(o, '');
   if (!src) throw new FfmergeError('INVALID_ARGUMENT', 'finetune on an image model needs --images <idx images> --labels <idx labels>, or --data <image folder>');
   const validSrc = imageSourceFrom({ data: o.valid, images: o.validImages, labels: o.validLabels }, 'valid');
   checkSourceFiles(src, 'training data');
@@ -43,7 +36,8 @@ export function imageSources(o: ImageFlags) {
   return { src, validSrc };
 }
 
-export async function trainingImages(model: string, o: ImageFlags, job: JobOptions = {}): Promise<TrainingImages> {
+/** The images that train and those that validate, and a note for the log on which are which. */
+export async function trainingImages(model: string, o: ImageFlags, job: JobOptions = {}) {
   const { src, validSrc } = imageSources(o);
   const pre = await loadPreprocessor(model);
   const config = await readConfig(model);

@@ -203,7 +203,7 @@ export async function runFinetune(model: string, o: FinetuneCliOptions, signal: 
       },
     });
     bar.done();
-    const last = r.log[r.log.length - 1]!;
+    const last = r.log.at(-1)!;
     const summary = {
       steps, lr, batch, ...dataInfo, seed, schedule, warmup, weightDecay, clip, trainable,
       // micro sets the order gradients are summed in, so it is part of what the weights came from

@@ -19,8 +19,8 @@ export function fmtBytes(n: number): string {
   return `${v.toFixed(u === 0 ? 0 : 2)} ${units[u]}`;
 }
 
-export function fmtPct(x: number, digits = 1): string {
-  return `${(100 * x).toFixed(digits)}%`;
+export function fmtPct(x: number): string {
+  return `${(100 * x).toFixed(1)}%`;
 }
 
 export function fmtSeconds(s: number): string {

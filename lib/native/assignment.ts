@@ -6,8 +6,8 @@
  */
 import { FfmergeError, showValue } from '../errors';
 import { checkBoolean, checkCount } from '../arguments';
-import { checkJobOptions, runNativeJob, type JobOptions, type NativeJobHandle } from './job';
-import { loadAddon } from './loader';
+import { checkJobOptions, runNativeJob, type JobOptions, type NativeJobHandle, type NativeProgress } from './job';
+import { addonModule } from './loader';
 import { type StagedFloatsHandle, withStaged } from './staged';
 
 export interface AssignmentResult {
@@ -41,18 +41,14 @@ interface AssignmentAddon {
     cols: number,
     maximize: boolean,
     kernel: AssignmentKernel | undefined,
-    onProgress: ((done: number, total: number) => void) | undefined,
+    onProgress: NativeProgress,
   ): NativeJobHandle<AssignmentResult>;
   assignmentKernels(): { auto: AssignmentKernel; supported: AssignmentKernel[] };
 }
 
-function addon(): AssignmentAddon {
-  return loadAddon().module as unknown as AssignmentAddon;
-}
-
 /** Which assignment kernels this CPU runs, and the one 'auto' picks. */
-export function assignmentKernels(): { auto: AssignmentKernel; supported: AssignmentKernel[] } {
-  return addon().assignmentKernels();
+export function assignmentKernels() {
+  return addonModule<AssignmentAddon>().assignmentKernels();
 }
 
 /**
@@ -76,7 +72,7 @@ export function linearSumAssignment(
   checkBoolean(opts.stage, 'linearSumAssignment: stage');
   // withStaged stages Float32Arrays only; a Float64Array goes as it is
   return withStaged([{ cost }], opts, ([staged]) =>
-    runNativeJob('assignment', (onProgress) => addon().linearSumAssignment(staged!.cost, rows, cols, opts.maximize ?? false, opts.kernel, onProgress), opts),
+    runNativeJob('assignment', (onProgress) => addonModule<AssignmentAddon>().linearSumAssignment(staged!.cost, rows, cols, opts.maximize ?? false, opts.kernel, onProgress), opts),
   );
 }
 

@@ -4,15 +4,13 @@
  * with finalize(). Memory is O(Σ pair dims²), independent of the number of tokens.
  */
 import { FfmergeError, showValue } from '../errors';
-import { checkJobOptions, type JobOptions, nativeCall, type NativeJobHandle, runNativeJob, throwIfAborted } from './job';
-import { loadAddon } from './loader';
+import { checkJobOptions, type JobOptions, nativeCall, type NativeJobHandle, type NativeProgress, runNativeJob, throwIfAborted } from './job';
+import { addonModule } from './loader';
 import { checkFFRows, checkStageOptions, type FFInput, parts } from './ridge';
-import { type StagedFloatsHandle, withStaged } from './staged';
+import { type StagedFloatsHandle, type StageOptions, withStaged } from './staged';
 import { isFloat32Array } from '../typed-arrays';
 import { checkArrayOf, checkBoolean, checkFloat32Array, isArrayOf } from '../arguments';
 import type { Activation } from '../model/activation';
-
-type NativeProgress = ((done: number, total: number) => void) | undefined;
 
 interface NativeCorrelationAccumulator {
   add(layers: (Float32Array | StagedFloatsHandle | null)[], rows: number, onProgress: NativeProgress): NativeJobHandle<void>;
@@ -97,7 +95,7 @@ export class CorrelationAccumulator {
   }
 
   private static create(dims: readonly number[], flat: Int32Array): NativeCorrelationAccumulator {
-    return nativeCall(() => new (loadAddon().module as unknown as CorrelationAddon).CorrelationAccumulator([...dims], flat));
+    return nativeCall(() => new (addonModule<CorrelationAddon>().CorrelationAccumulator)([...dims], flat));
   }
 
   /** Every pair ever opened, by index (released ones included: indices are never reused). */
@@ -173,7 +171,7 @@ export class CorrelationAccumulator {
    * loop instead (native/staged.ts), so they must not change until the promise settles (a detached one
    * rejects with BUFFER_DETACHED).
    */
-  async add(layers: (Float32Array | null | undefined)[], rows: number, opts: JobOptions & { stage?: boolean | undefined } = {}): Promise<void> {
+  async add(layers: (Float32Array | null | undefined)[], rows: number, opts: StageOptions = {}): Promise<void> {
     checkStageOptions(opts, 'CorrelationAccumulator#add(layers, rows, options): options');
     throwIfAborted(opts.signal);
     if (!isCount(rows)) throw new FfmergeError('INVALID_ARGUMENT', `rows must be a non-negative integer, got ${rows}`);
@@ -234,7 +232,7 @@ export class CorrelationAccumulator {
    * job and never pass through JS; a NativeFF is read without a copy. X and Y are copied, or staged with
    * `stage`, as in RidgeAccumulator.addFF.
    */
-  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions & { stage?: boolean | undefined } = {}): Promise<void> {
+  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: StageOptions = {}): Promise<void> {
     checkStageOptions(opts, 'CorrelationAccumulator#addFF(X, n, ff, act, Y, options): options');
     checkFFRows('CorrelationAccumulator#addFF', X, n, ff, Y);
     throwIfAborted(opts.signal);
@@ -281,7 +279,7 @@ export async function correlate(
   rows: number,
   dx: number,
   dy: number,
-  opts: JobOptions & { stage?: boolean | undefined } = {},
+  opts: StageOptions = {},
 ): Promise<Float32Array> {
   checkStageOptions(opts, 'correlate(x, y, rows, dx, dy, options): options');
   if (!isCount(rows) || rows === 0) throw new FfmergeError('INVALID_ARGUMENT', 'rows must be a positive integer');

@@ -3,16 +3,16 @@
  * (native/binding/external_floats.cc says why): a job allocates them and faults their pages in on the pool,
  * and the reaper frees them once they are collected. Small arrays are plain JS ones.
  */
-import { type JobOptions, type NativeJobHandle, runNativeJob } from './job';
-import { loadAddon } from './loader';
+import { type JobOptions, type NativeJobHandle, type NativeProgress, runNativeJob } from './job';
+import { addonModule } from './loader';
 import { STAGE_MIN } from './staged';
 
 interface ExternalAddon {
-  externalFloats(length: number, f64: boolean, onProgress: ((done: number, total: number) => void) | undefined): NativeJobHandle<Float32Array | Float64Array>;
+  externalFloats(length: number, f64: boolean, onProgress: NativeProgress): NativeJobHandle<Float32Array | Float64Array>;
 }
 
 const external = (length: number, f64: boolean, opts: JobOptions) =>
-  runNativeJob('alloc', (cb) => (loadAddon().module as unknown as ExternalAddon).externalFloats(length, f64, cb), opts.signal ? { signal: opts.signal } : {});
+  runNativeJob('alloc', (cb) => addonModule<ExternalAddon>().externalFloats(length, f64, cb), { signal: opts.signal });
 
 /** A zeroed Float32Array of `length`: native memory from STAGE_MIN floats on. */
 export async function zerosF32(length: number, opts: JobOptions = {}): Promise<Float32Array> {

@@ -7,9 +7,9 @@ import * as buffer from 'node:buffer';
 import * as os from 'node:os';
 import { FfmergeError, showValue } from '../errors';
 import { checkMatmulShape, type MatmulShape } from './matmul-shape';
-import { checkJobOptions, type JobOptions, type NativeJobHandle, runNativeJob } from './job';
+import { checkJobOptions, type JobOptions, type NativeJobHandle, type NativeProgress, runNativeJob } from './job';
 import { checkBoolean, checkFloat32Array, checkOneOf } from '../arguments';
-import { loadAddon } from './loader';
+import { addonModule } from './loader';
 import { type StagedFloatsHandle, withStaged } from './staged';
 
 export type { MatmulShape } from './matmul-shape';
@@ -49,18 +49,14 @@ interface GemmAddon {
     alpha: number,
     beta: number,
     kernel: string | undefined,
-    onProgress: ((done: number, total: number) => void) | undefined,
+    onProgress: NativeProgress,
   ): NativeJobHandle<Float32Array>;
   gemmKernels(): string[];
 }
 
-function addon(): GemmAddon {
-  return loadAddon().module as unknown as GemmAddon;
-}
-
 /** The GEMM micro-kernels this CPU supports, "portable" first and the default choice last. */
 export function gemmKernels(): GemmKernel[] {
-  return addon().gemmKernels() as GemmKernel[];
+  return addonModule<GemmAddon>().gemmKernels() as GemmKernel[];
 }
 
 /** Whether two typed arrays view overlapping bytes of the same buffer. */
@@ -104,15 +100,11 @@ export async function matmul(
   if (typeof alpha !== 'number' || typeof beta !== 'number' || !Number.isFinite(alpha) || !Number.isFinite(beta)) {
     throw new FfmergeError('INVALID_ARGUMENT', `matmul: alpha and beta must be finite numbers (got ${showValue(alpha)}, ${showValue(beta)})`);
   }
-  if (out !== undefined && out.length !== m * n) {
-    throw new FfmergeError('SHAPE_MISMATCH', `matmul: out holds ${out.length} values but m·n = ${m}·${n} = ${m * n}`);
-  }
-  if (out !== undefined && (overlaps(out, a) || overlaps(out, b))) {
-    throw new FfmergeError('INVALID_ARGUMENT', 'matmul: out must not share memory with a or b (it is written while they are read)');
-  }
   if (out === undefined) checkOutputFits(m, n);
+  else if (out.length !== m * n) throw new FfmergeError('SHAPE_MISMATCH', `matmul: out holds ${out.length} values but m·n = ${m}·${n} = ${m * n}`);
+  else if (overlaps(out, a) || overlaps(out, b)) throw new FfmergeError('INVALID_ARGUMENT', 'matmul: out must not share memory with a or b (it is written while they are read)');
   return withStaged([{ a, b }], opts, ([staged]) =>
-    runNativeJob('matmul', (onProgress) => addon().sgemm(staged!.a, staged!.b, out ?? null, m, n, k, transA, transB, alpha, beta, kernel, onProgress), opts),
+    runNativeJob('matmul', (onProgress) => addonModule<GemmAddon>().sgemm(staged!.a, staged!.b, out ?? null, m, n, k, transA, transB, alpha, beta, kernel, onProgress), opts),
     [out],
   );
 }

@@ -62,6 +62,9 @@ export interface JobOptions {
   onProgress?: ProgressFn | undefined;
 }
 
+/** The progress callback a native job calls, if any. */
+export type NativeProgress = ((done: number, total: number) => void) | undefined;
+
 export interface NativeJobHandle<T> {
   promise: Promise<T>;
   cancel(): void;
@@ -218,12 +221,12 @@ export async function withJobScope<O extends JobOptions, T>(opts: O, run: (o: O,
 /** Starts a native job and ties it to an AbortSignal and a progress callback. */
 export async function runNativeJob<T>(
   phase: string,
-  start: (onProgress: ((done: number, total: number) => void) | undefined) => NativeJobHandle<T>,
+  start: (onProgress: NativeProgress) => NativeJobHandle<T>,
   opts: JobOptions = {},
 ): Promise<T> {
   checkJobOptions(opts);
   const { signal, onProgress } = opts;
-  if (signal?.aborted) throw abortError(signal);
+  throwIfAborted(signal);
   let handle: NativeJobHandle<T>;
   let failure: { error: unknown } | undefined;
   const report = onProgress

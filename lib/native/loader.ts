@@ -107,3 +107,8 @@ export function loadAddon(): LoadedAddon {
   cached ??= load();
   return cached;
 }
+
+/** The addon's module as `T`, the typed view of the functions one feature calls (lib/native/*.ts). */
+export function addonModule<T>(): T {
+  return loadAddon().module as unknown as T;
+}

@@ -26,11 +26,8 @@ export function checkMatmulShape(a: ArrayLike<number>, b: ArrayLike<number>, sha
       throw new FfmergeError('INVALID_ARGUMENT', `matmul: ${dim} must be a non-negative integer (got ${String(v)})`);
     }
   }
-  const { m, n, k } = shape;
-  if (a.length !== m * k) {
-    throw new FfmergeError('SHAPE_MISMATCH', `matmul: a holds ${a.length} values but m·k = ${m}·${k} = ${m * k}`);
-  }
-  if (b.length !== k * n) {
-    throw new FfmergeError('SHAPE_MISMATCH', `matmul: b holds ${b.length} values but k·n = ${k}·${n} = ${k * n}`);
+  for (const [name, x, rows, cols] of [['a', a, 'm', 'k'], ['b', b, 'k', 'n']] as const) {
+    const want = shape[rows] * shape[cols];
+    if (x.length !== want) throw new FfmergeError('SHAPE_MISMATCH', `matmul: ${name} holds ${x.length} values but ${rows}·${cols} = ${shape[rows]}·${shape[cols]} = ${want}`);
   }
 }

@@ -1,6 +1,6 @@
 /** Typed view of the native model functions (native/binding/model_binding.cc). */
-import { loadAddon } from './loader';
-import type { NativeJobHandle } from './job';
+import { addonModule } from './loader';
+import type { NativeJobHandle, NativeProgress } from './job';
 import type { StagedFloatsHandle } from './staged';
 import type { ModelSpec } from '../model/spec';
 import type { LoadPlan } from '../model/load';
@@ -80,14 +80,14 @@ interface ModelAddon {
   modelLoad(
     spec: ModelSpec,
     plan: LoadPlan & { stream?: boolean; map?: boolean },
-    onProgress: ((done: number, total: number) => void) | undefined,
+    onProgress: NativeProgress,
   ): NativeJobHandle<NativeModelHandle>;
   /** The resident dtype of the top-level and layer-0 matrices, by slot. */
   modelWeightDtypes(m: NativeModelHandle): Record<string, 'F32' | 'F16' | 'BF16' | 'streamed'>;
   modelWithFF(base: NativeModelHandle, ffs: NativeFF[], layers: number[], which: number[]): NativeModelHandle;
   modelFFWeights(m: NativeModelHandle, layer: number): NativeFF;
   /** modelFFWeights as a job (a streamed layer is read and widened on the pool). */
-  modelFFWeightsAsync(m: NativeModelHandle, layer: number, onProgress: ((done: number, total: number) => void) | undefined): NativeJobHandle<NativeFF>;
+  modelFFWeightsAsync(m: NativeModelHandle, layer: number, onProgress: NativeProgress): NativeJobHandle<NativeFF>;
   modelSharesFF(a: NativeModelHandle, layerA: number, b: NativeModelHandle, layerB: number): boolean;
   modelDispose(m: NativeModelHandle): void;
   /** A view without the listed layers (model_view_binding.cc). */
@@ -98,23 +98,21 @@ interface ModelAddon {
     encoder: NativeModelHandle,
     decoder: NativeModelHandle,
     args: NativeGenerateArgs,
-    onProgress: ((done: number, total: number) => void) | undefined,
+    onProgress: NativeProgress,
   ): NativeJobHandle<{ ids: Int32Array; length: number }>;
   /** Ancestral sampling on a KV cache (core/model/sample.h): rows × length ids, row-major. */
   modelSample(
     m: NativeModelHandle,
     args: { rows: number; length: number; start: number; temperature: number; seed: number; group: number },
-    onProgress: ((done: number, total: number) => void) | undefined,
+    onProgress: NativeProgress,
   ): NativeJobHandle<Int32Array>;
   /** Seconds per ffm::sgemm call (C[M×N] = A[M×K]·op(B)), on the addon's pool; for benchmarks. */
   benchSgemmSeconds(M: number, N: number, K: number, transB: boolean, reps: number): number;
   modelForward(
     m: NativeModelHandle,
     args: NativeForwardArgs,
-    onProgress: ((done: number, total: number) => void) | undefined,
+    onProgress: NativeProgress,
   ): NativeJobHandle<NativeForwardResult>;
 }
 
-export function modelAddon(): ModelAddon {
-  return loadAddon().module as unknown as ModelAddon;
-}
+export const modelAddon = addonModule<ModelAddon>;

@@ -9,17 +9,17 @@
  */
 import { FfmergeError } from '../errors';
 import type { FFWeights } from '../model/ff-weights';
-import { type JobOptions, nativeCall, type NativeJobHandle, runNativeJob } from './job';
-import { loadAddon } from './loader';
+import { type JobOptions, nativeCall, type NativeJobHandle, type NativeProgress, runNativeJob } from './job';
+import { addonModule } from './loader';
 import { forSlices } from '../merge/slices';
-import { checkAttached, STAGE_SLICE } from './staged';
+import { checkAttached, disposedOnFailure, STAGE_SLICE } from './staged';
 
 type FFInputs = Pick<FFWeights, 'wIn' | 'bIn' | 'wGate' | 'bGate'>;
 
 interface NativeFFHandle {
   set(offset: number, ff: FFInputs): void;
-  touch(offset: number, units: number, onProgress: ((done: number, total: number) => void) | undefined): NativeJobHandle<void>;
-  rows(units: Int32Array, onProgress: ((done: number, total: number) => void) | undefined): NativeJobHandle<FFInputs>;
+  touch(offset: number, units: number, onProgress: NativeProgress): NativeJobHandle<void>;
+  rows(units: Int32Array, onProgress: NativeProgress): NativeJobHandle<FFInputs>;
   dispose(): void;
 }
 
@@ -37,19 +37,13 @@ export class NativeFF {
     readonly d: number,
     readonly parts: { bIn: boolean; gate: boolean; bGate: boolean },
   ) {
-    this.handle = nativeCall(() => new (loadAddon().module as unknown as NativeFFAddon).NativeFF(dFF, d, parts));
+    this.handle = nativeCall(() => new (addonModule<NativeFFAddon>().NativeFF)(dFF, d, parts));
   }
 
   /** A NativeFF holding `ff`'s input side (copied once). */
   static async of(ff: FFWeights, opts: JobOptions = {}): Promise<NativeFF> {
     const n = new NativeFF(ff.dFF, ff.d, { bIn: Boolean(ff.bIn), gate: Boolean(ff.wGate), bGate: Boolean(ff.bGate) });
-    try {
-      await n.set(0, ff, opts);
-    } catch (e) {
-      n.dispose();
-      throw e;
-    }
-    return n;
+    return disposedOnFailure(n, () => n.set(0, ff, opts));
   }
 
   /**
@@ -60,8 +54,6 @@ export class NativeFF {
    * An abort between slices leaves the rows partly written; a detached array is BUFFER_DETACHED.
    */
   async set(offset: number, ff: FFInputs, opts: JobOptions = {}): Promise<void> {
-    const inputs: FFInputs = { wIn: ff.wIn };
-    for (const k of ['bIn', 'wGate', 'bGate'] as const) if (ff[k]) inputs[k] = ff[k];
     // checked before the pages are touched (which zeroes the rows): a refused set leaves the rows as they were
     const units = ff.wIn.length / this.d;
     if (!Number.isInteger(units) || !Number.isInteger(offset) || offset < 0 || offset + units > this.dFF) {
@@ -73,17 +65,21 @@ export class NativeFF {
       if (ff[k] && ff[k]!.length !== units * (k === 'wGate' ? this.d : 1)) throw new FfmergeError('SHAPE_MISMATCH', `set(): ${k} has the wrong length`);
     }
     if (units > 0) await runNativeJob('ff.touch', (cb) => this.handle.touch(offset, units, cb), opts);
+    const inputs = { ...ff }; // the arrays given at the call, whatever happens to `ff` meanwhile
     const perUnit = this.d * (inputs.wGate ? 2 : 1);
     await forSlices(
       units,
       STAGE_SLICE / perUnit,
       (u0, u1) => {
-        for (const k of ['wIn', 'bIn', 'wGate', 'bGate'] as const) if (inputs[k]) checkAttached(inputs[k]!, units * (k === 'wIn' || k === 'wGate' ? this.d : 1));
-        const part: FFInputs = { wIn: inputs.wIn.subarray(u0 * this.d, u1 * this.d) };
-        if (inputs.bIn) part.bIn = inputs.bIn.subarray(u0, u1);
-        if (inputs.wGate) part.wGate = inputs.wGate.subarray(u0 * this.d, u1 * this.d);
-        if (inputs.bGate) part.bGate = inputs.bGate.subarray(u0, u1);
-        nativeCall(() => this.handle.set(offset + u0, part));
+        // every piece is checked before any is written
+        const part: Partial<FFInputs> = {};
+        for (const k of ['wIn', 'bIn', 'wGate', 'bGate'] as const) {
+          const width = k === 'wIn' || k === 'wGate' ? this.d : 1;
+          if (!inputs[k]) continue;
+          checkAttached(inputs[k], units * width);
+          part[k] = inputs[k].subarray(u0 * width, u1 * width);
+        }
+        nativeCall(() => this.handle.set(offset + u0, part as FFInputs));
       },
       opts.signal,
     );

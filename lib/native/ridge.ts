@@ -8,32 +8,27 @@ import { FfmergeError } from '../errors';
 import { checkArrayOf, checkBoolean, checkCount, checkFloat32Array } from '../arguments';
 import type { Activation } from '../model/activation';
 import { checkFFWeights, type FFWeights } from '../model/ff-weights';
-import { loadAddon } from './loader';
-import { checkJobOptions, nativeCall, runNativeJob, throwIfAborted, type JobOptions, type NativeJobHandle } from './job';
+import { addonModule } from './loader';
+import { checkJobOptions, nativeCall, runNativeJob, throwIfAborted, type JobOptions, type NativeJobHandle, type NativeProgress } from './job';
 import { NativeFF } from './native-ff';
-import { type StagedFloatsHandle, withStaged } from './staged';
+import { type StagedFloatsHandle, type StageOptions, withStaged } from './staged';
 
-type Progress = ((done: number, total: number) => void) | undefined;
 /** The FF pieces a native job computes hidden units from. */
 type FFParts = Pick<FFWeights, 'wIn' | 'bIn' | 'wGate' | 'bGate' | 'wOut' | 'bOut'>;
 /** An FF a job reads: a JS one (copied for the job) or a NativeFF (shared, for the hidden units only). */
 export type FFInput = (FFParts & { d: number; dFF: number }) | NativeFF;
 
 interface NativeRidgeSums {
-  add(H: Float32Array, Y: Float32Array, n: number, onProgress: Progress): NativeJobHandle<void>;
-  addFF(X: Float32Array | StagedFloatsHandle, n: number, ff: unknown, activation: string, Y: Float32Array | StagedFloatsHandle, onProgress: Progress): NativeJobHandle<void>;
-  solve(lambdaRel: number, bias: boolean, columns: Int32Array | null, onProgress: Progress): NativeJobHandle<RidgeSolution>;
-  select(forced: Int32Array, count: number, lambdaRel: number, onProgress: Progress): NativeJobHandle<Int32Array>;
+  add(H: Float32Array, Y: Float32Array, n: number, onProgress: NativeProgress): NativeJobHandle<void>;
+  addFF(X: Float32Array | StagedFloatsHandle, n: number, ff: unknown, activation: string, Y: Float32Array | StagedFloatsHandle, onProgress: NativeProgress): NativeJobHandle<void>;
+  solve(lambdaRel: number, bias: boolean, columns: Int32Array | null, onProgress: NativeProgress): NativeJobHandle<RidgeSolution>;
+  select(forced: Int32Array, count: number, lambdaRel: number, onProgress: NativeProgress): NativeJobHandle<Int32Array>;
   rows(): number;
 }
 
 interface RidgeAddon {
   RidgeSums: new (p: number, m: number) => NativeRidgeSums;
-  ffApply(X: Float32Array, n: number, d: number, units: number, ff: unknown, activation: string, output: boolean, onProgress?: Progress): NativeJobHandle<Float32Array>;
-}
-
-function addon(): RidgeAddon {
-  return loadAddon().module as unknown as RidgeAddon;
+  ffApply(X: Float32Array, n: number, d: number, units: number, ff: unknown, activation: string, output: boolean, onProgress?: NativeProgress): NativeJobHandle<Float32Array>;
 }
 
 /** Default ridge factor: λ = 1e-3 × mean diagonal of HᵀH. */
@@ -62,7 +57,7 @@ export class RidgeAccumulator {
     if (!Number.isInteger(p) || !Number.isInteger(m) || p <= 0 || m <= 0) {
       throw new FfmergeError('INVALID_ARGUMENT', `RidgeAccumulator needs positive integer sizes, got p=${p}, m=${m}`);
     }
-    this.native = nativeCall(() => new (addon().RidgeSums)(p, m));
+    this.native = nativeCall(() => new (addonModule<RidgeAddon>().RidgeSums)(p, m));
   }
 
   /** A list (or typed array) of column indices 0..max: a string, or 2³², NaN or 1.7 in it, is refused. */
@@ -81,7 +76,7 @@ export class RidgeAccumulator {
     await this.chain;
   }
 
-  private queue<T>(start: (cb: Progress) => NativeJobHandle<T>, opts: JobOptions): Promise<T> {
+  private queue<T>(start: (cb: NativeProgress) => NativeJobHandle<T>, opts: JobOptions): Promise<T> {
     const run = this.chain.then(() => runNativeJob('refit', start, opts));
     this.chain = run.catch(() => undefined);
     return run;
@@ -105,7 +100,7 @@ export class RidgeAccumulator {
    * `stage`, a slice at a time first (native/staged.ts: 67 MB a batch at 7B width), and they must then not
    * change until the promise settles.
    */
-  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: JobOptions & { stage?: boolean | undefined } = {}): Promise<void> {
+  async addFF(X: Float32Array, n: number, ff: FFInput, act: Activation, Y: Float32Array, opts: StageOptions = {}): Promise<void> {
     checkStageOptions(opts, 'RidgeAccumulator#addFF(X, n, ff, act, Y, options): options');
     checkFFRows('RidgeAccumulator#addFF', X, n, ff, Y);
     if (ff.dFF !== this.p || X.length !== n * ff.d || Y.length !== n * this.m) {
@@ -177,5 +172,5 @@ export function parts(ff: FFInput): unknown {
  */
 export function ffApply(ff: FFInput, X: Float32Array, n: number, act: Activation, output: boolean, opts: JobOptions = {}): Promise<Float32Array> {
   if (X.length !== n * ff.d) throw new FfmergeError('SHAPE_MISMATCH', `ffApply: X must be ${n}×${ff.d}`);
-  return runNativeJob('refit', (cb) => addon().ffApply(X, n, ff.d, ff.dFF, parts(ff), act, output, cb), opts);
+  return runNativeJob('refit', (cb) => addonModule<RidgeAddon>().ffApply(X, n, ff.d, ff.dFF, parts(ff), act, output, cb), opts);
 }

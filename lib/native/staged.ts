@@ -7,17 +7,20 @@
 import { FfmergeError } from '../errors';
 import { forSlices } from '../merge/slices';
 import { isFloat32Array } from '../typed-arrays';
-import { type JobOptions, nativeCall, type NativeJobHandle, runNativeJob } from './job';
-import { loadAddon } from './loader';
+import { type JobOptions, nativeCall, type NativeJobHandle, type NativeProgress, runNativeJob } from './job';
+import { addonModule } from './loader';
 
 /** Arrays shorter than this are copied by the model call itself: a plain copy of 4 MiB takes about 1 ms. */
 export const STAGE_MIN = 1 << 20;
 /** Floats copied between yields: 16 MiB, 2–4 ms of memcpy on this machine. */
 export const STAGE_SLICE = 1 << 22;
 
+/** The options of a call that may stage its arrays (withStaged). */
+export type StageOptions = JobOptions & { stage?: boolean | undefined };
+
 /** The binding's object (opaque to everything but the native model calls that take it). */
 export interface StagedFloatsHandle {
-  alloc(onProgress: ((done: number, total: number) => void) | undefined): NativeJobHandle<void>;
+  alloc(onProgress: NativeProgress): NativeJobHandle<void>;
   write(offset: number, values: Float32Array): void;
   dispose(): void;
 }
@@ -28,19 +31,24 @@ interface StagedAddon {
 
 /** Whether v is a staged handle (what the native model calls take in place of a Float32Array). */
 export function isStagedFloats(v: unknown): v is StagedFloatsHandle {
-  return typeof v === 'object' && v !== null && v instanceof (loadAddon().module as unknown as StagedAddon).StagedFloats;
+  return typeof v === 'object' && v !== null && v instanceof addonModule<StagedAddon>().StagedFloats;
 }
 
-/** A handle of `length` floats, allocated (and its pages faulted) by a job on the pool. */
-async function allocated(length: number, opts: JobOptions): Promise<StagedFloatsHandle> {
-  const handle = nativeCall(() => new (loadAddon().module as unknown as StagedAddon).StagedFloats(length));
+/** `handle` once `work` on it has succeeded; disposed if it fails. */
+export async function disposedOnFailure<H extends { dispose(): void }>(handle: H, work: (h: H) => Promise<unknown>): Promise<H> {
   try {
-    await runNativeJob('stage', (cb) => handle.alloc(cb), opts.signal ? { signal: opts.signal } : {});
+    await work(handle);
   } catch (e) {
     handle.dispose();
     throw e;
   }
   return handle;
+}
+
+/** A handle of `length` floats, allocated (and its pages faulted) by a job on the pool. */
+async function allocated(length: number, opts: JobOptions): Promise<StagedFloatsHandle> {
+  const handle = nativeCall(() => new (addonModule<StagedAddon>().StagedFloats)(length));
+  return disposedOnFailure(handle, (h) => runNativeJob('stage', (cb) => h.alloc(cb), { signal: opts.signal }));
 }
 
 /**
@@ -69,14 +77,7 @@ function fill(handle: StagedFloatsHandle, values: Float32Array, length: number, 
 /** `values` copied into native memory; dispose() the handle once a model has taken it (the model keeps its own reference). */
 export async function stageFloats(values: Float32Array, opts: JobOptions = {}): Promise<StagedFloatsHandle> {
   const length = values.length;
-  const handle = await allocated(length, opts);
-  try {
-    await fill(handle, values, length, opts);
-  } catch (e) {
-    handle.dispose();
-    throw e;
-  }
-  return handle;
+  return disposedOnFailure(await allocated(length, opts), (h) => fill(h, values, length, opts));
 }
 
 /**
@@ -128,7 +129,7 @@ export async function stageLarge<T extends object>(objects: T[], opts: JobOption
  */
 export async function withStaged<T extends object, R>(
   objects: T[],
-  opts: JobOptions & { stage?: boolean | undefined },
+  opts: StageOptions,
   run: (staged: T[]) => Promise<R>,
   /** Arrays the call reads besides `objects` (an `out`), checked as those are. */
   others: (Float32Array | undefined)[] = [],

@@ -6,7 +6,7 @@
  * A write that fails or is aborted removes its own temp as before; this covers what JS cannot see:
  * worker.terminate() of a worker writing, and process.exit() while a write is under way.
  */
-import { loadAddon } from './loader';
+import { addonModule } from './loader';
 
 interface TempOutputsAddon {
   holdTempOutput(path: string, restoreTo?: string): number;
@@ -20,7 +20,7 @@ interface TempOutputsAddon {
  * only if the replacement is in place.
  */
 export function holdTempOutput(path: string, restoreTo?: string): () => void {
-  const addon = loadAddon().module as unknown as TempOutputsAddon;
+  const addon = addonModule<TempOutputsAddon>();
   const id = restoreTo === undefined ? addon.holdTempOutput(path) : addon.holdTempOutput(path, restoreTo);
   return () => addon.releaseTempOutput(id);
 }

@@ -1,6 +1,6 @@
 /** Typed view of the native fine-tuning functions (native/binding/train_binding.cc). */
-import { loadAddon } from './loader';
-import type { NativeJobHandle } from './job';
+import { addonModule } from './loader';
+import type { NativeJobHandle, NativeProgress } from './job';
 import type { NativeModelHandle } from './model';
 
 /** The optimizer options both kinds of data share. */
@@ -76,11 +76,9 @@ interface TrainAddon {
   modelLossAndGrad(
     m: NativeModelHandle,
     args: { ids: Int32Array; targets: Int32Array; batch: number; seq: number } | { pixels: Float32Array; labels: Int32Array; batch: number },
-    onProgress: ((done: number, total: number) => void) | undefined,
+    onProgress: NativeProgress,
   ): NativeJobHandle<NativeLossAndGrad>;
-  modelSlotTensors(m: NativeModelHandle, onProgress: ((done: number, total: number) => void) | undefined): NativeJobHandle<Record<string, Float32Array>>;
+  modelSlotTensors(m: NativeModelHandle, onProgress: NativeProgress): NativeJobHandle<Record<string, Float32Array>>;
 }
 
-export function trainAddon(): TrainAddon {
-  return loadAddon().module as unknown as TrainAddon;
-}
+export const trainAddon = addonModule<TrainAddon>;
