@@ -54,6 +54,7 @@ export class NativeFF {
    * An abort between slices leaves the rows partly written; a detached array is BUFFER_DETACHED.
    */
   async set(offset: number, ff: FFInputs, opts: JobOptions = {}): Promise<void> {
+    const inputs = { ...ff }; // the arrays given at the call, whatever happens to `ff` during the touch below
     // checked before the pages are touched (which zeroes the rows): a refused set leaves the rows as they were
     const units = ff.wIn.length / this.d;
     if (!Number.isInteger(units) || !Number.isInteger(offset) || offset < 0 || offset + units > this.dFF) {
@@ -65,7 +66,6 @@ export class NativeFF {
       if (ff[k] && ff[k]!.length !== units * (k === 'wGate' ? this.d : 1)) throw new FfmergeError('SHAPE_MISMATCH', `set(): ${k} has the wrong length`);
     }
     if (units > 0) await runNativeJob('ff.touch', (cb) => this.handle.touch(offset, units, cb), opts);
-    const inputs = { ...ff }; // the arrays given at the call, whatever happens to `ff` meanwhile
     const perUnit = this.d * (inputs.wGate ? 2 : 1);
     await forSlices(
       units,
