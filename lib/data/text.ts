@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import { pipeline } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { FfmergeError } from '../errors';
-import { checkOptions, checkPath } from '../arguments';
+import { checkOptions, checkPath, isObject } from '../arguments';
 
 export interface TextSourceOptions {
   /** JSON Lines field holding the document text. Default "text". */
@@ -118,9 +118,9 @@ function rowKind(line: string): 'input_ids' | 'text' | undefined {
   } catch {
     return undefined; // prose that starts with a brace
   }
-  if (typeof row !== 'object' || row === null || Array.isArray(row)) return undefined;
+  if (!isObject(row)) return undefined;
   if (Object.hasOwn(row, 'input_ids')) return 'input_ids';
-  return typeof (row as Record<string, unknown>).text === 'string' ? 'text' : undefined;
+  return typeof row.text === 'string' ? 'text' : undefined;
 }
 
 /**
@@ -258,15 +258,6 @@ export function lineSplitter(): (chunk: string, last?: boolean) => string[] {
   };
 }
 
-/** A UTF-8 text stream of the file's contents, inflated when gzip-compressed. */
-async function openText(file: string): Promise<NodeJS.ReadableStream & AsyncIterable<string>> {
-  const { gzip } = await checkTextFile(file);
-  const raw = fs.createReadStream(file);
-  const out = gzip ? pipeline(raw, zlib.createGunzip(), () => {}) : raw;
-  out.setEncoding('utf8');
-  return out as NodeJS.ReadableStream & AsyncIterable<string>;
-}
-
 /**
  * A data file's format: the one given, else by name: .jsonl (.jsonl.gz) is JSON Lines, and any other name plain
  * text, except .json: JSON named so would be tokenized as prose, braces and all, and scored without a word.
@@ -287,36 +278,48 @@ function wrapStreamError(file: string, e: unknown): FfmergeError {
 }
 
 /**
+ * A text file's contents (.txt or .gz) in chunks, as the readers read them: inflated when gzip-compressed, without
+ * a byte-order mark, line ends as `newlines()` reads them (the last chunk is what newlines() held back, maybe "").
+ */
+async function* textChunks(file: string): AsyncGenerator<string> {
+  const { gzip } = await checkTextFile(file);
+  const raw = fs.createReadStream(file);
+  const stream = gzip ? pipeline(raw, zlib.createGunzip(), () => {}) : raw;
+  stream.setEncoding('utf8');
+  const lf = newlines();
+  let first = true;
+  try {
+    for await (const chunk of stream as AsyncIterable<string>) {
+      yield lf(first ? dropBom(chunk) : chunk);
+      first = false;
+    }
+  } catch (e) {
+    throw wrapStreamError(file, e);
+  } finally {
+    stream.destroy();
+  }
+  yield lf('', true);
+}
+
+/**
  * Streams the lines of a text file (.txt or .gz), without their line terminators: "\n", "\r\n" or a lone "\r",
  * as `newlines()` reads them.
  */
 export async function* readLines(file: string): AsyncGenerator<string> {
   checkPath(file, 'readLines(file): file');
-  const stream = await openText(file);
-  const lf = newlines();
   const line = lineSplitter();
   let text = false; // a line with something besides whitespace was seen
-  let first = true;
-  try {
-    for await (const chunk0 of stream) {
-      const chunk = lf(first ? dropBom(chunk0) : chunk0);
-      first = false;
-      for (const p of line(chunk)) {
-        text ||= /\S/.test(p);
-        yield p;
-      }
+  for await (const chunk of textChunks(file)) {
+    for (const p of line(chunk)) {
+      text ||= /\S/.test(p);
+      yield p;
     }
-  } catch (e) {
-    throw wrapStreamError(file, e);
-  } finally {
-    (stream as unknown as { destroy?: () => void }).destroy?.();
   }
-  // a last lone "\r" held back by newlines() ends the last line
-  const parts = line(lf('', true), true);
-  if (parts[parts.length - 1] === '') parts.pop();
-  for (const p of parts) {
-    text ||= /\S/.test(p);
-    yield p;
+  // the last line, unless the text ends with a line break
+  const [last = ''] = line('', true);
+  if (last !== '') {
+    text ||= /\S/.test(last);
+    yield last;
   }
   // only reached when the caller read to the end: a reader that stops early has had its lines
   if (!text) throw noTextError(file);
@@ -348,7 +351,7 @@ export async function* readDocuments(file: string, opts: TextSourceOptions = {})
     const v = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[field] : undefined;
     if (typeof v !== 'string') {
       // a row of token ids among rows of text: said as such, as token-rows.ts says the other way round
-      const ids = typeof obj === 'object' && obj !== null && Object.hasOwn(obj, 'input_ids') ? ', but "input_ids": rows of text and of token ids do not mix' : '';
+      const ids = isObject(obj) && Object.hasOwn(obj, 'input_ids') ? ', but "input_ids": rows of text and of token ids do not mix' : '';
       throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has no string field "${field}"${ids}`);
     }
     text ||= /\S/.test(v);
@@ -370,15 +373,8 @@ export async function readText(file: string, opts: TextSourceOptions = {}): Prom
     for await (const d of readDocuments(file, opts)) docs.push(d);
     return docs.join('\n');
   }
-  const stream = await openText(file);
   const parts: string[] = [];
-  const lf = newlines();
-  try {
-    for await (const chunk of stream) parts.push(lf(parts.length === 0 ? dropBom(chunk) : chunk));
-  } catch (e) {
-    throw wrapStreamError(file, e);
-  }
-  parts.push(lf('', true));
+  for await (const chunk of textChunks(file)) parts.push(chunk);
   const text = parts.join('');
   if (!/\S/.test(text)) throw noTextError(file);
   return text;
