@@ -218,6 +218,27 @@ export function badJsonLine(file: string, lineNo: number, line: string, e: unkno
   return new FfmergeError('INVALID_DATA', `${file} line ${lineNo} is not valid JSON (${why})`);
 }
 
+/**
+ * A JSON Lines row's document, its `field` string, or what is wrong with the row, to be said after
+ * "<file> line <n> " (a byte-order mark named as badJsonLine names it). Self-contained: tokenize-file.ts's worker
+ * is handed this function's source text.
+ */
+export function jsonLineDocument(line: string, field: string): string | { problem: string } {
+  let row: unknown;
+  try {
+    row = JSON.parse(line);
+  } catch (e) {
+    const why = line.charCodeAt(0) === 0xfeff ? 'it starts with a byte-order mark (U+FEFF), as where files were joined with cat: remove it' : (e as Error).message;
+    return { problem: `is not valid JSON (${why})` };
+  }
+  const obj = typeof row === 'object' && row !== null ? (row as Record<string, unknown>) : undefined;
+  const v = obj?.[field];
+  if (typeof v === 'string') return v;
+  // a row of token ids among rows of text: said as such, as token-rows.ts says the other way round
+  const ids = obj && Object.hasOwn(obj, 'input_ids') ? ', but "input_ids": rows of text and of token ids do not mix' : '';
+  return { problem: `has no string field "${field}"${ids}` };
+}
+
 /** A leading byte-order mark is not text: it would be tokenized, and break the first line's JSON. */
 const dropBom = (s: string): string => (s.charCodeAt(0) === 0xfeff ? s.slice(1) : s);
 
@@ -342,18 +363,8 @@ export async function* readDocuments(file: string, opts: TextSourceOptions = {})
   for await (const line of readLines(file)) {
     lineNo++;
     if (line.trim() === '') continue;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(line);
-    } catch (e) {
-      throw badJsonLine(file, lineNo, line, e);
-    }
-    const v = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[field] : undefined;
-    if (typeof v !== 'string') {
-      // a row of token ids among rows of text: said as such, as token-rows.ts says the other way round
-      const ids = isObject(obj) && Object.hasOwn(obj, 'input_ids') ? ', but "input_ids": rows of text and of token ids do not mix' : '';
-      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has no string field "${field}"${ids}`);
-    }
+    const v = jsonLineDocument(line, field);
+    if (typeof v !== 'string') throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} ${v.problem}`);
     text ||= /\S/.test(v);
     yield v;
   }
