@@ -88,13 +88,12 @@ function chrfCorpus(hypotheses: readonly string[], references: readonly (readonl
   const charOrder = opts.charOrder ?? 6;
   const wordOrder = opts.wordOrder ?? 0;
   const beta = opts.beta ?? 2;
-  const whitespace = opts.whitespace ?? false;
   const eps = opts.epsSmoothing ?? false;
   const order = charOrder + wordOrder;
   checkCorpus('corpusChrf', hypotheses, references);
   const prep = (s: string) => (opts.lowercase ? s.toLowerCase() : s);
   const ngrams = (s: string) => {
-    const grams = ngramCounts(Array.from(whitespace ? s : pySplit(s).join('')), charOrder, '');
+    const grams = ngramCounts(Array.from(opts.whitespace ? s : pySplit(s).join('')), charOrder, '');
     if (wordOrder > 0) grams.push(...ngramCounts(wordsWithPunctuationSplit(s), wordOrder, ' '));
     return grams;
   };
