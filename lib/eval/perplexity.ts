@@ -34,9 +34,9 @@ export async function perplexity(model: Model, blocks: Int32Array[], opts: Perpl
   if (!Number.isInteger(batchSize) || batchSize <= 0) {
     throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${showValue(batchSize)})`);
   }
-  const total = blocks.reduce((n, b) => n + Math.max(0, b.length - 1), 0);
-  if (total === 0) throw new FfmergeError('INVALID_DATA', 'perplexity needs at least one block of 2 or more tokens');
   const scored = blocks.filter((b) => b.length >= 2);
+  const total = scored.reduce((n, b) => n + b.length - 1, 0);
+  if (total === 0) throw new FfmergeError('INVALID_DATA', 'perplexity needs at least one block of 2 or more tokens');
   // one job of several forward passes: a dispose() meanwhile lets it finish (Model.session); an async progress
   // callback's rejection fails it (withJobScope)
   const { sum, count } = await withJobScope(opts, (opts) => model.session(async () => {
@@ -59,14 +59,9 @@ export async function perplexity(model: Model, blocks: Int32Array[], opts: Perpl
         { ids, batch: group.length, seq, ...(mask ? { attentionMask: mask } : {}) },
         {
           output: 'nll',
-          ...(opts.signal ? { signal: opts.signal } : {}),
-          ...(opts.onProgress
-            ? {
-                onProgress: (p) =>
-                  // whole tokens, not a share of the batch's
-                  opts.onProgress!({ phase: 'perplexity', done: done + Math.floor((p.done / p.total) * batchTokens), total }),
-              }
-            : {}),
+          signal: opts.signal,
+          // whole tokens, not a share of the batch's
+          onProgress: opts.onProgress && ((p) => opts.onProgress!({ phase: 'perplexity', done: done + Math.floor((p.done / p.total) * batchTokens), total })),
         },
       );
       sum += r.nllSum ?? 0;
