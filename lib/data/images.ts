@@ -500,7 +500,6 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
     const key = looseClassName(n);
     if (key !== '') byLoose.set(key, byLoose.has(key) ? -1 : i); // "" (punctuation only) would match any such name
   });
-  const labelOf = new Map<string, number>();
   const folderOf = new Map<number, string>();
   for (const c of found) {
     const exact = classNames.indexOf(c);
@@ -530,12 +529,12 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
       throw new FfmergeError('INVALID_DATA', `image folder ${dir}: class folders ${showValue(other)} and ${showValue(c)} both name class ${label} (${showValue(classNames[label])}); put its images in one folder`);
     }
     folderOf.set(label, c);
-    labelOf.set(c, label);
   }
   const files: { file: string; label: number }[] = [];
   const root = await fs.promises.realpath(dir);
   const empty: string[] = [];
-  for (const c of found) {
+  // every found folder has its label here, set in found's order
+  for (const [label, c] of folderOf) {
     // A class folder linked to the image folder or above it holds the class folders, not images: refused, as is
     // any class folder without images in it or below it (torchvision's ImageFolder refuses it).
     const real = await fs.promises.realpath(path.join(dir, c));
@@ -545,7 +544,7 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
     }
     const names = await imagesUnder(path.join(dir, c), dir);
     if (names.length === 0) empty.push(c);
-    for (const file of names) files.push({ file, label: labelOf.get(c)! });
+    for (const file of names) files.push({ file, label });
   }
   if (files.length === 0) {
     throw new FfmergeError('DATA_NOT_FOUND', `image folder ${dir} holds no images (expected <class>/<name>.png|.jpg sub-folders)`);
