@@ -24,7 +24,8 @@ export interface FeatureBatch {
   truncated?: number;
 }
 
-function checkBatchSize(n: number): void {
+/** A batch size: a positive integer (perplexity checks its own with it too). */
+export function checkBatchSize(n: number): void {
   if (!Number.isInteger(n) || n <= 0) throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${showValue(n)})`);
 }
 
