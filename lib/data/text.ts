@@ -379,14 +379,11 @@ export async function* readDocuments(file: string, opts: TextSourceOptions = {})
 export async function readText(file: string, opts: TextSourceOptions = {}): Promise<string> {
   checkPath(file, 'readText(file, options): file');
   checkOptions(opts, 'readText(file, options): options');
-  if (formatOf(file, opts) === 'jsonl') {
-    const docs: string[] = [];
-    for await (const d of readDocuments(file, opts)) docs.push(d);
-    return docs.join('\n');
-  }
+  const jsonl = formatOf(file, opts) === 'jsonl';
   const parts: string[] = [];
-  for await (const chunk of textChunks(file)) parts.push(chunk);
-  const text = parts.join('');
+  for await (const part of jsonl ? readDocuments(file, opts) : textChunks(file)) parts.push(part);
+  // (readDocuments has refused documents without text already: the check is for plain text)
+  const text = parts.join(jsonl ? '\n' : '');
   if (!/\S/.test(text)) throw noTextError(file);
   return text;
 }
