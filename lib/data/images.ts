@@ -261,12 +261,10 @@ async function readMaybeGzip(file: string): Promise<Buffer> {
   if (!gzip && /\.gz$/i.test(file)) throw new FfmergeError('INVALID_DATA', `${file} is named .gz but is not gzip-compressed`);
   if (!gzip) return buf;
   const fail = (e: unknown) => new FfmergeError('INVALID_DATA', `${file} looks gzip-compressed but does not decompress: ${(e as Error).message}`, { cause: e });
-  let head: Buffer;
-  try {
-    head = (await inflatedHead(Readable.from([buf]), 4 + 4 * 255)).head; // the longest idx header: 255 dimensions
-  } catch (e) {
+  // the longest idx header: 255 dimensions
+  const { head } = await inflatedHead(Readable.from([buf]), 4 + 4 * 255).catch((e: unknown) => {
     throw fail(e);
-  }
+  });
   // one byte past the declared size is enough to say the file holds more (parseIdx says how much it declares)
   const declared = idxDeclaredBytes(head);
   const limit = Math.min(declared === undefined ? Infinity : declared + 1, buffer.constants.MAX_LENGTH);

@@ -201,13 +201,9 @@ function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof n
     /** Reads on until `text` (what is not tokenized yet) holds `want` characters or the file ends. */
     const fill = async (want: number): Promise<void> => {
       while (!eof && text.length < want) {
-        let r: IteratorResult<string>;
-        try {
-          r = await chunks.next();
-        } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code;
-          throw typed(code === 'EISDIR' || code === 'EACCES' ? 'DATA_NOT_FOUND' : 'INVALID_DATA', `${input.file} could not be read as text: ${(e as Error).message}`);
-        }
+        const r = await chunks.next().catch((e: NodeJS.ErrnoException) => {
+          throw typed(e.code === 'EISDIR' || e.code === 'EACCES' ? 'DATA_NOT_FOUND' : 'INVALID_DATA', `${input.file} could not be read as text: ${e.message}`);
+        });
         if (r.done) {
           eof = true;
           add('');
