@@ -5,6 +5,7 @@
 import { FfmergeError, showValue } from '../errors';
 import { checkJobOptions, throwIfAborted, type JobOptions } from '../native/job';
 import { checkLanguageModel, type Model } from '../model/model';
+import { argmaxRows } from '../metrics/accuracy';
 
 /** `onProgress` counts the new tokens (phase 'generate'; done < total when eosId stopped it early). */
 export interface GreedyOptions extends JobOptions {
@@ -42,8 +43,7 @@ export async function greedy(model: Model, prompt: ArrayLike<number>, maxNew: nu
       const seq = ids.length;
       const r = await model.forward({ ids: Int32Array.from(ids), batch: 1, seq }, { output: 'logits', signal: opts.signal });
       const last = r.logits.subarray((seq - 1) * V, seq * V);
-      let best = 0;
-      for (let j = 1; j < V; j++) if (last[j]! > last[best]!) best = j;
+      const best = argmaxRows(last, V)[0]!;
       ids.push(best);
       opts.onProgress?.({ phase: 'generate', done: step + 1, total: maxNew });
       if (best === eos) break;
