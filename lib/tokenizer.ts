@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HFTokenizer } from '@huggingface/tokenizers';
 import { FfmergeError, showValue } from './errors';
-import { checkPath } from './arguments';
+import { checkPath, isObject } from './arguments';
 import { tokenizerJsonProblem } from './tokenizer-check';
 
 export interface EncodeOptions {
@@ -60,22 +60,23 @@ export interface Tokenizer {
 
 type Json = Record<string, unknown>;
 
-function readJson(file: string, required: boolean): Json | undefined {
+/** A JSON object file; one that is not there is {} unless `required`. */
+function readJson(file: string, required = false): Json {
   let text: string;
   try {
     text = readRegularFileSync(file, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
   } catch (e) {
     if (e instanceof FfmergeError) throw e;
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      if (!required) return undefined;
+      if (!required) return {};
       throw new FfmergeError('INVALID_CONFIG', `${path.dirname(file)} has no ${path.basename(file)}; the tokenizer needs it`);
     }
     throw new FfmergeError('IO_ERROR', `cannot read ${file}: ${(e as Error).message}`, { cause: e });
   }
   try {
     const v = JSON.parse(text) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Json;
+    if (!isObject(v)) throw new Error('not a JSON object');
+    return v;
   } catch (e) {
     throw new FfmergeError('INVALID_CONFIG', `${file} is not a valid JSON object (${(e as Error).message})`);
   }
@@ -83,9 +84,8 @@ function readJson(file: string, required: boolean): Json | undefined {
 
 /** A token given as a string or as an AddedToken object {content: ...}. */
 function tokenString(v: unknown): string | undefined {
-  if (typeof v === 'string') return v;
-  if (typeof v === 'object' && v !== null && typeof (v as Json).content === 'string') return (v as Json).content as string;
-  return undefined;
+  const s = isObject(v) ? v.content : v;
+  return typeof s === 'string' ? s : undefined;
 }
 
 class ModelTokenizer implements Tokenizer {
@@ -205,11 +205,8 @@ class ModelTokenizer implements Tokenizer {
 
   decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
     const list = Array.from(ids);
-    for (const id of list) {
-      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-        throw new FfmergeError('INVALID_ARGUMENT', `token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
-      }
-    }
+    const bad = list.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= this.vocabSize);
+    if (bad >= 0) throw new FfmergeError('INVALID_ARGUMENT', `token id ${list[bad]} is outside the vocabulary (0..${this.vocabSize - 1})`);
     // no ids are no text, as in Python (the library throws an untyped Error)
     if (list.length === 0) return '';
     return this.hf.decode(list, { skip_special_tokens: opts.skipSpecialTokens ?? false });
@@ -225,10 +222,10 @@ class ModelTokenizer implements Tokenizer {
 }
 
 /** The tokenizer_config the JS port is built with (transformers' defaults where the file is silent). */
-export function hfTokenizerConfig(modelDir: string, tokConfig: Json = readJson(path.join(modelDir, 'tokenizer_config.json'), false) ?? {}): Json {
+export function hfTokenizerConfig(modelDir: string, tokConfig = readJson(path.join(modelDir, 'tokenizer_config.json'))): Json {
   return {
     ...tokConfig,
-    clean_up_tokenization_spaces: typeof tokConfig.clean_up_tokenization_spaces === 'boolean' ? tokConfig.clean_up_tokenization_spaces : false,
+    clean_up_tokenization_spaces: tokConfig.clean_up_tokenization_spaces === true,
   };
 }
 
@@ -322,12 +319,12 @@ export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
   checkFolder(modelDir, 'model directory', 'tokenizer.json');
   // taken before the files are read: a file changed while they are read differs from it too
   const stamp = tokenizerStamp(modelDir);
-  const tokenizerJson = readJson(path.join(modelDir, 'tokenizer.json'), true)!;
+  const tokenizerJson = readJson(path.join(modelDir, 'tokenizer.json'), true);
   const problem = tokenizerJsonProblem(tokenizerJson, path.join(modelDir, 'tokenizer.json'));
   if (problem !== undefined) throw new FfmergeError('INVALID_CONFIG', problem);
-  const tokConfig = readJson(path.join(modelDir, 'tokenizer_config.json'), false) ?? {};
-  const specialMap = readJson(path.join(modelDir, 'special_tokens_map.json'), false) ?? {};
-  const modelConfig = readJson(path.join(modelDir, 'config.json'), false) ?? {};
+  const tokConfig = readJson(path.join(modelDir, 'tokenizer_config.json'));
+  const specialMap = readJson(path.join(modelDir, 'special_tokens_map.json'));
+  const modelConfig = readJson(path.join(modelDir, 'config.json'));
 
   const hfConfig = hfTokenizerConfig(modelDir, tokConfig);
   let hf: HFTokenizer;
@@ -339,16 +336,12 @@ export async function loadTokenizer(modelDir: string): Promise<Tokenizer> {
 
   const special: SpecialTokenIds = {};
   for (const key of ['bos', 'eos', 'pad', 'unk'] as const) {
+    // a token named by the tokenizer's files, else config.json's id
     const tok = tokenString(tokConfig[`${key}_token`]) ?? tokenString(specialMap[`${key}_token`]);
-    if (tok !== undefined) {
-      const id = hf.token_to_id(tok);
-      if (id === undefined) {
-        throw new FfmergeError('INVALID_CONFIG', `${modelDir}: ${key}_token "${tok}" is not in tokenizer.json's vocabulary`);
-      }
-      special[key] = id;
-      continue;
+    const id = tok !== undefined ? hf.token_to_id(tok) : modelConfig[`${key}_token_id`];
+    if (tok !== undefined && id === undefined) {
+      throw new FfmergeError('INVALID_CONFIG', `${modelDir}: ${key}_token "${tok}" is not in tokenizer.json's vocabulary`);
     }
-    const id = modelConfig[`${key}_token_id`];
     if (typeof id === 'number' && Number.isInteger(id) && id >= 0) special[key] = id;
   }
 

@@ -65,16 +65,16 @@ export async function loadSplitBlocks(
   checkJobOptions(opts, `${what}: options`, ['field', 'format']);
   checkBlockSize(blockSize); // before the work
   const dir = tokenizerDirOf(tokenizer);
-  const { field, format, signal, onProgress } = opts;
-  const source = { ...(field !== undefined ? { field } : {}), ...(format !== undefined ? { format } : {}) };
+  const { format, signal, onProgress } = opts;
   if (dir !== undefined) {
-    const tokens = await tokenizeFile(dir, file, { ...source, ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}) });
+    // the options as they are: checked above with tokenizeFile's own keys but maxTokens
+    const tokens = await tokenizeFile(dir, file, opts);
     return { tokens, blocks: cutBlocks(tokens, blockSize) };
   }
   // about to be tokenized as prose: not JSON Lines rows named otherwise (tokenizeFile's check)
-  await checkTextFile(file, { prose: format === undefined && formatOf(file, source) === 'txt' });
+  await checkTextFile(file, { prose: format === undefined && formatOf(file, opts) === 'txt' });
   if (signal?.aborted) throw abortError(signal);
-  const text = await readText(file, source);
+  const text = await readText(file, opts);
   if (signal?.aborted) throw abortError(signal);
   const blocks = tokenizeToBlocks(tokenizer, text, blockSize);
   // one report, once the file is read and tokenized (the worker's are in bytes of the file as it reads)

@@ -5,14 +5,11 @@
  */
 import type { Tokenizer } from '../tokenizer';
 
-export interface EncodedSentences {
-  ids: number[][];
-  /** Indices of the sentences that were longer than maxLength and were cut. */
-  cut: number[];
-}
-
-/** Each text's ids (special tokens included), at most `maxLength` of them when given. */
-export function encodeSentences(tokenizer: Tokenizer, texts: readonly string[], maxLength?: number): EncodedSentences {
+/**
+ * Each text's ids (special tokens included), at most `maxLength` of them when given, and `cut`: the indices of
+ * the sentences that were longer than maxLength and were cut.
+ */
+export function encodeSentences(tokenizer: Tokenizer, texts: readonly string[], maxLength?: number) {
   const cut: number[] = [];
   const ids = texts.map((t, i) => {
     const full = tokenizer.encode(t);

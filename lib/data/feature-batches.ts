@@ -24,7 +24,8 @@ export interface FeatureBatch {
   truncated?: number;
 }
 
-function checkBatchSize(n: number): void {
+/** A batch size: a positive integer (perplexity checks its own with it too). */
+export function checkBatchSize(n: number): void {
   if (!Number.isInteger(n) || n <= 0) throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${showValue(n)})`);
 }
 
@@ -78,32 +79,26 @@ export function translationBatches(
   const batchSize = opts.batchSize ?? 32;
   checkBatchSize(batchSize);
   if (pairs.length === 0) throw new FfmergeError('INVALID_DATA', 'the parallel corpus is empty');
-  const pad = opts.padTokenId;
   const out: FeatureBatch[] = [];
   for (let i = 0; i < pairs.length; i += batchSize) {
-    const group = pairs.slice(i, i + batchSize);
-    const { src, tgt, encoder, truncated } = encodePairs(tokenizer, group, pad, opts.maxSourceTokens, opts.maxTargetTokens);
+    const { src, tgt, encoder, truncated } = encodePairs(tokenizer, pairs.slice(i, i + batchSize), opts.padTokenId, opts.maxSourceTokens, opts.maxTargetTokens);
     const B = tgt.length;
     const T = Math.max(1, ...tgt.map((t) => t.length));
-    const ids = new Int32Array(B * T).fill(pad);
+    const ids = new Int32Array(B * T).fill(opts.padTokenId);
     const featureMask = new Uint8Array(B * T);
-    let decRows = 0;
-    for (let b = 0; b < B; b++) {
-      const t = tgt[b]!;
+    tgt.forEach((t, b) => {
       ids[b * T] = opts.decoderStartTokenId;
       // as shift_tokens_right: the target shifted one right (a shorter target's eos lands on a padding position)
       ids.set(t.slice(0, T - 1), b * T + 1);
       featureMask.fill(1, b * T, b * T + t.length);
-      decRows += t.length;
-    }
+    });
     out.push({
       input: { ids, batch: B, seq: T, ...encoder },
       featureMask,
-      featureRows: decRows,
+      featureRows: tgt.reduce((n, t) => n + t.length, 0),
       encoderFeatureRows: src.reduce((n, s) => n + s.length, 0),
       truncated,
     });
-
   }
   return out;
 }

@@ -261,12 +261,10 @@ async function readMaybeGzip(file: string): Promise<Buffer> {
   if (!gzip && /\.gz$/i.test(file)) throw new FfmergeError('INVALID_DATA', `${file} is named .gz but is not gzip-compressed`);
   if (!gzip) return buf;
   const fail = (e: unknown) => new FfmergeError('INVALID_DATA', `${file} looks gzip-compressed but does not decompress: ${(e as Error).message}`, { cause: e });
-  let head: Buffer;
-  try {
-    head = (await inflatedHead(Readable.from([buf]), 4 + 4 * 255)).head; // the longest idx header: 255 dimensions
-  } catch (e) {
+  // the longest idx header: 255 dimensions
+  const { head } = await inflatedHead(Readable.from([buf]), 4 + 4 * 255).catch((e: unknown) => {
     throw fail(e);
-  }
+  });
   // one byte past the declared size is enough to say the file holds more (parseIdx says how much it declares)
   const declared = idxDeclaredBytes(head);
   const limit = Math.min(declared === undefined ? Infinity : declared + 1, buffer.constants.MAX_LENGTH);
@@ -500,7 +498,6 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
     const key = looseClassName(n);
     if (key !== '') byLoose.set(key, byLoose.has(key) ? -1 : i); // "" (punctuation only) would match any such name
   });
-  const labelOf = new Map<string, number>();
   const folderOf = new Map<number, string>();
   for (const c of found) {
     const exact = classNames.indexOf(c);
@@ -530,12 +527,12 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
       throw new FfmergeError('INVALID_DATA', `image folder ${dir}: class folders ${showValue(other)} and ${showValue(c)} both name class ${label} (${showValue(classNames[label])}); put its images in one folder`);
     }
     folderOf.set(label, c);
-    labelOf.set(c, label);
   }
   const files: { file: string; label: number }[] = [];
   const root = await fs.promises.realpath(dir);
   const empty: string[] = [];
-  for (const c of found) {
+  // every found folder has its label here, set in found's order
+  for (const [label, c] of folderOf) {
     // A class folder linked to the image folder or above it holds the class folders, not images: refused, as is
     // any class folder without images in it or below it (torchvision's ImageFolder refuses it).
     const real = await fs.promises.realpath(path.join(dir, c));
@@ -545,7 +542,7 @@ export async function loadImageFolder(dir: string, pre: ImagePreprocessor, opts:
     }
     const names = await imagesUnder(path.join(dir, c), dir);
     if (names.length === 0) empty.push(c);
-    for (const file of names) files.push({ file, label: labelOf.get(c)! });
+    for (const file of names) files.push({ file, label });
   }
   if (files.length === 0) {
     throw new FfmergeError('DATA_NOT_FOUND', `image folder ${dir} holds no images (expected <class>/<name>.png|.jpg sub-folders)`);

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import { pipeline } from 'node:stream';
 import * as zlib from 'node:zlib';
 import { FfmergeError } from '../errors';
-import { checkOptions, checkPath } from '../arguments';
+import { checkOptions, checkPath, isObject } from '../arguments';
 
 export interface TextSourceOptions {
   /** JSON Lines field holding the document text. Default "text". */
@@ -118,9 +118,9 @@ function rowKind(line: string): 'input_ids' | 'text' | undefined {
   } catch {
     return undefined; // prose that starts with a brace
   }
-  if (typeof row !== 'object' || row === null || Array.isArray(row)) return undefined;
+  if (!isObject(row)) return undefined;
   if (Object.hasOwn(row, 'input_ids')) return 'input_ids';
-  return typeof (row as Record<string, unknown>).text === 'string' ? 'text' : undefined;
+  return typeof row.text === 'string' ? 'text' : undefined;
 }
 
 /**
@@ -218,6 +218,27 @@ export function badJsonLine(file: string, lineNo: number, line: string, e: unkno
   return new FfmergeError('INVALID_DATA', `${file} line ${lineNo} is not valid JSON (${why})`);
 }
 
+/**
+ * A JSON Lines row's document, its `field` string, or what is wrong with the row, to be said after
+ * "<file> line <n> " (a byte-order mark named as badJsonLine names it). Self-contained: tokenize-file.ts's worker
+ * is handed this function's source text.
+ */
+export function jsonLineDocument(line: string, field: string): string | { problem: string } {
+  let row: unknown;
+  try {
+    row = JSON.parse(line);
+  } catch (e) {
+    const why = line.charCodeAt(0) === 0xfeff ? 'it starts with a byte-order mark (U+FEFF), as where files were joined with cat: remove it' : (e as Error).message;
+    return { problem: `is not valid JSON (${why})` };
+  }
+  const obj = typeof row === 'object' && row !== null ? (row as Record<string, unknown>) : undefined;
+  const v = obj?.[field];
+  if (typeof v === 'string') return v;
+  // a row of token ids among rows of text: said as such, as token-rows.ts says the other way round
+  const ids = obj && Object.hasOwn(obj, 'input_ids') ? ', but "input_ids": rows of text and of token ids do not mix' : '';
+  return { problem: `has no string field "${field}"${ids}` };
+}
+
 /** A leading byte-order mark is not text: it would be tokenized, and break the first line's JSON. */
 const dropBom = (s: string): string => (s.charCodeAt(0) === 0xfeff ? s.slice(1) : s);
 
@@ -258,15 +279,6 @@ export function lineSplitter(): (chunk: string, last?: boolean) => string[] {
   };
 }
 
-/** A UTF-8 text stream of the file's contents, inflated when gzip-compressed. */
-async function openText(file: string): Promise<NodeJS.ReadableStream & AsyncIterable<string>> {
-  const { gzip } = await checkTextFile(file);
-  const raw = fs.createReadStream(file);
-  const out = gzip ? pipeline(raw, zlib.createGunzip(), () => {}) : raw;
-  out.setEncoding('utf8');
-  return out as NodeJS.ReadableStream & AsyncIterable<string>;
-}
-
 /**
  * A data file's format: the one given, else by name: .jsonl (.jsonl.gz) is JSON Lines, and any other name plain
  * text, except .json: JSON named so would be tokenized as prose, braces and all, and scored without a word.
@@ -287,36 +299,48 @@ function wrapStreamError(file: string, e: unknown): FfmergeError {
 }
 
 /**
+ * A text file's contents (.txt or .gz) in chunks, as the readers read them: inflated when gzip-compressed, without
+ * a byte-order mark, line ends as `newlines()` reads them (the last chunk is what newlines() held back, maybe "").
+ */
+async function* textChunks(file: string): AsyncGenerator<string> {
+  const { gzip } = await checkTextFile(file);
+  const raw = fs.createReadStream(file);
+  const stream = gzip ? pipeline(raw, zlib.createGunzip(), () => {}) : raw;
+  stream.setEncoding('utf8');
+  const lf = newlines();
+  let first = true;
+  try {
+    for await (const chunk of stream as AsyncIterable<string>) {
+      yield lf(first ? dropBom(chunk) : chunk);
+      first = false;
+    }
+  } catch (e) {
+    throw wrapStreamError(file, e);
+  } finally {
+    stream.destroy();
+  }
+  yield lf('', true);
+}
+
+/**
  * Streams the lines of a text file (.txt or .gz), without their line terminators: "\n", "\r\n" or a lone "\r",
  * as `newlines()` reads them.
  */
 export async function* readLines(file: string): AsyncGenerator<string> {
   checkPath(file, 'readLines(file): file');
-  const stream = await openText(file);
-  const lf = newlines();
   const line = lineSplitter();
   let text = false; // a line with something besides whitespace was seen
-  let first = true;
-  try {
-    for await (const chunk0 of stream) {
-      const chunk = lf(first ? dropBom(chunk0) : chunk0);
-      first = false;
-      for (const p of line(chunk)) {
-        text ||= /\S/.test(p);
-        yield p;
-      }
+  for await (const chunk of textChunks(file)) {
+    for (const p of line(chunk)) {
+      text ||= /\S/.test(p);
+      yield p;
     }
-  } catch (e) {
-    throw wrapStreamError(file, e);
-  } finally {
-    (stream as unknown as { destroy?: () => void }).destroy?.();
   }
-  // a last lone "\r" held back by newlines() ends the last line
-  const parts = line(lf('', true), true);
-  if (parts[parts.length - 1] === '') parts.pop();
-  for (const p of parts) {
-    text ||= /\S/.test(p);
-    yield p;
+  // the last line, unless the text ends with a line break
+  const [last = ''] = line('', true);
+  if (last !== '') {
+    text ||= /\S/.test(last);
+    yield last;
   }
   // only reached when the caller read to the end: a reader that stops early has had its lines
   if (!text) throw noTextError(file);
@@ -339,18 +363,8 @@ export async function* readDocuments(file: string, opts: TextSourceOptions = {})
   for await (const line of readLines(file)) {
     lineNo++;
     if (line.trim() === '') continue;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(line);
-    } catch (e) {
-      throw badJsonLine(file, lineNo, line, e);
-    }
-    const v = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[field] : undefined;
-    if (typeof v !== 'string') {
-      // a row of token ids among rows of text: said as such, as token-rows.ts says the other way round
-      const ids = typeof obj === 'object' && obj !== null && Object.hasOwn(obj, 'input_ids') ? ', but "input_ids": rows of text and of token ids do not mix' : '';
-      throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has no string field "${field}"${ids}`);
-    }
+    const v = jsonLineDocument(line, field);
+    if (typeof v !== 'string') throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} ${v.problem}`);
     text ||= /\S/.test(v);
     yield v;
   }
@@ -365,21 +379,11 @@ export async function* readDocuments(file: string, opts: TextSourceOptions = {})
 export async function readText(file: string, opts: TextSourceOptions = {}): Promise<string> {
   checkPath(file, 'readText(file, options): file');
   checkOptions(opts, 'readText(file, options): options');
-  if (formatOf(file, opts) === 'jsonl') {
-    const docs: string[] = [];
-    for await (const d of readDocuments(file, opts)) docs.push(d);
-    return docs.join('\n');
-  }
-  const stream = await openText(file);
+  const jsonl = formatOf(file, opts) === 'jsonl';
   const parts: string[] = [];
-  const lf = newlines();
-  try {
-    for await (const chunk of stream) parts.push(lf(parts.length === 0 ? dropBom(chunk) : chunk));
-  } catch (e) {
-    throw wrapStreamError(file, e);
-  }
-  parts.push(lf('', true));
-  const text = parts.join('');
+  for await (const part of jsonl ? readDocuments(file, opts) : textChunks(file)) parts.push(part);
+  // (readDocuments has refused documents without text already: the check is for plain text)
+  const text = parts.join(jsonl ? '\n' : '');
   if (!/\S/.test(text)) throw noTextError(file);
   return text;
 }

@@ -7,7 +7,7 @@
  */
 import { FfmergeError, showValue } from '../errors';
 import { badJsonLine, formatOf, readLines } from './text';
-import { checkInt, checkOptions, checkPath } from '../arguments';
+import { checkInt, checkOptions, checkPath, isObject } from '../arguments';
 
 export interface TokenRowOptions {
   /** Stop after the row that reaches this many tokens (default: read all). */
@@ -27,7 +27,7 @@ export async function isTokenRowFile(file: string): Promise<boolean> {
     if (line.trim() === '') continue;
     try {
       const row = JSON.parse(line) as unknown;
-      return typeof row === 'object' && row !== null && Object.hasOwn(row, 'input_ids');
+      return isObject(row) && Object.hasOwn(row, 'input_ids');
     } catch {
       return false; // readDocuments reports the bad JSON with its line number
     }
@@ -47,6 +47,7 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
   let tokens = 0;
   let lineNo = 0;
   const budget = opts.maxTokens ?? Infinity;
+  const min = opts.minLength ?? 2;
   for await (const line of readLines(file)) {
     lineNo++;
     if (line.trim() === '') continue;
@@ -56,13 +57,11 @@ export async function readTokenRows(file: string, opts: TokenRowOptions = {}): P
     } catch (e) {
       throw badJsonLine(file, lineNo, line, e);
     }
-    const ids = typeof row === 'object' && row !== null && Object.hasOwn(row, 'input_ids') ? (row as { input_ids: unknown }).input_ids : undefined;
-    const min = opts.minLength ?? 2;
-    if (ids === undefined) {
+    if (!isObject(row) || !Object.hasOwn(row, 'input_ids')) {
       // the file was read as token ids because its first row has them: this row is text, or something else
       throw new FfmergeError('INVALID_DATA', `${file} line ${lineNo} has no "input_ids", though the file's first row does: every row of a token-id file must have them (rows of text and of token ids do not mix)`);
     }
-    const mask = (row as Record<string, unknown>).attention_mask;
+    const { input_ids: ids, attention_mask: mask } = row;
     const tooShort = () => new FfmergeError('INVALID_DATA', `${file} line ${lineNo}: "input_ids" must be a list of at least ${min} token id${min === 1 ? '' : 's'}${mask !== undefined ? ' where "attention_mask" is 1' : ''}`);
     if (!Array.isArray(ids)) throw tooShort();
     // only the kept tokens are checked: padding is often an id the vocabulary lacks (Llama 2's added [PAD], -1)

@@ -37,7 +37,7 @@ import { FfmergeError, abortError, showValue, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
 import { tokenizerJsonProblem } from '../tokenizer-check';
 import { MAX_JSON_FILE_BYTES, assertRegularFile } from '../files';
-import { checkTextFile, formatOf, lineSplitter, newlines, openDataFile } from './text';
+import { checkTextFile, formatOf, jsonLineDocument, lineSplitter, newlines, openDataFile } from './text';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { checkInt, checkOneOf, checkPath } from '../arguments';
 
@@ -97,10 +97,11 @@ type WorkerMessage =
 /**
  * The worker's whole program. It runs from its source text (`new Worker(code, { eval: true })`) so that it
  * works the same from the compiled package, ts-node and jest: it must not use anything from this module's
- * scope, only `require` of Node built-ins, the tokenizers module path it is given, and `problemOf`
- * (tokenizerJsonProblem, self-contained, passed in as its source text).
+ * scope, only `require` of Node built-ins, the tokenizers module path it is given, and the self-contained
+ * functions passed in as their source text (tokenizerJsonProblem, and text.ts's newlines, lineSplitter and
+ * jsonLineDocument).
  */
-function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof newlines, lineSplitterOf: typeof lineSplitter): void {
+function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof newlines, lineSplitterOf: typeof lineSplitter, documentOf: typeof jsonLineDocument): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
   const fsW = require('node:fs') as typeof import('node:fs');
@@ -183,19 +184,9 @@ function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof n
       for (const line of splitLines(s, eof)) {
         lineNo++;
         if (line.trim() === '') continue;
-        let obj: unknown;
-        try {
-          obj = JSON.parse(line);
-        } catch (e) {
-          // as text.ts's badJsonLine, which this worker cannot import
-          const why = line.charCodeAt(0) === 0xfeff ? 'it starts with a byte-order mark (U+FEFF), as where files were joined with cat: remove it' : (e as Error).message;
-          throw typed('INVALID_DATA', `${input.file} line ${lineNo} is not valid JSON (${why})`);
-        }
-        const v = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>)[input.field] : undefined;
-        if (typeof v !== 'string') {
-          const ids = typeof obj === 'object' && obj !== null && Object.hasOwn(obj, 'input_ids') ? ', but "input_ids": rows of text and of token ids do not mix' : '';
-          throw typed('INVALID_DATA', `${input.file} line ${lineNo} has no string field "${input.field}"${ids}`);
-        }
+        // as text.ts's readDocuments reads a row
+        const v = documentOf(line, input.field);
+        if (typeof v !== 'string') throw typed('INVALID_DATA', `${input.file} line ${lineNo} ${v.problem}`);
         text = docs === 0 ? v : `${text}\n${v}`;
         docs++;
       }
@@ -210,13 +201,9 @@ function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof n
     /** Reads on until `text` (what is not tokenized yet) holds `want` characters or the file ends. */
     const fill = async (want: number): Promise<void> => {
       while (!eof && text.length < want) {
-        let r: IteratorResult<string>;
-        try {
-          r = await chunks.next();
-        } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code;
-          throw typed(code === 'EISDIR' || code === 'EACCES' ? 'DATA_NOT_FOUND' : 'INVALID_DATA', `${input.file} could not be read as text: ${(e as Error).message}`);
-        }
+        const r = await chunks.next().catch((e: NodeJS.ErrnoException) => {
+          throw typed(e.code === 'EISDIR' || e.code === 'EACCES' ? 'DATA_NOT_FOUND' : 'INVALID_DATA', `${input.file} could not be read as text: ${e.message}`);
+        });
         if (r.done) {
           eof = true;
           add('');
@@ -373,7 +360,7 @@ function workerMain(problemOf: typeof tokenizerJsonProblem, newlinesOf: typeof n
   });
 }
 
-const WORKER_SOURCE = `(${workerMain.toString()})(${tokenizerJsonProblem.toString()}, ${newlines.toString()}, ${lineSplitter.toString()})`;
+const WORKER_SOURCE = `(${workerMain.toString()})(${tokenizerJsonProblem.toString()}, ${newlines.toString()}, ${lineSplitter.toString()}, ${jsonLineDocument.toString()})`;
 
 /**
  * A bound on threads: tokenizer workers running at once in this process, each a thread with its own V8

@@ -43,14 +43,14 @@ export async function evaluateImageClassifier(
   const labels: unknown = images.labels;
   if (labels !== undefined) {
     const list = (ArrayBuffer.isView(labels) && !(labels instanceof DataView)) || Array.isArray(labels) ? (labels as ArrayLike<unknown>) : undefined;
-    // a loop, not every(): every() skips the holes of a sparse array
-    const bad = list ? Array.from({ length: list.length }, (_, i) => i).find((i) => !Number.isInteger(list[i])) : undefined;
-    if (!list || bad !== undefined) {
-      const got = bad !== undefined ? `label ${bad} is ${showValue(list![bad])}` : `got ${showValue(labels)}`;
+    // Array.from, not every(): every() skips the holes of a sparse array, Array.from reads them as undefined
+    const bad = list ? Array.from(list).findIndex((l) => !Number.isInteger(l)) : -1;
+    if (!list || bad >= 0) {
+      const got = bad >= 0 ? `label ${bad} is ${showValue(list![bad])}` : `got ${showValue(labels)}`;
       throw new FfmergeError('INVALID_ARGUMENT', `evaluateImageClassifier(model, images, pre): images.labels must hold class indices (integers), one per image (${got})`);
     }
-    if ((labels as ArrayLike<number>).length !== images.count) {
-      throw new FfmergeError('INVALID_ARGUMENT', `evaluateImageClassifier(model, images, pre): images.labels has ${(labels as ArrayLike<number>).length} labels for ${images.count} images`);
+    if (list.length !== images.count) {
+      throw new FfmergeError('INVALID_ARGUMENT', `evaluateImageClassifier(model, images, pre): images.labels has ${list.length} labels for ${images.count} images`);
     }
   }
   checkJobOptions(opts, 'evaluateImageClassifier(model, images, pre, options): options', ['batchSize', 'start', 'count']);
@@ -83,7 +83,7 @@ export async function evaluateImageClassifier(
       throwIfAborted(opts.signal);
       const n = Math.min(batchSize, count - done);
       const pixels = imagesToTensor(set, pre, start + done, n);
-      const r = await model.forward({ batch: n, seq, pixels }, { output: 'logits', ...(opts.signal ? { signal: opts.signal } : {}) });
+      const r = await model.forward({ batch: n, seq, pixels }, { output: 'logits', signal: opts.signal });
       const pred = argmaxRows(r.logits, classes);
       for (let i = 0; i < n; i++) {
         predictions[done + i] = pred[i]!;

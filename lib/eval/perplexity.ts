@@ -3,7 +3,8 @@
  * one sequence, every token after its first is scored, and only batch·seq hidden states (never all logits)
  * exist at once. ppl = exp(Σ NLL / tokens scored).
  */
-import { FfmergeError, showValue } from '../errors';
+import { FfmergeError } from '../errors';
+import { checkBatchSize } from '../data/feature-batches';
 import { checkJobOptions, throwIfAborted, withJobScope, type JobOptions } from '../native/job';
 import { checkLanguageModel, type Model } from '../model/model';
 import { checkArrayOf } from '../arguments';
@@ -31,12 +32,10 @@ export async function perplexity(model: Model, blocks: Int32Array[], opts: Perpl
   checkArrayOf<Int32Array>(blocks, 'perplexity(model, blocks): blocks', 'Int32Arrays of token ids', isInt32Array);
   checkJobOptions(opts, 'perplexity(model, blocks, options): options', ['batchSize']);
   const batchSize = opts.batchSize ?? 8;
-  if (!Number.isInteger(batchSize) || batchSize <= 0) {
-    throw new FfmergeError('INVALID_ARGUMENT', `batchSize must be a positive integer (got ${showValue(batchSize)})`);
-  }
-  const total = blocks.reduce((n, b) => n + Math.max(0, b.length - 1), 0);
-  if (total === 0) throw new FfmergeError('INVALID_DATA', 'perplexity needs at least one block of 2 or more tokens');
+  checkBatchSize(batchSize);
   const scored = blocks.filter((b) => b.length >= 2);
+  const total = scored.reduce((n, b) => n + b.length - 1, 0);
+  if (total === 0) throw new FfmergeError('INVALID_DATA', 'perplexity needs at least one block of 2 or more tokens');
   // one job of several forward passes: a dispose() meanwhile lets it finish (Model.session); an async progress
   // callback's rejection fails it (withJobScope)
   const { sum, count } = await withJobScope(opts, (opts) => model.session(async () => {
@@ -59,14 +58,9 @@ export async function perplexity(model: Model, blocks: Int32Array[], opts: Perpl
         { ids, batch: group.length, seq, ...(mask ? { attentionMask: mask } : {}) },
         {
           output: 'nll',
-          ...(opts.signal ? { signal: opts.signal } : {}),
-          ...(opts.onProgress
-            ? {
-                onProgress: (p) =>
-                  // whole tokens, not a share of the batch's
-                  opts.onProgress!({ phase: 'perplexity', done: done + Math.floor((p.done / p.total) * batchTokens), total }),
-              }
-            : {}),
+          signal: opts.signal,
+          // whole tokens, not a share of the batch's
+          onProgress: opts.onProgress && ((p) => opts.onProgress!({ phase: 'perplexity', done: done + Math.floor((p.done / p.total) * batchTokens), total })),
         },
       );
       sum += r.nllSum ?? 0;

@@ -64,7 +64,7 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
     throw new FfmergeError('INVALID_ARGUMENT', `maxSourceTokens must be a positive integer (got ${showValue(maxSource)})`);
   }
   const pad = generation.padTokenId;
-  const out: Translation[] = new Array<Translation>(sources.length);
+  const out = new Array<Translation>(sources.length);
   await withJobScope(opts, async (opts) => {
     // a source is cut to the words its kept ids come from before encoding (the same ids): a line of half a
     // million characters would overflow the tokenizer library; one it still cannot encode is named. A few
@@ -100,7 +100,7 @@ export async function translate(model: Model, tokenizer: Tokenizer, sources: rea
         // the decoding steps of a batch as the detail: with many beams one batch can run for minutes
         const report = opts.onProgress;
         const step = report && ((p: { done: number; total: number }) => report({ phase: 'translate', done, total: sources.length, unit: 'sentences', detail: `decoding ${idx.length} sentence${idx.length > 1 ? 's' : ''}, step ${p.done} of at most ${p.total}` }));
-        const g = await model.generate({ ids, batch: idx.length, seq, attentionMask: mask }, generation, { ...(opts.signal ? { signal: opts.signal } : {}), ...(step ? { onProgress: step } : {}) });
+        const g = await model.generate({ ids, batch: idx.length, seq, attentionMask: mask }, generation, { signal: opts.signal, onProgress: step });
         idx.forEach((i, r) => {
           const row = Array.from(g.ids.subarray(r * g.length + 1, (r + 1) * g.length));
           const end = generation.eosTokenId === undefined ? -1 : row.indexOf(generation.eosTokenId);

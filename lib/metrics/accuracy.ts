@@ -13,15 +13,9 @@ export function argmaxRows(logits: ArrayLike<number>, classes: number): Int32Arr
   const rows = logits.length / classes;
   const out = new Int32Array(rows);
   for (let r = 0; r < rows; r++) {
+    const row = r * classes;
     let best = 0;
-    let bestV = logits[r * classes]!;
-    for (let c = 1; c < classes; c++) {
-      const v = logits[r * classes + c]!;
-      if (v > bestV) {
-        bestV = v;
-        best = c;
-      }
-    }
+    for (let c = 1; c < classes; c++) if (logits[row + c]! > logits[row + best]!) best = c;
     out[r] = best;
   }
   return out;

@@ -83,8 +83,7 @@ export function computeBleu(
   const smoothValue = opts.smoothValue ?? SMOOTH_DEFAULTS[method];
   const correct = correctIn.slice();
   const total = totalIn.slice();
-  let bp = 1;
-  if (sysLen < refLen) bp = sysLen > 0 ? Math.exp(1 - refLen / sysLen) : 0;
+  const bp = sysLen >= refLen ? 1 : sysLen > 0 ? Math.exp(1 - refLen / sysLen) : 0;
   const precisions = new Array<number>(maxOrder).fill(0);
   const result = (score: number): BleuResult => ({ score, counts: correct, totals: total, precisions, bp, sysLen, refLen });
   if (!correct.some((c) => c !== 0)) return result(0);
@@ -93,8 +92,8 @@ export function computeBleu(
   let effOrder = maxOrder;
   for (let n = 1; n <= maxOrder; n++) {
     if (method === 'add-k' && n > 1) {
-      correct[n - 1] = correct[n - 1]! + smoothValue;
-      total[n - 1] = total[n - 1]! + smoothValue;
+      correct[n - 1]! += smoothValue;
+      total[n - 1]! += smoothValue;
     }
     const t = total[n - 1]!;
     const c = correct[n - 1]!;
@@ -143,10 +142,8 @@ function bleuCorpus(what: string, hypotheses: readonly string[], references: rea
     for (const stream of references) {
       const ref = prep(stream[s]!);
       const diff = Math.abs(hyp.length - ref.length);
-      if (closestDiff === -1 || diff < closestDiff) {
+      if (closestDiff === -1 || diff < closestDiff || (diff === closestDiff && ref.length < closestLen)) {
         closestDiff = diff;
-        closestLen = ref.length;
-      } else if (diff === closestDiff && ref.length < closestLen) {
         closestLen = ref.length;
       }
       // tokens hold no whitespace, so joining them with ' ' is unambiguous
@@ -160,9 +157,9 @@ function bleuCorpus(what: string, hypotheses: readonly string[], references: rea
     ngramCounts(hyp, maxOrder, ' ').forEach((counts, o) => {
       const m = refMax[o]!;
       for (const [k, c] of counts) {
-        total[o] = total[o]! + c;
+        total[o]! += c;
         const r = m.get(k);
-        if (r !== undefined) correct[o] = correct[o]! + Math.min(c, r);
+        if (r !== undefined) correct[o]! += Math.min(c, r);
       }
     });
   };

@@ -4,7 +4,7 @@
  * Corpus chrF sums per-sentence n-gram statistics and scores the sums; with several references, each sentence
  * uses the reference with the best sentence-level F score. Behaviour reproduced from sacrebleu/metrics/chrf.py.
  */
-import { addSliced, checkCorpus, checkSentence, codePoints, ngramCounts, pySplit } from './text-utils';
+import { addSliced, checkCorpus, checkSentence, ngramCounts, pySplit } from './text-utils';
 
 export interface ChrfOptions {
   charOrder?: number | undefined;
@@ -31,7 +31,7 @@ const PUNCTS = new Set('!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~');
 function wordsWithPunctuationSplit(sent: string): string[] {
   const out: string[] = [];
   for (const w of pySplit(sent)) {
-    const cps = codePoints(w);
+    const cps = Array.from(w); // code points, as Python indexes a string
     if (cps.length === 1) out.push(w);
     else if (PUNCTS.has(cps[cps.length - 1]!)) out.push(cps.slice(0, -1).join(''), cps[cps.length - 1]!);
     else if (PUNCTS.has(cps[0]!)) out.push(cps[0]!, cps.slice(1).join(''));
@@ -88,13 +88,12 @@ function chrfCorpus(hypotheses: readonly string[], references: readonly (readonl
   const charOrder = opts.charOrder ?? 6;
   const wordOrder = opts.wordOrder ?? 0;
   const beta = opts.beta ?? 2;
-  const whitespace = opts.whitespace ?? false;
   const eps = opts.epsSmoothing ?? false;
   const order = charOrder + wordOrder;
   checkCorpus('corpusChrf', hypotheses, references);
   const prep = (s: string) => (opts.lowercase ? s.toLowerCase() : s);
   const ngrams = (s: string) => {
-    const grams = ngramCounts(codePoints(whitespace ? s : pySplit(s).join('')), charOrder, '');
+    const grams = ngramCounts(Array.from(opts.whitespace ? s : pySplit(s).join('')), charOrder, '');
     if (wordOrder > 0) grams.push(...ngramCounts(wordsWithPunctuationSplit(s), wordOrder, ' '));
     return grams;
   };
@@ -113,7 +112,7 @@ function chrfCorpus(hypotheses: readonly string[], references: readonly (readonl
         best = stats;
       }
     }
-    for (let i = 0; i < totals.length; i++) totals[i] = totals[i]! + best[i]!;
+    for (let i = 0; i < totals.length; i++) totals[i]! += best[i]!;
   };
   return { add, result: (): ChrfResult => ({ score: fScore(totals, order, beta, eps), statistics: totals }) };
 }

@@ -51,11 +51,6 @@ export function pyRstrip(s: string): string {
   return s.replace(TRAILING_WS, '');
 }
 
-/** The code points of a string (Python indexes strings by code point, JS by UTF-16 unit). */
-export function codePoints(s: string): string[] {
-  return Array.from(s);
-}
-
 /** n-gram counts per order (index n-1), each n-gram its items joined with `sep`. */
 export function ngramCounts(items: string[], maxOrder: number, sep: string): Map<string, number>[] {
   const perOrder: Map<string, number>[] = [];

@@ -15,18 +15,19 @@ const DASH_AFTER_DIGIT = /([0-9])(-)/g;
 /** sacreBLEU's default '13a' tokenization of one line (the mteval-v13a rules), as corpusBleu uses it. */
 export function tokenize13a(line: string): string {
   if (typeof line !== 'string') throw new FfmergeError('INVALID_ARGUMENT', `tokenize13a: line must be a string (got ${showValue(line)})`);
-  let s = line
-    .split('<skipped>').join('')
-    .split('-\n').join('')
-    .split('\n').join(' ')
-    .split('&quot;').join('"')
-    .split('&amp;').join('&')
-    .split('&lt;').join('<')
-    .split('&gt;').join('>');
-  s = ` ${s} `;
-  s = s.replace(SYMBOLS, ' $1 ');
-  s = s.replace(PERIOD_COMMA_AFTER_NON_DIGIT, '$1 $2 ');
-  s = s.replace(PERIOD_COMMA_BEFORE_NON_DIGIT, ' $1 $2');
-  s = s.replace(DASH_AFTER_DIGIT, '$1 $2 ');
-  return pySplit(s).join(' ');
+  const s = line
+    .replaceAll('<skipped>', '')
+    .replaceAll('-\n', '')
+    .replaceAll('\n', ' ')
+    .replaceAll('&quot;', '"')
+    .replaceAll('&amp;', '&')
+    .replaceAll('&lt;', '<')
+    .replaceAll('&gt;', '>');
+  return pySplit(
+    ` ${s} `
+      .replace(SYMBOLS, ' $1 ')
+      .replace(PERIOD_COMMA_AFTER_NON_DIGIT, '$1 $2 ')
+      .replace(PERIOD_COMMA_BEFORE_NON_DIGIT, ' $1 $2')
+      .replace(DASH_AFTER_DIGIT, '$1 $2 '),
+  ).join(' ');
 }
