@@ -192,18 +192,23 @@ describe("a caller's task", () => {
   it('a Task created after the abort won is disposed, and none is created once the signal has fired (reviewer RD)', async () => {
     const { kind } = await nextTokenTask();
     const counts = { created: 0, disposed: 0 };
+    const ac = new AbortController();
     const slow: TaskKind = {
       ...kind,
+      // the abort comes while create() runs, whatever the machine's speed (a timer could fire before the model
+      // had loaded, and then no create() ran at all)
       create: async (ctx, o) => {
         counts.created++;
+        ac.abort();
         await new Promise((r) => setTimeout(r, 300));
         return { ...(await kind.create(ctx, o)), dispose: async () => void counts.disposed++ };
       },
     };
-    const ac = new AbortController();
-    setTimeout(() => ac.abort(), 50);
     await expect(compress(BUNDLED, { k: 2, signal: ac.signal, plugins: { tasks: [slow] } })).rejects.toMatchObject({ code: 'ABORTED' });
     await new Promise((r) => setTimeout(r, 1000));
+    expect(counts).toEqual({ created: 1, disposed: 1 });
+    // once the signal has fired, no Task is created
+    await expect(compress(BUNDLED, { k: 2, signal: ac.signal, plugins: { tasks: [slow] } })).rejects.toMatchObject({ code: 'ABORTED' });
     expect(counts).toEqual({ created: 1, disposed: 1 });
   });
 
