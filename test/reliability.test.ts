@@ -85,6 +85,19 @@ describe('item 5: the output folder', () => {
     expect(fs.readdirSync(parent).sort()).toEqual(['.other.ffmerge-tmp-' + `${dead}-1700000000000-abc123`, path.basename(live), 'out'].sort());
   });
 
+  it('an old output moved aside under a name without the random part (earlier versions) is put back, not deleted', () => {
+    const parent = tempDir('sweep-norand');
+    const out = path.join(parent, 'out');
+    const dead = Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).toString());
+    // Before: the pattern's optional random part took "-old", so this read as a plain temp folder and was deleted.
+    const old = path.join(parent, `.out.ffmerge-tmp-${dead}-1700000000000-old`);
+    fs.mkdirSync(old);
+    fs.writeFileSync(path.join(old, 'report.json'), '{}');
+    expect(() => checkOutputDir(model.dir, out)).toThrow(expect.objectContaining({ code: 'OUTPUT_EXISTS' }));
+    expect(fs.readdirSync(out)).toEqual(['report.json']);
+    expect(fs.readdirSync(parent)).toEqual(['out']);
+  });
+
   it('a run killed while removing the output it replaced leaves no half-deleted old output to be put back', async () => {
     const out = path.join(tempDir('swap'), 'out');
     await writeCheckpoint({ source: model.dir, out, format: 'expanded' });

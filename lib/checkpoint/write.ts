@@ -200,7 +200,9 @@ function sweepStaleTemps(out: string): void {
   const target = path.resolve(out);
   const dir = path.dirname(target);
   const esc = path.basename(target).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const re = new RegExp(`^\\.${esc}\\.ffmerge-tmp-(\\d+)-\\d+(?:-[a-z0-9]+)?(-old)?$`);
+  // the random part is never "old": earlier versions wrote names without one, whose `-old` it would swallow,
+  // and the old output they had moved aside would be deleted instead of put back
+  const re = new RegExp(`^\\.${esc}\\.ffmerge-tmp-(\\d+)-\\d+(?:-(?!old$)[a-z0-9]+)?(-old)?$`);
   for (const m of deadRunTemps(dir, re).sort((a, b) => Number(b[0].endsWith('-old')) - Number(a[0].endsWith('-old')))) {
     const full = path.join(dir, m[0]);
     try {
