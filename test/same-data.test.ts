@@ -89,6 +89,30 @@ describe('sameData', () => {
     expect(await sameData(lf, file('t-more.txt', Buffer.from(lines.join('\r\n') + '\r\nx\r\n')), { text: true })).toBeUndefined();
     expect(await sameData(lf, file('t-diff.txt', Buffer.from(lines.join('\r\n').replace('line 7 ', 'line 8 ') + '\r\n')), { text: true })).toBeUndefined();
   });
+
+  // Linux: /proc/self/fd names each open file
+  (process.platform === 'linux' ? test : test.skip)('closes the files it stops reading early: a gzip or text comparison that differs leaves no descriptor open (tester GC)', async () => {
+    const big = Buffer.from(Array.from({ length: 400000 }, (_, i) => `row ${i}\n`).join('')); // several MiB: many chunks
+    const a = path.join(tmp, 'fd-a.txt');
+    const b = path.join(tmp, 'fd-b.txt.gz');
+    const c = path.join(tmp, 'fd-c.txt');
+    fs.writeFileSync(a, big);
+    fs.writeFileSync(b, zlib.gzipSync(Buffer.from(big).fill(0x41, 10, 11))); // differs in the first chunk
+    fs.writeFileSync(c, Buffer.from(big.toString().replace('row 3\n', 'row 3\r\n').replace('row 9', 'row 8'))); // text mode reads it
+    const open = () => fs.readdirSync('/proc/self/fd').map((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    }).filter((f) => f.startsWith(tmp) && path.basename(f).startsWith('fd-'));
+    expect(await sameData(a, b)).toBeUndefined();
+    expect(await sameData(a, c, { text: true })).toBeUndefined();
+    // a stream closes its file after destroy() returns: wait for it, a while
+    for (let i = 0; i < 100 && open().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    // before: the read streams under the gunzip and the text transform stayed open (two per comparison)
+    expect(open()).toEqual([]);
+  });
 });
 
 describe('validation that is the calibration or training text again', () => {

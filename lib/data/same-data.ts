@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 
 /**
@@ -69,8 +69,7 @@ function asText(raw: Readable): Readable {
       done(null, Buffer.concat(parts));
     },
   });
-  raw.on('error', (e) => out.destroy(e));
-  return raw.pipe(out);
+  return piped(raw, out);
 }
 
 /** gzip by its magic bytes, as the readers tell it (text.ts): a name says nothing. */
@@ -91,10 +90,17 @@ async function isGzip(file: string): Promise<boolean> {
 function open(file: string, gzip: boolean): Readable {
   const raw = fs.createReadStream(file, { highWaterMark: CHUNK });
   if (!gzip) return raw;
-  const inflate = zlib.createGunzip();
-  // a read error ends the inflated stream with it; a corrupt gzip errors on inflate itself
-  raw.on('error', (e) => inflate.destroy(e));
-  return raw.pipe(inflate);
+  return piped(raw, zlib.createGunzip());
+}
+
+/**
+ * `from` piped into `to`, as one stream: a read error ends `to` with it, and destroying `to` (a comparison
+ * that stops at the first difference) closes `from` too. `from.pipe(to)` left the file open there: a
+ * descriptor lost per check, until a server running many jobs ran out of them (tester GC).
+ */
+function piped(from: Readable, to: Transform): Readable {
+  // the callback's error is the stream's own, which the reader of `to` sees
+  return pipeline(from, to, () => {});
 }
 
 /**
