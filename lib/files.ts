@@ -84,7 +84,20 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** The names in `dir` that `re` matches whose first group, a pid, is no running process: dead runs' temp names. */
+/**
+ * Whether the run that named a temp `…ffmerge-tmp-<pid>-<ms>…` is gone: its pid runs no process, or the pid is
+ * this process's own and the name is older than this process. A server restarted in a container gets the
+ * killed one's pid back (often 1), so its leftovers, each a whole checkpoint, looked live for good (tester GC).
+ * This process names its temps after it began (performance.timeOrigin is the process's start, in workers
+ * too); only a wall clock set back since then could make one of its own look older.
+ */
+function runGone(name: string, pid: number): boolean {
+  if (pid !== process.pid) return !processAlive(pid);
+  const ms = /ffmerge-tmp-\d+-(\d+)/.exec(name);
+  return ms !== null && Number(ms[1]) < Math.floor(performance.timeOrigin);
+}
+
+/** The names in `dir` that `re` matches whose first group is the pid of a run that is gone: its temp names. */
 export function deadRunTemps(dir: string, re: RegExp): RegExpExecArray[] {
   let names: string[];
   try {
@@ -92,7 +105,7 @@ export function deadRunTemps(dir: string, re: RegExp): RegExpExecArray[] {
   } catch {
     return [];
   }
-  return names.map((name) => re.exec(name)).filter((m): m is RegExpExecArray => m !== null && !processAlive(Number(m[1])));
+  return names.map((name) => re.exec(name)).filter((m): m is RegExpExecArray => m !== null && runGone(m[0], Number(m[1])));
 }
 
 /**

@@ -76,13 +76,24 @@ describe('item 5: the output folder', () => {
     const dead = Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).toString());
     const stale = path.join(parent, `.out.ffmerge-tmp-${dead}-1700000000000-abc123`);
     const old = `${stale}-old`;
-    const live = path.join(parent, `.out.ffmerge-tmp-${process.pid}-1700000000000-def456`);
+    const live = path.join(parent, `.out.ffmerge-tmp-${process.pid}-${Date.now()}-def456`);
     const other = path.join(parent, `.other.ffmerge-tmp-${dead}-1700000000000-abc123`);
     for (const d of [stale, old, live, other]) fs.mkdirSync(d);
     fs.writeFileSync(path.join(old, 'report.json'), '{}');
     expect(() => checkOutputDir(model.dir, out)).toThrow(expect.objectContaining({ code: 'OUTPUT_EXISTS' })); // the restored old output
     expect(fs.readdirSync(out)).toEqual(['report.json']);
     expect(fs.readdirSync(parent).sort()).toEqual(['.other.ffmerge-tmp-' + `${dead}-1700000000000-abc123`, path.basename(live), 'out'].sort());
+  });
+
+  it("a killed run's temps are swept by a later process that has its pid (a restarted container's server); this process's own are kept", () => {
+    const parent = tempDir('sweep-samepid');
+    const out = path.join(parent, 'out');
+    // named with this process's pid before it began: an earlier process's. Before: kept for good, the pid being alive.
+    const earlier = path.join(parent, `.out.ffmerge-tmp-${process.pid}-${Math.floor(performance.timeOrigin) - 5000}-abc123`);
+    const own = path.join(parent, `.out.ffmerge-tmp-${process.pid}-${Date.now()}-def456`);
+    for (const d of [earlier, own]) fs.mkdirSync(d);
+    checkOutputDir(model.dir, out);
+    expect(fs.readdirSync(parent)).toEqual([path.basename(own)]);
   });
 
   it('an old output moved aside under a name without the random part (earlier versions) is put back, not deleted', () => {

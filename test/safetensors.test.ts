@@ -548,11 +548,14 @@ test('writeSafetensors removes the temp files a killed writer of the same file l
     const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
     const deadPid = Number(dead.stdout);
     const stale = path.join(dir, `.ffmerge-tmp-${deadPid}-1700000000000-abc123-model.safetensors`);
-    const live = path.join(dir, `.ffmerge-tmp-${process.pid}-1700000000000-def456-model.safetensors`);
+    const live = path.join(dir, `.ffmerge-tmp-${process.pid}-${Date.now()}-def456-model.safetensors`);
+    // this process's pid, named before it began: a killed earlier process that had the same pid (a container's)
+    const samePid = path.join(dir, `.ffmerge-tmp-${process.pid}-${Math.floor(performance.timeOrigin) - 5000}-abc123-model.safetensors`);
     const other = path.join(dir, `.ffmerge-tmp-${deadPid}-1700000000000-abc123-other.safetensors`);
-    for (const f of [stale, live, other]) fs.writeFileSync(f, 'partial');
+    for (const f of [stale, live, samePid, other]) fs.writeFileSync(f, 'partial');
     await writeSafetensors(path.join(dir, 'model.safetensors'), [{ name: 'x', dtype: 'F32', shape: [1], data: new Float32Array([1]) }]);
     expect(fs.existsSync(stale)).toBe(false);
+    expect(fs.existsSync(samePid)).toBe(false);
     expect(fs.existsSync(live)).toBe(true);
     expect(fs.existsSync(other)).toBe(true); // another file's temps are that file's writer's business
   } finally {
