@@ -35,6 +35,7 @@ namespace {
 struct ModelHandle {
   std::shared_ptr<const Model> model;
   std::shared_ptr<Reaper> reaper;  // a view's last reference frees its FF copies (1 GB at 7B width) there
+  int64_t accounted = 0;           // bytes reported to V8 as this handle's (AdjustExternalMemory), until dropped
 };
 
 // An FF's tensors under their JS names.
@@ -42,31 +43,37 @@ const std::pair<const char*, model::Tensor model::FFWeights::*> kFFSlots[] = {
     {"wIn", &model::FFWeights::w_in},     {"bIn", &model::FFWeights::b_in}, {"wGate", &model::FFWeights::w_gate},
     {"bGate", &model::FFWeights::b_gate}, {"wOut", &model::FFWeights::w_out}, {"bOut", &model::FFWeights::b_out}};
 
-// release_pages for a model whose last reference the reaper holds (reaper.h says why): the buffers that model
-// alone owns. A tensor's buffer may be shared with other models (a view shares the base model's, a tie shares
-// one FF between layers), so only a buffer held once is released, and an FF only where every reference to it
-// is one of this model's layers.
-std::function<void()> ModelPages(const Model* m) {
-  return [m] {
-    const auto tensor = [](const model::Tensor& t) {
-      if (t.buf && t.buf.use_count() == 1) release_pages(t.buf->data(), t.buf->size() * sizeof(float));
-      if (t.half && t.half.use_count() == 1) release_pages(t.half.get(), t.half_size * sizeof(uint16_t));
-    };
-    std::map<const model::FFWeights*, long> refs;
-    for (const auto& l : m->w.layers)
-      if (l.ff) ++refs[l.ff.get()];
-    for (const auto& l : m->w.layers) {
-      if (!l.ff || l.ff.use_count() != refs[l.ff.get()]) continue;
-      refs[l.ff.get()] = -1;  // once per FF
-      for (const auto& [key, slot] : kFFSlots) tensor((*l.ff).*slot);
-    }
-    for (const auto& l : m->w.layers)
-      for (const model::Tensor* t : {&l.qkv_w, &l.o_w, &l.xq_w, &l.xkv_w, &l.xo_w}) tensor(*t);
-    for (const model::Tensor* t : {&m->w.tok_emb, &m->w.pos_emb, &m->w.lm_head_w, &m->w.patch_w, &m->w.classifier_w}) tensor(*t);
+// Calls fn(data, bytes) for the matrices that model alone holds. A tensor's buffer may be shared with other
+// models (a view shares the base model's, a tie shares one FF between layers), so only a buffer held once
+// counts, and an FF only where every reference to it is one of this model's layers.
+template <typename Fn>
+void ForOwnedMatrices(const Model* m, Fn fn) {
+  const auto tensor = [&](const model::Tensor& t) {
+    if (t.buf && t.buf.use_count() == 1) fn(static_cast<const void*>(t.buf->data()), t.buf->size() * sizeof(float));
+    if (t.half && t.half.use_count() == 1) fn(static_cast<const void*>(t.half.get()), t.half_size * sizeof(uint16_t));
   };
+  std::map<const model::FFWeights*, long> refs;
+  for (const auto& l : m->w.layers)
+    if (l.ff) ++refs[l.ff.get()];
+  for (const auto& l : m->w.layers) {
+    if (!l.ff || l.ff.use_count() != refs[l.ff.get()]) continue;
+    refs[l.ff.get()] = -1;  // once per FF
+    for (const auto& [key, slot] : kFFSlots) tensor((*l.ff).*slot);
+  }
+  for (const auto& l : m->w.layers)
+    for (const model::Tensor* t : {&l.qkv_w, &l.o_w, &l.xq_w, &l.xkv_w, &l.xo_w}) tensor(*t);
+  for (const model::Tensor* t : {&m->w.tok_emb, &m->w.pos_emb, &m->w.lm_head_w, &m->w.patch_w, &m->w.classifier_w}) tensor(*t);
 }
 
-void Drop(ModelHandle* h) {
+// release_pages for a model whose last reference the reaper holds (reaper.h says why): the matrices it alone owns.
+std::function<void()> ModelPages(const Model* m) {
+  return [m] { ForOwnedMatrices(m, [](const void* data, size_t bytes) { release_pages(data, bytes); }); };
+}
+
+void Drop(Napi::Env env, ModelHandle* h) {
+  // what V8 was told this handle holds is returned once, at dispose() or at collection, whichever is first
+  if (h->accounted != 0) Napi::MemoryManagement::AdjustExternalMemory(env, -h->accounted);
+  h->accounted = 0;
   const Model* raw = h->model.get();
   h->reaper->Drop(std::move(h->model), ModelPages(raw));
 }
@@ -75,8 +82,12 @@ void Drop(ModelHandle* h) {
 
 Napi::Value WrapModel(Napi::Env env, std::shared_ptr<const Model> m) {
   auto* h = new ModelHandle{std::move(m), ReaperOf(env)};
-  return Napi::External<ModelHandle>::New(env, h, [](Napi::Env, ModelHandle* p) {
-    Drop(p);
+  // A handle is a few bytes to V8, which would hold hundreds of undisposed models (gigabytes) before it
+  // collected one: it is told the matrices this model alone holds (a view: its own FF copies) (tester GC).
+  ForOwnedMatrices(h->model.get(), [h](const void*, size_t bytes) { h->accounted += int64_t(bytes); });
+  if (h->accounted != 0) Napi::MemoryManagement::AdjustExternalMemory(env, h->accounted);
+  return Napi::External<ModelHandle>::New(env, h, [](Napi::Env e, ModelHandle* p) {
+    Drop(e, p);
     delete p;
   });
 }
@@ -234,7 +245,7 @@ Napi::Value ModelSharesFF(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelDispose(const Napi::CallbackInfo& info) {
-  if (info[0].IsExternal()) Drop(info[0].As<Napi::External<ModelHandle>>().Data());
+  if (info[0].IsExternal()) Drop(info.Env(), info[0].As<Napi::External<ModelHandle>>().Data());
   return info.Env().Undefined();
 }
 
