@@ -29,6 +29,10 @@ beforeAll(() => {
   // links that are not files to copy: a dangling one and one to a folder
   fs.symlinkSync('../../blobs/missing', path.join(snapshot, 'dangling.json'));
   fs.symlinkSync('../../blobs', path.join(snapshot, 'folder'));
+  // a link out of the repo (tester GD: NOTICE -> /etc/passwd was copied into every output)
+  fs.writeFileSync(path.join(tmp, 'host-secret.txt'), 'not the model\'s');
+  fs.symlinkSync(path.join(tmp, 'host-secret.txt'), path.join(snapshot, 'NOTICE'));
+  fs.symlinkSync('../../../host-secret.txt', path.join(snapshot, 'LICENSE.txt'));
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -49,5 +53,19 @@ test('compress, convert and export of a snapshot of links write its tokenizer an
     }
     expect(fs.existsSync(path.join(dir, 'dangling.json'))).toBe(false);
     expect(fs.existsSync(path.join(dir, 'folder'))).toBe(false);
+    expect([dir, fs.existsSync(path.join(dir, 'NOTICE')), fs.existsSync(path.join(dir, 'LICENSE.txt'))]).toEqual([dir, false, false]);
   }
+});
+
+test('a plain model folder: a link to a file inside it is copied, one out of it is not', async () => {
+  const dir = path.join(tmp, 'plain');
+  fs.cpSync(BUNDLED, dir, { recursive: true });
+  fs.mkdirSync(path.join(dir, 'docs'));
+  fs.writeFileSync(path.join(dir, 'docs', 'notes.md'), 'inside');
+  fs.symlinkSync('docs/notes.md', path.join(dir, 'NOTES.md'));
+  fs.symlinkSync(path.join(tmp, 'host-secret.txt'), path.join(dir, 'NOTICE'));
+  const out = path.join(tmp, 'plain-onnx');
+  await exportOnnx(dir, { out });
+  expect(fs.readFileSync(path.join(out, 'NOTES.md'), 'utf8')).toBe('inside');
+  expect(fs.existsSync(path.join(out, 'NOTICE'))).toBe(false);
 });

@@ -98,13 +98,19 @@ export function copyWritable(from: string, to: string): void {
 }
 
 /**
- * The names of a model folder's regular files, a symbolic link to one included (the Hugging Face cache's
- * `snapshots/<rev>/` holds nothing but links into `blobs/`).
+ * The names of a model folder's regular files, a symbolic link to one included where it points inside the
+ * folder, or, in the Hugging Face cache, into the repo's `blobs/` (its `snapshots/<rev>/` holds nothing but links
+ * there). A link out of the folder is left out: a downloaded repo's `NOTICE -> /etc/passwd` was copied into every
+ * output, shipping the host's file with the model (tester GD).
  */
 export function regularFileNames(dir: string): string[] {
+  const real = fs.realpathSync(dir);
+  const blobs = path.basename(path.dirname(real)) === 'snapshots' ? path.join(path.dirname(path.dirname(real)), 'blobs') : undefined;
   const linkToFile = (name: string): boolean => {
     try {
-      return fs.statSync(path.join(dir, name)).isFile();
+      const target = fs.realpathSync(path.join(dir, name));
+      if (!isWithin(target, real) && !(blobs !== undefined && isWithin(target, blobs))) return false;
+      return fs.statSync(target).isFile();
     } catch {
       return false; // a dangling link or a loop: nothing to copy
     }
