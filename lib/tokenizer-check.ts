@@ -11,7 +11,12 @@
 /** The first problem of a parsed tokenizer.json, as a sentence starting with `file`; undefined if none. */
 export function tokenizerJsonProblem(json: unknown, file: string): string | undefined {
   const show = (v: unknown): string => {
-    const s = v === undefined ? 'undefined' : JSON.stringify(v) ?? String(v);
+    let s: string;
+    try {
+      s = v === undefined ? 'undefined' : JSON.stringify(v) ?? String(v);
+    } catch {
+      s = Array.isArray(v) ? '[…] (nested too deep to show)' : '{…} (nested too deep to show)'; // RangeError: the stack (tester GD)
+    }
     return s.length > 60 ? `${s.slice(0, 57)}...` : s;
   };
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -30,6 +35,10 @@ export function tokenizerJsonProblem(json: unknown, file: string): string | unde
     if (form === 'array' ? !Array.isArray(vocab) : !isObject(vocab)) {
       return `${file}: a ${type} model's vocab must be ${form === 'array' ? 'a list of [piece, score]' : 'an object of token → id'} (got ${show(vocab)})`;
     }
+  }
+  // BPE dropout drops merges at random when encoding (Hugging Face's tokenizers applies it): no fixed tokens
+  if (model.dropout !== undefined && model.dropout !== null && model.dropout !== 0) {
+    return `${file}: its BPE model has dropout ${show(model.dropout)}, which tokenizes the same text differently each time; ffmerge reads tokenizers without it (set "dropout": null)`;
   }
   const entries = Array.isArray(vocab) ? vocab.length : isObject(vocab) ? Object.keys(vocab).length : 0;
   if ((Array.isArray(vocab) || isObject(vocab)) && entries === 0) {
@@ -62,6 +71,14 @@ export function tokenizerJsonProblem(json: unknown, file: string): string | unde
   const addedList = Array.isArray(added) ? added : [];
   const badAdded = addedList.findIndex((a) => !isObject(a) || typeof a.content !== 'string');
   if (badAdded >= 0) return `${file}: added token ${badAdded} is ${show(addedList[badAdded])}, not an object with a "content" string`;
+  // The library builds per-character tables of every token (about 200 bytes a character): a 50M-character
+  // added token ran the process out of heap and killed it (tester GD). Real tokens are at most a few hundred.
+  const MAX_TOKEN_CHARS = 4096;
+  const tooLong = (t: unknown) => typeof t === 'string' && t.length > MAX_TOKEN_CHARS;
+  let long = (addedList as Record<string, unknown>[]).find((a) => tooLong(a.content))?.content as string | undefined;
+  if (Array.isArray(vocab)) long ??= (vocab.find((p) => tooLong(Array.isArray(p) ? p[0] : p)) as unknown[] | undefined)?.[0] as string | undefined;
+  else if (isObject(vocab)) for (const t in vocab) if (long === undefined && tooLong(t)) long = t;
+  if (long !== undefined) return `${file}: a token of ${long.length} characters (${show(long)}) is longer than any real token (at most ${MAX_TOKEN_CHARS} are read): a damaged or hostile tokenizer.json`;
   // Ids must be small non-negative integers, or the library's tables grow with the largest id. Real
   // vocabularies are dense; the bound (4× the entries, plus slack for added tokens) only refuses damage.
   const limit = 4 * (entries + addedList.length) + 1024;

@@ -197,13 +197,21 @@ describe('a tokenizer model the library cannot read as given is INVALID_CONFIG',
     ['Replaces that grow the text together', (j: Json) => ({ ...j, normalizer: { type: 'Sequence', normalizers: Array.from({ length: 6 }, () => ({ type: 'Replace', pattern: { String: '\u2581' }, content: '\u2581'.repeat(4) })) } }), /up to 4096 times longer/],
     ['a long Prepend', (j: Json) => ({ ...j, normalizer: { type: 'Prepend', prepend: '\u2581'.repeat(2000) } }), /up to 2001 times longer/],
     ['a normalizer nested deep', (j: Json) => ({ ...j, normalizer: Array.from({ length: 66 }).reduce((n: Json) => ({ type: 'Sequence', normalizers: [n] }), { type: 'Replace', pattern: { String: '\u2581' }, content: '\u2581'.repeat(10000) }) }), /nested more than 16 Sequences deep/],
+    // tester GD: a 50M-character added token ran the process out of heap (a fatal abort); BPE dropout was ignored;
+    // a model type nested 100k deep gave INTERNAL_ERROR (stack overflow showing it)
+    ['an added token of 5,000 characters', (j: Json) => ({ ...j, added_tokens: [...j.added_tokens, { id: 600, content: 'x'.repeat(5000), special: false }] }), /a token of 5000 characters \("x+\.\.\.\) is longer than any real token \(at most 4096 are read\)/],
+    ['a vocabulary token of 5,000 characters', (j: Json) => withModel({ vocab: { ...j.model.vocab, ['y'.repeat(5000)]: 600 } })(j), /a token of 5000 characters .* is longer than any real token/],
+    ['BPE dropout', withModel({ dropout: 0.5 }), /its BPE model has dropout 0\.5, which tokenizes the same text differently each time/],
+    // (JSON.stringify cannot write it either: the text is made by hand)
+    ['a model type nested too deep to show', (j: Json) => JSON.stringify(withModel({ type: 'DEEP' })(j)).replace('"DEEP"', '['.repeat(100000) + ']'.repeat(100000)), /model type \[…\] \(nested too deep to show\) is not one ffmerge reads/],
   ])('%s', async (_what, mutate, message) => {
     const { tokenizeFile } = await import('../lib/data/tokenize-file');
     const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
     try {
       for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors') fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
       const json = JSON.parse(fs.readFileSync(path.join(d, 'tokenizer.json'), 'utf8'));
-      fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify(mutate(json)));
+      const mutated: unknown = mutate(json);
+      fs.writeFileSync(path.join(d, 'tokenizer.json'), typeof mutated === 'string' ? mutated : JSON.stringify(mutated));
       await expect(loadTokenizer(d)).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(message) });
       await expect(tokenizeFile(d, path.join(d, 'calibration.txt'), { maxTokens: 100 })).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(message) });
     } finally {
