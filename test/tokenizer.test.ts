@@ -236,6 +236,20 @@ describe('a tokenizer model the library cannot read as given is INVALID_CONFIG',
     }
   });
 
+  test('a tokenizer.json that is a looping link is said to loop, not to be missing (tester GD)', async () => {
+    const { tokenizeFile } = await import('../lib/data/tokenize-file');
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
+    try {
+      for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors' && f !== 'tokenizer.json') fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
+      fs.symlinkSync('tokenizer.json', path.join(d, 'tokenizer.json'));
+      await expect(tokenizeFile(d, path.join(d, 'calibration.txt'))).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('tokenizer.json is a symbolic link that loops') });
+      fs.unlinkSync(path.join(d, 'tokenizer.json'));
+      await expect(tokenizeFile(d, path.join(d, 'calibration.txt'))).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('has no tokenizer.json') });
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   test('the tokenizing worker refuses a tokenizer.json larger than loadTokenizer reads', async () => {
     const { tokenizeFile } = await import('../lib/data/tokenize-file');
     const { MAX_JSON_FILE_BYTES } = await import('../lib/files');

@@ -36,7 +36,7 @@ import { Worker } from 'node:worker_threads';
 import { FfmergeError, abortError, showValue, type ErrorCode } from '../errors';
 import { hfTokenizerConfig } from '../tokenizer';
 import { tokenizerJsonProblem } from '../tokenizer-check';
-import { MAX_JSON_FILE_BYTES, assertRegularFile } from '../files';
+import { MAX_JSON_FILE_BYTES, assertRegularFile, whyMissing } from '../files';
 import { checkTextFile, formatOf, jsonLineDocument, lineSplitter, newlines, openDataFile } from './text';
 import { checkJobOptions, guardProgress, onAbort, type Progress } from '../native/job';
 import { checkInt, checkOneOf, checkPath } from '../arguments';
@@ -441,7 +441,11 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
   const { signal, onProgress } = opts;
   if (signal?.aborted) throw abortError(signal);
   const tokenizerJson = path.join(tokenizerDir, 'tokenizer.json');
-  if (!fs.existsSync(tokenizerJson)) throw new FfmergeError('INVALID_CONFIG', `${tokenizerDir} has no tokenizer.json; the tokenizer needs it`);
+  if (!fs.existsSync(tokenizerJson)) {
+    // a link that loops or points nowhere is there, broken: "has no" sent users looking for a file that is there
+    const why = whyMissing(tokenizerJson);
+    throw new FfmergeError('INVALID_CONFIG', why === 'does not exist' ? `${tokenizerDir} has no tokenizer.json; the tokenizer needs it` : `${tokenizerJson} ${why}; the tokenizer needs it`);
+  }
   // Both must be regular files: a FIFO would block the worker's reads forever (checked here, asynchronously).
   // and no larger than loadTokenizer reads (the worker reads it whole)
   await assertRegularFile(tokenizerJson, 'INVALID_CONFIG', MAX_JSON_FILE_BYTES);
