@@ -278,6 +278,11 @@ describe('outputCard: from the folder record', () => {
     // a card without front matter, or with front matter that does not parse: ffmerge's tag alone
     fs.writeFileSync(path.join(src, 'README.md'), '---\nlicense: [unclosed\n---\n# x\n');
     expect(meta(frontMatter(src, true) + '# t')).toEqual({ tags: ['ffmerge'] });
+    // front matter larger than any real card's is not parsed (tester GD: 3.8M nested brackets took 18 s and 2 GB)
+    fs.writeFileSync(path.join(src, 'README.md'), `---\nlicense: mit\ntags:\n${'- t\n'.repeat(20_000)}---\n# x\n`);
+    expect(meta(frontMatter(src, true) + '# t')).toEqual({ tags: ['ffmerge'] });
+    fs.writeFileSync(path.join(src, 'README.md'), `---\nlicense: mit\ntags:\n${'- t\n'.repeat(10_000)}---\n# x\n`);
+    expect(meta(frontMatter(src, true) + '# t').license).toBe('mit');
   });
 
   test('a plain model: no card (its own, if any, is kept); fine-tuned with no summary: said so', () => {

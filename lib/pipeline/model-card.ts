@@ -286,12 +286,16 @@ export function inlineCode(s: string): string {
 /** The Hub metadata a card carries from its source's front matter; not model-index: it describes the source. */
 const CARRIED_METADATA = ['license', 'license_name', 'license_link', 'language', 'datasets', 'pipeline_tag', 'library_name', 'base_model', 'tags'];
 
-/** The source README.md's YAML front matter as an object; {} where there is none, or none that parses. */
+const MAX_FRONT_MATTER_CHARS = 65_536;
+
+/** The source README.md's YAML front matter as an object; {} where there is none, none that parses, or one over 64 kB. */
 function sourceMetadata(source: string): Record<string, unknown> {
   try {
     const text = readRegularFileSync(path.join(source, 'README.md'), 'INVALID_DATA', 4_000_000);
     const m = /^\uFEFF?---\r?\n([\s\S]*?)\r?\n---[ \t]*(\r?\n|$)/.exec(text);
-    const v: unknown = m ? parseYaml(m[1]!) : undefined;
+    // Hub metadata is a few kB; a 4 MB block (3.8M nested brackets) took the YAML parser 18 s and 2 GB on the
+    // main thread (tester GD): a block larger than any real card's is not read
+    const v: unknown = m && m[1]!.length <= MAX_FRONT_MATTER_CHARS ? parseYaml(m[1]!) : undefined;
     return isObject(v) ? v : {};
   } catch {
     return {}; // no card, or one whose metadata does not parse: the output's card has ffmerge's alone
