@@ -270,3 +270,21 @@ describeShared('fixtures/marian-multi30k-en-de', 'ONNX export of marian-multi30k
     }
   });
 });
+
+// tester GD: max_position_embeddings 1e6 built a 512M-value table on the main thread (32 s, 2.7 GB), then failed
+// untyped (INTERNAL_ERROR); 1e9 failed at once, untyped too. eval and compress read positions as they go.
+describeShared('fixtures/marian-multi30k-en-de', 'ONNX export of a Marian config with a huge position table', () => {
+  test('is INVALID_CONFIG before the table is built, nothing written', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-onnx-maxpos-'));
+    try {
+      const model = path.join(dir, 'model');
+      fs.cpSync(FIX, model, { recursive: true, filter: (f) => !/reference\.|eval\.json/.test(path.basename(f)) });
+      const config = JSON.parse(fs.readFileSync(path.join(model, 'config.json'), 'utf8'));
+      fs.writeFileSync(path.join(model, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 1_000_000 }));
+      await expect(exportOnnx(model, { out: path.join(dir, 'out') })).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('max_position_embeddings 1000000') });
+      expect(fs.readdirSync(dir)).toEqual(['model']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -84,6 +84,8 @@ export interface UnsharedWindow {
 
 const ONNX_DIR = 'onnx';
 const ONNX_FILE = 'model.onnx';
+/** Most values of a sinusoidal position table written into a graph (64 MB as float32; Marian's: 262,144). */
+const MAX_POSITION_TABLE = 2 ** 24;
 
 /** One file of the export: its name under onnx/ and the function that builds its graph. */
 interface OnnxFile {
@@ -106,6 +108,12 @@ function filesFor(arch: Architecture, config: Config): OnnxFile[] {
   if (stacks.length === 2 && enc && main.name === 'decoder') {
     const why = seq2seqUnsupported(enc.spec, spec);
     if (why) throw new FfmergeError('UNSUPPORTED_ARCHITECTURE', `ONNX export of ${arch.modelType}: ${why}`);
+    // The sinusoidal table is written into the graph as a constant, built on this thread: a max_position_embeddings
+    // of 1e6 took 32 s and 2.7 GB, then failed untyped (tester GD). Real Marian tables are 512 rows.
+    const rows = Math.max(enc.spec.maxPositions, spec.maxPositions);
+    if (rows * spec.dModel > MAX_POSITION_TABLE) {
+      throw new FfmergeError('INVALID_CONFIG', `ONNX export of ${arch.modelType}: max_position_embeddings ${rows} × d_model ${spec.dModel} makes a position table of ${rows * spec.dModel} values, more than an export writes into its graph (${MAX_POSITION_TABLE}); real models have 512 or 1024 positions`);
+    }
     // Optimum's seq2seq layout, as transformers.js loads it: the encoder, and the merged decoder it runs every step
     return [
       { file: ENCODER_FILE, build: (g, w) => buildSeq2SeqEncoder(g, w, enc.spec, enc.tensors) },
