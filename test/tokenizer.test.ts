@@ -250,6 +250,18 @@ describe('a tokenizer model the library cannot read as given is INVALID_CONFIG',
     }
   });
 
+  test('tokenizer_config.json with a value nested 100k deep is INVALID_CONFIG, not INTERNAL_ERROR (tester GD)', async () => {
+    const { tokenizeFile } = await import('../lib/data/tokenize-file');
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
+    try {
+      for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors') fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
+      fs.writeFileSync(path.join(d, 'tokenizer_config.json'), `{"deep": ${'['.repeat(100000)}${']'.repeat(100000)}}`);
+      await expect(tokenizeFile(d, path.join(d, 'calibration.txt'))).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('nested too deep to read') });
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   test('the tokenizing worker refuses a tokenizer.json larger than loadTokenizer reads', async () => {
     const { tokenizeFile } = await import('../lib/data/tokenize-file');
     const { MAX_JSON_FILE_BYTES } = await import('../lib/files');

@@ -478,7 +478,14 @@ export async function tokenizeFileWith(tokenizerDir: string, file: string, opts:
     if (signal?.aborted) throw abortError(signal); // aborted while the slot was being handed over
     fh = await openDataFile(input.file);
     if (signal?.aborted) throw abortError(signal);
-    worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ...input, fd: fh.fd } });
+    try {
+      worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ...input, fd: fh.fd } });
+    } catch (e) {
+      // copying the settings to the thread overflows the stack on a value nested 100k deep (tester GD): the
+      // folder's JSON, not ffmerge, is at fault
+      if ((e as Error | undefined)?.name !== 'RangeError') throw e; // by name: the error may come from another realm
+      throw new FfmergeError('INVALID_CONFIG', `${tokenizerDir}: its tokenizer settings (tokenizer_config.json, special_tokens_map.json) hold a value nested too deep to read`, { cause: e });
+    }
   } catch (e) {
     release();
     throw e;
