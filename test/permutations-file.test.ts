@@ -89,6 +89,16 @@ describe('permutations.json', () => {
     expect(fs.readFileSync(path.join(tuned, 'README.md'), 'utf8')).toContain('`permutations.json`');
   });
 
+  it("a source's permutations.json nested too deep to write again is read as none, not an INTERNAL_ERROR at save (tester GD)", async () => {
+    const out = path.join(tmp, 'deep-src');
+    await compress(BUNDLED, { ...small, k: 2, window: '3-4', method: 'permute', recover: 'none', out });
+    fs.writeFileSync(path.join(out, 'permutations.json'), `{"about": "x", "windows": [${'['.repeat(100000)}${']'.repeat(100000)}]}`);
+    const again = path.join(tmp, 'deep-out');
+    await compress(out, { ...small, k: 2, window: '0-1', method: 'permute', recover: 'none', out: again });
+    const file = JSON.parse(fs.readFileSync(path.join(again, 'permutations.json'), 'utf8'));
+    expect(file.windows.map((w: { window: string }) => w.window)).toEqual(['0-1']);
+  });
+
   it('is not written where no window was aligned (select)', async () => {
     const out = path.join(tmp, 'c');
     await compress(BUNDLED, { ...small, k: 2, window: '1-2', method: 'select', recover: 'none', out });

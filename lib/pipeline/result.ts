@@ -1,6 +1,7 @@
 /** What compress() returns (and writes as report.json beside the checkpoint): one shape for every task. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { MAX_JSON_FILE_BYTES } from '../files';
 import type { StackName } from '../model/model';
 import type { Anchor } from '../merge/windows';
 import type { RecordedWindow } from '../checkpoint/earlier-merges';
@@ -99,9 +100,14 @@ export const PERMUTATIONS_FILE = 'permutations.json';
 export function readPermutations(dir: string): unknown[] | undefined {
   const file = path.join(dir, PERMUTATIONS_FILE);
   try {
-    if (!fs.statSync(file).isFile()) return undefined;
+    const st = fs.statSync(file);
+    if (!st.isFile() || st.size > MAX_JSON_FILE_BYTES) return undefined;
     const o = JSON.parse(fs.readFileSync(file, 'utf8')) as { about?: unknown; windows?: unknown };
-    return typeof o === 'object' && o !== null && typeof o.about === 'string' && Array.isArray(o.windows) ? o.windows : undefined;
+    if (typeof o !== 'object' || o === null || typeof o.about !== 'string' || !Array.isArray(o.windows)) return undefined;
+    // written again with this run's windows: one nested too deep to write (tester GD: 100k levels) failed the
+    // save as INTERNAL_ERROR after all the work; it is read as no file, as a damaged one is
+    JSON.stringify(o.windows);
+    return o.windows;
   } catch {
     return undefined;
   }
