@@ -41,6 +41,12 @@ export function tokenizerJsonProblem(json: unknown, file: string): string | unde
     return `${file}: its BPE model has dropout ${show(model.dropout)}, which tokenizes the same text differently each time; ffmerge reads tokenizers without it (set "dropout": null)`;
   }
   const entries = Array.isArray(vocab) ? vocab.length : isObject(vocab) ? Object.keys(vocab).length : 0;
+  // a Unigram's unknown piece is a vocabulary index (Hugging Face's tokenizers refuses one outside it at load);
+  // past it, unknown text encoded to an id the model has no row for (tester GD)
+  const unk = model.unk_id;
+  if (type === 'Unigram' && unk !== undefined && unk !== null && !(typeof unk === 'number' && Number.isInteger(unk) && unk >= 0 && unk < entries)) {
+    return `${file}: its Unigram model's unk_id ${show(unk)} is not an index of its ${entries}-piece vocabulary`;
+  }
   if ((Array.isArray(vocab) || isObject(vocab)) && entries === 0) {
     return `${file}: the model's vocabulary is empty, so every piece of text would be one unknown token`;
   }

@@ -202,6 +202,7 @@ describe('a tokenizer model the library cannot read as given is INVALID_CONFIG',
     ['an added token of 5,000 characters', (j: Json) => ({ ...j, added_tokens: [...j.added_tokens, { id: 600, content: 'x'.repeat(5000), special: false }] }), /a token of 5000 characters \("x+\.\.\.\) is longer than any real token \(at most 4096 are read\)/],
     ['a vocabulary token of 5,000 characters', (j: Json) => withModel({ vocab: { ...j.model.vocab, ['y'.repeat(5000)]: 600 } })(j), /a token of 5000 characters .* is longer than any real token/],
     ['BPE dropout', withModel({ dropout: 0.5 }), /its BPE model has dropout 0\.5, which tokenizes the same text differently each time/],
+    ['a Unigram unk_id past its vocabulary', withModel({ type: 'Unigram', vocab: [['<unk>', 0], ['a', -1]], unk_id: 100000, merges: undefined }), /its Unigram model's unk_id 100000 is not an index of its 2-piece vocabulary/],
     // (JSON.stringify cannot write it either: the text is made by hand)
     ['a model type nested too deep to show', (j: Json) => JSON.stringify(withModel({ type: 'DEEP' })(j)).replace('"DEEP"', '['.repeat(100000) + ']'.repeat(100000)), /model type \[…\] \(nested too deep to show\) is not one ffmerge reads/],
   ])('%s', async (_what, mutate, message) => {
