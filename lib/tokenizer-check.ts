@@ -80,10 +80,13 @@ export function tokenizerJsonProblem(json: unknown, file: string): string | unde
   // The library builds per-character tables of every token (about 200 bytes a character): a 50M-character
   // added token ran the process out of heap and killed it (tester GD). Real tokens are at most a few hundred.
   const MAX_TOKEN_CHARS = 4096;
-  const tooLong = (t: unknown) => typeof t === 'string' && t.length > MAX_TOKEN_CHARS;
-  let long = (addedList as Record<string, unknown>[]).find((a) => tooLong(a.content))?.content as string | undefined;
-  if (Array.isArray(vocab)) long ??= (vocab.find((p) => tooLong(Array.isArray(p) ? p[0] : p)) as unknown[] | undefined)?.[0] as string | undefined;
-  else if (isObject(vocab)) for (const t in vocab) if (long === undefined && tooLong(t)) long = t;
+  let long: string | undefined;
+  const check = (t: unknown) => {
+    if (long === undefined && typeof t === 'string' && t.length > MAX_TOKEN_CHARS) long = t;
+  };
+  for (const a of addedList as Record<string, unknown>[]) check(a.content);
+  if (Array.isArray(vocab)) for (const p of vocab) check(Array.isArray(p) ? p[0] : p);
+  else if (isObject(vocab)) for (const t in vocab) check(t);
   if (long !== undefined) return `${file}: a token of ${long.length} characters (${show(long)}) is longer than any real token (at most ${MAX_TOKEN_CHARS} are read): a damaged or hostile tokenizer.json`;
   // Ids must be small non-negative integers, or the library's tables grow with the largest id. Real
   // vocabularies are dense; the bound (4× the entries, plus slack for added tokens) only refuses damage.

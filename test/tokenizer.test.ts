@@ -153,6 +153,19 @@ describeShared('fixtures/llama-stories260k/tokenizer.json', 'llama-stories260k t
   });
 });
 
+const BUNDLED = path.join(__dirname, '..', 'models', 'llama-stories260k');
+
+/** Runs `fn` on a temp copy of the bundled model's files but its weights (and `leaveOut`), removed after. */
+async function withTokenizerCopy(fn: (dir: string) => Promise<void>, leaveOut: string[] = []): Promise<void> {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
+  try {
+    for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors' && !leaveOut.includes(f)) fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
+    await fn(d);
+  } finally {
+    fs.rmSync(d, { recursive: true, force: true });
+  }
+}
+
 describe('loadTokenizer errors', () => {
   test('a folder without tokenizer.json, or with broken JSON, is INVALID_CONFIG', async () => {
     const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
@@ -172,7 +185,6 @@ describe('loadTokenizer errors', () => {
 // A BPE vocabulary given as a list used to load: every token then encoded as id 0 (perplexity 1.8e11, exit 0);
 // an unknown model type fell back to a lookup of whole words. Both the loader and the tokenizing worker refuse them.
 describe('a tokenizer model the library cannot read as given is INVALID_CONFIG', () => {
-  const BUNDLED = path.join(__dirname, '..', 'models', 'llama-stories260k');
   // Also (tester AX) each of these loaded and encoded every piece as <unk>, or failed with the library's internals
   // ("x.split is not a function", "Cannot read properties of null"); the loader and the worker say the same.
   type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -207,24 +219,18 @@ describe('a tokenizer model the library cannot read as given is INVALID_CONFIG',
     ['a model type nested too deep to show', (j: Json) => JSON.stringify(withModel({ type: 'DEEP' })(j)).replace('"DEEP"', '['.repeat(100000) + ']'.repeat(100000)), /model type \[…\] \(nested too deep to show\) is not one ffmerge reads/],
   ])('%s', async (_what, mutate, message) => {
     const { tokenizeFile } = await import('../lib/data/tokenize-file');
-    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
-    try {
-      for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors') fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
+    await withTokenizerCopy(async (d) => {
       const json = JSON.parse(fs.readFileSync(path.join(d, 'tokenizer.json'), 'utf8'));
       const mutated: unknown = mutate(json);
       fs.writeFileSync(path.join(d, 'tokenizer.json'), typeof mutated === 'string' ? mutated : JSON.stringify(mutated));
       await expect(loadTokenizer(d)).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(message) });
       await expect(tokenizeFile(d, path.join(d, 'calibration.txt'), { maxTokens: 100 })).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(message) });
-    } finally {
-      fs.rmSync(d, { recursive: true, force: true });
-    }
+    });
   });
 
   test('a text of real length that encodes to under 2 tokens names the tokenizer too (a WordPiece model over a BPE vocabulary)', async () => {
     const { blocksFrom } = await import('../lib/pipeline/data');
-    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
-    try {
-      for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors') fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
+    await withTokenizerCopy(async (d) => {
       const json = JSON.parse(fs.readFileSync(path.join(d, 'tokenizer.json'), 'utf8'));
       fs.writeFileSync(path.join(d, 'tokenizer.json'), JSON.stringify({ ...json, model: { ...json.model, type: 'WordPiece' } }));
       const text = path.join(d, 'calibration.txt');
@@ -232,47 +238,33 @@ describe('a tokenizer model the library cannot read as given is INVALID_CONFIG',
         code: 'INVALID_DATA',
         message: expect.stringMatching(/holds fewer than 2 tokens: its \d+ bytes encode to 1 token \(id 0\), so check .*'s tokenizer\.json as well/),
       });
-    } finally {
-      fs.rmSync(d, { recursive: true, force: true });
-    }
+    });
   });
 
   test('a tokenizer.json that is a looping link is said to loop, not to be missing (tester GD)', async () => {
     const { tokenizeFile } = await import('../lib/data/tokenize-file');
-    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
-    try {
-      for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors' && f !== 'tokenizer.json') fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
+    await withTokenizerCopy(async (d) => {
       fs.symlinkSync('tokenizer.json', path.join(d, 'tokenizer.json'));
       await expect(tokenizeFile(d, path.join(d, 'calibration.txt'))).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('tokenizer.json is a symbolic link that loops') });
       fs.unlinkSync(path.join(d, 'tokenizer.json'));
       await expect(tokenizeFile(d, path.join(d, 'calibration.txt'))).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('has no tokenizer.json') });
-    } finally {
-      fs.rmSync(d, { recursive: true, force: true });
-    }
+    }, ['tokenizer.json']);
   });
 
   test('tokenizer_config.json with a value nested 100k deep is INVALID_CONFIG, not INTERNAL_ERROR (tester GD)', async () => {
     const { tokenizeFile } = await import('../lib/data/tokenize-file');
-    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
-    try {
-      for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors') fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
+    await withTokenizerCopy(async (d) => {
       fs.writeFileSync(path.join(d, 'tokenizer_config.json'), `{"deep": ${'['.repeat(100000)}${']'.repeat(100000)}}`);
       await expect(tokenizeFile(d, path.join(d, 'calibration.txt'))).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('nested too deep to read') });
-    } finally {
-      fs.rmSync(d, { recursive: true, force: true });
-    }
+    });
   });
 
   test('the tokenizing worker refuses a tokenizer.json larger than loadTokenizer reads', async () => {
     const { tokenizeFile } = await import('../lib/data/tokenize-file');
     const { MAX_JSON_FILE_BYTES } = await import('../lib/files');
-    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'ffmerge-tok-'));
-    try {
-      for (const f of fs.readdirSync(BUNDLED)) if (f !== 'model.safetensors') fs.copyFileSync(path.join(BUNDLED, f), path.join(d, f));
+    await withTokenizerCopy(async (d) => {
       fs.truncateSync(path.join(d, 'tokenizer.json'), MAX_JSON_FILE_BYTES + 1); // sparse: no 100 MB written
       await expect(tokenizeFile(d, path.join(d, 'calibration.txt'))).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringContaining('-byte limit') });
-    } finally {
-      fs.rmSync(d, { recursive: true, force: true });
-    }
+    });
   });
 });
